@@ -1,0 +1,142 @@
+//! Audit events: what happened, as plain data. Chaining and storage live in `keygate-audit`.
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use crate::{ActionKind, Rule, Side};
+
+/// One audit record as appended to the log.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Milliseconds since the Unix epoch, from the gateway's clock.
+    pub ts_ms: u64,
+    /// What happened.
+    #[serde(flatten)]
+    pub body: EventBody,
+}
+
+/// The kinds of event.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventBody {
+    /// A request reached the gateway and was decided.
+    Request(RequestEvent),
+    /// The upstream result of a request whose event was written before forwarding.
+    Outcome(OutcomeEvent),
+    /// An operator changed accounts, clients or keys.
+    Admin(AdminEvent),
+}
+
+/// What became of a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Denied or rejected; nothing was sent upstream.
+    NotForwarded,
+    /// Written before forwarding; an [`OutcomeEvent`] follows.
+    Pending,
+    /// The exchange answered (any status).
+    Answered,
+    /// The upstream could not be reached; nothing was sent.
+    UpstreamUnreachable,
+    /// The upstream timed out after the request was sent: it may or may not have executed.
+    Unknown,
+}
+
+/// A request and its decision. No secret or signature ever goes in here.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RequestEvent {
+    /// Random id tying this event to its [`OutcomeEvent`].
+    pub request_id: String,
+    /// The exchange route.
+    pub exchange: String,
+    /// The client, when the API key matched one.
+    pub client: Option<String>,
+    /// The account the client is bound to.
+    pub account: Option<String>,
+    /// The source address used for the decision.
+    pub source_ip: String,
+    /// HTTP method.
+    pub method: String,
+    /// Native path (without the `/binance` prefix).
+    pub path: String,
+    /// The classified action.
+    pub action: ActionKind,
+    /// Symbol, for orders.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub symbol: Option<String>,
+    /// Side, for orders.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub side: Option<Side>,
+    /// Quote notional, for orders.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notional: Option<Decimal>,
+    /// Withdrawal or transfer amount.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub amount: Option<Decimal>,
+    /// Withdrawal or transfer asset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub asset: Option<String>,
+    /// Whether the request was allowed.
+    pub allowed: bool,
+    /// The rule that denied it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<Rule>,
+    /// The message the client was given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The upstream HTTP status, when known at write time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_status: Option<u16>,
+    /// Time spent in keygate and upstream, in microseconds, when known at write time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_us: Option<u64>,
+    /// What became of it.
+    pub outcome: Outcome,
+}
+
+/// The upstream result of a request written with [`Outcome::Pending`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutcomeEvent {
+    /// The request's id.
+    pub request_id: String,
+    /// The client.
+    pub client: Option<String>,
+    /// The upstream HTTP status, when one came back.
+    pub upstream_status: Option<u16>,
+    /// Latency in microseconds.
+    pub latency_us: u64,
+    /// What became of it.
+    pub outcome: Outcome,
+}
+
+/// An administrative change.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AdminEvent {
+    /// Who made it (`cli` for the local command line).
+    pub actor: String,
+    /// What was done, as `object.verb` (`client.revoke`).
+    pub change: String,
+    /// The account or client it was done to.
+    pub target: String,
+    /// Non-secret details.
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub detail: serde_json::Value,
+}
+
+impl Event {
+    /// Whether the event denied a request.
+    pub fn is_denied(&self) -> bool {
+        matches!(&self.body, EventBody::Request(r) if !r.allowed)
+    }
+
+    /// The client the event concerns, if any.
+    pub fn client(&self) -> Option<&str> {
+        match &self.body {
+            EventBody::Request(r) => r.client.as_deref(),
+            EventBody::Outcome(o) => o.client.as_deref(),
+            EventBody::Admin(a) if a.change.starts_with("client.") => Some(&a.target),
+            EventBody::Admin(_) => None,
+        }
+    }
+}

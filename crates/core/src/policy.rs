@@ -1,0 +1,262 @@
+//! What a client may do, and the verdict on one action.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::str::FromStr;
+
+use ipnet::IpNet;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+
+/// A permission a client can hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// Read balances, orders and trades.
+    Read,
+    /// Place, amend and cancel orders.
+    Trade,
+    /// Withdraw funds off the exchange.
+    Withdraw,
+    /// Move funds between wallets and accounts.
+    Transfer,
+}
+
+impl Scope {
+    /// The lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Read => "read",
+            Scope::Trade => "trade",
+            Scope::Withdraw => "withdraw",
+            Scope::Transfer => "transfer",
+        }
+    }
+}
+
+impl FromStr for Scope {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "read" => Ok(Scope::Read),
+            "trade" => Ok(Scope::Trade),
+            "withdraw" => Ok(Scope::Withdraw),
+            "transfer" => Ok(Scope::Transfer),
+            _ => Err(Error::UnknownScope {
+                scope: s.to_owned(),
+            }),
+        }
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A set of scopes. The default is read-only.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Scopes(BTreeSet<Scope>);
+
+impl Scopes {
+    /// Whether the set grants `scope`.
+    pub fn contains(&self, scope: Scope) -> bool {
+        self.0.contains(&scope)
+    }
+
+    /// The scopes, in a stable order.
+    pub fn iter(&self) -> impl Iterator<Item = Scope> + '_ {
+        self.0.iter().copied()
+    }
+}
+
+impl Default for Scopes {
+    fn default() -> Self {
+        Scopes([Scope::Read].into_iter().collect())
+    }
+}
+
+impl FromIterator<Scope> for Scopes {
+    fn from_iter<I: IntoIterator<Item = Scope>>(iter: I) -> Self {
+        Scopes(iter.into_iter().collect())
+    }
+}
+
+impl fmt::Display for Scopes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = self.iter().map(Scope::as_str).collect();
+        f.write_str(&names.join(","))
+    }
+}
+
+/// What a client may do. Checked on every request.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Policy {
+    /// Granted scopes.
+    pub scopes: Scopes,
+    /// Source networks the client may call from. Empty means nowhere.
+    pub allow_ips: Vec<IpNet>,
+    /// Exchange symbol ids the client may touch; `None` means any.
+    pub symbols: Option<BTreeSet<String>>,
+    /// Largest quote notional of one order.
+    pub max_order_notional: Option<Decimal>,
+    /// Largest quote notional of all orders in one UTC day.
+    pub max_daily_notional: Option<Decimal>,
+    /// Requests per second.
+    pub rate_per_second: Option<u32>,
+}
+
+impl Default for Policy {
+    /// Read-only, loopback only, no other limit.
+    fn default() -> Self {
+        Policy {
+            scopes: Scopes::default(),
+            allow_ips: vec![
+                IpNet::V4("127.0.0.0/8".parse().expect("valid literal CIDR")),
+                IpNet::V6("::1/128".parse().expect("valid literal CIDR")),
+            ],
+            symbols: None,
+            max_order_notional: None,
+            max_daily_notional: None,
+            rate_per_second: None,
+        }
+    }
+}
+
+/// The lifecycle state a client is in, as stored. Expiry is judged from the clock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientStatus {
+    /// Requests are decided by policy.
+    Active,
+    /// Every request is denied until unfrozen.
+    Frozen,
+    /// Every request is denied, for good.
+    Revoked,
+}
+
+impl ClientStatus {
+    /// The lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientStatus::Active => "active",
+            ClientStatus::Frozen => "frozen",
+            ClientStatus::Revoked => "revoked",
+        }
+    }
+}
+
+impl FromStr for ClientStatus {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "active" => Ok(ClientStatus::Active),
+            "frozen" => Ok(ClientStatus::Frozen),
+            "revoked" => Ok(ClientStatus::Revoked),
+            _ => Err(Error::UnknownStatus {
+                status: s.to_owned(),
+            }),
+        }
+    }
+}
+
+/// The rule that denied a request. Named in the error the bot sees and in the audit log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rule {
+    /// The request is malformed (duplicate parameters, bad path, bad content type...).
+    Malformed,
+    /// The API key is unknown, or the signature or timestamp does not verify.
+    Authentication,
+    /// The signature was already used inside its window.
+    Replay,
+    /// The client is frozen.
+    Frozen,
+    /// The client is revoked.
+    Revoked,
+    /// The client's expiry has passed.
+    Expired,
+    /// The source address is not allowed.
+    SourceIp,
+    /// The endpoint is not known to keygate.
+    UnknownEndpoint,
+    /// The endpoint manages keys or accounts; no client may call it.
+    KeyManagement,
+    /// The client lacks the scope.
+    Scope,
+    /// The symbol is not on the client's list.
+    Symbol,
+    /// The order is larger than the per-order limit.
+    OrderNotional,
+    /// The order would exceed the daily limit.
+    DailyNotional,
+    /// A notional limit applies but no price could be found for the order.
+    PriceUnavailable,
+    /// The client is sending too fast.
+    Rate,
+    /// The audit log could not be written, so the request was not forwarded.
+    AuditUnavailable,
+}
+
+impl Rule {
+    /// The snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rule::Malformed => "malformed",
+            Rule::Authentication => "authentication",
+            Rule::Replay => "replay",
+            Rule::Frozen => "frozen",
+            Rule::Revoked => "revoked",
+            Rule::Expired => "expired",
+            Rule::SourceIp => "source_ip",
+            Rule::UnknownEndpoint => "unknown_endpoint",
+            Rule::KeyManagement => "key_management",
+            Rule::Scope => "scope",
+            Rule::Symbol => "symbol",
+            Rule::OrderNotional => "order_notional",
+            Rule::DailyNotional => "daily_notional",
+            Rule::PriceUnavailable => "price_unavailable",
+            Rule::Rate => "rate",
+            Rule::AuditUnavailable => "audit_unavailable",
+        }
+    }
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a request was denied: the rule, and a message safe to show the client.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Denial {
+    /// The rule that denied it.
+    pub rule: Rule,
+    /// A sentence naming the rule; never contains a secret.
+    pub message: String,
+}
+
+impl Denial {
+    /// A denial by `rule`, explained by `message`.
+    pub fn new(rule: Rule, message: impl Into<String>) -> Denial {
+        Denial {
+            rule,
+            message: message.into(),
+        }
+    }
+}
+
+/// The verdict on one action.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Forward it.
+    Allow,
+    /// Refuse it.
+    Deny(Denial),
+}

@@ -1,0 +1,641 @@
+//! Binance spot (`/api`), wallet and margin (`/sapi`), USD-M (`/fapi`) and COIN-M (`/dapi`).
+//!
+//! Signing (NOTES §1.1): the payload is the raw query string concatenated, without a
+//! separator, to the raw form body, minus the `signature` parameter; HMAC-SHA256 in hex
+//! (case-insensitive) or Ed25519 in base64. A parameter may appear only once across query
+//! and body: Binance itself answers -1101 to duplicates within one part, and silently
+//! prefers the query when a name is in both, which would let a bot show keygate one value
+//! and the exchange another. keygate refuses both.
+
+use ed25519_dalek::{Signature, Verifier, VerifyingKey};
+use hmac::{Hmac, Mac};
+use keygate_core::{Action, ActionKind, Side};
+use rust_decimal::Decimal;
+use sha2::Sha256;
+
+use crate::Error;
+
+/// The header that carries the API key.
+pub const API_KEY_HEADER: &str = "x-mbx-apikey";
+
+/// Largest `recvWindow` Binance accepts, in milliseconds.
+pub const MAX_RECV_WINDOW_MS: u64 = 60_000;
+
+const DEFAULT_RECV_WINDOW_MS: u64 = 5_000;
+
+/// One decoded parameter, with the raw `name=value` text it came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Param {
+    /// Percent-decoded name.
+    pub name: String,
+    /// Percent-decoded value.
+    pub value: String,
+    raw: String,
+    in_body: bool,
+}
+
+/// A request's parameters, parsed once and used for verifying, classifying and forwarding,
+/// so that all three see the same thing.
+#[derive(Clone, Debug)]
+pub struct SignedRequest {
+    params: Vec<Param>,
+    signature: Option<String>,
+    signature_in_body: bool,
+    payload: Vec<u8>,
+}
+
+/// How a client proves who it is.
+pub enum ClientKey<'a> {
+    /// A shared HMAC secret.
+    Hmac(&'a [u8]),
+    /// An Ed25519 public key; keygate never sees the private key.
+    Ed25519(&'a VerifyingKey),
+}
+
+/// A request rebuilt for the exchange: the same parameters in the same places, with a new
+/// timestamp and the real key's signature last.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Forward {
+    /// The query string, without `?`.
+    pub query: String,
+    /// The form body; empty when the client sent none.
+    pub body: String,
+}
+
+impl SignedRequest {
+    /// Parses the raw query (without `?`) and body.
+    ///
+    /// Refuses: bytes outside printable ASCII (Binance wants non-ASCII percent-encoded),
+    /// empty or nameless parameters, a body that is not `application/x-www-form-urlencoded`,
+    /// any name given twice (after percent-decoding), and a `signature` that is not the
+    /// last parameter of its part.
+    pub fn parse(query: &str, body: &[u8], content_type: Option<&str>) -> Result<SignedRequest, Error> {
+        let body = if body.is_empty() {
+            ""
+        } else {
+            let form = content_type
+                .map(|ct| ct.split(';').next().unwrap_or("").trim())
+                .is_some_and(|ct| ct.eq_ignore_ascii_case("application/x-www-form-urlencoded"));
+            if !form {
+                return Err(malformed("request body must be application/x-www-form-urlencoded"));
+            }
+            std::str::from_utf8(body).map_err(|_| malformed("request body is not ASCII"))?
+        };
+
+        let mut params: Vec<Param> = Vec::new();
+        let mut signature = None;
+        let mut signature_in_body = false;
+        let mut payload = Vec::with_capacity(query.len() + body.len());
+        for (part, in_body) in [(query, false), (body, true)] {
+            if part.is_empty() {
+                continue;
+            }
+            if !part.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(malformed("illegal characters in parameters; percent-encode them"));
+            }
+            let pairs: Vec<&str> = part.split('&').collect();
+            let mut signed_len = part.len();
+            for (i, raw) in pairs.iter().enumerate() {
+                let (name, value) = decode_pair(raw)?;
+                if name == "signature" {
+                    if signature.is_some() {
+                        return Err(Error::DuplicateParameter { name });
+                    }
+                    if i + 1 != pairs.len() {
+                        return Err(malformed("signature must be the last parameter"));
+                    }
+                    // Everything before "&signature=..." (or nothing, if it stands alone).
+                    signed_len = part.len() - raw.len() - usize::from(i > 0);
+                    signature = Some(value);
+                    signature_in_body = in_body;
+                    continue;
+                }
+                if params.iter().any(|p| p.name == name) {
+                    return Err(Error::DuplicateParameter { name });
+                }
+                params.push(Param {
+                    name,
+                    value,
+                    raw: (*raw).to_owned(),
+                    in_body,
+                });
+            }
+            payload.extend_from_slice(&part.as_bytes()[..signed_len]);
+        }
+        Ok(SignedRequest {
+            params,
+            signature,
+            signature_in_body,
+            payload,
+        })
+    }
+
+    /// The decoded value of `name`.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params.iter().find(|p| p.name == name).map(|p| p.value.as_str())
+    }
+
+    /// The parameters other than `signature`, in the order received.
+    pub fn params(&self) -> &[Param] {
+        &self.params
+    }
+
+    /// The bytes the client signed: raw query ‖ raw body, without the signature.
+    pub fn payload(&self) -> &[u8] {
+        &self.payload
+    }
+
+    /// Whether the request carries a signature.
+    pub fn is_signed(&self) -> bool {
+        self.signature.is_some()
+    }
+
+    /// The decoded signature, if any. Identifies the request for replay detection.
+    pub fn signature(&self) -> Option<&str> {
+        self.signature.as_deref()
+    }
+
+    /// Verifies the client's signature over [`SignedRequest::payload`], in constant time.
+    pub fn verify(&self, key: ClientKey<'_>) -> Result<(), Error> {
+        let signature = self.signature.as_deref().ok_or(Error::MissingParameter { name: "signature" })?;
+        let valid = match key {
+            ClientKey::Hmac(secret) => {
+                let Ok(given) = hex::decode(signature) else {
+                    return Err(Error::BadSignature);
+                };
+                hmac_sha256(secret, &self.payload).verify_slice(&given).is_ok()
+            }
+            ClientKey::Ed25519(public) => {
+                use base64::Engine as _;
+                let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(signature) else {
+                    return Err(Error::BadSignature);
+                };
+                let Ok(sig) = Signature::from_slice(&bytes) else {
+                    return Err(Error::BadSignature);
+                };
+                public.verify_strict(&self.payload, &sig).is_ok() && public.verify(&self.payload, &sig).is_ok()
+            }
+        };
+        if valid {
+            Ok(())
+        } else {
+            Err(Error::BadSignature)
+        }
+    }
+
+    /// Checks `timestamp` and `recvWindow` against `now_ms` with Binance's rule:
+    /// `timestamp < now + 1000` and `now - timestamp <= recvWindow`. `timestamp` may be in
+    /// milliseconds or microseconds; `recvWindow` may have three decimals.
+    pub fn check_freshness(&self, now_ms: u64) -> Result<(), Error> {
+        let raw = self.param("timestamp").ok_or(Error::MissingParameter { name: "timestamp" })?;
+        let ts: u64 = raw.parse().map_err(|_| malformed("timestamp must be an integer"))?;
+        // Thirteen digits are milliseconds until the year 2286; sixteen are microseconds.
+        let ts_us = if ts >= 10_000_000_000_000 { ts } else { ts.saturating_mul(1000) };
+        let window_us = match self.param("recvWindow") {
+            None => DEFAULT_RECV_WINDOW_MS * 1000,
+            Some(w) => {
+                let w: Decimal = w.parse().map_err(|_| malformed("recvWindow must be a number"))?;
+                if w.is_sign_negative() || w.scale() > 3 {
+                    return Err(malformed("recvWindow must be a positive number of milliseconds"));
+                }
+                if w > Decimal::from(MAX_RECV_WINDOW_MS) {
+                    return Err(Error::RecvWindowTooLarge);
+                }
+                let us = (w * Decimal::from(1000)).trunc();
+                u64::try_from(us).map_err(|_| malformed("recvWindow must be a number"))?
+            }
+        };
+        let now_us = now_ms.saturating_mul(1000);
+        if ts_us < now_us + 1_000_000 && now_us.saturating_sub(ts_us) <= window_us {
+            Ok(())
+        } else {
+            Err(Error::StaleTimestamp)
+        }
+    }
+
+    /// Rebuilds the request for the exchange: parameters in their places and order, the
+    /// `timestamp` replaced by `timestamp_ms`, and the real key's HMAC signature appended
+    /// last to the part the client put its own in.
+    pub fn resign(&self, secret: &[u8], timestamp_ms: u64) -> Forward {
+        let mut query = String::new();
+        let mut body = String::new();
+        for p in &self.params {
+            let out = if p.in_body { &mut body } else { &mut query };
+            if !out.is_empty() {
+                out.push('&');
+            }
+            if p.name == "timestamp" {
+                out.push_str("timestamp=");
+                out.push_str(&timestamp_ms.to_string());
+            } else {
+                out.push_str(&p.raw);
+            }
+        }
+        let mut payload = Vec::with_capacity(query.len() + body.len());
+        payload.extend_from_slice(query.as_bytes());
+        payload.extend_from_slice(body.as_bytes());
+        let signature = hmac_signature(secret, &payload);
+        let out = if self.signature_in_body { &mut body } else { &mut query };
+        if !out.is_empty() {
+            out.push('&');
+        }
+        out.push_str("signature=");
+        out.push_str(&signature);
+        Forward { query, body }
+    }
+
+    /// What the request would do at `method path`.
+    pub fn classify(&self, method: &str, path: &str) -> Action {
+        let kind = classify_endpoint(method, path);
+        let mut action = Action::new(kind, format!("{method} {path}"));
+        let decimal = |name| self.param(name).and_then(|v| v.parse::<Decimal>().ok());
+        match kind {
+            ActionKind::Trade | ActionKind::Cancel | ActionKind::Read => {
+                action.symbol = self.param("symbol").map(str::to_ascii_uppercase);
+                action.side = match self.param("side") {
+                    Some(s) if s.eq_ignore_ascii_case("BUY") => Some(Side::Buy),
+                    Some(s) if s.eq_ignore_ascii_case("SELL") => Some(Side::Sell),
+                    _ => None,
+                };
+                action.order_type = self.param("type").map(str::to_ascii_uppercase);
+                action.quantity = decimal("quantity");
+                action.price = decimal("price");
+                action.quote_quantity = decimal("quoteOrderQty");
+            }
+            ActionKind::Withdraw => {
+                action.asset = self.param("coin").map(str::to_ascii_uppercase);
+                action.amount = decimal("amount");
+                action.address = self.param("address").map(str::to_owned);
+                action.network = self.param("network").map(str::to_owned);
+            }
+            ActionKind::Transfer => {
+                action.asset = self
+                    .param("asset")
+                    .or_else(|| self.param("coin"))
+                    .map(str::to_ascii_uppercase);
+                action.amount = decimal("amount");
+            }
+            ActionKind::Public | ActionKind::KeyManagement | ActionKind::Unknown => {}
+        }
+        action
+    }
+}
+
+/// Computes a Binance HMAC-SHA256 signature: lowercase hex.
+pub fn hmac_signature(secret: &[u8], payload: &[u8]) -> String {
+    hex::encode(hmac_sha256(secret, payload).finalize().into_bytes())
+}
+
+fn hmac_sha256(secret: &[u8], payload: &[u8]) -> Hmac<Sha256> {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("HMAC accepts keys of any length");
+    mac.update(payload);
+    mac
+}
+
+fn malformed(reason: &str) -> Error {
+    Error::Malformed {
+        reason: reason.to_owned(),
+    }
+}
+
+fn decode_pair(raw: &str) -> Result<(String, String), Error> {
+    let (name, value) = raw
+        .split_once('=')
+        .ok_or_else(|| malformed("every parameter needs a name and a value"))?;
+    let name = decode_component(name)?;
+    if name.is_empty() {
+        return Err(malformed("empty parameter name"));
+    }
+    Ok((name, decode_component(value)?))
+}
+
+fn decode_component(s: &str) -> Result<String, Error> {
+    let spaced = s.replace('+', " ");
+    percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8()
+        .map(|c| c.into_owned())
+        .map_err(|_| malformed("percent-encoding does not decode to UTF-8"))
+}
+
+/// The exchange host that serves `path`, by its first segment, as ccxt's `urls['api']`
+/// lays them out; `None` for a path keygate does not route.
+pub fn upstream_base(path: &str) -> Option<&'static str> {
+    let first = path.strip_prefix('/')?.split('/').next()?;
+    match first {
+        "api" | "sapi" => Some("https://api.binance.com"),
+        "fapi" | "futures" => Some("https://fapi.binance.com"),
+        "dapi" => Some("https://dapi.binance.com"),
+        "eapi" => Some("https://eapi.binance.com"),
+        "papi" => Some("https://papi.binance.com"),
+        _ => None,
+    }
+}
+
+/// The public endpoint that prices `symbol` on the market `path` trades on.
+pub fn ticker_path(path: &str) -> &'static str {
+    if path.starts_with("/fapi/") {
+        "/fapi/v1/ticker/price"
+    } else if path.starts_with("/dapi/") {
+        "/dapi/v1/ticker/price"
+    } else {
+        "/api/v3/ticker/price"
+    }
+}
+
+/// The endpoint that reports the exchange's clock for `path`'s host.
+pub fn time_path(path: &str) -> &'static str {
+    if path.starts_with("/fapi/") {
+        "/fapi/v1/time"
+    } else if path.starts_with("/dapi/") {
+        "/dapi/v1/time"
+    } else {
+        "/api/v3/time"
+    }
+}
+
+/// Reads the price out of a `ticker/price` response (`{"symbol":"BTCUSDT","price":"…"}`).
+pub fn parse_ticker_price(body: &[u8]) -> Option<Decimal> {
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    value.get("price")?.as_str()?.parse().ok()
+}
+
+/// Reads `serverTime` out of a `time` response.
+pub fn parse_server_time(body: &[u8]) -> Option<u64> {
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    value.get("serverTime")?.as_u64()
+}
+
+/// The class of `method path`, from the endpoint tables of NOTES §1.3. Anything not
+/// listed is [`ActionKind::Unknown`].
+pub fn classify_endpoint(method: &str, path: &str) -> ActionKind {
+    use ActionKind::*;
+    let Some((prefix, rest)) = split_version(path) else {
+        return Unknown;
+    };
+    match (method, prefix, rest) {
+        // Spot market data.
+        ("GET", "/api/v3", p) if SPOT_PUBLIC.contains(&p) => Public,
+        ("GET", "/api/v1" | "/api/v3", "ping" | "time" | "exchangeInfo") => Public,
+        // Spot account reads.
+        ("GET", "/api/v3", p) if SPOT_READ.contains(&p) => Read,
+        // Spot orders.
+        ("POST", "/api/v3", p) if SPOT_TRADE_POST.contains(&p) => Trade,
+        ("PUT", "/api/v3", "order/amend/keepPriority") => Trade,
+        ("DELETE", "/api/v3", "order" | "openOrders" | "orderList") => Cancel,
+        // Wallet.
+        ("GET", "/sapi/v1", p) if SAPI_READ.contains(&p) => Read,
+        ("GET", "/sapi/v1", "system/status") => Public,
+        ("POST", "/sapi/v1", "capital/withdraw/apply" | "managed-subaccount/withdraw") => Withdraw,
+        ("POST", "/sapi/v1", p) if SAPI_TRANSFER.contains(&p) || p.starts_with("convert/") => Transfer,
+        (_, "/sapi/v1" | "/sapi/v2", p) if p.contains("subAccountApi") || p.starts_with("broker/") => KeyManagement,
+        ("POST", "/sapi/v1", "account/enableFastWithdrawSwitch" | "account/disableFastWithdrawSwitch" | "sub-account/virtualSubAccount") => {
+            KeyManagement
+        }
+        // USD-M and COIN-M futures.
+        ("GET", "/fapi/v1" | "/dapi/v1", p) if FUTURES_PUBLIC.contains(&p) => Public,
+        ("GET", "/futures/data", _) => Public,
+        ("GET", "/fapi/v2" | "/fapi/v3", "account" | "balance" | "positionRisk") => Read,
+        ("GET", "/fapi/v1", p) if FAPI_READ.contains(&p) => Read,
+        ("POST" | "PUT", "/fapi/v1", "order" | "batchOrders") => Trade,
+        ("POST", "/fapi/v1", p) if FAPI_TRADE_POST.contains(&p) => Trade,
+        ("DELETE", "/fapi/v1", "order" | "batchOrders" | "allOpenOrders" | "algoOrder" | "algoOpenOrders") => Cancel,
+        _ => Unknown,
+    }
+}
+
+/// Splits `/api/v3/order` into (`/api/v3`, `order`); `/futures/data/x` into
+/// (`/futures/data`, `x`).
+fn split_version(path: &str) -> Option<(&str, &str)> {
+    let mut slashes = path.match_indices('/').skip(2);
+    let (i, _) = slashes.next()?;
+    let rest = &path[i + 1..];
+    (!rest.is_empty()).then_some((&path[..i], rest))
+}
+
+const SPOT_PUBLIC: &[&str] = &[
+    "ping",
+    "time",
+    "exchangeInfo",
+    "depth",
+    "trades",
+    "historicalTrades",
+    "aggTrades",
+    "klines",
+    "uiKlines",
+    "avgPrice",
+    "ticker/24hr",
+    "ticker/tradingDay",
+    "ticker/price",
+    "ticker/bookTicker",
+    "ticker",
+];
+
+const SPOT_READ: &[&str] = &[
+    "account",
+    "order",
+    "openOrders",
+    "allOrders",
+    "myTrades",
+    "orderList",
+    "allOrderList",
+    "openOrderList",
+    "rateLimit/order",
+    "myPreventedMatches",
+    "myAllocations",
+    "account/commission",
+    "order/amendments",
+    "myFilters",
+];
+
+const SPOT_TRADE_POST: &[&str] = &[
+    "order",
+    "order/test",
+    "order/cancelReplace",
+    "orderList/oco",
+    "orderList/oto",
+    "orderList/otoco",
+    "orderList/opo",
+    "orderList/opoco",
+    "order/oco",
+    "sor/order",
+    "sor/order/test",
+];
+
+const SAPI_READ: &[&str] = &[
+    "account/apiRestrictions",
+    "account/status",
+    "account/apiTradingStatus",
+    "capital/config/getall",
+    "capital/deposit/hisrec",
+    "capital/withdraw/history",
+    "capital/deposit/address",
+    "asset/assetDetail",
+    "asset/tradeFee",
+];
+
+const SAPI_TRANSFER: &[&str] = &[
+    "asset/transfer",
+    "asset/dust",
+    "asset/convert-transfer",
+    "sub-account/universalTransfer",
+    "sub-account/transfer/subToSub",
+    "sub-account/transfer/subToMaster",
+    "sub-account/futures/transfer",
+    "sub-account/futures/internalTransfer",
+    "sub-account/margin/transfer",
+    "futures/transfer",
+    "margin/transfer",
+    "margin/isolated/transfer",
+    "managed-subaccount/deposit",
+];
+
+const FUTURES_PUBLIC: &[&str] = &[
+    "ping",
+    "time",
+    "exchangeInfo",
+    "depth",
+    "trades",
+    "historicalTrades",
+    "aggTrades",
+    "klines",
+    "continuousKlines",
+    "indexPriceKlines",
+    "markPriceKlines",
+    "premiumIndexKlines",
+    "premiumIndex",
+    "fundingRate",
+    "fundingInfo",
+    "ticker/24hr",
+    "ticker/price",
+    "ticker/bookTicker",
+    "openInterest",
+];
+
+const FAPI_READ: &[&str] = &[
+    "openOrders",
+    "openOrder",
+    "allOrders",
+    "order",
+    "userTrades",
+    "income",
+    "accountConfig",
+    "apiTradingStatus",
+    "commissionRate",
+    "symbolConfig",
+    "leverageBracket",
+    "positionSide/dual",
+    "multiAssetsMargin",
+];
+
+const FAPI_TRADE_POST: &[&str] = &[
+    "countdownCancelAll",
+    "leverage",
+    "marginType",
+    "positionMargin",
+    "positionSide/dual",
+    "multiAssetsMargin",
+    "feeBurn",
+    "algoOrder",
+    "convert/getQuote",
+    "convert/acceptQuote",
+    "order/test",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &[u8] = b"NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j";
+
+    #[test]
+    fn payload_joins_query_and_body_without_separator() {
+        let sig = "0fd168b8ddb4876a0358a8d14d0c9f3da0e9b20c5d52b2a00fcf7d1c602f9a77";
+        let req = SignedRequest::parse(
+            "symbol=LTCBTC&side=BUY&type=LIMIT&timeInForce=GTC",
+            format!("quantity=1&price=0.1&recvWindow=5000&timestamp=1499827319559&signature={sig}").as_bytes(),
+            Some("application/x-www-form-urlencoded"),
+        )
+        .unwrap();
+        assert_eq!(
+            req.payload(),
+            b"symbol=LTCBTC&side=BUY&type=LIMIT&timeInForce=GTCquantity=1&price=0.1&recvWindow=5000&timestamp=1499827319559"
+        );
+        req.verify(ClientKey::Hmac(SECRET)).unwrap();
+        // Upper-case hex is the same signature to Binance.
+        let upper = SignedRequest::parse(
+            &format!("symbol=LTCBTC&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1&price=0.1&recvWindow=5000&timestamp=1499827319559&signature={}", "C8DB56825AE71D6D79447849E617115F4A920FA2ACDCAB2B053C4B2838BD6B71"),
+            b"",
+            None,
+        )
+        .unwrap();
+        upper.verify(ClientKey::Hmac(SECRET)).unwrap();
+    }
+
+    #[test]
+    fn duplicates_anywhere_are_refused() {
+        for (q, b) in [
+            ("symbol=A&symbol=B", ""),
+            ("symbol=A", "symbol=B"),
+            ("", "quantity=1&quantity=2"),
+            ("symbol=A&sym%62ol=B", ""),
+            ("signature=a&x=1", "signature=b"),
+        ] {
+            let r = SignedRequest::parse(q, b.as_bytes(), Some("application/x-www-form-urlencoded"));
+            assert!(matches!(r, Err(Error::DuplicateParameter { .. }) | Err(Error::Malformed { .. })), "{q} | {b}: {r:?}");
+        }
+    }
+
+    #[test]
+    fn odd_bodies_and_characters_are_refused() {
+        assert!(SignedRequest::parse("", b"{\"symbol\":1}", Some("application/json")).is_err());
+        assert!(SignedRequest::parse("", b"symbol=A", None).is_err());
+        assert!(SignedRequest::parse("symbol=A B", b"", None).is_err());
+        assert!(SignedRequest::parse("symbol=A&&x=1", b"", None).is_err());
+        assert!(SignedRequest::parse("signature=x&symbol=A", b"", None).is_err());
+    }
+
+    #[test]
+    fn freshness_follows_binance_rule() {
+        let req = |q: &str| SignedRequest::parse(q, b"", None).unwrap();
+        let now = 1_700_000_000_000;
+        assert!(req(&format!("timestamp={now}")).check_freshness(now).is_ok());
+        assert!(req(&format!("timestamp={}", now - 5001)).check_freshness(now).is_err());
+        assert!(req(&format!("timestamp={}&recvWindow=10000", now - 5001)).check_freshness(now).is_ok());
+        assert!(req(&format!("timestamp={}", now + 1000)).check_freshness(now).is_err());
+        assert!(req(&format!("timestamp={}000", now - 10)).check_freshness(now).is_ok());
+        assert_eq!(
+            req(&format!("timestamp={now}&recvWindow=60001")).check_freshness(now),
+            Err(Error::RecvWindowTooLarge)
+        );
+    }
+
+    #[test]
+    fn resign_keeps_parameters_and_places_signature_last() {
+        let req = SignedRequest::parse(
+            "symbol=BTCUSDT",
+            b"timestamp=1&quantity=1&signature=00",
+            Some("application/x-www-form-urlencoded"),
+        )
+        .unwrap();
+        let fwd = req.resign(SECRET, 42);
+        assert_eq!(fwd.query, "symbol=BTCUSDT");
+        let expected = hmac_signature(SECRET, b"symbol=BTCUSDTtimestamp=42&quantity=1");
+        assert_eq!(fwd.body, format!("timestamp=42&quantity=1&signature={expected}"));
+    }
+
+    #[test]
+    fn endpoint_table_fails_closed() {
+        assert_eq!(classify_endpoint("POST", "/api/v3/order"), ActionKind::Trade);
+        assert_eq!(classify_endpoint("DELETE", "/api/v3/order"), ActionKind::Cancel);
+        assert_eq!(classify_endpoint("GET", "/api/v3/account"), ActionKind::Read);
+        assert_eq!(classify_endpoint("POST", "/sapi/v1/capital/withdraw/apply"), ActionKind::Withdraw);
+        assert_eq!(classify_endpoint("POST", "/sapi/v1/asset/transfer"), ActionKind::Transfer);
+        assert_eq!(classify_endpoint("POST", "/sapi/v2/sub-account/subAccountApi/ipRestriction"), ActionKind::KeyManagement);
+        assert_eq!(classify_endpoint("GET", "/api/v3/exchangeInfo"), ActionKind::Public);
+        assert_eq!(classify_endpoint("POST", "/fapi/v1/order"), ActionKind::Trade);
+        for unknown in ["/api/v3/Order", "/api/v3/order/", "/api/v3/", "/api/v9/order", "/x/v1/order", "/api"] {
+            assert_eq!(classify_endpoint("POST", unknown), ActionKind::Unknown, "{unknown}");
+        }
+        assert_eq!(classify_endpoint("PATCH", "/api/v3/order"), ActionKind::Unknown);
+    }
+}

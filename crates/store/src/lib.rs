@@ -1,0 +1,1 @@
+//! keygate-store.

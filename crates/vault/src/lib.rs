@@ -1,0 +1,404 @@
+//! Envelope encryption for keygate's secrets.
+//!
+//! Every secret is sealed with its own random data key (XChaCha20-Poly1305); the data key
+//! is sealed by the [`MasterKey`]. The associated data binds the record's kind, id and
+//! exchange ([`RecordId`]), so a ciphertext copied onto another record fails to open.
+//!
+//! The master key comes from a passphrase (Argon2id, parameters stored with the vault:
+//! [`KdfParams`]) or from a 32-byte key file that only its owner may read.
+//!
+//! Secrets live in [`SecretBytes`] and [`SecretString`]: they zeroize on drop, have no
+//! `Debug` or `Display`, compare in constant time, and are read only through an explicit
+//! `expose_secret` call.
+//!
+//! This crate is not a store: it turns plaintext into sealed blobs and back; where the
+//! blobs live is `keygate-store`'s business.
+//!
+//! ```
+//! use keygate_vault::{MasterKey, RecordId};
+//!
+//! let master = MasterKey::generate();
+//! let id = RecordId::new("account-secret", "main", "binance");
+//! let sealed = master.seal(&id, b"real secret");
+//! assert_eq!(master.open(&id, &sealed).unwrap().expose_secret(), b"real secret");
+//! let other = RecordId::new("account-secret", "other", "binance");
+//! assert!(master.open(&other, &sealed).is_err());
+//! ```
+
+mod secret;
+
+pub use secret::{redact, SecretBytes, SecretString};
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use hmac::{Hmac, Mac};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use zeroize::{Zeroize, Zeroizing};
+
+/// Format version written as the first byte of every sealed blob.
+const SEALED_VERSION: u8 = 1;
+const NONCE_LEN: usize = 24;
+const TAG_LEN: usize = 16;
+const KEY_LEN: usize = 32;
+const WRAPPED_KEY_LEN: usize = NONCE_LEN + KEY_LEN + TAG_LEN;
+
+/// An error from the vault.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The passphrase or key file does not open this vault.
+    #[error("wrong passphrase or master key: the vault did not open")]
+    WrongMasterKey,
+    /// A sealed record failed authentication: it was altered or moved to another record.
+    #[error("sealed {kind} {id:?} failed authentication: it was tampered with or moved from another record")]
+    Tampered {
+        /// The record's kind.
+        kind: String,
+        /// The record's id.
+        id: String,
+    },
+    /// The key file is readable by its group or by others.
+    #[error("key file {path} is readable by group or others (mode {mode:o}); run chmod 600 on it")]
+    KeyFilePermissions {
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// The key file does not hold exactly 32 bytes.
+    #[error("key file {path} must hold exactly 32 bytes, found {len}")]
+    KeyFileLength {
+        /// The file.
+        path: PathBuf,
+        /// Its length.
+        len: usize,
+    },
+    /// The passphrase is empty.
+    #[error("the passphrase is empty")]
+    EmptyPassphrase,
+    /// Argon2 rejected its parameters.
+    #[error("invalid key-derivation parameters: {reason}")]
+    KdfParams {
+        /// What argon2 said.
+        reason: String,
+    },
+    /// Reading or writing a key file failed.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// Identifies a sealed record; bound into its ciphertext as associated data.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordId {
+    kind: String,
+    id: String,
+    exchange: String,
+}
+
+impl RecordId {
+    /// The record of `kind` (such as `account-secret`) with `id`, for `exchange`
+    /// (empty when the record belongs to no exchange).
+    pub fn new(kind: &str, id: &str, exchange: &str) -> RecordId {
+        RecordId {
+            kind: kind.to_owned(),
+            id: id.to_owned(),
+            exchange: exchange.to_owned(),
+        }
+    }
+
+    fn associated_data(&self) -> Vec<u8> {
+        // Length-prefixed parts, so that ("ab", "c") and ("a", "bc") differ.
+        let mut aad = b"keygate/v1".to_vec();
+        for part in [&self.kind, &self.id, &self.exchange] {
+            aad.extend_from_slice(&(part.len() as u64).to_be_bytes());
+            aad.extend_from_slice(part.as_bytes());
+        }
+        aad
+    }
+}
+
+/// Argon2id parameters, stored with the vault so that the key can be derived again.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KdfParams {
+    /// Memory in KiB.
+    pub m_cost: u32,
+    /// Iterations.
+    pub t_cost: u32,
+    /// Lanes.
+    pub p_cost: u32,
+    /// Random salt, hex.
+    pub salt_hex: String,
+}
+
+impl KdfParams {
+    /// OWASP's recommended Argon2id setting (64 MiB, 3 passes, 1 lane) with a fresh salt.
+    pub fn recommended() -> KdfParams {
+        KdfParams::with_cost(64 * 1024, 3)
+    }
+
+    /// Argon2id with `m_cost` KiB and `t_cost` passes and a fresh salt. Lower costs are
+    /// for tests only.
+    pub fn with_cost(m_cost: u32, t_cost: u32) -> KdfParams {
+        let mut salt = [0u8; 16];
+        rand::thread_rng().fill_bytes(&mut salt);
+        KdfParams {
+            m_cost,
+            t_cost,
+            p_cost: 1,
+            salt_hex: hex::encode(salt),
+        }
+    }
+}
+
+/// The key that seals every data key. Zeroized on drop.
+pub struct MasterKey(Zeroizing<[u8; KEY_LEN]>);
+
+impl MasterKey {
+    /// A fresh random master key.
+    pub fn generate() -> MasterKey {
+        let mut key = Zeroizing::new([0u8; KEY_LEN]);
+        rand::thread_rng().fill_bytes(key.as_mut());
+        MasterKey(key)
+    }
+
+    /// Derives the master key from a passphrase with Argon2id.
+    pub fn from_passphrase(passphrase: &SecretString, params: &KdfParams) -> Result<MasterKey, Error> {
+        if passphrase.expose_secret().is_empty() {
+            return Err(Error::EmptyPassphrase);
+        }
+        let salt = hex::decode(&params.salt_hex).map_err(|e| Error::KdfParams {
+            reason: format!("salt is not hex: {e}"),
+        })?;
+        let argon_params = argon2::Params::new(params.m_cost, params.t_cost, params.p_cost, Some(KEY_LEN))
+            .map_err(|e| Error::KdfParams { reason: e.to_string() })?;
+        let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, argon_params);
+        let mut key = Zeroizing::new([0u8; KEY_LEN]);
+        argon
+            .hash_password_into(passphrase.expose_secret().as_bytes(), &salt, key.as_mut())
+            .map_err(|e| Error::KdfParams { reason: e.to_string() })?;
+        Ok(MasterKey(key))
+    }
+
+    /// Reads a 32-byte key file, refusing one that its group or others can read.
+    pub fn from_key_file(path: &Path) -> Result<MasterKey, Error> {
+        check_owner_only(path)?;
+        let bytes = Zeroizing::new(fs::read(path).map_err(|source| Error::Io {
+            action: "reading key file",
+            path: path.to_owned(),
+            source,
+        })?);
+        let key: [u8; KEY_LEN] = bytes.as_slice().try_into().map_err(|_| Error::KeyFileLength {
+            path: path.to_owned(),
+            len: bytes.len(),
+        })?;
+        Ok(MasterKey(Zeroizing::new(key)))
+    }
+
+    /// Writes a fresh random key to a new file with mode 0600 and returns it. Fails if the
+    /// file exists.
+    pub fn create_key_file(path: &Path) -> Result<MasterKey, Error> {
+        let key = MasterKey::generate();
+        let io = |source| Error::Io {
+            action: "creating key file",
+            path: path.to_owned(),
+            source,
+        };
+        let mut options = fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(path).map_err(io)?;
+        file.write_all(key.0.as_ref()).map_err(io)?;
+        file.sync_all().map_err(io)?;
+        Ok(key)
+    }
+
+    /// Seals `plaintext` for the record `id` under a fresh data key.
+    ///
+    /// Layout: version ‖ nonce₁ ‖ seal(master, data key) ‖ nonce₂ ‖ seal(data key, plaintext),
+    /// both seals with the record's associated data.
+    pub fn seal(&self, id: &RecordId, plaintext: &[u8]) -> Vec<u8> {
+        let aad = id.associated_data();
+        let mut data_key = Zeroizing::new([0u8; KEY_LEN]);
+        rand::thread_rng().fill_bytes(data_key.as_mut());
+
+        let mut blob = vec![SEALED_VERSION];
+        blob.extend(seal_with(&self.0, &aad, data_key.as_ref()));
+        blob.extend(seal_with(&data_key, &aad, plaintext));
+        blob
+    }
+
+    /// Opens a blob made by [`MasterKey::seal`] for the same record.
+    pub fn open(&self, id: &RecordId, blob: &[u8]) -> Result<SecretBytes, Error> {
+        let tampered = || Error::Tampered {
+            kind: id.kind.clone(),
+            id: id.id.clone(),
+        };
+        let aad = id.associated_data();
+        let (version, rest) = blob.split_first().ok_or_else(tampered)?;
+        if *version != SEALED_VERSION || rest.len() < WRAPPED_KEY_LEN + NONCE_LEN + TAG_LEN {
+            return Err(tampered());
+        }
+        let (wrapped, sealed) = rest.split_at(WRAPPED_KEY_LEN);
+        let data_key = open_with(&self.0, &aad, wrapped).ok_or_else(tampered)?;
+        let data_key: Zeroizing<[u8; KEY_LEN]> =
+            Zeroizing::new(data_key.as_slice().try_into().map_err(|_| tampered())?);
+        let plaintext = open_with(&data_key, &aad, sealed).ok_or_else(tampered)?;
+        Ok(SecretBytes::new(plaintext.to_vec()))
+    }
+
+    /// Seals the fixed check value that [`MasterKey::verify_check`] opens; stored with the
+    /// vault so that a wrong passphrase is told apart from tampering.
+    pub fn make_check(&self) -> Vec<u8> {
+        self.seal(&check_id(), CHECK_PLAINTEXT)
+    }
+
+    /// Whether this key opens the vault's check value.
+    pub fn verify_check(&self, check: &[u8]) -> Result<(), Error> {
+        match self.open(&check_id(), check) {
+            Ok(p) if p.expose_secret() == CHECK_PLAINTEXT => Ok(()),
+            _ => Err(Error::WrongMasterKey),
+        }
+    }
+
+    /// A key derived from the master key for one purpose (such as the audit HMAC key), so
+    /// that no single key serves two uses.
+    pub fn derive_subkey(&self, purpose: &str) -> SecretBytes {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.0.as_ref())
+            .expect("HMAC accepts keys of any length");
+        mac.update(b"keygate subkey/");
+        mac.update(purpose.as_bytes());
+        SecretBytes::new(mac.finalize().into_bytes().to_vec())
+    }
+}
+
+const CHECK_PLAINTEXT: &[u8] = b"keygate vault check v1";
+
+fn check_id() -> RecordId {
+    RecordId::new("vault-check", "", "")
+}
+
+fn seal_with(key: &[u8; KEY_LEN], aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+    let cipher = XChaCha20Poly1305::new(key.into());
+    let mut nonce = [0u8; NONCE_LEN];
+    rand::thread_rng().fill_bytes(&mut nonce);
+    let ciphertext = cipher
+        .encrypt(XNonce::from_slice(&nonce), Payload { msg: plaintext, aad })
+        .expect("XChaCha20-Poly1305 encryption cannot fail for in-memory buffers");
+    let mut out = nonce.to_vec();
+    out.extend(ciphertext);
+    out
+}
+
+fn open_with(key: &[u8; KEY_LEN], aad: &[u8], sealed: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+    if sealed.len() < NONCE_LEN + TAG_LEN {
+        return None;
+    }
+    let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
+    let cipher = XChaCha20Poly1305::new(key.into());
+    cipher
+        .decrypt(XNonce::from_slice(nonce), Payload { msg: ciphertext, aad })
+        .ok()
+        .map(Zeroizing::new)
+}
+
+#[cfg(unix)]
+fn check_owner_only(path: &Path) -> Result<(), Error> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = fs::metadata(path).map_err(|source| Error::Io {
+        action: "reading key file",
+        path: path.to_owned(),
+        source,
+    })?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(Error::KeyFilePermissions {
+            path: path.to_owned(),
+            mode,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn check_owner_only(_path: &Path) -> Result<(), Error> {
+    Ok(())
+}
+
+impl Drop for MasterKey {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealed_blob_opens_only_for_its_record() {
+        let master = MasterKey::generate();
+        let id = RecordId::new("account-secret", "main", "binance");
+        let blob = master.seal(&id, b"s3cret");
+        assert_eq!(master.open(&id, &blob).unwrap().expose_secret(), b"s3cret");
+        for other in [
+            RecordId::new("account-key", "main", "binance"),
+            RecordId::new("account-secret", "main2", "binance"),
+            RecordId::new("account-secret", "main", "kraken"),
+        ] {
+            assert!(matches!(master.open(&other, &blob), Err(Error::Tampered { .. })));
+        }
+    }
+
+    #[test]
+    fn flipping_any_byte_is_detected() {
+        let master = MasterKey::generate();
+        let id = RecordId::new("k", "i", "e");
+        let blob = master.seal(&id, b"payload");
+        for i in 0..blob.len() {
+            let mut bad = blob.clone();
+            bad[i] ^= 1;
+            assert!(master.open(&id, &bad).is_err(), "byte {i} flip not detected");
+        }
+        assert!(master.open(&id, &blob[..blob.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn wrong_passphrase_fails_the_check() {
+        let params = KdfParams::with_cost(1024, 1);
+        let good = MasterKey::from_passphrase(&SecretString::new("correct horse".into()), &params).unwrap();
+        let check = good.make_check();
+        let bad = MasterKey::from_passphrase(&SecretString::new("wrong horse".into()), &params).unwrap();
+        assert!(good.verify_check(&check).is_ok());
+        assert!(matches!(bad.verify_check(&check), Err(Error::WrongMasterKey)));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn key_file_readable_by_others_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("kg-vault-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("master.key");
+        let _ = fs::remove_file(&path);
+        let created = MasterKey::create_key_file(&path).unwrap();
+        let read = MasterKey::from_key_file(&path).unwrap();
+        assert_eq!(created.0.as_ref(), read.0.as_ref());
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(matches!(MasterKey::from_key_file(&path), Err(Error::KeyFilePermissions { .. })));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

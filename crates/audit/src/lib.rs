@@ -1,1 +1,296 @@
-//! keygate-audit.
+//! keygate's tamper-evident audit log.
+//!
+//! Every event is a row `(seq, ts_ms, body, hash, mac)` where
+//! `hash = SHA-256(prev_hash ‖ seq ‖ ts_ms ‖ body)` chains it to the row before, and
+//! `mac = HMAC-SHA256(audit_key, hash)` makes the chain keyed: without the audit key (held
+//! in the vault), nobody can write a row that verifies. Each append also records the head
+//! `(seq, hash, mac)`, so that rows cut off the end are noticed too. [`verify`] names the
+//! first row that fails.
+//!
+//! [`AuditLog`] appends from a dedicated thread that groups events into one SQLite
+//! transaction; [`AuditLog::append_durable`] calls back once the event is committed,
+//! which is what the gateway waits for before forwarding an order, a withdrawal or a
+//! transfer.
+//!
+//! This crate does not decide what goes into an event (`keygate-core` does) and keeps no
+//! secret in one.
+//!
+//! ```
+//! use keygate_audit::{verify, AuditKey, AuditLog};
+//! use keygate_core::{AdminEvent, Event, EventBody};
+//!
+//! let dir = std::env::temp_dir().join(format!("kg-audit-doc-{}", std::process::id()));
+//! std::fs::create_dir_all(&dir).unwrap();
+//! let db = dir.join("keygate.db");
+//! keygate_store::Store::create(&db).unwrap();
+//! let key = AuditKey::from_bytes(&[7; 32]);
+//! let log = AuditLog::start(&db, key.clone()).unwrap();
+//! let event = Event { ts_ms: 1, body: EventBody::Admin(AdminEvent {
+//!     actor: "cli".into(), change: "client.freeze".into(), target: "bot1".into(), detail: serde_json::Value::Null }) };
+//! log.append_blocking(event).unwrap();
+//! let store = keygate_store::Store::open(&db).unwrap();
+//! assert_eq!(verify(&store, &key).unwrap(), 1);
+//! # std::fs::remove_dir_all(&dir).unwrap();
+//! ```
+
+mod export;
+
+pub use export::{csv_header, csv_line, Filter};
+
+use std::path::Path;
+use std::sync::mpsc;
+use std::thread;
+
+use hmac::{Hmac, Mac};
+use keygate_core::Event;
+use keygate_store::{EventRow, Store};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+/// Events one transaction takes at most.
+const MAX_BATCH: usize = 1024;
+
+/// An error from the audit log.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] keygate_store::Error),
+    /// The writer thread is gone.
+    #[error("the audit writer has stopped")]
+    WriterStopped,
+    /// An event did not serialize.
+    #[error("event does not serialize: {0}")]
+    Encode(String),
+    /// Verification found a row that does not belong to the chain.
+    #[error("audit log verification failed at event {seq}: {reason}")]
+    Tampered {
+        /// The first bad event.
+        seq: u64,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// The key of the audit MAC. Derived from the master key; never stored in the clear.
+#[derive(Clone)]
+pub struct AuditKey([u8; 32]);
+
+impl AuditKey {
+    /// Wraps 32 key bytes; longer input is hashed down.
+    pub fn from_bytes(bytes: &[u8]) -> AuditKey {
+        match <[u8; 32]>::try_from(bytes) {
+            Ok(k) => AuditKey(k),
+            Err(_) => AuditKey(Sha256::digest(bytes).into()),
+        }
+    }
+
+    fn mac(&self, hash: &[u8]) -> Vec<u8> {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0).expect("HMAC accepts keys of any length");
+        mac.update(hash);
+        mac.finalize().into_bytes().to_vec()
+    }
+}
+
+impl Drop for AuditKey {
+    fn drop(&mut self) {
+        zeroize_array(&mut self.0);
+    }
+}
+
+fn zeroize_array(a: &mut [u8; 32]) {
+    for b in a.iter_mut() {
+        // A volatile-free wipe is enough here: the key is also never written out.
+        *b = 0;
+    }
+}
+
+fn chain_hash(prev: &[u8], seq: u64, ts_ms: u64, body: &str) -> Vec<u8> {
+    let mut h = Sha256::new();
+    h.update(prev);
+    h.update(seq.to_be_bytes());
+    h.update(ts_ms.to_be_bytes());
+    h.update(body.as_bytes());
+    h.finalize().to_vec()
+}
+
+const GENESIS: [u8; 32] = [0; 32];
+
+/// Called once the event is committed (with its seq) or could not be.
+pub type OnDurable = Box<dyn FnOnce(Result<u64, String>) + Send>;
+
+struct Job {
+    event: Event,
+    on_durable: Option<OnDurable>,
+}
+
+/// A handle on the audit writer thread. Cloning it is cheap; the thread stops when the
+/// last handle drops.
+#[derive(Clone)]
+pub struct AuditLog {
+    tx: mpsc::Sender<Job>,
+}
+
+impl AuditLog {
+    /// Starts a writer on the database at `db` (its own connection).
+    pub fn start(db: &Path, key: AuditKey) -> Result<AuditLog, Error> {
+        let store = Store::open(db)?;
+        let (tx, rx) = mpsc::channel::<Job>();
+        thread::Builder::new()
+            .name("keygate-audit".into())
+            .spawn(move || writer(store, key, rx))
+            .map_err(|e| Error::Encode(format!("cannot start audit writer: {e}")))?;
+        Ok(AuditLog { tx })
+    }
+
+    /// Appends `event` in the background; failures are logged.
+    pub fn append(&self, event: Event) {
+        if self.tx.send(Job { event, on_durable: None }).is_err() {
+            tracing::error!("audit writer stopped; event dropped");
+        }
+    }
+
+    /// Appends `event` and calls `on_durable` once it is committed or has failed.
+    pub fn append_durable(&self, event: Event, on_durable: OnDurable) {
+        if let Err(mpsc::SendError(job)) = self.tx.send(Job { event, on_durable: Some(on_durable) }) {
+            if let Some(cb) = job.on_durable {
+                cb(Err("the audit writer has stopped".into()));
+            }
+        }
+    }
+
+    /// Appends `event` and waits until it is committed; returns its seq.
+    pub fn append_blocking(&self, event: Event) -> Result<u64, Error> {
+        let (tx, rx) = mpsc::channel();
+        self.append_durable(
+            event,
+            Box::new(move |r| {
+                // The receiver waits below; if it is gone there is no one to tell.
+                let _ = tx.send(r);
+            }),
+        );
+        match rx.recv() {
+            Ok(Ok(seq)) => Ok(seq),
+            Ok(Err(reason)) => Err(Error::Encode(reason)),
+            Err(_) => Err(Error::WriterStopped),
+        }
+    }
+}
+
+fn writer(store: Store, key: AuditKey, rx: mpsc::Receiver<Job>) {
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        let bodies: Vec<(u64, Result<String, String>)> = jobs
+            .iter()
+            .map(|j| (j.event.ts_ms, serde_json::to_string(&j.event).map_err(|e| e.to_string())))
+            .collect();
+        let result = store.append_events(|last| {
+            let (mut seq, mut prev) = match last {
+                Some(row) => (row.seq, row.hash.clone()),
+                None => (0, GENESIS.to_vec()),
+            };
+            let mut rows = Vec::with_capacity(bodies.len());
+            let mut seqs = Vec::with_capacity(bodies.len());
+            for (ts_ms, body) in &bodies {
+                let Ok(body) = body else {
+                    seqs.push(None);
+                    continue;
+                };
+                seq += 1;
+                let hash = chain_hash(&prev, seq, *ts_ms, body);
+                let mac = key.mac(&hash);
+                rows.push(EventRow { seq, ts_ms: *ts_ms, body: body.clone(), hash: hash.clone(), mac });
+                prev = hash;
+                seqs.push(Some(seq));
+            }
+            (rows, seqs)
+        });
+        match result {
+            Ok(seqs) => {
+                for (job, seq) in jobs.into_iter().zip(seqs) {
+                    if let Some(cb) = job.on_durable {
+                        cb(seq.ok_or_else(|| "event does not serialize".to_owned()));
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, events = jobs.len(), "audit append failed");
+                for job in jobs {
+                    if let Some(cb) = job.on_durable {
+                        cb(Err(e.to_string()));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Verifies the whole log: contiguous sequence from 1, every hash chained to the one
+/// before, every MAC made with `key`, and the recorded head equal to the last row.
+/// Returns the number of events.
+pub fn verify(store: &Store, key: &AuditKey) -> Result<u64, Error> {
+    let mut prev = GENESIS.to_vec();
+    let mut expected_seq = 1;
+    loop {
+        let page = store.events(expected_seq, 10_000)?;
+        if page.is_empty() {
+            break;
+        }
+        for row in page {
+            let bad = |reason: &str| Error::Tampered { seq: expected_seq, reason: reason.to_owned() };
+            if row.seq != expected_seq {
+                return Err(bad(&format!("missing; the next event present is {}", row.seq)));
+            }
+            let hash = chain_hash(&prev, row.seq, row.ts_ms, &row.body);
+            if !bool::from(hash.ct_eq(&row.hash)) {
+                return Err(bad("content or order does not match the chain (edited, reordered or replaced)"));
+            }
+            if !bool::from(key.mac(&hash).ct_eq(&row.mac)) {
+                return Err(bad("MAC does not verify with this vault's audit key"));
+            }
+            if serde_json::from_str::<Event>(&row.body).is_err() {
+                return Err(bad("body is not a keygate event"));
+            }
+            prev = hash;
+            expected_seq += 1;
+        }
+    }
+    let count = expected_seq - 1;
+    match store.audit_head()? {
+        None if count == 0 => Ok(0),
+        None => Err(Error::Tampered { seq: 1, reason: "the log has events but no recorded head".into() }),
+        Some(head) if head.seq > count => Err(Error::Tampered {
+            seq: count + 1,
+            reason: format!("truncated: the log ends at {count} but the last append wrote event {}", head.seq),
+        }),
+        Some(head) if head.seq < count || !bool::from(head.hash.ct_eq(&prev)) || !bool::from(key.mac(&prev).ct_eq(&head.mac)) => {
+            Err(Error::Tampered { seq: head.seq.min(count), reason: "the recorded head does not match the last event".into() })
+        }
+        Some(_) => Ok(count),
+    }
+}
+
+/// Reads events with `seq >= from`, decoded, with their seq.
+pub fn read(store: &Store, from: u64, limit: u64) -> Result<Vec<(u64, Event)>, Error> {
+    store
+        .events(from, limit)?
+        .into_iter()
+        .map(|row| {
+            serde_json::from_str::<Event>(&row.body)
+                .map(|e| (row.seq, e))
+                .map_err(|e| Error::Tampered { seq: row.seq, reason: format!("body is not a keygate event: {e}") })
+        })
+        .collect()
+}
+
+/// The seq of the last event, or 0.
+pub fn last_seq(store: &Store) -> Result<u64, Error> {
+    Ok(store.last_event()?.map_or(0, |r| r.seq))
+}

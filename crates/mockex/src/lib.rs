@@ -1,1 +1,463 @@
-//! keygate-mockex.
+//! A faithful local simulator of the Binance spot and USD-M futures REST APIs.
+//!
+//! keygate's integration tests, the `keygate demo` command, the benchmarks and the ccxt
+//! end-to-end test talk to this crate over a real loopback socket as if it were Binance.
+//!
+//! **What it is.** An axum server that authenticates requests exactly as Binance documents
+//! (`X-MBX-APIKEY`, HMAC-SHA256 hex or Ed25519 base64 `signature` over the raw query string
+//! concatenated *without separator* to the raw form body, `timestamp`/`recvWindow` window,
+//! duplicate parameters rejected with -1101), answers with Binance's error shape
+//! `{"code": N, "msg": "..."}` and statuses, and keeps per-key spot balances, futures
+//! wallets, orders and trades. Every request that reaches it is recorded *before*
+//! validation, so a test can prove that a request denied by the gateway never arrived
+//! (`GET /__mock/requests`, cleared by `POST /__mock/reset`; `POST /__mock/reset?state=1`
+//! also restores balances and forgets orders).
+//!
+//! **What it is not.** Not a matching engine: every order that crosses a fixed reference
+//! price (BTCUSDT 60000, ETHUSDT 3000, BNBUSDT 600, DOGEUSDT 0.1, ETHBTC 0.05) fills there in
+//! full, with zero commission; nothing else ever fills. No COIN-M, options, margin, RSA keys,
+//! WebSocket streams or real rate limiting (the weight headers are informational). It
+//! never opens an outbound connection.
+//!
+//! Main types: [`Simulator`] (the shared state and its [`Simulator::router`]),
+//! [`RunningSimulator`] (returned by [`spawn`]), [`Credential`] and [`Error`].
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), keygate_mockex::Error> {
+//! use keygate_mockex::{spawn, Credential};
+//!
+//! let key = Credential::hmac("my-key", "my-secret");
+//! let sim = spawn("127.0.0.1:0".parse().expect("literal address"), vec![key]).await?;
+//! println!("Binance lookalike at {}", sim.url());
+//! assert!(sim.simulator().requests().is_empty());
+//! sim.shutdown();
+//! # Ok(())
+//! # }
+//! ```
+
+mod auth;
+mod book;
+mod market;
+mod routes;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+use crate::auth::KeyMaterial;
+use crate::book::Account;
+use crate::routes::{ApiError, Ids};
+
+/// How long a graceful shutdown waits for open connections before giving up on them.
+const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
+
+/// One API key the simulator accepts.
+///
+/// Exactly one of `secret` (HMAC-SHA256) or `ed25519_public_key` should be set; when both
+/// are, the Ed25519 key wins. `Debug` never prints the secret.
+#[derive(Clone, Deserialize)]
+pub struct Credential {
+    /// The value clients send in `X-MBX-APIKEY`.
+    pub api_key: String,
+    /// The HMAC secret (raw ASCII, as Binance issues it).
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// Base64 of the 32 raw public-key bytes, or a PEM `PUBLIC KEY` (SPKI).
+    #[serde(default)]
+    pub ed25519_public_key: Option<String>,
+}
+
+impl Credential {
+    /// An HMAC-SHA256 key.
+    pub fn hmac(api_key: impl Into<String>, secret: impl Into<String>) -> Credential {
+        Credential {
+            api_key: api_key.into(),
+            secret: Some(secret.into()),
+            ed25519_public_key: None,
+        }
+    }
+
+    /// An Ed25519 key, given as base64 of the 32 raw bytes or as a SPKI PEM.
+    pub fn ed25519(api_key: impl Into<String>, public_key: impl Into<String>) -> Credential {
+        Credential {
+            api_key: api_key.into(),
+            secret: None,
+            ed25519_public_key: Some(public_key.into()),
+        }
+    }
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credential")
+            .field("api_key", &self.api_key)
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .field("ed25519_public_key", &self.ed25519_public_key)
+            .finish()
+    }
+}
+
+/// Reads a JSON list of `{"api_key", "secret"}` or `{"api_key", "ed25519_public_key"}`
+/// objects and checks that each one is usable.
+pub fn load_credentials(path: &Path) -> Result<Vec<Credential>, Error> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::ReadCredentials {
+        path: path.to_owned(),
+        source,
+    })?;
+    let credentials: Vec<Credential> =
+        serde_json::from_str(&text).map_err(|source| Error::ParseCredentials {
+            path: path.to_owned(),
+            source,
+        })?;
+    for credential in &credentials {
+        KeyMaterial::from_credential(credential)?;
+    }
+    Ok(credentials)
+}
+
+/// Checks a Binance `signature` value for `payload` with this crate's own verifier.
+///
+/// `payload` is the raw query string (minus `signature`) concatenated without separator to
+/// the raw form body; `signature` is the value as sent (hex for HMAC keys, base64 — possibly
+/// percent-encoded — for Ed25519 keys). Returns false for an unusable credential. Exposed so
+/// other crates can cross-check their signer against an independent implementation.
+pub fn verify_signature(credential: &Credential, payload: &[u8], signature: &str) -> bool {
+    KeyMaterial::from_credential(credential)
+        .map(|material| material.verify(payload, signature))
+        .unwrap_or(false)
+}
+
+/// The simulator's errors.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The credentials file could not be read.
+    #[error("cannot read credentials file {path}")]
+    ReadCredentials {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The credentials file is not a JSON list of credentials.
+    #[error("cannot parse credentials file {path}")]
+    ParseCredentials {
+        /// The file.
+        path: PathBuf,
+        /// The JSON error (position only, never file content).
+        source: serde_json::Error,
+    },
+    /// A credential has no usable secret or public key.
+    #[error("invalid credential for api key {api_key}: {reason}")]
+    InvalidCredential {
+        /// The credential's API key.
+        api_key: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// The listen address could not be bound.
+    #[error("cannot bind {addr}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The server failed while accepting or serving.
+    #[error("simulator server failed")]
+    Serve {
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// One request as it reached the simulator, recorded before any validation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordedRequest {
+    /// HTTP method, e.g. `POST`.
+    pub method: String,
+    /// Path without the query, e.g. `/api/v3/order`.
+    pub path: String,
+    /// Raw query string as received (empty when there was none).
+    pub query: String,
+    /// Raw body as received (lossily decoded as UTF-8).
+    pub body: String,
+    /// The `X-MBX-APIKEY` header, if sent.
+    pub api_key: Option<String>,
+}
+
+/// The simulator's shared state: keys, accounts, orders, trades and the request record.
+///
+/// Cloning is cheap and shares the state.
+#[derive(Clone)]
+pub struct Simulator {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    keys: HashMap<String, KeyMaterial>,
+    state: Mutex<State>,
+    record: Mutex<Vec<RecordedRequest>>,
+    /// (minute since epoch, weight used in it).
+    weight: Mutex<(u64, u64)>,
+    started_ms: u64,
+}
+
+struct State {
+    accounts: HashMap<String, Account>,
+    ids: Ids,
+}
+
+impl State {
+    fn new<'a>(keys: impl Iterator<Item = &'a String>) -> State {
+        State {
+            accounts: keys.map(|k| (k.clone(), Account::new())).collect(),
+            ids: Ids {
+                next_order_id: 1,
+                next_trade_id: 1,
+                next_withdraw_id: 1,
+            },
+        }
+    }
+}
+
+/// Locks a mutex, ignoring poisoning: every critical section leaves the state consistent
+/// before anything that could panic, so a poisoned lock holds usable data.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Milliseconds since the Unix epoch (0 if the clock is before 1970).
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+impl Simulator {
+    /// Creates a simulator accepting `credentials`, each with fresh starting balances
+    /// (10 BTC, 100 ETH, 1 000 000 USDT, 1000 BNB on spot; 100 000 USDT on USD-M).
+    ///
+    /// A credential that is unusable (see [`load_credentials`]) is skipped with a warning,
+    /// so requests with its key get -2015.
+    pub fn new(credentials: Vec<Credential>) -> Simulator {
+        let mut keys = HashMap::new();
+        for credential in &credentials {
+            match KeyMaterial::from_credential(credential) {
+                Ok(material) => {
+                    keys.insert(credential.api_key.clone(), material);
+                }
+                Err(error) => tracing::warn!(%error, "skipping credential"),
+            }
+        }
+        let state = State::new(keys.keys());
+        Simulator {
+            inner: Arc::new(Inner {
+                keys,
+                state: Mutex::new(state),
+                record: Mutex::new(Vec::new()),
+                weight: Mutex::new((0, 0)),
+                started_ms: now_ms(),
+            }),
+        }
+    }
+
+    /// The HTTP application; every path is handled, unknown ones with a 404.
+    pub fn router(&self) -> axum::Router {
+        routes::router(self.clone())
+    }
+
+    /// A copy of the request record, oldest first.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        lock(&self.inner.record).clone()
+    }
+
+    /// Clears the request record; with `state`, also restores balances and forgets orders.
+    pub fn reset(&self, state: bool) {
+        lock(&self.inner.record).clear();
+        if state {
+            *lock(&self.inner.state) = State::new(self.inner.keys.keys());
+        }
+    }
+
+    pub(crate) fn record(&self, request: RecordedRequest) {
+        lock(&self.inner.record).push(request);
+    }
+
+    pub(crate) fn key(&self, api_key: &str) -> Option<&KeyMaterial> {
+        self.inner.keys.get(api_key)
+    }
+
+    pub(crate) fn started_ms(&self) -> u64 {
+        self.inner.started_ms
+    }
+
+    /// Adds request weight for the current minute and returns the minute's total.
+    pub(crate) fn add_weight(&self, weight: u32) -> u64 {
+        let minute = now_ms() / 60_000;
+        let mut used = lock(&self.inner.weight);
+        if used.0 != minute {
+            *used = (minute, 0);
+        }
+        used.1 += u64::from(weight);
+        used.1
+    }
+
+    /// Runs `f` on the account of a known key.
+    pub(crate) fn with_account<T>(
+        &self,
+        api_key: &str,
+        f: impl FnOnce(&mut Account, &mut Ids) -> Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
+        let mut state = lock(&self.inner.state);
+        let State { accounts, ids } = &mut *state;
+        let account = accounts.get_mut(api_key).ok_or_else(|| {
+            ApiError::new(
+                401,
+                -2015,
+                "Invalid API-key, IP, or permissions for action.",
+            )
+        })?;
+        f(account, ids)
+    }
+}
+
+/// A simulator serving in a background tokio task; it stops on drop or [`Self::shutdown`].
+pub struct RunningSimulator {
+    /// The bound address (useful with port 0).
+    pub addr: SocketAddr,
+    simulator: Simulator,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl RunningSimulator {
+    /// `http://<addr>`, the base URL to point clients at.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The shared state, e.g. to read the request record without HTTP.
+    pub fn simulator(&self) -> &Simulator {
+        &self.simulator
+    }
+
+    /// Starts a graceful shutdown (open connections get a short deadline).
+    pub fn shutdown(mut self) {
+        self.stop_now();
+    }
+
+    fn stop_now(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            // The server task may already have ended; then there is nothing to stop.
+            let _ = stop.send(());
+        }
+    }
+}
+
+impl Drop for RunningSimulator {
+    fn drop(&mut self) {
+        self.stop_now();
+    }
+}
+
+/// Binds `listen` (port 0 allowed) and serves a new simulator in a tokio task.
+pub async fn spawn(
+    listen: SocketAddr,
+    credentials: Vec<Credential>,
+) -> Result<RunningSimulator, Error> {
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|source| Error::Bind {
+            addr: listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| Error::Bind {
+        addr: listen,
+        source,
+    })?;
+    let simulator = Simulator::new(credentials);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let served = simulator.clone();
+    tokio::spawn(async move {
+        let shutdown = async move {
+            // A dropped sender also means stop.
+            let _ = stopped.await;
+        };
+        if let Err(error) = serve_simulator(listener, served, shutdown).await {
+            tracing::error!(%error, "mock exchange stopped");
+        }
+    });
+    Ok(RunningSimulator {
+        addr,
+        simulator,
+        stop: Some(stop),
+    })
+}
+
+/// Serves a new simulator on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: TcpListener,
+    credentials: Vec<Credential>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    serve_simulator(listener, Simulator::new(credentials), shutdown).await
+}
+
+async fn serve_simulator(
+    listener: TcpListener,
+    simulator: Simulator,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let (begun, begun_rx) = oneshot::channel::<()>();
+    let server = axum::serve(listener, simulator.router()).with_graceful_shutdown(async move {
+        shutdown.await;
+        let _ = begun.send(());
+    });
+    tokio::select! {
+        result = async { server.await } => result.map_err(|source| Error::Serve { source }),
+        () = async {
+            if begun_rx.await.is_err() {
+                // The server ended on its own; let the other branch report it.
+                std::future::pending::<()>().await;
+            }
+            tokio::time::sleep(SHUTDOWN_DEADLINE).await;
+        } => Ok(()),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may panic.
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_redacts_secret() {
+        let text = format!("{:?}", Credential::hmac("k", "very-secret-value"));
+        assert!(!text.contains("very-secret-value"));
+        assert!(text.contains("<redacted>"));
+    }
+
+    #[test]
+    fn load_credentials_rejects_unusable_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("good.json");
+        std::fs::write(&good, r#"[{"api_key":"a","secret":"s"},{"api_key":"b","ed25519_public_key":"11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="}]"#).unwrap();
+        assert_eq!(load_credentials(&good).unwrap().len(), 2);
+        let bad = dir.path().join("bad.json");
+        std::fs::write(&bad, r#"[{"api_key":"a"}]"#).unwrap();
+        assert!(matches!(
+            load_credentials(&bad),
+            Err(Error::InvalidCredential { .. })
+        ));
+    }
+}

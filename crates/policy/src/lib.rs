@@ -1,1 +1,287 @@
-//! keygate-policy.
+//! Deciding one exchange action against a client's policy.
+//!
+//! [`Decider::decide`] takes what the gateway knows about a request (the client's status,
+//! expiry and [`Policy`], the source address, the classified [`Action`] and its priced
+//! notional) and returns a [`Decision`]. Checks run in a fixed order, cheapest and most
+//! fundamental first, and the first failure names its [`Rule`]:
+//!
+//! status → expiry → source IP → endpoint known → scope → symbol → order notional →
+//! daily notional → rate.
+//!
+//! The decider keeps the counters that limits need (requests per second, notional per
+//! UTC day) in memory, per client; an allowed order reserves its notional at once, so two
+//! concurrent orders cannot both slip under the daily limit. It is not a store: counters
+//! restart with the process.
+//!
+//! ```
+//! use keygate_core::{Action, ActionKind, ClientStatus, Decision, Policy};
+//! use keygate_policy::{Decider, Request};
+//!
+//! let decider = Decider::new();
+//! let policy = Policy::default(); // read-only, loopback only
+//! let read = Action::new(ActionKind::Read, "GET /api/v3/account");
+//! let request = Request {
+//!     client: "bot1",
+//!     status: ClientStatus::Active,
+//!     expires_at_ms: None,
+//!     policy: &policy,
+//!     source_ip: "127.0.0.1".parse().unwrap(),
+//!     action: &read,
+//!     notional: None,
+//!     now_ms: 0,
+//! };
+//! assert_eq!(decider.decide(&request), Decision::Allow);
+//! ```
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+
+use keygate_core::{Action, ActionKind, ClientStatus, Decision, Denial, Policy, Rule};
+use rust_decimal::Decimal;
+
+const DAY_MS: u64 = 86_400_000;
+
+/// What the decider needs to know about one request.
+#[derive(Clone, Copy, Debug)]
+pub struct Request<'a> {
+    /// The client's name, for messages and counters.
+    pub client: &'a str,
+    /// Its stored status.
+    pub status: ClientStatus,
+    /// When it expires.
+    pub expires_at_ms: Option<u64>,
+    /// Its policy.
+    pub policy: &'a Policy,
+    /// The address the request came from.
+    pub source_ip: IpAddr,
+    /// What the request would do.
+    pub action: &'a Action,
+    /// The order's quote notional, stated or priced from the market; `None` when unknown.
+    pub notional: Option<Decimal>,
+    /// The gateway's clock.
+    pub now_ms: u64,
+}
+
+/// Whether deciding `action` under `policy` needs a market price: an order whose
+/// notional the request does not state, under a notional limit.
+pub fn needs_market_price(policy: &Policy, action: &Action) -> bool {
+    action.kind == ActionKind::Trade
+        && action.stated_notional().is_none()
+        && (policy.max_order_notional.is_some() || policy.max_daily_notional.is_some())
+}
+
+/// Decides requests and keeps the counters that rate and daily limits need.
+#[derive(Debug, Default)]
+pub struct Decider {
+    counters: Mutex<HashMap<String, Counters>>,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    /// Start of the current one-second rate window, and requests in it.
+    rate_window_ms: u64,
+    rate_count: u32,
+    /// UTC day number and the notional reserved in it.
+    day: u64,
+    day_notional: Decimal,
+}
+
+impl Decider {
+    /// A decider with empty counters.
+    pub fn new() -> Decider {
+        Decider::default()
+    }
+
+    /// Decides one request. An allowed order's notional counts toward its client's daily
+    /// total from this moment.
+    pub fn decide(&self, r: &Request<'_>) -> Decision {
+        match self.check(r) {
+            Ok(()) => Decision::Allow,
+            Err(denial) => Decision::Deny(denial),
+        }
+    }
+
+    fn check(&self, r: &Request<'_>) -> Result<(), Denial> {
+        let client = r.client;
+        let action = r.action;
+        let policy = r.policy;
+        match r.status {
+            ClientStatus::Active => {}
+            ClientStatus::Frozen => return deny(Rule::Frozen, format!("client {client} is frozen")),
+            ClientStatus::Revoked => return deny(Rule::Revoked, format!("client {client} is revoked")),
+        }
+        if r.expires_at_ms.is_some_and(|at| r.now_ms >= at) {
+            return deny(Rule::Expired, format!("client {client} has expired"));
+        }
+        if !policy.allow_ips.iter().any(|net| net.contains(&r.source_ip)) {
+            return deny(Rule::SourceIp, format!("source address {} is not allowed for client {client}", r.source_ip));
+        }
+        let scope = match action.kind {
+            ActionKind::Public => None,
+            ActionKind::Unknown => {
+                return deny(Rule::UnknownEndpoint, format!("endpoint {} is not known to keygate", action.endpoint));
+            }
+            ActionKind::KeyManagement => {
+                return deny(Rule::KeyManagement, format!("endpoint {} manages keys and is never allowed", action.endpoint));
+            }
+            kind => kind.required_scope(),
+        };
+        if let Some(scope) = scope {
+            if !policy.scopes.contains(scope) {
+                return deny(Rule::Scope, format!("{} needs scope {scope}, which client {client} does not have", action.kind));
+            }
+        }
+        if let Some(allowed) = &policy.symbols {
+            if matches!(action.kind, ActionKind::Trade | ActionKind::Cancel) || action.symbol.is_some() {
+                match &action.symbol {
+                    Some(s) if allowed.contains(s) => {}
+                    Some(s) => return deny(Rule::Symbol, format!("symbol {s} is not allowed for client {client}")),
+                    None => return deny(Rule::Symbol, format!("{} names no symbol; client {client} is limited to a symbol list", action.endpoint)),
+                }
+            }
+        }
+        let limited = policy.max_order_notional.is_some() || policy.max_daily_notional.is_some();
+        let notional = if action.kind == ActionKind::Trade && limited {
+            match r.notional {
+                Some(n) => Some(n),
+                None => {
+                    return deny(Rule::PriceUnavailable, format!("the notional of this order cannot be determined and client {client} has a notional limit"));
+                }
+            }
+        } else {
+            None
+        };
+        if let (Some(n), Some(max)) = (notional, policy.max_order_notional) {
+            if n > max {
+                return deny(Rule::OrderNotional, format!("order notional {n} exceeds the limit {max} of client {client}"));
+            }
+        }
+
+        let mut counters = self.counters.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let c = counters.entry(client.to_owned()).or_default();
+        if let Some(rate) = policy.rate_per_second {
+            if r.now_ms.saturating_sub(c.rate_window_ms) >= 1000 {
+                c.rate_window_ms = r.now_ms;
+                c.rate_count = 0;
+            }
+            if c.rate_count >= rate {
+                return deny(Rule::Rate, format!("client {client} exceeds its rate of {rate} requests per second"));
+            }
+        }
+        let today = r.now_ms / DAY_MS;
+        if c.day != today {
+            c.day = today;
+            c.day_notional = Decimal::ZERO;
+        }
+        if let (Some(n), Some(max)) = (notional, policy.max_daily_notional) {
+            if c.day_notional + n > max {
+                return deny(
+                    Rule::DailyNotional,
+                    format!("order notional {n} would take client {client} past its daily limit {max} ({} used today)", c.day_notional),
+                );
+            }
+        }
+        if policy.rate_per_second.is_some() {
+            c.rate_count += 1;
+        }
+        if let Some(n) = notional {
+            c.day_notional += n;
+        }
+        Ok(())
+    }
+}
+
+fn deny(rule: Rule, message: String) -> Result<(), Denial> {
+    Err(Denial::new(rule, message))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keygate_core::{Scope, Scopes};
+
+    fn trading_policy() -> Policy {
+        Policy {
+            scopes: [Scope::Read, Scope::Trade].into_iter().collect::<Scopes>(),
+            symbols: Some(["BTCUSDT".to_owned()].into_iter().collect()),
+            max_order_notional: Some(Decimal::from(1000)),
+            max_daily_notional: Some(Decimal::from(1500)),
+            rate_per_second: Some(3),
+            ..Policy::default()
+        }
+    }
+
+    fn order(symbol: &str) -> Action {
+        let mut a = Action::new(ActionKind::Trade, "POST /api/v3/order");
+        a.symbol = Some(symbol.to_owned());
+        a
+    }
+
+    fn request<'a>(policy: &'a Policy, action: &'a Action, notional: Option<Decimal>, now_ms: u64) -> Request<'a> {
+        Request {
+            client: "bot1",
+            status: ClientStatus::Active,
+            expires_at_ms: Some(10_000_000),
+            policy,
+            source_ip: "127.0.0.1".parse().unwrap(),
+            action,
+            notional,
+            now_ms,
+        }
+    }
+
+    fn rule(d: Decision) -> Option<Rule> {
+        match d {
+            Decision::Allow => None,
+            Decision::Deny(d) => Some(d.rule),
+        }
+    }
+
+    #[test]
+    fn each_rule_denies_in_order() {
+        let p = trading_policy();
+        let d = Decider::new();
+        let btc = order("BTCUSDT");
+        let doge = order("DOGEUSDT");
+        let n = |v: i64| Some(Decimal::from(v));
+        assert_eq!(rule(d.decide(&request(&p, &btc, n(100), 0))), None);
+        assert_eq!(rule(d.decide(&Request { status: ClientStatus::Frozen, ..request(&p, &btc, n(1), 0) })), Some(Rule::Frozen));
+        assert_eq!(rule(d.decide(&Request { status: ClientStatus::Revoked, ..request(&p, &btc, n(1), 0) })), Some(Rule::Revoked));
+        assert_eq!(rule(d.decide(&request(&p, &btc, n(1), 10_000_000))), Some(Rule::Expired));
+        assert_eq!(rule(d.decide(&Request { source_ip: "10.0.0.1".parse().unwrap(), ..request(&p, &btc, n(1), 0) })), Some(Rule::SourceIp));
+        assert_eq!(rule(d.decide(&request(&p, &doge, n(1), 0))), Some(Rule::Symbol));
+        assert_eq!(rule(d.decide(&request(&p, &btc, n(1001), 0))), Some(Rule::OrderNotional));
+        assert_eq!(rule(d.decide(&request(&p, &btc, None, 0))), Some(Rule::PriceUnavailable));
+        let withdraw = Action::new(ActionKind::Withdraw, "POST /sapi/v1/capital/withdraw/apply");
+        assert_eq!(rule(d.decide(&request(&p, &withdraw, None, 0))), Some(Rule::Scope));
+        let unknown = Action::new(ActionKind::Unknown, "GET /x");
+        assert_eq!(rule(d.decide(&request(&p, &unknown, None, 0))), Some(Rule::UnknownEndpoint));
+        let keys = Action::new(ActionKind::KeyManagement, "POST /sapi/v1/broker/subAccountApi");
+        assert_eq!(rule(d.decide(&request(&p, &keys, None, 0))), Some(Rule::KeyManagement));
+    }
+
+    #[test]
+    fn daily_notional_accumulates_and_resets_at_utc_midnight() {
+        let p = Policy { rate_per_second: None, ..trading_policy() };
+        let d = Decider::new();
+        let btc = order("BTCUSDT");
+        let n = Some(Decimal::from(900));
+        assert_eq!(rule(d.decide(&request(&p, &btc, n, 0))), None);
+        assert_eq!(rule(d.decide(&request(&p, &btc, n, 1))), Some(Rule::DailyNotional));
+        assert_eq!(rule(d.decide(&request(&p, &btc, Some(Decimal::from(600)), 2))), None);
+        assert_eq!(rule(d.decide(&Request { expires_at_ms: None, ..request(&p, &btc, n, DAY_MS) })), None);
+    }
+
+    #[test]
+    fn rate_limits_per_second() {
+        let p = trading_policy();
+        let d = Decider::new();
+        let read = Action::new(ActionKind::Read, "GET /api/v3/account");
+        for _ in 0..3 {
+            assert_eq!(rule(d.decide(&request(&p, &read, None, 5))), None);
+        }
+        assert_eq!(rule(d.decide(&request(&p, &read, None, 900))), Some(Rule::Rate));
+        assert_eq!(rule(d.decide(&request(&p, &read, None, 1005))), None);
+    }
+}

@@ -1,1 +1,243 @@
-//! keygate-store.
+//! Persistence for keygate: vault metadata, accounts (real keys, sealed), clients
+//! (virtual keys) and the audit log's rows, in one SQLite database in WAL mode.
+//!
+//! Secrets arrive here already sealed by `keygate-vault` and leave sealed; the store never
+//! sees a plaintext secret except through [`Account::open_secret`] and friends, which take
+//! the [`MasterKey`]. Every administrative write bumps a *generation* counter, which a
+//! running gateway polls to pick up freezes and revocations within a second.
+//!
+//! It is not the audit log's logic: rows are written and read here, chained and verified
+//! in `keygate-audit`.
+//!
+//! ```
+//! use keygate_store::Store;
+//!
+//! let dir = std::env::temp_dir().join(format!("kg-store-doc-{}", std::process::id()));
+//! std::fs::create_dir_all(&dir).unwrap();
+//! let store = Store::create(&dir.join("keygate.db")).unwrap();
+//! assert_eq!(store.generation().unwrap(), 0);
+//! # std::fs::remove_dir_all(&dir).unwrap();
+//! ```
+
+mod records;
+
+pub use records::{Account, Client, ClientKeyMaterial, EventRow, KeyType, NewAccount, NewClient};
+
+use std::path::{Path, PathBuf};
+
+use keygate_core::ClientStatus;
+use rusqlite::{params, Connection, OptionalExtension};
+
+const SCHEMA: &str = r#"
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+);
+CREATE TABLE accounts (
+    label          TEXT PRIMARY KEY,
+    exchange       TEXT NOT NULL,
+    upstream       TEXT,
+    rotate_every_s INTEGER,
+    created_ms     INTEGER NOT NULL,
+    rotated_ms     INTEGER NOT NULL,
+    fingerprint    TEXT NOT NULL,
+    sealed_api_key BLOB NOT NULL,
+    sealed_secret  BLOB NOT NULL
+);
+CREATE TABLE clients (
+    name                TEXT PRIMARY KEY,
+    account             TEXT NOT NULL REFERENCES accounts(label),
+    status              TEXT NOT NULL,
+    key_type            TEXT NOT NULL,
+    api_key             TEXT NOT NULL UNIQUE,
+    key_material        BLOB NOT NULL,
+    policy              TEXT NOT NULL,
+    created_ms          INTEGER NOT NULL,
+    expires_ms          INTEGER,
+    previous_api_key    TEXT,
+    previous_material   BLOB,
+    previous_until_ms   INTEGER
+);
+CREATE TABLE events (
+    seq   INTEGER PRIMARY KEY,
+    ts_ms INTEGER NOT NULL,
+    body  TEXT NOT NULL,
+    hash  BLOB NOT NULL,
+    mac   BLOB NOT NULL
+);
+INSERT INTO meta (key, value) VALUES ('schema_version', 1), ('generation', 0);
+"#;
+
+/// An error from the store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// SQLite failed.
+    #[error("database {path}: {source}")]
+    Sqlite {
+        /// The database file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// No database exists where one was expected.
+    #[error("no keygate database at {path}; run `keygate init` first")]
+    NotInitialized {
+        /// The path looked at.
+        path: PathBuf,
+    },
+    /// A database already exists where `init` would create one.
+    #[error("a keygate database already exists at {path}")]
+    AlreadyInitialized {
+        /// The path.
+        path: PathBuf,
+    },
+    /// An account or client with this name already exists.
+    #[error("{kind} {name} already exists")]
+    Exists {
+        /// `account` or `client`.
+        kind: &'static str,
+        /// Its name.
+        name: String,
+    },
+    /// No account or client has this name.
+    #[error("no {kind} named {name}")]
+    NotFound {
+        /// `account` or `client`.
+        kind: &'static str,
+        /// The name asked for.
+        name: String,
+    },
+    /// A stored row does not decode: the database was edited by hand or is corrupt.
+    #[error("corrupt {what} in the database: {reason}")]
+    Corrupt {
+        /// What was being read.
+        what: &'static str,
+        /// Why it does not decode.
+        reason: String,
+    },
+    /// A sealed secret failed to open.
+    #[error(transparent)]
+    Vault(#[from] keygate_vault::Error),
+}
+
+/// The keygate database.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Creates a new database at `path`, refusing to overwrite one.
+    pub fn create(path: &Path) -> Result<Store, Error> {
+        if path.exists() {
+            return Err(Error::AlreadyInitialized { path: path.to_owned() });
+        }
+        let store = Store::connect(path)?;
+        store.conn.execute_batch(SCHEMA).map_err(|e| store.sql(e))?;
+        Ok(store)
+    }
+
+    /// Opens an existing database.
+    pub fn open(path: &Path) -> Result<Store, Error> {
+        if !path.exists() {
+            return Err(Error::NotInitialized { path: path.to_owned() });
+        }
+        Store::connect(path)
+    }
+
+    fn connect(path: &Path) -> Result<Store, Error> {
+        let sql = |source| Error::Sqlite { path: path.to_owned(), source };
+        let conn = Connection::open(path).map_err(sql)?;
+        // WAL lets the gateway read while the CLI writes; FULL makes every commit durable,
+        // which the audit log's promise rests on.
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(sql)?;
+        conn.pragma_update(None, "synchronous", "FULL").map_err(sql)?;
+        conn.pragma_update(None, "foreign_keys", "ON").map_err(sql)?;
+        conn.busy_timeout(std::time::Duration::from_secs(2)).map_err(sql)?;
+        Ok(Store { conn, path: path.to_owned() })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn sql(&self, source: rusqlite::Error) -> Error {
+        Error::Sqlite { path: self.path.clone(), source }
+    }
+
+    /// Reads a metadata value.
+    pub fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
+        self.conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get::<_, Vec<u8>>(0))
+            .optional()
+            .map_err(|e| self.sql(e))
+    }
+
+    /// Writes a metadata value.
+    pub fn set_meta(&self, key: &str, value: &[u8]) -> Result<(), Error> {
+        self.conn
+            .execute("INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value", params![key, value])
+            .map(drop)
+            .map_err(|e| self.sql(e))
+    }
+
+    /// The administrative generation: it changes whenever an account or client changes.
+    pub fn generation(&self) -> Result<u64, Error> {
+        self.conn
+            .query_row("SELECT value FROM meta WHERE key = 'generation'", [], |r| r.get::<_, i64>(0))
+            .map(|g| g as u64)
+            .map_err(|e| self.sql(e))
+    }
+
+    fn bump_generation(&self) -> Result<(), Error> {
+        self.conn
+            .execute("UPDATE meta SET value = value + 1 WHERE key = 'generation'", [])
+            .map(drop)
+            .map_err(|e| self.sql(e))
+    }
+
+    /// Runs `f` in one immediate transaction; every change inside bumps the generation once.
+    pub fn transaction<T>(&mut self, f: impl FnOnce(&Store) -> Result<T, Error>) -> Result<T, Error> {
+        self.conn.execute_batch("BEGIN IMMEDIATE").map_err(|e| self.sql(e))?;
+        let result = f(self).and_then(|value| {
+            self.bump_generation()?;
+            Ok(value)
+        });
+        match result {
+            Ok(value) => {
+                self.conn.execute_batch("COMMIT").map_err(|e| self.sql(e))?;
+                Ok(value)
+            }
+            Err(e) => {
+                // The transaction is abandoned whatever ROLLBACK says; report the first error.
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+
+    /// The underlying connection, for the audit log's rows.
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// Maps a SQLite error to this crate's error, naming the database.
+    pub fn error(&self, source: rusqlite::Error) -> Error {
+        self.sql(source)
+    }
+}
+
+/// Is `e` a uniqueness violation?
+fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE)
+}
+
+fn status_from_sql(s: &str) -> Result<ClientStatus, Error> {
+    s.parse().map_err(|e: keygate_core::Error| Error::Corrupt {
+        what: "client status",
+        reason: e.to_string(),
+    })
+}

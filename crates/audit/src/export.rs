@@ -1,0 +1,112 @@
+//! Filtering and exporting events.
+
+use keygate_core::{Event, EventBody};
+
+/// Which events a query or export returns.
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    /// Only events about this client.
+    pub client: Option<String>,
+    /// Only events at or after this time.
+    pub since_ms: Option<u64>,
+    /// Only request events that were allowed (`Some(true)`) or denied (`Some(false)`).
+    pub allowed: Option<bool>,
+}
+
+impl Filter {
+    /// Whether `event` passes.
+    pub fn matches(&self, event: &Event) -> bool {
+        if self.client.as_deref().is_some_and(|c| event.client() != Some(c)) {
+            return false;
+        }
+        if self.since_ms.is_some_and(|t| event.ts_ms < t) {
+            return false;
+        }
+        match (self.allowed, &event.body) {
+            (None, _) => true,
+            (Some(want), EventBody::Request(r)) => r.allowed == want,
+            (Some(_), _) => false,
+        }
+    }
+}
+
+/// The CSV header matching [`csv_line`].
+pub fn csv_header() -> &'static str {
+    "seq,ts_ms,type,client,account,source_ip,method,path,action,symbol,notional,allowed,rule,upstream_status,latency_us,outcome,change,target"
+}
+
+/// One event as a CSV line (RFC 4180 quoting).
+pub fn csv_line(seq: u64, event: &Event) -> String {
+    let mut f: Vec<String> = vec![seq.to_string(), event.ts_ms.to_string()];
+    let s = |v: Option<&str>| v.unwrap_or("").to_owned();
+    let j = |v: &dyn erased::ToJson| v.json();
+    match &event.body {
+        EventBody::Request(r) => f.extend([
+            "request".into(),
+            s(r.client.as_deref()),
+            s(r.account.as_deref()),
+            r.source_ip.clone(),
+            r.method.clone(),
+            r.path.clone(),
+            r.action.as_str().into(),
+            s(r.symbol.as_deref()),
+            r.notional.map(|n| n.to_string()).unwrap_or_default(),
+            r.allowed.to_string(),
+            r.rule.map(|x| x.as_str().to_owned()).unwrap_or_default(),
+            r.upstream_status.map(|x| x.to_string()).unwrap_or_default(),
+            r.latency_us.map(|x| x.to_string()).unwrap_or_default(),
+            j(&r.outcome),
+            String::new(),
+            String::new(),
+        ]),
+        EventBody::Outcome(o) => f.extend([
+            "outcome".into(),
+            s(o.client.as_deref()),
+            String::new(),
+            String::new(),
+            String::new(),
+            String::new(),
+            String::new(),
+            String::new(),
+            String::new(),
+            String::new(),
+            String::new(),
+            o.upstream_status.map(|x| x.to_string()).unwrap_or_default(),
+            o.latency_us.to_string(),
+            j(&o.outcome),
+            o.request_id.clone(),
+            String::new(),
+        ]),
+        EventBody::Admin(a) => {
+            f.extend(["admin".into(), a.actor.clone()]);
+            f.extend(std::iter::repeat_n(String::new(), 14));
+            f[16] = a.change.clone();
+            f[17] = a.target.clone();
+        }
+    }
+    f.iter().map(|v| quote(v)).collect::<Vec<_>>().join(",")
+}
+
+fn quote(v: &str) -> String {
+    if v.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", v.replace('"', "\"\""))
+    } else {
+        v.to_owned()
+    }
+}
+
+mod erased {
+    /// A value shown in CSV by its JSON string form.
+    pub trait ToJson {
+        fn json(&self) -> String;
+    }
+
+    impl<T: serde::Serialize> ToJson for T {
+        fn json(&self) -> String {
+            serde_json::to_value(self)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default()
+        }
+    }
+}

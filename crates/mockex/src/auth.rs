@@ -1,0 +1,331 @@
+//! Binance request authentication: parameter parsing, timestamp window and signature checks.
+//!
+//! This is written independently of the gateway's signer on purpose: the simulator is the
+//! second opinion that cross-checks it.
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use ed25519_dalek::pkcs8::DecodePublicKey as _;
+use ed25519_dalek::{Signature, VerifyingKey};
+use hmac::{Hmac, Mac};
+use rust_decimal::Decimal;
+use sha2::Sha256;
+use subtle::ConstantTimeEq as _;
+use zeroize::Zeroizing;
+
+use crate::routes::ApiError;
+use crate::{Credential, Error};
+
+/// How one API key proves a request.
+#[derive(Clone)]
+pub(crate) enum KeyMaterial {
+    /// HMAC-SHA256 with the raw ASCII secret; signature is hex.
+    Hmac(Zeroizing<Vec<u8>>),
+    /// Ed25519 public key; signature is base64 (percent-encoded on the wire).
+    Ed25519(VerifyingKey),
+}
+
+impl KeyMaterial {
+    /// Turns a credential into verification material, rejecting unusable ones.
+    pub(crate) fn from_credential(credential: &Credential) -> Result<KeyMaterial, Error> {
+        let invalid = |reason: &'static str| Error::InvalidCredential {
+            api_key: credential.api_key.clone(),
+            reason,
+        };
+        if credential.api_key.is_empty() {
+            return Err(invalid("empty api key"));
+        }
+        if let Some(public) = &credential.ed25519_public_key {
+            return parse_ed25519_public_key(public)
+                .map(KeyMaterial::Ed25519)
+                .ok_or_else(|| {
+                    invalid("ed25519 public key is neither base64 of 32 bytes nor a PEM public key")
+                });
+        }
+        match &credential.secret {
+            Some(secret) if !secret.is_empty() => Ok(KeyMaterial::Hmac(Zeroizing::new(
+                secret.as_bytes().to_vec(),
+            ))),
+            _ => Err(invalid("neither secret nor ed25519 public key given")),
+        }
+    }
+
+    /// Checks `signature` (the raw, still percent-encoded value) over `payload`.
+    pub(crate) fn verify(&self, payload: &[u8], raw_signature: &str) -> bool {
+        match self {
+            KeyMaterial::Hmac(secret) => {
+                let Ok(given) = hex::decode(raw_signature) else {
+                    return false;
+                };
+                let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret) else {
+                    return false;
+                };
+                mac.update(payload);
+                let expected = mac.finalize().into_bytes();
+                expected.as_slice().ct_eq(&given).into()
+            }
+            KeyMaterial::Ed25519(key) => {
+                let decoded: Vec<u8> =
+                    percent_encoding::percent_decode_str(raw_signature).collect();
+                let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(decoded) else {
+                    return false;
+                };
+                let Ok(signature) = Signature::from_slice(&bytes) else {
+                    return false;
+                };
+                key.verify_strict(payload, &signature).is_ok()
+            }
+        }
+    }
+}
+
+/// Parses base64 of the 32 raw bytes, or an SPKI PEM `PUBLIC KEY`.
+fn parse_ed25519_public_key(text: &str) -> Option<VerifyingKey> {
+    let text = text.trim();
+    if text.starts_with("-----BEGIN") {
+        return VerifyingKey::from_public_key_pem(text).ok();
+    }
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .ok()?;
+    let raw: [u8; 32] = raw.try_into().ok()?;
+    VerifyingKey::from_bytes(&raw).ok()
+}
+
+/// The parameters of one request, from the query string and the form body.
+#[derive(Debug, Default)]
+pub(crate) struct Params {
+    values: BTreeMap<String, String>,
+    /// Raw query string with the `signature` pair removed, as received.
+    signed_query: String,
+    /// Raw form body with the `signature` pair removed, as received.
+    signed_body: String,
+    /// Raw `signature` value (not percent-decoded).
+    raw_signature: Option<String>,
+}
+
+impl Params {
+    /// Parses the raw query and form body; any name seen twice (in one part or across both)
+    /// is -1101, as Binance does.
+    pub(crate) fn parse(query: &str, body: &str) -> Result<Params, ApiError> {
+        let mut params = Params::default();
+        let mut parts = [String::new(), String::new()];
+        for (index, raw) in [query, body].into_iter().enumerate() {
+            let mut kept: Vec<&str> = Vec::new();
+            for segment in raw.split('&').filter(|s| !s.is_empty()) {
+                let (name, value) = segment.split_once('=').unwrap_or((segment, ""));
+                let name = decode_component(name);
+                if name == "signature" {
+                    if params.raw_signature.is_some() {
+                        return Err(ApiError::duplicate());
+                    }
+                    params.raw_signature = Some(value.to_owned());
+                } else {
+                    kept.push(segment);
+                }
+                if params
+                    .values
+                    .insert(name, decode_component(value))
+                    .is_some()
+                {
+                    return Err(ApiError::duplicate());
+                }
+            }
+            parts[index] = kept.join("&");
+        }
+        params.values.remove("signature");
+        let [signed_query, signed_body] = parts;
+        params.signed_query = signed_query;
+        params.signed_body = signed_body;
+        Ok(params)
+    }
+
+    /// The decoded value of `name`, if present.
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
+        self.values.get(name).map(String::as_str)
+    }
+
+    /// The decoded value of `name`, or -1102.
+    pub(crate) fn required(&self, name: &str) -> Result<&str, ApiError> {
+        match self.get(name) {
+            Some(value) if !value.is_empty() => Ok(value),
+            _ => Err(ApiError::mandatory(name)),
+        }
+    }
+
+    /// A decimal parameter, or -1100 when it does not parse.
+    pub(crate) fn decimal(&self, name: &str) -> Result<Option<Decimal>, ApiError> {
+        match self.get(name) {
+            None | Some("") => Ok(None),
+            Some(value) => value
+                .parse::<Decimal>()
+                .map(Some)
+                .map_err(|_| ApiError::illegal_chars(name, "^([0-9]{1,20})(\\.[0-9]{1,20})?$")),
+        }
+    }
+
+    /// An integer parameter, or -1100 when it does not parse.
+    pub(crate) fn integer(&self, name: &str) -> Result<Option<u64>, ApiError> {
+        match self.get(name) {
+            None | Some("") => Ok(None),
+            Some(value) => value
+                .parse::<u64>()
+                .map(Some)
+                .map_err(|_| ApiError::illegal_chars(name, "^[0-9]{1,20}$")),
+        }
+    }
+
+    /// The signed payload: raw query ‖ raw body, without separator and without `signature`.
+    pub(crate) fn payload(&self) -> Vec<u8> {
+        let mut payload = Vec::with_capacity(self.signed_query.len() + self.signed_body.len());
+        payload.extend_from_slice(self.signed_query.as_bytes());
+        payload.extend_from_slice(self.signed_body.as_bytes());
+        payload
+    }
+
+    /// The raw signature value, if one was sent.
+    pub(crate) fn raw_signature(&self) -> Option<&str> {
+        self.raw_signature.as_deref()
+    }
+}
+
+/// Percent-decodes one form component (`+` is a space, as in `application/x-www-form-urlencoded`).
+fn decode_component(raw: &str) -> String {
+    form_urlencoded::parse(format!("x={raw}").as_bytes())
+        .next()
+        .map(|(_, value)| value.into_owned())
+        .unwrap_or_default()
+}
+
+/// Applies Binance's timing rule to `timestamp` and `recvWindow`.
+///
+/// `allow_micros` is true for spot (`/api`, `/sapi`), which accepts microsecond timestamps.
+pub(crate) fn check_timestamp(
+    params: &Params,
+    server_time_ms: u64,
+    allow_micros: bool,
+) -> Result<(), ApiError> {
+    let timestamp = params
+        .integer("timestamp")?
+        .ok_or_else(|| ApiError::mandatory("timestamp"))?;
+    // A millisecond timestamp has 13 digits until the year 2286; 16 digits means microseconds.
+    let timestamp = if allow_micros && timestamp >= 1_000_000_000_000_000 {
+        Decimal::from(timestamp) / Decimal::from(1000)
+    } else {
+        Decimal::from(timestamp)
+    };
+    let recv_window = params
+        .decimal("recvWindow")?
+        .unwrap_or_else(|| Decimal::from(5000));
+    if recv_window > Decimal::from(60_000) || recv_window.is_sign_negative() {
+        return Err(ApiError::new(
+            400,
+            -1131,
+            "recvWindow must be less than 60000",
+        ));
+    }
+    let server = Decimal::from(server_time_ms);
+    if timestamp < server + Decimal::from(1000) && server - timestamp <= recv_window {
+        Ok(())
+    } else if timestamp >= server + Decimal::from(1000) {
+        Err(ApiError::new(
+            400,
+            -1021,
+            "Timestamp for this request was 1000ms ahead of the server's time.",
+        ))
+    } else {
+        Err(ApiError::new(
+            400,
+            -1021,
+            "Timestamp for this request is outside of the recvWindow.",
+        ))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may panic.
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duplicate_across_query_and_body_is_rejected() {
+        let err = Params::parse("symbol=BTCUSDT", "symbol=ETHUSDT").unwrap_err();
+        assert_eq!(err.code, -1101);
+        let err = Params::parse("a=1&a=1", "").unwrap_err();
+        assert_eq!(err.code, -1101);
+    }
+
+    #[test]
+    fn payload_strips_signature_and_keeps_raw_bytes() {
+        let params =
+            Params::parse("symbol=%41BC&signature=ab&timestamp=1", "quantity=1+2").unwrap();
+        assert_eq!(params.payload(), b"symbol=%41BC&timestamp=1quantity=1+2");
+        assert_eq!(params.get("symbol"), Some("ABC"));
+        assert_eq!(params.get("quantity"), Some("1 2"));
+        assert_eq!(params.raw_signature(), Some("ab"));
+    }
+
+    #[test]
+    fn timestamp_window() {
+        let params = Params::parse("timestamp=10000&recvWindow=5000", "").unwrap();
+        assert!(check_timestamp(&params, 15_000, false).is_ok());
+        assert_eq!(
+            check_timestamp(&params, 15_001, false).unwrap_err().code,
+            -1021
+        );
+        assert_eq!(
+            check_timestamp(&params, 9_000, false).unwrap_err().code,
+            -1021
+        );
+        assert!(check_timestamp(&params, 9_001, false).is_ok());
+        let params = Params::parse("timestamp=10000&recvWindow=60001", "").unwrap();
+        assert_eq!(
+            check_timestamp(&params, 10_000, false).unwrap_err().code,
+            -1131
+        );
+    }
+
+    #[test]
+    fn hmac_signature_is_case_insensitive() {
+        let key = KeyMaterial::Hmac(Zeroizing::new(
+            b"NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j".to_vec(),
+        ));
+        let payload = b"symbol=LTCBTC&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1&price=0.1&recvWindow=5000&timestamp=1499827319559";
+        let sig = "c8db56825ae71d6d79447849e617115f4a920fa2acdcab2b053c4b2838bd6b71";
+        assert!(key.verify(payload, sig));
+        assert!(key.verify(payload, &sig.to_uppercase()));
+        assert!(!key.verify(&payload[1..], sig));
+    }
+
+    #[test]
+    fn ed25519_public_key_as_base64_or_pem() {
+        use ed25519_dalek::pkcs8::EncodePublicKey as _;
+        use ed25519_dalek::Signer as _;
+        let seed: [u8; 32] =
+            hex::decode("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60")
+                .unwrap()
+                .try_into()
+                .unwrap();
+        let signing = ed25519_dalek::SigningKey::from_bytes(&seed);
+        let pem = signing
+            .verifying_key()
+            .to_public_key_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
+            .unwrap();
+        let b64 =
+            base64::engine::general_purpose::STANDARD.encode(signing.verifying_key().to_bytes());
+        let signature = base64::engine::general_purpose::STANDARD
+            .encode(signing.sign(b"timestamp=1").to_bytes());
+        let encoded = signature
+            .replace('+', "%2B")
+            .replace('/', "%2F")
+            .replace('=', "%3D");
+        for text in [pem, b64] {
+            let key = KeyMaterial::from_credential(&Credential::ed25519("k", text)).unwrap();
+            assert!(key.verify(b"timestamp=1", &encoded));
+            assert!(key.verify(b"timestamp=1", &signature));
+            assert!(!key.verify(b"timestamp=2", &encoded));
+        }
+        assert!(KeyMaterial::from_credential(&Credential::ed25519("k", "AAAA")).is_err());
+    }
+}

@@ -1,0 +1,454 @@
+//! Accounts, balances, orders and trades, with a trivial matcher at the reference price.
+
+use std::collections::BTreeMap;
+
+use rust_decimal::Decimal;
+
+use crate::market::{self, Market, Product};
+use crate::routes::ApiError;
+
+/// Free and reserved amount of one asset.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Balance {
+    pub(crate) free: Decimal,
+    pub(crate) locked: Decimal,
+}
+
+/// Order side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Side {
+    Buy,
+    Sell,
+}
+
+impl Side {
+    pub(crate) fn parse(value: &str) -> Result<Side, ApiError> {
+        match value {
+            "BUY" => Ok(Side::Buy),
+            "SELL" => Ok(Side::Sell),
+            _ => Err(ApiError::new(400, -1117, "Invalid side.")),
+        }
+    }
+
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Side::Buy => "BUY",
+            Side::Sell => "SELL",
+        }
+    }
+}
+
+/// Order type the simulator supports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum OrderType {
+    Limit,
+    Market,
+}
+
+impl OrderType {
+    pub(crate) fn parse(value: &str) -> Result<OrderType, ApiError> {
+        match value {
+            "LIMIT" => Ok(OrderType::Limit),
+            "MARKET" => Ok(OrderType::Market),
+            _ => Err(ApiError::new(400, -1116, "Invalid orderType.")),
+        }
+    }
+
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            OrderType::Limit => "LIMIT",
+            OrderType::Market => "MARKET",
+        }
+    }
+}
+
+/// One order, open or finished.
+#[derive(Clone, Debug)]
+pub(crate) struct Order {
+    pub(crate) product: Product,
+    pub(crate) symbol: &'static str,
+    pub(crate) order_id: u64,
+    pub(crate) client_order_id: String,
+    pub(crate) side: Side,
+    pub(crate) order_type: OrderType,
+    pub(crate) time_in_force: String,
+    pub(crate) price: Decimal,
+    pub(crate) orig_qty: Decimal,
+    pub(crate) executed_qty: Decimal,
+    pub(crate) cumulative_quote: Decimal,
+    pub(crate) orig_quote_qty: Decimal,
+    pub(crate) status: &'static str,
+    pub(crate) time: u64,
+    pub(crate) update_time: u64,
+    /// Amount reserved for a resting spot order (quote for BUY, base for SELL).
+    pub(crate) reserved: Decimal,
+}
+
+/// One fill.
+#[derive(Clone, Debug)]
+pub(crate) struct Trade {
+    pub(crate) product: Product,
+    pub(crate) symbol: &'static str,
+    pub(crate) id: u64,
+    pub(crate) order_id: u64,
+    pub(crate) price: Decimal,
+    pub(crate) qty: Decimal,
+    pub(crate) commission_asset: &'static str,
+    pub(crate) time: u64,
+    pub(crate) is_buyer: bool,
+}
+
+/// Everything one API key owns.
+#[derive(Debug)]
+pub(crate) struct Account {
+    pub(crate) spot: BTreeMap<String, Balance>,
+    pub(crate) futures: BTreeMap<String, Balance>,
+    /// Signed position size per USD-M symbol.
+    pub(crate) positions: BTreeMap<&'static str, Decimal>,
+    pub(crate) orders: Vec<Order>,
+    pub(crate) trades: Vec<Trade>,
+}
+
+impl Account {
+    /// A fresh account with the documented starting balances.
+    pub(crate) fn new() -> Account {
+        let wallet = |list: Vec<(&str, Decimal)>| {
+            list.into_iter()
+                .map(|(asset, free)| {
+                    (
+                        asset.to_owned(),
+                        Balance {
+                            free,
+                            locked: Decimal::ZERO,
+                        },
+                    )
+                })
+                .collect()
+        };
+        Account {
+            spot: wallet(market::starting_spot_balances()),
+            futures: wallet(market::starting_futures_balances()),
+            positions: BTreeMap::new(),
+            orders: Vec::new(),
+            trades: Vec::new(),
+        }
+    }
+
+    fn spot_balance(&mut self, asset: &str) -> &mut Balance {
+        self.spot.entry(asset.to_owned()).or_default()
+    }
+
+    /// Debits `amount` of `asset` from the free spot balance, or -2010.
+    pub(crate) fn debit(&mut self, asset: &str, amount: Decimal) -> Result<(), ApiError> {
+        let balance = self.spot_balance(asset);
+        if balance.free < amount {
+            return Err(ApiError::insufficient_balance());
+        }
+        balance.free -= amount;
+        Ok(())
+    }
+}
+
+/// A validated new-order request.
+#[derive(Debug)]
+pub(crate) struct NewOrder {
+    pub(crate) market: &'static Market,
+    pub(crate) side: Side,
+    pub(crate) order_type: OrderType,
+    pub(crate) time_in_force: String,
+    pub(crate) price: Option<Decimal>,
+    pub(crate) quantity: Option<Decimal>,
+    pub(crate) quote_order_qty: Option<Decimal>,
+    pub(crate) client_order_id: String,
+}
+
+/// Is `value` a whole multiple of `step`?
+fn is_multiple(value: Decimal, step: Decimal) -> bool {
+    step.is_zero() || (value % step).is_zero()
+}
+
+/// Applies PRICE_FILTER, LOT_SIZE and NOTIONAL, returning the quantity to trade.
+fn check_filters(order: &NewOrder) -> Result<(Decimal, Decimal), ApiError> {
+    let m = order.market;
+    let exec_price = match order.order_type {
+        OrderType::Limit => {
+            let price = order.price.ok_or_else(|| ApiError::mandatory("price"))?;
+            if price <= Decimal::ZERO || !is_multiple(price, m.tick_size) {
+                return Err(ApiError::filter("PRICE_FILTER"));
+            }
+            price
+        }
+        OrderType::Market => m.price,
+    };
+    let quantity = match (order.quantity, order.quote_order_qty) {
+        (Some(q), None) => q,
+        (None, Some(quote)) if order.order_type == OrderType::Market => {
+            if quote <= Decimal::ZERO {
+                return Err(ApiError::filter("NOTIONAL"));
+            }
+            let raw = quote / m.price;
+            (raw / m.step_size).floor() * m.step_size
+        }
+        (Some(_), Some(_)) => {
+            return Err(ApiError::new(
+                400,
+                -1106,
+                "Parameter 'quoteOrderQty' sent when not required.",
+            ))
+        }
+        _ => return Err(ApiError::mandatory("quantity")),
+    };
+    if quantity < m.min_qty || !is_multiple(quantity, m.step_size) {
+        return Err(ApiError::filter("LOT_SIZE"));
+    }
+    if quantity * exec_price < m.min_notional {
+        let name = match m.product {
+            Product::Spot => "NOTIONAL",
+            Product::UsdM => "MIN_NOTIONAL",
+        };
+        return Err(ApiError::filter(name));
+    }
+    Ok((exec_price, quantity))
+}
+
+/// Futures leverage used for the margin check.
+const LEVERAGE: i64 = 20;
+
+/// Places an order: fills at the reference price when it crosses, else rests (and, on spot,
+/// reserves the balance). Returns the order and its fills.
+pub(crate) fn place(
+    account: &mut Account,
+    order: NewOrder,
+    order_id: u64,
+    next_trade_id: &mut u64,
+    now: u64,
+) -> Result<(Order, Vec<Trade>), ApiError> {
+    let m = order.market;
+    let (limit_price, quantity) = check_filters(&order)?;
+    let crosses = match (order.order_type, order.side) {
+        (OrderType::Market, _) => true,
+        (OrderType::Limit, Side::Buy) => limit_price >= m.price,
+        (OrderType::Limit, Side::Sell) => limit_price <= m.price,
+    };
+    let fill_quote = quantity * m.price;
+    let mut placed = Order {
+        product: m.product,
+        symbol: m.symbol,
+        order_id,
+        client_order_id: order.client_order_id,
+        side: order.side,
+        order_type: order.order_type,
+        time_in_force: order.time_in_force,
+        price: match order.order_type {
+            OrderType::Limit => limit_price,
+            OrderType::Market => Decimal::ZERO,
+        },
+        orig_qty: quantity,
+        executed_qty: Decimal::ZERO,
+        cumulative_quote: Decimal::ZERO,
+        orig_quote_qty: order.quote_order_qty.unwrap_or(Decimal::ZERO),
+        status: "NEW",
+        time: now,
+        update_time: now,
+        reserved: Decimal::ZERO,
+    };
+    match m.product {
+        Product::Spot => {
+            if crosses {
+                match order.side {
+                    Side::Buy => {
+                        account.debit(m.quote, fill_quote)?;
+                        account.spot_balance(m.base).free += quantity;
+                    }
+                    Side::Sell => {
+                        account.debit(m.base, quantity)?;
+                        account.spot_balance(m.quote).free += fill_quote;
+                    }
+                }
+            } else if placed.time_in_force == "GTC" {
+                let (asset, amount) = match order.side {
+                    Side::Buy => (m.quote, quantity * limit_price),
+                    Side::Sell => (m.base, quantity),
+                };
+                account.debit(asset, amount)?;
+                account.spot_balance(asset).locked += amount;
+                placed.reserved = amount;
+            }
+        }
+        Product::UsdM => {
+            let notional = quantity * limit_price;
+            let wallet = account.futures.entry(m.quote.to_owned()).or_default();
+            if notional / Decimal::from(LEVERAGE) > wallet.free {
+                return Err(ApiError::new(400, -2019, "Margin is insufficient."));
+            }
+            if crosses {
+                let delta = match order.side {
+                    Side::Buy => quantity,
+                    Side::Sell => -quantity,
+                };
+                *account.positions.entry(m.symbol).or_default() += delta;
+            }
+        }
+    }
+    let mut trades = Vec::new();
+    if crosses {
+        placed.executed_qty = quantity;
+        placed.cumulative_quote = fill_quote;
+        placed.status = "FILLED";
+        let trade = Trade {
+            product: m.product,
+            symbol: m.symbol,
+            id: *next_trade_id,
+            order_id,
+            price: m.price,
+            qty: quantity,
+            commission_asset: match order.side {
+                Side::Buy => m.base,
+                Side::Sell => m.quote,
+            },
+            time: now,
+            is_buyer: order.side == Side::Buy,
+        };
+        *next_trade_id += 1;
+        account.trades.push(trade.clone());
+        trades.push(trade);
+    } else if placed.time_in_force != "GTC" {
+        placed.status = "EXPIRED";
+    }
+    account.orders.push(placed.clone());
+    Ok((placed, trades))
+}
+
+/// How a request names an order.
+#[derive(Debug)]
+pub(crate) enum OrderRef<'a> {
+    Id(u64),
+    Client(&'a str),
+}
+
+/// Finds an order of `symbol` by id or client id.
+pub(crate) fn find<'a>(
+    account: &'a mut Account,
+    product: Product,
+    symbol: &str,
+    by: &OrderRef<'_>,
+) -> Option<&'a mut Order> {
+    account.orders.iter_mut().find(|o| {
+        o.product == product
+            && o.symbol == symbol
+            && match by {
+                OrderRef::Id(id) => o.order_id == *id,
+                OrderRef::Client(client) => o.client_order_id == *client,
+            }
+    })
+}
+
+/// Cancels an open order and releases its reservation, or -2011.
+pub(crate) fn cancel(
+    account: &mut Account,
+    product: Product,
+    symbol: &str,
+    by: &OrderRef<'_>,
+    now: u64,
+) -> Result<Order, ApiError> {
+    let unknown = || ApiError::new(400, -2011, "Unknown order sent.");
+    let m = market::find(product, symbol).ok_or_else(ApiError::invalid_symbol)?;
+    let order = find(account, product, symbol, by).ok_or_else(unknown)?;
+    if order.status != "NEW" && order.status != "PARTIALLY_FILLED" {
+        return Err(unknown());
+    }
+    order.status = "CANCELED";
+    order.update_time = now;
+    let reserved = std::mem::take(&mut order.reserved);
+    let side = order.side;
+    let cancelled = order.clone();
+    if product == Product::Spot && !reserved.is_zero() {
+        let asset = match side {
+            Side::Buy => m.quote,
+            Side::Sell => m.base,
+        };
+        let balance = account.spot_balance(asset);
+        balance.locked -= reserved;
+        balance.free += reserved;
+    }
+    Ok(cancelled)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may panic.
+mod tests {
+    use super::*;
+
+    fn new_order(symbol: &str, side: Side, price: Option<&str>, qty: &str) -> NewOrder {
+        NewOrder {
+            market: market::find(Product::Spot, symbol).unwrap(),
+            side,
+            order_type: if price.is_some() {
+                OrderType::Limit
+            } else {
+                OrderType::Market
+            },
+            time_in_force: "GTC".into(),
+            price: price.map(|p| p.parse().unwrap()),
+            quantity: Some(qty.parse().unwrap()),
+            quote_order_qty: None,
+            client_order_id: "c1".into(),
+        }
+    }
+
+    #[test]
+    fn resting_order_reserves_and_cancel_releases() {
+        let mut account = Account::new();
+        let mut trade_id = 1;
+        let (order, trades) = place(
+            &mut account,
+            new_order("BTCUSDT", Side::Buy, Some("50000"), "1"),
+            7,
+            &mut trade_id,
+            0,
+        )
+        .unwrap();
+        assert_eq!(order.status, "NEW");
+        assert!(trades.is_empty());
+        assert_eq!(account.spot["USDT"].locked, Decimal::from(50_000));
+        assert_eq!(account.spot["USDT"].free, Decimal::from(950_000));
+        cancel(&mut account, Product::Spot, "BTCUSDT", &OrderRef::Id(7), 1).unwrap();
+        assert_eq!(account.spot["USDT"].locked, Decimal::ZERO);
+        assert_eq!(account.spot["USDT"].free, Decimal::from(1_000_000));
+        let err = cancel(&mut account, Product::Spot, "BTCUSDT", &OrderRef::Id(7), 1).unwrap_err();
+        assert_eq!(err.code, -2011);
+    }
+
+    #[test]
+    fn crossing_sell_fills_at_reference_price() {
+        let mut account = Account::new();
+        let mut trade_id = 1;
+        let (order, trades) = place(
+            &mut account,
+            new_order("BTCUSDT", Side::Sell, Some("1000"), "2"),
+            1,
+            &mut trade_id,
+            0,
+        )
+        .unwrap();
+        assert_eq!(order.status, "FILLED");
+        assert_eq!(trades[0].price, Decimal::from(60_000));
+        assert_eq!(account.spot["BTC"].free, Decimal::from(8));
+        assert_eq!(account.spot["USDT"].free, Decimal::from(1_120_000));
+    }
+
+    #[test]
+    fn insufficient_balance_is_2010() {
+        let mut account = Account::new();
+        let mut trade_id = 1;
+        let err = place(
+            &mut account,
+            new_order("BTCUSDT", Side::Sell, None, "11"),
+            1,
+            &mut trade_id,
+            0,
+        )
+        .unwrap_err();
+        assert_eq!(err.code, -2010);
+    }
+}

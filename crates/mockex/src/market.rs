@@ -1,0 +1,438 @@
+//! The fixed market list, reference prices and the public market-data documents.
+
+use rust_decimal::Decimal;
+use serde_json::{json, Value};
+
+/// Which Binance product a market belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Product {
+    /// Spot (`/api/v3`).
+    Spot,
+    /// USD-M perpetual futures (`/fapi`).
+    UsdM,
+}
+
+/// One tradable symbol with its filters and fixed reference price.
+#[derive(Debug)]
+pub(crate) struct Market {
+    pub(crate) symbol: &'static str,
+    pub(crate) base: &'static str,
+    pub(crate) quote: &'static str,
+    pub(crate) product: Product,
+    /// The price every order fills at.
+    pub(crate) price: Decimal,
+    pub(crate) tick_size: Decimal,
+    pub(crate) step_size: Decimal,
+    pub(crate) min_qty: Decimal,
+    pub(crate) min_notional: Decimal,
+}
+
+/// Builds a decimal from a mantissa and scale (`dec(1, 2)` is 0.01).
+const fn dec(mantissa: i64, scale: u32) -> Decimal {
+    Decimal::from_parts(
+        mantissa.unsigned_abs() as u32,
+        (mantissa.unsigned_abs() >> 32) as u32,
+        0,
+        mantissa < 0,
+        scale,
+    )
+}
+
+/// Every market the simulator knows, spot first.
+pub(crate) static MARKETS: &[Market] = &[
+    spot(
+        "BTCUSDT",
+        "BTC",
+        "USDT",
+        dec(60_000, 0),
+        dec(1, 2),
+        dec(1, 5),
+        dec(5, 0),
+    ),
+    spot(
+        "ETHUSDT",
+        "ETH",
+        "USDT",
+        dec(3_000, 0),
+        dec(1, 2),
+        dec(1, 4),
+        dec(5, 0),
+    ),
+    spot(
+        "BNBUSDT",
+        "BNB",
+        "USDT",
+        dec(600, 0),
+        dec(1, 2),
+        dec(1, 3),
+        dec(5, 0),
+    ),
+    spot(
+        "DOGEUSDT",
+        "DOGE",
+        "USDT",
+        dec(1, 1),
+        dec(1, 5),
+        dec(1, 0),
+        dec(1, 0),
+    ),
+    spot(
+        "ETHBTC",
+        "ETH",
+        "BTC",
+        dec(5, 2),
+        dec(1, 5),
+        dec(1, 4),
+        dec(1, 4),
+    ),
+    Market {
+        symbol: "BTCUSDT",
+        base: "BTC",
+        quote: "USDT",
+        product: Product::UsdM,
+        price: dec(60_000, 0),
+        tick_size: dec(1, 1),
+        step_size: dec(1, 3),
+        min_qty: dec(1, 3),
+        min_notional: dec(100, 0),
+    },
+    Market {
+        symbol: "ETHUSDT",
+        base: "ETH",
+        quote: "USDT",
+        product: Product::UsdM,
+        price: dec(3_000, 0),
+        tick_size: dec(1, 2),
+        step_size: dec(1, 3),
+        min_qty: dec(1, 3),
+        min_notional: dec(20, 0),
+    },
+];
+
+const fn spot(
+    symbol: &'static str,
+    base: &'static str,
+    quote: &'static str,
+    price: Decimal,
+    tick_size: Decimal,
+    step_size: Decimal,
+    min_notional: Decimal,
+) -> Market {
+    Market {
+        symbol,
+        base,
+        quote,
+        product: Product::Spot,
+        price,
+        tick_size,
+        step_size,
+        min_qty: step_size,
+        min_notional,
+    }
+}
+
+/// Assets with a spot balance; every account starts with these amounts.
+pub(crate) fn starting_spot_balances() -> Vec<(&'static str, Decimal)> {
+    vec![
+        ("BTC", dec(10, 0)),
+        ("ETH", dec(100, 0)),
+        ("USDT", dec(1_000_000, 0)),
+        ("BNB", dec(1_000, 0)),
+        ("DOGE", dec(0, 0)),
+    ]
+}
+
+/// Starting USD-M futures wallet.
+pub(crate) fn starting_futures_balances() -> Vec<(&'static str, Decimal)> {
+    vec![("USDT", dec(100_000, 0))]
+}
+
+/// Finds a market by product and symbol.
+pub(crate) fn find(product: Product, symbol: &str) -> Option<&'static Market> {
+    MARKETS
+        .iter()
+        .find(|m| m.product == product && m.symbol == symbol)
+}
+
+/// Markets of one product.
+pub(crate) fn of(product: Product) -> impl Iterator<Item = &'static Market> {
+    MARKETS.iter().filter(move |m| m.product == product)
+}
+
+/// Formats a decimal the way Binance does: a fixed number of places, as a string.
+pub(crate) fn fmt(value: Decimal, places: u32) -> String {
+    let mut rounded = value.round_dp(places);
+    rounded.rescale(places);
+    rounded.to_string()
+}
+
+/// Number of decimal places in a step such as `0.001`.
+fn places(step: Decimal) -> u32 {
+    step.normalize().scale()
+}
+
+fn rate_limits() -> Value {
+    json!([
+        {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 6000},
+        {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 100},
+        {"rateLimitType": "ORDERS", "interval": "DAY", "intervalNum": 1, "limit": 200000},
+        {"rateLimitType": "RAW_REQUESTS", "interval": "MINUTE", "intervalNum": 5, "limit": 61000}
+    ])
+}
+
+/// `GET /api/v3/exchangeInfo`.
+pub(crate) fn spot_exchange_info(server_time: u64) -> Value {
+    let symbols: Vec<Value> = of(Product::Spot)
+        .map(|m| {
+            json!({
+                "symbol": m.symbol,
+                "status": "TRADING",
+                "baseAsset": m.base,
+                "baseAssetPrecision": 8,
+                "quoteAsset": m.quote,
+                "quotePrecision": 8,
+                "quoteAssetPrecision": 8,
+                "baseCommissionPrecision": 8,
+                "quoteCommissionPrecision": 8,
+                "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT"],
+                "icebergAllowed": true,
+                "ocoAllowed": true,
+                "otoAllowed": true,
+                "quoteOrderQtyMarketAllowed": true,
+                "allowTrailingStop": true,
+                "cancelReplaceAllowed": true,
+                "amendAllowed": true,
+                "isSpotTradingAllowed": true,
+                "isMarginTradingAllowed": true,
+                "filters": [
+                    {"filterType": "PRICE_FILTER", "minPrice": fmt(m.tick_size, 8), "maxPrice": "1000000.00000000", "tickSize": fmt(m.tick_size, 8)},
+                    {"filterType": "LOT_SIZE", "minQty": fmt(m.min_qty, 8), "maxQty": "9000000.00000000", "stepSize": fmt(m.step_size, 8)},
+                    {"filterType": "ICEBERG_PARTS", "limit": 10},
+                    {"filterType": "MARKET_LOT_SIZE", "minQty": "0.00000000", "maxQty": "9000000.00000000", "stepSize": "0.00000000"},
+                    {"filterType": "TRAILING_DELTA", "minTrailingAboveDelta": 10, "maxTrailingAboveDelta": 2000, "minTrailingBelowDelta": 10, "maxTrailingBelowDelta": 2000},
+                    {"filterType": "PERCENT_PRICE_BY_SIDE", "bidMultiplierUp": "5", "bidMultiplierDown": "0.2", "askMultiplierUp": "5", "askMultiplierDown": "0.2", "avgPriceMins": 5},
+                    {"filterType": "NOTIONAL", "minNotional": fmt(m.min_notional, 8), "applyMinToMarket": true, "maxNotional": "9000000.00000000", "applyMaxToMarket": false, "avgPriceMins": 5},
+                    {"filterType": "MAX_NUM_ORDERS", "maxNumOrders": 200},
+                    {"filterType": "MAX_NUM_ALGO_ORDERS", "maxNumAlgoOrders": 5}
+                ],
+                "permissions": [],
+                "permissionSets": [["SPOT", "MARGIN"]],
+                "defaultSelfTradePreventionMode": "EXPIRE_MAKER",
+                "allowedSelfTradePreventionModes": ["NONE", "EXPIRE_TAKER", "EXPIRE_MAKER", "EXPIRE_BOTH"]
+            })
+        })
+        .collect();
+    json!({
+        "timezone": "UTC",
+        "serverTime": server_time,
+        "rateLimits": rate_limits(),
+        "exchangeFilters": [],
+        "symbols": symbols
+    })
+}
+
+/// `GET /fapi/v1/exchangeInfo`.
+pub(crate) fn usdm_exchange_info(server_time: u64) -> Value {
+    let symbols: Vec<Value> = of(Product::UsdM)
+        .map(|m| {
+            json!({
+                "symbol": m.symbol,
+                "pair": m.symbol,
+                "contractType": "PERPETUAL",
+                "deliveryDate": 4_133_404_800_000_u64,
+                "onboardDate": 1_569_398_400_000_u64,
+                "status": "TRADING",
+                "maintMarginPercent": "2.5000",
+                "requiredMarginPercent": "5.0000",
+                "baseAsset": m.base,
+                "quoteAsset": m.quote,
+                "marginAsset": m.quote,
+                "pricePrecision": places(m.tick_size),
+                "quantityPrecision": places(m.step_size),
+                "baseAssetPrecision": 8,
+                "quotePrecision": 8,
+                "underlyingType": "COIN",
+                "underlyingSubType": ["PoW"],
+                "settlePlan": 0,
+                "triggerProtect": "0.0500",
+                "liquidationFee": "0.012500",
+                "marketTakeBound": "0.05",
+                "maxMoveOrderLimit": 10000,
+                "filters": [
+                    {"filterType": "PRICE_FILTER", "minPrice": m.tick_size.to_string(), "maxPrice": "4529764", "tickSize": m.tick_size.to_string()},
+                    {"filterType": "LOT_SIZE", "minQty": m.min_qty.to_string(), "maxQty": "1000", "stepSize": m.step_size.to_string()},
+                    {"filterType": "MARKET_LOT_SIZE", "minQty": m.min_qty.to_string(), "maxQty": "120", "stepSize": m.step_size.to_string()},
+                    {"filterType": "MAX_NUM_ORDERS", "limit": 200},
+                    {"filterType": "MAX_NUM_ALGO_ORDERS", "limit": 10},
+                    {"filterType": "MIN_NOTIONAL", "notional": m.min_notional.to_string()},
+                    {"filterType": "PERCENT_PRICE", "multiplierUp": "1.0500", "multiplierDown": "0.9500", "multiplierDecimal": "4"}
+                ],
+                "orderTypes": ["LIMIT", "MARKET", "STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET", "TRAILING_STOP_MARKET"],
+                "timeInForce": ["GTC", "IOC", "FOK", "GTX", "GTD"],
+                "permissionSets": ["GRID", "COPY"]
+            })
+        })
+        .collect();
+    json!({
+        "timezone": "UTC",
+        "serverTime": server_time,
+        "futuresType": "U_MARGINED",
+        "rateLimits": rate_limits(),
+        "exchangeFilters": [],
+        "assets": [{"asset": "USDT", "marginAvailable": true, "autoAssetExchange": "-10000"}],
+        "symbols": symbols
+    })
+}
+
+/// `GET /dapi/v1/exchangeInfo`: COIN-M is not simulated, so the symbol list is empty.
+pub(crate) fn coinm_exchange_info(server_time: u64) -> Value {
+    json!({
+        "timezone": "UTC",
+        "serverTime": server_time,
+        "rateLimits": rate_limits(),
+        "exchangeFilters": [],
+        "symbols": []
+    })
+}
+
+/// `GET /api/v3/ticker/24hr` for one market.
+pub(crate) fn ticker_24hr(m: &Market, now: u64) -> Value {
+    let price = fmt(m.price, 8);
+    json!({
+        "symbol": m.symbol,
+        "priceChange": "0.00000000",
+        "priceChangePercent": "0.000",
+        "weightedAvgPrice": price,
+        "prevClosePrice": price,
+        "lastPrice": price,
+        "lastQty": fmt(m.min_qty, 8),
+        "bidPrice": fmt(m.price - m.tick_size, 8),
+        "bidQty": "1.00000000",
+        "askPrice": fmt(m.price + m.tick_size, 8),
+        "askQty": "1.00000000",
+        "openPrice": price,
+        "highPrice": price,
+        "lowPrice": price,
+        "volume": "1000.00000000",
+        "quoteVolume": fmt(m.price * Decimal::from(1000), 8),
+        "openTime": now.saturating_sub(86_400_000),
+        "closeTime": now,
+        "firstId": 1,
+        "lastId": 1000,
+        "count": 1000
+    })
+}
+
+/// `GET /api/v3/depth`: a synthetic book of `limit` levels around the reference price.
+pub(crate) fn depth(m: &Market, limit: usize) -> Value {
+    let level = |i: usize, sign: i64| {
+        let offset = m.tick_size * Decimal::from(i as i64 + 1) * Decimal::from(sign);
+        json!([fmt(m.price + offset, 8), "1.00000000"])
+    };
+    json!({
+        "lastUpdateId": 1_000_000,
+        "bids": (0..limit).map(|i| level(i, -1)).collect::<Vec<_>>(),
+        "asks": (0..limit).map(|i| level(i, 1)).collect::<Vec<_>>()
+    })
+}
+
+/// Known coins for `GET /sapi/v1/capital/config/getall` and withdrawals.
+pub(crate) static COINS: &[(&str, &str, &str)] = &[
+    ("BTC", "Bitcoin", "BTC"),
+    ("ETH", "Ethereum", "ETH"),
+    ("USDT", "TetherUS", "ETH"),
+    ("BNB", "BNB", "BSC"),
+    ("DOGE", "Dogecoin", "DOGE"),
+];
+
+/// One entry of `GET /sapi/v1/capital/config/getall`.
+pub(crate) fn coin_config(
+    coin: &str,
+    name: &str,
+    network: &str,
+    free: Decimal,
+    locked: Decimal,
+) -> Value {
+    json!({
+        "coin": coin,
+        "depositAllEnable": true,
+        "withdrawAllEnable": true,
+        "name": name,
+        "free": free.normalize().to_string(),
+        "locked": locked.normalize().to_string(),
+        "freeze": "0",
+        "withdrawing": "0",
+        "ipoing": "0",
+        "ipoable": "0",
+        "storage": "0",
+        "isLegalMoney": false,
+        "trading": true,
+        "networkList": [{
+            "network": network,
+            "coin": coin,
+            "withdrawIntegerMultiple": "0.00000001",
+            "isDefault": true,
+            "depositEnable": true,
+            "withdrawEnable": true,
+            "depositDesc": "",
+            "withdrawDesc": "",
+            "specialTips": "",
+            "specialWithdrawTips": "",
+            "name": name,
+            "resetAddressStatus": false,
+            "addressRegex": "^.{10,100}$",
+            "memoRegex": "",
+            "withdrawFee": "0",
+            "withdrawMin": "0.00000001",
+            "withdrawMax": "10000000",
+            "depositDust": "0.00000001",
+            "minConfirm": 1,
+            "unLockConfirm": 2,
+            "sameAddress": false,
+            "estimatedArrivalTime": 5,
+            "busy": false,
+            "contractAddressUrl": "",
+            "contractAddress": ""
+        }]
+    })
+}
+
+/// `GET /sapi/v1/margin/allPairs` (cross) or `.../isolated/allPairs`.
+pub(crate) fn margin_pairs(isolated: bool) -> Value {
+    let pairs: Vec<Value> = of(Product::Spot)
+        .enumerate()
+        .map(|(i, m)| {
+            let mut pair = json!({
+                "symbol": m.symbol,
+                "base": m.base,
+                "quote": m.quote,
+                "isMarginTrade": true,
+                "isBuyAllowed": true,
+                "isSellAllowed": true
+            });
+            if !isolated {
+                pair["id"] = json!(i as u64 + 1);
+            }
+            pair
+        })
+        .collect();
+    Value::Array(pairs)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may panic.
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimals_and_formatting() {
+        assert_eq!(dec(1, 2).to_string(), "0.01");
+        assert_eq!(fmt(dec(60_000, 0), 8), "60000.00000000");
+        assert_eq!(places(dec(1, 3)), 3);
+        assert_eq!(
+            find(Product::Spot, "ETHBTC").map(|m| m.price),
+            Some(dec(5, 2))
+        );
+        assert!(find(Product::UsdM, "DOGEUSDT").is_none());
+    }
+}

@@ -1,0 +1,802 @@
+//! HTTP front: request record, endpoint table, authentication order and Binance-shaped replies.
+
+use std::borrow::Cow;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use rust_decimal::Decimal;
+use serde_json::{json, Value};
+
+use crate::auth::{self, Params};
+use crate::book::{self, Account, NewOrder, Order, OrderRef, OrderType, Side, Trade};
+use crate::market::{self, fmt, Product};
+use crate::{now_ms, RecordedRequest, Simulator};
+
+/// A Binance error reply: HTTP status plus `{"code": N, "msg": "..."}`.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    status: u16,
+    pub(crate) code: i64,
+    msg: Cow<'static, str>,
+}
+
+impl ApiError {
+    pub(crate) fn new(status: u16, code: i64, msg: impl Into<Cow<'static, str>>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            msg: msg.into(),
+        }
+    }
+
+    pub(crate) fn duplicate() -> ApiError {
+        ApiError::new(400, -1101, "Duplicate values for a parameter detected.")
+    }
+
+    pub(crate) fn mandatory(name: &str) -> ApiError {
+        ApiError::new(
+            400,
+            -1102,
+            format!("Mandatory parameter '{name}' was not sent, was empty/null, or malformed."),
+        )
+    }
+
+    pub(crate) fn illegal_chars(name: &str, range: &str) -> ApiError {
+        ApiError::new(
+            400,
+            -1100,
+            format!("Illegal characters found in parameter '{name}'; legal range is '{range}'."),
+        )
+    }
+
+    pub(crate) fn invalid_symbol() -> ApiError {
+        ApiError::new(400, -1121, "Invalid symbol.")
+    }
+
+    pub(crate) fn insufficient_balance() -> ApiError {
+        ApiError::new(
+            400,
+            -2010,
+            "Account has insufficient balance for requested action.",
+        )
+    }
+
+    pub(crate) fn filter(name: &str) -> ApiError {
+        ApiError::new(400, -1013, format!("Filter failure: {name}"))
+    }
+
+    fn into_parts(self) -> (StatusCode, Value) {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::BAD_REQUEST);
+        (status, json!({"code": self.code, "msg": self.msg}))
+    }
+}
+
+/// Builds the router: one fallback handler, so every request is recorded before routing.
+pub(crate) fn router(simulator: Simulator) -> Router {
+    Router::new().fallback(handle).with_state(simulator)
+}
+
+/// Who may call an endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Security {
+    /// Public market data.
+    None,
+    /// `X-MBX-APIKEY` plus `timestamp` and `signature`.
+    Signed,
+}
+
+/// Every endpoint the simulator answers.
+#[derive(Clone, Copy, Debug)]
+enum Endpoint {
+    Ping,
+    Time,
+    SpotExchangeInfo,
+    UsdmExchangeInfo,
+    CoinmExchangeInfo,
+    TickerPrice(Product),
+    Ticker24hr(Product),
+    BookTicker,
+    Depth,
+    Account,
+    NewOrder(Product),
+    QueryOrder(Product),
+    CancelOrder(Product),
+    OpenOrders(Product),
+    AllOrders,
+    MyTrades,
+    CapitalConfig,
+    MarginPairs { isolated: bool },
+    Withdraw,
+    ApiRestrictions,
+    FuturesAccount,
+    FuturesBalance,
+}
+
+/// The endpoint table: (method, path) → security, request weight, endpoint.
+fn route(method: &Method, path: &str) -> Option<(Security, u32, Endpoint)> {
+    use Endpoint as E;
+    use Security::{None as Public, Signed};
+    let get = method == Method::GET;
+    let post = method == Method::POST;
+    let delete = method == Method::DELETE;
+    let found = match path {
+        "/api/v3/ping" | "/fapi/v1/ping" | "/dapi/v1/ping" if get => (Public, 1, E::Ping),
+        "/api/v3/time" | "/fapi/v1/time" | "/dapi/v1/time" if get => (Public, 1, E::Time),
+        "/api/v3/exchangeInfo" if get => (Public, 20, E::SpotExchangeInfo),
+        "/fapi/v1/exchangeInfo" if get => (Public, 1, E::UsdmExchangeInfo),
+        "/dapi/v1/exchangeInfo" if get => (Public, 1, E::CoinmExchangeInfo),
+        "/api/v3/ticker/price" if get => (Public, 2, E::TickerPrice(Product::Spot)),
+        "/fapi/v1/ticker/price" | "/fapi/v2/ticker/price" if get => {
+            (Public, 1, E::TickerPrice(Product::UsdM))
+        }
+        "/api/v3/ticker/24hr" if get => (Public, 2, E::Ticker24hr(Product::Spot)),
+        "/fapi/v1/ticker/24hr" if get => (Public, 1, E::Ticker24hr(Product::UsdM)),
+        "/api/v3/ticker/bookTicker" if get => (Public, 2, E::BookTicker),
+        "/api/v3/depth" if get => (Public, 5, E::Depth),
+        "/api/v3/account" if get => (Signed, 20, E::Account),
+        "/api/v3/order" if post => (Signed, 1, E::NewOrder(Product::Spot)),
+        "/api/v3/order" if get => (Signed, 4, E::QueryOrder(Product::Spot)),
+        "/api/v3/order" if delete => (Signed, 1, E::CancelOrder(Product::Spot)),
+        "/api/v3/openOrders" if get => (Signed, 6, E::OpenOrders(Product::Spot)),
+        "/api/v3/allOrders" if get => (Signed, 20, E::AllOrders),
+        "/api/v3/myTrades" if get => (Signed, 20, E::MyTrades),
+        "/sapi/v1/capital/config/getall" if get => (Signed, 10, E::CapitalConfig),
+        "/sapi/v1/margin/allPairs" if get => (Signed, 1, E::MarginPairs { isolated: false }),
+        "/sapi/v1/margin/isolated/allPairs" if get => {
+            (Signed, 10, E::MarginPairs { isolated: true })
+        }
+        "/sapi/v1/capital/withdraw/apply" if post => (Signed, 600, E::Withdraw),
+        "/sapi/v1/account/apiRestrictions" if get => (Signed, 1, E::ApiRestrictions),
+        "/fapi/v2/account" | "/fapi/v3/account" if get => (Signed, 5, E::FuturesAccount),
+        "/fapi/v2/balance" | "/fapi/v3/balance" if get => (Signed, 5, E::FuturesBalance),
+        "/fapi/v1/order" if post => (Signed, 1, E::NewOrder(Product::UsdM)),
+        "/fapi/v1/order" if get => (Signed, 1, E::QueryOrder(Product::UsdM)),
+        "/fapi/v1/order" if delete => (Signed, 1, E::CancelOrder(Product::UsdM)),
+        "/fapi/v1/openOrders" if get => (Signed, 1, E::OpenOrders(Product::UsdM)),
+        _ => return None,
+    };
+    Some(found)
+}
+
+/// The one handler behind every path.
+async fn handle(
+    State(simulator): State<Simulator>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = uri.path().to_owned();
+    let query = uri.query().unwrap_or("").to_owned();
+    if let Some(control) = path.strip_prefix("/__mock/") {
+        let response = mock_control(&simulator, &method, control, &query);
+        return with_weight(response, simulator.add_weight(0));
+    }
+    let api_key = headers
+        .get("x-mbx-apikey")
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    simulator.record(RecordedRequest {
+        method: method.as_str().to_owned(),
+        path: path.clone(),
+        query: query.clone(),
+        body: String::from_utf8_lossy(&body).into_owned(),
+        api_key: api_key.clone(),
+    });
+    let (status, value, weight) = match route(&method, &path) {
+        None => {
+            let (status, value) = ApiError::new(404, -1000, "Unknown endpoint.").into_parts();
+            (status, value, 1)
+        }
+        Some((security, weight, endpoint)) => {
+            let result = authenticate(
+                &simulator,
+                security,
+                &path,
+                &headers,
+                &query,
+                &body,
+                api_key.as_deref(),
+            )
+            .and_then(|(params, key)| dispatch(&simulator, endpoint, &params, key.as_deref()));
+            match result {
+                Ok(value) => (StatusCode::OK, value, weight),
+                Err(error) => {
+                    let (status, value) = error.into_parts();
+                    (status, value, weight)
+                }
+            }
+        }
+    };
+    let response = (status, axum::Json(value)).into_response();
+    with_weight(response, simulator.add_weight(weight))
+}
+
+/// Adds Binance's rate-limit headers.
+fn with_weight(mut response: Response, used: u64) -> Response {
+    let used = HeaderValue::from(used);
+    let headers = response.headers_mut();
+    headers.insert("x-mbx-used-weight", used.clone());
+    headers.insert("x-mbx-used-weight-1m", used);
+    response
+}
+
+/// `/__mock/requests` and `/__mock/reset`; never recorded.
+fn mock_control(simulator: &Simulator, method: &Method, control: &str, query: &str) -> Response {
+    match (method.as_str(), control) {
+        ("GET", "requests") => axum::Json(simulator.requests()).into_response(),
+        ("POST", "reset") => {
+            let everything = form_urlencoded::parse(query.as_bytes())
+                .any(|(name, value)| name == "state" && value == "1");
+            simulator.reset(everything);
+            axum::Json(json!({})).into_response()
+        }
+        _ => {
+            let (status, value) = ApiError::new(404, -1000, "Unknown endpoint.").into_parts();
+            (status, axum::Json(value)).into_response()
+        }
+    }
+}
+
+/// Parses parameters and, for signed endpoints, checks key, signature and time, in that order.
+fn authenticate(
+    simulator: &Simulator,
+    security: Security,
+    path: &str,
+    headers: &HeaderMap,
+    query: &str,
+    body: &[u8],
+    api_key: Option<&str>,
+) -> Result<(Params, Option<String>), ApiError> {
+    let is_form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    let body = if is_form {
+        std::str::from_utf8(body)
+            .map_err(|_| ApiError::new(400, -1100, "Illegal characters found in a parameter."))?
+    } else {
+        ""
+    };
+    let params = Params::parse(query, body)?;
+    if security == Security::None {
+        return Ok((params, None));
+    }
+    let api_key = match api_key {
+        Some(key) if !key.is_empty() && key.bytes().all(|b| b.is_ascii_graphic()) => key,
+        _ => return Err(ApiError::new(401, -2014, "API-key format invalid.")),
+    };
+    let Some(material) = simulator.key(api_key) else {
+        return Err(ApiError::new(
+            401,
+            -2015,
+            "Invalid API-key, IP, or permissions for action.",
+        ));
+    };
+    let signature = params
+        .raw_signature()
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| ApiError::mandatory("signature"))?;
+    if !material.verify(&params.payload(), signature) {
+        return Err(ApiError::new(
+            400,
+            -1022,
+            "Signature for this request is not valid.",
+        ));
+    }
+    let allow_micros = !path.starts_with("/fapi/");
+    auth::check_timestamp(&params, now_ms(), allow_micros)?;
+    Ok((params, Some(api_key.to_owned())))
+}
+
+/// Validates `symbol`: characters first (-1100), then existence (-1121).
+fn symbol(params: &Params, product: Product) -> Result<&'static market::Market, ApiError> {
+    let raw = params.required("symbol")?;
+    let legal = raw.len() <= 20
+        && raw
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b"-_.".contains(&b));
+    if !legal {
+        return Err(ApiError::illegal_chars("symbol", "^[A-Z0-9-_.]{1,20}$"));
+    }
+    market::find(product, raw).ok_or_else(ApiError::invalid_symbol)
+}
+
+/// Runs one endpoint; `api_key` is set for signed endpoints.
+fn dispatch(
+    simulator: &Simulator,
+    endpoint: Endpoint,
+    params: &Params,
+    api_key: Option<&str>,
+) -> Result<Value, ApiError> {
+    let now = now_ms();
+    let public = match endpoint {
+        Endpoint::Ping => Some(json!({})),
+        Endpoint::Time => Some(json!({"serverTime": now})),
+        Endpoint::SpotExchangeInfo => Some(market::spot_exchange_info(now)),
+        Endpoint::UsdmExchangeInfo => Some(market::usdm_exchange_info(now)),
+        Endpoint::CoinmExchangeInfo => Some(market::coinm_exchange_info(now)),
+        Endpoint::TickerPrice(product) => Some(per_symbol(params, product, |m| {
+            let mut v = json!({"symbol": m.symbol, "price": fmt(m.price, 8)});
+            if product == Product::UsdM {
+                v["price"] = json!(m.price.to_string());
+                v["time"] = json!(now);
+            }
+            v
+        })?),
+        Endpoint::Ticker24hr(product) => Some(per_symbol(params, product, |m| {
+            market::ticker_24hr(m, now)
+        })?),
+        Endpoint::BookTicker => Some(per_symbol(params, Product::Spot, |m| {
+            json!({
+                "symbol": m.symbol,
+                "bidPrice": fmt(m.price - m.tick_size, 8), "bidQty": "1.00000000",
+                "askPrice": fmt(m.price + m.tick_size, 8), "askQty": "1.00000000"
+            })
+        })?),
+        Endpoint::Depth => {
+            let m = symbol(params, Product::Spot)?;
+            let limit = params.integer("limit")?.unwrap_or(100).clamp(1, 5000);
+            Some(market::depth(m, usize::try_from(limit).unwrap_or(100)))
+        }
+        Endpoint::MarginPairs { isolated } => Some(market::margin_pairs(isolated)),
+        Endpoint::ApiRestrictions => Some(json!({
+            "ipRestrict": false,
+            "createTime": simulator.started_ms(),
+            "enableReading": true,
+            "enableSpotAndMarginTrading": true,
+            "enableWithdrawals": true,
+            "enableInternalTransfer": false,
+            "permitsUniversalTransfer": false,
+            "enableMargin": false,
+            "enableFutures": true,
+            "enableVanillaOptions": false,
+            "enablePortfolioMarginTrading": false
+        })),
+        _ => None,
+    };
+    if let Some(value) = public {
+        return Ok(value);
+    }
+    let api_key = api_key.ok_or_else(|| ApiError::new(401, -2014, "API-key format invalid."))?;
+    simulator.with_account(api_key, |account, ids| {
+        private(account, ids, endpoint, params, now)
+    })
+}
+
+/// Order and trade id counters shared by all accounts.
+#[derive(Debug)]
+pub(crate) struct Ids {
+    pub(crate) next_order_id: u64,
+    pub(crate) next_trade_id: u64,
+    pub(crate) next_withdraw_id: u64,
+}
+
+/// One object for `symbol=…`, else a list over all markets of the product.
+fn per_symbol(
+    params: &Params,
+    product: Product,
+    one: impl Fn(&market::Market) -> Value,
+) -> Result<Value, ApiError> {
+    if params.get("symbol").is_some() {
+        return Ok(one(symbol(params, product)?));
+    }
+    Ok(Value::Array(market::of(product).map(one).collect()))
+}
+
+/// Endpoints that touch an account.
+fn private(
+    account: &mut Account,
+    ids: &mut Ids,
+    endpoint: Endpoint,
+    params: &Params,
+    now: u64,
+) -> Result<Value, ApiError> {
+    match endpoint {
+        Endpoint::Account => Ok(spot_account(account, now)),
+        Endpoint::NewOrder(product) => {
+            let m = symbol(params, product)?;
+            let side = Side::parse(params.required("side")?)?;
+            let order_type = OrderType::parse(params.required("type")?)?;
+            let time_in_force = match order_type {
+                OrderType::Limit => {
+                    let tif = params.required("timeInForce")?;
+                    if !["GTC", "IOC", "FOK", "GTX"].contains(&tif) {
+                        return Err(ApiError::new(400, -1115, "Invalid timeInForce."));
+                    }
+                    tif.to_owned()
+                }
+                OrderType::Market => "GTC".to_owned(),
+            };
+            let client_order_id = match params.get("newClientOrderId") {
+                Some(id) if !id.is_empty() => {
+                    let legal = id.len() <= 36
+                        && id
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b".:/_-".contains(&b));
+                    if !legal {
+                        return Err(ApiError::illegal_chars(
+                            "newClientOrderId",
+                            "^[\\.A-Z\\:/a-z0-9_-]{1,36}$",
+                        ));
+                    }
+                    id.to_owned()
+                }
+                _ => format!("mockex{:016}", ids.next_order_id),
+            };
+            let resp_type = params.get("newOrderRespType").unwrap_or("FULL").to_owned();
+            let new = NewOrder {
+                market: m,
+                side,
+                order_type,
+                time_in_force,
+                price: params.decimal("price")?,
+                quantity: params.decimal("quantity")?,
+                quote_order_qty: params.decimal("quoteOrderQty")?,
+                client_order_id,
+            };
+            let order_id = ids.next_order_id;
+            let (order, fills) = book::place(account, new, order_id, &mut ids.next_trade_id, now)?;
+            ids.next_order_id += 1;
+            Ok(match product {
+                Product::Spot => spot_new_order(&order, &fills, &resp_type, now),
+                Product::UsdM => futures_order(&order),
+            })
+        }
+        Endpoint::QueryOrder(product) => {
+            let m = symbol(params, product)?;
+            let by = order_ref(params)?;
+            let order = book::find(account, product, m.symbol, &by)
+                .ok_or_else(|| ApiError::new(400, -2013, "Order does not exist."))?;
+            Ok(match product {
+                Product::Spot => spot_order(order),
+                Product::UsdM => futures_order(order),
+            })
+        }
+        Endpoint::CancelOrder(product) => {
+            let m = symbol(params, product)?;
+            let by = order_ref(params)?;
+            let order = book::cancel(account, product, m.symbol, &by, now)?;
+            Ok(match product {
+                Product::Spot => {
+                    let mut v = spot_order(&order);
+                    v["origClientOrderId"] = json!(order.client_order_id);
+                    v["transactTime"] = json!(now);
+                    v
+                }
+                Product::UsdM => futures_order(&order),
+            })
+        }
+        Endpoint::OpenOrders(product) => {
+            let filter = match params.get("symbol") {
+                Some(_) => Some(symbol(params, product)?.symbol),
+                None => None,
+            };
+            let open = account.orders.iter().filter(|o| {
+                o.product == product
+                    && (o.status == "NEW" || o.status == "PARTIALLY_FILLED")
+                    && filter.is_none_or(|s| s == o.symbol)
+            });
+            Ok(Value::Array(
+                open.map(|o| match product {
+                    Product::Spot => spot_order(o),
+                    Product::UsdM => futures_order(o),
+                })
+                .collect(),
+            ))
+        }
+        Endpoint::AllOrders => {
+            let m = symbol(params, Product::Spot)?;
+            Ok(Value::Array(
+                account
+                    .orders
+                    .iter()
+                    .filter(|o| o.product == Product::Spot && o.symbol == m.symbol)
+                    .map(spot_order)
+                    .collect(),
+            ))
+        }
+        Endpoint::MyTrades => {
+            let m = symbol(params, Product::Spot)?;
+            Ok(Value::Array(
+                account
+                    .trades
+                    .iter()
+                    .filter(|t| t.product == Product::Spot && t.symbol == m.symbol)
+                    .map(spot_trade)
+                    .collect(),
+            ))
+        }
+        Endpoint::CapitalConfig => Ok(Value::Array(
+            market::COINS
+                .iter()
+                .map(|(coin, name, network)| {
+                    let balance = account.spot.get(*coin).copied().unwrap_or_default();
+                    market::coin_config(coin, name, network, balance.free, balance.locked)
+                })
+                .collect(),
+        )),
+        Endpoint::Withdraw => {
+            let coin = params.required("coin")?;
+            params.required("address")?;
+            let amount = params
+                .decimal("amount")?
+                .ok_or_else(|| ApiError::mandatory("amount"))?;
+            if !market::COINS.iter().any(|(c, _, _)| *c == coin) {
+                return Err(ApiError::new(400, -4003, "Withdrawal asset not supported."));
+            }
+            if amount <= Decimal::ZERO {
+                return Err(ApiError::illegal_chars(
+                    "amount",
+                    "^([0-9]{1,20})(\\.[0-9]{1,20})?$",
+                ));
+            }
+            account
+                .debit(coin, amount)
+                .map_err(|_| ApiError::new(400, -4026, "User has insufficient balance"))?;
+            let id = ids.next_withdraw_id;
+            ids.next_withdraw_id += 1;
+            Ok(json!({"id": format!("{id:032x}")}))
+        }
+        Endpoint::FuturesAccount => Ok(futures_account(account, now)),
+        Endpoint::FuturesBalance => Ok(Value::Array(
+            account
+                .futures
+                .iter()
+                .map(|(asset, b)| {
+                    json!({
+                        "accountAlias": "SgsR",
+                        "asset": asset,
+                        "balance": fmt(b.free + b.locked, 8),
+                        "crossWalletBalance": fmt(b.free + b.locked, 8),
+                        "crossUnPnl": "0.00000000",
+                        "availableBalance": fmt(b.free, 8),
+                        "maxWithdrawAmount": fmt(b.free, 8),
+                        "marginAvailable": true,
+                        "updateTime": now
+                    })
+                })
+                .collect(),
+        )),
+        _ => Err(ApiError::new(404, -1000, "Unknown endpoint.")),
+    }
+}
+
+/// `orderId` or `origClientOrderId`, as Binance requires one of them.
+fn order_ref(params: &Params) -> Result<OrderRef<'_>, ApiError> {
+    if let Some(id) = params.integer("orderId")? {
+        return Ok(OrderRef::Id(id));
+    }
+    match params.get("origClientOrderId") {
+        Some(client) if !client.is_empty() => Ok(OrderRef::Client(client)),
+        _ => Err(ApiError::new(
+            400,
+            -1102,
+            "Param 'origClientOrderId' or 'orderId' must be sent, but both were empty/null!",
+        )),
+    }
+}
+
+fn spot_account(account: &Account, now: u64) -> Value {
+    let balances: Vec<Value> = account
+        .spot
+        .iter()
+        .map(|(asset, b)| json!({"asset": asset, "free": fmt(b.free, 8), "locked": fmt(b.locked, 8)}))
+        .collect();
+    json!({
+        "makerCommission": 0,
+        "takerCommission": 0,
+        "buyerCommission": 0,
+        "sellerCommission": 0,
+        "commissionRates": {"maker": "0.00000000", "taker": "0.00000000", "buyer": "0.00000000", "seller": "0.00000000"},
+        "canTrade": true,
+        "canWithdraw": true,
+        "canDeposit": true,
+        "brokered": false,
+        "requireSelfTradePrevention": false,
+        "preventSor": false,
+        "updateTime": now,
+        "accountType": "SPOT",
+        "balances": balances,
+        "permissions": ["SPOT"],
+        "uid": 354_937_868
+    })
+}
+
+fn futures_account(account: &Account, now: u64) -> Value {
+    let total: Decimal = account.futures.values().map(|b| b.free + b.locked).sum();
+    let assets: Vec<Value> = account
+        .futures
+        .iter()
+        .map(|(asset, b)| {
+            json!({
+                "asset": asset,
+                "walletBalance": fmt(b.free + b.locked, 8),
+                "unrealizedProfit": "0.00000000",
+                "marginBalance": fmt(b.free + b.locked, 8),
+                "maintMargin": "0.00000000",
+                "initialMargin": "0.00000000",
+                "positionInitialMargin": "0.00000000",
+                "openOrderInitialMargin": "0.00000000",
+                "crossWalletBalance": fmt(b.free + b.locked, 8),
+                "crossUnPnl": "0.00000000",
+                "availableBalance": fmt(b.free, 8),
+                "maxWithdrawAmount": fmt(b.free, 8),
+                "marginAvailable": true,
+                "updateTime": now
+            })
+        })
+        .collect();
+    let positions: Vec<Value> = market::of(Product::UsdM)
+        .map(|m| {
+            let amount = account.positions.get(m.symbol).copied().unwrap_or_default();
+            json!({
+                "symbol": m.symbol,
+                "initialMargin": "0",
+                "maintMargin": "0",
+                "unrealizedProfit": "0.00000000",
+                "positionInitialMargin": "0",
+                "openOrderInitialMargin": "0",
+                "leverage": "20",
+                "isolated": false,
+                "entryPrice": if amount.is_zero() { "0.0".to_owned() } else { m.price.to_string() },
+                "maxNotional": "250000",
+                "positionSide": "BOTH",
+                "positionAmt": amount.normalize().to_string(),
+                "notional": (amount * m.price).normalize().to_string(),
+                "updateTime": now
+            })
+        })
+        .collect();
+    json!({
+        "feeTier": 0,
+        "canTrade": true,
+        "canDeposit": true,
+        "canWithdraw": true,
+        "updateTime": 0,
+        "multiAssetsMargin": false,
+        "tradeGroupId": -1,
+        "totalInitialMargin": "0.00000000",
+        "totalMaintMargin": "0.00000000",
+        "totalWalletBalance": fmt(total, 8),
+        "totalUnrealizedProfit": "0.00000000",
+        "totalMarginBalance": fmt(total, 8),
+        "totalPositionInitialMargin": "0.00000000",
+        "totalOpenOrderInitialMargin": "0.00000000",
+        "totalCrossWalletBalance": fmt(total, 8),
+        "totalCrossUnPnl": "0.00000000",
+        "availableBalance": fmt(total, 8),
+        "maxWithdrawAmount": fmt(total, 8),
+        "assets": assets,
+        "positions": positions
+    })
+}
+
+/// `GET /api/v3/order` shape.
+fn spot_order(o: &Order) -> Value {
+    json!({
+        "symbol": o.symbol,
+        "orderId": o.order_id,
+        "orderListId": -1,
+        "clientOrderId": o.client_order_id,
+        "price": fmt(o.price, 8),
+        "origQty": fmt(o.orig_qty, 8),
+        "executedQty": fmt(o.executed_qty, 8),
+        "cummulativeQuoteQty": fmt(o.cumulative_quote, 8),
+        "status": o.status,
+        "timeInForce": o.time_in_force,
+        "type": o.order_type.as_str(),
+        "side": o.side.as_str(),
+        "stopPrice": "0.00000000",
+        "icebergQty": "0.00000000",
+        "time": o.time,
+        "updateTime": o.update_time,
+        "isWorking": true,
+        "workingTime": o.time,
+        "origQuoteOrderQty": fmt(o.orig_quote_qty, 8),
+        "selfTradePreventionMode": "NONE"
+    })
+}
+
+/// `POST /api/v3/order` reply for ACK, RESULT or FULL.
+fn spot_new_order(o: &Order, fills: &[Trade], resp_type: &str, now: u64) -> Value {
+    let mut v = json!({
+        "symbol": o.symbol,
+        "orderId": o.order_id,
+        "orderListId": -1,
+        "clientOrderId": o.client_order_id,
+        "transactTime": now
+    });
+    if resp_type == "ACK" {
+        return v;
+    }
+    let full = spot_order(o);
+    for field in [
+        "price",
+        "origQty",
+        "executedQty",
+        "origQuoteOrderQty",
+        "cummulativeQuoteQty",
+        "status",
+        "timeInForce",
+        "type",
+        "side",
+        "workingTime",
+        "selfTradePreventionMode",
+    ] {
+        v[field] = full[field].clone();
+    }
+    if resp_type == "FULL" {
+        v["fills"] = Value::Array(
+            fills
+                .iter()
+                .map(|t| {
+                    json!({
+                        "price": fmt(t.price, 8),
+                        "qty": fmt(t.qty, 8),
+                        "commission": "0.00000000",
+                        "commissionAsset": t.commission_asset,
+                        "tradeId": t.id
+                    })
+                })
+                .collect(),
+        );
+    }
+    v
+}
+
+fn spot_trade(t: &Trade) -> Value {
+    json!({
+        "symbol": t.symbol,
+        "id": t.id,
+        "orderId": t.order_id,
+        "orderListId": -1,
+        "price": fmt(t.price, 8),
+        "qty": fmt(t.qty, 8),
+        "quoteQty": fmt(t.price * t.qty, 8),
+        "commission": "0.00000000",
+        "commissionAsset": t.commission_asset,
+        "time": t.time,
+        "isBuyer": t.is_buyer,
+        "isMaker": false,
+        "isBestMatch": true
+    })
+}
+
+/// USD-M order shape (new, query and cancel).
+fn futures_order(o: &Order) -> Value {
+    let avg = if o.executed_qty.is_zero() {
+        Decimal::ZERO
+    } else {
+        o.cumulative_quote / o.executed_qty
+    };
+    json!({
+        "orderId": o.order_id,
+        "symbol": o.symbol,
+        "status": o.status,
+        "clientOrderId": o.client_order_id,
+        "price": o.price.normalize().to_string(),
+        "avgPrice": avg.normalize().to_string(),
+        "origQty": o.orig_qty.normalize().to_string(),
+        "executedQty": o.executed_qty.normalize().to_string(),
+        "cumQty": o.executed_qty.normalize().to_string(),
+        "cumQuote": o.cumulative_quote.normalize().to_string(),
+        "timeInForce": o.time_in_force,
+        "type": o.order_type.as_str(),
+        "origType": o.order_type.as_str(),
+        "reduceOnly": false,
+        "closePosition": false,
+        "side": o.side.as_str(),
+        "positionSide": "BOTH",
+        "stopPrice": "0",
+        "workingType": "CONTRACT_PRICE",
+        "priceProtect": false,
+        "priceMatch": "NONE",
+        "selfTradePreventionMode": "EXPIRE_MAKER",
+        "goodTillDate": 0,
+        "time": o.time,
+        "updateTime": o.update_time
+    })
+}

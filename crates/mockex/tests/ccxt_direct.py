@@ -1,0 +1,102 @@
+#!/usr/bin/env python3
+"""Drive unmodified ccxt (binance, default options) against the keygate mock exchange.
+
+Environment: MOCK_URL (e.g. http://127.0.0.1:12345), MOCK_KEY, MOCK_SECRET.
+(Argv fallback `ccxt_direct.py URL KEY SECRET` exists only for this throwaway harness.)
+
+Prints the HTTP requests ccxt made for load_markets() as `LOAD_MARKETS <METHOD> <PATH>`
+lines, then one `OK <step>` line per call. Exits non-zero on the first failure.
+"""
+
+import json
+import os
+import sys
+import urllib.request
+
+import ccxt
+
+
+def config():
+    url = os.environ.get("MOCK_URL") or (sys.argv[1] if len(sys.argv) > 1 else None)
+    key = os.environ.get("MOCK_KEY") or (sys.argv[2] if len(sys.argv) > 2 else None)
+    secret = os.environ.get("MOCK_SECRET") or (sys.argv[3] if len(sys.argv) > 3 else None)
+    if not (url and key and secret):
+        sys.exit("usage: MOCK_URL=... MOCK_KEY=... MOCK_SECRET=... ccxt_direct.py")
+    return url.rstrip("/"), key, secret
+
+
+def mock(url, method, path):
+    request = urllib.request.Request(url + path, method=method, data=b"" if method == "POST" else None)
+    with urllib.request.urlopen(request) as response:
+        return json.loads(response.read())
+
+
+def point_at(exchange, base):
+    """Replace the host of every urls['api'] entry, keeping the path."""
+    api = {}
+    for name, value in exchange.urls["api"].items():
+        if isinstance(value, str):
+            path = "/" + value.split("://", 1)[1].split("/", 1)[1]
+            api[name] = base + path
+    return api
+
+
+def main():
+    url, key, secret = config()
+    template = ccxt.binance()
+    exchange = ccxt.binance({"apiKey": key, "secret": secret, "urls": {"api": point_at(template, url)}})
+
+    mock(url, "POST", "/__mock/reset?state=1")
+    exchange.load_markets()
+    for request in mock(url, "GET", "/__mock/requests"):
+        print("LOAD_MARKETS", request["method"], request["path"])
+    assert "BTC/USDT" in exchange.markets, "spot market missing"
+    assert "BTC/USDT:USDT" in exchange.markets, "usd-m market missing"
+    print("OK load_markets", len(exchange.markets))
+
+    def step(name, fn):
+        before = len(mock(url, "GET", "/__mock/requests"))
+        result = fn()
+        made = mock(url, "GET", "/__mock/requests")[before:]
+        print("OK", name, " ".join(r["method"] + " " + r["path"] for r in made))
+        return result
+
+    step("fetch_time", exchange.fetch_time)
+    balance = step("fetch_balance", exchange.fetch_balance)
+    assert balance["total"]["BTC"] == 10, balance["total"]
+    step("fetch_ticker", lambda: exchange.fetch_ticker("BTC/USDT"))
+    step("fetch_tickers", lambda: exchange.fetch_tickers(["BTC/USDT", "ETH/USDT"]))
+    step("fetch_order_book", lambda: exchange.fetch_order_book("BTC/USDT", 5))
+
+    rest = step("create_order limit", lambda: exchange.create_order("BTC/USDT", "limit", "buy", 0.01, 50000))
+    assert rest["status"] == "open", rest
+    opened = step("fetch_open_orders", lambda: exchange.fetch_open_orders("BTC/USDT"))
+    assert [o["id"] for o in opened] == [rest["id"]], opened
+    step("fetch_order", lambda: exchange.fetch_order(rest["id"], "BTC/USDT"))
+    cancelled = step("cancel_order", lambda: exchange.cancel_order(rest["id"], "BTC/USDT"))
+    assert cancelled["status"] == "canceled", cancelled
+    filled = step("create_order market", lambda: exchange.create_order("BTC/USDT", "market", "sell", 0.5))
+    assert filled["status"] == "closed", filled
+    step("create_order market quoteOrderQty",
+         lambda: exchange.create_order("ETH/USDT", "market", "buy", None, None, {"quoteOrderQty": 3000}))
+    trades = step("fetch_my_trades", lambda: exchange.fetch_my_trades("BTC/USDT"))
+    assert len(trades) == 1, trades
+    after = exchange.fetch_balance()
+    assert after["total"]["BTC"] == 9.5, after["total"]
+    assert after["total"]["ETH"] == 101, after["total"]
+
+    step("withdraw", lambda: exchange.withdraw("USDT", 100, "0x1234567890abcdef1234567890abcdef12345678"))
+    step("apiRestrictions", exchange.sapi_get_account_apirestrictions)
+
+    step("fetch_balance future", lambda: exchange.fetch_balance({"type": "future"}))
+    fut = step("create_order usdm limit",
+               lambda: exchange.create_order("BTC/USDT:USDT", "limit", "buy", 0.01, 50000))
+    step("fetch_open_orders usdm", lambda: exchange.fetch_open_orders("BTC/USDT:USDT"))
+    step("cancel_order usdm", lambda: exchange.cancel_order(fut["id"], "BTC/USDT:USDT"))
+    step("create_order usdm market", lambda: exchange.create_order("BTC/USDT:USDT", "market", "buy", 0.01))
+    step("fetch_ticker usdm", lambda: exchange.fetch_ticker("BTC/USDT:USDT"))
+    print("ALL OK")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,576 @@
+//! Integration tests: a real loopback socket, requests signed here, independently of the crate.
+#![allow(clippy::unwrap_used)] // Tests may panic.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use ed25519_dalek::{Signer as _, SigningKey};
+use hmac::{Hmac, Mac};
+use keygate_mockex::{spawn, Credential, RunningSimulator};
+use serde_json::Value;
+use sha2::Sha256;
+
+const KEY: &str = "mockKeyA";
+const SECRET: &str = "mockSecretA";
+const ED_KEY: &str = "mockKeyEd";
+const RFC8032_TEST1_SEED: &str = "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60";
+
+fn ed_signing_key() -> SigningKey {
+    let seed: [u8; 32] = hex::decode(RFC8032_TEST1_SEED).unwrap().try_into().unwrap();
+    SigningKey::from_bytes(&seed)
+}
+
+async fn start() -> RunningSimulator {
+    let public = base64::engine::general_purpose::STANDARD
+        .encode(ed_signing_key().verifying_key().to_bytes());
+    spawn(
+        "127.0.0.1:0".parse().unwrap(),
+        vec![
+            Credential::hmac(KEY, SECRET),
+            Credential::ed25519(ED_KEY, public),
+        ],
+    )
+    .await
+    .unwrap()
+}
+
+fn now_ms() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+}
+
+fn hmac_hex(secret: &str, payload: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(payload.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// Sends a raw request and returns (status, JSON body).
+async fn send(
+    sim: &RunningSimulator,
+    method: reqwest::Method,
+    path_and_query: &str,
+    key: Option<&str>,
+    body: Option<&str>,
+) -> (u16, Value) {
+    let client = reqwest::Client::new();
+    let mut request = client.request(method, format!("{}{}", sim.url(), path_and_query));
+    if let Some(key) = key {
+        request = request.header("X-MBX-APIKEY", key);
+    }
+    if let Some(body) = body {
+        request = request
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(body.to_owned());
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    assert!(response.headers().contains_key("x-mbx-used-weight-1m"));
+    let text = response.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap())
+}
+
+/// A signed request with every parameter in the query string.
+async fn signed(
+    sim: &RunningSimulator,
+    method: reqwest::Method,
+    path: &str,
+    params: &str,
+) -> (u16, Value) {
+    let sep = if params.is_empty() { "" } else { "&" };
+    let query = format!("{params}{sep}timestamp={}&recvWindow=10000", now_ms());
+    let signature = hmac_hex(SECRET, &query);
+    send(
+        sim,
+        method,
+        &format!("{path}?{query}&signature={signature}"),
+        Some(KEY),
+        None,
+    )
+    .await
+}
+
+fn assert_code(response: &(u16, Value), status: u16, code: i64) {
+    assert_eq!(response.0, status, "{:?}", response.1);
+    assert_eq!(response.1["code"], code, "{:?}", response.1);
+    assert!(response.1["msg"].is_string());
+}
+
+fn balance(account: &Value, asset: &str) -> (String, String) {
+    let entry = account["balances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["asset"] == asset)
+        .unwrap();
+    (
+        entry["free"].as_str().unwrap().to_owned(),
+        entry["locked"].as_str().unwrap().to_owned(),
+    )
+}
+
+mod auth {
+    use super::*;
+    use reqwest::Method;
+
+    #[tokio::test]
+    async fn valid_hmac_account_call_works() {
+        let sim = start().await;
+        let (status, account) = signed(&sim, Method::GET, "/api/v3/account", "").await;
+        assert_eq!(status, 200, "{account}");
+        assert_eq!(
+            balance(&account, "BTC"),
+            ("10.00000000".into(), "0.00000000".into())
+        );
+        assert_eq!(balance(&account, "USDT").0, "1000000.00000000");
+    }
+
+    #[tokio::test]
+    async fn wrong_signature_is_1022() {
+        let sim = start().await;
+        let query = format!("timestamp={}", now_ms());
+        let bad = hmac_hex("not-the-secret", &query);
+        let response = send(
+            &sim,
+            Method::GET,
+            &format!("/api/v3/account?{query}&signature={bad}"),
+            Some(KEY),
+            None,
+        )
+        .await;
+        assert_code(&response, 400, -1022);
+    }
+
+    #[tokio::test]
+    async fn uppercase_hex_signature_is_accepted() {
+        let sim = start().await;
+        let query = format!("timestamp={}", now_ms());
+        let sig = hmac_hex(SECRET, &query).to_uppercase();
+        let response = send(
+            &sim,
+            Method::GET,
+            &format!("/api/v3/account?{query}&signature={sig}"),
+            Some(KEY),
+            None,
+        )
+        .await;
+        assert_eq!(response.0, 200, "{:?}", response.1);
+    }
+
+    #[tokio::test]
+    async fn stale_timestamp_is_1021() {
+        let sim = start().await;
+        let query = format!("timestamp={}&recvWindow=5000", now_ms() - 6000);
+        let sig = hmac_hex(SECRET, &query);
+        let response = send(
+            &sim,
+            Method::GET,
+            &format!("/api/v3/account?{query}&signature={sig}"),
+            Some(KEY),
+            None,
+        )
+        .await;
+        assert_code(&response, 400, -1021);
+        let query = format!("timestamp={}&recvWindow=60001", now_ms());
+        let sig = hmac_hex(SECRET, &query);
+        let response = send(
+            &sim,
+            Method::GET,
+            &format!("/api/v3/account?{query}&signature={sig}"),
+            Some(KEY),
+            None,
+        )
+        .await;
+        assert_code(&response, 400, -1131);
+    }
+
+    #[tokio::test]
+    async fn duplicate_parameters_are_1101() {
+        let sim = start().await;
+        // Within the query.
+        let query = format!("symbol=BTCUSDT&symbol=ETHUSDT&timestamp={}", now_ms());
+        let sig = hmac_hex(SECRET, &query);
+        let response = send(
+            &sim,
+            Method::GET,
+            &format!("/api/v3/openOrders?{query}&signature={sig}"),
+            Some(KEY),
+            None,
+        )
+        .await;
+        assert_code(&response, 400, -1101);
+        // Across query and body: the query value would win at Binance, so it must be refused.
+        let query = "symbol=BTCUSDT&side=BUY&type=MARKET";
+        let body = format!("symbol=ETHUSDT&quantity=0.01&timestamp={}", now_ms());
+        let sig = hmac_hex(SECRET, &format!("{query}{body}"));
+        let response = send(
+            &sim,
+            Method::POST,
+            &format!("/api/v3/order?{query}"),
+            Some(KEY),
+            Some(&format!("{body}&signature={sig}")),
+        )
+        .await;
+        assert_code(&response, 400, -1101);
+        // Within the body.
+        let body = format!("timestamp={}&timestamp=1", now_ms());
+        let response = send(&sim, Method::POST, "/api/v3/order", Some(KEY), Some(&body)).await;
+        assert_code(&response, 400, -1101);
+    }
+
+    #[tokio::test]
+    async fn unknown_or_missing_key_is_rejected() {
+        let sim = start().await;
+        let query = format!("timestamp={}", now_ms());
+        let sig = hmac_hex(SECRET, &query);
+        let path = format!("/api/v3/account?{query}&signature={sig}");
+        let response = send(&sim, Method::GET, &path, Some("nobody"), None).await;
+        assert_code(&response, 401, -2015);
+        let response = send(&sim, Method::GET, &path, None, None).await;
+        assert_code(&response, 401, -2014);
+    }
+
+    #[tokio::test]
+    async fn mixed_query_and_body_signature_has_no_separator() {
+        let sim = start().await;
+        let query = "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC";
+        let body = format!("quantity=0.01&price=50000&timestamp={}", now_ms());
+        let sig = hmac_hex(SECRET, &format!("{query}{body}"));
+        let response = send(
+            &sim,
+            Method::POST,
+            &format!("/api/v3/order?{query}"),
+            Some(KEY),
+            Some(&format!("{body}&signature={sig}")),
+        )
+        .await;
+        assert_eq!(response.0, 200, "{:?}", response.1);
+        assert_eq!(response.1["status"], "NEW");
+        // The same request signed with an `&` between the parts must fail.
+        let sig = hmac_hex(SECRET, &format!("{query}&{body}"));
+        let response = send(
+            &sim,
+            Method::POST,
+            &format!("/api/v3/order?{query}"),
+            Some(KEY),
+            Some(&format!("{body}&signature={sig}")),
+        )
+        .await;
+        assert_code(&response, 400, -1022);
+    }
+
+    #[tokio::test]
+    async fn ed25519_credential_works() {
+        let sim = start().await;
+        let query = format!("timestamp={}", now_ms());
+        let signature = ed_signing_key().sign(query.as_bytes());
+        let b64 = base64::engine::general_purpose::STANDARD.encode(signature.to_bytes());
+        let encoded: String =
+            percent_encoding::utf8_percent_encode(&b64, percent_encoding::NON_ALPHANUMERIC)
+                .to_string();
+        let path = format!("/api/v3/account?{query}&signature={encoded}");
+        let response = send(&sim, Method::GET, &path, Some(ED_KEY), None).await;
+        assert_eq!(response.0, 200, "{:?}", response.1);
+        assert!(response.1["balances"].is_array());
+        // The HMAC key's secret does not sign for the Ed25519 key.
+        let sig = hmac_hex(SECRET, &query);
+        let path = format!("/api/v3/account?{query}&signature={sig}");
+        let response = send(&sim, Method::GET, &path, Some(ED_KEY), None).await;
+        assert_code(&response, 400, -1022);
+    }
+}
+
+mod trading {
+    use super::*;
+    use reqwest::Method;
+
+    #[tokio::test]
+    async fn limit_order_rests_appears_and_cancels() {
+        let sim = start().await;
+        let placed = signed(
+            &sim,
+            Method::POST,
+            "/api/v3/order",
+            "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.5&price=50000&newClientOrderId=mine-1",
+        )
+        .await;
+        assert_eq!(placed.0, 200, "{:?}", placed.1);
+        assert_eq!(placed.1["status"], "NEW");
+        assert_eq!(placed.1["clientOrderId"], "mine-1");
+        let id = placed.1["orderId"].as_u64().unwrap();
+        let (_, account) = signed(&sim, Method::GET, "/api/v3/account", "").await;
+        assert_eq!(
+            balance(&account, "USDT"),
+            ("975000.00000000".into(), "25000.00000000".into())
+        );
+        let (_, open) = signed(&sim, Method::GET, "/api/v3/openOrders", "symbol=BTCUSDT").await;
+        assert_eq!(open.as_array().unwrap().len(), 1);
+        assert_eq!(open[0]["orderId"], id);
+        let (status, cancelled) = signed(
+            &sim,
+            Method::DELETE,
+            "/api/v3/order",
+            &format!("symbol=BTCUSDT&orderId={id}"),
+        )
+        .await;
+        assert_eq!(status, 200, "{cancelled}");
+        assert_eq!(cancelled["status"], "CANCELED");
+        let (_, open) = signed(&sim, Method::GET, "/api/v3/openOrders", "symbol=BTCUSDT").await;
+        assert!(open.as_array().unwrap().is_empty());
+        let (_, account) = signed(&sim, Method::GET, "/api/v3/account", "").await;
+        assert_eq!(
+            balance(&account, "USDT"),
+            ("1000000.00000000".into(), "0.00000000".into())
+        );
+        let again = signed(
+            &sim,
+            Method::DELETE,
+            "/api/v3/order",
+            &format!("symbol=BTCUSDT&orderId={id}"),
+        )
+        .await;
+        assert_code(&again, 400, -2011);
+    }
+
+    #[tokio::test]
+    async fn market_order_fills_and_moves_balances() {
+        let sim = start().await;
+        let (status, filled) = signed(
+            &sim,
+            Method::POST,
+            "/api/v3/order",
+            "symbol=ETHUSDT&side=SELL&type=MARKET&quantity=2",
+        )
+        .await;
+        assert_eq!(status, 200, "{filled}");
+        assert_eq!(filled["status"], "FILLED");
+        assert_eq!(filled["fills"][0]["price"], "3000.00000000");
+        let (_, bought) = signed(
+            &sim,
+            Method::POST,
+            "/api/v3/order",
+            "symbol=BTCUSDT&side=BUY&type=MARKET&quoteOrderQty=6000",
+        )
+        .await;
+        assert_eq!(bought["executedQty"], "0.10000000");
+        let (_, account) = signed(&sim, Method::GET, "/api/v3/account", "").await;
+        assert_eq!(balance(&account, "ETH").0, "98.00000000");
+        assert_eq!(balance(&account, "BTC").0, "10.10000000");
+        assert_eq!(balance(&account, "USDT").0, "1000000.00000000");
+        let (_, trades) = signed(&sim, Method::GET, "/api/v3/myTrades", "symbol=ETHUSDT").await;
+        assert_eq!(trades.as_array().unwrap().len(), 1);
+        assert_eq!(trades[0]["qty"], "2.00000000");
+        let too_much = signed(
+            &sim,
+            Method::POST,
+            "/api/v3/order",
+            "symbol=BTCUSDT&side=SELL&type=MARKET&quantity=100",
+        )
+        .await;
+        assert_code(&too_much, 400, -2010);
+        let unknown = signed(
+            &sim,
+            Method::POST,
+            "/api/v3/order",
+            "symbol=XRPUSDT&side=SELL&type=MARKET&quantity=1",
+        )
+        .await;
+        assert_code(&unknown, 400, -1121);
+        let missing = signed(
+            &sim,
+            Method::POST,
+            "/api/v3/order",
+            "symbol=BTCUSDT&type=MARKET",
+        )
+        .await;
+        assert_code(&missing, 400, -1102);
+    }
+
+    #[tokio::test]
+    async fn withdraw_debits_balance() {
+        let sim = start().await;
+        let (status, reply) = signed(
+            &sim,
+            Method::POST,
+            "/sapi/v1/capital/withdraw/apply",
+            "coin=BTC&address=bc1qexampleexampleexample&amount=1.5",
+        )
+        .await;
+        assert_eq!(status, 200, "{reply}");
+        assert!(reply["id"].is_string());
+        let (_, account) = signed(&sim, Method::GET, "/api/v3/account", "").await;
+        assert_eq!(balance(&account, "BTC").0, "8.50000000");
+    }
+
+    #[tokio::test]
+    async fn futures_order_and_balance() {
+        let sim = start().await;
+        let (status, order) = signed(
+            &sim,
+            Method::POST,
+            "/fapi/v1/order",
+            "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=0.01",
+        )
+        .await;
+        assert_eq!(status, 200, "{order}");
+        assert_eq!(order["status"], "FILLED");
+        let (_, account) = signed(&sim, Method::GET, "/fapi/v2/account", "").await;
+        assert_eq!(account["positions"][0]["positionAmt"], "0.01");
+        let (_, balances) = signed(&sim, Method::GET, "/fapi/v2/balance", "").await;
+        assert_eq!(balances[0]["balance"], "100000.00000000");
+    }
+
+    #[tokio::test]
+    async fn public_endpoints_and_404() {
+        let sim = start().await;
+        let (status, price) = send(
+            &sim,
+            Method::GET,
+            "/api/v3/ticker/price?symbol=BTCUSDT",
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert_eq!(price["price"], "60000.00000000");
+        let (_, all) = send(&sim, Method::GET, "/api/v3/ticker/price", None, None).await;
+        assert_eq!(all.as_array().unwrap().len(), 5);
+        let (_, info) = send(&sim, Method::GET, "/api/v3/exchangeInfo", None, None).await;
+        assert_eq!(
+            info["symbols"][0]["filters"][0]["filterType"],
+            "PRICE_FILTER"
+        );
+        let response = send(&sim, Method::GET, "/api/v3/depth?symbol=btc%24", None, None).await;
+        assert_code(&response, 400, -1100);
+        let response = send(&sim, Method::GET, "/api/v3/nothing", None, None).await;
+        assert_code(&response, 404, -1000);
+    }
+}
+
+mod record {
+    use super::*;
+    use keygate_mockex::RecordedRequest;
+    use reqwest::Method;
+
+    #[tokio::test]
+    async fn rejected_requests_are_recorded_and_reset_clears() {
+        let sim = start().await;
+        let rejected = send(
+            &sim,
+            Method::POST,
+            "/api/v3/order?symbol=BTCUSDT",
+            Some("nobody"),
+            Some("quantity=1&signature=00"),
+        )
+        .await;
+        assert_code(&rejected, 401, -2015);
+        let (status, list) = send(&sim, Method::GET, "/__mock/requests", None, None).await;
+        assert_eq!(status, 200);
+        let list: Vec<RecordedRequest> = serde_json::from_value(list).unwrap();
+        assert_eq!(
+            list,
+            vec![RecordedRequest {
+                method: "POST".into(),
+                path: "/api/v3/order".into(),
+                query: "symbol=BTCUSDT".into(),
+                body: "quantity=1&signature=00".into(),
+                api_key: Some("nobody".into()),
+            }]
+        );
+        let (status, _) = send(&sim, Method::POST, "/__mock/reset", None, None).await;
+        assert_eq!(status, 200);
+        assert!(sim.simulator().requests().is_empty());
+
+        // `state=1` restores balances as well.
+        signed(
+            &sim,
+            Method::POST,
+            "/api/v3/order",
+            "symbol=BTCUSDT&side=SELL&type=MARKET&quantity=1",
+        )
+        .await;
+        send(&sim, Method::POST, "/__mock/reset?state=1", None, None).await;
+        let (_, account) = signed(&sim, Method::GET, "/api/v3/account", "").await;
+        assert_eq!(balance(&account, "BTC").0, "10.00000000");
+        assert_eq!(sim.simulator().requests().len(), 1);
+    }
+}
+
+mod vectors {
+    use super::*;
+
+    #[test]
+    fn binance_vectors_verify() {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../../shared/exchanges/vectors.json"
+        ))
+        .unwrap();
+        let vectors: Vec<Value> = serde_json::from_str(&text).unwrap();
+        let mut checked = 0;
+        for v in vectors.iter().filter(|v| {
+            v["exchange"].as_str().unwrap().starts_with("binance") && v["reproduced"] == true
+        }) {
+            let inputs = &v["inputs"];
+            let payload = inputs["payload"].as_str().unwrap();
+            let expected = v["expected"].as_str().unwrap();
+            let credential = if let Some(seed) = inputs["ed25519_seed_hex"].as_str() {
+                let seed: [u8; 32] = hex::decode(seed).unwrap().try_into().unwrap();
+                let public = SigningKey::from_bytes(&seed).verifying_key().to_bytes();
+                Credential::ed25519(
+                    "vector",
+                    base64::engine::general_purpose::STANDARD.encode(public),
+                )
+            } else {
+                Credential::hmac("vector", inputs["secretKey"].as_str().unwrap())
+            };
+            assert!(
+                keygate_mockex::verify_signature(&credential, payload.as_bytes(), expected),
+                "{}",
+                v["scheme"]
+            );
+            assert!(
+                !keygate_mockex::verify_signature(&credential, &payload.as_bytes()[1..], expected),
+                "{}",
+                v["scheme"]
+            );
+            checked += 1;
+        }
+        assert_eq!(checked, 7, "expected V01-V06 and the Ed25519 vector");
+    }
+}
+
+mod ccxt {
+    use super::*;
+
+    /// Runs `tests/ccxt_direct.py` with real ccxt; needs a Python with ccxt installed
+    /// (`CCXT_PYTHON`, default `/tmp/ccxt-venv/bin/python`), hence ignored by default.
+    #[tokio::test]
+    #[ignore = "needs python with ccxt: cargo test -p keygate-mockex -- --ignored"]
+    async fn ccxt_drives_the_simulator() {
+        let sim = start().await;
+        let python =
+            std::env::var("CCXT_PYTHON").unwrap_or_else(|_| "/tmp/ccxt-venv/bin/python".into());
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/ccxt_direct.py");
+        let url = sim.url();
+        let output = tokio::task::spawn_blocking(move || {
+            std::process::Command::new(python)
+                .arg(script)
+                .env("MOCK_URL", url)
+                .env("MOCK_KEY", KEY)
+                .env("MOCK_SECRET", SECRET)
+                .output()
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success() && stdout.contains("ALL OK"),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}

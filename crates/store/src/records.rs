@@ -1,0 +1,533 @@
+//! Accounts, clients and audit rows as stored.
+
+use keygate_core::{ClientStatus, Exchange, Name, Policy};
+use keygate_vault::{redact, MasterKey, RecordId, SecretString};
+use rusqlite::{params, OptionalExtension, Row};
+
+use crate::{is_unique_violation, status_from_sql, Error, Store};
+
+/// A real exchange key to add.
+pub struct NewAccount {
+    /// Its label.
+    pub label: Name,
+    /// Its exchange.
+    pub exchange: Exchange,
+    /// A base URL replacing every exchange host (testnets, the simulator).
+    pub upstream: Option<String>,
+    /// How often the key should be rotated, in seconds.
+    pub rotate_every_s: Option<u64>,
+    /// The API key.
+    pub api_key: SecretString,
+    /// The API secret.
+    pub secret: SecretString,
+}
+
+/// A real exchange key, as stored: the credentials stay sealed until opened.
+#[derive(Clone)]
+pub struct Account {
+    /// Its label.
+    pub label: Name,
+    /// Its exchange.
+    pub exchange: Exchange,
+    /// A base URL replacing every exchange host.
+    pub upstream: Option<String>,
+    /// Rotation period in seconds.
+    pub rotate_every_s: Option<u64>,
+    /// When it was added.
+    pub created_ms: u64,
+    /// When its credentials were last set.
+    pub rotated_ms: u64,
+    /// The API key's first and last four characters.
+    pub fingerprint: String,
+    sealed_api_key: Vec<u8>,
+    sealed_secret: Vec<u8>,
+}
+
+impl Account {
+    /// Opens the real API key.
+    pub fn open_api_key(&self, master: &MasterKey) -> Result<SecretString, Error> {
+        open_string(master, &account_record("account-api-key", self), &self.sealed_api_key)
+    }
+
+    /// Opens the real API secret.
+    pub fn open_secret(&self, master: &MasterKey) -> Result<SecretString, Error> {
+        open_string(master, &account_record("account-secret", self), &self.sealed_secret)
+    }
+
+    /// When rotation is due, if a period is set.
+    pub fn rotation_due_ms(&self) -> Option<u64> {
+        self.rotate_every_s.map(|s| self.rotated_ms + s * 1000)
+    }
+}
+
+fn account_record(kind: &str, account: &Account) -> RecordId {
+    RecordId::new(kind, account.label.as_str(), account.exchange.as_str())
+}
+
+fn open_string(master: &MasterKey, id: &RecordId, blob: &[u8]) -> Result<SecretString, Error> {
+    master.open(id, blob)?.into_string().ok_or(Error::Corrupt {
+        what: "sealed secret",
+        reason: "not UTF-8".into(),
+    })
+}
+
+/// How a client signs its requests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyType {
+    /// HMAC-SHA256 with a secret keygate generated.
+    Hmac,
+    /// Ed25519 with a private key only the bot holds.
+    Ed25519,
+}
+
+impl KeyType {
+    /// The lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyType::Hmac => "hmac",
+            KeyType::Ed25519 => "ed25519",
+        }
+    }
+
+    fn from_sql(s: &str) -> Result<KeyType, Error> {
+        match s {
+            "hmac" => Ok(KeyType::Hmac),
+            "ed25519" => Ok(KeyType::Ed25519),
+            _ => Err(Error::Corrupt {
+                what: "client key type",
+                reason: s.to_owned(),
+            }),
+        }
+    }
+}
+
+/// What keygate holds to verify a client: a shared secret or a public key.
+pub enum ClientKeyMaterial {
+    /// The HMAC secret.
+    Hmac(SecretString),
+    /// The Ed25519 public key.
+    Ed25519([u8; 32]),
+}
+
+impl ClientKeyMaterial {
+    fn key_type(&self) -> KeyType {
+        match self {
+            ClientKeyMaterial::Hmac(_) => KeyType::Hmac,
+            ClientKeyMaterial::Ed25519(_) => KeyType::Ed25519,
+        }
+    }
+
+    /// Sealed even when it is a public key, so that a key swapped in the database by hand
+    /// fails to open instead of letting its holder in.
+    fn seal(&self, master: &MasterKey, api_key: &str) -> Vec<u8> {
+        let id = RecordId::new("client-key", api_key, self.key_type().as_str());
+        match self {
+            ClientKeyMaterial::Hmac(s) => master.seal(&id, s.expose_secret().as_bytes()),
+            ClientKeyMaterial::Ed25519(p) => master.seal(&id, p),
+        }
+    }
+
+    fn open(master: &MasterKey, key_type: KeyType, api_key: &str, blob: &[u8]) -> Result<ClientKeyMaterial, Error> {
+        let id = RecordId::new("client-key", api_key, key_type.as_str());
+        let bytes = master.open(&id, blob)?;
+        match key_type {
+            KeyType::Hmac => bytes.into_string().map(ClientKeyMaterial::Hmac).ok_or(Error::Corrupt {
+                what: "client secret",
+                reason: "not UTF-8".into(),
+            }),
+            KeyType::Ed25519 => bytes
+                .expose_secret()
+                .try_into()
+                .map(ClientKeyMaterial::Ed25519)
+                .map_err(|_| Error::Corrupt {
+                    what: "client public key",
+                    reason: "not 32 bytes".into(),
+                }),
+        }
+    }
+}
+
+/// A virtual key to issue.
+pub struct NewClient {
+    /// Its name.
+    pub name: Name,
+    /// The account it is bound to.
+    pub account: Name,
+    /// Its API key (public identifier).
+    pub api_key: String,
+    /// Its secret or public key.
+    pub material: ClientKeyMaterial,
+    /// What it may do.
+    pub policy: Policy,
+    /// When it expires.
+    pub expires_ms: Option<u64>,
+}
+
+/// A virtual key, as stored.
+#[derive(Clone)]
+pub struct Client {
+    /// Its name.
+    pub name: Name,
+    /// The account it is bound to.
+    pub account: Name,
+    /// Its status.
+    pub status: ClientStatus,
+    /// How it signs.
+    pub key_type: KeyType,
+    /// Its API key.
+    pub api_key: String,
+    /// What it may do.
+    pub policy: Policy,
+    /// When it was issued.
+    pub created_ms: u64,
+    /// When it expires.
+    pub expires_ms: Option<u64>,
+    /// The key it had before its last rotation, valid until `previous_until_ms`.
+    pub previous_api_key: Option<String>,
+    /// End of the rotation grace window.
+    pub previous_until_ms: Option<u64>,
+    material: Vec<u8>,
+    previous_material: Option<Vec<u8>>,
+}
+
+impl Client {
+    /// Opens what verifies the current key.
+    pub fn open_material(&self, master: &MasterKey) -> Result<ClientKeyMaterial, Error> {
+        ClientKeyMaterial::open(master, self.key_type, &self.api_key, &self.material)
+    }
+
+    /// Opens what verifies the previous key, while its grace window lasts.
+    pub fn open_previous_material(&self, master: &MasterKey) -> Result<Option<(String, ClientKeyMaterial)>, Error> {
+        match (&self.previous_api_key, &self.previous_material) {
+            (Some(key), Some(blob)) => Ok(Some((key.clone(), ClientKeyMaterial::open(master, self.key_type, key, blob)?))),
+            _ => Ok(None),
+        }
+    }
+
+    fn from_row(row: &Row<'_>) -> rusqlite::Result<Result<Client, Error>> {
+        let name: String = row.get("name")?;
+        let account: String = row.get("account")?;
+        let status: String = row.get("status")?;
+        let key_type: String = row.get("key_type")?;
+        let policy: String = row.get("policy")?;
+        let client = (|| {
+            Ok(Client {
+                name: parse_name(&name)?,
+                account: parse_name(&account)?,
+                status: status_from_sql(&status)?,
+                key_type: KeyType::from_sql(&key_type)?,
+                api_key: row.get("api_key").map_err(corrupt_row)?,
+                policy: serde_json::from_str(&policy).map_err(|e| Error::Corrupt {
+                    what: "client policy",
+                    reason: e.to_string(),
+                })?,
+                created_ms: row.get::<_, i64>("created_ms").map_err(corrupt_row)? as u64,
+                expires_ms: row.get::<_, Option<i64>>("expires_ms").map_err(corrupt_row)?.map(|v| v as u64),
+                previous_api_key: row.get("previous_api_key").map_err(corrupt_row)?,
+                previous_until_ms: row.get::<_, Option<i64>>("previous_until_ms").map_err(corrupt_row)?.map(|v| v as u64),
+                material: row.get("key_material").map_err(corrupt_row)?,
+                previous_material: row.get("previous_material").map_err(corrupt_row)?,
+            })
+        })();
+        Ok(client)
+    }
+}
+
+/// One audit log row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventRow {
+    /// Position in the log, from 1.
+    pub seq: u64,
+    /// When it was written.
+    pub ts_ms: u64,
+    /// The event as JSON.
+    pub body: String,
+    /// Chain hash.
+    pub hash: Vec<u8>,
+    /// Keyed MAC over the hash.
+    pub mac: Vec<u8>,
+}
+
+fn parse_name(s: &str) -> Result<Name, Error> {
+    s.parse().map_err(|e: keygate_core::Error| Error::Corrupt {
+        what: "name",
+        reason: e.to_string(),
+    })
+}
+
+fn corrupt_row(e: rusqlite::Error) -> Error {
+    Error::Corrupt {
+        what: "row",
+        reason: e.to_string(),
+    }
+}
+
+const ACCOUNT_COLUMNS: &str = "label, exchange, upstream, rotate_every_s, created_ms, rotated_ms, fingerprint, sealed_api_key, sealed_secret";
+
+fn account_from_row(row: &Row<'_>) -> rusqlite::Result<Result<Account, Error>> {
+    let label: String = row.get(0)?;
+    let exchange: String = row.get(1)?;
+    Ok((|| {
+        Ok(Account {
+            label: parse_name(&label)?,
+            exchange: exchange.parse().map_err(|e: keygate_core::Error| Error::Corrupt {
+                what: "account exchange",
+                reason: e.to_string(),
+            })?,
+            upstream: row.get(2).map_err(corrupt_row)?,
+            rotate_every_s: row.get::<_, Option<i64>>(3).map_err(corrupt_row)?.map(|v| v as u64),
+            created_ms: row.get::<_, i64>(4).map_err(corrupt_row)? as u64,
+            rotated_ms: row.get::<_, i64>(5).map_err(corrupt_row)? as u64,
+            fingerprint: row.get(6).map_err(corrupt_row)?,
+            sealed_api_key: row.get(7).map_err(corrupt_row)?,
+            sealed_secret: row.get(8).map_err(corrupt_row)?,
+        })
+    })())
+}
+
+impl Store {
+    /// Adds a real key, sealed under `master`.
+    pub fn insert_account(&self, new: &NewAccount, master: &MasterKey, now_ms: u64) -> Result<(), Error> {
+        let draft = Account {
+            label: new.label.clone(),
+            exchange: new.exchange,
+            upstream: new.upstream.clone(),
+            rotate_every_s: new.rotate_every_s,
+            created_ms: now_ms,
+            rotated_ms: now_ms,
+            fingerprint: redact(new.api_key.expose_secret()),
+            sealed_api_key: Vec::new(),
+            sealed_secret: Vec::new(),
+        };
+        let sealed_key = master.seal(&account_record("account-api-key", &draft), new.api_key.expose_secret().as_bytes());
+        let sealed_secret = master.seal(&account_record("account-secret", &draft), new.secret.expose_secret().as_bytes());
+        self.connection()
+            .execute(
+                &format!("INSERT INTO accounts ({ACCOUNT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8)"),
+                params![
+                    draft.label.as_str(),
+                    draft.exchange.as_str(),
+                    draft.upstream,
+                    draft.rotate_every_s.map(|v| v as i64),
+                    now_ms as i64,
+                    draft.fingerprint,
+                    sealed_key,
+                    sealed_secret
+                ],
+            )
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    Error::Exists { kind: "account", name: new.label.to_string() }
+                } else {
+                    self.error(e)
+                }
+            })?;
+        Ok(())
+    }
+
+    /// Every account, by label.
+    pub fn accounts(&self) -> Result<Vec<Account>, Error> {
+        let mut stmt = self
+            .connection()
+            .prepare(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts ORDER BY label"))
+            .map_err(|e| self.error(e))?;
+        let rows = stmt.query_map([], account_from_row).map_err(|e| self.error(e))?;
+        rows.map(|r| r.map_err(|e| self.error(e))?).collect()
+    }
+
+    /// The account called `label`.
+    pub fn account(&self, label: &Name) -> Result<Account, Error> {
+        self.connection()
+            .query_row(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE label = ?1"), [label.as_str()], account_from_row)
+            .optional()
+            .map_err(|e| self.error(e))?
+            .ok_or_else(|| Error::NotFound { kind: "account", name: label.to_string() })?
+    }
+
+    /// Replaces an account's credentials in one statement.
+    pub fn replace_account_credentials(&self, label: &Name, api_key: &SecretString, secret: &SecretString, master: &MasterKey, now_ms: u64) -> Result<(), Error> {
+        let account = self.account(label)?;
+        let sealed_key = master.seal(&account_record("account-api-key", &account), api_key.expose_secret().as_bytes());
+        let sealed_secret = master.seal(&account_record("account-secret", &account), secret.expose_secret().as_bytes());
+        self.connection()
+            .execute(
+                "UPDATE accounts SET sealed_api_key = ?2, sealed_secret = ?3, fingerprint = ?4, rotated_ms = ?5 WHERE label = ?1",
+                params![label.as_str(), sealed_key, sealed_secret, redact(api_key.expose_secret()), now_ms as i64],
+            )
+            .map_err(|e| self.error(e))?;
+        Ok(())
+    }
+
+    /// Deletes an account and, with it, every client bound to it.
+    pub fn delete_account(&self, label: &Name) -> Result<(), Error> {
+        self.connection()
+            .execute("DELETE FROM clients WHERE account = ?1", [label.as_str()])
+            .map_err(|e| self.error(e))?;
+        let n = self
+            .connection()
+            .execute("DELETE FROM accounts WHERE label = ?1", [label.as_str()])
+            .map_err(|e| self.error(e))?;
+        if n == 0 {
+            return Err(Error::NotFound { kind: "account", name: label.to_string() });
+        }
+        Ok(())
+    }
+
+    /// Issues a virtual key.
+    pub fn insert_client(&self, new: &NewClient, master: &MasterKey, now_ms: u64) -> Result<(), Error> {
+        self.account(&new.account)?;
+        let policy = serde_json::to_string(&new.policy).map_err(|e| Error::Corrupt {
+            what: "client policy",
+            reason: e.to_string(),
+        })?;
+        self.connection()
+            .execute(
+                "INSERT INTO clients (name, account, status, key_type, api_key, key_material, policy, created_ms, expires_ms) VALUES (?1, ?2, 'active', ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    new.name.as_str(),
+                    new.account.as_str(),
+                    new.material.key_type().as_str(),
+                    new.api_key,
+                    new.material.seal(master, &new.api_key),
+                    policy,
+                    now_ms as i64,
+                    new.expires_ms.map(|v| v as i64)
+                ],
+            )
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    Error::Exists { kind: "client", name: new.name.to_string() }
+                } else {
+                    self.error(e)
+                }
+            })?;
+        Ok(())
+    }
+
+    /// Every client, by name.
+    pub fn clients(&self) -> Result<Vec<Client>, Error> {
+        let mut stmt = self.connection().prepare("SELECT * FROM clients ORDER BY name").map_err(|e| self.error(e))?;
+        let rows = stmt.query_map([], Client::from_row).map_err(|e| self.error(e))?;
+        rows.map(|r| r.map_err(|e| self.error(e))?).collect()
+    }
+
+    /// The client called `name`.
+    pub fn client(&self, name: &Name) -> Result<Client, Error> {
+        self.connection()
+            .query_row("SELECT * FROM clients WHERE name = ?1", [name.as_str()], Client::from_row)
+            .optional()
+            .map_err(|e| self.error(e))?
+            .ok_or_else(|| Error::NotFound { kind: "client", name: name.to_string() })?
+    }
+
+    /// Sets a client's status.
+    pub fn set_client_status(&self, name: &Name, status: ClientStatus) -> Result<(), Error> {
+        let n = self
+            .connection()
+            .execute("UPDATE clients SET status = ?2 WHERE name = ?1", params![name.as_str(), status.as_str()])
+            .map_err(|e| self.error(e))?;
+        if n == 0 {
+            return Err(Error::NotFound { kind: "client", name: name.to_string() });
+        }
+        Ok(())
+    }
+
+    /// Gives a client a new key; the old one stays valid until `grace_until_ms`.
+    pub fn rotate_client(&self, name: &Name, api_key: &str, material: &ClientKeyMaterial, master: &MasterKey, grace_until_ms: u64) -> Result<(), Error> {
+        let n = self
+            .connection()
+            .execute(
+                "UPDATE clients SET previous_api_key = api_key, previous_material = key_material, previous_until_ms = ?4, api_key = ?2, key_material = ?3 WHERE name = ?1",
+                params![name.as_str(), api_key, material.seal(master, api_key), grace_until_ms as i64],
+            )
+            .map_err(|e| self.error(e))?;
+        if n == 0 {
+            return Err(Error::NotFound { kind: "client", name: name.to_string() });
+        }
+        Ok(())
+    }
+
+    /// Appends audit rows in one immediate transaction. `build` receives the last row
+    /// already in the log (read inside the transaction, so that several processes can
+    /// append to one chain) and returns the rows to add after it.
+    pub fn append_events<T>(&self, build: impl FnOnce(Option<&EventRow>) -> (Vec<EventRow>, T)) -> Result<T, Error> {
+        let conn = self.connection();
+        conn.execute_batch("BEGIN IMMEDIATE").map_err(|e| self.error(e))?;
+        let result = (|| {
+            let last = self.last_event()?;
+            let (rows, value) = build(last.as_ref());
+            let mut stmt = conn
+                .prepare_cached("INSERT INTO events (seq, ts_ms, body, hash, mac) VALUES (?1, ?2, ?3, ?4, ?5)")
+                .map_err(|e| self.error(e))?;
+            for r in &rows {
+                stmt.execute(params![r.seq as i64, r.ts_ms as i64, r.body, r.hash, r.mac]).map_err(|e| self.error(e))?;
+            }
+            if let Some(last) = rows.last() {
+                self.set_meta("audit_head", &encode_head(last))?;
+            }
+            conn.execute_batch("COMMIT").map_err(|e| self.error(e))?;
+            Ok(value)
+        })();
+        if result.is_err() {
+            // Abandoned either way; the caller hears the first error.
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        result
+    }
+
+    /// The head recorded with the last append: (seq, hash, mac) of the last row written.
+    /// A log whose last row differs was truncated or extended behind keygate's back.
+    pub fn audit_head(&self) -> Result<Option<EventRow>, Error> {
+        let Some(raw) = self.meta("audit_head")? else {
+            return Ok(None);
+        };
+        if raw.len() != 8 + 32 + 32 {
+            return Err(Error::Corrupt { what: "audit head", reason: format!("{} bytes", raw.len()) });
+        }
+        let seq = u64::from_be_bytes(raw[..8].try_into().map_err(|_| Error::Corrupt { what: "audit head", reason: "seq".into() })?);
+        Ok(Some(EventRow { seq, ts_ms: 0, body: String::new(), hash: raw[8..40].to_vec(), mac: raw[40..].to_vec() }))
+    }
+
+    /// Audit rows with `seq >= from`, in order, at most `limit`.
+    pub fn events(&self, from: u64, limit: u64) -> Result<Vec<EventRow>, Error> {
+        let mut stmt = self
+            .connection()
+            .prepare_cached("SELECT seq, ts_ms, body, hash, mac FROM events WHERE seq >= ?1 ORDER BY seq LIMIT ?2")
+            .map_err(|e| self.error(e))?;
+        let rows = stmt
+            .query_map(params![from as i64, limit as i64], |r| {
+                Ok(EventRow {
+                    seq: r.get::<_, i64>(0)? as u64,
+                    ts_ms: r.get::<_, i64>(1)? as u64,
+                    body: r.get(2)?,
+                    hash: r.get(3)?,
+                    mac: r.get(4)?,
+                })
+            })
+            .map_err(|e| self.error(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
+    }
+
+    /// The last audit row, if any.
+    pub fn last_event(&self) -> Result<Option<EventRow>, Error> {
+        self.connection()
+            .query_row("SELECT seq, ts_ms, body, hash, mac FROM events ORDER BY seq DESC LIMIT 1", [], |r| {
+                Ok(EventRow {
+                    seq: r.get::<_, i64>(0)? as u64,
+                    ts_ms: r.get::<_, i64>(1)? as u64,
+                    body: r.get(2)?,
+                    hash: r.get(3)?,
+                    mac: r.get(4)?,
+                })
+            })
+            .optional()
+            .map_err(|e| self.error(e))
+    }
+}
+
+fn encode_head(row: &EventRow) -> Vec<u8> {
+    let mut head = row.seq.to_be_bytes().to_vec();
+    head.extend_from_slice(&row.hash);
+    head.extend_from_slice(&row.mac);
+    head
+}

@@ -16,7 +16,11 @@ pub struct Filter {
 impl Filter {
     /// Whether `event` passes.
     pub fn matches(&self, event: &Event) -> bool {
-        if self.client.as_deref().is_some_and(|c| event.client() != Some(c)) {
+        if self
+            .client
+            .as_deref()
+            .is_some_and(|c| event.client() != Some(c))
+        {
             return false;
         }
         if self.since_ms.is_some_and(|t| event.ts_ms < t) {

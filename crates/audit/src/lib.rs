@@ -87,7 +87,8 @@ impl AuditKey {
     }
 
     fn mac(&self, hash: &[u8]) -> Vec<u8> {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0).expect("HMAC accepts keys of any length");
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0)
+            .expect("HMAC accepts keys of any length");
         mac.update(hash);
         mac.finalize().into_bytes().to_vec()
     }
@@ -146,14 +147,24 @@ impl AuditLog {
 
     /// Appends `event` in the background; failures are logged.
     pub fn append(&self, event: Event) {
-        if self.tx.send(Job { event, on_durable: None }).is_err() {
+        if self
+            .tx
+            .send(Job {
+                event,
+                on_durable: None,
+            })
+            .is_err()
+        {
             tracing::error!("audit writer stopped; event dropped");
         }
     }
 
     /// Appends `event` and calls `on_durable` once it is committed or has failed.
     pub fn append_durable(&self, event: Event, on_durable: OnDurable) {
-        if let Err(mpsc::SendError(job)) = self.tx.send(Job { event, on_durable: Some(on_durable) }) {
+        if let Err(mpsc::SendError(job)) = self.tx.send(Job {
+            event,
+            on_durable: Some(on_durable),
+        }) {
             if let Some(cb) = job.on_durable {
                 cb(Err("the audit writer has stopped".into()));
             }
@@ -189,7 +200,12 @@ fn writer(store: Store, key: AuditKey, rx: mpsc::Receiver<Job>) {
         }
         let bodies: Vec<(u64, Result<String, String>)> = jobs
             .iter()
-            .map(|j| (j.event.ts_ms, serde_json::to_string(&j.event).map_err(|e| e.to_string())))
+            .map(|j| {
+                (
+                    j.event.ts_ms,
+                    serde_json::to_string(&j.event).map_err(|e| e.to_string()),
+                )
+            })
             .collect();
         let result = store.append_events(|last| {
             let (mut seq, mut prev) = match last {
@@ -206,7 +222,13 @@ fn writer(store: Store, key: AuditKey, rx: mpsc::Receiver<Job>) {
                 seq += 1;
                 let hash = chain_hash(&prev, seq, *ts_ms, body);
                 let mac = key.mac(&hash);
-                rows.push(EventRow { seq, ts_ms: *ts_ms, body: body.clone(), hash: hash.clone(), mac });
+                rows.push(EventRow {
+                    seq,
+                    ts_ms: *ts_ms,
+                    body: body.clone(),
+                    hash: hash.clone(),
+                    mac,
+                });
                 prev = hash;
                 seqs.push(Some(seq));
             }
@@ -244,13 +266,21 @@ pub fn verify(store: &Store, key: &AuditKey) -> Result<u64, Error> {
             break;
         }
         for row in page {
-            let bad = |reason: &str| Error::Tampered { seq: expected_seq, reason: reason.to_owned() };
+            let bad = |reason: &str| Error::Tampered {
+                seq: expected_seq,
+                reason: reason.to_owned(),
+            };
             if row.seq != expected_seq {
-                return Err(bad(&format!("missing; the next event present is {}", row.seq)));
+                return Err(bad(&format!(
+                    "missing; the next event present is {}",
+                    row.seq
+                )));
             }
             let hash = chain_hash(&prev, row.seq, row.ts_ms, &row.body);
             if !bool::from(hash.ct_eq(&row.hash)) {
-                return Err(bad("content or order does not match the chain (edited, reordered or replaced)"));
+                return Err(bad(
+                    "content or order does not match the chain (edited, reordered or replaced)",
+                ));
             }
             if !bool::from(key.mac(&hash).ct_eq(&row.mac)) {
                 return Err(bad("MAC does not verify with this vault's audit key"));
@@ -265,13 +295,26 @@ pub fn verify(store: &Store, key: &AuditKey) -> Result<u64, Error> {
     let count = expected_seq - 1;
     match store.audit_head()? {
         None if count == 0 => Ok(0),
-        None => Err(Error::Tampered { seq: 1, reason: "the log has events but no recorded head".into() }),
+        None => Err(Error::Tampered {
+            seq: 1,
+            reason: "the log has events but no recorded head".into(),
+        }),
         Some(head) if head.seq > count => Err(Error::Tampered {
             seq: count + 1,
-            reason: format!("truncated: the log ends at {count} but the last append wrote event {}", head.seq),
+            reason: format!(
+                "truncated: the log ends at {count} but the last append wrote event {}",
+                head.seq
+            ),
         }),
-        Some(head) if head.seq < count || !bool::from(head.hash.ct_eq(&prev)) || !bool::from(key.mac(&prev).ct_eq(&head.mac)) => {
-            Err(Error::Tampered { seq: head.seq.min(count), reason: "the recorded head does not match the last event".into() })
+        Some(head)
+            if head.seq < count
+                || !bool::from(head.hash.ct_eq(&prev))
+                || !bool::from(key.mac(&prev).ct_eq(&head.mac)) =>
+        {
+            Err(Error::Tampered {
+                seq: head.seq.min(count),
+                reason: "the recorded head does not match the last event".into(),
+            })
         }
         Some(_) => Ok(count),
     }
@@ -285,7 +328,10 @@ pub fn read(store: &Store, from: u64, limit: u64) -> Result<Vec<(u64, Event)>, E
         .map(|row| {
             serde_json::from_str::<Event>(&row.body)
                 .map(|e| (row.seq, e))
-                .map_err(|e| Error::Tampered { seq: row.seq, reason: format!("body is not a keygate event: {e}") })
+                .map_err(|e| Error::Tampered {
+                    seq: row.seq,
+                    reason: format!("body is not a keygate event: {e}"),
+                })
         })
         .collect()
 }

@@ -69,7 +69,11 @@ impl SignedRequest {
     /// empty or nameless parameters, a body that is not `application/x-www-form-urlencoded`,
     /// any name given twice (after percent-decoding), and a `signature` that is not the
     /// last parameter of its part.
-    pub fn parse(query: &str, body: &[u8], content_type: Option<&str>) -> Result<SignedRequest, Error> {
+    pub fn parse(
+        query: &str,
+        body: &[u8],
+        content_type: Option<&str>,
+    ) -> Result<SignedRequest, Error> {
         let body = if body.is_empty() {
             ""
         } else {
@@ -77,7 +81,9 @@ impl SignedRequest {
                 .map(|ct| ct.split(';').next().unwrap_or("").trim())
                 .is_some_and(|ct| ct.eq_ignore_ascii_case("application/x-www-form-urlencoded"));
             if !form {
-                return Err(malformed("request body must be application/x-www-form-urlencoded"));
+                return Err(malformed(
+                    "request body must be application/x-www-form-urlencoded",
+                ));
             }
             std::str::from_utf8(body).map_err(|_| malformed("request body is not ASCII"))?
         };
@@ -91,7 +97,9 @@ impl SignedRequest {
                 continue;
             }
             if !part.bytes().all(|b| b.is_ascii_graphic()) {
-                return Err(malformed("illegal characters in parameters; percent-encode them"));
+                return Err(malformed(
+                    "illegal characters in parameters; percent-encode them",
+                ));
             }
             let pairs: Vec<&str> = part.split('&').collect();
             let mut signed_len = part.len();
@@ -132,7 +140,10 @@ impl SignedRequest {
 
     /// The decoded value of `name`.
     pub fn param(&self, name: &str) -> Option<&str> {
-        self.params.iter().find(|p| p.name == name).map(|p| p.value.as_str())
+        self.params
+            .iter()
+            .find(|p| p.name == name)
+            .map(|p| p.value.as_str())
     }
 
     /// The parameters other than `signature`, in the order received.
@@ -157,13 +168,18 @@ impl SignedRequest {
 
     /// Verifies the client's signature over [`SignedRequest::payload`], in constant time.
     pub fn verify(&self, key: ClientKey<'_>) -> Result<(), Error> {
-        let signature = self.signature.as_deref().ok_or(Error::MissingParameter { name: "signature" })?;
+        let signature = self
+            .signature
+            .as_deref()
+            .ok_or(Error::MissingParameter { name: "signature" })?;
         let valid = match key {
             ClientKey::Hmac(secret) => {
                 let Ok(given) = hex::decode(signature) else {
                     return Err(Error::BadSignature);
                 };
-                hmac_sha256(secret, &self.payload).verify_slice(&given).is_ok()
+                hmac_sha256(secret, &self.payload)
+                    .verify_slice(&given)
+                    .is_ok()
             }
             ClientKey::Ed25519(public) => {
                 use base64::Engine as _;
@@ -173,7 +189,8 @@ impl SignedRequest {
                 let Ok(sig) = Signature::from_slice(&bytes) else {
                     return Err(Error::BadSignature);
                 };
-                public.verify_strict(&self.payload, &sig).is_ok() && public.verify(&self.payload, &sig).is_ok()
+                public.verify_strict(&self.payload, &sig).is_ok()
+                    && public.verify(&self.payload, &sig).is_ok()
             }
         };
         if valid {
@@ -187,16 +204,28 @@ impl SignedRequest {
     /// `timestamp < now + 1000` and `now - timestamp <= recvWindow`. `timestamp` may be in
     /// milliseconds or microseconds; `recvWindow` may have three decimals.
     pub fn check_freshness(&self, now_ms: u64) -> Result<(), Error> {
-        let raw = self.param("timestamp").ok_or(Error::MissingParameter { name: "timestamp" })?;
-        let ts: u64 = raw.parse().map_err(|_| malformed("timestamp must be an integer"))?;
+        let raw = self
+            .param("timestamp")
+            .ok_or(Error::MissingParameter { name: "timestamp" })?;
+        let ts: u64 = raw
+            .parse()
+            .map_err(|_| malformed("timestamp must be an integer"))?;
         // Thirteen digits are milliseconds until the year 2286; sixteen are microseconds.
-        let ts_us = if ts >= 10_000_000_000_000 { ts } else { ts.saturating_mul(1000) };
+        let ts_us = if ts >= 10_000_000_000_000 {
+            ts
+        } else {
+            ts.saturating_mul(1000)
+        };
         let window_us = match self.param("recvWindow") {
             None => DEFAULT_RECV_WINDOW_MS * 1000,
             Some(w) => {
-                let w: Decimal = w.parse().map_err(|_| malformed("recvWindow must be a number"))?;
+                let w: Decimal = w
+                    .parse()
+                    .map_err(|_| malformed("recvWindow must be a number"))?;
                 if w.is_sign_negative() || w.scale() > 3 {
-                    return Err(malformed("recvWindow must be a positive number of milliseconds"));
+                    return Err(malformed(
+                        "recvWindow must be a positive number of milliseconds",
+                    ));
                 }
                 if w > Decimal::from(MAX_RECV_WINDOW_MS) {
                     return Err(Error::RecvWindowTooLarge);
@@ -235,7 +264,11 @@ impl SignedRequest {
         payload.extend_from_slice(query.as_bytes());
         payload.extend_from_slice(body.as_bytes());
         let signature = hmac_signature(secret, &payload);
-        let out = if self.signature_in_body { &mut body } else { &mut query };
+        let out = if self.signature_in_body {
+            &mut body
+        } else {
+            &mut query
+        };
         if !out.is_empty() {
             out.push('&');
         }
@@ -287,7 +320,8 @@ pub fn hmac_signature(secret: &[u8], payload: &[u8]) -> String {
 }
 
 fn hmac_sha256(secret: &[u8], payload: &[u8]) -> Hmac<Sha256> {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("HMAC accepts keys of any length");
+    let mut mac =
+        <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("HMAC accepts keys of any length");
     mac.update(payload);
     mac
 }
@@ -386,11 +420,21 @@ pub fn classify_endpoint(method: &str, path: &str) -> ActionKind {
         ("GET", "/sapi/v1", p) if SAPI_READ.contains(&p) => Read,
         ("GET", "/sapi/v1", "system/status") => Public,
         ("POST", "/sapi/v1", "capital/withdraw/apply" | "managed-subaccount/withdraw") => Withdraw,
-        ("POST", "/sapi/v1", p) if SAPI_TRANSFER.contains(&p) || p.starts_with("convert/") => Transfer,
-        (_, "/sapi/v1" | "/sapi/v2", p) if p.contains("subAccountApi") || p.starts_with("broker/") => KeyManagement,
-        ("POST", "/sapi/v1", "account/enableFastWithdrawSwitch" | "account/disableFastWithdrawSwitch" | "sub-account/virtualSubAccount") => {
+        ("POST", "/sapi/v1", p) if SAPI_TRANSFER.contains(&p) || p.starts_with("convert/") => {
+            Transfer
+        }
+        (_, "/sapi/v1" | "/sapi/v2", p)
+            if p.contains("subAccountApi") || p.starts_with("broker/") =>
+        {
             KeyManagement
         }
+        (
+            "POST",
+            "/sapi/v1",
+            "account/enableFastWithdrawSwitch"
+            | "account/disableFastWithdrawSwitch"
+            | "sub-account/virtualSubAccount",
+        ) => KeyManagement,
         // USD-M and COIN-M futures.
         ("GET", "/fapi/v1" | "/dapi/v1", p) if FUTURES_PUBLIC.contains(&p) => Public,
         ("GET", "/futures/data", _) => Public,
@@ -398,7 +442,11 @@ pub fn classify_endpoint(method: &str, path: &str) -> ActionKind {
         ("GET", "/fapi/v1", p) if FAPI_READ.contains(&p) => Read,
         ("POST" | "PUT", "/fapi/v1", "order" | "batchOrders") => Trade,
         ("POST", "/fapi/v1", p) if FAPI_TRADE_POST.contains(&p) => Trade,
-        ("DELETE", "/fapi/v1", "order" | "batchOrders" | "allOpenOrders" | "algoOrder" | "algoOpenOrders") => Cancel,
+        (
+            "DELETE",
+            "/fapi/v1",
+            "order" | "batchOrders" | "allOpenOrders" | "algoOrder" | "algoOpenOrders",
+        ) => Cancel,
         _ => Unknown,
     }
 }
@@ -471,6 +519,8 @@ const SAPI_READ: &[&str] = &[
     "capital/deposit/address",
     "asset/assetDetail",
     "asset/tradeFee",
+    "margin/allPairs",
+    "margin/isolated/allPairs",
 ];
 
 const SAPI_TRANSFER: &[&str] = &[
@@ -552,7 +602,8 @@ mod tests {
         let sig = "0fd168b8ddb4876a0358a8d14d0c9f3da0e9b20c5d52b2a00fcf7d1c602f9a77";
         let req = SignedRequest::parse(
             "symbol=LTCBTC&side=BUY&type=LIMIT&timeInForce=GTC",
-            format!("quantity=1&price=0.1&recvWindow=5000&timestamp=1499827319559&signature={sig}").as_bytes(),
+            format!("quantity=1&price=0.1&recvWindow=5000&timestamp=1499827319559&signature={sig}")
+                .as_bytes(),
             Some("application/x-www-form-urlencoded"),
         )
         .unwrap();
@@ -580,8 +631,15 @@ mod tests {
             ("symbol=A&sym%62ol=B", ""),
             ("signature=a&x=1", "signature=b"),
         ] {
-            let r = SignedRequest::parse(q, b.as_bytes(), Some("application/x-www-form-urlencoded"));
-            assert!(matches!(r, Err(Error::DuplicateParameter { .. }) | Err(Error::Malformed { .. })), "{q} | {b}: {r:?}");
+            let r =
+                SignedRequest::parse(q, b.as_bytes(), Some("application/x-www-form-urlencoded"));
+            assert!(
+                matches!(
+                    r,
+                    Err(Error::DuplicateParameter { .. }) | Err(Error::Malformed { .. })
+                ),
+                "{q} | {b}: {r:?}"
+            );
         }
     }
 
@@ -598,11 +656,21 @@ mod tests {
     fn freshness_follows_binance_rule() {
         let req = |q: &str| SignedRequest::parse(q, b"", None).unwrap();
         let now = 1_700_000_000_000;
-        assert!(req(&format!("timestamp={now}")).check_freshness(now).is_ok());
-        assert!(req(&format!("timestamp={}", now - 5001)).check_freshness(now).is_err());
-        assert!(req(&format!("timestamp={}&recvWindow=10000", now - 5001)).check_freshness(now).is_ok());
-        assert!(req(&format!("timestamp={}", now + 1000)).check_freshness(now).is_err());
-        assert!(req(&format!("timestamp={}000", now - 10)).check_freshness(now).is_ok());
+        assert!(req(&format!("timestamp={now}"))
+            .check_freshness(now)
+            .is_ok());
+        assert!(req(&format!("timestamp={}", now - 5001))
+            .check_freshness(now)
+            .is_err());
+        assert!(req(&format!("timestamp={}&recvWindow=10000", now - 5001))
+            .check_freshness(now)
+            .is_ok());
+        assert!(req(&format!("timestamp={}", now + 1000))
+            .check_freshness(now)
+            .is_err());
+        assert!(req(&format!("timestamp={}000", now - 10))
+            .check_freshness(now)
+            .is_ok());
         assert_eq!(
             req(&format!("timestamp={now}&recvWindow=60001")).check_freshness(now),
             Err(Error::RecvWindowTooLarge)
@@ -620,22 +688,63 @@ mod tests {
         let fwd = req.resign(SECRET, 42);
         assert_eq!(fwd.query, "symbol=BTCUSDT");
         let expected = hmac_signature(SECRET, b"symbol=BTCUSDTtimestamp=42&quantity=1");
-        assert_eq!(fwd.body, format!("timestamp=42&quantity=1&signature={expected}"));
+        assert_eq!(
+            fwd.body,
+            format!("timestamp=42&quantity=1&signature={expected}")
+        );
     }
 
     #[test]
     fn endpoint_table_fails_closed() {
-        assert_eq!(classify_endpoint("POST", "/api/v3/order"), ActionKind::Trade);
-        assert_eq!(classify_endpoint("DELETE", "/api/v3/order"), ActionKind::Cancel);
-        assert_eq!(classify_endpoint("GET", "/api/v3/account"), ActionKind::Read);
-        assert_eq!(classify_endpoint("POST", "/sapi/v1/capital/withdraw/apply"), ActionKind::Withdraw);
-        assert_eq!(classify_endpoint("POST", "/sapi/v1/asset/transfer"), ActionKind::Transfer);
-        assert_eq!(classify_endpoint("POST", "/sapi/v2/sub-account/subAccountApi/ipRestriction"), ActionKind::KeyManagement);
-        assert_eq!(classify_endpoint("GET", "/api/v3/exchangeInfo"), ActionKind::Public);
-        assert_eq!(classify_endpoint("POST", "/fapi/v1/order"), ActionKind::Trade);
-        for unknown in ["/api/v3/Order", "/api/v3/order/", "/api/v3/", "/api/v9/order", "/x/v1/order", "/api"] {
-            assert_eq!(classify_endpoint("POST", unknown), ActionKind::Unknown, "{unknown}");
+        assert_eq!(
+            classify_endpoint("POST", "/api/v3/order"),
+            ActionKind::Trade
+        );
+        assert_eq!(
+            classify_endpoint("DELETE", "/api/v3/order"),
+            ActionKind::Cancel
+        );
+        assert_eq!(
+            classify_endpoint("GET", "/api/v3/account"),
+            ActionKind::Read
+        );
+        assert_eq!(
+            classify_endpoint("POST", "/sapi/v1/capital/withdraw/apply"),
+            ActionKind::Withdraw
+        );
+        assert_eq!(
+            classify_endpoint("POST", "/sapi/v1/asset/transfer"),
+            ActionKind::Transfer
+        );
+        assert_eq!(
+            classify_endpoint("POST", "/sapi/v2/sub-account/subAccountApi/ipRestriction"),
+            ActionKind::KeyManagement
+        );
+        assert_eq!(
+            classify_endpoint("GET", "/api/v3/exchangeInfo"),
+            ActionKind::Public
+        );
+        assert_eq!(
+            classify_endpoint("POST", "/fapi/v1/order"),
+            ActionKind::Trade
+        );
+        for unknown in [
+            "/api/v3/Order",
+            "/api/v3/order/",
+            "/api/v3/",
+            "/api/v9/order",
+            "/x/v1/order",
+            "/api",
+        ] {
+            assert_eq!(
+                classify_endpoint("POST", unknown),
+                ActionKind::Unknown,
+                "{unknown}"
+            );
         }
-        assert_eq!(classify_endpoint("PATCH", "/api/v3/order"), ActionKind::Unknown);
+        assert_eq!(
+            classify_endpoint("PATCH", "/api/v3/order"),
+            ActionKind::Unknown
+        );
     }
 }

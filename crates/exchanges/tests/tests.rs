@@ -12,7 +12,9 @@ fn vectors() -> Vec<Value> {
 }
 
 fn input<'a>(v: &'a Value, name: &str) -> &'a str {
-    v["inputs"][name].as_str().unwrap_or_else(|| panic!("vector lacks input {name}: {v}"))
+    v["inputs"][name]
+        .as_str()
+        .unwrap_or_else(|| panic!("vector lacks input {name}: {v}"))
 }
 
 fn seed(hex_seed: &str) -> SigningKey {
@@ -25,18 +27,32 @@ fn every_reproduced_binance_hmac_vector_signs_and_verifies() {
     let mut checked = 0;
     for v in vectors() {
         let exchange = v["exchange"].as_str().unwrap();
-        if !exchange.starts_with("binance") || v["reproduced"] != true || v["inputs"].get("secretKey").is_none() {
+        if !exchange.starts_with("binance")
+            || v["reproduced"] != true
+            || v["inputs"].get("secretKey").is_none()
+        {
             continue;
         }
         let secret = input(&v, "secretKey").as_bytes();
         let payload = input(&v, "payload");
         let expected = v["expected"].as_str().unwrap();
-        assert_eq!(binance::hmac_signature(secret, payload.as_bytes()), expected, "{}", v["scheme"]);
+        assert_eq!(
+            binance::hmac_signature(secret, payload.as_bytes()),
+            expected,
+            "{}",
+            v["scheme"]
+        );
 
         // The verifier must accept the expected signature over the request as sent, with
         // the signature last; mixed vectors put the query and body in their own places.
-        let (query, body) = match (v["inputs"].get("queryString"), v["inputs"].get("requestBody")) {
-            (Some(q), Some(b)) => (q.as_str().unwrap().to_owned(), format!("{}&signature={expected}", b.as_str().unwrap())),
+        let (query, body) = match (
+            v["inputs"].get("queryString"),
+            v["inputs"].get("requestBody"),
+        ) {
+            (Some(q), Some(b)) => (
+                q.as_str().unwrap().to_owned(),
+                format!("{}&signature={expected}", b.as_str().unwrap()),
+            ),
             _ => (format!("{payload}&signature={expected}"), String::new()),
         };
         if payload.contains(' ') {
@@ -45,7 +61,12 @@ fn every_reproduced_binance_hmac_vector_signs_and_verifies() {
             checked += 1;
             continue;
         }
-        let req = SignedRequest::parse(&query, body.as_bytes(), Some("application/x-www-form-urlencoded")).unwrap();
+        let req = SignedRequest::parse(
+            &query,
+            body.as_bytes(),
+            Some("application/x-www-form-urlencoded"),
+        )
+        .unwrap();
         assert_eq!(req.payload(), payload.as_bytes());
         req.verify(ClientKey::Hmac(secret)).unwrap();
         let mut wrong = secret.to_vec();
@@ -66,14 +87,20 @@ fn ed25519_vectors_sign_and_verify() {
             continue;
         }
         let (key, message): (SigningKey, Vec<u8>) = if v["exchange"] == "binance" {
-            (seed(input(&v, "ed25519_seed_hex")), input(&v, "payload").as_bytes().to_vec())
+            (
+                seed(input(&v, "ed25519_seed_hex")),
+                input(&v, "payload").as_bytes().to_vec(),
+            )
         } else {
             let msg = match v["inputs"].get("message_hex") {
                 Some(h) => hex::decode(h.as_str().unwrap()).unwrap(),
                 None => input(&v, "message").as_bytes().to_vec(),
             };
             let key = seed(input(&v, "secret_seed_hex"));
-            assert_eq!(hex::encode(key.verifying_key().as_bytes()), input(&v, "public_hex"));
+            assert_eq!(
+                hex::encode(key.verifying_key().as_bytes()),
+                input(&v, "public_hex")
+            );
             (key, msg)
         };
         let signature = key.sign(&message).to_bytes();
@@ -82,16 +109,25 @@ fn ed25519_vectors_sign_and_verify() {
             let b64 = base64::engine::general_purpose::STANDARD.encode(signature);
             assert_eq!(b64, expected);
             // As ccxt sends it: base64, percent-encoded, last in the query.
-            let encoded: String = percent_encoding::utf8_percent_encode(&b64, percent_encoding::NON_ALPHANUMERIC).to_string();
+            let encoded: String =
+                percent_encoding::utf8_percent_encode(&b64, percent_encoding::NON_ALPHANUMERIC)
+                    .to_string();
             let payload = input(&v, "payload");
-            let req = SignedRequest::parse(&format!("{payload}&signature={encoded}"), b"", None).unwrap();
-            req.verify(ClientKey::Ed25519(&key.verifying_key())).unwrap();
+            let req =
+                SignedRequest::parse(&format!("{payload}&signature={encoded}"), b"", None).unwrap();
+            req.verify(ClientKey::Ed25519(&key.verifying_key()))
+                .unwrap();
             let other = seed(&"11".repeat(32));
-            assert!(req.verify(ClientKey::Ed25519(&other.verifying_key())).is_err());
+            assert!(req
+                .verify(ClientKey::Ed25519(&other.verifying_key()))
+                .is_err());
         } else {
             assert_eq!(hex::encode(signature), expected);
         }
         checked += 1;
     }
-    assert_eq!(checked, 3, "expected RFC 8032 tests 1 and 2 and the Binance Ed25519 vector");
+    assert_eq!(
+        checked, 3,
+        "expected RFC 8032 tests 1 and 2 and the Binance Ed25519 vector"
+    );
 }

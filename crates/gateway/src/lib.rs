@@ -1,1 +1,634 @@
-//! keygate-gateway.
+//! keygate's HTTP gateway.
+//!
+//! A bot calls `http://HOST:PORT/binance/<native path>` exactly as it would call Binance,
+//! with its virtual key. [`handle`] is the whole request path, top to bottom:
+//!
+//! 1. route and refuse anything ambiguous (path tricks, method overrides, big bodies);
+//! 2. authenticate: the client by its API key, its signature over the raw bytes, the
+//!    timestamp window, the replay cache;
+//! 3. classify what the request would do (unknown endpoints are denied);
+//! 4. decide against the client's policy;
+//! 5. audit: durably, before forwarding, for trades, cancels, withdrawals and transfers;
+//! 6. re-sign with the real key and forward, never retrying; return the answer as it came.
+//!
+//! Denials answer in Binance's own error shape (`{"code": -2015, "msg": "keygate: …"}`).
+//!
+//! This crate owns no storage and no crypto of its own: accounts and clients come from
+//! `keygate-store` through a [`registry::Live`] view that reloads within a second of any
+//! change, decisions from `keygate-policy`, signatures from `keygate-exchanges`.
+//!
+//! ```no_run
+//! # async fn run(gateway: std::sync::Arc<keygate_gateway::Gateway>) -> std::io::Result<()> {
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! keygate_gateway::serve(listener, gateway, std::future::pending()).await
+//! # }
+//! ```
+
+pub mod registry;
+mod replay;
+mod response;
+pub mod upstream;
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method};
+use ipnet::IpNet;
+use keygate_audit::AuditLog;
+use keygate_core::{
+    Action, ActionKind, ClientStatus, Decision, Denial, Event, EventBody, Exchange, Outcome,
+    OutcomeEvent, RequestEvent, Rule,
+};
+use keygate_exchanges::binance::{self, ClientKey, SignedRequest};
+use keygate_policy::Decider;
+use rand::Rng;
+use rust_decimal::Decimal;
+
+use crate::registry::{Live, Verifier};
+use crate::replay::ReplayCache;
+use crate::response::BinanceError;
+use crate::upstream::{Failure, Upstream};
+
+/// Largest request body accepted, in bytes. Binance's own requests are far smaller.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// How long a trade waits for its audit event to become durable.
+const AUDIT_DEADLINE: Duration = Duration::from_secs(5);
+
+/// An error starting the gateway.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The HTTP client could not be built.
+    #[error("cannot build the upstream HTTP client: {0}")]
+    Upstream(String),
+}
+
+/// Everything the request path needs, shared by all requests.
+pub struct Gateway {
+    live: Arc<Live>,
+    decider: Decider,
+    audit: AuditLog,
+    upstream: Upstream,
+    replay: ReplayCache,
+    trusted_proxies: Vec<IpNet>,
+}
+
+impl Gateway {
+    /// A gateway over `live` accounts and clients, writing to `audit`. `X-Forwarded-For`
+    /// is believed only from peers in `trusted_proxies`.
+    /// `upstream_timeout` bounds each exchange call ([`upstream::UPSTREAM_TIMEOUT`] in
+    /// production); past it the outcome is unknown and the call is never retried.
+    pub fn new(
+        live: Arc<Live>,
+        audit: AuditLog,
+        trusted_proxies: Vec<IpNet>,
+        upstream_timeout: Duration,
+    ) -> Result<Gateway, Error> {
+        Ok(Gateway {
+            live,
+            decider: Decider::new(),
+            audit,
+            upstream: Upstream::new(upstream_timeout)
+                .map_err(|e| Error::Upstream(e.to_string()))?,
+            replay: ReplayCache::new(),
+            trusted_proxies,
+        })
+    }
+}
+
+/// The gateway's routes: `/binance/*` and `/healthz`.
+pub fn app(gateway: Arc<Gateway>) -> Router {
+    Router::new()
+        .route("/healthz", axum::routing::get(|| async { "ok" }))
+        .fallback(handle)
+        .with_state(gateway)
+}
+
+/// Serves `app` on `listener` until `shutdown` completes, then drains in-flight requests.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    gateway: Arc<Gateway>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        app(gateway).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The request path. Every early return is a denial that was audited and never forwarded.
+async fn handle(
+    State(gw): State<Arc<Gateway>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+) -> Response {
+    let started = Instant::now();
+    let (parts, body) = request.into_parts();
+    let method = parts.method.clone();
+    let mut audit = Audit::new(
+        &gw,
+        source_ip(&gw.trusted_proxies, peer.ip(), &parts.headers),
+        &method,
+        parts.uri.path(),
+    );
+
+    // 1. Route. Only /binance/<native path>, with a path that means one thing.
+    let Some(native) = parts.uri.path().strip_prefix("/binance") else {
+        return audit.deny(
+            BinanceError::not_found(),
+            Rule::UnknownEndpoint,
+            "no such route",
+        );
+    };
+    audit.path = native.to_owned();
+    if let Err(reason) = check_path(native) {
+        return audit.deny(BinanceError::malformed(reason), Rule::Malformed, reason);
+    }
+    if let Some(header) = METHOD_OVERRIDE_HEADERS
+        .iter()
+        .find(|h| parts.headers.contains_key(**h))
+    {
+        let msg = format!("method override header {header} is not accepted");
+        return audit.deny(BinanceError::malformed(&msg), Rule::Malformed, &msg);
+    }
+    let Some(default_base) = binance::upstream_base(native) else {
+        return audit.deny(
+            BinanceError::not_found(),
+            Rule::UnknownEndpoint,
+            "no Binance host serves this path",
+        );
+    };
+    let body = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+        Ok(b) => b,
+        Err(_) => {
+            return audit.deny(
+                BinanceError::too_large(),
+                Rule::Malformed,
+                "request body too large",
+            )
+        }
+    };
+    let query = parts.uri.query().unwrap_or("");
+    let content_type = parts
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let signed = match SignedRequest::parse(query, &body, content_type) {
+        Ok(r) => r,
+        Err(e) => {
+            return audit.deny(
+                BinanceError::from_parse(&e),
+                Rule::Malformed,
+                &e.to_string(),
+            )
+        }
+    };
+
+    // Public market data: no key, nothing to decide, forwarded without any client header.
+    let kind = binance::classify_endpoint(method.as_str(), native);
+    if kind == ActionKind::Public {
+        audit.action = Some(Action::new(kind, format!("{method} {native}")));
+        if !body.is_empty() || signed.is_signed() {
+            return audit.deny(
+                BinanceError::malformed("public endpoints take no body and no signature"),
+                Rule::Malformed,
+                "public request with body or signature",
+            );
+        }
+        let registry = gw.live.snapshot();
+        let base = registry
+            .public_upstream(Exchange::Binance)
+            .unwrap_or(default_base);
+        let url = format!("{base}{native}{}", query_suffix(query));
+        return gw
+            .forward(audit, method, url, HeaderMap::new(), Bytes::new(), started)
+            .await;
+    }
+
+    // 2. Authenticate: one API key header, a known client, a valid signature, a fresh
+    //    timestamp, a signature never seen before.
+    let mut keys = parts.headers.get_all(binance::API_KEY_HEADER).iter();
+    let (Some(api_key), None) = (keys.next(), keys.next()) else {
+        return audit.deny(
+            BinanceError::bad_key_format(),
+            Rule::Authentication,
+            "missing or repeated X-MBX-APIKEY",
+        );
+    };
+    let registry = gw.live.snapshot();
+    let Some(client) = api_key.to_str().ok().and_then(|k| registry.client(k)) else {
+        return audit.deny(
+            BinanceError::rejected("keygate: invalid API-key"),
+            Rule::Authentication,
+            "unknown API key",
+        );
+    };
+    audit.client = Some(client.name.to_string());
+    audit.account = Some(client.account.to_string());
+    let key = match &client.verifier {
+        Verifier::Hmac(secret) => ClientKey::Hmac(secret.expose_secret()),
+        Verifier::Ed25519(public) => ClientKey::Ed25519(public),
+    };
+    if let Err(e) = signed.verify(key) {
+        return audit.deny(
+            BinanceError::from_parse(&e),
+            Rule::Authentication,
+            &e.to_string(),
+        );
+    }
+    let now = now_ms();
+    if let Err(e) = signed.check_freshness(now) {
+        return audit.deny(
+            BinanceError::from_parse(&e),
+            Rule::Authentication,
+            &e.to_string(),
+        );
+    }
+    if client.key_valid_until_ms.is_some_and(|until| now >= until) {
+        let msg = format!(
+            "keygate: this key of client {} was rotated and its grace period is over",
+            client.name
+        );
+        return audit.deny(BinanceError::rejected(&msg), Rule::Expired, &msg);
+    }
+    if !gw
+        .replay
+        .first_sighting(signed.signature().unwrap_or_default(), now)
+    {
+        let msg = "keygate: this signature was already used";
+        return audit.deny(BinanceError::rejected(msg), Rule::Replay, msg);
+    }
+
+    // 3. Classify, from the same parsed parameters that will be forwarded.
+    let action = signed.classify(method.as_str(), native);
+    let Some(account) = registry.account(&client.account) else {
+        return audit.deny(
+            BinanceError::rejected("keygate: the account of this client is unavailable"),
+            Rule::Revoked,
+            "account missing or does not open",
+        );
+    };
+    let base = account
+        .upstream
+        .clone()
+        .unwrap_or_else(|| default_base.to_owned());
+    let notional = match action.stated_notional() {
+        Some(n) => Some(n),
+        None if keygate_policy::needs_market_price(&client.policy, &action) => {
+            match (&action.symbol, action.quantity) {
+                (Some(symbol), Some(quantity)) => gw
+                    .upstream
+                    .price(&base, native, symbol)
+                    .await
+                    .and_then(|p| p.checked_mul(quantity)),
+                _ => None,
+            }
+        }
+        None => None,
+    };
+    audit.notional = notional;
+    audit.action = Some(action.clone());
+
+    // 4. Decide.
+    let decision = gw.decider.decide(&keygate_policy::Request {
+        client: client.name.as_str(),
+        status: client.status,
+        expires_at_ms: client.expires_ms,
+        policy: &client.policy,
+        source_ip: audit.source_ip,
+        action: &action,
+        notional,
+        now_ms: now,
+    });
+    if let Decision::Deny(denial) = decision {
+        let status_rule = matches!(
+            denial.rule,
+            Rule::Frozen | Rule::Revoked | Rule::Expired | Rule::SourceIp
+        );
+        let error = if status_rule {
+            BinanceError::rejected(&format!("keygate: {}", denial.message))
+        } else {
+            BinanceError::forbidden(&format!("keygate: {}", denial.message))
+        };
+        return audit.deny(error, denial.rule, &denial.message);
+    }
+    debug_assert_eq!(client.status, ClientStatus::Active);
+
+    // 5. Re-sign with the real key and a fresh timestamp on the exchange's clock.
+    let timestamp = gw.upstream.exchange_time_ms(&base, native, now_ms()).await;
+    let forward = signed.resign(account.secret.expose_secret().as_bytes(), timestamp);
+    let mut headers = HeaderMap::new();
+    let Ok(real_key) = HeaderValue::from_str(account.api_key.expose_secret()) else {
+        return audit.deny(
+            BinanceError::internal(),
+            Rule::Revoked,
+            "real API key is not a valid header value",
+        );
+    };
+    headers.insert(binance::API_KEY_HEADER, real_key);
+    if !forward.body.is_empty() {
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/x-www-form-urlencoded"),
+        );
+    }
+    let url = format!("{base}{native}{}", query_suffix(&forward.query));
+    gw.forward(
+        audit,
+        method,
+        url,
+        headers,
+        Bytes::from(forward.body),
+        started,
+    )
+    .await
+}
+
+impl Gateway {
+    /// 6. Audit (durably first when the action moves money), send once, audit the outcome.
+    async fn forward(
+        &self,
+        mut audit: Audit<'_>,
+        method: Method,
+        url: String,
+        headers: HeaderMap,
+        body: Bytes,
+        started: Instant,
+    ) -> Response {
+        let sensitive = audit.action.as_ref().is_some_and(|a| a.kind.is_sensitive());
+        if sensitive {
+            if let Err(reason) = audit.write_pending().await {
+                tracing::error!(%reason, "audit log unavailable; request not forwarded");
+                return BinanceError::audit_unavailable().into_response();
+            }
+        }
+        let result = self.upstream.send(method, &url, headers, body).await;
+        let latency_us = started.elapsed().as_micros() as u64;
+        match result {
+            Ok(answer) => {
+                audit.finish(
+                    Some(answer.status.as_u16()),
+                    latency_us,
+                    Outcome::Answered,
+                    sensitive,
+                );
+                let mut response = Response::new(Body::from(answer.body));
+                *response.status_mut() = answer.status;
+                *response.headers_mut() = answer.headers;
+                response
+            }
+            Err(Failure::TimedOut) => {
+                tracing::error!(path = %audit.path, "upstream timed out; outcome unknown, not retried");
+                audit.finish(None, latency_us, Outcome::Unknown, sensitive);
+                BinanceError::timeout().into_response()
+            }
+            Err(Failure::Unreachable(reason) | Failure::Refused(reason)) => {
+                tracing::error!(%reason, "upstream unreachable");
+                audit.finish(None, latency_us, Outcome::UpstreamUnreachable, sensitive);
+                BinanceError::bad_gateway().into_response()
+            }
+        }
+    }
+}
+
+/// Headers that ask a server to treat a request as another method. A proxy in front of
+/// the exchange that honoured one would make keygate's classification wrong.
+const METHOD_OVERRIDE_HEADERS: &[&str] = &[
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+
+/// A native path is accepted only in its one canonical spelling: no percent-encoding,
+/// no dot segments, no empty segments, no `;` parameters, no backslashes.
+fn check_path(path: &str) -> Result<(), &'static str> {
+    let clean = path.starts_with('/')
+        && path.len() > 1
+        && !path.ends_with('/')
+        && path
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'/' || b == b'-' || b == b'_' || b == b'.')
+        && !path.contains("//")
+        && !path.split('/').any(|s| s == "." || s == "..");
+    if clean {
+        Ok(())
+    } else {
+        Err("path is not canonical (encoded characters, dot or empty segments, or parameters)")
+    }
+}
+
+fn query_suffix(query: &str) -> String {
+    if query.is_empty() {
+        String::new()
+    } else {
+        format!("?{query}")
+    }
+}
+
+/// The address a request comes from: the peer, unless the peer is a trusted proxy, in
+/// which case the right-most `X-Forwarded-For` entry that is not itself a trusted proxy.
+fn source_ip(trusted: &[IpNet], peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let mut chain: Vec<IpAddr> = Vec::new();
+    for value in headers.get_all("x-forwarded-for") {
+        let Ok(text) = value.to_str() else {
+            return peer;
+        };
+        for part in text.split(',') {
+            match part.trim().parse() {
+                Ok(ip) => chain.push(ip),
+                Err(_) => return peer,
+            }
+        }
+    }
+    chain
+        .into_iter()
+        .rev()
+        .find(|ip| !is_trusted(ip))
+        .unwrap_or(peer)
+}
+
+/// The audit event of one request, filled in as the request path learns more.
+struct Audit<'a> {
+    gw: &'a Gateway,
+    request_id: String,
+    source_ip: IpAddr,
+    method: String,
+    path: String,
+    client: Option<String>,
+    account: Option<String>,
+    action: Option<Action>,
+    notional: Option<Decimal>,
+    pending_written: bool,
+}
+
+impl<'a> Audit<'a> {
+    fn new(gw: &'a Gateway, source_ip: IpAddr, method: &Method, path: &str) -> Audit<'a> {
+        Audit {
+            gw,
+            request_id: format!("{:016x}", rand::thread_rng().gen::<u64>()),
+            source_ip,
+            method: method.as_str().to_owned(),
+            path: path.to_owned(),
+            client: None,
+            account: None,
+            action: None,
+            notional: None,
+            pending_written: false,
+        }
+    }
+
+    fn event(
+        &self,
+        allowed: bool,
+        denial: Option<Denial>,
+        upstream_status: Option<u16>,
+        latency_us: Option<u64>,
+        outcome: Outcome,
+    ) -> Event {
+        let action = self.action.as_ref();
+        Event {
+            ts_ms: now_ms(),
+            body: EventBody::Request(RequestEvent {
+                request_id: self.request_id.clone(),
+                exchange: "binance".into(),
+                client: self.client.clone(),
+                account: self.account.clone(),
+                source_ip: self.source_ip.to_string(),
+                method: self.method.clone(),
+                path: self.path.clone(),
+                action: action.map_or(ActionKind::Unknown, |a| a.kind),
+                symbol: action.and_then(|a| a.symbol.clone()),
+                side: action.and_then(|a| a.side),
+                notional: self.notional,
+                amount: action.and_then(|a| a.amount),
+                asset: action.and_then(|a| a.asset.clone()),
+                allowed,
+                rule: denial.as_ref().map(|d| d.rule),
+                message: denial.map(|d| d.message),
+                upstream_status,
+                latency_us,
+                outcome,
+            }),
+        }
+    }
+
+    /// Records a denial (in the background: nothing is forwarded, so nothing waits) and
+    /// answers the client.
+    fn deny(self, error: BinanceError, rule: Rule, message: &str) -> Response {
+        tracing::debug!(rule = %rule, path = %self.path, "denied");
+        self.gw.audit.append(self.event(
+            false,
+            Some(Denial::new(rule, message)),
+            None,
+            None,
+            Outcome::NotForwarded,
+        ));
+        error.into_response()
+    }
+
+    /// Writes the request event and waits until it is durable.
+    async fn write_pending(&mut self) -> Result<u64, String> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let event = self.event(true, None, None, None, Outcome::Pending);
+        self.gw.audit.append_durable(
+            event,
+            Box::new(move |result| {
+                // The request may have been dropped by its client; then nobody is waiting.
+                let _ = tx.send(result);
+            }),
+        );
+        let result = match tokio::time::timeout(AUDIT_DEADLINE, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err("audit writer dropped the event".to_owned()),
+            Err(_) => Err("audit write timed out".to_owned()),
+        };
+        self.pending_written = result.is_ok();
+        result
+    }
+
+    /// Records what the exchange did.
+    fn finish(
+        self,
+        upstream_status: Option<u16>,
+        latency_us: u64,
+        outcome: Outcome,
+        pending: bool,
+    ) {
+        let event = if pending && self.pending_written {
+            Event {
+                ts_ms: now_ms(),
+                body: EventBody::Outcome(OutcomeEvent {
+                    request_id: self.request_id.clone(),
+                    client: self.client.clone(),
+                    upstream_status,
+                    latency_us,
+                    outcome,
+                }),
+            }
+        } else {
+            self.event(true, None, upstream_status, Some(latency_us), outcome)
+        };
+        self.gw.audit.append(event);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_canonical_paths_pass() {
+        assert!(check_path("/api/v3/order").is_ok());
+        for bad in [
+            "/api/v3/../v3/order",
+            "/api//v3/order",
+            "/api/v3/order;x=1",
+            "/api/v3/%6Frder",
+            "/api/v3/order/",
+            "/",
+            "/api\\v3",
+            "/api/./v3",
+        ] {
+            assert!(check_path(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("1.2.3.4, 10.0.0.2"),
+        );
+        let loopback: IpAddr = "127.0.0.1".parse().unwrap();
+        let proxy: IpAddr = "10.0.0.1".parse().unwrap();
+        assert_eq!(source_ip(&trusted, loopback, &headers), loopback);
+        assert_eq!(
+            source_ip(&trusted, proxy, &headers),
+            "1.2.3.4".parse::<IpAddr>().unwrap()
+        );
+        headers.insert("x-forwarded-for", HeaderValue::from_static("garbage"));
+        assert_eq!(source_ip(&trusted, proxy, &headers), proxy);
+    }
+}

@@ -108,36 +108,80 @@ impl Decider {
         let policy = r.policy;
         match r.status {
             ClientStatus::Active => {}
-            ClientStatus::Frozen => return deny(Rule::Frozen, format!("client {client} is frozen")),
-            ClientStatus::Revoked => return deny(Rule::Revoked, format!("client {client} is revoked")),
+            ClientStatus::Frozen => {
+                return deny(Rule::Frozen, format!("client {client} is frozen"))
+            }
+            ClientStatus::Revoked => {
+                return deny(Rule::Revoked, format!("client {client} is revoked"))
+            }
         }
         if r.expires_at_ms.is_some_and(|at| r.now_ms >= at) {
             return deny(Rule::Expired, format!("client {client} has expired"));
         }
-        if !policy.allow_ips.iter().any(|net| net.contains(&r.source_ip)) {
-            return deny(Rule::SourceIp, format!("source address {} is not allowed for client {client}", r.source_ip));
+        if !policy
+            .allow_ips
+            .iter()
+            .any(|net| net.contains(&r.source_ip))
+        {
+            return deny(
+                Rule::SourceIp,
+                format!(
+                    "source address {} is not allowed for client {client}",
+                    r.source_ip
+                ),
+            );
         }
         let scope = match action.kind {
             ActionKind::Public => None,
             ActionKind::Unknown => {
-                return deny(Rule::UnknownEndpoint, format!("endpoint {} is not known to keygate", action.endpoint));
+                return deny(
+                    Rule::UnknownEndpoint,
+                    format!("endpoint {} is not known to keygate", action.endpoint),
+                );
             }
             ActionKind::KeyManagement => {
-                return deny(Rule::KeyManagement, format!("endpoint {} manages keys and is never allowed", action.endpoint));
+                return deny(
+                    Rule::KeyManagement,
+                    format!(
+                        "endpoint {} manages keys and is never allowed",
+                        action.endpoint
+                    ),
+                );
             }
             kind => kind.required_scope(),
         };
         if let Some(scope) = scope {
             if !policy.scopes.contains(scope) {
-                return deny(Rule::Scope, format!("{} needs scope {scope}, which client {client} does not have", action.kind));
+                return deny(
+                    Rule::Scope,
+                    format!(
+                        "{} needs scope {scope}, which client {client} does not have",
+                        action.kind
+                    ),
+                );
             }
         }
         if let Some(allowed) = &policy.symbols {
-            if matches!(action.kind, ActionKind::Trade | ActionKind::Cancel) || action.symbol.is_some() {
+            if matches!(action.kind, ActionKind::Trade | ActionKind::Cancel)
+                || action.symbol.is_some()
+            {
                 match &action.symbol {
                     Some(s) if allowed.contains(s) => {}
-                    Some(s) => return deny(Rule::Symbol, format!("symbol {s} is not allowed for client {client}")),
-                    None => return deny(Rule::Symbol, format!("{} names no symbol; client {client} is limited to a symbol list", action.endpoint)),
+                    Some(s) => {
+                        return deny(
+                            Rule::Symbol,
+                            format!("symbol {s} is not allowed for client {client}"),
+                        )
+                    }
+                    None => {
+                        return deny(
+                            Rule::Symbol,
+                            format!(
+                                "{} names no symbol; client {client} is limited to a symbol list",
+                                action.endpoint
+                            ),
+                        )
+                    }
                 }
             }
         }
@@ -154,11 +198,17 @@ impl Decider {
         };
         if let (Some(n), Some(max)) = (notional, policy.max_order_notional) {
             if n > max {
-                return deny(Rule::OrderNotional, format!("order notional {n} exceeds the limit {max} of client {client}"));
+                return deny(
+                    Rule::OrderNotional,
+                    format!("order notional {n} exceeds the limit {max} of client {client}"),
+                );
             }
         }
 
-        let mut counters = self.counters.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut counters = self
+            .counters
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let c = counters.entry(client.to_owned()).or_default();
         if let Some(rate) = policy.rate_per_second {
             if r.now_ms.saturating_sub(c.rate_window_ms) >= 1000 {
@@ -166,7 +216,10 @@ impl Decider {
                 c.rate_count = 0;
             }
             if c.rate_count >= rate {
-                return deny(Rule::Rate, format!("client {client} exceeds its rate of {rate} requests per second"));
+                return deny(
+                    Rule::Rate,
+                    format!("client {client} exceeds its rate of {rate} requests per second"),
+                );
             }
         }
         let today = r.now_ms / DAY_MS;
@@ -218,7 +271,12 @@ mod tests {
         a
     }
 
-    fn request<'a>(policy: &'a Policy, action: &'a Action, notional: Option<Decimal>, now_ms: u64) -> Request<'a> {
+    fn request<'a>(
+        policy: &'a Policy,
+        action: &'a Action,
+        notional: Option<Decimal>,
+        now_ms: u64,
+    ) -> Request<'a> {
         Request {
             client: "bot1",
             status: ClientStatus::Active,
@@ -246,31 +304,88 @@ mod tests {
         let doge = order("DOGEUSDT");
         let n = |v: i64| Some(Decimal::from(v));
         assert_eq!(rule(d.decide(&request(&p, &btc, n(100), 0))), None);
-        assert_eq!(rule(d.decide(&Request { status: ClientStatus::Frozen, ..request(&p, &btc, n(1), 0) })), Some(Rule::Frozen));
-        assert_eq!(rule(d.decide(&Request { status: ClientStatus::Revoked, ..request(&p, &btc, n(1), 0) })), Some(Rule::Revoked));
-        assert_eq!(rule(d.decide(&request(&p, &btc, n(1), 10_000_000))), Some(Rule::Expired));
-        assert_eq!(rule(d.decide(&Request { source_ip: "10.0.0.1".parse().unwrap(), ..request(&p, &btc, n(1), 0) })), Some(Rule::SourceIp));
-        assert_eq!(rule(d.decide(&request(&p, &doge, n(1), 0))), Some(Rule::Symbol));
-        assert_eq!(rule(d.decide(&request(&p, &btc, n(1001), 0))), Some(Rule::OrderNotional));
-        assert_eq!(rule(d.decide(&request(&p, &btc, None, 0))), Some(Rule::PriceUnavailable));
+        assert_eq!(
+            rule(d.decide(&Request {
+                status: ClientStatus::Frozen,
+                ..request(&p, &btc, n(1), 0)
+            })),
+            Some(Rule::Frozen)
+        );
+        assert_eq!(
+            rule(d.decide(&Request {
+                status: ClientStatus::Revoked,
+                ..request(&p, &btc, n(1), 0)
+            })),
+            Some(Rule::Revoked)
+        );
+        assert_eq!(
+            rule(d.decide(&request(&p, &btc, n(1), 10_000_000))),
+            Some(Rule::Expired)
+        );
+        assert_eq!(
+            rule(d.decide(&Request {
+                source_ip: "10.0.0.1".parse().unwrap(),
+                ..request(&p, &btc, n(1), 0)
+            })),
+            Some(Rule::SourceIp)
+        );
+        assert_eq!(
+            rule(d.decide(&request(&p, &doge, n(1), 0))),
+            Some(Rule::Symbol)
+        );
+        assert_eq!(
+            rule(d.decide(&request(&p, &btc, n(1001), 0))),
+            Some(Rule::OrderNotional)
+        );
+        assert_eq!(
+            rule(d.decide(&request(&p, &btc, None, 0))),
+            Some(Rule::PriceUnavailable)
+        );
         let withdraw = Action::new(ActionKind::Withdraw, "POST /sapi/v1/capital/withdraw/apply");
-        assert_eq!(rule(d.decide(&request(&p, &withdraw, None, 0))), Some(Rule::Scope));
+        assert_eq!(
+            rule(d.decide(&request(&p, &withdraw, None, 0))),
+            Some(Rule::Scope)
+        );
         let unknown = Action::new(ActionKind::Unknown, "GET /x");
-        assert_eq!(rule(d.decide(&request(&p, &unknown, None, 0))), Some(Rule::UnknownEndpoint));
-        let keys = Action::new(ActionKind::KeyManagement, "POST /sapi/v1/broker/subAccountApi");
-        assert_eq!(rule(d.decide(&request(&p, &keys, None, 0))), Some(Rule::KeyManagement));
+        assert_eq!(
+            rule(d.decide(&request(&p, &unknown, None, 0))),
+            Some(Rule::UnknownEndpoint)
+        );
+        let keys = Action::new(
+            ActionKind::KeyManagement,
+            "POST /sapi/v1/broker/subAccountApi",
+        );
+        assert_eq!(
+            rule(d.decide(&request(&p, &keys, None, 0))),
+            Some(Rule::KeyManagement)
+        );
     }
 
     #[test]
     fn daily_notional_accumulates_and_resets_at_utc_midnight() {
-        let p = Policy { rate_per_second: None, ..trading_policy() };
+        let p = Policy {
+            rate_per_second: None,
+            ..trading_policy()
+        };
         let d = Decider::new();
         let btc = order("BTCUSDT");
         let n = Some(Decimal::from(900));
         assert_eq!(rule(d.decide(&request(&p, &btc, n, 0))), None);
-        assert_eq!(rule(d.decide(&request(&p, &btc, n, 1))), Some(Rule::DailyNotional));
-        assert_eq!(rule(d.decide(&request(&p, &btc, Some(Decimal::from(600)), 2))), None);
-        assert_eq!(rule(d.decide(&Request { expires_at_ms: None, ..request(&p, &btc, n, DAY_MS) })), None);
+        assert_eq!(
+            rule(d.decide(&request(&p, &btc, n, 1))),
+            Some(Rule::DailyNotional)
+        );
+        assert_eq!(
+            rule(d.decide(&request(&p, &btc, Some(Decimal::from(600)), 2))),
+            None
+        );
+        assert_eq!(
+            rule(d.decide(&Request {
+                expires_at_ms: None,
+                ..request(&p, &btc, n, DAY_MS)
+            })),
+            None
+        );
     }
 
     #[test]
@@ -281,7 +396,10 @@ mod tests {
         for _ in 0..3 {
             assert_eq!(rule(d.decide(&request(&p, &read, None, 5))), None);
         }
-        assert_eq!(rule(d.decide(&request(&p, &read, None, 900))), Some(Rule::Rate));
+        assert_eq!(
+            rule(d.decide(&request(&p, &read, None, 900))),
+            Some(Rule::Rate)
+        );
         assert_eq!(rule(d.decide(&request(&p, &read, None, 1005))), None);
     }
 }

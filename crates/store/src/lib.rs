@@ -132,7 +132,9 @@ impl Store {
     /// Creates a new database at `path`, refusing to overwrite one.
     pub fn create(path: &Path) -> Result<Store, Error> {
         if path.exists() {
-            return Err(Error::AlreadyInitialized { path: path.to_owned() });
+            return Err(Error::AlreadyInitialized {
+                path: path.to_owned(),
+            });
         }
         let store = Store::connect(path)?;
         store.conn.execute_batch(SCHEMA).map_err(|e| store.sql(e))?;
@@ -142,21 +144,33 @@ impl Store {
     /// Opens an existing database.
     pub fn open(path: &Path) -> Result<Store, Error> {
         if !path.exists() {
-            return Err(Error::NotInitialized { path: path.to_owned() });
+            return Err(Error::NotInitialized {
+                path: path.to_owned(),
+            });
         }
         Store::connect(path)
     }
 
     fn connect(path: &Path) -> Result<Store, Error> {
-        let sql = |source| Error::Sqlite { path: path.to_owned(), source };
+        let sql = |source| Error::Sqlite {
+            path: path.to_owned(),
+            source,
+        };
         let conn = Connection::open(path).map_err(sql)?;
         // WAL lets the gateway read while the CLI writes; FULL makes every commit durable,
         // which the audit log's promise rests on.
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(sql)?;
-        conn.pragma_update(None, "synchronous", "FULL").map_err(sql)?;
-        conn.pragma_update(None, "foreign_keys", "ON").map_err(sql)?;
-        conn.busy_timeout(std::time::Duration::from_secs(2)).map_err(sql)?;
-        Ok(Store { conn, path: path.to_owned() })
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(sql)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(sql)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(sql)?;
+        conn.busy_timeout(std::time::Duration::from_secs(2))
+            .map_err(sql)?;
+        Ok(Store {
+            conn,
+            path: path.to_owned(),
+        })
     }
 
     /// The database file.
@@ -165,13 +179,18 @@ impl Store {
     }
 
     fn sql(&self, source: rusqlite::Error) -> Error {
-        Error::Sqlite { path: self.path.clone(), source }
+        Error::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
     }
 
     /// Reads a metadata value.
     pub fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
         self.conn
-            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get::<_, Vec<u8>>(0))
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| {
+                r.get::<_, Vec<u8>>(0)
+            })
             .optional()
             .map_err(|e| self.sql(e))
     }
@@ -187,21 +206,31 @@ impl Store {
     /// The administrative generation: it changes whenever an account or client changes.
     pub fn generation(&self) -> Result<u64, Error> {
         self.conn
-            .query_row("SELECT value FROM meta WHERE key = 'generation'", [], |r| r.get::<_, i64>(0))
+            .query_row("SELECT value FROM meta WHERE key = 'generation'", [], |r| {
+                r.get::<_, i64>(0)
+            })
             .map(|g| g as u64)
             .map_err(|e| self.sql(e))
     }
 
     fn bump_generation(&self) -> Result<(), Error> {
         self.conn
-            .execute("UPDATE meta SET value = value + 1 WHERE key = 'generation'", [])
+            .execute(
+                "UPDATE meta SET value = value + 1 WHERE key = 'generation'",
+                [],
+            )
             .map(drop)
             .map_err(|e| self.sql(e))
     }
 
     /// Runs `f` in one immediate transaction; every change inside bumps the generation once.
-    pub fn transaction<T>(&mut self, f: impl FnOnce(&Store) -> Result<T, Error>) -> Result<T, Error> {
-        self.conn.execute_batch("BEGIN IMMEDIATE").map_err(|e| self.sql(e))?;
+    pub fn transaction<T>(
+        &mut self,
+        f: impl FnOnce(&Store) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        self.conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(|e| self.sql(e))?;
         let result = f(self).and_then(|value| {
             self.bump_generation()?;
             Ok(value)

@@ -46,12 +46,20 @@ pub struct Account {
 impl Account {
     /// Opens the real API key.
     pub fn open_api_key(&self, master: &MasterKey) -> Result<SecretString, Error> {
-        open_string(master, &account_record("account-api-key", self), &self.sealed_api_key)
+        open_string(
+            master,
+            &account_record("account-api-key", self),
+            &self.sealed_api_key,
+        )
     }
 
     /// Opens the real API secret.
     pub fn open_secret(&self, master: &MasterKey) -> Result<SecretString, Error> {
-        open_string(master, &account_record("account-secret", self), &self.sealed_secret)
+        open_string(
+            master,
+            &account_record("account-secret", self),
+            &self.sealed_secret,
+        )
     }
 
     /// When rotation is due, if a period is set.
@@ -127,14 +135,24 @@ impl ClientKeyMaterial {
         }
     }
 
-    fn open(master: &MasterKey, key_type: KeyType, api_key: &str, blob: &[u8]) -> Result<ClientKeyMaterial, Error> {
+    fn open(
+        master: &MasterKey,
+        key_type: KeyType,
+        api_key: &str,
+        blob: &[u8],
+    ) -> Result<ClientKeyMaterial, Error> {
         let id = RecordId::new("client-key", api_key, key_type.as_str());
         let bytes = master.open(&id, blob)?;
         match key_type {
-            KeyType::Hmac => bytes.into_string().map(ClientKeyMaterial::Hmac).ok_or(Error::Corrupt {
-                what: "client secret",
-                reason: "not UTF-8".into(),
-            }),
+            KeyType::Hmac => {
+                bytes
+                    .into_string()
+                    .map(ClientKeyMaterial::Hmac)
+                    .ok_or(Error::Corrupt {
+                        what: "client secret",
+                        reason: "not UTF-8".into(),
+                    })
+            }
             KeyType::Ed25519 => bytes
                 .expose_secret()
                 .try_into()
@@ -197,9 +215,15 @@ impl Client {
     }
 
     /// Opens what verifies the previous key, while its grace window lasts.
-    pub fn open_previous_material(&self, master: &MasterKey) -> Result<Option<(String, ClientKeyMaterial)>, Error> {
+    pub fn open_previous_material(
+        &self,
+        master: &MasterKey,
+    ) -> Result<Option<(String, ClientKeyMaterial)>, Error> {
         match (&self.previous_api_key, &self.previous_material) {
-            (Some(key), Some(blob)) => Ok(Some((key.clone(), ClientKeyMaterial::open(master, self.key_type, key, blob)?))),
+            (Some(key), Some(blob)) => Ok(Some((
+                key.clone(),
+                ClientKeyMaterial::open(master, self.key_type, key, blob)?,
+            ))),
             _ => Ok(None),
         }
     }
@@ -222,9 +246,15 @@ impl Client {
                     reason: e.to_string(),
                 })?,
                 created_ms: row.get::<_, i64>("created_ms").map_err(corrupt_row)? as u64,
-                expires_ms: row.get::<_, Option<i64>>("expires_ms").map_err(corrupt_row)?.map(|v| v as u64),
+                expires_ms: row
+                    .get::<_, Option<i64>>("expires_ms")
+                    .map_err(corrupt_row)?
+                    .map(|v| v as u64),
                 previous_api_key: row.get("previous_api_key").map_err(corrupt_row)?,
-                previous_until_ms: row.get::<_, Option<i64>>("previous_until_ms").map_err(corrupt_row)?.map(|v| v as u64),
+                previous_until_ms: row
+                    .get::<_, Option<i64>>("previous_until_ms")
+                    .map_err(corrupt_row)?
+                    .map(|v| v as u64),
                 material: row.get("key_material").map_err(corrupt_row)?,
                 previous_material: row.get("previous_material").map_err(corrupt_row)?,
             })
@@ -270,12 +300,17 @@ fn account_from_row(row: &Row<'_>) -> rusqlite::Result<Result<Account, Error>> {
     Ok((|| {
         Ok(Account {
             label: parse_name(&label)?,
-            exchange: exchange.parse().map_err(|e: keygate_core::Error| Error::Corrupt {
-                what: "account exchange",
-                reason: e.to_string(),
-            })?,
+            exchange: exchange
+                .parse()
+                .map_err(|e: keygate_core::Error| Error::Corrupt {
+                    what: "account exchange",
+                    reason: e.to_string(),
+                })?,
             upstream: row.get(2).map_err(corrupt_row)?,
-            rotate_every_s: row.get::<_, Option<i64>>(3).map_err(corrupt_row)?.map(|v| v as u64),
+            rotate_every_s: row
+                .get::<_, Option<i64>>(3)
+                .map_err(corrupt_row)?
+                .map(|v| v as u64),
             created_ms: row.get::<_, i64>(4).map_err(corrupt_row)? as u64,
             rotated_ms: row.get::<_, i64>(5).map_err(corrupt_row)? as u64,
             fingerprint: row.get(6).map_err(corrupt_row)?,
@@ -287,7 +322,12 @@ fn account_from_row(row: &Row<'_>) -> rusqlite::Result<Result<Account, Error>> {
 
 impl Store {
     /// Adds a real key, sealed under `master`.
-    pub fn insert_account(&self, new: &NewAccount, master: &MasterKey, now_ms: u64) -> Result<(), Error> {
+    pub fn insert_account(
+        &self,
+        new: &NewAccount,
+        master: &MasterKey,
+        now_ms: u64,
+    ) -> Result<(), Error> {
         let draft = Account {
             label: new.label.clone(),
             exchange: new.exchange,
@@ -299,8 +339,14 @@ impl Store {
             sealed_api_key: Vec::new(),
             sealed_secret: Vec::new(),
         };
-        let sealed_key = master.seal(&account_record("account-api-key", &draft), new.api_key.expose_secret().as_bytes());
-        let sealed_secret = master.seal(&account_record("account-secret", &draft), new.secret.expose_secret().as_bytes());
+        let sealed_key = master.seal(
+            &account_record("account-api-key", &draft),
+            new.api_key.expose_secret().as_bytes(),
+        );
+        let sealed_secret = master.seal(
+            &account_record("account-secret", &draft),
+            new.secret.expose_secret().as_bytes(),
+        );
         self.connection()
             .execute(
                 &format!("INSERT INTO accounts ({ACCOUNT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8)"),
@@ -329,26 +375,50 @@ impl Store {
     pub fn accounts(&self) -> Result<Vec<Account>, Error> {
         let mut stmt = self
             .connection()
-            .prepare(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts ORDER BY label"))
+            .prepare(&format!(
+                "SELECT {ACCOUNT_COLUMNS} FROM accounts ORDER BY label"
+            ))
             .map_err(|e| self.error(e))?;
-        let rows = stmt.query_map([], account_from_row).map_err(|e| self.error(e))?;
+        let rows = stmt
+            .query_map([], account_from_row)
+            .map_err(|e| self.error(e))?;
         rows.map(|r| r.map_err(|e| self.error(e))?).collect()
     }
 
     /// The account called `label`.
     pub fn account(&self, label: &Name) -> Result<Account, Error> {
         self.connection()
-            .query_row(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE label = ?1"), [label.as_str()], account_from_row)
+            .query_row(
+                &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE label = ?1"),
+                [label.as_str()],
+                account_from_row,
+            )
             .optional()
             .map_err(|e| self.error(e))?
-            .ok_or_else(|| Error::NotFound { kind: "account", name: label.to_string() })?
+            .ok_or_else(|| Error::NotFound {
+                kind: "account",
+                name: label.to_string(),
+            })?
     }
 
     /// Replaces an account's credentials in one statement.
-    pub fn replace_account_credentials(&self, label: &Name, api_key: &SecretString, secret: &SecretString, master: &MasterKey, now_ms: u64) -> Result<(), Error> {
+    pub fn replace_account_credentials(
+        &self,
+        label: &Name,
+        api_key: &SecretString,
+        secret: &SecretString,
+        master: &MasterKey,
+        now_ms: u64,
+    ) -> Result<(), Error> {
         let account = self.account(label)?;
-        let sealed_key = master.seal(&account_record("account-api-key", &account), api_key.expose_secret().as_bytes());
-        let sealed_secret = master.seal(&account_record("account-secret", &account), secret.expose_secret().as_bytes());
+        let sealed_key = master.seal(
+            &account_record("account-api-key", &account),
+            api_key.expose_secret().as_bytes(),
+        );
+        let sealed_secret = master.seal(
+            &account_record("account-secret", &account),
+            secret.expose_secret().as_bytes(),
+        );
         self.connection()
             .execute(
                 "UPDATE accounts SET sealed_api_key = ?2, sealed_secret = ?3, fingerprint = ?4, rotated_ms = ?5 WHERE label = ?1",
@@ -368,13 +438,21 @@ impl Store {
             .execute("DELETE FROM accounts WHERE label = ?1", [label.as_str()])
             .map_err(|e| self.error(e))?;
         if n == 0 {
-            return Err(Error::NotFound { kind: "account", name: label.to_string() });
+            return Err(Error::NotFound {
+                kind: "account",
+                name: label.to_string(),
+            });
         }
         Ok(())
     }
 
     /// Issues a virtual key.
-    pub fn insert_client(&self, new: &NewClient, master: &MasterKey, now_ms: u64) -> Result<(), Error> {
+    pub fn insert_client(
+        &self,
+        new: &NewClient,
+        master: &MasterKey,
+        now_ms: u64,
+    ) -> Result<(), Error> {
         self.account(&new.account)?;
         let policy = serde_json::to_string(&new.policy).map_err(|e| Error::Corrupt {
             what: "client policy",
@@ -406,34 +484,59 @@ impl Store {
 
     /// Every client, by name.
     pub fn clients(&self) -> Result<Vec<Client>, Error> {
-        let mut stmt = self.connection().prepare("SELECT * FROM clients ORDER BY name").map_err(|e| self.error(e))?;
-        let rows = stmt.query_map([], Client::from_row).map_err(|e| self.error(e))?;
+        let mut stmt = self
+            .connection()
+            .prepare("SELECT * FROM clients ORDER BY name")
+            .map_err(|e| self.error(e))?;
+        let rows = stmt
+            .query_map([], Client::from_row)
+            .map_err(|e| self.error(e))?;
         rows.map(|r| r.map_err(|e| self.error(e))?).collect()
     }
 
     /// The client called `name`.
     pub fn client(&self, name: &Name) -> Result<Client, Error> {
         self.connection()
-            .query_row("SELECT * FROM clients WHERE name = ?1", [name.as_str()], Client::from_row)
+            .query_row(
+                "SELECT * FROM clients WHERE name = ?1",
+                [name.as_str()],
+                Client::from_row,
+            )
             .optional()
             .map_err(|e| self.error(e))?
-            .ok_or_else(|| Error::NotFound { kind: "client", name: name.to_string() })?
+            .ok_or_else(|| Error::NotFound {
+                kind: "client",
+                name: name.to_string(),
+            })?
     }
 
     /// Sets a client's status.
     pub fn set_client_status(&self, name: &Name, status: ClientStatus) -> Result<(), Error> {
         let n = self
             .connection()
-            .execute("UPDATE clients SET status = ?2 WHERE name = ?1", params![name.as_str(), status.as_str()])
+            .execute(
+                "UPDATE clients SET status = ?2 WHERE name = ?1",
+                params![name.as_str(), status.as_str()],
+            )
             .map_err(|e| self.error(e))?;
         if n == 0 {
-            return Err(Error::NotFound { kind: "client", name: name.to_string() });
+            return Err(Error::NotFound {
+                kind: "client",
+                name: name.to_string(),
+            });
         }
         Ok(())
     }
 
     /// Gives a client a new key; the old one stays valid until `grace_until_ms`.
-    pub fn rotate_client(&self, name: &Name, api_key: &str, material: &ClientKeyMaterial, master: &MasterKey, grace_until_ms: u64) -> Result<(), Error> {
+    pub fn rotate_client(
+        &self,
+        name: &Name,
+        api_key: &str,
+        material: &ClientKeyMaterial,
+        master: &MasterKey,
+        grace_until_ms: u64,
+    ) -> Result<(), Error> {
         let n = self
             .connection()
             .execute(
@@ -442,7 +545,10 @@ impl Store {
             )
             .map_err(|e| self.error(e))?;
         if n == 0 {
-            return Err(Error::NotFound { kind: "client", name: name.to_string() });
+            return Err(Error::NotFound {
+                kind: "client",
+                name: name.to_string(),
+            });
         }
         Ok(())
     }
@@ -450,17 +556,24 @@ impl Store {
     /// Appends audit rows in one immediate transaction. `build` receives the last row
     /// already in the log (read inside the transaction, so that several processes can
     /// append to one chain) and returns the rows to add after it.
-    pub fn append_events<T>(&self, build: impl FnOnce(Option<&EventRow>) -> (Vec<EventRow>, T)) -> Result<T, Error> {
+    pub fn append_events<T>(
+        &self,
+        build: impl FnOnce(Option<&EventRow>) -> (Vec<EventRow>, T),
+    ) -> Result<T, Error> {
         let conn = self.connection();
-        conn.execute_batch("BEGIN IMMEDIATE").map_err(|e| self.error(e))?;
+        conn.execute_batch("BEGIN IMMEDIATE")
+            .map_err(|e| self.error(e))?;
         let result = (|| {
             let last = self.last_event()?;
             let (rows, value) = build(last.as_ref());
             let mut stmt = conn
-                .prepare_cached("INSERT INTO events (seq, ts_ms, body, hash, mac) VALUES (?1, ?2, ?3, ?4, ?5)")
+                .prepare_cached(
+                    "INSERT INTO events (seq, ts_ms, body, hash, mac) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
                 .map_err(|e| self.error(e))?;
             for r in &rows {
-                stmt.execute(params![r.seq as i64, r.ts_ms as i64, r.body, r.hash, r.mac]).map_err(|e| self.error(e))?;
+                stmt.execute(params![r.seq as i64, r.ts_ms as i64, r.body, r.hash, r.mac])
+                    .map_err(|e| self.error(e))?;
             }
             if let Some(last) = rows.last() {
                 self.set_meta("audit_head", &encode_head(last))?;
@@ -482,10 +595,22 @@ impl Store {
             return Ok(None);
         };
         if raw.len() != 8 + 32 + 32 {
-            return Err(Error::Corrupt { what: "audit head", reason: format!("{} bytes", raw.len()) });
+            return Err(Error::Corrupt {
+                what: "audit head",
+                reason: format!("{} bytes", raw.len()),
+            });
         }
-        let seq = u64::from_be_bytes(raw[..8].try_into().map_err(|_| Error::Corrupt { what: "audit head", reason: "seq".into() })?);
-        Ok(Some(EventRow { seq, ts_ms: 0, body: String::new(), hash: raw[8..40].to_vec(), mac: raw[40..].to_vec() }))
+        let seq = u64::from_be_bytes(raw[..8].try_into().map_err(|_| Error::Corrupt {
+            what: "audit head",
+            reason: "seq".into(),
+        })?);
+        Ok(Some(EventRow {
+            seq,
+            ts_ms: 0,
+            body: String::new(),
+            hash: raw[8..40].to_vec(),
+            mac: raw[40..].to_vec(),
+        }))
     }
 
     /// Audit rows with `seq >= from`, in order, at most `limit`.
@@ -511,15 +636,19 @@ impl Store {
     /// The last audit row, if any.
     pub fn last_event(&self) -> Result<Option<EventRow>, Error> {
         self.connection()
-            .query_row("SELECT seq, ts_ms, body, hash, mac FROM events ORDER BY seq DESC LIMIT 1", [], |r| {
-                Ok(EventRow {
-                    seq: r.get::<_, i64>(0)? as u64,
-                    ts_ms: r.get::<_, i64>(1)? as u64,
-                    body: r.get(2)?,
-                    hash: r.get(3)?,
-                    mac: r.get(4)?,
-                })
-            })
+            .query_row(
+                "SELECT seq, ts_ms, body, hash, mac FROM events ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| {
+                    Ok(EventRow {
+                        seq: r.get::<_, i64>(0)? as u64,
+                        ts_ms: r.get::<_, i64>(1)? as u64,
+                        body: r.get(2)?,
+                        hash: r.get(3)?,
+                        mac: r.get(4)?,
+                    })
+                },
+            )
             .optional()
             .map_err(|e| self.error(e))
     }

@@ -175,20 +175,32 @@ impl MasterKey {
     }
 
     /// Derives the master key from a passphrase with Argon2id.
-    pub fn from_passphrase(passphrase: &SecretString, params: &KdfParams) -> Result<MasterKey, Error> {
+    pub fn from_passphrase(
+        passphrase: &SecretString,
+        params: &KdfParams,
+    ) -> Result<MasterKey, Error> {
         if passphrase.expose_secret().is_empty() {
             return Err(Error::EmptyPassphrase);
         }
         let salt = hex::decode(&params.salt_hex).map_err(|e| Error::KdfParams {
             reason: format!("salt is not hex: {e}"),
         })?;
-        let argon_params = argon2::Params::new(params.m_cost, params.t_cost, params.p_cost, Some(KEY_LEN))
-            .map_err(|e| Error::KdfParams { reason: e.to_string() })?;
-        let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, argon_params);
+        let argon_params =
+            argon2::Params::new(params.m_cost, params.t_cost, params.p_cost, Some(KEY_LEN))
+                .map_err(|e| Error::KdfParams {
+                    reason: e.to_string(),
+                })?;
+        let argon = argon2::Argon2::new(
+            argon2::Algorithm::Argon2id,
+            argon2::Version::V0x13,
+            argon_params,
+        );
         let mut key = Zeroizing::new([0u8; KEY_LEN]);
         argon
             .hash_password_into(passphrase.expose_secret().as_bytes(), &salt, key.as_mut())
-            .map_err(|e| Error::KdfParams { reason: e.to_string() })?;
+            .map_err(|e| Error::KdfParams {
+                reason: e.to_string(),
+            })?;
         Ok(MasterKey(key))
     }
 
@@ -200,10 +212,13 @@ impl MasterKey {
             path: path.to_owned(),
             source,
         })?);
-        let key: [u8; KEY_LEN] = bytes.as_slice().try_into().map_err(|_| Error::KeyFileLength {
-            path: path.to_owned(),
-            len: bytes.len(),
-        })?;
+        let key: [u8; KEY_LEN] = bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| Error::KeyFileLength {
+                path: path.to_owned(),
+                len: bytes.len(),
+            })?;
         Ok(MasterKey(Zeroizing::new(key)))
     }
 
@@ -296,7 +311,13 @@ fn seal_with(key: &[u8; KEY_LEN], aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
     let mut nonce = [0u8; NONCE_LEN];
     rand::thread_rng().fill_bytes(&mut nonce);
     let ciphertext = cipher
-        .encrypt(XNonce::from_slice(&nonce), Payload { msg: plaintext, aad })
+        .encrypt(
+            XNonce::from_slice(&nonce),
+            Payload {
+                msg: plaintext,
+                aad,
+            },
+        )
         .expect("XChaCha20-Poly1305 encryption cannot fail for in-memory buffers");
     let mut out = nonce.to_vec();
     out.extend(ciphertext);
@@ -310,7 +331,13 @@ fn open_with(key: &[u8; KEY_LEN], aad: &[u8], sealed: &[u8]) -> Option<Zeroizing
     let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
     let cipher = XChaCha20Poly1305::new(key.into());
     cipher
-        .decrypt(XNonce::from_slice(nonce), Payload { msg: ciphertext, aad })
+        .decrypt(
+            XNonce::from_slice(nonce),
+            Payload {
+                msg: ciphertext,
+                aad,
+            },
+        )
         .ok()
         .map(Zeroizing::new)
 }
@@ -359,7 +386,10 @@ mod tests {
             RecordId::new("account-secret", "main2", "binance"),
             RecordId::new("account-secret", "main", "kraken"),
         ] {
-            assert!(matches!(master.open(&other, &blob), Err(Error::Tampered { .. })));
+            assert!(matches!(
+                master.open(&other, &blob),
+                Err(Error::Tampered { .. })
+            ));
         }
     }
 
@@ -371,7 +401,10 @@ mod tests {
         for i in 0..blob.len() {
             let mut bad = blob.clone();
             bad[i] ^= 1;
-            assert!(master.open(&id, &bad).is_err(), "byte {i} flip not detected");
+            assert!(
+                master.open(&id, &bad).is_err(),
+                "byte {i} flip not detected"
+            );
         }
         assert!(master.open(&id, &blob[..blob.len() - 1]).is_err());
     }
@@ -379,11 +412,16 @@ mod tests {
     #[test]
     fn wrong_passphrase_fails_the_check() {
         let params = KdfParams::with_cost(1024, 1);
-        let good = MasterKey::from_passphrase(&SecretString::new("correct horse".into()), &params).unwrap();
+        let good = MasterKey::from_passphrase(&SecretString::new("correct horse".into()), &params)
+            .unwrap();
         let check = good.make_check();
-        let bad = MasterKey::from_passphrase(&SecretString::new("wrong horse".into()), &params).unwrap();
+        let bad =
+            MasterKey::from_passphrase(&SecretString::new("wrong horse".into()), &params).unwrap();
         assert!(good.verify_check(&check).is_ok());
-        assert!(matches!(bad.verify_check(&check), Err(Error::WrongMasterKey)));
+        assert!(matches!(
+            bad.verify_check(&check),
+            Err(Error::WrongMasterKey)
+        ));
     }
 
     #[cfg(unix)]
@@ -398,7 +436,10 @@ mod tests {
         let read = MasterKey::from_key_file(&path).unwrap();
         assert_eq!(created.0.as_ref(), read.0.as_ref());
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
-        assert!(matches!(MasterKey::from_key_file(&path), Err(Error::KeyFilePermissions { .. })));
+        assert!(matches!(
+            MasterKey::from_key_file(&path),
+            Err(Error::KeyFilePermissions { .. })
+        ));
         fs::remove_dir_all(&dir).unwrap();
     }
 }

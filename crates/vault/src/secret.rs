@@ -70,7 +70,10 @@ mod tests {
 
     #[test]
     fn redact_keeps_four_each_side() {
-        assert_eq!(redact("vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A"), "vmPU…Eh8A");
+        assert_eq!(
+            redact("vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A"),
+            "vmPU…Eh8A"
+        );
         assert_eq!(redact("short"), "…");
     }
 

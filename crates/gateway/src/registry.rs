@@ -1,0 +1,216 @@
+//! The gateway's in-memory view of accounts and clients, reloaded when the store changes.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use ed25519_dalek::VerifyingKey;
+use keygate_core::{ClientStatus, Exchange, Name, Policy};
+use keygate_store::{ClientKeyMaterial, Store};
+use keygate_vault::{MasterKey, SecretBytes, SecretString};
+
+/// How often the store's generation is polled; a freeze or revoke takes effect within this.
+pub const RELOAD_INTERVAL: Duration = Duration::from_millis(200);
+
+/// What verifies one client key.
+pub enum Verifier {
+    /// HMAC secret.
+    Hmac(SecretBytes),
+    /// Ed25519 public key.
+    Ed25519(VerifyingKey),
+}
+
+/// One client key as the gateway uses it. A client in its rotation grace window has two.
+pub struct ClientEntry {
+    /// The client's name.
+    pub name: Name,
+    /// Its account.
+    pub account: Name,
+    /// Its status.
+    pub status: ClientStatus,
+    /// When the client expires.
+    pub expires_ms: Option<u64>,
+    /// When this particular key stops working (the end of a rotation grace window).
+    pub key_valid_until_ms: Option<u64>,
+    /// What it may do.
+    pub policy: Policy,
+    /// What verifies its signatures.
+    pub verifier: Verifier,
+}
+
+/// One real key, opened.
+pub struct AccountEntry {
+    /// Its exchange.
+    pub exchange: Exchange,
+    /// The real API key.
+    pub api_key: SecretString,
+    /// The real secret.
+    pub secret: SecretString,
+    /// The base URL replacing every exchange host.
+    pub upstream: Option<String>,
+}
+
+/// A consistent snapshot of every client and account.
+#[derive(Default)]
+pub struct Registry {
+    clients: HashMap<String, Arc<ClientEntry>>,
+    accounts: HashMap<Name, Arc<AccountEntry>>,
+    public_upstream: HashMap<Exchange, String>,
+}
+
+impl Registry {
+    /// Loads and opens everything in the store. A record that fails to open is left out
+    /// (and logged): its client is refused rather than half-trusted.
+    pub fn load(store: &Store, master: &MasterKey) -> Result<Registry, keygate_store::Error> {
+        let mut registry = Registry::default();
+        for account in store.accounts()? {
+            let opened = account
+                .open_api_key(master)
+                .and_then(|key| Ok((key, account.open_secret(master)?)));
+            match opened {
+                Ok((api_key, secret)) => {
+                    registry.accounts.insert(
+                        account.label.clone(),
+                        Arc::new(AccountEntry {
+                            exchange: account.exchange,
+                            api_key,
+                            secret,
+                            upstream: account.upstream.clone(),
+                        }),
+                    );
+                }
+                Err(e) => {
+                    tracing::error!(account = %account.label, error = %e, "account does not open; its clients are refused")
+                }
+            }
+        }
+        // Public market data carries no key, so no account says where it goes: when every
+        // account of an exchange points at the same upstream (a testnet, the simulator),
+        // public calls follow them; otherwise they go to the exchange itself.
+        for exchange in Exchange::ALL {
+            let mut upstreams = registry
+                .accounts
+                .values()
+                .filter(|a| a.exchange == *exchange)
+                .map(|a| a.upstream.as_deref());
+            if let Some(Some(first)) = upstreams.next() {
+                if upstreams.all(|u| u == Some(first)) {
+                    registry.public_upstream.insert(*exchange, first.to_owned());
+                }
+            }
+        }
+        for client in store.clients()? {
+            let current = client
+                .open_material(master)
+                .map(|m| (client.api_key.clone(), m, None));
+            let previous = client
+                .open_previous_material(master)
+                .map(|p| p.map(|(key, m)| (key, m, client.previous_until_ms)));
+            let keys = match (current, previous) {
+                (Ok(c), Ok(p)) => std::iter::once(c).chain(p).collect::<Vec<_>>(),
+                (Err(e), _) | (_, Err(e)) => {
+                    tracing::error!(client = %client.name, error = %e, "client key does not open; client refused");
+                    continue;
+                }
+            };
+            for (api_key, material, valid_until) in keys {
+                let verifier = match material {
+                    ClientKeyMaterial::Hmac(secret) => {
+                        Verifier::Hmac(SecretBytes::new(secret.expose_secret().as_bytes().to_vec()))
+                    }
+                    ClientKeyMaterial::Ed25519(public) => match VerifyingKey::from_bytes(&public) {
+                        Ok(k) => Verifier::Ed25519(k),
+                        Err(_) => {
+                            tracing::error!(client = %client.name, "stored Ed25519 key is not a valid point; client refused");
+                            continue;
+                        }
+                    },
+                };
+                registry.clients.insert(
+                    api_key,
+                    Arc::new(ClientEntry {
+                        name: client.name.clone(),
+                        account: client.account.clone(),
+                        status: client.status,
+                        expires_ms: client.expires_ms,
+                        key_valid_until_ms: valid_until,
+                        policy: client.policy.clone(),
+                        verifier,
+                    }),
+                );
+            }
+        }
+        Ok(registry)
+    }
+
+    /// The client key `api_key`, compared by hash-map lookup (the key is an identifier;
+    /// the secret behind it is compared in constant time).
+    pub fn client(&self, api_key: &str) -> Option<Arc<ClientEntry>> {
+        self.clients.get(api_key).cloned()
+    }
+
+    /// Where public market data of `exchange` goes, when the accounts agree on an upstream.
+    pub fn public_upstream(&self, exchange: Exchange) -> Option<&str> {
+        self.public_upstream.get(&exchange).map(String::as_str)
+    }
+
+    /// The account called `label`.
+    pub fn account(&self, label: &Name) -> Option<Arc<AccountEntry>> {
+        self.accounts.get(label).cloned()
+    }
+}
+
+/// The current registry, swapped whole on reload.
+#[derive(Default)]
+pub struct Live(RwLock<Arc<Registry>>);
+
+impl Live {
+    /// A live view starting at `registry`.
+    pub fn new(registry: Registry) -> Live {
+        Live(RwLock::new(Arc::new(registry)))
+    }
+
+    /// The current snapshot.
+    pub fn snapshot(&self) -> Arc<Registry> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Replaces the snapshot.
+    pub fn replace(&self, registry: Registry) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(registry);
+    }
+}
+
+/// Polls `store` and reloads `live` whenever the generation changes, until `live` is the
+/// only one left holding it.
+pub fn spawn_reloader(store: Store, master: MasterKey, live: Arc<Live>) -> std::io::Result<()> {
+    let mut seen = store.generation().ok();
+    std::thread::Builder::new()
+        .name("keygate-reload".into())
+        .spawn(move || {
+            while Arc::strong_count(&live) > 1 {
+                std::thread::sleep(RELOAD_INTERVAL);
+                let generation = match store.generation() {
+                    Ok(g) => g,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot read the store generation");
+                        continue;
+                    }
+                };
+                if Some(generation) == seen {
+                    continue;
+                }
+                match Registry::load(&store, &master) {
+                    Ok(registry) => {
+                        live.replace(registry);
+                        seen = Some(generation);
+                        tracing::info!(generation, "reloaded accounts and clients");
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "reload failed; keeping the previous view")
+                    }
+                }
+            }
+        })?;
+    Ok(())
+}

@@ -1,0 +1,676 @@
+//! The request path over real sockets: a gateway on 127.0.0.1 in front of the Binance
+//! simulator, driven with raw HTTP so that every byte of an attack is what we wrote.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use keygate_audit::{AuditKey, AuditLog};
+use keygate_core::{ClientStatus, Name, Policy, Scope};
+use keygate_exchanges::binance;
+use keygate_gateway::registry::{spawn_reloader, Live, Registry};
+use keygate_gateway::Gateway;
+use keygate_mockex::{Credential, RunningSimulator};
+use keygate_store::{ClientKeyMaterial, NewAccount, NewClient, Store};
+use keygate_vault::{MasterKey, SecretString};
+use rust_decimal::Decimal;
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const REAL_KEY: &str = "REALKEYrealkeyREALKEYrealkeyREALKEYrealkeyREALKEYrealkeyREALKEY1";
+const REAL_SECRET: &str = "REALSECRETrealsecretREALSECRETrealsecretREALSECRETrealsecret0001";
+const BOT_KEY: &str = "botkeyBOTKEYbotkeyBOTKEYbotkeyBOTKEYbotkeyBOTKEYbotkeyBOTKEY0001";
+const BOT_SECRET: &str = "botsecretBOTSECRETbotsecretBOTSECRETbotsecretBOTSECRETbotsec001";
+
+struct Env {
+    _dir: tempfile::TempDir,
+    db: std::path::PathBuf,
+    exchange: RunningSimulator,
+    gateway: SocketAddr,
+    audit_key: AuditKey,
+}
+
+fn trading_policy() -> Policy {
+    Policy {
+        scopes: [Scope::Read, Scope::Trade].into_iter().collect(),
+        symbols: Some(
+            ["BTCUSDT".to_owned(), "ETHUSDT".to_owned()]
+                .into_iter()
+                .collect(),
+        ),
+        max_order_notional: Some(Decimal::from(5000)),
+        ..Policy::default()
+    }
+}
+
+async fn setup(policy: Policy, upstream: Option<String>, upstream_timeout: Duration) -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("keygate.db");
+    let keyfile = dir.path().join("master.key");
+    let master = MasterKey::create_key_file(&keyfile).unwrap();
+    let exchange = keygate_mockex::spawn(
+        "127.0.0.1:0".parse().unwrap(),
+        vec![Credential::hmac(REAL_KEY, REAL_SECRET)],
+    )
+    .await
+    .unwrap();
+    let store = Store::create(&db).unwrap();
+    let now = keygate_gateway::now_ms();
+    store
+        .insert_account(
+            &NewAccount {
+                label: "main".parse().unwrap(),
+                exchange: keygate_core::Exchange::Binance,
+                upstream: Some(upstream.unwrap_or_else(|| exchange.url())),
+                rotate_every_s: None,
+                api_key: SecretString::new(REAL_KEY.into()),
+                secret: SecretString::new(REAL_SECRET.into()),
+            },
+            &master,
+            now,
+        )
+        .unwrap();
+    store
+        .insert_client(
+            &NewClient {
+                name: "bot1".parse().unwrap(),
+                account: "main".parse().unwrap(),
+                api_key: BOT_KEY.into(),
+                material: ClientKeyMaterial::Hmac(SecretString::new(BOT_SECRET.into())),
+                policy,
+                expires_ms: Some(now + 3_600_000),
+            },
+            &master,
+            now,
+        )
+        .unwrap();
+    let live = Arc::new(Live::new(Registry::load(&store, &master).unwrap()));
+    let audit_key = AuditKey::from_bytes(master.derive_subkey("audit-mac").expose_secret());
+    spawn_reloader(
+        store,
+        MasterKey::from_key_file(&keyfile).unwrap(),
+        live.clone(),
+    )
+    .unwrap();
+    let audit = AuditLog::start(&db, audit_key.clone()).unwrap();
+    let gateway = Arc::new(Gateway::new(live, audit, vec![], upstream_timeout).unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(keygate_gateway::serve(
+        listener,
+        gateway,
+        std::future::pending(),
+    ));
+    Env {
+        _dir: dir,
+        db,
+        exchange,
+        gateway: addr,
+        audit_key,
+    }
+}
+
+async fn default_env() -> Env {
+    setup(trading_policy(), None, Duration::from_secs(10)).await
+}
+
+/// `timestamp=…&PARAMS&recvWindow=10000&signature=…`, signed with `secret`.
+fn sign(params: &str, secret: &str) -> String {
+    let mut payload = format!("timestamp={}", keygate_gateway::now_ms());
+    if !params.is_empty() {
+        payload = format!("{payload}&{params}");
+    }
+    payload.push_str("&recvWindow=10000");
+    let signature = binance::hmac_signature(secret.as_bytes(), payload.as_bytes());
+    format!("{payload}&signature={signature}")
+}
+
+/// Sends `request` byte for byte and returns (status, JSON body).
+async fn raw(addr: SocketAddr, request: &[u8]) -> (u16, Value) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.unwrap();
+    let text = String::from_utf8_lossy(&response);
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    (
+        status,
+        serde_json::from_str(body).unwrap_or(Value::String(body.to_owned())),
+    )
+}
+
+fn http(method: &str, target: &str, extra_headers: &str, body: &str) -> Vec<u8> {
+    let content_type = if body.is_empty() {
+        String::new()
+    } else {
+        "Content-Type: application/x-www-form-urlencoded\r\n".to_owned()
+    };
+    format!(
+        "{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-MBX-APIKEY: {BOT_KEY}\r\n{content_type}{extra_headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+async fn get(env: &Env, path: &str, params: &str) -> (u16, Value) {
+    raw(
+        env.gateway,
+        &http(
+            "GET",
+            &format!("/binance{path}?{}", sign(params, BOT_SECRET)),
+            "",
+            "",
+        ),
+    )
+    .await
+}
+
+async fn post(env: &Env, path: &str, params: &str) -> (u16, Value) {
+    raw(
+        env.gateway,
+        &http(
+            "POST",
+            &format!("/binance{path}"),
+            "",
+            &sign(params, BOT_SECRET),
+        ),
+    )
+    .await
+}
+
+fn exchange_saw(env: &Env, path: &str) -> usize {
+    env.exchange
+        .simulator()
+        .requests()
+        .iter()
+        .filter(|r| r.path == path)
+        .count()
+}
+
+#[tokio::test]
+async fn an_allowed_read_reaches_the_exchange_signed_with_the_real_key() {
+    let env = default_env().await;
+    let (status, body) = get(&env, "/api/v3/account", "").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["balances"].is_array());
+    let seen = env.exchange.simulator().requests();
+    let account = seen
+        .iter()
+        .find(|r| r.path == "/api/v3/account")
+        .expect("forwarded");
+    assert_eq!(account.api_key.as_deref(), Some(REAL_KEY));
+    assert!(!account.query.contains(BOT_KEY));
+}
+
+#[tokio::test]
+async fn public_market_data_passes_through_without_a_key() {
+    let env = default_env().await;
+    let (status, body) = raw(
+        env.gateway,
+        b"GET /binance/api/v3/exchangeInfo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(body["symbols"].is_array());
+    let seen = env.exchange.simulator().requests();
+    assert!(
+        seen.iter().all(|r| r.api_key.is_none()),
+        "no key on public calls"
+    );
+}
+
+#[tokio::test]
+async fn orders_inside_policy_are_forwarded_and_outside_are_not() {
+    let env = default_env().await;
+    let (status, body) = post(
+        &env,
+        "/api/v3/order",
+        "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=50000",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(exchange_saw(&env, "/api/v3/order"), 1);
+
+    let denied = [
+        (
+            "symbol=DOGEUSDT&side=BUY&type=MARKET&quoteOrderQty=10",
+            "symbol DOGEUSDT is not allowed for client bot1",
+        ),
+        (
+            "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1&price=50000",
+            "exceeds the limit",
+        ),
+        // A market order in base quantity is priced from the ticker: 1 BTC ≈ 60000 USDT.
+        (
+            "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=1",
+            "exceeds the limit",
+        ),
+    ];
+    for (params, why) in denied {
+        let (status, body) = post(&env, "/api/v3/order", params).await;
+        assert_eq!(status, 403, "{params}: {body}");
+        assert_eq!(body["code"], -2015);
+        let msg = body["msg"].as_str().unwrap();
+        assert!(msg.starts_with("keygate: ") && msg.contains(why), "{msg}");
+    }
+    let (status, body) = post(
+        &env,
+        "/sapi/v1/capital/withdraw/apply",
+        "coin=USDT&address=TXYZ&amount=10",
+    )
+    .await;
+    assert_eq!((status, body["code"].clone()), (403, Value::from(-2015)));
+    assert_eq!(
+        exchange_saw(&env, "/api/v3/order"),
+        1,
+        "denied orders never reach the exchange"
+    );
+    assert_eq!(exchange_saw(&env, "/sapi/v1/capital/withdraw/apply"), 0);
+}
+
+#[tokio::test]
+async fn attacks_are_refused_and_never_forwarded() {
+    let env = default_env().await;
+    let order = "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=50000";
+    let signed_query = sign("", BOT_SECRET);
+    let mut attacks: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "parameter in query and body",
+            http(
+                "POST",
+                "/binance/api/v3/order?symbol=DOGEUSDT",
+                "",
+                &sign(order, BOT_SECRET),
+            ),
+        ),
+        (
+            "duplicate in query",
+            http(
+                "GET",
+                &format!(
+                    "/binance/api/v3/openOrders?symbol=BTCUSDT&{}",
+                    sign("symbol=DOGEUSDT", BOT_SECRET)
+                ),
+                "",
+                "",
+            ),
+        ),
+        (
+            "duplicate in body",
+            http(
+                "POST",
+                "/binance/api/v3/order",
+                "",
+                &sign(&format!("{order}&quantity=5"), BOT_SECRET),
+            ),
+        ),
+        (
+            "dot segments",
+            http(
+                "GET",
+                &format!("/binance/api/v3/../v3/account?{signed_query}"),
+                "",
+                "",
+            ),
+        ),
+        (
+            "encoded slash",
+            http(
+                "GET",
+                &format!("/binance/api/v3%2Faccount?{signed_query}"),
+                "",
+                "",
+            ),
+        ),
+        (
+            "encoded letter",
+            http(
+                "GET",
+                &format!("/binance/api/v3/%61ccount?{signed_query}"),
+                "",
+                "",
+            ),
+        ),
+        (
+            "double slash",
+            http(
+                "GET",
+                &format!("/binance/api//v3/account?{signed_query}"),
+                "",
+                "",
+            ),
+        ),
+        (
+            "case variant",
+            http(
+                "GET",
+                &format!("/binance/api/v3/ACCOUNT?{signed_query}"),
+                "",
+                "",
+            ),
+        ),
+        (
+            "case variant prefix",
+            http(
+                "GET",
+                &format!("/binance/API/v3/account?{signed_query}"),
+                "",
+                "",
+            ),
+        ),
+        (
+            "trailing semicolon",
+            http(
+                "GET",
+                &format!("/binance/api/v3/account;?{signed_query}"),
+                "",
+                "",
+            ),
+        ),
+        (
+            "method override",
+            http(
+                "POST",
+                "/binance/api/v3/account",
+                "X-HTTP-Method-Override: GET\r\n",
+                &sign("", BOT_SECRET),
+            ),
+        ),
+        (
+            "stale timestamp",
+            http(
+                "GET",
+                &format!("/binance/api/v3/account?{}", {
+                    let payload = format!(
+                        "timestamp={}&recvWindow=5000",
+                        keygate_gateway::now_ms() - 60_000
+                    );
+                    format!(
+                        "{payload}&signature={}",
+                        binance::hmac_signature(BOT_SECRET.as_bytes(), payload.as_bytes())
+                    )
+                }),
+                "",
+                "",
+            ),
+        ),
+        (
+            "wrong signature",
+            http(
+                "GET",
+                &format!("/binance/api/v3/account?{}", sign("", "not-the-secret")),
+                "",
+                "",
+            ),
+        ),
+        (
+            "oversized body",
+            http(
+                "POST",
+                "/binance/api/v3/order",
+                "",
+                &format!("{}&pad={}", sign(order, BOT_SECRET), "x".repeat(100_000)),
+            ),
+        ),
+        ("json body", {
+            let mut r = http("POST", "/binance/api/v3/order", "", "");
+            let body = format!(
+                "{{\"symbol\":\"BTCUSDT\",\"x\":\"{}\"}}",
+                sign(order, BOT_SECRET)
+            );
+            r = String::from_utf8(r)
+                .unwrap()
+                .replace(
+                    "Content-Length: 0\r\n",
+                    &format!(
+                        "Content-Type: application/json\r\nContent-Length: {}\r\n",
+                        body.len()
+                    ),
+                )
+                .into_bytes();
+            r.extend(body.as_bytes());
+            r
+        }),
+        (
+            "unknown endpoint",
+            http(
+                "POST",
+                "/binance/sapi/v1/some/new/endpoint",
+                "",
+                &sign("", BOT_SECRET),
+            ),
+        ),
+        (
+            "key management",
+            http(
+                "POST",
+                "/binance/sapi/v1/broker/subAccountApi",
+                "",
+                &sign("", BOT_SECRET),
+            ),
+        ),
+        (
+            "unknown key",
+            String::from_utf8(http(
+                "GET",
+                &format!("/binance/api/v3/account?{signed_query}"),
+                "",
+                "",
+            ))
+            .unwrap()
+            .replace(BOT_KEY, "nobody")
+            .into_bytes(),
+        ),
+    ];
+    // Replay: the first send is fine, the second must be refused.
+    let once = http(
+        "GET",
+        &format!("/binance/api/v3/account?{}", sign("", BOT_SECRET)),
+        "",
+        "",
+    );
+    assert_eq!(raw(env.gateway, &once).await.0, 200);
+    attacks.push(("replayed signature", once));
+
+    env.exchange.simulator().reset(false);
+    for (name, request) in &attacks {
+        let (status, body) = raw(env.gateway, request).await;
+        assert!(
+            (400..500).contains(&status),
+            "{name}: status {status} {body}"
+        );
+        assert!(
+            body["code"].as_i64().is_some_and(|c| c < 0),
+            "{name}: not a Binance error shape: {body}"
+        );
+    }
+    let reached = env.exchange.simulator().requests();
+    assert!(
+        reached.is_empty(),
+        "attacks reached the exchange: {:?}",
+        reached.iter().map(|r| &r.path).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test]
+async fn forwarded_for_from_an_untrusted_peer_is_ignored() {
+    let policy = Policy {
+        allow_ips: vec!["10.0.0.0/8".parse().unwrap()],
+        ..trading_policy()
+    };
+    let env = setup(policy, None, Duration::from_secs(10)).await;
+    let request = http(
+        "GET",
+        &format!("/binance/api/v3/account?{}", sign("", BOT_SECRET)),
+        "X-Forwarded-For: 10.1.2.3\r\n",
+        "",
+    );
+    let (status, body) = raw(env.gateway, &request).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body["msg"]
+        .as_str()
+        .unwrap()
+        .contains("127.0.0.1 is not allowed"));
+    assert!(env.exchange.simulator().requests().is_empty());
+}
+
+#[tokio::test]
+async fn frozen_revoked_and_expired_clients_are_refused_within_a_second() {
+    let env = default_env().await;
+    assert_eq!(get(&env, "/api/v3/account", "").await.0, 200);
+    let mut store = Store::open(&env.db).unwrap();
+    let bot: Name = "bot1".parse().unwrap();
+    for (status, word) in [
+        (ClientStatus::Frozen, "frozen"),
+        (ClientStatus::Revoked, "revoked"),
+    ] {
+        store
+            .transaction(|s| s.set_client_status(&bot, status))
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        let (code, body) = get(&env, "/api/v3/account", "").await;
+        assert_eq!(code, 401, "{body}");
+        assert!(body["msg"].as_str().unwrap().contains(word), "{body}");
+    }
+    store
+        .connection()
+        .execute("UPDATE clients SET status = 'active', expires_ms = 1", [])
+        .unwrap();
+    store.transaction(|_| Ok(())).unwrap();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let (code, body) = get(&env, "/api/v3/account", "").await;
+    assert_eq!(code, 401);
+    assert!(body["msg"].as_str().unwrap().contains("expired"), "{body}");
+}
+
+#[tokio::test]
+async fn trades_wait_for_a_durable_audit_event_and_reads_go_on_without_one() {
+    let env = default_env().await;
+    // Another connection holds the write lock: the audit log cannot be written.
+    let blocker = rusqlite::Connection::open(&env.db).unwrap();
+    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let (status, body) = post(
+        &env,
+        "/api/v3/order",
+        "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=50000",
+    )
+    .await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(exchange_saw(&env, "/api/v3/order"), 0);
+    assert_eq!(get(&env, "/api/v3/account", "").await.0, 200, "reads go on");
+    blocker.execute_batch("ROLLBACK").unwrap();
+    let (status, _) = post(
+        &env,
+        "/api/v3/order",
+        "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=50000",
+    )
+    .await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn an_upstream_timeout_is_a_504_with_outcome_unknown_and_no_retry() {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            held.push(socket);
+        }
+    });
+    let env = setup(
+        trading_policy(),
+        Some(format!("http://{silent_addr}")),
+        Duration::from_millis(500),
+    )
+    .await;
+    let (status, body) = post(
+        &env,
+        "/api/v3/order",
+        "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=50000",
+    )
+    .await;
+    assert_eq!(status, 504, "{body}");
+    assert!(body["msg"].as_str().unwrap().contains("outcome is unknown"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let store = Store::open(&env.db).unwrap();
+    let events = keygate_audit::read(&store, 1, 100).unwrap();
+    let outcomes: Vec<String> = events
+        .iter()
+        .map(|(_, e)| serde_json::to_string(e).unwrap())
+        .filter(|e| e.contains("\"outcome\""))
+        .collect();
+    assert!(
+        outcomes
+            .iter()
+            .any(|e| e.contains("\"type\":\"outcome\"") && e.contains("\"outcome\":\"unknown\"")),
+        "{outcomes:?}"
+    );
+    // One connection for the clock probe (which also timed out), one for the order: no retry.
+    assert!(accepted.load(std::sync::atomic::Ordering::SeqCst) <= 2);
+    assert_eq!(
+        keygate_audit::verify(&store, &env.audit_key).unwrap() as usize,
+        events.len()
+    );
+}
+
+#[tokio::test]
+async fn every_request_is_audited_and_the_log_verifies() {
+    let env = default_env().await;
+    get(&env, "/api/v3/account", "").await;
+    post(
+        &env,
+        "/api/v3/order",
+        "symbol=DOGEUSDT&side=BUY&type=MARKET&quoteOrderQty=10",
+    )
+    .await;
+    post(
+        &env,
+        "/api/v3/order",
+        "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=50000",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let store = Store::open(&env.db).unwrap();
+    let events = keygate_audit::read(&store, 1, 100).unwrap();
+    let json: Vec<Value> = events
+        .iter()
+        .map(|(_, e)| serde_json::to_value(e).unwrap())
+        .collect();
+    let denied = json
+        .iter()
+        .find(|e| e["allowed"] == false)
+        .expect("a denied event");
+    assert_eq!(denied["rule"], "symbol");
+    assert_eq!(denied["client"], "bot1");
+    assert_eq!(denied["symbol"], "DOGEUSDT");
+    let pending = json
+        .iter()
+        .find(|e| e["outcome"] == "pending")
+        .expect("trade written before forwarding");
+    let outcome = json
+        .iter()
+        .find(|e| e["type"] == "outcome" && e["request_id"] == pending["request_id"])
+        .expect("outcome of the trade");
+    assert_eq!(outcome["upstream_status"], 200);
+    assert_eq!(
+        keygate_audit::verify(&store, &env.audit_key).unwrap() as usize,
+        events.len()
+    );
+    let mut all = std::fs::read(&env.db).unwrap();
+    all.extend(std::fs::read(env.db.with_extension("db-wal")).unwrap_or_default());
+    for secret in [REAL_SECRET, BOT_SECRET, REAL_KEY] {
+        assert!(
+            !all.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "a secret is in the database file"
+        );
+    }
+}

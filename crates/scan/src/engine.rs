@@ -1,0 +1,874 @@
+//! The matching engine: keyword prefilter, tokens, context, labels, PEM blocks, pairing.
+//!
+//! A buffer goes through four stages. (1) One Aho-Corasick pass finds exchange keywords,
+//! rule prefixes and PEM headers; a buffer with none of them (the vast majority of source
+//! files) is done after this pass. (2) The buffer is cut into tokens (runs of base64 /
+//! base64url characters plus `=` padding) and each token is checked only against the rules
+//! whose shape has exactly its length. (3) A candidate needs a keyword of its exchange in
+//! a window of lines around it, or on an enclosing line of a nested YAML/JSON block (found
+//! by indentation), or in the file path. (4) Candidates of one exchange close together are
+//! paired into credential sets.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use base64::Engine as _;
+use sha2::{Digest, Sha256};
+
+use crate::managed::ManagedKeys;
+use crate::redact::redact;
+use crate::report::{Finding, Part, Severity, Suppression};
+use crate::rules::{LabelMode, Role, RuleSet};
+
+/// Longest token any rule can match.
+pub(crate) const MAX_TOKEN: usize = 256;
+/// Lines before a value searched for an exchange keyword.
+const WINDOW_BEFORE: usize = 6;
+/// Lines after a value searched for an exchange keyword.
+const WINDOW_AFTER: usize = 3;
+/// Lines within which a key, a secret and a passphrase form one credential set.
+const PAIR_WINDOW: usize = 10;
+/// Lines walked back looking for the enclosing blocks of a nested value.
+const ANCESTOR_SCAN: usize = 2000;
+/// Distance given to a keyword found only in the file path.
+const PATH_DISTANCE: usize = 1000;
+/// Shortest token compared with managed keys.
+const MIN_MANAGED_TOKEN: usize = 12;
+/// The marker that suppresses findings on its line.
+pub(crate) const ALLOW_MARKER: &[u8] = b"keygate:allow";
+
+#[derive(Debug, Clone, Copy)]
+enum Pattern {
+    Keyword(usize),
+    Prefilter,
+    Pem,
+}
+
+/// Compiled matching state shared by all threads.
+pub(crate) struct Engine {
+    rules: &'static RuleSet,
+    ac: AhoCorasick,
+    patterns: Vec<Pattern>,
+    by_len: Vec<Vec<usize>>,
+    pem_rules: Vec<usize>,
+    pem_re: regex::bytes::Regex,
+    label_re: regex::bytes::Regex,
+    assign_re: regex::bytes::Regex,
+    passphrase_rule: Vec<Option<usize>>,
+}
+
+/// One value found by a rule, before pairing.
+#[derive(Debug, Clone)]
+struct Cand {
+    rule: Option<usize>,
+    exchange: Option<usize>,
+    role: Role,
+    needs_partner: bool,
+    line: usize,
+    col: usize,
+    start: usize,
+    dist: usize,
+    value: String,
+    der: Option<Vec<u8>>,
+    managed: Option<String>,
+}
+
+static TOKEN_BYTE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'_' || b == b'-';
+        i += 1;
+    }
+    t
+};
+
+impl Engine {
+    pub(crate) fn new(rules: &'static RuleSet) -> Engine {
+        let mut words: Vec<String> = Vec::new();
+        let mut patterns = Vec::new();
+        for (i, ex) in rules.exchanges().iter().enumerate() {
+            for k in &ex.keywords {
+                words.push(k.clone());
+                patterns.push(Pattern::Keyword(i));
+            }
+        }
+        for r in rules.rules() {
+            for p in &r.prefilter {
+                words.push(p.to_ascii_lowercase());
+                patterns.push(Pattern::Prefilter);
+            }
+        }
+        words.push("private key-----".to_owned());
+        patterns.push(Pattern::Pem);
+        // Built from literal strings only; construction cannot fail for them.
+        #[allow(clippy::expect_used)]
+        let ac = AhoCorasickBuilder::new()
+            .ascii_case_insensitive(true)
+            .match_kind(MatchKind::LeftmostLongest)
+            .build(&words)
+            .expect("keyword automaton from literals");
+        let mut by_len = vec![Vec::new(); MAX_TOKEN + 1];
+        let mut pem_rules = Vec::new();
+        let mut passphrase_rule = vec![None; rules.exchanges().len()];
+        for (i, r) in rules.rules().iter().enumerate() {
+            if r.shape.is_some() {
+                for slot in &mut by_len[r.min_len..=r.max_len.min(MAX_TOKEN)] {
+                    slot.push(i);
+                }
+            } else if !r.pem.is_empty() {
+                pem_rules.push(i);
+            } else if r.role == Role::Passphrase {
+                passphrase_rule[r.exchange] = Some(i);
+            }
+        }
+        // Fixed patterns, covered by every test; they cannot fail to compile.
+        #[allow(clippy::expect_used)]
+        let re = |p: &str| regex::bytes::Regex::new(p).expect("fixed pattern");
+        Engine {
+            rules,
+            ac,
+            patterns,
+            by_len,
+            pem_rules,
+            pem_re: re(r"-----BEGIN ((?:EC |RSA |OPENSSH |ENCRYPTED )?PRIVATE KEY)-----"),
+            label_re: re(
+                r#"([A-Za-z_][A-Za-z0-9_.\-]*)\\?["'`]?\s*(?:=>|:=|=|:)\s*[\[({]?\s*[bru]?\\?["'`]?\s*$"#,
+            ),
+            assign_re: re(
+                r#"([A-Za-z_][A-Za-z0-9_.\-]*)\\?["'`]?\s*(?:=>|:=|=|:)\s*\\?["'`]?([^\s"'`\\,;})\]]{1,128})"#,
+            ),
+            passphrase_rule,
+        }
+    }
+
+    pub(crate) fn rules(&self) -> &'static RuleSet {
+        self.rules
+    }
+
+    /// Scans one buffer. `path` is used for context and in findings.
+    pub(crate) fn scan(
+        &self,
+        path: &str,
+        data: &[u8],
+        managed: Option<&ManagedKeys>,
+        redact_values: bool,
+    ) -> Vec<Finding> {
+        let nex = self.rules.exchanges().len();
+        let mut kw_offsets: Vec<Vec<usize>> = vec![Vec::new(); nex];
+        let mut any_hit = false;
+        let mut pem_hit = false;
+        for m in self.ac.find_iter(data) {
+            match self.patterns[m.pattern().as_usize()] {
+                Pattern::Keyword(ex) => {
+                    if keyword_boundary(data, m.start(), m.end()) {
+                        kw_offsets[ex].push(m.start());
+                        any_hit = true;
+                    }
+                }
+                Pattern::Prefilter => any_hit = true,
+                Pattern::Pem => {
+                    pem_hit = true;
+                    any_hit = true;
+                }
+            }
+        }
+        let mut path_hit = vec![false; nex];
+        for m in self.ac.find_iter(path.as_bytes()) {
+            if let Pattern::Keyword(ex) = self.patterns[m.pattern().as_usize()] {
+                if keyword_boundary(path.as_bytes(), m.start(), m.end()) {
+                    path_hit[ex] = true;
+                    any_hit = true;
+                }
+            }
+        }
+        if !any_hit && managed.is_none() {
+            return Vec::new();
+        }
+        let lines = LineIndex::new(data);
+        let kw_lines: Vec<Vec<usize>> = kw_offsets
+            .iter()
+            .map(|offs| {
+                let mut v: Vec<usize> = offs.iter().map(|&o| lines.line_of(o)).collect();
+                v.dedup();
+                v
+            })
+            .collect();
+        let ctx = Context {
+            data,
+            lines: &lines,
+            kw_lines: &kw_lines,
+            path_hit: &path_hit,
+            ancestors: RefCell::new(HashMap::new()),
+        };
+        let mut cands = Vec::new();
+        // PEM blocks first: their base64 lines must not be mistaken for API keys.
+        let pem_spans = if pem_hit {
+            self.pem_cands(&ctx, managed, &mut cands)
+        } else {
+            Vec::new()
+        };
+        let mut in_pem = pem_spans.iter().peekable();
+        let mut i = 0;
+        let n = data.len();
+        while i < n {
+            if !TOKEN_BYTE[data[i] as usize] {
+                i += 1;
+                continue;
+            }
+            let start = i;
+            while i < n && TOKEN_BYTE[data[i] as usize] {
+                i += 1;
+            }
+            let mut end = i;
+            while end < n && end - i < 2 && data[end] == b'=' {
+                end += 1;
+            }
+            i = end;
+            let len = end - start;
+            if len > MAX_TOKEN {
+                continue;
+            }
+            let token = &data[start..end];
+            while in_pem.peek().is_some_and(|&&(_, e)| e <= start) {
+                in_pem.next();
+            }
+            if in_pem.peek().is_some_and(|&&(s, _)| s <= start) {
+                continue;
+            }
+            if any_hit {
+                for &ri in &self.by_len[len] {
+                    if let Some(c) = self.token_cand(&ctx, ri, start, token) {
+                        cands.push(c);
+                    }
+                }
+            }
+            if let Some(m) = managed {
+                if len >= MIN_MANAGED_TOKEN {
+                    if let Some(account) = m.lookup(token) {
+                        let line = lines.line_of(start);
+                        cands.push(Cand {
+                            rule: None,
+                            exchange: None,
+                            role: Role::Secret,
+                            needs_partner: false,
+                            line,
+                            col: start - lines.start(line),
+                            start,
+                            dist: usize::MAX,
+                            value: String::from_utf8_lossy(token).into_owned(),
+                            der: None,
+                            managed: Some(account.to_owned()),
+                        });
+                    }
+                }
+            }
+        }
+        // One value, one candidate: keep the exchange whose keyword is nearest; a managed
+        // match is merged into the rule candidate at the same place.
+        cands.sort_by_key(|c| (c.start, c.dist));
+        let mut merged: Vec<Cand> = Vec::with_capacity(cands.len());
+        for c in cands {
+            if let Some(last) = merged.last_mut() {
+                if last.start == c.start {
+                    if last.managed.is_none() {
+                        last.managed = c.managed;
+                    }
+                    continue;
+                }
+            }
+            merged.push(c);
+        }
+        if let Some(m) = managed {
+            for c in &mut merged {
+                if c.managed.is_none() {
+                    c.managed = match &c.der {
+                        Some(der) => m.lookup(der),
+                        None => m.lookup(c.value.as_bytes()),
+                    }
+                    .map(str::to_owned);
+                }
+            }
+        }
+        self.passphrase_cands(&ctx, &mut merged);
+        self.pair(path, data, &lines, merged, redact_values)
+    }
+
+    fn token_cand(&self, ctx: &Context<'_>, ri: usize, start: usize, token: &[u8]) -> Option<Cand> {
+        let rule = &self.rules.rules()[ri];
+        let shape = rule.shape.as_ref()?;
+        if !shape.is_match(token) || !rule.accepts_token(token) {
+            return None;
+        }
+        let line = ctx.lines.line_of(start);
+        let dist = if rule.context {
+            ctx.distance(rule.exchange, line)?
+        } else {
+            0
+        };
+        let label_role = if rule.label == LabelMode::None {
+            None
+        } else {
+            let line_start = ctx.lines.start(line);
+            let from = line_start.max(start.saturating_sub(120));
+            self.label_re
+                .captures(&ctx.data[from..start])
+                .and_then(|c| c.get(1))
+                .and_then(|m| label_role(m.as_bytes()))
+        };
+        let fits = |r: Role| {
+            r == rule.role || (rule.role == Role::Any && matches!(r, Role::Key | Role::Secret))
+        };
+        let (role, needs_partner) = match (rule.label, label_role) {
+            (LabelMode::None, _) => (rule.role, false),
+            (LabelMode::Optional, Some(r)) if fits(r) => (r, false),
+            (LabelMode::Optional, _) => (rule.role, false),
+            (LabelMode::Required, Some(r)) if fits(r) => (r, false),
+            (LabelMode::Required, _) => return None,
+            (LabelMode::Paired, Some(r)) if fits(r) => (r, false),
+            (LabelMode::Paired, Some(_)) => return None,
+            (LabelMode::Paired, None) => (rule.role, true),
+        };
+        Some(Cand {
+            rule: Some(ri),
+            exchange: Some(rule.exchange),
+            role,
+            needs_partner,
+            line,
+            col: start - ctx.lines.start(line),
+            start,
+            dist,
+            value: String::from_utf8_lossy(token).into_owned(),
+            der: None,
+            managed: None,
+        })
+    }
+
+    /// Finds PEM private keys; returns the byte spans of all decodable blocks, in order.
+    fn pem_cands(
+        &self,
+        ctx: &Context<'_>,
+        managed: Option<&ManagedKeys>,
+        out: &mut Vec<Cand>,
+    ) -> Vec<(usize, usize)> {
+        let data = ctx.data;
+        let mut spans = Vec::new();
+        for caps in self.pem_re.captures_iter(data) {
+            let (Some(whole), Some(label)) = (caps.get(0), caps.get(1)) else {
+                continue;
+            };
+            let label = String::from_utf8_lossy(label.as_bytes()).into_owned();
+            let footer = format!("-----END {label}-----");
+            let limit = data.len().min(whole.end() + 16 * 1024);
+            let Some(rel) = memchr::memmem::find(&data[whole.end()..limit], footer.as_bytes())
+            else {
+                continue;
+            };
+            let Some(der) = decode_pem_body(&data[whole.end()..whole.end() + rel]) else {
+                continue;
+            };
+            spans.push((whole.start(), whole.end() + rel + footer.len()));
+            let line = ctx.lines.line_of(whole.start());
+            let col = whole.start() - ctx.lines.start(line);
+            let value = pem_text(&label, &der);
+            let mut found = false;
+            for &ri in &self.pem_rules {
+                let rule = &self.rules.rules()[ri];
+                if !rule.accepts_der(&label, &der) {
+                    continue;
+                }
+                let Some(dist) = ctx.distance(rule.exchange, line) else {
+                    continue;
+                };
+                found = true;
+                out.push(Cand {
+                    rule: Some(ri),
+                    exchange: Some(rule.exchange),
+                    role: Role::Secret,
+                    needs_partner: false,
+                    line,
+                    col,
+                    start: whole.start(),
+                    dist,
+                    value: value.clone(),
+                    der: Some(der.clone()),
+                    managed: None,
+                });
+            }
+            if !found {
+                if let Some(account) = managed.and_then(|m| m.lookup(&der)) {
+                    out.push(Cand {
+                        rule: None,
+                        exchange: None,
+                        role: Role::Secret,
+                        needs_partner: false,
+                        line,
+                        col,
+                        start: whole.start(),
+                        dist: usize::MAX,
+                        value,
+                        der: Some(der),
+                        managed: Some(account.to_owned()),
+                    });
+                }
+            }
+        }
+        spans
+    }
+
+    /// Passphrases are only looked for next to a key or secret of an exchange that has them.
+    fn passphrase_cands(&self, ctx: &Context<'_>, cands: &mut Vec<Cand>) {
+        let mut wanted: Vec<(usize, usize)> = Vec::new();
+        for c in cands.iter() {
+            if let Some(ex) = c.exchange {
+                if let Some(ri) = self.passphrase_rule[ex] {
+                    let lo = c.line.saturating_sub(PAIR_WINDOW);
+                    let hi = (c.line + PAIR_WINDOW).min(ctx.lines.count().saturating_sub(1));
+                    for l in lo..=hi {
+                        wanted.push((l, ri));
+                    }
+                }
+            }
+        }
+        wanted.sort_unstable();
+        wanted.dedup();
+        for (line, ri) in wanted {
+            let rule = &self.rules.rules()[ri];
+            let text = ctx.lines.text(ctx.data, line);
+            for caps in self.assign_re.captures_iter(text) {
+                let (Some(name), Some(value)) = (caps.get(1), caps.get(2)) else {
+                    continue;
+                };
+                if label_role(name.as_bytes()) != Some(Role::Passphrase)
+                    || !is_plausible_passphrase(value.as_bytes())
+                {
+                    continue;
+                }
+                let start = ctx.lines.start(line) + value.start();
+                if cands.iter().any(|c| c.start == start) {
+                    continue;
+                }
+                cands.push(Cand {
+                    rule: Some(ri),
+                    exchange: Some(rule.exchange),
+                    role: Role::Passphrase,
+                    needs_partner: true,
+                    line,
+                    col: value.start(),
+                    start,
+                    dist: 0,
+                    value: String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                    der: None,
+                    managed: None,
+                });
+            }
+        }
+    }
+
+    fn pair(
+        &self,
+        path: &str,
+        data: &[u8],
+        lines: &LineIndex,
+        mut cands: Vec<Cand>,
+        redact_values: bool,
+    ) -> Vec<Finding> {
+        cands.sort_by_key(|c| (c.exchange, c.line, c.col));
+        let mut findings = Vec::new();
+        let mut used = vec![false; cands.len()];
+        // Unlabelled values of a rule that fits key and secret: position decides.
+        for i in 0..cands.len() {
+            if cands[i].role != Role::Any {
+                continue;
+            }
+            let ex = cands[i].exchange;
+            let near = |c: &Cand, r: Role| {
+                c.exchange == ex && c.role == r && c.line.abs_diff(cands[i].line) <= PAIR_WINDOW
+            };
+            let next_any = (i + 1..cands.len()).find(|&j| {
+                cands[j].exchange == ex
+                    && cands[j].role == Role::Any
+                    && cands[j].line.abs_diff(cands[i].line) <= PAIR_WINDOW
+            });
+            if let Some(j) = next_any {
+                cands[i].role = Role::Key;
+                cands[j].role = Role::Secret;
+            } else if cands.iter().any(|c| near(c, Role::Key)) {
+                cands[i].role = Role::Secret;
+            } else if cands.iter().any(|c| near(c, Role::Secret)) {
+                cands[i].role = Role::Key;
+            } else {
+                cands[i].role = Role::Secret;
+            }
+        }
+        let nearest = |cands: &[Cand], used: &[bool], i: usize, role: Role| -> Option<usize> {
+            (0..cands.len())
+                .filter(|&j| {
+                    !used[j]
+                        && j != i
+                        && cands[j].role == role
+                        && cands[j].exchange == cands[i].exchange
+                        && cands[j].exchange.is_some()
+                        && cands[j].line.abs_diff(cands[i].line) <= PAIR_WINDOW
+                })
+                .min_by_key(|&j| cands[j].line.abs_diff(cands[i].line))
+        };
+        for primary_role in [Role::Secret, Role::Key] {
+            for i in 0..cands.len() {
+                if used[i] || cands[i].role != primary_role {
+                    continue;
+                }
+                used[i] = true;
+                let mut group = vec![i];
+                if primary_role == Role::Secret {
+                    if let Some(k) = nearest(&cands, &used, i, Role::Key) {
+                        used[k] = true;
+                        group.push(k);
+                    }
+                }
+                if let Some(p) = nearest(&cands, &used, i, Role::Passphrase) {
+                    used[p] = true;
+                    group.push(p);
+                }
+                if group.len() == 1 && cands[i].needs_partner && cands[i].managed.is_none() {
+                    continue;
+                }
+                findings.push(self.finding(path, data, lines, &cands, &group, redact_values));
+            }
+        }
+        findings
+    }
+
+    fn finding(
+        &self,
+        path: &str,
+        data: &[u8],
+        lines: &LineIndex,
+        cands: &[Cand],
+        group: &[usize],
+        redact_values: bool,
+    ) -> Finding {
+        let primary = &cands[group[0]];
+        let rules = self.rules;
+        let exchange = primary.exchange.map(|e| &rules.exchanges()[e]);
+        let managed = group.iter().find_map(|&i| cands[i].managed.clone());
+        let mut parts: Vec<Part> = group
+            .iter()
+            .map(|&i| {
+                let c = &cands[i];
+                Part {
+                    role: c.role,
+                    rule: c.rule.map_or_else(
+                        || "keygate.managed".to_owned(),
+                        |r| rules.rules()[r].id.clone(),
+                    ),
+                    line: c.line + 1,
+                    column: c.col + 1,
+                    redacted: if c.role == Role::Passphrase {
+                        "****".to_owned()
+                    } else {
+                        redact(&c.value)
+                    },
+                    value: (!redact_values).then(|| c.value.clone()),
+                }
+            })
+            .collect();
+        parts.sort_by_key(|p| (p.line, p.column));
+        let roles: Vec<&str> = [Role::Key, Role::Secret, Role::Passphrase]
+            .iter()
+            .filter(|r| group.iter().any(|&i| cands[i].role == **r))
+            .map(|r| match r {
+                Role::Key => "key",
+                Role::Secret => "secret",
+                _ => "passphrase",
+            })
+            .collect();
+        let title = match (&managed, exchange) {
+            (Some(account), _) => format!("key managed by keygate (account {account})"),
+            (None, Some(ex)) => format!("{} API {}", ex.display, roles.join(" + ")),
+            (None, None) => "secret".to_owned(),
+        };
+        let severity = if managed.is_some() {
+            Severity::Critical
+        } else if group.iter().any(|&i| cands[i].role == Role::Secret) {
+            Severity::High
+        } else {
+            Severity::Medium
+        };
+        let material: &[u8] = match &primary.der {
+            Some(der) => der,
+            None => primary.value.as_bytes(),
+        };
+        let mut h = Sha256::new();
+        h.update(b"keygate-scan/v1\0");
+        h.update(exchange.map_or("managed", |e| e.id.as_str()).as_bytes());
+        h.update(b"\0");
+        h.update(material);
+        let fingerprint = hex::encode(&h.finalize()[..16]);
+        let suppressed = if let Some(ex) = exchange.filter(|_| managed.is_none()) {
+            if group.iter().any(|&i| {
+                ex.documentation_examples
+                    .iter()
+                    .any(|d| *d == cands[i].value)
+            }) {
+                Some(Suppression::DocumentationExample)
+            } else {
+                None
+            }
+        } else {
+            None
+        };
+        let suppressed = suppressed.or_else(|| {
+            group
+                .iter()
+                .any(|&i| {
+                    memchr::memmem::find(lines.text(data, cands[i].line), ALLOW_MARKER).is_some()
+                })
+                .then_some(Suppression::InlineAllow)
+        });
+        let fix = match (&managed, exchange) {
+            (Some(_), _) => "this key is in keygate's vault: rotate it at the exchange now, update the vault, and remove it from this file".to_owned(),
+            (None, Some(ex)) => ex.fix.clone(),
+            (None, None) => "remove the secret and rotate it".to_owned(),
+        };
+        Finding {
+            rule: parts
+                .iter()
+                .find(|p| p.line == primary.line + 1 && p.column == primary.col + 1)
+                .map_or_else(String::new, |p| p.rule.clone()),
+            exchange: exchange.map_or_else(|| "managed".to_owned(), |e| e.id.clone()),
+            title,
+            severity,
+            path: path.to_owned(),
+            line: primary.line + 1,
+            column: primary.col + 1,
+            parts,
+            fingerprint,
+            suppressed,
+            managed_account: managed,
+            provenance: None,
+            fix,
+        }
+    }
+}
+
+struct Context<'a> {
+    data: &'a [u8],
+    lines: &'a LineIndex,
+    kw_lines: &'a [Vec<usize>],
+    path_hit: &'a [bool],
+    ancestors: RefCell<HashMap<usize, Vec<usize>>>,
+}
+
+impl Context<'_> {
+    /// Line distance to the nearest keyword of `ex`, if any is close enough.
+    fn distance(&self, ex: usize, line: usize) -> Option<usize> {
+        let kl = &self.kw_lines[ex];
+        if !kl.is_empty() {
+            let lo = line.saturating_sub(WINDOW_BEFORE);
+            let first = kl.partition_point(|&l| l < lo);
+            let best = kl[first..]
+                .iter()
+                .take_while(|&&l| l <= line + WINDOW_AFTER)
+                .map(|&l| l.abs_diff(line))
+                .min();
+            if best.is_some() {
+                return best;
+            }
+            let mut cache = self.ancestors.borrow_mut();
+            let anc = cache
+                .entry(line)
+                .or_insert_with(|| self.lines.ancestors(self.data, line));
+            if let Some(&a) = anc.iter().find(|a| kl.binary_search(a).is_ok()) {
+                return Some(line - a);
+            }
+        }
+        self.path_hit[ex].then_some(PATH_DISTANCE)
+    }
+}
+
+/// Line starts of a buffer.
+pub(crate) struct LineIndex {
+    starts: Vec<usize>,
+    len: usize,
+}
+
+impl LineIndex {
+    pub(crate) fn new(data: &[u8]) -> LineIndex {
+        let mut starts = vec![0];
+        starts.extend(memchr::memchr_iter(b'\n', data).map(|i| i + 1));
+        LineIndex {
+            starts,
+            len: data.len(),
+        }
+    }
+
+    pub(crate) fn line_of(&self, offset: usize) -> usize {
+        self.starts.partition_point(|&s| s <= offset) - 1
+    }
+
+    fn start(&self, line: usize) -> usize {
+        self.starts[line]
+    }
+
+    fn count(&self) -> usize {
+        self.starts.len()
+    }
+
+    pub(crate) fn text<'a>(&self, data: &'a [u8], line: usize) -> &'a [u8] {
+        let end = self.starts.get(line + 1).map_or(self.len, |&s| s - 1);
+        &data[self.starts[line]..end.max(self.starts[line])]
+    }
+
+    /// The lines that open the blocks enclosing `line`, nearest first (by indentation).
+    fn ancestors(&self, data: &[u8], line: usize) -> Vec<usize> {
+        let indent = |t: &[u8]| t.iter().take_while(|b| **b == b' ' || **b == b'\t').count();
+        let mut out = Vec::new();
+        let mut cur = indent(self.text(data, line));
+        let stop = line.saturating_sub(ANCESTOR_SCAN);
+        let mut j = line;
+        while cur > 0 && j > stop {
+            j -= 1;
+            let t = self.text(data, j);
+            if t.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let ind = indent(t);
+            if ind < cur {
+                out.push(j);
+                cur = ind;
+            }
+        }
+        out
+    }
+}
+
+/// Keywords need a non-letter on each side, or a camelCase transition (`myBinanceKey`).
+fn keyword_boundary(data: &[u8], start: usize, end: usize) -> bool {
+    let first = data[start];
+    let last = data[end - 1];
+    let before_ok = match start.checked_sub(1).map(|i| data[i]) {
+        Some(b) if b.is_ascii_alphabetic() && first.is_ascii_alphabetic() => {
+            b.is_ascii_lowercase() && first.is_ascii_uppercase()
+        }
+        _ => true,
+    };
+    let after_ok = match data.get(end) {
+        Some(&a) if a.is_ascii_alphabetic() && last.is_ascii_alphabetic() => {
+            a.is_ascii_uppercase() && last.is_ascii_lowercase()
+        }
+        _ => true,
+    };
+    before_ok && after_ok
+}
+
+/// The role a field name announces: `api_secret` → secret, `passphrase` → passphrase.
+fn label_role(name: &[u8]) -> Option<Role> {
+    let n = name.to_ascii_lowercase();
+    let has = |w: &[u8]| memchr::memmem::find(&n, w).is_some();
+    if has(b"secret") || has(b"private") || has(b"priv_") || has(b"privkey") {
+        Some(Role::Secret)
+    } else if has(b"pass") || n == b"pwd" {
+        Some(Role::Passphrase)
+    } else if has(b"key")
+        || n == b"id"
+        || n.ends_with(b"api_id")
+        || n.ends_with(b"apiid")
+        || has(b"access")
+    {
+        Some(Role::Key)
+    } else {
+        None
+    }
+}
+
+fn is_plausible_passphrase(v: &[u8]) -> bool {
+    let lower = v.to_ascii_lowercase();
+    v.len() >= 3
+        && !matches!(
+            lower.as_slice(),
+            b"null" | b"none" | b"true" | b"false" | b"undefined" | b"nil"
+        )
+        && !matches!(v.first(), Some(b'$' | b'{' | b'<' | b'%' | b'['))
+        && !v.contains(&b'(')
+        && memchr::memmem::find(&lower, b"your").is_none()
+        && memchr::memmem::find(&lower, b"env").is_none()
+}
+
+/// Decodes the base64 body of a PEM block written raw, in a JSON/YAML string with `\n`
+/// escapes, or split over quoted lines.
+pub(crate) fn decode_pem_body(body: &[u8]) -> Option<Vec<u8>> {
+    let mut clean = Vec::with_capacity(body.len());
+    let mut i = 0;
+    while i < body.len() {
+        let b = body[i];
+        if b == b'\\' && matches!(body.get(i + 1), Some(b'n' | b'r')) {
+            i += 2;
+            continue;
+        }
+        if b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'=' {
+            clean.push(b);
+        }
+        i += 1;
+    }
+    if clean.len() < 32 {
+        return None;
+    }
+    base64::engine::general_purpose::STANDARD
+        .decode(&clean)
+        .ok()
+}
+
+fn pem_text(label: &str, der: &[u8]) -> String {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut s = format!("-----BEGIN {label}-----\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        s.push_str(&String::from_utf8_lossy(chunk));
+        s.push('\n');
+    }
+    s.push_str(&format!("-----END {label}-----"));
+    s
+}
+
+/// True when the first 8 KiB contain a NUL byte.
+pub(crate) fn is_binary(data: &[u8]) -> bool {
+    memchr::memchr(0, &data[..data.len().min(8192)]).is_some()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keyword_boundaries() {
+        let ok = |s: &str, k: &str| {
+            let i = s.to_ascii_lowercase().find(k).unwrap();
+            keyword_boundary(s.as_bytes(), i, i + k.len())
+        };
+        assert!(ok("GATE_API_KEY", "gate"));
+        assert!(ok("gate.io", "gate"));
+        assert!(ok("myGateKey", "gate"));
+        assert!(!ok("gateway", "gate"));
+        assert!(!ok("delegate", "gate"));
+        assert!(!ok("keygate", "gate"));
+    }
+
+    #[test]
+    fn labels_name_roles() {
+        assert_eq!(label_role(b"BINANCE_API_SECRET"), Some(Role::Secret));
+        assert_eq!(label_role(b"secret_key"), Some(Role::Secret));
+        assert_eq!(label_role(b"apiKey"), Some(Role::Key));
+        assert_eq!(label_role(b"password"), Some(Role::Passphrase));
+        assert_eq!(label_role(b"order"), None);
+    }
+
+    #[test]
+    fn ancestors_follow_indentation() {
+        let text = b"kraken:\n  auth:\n\n    key: x\n";
+        let li = LineIndex::new(text);
+        assert_eq!(li.ancestors(text, 3), vec![1, 0]);
+    }
+}

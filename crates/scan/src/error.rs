@@ -1,0 +1,55 @@
+//! The crate's one error type.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong while loading rules or scanning.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A file or directory could not be read or written.
+    #[error("cannot access {path}")]
+    Io {
+        /// The path that failed.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// Walking a directory tree failed.
+    #[error("cannot walk {path}: {message}")]
+    Walk {
+        /// The root being walked.
+        path: PathBuf,
+        /// What the walker reported.
+        message: String,
+    },
+    /// A `git` command could not be started or exited unsuccessfully.
+    #[error("git {command} failed: {message}")]
+    Git {
+        /// The git subcommand and arguments.
+        command: String,
+        /// Its standard error, or why it could not run.
+        message: String,
+    },
+    /// A rule file is malformed or a rule cannot be compiled.
+    #[error("invalid rule file {file}: {message}")]
+    Rules {
+        /// The rule file name.
+        file: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A baseline report could not be parsed.
+    #[error("invalid baseline {path}: {message}")]
+    Baseline {
+        /// The baseline file.
+        path: PathBuf,
+        /// Why it could not be used.
+        message: String,
+    },
+    /// A pre-commit hook that keygate did not write is already installed.
+    #[error("a pre-commit hook not written by keygate already exists at {path}")]
+    HookExists {
+        /// The existing hook.
+        path: PathBuf,
+    },
+}

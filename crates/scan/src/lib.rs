@@ -1,0 +1,283 @@
+//! keygate-scan finds leaked crypto-exchange API keys in files, in every blob of a git
+//! history, and in staged changes before they are committed.
+//!
+//! It knows what the keys of eight exchanges really look like (Binance, Coinbase, Kraken,
+//! OKX, Bybit, KuCoin, Gate, Bitfinex): the rules are data, one TOML file per exchange under
+//! `rules/`, each rule carrying positive and negative examples that a test checks. Values
+//! are tied to an exchange by a keyword within a few lines or on an enclosing line of a
+//! nested YAML/JSON block, validated offline (base64 length, P-256 parse, hex case), and
+//! paired into credential sets (key + secret + passphrase). Published documentation
+//! examples are reported as suppressed. With [`ManagedKeys`], an exact occurrence of a key
+//! keygate manages is a critical finding, matched by keyed fingerprint only.
+//!
+//! It is not a general secret scanner (no AWS, GitHub or database credentials), and it never
+//! contacts an exchange to check whether a key is live.
+//!
+//! Main types: [`Scanner`] (built with [`ScannerBuilder`]), [`Report`] and [`Finding`],
+//! [`ManagedKeys`], [`RuleSet`].
+//!
+//! ```
+//! use keygate_scan::Scanner;
+//!
+//! let scanner = Scanner::new();
+//! let env = "KRAKEN_API_KEY=CJbfPw4tnbf/9en/ZmpewCTKEwmmzO18LXZcHQcu7HPLWre4l8+V9I3y\n\
+//!            KRAKEN_API_SECRET=FRs+gtq09rR7OFtKj9BGhyOGS3u5vtY/EdiIBO9kD8NFtRX7w7LeJDSrX6cq1D8zmQmGkWFjksuhBvKOAWJohQ==\n";
+//! let findings = scanner.scan_bytes(".env", env.as_bytes());
+//! assert_eq!(findings.len(), 1); // key and secret are one credential set
+//! assert_eq!(findings[0].exchange, "kraken");
+//! // Kraken's documentation example: found, but suppressed.
+//! assert!(!findings[0].is_active());
+//! assert_eq!(findings[0].parts[0].redacted, "CJbf…9I3y");
+//! ```
+//!
+//! Design notes and the command line live in `docs/scan.md`.
+
+mod engine;
+mod error;
+mod hook;
+mod managed;
+mod redact;
+mod report;
+mod rules;
+mod source;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+pub use error::Error;
+pub use hook::{hook_script, install_hook};
+pub use managed::ManagedKeys;
+pub use redact::redact;
+pub use report::{Finding, Part, Provenance, Report, Severity, Stats, Suppression};
+pub use rules::{Exchange, LabelMode, Role, Rule, RuleSet, BUILTIN_RULE_FILES};
+
+/// Called from worker threads after each file or blob with (files scanned, bytes scanned).
+pub type ProgressFn = dyn Fn(u64, u64) + Send + Sync;
+
+/// Configures a [`Scanner`].
+pub struct ScannerBuilder {
+    rules: &'static RuleSet,
+    managed: Option<ManagedKeys>,
+    redact: bool,
+    ignored: HashSet<String>,
+    baseline: HashSet<String>,
+    threads: usize,
+    max_file_size: u64,
+    progress: Option<Arc<ProgressFn>>,
+}
+
+impl Default for ScannerBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ScannerBuilder {
+    /// Built-in rules, redaction on, one thread per core, files up to 64 MiB.
+    pub fn new() -> ScannerBuilder {
+        ScannerBuilder {
+            rules: RuleSet::builtin(),
+            managed: None,
+            redact: true,
+            ignored: HashSet::new(),
+            baseline: HashSet::new(),
+            threads: std::thread::available_parallelism().map_or(2, usize::from),
+            max_file_size: 64 * 1024 * 1024,
+            progress: None,
+        }
+    }
+
+    /// Uses another rule set.
+    pub fn rules(mut self, rules: &'static RuleSet) -> Self {
+        self.rules = rules;
+        self
+    }
+
+    /// Reports exact occurrences of these managed keys as critical findings.
+    pub fn managed(mut self, managed: ManagedKeys) -> Self {
+        self.managed = Some(managed);
+        self
+    }
+
+    /// Whether findings carry only redacted values (the default) or also the full values.
+    pub fn redact(mut self, redact: bool) -> Self {
+        self.redact = redact;
+        self
+    }
+
+    /// Suppresses findings with these fingerprints (from an ignore file).
+    pub fn ignore_fingerprints<I: IntoIterator<Item = String>>(mut self, fingerprints: I) -> Self {
+        self.ignored.extend(fingerprints);
+        self
+    }
+
+    /// Suppresses findings already present in a previous report.
+    pub fn baseline(mut self, previous: &Report) -> Self {
+        self.baseline.extend(previous.fingerprints());
+        self
+    }
+
+    /// Number of worker threads (at least one).
+    pub fn threads(mut self, n: usize) -> Self {
+        self.threads = n.max(1);
+        self
+    }
+
+    /// Larger files and blobs are skipped.
+    pub fn max_file_size(mut self, bytes: u64) -> Self {
+        self.max_file_size = bytes;
+        self
+    }
+
+    /// Reports progress to `f`.
+    pub fn progress(mut self, f: Arc<ProgressFn>) -> Self {
+        self.progress = Some(f);
+        self
+    }
+
+    /// Compiles the scanner.
+    pub fn build(self) -> Scanner {
+        Scanner {
+            engine: engine::Engine::new(self.rules),
+            managed: self.managed,
+            redact: self.redact,
+            ignored: self.ignored,
+            baseline: self.baseline,
+            threads: self.threads,
+            max_file_size: self.max_file_size,
+            progress: self.progress,
+        }
+    }
+}
+
+/// Scans buffers, directory trees, git history and staged changes.
+pub struct Scanner {
+    engine: engine::Engine,
+    managed: Option<ManagedKeys>,
+    redact: bool,
+    ignored: HashSet<String>,
+    baseline: HashSet<String>,
+    threads: usize,
+    max_file_size: u64,
+    progress: Option<Arc<ProgressFn>>,
+}
+
+impl Default for Scanner {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Scanner {
+    /// A scanner with the default configuration.
+    pub fn new() -> Scanner {
+        ScannerBuilder::new().build()
+    }
+
+    /// A builder.
+    pub fn builder() -> ScannerBuilder {
+        ScannerBuilder::new()
+    }
+
+    /// The rules in use.
+    pub fn rules(&self) -> &'static RuleSet {
+        self.engine.rules()
+    }
+
+    /// Scans one buffer; `path` names it in findings and counts as context.
+    pub fn scan_bytes(&self, path: &str, data: &[u8]) -> Vec<Finding> {
+        let mut f = self
+            .engine
+            .scan(path, data, self.managed.as_ref(), self.redact);
+        self.suppress(&mut f);
+        f
+    }
+
+    /// Scans files and directory trees, honouring `.gitignore`, skipping binary files and
+    /// following no symbolic links.
+    pub fn scan_paths<P: AsRef<Path>>(&self, paths: &[P]) -> Result<Report, Error> {
+        let roots: Vec<PathBuf> = paths.iter().map(|p| p.as_ref().to_path_buf()).collect();
+        self.run(|c| self.walk(&roots, c), false)
+    }
+
+    /// Scans every unique blob of every commit reachable from any ref of the repository
+    /// at `repo`; each finding names the first commit that contains it.
+    pub fn scan_git_history(&self, repo: &Path) -> Result<Report, Error> {
+        self.run(|c| self.history(repo, c), true)
+    }
+
+    /// Scans what is staged for the next commit in the repository at `repo`.
+    pub fn scan_staged(&self, repo: &Path) -> Result<Report, Error> {
+        self.run(|c| self.staged(repo, c), false)
+    }
+
+    fn run(
+        &self,
+        scan: impl FnOnce(&source::Counters) -> Result<Vec<Finding>, Error>,
+        history: bool,
+    ) -> Result<Report, Error> {
+        let t0 = Instant::now();
+        let counters = source::Counters::default();
+        let mut findings = scan(&counters)?;
+        self.suppress(&mut findings);
+        if history {
+            // The same secret in later versions of a file is one finding: keep the oldest.
+            findings.sort_by_key(|f| f.provenance.as_ref().map_or(0, |p| p.author_time));
+            let mut seen = HashSet::new();
+            findings.retain(|f| seen.insert((f.fingerprint.clone(), f.rule.clone())));
+        }
+        findings.sort_by(|a, b| (&a.path, a.line, a.column).cmp(&(&b.path, b.line, b.column)));
+        Ok(Report {
+            findings,
+            stats: Stats {
+                scanned: counters.scanned.load(Ordering::Relaxed),
+                bytes: counters.bytes.load(Ordering::Relaxed),
+                skipped: counters.skipped.load(Ordering::Relaxed),
+                elapsed_ms: u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX),
+            },
+        })
+    }
+
+    fn suppress(&self, findings: &mut [Finding]) {
+        for f in findings.iter_mut().filter(|f| f.suppressed.is_none()) {
+            if self.ignored.contains(&f.fingerprint) {
+                f.suppressed = Some(Suppression::IgnoreFile);
+            } else if self.baseline.contains(&f.fingerprint) {
+                f.suppressed = Some(Suppression::Baseline);
+            }
+        }
+    }
+}
+
+/// Reads a fingerprint ignore file: one fingerprint per line (the first word), `#` comments.
+pub fn read_ignore_file(path: &Path) -> Result<Vec<String>, Error> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(parse_ignore(&text))
+}
+
+/// Parses the text of a fingerprint ignore file.
+pub fn parse_ignore(text: &str) -> Vec<String> {
+    text.lines()
+        .map(|l| l.split('#').next().unwrap_or("").trim())
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Reads a baseline: a JSON report written by an earlier scan.
+pub fn read_baseline(path: &Path) -> Result<Report, Error> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Report::from_json(&text).map_err(|e| Error::Baseline {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}

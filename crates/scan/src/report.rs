@@ -1,0 +1,308 @@
+//! Findings and reports: human text, JSON and SARIF 2.1.0.
+
+use std::collections::HashSet;
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::rules::{Role, RuleSet};
+
+/// How bad a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// A key without its secret.
+    Medium,
+    /// A secret or private key, alone or with its key.
+    High,
+    /// A key or secret that keygate manages.
+    Critical,
+}
+
+/// Why a finding does not fail the scan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Suppression {
+    /// The value is published in the exchange's documentation.
+    DocumentationExample,
+    /// A `keygate:allow` comment is on the line.
+    InlineAllow,
+    /// The fingerprint is listed in an ignore file (`.keygateignore`).
+    IgnoreFile,
+    /// The fingerprint is in the baseline report.
+    Baseline,
+}
+
+impl Suppression {
+    fn text(self) -> &'static str {
+        match self {
+            Suppression::DocumentationExample => "documentation example",
+            Suppression::InlineAllow => "keygate:allow",
+            Suppression::IgnoreFile => "ignore file",
+            Suppression::Baseline => "baseline",
+        }
+    }
+}
+
+/// One value of a credential set.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Part {
+    /// Key, secret or passphrase.
+    pub role: Role,
+    /// The rule that found it.
+    pub rule: String,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based byte column.
+    pub column: usize,
+    /// The value redacted for display.
+    pub redacted: String,
+    /// The full value, only when redaction was turned off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+}
+
+/// Where in git history a finding first appeared.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Provenance {
+    /// The first commit (oldest by author time) that contains the blob.
+    pub commit: String,
+    /// The path of the blob in that commit.
+    pub path: String,
+    /// Author time of that commit, seconds since the epoch.
+    pub author_time: i64,
+    /// The blob id.
+    pub blob: String,
+}
+
+/// One credential set (or lone key or secret) found in one place.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Finding {
+    /// Rule id of the main part (`kraken.private-key`), or `keygate.managed`.
+    pub rule: String,
+    /// Exchange id, or `managed` for a managed key no rule matched.
+    pub exchange: String,
+    /// One-line title, such as `Kraken API key + secret`.
+    pub title: String,
+    /// Severity.
+    pub severity: Severity,
+    /// Path of the file (repository-relative for git scans).
+    pub path: String,
+    /// 1-based line of the main part.
+    pub line: usize,
+    /// 1-based column of the main part.
+    pub column: usize,
+    /// The values of the set.
+    pub parts: Vec<Part>,
+    /// Path-independent fingerprint, for ignore files and baselines: the first 128 bits of
+    /// SHA-256 over the exchange and the main value (never over a passphrase).
+    pub fingerprint: String,
+    /// Why the finding does not count, if it does not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suppressed: Option<Suppression>,
+    /// The keygate account whose key this is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub managed_account: Option<String>,
+    /// Git provenance, for `--git` scans.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<Provenance>,
+    /// What to do about it.
+    pub fix: String,
+}
+
+impl Finding {
+    /// True unless suppressed.
+    pub fn is_active(&self) -> bool {
+        self.suppressed.is_none()
+    }
+}
+
+/// Counters of a scan.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Stats {
+    /// Files or blobs scanned.
+    pub scanned: u64,
+    /// Bytes scanned.
+    pub bytes: u64,
+    /// Files or blobs skipped as binary or too large.
+    pub skipped: u64,
+    /// Wall-clock time in milliseconds.
+    pub elapsed_ms: u64,
+}
+
+/// The result of a scan.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Report {
+    /// Findings, active and suppressed, ordered by path and line.
+    pub findings: Vec<Finding>,
+    /// Counters.
+    pub stats: Stats,
+}
+
+impl Report {
+    /// True when at least one finding is not suppressed.
+    pub fn has_active(&self) -> bool {
+        self.findings.iter().any(Finding::is_active)
+    }
+
+    /// Active findings.
+    pub fn active(&self) -> impl Iterator<Item = &Finding> {
+        self.findings.iter().filter(|f| f.is_active())
+    }
+
+    /// The process exit code for this report: 0 clean, 1 findings.
+    pub fn exit_code(&self) -> i32 {
+        i32::from(self.has_active())
+    }
+
+    /// Parses a report written by [`Report::to_json`], as used for baselines.
+    pub fn from_json(text: &str) -> Result<Report, serde_json::Error> {
+        serde_json::from_str(text)
+    }
+
+    /// Fingerprints of all findings, for use as a baseline.
+    pub fn fingerprints(&self) -> HashSet<String> {
+        self.findings
+            .iter()
+            .map(|f| f.fingerprint.clone())
+            .collect()
+    }
+
+    /// Pretty-printed JSON.
+    pub fn to_json(&self) -> String {
+        // Plain data with string keys: serialization cannot fail.
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// Human-readable text: one block per active finding, one line per suppressed one.
+    pub fn to_human(&self) -> String {
+        let mut out = String::new();
+        for f in self.active() {
+            let sev = match f.severity {
+                Severity::Critical => "CRITICAL",
+                Severity::High => "HIGH",
+                Severity::Medium => "MEDIUM",
+            };
+            let _ = writeln!(
+                out,
+                "{sev} {}:{}:{}  {}  [{}]",
+                f.path, f.line, f.column, f.title, f.rule
+            );
+            for p in &f.parts {
+                let role = match p.role {
+                    Role::Key => "key",
+                    Role::Secret => "secret",
+                    Role::Passphrase => "passphrase",
+                    Role::Any => "value",
+                };
+                let shown = p.value.as_deref().unwrap_or(&p.redacted);
+                let _ = writeln!(out, "    {role:<10} line {:<5} {shown}", p.line);
+            }
+            if let Some(p) = &f.provenance {
+                let _ = writeln!(
+                    out,
+                    "    introduced in commit {} ({}, author time {})",
+                    p.commit, p.path, p.author_time
+                );
+            }
+            let _ = writeln!(out, "    fix: {}", f.fix);
+            let _ = writeln!(out, "    fingerprint: {}", f.fingerprint);
+        }
+        for f in self.findings.iter().filter(|f| !f.is_active()) {
+            let why = f.suppressed.map_or("", Suppression::text);
+            let _ = writeln!(
+                out,
+                "suppressed ({why}): {}:{}  {}  [{}]",
+                f.path, f.line, f.title, f.rule
+            );
+        }
+        let active = self.active().count();
+        let _ = writeln!(
+            out,
+            "{} finding(s), {} suppressed; scanned {} file(s), {:.1} MiB in {} ms",
+            active,
+            self.findings.len() - active,
+            self.stats.scanned,
+            self.stats.bytes as f64 / (1024.0 * 1024.0),
+            self.stats.elapsed_ms
+        );
+        out
+    }
+
+    /// SARIF 2.1.0, as accepted by GitHub code scanning.
+    pub fn to_sarif(&self, rules: &RuleSet) -> String {
+        let mut rule_ids: Vec<String> = rules.rules().iter().map(|r| r.id.clone()).collect();
+        rule_ids.push("keygate.managed".to_owned());
+        let rule_objs: Vec<serde_json::Value> = rule_ids
+            .iter()
+            .map(|id| {
+                let (desc, fix) = match rules.rule(id) {
+                    Some(r) => (r.description.clone(), rules.exchange_of(r).fix.clone()),
+                    None => (
+                        "A key or secret managed by keygate".to_owned(),
+                        "rotate the key at the exchange and update keygate's vault".to_owned(),
+                    ),
+                };
+                json!({
+                    "id": id,
+                    "name": id.replace(['.', '-'], "_"),
+                    "shortDescription": { "text": desc },
+                    "fullDescription": { "text": desc },
+                    "help": { "text": fix, "markdown": fix },
+                    "defaultConfiguration": { "level": "error" },
+                    "properties": {
+                        "tags": ["security", "secret", "exchange-api-key"],
+                        "precision": "high",
+                        "security-severity": if id == "keygate.managed" { "9.5" } else { "8.0" }
+                    }
+                })
+            })
+            .collect();
+        let results: Vec<serde_json::Value> = self
+            .findings
+            .iter()
+            .map(|f| {
+                let index = rule_ids.iter().position(|r| *r == f.rule).unwrap_or(rule_ids.len() - 1);
+                let uri = f.path.trim_start_matches("./");
+                let mut r = json!({
+                    "ruleId": rule_ids[index],
+                    "ruleIndex": index,
+                    "level": if f.severity == Severity::Medium { "warning" } else { "error" },
+                    "message": { "text": format!("{} ({}). Fix: {}", f.title, f.parts.iter().map(|p| p.redacted.as_str()).collect::<Vec<_>>().join(", "), f.fix) },
+                    "locations": [{
+                        "physicalLocation": {
+                            "artifactLocation": { "uri": uri, "uriBaseId": "%SRCROOT%" },
+                            "region": { "startLine": f.line, "startColumn": f.column }
+                        }
+                    }],
+                    "partialFingerprints": { "keygate/v1": f.fingerprint },
+                    "properties": { "exchange": f.exchange, "severity": f.severity }
+                });
+                if let Some(s) = f.suppressed {
+                    let kind = if s == Suppression::InlineAllow { "inSource" } else { "external" };
+                    r["suppressions"] = json!([{ "kind": kind, "justification": s.text() }]);
+                }
+                if let Some(p) = &f.provenance {
+                    r["properties"]["commit"] = json!(p.commit);
+                    r["properties"]["authorTime"] = json!(p.author_time);
+                }
+                r
+            })
+            .collect();
+        let doc = json!({
+            "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+            "version": "2.1.0",
+            "runs": [{
+                "tool": { "driver": {
+                    "name": "keygate-scan",
+                    "semanticVersion": env!("CARGO_PKG_VERSION"),
+                    "informationUri": "https://example.invalid/keygate/docs/scan.md",
+                    "rules": rule_objs
+                }},
+                "results": results
+            }]
+        });
+        serde_json::to_string_pretty(&doc).unwrap_or_default()
+    }
+}

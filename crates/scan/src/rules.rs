@@ -1,0 +1,373 @@
+//! Rules as data: one TOML file per exchange under `rules/`, embedded and compiled.
+
+use std::sync::OnceLock;
+
+use base64::Engine as _;
+use serde::Deserialize;
+
+use crate::Error;
+
+/// The embedded rule files, one per exchange.
+pub const BUILTIN_RULE_FILES: &[(&str, &str)] = &[
+    ("binance.toml", include_str!("../rules/binance.toml")),
+    ("coinbase.toml", include_str!("../rules/coinbase.toml")),
+    ("kraken.toml", include_str!("../rules/kraken.toml")),
+    ("okx.toml", include_str!("../rules/okx.toml")),
+    ("bybit.toml", include_str!("../rules/bybit.toml")),
+    ("kucoin.toml", include_str!("../rules/kucoin.toml")),
+    ("gate.toml", include_str!("../rules/gate.toml")),
+    ("bitfinex.toml", include_str!("../rules/bitfinex.toml")),
+];
+
+/// What part of a credential set a value is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// The public half: API key, key id or key name.
+    Key,
+    /// The signing secret or private key.
+    Secret,
+    /// A passphrase that completes a key (OKX, KuCoin, Coinbase Exchange).
+    Passphrase,
+    /// Same shape for key and secret; the field name or position decides.
+    Any,
+}
+
+/// Whether a field name such as `api_secret` must introduce the value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LabelMode {
+    /// The field name is not looked at.
+    None,
+    /// A field name helps decide the role but is not needed.
+    Optional,
+    /// A field name naming the rule's role must introduce the value.
+    Required,
+    /// A field name naming the role, or another part of the same exchange nearby.
+    Paired,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum CharClass {
+    Upper,
+    Lower,
+    Digit,
+    Letter,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExchangeFile {
+    exchange: String,
+    display: String,
+    keywords: Vec<String>,
+    fix: String,
+    documentation_examples: Vec<String>,
+    rules: Vec<RuleSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleSpec {
+    id: String,
+    description: String,
+    role: Role,
+    shape: Option<String>,
+    #[serde(default)]
+    pem: Vec<String>,
+    #[serde(default)]
+    validate: Vec<String>,
+    #[serde(default)]
+    classes: Vec<CharClass>,
+    min_entropy: Option<f64>,
+    label: LabelMode,
+    #[serde(default = "yes")]
+    context: bool,
+    #[serde(default)]
+    prefilter: Vec<String>,
+    examples: Vec<String>,
+    negative_examples: Vec<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// An exchange: its keywords, its fix text and its published example keys.
+#[derive(Debug)]
+pub struct Exchange {
+    /// Short id, such as `binance`.
+    pub id: String,
+    /// Display name, such as `Binance`.
+    pub display: String,
+    /// Words that tie a nearby value to this exchange (matched case-insensitively,
+    /// with no letter directly before or after).
+    pub keywords: Vec<String>,
+    /// A one-line fix shown with every finding.
+    pub fix: String,
+    /// Values published in the exchange's documentation: found, but reported as suppressed.
+    pub documentation_examples: Vec<String>,
+}
+
+/// How a value is checked offline after its shape matched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Validator {
+    /// Standard base64 decoding to exactly this many bytes.
+    Base64Len(usize),
+    /// A SEC1 `EC PRIVATE KEY` that parses as a P-256 secret key.
+    P256Sec1,
+    /// A PKCS#8 Ed25519 or RSA key, or a PKCS#1 RSA key.
+    Pkcs8Ed25519OrRsa,
+}
+
+/// One compiled rule.
+#[derive(Debug)]
+pub struct Rule {
+    /// Rule id, such as `kraken.private-key`.
+    pub id: String,
+    /// One-line description.
+    pub description: String,
+    /// Index of the exchange in [`RuleSet::exchanges`].
+    pub exchange: usize,
+    /// What part of a credential this rule finds.
+    pub role: Role,
+    /// Positive examples (`${alnum:64}`-style placeholders allowed).
+    pub examples: Vec<String>,
+    /// Negative examples.
+    pub negative_examples: Vec<String>,
+    pub(crate) label: LabelMode,
+    pub(crate) context: bool,
+    pub(crate) shape: Option<regex::bytes::Regex>,
+    pub(crate) min_len: usize,
+    pub(crate) max_len: usize,
+    pub(crate) pem: Vec<String>,
+    pub(crate) validators: Vec<Validator>,
+    classes: Vec<CharClass>,
+    min_entropy: Option<f64>,
+    pub(crate) prefilter: Vec<String>,
+}
+
+/// A compiled set of rules for several exchanges.
+#[derive(Debug)]
+pub struct RuleSet {
+    exchanges: Vec<Exchange>,
+    rules: Vec<Rule>,
+}
+
+impl RuleSet {
+    /// The rules shipped in this crate.
+    pub fn builtin() -> &'static RuleSet {
+        static BUILTIN: OnceLock<RuleSet> = OnceLock::new();
+        BUILTIN.get_or_init(|| {
+            // The embedded files are compiled by the test `rules::builtin_rules_load`;
+            // a failure here is a defect of this build, not of the input.
+            #[allow(clippy::expect_used)]
+            RuleSet::from_toml(BUILTIN_RULE_FILES).expect("embedded rules are valid")
+        })
+    }
+
+    /// Compiles rule files given as `(name, TOML text)` pairs.
+    pub fn from_toml(files: &[(&str, &str)]) -> Result<RuleSet, Error> {
+        let mut set = RuleSet {
+            exchanges: Vec::new(),
+            rules: Vec::new(),
+        };
+        for (name, text) in files {
+            let bad = |message: String| Error::Rules {
+                file: (*name).to_owned(),
+                message,
+            };
+            let file: ExchangeFile = toml::from_str(text).map_err(|e| bad(e.to_string()))?;
+            let exchange = set.exchanges.len();
+            set.exchanges.push(Exchange {
+                id: file.exchange,
+                display: file.display,
+                keywords: file
+                    .keywords
+                    .iter()
+                    .map(|k| k.to_ascii_lowercase())
+                    .collect(),
+                fix: file.fix,
+                documentation_examples: file.documentation_examples,
+            });
+            for spec in file.rules {
+                let (shape, min_len, max_len) = match &spec.shape {
+                    Some(pattern) => {
+                        let hir = regex_syntax::parse(pattern)
+                            .map_err(|e| bad(format!("{}: {e}", spec.id)))?;
+                        let props = hir.properties();
+                        let min = props.minimum_len().unwrap_or(0);
+                        let max = props.maximum_len().unwrap_or(usize::MAX);
+                        let re = regex::bytes::Regex::new(&format!("^(?:{pattern})$"))
+                            .map_err(|e| bad(format!("{}: {e}", spec.id)))?;
+                        (Some(re), min, max)
+                    }
+                    None => (None, 0, 0),
+                };
+                if shape.is_none() && spec.pem.is_empty() && spec.role != Role::Passphrase {
+                    return Err(bad(format!("{}: needs a shape or pem labels", spec.id)));
+                }
+                if max_len > crate::engine::MAX_TOKEN {
+                    return Err(bad(format!(
+                        "{}: shape longer than {}",
+                        spec.id,
+                        crate::engine::MAX_TOKEN
+                    )));
+                }
+                let validators = spec
+                    .validate
+                    .iter()
+                    .map(|v| {
+                        parse_validator(v)
+                            .ok_or_else(|| bad(format!("{}: unknown validator {v}", spec.id)))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                set.rules.push(Rule {
+                    id: spec.id,
+                    description: spec.description,
+                    exchange,
+                    role: spec.role,
+                    examples: spec.examples,
+                    negative_examples: spec.negative_examples,
+                    label: spec.label,
+                    context: spec.context,
+                    shape,
+                    min_len,
+                    max_len,
+                    pem: spec.pem,
+                    validators,
+                    classes: spec.classes,
+                    min_entropy: spec.min_entropy,
+                    prefilter: spec.prefilter,
+                });
+            }
+        }
+        Ok(set)
+    }
+
+    /// The exchanges, indexed by [`Rule::exchange`].
+    pub fn exchanges(&self) -> &[Exchange] {
+        &self.exchanges
+    }
+
+    /// All rules.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// The exchange a rule belongs to.
+    pub fn exchange_of(&self, rule: &Rule) -> &Exchange {
+        &self.exchanges[rule.exchange]
+    }
+
+    /// The rule with this id.
+    pub fn rule(&self, id: &str) -> Option<&Rule> {
+        self.rules.iter().find(|r| r.id == id)
+    }
+}
+
+fn parse_validator(name: &str) -> Option<Validator> {
+    match name {
+        "p256-sec1" => Some(Validator::P256Sec1),
+        "pkcs8-ed25519-or-rsa" => Some(Validator::Pkcs8Ed25519OrRsa),
+        _ => name
+            .strip_prefix("base64-len:")?
+            .parse()
+            .ok()
+            .map(Validator::Base64Len),
+    }
+}
+
+impl Rule {
+    /// Character-class and entropy checks on a value whose shape matched.
+    pub(crate) fn accepts_token(&self, token: &[u8]) -> bool {
+        for class in &self.classes {
+            let ok = match class {
+                CharClass::Upper => token.iter().any(u8::is_ascii_uppercase),
+                CharClass::Lower => token.iter().any(u8::is_ascii_lowercase),
+                CharClass::Digit => token.iter().any(u8::is_ascii_digit),
+                CharClass::Letter => token.iter().any(u8::is_ascii_alphabetic),
+            };
+            if !ok {
+                return false;
+            }
+        }
+        if let Some(min) = self.min_entropy {
+            if shannon_entropy(token) < min {
+                return false;
+            }
+        }
+        self.validators.iter().all(|v| match v {
+            Validator::Base64Len(n) => base64::engine::general_purpose::STANDARD
+                .decode(token)
+                .is_ok_and(|d| d.len() == *n),
+            // PEM validators run on decoded DER, see `accepts_der`.
+            Validator::P256Sec1 | Validator::Pkcs8Ed25519OrRsa => true,
+        })
+    }
+
+    /// Offline validation of a decoded PEM body.
+    pub(crate) fn accepts_der(&self, label: &str, der: &[u8]) -> bool {
+        self.pem.iter().any(|l| l == label)
+            && self.validators.iter().all(|v| match v {
+                Validator::P256Sec1 => p256::SecretKey::from_sec1_der(der).is_ok(),
+                Validator::Pkcs8Ed25519OrRsa => is_ed25519_or_rsa(label, der),
+                Validator::Base64Len(_) => true,
+            })
+    }
+}
+
+fn is_ed25519_or_rsa(label: &str, der: &[u8]) -> bool {
+    const ED25519: pkcs8::ObjectIdentifier = pkcs8::ObjectIdentifier::new_unwrap("1.3.101.112");
+    const RSA: pkcs8::ObjectIdentifier =
+        pkcs8::ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
+    if label == "RSA PRIVATE KEY" {
+        // PKCS#1: a DER SEQUENCE long enough to hold a 1024-bit or larger modulus.
+        return der.len() > 256 && der.first() == Some(&0x30);
+    }
+    match pkcs8::PrivateKeyInfo::try_from(der) {
+        Ok(info) => info.algorithm.oid == ED25519 || info.algorithm.oid == RSA,
+        Err(_) => false,
+    }
+}
+
+/// Shannon entropy in bits per byte.
+pub(crate) fn shannon_entropy(data: &[u8]) -> f64 {
+    if data.is_empty() {
+        return 0.0;
+    }
+    let mut counts = [0u32; 256];
+    for &b in data {
+        counts[b as usize] += 1;
+    }
+    let n = data.len() as f64;
+    counts
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = f64::from(c) / n;
+            -p * p.log2()
+        })
+        .sum()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_rules_load() {
+        let set = RuleSet::from_toml(BUILTIN_RULE_FILES).unwrap();
+        assert_eq!(set.exchanges().len(), 8);
+        assert!(set.rules().len() >= 20);
+    }
+
+    #[test]
+    fn shape_lengths_come_from_the_regex() {
+        let set = RuleSet::builtin();
+        let r = set.rule("binance.hmac").unwrap();
+        assert_eq!((r.min_len, r.max_len), (64, 64));
+    }
+}

@@ -1,0 +1,349 @@
+//! Where bytes come from: directory trees, every blob in git history, the git index.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Mutex};
+
+use crate::report::{Finding, Provenance};
+use crate::{Error, Scanner};
+
+/// Counters shared by the worker threads.
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub(crate) scanned: AtomicU64,
+    pub(crate) bytes: AtomicU64,
+    pub(crate) skipped: AtomicU64,
+}
+
+impl Scanner {
+    fn scan_counted(&self, counters: &Counters, path: &str, data: &[u8]) -> Vec<Finding> {
+        if data.len() as u64 > self.max_file_size || crate::engine::is_binary(data) {
+            counters.skipped.fetch_add(1, Ordering::Relaxed);
+            return Vec::new();
+        }
+        let scanned = counters.scanned.fetch_add(1, Ordering::Relaxed) + 1;
+        let bytes = counters
+            .bytes
+            .fetch_add(data.len() as u64, Ordering::Relaxed)
+            + data.len() as u64;
+        if let Some(p) = &self.progress {
+            p(scanned, bytes);
+        }
+        self.engine
+            .scan(path, data, self.managed.as_ref(), self.redact)
+    }
+
+    /// Walks `roots` in parallel, honouring `.gitignore`, skipping `.git`, following no symlinks.
+    pub(crate) fn walk(
+        &self,
+        roots: &[PathBuf],
+        counters: &Counters,
+    ) -> Result<Vec<Finding>, Error> {
+        let Some(first) = roots.first() else {
+            return Ok(Vec::new());
+        };
+        for r in roots {
+            if let Err(source) = std::fs::symlink_metadata(r) {
+                return Err(Error::Io {
+                    path: r.clone(),
+                    source,
+                });
+            }
+        }
+        let mut builder = ignore::WalkBuilder::new(first);
+        for r in &roots[1..] {
+            builder.add(r);
+        }
+        builder
+            .hidden(false)
+            .follow_links(false)
+            .require_git(false)
+            .threads(self.threads)
+            .filter_entry(|e| e.file_name() != ".git");
+        let found = Mutex::new(Vec::new());
+        let error = Mutex::new(None);
+        builder.build_parallel().run(|| {
+            Box::new(|entry| {
+                let entry = match entry {
+                    Ok(e) => e,
+                    Err(e) => {
+                        record(
+                            &error,
+                            Error::Walk {
+                                path: first.clone(),
+                                message: e.to_string(),
+                            },
+                        );
+                        return ignore::WalkState::Continue;
+                    }
+                };
+                if !entry.file_type().is_some_and(|t| t.is_file()) {
+                    return ignore::WalkState::Continue;
+                }
+                match std::fs::read(entry.path()) {
+                    Ok(data) => {
+                        let name = entry.path().to_string_lossy();
+                        let f = self.scan_counted(counters, &name, &data);
+                        if !f.is_empty() {
+                            lock(&found).extend(f);
+                        }
+                    }
+                    Err(source) => record(
+                        &error,
+                        Error::Io {
+                            path: entry.path().to_path_buf(),
+                            source,
+                        },
+                    ),
+                }
+                ignore::WalkState::Continue
+            })
+        });
+        if let Some(e) = lock(&error).take() {
+            return Err(e);
+        }
+        Ok(found
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+
+    /// Every unique blob reachable from any ref, each with the first commit that has it.
+    pub(crate) fn history(&self, repo: &Path, counters: &Counters) -> Result<Vec<Finding>, Error> {
+        let log = git(
+            repo,
+            &[
+                "-c",
+                "core.quotePath=false",
+                "log",
+                "--all",
+                "--reverse",
+                "--no-renames",
+                "-m",
+                "--raw",
+                "--no-abbrev",
+                "--diff-filter=AMT",
+                "--format=%x01%H %at",
+            ],
+        )?;
+        let mut blobs: Vec<(String, Provenance)> = Vec::new();
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        let (mut commit, mut time) = (String::new(), 0i64);
+        for line in log.lines() {
+            if let Some(h) = line.strip_prefix('\u{1}') {
+                let mut it = h.split(' ');
+                commit = it.next().unwrap_or_default().to_owned();
+                time = it.next().and_then(|t| t.parse().ok()).unwrap_or(0);
+            } else if let Some(raw) = line.strip_prefix(':') {
+                let Some((meta, path)) = raw.split_once('\t') else {
+                    continue;
+                };
+                let f: Vec<&str> = meta.split(' ').collect();
+                if f.len() < 5 || f[1] == "160000" || f[3].bytes().all(|b| b == b'0') {
+                    continue;
+                }
+                let blob = f[3].to_owned();
+                match seen.get(&blob) {
+                    Some(&i) if blobs[i].1.author_time <= time => {}
+                    Some(&i) => {
+                        blobs[i].1 = Provenance {
+                            commit: commit.clone(),
+                            path: path.to_owned(),
+                            author_time: time,
+                            blob: blob.clone(),
+                        }
+                    }
+                    None => {
+                        seen.insert(blob.clone(), blobs.len());
+                        blobs.push((
+                            blob.clone(),
+                            Provenance {
+                                commit: commit.clone(),
+                                path: path.to_owned(),
+                                author_time: time,
+                                blob,
+                            },
+                        ));
+                    }
+                }
+            }
+        }
+        self.blobs(
+            repo,
+            blobs
+                .into_iter()
+                .map(|(b, p)| (b, p.path.clone(), Some(p)))
+                .collect(),
+            counters,
+        )
+    }
+
+    /// The blobs staged in the index that differ from HEAD.
+    pub(crate) fn staged(&self, repo: &Path, counters: &Counters) -> Result<Vec<Finding>, Error> {
+        let diff = git(
+            repo,
+            &[
+                "-c",
+                "core.quotePath=false",
+                "diff",
+                "--cached",
+                "--raw",
+                "--no-abbrev",
+                "--no-renames",
+                "--diff-filter=ACMT",
+            ],
+        )?;
+        let mut blobs = Vec::new();
+        for line in diff.lines() {
+            let Some((meta, path)) = line.strip_prefix(':').and_then(|r| r.split_once('\t')) else {
+                continue;
+            };
+            let f: Vec<&str> = meta.split(' ').collect();
+            if f.len() >= 5 && f[1] != "160000" {
+                blobs.push((f[3].to_owned(), path.to_owned(), None));
+            }
+        }
+        self.blobs(repo, blobs, counters)
+    }
+
+    /// Reads blobs with one `git cat-file --batch` and scans them on worker threads.
+    fn blobs(
+        &self,
+        repo: &Path,
+        blobs: Vec<(String, String, Option<Provenance>)>,
+        counters: &Counters,
+    ) -> Result<Vec<Finding>, Error> {
+        if blobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut child = Command::new("git")
+            .arg("-C")
+            .arg(repo)
+            .args(["cat-file", "--batch"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| Error::Git {
+                command: "cat-file --batch".into(),
+                message: e.to_string(),
+            })?;
+        let (Some(mut stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err(Error::Git {
+                command: "cat-file --batch".into(),
+                message: "no pipes".into(),
+            });
+        };
+        let ids: Vec<String> = blobs.iter().map(|b| b.0.clone()).collect();
+        let found = Mutex::new(Vec::new());
+        let (tx, rx) = mpsc::sync_channel::<(Vec<u8>, usize)>(self.threads * 4);
+        let rx = Mutex::new(rx);
+        let result = std::thread::scope(|s| {
+            s.spawn(move || {
+                for id in ids {
+                    if writeln!(stdin, "{id}").is_err() {
+                        break;
+                    }
+                }
+            });
+            for _ in 0..self.threads {
+                s.spawn(|| loop {
+                    let next = lock(&rx).recv();
+                    let Ok((data, i)) = next else { break };
+                    let (_, path, prov) = &blobs[i];
+                    let mut f = self.scan_counted(counters, path, &data);
+                    for x in &mut f {
+                        x.provenance.clone_from(prov);
+                    }
+                    if !f.is_empty() {
+                        lock(&found).extend(f.into_iter().map(|x| (i, x)));
+                    }
+                });
+            }
+            let mut reader = BufReader::with_capacity(1 << 20, stdout);
+            let mut header = String::new();
+            for i in 0..blobs.len() {
+                header.clear();
+                reader.read_line(&mut header).map_err(|e| cat_err(&e))?;
+                let parts: Vec<&str> = header.split_whitespace().collect();
+                if parts.get(1) == Some(&"missing") {
+                    continue;
+                }
+                let size: usize =
+                    parts
+                        .get(2)
+                        .and_then(|s| s.parse().ok())
+                        .ok_or_else(|| Error::Git {
+                            command: "cat-file --batch".into(),
+                            message: format!("unexpected header {header:?}"),
+                        })?;
+                let mut data = vec![0u8; size + 1];
+                reader.read_exact(&mut data).map_err(|e| cat_err(&e))?;
+                data.truncate(size);
+                if parts.get(1) != Some(&"blob") {
+                    continue;
+                }
+                if tx.send((data, i)).is_err() {
+                    break;
+                }
+            }
+            drop(tx);
+            Ok::<(), Error>(())
+        });
+        let _ = child.wait();
+        result?;
+        // Back in log order (oldest commit first), whatever order the workers finished in.
+        let mut found = found
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        found.sort_by_key(|(i, _)| *i);
+        Ok(found.into_iter().map(|(_, f)| f).collect())
+    }
+}
+
+fn cat_err(e: &std::io::Error) -> Error {
+    Error::Git {
+        command: "cat-file --batch".into(),
+        message: e.to_string(),
+    }
+}
+
+/// Runs `git -C repo args...` and returns its standard output.
+pub(crate) fn git(repo: &Path, args: &[&str]) -> Result<String, Error> {
+    let command = args
+        .iter()
+        .filter(|a| !a.starts_with("core.") && **a != "-c")
+        .copied()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(repo)
+        .args(args)
+        .output()
+        .map_err(|e| Error::Git {
+            command: command.clone(),
+            message: e.to_string(),
+        })?;
+    if !out.status.success() {
+        return Err(Error::Git {
+            command,
+            message: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Locks a mutex, going on with the data even if another worker panicked.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn record(slot: &Mutex<Option<Error>>, e: Error) {
+    let mut s = lock(slot);
+    if s.is_none() {
+        *s = Some(e);
+    }
+}

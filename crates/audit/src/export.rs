@@ -36,7 +36,7 @@ impl Filter {
 
 /// The CSV header matching [`csv_line`].
 pub fn csv_header() -> &'static str {
-    "seq,ts_ms,type,client,account,source_ip,method,path,action,symbol,notional,allowed,rule,upstream_status,latency_us,outcome,change,target"
+    "seq,ts_ms,type,client,account,source_ip,method,path,action,symbol,notional,allowed,rule,upstream_status,latency_us,outcome,change,target,actor"
 }
 
 /// One event as a CSV line (RFC 4180 quoting).
@@ -62,6 +62,7 @@ pub fn csv_line(seq: u64, event: &Event) -> String {
             j(&r.outcome),
             String::new(),
             String::new(),
+            String::new(),
         ]),
         EventBody::Outcome(o) => f.extend([
             "outcome".into(),
@@ -78,14 +79,14 @@ pub fn csv_line(seq: u64, event: &Event) -> String {
             o.upstream_status.map(|x| x.to_string()).unwrap_or_default(),
             o.latency_us.to_string(),
             j(&o.outcome),
+            String::new(),
             o.request_id.clone(),
             String::new(),
         ]),
         EventBody::Admin(a) => {
-            f.extend(["admin".into(), a.actor.clone()]);
-            f.extend(std::iter::repeat_n(String::new(), 14));
-            f[16] = a.change.clone();
-            f[17] = a.target.clone();
+            f.extend(["admin".into(), s(event.client())]);
+            f.extend(std::iter::repeat_n(String::new(), 12));
+            f.extend([a.change.clone(), a.target.clone(), a.actor.clone()]);
         }
     }
     f.iter().map(|v| quote(v)).collect::<Vec<_>>().join(",")
@@ -111,6 +112,56 @@ mod erased {
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_owned))
                 .unwrap_or_default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keygate_core::{ActionKind, AdminEvent, Outcome, OutcomeEvent, RequestEvent};
+
+    #[test]
+    fn every_csv_line_has_the_header_columns() {
+        let columns = csv_header().split(',').count();
+        let request = EventBody::Request(RequestEvent {
+            request_id: "r1".into(),
+            exchange: "binance".into(),
+            client: Some("bot1".into()),
+            account: Some("main".into()),
+            source_ip: "127.0.0.1".into(),
+            method: "GET".into(),
+            path: "/api/v3/account".into(),
+            action: ActionKind::Read,
+            symbol: None,
+            side: None,
+            notional: None,
+            amount: None,
+            asset: None,
+            allowed: true,
+            rule: None,
+            message: None,
+            upstream_status: Some(200),
+            latency_us: Some(5),
+            outcome: Outcome::Answered,
+        });
+        let outcome = EventBody::Outcome(OutcomeEvent {
+            request_id: "r1".into(),
+            client: Some("bot1".into()),
+            upstream_status: Some(200),
+            latency_us: 5,
+            outcome: Outcome::Answered,
+        });
+        let admin = EventBody::Admin(AdminEvent {
+            actor: "cli".into(),
+            change: "client.freeze".into(),
+            target: "bot1, \"x\"".into(),
+            detail: serde_json::Value::Null,
+        });
+        for body in [request, outcome, admin] {
+            let line = csv_line(1, &Event { ts_ms: 1, body });
+            let naive = line.replace("\"bot1, \"\"x\"\"\"", "target");
+            assert_eq!(naive.split(',').count(), columns, "{line}");
         }
     }
 }

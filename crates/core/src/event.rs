@@ -15,7 +15,8 @@ pub struct Event {
     pub body: EventBody,
 }
 
-/// The kinds of event.
+/// The kinds of event. Request events dominate the log, so they are not boxed.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum EventBody {

@@ -1,6 +1,8 @@
 //! The exchanges' published signing vectors, loaded from `vectors.json` (a copy of
 //! `shared/exchanges/vectors.json`), run against the adapters.
 
+#![allow(clippy::unwrap_used)]
+
 use base64::Engine as _;
 use ed25519_dalek::{Signer, SigningKey};
 use keygate_exchanges::binance::{self, ClientKey, SignedRequest};

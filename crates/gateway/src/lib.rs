@@ -288,44 +288,43 @@ async fn handle(
         .upstream
         .clone()
         .unwrap_or_else(|| default_base.to_owned());
-    let notional = match action.stated_notional() {
-        Some(n) => Some(n),
-        None if keygate_policy::needs_market_price(&client.policy, &action) => {
-            match (&action.symbol, action.quantity) {
-                (Some(symbol), Some(quantity)) => gw
-                    .upstream
-                    .price(&base, native, symbol)
-                    .await
-                    .and_then(|p| p.checked_mul(quantity)),
-                _ => None,
-            }
-        }
-        None => None,
+
+    // 4. Decide. A market order in base quantity under a notional limit is priced from the
+    //    public ticker, but only once every other rule has passed: a request denied for
+    //    its symbol or scope causes no traffic at all.
+    let decide = |notional: Option<Decimal>| {
+        gw.decider.decide(&keygate_policy::Request {
+            client: client.name.as_str(),
+            status: client.status,
+            expires_at_ms: client.expires_ms,
+            policy: &client.policy,
+            source_ip: audit.source_ip,
+            action: &action,
+            notional,
+            now_ms: now,
+        })
     };
+    let mut notional = action.stated_notional().map(|n| n.normalize());
+    let mut decision = decide(notional);
+    if let (
+        Decision::Deny(Denial {
+            rule: Rule::PriceUnavailable,
+            ..
+        }),
+        Some(symbol),
+        Some(quantity),
+    ) = (&decision, &action.symbol, action.quantity)
+    {
+        if let Some(price) = gw.upstream.price(&base, native, symbol).await {
+            notional = price.checked_mul(quantity).map(|n| n.normalize());
+            decision = decide(notional);
+        }
+    }
     audit.notional = notional;
     audit.action = Some(action.clone());
-
-    // 4. Decide.
-    let decision = gw.decider.decide(&keygate_policy::Request {
-        client: client.name.as_str(),
-        status: client.status,
-        expires_at_ms: client.expires_ms,
-        policy: &client.policy,
-        source_ip: audit.source_ip,
-        action: &action,
-        notional,
-        now_ms: now,
-    });
     if let Decision::Deny(denial) = decision {
-        let status_rule = matches!(
-            denial.rule,
-            Rule::Frozen | Rule::Revoked | Rule::Expired | Rule::SourceIp
-        );
-        let error = if status_rule {
-            BinanceError::rejected(&format!("keygate: {}", denial.message))
-        } else {
-            BinanceError::forbidden(&format!("keygate: {}", denial.message))
-        };
+        // -2015 with 401, as Binance refuses a key, an address or a permission.
+        let error = BinanceError::rejected(&format!("keygate: {}", denial.message));
         return audit.deny(error, denial.rule, &denial.message);
     }
     debug_assert_eq!(client.status, ClientStatus::Active);

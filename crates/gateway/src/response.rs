@@ -21,14 +21,9 @@ impl BinanceError {
         }
     }
 
-    /// -2015 with 401: the key, its status or its source address is refused.
+    /// -2015 with 401, as Binance answers "Invalid API-key, IP, or permissions for action".
     pub fn rejected(msg: &str) -> BinanceError {
         BinanceError::new(StatusCode::UNAUTHORIZED, -2015, msg)
-    }
-
-    /// -2015 with 403: the policy forbids this action.
-    pub fn forbidden(msg: &str) -> BinanceError {
-        BinanceError::new(StatusCode::FORBIDDEN, -2015, msg)
     }
 
     /// -2014: no usable API key header.

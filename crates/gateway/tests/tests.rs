@@ -1,6 +1,8 @@
 //! The request path over real sockets: a gateway on 127.0.0.1 in front of the Binance
 //! simulator, driven with raw HTTP so that every byte of an attack is what we wrote.
 
+#![allow(clippy::unwrap_used)]
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,6 +46,16 @@ fn trading_policy() -> Policy {
 }
 
 async fn setup(policy: Policy, upstream: Option<String>, upstream_timeout: Duration) -> Env {
+    let material = ClientKeyMaterial::Hmac(SecretString::new(BOT_SECRET.into()));
+    setup_with(policy, upstream, upstream_timeout, material).await
+}
+
+async fn setup_with(
+    policy: Policy,
+    upstream: Option<String>,
+    upstream_timeout: Duration,
+    material: ClientKeyMaterial,
+) -> Env {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("keygate.db");
     let keyfile = dir.path().join("master.key");
@@ -76,7 +88,7 @@ async fn setup(policy: Policy, upstream: Option<String>, upstream_timeout: Durat
                 name: "bot1".parse().unwrap(),
                 account: "main".parse().unwrap(),
                 api_key: BOT_KEY.into(),
-                material: ClientKeyMaterial::Hmac(SecretString::new(BOT_SECRET.into())),
+                material,
                 policy,
                 expires_ms: Some(now + 3_600_000),
             },
@@ -253,7 +265,7 @@ async fn orders_inside_policy_are_forwarded_and_outside_are_not() {
     ];
     for (params, why) in denied {
         let (status, body) = post(&env, "/api/v3/order", params).await;
-        assert_eq!(status, 403, "{params}: {body}");
+        assert_eq!(status, 401, "{params}: {body}");
         assert_eq!(body["code"], -2015);
         let msg = body["msg"].as_str().unwrap();
         assert!(msg.starts_with("keygate: ") && msg.contains(why), "{msg}");
@@ -264,7 +276,7 @@ async fn orders_inside_policy_are_forwarded_and_outside_are_not() {
         "coin=USDT&address=TXYZ&amount=10",
     )
     .await;
-    assert_eq!((status, body["code"].clone()), (403, Value::from(-2015)));
+    assert_eq!((status, body["code"].clone()), (401, Value::from(-2015)));
     assert_eq!(
         exchange_saw(&env, "/api/v3/order"),
         1,
@@ -673,4 +685,53 @@ async fn every_request_is_audited_and_the_log_verifies() {
             "a secret is in the database file"
         );
     }
+}
+
+#[tokio::test]
+async fn an_ed25519_virtual_key_signs_without_keygate_holding_its_private_key() {
+    use base64::Engine as _;
+    use ed25519_dalek::{Signer, SigningKey};
+
+    let bot = SigningKey::from_bytes(&[0x42; 32]);
+    let material = ClientKeyMaterial::Ed25519(bot.verifying_key().to_bytes());
+    let env = setup_with(trading_policy(), None, Duration::from_secs(10), material).await;
+    let sign_ed = |key: &SigningKey| {
+        let payload = format!("timestamp={}&recvWindow=10000", keygate_gateway::now_ms());
+        let signature = base64::engine::general_purpose::STANDARD
+            .encode(key.sign(payload.as_bytes()).to_bytes());
+        let encoded =
+            percent_encoding::utf8_percent_encode(&signature, percent_encoding::NON_ALPHANUMERIC);
+        format!("{payload}&signature={encoded}")
+    };
+    let (status, body) = raw(
+        env.gateway,
+        &http(
+            "GET",
+            &format!("/binance/api/v3/account?{}", sign_ed(&bot)),
+            "",
+            "",
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let impostor = SigningKey::from_bytes(&[0x43; 32]);
+    let (status, body) = raw(
+        env.gateway,
+        &http(
+            "GET",
+            &format!("/binance/api/v3/account?{}", sign_ed(&impostor)),
+            "",
+            "",
+        ),
+    )
+    .await;
+    assert_eq!((status, body["code"].clone()), (400, Value::from(-1022)));
+    // The exchange is still signed to with the real HMAC key.
+    let seen = env.exchange.simulator().requests();
+    let accounts: Vec<_> = seen
+        .iter()
+        .filter(|r| r.path == "/api/v3/account")
+        .collect();
+    assert_eq!(accounts.len(), 1, "the impostor never reached the exchange");
+    assert_eq!(accounts[0].api_key.as_deref(), Some(REAL_KEY));
 }

@@ -1,5 +1,7 @@
 //! Runs the simulator on a fixed address until Ctrl-C: `cargo run -p keygate-mockex --example serve -- 127.0.0.1:9900 creds.json`.
 
+#![allow(clippy::unwrap_used)]
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 

@@ -63,14 +63,6 @@ pub struct Request<'a> {
     pub now_ms: u64,
 }
 
-/// Whether deciding `action` under `policy` needs a market price: an order whose
-/// notional the request does not state, under a notional limit.
-pub fn needs_market_price(policy: &Policy, action: &Action) -> bool {
-    action.kind == ActionKind::Trade
-        && action.stated_notional().is_none()
-        && (policy.max_order_notional.is_some() || policy.max_daily_notional.is_some())
-}
-
 /// Decides requests and keeps the counters that rate and daily limits need.
 #[derive(Debug, Default)]
 pub struct Decider {

@@ -1,1 +1,164 @@
-fn main() {}
+//! `keygate`: a vault and signing gateway for crypto-exchange API keys.
+//!
+//! This binary only parses arguments, unlocks the vault and prints; the work is done by the
+//! library crates (`keygate-vault`, `keygate-store`, `keygate-audit`, `keygate-gateway`, …).
+//!
+//! Every command accepts the global options `--home DIR` (or `KEYGATE_HOME`; default
+//! `~/.local/share/keygate`), `--passphrase-file FILE`, `--passphrase-stdin`,
+//! `--master-key-file FILE`, `-v`/`--verbose` (repeatable) and `--log-level LEVEL` (or
+//! `KEYGATE_LOG`). Logs go to standard error, at `warn` unless raised. Secrets are never
+//! taken from argv: API keys and secrets come from standard input or a no-echo prompt.
+//!
+//! # Exit codes
+//!
+//! - `0`: success.
+//! - `1`: the command ran and the answer is "no": `audit verify` found a tampered event,
+//!   `scan` found leaked keys.
+//! - `2`: usage error (bad arguments) or failure (wrong passphrase or master key, missing
+//!   vault, I/O error, refused change such as removing an account with bound clients).
+
+mod account;
+mod audit_cmd;
+mod client;
+mod demo;
+mod dev;
+mod home;
+mod output;
+mod scan_cmd;
+mod serve;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::home::{Home, UnlockArgs};
+
+/// Exit code of a failed command or a usage error.
+const EXIT_ERROR: i32 = 2;
+
+/// A vault and signing gateway for crypto-exchange API keys.
+#[derive(Parser, Debug)]
+#[command(
+    name = "keygate",
+    version,
+    about,
+    propagate_version = true,
+    after_help = "Exit codes: 0 success; 1 audit verification failed or scan findings; 2 usage error or failure."
+)]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options every command accepts.
+#[derive(Args, Debug)]
+struct GlobalArgs {
+    /// The keygate home directory [default: ~/.local/share/keygate].
+    #[arg(long, global = true, env = "KEYGATE_HOME", value_name = "DIR")]
+    home: Option<PathBuf>,
+    /// Read the vault passphrase from the first line of FILE.
+    #[arg(long, global = true, value_name = "FILE", conflicts_with_all = ["passphrase_stdin", "master_key_file"])]
+    passphrase_file: Option<PathBuf>,
+    /// Read the vault passphrase from the first line of standard input.
+    #[arg(long, global = true, conflicts_with = "master_key_file")]
+    passphrase_stdin: bool,
+    /// Use (or, with `init`, create) this 32-byte master key file.
+    #[arg(long, global = true, value_name = "FILE")]
+    master_key_file: Option<PathBuf>,
+    /// More logging on standard error (-v info, -vv debug, -vvv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Log filter (`warn`, `debug`, `keygate_gateway=trace`); overrides -v.
+    #[arg(long, global = true, env = "KEYGATE_LOG", value_name = "LEVEL")]
+    log_level: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create the home directory, the database and the config file.
+    Init(home::InitArgs),
+    /// Real exchange keys.
+    #[command(subcommand)]
+    Account(account::AccountCmd),
+    /// Virtual keys handed to bots.
+    #[command(subcommand)]
+    Client(client::ClientCmd),
+    /// Run the signing gateway.
+    Serve(serve::ServeArgs),
+    /// The tamper-evident audit log.
+    #[command(subcommand)]
+    Audit(audit_cmd::AuditCmd),
+    /// Show keygate working end to end, in a throwaway home.
+    Demo(demo::DemoArgs),
+    /// Development tools.
+    #[command(subcommand)]
+    Dev(dev::DevCmd),
+    /// Look for leaked exchange API keys in files and git history.
+    Scan(scan_cmd::ScanArgs),
+}
+
+fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Help and version are successes; everything else is a usage error (2).
+            let _ = e.print();
+            std::process::exit(if e.use_stderr() { EXIT_ERROR } else { 0 });
+        }
+    };
+    init_logging(&cli.global);
+    let code = match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("keygate: error: {e:#}");
+            EXIT_ERROR
+        }
+    };
+    std::process::exit(code);
+}
+
+fn run(cli: Cli) -> anyhow::Result<i32> {
+    let g = &cli.global;
+    let how = UnlockArgs {
+        passphrase_file: g.passphrase_file.clone(),
+        passphrase_stdin: g.passphrase_stdin,
+        master_key_file: g.master_key_file.clone(),
+    };
+    let home = || Home::resolve(g.home.clone());
+    match &cli.command {
+        Command::Init(args) => home::init(home()?, &how, args).map(|()| 0),
+        Command::Account(cmd) => account::run(home::unlock(home()?, &how)?, cmd).map(|()| 0),
+        Command::Client(cmd) => client::run(home::unlock(home()?, &how)?, cmd).map(|()| 0),
+        Command::Serve(args) => serve::run(home::unlock(home()?, &how)?, args).map(|()| 0),
+        Command::Audit(cmd) => audit_cmd::run(home::unlock(home()?, &how)?, cmd),
+        Command::Demo(args) => demo::run(args).map(|()| 0),
+        Command::Dev(cmd) => dev::run(cmd).map(|()| 0),
+        Command::Scan(args) if args.managed => {
+            let managed = scan_cmd::managed_keys(&home::unlock(home()?, &how)?)?;
+            Ok(scan_cmd::run(args, Some(managed)))
+        }
+        Command::Scan(args) => Ok(scan_cmd::run(args, None)),
+    }
+}
+
+/// Logs to standard error: `--log-level`/`KEYGATE_LOG` if given, else by `-v` count.
+fn init_logging(g: &GlobalArgs) {
+    let default = match g.verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = g
+        .log_level
+        .as_deref()
+        .and_then(|l| tracing_subscriber::EnvFilter::try_new(l).ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new(default));
+    // A second initialisation can only fail in tests; logging is best effort.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -1,0 +1,339 @@
+//! `keygate account`: real exchange keys, sealed in the vault.
+
+use std::io::IsTerminal;
+
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand};
+use keygate_core::{ClientStatus, Exchange, Name};
+use keygate_store::NewAccount;
+use keygate_vault::SecretString;
+use serde_json::json;
+
+use crate::home::{now_ms, parse_duration, read_stdin_line, Unlocked};
+use crate::output::{print_json, print_table, rfc3339, span};
+
+/// `keygate account …`
+#[derive(Subcommand, Debug)]
+pub enum AccountCmd {
+    /// Add a real exchange API key (read from standard input or a no-echo prompt).
+    Add(AddArgs),
+    /// List accounts: label, exchange, fingerprint, age, rotation due date.
+    List(ListArgs),
+    /// Replace an account's key and secret atomically; bound clients keep working.
+    Rotate(RotateArgs),
+    /// Delete an account (refused while clients are bound, unless --force).
+    Remove(RemoveArgs),
+}
+
+/// `account add`
+#[derive(Args, Debug)]
+pub struct AddArgs {
+    /// The exchange (binance).
+    #[arg(long)]
+    pub exchange: String,
+    /// A name for this key, used by `client issue --account`.
+    #[arg(long)]
+    pub label: String,
+    /// Base URL replacing every exchange host (a testnet, the simulator).
+    #[arg(long)]
+    pub upstream: Option<String>,
+    /// How often the key should be rotated (`90d`).
+    #[arg(long, value_name = "DURATION")]
+    pub rotate_every: Option<String>,
+}
+
+/// `account list`
+#[derive(Args, Debug)]
+pub struct ListArgs {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `account rotate`
+#[derive(Args, Debug)]
+pub struct RotateArgs {
+    /// The account's label.
+    pub label: String,
+}
+
+/// `account remove`
+#[derive(Args, Debug)]
+pub struct RemoveArgs {
+    /// The account's label.
+    pub label: String,
+    /// Revoke every client bound to it, then delete it.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Runs an account subcommand.
+pub fn run(mut vault: Unlocked, cmd: &AccountCmd) -> anyhow::Result<()> {
+    match cmd {
+        AccountCmd::Add(a) => add(&mut vault, a),
+        AccountCmd::List(a) => list(&vault, a),
+        AccountCmd::Rotate(a) => rotate(&mut vault, a),
+        AccountCmd::Remove(a) => remove(&mut vault, a),
+    }
+}
+
+fn add(vault: &mut Unlocked, args: &AddArgs) -> anyhow::Result<()> {
+    let exchange: Exchange = args.exchange.parse()?;
+    let label: Name = args.label.parse()?;
+    let upstream = args.upstream.as_deref().map(parse_upstream).transpose()?;
+    let rotate_every_s = args
+        .rotate_every
+        .as_deref()
+        .map(|d| parse_duration(d).map(|d| d.as_secs()))
+        .transpose()
+        .context("--rotate-every")?;
+    let (api_key, secret) = read_credentials(exchange)?;
+    let new = NewAccount {
+        label: label.clone(),
+        exchange,
+        upstream: upstream.clone(),
+        rotate_every_s,
+        api_key,
+        secret,
+    };
+    let now = now_ms();
+    let master = &vault.master;
+    vault
+        .store
+        .transaction(|s| s.insert_account(&new, master, now))
+        .with_context(|| format!("adding account {label}"))?;
+    let account = vault
+        .store
+        .account(&label)
+        .context("reading the new account")?;
+    vault.record(
+        "account.add",
+        label.as_str(),
+        json!({
+            "exchange": exchange.as_str(),
+            "upstream": upstream,
+            "rotate_every_s": rotate_every_s,
+            "fingerprint": account.fingerprint,
+        }),
+    )?;
+    println!(
+        "added account {label} ({exchange}, key {})",
+        account.fingerprint
+    );
+    Ok(())
+}
+
+fn list(vault: &Unlocked, args: &ListArgs) -> anyhow::Result<()> {
+    let accounts = vault.store.accounts().context("reading accounts")?;
+    let clients = vault.store.clients().context("reading clients")?;
+    let now = now_ms();
+    let bound = |label: &Name| clients.iter().filter(|c| &c.account == label).count();
+    if args.json {
+        let items: Vec<_> = accounts
+            .iter()
+            .map(|a| {
+                json!({
+                    "label": a.label,
+                    "exchange": a.exchange,
+                    "fingerprint": a.fingerprint,
+                    "created_at": rfc3339(a.created_ms),
+                    "rotated_at": rfc3339(a.rotated_ms),
+                    "age_s": now.saturating_sub(a.rotated_ms) / 1000,
+                    "rotate_every_s": a.rotate_every_s,
+                    "rotation_due_at": a.rotation_due_ms().map(rfc3339),
+                    "rotation_overdue": a.rotation_due_ms().is_some_and(|d| d <= now),
+                    "upstream": a.upstream,
+                    "clients": bound(&a.label),
+                })
+            })
+            .collect();
+        return print_json(&items);
+    }
+    if accounts.is_empty() {
+        println!("no accounts; add one with `keygate account add --exchange binance --label main`");
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = accounts
+        .iter()
+        .map(|a| {
+            let due = match a.rotation_due_ms() {
+                Some(d) if d <= now => format!("{} (overdue)", rfc3339(d)),
+                Some(d) => rfc3339(d),
+                None => "-".into(),
+            };
+            vec![
+                a.label.to_string(),
+                a.exchange.to_string(),
+                a.fingerprint.clone(),
+                span(now.saturating_sub(a.rotated_ms)),
+                due,
+                a.upstream.clone().unwrap_or_else(|| "-".into()),
+                bound(&a.label).to_string(),
+            ]
+        })
+        .collect();
+    print_table(
+        &[
+            "LABEL",
+            "EXCHANGE",
+            "KEY",
+            "AGE",
+            "ROTATION DUE",
+            "UPSTREAM",
+            "CLIENTS",
+        ],
+        &rows,
+    )
+}
+
+fn rotate(vault: &mut Unlocked, args: &RotateArgs) -> anyhow::Result<()> {
+    let label: Name = args.label.parse()?;
+    let before = vault
+        .store
+        .account(&label)
+        .with_context(|| format!("looking up account {label}"))?;
+    let (api_key, secret) = read_credentials(before.exchange)?;
+    let now = now_ms();
+    let master = &vault.master;
+    vault
+        .store
+        .transaction(|s| s.replace_account_credentials(&label, &api_key, &secret, master, now))
+        .with_context(|| format!("rotating account {label}"))?;
+    let after = vault.store.account(&label).context("reading the account")?;
+    vault.record(
+        "account.rotate",
+        label.as_str(),
+        json!({ "old_fingerprint": before.fingerprint, "new_fingerprint": after.fingerprint }),
+    )?;
+    println!(
+        "rotated account {label}: key {} replaced by {}; bound clients are unchanged",
+        before.fingerprint, after.fingerprint
+    );
+    Ok(())
+}
+
+fn remove(vault: &mut Unlocked, args: &RemoveArgs) -> anyhow::Result<()> {
+    let label: Name = args.label.parse()?;
+    vault
+        .store
+        .account(&label)
+        .with_context(|| format!("looking up account {label}"))?;
+    let bound: Vec<_> = vault
+        .store
+        .clients()
+        .context("reading clients")?
+        .into_iter()
+        .filter(|c| c.account == label)
+        .collect();
+    if !bound.is_empty() && !args.force {
+        let names: Vec<&str> = bound.iter().map(|c| c.name.as_str()).collect();
+        bail!(
+            "account {label} has {} bound client(s): {}; revoke them first or pass --force",
+            bound.len(),
+            names.join(", ")
+        );
+    }
+    let to_revoke: Vec<Name> = bound
+        .iter()
+        .filter(|c| c.status != ClientStatus::Revoked)
+        .map(|c| c.name.clone())
+        .collect();
+    vault
+        .store
+        .transaction(|s| {
+            for name in &to_revoke {
+                s.set_client_status(name, ClientStatus::Revoked)?;
+            }
+            s.delete_account(&label)
+        })
+        .with_context(|| format!("removing account {label}"))?;
+    for name in &to_revoke {
+        vault.record(
+            "client.revoke",
+            name.as_str(),
+            json!({ "reason": "account removed", "account": label.as_str() }),
+        )?;
+    }
+    vault.record(
+        "account.remove",
+        label.as_str(),
+        json!({ "revoked_clients": to_revoke }),
+    )?;
+    if to_revoke.is_empty() {
+        println!("removed account {label}");
+    } else {
+        println!(
+            "revoked {} client(s) and removed account {label}",
+            to_revoke.len()
+        );
+    }
+    Ok(())
+}
+
+/// Reads an API key and secret: two lines of standard input when it is not a terminal,
+/// otherwise two no-echo prompts. Never from argv.
+fn read_credentials(exchange: Exchange) -> anyhow::Result<(SecretString, SecretString)> {
+    let (key, secret) = if std::io::stdin().is_terminal() {
+        let key = SecretString::new(
+            rpassword::prompt_password(format!("{exchange} API key: "))
+                .context("reading the API key")?,
+        );
+        let secret = SecretString::new(
+            rpassword::prompt_password(format!("{exchange} API secret: "))
+                .context("reading the API secret")?,
+        );
+        (key, secret)
+    } else {
+        (read_stdin_line("API key")?, read_stdin_line("API secret")?)
+    };
+    check_credential("API key", &key)?;
+    check_credential("API secret", &secret)?;
+    Ok((key, secret))
+}
+
+/// Non-empty and no whitespace; the message never quotes the value.
+fn check_credential(what: &str, value: &SecretString) -> anyhow::Result<()> {
+    let v = value.expose_secret();
+    if v.is_empty() {
+        bail!("the {what} is empty");
+    }
+    if v.chars().any(char::is_whitespace) {
+        bail!("the {what} contains whitespace");
+    }
+    Ok(())
+}
+
+fn parse_upstream(url: &str) -> anyhow::Result<String> {
+    let parsed = reqwest::Url::parse(url).context("--upstream is not a valid URL")?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+        bail!("--upstream must be an http:// or https:// URL with a host");
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        bail!("--upstream must not carry credentials");
+    }
+    Ok(url.trim_end_matches('/').to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_with_whitespace_or_empty_are_refused() {
+        assert!(check_credential("k", &SecretString::new("abc".into())).is_ok());
+        for bad in ["", "a b", "a\tb"] {
+            assert!(check_credential("k", &SecretString::new(bad.into())).is_err());
+        }
+    }
+
+    #[test]
+    fn upstream_must_be_http_with_a_host() {
+        assert_eq!(
+            parse_upstream("http://127.0.0.1:9000/").ok().as_deref(),
+            Some("http://127.0.0.1:9000")
+        );
+        for bad in ["ftp://x", "not a url", "http://user:pw@host"] {
+            assert!(parse_upstream(bad).is_err(), "{bad}");
+        }
+    }
+}

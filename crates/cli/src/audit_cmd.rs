@@ -1,0 +1,288 @@
+//! `keygate audit`: verify, tail, query and export the tamper-evident log.
+
+use std::io::Write;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Subcommand, ValueEnum};
+use keygate_audit::{csv_header, csv_line, Filter};
+use keygate_core::{Event, EventBody, Outcome};
+use serde::Serialize;
+
+use crate::home::{now_ms, parse_duration, Unlocked};
+use crate::output::rfc3339;
+
+/// Events read from the database per page.
+const PAGE: u64 = 10_000;
+/// How often `tail -f` looks for new events.
+const FOLLOW_INTERVAL: Duration = Duration::from_millis(250);
+
+/// `keygate audit …`
+#[derive(Subcommand, Debug)]
+pub enum AuditCmd {
+    /// Check the whole chain; exit 1 naming the first bad event.
+    Verify,
+    /// Show the last events.
+    Tail(TailArgs),
+    /// Show the events that match filters.
+    Query(QueryArgs),
+    /// Write events to standard output as JSON lines or CSV.
+    Export(ExportArgs),
+}
+
+/// `audit tail`
+#[derive(Args, Debug)]
+pub struct TailArgs {
+    /// How many events.
+    #[arg(short = 'n', long = "lines", default_value_t = 20)]
+    pub n: u64,
+    /// Keep printing new events as they are written.
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+    /// One JSON object per line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Filters shared by `query` and `export`.
+#[derive(Args, Debug)]
+pub struct FilterArgs {
+    /// Only events about this client.
+    #[arg(long)]
+    pub client: Option<String>,
+    /// Only events from this long ago (`1h`, `7d`).
+    #[arg(long, value_name = "DURATION")]
+    pub since: Option<String>,
+    /// Only requests that were allowed or denied.
+    #[arg(long, value_enum)]
+    pub decision: Option<DecisionArg>,
+}
+
+/// A request decision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DecisionArg {
+    /// Forwarded.
+    Allowed,
+    /// Refused.
+    Denied,
+}
+
+/// `audit query`
+#[derive(Args, Debug)]
+pub struct QueryArgs {
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// One JSON object per line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Export formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// One JSON object per line, with `seq`.
+    Jsonl,
+    /// RFC 4180 CSV with a header.
+    Csv,
+}
+
+/// `audit export`
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Jsonl)]
+    pub format: Format,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
+/// Runs an audit subcommand; returns the process exit code.
+pub fn run(vault: Unlocked, cmd: &AuditCmd) -> anyhow::Result<i32> {
+    match cmd {
+        AuditCmd::Verify => verify(&vault),
+        AuditCmd::Tail(a) => tail(&vault, a).map(|()| 0),
+        AuditCmd::Query(a) => query(&vault, a).map(|()| 0),
+        AuditCmd::Export(a) => export(&vault, a).map(|()| 0),
+    }
+}
+
+fn verify(vault: &Unlocked) -> anyhow::Result<i32> {
+    match keygate_audit::verify(&vault.store, &vault.audit_key) {
+        Ok(n) => {
+            println!("audit log verified: {n} events");
+            Ok(0)
+        }
+        Err(keygate_audit::Error::Tampered { seq, reason }) => {
+            eprintln!("audit log verification FAILED at event {seq}: {reason}");
+            Ok(1)
+        }
+        Err(e) => Err(e).context("verifying the audit log"),
+    }
+}
+
+/// An event with its position, as written by `--json` and `export --format jsonl`.
+#[derive(Serialize)]
+struct Line<'a> {
+    seq: u64,
+    #[serde(flatten)]
+    event: &'a Event,
+}
+
+fn print_events(events: &[(u64, Event)], json: bool) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    for (seq, event) in events {
+        let line = if json {
+            serde_json::to_string(&Line { seq: *seq, event }).context("encoding an event")?
+        } else {
+            human_line(*seq, event)
+        };
+        writeln!(out, "{line}").context("writing to standard output")?;
+    }
+    out.flush().context("writing to standard output")
+}
+
+/// One event on one line: seq, time, type, client, action, decision or rule, status.
+fn human_line(seq: u64, event: &Event) -> String {
+    let time = rfc3339(event.ts_ms);
+    match &event.body {
+        EventBody::Request(r) => {
+            let decision = match (r.allowed, r.rule) {
+                (true, _) => "allowed".to_owned(),
+                (false, Some(rule)) => format!("denied:{rule}"),
+                (false, None) => "denied".to_owned(),
+            };
+            let mut s = format!(
+                "#{seq} {time} request {} {} {} {} {decision}",
+                r.client.as_deref().unwrap_or("-"),
+                r.action.as_str(),
+                r.method,
+                r.path
+            );
+            if let Some(sym) = &r.symbol {
+                s.push_str(&format!(" symbol={sym}"));
+            }
+            if let Some(n) = r.notional {
+                s.push_str(&format!(" notional={n}"));
+            }
+            s.push_str(&format!(" from={}", r.source_ip));
+            s.push_str(&format!(" {}", outcome_text(r.outcome, r.upstream_status)));
+            s
+        }
+        EventBody::Outcome(o) => format!(
+            "#{seq} {time} outcome {} request={} {} latency={}us",
+            o.client.as_deref().unwrap_or("-"),
+            o.request_id,
+            outcome_text(o.outcome, o.upstream_status),
+            o.latency_us
+        ),
+        EventBody::Admin(a) => {
+            let detail = if a.detail.is_null() {
+                String::new()
+            } else {
+                format!(" {}", a.detail)
+            };
+            format!(
+                "#{seq} {time} admin {} {} {}{detail}",
+                a.actor, a.change, a.target
+            )
+        }
+    }
+}
+
+fn outcome_text(outcome: Outcome, status: Option<u16>) -> String {
+    let name = match outcome {
+        Outcome::NotForwarded => "not-forwarded",
+        Outcome::Pending => "pending",
+        Outcome::Answered => "answered",
+        Outcome::UpstreamUnreachable => "upstream-unreachable",
+        Outcome::Unknown => "outcome-unknown",
+    };
+    match status {
+        Some(code) => format!("{name} status={code}"),
+        None => name.to_owned(),
+    }
+}
+
+fn tail(vault: &Unlocked, args: &TailArgs) -> anyhow::Result<()> {
+    let last = keygate_audit::last_seq(&vault.store).context("reading the audit log")?;
+    let from = last.saturating_sub(args.n).saturating_add(1).max(1);
+    let events = if args.n == 0 {
+        Vec::new()
+    } else {
+        keygate_audit::read(&vault.store, from, args.n).context("reading the audit log")?
+    };
+    print_events(&events, args.json)?;
+    if !args.follow {
+        return Ok(());
+    }
+    let mut next = last + 1;
+    loop {
+        std::thread::sleep(FOLLOW_INTERVAL);
+        let events =
+            keygate_audit::read(&vault.store, next, PAGE).context("reading the audit log")?;
+        if let Some((seq, _)) = events.last() {
+            next = seq + 1;
+        }
+        print_events(&events, args.json)?;
+    }
+}
+
+fn filter_from(args: &FilterArgs) -> anyhow::Result<Filter> {
+    let since_ms = args
+        .since
+        .as_deref()
+        .map(|s| parse_duration(s).map(|d| now_ms().saturating_sub(d.as_millis() as u64)))
+        .transpose()
+        .context("--since")?;
+    Ok(Filter {
+        client: args.client.clone(),
+        since_ms,
+        allowed: args.decision.map(|d| d == DecisionArg::Allowed),
+    })
+}
+
+/// Calls `each` for every event that passes `filter`, in order, a page at a time.
+fn for_each_event(
+    vault: &Unlocked,
+    filter: &Filter,
+    mut each: impl FnMut(&[(u64, Event)]) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let mut from = 1;
+    loop {
+        let page =
+            keygate_audit::read(&vault.store, from, PAGE).context("reading the audit log")?;
+        let Some((last, _)) = page.last() else {
+            return Ok(());
+        };
+        from = last + 1;
+        let matching: Vec<(u64, Event)> = page
+            .into_iter()
+            .filter(|(_, e)| filter.matches(e))
+            .collect();
+        each(&matching)?;
+    }
+}
+
+fn query(vault: &Unlocked, args: &QueryArgs) -> anyhow::Result<()> {
+    let filter = filter_from(&args.filter)?;
+    for_each_event(vault, &filter, |events| print_events(events, args.json))
+}
+
+fn export(vault: &Unlocked, args: &ExportArgs) -> anyhow::Result<()> {
+    let filter = filter_from(&args.filter)?;
+    match args.format {
+        Format::Jsonl => for_each_event(vault, &filter, |events| print_events(events, true)),
+        Format::Csv => {
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "{}", csv_header()).context("writing to standard output")?;
+            for_each_event(vault, &filter, |events| {
+                for (seq, event) in events {
+                    writeln!(out, "{}", csv_line(*seq, event))
+                        .context("writing to standard output")?;
+                }
+                Ok(())
+            })?;
+            out.flush().context("writing to standard output")
+        }
+    }
+}

@@ -1,0 +1,694 @@
+//! `keygate client`: virtual keys, their policies and their lifecycle.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use anyhow::{bail, Context};
+use base64::Engine;
+use clap::{Args, Subcommand, ValueEnum};
+use ipnet::IpNet;
+use keygate_core::{ClientStatus, Name, Policy, Scope, Scopes};
+use keygate_store::{Client, ClientKeyMaterial, KeyType, NewClient};
+use keygate_vault::{redact, SecretString};
+use rand::distributions::{Alphanumeric, DistString};
+use rust_decimal::Decimal;
+use serde_json::json;
+
+use crate::home::{now_ms, parse_duration, Unlocked};
+use crate::output::{print_json, print_table, rfc3339};
+
+/// Length of generated virtual API keys and HMAC secrets (Binance's format).
+const KEY_LEN: usize = 64;
+/// Where `keygate serve` listens by default; used in the printed ccxt snippet.
+const DEFAULT_GATEWAY: &str = "http://127.0.0.1:8080";
+
+/// `keygate client …`
+#[derive(Subcommand, Debug)]
+pub enum ClientCmd {
+    /// Issue a virtual key bound to an account; prints its credentials once.
+    Issue(IssueArgs),
+    /// List clients.
+    List(ListArgs),
+    /// Show one client's full policy (never its secret).
+    Show(ShowArgs),
+    /// Deny every request of a client until it is unfrozen.
+    Freeze(NameArg),
+    /// Let a frozen client in again.
+    Unfreeze(NameArg),
+    /// Deny every request of a client, for good.
+    Revoke(NameArg),
+    /// Give a client a new key; the old one stays valid for --grace.
+    Rotate(RotateArgs),
+}
+
+/// How a client signs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum KeyTypeArg {
+    /// HMAC-SHA256 with a secret keygate generates.
+    Hmac,
+    /// Ed25519 with a private key only the bot holds (give --public-key).
+    Ed25519,
+}
+
+/// `client issue`
+#[derive(Args, Debug)]
+pub struct IssueArgs {
+    /// The account (real key) the client's requests are signed with.
+    #[arg(long)]
+    pub account: String,
+    /// The client's name.
+    #[arg(long)]
+    pub name: String,
+    /// Scopes: read, trade, withdraw, transfer (comma-separated) [default: read].
+    #[arg(long, value_delimiter = ',')]
+    pub scope: Vec<String>,
+    /// A network (CIDR) or address the client may call from; repeatable [default: loopback].
+    #[arg(long = "allow-ip", value_name = "CIDR")]
+    pub allow_ip: Vec<String>,
+    /// Symbols the client may trade: exchange ids (BTCUSDT) or ccxt form (BTC/USDT).
+    #[arg(long, value_delimiter = ',')]
+    pub symbols: Vec<String>,
+    /// Largest quote notional of one order.
+    #[arg(long, value_name = "N")]
+    pub max_order_notional: Option<String>,
+    /// Largest quote notional of all orders in one UTC day.
+    #[arg(long, value_name = "N")]
+    pub max_daily_notional: Option<String>,
+    /// Requests per second (`10/s` or `10`).
+    #[arg(long, value_name = "N/s")]
+    pub rate: Option<String>,
+    /// Lifetime (`30d`, `12h`).
+    #[arg(long, value_name = "DURATION", default_value = "90d")]
+    pub expires: String,
+    /// How the client signs.
+    #[arg(long, value_enum, default_value_t = KeyTypeArg::Hmac)]
+    pub key_type: KeyTypeArg,
+    /// The bot's Ed25519 public key (PEM `PUBLIC KEY` or base64 of 32 bytes).
+    #[arg(long, value_name = "FILE")]
+    pub public_key: Option<PathBuf>,
+    /// The gateway's base URL, for the printed ccxt snippet.
+    #[arg(long, value_name = "URL", default_value = DEFAULT_GATEWAY)]
+    pub gateway_url: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `client list`
+#[derive(Args, Debug)]
+pub struct ListArgs {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `client show`
+#[derive(Args, Debug)]
+pub struct ShowArgs {
+    /// The client's name.
+    pub name: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A client name.
+#[derive(Args, Debug)]
+pub struct NameArg {
+    /// The client's name.
+    pub name: String,
+}
+
+/// `client rotate`
+#[derive(Args, Debug)]
+pub struct RotateArgs {
+    /// The client's name.
+    pub name: String,
+    /// How long the old key keeps working (`24h`); the default ends it at once.
+    #[arg(long, value_name = "DURATION", default_value = "0s")]
+    pub grace: String,
+    /// For Ed25519 clients: the new public key (default: keep the current one).
+    #[arg(long, value_name = "FILE")]
+    pub public_key: Option<PathBuf>,
+    /// The gateway's base URL, for the printed ccxt snippet.
+    #[arg(long, value_name = "URL", default_value = DEFAULT_GATEWAY)]
+    pub gateway_url: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs a client subcommand.
+pub fn run(mut vault: Unlocked, cmd: &ClientCmd) -> anyhow::Result<()> {
+    match cmd {
+        ClientCmd::Issue(a) => issue(&mut vault, a),
+        ClientCmd::List(a) => list(&vault, a),
+        ClientCmd::Show(a) => show(&vault, a),
+        ClientCmd::Freeze(a) => set_status(&mut vault, &a.name, ClientStatus::Frozen),
+        ClientCmd::Unfreeze(a) => set_status(&mut vault, &a.name, ClientStatus::Active),
+        ClientCmd::Revoke(a) => set_status(&mut vault, &a.name, ClientStatus::Revoked),
+        ClientCmd::Rotate(a) => rotate(&mut vault, a),
+    }
+}
+
+fn issue(vault: &mut Unlocked, args: &IssueArgs) -> anyhow::Result<()> {
+    let name: Name = args.name.parse()?;
+    let account: Name = args.account.parse()?;
+    let policy = policy_from_args(args)?;
+    let lifetime = parse_duration(&args.expires).context("--expires")?;
+    if lifetime.is_zero() {
+        bail!("--expires must be longer than zero");
+    }
+    let (material, secret) = match (args.key_type, &args.public_key) {
+        (KeyTypeArg::Hmac, Some(_)) => bail!("--public-key is for --key-type ed25519"),
+        (KeyTypeArg::Hmac, None) => {
+            let secret = SecretString::new(random_alphanumeric());
+            (ClientKeyMaterial::Hmac(secret.clone()), Some(secret))
+        }
+        (KeyTypeArg::Ed25519, None) => {
+            bail!("--key-type ed25519 needs --public-key FILE (the bot keeps the private key)")
+        }
+        (KeyTypeArg::Ed25519, Some(path)) => {
+            (ClientKeyMaterial::Ed25519(read_public_key(path)?), None)
+        }
+    };
+    let now = now_ms();
+    let expires_ms = now.saturating_add(lifetime.as_millis() as u64);
+    let api_key = random_alphanumeric();
+    let new = NewClient {
+        name: name.clone(),
+        account: account.clone(),
+        api_key: api_key.clone(),
+        material,
+        policy: policy.clone(),
+        expires_ms: Some(expires_ms),
+    };
+    let master = &vault.master;
+    vault
+        .store
+        .transaction(|s| s.insert_client(&new, master, now))
+        .with_context(|| format!("issuing client {name}"))?;
+    let key_type = if secret.is_some() {
+        KeyType::Hmac
+    } else {
+        KeyType::Ed25519
+    };
+    vault.record(
+        "client.issue",
+        name.as_str(),
+        json!({
+            "account": account.as_str(),
+            "key_type": key_type.as_str(),
+            "api_key": redact(&api_key),
+            "policy": policy,
+            "expires_at": rfc3339(expires_ms),
+        }),
+    )?;
+    print_credentials(
+        &Issued {
+            name: &name,
+            account: &account,
+            api_key: &api_key,
+            secret: secret.as_ref(),
+            policy: &policy,
+            key_type,
+            expires_ms: Some(expires_ms),
+            gateway_url: &args.gateway_url,
+        },
+        args.json,
+        None,
+    )
+}
+
+/// Turns the `issue` options into a policy, starting from the secure default.
+fn policy_from_args(args: &IssueArgs) -> anyhow::Result<Policy> {
+    let mut policy = Policy::default();
+    if !args.scope.is_empty() {
+        let scopes = args
+            .scope
+            .iter()
+            .map(|s| Scope::from_str(s))
+            .collect::<Result<Scopes, _>>()?;
+        policy.scopes = scopes;
+    }
+    if !args.allow_ip.is_empty() {
+        policy.allow_ips = args
+            .allow_ip
+            .iter()
+            .map(|s| parse_net(s))
+            .collect::<anyhow::Result<_>>()?;
+    }
+    if !args.symbols.is_empty() {
+        let symbols = args
+            .symbols
+            .iter()
+            .map(|s| normalize_symbol(s))
+            .collect::<anyhow::Result<BTreeSet<_>>>()?;
+        policy.symbols = Some(symbols);
+    }
+    policy.max_order_notional = args
+        .max_order_notional
+        .as_deref()
+        .map(|n| parse_notional("--max-order-notional", n))
+        .transpose()?;
+    policy.max_daily_notional = args
+        .max_daily_notional
+        .as_deref()
+        .map(|n| parse_notional("--max-daily-notional", n))
+        .transpose()?;
+    policy.rate_per_second = args.rate.as_deref().map(parse_rate).transpose()?;
+    Ok(policy)
+}
+
+/// A CIDR, or a bare address meaning /32 (IPv4) or /128 (IPv6).
+fn parse_net(s: &str) -> anyhow::Result<IpNet> {
+    let s = s.trim();
+    if let Ok(net) = s.parse::<IpNet>() {
+        return Ok(net.trunc());
+    }
+    let addr: IpAddr = s
+        .parse()
+        .with_context(|| format!("--allow-ip {s:?} is neither a CIDR nor an IP address"))?;
+    Ok(IpNet::from(addr))
+}
+
+/// `BTCUSDT`, `btcusdt`, `BTC/USDT`, `BTC/USDT:USDT` → `BTCUSDT`;
+/// `BTC/USDT:USDT-250328` → `BTCUSDT_250328` (a dated future).
+fn normalize_symbol(s: &str) -> anyhow::Result<String> {
+    let s = s.trim();
+    let id = match s.split_once('/') {
+        Some((base, rest)) => {
+            let (quote, settle) = rest.split_once(':').unwrap_or((rest, ""));
+            let expiry = settle.split_once('-').map(|(_, e)| e);
+            match expiry {
+                Some(e) => format!("{base}{quote}_{e}"),
+                None => format!("{base}{quote}"),
+            }
+        }
+        None => s.to_owned(),
+    };
+    let id = id.to_ascii_uppercase();
+    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        bail!("--symbols {s:?} is not a symbol (use BTCUSDT or BTC/USDT)");
+    }
+    Ok(id)
+}
+
+fn parse_notional(flag: &str, s: &str) -> anyhow::Result<Decimal> {
+    let n: Decimal = s
+        .trim()
+        .parse()
+        .with_context(|| format!("{flag} {s:?} is not a number"))?;
+    if n <= Decimal::ZERO {
+        bail!("{flag} must be greater than zero");
+    }
+    Ok(n.normalize())
+}
+
+fn parse_rate(s: &str) -> anyhow::Result<u32> {
+    let n = s.trim().strip_suffix("/s").unwrap_or(s.trim());
+    let n: u32 = n
+        .parse()
+        .with_context(|| format!("--rate {s:?}: use N/s, such as 10/s"))?;
+    if n == 0 {
+        bail!("--rate must be at least 1/s");
+    }
+    Ok(n)
+}
+
+/// Reads an Ed25519 public key: PEM `PUBLIC KEY` (SPKI) or base64 of the 32 raw bytes.
+fn read_public_key(path: &Path) -> anyhow::Result<[u8; 32]> {
+    use ed25519_dalek::pkcs8::DecodePublicKey;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading public key {}", path.display()))?;
+    if text.contains("PRIVATE KEY") {
+        bail!(
+            "{} holds a private key; give keygate only the public key (openssl pkey -pubout)",
+            path.display()
+        );
+    }
+    let key = if text.contains("-----BEGIN PUBLIC KEY-----") {
+        ed25519_dalek::VerifyingKey::from_public_key_pem(text.trim())
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .with_context(|| format!("{} is not an Ed25519 PEM public key", path.display()))?
+    } else {
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(text.trim())
+            .with_context(|| format!("{} is neither PEM nor base64", path.display()))?;
+        let bytes: [u8; 32] = raw.as_slice().try_into().map_err(|_| {
+            anyhow::anyhow!(
+                "{} decodes to {} bytes; an Ed25519 public key has 32",
+                path.display(),
+                raw.len()
+            )
+        })?;
+        ed25519_dalek::VerifyingKey::from_bytes(&bytes)
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .with_context(|| format!("{} is not a valid Ed25519 public key", path.display()))?
+    };
+    Ok(key.to_bytes())
+}
+
+fn random_alphanumeric() -> String {
+    Alphanumeric.sample_string(&mut rand::rngs::OsRng, KEY_LEN)
+}
+
+/// The status a client is in now: its stored status, or `expired` once its expiry passed.
+fn effective_status(c: &Client, now: u64) -> &'static str {
+    match c.status {
+        ClientStatus::Active if c.expires_ms.is_some_and(|e| e <= now) => "expired",
+        s => s.as_str(),
+    }
+}
+
+fn client_json(c: &Client, now: u64) -> serde_json::Value {
+    json!({
+        "name": c.name,
+        "account": c.account,
+        "status": effective_status(c, now),
+        "stored_status": c.status.as_str(),
+        "key_type": c.key_type.as_str(),
+        "api_key": redact(&c.api_key),
+        "scopes": c.policy.scopes.iter().map(Scope::as_str).collect::<Vec<_>>(),
+        "created_at": rfc3339(c.created_ms),
+        "expires_at": c.expires_ms.map(rfc3339),
+        "previous_api_key": c.previous_api_key.as_deref().map(redact),
+        "previous_valid_until": c.previous_until_ms.map(rfc3339),
+    })
+}
+
+fn list(vault: &Unlocked, args: &ListArgs) -> anyhow::Result<()> {
+    let clients = vault.store.clients().context("reading clients")?;
+    let now = now_ms();
+    if args.json {
+        let items: Vec<_> = clients.iter().map(|c| client_json(c, now)).collect();
+        return print_json(&items);
+    }
+    if clients.is_empty() {
+        println!("no clients; issue one with `keygate client issue --account LABEL --name NAME`");
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = clients
+        .iter()
+        .map(|c| {
+            vec![
+                c.name.to_string(),
+                c.account.to_string(),
+                effective_status(c, now).to_owned(),
+                c.policy.scopes.to_string(),
+                c.key_type.as_str().to_owned(),
+                c.expires_ms.map_or_else(|| "never".into(), rfc3339),
+                redact(&c.api_key),
+            ]
+        })
+        .collect();
+    print_table(
+        &[
+            "NAME", "ACCOUNT", "STATUS", "SCOPES", "KEY TYPE", "EXPIRES", "API KEY",
+        ],
+        &rows,
+    )
+}
+
+fn show(vault: &Unlocked, args: &ShowArgs) -> anyhow::Result<()> {
+    let name: Name = args.name.parse()?;
+    let c = vault
+        .store
+        .client(&name)
+        .with_context(|| format!("looking up client {name}"))?;
+    let now = now_ms();
+    let mut value = client_json(&c, now);
+    value["policy"] = serde_json::to_value(&c.policy).context("encoding the policy")?;
+    if args.json {
+        return print_json(&value);
+    }
+    let p = &c.policy;
+    let opt = |v: Option<String>| v.unwrap_or_else(|| "none".into());
+    println!("name:               {}", c.name);
+    println!("account:            {}", c.account);
+    println!("status:             {}", effective_status(&c, now));
+    println!("key type:           {}", c.key_type.as_str());
+    println!("api key:            {}", redact(&c.api_key));
+    println!("created:            {}", rfc3339(c.created_ms));
+    println!(
+        "expires:            {}",
+        c.expires_ms.map_or_else(|| "never".into(), rfc3339)
+    );
+    if let (Some(prev), Some(until)) = (&c.previous_api_key, c.previous_until_ms) {
+        println!(
+            "previous key:       {} (valid until {})",
+            redact(prev),
+            rfc3339(until)
+        );
+    }
+    println!("scopes:             {}", p.scopes);
+    let nets: Vec<String> = p.allow_ips.iter().map(ToString::to_string).collect();
+    println!(
+        "allow-ip:           {}",
+        if nets.is_empty() {
+            "nowhere".into()
+        } else {
+            nets.join(", ")
+        }
+    );
+    println!(
+        "symbols:            {}",
+        p.symbols.as_ref().map_or_else(
+            || "any".into(),
+            |s| s.iter().cloned().collect::<Vec<_>>().join(",")
+        )
+    );
+    println!(
+        "max order notional: {}",
+        opt(p.max_order_notional.map(|d| d.to_string()))
+    );
+    println!(
+        "max daily notional: {}",
+        opt(p.max_daily_notional.map(|d| d.to_string()))
+    );
+    println!(
+        "rate:               {}",
+        opt(p.rate_per_second.map(|r| format!("{r}/s")))
+    );
+    Ok(())
+}
+
+fn set_status(vault: &mut Unlocked, name: &str, to: ClientStatus) -> anyhow::Result<()> {
+    let name: Name = name.parse()?;
+    let c = vault
+        .store
+        .client(&name)
+        .with_context(|| format!("looking up client {name}"))?;
+    let change = match to {
+        ClientStatus::Frozen => "client.freeze",
+        ClientStatus::Active => "client.unfreeze",
+        ClientStatus::Revoked => "client.revoke",
+    };
+    if c.status == ClientStatus::Revoked && to != ClientStatus::Revoked {
+        bail!("client {name} is revoked; revocation is final (issue a new client instead)");
+    }
+    if c.status == to {
+        println!("client {name} is already {}", to.as_str());
+        return Ok(());
+    }
+    if to == ClientStatus::Active && c.status != ClientStatus::Frozen {
+        bail!("client {name} is not frozen");
+    }
+    vault
+        .store
+        .transaction(|s| s.set_client_status(&name, to))
+        .with_context(|| format!("setting client {name} to {}", to.as_str()))?;
+    vault.record(
+        change,
+        name.as_str(),
+        json!({ "from": c.status.as_str(), "to": to.as_str() }),
+    )?;
+    let verb = match to {
+        ClientStatus::Frozen => "frozen",
+        ClientStatus::Active => "unfrozen",
+        ClientStatus::Revoked => "revoked",
+    };
+    println!("client {name} {verb}");
+    Ok(())
+}
+
+fn rotate(vault: &mut Unlocked, args: &RotateArgs) -> anyhow::Result<()> {
+    let name: Name = args.name.parse()?;
+    let grace = parse_duration(&args.grace).context("--grace")?;
+    let c = vault
+        .store
+        .client(&name)
+        .with_context(|| format!("looking up client {name}"))?;
+    if c.status == ClientStatus::Revoked {
+        bail!("client {name} is revoked; revocation is final");
+    }
+    let (material, secret) = match (c.key_type, &args.public_key) {
+        (KeyType::Hmac, Some(_)) => bail!("--public-key is for Ed25519 clients"),
+        (KeyType::Hmac, None) => {
+            let secret = SecretString::new(random_alphanumeric());
+            (ClientKeyMaterial::Hmac(secret.clone()), Some(secret))
+        }
+        (KeyType::Ed25519, Some(path)) => {
+            (ClientKeyMaterial::Ed25519(read_public_key(path)?), None)
+        }
+        (KeyType::Ed25519, None) => (
+            c.open_material(&vault.master)
+                .with_context(|| format!("opening client {name}'s public key"))?,
+            None,
+        ),
+    };
+    let api_key = random_alphanumeric();
+    let grace_until = now_ms().saturating_add(grace.as_millis() as u64);
+    let master = &vault.master;
+    vault
+        .store
+        .transaction(|s| s.rotate_client(&name, &api_key, &material, master, grace_until))
+        .with_context(|| format!("rotating client {name}"))?;
+    vault.record(
+        "client.rotate",
+        name.as_str(),
+        json!({
+            "old_api_key": redact(&c.api_key),
+            "new_api_key": redact(&api_key),
+            "old_key_valid_until": rfc3339(grace_until),
+        }),
+    )?;
+    print_credentials(
+        &Issued {
+            name: &name,
+            account: &c.account,
+            api_key: &api_key,
+            secret: secret.as_ref(),
+            policy: &c.policy,
+            key_type: c.key_type,
+            expires_ms: c.expires_ms,
+            gateway_url: &args.gateway_url,
+        },
+        args.json,
+        Some(grace_until),
+    )
+}
+
+/// Credentials to print once.
+struct Issued<'a> {
+    name: &'a Name,
+    account: &'a Name,
+    api_key: &'a str,
+    secret: Option<&'a SecretString>,
+    policy: &'a Policy,
+    key_type: KeyType,
+    expires_ms: Option<u64>,
+    gateway_url: &'a str,
+}
+
+fn print_credentials(
+    c: &Issued<'_>,
+    as_json: bool,
+    old_valid_until: Option<u64>,
+) -> anyhow::Result<()> {
+    let gateway = format!("{}/binance", c.gateway_url.trim_end_matches('/'));
+    if as_json {
+        let mut value = json!({
+            "name": c.name,
+            "account": c.account,
+            "api_key": c.api_key,
+            "key_type": c.key_type.as_str(),
+            "scopes": c.policy.scopes.iter().map(Scope::as_str).collect::<Vec<_>>(),
+            "policy": c.policy,
+            "expires_at": c.expires_ms.map(rfc3339),
+            "gateway": gateway,
+        });
+        if let Some(secret) = c.secret {
+            value["secret"] = json!(secret.expose_secret());
+        }
+        if let Some(until) = old_valid_until {
+            value["previous_key_valid_until"] = json!(rfc3339(until));
+        }
+        return print_json(&value);
+    }
+    let expires = c.expires_ms.map_or_else(|| "never".into(), rfc3339);
+    match old_valid_until {
+        Some(until) => println!(
+            "rotated client {} (the old key works until {})",
+            c.name,
+            rfc3339(until)
+        ),
+        None => println!(
+            "issued client {} on account {} (expires {expires})",
+            c.name, c.account
+        ),
+    }
+    println!("scopes: {}", c.policy.scopes);
+    println!();
+    println!("These credentials are shown once. Store them now.");
+    println!("  api key: {}", c.api_key);
+    let secret_expr = match c.secret {
+        Some(secret) => {
+            println!("  secret:  {}", secret.expose_secret());
+            format!("'{}'", secret.expose_secret())
+        }
+        None => {
+            println!("  secret:  (Ed25519: sign with the private key that matches the public key you gave)");
+            "open('ed25519-private.pem').read()".to_owned()
+        }
+    };
+    println!();
+    println!("ccxt (Python), pointed at the gateway:");
+    println!();
+    println!("    import re, ccxt");
+    println!("    GW = '{gateway}'");
+    println!(
+        "    exchange = ccxt.binance({{'apiKey': '{}', 'secret': {secret_expr}}})",
+        c.api_key
+    );
+    println!("    exchange.urls['api'] = {{k: re.sub(r'^https://[^/]+', GW, v) if isinstance(v, str) else v");
+    println!("                           for k, v in exchange.urls['api'].items()}}");
+    println!("    print(exchange.fetch_balance())");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn symbols_accept_exchange_ids_and_ccxt_form() {
+        let n = |s| normalize_symbol(s).ok();
+        assert_eq!(n("BTCUSDT").as_deref(), Some("BTCUSDT"));
+        assert_eq!(n("ethusdt").as_deref(), Some("ETHUSDT"));
+        assert_eq!(n("BTC/USDT").as_deref(), Some("BTCUSDT"));
+        assert_eq!(n("BTC/USDT:USDT").as_deref(), Some("BTCUSDT"));
+        assert_eq!(n("BTC/USDT:USDT-250328").as_deref(), Some("BTCUSDT_250328"));
+        for bad in ["", "BTC USDT", "../x", "BTC-USDT"] {
+            assert!(normalize_symbol(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn bare_addresses_become_host_networks() {
+        assert_eq!(parse_net("10.0.0.1").ok(), "10.0.0.1/32".parse().ok());
+        assert_eq!(parse_net("::1").ok(), "::1/128".parse().ok());
+        assert_eq!(parse_net("10.1.2.3/8").ok(), "10.0.0.0/8".parse().ok());
+        assert!(parse_net("example.com").is_err());
+    }
+
+    #[test]
+    fn rates_and_notionals_must_be_positive() {
+        assert_eq!(parse_rate("10/s").ok(), Some(10));
+        assert_eq!(parse_rate("5").ok(), Some(5));
+        assert!(parse_rate("0/s").is_err());
+        assert!(parse_rate("ten").is_err());
+        assert!(parse_notional("--x", "0").is_err());
+        assert!(parse_notional("--x", "-1").is_err());
+        assert_eq!(parse_notional("--x", "1000.50").ok(), "1000.5".parse().ok());
+    }
+
+    #[test]
+    fn generated_keys_are_64_alphanumerics() {
+        let k = random_alphanumeric();
+        assert_eq!(k.len(), 64);
+        assert!(k.bytes().all(|b| b.is_ascii_alphanumeric()));
+    }
+}

@@ -1,0 +1,89 @@
+//! `keygate dev`: tools for development and tests, such as the exchange simulator.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand};
+
+/// `keygate dev …`
+#[derive(Subcommand, Debug)]
+pub enum DevCmd {
+    /// Run the local exchange simulator until Ctrl-C.
+    MockExchange(MockExchangeArgs),
+}
+
+/// `dev mock-exchange`
+#[derive(Args, Debug)]
+pub struct MockExchangeArgs {
+    /// The exchange to simulate (binance).
+    #[arg(long, default_value = "binance")]
+    pub exchange: String,
+    /// Address to listen on (port 0 picks a free port; the URL is printed).
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    pub listen: SocketAddr,
+    /// JSON list of {"api_key", "secret"} or {"api_key", "ed25519_public_key"}.
+    #[arg(long, value_name = "FILE")]
+    pub credentials: PathBuf,
+}
+
+/// Runs a dev subcommand.
+pub fn run(cmd: &DevCmd) -> anyhow::Result<()> {
+    match cmd {
+        DevCmd::MockExchange(a) => mock_exchange(a),
+    }
+}
+
+fn mock_exchange(args: &MockExchangeArgs) -> anyhow::Result<()> {
+    if !args.exchange.eq_ignore_ascii_case("binance") {
+        bail!("the simulator knows binance only, not {:?}", args.exchange);
+    }
+    let credentials = keygate_mockex::load_credentials(&args.credentials)
+        .with_context(|| format!("loading credentials from {}", args.credentials.display()))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("binding {}", args.listen))?;
+        let addr = listener.local_addr().context("reading the bound address")?;
+        {
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "mock binance listening on http://{addr}")
+                .context("writing to standard output")?;
+            out.flush().context("writing to standard output")?;
+        }
+        tracing::info!(%addr, keys = credentials.len(), "mock exchange started");
+        keygate_mockex::serve(listener, credentials, shutdown_signal())
+            .await
+            .context("serving the simulator")
+    })
+}
+
+/// Completes on Ctrl-C or, on Unix, SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}

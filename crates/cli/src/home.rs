@@ -1,0 +1,482 @@
+//! The home directory: where the database and config live, `init`, and unlocking the vault.
+
+use std::fs;
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context};
+use keygate_audit::{AuditKey, AuditLog};
+use keygate_core::{AdminEvent, Event, EventBody};
+use keygate_store::Store;
+use keygate_vault::{KdfParams, MasterKey, SecretString};
+use serde::{Deserialize, Serialize};
+
+/// Meta key holding the Argon2id parameters of a passphrase vault (JSON).
+const META_KDF: &str = "kdf";
+/// Meta key holding the sealed check value that tells a wrong key from a right one.
+const META_CHECK: &str = "check";
+/// Meta key naming the master-key provider (`passphrase` or `key-file`).
+const META_PROVIDER: &str = "master_key_provider";
+
+/// A keygate home directory.
+#[derive(Clone, Debug)]
+pub struct Home {
+    /// The directory.
+    pub dir: PathBuf,
+}
+
+impl Home {
+    /// The home at `dir`, or the default `~/.local/share/keygate`.
+    pub fn resolve(dir: Option<PathBuf>) -> anyhow::Result<Home> {
+        if let Some(dir) = dir {
+            return Ok(Home { dir });
+        }
+        let base = std::env::var_os("HOME")
+            .filter(|h| !h.is_empty())
+            .map(PathBuf::from)
+            .context("HOME is not set; pass --home DIR or set KEYGATE_HOME")?;
+        Ok(Home {
+            dir: base.join(".local/share/keygate"),
+        })
+    }
+
+    /// The SQLite database.
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.join("keygate.db")
+    }
+
+    /// The config file.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join("config.toml")
+    }
+
+    /// Reads the config file.
+    pub fn config(&self) -> anyhow::Result<Config> {
+        let path = self.config_path();
+        let text = fs::read_to_string(&path).with_context(|| {
+            format!(
+                "reading {} (run `keygate init` first, or pass --home)",
+                path.display()
+            )
+        })?;
+        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+    }
+}
+
+/// What `config.toml` records.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Config {
+    /// Config format version.
+    pub version: u32,
+    /// Where the master key comes from.
+    pub master_key: MasterKeyConfig,
+}
+
+/// The master-key provider chosen at `init`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MasterKeyConfig {
+    /// Which provider.
+    pub provider: Provider,
+    /// The key file, for [`Provider::KeyFile`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
+}
+
+/// A master-key provider.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Provider {
+    /// Argon2id over a passphrase, parameters in the database.
+    Passphrase,
+    /// 32 random bytes in an owner-only file.
+    KeyFile,
+}
+
+impl Provider {
+    fn as_str(self) -> &'static str {
+        match self {
+            Provider::Passphrase => "passphrase",
+            Provider::KeyFile => "key-file",
+        }
+    }
+}
+
+/// How the operator supplies the master key (the global options).
+#[derive(Clone, Debug, Default)]
+pub struct UnlockArgs {
+    /// Read the passphrase from this file (first line).
+    pub passphrase_file: Option<PathBuf>,
+    /// Read the passphrase from the first line of standard input.
+    pub passphrase_stdin: bool,
+    /// Use this 32-byte key file.
+    pub master_key_file: Option<PathBuf>,
+}
+
+/// An opened vault: the database, the master key and the audit log.
+pub struct Unlocked {
+    /// The home directory.
+    #[allow(dead_code)] // Part of the contract with `serve`; not every command needs it.
+    pub home: Home,
+    /// The database.
+    pub store: Store,
+    /// The master key.
+    pub master: MasterKey,
+    /// The audit log writer.
+    pub audit: AuditLog,
+    /// The audit MAC key.
+    pub audit_key: AuditKey,
+}
+
+impl Unlocked {
+    /// Appends an administrative event made from the command line and waits until it is
+    /// durable.
+    pub fn record(
+        &self,
+        change: &str,
+        target: &str,
+        detail: serde_json::Value,
+    ) -> anyhow::Result<u64> {
+        let event = Event {
+            ts_ms: now_ms(),
+            body: EventBody::Admin(AdminEvent {
+                actor: "cli".into(),
+                change: change.into(),
+                target: target.into(),
+                detail,
+            }),
+        };
+        self.audit
+            .append_blocking(event)
+            .with_context(|| format!("writing the audit event for {change} {target}"))
+    }
+}
+
+/// Options of `keygate init`.
+#[derive(clap::Args, Debug)]
+pub struct InitArgs {
+    /// DANGER: derive the passphrase key with tiny Argon2id costs. For tests only.
+    #[arg(long, hide = true)]
+    pub insecure_fast_kdf: bool,
+}
+
+/// Creates the home directory, the database and the config file.
+pub fn init(home: Home, how: &UnlockArgs, args: &InitArgs) -> anyhow::Result<()> {
+    let db = home.db_path();
+    let config_path = home.config_path();
+    if db.exists() || config_path.exists() {
+        bail!(
+            "a keygate vault already exists in {}; refusing to overwrite it",
+            home.dir.display()
+        );
+    }
+    create_private_dir(&home.dir)?;
+
+    // Obtain the key first, so that a failed prompt or a bad key file leaves nothing behind.
+    let (master, provider, key_file, kdf) = match &how.master_key_file {
+        Some(path) => {
+            let path = absolute(path)?;
+            let master = if path.exists() {
+                MasterKey::from_key_file(&path)
+                    .with_context(|| format!("using key file {}", path.display()))?
+            } else {
+                MasterKey::create_key_file(&path)
+                    .with_context(|| format!("creating key file {}", path.display()))?
+            };
+            (master, Provider::KeyFile, Some(path), None)
+        }
+        None => {
+            let passphrase = read_passphrase(how, true)?;
+            let params = if args.insecure_fast_kdf {
+                KdfParams::with_cost(8 * 1024, 1)
+            } else {
+                KdfParams::recommended()
+            };
+            let master = MasterKey::from_passphrase(&passphrase, &params)
+                .context("deriving the master key from the passphrase")?;
+            (master, Provider::Passphrase, None, Some(params))
+        }
+    };
+
+    let result = (|| {
+        let mut store = Store::create(&db).context("creating the database")?;
+        restrict_db_files(&db)?;
+        store
+            .transaction(|s| {
+                if let Some(params) = &kdf {
+                    let json =
+                        serde_json::to_vec(params).map_err(|e| keygate_store::Error::Corrupt {
+                            what: "kdf parameters",
+                            reason: e.to_string(),
+                        })?;
+                    s.set_meta(META_KDF, &json)?;
+                }
+                s.set_meta(META_CHECK, &master.make_check())?;
+                s.set_meta(META_PROVIDER, provider.as_str().as_bytes())
+            })
+            .context("writing vault metadata")?;
+        let config = Config {
+            version: 1,
+            master_key: MasterKeyConfig {
+                provider,
+                key_file: key_file.clone(),
+            },
+        };
+        write_private_file(
+            &config_path,
+            toml::to_string_pretty(&config)
+                .context("encoding the config")?
+                .as_bytes(),
+        )?;
+        let unlocked = open_with(home.clone(), store, master)?;
+        unlocked.record(
+            "vault.init",
+            &home.dir.display().to_string(),
+            serde_json::json!({ "provider": provider.as_str() }),
+        )?;
+        restrict_db_files(&db)?;
+        Ok::<_, anyhow::Error>(())
+    })();
+    if let Err(e) = result {
+        // Leave no half-made vault behind: a second `init` would refuse to run.
+        for p in [
+            db.clone(),
+            wal_path(&db, "-wal"),
+            wal_path(&db, "-shm"),
+            config_path.clone(),
+        ] {
+            let _ = fs::remove_file(p);
+        }
+        return Err(e);
+    }
+    println!("initialized keygate vault in {}", home.dir.display());
+    match (provider, key_file) {
+        (Provider::KeyFile, Some(path)) => {
+            println!(
+                "master key file: {} (keep it safe; it is the only way in)",
+                path.display()
+            )
+        }
+        _ => println!("master key: derived from your passphrase with Argon2id"),
+    }
+    Ok(())
+}
+
+/// Opens the vault in `home` with the key `how` describes.
+pub fn unlock(home: Home, how: &UnlockArgs) -> anyhow::Result<Unlocked> {
+    let db = home.db_path();
+    let store = Store::open(&db).context("opening the database")?;
+    let config = home.config()?;
+    let master = match (&how.master_key_file, config.master_key.provider) {
+        (Some(path), _) => MasterKey::from_key_file(path)
+            .with_context(|| format!("reading key file {}", path.display()))?,
+        (None, Provider::KeyFile) => {
+            let path = config
+                .master_key
+                .key_file
+                .as_deref()
+                .context("config.toml names no key file; pass --master-key-file")?;
+            MasterKey::from_key_file(path)
+                .with_context(|| format!("reading key file {}", path.display()))?
+        }
+        (None, Provider::Passphrase) => {
+            let raw = store
+                .meta(META_KDF)
+                .context("reading the vault's key-derivation parameters")?
+                .context("the vault has no key-derivation parameters; is it a key-file vault?")?;
+            let params: KdfParams =
+                serde_json::from_slice(&raw).context("decoding the key-derivation parameters")?;
+            let passphrase = read_passphrase(how, false)?;
+            MasterKey::from_passphrase(&passphrase, &params)
+                .context("deriving the master key from the passphrase")?
+        }
+    };
+    let check = store
+        .meta(META_CHECK)
+        .context("reading the vault check value")?
+        .context("the vault has no check value; the database is incomplete")?;
+    if master.verify_check(&check).is_err() {
+        bail!("wrong passphrase or master key: the vault did not open (nothing was changed)");
+    }
+    open_with(home, store, master)
+}
+
+fn open_with(home: Home, store: Store, master: MasterKey) -> anyhow::Result<Unlocked> {
+    let audit_key = AuditKey::from_bytes(master.derive_subkey("audit-mac").expose_secret());
+    let audit =
+        AuditLog::start(&home.db_path(), audit_key.clone()).context("starting the audit log")?;
+    Ok(Unlocked {
+        home,
+        store,
+        master,
+        audit,
+        audit_key,
+    })
+}
+
+/// Reads the passphrase from the file, stdin or a prompt (confirmed twice when `confirm`).
+fn read_passphrase(how: &UnlockArgs, confirm: bool) -> anyhow::Result<SecretString> {
+    let passphrase = if let Some(path) = &how.passphrase_file {
+        let text = SecretString::new(
+            fs::read_to_string(path)
+                .with_context(|| format!("reading passphrase file {}", path.display()))?,
+        );
+        let first = text.expose_secret().lines().next().unwrap_or("");
+        SecretString::new(first.to_owned())
+    } else if how.passphrase_stdin {
+        read_stdin_line("passphrase")?
+    } else if std::io::stdin().is_terminal() {
+        let first = SecretString::new(
+            rpassword::prompt_password("Vault passphrase: ").context("reading the passphrase")?,
+        );
+        if confirm {
+            let again = SecretString::new(
+                rpassword::prompt_password("Repeat passphrase: ")
+                    .context("reading the passphrase")?,
+            );
+            if !first.ct_eq(again.expose_secret()) {
+                bail!("the passphrases do not match");
+            }
+        }
+        first
+    } else {
+        bail!("no passphrase: standard input is not a terminal; use --passphrase-file FILE or --passphrase-stdin")
+    };
+    if passphrase.expose_secret().is_empty() {
+        bail!("the passphrase is empty");
+    }
+    Ok(passphrase)
+}
+
+/// Reads one line from standard input, without its line ending. Errors never quote it.
+pub fn read_stdin_line(what: &str) -> anyhow::Result<SecretString> {
+    let mut buf = String::new();
+    let read = std::io::stdin().lock().read_line(&mut buf);
+    // Owned by a zeroizing secret from here on, whatever happens next.
+    let raw = SecretString::new(buf);
+    let n = read.with_context(|| format!("reading the {what} from standard input"))?;
+    if n == 0 {
+        bail!("standard input ended before the {what} was read");
+    }
+    Ok(SecretString::new(
+        raw.expose_secret()
+            .trim_end_matches(['\n', '\r'])
+            .to_owned(),
+    ))
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Parses durations such as `90d`, `24h`, `30m`, `45s`, `2w` and `1h30m`.
+pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
+    let bad =
+        || anyhow::anyhow!("invalid duration {s:?}: use forms like 90d, 24h, 30m, 45s or 1h30m");
+    let s = s.trim();
+    if s.is_empty() {
+        return Err(bad());
+    }
+    let mut total: u64 = 0;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return Err(bad());
+        }
+        let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
+        let unit = match &rest[..unit_len] {
+            "s" => 1,
+            "m" => 60,
+            "h" => 3600,
+            "d" => 86_400,
+            "w" => 7 * 86_400,
+            _ => return Err(bad()),
+        };
+        rest = &rest[unit_len..];
+        total = n
+            .checked_mul(unit)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(bad)?;
+    }
+    Ok(Duration::from_secs(total))
+}
+
+fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
+    if path.is_absolute() {
+        Ok(path.to_owned())
+    } else {
+        Ok(std::env::current_dir()
+            .context("reading the current directory")?
+            .join(path))
+    }
+}
+
+fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    set_mode(dir, 0o700)
+}
+
+fn restrict_db_files(db: &Path) -> anyhow::Result<()> {
+    for p in [db.to_owned(), wal_path(db, "-wal"), wal_path(db, "-shm")] {
+        if p.exists() {
+            set_mode(&p, 0o600)?;
+        }
+    }
+    Ok(())
+}
+
+fn wal_path(db: &Path, suffix: &str) -> PathBuf {
+    let mut s = db.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+fn write_private_file(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(contents)
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+#[cfg(unix)]
+fn set_mode(path: &Path, mode: u32) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+        .with_context(|| format!("setting permissions of {}", path.display()))
+}
+
+#[cfg(not(unix))]
+fn set_mode(_path: &Path, _mode: u32) -> anyhow::Result<()> {
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_in_every_unit_and_combined() {
+        let d = |s| parse_duration(s).map(|d| d.as_secs()).ok();
+        assert_eq!(d("90d"), Some(90 * 86_400));
+        assert_eq!(d("24h"), Some(86_400));
+        assert_eq!(d("30m"), Some(1800));
+        assert_eq!(d("45s"), Some(45));
+        assert_eq!(d("1h30m"), Some(5400));
+        assert_eq!(d("2w"), Some(14 * 86_400));
+        for bad in ["", "d", "10", "10x", "1h-2m", "99999999999999999999d"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} parsed");
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! Small helpers for what commands print: times, ages, JSON and tables.
+
+use std::io::Write;
+use std::time::{Duration, UNIX_EPOCH};
+
+use anyhow::Context;
+
+/// A Unix time in milliseconds as RFC 3339 with milliseconds (`2025-01-01T00:00:00.000Z`).
+pub fn rfc3339(ms: u64) -> String {
+    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+}
+
+/// A coarse, human age or remaining time: `3d`, `5h`, `12m`, `40s`.
+pub fn span(ms: u64) -> String {
+    let s = ms / 1000;
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m", s / 60),
+        3600..=86_399 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86_400),
+    }
+}
+
+/// Prints `value` as pretty JSON on standard output.
+pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(value).context("encoding JSON output")?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{text}").context("writing to standard output")
+}
+
+/// Prints rows as left-aligned columns under `header`.
+pub fn print_table(header: &[&str], rows: &[Vec<String>]) -> anyhow::Result<()> {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut s = String::new();
+        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(cell);
+            } else {
+                s.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        s.trim_end().to_owned()
+    };
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{}", line(header.to_vec())).context("writing to standard output")?;
+    for row in rows {
+        writeln!(out, "{}", line(row.iter().map(String::as_str).collect()))
+            .context("writing to standard output")?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_format_as_rfc3339_and_spans_round_down() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(span(59_999), "59s");
+        assert_eq!(span(90 * 60_000), "1h");
+        assert_eq!(span(3 * 86_400_000 + 5), "3d");
+    }
+}

@@ -1,0 +1,89 @@
+//! `keygate serve`: the gateway on a local listener.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use ipnet::IpNet;
+use keygate_gateway::registry::{spawn_reloader, Live, Registry};
+use keygate_gateway::Gateway;
+
+use crate::home::Unlocked;
+
+/// Options of `keygate serve`.
+#[derive(clap::Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// A proxy whose X-Forwarded-For is believed (CIDR; repeatable). None by default.
+    #[arg(long = "trusted-proxy", value_name = "CIDR")]
+    pub trusted_proxies: Vec<IpNet>,
+    /// Listen on a non-loopback address without TLS. Bots' requests and keygate's answers
+    /// then cross the network in the clear.
+    #[arg(long)]
+    pub insecure_listen_non_loopback: bool,
+}
+
+/// Runs the gateway until Ctrl-C or SIGTERM, then drains in-flight requests.
+pub fn run(unlocked: Unlocked, args: &ServeArgs) -> anyhow::Result<()> {
+    if !args.listen.ip().is_loopback() && !args.insecure_listen_non_loopback {
+        bail!(
+            "refusing to listen on {} without TLS; listen on loopback behind a TLS proxy, or pass --insecure-listen-non-loopback",
+            args.listen
+        );
+    }
+    let Unlocked {
+        store,
+        master,
+        audit,
+        ..
+    } = unlocked;
+    let registry = Registry::load(&store, &master).context("loading accounts and clients")?;
+    let live = Arc::new(Live::new(registry));
+    spawn_reloader(store, master, live.clone()).context("starting the reload thread")?;
+    let gateway = Arc::new(Gateway::new(
+        live,
+        audit,
+        args.trusted_proxies.clone(),
+        keygate_gateway::upstream::UPSTREAM_TIMEOUT,
+    )?);
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("binding {}", args.listen))?;
+        let addr = listener.local_addr().context("reading the bound address")?;
+        println!("keygate listening on http://{addr}/binance");
+        keygate_gateway::serve(listener, gateway, shutdown_signal())
+            .await
+            .context("serving")
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        // If the handler cannot be installed, Ctrl-C falls back to the default (exit).
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    eprintln!("keygate: shutting down");
+}

@@ -1,0 +1,1149 @@
+//! The real `keygate` binary: init and unlocking, accounts, clients and the audit log,
+//! each test in its own temporary home.
+
+#![allow(clippy::unwrap_used)] // Tests may panic.
+
+mod common;
+
+use std::time::{Duration, SystemTime};
+
+use common::Kg;
+use keygate_audit::{AuditKey, AuditLog};
+use keygate_core::{ActionKind, Event, EventBody, Outcome, RequestEvent, Rule};
+use keygate_vault::MasterKey;
+use serde_json::Value;
+
+const REAL_KEY: &str = "RkEy7xQ2pLmN8vBc3ZtY6wHs1JdF4gKe9UaIo0PrSqTuVwXyZaBcDeFgHiJkLmN5";
+const REAL_SECRET: &str = "SeCr3tSeCr3tPlantedInTheVaultSeCr3tSeCr3tPlantedInTheVault12345";
+/// RFC 8410's example Ed25519 public key (RFC 8032 test 1).
+const ED25519_PEM: &str = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=\n-----END PUBLIC KEY-----\n";
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+fn db(kg: &Kg) -> rusqlite::Connection {
+    rusqlite::Connection::open(kg.db()).unwrap()
+}
+
+/// (number of events, generation): what a refused command must leave as it was.
+fn db_state(kg: &Kg) -> (i64, i64, i64) {
+    let c = db(kg);
+    let events = c
+        .query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))
+        .unwrap();
+    let generation = c
+        .query_row("SELECT value FROM meta WHERE key = 'generation'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    let accounts = c
+        .query_row("SELECT COUNT(*) FROM accounts", [], |r| r.get(0))
+        .unwrap();
+    (events, generation, accounts)
+}
+
+mod init {
+    use super::*;
+
+    #[test]
+    fn key_file_vault_is_private_and_records_its_provider() {
+        let kg = Kg::with_key_file();
+        let config = std::fs::read_to_string(kg.home().join("config.toml")).unwrap();
+        assert!(config.contains("provider = \"key-file\""), "{config}");
+        assert!(config.contains(kg.key_file().to_str().unwrap()), "{config}");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode =
+                |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode(&kg.home()), 0o700);
+            assert_eq!(mode(&kg.db()), 0o600);
+            assert_eq!(mode(&kg.key_file()), 0o600);
+        }
+        // Later commands find the key file through the config, without the flag.
+        kg.ok(&["account", "list"], "");
+        assert!(kg
+            .ok(&["audit", "verify"], "")
+            .stdout
+            .contains("audit log verified: 1 events"));
+    }
+
+    #[test]
+    fn passphrase_vault_opens_with_the_right_passphrase_only() {
+        let kg = Kg::empty();
+        let good = kg.path("pass.txt");
+        std::fs::write(&good, "correct horse battery staple\n").unwrap();
+        let good = good.to_str().unwrap();
+        kg.ok(
+            &["init", "--insecure-fast-kdf", "--passphrase-file", good],
+            "",
+        );
+        let config = std::fs::read_to_string(kg.home().join("config.toml")).unwrap();
+        assert!(config.contains("provider = \"passphrase\""), "{config}");
+        let kdf: Vec<u8> = db(&kg)
+            .query_row("SELECT value FROM meta WHERE key = 'kdf'", [], |r| r.get(0))
+            .unwrap();
+        let kdf: Value = serde_json::from_slice(&kdf).unwrap();
+        assert_eq!(kdf["m_cost"], 8 * 1024);
+
+        kg.ok(&["--passphrase-file", good, "account", "list"], "");
+        // The passphrase on stdin, then the credentials, share one stream.
+        kg.ok(
+            &[
+                "--passphrase-stdin",
+                "account",
+                "add",
+                "--exchange",
+                "binance",
+                "--label",
+                "main",
+            ],
+            &format!("correct horse battery staple\n{REAL_KEY}\n{REAL_SECRET}\n"),
+        );
+
+        let before = db_state(&kg);
+        let bad = kg.path("wrong.txt");
+        std::fs::write(&bad, "wrong horse\n").unwrap();
+        let out = kg.fails(
+            &[
+                "--passphrase-file",
+                bad.to_str().unwrap(),
+                "account",
+                "add",
+                "--exchange",
+                "binance",
+                "--label",
+                "other",
+            ],
+            &format!("{REAL_KEY}\n{REAL_SECRET}\n"),
+            2,
+        );
+        assert!(
+            out.stderr.contains("wrong passphrase or master key"),
+            "{}",
+            out.stderr
+        );
+        assert_eq!(
+            db_state(&kg),
+            before,
+            "a refused unlock changed the database"
+        );
+
+        // No passphrase and no terminal: a clear refusal, not a hang.
+        let out = kg.fails(&["account", "list"], "", 2);
+        assert!(out.stderr.contains("--passphrase-file"), "{}", out.stderr);
+    }
+
+    #[test]
+    fn wrong_key_file_is_refused_and_changes_nothing() {
+        let kg = Kg::with_key_file();
+        kg.add_account("main", REAL_KEY, REAL_SECRET);
+        let other = kg.path("other.key");
+        MasterKey::create_key_file(&other).unwrap();
+        let before = db_state(&kg);
+        let out = kg.fails(
+            &[
+                "--master-key-file",
+                other.to_str().unwrap(),
+                "client",
+                "issue",
+                "--account",
+                "main",
+                "--name",
+                "x",
+            ],
+            "",
+            2,
+        );
+        assert!(
+            out.stderr.contains("wrong passphrase or master key"),
+            "{}",
+            out.stderr
+        );
+        assert_eq!(db_state(&kg), before);
+        let out = kg.fails(
+            &[
+                "--master-key-file",
+                other.to_str().unwrap(),
+                "audit",
+                "verify",
+            ],
+            "",
+            2,
+        );
+        assert!(
+            out.stderr.contains("wrong passphrase or master key"),
+            "{}",
+            out.stderr
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn world_readable_key_file_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let kg = Kg::empty();
+        std::fs::write(kg.key_file(), [7u8; 32]).unwrap();
+        std::fs::set_permissions(kg.key_file(), std::fs::Permissions::from_mode(0o644)).unwrap();
+        let out = kg.fails(
+            &["init", "--master-key-file", kg.key_file().to_str().unwrap()],
+            "",
+            2,
+        );
+        assert!(
+            out.stderr.contains("readable by group or others"),
+            "{}",
+            out.stderr
+        );
+        assert!(!kg.db().exists(), "a refused init left a database behind");
+    }
+
+    #[test]
+    fn init_refuses_to_overwrite_a_vault() {
+        let kg = Kg::with_key_file();
+        let before = db_state(&kg);
+        let out = kg.fails(
+            &["init", "--master-key-file", kg.key_file().to_str().unwrap()],
+            "",
+            2,
+        );
+        assert!(out.stderr.contains("already exists"), "{}", out.stderr);
+        assert_eq!(db_state(&kg), before);
+    }
+}
+
+mod account {
+    use super::*;
+
+    #[test]
+    fn add_reads_stdin_and_never_prints_the_key() {
+        let kg = Kg::with_key_file();
+        let added = kg.add_account("main", REAL_KEY, REAL_SECRET);
+        let list = kg.ok(&["account", "list", "--json"], "");
+        let human = kg.ok(&["account", "list"], "");
+        let export = kg.ok(&["audit", "export", "--format", "jsonl"], "");
+        for out in [&added, &list, &human, &export] {
+            assert!(
+                !out.all().contains(REAL_KEY),
+                "the real key leaked: {out:#?}"
+            );
+            assert!(
+                !out.all().contains(REAL_SECRET),
+                "the real secret leaked: {out:#?}"
+            );
+            // Not even a long piece of it.
+            assert!(
+                !out.all().contains(&REAL_KEY[4..20]),
+                "part of the real key leaked: {out:#?}"
+            );
+        }
+        let list = list.json();
+        let account = &list[0];
+        assert_eq!(account["label"], "main");
+        assert_eq!(account["exchange"], "binance");
+        assert_eq!(
+            account["fingerprint"],
+            format!("{}…{}", &REAL_KEY[..4], &REAL_KEY[60..])
+        );
+        assert_eq!(account["clients"], 0);
+        assert!(human.stdout.contains("RkEy…LmN5"), "{}", human.stdout);
+        // The database holds it sealed, not in the clear.
+        let raw = std::fs::read(kg.db()).unwrap();
+        let wal = std::fs::read(kg.home().join("keygate.db-wal")).unwrap_or_default();
+        for bytes in [raw, wal] {
+            assert!(!bytes
+                .windows(REAL_KEY.len())
+                .any(|w| w == REAL_KEY.as_bytes()));
+            assert!(!bytes
+                .windows(REAL_SECRET.len())
+                .any(|w| w == REAL_SECRET.as_bytes()));
+        }
+    }
+
+    #[test]
+    fn add_validates_credentials_and_options() {
+        let kg = Kg::with_key_file();
+        let add = |label: &str, extra: &[&str], stdin: &str| {
+            let mut args = vec!["account", "add", "--exchange", "binance", "--label", label];
+            args.extend_from_slice(extra);
+            kg.run(&args, stdin)
+        };
+        let out = add("a", &[], "has space\nsecret\n");
+        assert_eq!(out.code, 2);
+        assert!(
+            out.stderr.contains("API key contains whitespace") && !out.stderr.contains("has space"),
+            "{}",
+            out.stderr
+        );
+        assert_eq!(add("b", &[], &format!("{REAL_KEY}\n\n")).code, 2);
+        assert_eq!(add("c", &[], &format!("{REAL_KEY}\n")).code, 2);
+        assert_eq!(
+            add("bad label", &[], &format!("{REAL_KEY}\n{REAL_SECRET}\n")).code,
+            2
+        );
+        let out = kg.run(
+            &["account", "add", "--exchange", "kraken2", "--label", "k"],
+            &format!("{REAL_KEY}\n{REAL_SECRET}\n"),
+        );
+        assert_eq!(out.code, 2);
+        assert!(out.stderr.contains("unknown exchange"), "{}", out.stderr);
+        assert_eq!(
+            add(
+                "d",
+                &["--upstream", "ftp://x"],
+                &format!("{REAL_KEY}\n{REAL_SECRET}\n")
+            )
+            .code,
+            2
+        );
+        assert_eq!(
+            add(
+                "e",
+                &["--rotate-every", "soon"],
+                &format!("{REAL_KEY}\n{REAL_SECRET}\n")
+            )
+            .code,
+            2
+        );
+        assert_eq!(
+            kg.ok(&["account", "list", "--json"], "").json(),
+            serde_json::json!([])
+        );
+
+        let out = add(
+            "sim",
+            &[
+                "--upstream",
+                "http://127.0.0.1:9999/",
+                "--rotate-every",
+                "30d",
+            ],
+            &format!("{REAL_KEY}\n{REAL_SECRET}\n"),
+        );
+        assert_eq!(out.code, 0, "{out:#?}");
+        let list = kg.ok(&["account", "list", "--json"], "").json();
+        assert_eq!(list[0]["upstream"], "http://127.0.0.1:9999");
+        assert_eq!(list[0]["rotate_every_s"], 30 * 86_400);
+        assert!(list[0]["rotation_due_at"].is_string());
+        // The same label twice is refused.
+        assert_eq!(
+            add("sim", &[], &format!("{REAL_KEY}\n{REAL_SECRET}\n")).code,
+            2
+        );
+    }
+
+    #[test]
+    fn rotate_replaces_credentials_and_keeps_clients() {
+        let kg = Kg::with_key_file();
+        kg.add_account("main", REAL_KEY, REAL_SECRET);
+        let issued = kg.issue("main", "bot1", &[]);
+        let new_key = "NEWKzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzNEW9";
+        let out = kg.ok(
+            &["account", "rotate", "main"],
+            &format!("{new_key}\nnewsecret123\n"),
+        );
+        assert!(!out.all().contains(new_key));
+        let list = kg.ok(&["account", "list", "--json"], "").json();
+        assert_eq!(list[0]["fingerprint"], "NEWK…NEW9");
+        assert_eq!(list[0]["clients"], 1);
+        let clients = kg.ok(&["client", "list", "--json"], "").json();
+        assert_eq!(
+            clients[0]["api_key"].as_str().unwrap()[..4],
+            issued["api_key"].as_str().unwrap()[..4]
+        );
+        assert_eq!(kg.status("bot1"), "active");
+        // The sealed credentials open with the master key and are the new ones.
+        let store = keygate_store::Store::open(&kg.db()).unwrap();
+        let master = MasterKey::from_key_file(&kg.key_file()).unwrap();
+        let account = store.account(&"main".parse().unwrap()).unwrap();
+        assert_eq!(
+            account.open_api_key(&master).unwrap().expose_secret(),
+            new_key
+        );
+        assert_eq!(
+            account.open_secret(&master).unwrap().expose_secret(),
+            "newsecret123"
+        );
+        let export = kg.ok(&["audit", "export"], "").stdout;
+        assert!(export.contains("\"change\":\"account.rotate\""), "{export}");
+    }
+
+    #[test]
+    fn remove_refuses_with_bound_clients_unless_forced() {
+        let kg = Kg::with_key_file();
+        kg.add_account("main", REAL_KEY, REAL_SECRET);
+        kg.add_account("spare", REAL_KEY, REAL_SECRET);
+        kg.issue("main", "bot1", &[]);
+        kg.issue("main", "bot2", &[]);
+        let before = db_state(&kg);
+        let out = kg.fails(&["account", "remove", "main"], "", 2);
+        assert!(
+            out.stderr.contains("bot1") && out.stderr.contains("--force"),
+            "{}",
+            out.stderr
+        );
+        assert_eq!(db_state(&kg), before);
+
+        kg.ok(&["account", "remove", "spare"], "");
+        kg.ok(&["account", "remove", "main", "--force"], "");
+        assert_eq!(
+            kg.ok(&["account", "list", "--json"], "").json(),
+            serde_json::json!([])
+        );
+        assert_eq!(
+            kg.ok(&["client", "list", "--json"], "").json(),
+            serde_json::json!([])
+        );
+        let revoked = kg.ok(&["audit", "query", "--json"], "").stdout;
+        let changes: Vec<(String, String)> = revoked
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .map(|v| {
+                (
+                    v["change"].as_str().unwrap_or("").to_owned(),
+                    v["target"].as_str().unwrap_or("").to_owned(),
+                )
+            })
+            .collect();
+        for want in [
+            ("client.revoke", "bot1"),
+            ("client.revoke", "bot2"),
+            ("account.remove", "main"),
+            ("account.remove", "spare"),
+        ] {
+            assert!(
+                changes.iter().any(|(c, t)| c == want.0 && t == want.1),
+                "missing {want:?} in {changes:?}"
+            );
+        }
+        kg.ok(&["audit", "verify"], "");
+        kg.fails(&["account", "remove", "nobody"], "", 2);
+    }
+}
+
+mod client {
+    use super::*;
+
+    #[test]
+    fn issue_has_secure_defaults() {
+        let kg = Kg::with_key_file();
+        kg.add_account("main", REAL_KEY, REAL_SECRET);
+        let before = now_ms();
+        let c = kg.issue("main", "bot1", &[]);
+        assert_eq!(c["name"], "bot1");
+        assert_eq!(c["account"], "main");
+        assert_eq!(c["scopes"], serde_json::json!(["read"]));
+        assert_eq!(
+            c["policy"]["allow_ips"],
+            serde_json::json!(["127.0.0.0/8", "::1/128"])
+        );
+        assert_eq!(c["policy"]["symbols"], Value::Null);
+        for field in ["api_key", "secret"] {
+            let v = c[field].as_str().unwrap();
+            assert_eq!(v.len(), 64, "{field}");
+            assert!(v.bytes().all(|b| b.is_ascii_alphanumeric()), "{field}: {v}");
+        }
+        assert_ne!(c["api_key"], c["secret"]);
+        let expires = humantime::parse_rfc3339(c["expires_at"].as_str().unwrap()).unwrap();
+        let expires_ms = expires
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let ninety_days = 90 * 86_400_000;
+        assert!(
+            expires_ms >= before + ninety_days - 1000 && expires_ms <= now_ms() + ninety_days,
+            "{expires_ms}"
+        );
+
+        // Listing and showing never reveal the key or secret.
+        let secret = c["secret"].as_str().unwrap();
+        let key = c["api_key"].as_str().unwrap();
+        for args in [
+            &["client", "list"][..],
+            &["client", "list", "--json"],
+            &["client", "show", "bot1"],
+            &["client", "show", "bot1", "--json"],
+            &["audit", "export"],
+        ] {
+            let out = kg.ok(args, "");
+            assert!(
+                !out.all().contains(secret) && !out.all().contains(key),
+                "{args:?} leaked: {out:#?}"
+            );
+        }
+        let shown = kg.ok(&["client", "show", "bot1", "--json"], "").json();
+        assert_eq!(shown["status"], "active");
+        assert_eq!(shown["key_type"], "hmac");
+        assert_eq!(shown["policy"]["scopes"], serde_json::json!(["read"]));
+    }
+
+    #[test]
+    fn human_issue_prints_credentials_and_a_ccxt_snippet() {
+        let kg = Kg::with_key_file();
+        kg.add_account("main", REAL_KEY, REAL_SECRET);
+        let out = kg
+            .ok(
+                &["client", "issue", "--account", "main", "--name", "bot1"],
+                "",
+            )
+            .stdout;
+        assert!(
+            out.contains("api key: ") && out.contains("secret: "),
+            "{out}"
+        );
+        assert!(
+            out.contains("ccxt.binance(") && out.contains("GW = 'http://127.0.0.1:8080/binance'"),
+            "{out}"
+        );
+        assert!(out.contains("exchange.urls['api']"), "{out}");
+    }
+
+    #[test]
+    fn issue_options_become_the_policy() {
+        let kg = Kg::with_key_file();
+        kg.add_account("main", REAL_KEY, REAL_SECRET);
+        let c = kg.issue(
+            "main",
+            "bot1",
+            &[
+                "--scope",
+                "read,trade",
+                "--allow-ip",
+                "10.0.0.7",
+                "--allow-ip",
+                "192.168.0.0/16",
+                "--allow-ip",
+                "2001:db8::1",
+                "--symbols",
+                "BTC/USDT,ethusdt,BTC/USDT:USDT",
+                "--max-order-notional",
+                "5000",
+                "--max-daily-notional",
+                "20000.5",
+                "--rate",
+                "10/s",
+                "--expires",
+                "30d",
+            ],
+        );
+        assert_eq!(c["scopes"], serde_json::json!(["read", "trade"]));
+        let p = &c["policy"];
+        assert_eq!(
+            p["allow_ips"],
+            serde_json::json!(["10.0.0.7/32", "192.168.0.0/16", "2001:db8::1/128"])
+        );
+        assert_eq!(p["symbols"], serde_json::json!(["BTCUSDT", "ETHUSDT"]));
+        assert_eq!(p["max_order_notional"], "5000");
+        assert_eq!(p["max_daily_notional"], "20000.5");
+        assert_eq!(p["rate_per_second"], 10);
+        // What is stored, not just what was printed.
+        let store = keygate_store::Store::open(&kg.db()).unwrap();
+        let stored = store.client(&"bot1".parse().unwrap()).unwrap();
+        assert_eq!(
+            stored
+                .policy
+                .symbols
+                .unwrap()
+                .into_iter()
+                .collect::<Vec<_>>(),
+            ["BTCUSDT", "ETHUSDT"]
+        );
+        let days = (stored.expires_ms.unwrap() - stored.created_ms) / 86_400_000;
+        assert_eq!(days, 30);
+
+        for bad in [
+            &["--scope", "admin"][..],
+            &["--allow-ip", "example.com"],
+            &["--symbols", "BTC USDT"],
+            &["--max-order-notional", "-5"],
+            &["--rate", "0/s"],
+            &["--expires", "forever"],
+            &["--key-type", "ed25519"],
+        ] {
+            let mut args = vec!["client", "issue", "--account", "main", "--name", "bad"];
+            args.extend_from_slice(bad);
+            kg.fails(&args, "", 2);
+        }
+        kg.fails(
+            &["client", "issue", "--account", "nosuch", "--name", "bot9"],
+            "",
+            2,
+        );
+        kg.fails(
+            &["client", "issue", "--account", "main", "--name", "bot1"],
+            "",
+            2,
+        );
+    }
+
+    #[test]
+    fn ed25519_client_stores_only_the_public_key() {
+        let kg = Kg::with_key_file();
+        kg.add_account("main", REAL_KEY, REAL_SECRET);
+        let pem = kg.path("bot.pub.pem");
+        std::fs::write(&pem, ED25519_PEM).unwrap();
+        let c = kg.issue(
+            "main",
+            "edbot",
+            &[
+                "--key-type",
+                "ed25519",
+                "--public-key",
+                pem.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(c["key_type"], "ed25519");
+        assert!(c.get("secret").is_none(), "{c}");
+        let store = keygate_store::Store::open(&kg.db()).unwrap();
+        let master = MasterKey::from_key_file(&kg.key_file()).unwrap();
+        let stored = store.client(&"edbot".parse().unwrap()).unwrap();
+        match stored.open_material(&master).unwrap() {
+            keygate_store::ClientKeyMaterial::Ed25519(pk) => assert_eq!(
+                hex_of(&pk),
+                "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"
+            ),
+            keygate_store::ClientKeyMaterial::Hmac(_) => panic!("stored as HMAC"),
+        }
+        // Raw base64 works too; a private key is refused.
+        let raw = kg.path("bot.pub.b64");
+        std::fs::write(&raw, "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=\n").unwrap();
+        kg.issue(
+            "main",
+            "edbot2",
+            &[
+                "--key-type",
+                "ed25519",
+                "--public-key",
+                raw.to_str().unwrap(),
+            ],
+        );
+        let private = kg.path("bot.key.pem");
+        std::fs::write(&private, "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEINTuctv5E1hK1bbY8fdp+K06/nwoy/HU++CXqI9EdVhC\n-----END PRIVATE KEY-----\n").unwrap();
+        let out = kg.fails(
+            &[
+                "client",
+                "issue",
+                "--account",
+                "main",
+                "--name",
+                "edbot3",
+                "--key-type",
+                "ed25519",
+                "--public-key",
+                private.to_str().unwrap(),
+            ],
+            "",
+            2,
+        );
+        assert!(out.stderr.contains("private key"), "{}", out.stderr);
+        assert!(!out.stderr.contains("MC4CAQ"), "{}", out.stderr);
+    }
+
+    fn hex_of(b: &[u8]) -> String {
+        b.iter().map(|x| format!("{x:02x}")).collect()
+    }
+
+    #[test]
+    fn freeze_unfreeze_revoke_move_the_status() {
+        let kg = Kg::with_key_file();
+        kg.add_account("main", REAL_KEY, REAL_SECRET);
+        kg.issue("main", "bot1", &[]);
+        kg.ok(&["client", "freeze", "bot1"], "");
+        assert_eq!(kg.status("bot1"), "frozen");
+        kg.ok(&["client", "unfreeze", "bot1"], "");
+        assert_eq!(kg.status("bot1"), "active");
+        // Idempotent: a second unfreeze says so and records nothing.
+        let events = db_state(&kg).0;
+        assert!(kg
+            .ok(&["client", "unfreeze", "bot1"], "")
+            .stdout
+            .contains("already active"));
+        assert_eq!(db_state(&kg).0, events);
+        let generation = db_state(&kg).1;
+        kg.ok(&["client", "revoke", "bot1"], "");
+        assert_eq!(kg.status("bot1"), "revoked");
+        assert!(
+            db_state(&kg).1 > generation,
+            "revoke did not bump the generation"
+        );
+        let out = kg.fails(&["client", "unfreeze", "bot1"], "", 2);
+        assert!(out.stderr.contains("revocation is final"), "{}", out.stderr);
+        kg.fails(&["client", "freeze", "bot1"], "", 2);
+        kg.fails(&["client", "rotate", "bot1"], "", 2);
+        assert_eq!(kg.status("bot1"), "revoked");
+        kg.fails(&["client", "freeze", "nobody"], "", 2);
+
+        let log = kg
+            .ok(&["audit", "query", "--client", "bot1", "--json"], "")
+            .stdout;
+        let changes: Vec<String> = log
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<Value>(l).unwrap()["change"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        assert_eq!(
+            changes,
+            [
+                "client.issue",
+                "client.freeze",
+                "client.unfreeze",
+                "client.revoke"
+            ]
+        );
+    }
+
+    #[test]
+    fn expired_clients_are_listed_as_expired() {
+        let kg = Kg::with_key_file();
+        kg.add_account("main", REAL_KEY, REAL_SECRET);
+        kg.issue("main", "bot1", &["--expires", "1s"]);
+        std::thread::sleep(Duration::from_millis(1100));
+        assert_eq!(kg.status("bot1"), "expired");
+    }
+
+    #[test]
+    fn rotate_prints_a_new_key_and_keeps_the_old_one_for_the_grace() {
+        let kg = Kg::with_key_file();
+        kg.add_account("main", REAL_KEY, REAL_SECRET);
+        let old = kg.issue("main", "bot1", &[]);
+        let new = kg
+            .ok(
+                &["client", "rotate", "bot1", "--grace", "24h", "--json"],
+                "",
+            )
+            .json();
+        assert_ne!(new["api_key"], old["api_key"]);
+        assert_ne!(new["secret"], old["secret"]);
+        assert_eq!(new["api_key"].as_str().unwrap().len(), 64);
+        let store = keygate_store::Store::open(&kg.db()).unwrap();
+        let stored = store.client(&"bot1".parse().unwrap()).unwrap();
+        assert_eq!(stored.api_key, new["api_key"].as_str().unwrap());
+        assert_eq!(stored.previous_api_key.as_deref(), old["api_key"].as_str());
+        let grace = stored.previous_until_ms.unwrap().saturating_sub(now_ms());
+        assert!(grace > 23 * 3_600_000 && grace <= 24 * 3_600_000, "{grace}");
+        let human = kg.ok(&["client", "rotate", "bot1"], "").stdout;
+        assert!(
+            human.contains("api key: ") && human.contains("ccxt.binance("),
+            "{human}"
+        );
+    }
+}
+
+mod audit {
+    use super::*;
+
+    /// A vault with an account, two clients, a freeze and three request events.
+    fn busy_vault() -> Kg {
+        let kg = Kg::with_key_file();
+        kg.add_account("main", REAL_KEY, REAL_SECRET);
+        kg.issue("main", "bot1", &[]);
+        kg.issue("main", "bot2", &[]);
+        kg.ok(&["client", "freeze", "bot2"], "");
+        let now = now_ms();
+        append_requests(
+            &kg,
+            &[
+                ("bot1", true, now),
+                ("bot1", false, now),
+                ("bot2", false, now - 2 * 3_600_000),
+            ],
+        );
+        kg
+    }
+
+    /// Appends request events signed with the vault's audit key, as the gateway would.
+    fn append_requests(kg: &Kg, requests: &[(&str, bool, u64)]) {
+        let master = MasterKey::from_key_file(&kg.key_file()).unwrap();
+        let key = AuditKey::from_bytes(master.derive_subkey("audit-mac").expose_secret());
+        let log = AuditLog::start(&kg.db(), key).unwrap();
+        for (i, (client, allowed, ts_ms)) in requests.iter().enumerate() {
+            let event = Event {
+                ts_ms: *ts_ms,
+                body: EventBody::Request(RequestEvent {
+                    request_id: format!("req-{i}"),
+                    exchange: "binance".into(),
+                    client: Some((*client).into()),
+                    account: Some("main".into()),
+                    source_ip: "127.0.0.1".into(),
+                    method: "POST".into(),
+                    path: "/api/v3/order".into(),
+                    action: ActionKind::Trade,
+                    symbol: Some("BTCUSDT".into()),
+                    side: None,
+                    notional: None,
+                    amount: None,
+                    asset: None,
+                    allowed: *allowed,
+                    rule: (!allowed).then_some(Rule::Symbol),
+                    message: None,
+                    upstream_status: allowed.then_some(200),
+                    latency_us: Some(1500),
+                    outcome: if *allowed {
+                        Outcome::Answered
+                    } else {
+                        Outcome::NotForwarded
+                    },
+                }),
+            };
+            log.append_blocking(event).unwrap();
+        }
+    }
+
+    fn lines(out: &str) -> Vec<Value> {
+        out.lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn verify_passes_after_admin_changes() {
+        let kg = busy_vault();
+        let out = kg.ok(&["audit", "verify"], "");
+        // init, account.add, 2 × client.issue, client.freeze, 3 requests.
+        assert_eq!(out.stdout.trim(), "audit log verified: 8 events");
+    }
+
+    fn assert_verify_fails_at(kg: &Kg, seq: u64) {
+        let out = kg.fails(&["audit", "verify"], "", 1);
+        assert!(
+            out.stderr.contains(&format!("at event {seq}:")),
+            "expected event {seq}: {}",
+            out.stderr
+        );
+    }
+
+    #[test]
+    fn editing_an_event_body_is_caught() {
+        let kg = busy_vault();
+        let n = db(&kg)
+            .execute(
+                "UPDATE events SET body = replace(body, 'bot2', 'bot9') WHERE seq = 4",
+                [],
+            )
+            .unwrap();
+        assert_eq!(n, 1);
+        assert_verify_fails_at(&kg, 4);
+    }
+
+    #[test]
+    fn deleting_a_middle_event_is_caught() {
+        let kg = busy_vault();
+        assert_eq!(
+            db(&kg)
+                .execute("DELETE FROM events WHERE seq = 3", [])
+                .unwrap(),
+            1
+        );
+        assert_verify_fails_at(&kg, 3);
+    }
+
+    #[test]
+    fn swapping_two_events_is_caught() {
+        let kg = busy_vault();
+        let c = db(&kg);
+        let body = |seq: i64| -> String {
+            c.query_row("SELECT body FROM events WHERE seq = ?1", [seq], |r| {
+                r.get(0)
+            })
+            .unwrap()
+        };
+        let (b6, b7) = (body(6), body(7));
+        assert_ne!(b6, b7);
+        c.execute("UPDATE events SET body = ?1 WHERE seq = 6", [&b7])
+            .unwrap();
+        c.execute("UPDATE events SET body = ?1 WHERE seq = 7", [&b6])
+            .unwrap();
+        assert_verify_fails_at(&kg, 6);
+    }
+
+    #[test]
+    fn truncating_the_log_is_caught() {
+        let kg = busy_vault();
+        assert_eq!(
+            db(&kg)
+                .execute("DELETE FROM events WHERE seq = 8", [])
+                .unwrap(),
+            1
+        );
+        let out = kg.fails(&["audit", "verify"], "", 1);
+        assert!(
+            out.stderr.contains("at event 8:") && out.stderr.contains("truncated"),
+            "{}",
+            out.stderr
+        );
+    }
+
+    #[test]
+    fn a_forged_event_without_the_key_is_caught() {
+        let kg = busy_vault();
+        let other = kg.path("other.key");
+        MasterKey::create_key_file(&other).unwrap();
+        // Rewrite the last event with a valid chain hash but the wrong key: its MAC fails.
+        let master = MasterKey::from_key_file(&other).unwrap();
+        let key = AuditKey::from_bytes(master.derive_subkey("audit-mac").expose_secret());
+        db(&kg)
+            .execute("DELETE FROM events WHERE seq = 8", [])
+            .unwrap();
+        let log = AuditLog::start(&kg.db(), key).unwrap();
+        log.append_blocking(Event {
+            ts_ms: now_ms(),
+            body: EventBody::Admin(keygate_core::AdminEvent {
+                actor: "cli".into(),
+                change: "client.unfreeze".into(),
+                target: "bot2".into(),
+                detail: Value::Null,
+            }),
+        })
+        .unwrap();
+        let out = kg.fails(&["audit", "verify"], "", 1);
+        assert!(
+            out.stderr.contains("at event 8:") && out.stderr.contains("MAC"),
+            "{}",
+            out.stderr
+        );
+    }
+
+    #[test]
+    fn query_filters_by_client_time_and_decision() {
+        let kg = busy_vault();
+        let q = |extra: &[&str]| {
+            let mut args = vec!["audit", "query", "--json"];
+            args.extend_from_slice(extra);
+            lines(&kg.ok(&args, "").stdout)
+        };
+        let all = q(&[]);
+        assert_eq!(all.len(), 8);
+        assert_eq!(
+            all.iter()
+                .map(|e| e["seq"].as_u64().unwrap())
+                .collect::<Vec<_>>(),
+            (1..=8).collect::<Vec<_>>()
+        );
+
+        let bot1 = q(&["--client", "bot1"]);
+        assert_eq!(bot1.len(), 3, "{bot1:?}"); // issue + 2 requests
+        assert!(bot1
+            .iter()
+            .all(|e| e["client"] == "bot1" || e["target"] == "bot1"));
+
+        let denied = q(&["--decision", "denied"]);
+        assert_eq!(
+            denied
+                .iter()
+                .map(|e| e["seq"].as_u64().unwrap())
+                .collect::<Vec<_>>(),
+            [7, 8]
+        );
+        let allowed = q(&["--decision", "allowed"]);
+        assert_eq!(
+            allowed
+                .iter()
+                .map(|e| e["seq"].as_u64().unwrap())
+                .collect::<Vec<_>>(),
+            [6]
+        );
+
+        let recent = q(&["--since", "1h"]);
+        assert_eq!(
+            recent.len(),
+            7,
+            "the two-hour-old request should be left out"
+        );
+        assert!(recent.iter().all(|e| e["seq"] != 8));
+        let recent_denied_bot2 = q(&["--since", "1h", "--client", "bot2", "--decision", "denied"]);
+        assert!(recent_denied_bot2.is_empty());
+
+        let human = kg
+            .ok(&["audit", "query", "--decision", "denied"], "")
+            .stdout;
+        assert_eq!(human.lines().count(), 2, "{human}");
+        assert!(
+            human
+                .lines()
+                .all(|l| l.contains("denied:symbol") && l.contains("request")),
+            "{human}"
+        );
+    }
+
+    #[test]
+    fn export_writes_jsonl_with_seq_and_csv_with_a_header() {
+        let kg = busy_vault();
+        let jsonl = lines(&kg.ok(&["audit", "export", "--format", "jsonl"], "").stdout);
+        assert_eq!(jsonl.len(), 8);
+        assert_eq!(jsonl[0]["seq"], 1);
+        assert_eq!(jsonl[0]["type"], "admin");
+        assert_eq!(jsonl[0]["change"], "vault.init");
+        assert_eq!(jsonl[5]["type"], "request");
+        assert_eq!(jsonl[5]["allowed"], true);
+
+        let csv = kg.ok(&["audit", "export", "--format", "csv"], "").stdout;
+        let rows: Vec<&str> = csv.lines().collect();
+        assert_eq!(rows.len(), 9);
+        assert!(rows[0].starts_with("seq,ts_ms,type,client"), "{}", rows[0]);
+        assert!(
+            rows[6].starts_with("6,")
+                && rows[6]
+                    .contains(",request,bot1,main,127.0.0.1,POST,/api/v3/order,trade,BTCUSDT,"),
+            "{}",
+            rows[6]
+        );
+        assert!(rows[7].contains(",false,symbol,"), "{}", rows[7]);
+        kg.fails(&["audit", "export", "--format", "xml"], "", 2);
+    }
+
+    #[test]
+    fn tail_shows_the_last_events_one_per_line() {
+        let kg = busy_vault();
+        let out = kg.ok(&["audit", "tail", "-n", "3"], "").stdout;
+        let l: Vec<&str> = out.lines().collect();
+        assert_eq!(l.len(), 3, "{out}");
+        assert!(l[0].starts_with("#6 ") && l[2].starts_with("#8 "), "{out}");
+        // RFC 3339 with milliseconds.
+        let time = l[0].split(' ').nth(1).unwrap();
+        assert!(
+            humantime::parse_rfc3339(time).is_ok() && time.len() == 24,
+            "{time}"
+        );
+        let json = lines(&kg.ok(&["audit", "tail", "-n", "2", "--json"], "").stdout);
+        assert_eq!(
+            json.iter()
+                .map(|e| e["seq"].as_u64().unwrap())
+                .collect::<Vec<_>>(),
+            [7, 8]
+        );
+        assert_eq!(
+            lines(&kg.ok(&["audit", "tail", "--json"], "").stdout).len(),
+            8
+        );
+    }
+
+    #[test]
+    fn tail_follow_prints_new_events() {
+        let kg = busy_vault();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_keygate"))
+            .args([
+                "--home",
+                kg.home().to_str().unwrap(),
+                "audit",
+                "tail",
+                "-n",
+                "0",
+                "-f",
+                "--json",
+            ])
+            .env("HOME", kg.dir.path())
+            .env_remove("KEYGATE_HOME")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(400));
+        kg.ok(&["client", "unfreeze", "bot2"], "");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            let mut line = String::new();
+            let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx.recv_timeout(Duration::from_secs(5));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let event: Value =
+            serde_json::from_str(&line.expect("tail -f printed nothing within 5 s")).unwrap();
+        assert_eq!(event["seq"], 9);
+        assert_eq!(event["change"], "client.unfreeze");
+    }
+}
+
+mod cli {
+    use super::*;
+
+    #[test]
+    fn commands_without_a_vault_fail_with_a_hint() {
+        let kg = Kg::empty();
+        let out = kg.fails(&["account", "list"], "", 2);
+        assert!(out.stderr.contains("keygate init"), "{}", out.stderr);
+    }
+
+    #[test]
+    fn usage_errors_exit_2_and_help_exits_0() {
+        let kg = Kg::empty();
+        kg.fails(&["client", "issue"], "", 2);
+        kg.fails(&["no-such-command"], "", 2);
+        let help = kg.ok(&["--help"], "").stdout;
+        assert!(
+            help.contains("Exit codes: 0 success") && help.contains("audit"),
+            "{help}"
+        );
+    }
+
+    #[test]
+    fn keygate_home_env_is_honoured() {
+        let kg = Kg::empty();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_keygate"))
+            .args(["init", "--master-key-file", kg.key_file().to_str().unwrap()])
+            .env("KEYGATE_HOME", kg.home())
+            .env("HOME", kg.dir.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        assert!(kg.db().exists());
+    }
+
+    #[test]
+    fn mock_exchange_serves_until_killed() {
+        let kg = Kg::empty();
+        let creds = kg.path("creds.json");
+        std::fs::write(&creds, r#"[{"api_key":"k1","secret":"s1"}]"#).unwrap();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_keygate"))
+            .args([
+                "dev",
+                "mock-exchange",
+                "--exchange",
+                "binance",
+                "--listen",
+                "127.0.0.1:0",
+                "--credentials",
+                creds.to_str().unwrap(),
+            ])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        {
+            use std::io::BufRead;
+            std::io::BufReader::new(child.stdout.take().unwrap())
+                .read_line(&mut line)
+                .unwrap();
+        }
+        let addr = line
+            .trim()
+            .strip_prefix("mock binance listening on http://")
+            .unwrap_or_else(|| panic!("{line:?}"))
+            .to_owned();
+        let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+        use std::io::{Read, Write};
+        write!(
+            stream,
+            "GET /api/v3/time HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(
+            response.starts_with("HTTP/1.1 200") && response.contains("serverTime"),
+            "{response}"
+        );
+    }
+}

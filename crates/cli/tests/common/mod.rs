@@ -1,0 +1,168 @@
+//! Helpers for the CLI tests: a throwaway home and the real `keygate` binary.
+
+#![allow(dead_code)] // Each test binary uses a different subset.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use tempfile::TempDir;
+
+/// The outcome of one `keygate` run.
+#[derive(Debug)]
+pub struct Out {
+    /// Exit code (-1 when killed by a signal).
+    pub code: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl Out {
+    /// Standard output parsed as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", self.stdout))
+    }
+
+    /// Both streams, for searching.
+    pub fn all(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+}
+
+/// A temporary directory holding a keygate home (`home/`) and a key file (`master.key`).
+pub struct Kg {
+    pub dir: TempDir,
+}
+
+impl Kg {
+    /// An empty temporary directory; nothing initialised yet.
+    pub fn empty() -> Kg {
+        Kg {
+            dir: tempfile::tempdir().expect("create temp dir"),
+        }
+    }
+
+    /// A vault initialised with a fresh key file.
+    pub fn with_key_file() -> Kg {
+        let kg = Kg::empty();
+        let key = kg.key_file();
+        kg.ok(
+            &[
+                "init",
+                "--master-key-file",
+                key.to_str().expect("utf-8 path"),
+            ],
+            "",
+        );
+        kg
+    }
+
+    /// The keygate home.
+    pub fn home(&self) -> PathBuf {
+        self.dir.path().join("home")
+    }
+
+    /// The database.
+    pub fn db(&self) -> PathBuf {
+        self.home().join("keygate.db")
+    }
+
+    /// Where `with_key_file` keeps the master key.
+    pub fn key_file(&self) -> PathBuf {
+        self.dir.path().join("master.key")
+    }
+
+    /// A path inside the temp directory.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Runs `keygate --home HOME ARGS` with `stdin` piped in.
+    pub fn run(&self, args: &[&str], stdin: &str) -> Out {
+        run_keygate(&self.home(), self.dir.path(), args, stdin)
+    }
+
+    /// Like [`Kg::run`], asserting success.
+    pub fn ok(&self, args: &[&str], stdin: &str) -> Out {
+        let out = self.run(args, stdin);
+        assert_eq!(out.code, 0, "keygate {args:?} failed: {out:#?}");
+        out
+    }
+
+    /// Like [`Kg::run`], asserting failure with `code`.
+    pub fn fails(&self, args: &[&str], stdin: &str, code: i32) -> Out {
+        let out = self.run(args, stdin);
+        assert_eq!(
+            out.code, code,
+            "keygate {args:?} should exit {code}: {out:#?}"
+        );
+        out
+    }
+
+    /// Adds a binance account with the key and secret on stdin.
+    pub fn add_account(&self, label: &str, key: &str, secret: &str) -> Out {
+        self.ok(
+            &["account", "add", "--exchange", "binance", "--label", label],
+            &format!("{key}\n{secret}\n"),
+        )
+    }
+
+    /// Issues a client with `extra` options and returns the `--json` output.
+    pub fn issue(&self, account: &str, name: &str, extra: &[&str]) -> serde_json::Value {
+        let mut args = vec![
+            "client",
+            "issue",
+            "--account",
+            account,
+            "--name",
+            name,
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        self.ok(&args, "").json()
+    }
+
+    /// The status `client list --json` reports for `name`.
+    pub fn status(&self, name: &str) -> String {
+        let list = self.ok(&["client", "list", "--json"], "").json();
+        list.as_array()
+            .expect("client list is an array")
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("client {name} not listed: {list}"))["status"]
+            .as_str()
+            .expect("status is a string")
+            .to_owned()
+    }
+}
+
+/// Runs the real binary with a clean environment: HOME inside the temp dir, no
+/// KEYGATE_* variables inherited.
+pub fn run_keygate(home: &Path, sandbox: &Path, args: &[&str], stdin: &str) -> Out {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_keygate"))
+        .arg("--home")
+        .arg(home)
+        .args(args)
+        .env("HOME", sandbox)
+        .env_remove("KEYGATE_HOME")
+        .env_remove("KEYGATE_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn keygate");
+    {
+        let mut pipe = child.stdin.take().expect("stdin is piped");
+        // A command that does not read stdin may exit first; a broken pipe is fine then.
+        let _ = pipe.write_all(stdin.as_bytes());
+    }
+    let out = child.wait_with_output().expect("wait for keygate");
+    Out {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}

@@ -1,0 +1,353 @@
+//! The real `keygate` binary end to end: `serve` in front of the Binance simulator, driven
+//! by unmodified Python ccxt, administered by the CLI while it runs, with a secret planted
+//! in the vault that must appear in nothing the processes wrote.
+
+#![allow(clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use keygate_exchanges::binance;
+use keygate_mockex::Credential;
+use serde_json::Value;
+
+const REAL_KEY: &str = "RealKey1RealKey1RealKey1RealKey1RealKey1RealKey1RealKey1RealKey1";
+const REAL_SECRET: &str = "PlantedRealSecret1PlantedRealSecret1PlantedRealSecret1Planted001";
+const ROTATED_KEY: &str = "RealKey2RealKey2RealKey2RealKey2RealKey2RealKey2RealKey2RealKey2";
+const ROTATED_SECRET: &str = "PlantedRealSecret2PlantedRealSecret2PlantedRealSecret2Planted002";
+
+struct Home {
+    dir: tempfile::TempDir,
+    /// Everything the CLI printed, except `client issue`'s one-time credentials.
+    printed: Vec<u8>,
+}
+
+impl Home {
+    fn new() -> Home {
+        let dir = tempfile::tempdir().unwrap();
+        let mut home = Home {
+            dir,
+            printed: Vec::new(),
+        };
+        let keyfile = home.path().join("master.key");
+        home.ok(
+            &["init", "--master-key-file", keyfile.to_str().unwrap()],
+            None,
+        );
+        home
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.path().join("home")
+    }
+
+    fn run(&mut self, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_keygate"))
+            .arg("--home")
+            .arg(self.path())
+            .args(args)
+            .env("KEYGATE_LOG", "trace")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.unwrap_or("").as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        if args[..2] != ["client", "issue"] && args[..2] != ["client", "rotate"] {
+            self.printed.extend(&out.stdout);
+        }
+        self.printed.extend(&out.stderr);
+        out
+    }
+
+    fn ok(&mut self, args: &[&str], stdin: Option<&str>) -> String {
+        let out = self.run(args, stdin);
+        assert!(
+            out.status.success(),
+            "keygate {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+}
+
+struct Serve {
+    child: Child,
+    addr: String,
+    log: PathBuf,
+}
+
+impl Serve {
+    fn start(home: &Home) -> Serve {
+        let log = home.dir.path().join("serve.log");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_keygate"))
+            .arg("--home")
+            .arg(home.path())
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env("KEYGATE_LOG", "trace")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("keygate listening on http://")
+            .and_then(|s| s.strip_suffix("/binance"))
+            .unwrap_or_else(|| panic!("unexpected serve output {line:?}"))
+            .to_owned();
+        Serve { child, addr, log }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn signed_get(addr: &str, path: &str, key: &str, secret: &str) -> (u16, Value) {
+    let payload = format!("timestamp={}&recvWindow=10000", keygate_gateway::now_ms());
+    let signature = binance::hmac_signature(secret.as_bytes(), payload.as_bytes());
+    let url = format!("http://{addr}/binance{path}?{payload}&signature={signature}");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let response = reqwest::Client::new()
+            .get(url)
+            .header("X-MBX-APIKEY", key)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (
+            status,
+            serde_json::from_slice(&response.bytes().await.unwrap()).unwrap_or(Value::Null),
+        )
+    })
+}
+
+/// The Python with ccxt installed, from `scripts/test.sh`.
+fn python() -> PathBuf {
+    let python = std::env::var_os("KEYGATE_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python"));
+    assert!(
+        python.exists(),
+        "no Python with ccxt at {}: run the tests with `bash scripts/test.sh`, which creates it",
+        python.display()
+    );
+    python
+}
+
+#[test]
+fn ccxt_trades_through_keygate_and_the_cli_administers_it_live() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let exchange = runtime
+        .block_on(keygate_mockex::spawn(
+            "127.0.0.1:0".parse().unwrap(),
+            vec![
+                Credential::hmac(REAL_KEY, REAL_SECRET),
+                Credential::hmac(ROTATED_KEY, ROTATED_SECRET),
+            ],
+        ))
+        .unwrap();
+    let mut home = Home::new();
+    home.ok(
+        &[
+            "account",
+            "add",
+            "--exchange",
+            "binance",
+            "--label",
+            "main",
+            "--upstream",
+            &exchange.url(),
+        ],
+        Some(&format!("{REAL_KEY}\n{REAL_SECRET}\n")),
+    );
+    let issued: Value = serde_json::from_str(&home.ok(
+        &[
+            "client",
+            "issue",
+            "--account",
+            "main",
+            "--name",
+            "bot1",
+            "--scope",
+            "read,trade",
+            "--symbols",
+            "BTC/USDT,ETHUSDT",
+            "--max-order-notional",
+            "5000",
+            "--json",
+        ],
+        None,
+    ))
+    .unwrap();
+    let bot_key = issued["api_key"].as_str().unwrap().to_owned();
+    let bot_secret = issued["secret"].as_str().unwrap().to_owned();
+    let serve = Serve::start(&home);
+
+    // Unmodified ccxt, only its URLs and credentials changed.
+    let ccxt = Command::new(python())
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/ccxt_e2e.py"))
+        .env("KEYGATE_URL", format!("http://{}", serve.addr))
+        .env("KEYGATE_API_KEY", &bot_key)
+        .env("KEYGATE_SECRET", &bot_secret)
+        .env("MOCK_URL", exchange.url())
+        .output()
+        .unwrap();
+    let ccxt_out = String::from_utf8_lossy(&ccxt.stdout).into_owned();
+    assert!(
+        ccxt.status.success(),
+        "ccxt: {ccxt_out}\n{}",
+        String::from_utf8_lossy(&ccxt.stderr)
+    );
+    let summary: Value = serde_json::from_str(ccxt_out.trim()).unwrap();
+    for call in [
+        "fetch_balance",
+        "create_order_limit",
+        "fetch_open_orders",
+        "cancel_order",
+        "denied_never_forwarded",
+    ] {
+        assert_eq!(summary[call], "ok", "{summary}");
+    }
+    // What ccxt raises for Binance's -2015 once the key has authenticated (see the script).
+    assert_eq!(summary["withdraw"], "DDoSProtection", "{summary}");
+
+    // The real key rotates under a running gateway; the bot's virtual key keeps working.
+    home.ok(
+        &["account", "rotate", "main"],
+        Some(&format!("{ROTATED_KEY}\n{ROTATED_SECRET}\n")),
+    );
+    std::thread::sleep(Duration::from_millis(1000));
+    exchange.simulator().reset(false);
+    let (status, body) = signed_get(&serve.addr, "/api/v3/account", &bot_key, &bot_secret);
+    assert_eq!(status, 200, "{body}");
+    let seen = exchange.simulator().requests();
+    assert_eq!(
+        seen.last().and_then(|r| r.api_key.as_deref()),
+        Some(ROTATED_KEY)
+    );
+
+    // A freeze made with the CLI holds within a second; unfreeze restores; revoke is final.
+    home.ok(&["client", "freeze", "bot1"], None);
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(
+        signed_get(&serve.addr, "/api/v3/account", &bot_key, &bot_secret).0,
+        401
+    );
+    home.ok(&["client", "unfreeze", "bot1"], None);
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(
+        signed_get(&serve.addr, "/api/v3/account", &bot_key, &bot_secret).0,
+        200
+    );
+    home.ok(&["client", "revoke", "bot1"], None);
+    std::thread::sleep(Duration::from_millis(1000));
+    let (status, body) = signed_get(&serve.addr, "/api/v3/account", &bot_key, &bot_secret);
+    assert_eq!(status, 401);
+    assert!(body["msg"].as_str().unwrap().contains("revoked"), "{body}");
+
+    let serve_log = serve.log.clone();
+    drop(serve);
+    assert!(home.ok(&["audit", "verify"], None).contains("verified"));
+    let exports = [
+        home.ok(&["audit", "export", "--format", "jsonl"], None),
+        home.ok(&["audit", "export", "--format", "csv"], None),
+    ];
+    assert!(
+        exports[0].contains("\"rule\":\"symbol\""),
+        "the denial is in the audit log"
+    );
+
+    // The planted secrets appear nowhere: trace logs, CLI output, audit exports, error
+    // bodies seen by ccxt, or the database files.
+    let mut written: Vec<(String, Vec<u8>)> = vec![
+        ("serve log".into(), std::fs::read(&serve_log).unwrap()),
+        ("cli output".into(), home.printed.clone()),
+        (
+            "ccxt output".into(),
+            [ccxt.stdout.clone(), ccxt.stderr.clone()].concat(),
+        ),
+    ];
+    written.extend(
+        exports
+            .iter()
+            .map(|e| ("audit export".to_owned(), e.clone().into_bytes())),
+    );
+    for entry in std::fs::read_dir(home.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() && path.file_name().unwrap() != "master.key" {
+            written.push((path.display().to_string(), std::fs::read(&path).unwrap()));
+        }
+    }
+    let log = String::from_utf8_lossy(&written[0].1).into_owned();
+    assert!(
+        log.contains("TRACE") || log.contains("DEBUG"),
+        "serve logged at trace level"
+    );
+    for (what, bytes) in &written {
+        for secret in [
+            REAL_SECRET,
+            ROTATED_SECRET,
+            REAL_KEY,
+            ROTATED_KEY,
+            bot_secret.as_str(),
+        ] {
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "a planted secret appears in {what}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_demo_tells_the_whole_story_and_verifies_its_log() {
+    let out = Command::new(env!("CARGO_BIN_EXE_keygate"))
+        .arg("demo")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in [
+        "✔ allowed read balances → HTTP 200",
+        "✔ allowed limit buy",
+        "✘ denied  market buy DOGEUSDT → HTTP 401 keygate: symbol DOGEUSDT is not allowed for client bot1",
+        "✘ denied  withdraw",
+        "✘ denied  read balances with the revoked key → HTTP 401 keygate: client bot1 is revoked",
+        "the simulator received 1 order(s) and 0 withdrawal(s)",
+        "audit log verified",
+    ] {
+        assert!(text.contains(line), "demo output lacks {line:?}:\n{text}");
+    }
+    assert!(
+        !text.contains("\x1b["),
+        "no colour when stdout is not a terminal"
+    );
+}

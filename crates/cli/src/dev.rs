@@ -58,32 +58,8 @@ fn mock_exchange(args: &MockExchangeArgs) -> anyhow::Result<()> {
             out.flush().context("writing to standard output")?;
         }
         tracing::info!(%addr, keys = credentials.len(), "mock exchange started");
-        keygate_mockex::serve(listener, credentials, shutdown_signal())
+        keygate_mockex::serve(listener, credentials, crate::serve::shutdown_signal())
             .await
             .context("serving the simulator")
     })
-}
-
-/// Completes on Ctrl-C or, on Unix, SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
-    }
 }

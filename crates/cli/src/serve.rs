@@ -59,16 +59,21 @@ pub fn run(unlocked: Unlocked, args: &ServeArgs) -> anyhow::Result<()> {
             .with_context(|| format!("binding {}", args.listen))?;
         let addr = listener.local_addr().context("reading the bound address")?;
         println!("keygate listening on http://{addr}/binance");
-        keygate_gateway::serve(listener, gateway, shutdown_signal())
-            .await
-            .context("serving")
+        keygate_gateway::serve(listener, gateway, async {
+            shutdown_signal().await;
+            eprintln!("keygate: shutting down");
+        })
+        .await
+        .context("serving")
     })
 }
 
-async fn shutdown_signal() {
+/// Completes on Ctrl-C or, on Unix, SIGTERM.
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
-        // If the handler cannot be installed, Ctrl-C falls back to the default (exit).
-        let _ = tokio::signal::ctrl_c().await;
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
     };
     #[cfg(unix)]
     let term = async {
@@ -82,8 +87,7 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
     tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
+        () = ctrl_c => {}
+        () = term => {}
     }
-    eprintln!("keygate: shutting down");
 }

@@ -505,7 +505,7 @@ mod vectors {
     fn binance_vectors_verify() {
         let text = std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../../../shared/exchanges/vectors.json"
+            "/../exchanges/tests/vectors.json"
         ))
         .unwrap();
         let vectors: Vec<Value> = serde_json::from_str(&text).unwrap();

@@ -40,6 +40,7 @@ pub use export::{csv_header, csv_line, Filter};
 use std::path::Path;
 use std::sync::mpsc;
 use std::thread;
+use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
 use keygate_core::Event;
@@ -49,6 +50,8 @@ use subtle::ConstantTimeEq;
 
 /// Events one transaction takes at most.
 const MAX_BATCH: usize = 1024;
+/// How long a batch of background events waits for more before it is written.
+const BACKGROUND_BATCH_WINDOW: Duration = Duration::from_millis(2);
 
 /// An error from the audit log.
 #[derive(Debug, thiserror::Error)]
@@ -190,12 +193,32 @@ impl AuditLog {
 }
 
 fn writer(store: Store, key: AuditKey, rx: mpsc::Receiver<Job>) {
+    let mut synced = true;
     while let Ok(first) = rx.recv() {
+        // Group commit. Someone waits on a durable event, so a batch holding one is written
+        // at once, synced to disk; a batch of background events (reads, denials, outcomes)
+        // waits a moment for company and is committed without its own fsync. The next
+        // durable commit syncs those too, and a process crash loses none of them.
         let mut jobs = vec![first];
+        let deadline = Instant::now() + BACKGROUND_BATCH_WINDOW;
         while jobs.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(job) => jobs.push(job),
-                Err(_) => break,
+            let durable = jobs.iter().any(|j| j.on_durable.is_some());
+            let next = if durable {
+                rx.try_recv().ok()
+            } else {
+                rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                    .ok()
+            };
+            match next {
+                Some(job) => jobs.push(job),
+                None => break,
+            }
+        }
+        let durable = jobs.iter().any(|j| j.on_durable.is_some());
+        if durable != synced {
+            match store.set_synchronous(durable) {
+                Ok(()) => synced = durable,
+                Err(e) => tracing::error!(error = %e, "cannot set the audit log's sync mode"),
             }
         }
         let bodies: Vec<(u64, Result<String, String>)> = jobs

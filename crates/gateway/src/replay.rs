@@ -1,13 +1,14 @@
 //! Remembers recent signatures so that a captured request cannot be sent twice.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
 
 /// A signature stays remembered this long: the largest receive window plus the second a
 /// timestamp may run ahead. After that, the timestamp check refuses the request anyway.
 const REMEMBER_MS: u64 = keygate_exchanges::binance::MAX_RECV_WINDOW_MS + 1_000;
 
-/// Signatures seen inside their window.
+/// Signatures seen inside their window, with their expiry in insertion order so that
+/// forgetting old ones costs O(1) per signature instead of a sweep under the lock.
 #[derive(Default)]
 pub struct ReplayCache {
     seen: Mutex<Seen>,
@@ -15,8 +16,8 @@ pub struct ReplayCache {
 
 #[derive(Default)]
 struct Seen {
-    until: HashMap<String, u64>,
-    next_sweep_ms: u64,
+    live: HashSet<Arc<str>>,
+    expiry: VecDeque<(u64, Arc<str>)>,
 }
 
 impl ReplayCache {
@@ -28,18 +29,22 @@ impl ReplayCache {
     /// Records `signature` and says whether this is the first time it was seen.
     pub fn first_sighting(&self, signature: &str, now_ms: u64) -> bool {
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        if now_ms >= seen.next_sweep_ms {
-            seen.until.retain(|_, until| *until > now_ms);
-            seen.next_sweep_ms = now_ms + 1_000;
-        }
-        match seen.until.get(signature) {
-            Some(until) if *until > now_ms => false,
-            _ => {
-                seen.until
-                    .insert(signature.to_owned(), now_ms + REMEMBER_MS);
-                true
+        while seen
+            .expiry
+            .front()
+            .is_some_and(|(until, _)| *until <= now_ms)
+        {
+            if let Some((_, old)) = seen.expiry.pop_front() {
+                seen.live.remove(&old);
             }
         }
+        if seen.live.contains(signature) {
+            return false;
+        }
+        let signature: Arc<str> = Arc::from(signature);
+        seen.live.insert(signature.clone());
+        seen.expiry.push_back((now_ms + REMEMBER_MS, signature));
+        true
     }
 }
 

@@ -1,11 +1,12 @@
 //! The exchange side: one pooled HTTPS client, the exchange clock, market prices.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{HeaderMap, Method, StatusCode};
+use http::{HeaderMap, Method, StatusCode, Uri};
+use http_body_util::{BodyExt, Full};
 use keygate_exchanges::binance;
 use rust_decimal::Decimal;
 
@@ -35,26 +36,41 @@ pub enum Failure {
     Refused(String),
 }
 
+type HttpsClient = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    Full<Bytes>,
+>;
+
 /// The HTTP client to the exchanges, with their clock offsets.
 pub struct Upstream {
-    http: reqwest::Client,
-    offsets: Mutex<HashMap<String, (i64, Instant)>>,
+    http: HttpsClient,
+    timeout: Duration,
+    offsets: RwLock<HashMap<String, (i64, Instant)>>,
 }
 
 impl Upstream {
-    /// A client with rustls, pooled connections and no automatic retries (reqwest never
-    /// retries a request that was sent).
-    pub fn new(timeout: Duration) -> Result<Upstream, reqwest::Error> {
-        let http = reqwest::Client::builder()
-            .use_rustls_tls()
-            .timeout(timeout)
-            .connect_timeout(Duration::from_secs(5))
-            .pool_idle_timeout(Duration::from_secs(60))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()?;
+    /// A pooled HTTP/1.1 client over rustls (webpki roots). `timeout` bounds each call,
+    /// answer included. The only retry is hyper's for a pooled connection that closed
+    /// before the request was written: such a request never left, so it cannot execute
+    /// twice. A request that may have been sent is never sent again.
+    pub fn new(timeout: Duration) -> Result<Upstream, rustls::Error> {
+        let mut tcp = hyper_util::client::legacy::connect::HttpConnector::new();
+        tcp.enforce_http(false);
+        tcp.set_connect_timeout(Some(Duration::from_secs(5)));
+        tcp.set_nodelay(true);
+        let tls = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())?
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(tcp);
+        let http =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .pool_idle_timeout(Duration::from_secs(60))
+                .build(tls);
         Ok(Upstream {
             http,
-            offsets: Mutex::new(HashMap::new()),
+            timeout,
+            offsets: RwLock::new(HashMap::new()),
         })
     }
 
@@ -66,57 +82,65 @@ impl Upstream {
         headers: HeaderMap,
         body: Bytes,
     ) -> Result<Response, Failure> {
-        check_url(url)?;
-        let result = self
-            .http
-            .request(method, url)
-            .headers(headers)
-            .body(body)
-            .send()
-            .await;
-        let response = match result {
-            Ok(r) => r,
-            Err(e) if e.is_connect() => return Err(Failure::Unreachable(e.to_string())),
-            Err(e) if e.is_timeout() => return Err(Failure::TimedOut),
-            Err(e) => return Err(Failure::Unreachable(e.to_string())),
+        let uri = check_url(url)?;
+        let mut request = http::Request::new(Full::new(body));
+        *request.method_mut() = method;
+        *request.uri_mut() = uri;
+        *request.headers_mut() = headers;
+        let exchange = async {
+            let response = self.http.request(request).await.map_err(|e| {
+                if e.is_connect() {
+                    Failure::Unreachable(e.to_string())
+                } else {
+                    // The request may have been written: its outcome is unknown.
+                    Failure::TimedOut
+                }
+            })?;
+            let (parts, body) = response.into_parts();
+            let body = body
+                .collect()
+                .await
+                .map_err(|_| Failure::TimedOut)?
+                .to_bytes();
+            Ok((parts, body))
         };
-        let status = response.status();
+        let (parts, body) = match tokio::time::timeout(self.timeout, exchange).await {
+            Ok(result) => result?,
+            Err(_) => return Err(Failure::TimedOut),
+        };
         let mut headers = HeaderMap::new();
-        for (name, value) in response.headers() {
+        for (name, value) in &parts.headers {
             let n = name.as_str();
             if n == "content-type" || n.starts_with("x-mbx-") || n == "retry-after" {
                 headers.append(name.clone(), value.clone());
             }
         }
-        match response.bytes().await {
-            Ok(body) => Ok(Response {
-                status,
-                headers,
-                body,
-            }),
-            Err(e) if e.is_timeout() => Err(Failure::TimedOut),
-            Err(e) => Err(Failure::Unreachable(e.to_string())),
-        }
+        Ok(Response {
+            status: parts.status,
+            headers,
+            body,
+        })
     }
 
     /// The exchange's clock for `base`: local time corrected by the last measured offset,
-    /// measured again when older than five minutes. Falls back to local time.
+    /// measured again when older than five minutes. Falls back to local time. One offset
+    /// per base URL: the hosts behind one base share the exchange's clock.
     pub async fn exchange_time_ms(&self, base: &str, native_path: &str, now_ms: u64) -> u64 {
-        let key = format!("{base}{}", binance::time_path(native_path));
         let cached = self
             .offsets
-            .lock()
+            .read()
             .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
+            .get(base)
             .copied();
         let offset = match cached {
             Some((offset, at)) if at.elapsed() < CLOCK_TTL => offset,
             _ => {
-                let offset = self.measure_offset(&key).await.unwrap_or(0);
+                let url = format!("{base}{}", binance::time_path(native_path));
+                let offset = self.measure_offset(&url).await.unwrap_or(0);
                 self.offsets
-                    .lock()
+                    .write()
                     .unwrap_or_else(|p| p.into_inner())
-                    .insert(key, (offset, Instant::now()));
+                    .insert(base.to_owned(), (offset, Instant::now()));
                 offset
             }
         };
@@ -156,26 +180,30 @@ impl Upstream {
     }
 }
 
-/// Plain HTTP only to loopback; everything else must be HTTPS.
-fn check_url(url: &str) -> Result<(), Failure> {
-    if url.starts_with("https://") {
-        return Ok(());
-    }
-    if let Some(rest) = url.strip_prefix("http://") {
-        let host = rest.split(['/', '?']).next().unwrap_or("");
-        let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
-        let loopback = host == "localhost"
-            || host
-                .parse::<std::net::IpAddr>()
-                .is_ok_and(|ip| ip.is_loopback())
-            || host == "[::1]";
-        if loopback {
-            return Ok(());
+/// Parses `url`, allowing plain HTTP only to loopback; everything else must be HTTPS.
+fn check_url(url: &str) -> Result<Uri, Failure> {
+    let refused =
+        || Failure::Refused("upstream must be https:// (plain http only to loopback)".into());
+    let uri: Uri = url
+        .parse()
+        .map_err(|_| Failure::Refused("upstream URL does not parse".into()))?;
+    match uri.scheme_str() {
+        Some("https") => Ok(uri),
+        Some("http") => {
+            let host = uri.host().unwrap_or("");
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            let loopback = host == "localhost"
+                || host
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback());
+            if loopback {
+                Ok(uri)
+            } else {
+                Err(refused())
+            }
         }
+        _ => Err(refused()),
     }
-    Err(Failure::Refused(
-        "upstream must be https:// (plain http only to loopback)".into(),
-    ))
 }
 
 #[cfg(test)]

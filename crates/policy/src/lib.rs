@@ -197,11 +197,20 @@ impl Decider {
             }
         }
 
+        if policy.rate_per_second.is_none() && notional.is_none() {
+            // Nothing to count: most reads end here without taking the lock.
+            return Ok(());
+        }
         let mut counters = self
             .counters
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let c = counters.entry(client.to_owned()).or_default();
+        if !counters.contains_key(client) {
+            counters.insert(client.to_owned(), Counters::default());
+        }
+        let c = counters
+            .get_mut(client)
+            .expect("the client's counters were inserted just above, under the same lock");
         if let Some(rate) = policy.rate_per_second {
             if r.now_ms.saturating_sub(c.rate_window_ms) >= 1000 {
                 c.rate_window_ms = r.now_ms;

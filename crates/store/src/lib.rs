@@ -173,6 +173,16 @@ impl Store {
         })
     }
 
+    /// Whether commits on this connection wait for the disk (`synchronous=FULL`, the
+    /// default) or only for the operating system (`NORMAL`: in WAL mode a process crash
+    /// loses nothing, a power cut may lose the last commits).
+    pub fn set_synchronous(&self, full: bool) -> Result<(), Error> {
+        let mode = if full { "FULL" } else { "NORMAL" };
+        self.conn
+            .pragma_update(None, "synchronous", mode)
+            .map_err(|e| self.sql(e))
+    }
+
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path

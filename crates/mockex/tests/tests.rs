@@ -545,14 +545,18 @@ mod vectors {
 mod ccxt {
     use super::*;
 
-    /// Runs `tests/ccxt_direct.py` with real ccxt; needs a Python with ccxt installed
-    /// (`CCXT_PYTHON`, default `/tmp/ccxt-venv/bin/python`), hence ignored by default.
+    /// Runs `tests/ccxt_direct.py` with real ccxt straight against the simulator, with the
+    /// Python that `scripts/test.sh` prepares (`KEYGATE_TEST_PYTHON`, default `.venv`).
     #[tokio::test]
-    #[ignore = "needs python with ccxt: cargo test -p keygate-mockex -- --ignored"]
     async fn ccxt_drives_the_simulator() {
         let sim = start().await;
-        let python =
-            std::env::var("CCXT_PYTHON").unwrap_or_else(|_| "/tmp/ccxt-venv/bin/python".into());
+        let python = std::env::var("KEYGATE_TEST_PYTHON").unwrap_or_else(|_| {
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../../.venv/bin/python").into()
+        });
+        assert!(
+            std::path::Path::new(&python).exists(),
+            "no Python with ccxt at {python}: run the tests with `bash scripts/test.sh`"
+        );
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/ccxt_direct.py");
         let url = sim.url();
         let output = tokio::task::spawn_blocking(move || {

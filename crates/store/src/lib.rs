@@ -280,3 +280,109 @@ fn status_from_sql(s: &str) -> Result<ClientStatus, Error> {
         reason: e.to_string(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keygate_core::{Exchange, Policy};
+    use keygate_vault::{MasterKey, SecretString};
+
+    fn temp_store() -> (std::path::PathBuf, Store) {
+        let dir =
+            std::env::temp_dir().join(format!("kg-store-{}-{}", std::process::id(), rand_suffix()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Store::create(&dir.join("keygate.db")).unwrap();
+        (dir, store)
+    }
+
+    fn rand_suffix() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64
+    }
+
+    fn account(label: &str) -> NewAccount {
+        NewAccount {
+            label: label.parse().unwrap(),
+            exchange: Exchange::Binance,
+            upstream: None,
+            rotate_every_s: Some(86_400),
+            api_key: SecretString::new("AAAAkeykeykeykeyZZZZ".into()),
+            secret: SecretString::new("the real secret".into()),
+        }
+    }
+
+    #[test]
+    fn accounts_round_trip_sealed_and_refuse_duplicates() {
+        let (dir, mut store) = temp_store();
+        let master = MasterKey::generate();
+        store
+            .transaction(|s| s.insert_account(&account("main"), &master, 1_000))
+            .unwrap();
+        let stored = store.account(&"main".parse().unwrap()).unwrap();
+        assert_eq!(stored.fingerprint, "AAAA…ZZZZ");
+        assert_eq!(
+            stored.open_secret(&master).unwrap().expose_secret(),
+            "the real secret"
+        );
+        assert_eq!(stored.rotation_due_ms(), Some(1_000 + 86_400_000));
+        assert!(
+            stored.open_secret(&MasterKey::generate()).is_err(),
+            "another master key cannot open it"
+        );
+        let again = store.transaction(|s| s.insert_account(&account("main"), &master, 2_000));
+        assert!(matches!(
+            again,
+            Err(Error::Exists {
+                kind: "account",
+                ..
+            })
+        ));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_failed_transaction_changes_nothing_and_keeps_the_generation() {
+        let (dir, mut store) = temp_store();
+        let master = MasterKey::generate();
+        let before = store.generation().unwrap();
+        let failed = store.transaction(|s| {
+            s.insert_account(&account("main"), &master, 1)?;
+            s.set_client_status(&"nobody".parse().unwrap(), ClientStatus::Frozen)
+        });
+        assert!(matches!(failed, Err(Error::NotFound { .. })));
+        assert_eq!(store.generation().unwrap(), before);
+        assert!(store.accounts().unwrap().is_empty());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn deleting_an_account_deletes_its_clients() {
+        let (dir, mut store) = temp_store();
+        let master = MasterKey::generate();
+        store
+            .transaction(|s| {
+                s.insert_account(&account("main"), &master, 1)?;
+                s.insert_client(
+                    &NewClient {
+                        name: "bot1".parse().unwrap(),
+                        account: "main".parse().unwrap(),
+                        api_key: "virtual".into(),
+                        material: ClientKeyMaterial::Hmac(SecretString::new("vsecret".into())),
+                        policy: Policy::default(),
+                        expires_ms: None,
+                    },
+                    &master,
+                    1,
+                )
+            })
+            .unwrap();
+        assert_eq!(store.clients().unwrap().len(), 1);
+        store
+            .transaction(|s| s.delete_account(&"main".parse().unwrap()))
+            .unwrap();
+        assert!(store.clients().unwrap().is_empty());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -47,6 +47,7 @@ use keygate_core::Event;
 use keygate_store::{EventRow, Store};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
 
 /// Events one transaction takes at most.
 const MAX_BATCH: usize = 1024;
@@ -76,37 +77,25 @@ pub enum Error {
     },
 }
 
-/// The key of the audit MAC. Derived from the master key; never stored in the clear.
+/// The key of the audit MAC. Derived from the master key; never stored in the clear;
+/// zeroized on drop.
 #[derive(Clone)]
-pub struct AuditKey([u8; 32]);
+pub struct AuditKey(Zeroizing<[u8; 32]>);
 
 impl AuditKey {
-    /// Wraps 32 key bytes; longer input is hashed down.
+    /// Wraps 32 key bytes; input of another length is hashed down to 32.
     pub fn from_bytes(bytes: &[u8]) -> AuditKey {
         match <[u8; 32]>::try_from(bytes) {
-            Ok(k) => AuditKey(k),
-            Err(_) => AuditKey(Sha256::digest(bytes).into()),
+            Ok(k) => AuditKey(Zeroizing::new(k)),
+            Err(_) => AuditKey(Zeroizing::new(Sha256::digest(bytes).into())),
         }
     }
 
     fn mac(&self, hash: &[u8]) -> Vec<u8> {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0)
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.0.as_ref())
             .expect("HMAC accepts keys of any length");
         mac.update(hash);
         mac.finalize().into_bytes().to_vec()
-    }
-}
-
-impl Drop for AuditKey {
-    fn drop(&mut self) {
-        zeroize_array(&mut self.0);
-    }
-}
-
-fn zeroize_array(a: &mut [u8; 32]) {
-    for b in a.iter_mut() {
-        // A volatile-free wipe is enough here: the key is also never written out.
-        *b = 0;
     }
 }
 

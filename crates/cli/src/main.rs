@@ -100,6 +100,7 @@ enum Command {
 }
 
 fn main() {
+    disable_core_dumps();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -140,6 +141,14 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(scan_cmd::run(args, Some(managed)))
         }
         Command::Scan(args) => Ok(scan_cmd::run(args, None)),
+    }
+}
+
+/// A core dump of a process holding the vault open would write its secrets to disk.
+fn disable_core_dumps() {
+    #[cfg(unix)]
+    if let Err(e) = rlimit::setrlimit(rlimit::Resource::CORE, 0, 0) {
+        eprintln!("keygate: warning: cannot disable core dumps: {e}");
     }
 }
 

@@ -206,6 +206,18 @@ fn ccxt_trades_through_keygate_and_the_cli_administers_it_live() {
     let bot_key = issued["api_key"].as_str().unwrap().to_owned();
     let bot_secret = issued["secret"].as_str().unwrap().to_owned();
     let serve = Serve::start(&home);
+    #[cfg(target_os = "linux")]
+    {
+        let limits = std::fs::read_to_string(format!("/proc/{}/limits", serve.child.id())).unwrap();
+        let core = limits
+            .lines()
+            .find(|l| l.starts_with("Max core file size"))
+            .unwrap();
+        assert!(
+            core.split_whitespace().nth(4) == Some("0"),
+            "core dumps are disabled: {core}"
+        );
+    }
 
     // Unmodified ccxt, only its URLs and credentials changed.
     let ccxt = Command::new(python())

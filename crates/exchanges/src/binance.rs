@@ -7,13 +7,15 @@
 //! prefers the query when a name is in both, which would let a bot show keygate one value
 //! and the exchange another. keygate refuses both.
 
-use ed25519_dalek::{Signature, Verifier, VerifyingKey};
+use ed25519_dalek::{Signature, Verifier};
 use hmac::{Hmac, Mac};
-use keygate_core::{Action, ActionKind, Side};
+use http::HeaderMap;
+use keygate_core::{Action, ActionKind, Exchange, Side};
 use rust_decimal::Decimal;
 use sha2::Sha256;
 
-use crate::Error;
+use crate::{Adapter, ClientRequest, Error, Refusal};
+pub use crate::{ClientKey, Forward};
 
 /// The header that carries the API key.
 pub const API_KEY_HEADER: &str = "x-mbx-apikey";
@@ -42,24 +44,6 @@ pub struct SignedRequest {
     signature: Option<String>,
     signature_in_body: bool,
     payload: Vec<u8>,
-}
-
-/// How a client proves who it is.
-pub enum ClientKey<'a> {
-    /// A shared HMAC secret.
-    Hmac(&'a [u8]),
-    /// An Ed25519 public key; keygate never sees the private key.
-    Ed25519(&'a VerifyingKey),
-}
-
-/// A request rebuilt for the exchange: the same parameters in the same places, with a new
-/// timestamp and the real key's signature last.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Forward {
-    /// The query string, without `?`.
-    pub query: String,
-    /// The form body; empty when the client sent none.
-    pub body: String,
 }
 
 impl SignedRequest {
@@ -243,9 +227,9 @@ impl SignedRequest {
     }
 
     /// Rebuilds the request for the exchange: parameters in their places and order, the
-    /// `timestamp` replaced by `timestamp_ms`, and the real key's HMAC signature appended
-    /// last to the part the client put its own in.
-    pub fn resign(&self, secret: &[u8], timestamp_ms: u64) -> Forward {
+    /// `timestamp` replaced by `timestamp_ms`, the real key's HMAC signature appended last
+    /// to the part the client put its own in, and the real API key in its header.
+    pub fn resign(&self, api_key: &str, secret: &[u8], timestamp_ms: u64) -> Forward {
         let mut query = String::new();
         let mut body = String::new();
         for p in &self.params {
@@ -274,7 +258,18 @@ impl SignedRequest {
         }
         out.push_str("signature=");
         out.push_str(&signature);
-        Forward { query, body }
+        let mut headers = vec![(API_KEY_HEADER, api_key.to_owned())];
+        if !body.is_empty() {
+            headers.push((
+                "content-type",
+                "application/x-www-form-urlencoded".to_owned(),
+            ));
+        }
+        Forward {
+            query,
+            body,
+            headers,
+        }
     }
 
     /// What the request would do at `method path`.
@@ -311,6 +306,109 @@ impl SignedRequest {
             ActionKind::Public | ActionKind::KeyManagement | ActionKind::Unknown => {}
         }
         action
+    }
+}
+
+impl ClientRequest for SignedRequest {
+    fn is_signed(&self) -> bool {
+        SignedRequest::is_signed(self)
+    }
+    fn replay_id(&self) -> Option<&str> {
+        self.signature()
+    }
+    fn verify(&self, key: ClientKey<'_>) -> Result<(), Error> {
+        SignedRequest::verify(self, key)
+    }
+    fn check_freshness(&self, now_ms: u64) -> Result<(), Error> {
+        SignedRequest::check_freshness(self, now_ms)
+    }
+    fn classify(&self, method: &str, path: &str) -> Action {
+        SignedRequest::classify(self, method, path)
+    }
+    fn resign(&self, api_key: &str, secret: &[u8], timestamp_ms: u64) -> Forward {
+        SignedRequest::resign(self, api_key, secret, timestamp_ms)
+    }
+}
+
+/// The Binance adapter.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Binance;
+
+impl Adapter for Binance {
+    type Request = SignedRequest;
+
+    fn exchange(&self) -> Exchange {
+        Exchange::Binance
+    }
+    fn upstream_base(&self, path: &str) -> Option<&'static str> {
+        upstream_base(path)
+    }
+    fn classify_endpoint(&self, method: &str, path: &str) -> ActionKind {
+        classify_endpoint(method, path)
+    }
+    fn client_api_key<'h>(&self, headers: &'h HeaderMap) -> Option<&'h str> {
+        let mut keys = headers.get_all(API_KEY_HEADER).iter();
+        match (keys.next(), keys.next()) {
+            (Some(key), None) => key.to_str().ok(),
+            _ => None,
+        }
+    }
+    fn parse(
+        &self,
+        query: &str,
+        body: &[u8],
+        content_type: Option<&str>,
+    ) -> Result<SignedRequest, Error> {
+        SignedRequest::parse(query, body, content_type)
+    }
+    fn max_signature_age_ms(&self) -> u64 {
+        // The largest recvWindow, plus the second a timestamp may run ahead.
+        MAX_RECV_WINDOW_MS + 1_000
+    }
+    fn time_path(&self, path: &str) -> &'static str {
+        time_path(path)
+    }
+    fn parse_server_time(&self, body: &[u8]) -> Option<u64> {
+        parse_server_time(body)
+    }
+    fn ticker_path(&self, path: &str, symbol: &str) -> Option<String> {
+        let safe = !symbol.is_empty() && symbol.bytes().all(|b| b.is_ascii_alphanumeric());
+        safe.then(|| format!("{}?symbol={symbol}", ticker_path(path)))
+    }
+    fn parse_ticker_price(&self, body: &[u8]) -> Option<Decimal> {
+        parse_ticker_price(body)
+    }
+    fn refusal(&self, refusal: Refusal<'_>) -> (u16, Vec<u8>) {
+        let (status, code, msg): (u16, i32, std::borrow::Cow<'_, str>) = match refusal {
+            // -2015 with 401, as Binance answers "Invalid API-key, IP, or permissions".
+            Refusal::Denied(msg) => (401, -2015, msg.into()),
+            Refusal::MissingKey => (401, -2014, "API-key format invalid.".into()),
+            Refusal::UnknownRoute => (404, -1000, "keygate: unknown endpoint".into()),
+            Refusal::Malformed(msg) => (400, -1100, format!("keygate: {msg}").into()),
+            Refusal::TooLarge => (413, -1100, "keygate: request body too large".into()),
+            Refusal::AuditUnavailable => (503, -1001, "keygate: audit log unavailable; request not forwarded".into()),
+            Refusal::Timeout => (
+                504,
+                -1007,
+                "keygate: timeout waiting for the exchange; the outcome is unknown and the request was not retried".into(),
+            ),
+            Refusal::Unreachable => (502, -1001, "keygate: exchange unreachable; request not sent".into()),
+            Refusal::Internal => (500, -1001, "keygate: internal error".into()),
+            Refusal::Invalid(e) => match e {
+                Error::DuplicateParameter { .. } => (400, -1101, "Duplicate values for a parameter detected.".into()),
+                Error::MissingParameter { name } => (
+                    400,
+                    -1102,
+                    format!("Mandatory parameter '{name}' was not sent, was empty/null, or malformed.").into(),
+                ),
+                Error::BadSignature => (400, -1022, "Signature for this request is not valid.".into()),
+                Error::StaleTimestamp => (400, -1021, "Timestamp for this request is outside of the recvWindow.".into()),
+                Error::RecvWindowTooLarge => (400, -1131, "recvWindow must be less than 60000".into()),
+                Error::Malformed { reason } => (400, -1100, format!("keygate: {reason}").into()),
+            },
+        };
+        let body = serde_json::json!({ "code": code, "msg": msg });
+        (status, body.to_string().into_bytes())
     }
 }
 
@@ -685,8 +783,11 @@ mod tests {
             Some("application/x-www-form-urlencoded"),
         )
         .unwrap();
-        let fwd = req.resign(SECRET, 42);
+        let fwd = req.resign("realkey", SECRET, 42);
         assert_eq!(fwd.query, "symbol=BTCUSDT");
+        assert!(fwd
+            .headers
+            .contains(&(API_KEY_HEADER, "realkey".to_owned())));
         let expected = hmac_signature(SECRET, b"symbol=BTCUSDTtimestamp=42&quantity=1");
         assert_eq!(
             fwd.body,

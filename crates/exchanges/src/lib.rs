@@ -10,6 +10,10 @@
 //!   endpoint not in the table is [`keygate_core::ActionKind::Unknown`];
 //! - how the same parameters are re-signed with the real key.
 //!
+//! Each exchange implements [`Adapter`] (and its request type [`ClientRequest`]); the
+//! gateway's request path is written once against these traits, so adding an exchange
+//! means adding one module here, one simulator in `keygate-mockex`, and one route line.
+//!
 //! It is not a network client: no I/O happens here, so every function can be tested
 //! against the exchanges' published vectors (`shared/exchanges/vectors.json`).
 //!
@@ -25,6 +29,112 @@
 //! ```
 
 pub mod binance;
+
+pub use binance::Binance;
+
+use ed25519_dalek::VerifyingKey;
+use http::HeaderMap;
+use keygate_core::{Action, ActionKind, Exchange};
+use rust_decimal::Decimal;
+
+/// How a client proves who it is.
+pub enum ClientKey<'a> {
+    /// A shared HMAC secret.
+    Hmac(&'a [u8]),
+    /// An Ed25519 public key; keygate never sees the private key.
+    Ed25519(&'a VerifyingKey),
+}
+
+/// A request rebuilt for the exchange, signed with the real key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Forward {
+    /// The query string, without `?`.
+    pub query: String,
+    /// The body; empty when the client sent none.
+    pub body: String,
+    /// The headers the exchange needs (the real API key, the content type). Nothing of the
+    /// client's headers is carried over.
+    pub headers: Vec<(&'static str, String)>,
+}
+
+/// Why keygate answers a request itself instead of forwarding it. The adapter says it in
+/// the exchange's own error shape, so that client libraries raise their usual exceptions.
+#[derive(Clone, Copy, Debug)]
+pub enum Refusal<'a> {
+    /// The request did not parse, verify or pass the time window.
+    Invalid(&'a Error),
+    /// Authentication or policy said no; the message starts with `keygate:` and names the
+    /// rule, never a key.
+    Denied(&'a str),
+    /// No usable API key header.
+    MissingKey,
+    /// Nothing is routed at this path.
+    UnknownRoute,
+    /// The request is ambiguous or malformed in a way the parser does not see (path,
+    /// headers).
+    Malformed(&'a str),
+    /// The body is larger than any real request.
+    TooLarge,
+    /// The audit log cannot be written, so nothing was forwarded.
+    AuditUnavailable,
+    /// The exchange did not answer in time; the request may have executed.
+    Timeout,
+    /// The exchange could not be reached; nothing was sent.
+    Unreachable,
+    /// Something inside keygate failed; the detail is in its log.
+    Internal,
+}
+
+/// A client's request, parsed once and then verified, classified and re-signed from that
+/// one parsed form.
+pub trait ClientRequest: Send + Sync {
+    /// Whether the request carries a signature at all.
+    fn is_signed(&self) -> bool;
+    /// A value unique to this signed request, for replay detection.
+    fn replay_id(&self) -> Option<&str>;
+    /// Verifies the client's signature over the bytes as received.
+    fn verify(&self, key: ClientKey<'_>) -> Result<(), Error>;
+    /// Checks the request's timestamp against `now_ms`.
+    fn check_freshness(&self, now_ms: u64) -> Result<(), Error>;
+    /// What the request would do at `method path`.
+    fn classify(&self, method: &str, path: &str) -> Action;
+    /// The same request signed with the real key, stamped `timestamp_ms`.
+    fn resign(&self, api_key: &str, secret: &[u8], timestamp_ms: u64) -> Forward;
+}
+
+/// One exchange, as the gateway's request path sees it.
+pub trait Adapter: Send + Sync + 'static {
+    /// The exchange's parsed request.
+    type Request: ClientRequest;
+
+    /// Which exchange this is; its name is the route prefix (`/binance`).
+    fn exchange(&self) -> Exchange;
+    /// The exchange host serving `path`; `None` for a path keygate does not route.
+    fn upstream_base(&self, path: &str) -> Option<&'static str>;
+    /// The class of `method path` from the endpoint table; unknown is denied.
+    fn classify_endpoint(&self, method: &str, path: &str) -> ActionKind;
+    /// The client's API key: exactly one header, or `None`.
+    fn client_api_key<'h>(&self, headers: &'h HeaderMap) -> Option<&'h str>;
+    /// Parses the raw query (without `?`) and body.
+    fn parse(
+        &self,
+        query: &str,
+        body: &[u8],
+        content_type: Option<&str>,
+    ) -> Result<Self::Request, Error>;
+    /// The longest a signature stays valid, for the replay cache.
+    fn max_signature_age_ms(&self) -> u64;
+    /// The public endpoint reporting the exchange's clock for `path`'s host.
+    fn time_path(&self, path: &str) -> &'static str;
+    /// Reads the clock out of that endpoint's answer, in milliseconds.
+    fn parse_server_time(&self, body: &[u8]) -> Option<u64>;
+    /// The public endpoint (path and query) pricing `symbol` on `path`'s market.
+    fn ticker_path(&self, path: &str, symbol: &str) -> Option<String>;
+    /// Reads the price out of that endpoint's answer.
+    fn parse_ticker_price(&self, body: &[u8]) -> Option<Decimal>;
+    /// The HTTP status and body of a refusal, in the exchange's error shape.
+    fn refusal(&self, refusal: Refusal<'_>) -> (u16, Vec<u8>);
+}
 
 /// An error reading a client's request. Each variant maps to the exchange's own error code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

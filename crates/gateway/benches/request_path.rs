@@ -19,6 +19,7 @@ use keygate_policy::Decider;
 use rust_decimal::Decimal;
 
 const BOT_SECRET: &str = "botsecretBOTSECRETbotsecretBOTSECRETbotsecretBOTSECRETbotsec001";
+const REAL_KEY: &str = "REALKEYrealkeyREALKEYrealkeyREALKEYrealkeyREALKEYrealkeyREALKEY1";
 const REAL_SECRET: &str = "REALSECRETrealsecretREALSECRETrealsecretREALSECRETrealsecret0001";
 const TARGET: Duration = Duration::from_micros(10);
 const METHOD: &str = "POST";
@@ -75,7 +76,9 @@ fn request_path(
         now_ms,
     });
     assert_eq!(decision, Decision::Allow);
-    signed.resign(REAL_SECRET.as_bytes(), now_ms + 1).body
+    signed
+        .resign(REAL_KEY, REAL_SECRET.as_bytes(), now_ms + 1)
+        .body
 }
 
 fn bench(c: &mut Criterion) {
@@ -126,7 +129,7 @@ fn bench(c: &mut Criterion) {
         })
     });
     g.bench_function("resign", |b| {
-        b.iter(|| black_box(&signed).resign(REAL_SECRET.as_bytes(), now + 1))
+        b.iter(|| black_box(&signed).resign(REAL_KEY, REAL_SECRET.as_bytes(), now + 1))
     });
     g.finish();
 }

@@ -1,7 +1,8 @@
 //! keygate's HTTP gateway.
 //!
-//! A bot calls `http://HOST:PORT/binance/<native path>` exactly as it would call Binance,
-//! with its virtual key. [`handle`] is the whole request path, top to bottom:
+//! A bot calls `http://HOST:PORT/<exchange>/<native path>` (today `/binance/…`) exactly as
+//! it would call the exchange, with its virtual key. `handle` in this file is the whole
+//! request path, top to bottom, written once against `keygate_exchanges::Adapter`:
 //!
 //! 1. route and refuse anything ambiguous (path tricks, method overrides, big bodies);
 //! 2. authenticate: the client by its API key, its signature over the raw bytes, the
@@ -11,7 +12,8 @@
 //! 5. audit: durably, before forwarding, for trades, cancels, withdrawals and transfers;
 //! 6. re-sign with the real key and forward, never retrying; return the answer as it came.
 //!
-//! Denials answer in Binance's own error shape (`{"code": -2015, "msg": "keygate: …"}`).
+//! Denials answer in the exchange's own error shape (for Binance,
+//! `{"code": -2015, "msg": "keygate: …"}`).
 //!
 //! This crate owns no storage and no crypto of its own: accounts and clients come from
 //! `keygate-store` through a [`registry::Live`] view that reloads within a second of any
@@ -26,7 +28,6 @@
 
 pub mod registry;
 mod replay;
-mod response;
 pub mod upstream;
 
 use std::future::Future;
@@ -39,21 +40,20 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Method};
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use ipnet::IpNet;
 use keygate_audit::AuditLog;
 use keygate_core::{
-    Action, ActionKind, ClientStatus, Decision, Denial, Event, EventBody, Exchange, Outcome,
-    OutcomeEvent, RequestEvent, Rule,
+    Action, ActionKind, ClientStatus, Decision, Denial, Event, EventBody, Outcome, OutcomeEvent,
+    RequestEvent, Rule,
 };
-use keygate_exchanges::binance::{self, ClientKey, SignedRequest};
+use keygate_exchanges::{Adapter, Binance, ClientKey, ClientRequest, Refusal};
 use keygate_policy::Decider;
 use rand::Rng;
 use rust_decimal::Decimal;
 
 use crate::registry::{Live, Verifier};
 use crate::replay::ReplayCache;
-use crate::response::BinanceError;
 use crate::upstream::{Failure, Upstream};
 
 /// Largest request body accepted, in bytes. Binance's own requests are far smaller.
@@ -78,6 +78,7 @@ pub struct Gateway {
     upstream: Upstream,
     replay: ReplayCache,
     trusted_proxies: Vec<IpNet>,
+    binance: Binance,
 }
 
 impl Gateway {
@@ -99,15 +100,16 @@ impl Gateway {
                 .map_err(|e| Error::Upstream(e.to_string()))?,
             replay: ReplayCache::new(),
             trusted_proxies,
+            binance: Binance,
         })
     }
 }
 
-/// The gateway's routes: `/binance/*` and `/healthz`.
+/// The gateway's routes: `/<exchange>/<native path>` and `/healthz`.
 pub fn app(gateway: Arc<Gateway>) -> Router {
     Router::new()
         .route("/healthz", axum::routing::get(|| async { "ok" }))
-        .fallback(handle)
+        .fallback(route)
         .with_state(gateway)
 }
 
@@ -132,53 +134,66 @@ pub fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// The request path. Every early return is a denial that was audited and never forwarded.
-async fn handle(
+/// Picks the exchange adapter by the path's first segment. A new exchange is one line here.
+async fn route(
     State(gw): State<Arc<Gateway>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request,
 ) -> Response {
+    let prefix = request.uri().path().split('/').nth(1).unwrap_or("");
+    match prefix {
+        "binance" => handle(&gw, &gw.binance, peer, request).await,
+        _ => {
+            let source = source_ip(&gw.trusted_proxies, peer.ip(), request.headers());
+            let audit = Audit::new(&gw, "", source, request.method(), request.uri().path());
+            let body =
+                serde_json::json!({ "error": "keygate: no exchange is routed at this path" });
+            let response = (StatusCode::NOT_FOUND, axum::Json(body)).into_response();
+            audit.deny(response, Rule::UnknownEndpoint, "no such route")
+        }
+    }
+}
+
+/// The request path. Every early return is a denial that was audited and never forwarded.
+async fn handle<A: Adapter>(
+    gw: &Gateway,
+    adapter: &A,
+    peer: SocketAddr,
+    request: Request,
+) -> Response {
     let started = Instant::now();
+    let refuse = |refusal| refusal_response(adapter, refusal);
     let (parts, body) = request.into_parts();
     let method = parts.method.clone();
-    let mut audit = Audit::new(
-        &gw,
-        source_ip(&gw.trusted_proxies, peer.ip(), &parts.headers),
-        &method,
-        parts.uri.path(),
-    );
+    let exchange = adapter.exchange();
+    let source = source_ip(&gw.trusted_proxies, peer.ip(), &parts.headers);
+    let mut audit = Audit::new(gw, exchange.as_str(), source, &method, parts.uri.path());
 
-    // 1. Route. Only /binance/<native path>, with a path that means one thing.
-    let Some(native) = parts.uri.path().strip_prefix("/binance") else {
-        return audit.deny(
-            BinanceError::not_found(),
-            Rule::UnknownEndpoint,
-            "no such route",
-        );
-    };
+    // 1. Route: a native path that means one thing, on a host the exchange has.
+    let native = &parts.uri.path()[1 + exchange.as_str().len()..];
     audit.path = native.to_owned();
     if let Err(reason) = check_path(native) {
-        return audit.deny(BinanceError::malformed(reason), Rule::Malformed, reason);
+        return audit.deny(refuse(Refusal::Malformed(reason)), Rule::Malformed, reason);
     }
     if let Some(header) = METHOD_OVERRIDE_HEADERS
         .iter()
         .find(|h| parts.headers.contains_key(**h))
     {
         let msg = format!("method override header {header} is not accepted");
-        return audit.deny(BinanceError::malformed(&msg), Rule::Malformed, &msg);
+        return audit.deny(refuse(Refusal::Malformed(&msg)), Rule::Malformed, &msg);
     }
-    let Some(default_base) = binance::upstream_base(native) else {
+    let Some(default_base) = adapter.upstream_base(native) else {
         return audit.deny(
-            BinanceError::not_found(),
+            refuse(Refusal::UnknownRoute),
             Rule::UnknownEndpoint,
-            "no Binance host serves this path",
+            "no exchange host serves this path",
         );
     };
     let body = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
         Ok(b) => b,
         Err(_) => {
             return audit.deny(
-                BinanceError::too_large(),
+                refuse(Refusal::TooLarge),
                 Rule::Malformed,
                 "request body too large",
             )
@@ -189,11 +204,11 @@ async fn handle(
         .headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
-    let signed = match SignedRequest::parse(query, &body, content_type) {
+    let signed = match adapter.parse(query, &body, content_type) {
         Ok(r) => r,
         Err(e) => {
             return audit.deny(
-                BinanceError::from_parse(&e),
+                refuse(Refusal::Invalid(&e)),
                 Rule::Malformed,
                 &e.to_string(),
             )
@@ -201,53 +216,63 @@ async fn handle(
     };
 
     // Public market data: no key, nothing to decide, forwarded without any client header.
-    let kind = binance::classify_endpoint(method.as_str(), native);
+    let kind = adapter.classify_endpoint(method.as_str(), native);
     if kind == ActionKind::Public {
         audit.action = Some(Action::new(kind, format!("{method} {native}")));
         if !body.is_empty() || signed.is_signed() {
-            return audit.deny(
-                BinanceError::malformed("public endpoints take no body and no signature"),
-                Rule::Malformed,
-                "public request with body or signature",
-            );
+            let msg = "public endpoints take no body and no signature";
+            return audit.deny(refuse(Refusal::Malformed(msg)), Rule::Malformed, msg);
         }
         let registry = gw.live.snapshot();
-        let base = registry
-            .public_upstream(Exchange::Binance)
-            .unwrap_or(default_base);
+        let base = registry.public_upstream(exchange).unwrap_or(default_base);
         let url = format!("{base}{native}{}", query_suffix(query));
         return gw
-            .forward(audit, method, url, HeaderMap::new(), Bytes::new(), started)
+            .forward(
+                adapter,
+                audit,
+                method,
+                url,
+                HeaderMap::new(),
+                Bytes::new(),
+                started,
+            )
             .await;
     }
 
-    // 2. Authenticate: one API key header, a known client, a valid signature, a fresh
-    //    timestamp, a signature never seen before.
-    let mut keys = parts.headers.get_all(binance::API_KEY_HEADER).iter();
-    let (Some(api_key), None) = (keys.next(), keys.next()) else {
+    // 2. Authenticate: one API key header, a known client of this exchange, a valid
+    //    signature, a fresh timestamp, a signature never seen before.
+    let Some(api_key) = adapter.client_api_key(&parts.headers) else {
         return audit.deny(
-            BinanceError::bad_key_format(),
+            refuse(Refusal::MissingKey),
             Rule::Authentication,
-            "missing or repeated X-MBX-APIKEY",
+            "missing or repeated API key header",
         );
     };
     let registry = gw.live.snapshot();
-    let Some(client) = api_key.to_str().ok().and_then(|k| registry.client(k)) else {
+    let Some(client) = registry.client(api_key) else {
+        let msg = "keygate: invalid API-key";
         return audit.deny(
-            BinanceError::rejected("keygate: invalid API-key"),
+            refuse(Refusal::Denied(msg)),
             Rule::Authentication,
             "unknown API key",
         );
     };
     audit.client = Some(client.name.to_string());
     audit.account = Some(client.account.to_string());
+    let Some(account) = registry
+        .account(&client.account)
+        .filter(|a| a.exchange == exchange)
+    else {
+        let msg = "keygate: this key has no account on this exchange";
+        return audit.deny(refuse(Refusal::Denied(msg)), Rule::Authentication, msg);
+    };
     let key = match &client.verifier {
         Verifier::Hmac(secret) => ClientKey::Hmac(secret.expose_secret()),
         Verifier::Ed25519(public) => ClientKey::Ed25519(public),
     };
     if let Err(e) = signed.verify(key) {
         return audit.deny(
-            BinanceError::from_parse(&e),
+            refuse(Refusal::Invalid(&e)),
             Rule::Authentication,
             &e.to_string(),
         );
@@ -255,7 +280,7 @@ async fn handle(
     let now = now_ms();
     if let Err(e) = signed.check_freshness(now) {
         return audit.deny(
-            BinanceError::from_parse(&e),
+            refuse(Refusal::Invalid(&e)),
             Rule::Authentication,
             &e.to_string(),
         );
@@ -265,25 +290,19 @@ async fn handle(
             "keygate: this key of client {} was rotated and its grace period is over",
             client.name
         );
-        return audit.deny(BinanceError::rejected(&msg), Rule::Expired, &msg);
+        return audit.deny(refuse(Refusal::Denied(&msg)), Rule::Expired, &msg);
     }
+    let replay_id = signed.replay_id().unwrap_or_default();
     if !gw
         .replay
-        .first_sighting(signed.signature().unwrap_or_default(), now)
+        .first_sighting(replay_id, now, adapter.max_signature_age_ms())
     {
         let msg = "keygate: this signature was already used";
-        return audit.deny(BinanceError::rejected(msg), Rule::Replay, msg);
+        return audit.deny(refuse(Refusal::Denied(msg)), Rule::Replay, msg);
     }
 
     // 3. Classify, from the same parsed parameters that will be forwarded.
     let action = signed.classify(method.as_str(), native);
-    let Some(account) = registry.account(&client.account) else {
-        return audit.deny(
-            BinanceError::rejected("keygate: the account of this client is unavailable"),
-            Rule::Revoked,
-            "account missing or does not open",
-        );
-    };
     let base = account
         .upstream
         .clone()
@@ -315,7 +334,7 @@ async fn handle(
         Some(quantity),
     ) = (&decision, &action.symbol, action.quantity)
     {
-        if let Some(price) = gw.upstream.price(&base, native, symbol).await {
+        if let Some(price) = gw.upstream.price(adapter, &base, native, symbol).await {
             notional = price.checked_mul(quantity).map(|n| n.normalize());
             decision = decide(notional);
         }
@@ -323,32 +342,39 @@ async fn handle(
     audit.notional = notional;
     audit.action = Some(action.clone());
     if let Decision::Deny(denial) = decision {
-        // -2015 with 401, as Binance refuses a key, an address or a permission.
-        let error = BinanceError::rejected(&format!("keygate: {}", denial.message));
-        return audit.deny(error, denial.rule, &denial.message);
+        let msg = format!("keygate: {}", denial.message);
+        return audit.deny(refuse(Refusal::Denied(&msg)), denial.rule, &denial.message);
     }
     debug_assert_eq!(client.status, ClientStatus::Active);
 
     // 5. Re-sign with the real key and a fresh timestamp on the exchange's clock.
-    let timestamp = gw.upstream.exchange_time_ms(&base, native, now_ms()).await;
-    let forward = signed.resign(account.secret.expose_secret().as_bytes(), timestamp);
+    let timestamp = gw
+        .upstream
+        .exchange_time_ms(adapter, &base, native, now_ms())
+        .await;
+    let forward = signed.resign(
+        account.api_key.expose_secret(),
+        account.secret.expose_secret().as_bytes(),
+        timestamp,
+    );
     let mut headers = HeaderMap::new();
-    let Ok(real_key) = HeaderValue::from_str(account.api_key.expose_secret()) else {
-        return audit.deny(
-            BinanceError::internal(),
-            Rule::Revoked,
-            "real API key is not a valid header value",
-        );
-    };
-    headers.insert(binance::API_KEY_HEADER, real_key);
-    if !forward.body.is_empty() {
-        headers.insert(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static("application/x-www-form-urlencoded"),
-        );
+    for (name, value) in forward.headers {
+        let Ok(value) = HeaderValue::from_str(&value) else {
+            tracing::error!(
+                header = name,
+                "re-signed header is not a valid header value"
+            );
+            return audit.deny(
+                refuse(Refusal::Internal),
+                Rule::Malformed,
+                "invalid upstream header",
+            );
+        };
+        headers.insert(name, value);
     }
     let url = format!("{base}{native}{}", query_suffix(&forward.query));
     gw.forward(
+        adapter,
         audit,
         method,
         url,
@@ -359,10 +385,25 @@ async fn handle(
     .await
 }
 
+/// A refusal in the exchange's own error shape.
+fn refusal_response<A: Adapter>(adapter: &A, refusal: Refusal<'_>) -> Response {
+    let (status, body) = adapter.refusal(refusal);
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() =
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
 impl Gateway {
     /// 6. Audit (durably first when the action moves money), send once, audit the outcome.
-    async fn forward(
+    #[allow(clippy::too_many_arguments)]
+    async fn forward<A: Adapter>(
         &self,
+        adapter: &A,
         mut audit: Audit<'_>,
         method: Method,
         url: String,
@@ -374,7 +415,7 @@ impl Gateway {
         if sensitive {
             if let Err(reason) = audit.write_pending().await {
                 tracing::error!(%reason, "audit log unavailable; request not forwarded");
-                return BinanceError::audit_unavailable().into_response();
+                return refusal_response(adapter, Refusal::AuditUnavailable);
             }
         }
         let result = self.upstream.send(method, &url, headers, body).await;
@@ -395,12 +436,12 @@ impl Gateway {
             Err(Failure::TimedOut) => {
                 tracing::error!(path = %audit.path, "upstream timed out; outcome unknown, not retried");
                 audit.finish(None, latency_us, Outcome::Unknown, sensitive);
-                BinanceError::timeout().into_response()
+                refusal_response(adapter, Refusal::Timeout)
             }
             Err(Failure::Unreachable(reason) | Failure::Refused(reason)) => {
                 tracing::error!(%reason, "upstream unreachable");
                 audit.finish(None, latency_us, Outcome::UpstreamUnreachable, sensitive);
-                BinanceError::bad_gateway().into_response()
+                refusal_response(adapter, Refusal::Unreachable)
             }
         }
     }
@@ -469,6 +510,7 @@ fn source_ip(trusted: &[IpNet], peer: IpAddr, headers: &HeaderMap) -> IpAddr {
 /// The audit event of one request, filled in as the request path learns more.
 struct Audit<'a> {
     gw: &'a Gateway,
+    exchange: &'static str,
     request_id: String,
     source_ip: IpAddr,
     method: String,
@@ -481,9 +523,16 @@ struct Audit<'a> {
 }
 
 impl<'a> Audit<'a> {
-    fn new(gw: &'a Gateway, source_ip: IpAddr, method: &Method, path: &str) -> Audit<'a> {
+    fn new(
+        gw: &'a Gateway,
+        exchange: &'static str,
+        source_ip: IpAddr,
+        method: &Method,
+        path: &str,
+    ) -> Audit<'a> {
         Audit {
             gw,
+            exchange,
             request_id: format!("{:016x}", rand::thread_rng().gen::<u64>()),
             source_ip,
             method: method.as_str().to_owned(),
@@ -509,7 +558,7 @@ impl<'a> Audit<'a> {
             ts_ms: now_ms(),
             body: EventBody::Request(RequestEvent {
                 request_id: self.request_id.clone(),
-                exchange: "binance".into(),
+                exchange: self.exchange.into(),
                 client: self.client.clone(),
                 account: self.account.clone(),
                 source_ip: self.source_ip.to_string(),
@@ -533,7 +582,7 @@ impl<'a> Audit<'a> {
 
     /// Records a denial (in the background: nothing is forwarded, so nothing waits) and
     /// answers the client.
-    fn deny(self, error: BinanceError, rule: Rule, message: &str) -> Response {
+    fn deny(self, response: Response, rule: Rule, message: &str) -> Response {
         tracing::debug!(rule = %rule, path = %self.path, "denied");
         self.gw.audit.append(self.event(
             false,
@@ -542,7 +591,7 @@ impl<'a> Audit<'a> {
             None,
             Outcome::NotForwarded,
         ));
-        error.into_response()
+        response
     }
 
     /// Writes the request event and waits until it is durable.

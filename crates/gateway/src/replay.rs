@@ -3,10 +3,6 @@
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
-/// A signature stays remembered this long: the largest receive window plus the second a
-/// timestamp may run ahead. After that, the timestamp check refuses the request anyway.
-const REMEMBER_MS: u64 = keygate_exchanges::binance::MAX_RECV_WINDOW_MS + 1_000;
-
 /// Signatures seen inside their window, with their expiry in insertion order so that
 /// forgetting old ones costs O(1) per signature instead of a sweep under the lock.
 #[derive(Default)]
@@ -26,8 +22,10 @@ impl ReplayCache {
         ReplayCache::default()
     }
 
-    /// Records `signature` and says whether this is the first time it was seen.
-    pub fn first_sighting(&self, signature: &str, now_ms: u64) -> bool {
+    /// Records `signature` for `remember_ms` (the longest the exchange would accept it:
+    /// after that its timestamp check refuses it anyway) and says whether this is the
+    /// first time it was seen.
+    pub fn first_sighting(&self, signature: &str, now_ms: u64, remember_ms: u64) -> bool {
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         while seen
             .expiry
@@ -43,7 +41,7 @@ impl ReplayCache {
         }
         let signature: Arc<str> = Arc::from(signature);
         seen.live.insert(signature.clone());
-        seen.expiry.push_back((now_ms + REMEMBER_MS, signature));
+        seen.expiry.push_back((now_ms + remember_ms, signature));
         true
     }
 }
@@ -54,10 +52,11 @@ mod tests {
 
     #[test]
     fn a_signature_is_accepted_once_inside_its_window() {
+        const REMEMBER_MS: u64 = 61_000;
         let cache = ReplayCache::new();
-        assert!(cache.first_sighting("abc", 1_000));
-        assert!(!cache.first_sighting("abc", 30_000));
-        assert!(cache.first_sighting("def", 30_000));
-        assert!(cache.first_sighting("abc", 1_000 + REMEMBER_MS));
+        assert!(cache.first_sighting("abc", 1_000, REMEMBER_MS));
+        assert!(!cache.first_sighting("abc", 30_000, REMEMBER_MS));
+        assert!(cache.first_sighting("def", 30_000, REMEMBER_MS));
+        assert!(cache.first_sighting("abc", 1_000 + REMEMBER_MS, REMEMBER_MS));
     }
 }

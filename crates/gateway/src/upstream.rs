@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
-use keygate_exchanges::binance;
+use keygate_exchanges::Adapter;
 use rust_decimal::Decimal;
 
 /// How long a call to the exchange may take before its outcome is unknown.
@@ -125,7 +125,13 @@ impl Upstream {
     /// The exchange's clock for `base`: local time corrected by the last measured offset,
     /// measured again when older than five minutes. Falls back to local time. One offset
     /// per base URL: the hosts behind one base share the exchange's clock.
-    pub async fn exchange_time_ms(&self, base: &str, native_path: &str, now_ms: u64) -> u64 {
+    pub async fn exchange_time_ms<A: Adapter>(
+        &self,
+        adapter: &A,
+        base: &str,
+        native_path: &str,
+        now_ms: u64,
+    ) -> u64 {
         let cached = self
             .offsets
             .read()
@@ -135,8 +141,8 @@ impl Upstream {
         let offset = match cached {
             Some((offset, at)) if at.elapsed() < CLOCK_TTL => offset,
             _ => {
-                let url = format!("{base}{}", binance::time_path(native_path));
-                let offset = self.measure_offset(&url).await.unwrap_or(0);
+                let url = format!("{base}{}", adapter.time_path(native_path));
+                let offset = self.measure_offset(adapter, &url).await.unwrap_or(0);
                 self.offsets
                     .write()
                     .unwrap_or_else(|p| p.into_inner())
@@ -147,28 +153,27 @@ impl Upstream {
         now_ms.saturating_add_signed(offset)
     }
 
-    async fn measure_offset(&self, url: &str) -> Option<i64> {
+    async fn measure_offset<A: Adapter>(&self, adapter: &A, url: &str) -> Option<i64> {
         let before = crate::now_ms();
         let response = self
             .send(Method::GET, url, HeaderMap::new(), Bytes::new())
             .await
             .ok()?;
         let after = crate::now_ms();
-        let server = binance::parse_server_time(&response.body)?;
+        let server = adapter.parse_server_time(&response.body)?;
         let midpoint = before + (after - before) / 2;
         Some(server as i64 - midpoint as i64)
     }
 
-    /// The last price of `symbol` from the public ticker.
-    pub async fn price(&self, base: &str, native_path: &str, symbol: &str) -> Option<Decimal> {
-        let safe = symbol.bytes().all(|b| b.is_ascii_alphanumeric());
-        if !safe {
-            return None;
-        }
-        let url = format!(
-            "{base}{}?symbol={symbol}",
-            binance::ticker_path(native_path)
-        );
+    /// The last price of `symbol` from the exchange's public ticker.
+    pub async fn price<A: Adapter>(
+        &self,
+        adapter: &A,
+        base: &str,
+        native_path: &str,
+        symbol: &str,
+    ) -> Option<Decimal> {
+        let url = format!("{base}{}", adapter.ticker_path(native_path, symbol)?);
         let response = self
             .send(Method::GET, &url, HeaderMap::new(), Bytes::new())
             .await
@@ -176,7 +181,7 @@ impl Upstream {
         if !response.status.is_success() {
             return None;
         }
-        binance::parse_ticker_price(&response.body)
+        adapter.parse_ticker_price(&response.body)
     }
 }
 

@@ -52,7 +52,7 @@ use zeroize::Zeroizing;
 /// Events one transaction takes at most.
 const MAX_BATCH: usize = 1024;
 /// How long a batch of background events waits for more before it is written.
-const BACKGROUND_BATCH_WINDOW: Duration = Duration::from_millis(2);
+const BACKGROUND_BATCH_WINDOW: Duration = Duration::from_millis(20);
 
 /// An error from the audit log.
 #[derive(Debug, thiserror::Error)]

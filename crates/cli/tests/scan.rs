@@ -171,3 +171,52 @@ fn the_installed_hook_blocks_a_commit_with_a_key_and_lets_a_clean_one_through() 
         "only the clean commit landed"
     );
 }
+
+#[test]
+fn a_tampered_ciphertext_is_detected_and_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let keyfile = dir.path().join("master.key");
+    assert!(keygate(
+        &home,
+        &["init", "--master-key-file", keyfile.to_str().unwrap()],
+        ""
+    )
+    .status
+    .success());
+    let added = keygate(
+        &home,
+        &["account", "add", "--exchange", "binance", "--label", "main"],
+        &format!("{}\n{}\n", random(), random()),
+    );
+    assert!(added.status.success());
+    let db = rusqlite::Connection::open(home.join("keygate.db")).unwrap();
+    let mut sealed: Vec<u8> = db
+        .query_row(
+            "SELECT sealed_secret FROM accounts WHERE label = 'main'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let last = sealed.len() - 1;
+    sealed[last] ^= 0x01;
+    db.execute(
+        "UPDATE accounts SET sealed_secret = ?1 WHERE label = 'main'",
+        [sealed],
+    )
+    .unwrap();
+
+    let out = keygate(
+        &home,
+        &["scan", "--managed", dir.path().to_str().unwrap()],
+        "",
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("account-secret")
+            && stderr.contains("\"main\"")
+            && stderr.contains("tampered"),
+        "{stderr}"
+    );
+}

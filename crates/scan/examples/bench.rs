@@ -70,14 +70,9 @@ fn build_corpus(root: &Path, size: u64) -> Corpus {
                 if data.len() > 4 << 20 || data[..data.len().min(8192)].contains(&0) {
                     continue;
                 }
-                let rel = f
-                    .components()
-                    .rev()
-                    .take(4)
-                    .collect::<Vec<_>>()
-                    .into_iter()
-                    .rev()
-                    .collect::<PathBuf>();
+                // The whole path below the registry, so that no two sources share a
+                // destination (a shorter suffix made files overwrite each other).
+                let rel = f.strip_prefix(&registry).unwrap_or(f).to_path_buf();
                 let dest = clean.join(format!("copy{copy}")).join(rel);
                 fs::create_dir_all(dest.parent().unwrap()).unwrap();
                 // A unique first line, so that no tool can skip a copy as a duplicate blob.

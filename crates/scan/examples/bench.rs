@@ -173,15 +173,32 @@ fn run_external(
 ) -> Option<Outcome> {
     which(cmd[0])?;
     let t0 = Instant::now();
+    // Run from the corpus root: detect-secrets, started inside a git work tree, skips
+    // paths outside it and reports nothing.
+    let cwd = cmd
+        .last()
+        .map(Path::new)
+        .filter(|p| p.is_dir())
+        .unwrap_or(Path::new("/"));
     let out = Command::new("timeout")
         .arg(timeout.to_string())
         .args(cmd)
+        .current_dir(cwd)
         .output()
         .ok()?;
     let seconds = t0.elapsed().as_secs_f64();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let note = if out.status.code() == Some(124) {
         format!("timed out after {timeout} s")
+    } else if stdout.trim().is_empty() && cmd[0] != "sh" {
+        // A tool that printed nothing did not scan; say so rather than report 0% recall.
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let last = stderr
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("");
+        format!("no output (exit {:?}): {last}", out.status.code())
     } else {
         String::new()
     };

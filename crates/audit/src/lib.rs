@@ -113,8 +113,10 @@ const GENESIS: [u8; 32] = [0; 32];
 /// Called once the event is committed (with its seq) or could not be.
 pub type OnDurable = Box<dyn FnOnce(Result<u64, String>) + Send>;
 
+/// One event to append, or (`event: None`) a barrier that completes once everything
+/// queued before it is committed.
 struct Job {
-    event: Event,
+    event: Option<Event>,
     on_durable: Option<OnDurable>,
 }
 
@@ -142,7 +144,7 @@ impl AuditLog {
         if self
             .tx
             .send(Job {
-                event,
+                event: Some(event),
                 on_durable: None,
             })
             .is_err()
@@ -153,6 +155,10 @@ impl AuditLog {
 
     /// Appends `event` and calls `on_durable` once it is committed or has failed.
     pub fn append_durable(&self, event: Event, on_durable: OnDurable) {
+        self.send_durable(Some(event), on_durable);
+    }
+
+    fn send_durable(&self, event: Option<Event>, on_durable: OnDurable) {
         if let Err(mpsc::SendError(job)) = self.tx.send(Job {
             event,
             on_durable: Some(on_durable),
@@ -165,8 +171,18 @@ impl AuditLog {
 
     /// Appends `event` and waits until it is committed; returns its seq.
     pub fn append_blocking(&self, event: Event) -> Result<u64, Error> {
+        self.send_blocking(Some(event))
+    }
+
+    /// Waits until every event appended before this call, from any handle, is committed.
+    /// Call it before the process exits: background events wait in memory for a batch.
+    pub fn flush(&self) -> Result<(), Error> {
+        self.send_blocking(None).map(drop)
+    }
+
+    fn send_blocking(&self, event: Option<Event>) -> Result<u64, Error> {
         let (tx, rx) = mpsc::channel();
-        self.append_durable(
+        self.send_durable(
             event,
             Box::new(move |r| {
                 // The receiver waits below; if it is gone there is no one to tell.
@@ -210,13 +226,12 @@ fn writer(store: Store, key: AuditKey, rx: mpsc::Receiver<Job>) {
                 Err(e) => tracing::error!(error = %e, "cannot set the audit log's sync mode"),
             }
         }
-        let bodies: Vec<(u64, Result<String, String>)> = jobs
+        let bodies: Vec<Option<(u64, Result<String, String>)>> = jobs
             .iter()
             .map(|j| {
-                (
-                    j.event.ts_ms,
-                    serde_json::to_string(&j.event).map_err(|e| e.to_string()),
-                )
+                j.event
+                    .as_ref()
+                    .map(|e| (e.ts_ms, serde_json::to_string(e).map_err(|e| e.to_string())))
             })
             .collect();
         let result = store.append_events(|last| {
@@ -226,7 +241,12 @@ fn writer(store: Store, key: AuditKey, rx: mpsc::Receiver<Job>) {
             };
             let mut rows = Vec::with_capacity(bodies.len());
             let mut seqs = Vec::with_capacity(bodies.len());
-            for (ts_ms, body) in &bodies {
+            for entry in &bodies {
+                let Some((ts_ms, body)) = entry else {
+                    // A barrier: everything before it is in this commit or an earlier one.
+                    seqs.push(Some(seq));
+                    continue;
+                };
                 let Ok(body) = body else {
                     seqs.push(None);
                     continue;

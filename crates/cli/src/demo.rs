@@ -279,6 +279,7 @@ fn keygate(
 struct Server {
     child: Child,
     addr: String,
+    stopped: bool,
 }
 
 impl Server {
@@ -303,7 +304,11 @@ impl Server {
             .and_then(|s| s.strip_suffix("/binance"))
             .map(str::to_owned);
         match addr {
-            Some(addr) => Ok(Server { child, addr }),
+            Some(addr) => Ok(Server {
+                child,
+                addr,
+                stopped: false,
+            }),
             _ => {
                 let _ = child.kill();
                 bail!("keygate serve did not start: {line:?}")
@@ -311,9 +316,21 @@ impl Server {
         }
     }
 
+    /// Asks the server to shut down (SIGTERM: it drains requests and flushes its audit
+    /// log), then waits for it.
     fn stop(&mut self) {
-        // Already exited is fine; the demo only needs it gone.
-        let _ = self.child.kill();
+        if self.stopped {
+            return;
+        }
+        self.stopped = true;
+        let asked = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !asked {
+            // No `kill` command: the demo only needs it gone.
+            let _ = self.child.kill();
+        }
         let _ = self.child.wait();
     }
 }

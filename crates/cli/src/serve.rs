@@ -42,6 +42,7 @@ pub fn run(unlocked: Unlocked, args: &ServeArgs) -> anyhow::Result<()> {
     let registry = Registry::load(&store, &master).context("loading accounts and clients")?;
     let live = Arc::new(Live::new(registry));
     spawn_reloader(store, master, live.clone()).context("starting the reload thread")?;
+    let audit_log = audit.clone();
     let gateway = Arc::new(Gateway::new(
         live,
         audit,
@@ -53,7 +54,7 @@ pub fn run(unlocked: Unlocked, args: &ServeArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(async {
+    let served = runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("binding {}", args.listen))?;
@@ -65,7 +66,10 @@ pub fn run(unlocked: Unlocked, args: &ServeArgs) -> anyhow::Result<()> {
         })
         .await
         .context("serving")
-    })
+    });
+    // Requests have drained; their audit events may still wait for a batch.
+    audit_log.flush().context("flushing the audit log")?;
+    served
 }
 
 /// Completes on Ctrl-C or, on Unix, SIGTERM.

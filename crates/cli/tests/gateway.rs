@@ -113,8 +113,11 @@ impl Serve {
 }
 
 impl Drop for Serve {
+    /// SIGTERM, as an operator would stop it: it drains and flushes its audit log.
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
         let _ = self.child.wait();
     }
 }
@@ -354,6 +357,7 @@ fn the_demo_tells_the_whole_story_and_verifies_its_log() {
         "✘ denied  withdraw",
         "✘ denied  read balances with the revoked key → HTTP 401 keygate: client bot1 is revoked",
         "the simulator received 1 order(s) and 0 withdrawal(s)",
+        "denied:revoked",
         "audit log verified",
     ] {
         assert!(text.contains(line), "demo output lacks {line:?}:\n{text}");

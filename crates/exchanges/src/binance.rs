@@ -51,8 +51,8 @@ impl SignedRequest {
     ///
     /// Refuses: bytes outside printable ASCII (Binance wants non-ASCII percent-encoded),
     /// empty or nameless parameters, a body that is not `application/x-www-form-urlencoded`,
-    /// any name given twice (after percent-decoding), and a `signature` that is not the
-    /// last parameter of its part.
+    /// any name given twice (after percent-decoding, ignoring case), and a `signature` that
+    /// is not the last parameter of its part.
     pub fn parse(
         query: &str,
         body: &[u8],
@@ -102,7 +102,9 @@ impl SignedRequest {
                     signature_in_body = in_body;
                     continue;
                 }
-                if params.iter().any(|p| p.name == name) {
+                // Names that differ only in case count as duplicates too: keygate cannot
+                // know whether the exchange folds case, so it refuses the ambiguity.
+                if params.iter().any(|p| p.name.eq_ignore_ascii_case(&name)) {
                     return Err(Error::DuplicateParameter { name });
                 }
                 params.push(Param {
@@ -727,6 +729,7 @@ mod tests {
             ("symbol=A", "symbol=B"),
             ("", "quantity=1&quantity=2"),
             ("symbol=A&sym%62ol=B", ""),
+            ("symbol=A&SYMBOL=B", ""),
             ("signature=a&x=1", "signature=b"),
         ] {
             let r =

@@ -169,7 +169,8 @@ async fn handle<A: Adapter>(
     let source = source_ip(&gw.trusted_proxies, peer.ip(), &parts.headers);
     let mut audit = Audit::new(gw, exchange.as_str(), source, &method, parts.uri.path());
 
-    // 1. Route: a native path that means one thing, on a host the exchange has.
+    // 1. Route: a native path that means one thing, on a host the exchange has. `route`
+    //    matched the first segment, so the path starts with `/<exchange>`.
     let native = &parts.uri.path()[1 + exchange.as_str().len()..];
     audit.path = native.to_owned();
     if let Err(reason) = check_path(native) {

@@ -2,30 +2,13 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::io::Write;
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
+use common::Kg;
 use rand::distributions::{Alphanumeric, DistString};
-
-fn keygate(home: &Path, args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_keygate"))
-        .arg("--home")
-        .arg(home)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
-}
 
 fn random() -> String {
     Alphanumeric.sample_string(&mut rand::thread_rng(), 64)
@@ -33,36 +16,17 @@ fn random() -> String {
 
 #[test]
 fn a_managed_key_anywhere_is_critical_and_named_without_being_printed() {
-    let dir = tempfile::tempdir().unwrap();
-    let home = dir.path().join("home");
-    let keyfile = dir.path().join("master.key");
-    assert!(keygate(
-        &home,
-        &["init", "--master-key-file", keyfile.to_str().unwrap()],
-        ""
-    )
-    .status
-    .success());
+    let kg = Kg::with_key_file();
     let (key, secret) = (random(), random());
-    let added = keygate(
-        &home,
-        &["account", "add", "--exchange", "binance", "--label", "main"],
-        &format!("{key}\n{secret}\n"),
-    );
-    assert!(
-        added.status.success(),
-        "{}",
-        String::from_utf8_lossy(&added.stderr)
-    );
+    kg.add_account("main", &key, &secret);
 
-    let code = dir.path().join("code");
+    let code = kg.path("code");
     std::fs::create_dir_all(&code).unwrap();
     // No exchange keyword anywhere near: only the vault knows this is a key.
     std::fs::write(code.join("settings.py"), format!("TOKEN = \"{secret}\"\n")).unwrap();
     std::fs::write(code.join("clean.py"), "print('hello')\n").unwrap();
 
-    let out = keygate(
-        &home,
+    let out = kg.fails(
         &[
             "scan",
             "--managed",
@@ -71,33 +35,18 @@ fn a_managed_key_anywhere_is_critical_and_named_without_being_printed() {
             code.to_str().unwrap(),
         ],
         "",
+        1,
     );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-    let text = report.to_string();
+    let text = out.json().to_string();
     assert!(text.contains("account main"), "{text}");
     assert!(text.to_lowercase().contains("critical"), "{text}");
-    for output in [&out.stdout, &out.stderr] {
-        let output = String::from_utf8_lossy(output);
-        assert!(!output.contains(&secret), "the managed secret was printed");
-    }
+    assert!(
+        !out.all().contains(&secret),
+        "the managed secret was printed"
+    );
 
-    let without = keygate(
-        &home,
-        &["scan", "--format", "json", code.to_str().unwrap()],
-        "",
-    );
-    assert_eq!(
-        without.status.code(),
-        Some(0),
-        "without --managed the token has no exchange context"
-    );
+    // Without --managed the token has no exchange context.
+    kg.ok(&["scan", "--format", "json", code.to_str().unwrap()], "");
 }
 
 fn git(repo: &Path, args: &[&str], path_env: &str) -> Output {
@@ -174,23 +123,9 @@ fn the_installed_hook_blocks_a_commit_with_a_key_and_lets_a_clean_one_through() 
 
 #[test]
 fn a_tampered_ciphertext_is_detected_and_named() {
-    let dir = tempfile::tempdir().unwrap();
-    let home = dir.path().join("home");
-    let keyfile = dir.path().join("master.key");
-    assert!(keygate(
-        &home,
-        &["init", "--master-key-file", keyfile.to_str().unwrap()],
-        ""
-    )
-    .status
-    .success());
-    let added = keygate(
-        &home,
-        &["account", "add", "--exchange", "binance", "--label", "main"],
-        &format!("{}\n{}\n", random(), random()),
-    );
-    assert!(added.status.success());
-    let db = rusqlite::Connection::open(home.join("keygate.db")).unwrap();
+    let kg = Kg::with_key_file();
+    kg.add_account("main", &random(), &random());
+    let db = rusqlite::Connection::open(kg.db()).unwrap();
     let mut sealed: Vec<u8> = db
         .query_row(
             "SELECT sealed_secret FROM accounts WHERE label = 'main'",
@@ -206,17 +141,10 @@ fn a_tampered_ciphertext_is_detected_and_named() {
     )
     .unwrap();
 
-    let out = keygate(
-        &home,
-        &["scan", "--managed", dir.path().to_str().unwrap()],
-        "",
-    );
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let out = kg.fails(&["scan", "--managed", kg.path("").to_str().unwrap()], "", 2);
+    let said = out.stderr;
     assert!(
-        stderr.contains("account-secret")
-            && stderr.contains("\"main\"")
-            && stderr.contains("tampered"),
-        "{stderr}"
+        said.contains("account-secret") && said.contains("\"main\"") && said.contains("tampered"),
+        "{said}"
     );
 }

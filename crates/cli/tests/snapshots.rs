@@ -1,36 +1,9 @@
 //! What an operator reads: the human output of the listing commands, snapshotted with
 //! times, keys and paths redacted.
 
-#![allow(clippy::unwrap_used)]
+mod common;
 
-use std::io::Write;
-use std::path::Path;
-use std::process::{Command, Stdio};
-
-fn keygate(home: &Path, args: &[&str], stdin: &str) -> String {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_keygate"))
-        .arg("--home")
-        .arg(home)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
+use common::Kg;
 
 fn redactions() -> Vec<(&'static str, &'static str)> {
     vec![
@@ -42,38 +15,23 @@ fn redactions() -> Vec<(&'static str, &'static str)> {
 
 #[test]
 fn listings_read_as_documented() {
-    let dir = tempfile::tempdir().unwrap();
-    let home = dir.path().join("home");
-    let keyfile = dir.path().join("master.key");
-    keygate(
-        &home,
-        &["init", "--master-key-file", keyfile.to_str().unwrap()],
-        "",
-    );
+    let kg = Kg::with_key_file();
     let key = "k".repeat(40) + "KEYS";
-    keygate(
-        &home,
+    let account = [
+        "account",
+        "add",
+        "--exchange",
+        "binance",
+        "--label",
+        "main",
+        "--rotate-every",
+        "90d",
+    ];
+    kg.ok(&account, &format!("{key}\n{}\n", "s".repeat(64)));
+    kg.issue(
+        "main",
+        "bot1",
         &[
-            "account",
-            "add",
-            "--exchange",
-            "binance",
-            "--label",
-            "main",
-            "--rotate-every",
-            "90d",
-        ],
-        &format!("{key}\n{}\n", "s".repeat(64)),
-    );
-    keygate(
-        &home,
-        &[
-            "client",
-            "issue",
-            "--account",
-            "main",
-            "--name",
-            "bot1",
             "--scope",
             "read,trade",
             "--symbols",
@@ -81,18 +39,13 @@ fn listings_read_as_documented() {
             "--max-order-notional",
             "500",
         ],
-        "",
     );
-    keygate(
-        &home,
-        &["client", "issue", "--account", "main", "--name", "reader"],
-        "",
-    );
-    keygate(&home, &["client", "freeze", "reader"], "");
+    kg.issue("main", "reader", &[]);
+    kg.ok(&["client", "freeze", "reader"], "");
 
     insta::with_settings!({ filters => redactions() }, {
-        insta::assert_snapshot!("account_list", keygate(&home, &["account", "list"], ""));
-        insta::assert_snapshot!("client_list", keygate(&home, &["client", "list"], ""));
-        insta::assert_snapshot!("client_show", keygate(&home, &["client", "show", "bot1"], ""));
+        insta::assert_snapshot!("account_list", kg.ok(&["account", "list"], "").stdout);
+        insta::assert_snapshot!("client_list", kg.ok(&["client", "list"], "").stdout);
+        insta::assert_snapshot!("client_show", kg.ok(&["client", "show", "bot1"], "").stdout);
     });
 }

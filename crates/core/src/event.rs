@@ -126,11 +126,6 @@ pub struct AdminEvent {
 }
 
 impl Event {
-    /// Whether the event denied a request.
-    pub fn is_denied(&self) -> bool {
-        matches!(&self.body, EventBody::Request(r) if !r.allowed)
-    }
-
     /// The client the event concerns, if any.
     pub fn client(&self) -> Option<&str> {
         match &self.body {

@@ -453,7 +453,7 @@ fn decode_component(s: &str) -> Result<String, Error> {
 
 /// The exchange host that serves `path`, by its first segment, as ccxt's `urls['api']`
 /// lays them out; `None` for a path keygate does not route.
-pub fn upstream_base(path: &str) -> Option<&'static str> {
+fn upstream_base(path: &str) -> Option<&'static str> {
     let first = path.strip_prefix('/')?.split('/').next()?;
     match first {
         "api" | "sapi" => Some("https://api.binance.com"),
@@ -466,7 +466,7 @@ pub fn upstream_base(path: &str) -> Option<&'static str> {
 }
 
 /// The public endpoint that prices `symbol` on the market `path` trades on.
-pub fn ticker_path(path: &str) -> &'static str {
+fn ticker_path(path: &str) -> &'static str {
     if path.starts_with("/fapi/") {
         "/fapi/v1/ticker/price"
     } else if path.starts_with("/dapi/") {
@@ -477,7 +477,7 @@ pub fn ticker_path(path: &str) -> &'static str {
 }
 
 /// The endpoint that reports the exchange's clock for `path`'s host.
-pub fn time_path(path: &str) -> &'static str {
+fn time_path(path: &str) -> &'static str {
     if path.starts_with("/fapi/") {
         "/fapi/v1/time"
     } else if path.starts_with("/dapi/") {
@@ -488,20 +488,20 @@ pub fn time_path(path: &str) -> &'static str {
 }
 
 /// Reads the price out of a `ticker/price` response (`{"symbol":"BTCUSDT","price":"…"}`).
-pub fn parse_ticker_price(body: &[u8]) -> Option<Decimal> {
+fn parse_ticker_price(body: &[u8]) -> Option<Decimal> {
     let value: serde_json::Value = serde_json::from_slice(body).ok()?;
     value.get("price")?.as_str()?.parse().ok()
 }
 
 /// Reads `serverTime` out of a `time` response.
-pub fn parse_server_time(body: &[u8]) -> Option<u64> {
+fn parse_server_time(body: &[u8]) -> Option<u64> {
     let value: serde_json::Value = serde_json::from_slice(body).ok()?;
     value.get("serverTime")?.as_u64()
 }
 
 /// The class of `method path`, from the endpoint tables of NOTES §1.3. Anything not
 /// listed is [`ActionKind::Unknown`].
-pub fn classify_endpoint(method: &str, path: &str) -> ActionKind {
+fn classify_endpoint(method: &str, path: &str) -> ActionKind {
     use ActionKind::*;
     let Some((prefix, rest)) = split_version(path) else {
         return Unknown;

@@ -166,13 +166,11 @@ async fn handle<A: Adapter>(
     let (parts, body) = request.into_parts();
     let method = parts.method.clone();
     let exchange = adapter.exchange();
-    let source = source_ip(&gw.trusted_proxies, peer.ip(), &parts.headers);
-    let mut audit = Audit::new(gw, exchange.as_str(), source, &method, parts.uri.path());
-
     // 1. Route: a native path that means one thing, on a host the exchange has. `route`
     //    matched the first segment, so the path starts with `/<exchange>`.
     let native = &parts.uri.path()[1 + exchange.as_str().len()..];
-    audit.path = native.to_owned();
+    let source = source_ip(&gw.trusted_proxies, peer.ip(), &parts.headers);
+    let mut audit = Audit::new(gw, exchange.as_str(), source, &method, native);
     if let Err(reason) = check_path(native) {
         return audit.deny(refuse(Refusal::Malformed(reason)), Rule::Malformed, reason);
     }
@@ -341,7 +339,7 @@ async fn handle<A: Adapter>(
         }
     }
     audit.notional = notional;
-    audit.action = Some(action.clone());
+    audit.action = Some(action);
     if let Decision::Deny(denial) = decision {
         let msg = format!("keygate: {}", denial.message);
         return audit.deny(refuse(Refusal::Denied(&msg)), denial.rule, &denial.message);

@@ -264,7 +264,7 @@ impl Store {
     }
 
     /// Maps a SQLite error to this crate's error, naming the database.
-    pub fn error(&self, source: rusqlite::Error) -> Error {
+    pub(crate) fn error(&self, source: rusqlite::Error) -> Error {
         self.sql(source)
     }
 }

@@ -38,8 +38,8 @@ mod export;
 pub use export::{csv_header, csv_line, Filter};
 
 use std::path::Path;
-use std::sync::mpsc;
-use std::thread;
+use std::sync::{mpsc, Arc, Mutex, MutexGuard};
+use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
@@ -120,52 +120,103 @@ struct Job {
     on_durable: Option<OnDurable>,
 }
 
-/// A handle on the audit writer thread. Cloning it is cheap; the thread stops when the
-/// last handle drops.
+/// What the handles and the writer thread share.
+#[derive(Default)]
+struct Queue {
+    jobs: Vec<Job>,
+    /// A queued job has someone waiting on it: write now, do not wait for company.
+    urgent: bool,
+    /// Every handle is gone: write what is queued, then stop.
+    closed: bool,
+    /// The writer is gone: nothing queued from now on will be written.
+    stopped: bool,
+}
+
+/// A handle on the audit writer thread. Cloning it is cheap; the thread writes what is
+/// queued and stops when the last handle drops.
 #[derive(Clone)]
 pub struct AuditLog {
-    tx: mpsc::Sender<Job>,
+    handle: Arc<Handle>,
+}
+
+struct Handle {
+    queue: Arc<Mutex<Queue>>,
+    writer: Thread,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        lock(&self.queue).closed = true;
+        self.writer.unpark();
+    }
+}
+
+/// The queue, even if a thread panicked while holding it: every change to it is a single
+/// push, take or flag, so it is never left half-changed.
+fn lock(queue: &Mutex<Queue>) -> MutexGuard<'_, Queue> {
+    queue
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl AuditLog {
     /// Starts a writer on the database at `db` (its own connection).
     pub fn start(db: &Path, key: AuditKey) -> Result<AuditLog, Error> {
         let store = Store::open(db)?;
-        let (tx, rx) = mpsc::channel::<Job>();
-        thread::Builder::new()
+        let queue = Arc::new(Mutex::new(Queue::default()));
+        let writer_queue = queue.clone();
+        let writer = thread::Builder::new()
             .name("keygate-audit".into())
-            .spawn(move || writer(store, key, rx))
+            .spawn(move || {
+                let stopped = Stopped(writer_queue.clone());
+                writer(store, key, &writer_queue);
+                drop(stopped);
+            })
             .map_err(|e| Error::Encode(format!("cannot start audit writer: {e}")))?;
-        Ok(AuditLog { tx })
+        Ok(AuditLog {
+            handle: Arc::new(Handle {
+                queue,
+                writer: writer.thread().clone(),
+            }),
+        })
     }
 
     /// Appends `event` in the background; failures are logged.
+    ///
+    /// This does not wake the writer unless the queue was empty: background events wait
+    /// for a batch anyway, and a wake-up per event would cost a system call per request.
     pub fn append(&self, event: Event) {
-        if self
-            .tx
-            .send(Job {
-                event: Some(event),
-                on_durable: None,
-            })
-            .is_err()
-        {
-            tracing::error!("audit writer stopped; event dropped");
-        }
+        self.push(Job {
+            event: Some(event),
+            on_durable: None,
+        });
     }
 
     /// Appends `event` and calls `on_durable` once it is committed or has failed.
     pub fn append_durable(&self, event: Event, on_durable: OnDurable) {
-        self.send_durable(Some(event), on_durable);
+        self.push(Job {
+            event: Some(event),
+            on_durable: Some(on_durable),
+        });
     }
 
-    fn send_durable(&self, event: Option<Event>, on_durable: OnDurable) {
-        if let Err(mpsc::SendError(job)) = self.tx.send(Job {
-            event,
-            on_durable: Some(on_durable),
-        }) {
-            if let Some(cb) = job.on_durable {
-                cb(Err("the audit writer has stopped".into()));
+    fn push(&self, job: Job) {
+        let urgent = job.on_durable.is_some();
+        let mut queue = lock(&self.handle.queue);
+        if queue.stopped {
+            drop(queue);
+            match job.on_durable {
+                Some(cb) => cb(Err("the audit writer has stopped".into())),
+                None => tracing::error!("audit writer stopped; event dropped"),
             }
+            return;
+        }
+        let first = queue.jobs.is_empty();
+        queue.jobs.push(job);
+        queue.urgent |= urgent;
+        drop(queue);
+        if first || urgent {
+            self.handle.writer.unpark();
         }
     }
 
@@ -182,13 +233,13 @@ impl AuditLog {
 
     fn send_blocking(&self, event: Option<Event>) -> Result<u64, Error> {
         let (tx, rx) = mpsc::channel();
-        self.send_durable(
+        self.push(Job {
             event,
-            Box::new(move |r| {
+            on_durable: Some(Box::new(move |r| {
                 // The receiver waits below; if it is gone there is no one to tell.
                 let _ = tx.send(r);
-            }),
-        );
+            })),
+        });
         match rx.recv() {
             Ok(Ok(seq)) => Ok(seq),
             Ok(Err(reason)) => Err(Error::Encode(reason)),
@@ -197,91 +248,133 @@ impl AuditLog {
     }
 }
 
-fn writer(store: Store, key: AuditKey, rx: mpsc::Receiver<Job>) {
+/// Marks the writer as gone when it returns or unwinds, and fails whatever is still
+/// queued, so that no request waits for a commit that will never come.
+struct Stopped(Arc<Mutex<Queue>>);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let jobs = {
+            let mut queue = lock(&self.0);
+            queue.stopped = true;
+            std::mem::take(&mut queue.jobs)
+        };
+        fail(jobs, "the audit writer has stopped");
+    }
+}
+
+fn fail(jobs: Vec<Job>, reason: &str) {
+    for job in jobs {
+        if let Some(cb) = job.on_durable {
+            cb(Err(reason.to_owned()));
+        }
+    }
+}
+
+/// The writer thread: takes batches off the queue and commits them until every handle
+/// is gone and the queue is empty.
+///
+/// Group commit. Someone waits on a durable event, so a batch holding one is written at
+/// once, synced to disk; a batch of background events (reads, denials, outcomes) waits a
+/// moment for company and is committed without its own fsync. The next durable commit
+/// syncs those too, and a process crash loses none of them.
+fn writer(store: Store, key: AuditKey, queue: &Mutex<Queue>) {
     let mut synced = true;
-    while let Ok(first) = rx.recv() {
-        // Group commit. Someone waits on a durable event, so a batch holding one is written
-        // at once, synced to disk; a batch of background events (reads, denials, outcomes)
-        // waits a moment for company and is committed without its own fsync. The next
-        // durable commit syncs those too, and a process crash loses none of them.
-        let mut jobs = vec![first];
-        let deadline = Instant::now() + BACKGROUND_BATCH_WINDOW;
-        while jobs.len() < MAX_BATCH {
-            let durable = jobs.iter().any(|j| j.on_durable.is_some());
-            let next = if durable {
-                rx.try_recv().ok()
-            } else {
-                rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                    .ok()
-            };
-            match next {
-                Some(job) => jobs.push(job),
-                None => break,
-            }
+    while let Some(mut jobs) = next_batch(queue) {
+        while !jobs.is_empty() {
+            let rest = jobs.split_off(jobs.len().min(MAX_BATCH));
+            commit(&store, &key, jobs, &mut synced);
+            jobs = rest;
         }
-        let durable = jobs.iter().any(|j| j.on_durable.is_some());
-        if durable != synced {
-            match store.set_synchronous(durable) {
-                Ok(()) => synced = durable,
-                Err(e) => tracing::error!(error = %e, "cannot set the audit log's sync mode"),
+    }
+}
+
+/// Waits for the next batch: at once when someone waits on an event, otherwise up to
+/// [`BACKGROUND_BATCH_WINDOW`] after the first event arrived. `None` once the log is
+/// closed and everything is written.
+fn next_batch(queue: &Mutex<Queue>) -> Option<Vec<Job>> {
+    let mut first_seen: Option<Instant> = None;
+    loop {
+        let mut q = lock(queue);
+        if q.jobs.is_empty() {
+            if q.closed {
+                return None;
             }
+            drop(q);
+            thread::park();
+            continue;
         }
-        let bodies: Vec<Option<(u64, Result<String, String>)>> = jobs
-            .iter()
-            .map(|j| {
-                j.event
-                    .as_ref()
-                    .map(|e| (e.ts_ms, serde_json::to_string(e).map_err(|e| e.to_string())))
-            })
-            .collect();
-        let result = store.append_events(|last| {
-            let (mut seq, mut prev) = match last {
-                Some(row) => (row.seq, row.hash.clone()),
-                None => (0, GENESIS.to_vec()),
-            };
-            let mut rows = Vec::with_capacity(bodies.len());
-            let mut seqs = Vec::with_capacity(bodies.len());
-            for entry in &bodies {
-                let Some((ts_ms, body)) = entry else {
-                    // A barrier: everything before it is in this commit or an earlier one.
-                    seqs.push(Some(seq));
-                    continue;
-                };
-                let Ok(body) = body else {
-                    seqs.push(None);
-                    continue;
-                };
-                seq += 1;
-                let hash = chain_hash(&prev, seq, *ts_ms, body);
-                let mac = key.mac(&hash);
-                rows.push(EventRow {
-                    seq,
-                    ts_ms: *ts_ms,
-                    body: body.clone(),
-                    hash: hash.clone(),
-                    mac,
-                });
-                prev = hash;
+        let waited = first_seen.get_or_insert_with(Instant::now).elapsed();
+        if q.urgent || q.closed || waited >= BACKGROUND_BATCH_WINDOW {
+            q.urgent = false;
+            return Some(std::mem::take(&mut q.jobs));
+        }
+        drop(q);
+        thread::park_timeout(BACKGROUND_BATCH_WINDOW - waited);
+    }
+}
+
+/// Commits `jobs` in one transaction, chained after the last event, and tells whoever
+/// waits on them.
+fn commit(store: &Store, key: &AuditKey, jobs: Vec<Job>, synced: &mut bool) {
+    let durable = jobs.iter().any(|j| j.on_durable.is_some());
+    if durable != *synced {
+        match store.set_synchronous(durable) {
+            Ok(()) => *synced = durable,
+            Err(e) => tracing::error!(error = %e, "cannot set the audit log's sync mode"),
+        }
+    }
+    let bodies: Vec<Option<(u64, Result<String, String>)>> = jobs
+        .iter()
+        .map(|j| {
+            j.event
+                .as_ref()
+                .map(|e| (e.ts_ms, serde_json::to_string(e).map_err(|e| e.to_string())))
+        })
+        .collect();
+    let result = store.append_events(|last| {
+        let (mut seq, mut prev) = match last {
+            Some(row) => (row.seq, row.hash.clone()),
+            None => (0, GENESIS.to_vec()),
+        };
+        let mut rows = Vec::with_capacity(bodies.len());
+        let mut seqs = Vec::with_capacity(bodies.len());
+        for entry in &bodies {
+            let Some((ts_ms, body)) = entry else {
+                // A barrier: everything before it is in this commit or an earlier one.
                 seqs.push(Some(seq));
-            }
-            (rows, seqs)
-        });
-        match result {
-            Ok(seqs) => {
-                for (job, seq) in jobs.into_iter().zip(seqs) {
-                    if let Some(cb) = job.on_durable {
-                        cb(seq.ok_or_else(|| "event does not serialize".to_owned()));
-                    }
+                continue;
+            };
+            let Ok(body) = body else {
+                seqs.push(None);
+                continue;
+            };
+            seq += 1;
+            let hash = chain_hash(&prev, seq, *ts_ms, body);
+            let mac = key.mac(&hash);
+            rows.push(EventRow {
+                seq,
+                ts_ms: *ts_ms,
+                body: body.clone(),
+                hash: hash.clone(),
+                mac,
+            });
+            prev = hash;
+            seqs.push(Some(seq));
+        }
+        (rows, seqs)
+    });
+    match result {
+        Ok(seqs) => {
+            for (job, seq) in jobs.into_iter().zip(seqs) {
+                if let Some(cb) = job.on_durable {
+                    cb(seq.ok_or_else(|| "event does not serialize".to_owned()));
                 }
             }
-            Err(e) => {
-                tracing::error!(error = %e, events = jobs.len(), "audit append failed");
-                for job in jobs {
-                    if let Some(cb) = job.on_durable {
-                        cb(Err(e.to_string()));
-                    }
-                }
-            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, events = jobs.len(), "audit append failed");
+            fail(jobs, &e.to_string());
         }
     }
 }
@@ -371,4 +464,82 @@ pub fn read(store: &Store, from: u64, limit: u64) -> Result<Vec<(u64, Event)>, E
 /// The seq of the last event, or 0.
 pub fn last_seq(store: &Store) -> Result<u64, Error> {
     Ok(store.last_event()?.map_or(0, |r| r.seq))
+}
+
+#[cfg(test)]
+mod tests {
+    use keygate_core::{AdminEvent, EventBody};
+
+    use super::*;
+
+    fn event(n: usize) -> Event {
+        Event {
+            ts_ms: n as u64,
+            body: EventBody::Admin(AdminEvent {
+                actor: "test".into(),
+                change: "client.freeze".into(),
+                target: format!("bot{n}"),
+                detail: serde_json::Value::Null,
+            }),
+        }
+    }
+
+    fn open() -> (tempfile::TempDir, std::path::PathBuf, AuditKey) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("keygate.db");
+        Store::create(&db).unwrap();
+        (dir, db, AuditKey::from_bytes(&[9; 32]))
+    }
+
+    #[test]
+    fn background_events_are_committed_within_the_batch_window() {
+        let (_dir, db, key) = open();
+        let log = AuditLog::start(&db, key.clone()).unwrap();
+        for n in 0..10 {
+            log.append(event(n));
+        }
+        let store = Store::open(&db).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while last_seq(&store).unwrap() < 10 {
+            assert!(
+                Instant::now() < deadline,
+                "background events never committed"
+            );
+            thread::sleep(BACKGROUND_BATCH_WINDOW / 4);
+        }
+        assert_eq!(verify(&store, &key).unwrap(), 10);
+    }
+
+    #[test]
+    fn a_durable_event_is_committed_with_everything_queued_before_it() {
+        let (_dir, db, key) = open();
+        let log = AuditLog::start(&db, key.clone()).unwrap();
+        for n in 0..(MAX_BATCH + 5) {
+            log.append(event(n));
+        }
+        let seq = log.append_blocking(event(0)).unwrap();
+        assert_eq!(seq, MAX_BATCH as u64 + 6);
+        let store = Store::open(&db).unwrap();
+        assert_eq!(verify(&store, &key).unwrap(), seq);
+    }
+
+    #[test]
+    fn dropping_the_last_handle_writes_what_is_queued() {
+        let (_dir, db, key) = open();
+        let log = AuditLog::start(&db, key.clone()).unwrap();
+        let other = log.clone();
+        for n in 0..100 {
+            log.append(event(n));
+        }
+        drop(log);
+        other.append(event(100));
+        drop(other);
+        let store = Store::open(&db).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while last_seq(&store).unwrap() < 101 {
+            assert!(Instant::now() < deadline, "queued events lost at shutdown");
+            thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(verify(&store, &key).unwrap(), 101);
+    }
 }

@@ -39,6 +39,10 @@ use keygate_store::{ClientKeyMaterial, NewAccount, NewClient, Store};
 use keygate_vault::{MasterKey, SecretString};
 use tokio::runtime::Runtime;
 
+/// The allocator `keygate` itself is built with, so that the gateway is measured as it runs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const REAL_KEY: &str = "REALKEYrealkeyREALKEYrealkeyREALKEYrealkeyREALKEYrealkeyREALKEY1";
 const REAL_SECRET: &str = "REALSECRETrealsecretREALSECRETrealsecretREALSECRETrealsecret0001";
 const BOT_KEY: &str = "botkeyBOTKEYbotkeyBOTKEYbotkeyBOTKEYbotkeyBOTKEYbotkeyBOTKEY0001";
@@ -122,7 +126,13 @@ fn main() {
     // Three runtimes, as three processes would have: the simulator (as `keygate dev
     // mock-exchange` runs it), the gateway (as `keygate serve` runs it) and the client.
     let sim_rt = runtime("sim", 2);
-    let gw_rt = runtime("gateway", workers);
+    let gw_rt = runtime(
+        "gateway",
+        std::env::var("GW_WORKERS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(workers),
+    );
     let client_rt = runtime("client", 2);
 
     let dir = tempfile::tempdir().unwrap();

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use ipnet::IpNet;
 use keygate_gateway::registry::{spawn_reloader, Live, Registry};
-use keygate_gateway::Gateway;
+use keygate_gateway::{Gateway, Server};
 
 use crate::home::Unlocked;
 
@@ -23,6 +23,9 @@ pub struct ServeArgs {
     /// then cross the network in the clear.
     #[arg(long)]
     pub insecure_listen_non_loopback: bool,
+    /// Worker threads, each with its own upstream connections. Default: one per CPU.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub workers: Option<u16>,
 }
 
 /// Runs the gateway until Ctrl-C or SIGTERM, then drains in-flight requests.
@@ -43,30 +46,30 @@ pub fn run(unlocked: Unlocked, args: &ServeArgs) -> anyhow::Result<()> {
     let live = Arc::new(Live::new(registry));
     spawn_reloader(store, master, live.clone()).context("starting the reload thread")?;
     let audit_log = audit.clone();
-    let gateway = Arc::new(Gateway::new(
+    let gateway = Gateway::new(
         live,
         audit,
         args.trusted_proxies.clone(),
         keygate_gateway::upstream::UPSTREAM_TIMEOUT,
-    )?);
+    )?;
+    let workers = args.workers.map_or_else(
+        || std::thread::available_parallelism().map_or(1, |n| n.get()),
+        usize::from,
+    );
+    let server = Server::start(args.listen, workers, &gateway)
+        .with_context(|| format!("binding {}", args.listen))?;
+    println!(
+        "keygate listening on http://{}/binance",
+        server.local_addr()
+    );
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let signals = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .context("starting the async runtime")?;
-    let served = runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(args.listen)
-            .await
-            .with_context(|| format!("binding {}", args.listen))?;
-        let addr = listener.local_addr().context("reading the bound address")?;
-        println!("keygate listening on http://{addr}/binance");
-        keygate_gateway::serve(listener, gateway, async {
-            shutdown_signal().await;
-            eprintln!("keygate: shutting down");
-        })
-        .await
-        .context("serving")
-    });
+        .context("starting the signal handler")?;
+    signals.block_on(shutdown_signal());
+    eprintln!("keygate: shutting down");
+    let served = server.shutdown().context("serving");
     // Requests have drained; their audit events may still wait for a batch.
     audit_log.flush().context("flushing the audit log")?;
     served

@@ -33,7 +33,7 @@ use keygate_audit::{AuditKey, AuditLog};
 use keygate_core::Policy;
 use keygate_exchanges::binance;
 use keygate_gateway::registry::{spawn_reloader, Live, Registry};
-use keygate_gateway::Gateway;
+use keygate_gateway::{Gateway, Server};
 use keygate_mockex::{Credential, RunningSimulator};
 use keygate_store::{ClientKeyMaterial, NewAccount, NewClient, Store};
 use keygate_vault::{MasterKey, SecretString};
@@ -123,16 +123,9 @@ fn main() {
     print_machine();
 
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
-    // Three runtimes, as three processes would have: the simulator (as `keygate dev
-    // mock-exchange` runs it), the gateway (as `keygate serve` runs it) and the client.
+    // The simulator and the client on runtimes of their own, as `keygate dev mock-exchange`
+    // and a bot would be; the gateway on its worker threads, as `keygate serve` runs it.
     let sim_rt = runtime("sim", 2);
-    let gw_rt = runtime(
-        "gateway",
-        std::env::var("GW_WORKERS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(workers),
-    );
     let client_rt = runtime("client", 2);
 
     let dir = tempfile::tempdir().unwrap();
@@ -144,7 +137,7 @@ fn main() {
         .await
         .unwrap()
     });
-    let gateway_addr = start_gateway(&gw_rt, dir.path(), &exchange.url());
+    let gateway_addr = start_gateway(workers, dir.path(), &exchange.url());
     let nginx = Nginx::start(dir.path(), exchange.addr);
 
     let mut targets = vec![
@@ -195,7 +188,6 @@ fn main() {
     drop(nginx); // stops nginx
     exchange.shutdown();
     drop(client_rt);
-    gw_rt.shutdown_timeout(Duration::from_secs(2));
     sim_rt.shutdown_timeout(Duration::from_secs(2));
     println!("total run time {:.1} s", started.elapsed().as_secs_f64());
 }
@@ -226,9 +218,9 @@ fn print_machine() {
     println!("machine: nproc {cpus}, {model}, Linux {kernel}");
 }
 
-/// The gateway on 127.0.0.1:0 in `rt`, with a store in `dir`, an account pointing at
+/// The gateway on 127.0.0.1:0 with `workers` worker threads, with a store in `dir`, an account pointing at
 /// `upstream` and one read-only client. Returns its address.
-fn start_gateway(rt: &Runtime, dir: &Path, upstream: &str) -> SocketAddr {
+fn start_gateway(workers: usize, dir: &Path, upstream: &str) -> SocketAddr {
     let db = dir.join("keygate.db");
     let keyfile = dir.join("master.key");
     let master = MasterKey::create_key_file(&keyfile).unwrap();
@@ -266,25 +258,18 @@ fn start_gateway(rt: &Runtime, dir: &Path, upstream: &str) -> SocketAddr {
     let audit_key = AuditKey::from_bytes(master.derive_subkey("audit-mac").expose_secret());
     spawn_reloader(store, master, live.clone()).unwrap();
     let audit = AuditLog::start(&db, audit_key).unwrap();
-    let gateway = Arc::new(
-        Gateway::new(
-            live,
-            audit,
-            vec![],
-            keygate_gateway::upstream::UPSTREAM_TIMEOUT,
-        )
-        .unwrap(),
-    );
-    rt.block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(keygate_gateway::serve(
-            listener,
-            gateway,
-            std::future::pending(),
-        ));
-        addr
-    })
+    let gateway = Gateway::new(
+        live,
+        audit,
+        vec![],
+        keygate_gateway::upstream::UPSTREAM_TIMEOUT,
+    )
+    .unwrap();
+    let server = Server::start("127.0.0.1:0".parse().unwrap(), workers, &gateway).unwrap();
+    let addr = server.local_addr();
+    // Runs until the process exits, as `keygate serve` runs until it is stopped.
+    std::mem::forget(server);
+    addr
 }
 
 /// nginx as a plain reverse proxy, a child process stopped on drop.

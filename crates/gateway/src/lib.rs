@@ -28,7 +28,10 @@
 
 pub mod registry;
 mod replay;
+mod server;
 pub mod upstream;
+
+pub use server::Server;
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -70,14 +73,15 @@ pub enum Error {
     Upstream(String),
 }
 
-/// Everything the request path needs, shared by all requests.
+/// Everything the request path needs. All of it is shared by every request, but for the
+/// pool of upstream connections, which each worker thread of a [`Server`] has its own.
 pub struct Gateway {
     live: Arc<Live>,
-    decider: Decider,
+    decider: Arc<Decider>,
     audit: AuditLog,
     upstream: Upstream,
-    replay: ReplayCache,
-    trusted_proxies: Vec<IpNet>,
+    replay: Arc<ReplayCache>,
+    trusted_proxies: Arc<[IpNet]>,
     binance: Binance,
 }
 
@@ -94,14 +98,27 @@ impl Gateway {
     ) -> Result<Gateway, Error> {
         Ok(Gateway {
             live,
-            decider: Decider::new(),
+            decider: Arc::new(Decider::new()),
             audit,
             upstream: Upstream::new(upstream_timeout)
                 .map_err(|e| Error::Upstream(e.to_string()))?,
-            replay: ReplayCache::new(),
-            trusted_proxies,
+            replay: Arc::new(ReplayCache::new()),
+            trusted_proxies: trusted_proxies.into(),
             binance: Binance,
         })
+    }
+
+    /// The same gateway with a pool of upstream connections of its own, for one worker.
+    fn with_own_pool(&self) -> Gateway {
+        Gateway {
+            live: self.live.clone(),
+            decider: self.decider.clone(),
+            audit: self.audit.clone(),
+            upstream: self.upstream.with_own_pool(),
+            replay: self.replay.clone(),
+            trusted_proxies: self.trusted_proxies.clone(),
+            binance: Binance,
+        }
     }
 }
 
@@ -113,7 +130,8 @@ pub fn app(gateway: Arc<Gateway>) -> Router {
         .with_state(gateway)
 }
 
-/// Serves `app` on `listener` until `shutdown` completes, then drains in-flight requests.
+/// Serves `app` on `listener`, on the caller's runtime, until `shutdown` completes, then
+/// drains in-flight requests. [`Server`] is the production form: one thread per core.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     gateway: Arc<Gateway>,

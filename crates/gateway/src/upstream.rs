@@ -1,7 +1,7 @@
 //! The exchange side: one pooled HTTPS client, the exchange clock, market prices.
 
 use std::collections::HashMap;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -36,16 +36,15 @@ pub enum Failure {
     Refused(String),
 }
 
-type HttpsClient = hyper_util::client::legacy::Client<
-    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
-    Full<Bytes>,
->;
+type Connector = hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>;
+type HttpsClient = hyper_util::client::legacy::Client<Connector, Full<Bytes>>;
 
 /// The HTTP client to the exchanges, with their clock offsets.
 pub struct Upstream {
     http: HttpsClient,
+    connector: Connector,
     timeout: Duration,
-    offsets: RwLock<HashMap<String, (i64, Instant)>>,
+    offsets: Arc<RwLock<HashMap<String, (i64, Instant)>>>,
 }
 
 impl Upstream {
@@ -63,15 +62,25 @@ impl Upstream {
             .https_or_http()
             .enable_http1()
             .wrap_connector(tcp);
-        let http =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .pool_idle_timeout(Duration::from_secs(60))
-                .build(tls);
         Ok(Upstream {
-            http,
+            http: pooled_client(tls.clone()),
+            connector: tls,
             timeout,
-            offsets: RwLock::new(HashMap::new()),
+            offsets: Arc::new(RwLock::new(HashMap::new())),
         })
+    }
+
+    /// The same client with a pool of its own, for one worker thread: a pooled
+    /// connection is driven by a task on the runtime that opened it, so a worker that
+    /// borrowed another's connection would hand every request across threads. The clock
+    /// offsets stay shared.
+    pub fn with_own_pool(&self) -> Upstream {
+        Upstream {
+            http: pooled_client(self.connector.clone()),
+            connector: self.connector.clone(),
+            timeout: self.timeout,
+            offsets: self.offsets.clone(),
+        }
     }
 
     /// Sends one request. Never retried.
@@ -183,6 +192,12 @@ impl Upstream {
         }
         adapter.parse_ticker_price(&response.body)
     }
+}
+
+fn pooled_client(connector: Connector) -> HttpsClient {
+    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .build(connector)
 }
 
 /// Parses `url`, allowing plain HTTP only to loopback; everything else must be HTTPS.

@@ -11,7 +11,7 @@ use keygate_audit::{AuditKey, AuditLog};
 use keygate_core::{ClientStatus, Name, Policy, Scope};
 use keygate_exchanges::binance;
 use keygate_gateway::registry::{spawn_reloader, Live, Registry};
-use keygate_gateway::Gateway;
+use keygate_gateway::{Gateway, Server};
 use keygate_mockex::{Credential, RunningSimulator};
 use keygate_store::{ClientKeyMaterial, NewAccount, NewClient, Store};
 use keygate_vault::{MasterKey, SecretString};
@@ -29,6 +29,7 @@ struct Env {
     db: std::path::PathBuf,
     exchange: RunningSimulator,
     gateway: SocketAddr,
+    server: Option<Server>,
     audit_key: AuditKey,
 }
 
@@ -105,19 +106,16 @@ async fn setup_with(
     )
     .unwrap();
     let audit = AuditLog::start(&db, audit_key.clone()).unwrap();
-    let gateway = Arc::new(Gateway::new(live, audit, vec![], upstream_timeout).unwrap());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(keygate_gateway::serve(
-        listener,
-        gateway,
-        std::future::pending(),
-    ));
+    let gateway = Gateway::new(live, audit, vec![], upstream_timeout).unwrap();
+    // Two workers, as on a two-core machine: consecutive connections land on different
+    // workers, so replay and policy state are checked across them.
+    let server = Server::start("127.0.0.1:0".parse().unwrap(), 2, &gateway).unwrap();
     Env {
         _dir: dir,
         db,
         exchange,
-        gateway: addr,
+        gateway: server.local_addr(),
+        server: Some(server),
         audit_key,
     }
 }
@@ -734,4 +732,17 @@ async fn an_ed25519_virtual_key_signs_without_keygate_holding_its_private_key() 
         .collect();
     assert_eq!(accounts.len(), 1, "the impostor never reached the exchange");
     assert_eq!(accounts[0].api_key.as_deref(), Some(REAL_KEY));
+}
+
+#[tokio::test]
+async fn shutdown_finishes_what_is_in_flight_and_closes_the_port() {
+    let mut env = default_env().await;
+    let (status, _) = get(&env, "/api/v3/account", "").await;
+    assert_eq!(status, 200);
+    let server = env.server.take().unwrap();
+    tokio::task::spawn_blocking(move || server.shutdown())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(tokio::net::TcpStream::connect(env.gateway).await.is_err());
 }

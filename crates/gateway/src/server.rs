@@ -1,0 +1,161 @@
+//! The gateway on one thread per core, as nginx runs one worker process per core.
+//!
+//! Each worker is a thread with a single-threaded tokio runtime and its own pool of
+//! upstream connections; everything else (accounts and clients, policy counters, the
+//! replay cache, the audit log) is shared. A request and the upstream connection it uses
+//! then live on one thread, and no wake-up crosses to another.
+//!
+//! One listening socket, bound the ordinary way (no `SO_REUSEPORT`, so a second process
+//! can never silently share the port), is accepted on by the first worker, which hands
+//! the connections to the workers in turn. Bots keep their connections alive, so
+//! accepting is rare and the hand-off costs nothing measurable.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread;
+
+use axum::serve::{Listener, ListenerExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+
+use crate::Gateway;
+
+/// A running multi-worker gateway. [`Server::shutdown`] stops it gracefully; dropping it
+/// stops it too, without waiting.
+pub struct Server {
+    addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    workers: Vec<thread::JoinHandle<io::Result<()>>>,
+}
+
+impl Server {
+    /// Binds `addr` and starts `workers` worker threads (at least one) serving `gateway`.
+    pub fn start(addr: SocketAddr, workers: usize, gateway: &Gateway) -> io::Result<Server> {
+        let listener = std::net::TcpListener::bind(addr)?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let (stop, stopped) = watch::channel(false);
+        let (inboxes, mut connections): (Vec<_>, Vec<_>) = (0..workers.max(1))
+            .map(|_| mpsc::unbounded_channel::<std::net::TcpStream>())
+            .unzip();
+        let mut acceptor = Some((listener, inboxes));
+        let mut server = Server {
+            addr,
+            stop,
+            workers: Vec::new(),
+        };
+        for (index, connections) in connections.drain(..).enumerate() {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let gateway = Arc::new(gateway.with_own_pool());
+            let acceptor = acceptor.take();
+            let stopped = stopped.clone();
+            let worker = thread::Builder::new()
+                .name(format!("keygate-worker-{index}"))
+                .spawn(move || {
+                    runtime.block_on(async move {
+                        if let Some((listener, inboxes)) = acceptor {
+                            let listener = TcpListener::from_std(listener)?;
+                            tokio::spawn(accept(listener, inboxes, stopped.clone()));
+                        }
+                        let inbox = Inbox { connections, addr }.tap_io(|stream| {
+                            // An answer goes out in one write; Nagle would only delay it.
+                            let _ = stream.set_nodelay(true);
+                        });
+                        let app =
+                            crate::app(gateway).into_make_service_with_connect_info::<SocketAddr>();
+                        axum::serve(inbox, app)
+                            .with_graceful_shutdown(stop_requested(stopped))
+                            .await
+                    })
+                })?;
+            server.workers.push(worker);
+        }
+        Ok(server)
+    }
+
+    /// The address the gateway listens on (the port chosen when `addr` asked for port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting, lets every request in flight finish, and waits for the workers.
+    pub fn shutdown(mut self) -> io::Result<()> {
+        let _ = self.stop.send(true);
+        for worker in self.workers.drain(..) {
+            worker
+                .join()
+                .map_err(|_| io::Error::other("a gateway worker panicked"))??;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+/// Completes once a stop is requested or the [`Server`] is gone.
+async fn stop_requested(mut stopped: watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|stop| *stop).await;
+}
+
+/// Accepts connections and deals them to the workers in turn, until a stop is requested.
+async fn accept(
+    listener: TcpListener,
+    inboxes: Vec<mpsc::UnboundedSender<std::net::TcpStream>>,
+    stopped: watch::Receiver<bool>,
+) {
+    let mut next = 0;
+    let mut listener = listener;
+    let stop = stop_requested(stopped);
+    tokio::pin!(stop);
+    loop {
+        let (stream, _) = tokio::select! {
+            () = &mut stop => return,
+            accepted = Listener::accept(&mut listener) => accepted,
+        };
+        // A stream is tied to the runtime that registered it; the worker registers its own.
+        let Ok(stream) = stream.into_std() else {
+            continue;
+        };
+        let worker = &inboxes[next % inboxes.len()];
+        next += 1;
+        let _ = worker.send(stream);
+    }
+}
+
+/// The connections dealt to one worker, as an axum listener.
+struct Inbox {
+    connections: mpsc::UnboundedReceiver<std::net::TcpStream>,
+    addr: SocketAddr,
+}
+
+impl Listener for Inbox {
+    type Io = TcpStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (TcpStream, SocketAddr) {
+        loop {
+            let Some(stream) = self.connections.recv().await else {
+                // The acceptor stopped: no more connections, ever; shutdown is under way.
+                return std::future::pending().await;
+            };
+            let registered = TcpStream::from_std(stream).and_then(|s| Ok((s.peer_addr()?, s)));
+            match registered {
+                Ok((peer, stream)) => return (stream, peer),
+                Err(e) => {
+                    tracing::debug!(error = %e, "dropping a connection that closed before it was served")
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        Ok(self.addr)
+    }
+}

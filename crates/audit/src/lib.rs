@@ -280,25 +280,27 @@ fn fail(jobs: Vec<Job>, reason: &str) {
 /// syncs those too, and a process crash loses none of them.
 fn writer(store: Store, key: AuditKey, queue: &Mutex<Queue>) {
     let mut synced = true;
-    while let Some(mut jobs) = next_batch(queue) {
-        while !jobs.is_empty() {
-            let rest = jobs.split_off(jobs.len().min(MAX_BATCH));
-            commit(&store, &key, jobs, &mut synced);
-            jobs = rest;
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while next_batch(queue, &mut batch) {
+        while !batch.is_empty() {
+            let n = batch.len().min(MAX_BATCH);
+            commit(&store, &key, batch.drain(..n).collect(), &mut synced);
         }
     }
 }
 
-/// Waits for the next batch: at once when someone waits on an event, otherwise up to
-/// [`BACKGROUND_BATCH_WINDOW`] after the first event arrived. `None` once the log is
-/// closed and everything is written.
-fn next_batch(queue: &Mutex<Queue>) -> Option<Vec<Job>> {
+/// Waits for the next batch and swaps it into `batch` (empty, with capacity, which the
+/// queue keeps: a queue that regrew from nothing for every batch would copy its events
+/// over and over on the request path). The batch is taken at once when someone waits
+/// on an event, otherwise [`BACKGROUND_BATCH_WINDOW`] after the first event arrived.
+/// `false` once the log is closed and everything is written.
+fn next_batch(queue: &Mutex<Queue>, batch: &mut Vec<Job>) -> bool {
     let mut first_seen: Option<Instant> = None;
     loop {
         let mut q = lock(queue);
         if q.jobs.is_empty() {
             if q.closed {
-                return None;
+                return false;
             }
             drop(q);
             thread::park();
@@ -307,7 +309,8 @@ fn next_batch(queue: &Mutex<Queue>) -> Option<Vec<Job>> {
         let waited = first_seen.get_or_insert_with(Instant::now).elapsed();
         if q.urgent || q.closed || waited >= BACKGROUND_BATCH_WINDOW {
             q.urgent = false;
-            return Some(std::mem::take(&mut q.jobs));
+            std::mem::swap(&mut q.jobs, batch);
+            return true;
         }
         drop(q);
         thread::park_timeout(BACKGROUND_BATCH_WINDOW - waited);

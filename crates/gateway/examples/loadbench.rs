@@ -104,6 +104,18 @@ struct Target {
     prefix: &'static str,
     api_key: &'static str,
     secret: &'static str,
+    /// The proxy between client and simulator, whose CPU time is measured.
+    proxy: Proxy,
+}
+
+/// Whose CPU time counts as the proxy's.
+#[derive(Clone, Copy)]
+enum Proxy {
+    None,
+    /// keygate's worker and audit threads, in this process.
+    Keygate,
+    /// nginx's worker processes, children of this master.
+    Nginx(u32),
 }
 
 /// What one target measured.
@@ -115,6 +127,8 @@ struct Measured {
     load_p99: Duration,
     done: usize,
     wanted: usize,
+    /// CPU time the proxy spent per request of the throughput phase.
+    proxy_cpu: Option<Duration>,
 }
 
 fn main() {
@@ -147,6 +161,7 @@ fn main() {
             prefix: "",
             api_key: REAL_KEY,
             secret: REAL_SECRET,
+            proxy: Proxy::None,
         },
         Target {
             label: "(b) keygate",
@@ -154,6 +169,7 @@ fn main() {
             prefix: "/binance",
             api_key: BOT_KEY,
             secret: BOT_SECRET,
+            proxy: Proxy::Keygate,
         },
     ];
     match &nginx {
@@ -163,6 +179,7 @@ fn main() {
             prefix: "",
             api_key: REAL_KEY,
             secret: REAL_SECRET,
+            proxy: Proxy::Nginx(n.child.id()),
         }),
         Err(reason) => println!("nginx: {reason}; skipping (c)"),
     }
@@ -494,6 +511,7 @@ async fn measure(target: &Target, o: &Options) -> Measured {
     // Throughput: many keep-alive connections, a fixed number of requests, bounded time.
     let requests = presign(target, o.requests);
     let wanted = requests.len();
+    let cpu_before = proxy_cpu_time(target.proxy);
     let (done, elapsed, mut load) = concurrent(
         target,
         requests,
@@ -501,6 +519,10 @@ async fn measure(target: &Target, o: &Options) -> Measured {
         Duration::from_secs(o.seconds),
     )
     .await;
+    let proxy_cpu = match (cpu_before, proxy_cpu_time(target.proxy)) {
+        (Some(before), Some(after)) if done > 0 => Some((after - before) / done as u32),
+        _ => None,
+    };
     let (load_p50, load_p99) = percentiles(&mut load);
     Measured {
         p50,
@@ -510,7 +532,47 @@ async fn measure(target: &Target, o: &Options) -> Measured {
         load_p99,
         done,
         wanted,
+        proxy_cpu,
     }
+}
+
+/// Clock ticks per second of `/proc/*/stat` times: 100 on every Linux this runs on.
+const CLOCK_TICKS_PER_SECOND: u64 = 100;
+
+/// User plus system CPU time consumed so far by `proxy`, from `/proc` (Linux only).
+fn proxy_cpu_time(proxy: Proxy) -> Option<Duration> {
+    let ticks: u64 = match proxy {
+        Proxy::None => return None,
+        Proxy::Keygate => std::fs::read_dir("/proc/self/task")
+            .ok()?
+            .flatten()
+            .filter(|task| {
+                std::fs::read_to_string(task.path().join("comm")).is_ok_and(|comm| {
+                    comm.starts_with("keygate-worker") || comm.trim() == "keygate-audit"
+                })
+            })
+            .filter_map(|task| stat_ticks(&task.path().join("stat")).map(|(_, t)| t))
+            .sum(),
+        Proxy::Nginx(master) => std::fs::read_dir("/proc")
+            .ok()?
+            .flatten()
+            .filter_map(|entry| stat_ticks(&entry.path().join("stat")))
+            .filter(|(parent, _)| *parent == master)
+            .map(|(_, t)| t)
+            .sum(),
+    };
+    Some(Duration::from_millis(ticks * 1000 / CLOCK_TICKS_PER_SECOND))
+}
+
+/// (parent pid, utime + stime) from a `/proc/…/stat` file.
+fn stat_ticks(path: &Path) -> Option<(u32, u64)> {
+    let stat = std::fs::read_to_string(path).ok()?;
+    // The command name may hold spaces; the fields after it are positional.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let parent = fields.get(1)?.parse().ok()?;
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((parent, utime + stime))
 }
 
 /// Sends `requests` over `connections` keep-alive connections until all are answered or
@@ -585,10 +647,18 @@ fn report(targets: &[Target], results: &[Measured], o: &Options) {
     );
     println!();
     println!(
-        "{:<12} | {:>9} | {:>9} | {:>12} | {:>10} | {:>10} | {:>13} | {:>13}",
-        "path", "p50", "p99", "req/s", "added p50", "added p99", "load p50", "load p99"
+        "{:<12} | {:>9} | {:>9} | {:>12} | {:>10} | {:>10} | {:>13} | {:>13} | {:>13}",
+        "path",
+        "p50",
+        "p99",
+        "req/s",
+        "added p50",
+        "added p99",
+        "load p50",
+        "load p99",
+        "proxy CPU/req"
     );
-    println!("{}", "-".repeat(106));
+    println!("{}", "-".repeat(122));
     let added = |m: &Measured| {
         (
             m.p50.as_secs_f64() * 1e6 - a.p50.as_secs_f64() * 1e6,
@@ -603,7 +673,7 @@ fn report(targets: &[Target], results: &[Measured], o: &Options) {
             (signed_us(add50), signed_us(add99))
         };
         println!(
-            "{:<12} | {:>9} | {:>9} | {:>12.0} | {:>10} | {:>10} | {:>13} | {:>13}",
+            "{:<12} | {:>9} | {:>9} | {:>12.0} | {:>10} | {:>10} | {:>13} | {:>13} | {:>13}",
             t.label,
             us(m.p50),
             us(m.p99),
@@ -611,10 +681,14 @@ fn report(targets: &[Target], results: &[Measured], o: &Options) {
             s50,
             s99,
             us(m.load_p50),
-            us(m.load_p99)
+            us(m.load_p99),
+            m.proxy_cpu.map_or("-".to_owned(), |d| format!(
+                "{:.1} µs",
+                d.as_secs_f64() * 1e6
+            ))
         );
     }
-    println!("(load p50/p99: latency of each request during the throughput phase)");
+    println!("(load p50/p99: latency of each request during the throughput phase; proxy CPU/req: user+system CPU time of the proxy alone during that phase, per request)");
     println!();
     if results.len() < 3 {
         println!("no nginx: ratios against nginx not computed");
@@ -653,4 +727,12 @@ fn report(targets: &[Target], results: &[Measured], o: &Options) {
         c.rps,
         verdict(b.rps >= c.rps)
     );
+    if let (Some(bc), Some(cc)) = (b.proxy_cpu, c.proxy_cpu) {
+        println!(
+            "  proxy CPU  b/c = {:>5.2}   ({:.1} vs {:.1} µs per request; no target, the cost behind throughput)",
+            bc.as_secs_f64() / cc.as_secs_f64(),
+            bc.as_secs_f64() * 1e6,
+            cc.as_secs_f64() * 1e6
+        );
+    }
 }

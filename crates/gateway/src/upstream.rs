@@ -228,7 +228,106 @@ fn check_url(url: &str) -> Result<Uri, Failure> {
 
 #[cfg(test)]
 mod tests {
-    use super::check_url;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// What the fake exchange does once it has read a request.
+    #[derive(Clone, Copy)]
+    enum Then {
+        /// Answers and closes the connection.
+        AnswerAndClose,
+        /// Closes the connection without answering.
+        Hang,
+        /// Answers every request and keeps the connection open.
+        KeepAlive,
+    }
+
+    /// A one-route HTTP server on loopback; counts connections and requests.
+    async fn fake_exchange(then: Then) -> (String, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/api/v3/time", listener.local_addr().unwrap());
+        let (connections, requests) =
+            (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (c, r) = (connections.clone(), requests.clone());
+        tokio::spawn(async move {
+            loop {
+                let (mut stream, _) = listener.accept().await.unwrap();
+                c.fetch_add(1, Ordering::SeqCst);
+                let r = r.clone();
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 1024];
+                    loop {
+                        let mut seen = Vec::new();
+                        while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                            match stream.read(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => seen.extend_from_slice(&buf[..n]),
+                            }
+                        }
+                        r.fetch_add(1, Ordering::SeqCst);
+                        if let Then::Hang = then {
+                            return;
+                        }
+                        let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}";
+                        if stream.write_all(answer).await.is_err() {
+                            return;
+                        }
+                        if let Then::AnswerAndClose = then {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (url, connections, requests)
+    }
+
+    async fn get(upstream: &Upstream, url: &str) -> Result<Response, Failure> {
+        upstream
+            .send(Method::GET, url, HeaderMap::new(), Bytes::new())
+            .await
+    }
+
+    #[tokio::test]
+    async fn a_request_the_exchange_has_read_is_never_sent_again() {
+        let (url, connections, requests) = fake_exchange(Then::Hang).await;
+        let upstream = Upstream::new(Duration::from_secs(5)).unwrap();
+        assert!(matches!(get(&upstream, &url).await, Err(Failure::TimedOut)));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(requests.load(Ordering::SeqCst), 1);
+        assert_eq!(connections.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_pooled_connection_the_exchange_closed_is_replaced() {
+        let (url, connections, requests) = fake_exchange(Then::AnswerAndClose).await;
+        let upstream = Upstream::new(Duration::from_secs(5)).unwrap();
+        for _ in 0..3 {
+            let answer = get(&upstream, &url).await.ok().unwrap();
+            assert_eq!(answer.status, StatusCode::OK);
+            assert_eq!(&answer.body[..], b"{}");
+        }
+        assert_eq!(requests.load(Ordering::SeqCst), 3);
+        assert_eq!(connections.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn keep_alive_connections_are_reused() {
+        let (url, connections, requests) = fake_exchange(Then::KeepAlive).await;
+        let upstream = Upstream::new(Duration::from_secs(5)).unwrap();
+        for _ in 0..5 {
+            assert_eq!(
+                get(&upstream, &url).await.ok().unwrap().status,
+                StatusCode::OK
+            );
+        }
+        assert_eq!(requests.load(Ordering::SeqCst), 5);
+        assert_eq!(connections.load(Ordering::SeqCst), 1);
+    }
 
     #[test]
     fn plain_http_only_to_loopback() {

@@ -1,31 +1,46 @@
 //! Remembers recent signatures so that a captured request cannot be sent twice.
 
+use std::collections::hash_map::RandomState;
 use std::collections::{HashSet, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::hash::BuildHasher;
+use std::sync::Mutex;
 
 /// Signatures seen inside their window, with their expiry in insertion order so that
 /// forgetting old ones costs O(1) per signature instead of a sweep under the lock.
-#[derive(Default)]
+///
+/// A signature is remembered as a 128-bit fingerprint (two SipHash-1-3 with keys chosen
+/// at random when the process starts), not as its text: a minute of signatures at tens
+/// of thousands of requests a second is millions of entries, and fixed-size keys keep
+/// them small and cheap to rehash. Only signatures that verified get here, and two of
+/// them sharing a fingerprint has negligible odds; nobody outside the process knows the
+/// keys to aim for one.
 pub struct ReplayCache {
+    fingerprint: (RandomState, RandomState),
     seen: Mutex<Seen>,
 }
 
 #[derive(Default)]
 struct Seen {
-    live: HashSet<Arc<str>>,
-    expiry: VecDeque<(u64, Arc<str>)>,
+    live: HashSet<u128>,
+    expiry: VecDeque<(u64, u128)>,
 }
 
 impl ReplayCache {
     /// An empty cache.
     pub fn new() -> ReplayCache {
-        ReplayCache::default()
+        ReplayCache {
+            fingerprint: (RandomState::new(), RandomState::new()),
+            seen: Mutex::default(),
+        }
     }
 
     /// Records `signature` for `remember_ms` (the longest the exchange would accept it:
     /// after that its timestamp check refuses it anyway) and says whether this is the
     /// first time it was seen.
     pub fn first_sighting(&self, signature: &str, now_ms: u64, remember_ms: u64) -> bool {
+        let (high, low) = &self.fingerprint;
+        let fingerprint =
+            u128::from(high.hash_one(signature)) << 64 | u128::from(low.hash_one(signature));
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         while seen
             .expiry
@@ -36,12 +51,10 @@ impl ReplayCache {
                 seen.live.remove(&old);
             }
         }
-        if seen.live.contains(signature) {
+        if !seen.live.insert(fingerprint) {
             return false;
         }
-        let signature: Arc<str> = Arc::from(signature);
-        seen.live.insert(signature.clone());
-        seen.expiry.push_back((now_ms + remember_ms, signature));
+        seen.expiry.push_back((now_ms + remember_ms, fingerprint));
         true
     }
 }

@@ -1,20 +1,25 @@
 //! Load benchmark of a signed read (`GET /api/v3/account`) on loopback, in one run:
 //!
 //! - (a) straight to the Binance simulator, signed with the real key;
-//! - (b) through keygate (the gateway in-process over a real socket, its store in a
-//!   temporary directory, a virtual key), in front of the same simulator;
+//! - (b) through keygate (the gateway in-process over a real socket, on one worker
+//!   thread per core as `keygate serve` runs it, its store in a temporary directory, a
+//!   virtual key), in front of the same simulator;
 //! - (c) through nginx as a plain reverse proxy to the simulator, when nginx is installed
 //!   (on `PATH` or `/usr/sbin/nginx`; started as a child process, stopped at the end).
 //!
 //! Each target gets the same phases: a warm-up, a latency phase (sequential requests on
 //! one keep-alive connection; p50 and p99) and a throughput phase (concurrent keep-alive
-//! connections, a fixed number of requests, bounded in time). Every request carries its own
-//! signature and timestamp, in microseconds so that they stay distinct (keygate refuses a replayed signature); all of them are signed
-//! before their phase starts, so signing costs the client nothing while it is timed.
+//! connections, a fixed number of requests, bounded in time), during which the proxy's
+//! own CPU time is read from `/proc`. Every request carries its own signature and
+//! timestamp, in microseconds so that they stay distinct (keygate refuses a replayed
+//! signature); all of them are signed before their phase starts, so signing costs the
+//! client nothing while it is timed. The targets take turns over several rounds and each
+//! figure is the median of its rounds.
 //!
 //! Run it with `bash bench/run.sh` (release mode). Options:
 //! `--latency-requests N` (5000), `--requests N` (40000), `--concurrency N` (32),
-//! `--warmup N` (2000), `--seconds N` (10, the bound of each throughput phase).
+//! `--warmup N` (2000), `--seconds N` (10, the bound of each throughput phase),
+//! `--rounds N` (3).
 
 #![allow(clippy::unwrap_used)] // A benchmark may stop at the first surprise.
 
@@ -57,6 +62,7 @@ struct Options {
     requests: usize,
     concurrency: usize,
     seconds: u64,
+    rounds: usize,
 }
 
 impl Options {
@@ -67,6 +73,7 @@ impl Options {
             requests: 40_000,
             concurrency: 32,
             seconds: 10,
+            rounds: 3,
         };
         let args: Vec<String> = std::env::args().skip(1).collect();
         let mut i = 0;
@@ -82,6 +89,7 @@ impl Options {
                 "--requests" => o.requests = value(),
                 "--concurrency" => o.concurrency = value(),
                 "--seconds" => o.seconds = value() as u64,
+                "--rounds" => o.rounds = value().max(1),
                 other => panic!("unknown option {other}"),
             }
             i += 2;
@@ -184,21 +192,30 @@ fn main() {
         Err(reason) => println!("nginx: {reason}; skipping (c)"),
     }
 
-    let mut results = Vec::new();
-    for target in &targets {
-        exchange.simulator().reset(false); // the simulator records every request
-        let m = client_rt.block_on(measure(target, &options));
-        println!(
-            "{:<12} done: p50 {:>8} p99 {:>8} {:>9.0} req/s ({} of {} requests in the throughput phase)",
-            target.label,
-            us(m.p50),
-            us(m.p99),
-            m.rps,
-            m.done,
-            m.wanted
-        );
-        results.push(m);
+    // Rounds interleave the targets, each round starting with the next one, so that a
+    // noisy moment on the shared cores, or going first, does not favour one of them;
+    // every figure reported is the median of its rounds.
+    let mut rounds: Vec<Vec<Measured>> = targets.iter().map(|_| Vec::new()).collect();
+    for round in 0..options.rounds {
+        for k in 0..targets.len() {
+            let i = (round + k) % targets.len();
+            let target = &targets[i];
+            exchange.simulator().reset(false); // the simulator records every request
+            let m = client_rt.block_on(measure(target, &options));
+            println!(
+                "round {} {:<12} p50 {:>8} p99 {:>8} {:>9.0} req/s ({} of {} requests in the throughput phase)",
+                round + 1,
+                target.label,
+                us(m.p50),
+                us(m.p99),
+                m.rps,
+                m.done,
+                m.wanted
+            );
+            rounds[i].push(m);
+        }
     }
+    let results: Vec<Measured> = rounds.iter().map(|r| median(r)).collect();
 
     report(&targets, &results, &options);
 
@@ -621,6 +638,26 @@ async fn concurrent(
     (all.len(), started.elapsed(), all)
 }
 
+/// Each figure's median over the rounds of one target.
+fn median(rounds: &[Measured]) -> Measured {
+    fn mid<T: Copy + PartialOrd>(mut v: Vec<T>) -> T {
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+        v[v.len() / 2]
+    }
+    let each = |f: fn(&Measured) -> Duration| mid(rounds.iter().map(f).collect());
+    let cpu: Vec<Duration> = rounds.iter().filter_map(|m| m.proxy_cpu).collect();
+    Measured {
+        p50: each(|m| m.p50),
+        p99: each(|m| m.p99),
+        rps: mid(rounds.iter().map(|m| m.rps).collect()),
+        load_p50: each(|m| m.load_p50),
+        load_p99: each(|m| m.load_p99),
+        done: mid(rounds.iter().map(|m| m.done).collect()),
+        wanted: mid(rounds.iter().map(|m| m.wanted).collect()),
+        proxy_cpu: (!cpu.is_empty()).then(|| mid(cpu)),
+    }
+}
+
 fn percentiles(v: &mut [Duration]) -> (Duration, Duration) {
     if v.is_empty() {
         return (Duration::ZERO, Duration::ZERO);
@@ -642,8 +679,8 @@ fn report(targets: &[Target], results: &[Measured], o: &Options) {
     let a = &results[0];
     println!();
     println!(
-        "signed read GET {PATH}, loopback, HTTP/1.1 keep-alive; latency: {} sequential requests on 1 connection; throughput: {} requests over {} connections (bounded to {} s); warm-up {}",
-        o.latency_requests, o.requests, o.concurrency, o.seconds, o.warmup
+        "signed read GET {PATH}, loopback, HTTP/1.1 keep-alive; latency: {} sequential requests on 1 connection; throughput: {} requests over {} connections (bounded to {} s); warm-up {}; medians of {} rounds",
+        o.latency_requests, o.requests, o.concurrency, o.seconds, o.warmup, o.rounds
     );
     println!();
     println!(

@@ -1,12 +1,14 @@
-//! The exchange side: one pooled HTTPS client, the exchange clock, market prices.
+//! The exchange side: a pooled HTTPS client, the exchange clock, market prices.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{HeaderMap, Method, StatusCode, Uri};
+use http::uri::{Authority, Scheme};
+use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
 use keygate_exchanges::Adapter;
 use rust_decimal::Decimal;
 
@@ -36,54 +38,74 @@ pub enum Failure {
     Refused(String),
 }
 
-type Connector = hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>;
-type HttpsClient = hyper_util::client::legacy::Client<Connector, Full<Bytes>>;
+type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+/// How long an idle upstream connection is kept for reuse.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Idle connections kept per exchange host and worker; more are closed when they free up.
+const POOL_MAX_IDLE: usize = 256;
 
 /// The HTTP client to the exchanges, with their clock offsets.
+///
+/// HTTP/1.1 over rustls (webpki roots), or plain HTTP to loopback only. Connections are
+/// kept alive in a small pool of this client's own: a worker thread of the gateway has
+/// its own `Upstream`, so a request and the connection carrying it stay on one thread.
 pub struct Upstream {
-    http: HttpsClient,
     connector: Connector,
+    pool: Mutex<HashMap<Origin, Vec<Idle>>>,
     timeout: Duration,
     offsets: Arc<RwLock<HashMap<String, (i64, Instant)>>>,
 }
 
+/// Where a connection goes: scheme and authority.
+type Origin = (Scheme, Authority);
+
+/// A keep-alive connection waiting for its next request.
+struct Idle {
+    sender: Sender,
+    since: Instant,
+}
+
 impl Upstream {
-    /// A pooled HTTP/1.1 client over rustls (webpki roots). `timeout` bounds each call,
-    /// answer included. The only retry is hyper's for a pooled connection that closed
-    /// before the request was written: such a request never left, so it cannot execute
-    /// twice. A request that may have been sent is never sent again.
+    /// A client whose calls each take at most `timeout`, answer included.
+    ///
+    /// Nothing that may have reached the exchange is ever sent again. The one retry is
+    /// for a request that provably never left: hyper hands it back when the pooled
+    /// connection it was given had closed before a byte of it was written, and it goes
+    /// out once on a new connection.
     pub fn new(timeout: Duration) -> Result<Upstream, rustls::Error> {
-        let mut tcp = hyper_util::client::legacy::connect::HttpConnector::new();
+        let mut tcp = HttpConnector::new();
         tcp.enforce_http(false);
         tcp.set_connect_timeout(Some(Duration::from_secs(5)));
         tcp.set_nodelay(true);
-        let tls = hyper_rustls::HttpsConnectorBuilder::new()
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())?
             .https_or_http()
             .enable_http1()
             .wrap_connector(tcp);
         Ok(Upstream {
-            http: pooled_client(tls.clone()),
-            connector: tls,
+            connector,
+            pool: Mutex::new(HashMap::new()),
             timeout,
             offsets: Arc::new(RwLock::new(HashMap::new())),
         })
     }
 
-    /// The same client with a pool of its own, for one worker thread: a pooled
-    /// connection is driven by a task on the runtime that opened it, so a worker that
-    /// borrowed another's connection would hand every request across threads. The clock
-    /// offsets stay shared.
+    /// The same client with a pool of its own, for one worker thread: a connection is
+    /// driven by a task on the runtime that opened it, so a worker that borrowed another's
+    /// connection would hand every request across threads. The clock offsets stay shared.
     pub fn with_own_pool(&self) -> Upstream {
         Upstream {
-            http: pooled_client(self.connector.clone()),
             connector: self.connector.clone(),
+            pool: Mutex::new(HashMap::new()),
             timeout: self.timeout,
             offsets: self.offsets.clone(),
         }
     }
 
-    /// Sends one request. Never retried.
+    /// Sends one request to `url` and reads the whole answer. See [`Upstream::new`] for
+    /// the one case where a request is sent on a second connection.
     pub async fn send(
         &self,
         method: Method,
@@ -92,31 +114,20 @@ impl Upstream {
         body: Bytes,
     ) -> Result<Response, Failure> {
         let uri = check_url(url)?;
+        let origin = origin(&uri)?;
         let mut request = http::Request::new(Full::new(body));
         *request.method_mut() = method;
-        *request.uri_mut() = uri;
+        *request.uri_mut() = origin_form(&uri);
         *request.headers_mut() = headers;
-        let exchange = async {
-            let response = self.http.request(request).await.map_err(|e| {
-                if e.is_connect() {
-                    Failure::Unreachable(e.to_string())
-                } else {
-                    // The request may have been written: its outcome is unknown.
-                    Failure::TimedOut
-                }
-            })?;
-            let (parts, body) = response.into_parts();
-            let body = body
-                .collect()
-                .await
-                .map_err(|_| Failure::TimedOut)?
-                .to_bytes();
-            Ok((parts, body))
-        };
-        let (parts, body) = match tokio::time::timeout(self.timeout, exchange).await {
-            Ok(result) => result?,
-            Err(_) => return Err(Failure::TimedOut),
-        };
+        let host = HeaderValue::from_str(origin.1.as_str())
+            .map_err(|_| Failure::Refused("upstream host is not a valid header".into()))?;
+        request.headers_mut().insert(http::header::HOST, host);
+
+        let (parts, body) =
+            match tokio::time::timeout(self.timeout, self.exchange(&uri, &origin, request)).await {
+                Ok(result) => result?,
+                Err(_) => return Err(Failure::TimedOut),
+            };
         let mut headers = HeaderMap::new();
         for (name, value) in &parts.headers {
             let n = name.as_str();
@@ -129,6 +140,103 @@ impl Upstream {
             headers,
             body,
         })
+    }
+
+    /// One request and its whole answer, on a pooled connection or a new one.
+    async fn exchange(
+        &self,
+        uri: &Uri,
+        origin: &Origin,
+        mut request: http::Request<Full<Bytes>>,
+    ) -> Result<(http::response::Parts, Bytes), Failure> {
+        let mut pooled_only = true;
+        loop {
+            let pooled = if pooled_only {
+                self.checkout(origin)
+            } else {
+                None
+            };
+            let is_new = pooled.is_none();
+            let mut sender = match pooled {
+                Some(sender) => sender,
+                None => self.connect(uri).await?,
+            };
+            if sender.ready().await.is_err() {
+                if is_new {
+                    return Err(Failure::Unreachable("connection closed before use".into()));
+                }
+                continue; // a pooled connection that closed; nothing was sent on it
+            }
+            match sender.try_send_request(request).await {
+                Ok(response) => {
+                    let (parts, body) = response.into_parts();
+                    // Past this point the exchange has the request: any failure means
+                    // its outcome is unknown.
+                    let body = body
+                        .collect()
+                        .await
+                        .map_err(|_| Failure::TimedOut)?
+                        .to_bytes();
+                    self.checkin(origin, sender);
+                    return Ok((parts, body));
+                }
+                Err(mut failed) => match failed.take_message() {
+                    Some(unsent) if !is_new => {
+                        request = unsent;
+                        pooled_only = false;
+                    }
+                    Some(_) => return Err(Failure::Unreachable(failed.into_error().to_string())),
+                    None => return Err(Failure::TimedOut),
+                },
+            }
+        }
+    }
+
+    /// A live idle connection to `origin`, the most recently used first.
+    fn checkout(&self, origin: &Origin) -> Option<Sender> {
+        let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+        let idle = pool.get_mut(origin)?;
+        while let Some(connection) = idle.pop() {
+            if !connection.sender.is_closed() && connection.since.elapsed() < POOL_IDLE_TIMEOUT {
+                return Some(connection.sender);
+            }
+        }
+        None
+    }
+
+    /// Keeps a connection whose answer was read in full for the next request.
+    fn checkin(&self, origin: &Origin, sender: Sender) {
+        if sender.is_closed() {
+            return;
+        }
+        let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+        let idle = match pool.get_mut(origin) {
+            Some(idle) => idle,
+            None => pool.entry(origin.clone()).or_default(),
+        };
+        if idle.len() < POOL_MAX_IDLE {
+            idle.push(Idle {
+                sender,
+                since: Instant::now(),
+            });
+        }
+    }
+
+    /// A new connection (TCP, then TLS unless plain HTTP to loopback), driven by a task
+    /// on the current runtime.
+    async fn connect(&self, uri: &Uri) -> Result<Sender, Failure> {
+        let stream = tower::ServiceExt::oneshot(self.connector.clone(), uri.clone())
+            .await
+            .map_err(|e| Failure::Unreachable(e.to_string()))?;
+        let (sender, connection) = hyper::client::conn::http1::handshake(stream)
+            .await
+            .map_err(|e| Failure::Unreachable(e.to_string()))?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "upstream connection closed");
+            }
+        });
+        Ok(sender)
     }
 
     /// The exchange's clock for `base`: local time corrected by the last measured offset,
@@ -194,10 +302,20 @@ impl Upstream {
     }
 }
 
-fn pooled_client(connector: Connector) -> HttpsClient {
-    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(60))
-        .build(connector)
+/// The scheme and authority of a checked URL.
+fn origin(uri: &Uri) -> Result<Origin, Failure> {
+    match (uri.scheme(), uri.authority()) {
+        (Some(scheme), Some(authority)) => Ok((scheme.clone(), authority.clone())),
+        _ => Err(Failure::Refused("upstream URL has no host".into())),
+    }
+}
+
+/// `/path?query` of `uri`, as HTTP/1.1 sends it to an origin server.
+fn origin_form(uri: &Uri) -> Uri {
+    let mut parts = http::uri::Parts::default();
+    parts.path_and_query = uri.path_and_query().cloned();
+    // Path and query alone always make a valid URI; "/" if there is none.
+    Uri::from_parts(parts).unwrap_or_else(|_| Uri::from_static("/"))
 }
 
 /// Parses `url`, allowing plain HTTP only to loopback; everything else must be HTTPS.

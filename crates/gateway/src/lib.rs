@@ -125,8 +125,11 @@ impl Gateway {
 /// The gateway's routes: `/<exchange>/<native path>` and `/healthz`.
 pub fn app(gateway: Arc<Gateway>) -> Router {
     Router::new()
-        .route("/healthz", axum::routing::get(|| async { "ok" }))
-        .fallback(route)
+        .fallback(
+            |State(gw): State<Arc<Gateway>>,
+             ConnectInfo(peer): ConnectInfo<SocketAddr>,
+             request: Request| async move { route(&gw, peer, request).await },
+        )
         .with_state(gateway)
 }
 
@@ -153,17 +156,17 @@ pub fn now_ms() -> u64 {
 }
 
 /// Picks the exchange adapter by the path's first segment. A new exchange is one line here.
-async fn route(
-    State(gw): State<Arc<Gateway>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    request: Request,
-) -> Response {
-    let prefix = request.uri().path().split('/').nth(1).unwrap_or("");
+async fn route(gw: &Gateway, peer: SocketAddr, request: Request) -> Response {
+    let path = request.uri().path();
+    if path == "/healthz" && request.method() == Method::GET {
+        return "ok".into_response();
+    }
+    let prefix = path.split('/').nth(1).unwrap_or("");
     match prefix {
-        "binance" => handle(&gw, &gw.binance, peer, request).await,
+        "binance" => handle(gw, &gw.binance, peer, request).await,
         _ => {
             let source = source_ip(&gw.trusted_proxies, peer.ip(), request.headers());
-            let audit = Audit::new(&gw, "", source, request.method(), request.uri().path());
+            let audit = Audit::new(gw, "", source, request.method(), request.uri().path());
             let body =
                 serde_json::json!({ "error": "keygate: no exchange is routed at this path" });
             let response = (StatusCode::NOT_FOUND, axum::Json(body)).into_response();

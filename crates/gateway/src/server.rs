@@ -10,14 +10,20 @@
 //! the connections to the workers in turn. Bots keep their connections alive, so
 //! accepting is rare and the hand-off costs nothing measurable.
 
+use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread;
 
-use axum::serve::{Listener, ListenerExt};
+use axum::serve::Listener;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
 
 use crate::Gateway;
 
@@ -60,15 +66,8 @@ impl Server {
                             let listener = TcpListener::from_std(listener)?;
                             tokio::spawn(accept(listener, inboxes, stopped.clone()));
                         }
-                        let inbox = Inbox { connections, addr }.tap_io(|stream| {
-                            // An answer goes out in one write; Nagle would only delay it.
-                            let _ = stream.set_nodelay(true);
-                        });
-                        let app =
-                            crate::app(gateway).into_make_service_with_connect_info::<SocketAddr>();
-                        axum::serve(inbox, app)
-                            .with_graceful_shutdown(stop_requested(stopped))
-                            .await
+                        serve_connections(gateway, connections, stopped).await;
+                        Ok(())
                     })
                 })?;
             server.workers.push(worker);
@@ -129,33 +128,77 @@ async fn accept(
     }
 }
 
-/// The connections dealt to one worker, as an axum listener.
-struct Inbox {
-    connections: mpsc::UnboundedReceiver<std::net::TcpStream>,
-    addr: SocketAddr,
-}
-
-impl Listener for Inbox {
-    type Io = TcpStream;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (TcpStream, SocketAddr) {
-        loop {
-            let Some(stream) = self.connections.recv().await else {
-                // The acceptor stopped: no more connections, ever; shutdown is under way.
-                return std::future::pending().await;
-            };
-            let registered = TcpStream::from_std(stream).and_then(|s| Ok((s.peer_addr()?, s)));
-            match registered {
-                Ok((peer, stream)) => return (stream, peer),
-                Err(e) => {
-                    tracing::debug!(error = %e, "dropping a connection that closed before it was served")
-                }
+/// Serves the connections dealt to one worker until a stop is requested, then lets each
+/// finish the request it is on.
+///
+/// hyper directly, not `axum::serve`: the request path needs neither a router nor
+/// extractors, and skipping them saves a boxed future and an extensions map per request.
+/// [`crate::app`] is the same service as an axum router, for tests and embedding.
+async fn serve_connections(
+    gateway: Arc<Gateway>,
+    mut connections: mpsc::UnboundedReceiver<std::net::TcpStream>,
+    stopped: watch::Receiver<bool>,
+) {
+    let mut open = JoinSet::new();
+    let stop = stop_requested(stopped.clone());
+    tokio::pin!(stop);
+    loop {
+        let stream = tokio::select! {
+            () = &mut stop => break,
+            stream = connections.recv() => stream,
+        };
+        let Some(stream) = stream else {
+            // The acceptor is gone: no new connections, serve the open ones until stopped.
+            (&mut stop).await;
+            break;
+        };
+        while open.try_join_next().is_some() {}
+        match TcpStream::from_std(stream).and_then(|s| Ok((s.peer_addr()?, s))) {
+            Ok((peer, stream)) => {
+                open.spawn(serve_connection(
+                    gateway.clone(),
+                    stream,
+                    peer,
+                    stopped.clone(),
+                ));
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "dropping a connection that closed before it was served")
             }
         }
     }
+    while open.join_next().await.is_some() {}
+}
 
-    fn local_addr(&self) -> io::Result<SocketAddr> {
-        Ok(self.addr)
+/// HTTP/1.1 on one connection; on a stop, the request in flight finishes and the
+/// connection closes.
+async fn serve_connection(
+    gateway: Arc<Gateway>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    stopped: watch::Receiver<bool>,
+) {
+    // An answer goes out in one write; Nagle would only delay it.
+    let _ = stream.set_nodelay(true);
+    let service = service_fn(move |request: http::Request<Incoming>| {
+        let gateway = gateway.clone();
+        async move {
+            let response = crate::route(&gateway, peer, request.map(axum::body::Body::new)).await;
+            Ok::<_, Infallible>(response)
+        }
+    });
+    let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    let stop = stop_requested(stopped);
+    tokio::pin!(stop);
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        () = &mut stop => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "connection ended with an error");
     }
 }

@@ -72,7 +72,8 @@ impl SignedRequest {
             std::str::from_utf8(body).map_err(|_| malformed("request body is not ASCII"))?
         };
 
-        let mut params: Vec<Param> = Vec::new();
+        let pair_count = query.split('&').count() + body.split('&').count();
+        let mut params: Vec<Param> = Vec::with_capacity(pair_count);
         let mut signature = None;
         let mut signature_in_body = false;
         let mut payload = Vec::with_capacity(query.len() + body.len());
@@ -444,6 +445,10 @@ fn decode_pair(raw: &str) -> Result<(String, String), Error> {
 }
 
 fn decode_component(s: &str) -> Result<String, Error> {
+    // Most names and values (symbols, numbers, timestamps) encode nothing.
+    if !s.bytes().any(|b| b == b'+' || b == b'%') {
+        return Ok(s.to_owned());
+    }
     let spaced = s.replace('+', " ");
     percent_encoding::percent_decode_str(&spaced)
         .decode_utf8()

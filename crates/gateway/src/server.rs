@@ -32,7 +32,7 @@ use crate::Gateway;
 pub struct Server {
     addr: SocketAddr,
     stop: watch::Sender<bool>,
-    workers: Vec<thread::JoinHandle<io::Result<()>>>,
+    workers: Vec<thread::JoinHandle<()>>,
 }
 
 impl Server {
@@ -42,7 +42,7 @@ impl Server {
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let (stop, stopped) = watch::channel(false);
-        let (inboxes, mut connections): (Vec<_>, Vec<_>) = (0..workers.max(1))
+        let (inboxes, connections): (Vec<_>, Vec<_>) = (0..workers.max(1))
             .map(|_| mpsc::unbounded_channel::<std::net::TcpStream>())
             .unzip();
         let mut acceptor = Some((listener, inboxes));
@@ -51,24 +51,29 @@ impl Server {
             stop,
             workers: Vec::new(),
         };
-        for (index, connections) in connections.drain(..).enumerate() {
+        for (index, connections) in connections.into_iter().enumerate() {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
             let gateway = Arc::new(gateway.with_own_pool());
-            let acceptor = acceptor.take();
+            // Registered here, so that a failure is the caller's error, not a silent worker.
+            let acceptor = match acceptor.take() {
+                Some((listener, inboxes)) => {
+                    let _entered = runtime.enter();
+                    Some((TcpListener::from_std(listener)?, inboxes))
+                }
+                None => None,
+            };
             let stopped = stopped.clone();
             let worker = thread::Builder::new()
                 .name(format!("keygate-worker-{index}"))
                 .spawn(move || {
                     runtime.block_on(async move {
                         if let Some((listener, inboxes)) = acceptor {
-                            let listener = TcpListener::from_std(listener)?;
                             tokio::spawn(accept(listener, inboxes, stopped.clone()));
                         }
                         serve_connections(gateway, connections, stopped).await;
-                        Ok(())
-                    })
+                    });
                 })?;
             server.workers.push(worker);
         }
@@ -86,7 +91,7 @@ impl Server {
         for worker in self.workers.drain(..) {
             worker
                 .join()
-                .map_err(|_| io::Error::other("a gateway worker panicked"))??;
+                .map_err(|_| io::Error::other("a gateway worker panicked"))?;
         }
         Ok(())
     }

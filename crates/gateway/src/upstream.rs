@@ -214,6 +214,10 @@ impl Upstream {
             Some(idle) => idle,
             None => pool.entry(origin.clone()).or_default(),
         };
+        if idle.len() >= POOL_MAX_IDLE {
+            // Full: forget the connections that closed or idled out since they came back.
+            idle.retain(|c| !c.sender.is_closed() && c.since.elapsed() < POOL_IDLE_TIMEOUT);
+        }
         if idle.len() < POOL_MAX_IDLE {
             idle.push(Idle {
                 sender,

@@ -1,7 +1,10 @@
 //! The exchange side: a pooled HTTPS client, the exchange clock, market prices.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, RwLock};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -40,6 +43,8 @@ pub enum Failure {
 
 type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+type Stream = hyper_rustls::MaybeHttpsStream<hyper_util::rt::TokioIo<tokio::net::TcpStream>>;
+type Driver = hyper::client::conn::http1::Connection<Stream, Full<Bytes>>;
 
 /// How long an idle upstream connection is kept for reuse.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -63,8 +68,48 @@ type Origin = (Scheme, Authority);
 
 /// A keep-alive connection waiting for its next request.
 struct Idle {
-    sender: Sender,
+    connection: Connection,
     since: Instant,
+}
+
+/// One HTTP/1.1 connection: the handle that sends requests and the future that moves its
+/// bytes. The future is polled by the request using the connection, inside that request's
+/// task, rather than by a task of its own: a request then never waits for another task to
+/// be scheduled to write it or to hand its answer back.
+struct Connection {
+    sender: Sender,
+    /// `None` once the connection has ended.
+    driver: Option<Pin<Box<Driver>>>,
+}
+
+impl Connection {
+    /// Whether the connection is still usable. An idle connection is not polled, so this
+    /// polls it once, which notices an exchange that closed it meanwhile.
+    fn is_open(&mut self) -> bool {
+        poll_driver(&mut self.driver, &mut Context::from_waker(Waker::noop()));
+        self.driver.is_some() && !self.sender.is_closed()
+    }
+}
+
+/// Runs `work` (a send, a read of the answer) while moving the connection's bytes.
+async fn drive<F: Future>(driver: &mut Option<Pin<Box<Driver>>>, work: F) -> F::Output {
+    let mut work = std::pin::pin!(work);
+    std::future::poll_fn(|cx| {
+        poll_driver(driver, cx);
+        work.as_mut().poll(cx)
+    })
+    .await
+}
+
+fn poll_driver(driver: &mut Option<Pin<Box<Driver>>>, cx: &mut Context<'_>) {
+    if let Some(running) = driver.as_mut() {
+        if let Poll::Ready(result) = running.as_mut().poll(cx) {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "upstream connection ended");
+            }
+            *driver = None;
+        }
+    }
 }
 
 impl Upstream {
@@ -157,27 +202,27 @@ impl Upstream {
                 None
             };
             let is_new = pooled.is_none();
-            let mut sender = match pooled {
-                Some(sender) => sender,
+            let mut connection = match pooled {
+                Some(connection) => connection,
                 None => self.connect(uri).await?,
             };
-            if sender.ready().await.is_err() {
+            let Connection { sender, driver } = &mut connection;
+            if drive(driver, sender.ready()).await.is_err() {
                 if is_new {
                     return Err(Failure::Unreachable("connection closed before use".into()));
                 }
                 continue; // a pooled connection that closed; nothing was sent on it
             }
-            match sender.try_send_request(request).await {
+            match drive(driver, sender.try_send_request(request)).await {
                 Ok(response) => {
                     let (parts, body) = response.into_parts();
                     // Past this point the exchange has the request: any failure means
                     // its outcome is unknown.
-                    let body = body
-                        .collect()
+                    let body = drive(driver, body.collect())
                         .await
                         .map_err(|_| Failure::TimedOut)?
                         .to_bytes();
-                    self.checkin(origin, sender);
+                    self.checkin(origin, connection);
                     return Ok((parts, body));
                 }
                 Err(mut failed) => match failed.take_message() {
@@ -193,20 +238,20 @@ impl Upstream {
     }
 
     /// A live idle connection to `origin`, the most recently used first.
-    fn checkout(&self, origin: &Origin) -> Option<Sender> {
+    fn checkout(&self, origin: &Origin) -> Option<Connection> {
         let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
         let idle = pool.get_mut(origin)?;
-        while let Some(connection) = idle.pop() {
-            if !connection.sender.is_closed() && connection.since.elapsed() < POOL_IDLE_TIMEOUT {
-                return Some(connection.sender);
+        while let Some(mut idle) = idle.pop() {
+            if idle.since.elapsed() < POOL_IDLE_TIMEOUT && idle.connection.is_open() {
+                return Some(idle.connection);
             }
         }
         None
     }
 
     /// Keeps a connection whose answer was read in full for the next request.
-    fn checkin(&self, origin: &Origin, sender: Sender) {
-        if sender.is_closed() {
+    fn checkin(&self, origin: &Origin, mut connection: Connection) {
+        if !connection.is_open() {
             return;
         }
         let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
@@ -216,31 +261,28 @@ impl Upstream {
         };
         if idle.len() >= POOL_MAX_IDLE {
             // Full: forget the connections that closed or idled out since they came back.
-            idle.retain(|c| !c.sender.is_closed() && c.since.elapsed() < POOL_IDLE_TIMEOUT);
+            idle.retain_mut(|c| c.since.elapsed() < POOL_IDLE_TIMEOUT && c.connection.is_open());
         }
         if idle.len() < POOL_MAX_IDLE {
             idle.push(Idle {
-                sender,
+                connection,
                 since: Instant::now(),
             });
         }
     }
 
-    /// A new connection (TCP, then TLS unless plain HTTP to loopback), driven by a task
-    /// on the current runtime.
-    async fn connect(&self, uri: &Uri) -> Result<Sender, Failure> {
+    /// A new connection: TCP, then TLS unless plain HTTP to loopback.
+    async fn connect(&self, uri: &Uri) -> Result<Connection, Failure> {
         let stream = tower::ServiceExt::oneshot(self.connector.clone(), uri.clone())
             .await
             .map_err(|e| Failure::Unreachable(e.to_string()))?;
         let (sender, connection) = hyper::client::conn::http1::handshake(stream)
             .await
             .map_err(|e| Failure::Unreachable(e.to_string()))?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "upstream connection closed");
-            }
-        });
-        Ok(sender)
+        Ok(Connection {
+            sender,
+            driver: Some(Box::pin(connection)),
+        })
     }
 
     /// The exchange's clock for `base`: local time corrected by the last measured offset,

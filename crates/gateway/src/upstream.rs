@@ -137,9 +137,10 @@ impl Upstream {
         })
     }
 
-    /// The same client with a pool of its own, for one worker thread: a connection is
-    /// driven by a task on the runtime that opened it, so a worker that borrowed another's
-    /// connection would hand every request across threads. The clock offsets stay shared.
+    /// The same client with a pool of its own, for one worker thread: a connection's
+    /// socket is registered with the runtime that opened it, so a worker that borrowed
+    /// another's connection would have each of its wake-ups cross threads. The clock
+    /// offsets stay shared.
     pub fn with_own_pool(&self) -> Upstream {
         Upstream {
             connector: self.connector.clone(),

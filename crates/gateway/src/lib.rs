@@ -19,10 +19,15 @@
 //! `keygate-store` through a [`registry::Live`] view that reloads within a second of any
 //! change, decisions from `keygate-policy`, signatures from `keygate-exchanges`.
 //!
+//! [`Server`] runs the gateway as `keygate serve` does, on one worker thread per core;
+//! [`serve`] runs it on the caller's runtime; [`app`] is the same thing as an axum router.
+//!
 //! ```no_run
-//! # async fn run(gateway: std::sync::Arc<keygate_gateway::Gateway>) -> std::io::Result<()> {
-//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
-//! keygate_gateway::serve(listener, gateway, std::future::pending()).await
+//! # fn run(gateway: keygate_gateway::Gateway) -> std::io::Result<()> {
+//! let addr = "127.0.0.1:8080".parse().expect("a valid address");
+//! let server = keygate_gateway::Server::start(addr, 2, &gateway)?;
+//! println!("listening on http://{}/binance", server.local_addr());
+//! server.shutdown()
 //! # }
 //! ```
 

@@ -19,8 +19,7 @@
 //! `keygate-store` through a [`registry::Live`] view that reloads within a second of any
 //! change, decisions from `keygate-policy`, signatures from `keygate-exchanges`.
 //!
-//! [`Server`] runs the gateway as `keygate serve` does, on one worker thread per core;
-//! [`serve`] runs it on the caller's runtime; [`app`] is the same thing as an axum router.
+//! [`Server`] runs the gateway, as `keygate serve` does, on one worker thread per core.
 //!
 //! ```no_run
 //! # fn run(gateway: keygate_gateway::Gateway) -> std::io::Result<()> {
@@ -38,15 +37,13 @@ pub mod upstream;
 
 pub use server::Server;
 
-use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
-use axum::Router;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use ipnet::IpNet;
@@ -125,32 +122,6 @@ impl Gateway {
             binance: Binance,
         }
     }
-}
-
-/// The gateway's routes: `/<exchange>/<native path>` and `/healthz`.
-pub fn app(gateway: Arc<Gateway>) -> Router {
-    Router::new()
-        .fallback(
-            |State(gw): State<Arc<Gateway>>,
-             ConnectInfo(peer): ConnectInfo<SocketAddr>,
-             request: Request| async move { route(&gw, peer, request).await },
-        )
-        .with_state(gateway)
-}
-
-/// Serves `app` on `listener`, on the caller's runtime, until `shutdown` completes, then
-/// drains in-flight requests. [`Server`] is the production form: one thread per core.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    gateway: Arc<Gateway>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        app(gateway).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
 }
 
 /// Milliseconds since the Unix epoch.

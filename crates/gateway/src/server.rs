@@ -138,7 +138,6 @@ async fn accept(
 ///
 /// hyper directly, not `axum::serve`: the request path needs neither a router nor
 /// extractors, and skipping them saves a boxed future and an extensions map per request.
-/// [`crate::app`] is the same service as an axum router, for tests and embedding.
 async fn serve_connections(
     gateway: Arc<Gateway>,
     mut connections: mpsc::UnboundedReceiver<std::net::TcpStream>,

@@ -4,34 +4,38 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader, Write};
+mod common;
+
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use keygate_exchanges::binance;
 use keygate_mockex::Credential;
 use serde_json::Value;
 
+use crate::common::Kg;
+
 const REAL_KEY: &str = "RealKey1RealKey1RealKey1RealKey1RealKey1RealKey1RealKey1RealKey1";
 const REAL_SECRET: &str = "PlantedRealSecret1PlantedRealSecret1PlantedRealSecret1Planted001";
 const ROTATED_KEY: &str = "RealKey2RealKey2RealKey2RealKey2RealKey2RealKey2RealKey2RealKey2";
 const ROTATED_SECRET: &str = "PlantedRealSecret2PlantedRealSecret2PlantedRealSecret2Planted002";
 
+/// A keygate home whose CLI runs log at trace level and are all recorded.
 struct Home {
-    dir: tempfile::TempDir,
+    kg: Kg,
     /// Everything the CLI printed, except `client issue`'s one-time credentials.
     printed: Vec<u8>,
 }
 
 impl Home {
     fn new() -> Home {
-        let dir = tempfile::tempdir().unwrap();
         let mut home = Home {
-            dir,
+            kg: Kg::empty(),
             printed: Vec::new(),
         };
-        let keyfile = home.path().join("master.key");
+        let keyfile = home.kg.key_file();
         home.ok(
             &["init", "--master-key-file", keyfile.to_str().unwrap()],
             None,
@@ -40,42 +44,17 @@ impl Home {
     }
 
     fn path(&self) -> PathBuf {
-        self.dir.path().join("home")
-    }
-
-    fn run(&mut self, args: &[&str], stdin: Option<&str>) -> Output {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_keygate"))
-            .arg("--home")
-            .arg(self.path())
-            .args(args)
-            .env("KEYGATE_LOG", "trace")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.unwrap_or("").as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        if args[..2] != ["client", "issue"] && args[..2] != ["client", "rotate"] {
-            self.printed.extend(&out.stdout);
-        }
-        self.printed.extend(&out.stderr);
-        out
+        self.kg.home()
     }
 
     fn ok(&mut self, args: &[&str], stdin: Option<&str>) -> String {
-        let out = self.run(args, stdin);
-        assert!(
-            out.status.success(),
-            "keygate {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        let out = self.kg.run_traced(args, stdin.unwrap_or(""));
+        if args[..2] != ["client", "issue"] && args[..2] != ["client", "rotate"] {
+            self.printed.extend(out.stdout.as_bytes());
+        }
+        self.printed.extend(out.stderr.as_bytes());
+        assert_eq!(out.code, 0, "keygate {args:?} failed: {}", out.stderr);
+        out.stdout
     }
 }
 
@@ -87,7 +66,7 @@ struct Serve {
 
 impl Serve {
     fn start(home: &Home) -> Serve {
-        let log = home.dir.path().join("serve.log");
+        let log = home.kg.path("serve.log");
         let mut child = Command::new(env!("CARGO_BIN_EXE_keygate"))
             .arg("--home")
             .arg(home.path())

@@ -82,7 +82,12 @@ impl Kg {
 
     /// Runs `keygate --home HOME ARGS` with `stdin` piped in.
     pub fn run(&self, args: &[&str], stdin: &str) -> Out {
-        run_keygate(&self.home(), self.dir.path(), args, stdin)
+        run_keygate(&self.home(), self.dir.path(), args, stdin, None)
+    }
+
+    /// Like [`Kg::run`], logging at trace level (`KEYGATE_LOG=trace`).
+    pub fn run_traced(&self, args: &[&str], stdin: &str) -> Out {
+        run_keygate(&self.home(), self.dir.path(), args, stdin, Some("trace"))
     }
 
     /// Like [`Kg::run`], asserting success.
@@ -140,15 +145,26 @@ impl Kg {
 }
 
 /// Runs the real binary with a clean environment: HOME inside the temp dir, no
-/// KEYGATE_* variables inherited.
-pub fn run_keygate(home: &Path, sandbox: &Path, args: &[&str], stdin: &str) -> Out {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_keygate"))
+/// KEYGATE_* variables inherited but `KEYGATE_LOG=log_level` when one is given.
+pub fn run_keygate(
+    home: &Path,
+    sandbox: &Path,
+    args: &[&str],
+    stdin: &str,
+    log_level: Option<&str>,
+) -> Out {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_keygate"));
+    command
         .arg("--home")
         .arg(home)
         .args(args)
         .env("HOME", sandbox)
         .env_remove("KEYGATE_HOME")
-        .env_remove("KEYGATE_LOG")
+        .env_remove("KEYGATE_LOG");
+    if let Some(level) = log_level {
+        command.env("KEYGATE_LOG", level);
+    }
+    let mut child = command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -2,13 +2,14 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use ipnet::IpNet;
 use keygate_gateway::registry::{spawn_reloader, Live, Registry};
-use keygate_gateway::{Gateway, Server};
+use keygate_gateway::{ClientLimits, Gateway, Server};
 
-use crate::home::Unlocked;
+use crate::home::{parse_duration, Unlocked};
 
 /// Options of `keygate serve`.
 #[derive(clap::Args, Debug)]
@@ -26,6 +27,23 @@ pub struct ServeArgs {
     /// Worker threads, each with its own upstream connections. Default: one per CPU.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub workers: Option<u16>,
+    /// How long a bot may take to send a request's headers, then its body, and how long
+    /// a kept-alive connection may idle (forms like 30s, 2m).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = positive_duration)]
+    pub client_timeout: Duration,
+    /// Connections open at once; more are closed as they arrive.
+    #[arg(long, value_name = "N", default_value_t = 1024,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+}
+
+/// A duration longer than zero, for clap.
+fn positive_duration(s: &str) -> Result<Duration, String> {
+    match parse_duration(s) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        Ok(_) => Err("must be longer than zero".to_owned()),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// Runs the gateway until Ctrl-C or SIGTERM, then drains in-flight requests.
@@ -51,7 +69,11 @@ pub fn run(unlocked: Unlocked, args: &ServeArgs) -> anyhow::Result<()> {
         audit,
         args.trusted_proxies.clone(),
         keygate_gateway::upstream::UPSTREAM_TIMEOUT,
-    )?;
+    )?
+    .with_client_limits(ClientLimits {
+        timeout: args.client_timeout,
+        max_connections: args.max_connections as usize,
+    });
     let workers = args.workers.map_or_else(
         || std::thread::available_parallelism().map_or(1, |n| n.get()),
         usize::from,

@@ -66,6 +66,28 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// How long a trade waits for its audit event to become durable.
 const AUDIT_DEADLINE: Duration = Duration::from_secs(5);
 
+/// What a client may hold of the gateway, so that slow or numerous connections cannot
+/// starve the bots.
+#[derive(Clone, Copy, Debug)]
+pub struct ClientLimits {
+    /// How long a client may take to send a request's headers, and then its body; also
+    /// how long a kept-alive connection may wait idle for its next request. Past it the
+    /// connection is closed (a body that is late is refused and audited first).
+    pub timeout: Duration,
+    /// Connections open at once over all workers; more are closed as they arrive.
+    pub max_connections: usize,
+}
+
+impl Default for ClientLimits {
+    /// 30 seconds, as nginx gives a client to send its headers; 1024 connections.
+    fn default() -> ClientLimits {
+        ClientLimits {
+            timeout: Duration::from_secs(30),
+            max_connections: 1024,
+        }
+    }
+}
+
 /// An error starting the gateway.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -84,6 +106,7 @@ pub struct Gateway {
     upstream: Upstream,
     replay: Arc<ReplayCache>,
     trusted_proxies: Arc<[IpNet]>,
+    limits: ClientLimits,
     binance: Binance,
 }
 
@@ -106,8 +129,15 @@ impl Gateway {
                 .map_err(|e| Error::Upstream(e.to_string()))?,
             replay: Arc::new(ReplayCache::new()),
             trusted_proxies: trusted_proxies.into(),
+            limits: ClientLimits::default(),
             binance: Binance,
         })
+    }
+
+    /// The same gateway with other [`ClientLimits`] than the defaults.
+    pub fn with_client_limits(mut self, limits: ClientLimits) -> Gateway {
+        self.limits = limits;
+        self
     }
 
     /// The same gateway with a pool of upstream connections of its own, for one worker.
@@ -119,6 +149,7 @@ impl Gateway {
             upstream: self.upstream.with_own_pool(),
             replay: self.replay.clone(),
             trusted_proxies: self.trusted_proxies.clone(),
+            limits: self.limits,
             binance: Binance,
         }
     }
@@ -185,14 +216,23 @@ async fn handle<A: Adapter>(
             "no exchange host serves this path",
         );
     };
-    let body = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
-        Ok(b) => b,
-        Err(_) => {
+    let body = match tokio::time::timeout(
+        gw.limits.timeout,
+        axum::body::to_bytes(body, MAX_BODY_BYTES),
+    )
+    .await
+    {
+        Ok(Ok(body)) => body,
+        Ok(Err(_)) => {
             return audit.deny(
                 refuse(Refusal::TooLarge),
                 Rule::Malformed,
                 "request body too large",
             )
+        }
+        Err(_) => {
+            let msg = "request body was not received in time";
+            return audit.deny(refuse(Refusal::Malformed(msg)), Rule::Malformed, msg);
         }
     };
     let query = parts.uri.query().unwrap_or("");

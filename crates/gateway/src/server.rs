@@ -9,18 +9,25 @@
 //! can never silently share the port), is accepted on by the first worker, which hands
 //! the connections to the workers in turn. Bots keep their connections alive, so
 //! accepting is rare and the hand-off costs nothing measurable.
+//!
+//! The first worker also enforces [`ClientLimits::max_connections`](crate::ClientLimits):
+//! a connection past it is closed as it arrives. hyper closes a connection whose client
+//! takes longer than [`ClientLimits::timeout`](crate::ClientLimits) to send its headers,
+//! which also bounds how long a kept-alive connection may idle.
 
 use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
+use std::time::{Duration, Instant};
 
 use axum::serve::Listener;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
@@ -43,7 +50,7 @@ impl Server {
         let addr = listener.local_addr()?;
         let (stop, stopped) = watch::channel(false);
         let (inboxes, connections): (Vec<_>, Vec<_>) = (0..workers.max(1))
-            .map(|_| mpsc::unbounded_channel::<std::net::TcpStream>())
+            .map(|_| mpsc::unbounded_channel::<Accepted>())
             .unzip();
         let mut acceptor = Some((listener, inboxes));
         let mut server = Server {
@@ -60,7 +67,8 @@ impl Server {
             let acceptor = match acceptor.take() {
                 Some((listener, inboxes)) => {
                     let _entered = runtime.enter();
-                    Some((TcpListener::from_std(listener)?, inboxes))
+                    let limit = gateway.limits.max_connections;
+                    Some((TcpListener::from_std(listener)?, inboxes, limit))
                 }
                 None => None,
             };
@@ -69,8 +77,8 @@ impl Server {
                 .name(format!("keygate-worker-{index}"))
                 .spawn(move || {
                     runtime.block_on(async move {
-                        if let Some((listener, inboxes)) = acceptor {
-                            tokio::spawn(accept(listener, inboxes, stopped.clone()));
+                        if let Some((listener, inboxes, limit)) = acceptor {
+                            tokio::spawn(accept(listener, inboxes, limit, stopped.clone()));
                         }
                         serve_connections(gateway, connections, stopped).await;
                     });
@@ -108,28 +116,70 @@ async fn stop_requested(mut stopped: watch::Receiver<bool>) {
     let _ = stopped.wait_for(|stop| *stop).await;
 }
 
+/// A connection accepted, with its place among the open ones.
+struct Accepted {
+    stream: std::net::TcpStream,
+    _slot: Slot,
+}
+
+/// One open connection counted against the limit, until it is dropped.
+struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// How often at most a refused connection is logged: a flood must not flood the log.
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
 /// Accepts connections and deals them to the workers in turn, until a stop is requested.
+/// A connection past `max_connections` open ones is closed at once.
 async fn accept(
     listener: TcpListener,
-    inboxes: Vec<mpsc::UnboundedSender<std::net::TcpStream>>,
+    inboxes: Vec<mpsc::UnboundedSender<Accepted>>,
+    max_connections: usize,
     stopped: watch::Receiver<bool>,
 ) {
     let mut next = 0;
     let mut listener = listener;
+    let open = Arc::new(AtomicUsize::new(0));
+    let mut refused = 0_u64;
+    let mut last_logged: Option<Instant> = None;
     let stop = stop_requested(stopped);
     tokio::pin!(stop);
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             () = &mut stop => return,
             accepted = Listener::accept(&mut listener) => accepted,
         };
+        if open.load(Ordering::Relaxed) >= max_connections {
+            drop(stream);
+            refused += 1;
+            if last_logged.is_none_or(|at| at.elapsed() >= REFUSAL_LOG_INTERVAL) {
+                tracing::warn!(
+                    %peer,
+                    refused,
+                    max_connections,
+                    "too many open connections; closing new ones"
+                );
+                last_logged = Some(Instant::now());
+            }
+            continue;
+        }
+        open.fetch_add(1, Ordering::Relaxed);
+        let slot = Slot(open.clone());
         // A stream is tied to the runtime that registered it; the worker registers its own.
         let Ok(stream) = stream.into_std() else {
             continue;
         };
         let worker = &inboxes[next % inboxes.len()];
         next += 1;
-        let _ = worker.send(stream);
+        let _ = worker.send(Accepted {
+            stream,
+            _slot: slot,
+        });
     }
 }
 
@@ -140,18 +190,22 @@ async fn accept(
 /// extractors, and skipping them saves a boxed future and an extensions map per request.
 async fn serve_connections(
     gateway: Arc<Gateway>,
-    mut connections: mpsc::UnboundedReceiver<std::net::TcpStream>,
+    mut connections: mpsc::UnboundedReceiver<Accepted>,
     stopped: watch::Receiver<bool>,
 ) {
     let mut open = JoinSet::new();
     let stop = stop_requested(stopped.clone());
     tokio::pin!(stop);
     loop {
-        let stream = tokio::select! {
+        let accepted = tokio::select! {
             () = &mut stop => break,
-            stream = connections.recv() => stream,
+            accepted = connections.recv() => accepted,
         };
-        let Some(stream) = stream else {
+        let Some(Accepted {
+            stream,
+            _slot: slot,
+        }) = accepted
+        else {
             // The acceptor is gone: no new connections, serve the open ones until stopped.
             (&mut stop).await;
             break;
@@ -163,6 +217,7 @@ async fn serve_connections(
                     gateway.clone(),
                     stream,
                     peer,
+                    slot,
                     stopped.clone(),
                 ));
             }
@@ -175,15 +230,17 @@ async fn serve_connections(
 }
 
 /// HTTP/1.1 on one connection; on a stop, the request in flight finishes and the
-/// connection closes.
+/// connection closes. The connection holds its `slot` until it ends.
 async fn serve_connection(
     gateway: Arc<Gateway>,
     stream: TcpStream,
     peer: SocketAddr,
+    _slot: Slot,
     stopped: watch::Receiver<bool>,
 ) {
     // An answer goes out in one write; Nagle would only delay it.
     let _ = stream.set_nodelay(true);
+    let header_timeout = gateway.limits.timeout;
     let service = service_fn(move |request: http::Request<Incoming>| {
         let gateway = gateway.clone();
         async move {
@@ -191,7 +248,10 @@ async fn serve_connection(
             Ok::<_, Infallible>(response)
         }
     });
-    let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .serve_connection(TokioIo::new(stream), service);
     tokio::pin!(connection);
     let stop = stop_requested(stopped);
     tokio::pin!(stop);

@@ -11,7 +11,7 @@ use keygate_audit::{AuditKey, AuditLog};
 use keygate_core::{ClientStatus, Name, Policy, Scope};
 use keygate_exchanges::binance;
 use keygate_gateway::registry::{spawn_reloader, Live, Registry};
-use keygate_gateway::{Gateway, Server};
+use keygate_gateway::{ClientLimits, Gateway, Server};
 use keygate_mockex::{Credential, RunningSimulator};
 use keygate_store::{ClientKeyMaterial, NewAccount, NewClient, Store};
 use keygate_vault::{MasterKey, SecretString};
@@ -48,7 +48,14 @@ fn trading_policy() -> Policy {
 
 async fn setup(policy: Policy, upstream: Option<String>, upstream_timeout: Duration) -> Env {
     let material = ClientKeyMaterial::Hmac(SecretString::new(BOT_SECRET.into()));
-    setup_with(policy, upstream, upstream_timeout, material).await
+    setup_with(
+        policy,
+        upstream,
+        upstream_timeout,
+        material,
+        ClientLimits::default(),
+    )
+    .await
 }
 
 async fn setup_with(
@@ -56,6 +63,7 @@ async fn setup_with(
     upstream: Option<String>,
     upstream_timeout: Duration,
     material: ClientKeyMaterial,
+    limits: ClientLimits,
 ) -> Env {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("keygate.db");
@@ -106,7 +114,9 @@ async fn setup_with(
     )
     .unwrap();
     let audit = AuditLog::start(&db, audit_key.clone()).unwrap();
-    let gateway = Gateway::new(live, audit, vec![], upstream_timeout).unwrap();
+    let gateway = Gateway::new(live, audit, vec![], upstream_timeout)
+        .unwrap()
+        .with_client_limits(limits);
     // Two workers, as on a two-core machine: consecutive connections land on different
     // workers, so replay and policy state are checked across them.
     let server = Server::start("127.0.0.1:0".parse().unwrap(), 2, &gateway).unwrap();
@@ -692,7 +702,14 @@ async fn an_ed25519_virtual_key_signs_without_keygate_holding_its_private_key() 
 
     let bot = SigningKey::from_bytes(&[0x42; 32]);
     let material = ClientKeyMaterial::Ed25519(bot.verifying_key().to_bytes());
-    let env = setup_with(trading_policy(), None, Duration::from_secs(10), material).await;
+    let env = setup_with(
+        trading_policy(),
+        None,
+        Duration::from_secs(10),
+        material,
+        ClientLimits::default(),
+    )
+    .await;
     let sign_ed = |key: &SigningKey| {
         let payload = format!("timestamp={}&recvWindow=10000", keygate_gateway::now_ms());
         let signature = base64::engine::general_purpose::STANDARD
@@ -745,4 +762,104 @@ async fn shutdown_finishes_what_is_in_flight_and_closes_the_port() {
         .unwrap()
         .unwrap();
     assert!(tokio::net::TcpStream::connect(env.gateway).await.is_err());
+}
+
+/// A gateway whose clients get `timeout` and `max_connections`, as `keygate serve
+/// --client-timeout --max-connections` sets them.
+async fn limited_env(timeout: Duration, max_connections: usize) -> Env {
+    let material = ClientKeyMaterial::Hmac(SecretString::new(BOT_SECRET.into()));
+    let limits = ClientLimits {
+        timeout,
+        max_connections,
+    };
+    setup_with(
+        trading_policy(),
+        None,
+        Duration::from_secs(10),
+        material,
+        limits,
+    )
+    .await
+}
+
+/// Reads until the gateway closes the connection; `None` if it is still open after
+/// `within`.
+async fn closed_within(stream: &mut tokio::net::TcpStream, within: Duration) -> Option<Vec<u8>> {
+    let mut received = Vec::new();
+    match tokio::time::timeout(within, stream.read_to_end(&mut received)).await {
+        Ok(_) => Some(received),
+        Err(_) => None,
+    }
+}
+
+#[tokio::test]
+async fn slow_or_idle_clients_are_disconnected() {
+    let timeout = Duration::from_millis(400);
+    let env = limited_env(timeout, 64).await;
+    let slack = Duration::from_secs(5);
+
+    // Half a request line, never finished.
+    let mut slow_headers = tokio::net::TcpStream::connect(env.gateway).await.unwrap();
+    slow_headers
+        .write_all(b"GET /binance/api/v3/account HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        .await
+        .unwrap();
+    // A kept-alive connection that never sends its next request.
+    let mut idle = tokio::net::TcpStream::connect(env.gateway).await.unwrap();
+    // Headers promising a body of 100 bytes, and 10 of them.
+    let mut slow_body = tokio::net::TcpStream::connect(env.gateway).await.unwrap();
+    let head = format!(
+        "POST /binance/api/v3/order HTTP/1.1\r\nHost: 127.0.0.1\r\nX-MBX-APIKEY: {BOT_KEY}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nsymbol=BTC"
+    );
+    slow_body.write_all(head.as_bytes()).await.unwrap();
+
+    let started = std::time::Instant::now();
+    assert!(closed_within(&mut slow_headers, slack).await.is_some());
+    assert!(closed_within(&mut idle, slack).await.is_some());
+    let answer = closed_within(&mut slow_body, slack)
+        .await
+        .expect("the slow body is refused and its connection closed");
+    assert!(
+        started.elapsed() >= timeout / 2,
+        "closed before the timeout"
+    );
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("not received in time"), "{answer}");
+    assert_eq!(exchange_saw(&env, "/api/v3/order"), 0);
+
+    // A client that keeps up is served as before.
+    let (status, _) = get(&env, "/api/v3/account", "").await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn connections_past_the_limit_are_closed_until_others_end() {
+    let env = limited_env(Duration::from_secs(30), 2).await;
+    let first = tokio::net::TcpStream::connect(env.gateway).await.unwrap();
+    let second = tokio::net::TcpStream::connect(env.gateway).await.unwrap();
+    // Let the acceptor count both before the third arrives.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut third = tokio::net::TcpStream::connect(env.gateway).await.unwrap();
+    third
+        .write_all(&http("GET", "/binance/api/v3/time", "", ""))
+        .await
+        .unwrap_or(());
+    let answer = closed_within(&mut third, Duration::from_secs(5))
+        .await
+        .expect("the third connection is closed");
+    assert!(answer.is_empty(), "the third connection was served");
+
+    drop((first, second));
+    // The slots free up as the workers notice the closed connections.
+    let mut served = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let (status, _) = raw(env.gateway, &http("GET", "/binance/api/v3/time", "", "")).await;
+        if status == 200 {
+            served = true;
+            break;
+        }
+    }
+    assert!(served, "no connection was served after the others closed");
 }

@@ -106,7 +106,7 @@ enum Command {
 }
 
 fn main() {
-    disable_core_dumps();
+    harden_process();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -150,11 +150,23 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
     }
 }
 
-/// A core dump of a process holding the vault open would write its secrets to disk.
-fn disable_core_dumps() {
-    #[cfg(unix)]
-    if let Err(e) = rlimit::setrlimit(rlimit::Resource::CORE, 0, 0) {
-        eprintln!("keygate: warning: cannot disable core dumps: {e}");
+/// Keeps the vault's secrets in this process: a core dump would write them to disk, and
+/// another process of the same user could read them with ptrace or `/proc/PID/mem`.
+/// Linux only; elsewhere the process runs without this protection.
+fn harden_process() {
+    #[cfg(target_os = "linux")]
+    {
+        use rustix::process::{setrlimit, DumpableBehavior, Resource, Rlimit};
+        let no_core = Rlimit {
+            current: Some(0),
+            maximum: Some(0),
+        };
+        if let Err(e) = setrlimit(Resource::Core, no_core) {
+            eprintln!("keygate: warning: cannot disable core dumps: {e}");
+        }
+        if let Err(e) = rustix::process::set_dumpable_behavior(DumpableBehavior::NotDumpable) {
+            eprintln!("keygate: warning: cannot forbid tracing this process: {e}");
+        }
     }
 }
 

@@ -7,6 +7,9 @@
 //! prefers the query when a name is in both, which would let a bot show keygate one value
 //! and the exchange another. keygate refuses both.
 
+use std::fmt::Write as _;
+use std::ops::Range;
+
 use ed25519_dalek::{Signature, Verifier};
 use hmac::{Hmac, Mac};
 use http::HeaderMap;
@@ -25,23 +28,33 @@ pub const MAX_RECV_WINDOW_MS: u64 = 60_000;
 
 const DEFAULT_RECV_WINDOW_MS: u64 = 5_000;
 
-/// One decoded parameter, with the raw `name=value` text it came from.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Param {
-    /// Percent-decoded name.
-    pub name: String,
-    /// Percent-decoded value.
-    pub value: String,
-    raw: String,
+/// A parameter name or value: a range of the raw text when it encodes nothing (symbols,
+/// numbers, timestamps: nearly all of them), or its percent-decoded form.
+#[derive(Clone, Debug)]
+enum Text {
+    Raw(Range<usize>),
+    Decoded(String),
+}
+
+/// One parameter: where its raw `name=value` text is, and its decoded name and value.
+#[derive(Clone, Debug)]
+struct Param {
+    raw: Range<usize>,
+    name: Text,
+    value: Text,
     in_body: bool,
 }
 
 /// A request's parameters, parsed once and used for verifying, classifying and forwarding,
 /// so that all three see the same thing.
+///
+/// It keeps one copy of the raw query and body; parameters point into it.
 #[derive(Clone, Debug)]
 pub struct SignedRequest {
+    /// The raw query followed by the raw body.
+    raw: String,
     params: Vec<Param>,
-    signature: Option<String>,
+    signature: Option<Text>,
     signature_in_body: bool,
     payload: Vec<u8>,
 }
@@ -72,12 +85,15 @@ impl SignedRequest {
             std::str::from_utf8(body).map_err(|_| malformed("request body is not ASCII"))?
         };
 
+        let mut raw = String::with_capacity(query.len() + body.len());
+        raw.push_str(query);
+        raw.push_str(body);
         let pair_count = query.split('&').count() + body.split('&').count();
         let mut params: Vec<Param> = Vec::with_capacity(pair_count);
         let mut signature = None;
         let mut signature_in_body = false;
-        let mut payload = Vec::with_capacity(query.len() + body.len());
-        for (part, in_body) in [(query, false), (body, true)] {
+        let mut payload = Vec::with_capacity(raw.len());
+        for (part_start, part, in_body) in [(0, query, false), (query.len(), body, true)] {
             if part.is_empty() {
                 continue;
             }
@@ -86,38 +102,51 @@ impl SignedRequest {
                     "illegal characters in parameters; percent-encode them",
                 ));
             }
-            let pairs: Vec<&str> = part.split('&').collect();
             let mut signed_len = part.len();
-            for (i, raw) in pairs.iter().enumerate() {
-                let (name, value) = decode_pair(raw)?;
-                if name == "signature" {
+            let mut start = part_start;
+            let mut pairs = part.split('&').peekable();
+            while let Some(pair) = pairs.next() {
+                let range = start..start + pair.len();
+                start = range.end + 1;
+                let (name, value) = decode_pair(pair, range.start)?;
+                let name_text = text(&raw, &name);
+                if name_text == "signature" {
                     if signature.is_some() {
-                        return Err(Error::DuplicateParameter { name });
+                        return Err(Error::DuplicateParameter {
+                            name: name_text.to_owned(),
+                        });
                     }
-                    if i + 1 != pairs.len() {
+                    if pairs.peek().is_some() {
                         return Err(malformed("signature must be the last parameter"));
                     }
                     // Everything before "&signature=..." (or nothing, if it stands alone).
-                    signed_len = part.len() - raw.len() - usize::from(i > 0);
+                    let offset = range.start - part_start;
+                    signed_len = offset.saturating_sub(1);
                     signature = Some(value);
                     signature_in_body = in_body;
                     continue;
                 }
                 // Names that differ only in case count as duplicates too: keygate cannot
                 // know whether the exchange folds case, so it refuses the ambiguity.
-                if params.iter().any(|p| p.name.eq_ignore_ascii_case(&name)) {
-                    return Err(Error::DuplicateParameter { name });
+                if params
+                    .iter()
+                    .any(|p| text(&raw, &p.name).eq_ignore_ascii_case(name_text))
+                {
+                    return Err(Error::DuplicateParameter {
+                        name: name_text.to_owned(),
+                    });
                 }
                 params.push(Param {
+                    raw: range,
                     name,
                     value,
-                    raw: (*raw).to_owned(),
                     in_body,
                 });
             }
             payload.extend_from_slice(&part.as_bytes()[..signed_len]);
         }
         Ok(SignedRequest {
+            raw,
             params,
             signature,
             signature_in_body,
@@ -129,13 +158,15 @@ impl SignedRequest {
     pub fn param(&self, name: &str) -> Option<&str> {
         self.params
             .iter()
-            .find(|p| p.name == name)
-            .map(|p| p.value.as_str())
+            .find(|p| text(&self.raw, &p.name) == name)
+            .map(|p| text(&self.raw, &p.value))
     }
 
-    /// The parameters other than `signature`, in the order received.
-    pub fn params(&self) -> &[Param] {
-        &self.params
+    /// The parameters other than `signature`, decoded, in the order received.
+    pub fn params(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.params
+            .iter()
+            .map(|p| (text(&self.raw, &p.name), text(&self.raw, &p.value)))
     }
 
     /// The bytes the client signed: raw query ‖ raw body, without the signature.
@@ -150,14 +181,13 @@ impl SignedRequest {
 
     /// The decoded signature, if any. Identifies the request for replay detection.
     pub fn signature(&self) -> Option<&str> {
-        self.signature.as_deref()
+        self.signature.as_ref().map(|t| text(&self.raw, t))
     }
 
     /// Verifies the client's signature over [`SignedRequest::payload`], in constant time.
     pub fn verify(&self, key: ClientKey<'_>) -> Result<(), Error> {
         let signature = self
-            .signature
-            .as_deref()
+            .signature()
             .ok_or(Error::MissingParameter { name: "signature" })?;
         let valid = match key {
             ClientKey::Hmac(secret) => {
@@ -240,11 +270,11 @@ impl SignedRequest {
             if !out.is_empty() {
                 out.push('&');
             }
-            if p.name == "timestamp" {
-                out.push_str("timestamp=");
-                out.push_str(&timestamp_ms.to_string());
+            if text(&self.raw, &p.name) == "timestamp" {
+                // Writing to a String cannot fail.
+                let _ = write!(out, "timestamp={timestamp_ms}");
             } else {
-                out.push_str(&p.raw);
+                out.push_str(&self.raw[p.raw.clone()]);
             }
         }
         let mut payload = Vec::with_capacity(query.len() + body.len());
@@ -433,27 +463,39 @@ fn malformed(reason: &str) -> Error {
     }
 }
 
-fn decode_pair(raw: &str) -> Result<(String, String), Error> {
-    let (name, value) = raw
+/// Splits `name=value`, which starts at `start` of the raw text, and decodes both halves.
+fn decode_pair(pair: &str, start: usize) -> Result<(Text, Text), Error> {
+    let (name, value) = pair
         .split_once('=')
         .ok_or_else(|| malformed("every parameter needs a name and a value"))?;
-    let name = decode_component(name)?;
     if name.is_empty() {
         return Err(malformed("empty parameter name"));
     }
-    Ok((name, decode_component(value)?))
+    let value_start = start + name.len() + 1;
+    Ok((
+        decode_component(name, start)?,
+        decode_component(value, value_start)?,
+    ))
 }
 
-fn decode_component(s: &str) -> Result<String, Error> {
-    // Most names and values (symbols, numbers, timestamps) encode nothing.
-    if !s.bytes().any(|b| b == b'+' || b == b'%') {
-        return Ok(s.to_owned());
+/// `component`, which starts at `start` of the raw text, percent-decoded (`+` is a space).
+fn decode_component(component: &str, start: usize) -> Result<Text, Error> {
+    if !component.bytes().any(|b| b == b'+' || b == b'%') {
+        return Ok(Text::Raw(start..start + component.len()));
     }
-    let spaced = s.replace('+', " ");
+    let spaced = component.replace('+', " ");
     percent_encoding::percent_decode_str(&spaced)
         .decode_utf8()
-        .map(|c| c.into_owned())
+        .map(|c| Text::Decoded(c.into_owned()))
         .map_err(|_| malformed("percent-encoding does not decode to UTF-8"))
+}
+
+/// The text of a name or value of a request whose raw query and body are `raw`.
+fn text<'a>(raw: &'a str, text: &'a Text) -> &'a str {
+    match text {
+        Text::Raw(range) => &raw[range.clone()],
+        Text::Decoded(decoded) => decoded,
+    }
 }
 
 /// The exchange host that serves `path`, by its first segment, as ccxt's `urls['api']`
@@ -801,6 +843,28 @@ mod tests {
             fwd.body,
             format!("timestamp=42&quantity=1&signature={expected}")
         );
+    }
+
+    #[test]
+    fn encoded_parameters_are_read_decoded_and_forwarded_as_received() {
+        let req = SignedRequest::parse(
+            "symbol=BTCUSDT&newClientOrderId=a%2Fb+c&sig%6Eature=ff",
+            b"",
+            None,
+        )
+        .unwrap();
+        assert_eq!(req.param("newClientOrderId"), Some("a/b c"));
+        assert_eq!(req.signature(), Some("ff"));
+        assert_eq!(req.payload(), b"symbol=BTCUSDT&newClientOrderId=a%2Fb+c");
+        let params: Vec<_> = req.params().collect();
+        assert_eq!(
+            params,
+            [("symbol", "BTCUSDT"), ("newClientOrderId", "a/b c")]
+        );
+        let fwd = req.resign("realkey", SECRET, 42);
+        assert!(fwd
+            .query
+            .starts_with("symbol=BTCUSDT&newClientOrderId=a%2Fb+c&signature="));
     }
 
     #[test]

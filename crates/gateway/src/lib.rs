@@ -34,6 +34,7 @@ pub mod registry;
 mod replay;
 mod server;
 pub mod upstream;
+mod wire;
 
 pub use server::Server;
 
@@ -44,7 +45,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use axum::body::Body;
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use ipnet::IpNet;
 use keygate_audit::AuditLog;
@@ -263,15 +263,7 @@ async fn handle<A: Adapter>(
         let base = registry.public_upstream(exchange).unwrap_or(default_base);
         let url = format!("{base}{native}{}", query_suffix(query));
         return gw
-            .forward(
-                adapter,
-                audit,
-                method,
-                url,
-                HeaderMap::new(),
-                Bytes::new(),
-                started,
-            )
+            .forward(adapter, audit, &method, &url, &[], b"", started)
             .await;
     }
 
@@ -393,29 +385,29 @@ async fn handle<A: Adapter>(
         account.secret.expose_secret().as_bytes(),
         timestamp,
     );
-    let mut headers = HeaderMap::new();
-    for (name, value) in forward.headers {
-        let Ok(value) = HeaderValue::from_str(&value) else {
-            tracing::error!(
-                header = name,
-                "re-signed header is not a valid header value"
-            );
-            return audit.deny(
-                refuse(Refusal::Internal),
-                Rule::Malformed,
-                "invalid upstream header",
-            );
-        };
-        headers.insert(name, value);
+    if let Some((name, _)) = forward
+        .headers
+        .iter()
+        .find(|(_, value)| !wire::is_header_value(value))
+    {
+        tracing::error!(
+            header = name,
+            "re-signed header is not a valid header value"
+        );
+        return audit.deny(
+            refuse(Refusal::Internal),
+            Rule::Malformed,
+            "invalid upstream header",
+        );
     }
     let url = format!("{base}{native}{}", query_suffix(&forward.query));
     gw.forward(
         adapter,
         audit,
-        method,
-        url,
-        headers,
-        Bytes::from(forward.body),
+        &method,
+        &url,
+        &forward.headers,
+        forward.body.as_bytes(),
         started,
     )
     .await
@@ -441,10 +433,10 @@ impl Gateway {
         &self,
         adapter: &A,
         mut audit: Audit<'_>,
-        method: Method,
-        url: String,
-        headers: HeaderMap,
-        body: Bytes,
+        method: &Method,
+        url: &str,
+        headers: &[(&'static str, String)],
+        body: &[u8],
         started: Instant,
     ) -> Response {
         let sensitive = audit.action.as_ref().is_some_and(|a| a.kind.is_sensitive());
@@ -454,7 +446,7 @@ impl Gateway {
                 return refusal_response(adapter, Refusal::AuditUnavailable);
             }
         }
-        let result = self.upstream.send(method, &url, headers, body).await;
+        let result = self.upstream.send(method, url, headers, body).await;
         let latency_us = started.elapsed().as_micros() as u64;
         match result {
             Ok(answer) => {
@@ -471,6 +463,11 @@ impl Gateway {
             }
             Err(Failure::TimedOut) => {
                 tracing::error!(path = %audit.path, "upstream timed out; outcome unknown, not retried");
+                audit.finish(None, latency_us, Outcome::Unknown, sensitive);
+                refusal_response(adapter, Refusal::Timeout)
+            }
+            Err(Failure::NoAnswer(reason)) => {
+                tracing::error!(path = %audit.path, %reason, "upstream answer lost; outcome unknown, not retried");
                 audit.finish(None, latency_us, Outcome::Unknown, sensitive);
                 refusal_response(adapter, Refusal::Timeout)
             }

@@ -1,24 +1,34 @@
-//! The exchange side: a pooled HTTPS client, the exchange clock, market prices.
+//! The exchange side: a pool of HTTP/1.1 connections (rustls, or plain HTTP to loopback),
+//! the exchange clock, market prices.
 
 use std::collections::HashMap;
-use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, RwLock};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http::uri::{Authority, Scheme};
-use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::connect::HttpConnector;
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, Method, StatusCode};
 use keygate_exchanges::Adapter;
 use rust_decimal::Decimal;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
+
+use crate::wire::{self, WriteFailure};
 
 /// How long a call to the exchange may take before its outcome is unknown.
 pub const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a measured clock offset is trusted.
 const CLOCK_TTL: Duration = Duration::from_secs(300);
+/// How long opening a connection (TCP and TLS) may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long an idle upstream connection is kept for reuse.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Idle connections kept per exchange host and worker; more are closed when they free up.
+const POOL_MAX_IDLE: usize = 256;
 
 /// An answer from the exchange.
 pub struct Response {
@@ -33,38 +43,30 @@ pub struct Response {
 /// Why the exchange gave no answer.
 #[derive(Debug)]
 pub enum Failure {
-    /// Connecting failed: the request never left.
+    /// Connecting failed, or the request could not be written: it never left.
     Unreachable(String),
     /// The request left but no answer came in time: it may have executed.
     TimedOut,
-    /// The upstream URL is not allowed (plain HTTP to a non-loopback host).
+    /// The request left but its answer was cut short or did not parse: it may have
+    /// executed.
+    NoAnswer(String),
+    /// The upstream URL or request is not allowed (plain HTTP to a non-loopback host, a
+    /// header that would change the request's framing).
     Refused(String),
 }
 
-type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
-type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
-type Stream = hyper_rustls::MaybeHttpsStream<hyper_util::rt::TokioIo<tokio::net::TcpStream>>;
-type Driver = hyper::client::conn::http1::Connection<Stream, Full<Bytes>>;
-
-/// How long an idle upstream connection is kept for reuse.
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-/// Idle connections kept per exchange host and worker; more are closed when they free up.
-const POOL_MAX_IDLE: usize = 256;
-
 /// The HTTP client to the exchanges, with their clock offsets.
 ///
-/// HTTP/1.1 over rustls (webpki roots), or plain HTTP to loopback only. Connections are
-/// kept alive in a small pool of this client's own: a worker thread of the gateway has
-/// its own `Upstream`, so a request and the connection carrying it stay on one thread.
+/// HTTP/1.1 over rustls (webpki roots), or plain HTTP to loopback only. Requests are
+/// written by [`crate::wire`], byte for byte as built. Connections are kept alive in a
+/// small pool: a worker thread of the gateway has its own `Upstream`, so a request and
+/// the connection carrying it stay on one thread.
 pub struct Upstream {
-    connector: Connector,
-    pool: Mutex<HashMap<Origin, Vec<Idle>>>,
+    tls: TlsConnector,
+    pool: Mutex<HashMap<String, Vec<Idle>>>,
     timeout: Duration,
     offsets: Arc<RwLock<HashMap<String, (i64, Instant)>>>,
 }
-
-/// Where a connection goes: scheme and authority.
-type Origin = (Scheme, Authority);
 
 /// A keep-alive connection waiting for its next request.
 struct Idle {
@@ -72,65 +74,109 @@ struct Idle {
     since: Instant,
 }
 
-/// One HTTP/1.1 connection: the handle that sends requests and the future that moves its
-/// bytes. The future is polled by the request using the connection, inside that request's
-/// task, rather than by a task of its own: a request then never waits for another task to
-/// be scheduled to write it or to hand its answer back.
+/// One HTTP/1.1 connection and the bytes read from it that are not used yet.
 struct Connection {
-    sender: Sender,
-    /// `None` once the connection has ended.
-    driver: Option<Pin<Box<Driver>>>,
+    stream: Stream,
+    buf: BytesMut,
+}
+
+/// Plain TCP to loopback, or TLS.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
 }
 
 impl Connection {
-    /// Whether the connection is still usable. An idle connection is not polled, so this
-    /// polls it once, which notices an exchange that closed it meanwhile.
-    fn is_open(&mut self) -> bool {
-        poll_driver(&mut self.driver, &mut Context::from_waker(Waker::noop()));
-        self.driver.is_some() && !self.sender.is_closed()
+    /// Whether an idle connection can carry a request: the exchange has neither closed it
+    /// nor sent anything unasked. It is not being polled while idle, so this reads once.
+    fn is_reusable(&mut self) -> bool {
+        let mut scratch = [0u8; 64];
+        let mut unread = ReadBuf::new(&mut scratch);
+        let mut cx = Context::from_waker(Waker::noop());
+        let pending = Pin::new(&mut self.stream)
+            .poll_read(&mut cx, &mut unread)
+            .is_pending();
+        pending && self.buf.is_empty()
     }
 }
 
-/// Runs `work` (a send, a read of the answer) while moving the connection's bytes.
-async fn drive<F: Future>(driver: &mut Option<Pin<Box<Driver>>>, work: F) -> F::Output {
-    let mut work = std::pin::pin!(work);
-    std::future::poll_fn(|cx| {
-        poll_driver(driver, cx);
-        work.as_mut().poll(cx)
-    })
-    .await
-}
-
-fn poll_driver(driver: &mut Option<Pin<Box<Driver>>>, cx: &mut Context<'_>) {
-    if let Some(running) = driver.as_mut() {
-        if let Poll::Ready(result) = running.as_mut().poll(cx) {
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "upstream connection ended");
-            }
-            *driver = None;
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// Whether an answer header is passed back to the bot: the content type, Binance's
+/// rate-limit counters and `Retry-After`.
+fn is_passed_back(name: &str) -> bool {
+    name.eq_ignore_ascii_case("content-type")
+        || name
+            .get(..6)
+            .is_some_and(|prefix| prefix.eq_ignore_ascii_case("x-mbx-"))
+        || name.eq_ignore_ascii_case("retry-after")
 }
 
 impl Upstream {
     /// A client whose calls each take at most `timeout`, answer included.
     ///
     /// Nothing that may have reached the exchange is ever sent again. The one retry is
-    /// for a request that provably never left: hyper hands it back when the pooled
-    /// connection it was given had closed before a byte of it was written, and it goes
-    /// out once on a new connection.
+    /// for a request that provably never left: the pooled connection it was written to
+    /// failed before accepting a single byte of it, and it goes out once on a new
+    /// connection.
     pub fn new(timeout: Duration) -> Result<Upstream, rustls::Error> {
-        let mut tcp = HttpConnector::new();
-        tcp.enforce_http(false);
-        tcp.set_connect_timeout(Some(Duration::from_secs(5)));
-        tcp.set_nodelay(true);
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())?
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(tcp);
+        let mut roots = rustls::RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        Upstream::with_roots(timeout, roots)
+    }
+
+    /// A client that trusts `roots` (the tests' own certificate authority).
+    fn with_roots(
+        timeout: Duration,
+        roots: rustls::RootCertStore,
+    ) -> Result<Upstream, rustls::Error> {
+        let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(Upstream {
-            connector,
+            tls: TlsConnector::from(Arc::new(config)),
             pool: Mutex::new(HashMap::new()),
             timeout,
             offsets: Arc::new(RwLock::new(HashMap::new())),
@@ -143,7 +189,7 @@ impl Upstream {
     /// offsets stay shared.
     pub fn with_own_pool(&self) -> Upstream {
         Upstream {
-            connector: self.connector.clone(),
+            tls: self.tls.clone(),
             pool: Mutex::new(HashMap::new()),
             timeout: self.timeout,
             offsets: self.offsets.clone(),
@@ -154,96 +200,85 @@ impl Upstream {
     /// the one case where a request is sent on a second connection.
     pub async fn send(
         &self,
-        method: Method,
+        method: &Method,
         url: &str,
-        headers: HeaderMap,
-        body: Bytes,
+        headers: &[(&'static str, String)],
+        body: &[u8],
     ) -> Result<Response, Failure> {
-        let uri = check_url(url)?;
-        let origin = origin(&uri)?;
-        let mut request = http::Request::new(Full::new(body));
-        *request.method_mut() = method;
-        *request.uri_mut() = origin_form(&uri);
-        *request.headers_mut() = headers;
-        let host = HeaderValue::from_str(origin.1.as_str())
-            .map_err(|_| Failure::Refused("upstream host is not a valid header".into()))?;
-        request.headers_mut().insert(http::header::HOST, host);
-
-        let (parts, body) =
-            match tokio::time::timeout(self.timeout, self.exchange(&uri, &origin, request)).await {
-                Ok(result) => result?,
-                Err(_) => return Err(Failure::TimedOut),
-            };
-        let mut headers = HeaderMap::new();
-        for (name, value) in &parts.headers {
-            let n = name.as_str();
-            if n == "content-type" || n.starts_with("x-mbx-") || n == "retry-after" {
-                headers.append(name.clone(), value.clone());
-            }
-        }
-        Ok(Response {
-            status: parts.status,
+        let target = Target::parse(url)?;
+        let mut request = Vec::with_capacity(256 + body.len());
+        wire::encode_request(
+            &mut request,
+            method,
+            target.path_and_query,
+            target.authority,
             headers,
             body,
-        })
+        )
+        .map_err(|reason| Failure::Refused(reason.to_owned()))?;
+        match tokio::time::timeout(self.timeout, self.exchange(&target, method, &request)).await {
+            Ok(result) => result,
+            Err(_) => Err(Failure::TimedOut),
+        }
     }
 
     /// One request and its whole answer, on a pooled connection or a new one.
     async fn exchange(
         &self,
-        uri: &Uri,
-        origin: &Origin,
-        mut request: http::Request<Full<Bytes>>,
-    ) -> Result<(http::response::Parts, Bytes), Failure> {
-        let mut pooled_only = true;
+        target: &Target<'_>,
+        method: &Method,
+        request: &[u8],
+    ) -> Result<Response, Failure> {
+        let (mut connection, mut is_new) = match self.checkout(target.origin) {
+            Some(connection) => (connection, false),
+            None => (self.connect(target).await?, true),
+        };
         loop {
-            let pooled = if pooled_only {
-                self.checkout(origin)
-            } else {
-                None
-            };
-            let is_new = pooled.is_none();
-            let mut connection = match pooled {
-                Some(connection) => connection,
-                None => self.connect(uri).await?,
-            };
-            let Connection { sender, driver } = &mut connection;
-            if drive(driver, sender.ready()).await.is_err() {
-                if is_new {
-                    return Err(Failure::Unreachable("connection closed before use".into()));
-                }
-                continue; // a pooled connection that closed; nothing was sent on it
-            }
-            match drive(driver, sender.try_send_request(request)).await {
-                Ok(response) => {
-                    let (parts, body) = response.into_parts();
-                    // Past this point the exchange has the request: any failure means
-                    // its outcome is unknown.
-                    let body = drive(driver, body.collect())
-                        .await
-                        .map_err(|_| Failure::TimedOut)?
-                        .to_bytes();
-                    self.checkin(origin, connection);
-                    return Ok((parts, body));
-                }
-                Err(mut failed) => match failed.take_message() {
-                    Some(unsent) if !is_new => {
-                        request = unsent;
-                        pooled_only = false;
+            match wire::write_request(&mut connection.stream, request).await {
+                Ok(()) => break,
+                Err(WriteFailure {
+                    accepted_any: false,
+                    error,
+                }) => {
+                    if is_new {
+                        return Err(Failure::Unreachable(error.to_string()));
                     }
-                    Some(_) => return Err(Failure::Unreachable(failed.into_error().to_string())),
-                    None => return Err(Failure::TimedOut),
-                },
+                    // A pooled connection that failed before taking a byte: the request
+                    // never left, so it goes out once more on a new connection.
+                    connection = self.connect(target).await?;
+                    is_new = true;
+                }
+                Err(WriteFailure { error, .. }) => {
+                    return Err(Failure::NoAnswer(error.to_string()));
+                }
             }
         }
+        // Past this point the exchange may have the request: any failure means its
+        // outcome is unknown.
+        let answer = wire::read_answer(
+            &mut connection.stream,
+            &mut connection.buf,
+            method,
+            is_passed_back,
+        )
+        .await
+        .map_err(|e| Failure::NoAnswer(e.to_string()))?;
+        if answer.keep_alive {
+            self.checkin(target.origin, connection);
+        }
+        Ok(Response {
+            status: answer.status,
+            headers: answer.headers,
+            body: answer.body,
+        })
     }
 
-    /// A live idle connection to `origin`, the most recently used first.
-    fn checkout(&self, origin: &Origin) -> Option<Connection> {
+    /// A reusable idle connection to `origin`, the most recently used first.
+    fn checkout(&self, origin: &str) -> Option<Connection> {
         let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
         let idle = pool.get_mut(origin)?;
         while let Some(mut idle) = idle.pop() {
-            if idle.since.elapsed() < POOL_IDLE_TIMEOUT && idle.connection.is_open() {
+            if idle.since.elapsed() < POOL_IDLE_TIMEOUT && idle.connection.is_reusable() {
                 return Some(idle.connection);
             }
         }
@@ -251,18 +286,20 @@ impl Upstream {
     }
 
     /// Keeps a connection whose answer was read in full for the next request.
-    fn checkin(&self, origin: &Origin, mut connection: Connection) {
-        if !connection.is_open() {
+    fn checkin(&self, origin: &str, mut connection: Connection) {
+        if !connection.is_reusable() {
             return;
         }
         let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
         let idle = match pool.get_mut(origin) {
             Some(idle) => idle,
-            None => pool.entry(origin.clone()).or_default(),
+            None => pool.entry(origin.to_owned()).or_default(),
         };
         if idle.len() >= POOL_MAX_IDLE {
             // Full: forget the connections that closed or idled out since they came back.
-            idle.retain_mut(|c| c.since.elapsed() < POOL_IDLE_TIMEOUT && c.connection.is_open());
+            idle.retain_mut(|c| {
+                c.since.elapsed() < POOL_IDLE_TIMEOUT && c.connection.is_reusable()
+            });
         }
         if idle.len() < POOL_MAX_IDLE {
             idle.push(Idle {
@@ -273,16 +310,31 @@ impl Upstream {
     }
 
     /// A new connection: TCP, then TLS unless plain HTTP to loopback.
-    async fn connect(&self, uri: &Uri) -> Result<Connection, Failure> {
-        let stream = tower::ServiceExt::oneshot(self.connector.clone(), uri.clone())
-            .await
-            .map_err(|e| Failure::Unreachable(e.to_string()))?;
-        let (sender, connection) = hyper::client::conn::http1::handshake(stream)
-            .await
-            .map_err(|e| Failure::Unreachable(e.to_string()))?;
+    async fn connect(&self, target: &Target<'_>) -> Result<Connection, Failure> {
+        let unreachable = |e: &dyn std::fmt::Display| Failure::Unreachable(e.to_string());
+        let opened = tokio::time::timeout(CONNECT_TIMEOUT, async {
+            let tcp = TcpStream::connect((target.host, target.port))
+                .await
+                .map_err(|e| unreachable(&e))?;
+            // A request goes out in one write; Nagle would only delay it.
+            tcp.set_nodelay(true).map_err(|e| unreachable(&e))?;
+            if !target.tls {
+                return Ok(Stream::Plain(tcp));
+            }
+            let name = rustls::pki_types::ServerName::try_from(target.host.to_owned())
+                .map_err(|e| unreachable(&e))?;
+            let tls = self
+                .tls
+                .connect(name, tcp)
+                .await
+                .map_err(|e| unreachable(&e))?;
+            Ok(Stream::Tls(Box::new(tls)))
+        })
+        .await
+        .map_err(|_| Failure::Unreachable("connecting timed out".into()))??;
         Ok(Connection {
-            sender,
-            driver: Some(Box::pin(connection)),
+            stream: opened,
+            buf: BytesMut::new(),
         })
     }
 
@@ -319,10 +371,7 @@ impl Upstream {
 
     async fn measure_offset<A: Adapter>(&self, adapter: &A, url: &str) -> Option<i64> {
         let before = crate::now_ms();
-        let response = self
-            .send(Method::GET, url, HeaderMap::new(), Bytes::new())
-            .await
-            .ok()?;
+        let response = self.send(&Method::GET, url, &[], b"").await.ok()?;
         let after = crate::now_ms();
         let server = adapter.parse_server_time(&response.body)?;
         let midpoint = before + (after - before) / 2;
@@ -338,10 +387,7 @@ impl Upstream {
         symbol: &str,
     ) -> Option<Decimal> {
         let url = format!("{base}{}", adapter.ticker_path(native_path, symbol)?);
-        let response = self
-            .send(Method::GET, &url, HeaderMap::new(), Bytes::new())
-            .await
-            .ok()?;
+        let response = self.send(&Method::GET, &url, &[], b"").await.ok()?;
         if !response.status.is_success() {
             return None;
         }
@@ -349,45 +395,78 @@ impl Upstream {
     }
 }
 
-/// The scheme and authority of a checked URL.
-fn origin(uri: &Uri) -> Result<Origin, Failure> {
-    match (uri.scheme(), uri.authority()) {
-        (Some(scheme), Some(authority)) => Ok((scheme.clone(), authority.clone())),
-        _ => Err(Failure::Refused("upstream URL has no host".into())),
-    }
+/// Where a request goes, from a checked URL.
+#[derive(Debug, PartialEq)]
+struct Target<'a> {
+    /// `scheme://authority`: the pool key.
+    origin: &'a str,
+    tls: bool,
+    /// `host[:port]`, as the `Host` header carries it.
+    authority: &'a str,
+    /// The host to connect to and to verify the certificate of, without IPv6 brackets.
+    host: &'a str,
+    port: u16,
+    /// `/path?query`, as HTTP/1.1 sends it to an origin server.
+    path_and_query: &'a str,
 }
 
-/// `/path?query` of `uri`, as HTTP/1.1 sends it to an origin server.
-fn origin_form(uri: &Uri) -> Uri {
-    let mut parts = http::uri::Parts::default();
-    parts.path_and_query = uri.path_and_query().cloned();
-    // Path and query alone always make a valid URI; "/" if there is none.
-    Uri::from_parts(parts).unwrap_or_else(|_| Uri::from_static("/"))
-}
-
-/// Parses `url`, allowing plain HTTP only to loopback; everything else must be HTTPS.
-fn check_url(url: &str) -> Result<Uri, Failure> {
-    let refused =
-        || Failure::Refused("upstream must be https:// (plain http only to loopback)".into());
-    let uri: Uri = url
-        .parse()
-        .map_err(|_| Failure::Refused("upstream URL does not parse".into()))?;
-    match uri.scheme_str() {
-        Some("https") => Ok(uri),
-        Some("http") => {
-            let host = uri.host().unwrap_or("");
-            let host = host.trim_start_matches('[').trim_end_matches(']');
-            let loopback = host == "localhost"
-                || host
-                    .parse::<std::net::IpAddr>()
-                    .is_ok_and(|ip| ip.is_loopback());
-            if loopback {
-                Ok(uri)
-            } else {
-                Err(refused())
+impl<'a> Target<'a> {
+    /// Parses `url`, allowing plain HTTP only to loopback; everything else must be HTTPS.
+    /// The authority is a host name or IP address and an optional port, nothing else.
+    fn parse(url: &'a str) -> Result<Target<'a>, Failure> {
+        let refused =
+            || Failure::Refused("upstream must be https:// (plain http only to loopback)".into());
+        let bad = || Failure::Refused("upstream URL does not parse".into());
+        let (tls, rest) = if let Some(rest) = url.strip_prefix("https://") {
+            (true, rest)
+        } else if let Some(rest) = url.strip_prefix("http://") {
+            (false, rest)
+        } else {
+            return Err(refused());
+        };
+        let authority_len = rest.find(['/', '?']).unwrap_or(rest.len());
+        let (authority, path_and_query) = rest.split_at(authority_len);
+        let (host, port) = match authority.strip_prefix('[') {
+            Some(v6) => {
+                let (host, after) = v6.split_once(']').ok_or_else(bad)?;
+                host.parse::<std::net::Ipv6Addr>().map_err(|_| bad())?;
+                (host, after.strip_prefix(':'))
             }
+            None => match authority.split_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (authority, None),
+            },
+        };
+        let host_ok = !host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b':');
+        if !host_ok {
+            return Err(bad());
         }
-        _ => Err(refused()),
+        let port = match port {
+            Some(port) => port.parse().map_err(|_| bad())?,
+            None if tls => 443,
+            None => 80,
+        };
+        let loopback =
+            host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+        if !tls && !loopback {
+            return Err(refused());
+        }
+        let path_and_query = match path_and_query {
+            "" => "/",
+            p if p.starts_with('?') => return Err(bad()),
+            p => p,
+        };
+        Ok(Target {
+            origin: &url[..url.len() - rest.len() + authority_len],
+            tls,
+            authority,
+            host,
+            port,
+            path_and_query,
+        })
     }
 }
 
@@ -452,16 +531,17 @@ mod tests {
     }
 
     async fn get(upstream: &Upstream, url: &str) -> Result<Response, Failure> {
-        upstream
-            .send(Method::GET, url, HeaderMap::new(), Bytes::new())
-            .await
+        upstream.send(&Method::GET, url, &[], b"").await
     }
 
     #[tokio::test]
     async fn a_request_the_exchange_has_read_is_never_sent_again() {
         let (url, connections, requests) = fake_exchange(Then::Hang).await;
         let upstream = Upstream::new(Duration::from_secs(5)).unwrap();
-        assert!(matches!(get(&upstream, &url).await, Err(Failure::TimedOut)));
+        assert!(matches!(
+            get(&upstream, &url).await,
+            Err(Failure::NoAnswer(_))
+        ));
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert_eq!(requests.load(Ordering::SeqCst), 1);
         assert_eq!(connections.load(Ordering::SeqCst), 1);
@@ -494,14 +574,109 @@ mod tests {
         assert_eq!(connections.load(Ordering::SeqCst), 1);
     }
 
+    #[tokio::test]
+    async fn answers_come_back_over_verified_tls_on_kept_alive_connections() {
+        let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        let cert = certified.cert.der().clone();
+        let key =
+            rustls::pki_types::PrivateKeyDer::Pkcs8(certified.key_pair.serialize_der().into());
+        let server = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.clone()], key)
+        .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let heads = Arc::new(Mutex::new(Vec::<String>::new()));
+        let seen = heads.clone();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let (acceptor, seen) = (acceptor.clone(), seen.clone());
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let mut buf = [0u8; 1024];
+                    let mut head = Vec::new();
+                    while let Ok(n @ 1..) = tls.read(&mut buf).await {
+                        head.extend_from_slice(&buf[..n]);
+                        if head.ends_with(b"\r\n\r\n") {
+                            seen.lock()
+                                .unwrap()
+                                .push(String::from_utf8_lossy(&head).into());
+                            head.clear();
+                            let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}";
+                            if tls.write_all(answer).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        let url = format!("https://localhost:{port}/api/v3/time");
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert).unwrap();
+        let upstream = Upstream::with_roots(Duration::from_secs(5), roots).unwrap();
+        for _ in 0..2 {
+            let answer = get(&upstream, &url).await.ok().unwrap();
+            assert_eq!(answer.status, StatusCode::OK);
+            assert_eq!(&answer.body[..], b"{}");
+        }
+        assert_eq!(
+            *heads.lock().unwrap(),
+            vec![format!("GET /api/v3/time HTTP/1.1\r\nhost: localhost:{port}\r\n\r\n"); 2]
+        );
+        // The certificate is not one the webpki roots vouch for: nothing is sent.
+        let strict = Upstream::new(Duration::from_secs(5)).unwrap();
+        assert!(matches!(
+            get(&strict, &url).await,
+            Err(Failure::Unreachable(_))
+        ));
+        assert_eq!(heads.lock().unwrap().len(), 2);
+    }
+
     #[test]
     fn plain_http_only_to_loopback() {
-        assert!(check_url("https://api.binance.com/api/v3/time").is_ok());
-        assert!(check_url("http://127.0.0.1:9000/api").is_ok());
-        assert!(check_url("http://localhost:9000/api").is_ok());
-        assert!(check_url("http://[::1]:9000/api").is_ok());
-        assert!(check_url("http://api.binance.com/api").is_err());
-        assert!(check_url("http://127.0.0.1.evil.com/api").is_err());
-        assert!(check_url("ftp://x").is_err());
+        let check = |url| Target::parse(url).is_ok();
+        assert!(check("https://api.binance.com/api/v3/time"));
+        assert!(check("http://127.0.0.1:9000/api"));
+        assert!(check("http://localhost:9000/api"));
+        assert!(check("http://[::1]:9000/api"));
+        assert!(!check("http://api.binance.com/api"));
+        assert!(!check("http://127.0.0.1.evil.com/api"));
+        assert!(!check("http://user@127.0.0.1/api"));
+        assert!(!check("https://api.binance.com:99999/api"));
+        assert!(!check("ftp://x"));
+    }
+
+    #[test]
+    fn urls_split_into_origin_host_and_target() {
+        assert_eq!(
+            Target::parse("https://api.binance.com/api/v3/order?symbol=BTCUSDT").ok(),
+            Some(Target {
+                origin: "https://api.binance.com",
+                tls: true,
+                authority: "api.binance.com",
+                host: "api.binance.com",
+                port: 443,
+                path_and_query: "/api/v3/order?symbol=BTCUSDT",
+            })
+        );
+        assert_eq!(
+            Target::parse("http://[::1]:9000").ok(),
+            Some(Target {
+                origin: "http://[::1]:9000",
+                tls: false,
+                authority: "[::1]:9000",
+                host: "::1",
+                port: 9000,
+                path_and_query: "/",
+            })
+        );
     }
 }

@@ -191,9 +191,10 @@ impl SignedRequest {
             .ok_or(Error::MissingParameter { name: "signature" })?;
         let valid = match key {
             ClientKey::Hmac(secret) => {
-                let Ok(given) = hex::decode(signature) else {
+                let mut given = [0u8; 32];
+                if hex::decode_to_slice(signature, &mut given).is_err() {
                     return Err(Error::BadSignature);
-                };
+                }
                 hmac_sha256(secret, &self.payload)
                     .verify_slice(&given)
                     .is_ok()

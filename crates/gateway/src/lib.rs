@@ -541,6 +541,7 @@ fn source_ip(trusted: &[IpNet], peer: IpAddr, headers: &HeaderMap) -> IpAddr {
 }
 
 /// The audit event of one request, filled in as the request path learns more.
+#[derive(Clone)]
 struct Audit<'a> {
     gw: &'a Gateway,
     exchange: &'static str,
@@ -578,31 +579,35 @@ impl<'a> Audit<'a> {
         }
     }
 
-    fn event(
-        &self,
+    /// The request event, made of this audit's own fields.
+    fn into_event(
+        self,
         allowed: bool,
         denial: Option<Denial>,
         upstream_status: Option<u16>,
         latency_us: Option<u64>,
         outcome: Outcome,
     ) -> Event {
-        let action = self.action.as_ref();
+        let (kind, symbol, side, amount, asset) = match self.action {
+            Some(a) => (a.kind, a.symbol, a.side, a.amount, a.asset),
+            None => (ActionKind::Unknown, None, None, None, None),
+        };
         Event {
             ts_ms: now_ms(),
             body: EventBody::Request(RequestEvent {
-                request_id: self.request_id.clone(),
+                request_id: self.request_id,
                 exchange: self.exchange.into(),
-                client: self.client.clone(),
-                account: self.account.clone(),
+                client: self.client,
+                account: self.account,
                 source_ip: self.source_ip.to_string(),
-                method: self.method.clone(),
-                path: self.path.clone(),
-                action: action.map_or(ActionKind::Unknown, |a| a.kind),
-                symbol: action.and_then(|a| a.symbol.clone()),
-                side: action.and_then(|a| a.side),
+                method: self.method,
+                path: self.path,
+                action: kind,
+                symbol,
+                side,
                 notional: self.notional,
-                amount: action.and_then(|a| a.amount),
-                asset: action.and_then(|a| a.asset.clone()),
+                amount,
+                asset,
                 allowed,
                 rule: denial.as_ref().map(|d| d.rule),
                 message: denial.map(|d| d.message),
@@ -617,7 +622,8 @@ impl<'a> Audit<'a> {
     /// answers the client.
     fn deny(self, response: Response, rule: Rule, message: &str) -> Response {
         tracing::debug!(rule = %rule, path = %self.path, "denied");
-        self.gw.audit.append(self.event(
+        let log = &self.gw.audit;
+        log.append(self.into_event(
             false,
             Some(Denial::new(rule, message)),
             None,
@@ -630,7 +636,9 @@ impl<'a> Audit<'a> {
     /// Writes the request event and waits until it is durable.
     async fn write_pending(&mut self) -> Result<u64, String> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let event = self.event(true, None, None, None, Outcome::Pending);
+        let event = self
+            .clone()
+            .into_event(true, None, None, None, Outcome::Pending);
         self.gw.audit.append_durable(
             event,
             Box::new(move |result| {
@@ -655,21 +663,22 @@ impl<'a> Audit<'a> {
         outcome: Outcome,
         pending: bool,
     ) {
+        let log = &self.gw.audit;
         let event = if pending && self.pending_written {
             Event {
                 ts_ms: now_ms(),
                 body: EventBody::Outcome(OutcomeEvent {
-                    request_id: self.request_id.clone(),
-                    client: self.client.clone(),
+                    request_id: self.request_id,
+                    client: self.client,
                     upstream_status,
                     latency_us,
                     outcome,
                 }),
             }
         } else {
-            self.event(true, None, upstream_status, Some(latency_us), outcome)
+            self.into_event(true, None, upstream_status, Some(latency_us), outcome)
         };
-        self.gw.audit.append(event);
+        log.append(event);
     }
 }
 

@@ -2,10 +2,6 @@
 //! by unmodified Python ccxt, administered by the CLI while it runs, with a secret planted
 //! in the vault that must appear in nothing the processes wrote.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -1,14 +1,11 @@
 //! `keygate scan` through the real binary: keys the vault manages, and the pre-commit hook.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::Kg;
 use rand::distributions::{Alphanumeric, DistString};
+
+use crate::common::Kg;
 
 fn random() -> String {
     Alphanumeric.sample_string(&mut rand::thread_rng(), 64)

@@ -1,9 +1,7 @@
 //! What an operator reads: the human output of the listing commands, snapshotted with
 //! times, keys and paths redacted.
 
-mod common;
-
-use common::Kg;
+use crate::common::Kg;
 
 fn redactions() -> Vec<(&'static str, &'static str)> {
     vec![

@@ -1,7 +1,5 @@
 //! Helpers for the CLI tests: a throwaway home and the real `keygate` binary.
 
-#![allow(dead_code)] // Each test binary uses a different subset.
-
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -1,17 +1,14 @@
 //! The real `keygate` binary: init and unlocking, accounts, clients and the audit log,
 //! each test in its own temporary home.
 
-#![allow(clippy::unwrap_used)] // Tests may panic.
-
-mod common;
-
 use std::time::{Duration, SystemTime};
 
-use common::Kg;
 use keygate_audit::{AuditKey, AuditLog};
 use keygate_core::{ActionKind, Event, EventBody, Outcome, RequestEvent, Rule};
 use keygate_vault::MasterKey;
 use serde_json::Value;
+
+use crate::common::Kg;
 
 const REAL_KEY: &str = "RkEy7xQ2pLmN8vBc3ZtY6wHs1JdF4gKe9UaIo0PrSqTuVwXyZaBcDeFgHiJkLmN5";
 const REAL_SECRET: &str = "SeCr3tSeCr3tPlantedInTheVaultSeCr3tSeCr3tPlantedInTheVault12345";

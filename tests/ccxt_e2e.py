@@ -7,7 +7,6 @@ KEYGATE_SECRET, MOCK_URL. Prints one JSON summary line; exits non-zero on any fa
 
 import json
 import os
-import re
 import sys
 import urllib.request
 
@@ -18,10 +17,11 @@ MOCK = os.environ["MOCK_URL"]
 
 
 def gateway_urls():
-    """Every entry of ccxt's urls['api'] with its https://host replaced by the gateway."""
+    """Every entry of ccxt's urls['api'] with its https:// replaced by the gateway, so that
+    the Binance host becomes the first segment of the path, as the README shows."""
     defaults = ccxt.binance().urls["api"]
     return {
-        name: re.sub(r"^https://[^/]+", GW + "/binance", url) if isinstance(url, str) else url
+        name: url.replace("https://", GW + "/binance/") if isinstance(url, str) else url
         for name, url in defaults.items()
     }
 

@@ -637,13 +637,15 @@ fn print_credentials(
     println!();
     println!("ccxt (Python), pointed at the gateway:");
     println!();
-    println!("    import re, ccxt");
-    println!("    GW = '{gateway}'");
+    println!("    import ccxt");
+    println!("    GW = '{gateway}/'");
     println!(
         "    exchange = ccxt.binance({{'apiKey': '{}', 'secret': {secret_expr}}})",
         c.api_key
     );
-    println!("    exchange.urls['api'] = {{k: re.sub(r'^https://[^/]+', GW, v) if isinstance(v, str) else v");
+    println!(
+        "    exchange.urls['api'] = {{k: v.replace('https://', GW) if isinstance(v, str) else v"
+    );
     println!("                           for k, v in exchange.urls['api'].items()}}");
     println!("    print(exchange.fetch_balance())");
     Ok(())

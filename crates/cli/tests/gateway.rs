@@ -11,7 +11,7 @@ use keygate_exchanges::binance;
 use keygate_mockex::Credential;
 use serde_json::Value;
 
-use crate::common::Kg;
+use crate::common::{python, Kg};
 
 const REAL_KEY: &str = "RealKey1RealKey1RealKey1RealKey1RealKey1RealKey1RealKey1RealKey1";
 const REAL_SECRET: &str = "PlantedRealSecret1PlantedRealSecret1PlantedRealSecret1Planted001";
@@ -118,19 +118,6 @@ fn signed_get(addr: &str, path: &str, key: &str, secret: &str) -> (u16, Value) {
             serde_json::from_slice(&response.bytes().await.unwrap()).unwrap_or(Value::Null),
         )
     })
-}
-
-/// The Python with ccxt installed, from `scripts/test.sh`.
-fn python() -> PathBuf {
-    let python = std::env::var_os("KEYGATE_TEST_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python"));
-    assert!(
-        python.exists(),
-        "no Python with ccxt at {}: run the tests with `bash scripts/test.sh`, which creates it",
-        python.display()
-    );
-    python
 }
 
 #[test]

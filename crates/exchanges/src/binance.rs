@@ -17,7 +17,7 @@ use keygate_core::{Action, ActionKind, Exchange, Side};
 use rust_decimal::Decimal;
 use sha2::Sha256;
 
-use crate::{Adapter, ClientRequest, Error, Refusal};
+use crate::{Adapter, ClientRequest, Error, Refusal, Route};
 pub use crate::{ClientKey, Forward};
 
 /// The header that carries the API key.
@@ -374,8 +374,8 @@ impl Adapter for Binance {
     fn exchange(&self) -> Exchange {
         Exchange::Binance
     }
-    fn upstream_base(&self, path: &str) -> Option<&'static str> {
-        upstream_base(path)
+    fn route<'p>(&self, path: &'p str) -> Option<Route<'p>> {
+        route(path)
     }
     fn classify_endpoint(&self, method: &str, path: &str) -> ActionKind {
         classify_endpoint(method, path)
@@ -499,18 +499,54 @@ fn text<'a>(raw: &'a str, text: &'a Text) -> &'a str {
     }
 }
 
-/// The exchange host that serves `path`, by its first segment, as ccxt's `urls['api']`
-/// lays them out; `None` for a path keygate does not route.
-fn upstream_base(path: &str) -> Option<&'static str> {
-    let first = path.strip_prefix('/')?.split('/').next()?;
-    match first {
-        "api" | "sapi" => Some("https://api.binance.com"),
-        "fapi" | "futures" => Some("https://fapi.binance.com"),
-        "dapi" => Some("https://dapi.binance.com"),
-        "eapi" => Some("https://eapi.binance.com"),
-        "papi" => Some("https://papi.binance.com"),
-        _ => None,
+/// Binance's hosts as ccxt's `urls['api']` lays them out, each with the first path
+/// segments it serves.
+const HOSTS: &[(&str, &str, &[&str])] = &[
+    (
+        "api.binance.com",
+        "https://api.binance.com",
+        &["api", "sapi"],
+    ),
+    (
+        "fapi.binance.com",
+        "https://fapi.binance.com",
+        &["fapi", "futures"],
+    ),
+    (
+        "dapi.binance.com",
+        "https://dapi.binance.com",
+        &["dapi", "futures"],
+    ),
+    ("eapi.binance.com", "https://eapi.binance.com", &["eapi"]),
+    ("papi.binance.com", "https://papi.binance.com", &["papi"]),
+];
+
+/// Where `path` goes. Two forms:
+///
+/// - `/<family>/…` (`/api/v3/order`, `/fapi/v1/order`): the host that serves the first
+///   segment; `/futures/data/…`, served by both futures hosts, goes to USD-M;
+/// - `/<host>/<family>/…` (`/dapi.binance.com/futures/data/…`): that host, which must be
+///   one of Binance's and serve the family. It is what ccxt's URLs become when their
+///   `https://` is replaced by the gateway's address, and leaves nothing ambiguous.
+fn route(path: &str) -> Option<Route<'_>> {
+    let first = first_segment(path)?;
+    if first.contains('.') {
+        let (_, base, families) = HOSTS.iter().find(|(host, _, _)| *host == first)?;
+        let rest = &path[1 + first.len()..];
+        let family = first_segment(rest)?;
+        return families
+            .contains(&family)
+            .then_some(Route { base, path: rest });
     }
+    let (_, base, _) = HOSTS
+        .iter()
+        .find(|(_, _, families)| families.contains(&first))?;
+    Some(Route { base, path })
+}
+
+/// The first segment of an absolute path.
+fn first_segment(path: &str) -> Option<&str> {
+    path.strip_prefix('/')?.split('/').next()
 }
 
 /// The public endpoint that prices `symbol` on the market `path` trades on.
@@ -866,6 +902,38 @@ mod tests {
         assert!(fwd
             .query
             .starts_with("symbol=BTCUSDT&newClientOrderId=a%2Fb+c&signature="));
+    }
+
+    #[test]
+    fn paths_route_by_family_or_by_a_named_binance_host() {
+        let to = |path| route(path).map(|r| (r.base, r.path));
+        assert_eq!(
+            to("/api/v3/order"),
+            Some(("https://api.binance.com", "/api/v3/order"))
+        );
+        assert_eq!(
+            to("/futures/data/openInterestHist"),
+            Some(("https://fapi.binance.com", "/futures/data/openInterestHist"))
+        );
+        assert_eq!(
+            to("/dapi.binance.com/futures/data/openInterestHist"),
+            Some(("https://dapi.binance.com", "/futures/data/openInterestHist"))
+        );
+        assert_eq!(
+            to("/api.binance.com/sapi/v1/capital/withdraw/apply"),
+            Some(("https://api.binance.com", "/sapi/v1/capital/withdraw/apply"))
+        );
+        for refused in [
+            "/fapi.binance.com/api/v3/order", // a host that does not serve the family
+            "/api.binance.com",
+            "/api.binance.com/",
+            "/evil.example.com/api/v3/order",
+            "/api.binance.com.evil.example/api/v3/order",
+            "/unknown/v1/x",
+            "/",
+        ] {
+            assert_eq!(to(refused), None, "{refused}");
+        }
     }
 
     #[test]

@@ -102,6 +102,15 @@ pub trait ClientRequest: Send + Sync {
     fn resign(&self, api_key: &str, secret: &[u8], timestamp_ms: u64) -> Forward;
 }
 
+/// Where a native path goes on the exchange.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Route<'p> {
+    /// The host's base URL, `https://host`.
+    pub base: &'static str,
+    /// The path on that host.
+    pub path: &'p str,
+}
+
 /// One exchange, as the gateway's request path sees it.
 pub trait Adapter: Send + Sync + 'static {
     /// The exchange's parsed request.
@@ -109,8 +118,9 @@ pub trait Adapter: Send + Sync + 'static {
 
     /// Which exchange this is; its name is the route prefix (`/binance`).
     fn exchange(&self) -> Exchange;
-    /// The exchange host serving `path`; `None` for a path keygate does not route.
-    fn upstream_base(&self, path: &str) -> Option<&'static str>;
+    /// Where `path` goes: the exchange host and the path on it. `None` for a path keygate
+    /// does not route.
+    fn route<'p>(&self, path: &'p str) -> Option<Route<'p>>;
     /// The class of `method path` from the endpoint table; unknown is denied.
     fn classify_endpoint(&self, method: &str, path: &str) -> ActionKind;
     /// The client's API key: exactly one header, or `None`.

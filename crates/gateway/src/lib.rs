@@ -4,7 +4,8 @@
 //! it would call the exchange, with its virtual key. `handle` in this file is the whole
 //! request path, top to bottom, written once against `keygate_exchanges::Adapter`:
 //!
-//! 1. route and refuse anything ambiguous (path tricks, method overrides, big bodies);
+//! 1. route (by the path's API family, or by a Binance host named in it) and refuse
+//!    anything ambiguous (path tricks, method overrides, big bodies);
 //! 2. authenticate: the client by its API key, its signature over the raw bytes, the
 //!    timestamp window, the replay cache;
 //! 3. classify what the request would do (unknown endpoints are denied);
@@ -52,7 +53,7 @@ use keygate_core::{
     Action, ActionKind, ClientStatus, Decision, Denial, Event, EventBody, Outcome, OutcomeEvent,
     RequestEvent, Rule,
 };
-use keygate_exchanges::{Adapter, Binance, ClientKey, ClientRequest, Refusal};
+use keygate_exchanges::{Adapter, Binance, ClientKey, ClientRequest, Refusal, Route};
 use keygate_policy::Decider;
 use rand::Rng;
 use rust_decimal::Decimal;
@@ -209,7 +210,11 @@ async fn handle<A: Adapter>(
         let msg = format!("method override header {header} is not accepted");
         return audit.deny(refuse(Refusal::Malformed(&msg)), Rule::Malformed, &msg);
     }
-    let Some(default_base) = adapter.upstream_base(native) else {
+    let Some(Route {
+        base: default_base,
+        path: native,
+    }) = adapter.route(native)
+    else {
         return audit.deny(
             refuse(Refusal::UnknownRoute),
             Rule::UnknownEndpoint,

@@ -228,6 +228,33 @@ async fn an_allowed_read_reaches_the_exchange_signed_with_the_real_key() {
 }
 
 #[tokio::test]
+async fn a_path_naming_a_binance_host_reaches_that_host_and_no_other_does() {
+    let env = default_env().await;
+    let (status, body) = get(&env, "/api.binance.com/api/v3/account", "").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(exchange_saw(&env, "/api/v3/account"), 1);
+    for (path, why) in [
+        ("/evil.example.com/api/v3/account", "not a Binance host"),
+        (
+            "/fapi.binance.com/api/v3/account",
+            "a host that does not serve /api",
+        ),
+    ] {
+        let (status, body) = get(&env, path, "").await;
+        assert_eq!(status, 404, "{why}: {body}");
+    }
+    // The account read, and the exchange clock keygate asked for before re-signing it.
+    let paths: Vec<String> = env
+        .exchange
+        .simulator()
+        .requests()
+        .into_iter()
+        .map(|r| r.path)
+        .collect();
+    assert_eq!(paths, ["/api/v3/time", "/api/v3/account"]);
+}
+
+#[tokio::test]
 async fn public_market_data_passes_through_without_a_key() {
     let env = default_env().await;
     let (status, body) = raw(

@@ -180,3 +180,16 @@ pub fn run_keygate(
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
+
+/// The Python with ccxt installed, from `scripts/test.sh`.
+pub fn python() -> PathBuf {
+    let python = std::env::var_os("KEYGATE_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python"));
+    assert!(
+        python.exists(),
+        "no Python with ccxt at {}: run the tests with `bash scripts/test.sh`, which creates it",
+        python.display()
+    );
+    python
+}

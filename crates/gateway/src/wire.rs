@@ -208,7 +208,9 @@ pub(crate) async fn read_answer<S: AsyncRead + Unpin>(
                 if len > MAX_BODY_BYTES {
                     return Err(WireError::TooLarge);
                 }
-                buf.reserve(len.saturating_sub(buf.len()));
+                // The length is the exchange's word: reserve up to a megabyte on it, and
+                // let a larger body grow as it arrives.
+                buf.reserve(len.saturating_sub(buf.len()).min(1024 * 1024));
                 while buf.len() < len {
                     fill(stream, buf).await?;
                 }

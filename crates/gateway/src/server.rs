@@ -13,13 +13,18 @@
 //! The first worker also enforces [`ClientLimits::max_connections`](crate::ClientLimits):
 //! a connection past it is closed as it arrives. hyper closes a connection whose client
 //! takes longer than [`ClientLimits::timeout`](crate::ClientLimits) to send its headers,
-//! which also bounds how long a kept-alive connection may idle.
+//! which also bounds how long a kept-alive connection may idle, and [`WriteDeadline`]
+//! one whose client stops reading its answers for as long. Every state of a connection is
+//! then bounded in time, and so is a graceful shutdown.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -28,6 +33,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
@@ -251,7 +257,10 @@ async fn serve_connection(
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout)
-        .serve_connection(TokioIo::new(stream), service);
+        .serve_connection(
+            TokioIo::new(WriteDeadline::new(stream, header_timeout)),
+            service,
+        );
     tokio::pin!(connection);
     let stop = stop_requested(stopped);
     tokio::pin!(stop);
@@ -264,5 +273,136 @@ async fn serve_connection(
     };
     if let Err(e) = result {
         tracing::debug!(error = %e, "connection ended with an error");
+    }
+}
+
+/// A client connection whose writes may stall for at most `timeout`: a client that stops
+/// reading its answers loses its connection instead of holding it (and its slot) forever.
+struct WriteDeadline<S> {
+    stream: S,
+    timeout: Duration,
+    /// Running while a write is stalled.
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<S> WriteDeadline<S> {
+    fn new(stream: S, timeout: Duration) -> WriteDeadline<S> {
+        WriteDeadline {
+            stream,
+            timeout,
+            stalled: None,
+        }
+    }
+
+    /// Passes on a write's `result`, turning a stall longer than the timeout into an error.
+    fn bound<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        result: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if result.is_ready() {
+            self.stalled = None;
+            return result;
+        }
+        let timeout = self.timeout;
+        let stalled = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        if stalled.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client stopped reading its answers",
+            )));
+        }
+        Poll::Pending
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for WriteDeadline<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.stream).poll_write(cx, buf);
+        this.bound(cx, result)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
+        this.bound(cx, result)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.stream).poll_flush(cx);
+        this.bound(cx, result)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.stream).poll_shutdown(cx);
+        this.bound(cx, result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncWriteExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_write_the_client_never_reads_fails_after_the_timeout() {
+        let (near, _far) = tokio::io::duplex(64);
+        let mut bounded = WriteDeadline::new(near, Duration::from_millis(100));
+        let started = Instant::now();
+        let result = tokio::time::timeout(Duration::from_secs(5), bounded.write_all(&[b'x'; 4096]))
+            .await
+            .expect("the write ends by itself");
+        assert_eq!(result.unwrap_err().kind(), io::ErrorKind::TimedOut);
+        assert!(started.elapsed() >= Duration::from_millis(100));
+    }
+
+    #[tokio::test]
+    async fn writes_that_progress_are_not_cut_off() {
+        let (near, mut far) = tokio::io::duplex(64);
+        let mut bounded = WriteDeadline::new(near, Duration::from_millis(200));
+        let reader = tokio::spawn(async move {
+            let mut all = Vec::new();
+            let mut chunk = [0u8; 64];
+            loop {
+                // A slow reader: each pause is shorter than the timeout, their sum longer.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                match tokio::io::AsyncReadExt::read(&mut far, &mut chunk).await {
+                    Ok(0) | Err(_) => return all,
+                    Ok(n) => all.extend_from_slice(&chunk[..n]),
+                }
+            }
+        });
+        bounded.write_all(&[b'y'; 1024]).await.unwrap();
+        bounded.shutdown().await.unwrap();
+        drop(bounded);
+        assert_eq!(reader.await.unwrap().len(), 1024);
     }
 }

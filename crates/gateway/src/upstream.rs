@@ -2,7 +2,7 @@
 //! the exchange clock, market prices.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, RwLock};
 use std::task::{Context, Poll, Waker};
@@ -23,12 +23,16 @@ use crate::wire::{self, WriteFailure};
 pub const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a measured clock offset is trusted.
 const CLOCK_TTL: Duration = Duration::from_secs(300);
+/// The largest clock offset believed; see [`Upstream::measure_offset`].
+const MAX_CLOCK_OFFSET_MS: i64 = 60 * 60 * 1000;
 /// How long opening a connection (TCP and TLS) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long an idle upstream connection is kept for reuse.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Idle connections kept per exchange host and worker; more are closed when they free up.
 const POOL_MAX_IDLE: usize = 256;
+/// The largest read buffer an idle connection keeps.
+const IDLE_BUFFER_MAX: usize = 64 * 1024;
 
 /// An answer from the exchange.
 pub struct Response {
@@ -88,15 +92,37 @@ enum Stream {
 
 impl Connection {
     /// Whether an idle connection can carry a request: the exchange has neither closed it
-    /// nor sent anything unasked. It is not being polled while idle, so this reads once.
+    /// nor sent anything unasked. An idle connection is not polled, so this asks twice:
+    /// the stream (which knows of bytes already decrypted or read), then the socket
+    /// itself, with a peek that sees what the runtime has not noticed yet.
     fn is_reusable(&mut self) -> bool {
+        if !self.buf.is_empty() {
+            return false;
+        }
         let mut scratch = [0u8; 64];
         let mut unread = ReadBuf::new(&mut scratch);
         let mut cx = Context::from_waker(Waker::noop());
-        let pending = Pin::new(&mut self.stream)
+        if Pin::new(&mut self.stream)
             .poll_read(&mut cx, &mut unread)
-            .is_pending();
-        pending && self.buf.is_empty()
+            .is_ready()
+        {
+            return false;
+        }
+        let mut peeked = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+        matches!(
+            socket2::SockRef::from(self.stream.tcp()).peek(&mut peeked),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
+        )
+    }
+}
+
+impl Stream {
+    /// The TCP connection underneath.
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(s) => s,
+            Stream::Tls(s) => s.get_ref().0,
+        }
     }
 }
 
@@ -290,6 +316,10 @@ impl Upstream {
         if !connection.is_reusable() {
             return;
         }
+        // A large answer grew the buffer; an idle connection does not keep that memory.
+        if connection.buf.capacity() > IDLE_BUFFER_MAX {
+            connection.buf = BytesMut::new();
+        }
         let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
         let idle = match pool.get_mut(origin) {
             Some(idle) => idle,
@@ -313,7 +343,21 @@ impl Upstream {
     async fn connect(&self, target: &Target<'_>) -> Result<Connection, Failure> {
         let unreachable = |e: &dyn std::fmt::Display| Failure::Unreachable(e.to_string());
         let opened = tokio::time::timeout(CONNECT_TIMEOUT, async {
-            let tcp = TcpStream::connect((target.host, target.port))
+            let mut addresses: Vec<SocketAddr> =
+                tokio::net::lookup_host((target.host, target.port))
+                    .await
+                    .map_err(|e| unreachable(&e))?
+                    .collect();
+            if !target.tls {
+                // Plain HTTP only to loopback: a name like `localhost` must resolve there.
+                addresses.retain(|a| a.ip().is_loopback());
+                if addresses.is_empty() {
+                    return Err(Failure::Refused(
+                        "plain http upstream does not resolve to loopback".into(),
+                    ));
+                }
+            }
+            let tcp = TcpStream::connect(&addresses[..])
                 .await
                 .map_err(|e| unreachable(&e))?;
             // A request goes out in one write; Nagle would only delay it.
@@ -369,13 +413,17 @@ impl Upstream {
         now_ms.saturating_add_signed(offset)
     }
 
+    /// The exchange's clock minus ours, in milliseconds, measured at the midpoint of one
+    /// round trip. `None` if it cannot be had or is beyond [`MAX_CLOCK_OFFSET_MS`]: an
+    /// exchange whose clock is an hour off is more likely an answer misread.
     async fn measure_offset<A: Adapter>(&self, adapter: &A, url: &str) -> Option<i64> {
-        let before = crate::now_ms();
+        let sent = Instant::now();
+        let sent_ms = i64::try_from(crate::now_ms()).ok()?;
         let response = self.send(&Method::GET, url, &[], b"").await.ok()?;
-        let after = crate::now_ms();
-        let server = adapter.parse_server_time(&response.body)?;
-        let midpoint = before + (after - before) / 2;
-        Some(server as i64 - midpoint as i64)
+        let round_trip_ms = i64::try_from(sent.elapsed().as_millis()).ok()?;
+        let server = i64::try_from(adapter.parse_server_time(&response.body)?).ok()?;
+        let offset = server.checked_sub(sent_ms.checked_add(round_trip_ms / 2)?)?;
+        (offset.abs() <= MAX_CLOCK_OFFSET_MS).then_some(offset)
     }
 
     /// The last price of `symbol` from the exchange's public ticker.
@@ -430,7 +478,10 @@ impl<'a> Target<'a> {
             Some(v6) => {
                 let (host, after) = v6.split_once(']').ok_or_else(bad)?;
                 host.parse::<std::net::Ipv6Addr>().map_err(|_| bad())?;
-                (host, after.strip_prefix(':'))
+                match after {
+                    "" => (host, None),
+                    _ => (host, Some(after.strip_prefix(':').ok_or_else(bad)?)),
+                }
             }
             None => match authority.split_once(':') {
                 Some((host, port)) => (host, Some(port)),
@@ -445,7 +496,13 @@ impl<'a> Target<'a> {
             return Err(bad());
         }
         let port = match port {
-            Some(port) => port.parse().map_err(|_| bad())?,
+            Some(port) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => {
+                match port.parse::<u16>() {
+                    Ok(0) | Err(_) => return Err(bad()),
+                    Ok(port) => port,
+                }
+            }
+            Some(_) => return Err(bad()),
             None if tls => 443,
             None => 80,
         };
@@ -488,6 +545,8 @@ mod tests {
         Hang,
         /// Answers every request and keeps the connection open.
         KeepAlive,
+        /// Answers, then sends bytes nobody asked for and keeps the connection open.
+        AnswerThenJunk,
     }
 
     /// A one-route HTTP server on loopback; counts connections and requests.
@@ -523,6 +582,9 @@ mod tests {
                         if let Then::AnswerAndClose = then {
                             return;
                         }
+                        if let Then::AnswerThenJunk = then {
+                            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\n").await;
+                        }
                     }
                 });
             }
@@ -555,6 +617,20 @@ mod tests {
             let answer = get(&upstream, &url).await.ok().unwrap();
             assert_eq!(answer.status, StatusCode::OK);
             assert_eq!(&answer.body[..], b"{}");
+        }
+        assert_eq!(requests.load(Ordering::SeqCst), 3);
+        assert_eq!(connections.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn a_pooled_connection_with_unasked_bytes_is_not_reused() {
+        let (url, connections, requests) = fake_exchange(Then::AnswerThenJunk).await;
+        let upstream = Upstream::new(Duration::from_secs(5)).unwrap();
+        for _ in 0..3 {
+            let answer = get(&upstream, &url).await.ok().unwrap();
+            assert_eq!(&answer.body[..], b"{}");
+            // Let the junk arrive; no task polls the idle connection meanwhile.
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
         assert_eq!(requests.load(Ordering::SeqCst), 3);
         assert_eq!(connections.load(Ordering::SeqCst), 3);
@@ -651,6 +727,10 @@ mod tests {
         assert!(!check("http://127.0.0.1.evil.com/api"));
         assert!(!check("http://user@127.0.0.1/api"));
         assert!(!check("https://api.binance.com:99999/api"));
+        assert!(!check("https://api.binance.com:+443/api"));
+        assert!(!check("https://api.binance.com:0/api"));
+        assert!(!check("http://[::1]evil.example/api"));
+        assert!(!check("http://[::1]@evil.example/api"));
         assert!(!check("ftp://x"));
     }
 

@@ -25,6 +25,22 @@ const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 const MAX_LINE_BYTES: usize = 4 * 1024;
 /// How much room a read asks for at least.
 const READ_CHUNK: usize = 8 * 1024;
+/// Most interim (1xx) answers skipped before the final one.
+const MAX_INTERIM_ANSWERS: usize = 8;
+/// Header names keygate sets itself or that would change how the exchange frames or
+/// treats the request; a caller may not pass them.
+const FRAMING_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+    "expect",
+];
 
 /// An answer read in full.
 #[derive(Debug)]
@@ -69,8 +85,9 @@ impl From<io::Error> for WireError {
 /// Appends the request `method target HTTP/1.1` to `out`, with a `host` header,
 /// `headers`, a `content-length` when there is a body or the method expects one, and
 /// `body`. Refuses anything that could change the request's framing: a target that is
-/// not visible ASCII, a header name that is not a token, a header value with a control
-/// character.
+/// not visible ASCII, a header name that is not a token or is one of the framing headers
+/// keygate writes or never sends (`content-length`, `transfer-encoding`, `connection`…),
+/// a header value with a control character.
 pub(crate) fn encode_request(
     out: &mut Vec<u8>,
     method: &Method,
@@ -90,6 +107,9 @@ pub(crate) fn encode_request(
     for (name, value) in headers {
         if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
             return Err("header name is not a token");
+        }
+        if FRAMING_HEADERS.iter().any(|h| h.eq_ignore_ascii_case(name)) {
+            return Err("header would change the request's framing");
         }
         out.extend_from_slice(b"\r\n");
         out.extend_from_slice(name.as_bytes());
@@ -176,22 +196,28 @@ struct Head {
 }
 
 /// Reads the answer to a `method` request from `stream`, starting with what is already
-/// in `buf`; keeps the headers for which `keep` says yes. Interim (1xx) answers are
-/// skipped. On success `buf` holds whatever followed the answer.
+/// in `buf`; keeps the headers for which `keep` says yes. Up to eight interim (1xx)
+/// answers are skipped. On success `buf` holds whatever followed the answer.
 pub(crate) async fn read_answer<S: AsyncRead + Unpin>(
     stream: &mut S,
     buf: &mut BytesMut,
     method: &Method,
     keep: impl Fn(&str) -> bool,
 ) -> Result<Answer, WireError> {
-    loop {
+    for _ in 0..=MAX_INTERIM_ANSWERS {
+        // The head is parsed once its end is in: parsing each partial read again would
+        // cost time in the square of its length.
+        let mut scanned = 0;
         let head = loop {
-            if let Some(head) = parse_head(buf, method, &keep)? {
-                break head;
+            let end_seen = buf[scanned..].windows(4).any(|w| w == b"\r\n\r\n");
+            if end_seen {
+                break parse_head(buf, method, &keep)?
+                    .ok_or(WireError::Malformed("head does not parse"))?;
             }
             if buf.len() >= MAX_HEAD_BYTES {
                 return Err(WireError::TooLarge);
             }
+            scanned = buf.len().saturating_sub(3);
             fill(stream, buf).await?;
         };
         buf.advance(head.len);
@@ -238,6 +264,7 @@ pub(crate) async fn read_answer<S: AsyncRead + Unpin>(
             keep_alive,
         });
     }
+    Err(WireError::Malformed("too many interim answers"))
 }
 
 /// The head at the start of `buf`, or `None` if it is not complete yet.
@@ -357,8 +384,17 @@ async fn read_chunked<S: AsyncRead + Unpin>(
             n * 16 + (*d as char).to_digit(16).unwrap_or(0) as usize
         });
         if size == 0 {
-            while !read_line(stream, buf).await?.is_empty() {}
-            return Ok(body.freeze());
+            let mut trailers = 0;
+            loop {
+                let line = read_line(stream, buf).await?;
+                if line.is_empty() {
+                    return Ok(body.freeze());
+                }
+                trailers += line.len() + 2;
+                if trailers > MAX_HEAD_BYTES {
+                    return Err(WireError::TooLarge);
+                }
+            }
         }
         if body.len() + size > MAX_BODY_BYTES {
             return Err(WireError::TooLarge);
@@ -468,6 +504,13 @@ mod tests {
         assert!(encode_request(&mut out, &Method::GET, "/a", "h", &bad_value, b"").is_err());
         let bad_name = [("x evil", "1".to_owned())];
         assert!(encode_request(&mut out, &Method::GET, "/a", "h", &bad_name, b"").is_err());
+        for framing in ["Content-Length", "transfer-encoding", "Host", "connection"] {
+            let smuggled = [(framing, "0".to_owned())];
+            assert!(
+                encode_request(&mut out, &Method::POST, "/a", "h", &smuggled, b"x").is_err(),
+                "{framing}"
+            );
+        }
         assert!(encode_request(&mut out, &Method::GET, "/a b", "h", &[], b"").is_err());
         assert!(encode_request(&mut out, &Method::GET, "/a\r\n", "h", &[], b"").is_err());
     }
@@ -561,6 +604,29 @@ mod tests {
         .unwrap();
         assert_eq!(&answer.body[..], b"{}");
         assert!(!answer.keep_alive);
+    }
+
+    #[tokio::test]
+    async fn endless_interim_answers_and_trailers_are_refused() {
+        let mut interim = b"HTTP/1.1 103 Early Hints\r\n\r\n".repeat(MAX_INTERIM_ANSWERS);
+        interim.extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}");
+        assert_eq!(
+            &answer_of(&interim, 64, Method::GET).await.unwrap().body[..],
+            b"{}"
+        );
+        let mut endless = b"HTTP/1.1 103 Early Hints\r\n\r\n".repeat(MAX_INTERIM_ANSWERS + 1);
+        endless.extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}");
+        assert!(answer_of(&endless, 64, Method::GET).await.is_err());
+
+        let mut trailers = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n".to_vec();
+        for i in 0..10_000 {
+            trailers.extend_from_slice(format!("x-t{i}: 1\r\n").as_bytes());
+        }
+        trailers.extend_from_slice(b"\r\n");
+        assert!(matches!(
+            answer_of(&trailers, 4096, Method::GET).await,
+            Err(WireError::TooLarge)
+        ));
     }
 
     #[tokio::test]

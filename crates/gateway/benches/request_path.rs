@@ -8,19 +8,20 @@
 
 #![allow(missing_docs, clippy::unwrap_used)] // A benchmark may panic.
 
+#[path = "../tests/support/mod.rs"]
+mod support;
+
 use std::hint::black_box;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
-use keygate_core::{ClientStatus, Decision, Policy, Scope};
+use keygate_core::{ClientStatus, Decision, Policy};
 use keygate_exchanges::binance::{self, ClientKey, SignedRequest};
 use keygate_policy::Decider;
-use rust_decimal::Decimal;
 
-const BOT_SECRET: &str = "botsecretBOTSECRETbotsecretBOTSECRETbotsecretBOTSECRETbotsec001";
-const REAL_KEY: &str = "REALKEYrealkeyREALKEYrealkeyREALKEYrealkeyREALKEYrealkeyREALKEY1";
-const REAL_SECRET: &str = "REALSECRETrealsecretREALSECRETrealsecretREALSECRETrealsecret0001";
+use crate::support::{trading_policy, BOT_SECRET, REAL_KEY, REAL_SECRET};
+
 const TARGET: Duration = Duration::from_micros(10);
 const METHOD: &str = "POST";
 const PATH: &str = "/api/v3/order";
@@ -34,20 +35,6 @@ fn signed_order() -> (String, u64) {
     );
     let signature = binance::hmac_signature(BOT_SECRET.as_bytes(), payload.as_bytes());
     (format!("{payload}&signature={signature}"), ts)
-}
-
-fn policy() -> Policy {
-    Policy {
-        scopes: [Scope::Read, Scope::Trade].into_iter().collect(),
-        symbols: Some(
-            ["BTCUSDT".to_owned(), "ETHUSDT".to_owned()]
-                .into_iter()
-                .collect(),
-        ),
-        // No daily limit and no rate limit: millions of iterations must all be allowed.
-        max_order_notional: Some(Decimal::from(5000)),
-        ..Policy::default()
-    }
 }
 
 /// The whole CPU part of the request path for one order; returns the forwarded body.
@@ -87,7 +74,7 @@ fn bench(c: &mut Criterion) {
     // A fixed "now" a few ms after signing, so the freshness check passes however long
     // criterion runs.
     let now = ts + 5;
-    let policy = policy();
+    let policy = trading_policy();
     let decider = Decider::new();
     let ip: IpAddr = "127.0.0.1".parse().unwrap();
 
@@ -162,7 +149,7 @@ fn main() {
     let (body, ts) = signed_order();
     let body = body.into_bytes();
     let now = ts + 5;
-    let policy = policy();
+    let policy = trading_policy();
     let decider = Decider::new();
     let ip: IpAddr = "127.0.0.1".parse().unwrap();
     let whole = mean_of(n, || {

@@ -23,6 +23,9 @@
 
 #![allow(clippy::unwrap_used)] // A benchmark may stop at the first surprise.
 
+#[path = "../tests/support/mod.rs"]
+mod support;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -34,24 +37,21 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
-use keygate_audit::{AuditKey, AuditLog};
 use keygate_core::Policy;
 use keygate_exchanges::binance;
-use keygate_gateway::registry::{spawn_reloader, Live, Registry};
-use keygate_gateway::{Gateway, Server};
+use keygate_gateway::upstream::UPSTREAM_TIMEOUT;
+use keygate_gateway::Server;
 use keygate_mockex::{Credential, RunningSimulator};
-use keygate_store::{ClientKeyMaterial, NewAccount, NewClient, Store};
-use keygate_vault::{MasterKey, SecretString};
+use keygate_store::ClientKeyMaterial;
+use keygate_vault::SecretString;
 use tokio::runtime::Runtime;
+
+use crate::support::{gateway_over, Bot, BOT_KEY, BOT_SECRET, REAL_KEY, REAL_SECRET};
 
 /// The allocator `keygate` itself is built with, so that the gateway is measured as it runs.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const REAL_KEY: &str = "REALKEYrealkeyREALKEYrealkeyREALKEYrealkeyREALKEYrealkeyREALKEY1";
-const REAL_SECRET: &str = "REALSECRETrealsecretREALSECRETrealsecretREALSECRETrealsecret0001";
-const BOT_KEY: &str = "botkeyBOTKEYbotkeyBOTKEYbotkeyBOTKEYbotkeyBOTKEYbotkeyBOTKEY0001";
-const BOT_SECRET: &str = "botsecretBOTSECRETbotsecretBOTSECRETbotsecretBOTSECRETbotsec001";
 const PATH: &str = "/api/v3/account";
 /// Binance's largest window: a request may wait up to `--seconds` after it was signed.
 const RECV_WINDOW_MS: u64 = 60_000;
@@ -252,53 +252,14 @@ fn print_machine() {
     println!("machine: nproc {cpus}, {model}, Linux {kernel}");
 }
 
-/// The gateway on 127.0.0.1:0 with `workers` worker threads, with a store in `dir`, an account pointing at
-/// `upstream` and one read-only client. Returns its address.
+/// The gateway on 127.0.0.1:0 with `workers` worker threads, with a store in `dir`, an
+/// account pointing at `upstream` and one read-only client. Returns its address.
 fn start_gateway(workers: usize, dir: &Path, upstream: &str) -> SocketAddr {
-    let db = dir.join("keygate.db");
-    let keyfile = dir.join("master.key");
-    let master = MasterKey::create_key_file(&keyfile).unwrap();
-    let store = Store::create(&db).unwrap();
-    let now = keygate_gateway::now_ms();
-    store
-        .insert_account(
-            &NewAccount {
-                label: "main".parse().unwrap(),
-                exchange: keygate_core::Exchange::Binance,
-                upstream: Some(upstream.to_owned()),
-                rotate_every_s: None,
-                api_key: SecretString::new(REAL_KEY.into()),
-                secret: SecretString::new(REAL_SECRET.into()),
-            },
-            &master,
-            now,
-        )
-        .unwrap();
-    store
-        .insert_client(
-            &NewClient {
-                name: "bot1".parse().unwrap(),
-                account: "main".parse().unwrap(),
-                api_key: BOT_KEY.into(),
-                material: ClientKeyMaterial::Hmac(SecretString::new(BOT_SECRET.into())),
-                policy: Policy::default(), // read only, loopback only
-                expires_ms: Some(now + 3_600_000),
-            },
-            &master,
-            now,
-        )
-        .unwrap();
-    let live = Arc::new(Live::new(Registry::load(&store, &master).unwrap()));
-    let audit_key = AuditKey::from_bytes(master.derive_subkey("audit-mac").expose_secret());
-    spawn_reloader(store, master, live.clone()).unwrap();
-    let audit = AuditLog::start(&db, audit_key).unwrap();
-    let gateway = Gateway::new(
-        live,
-        audit,
-        vec![],
-        keygate_gateway::upstream::UPSTREAM_TIMEOUT,
-    )
-    .unwrap();
+    let bot = Bot {
+        material: ClientKeyMaterial::Hmac(SecretString::new(BOT_SECRET.into())),
+        policy: Policy::default(), // read only, loopback only
+    };
+    let (gateway, _) = gateway_over(dir, upstream, bot, UPSTREAM_TIMEOUT);
     let server = Server::start("127.0.0.1:0".parse().unwrap(), workers, &gateway).unwrap();
     let addr = server.local_addr();
     // Runs until the process exits, as `keygate serve` runs until it is stopped.

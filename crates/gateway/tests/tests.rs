@@ -3,26 +3,25 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use keygate_audit::{AuditKey, AuditLog};
-use keygate_core::{ClientStatus, Name, Policy, Scope};
+use keygate_audit::AuditKey;
+use keygate_core::{ClientStatus, Name, Policy};
 use keygate_exchanges::binance;
-use keygate_gateway::registry::{spawn_reloader, Live, Registry};
-use keygate_gateway::{ClientLimits, Gateway, Server};
+use keygate_gateway::{ClientLimits, Server};
 use keygate_mockex::{Credential, RunningSimulator};
-use keygate_store::{ClientKeyMaterial, NewAccount, NewClient, Store};
-use keygate_vault::{MasterKey, SecretString};
-use rust_decimal::Decimal;
+use keygate_store::{ClientKeyMaterial, Store};
+use keygate_vault::SecretString;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const REAL_KEY: &str = "REALKEYrealkeyREALKEYrealkeyREALKEYrealkeyREALKEYrealkeyREALKEY1";
-const REAL_SECRET: &str = "REALSECRETrealsecretREALSECRETrealsecretREALSECRETrealsecret0001";
-const BOT_KEY: &str = "botkeyBOTKEYbotkeyBOTKEYbotkeyBOTKEYbotkeyBOTKEYbotkeyBOTKEY0001";
-const BOT_SECRET: &str = "botsecretBOTSECRETbotsecretBOTSECRETbotsecretBOTSECRETbotsec001";
+use crate::support::{
+    gateway_over, trading_policy, Bot, BOT_KEY, BOT_SECRET, REAL_KEY, REAL_SECRET,
+};
 
 struct Env {
     _dir: tempfile::TempDir,
@@ -31,19 +30,6 @@ struct Env {
     gateway: SocketAddr,
     server: Option<Server>,
     audit_key: AuditKey,
-}
-
-fn trading_policy() -> Policy {
-    Policy {
-        scopes: [Scope::Read, Scope::Trade].into_iter().collect(),
-        symbols: Some(
-            ["BTCUSDT".to_owned(), "ETHUSDT".to_owned()]
-                .into_iter()
-                .collect(),
-        ),
-        max_order_notional: Some(Decimal::from(5000)),
-        ..Policy::default()
-    }
 }
 
 async fn setup(policy: Policy, upstream: Option<String>, upstream_timeout: Duration) -> Env {
@@ -66,57 +52,17 @@ async fn setup_with(
     limits: ClientLimits,
 ) -> Env {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("keygate.db");
-    let keyfile = dir.path().join("master.key");
-    let master = MasterKey::create_key_file(&keyfile).unwrap();
     let exchange = keygate_mockex::spawn(
         "127.0.0.1:0".parse().unwrap(),
         vec![Credential::hmac(REAL_KEY, REAL_SECRET)],
     )
     .await
     .unwrap();
-    let store = Store::create(&db).unwrap();
-    let now = keygate_gateway::now_ms();
-    store
-        .insert_account(
-            &NewAccount {
-                label: "main".parse().unwrap(),
-                exchange: keygate_core::Exchange::Binance,
-                upstream: Some(upstream.unwrap_or_else(|| exchange.url())),
-                rotate_every_s: None,
-                api_key: SecretString::new(REAL_KEY.into()),
-                secret: SecretString::new(REAL_SECRET.into()),
-            },
-            &master,
-            now,
-        )
-        .unwrap();
-    store
-        .insert_client(
-            &NewClient {
-                name: "bot1".parse().unwrap(),
-                account: "main".parse().unwrap(),
-                api_key: BOT_KEY.into(),
-                material,
-                policy,
-                expires_ms: Some(now + 3_600_000),
-            },
-            &master,
-            now,
-        )
-        .unwrap();
-    let live = Arc::new(Live::new(Registry::load(&store, &master).unwrap()));
-    let audit_key = AuditKey::from_bytes(master.derive_subkey("audit-mac").expose_secret());
-    spawn_reloader(
-        store,
-        MasterKey::from_key_file(&keyfile).unwrap(),
-        live.clone(),
-    )
-    .unwrap();
-    let audit = AuditLog::start(&db, audit_key.clone()).unwrap();
-    let gateway = Gateway::new(live, audit, vec![], upstream_timeout)
-        .unwrap()
-        .with_client_limits(limits);
+    let upstream = upstream.unwrap_or_else(|| exchange.url());
+    let bot = Bot { material, policy };
+    let (gateway, audit_key) = gateway_over(dir.path(), &upstream, bot, upstream_timeout);
+    let gateway = gateway.with_client_limits(limits);
+    let db = dir.path().join("keygate.db");
     // Two workers, as on a two-core machine: consecutive connections land on different
     // workers, so replay and policy state are checked across them.
     let server = Server::start("127.0.0.1:0".parse().unwrap(), 2, &gateway).unwrap();

@@ -143,16 +143,92 @@ impl Action {
         }
     }
 
-    /// The order's quote notional when the request itself determines it: `quote_quantity`,
-    /// or `price × quantity`. `None` for a market order given in base quantity, which
-    /// must be priced from the market.
+    /// The most the order can be worth when the request alone bounds it: its quote
+    /// quantity (a market order given in quote), or `price × quantity` for a buy, which
+    /// never pays more than its price. `None` otherwise: a sell can fill above its price,
+    /// and an order in base quantity without a bounding price has to be priced from the
+    /// market ([`Action::priced_notional`]).
     pub fn stated_notional(&self) -> Option<Decimal> {
-        if let Some(q) = self.quote_quantity {
-            return Some(q);
-        }
-        match (self.price, self.quantity) {
-            (Some(p), Some(q)) => p.checked_mul(q),
+        match (self.quote_quantity, self.quantity) {
+            (Some(quote), None) => Some(quote),
+            (None, Some(quantity)) if self.side == Some(Side::Buy) => {
+                self.price.and_then(|p| p.checked_mul(quantity))
+            }
             _ => None,
         }
+    }
+
+    /// The order's notional at the market price `market`: its quantity at the higher of
+    /// `market` and its own price (a sell fills at its price or better, a marketable one
+    /// near the market), and at least its quote quantity. `None` without a quantity.
+    pub fn priced_notional(&self, market: Decimal) -> Option<Decimal> {
+        let quantity = self.quantity?;
+        let price = self.price.map_or(market, |own| own.max(market));
+        let notional = price.checked_mul(quantity)?;
+        Some(
+            self.quote_quantity
+                .map_or(notional, |quote| quote.max(notional)),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn order(side: Side, quantity: Option<i64>, price: Option<i64>, quote: Option<i64>) -> Action {
+        Action {
+            side: Some(side),
+            quantity: quantity.map(Decimal::from),
+            price: price.map(Decimal::from),
+            quote_quantity: quote.map(Decimal::from),
+            ..Action::new(ActionKind::Trade, "POST /api/v3/order")
+        }
+    }
+
+    #[test]
+    fn only_a_bound_the_order_itself_guarantees_is_stated() {
+        let d = Decimal::from;
+        assert_eq!(
+            order(Side::Buy, Some(2), Some(100), None).stated_notional(),
+            Some(d(200))
+        );
+        assert_eq!(
+            order(Side::Buy, None, None, Some(50)).stated_notional(),
+            Some(d(50))
+        );
+        assert_eq!(
+            order(Side::Sell, None, None, Some(50)).stated_notional(),
+            Some(d(50))
+        );
+        // A sell limit can fill far above its price; a market order in base has no bound.
+        assert_eq!(
+            order(Side::Sell, Some(2), Some(100), None).stated_notional(),
+            None
+        );
+        assert_eq!(
+            order(Side::Buy, Some(2), None, None).stated_notional(),
+            None
+        );
+        // Both quantities: which one the exchange honours is not keygate's guess.
+        assert_eq!(
+            order(Side::Buy, Some(2), None, Some(50)).stated_notional(),
+            None
+        );
+    }
+
+    #[test]
+    fn a_priced_order_counts_at_the_higher_of_market_and_its_own_price() {
+        let d = Decimal::from;
+        let sell_below_market = order(Side::Sell, Some(2), Some(100), None);
+        assert_eq!(sell_below_market.priced_notional(d(500)), Some(d(1000)));
+        let sell_above_market = order(Side::Sell, Some(2), Some(700), None);
+        assert_eq!(sell_above_market.priced_notional(d(500)), Some(d(1400)));
+        let market_with_quote = order(Side::Buy, Some(2), None, Some(5000));
+        assert_eq!(market_with_quote.priced_notional(d(500)), Some(d(5000)));
+        assert_eq!(
+            order(Side::Buy, None, None, Some(5)).priced_notional(d(500)),
+            None
+        );
     }
 }

@@ -7,6 +7,7 @@
 //! prefers the query when a name is in both, which would let a bot show keygate one value
 //! and the exchange another. keygate refuses both.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::ops::Range;
 
@@ -312,6 +313,10 @@ impl SignedRequest {
         let mut action = Action::new(kind, format!("{method} {path}"));
         let decimal = |name| self.param(name).and_then(|v| v.parse::<Decimal>().ok());
         match kind {
+            // The orders of a batch are in a JSON list keygate does not read: the batch
+            // names no symbol and no notional, so a symbol list or a notional limit denies
+            // it, whatever its top-level parameters say.
+            ActionKind::Trade if path.ends_with("/batchOrders") => {}
             ActionKind::Trade | ActionKind::Cancel | ActionKind::Read => {
                 action.symbol = self.param("symbol").map(str::to_ascii_uppercase);
                 action.side = match self.param("side") {
@@ -321,8 +326,27 @@ impl SignedRequest {
                 };
                 action.order_type = self.param("type").map(str::to_ascii_uppercase);
                 action.quantity = decimal("quantity");
-                action.price = decimal("price");
-                action.quote_quantity = decimal("quoteOrderQty");
+                // Only parameters the exchange acts on for this order type count towards
+                // its notional: a price only where it bounds the fill (a limit, or a stop
+                // that becomes a limit), a quote quantity only on a spot market order.
+                let futures = path.starts_with("/fapi/") || path.starts_with("/dapi/");
+                let order_type = action.order_type.as_deref().unwrap_or("");
+                let limit_types: &[&str] = if futures {
+                    &["LIMIT", "STOP", "TAKE_PROFIT"]
+                } else {
+                    &[
+                        "LIMIT",
+                        "LIMIT_MAKER",
+                        "STOP_LOSS_LIMIT",
+                        "TAKE_PROFIT_LIMIT",
+                    ]
+                };
+                if limit_types.contains(&order_type) {
+                    action.price = decimal("price");
+                }
+                if !futures && order_type == "MARKET" {
+                    action.quote_quantity = decimal("quoteOrderQty");
+                }
             }
             ActionKind::Withdraw => {
                 action.asset = self.param("coin").map(str::to_ascii_uppercase);
@@ -347,8 +371,18 @@ impl ClientRequest for SignedRequest {
     fn is_signed(&self) -> bool {
         SignedRequest::is_signed(self)
     }
-    fn replay_id(&self) -> Option<&str> {
-        self.signature()
+    fn replay_id(&self) -> Option<Cow<'_, str>> {
+        // Binance reads an HMAC signature's hex in either case, so one signature has many
+        // spellings; the replay cache must see them as one.
+        let signature = self.signature()?;
+        let is_hex = signature.len() == 64 && signature.bytes().all(|b| b.is_ascii_hexdigit());
+        Some(
+            if is_hex && signature.bytes().any(|b| b.is_ascii_uppercase()) {
+                Cow::Owned(signature.to_ascii_lowercase())
+            } else {
+                Cow::Borrowed(signature)
+            },
+        )
     }
     fn verify(&self, key: ClientKey<'_>) -> Result<(), Error> {
         SignedRequest::verify(self, key)
@@ -626,6 +660,8 @@ fn classify_endpoint(method: &str, path: &str) -> ActionKind {
         ("GET", "/fapi/v1", p) if FAPI_READ.contains(&p) => Read,
         ("POST" | "PUT", "/fapi/v1", "order" | "batchOrders") => Trade,
         ("POST", "/fapi/v1", p) if FAPI_TRADE_POST.contains(&p) => Trade,
+        // Converting one asset into another moves funds, as the wallet's convert does.
+        ("POST", "/fapi/v1", "convert/getQuote" | "convert/acceptQuote") => Transfer,
         (
             "DELETE",
             "/fapi/v1",
@@ -770,8 +806,6 @@ const FAPI_TRADE_POST: &[&str] = &[
     "multiAssetsMargin",
     "feeBurn",
     "algoOrder",
-    "convert/getQuote",
-    "convert/acceptQuote",
     "order/test",
 ];
 

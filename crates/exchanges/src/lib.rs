@@ -32,6 +32,8 @@ pub mod binance;
 
 pub use binance::Binance;
 
+use std::borrow::Cow;
+
 use ed25519_dalek::VerifyingKey;
 use http::HeaderMap;
 use keygate_core::{Action, ActionKind, Exchange};
@@ -90,8 +92,10 @@ pub enum Refusal<'a> {
 pub trait ClientRequest: Send + Sync {
     /// Whether the request carries a signature at all.
     fn is_signed(&self) -> bool;
-    /// A value unique to this signed request, for replay detection.
-    fn replay_id(&self) -> Option<&str>;
+    /// A value unique to this signed request, for replay detection: the signature in
+    /// one canonical spelling, since a signature the exchange accepts in several
+    /// spellings must be caught in any of them.
+    fn replay_id(&self) -> Option<Cow<'_, str>>;
     /// Verifies the client's signature over the bytes as received.
     fn verify(&self, key: ClientKey<'_>) -> Result<(), Error>;
     /// Checks the request's timestamp against `now_ms`.

@@ -173,7 +173,8 @@ async fn route(gw: &Gateway, peer: SocketAddr, request: Request) -> Response {
     match prefix {
         "binance" => handle(gw, &gw.binance, peer, request).await,
         _ => {
-            let source = source_ip(&gw.trusted_proxies, peer.ip(), request.headers());
+            let source =
+                source_ip(&gw.trusted_proxies, peer.ip(), request.headers()).unwrap_or(peer.ip());
             let audit = Audit::new(gw, "", source, request.method(), request.uri().path());
             let body =
                 serde_json::json!({ "error": "keygate: no exchange is routed at this path" });
@@ -199,7 +200,17 @@ async fn handle<A: Adapter>(
     //    matched the first segment, so the path starts with `/<exchange>`.
     let native = &parts.uri.path()[1 + exchange.as_str().len()..];
     let source = source_ip(&gw.trusted_proxies, peer.ip(), &parts.headers);
-    let mut audit = Audit::new(gw, exchange.as_str(), source, &method, native);
+    let mut audit = Audit::new(
+        gw,
+        exchange.as_str(),
+        source.unwrap_or(peer.ip()),
+        &method,
+        native,
+    );
+    if source.is_none() {
+        let msg = "keygate: the source address cannot be read from X-Forwarded-For";
+        return audit.deny(refuse(Refusal::Denied(msg)), Rule::SourceIp, msg);
+    }
     if let Err(reason) = check_path(native) {
         return audit.deny(refuse(Refusal::Malformed(reason)), Rule::Malformed, reason);
     }
@@ -328,7 +339,7 @@ async fn handle<A: Adapter>(
     let replay_id = signed.replay_id().unwrap_or_default();
     if !gw
         .replay
-        .first_sighting(replay_id, now, adapter.max_signature_age_ms())
+        .first_sighting(&replay_id, now, adapter.max_signature_age_ms())
     {
         let msg = "keygate: this signature was already used";
         return audit.deny(refuse(Refusal::Denied(msg)), Rule::Replay, msg);
@@ -341,9 +352,10 @@ async fn handle<A: Adapter>(
         .clone()
         .unwrap_or_else(|| default_base.to_owned());
 
-    // 4. Decide. A market order in base quantity under a notional limit is priced from the
-    //    public ticker, but only once every other rule has passed: a request denied for
-    //    its symbol or scope causes no traffic at all.
+    // 4. Decide. An order the request alone does not bound (a sell, a market order in
+    //    base quantity) is priced from the public ticker when a notional limit applies,
+    //    but only once every other rule has passed: a request denied for its symbol or
+    //    scope causes no traffic at all.
     let decide = |notional: Option<Decimal>| {
         gw.decider.decide(&keygate_policy::Request {
             client: client.name.as_str(),
@@ -364,11 +376,10 @@ async fn handle<A: Adapter>(
             ..
         }),
         Some(symbol),
-        Some(quantity),
-    ) = (&decision, &action.symbol, action.quantity)
+    ) = (&decision, &action.symbol)
     {
-        if let Some(price) = gw.upstream.price(adapter, &base, native, symbol).await {
-            notional = price.checked_mul(quantity).map(|n| n.normalize());
+        if let Some(market) = gw.upstream.price(adapter, &base, native, symbol).await {
+            notional = action.priced_notional(market).map(|n| n.normalize());
             decision = decide(notional);
         }
     }
@@ -519,30 +530,28 @@ fn query_suffix(query: &str) -> String {
     }
 }
 
-/// The address a request comes from: the peer, unless the peer is a trusted proxy, in
-/// which case the right-most `X-Forwarded-For` entry that is not itself a trusted proxy.
-fn source_ip(trusted: &[IpNet], peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+/// The address a request comes from: the peer, unless the peer is a trusted proxy. Then
+/// `X-Forwarded-For` is read from the right, hop by hop, and the first address that is not
+/// a trusted proxy is the source (or the left-most, if every hop is a trusted proxy).
+/// `None` when the hops the trusted proxies added cannot be read: the source is then
+/// unknown, and the request is refused rather than credited to the proxy.
+fn source_ip(trusted: &[IpNet], peer: IpAddr, headers: &HeaderMap) -> Option<IpAddr> {
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
     if !is_trusted(&peer) {
-        return peer;
+        return Some(peer);
     }
-    let mut chain: Vec<IpAddr> = Vec::new();
+    let mut hops: Vec<&str> = Vec::new();
     for value in headers.get_all("x-forwarded-for") {
-        let Ok(text) = value.to_str() else {
-            return peer;
-        };
-        for part in text.split(',') {
-            match part.trim().parse() {
-                Ok(ip) => chain.push(ip),
-                Err(_) => return peer,
-            }
+        hops.extend(value.to_str().ok()?.split(','));
+    }
+    let mut source = peer;
+    for hop in hops.iter().rev() {
+        source = hop.trim().parse().ok()?;
+        if !is_trusted(&source) {
+            break;
         }
     }
-    chain
-        .into_iter()
-        .rev()
-        .find(|ip| !is_trusted(ip))
-        .unwrap_or(peer)
+    Some(source)
 }
 
 /// The audit event of one request, filled in as the request path learns more.
@@ -711,19 +720,39 @@ mod tests {
     #[test]
     fn forwarded_for_is_believed_only_from_trusted_proxies() {
         let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            "x-forwarded-for",
-            HeaderValue::from_static("1.2.3.4, 10.0.0.2"),
-        );
-        let loopback: IpAddr = "127.0.0.1".parse().unwrap();
-        let proxy: IpAddr = "10.0.0.1".parse().unwrap();
-        assert_eq!(source_ip(&trusted, loopback, &headers), loopback);
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let source = |peer: &str, forwarded: &[&str]| {
+            let mut headers = HeaderMap::new();
+            for value in forwarded {
+                headers.append("x-forwarded-for", HeaderValue::from_str(value).unwrap());
+            }
+            source_ip(&trusted, ip(peer), &headers)
+        };
+        // An untrusted peer is the source, whatever it claims.
+        assert_eq!(source("127.0.0.1", &["1.2.3.4"]), Some(ip("127.0.0.1")));
+        // Through a trusted proxy: the right-most hop that is not a trusted proxy.
         assert_eq!(
-            source_ip(&trusted, proxy, &headers),
-            "1.2.3.4".parse::<IpAddr>().unwrap()
+            source("10.0.0.1", &["1.2.3.4, 10.0.0.2"]),
+            Some(ip("1.2.3.4"))
         );
-        headers.insert("x-forwarded-for", HeaderValue::from_static("garbage"));
-        assert_eq!(source_ip(&trusted, proxy, &headers), proxy);
+        assert_eq!(
+            source("10.0.0.1", &["9.9.9.9", "1.2.3.4"]),
+            Some(ip("1.2.3.4"))
+        );
+        // What the client itself wrote, left of that hop, does not matter.
+        assert_eq!(
+            source("10.0.0.1", &["junk, 203.0.113.9"]),
+            Some(ip("203.0.113.9"))
+        );
+        // Every hop a trusted proxy: the left-most; no header: the proxy itself.
+        assert_eq!(
+            source("10.0.0.1", &["10.0.0.3, 10.0.0.2"]),
+            Some(ip("10.0.0.3"))
+        );
+        assert_eq!(source("10.0.0.1", &[]), Some(ip("10.0.0.1")));
+        // Hops the trusted proxies added that cannot be read: unknown, never the proxy.
+        assert_eq!(source("10.0.0.1", &["1.2.3.4, junk"]), None);
+        assert_eq!(source("10.0.0.1", &["1.2.3.4:5678"]), None);
+        assert_eq!(source("10.0.0.1", &["10.0.0.2, junk, 10.0.0.3"]), None);
     }
 }

@@ -243,6 +243,17 @@ async fn orders_inside_policy_are_forwarded_and_outside_are_not() {
             "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=1",
             "exceeds the limit",
         ),
+        // A sell fills at its price or better: 0.38889 BTC at 12600 states 4900 USDT but
+        // sells at the market, for about 23000.
+        (
+            "symbol=BTCUSDT&side=SELL&type=LIMIT&timeInForce=GTC&quantity=0.38889&price=12600",
+            "exceeds the limit",
+        ),
+        // A price on a market order bounds nothing.
+        (
+            "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=1&price=1",
+            "exceeds the limit",
+        ),
     ];
     for (params, why) in denied {
         let (status, body) = post(&env, "/api/v3/order", params).await;
@@ -251,6 +262,20 @@ async fn orders_inside_policy_are_forwarded_and_outside_are_not() {
         let msg = body["msg"].as_str().unwrap();
         assert!(msg.starts_with("keygate: ") && msg.contains(why), "{msg}");
     }
+    // The orders of a batch are a JSON list keygate does not read: top-level parameters
+    // do not vouch for them.
+    let (status, body) = post(
+        &env,
+        "/fapi/v1/batchOrders",
+        "symbol=BTCUSDT&side=BUY&type=LIMIT&quantity=0.001&price=1&batchOrders=%5B%7B%22symbol%22%3A%22DOGEUSDT%22%7D%5D",
+    )
+    .await;
+    assert_eq!(status, 401, "{body}");
+    assert!(
+        body["msg"].as_str().unwrap().contains("names no symbol"),
+        "{body}"
+    );
+    assert_eq!(exchange_saw(&env, "/fapi/v1/batchOrders"), 0);
     let (status, body) = post(
         &env,
         "/sapi/v1/capital/withdraw/apply",
@@ -469,6 +494,19 @@ async fn attacks_are_refused_and_never_forwarded() {
     );
     assert_eq!(raw(env.gateway, &once).await.0, 200);
     attacks.push(("replayed signature", once));
+    // The same signature in upper-case hex, which the exchange would accept as well.
+    let signed = sign("", BOT_SECRET);
+    let (payload, signature) = signed.split_once("&signature=").unwrap();
+    let target = format!("/binance/api/v3/account?{payload}&signature={signature}");
+    assert_eq!(raw(env.gateway, &http("GET", &target, "", "")).await.0, 200);
+    let upper = format!(
+        "/binance/api/v3/account?{payload}&signature={}",
+        signature.to_ascii_uppercase()
+    );
+    attacks.push((
+        "replayed signature in upper case",
+        http("GET", &upper, "", ""),
+    ));
 
     env.exchange.simulator().reset(false);
     for (name, request) in &attacks {

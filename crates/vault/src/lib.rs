@@ -30,7 +30,7 @@ mod secret;
 pub use secret::{redact, SecretBytes, SecretString};
 
 use std::fs;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
@@ -60,7 +60,8 @@ pub enum Error {
     Tampered {
         /// The record's kind.
         kind: String,
-        /// The record's id.
+        /// The record's id, shortened to its first and last four characters when longer
+        /// than twelve: a client's id is its API key, which no message may hold.
         id: String,
     },
     /// The key file is readable by its group or by others.
@@ -70,6 +71,14 @@ pub enum Error {
         path: PathBuf,
         /// Its permission bits.
         mode: u32,
+    },
+    /// The key file is not a regular file owned by the user running keygate.
+    #[error("key file {path} is refused: {reason}")]
+    KeyFileNotOwned {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
     },
     /// The key file does not hold exactly 32 bytes.
     #[error("key file {path} must hold exactly 32 bytes, found {len}")]
@@ -130,6 +139,14 @@ impl RecordId {
     }
 }
 
+/// Bounds on the Argon2id parameters read back from a vault; see `KdfParams::check`.
+const MIN_KDF_MEMORY_KIB: u32 = 1024;
+const MAX_KDF_MEMORY_KIB: u32 = 4 * 1024 * 1024;
+const MAX_KDF_PASSES: u32 = 16;
+const MAX_KDF_LANES: u32 = 16;
+const MIN_SALT_LEN: usize = 16;
+const MAX_SALT_LEN: usize = 64;
+
 /// Argon2id parameters, stored with the vault so that the key can be derived again.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KdfParams {
@@ -147,6 +164,34 @@ impl KdfParams {
     /// OWASP's recommended Argon2id setting (64 MiB, 3 passes, 1 lane) with a fresh salt.
     pub fn recommended() -> KdfParams {
         KdfParams::with_cost(64 * 1024, 3)
+    }
+
+    /// The salt, once the parameters are within bounds. They come from the database:
+    /// costs beyond these would make unlocking run for hours or exhaust memory, and
+    /// costs below them were never written by keygate, so either means the vault's
+    /// metadata was altered.
+    fn check(&self) -> Result<Vec<u8>, Error> {
+        let out_of_bounds = |what: &str| Error::KdfParams {
+            reason: format!(
+                "{what} is outside what keygate writes; the vault metadata was altered"
+            ),
+        };
+        if !(MIN_KDF_MEMORY_KIB..=MAX_KDF_MEMORY_KIB).contains(&self.m_cost) {
+            return Err(out_of_bounds("the memory cost"));
+        }
+        if !(1..=MAX_KDF_PASSES).contains(&self.t_cost) {
+            return Err(out_of_bounds("the number of passes"));
+        }
+        if !(1..=MAX_KDF_LANES).contains(&self.p_cost) {
+            return Err(out_of_bounds("the number of lanes"));
+        }
+        let salt = hex::decode(&self.salt_hex).map_err(|e| Error::KdfParams {
+            reason: format!("salt is not hex: {e}"),
+        })?;
+        if !(MIN_SALT_LEN..=MAX_SALT_LEN).contains(&salt.len()) {
+            return Err(out_of_bounds("the salt length"));
+        }
+        Ok(salt)
     }
 
     /// Argon2id with `m_cost` KiB and `t_cost` passes and a fresh salt. Lower costs are
@@ -182,9 +227,7 @@ impl MasterKey {
         if passphrase.expose_secret().is_empty() {
             return Err(Error::EmptyPassphrase);
         }
-        let salt = hex::decode(&params.salt_hex).map_err(|e| Error::KdfParams {
-            reason: format!("salt is not hex: {e}"),
-        })?;
+        let salt = params.check()?;
         let argon_params =
             argon2::Params::new(params.m_cost, params.t_cost, params.p_cost, Some(KEY_LEN))
                 .map_err(|e| Error::KdfParams {
@@ -204,20 +247,30 @@ impl MasterKey {
         Ok(MasterKey(key))
     }
 
-    /// Reads a 32-byte key file, refusing one that its group or others can read.
+    /// Reads a 32-byte key file, refusing one that is not a regular file of this user's
+    /// or that its group or others can read. The checks and the read are on one open
+    /// file, so the file cannot be swapped in between.
     pub fn from_key_file(path: &Path) -> Result<MasterKey, Error> {
-        check_owner_only(path)?;
-        let bytes = Zeroizing::new(fs::read(path).map_err(|source| Error::Io {
+        let io = |source| Error::Io {
             action: "reading key file",
             path: path.to_owned(),
             source,
-        })?);
+        };
+        let mut file = fs::File::open(path).map_err(io)?;
+        let meta = file.metadata().map_err(io)?;
+        check_owner_only(path, &meta)?;
+        let mut bytes = Zeroizing::new(Vec::with_capacity(KEY_LEN + 1));
+        // One byte more than a key, to tell a longer file apart; never more.
+        (&mut file)
+            .take(KEY_LEN as u64 + 1)
+            .read_to_end(&mut bytes)
+            .map_err(io)?;
         let key: [u8; KEY_LEN] = bytes
             .as_slice()
             .try_into()
             .map_err(|_| Error::KeyFileLength {
                 path: path.to_owned(),
-                len: bytes.len(),
+                len: usize::try_from(meta.len()).unwrap_or(usize::MAX),
             })?;
         Ok(MasterKey(Zeroizing::new(key)))
     }
@@ -260,7 +313,7 @@ impl MasterKey {
     pub fn open(&self, id: &RecordId, blob: &[u8]) -> Result<SecretBytes, Error> {
         let tampered = || Error::Tampered {
             kind: id.kind.clone(),
-            id: id.id.clone(),
+            id: shortened(&id.id),
         };
         let aad = id.associated_data();
         let (version, rest) = blob.split_first().ok_or_else(tampered)?;
@@ -342,14 +395,33 @@ fn open_with(key: &[u8; KEY_LEN], aad: &[u8], sealed: &[u8]) -> Option<Zeroizing
         .map(Zeroizing::new)
 }
 
+/// `id`, or its first and last four characters when it is longer than twelve.
+fn shortened(id: &str) -> String {
+    let chars: Vec<char> = id.chars().collect();
+    if chars.len() <= 12 {
+        return id.to_owned();
+    }
+    let head: String = chars[..4].iter().collect();
+    let tail: String = chars[chars.len() - 4..].iter().collect();
+    format!("{head}…{tail}")
+}
+
 #[cfg(unix)]
-fn check_owner_only(path: &Path) -> Result<(), Error> {
-    use std::os::unix::fs::PermissionsExt;
-    let meta = fs::metadata(path).map_err(|source| Error::Io {
-        action: "reading key file",
-        path: path.to_owned(),
-        source,
-    })?;
+fn check_owner_only(path: &Path, meta: &fs::Metadata) -> Result<(), Error> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    if !meta.is_file() {
+        return Err(Error::KeyFileNotOwned {
+            path: path.to_owned(),
+            reason: "it is not a regular file".into(),
+        });
+    }
+    let me = rustix::process::geteuid().as_raw();
+    if meta.uid() != me {
+        return Err(Error::KeyFileNotOwned {
+            path: path.to_owned(),
+            reason: format!("it belongs to user {}, not to this user ({me})", meta.uid()),
+        });
+    }
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         return Err(Error::KeyFilePermissions {
@@ -361,7 +433,7 @@ fn check_owner_only(path: &Path) -> Result<(), Error> {
 }
 
 #[cfg(not(unix))]
-fn check_owner_only(_path: &Path) -> Result<(), Error> {
+fn check_owner_only(_path: &Path, _meta: &fs::Metadata) -> Result<(), Error> {
     Ok(())
 }
 
@@ -374,6 +446,19 @@ impl Drop for MasterKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tampered_record_is_named_without_its_whole_id() {
+        let master = MasterKey::generate();
+        let api_key = "82SXo2qdAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAwXyZ";
+        let id = RecordId::new("client-key", api_key, "hmac");
+        let mut blob = master.seal(&id, b"s3cret");
+        let last = blob.len() - 1;
+        blob[last] ^= 1;
+        let message = master.open(&id, &blob).err().unwrap().to_string();
+        assert!(message.contains("82SX…wXyZ"), "{message}");
+        assert!(!message.contains(api_key), "{message}");
+    }
 
     #[test]
     fn sealed_blob_opens_only_for_its_record() {
@@ -407,6 +492,76 @@ mod tests {
             );
         }
         assert!(master.open(&id, &blob[..blob.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn kdf_parameters_out_of_bounds_are_refused_before_deriving() {
+        let passphrase = SecretString::new("correct horse".into());
+        let good = KdfParams::with_cost(1024, 1);
+        for bad in [
+            KdfParams {
+                m_cost: u32::MAX,
+                ..good.clone()
+            },
+            KdfParams {
+                m_cost: 8,
+                ..good.clone()
+            },
+            KdfParams {
+                t_cost: 4_000_000_000,
+                ..good.clone()
+            },
+            KdfParams {
+                t_cost: 0,
+                ..good.clone()
+            },
+            KdfParams {
+                p_cost: 1000,
+                ..good.clone()
+            },
+            KdfParams {
+                salt_hex: "00".into(),
+                ..good.clone()
+            },
+        ] {
+            assert!(
+                matches!(
+                    MasterKey::from_passphrase(&passphrase, &bad),
+                    Err(Error::KdfParams { .. })
+                ),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn key_files_must_be_private_regular_files_of_one_key() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("keygate-vault-test-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("master.key");
+        let _ = fs::remove_file(&path);
+        let created = MasterKey::create_key_file(&path).unwrap();
+        let read = MasterKey::from_key_file(&path).unwrap();
+        assert_eq!(created.0.as_ref(), read.0.as_ref());
+
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
+        assert!(matches!(
+            MasterKey::from_key_file(&path),
+            Err(Error::KeyFilePermissions { mode: 0o640, .. })
+        ));
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        fs::write(&path, [7u8; 1000]).unwrap();
+        assert!(matches!(
+            MasterKey::from_key_file(&path),
+            Err(Error::KeyFileLength { len: 1000, .. })
+        ));
+        assert!(matches!(
+            MasterKey::from_key_file(&dir),
+            Err(Error::KeyFileNotOwned { .. }) | Err(Error::Io { .. })
+        ));
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

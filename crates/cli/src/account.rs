@@ -233,21 +233,22 @@ fn remove(vault: &mut Unlocked, args: &RemoveArgs) -> anyhow::Result<()> {
             names.join(", ")
         );
     }
-    let to_revoke: Vec<Name> = bound
+    let to_revoke: Vec<(Name, ClientStatus)> = bound
         .iter()
         .filter(|c| c.status != ClientStatus::Revoked)
-        .map(|c| c.name.clone())
+        .map(|c| (c.name.clone(), c.status))
         .collect();
     vault
         .store
         .transaction(|s| {
-            for name in &to_revoke {
-                s.set_client_status(name, ClientStatus::Revoked)?;
+            for (name, status) in &to_revoke {
+                s.set_client_status(name, *status, ClientStatus::Revoked)?;
             }
             s.delete_account(&label)
         })
         .with_context(|| format!("removing account {label}"))?;
-    for name in &to_revoke {
+    let revoked: Vec<&Name> = to_revoke.iter().map(|(name, _)| name).collect();
+    for name in &revoked {
         vault.record(
             "client.revoke",
             name.as_str(),
@@ -257,7 +258,7 @@ fn remove(vault: &mut Unlocked, args: &RemoveArgs) -> anyhow::Result<()> {
     vault.record(
         "account.remove",
         label.as_str(),
-        json!({ "revoked_clients": to_revoke }),
+        json!({ "revoked_clients": revoked }),
     )?;
     if to_revoke.is_empty() {
         println!("removed account {label}");

@@ -498,7 +498,7 @@ fn set_status(vault: &mut Unlocked, name: &str, to: ClientStatus) -> anyhow::Res
     }
     vault
         .store
-        .transaction(|s| s.set_client_status(&name, to))
+        .transaction(|s| s.set_client_status(&name, c.status, to))
         .with_context(|| format!("setting client {name} to {}", to.as_str()))?;
     vault.record(
         change,

@@ -63,7 +63,14 @@ impl Registry {
     /// (and logged): its client is refused rather than half-trusted.
     pub fn load(store: &Store, master: &MasterKey) -> Result<Registry, keygate_store::Error> {
         let mut registry = Registry::default();
-        for account in store.accounts()? {
+        for account in store.account_rows()? {
+            let account = match account {
+                Ok(account) => account,
+                Err(e) => {
+                    tracing::error!(error = %e, "an account does not read; its clients are refused");
+                    continue;
+                }
+            };
             let opened = account
                 .open_api_key(master)
                 .and_then(|key| Ok((key, account.open_secret(master)?)));
@@ -99,7 +106,14 @@ impl Registry {
                 }
             }
         }
-        for client in store.clients()? {
+        for client in store.client_rows()? {
+            let client = match client {
+                Ok(client) => client,
+                Err(e) => {
+                    tracing::error!(error = %e, "a client does not read; it is refused");
+                    continue;
+                }
+            };
             let current = client
                 .open_material(master)
                 .map(|m| (client.api_key.clone(), m, None));
@@ -183,8 +197,15 @@ impl Live {
 
 /// Polls `store` and reloads `live` whenever the generation changes, until `live` is the
 /// only one left holding it.
+///
+/// The first poll reloads whatever the generation: `live` was loaded before this was
+/// called, and a change committed in between (a revoke as the server starts) must not
+/// wait for the next one. A reload that fails leaves no client at all until one
+/// succeeds: the change it could not read may have been a revoke, so every request is
+/// refused meanwhile rather than judged on a view known to be stale. A row that does not
+/// read takes only itself out ([`Registry::load`]).
 pub fn spawn_reloader(store: Store, master: MasterKey, live: Arc<Live>) -> std::io::Result<()> {
-    let mut seen = store.generation().ok();
+    let mut seen = None;
     std::thread::Builder::new()
         .name("keygate-reload".into())
         .spawn(move || {
@@ -207,7 +228,8 @@ pub fn spawn_reloader(store: Store, master: MasterKey, live: Arc<Live>) -> std::
                         tracing::info!(generation, "reloaded accounts and clients");
                     }
                     Err(e) => {
-                        tracing::error!(error = %e, "reload failed; keeping the previous view")
+                        live.replace(Registry::default());
+                        tracing::error!(error = %e, "reload failed; refusing every request until it succeeds");
                     }
                 }
             }

@@ -551,17 +551,43 @@ async fn forwarded_for_from_an_untrusted_peer_is_ignored() {
 }
 
 #[tokio::test]
+async fn a_client_row_that_does_not_read_does_not_hold_back_a_revoke() {
+    let env = default_env().await;
+    assert_eq!(get(&env, "/api/v3/account", "").await.0, 200);
+    let mut store = Store::open(&env.db).unwrap();
+    // A second client whose policy no longer parses (edited by hand, or written by a
+    // newer keygate).
+    store
+        .connection()
+        .execute(
+            "INSERT INTO clients SELECT 'bot2', account, status, key_type, 'otherkey', \
+             key_material, 'not a policy', created_ms, expires_ms, NULL, NULL, NULL \
+             FROM clients WHERE name = 'bot1'",
+            [],
+        )
+        .unwrap();
+    let bot: Name = "bot1".parse().unwrap();
+    store
+        .transaction(|s| s.set_client_status(&bot, ClientStatus::Active, ClientStatus::Revoked))
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let (code, body) = get(&env, "/api/v3/account", "").await;
+    assert_eq!(code, 401, "{body}");
+    assert!(body["msg"].as_str().unwrap().contains("revoked"), "{body}");
+}
+
+#[tokio::test]
 async fn frozen_revoked_and_expired_clients_are_refused_within_a_second() {
     let env = default_env().await;
     assert_eq!(get(&env, "/api/v3/account", "").await.0, 200);
     let mut store = Store::open(&env.db).unwrap();
     let bot: Name = "bot1".parse().unwrap();
-    for (status, word) in [
-        (ClientStatus::Frozen, "frozen"),
-        (ClientStatus::Revoked, "revoked"),
+    for (from, status, word) in [
+        (ClientStatus::Active, ClientStatus::Frozen, "frozen"),
+        (ClientStatus::Frozen, ClientStatus::Revoked, "revoked"),
     ] {
         store
-            .transaction(|s| s.set_client_status(&bot, status))
+            .transaction(|s| s.set_client_status(&bot, from, status))
             .unwrap();
         tokio::time::sleep(Duration::from_millis(1000)).await;
         let (code, body) = get(&env, "/api/v3/account", "").await;

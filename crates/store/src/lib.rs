@@ -109,6 +109,16 @@ pub enum Error {
         /// The name asked for.
         name: String,
     },
+    /// The record changed under the command: another command changed it first.
+    #[error("{kind} {name} was changed meanwhile: {reason}")]
+    Conflict {
+        /// `account` or `client`.
+        kind: &'static str,
+        /// Its name.
+        name: String,
+        /// What changed.
+        reason: String,
+    },
     /// A stored row does not decode: the database was edited by hand or is corrupt.
     #[error("corrupt {what} in the database: {reason}")]
     Corrupt {
@@ -349,7 +359,11 @@ mod tests {
         let before = store.generation().unwrap();
         let failed = store.transaction(|s| {
             s.insert_account(&account("main"), &master, 1)?;
-            s.set_client_status(&"nobody".parse().unwrap(), ClientStatus::Frozen)
+            s.set_client_status(
+                &"nobody".parse().unwrap(),
+                ClientStatus::Active,
+                ClientStatus::Frozen,
+            )
         });
         assert!(matches!(failed, Err(Error::NotFound { .. })));
         assert_eq!(store.generation().unwrap(), before);
@@ -383,6 +397,42 @@ mod tests {
             .transaction(|s| s.delete_account(&"main".parse().unwrap()))
             .unwrap();
         assert!(store.clients().unwrap().is_empty());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_status_change_applies_only_from_the_status_it_was_decided_on() {
+        let (dir, mut store) = temp_store();
+        let master = MasterKey::generate();
+        let bot: keygate_core::Name = "bot1".parse().unwrap();
+        store
+            .transaction(|s| {
+                s.insert_account(&account("main"), &master, 1)?;
+                s.insert_client(
+                    &NewClient {
+                        name: bot.clone(),
+                        account: "main".parse().unwrap(),
+                        api_key: "virtual".into(),
+                        material: ClientKeyMaterial::Hmac(SecretString::new("vsecret".into())),
+                        policy: Policy::default(),
+                        expires_ms: None,
+                    },
+                    &master,
+                    1,
+                )
+            })
+            .unwrap();
+        let set = |store: &mut Store, from, to| {
+            store.transaction(|s| s.set_client_status(&bot, from, to))
+        };
+        set(&mut store, ClientStatus::Active, ClientStatus::Frozen).unwrap();
+        // An unfreeze decided before a revoke landed must not bring the client back.
+        set(&mut store, ClientStatus::Frozen, ClientStatus::Revoked).unwrap();
+        assert!(matches!(
+            set(&mut store, ClientStatus::Frozen, ClientStatus::Active),
+            Err(Error::Conflict { .. })
+        ));
+        assert_eq!(store.client(&bot).unwrap().status, ClientStatus::Revoked);
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -373,6 +373,12 @@ impl Store {
 
     /// Every account, by label.
     pub fn accounts(&self) -> Result<Vec<Account>, Error> {
+        self.account_rows()?.into_iter().collect()
+    }
+
+    /// Every account, each row read on its own: a row that does not decode is an error
+    /// in its place and hides none of the others.
+    pub fn account_rows(&self) -> Result<Vec<Result<Account, Error>>, Error> {
         let mut stmt = self
             .connection()
             .prepare(&format!(
@@ -382,7 +388,9 @@ impl Store {
         let rows = stmt
             .query_map([], account_from_row)
             .map_err(|e| self.error(e))?;
-        rows.map(|r| r.map_err(|e| self.error(e))?).collect()
+        Ok(rows
+            .map(|r| r.map_err(|e| self.error(e)).and_then(|row| row))
+            .collect())
     }
 
     /// The account called `label`.
@@ -484,6 +492,12 @@ impl Store {
 
     /// Every client, by name.
     pub fn clients(&self) -> Result<Vec<Client>, Error> {
+        self.client_rows()?.into_iter().collect()
+    }
+
+    /// Every client, each row read on its own: a row that does not decode is an error in
+    /// its place and hides none of the others.
+    pub fn client_rows(&self) -> Result<Vec<Result<Client, Error>>, Error> {
         let mut stmt = self
             .connection()
             .prepare("SELECT * FROM clients ORDER BY name")
@@ -491,7 +505,9 @@ impl Store {
         let rows = stmt
             .query_map([], Client::from_row)
             .map_err(|e| self.error(e))?;
-        rows.map(|r| r.map_err(|e| self.error(e))?).collect()
+        Ok(rows
+            .map(|r| r.map_err(|e| self.error(e)).and_then(|row| row))
+            .collect())
     }
 
     /// The client called `name`.
@@ -510,19 +526,28 @@ impl Store {
             })?
     }
 
-    /// Sets a client's status.
-    pub fn set_client_status(&self, name: &Name, status: ClientStatus) -> Result<(), Error> {
+    /// Sets a client's status from `from` to `to`, in one statement: a client whose
+    /// status is no longer `from` (revoked meanwhile by another command) is not changed,
+    /// and that is an error.
+    pub fn set_client_status(
+        &self,
+        name: &Name,
+        from: ClientStatus,
+        to: ClientStatus,
+    ) -> Result<(), Error> {
         let n = self
             .connection()
             .execute(
-                "UPDATE clients SET status = ?2 WHERE name = ?1",
-                params![name.as_str(), status.as_str()],
+                "UPDATE clients SET status = ?3 WHERE name = ?1 AND status = ?2",
+                params![name.as_str(), from.as_str(), to.as_str()],
             )
             .map_err(|e| self.error(e))?;
         if n == 0 {
-            return Err(Error::NotFound {
+            let now = self.client(name)?.status;
+            return Err(Error::Conflict {
                 kind: "client",
                 name: name.to_string(),
+                reason: format!("it is {}, not {}", now.as_str(), from.as_str()),
             });
         }
         Ok(())

@@ -180,6 +180,14 @@ impl Decider {
         let limited = policy.max_order_notional.is_some() || policy.max_daily_notional.is_some();
         let notional = if action.kind == ActionKind::Trade && limited {
             match r.notional {
+                // A negative or zero notional (a negative quantity or price) would lower
+                // the day's total instead of adding to it.
+                Some(n) if n <= Decimal::ZERO => {
+                    return deny(
+                        Rule::Malformed,
+                        format!("order notional {n} is not positive"),
+                    );
+                }
                 Some(n) => Some(n),
                 None => {
                     return deny(Rule::PriceUnavailable, format!("the notional of this order cannot be determined and client {client} has a notional limit"));
@@ -223,13 +231,21 @@ impl Decider {
                 );
             }
         }
+        // Only forward: a request that took its time before midnight must not take the
+        // counter back to yesterday and wipe today's total.
         let today = r.now_ms / DAY_MS;
-        if c.day != today {
+        if today > c.day {
             c.day = today;
             c.day_notional = Decimal::ZERO;
         }
         if let (Some(n), Some(max)) = (notional, policy.max_daily_notional) {
-            if c.day_notional + n > max {
+            let Some(total) = c.day_notional.checked_add(n) else {
+                return deny(
+                    Rule::DailyNotional,
+                    format!("order notional {n} overflows the daily total of client {client}"),
+                );
+            };
+            if total > max {
                 return deny(
                     Rule::DailyNotional,
                     format!("order notional {n} would take client {client} past its daily limit {max} ({} used today)", c.day_notional),
@@ -240,7 +256,9 @@ impl Decider {
             c.rate_count += 1;
         }
         if let Some(n) = notional {
-            c.day_notional += n;
+            // Checked above when a daily limit applies; without one the total only
+            // informs, and saturates rather than overflows.
+            c.day_notional = c.day_notional.saturating_add(n);
         }
         Ok(())
     }
@@ -402,5 +420,66 @@ mod tests {
             Some(Rule::Rate)
         );
         assert_eq!(rule(d.decide(&request(&p, &read, None, 1005))), None);
+    }
+
+    #[test]
+    fn negative_or_huge_notionals_cannot_move_the_daily_total() {
+        let p = Policy {
+            rate_per_second: None,
+            ..trading_policy()
+        };
+        let d = Decider::new();
+        let btc = order("BTCUSDT");
+        let n = |v: Decimal| Some(v);
+        assert_eq!(
+            rule(d.decide(&request(&p, &btc, n(Decimal::from(-1_000_000)), 0))),
+            Some(Rule::Malformed)
+        );
+        assert_eq!(
+            rule(d.decide(&request(&p, &btc, n(Decimal::ZERO), 0))),
+            Some(Rule::Malformed)
+        );
+        assert_eq!(
+            rule(d.decide(&request(&p, &btc, n(Decimal::MIN), 0))),
+            Some(Rule::Malformed)
+        );
+        // The day's total is untouched: 1000 + 1000 still goes past 1500.
+        assert_eq!(
+            rule(d.decide(&request(&p, &btc, n(Decimal::from(1000)), 0))),
+            None
+        );
+        assert_eq!(
+            rule(d.decide(&request(&p, &btc, n(Decimal::from(1000)), 1))),
+            Some(Rule::DailyNotional)
+        );
+        let unlimited_order = Policy {
+            max_order_notional: None,
+            max_daily_notional: Some(Decimal::MAX),
+            ..p.clone()
+        };
+        assert_eq!(
+            rule(d.decide(&request(&unlimited_order, &btc, n(Decimal::MAX), 2))),
+            Some(Rule::DailyNotional)
+        );
+    }
+
+    #[test]
+    fn a_request_decided_late_does_not_take_the_day_back() {
+        let p = Policy {
+            rate_per_second: None,
+            ..trading_policy()
+        };
+        let d = Decider::new();
+        let btc = order("BTCUSDT");
+        let at = |notional: i64, now_ms: u64| {
+            rule(d.decide(&Request {
+                expires_at_ms: None,
+                ..request(&p, &btc, Some(Decimal::from(notional)), now_ms)
+            }))
+        };
+        assert_eq!(at(1000, DAY_MS + 5), None);
+        // Stamped just before midnight, decided after the order above.
+        assert_eq!(at(400, DAY_MS - 5), None);
+        assert_eq!(at(400, DAY_MS + 6), Some(Rule::DailyNotional));
     }
 }

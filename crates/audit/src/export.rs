@@ -92,7 +92,17 @@ pub fn csv_line(seq: u64, event: &Event) -> String {
     f.iter().map(|v| quote(v)).collect::<Vec<_>>().join(",")
 }
 
+/// One CSV cell. A cell a spreadsheet would take for a formula (it starts with `=`, `+`,
+/// `-`, `@`, a tab or a carriage return; a bot or a stranger chooses a request's method,
+/// path and symbol) gets a leading `'`, as OWASP advises, so that it stays text.
 fn quote(v: &str) -> String {
+    let defused;
+    let v = if v.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        defused = format!("'{v}");
+        defused.as_str()
+    } else {
+        v
+    };
     if v.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", v.replace('"', "\"\""))
     } else {
@@ -120,6 +130,15 @@ mod erased {
 mod tests {
     use super::*;
     use keygate_core::{ActionKind, AdminEvent, Outcome, OutcomeEvent, RequestEvent};
+
+    #[test]
+    fn cells_a_spreadsheet_would_evaluate_stay_text() {
+        assert_eq!(quote("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
+        assert_eq!(quote("+cmd|'calc'!A0"), "'+cmd|'calc'!A0");
+        assert_eq!(quote("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(quote("GET"), "GET");
+        assert_eq!(quote("a,b"), "\"a,b\"");
+    }
 
     #[test]
     fn every_csv_line_has_the_header_columns() {

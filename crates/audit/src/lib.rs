@@ -101,6 +101,18 @@ impl AuditKey {
         mac.update(hash);
         mac.finalize().into_bytes().to_vec()
     }
+
+    /// The MAC of the recorded head: the last event's seq and hash, under a label of its
+    /// own. It cannot be an event's MAC, or copying the MAC of any event into the head
+    /// would make a log cut short after that event verify.
+    fn head_mac(&self, seq: u64, hash: &[u8]) -> Vec<u8> {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.0.as_ref())
+            .expect("HMAC accepts keys of any length");
+        mac.update(HEAD_LABEL);
+        mac.update(&seq.to_be_bytes());
+        mac.update(hash);
+        mac.finalize().into_bytes().to_vec()
+    }
 }
 
 fn chain_hash(prev: &[u8], seq: u64, ts_ms: u64, body: &str) -> Vec<u8> {
@@ -113,6 +125,8 @@ fn chain_hash(prev: &[u8], seq: u64, ts_ms: u64, body: &str) -> Vec<u8> {
 }
 
 const GENESIS: [u8; 32] = [0; 32];
+/// What the head's MAC covers before the head itself; see [`AuditKey::head_mac`].
+const HEAD_LABEL: &[u8] = b"keygate audit head v1\0";
 
 /// Called once the event is committed (with its seq) or could not be.
 pub type OnDurable = Box<dyn FnOnce(Result<u64, String>) + Send>;
@@ -339,38 +353,41 @@ fn commit(store: &Store, key: &AuditKey, jobs: Vec<Job>, synced: &mut bool) {
                 .map(|e| (e.ts_ms, serde_json::to_string(e).map_err(|e| e.to_string())))
         })
         .collect();
-    let result = store.append_events(|last| {
-        let (mut seq, mut prev) = match last {
-            Some(row) => (row.seq, row.hash.clone()),
-            None => (0, GENESIS.to_vec()),
-        };
-        let mut rows = Vec::with_capacity(bodies.len());
-        let mut seqs = Vec::with_capacity(bodies.len());
-        for entry in &bodies {
-            let Some((ts_ms, body)) = entry else {
-                // A barrier: everything before it is in this commit or an earlier one.
+    let result = store.append_events(
+        |last| {
+            let (mut seq, mut prev) = match last {
+                Some(row) => (row.seq, row.hash.clone()),
+                None => (0, GENESIS.to_vec()),
+            };
+            let mut rows = Vec::with_capacity(bodies.len());
+            let mut seqs = Vec::with_capacity(bodies.len());
+            for entry in &bodies {
+                let Some((ts_ms, body)) = entry else {
+                    // A barrier: everything before it is in this commit or an earlier one.
+                    seqs.push(Some(seq));
+                    continue;
+                };
+                let Ok(body) = body else {
+                    seqs.push(None);
+                    continue;
+                };
+                seq += 1;
+                let hash = chain_hash(&prev, seq, *ts_ms, body);
+                let mac = key.mac(&hash);
+                rows.push(EventRow {
+                    seq,
+                    ts_ms: *ts_ms,
+                    body: body.clone(),
+                    hash: hash.clone(),
+                    mac,
+                });
+                prev = hash;
                 seqs.push(Some(seq));
-                continue;
-            };
-            let Ok(body) = body else {
-                seqs.push(None);
-                continue;
-            };
-            seq += 1;
-            let hash = chain_hash(&prev, seq, *ts_ms, body);
-            let mac = key.mac(&hash);
-            rows.push(EventRow {
-                seq,
-                ts_ms: *ts_ms,
-                body: body.clone(),
-                hash: hash.clone(),
-                mac,
-            });
-            prev = hash;
-            seqs.push(Some(seq));
-        }
-        (rows, seqs)
-    });
+            }
+            (rows, seqs)
+        },
+        |head| key.head_mac(head.seq, &head.hash),
+    );
     match result {
         Ok(seqs) => {
             for (job, seq) in jobs.into_iter().zip(seqs) {
@@ -390,6 +407,11 @@ fn commit(store: &Store, key: &AuditKey, jobs: Vec<Job>, synced: &mut bool) {
 /// before, every MAC made with `key`, and the recorded head equal to the last row.
 /// Returns the number of events.
 pub fn verify(store: &Store, key: &AuditKey) -> Result<u64, Error> {
+    // One snapshot: events appended while this runs are not half seen.
+    store.read_snapshot(|store| Ok(verify_snapshot(store, key)))?
+}
+
+fn verify_snapshot(store: &Store, key: &AuditKey) -> Result<u64, Error> {
     let mut prev = GENESIS.to_vec();
     let mut expected_seq = 1;
     loop {
@@ -441,7 +463,7 @@ pub fn verify(store: &Store, key: &AuditKey) -> Result<u64, Error> {
         Some(head)
             if head.seq < count
                 || !bool::from(head.hash.ct_eq(&prev))
-                || !bool::from(key.mac(&prev).ct_eq(&head.mac)) =>
+                || !bool::from(key.head_mac(head.seq, &prev).ct_eq(&head.mac)) =>
         {
             Err(Error::Tampered {
                 seq: head.seq.min(count),

@@ -108,6 +108,13 @@ pub fn run(vault: Unlocked, cmd: &AuditCmd) -> anyhow::Result<i32> {
 
 fn verify(vault: &Unlocked) -> anyhow::Result<i32> {
     match keygate_audit::verify(&vault.store, &vault.audit_key) {
+        Ok(0) => {
+            eprintln!(
+                "audit log verification FAILED at event 1: the log is empty, but every \
+                 vault's log begins with its vault.init event (the log was emptied)"
+            );
+            Ok(1)
+        }
         Ok(n) => {
             println!("audit log verified: {n} events");
             Ok(0)
@@ -142,7 +149,26 @@ fn print_events(events: &[(u64, Event)], json: bool) -> anyhow::Result<()> {
 }
 
 /// One event on one line: seq, time, type, client, action, decision or rule, status.
+/// Control characters (a bot chooses the symbol it sends, anyone the method) are shown
+/// escaped, so that no event can move the cursor or recolour the operator's terminal.
 fn human_line(seq: u64, event: &Event) -> String {
+    let line = event_line(seq, event);
+    if line.chars().any(char::is_control) {
+        line.chars()
+            .map(|c| {
+                if c.is_control() {
+                    c.escape_default().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect()
+    } else {
+        line
+    }
+}
+
+fn event_line(seq: u64, event: &Event) -> String {
     let time = rfc3339(event.ts_ms);
     match &event.body {
         EventBody::Request(r) => {
@@ -284,5 +310,43 @@ fn export(vault: &Unlocked, args: &ExportArgs) -> anyhow::Result<()> {
             })?;
             out.flush().context("writing to standard output")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use keygate_core::{ActionKind, Outcome, RequestEvent};
+
+    use super::*;
+
+    #[test]
+    fn control_characters_in_an_event_are_shown_escaped() {
+        let event = Event {
+            ts_ms: 0,
+            body: EventBody::Request(RequestEvent {
+                request_id: "r1".into(),
+                exchange: "binance".into(),
+                client: Some("bot1".into()),
+                account: None,
+                source_ip: "127.0.0.1".into(),
+                method: "GET".into(),
+                path: "/api/v3/order".into(),
+                action: ActionKind::Trade,
+                symbol: Some("BTC\u{1b}[2J".into()),
+                side: None,
+                notional: None,
+                amount: None,
+                asset: None,
+                allowed: false,
+                rule: None,
+                message: None,
+                upstream_status: None,
+                latency_us: None,
+                outcome: Outcome::NotForwarded,
+            }),
+        };
+        let line = human_line(1, &event);
+        assert!(!line.contains('\u{1b}'), "{line}");
+        assert!(line.contains("symbol=BTC\\u{1b}[2J"), "{line}");
     }
 }

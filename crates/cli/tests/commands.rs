@@ -896,6 +896,40 @@ mod audit {
         );
     }
 
+    /// A regression test: the head's MAC was the last event's own MAC, so copying an
+    /// earlier event's seq, hash and MAC into the head made a truncated log verify.
+    #[test]
+    fn truncating_and_rewriting_the_head_from_an_event_is_caught() {
+        let kg = busy_vault();
+        let c = db(&kg);
+        let (hash, mac): (Vec<u8>, Vec<u8>) = c
+            .query_row("SELECT hash, mac FROM events WHERE seq = 5", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        c.execute("DELETE FROM events WHERE seq > 5", []).unwrap();
+        let mut head = 5u64.to_be_bytes().to_vec();
+        head.extend_from_slice(&hash);
+        head.extend_from_slice(&mac);
+        c.execute(
+            "UPDATE meta SET value = ?1 WHERE key = 'audit_head'",
+            [&head],
+        )
+        .unwrap();
+        assert_verify_fails_at(&kg, 5);
+    }
+
+    #[test]
+    fn emptying_the_log_is_caught() {
+        let kg = busy_vault();
+        let c = db(&kg);
+        c.execute("DELETE FROM events", []).unwrap();
+        c.execute("DELETE FROM meta WHERE key = 'audit_head'", [])
+            .unwrap();
+        let out = kg.fails(&["audit", "verify"], "", 1);
+        assert!(out.stderr.contains("empty"), "{}", out.stderr);
+    }
+
     #[test]
     fn a_forged_event_without_the_key_is_caught() {
         let kg = busy_vault();

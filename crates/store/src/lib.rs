@@ -268,6 +268,18 @@ impl Store {
         }
     }
 
+    /// Runs `f` on one consistent snapshot of the database: writes that other
+    /// connections commit meanwhile are not seen, so several reads agree.
+    pub fn read_snapshot<T>(&self, f: impl FnOnce(&Store) -> Result<T, Error>) -> Result<T, Error> {
+        self.conn
+            .execute_batch("BEGIN DEFERRED")
+            .map_err(|e| self.sql(e))?;
+        let result = f(self);
+        // A read transaction has nothing to keep; ending it cannot lose anything.
+        let _ = self.conn.execute_batch("COMMIT");
+        result
+    }
+
     /// The underlying connection, for the audit log's rows.
     pub fn connection(&self) -> &Connection {
         &self.conn

@@ -580,10 +580,12 @@ impl Store {
 
     /// Appends audit rows in one immediate transaction. `build` receives the last row
     /// already in the log (read inside the transaction, so that several processes can
-    /// append to one chain) and returns the rows to add after it.
+    /// append to one chain) and returns the rows to add after it. The head recorded with
+    /// them is the last row's seq and hash, with `head_mac` of that row as its MAC.
     pub fn append_events<T>(
         &self,
         build: impl FnOnce(Option<&EventRow>) -> (Vec<EventRow>, T),
+        head_mac: impl FnOnce(&EventRow) -> Vec<u8>,
     ) -> Result<T, Error> {
         let conn = self.connection();
         conn.execute_batch("BEGIN IMMEDIATE")
@@ -601,7 +603,10 @@ impl Store {
                     .map_err(|e| self.error(e))?;
             }
             if let Some(last) = rows.last() {
-                self.set_meta("audit_head", &encode_head(last))?;
+                self.set_meta(
+                    "audit_head",
+                    &encode_head(last.seq, &last.hash, &head_mac(last)),
+                )?;
             }
             conn.execute_batch("COMMIT").map_err(|e| self.error(e))?;
             Ok(value)
@@ -679,9 +684,9 @@ impl Store {
     }
 }
 
-fn encode_head(row: &EventRow) -> Vec<u8> {
-    let mut head = row.seq.to_be_bytes().to_vec();
-    head.extend_from_slice(&row.hash);
-    head.extend_from_slice(&row.mac);
+fn encode_head(seq: u64, hash: &[u8], mac: &[u8]) -> Vec<u8> {
+    let mut head = seq.to_be_bytes().to_vec();
+    head.extend_from_slice(hash);
+    head.extend_from_slice(mac);
     head
 }

@@ -345,6 +345,9 @@ fn commit(store: &Store, key: &AuditKey, jobs: Vec<Job>, synced: &mut bool) {
             Err(e) => tracing::error!(error = %e, "cannot set the audit log's sync mode"),
         }
     }
+    // Whoever waits on this batch waits for it to reach the disk: without the sync mode
+    // that promises it, the events are still written, but nobody is told they are durable.
+    let unsynced = durable && !*synced;
     let bodies: Vec<Option<(u64, Result<String, String>)>> = jobs
         .iter()
         .map(|j| {
@@ -392,7 +395,11 @@ fn commit(store: &Store, key: &AuditKey, jobs: Vec<Job>, synced: &mut bool) {
         Ok(seqs) => {
             for (job, seq) in jobs.into_iter().zip(seqs) {
                 if let Some(cb) = job.on_durable {
-                    cb(seq.ok_or_else(|| "event does not serialize".to_owned()));
+                    if unsynced {
+                        cb(Err("the audit log cannot be synced to disk".to_owned()));
+                    } else {
+                        cb(seq.ok_or_else(|| "event does not serialize".to_owned()));
+                    }
                 }
             }
         }

@@ -301,8 +301,6 @@ async fn handle<A: Adapter>(
             "unknown API key",
         );
     };
-    audit.client = Some(client.name.to_string());
-    audit.account = Some(client.account.to_string());
     let Some(account) = registry
         .account(&client.account)
         .filter(|a| a.exchange == exchange)
@@ -315,12 +313,13 @@ async fn handle<A: Adapter>(
         Verifier::Ed25519(public) => ClientKey::Ed25519(public),
     };
     if let Err(e) = signed.verify(key) {
-        return audit.deny(
-            refuse(Refusal::Invalid(&e)),
-            Rule::Authentication,
-            &e.to_string(),
-        );
+        // Not recorded as the client's own request: an API key is no secret, and anyone
+        // holding one could otherwise write events under the client's name.
+        let msg = format!("{e} (for the API key of client {})", client.name);
+        return audit.deny(refuse(Refusal::Invalid(&e)), Rule::Authentication, &msg);
     }
+    audit.client = Some(client.name.to_string());
+    audit.account = Some(client.account.to_string());
     let now = now_ms();
     if let Err(e) = signed.check_freshness(now) {
         return audit.deny(

@@ -657,6 +657,12 @@ async fn an_upstream_timeout_is_a_504_with_outcome_unknown_and_no_retry() {
     .await;
     assert_eq!(status, 504, "{body}");
     assert!(body["msg"].as_str().unwrap().contains("outcome is unknown"));
+    // Signed with the wrong secret: someone holding bot1's API key, which is no secret.
+    let forged = format!("/binance/api/v3/order?{}", sign("symbol=BTCUSDT", "wrong"));
+    assert_eq!(
+        raw(env.gateway, &http("POST", &forged, "", "")).await.0,
+        400
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     let store = Store::open(&env.db).unwrap();
     let events = keygate_audit::read(&store, 1, 100).unwrap();
@@ -695,6 +701,12 @@ async fn every_request_is_audited_and_the_log_verifies() {
         "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=50000",
     )
     .await;
+    // Signed with the wrong secret: someone holding bot1's API key, which is no secret.
+    let forged = format!("/binance/api/v3/order?{}", sign("symbol=BTCUSDT", "wrong"));
+    assert_eq!(
+        raw(env.gateway, &http("POST", &forged, "", "")).await.0,
+        400
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     let store = Store::open(&env.db).unwrap();
     let events = keygate_audit::read(&store, 1, 100).unwrap();
@@ -709,6 +721,15 @@ async fn every_request_is_audited_and_the_log_verifies() {
     assert_eq!(denied["rule"], "symbol");
     assert_eq!(denied["client"], "bot1");
     assert_eq!(denied["symbol"], "DOGEUSDT");
+    let unauthenticated = json
+        .iter()
+        .find(|e| e["rule"] == "authentication")
+        .expect("the forged request is audited");
+    assert_eq!(unauthenticated["client"], Value::Null, "{unauthenticated}");
+    assert!(unauthenticated["message"]
+        .as_str()
+        .unwrap()
+        .contains("API key of client bot1"));
     let pending = json
         .iter()
         .find(|e| e["outcome"] == "pending")

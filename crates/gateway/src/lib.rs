@@ -458,7 +458,11 @@ impl Gateway {
         if sensitive {
             if let Err(reason) = audit.write_pending().await {
                 tracing::error!(%reason, "audit log unavailable; request not forwarded");
-                return refusal_response(adapter, Refusal::AuditUnavailable);
+                // Should the pending event still land (a write that timed out), this one
+                // follows it and says the request was not forwarded.
+                let message = format!("audit log unavailable: {reason}");
+                let response = refusal_response(adapter, Refusal::AuditUnavailable);
+                return audit.deny(response, Rule::AuditUnavailable, &message);
             }
         }
         let result = self.upstream.send(method, url, headers, body).await;

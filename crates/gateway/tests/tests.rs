@@ -628,6 +628,17 @@ async fn trades_wait_for_a_durable_audit_event_and_reads_go_on_without_one() {
     )
     .await;
     assert_eq!(status, 200);
+    // The refused trade is on record as not forwarded, once the log can be written.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let store = Store::open(&env.db).unwrap();
+    let refused: Vec<Value> = keygate_audit::read(&store, 1, 100)
+        .unwrap()
+        .iter()
+        .map(|(_, e)| serde_json::to_value(e).unwrap())
+        .filter(|e| e["rule"] == "audit_unavailable")
+        .collect();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0]["outcome"], "not_forwarded");
 }
 
 #[tokio::test]

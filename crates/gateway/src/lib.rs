@@ -465,37 +465,72 @@ impl Gateway {
                 return audit.deny(response, Rule::AuditUnavailable, &message);
             }
         }
+        // From here the exchange may have the request: if the client hangs up and this
+        // future is dropped, the guard still records it, with its outcome unknown.
+        let in_flight = InFlight {
+            audit: Some(audit),
+            sensitive,
+            started,
+        };
         let result = self.upstream.send(method, url, headers, body).await;
-        let latency_us = started.elapsed().as_micros() as u64;
         match result {
             Ok(answer) => {
-                audit.finish(
-                    Some(answer.status.as_u16()),
-                    latency_us,
-                    Outcome::Answered,
-                    sensitive,
-                );
+                in_flight.finish(Some(answer.status.as_u16()), Outcome::Answered);
                 let mut response = Response::new(Body::from(answer.body));
                 *response.status_mut() = answer.status;
                 *response.headers_mut() = answer.headers;
                 response
             }
             Err(Failure::TimedOut) => {
-                tracing::error!(path = %audit.path, "upstream timed out; outcome unknown, not retried");
-                audit.finish(None, latency_us, Outcome::Unknown, sensitive);
+                tracing::error!(
+                    path = in_flight.path(),
+                    "upstream timed out; outcome unknown, not retried"
+                );
+                in_flight.finish(None, Outcome::Unknown);
                 refusal_response(adapter, Refusal::Timeout)
             }
             Err(Failure::NoAnswer(reason)) => {
-                tracing::error!(path = %audit.path, %reason, "upstream answer lost; outcome unknown, not retried");
-                audit.finish(None, latency_us, Outcome::Unknown, sensitive);
+                tracing::error!(path = in_flight.path(), %reason, "upstream answer lost; outcome unknown, not retried");
+                in_flight.finish(None, Outcome::Unknown);
                 refusal_response(adapter, Refusal::Timeout)
             }
             Err(Failure::Unreachable(reason) | Failure::Refused(reason)) => {
                 tracing::error!(%reason, "upstream unreachable");
-                audit.finish(None, latency_us, Outcome::UpstreamUnreachable, sensitive);
+                in_flight.finish(None, Outcome::UpstreamUnreachable);
                 refusal_response(adapter, Refusal::Unreachable)
             }
         }
+    }
+}
+
+/// A request the exchange may have: its audit record is finished with what came back, or,
+/// if the request is dropped first (its client hung up), with an unknown outcome.
+struct InFlight<'a> {
+    audit: Option<Audit<'a>>,
+    sensitive: bool,
+    started: Instant,
+}
+
+impl InFlight<'_> {
+    fn path(&self) -> &str {
+        self.audit.as_ref().map_or("", |a| a.path.as_str())
+    }
+
+    fn finish(mut self, upstream_status: Option<u16>, outcome: Outcome) {
+        self.record(upstream_status, outcome);
+    }
+
+    fn record(&mut self, upstream_status: Option<u16>, outcome: Outcome) {
+        if let Some(audit) = self.audit.take() {
+            let latency_us = self.started.elapsed().as_micros() as u64;
+            audit.finish(upstream_status, latency_us, outcome, self.sensitive);
+        }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.record(None, Outcome::Unknown);
     }
 }
 

@@ -348,9 +348,14 @@ fn read_passphrase(how: &UnlockArgs, confirm: bool) -> anyhow::Result<SecretStri
     Ok(passphrase)
 }
 
+/// The buffer a secret read from standard input starts with.
+const STDIN_LINE_CAPACITY: usize = 4096;
+
 /// Reads one line from standard input, without its line ending. Errors never quote it.
 pub fn read_stdin_line(what: &str) -> anyhow::Result<SecretString> {
-    let mut buf = String::new();
+    // Room for any key, secret or passphrase up front: a buffer that grew while reading
+    // would leave the copies it outgrew behind, unzeroized.
+    let mut buf = String::with_capacity(STDIN_LINE_CAPACITY);
     let read = std::io::stdin().lock().read_line(&mut buf);
     // Owned by a zeroizing secret from here on, whatever happens next.
     let raw = SecretString::new(buf);

@@ -62,9 +62,9 @@ pub enum Failure {
 /// The HTTP client to the exchanges, with their clock offsets.
 ///
 /// HTTP/1.1 over rustls (webpki roots), or plain HTTP to loopback only. Requests are
-/// written by [`crate::wire`], byte for byte as built. Connections are kept alive in a
-/// small pool: a worker thread of the gateway has its own `Upstream`, so a request and
-/// the connection carrying it stay on one thread.
+/// written by keygate's own HTTP/1.1 code (`wire.rs`), byte for byte as built.
+/// Connections are kept alive in a small pool: a worker thread of the gateway has its
+/// own `Upstream`, so a request and the connection carrying it stay on one thread.
 pub struct Upstream {
     tls: TlsConnector,
     pool: Mutex<HashMap<String, Vec<Idle>>>,

@@ -3,7 +3,7 @@
 //!
 //! Secrets arrive here already sealed by `keygate-vault` and leave sealed; the store never
 //! sees a plaintext secret except through [`Account::open_secret`] and friends, which take
-//! the [`MasterKey`]. Every administrative write bumps a *generation* counter, which a
+//! the [`MasterKey`](keygate_vault::MasterKey). Every administrative write bumps a *generation* counter, which a
 //! running gateway polls to pick up freezes and revocations within a second.
 //!
 //! It is not the audit log's logic: rows are written and read here, chained and verified

@@ -577,6 +577,31 @@ async fn a_client_row_that_does_not_read_does_not_hold_back_a_revoke() {
 }
 
 #[tokio::test]
+async fn an_upstream_changed_in_the_database_gets_no_key() {
+    let env = default_env().await;
+    assert_eq!(get(&env, "/api/v3/account", "").await.0, 200);
+    // Someone with write access to the database but not the master key points the
+    // account at a host of theirs.
+    let elsewhere = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut store = Store::open(&env.db).unwrap();
+    store
+        .connection()
+        .execute(
+            "UPDATE accounts SET upstream = ?1",
+            [format!("http://{}", elsewhere.local_addr().unwrap())],
+        )
+        .unwrap();
+    store.transaction(|_| Ok(())).unwrap();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    env.exchange.simulator().reset(false);
+    let (code, body) = get(&env, "/api/v3/account", "").await;
+    assert_eq!(code, 401, "{body}");
+    assert!(env.exchange.simulator().requests().is_empty());
+    let nothing = tokio::time::timeout(Duration::from_millis(200), elsewhere.accept()).await;
+    assert!(nothing.is_err(), "the new upstream was contacted");
+}
+
+#[tokio::test]
 async fn frozen_revoked_and_expired_clients_are_refused_within_a_second() {
     let env = default_env().await;
     assert_eq!(get(&env, "/api/v3/account", "").await.0, 200);

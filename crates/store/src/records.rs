@@ -68,8 +68,12 @@ impl Account {
     }
 }
 
+/// An account's sealed record, bound to its upstream: pointing the account at another
+/// host in the database, without the master key, makes its key and secret fail to open
+/// rather than sending them there.
 fn account_record(kind: &str, account: &Account) -> RecordId {
     RecordId::new(kind, account.label.as_str(), account.exchange.as_str())
+        .bound_to(account.upstream.as_deref().unwrap_or(""))
 }
 
 fn open_string(master: &MasterKey, id: &RecordId, blob: &[u8]) -> Result<SecretString, Error> {

@@ -115,6 +115,7 @@ pub struct RecordId {
     kind: String,
     id: String,
     exchange: String,
+    bound_to: String,
 }
 
 impl RecordId {
@@ -125,13 +126,27 @@ impl RecordId {
             kind: kind.to_owned(),
             id: id.to_owned(),
             exchange: exchange.to_owned(),
+            bound_to: String::new(),
         }
+    }
+
+    /// The same record, bound to `value`, which is stored beside it in the clear (an
+    /// account's upstream URL): a record sealed so fails to open once `value` changes.
+    /// An empty `value` binds nothing, so that records sealed before there was anything
+    /// to bind still open.
+    pub fn bound_to(mut self, value: &str) -> RecordId {
+        self.bound_to = value.to_owned();
+        self
     }
 
     fn associated_data(&self) -> Vec<u8> {
         // Length-prefixed parts, so that ("ab", "c") and ("a", "bc") differ.
         let mut aad = b"keygate/v1".to_vec();
-        for part in [&self.kind, &self.id, &self.exchange] {
+        let bound = Some(&self.bound_to).filter(|b| !b.is_empty());
+        for part in [&self.kind, &self.id, &self.exchange]
+            .into_iter()
+            .chain(bound)
+        {
             aad.extend_from_slice(&(part.len() as u64).to_be_bytes());
             aad.extend_from_slice(part.as_bytes());
         }
@@ -458,6 +473,26 @@ mod tests {
         let message = master.open(&id, &blob).err().unwrap().to_string();
         assert!(message.contains("82SX…wXyZ"), "{message}");
         assert!(!message.contains(api_key), "{message}");
+    }
+
+    #[test]
+    fn a_record_bound_to_a_value_opens_only_with_that_value() {
+        let master = MasterKey::generate();
+        let id = || RecordId::new("account-secret", "main", "binance");
+        let bound = master.seal(&id().bound_to("https://testnet.binance.vision"), b"s3cret");
+        assert!(master
+            .open(&id().bound_to("https://testnet.binance.vision"), &bound)
+            .is_ok());
+        assert!(master
+            .open(&id().bound_to("https://evil.example"), &bound)
+            .is_err());
+        assert!(master.open(&id(), &bound).is_err());
+        // Unbound records, such as those sealed before binding existed, are unchanged.
+        let unbound = master.seal(&id(), b"s3cret");
+        assert!(master.open(&id().bound_to(""), &unbound).is_ok());
+        assert!(master
+            .open(&id().bound_to("https://evil.example"), &unbound)
+            .is_err());
     }
 
     #[test]

@@ -383,13 +383,11 @@ mod tests {
         std::fs::remove_dir_all(dir).unwrap();
     }
 
-    #[test]
-    fn deleting_an_account_deletes_its_clients() {
-        let (dir, mut store) = temp_store();
-        let master = MasterKey::generate();
+    /// The account `main` and its client `bot1`.
+    fn add_main_and_bot1(store: &mut Store, master: &MasterKey) {
         store
             .transaction(|s| {
-                s.insert_account(&account("main"), &master, 1)?;
+                s.insert_account(&account("main"), master, 1)?;
                 s.insert_client(
                     &NewClient {
                         name: "bot1".parse().unwrap(),
@@ -399,11 +397,18 @@ mod tests {
                         policy: Policy::default(),
                         expires_ms: None,
                     },
-                    &master,
+                    master,
                     1,
                 )
             })
             .unwrap();
+    }
+
+    #[test]
+    fn deleting_an_account_deletes_its_clients() {
+        let (dir, mut store) = temp_store();
+        let master = MasterKey::generate();
+        add_main_and_bot1(&mut store, &master);
         assert_eq!(store.clients().unwrap().len(), 1);
         store
             .transaction(|s| s.delete_account(&"main".parse().unwrap()))
@@ -417,23 +422,7 @@ mod tests {
         let (dir, mut store) = temp_store();
         let master = MasterKey::generate();
         let bot: keygate_core::Name = "bot1".parse().unwrap();
-        store
-            .transaction(|s| {
-                s.insert_account(&account("main"), &master, 1)?;
-                s.insert_client(
-                    &NewClient {
-                        name: bot.clone(),
-                        account: "main".parse().unwrap(),
-                        api_key: "virtual".into(),
-                        material: ClientKeyMaterial::Hmac(SecretString::new("vsecret".into())),
-                        policy: Policy::default(),
-                        expires_ms: None,
-                    },
-                    &master,
-                    1,
-                )
-            })
-            .unwrap();
+        add_main_and_bot1(&mut store, &master);
         let set = |store: &mut Store, from, to| {
             store.transaction(|s| s.set_client_status(&bot, from, to))
         };

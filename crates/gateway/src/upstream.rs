@@ -91,21 +91,27 @@ enum Stream {
 }
 
 impl Connection {
-    /// Whether an idle connection can carry a request: the exchange has neither closed it
-    /// nor sent anything unasked. An idle connection is not polled, so this asks twice:
-    /// the stream (which knows of bytes already decrypted or read), then the socket
-    /// itself, with a peek that sees what the runtime has not noticed yet.
-    fn is_reusable(&mut self) -> bool {
+    /// Whether the exchange has sent nothing past the answer just read, as far as the
+    /// stream knows (bytes already read, decrypted, or reported by the runtime), without a
+    /// system call. A connection that fails this is not kept.
+    fn is_quiet(&mut self) -> bool {
         if !self.buf.is_empty() {
             return false;
         }
         let mut scratch = [0u8; 64];
         let mut unread = ReadBuf::new(&mut scratch);
         let mut cx = Context::from_waker(Waker::noop());
-        if Pin::new(&mut self.stream)
+        Pin::new(&mut self.stream)
             .poll_read(&mut cx, &mut unread)
-            .is_ready()
-        {
+            .is_pending()
+    }
+
+    /// Whether an idle connection can carry a request: the exchange has neither closed it
+    /// nor sent anything unasked. An idle connection is not polled, so this asks twice:
+    /// the stream ([`Connection::is_quiet`]), then the socket itself, with a peek that
+    /// sees what the runtime has not noticed yet.
+    fn is_reusable(&mut self) -> bool {
+        if !self.is_quiet() {
             return false;
         }
         let mut peeked = [std::mem::MaybeUninit::<u8>::uninit(); 1];
@@ -312,8 +318,9 @@ impl Upstream {
     }
 
     /// Keeps a connection whose answer was read in full for the next request.
+    /// The socket is peeked at when the connection is taken out again, not here.
     fn checkin(&self, origin: &str, mut connection: Connection) {
-        if !connection.is_reusable() {
+        if !connection.is_quiet() {
             return;
         }
         // A large answer grew the buffer; an idle connection does not keep that memory.

@@ -238,11 +238,12 @@ fn remove(vault: &mut Unlocked, args: &RemoveArgs) -> anyhow::Result<()> {
         .filter(|c| c.status != ClientStatus::Revoked)
         .map(|c| (c.name.clone(), c.status))
         .collect();
+    let master = &vault.master;
     vault
         .store
         .transaction(|s| {
             for (name, status) in &to_revoke {
-                s.set_client_status(name, *status, ClientStatus::Revoked)?;
+                s.set_client_status(name, *status, ClientStatus::Revoked, master)?;
             }
             s.delete_account(&label)
         })

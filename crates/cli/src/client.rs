@@ -11,7 +11,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use ipnet::IpNet;
 use keygate_core::{ClientStatus, Name, Policy, Scope, Scopes};
 use keygate_store::{Client, ClientKeyMaterial, KeyType, NewClient};
-use keygate_vault::{redact, SecretString};
+use keygate_vault::{redact, MasterKey, SecretString};
 use rand::distributions::{Alphanumeric, DistString};
 use rust_decimal::Decimal;
 use serde_json::json;
@@ -355,20 +355,25 @@ fn random_alphanumeric() -> String {
     Alphanumeric.sample_string(&mut rand::rngs::OsRng, KEY_LEN)
 }
 
-/// The status a client is in now: its stored status, or `expired` once its expiry passed.
-fn effective_status(c: &Client, now: u64) -> &'static str {
+/// The status a client is in now: `tampered` when its record was changed without the
+/// master key (the gateway refuses it; revoked stays revoked), its stored status, or
+/// `expired` once its expiry passed.
+fn effective_status(c: &Client, now: u64, master: &MasterKey) -> &'static str {
     match c.status {
+        ClientStatus::Revoked => "revoked",
+        _ if c.verify_record(master).is_err() => "tampered",
         ClientStatus::Active if c.expires_ms.is_some_and(|e| e <= now) => "expired",
         s => s.as_str(),
     }
 }
 
-fn client_json(c: &Client, now: u64) -> serde_json::Value {
+fn client_json(c: &Client, now: u64, master: &MasterKey) -> serde_json::Value {
     json!({
         "name": c.name,
         "account": c.account,
-        "status": effective_status(c, now),
+        "status": effective_status(c, now, master),
         "stored_status": c.status.as_str(),
+        "record_verified": c.verify_record(master).is_ok(),
         "key_type": c.key_type.as_str(),
         "api_key": redact(&c.api_key),
         "scopes": c.policy.scopes.iter().map(Scope::as_str).collect::<Vec<_>>(),
@@ -383,7 +388,10 @@ fn list(vault: &Unlocked, args: &ListArgs) -> anyhow::Result<()> {
     let clients = vault.store.clients().context("reading clients")?;
     let now = now_ms();
     if args.json {
-        let items: Vec<_> = clients.iter().map(|c| client_json(c, now)).collect();
+        let items: Vec<_> = clients
+            .iter()
+            .map(|c| client_json(c, now, &vault.master))
+            .collect();
         return print_json(&items);
     }
     if clients.is_empty() {
@@ -396,7 +404,7 @@ fn list(vault: &Unlocked, args: &ListArgs) -> anyhow::Result<()> {
             vec![
                 c.name.to_string(),
                 c.account.to_string(),
-                effective_status(c, now).to_owned(),
+                effective_status(c, now, &vault.master).to_owned(),
                 c.policy.scopes.to_string(),
                 c.key_type.as_str().to_owned(),
                 c.expires_ms.map_or_else(|| "never".into(), rfc3339),
@@ -419,7 +427,7 @@ fn show(vault: &Unlocked, args: &ShowArgs) -> anyhow::Result<()> {
         .client(&name)
         .with_context(|| format!("looking up client {name}"))?;
     let now = now_ms();
-    let mut value = client_json(&c, now);
+    let mut value = client_json(&c, now, &vault.master);
     value["policy"] = serde_json::to_value(&c.policy).context("encoding the policy")?;
     if args.json {
         return print_json(&value);
@@ -428,7 +436,16 @@ fn show(vault: &Unlocked, args: &ShowArgs) -> anyhow::Result<()> {
     let opt = |v: Option<String>| v.unwrap_or_else(|| "none".into());
     println!("name:               {}", c.name);
     println!("account:            {}", c.account);
-    println!("status:             {}", effective_status(&c, now));
+    println!(
+        "status:             {}",
+        effective_status(&c, now, &vault.master)
+    );
+    if c.verify_record(&vault.master).is_err() {
+        println!(
+            "record:             CHANGED WITHOUT THE MASTER KEY; the gateway refuses this client. \
+             Revoke it, issue a new one, and find out who can write the database."
+        );
+    }
     println!("key type:           {}", c.key_type.as_str());
     println!("api key:            {}", redact(&c.api_key));
     println!("created:            {}", rfc3339(c.created_ms));
@@ -498,7 +515,7 @@ fn set_status(vault: &mut Unlocked, name: &str, to: ClientStatus) -> anyhow::Res
     }
     vault
         .store
-        .transaction(|s| s.set_client_status(&name, c.status, to))
+        .transaction(|s| s.set_client_status(&name, c.status, to, &vault.master))
         .with_context(|| format!("setting client {name} to {}", to.as_str()))?;
     vault.record(
         change,

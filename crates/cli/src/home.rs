@@ -7,9 +7,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
 use keygate_audit::{AuditKey, AuditLog};
-use keygate_core::{AdminEvent, Event, EventBody};
+use keygate_core::{AdminEvent, Event, EventBody, Name};
 use keygate_store::Store;
-use keygate_vault::{KdfParams, MasterKey, SecretString};
+use keygate_vault::{KdfParams, MasterKey, SecretString, VaultFormat};
 use serde::{Deserialize, Serialize};
 
 /// Meta key holding the Argon2id parameters of a passphrase vault (JSON).
@@ -295,10 +295,39 @@ pub fn unlock(home: Home, how: &UnlockArgs) -> anyhow::Result<Unlocked> {
         .meta(META_CHECK)
         .context("reading the vault check value")?
         .context("the vault has no check value; the database is incomplete")?;
-    if master.verify_check(&check).is_err() {
+    let Ok(format) = master.verify_check(&check) else {
         bail!("wrong passphrase or master key: the vault did not open (nothing was changed)");
+    };
+    match format {
+        VaultFormat::Current => open_with(home, store, master),
+        VaultFormat::Untagged => upgrade(home, store, master),
     }
-    open_with(home, store, master)
+}
+
+/// Upgrades a vault an earlier keygate made: tags its clients as they are (from now on a
+/// change made without the master key is caught) and rewrites the check value, in one
+/// transaction, so that this happens once. Audited as `vault.upgrade`.
+fn upgrade(home: Home, mut store: Store, master: MasterKey) -> anyhow::Result<Unlocked> {
+    let tagged = store
+        .transaction(|s| {
+            s.upgrade_schema()?;
+            let tagged = s.tag_untagged_clients(&master)?;
+            s.set_meta(META_CHECK, &master.make_check())?;
+            Ok(tagged)
+        })
+        .context("upgrading a vault made by an earlier keygate")?;
+    let unlocked = open_with(home, store, master)?;
+    let names: Vec<&str> = tagged.iter().map(Name::as_str).collect();
+    unlocked.record(
+        "vault.upgrade",
+        "clients",
+        serde_json::json!({ "tagged_clients": names }),
+    )?;
+    eprintln!(
+        "keygate: upgraded this vault; {} client record(s) are now tagged with the master key",
+        names.len()
+    );
+    Ok(unlocked)
 }
 
 fn open_with(home: Home, store: Store, master: MasterKey) -> anyhow::Result<Unlocked> {

@@ -716,6 +716,73 @@ mod client {
     }
 
     #[test]
+    fn a_client_edited_in_the_database_shows_as_tampered_and_can_only_be_revoked() {
+        let kg = Kg::with_key_file();
+        kg.add_account("main", REAL_KEY, REAL_SECRET);
+        kg.issue("main", "bot1", &[]);
+        db(&kg)
+            .execute(
+                r#"UPDATE clients SET policy = replace(policy, '"scopes":["read"]', '"scopes":["read","withdraw"]')"#,
+                [],
+            )
+            .unwrap();
+        assert_eq!(kg.status("bot1"), "tampered");
+        let listed = kg.ok(&["client", "list", "--json"], "").json();
+        assert_eq!(listed[0]["record_verified"], false);
+        let shown = kg.ok(&["client", "show", "bot1"], "").stdout;
+        assert!(shown.contains("CHANGED WITHOUT THE MASTER KEY"), "{shown}");
+        let out = kg.fails(&["client", "freeze", "bot1"], "", 2);
+        assert!(out.stderr.contains("tampered"), "{}", out.stderr);
+        kg.fails(&["client", "rotate", "bot1"], "", 2);
+        kg.ok(&["client", "revoke", "bot1"], "");
+        assert_eq!(kg.status("bot1"), "revoked");
+    }
+
+    #[test]
+    fn a_vault_from_before_client_tags_is_upgraded_once_at_unlock() {
+        let kg = Kg::with_key_file();
+        kg.add_account("main", REAL_KEY, REAL_SECRET);
+        kg.issue("main", "bot1", &[]);
+        // What an earlier keygate left: schema 1, no tags, the old check value.
+        let master = MasterKey::from_key_file(&kg.key_file()).unwrap();
+        let old_check = master.seal(
+            &keygate_vault::RecordId::new("vault-check", "", ""),
+            b"keygate vault check v1",
+        );
+        let c = db(&kg);
+        c.execute_batch(
+            "ALTER TABLE clients DROP COLUMN tag;
+             UPDATE meta SET value = 1 WHERE key = 'schema_version';",
+        )
+        .unwrap();
+        c.execute(
+            "UPDATE meta SET value = ?1 WHERE key = 'check'",
+            [old_check],
+        )
+        .unwrap();
+        drop(c);
+
+        let out = kg.ok(&["client", "list", "--json"], "");
+        assert!(out.stderr.contains("upgraded this vault"), "{}", out.stderr);
+        assert_eq!(out.json()[0]["record_verified"], true);
+        assert_eq!(kg.status("bot1"), "active");
+        let again = kg.ok(&["client", "list"], "");
+        assert!(!again.stderr.contains("upgraded"), "{}", again.stderr);
+        let export = kg.ok(&["audit", "export"], "").stdout;
+        assert_eq!(
+            export.matches("\"change\":\"vault.upgrade\"").count(),
+            1,
+            "{export}"
+        );
+        kg.ok(&["audit", "verify"], "");
+        // From now on an untagged row is not taken for an old one.
+        db(&kg)
+            .execute("UPDATE clients SET tag = NULL", [])
+            .unwrap();
+        assert_eq!(kg.status("bot1"), "tampered");
+    }
+
+    #[test]
     fn expired_clients_are_listed_as_expired() {
         let kg = Kg::with_key_file();
         kg.add_account("main", REAL_KEY, REAL_SECRET);

@@ -123,7 +123,7 @@ impl Registry {
             let keys = match (current, previous) {
                 (Ok(c), Ok(p)) => std::iter::once(c).chain(p).collect::<Vec<_>>(),
                 (Err(e), _) | (_, Err(e)) => {
-                    tracing::error!(client = %client.name, error = %e, "client key does not open; client refused");
+                    tracing::error!(client = %client.name, error = %e, "client record or key does not verify; client refused");
                     continue;
                 }
             };

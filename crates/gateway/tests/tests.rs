@@ -10,12 +10,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use keygate_audit::AuditKey;
-use keygate_core::{ClientStatus, Name, Policy};
+use keygate_core::{ClientStatus, Name, Policy, Scope};
 use keygate_exchanges::binance;
 use keygate_gateway::{ClientLimits, Server};
 use keygate_mockex::{Credential, RunningSimulator};
-use keygate_store::{ClientKeyMaterial, Store};
-use keygate_vault::SecretString;
+use keygate_store::{ClientKeyMaterial, NewClient, Store};
+use keygate_vault::{MasterKey, SecretString};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -24,7 +24,7 @@ use crate::support::{
 };
 
 struct Env {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     db: std::path::PathBuf,
     exchange: RunningSimulator,
     gateway: SocketAddr,
@@ -67,12 +67,30 @@ async fn setup_with(
     // workers, so replay and policy state are checked across them.
     let server = Server::start("127.0.0.1:0".parse().unwrap(), 2, &gateway).unwrap();
     Env {
-        _dir: dir,
+        dir,
         db,
         exchange,
         gateway: server.local_addr(),
         server: Some(server),
         audit_key,
+    }
+}
+
+impl Env {
+    /// The vault's master key, as `gateway_over` left it in the key file.
+    fn master(&self) -> MasterKey {
+        MasterKey::from_key_file(&self.dir.path().join("master.key")).unwrap()
+    }
+
+    /// Revokes the active client `name`, as `keygate client revoke` would.
+    fn revoke(&self, name: &Name) {
+        let master = self.master();
+        Store::open(&self.db)
+            .unwrap()
+            .transaction(|s| {
+                s.set_client_status(name, ClientStatus::Active, ClientStatus::Revoked, &master)
+            })
+            .unwrap();
     }
 }
 
@@ -554,22 +572,20 @@ async fn forwarded_for_from_an_untrusted_peer_is_ignored() {
 async fn a_client_row_that_does_not_read_does_not_hold_back_a_revoke() {
     let env = default_env().await;
     assert_eq!(get(&env, "/api/v3/account", "").await.0, 200);
-    let mut store = Store::open(&env.db).unwrap();
+    let store = Store::open(&env.db).unwrap();
     // A second client whose policy no longer parses (edited by hand, or written by a
     // newer keygate).
     store
         .connection()
         .execute(
             "INSERT INTO clients SELECT 'bot2', account, status, key_type, 'otherkey', \
-             key_material, 'not a policy', created_ms, expires_ms, NULL, NULL, NULL \
+             key_material, 'not a policy', created_ms, expires_ms, NULL, NULL, NULL, tag \
              FROM clients WHERE name = 'bot1'",
             [],
         )
         .unwrap();
     let bot: Name = "bot1".parse().unwrap();
-    store
-        .transaction(|s| s.set_client_status(&bot, ClientStatus::Active, ClientStatus::Revoked))
-        .unwrap();
+    env.revoke(&bot);
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let (code, body) = get(&env, "/api/v3/account", "").await;
     assert_eq!(code, 401, "{body}");
@@ -606,28 +622,75 @@ async fn frozen_revoked_and_expired_clients_are_refused_within_a_second() {
     let env = default_env().await;
     assert_eq!(get(&env, "/api/v3/account", "").await.0, 200);
     let mut store = Store::open(&env.db).unwrap();
+    let master = env.master();
     let bot: Name = "bot1".parse().unwrap();
     for (from, status, word) in [
         (ClientStatus::Active, ClientStatus::Frozen, "frozen"),
         (ClientStatus::Frozen, ClientStatus::Revoked, "revoked"),
     ] {
         store
-            .transaction(|s| s.set_client_status(&bot, from, status))
+            .transaction(|s| s.set_client_status(&bot, from, status, &master))
             .unwrap();
         tokio::time::sleep(Duration::from_millis(1000)).await;
         let (code, body) = get(&env, "/api/v3/account", "").await;
         assert_eq!(code, 401, "{body}");
         assert!(body["msg"].as_str().unwrap().contains(word), "{body}");
     }
+    // The same client issued again, already expired.
     store
         .connection()
-        .execute("UPDATE clients SET status = 'active', expires_ms = 1", [])
+        .execute("DELETE FROM clients", [])
         .unwrap();
-    store.transaction(|_| Ok(())).unwrap();
+    store
+        .transaction(|s| {
+            s.insert_client(
+                &NewClient {
+                    name: bot.clone(),
+                    account: "main".parse().unwrap(),
+                    api_key: BOT_KEY.into(),
+                    material: ClientKeyMaterial::Hmac(SecretString::new(BOT_SECRET.into())),
+                    policy: trading_policy(),
+                    expires_ms: Some(1),
+                },
+                &master,
+                1,
+            )
+        })
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let (code, body) = get(&env, "/api/v3/account", "").await;
     assert_eq!(code, 401);
     assert!(body["msg"].as_str().unwrap().contains("expired"), "{body}");
+}
+
+#[tokio::test]
+async fn a_client_changed_in_the_database_without_the_master_key_is_refused() {
+    let env = default_env().await;
+    let mut store = Store::open(&env.db).unwrap();
+    let bot: Name = "bot1".parse().unwrap();
+    env.revoke(&bot);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(get(&env, "/api/v3/account", "").await.0, 401);
+    // Someone with write access to the database, but not the master key, brings the
+    // revoked key back and lets it withdraw.
+    store
+        .connection()
+        .execute(
+            r#"UPDATE clients SET status = 'active',
+               policy = replace(policy, '"scopes":["read","trade"]', '"scopes":["read","trade","withdraw"]')"#,
+            [],
+        )
+        .unwrap();
+    store.transaction(|_| Ok(())).unwrap();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    env.exchange.simulator().reset(false);
+    let (code, body) = get(&env, "/api/v3/account", "").await;
+    assert_eq!(code, 401, "{body}");
+    assert!(env.exchange.simulator().requests().is_empty());
+    // The edit took: the row reads as an active client that may withdraw.
+    let edited = store.client(&bot).unwrap();
+    assert_eq!(edited.status, ClientStatus::Active);
+    assert!(edited.policy.scopes.contains(Scope::Withdraw));
 }
 
 #[tokio::test]

@@ -56,7 +56,8 @@ CREATE TABLE clients (
     expires_ms          INTEGER,
     previous_api_key    TEXT,
     previous_material   BLOB,
-    previous_until_ms   INTEGER
+    previous_until_ms   INTEGER,
+    tag                 BLOB
 );
 CREATE TABLE events (
     seq   INTEGER PRIMARY KEY,
@@ -65,8 +66,12 @@ CREATE TABLE events (
     hash  BLOB NOT NULL,
     mac   BLOB NOT NULL
 );
-INSERT INTO meta (key, value) VALUES ('schema_version', 1), ('generation', 0);
+INSERT INTO meta (key, value) VALUES ('schema_version', 2), ('generation', 0);
 "#;
+
+/// The schema this build writes. Version 1 had no `clients.tag`: the first unlock by this
+/// build adds it ([`Store::upgrade_schema`]) and fills it ([`Store::tag_untagged_clients`]).
+const SCHEMA_VERSION: i64 = 2;
 
 /// An error from the store.
 #[derive(Debug, thiserror::Error)]
@@ -158,7 +163,41 @@ impl Store {
                 path: path.to_owned(),
             });
         }
-        Store::connect(path)
+        let store = Store::connect(path)?;
+        let version = store.schema_version()?;
+        if version > SCHEMA_VERSION {
+            return Err(Error::Corrupt {
+                what: "schema version",
+                reason: format!("{version} is newer than this build's ({SCHEMA_VERSION})"),
+            });
+        }
+        Ok(store)
+    }
+
+    fn schema_version(&self) -> Result<i64, Error> {
+        self.conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'schema_version'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map_err(|e| self.sql(e))
+    }
+
+    /// Brings a database made by an earlier build to [`SCHEMA_VERSION`]; call it inside
+    /// [`Store::transaction`], once the master key is known to be right (an unlock that
+    /// fails changes nothing). Until then, a version-1 database reads as clients without
+    /// tags, which nothing accepts and only a revocation changes.
+    pub fn upgrade_schema(&self) -> Result<(), Error> {
+        if self.schema_version()? == 1 {
+            self.conn
+                .execute_batch(
+                    "ALTER TABLE clients ADD COLUMN tag BLOB;
+                     UPDATE meta SET value = 2 WHERE key = 'schema_version';",
+                )
+                .map_err(|e| self.sql(e))?;
+        }
+        Ok(())
     }
 
     fn connect(path: &Path) -> Result<Store, Error> {
@@ -375,6 +414,7 @@ mod tests {
                 &"nobody".parse().unwrap(),
                 ClientStatus::Active,
                 ClientStatus::Frozen,
+                &master,
             )
         });
         assert!(matches!(failed, Err(Error::NotFound { .. })));
@@ -424,7 +464,7 @@ mod tests {
         let bot: keygate_core::Name = "bot1".parse().unwrap();
         add_main_and_bot1(&mut store, &master);
         let set = |store: &mut Store, from, to| {
-            store.transaction(|s| s.set_client_status(&bot, from, to))
+            store.transaction(|s| s.set_client_status(&bot, from, to, &master))
         };
         set(&mut store, ClientStatus::Active, ClientStatus::Frozen).unwrap();
         // An unfreeze decided before a revoke landed must not bring the client back.
@@ -434,6 +474,182 @@ mod tests {
             Err(Error::Conflict { .. })
         ));
         assert_eq!(store.client(&bot).unwrap().status, ClientStatus::Revoked);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// Changes a column of `bot1` behind the store's back, as a hand edit would, and
+    /// checks that the row did change.
+    fn edit(store: &Store, assignment: &str) {
+        let row = || -> Vec<rusqlite::types::Value> {
+            store
+                .connection()
+                .query_row("SELECT * FROM clients WHERE name = 'bot1'", [], |r| {
+                    (0..r.as_ref().column_count()).map(|i| r.get(i)).collect()
+                })
+                .unwrap()
+        };
+        let before = row();
+        store
+            .connection()
+            .execute(
+                &format!("UPDATE clients SET {assignment} WHERE name = 'bot1'"),
+                [],
+            )
+            .unwrap();
+        assert_ne!(row(), before, "{assignment} changed nothing");
+    }
+
+    const WIDENED_POLICY: &str =
+        r#"policy = replace(policy, '"scopes":["read"]', '"scopes":["read","withdraw"]')"#;
+
+    #[test]
+    fn a_client_column_changed_without_the_master_key_is_caught() {
+        let bot: keygate_core::Name = "bot1".parse().unwrap();
+        for assignment in [
+            "status = 'frozen'",
+            WIDENED_POLICY,
+            "expires_ms = 4102444800000",
+            "created_ms = 2",
+            "previous_until_ms = 4102444800000",
+            "account = 'other'",
+            "tag = NULL",
+        ] {
+            let (dir, mut store) = temp_store();
+            let master = MasterKey::generate();
+            add_main_and_bot1(&mut store, &master);
+            store
+                .transaction(|s| s.insert_account(&account("other"), &master, 1))
+                .unwrap();
+            let client = store.client(&bot).unwrap();
+            assert!(client.open_material(&master).is_ok());
+            edit(&store, assignment);
+            let client = store.client(&bot).unwrap();
+            for result in [
+                client.verify_record(&master),
+                client.open_material(&master).map(drop),
+                client.open_previous_material(&master).map(drop),
+            ] {
+                assert!(
+                    matches!(
+                        result,
+                        Err(Error::Vault(keygate_vault::Error::Tampered { .. }))
+                    ),
+                    "{assignment} went unnoticed"
+                );
+            }
+            std::fs::remove_dir_all(dir).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_tampered_client_can_be_revoked_and_nothing_else() {
+        let (dir, mut store) = temp_store();
+        let master = MasterKey::generate();
+        let bot: keygate_core::Name = "bot1".parse().unwrap();
+        add_main_and_bot1(&mut store, &master);
+        edit(&store, WIDENED_POLICY);
+        let set = |store: &mut Store, from, to| {
+            store.transaction(|s| s.set_client_status(&bot, from, to, &master))
+        };
+        assert!(set(&mut store, ClientStatus::Active, ClientStatus::Frozen).is_err());
+        let material = ClientKeyMaterial::Hmac(SecretString::new("new".into()));
+        assert!(store
+            .transaction(|s| s.rotate_client(&bot, "rotated", &material, &master, 9))
+            .is_err());
+        set(&mut store, ClientStatus::Active, ClientStatus::Revoked).unwrap();
+        let client = store.client(&bot).unwrap();
+        assert_eq!(client.status, ClientStatus::Revoked);
+        assert!(
+            client.verify_record(&master).is_err(),
+            "revoking blessed the edit"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn changes_made_through_the_store_keep_the_record_verified() {
+        let (dir, mut store) = temp_store();
+        let master = MasterKey::generate();
+        let bot: keygate_core::Name = "bot1".parse().unwrap();
+        add_main_and_bot1(&mut store, &master);
+        let material = ClientKeyMaterial::Hmac(SecretString::new("new".into()));
+        store
+            .transaction(|s| s.rotate_client(&bot, "rotated", &material, &master, 9))
+            .unwrap();
+        store
+            .transaction(|s| {
+                s.set_client_status(&bot, ClientStatus::Active, ClientStatus::Frozen, &master)
+            })
+            .unwrap();
+        let client = store.client(&bot).unwrap();
+        client.verify_record(&master).unwrap();
+        assert_eq!(client.api_key, "rotated");
+        let (old_key, _) = client.open_previous_material(&master).unwrap().unwrap();
+        assert_eq!(old_key, "virtual");
+        let ed25519 = ClientKeyMaterial::Ed25519([7; 32]);
+        assert!(matches!(
+            store.transaction(|s| s.rotate_client(&bot, "again", &ed25519, &master, 9)),
+            Err(Error::Conflict { .. })
+        ));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_database_from_before_tags_is_upgraded_and_its_clients_tagged_once() {
+        let (dir, mut store) = temp_store();
+        let master = MasterKey::generate();
+        let bot: keygate_core::Name = "bot1".parse().unwrap();
+        add_main_and_bot1(&mut store, &master);
+        // What schema version 1 looked like: no tag column.
+        store
+            .connection()
+            .execute_batch(
+                "ALTER TABLE clients DROP COLUMN tag;
+                 UPDATE meta SET value = 1 WHERE key = 'schema_version';",
+            )
+            .unwrap();
+        let path = store.path().to_owned();
+        drop(store);
+        let mut store = Store::open(&path).unwrap();
+        assert!(store.client(&bot).unwrap().verify_record(&master).is_err());
+        let refused = store.transaction(|s| {
+            s.set_client_status(&bot, ClientStatus::Active, ClientStatus::Frozen, &master)
+        });
+        assert!(
+            refused.is_err(),
+            "an untagged client was changed before its upgrade"
+        );
+        let tagged = store
+            .transaction(|s| {
+                s.upgrade_schema()?;
+                s.tag_untagged_clients(&master)
+            })
+            .unwrap();
+        assert_eq!(tagged, vec![bot.clone()]);
+        store.client(&bot).unwrap().verify_record(&master).unwrap();
+        assert!(store
+            .transaction(|s| s.tag_untagged_clients(&master))
+            .unwrap()
+            .is_empty());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_schema_newer_than_this_build_is_refused() {
+        let (dir, store) = temp_store();
+        store
+            .connection()
+            .execute("UPDATE meta SET value = 3 WHERE key = 'schema_version'", [])
+            .unwrap();
+        let path = store.path().to_owned();
+        drop(store);
+        assert!(matches!(
+            Store::open(&path),
+            Err(Error::Corrupt {
+                what: "schema version",
+                ..
+            })
+        ));
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -210,19 +210,39 @@ pub struct Client {
     pub previous_until_ms: Option<u64>,
     material: Vec<u8>,
     previous_material: Option<Vec<u8>>,
+    /// The policy as stored, which the tag covers byte for byte.
+    policy_json: String,
+    /// The master key's tag over every other column; `None` on a row an earlier build
+    /// wrote and no unlock has tagged yet.
+    tag: Option<Vec<u8>>,
 }
 
 impl Client {
-    /// Opens what verifies the current key.
+    /// Checks that no column of this client (status, policy, expiry, account, keys) was
+    /// changed since keygate last wrote it: a change made without the master key, in the
+    /// database itself, fails here.
+    pub fn verify_record(&self, master: &MasterKey) -> Result<(), Error> {
+        let fields = self.tagged_fields();
+        let fields: Vec<&[u8]> = fields.iter().map(Vec::as_slice).collect();
+        let tag = self.tag.as_deref().unwrap_or_default();
+        master
+            .verify_record(&self.record_id(), &fields, tag)
+            .map_err(Error::from)
+    }
+
+    /// Opens what verifies the current key, once the record is verified.
     pub fn open_material(&self, master: &MasterKey) -> Result<ClientKeyMaterial, Error> {
+        self.verify_record(master)?;
         ClientKeyMaterial::open(master, self.key_type, &self.api_key, &self.material)
     }
 
-    /// Opens what verifies the previous key, while its grace window lasts.
+    /// Opens what verifies the previous key, while its grace window lasts, once the record
+    /// is verified.
     pub fn open_previous_material(
         &self,
         master: &MasterKey,
     ) -> Result<Option<(String, ClientKeyMaterial)>, Error> {
+        self.verify_record(master)?;
         match (&self.previous_api_key, &self.previous_material) {
             (Some(key), Some(blob)) => Ok(Some((
                 key.clone(),
@@ -230,6 +250,44 @@ impl Client {
             ))),
             _ => Ok(None),
         }
+    }
+
+    /// The record the tag is bound to.
+    fn record_id(&self) -> RecordId {
+        RecordId::new("client-record", self.name.as_str(), "")
+    }
+
+    /// Every column but the tag, as the tag covers them: integers big-endian, an absent
+    /// value empty and a present one after a `1`, so that none reads as another.
+    fn tagged_fields(&self) -> [Vec<u8>; 12] {
+        fn text(value: &str) -> Vec<u8> {
+            value.as_bytes().to_vec()
+        }
+        fn optional(value: Option<&[u8]>) -> Vec<u8> {
+            value.map_or_else(Vec::new, |v| [&[1], v].concat())
+        }
+        let time = |ms: Option<u64>| ms.map(u64::to_be_bytes);
+        [
+            text(self.name.as_str()),
+            text(self.account.as_str()),
+            text(self.status.as_str()),
+            text(self.key_type.as_str()),
+            text(&self.api_key),
+            self.material.clone(),
+            text(&self.policy_json),
+            self.created_ms.to_be_bytes().to_vec(),
+            optional(time(self.expires_ms).as_ref().map(|b| &b[..])),
+            optional(self.previous_api_key.as_deref().map(str::as_bytes)),
+            optional(self.previous_material.as_deref()),
+            optional(time(self.previous_until_ms).as_ref().map(|b| &b[..])),
+        ]
+    }
+
+    /// Sets the tag over the columns as they are now.
+    fn retag(&mut self, master: &MasterKey) {
+        let fields = self.tagged_fields();
+        let fields: Vec<&[u8]> = fields.iter().map(Vec::as_slice).collect();
+        self.tag = Some(master.tag_record(&self.record_id(), &fields));
     }
 
     fn from_row(row: &Row<'_>) -> rusqlite::Result<Result<Client, Error>> {
@@ -249,6 +307,12 @@ impl Client {
                     what: "client policy",
                     reason: e.to_string(),
                 })?,
+                policy_json: policy,
+                // A version-1 row has no tag column: it reads as untagged.
+                tag: match row.get("tag") {
+                    Err(rusqlite::Error::InvalidColumnName(_)) => None,
+                    tag => tag.map_err(corrupt_row)?,
+                },
                 created_ms: row.get::<_, i64>("created_ms").map_err(corrupt_row)? as u64,
                 expires_ms: row
                     .get::<_, Option<i64>>("expires_ms")
@@ -287,6 +351,14 @@ fn parse_name(s: &str) -> Result<Name, Error> {
         what: "name",
         reason: e.to_string(),
     })
+}
+
+fn status_conflict(name: &Name, now: ClientStatus, expected: ClientStatus) -> Error {
+    Error::Conflict {
+        kind: "client",
+        name: name.to_string(),
+        reason: format!("it is {}, not {}", now.as_str(), expected.as_str()),
+    }
 }
 
 fn corrupt_row(e: rusqlite::Error) -> Error {
@@ -466,22 +538,41 @@ impl Store {
         now_ms: u64,
     ) -> Result<(), Error> {
         self.account(&new.account)?;
-        let policy = serde_json::to_string(&new.policy).map_err(|e| Error::Corrupt {
+        let policy_json = serde_json::to_string(&new.policy).map_err(|e| Error::Corrupt {
             what: "client policy",
             reason: e.to_string(),
         })?;
+        let mut client = Client {
+            name: new.name.clone(),
+            account: new.account.clone(),
+            status: ClientStatus::Active,
+            key_type: new.material.key_type(),
+            api_key: new.api_key.clone(),
+            policy: new.policy.clone(),
+            created_ms: now_ms,
+            expires_ms: new.expires_ms,
+            previous_api_key: None,
+            previous_until_ms: None,
+            material: new.material.seal(master, &new.api_key),
+            previous_material: None,
+            policy_json,
+            tag: None,
+        };
+        client.retag(master);
         self.connection()
             .execute(
-                "INSERT INTO clients (name, account, status, key_type, api_key, key_material, policy, created_ms, expires_ms) VALUES (?1, ?2, 'active', ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT INTO clients (name, account, status, key_type, api_key, key_material, policy, created_ms, expires_ms, tag) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                 params![
-                    new.name.as_str(),
-                    new.account.as_str(),
-                    new.material.key_type().as_str(),
-                    new.api_key,
-                    new.material.seal(master, &new.api_key),
-                    policy,
-                    now_ms as i64,
-                    new.expires_ms.map(|v| v as i64)
+                    client.name.as_str(),
+                    client.account.as_str(),
+                    client.status.as_str(),
+                    client.key_type.as_str(),
+                    client.api_key,
+                    client.material,
+                    client.policy_json,
+                    client.created_ms as i64,
+                    client.expires_ms.map(|v| v as i64),
+                    client.tag,
                 ],
             )
             .map_err(|e| {
@@ -530,31 +621,43 @@ impl Store {
             })?
     }
 
-    /// Sets a client's status from `from` to `to`, in one statement: a client whose
-    /// status is no longer `from` (revoked meanwhile by another command) is not changed,
+    /// Sets a client's status from `from` to `to`. The change applies only to the row as
+    /// it was read and verified here: a client whose status is no longer `from` (revoked
+    /// meanwhile by another command), or that changed in any other way, is not changed,
     /// and that is an error.
+    ///
+    /// A record that fails verification can only be revoked: it is refused by the gateway
+    /// already, and revoking it keeps its tag as it is, so it stays refused. Freezing or
+    /// unfreezing it would mean tagging what someone else wrote.
     pub fn set_client_status(
         &self,
         name: &Name,
         from: ClientStatus,
         to: ClientStatus,
+        master: &MasterKey,
     ) -> Result<(), Error> {
-        let n = self
-            .connection()
-            .execute(
-                "UPDATE clients SET status = ?3 WHERE name = ?1 AND status = ?2",
-                params![name.as_str(), from.as_str(), to.as_str()],
-            )
-            .map_err(|e| self.error(e))?;
-        if n == 0 {
-            let now = self.client(name)?.status;
-            return Err(Error::Conflict {
-                kind: "client",
-                name: name.to_string(),
-                reason: format!("it is {}, not {}", now.as_str(), from.as_str()),
-            });
+        let mut client = self.client(name)?;
+        if client.status != from {
+            return Err(status_conflict(name, client.status, from));
         }
-        Ok(())
+        if let Err(e) = client.verify_record(master) {
+            if to != ClientStatus::Revoked {
+                return Err(e);
+            }
+            let n = self
+                .connection()
+                .execute(
+                    "UPDATE clients SET status = ?3 WHERE name = ?1 AND status = ?2",
+                    params![name.as_str(), from.as_str(), to.as_str()],
+                )
+                .map_err(|e| self.error(e))?;
+            return match n {
+                0 => Err(status_conflict(name, self.client(name)?.status, from)),
+                _ => Ok(()),
+            };
+        }
+        client.status = to;
+        self.rewrite_client(&mut client, master)
     }
 
     /// Gives a client a new key; the old one stays valid until `grace_until_ms`.
@@ -566,20 +669,88 @@ impl Store {
         master: &MasterKey,
         grace_until_ms: u64,
     ) -> Result<(), Error> {
+        let mut client = self.client(name)?;
+        client.verify_record(master)?;
+        if material.key_type() != client.key_type {
+            return Err(Error::Conflict {
+                kind: "client",
+                name: name.to_string(),
+                reason: format!(
+                    "it signs with {}; a rotation keeps that",
+                    client.key_type.as_str()
+                ),
+            });
+        }
+        client.previous_api_key = Some(std::mem::replace(&mut client.api_key, api_key.into()));
+        client.previous_material = Some(std::mem::replace(
+            &mut client.material,
+            material.seal(master, api_key),
+        ));
+        client.previous_until_ms = Some(grace_until_ms);
+        self.rewrite_client(&mut client, master)
+    }
+
+    /// Writes `client`'s changed columns with a new tag, over the row as it was read: the
+    /// old tag covers every column, so a row another command changed meanwhile does not
+    /// match and is left alone.
+    fn rewrite_client(&self, client: &mut Client, master: &MasterKey) -> Result<(), Error> {
+        let read_tag = client.tag.take();
+        client.retag(master);
         let n = self
             .connection()
             .execute(
-                "UPDATE clients SET previous_api_key = api_key, previous_material = key_material, previous_until_ms = ?4, api_key = ?2, key_material = ?3 WHERE name = ?1",
-                params![name.as_str(), api_key, material.seal(master, api_key), grace_until_ms as i64],
+                "UPDATE clients SET status = ?2, api_key = ?3, key_material = ?4, previous_api_key = ?5, previous_material = ?6, previous_until_ms = ?7, tag = ?8 WHERE name = ?1 AND tag = ?9",
+                params![
+                    client.name.as_str(),
+                    client.status.as_str(),
+                    client.api_key,
+                    client.material,
+                    client.previous_api_key,
+                    client.previous_material,
+                    client.previous_until_ms.map(|v| v as i64),
+                    client.tag,
+                    read_tag,
+                ],
             )
-            .map_err(|e| self.error(e))?;
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    Error::Exists { kind: "client API key", name: client.name.to_string() }
+                } else {
+                    self.error(e)
+                }
+            })?;
         if n == 0 {
-            return Err(Error::NotFound {
+            return Err(Error::Conflict {
                 kind: "client",
-                name: name.to_string(),
+                name: client.name.to_string(),
+                reason: "another command changed it first".into(),
             });
         }
         Ok(())
+    }
+
+    /// Tags every client an earlier build wrote without a tag, as its columns are now, and
+    /// returns their names. Run once, when the vault's check value says it predates tags
+    /// ([`keygate_vault::VaultFormat::Untagged`]), in the transaction that rewrites it: a
+    /// vault made or upgraded by this build never tags a row it did not write.
+    pub fn tag_untagged_clients(&self, master: &MasterKey) -> Result<Vec<Name>, Error> {
+        let mut tagged = Vec::new();
+        for client in self.client_rows()? {
+            // A row that does not decode stays untagged, and so refused.
+            let Ok(mut client) = client else { continue };
+            if client.tag.is_some() {
+                continue;
+            }
+            client.retag(master);
+            self.connection()
+                .execute(
+                    "UPDATE clients SET tag = ?2 WHERE name = ?1 AND tag IS NULL",
+                    params![client.name.as_str(), client.tag],
+                )
+                .map_err(|e| self.error(e))?;
+            tagged.push(client.name);
+        }
+        Ok(tagged)
     }
 
     /// Appends audit rows in one immediate transaction. `build` receives the last row

@@ -55,8 +55,9 @@ pub enum Error {
     /// The passphrase or key file does not open this vault.
     #[error("wrong passphrase or master key: the vault did not open")]
     WrongMasterKey,
-    /// A sealed record failed authentication: it was altered or moved to another record.
-    #[error("sealed {kind} {id:?} failed authentication: it was tampered with or moved from another record")]
+    /// A sealed or tagged record failed authentication: it was altered, or moved from
+    /// another record, without the master key.
+    #[error("{kind} {id:?} failed authentication: it was tampered with (changed without the master key) or moved from another record")]
     Tampered {
         /// The record's kind.
         kind: String,
@@ -344,17 +345,50 @@ impl MasterKey {
     }
 
     /// Seals the fixed check value that [`MasterKey::verify_check`] opens; stored with the
-    /// vault so that a wrong passphrase is told apart from tampering.
+    /// vault so that a wrong passphrase is told apart from tampering. It also records the
+    /// vault's format, [`VaultFormat::Current`], where only the master key can change it.
     pub fn make_check(&self) -> Vec<u8> {
         self.seal(&check_id(), CHECK_PLAINTEXT)
     }
 
-    /// Whether this key opens the vault's check value.
-    pub fn verify_check(&self, check: &[u8]) -> Result<(), Error> {
+    /// Whether this key opens the vault's check value, and the format it records.
+    pub fn verify_check(&self, check: &[u8]) -> Result<VaultFormat, Error> {
         match self.open(&check_id(), check) {
-            Ok(p) if p.expose_secret() == CHECK_PLAINTEXT => Ok(()),
+            Ok(p) if p.expose_secret() == CHECK_PLAINTEXT => Ok(VaultFormat::Current),
+            Ok(p) if p.expose_secret() == CHECK_PLAINTEXT_UNTAGGED => Ok(VaultFormat::Untagged),
             _ => Err(Error::WrongMasterKey),
         }
+    }
+
+    /// A tag over a record stored in the clear (a client's status, policy and expiry), so
+    /// that changing any of its `fields` without the master key is caught by
+    /// [`MasterKey::verify_record`]. Each field is length-prefixed, so that no two lists
+    /// of fields are tagged alike, and the tag is bound to `id` as a sealed record is.
+    pub fn tag_record(&self, id: &RecordId, fields: &[&[u8]]) -> Vec<u8> {
+        self.record_mac(id, fields).finalize().into_bytes().to_vec()
+    }
+
+    /// Checks, in constant time, a tag made by [`MasterKey::tag_record`] for the same
+    /// record and fields.
+    pub fn verify_record(&self, id: &RecordId, fields: &[&[u8]], tag: &[u8]) -> Result<(), Error> {
+        self.record_mac(id, fields)
+            .verify_slice(tag)
+            .map_err(|_| Error::Tampered {
+                kind: id.kind.clone(),
+                id: shortened(&id.id),
+            })
+    }
+
+    fn record_mac(&self, id: &RecordId, fields: &[&[u8]]) -> Hmac<Sha256> {
+        let key = self.derive_subkey("record-tag");
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key.expose_secret())
+            .expect("HMAC accepts keys of any length");
+        mac.update(&id.associated_data());
+        for field in fields {
+            mac.update(&(field.len() as u64).to_be_bytes());
+            mac.update(field);
+        }
+        mac
     }
 
     /// A key derived from the master key for one purpose (such as the audit HMAC key), so
@@ -368,7 +402,20 @@ impl MasterKey {
     }
 }
 
-const CHECK_PLAINTEXT: &[u8] = b"keygate vault check v1";
+const CHECK_PLAINTEXT: &[u8] = b"keygate vault check v2";
+/// The check value of vaults made before client records were tagged.
+const CHECK_PLAINTEXT_UNTAGGED: &[u8] = b"keygate vault check v1";
+
+/// A vault's format, as its check value records it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VaultFormat {
+    /// Made before client records were tagged ([`MasterKey::tag_record`]): its clients
+    /// are to be tagged once, then the check value rewritten with
+    /// [`MasterKey::make_check`].
+    Untagged,
+    /// Every client record carries a tag.
+    Current,
+}
 
 fn check_id() -> RecordId {
     RecordId::new("vault-check", "", "")
@@ -610,10 +657,41 @@ mod tests {
         let check = good.make_check();
         let bad =
             MasterKey::from_passphrase(&SecretString::new("wrong horse".into()), &params).unwrap();
-        assert!(good.verify_check(&check).is_ok());
+        assert_eq!(good.verify_check(&check).unwrap(), VaultFormat::Current);
         assert!(matches!(
             bad.verify_check(&check),
             Err(Error::WrongMasterKey)
         ));
+    }
+
+    #[test]
+    fn a_check_value_from_before_record_tags_says_so() {
+        let master = MasterKey::generate();
+        let old = master.seal(&check_id(), CHECK_PLAINTEXT_UNTAGGED);
+        assert_eq!(master.verify_check(&old).unwrap(), VaultFormat::Untagged);
+    }
+
+    #[test]
+    fn a_record_tag_covers_every_field_its_record_and_its_key() {
+        let master = MasterKey::generate();
+        let id = RecordId::new("client", "bot1", "");
+        let fields: [&[u8]; 3] = [b"active", b"{\"scope\":[\"read\"]}", b"main"];
+        let tag = master.tag_record(&id, &fields);
+        assert!(master.verify_record(&id, &fields, &tag).is_ok());
+
+        let widened: [&[u8]; 3] = [b"active", b"{\"scope\":[\"withdraw\"]}", b"main"];
+        let shifted: [&[u8]; 3] = [b"activ", b"e{\"scope\":[\"read\"]}", b"main"];
+        for other in [&widened, &shifted] {
+            assert!(matches!(
+                master.verify_record(&id, other, &tag),
+                Err(Error::Tampered { .. })
+            ));
+        }
+        let other_record = RecordId::new("client", "bot2", "");
+        assert!(master.verify_record(&other_record, &fields, &tag).is_err());
+        assert!(MasterKey::generate()
+            .verify_record(&id, &fields, &tag)
+            .is_err());
+        assert!(master.verify_record(&id, &fields, &tag[..16]).is_err());
     }
 }

@@ -348,7 +348,7 @@ fn commit(store: &Store, key: &AuditKey, jobs: Vec<Job>, synced: &mut bool) {
     // Whoever waits on this batch waits for it to reach the disk: without the sync mode
     // that promises it, the events are still written, but nobody is told they are durable.
     let unsynced = durable && !*synced;
-    let bodies: Vec<Option<(u64, Result<String, String>)>> = jobs
+    let bodies: Vec<Entry> = jobs
         .iter()
         .map(|j| {
             j.event
@@ -357,38 +357,7 @@ fn commit(store: &Store, key: &AuditKey, jobs: Vec<Job>, synced: &mut bool) {
         })
         .collect();
     let result = store.append_events(
-        |last| {
-            let (mut seq, mut prev) = match last {
-                Some(row) => (row.seq, row.hash.clone()),
-                None => (0, GENESIS.to_vec()),
-            };
-            let mut rows = Vec::with_capacity(bodies.len());
-            let mut seqs = Vec::with_capacity(bodies.len());
-            for entry in &bodies {
-                let Some((ts_ms, body)) = entry else {
-                    // A barrier: everything before it is in this commit or an earlier one.
-                    seqs.push(Some(seq));
-                    continue;
-                };
-                let Ok(body) = body else {
-                    seqs.push(None);
-                    continue;
-                };
-                seq += 1;
-                let hash = chain_hash(&prev, seq, *ts_ms, body);
-                let mac = key.mac(&hash);
-                rows.push(EventRow {
-                    seq,
-                    ts_ms: *ts_ms,
-                    body: body.clone(),
-                    hash: hash.clone(),
-                    mac,
-                });
-                prev = hash;
-                seqs.push(Some(seq));
-            }
-            (rows, seqs)
-        },
+        |last| chain(key, last, &bodies),
         |head| key.head_mac(head.seq, &head.hash),
     );
     match result {
@@ -408,6 +377,66 @@ fn commit(store: &Store, key: &AuditKey, jobs: Vec<Job>, synced: &mut bool) {
             fail(jobs, &e.to_string());
         }
     }
+}
+
+/// What one queued job puts in the log: nothing (a barrier), or an event's time and its
+/// JSON (or why it did not serialize).
+type Entry = Option<(u64, Result<String, String>)>;
+
+/// The rows that chain `entries` after `last`, and each entry's seq: for a barrier, the
+/// seq of the last row before it; for an event that did not serialize, `None`.
+fn chain(
+    key: &AuditKey,
+    last: Option<&EventRow>,
+    entries: &[Entry],
+) -> (Vec<EventRow>, Vec<Option<u64>>) {
+    let (mut seq, mut prev) = match last {
+        Some(row) => (row.seq, row.hash.clone()),
+        None => (0, GENESIS.to_vec()),
+    };
+    let mut rows = Vec::with_capacity(entries.len());
+    let mut seqs = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let Some((ts_ms, body)) = entry else {
+            // A barrier: everything before it is in this commit or an earlier one.
+            seqs.push(Some(seq));
+            continue;
+        };
+        let Ok(body) = body else {
+            seqs.push(None);
+            continue;
+        };
+        seq += 1;
+        let hash = chain_hash(&prev, seq, *ts_ms, body);
+        let mac = key.mac(&hash);
+        rows.push(EventRow {
+            seq,
+            ts_ms: *ts_ms,
+            body: body.clone(),
+            hash: hash.clone(),
+            mac,
+        });
+        prev = hash;
+        seqs.push(Some(seq));
+    }
+    (rows, seqs)
+}
+
+/// Appends `events` to the log inside the write transaction the caller holds on `store`
+/// ([`Store::transaction`]), chained after the last event any process wrote: they
+/// commit with the caller's other changes, or not at all. An administrative change and
+/// its event are made so. Returns the seq of the last one.
+pub fn append_within(store: &Store, key: &AuditKey, events: &[Event]) -> Result<u64, Error> {
+    let entries = events
+        .iter()
+        .map(|e| serde_json::to_string(e).map(|body| Some((e.ts_ms, Ok(body)))))
+        .collect::<Result<Vec<Entry>, _>>()
+        .map_err(|e| Error::Encode(e.to_string()))?;
+    let seqs = store.append_events_within(
+        |last| chain(key, last, &entries),
+        |head| key.head_mac(head.seq, &head.hash),
+    )?;
+    Ok(seqs.last().copied().flatten().unwrap_or_default())
 }
 
 /// Verifies the whole log: contiguous sequence from 1, every hash chained to the one
@@ -525,6 +554,31 @@ mod tests {
         let db = dir.path().join("keygate.db");
         Store::create(&db).unwrap();
         (dir, db, AuditKey::from_bytes(&[9; 32]))
+    }
+
+    #[test]
+    fn events_appended_within_a_transaction_commit_with_it_or_not_at_all() {
+        let (_dir, db, key) = open();
+        let log = AuditLog::start(&db, key.clone()).unwrap();
+        log.append_blocking(event(1)).unwrap();
+        let mut store = Store::open(&db).unwrap();
+        let failed: Result<(), Error> = store.transaction(|s| {
+            append_within(s, &key, &[event(2)])?;
+            Err(Error::Encode("the change failed".into()))
+        });
+        assert!(failed.is_err());
+        assert_eq!(
+            verify(&store, &key).unwrap(),
+            1,
+            "the event outlived its change"
+        );
+        let seq = store
+            .transaction(|s| append_within(s, &key, &[event(2), event(3)]))
+            .unwrap();
+        assert_eq!(seq, 3);
+        // The writer thread chains after rows another connection wrote.
+        assert_eq!(log.append_blocking(event(4)).unwrap(), 4);
+        assert_eq!(verify(&store, &key).unwrap(), 4);
     }
 
     #[test]

@@ -6,10 +6,10 @@ use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use keygate_core::{ClientStatus, Exchange, Name};
 use keygate_store::NewAccount;
-use keygate_vault::SecretString;
+use keygate_vault::{redact, SecretString};
 use serde_json::json;
 
-use crate::home::{now_ms, parse_duration, read_stdin_line, Unlocked};
+use crate::home::{admin_event, now_ms, parse_duration, read_stdin_line, Unlocked};
 use crate::output::{print_json, print_table, rfc3339, span};
 
 /// `keygate account …`
@@ -97,25 +97,24 @@ fn add(vault: &mut Unlocked, args: &AddArgs) -> anyhow::Result<()> {
         secret,
     };
     let now = now_ms();
-    let master = &vault.master;
-    vault
-        .store
-        .transaction(|s| s.insert_account(&new, master, now))
-        .with_context(|| format!("adding account {label}"))?;
-    let account = vault
-        .store
-        .account(&label)
-        .context("reading the new account")?;
-    vault.record(
+    let fingerprint = redact(new.api_key.expose_secret());
+    let added = admin_event(
         "account.add",
         label.as_str(),
         json!({
             "exchange": exchange.as_str(),
             "upstream": upstream,
             "rotate_every_s": rotate_every_s,
-            "fingerprint": account.fingerprint,
+            "fingerprint": fingerprint,
         }),
-    )?;
+    );
+    vault
+        .change(&[added], |s, master| s.insert_account(&new, master, now))
+        .with_context(|| format!("adding account {label}"))?;
+    let account = vault
+        .store
+        .account(&label)
+        .context("reading the new account")?;
     println!(
         "added account {label} ({exchange}, key {})",
         account.fingerprint
@@ -194,20 +193,20 @@ fn rotate(vault: &mut Unlocked, args: &RotateArgs) -> anyhow::Result<()> {
         .with_context(|| format!("looking up account {label}"))?;
     let (api_key, secret) = read_credentials(before.exchange)?;
     let now = now_ms();
-    let master = &vault.master;
-    vault
-        .store
-        .transaction(|s| s.replace_account_credentials(&label, &api_key, &secret, master, now))
-        .with_context(|| format!("rotating account {label}"))?;
-    let after = vault.store.account(&label).context("reading the account")?;
-    vault.record(
+    let after = redact(api_key.expose_secret());
+    let rotated = admin_event(
         "account.rotate",
         label.as_str(),
-        json!({ "old_fingerprint": before.fingerprint, "new_fingerprint": after.fingerprint }),
-    )?;
+        json!({ "old_fingerprint": before.fingerprint, "new_fingerprint": after }),
+    );
+    vault
+        .change(&[rotated], |s, master| {
+            s.replace_account_credentials(&label, &api_key, &secret, master, now)
+        })
+        .with_context(|| format!("rotating account {label}"))?;
     println!(
-        "rotated account {label}: key {} replaced by {}; bound clients are unchanged",
-        before.fingerprint, after.fingerprint
+        "rotated account {label}: key {} replaced by {after}; bound clients are unchanged",
+        before.fingerprint
     );
     Ok(())
 }
@@ -238,29 +237,30 @@ fn remove(vault: &mut Unlocked, args: &RemoveArgs) -> anyhow::Result<()> {
         .filter(|c| c.status != ClientStatus::Revoked)
         .map(|c| (c.name.clone(), c.status))
         .collect();
-    let master = &vault.master;
+    let revoked: Vec<&Name> = to_revoke.iter().map(|(name, _)| name).collect();
+    let events: Vec<_> = revoked
+        .iter()
+        .map(|name| {
+            admin_event(
+                "client.revoke",
+                name.as_str(),
+                json!({ "reason": "account removed", "account": label.as_str() }),
+            )
+        })
+        .chain([admin_event(
+            "account.remove",
+            label.as_str(),
+            json!({ "revoked_clients": revoked }),
+        )])
+        .collect();
     vault
-        .store
-        .transaction(|s| {
+        .change(&events, |s, master| {
             for (name, status) in &to_revoke {
                 s.set_client_status(name, *status, ClientStatus::Revoked, master)?;
             }
             s.delete_account(&label)
         })
         .with_context(|| format!("removing account {label}"))?;
-    let revoked: Vec<&Name> = to_revoke.iter().map(|(name, _)| name).collect();
-    for name in &revoked {
-        vault.record(
-            "client.revoke",
-            name.as_str(),
-            json!({ "reason": "account removed", "account": label.as_str() }),
-        )?;
-    }
-    vault.record(
-        "account.remove",
-        label.as_str(),
-        json!({ "revoked_clients": revoked }),
-    )?;
     if to_revoke.is_empty() {
         println!("removed account {label}");
     } else {

@@ -16,7 +16,7 @@ use rand::distributions::{Alphanumeric, DistString};
 use rust_decimal::Decimal;
 use serde_json::json;
 
-use crate::home::{now_ms, parse_duration, Unlocked};
+use crate::home::{admin_event, now_ms, parse_duration, Unlocked};
 use crate::output::{print_json, print_table, rfc3339};
 
 /// Length of generated virtual API keys and HMAC secrets (Binance's format).
@@ -185,17 +185,12 @@ fn issue(vault: &mut Unlocked, args: &IssueArgs) -> anyhow::Result<()> {
         policy: policy.clone(),
         expires_ms: Some(expires_ms),
     };
-    let master = &vault.master;
-    vault
-        .store
-        .transaction(|s| s.insert_client(&new, master, now))
-        .with_context(|| format!("issuing client {name}"))?;
     let key_type = if secret.is_some() {
         KeyType::Hmac
     } else {
         KeyType::Ed25519
     };
-    vault.record(
+    let issued = admin_event(
         "client.issue",
         name.as_str(),
         json!({
@@ -205,7 +200,10 @@ fn issue(vault: &mut Unlocked, args: &IssueArgs) -> anyhow::Result<()> {
             "policy": policy,
             "expires_at": rfc3339(expires_ms),
         }),
-    )?;
+    );
+    vault
+        .change(&[issued], |s, master| s.insert_client(&new, master, now))
+        .with_context(|| format!("issuing client {name}"))?;
     print_credentials(
         &Issued {
             name: &name,
@@ -513,15 +511,16 @@ fn set_status(vault: &mut Unlocked, name: &str, to: ClientStatus) -> anyhow::Res
     if to == ClientStatus::Active && c.status != ClientStatus::Frozen {
         bail!("client {name} is not frozen");
     }
-    vault
-        .store
-        .transaction(|s| s.set_client_status(&name, c.status, to, &vault.master))
-        .with_context(|| format!("setting client {name} to {}", to.as_str()))?;
-    vault.record(
+    let changed = admin_event(
         change,
         name.as_str(),
         json!({ "from": c.status.as_str(), "to": to.as_str() }),
-    )?;
+    );
+    vault
+        .change(&[changed], |s, master| {
+            s.set_client_status(&name, c.status, to, master)
+        })
+        .with_context(|| format!("setting client {name} to {}", to.as_str()))?;
     let verb = match to {
         ClientStatus::Frozen => "frozen",
         ClientStatus::Active => "unfrozen",
@@ -558,12 +557,7 @@ fn rotate(vault: &mut Unlocked, args: &RotateArgs) -> anyhow::Result<()> {
     };
     let api_key = random_alphanumeric();
     let grace_until = now_ms().saturating_add(grace.as_millis() as u64);
-    let master = &vault.master;
-    vault
-        .store
-        .transaction(|s| s.rotate_client(&name, &api_key, &material, master, grace_until))
-        .with_context(|| format!("rotating client {name}"))?;
-    vault.record(
+    let rotated = admin_event(
         "client.rotate",
         name.as_str(),
         json!({
@@ -571,7 +565,12 @@ fn rotate(vault: &mut Unlocked, args: &RotateArgs) -> anyhow::Result<()> {
             "new_api_key": redact(&api_key),
             "old_key_valid_until": rfc3339(grace_until),
         }),
-    )?;
+    );
+    vault
+        .change(&[rotated], |s, master| {
+            s.rotate_client(&name, &api_key, &material, master, grace_until)
+        })
+        .with_context(|| format!("rotating client {name}"))?;
     print_credentials(
         &Issued {
             name: &name,

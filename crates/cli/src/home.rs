@@ -129,26 +129,33 @@ pub struct Unlocked {
 }
 
 impl Unlocked {
-    /// Appends an administrative event made from the command line and waits until it is
-    /// durable.
-    pub fn record(
-        &self,
-        change: &str,
-        target: &str,
-        detail: serde_json::Value,
-    ) -> anyhow::Result<u64> {
-        let event = Event {
-            ts_ms: now_ms(),
-            body: EventBody::Admin(AdminEvent {
-                actor: "cli".into(),
-                change: change.into(),
-                target: target.into(),
-                detail,
-            }),
-        };
-        self.audit
-            .append_blocking(event)
-            .with_context(|| format!("writing the audit event for {change} {target}"))
+    /// Makes an administrative change and writes its audit `events` in one transaction,
+    /// durably: both are committed or neither is, so no change goes unaudited and no
+    /// event tells of a change that did not happen.
+    pub fn change<T>(
+        &mut self,
+        events: &[Event],
+        make: impl FnOnce(&Store, &MasterKey) -> Result<T, keygate_store::Error>,
+    ) -> Result<T, keygate_audit::Error> {
+        let (master, key) = (&self.master, &self.audit_key);
+        self.store.transaction(|s| {
+            let value = make(s, master)?;
+            keygate_audit::append_within(s, key, events)?;
+            Ok(value)
+        })
+    }
+}
+
+/// The audit event of an administrative change made from the command line.
+pub fn admin_event(change: &str, target: &str, detail: serde_json::Value) -> Event {
+    Event {
+        ts_ms: now_ms(),
+        body: EventBody::Admin(AdminEvent {
+            actor: "cli".into(),
+            change: change.into(),
+            target: target.into(),
+            detail,
+        }),
     }
 }
 
@@ -199,22 +206,8 @@ pub fn init(home: Home, how: &UnlockArgs, args: &InitArgs) -> anyhow::Result<()>
     };
 
     let result = (|| {
-        let mut store = Store::create(&db).context("creating the database")?;
+        let store = Store::create(&db).context("creating the database")?;
         restrict_db_files(&db)?;
-        store
-            .transaction(|s| {
-                if let Some(params) = &kdf {
-                    let json =
-                        serde_json::to_vec(params).map_err(|e| keygate_store::Error::Corrupt {
-                            what: "kdf parameters",
-                            reason: e.to_string(),
-                        })?;
-                    s.set_meta(META_KDF, &json)?;
-                }
-                s.set_meta(META_CHECK, &master.make_check())?;
-                s.set_meta(META_PROVIDER, provider.as_str().as_bytes())
-            })
-            .context("writing vault metadata")?;
         let config = Config {
             version: 1,
             master_key: MasterKeyConfig {
@@ -228,12 +221,26 @@ pub fn init(home: Home, how: &UnlockArgs, args: &InitArgs) -> anyhow::Result<()>
                 .context("encoding the config")?
                 .as_bytes(),
         )?;
-        let unlocked = open_with(home.clone(), store, master)?;
-        unlocked.record(
+        let mut unlocked = open_with(home.clone(), store, master)?;
+        let initialized = admin_event(
             "vault.init",
             &home.dir.display().to_string(),
             serde_json::json!({ "provider": provider.as_str() }),
-        )?;
+        );
+        unlocked
+            .change(&[initialized], |s, master| {
+                if let Some(params) = &kdf {
+                    let json =
+                        serde_json::to_vec(params).map_err(|e| keygate_store::Error::Corrupt {
+                            what: "kdf parameters",
+                            reason: e.to_string(),
+                        })?;
+                    s.set_meta(META_KDF, &json)?;
+                }
+                s.set_meta(META_CHECK, &master.make_check())?;
+                s.set_meta(META_PROVIDER, provider.as_str().as_bytes())
+            })
+            .context("writing vault metadata")?;
         restrict_db_files(&db)?;
         Ok::<_, anyhow::Error>(())
     })();
@@ -307,25 +314,28 @@ pub fn unlock(home: Home, how: &UnlockArgs) -> anyhow::Result<Unlocked> {
 /// Upgrades a vault an earlier keygate made: tags its clients as they are (from now on a
 /// change made without the master key is caught) and rewrites the check value, in one
 /// transaction, so that this happens once. Audited as `vault.upgrade`.
-fn upgrade(home: Home, mut store: Store, master: MasterKey) -> anyhow::Result<Unlocked> {
-    let tagged = store
+fn upgrade(home: Home, store: Store, master: MasterKey) -> anyhow::Result<Unlocked> {
+    let mut unlocked = open_with(home, store, master)?;
+    let (master, key) = (&unlocked.master, &unlocked.audit_key);
+    let tagged = unlocked
+        .store
         .transaction(|s| {
             s.upgrade_schema()?;
-            let tagged = s.tag_untagged_clients(&master)?;
+            let tagged = s.tag_untagged_clients(master)?;
             s.set_meta(META_CHECK, &master.make_check())?;
-            Ok(tagged)
+            let names: Vec<&str> = tagged.iter().map(Name::as_str).collect();
+            let upgraded = admin_event(
+                "vault.upgrade",
+                "clients",
+                serde_json::json!({ "tagged_clients": names }),
+            );
+            keygate_audit::append_within(s, key, &[upgraded])?;
+            Ok::<_, keygate_audit::Error>(tagged)
         })
         .context("upgrading a vault made by an earlier keygate")?;
-    let unlocked = open_with(home, store, master)?;
-    let names: Vec<&str> = tagged.iter().map(Name::as_str).collect();
-    unlocked.record(
-        "vault.upgrade",
-        "clients",
-        serde_json::json!({ "tagged_clients": names }),
-    )?;
     eprintln!(
         "keygate: upgraded this vault; {} client record(s) are now tagged with the master key",
-        names.len()
+        tagged.len()
     );
     Ok(unlocked)
 }

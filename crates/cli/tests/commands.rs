@@ -783,6 +783,30 @@ mod client {
     }
 
     #[test]
+    fn a_change_whose_audit_event_cannot_be_written_is_not_made() {
+        let kg = Kg::with_key_file();
+        kg.add_account("main", REAL_KEY, REAL_SECRET);
+        kg.issue("main", "bot1", &[]);
+        db(&kg)
+            .execute_batch(
+                "CREATE TRIGGER no_events BEFORE INSERT ON events
+                 BEGIN SELECT RAISE(ABORT, 'the audit log is full'); END;",
+            )
+            .unwrap();
+        let before = db_state(&kg);
+        let out = kg.fails(&["client", "freeze", "bot1"], "", 2);
+        assert!(
+            out.stderr.contains("the audit log is full"),
+            "{}",
+            out.stderr
+        );
+        kg.fails(&["account", "remove", "main", "--force"], "", 2);
+        assert_eq!(db_state(&kg), before);
+        db(&kg).execute_batch("DROP TRIGGER no_events").unwrap();
+        assert_eq!(kg.status("bot1"), "active");
+    }
+
+    #[test]
     fn expired_clients_are_listed_as_expired() {
         let kg = Kg::with_key_file();
         kg.add_account("main", REAL_KEY, REAL_SECRET);

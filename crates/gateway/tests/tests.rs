@@ -607,7 +607,9 @@ async fn an_upstream_changed_in_the_database_gets_no_key() {
             [format!("http://{}", elsewhere.local_addr().unwrap())],
         )
         .unwrap();
-    store.transaction(|_| Ok(())).unwrap();
+    store
+        .transaction(|_| Ok::<_, keygate_store::Error>(()))
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(1000)).await;
     env.exchange.simulator().reset(false);
     let (code, body) = get(&env, "/api/v3/account", "").await;
@@ -681,7 +683,9 @@ async fn a_client_changed_in_the_database_without_the_master_key_is_refused() {
             [],
         )
         .unwrap();
-    store.transaction(|_| Ok(())).unwrap();
+    store
+        .transaction(|_| Ok::<_, keygate_store::Error>(()))
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(1000)).await;
     env.exchange.simulator().reset(false);
     let (code, body) = get(&env, "/api/v3/account", "").await;

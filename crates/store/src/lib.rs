@@ -283,10 +283,12 @@ impl Store {
     }
 
     /// Runs `f` in one immediate transaction; every change inside bumps the generation once.
-    pub fn transaction<T>(
+    /// `f` may fail with an error of its own (such as the audit log's, for a change
+    /// audited in the same transaction).
+    pub fn transaction<T, E: From<Error>>(
         &mut self,
-        f: impl FnOnce(&Store) -> Result<T, Error>,
-    ) -> Result<T, Error> {
+        f: impl FnOnce(&Store) -> Result<T, E>,
+    ) -> Result<T, E> {
         self.conn
             .execute_batch("BEGIN IMMEDIATE")
             .map_err(|e| self.sql(e))?;

@@ -765,32 +765,46 @@ impl Store {
         let conn = self.connection();
         conn.execute_batch("BEGIN IMMEDIATE")
             .map_err(|e| self.error(e))?;
-        let result = (|| {
-            let last = self.last_event()?;
-            let (rows, value) = build(last.as_ref());
-            let mut stmt = conn
-                .prepare_cached(
-                    "INSERT INTO events (seq, ts_ms, body, hash, mac) VALUES (?1, ?2, ?3, ?4, ?5)",
-                )
-                .map_err(|e| self.error(e))?;
-            for r in &rows {
-                stmt.execute(params![r.seq as i64, r.ts_ms as i64, r.body, r.hash, r.mac])
-                    .map_err(|e| self.error(e))?;
-            }
-            if let Some(last) = rows.last() {
-                self.set_meta(
-                    "audit_head",
-                    &encode_head(last.seq, &last.hash, &head_mac(last)),
-                )?;
-            }
-            conn.execute_batch("COMMIT").map_err(|e| self.error(e))?;
-            Ok(value)
-        })();
+        let result = self
+            .append_events_within(build, head_mac)
+            .and_then(|value| {
+                conn.execute_batch("COMMIT").map_err(|e| self.error(e))?;
+                Ok(value)
+            });
         if result.is_err() {
             // Abandoned either way; the caller hears the first error.
             let _ = conn.execute_batch("ROLLBACK");
         }
         result
+    }
+
+    /// [`Store::append_events`] inside a write transaction the caller holds (see
+    /// [`Store::transaction`]), so that the rows commit, or not, with the caller's other
+    /// changes.
+    pub fn append_events_within<T>(
+        &self,
+        build: impl FnOnce(Option<&EventRow>) -> (Vec<EventRow>, T),
+        head_mac: impl FnOnce(&EventRow) -> Vec<u8>,
+    ) -> Result<T, Error> {
+        let last = self.last_event()?;
+        let (rows, value) = build(last.as_ref());
+        let mut stmt = self
+            .connection()
+            .prepare_cached(
+                "INSERT INTO events (seq, ts_ms, body, hash, mac) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .map_err(|e| self.error(e))?;
+        for r in &rows {
+            stmt.execute(params![r.seq as i64, r.ts_ms as i64, r.body, r.hash, r.mac])
+                .map_err(|e| self.error(e))?;
+        }
+        if let Some(last) = rows.last() {
+            self.set_meta(
+                "audit_head",
+                &encode_head(last.seq, &last.hash, &head_mac(last)),
+            )?;
+        }
+        Ok(value)
     }
 
     /// The head recorded with the last append: (seq, hash, mac) of the last row written.

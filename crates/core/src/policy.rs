@@ -201,6 +201,8 @@ pub enum Rule {
     Rate,
     /// The audit log could not be written, so the request was not forwarded.
     AuditUnavailable,
+    /// The client closed its connection before the request was forwarded.
+    ClientGone,
 }
 
 impl Rule {
@@ -223,6 +225,7 @@ impl Rule {
             Rule::PriceUnavailable => "price_unavailable",
             Rule::Rate => "rate",
             Rule::AuditUnavailable => "audit_unavailable",
+            Rule::ClientGone => "client_gone",
         }
     }
 }

@@ -239,12 +239,16 @@ async fn handle<A: Adapter>(
     .await
     {
         Ok(Ok(body)) => body,
-        Ok(Err(_)) => {
+        Ok(Err(e)) if is_length_limit(&e) => {
             return audit.deny(
                 refuse(Refusal::TooLarge),
                 Rule::Malformed,
                 "request body too large",
             )
+        }
+        Ok(Err(_)) => {
+            let msg = "the request body was cut short";
+            return audit.deny(refuse(Refusal::Malformed(msg)), Rule::ClientGone, msg);
         }
         Err(_) => {
             let msg = "request body was not received in time";
@@ -560,6 +564,19 @@ fn check_path(path: &str) -> Result<(), &'static str> {
     }
 }
 
+/// Whether reading a body failed because it passed [`MAX_BODY_BYTES`], rather than
+/// because the client stopped sending it.
+fn is_length_limit(error: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if e.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
 fn query_suffix(query: &str) -> String {
     if query.is_empty() {
         String::new()
@@ -593,6 +610,10 @@ fn source_ip(trusted: &[IpNet], peer: IpAddr, headers: &HeaderMap) -> Option<IpA
 }
 
 /// The audit event of one request, filled in as the request path learns more.
+///
+/// Every request ends in an event: [`Audit::deny`] or [`Audit::finish`] writes it, and
+/// if neither did (the client hung up and the request was dropped before it was
+/// forwarded), dropping the audit writes one with rule `client_gone`.
 #[derive(Clone)]
 struct Audit<'a> {
     gw: &'a Gateway,
@@ -605,7 +626,12 @@ struct Audit<'a> {
     account: Option<String>,
     action: Option<Action>,
     notional: Option<Decimal>,
+    /// The pending event is queued: it will be written, whether or not anyone waits.
+    pending_queued: bool,
+    /// The pending event is durable.
     pending_written: bool,
+    /// Its event is made; nothing is left to write on drop.
+    recorded: bool,
 }
 
 impl<'a> Audit<'a> {
@@ -627,33 +653,36 @@ impl<'a> Audit<'a> {
             account: None,
             action: None,
             notional: None,
+            pending_queued: false,
             pending_written: false,
+            recorded: false,
         }
     }
 
     /// The request event, made of this audit's own fields.
     fn into_event(
-        self,
+        mut self,
         allowed: bool,
         denial: Option<Denial>,
         upstream_status: Option<u16>,
         latency_us: Option<u64>,
         outcome: Outcome,
     ) -> Event {
-        let (kind, symbol, side, amount, asset) = match self.action {
+        self.recorded = true;
+        let (kind, symbol, side, amount, asset) = match self.action.take() {
             Some(a) => (a.kind, a.symbol, a.side, a.amount, a.asset),
             None => (ActionKind::Unknown, None, None, None, None),
         };
         Event {
             ts_ms: now_ms(),
             body: EventBody::Request(RequestEvent {
-                request_id: self.request_id,
+                request_id: std::mem::take(&mut self.request_id),
                 exchange: self.exchange.into(),
-                client: self.client,
-                account: self.account,
+                client: self.client.take(),
+                account: self.account.take(),
                 source_ip: self.source_ip.to_string(),
-                method: self.method,
-                path: self.path,
+                method: std::mem::take(&mut self.method),
+                path: std::mem::take(&mut self.path),
                 action: kind,
                 symbol,
                 side,
@@ -691,6 +720,7 @@ impl<'a> Audit<'a> {
         let event = self
             .clone()
             .into_event(true, None, None, None, Outcome::Pending);
+        self.pending_queued = true;
         self.gw.audit.append_durable(
             event,
             Box::new(move |result| {
@@ -709,28 +739,65 @@ impl<'a> Audit<'a> {
 
     /// Records what the exchange did.
     fn finish(
-        self,
+        mut self,
         upstream_status: Option<u16>,
         latency_us: u64,
         outcome: Outcome,
         pending: bool,
     ) {
-        let log = &self.gw.audit;
+        let gw = self.gw;
         let event = if pending && self.pending_written {
-            Event {
-                ts_ms: now_ms(),
-                body: EventBody::Outcome(OutcomeEvent {
-                    request_id: self.request_id,
-                    client: self.client,
-                    upstream_status,
-                    latency_us,
-                    outcome,
-                }),
-            }
+            self.outcome_event(upstream_status, latency_us, outcome)
         } else {
             self.into_event(true, None, upstream_status, Some(latency_us), outcome)
         };
-        log.append(event);
+        gw.audit.append(event);
+    }
+
+    /// The event that follows a pending one, with what became of the request.
+    fn outcome_event(
+        &mut self,
+        upstream_status: Option<u16>,
+        latency_us: u64,
+        outcome: Outcome,
+    ) -> Event {
+        self.recorded = true;
+        Event {
+            ts_ms: now_ms(),
+            body: EventBody::Outcome(OutcomeEvent {
+                request_id: std::mem::take(&mut self.request_id),
+                client: self.client.take(),
+                upstream_status,
+                latency_us,
+                outcome,
+            }),
+        }
+    }
+}
+
+impl Drop for Audit<'_> {
+    /// A request dropped before it was forwarded (its client hung up while keygate read
+    /// its body, priced it, or waited for the audit log): recorded as not forwarded.
+    fn drop(&mut self) {
+        if self.recorded {
+            return;
+        }
+        let gw = self.gw;
+        let event = if self.pending_queued {
+            // The pending event will be written; this one follows it and closes it.
+            self.outcome_event(None, 0, Outcome::NotForwarded)
+        } else {
+            let message = "the client closed its connection before the request was forwarded";
+            self.clone().into_event(
+                false,
+                Some(Denial::new(Rule::ClientGone, message)),
+                None,
+                None,
+                Outcome::NotForwarded,
+            )
+        };
+        self.recorded = true;
+        gw.audit.append(event);
     }
 }
 

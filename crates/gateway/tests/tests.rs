@@ -820,16 +820,78 @@ async fn a_request_whose_client_hangs_up_is_still_audited() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     drop(client);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let store = Store::open(&env.db).unwrap();
-    let events: Vec<Value> = keygate_audit::read(&store, 1, 100)
-        .unwrap()
-        .iter()
-        .map(|(_, e)| serde_json::to_value(e).unwrap())
-        .filter(|e| e["path"] == "/api/v3/account")
-        .collect();
+    let events = events_about(&env, "/api/v3/account");
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(events[0]["outcome"], "unknown");
     assert_eq!(events[0]["client"], "bot1");
+}
+
+/// The events about `path` in the log, as JSON.
+fn events_about(env: &Env, path: &str) -> Vec<Value> {
+    let store = Store::open(&env.db).unwrap();
+    let events: Vec<Value> = keygate_audit::read(&store, 1, 1000)
+        .unwrap()
+        .iter()
+        .map(|(_, e)| serde_json::to_value(e).unwrap())
+        .collect();
+    // An outcome event names no path: it follows its request by id.
+    let ids: Vec<Value> = events
+        .iter()
+        .filter(|e| e["path"] == path)
+        .map(|e| e["request_id"].clone())
+        .collect();
+    events
+        .into_iter()
+        .filter(|e| ids.contains(&e["request_id"]))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_request_dropped_before_it_is_forwarded_is_audited() {
+    let env = default_env().await;
+    // A body cut short: the client sends half of it and hangs up.
+    let mut client = tokio::net::TcpStream::connect(env.gateway).await.unwrap();
+    let order = sign(
+        "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=50000",
+        BOT_SECRET,
+    );
+    let request = http("POST", "/binance/api/v3/order", "", &order);
+    client
+        .write_all(&request[..request.len() - order.len() / 2])
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    drop(client);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let cut = events_about(&env, "/api/v3/order");
+    assert_eq!(cut.len(), 1, "{cut:?}");
+    assert_eq!(cut[0]["rule"], "client_gone");
+    assert_eq!(cut[0]["outcome"], "not_forwarded");
+
+    // An order whose client hangs up while keygate waits for its audit event to be
+    // durable: the pending event is closed by an outcome saying it was not forwarded.
+    let blocker = rusqlite::Connection::open(&env.db).unwrap();
+    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let mut client = tokio::net::TcpStream::connect(env.gateway).await.unwrap();
+    client
+        .write_all(&http("POST", "/binance/api/v3/order", "", &order))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(client);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    blocker.execute_batch("ROLLBACK").unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let events = events_about(&env, "/api/v3/order");
+    assert_eq!(events.len(), 3, "{events:?}");
+    let (pending, outcome) = (&events[1], &events[2]);
+    assert_eq!(pending["outcome"], "pending", "{pending}");
+    assert_eq!(outcome["type"], "outcome", "{outcome}");
+    assert_eq!(outcome["request_id"], pending["request_id"]);
+    assert_eq!(outcome["outcome"], "not_forwarded");
+    assert_eq!(exchange_saw(&env, "/api/v3/order"), 0);
+    let store = Store::open(&env.db).unwrap();
+    keygate_audit::verify(&store, &env.audit_key).unwrap();
 }
 
 #[tokio::test]

@@ -61,6 +61,11 @@ pub fn run(unlocked: Unlocked, args: &ServeArgs) -> anyhow::Result<()> {
         ..
     } = unlocked;
     let registry = Registry::load(&store, &master).context("loading accounts and clients")?;
+    if !keygate_vault::secrets_locked() {
+        tracing::warn!(
+            "some secrets could not be locked in memory (see `ulimit -l`); they may be written to swap"
+        );
+    }
     let live = Arc::new(Live::new(registry));
     spawn_reloader(store, master, live.clone()).context("starting the reload thread")?;
     let audit_log = audit.clone();

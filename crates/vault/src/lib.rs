@@ -7,9 +7,9 @@
 //! The master key comes from a passphrase (Argon2id, parameters stored with the vault:
 //! [`KdfParams`]) or from a 32-byte key file that only its owner may read.
 //!
-//! Secrets live in [`SecretBytes`] and [`SecretString`]: they zeroize on drop, have no
-//! `Debug` or `Display`, compare in constant time, and are read only through an explicit
-//! `expose_secret` call.
+//! Secrets live in [`SecretBytes`] and [`SecretString`]: they are locked in memory
+//! (never swapped out), zeroize on drop, have no `Debug` or `Display`, compare in
+//! constant time, and are read only through an explicit `expose_secret` call.
 //!
 //! This crate is not a store: it turns plaintext into sealed blobs and back; where the
 //! blobs live is `keygate-store`'s business.
@@ -27,7 +27,7 @@
 
 mod secret;
 
-pub use secret::{redact, SecretBytes, SecretString};
+pub use secret::{redact, secrets_locked, SecretBytes, SecretString};
 
 use std::fs;
 use std::io::{Read, Write};

@@ -124,9 +124,23 @@ fn add(vault: &mut Unlocked, args: &AddArgs) -> anyhow::Result<()> {
 
 fn list(vault: &Unlocked, args: &ListArgs) -> anyhow::Result<()> {
     let accounts = vault.store.accounts().context("reading accounts")?;
-    let clients = vault.store.clients().context("reading clients")?;
+    let mut counts = Vec::with_capacity(accounts.len());
+    for account in &accounts {
+        counts.push(
+            vault
+                .store
+                .client_names_bound_to(&account.label)
+                .context("reading clients")?
+                .len(),
+        );
+    }
     let now = now_ms();
-    let bound = |label: &Name| clients.iter().filter(|c| &c.account == label).count();
+    let bound = |label: &Name| {
+        accounts
+            .iter()
+            .position(|a| &a.label == label)
+            .map_or(0, |i| counts[i])
+    };
     if args.json {
         let items: Vec<_> = accounts
             .iter()
@@ -217,25 +231,26 @@ fn remove(vault: &mut Unlocked, args: &RemoveArgs) -> anyhow::Result<()> {
         .store
         .account(&label)
         .with_context(|| format!("looking up account {label}"))?;
-    let bound: Vec<_> = vault
+    let names = vault
         .store
-        .clients()
-        .context("reading clients")?
-        .into_iter()
-        .filter(|c| c.account == label)
-        .collect();
-    if !bound.is_empty() && !args.force {
-        let names: Vec<&str> = bound.iter().map(|c| c.name.as_str()).collect();
+        .client_names_bound_to(&label)
+        .context("reading clients")?;
+    if !names.is_empty() && !args.force {
         bail!(
             "account {label} has {} bound client(s): {}; revoke them first or pass --force",
-            bound.len(),
+            names.len(),
             names.join(", ")
         );
     }
-    let to_revoke: Vec<(Name, ClientStatus)> = bound
-        .iter()
-        .filter(|c| c.status != ClientStatus::Revoked)
-        .map(|c| (c.name.clone(), c.status))
+    // Clients whose rows do not read are deleted with the account all the same.
+    let to_revoke: Vec<(Name, ClientStatus)> = vault
+        .store
+        .client_rows()
+        .context("reading clients")?
+        .into_iter()
+        .flatten()
+        .filter(|c| c.account == label && c.status != ClientStatus::Revoked)
+        .map(|c| (c.name, c.status))
         .collect();
     let revoked: Vec<&Name> = to_revoke.iter().map(|(name, _)| name).collect();
     let events: Vec<_> = revoked
@@ -250,11 +265,19 @@ fn remove(vault: &mut Unlocked, args: &RemoveArgs) -> anyhow::Result<()> {
         .chain([admin_event(
             "account.remove",
             label.as_str(),
-            json!({ "revoked_clients": revoked }),
+            json!({ "revoked_clients": revoked, "deleted_clients": names }),
         )])
         .collect();
     vault
         .change(&events, |s, master| {
+            // What was decided above still holds only if no client was bound meanwhile.
+            if s.client_names_bound_to(&label)? != names {
+                return Err(keygate_store::Error::Conflict {
+                    kind: "account",
+                    name: label.to_string(),
+                    reason: "its bound clients changed; run the command again".into(),
+                });
+            }
             for (name, status) in &to_revoke {
                 s.set_client_status(name, *status, ClientStatus::Revoked, master)?;
             }

@@ -353,13 +353,18 @@ fn random_alphanumeric() -> String {
     Alphanumeric.sample_string(&mut rand::rngs::OsRng, KEY_LEN)
 }
 
-/// The status a client is in now: `tampered` when its record was changed without the
-/// master key (the gateway refuses it; revoked stays revoked), its stored status, or
-/// `expired` once its expiry passed.
+/// The status a client is in now: `untagged` when an earlier keygate wrote it and
+/// `keygate upgrade` has not tagged it yet, `tampered` when its record was changed without
+/// the master key (the gateway refuses both, and no stored status of them can be
+/// believed), its stored status, or `expired` once its expiry passed.
 fn effective_status(c: &Client, now: u64, master: &MasterKey) -> &'static str {
+    if !c.is_tagged() {
+        return "untagged";
+    }
+    if c.verify_record(master).is_err() {
+        return "tampered";
+    }
     match c.status {
-        ClientStatus::Revoked => "revoked",
-        _ if c.verify_record(master).is_err() => "tampered",
         ClientStatus::Active if c.expires_ms.is_some_and(|e| e <= now) => "expired",
         s => s.as_str(),
     }
@@ -383,7 +388,14 @@ fn client_json(c: &Client, now: u64, master: &MasterKey) -> serde_json::Value {
 }
 
 fn list(vault: &Unlocked, args: &ListArgs) -> anyhow::Result<()> {
-    let clients = vault.store.clients().context("reading clients")?;
+    let mut clients = Vec::new();
+    for row in vault.store.client_rows().context("reading clients")? {
+        match row {
+            Ok(client) => clients.push(client),
+            // Listed, not fatal: an unreadable row is exactly what the operator must see.
+            Err(e) => eprintln!("keygate: a client does not read (the gateway refuses it): {e}"),
+        }
+    }
     let now = now_ms();
     if args.json {
         let items: Vec<_> = clients
@@ -438,7 +450,12 @@ fn show(vault: &Unlocked, args: &ShowArgs) -> anyhow::Result<()> {
         "status:             {}",
         effective_status(&c, now, &vault.master)
     );
-    if c.verify_record(&vault.master).is_err() {
+    if !c.is_tagged() {
+        println!(
+            "record:             NOT TAGGED (written by an earlier keygate); the gateway refuses \
+             this client until `keygate upgrade` tags it."
+        );
+    } else if c.verify_record(&vault.master).is_err() {
         println!(
             "record:             CHANGED WITHOUT THE MASTER KEY; the gateway refuses this client. \
              Revoke it, issue a new one, and find out who can write the database."
@@ -501,15 +518,28 @@ fn set_status(vault: &mut Unlocked, name: &str, to: ClientStatus) -> anyhow::Res
         ClientStatus::Active => "client.unfreeze",
         ClientStatus::Revoked => "client.revoke",
     };
-    if c.status == ClientStatus::Revoked && to != ClientStatus::Revoked {
-        bail!("client {name} is revoked; revocation is final (issue a new client instead)");
-    }
-    if c.status == to {
-        println!("client {name} is already {}", to.as_str());
-        return Ok(());
-    }
-    if to == ClientStatus::Active && c.status != ClientStatus::Frozen {
-        bail!("client {name} is not frozen");
+    // A record changed without the master key says nothing true, not even that it is
+    // revoked: revoking it is always allowed, and the only change allowed.
+    if let Err(e) = c.verify_record(&vault.master) {
+        if to != ClientStatus::Revoked {
+            if !c.is_tagged() {
+                bail!("client {name} has no tag yet: review and tag it with `keygate upgrade`");
+            }
+            return Err(e).with_context(|| {
+                format!("client {name} was changed without the master key; revoke it")
+            });
+        }
+    } else {
+        if c.status == ClientStatus::Revoked && to != ClientStatus::Revoked {
+            bail!("client {name} is revoked; revocation is final (issue a new client instead)");
+        }
+        if c.status == to {
+            println!("client {name} is already {}", to.as_str());
+            return Ok(());
+        }
+        if to == ClientStatus::Active && c.status != ClientStatus::Frozen {
+            bail!("client {name} is not frozen");
+        }
     }
     let changed = admin_event(
         change,

@@ -12,6 +12,8 @@ use keygate_store::Store;
 use keygate_vault::{KdfParams, MasterKey, SecretString, VaultFormat};
 use serde::{Deserialize, Serialize};
 
+use crate::output::{print_table, rfc3339};
+
 /// Meta key holding the Argon2id parameters of a passphrase vault (JSON).
 const META_KDF: &str = "kdf";
 /// Meta key holding the sealed check value that tells a wrong key from a right one.
@@ -126,6 +128,8 @@ pub struct Unlocked {
     pub audit: AuditLog,
     /// The audit MAC key.
     pub audit_key: AuditKey,
+    /// The vault's format, as its check value records it.
+    pub format: VaultFormat,
 }
 
 impl Unlocked {
@@ -221,7 +225,7 @@ pub fn init(home: Home, how: &UnlockArgs, args: &InitArgs) -> anyhow::Result<()>
                 .context("encoding the config")?
                 .as_bytes(),
         )?;
-        let mut unlocked = open_with(home.clone(), store, master)?;
+        let mut unlocked = open_with(home.clone(), store, master, VaultFormat::Current)?;
         let initialized = admin_event(
             "vault.init",
             &home.dir.display().to_string(),
@@ -272,7 +276,7 @@ pub fn init(home: Home, how: &UnlockArgs, args: &InitArgs) -> anyhow::Result<()>
 /// Opens the vault in `home` with the key `how` describes.
 pub fn unlock(home: Home, how: &UnlockArgs) -> anyhow::Result<Unlocked> {
     let db = home.db_path();
-    let store = Store::open(&db).context("opening the database")?;
+    let mut store = Store::open(&db).context("opening the database")?;
     let config = home.config()?;
     let master = match (&how.master_key_file, config.master_key.provider) {
         (Some(path), _) => MasterKey::from_key_file(path)
@@ -305,22 +309,92 @@ pub fn unlock(home: Home, how: &UnlockArgs) -> anyhow::Result<Unlocked> {
     let Ok(format) = master.verify_check(&check) else {
         bail!("wrong passphrase or master key: the vault did not open (nothing was changed)");
     };
-    match format {
-        VaultFormat::Current => open_with(home, store, master),
-        VaultFormat::Untagged => upgrade(home, store, master),
+    if format == VaultFormat::Untagged {
+        // Only the empty column: tagging rows is `keygate upgrade`'s, after the operator
+        // has seen them, since the check value itself could have been put back.
+        store
+            .transaction(|s| s.upgrade_schema())
+            .context("adding client tags to a vault made by an earlier keygate")?;
+        eprintln!(
+            "keygate: this vault was made by an earlier keygate: its clients are refused \
+             until you review and tag them with `keygate upgrade`"
+        );
     }
+    open_with(home, store, master, format)
 }
 
-/// Upgrades a vault an earlier keygate made: tags its clients as they are (from now on a
-/// change made without the master key is caught) and rewrites the check value, in one
-/// transaction, so that this happens once. Audited as `vault.upgrade`.
-fn upgrade(home: Home, store: Store, master: MasterKey) -> anyhow::Result<Unlocked> {
-    let mut unlocked = open_with(home, store, master)?;
+/// Options of `keygate upgrade`.
+#[derive(clap::Args, Debug)]
+pub struct UpgradeArgs {
+    /// Tag the clients shown without asking (required when standard input is not a
+    /// terminal).
+    #[arg(long)]
+    pub yes: bool,
+}
+
+/// `keygate upgrade`: tags the clients of a vault an earlier keygate made, as they are, once
+/// the operator has seen them, and rewrites the check value; in one transaction, audited
+/// as `vault.upgrade`. From then on a client changed without the master key is caught.
+///
+/// It asks because it vouches for rows it did not write: someone with write access to
+/// the database could have put back an old check value and edited a row, hoping for it
+/// to be tagged unseen.
+pub fn upgrade(mut unlocked: Unlocked, args: &UpgradeArgs) -> anyhow::Result<()> {
+    let rows = unlocked.store.client_rows().context("reading clients")?;
+    let untagged: Vec<_> = rows
+        .iter()
+        .filter_map(|row| row.as_ref().ok())
+        .filter(|c| !c.is_tagged())
+        .collect();
+    if unlocked.format == VaultFormat::Current {
+        if untagged.is_empty() {
+            println!("this vault is up to date; nothing to upgrade");
+            return Ok(());
+        }
+        let names: Vec<&str> = untagged.iter().map(|c| c.name.as_str()).collect();
+        bail!(
+            "this vault was made or upgraded by this keygate, yet client(s) {} have no tag: \
+             they were changed without the master key; revoke them",
+            names.join(", ")
+        );
+    }
+    println!("clients of this vault, to be tagged as they are:");
+    let table: Vec<Vec<String>> = untagged
+        .iter()
+        .map(|c| {
+            vec![
+                c.name.to_string(),
+                c.account.to_string(),
+                c.status.as_str().to_owned(),
+                c.policy.scopes.to_string(),
+                c.expires_ms.map_or_else(|| "never".into(), rfc3339),
+            ]
+        })
+        .collect();
+    print_table(&["NAME", "ACCOUNT", "STATUS", "SCOPES", "EXPIRES"], &table)?;
+    let unreadable = rows.iter().filter(|r| r.is_err()).count();
+    if unreadable > 0 {
+        println!("({unreadable} row(s) do not read and stay untagged, so refused)");
+    }
+    if !args.yes {
+        if !std::io::stdin().is_terminal() {
+            bail!("not a terminal: pass --yes to tag the clients shown");
+        }
+        print!("Tag these {} client(s)? [y/N] ", untagged.len());
+        std::io::stdout().flush().context("writing the prompt")?;
+        let mut answer = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut answer)
+            .context("reading the answer")?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            bail!("nothing was changed");
+        }
+    }
     let (master, key) = (&unlocked.master, &unlocked.audit_key);
     let tagged = unlocked
         .store
         .transaction(|s| {
-            s.upgrade_schema()?;
             let tagged = s.tag_untagged_clients(master)?;
             s.set_meta(META_CHECK, &master.make_check())?;
             let names: Vec<&str> = tagged.iter().map(Name::as_str).collect();
@@ -332,15 +406,21 @@ fn upgrade(home: Home, store: Store, master: MasterKey) -> anyhow::Result<Unlock
             keygate_audit::append_within(s, key, &[upgraded])?;
             Ok::<_, keygate_audit::Error>(tagged)
         })
-        .context("upgrading a vault made by an earlier keygate")?;
-    eprintln!(
-        "keygate: upgraded this vault; {} client record(s) are now tagged with the master key",
+        .context("tagging the clients")?;
+    unlocked.format = VaultFormat::Current;
+    println!(
+        "upgraded: {} client(s) tagged with the master key",
         tagged.len()
     );
-    Ok(unlocked)
+    Ok(())
 }
 
-fn open_with(home: Home, store: Store, master: MasterKey) -> anyhow::Result<Unlocked> {
+fn open_with(
+    home: Home,
+    store: Store,
+    master: MasterKey,
+    format: VaultFormat,
+) -> anyhow::Result<Unlocked> {
     let audit_key = AuditKey::from_bytes(master.derive_subkey("audit-mac").expose_secret());
     let audit =
         AuditLog::start(&home.db_path(), audit_key.clone()).context("starting the audit log")?;
@@ -350,6 +430,7 @@ fn open_with(home: Home, store: Store, master: MasterKey) -> anyhow::Result<Unlo
         master,
         audit,
         audit_key,
+        format,
     })
 }
 

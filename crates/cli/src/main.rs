@@ -103,6 +103,8 @@ enum Command {
     Dev(dev::DevCmd),
     /// Look for leaked exchange API keys in files and git history.
     Scan(scan_cmd::ScanArgs),
+    /// Tag the clients of a vault an earlier keygate made, after showing them.
+    Upgrade(home::UpgradeArgs),
 }
 
 fn main() {
@@ -147,6 +149,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(scan_cmd::run(args, Some(managed)))
         }
         Command::Scan(args) => Ok(scan_cmd::run(args, None)),
+        Command::Upgrade(args) => home::upgrade(home::unlock(home()?, &how)?, args).map(|()| 0),
     }
 }
 

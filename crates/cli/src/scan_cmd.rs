@@ -195,10 +195,19 @@ pub fn managed_keys(unlocked: &crate::home::Unlocked) -> anyhow::Result<ManagedK
             ManagedKeys::fingerprint_secret(&key, secret.expose_secret()),
         ));
     }
-    for client in unlocked.store.clients()? {
-        if let keygate_store::ClientKeyMaterial::Hmac(secret) =
-            client.open_material(&unlocked.master)?
-        {
+    for row in unlocked.store.client_rows()? {
+        let material = row.and_then(|client| {
+            let material = client.open_material(&unlocked.master)?;
+            Ok((client, material))
+        });
+        let (client, material) = match material {
+            Ok(opened) => opened,
+            Err(e) => {
+                eprintln!("keygate: a client is left out of the managed keys: {e}");
+                continue;
+            }
+        };
+        if let keygate_store::ClientKeyMaterial::Hmac(secret) = material {
             let name = format!("client {}", client.name);
             entries.push((
                 name,

@@ -736,20 +736,82 @@ mod client {
         kg.fails(&["client", "rotate", "bot1"], "", 2);
         kg.ok(&["client", "revoke", "bot1"], "");
         assert_eq!(kg.status("bot1"), "revoked");
+        // Undoing the edit does not bring it back: the revocation is tagged.
+        db(&kg)
+            .execute(
+                r#"UPDATE clients SET status = 'active', policy = replace(policy, ',"withdraw"', '')"#,
+                [],
+            )
+            .unwrap();
+        assert_eq!(kg.status("bot1"), "tampered");
     }
 
+    /// A regression test: one client row that did not decode made `client list`,
+    /// `account list` and `account remove` fail, hiding every other client.
     #[test]
-    fn a_vault_from_before_client_tags_is_upgraded_once_at_unlock() {
+    fn an_unreadable_client_row_hides_nothing_else() {
         let kg = Kg::with_key_file();
         kg.add_account("main", REAL_KEY, REAL_SECRET);
         kg.issue("main", "bot1", &[]);
-        // What an earlier keygate left: schema 1, no tags, the old check value.
+        db(&kg)
+            .execute(
+                "INSERT INTO clients SELECT 'bot2', account, 'bogus', key_type, 'otherkey', \
+                 key_material, policy, created_ms, expires_ms, NULL, NULL, NULL, tag \
+                 FROM clients WHERE name = 'bot1'",
+                [],
+            )
+            .unwrap();
+        let listed = kg.ok(&["client", "list", "--json"], "");
+        assert_eq!(listed.json().as_array().unwrap().len(), 1);
+        assert!(listed.stderr.contains("\"bot2\""), "{}", listed.stderr);
+        let accounts = kg.ok(&["account", "list", "--json"], "").json();
+        assert_eq!(accounts[0]["clients"], 2);
+        let refused = kg.fails(&["account", "remove", "main"], "", 2);
+        assert!(refused.stderr.contains("bot1, bot2"), "{}", refused.stderr);
+        kg.ok(&["account", "remove", "main", "--force"], "");
+        assert_eq!(db_state(&kg).2, 0);
+        let export = kg.ok(&["audit", "export"], "").stdout;
+        assert!(
+            export.contains("\"deleted_clients\":[\"bot1\",\"bot2\"]"),
+            "{export}"
+        );
+    }
+
+    /// A regression test: a status of `revoked` written into the database was believed, so
+    /// `client revoke` did nothing, and writing `active` back restored the client.
+    #[test]
+    fn a_revocation_written_without_the_master_key_is_not_believed() {
+        let kg = Kg::with_key_file();
+        kg.add_account("main", REAL_KEY, REAL_SECRET);
+        kg.issue("main", "bot1", &[]);
+        db(&kg)
+            .execute("UPDATE clients SET status = 'revoked'", [])
+            .unwrap();
+        assert_eq!(kg.status("bot1"), "tampered");
+        let events = db_state(&kg).0;
+        let out = kg.ok(&["client", "revoke", "bot1"], "");
+        assert!(out.stdout.contains("revoked"), "{}", out.stdout);
+        assert_eq!(
+            db_state(&kg).0,
+            events + 1,
+            "the revocation was not audited"
+        );
+        assert_eq!(kg.status("bot1"), "revoked");
+        db(&kg)
+            .execute("UPDATE clients SET status = 'active'", [])
+            .unwrap();
+        assert_eq!(kg.status("bot1"), "tampered");
+    }
+
+    /// Makes the vault look as an earlier keygate left it: schema 1, no tags, the old
+    /// check value.
+    fn as_before_client_tags(kg: &Kg) {
         let master = MasterKey::from_key_file(&kg.key_file()).unwrap();
         let old_check = master.seal(
             &keygate_vault::RecordId::new("vault-check", "", ""),
             b"keygate vault check v1",
         );
-        let c = db(&kg);
+        let c = db(kg);
         c.execute_batch(
             "ALTER TABLE clients DROP COLUMN tag;
              UPDATE meta SET value = 1 WHERE key = 'schema_version';",
@@ -760,14 +822,37 @@ mod client {
             [old_check],
         )
         .unwrap();
-        drop(c);
+    }
 
+    #[test]
+    fn a_vault_from_before_client_tags_is_upgraded_once_the_operator_has_seen_it() {
+        let kg = Kg::with_key_file();
+        kg.add_account("main", REAL_KEY, REAL_SECRET);
+        kg.issue("main", "bot1", &[]);
+        as_before_client_tags(&kg);
+
+        // Until the operator runs `keygate upgrade`, the old clients are refused.
         let out = kg.ok(&["client", "list", "--json"], "");
-        assert!(out.stderr.contains("upgraded this vault"), "{}", out.stderr);
-        assert_eq!(out.json()[0]["record_verified"], true);
+        assert!(out.stderr.contains("keygate upgrade"), "{}", out.stderr);
+        assert_eq!(out.json()[0]["record_verified"], false);
+        assert_eq!(kg.status("bot1"), "untagged");
+        kg.fails(&["client", "freeze", "bot1"], "", 2);
+        // Not without seeing them: without a terminal, only with --yes.
+        let refused = kg.fails(&["upgrade"], "", 2);
+        assert!(refused.stderr.contains("--yes"), "{}", refused.stderr);
+        let upgraded = kg.ok(&["upgrade", "--yes"], "");
+        assert!(upgraded.stdout.contains("bot1"), "{}", upgraded.stdout);
+        assert!(
+            upgraded.stdout.contains("1 client(s) tagged"),
+            "{}",
+            upgraded.stdout
+        );
         assert_eq!(kg.status("bot1"), "active");
-        let again = kg.ok(&["client", "list"], "");
-        assert!(!again.stderr.contains("upgraded"), "{}", again.stderr);
+        assert!(!kg.ok(&["client", "list"], "").stderr.contains("upgrade"));
+        assert!(kg
+            .ok(&["upgrade"], "")
+            .stdout
+            .contains("nothing to upgrade"));
         let export = kg.ok(&["audit", "export"], "").stdout;
         assert_eq!(
             export.matches("\"change\":\"vault.upgrade\"").count(),
@@ -775,11 +860,45 @@ mod client {
             "{export}"
         );
         kg.ok(&["audit", "verify"], "");
-        // From now on an untagged row is not taken for an old one.
+        // From now on a row without a tag is not taken for an old one.
         db(&kg)
             .execute("UPDATE clients SET tag = NULL", [])
             .unwrap();
-        assert_eq!(kg.status("bot1"), "tampered");
+        assert_eq!(kg.status("bot1"), "untagged");
+        let out = kg.fails(&["upgrade", "--yes"], "", 2);
+        assert!(
+            out.stderr.contains("changed without the master key"),
+            "{}",
+            out.stderr
+        );
+    }
+
+    /// A regression test: putting back the check value of an earlier keygate made the next
+    /// unlock tag whatever had been written into the clients, unseen.
+    #[test]
+    fn an_old_check_value_put_back_tags_nothing_by_itself() {
+        let kg = Kg::with_key_file();
+        kg.add_account("main", REAL_KEY, REAL_SECRET);
+        kg.issue("main", "bot1", &[]);
+        kg.ok(&["client", "revoke", "bot1"], "");
+        as_before_client_tags(&kg);
+        db(&kg)
+            .execute("UPDATE clients SET status = 'active'", [])
+            .unwrap();
+        for command in [
+            &["client", "list"][..],
+            &["audit", "verify"],
+            &["account", "list"],
+        ] {
+            kg.ok(command, "");
+        }
+        assert_eq!(kg.status("bot1"), "untagged");
+        let verified = keygate_store::Store::open(&kg.db())
+            .unwrap()
+            .client(&"bot1".parse().unwrap())
+            .unwrap()
+            .verify_record(&MasterKey::from_key_file(&kg.key_file()).unwrap());
+        assert!(verified.is_err());
     }
 
     #[test]

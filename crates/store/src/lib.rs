@@ -70,7 +70,8 @@ INSERT INTO meta (key, value) VALUES ('schema_version', 2), ('generation', 0);
 "#;
 
 /// The schema this build writes. Version 1 had no `clients.tag`: the first unlock by this
-/// build adds it ([`Store::upgrade_schema`]) and fills it ([`Store::tag_untagged_clients`]).
+/// build adds it ([`Store::upgrade_schema`]), empty, and `keygate upgrade` fills it
+/// ([`Store::tag_untagged_clients`]) once the operator has seen the rows.
 const SCHEMA_VERSION: i64 = 2;
 
 /// An error from the store.
@@ -451,11 +452,11 @@ mod tests {
         let (dir, mut store) = temp_store();
         let master = MasterKey::generate();
         add_main_and_bot1(&mut store, &master);
-        assert_eq!(store.clients().unwrap().len(), 1);
+        assert_eq!(store.client_rows().unwrap().len(), 1);
         store
             .transaction(|s| s.delete_account(&"main".parse().unwrap()))
             .unwrap();
-        assert!(store.clients().unwrap().is_empty());
+        assert!(store.client_rows().unwrap().is_empty());
         std::fs::remove_dir_all(dir).unwrap();
     }
 
@@ -476,6 +477,17 @@ mod tests {
             Err(Error::Conflict { .. })
         ));
         assert_eq!(store.client(&bot).unwrap().status, ClientStatus::Revoked);
+        // Revocation is final.
+        for to in [
+            ClientStatus::Active,
+            ClientStatus::Frozen,
+            ClientStatus::Revoked,
+        ] {
+            assert!(matches!(
+                set(&mut store, ClientStatus::Revoked, to),
+                Err(Error::Conflict { .. })
+            ));
+        }
         std::fs::remove_dir_all(dir).unwrap();
     }
 
@@ -559,12 +571,15 @@ mod tests {
             .transaction(|s| s.rotate_client(&bot, "rotated", &material, &master, 9))
             .is_err());
         set(&mut store, ClientStatus::Active, ClientStatus::Revoked).unwrap();
+        // Tagged as revoked: undoing the edit no longer brings back a usable client.
         let client = store.client(&bot).unwrap();
         assert_eq!(client.status, ClientStatus::Revoked);
-        assert!(
-            client.verify_record(&master).is_err(),
-            "revoking blessed the edit"
+        client.verify_record(&master).unwrap();
+        edit(
+            &store,
+            r#"status = 'active', policy = replace(policy, ',"withdraw"', '')"#,
         );
+        assert!(store.client(&bot).unwrap().verify_record(&master).is_err());
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -218,6 +218,12 @@ pub struct Client {
 }
 
 impl Client {
+    /// Whether the row carries a tag at all. Rows an earlier keygate wrote have none
+    /// until `keygate upgrade` tags them ([`Store::tag_untagged_clients`]).
+    pub fn is_tagged(&self) -> bool {
+        self.tag.is_some()
+    }
+
     /// Checks that no column of this client (status, policy, expiry, account, keys) was
     /// changed since keygate last wrote it: a change made without the master key, in the
     /// database itself, fails here.
@@ -296,6 +302,14 @@ impl Client {
         let status: String = row.get("status")?;
         let key_type: String = row.get("key_type")?;
         let policy: String = row.get("policy")?;
+        let named = |e: Error| match e {
+            // Which row it was, so that a listing can say which client is unreadable.
+            Error::Corrupt { what, reason } => Error::Corrupt {
+                what,
+                reason: format!("client {name:?}: {reason}"),
+            },
+            other => other,
+        };
         let client = (|| {
             Ok(Client {
                 name: parse_name(&name)?,
@@ -327,7 +341,7 @@ impl Client {
                 previous_material: row.get("previous_material").map_err(corrupt_row)?,
             })
         })();
-        Ok(client)
+        Ok(client.map_err(named))
     }
 }
 
@@ -585,13 +599,8 @@ impl Store {
         Ok(())
     }
 
-    /// Every client, by name.
-    pub fn clients(&self) -> Result<Vec<Client>, Error> {
-        self.client_rows()?.into_iter().collect()
-    }
-
-    /// Every client, each row read on its own: a row that does not decode is an error in
-    /// its place and hides none of the others.
+    /// Every client, by name, each row read on its own: a row that does not decode is an
+    /// error in its place and hides none of the others.
     pub fn client_rows(&self) -> Result<Vec<Result<Client, Error>>, Error> {
         let mut stmt = self
             .connection()
@@ -603,6 +612,21 @@ impl Store {
         Ok(rows
             .map(|r| r.map_err(|e| self.error(e)).and_then(|row| row))
             .collect())
+    }
+
+    /// The names of the clients bound to `account`, as stored, whether or not their rows
+    /// decode.
+    pub fn client_names_bound_to(&self, account: &Name) -> Result<Vec<String>, Error> {
+        let mut stmt = self
+            .connection()
+            .prepare("SELECT name FROM clients WHERE account = ?1 ORDER BY name")
+            .map_err(|e| self.error(e))?;
+        let names = stmt
+            .query_map([account.as_str()], |r| r.get(0))
+            .map_err(|e| self.error(e))?;
+        names
+            .collect::<rusqlite::Result<Vec<String>>>()
+            .map_err(|e| self.error(e))
     }
 
     /// The client called `name`.
@@ -624,11 +648,12 @@ impl Store {
     /// Sets a client's status from `from` to `to`. The change applies only to the row as
     /// it was read and verified here: a client whose status is no longer `from` (revoked
     /// meanwhile by another command), or that changed in any other way, is not changed,
-    /// and that is an error.
+    /// and that is an error. Revocation is final: a revoked client stays revoked.
     ///
-    /// A record that fails verification can only be revoked: it is refused by the gateway
-    /// already, and revoking it keeps its tag as it is, so it stays refused. Freezing or
-    /// unfreezing it would mean tagging what someone else wrote.
+    /// A record that fails verification can only be revoked. The row is then tagged as it
+    /// reads, revoked: whatever else someone wrote into it, a revoked client is refused,
+    /// and no tag made before covers it, so it cannot be brought back by undoing the edit.
+    /// Freezing or unfreezing it would mean tagging what someone else wrote, for use.
     pub fn set_client_status(
         &self,
         name: &Name,
@@ -640,21 +665,17 @@ impl Store {
         if client.status != from {
             return Err(status_conflict(name, client.status, from));
         }
-        if let Err(e) = client.verify_record(master) {
-            if to != ClientStatus::Revoked {
-                return Err(e);
+        match client.verify_record(master) {
+            Ok(()) if client.status == ClientStatus::Revoked => {
+                return Err(Error::Conflict {
+                    kind: "client",
+                    name: name.to_string(),
+                    reason: "it is revoked, and revocation is final".into(),
+                });
             }
-            let n = self
-                .connection()
-                .execute(
-                    "UPDATE clients SET status = ?3 WHERE name = ?1 AND status = ?2",
-                    params![name.as_str(), from.as_str(), to.as_str()],
-                )
-                .map_err(|e| self.error(e))?;
-            return match n {
-                0 => Err(status_conflict(name, self.client(name)?.status, from)),
-                _ => Ok(()),
-            };
+            Ok(()) => {}
+            Err(_) if to == ClientStatus::Revoked => {}
+            Err(e) => return Err(e),
         }
         client.status = to;
         self.rewrite_client(&mut client, master)
@@ -699,7 +720,7 @@ impl Store {
         let n = self
             .connection()
             .execute(
-                "UPDATE clients SET status = ?2, api_key = ?3, key_material = ?4, previous_api_key = ?5, previous_material = ?6, previous_until_ms = ?7, tag = ?8 WHERE name = ?1 AND tag = ?9",
+                "UPDATE clients SET status = ?2, api_key = ?3, key_material = ?4, previous_api_key = ?5, previous_material = ?6, previous_until_ms = ?7, tag = ?8 WHERE name = ?1 AND tag IS ?9",
                 params![
                     client.name.as_str(),
                     client.status.as_str(),
@@ -730,9 +751,10 @@ impl Store {
     }
 
     /// Tags every client an earlier build wrote without a tag, as its columns are now, and
-    /// returns their names. Run once, when the vault's check value says it predates tags
-    /// ([`keygate_vault::VaultFormat::Untagged`]), in the transaction that rewrites it: a
-    /// vault made or upgraded by this build never tags a row it did not write.
+    /// returns their names. Whoever calls this vouches for those rows: `keygate upgrade`
+    /// shows them and asks first, and only for a vault whose check value says it predates
+    /// tags ([`keygate_vault::VaultFormat::Untagged`]), rewriting it in the same
+    /// transaction.
     pub fn tag_untagged_clients(&self, master: &MasterKey) -> Result<Vec<Name>, Error> {
         let mut tagged = Vec::new();
         for client in self.client_rows()? {

@@ -295,19 +295,15 @@ impl Store {
             .map_err(|e| self.sql(e))?;
         let result = f(self).and_then(|value| {
             self.bump_generation()?;
+            self.conn.execute_batch("COMMIT").map_err(|e| self.sql(e))?;
             Ok(value)
         });
-        match result {
-            Ok(value) => {
-                self.conn.execute_batch("COMMIT").map_err(|e| self.sql(e))?;
-                Ok(value)
-            }
-            Err(e) => {
-                // The transaction is abandoned whatever ROLLBACK says; report the first error.
-                let _ = self.conn.execute_batch("ROLLBACK");
-                Err(e)
-            }
+        if result.is_err() {
+            // A failed COMMIT can leave the transaction open, holding the write lock.
+            // Abandoned whatever ROLLBACK says; the caller hears the first error.
+            let _ = self.conn.execute_batch("ROLLBACK");
         }
+        result
     }
 
     /// Runs `f` on one consistent snapshot of the database: writes that other

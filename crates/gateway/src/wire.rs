@@ -290,6 +290,7 @@ fn parse_head(
     let mut content_length: Option<usize> = None;
     let mut transfer_encoding: Option<&[u8]> = None;
     let mut close = !http11;
+    let mut close_option = false;
     for header in response.headers.iter() {
         let name = header.name;
         if name.eq_ignore_ascii_case("content-length") {
@@ -307,7 +308,7 @@ fn parse_head(
             for token in header.value.split(|b| *b == b',') {
                 let token = token.trim_ascii();
                 if token.eq_ignore_ascii_case(b"close") {
-                    close = true;
+                    close_option = true;
                 } else if token.eq_ignore_ascii_case(b"keep-alive") && !http11 {
                     close = false;
                 }
@@ -322,6 +323,8 @@ fn parse_head(
             }
         }
     }
+    // `close` wins over `keep-alive`, whichever of them comes first (RFC 9112 §9.3).
+    close |= close_option;
     let no_body = *method == Method::HEAD
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
@@ -646,5 +649,27 @@ mod tests {
             answer_of(&endless, 4096, Method::GET).await,
             Err(WireError::TooLarge)
         ));
+    }
+
+    /// Regression: an HTTP/1.0 answer with `Connection: close, keep-alive` kept its
+    /// connection, as the later option overrode the earlier. `close` wins, whatever the
+    /// order (RFC 9112 §9.3). Found by `answers_read_back_as_sent_however_the_bytes_arrive`.
+    #[tokio::test]
+    async fn http10_close_beside_keep_alive_closes_the_connection() {
+        for wire in [
+            &b"HTTP/1.0 200 OK\r\nConnection: close, keep-alive\r\nContent-Length: 2\r\n\r\n{}"[..],
+            b"HTTP/1.0 200 OK\r\nConnection: close\r\nConnection: Keep-Alive\r\nContent-Length: 2\r\n\r\n{}",
+        ] {
+            let answer = answer_of(wire, 5, Method::GET).await.unwrap();
+            assert!(!answer.keep_alive, "{}", String::from_utf8_lossy(wire));
+        }
+        let answer = answer_of(
+            b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\n{}",
+            5,
+            Method::GET,
+        )
+        .await
+        .unwrap();
+        assert!(answer.keep_alive);
     }
 }

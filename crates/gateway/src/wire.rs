@@ -325,6 +325,9 @@ fn parse_head(
     }
     // `close` wins over `keep-alive`, whichever of them comes first (RFC 9112 §9.3).
     close |= close_option;
+    // An HTTP/1.0 answer with a transfer coding is framed faultily: the connection is
+    // closed after it, as RFC 9112 §6.1 requires.
+    close |= !http11 && transfer_encoding.is_some();
     let no_body = *method == Method::HEAD
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
@@ -671,5 +674,20 @@ mod tests {
         .await
         .unwrap();
         assert!(answer.keep_alive);
+    }
+
+    /// Regression: an HTTP/1.0 answer with a `Transfer-Encoding` and `Connection:
+    /// keep-alive` kept its connection. RFC 9112 §6.1 takes such framing for faulty and
+    /// has the connection closed after the answer. Found by
+    /// `answers_read_back_as_sent_however_the_bytes_arrive`.
+    #[tokio::test]
+    async fn http10_answer_with_a_transfer_coding_closes_the_connection() {
+        let chunked =
+            b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let with_body = [&chunked[..], b"2\r\n{}\r\n0\r\n\r\n"].concat();
+        for (wire, method) in [(&with_body[..], Method::GET), (&chunked[..], Method::HEAD)] {
+            let answer = answer_of(wire, 5, method).await.unwrap();
+            assert!(!answer.keep_alive, "{}", String::from_utf8_lossy(wire));
+        }
     }
 }

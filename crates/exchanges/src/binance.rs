@@ -65,8 +65,9 @@ impl SignedRequest {
     ///
     /// Refuses: bytes outside printable ASCII (Binance wants non-ASCII percent-encoded),
     /// empty or nameless parameters, a body that is not `application/x-www-form-urlencoded`,
-    /// any name given twice (after percent-decoding, ignoring case), and a `signature` that
-    /// is not the last parameter of its part.
+    /// any name given twice (after percent-decoding, ignoring case; `signature` in another
+    /// case counts, since a forwarded request always has one), and a `signature` that is
+    /// not the last parameter of its part.
     pub fn parse(
         query: &str,
         body: &[u8],
@@ -128,10 +129,13 @@ impl SignedRequest {
                     continue;
                 }
                 // Names that differ only in case count as duplicates too: keygate cannot
-                // know whether the exchange folds case, so it refuses the ambiguity.
-                if params
-                    .iter()
-                    .any(|p| text(&raw, &p.name).eq_ignore_ascii_case(name_text))
+                // know whether the exchange folds case, so it refuses the ambiguity. That
+                // includes `signature` in another case, signed or not: the request goes
+                // to the exchange with a `signature`.
+                if name_text.eq_ignore_ascii_case("signature")
+                    || params
+                        .iter()
+                        .any(|p| text(&raw, &p.name).eq_ignore_ascii_case(name_text))
                 {
                     return Err(Error::DuplicateParameter {
                         name: name_text.to_owned(),
@@ -857,6 +861,28 @@ mod tests {
                     r,
                     Err(Error::DuplicateParameter { .. }) | Err(Error::Malformed { .. })
                 ),
+                "{q} | {b}: {r:?}"
+            );
+        }
+    }
+
+    /// Regression: `Signature=1&signature=…` was accepted, `Signature` taken for an
+    /// ordinary parameter though names that differ only in case are duplicates, and an
+    /// unsigned request with a `Signature` re-signed into that same ambiguity. Found by
+    /// `a_name_given_twice_is_refused_wherever_the_second_one_is`.
+    #[test]
+    fn signature_in_another_case_is_a_duplicate() {
+        for (q, b) in [
+            ("Signature=1&signature=00", ""),
+            ("SIGNATURE=1", "signature=00"),
+            ("signature=00", "sigNature=1"),
+            ("x=1&%53ignature=1", ""),
+            ("Signature=1", ""),
+        ] {
+            let r =
+                SignedRequest::parse(q, b.as_bytes(), Some("application/x-www-form-urlencoded"));
+            assert!(
+                matches!(r, Err(Error::DuplicateParameter { .. })),
                 "{q} | {b}: {r:?}"
             );
         }

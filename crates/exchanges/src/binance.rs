@@ -813,6 +813,66 @@ const FAPI_TRADE_POST: &[&str] = &[
     "order/test",
 ];
 
+/// Parses `data` as a request and uses everything the parsed request offers, for the
+/// `binance_parse` fuzz target; returns whether it parsed. The first line of `data` is the
+/// query (invalid UTF-8 replaced, since a query reaches the parser as `&str`), the rest a
+/// form body.
+///
+/// Panics only if the parser or a method of the parsed request does, or if an accepted
+/// request breaks an invariant: its payload is no longer than what was sent, and it
+/// re-signs into a request that parses back to the same parameters and verifies.
+#[cfg(any(test, feature = "fuzzing"))]
+pub fn fuzz_parse(data: &[u8]) -> bool {
+    let (query, body) = match data.iter().position(|&b| b == b'\n') {
+        Some(end) => (&data[..end], &data[end + 1..]),
+        None => (data, &[][..]),
+    };
+    let query = String::from_utf8_lossy(query);
+    let form = Some("application/x-www-form-urlencoded");
+    let Ok(request) = SignedRequest::parse(&query, body, form) else {
+        return false;
+    };
+    assert!(request.payload().len() <= query.len() + body.len());
+    // Whether these succeed depends on the input; that they return is what is checked.
+    let _ = request.verify(ClientKey::Hmac(b"fuzz"));
+    let _ = request.check_freshness(1_700_000_000_000);
+    let _ = request.replay_id();
+    for (method, path) in [
+        ("POST", "/api/v3/order"),
+        ("POST", "/fapi/v1/order"),
+        ("POST", "/sapi/v1/capital/withdraw/apply"),
+        ("POST", "/sapi/v1/asset/transfer"),
+    ] {
+        let _ = request.classify(method, path);
+    }
+    assert_resigns_faithfully(&request);
+    true
+}
+
+/// Asserts that `request` re-signs into a request that parses back to the same parameters
+/// in the same order (but for the new `timestamp`) and verifies under the real secret.
+#[cfg(any(test, feature = "fuzzing"))]
+fn assert_resigns_faithfully(request: &SignedRequest) {
+    const SECRET: &[u8] = b"the real secret";
+    const TIMESTAMP: u64 = 1_700_000_000_000;
+    let forward = request.resign("the real key", SECRET, TIMESTAMP);
+    let form = Some("application/x-www-form-urlencoded");
+    let resigned = match SignedRequest::parse(&forward.query, forward.body.as_bytes(), form) {
+        Ok(resigned) => resigned,
+        Err(e) => panic!("the re-signed request {forward:?} does not parse: {e}"),
+    };
+    let stamp = TIMESTAMP.to_string();
+    let expected = request.params().map(|(name, value)| match name {
+        "timestamp" => (name, stamp.as_str()),
+        _ => (name, value),
+    });
+    assert!(
+        resigned.params().eq(expected),
+        "re-signing changed the parameters: {forward:?}"
+    );
+    assert_eq!(resigned.verify(ClientKey::Hmac(SECRET)), Ok(()));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1048,5 +1108,42 @@ mod tests {
             classify_endpoint("PATCH", "/api/v3/order"),
             ActionKind::Unknown
         );
+    }
+
+    #[test]
+    fn fuzz_parse_accepts_or_refuses_a_corpus_of_tricky_requests() {
+        let corpus: &[(&[u8], bool)] = &[
+            (b"", true),
+            (b"\n", true),
+            (b"symbol=BTCUSDT&timestamp=1&signature=00", true),
+            (b"symbol=BTCUSDT\ntimestamp=1&signature=00", true),
+            (b"signature=00\nsymbol=BTCUSDT", true),
+            (b"a=%C3%A9&b=+%2B+", true),
+            (b"timestamp=99999999999999999999999&recvWindow=1e400", true),
+            (b"timestamp=18446744073709551615&recvWindow=60000.0001", true),
+            (b"recvWindow=79228162514264337593543950335&timestamp=1", true),
+            (b"quantity=79228162514264337593543950335&price=-0.0000000000000000000000000001&type=LIMIT", true),
+            (b"symbol=A\nsymbol=B", false),
+            (b"symbol=A&SYMBOL=B", false),
+            (b"sig%6Eature=1\nsignature=2", false),
+            (b"signature=00&symbol=A", false),
+            (b"a=%FF", false),
+            (b"a", false),
+            (b"=1", false),
+            (b"a=1&", false),
+            (b"&", false),
+            (b"a=b c", false),
+            (b"a=1\n\xff", false),
+            (b"\xff=1", false),
+            (b"a=1\x00", false),
+        ];
+        for (data, parses) in corpus {
+            assert_eq!(
+                fuzz_parse(data),
+                *parses,
+                "{}",
+                String::from_utf8_lossy(data)
+            );
+        }
     }
 }

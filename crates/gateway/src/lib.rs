@@ -35,6 +35,10 @@ pub mod registry;
 mod replay;
 mod server;
 pub mod upstream;
+// Private but for its entry point for fuzzing (`fuzz/fuzz_targets/wire_answer.rs`).
+#[cfg(feature = "fuzzing")]
+pub mod wire;
+#[cfg(not(feature = "fuzzing"))]
 mod wire;
 
 pub use server::Server;

@@ -449,6 +449,108 @@ fn reserve(buf: &mut BytesMut) {
     }
 }
 
+/// Reads `data` as an exchange's answer, for the `wire_answer` fuzz target, and returns
+/// whether an answer was read. The first byte picks the request method (`HEAD` when its
+/// high bit is set, else `GET`) and how many bytes each read hands over (its low seven
+/// bits, plus one); the rest is what the exchange sent. Every header is kept.
+///
+/// Panics only if `read_answer` does, or breaks an invariant: the body and the bytes left
+/// over for the next answer are never more than was sent, and `HEAD` has no body.
+#[cfg(any(test, feature = "fuzzing"))]
+pub fn fuzz_read_answer(data: &[u8]) -> bool {
+    let Some((&control, sent)) = data.split_first() else {
+        return false;
+    };
+    let method = if control & 0x80 == 0 {
+        Method::GET
+    } else {
+        Method::HEAD
+    };
+    let mut stream = Pieces::split(sent, &[usize::from(control & 0x7f) + 1]);
+    let mut buf = BytesMut::new();
+    let read = read_answer(&mut stream, &mut buf, &method, |_| true);
+    let Ok(answer) = complete_now(read) else {
+        return false;
+    };
+    assert!(answer.body.len() + buf.len() <= sent.len());
+    assert!(method != Method::HEAD || answer.body.is_empty());
+    true
+}
+
+/// The output of `future`, which must complete when first polled: anything that reads
+/// only from [`Pieces`] does, since its reads are never pending.
+#[cfg(any(test, feature = "fuzzing"))]
+fn complete_now<F: std::future::Future>(future: F) -> F::Output {
+    use std::task::{Context, Poll, Waker};
+
+    let mut context = Context::from_waker(Waker::noop());
+    match std::pin::pin!(future).poll(&mut context) {
+        Poll::Ready(output) => output,
+        Poll::Pending => panic!("a future reading from memory was left pending"),
+    }
+}
+
+/// An in-memory stream that hands out its pieces one read at a time (the part of a piece
+/// that does not fit the reader's room comes with the next read), then ends.
+#[cfg(any(test, feature = "fuzzing"))]
+struct Pieces {
+    pieces: Vec<Vec<u8>>,
+    next: usize,
+    /// How much of the next piece was handed out already.
+    offset: usize,
+}
+
+#[cfg(any(test, feature = "fuzzing"))]
+impl Pieces {
+    /// `bytes` cut into pieces whose lengths cycle through `lengths` (a zero counts as
+    /// one; no lengths at all, as one piece).
+    fn split(bytes: &[u8], lengths: &[usize]) -> Pieces {
+        let lengths = if lengths.is_empty() {
+            &[usize::MAX][..]
+        } else {
+            lengths
+        };
+        let mut pieces = Vec::new();
+        let mut rest = bytes;
+        for &length in lengths.iter().cycle() {
+            if rest.is_empty() {
+                break;
+            }
+            let (piece, after) = rest.split_at(length.clamp(1, rest.len()));
+            pieces.push(piece.to_vec());
+            rest = after;
+        }
+        Pieces {
+            pieces,
+            next: 0,
+            offset: 0,
+        }
+    }
+}
+
+#[cfg(any(test, feature = "fuzzing"))]
+impl AsyncRead for Pieces {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+        out: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if let Some(piece) = this.pieces.get(this.next) {
+            let rest = &piece[this.offset..];
+            let handed = rest.len().min(out.remaining());
+            out.put_slice(&rest[..handed]);
+            if handed == rest.len() {
+                this.next += 1;
+                this.offset = 0;
+            } else {
+                this.offset += handed;
+            }
+        }
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -456,34 +558,11 @@ mod tests {
     /// Reads the answer to a `method` request from `bytes`, delivered `step` bytes at a
     /// time; keeps only the content type.
     async fn answer_of(bytes: &[u8], step: usize, method: Method) -> Result<Answer, WireError> {
-        let mut stream = Pieces {
-            pieces: bytes.chunks(step.max(1)).map(<[u8]>::to_vec).collect(),
-            next: 0,
-        };
+        let mut stream = Pieces::split(bytes, &[step]);
         read_answer(&mut stream, &mut BytesMut::new(), &method, |n| {
             n.eq_ignore_ascii_case("content-type")
         })
         .await
-    }
-
-    /// An in-memory stream that hands out its pieces one read at a time, then ends.
-    struct Pieces {
-        pieces: Vec<Vec<u8>>,
-        next: usize,
-    }
-
-    impl AsyncRead for Pieces {
-        fn poll_read(
-            mut self: std::pin::Pin<&mut Self>,
-            _cx: &mut std::task::Context<'_>,
-            out: &mut tokio::io::ReadBuf<'_>,
-        ) -> std::task::Poll<io::Result<()>> {
-            if let Some(piece) = self.pieces.get(self.next) {
-                out.put_slice(piece);
-                self.next += 1;
-            }
-            std::task::Poll::Ready(Ok(()))
-        }
     }
 
     #[test]
@@ -689,5 +768,49 @@ mod tests {
             let answer = answer_of(wire, 5, method).await.unwrap();
             assert!(!answer.keep_alive, "{}", String::from_utf8_lossy(wire));
         }
+    }
+
+    #[test]
+    fn fuzz_read_answer_reads_or_refuses_a_corpus_of_tricky_answers() {
+        const GET: u8 = 0x00;
+        const HEAD: u8 = 0x80;
+        let corpus: &[(u8, &[u8], bool)] = &[
+            (GET, b"", false),
+            (GET, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}", true),
+            (0x7f, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1;\r\nx\r\n0\r\n\r\n", true),
+            (GET, b"HTTP/1.1 200 OK\r\n\r\n", true),
+            (GET, b"HTTP/1.1 999 X\r\nContent-Length: 0\r\n\r\n", true),
+            (HEAD, b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n", true),
+            (HEAD, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", true),
+            (GET, b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx", true),
+            (GET, b"HTTP/1.1 200 OK\r\nContent-Length: +1\r\n\r\nx", false),
+            (GET, b"HTTP/1.1 200 OK\r\nContent-Length: 18446744073709551615\r\n\r\n", false),
+            (GET, b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999\r\n\r\n", false),
+            (GET, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffff\r\n", false),
+            (GET, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffff\r\n", false),
+            (GET, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nxy", false),
+            (GET, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", false),
+            (GET, b"HTTP/1.1 200 OK\r\nX: a\r\n b\r\nContent-Length: 0\r\n\r\n", false),
+            (GET, b"HTTP/1.1 200 OK\r\nX: a\x00b\r\nContent-Length: 0\r\n\r\n", false),
+            (GET, b"HTTP/1.1 101 Switching Protocols\r\n\r\n", false),
+            (GET, b"HTTP/1.1 099 X\r\n\r\n", false),
+            (GET, b"HTTP/2 200\r\n\r\n", false),
+            (GET, b"\r\n\r\n", false),
+        ];
+        for (control, sent, reads) in corpus {
+            let data = [&[*control][..], sent].concat();
+            assert_eq!(
+                fuzz_read_answer(&data),
+                *reads,
+                "{}",
+                String::from_utf8_lossy(sent)
+            );
+        }
+        let mut interim = vec![GET];
+        interim.extend(b"HTTP/1.1 103 Early Hints\r\n\r\n".repeat(MAX_INTERIM_ANSWERS));
+        interim.extend(b"HTTP/1.1 204 No Content\r\n\r\n");
+        assert!(fuzz_read_answer(&interim));
+        interim.splice(1..1, b"HTTP/1.1 100 Continue\r\n\r\n".iter().copied());
+        assert!(!fuzz_read_answer(&interim));
     }
 }

@@ -1146,4 +1146,382 @@ mod tests {
             );
         }
     }
+
+    /// Properties: requests built from arbitrary parameters parse back to them, their
+    /// signature covers exactly the payload, and a name given twice is refused.
+    mod properties {
+        use std::fmt::Write as _;
+        use std::ops::Range;
+
+        use proptest::collection::vec;
+        use proptest::prelude::*;
+        use proptest::sample::{select, Index};
+
+        use super::*;
+
+        /// A parameter as its sender means it, and how it spells it on the wire.
+        #[derive(Clone, Debug)]
+        struct Given {
+            name: String,
+            value: String,
+            /// The bits that choose the spelling of the name and of the value (see
+            /// [`encode`]).
+            spelling: (u64, u64),
+        }
+
+        impl Given {
+            /// `name=value`, form-urlencoded.
+            fn pair(&self) -> String {
+                format!(
+                    "{}={}",
+                    encode(&self.name, self.spelling.0),
+                    encode(&self.value, self.spelling.1)
+                )
+            }
+        }
+
+        /// Where the client puts its signature.
+        #[derive(Clone, Copy, Debug, PartialEq)]
+        enum SignatureIn {
+            Nowhere,
+            Query,
+            Body,
+        }
+
+        /// A request: parameters with distinct names, the first `in_query` of them in the
+        /// query and the rest in the body, and an HMAC signature over them.
+        #[derive(Clone, Debug)]
+        struct Layout {
+            params: Vec<Given>,
+            in_query: usize,
+            signature: SignatureIn,
+            upper_hex: bool,
+            content_type: &'static str,
+        }
+
+        /// A request as it is sent.
+        #[derive(Debug)]
+        struct Sent {
+            query: String,
+            body: String,
+            /// The query and body as they were before the signature was added.
+            payload: Vec<u8>,
+            signature: Option<String>,
+        }
+
+        impl Layout {
+            fn send(&self) -> Sent {
+                self.send_with(None)
+            }
+
+            /// The request with `extra`, a raw `name=value`, put among the parameters of
+            /// the body (or the query) at the index chosen by `at`, before the signature.
+            fn send_with(&self, extra: Option<(bool, Index, String)>) -> Sent {
+                let pairs = |params: &[Given]| params.iter().map(Given::pair).collect::<Vec<_>>();
+                let mut query = pairs(&self.params[..self.in_query]);
+                let mut body = pairs(&self.params[self.in_query..]);
+                if let Some((in_body, at, pair)) = extra {
+                    let part = if in_body { &mut body } else { &mut query };
+                    part.insert(at.index(part.len() + 1), pair);
+                }
+                let (mut query, mut body) = (query.join("&"), body.join("&"));
+                let payload = [query.as_bytes(), body.as_bytes()].concat();
+                let signature = (self.signature != SignatureIn::Nowhere).then(|| {
+                    let hex = hmac_signature(SECRET, &payload);
+                    if self.upper_hex {
+                        hex.to_ascii_uppercase()
+                    } else {
+                        hex
+                    }
+                });
+                if let Some(signature) = &signature {
+                    let part = match self.signature {
+                        SignatureIn::Body => &mut body,
+                        _ => &mut query,
+                    };
+                    if !part.is_empty() {
+                        part.push('&');
+                    }
+                    part.push_str("signature=");
+                    part.push_str(signature);
+                }
+                Sent {
+                    query,
+                    body,
+                    payload,
+                    signature,
+                }
+            }
+        }
+
+        /// `text` form-urlencoded. Two bits of `spelling` for each byte, in turn, choose
+        /// whether a byte that may stand as itself is percent-encoded anyway (a space:
+        /// `%20` rather than `+`) and whether the hex digits are upper case.
+        fn encode(text: &str, spelling: u64) -> String {
+            let mut out = String::new();
+            for (i, byte) in text.bytes().enumerate() {
+                let bits = spelling.rotate_right((2 * i % 64) as u32);
+                let (escape, upper) = (bits & 1 == 1, bits & 2 == 2);
+                if !escape && (byte.is_ascii_alphanumeric() || b"-._~*".contains(&byte)) {
+                    out.push(char::from(byte));
+                } else if !escape && byte == b' ' {
+                    out.push('+');
+                } else if upper {
+                    let _ = write!(out, "%{byte:02X}");
+                } else {
+                    let _ = write!(out, "%{byte:02x}");
+                }
+            }
+            out
+        }
+
+        /// `name` with the case of its ASCII letters flipped where the bits of `flips`
+        /// say so.
+        fn flip_ascii_case(name: &str, flips: u64) -> String {
+            name.chars()
+                .enumerate()
+                .map(|(i, c)| match flips >> (i % 64) & 1 {
+                    1 if c.is_ascii_lowercase() => c.to_ascii_uppercase(),
+                    1 => c.to_ascii_lowercase(),
+                    _ => c,
+                })
+                .collect()
+        }
+
+        /// Decoded text: mostly letters and digits, with characters that must be encoded.
+        fn decoded(len: Range<usize>) -> impl Strategy<Value = String> {
+            let char = prop_oneof![
+                8 => prop::char::range('a', 'z'),
+                2 => prop::char::range('A', 'Z'),
+                2 => prop::char::range('0', '9'),
+                3 => select(vec![
+                    ' ', '&', '=', '%', '+', '/', '.', '-', '_', '~', '*', '#', '?', '\n', '\0',
+                    '\u{e9}', '\u{20ac}', '\u{1f600}',
+                ]),
+                1 => any::<char>(),
+            ];
+            vec(char, len).prop_map(String::from_iter)
+        }
+
+        /// Parameters with distinct names (ignoring ASCII case, as the parser compares
+        /// them), none of them `signature`.
+        fn given_params() -> impl Strategy<Value = Vec<Given>> {
+            let name = prop_oneof![
+                4 => decoded(1..8),
+                1 => select(vec!["symbol", "timestamp", "recvWindow", "quantity"])
+                    .prop_map(String::from),
+            ];
+            vec((name, decoded(0..12), any::<(u64, u64)>()), 0..8).prop_map(|params| {
+                let mut seen: Vec<String> = Vec::new();
+                params
+                    .into_iter()
+                    .filter_map(|(name, value, spelling)| {
+                        let folded = name.to_ascii_lowercase();
+                        if folded == "signature" || seen.contains(&folded) {
+                            return None;
+                        }
+                        seen.push(folded);
+                        Some(Given {
+                            name,
+                            value,
+                            spelling,
+                        })
+                    })
+                    .collect()
+            })
+        }
+
+        /// A request whose signature, if any, is in one of `places`.
+        fn layout(places: Vec<SignatureIn>) -> impl Strategy<Value = Layout> {
+            let content_type = select(vec![
+                "application/x-www-form-urlencoded",
+                "application/x-www-form-urlencoded; charset=UTF-8",
+                "Application/X-WWW-Form-URLEncoded",
+            ]);
+            (
+                given_params(),
+                any::<Index>(),
+                select(places),
+                any::<bool>(),
+                content_type,
+            )
+                .prop_map(|(params, split, signature, upper_hex, content_type)| {
+                    Layout {
+                        in_query: split.index(params.len() + 1),
+                        params,
+                        signature,
+                        upper_hex,
+                        content_type,
+                    }
+                })
+        }
+
+        fn any_layout() -> impl Strategy<Value = Layout> {
+            layout(vec![
+                SignatureIn::Nowhere,
+                SignatureIn::Query,
+                SignatureIn::Body,
+            ])
+        }
+
+        fn signed_layout() -> impl Strategy<Value = Layout> {
+            layout(vec![SignatureIn::Query, SignatureIn::Body])
+        }
+
+        /// Bytes that are nearly a request: pieces of parameters, separators, encodings.
+        fn nearly_a_request() -> impl Strategy<Value = Vec<u8>> {
+            let piece = select(vec![
+                &b"a"[..],
+                b"1",
+                b"=",
+                b"&",
+                b"\n",
+                b"%",
+                b"%4",
+                b"%41",
+                b"%ff",
+                b"%C3%A9",
+                b"+",
+                b" ",
+                b"\xc3\xa9",
+                b"signature",
+                b"Signature",
+                b"sig%6Eature",
+                b"timestamp",
+                b"recvWindow",
+                b"symbol",
+            ]);
+            vec(piece, 0..24).prop_map(|pieces| pieces.concat())
+        }
+
+        proptest! {
+            #[test]
+            fn parameters_parse_back_in_order_and_the_payload_is_the_raw_text_less_the_signature(
+                layout in any_layout(),
+            ) {
+                let sent = layout.send();
+                let parsed = SignedRequest::parse(
+                    &sent.query,
+                    sent.body.as_bytes(),
+                    Some(layout.content_type),
+                );
+                prop_assert!(parsed.is_ok(), "{sent:?}: {parsed:?}");
+                let request = parsed.unwrap();
+                let expected: Vec<(&str, &str)> = layout
+                    .params
+                    .iter()
+                    .map(|p| (p.name.as_str(), p.value.as_str()))
+                    .collect();
+                prop_assert_eq!(request.params().collect::<Vec<_>>(), expected);
+                for p in &layout.params {
+                    prop_assert_eq!(request.param(&p.name), Some(p.value.as_str()));
+                }
+                prop_assert_eq!(request.payload(), &sent.payload[..]);
+                prop_assert_eq!(request.signature(), sent.signature.as_deref());
+                if sent.signature.is_some() {
+                    prop_assert_eq!(request.verify(ClientKey::Hmac(SECRET)), Ok(()));
+                    prop_assert_eq!(
+                        request.verify(ClientKey::Hmac(b"another secret")),
+                        Err(Error::BadSignature)
+                    );
+                } else {
+                    prop_assert_eq!(
+                        request.verify(ClientKey::Hmac(SECRET)),
+                        Err(Error::MissingParameter { name: "signature" })
+                    );
+                }
+                assert_resigns_faithfully(&request);
+            }
+
+            #[test]
+            fn a_signature_verifies_only_over_the_bytes_it_was_made_for(
+                layout in signed_layout(),
+                at in any::<Index>(),
+                shift in 1u8..=255,
+            ) {
+                let sent = layout.send();
+                let raw = [sent.query.as_bytes(), sent.body.as_bytes()].concat();
+                let i = at.index(raw.len());
+                let old = raw[i];
+                // Any other byte in the body; any other ASCII byte in the query, which
+                // reaches the parser as text.
+                let new = if i < sent.query.len() {
+                    ((u16::from(old) + u16::from(shift % 127) + 1) % 128) as u8
+                } else {
+                    old.wrapping_add(shift)
+                };
+                let mut changed = raw.clone();
+                changed[i] = new;
+                let (query, body) = changed.split_at(sent.query.len());
+                let query = std::str::from_utf8(query).unwrap();
+                let signature_end = match layout.signature {
+                    SignatureIn::Body => raw.len(),
+                    _ => sent.query.len(),
+                };
+                let in_signature = (signature_end - 64..signature_end).contains(&i);
+                let outcome = SignedRequest::parse(query, body, Some(layout.content_type))
+                    .and_then(|request| request.verify(ClientKey::Hmac(SECRET)));
+                if in_signature && new.eq_ignore_ascii_case(&old) {
+                    // Binance reads the hex in either case: still the same signature.
+                    prop_assert_eq!(outcome, Ok(()));
+                } else {
+                    prop_assert!(
+                        outcome.is_err(),
+                        "byte {i} changed from {old:#04x} to {new:#04x} in {sent:?}"
+                    );
+                }
+            }
+
+            #[test]
+            fn a_name_given_twice_is_refused_wherever_the_second_one_is(
+                layout in any_layout(),
+                which in any::<Index>(),
+                flips in any::<u64>(),
+                value in decoded(0..8),
+                spelling in any::<(u64, u64)>(),
+                in_body in any::<bool>(),
+                at in any::<Index>(),
+            ) {
+                let mut names: Vec<&str> = layout.params.iter().map(|p| p.name.as_str()).collect();
+                if layout.signature != SignatureIn::Nowhere {
+                    names.push("signature");
+                }
+                prop_assume!(!names.is_empty());
+                let name = names[which.index(names.len())];
+                let twin = Given {
+                    name: flip_ascii_case(name, flips),
+                    value,
+                    spelling,
+                };
+                let sent = layout.send_with(Some((in_body, at, twin.pair())));
+                let outcome = SignedRequest::parse(
+                    &sent.query,
+                    sent.body.as_bytes(),
+                    Some(layout.content_type),
+                );
+                if name == "signature" {
+                    // A second signature may also be refused for not being last.
+                    prop_assert!(outcome.is_err(), "{sent:?}: {outcome:?}");
+                } else {
+                    prop_assert!(
+                        matches!(
+                            &outcome,
+                            Err(Error::DuplicateParameter { name: reported })
+                                if reported.eq_ignore_ascii_case(name)
+                        ),
+                        "{sent:?}: {outcome:?}"
+                    );
+                }
+            }
+
+            /// `fuzz_parse` asserts, for every request it accepts, that its payload is no
+            /// longer than what was sent and that it re-signs faithfully.
+            #[test]
+            fn arbitrary_queries_and_bodies_are_parsed_or_refused_without_panicking(
+                data in prop_oneof![vec(any::<u8>(), 0..256), nearly_a_request()],
+            ) {
+                fuzz_parse(&data);
+            }
+        }
+    }
 }

@@ -813,4 +813,644 @@ mod tests {
         interim.splice(1..1, b"HTTP/1.1 100 Continue\r\n\r\n".iter().copied());
         assert!(!fuzz_read_answer(&interim));
     }
+
+    /// Properties: an answer built from arbitrary parts reads back as those parts however
+    /// its bytes arrive, a truncated one is never taken for a whole one, anything else is
+    /// refused without a panic; a request written by `encode_request` parses back, and
+    /// one that could change its framing is refused.
+    mod properties {
+        use proptest::collection::vec;
+        use proptest::prelude::*;
+        use proptest::sample::{select, Index};
+
+        use super::*;
+
+        /// Answer headers whose names start with this are passed back; the others are not.
+        const KEPT: &str = "x-kept-";
+
+        fn is_kept(name: &str) -> bool {
+            name.get(..KEPT.len())
+                .is_some_and(|prefix| prefix.eq_ignore_ascii_case(KEPT))
+        }
+
+        fn is_framing(name: &str) -> bool {
+            FRAMING_HEADERS.iter().any(|h| h.eq_ignore_ascii_case(name))
+        }
+
+        /// How an answer's body is framed.
+        #[derive(Clone, Debug)]
+        enum BodyFraming {
+            /// `Content-Length`, written once or twice.
+            Length { twice: bool },
+            /// `Transfer-Encoding: chunked` (after `gzip`, if `coded`; beside a
+            /// `Content-Length`, if `with_length`): the body in chunks of `sizes` in turn,
+            /// then the `trailers`.
+            Chunked {
+                coded: bool,
+                with_length: bool,
+                sizes: Vec<usize>,
+                upper_hex: bool,
+                extension: bool,
+                trailers: Vec<String>,
+            },
+            /// No length: the body runs until the connection closes. With a transfer
+            /// coding other than chunked, if `coded`.
+            UntilClose { coded: bool },
+        }
+
+        /// A header line's name and value.
+        type Header = (String, Vec<u8>);
+
+        /// An answer as the exchange sends it.
+        #[derive(Clone, Debug)]
+        struct Sent {
+            method: Method,
+            /// Interim answers before the final one: status and headers.
+            interim: Vec<(u16, Vec<Header>)>,
+            http10: bool,
+            status: u16,
+            reason: String,
+            headers: Vec<Header>,
+            connection: Vec<&'static str>,
+            framing: BodyFraming,
+            /// Where the framing and connection headers go among `headers`.
+            framing_at: Index,
+            body: Vec<u8>,
+            /// What the exchange sends after an answer whose end is framed.
+            after: Vec<u8>,
+        }
+
+        /// The bytes of an answer, and where its parts end.
+        struct Wire {
+            bytes: Vec<u8>,
+            head_end: usize,
+            answer_end: usize,
+        }
+
+        impl Sent {
+            fn has_body(&self) -> bool {
+                self.method != Method::HEAD && !matches!(self.status, 204 | 304)
+            }
+
+            fn is_close_delimited(&self) -> bool {
+                self.has_body() && matches!(self.framing, BodyFraming::UntilClose { .. })
+            }
+
+            fn wire(&self) -> Wire {
+                let mut bytes = Vec::new();
+                for (status, headers) in &self.interim {
+                    bytes.extend(format!("HTTP/1.1 {status} Interim\r\n").as_bytes());
+                    for (name, value) in headers {
+                        bytes.extend([name.as_bytes(), b": ", value, b"\r\n"].concat());
+                    }
+                    bytes.extend(b"\r\n");
+                }
+                let version = if self.http10 { 0 } else { 1 };
+                let status_line = format!("HTTP/1.{version} {} {}\r\n", self.status, self.reason);
+                bytes.extend(status_line.as_bytes());
+                let mut lines: Vec<Vec<u8>> = self
+                    .headers
+                    .iter()
+                    .map(|(name, value)| [name.as_bytes(), b": ", value].concat())
+                    .collect();
+                let length = format!("Content-Length: {}", self.body.len());
+                let framing_lines = match &self.framing {
+                    BodyFraming::Length { twice: false } => vec![length],
+                    BodyFraming::Length { twice: true } => {
+                        vec![length.clone(), length.to_lowercase()]
+                    }
+                    BodyFraming::Chunked {
+                        coded, with_length, ..
+                    } => {
+                        let coding = if *coded { "gzip, chunked" } else { "chunked" };
+                        let mut lines = vec![format!("Transfer-Encoding: {coding}")];
+                        if *with_length {
+                            lines.push(length);
+                        }
+                        lines
+                    }
+                    BodyFraming::UntilClose { coded: true } => {
+                        vec!["transfer-encoding: gzip".into()]
+                    }
+                    BodyFraming::UntilClose { coded: false } => Vec::new(),
+                };
+                let connection = (!self.connection.is_empty())
+                    .then(|| format!("Connection: {}", self.connection.join(", ")));
+                let at = self.framing_at.index(lines.len() + 1);
+                let inserted = framing_lines.into_iter().chain(connection);
+                lines.splice(at..at, inserted.map(String::into_bytes));
+                for line in lines {
+                    bytes.extend(line);
+                    bytes.extend(b"\r\n");
+                }
+                bytes.extend(b"\r\n");
+                let head_end = bytes.len();
+                if self.has_body() {
+                    match &self.framing {
+                        BodyFraming::Chunked {
+                            sizes,
+                            upper_hex,
+                            extension,
+                            trailers,
+                            ..
+                        } => {
+                            let size_line = |size: usize| {
+                                let hex = if *upper_hex {
+                                    format!("{size:X}")
+                                } else {
+                                    format!("{size:x}")
+                                };
+                                let extension = if *extension { ";name=\"value\"" } else { "" };
+                                format!("{hex}{extension}\r\n")
+                            };
+                            let mut rest = &self.body[..];
+                            for &size in sizes.iter().cycle() {
+                                if rest.is_empty() {
+                                    break;
+                                }
+                                let (chunk, after) = rest.split_at(size.min(rest.len()));
+                                bytes.extend(size_line(chunk.len()).as_bytes());
+                                bytes.extend(chunk);
+                                bytes.extend(b"\r\n");
+                                rest = after;
+                            }
+                            bytes.extend(size_line(0).as_bytes());
+                            for trailer in trailers {
+                                bytes.extend(format!("{trailer}\r\n").as_bytes());
+                            }
+                            bytes.extend(b"\r\n");
+                        }
+                        BodyFraming::Length { .. } | BodyFraming::UntilClose { .. } => {
+                            bytes.extend(&self.body);
+                        }
+                    }
+                }
+                let answer_end = bytes.len();
+                if !self.is_close_delimited() {
+                    bytes.extend(&self.after);
+                }
+                Wire {
+                    bytes,
+                    head_end,
+                    answer_end,
+                }
+            }
+
+            /// The final answer's headers that are passed back, as sent.
+            fn kept_headers(&self) -> HeaderMap {
+                let mut kept = HeaderMap::new();
+                for (name, value) in self.headers.iter().filter(|(name, _)| is_kept(name)) {
+                    kept.append(
+                        HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                        HeaderValue::from_bytes(value).unwrap(),
+                    );
+                }
+                kept
+            }
+
+            fn has_transfer_coding(&self) -> bool {
+                matches!(
+                    self.framing,
+                    BodyFraming::Chunked { .. } | BodyFraming::UntilClose { coded: true }
+                )
+            }
+
+            /// Whether the connection may be reused, as RFC 9112 says: not after a `close`
+            /// option, whatever else the options say, and in HTTP/1.0 only after a
+            /// `keep-alive` option (§9.3); never after an HTTP/1.0 answer with a transfer
+            /// coding, whose framing is then faulty (§6.1); never after a body that ran
+            /// until the close, nor after a length beside a transfer coding (§6.3).
+            fn expects_keep_alive(&self) -> bool {
+                let has = |option: &str| {
+                    self.connection
+                        .iter()
+                        .any(|o| o.eq_ignore_ascii_case(option))
+                };
+                let persistent = if self.http10 {
+                    has("keep-alive") && !has("close") && !self.has_transfer_coding()
+                } else {
+                    !has("close")
+                };
+                let smuggling = matches!(
+                    self.framing,
+                    BodyFraming::Chunked {
+                        with_length: true,
+                        ..
+                    }
+                );
+                persistent && !self.is_close_delimited() && !(self.has_body() && smuggling)
+            }
+        }
+
+        /// A header name: a token, in any case.
+        fn token() -> impl Strategy<Value = String> {
+            "[A-Za-z0-9!#$%&'*+.^_`|~-]{1,12}"
+        }
+
+        /// A header value as sent: visible ASCII and obs-text, with spaces and tabs inside.
+        fn header_value() -> impl Strategy<Value = Vec<u8>> {
+            let byte = prop_oneof![
+                8 => 0x21u8..=0x7e,
+                1 => 0x80u8..=0xff,
+                1 => select(vec![b' ', b'\t']),
+            ];
+            vec(byte, 0..24).prop_map(|value| value.trim_ascii().to_vec())
+        }
+
+        /// An answer header other than the framing ones, passed back or not.
+        fn answer_header() -> impl Strategy<Value = Header> {
+            let name = prop_oneof![
+                (select(vec![KEPT, "X-Kept-", "X-KEPT-"]), token())
+                    .prop_map(|(prefix, token)| format!("{prefix}{token}")),
+                token().prop_filter("a framing header", |name| !is_framing(name)),
+            ];
+            (name, header_value())
+        }
+
+        /// Bytes, with the sequences that end heads, chunks and answers among them.
+        fn tricky_bytes(pieces: std::ops::Range<usize>) -> impl Strategy<Value = Vec<u8>> {
+            let piece = prop_oneof![
+                4 => any::<u8>().prop_map(|byte| vec![byte]),
+                1 => select(vec![&b"\r\n"[..], b"\r\n\r\n", b"0\r\n\r\n", b"HTTP/1.1 200 OK\r\n"])
+                    .prop_map(<[u8]>::to_vec),
+            ];
+            vec(piece, pieces).prop_map(|pieces| pieces.concat())
+        }
+
+        fn framing() -> impl Strategy<Value = BodyFraming> {
+            let trailer = "x-t[a-z]{0,3}: [a-z]{0,8}";
+            prop_oneof![
+                any::<bool>().prop_map(|twice| BodyFraming::Length { twice }),
+                (
+                    any::<(bool, bool, bool, bool)>(),
+                    vec(1usize..300, 1..6),
+                    vec(trailer, 0..3),
+                )
+                    .prop_map(
+                        |((coded, with_length, upper_hex, extension), sizes, trailers)| {
+                            BodyFraming::Chunked {
+                                coded,
+                                with_length,
+                                sizes,
+                                upper_hex,
+                                extension,
+                                trailers,
+                            }
+                        }
+                    ),
+                any::<bool>().prop_map(|coded| BodyFraming::UntilClose { coded }),
+            ]
+        }
+
+        prop_compose! {
+            fn sent()(
+                method in select(vec![Method::GET, Method::POST, Method::DELETE, Method::HEAD]),
+                interim in vec(
+                    (select(vec![100u16, 102, 103, 199]), vec(answer_header(), 0..3)),
+                    0..3,
+                ),
+                http10 in any::<bool>(),
+                status in prop_oneof![8 => 200u16..=999, 1 => Just(204u16), 1 => Just(304u16)],
+                reason in "[A-Za-z ]{0,12}",
+                headers in vec(answer_header(), 0..8),
+                connection in vec(select(vec!["close", "Close", "keep-alive", "Keep-Alive", "upgrade"]), 0..3),
+                framing in framing(),
+                framing_at in any::<Index>(),
+                body in tricky_bytes(0..200),
+                after in tricky_bytes(0..8),
+            ) -> Sent {
+                Sent {
+                    method,
+                    interim,
+                    http10,
+                    status,
+                    reason,
+                    headers,
+                    connection,
+                    framing,
+                    framing_at,
+                    body,
+                    after,
+                }
+            }
+        }
+
+        /// Lengths to cut a stream's bytes into reads: small, large, or all at once.
+        fn read_lengths() -> impl Strategy<Value = Vec<usize>> {
+            vec(prop_oneof![1usize..8, 8usize..300, Just(usize::MAX)], 1..5)
+        }
+
+        impl Pieces {
+            /// What has not been read yet.
+            fn unread(&self) -> Vec<u8> {
+                let mut rest = Vec::new();
+                for (i, piece) in self.pieces.iter().enumerate().skip(self.next) {
+                    let start = if i == self.next { self.offset } else { 0 };
+                    rest.extend(&piece[start..]);
+                }
+                rest
+            }
+        }
+
+        /// Reads the answer to `method` from `bytes`, cut into reads of `lengths`;
+        /// returns it with the bytes left for the next answer (in the buffer or unread).
+        fn read_all(
+            bytes: &[u8],
+            lengths: &[usize],
+            method: &Method,
+        ) -> (Result<Answer, WireError>, Vec<u8>) {
+            let mut stream = Pieces::split(bytes, lengths);
+            let mut buf = BytesMut::new();
+            let answer = complete_now(read_answer(&mut stream, &mut buf, method, is_kept));
+            let mut left = buf.to_vec();
+            left.extend(stream.unread());
+            (answer, left)
+        }
+
+        /// A request to encode.
+        #[derive(Clone, Debug)]
+        struct Request {
+            method: Method,
+            target: String,
+            host: String,
+            headers: Vec<(String, String)>,
+            body: Vec<u8>,
+        }
+
+        impl Request {
+            fn encode(&self) -> Result<Vec<u8>, &'static str> {
+                let headers: Vec<(&str, String)> = self
+                    .headers
+                    .iter()
+                    .map(|(name, value)| (name.as_str(), value.clone()))
+                    .collect();
+                let mut out = Vec::new();
+                encode_request(
+                    &mut out,
+                    &self.method,
+                    &self.target,
+                    &self.host,
+                    &headers,
+                    &self.body,
+                )
+                .map(|()| out)
+            }
+        }
+
+        /// Text a header value may hold: anything but control characters other than tab.
+        const VALUE_TEXT: &str = "[^\\x00-\\x08\\x0A-\\x1F\\x7F]{0,20}";
+
+        prop_compose! {
+            fn request()(
+                method in select(vec![
+                    Method::GET, Method::POST, Method::PUT, Method::DELETE, Method::PATCH,
+                    Method::HEAD, Method::OPTIONS,
+                ]),
+                target in "[!-~]{1,40}",
+                host in VALUE_TEXT,
+                headers in vec(
+                    (
+                        "[A-Za-z0-9-]{1,16}".prop_filter("a framing header", |name| !is_framing(name)),
+                        VALUE_TEXT,
+                    ),
+                    0..6,
+                ),
+                body in vec(any::<u8>(), 0..40),
+            ) -> Request {
+                Request { method, target, host, headers, body }
+            }
+        }
+
+        /// A character that must never reach a request line or header: a control
+        /// character other than tab.
+        fn control() -> impl Strategy<Value = char> {
+            prop_oneof![
+                (0u8..0x20)
+                    .prop_filter("tab", |b| *b != b'\t')
+                    .prop_map(char::from),
+                Just('\u{7f}'),
+            ]
+        }
+
+        /// `text` with `c` inserted at the character boundary chosen by `at`.
+        fn insert_at(text: &str, at: Index, c: char) -> String {
+            let boundaries: Vec<usize> = text
+                .char_indices()
+                .map(|(i, _)| i)
+                .chain([text.len()])
+                .collect();
+            let mut out = text.to_owned();
+            out.insert(boundaries[at.index(boundaries.len())], c);
+            out
+        }
+
+        /// A stream that takes at most `lengths` bytes per write in turn and, once it has
+        /// taken `limit`, fails (or, if `zero`, takes nothing).
+        struct Trickle {
+            taken: Vec<u8>,
+            lengths: Vec<usize>,
+            writes: usize,
+            limit: usize,
+            zero: bool,
+        }
+
+        impl AsyncWrite for Trickle {
+            fn poll_write(
+                self: std::pin::Pin<&mut Self>,
+                _cx: &mut std::task::Context<'_>,
+                bytes: &[u8],
+            ) -> std::task::Poll<io::Result<usize>> {
+                let this = self.get_mut();
+                let room = this.limit - this.taken.len();
+                if room == 0 {
+                    return std::task::Poll::Ready(if this.zero {
+                        Ok(0)
+                    } else {
+                        Err(io::ErrorKind::BrokenPipe.into())
+                    });
+                }
+                let most = this.lengths[this.writes % this.lengths.len()].max(1);
+                let taken = bytes.len().min(most).min(room);
+                this.writes += 1;
+                this.taken.extend(&bytes[..taken]);
+                std::task::Poll::Ready(Ok(taken))
+            }
+
+            fn poll_flush(
+                self: std::pin::Pin<&mut Self>,
+                _cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<io::Result<()>> {
+                std::task::Poll::Ready(Ok(()))
+            }
+
+            fn poll_shutdown(
+                self: std::pin::Pin<&mut Self>,
+                _cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<io::Result<()>> {
+                std::task::Poll::Ready(Ok(()))
+            }
+        }
+
+        proptest! {
+            #[test]
+            fn answers_read_back_as_sent_however_the_bytes_arrive(
+                sent in sent(),
+                lengths in read_lengths(),
+            ) {
+                let wire = sent.wire();
+                let (answer, left) = read_all(&wire.bytes, &lengths, &sent.method);
+                let answer = match answer {
+                    Ok(answer) => answer,
+                    Err(e) => {
+                        let wire = String::from_utf8_lossy(&wire.bytes);
+                        return Err(TestCaseError::fail(format!("{e}: {wire:?}")));
+                    }
+                };
+                prop_assert_eq!(answer.status.as_u16(), sent.status);
+                let body: &[u8] = if sent.has_body() { &sent.body } else { b"" };
+                prop_assert_eq!(&answer.body[..], body);
+                prop_assert_eq!(answer.headers, sent.kept_headers());
+                prop_assert_eq!(answer.keep_alive, sent.expects_keep_alive());
+                let after: &[u8] = if sent.is_close_delimited() { b"" } else { &sent.after };
+                prop_assert_eq!(left, after);
+            }
+
+            #[test]
+            fn a_truncated_answer_is_an_error_not_a_shorter_answer(
+                sent in sent(),
+                cut in any::<Index>(),
+                lengths in read_lengths(),
+            ) {
+                let wire = sent.wire();
+                let cut = cut.index(wire.answer_end);
+                let (answer, _) = read_all(&wire.bytes[..cut], &lengths, &sent.method);
+                if sent.is_close_delimited() && cut >= wire.head_end {
+                    // The close is what ends such a body: what came is the whole body.
+                    let answer = answer.map_err(|e| TestCaseError::fail(e.to_string()))?;
+                    prop_assert_eq!(&answer.body[..], &sent.body[..cut - wire.head_end]);
+                } else {
+                    prop_assert!(answer.is_err(), "{:?}", String::from_utf8_lossy(&wire.bytes[..cut]));
+                }
+            }
+
+            /// `fuzz_read_answer` asserts, for every answer it reads, that it holds no
+            /// more bytes than were sent.
+            #[test]
+            fn arbitrary_bytes_are_read_or_refused_without_panicking(
+                control in any::<u8>(),
+                sent in sent(),
+                changes in vec((any::<Index>(), any::<u8>(), 0..3u8), 0..4),
+                noise in vec(any::<u8>(), 0..300),
+                use_noise in any::<bool>(),
+            ) {
+                let mut bytes = if use_noise { noise } else { sent.wire().bytes };
+                for (at, byte, change) in changes {
+                    let i = at.index(bytes.len() + 1);
+                    match change {
+                        0 if i < bytes.len() => bytes[i] = byte,
+                        1 if i < bytes.len() => {
+                            bytes.remove(i);
+                        }
+                        _ => bytes.insert(i, byte),
+                    }
+                }
+                bytes.insert(0, control);
+                fuzz_read_answer(&bytes);
+            }
+
+            #[test]
+            fn requests_parse_back_to_their_method_target_headers_and_body(request in request()) {
+                let out = request.encode();
+                prop_assert!(out.is_ok(), "{:?}", out);
+                let out = out.unwrap();
+                let mut slots = [httparse::EMPTY_HEADER; 16];
+                let mut parsed = httparse::Request::new(&mut slots);
+                let len = match parsed.parse(&out) {
+                    Ok(httparse::Status::Complete(len)) => len,
+                    other => {
+                        let out = String::from_utf8_lossy(&out);
+                        return Err(TestCaseError::fail(format!("{other:?}: {out:?}")));
+                    }
+                };
+                prop_assert_eq!(parsed.method, Some(request.method.as_str()));
+                prop_assert_eq!(parsed.path, Some(request.target.as_str()));
+                prop_assert_eq!(parsed.version, Some(1));
+                // Whitespace around a field value is not part of it (RFC 9110 §5.5).
+                let trimmed = |value: &str| value.trim_matches([' ', '\t']).as_bytes().to_vec();
+                let mut expected = vec![("host".to_owned(), trimmed(&request.host))];
+                for (name, value) in &request.headers {
+                    expected.push((name.clone(), trimmed(value)));
+                }
+                let expects_body = matches!(request.method, Method::POST | Method::PUT | Method::PATCH);
+                if expects_body || !request.body.is_empty() {
+                    let length = request.body.len().to_string().into_bytes();
+                    expected.push(("content-length".to_owned(), length));
+                }
+                let headers: Vec<Header> = parsed
+                    .headers
+                    .iter()
+                    .map(|h| (h.name.to_owned(), h.value.to_vec()))
+                    .collect();
+                prop_assert_eq!(headers, expected);
+                prop_assert_eq!(&out[len..], &request.body[..]);
+            }
+
+            #[test]
+            fn requests_that_could_change_their_framing_are_refused(
+                request in request(),
+                control in control(),
+                odd in select(vec![' ', '\u{e9}']),
+                at in any::<Index>(),
+                which in any::<Index>(),
+                framing in select(FRAMING_HEADERS.to_vec()),
+                flips in any::<u64>(),
+                trick in 0..5u8,
+            ) {
+                let mut tricked = request.clone();
+                match trick {
+                    0 => tricked.target = insert_at(&request.target, at, control),
+                    1 => tricked.target = insert_at(&request.target, at, odd),
+                    2 => tricked.host = insert_at(&request.host, at, control),
+                    3 => {
+                        tricked.headers.push(("x-extra".into(), "1".into()));
+                        let i = which.index(tricked.headers.len());
+                        tricked.headers[i].1 = insert_at(&tricked.headers[i].1, at, control);
+                    }
+                    _ => {
+                        let name: String = framing
+                            .chars()
+                            .enumerate()
+                            .map(|(i, c)| if flips >> (i % 64) & 1 == 1 { c.to_ascii_uppercase() } else { c })
+                            .collect();
+                        let i = which.index(tricked.headers.len() + 1);
+                        tricked.headers.insert(i, (name, "0".into()));
+                    }
+                }
+                prop_assert!(tricked.encode().is_err(), "{:?}", tricked);
+            }
+
+            #[test]
+            fn a_request_is_written_whole_or_the_failure_says_whether_any_of_it_left(
+                request in vec(any::<u8>(), 0..300),
+                lengths in read_lengths(),
+                limit in prop_oneof![Just(usize::MAX), 0usize..300],
+                zero in any::<bool>(),
+            ) {
+                let mut stream = Trickle { taken: Vec::new(), lengths, writes: 0, limit, zero };
+                let written = complete_now(write_request(&mut stream, &request));
+                if limit >= request.len() {
+                    prop_assert!(written.is_ok());
+                    prop_assert_eq!(&stream.taken, &request);
+                } else {
+                    let failure = written.err();
+                    prop_assert!(failure.is_some());
+                    let failure = failure.unwrap();
+                    prop_assert_eq!(failure.accepted_any, limit > 0);
+                    let kind = if zero { io::ErrorKind::WriteZero } else { io::ErrorKind::BrokenPipe };
+                    prop_assert_eq!(failure.error.kind(), kind);
+                    prop_assert_eq!(&stream.taken[..], &request[..limit]);
+                }
+            }
+        }
+    }
 }

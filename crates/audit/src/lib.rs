@@ -79,6 +79,14 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// A checkpoint was not made with this vault's audit key, or was altered.
+    #[error("checkpoint at event {seq} does not verify: {reason}")]
+    BadCheckpoint {
+        /// The event it names.
+        seq: u64,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 /// The key of the audit MAC. Derived from the master key; never stored in the clear;
@@ -102,13 +110,24 @@ impl AuditKey {
         mac.finalize().into_bytes().to_vec()
     }
 
+    /// The MAC of a [`Checkpoint`], under a label of its own: neither an event's nor the
+    /// head's MAC can stand in for it.
+    fn checkpoint_mac(&self, seq: u64, hash: &[u8]) -> Vec<u8> {
+        self.labelled_mac(CHECKPOINT_LABEL, seq, hash)
+    }
+
     /// The MAC of the recorded head: the last event's seq and hash, under a label of its
     /// own. It cannot be an event's MAC, or copying the MAC of any event into the head
     /// would make a log cut short after that event verify.
     fn head_mac(&self, seq: u64, hash: &[u8]) -> Vec<u8> {
+        self.labelled_mac(HEAD_LABEL, seq, hash)
+    }
+
+    /// `HMAC(key, label ‖ seq ‖ hash)`.
+    fn labelled_mac(&self, label: &[u8], seq: u64, hash: &[u8]) -> Vec<u8> {
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.0.as_ref())
             .expect("HMAC accepts keys of any length");
-        mac.update(HEAD_LABEL);
+        mac.update(label);
         mac.update(&seq.to_be_bytes());
         mac.update(hash);
         mac.finalize().into_bytes().to_vec()
@@ -127,6 +146,8 @@ fn chain_hash(prev: &[u8], seq: u64, ts_ms: u64, body: &str) -> Vec<u8> {
 const GENESIS: [u8; 32] = [0; 32];
 /// What the head's MAC covers before the head itself; see [`AuditKey::head_mac`].
 const HEAD_LABEL: &[u8] = b"keygate audit head v1\0";
+/// What a checkpoint's MAC covers before the checkpoint itself.
+const CHECKPOINT_LABEL: &[u8] = b"keygate audit checkpoint v1\0";
 
 /// Called once the event is committed (with its seq) or could not be.
 pub type OnDurable = Box<dyn FnOnce(Result<u64, String>) + Send>;
@@ -510,6 +531,95 @@ fn verify_snapshot(store: &Store, key: &AuditKey) -> Result<u64, Error> {
     }
 }
 
+/// Where the log stood when it was taken: event `seq` had chain hash `hash`. Kept outside
+/// the database (another host, a ticket, a printout), it anchors the log: the chain and
+/// its head live in the same database, so someone who can write it could put back an
+/// earlier copy of both, and [`verify`] alone would not notice. [`verify_checkpoints`]
+/// does.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Checkpoint {
+    /// The last event's seq.
+    pub seq: u64,
+    /// Its chain hash, hex.
+    pub hash: String,
+    /// `HMAC-SHA256(audit_key, "keygate audit checkpoint v1\0" ‖ seq ‖ hash)`, hex: only
+    /// this vault makes it.
+    pub mac: String,
+}
+
+/// Verifies the whole log, then takes a [`Checkpoint`] of its last event: a checkpoint of
+/// a log that does not verify would anchor nothing.
+pub fn checkpoint(store: &Store, key: &AuditKey) -> Result<Checkpoint, Error> {
+    store.read_snapshot(|store| {
+        Ok((|| {
+            let count = verify_snapshot(store, key)?;
+            let head =
+                store
+                    .audit_head()?
+                    .filter(|_| count > 0)
+                    .ok_or_else(|| Error::Tampered {
+                        seq: 1,
+                        reason: "the log is empty".into(),
+                    })?;
+            Ok(Checkpoint {
+                seq: head.seq,
+                hash: hex::encode(&head.hash),
+                mac: hex::encode(key.checkpoint_mac(head.seq, &head.hash)),
+            })
+        })())
+    })?
+}
+
+/// Verifies the whole log, and that it still holds each checkpoint's event as it was: a
+/// log put back as it was before one, cut short, or rebuilt fails. Returns the number of
+/// events.
+pub fn verify_checkpoints(
+    store: &Store,
+    key: &AuditKey,
+    checkpoints: &[Checkpoint],
+) -> Result<u64, Error> {
+    let mut anchors = Vec::with_capacity(checkpoints.len());
+    for checkpoint in checkpoints {
+        let bad_checkpoint = |reason: &str| Error::BadCheckpoint {
+            seq: checkpoint.seq,
+            reason: reason.to_owned(),
+        };
+        let hash = hex::decode(&checkpoint.hash).map_err(|_| bad_checkpoint("hash is not hex"))?;
+        let mac = hex::decode(&checkpoint.mac).map_err(|_| bad_checkpoint("MAC is not hex"))?;
+        if !bool::from(key.checkpoint_mac(checkpoint.seq, &hash).ct_eq(&mac)) {
+            return Err(bad_checkpoint(
+                "its MAC was not made with this vault's audit key (another vault's, or altered)",
+            ));
+        }
+        anchors.push((checkpoint.seq, hash));
+    }
+    store.read_snapshot(|store| {
+        Ok((|| {
+            let count = verify_snapshot(store, key)?;
+            for (seq, hash) in &anchors {
+                if count < *seq {
+                    return Err(Error::Tampered {
+                        seq: count + 1,
+                        reason: format!(
+                            "rolled back or cut short: the log ends at event {count}, before \
+                             the checkpoint's event {seq}"
+                        ),
+                    });
+                }
+                let row = store.events(*seq, 1)?.into_iter().next();
+                if !row.is_some_and(|row| bool::from(row.hash.ct_eq(hash))) {
+                    return Err(Error::Tampered {
+                        seq: *seq,
+                        reason: "rewritten: the event differs from the one a checkpoint names"
+                            .into(),
+                    });
+                }
+            }
+            Ok(count)
+        })())
+    })?
+}
+
 /// Reads events with `seq >= from`, decoded, with their seq.
 pub fn read(store: &Store, from: u64, limit: u64) -> Result<Vec<(u64, Event)>, Error> {
     store
@@ -554,6 +664,51 @@ mod tests {
         let db = dir.path().join("keygate.db");
         Store::create(&db).unwrap();
         (dir, db, AuditKey::from_bytes(&[9; 32]))
+    }
+
+    #[test]
+    fn a_checkpoint_catches_a_log_put_back_as_it_was_earlier() {
+        let (dir, db, key) = open();
+        let log = AuditLog::start(&db, key.clone()).unwrap();
+        for n in 1..=3 {
+            log.append_blocking(event(n)).unwrap();
+        }
+        // The database as it is now, as a backup would keep it.
+        let earlier = dir.path().join("earlier.db");
+        let store = Store::open(&db).unwrap();
+        store
+            .connection()
+            .execute("VACUUM INTO ?1", [earlier.to_str().unwrap()])
+            .unwrap();
+        for n in 4..=5 {
+            log.append_blocking(event(n)).unwrap();
+        }
+        let taken = checkpoint(&store, &key).unwrap();
+        assert_eq!(taken.seq, 5);
+        assert_eq!(
+            verify_checkpoints(&store, &key, std::slice::from_ref(&taken)).unwrap(),
+            5
+        );
+
+        // Put back, the earlier copy verifies on its own, and fails against the checkpoint.
+        let rolled_back = Store::open(&earlier).unwrap();
+        assert_eq!(verify(&rolled_back, &key).unwrap(), 3);
+        assert!(matches!(
+            verify_checkpoints(&rolled_back, &key, std::slice::from_ref(&taken)),
+            Err(Error::Tampered { seq: 4, .. })
+        ));
+        // A checkpoint this vault did not make, or one altered, is refused as such.
+        let forged = Checkpoint {
+            seq: 3,
+            ..taken.clone()
+        };
+        let other_key = AuditKey::from_bytes(&[1; 32]);
+        for (checkpoint, key) in [(&forged, &key), (&taken, &other_key)] {
+            assert!(matches!(
+                verify_checkpoints(&store, key, std::slice::from_ref(checkpoint)),
+                Err(Error::BadCheckpoint { .. })
+            ));
+        }
     }
 
     #[test]

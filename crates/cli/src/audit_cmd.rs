@@ -1,11 +1,12 @@
 //! `keygate audit`: verify, tail, query and export the tamper-evident log.
 
 use std::io::Write;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
-use keygate_audit::{csv_header, csv_line, Filter};
+use keygate_audit::{csv_header, csv_line, Checkpoint, Filter};
 use keygate_core::{Event, EventBody, Outcome};
 use serde::Serialize;
 
@@ -21,13 +22,25 @@ const FOLLOW_INTERVAL: Duration = Duration::from_millis(250);
 #[derive(Subcommand, Debug)]
 pub enum AuditCmd {
     /// Check the whole chain; exit 1 naming the first bad event.
-    Verify,
+    Verify(VerifyArgs),
+    /// Print a checkpoint of the log (one JSON line) to keep outside this machine.
+    Checkpoint,
     /// Show the last events.
     Tail(TailArgs),
     /// Show the events that match filters.
     Query(QueryArgs),
     /// Write events to standard output as JSON lines or CSV.
     Export(ExportArgs),
+}
+
+/// `audit verify`
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// Also check that the log still holds the events these checkpoints name (files of
+    /// `audit checkpoint` lines): a log put back as it was earlier, cut short or rebuilt
+    /// fails. Repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub checkpoint: Vec<PathBuf>,
 }
 
 /// `audit tail`
@@ -99,15 +112,34 @@ pub struct ExportArgs {
 /// Runs an audit subcommand; returns the process exit code.
 pub fn run(vault: Unlocked, cmd: &AuditCmd) -> anyhow::Result<i32> {
     match cmd {
-        AuditCmd::Verify => verify(&vault),
+        AuditCmd::Verify(a) => verify(&vault, a),
+        AuditCmd::Checkpoint => checkpoint(&vault).map(|()| 0),
         AuditCmd::Tail(a) => tail(&vault, a).map(|()| 0),
         AuditCmd::Query(a) => query(&vault, a).map(|()| 0),
         AuditCmd::Export(a) => export(&vault, a).map(|()| 0),
     }
 }
 
-fn verify(vault: &Unlocked) -> anyhow::Result<i32> {
-    match keygate_audit::verify(&vault.store, &vault.audit_key) {
+fn verify(vault: &Unlocked, args: &VerifyArgs) -> anyhow::Result<i32> {
+    let mut checkpoints = Vec::new();
+    for path in &args.checkpoint {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading checkpoint file {}", path.display()))?;
+        for (number, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let checkpoint: Checkpoint = serde_json::from_str(line).with_context(|| {
+                format!(
+                    "{}:{}: not an `audit checkpoint` line",
+                    path.display(),
+                    number + 1
+                )
+            })?;
+            checkpoints.push(checkpoint);
+        }
+    }
+    match keygate_audit::verify_checkpoints(&vault.store, &vault.audit_key, &checkpoints) {
         Ok(0) => {
             eprintln!(
                 "audit log verification FAILED at event 1: the log is empty, but every \
@@ -115,16 +147,39 @@ fn verify(vault: &Unlocked) -> anyhow::Result<i32> {
             );
             Ok(1)
         }
-        Ok(n) => {
+        Ok(n) if checkpoints.is_empty() => {
             println!("audit log verified: {n} events");
+            Ok(0)
+        }
+        Ok(n) => {
+            println!(
+                "audit log verified: {n} events, holding all {} checkpoint(s)",
+                checkpoints.len()
+            );
             Ok(0)
         }
         Err(keygate_audit::Error::Tampered { seq, reason }) => {
             eprintln!("audit log verification FAILED at event {seq}: {reason}");
             Ok(1)
         }
+        Err(keygate_audit::Error::BadCheckpoint { seq, reason }) => {
+            eprintln!("audit log verification FAILED: the checkpoint at event {seq}: {reason}");
+            Ok(1)
+        }
         Err(e) => Err(e).context("verifying the audit log"),
     }
+}
+
+/// Prints a checkpoint of the verified log, for `audit verify --checkpoint`. Append it
+/// to a file kept where whoever can write this database cannot.
+fn checkpoint(vault: &Unlocked) -> anyhow::Result<()> {
+    let checkpoint = keygate_audit::checkpoint(&vault.store, &vault.audit_key)
+        .context("taking a checkpoint of the audit log")?;
+    println!(
+        "{}",
+        serde_json::to_string(&checkpoint).context("encoding the checkpoint")?
+    );
+    Ok(())
 }
 
 /// An event with its position, as written by `--json` and `export --format jsonl`.

@@ -1046,6 +1046,54 @@ mod audit {
     }
 
     #[test]
+    fn a_checkpoint_kept_elsewhere_catches_a_log_put_back_as_it_was() {
+        let kg = busy_vault();
+        let checkpoints = kg.path("checkpoints.jsonl");
+        let take = || {
+            let line = kg.ok(&["audit", "checkpoint"], "").stdout;
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&checkpoints)
+                .unwrap();
+            std::io::Write::write_all(&mut file, line.as_bytes()).unwrap();
+        };
+        take();
+        // A copy of the database as a backup would keep it.
+        let earlier = kg.path("earlier.db");
+        db(&kg)
+            .execute("VACUUM INTO ?1", [earlier.to_str().unwrap()])
+            .unwrap();
+        kg.ok(&["client", "freeze", "bot1"], "");
+        take();
+        let cp = checkpoints.to_str().unwrap();
+        let held = kg.ok(&["audit", "verify", "--checkpoint", cp], "").stdout;
+        assert!(held.contains("holding all 2 checkpoint(s)"), "{held}");
+
+        // Put back, the earlier copy verifies on its own, not against the checkpoints.
+        for suffix in ["-wal", "-shm"] {
+            let mut side = kg.db().into_os_string();
+            side.push(suffix);
+            let _ = std::fs::remove_file(side);
+        }
+        std::fs::copy(&earlier, kg.db()).unwrap();
+        kg.ok(&["audit", "verify"], "");
+        let out = kg.fails(&["audit", "verify", "--checkpoint", cp], "", 1);
+        assert!(out.stderr.contains("rolled back"), "{}", out.stderr);
+
+        // Another vault's checkpoint anchors nothing here.
+        let other = busy_vault();
+        let theirs = other.path("theirs.jsonl");
+        std::fs::write(&theirs, other.ok(&["audit", "checkpoint"], "").stdout).unwrap();
+        let out = other.fails(&["audit", "verify", "--checkpoint", cp], "", 1);
+        assert!(out.stderr.contains("audit key"), "{}", out.stderr);
+        other.ok(
+            &["audit", "verify", "--checkpoint", theirs.to_str().unwrap()],
+            "",
+        );
+    }
+
+    #[test]
     fn editing_an_event_body_is_caught() {
         let kg = busy_vault();
         let n = db(&kg)

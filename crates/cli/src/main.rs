@@ -23,6 +23,7 @@ mod client;
 mod demo;
 mod dev;
 mod home;
+mod incident;
 mod output;
 mod scan_cmd;
 mod serve;
@@ -105,6 +106,8 @@ enum Command {
     Scan(scan_cmd::ScanArgs),
     /// Tag the clients of a vault an earlier keygate made, after showing them.
     Upgrade(home::UpgradeArgs),
+    /// Incident button: freeze every active client at once.
+    Panic(incident::PanicArgs),
 }
 
 fn main() {
@@ -150,6 +153,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Scan(args) => Ok(scan_cmd::run(args, None)),
         Command::Upgrade(args) => home::upgrade(home::unlock(home()?, &how)?, args).map(|()| 0),
+        Command::Panic(args) => incident::run(home::unlock(home()?, &how)?, args).map(|()| 0),
     }
 }
 

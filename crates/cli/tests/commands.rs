@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 use keygate_audit::{AuditKey, AuditLog};
 use keygate_core::{ActionKind, Event, EventBody, Outcome, RequestEvent, Rule};
 use keygate_vault::MasterKey;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::common::Kg;
 
@@ -923,6 +923,49 @@ mod client {
         assert_eq!(db_state(&kg), before);
         db(&kg).execute_batch("DROP TRIGGER no_events").unwrap();
         assert_eq!(kg.status("bot1"), "active");
+    }
+
+    #[test]
+    fn panic_freezes_every_active_client_at_once() {
+        let kg = Kg::with_key_file();
+        kg.add_account("main", REAL_KEY, REAL_SECRET);
+        for name in ["bot1", "bot2", "bot3", "bot4", "bot5"] {
+            kg.issue("main", name, &[]);
+        }
+        kg.ok(&["client", "freeze", "bot2"], "");
+        kg.ok(&["client", "revoke", "bot3"], "");
+        db(&kg)
+            .execute(
+                r#"UPDATE clients SET policy = replace(policy, '"scopes":["read"]', '"scopes":["read","withdraw"]') WHERE name = 'bot4'"#,
+                [],
+            )
+            .unwrap();
+        let generation = db_state(&kg).1;
+        let done = kg.ok(&["panic", "--json"], "").json();
+        assert_eq!(done["frozen"], json!(["bot1", "bot5"]));
+        assert_eq!(done["refused_already"], 1);
+        assert!(
+            db_state(&kg).1 > generation,
+            "a running gateway would not notice"
+        );
+        for (name, status) in [
+            ("bot1", "frozen"),
+            ("bot2", "frozen"),
+            ("bot3", "revoked"),
+            ("bot4", "tampered"),
+            ("bot5", "frozen"),
+        ] {
+            assert_eq!(kg.status(name), status, "{name}");
+        }
+        let export = kg.ok(&["audit", "export"], "").stdout;
+        assert!(export.contains("\"change\":\"vault.panic\""), "{export}");
+        assert_eq!(
+            export.matches("\"reason\":\"panic\"").count(),
+            2,
+            "{export}"
+        );
+        kg.ok(&["audit", "verify"], "");
+        assert!(kg.ok(&["panic"], "").stdout.contains("no active client"));
     }
 
     #[test]

@@ -45,7 +45,7 @@ impl Home {
 
     fn ok(&mut self, args: &[&str], stdin: Option<&str>) -> String {
         let out = self.kg.run_traced(args, stdin.unwrap_or(""));
-        if args[..2] != ["client", "issue"] && args[..2] != ["client", "rotate"] {
+        if !args.starts_with(&["client", "issue"]) && !args.starts_with(&["client", "rotate"]) {
             self.printed.extend(out.stdout.as_bytes());
         }
         self.printed.extend(out.stderr.as_bytes());
@@ -240,6 +240,13 @@ fn ccxt_trades_through_keygate_and_the_cli_administers_it_live() {
         signed_get(&serve.addr, "/api/v3/account", &bot_key, &bot_secret).0,
         200
     );
+    // So does `keygate panic`, for every client at once.
+    home.ok(&["panic"], None);
+    std::thread::sleep(Duration::from_millis(1000));
+    let (status, body) = signed_get(&serve.addr, "/api/v3/account", &bot_key, &bot_secret);
+    assert_eq!(status, 401);
+    assert!(body["msg"].as_str().unwrap().contains("frozen"), "{body}");
+    home.ok(&["client", "unfreeze", "bot1"], None);
     home.ok(&["client", "revoke", "bot1"], None);
     std::thread::sleep(Duration::from_millis(1000));
     let (status, body) = signed_get(&serve.addr, "/api/v3/account", &bot_key, &bot_secret);

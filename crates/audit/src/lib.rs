@@ -45,9 +45,9 @@ use std::time::{Duration, Instant};
 use hmac::{Hmac, Mac};
 use keygate_core::Event;
 use keygate_store::{EventRow, Store};
+use keygate_vault::SecretBytes;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use zeroize::Zeroizing;
 
 /// Events one transaction takes at most.
 const MAX_BATCH: usize = 1024;
@@ -90,21 +90,22 @@ pub enum Error {
 }
 
 /// The key of the audit MAC. Derived from the master key; never stored in the clear;
-/// zeroized on drop.
+/// locked in memory and zeroized on drop.
 #[derive(Clone)]
-pub struct AuditKey(Zeroizing<[u8; 32]>);
+pub struct AuditKey(SecretBytes);
 
 impl AuditKey {
     /// Wraps 32 key bytes; input of another length is hashed down to 32.
     pub fn from_bytes(bytes: &[u8]) -> AuditKey {
-        match <[u8; 32]>::try_from(bytes) {
-            Ok(k) => AuditKey(Zeroizing::new(k)),
-            Err(_) => AuditKey(Zeroizing::new(Sha256::digest(bytes).into())),
+        if bytes.len() == 32 {
+            AuditKey(SecretBytes::new(bytes.to_vec()))
+        } else {
+            AuditKey(SecretBytes::new(Sha256::digest(bytes).to_vec()))
         }
     }
 
     fn mac(&self, hash: &[u8]) -> Vec<u8> {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.0.as_ref())
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.0.expose_secret())
             .expect("HMAC accepts keys of any length");
         mac.update(hash);
         mac.finalize().into_bytes().to_vec()
@@ -125,7 +126,7 @@ impl AuditKey {
 
     /// `HMAC(key, label ‖ seq ‖ hash)`.
     fn labelled_mac(&self, label: &[u8], seq: u64, hash: &[u8]) -> Vec<u8> {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.0.as_ref())
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.0.expose_secret())
             .expect("HMAC accepts keys of any length");
         mac.update(label);
         mac.update(&seq.to_be_bytes());

@@ -39,7 +39,7 @@ use hmac::{Hmac, Mac};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroizing;
 
 /// Format version written as the first byte of every sealed blob.
 const SEALED_VERSION: u8 = 1;
@@ -224,15 +224,22 @@ impl KdfParams {
     }
 }
 
-/// The key that seals every data key. Zeroized on drop.
-pub struct MasterKey(Zeroizing<[u8; KEY_LEN]>);
+/// The key that seals every data key. Locked in memory and zeroized on drop, as every
+/// [`SecretBytes`] is.
+pub struct MasterKey(SecretBytes);
 
 impl MasterKey {
     /// A fresh random master key.
     pub fn generate() -> MasterKey {
-        let mut key = Zeroizing::new([0u8; KEY_LEN]);
-        rand::thread_rng().fill_bytes(key.as_mut());
-        MasterKey(key)
+        MasterKey(random_key())
+    }
+
+    /// The key's bytes.
+    fn key(&self) -> &[u8; KEY_LEN] {
+        self.0
+            .expose_secret()
+            .try_into()
+            .expect("a master key is made of KEY_LEN bytes, by every constructor")
     }
 
     /// Derives the master key from a passphrase with Argon2id.
@@ -254,12 +261,13 @@ impl MasterKey {
             argon2::Version::V0x13,
             argon_params,
         );
-        let mut key = Zeroizing::new([0u8; KEY_LEN]);
-        argon
-            .hash_password_into(passphrase.expose_secret().as_bytes(), &salt, key.as_mut())
-            .map_err(|e| Error::KdfParams {
-                reason: e.to_string(),
-            })?;
+        let key = SecretBytes::filled(KEY_LEN, |key| {
+            argon
+                .hash_password_into(passphrase.expose_secret().as_bytes(), &salt, key)
+                .map_err(|e| Error::KdfParams {
+                    reason: e.to_string(),
+                })
+        })?;
         Ok(MasterKey(key))
     }
 
@@ -275,20 +283,28 @@ impl MasterKey {
         let mut file = fs::File::open(path).map_err(io)?;
         let meta = file.metadata().map_err(io)?;
         check_owner_only(path, &meta)?;
-        let mut bytes = Zeroizing::new(Vec::with_capacity(KEY_LEN + 1));
         // One byte more than a key, to tell a longer file apart; never more.
-        (&mut file)
-            .take(KEY_LEN as u64 + 1)
-            .read_to_end(&mut bytes)
-            .map_err(io)?;
-        let key: [u8; KEY_LEN] = bytes
-            .as_slice()
-            .try_into()
-            .map_err(|_| Error::KeyFileLength {
+        let mut read = 0;
+        let bytes = SecretBytes::filled(KEY_LEN + 1, |buf| {
+            while read < buf.len() {
+                match file.read(&mut buf[read..]).map_err(io)? {
+                    0 => break,
+                    n => read += n,
+                }
+            }
+            Ok(())
+        })?;
+        if read != KEY_LEN {
+            return Err(Error::KeyFileLength {
                 path: path.to_owned(),
                 len: usize::try_from(meta.len()).unwrap_or(usize::MAX),
-            })?;
-        Ok(MasterKey(Zeroizing::new(key)))
+            });
+        }
+        let key = SecretBytes::filled(KEY_LEN, |key| {
+            key.copy_from_slice(&bytes.expose_secret()[..KEY_LEN]);
+            Ok::<_, Error>(())
+        })?;
+        Ok(MasterKey(key))
     }
 
     /// Writes a fresh random key to a new file with mode 0600 and returns it. Fails if the
@@ -305,7 +321,7 @@ impl MasterKey {
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
         let mut file = options.open(path).map_err(io)?;
-        file.write_all(key.0.as_ref()).map_err(io)?;
+        file.write_all(key.key()).map_err(io)?;
         file.sync_all().map_err(io)?;
         Ok(key)
     }
@@ -320,7 +336,7 @@ impl MasterKey {
         rand::thread_rng().fill_bytes(data_key.as_mut());
 
         let mut blob = vec![SEALED_VERSION];
-        blob.extend(seal_with(&self.0, &aad, data_key.as_ref()));
+        blob.extend(seal_with(self.key(), &aad, data_key.as_ref()));
         blob.extend(seal_with(&data_key, &aad, plaintext));
         blob
     }
@@ -337,7 +353,7 @@ impl MasterKey {
             return Err(tampered());
         }
         let (wrapped, sealed) = rest.split_at(WRAPPED_KEY_LEN);
-        let data_key = open_with(&self.0, &aad, wrapped).ok_or_else(tampered)?;
+        let data_key = open_with(self.key(), &aad, wrapped).ok_or_else(tampered)?;
         let data_key: Zeroizing<[u8; KEY_LEN]> =
             Zeroizing::new(data_key.as_slice().try_into().map_err(|_| tampered())?);
         let plaintext = open_with(&data_key, &aad, sealed).ok_or_else(tampered)?;
@@ -394,7 +410,7 @@ impl MasterKey {
     /// A key derived from the master key for one purpose (such as the audit HMAC key), so
     /// that no single key serves two uses.
     pub fn derive_subkey(&self, purpose: &str) -> SecretBytes {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.0.as_ref())
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.key())
             .expect("HMAC accepts keys of any length");
         mac.update(b"keygate subkey/");
         mac.update(purpose.as_bytes());
@@ -492,15 +508,18 @@ fn check_owner_only(path: &Path, meta: &fs::Metadata) -> Result<(), Error> {
     Ok(())
 }
 
+/// 32 random bytes, made in locked memory.
+fn random_key() -> SecretBytes {
+    SecretBytes::filled(KEY_LEN, |key| {
+        rand::thread_rng().fill_bytes(key);
+        Ok::<_, std::convert::Infallible>(())
+    })
+    .unwrap_or_else(|never| match never {})
+}
+
 #[cfg(not(unix))]
 fn check_owner_only(_path: &Path, _meta: &fs::Metadata) -> Result<(), Error> {
     Ok(())
-}
-
-impl Drop for MasterKey {
-    fn drop(&mut self) {
-        self.0.zeroize();
-    }
 }
 
 #[cfg(test)]
@@ -624,7 +643,7 @@ mod tests {
         let _ = fs::remove_file(&path);
         let created = MasterKey::create_key_file(&path).unwrap();
         let read = MasterKey::from_key_file(&path).unwrap();
-        assert_eq!(created.0.as_ref(), read.0.as_ref());
+        assert_eq!(created.key(), read.key());
 
         fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
         assert!(matches!(

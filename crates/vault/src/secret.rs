@@ -27,6 +27,17 @@ impl SecretBytes {
         }
     }
 
+    /// `len` bytes that `fill` writes into memory already locked and zeroed, so that the
+    /// secret is never anywhere unlocked.
+    pub(crate) fn filled<E>(
+        len: usize,
+        fill: impl FnOnce(&mut [u8]) -> Result<(), E>,
+    ) -> Result<SecretBytes, E> {
+        let mut secret = SecretBytes::new(vec![0; len]);
+        fill(&mut secret.bytes)?;
+        Ok(secret)
+    }
+
     /// The secret itself. Every call site is a place a secret is used: keep them few.
     pub fn expose_secret(&self) -> &[u8] {
         &self.bytes

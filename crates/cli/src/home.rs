@@ -118,7 +118,6 @@ pub struct UnlockArgs {
 /// An opened vault: the database, the master key and the audit log.
 pub struct Unlocked {
     /// The home directory.
-    #[allow(dead_code)] // Part of the contract with `serve`; not every command needs it.
     pub home: Home,
     /// The database.
     pub store: Store,
@@ -556,7 +555,8 @@ fn restrict_db_files(db: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn wal_path(db: &Path, suffix: &str) -> PathBuf {
+/// `db` with `suffix` (`-wal`, `-shm`): SQLite's files beside the database.
+pub fn wal_path(db: &Path, suffix: &str) -> PathBuf {
     let mut s = db.as_os_str().to_owned();
     s.push(suffix);
     PathBuf::from(s)

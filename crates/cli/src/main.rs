@@ -13,7 +13,7 @@
 //!
 //! - `0`: success.
 //! - `1`: the command ran and the answer is "no": `audit verify` found a tampered event,
-//!   `scan` found leaked keys.
+//!   `scan` found leaked keys, `doctor` found a check that fails.
 //! - `2`: usage error (bad arguments) or failure (wrong passphrase or master key, missing
 //!   vault, I/O error, refused change such as removing an account with bound clients).
 
@@ -22,6 +22,7 @@ mod audit_cmd;
 mod client;
 mod demo;
 mod dev;
+mod doctor;
 mod home;
 mod incident;
 mod output;
@@ -50,7 +51,7 @@ const EXIT_ERROR: i32 = 2;
     version,
     about,
     propagate_version = true,
-    after_help = "Exit codes: 0 success; 1 audit verification failed or scan findings; 2 usage error or failure."
+    after_help = "Exit codes: 0 success; 1 audit verification failed, scan findings or a failed doctor check; 2 usage error or failure."
 )]
 struct Cli {
     #[command(flatten)]
@@ -108,6 +109,8 @@ enum Command {
     Upgrade(home::UpgradeArgs),
     /// Incident button: freeze every active client at once.
     Panic(incident::PanicArgs),
+    /// Check file permissions, the vault, clients, accounts and the audit log.
+    Doctor(doctor::DoctorArgs),
 }
 
 fn main() {
@@ -154,6 +157,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Scan(args) => Ok(scan_cmd::run(args, None)),
         Command::Upgrade(args) => home::upgrade(home::unlock(home()?, &how)?, args).map(|()| 0),
         Command::Panic(args) => incident::run(home::unlock(home()?, &how)?, args).map(|()| 0),
+        Command::Doctor(args) => doctor::run(&home::unlock(home()?, &how)?, args),
     }
 }
 

@@ -1414,6 +1414,79 @@ mod audit {
     }
 }
 
+mod doctor {
+    use super::*;
+
+    fn verdicts(kg: &Kg, code: i32) -> Vec<(String, String)> {
+        let out = if code == 0 {
+            kg.ok(&["doctor", "--json"], "")
+        } else {
+            kg.fails(&["doctor", "--json"], "", code)
+        };
+        out.json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["check"].as_str().unwrap().to_owned(),
+                    c["verdict"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn doctor_passes_a_fresh_vault_and_names_what_breaks_it() {
+        let kg = Kg::with_key_file();
+        kg.add_account("main", REAL_KEY, REAL_SECRET);
+        kg.issue("main", "bot1", &[]);
+        let fresh = verdicts(&kg, 0);
+        // Memory locking depends on this machine's `ulimit -l`: a warning at worst.
+        assert!(
+            fresh
+                .iter()
+                .all(|(c, v)| v == "ok" || (c == "memory" && v == "warn")),
+            "{fresh:?}"
+        );
+        for check in [
+            "files",
+            "vault",
+            "clients",
+            "accounts",
+            "audit log",
+            "memory",
+        ] {
+            assert!(
+                fresh.iter().any(|(c, _)| c == check),
+                "{check} missing: {fresh:?}"
+            );
+        }
+
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(kg.db(), std::fs::Permissions::from_mode(0o644)).unwrap();
+            let out = kg.fails(&["doctor"], "", 1);
+            assert!(out.stdout.contains("FAIL files"), "{}", out.stdout);
+            assert!(
+                out.stdout.contains("keygate.db (mode 644)"),
+                "{}",
+                out.stdout
+            );
+            std::fs::set_permissions(kg.db(), std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        db(&kg)
+            .execute("UPDATE clients SET expires_ms = expires_ms + 1", [])
+            .unwrap();
+        let broken = verdicts(&kg, 1);
+        assert!(
+            broken.contains(&("clients".to_owned(), "fail".to_owned())),
+            "{broken:?}"
+        );
+    }
+}
+
 mod cli {
     use super::*;
 

@@ -1,0 +1,245 @@
+//! `keygate doctor`: checks what keygate's safety rests on here, and says what to fix.
+
+use std::path::Path;
+
+use clap::Args;
+use keygate_core::ClientStatus;
+use keygate_vault::VaultFormat;
+use serde::Serialize;
+
+use crate::home::{now_ms, wal_path, Unlocked};
+use crate::output::{print_json, rfc3339};
+
+/// `keygate doctor`
+#[derive(Args, Debug)]
+pub struct DoctorArgs {
+    /// One JSON object per check.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// How a check came out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Verdict {
+    Ok,
+    /// Worth fixing; nothing is exposed yet.
+    Warn,
+    /// Something keygate's guarantees rest on does not hold.
+    Fail,
+}
+
+#[derive(Serialize)]
+struct Check {
+    check: &'static str,
+    verdict: Verdict,
+    detail: String,
+}
+
+/// Runs every check; exit code 1 when one fails, as `audit verify` does.
+pub fn run(vault: &Unlocked, args: &DoctorArgs) -> anyhow::Result<i32> {
+    let mut checks = file_modes(vault);
+    checks.push(vault_format(vault));
+    checks.extend(clients(vault));
+    checks.push(accounts(vault));
+    checks.push(audit_log(vault));
+    checks.push(memory());
+    let failed = checks.iter().any(|c| c.verdict == Verdict::Fail);
+    if args.json {
+        print_json(&checks)?;
+    } else {
+        for c in &checks {
+            let mark = match c.verdict {
+                Verdict::Ok => "ok  ",
+                Verdict::Warn => "WARN",
+                Verdict::Fail => "FAIL",
+            };
+            println!("{mark} {}: {}", c.check, c.detail);
+        }
+    }
+    Ok(i32::from(failed))
+}
+
+fn check(check: &'static str, verdict: Verdict, detail: impl Into<String>) -> Check {
+    Check {
+        check,
+        verdict,
+        detail: detail.into(),
+    }
+}
+
+/// The home directory and the files in it are the user's alone.
+fn file_modes(vault: &Unlocked) -> Vec<Check> {
+    let db = vault.home.db_path();
+    let mut paths = vec![vault.home.dir.clone(), vault.home.config_path(), db.clone()];
+    paths.extend([wal_path(&db, "-wal"), wal_path(&db, "-shm")]);
+    let exposed: Vec<String> = paths
+        .iter()
+        .filter_map(|p| mode_of(p).filter(|m| m & 0o077 != 0).map(|m| (p, m)))
+        .map(|(p, m)| format!("{} (mode {m:o})", p.display()))
+        .collect();
+    vec![if exposed.is_empty() {
+        check(
+            "files",
+            Verdict::Ok,
+            "the home directory and its files are private",
+        )
+    } else {
+        check(
+            "files",
+            Verdict::Fail,
+            format!(
+                "readable or writable by others: {}; chmod go-rwx them",
+                exposed.join(", ")
+            ),
+        )
+    }]
+}
+
+#[cfg(unix)]
+fn mode_of(path: &Path) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .ok()
+        .map(|m| m.permissions().mode() & 0o777)
+}
+
+#[cfg(not(unix))]
+fn mode_of(_path: &Path) -> Option<u32> {
+    None
+}
+
+fn vault_format(vault: &Unlocked) -> Check {
+    match vault.format {
+        VaultFormat::Current => check("vault", Verdict::Ok, "opens; its format is current"),
+        VaultFormat::Untagged => check(
+            "vault",
+            Verdict::Fail,
+            "made by an earlier keygate: its clients are refused until `keygate upgrade`",
+        ),
+    }
+}
+
+/// Every client's record verifies; counts of those the gateway refuses and why.
+fn clients(vault: &Unlocked) -> Vec<Check> {
+    let rows = match vault.store.client_rows() {
+        Ok(rows) => rows,
+        Err(e) => return vec![check("clients", Verdict::Fail, format!("cannot read: {e}"))],
+    };
+    let now = now_ms();
+    let (mut bad, mut active, mut expiring) = (Vec::new(), 0, 0);
+    for row in &rows {
+        match row {
+            Err(_) => bad.push("(unreadable row)".to_owned()),
+            Ok(c) if c.verify_record(&vault.master).is_err() => bad.push(c.name.to_string()),
+            Ok(c) if c.status == ClientStatus::Active => match c.expires_ms {
+                Some(e) if e <= now => {}
+                Some(e) if e <= now + 7 * 86_400_000 => {
+                    active += 1;
+                    expiring += 1;
+                }
+                _ => active += 1,
+            },
+            Ok(_) => {}
+        }
+    }
+    let mut checks = vec![if bad.is_empty() {
+        check(
+            "clients",
+            Verdict::Ok,
+            format!("{} record(s) verify; {active} usable", rows.len()),
+        )
+    } else {
+        check(
+            "clients",
+            Verdict::Fail,
+            format!(
+                "changed without the master key (or unreadable): {}; revoke them and find \
+                 out who can write the database",
+                bad.join(", ")
+            ),
+        )
+    }];
+    if expiring > 0 {
+        checks.push(check(
+            "expiry",
+            Verdict::Warn,
+            format!(
+                "{expiring} client(s) expire within 7 days; `keygate client rotate` or reissue"
+            ),
+        ));
+    }
+    checks
+}
+
+/// Real keys due for rotation.
+fn accounts(vault: &Unlocked) -> Check {
+    let accounts = match vault.store.account_rows() {
+        Ok(rows) => rows,
+        Err(e) => return check("accounts", Verdict::Fail, format!("cannot read: {e}")),
+    };
+    let now = now_ms();
+    let mut overdue = Vec::new();
+    let mut unreadable = 0;
+    for row in &accounts {
+        match row {
+            Ok(a) => {
+                if let Some(due) = a.rotation_due_ms().filter(|d| *d <= now) {
+                    overdue.push(format!("{} (since {})", a.label, rfc3339(due)));
+                }
+            }
+            Err(_) => unreadable += 1,
+        }
+    }
+    if unreadable > 0 {
+        check(
+            "accounts",
+            Verdict::Fail,
+            format!("{unreadable} account row(s) do not read"),
+        )
+    } else if overdue.is_empty() {
+        check(
+            "accounts",
+            Verdict::Ok,
+            format!("{} account(s); no rotation overdue", accounts.len()),
+        )
+    } else {
+        check(
+            "accounts",
+            Verdict::Warn,
+            format!(
+                "rotation overdue: {}; `keygate account rotate LABEL`",
+                overdue.join(", ")
+            ),
+        )
+    }
+}
+
+fn audit_log(vault: &Unlocked) -> Check {
+    match keygate_audit::verify(&vault.store, &vault.audit_key) {
+        Ok(0) => check("audit log", Verdict::Fail, "empty: it was emptied"),
+        Ok(n) => check(
+            "audit log",
+            Verdict::Ok,
+            format!("{n} events verify; anchor it elsewhere with `keygate audit checkpoint`"),
+        ),
+        Err(e) => check("audit log", Verdict::Fail, e.to_string()),
+    }
+}
+
+/// Whether the secrets read so far (every client's key above) could be locked in memory.
+fn memory() -> Check {
+    if keygate_vault::secrets_locked() {
+        check(
+            "memory",
+            Verdict::Ok,
+            "secrets are locked in memory (never swapped out)",
+        )
+    } else {
+        check(
+            "memory",
+            Verdict::Warn,
+            "secrets could not be locked in memory and may be swapped out; raise `ulimit -l`",
+        )
+    }
+}

@@ -139,6 +139,10 @@ fn verify(vault: &Unlocked, args: &VerifyArgs) -> anyhow::Result<i32> {
             checkpoints.push(checkpoint);
         }
     }
+    // Asked to check against checkpoints, and none read: that is no anchor at all.
+    if !args.checkpoint.is_empty() && checkpoints.is_empty() {
+        anyhow::bail!("no checkpoint in the files given; nothing anchors the log");
+    }
     match keygate_audit::verify_checkpoints(&vault.store, &vault.audit_key, &checkpoints) {
         Ok(0) => {
             eprintln!(

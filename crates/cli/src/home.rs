@@ -7,17 +7,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
 use keygate_audit::{AuditKey, AuditLog};
-use keygate_core::{AdminEvent, Event, EventBody, Name};
+use keygate_core::{AdminEvent, Event, EventBody};
 use keygate_store::Store;
 use keygate_vault::{KdfParams, MasterKey, SecretString, VaultFormat};
 use serde::{Deserialize, Serialize};
 
-use crate::output::{print_table, rfc3339};
-
 /// Meta key holding the Argon2id parameters of a passphrase vault (JSON).
 const META_KDF: &str = "kdf";
 /// Meta key holding the sealed check value that tells a wrong key from a right one.
-const META_CHECK: &str = "check";
+pub const META_CHECK: &str = "check";
 /// Meta key naming the master-key provider (`passphrase` or `key-file`).
 const META_PROVIDER: &str = "master_key_provider";
 
@@ -228,7 +226,9 @@ pub fn init(home: Home, how: &UnlockArgs, args: &InitArgs) -> anyhow::Result<()>
         let initialized = admin_event(
             "vault.init",
             &home.dir.display().to_string(),
-            serde_json::json!({ "provider": provider.as_str() }),
+            // Marks the vault as made with client tags: `keygate upgrade` refuses to run
+            // on a log that says so, whatever check value the database holds.
+            serde_json::json!({ "provider": provider.as_str(), "client_tags": true }),
         );
         unlocked
             .change(&[initialized], |s, master| {
@@ -320,98 +320,6 @@ pub fn unlock(home: Home, how: &UnlockArgs) -> anyhow::Result<Unlocked> {
         );
     }
     open_with(home, store, master, format)
-}
-
-/// Options of `keygate upgrade`.
-#[derive(clap::Args, Debug)]
-pub struct UpgradeArgs {
-    /// Tag the clients shown without asking (required when standard input is not a
-    /// terminal).
-    #[arg(long)]
-    pub yes: bool,
-}
-
-/// `keygate upgrade`: tags the clients of a vault an earlier keygate made, as they are, once
-/// the operator has seen them, and rewrites the check value; in one transaction, audited
-/// as `vault.upgrade`. From then on a client changed without the master key is caught.
-///
-/// It asks because it vouches for rows it did not write: someone with write access to
-/// the database could have put back an old check value and edited a row, hoping for it
-/// to be tagged unseen.
-pub fn upgrade(mut unlocked: Unlocked, args: &UpgradeArgs) -> anyhow::Result<()> {
-    let rows = unlocked.store.client_rows().context("reading clients")?;
-    let untagged: Vec<_> = rows
-        .iter()
-        .filter_map(|row| row.as_ref().ok())
-        .filter(|c| !c.is_tagged())
-        .collect();
-    if unlocked.format == VaultFormat::Current {
-        if untagged.is_empty() {
-            println!("this vault is up to date; nothing to upgrade");
-            return Ok(());
-        }
-        let names: Vec<&str> = untagged.iter().map(|c| c.name.as_str()).collect();
-        bail!(
-            "this vault was made or upgraded by this keygate, yet client(s) {} have no tag: \
-             they were changed without the master key; revoke them",
-            names.join(", ")
-        );
-    }
-    println!("clients of this vault, to be tagged as they are:");
-    let table: Vec<Vec<String>> = untagged
-        .iter()
-        .map(|c| {
-            vec![
-                c.name.to_string(),
-                c.account.to_string(),
-                c.status.as_str().to_owned(),
-                c.policy.scopes.to_string(),
-                c.expires_ms.map_or_else(|| "never".into(), rfc3339),
-            ]
-        })
-        .collect();
-    print_table(&["NAME", "ACCOUNT", "STATUS", "SCOPES", "EXPIRES"], &table)?;
-    let unreadable = rows.iter().filter(|r| r.is_err()).count();
-    if unreadable > 0 {
-        println!("({unreadable} row(s) do not read and stay untagged, so refused)");
-    }
-    if !args.yes {
-        if !std::io::stdin().is_terminal() {
-            bail!("not a terminal: pass --yes to tag the clients shown");
-        }
-        print!("Tag these {} client(s)? [y/N] ", untagged.len());
-        std::io::stdout().flush().context("writing the prompt")?;
-        let mut answer = String::new();
-        std::io::stdin()
-            .lock()
-            .read_line(&mut answer)
-            .context("reading the answer")?;
-        if !matches!(answer.trim(), "y" | "Y" | "yes") {
-            bail!("nothing was changed");
-        }
-    }
-    let (master, key) = (&unlocked.master, &unlocked.audit_key);
-    let tagged = unlocked
-        .store
-        .transaction(|s| {
-            let tagged = s.tag_untagged_clients(master)?;
-            s.set_meta(META_CHECK, &master.make_check())?;
-            let names: Vec<&str> = tagged.iter().map(Name::as_str).collect();
-            let upgraded = admin_event(
-                "vault.upgrade",
-                "clients",
-                serde_json::json!({ "tagged_clients": names }),
-            );
-            keygate_audit::append_within(s, key, &[upgraded])?;
-            Ok::<_, keygate_audit::Error>(tagged)
-        })
-        .context("tagging the clients")?;
-    unlocked.format = VaultFormat::Current;
-    println!(
-        "upgraded: {} client(s) tagged with the master key",
-        tagged.len()
-    );
-    Ok(())
 }
 
 fn open_with(

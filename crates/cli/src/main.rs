@@ -28,6 +28,7 @@ mod incident;
 mod output;
 mod scan_cmd;
 mod serve;
+mod upgrade;
 
 use std::path::PathBuf;
 
@@ -106,7 +107,7 @@ enum Command {
     /// Look for leaked exchange API keys in files and git history.
     Scan(scan_cmd::ScanArgs),
     /// Tag the clients of a vault an earlier keygate made, after showing them.
-    Upgrade(home::UpgradeArgs),
+    Upgrade(upgrade::UpgradeArgs),
     /// Incident button: freeze every active client at once.
     Panic(incident::PanicArgs),
     /// Check file permissions, the vault, clients, accounts and the audit log.
@@ -155,7 +156,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(scan_cmd::run(args, Some(managed)))
         }
         Command::Scan(args) => Ok(scan_cmd::run(args, None)),
-        Command::Upgrade(args) => home::upgrade(home::unlock(home()?, &how)?, args).map(|()| 0),
+        Command::Upgrade(args) => upgrade::run(home::unlock(home()?, &how)?, args).map(|()| 0),
         Command::Panic(args) => incident::run(home::unlock(home()?, &how)?, args).map(|()| 0),
         Command::Doctor(args) => doctor::run(&home::unlock(home()?, &how)?, args),
     }

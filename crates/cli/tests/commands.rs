@@ -807,6 +807,41 @@ mod client {
     /// check value.
     fn as_before_client_tags(kg: &Kg) {
         let master = MasterKey::from_key_file(&kg.key_file()).unwrap();
+        rewrite_log_without_tag_markers(kg, &master);
+        put_back_the_old_check_value(kg);
+    }
+
+    /// The audit log an earlier keygate would have written: the same events, its
+    /// `vault.init` without the `client_tags` marker, chained anew with the vault's key.
+    fn rewrite_log_without_tag_markers(kg: &Kg, master: &MasterKey) {
+        let key = AuditKey::from_bytes(master.derive_subkey("audit-mac").expose_secret());
+        let store = keygate_store::Store::open(&kg.db()).unwrap();
+        let mut events: Vec<Event> = keygate_audit::read(&store, 1, 10_000)
+            .unwrap()
+            .into_iter()
+            .map(|(_, e)| e)
+            .collect();
+        for event in &mut events {
+            if let EventBody::Admin(admin) = &mut event.body {
+                if let Some(detail) = admin.detail.as_object_mut() {
+                    detail.remove("client_tags");
+                }
+            }
+        }
+        store
+            .connection()
+            .execute_batch("DELETE FROM events; DELETE FROM meta WHERE key = 'audit_head';")
+            .unwrap();
+        let log = AuditLog::start(&kg.db(), key).unwrap();
+        for event in events {
+            log.append_blocking(event).unwrap();
+        }
+    }
+
+    /// What someone with write access to the database, and a backup of it from before
+    /// client tags, can do: the old schema and the old check value, not the log.
+    fn put_back_the_old_check_value(kg: &Kg) {
+        let master = MasterKey::from_key_file(&kg.key_file()).unwrap();
         let old_check = master.seal(
             &keygate_vault::RecordId::new("vault-check", "", ""),
             b"keygate vault check v1",
@@ -873,6 +908,33 @@ mod client {
         );
     }
 
+    /// A regression test: `keygate upgrade` would tag a client whose previous key had been
+    /// copied from another client, which its listing did not show.
+    #[test]
+    fn upgrade_refuses_a_key_two_clients_hold() {
+        let kg = Kg::with_key_file();
+        kg.add_account("main", REAL_KEY, REAL_SECRET);
+        kg.issue("main", "bot1", &[]);
+        kg.issue("main", "bot2", &[]);
+        as_before_client_tags(&kg);
+        db(&kg)
+            .execute(
+                "UPDATE clients SET previous_api_key = (SELECT api_key FROM clients WHERE \
+                 name = 'bot1'), previous_material = (SELECT key_material FROM clients WHERE \
+                 name = 'bot1'), previous_until_ms = 4102444800000 WHERE name = 'bot2'",
+                [],
+            )
+            .unwrap();
+        let refused = kg.fails(&["upgrade", "--yes"], "", 2);
+        assert!(
+            refused.stderr.contains("more than one client")
+                && refused.stderr.contains("bot1, bot2"),
+            "{}",
+            refused.stderr
+        );
+        assert_eq!(kg.status("bot2"), "untagged");
+    }
+
     /// A regression test: putting back the check value of an earlier keygate made the next
     /// unlock tag whatever had been written into the clients, unseen.
     #[test]
@@ -881,7 +943,7 @@ mod client {
         kg.add_account("main", REAL_KEY, REAL_SECRET);
         kg.issue("main", "bot1", &[]);
         kg.ok(&["client", "revoke", "bot1"], "");
-        as_before_client_tags(&kg);
+        put_back_the_old_check_value(&kg);
         db(&kg)
             .execute("UPDATE clients SET status = 'active'", [])
             .unwrap();
@@ -893,6 +955,9 @@ mod client {
             kg.ok(command, "");
         }
         assert_eq!(kg.status("bot1"), "untagged");
+        // Nor does `keygate upgrade`: the audit log says this vault had tags.
+        let refused = kg.fails(&["upgrade", "--yes"], "", 2);
+        assert!(refused.stderr.contains("put back"), "{}", refused.stderr);
         let verified = keygate_store::Store::open(&kg.db())
             .unwrap()
             .client(&"bot1".parse().unwrap())

@@ -203,6 +203,8 @@ pub enum Rule {
     AuditUnavailable,
     /// The client closed its connection before the request was forwarded.
     ClientGone,
+    /// keygate failed while handling the request (a bug); it was not forwarded.
+    Internal,
 }
 
 impl Rule {
@@ -226,6 +228,7 @@ impl Rule {
             Rule::Rate => "rate",
             Rule::AuditUnavailable => "audit_unavailable",
             Rule::ClientGone => "client_gone",
+            Rule::Internal => "internal",
         }
     }
 }

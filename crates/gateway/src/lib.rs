@@ -250,9 +250,13 @@ async fn handle<A: Adapter>(
                 "request body too large",
             )
         }
-        Ok(Err(_)) => {
+        Ok(Err(e)) if is_cut_short(&e) => {
             let msg = "the request body was cut short";
             return audit.deny(refuse(Refusal::Malformed(msg)), Rule::ClientGone, msg);
+        }
+        Ok(Err(_)) => {
+            let msg = "the request body is malformed";
+            return audit.deny(refuse(Refusal::Malformed(msg)), Rule::Malformed, msg);
         }
         Err(_) => {
             let msg = "request body was not received in time";
@@ -568,12 +572,37 @@ fn check_path(path: &str) -> Result<(), &'static str> {
     }
 }
 
-/// Whether reading a body failed because it passed [`MAX_BODY_BYTES`], rather than
-/// because the client stopped sending it.
+/// Whether reading a body failed because it passed [`MAX_BODY_BYTES`].
 fn is_length_limit(error: &axum::Error) -> bool {
+    caused_by(error, |e| e.is::<http_body_util::LengthLimitError>())
+}
+
+/// Whether reading a body failed because the client stopped sending it (closed or reset
+/// its connection midway), rather than because what it sent was malformed.
+fn is_cut_short(error: &axum::Error) -> bool {
+    caused_by(error, |e| {
+        e.downcast_ref::<hyper::Error>()
+            .is_some_and(|h| h.is_incomplete_message() || h.is_closed())
+            || e.downcast_ref::<std::io::Error>().is_some_and(|io| {
+                matches!(
+                    io.kind(),
+                    std::io::ErrorKind::UnexpectedEof
+                        | std::io::ErrorKind::ConnectionReset
+                        | std::io::ErrorKind::ConnectionAborted
+                        | std::io::ErrorKind::BrokenPipe
+                )
+            })
+    })
+}
+
+/// Whether `error`, or an error it was caused by, is one `test` picks out.
+fn caused_by(
+    error: &axum::Error,
+    test: impl Fn(&(dyn std::error::Error + 'static)) -> bool,
+) -> bool {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
     while let Some(e) = source {
-        if e.is::<http_body_util::LengthLimitError>() {
+        if test(e) {
             return true;
         }
         source = e.source();
@@ -630,8 +659,6 @@ struct Audit<'a> {
     account: Option<String>,
     action: Option<Action>,
     notional: Option<Decimal>,
-    /// The pending event is queued: it will be written, whether or not anyone waits.
-    pending_queued: bool,
     /// The pending event is durable.
     pending_written: bool,
     /// Its event is made; nothing is left to write on drop.
@@ -657,7 +684,6 @@ impl<'a> Audit<'a> {
             account: None,
             action: None,
             notional: None,
-            pending_queued: false,
             pending_written: false,
             recorded: false,
         }
@@ -724,7 +750,6 @@ impl<'a> Audit<'a> {
         let event = self
             .clone()
             .into_event(true, None, None, None, Outcome::Pending);
-        self.pending_queued = true;
         self.gw.audit.append_durable(
             event,
             Box::new(move |result| {
@@ -781,25 +806,30 @@ impl<'a> Audit<'a> {
 
 impl Drop for Audit<'_> {
     /// A request dropped before it was forwarded (its client hung up while keygate read
-    /// its body, priced it, or waited for the audit log): recorded as not forwarded.
+    /// its body, priced it, or waited for the audit log; or the request path panicked):
+    /// recorded as denied and not forwarded. The event is whole, so that it stands alone
+    /// even when a pending event it follows was never written; when that one was, they
+    /// share their `request_id`.
     fn drop(&mut self) {
         if self.recorded {
             return;
         }
-        let gw = self.gw;
-        let event = if self.pending_queued {
-            // The pending event will be written; this one follows it and closes it.
-            self.outcome_event(None, 0, Outcome::NotForwarded)
+        let (rule, message) = if std::thread::panicking() {
+            (Rule::Internal, "keygate failed while handling the request")
         } else {
-            let message = "the client closed its connection before the request was forwarded";
-            self.clone().into_event(
-                false,
-                Some(Denial::new(Rule::ClientGone, message)),
-                None,
-                None,
-                Outcome::NotForwarded,
+            (
+                Rule::ClientGone,
+                "the client closed its connection before the request was forwarded",
             )
         };
+        let gw = self.gw;
+        let event = self.clone().into_event(
+            false,
+            Some(Denial::new(rule, message)),
+            None,
+            None,
+            Outcome::NotForwarded,
+        );
         self.recorded = true;
         gw.audit.append(event);
     }

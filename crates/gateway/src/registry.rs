@@ -106,6 +106,9 @@ impl Registry {
                 }
             }
         }
+        // An API key two rows claim (a previous key copied into another row by hand) is
+        // nobody's: which row wins must not depend on the order they are read in.
+        let mut claimed_twice = std::collections::HashSet::new();
         for client in store.client_rows()? {
             let client = match client {
                 Ok(client) => client,
@@ -140,6 +143,10 @@ impl Registry {
                         }
                     },
                 };
+                if registry.clients.contains_key(&api_key) {
+                    tracing::error!(client = %client.name, "an API key of this client belongs to another too; both refused");
+                    claimed_twice.insert(api_key.clone());
+                }
                 registry.clients.insert(
                     api_key,
                     Arc::new(ClientEntry {
@@ -153,6 +160,9 @@ impl Registry {
                     }),
                 );
             }
+        }
+        for api_key in claimed_twice {
+            registry.clients.remove(&api_key);
         }
         Ok(registry)
     }
@@ -206,6 +216,7 @@ impl Live {
 /// read takes only itself out ([`Registry::load`]).
 pub fn spawn_reloader(store: Store, master: MasterKey, live: Arc<Live>) -> std::io::Result<()> {
     let mut seen = None;
+    let mut warned_unlocked = !keygate_vault::secrets_locked();
     std::thread::Builder::new()
         .name("keygate-reload".into())
         .spawn(move || {
@@ -226,6 +237,10 @@ pub fn spawn_reloader(store: Store, master: MasterKey, live: Arc<Live>) -> std::
                         live.replace(registry);
                         seen = Some(generation);
                         tracing::info!(generation, "reloaded accounts and clients");
+                        if !warned_unlocked && !keygate_vault::secrets_locked() {
+                            warned_unlocked = true;
+                            tracing::warn!("secrets read since start-up could not be locked in memory (see `ulimit -l`); they may be written to swap");
+                        }
                     }
                     Err(e) => {
                         live.replace(Registry::default());

@@ -867,9 +867,22 @@ async fn a_request_dropped_before_it_is_forwarded_is_audited() {
     assert_eq!(cut.len(), 1, "{cut:?}");
     assert_eq!(cut[0]["rule"], "client_gone");
     assert_eq!(cut[0]["outcome"], "not_forwarded");
+    // A malformed body from a client still there is malformed, not a client gone.
+    let (status, _) = raw(
+        env.gateway,
+        b"POST /binance/api/v3/order HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+          Content-Type: application/x-www-form-urlencoded\r\n\
+          Transfer-Encoding: chunked\r\nConnection: close\r\n\r\nzz\r\nab\r\n0\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 400);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let malformed = events_about(&env, "/api/v3/order");
+    assert_eq!(malformed.len(), 2, "{malformed:?}");
+    assert_eq!(malformed[1]["rule"], "malformed", "{malformed:?}");
 
     // An order whose client hangs up while keygate waits for its audit event to be
-    // durable: the pending event is closed by an outcome saying it was not forwarded.
+    // durable: the pending event is followed by the same request, not forwarded.
     let blocker = rusqlite::Connection::open(&env.db).unwrap();
     blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
     let mut client = tokio::net::TcpStream::connect(env.gateway).await.unwrap();
@@ -883,12 +896,13 @@ async fn a_request_dropped_before_it_is_forwarded_is_audited() {
     blocker.execute_batch("ROLLBACK").unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let events = events_about(&env, "/api/v3/order");
-    assert_eq!(events.len(), 3, "{events:?}");
-    let (pending, outcome) = (&events[1], &events[2]);
+    assert_eq!(events.len(), 4, "{events:?}");
+    let (pending, dropped) = (&events[2], &events[3]);
     assert_eq!(pending["outcome"], "pending", "{pending}");
-    assert_eq!(outcome["type"], "outcome", "{outcome}");
-    assert_eq!(outcome["request_id"], pending["request_id"]);
-    assert_eq!(outcome["outcome"], "not_forwarded");
+    assert_eq!(dropped["request_id"], pending["request_id"]);
+    assert_eq!(dropped["rule"], "client_gone", "{dropped}");
+    assert_eq!(dropped["outcome"], "not_forwarded");
+    assert_eq!(dropped["path"], "/api/v3/order");
     assert_eq!(exchange_saw(&env, "/api/v3/order"), 0);
     let store = Store::open(&env.db).unwrap();
     keygate_audit::verify(&store, &env.audit_key).unwrap();

@@ -487,6 +487,10 @@ mod tests {
         std::fs::remove_dir_all(dir).unwrap();
     }
 
+    fn readable_clients(store: &Store) -> Vec<Client> {
+        store.client_rows().unwrap().into_iter().flatten().collect()
+    }
+
     /// Changes a column of `bot1` behind the store's back, as a hand edit would, and
     /// checks that the row did change.
     fn edit(store: &Store, assignment: &str) {
@@ -566,11 +570,18 @@ mod tests {
         assert!(store
             .transaction(|s| s.rotate_client(&bot, "rotated", &material, &master, 9))
             .is_err());
+        edit(
+            &store,
+            "previous_api_key = 'borrowed', previous_material = key_material, \
+             previous_until_ms = 4102444800000",
+        );
         set(&mut store, ClientStatus::Active, ClientStatus::Revoked).unwrap();
-        // Tagged as revoked: undoing the edit no longer brings back a usable client.
+        // Tagged as revoked: undoing the edit no longer brings back a usable client. Its
+        // previous key, which could be another client's copied in, is not vouched for.
         let client = store.client(&bot).unwrap();
         assert_eq!(client.status, ClientStatus::Revoked);
         client.verify_record(&master).unwrap();
+        assert!(client.previous_api_key.is_none());
         edit(
             &store,
             r#"status = 'active', policy = replace(policy, ',"withdraw"', '')"#,
@@ -632,16 +643,23 @@ mod tests {
             refused.is_err(),
             "an untagged client was changed before its upgrade"
         );
+        store.transaction(|s| s.upgrade_schema()).unwrap();
+        let shown = readable_clients(&store);
+        // A row changed after it was shown is not tagged.
+        edit(&store, "expires_ms = 5");
+        assert!(matches!(
+            store.transaction(|s| s.tag_clients_as_shown(&shown, &master)),
+            Err(Error::Conflict { .. })
+        ));
+        let shown = readable_clients(&store);
         let tagged = store
-            .transaction(|s| {
-                s.upgrade_schema()?;
-                s.tag_untagged_clients(&master)
-            })
+            .transaction(|s| s.tag_clients_as_shown(&shown, &master))
             .unwrap();
         assert_eq!(tagged, vec![bot.clone()]);
         store.client(&bot).unwrap().verify_record(&master).unwrap();
+        let shown = readable_clients(&store);
         assert!(store
-            .transaction(|s| s.tag_untagged_clients(&master))
+            .transaction(|s| s.tag_clients_as_shown(&shown, &master))
             .unwrap()
             .is_empty());
         std::fs::remove_dir_all(dir).unwrap();

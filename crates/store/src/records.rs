@@ -674,7 +674,13 @@ impl Store {
                 });
             }
             Ok(()) => {}
-            Err(_) if to == ClientStatus::Revoked => {}
+            Err(_) if to == ClientStatus::Revoked => {
+                // Its previous key may be another client's, copied in: the tag must not
+                // vouch for that.
+                client.previous_api_key = None;
+                client.previous_material = None;
+                client.previous_until_ms = None;
+            }
             Err(e) => return Err(e),
         }
         client.status = to;
@@ -750,27 +756,35 @@ impl Store {
         Ok(())
     }
 
-    /// Tags every client an earlier build wrote without a tag, as its columns are now, and
-    /// returns their names. Whoever calls this vouches for those rows: `keygate upgrade`
-    /// shows them and asks first, and only for a vault whose check value says it predates
-    /// tags ([`keygate_vault::VaultFormat::Untagged`]), rewriting it in the same
-    /// transaction.
-    pub fn tag_untagged_clients(&self, master: &MasterKey) -> Result<Vec<Name>, Error> {
+    /// Tags the untagged clients in `shown`, provided each row is still exactly as shown,
+    /// and returns their names. Whoever calls this vouches for those rows: `keygate
+    /// upgrade` shows every column first and asks, and only for a vault whose check value
+    /// says it predates tags ([`keygate_vault::VaultFormat::Untagged`]), rewriting it in
+    /// the same transaction. A row that changed since it was shown, or appeared since,
+    /// is not tagged: the first is an error, the second stays untagged, so refused.
+    pub fn tag_clients_as_shown(
+        &self,
+        shown: &[Client],
+        master: &MasterKey,
+    ) -> Result<Vec<Name>, Error> {
         let mut tagged = Vec::new();
-        for client in self.client_rows()? {
-            // A row that does not decode stays untagged, and so refused.
-            let Ok(mut client) = client else { continue };
-            if client.tag.is_some() {
-                continue;
+        for seen in shown.iter().filter(|c| c.tag.is_none()) {
+            let mut now = self.client(&seen.name)?;
+            if now.tag.is_some() || now.tagged_fields() != seen.tagged_fields() {
+                return Err(Error::Conflict {
+                    kind: "client",
+                    name: seen.name.to_string(),
+                    reason: "it changed after it was shown".into(),
+                });
             }
-            client.retag(master);
+            now.retag(master);
             self.connection()
                 .execute(
                     "UPDATE clients SET tag = ?2 WHERE name = ?1 AND tag IS NULL",
-                    params![client.name.as_str(), client.tag],
+                    params![now.name.as_str(), now.tag],
                 )
                 .map_err(|e| self.error(e))?;
-            tagged.push(client.name);
+            tagged.push(now.name);
         }
         Ok(tagged)
     }

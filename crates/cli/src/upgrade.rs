@@ -1,0 +1,189 @@
+//! `keygate upgrade`: tags the clients of a vault an earlier keygate made, after showing
+//! them.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, IsTerminal, Write};
+
+use anyhow::{bail, Context};
+use clap::Args;
+use keygate_core::{EventBody, Name};
+use keygate_store::{Client, Store};
+use keygate_vault::{redact, VaultFormat};
+
+use crate::home::{admin_event, Unlocked, META_CHECK};
+use crate::output::rfc3339;
+
+/// Options of `keygate upgrade`.
+#[derive(Args, Debug)]
+pub struct UpgradeArgs {
+    /// Tag the clients shown without asking (required when standard input is not a
+    /// terminal).
+    #[arg(long)]
+    pub yes: bool,
+}
+
+/// Tags the clients of a vault an earlier keygate made, as they are, once the operator
+/// has seen every column of them, and rewrites the check value; in one transaction,
+/// audited as `vault.upgrade`. From then on a client changed without the master key is
+/// caught.
+///
+/// It vouches for rows it did not write, so it is careful: someone with write access to
+/// the database could have put back an old check value and edited rows, hoping to have
+/// them tagged. It refuses when the audit log (which nobody can forge without the key)
+/// shows this vault had tags already, refuses two rows sharing a key, shows every column
+/// it tags, and tags each row only if it is still exactly as shown.
+pub fn run(mut vault: Unlocked, args: &UpgradeArgs) -> anyhow::Result<()> {
+    let rows = vault.store.client_rows().context("reading clients")?;
+    let untagged: Vec<Client> = rows
+        .iter()
+        .filter_map(|row| row.as_ref().ok())
+        .filter(|c| !c.is_tagged())
+        .cloned()
+        .collect();
+    if vault.format == VaultFormat::Current {
+        if untagged.is_empty() {
+            println!("this vault is up to date; nothing to upgrade");
+            return Ok(());
+        }
+        bail!(
+            "this vault was made or upgraded by this keygate, yet client(s) {} have no tag: \
+             they were changed without the master key; revoke them",
+            names(&untagged)
+        );
+    }
+    if let Some(marker) = tag_era_marker(&vault)? {
+        bail!(
+            "the audit log shows this vault had client tags already ({marker}), yet its \
+             check value says otherwise: it was put back from an older copy. Nothing was \
+             tagged; revoke the clients you do not trust and issue new ones"
+        );
+    }
+    refuse_shared_keys(&rows)?;
+
+    println!("clients of this vault, to be tagged exactly as they are:");
+    for c in &untagged {
+        print_client(c)?;
+    }
+    let unreadable = rows.iter().filter(|r| r.is_err()).count();
+    if unreadable > 0 {
+        println!("({unreadable} row(s) do not read and stay untagged, so refused)");
+    }
+    if !args.yes {
+        if !std::io::stdin().is_terminal() {
+            bail!("not a terminal: pass --yes to tag the clients shown");
+        }
+        print!("Tag these {} client(s)? [y/N] ", untagged.len());
+        std::io::stdout().flush().context("writing the prompt")?;
+        let mut answer = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut answer)
+            .context("reading the answer")?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            bail!("nothing was changed");
+        }
+    }
+    let tagged = tag(&mut vault, &untagged)?;
+    vault.format = VaultFormat::Current;
+    println!(
+        "upgraded: {} client(s) tagged with the master key",
+        tagged.len()
+    );
+    Ok(())
+}
+
+fn names(clients: &[Client]) -> String {
+    let names: Vec<&str> = clients.iter().map(|c| c.name.as_str()).collect();
+    names.join(", ")
+}
+
+/// The first event in the (verified) audit log that only a vault with client tags
+/// writes: its `vault.init` made by a build with tags, or an earlier `vault.upgrade`.
+fn tag_era_marker(vault: &Unlocked) -> anyhow::Result<Option<String>> {
+    keygate_audit::verify(&vault.store, &vault.audit_key)
+        .context("the audit log must verify before an upgrade")?;
+    let mut from = 1;
+    loop {
+        let page = keygate_audit::read(&vault.store, from, 10_000).context("reading the log")?;
+        let Some((last, _)) = page.last() else {
+            return Ok(None);
+        };
+        from = last + 1;
+        for (seq, event) in &page {
+            let EventBody::Admin(admin) = &event.body else {
+                continue;
+            };
+            let tagged_init = admin.change == "vault.init" && admin.detail["client_tags"] == true;
+            if tagged_init || admin.change == "vault.upgrade" {
+                return Ok(Some(format!("event {seq}, {}", admin.change)));
+            }
+        }
+    }
+}
+
+/// Refuses when an API key, current or previous, belongs to two rows: one was copied
+/// into the other by hand.
+fn refuse_shared_keys(rows: &[Result<Client, keygate_store::Error>]) -> anyhow::Result<()> {
+    let mut owners: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for c in rows.iter().filter_map(|r| r.as_ref().ok()) {
+        let keys = std::iter::once(c.api_key.as_str()).chain(c.previous_api_key.as_deref());
+        for key in keys {
+            owners.entry(key).or_default().push(c.name.as_str());
+        }
+    }
+    let shared: Vec<String> = owners
+        .iter()
+        .filter(|(_, names)| names.len() > 1)
+        .map(|(key, names)| format!("{} ({})", redact(key), names.join(", ")))
+        .collect();
+    if !shared.is_empty() {
+        bail!(
+            "an API key belongs to more than one client, which keygate never writes: {}. \
+             Nothing was tagged; revoke those clients",
+            shared.join("; ")
+        );
+    }
+    Ok(())
+}
+
+/// Every column the tag will cover.
+fn print_client(c: &Client) -> anyhow::Result<()> {
+    let policy = serde_json::to_string(&c.policy).context("encoding a policy")?;
+    let previous = match (&c.previous_api_key, c.previous_until_ms) {
+        (Some(key), Some(until)) => format!("{} until {}", redact(key), rfc3339(until)),
+        (Some(key), None) => redact(key),
+        _ => "none".into(),
+    };
+    println!(
+        "  {name}: account {account}, {status}, {key_type} key {key}, previous key {previous}\n    \
+         created {created}, expires {expires}\n    policy {policy}",
+        name = c.name,
+        account = c.account,
+        status = c.status.as_str(),
+        key_type = c.key_type.as_str(),
+        key = redact(&c.api_key),
+        created = rfc3339(c.created_ms),
+        expires = c.expires_ms.map_or_else(|| "never".into(), rfc3339),
+    );
+    Ok(())
+}
+
+/// Tags the rows shown, if still as shown, rewrites the check value and records it.
+fn tag(vault: &mut Unlocked, shown: &[Client]) -> anyhow::Result<Vec<Name>> {
+    let (master, key) = (&vault.master, &vault.audit_key);
+    vault
+        .store
+        .transaction(|s: &Store| {
+            let tagged = s.tag_clients_as_shown(shown, master)?;
+            s.set_meta(META_CHECK, &master.make_check())?;
+            let names: Vec<&str> = tagged.iter().map(Name::as_str).collect();
+            let upgraded = admin_event(
+                "vault.upgrade",
+                "clients",
+                serde_json::json!({ "tagged_clients": names }),
+            );
+            keygate_audit::append_within(s, key, &[upgraded])?;
+            Ok::<_, keygate_audit::Error>(tagged)
+        })
+        .context("tagging the clients")
+}

@@ -33,7 +33,7 @@ use std::fs;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::aead::{Aead, AeadInPlace, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use hmac::{Hmac, Mac};
 use rand::RngCore;
@@ -354,10 +354,11 @@ impl MasterKey {
         }
         let (wrapped, sealed) = rest.split_at(WRAPPED_KEY_LEN);
         let data_key = open_with(self.key(), &aad, wrapped).ok_or_else(tampered)?;
-        let data_key: Zeroizing<[u8; KEY_LEN]> =
-            Zeroizing::new(data_key.as_slice().try_into().map_err(|_| tampered())?);
-        let plaintext = open_with(&data_key, &aad, sealed).ok_or_else(tampered)?;
-        Ok(SecretBytes::new(plaintext.to_vec()))
+        let data_key: &[u8; KEY_LEN] = data_key
+            .expose_secret()
+            .try_into()
+            .map_err(|_| tampered())?;
+        open_with(data_key, &aad, sealed).ok_or_else(tampered)
     }
 
     /// Seals the fixed check value that [`MasterKey::verify_check`] opens; stored with the
@@ -455,22 +456,25 @@ fn seal_with(key: &[u8; KEY_LEN], aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
     out
 }
 
-fn open_with(key: &[u8; KEY_LEN], aad: &[u8], sealed: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+/// Opens `nonce ‖ ciphertext ‖ tag`, decrypting in place in locked memory: the plaintext
+/// is never anywhere else, not even when the tag fails.
+fn open_with(key: &[u8; KEY_LEN], aad: &[u8], sealed: &[u8]) -> Option<SecretBytes> {
     if sealed.len() < NONCE_LEN + TAG_LEN {
         return None;
     }
-    let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
+    let (nonce, rest) = sealed.split_at(NONCE_LEN);
+    let (ciphertext, tag) = rest.split_at(rest.len() - TAG_LEN);
     let cipher = XChaCha20Poly1305::new(key.into());
-    cipher
-        .decrypt(
+    SecretBytes::filled(ciphertext.len(), |buffer| {
+        buffer.copy_from_slice(ciphertext);
+        cipher.decrypt_in_place_detached(
             XNonce::from_slice(nonce),
-            Payload {
-                msg: ciphertext,
-                aad,
-            },
+            aad,
+            buffer,
+            chacha20poly1305::Tag::from_slice(tag),
         )
-        .ok()
-        .map(Zeroizing::new)
+    })
+    .ok()
 }
 
 /// `id`, or, when it is longer than twelve characters, only its first and last four.

@@ -11,7 +11,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use ipnet::IpNet;
 use keygate_core::{ClientStatus, Name, Policy, Scope, Scopes};
 use keygate_store::{Client, ClientKeyMaterial, KeyType, NewClient};
-use keygate_vault::{redact, MasterKey, SecretString};
+use keygate_vault::{redact, SecretString};
 use rand::distributions::{Alphanumeric, DistString};
 use rust_decimal::Decimal;
 use serde_json::json;
@@ -357,11 +357,12 @@ fn random_alphanumeric() -> String {
 /// `keygate upgrade` has not tagged it yet, `tampered` when its record was changed without
 /// the master key (the gateway refuses both, and no stored status of them can be
 /// believed), its stored status, or `expired` once its expiry passed.
-fn effective_status(c: &Client, now: u64, master: &MasterKey) -> &'static str {
+/// `verified` is what [`Client::verify_record`] said of it.
+fn effective_status(c: &Client, now: u64, verified: bool) -> &'static str {
     if !c.is_tagged() {
         return "untagged";
     }
-    if c.verify_record(master).is_err() {
+    if !verified {
         return "tampered";
     }
     match c.status {
@@ -370,13 +371,13 @@ fn effective_status(c: &Client, now: u64, master: &MasterKey) -> &'static str {
     }
 }
 
-fn client_json(c: &Client, now: u64, master: &MasterKey) -> serde_json::Value {
+fn client_json(c: &Client, now: u64, verified: bool) -> serde_json::Value {
     json!({
         "name": c.name,
         "account": c.account,
-        "status": effective_status(c, now, master),
+        "status": effective_status(c, now, verified),
         "stored_status": c.status.as_str(),
-        "record_verified": c.verify_record(master).is_ok(),
+        "record_verified": verified,
         "key_type": c.key_type.as_str(),
         "api_key": redact(&c.api_key),
         "scopes": c.policy.scopes.iter().map(Scope::as_str).collect::<Vec<_>>(),
@@ -400,7 +401,7 @@ fn list(vault: &Unlocked, args: &ListArgs) -> anyhow::Result<()> {
     if args.json {
         let items: Vec<_> = clients
             .iter()
-            .map(|c| client_json(c, now, &vault.master))
+            .map(|c| client_json(c, now, c.verify_record(&vault.master).is_ok()))
             .collect();
         return print_json(&items);
     }
@@ -414,7 +415,7 @@ fn list(vault: &Unlocked, args: &ListArgs) -> anyhow::Result<()> {
             vec![
                 c.name.to_string(),
                 c.account.to_string(),
-                effective_status(c, now, &vault.master).to_owned(),
+                effective_status(c, now, c.verify_record(&vault.master).is_ok()).to_owned(),
                 c.policy.scopes.to_string(),
                 c.key_type.as_str().to_owned(),
                 c.expires_ms.map_or_else(|| "never".into(), rfc3339),
@@ -437,7 +438,8 @@ fn show(vault: &Unlocked, args: &ShowArgs) -> anyhow::Result<()> {
         .client(&name)
         .with_context(|| format!("looking up client {name}"))?;
     let now = now_ms();
-    let mut value = client_json(&c, now, &vault.master);
+    let verified = c.verify_record(&vault.master).is_ok();
+    let mut value = client_json(&c, now, verified);
     value["policy"] = serde_json::to_value(&c.policy).context("encoding the policy")?;
     if args.json {
         return print_json(&value);
@@ -448,14 +450,14 @@ fn show(vault: &Unlocked, args: &ShowArgs) -> anyhow::Result<()> {
     println!("account:            {}", c.account);
     println!(
         "status:             {}",
-        effective_status(&c, now, &vault.master)
+        effective_status(&c, now, verified)
     );
     if !c.is_tagged() {
         println!(
             "record:             NOT TAGGED (written by an earlier keygate); the gateway refuses \
              this client until `keygate upgrade` tags it."
         );
-    } else if c.verify_record(&vault.master).is_err() {
+    } else if !verified {
         println!(
             "record:             CHANGED WITHOUT THE MASTER KEY; the gateway refuses this client. \
              Revoke it, issue a new one, and find out who can write the database."

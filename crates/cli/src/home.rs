@@ -275,7 +275,7 @@ pub fn init(home: Home, how: &UnlockArgs, args: &InitArgs) -> anyhow::Result<()>
 /// Opens the vault in `home` with the key `how` describes.
 pub fn unlock(home: Home, how: &UnlockArgs) -> anyhow::Result<Unlocked> {
     let db = home.db_path();
-    let mut store = Store::open(&db).context("opening the database")?;
+    let store = Store::open(&db).context("opening the database")?;
     let config = home.config()?;
     let master = match (&how.master_key_file, config.master_key.provider) {
         (Some(path), _) => MasterKey::from_key_file(path)
@@ -312,7 +312,7 @@ pub fn unlock(home: Home, how: &UnlockArgs) -> anyhow::Result<Unlocked> {
         // Only the empty column: tagging rows is `keygate upgrade`'s, after the operator
         // has seen them, since the check value itself could have been put back.
         store
-            .transaction(|s| s.upgrade_schema())
+            .upgrade_schema()
             .context("adding client tags to a vault made by an earlier keygate")?;
         eprintln!(
             "keygate: this vault was made by an earlier keygate: its clients are refused \

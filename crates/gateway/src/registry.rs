@@ -117,15 +117,11 @@ impl Registry {
                     continue;
                 }
             };
-            let current = client
-                .open_material(master)
-                .map(|m| (client.api_key.clone(), m, None));
-            let previous = client
-                .open_previous_material(master)
-                .map(|p| p.map(|(key, m)| (key, m, client.previous_until_ms)));
-            let keys = match (current, previous) {
-                (Ok(c), Ok(p)) => std::iter::once(c).chain(p).collect::<Vec<_>>(),
-                (Err(e), _) | (_, Err(e)) => {
+            let keys = match client.open_keys(master) {
+                Ok((current, previous)) => std::iter::once((client.api_key.clone(), current, None))
+                    .chain(previous.map(|(key, m)| (key, m, client.previous_until_ms)))
+                    .collect::<Vec<_>>(),
+                Err(e) => {
                     tracing::error!(client = %client.name, error = %e, "client record or key does not verify; client refused");
                     continue;
                 }

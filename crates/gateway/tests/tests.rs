@@ -82,6 +82,18 @@ impl Env {
         MasterKey::from_key_file(&self.dir.path().join("master.key")).unwrap()
     }
 
+    /// Runs `sql` on the database behind keygate's back, as someone with write access but
+    /// not the master key would, then gives the gateway the second it takes to notice.
+    async fn edit_by_hand(&self, sql: &str) {
+        let mut store = Store::open(&self.db).unwrap();
+        store.connection().execute_batch(sql).unwrap();
+        // Bumps the generation, as every change keygate makes does.
+        store
+            .transaction(|_| Ok::<_, keygate_store::Error>(()))
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+    }
+
     /// Revokes the active client `name`, as `keygate client revoke` would.
     fn revoke(&self, name: &Name) {
         let master = self.master();
@@ -599,18 +611,11 @@ async fn an_upstream_changed_in_the_database_gets_no_key() {
     // Someone with write access to the database but not the master key points the
     // account at a host of theirs.
     let elsewhere = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let mut store = Store::open(&env.db).unwrap();
-    store
-        .connection()
-        .execute(
-            "UPDATE accounts SET upstream = ?1",
-            [format!("http://{}", elsewhere.local_addr().unwrap())],
-        )
-        .unwrap();
-    store
-        .transaction(|_| Ok::<_, keygate_store::Error>(()))
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    env.edit_by_hand(&format!(
+        "UPDATE accounts SET upstream = 'http://{}'",
+        elsewhere.local_addr().unwrap()
+    ))
+    .await;
     env.exchange.simulator().reset(false);
     let (code, body) = get(&env, "/api/v3/account", "").await;
     assert_eq!(code, 401, "{body}");
@@ -668,25 +673,18 @@ async fn frozen_revoked_and_expired_clients_are_refused_within_a_second() {
 #[tokio::test]
 async fn a_client_changed_in_the_database_without_the_master_key_is_refused() {
     let env = default_env().await;
-    let mut store = Store::open(&env.db).unwrap();
+    let store = Store::open(&env.db).unwrap();
     let bot: Name = "bot1".parse().unwrap();
     env.revoke(&bot);
     tokio::time::sleep(Duration::from_millis(1000)).await;
     assert_eq!(get(&env, "/api/v3/account", "").await.0, 401);
     // Someone with write access to the database, but not the master key, brings the
     // revoked key back and lets it withdraw.
-    store
-        .connection()
-        .execute(
-            r#"UPDATE clients SET status = 'active',
-               policy = replace(policy, '"scopes":["read","trade"]', '"scopes":["read","trade","withdraw"]')"#,
-            [],
-        )
-        .unwrap();
-    store
-        .transaction(|_| Ok::<_, keygate_store::Error>(()))
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    env.edit_by_hand(
+        r#"UPDATE clients SET status = 'active',
+           policy = replace(policy, '"scopes":["read","trade"]', '"scopes":["read","trade","withdraw"]')"#,
+    )
+    .await;
     env.exchange.simulator().reset(false);
     let (code, body) = get(&env, "/api/v3/account", "").await;
     assert_eq!(code, 401, "{body}");

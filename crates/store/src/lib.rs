@@ -185,20 +185,34 @@ impl Store {
             .map_err(|e| self.sql(e))
     }
 
-    /// Brings a database made by an earlier build to [`SCHEMA_VERSION`]; call it inside
-    /// [`Store::transaction`], once the master key is known to be right (an unlock that
+    /// Brings a database made by an earlier build to [`SCHEMA_VERSION`], in a transaction
+    /// of its own that several processes may race to run; a no-op, without a write, when it
+    /// is there already. Call it once the master key is known to be right (an unlock that
     /// fails changes nothing). Until then, a version-1 database reads as clients without
-    /// tags, which nothing accepts and only a revocation changes.
+    /// tags, which nothing accepts and only a revocation changes. It changes no account or
+    /// client, so it leaves the generation as it is.
     pub fn upgrade_schema(&self) -> Result<(), Error> {
-        if self.schema_version()? == 1 {
-            self.conn
-                .execute_batch(
-                    "ALTER TABLE clients ADD COLUMN tag BLOB;
-                     UPDATE meta SET value = 2 WHERE key = 'schema_version';",
-                )
-                .map_err(|e| self.sql(e))?;
+        if self.schema_version()? != 1 {
+            return Ok(());
         }
-        Ok(())
+        self.conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(|e| self.sql(e))?;
+        let upgraded = (|| {
+            if self.schema_version()? == 1 {
+                self.conn
+                    .execute_batch(
+                        "ALTER TABLE clients ADD COLUMN tag BLOB;
+                         UPDATE meta SET value = 2 WHERE key = 'schema_version';",
+                    )
+                    .map_err(|e| self.sql(e))?;
+            }
+            self.conn.execute_batch("COMMIT").map_err(|e| self.sql(e))
+        })();
+        if upgraded.is_err() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+        upgraded
     }
 
     fn connect(path: &Path) -> Result<Store, Error> {
@@ -541,7 +555,7 @@ mod tests {
             for result in [
                 client.verify_record(&master),
                 client.open_material(&master).map(drop),
-                client.open_previous_material(&master).map(drop),
+                client.open_keys(&master).map(drop),
             ] {
                 assert!(
                     matches!(
@@ -608,7 +622,8 @@ mod tests {
         let client = store.client(&bot).unwrap();
         client.verify_record(&master).unwrap();
         assert_eq!(client.api_key, "rotated");
-        let (old_key, _) = client.open_previous_material(&master).unwrap().unwrap();
+        let (_, previous) = client.open_keys(&master).unwrap();
+        let (old_key, _) = previous.unwrap();
         assert_eq!(old_key, "virtual");
         let ed25519 = ClientKeyMaterial::Ed25519([7; 32]);
         assert!(matches!(
@@ -643,7 +658,7 @@ mod tests {
             refused.is_err(),
             "an untagged client was changed before its upgrade"
         );
-        store.transaction(|s| s.upgrade_schema()).unwrap();
+        store.upgrade_schema().unwrap();
         let shown = readable_clients(&store);
         // A row changed after it was shown is not tagged.
         edit(&store, "expires_ms = 5");

@@ -242,20 +242,21 @@ impl Client {
         ClientKeyMaterial::open(master, self.key_type, &self.api_key, &self.material)
     }
 
-    /// Opens what verifies the previous key, while its grace window lasts, once the record
-    /// is verified.
-    pub fn open_previous_material(
+    /// Opens what verifies the current key and, while its grace window lasts, the
+    /// previous one with its API key, once the record is verified.
+    pub fn open_keys(
         &self,
         master: &MasterKey,
-    ) -> Result<Option<(String, ClientKeyMaterial)>, Error> {
-        self.verify_record(master)?;
-        match (&self.previous_api_key, &self.previous_material) {
-            (Some(key), Some(blob)) => Ok(Some((
+    ) -> Result<(ClientKeyMaterial, Option<(String, ClientKeyMaterial)>), Error> {
+        let current = self.open_material(master)?;
+        let previous = match (&self.previous_api_key, &self.previous_material) {
+            (Some(key), Some(blob)) => Some((
                 key.clone(),
                 ClientKeyMaterial::open(master, self.key_type, key, blob)?,
-            ))),
-            _ => Ok(None),
-        }
+            )),
+            _ => None,
+        };
+        Ok((current, previous))
     }
 
     /// The record the tag is bound to.

@@ -43,7 +43,7 @@ use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
-use keygate_core::Event;
+use keygate_core::{Event, EventBody};
 use keygate_store::{EventRow, Store};
 use keygate_vault::SecretBytes;
 use sha2::{Digest, Sha256};
@@ -466,12 +466,25 @@ pub fn append_within(store: &Store, key: &AuditKey, events: &[Event]) -> Result<
 /// Returns the number of events.
 pub fn verify(store: &Store, key: &AuditKey) -> Result<u64, Error> {
     // One snapshot: events appended while this runs are not half seen.
-    store.read_snapshot(|store| Ok(verify_snapshot(store, key)))?
+    store
+        .read_snapshot(|store| Ok(verify_snapshot(store, key)))?
+        .map(|verified| verified.events)
 }
 
-fn verify_snapshot(store: &Store, key: &AuditKey) -> Result<u64, Error> {
+/// What a verified log holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Verified {
+    /// How many events.
+    pub events: u64,
+    /// The seq of the last administrative event, or 0: the client table's seal must be
+    /// at least this recent, or the table was put back to before it.
+    pub last_admin_seq: u64,
+}
+
+fn verify_snapshot(store: &Store, key: &AuditKey) -> Result<Verified, Error> {
     let mut prev = GENESIS.to_vec();
     let mut expected_seq = 1;
+    let mut last_admin_seq = 0;
     loop {
         let page = store.events(expected_seq, 10_000)?;
         if page.is_empty() {
@@ -497,16 +510,25 @@ fn verify_snapshot(store: &Store, key: &AuditKey) -> Result<u64, Error> {
             if !bool::from(key.mac(&hash).ct_eq(&row.mac)) {
                 return Err(bad("MAC does not verify with this vault's audit key"));
             }
-            if serde_json::from_str::<Event>(&row.body).is_err() {
-                return Err(bad("body is not a keygate event"));
+            match serde_json::from_str::<Event>(&row.body) {
+                Ok(Event {
+                    body: EventBody::Admin(_),
+                    ..
+                }) => last_admin_seq = row.seq,
+                Ok(_) => {}
+                Err(_) => return Err(bad("body is not a keygate event")),
             }
             prev = hash;
             expected_seq += 1;
         }
     }
     let count = expected_seq - 1;
+    let verified = Verified {
+        events: count,
+        last_admin_seq,
+    };
     match store.audit_head()? {
-        None if count == 0 => Ok(0),
+        None if count == 0 => Ok(verified),
         None => Err(Error::Tampered {
             seq: 1,
             reason: "the log has events but no recorded head".into(),
@@ -528,7 +550,7 @@ fn verify_snapshot(store: &Store, key: &AuditKey) -> Result<u64, Error> {
                 reason: "the recorded head does not match the last event".into(),
             })
         }
-        Some(_) => Ok(count),
+        Some(_) => Ok(verified),
     }
 }
 
@@ -553,7 +575,7 @@ pub struct Checkpoint {
 pub fn checkpoint(store: &Store, key: &AuditKey) -> Result<Checkpoint, Error> {
     store.read_snapshot(|store| {
         Ok((|| {
-            let count = verify_snapshot(store, key)?;
+            let count = verify_snapshot(store, key)?.events;
             let head =
                 store
                     .audit_head()?
@@ -572,13 +594,13 @@ pub fn checkpoint(store: &Store, key: &AuditKey) -> Result<Checkpoint, Error> {
 }
 
 /// Verifies the whole log, and that it still holds each checkpoint's event as it was: a
-/// log put back as it was before one, cut short, or rebuilt fails. Returns the number of
-/// events.
+/// log put back as it was before one, cut short, or rebuilt fails. Returns what the log
+/// holds.
 pub fn verify_checkpoints(
     store: &Store,
     key: &AuditKey,
     checkpoints: &[Checkpoint],
-) -> Result<u64, Error> {
+) -> Result<Verified, Error> {
     let mut anchors = Vec::with_capacity(checkpoints.len());
     for checkpoint in checkpoints {
         let bad_checkpoint = |reason: &str| Error::BadCheckpoint {
@@ -596,7 +618,8 @@ pub fn verify_checkpoints(
     }
     store.read_snapshot(|store| {
         Ok((|| {
-            let count = verify_snapshot(store, key)?;
+            let verified = verify_snapshot(store, key)?;
+            let count = verified.events;
             for (seq, hash) in &anchors {
                 if count < *seq {
                     return Err(Error::Tampered {
@@ -616,7 +639,7 @@ pub fn verify_checkpoints(
                     });
                 }
             }
-            Ok(count)
+            Ok(verified)
         })())
     })?
 }
@@ -687,7 +710,9 @@ mod tests {
         let taken = checkpoint(&store, &key).unwrap();
         assert_eq!(taken.seq, 5);
         assert_eq!(
-            verify_checkpoints(&store, &key, std::slice::from_ref(&taken)).unwrap(),
+            verify_checkpoints(&store, &key, std::slice::from_ref(&taken))
+                .unwrap()
+                .events,
             5
         );
 

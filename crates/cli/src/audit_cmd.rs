@@ -144,22 +144,43 @@ fn verify(vault: &Unlocked, args: &VerifyArgs) -> anyhow::Result<i32> {
         anyhow::bail!("no checkpoint in the files given; nothing anchors the log");
     }
     match keygate_audit::verify_checkpoints(&vault.store, &vault.audit_key, &checkpoints) {
-        Ok(0) => {
+        Ok(verified) if verified.events == 0 => {
             eprintln!(
                 "audit log verification FAILED at event 1: the log is empty, but every \
                  vault's log begins with its vault.init event (the log was emptied)"
             );
             Ok(1)
         }
-        Ok(n) if checkpoints.is_empty() => {
-            println!("audit log verified: {n} events");
-            Ok(0)
-        }
-        Ok(n) => {
-            println!(
-                "audit log verified: {n} events, holding all {} checkpoint(s)",
-                checkpoints.len()
-            );
+        Ok(verified) => {
+            let n = verified.events;
+            // Read after the log: a change committed meanwhile only makes the seal newer.
+            match vault.store.check_clients_seal(&vault.master) {
+                Ok(sealed) if sealed < verified.last_admin_seq => {
+                    eprintln!(
+                        "audit log verified ({n} events), but the client table FAILED: it \
+                         was sealed at event {sealed}, and event {} is a later \
+                         administrative change, so the table was put back as it was \
+                         before it; review it with `keygate upgrade`",
+                        verified.last_admin_seq
+                    );
+                    return Ok(1);
+                }
+                Ok(_) => {}
+                Err(e @ keygate_store::Error::ClientTable { .. }) => {
+                    eprintln!("audit log verified ({n} events), but {e}");
+                    return Ok(1);
+                }
+                Err(e) => return Err(e).context("checking the client table's seal"),
+            }
+            if checkpoints.is_empty() {
+                println!("audit log verified: {n} events; the client table agrees with it");
+            } else {
+                println!(
+                    "audit log verified: {n} events, holding all {} checkpoint(s); the \
+                     client table agrees with it",
+                    checkpoints.len()
+                );
+            }
             Ok(0)
         }
         Err(keygate_audit::Error::Tampered { seq, reason }) => {

@@ -397,6 +397,12 @@ fn list(vault: &Unlocked, args: &ListArgs) -> anyhow::Result<()> {
             Err(e) => eprintln!("keygate: a client does not read (the gateway refuses it): {e}"),
         }
     }
+    // Each row may verify on its own while the table does not: one was put back.
+    if let Err(e @ keygate_store::Error::ClientTable { .. }) =
+        vault.store.check_clients_seal(&vault.master)
+    {
+        eprintln!("keygate: {e}");
+    }
     let now = now_ms();
     if args.json {
         let items: Vec<_> = clients

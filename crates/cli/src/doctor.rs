@@ -43,6 +43,7 @@ pub fn run(vault: &Unlocked, args: &DoctorArgs) -> anyhow::Result<i32> {
     checks.extend(clients(vault));
     checks.push(accounts(vault));
     checks.push(audit_log(vault));
+    checks.push(client_table(vault));
     checks.push(memory());
     let failed = checks.iter().any(|c| c.verdict == Verdict::Fail);
     if args.json {
@@ -224,6 +225,36 @@ fn audit_log(vault: &Unlocked) -> Check {
             format!("{n} events verify; anchor it elsewhere with `keygate audit checkpoint`"),
         ),
         Err(e) => check("audit log", Verdict::Fail, e.to_string()),
+    }
+}
+
+/// The client table matches its seal, and the seal is no older than the last
+/// administrative event in the log (else the table was put back as it was before it).
+fn client_table(vault: &Unlocked) -> Check {
+    let sealed = match vault.store.check_clients_seal(&vault.master) {
+        Ok(sealed) => sealed,
+        Err(e) => return check("client table", Verdict::Fail, e.to_string()),
+    };
+    match keygate_audit::verify_checkpoints(&vault.store, &vault.audit_key, &[]) {
+        Ok(log) if sealed < log.last_admin_seq => check(
+            "client table",
+            Verdict::Fail,
+            format!(
+                "sealed at event {sealed}, but event {} is a later administrative change: \
+                 the table was put back as it was before it; review it with `keygate upgrade`",
+                log.last_admin_seq
+            ),
+        ),
+        Ok(_) => check(
+            "client table",
+            Verdict::Ok,
+            "sealed; agrees with the audit log",
+        ),
+        Err(_) => check(
+            "client table",
+            Verdict::Warn,
+            "matches its seal; cannot be compared with an audit log that does not verify",
+        ),
     }
 }
 

@@ -132,7 +132,9 @@ pub struct Unlocked {
 impl Unlocked {
     /// Makes an administrative change and writes its audit `events` in one transaction,
     /// durably: both are committed or neither is, so no change goes unaudited and no
-    /// event tells of a change that did not happen.
+    /// event tells of a change that did not happen. The client table's seal, if it held,
+    /// is made again at the last of these events, so that `keygate audit verify` can tell
+    /// the table was not put back to before them.
     pub fn change<T>(
         &mut self,
         events: &[Event],
@@ -140,8 +142,10 @@ impl Unlocked {
     ) -> Result<T, keygate_audit::Error> {
         let (master, key) = (&self.master, &self.audit_key);
         self.store.transaction(|s| {
+            let sealed = s.check_clients_seal(master);
             let value = make(s, master)?;
             keygate_audit::append_within(s, key, events)?;
+            s.reseal_clients(master, &sealed)?;
             Ok(value)
         })
     }

@@ -26,6 +26,7 @@ pub fn run(mut vault: Unlocked, args: &PanicArgs) -> anyhow::Result<()> {
     let (frozen, refused_already) = vault
         .store
         .transaction(|s| {
+            let sealed = s.check_clients_seal(master);
             let mut frozen = Vec::new();
             let mut refused_already = 0_usize;
             // Read inside the transaction: a client issued meanwhile is frozen too.
@@ -62,6 +63,7 @@ pub fn run(mut vault: Unlocked, args: &PanicArgs) -> anyhow::Result<()> {
                 )])
                 .collect();
             keygate_audit::append_within(s, key, &events)?;
+            s.reseal_clients(master, &sealed)?;
             Ok::<_, keygate_audit::Error>((frozen, refused_already))
         })
         .context("freezing every client")?;

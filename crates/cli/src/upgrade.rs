@@ -1,5 +1,5 @@
-//! `keygate upgrade`: tags the clients of a vault an earlier keygate made, after showing
-//! them.
+//! `keygate upgrade`: tags the clients of a vault an earlier keygate made, or seals a
+//! client table whose seal is missing or broken, after showing every client.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal, Write};
@@ -16,22 +16,27 @@ use crate::output::rfc3339;
 /// Options of `keygate upgrade`.
 #[derive(Args, Debug)]
 pub struct UpgradeArgs {
-    /// Tag the clients shown without asking (required when standard input is not a
-    /// terminal).
+    /// Tag or seal the clients shown without asking (required when standard input is not
+    /// a terminal).
     #[arg(long)]
     pub yes: bool,
 }
 
-/// Tags the clients of a vault an earlier keygate made, as they are, once the operator
-/// has seen every column of them, and rewrites the check value; in one transaction,
-/// audited as `vault.upgrade`. From then on a client changed without the master key is
-/// caught.
+/// Brings a vault up to this keygate, once the operator has seen every column of every
+/// client it vouches for; in one transaction, audited.
+///
+/// - A vault an earlier keygate made, before client tags: each client is tagged as it is,
+///   the check value rewritten and the client table sealed (`vault.upgrade`). From then
+///   on a client changed without the master key is caught.
+/// - A vault whose client table is not sealed (made before seals) or no longer matches
+///   its seal (a row put back, added or removed without the master key): the table is
+///   sealed as it is (`vault.seal`). Until then the gateway refuses every client.
 ///
 /// It vouches for rows it did not write, so it is careful: someone with write access to
-/// the database could have put back an old check value and edited rows, hoping to have
-/// them tagged. It refuses when the audit log (which nobody can forge without the key)
+/// the database could have put back an old check value or an old row and hope to have it
+/// vouched for. It refuses when the audit log (which nobody can forge without the key)
 /// shows this vault had tags already, refuses two rows sharing a key, shows every column
-/// it tags, and tags each row only if it is still exactly as shown.
+/// it vouches for, and tags each row only if it is still exactly as shown.
 pub fn run(mut vault: Unlocked, args: &UpgradeArgs) -> anyhow::Result<()> {
     let rows = vault.store.client_rows().context("reading clients")?;
     let untagged: Vec<Client> = rows
@@ -41,15 +46,23 @@ pub fn run(mut vault: Unlocked, args: &UpgradeArgs) -> anyhow::Result<()> {
         .cloned()
         .collect();
     if vault.format == VaultFormat::Current {
-        if untagged.is_empty() {
-            println!("this vault is up to date; nothing to upgrade");
-            return Ok(());
+        if !untagged.is_empty() {
+            bail!(
+                "this vault was made or upgraded by this keygate, yet client(s) {} have no \
+                 tag: they were changed without the master key; revoke them",
+                names(&untagged)
+            );
         }
-        bail!(
-            "this vault was made or upgraded by this keygate, yet client(s) {} have no tag: \
-             they were changed without the master key; revoke them",
-            names(&untagged)
-        );
+        return match vault.store.check_clients_seal(&vault.master) {
+            Ok(_) => {
+                println!("this vault is up to date; nothing to upgrade");
+                Ok(())
+            }
+            Err(keygate_store::Error::ClientTable { reason }) => {
+                seal(&mut vault, &rows, reason, args)
+            }
+            Err(e) => Err(e).context("checking the client table's seal"),
+        };
     }
     if let Some(marker) = tag_era_marker(&vault)? {
         bail!(
@@ -62,27 +75,10 @@ pub fn run(mut vault: Unlocked, args: &UpgradeArgs) -> anyhow::Result<()> {
 
     println!("clients of this vault, to be tagged exactly as they are:");
     for c in &untagged {
-        print_client(c)?;
+        print_client(c, None)?;
     }
-    let unreadable = rows.iter().filter(|r| r.is_err()).count();
-    if unreadable > 0 {
-        println!("({unreadable} row(s) do not read and stay untagged, so refused)");
-    }
-    if !args.yes {
-        if !std::io::stdin().is_terminal() {
-            bail!("not a terminal: pass --yes to tag the clients shown");
-        }
-        print!("Tag these {} client(s)? [y/N] ", untagged.len());
-        std::io::stdout().flush().context("writing the prompt")?;
-        let mut answer = String::new();
-        std::io::stdin()
-            .lock()
-            .read_line(&mut answer)
-            .context("reading the answer")?;
-        if !matches!(answer.trim(), "y" | "Y" | "yes") {
-            bail!("nothing was changed");
-        }
-    }
+    print_unreadable(&rows, "stay untagged, so refused");
+    confirm(args, &format!("Tag these {} client(s)?", untagged.len()))?;
     let tagged = tag(&mut vault, &untagged)?;
     vault.format = VaultFormat::Current;
     println!(
@@ -90,6 +86,98 @@ pub fn run(mut vault: Unlocked, args: &UpgradeArgs) -> anyhow::Result<()> {
         tagged.len()
     );
     Ok(())
+}
+
+/// Seals the client table as it is, once the operator has seen every client in it.
+fn seal(
+    vault: &mut Unlocked,
+    rows: &[Result<Client, keygate_store::Error>],
+    reason: &str,
+    args: &UpgradeArgs,
+) -> anyhow::Result<()> {
+    refuse_shared_keys(rows)?;
+    println!("the client table {reason}.");
+    println!(
+        "Read every client below: whatever it says is what the gateway will accept once \
+         the table is sealed. A client that is wrong (a revoked one back, a wider policy) \
+         can be revoked afterwards."
+    );
+    let readable: Vec<&Client> = rows.iter().filter_map(|r| r.as_ref().ok()).collect();
+    for c in &readable {
+        print_client(c, Some(c.verify_record(&vault.master).is_ok()))?;
+    }
+    print_unreadable(rows, "stay refused");
+    confirm(
+        args,
+        &format!(
+            "Seal the client table with these {} client(s)?",
+            readable.len()
+        ),
+    )?;
+    let (master, key) = (&vault.master, &vault.audit_key);
+    let names: Vec<&str> = readable.iter().map(|c| c.name.as_str()).collect();
+    let sealed = admin_event(
+        "vault.seal",
+        "clients",
+        serde_json::json!({ "clients": names, "reason": reason }),
+    );
+    vault
+        .store
+        .transaction(|s: &Store| {
+            // Still the rows shown: another command may have changed one meanwhile.
+            let now = s.client_rows()?;
+            let unchanged = now.len() == rows.len()
+                && now.iter().zip(rows).all(|(a, b)| match (a, b) {
+                    (Ok(a), Ok(b)) => a.same_row_as(b),
+                    (Err(_), Err(_)) => true,
+                    _ => false,
+                });
+            if !unchanged {
+                return Err(keygate_store::Error::Conflict {
+                    kind: "client table",
+                    name: "clients".into(),
+                    reason: "it changed after it was shown; run the command again".into(),
+                }
+                .into());
+            }
+            keygate_audit::append_within(s, key, &[sealed])?;
+            s.seal_clients_as_they_are(master)?;
+            Ok::<_, keygate_audit::Error>(())
+        })
+        .context("sealing the client table")?;
+    println!(
+        "sealed: the client table with {} client(s); the gateway accepts them again",
+        readable.len()
+    );
+    Ok(())
+}
+
+/// Asks `question` at the terminal, unless `--yes` answered it.
+fn confirm(args: &UpgradeArgs, question: &str) -> anyhow::Result<()> {
+    if args.yes {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!("not a terminal: pass --yes to accept the clients shown");
+    }
+    print!("{question} [y/N] ");
+    std::io::stdout().flush().context("writing the prompt")?;
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .context("reading the answer")?;
+    if !matches!(answer.trim(), "y" | "Y" | "yes") {
+        bail!("nothing was changed");
+    }
+    Ok(())
+}
+
+fn print_unreadable(rows: &[Result<Client, keygate_store::Error>], fate: &str) {
+    let unreadable = rows.iter().filter(|r| r.is_err()).count();
+    if unreadable > 0 {
+        println!("({unreadable} row(s) do not read and {fate})");
+    }
 }
 
 fn names(clients: &[Client]) -> String {
@@ -146,16 +234,21 @@ fn refuse_shared_keys(rows: &[Result<Client, keygate_store::Error>]) -> anyhow::
     Ok(())
 }
 
-/// Every column the tag will cover.
-fn print_client(c: &Client) -> anyhow::Result<()> {
+/// Every column the tag covers; `verified` says whether its tag verifies, for a row that
+/// has one.
+fn print_client(c: &Client, verified: Option<bool>) -> anyhow::Result<()> {
     let policy = serde_json::to_string(&c.policy).context("encoding a policy")?;
     let previous = match (&c.previous_api_key, c.previous_until_ms) {
         (Some(key), Some(until)) => format!("{} until {}", redact(key), rfc3339(until)),
         (Some(key), None) => redact(key),
         _ => "none".into(),
     };
+    let warning = match verified {
+        Some(false) => " (CHANGED WITHOUT THE MASTER KEY: stays refused)",
+        _ => "",
+    };
     println!(
-        "  {name}: account {account}, {status}, {key_type} key {key}, previous key {previous}\n    \
+        "  {name}{warning}: account {account}, {status}, {key_type} key {key}, previous key {previous}\n    \
          created {created}, expires {expires}\n    policy {policy}",
         name = c.name,
         account = c.account,
@@ -183,6 +276,7 @@ fn tag(vault: &mut Unlocked, shown: &[Client]) -> anyhow::Result<Vec<Name>> {
                 serde_json::json!({ "tagged_clients": names }),
             );
             keygate_audit::append_within(s, key, &[upgraded])?;
+            s.seal_clients_as_they_are(master)?;
             Ok::<_, keygate_audit::Error>(tagged)
         })
         .context("tagging the clients")

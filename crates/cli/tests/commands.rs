@@ -803,6 +803,19 @@ mod client {
         assert_eq!(kg.status("bot1"), "tampered");
     }
 
+    /// After `keygate upgrade`: nothing left to upgrade, the log verifies and records the
+    /// upgrade once, as `change`.
+    fn assert_upgraded_once(kg: &Kg, change: &str) {
+        assert!(kg
+            .ok(&["upgrade"], "")
+            .stdout
+            .contains("nothing to upgrade"));
+        kg.ok(&["audit", "verify"], "");
+        let export = kg.ok(&["audit", "export"], "").stdout;
+        let needle = format!("\"change\":\"{change}\"");
+        assert_eq!(export.matches(&needle).count(), 1, "{export}");
+    }
+
     /// Makes the vault look as an earlier keygate left it: schema 1, no tags, the old
     /// check value.
     fn as_before_client_tags(kg: &Kg) {
@@ -884,17 +897,7 @@ mod client {
         );
         assert_eq!(kg.status("bot1"), "active");
         assert!(!kg.ok(&["client", "list"], "").stderr.contains("upgrade"));
-        assert!(kg
-            .ok(&["upgrade"], "")
-            .stdout
-            .contains("nothing to upgrade"));
-        let export = kg.ok(&["audit", "export"], "").stdout;
-        assert_eq!(
-            export.matches("\"change\":\"vault.upgrade\"").count(),
-            1,
-            "{export}"
-        );
-        kg.ok(&["audit", "verify"], "");
+        assert_upgraded_once(&kg, "vault.upgrade");
         // From now on a row without a tag is not taken for an old one.
         db(&kg)
             .execute("UPDATE clients SET tag = NULL", [])
@@ -947,14 +950,13 @@ mod client {
         db(&kg)
             .execute("UPDATE clients SET status = 'active'", [])
             .unwrap();
-        for command in [
-            &["client", "list"][..],
-            &["audit", "verify"],
-            &["account", "list"],
-        ] {
+        for command in [&["client", "list"][..], &["account", "list"]] {
             kg.ok(command, "");
         }
         assert_eq!(kg.status("bot1"), "untagged");
+        // The log verifies; the client table, edited, does not match its seal.
+        let verify = kg.fails(&["audit", "verify"], "", 1);
+        assert!(verify.stderr.contains("client table"), "{}", verify.stderr);
         // Nor does `keygate upgrade`: the audit log says this vault had tags.
         let refused = kg.fails(&["upgrade", "--yes"], "", 2);
         assert!(refused.stderr.contains("put back"), "{}", refused.stderr);
@@ -964,6 +966,117 @@ mod client {
             .unwrap()
             .verify_record(&MasterKey::from_key_file(&kg.key_file()).unwrap());
         assert!(verified.is_err());
+    }
+
+    /// The rows of the client table and its seal, as a copy of the database would hold
+    /// them, saved aside in the database itself.
+    fn save_client_table(kg: &Kg) {
+        db(kg)
+            .execute_batch(
+                "CREATE TABLE saved AS SELECT * FROM clients;
+                 CREATE TABLE saved_seal AS SELECT * FROM meta WHERE key = 'clients_seal';",
+            )
+            .unwrap();
+    }
+
+    fn put_back_client_rows(kg: &Kg) {
+        db(kg)
+            .execute_batch("DELETE FROM clients; INSERT INTO clients SELECT * FROM saved;")
+            .unwrap();
+    }
+
+    #[test]
+    fn a_client_put_back_as_it_was_breaks_the_seal_until_upgrade_reviews_it() {
+        let kg = Kg::with_key_file();
+        kg.add_account("main", REAL_KEY, REAL_SECRET);
+        kg.issue("main", "bot1", &[]);
+        kg.issue("main", "bot2", &[]);
+        save_client_table(&kg);
+        kg.ok(&["client", "revoke", "bot1"], "");
+        put_back_client_rows(&kg);
+        // Each row verifies on its own: bot1 reads as active again.
+        assert_eq!(kg.status("bot1"), "active");
+        let listed = kg.ok(&["client", "list"], "");
+        assert!(
+            listed.stderr.contains("does not match its seal"),
+            "{}",
+            listed.stderr
+        );
+        let verify = kg.fails(&["audit", "verify"], "", 1);
+        assert!(
+            verify.stderr.contains("does not match its seal"),
+            "{}",
+            verify.stderr
+        );
+        let doctor = kg.fails(&["doctor", "--json"], "", 1).json();
+        let table = doctor
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["check"] == "client table")
+            .unwrap();
+        assert_eq!(table["verdict"], "fail", "{doctor}");
+        // A change made meanwhile does not vouch for the table.
+        kg.ok(&["client", "freeze", "bot2"], "");
+        kg.fails(&["audit", "verify"], "", 1);
+
+        // Only `keygate upgrade` seals it again, once every client has been shown.
+        let refused = kg.fails(&["upgrade"], "", 2);
+        assert!(refused.stderr.contains("--yes"), "{}", refused.stderr);
+        let sealed = kg.ok(&["upgrade", "--yes"], "");
+        assert!(
+            sealed.stdout.contains("bot1") && sealed.stdout.contains("bot2"),
+            "{}",
+            sealed.stdout
+        );
+        assert!(sealed.stdout.contains("sealed:"), "{}", sealed.stdout);
+        assert_upgraded_once(&kg, "vault.seal");
+    }
+
+    #[test]
+    fn a_client_table_put_back_with_its_seal_fails_audit_verify() {
+        let kg = Kg::with_key_file();
+        kg.add_account("main", REAL_KEY, REAL_SECRET);
+        kg.issue("main", "bot1", &[]);
+        save_client_table(&kg);
+        kg.ok(&["client", "revoke", "bot1"], "");
+        kg.ok(&["audit", "verify"], "");
+        // The rows and their seal, from a copy of the database taken before the revoke.
+        put_back_client_rows(&kg);
+        db(&kg)
+            .execute_batch(
+                "DELETE FROM meta WHERE key = 'clients_seal';
+                 INSERT INTO meta SELECT * FROM saved_seal;",
+            )
+            .unwrap();
+        assert_eq!(kg.status("bot1"), "active");
+        // The table matches its seal, but the log records a later change to it.
+        assert!(!kg.ok(&["client", "list"], "").stderr.contains("seal"));
+        let verify = kg.fails(&["audit", "verify"], "", 1);
+        assert!(
+            verify.stderr.contains("put back as it was before it"),
+            "{}",
+            verify.stderr
+        );
+        kg.fails(&["doctor"], "", 1);
+    }
+
+    #[test]
+    fn a_vault_from_before_seals_serves_no_client_until_upgrade() {
+        let kg = Kg::with_key_file();
+        kg.add_account("main", REAL_KEY, REAL_SECRET);
+        kg.issue("main", "bot1", &[]);
+        db(&kg)
+            .execute("DELETE FROM meta WHERE key = 'clients_seal'", [])
+            .unwrap();
+        let serve = kg.fails(&["serve", "--listen", "127.0.0.1:0"], "", 2);
+        assert!(
+            serve.stderr.contains("is not sealed") && serve.stderr.contains("keygate upgrade"),
+            "{}",
+            serve.stderr
+        );
+        kg.ok(&["upgrade", "--yes"], "");
+        kg.ok(&["audit", "verify"], "");
     }
 
     #[test]
@@ -1141,7 +1254,10 @@ mod audit {
         let kg = busy_vault();
         let out = kg.ok(&["audit", "verify"], "");
         // init, account.add, 2 × client.issue, client.freeze, 3 requests.
-        assert_eq!(out.stdout.trim(), "audit log verified: 8 events");
+        assert_eq!(
+            out.stdout.trim(),
+            "audit log verified: 8 events; the client table agrees with it"
+        );
     }
 
     fn assert_verify_fails_at(kg: &Kg, seq: u64) {

@@ -59,9 +59,18 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// Loads and opens everything in the store. A record that fails to open is left out
-    /// (and logged): its client is refused rather than half-trusted.
+    /// Loads and opens everything in the store, from one snapshot of it. A record that
+    /// fails to open is left out (and logged): its client is refused rather than
+    /// half-trusted. A client table that does not match its seal (a row put back as it was
+    /// before a revocation, say) is an error: no client can then be trusted.
     pub fn load(store: &Store, master: &MasterKey) -> Result<Registry, keygate_store::Error> {
+        store.read_snapshot(|store| {
+            store.check_clients_seal(master)?;
+            Registry::load_snapshot(store, master)
+        })
+    }
+
+    fn load_snapshot(store: &Store, master: &MasterKey) -> Result<Registry, keygate_store::Error> {
         let mut registry = Registry::default();
         for account in store.account_rows()? {
             let account = match account {
@@ -209,7 +218,8 @@ impl Live {
 /// wait for the next one. A reload that fails leaves no client at all until one
 /// succeeds: the change it could not read may have been a revoke, so every request is
 /// refused meanwhile rather than judged on a view known to be stale. A row that does not
-/// read takes only itself out ([`Registry::load`]).
+/// read takes only itself out, a client table that does not match its seal all of them
+/// ([`Registry::load`]).
 pub fn spawn_reloader(store: Store, master: MasterKey, live: Arc<Live>) -> std::io::Result<()> {
     let mut seen = None;
     let mut warned_unlocked = !keygate_vault::secrets_locked();

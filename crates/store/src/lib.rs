@@ -20,6 +20,7 @@
 //! ```
 
 mod records;
+mod seal;
 
 pub use records::{Account, Client, ClientKeyMaterial, EventRow, KeyType, NewAccount, NewClient};
 
@@ -132,6 +133,13 @@ pub enum Error {
         what: &'static str,
         /// Why it does not decode.
         reason: String,
+    },
+    /// The client table is not as keygate last sealed it (see the `seal` module): the
+    /// gateway refuses every client until `keygate upgrade` seals it again.
+    #[error("the client table {reason}; every client is refused until `keygate upgrade` has shown and sealed them")]
+    ClientTable {
+        /// What is wrong with it.
+        reason: &'static str,
     },
     /// A sealed secret failed to open.
     #[error(transparent)]
@@ -464,7 +472,7 @@ mod tests {
         add_main_and_bot1(&mut store, &master);
         assert_eq!(store.client_rows().unwrap().len(), 1);
         store
-            .transaction(|s| s.delete_account(&"main".parse().unwrap()))
+            .transaction(|s| s.delete_account(&"main".parse().unwrap(), &master))
             .unwrap();
         assert!(store.client_rows().unwrap().is_empty());
         std::fs::remove_dir_all(dir).unwrap();
@@ -677,6 +685,102 @@ mod tests {
             .transaction(|s| s.tag_clients_as_shown(&shown, &master))
             .unwrap()
             .is_empty());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// Every row's own tag verifies after a rollback; only the seal tells.
+    fn all_rows_verify(store: &Store, master: &MasterKey) -> bool {
+        readable_clients(store)
+            .iter()
+            .all(|c| c.verify_record(master).is_ok())
+    }
+
+    #[test]
+    fn the_client_table_seal_catches_a_row_put_back_added_or_removed() {
+        let (dir, mut store) = temp_store();
+        let master = MasterKey::generate();
+        let bot: keygate_core::Name = "bot1".parse().unwrap();
+        // A new, empty table holds without a seal; the first client seals it.
+        assert_eq!(store.check_clients_seal(&master).unwrap(), 0);
+        add_main_and_bot1(&mut store, &master);
+        store.check_clients_seal(&master).unwrap();
+        let copy = |store: &Store, sql: &str| store.connection().execute_batch(sql).unwrap();
+        copy(&store, "CREATE TABLE saved AS SELECT * FROM clients");
+        store
+            .transaction(|s| {
+                s.set_client_status(&bot, ClientStatus::Active, ClientStatus::Revoked, &master)
+            })
+            .unwrap();
+        store.check_clients_seal(&master).unwrap();
+
+        // The row as it was before its revocation, put back: its own tag verifies.
+        copy(
+            &store,
+            "DELETE FROM clients; INSERT INTO clients SELECT * FROM saved",
+        );
+        assert_eq!(store.client(&bot).unwrap().status, ClientStatus::Active);
+        assert!(all_rows_verify(&store, &master));
+        let broken = |store: &Store| {
+            matches!(
+                store.check_clients_seal(&master),
+                Err(Error::ClientTable { .. })
+            )
+        };
+        assert!(broken(&store));
+        // A write made now does not vouch for it: the seal stays broken.
+        store
+            .transaction(|s| {
+                s.set_client_status(&bot, ClientStatus::Active, ClientStatus::Frozen, &master)
+            })
+            .unwrap();
+        assert!(broken(&store));
+        // Sealed again as it is, by whoever vouches for it (`keygate upgrade`).
+        store
+            .transaction(|s| s.seal_clients_as_they_are(&master))
+            .unwrap();
+        store.check_clients_seal(&master).unwrap();
+
+        // A row removed, or one added, breaks it as well; and so does a missing seal.
+        copy(&store, "UPDATE saved SET name = 'bot2', api_key = 'other'");
+        copy(&store, "INSERT INTO clients SELECT * FROM saved");
+        assert!(broken(&store));
+        copy(&store, "DELETE FROM clients WHERE name = 'bot2'");
+        store.check_clients_seal(&master).unwrap();
+        copy(&store, "DELETE FROM clients");
+        assert!(broken(&store));
+        copy(
+            &store,
+            "INSERT INTO clients SELECT * FROM saved; DELETE FROM meta WHERE key = 'clients_seal'",
+        );
+        assert!(broken(&store));
+        // Nor does another vault's seal fit.
+        store
+            .transaction(|s| s.seal_clients_as_they_are(&MasterKey::generate()))
+            .unwrap();
+        assert!(broken(&store));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn the_seal_names_the_last_audit_event_when_it_was_made() {
+        let (dir, mut store) = temp_store();
+        let master = MasterKey::generate();
+        add_main_and_bot1(&mut store, &master);
+        assert_eq!(store.check_clients_seal(&master).unwrap(), 0);
+        store
+            .connection()
+            .execute(
+                "INSERT INTO events (seq, ts_ms, body, hash, mac) VALUES (7, 1, '{}', x'00', x'00')",
+                [],
+            )
+            .unwrap();
+        store
+            .transaction(|s| {
+                let before = s.check_clients_seal(&master);
+                s.reseal_clients(&master, &before)
+            })
+            .unwrap();
+        assert_eq!(store.check_clients_seal(&master).unwrap(), 7);
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -259,6 +259,11 @@ impl Client {
         Ok((current, previous))
     }
 
+    /// Whether `other` is this very row: every column and the tag alike.
+    pub fn same_row_as(&self, other: &Client) -> bool {
+        self.tag == other.tag && self.tagged_fields() == other.tagged_fields()
+    }
+
     /// The record the tag is bound to.
     fn record_id(&self) -> RecordId {
         RecordId::new("client-record", self.name.as_str(), "")
@@ -528,7 +533,8 @@ impl Store {
     }
 
     /// Deletes an account and, with it, every client bound to it.
-    pub fn delete_account(&self, label: &Name) -> Result<(), Error> {
+    pub fn delete_account(&self, label: &Name, master: &MasterKey) -> Result<(), Error> {
+        let sealed = self.check_clients_seal(master);
         self.connection()
             .execute("DELETE FROM clients WHERE account = ?1", [label.as_str()])
             .map_err(|e| self.error(e))?;
@@ -542,7 +548,7 @@ impl Store {
                 name: label.to_string(),
             });
         }
-        Ok(())
+        self.reseal_clients(master, &sealed)
     }
 
     /// Issues a virtual key.
@@ -553,6 +559,7 @@ impl Store {
         now_ms: u64,
     ) -> Result<(), Error> {
         self.account(&new.account)?;
+        let sealed = self.check_clients_seal(master);
         let policy_json = serde_json::to_string(&new.policy).map_err(|e| Error::Corrupt {
             what: "client policy",
             reason: e.to_string(),
@@ -597,7 +604,7 @@ impl Store {
                     self.error(e)
                 }
             })?;
-        Ok(())
+        self.reseal_clients(master, &sealed)
     }
 
     /// Every client, by name, each row read on its own: a row that does not decode is an
@@ -722,6 +729,7 @@ impl Store {
     /// old tag covers every column, so a row another command changed meanwhile does not
     /// match and is left alone.
     fn rewrite_client(&self, client: &mut Client, master: &MasterKey) -> Result<(), Error> {
+        let sealed = self.check_clients_seal(master);
         let read_tag = client.tag.take();
         client.retag(master);
         let n = self
@@ -754,7 +762,7 @@ impl Store {
                 reason: "another command changed it first".into(),
             });
         }
-        Ok(())
+        self.reseal_clients(master, &sealed)
     }
 
     /// Tags the untagged clients in `shown`, provided each row is still exactly as shown,
@@ -768,6 +776,7 @@ impl Store {
         shown: &[Client],
         master: &MasterKey,
     ) -> Result<Vec<Name>, Error> {
+        let sealed = self.check_clients_seal(master);
         let mut tagged = Vec::new();
         for seen in shown.iter().filter(|c| c.tag.is_none()) {
             let mut now = self.client(&seen.name)?;
@@ -787,6 +796,7 @@ impl Store {
                 .map_err(|e| self.error(e))?;
             tagged.push(now.name);
         }
+        self.reseal_clients(master, &sealed)?;
         Ok(tagged)
     }
 

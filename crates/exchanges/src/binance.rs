@@ -224,9 +224,10 @@ impl SignedRequest {
     }
 
     /// Checks `timestamp` and `recvWindow` against `now_ms` with Binance's rule:
-    /// `timestamp < now + 1000` and `now - timestamp <= recvWindow`. `timestamp` may be in
-    /// milliseconds or microseconds; `recvWindow` may have three decimals.
-    pub fn check_freshness(&self, now_ms: u64) -> Result<(), Error> {
+    /// `timestamp < now + 1000` and `now - timestamp <= recvWindow`, and returns the
+    /// timestamp in microseconds. `timestamp` may be in milliseconds or microseconds;
+    /// `recvWindow` may have three decimals.
+    pub fn check_freshness(&self, now_ms: u64) -> Result<u64, Error> {
         let raw = self
             .param("timestamp")
             .ok_or(Error::MissingParameter { name: "timestamp" })?;
@@ -259,7 +260,7 @@ impl SignedRequest {
         };
         let now_us = now_ms.saturating_mul(1000);
         if ts_us < now_us + 1_000_000 && now_us.saturating_sub(ts_us) <= window_us {
-            Ok(())
+            Ok(ts_us)
         } else {
             Err(Error::StaleTimestamp)
         }
@@ -391,7 +392,7 @@ impl ClientRequest for SignedRequest {
     fn verify(&self, key: ClientKey<'_>) -> Result<(), Error> {
         SignedRequest::verify(self, key)
     }
-    fn check_freshness(&self, now_ms: u64) -> Result<(), Error> {
+    fn check_freshness(&self, now_ms: u64) -> Result<u64, Error> {
         SignedRequest::check_freshness(self, now_ms)
     }
     fn classify(&self, method: &str, path: &str) -> Action {
@@ -973,9 +974,14 @@ mod tests {
         assert!(req(&format!("timestamp={}", now + 1000))
             .check_freshness(now)
             .is_err());
-        assert!(req(&format!("timestamp={}000", now - 10))
-            .check_freshness(now)
-            .is_ok());
+        assert_eq!(
+            req(&format!("timestamp={}123", now - 10)).check_freshness(now),
+            Ok((now - 10) * 1000 + 123)
+        );
+        assert_eq!(
+            req(&format!("timestamp={now}")).check_freshness(now),
+            Ok(now * 1000)
+        );
         assert_eq!(
             req(&format!("timestamp={now}&recvWindow=60001")).check_freshness(now),
             Err(Error::RecvWindowTooLarge)

@@ -98,8 +98,8 @@ pub trait ClientRequest: Send + Sync {
     fn replay_id(&self) -> Option<Cow<'_, str>>;
     /// Verifies the client's signature over the bytes as received.
     fn verify(&self, key: ClientKey<'_>) -> Result<(), Error>;
-    /// Checks the request's timestamp against `now_ms`.
-    fn check_freshness(&self, now_ms: u64) -> Result<(), Error>;
+    /// Checks the request's timestamp against `now_ms`, and returns it in microseconds.
+    fn check_freshness(&self, now_ms: u64) -> Result<u64, Error>;
     /// What the request would do at `method path`.
     fn classify(&self, method: &str, path: &str) -> Action;
     /// The same request signed with the real key, stamped `timestamp_ms`.

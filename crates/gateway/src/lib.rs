@@ -132,7 +132,7 @@ impl Gateway {
             audit,
             upstream: Upstream::new(upstream_timeout)
                 .map_err(|e| Error::Upstream(e.to_string()))?,
-            replay: Arc::new(ReplayCache::new()),
+            replay: Arc::new(ReplayCache::new(now_ms())),
             trusted_proxies: trusted_proxies.into(),
             limits: ClientLimits::default(),
             binance: Binance,
@@ -333,19 +333,31 @@ async fn handle<A: Adapter>(
     audit.client = Some(client.name.to_string());
     audit.account = Some(client.account.to_string());
     let now = now_ms();
-    if let Err(e) = signed.check_freshness(now) {
-        return audit.deny(
-            refuse(Refusal::Invalid(&e)),
-            Rule::Authentication,
-            &e.to_string(),
-        );
-    }
+    let signed_at_us = match signed.check_freshness(now) {
+        Ok(signed_at_us) => signed_at_us,
+        Err(e) => {
+            return audit.deny(
+                refuse(Refusal::Invalid(&e)),
+                Rule::Authentication,
+                &e.to_string(),
+            )
+        }
+    };
     if client.key_valid_until_ms.is_some_and(|until| now >= until) {
         let msg = format!(
             "keygate: this key of client {} was rotated and its grace period is over",
             client.name
         );
         return audit.deny(refuse(Refusal::Denied(&msg)), Rule::Expired, &msg);
+    }
+    if !gw.replay.remembers(signed_at_us) {
+        // Answered as a stale timestamp, which clients know to sign again.
+        return audit.deny(
+            refuse(Refusal::Invalid(&keygate_exchanges::Error::StaleTimestamp)),
+            Rule::Replay,
+            "signed before keygate started: a keygate that ran before may have used this \
+             signature; sign the request again",
+        );
     }
     let replay_id = signed.replay_id().unwrap_or_default();
     if !gw

@@ -14,9 +14,15 @@ use std::sync::Mutex;
 /// them small and cheap to rehash. Only signatures that verified get here, and two of
 /// them sharing a fingerprint has negligible odds; nobody outside the process knows the
 /// keys to aim for one.
+///
+/// It remembers nothing from before it was made: a request signed before then may have
+/// been used already (by a keygate process that ran before this one), so
+/// [`ReplayCache::remembers`] says no to it, and the request is refused.
 pub struct ReplayCache {
     fingerprint: (RandomState, RandomState),
     seen: Mutex<Seen>,
+    /// When it was made, in microseconds since the epoch.
+    since_us: u64,
 }
 
 #[derive(Default)]
@@ -49,12 +55,19 @@ impl Hasher for Prehashed {
 }
 
 impl ReplayCache {
-    /// An empty cache.
-    pub fn new() -> ReplayCache {
+    /// An empty cache, made at `now_ms`.
+    pub fn new(now_ms: u64) -> ReplayCache {
         ReplayCache {
             fingerprint: (RandomState::new(), RandomState::new()),
             seen: Mutex::default(),
+            since_us: now_ms.saturating_mul(1000),
         }
+    }
+
+    /// Whether a request signed at `signed_at_us` (microseconds) could have been seen by
+    /// this cache: it was signed no earlier than the cache was made.
+    pub fn remembers(&self, signed_at_us: u64) -> bool {
+        signed_at_us >= self.since_us
     }
 
     /// Records `signature` for `remember_ms` (the longest the exchange would accept it:
@@ -89,10 +102,18 @@ mod tests {
     #[test]
     fn a_signature_is_accepted_once_inside_its_window() {
         const REMEMBER_MS: u64 = 61_000;
-        let cache = ReplayCache::new();
+        let cache = ReplayCache::new(0);
         assert!(cache.first_sighting("abc", 1_000, REMEMBER_MS));
         assert!(!cache.first_sighting("abc", 30_000, REMEMBER_MS));
         assert!(cache.first_sighting("def", 30_000, REMEMBER_MS));
         assert!(cache.first_sighting("abc", 1_000 + REMEMBER_MS, REMEMBER_MS));
+    }
+
+    #[test]
+    fn nothing_signed_before_the_cache_was_made_is_remembered() {
+        let cache = ReplayCache::new(1_000);
+        assert!(!cache.remembers(999_999));
+        assert!(cache.remembers(1_000_000));
+        assert!(cache.remembers(2_000_000));
     }
 }

@@ -607,6 +607,41 @@ async fn a_client_row_that_does_not_read_does_not_hold_back_a_revoke() {
     assert!(env.exchange.simulator().requests().is_empty());
 }
 
+/// The replay cache lives in memory: a request signed before this keygate started, still
+/// inside its window, may have been used with a keygate that ran before.
+#[tokio::test]
+async fn a_request_signed_before_keygate_started_is_refused() {
+    let early = http(
+        "GET",
+        &format!("/binance/api/v3/account?{}", sign("", BOT_SECRET)),
+        "",
+        "",
+    );
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let env = default_env().await;
+    let (status, body) = raw(env.gateway, &early).await;
+    assert_eq!(body["code"], -1021, "{status} {body}");
+    assert_eq!(exchange_saw(&env, "/api/v3/account"), 0);
+    let (status, body) = get(&env, "/api/v3/account", "").await;
+    assert_eq!(status, 200, "signed again, it passes: {body}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let store = Store::open(&env.db).unwrap();
+    let refused: Vec<Value> = keygate_audit::read(&store, 1, 100)
+        .unwrap()
+        .iter()
+        .map(|(_, e)| serde_json::to_value(e).unwrap())
+        .filter(|e| e["rule"] == "replay")
+        .collect();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(
+        refused[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("before keygate started"),
+        "{refused:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_revoked_client_put_back_as_it_was_is_refused() {
     let env = default_env().await;

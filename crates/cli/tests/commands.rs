@@ -1059,6 +1059,13 @@ mod client {
             verify.stderr
         );
         kg.fails(&["doctor"], "", 1);
+        // And the gateway will not serve such a table.
+        let serve = kg.fails(&["serve", "--listen", "127.0.0.1:0"], "", 2);
+        assert!(
+            serve.stderr.contains("later administrative change"),
+            "{}",
+            serve.stderr
+        );
     }
 
     #[test]

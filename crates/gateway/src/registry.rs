@@ -62,10 +62,12 @@ impl Registry {
     /// Loads and opens everything in the store, from one snapshot of it. A record that
     /// fails to open is left out (and logged): its client is refused rather than
     /// half-trusted. A client table that does not match its seal (a row put back as it was
-    /// before a revocation, say) is an error: no client can then be trusted.
+    /// before a revocation, say), or whose seal is older than the last administrative
+    /// event in the audit log (the table put back whole), is an error: no client can then
+    /// be trusted.
     pub fn load(store: &Store, master: &MasterKey) -> Result<Registry, keygate_store::Error> {
         store.read_snapshot(|store| {
-            store.check_clients_seal(master)?;
+            store.check_clients_seal_is_latest(master)?;
             Registry::load_snapshot(store, master)
         })
     }

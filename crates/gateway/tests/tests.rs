@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use keygate_audit::AuditKey;
-use keygate_core::{ClientStatus, Name, Policy, Scope};
+use keygate_core::{AdminEvent, ClientStatus, Event, EventBody, Name, Policy, Scope};
 use keygate_exchanges::binance;
 use keygate_gateway::{ClientLimits, Server};
 use keygate_mockex::{Credential, RunningSimulator};
@@ -736,6 +736,58 @@ async fn frozen_revoked_and_expired_clients_are_refused_within_a_second() {
     let (code, body) = get(&env, "/api/v3/account", "").await;
     assert_eq!(code, 401);
     assert!(body["msg"].as_str().unwrap().contains("expired"), "{body}");
+}
+
+#[tokio::test]
+async fn a_client_table_put_back_with_its_seal_is_refused() {
+    let env = default_env().await;
+    let bot: Name = "bot1".parse().unwrap();
+    let store = Store::open(&env.db).unwrap();
+    store
+        .connection()
+        .execute_batch(
+            "CREATE TABLE saved AS SELECT * FROM clients;
+             CREATE TABLE saved_seal AS SELECT * FROM meta WHERE key = 'clients_seal';",
+        )
+        .unwrap();
+    // Revoked from the command line: its audit event commits with the change.
+    let mut unlocked = Store::open(&env.db).unwrap();
+    let master = env.master();
+    unlocked
+        .transaction(|s| {
+            let sealed = s.check_clients_seal(&master);
+            s.set_client_status(&bot, ClientStatus::Active, ClientStatus::Revoked, &master)?;
+            keygate_audit::append_within(
+                s,
+                &env.audit_key,
+                &[Event {
+                    ts_ms: keygate_gateway::now_ms(),
+                    body: EventBody::Admin(AdminEvent {
+                        actor: "cli".into(),
+                        change: "client.revoke".into(),
+                        target: "bot1".into(),
+                        detail: serde_json::json!({}),
+                    }),
+                }],
+            )?;
+            s.reseal_clients(&master, &sealed)?;
+            Ok::<_, keygate_audit::Error>(())
+        })
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(get(&env, "/api/v3/account", "").await.0, 401);
+    // The table and its seal, as a copy of the database from before the revoke held them:
+    // they match each other, but the log has a later administrative event.
+    env.edit_by_hand(
+        "DELETE FROM clients; INSERT INTO clients SELECT * FROM saved;
+         DELETE FROM meta WHERE key = 'clients_seal'; INSERT INTO meta SELECT * FROM saved_seal;",
+    )
+    .await;
+    store.check_clients_seal(&master).unwrap();
+    env.exchange.simulator().reset(false);
+    let (code, body) = get(&env, "/api/v3/account", "").await;
+    assert_eq!(code, 401, "{body}");
+    assert!(env.exchange.simulator().requests().is_empty());
 }
 
 #[tokio::test]

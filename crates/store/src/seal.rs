@@ -10,8 +10,9 @@
 //!   and the gateway refuses every client until `keygate upgrade` has shown them to the
 //!   operator and sealed them again ([`Store::check_clients_seal`]);
 //! - the whole table put back with its seal (from a backup) matches, but its seal names an
-//!   audit event older than the last administrative event in the log, which `keygate
-//!   audit verify` reports. The log itself is anchored by checkpoints.
+//!   audit event older than the last administrative event in the log: the gateway refuses
+//!   every client ([`Store::check_clients_seal_is_latest`]) and `keygate audit verify`
+//!   reports it. The log itself is anchored by checkpoints.
 //!
 //! Every write to the client table keeps the seal, but only a seal that held before the
 //! write ([`Store::reseal_clients`]): a write never vouches for rows someone else put back.
@@ -31,6 +32,8 @@ const UNSEALED: &str = "is not sealed (it was made by an earlier keygate, or its
 const BROKEN: &str =
     "does not match its seal: a client row was put back as it was earlier, added or removed \
      without the master key";
+const STALE: &str = "was put back, seal and all, as it was before a later administrative \
+     change in the audit log";
 
 impl Store {
     /// Checks that the client table is exactly as keygate last sealed it, and returns the
@@ -54,6 +57,28 @@ impl Store {
             .verify_record(&seal_id(), &fields, tag)
             .map_err(|_| broken)?;
         Ok(seq)
+    }
+
+    /// [`Store::check_clients_seal`], and also that no administrative event in the log
+    /// came after the seal: else the table was put back, seal and all, from an earlier
+    /// copy. Reads only the events after the seal's (few, but for the first load after a
+    /// long run of requests), looking for the `"type":"admin"` that `keygate-audit` writes
+    /// into an administrative event's body; a row that only claims it (an attacker can
+    /// write rows, not their MACs) makes this fail, never pass.
+    pub fn check_clients_seal_is_latest(&self, master: &MasterKey) -> Result<u64, Error> {
+        let sealed = self.check_clients_seal(master)?;
+        let later_admin: bool = self
+            .connection()
+            .query_row(
+                r#"SELECT EXISTS (SELECT 1 FROM events WHERE seq > ?1 AND body LIKE '%"type":"admin"%')"#,
+                [sealed as i64],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.error(e))?;
+        if later_admin {
+            return Err(Error::ClientTable { reason: STALE });
+        }
+        Ok(sealed)
     }
 
     /// Seals the client table again after a write, bound to the last audit event, if its

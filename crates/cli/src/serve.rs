@@ -35,6 +35,11 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = 1024,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
+    /// Pause public market data (which needs no key) while the exchange reports this much
+    /// request weight or more used this minute, keeping the rest for signed requests.
+    /// Raise it for bots that read much market data through keygate.
+    #[arg(long, value_name = "WEIGHT", default_value_t = 1200)]
+    pub public_weight_cap: u64,
 }
 
 /// A duration longer than zero, for clap.
@@ -78,6 +83,7 @@ pub fn run(unlocked: Unlocked, args: &ServeArgs) -> anyhow::Result<()> {
     .with_client_limits(ClientLimits {
         timeout: args.client_timeout,
         max_connections: args.max_connections as usize,
+        public_weight_cap: args.public_weight_cap,
     });
     let workers = args.workers.map_or_else(
         || std::thread::available_parallelism().map_or(1, |n| n.get()),

@@ -199,6 +199,8 @@ pub enum Rule {
     PriceUnavailable,
     /// The client is sending too fast.
     Rate,
+    /// Public market data would spend request weight that signed requests need.
+    WeightReserved,
     /// The audit log could not be written, so the request was not forwarded.
     AuditUnavailable,
     /// The client closed its connection before the request was forwarded.
@@ -226,6 +228,7 @@ impl Rule {
             Rule::DailyNotional => "daily_notional",
             Rule::PriceUnavailable => "price_unavailable",
             Rule::Rate => "rate",
+            Rule::WeightReserved => "weight_reserved",
             Rule::AuditUnavailable => "audit_unavailable",
             Rule::ClientGone => "client_gone",
             Rule::Internal => "internal",

@@ -451,6 +451,12 @@ impl Adapter for Binance {
     fn parse_ticker_price(&self, body: &[u8]) -> Option<Decimal> {
         parse_ticker_price(body)
     }
+    fn used_weight(&self, headers: &HeaderMap) -> Option<u64> {
+        headers
+            .get("x-mbx-used-weight-1m")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+    }
     fn refusal(&self, refusal: Refusal<'_>) -> (u16, Vec<u8>) {
         let (status, code, msg): (u16, i32, std::borrow::Cow<'_, str>) = match refusal {
             // -2015 with 401, as Binance answers "Invalid API-key, IP, or permissions".
@@ -467,6 +473,8 @@ impl Adapter for Binance {
             ),
             Refusal::Unreachable => (502, -1001, "keygate: exchange unreachable; request not sent".into()),
             Refusal::Internal => (500, -1001, "keygate: internal error".into()),
+            // -1003 with 429, as Binance answers "Too many requests".
+            Refusal::TooMany(msg) => (429, -1003, msg.into()),
             Refusal::Invalid(e) => match e {
                 Error::DuplicateParameter { .. } => (400, -1101, "Duplicate values for a parameter detected.".into()),
                 Error::MissingParameter { name } => (

@@ -85,6 +85,8 @@ pub enum Refusal<'a> {
     Unreachable,
     /// Something inside keygate failed; the detail is in its log.
     Internal,
+    /// Too many requests: the message starts with `keygate:` and says which limit.
+    TooMany(&'a str),
 }
 
 /// A client's request, parsed once and then verified, classified and re-signed from that
@@ -148,6 +150,9 @@ pub trait Adapter: Send + Sync + 'static {
     fn parse_ticker_price(&self, body: &[u8]) -> Option<Decimal>;
     /// The HTTP status and body of a refusal, in the exchange's error shape.
     fn refusal(&self, refusal: Refusal<'_>) -> (u16, Vec<u8>);
+    /// The request weight the exchange says this address has used in the current minute,
+    /// from an answer's headers.
+    fn used_weight(&self, headers: &HeaderMap) -> Option<u64>;
 }
 
 /// An error reading a client's request. Each variant maps to the exchange's own error code.

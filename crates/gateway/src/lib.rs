@@ -35,6 +35,7 @@ pub mod registry;
 mod replay;
 mod server;
 pub mod upstream;
+mod weight;
 // Private but for its entry point for fuzzing (`fuzz/fuzz_targets/wire_answer.rs`).
 #[cfg(feature = "fuzzing")]
 pub mod wire;
@@ -65,6 +66,7 @@ use rust_decimal::Decimal;
 use crate::registry::{Live, Verifier};
 use crate::replay::ReplayCache;
 use crate::upstream::{Failure, Upstream};
+use crate::weight::WeightGauge;
 
 /// Largest request body accepted, in bytes. Binance's own requests are far smaller.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -81,14 +83,21 @@ pub struct ClientLimits {
     pub timeout: Duration,
     /// Connections open at once over all workers; more are closed as they arrive.
     pub max_connections: usize,
+    /// Public market data, which needs no key, is refused while the exchange host reports
+    /// this much request weight or more used in the current minute, so that it cannot
+    /// spend the weight signed requests need.
+    pub public_weight_cap: u64,
 }
 
 impl Default for ClientLimits {
-    /// 30 seconds, as nginx gives a client to send its headers; 1024 connections.
+    /// 30 seconds, as nginx gives a client to send its headers; 1024 connections; public
+    /// calls paused from 1200 weight a minute (a fifth of Binance's spot limit of 6000,
+    /// half of its futures limit of 2400).
     fn default() -> ClientLimits {
         ClientLimits {
             timeout: Duration::from_secs(30),
             max_connections: 1024,
+            public_weight_cap: 1200,
         }
     }
 }
@@ -110,6 +119,7 @@ pub struct Gateway {
     audit: AuditLog,
     upstream: Upstream,
     replay: Arc<ReplayCache>,
+    weight: Arc<WeightGauge>,
     trusted_proxies: Arc<[IpNet]>,
     limits: ClientLimits,
     binance: Binance,
@@ -133,6 +143,7 @@ impl Gateway {
             upstream: Upstream::new(upstream_timeout)
                 .map_err(|e| Error::Upstream(e.to_string()))?,
             replay: Arc::new(ReplayCache::new(now_ms())),
+            weight: Arc::new(WeightGauge::new(ClientLimits::default().public_weight_cap)),
             trusted_proxies: trusted_proxies.into(),
             limits: ClientLimits::default(),
             binance: Binance,
@@ -141,6 +152,7 @@ impl Gateway {
 
     /// The same gateway with other [`ClientLimits`] than the defaults.
     pub fn with_client_limits(mut self, limits: ClientLimits) -> Gateway {
+        self.weight = Arc::new(WeightGauge::new(limits.public_weight_cap));
         self.limits = limits;
         self
     }
@@ -153,6 +165,7 @@ impl Gateway {
             audit: self.audit.clone(),
             upstream: self.upstream.with_own_pool(),
             replay: self.replay.clone(),
+            weight: self.weight.clone(),
             trusted_proxies: self.trusted_proxies.clone(),
             limits: self.limits,
             binance: Binance,
@@ -289,9 +302,18 @@ async fn handle<A: Adapter>(
         }
         let registry = gw.live.snapshot();
         let base = registry.public_upstream(exchange).unwrap_or(default_base);
+        if let Some(used) = gw.weight.over_cap(base, now_ms()) {
+            let msg = format!(
+                "keygate: public market data is paused: the exchange reports {used} request \
+                 weight used this minute, at or past keygate's cap of {} (the rest is kept \
+                 for signed requests)",
+                gw.weight.cap()
+            );
+            return audit.deny(refuse(Refusal::TooMany(&msg)), Rule::WeightReserved, &msg);
+        }
         let url = format!("{base}{native}{}", query_suffix(query));
         return gw
-            .forward(adapter, audit, &method, &url, &[], b"", started)
+            .forward(adapter, audit, &method, base, &url, &[], b"", started)
             .await;
     }
 
@@ -444,6 +466,7 @@ async fn handle<A: Adapter>(
         adapter,
         audit,
         &method,
+        &base,
         &url,
         &forward.headers,
         forward.body.as_bytes(),
@@ -466,13 +489,15 @@ fn refusal_response<A: Adapter>(adapter: &A, refusal: Refusal<'_>) -> Response {
 }
 
 impl Gateway {
-    /// 6. Audit (durably first when the action moves money), send once, audit the outcome.
+    /// Step 6: audit (durably first when the action moves money), send once to `url` on
+    /// the host `base`, note the request weight it reports, audit the outcome.
     #[allow(clippy::too_many_arguments)]
     async fn forward<A: Adapter>(
         &self,
         adapter: &A,
         mut audit: Audit<'_>,
         method: &Method,
+        base: &str,
         url: &str,
         headers: &[(&'static str, String)],
         body: &[u8],
@@ -500,6 +525,9 @@ impl Gateway {
         match result {
             Ok(answer) => {
                 in_flight.finish(Some(answer.status.as_u16()), Outcome::Answered);
+                if let Some(used) = adapter.used_weight(&answer.headers) {
+                    self.weight.record(base, used, now_ms());
+                }
                 let mut response = Response::new(Body::from(answer.body));
                 *response.status_mut() = answer.status;
                 *response.headers_mut() = answer.headers;

@@ -231,6 +231,42 @@ async fn a_path_naming_a_binance_host_reaches_that_host_and_no_other_does() {
 }
 
 #[tokio::test]
+async fn public_market_data_pauses_before_it_spends_the_weight_orders_need() {
+    // The simulator's weight, like Binance's, counts per minute: keep clear of a turn.
+    let into_minute = keygate_gateway::now_ms() % 60_000;
+    if into_minute > 55_000 {
+        tokio::time::sleep(Duration::from_millis(60_100 - into_minute)).await;
+    }
+    let material = ClientKeyMaterial::Hmac(SecretString::new(BOT_SECRET.into()));
+    let limits = ClientLimits {
+        public_weight_cap: 45,
+        ..ClientLimits::default()
+    };
+    let env = setup_with(
+        trading_policy(),
+        None,
+        Duration::from_secs(10),
+        material,
+        limits,
+    )
+    .await;
+    let exchange_info =
+        b"GET /binance/api/v3/exchangeInfo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    // Weight 20 each: 20, 40, then 60, the call that crosses the cap still passing.
+    for _ in 0..3 {
+        assert_eq!(raw(env.gateway, exchange_info).await.0, 200);
+    }
+    let (status, body) = raw(env.gateway, exchange_info).await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["code"], -1003, "{body}");
+    assert!(body["msg"].as_str().unwrap().contains("60"), "{body}");
+    assert_eq!(exchange_saw(&env, "/api/v3/exchangeInfo"), 3);
+    // Signed requests go on: the weight was kept for them.
+    let (status, body) = get(&env, "/api/v3/account", "").await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
 async fn public_market_data_passes_through_without_a_key() {
     let env = default_env().await;
     let (status, body) = raw(
@@ -1170,6 +1206,7 @@ async fn limited_env(timeout: Duration, max_connections: usize) -> Env {
     let limits = ClientLimits {
         timeout,
         max_connections,
+        ..ClientLimits::default()
     };
     setup_with(
         trading_policy(),

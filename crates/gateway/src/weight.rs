@@ -1,0 +1,89 @@
+//! The request weight each exchange host reports used, so that public market data, which
+//! needs no key and no client, cannot spend the weight that orders and cancels need.
+//!
+//! An exchange limits the request weight an address may use per minute, and says in each
+//! answer how much it has used (Binance: `X-MBX-USED-WEIGHT-1M`). Past the limit it
+//! refuses everything from the address, signed requests included, and bans it for a
+//! while if it goes on. keygate forwards public calls from anything that reaches its
+//! listener, so it stops forwarding them while the host reports `cap` or more used in
+//! the current minute; signed requests are bounded by their clients' own rates.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// The last weight each upstream reported, by base URL.
+pub struct WeightGauge {
+    cap: u64,
+    reported: Mutex<HashMap<String, Report>>,
+}
+
+#[derive(Clone, Copy)]
+struct Report {
+    /// The minute (since the epoch, by keygate's clock) it was reported in.
+    minute: u64,
+    used: u64,
+}
+
+impl WeightGauge {
+    /// A gauge that says "over" from `cap` weight used in a minute.
+    pub fn new(cap: u64) -> WeightGauge {
+        WeightGauge {
+            cap,
+            reported: Mutex::default(),
+        }
+    }
+
+    /// Records that `upstream` reported `used` weight at `now_ms`. Answers can arrive out
+    /// of order, so within one minute the highest report stands.
+    pub fn record(&self, upstream: &str, used: u64, now_ms: u64) {
+        let minute = now_ms / 60_000;
+        let mut reported = self.reported.lock().unwrap_or_else(|p| p.into_inner());
+        match reported.get_mut(upstream) {
+            Some(last) if last.minute == minute => last.used = last.used.max(used),
+            Some(last) => *last = Report { minute, used },
+            None => {
+                reported.insert(upstream.to_owned(), Report { minute, used });
+            }
+        }
+    }
+
+    /// The weight `upstream` last reported used this minute, when it is at or past the
+    /// cap. A report from an earlier minute no longer counts: the exchange's window has
+    /// turned.
+    pub fn over_cap(&self, upstream: &str, now_ms: u64) -> Option<u64> {
+        let reported = self.reported.lock().unwrap_or_else(|p| p.into_inner());
+        reported
+            .get(upstream)
+            .filter(|r| r.minute == now_ms / 60_000 && r.used >= self.cap)
+            .map(|r| r.used)
+    }
+
+    /// The cap.
+    pub fn cap(&self) -> u64 {
+        self.cap
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn public_calls_pause_at_the_cap_until_the_minute_turns() {
+        let gauge = WeightGauge::new(100);
+        let minute = 60_000 * 1_000;
+        assert_eq!(gauge.over_cap("https://api", minute), None);
+        gauge.record("https://api", 99, minute);
+        assert_eq!(gauge.over_cap("https://api", minute + 1), None);
+        gauge.record("https://api", 120, minute + 2);
+        // An earlier answer arriving late does not lower it.
+        gauge.record("https://api", 50, minute + 3);
+        assert_eq!(gauge.over_cap("https://api", minute + 4), Some(120));
+        // Another host has its own weight.
+        assert_eq!(gauge.over_cap("https://fapi", minute + 4), None);
+        // The next minute starts from nothing.
+        assert_eq!(gauge.over_cap("https://api", minute + 60_000), None);
+        gauge.record("https://api", 10, minute + 60_000);
+        assert_eq!(gauge.over_cap("https://api", minute + 60_001), None);
+    }
+}

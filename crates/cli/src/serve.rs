@@ -1,5 +1,7 @@
 //! `keygate serve`: the gateway on a local listener.
 
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,7 +11,7 @@ use ipnet::IpNet;
 use keygate_gateway::registry::{spawn_reloader, Live, Registry};
 use keygate_gateway::{ClientLimits, Gateway, Server};
 
-use crate::home::{parse_duration, Unlocked};
+use crate::home::{parse_duration, Home, Unlocked};
 
 /// Options of `keygate serve`.
 #[derive(clap::Args, Debug)]
@@ -59,6 +61,7 @@ pub fn run(unlocked: Unlocked, args: &ServeArgs) -> anyhow::Result<()> {
             args.listen
         );
     }
+    let _only_gateway = hold_serve_lock(&unlocked.home)?;
     let Unlocked {
         store,
         master,
@@ -106,6 +109,42 @@ pub fn run(unlocked: Unlocked, args: &ServeArgs) -> anyhow::Result<()> {
     // Requests have drained; their audit events may still wait for a batch.
     audit_log.flush().context("flushing the audit log")?;
     served
+}
+
+/// Locks `serve.lock` in the home directory for as long as the returned file lives (the
+/// lock goes with the process, however it ends). A second gateway on the same vault would
+/// keep a replay cache of its own, and a signature one of them accepted would be accepted
+/// once more by the other, so it is refused.
+fn hold_serve_lock(home: &Home) -> anyhow::Result<File> {
+    let path = home.dir.join("serve.lock");
+    let mut options = OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => {
+            let holder = std::fs::read_to_string(&path).unwrap_or_default();
+            let holder = match holder.trim() {
+                "" => String::new(),
+                pid => format!(" (pid {pid})"),
+            };
+            bail!(
+                "another `keygate serve`{holder} is running on this vault; two gateways would \
+                 each accept a replayed signature once, so run one"
+            );
+        }
+        Err(TryLockError::Error(e)) => {
+            return Err(e).with_context(|| format!("locking {}", path.display()))
+        }
+    }
+    file.set_len(0)
+        .and_then(|()| writeln!(file, "{}", std::process::id()))
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(file)
 }
 
 /// Completes on Ctrl-C or, on Unix, SIGTERM.

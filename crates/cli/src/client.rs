@@ -9,7 +9,7 @@ use anyhow::{bail, Context};
 use base64::Engine;
 use clap::{Args, Subcommand, ValueEnum};
 use ipnet::IpNet;
-use keygate_core::{ClientStatus, Name, Policy, Scope, Scopes};
+use keygate_core::{ClientStatus, Name, Policy, Scope, Scopes, WithdrawalDestination};
 use keygate_store::{Client, ClientKeyMaterial, KeyType, NewClient};
 use keygate_vault::{redact, SecretString};
 use rand::distributions::{Alphanumeric, DistString};
@@ -79,6 +79,11 @@ pub struct IssueArgs {
     /// Requests per second (`10/s` or `10`).
     #[arg(long, value_name = "N/s")]
     pub rate: Option<String>,
+    /// An address the client may withdraw to, `ADDRESS` or `ADDRESS/TAG` (the tag or memo
+    /// of assets whose accounts share an address); repeatable. Required with the withdraw
+    /// scope: a withdrawal anywhere else is denied.
+    #[arg(long = "withdraw-address", value_name = "ADDRESS[/TAG]")]
+    pub withdraw_addresses: Vec<WithdrawalDestination>,
     /// Lifetime (`30d`, `12h`).
     #[arg(long, value_name = "DURATION", default_value = "90d")]
     pub expires: String,
@@ -257,6 +262,17 @@ fn policy_from_args(args: &IssueArgs) -> anyhow::Result<Policy> {
         .map(|n| parse_notional("--max-daily-notional", n))
         .transpose()?;
     policy.rate_per_second = args.rate.as_deref().map(parse_rate).transpose()?;
+    policy.withdrawal_addresses = args.withdraw_addresses.iter().cloned().collect();
+    let may_withdraw = policy.scopes.contains(Scope::Withdraw);
+    if may_withdraw && policy.withdrawal_addresses.is_empty() {
+        bail!(
+            "the withdraw scope needs the addresses the client may withdraw to: \
+             --withdraw-address ADDRESS (or ADDRESS/TAG), once for each"
+        );
+    }
+    if !may_withdraw && !policy.withdrawal_addresses.is_empty() {
+        bail!("--withdraw-address needs the withdraw scope (--scope read,withdraw)");
+    }
     Ok(policy)
 }
 
@@ -512,6 +528,14 @@ fn show(vault: &Unlocked, args: &ShowArgs) -> anyhow::Result<()> {
         "rate:               {}",
         opt(p.rate_per_second.map(|r| format!("{r}/s")))
     );
+    if !p.withdrawal_addresses.is_empty() {
+        let addresses: Vec<String> = p
+            .withdrawal_addresses
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        println!("withdraw to:        {}", addresses.join(", "));
+    }
     Ok(())
 }
 

@@ -518,6 +518,64 @@ mod client {
     }
 
     #[test]
+    fn a_client_that_may_withdraw_names_where_to() {
+        let kg = Kg::with_key_file();
+        kg.add_account("main", REAL_KEY, REAL_SECRET);
+        let issue = |name: &str, extra: &[&str]| {
+            let mut args = vec!["client", "issue", "--account", "main", "--name", name];
+            args.extend_from_slice(extra);
+            kg.run(&args, "")
+        };
+        let unlisted = issue("bot1", &["--scope", "read,withdraw"]);
+        assert_eq!(unlisted.code, 2);
+        assert!(
+            unlisted.stderr.contains("--withdraw-address"),
+            "{}",
+            unlisted.stderr
+        );
+        let unscoped = issue("bot1", &["--withdraw-address", "bc1qcold"]);
+        assert!(
+            unscoped.stderr.contains("withdraw scope"),
+            "{}",
+            unscoped.stderr
+        );
+        assert_ne!(
+            issue(
+                "bot1",
+                &[
+                    "--scope",
+                    "read,withdraw",
+                    "--withdraw-address",
+                    "bad address"
+                ]
+            )
+            .code,
+            0
+        );
+        let c = kg.issue(
+            "main",
+            "bot1",
+            &[
+                "--scope",
+                "read,withdraw",
+                "--withdraw-address",
+                "bc1qcold",
+                "--withdraw-address",
+                "rSharedHot/4242",
+            ],
+        );
+        assert_eq!(
+            c["policy"]["withdrawal_addresses"],
+            serde_json::json!(["bc1qcold", "rSharedHot/4242"])
+        );
+        let shown = kg.ok(&["client", "show", "bot1"], "").stdout;
+        assert!(
+            shown.contains("withdraw to:        bc1qcold, rSharedHot/4242"),
+            "{shown}"
+        );
+    }
+
+    #[test]
     fn issue_options_become_the_policy() {
         let kg = Kg::with_key_file();
         kg.add_account("main", REAL_KEY, REAL_SECRET);

@@ -122,6 +122,10 @@ pub struct Action {
     /// Network of a withdrawal.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub network: Option<String>,
+    /// The tag or memo of a withdrawal's address, for assets whose many accounts share
+    /// one deposit address (XRP, XLM, EOS…) and tell them apart by it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address_tag: Option<String>,
 }
 
 impl Action {
@@ -140,6 +144,7 @@ impl Action {
             amount: None,
             address: None,
             network: None,
+            address_tag: None,
         }
     }
 

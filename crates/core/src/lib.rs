@@ -28,7 +28,9 @@ mod policy;
 pub use action::{Action, ActionKind, Side};
 pub use event::{AdminEvent, Event, EventBody, Outcome, OutcomeEvent, RequestEvent};
 pub use name::Name;
-pub use policy::{ClientStatus, Decision, Denial, Policy, Rule, Scope, Scopes};
+pub use policy::{
+    ClientStatus, Decision, Denial, Policy, Rule, Scope, Scopes, WithdrawalDestination,
+};
 
 use std::fmt;
 use std::str::FromStr;
@@ -95,6 +97,14 @@ pub enum Error {
     UnknownScope {
         /// The scope as given.
         scope: String,
+    },
+    /// A withdrawal destination is not `ADDRESS` or `ADDRESS/TAG`.
+    #[error("invalid withdrawal address {destination:?}: {reason}")]
+    InvalidDestination {
+        /// The destination as given.
+        destination: String,
+        /// What is wrong with it.
+        reason: &'static str,
     },
     /// A client status is not one of active, frozen, revoked.
     #[error("unknown client status {status:?}")]

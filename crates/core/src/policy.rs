@@ -108,6 +108,10 @@ pub struct Policy {
     pub max_daily_notional: Option<Decimal>,
     /// Requests per second.
     pub rate_per_second: Option<u32>,
+    /// Where the client may withdraw to; a withdrawal anywhere else is denied, and with
+    /// none listed, every withdrawal is.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub withdrawal_addresses: BTreeSet<WithdrawalDestination>,
 }
 
 impl Default for Policy {
@@ -123,6 +127,81 @@ impl Default for Policy {
             max_order_notional: None,
             max_daily_notional: None,
             rate_per_second: None,
+            withdrawal_addresses: BTreeSet::new(),
+        }
+    }
+}
+
+/// A destination a client may withdraw to: an address and, for assets whose accounts share
+/// one deposit address (XRP, XLM, EOS…), the tag or memo that picks the account. Written
+/// `ADDRESS` or `ADDRESS/TAG`; compared exactly, case included.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct WithdrawalDestination {
+    address: String,
+    tag: Option<String>,
+}
+
+impl WithdrawalDestination {
+    /// The destination of a withdrawal to `address` with `tag`.
+    pub fn new(address: &str, tag: Option<&str>) -> Result<WithdrawalDestination, Error> {
+        let bad = |reason| Error::InvalidDestination {
+            destination: match tag {
+                Some(tag) => format!("{address}/{tag}"),
+                None => address.to_owned(),
+            },
+            reason,
+        };
+        let printable = |s: &str| s.chars().all(|c| c.is_ascii_graphic());
+        if address.is_empty() || address.len() > 128 || !printable(address) || address.contains('/')
+        {
+            return Err(bad(
+                "an address is 1 to 128 printable characters, without `/`",
+            ));
+        }
+        // A memo may be text (Stellar's, say), spaces included.
+        if tag.is_some_and(|t| t.is_empty() || t.len() > 128 || t.chars().any(char::is_control)) {
+            return Err(bad(
+                "a tag is 1 to 128 characters, none of them control characters",
+            ));
+        }
+        Ok(WithdrawalDestination {
+            address: address.to_owned(),
+            tag: tag.map(str::to_owned),
+        })
+    }
+}
+
+impl FromStr for WithdrawalDestination {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<WithdrawalDestination, Error> {
+        match s.split_once('/') {
+            Some((address, tag)) => WithdrawalDestination::new(address, Some(tag)),
+            None => WithdrawalDestination::new(s, None),
+        }
+    }
+}
+
+impl TryFrom<String> for WithdrawalDestination {
+    type Error = Error;
+
+    fn try_from(s: String) -> Result<WithdrawalDestination, Error> {
+        s.parse()
+    }
+}
+
+impl From<WithdrawalDestination> for String {
+    fn from(d: WithdrawalDestination) -> String {
+        d.to_string()
+    }
+}
+
+impl fmt::Display for WithdrawalDestination {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.tag {
+            Some(tag) => write!(f, "{}/{tag}", self.address),
+            None => f.write_str(&self.address),
         }
     }
 }
@@ -199,6 +278,8 @@ pub enum Rule {
     PriceUnavailable,
     /// The client is sending too fast.
     Rate,
+    /// The withdrawal goes to an address not on the client's list.
+    WithdrawalAddress,
     /// Public market data would spend request weight that signed requests need.
     WeightReserved,
     /// The audit log could not be written, so the request was not forwarded.
@@ -228,6 +309,7 @@ impl Rule {
             Rule::DailyNotional => "daily_notional",
             Rule::PriceUnavailable => "price_unavailable",
             Rule::Rate => "rate",
+            Rule::WithdrawalAddress => "withdrawal_address",
             Rule::WeightReserved => "weight_reserved",
             Rule::AuditUnavailable => "audit_unavailable",
             Rule::ClientGone => "client_gone",
@@ -268,4 +350,33 @@ pub enum Decision {
     Allow,
     /// Refuse it.
     Deny(Denial),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn withdrawal_destinations_round_trip_and_refuse_what_is_not_one() {
+        for text in ["bc1qcold", "rXRPhot/123", "GABC/memo with/slash"] {
+            let parsed: WithdrawalDestination =
+                text.parse().unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(parsed.to_string(), text);
+            let json = serde_json::to_string(&parsed).unwrap();
+            assert_eq!(
+                serde_json::from_str::<WithdrawalDestination>(&json).unwrap(),
+                parsed
+            );
+        }
+        for bad in [
+            "",
+            "/123",
+            "addr/",
+            "with space",
+            "addr/tab\t",
+            &"x".repeat(129),
+        ] {
+            assert!(bad.parse::<WithdrawalDestination>().is_err(), "{bad:?}");
+        }
+    }
 }

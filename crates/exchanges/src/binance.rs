@@ -358,6 +358,10 @@ impl SignedRequest {
                 action.amount = decimal("amount");
                 action.address = self.param("address").map(str::to_owned);
                 action.network = self.param("network").map(str::to_owned);
+                action.address_tag = self
+                    .param("addressTag")
+                    .filter(|tag| !tag.is_empty())
+                    .map(str::to_owned);
             }
             ActionKind::Transfer => {
                 action.asset = self

@@ -231,6 +231,41 @@ async fn a_path_naming_a_binance_host_reaches_that_host_and_no_other_does() {
 }
 
 #[tokio::test]
+async fn withdrawals_reach_the_exchange_only_for_listed_addresses() {
+    let policy = Policy {
+        scopes: [Scope::Read, Scope::Withdraw].into_iter().collect(),
+        withdrawal_addresses: ["TColdWallet1", "rSharedHot/4242"]
+            .into_iter()
+            .map(|d| d.parse().unwrap())
+            .collect(),
+        ..Policy::default()
+    };
+    let env = setup(policy, None, Duration::from_secs(10)).await;
+    let path = "/sapi/v1/capital/withdraw/apply";
+    for allowed in [
+        "coin=USDT&network=TRX&address=TColdWallet1&amount=10",
+        "coin=USDT&network=TRX&address=rSharedHot&addressTag=4242&amount=10",
+    ] {
+        let (status, body) = post(&env, path, allowed).await;
+        assert_eq!(status, 200, "{allowed}: {body}");
+    }
+    for denied in [
+        "coin=USDT&network=TRX&address=TAttacker&amount=10",
+        // The exchange's shared deposit address, with someone else's tag.
+        "coin=XRP&network=XRP&address=rSharedHot&addressTag=666&amount=10",
+        "coin=XRP&network=XRP&address=rSharedHot&amount=10",
+    ] {
+        let (status, body) = post(&env, path, denied).await;
+        assert_eq!(status, 401, "{denied}: {body}");
+        assert!(
+            body["msg"].as_str().unwrap().contains("not on the list"),
+            "{body}"
+        );
+    }
+    assert_eq!(exchange_saw(&env, path), 2);
+}
+
+#[tokio::test]
 async fn public_market_data_pauses_before_it_spends_the_weight_orders_need() {
     // The simulator's weight, like Binance's, counts per minute: keep clear of a turn.
     let into_minute = keygate_gateway::now_ms() % 60_000;

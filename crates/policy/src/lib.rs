@@ -5,8 +5,8 @@
 //! notional) and returns a [`Decision`]. Checks run in a fixed order, cheapest and most
 //! fundamental first, and the first failure names its [`Rule`]:
 //!
-//! status → expiry → source IP → endpoint known → scope → symbol → order notional →
-//! daily notional → rate.
+//! status → expiry → source IP → endpoint known → scope → withdrawal address → symbol →
+//! order notional → daily notional → rate.
 //!
 //! The decider keeps the counters that limits need (requests per second, notional per
 //! UTC day) in memory, per client; an allowed order reserves its notional at once, so two
@@ -37,7 +37,9 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
 
-use keygate_core::{Action, ActionKind, ClientStatus, Decision, Denial, Policy, Rule};
+use keygate_core::{
+    Action, ActionKind, ClientStatus, Decision, Denial, Policy, Rule, WithdrawalDestination,
+};
 use rust_decimal::Decimal;
 
 const DAY_MS: u64 = 86_400_000;
@@ -151,6 +153,30 @@ impl Decider {
                         action.kind
                     ),
                 );
+            }
+        }
+        if action.kind == ActionKind::Withdraw {
+            let destination = action
+                .address
+                .as_deref()
+                .map(|address| WithdrawalDestination::new(address, action.address_tag.as_deref()));
+            match destination {
+                Some(Ok(d)) if policy.withdrawal_addresses.contains(&d) => {}
+                Some(Ok(d)) => {
+                    return deny(
+                        Rule::WithdrawalAddress,
+                        format!("withdrawal address {d} is not on the list of client {client}"),
+                    )
+                }
+                Some(Err(_)) | None => {
+                    return deny(
+                        Rule::WithdrawalAddress,
+                        format!(
+                            "this withdrawal names no valid address; client {client} may only \
+                             withdraw to the addresses on its list"
+                        ),
+                    )
+                }
             }
         }
         if let Some(allowed) = &policy.symbols {
@@ -377,6 +403,57 @@ mod tests {
         assert_eq!(
             rule(d.decide(&request(&p, &keys, None, 0))),
             Some(Rule::KeyManagement)
+        );
+    }
+
+    #[test]
+    fn withdrawals_go_only_to_listed_addresses_and_tags() {
+        let decider = Decider::new();
+        let policy = Policy {
+            scopes: [Scope::Read, Scope::Withdraw]
+                .into_iter()
+                .collect::<Scopes>(),
+            withdrawal_addresses: ["bc1qcold", "rXRPhot/123"]
+                .into_iter()
+                .map(|d| d.parse().unwrap())
+                .collect(),
+            ..Policy::default()
+        };
+        let withdraw = |address: Option<&str>, tag: Option<&str>| {
+            let mut a = Action::new(ActionKind::Withdraw, "POST /sapi/v1/capital/withdraw/apply");
+            a.address = address.map(str::to_owned);
+            a.address_tag = tag.map(str::to_owned);
+            rule(decider.decide(&request(&policy, &a, None, 1_000)))
+        };
+        assert_eq!(withdraw(Some("bc1qcold"), None), None);
+        assert_eq!(withdraw(Some("rXRPhot"), Some("123")), None);
+        for (address, tag) in [
+            (Some("bc1qattacker"), None),
+            // Case counts: some chains read it.
+            (Some("BC1QCOLD"), None),
+            // The shared address with another account's tag, or with none.
+            (Some("rXRPhot"), Some("999")),
+            (Some("rXRPhot"), None),
+            (Some("bc1qcold"), Some("1")),
+            (None, None),
+            (Some("bc1q/cold"), None),
+        ] {
+            assert_eq!(
+                withdraw(address, tag),
+                Some(Rule::WithdrawalAddress),
+                "{address:?} {tag:?}"
+            );
+        }
+        // Without a list, no withdrawal at all, whatever the scope.
+        let unlisted = Policy {
+            withdrawal_addresses: Default::default(),
+            ..policy.clone()
+        };
+        let mut a = Action::new(ActionKind::Withdraw, "POST /sapi/v1/capital/withdraw/apply");
+        a.address = Some("bc1qcold".into());
+        assert_eq!(
+            rule(decider.decide(&request(&unlisted, &a, None, 1_000))),
+            Some(Rule::WithdrawalAddress)
         );
     }
 

@@ -141,13 +141,20 @@ impl Unlocked {
         make: impl FnOnce(&Store, &MasterKey) -> Result<T, keygate_store::Error>,
     ) -> Result<T, keygate_audit::Error> {
         let (master, key) = (&self.master, &self.audit_key);
-        self.store.transaction(|s| {
+        let mut unsealed = None;
+        let value = self.store.transaction(|s| {
             let sealed = s.check_clients_seal(master);
             let value = make(s, master)?;
             keygate_audit::append_within(s, key, events)?;
             s.reseal_clients(master, &sealed)?;
-            Ok(value)
-        })
+            unsealed = sealed.err();
+            Ok::<_, keygate_audit::Error>(value)
+        })?;
+        // Made, but the gateway serves no client until the table is reviewed.
+        if let Some(e @ keygate_store::Error::ClientTable { .. }) = unsealed {
+            eprintln!("keygate: warning: {e}");
+        }
+        Ok(value)
     }
 }
 

@@ -1074,8 +1074,13 @@ mod client {
             .find(|c| c["check"] == "client table")
             .unwrap();
         assert_eq!(table["verdict"], "fail", "{doctor}");
-        // A change made meanwhile does not vouch for the table.
-        kg.ok(&["client", "freeze", "bot2"], "");
+        // A change made meanwhile does not vouch for the table, and says so.
+        let frozen = kg.ok(&["client", "freeze", "bot2"], "");
+        assert!(
+            frozen.stderr.contains("warning: the client table"),
+            "{}",
+            frozen.stderr
+        );
         kg.fails(&["audit", "verify"], "", 1);
 
         // Only `keygate upgrade` seals it again, once every client has been shown.

@@ -3,7 +3,11 @@
 use std::path::Path;
 
 use clap::Args;
-use keygate_core::ClientStatus;
+use http::Method;
+use keygate_core::{ClientStatus, Exchange, Scope};
+use keygate_exchanges::{Adapter, Binance, ClientRequest, KeyPermissions};
+use keygate_gateway::upstream::{Failure, Upstream, UPSTREAM_TIMEOUT};
+use keygate_store::Account;
 use keygate_vault::VaultFormat;
 use serde::Serialize;
 
@@ -16,6 +20,10 @@ pub struct DoctorArgs {
     /// One JSON object per check.
     #[arg(long)]
     pub json: bool,
+    /// Also ask each exchange what each real key may do, and whether that is more than its
+    /// clients need (one signed read per account, over the network).
+    #[arg(long)]
+    pub exchange: bool,
 }
 
 /// How a check came out.
@@ -45,6 +53,9 @@ pub fn run(vault: &Unlocked, args: &DoctorArgs) -> anyhow::Result<i32> {
     checks.push(audit_log(vault));
     checks.push(client_table(vault));
     checks.push(memory());
+    if args.exchange {
+        checks.extend(exchange_keys(vault));
+    }
     let failed = checks.iter().any(|c| c.verdict == Verdict::Fail);
     if args.json {
         print_json(&checks)?;
@@ -256,6 +267,149 @@ fn client_table(vault: &Unlocked) -> Check {
             "matches its seal; cannot be compared with an audit log that does not verify",
         ),
     }
+}
+
+/// Each real key's permissions, as its exchange reports them, against what its clients
+/// may do: a key that can withdraw or transfer when none of its clients may, or that works
+/// from any address, is a warning: on the exchange, it is one click to take away.
+fn exchange_keys(vault: &Unlocked) -> Vec<Check> {
+    let rows = match vault.store.account_rows() {
+        Ok(rows) => rows,
+        Err(e) => {
+            return vec![check(
+                "exchange key",
+                Verdict::Fail,
+                format!("cannot read accounts: {e}"),
+            )]
+        }
+    };
+    let clients = vault.store.client_rows().unwrap_or_default();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            return vec![check(
+                "exchange key",
+                Verdict::Fail,
+                format!("cannot start: {e}"),
+            )]
+        }
+    };
+    let upstream = match Upstream::new(UPSTREAM_TIMEOUT) {
+        Ok(upstream) => upstream,
+        Err(e) => {
+            return vec![check(
+                "exchange key",
+                Verdict::Fail,
+                format!("cannot start: {e}"),
+            )]
+        }
+    };
+    let mut checks = Vec::new();
+    for account in rows.iter().filter_map(|r| r.as_ref().ok()) {
+        let label = &account.label;
+        // The scopes of the clients that can still use this key.
+        let needs = |scope: Scope| {
+            clients.iter().filter_map(|r| r.as_ref().ok()).any(|c| {
+                c.account == *label
+                    && c.status != ClientStatus::Revoked
+                    && c.policy.scopes.contains(scope)
+            })
+        };
+        let asked = match account.exchange {
+            Exchange::Binance => {
+                runtime.block_on(key_permissions(&Binance, &upstream, vault, account))
+            }
+            other => Err(format!("keygate cannot ask {other} yet")),
+        };
+        let permissions = match asked {
+            Ok(p) => p,
+            Err(reason) => {
+                checks.push(check(
+                    "exchange key",
+                    Verdict::Warn,
+                    format!("{label}: cannot ask the exchange what it may do: {reason}"),
+                ));
+                continue;
+            }
+        };
+        let mut excess = Vec::new();
+        if permissions.can_withdraw && !needs(Scope::Withdraw) {
+            excess
+                .push("it can withdraw, and none of its clients may: turn withdrawals off for it");
+        }
+        if permissions.can_transfer && !needs(Scope::Transfer) {
+            excess.push("it can transfer, and none of its clients may: turn transfers off for it");
+        }
+        if !permissions.ip_restricted {
+            excess.push("it works from any address: restrict it to this host's");
+        }
+        checks.push(if excess.is_empty() {
+            check(
+                "exchange key",
+                Verdict::Ok,
+                format!("{label}: IP-restricted, and may do no more than its clients need"),
+            )
+        } else {
+            check(
+                "exchange key",
+                Verdict::Warn,
+                format!("{label}, on the exchange: {}", excess.join("; ")),
+            )
+        });
+    }
+    checks
+}
+
+/// Asks the exchange what `account`'s key may do, with one read signed by that key.
+async fn key_permissions<A: Adapter>(
+    adapter: &A,
+    upstream: &Upstream,
+    vault: &Unlocked,
+    account: &Account,
+) -> Result<KeyPermissions, String> {
+    let path = adapter.permissions_path();
+    let base = match &account.upstream {
+        Some(base) => base.clone(),
+        None => adapter
+            .route(path)
+            .map(|r| r.base.to_owned())
+            .ok_or("no exchange host serves it")?,
+    };
+    let api_key = account
+        .open_api_key(&vault.master)
+        .map_err(|e| e.to_string())?;
+    let secret = account
+        .open_secret(&vault.master)
+        .map_err(|e| e.to_string())?;
+    let now = now_ms();
+    let request = adapter
+        .parse(&format!("timestamp={now}&recvWindow=10000"), b"", None)
+        .map_err(|e| e.to_string())?;
+    let signed = request.resign(
+        api_key.expose_secret(),
+        secret.expose_secret().as_bytes(),
+        now,
+    );
+    let url = format!("{base}{path}?{}", signed.query);
+    let answer = upstream
+        .send(&Method::GET, &url, &signed.headers, b"")
+        .await
+        .map_err(|failure| match failure {
+            Failure::Unreachable(reason) | Failure::Refused(reason) => {
+                format!("unreachable: {reason}")
+            }
+            Failure::NoAnswer(reason) => format!("no answer: {reason}"),
+            Failure::TimedOut => "no answer in time".to_owned(),
+        })?;
+    if !answer.status.is_success() {
+        return Err(format!("it answered HTTP {}", answer.status.as_u16()));
+    }
+    adapter
+        .parse_permissions(&answer.body)
+        .ok_or_else(|| "its answer does not read".to_owned())
 }
 
 /// Whether the secrets read so far (every client's key above) could be locked in memory.

@@ -1688,6 +1688,80 @@ mod doctor {
     }
 
     #[test]
+    fn doctor_asks_the_exchange_what_each_real_key_may_do() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let exchange = runtime
+            .block_on(keygate_mockex::spawn(
+                "127.0.0.1:0".parse().unwrap(),
+                vec![keygate_mockex::Credential::hmac(REAL_KEY, REAL_SECRET)],
+            ))
+            .unwrap();
+        let kg = Kg::with_key_file();
+        kg.ok(
+            &[
+                "account",
+                "add",
+                "--exchange",
+                "binance",
+                "--label",
+                "main",
+                "--upstream",
+                &exchange.url(),
+            ],
+            &format!("{REAL_KEY}\n{REAL_SECRET}\n"),
+        );
+        kg.issue("main", "bot1", &["--scope", "read,trade"]);
+        // The simulator's key may withdraw, not transfer, and works from anywhere.
+        let key_check = |kg: &Kg| {
+            let out = kg.ok(&["doctor", "--json", "--exchange"], "").json();
+            out.as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["check"] == "exchange key")
+                .cloned()
+                .unwrap()
+        };
+        let warned = key_check(&kg);
+        assert_eq!(warned["verdict"], "warn", "{warned}");
+        let detail = warned["detail"].as_str().unwrap();
+        assert!(detail.starts_with("main"), "{detail}");
+        assert!(detail.contains("it can withdraw"), "{detail}");
+        assert!(detail.contains("from any address"), "{detail}");
+        assert!(!detail.contains("transfer"), "{detail}");
+        // A client that may withdraw needs the key's permission.
+        kg.issue(
+            "main",
+            "payout",
+            &["--scope", "read,withdraw", "--withdraw-address", "bc1qcold"],
+        );
+        let detail = key_check(&kg)["detail"].as_str().unwrap().to_owned();
+        assert!(!detail.contains("withdraw"), "{detail}");
+        // It asked with the real key, signed as the exchange documents.
+        let asked = exchange
+            .simulator()
+            .requests()
+            .into_iter()
+            .filter(|r| r.path == "/sapi/v1/account/apiRestrictions")
+            .collect::<Vec<_>>();
+        assert_eq!(asked.len(), 2);
+        assert!(asked.iter().all(|r| r.api_key.as_deref() == Some(REAL_KEY)));
+        // Without --exchange, doctor stays off the network.
+        kg.ok(&["doctor"], "");
+        assert_eq!(
+            exchange
+                .simulator()
+                .requests()
+                .iter()
+                .filter(|r| r.path == "/sapi/v1/account/apiRestrictions")
+                .count(),
+            2
+        );
+    }
+
+    #[test]
     fn doctor_passes_a_fresh_vault_and_names_what_breaks_it() {
         let kg = Kg::with_key_file();
         kg.add_account("main", REAL_KEY, REAL_SECRET);

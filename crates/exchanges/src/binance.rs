@@ -18,7 +18,7 @@ use keygate_core::{Action, ActionKind, Exchange, Side};
 use rust_decimal::Decimal;
 use sha2::Sha256;
 
-use crate::{Adapter, ClientRequest, Error, Refusal, Route};
+use crate::{Adapter, ClientRequest, Error, KeyPermissions, Refusal, Route};
 pub use crate::{ClientKey, Forward};
 
 /// The header that carries the API key.
@@ -455,6 +455,12 @@ impl Adapter for Binance {
     fn parse_ticker_price(&self, body: &[u8]) -> Option<Decimal> {
         parse_ticker_price(body)
     }
+    fn permissions_path(&self) -> &'static str {
+        "/sapi/v1/account/apiRestrictions"
+    }
+    fn parse_permissions(&self, body: &[u8]) -> Option<KeyPermissions> {
+        parse_api_restrictions(body)
+    }
     fn used_weight(&self, headers: &HeaderMap) -> Option<u64> {
         headers
             .get("x-mbx-used-weight-1m")
@@ -626,6 +632,21 @@ fn time_path(path: &str) -> &'static str {
 fn parse_ticker_price(body: &[u8]) -> Option<Decimal> {
     let value: serde_json::Value = serde_json::from_slice(body).ok()?;
     value.get("price")?.as_str()?.parse().ok()
+}
+
+/// Reads an `apiRestrictions` answer. A flag it lacks reads as the riskier value: a key
+/// is taken to withdraw, transfer and work from anywhere unless the answer says not.
+fn parse_api_restrictions(body: &[u8]) -> Option<KeyPermissions> {
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let object = value.as_object()?;
+    let flag =
+        |name: &str, absent: bool| object.get(name).and_then(|v| v.as_bool()).unwrap_or(absent);
+    Some(KeyPermissions {
+        can_withdraw: flag("enableWithdrawals", true),
+        can_transfer: flag("enableInternalTransfer", true)
+            || flag("permitsUniversalTransfer", true),
+        ip_restricted: flag("ipRestrict", false),
+    })
 }
 
 /// Reads `serverTime` out of a `time` response.
@@ -968,6 +989,32 @@ mod tests {
         assert!(SignedRequest::parse("symbol=A B", b"", None).is_err());
         assert!(SignedRequest::parse("symbol=A&&x=1", b"", None).is_err());
         assert!(SignedRequest::parse("signature=x&symbol=A", b"", None).is_err());
+    }
+
+    #[test]
+    fn api_restrictions_read_as_permissions_the_risky_way_when_unsaid() {
+        let documented = br#"{"ipRestrict":false,"createTime":1698645219000,"enableReading":true,
+            "enableWithdrawals":false,"enableInternalTransfer":false,"enableMargin":false,
+            "enableFutures":false,"permitsUniversalTransfer":false,"enableVanillaOptions":false,
+            "enableFixApiTrade":false,"enableFixReadOnly":false,
+            "enableSpotAndMarginTrading":false,"enablePortfolioMarginTrading":false}"#;
+        assert_eq!(
+            parse_api_restrictions(documented),
+            Some(KeyPermissions {
+                can_withdraw: false,
+                can_transfer: false,
+                ip_restricted: false,
+            })
+        );
+        assert_eq!(
+            parse_api_restrictions(br#"{"ipRestrict":true,"permitsUniversalTransfer":true}"#),
+            Some(KeyPermissions {
+                can_withdraw: true,
+                can_transfer: true,
+                ip_restricted: true,
+            })
+        );
+        assert_eq!(parse_api_restrictions(b"[]"), None);
     }
 
     #[test]

@@ -108,6 +108,17 @@ pub trait ClientRequest: Send + Sync {
     fn resign(&self, api_key: &str, secret: &[u8], timestamp_ms: u64) -> Forward;
 }
 
+/// What a real key may do, as the exchange reports it (`keygate doctor --exchange`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeyPermissions {
+    /// It may withdraw funds off the exchange.
+    pub can_withdraw: bool,
+    /// It may move funds between wallets or accounts.
+    pub can_transfer: bool,
+    /// It works only from the addresses the exchange was told.
+    pub ip_restricted: bool,
+}
+
 /// Where a native path goes on the exchange.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Route<'p> {
@@ -153,6 +164,10 @@ pub trait Adapter: Send + Sync + 'static {
     /// The request weight the exchange says this address has used in the current minute,
     /// from an answer's headers.
     fn used_weight(&self, headers: &HeaderMap) -> Option<u64>;
+    /// The signed read (a native path) that reports what the real key may do.
+    fn permissions_path(&self) -> &'static str;
+    /// Reads that endpoint's answer.
+    fn parse_permissions(&self, body: &[u8]) -> Option<KeyPermissions>;
 }
 
 /// An error reading a client's request. Each variant maps to the exchange's own error code.

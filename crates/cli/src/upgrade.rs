@@ -96,15 +96,20 @@ fn seal(
     args: &UpgradeArgs,
 ) -> anyhow::Result<()> {
     refuse_shared_keys(rows)?;
+    let recorded = recorded_clients(vault)?;
     println!("the client table {reason}.");
     println!(
         "Read every client below: whatever it says is what the gateway will accept once \
          the table is sealed. A client that is wrong (a revoked one back, a wider policy) \
-         can be revoked afterwards."
+         can be revoked afterwards. Where a client differs from what the audit log last \
+         recorded of it, it is marked PUT BACK?"
     );
     let readable: Vec<&Client> = rows.iter().filter_map(|r| r.as_ref().ok()).collect();
     for c in &readable {
         print_client(c, Some(c.verify_record(&vault.master).is_ok()))?;
+        if let Some(difference) = differs_from_log(c, recorded.get(c.name.as_str())) {
+            println!("    PUT BACK? {difference}");
+        }
     }
     print_unreadable(rows, "stay refused");
     confirm(
@@ -115,11 +120,21 @@ fn seal(
         ),
     )?;
     let (master, key) = (&vault.master, &vault.audit_key);
-    let names: Vec<&str> = readable.iter().map(|c| c.name.as_str()).collect();
+    // What the operator accepted, so that the next review compares against it.
+    let accepted: Vec<serde_json::Value> = readable
+        .iter()
+        .map(|c| {
+            serde_json::json!({
+                "name": c.name.as_str(),
+                "status": c.status.as_str(),
+                "api_key": redact(&c.api_key),
+            })
+        })
+        .collect();
     let sealed = admin_event(
         "vault.seal",
         "clients",
-        serde_json::json!({ "clients": names, "reason": reason }),
+        serde_json::json!({ "clients": accepted, "reason": reason }),
     );
     vault
         .store
@@ -150,6 +165,100 @@ fn seal(
         readable.len()
     );
     Ok(())
+}
+
+/// What the audit log last recorded of a client.
+struct Recorded {
+    status: String,
+    /// Its key's fingerprint (`redact`), as the log gives it.
+    api_key: String,
+    /// The event that recorded it.
+    seq: u64,
+}
+
+/// What the (verified) audit log last recorded of each client, by name: nobody can forge
+/// its events without the key, so it tells which row was put back.
+fn recorded_clients(vault: &Unlocked) -> anyhow::Result<BTreeMap<String, Recorded>> {
+    keygate_audit::verify(&vault.store, &vault.audit_key)
+        .context("the audit log must verify before the client table is sealed again")?;
+    let mut recorded: BTreeMap<String, Recorded> = BTreeMap::new();
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
+    let mut from = 1;
+    loop {
+        let page = keygate_audit::read(&vault.store, from, 10_000).context("reading the log")?;
+        let Some((last, _)) = page.last() else {
+            return Ok(recorded);
+        };
+        from = last + 1;
+        for (seq, event) in page {
+            let EventBody::Admin(admin) = event.body else {
+                continue;
+            };
+            let (target, detail) = (admin.target, admin.detail);
+            let status = match admin.change.as_str() {
+                "client.issue" => {
+                    recorded.insert(
+                        target,
+                        Recorded {
+                            status: "active".into(),
+                            api_key: text(&detail["api_key"]),
+                            seq,
+                        },
+                    );
+                    continue;
+                }
+                "client.rotate" => {
+                    if let Some(r) = recorded.get_mut(&target) {
+                        r.api_key = text(&detail["new_api_key"]);
+                        r.seq = seq;
+                    }
+                    continue;
+                }
+                "account.remove" => {
+                    for name in detail["deleted_clients"].as_array().into_iter().flatten() {
+                        recorded.remove(name.as_str().unwrap_or_default());
+                    }
+                    continue;
+                }
+                "vault.seal" => {
+                    for c in detail["clients"].as_array().into_iter().flatten() {
+                        recorded.insert(
+                            text(&c["name"]),
+                            Recorded {
+                                status: text(&c["status"]),
+                                api_key: text(&c["api_key"]),
+                                seq,
+                            },
+                        );
+                    }
+                    continue;
+                }
+                "client.freeze" => "frozen",
+                "client.unfreeze" => "active",
+                "client.revoke" => "revoked",
+                _ => continue,
+            };
+            if let Some(r) = recorded.get_mut(&target) {
+                r.status = status.to_owned();
+                r.seq = seq;
+            }
+        }
+    }
+}
+
+/// How `c` differs from what the log last recorded of it, if it does.
+fn differs_from_log(c: &Client, recorded: Option<&Recorded>) -> Option<String> {
+    let Some(r) = recorded else {
+        return Some("the audit log never issued this client".into());
+    };
+    let mut differences = Vec::new();
+    if c.status.as_str() != r.status {
+        differences.push(format!("the audit log last left it {}", r.status));
+    }
+    if redact(&c.api_key) != r.api_key {
+        differences.push(format!("its key was last {} in the audit log", r.api_key));
+    }
+    (!differences.is_empty()).then(|| format!("{} (event {})", differences.join("; "), r.seq))
 }
 
 /// Asks `question` at the terminal, unless `--yes` answered it.

@@ -1093,6 +1093,23 @@ mod client {
             sealed.stdout
         );
         assert!(sealed.stdout.contains("sealed:"), "{}", sealed.stdout);
+        // The log, which nobody can forge, tells which row was put back: bot1, only.
+        assert_eq!(
+            sealed.stdout.matches("    PUT BACK?").count(),
+            1,
+            "{}",
+            sealed.stdout
+        );
+        let marked = sealed
+            .stdout
+            .split("  bot")
+            .find(|c| c.contains("    PUT BACK?"))
+            .unwrap();
+        assert!(
+            marked.starts_with("1") && marked.contains("the audit log last left it revoked"),
+            "{}",
+            sealed.stdout
+        );
         assert_upgraded_once(&kg, "vault.seal");
     }
 

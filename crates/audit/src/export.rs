@@ -157,6 +157,7 @@ mod tests {
             notional: None,
             amount: None,
             asset: None,
+            destination: None,
             allowed: true,
             rule: None,
             message: None,

@@ -270,6 +270,12 @@ fn event_line(seq: u64, event: &Event) -> String {
             if let Some(n) = r.notional {
                 s.push_str(&format!(" notional={n}"));
             }
+            if let (Some(amount), Some(asset)) = (r.amount, &r.asset) {
+                s.push_str(&format!(" amount={amount} {asset}"));
+            }
+            if let Some(destination) = &r.destination {
+                s.push_str(&format!(" to={destination}"));
+            }
             s.push_str(&format!(" from={}", r.source_ip));
             s.push_str(&format!(" {}", outcome_text(r.outcome, r.upstream_status)));
             s
@@ -417,6 +423,7 @@ mod tests {
                 notional: None,
                 amount: None,
                 asset: None,
+                destination: None,
                 allowed: false,
                 rule: None,
                 message: None,

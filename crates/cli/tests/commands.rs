@@ -1314,6 +1314,7 @@ mod audit {
                     notional: None,
                     amount: None,
                     asset: None,
+                    destination: None,
                     allowed: *allowed,
                     rule: (!allowed).then_some(Rule::Symbol),
                     message: None,

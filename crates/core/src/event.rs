@@ -78,6 +78,9 @@ pub struct RequestEvent {
     /// Withdrawal or transfer asset.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub asset: Option<String>,
+    /// Withdrawal destination, `ADDRESS` or `ADDRESS/TAG`, as the request named it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub destination: Option<String>,
     /// Whether the request was allowed.
     pub allowed: bool,
     /// The rule that denied it.

@@ -743,9 +743,15 @@ impl<'a> Audit<'a> {
         outcome: Outcome,
     ) -> Event {
         self.recorded = true;
-        let (kind, symbol, side, amount, asset) = match self.action.take() {
-            Some(a) => (a.kind, a.symbol, a.side, a.amount, a.asset),
-            None => (ActionKind::Unknown, None, None, None, None),
+        let (kind, symbol, side, amount, asset, destination) = match self.action.take() {
+            Some(a) => {
+                let destination = a.address.map(|address| match a.address_tag {
+                    Some(tag) => format!("{address}/{tag}"),
+                    None => address,
+                });
+                (a.kind, a.symbol, a.side, a.amount, a.asset, destination)
+            }
+            None => (ActionKind::Unknown, None, None, None, None, None),
         };
         Event {
             ts_ms: now_ms(),
@@ -763,6 +769,7 @@ impl<'a> Audit<'a> {
                 notional: self.notional,
                 amount,
                 asset,
+                destination,
                 allowed,
                 rule: denial.as_ref().map(|d| d.rule),
                 message: denial.map(|d| d.message),

@@ -263,6 +263,31 @@ async fn withdrawals_reach_the_exchange_only_for_listed_addresses() {
         );
     }
     assert_eq!(exchange_saw(&env, path), 2);
+    // Each is on record with where it was going, allowed or not.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let store = Store::open(&env.db).unwrap();
+    let destinations: Vec<(bool, String)> = keygate_audit::read(&store, 1, 100)
+        .unwrap()
+        .iter()
+        .map(|(_, e)| serde_json::to_value(e).unwrap())
+        .filter(|e| e["action"] == "withdraw")
+        .map(|e| {
+            (
+                e["allowed"] == true,
+                e["destination"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        destinations,
+        [
+            (true, "TColdWallet1".to_owned()),
+            (true, "rSharedHot/4242".to_owned()),
+            (false, "TAttacker".to_owned()),
+            (false, "rSharedHot/666".to_owned()),
+            (false, "rSharedHot".to_owned()),
+        ]
+    );
 }
 
 #[tokio::test]

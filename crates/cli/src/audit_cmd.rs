@@ -231,7 +231,7 @@ fn print_events(events: &[(u64, Event)], json: bool) -> anyhow::Result<()> {
 /// One event on one line: seq, time, type, client, action, decision or rule, status.
 /// Control characters (a bot chooses the symbol it sends, anyone the method) are shown
 /// escaped, so that no event can move the cursor or recolour the operator's terminal.
-fn human_line(seq: u64, event: &Event) -> String {
+pub(crate) fn human_line(seq: u64, event: &Event) -> String {
     let line = event_line(seq, event);
     if line.chars().any(char::is_control) {
         line.chars()
@@ -354,7 +354,7 @@ fn filter_from(args: &FilterArgs) -> anyhow::Result<Filter> {
 }
 
 /// Calls `each` for every event that passes `filter`, in order, a page at a time.
-fn for_each_event(
+pub(crate) fn for_each_event(
     vault: &Unlocked,
     filter: &Filter,
     mut each: impl FnMut(&[(u64, Event)]) -> anyhow::Result<()>,

@@ -26,6 +26,7 @@ mod doctor;
 mod home;
 mod incident;
 mod output;
+mod report;
 mod scan_cmd;
 mod serve;
 mod upgrade;
@@ -111,6 +112,9 @@ enum Command {
     Upgrade(upgrade::UpgradeArgs),
     /// Incident button: freeze every active client at once.
     Panic(incident::PanicArgs),
+    /// Incident response: what happened, from the audit log.
+    #[command(subcommand)]
+    Incident(report::IncidentCmd),
     /// Check file permissions, the vault, clients, accounts and the audit log.
     Doctor(doctor::DoctorArgs),
 }
@@ -159,6 +163,9 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Scan(args) => Ok(scan_cmd::run(args, None)),
         Command::Upgrade(args) => upgrade::run(home::unlock(home()?, &how)?, args).map(|()| 0),
         Command::Panic(args) => incident::run(home::unlock(home()?, &how)?, args).map(|()| 0),
+        Command::Incident(report::IncidentCmd::Report(args)) => {
+            report::run(&home::unlock(home()?, &how)?, args).map(|()| 0)
+        }
         Command::Doctor(args) => doctor::run(&home::unlock(home()?, &how)?, args),
     }
 }

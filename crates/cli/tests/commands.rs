@@ -1292,11 +1292,16 @@ mod audit {
         kg
     }
 
-    /// Appends request events signed with the vault's audit key, as the gateway would.
-    fn append_requests(kg: &Kg, requests: &[(&str, bool, u64)]) {
+    /// The vault's audit log, to append to as the gateway would.
+    fn gateway_log(kg: &Kg) -> AuditLog {
         let master = MasterKey::from_key_file(&kg.key_file()).unwrap();
         let key = AuditKey::from_bytes(master.derive_subkey("audit-mac").expose_secret());
-        let log = AuditLog::start(&kg.db(), key).unwrap();
+        AuditLog::start(&kg.db(), key).unwrap()
+    }
+
+    /// Appends request events signed with the vault's audit key, as the gateway would.
+    fn append_requests(kg: &Kg, requests: &[(&str, bool, u64)]) {
+        let log = gateway_log(kg);
         for (i, (client, allowed, ts_ms)) in requests.iter().enumerate() {
             let event = Event {
                 ts_ms: *ts_ms,
@@ -1335,6 +1340,76 @@ mod audit {
         out.lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect()
+    }
+
+    #[test]
+    fn incident_report_tells_what_happened_in_the_window() {
+        let kg = busy_vault();
+        let now = now_ms();
+        let log = gateway_log(&kg);
+        let withdrawal = |id: &str, allowed: bool, outcome: Outcome| Event {
+            ts_ms: now,
+            body: EventBody::Request(RequestEvent {
+                request_id: id.into(),
+                exchange: "binance".into(),
+                client: Some("bot1".into()),
+                account: Some("main".into()),
+                source_ip: "10.9.8.7".into(),
+                method: "POST".into(),
+                path: "/sapi/v1/capital/withdraw/apply".into(),
+                action: ActionKind::Withdraw,
+                symbol: None,
+                side: None,
+                notional: None,
+                amount: Some(5.into()),
+                asset: Some("BTC".into()),
+                destination: Some("bc1qattacker".into()),
+                allowed,
+                rule: (!allowed).then_some(Rule::WithdrawalAddress),
+                message: None,
+                upstream_status: None,
+                latency_us: None,
+                outcome,
+            }),
+        };
+        // One refused; one written before forwarding whose outcome never came.
+        log.append_blocking(withdrawal("w-1", false, Outcome::NotForwarded))
+            .unwrap();
+        log.append_blocking(withdrawal("w-2", true, Outcome::Pending))
+            .unwrap();
+        let report = kg
+            .ok(&["incident", "report", "--since", "1h", "--json"], "")
+            .json();
+        assert_eq!(report["log_verified"], true, "{report}");
+        // The request two hours old is outside the window.
+        assert_eq!(
+            (report["allowed"].clone(), report["denied"].clone()),
+            (json!(2), json!(2))
+        );
+        assert_eq!(
+            report["denials"],
+            json!({"bot1": {"symbol": 1, "withdrawal_address": 1}})
+        );
+        let admin = report["admin_changes"].as_array().unwrap();
+        assert!(
+            admin
+                .iter()
+                .any(|l| l.as_str().unwrap().contains("client.freeze bot2")),
+            "{report}"
+        );
+        assert_eq!(report["money_out"].as_array().unwrap().len(), 2, "{report}");
+        let unknown = report["outcome_unknown"].as_array().unwrap();
+        assert_eq!(unknown.len(), 1, "{report}");
+        assert!(
+            unknown[0].as_str().unwrap().contains("to=bc1qattacker"),
+            "{report}"
+        );
+        assert_eq!(report["sources"]["10.9.8.7"], 2, "{report}");
+        let human = kg.ok(&["incident", "report"], "").stdout;
+        assert!(
+            human.contains("outcome unknown (may have executed: check at the exchange):"),
+            "{human}"
+        );
     }
 
     #[test]

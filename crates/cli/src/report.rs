@@ -1,0 +1,185 @@
+//! `keygate incident report`: what happened in a window of the audit log, in the order an
+//! incident responder asks about it.
+
+use std::collections::{BTreeMap, HashMap};
+
+use anyhow::Context;
+use clap::Args;
+use keygate_audit::Filter;
+use keygate_core::{ActionKind, Event, EventBody, Outcome};
+use serde::Serialize;
+
+use crate::audit_cmd::{for_each_event, human_line};
+use crate::home::{now_ms, parse_duration, Unlocked};
+use crate::output::{print_json, rfc3339};
+
+/// `keygate incident`
+#[derive(clap::Subcommand, Debug)]
+pub enum IncidentCmd {
+    /// What happened in a window of the audit log: administrative changes, denials by
+    /// client and rule, withdrawals and transfers, requests whose outcome is unknown, and
+    /// the source addresses seen.
+    Report(ReportArgs),
+}
+
+/// `incident report`
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// The window: events from this long ago (`1h`, `7d`).
+    #[arg(long, value_name = "DURATION", default_value = "24h")]
+    pub since: String,
+    /// Only events about this client.
+    #[arg(long)]
+    pub client: Option<String>,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The report, as `--json` prints it.
+#[derive(Serialize, Default)]
+struct Report {
+    since: String,
+    /// Whether the whole log verified, and if not, why.
+    log_verified: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    log_problem: Option<String>,
+    events: u64,
+    allowed: u64,
+    denied: u64,
+    /// Every administrative change, as an audit line.
+    admin_changes: Vec<String>,
+    /// Denied requests by client and rule.
+    denials: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Every withdrawal and transfer, allowed or not.
+    money_out: Vec<String>,
+    /// Requests the exchange may have executed without keygate knowing the result.
+    outcome_unknown: Vec<String>,
+    /// Requests by source address.
+    sources: BTreeMap<String, u64>,
+}
+
+/// Builds the report of the window and prints it.
+pub fn run(vault: &Unlocked, args: &ReportArgs) -> anyhow::Result<()> {
+    let since = parse_duration(&args.since).context("--since")?;
+    let since_ms = now_ms().saturating_sub(since.as_millis() as u64);
+    let mut report = Report {
+        since: rfc3339(since_ms),
+        ..Report::default()
+    };
+    match keygate_audit::verify(&vault.store, &vault.audit_key) {
+        Ok(_) => report.log_verified = true,
+        Err(e) => report.log_problem = Some(e.to_string()),
+    }
+    let filter = Filter {
+        client: args.client.clone(),
+        since_ms: Some(since_ms),
+        allowed: None,
+    };
+    // Requests written before forwarding whose outcome event has not come (yet).
+    let mut pending: HashMap<String, String> = HashMap::new();
+    for_each_event(vault, &filter, |page| {
+        for (seq, event) in page {
+            report.add(*seq, event, &mut pending);
+        }
+        Ok(())
+    })?;
+    report
+        .outcome_unknown
+        .extend(pending.into_values().map(|line| {
+            format!("{line} (no outcome recorded: keygate stopped, or it is still in flight)")
+        }));
+    if args.json {
+        print_json(&report)
+    } else {
+        report.print();
+        Ok(())
+    }
+}
+
+impl Report {
+    fn add(&mut self, seq: u64, event: &Event, pending: &mut HashMap<String, String>) {
+        self.events += 1;
+        let line = || human_line(seq, event);
+        match &event.body {
+            EventBody::Admin(_) => self.admin_changes.push(line()),
+            EventBody::Request(r) => {
+                *self.sources.entry(r.source_ip.clone()).or_default() += 1;
+                if r.allowed {
+                    self.allowed += 1;
+                } else {
+                    self.denied += 1;
+                    let rule = r.rule.map_or("denied", |rule| rule.as_str());
+                    let client = r.client.clone().unwrap_or_else(|| "(no client)".into());
+                    *self
+                        .denials
+                        .entry(client)
+                        .or_default()
+                        .entry(rule.to_owned())
+                        .or_default() += 1;
+                }
+                if matches!(r.action, ActionKind::Withdraw | ActionKind::Transfer) {
+                    self.money_out.push(line());
+                }
+                match r.outcome {
+                    Outcome::Pending => {
+                        pending.insert(r.request_id.clone(), line());
+                    }
+                    Outcome::Unknown => self.outcome_unknown.push(line()),
+                    _ => {}
+                }
+            }
+            EventBody::Outcome(o) => {
+                let requested = pending.remove(&o.request_id);
+                if o.outcome == Outcome::Unknown {
+                    let requested =
+                        requested.unwrap_or_else(|| format!("request {}", o.request_id));
+                    self.outcome_unknown
+                        .push(format!("{requested} → {}", line()));
+                }
+            }
+        }
+    }
+
+    fn print(&self) {
+        println!("incident report: events since {}", self.since);
+        match &self.log_problem {
+            None => println!("audit log: verified"),
+            Some(problem) => {
+                println!("audit log: DOES NOT VERIFY ({problem}); read what follows with care")
+            }
+        }
+        println!(
+            "{} event(s); requests: {} allowed, {} denied",
+            self.events, self.allowed, self.denied
+        );
+        section("administrative changes", &self.admin_changes);
+        println!("\ndenied requests, by client and rule:");
+        if self.denials.is_empty() {
+            println!("  none");
+        }
+        for (client, rules) in &self.denials {
+            let rules: Vec<String> = rules.iter().map(|(r, n)| format!("{r} {n}")).collect();
+            println!("  {client}: {}", rules.join(", "));
+        }
+        section("withdrawals and transfers", &self.money_out);
+        section(
+            "outcome unknown (may have executed: check at the exchange)",
+            &self.outcome_unknown,
+        );
+        println!("\nrequests by source address:");
+        for (source, n) in &self.sources {
+            println!("  {source}: {n}");
+        }
+    }
+}
+
+fn section(title: &str, lines: &[String]) {
+    println!("\n{title}:");
+    if lines.is_empty() {
+        println!("  none");
+    }
+    for line in lines {
+        println!("  {line}");
+    }
+}

@@ -3,16 +3,15 @@
 use std::path::Path;
 
 use clap::Args;
-use http::Method;
 use keygate_core::{ClientStatus, Exchange, Scope};
-use keygate_exchanges::{Adapter, Binance, ClientRequest, KeyPermissions};
-use keygate_gateway::upstream::{Failure, Upstream, UPSTREAM_TIMEOUT};
-use keygate_store::Account;
+use keygate_exchanges::{Adapter, Binance};
+use keygate_gateway::upstream::{Upstream, UPSTREAM_TIMEOUT};
 use keygate_vault::VaultFormat;
 use serde::Serialize;
 
 use crate::home::{now_ms, wal_path, Unlocked};
 use crate::output::{print_json, rfc3339};
+use crate::remote::signed_read;
 
 /// `keygate doctor`
 #[derive(Args, Debug)]
@@ -319,9 +318,20 @@ fn exchange_keys(vault: &Unlocked) -> Vec<Check> {
             })
         };
         let asked = match account.exchange {
-            Exchange::Binance => {
-                runtime.block_on(key_permissions(&Binance, &upstream, vault, account))
-            }
+            Exchange::Binance => runtime
+                .block_on(signed_read(
+                    &Binance,
+                    &upstream,
+                    &vault.master,
+                    account,
+                    Binance.permissions_path(),
+                    "",
+                ))
+                .and_then(|body| {
+                    Binance
+                        .parse_permissions(&body)
+                        .ok_or_else(|| "its answer does not read".to_owned())
+                }),
             other => Err(format!("keygate cannot ask {other} yet")),
         };
         let permissions = match asked {
@@ -361,55 +371,6 @@ fn exchange_keys(vault: &Unlocked) -> Vec<Check> {
         });
     }
     checks
-}
-
-/// Asks the exchange what `account`'s key may do, with one read signed by that key.
-async fn key_permissions<A: Adapter>(
-    adapter: &A,
-    upstream: &Upstream,
-    vault: &Unlocked,
-    account: &Account,
-) -> Result<KeyPermissions, String> {
-    let path = adapter.permissions_path();
-    let base = match &account.upstream {
-        Some(base) => base.clone(),
-        None => adapter
-            .route(path)
-            .map(|r| r.base.to_owned())
-            .ok_or("no exchange host serves it")?,
-    };
-    let api_key = account
-        .open_api_key(&vault.master)
-        .map_err(|e| e.to_string())?;
-    let secret = account
-        .open_secret(&vault.master)
-        .map_err(|e| e.to_string())?;
-    let now = now_ms();
-    let request = adapter
-        .parse(&format!("timestamp={now}&recvWindow=10000"), b"", None)
-        .map_err(|e| e.to_string())?;
-    let signed = request.resign(
-        api_key.expose_secret(),
-        secret.expose_secret().as_bytes(),
-        now,
-    );
-    let url = format!("{base}{path}?{}", signed.query);
-    let answer = upstream
-        .send(&Method::GET, &url, &signed.headers, b"")
-        .await
-        .map_err(|failure| match failure {
-            Failure::Unreachable(reason) | Failure::Refused(reason) => {
-                format!("unreachable: {reason}")
-            }
-            Failure::NoAnswer(reason) => format!("no answer: {reason}"),
-            Failure::TimedOut => "no answer in time".to_owned(),
-        })?;
-    if !answer.status.is_success() {
-        return Err(format!("it answered HTTP {}", answer.status.as_u16()));
-    }
-    adapter
-        .parse_permissions(&answer.body)
-        .ok_or_else(|| "its answer does not read".to_owned())
 }
 
 /// Whether the secrets read so far (every client's key above) could be locked in memory.

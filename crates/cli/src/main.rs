@@ -26,6 +26,8 @@ mod doctor;
 mod home;
 mod incident;
 mod output;
+mod reconcile;
+mod remote;
 mod report;
 mod scan_cmd;
 mod serve;
@@ -115,6 +117,8 @@ enum Command {
     /// Incident response: what happened, from the audit log.
     #[command(subcommand)]
     Incident(report::IncidentCmd),
+    /// Find withdrawals made with a real key that keygate never forwarded (a leaked key).
+    Reconcile(reconcile::ReconcileArgs),
     /// Check file permissions, the vault, clients, accounts and the audit log.
     Doctor(doctor::DoctorArgs),
 }
@@ -163,6 +167,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Scan(args) => Ok(scan_cmd::run(args, None)),
         Command::Upgrade(args) => upgrade::run(home::unlock(home()?, &how)?, args).map(|()| 0),
         Command::Panic(args) => incident::run(home::unlock(home()?, &how)?, args).map(|()| 0),
+        Command::Reconcile(args) => reconcile::run(&home::unlock(home()?, &how)?, args),
         Command::Incident(report::IncidentCmd::Report(args)) => {
             report::run(&home::unlock(home()?, &how)?, args).map(|()| 0)
         }

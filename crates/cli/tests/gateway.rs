@@ -39,6 +39,25 @@ impl Home {
         home
     }
 
+    /// A new home with the account `main`, the planted real key, in front of `upstream`.
+    fn with_account(upstream: &str) -> Home {
+        let mut home = Home::new();
+        home.ok(
+            &[
+                "account",
+                "add",
+                "--exchange",
+                "binance",
+                "--label",
+                "main",
+                "--upstream",
+                upstream,
+            ],
+            Some(&format!("{REAL_KEY}\n{REAL_SECRET}\n")),
+        );
+        home
+    }
+
     fn path(&self) -> PathBuf {
         self.kg.home()
     }
@@ -98,26 +117,126 @@ impl Drop for Serve {
 }
 
 fn signed_get(addr: &str, path: &str, key: &str, secret: &str) -> (u16, Value) {
-    let payload = format!("timestamp={}&recvWindow=10000", keygate_gateway::now_ms());
+    signed(
+        reqwest::Method::GET,
+        &format!("http://{addr}/binance"),
+        path,
+        "",
+        key,
+        secret,
+    )
+}
+
+/// Sends `params` to `base` + `path`, signed with `key` and `secret`: in the query for a
+/// GET, as a form otherwise.
+fn signed(
+    method: reqwest::Method,
+    base: &str,
+    path: &str,
+    params: &str,
+    key: &str,
+    secret: &str,
+) -> (u16, Value) {
+    let timestamp = format!("timestamp={}&recvWindow=10000", keygate_gateway::now_ms());
+    let payload = match params {
+        "" => timestamp,
+        params => format!("{params}&{timestamp}"),
+    };
     let signature = binance::hmac_signature(secret.as_bytes(), payload.as_bytes());
-    let url = format!("http://{addr}/binance{path}?{payload}&signature={signature}");
+    let signed = format!("{payload}&signature={signature}");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     runtime.block_on(async {
-        let response = reqwest::Client::new()
-            .get(url)
-            .header("X-MBX-APIKEY", key)
-            .send()
-            .await
-            .unwrap();
+        let client = reqwest::Client::new();
+        let request = if method == reqwest::Method::GET {
+            client.get(format!("{base}{path}?{signed}"))
+        } else {
+            client
+                .request(method, format!("{base}{path}"))
+                .header("Content-Type", "application/x-www-form-urlencoded")
+                .body(signed)
+        };
+        let response = request.header("X-MBX-APIKEY", key).send().await.unwrap();
         let status = response.status().as_u16();
         (
             status,
             serde_json::from_slice(&response.bytes().await.unwrap()).unwrap_or(Value::Null),
         )
     })
+}
+
+/// A withdrawal made with the real key behind keygate's back is what a leaked key looks
+/// like at the exchange; `keygate reconcile` finds it, and only it.
+#[test]
+fn reconcile_finds_the_withdrawal_keygate_never_forwarded() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let exchange = runtime
+        .block_on(keygate_mockex::spawn(
+            "127.0.0.1:0".parse().unwrap(),
+            vec![Credential::hmac(REAL_KEY, REAL_SECRET)],
+        ))
+        .unwrap();
+    let mut home = Home::with_account(&exchange.url());
+    let issued: Value = serde_json::from_str(&home.ok(
+        &[
+            "client",
+            "issue",
+            "--account",
+            "main",
+            "--name",
+            "payout",
+            "--scope",
+            "read,withdraw",
+            "--withdraw-address",
+            "TColdWallet1",
+            "--json",
+        ],
+        None,
+    ))
+    .unwrap();
+    let serve = Serve::start(&home);
+    let withdraw = "/sapi/v1/capital/withdraw/apply";
+    let through_keygate = signed(
+        reqwest::Method::POST,
+        &format!("http://{}/binance", serve.addr),
+        withdraw,
+        "coin=USDT&network=TRX&address=TColdWallet1&amount=10",
+        issued["api_key"].as_str().unwrap(),
+        issued["secret"].as_str().unwrap(),
+    );
+    assert_eq!(through_keygate.0, 200, "{through_keygate:?}");
+    let clean = home.kg.ok(&["reconcile", "--since", "1h"], "").stdout;
+    assert!(
+        clean.contains("main: 1 withdrawal(s), all through keygate"),
+        "{clean}"
+    );
+    let behind_its_back = signed(
+        reqwest::Method::POST,
+        &exchange.url(),
+        withdraw,
+        "coin=USDT&network=TRX&address=TLeakedTo&amount=7",
+        REAL_KEY,
+        REAL_SECRET,
+    );
+    assert_eq!(behind_its_back.0, 200, "{behind_its_back:?}");
+    drop(serve);
+    let out = home
+        .kg
+        .fails(&["reconcile", "--since", "1h", "--json"], "", 1);
+    let report: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(report[0]["account"], "main", "{report}");
+    assert_eq!(report[0]["withdrawals"], 2, "{report}");
+    let unmatched = report[0]["not_through_keygate"].as_array().unwrap();
+    assert_eq!(unmatched.len(), 1, "{report}");
+    assert_eq!(unmatched[0]["destination"], "TLeakedTo");
+    assert_eq!(unmatched[0]["amount"], "7");
+    let human = home.kg.fails(&["reconcile", "--since", "1h"], "", 1).stdout;
+    assert!(human.contains("NOT THROUGH KEYGATE"), "{human}");
 }
 
 /// Two gateways on one vault would each keep a replay cache, and each accept a captured
@@ -155,20 +274,7 @@ fn ccxt_trades_through_keygate_and_the_cli_administers_it_live() {
             ],
         ))
         .unwrap();
-    let mut home = Home::new();
-    home.ok(
-        &[
-            "account",
-            "add",
-            "--exchange",
-            "binance",
-            "--label",
-            "main",
-            "--upstream",
-            &exchange.url(),
-        ],
-        Some(&format!("{REAL_KEY}\n{REAL_SECRET}\n")),
-    );
+    let mut home = Home::with_account(&exchange.url());
     let issued: Value = serde_json::from_str(&home.ok(
         &[
             "client",

@@ -119,6 +119,21 @@ pub struct KeyPermissions {
     pub ip_restricted: bool,
 }
 
+/// A withdrawal as the exchange lists it (`keygate reconcile`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExchangeWithdrawal {
+    /// The exchange's id for it.
+    pub id: String,
+    /// The asset, upper case.
+    pub asset: String,
+    /// The amount.
+    pub amount: Decimal,
+    /// `ADDRESS` or `ADDRESS/TAG`, as keygate's audit events write it.
+    pub destination: String,
+    /// When it was applied for, in milliseconds since the epoch.
+    pub applied_ms: u64,
+}
+
 /// Where a native path goes on the exchange.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Route<'p> {
@@ -168,6 +183,11 @@ pub trait Adapter: Send + Sync + 'static {
     fn permissions_path(&self) -> &'static str;
     /// Reads that endpoint's answer.
     fn parse_permissions(&self, body: &[u8]) -> Option<KeyPermissions>;
+    /// The signed read (native path and query, without timestamp) listing the real key's
+    /// account's withdrawals applied for from `since_ms` on.
+    fn withdrawal_history(&self, since_ms: u64) -> (&'static str, String);
+    /// Reads that endpoint's answer.
+    fn parse_withdrawal_history(&self, body: &[u8]) -> Option<Vec<ExchangeWithdrawal>>;
 }
 
 /// An error reading a client's request. Each variant maps to the exchange's own error code.

@@ -107,6 +107,19 @@ pub(crate) struct Account {
     pub(crate) positions: BTreeMap<&'static str, Decimal>,
     pub(crate) orders: Vec<Order>,
     pub(crate) trades: Vec<Trade>,
+    pub(crate) withdrawals: Vec<Withdrawal>,
+}
+
+/// A withdrawal applied for, as `capital/withdraw/history` reports it.
+#[derive(Debug)]
+pub(crate) struct Withdrawal {
+    pub(crate) id: String,
+    pub(crate) coin: String,
+    pub(crate) network: String,
+    pub(crate) address: String,
+    pub(crate) address_tag: Option<String>,
+    pub(crate) amount: Decimal,
+    pub(crate) apply_ms: u64,
 }
 
 impl Account {
@@ -131,6 +144,7 @@ impl Account {
             positions: BTreeMap::new(),
             orders: Vec::new(),
             trades: Vec::new(),
+            withdrawals: Vec::new(),
         }
     }
 

@@ -110,6 +110,7 @@ enum Endpoint {
     CapitalConfig,
     MarginPairs { isolated: bool },
     Withdraw,
+    WithdrawHistory,
     ApiRestrictions,
     FuturesAccount,
     FuturesBalance,
@@ -150,6 +151,7 @@ fn route(method: &Method, path: &str) -> Option<(Security, u32, Endpoint)> {
         }
         "/sapi/v1/capital/withdraw/apply" if post => (Signed, 600, E::Withdraw),
         "/sapi/v1/account/apiRestrictions" if get => (Signed, 1, E::ApiRestrictions),
+        "/sapi/v1/capital/withdraw/history" if get => (Signed, 18, E::WithdrawHistory),
         "/fapi/v2/account" | "/fapi/v3/account" if get => (Signed, 5, E::FuturesAccount),
         "/fapi/v2/balance" | "/fapi/v3/balance" if get => (Signed, 5, E::FuturesBalance),
         "/fapi/v1/order" if post => (Signed, 1, E::NewOrder(Product::UsdM)),
@@ -520,7 +522,7 @@ fn private(
         )),
         Endpoint::Withdraw => {
             let coin = params.required("coin")?;
-            params.required("address")?;
+            let address = params.required("address")?;
             let amount = params
                 .decimal("amount")?
                 .ok_or_else(|| ApiError::mandatory("amount"))?;
@@ -536,9 +538,65 @@ fn private(
             account
                 .debit(coin, amount)
                 .map_err(|_| ApiError::new(400, -4026, "User has insufficient balance"))?;
-            let id = ids.next_withdraw_id;
+            let id = format!("{:032x}", ids.next_withdraw_id);
             ids.next_withdraw_id += 1;
-            Ok(json!({"id": format!("{id:032x}")}))
+            account.withdrawals.push(book::Withdrawal {
+                id: id.clone(),
+                coin: coin.to_owned(),
+                network: params.get("network").unwrap_or(coin).to_owned(),
+                address: address.to_owned(),
+                address_tag: params
+                    .get("addressTag")
+                    .filter(|t| !t.is_empty())
+                    .map(str::to_owned),
+                amount,
+                apply_ms: now,
+            });
+            Ok(json!({ "id": id }))
+        }
+        Endpoint::WithdrawHistory => {
+            let bound = |name| {
+                params
+                    .get(name)
+                    .map(|v| {
+                        v.parse::<u64>()
+                            .map_err(|_| ApiError::illegal_chars(name, "^[0-9]{1,20}$"))
+                    })
+                    .transpose()
+            };
+            let (start, end) = (bound("startTime")?, bound("endTime")?);
+            Ok(Value::Array(
+                account
+                    .withdrawals
+                    .iter()
+                    .rev()
+                    .filter(|w| start.is_none_or(|s| w.apply_ms >= s))
+                    .filter(|w| end.is_none_or(|e| w.apply_ms <= e))
+                    .map(|w| {
+                        let mut entry = json!({
+                            "id": w.id,
+                            "amount": fmt(w.amount, 8),
+                            "transactionFee": "0",
+                            "coin": w.coin,
+                            "status": 6,
+                            "address": w.address,
+                            "txId": format!("0x{}", w.id),
+                            "applyTime": utc_datetime(w.apply_ms),
+                            "network": w.network,
+                            "transferType": 0,
+                            "info": "",
+                            "confirmNo": 12,
+                            "walletType": 0,
+                            "txKey": "",
+                            "completeTime": utc_datetime(w.apply_ms + 60_000),
+                        });
+                        if let Some(tag) = &w.address_tag {
+                            entry["addressTag"] = json!(tag);
+                        }
+                        entry
+                    })
+                    .collect(),
+            ))
         }
         Endpoint::FuturesAccount => Ok(futures_account(account, now)),
         Endpoint::FuturesBalance => Ok(Value::Array(
@@ -799,4 +857,38 @@ fn futures_order(o: &Order) -> Value {
         "time": o.time,
         "updateTime": o.update_time
     })
+}
+
+/// `YYYY-MM-DD HH:MM:SS` in UTC, as Binance writes `applyTime`.
+fn utc_datetime(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    // Howard Hinnant's civil_from_days, for days since 1970-01-01.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+        rest / 3600,
+        rest / 60 % 60,
+        rest % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::utc_datetime;
+
+    #[test]
+    fn apply_times_are_written_as_binance_writes_them() {
+        assert_eq!(utc_datetime(0), "1970-01-01 00:00:00");
+        assert_eq!(utc_datetime(1_700_000_000_000), "2023-11-14 22:13:20");
+        assert_eq!(utc_datetime(951_782_400_000), "2000-02-29 00:00:00");
+    }
 }

@@ -1,0 +1,224 @@
+//! `keygate reconcile`: withdrawals an exchange made with a real key that keygate never
+//! forwarded. One such withdrawal means the real key was used without keygate: it leaked.
+
+use anyhow::Context;
+use clap::Args;
+use keygate_audit::Filter;
+use keygate_core::{ActionKind, EventBody, Exchange, Outcome};
+use keygate_exchanges::{Adapter, Binance, ExchangeWithdrawal};
+use keygate_gateway::upstream::{Upstream, UPSTREAM_TIMEOUT};
+use rust_decimal::Decimal;
+use serde::Serialize;
+
+use crate::audit_cmd::for_each_event;
+use crate::home::{now_ms, parse_duration, Unlocked};
+use crate::output::{print_json, rfc3339};
+use crate::remote::signed_read;
+
+/// How long before the exchange applied a withdrawal keygate may have forwarded it.
+const FORWARDED_BEFORE_MS: u64 = 10 * 60_000;
+/// How far the exchange's clock may run behind keygate's.
+const CLOCK_SKEW_MS: u64 = 2 * 60_000;
+
+/// `keygate reconcile`
+#[derive(Args, Debug)]
+pub struct ReconcileArgs {
+    /// The window: withdrawals applied for from this long ago (`24h`, `7d`; Binance lists
+    /// 90 days and 1000 withdrawals at most).
+    #[arg(long, value_name = "DURATION", default_value = "24h")]
+    pub since: String,
+    /// Print one JSON object per account.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What one account's exchange listed, against the audit log.
+#[derive(Serialize)]
+struct AccountReport {
+    account: String,
+    /// Withdrawals the exchange listed in the window.
+    withdrawals: usize,
+    /// Why the exchange could not be asked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    not_through_keygate: Vec<Unmatched>,
+}
+
+#[derive(Serialize)]
+struct Unmatched {
+    id: String,
+    asset: String,
+    amount: String,
+    destination: String,
+    applied_at: String,
+}
+
+/// A withdrawal keygate forwarded, from the audit log.
+struct Forwarded {
+    account: String,
+    asset: String,
+    amount: Decimal,
+    destination: String,
+    ts_ms: u64,
+    matched: bool,
+}
+
+/// Compares each account's withdrawals at its exchange with those keygate forwarded.
+/// Exit code 1 when one was not forwarded by keygate, or an exchange could not be asked.
+pub fn run(vault: &Unlocked, args: &ReconcileArgs) -> anyhow::Result<i32> {
+    let since = parse_duration(&args.since).context("--since")?;
+    let since_ms = now_ms().saturating_sub(since.as_millis() as u64);
+    let mut forwarded = forwarded_withdrawals(vault, since_ms.saturating_sub(FORWARDED_BEFORE_MS))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the HTTP client")?;
+    let upstream = Upstream::new(UPSTREAM_TIMEOUT).context("starting the HTTP client")?;
+    let mut reports = Vec::new();
+    for account in vault.store.accounts().context("reading accounts")? {
+        let listed = match account.exchange {
+            Exchange::Binance => {
+                let (path, query) = Binance.withdrawal_history(since_ms);
+                runtime
+                    .block_on(signed_read(
+                        &Binance,
+                        &upstream,
+                        &vault.master,
+                        &account,
+                        path,
+                        &query,
+                    ))
+                    .and_then(|body| {
+                        Binance
+                            .parse_withdrawal_history(&body)
+                            .ok_or_else(|| "its answer does not read".to_owned())
+                    })
+            }
+            other => Err(format!("keygate cannot ask {other} yet")),
+        };
+        let label = account.label.to_string();
+        reports.push(match listed {
+            Ok(listed) => AccountReport {
+                withdrawals: listed.len(),
+                not_through_keygate: listed
+                    .into_iter()
+                    .filter(|w| !claim(&mut forwarded, &label, w))
+                    .map(|w| Unmatched {
+                        id: w.id,
+                        asset: w.asset,
+                        amount: w.amount.normalize().to_string(),
+                        destination: w.destination,
+                        applied_at: rfc3339(w.applied_ms),
+                    })
+                    .collect(),
+                account: label,
+                error: None,
+            },
+            Err(reason) => AccountReport {
+                account: label,
+                withdrawals: 0,
+                error: Some(reason),
+                not_through_keygate: Vec::new(),
+            },
+        });
+    }
+    let failed = reports
+        .iter()
+        .any(|r| r.error.is_some() || !r.not_through_keygate.is_empty());
+    if args.json {
+        print_json(&reports)?;
+    } else {
+        print(&reports, since_ms);
+    }
+    Ok(i32::from(failed))
+}
+
+/// Marks the forwarded withdrawal that `w` is, if keygate forwarded one like it: same
+/// account, asset, amount and destination, shortly before the exchange applied it.
+fn claim(forwarded: &mut [Forwarded], account: &str, w: &ExchangeWithdrawal) -> bool {
+    let found = forwarded.iter_mut().find(|f| {
+        !f.matched
+            && f.account == account
+            && f.asset == w.asset
+            && f.amount == w.amount
+            && f.destination == w.destination
+            && f.ts_ms <= w.applied_ms + CLOCK_SKEW_MS
+            && f.ts_ms + FORWARDED_BEFORE_MS >= w.applied_ms
+    });
+    match found {
+        Some(f) => {
+            f.matched = true;
+            true
+        }
+        None => false,
+    }
+}
+
+/// Every withdrawal keygate allowed and sent (or may have sent) since `since_ms`.
+fn forwarded_withdrawals(vault: &Unlocked, since_ms: u64) -> anyhow::Result<Vec<Forwarded>> {
+    let filter = Filter {
+        since_ms: Some(since_ms),
+        allowed: Some(true),
+        ..Filter::default()
+    };
+    let mut forwarded = Vec::new();
+    for_each_event(vault, &filter, |page| {
+        for (_, event) in page {
+            let EventBody::Request(r) = &event.body else {
+                continue;
+            };
+            let sent = matches!(
+                r.outcome,
+                Outcome::Pending | Outcome::Answered | Outcome::Unknown
+            );
+            if r.action != ActionKind::Withdraw || !sent {
+                continue;
+            }
+            if let (Some(account), Some(asset), Some(amount), Some(destination)) =
+                (&r.account, &r.asset, r.amount, &r.destination)
+            {
+                forwarded.push(Forwarded {
+                    account: account.clone(),
+                    asset: asset.clone(),
+                    amount,
+                    destination: destination.clone(),
+                    ts_ms: event.ts_ms,
+                    matched: false,
+                });
+            }
+        }
+        Ok(())
+    })?;
+    Ok(forwarded)
+}
+
+fn print(reports: &[AccountReport], since_ms: u64) {
+    println!(
+        "withdrawals since {}, at each exchange and in keygate's audit log:",
+        rfc3339(since_ms)
+    );
+    for r in reports {
+        if let Some(error) = &r.error {
+            println!("  {}: FAILED: cannot ask the exchange: {error}", r.account);
+        } else if r.not_through_keygate.is_empty() {
+            println!(
+                "  {}: {} withdrawal(s), all through keygate",
+                r.account, r.withdrawals
+            );
+        } else {
+            println!(
+                "  {}: {} withdrawal(s) NOT THROUGH KEYGATE: its real key was used elsewhere. \
+                 Disable the key at the exchange now, then `keygate account rotate {}`:",
+                r.account,
+                r.not_through_keygate.len(),
+                r.account
+            );
+            for w in &r.not_through_keygate {
+                println!(
+                    "    {} {} {} to {} at {}",
+                    w.id, w.amount, w.asset, w.destination, w.applied_at
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,59 @@
+//! Signed reads from an exchange with a real key, for the commands that ask the exchange
+//! itself (`doctor --exchange`, `reconcile`). Never a write: nothing here can move money.
+
+use http::Method;
+use keygate_exchanges::{Adapter, ClientRequest};
+use keygate_gateway::upstream::{Failure, Upstream};
+use keygate_store::Account;
+use keygate_vault::MasterKey;
+
+use crate::home::now_ms;
+
+/// GETs `path?query` from `account`'s exchange, signed with its real key, and returns the
+/// body of a successful answer. Errors say what failed, never with a key or a signature.
+pub async fn signed_read<A: Adapter>(
+    adapter: &A,
+    upstream: &Upstream,
+    master: &MasterKey,
+    account: &Account,
+    path: &str,
+    query: &str,
+) -> Result<Vec<u8>, String> {
+    let base = match &account.upstream {
+        Some(base) => base.clone(),
+        None => adapter
+            .route(path)
+            .map(|r| r.base.to_owned())
+            .ok_or("no exchange host serves it")?,
+    };
+    let api_key = account.open_api_key(master).map_err(|e| e.to_string())?;
+    let secret = account.open_secret(master).map_err(|e| e.to_string())?;
+    let now = now_ms();
+    let params = match query {
+        "" => format!("timestamp={now}&recvWindow=10000"),
+        query => format!("{query}&timestamp={now}&recvWindow=10000"),
+    };
+    let request = adapter
+        .parse(&params, b"", None)
+        .map_err(|e| e.to_string())?;
+    let signed = request.resign(
+        api_key.expose_secret(),
+        secret.expose_secret().as_bytes(),
+        now,
+    );
+    let url = format!("{base}{path}?{}", signed.query);
+    let answer = upstream
+        .send(&Method::GET, &url, &signed.headers, b"")
+        .await
+        .map_err(|failure| match failure {
+            Failure::Unreachable(reason) | Failure::Refused(reason) => {
+                format!("unreachable: {reason}")
+            }
+            Failure::NoAnswer(reason) => format!("no answer: {reason}"),
+            Failure::TimedOut => "no answer in time".to_owned(),
+        })?;
+    if !answer.status.is_success() {
+        return Err(format!("it answered HTTP {}", answer.status.as_u16()));
+    }
+    Ok(answer.body.to_vec())
+}

@@ -5,7 +5,7 @@ use anyhow::Context;
 use clap::Args;
 use keygate_audit::Filter;
 use keygate_core::{ActionKind, EventBody, Exchange, Outcome};
-use keygate_exchanges::{Adapter, Binance, ExchangeWithdrawal};
+use keygate_exchanges::{binance, Adapter, Binance, ExchangeWithdrawal};
 use keygate_gateway::upstream::{Upstream, UPSTREAM_TIMEOUT};
 use rust_decimal::Decimal;
 use serde::Serialize;
@@ -92,6 +92,18 @@ pub fn run(vault: &Unlocked, args: &ReconcileArgs) -> anyhow::Result<i32> {
                         Binance
                             .parse_withdrawal_history(&body)
                             .ok_or_else(|| "its answer does not read".to_owned())
+                    })
+                    .and_then(|listed| {
+                        // A full answer may have left some out: say so rather than pass.
+                        if listed.len() >= binance::WITHDRAW_HISTORY_LIMIT {
+                            Err(format!(
+                                "it listed {} withdrawals, as many as it lists at once; \
+                                 narrow --since",
+                                listed.len()
+                            ))
+                        } else {
+                            Ok(listed)
+                        }
                     })
             }
             other => Err(format!("keygate cannot ask {other} yet")),

@@ -462,11 +462,10 @@ impl Adapter for Binance {
         parse_api_restrictions(body)
     }
     fn withdrawal_history(&self, since_ms: u64) -> (&'static str, String) {
-        // Binance lists 90 days at most per call and 1000 entries; a longer window needs
-        // paging, which `keygate reconcile` leaves to its --since.
+        // Binance lists 90 days at most per call, and WITHDRAW_HISTORY_LIMIT entries.
         (
             "/sapi/v1/capital/withdraw/history",
-            format!("startTime={since_ms}&limit=1000"),
+            format!("startTime={since_ms}&limit={WITHDRAW_HISTORY_LIMIT}"),
         )
     }
     fn parse_withdrawal_history(&self, body: &[u8]) -> Option<Vec<ExchangeWithdrawal>> {
@@ -659,6 +658,10 @@ fn parse_api_restrictions(body: &[u8]) -> Option<KeyPermissions> {
         ip_restricted: flag("ipRestrict", false),
     })
 }
+
+/// The most withdrawals one `capital/withdraw/history` answer lists: an answer this long
+/// may leave some out.
+pub const WITHDRAW_HISTORY_LIMIT: usize = 1000;
 
 /// Reads a `capital/withdraw/history` answer. An entry that does not read makes the whole
 /// answer unreadable: a withdrawal skipped could be the one that matters.

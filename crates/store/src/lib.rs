@@ -72,7 +72,7 @@ INSERT INTO meta (key, value) VALUES ('schema_version', 2), ('generation', 0);
 
 /// The schema this build writes. Version 1 had no `clients.tag`: the first unlock by this
 /// build adds it ([`Store::upgrade_schema`]), empty, and `keygate upgrade` fills it
-/// ([`Store::tag_untagged_clients`]) once the operator has seen the rows.
+/// ([`Store::tag_clients_as_shown`]) once the operator has seen the rows.
 const SCHEMA_VERSION: i64 = 2;
 
 /// An error from the store.
@@ -193,9 +193,9 @@ impl Store {
             .map_err(|e| self.sql(e))
     }
 
-    /// Brings a database made by an earlier build to [`SCHEMA_VERSION`], in a transaction
-    /// of its own that several processes may race to run; a no-op, without a write, when it
-    /// is there already. Call it once the master key is known to be right (an unlock that
+    /// Brings a database made by an earlier build to this build's schema version, in a
+    /// transaction of its own that several processes may race to run; a no-op, without a
+    /// write, when it is there already. Call it once the master key is known to be right (an unlock that
     /// fails changes nothing). Until then, a version-1 database reads as clients without
     /// tags, which nothing accepts and only a revocation changes. It changes no account or
     /// client, so it leaves the generation as it is.

@@ -219,7 +219,7 @@ pub struct Client {
 
 impl Client {
     /// Whether the row carries a tag at all. Rows an earlier keygate wrote have none
-    /// until `keygate upgrade` tags them ([`Store::tag_untagged_clients`]).
+    /// until `keygate upgrade` tags them ([`Store::tag_clients_as_shown`]).
     pub fn is_tagged(&self) -> bool {
         self.tag.is_some()
     }

@@ -3,15 +3,15 @@
 use std::path::Path;
 
 use clap::Args;
+use keygate_audit::Verified;
 use keygate_core::{ClientStatus, Exchange, Scope};
 use keygate_exchanges::{Adapter, Binance};
-use keygate_gateway::upstream::{Upstream, UPSTREAM_TIMEOUT};
 use keygate_vault::VaultFormat;
 use serde::Serialize;
 
 use crate::home::{now_ms, wal_path, Unlocked};
 use crate::output::{print_json, rfc3339};
-use crate::remote::signed_read;
+use crate::remote::Exchanges;
 
 /// `keygate doctor`
 #[derive(Args, Debug)]
@@ -49,8 +49,10 @@ pub fn run(vault: &Unlocked, args: &DoctorArgs) -> anyhow::Result<i32> {
     checks.push(vault_format(vault));
     checks.extend(clients(vault));
     checks.push(accounts(vault));
-    checks.push(audit_log(vault));
-    checks.push(client_table(vault));
+    // The whole log is read once, for both checks that need it.
+    let log = keygate_audit::verify_checkpoints(&vault.store, &vault.audit_key, &[]);
+    checks.push(audit_log(&log));
+    checks.push(client_table(vault, &log));
     checks.push(memory());
     if args.exchange {
         checks.extend(exchange_keys(vault));
@@ -226,13 +228,16 @@ fn accounts(vault: &Unlocked) -> Check {
     }
 }
 
-fn audit_log(vault: &Unlocked) -> Check {
-    match keygate_audit::verify(&vault.store, &vault.audit_key) {
-        Ok(0) => check("audit log", Verdict::Fail, "empty: it was emptied"),
-        Ok(n) => check(
+fn audit_log(log: &Result<Verified, keygate_audit::Error>) -> Check {
+    match log {
+        Ok(log) if log.events == 0 => check("audit log", Verdict::Fail, "empty: it was emptied"),
+        Ok(log) => check(
             "audit log",
             Verdict::Ok,
-            format!("{n} events verify; anchor it elsewhere with `keygate audit checkpoint`"),
+            format!(
+                "{} events verify; anchor it elsewhere with `keygate audit checkpoint`",
+                log.events
+            ),
         ),
         Err(e) => check("audit log", Verdict::Fail, e.to_string()),
     }
@@ -240,12 +245,12 @@ fn audit_log(vault: &Unlocked) -> Check {
 
 /// The client table matches its seal, and the seal is no older than the last
 /// administrative event in the log (else the table was put back as it was before it).
-fn client_table(vault: &Unlocked) -> Check {
+fn client_table(vault: &Unlocked, log: &Result<Verified, keygate_audit::Error>) -> Check {
     let sealed = match vault.store.check_clients_seal(&vault.master) {
         Ok(sealed) => sealed,
         Err(e) => return check("client table", Verdict::Fail, e.to_string()),
     };
-    match keygate_audit::verify_checkpoints(&vault.store, &vault.audit_key, &[]) {
+    match log {
         Ok(log) if sealed < log.last_admin_seq => check(
             "client table",
             Verdict::Fail,
@@ -283,26 +288,13 @@ fn exchange_keys(vault: &Unlocked) -> Vec<Check> {
         }
     };
     let clients = vault.store.client_rows().unwrap_or_default();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
+    let exchanges = match Exchanges::new() {
+        Ok(exchanges) => exchanges,
         Err(e) => {
             return vec![check(
                 "exchange key",
                 Verdict::Fail,
-                format!("cannot start: {e}"),
-            )]
-        }
-    };
-    let upstream = match Upstream::new(UPSTREAM_TIMEOUT) {
-        Ok(upstream) => upstream,
-        Err(e) => {
-            return vec![check(
-                "exchange key",
-                Verdict::Fail,
-                format!("cannot start: {e}"),
+                format!("cannot start: {e:#}"),
             )]
         }
     };
@@ -318,15 +310,14 @@ fn exchange_keys(vault: &Unlocked) -> Vec<Check> {
             })
         };
         let asked = match account.exchange {
-            Exchange::Binance => runtime
-                .block_on(signed_read(
+            Exchange::Binance => exchanges
+                .signed_read(
                     &Binance,
-                    &upstream,
                     &vault.master,
                     account,
                     Binance.permissions_path(),
                     "",
-                ))
+                )
                 .and_then(|body| {
                     Binance
                         .parse_permissions(&body)

@@ -6,14 +6,13 @@ use clap::Args;
 use keygate_audit::Filter;
 use keygate_core::{ActionKind, EventBody, Exchange, Outcome};
 use keygate_exchanges::{binance, Adapter, Binance, ExchangeWithdrawal};
-use keygate_gateway::upstream::{Upstream, UPSTREAM_TIMEOUT};
 use rust_decimal::Decimal;
 use serde::Serialize;
 
 use crate::audit_cmd::for_each_event;
 use crate::home::{now_ms, parse_duration, Unlocked};
 use crate::output::{print_json, rfc3339};
-use crate::remote::signed_read;
+use crate::remote::Exchanges;
 
 /// How long before the exchange applied a withdrawal keygate may have forwarded it.
 const FORWARDED_BEFORE_MS: u64 = 10 * 60_000;
@@ -69,25 +68,14 @@ pub fn run(vault: &Unlocked, args: &ReconcileArgs) -> anyhow::Result<i32> {
     let since = parse_duration(&args.since).context("--since")?;
     let since_ms = now_ms().saturating_sub(since.as_millis() as u64);
     let mut forwarded = forwarded_withdrawals(vault, since_ms.saturating_sub(FORWARDED_BEFORE_MS))?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the HTTP client")?;
-    let upstream = Upstream::new(UPSTREAM_TIMEOUT).context("starting the HTTP client")?;
+    let exchanges = Exchanges::new()?;
     let mut reports = Vec::new();
     for account in vault.store.accounts().context("reading accounts")? {
         let listed = match account.exchange {
             Exchange::Binance => {
                 let (path, query) = Binance.withdrawal_history(since_ms);
-                runtime
-                    .block_on(signed_read(
-                        &Binance,
-                        &upstream,
-                        &vault.master,
-                        &account,
-                        path,
-                        &query,
-                    ))
+                exchanges
+                    .signed_read(&Binance, &vault.master, &account, path, &query)
                     .and_then(|body| {
                         Binance
                             .parse_withdrawal_history(&body)

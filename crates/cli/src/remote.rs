@@ -1,17 +1,57 @@
 //! Signed reads from an exchange with a real key, for the commands that ask the exchange
 //! itself (`doctor --exchange`, `reconcile`). Never a write: nothing here can move money.
 
+use anyhow::Context;
 use http::Method;
 use keygate_exchanges::{Adapter, ClientRequest};
-use keygate_gateway::upstream::{Failure, Upstream};
+use keygate_gateway::upstream::{Failure, Upstream, UPSTREAM_TIMEOUT};
 use keygate_store::Account;
 use keygate_vault::MasterKey;
 
 use crate::home::now_ms;
 
-/// GETs `path?query` from `account`'s exchange, signed with its real key, and returns the
-/// body of a successful answer. Errors say what failed, never with a key or a signature.
-pub async fn signed_read<A: Adapter>(
+/// The exchanges, as a command reaches them: keygate's own upstream client, driven to
+/// completion one read at a time.
+pub struct Exchanges {
+    runtime: tokio::runtime::Runtime,
+    upstream: Upstream,
+}
+
+impl Exchanges {
+    /// The client, with the gateway's upstream timeout.
+    pub fn new() -> anyhow::Result<Exchanges> {
+        Ok(Exchanges {
+            runtime: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the HTTP client")?,
+            upstream: Upstream::new(UPSTREAM_TIMEOUT).context("starting the HTTP client")?,
+        })
+    }
+
+    /// GETs `path?query` from `account`'s exchange, signed with its real key, and returns
+    /// the body of a successful answer. Errors say what failed, never with a key or a
+    /// signature.
+    pub fn signed_read<A: Adapter>(
+        &self,
+        adapter: &A,
+        master: &MasterKey,
+        account: &Account,
+        path: &str,
+        query: &str,
+    ) -> Result<Vec<u8>, String> {
+        self.runtime.block_on(signed_read(
+            adapter,
+            &self.upstream,
+            master,
+            account,
+            path,
+            query,
+        ))
+    }
+}
+
+async fn signed_read<A: Adapter>(
     adapter: &A,
     upstream: &Upstream,
     master: &MasterKey,

@@ -6,10 +6,12 @@ use std::io::{BufRead, IsTerminal, Write};
 
 use anyhow::{bail, Context};
 use clap::Args;
+use keygate_audit::Filter;
 use keygate_core::{EventBody, Name};
 use keygate_store::{Client, Store};
 use keygate_vault::{redact, VaultFormat};
 
+use crate::audit_cmd::for_each_event;
 use crate::home::{admin_event, Unlocked, META_CHECK};
 use crate::output::rfc3339;
 
@@ -183,22 +185,17 @@ fn recorded_clients(vault: &Unlocked) -> anyhow::Result<BTreeMap<String, Recorde
         .context("the audit log must verify before the client table is sealed again")?;
     let mut recorded: BTreeMap<String, Recorded> = BTreeMap::new();
     let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
-    let mut from = 1;
-    loop {
-        let page = keygate_audit::read(&vault.store, from, 10_000).context("reading the log")?;
-        let Some((last, _)) = page.last() else {
-            return Ok(recorded);
-        };
-        from = last + 1;
+    for_each_event(vault, &Filter::default(), |page| {
         for (seq, event) in page {
-            let EventBody::Admin(admin) = event.body else {
+            let EventBody::Admin(admin) = &event.body else {
                 continue;
             };
-            let (target, detail) = (admin.target, admin.detail);
+            let seq = *seq;
+            let (target, detail) = (&admin.target, &admin.detail);
             let status = match admin.change.as_str() {
                 "client.issue" => {
                     recorded.insert(
-                        target,
+                        target.clone(),
                         Recorded {
                             status: "active".into(),
                             api_key: text(&detail["api_key"]),
@@ -208,7 +205,7 @@ fn recorded_clients(vault: &Unlocked) -> anyhow::Result<BTreeMap<String, Recorde
                     continue;
                 }
                 "client.rotate" => {
-                    if let Some(r) = recorded.get_mut(&target) {
+                    if let Some(r) = recorded.get_mut(target) {
                         r.api_key = text(&detail["new_api_key"]);
                         r.seq = seq;
                     }
@@ -238,12 +235,14 @@ fn recorded_clients(vault: &Unlocked) -> anyhow::Result<BTreeMap<String, Recorde
                 "client.revoke" => "revoked",
                 _ => continue,
             };
-            if let Some(r) = recorded.get_mut(&target) {
+            if let Some(r) = recorded.get_mut(target) {
                 r.status = status.to_owned();
                 r.seq = seq;
             }
         }
-    }
+        Ok(())
+    })?;
+    Ok(recorded)
 }
 
 /// How `c` differs from what the log last recorded of it, if it does.

@@ -5,7 +5,7 @@ use std::fmt;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use crate::Scope;
+use crate::{Scope, WithdrawalDestination};
 
 /// The class of an exchange call, as an exchange adapter reads it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -129,6 +129,13 @@ pub struct Action {
 }
 
 impl Action {
+    /// A withdrawal's destination as keygate writes it ([`WithdrawalDestination::text`]).
+    pub fn destination(&self) -> Option<String> {
+        self.address
+            .as_deref()
+            .map(|address| WithdrawalDestination::text(address, self.address_tag.as_deref()))
+    }
+
     /// An action of `kind` at `endpoint` with no parameters.
     pub fn new(kind: ActionKind, endpoint: impl Into<String>) -> Action {
         Action {

@@ -143,13 +143,19 @@ pub struct WithdrawalDestination {
 }
 
 impl WithdrawalDestination {
+    /// How keygate writes the destination `address` with `tag`, valid or not: `ADDRESS`,
+    /// or `ADDRESS/TAG` (in a policy, an audit event, an exchange's listing alike).
+    pub fn text(address: &str, tag: Option<&str>) -> String {
+        match tag {
+            Some(tag) => format!("{address}/{tag}"),
+            None => address.to_owned(),
+        }
+    }
+
     /// The destination of a withdrawal to `address` with `tag`.
     pub fn new(address: &str, tag: Option<&str>) -> Result<WithdrawalDestination, Error> {
         let bad = |reason| Error::InvalidDestination {
-            destination: match tag {
-                Some(tag) => format!("{address}/{tag}"),
-                None => address.to_owned(),
-            },
+            destination: WithdrawalDestination::text(address, tag),
             reason,
         };
         let printable = |s: &str| s.chars().all(|c| c.is_ascii_graphic());
@@ -199,10 +205,10 @@ impl From<WithdrawalDestination> for String {
 
 impl fmt::Display for WithdrawalDestination {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.tag {
-            Some(tag) => write!(f, "{}/{tag}", self.address),
-            None => f.write_str(&self.address),
-        }
+        f.write_str(&WithdrawalDestination::text(
+            &self.address,
+            self.tag.as_deref(),
+        ))
     }
 }
 

@@ -14,7 +14,7 @@ use std::ops::Range;
 use ed25519_dalek::{Signature, Verifier};
 use hmac::{Hmac, Mac};
 use http::HeaderMap;
-use keygate_core::{Action, ActionKind, Exchange, Side};
+use keygate_core::{Action, ActionKind, Exchange, Side, WithdrawalDestination};
 use rust_decimal::Decimal;
 use sha2::Sha256;
 
@@ -672,11 +672,8 @@ fn parse_withdraw_history(body: &[u8]) -> Option<Vec<ExchangeWithdrawal>> {
         .iter()
         .map(|w| {
             let text = |name: &str| w.get(name).and_then(|v| v.as_str());
-            let address = text("address")?;
-            let destination = match text("addressTag").filter(|t| !t.is_empty()) {
-                Some(tag) => format!("{address}/{tag}"),
-                None => address.to_owned(),
-            };
+            let tag = text("addressTag").filter(|t| !t.is_empty());
+            let destination = WithdrawalDestination::text(text("address")?, tag);
             Some(ExchangeWithdrawal {
                 id: text("id")?.to_owned(),
                 asset: text("coin")?.to_ascii_uppercase(),

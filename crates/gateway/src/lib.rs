@@ -147,7 +147,7 @@ impl Gateway {
             upstream: Upstream::new(upstream_timeout)
                 .map_err(|e| Error::Upstream(e.to_string()))?,
             replay: Arc::new(ReplayCache::new(now_ms())),
-            weight: Arc::new(WeightGauge::new(ClientLimits::default().public_weight_cap)),
+            weight: Arc::default(),
             trusted_proxies: trusted_proxies.into(),
             limits: ClientLimits::default(),
             binance: Binance,
@@ -156,7 +156,6 @@ impl Gateway {
 
     /// The same gateway with other [`ClientLimits`] than the defaults.
     pub fn with_client_limits(mut self, limits: ClientLimits) -> Gateway {
-        self.weight = Arc::new(WeightGauge::new(limits.public_weight_cap));
         self.limits = limits;
         self
     }
@@ -306,12 +305,12 @@ async fn handle<A: Adapter>(
         }
         let registry = gw.live.snapshot();
         let base = registry.public_upstream(exchange).unwrap_or(default_base);
-        if let Some(used) = gw.weight.over_cap(base, now_ms()) {
+        let cap = gw.limits.public_weight_cap;
+        if let Some(used) = gw.weight.over_cap(base, cap, now_ms()) {
             let msg = format!(
                 "keygate: public market data is paused: the exchange reports {used} request \
-                 weight used this minute, at or past keygate's cap of {} (the rest is kept \
-                 for signed requests)",
-                gw.weight.cap()
+                 weight used this minute, at or past keygate's cap of {cap} (the rest is kept \
+                 for signed requests)"
             );
             return audit.deny(refuse(Refusal::TooMany(&msg)), Rule::WeightReserved, &msg);
         }
@@ -745,10 +744,7 @@ impl<'a> Audit<'a> {
         self.recorded = true;
         let (kind, symbol, side, amount, asset, destination) = match self.action.take() {
             Some(a) => {
-                let destination = a.address.map(|address| match a.address_tag {
-                    Some(tag) => format!("{address}/{tag}"),
-                    None => address,
-                });
+                let destination = a.destination();
                 (a.kind, a.symbol, a.side, a.amount, a.asset, destination)
             }
             None => (ActionKind::Unknown, None, None, None, None, None),

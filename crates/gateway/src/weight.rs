@@ -5,15 +5,15 @@
 //! answer how much it has used (Binance: `X-MBX-USED-WEIGHT-1M`). Past the limit it
 //! refuses everything from the address, signed requests included, and bans it for a
 //! while if it goes on. keygate forwards public calls from anything that reaches its
-//! listener, so it stops forwarding them while the host reports `cap` or more used in
+//! listener, so it stops forwarding them while the host reports a cap or more used in
 //! the current minute; signed requests are bounded by their clients' own rates.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 /// The last weight each upstream reported, by base URL.
+#[derive(Default)]
 pub struct WeightGauge {
-    cap: u64,
     reported: Mutex<HashMap<String, Report>>,
 }
 
@@ -25,14 +25,6 @@ struct Report {
 }
 
 impl WeightGauge {
-    /// A gauge that says "over" from `cap` weight used in a minute.
-    pub fn new(cap: u64) -> WeightGauge {
-        WeightGauge {
-            cap,
-            reported: Mutex::default(),
-        }
-    }
-
     /// Records that `upstream` reported `used` weight at `now_ms`. Answers can arrive out
     /// of order, so within one minute the highest report stands.
     pub fn record(&self, upstream: &str, used: u64, now_ms: u64) {
@@ -47,20 +39,14 @@ impl WeightGauge {
         }
     }
 
-    /// The weight `upstream` last reported used this minute, when it is at or past the
-    /// cap. A report from an earlier minute no longer counts: the exchange's window has
-    /// turned.
-    pub fn over_cap(&self, upstream: &str, now_ms: u64) -> Option<u64> {
+    /// The weight `upstream` last reported used this minute, when it is at or past `cap`.
+    /// A report from an earlier minute no longer counts: the exchange's window has turned.
+    pub fn over_cap(&self, upstream: &str, cap: u64, now_ms: u64) -> Option<u64> {
         let reported = self.reported.lock().unwrap_or_else(|p| p.into_inner());
         reported
             .get(upstream)
-            .filter(|r| r.minute == now_ms / 60_000 && r.used >= self.cap)
+            .filter(|r| r.minute == now_ms / 60_000 && r.used >= cap)
             .map(|r| r.used)
-    }
-
-    /// The cap.
-    pub fn cap(&self) -> u64 {
-        self.cap
     }
 }
 
@@ -70,20 +56,20 @@ mod tests {
 
     #[test]
     fn public_calls_pause_at_the_cap_until_the_minute_turns() {
-        let gauge = WeightGauge::new(100);
+        let gauge = WeightGauge::default();
         let minute = 60_000 * 1_000;
-        assert_eq!(gauge.over_cap("https://api", minute), None);
+        assert_eq!(gauge.over_cap("https://api", 100, minute), None);
         gauge.record("https://api", 99, minute);
-        assert_eq!(gauge.over_cap("https://api", minute + 1), None);
+        assert_eq!(gauge.over_cap("https://api", 100, minute + 1), None);
         gauge.record("https://api", 120, minute + 2);
         // An earlier answer arriving late does not lower it.
         gauge.record("https://api", 50, minute + 3);
-        assert_eq!(gauge.over_cap("https://api", minute + 4), Some(120));
+        assert_eq!(gauge.over_cap("https://api", 100, minute + 4), Some(120));
         // Another host has its own weight.
-        assert_eq!(gauge.over_cap("https://fapi", minute + 4), None);
+        assert_eq!(gauge.over_cap("https://fapi", 100, minute + 4), None);
         // The next minute starts from nothing.
-        assert_eq!(gauge.over_cap("https://api", minute + 60_000), None);
+        assert_eq!(gauge.over_cap("https://api", 100, minute + 60_000), None);
         gauge.record("https://api", 10, minute + 60_000);
-        assert_eq!(gauge.over_cap("https://api", minute + 60_001), None);
+        assert_eq!(gauge.over_cap("https://api", 100, minute + 60_001), None);
     }
 }

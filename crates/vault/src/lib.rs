@@ -89,6 +89,14 @@ pub enum Error {
         /// Its length.
         len: usize,
     },
+    /// A secret file is empty or longer than [`MAX_SECRET_FILE_LEN`].
+    #[error("secret file {path} must hold 1 to {MAX_SECRET_FILE_LEN} bytes, found {len}")]
+    SecretFileLength {
+        /// The file.
+        path: PathBuf,
+        /// Its length, without a trailing line break.
+        len: usize,
+    },
     /// The passphrase is empty.
     #[error("the passphrase is empty")]
     EmptyPassphrase,
@@ -275,36 +283,14 @@ impl MasterKey {
     /// or that its group or others can read. The checks and the read are on one open
     /// file, so the file cannot be swapped in between.
     pub fn from_key_file(path: &Path) -> Result<MasterKey, Error> {
-        let io = |source| Error::Io {
-            action: "reading key file",
-            path: path.to_owned(),
-            source,
-        };
-        let mut file = fs::File::open(path).map_err(io)?;
-        let meta = file.metadata().map_err(io)?;
-        check_owner_only(path, &meta)?;
-        // One byte more than a key, to tell a longer file apart; never more.
-        let mut read = 0;
-        let bytes = SecretBytes::filled(KEY_LEN + 1, |buf| {
-            while read < buf.len() {
-                match file.read(&mut buf[read..]).map_err(io)? {
-                    0 => break,
-                    n => read += n,
-                }
-            }
-            Ok(())
-        })?;
-        if read != KEY_LEN {
+        let (bytes, len) = read_owner_only(path, KEY_LEN)?;
+        if len != KEY_LEN {
             return Err(Error::KeyFileLength {
                 path: path.to_owned(),
-                len: usize::try_from(meta.len()).unwrap_or(usize::MAX),
+                len,
             });
         }
-        let key = SecretBytes::filled(KEY_LEN, |key| {
-            key.copy_from_slice(&bytes.expose_secret()[..KEY_LEN]);
-            Ok::<_, Error>(())
-        })?;
-        Ok(MasterKey(key))
+        Ok(MasterKey(bytes))
     }
 
     /// Writes a fresh random key to a new file with mode 0600 and returns it. Fails if the
@@ -484,6 +470,67 @@ fn shortened(id: &str) -> String {
     } else {
         redact(id)
     }
+}
+
+/// The largest secret file [`read_secret_file`] reads.
+pub const MAX_SECRET_FILE_LEN: usize = 4096;
+
+/// Reads a secret (a webhook signing key, a token) from a file that only its owner may
+/// read, with the checks of [`MasterKey::from_key_file`]. A trailing line break is not
+/// part of the secret. An empty file, or one longer than [`MAX_SECRET_FILE_LEN`], is
+/// refused.
+pub fn read_secret_file(path: &Path) -> Result<SecretBytes, Error> {
+    let (bytes, len) = read_owner_only(path, MAX_SECRET_FILE_LEN)?;
+    let secret = bytes.expose_secret();
+    let kept = secret
+        .strip_suffix(b"\n")
+        .map(|s| s.strip_suffix(b"\r").unwrap_or(s))
+        .unwrap_or(secret);
+    if len > MAX_SECRET_FILE_LEN || kept.is_empty() {
+        return Err(Error::SecretFileLength {
+            path: path.to_owned(),
+            len: if len > MAX_SECRET_FILE_LEN { len } else { 0 },
+        });
+    }
+    SecretBytes::filled(kept.len(), |out| {
+        out.copy_from_slice(kept);
+        Ok(())
+    })
+}
+
+/// Reads at most `limit` bytes of a regular file of this user's that neither its group
+/// nor others can read, into locked memory. The checks and the read are on one open
+/// file, so the file cannot be swapped in between. Returns the bytes and the file's
+/// length (more than `limit` when the file is longer).
+fn read_owner_only(path: &Path, limit: usize) -> Result<(SecretBytes, usize), Error> {
+    let io = |source| Error::Io {
+        action: "reading key file",
+        path: path.to_owned(),
+        source,
+    };
+    let mut file = fs::File::open(path).map_err(io)?;
+    let meta = file.metadata().map_err(io)?;
+    check_owner_only(path, &meta)?;
+    // One byte more than the limit, to tell a longer file apart; never more.
+    let mut read = 0;
+    let buffer = SecretBytes::filled(limit + 1, |buf| {
+        while read < buf.len() {
+            match file.read(&mut buf[read..]).map_err(io)? {
+                0 => break,
+                n => read += n,
+            }
+        }
+        Ok(())
+    })?;
+    if read > limit {
+        let len = usize::try_from(meta.len()).unwrap_or(usize::MAX).max(read);
+        return Ok((buffer, len));
+    }
+    let bytes = SecretBytes::filled(read, |out| {
+        out.copy_from_slice(&buffer.expose_secret()[..read]);
+        Ok::<_, Error>(())
+    })?;
+    Ok((bytes, read))
 }
 
 #[cfg(unix)]
@@ -670,6 +717,47 @@ mod tests {
             Err(Error::KeyFileNotOwned { .. }) | Err(Error::Io { .. })
         ));
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn secret_files_are_private_bounded_and_lose_only_a_trailing_line_break() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("webhook.key");
+        let write = |bytes: &[u8], mode: u32| {
+            fs::write(&path, bytes).unwrap();
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+        };
+        write(b"s3cret token\r\n", 0o600);
+        assert_eq!(
+            read_secret_file(&path).unwrap().expose_secret(),
+            b"s3cret token"
+        );
+        write(b" spaced \n\n", 0o600);
+        assert_eq!(
+            read_secret_file(&path).unwrap().expose_secret(),
+            b" spaced \n"
+        );
+        write(b"s3cret", 0o604);
+        assert!(matches!(
+            read_secret_file(&path),
+            Err(Error::KeyFilePermissions { mode: 0o604, .. })
+        ));
+        write(b"\n", 0o600);
+        assert!(matches!(
+            read_secret_file(&path),
+            Err(Error::SecretFileLength { len: 0, .. })
+        ));
+        write(&[b'k'; MAX_SECRET_FILE_LEN + 5], 0o600);
+        assert!(matches!(
+            read_secret_file(&path),
+            Err(Error::SecretFileLength { len, .. }) if len == MAX_SECRET_FILE_LEN + 5
+        ));
+        write(&[b'k'; MAX_SECRET_FILE_LEN], 0o600);
+        assert_eq!(
+            read_secret_file(&path).unwrap().expose_secret().len(),
+            MAX_SECRET_FILE_LEN
+        );
     }
 
     #[test]

@@ -1,0 +1,523 @@
+//! keygate's alerts: rules over the audit log, delivered as they happen.
+//!
+//! The monitor reads the audit log as it grows ([`Monitor`]), passes every event through
+//! the [`Rules`], and sends each [`Alert`] to the log (`tracing`, target `keygate::alert`)
+//! and to every configured [`Webhook`]. What it raises:
+//!
+//! | rule | severity | when |
+//! |---|---|---|
+//! | `withdrawal`, `transfer` | critical when denied; warning (withdrawal) or info (transfer) when forwarded | any withdrawal or transfer |
+//! | `outcome_unknown` | critical | the exchange did not answer a request already sent |
+//! | `dead_key_used` | warning | a revoked, expired or frozen key is used |
+//! | `foreign_source` | warning | a key is used from an address not on its allow list |
+//! | `replay` | warning | a signature is sent again |
+//! | `denial_burst` | warning | many denials of one client or address in a short window |
+//! | `admin_change` | critical for `keygate panic`, info otherwise | an operator's change |
+//!
+//! Alerts are derived from the tamper-evident log and from nothing else, so they can
+//! always be recomputed (`keygate alerts list`): a webhook that was down loses no alert
+//! that the log holds. The monitor keeps its place in the log (`monitor_cursor` in the
+//! store's meta table) and starts, the first time, at the log's end.
+//!
+//! This crate does not decide requests (`keygate-policy` does) or write the log
+//! (`keygate-audit` does); it only reads. Email and other sinks are not built yet.
+//!
+//! ```
+//! use keygate_core::{AdminEvent, Event, EventBody};
+//! use keygate_monitor::{AlertRule, Rules, Severity, Thresholds};
+//!
+//! let mut rules = Rules::new(Thresholds::default());
+//! let panic = Event { ts_ms: 1, body: EventBody::Admin(AdminEvent {
+//!     actor: "cli".into(), change: "vault.panic".into(), target: "clients".into(),
+//!     detail: serde_json::Value::Null }) };
+//! let alerts = rules.evaluate(7, &panic);
+//! assert_eq!((alerts[0].severity, alerts[0].rule), (Severity::Critical, AlertRule::AdminChange));
+//! ```
+
+mod rules;
+mod sink;
+
+pub use rules::{Rules, Thresholds};
+pub use sink::{sign, Webhook};
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use keygate_store::Store;
+use serde::{Deserialize, Serialize};
+
+/// How often the monitor looks for new events.
+const POLL_INTERVAL: Duration = Duration::from_millis(250);
+/// Events read at a time.
+const PAGE: u64 = 1000;
+/// The meta key of the monitor's place in the log.
+const CURSOR_KEY: &str = "monitor_cursor";
+
+/// An error from the monitor.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A webhook's URL is refused.
+    #[error("webhook refused: {reason}")]
+    BadWebhook {
+        /// Why.
+        reason: String,
+    },
+    /// The `[alerts]` settings do not parse.
+    #[error("alerts setting {setting}: {reason}")]
+    BadSetting {
+        /// The setting.
+        setting: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A webhook's secret file could not be read.
+    #[error("webhook secret: {0}")]
+    Secret(#[from] keygate_vault::Error),
+    /// The audit log could not be read.
+    #[error(transparent)]
+    Audit(#[from] keygate_audit::Error),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] keygate_store::Error),
+    /// The monitor's thread or runtime could not start.
+    #[error("cannot start the monitor: {0}")]
+    Start(std::io::Error),
+}
+
+/// How much attention an alert needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Worth a look.
+    Info,
+    /// Someone should look soon.
+    Warning,
+    /// Someone must act now.
+    Critical,
+}
+
+impl Severity {
+    /// The lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+/// The rule that raised an alert.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum AlertRule {
+    /// A withdrawal was forwarded or denied.
+    Withdrawal,
+    /// A transfer was forwarded or denied.
+    Transfer,
+    /// A request was sent and no answer came: it may have executed.
+    OutcomeUnknown,
+    /// A revoked, expired or frozen key was used.
+    DeadKeyUsed,
+    /// A key was used from an address not on its allow list.
+    ForeignSource,
+    /// A signature was sent again.
+    Replay,
+    /// Many denials of one client or address in a short window.
+    DenialBurst,
+    /// An operator changed accounts, clients or the vault.
+    AdminChange,
+    /// An event in the log could not be read.
+    LogUnreadable,
+    /// Sent by `keygate alerts test`.
+    Test,
+}
+
+impl AlertRule {
+    /// The snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertRule::Withdrawal => "withdrawal",
+            AlertRule::Transfer => "transfer",
+            AlertRule::OutcomeUnknown => "outcome_unknown",
+            AlertRule::DeadKeyUsed => "dead_key_used",
+            AlertRule::ForeignSource => "foreign_source",
+            AlertRule::Replay => "replay",
+            AlertRule::DenialBurst => "denial_burst",
+            AlertRule::AdminChange => "admin_change",
+            AlertRule::LogUnreadable => "log_unreadable",
+            AlertRule::Test => "test",
+        }
+    }
+}
+
+/// Something a person must see. Holds no secret: the audit events it comes from hold none.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Alert {
+    /// How urgent.
+    pub severity: Severity,
+    /// What raised it.
+    pub rule: AlertRule,
+    /// One sentence for a person.
+    pub summary: String,
+    /// The client concerned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
+    /// The account concerned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    /// The request's source address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_ip: Option<String>,
+    /// The audit event that raised it (`keygate audit query` shows it).
+    pub event_seq: u64,
+    /// When that event happened, in milliseconds since the Unix epoch.
+    pub ts_ms: u64,
+}
+
+/// The `[alerts]` table of `config.toml`, as written.
+///
+/// ```toml
+/// [alerts]
+/// denial_burst = 10        # denials of one client or address ...
+/// denial_window = "60s"    # ... within this window make an alert
+/// quiet_period = "10m"     # one alert per client and rule in this period
+///
+/// [[alerts.webhook]]
+/// url = "https://hooks.example.com/services/T0/B0/XYZ"
+/// secret_file = "/etc/keygate/webhook.secret"   # optional: signs each POST
+/// min_severity = "warning"                      # info, warning (default) or critical
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// See [`Thresholds::denial_burst`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub denial_burst: Option<usize>,
+    /// See [`Thresholds::denial_window`], as `60s`, `5m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub denial_window: Option<String>,
+    /// See [`Thresholds::quiet_period`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quiet_period: Option<String>,
+    /// The webhooks.
+    #[serde(default, rename = "webhook", skip_serializing_if = "Vec::is_empty")]
+    pub webhooks: Vec<WebhookConfig>,
+}
+
+/// One `[[alerts.webhook]]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Where alerts are POSTed.
+    pub url: String,
+    /// A file, readable by its owner only, whose content signs each POST.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_file: Option<PathBuf>,
+    /// The least severity sent (default: warning).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_severity: Option<Severity>,
+}
+
+impl AlertsConfig {
+    /// Whether nothing is set.
+    pub fn is_empty(&self) -> bool {
+        self == &AlertsConfig::default()
+    }
+
+    /// The settings these make: durations parsed, URLs checked, secrets read.
+    pub fn settings(&self) -> Result<Settings, Error> {
+        let defaults = Thresholds::default();
+        let duration = |setting: &'static str, value: &Option<String>, default| match value {
+            None => Ok(default),
+            Some(text) => match humantime::parse_duration(text) {
+                Ok(d) if !d.is_zero() => Ok(d),
+                Ok(_) => Err(Error::BadSetting {
+                    setting,
+                    reason: "must be longer than zero".into(),
+                }),
+                Err(e) => Err(Error::BadSetting {
+                    setting,
+                    reason: format!("{text:?} is not a duration ({e})"),
+                }),
+            },
+        };
+        let denial_burst = match self.denial_burst {
+            Some(0) => {
+                return Err(Error::BadSetting {
+                    setting: "denial_burst",
+                    reason: "must be at least 1".into(),
+                })
+            }
+            Some(n) => n,
+            None => defaults.denial_burst,
+        };
+        let thresholds = Thresholds {
+            denial_burst,
+            denial_window: duration("denial_window", &self.denial_window, defaults.denial_window)?,
+            quiet_period: duration("quiet_period", &self.quiet_period, defaults.quiet_period)?,
+        };
+        let webhooks = self
+            .webhooks
+            .iter()
+            .map(|hook| {
+                let secret = hook
+                    .secret_file
+                    .as_deref()
+                    .map(keygate_vault::read_secret_file)
+                    .transpose()?;
+                Webhook::new(
+                    &hook.url,
+                    secret,
+                    hook.min_severity.unwrap_or(Severity::Warning),
+                )
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Settings {
+            thresholds,
+            webhooks,
+        })
+    }
+}
+
+/// Validated alert settings.
+pub struct Settings {
+    /// The rules' thresholds.
+    pub thresholds: Thresholds,
+    /// Where alerts go, besides the log.
+    pub webhooks: Vec<Webhook>,
+}
+
+/// What became of an alert sent to one webhook.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delivery {
+    /// The webhook, as [`Webhook::destination`] shows it.
+    pub destination: String,
+    /// `Err` holds the last failure, after every attempt.
+    pub result: Result<(), String>,
+}
+
+/// Sends `alert` to the log and to every webhook that wants it, and says what became of
+/// each delivery.
+pub fn dispatch_blocking(settings: &Settings, alert: &Alert) -> Result<Vec<Delivery>, Error> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(Error::Start)?;
+    let http = sink::http_client()?;
+    Ok(runtime.block_on(dispatch(&http, &settings.webhooks, alert)))
+}
+
+async fn dispatch(http: &reqwest::Client, webhooks: &[Webhook], alert: &Alert) -> Vec<Delivery> {
+    log(alert);
+    let mut results = Vec::new();
+    for hook in webhooks.iter().filter(|hook| hook.wants(alert)) {
+        let result = hook.deliver(http, alert).await;
+        if let Err(failure) = &result {
+            tracing::error!(
+                %failure,
+                rule = alert.rule.as_str(),
+                event_seq = alert.event_seq,
+                "alert not delivered; `keygate alerts list` still shows it"
+            );
+        }
+        results.push(Delivery {
+            destination: hook.destination(),
+            result,
+        });
+    }
+    results
+}
+
+fn log(alert: &Alert) {
+    let client = alert.client.as_deref().unwrap_or("-");
+    let (rule, summary, seq) = (alert.rule.as_str(), &alert.summary, alert.event_seq);
+    match alert.severity {
+        Severity::Critical => {
+            tracing::error!(target: "keygate::alert", rule, client, event_seq = seq, "{summary}")
+        }
+        Severity::Warning => {
+            tracing::warn!(target: "keygate::alert", rule, client, event_seq = seq, "{summary}")
+        }
+        Severity::Info => {
+            tracing::info!(target: "keygate::alert", rule, client, event_seq = seq, "{summary}")
+        }
+    }
+}
+
+/// The alerts that events `from..` raise, read from the store without moving the
+/// monitor's place: what `keygate alerts list` shows. `from` should be a little before the
+/// period of interest, so that bursts that began earlier are counted whole.
+pub fn replay_alerts(
+    store: &Store,
+    thresholds: Thresholds,
+    from: u64,
+    mut each: impl FnMut(Alert),
+) -> Result<(), Error> {
+    let mut rules = Rules::new(thresholds);
+    let mut next = from;
+    loop {
+        let page = keygate_audit::read(store, next, PAGE)?;
+        let Some((last, _)) = page.last() else {
+            return Ok(());
+        };
+        next = last + 1;
+        for (seq, event) in &page {
+            rules.evaluate(*seq, event).into_iter().for_each(&mut each);
+        }
+    }
+}
+
+/// The monitor at work: a thread that follows the audit log and dispatches the alerts
+/// its events raise. [`Monitor::stop`] reads what is left and stops.
+pub struct Monitor {
+    stop: Arc<AtomicBool>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl Monitor {
+    /// Starts following the log in `db` from where it last stopped (the log's end, the
+    /// first time).
+    pub fn start(db: &Path, settings: Settings) -> Result<Monitor, Error> {
+        let store = Store::open(db)?;
+        let cursor = match store.meta(CURSOR_KEY)? {
+            Some(bytes) => decode_cursor(&bytes),
+            None => {
+                let end = keygate_audit::last_seq(&store)?;
+                store.set_meta(CURSOR_KEY, &end.to_be_bytes())?;
+                end
+            }
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(Error::Start)?;
+        let http = sink::http_client()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let follower = Follower {
+            store,
+            rules: Rules::new(settings.thresholds),
+            webhooks: settings.webhooks,
+            cursor,
+            http,
+        };
+        let stopping = Arc::clone(&stop);
+        let thread = thread::Builder::new()
+            .name("keygate-monitor".into())
+            .spawn(move || runtime.block_on(follower.run(&stopping)))
+            .map_err(Error::Start)?;
+        Ok(Monitor {
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Dispatches the alerts of every event written so far, then stops.
+    pub fn stop(mut self) {
+        self.stop_and_join();
+    }
+
+    fn stop_and_join(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(thread) = self.thread.take() {
+            if thread.join().is_err() {
+                tracing::error!("the monitor thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        self.stop_and_join();
+    }
+}
+
+/// A cursor written by an older or damaged store reads as 0: every event is looked at
+/// again, which repeats alerts rather than missing any.
+fn decode_cursor(bytes: &[u8]) -> u64 {
+    <[u8; 8]>::try_from(bytes).map_or(0, u64::from_be_bytes)
+}
+
+/// The monitor thread's state.
+struct Follower {
+    store: Store,
+    rules: Rules,
+    webhooks: Vec<Webhook>,
+    cursor: u64,
+    http: reqwest::Client,
+}
+
+impl Follower {
+    async fn run(mut self, stop: &AtomicBool) {
+        loop {
+            let stopping = stop.load(Ordering::Acquire);
+            // Once asked to stop, read to the end before leaving.
+            while self.step().await {}
+            if stopping {
+                return;
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+    }
+
+    /// Reads one page of new events and dispatches their alerts; whether there may be
+    /// more right away.
+    async fn step(&mut self) -> bool {
+        let page = match keygate_audit::read(&self.store, self.cursor + 1, PAGE) {
+            Ok(page) => page,
+            Err(keygate_audit::Error::Tampered { seq, reason }) => {
+                // The events before the unreadable one read well: they count as ever.
+                let before = seq.saturating_sub(self.cursor + 1);
+                if let Ok(readable) = keygate_audit::read(&self.store, self.cursor + 1, before) {
+                    self.evaluate(&readable).await;
+                }
+                let alert = Alert {
+                    severity: Severity::Critical,
+                    rule: AlertRule::LogUnreadable,
+                    summary: format!(
+                        "audit event {seq} cannot be read ({reason}); run keygate audit verify"
+                    ),
+                    client: None,
+                    account: None,
+                    source_ip: None,
+                    event_seq: seq,
+                    ts_ms: 0,
+                };
+                dispatch(&self.http, &self.webhooks, &alert).await;
+                self.advance(seq);
+                return true;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the monitor cannot read the audit log");
+                return false;
+            }
+        };
+        let Some(last) = page.last().map(|(seq, _)| *seq) else {
+            return false;
+        };
+        self.evaluate(&page).await;
+        self.advance(last);
+        page.len() as u64 == PAGE
+    }
+
+    async fn evaluate(&mut self, events: &[(u64, keygate_core::Event)]) {
+        for (seq, event) in events {
+            for alert in self.rules.evaluate(*seq, event) {
+                dispatch(&self.http, &self.webhooks, &alert).await;
+            }
+        }
+    }
+
+    fn advance(&mut self, seq: u64) {
+        self.cursor = seq;
+        if let Err(e) = self.store.set_meta(CURSOR_KEY, &seq.to_be_bytes()) {
+            tracing::error!(error = %e, "the monitor cannot save its place in the log");
+        }
+    }
+}

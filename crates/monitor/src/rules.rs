@@ -1,0 +1,502 @@
+//! The alert rules: a pass over audit events, in log order, that says which ones a person
+//! must see.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+use keygate_core::{ActionKind, AdminEvent, Event, EventBody, Outcome, RequestEvent, Rule};
+
+use crate::{Alert, AlertRule, Severity};
+
+/// The thresholds of the rules that count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Thresholds {
+    /// Denials from one client (or, without a known key, one source address) within
+    /// [`Thresholds::denial_window`] that make a [`AlertRule::DenialBurst`].
+    pub denial_burst: usize,
+    /// The window of [`Thresholds::denial_burst`].
+    pub denial_window: Duration,
+    /// How long an alert about one client (or address) and rule stays quiet after it is
+    /// raised, so that a bot stuck in a loop raises one alert, not thousands.
+    pub quiet_period: Duration,
+}
+
+impl Default for Thresholds {
+    fn default() -> Thresholds {
+        Thresholds {
+            denial_burst: 10,
+            denial_window: Duration::from_secs(60),
+            quiet_period: Duration::from_secs(600),
+        }
+    }
+}
+
+/// Pending requests remembered for their outcome; past this, the oldest half is dropped
+/// (an outcome then reads "a request" instead of naming the action).
+const MAX_PENDING: usize = 10_000;
+/// Sources whose denials are being counted; past this, those with no denial inside the
+/// window are dropped.
+const MAX_COUNTED_SOURCES: usize = 10_000;
+
+/// The rules and what they remember between events: denials inside the window, when each
+/// alert was last raised, and the requests waiting for their outcome.
+///
+/// Time is the events' own (`ts_ms`), so a pass over old events (`keygate alerts list`)
+/// raises what a live pass raised.
+#[derive(Debug, Default)]
+pub struct Rules {
+    thresholds: Thresholds,
+    denials: HashMap<String, VecDeque<u64>>,
+    last_raised: HashMap<(AlertRule, String), u64>,
+    pending: HashMap<String, (u64, String)>,
+}
+
+impl Rules {
+    /// Rules with these thresholds and an empty memory.
+    pub fn new(thresholds: Thresholds) -> Rules {
+        Rules {
+            thresholds,
+            ..Rules::default()
+        }
+    }
+
+    /// The alerts that event `seq` raises, given every event before it that was passed in.
+    pub fn evaluate(&mut self, seq: u64, event: &Event) -> Vec<Alert> {
+        let mut alerts = Vec::new();
+        let mut raise = |severity, rule, summary: String, request: Option<&RequestEvent>| {
+            alerts.push(Alert {
+                severity,
+                rule,
+                summary,
+                client: request
+                    .and_then(|r| r.client.clone())
+                    .or_else(|| event.client().map(str::to_owned)),
+                account: request.and_then(|r| r.account.clone()),
+                source_ip: request.map(|r| r.source_ip.clone()),
+                event_seq: seq,
+                ts_ms: event.ts_ms,
+            })
+        };
+        match &event.body {
+            EventBody::Request(request) => {
+                self.remember_pending(event.ts_ms, request);
+                for (severity, rule, summary) in self.request_alerts(event.ts_ms, request) {
+                    raise(severity, rule, summary, Some(request));
+                }
+            }
+            EventBody::Outcome(outcome) => {
+                let action = self.pending.remove(&outcome.request_id).map(|(_, a)| a);
+                if outcome.outcome == Outcome::Unknown {
+                    let what = action.unwrap_or_else(|| "a request".to_owned());
+                    raise(
+                        Severity::Critical,
+                        AlertRule::OutcomeUnknown,
+                        format!(
+                            "{what} of client {} timed out at the exchange after it was sent; \
+                             it may have executed: check the exchange (request {})",
+                            outcome.client.as_deref().unwrap_or("?"),
+                            outcome.request_id
+                        ),
+                        None,
+                    );
+                }
+            }
+            EventBody::Admin(admin) => {
+                let (severity, summary) = admin_alert(admin);
+                raise(severity, AlertRule::AdminChange, summary, None);
+            }
+        }
+        alerts
+    }
+
+    fn request_alerts(
+        &mut self,
+        ts_ms: u64,
+        request: &RequestEvent,
+    ) -> Vec<(Severity, AlertRule, String)> {
+        let mut alerts = Vec::new();
+        let who = who(request);
+        if let Some(alert) = funds_movement(request) {
+            alerts.push(alert);
+        }
+        if request.outcome == Outcome::Unknown {
+            alerts.push((
+                Severity::Critical,
+                AlertRule::OutcomeUnknown,
+                format!(
+                    "{} by {who} timed out at the exchange after it was sent; it may have \
+                     executed: check the exchange (request {})",
+                    describe(request),
+                    request.request_id
+                ),
+            ));
+        }
+        if request.allowed {
+            return alerts;
+        }
+        let rule = request.rule;
+        let from = &request.source_ip;
+        let single = match rule {
+            Some(Rule::Revoked | Rule::Expired | Rule::Frozen) => Some((
+                AlertRule::DeadKeyUsed,
+                format!(
+                    "the {} key of {who} was used from {from}: whoever sent this still holds it",
+                    rule.map_or("", Rule::as_str)
+                ),
+            )),
+            Some(Rule::SourceIp) if request.client.is_some() => Some((
+                AlertRule::ForeignSource,
+                format!("the key of {who} was used from {from}, which is not on its allow list"),
+            )),
+            Some(Rule::Replay) => Some((
+                AlertRule::Replay,
+                format!("a request of {who} from {from} replayed a signature already used"),
+            )),
+            _ => None,
+        };
+        if let Some((alert_rule, summary)) = single {
+            let key = format!("{who} {from}");
+            if self.is_due(alert_rule, &key, ts_ms) {
+                alerts.push((Severity::Warning, alert_rule, summary));
+            }
+        }
+        if counts_toward_bursts(rule) {
+            let count = self.count_denial(&who, ts_ms);
+            if count >= self.thresholds.denial_burst
+                && self.is_due(AlertRule::DenialBurst, &who, ts_ms)
+            {
+                alerts.push((
+                    Severity::Warning,
+                    AlertRule::DenialBurst,
+                    format!(
+                        "{count} requests of {who} denied within {}s, the last from {from} by \
+                         rule {}",
+                        self.thresholds.denial_window.as_secs(),
+                        rule.map_or("?", Rule::as_str)
+                    ),
+                ));
+            }
+        }
+        alerts
+    }
+
+    /// Whether `rule` may be raised again for `key` at `ts_ms`; if so, notes that it is.
+    fn is_due(&mut self, rule: AlertRule, key: &str, ts_ms: u64) -> bool {
+        let quiet = millis(self.thresholds.quiet_period);
+        match self.last_raised.get(&(rule, key.to_owned())) {
+            Some(&last) if ts_ms.saturating_sub(last) < quiet => false,
+            _ => {
+                self.last_raised.insert((rule, key.to_owned()), ts_ms);
+                if self.last_raised.len() > MAX_COUNTED_SOURCES {
+                    self.last_raised
+                        .retain(|_, &mut last| ts_ms.saturating_sub(last) < quiet);
+                }
+                true
+            }
+        }
+    }
+
+    /// Notes a denial of `who` at `ts_ms`; returns how many fell inside the window.
+    fn count_denial(&mut self, who: &str, ts_ms: u64) -> usize {
+        let window = millis(self.thresholds.denial_window);
+        let inside = |at: u64| ts_ms.saturating_sub(at) < window;
+        if self.denials.len() > MAX_COUNTED_SOURCES && !self.denials.contains_key(who) {
+            self.denials
+                .retain(|_, times| times.back().is_some_and(|&at| inside(at)));
+        }
+        let times = self.denials.entry(who.to_owned()).or_default();
+        times.push_back(ts_ms);
+        while times.front().is_some_and(|&at| !inside(at)) {
+            times.pop_front();
+        }
+        // Only the count matters: keep no more times than the threshold needs.
+        while times.len() > self.thresholds.denial_burst.max(1) {
+            times.pop_front();
+        }
+        times.len()
+    }
+
+    /// Remembers a request written before forwarding, to name it when its outcome comes.
+    fn remember_pending(&mut self, ts_ms: u64, request: &RequestEvent) {
+        if request.outcome != Outcome::Pending {
+            return;
+        }
+        if self.pending.len() >= MAX_PENDING {
+            let mut ages: Vec<u64> = self.pending.values().map(|(at, _)| *at).collect();
+            ages.sort_unstable();
+            let median = ages[ages.len() / 2];
+            self.pending.retain(|_, (at, _)| *at > median);
+        }
+        self.pending
+            .insert(request.request_id.clone(), (ts_ms, describe(request)));
+    }
+}
+
+/// A withdrawal or transfer: every one forwarded is worth knowing about, and one denied
+/// is someone trying to move funds that policy keeps where they are.
+fn funds_movement(request: &RequestEvent) -> Option<(Severity, AlertRule, String)> {
+    let rule = match request.action {
+        ActionKind::Withdraw => AlertRule::Withdrawal,
+        ActionKind::Transfer => AlertRule::Transfer,
+        _ => return None,
+    };
+    let who = who(request);
+    let what = describe(request);
+    Some(if request.allowed {
+        let severity = match rule {
+            AlertRule::Withdrawal => Severity::Warning,
+            _ => Severity::Info,
+        };
+        (severity, rule, format!("{what} forwarded for {who}"))
+    } else {
+        (
+            Severity::Critical,
+            rule,
+            format!(
+                "{what} by {who} from {} denied by rule {}",
+                request.source_ip,
+                request.rule.map_or("?", Rule::as_str)
+            ),
+        )
+    })
+}
+
+/// Denials that say something about the client; a client that hung up, or public data
+/// paused to keep weight for orders, does not.
+fn counts_toward_bursts(rule: Option<Rule>) -> bool {
+    !matches!(rule, Some(Rule::ClientGone | Rule::WeightReserved))
+}
+
+fn admin_alert(admin: &AdminEvent) -> (Severity, String) {
+    let severity = match admin.change.as_str() {
+        "vault.panic" => Severity::Critical,
+        _ => Severity::Info,
+    };
+    (
+        severity,
+        format!("{} by {} on {}", admin.change, admin.actor, admin.target),
+    )
+}
+
+/// Who sent a request: its client, or the address of a request with no known key.
+fn who(request: &RequestEvent) -> String {
+    match &request.client {
+        Some(client) => format!("client {client}"),
+        None => format!("an unknown key from {}", request.source_ip),
+    }
+}
+
+/// The request in a few words: `withdrawal of 0.5 BTC to ADDRESS`, `trade BTCUSDT`.
+fn describe(request: &RequestEvent) -> String {
+    let mut text = match request.action {
+        ActionKind::Withdraw => "withdrawal".to_owned(),
+        ActionKind::Transfer => "transfer".to_owned(),
+        other => other.as_str().to_owned(),
+    };
+    if let (Some(amount), Some(asset)) = (&request.amount, &request.asset) {
+        text.push_str(&format!(" of {amount} {asset}"));
+    }
+    if let Some(destination) = &request.destination {
+        text.push_str(&format!(" to {destination}"));
+    }
+    if let Some(symbol) = &request.symbol {
+        text.push_str(&format!(" {symbol}"));
+    }
+    text
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keygate_core::OutcomeEvent;
+    use rust_decimal::Decimal;
+
+    fn request(ts_ms: u64, client: Option<&str>, action: ActionKind, rule: Option<Rule>) -> Event {
+        Event {
+            ts_ms,
+            body: EventBody::Request(RequestEvent {
+                request_id: format!("r{ts_ms}"),
+                exchange: "binance".into(),
+                client: client.map(str::to_owned),
+                account: client.map(|_| "main".to_owned()),
+                source_ip: "127.0.0.1".into(),
+                method: "POST".into(),
+                path: "/sapi/v1/capital/withdraw/apply".into(),
+                action,
+                symbol: None,
+                side: None,
+                notional: None,
+                amount: Some(Decimal::new(5, 1)),
+                asset: Some("BTC".into()),
+                destination: Some("bc1qexample".into()),
+                allowed: rule.is_none(),
+                rule,
+                message: None,
+                upstream_status: None,
+                latency_us: None,
+                outcome: if rule.is_none() {
+                    Outcome::Pending
+                } else {
+                    Outcome::NotForwarded
+                },
+            }),
+        }
+    }
+
+    fn rules_of(alerts: &[Alert]) -> Vec<(Severity, AlertRule)> {
+        alerts.iter().map(|a| (a.severity, a.rule)).collect()
+    }
+
+    #[test]
+    fn a_denied_withdrawal_is_critical_and_an_allowed_one_a_warning() {
+        let mut rules = Rules::new(Thresholds::default());
+        let denied = rules.evaluate(
+            1,
+            &request(1_000, Some("bot1"), ActionKind::Withdraw, Some(Rule::Scope)),
+        );
+        assert_eq!(
+            rules_of(&denied),
+            [(Severity::Critical, AlertRule::Withdrawal)]
+        );
+        assert_eq!(
+            denied[0].summary,
+            "withdrawal of 0.5 BTC to bc1qexample by client bot1 from 127.0.0.1 denied by rule scope"
+        );
+        assert_eq!(denied[0].client.as_deref(), Some("bot1"));
+        assert_eq!(denied[0].event_seq, 1);
+        let allowed = rules.evaluate(2, &request(2_000, Some("bot1"), ActionKind::Withdraw, None));
+        assert_eq!(
+            rules_of(&allowed),
+            [(Severity::Warning, AlertRule::Withdrawal)]
+        );
+        let transfer = rules.evaluate(3, &request(3_000, Some("bot1"), ActionKind::Transfer, None));
+        assert_eq!(rules_of(&transfer), [(Severity::Info, AlertRule::Transfer)]);
+    }
+
+    #[test]
+    fn an_unknown_outcome_names_the_pending_request() {
+        let mut rules = Rules::new(Thresholds::default());
+        assert!(rules
+            .evaluate(1, &request(1_000, Some("bot1"), ActionKind::Trade, None))
+            .is_empty());
+        let outcome = |id: &str, outcome| Event {
+            ts_ms: 2_000,
+            body: EventBody::Outcome(OutcomeEvent {
+                request_id: id.into(),
+                client: Some("bot1".into()),
+                upstream_status: None,
+                latency_us: 10_000_000,
+                outcome,
+            }),
+        };
+        assert!(rules
+            .evaluate(2, &outcome("r1000", Outcome::Answered))
+            .is_empty());
+        rules.evaluate(3, &request(3_000, Some("bot1"), ActionKind::Trade, None));
+        let alerts = rules.evaluate(4, &outcome("r3000", Outcome::Unknown));
+        assert_eq!(
+            rules_of(&alerts),
+            [(Severity::Critical, AlertRule::OutcomeUnknown)]
+        );
+        assert!(
+            alerts[0].summary.starts_with("trade of 0.5 BTC"),
+            "{}",
+            alerts[0].summary
+        );
+        assert!(alerts[0].summary.contains("request r3000"));
+    }
+
+    #[test]
+    fn denials_raise_one_burst_alert_per_quiet_period() {
+        let thresholds = Thresholds {
+            denial_burst: 3,
+            denial_window: Duration::from_secs(10),
+            quiet_period: Duration::from_secs(60),
+        };
+        let mut rules = Rules::new(thresholds);
+        let deny = |rules: &mut Rules, ts_ms| {
+            rules_of(&rules.evaluate(
+                ts_ms,
+                &request(ts_ms, Some("bot1"), ActionKind::Trade, Some(Rule::Symbol)),
+            ))
+        };
+        // Two inside the window, one outside: no burst.
+        assert!(deny(&mut rules, 0).is_empty());
+        assert!(deny(&mut rules, 20_000).is_empty());
+        assert!(deny(&mut rules, 21_000).is_empty());
+        assert_eq!(
+            deny(&mut rules, 22_000),
+            [(Severity::Warning, AlertRule::DenialBurst)]
+        );
+        // Still bursting, but quiet for a minute.
+        assert!(deny(&mut rules, 23_000).is_empty());
+        assert!(deny(&mut rules, 24_000).is_empty());
+        assert_eq!(
+            deny(&mut rules, 83_000),
+            Vec::<(Severity, AlertRule)>::new(),
+            "the window holds one denial here"
+        );
+        deny(&mut rules, 84_000);
+        assert_eq!(
+            deny(&mut rules, 85_000),
+            [(Severity::Warning, AlertRule::DenialBurst)]
+        );
+    }
+
+    #[test]
+    fn a_dead_or_foreign_key_or_a_replay_is_a_warning_once() {
+        let mut rules = Rules::new(Thresholds::default());
+        for (rule, expected) in [
+            (Rule::Revoked, AlertRule::DeadKeyUsed),
+            (Rule::SourceIp, AlertRule::ForeignSource),
+            (Rule::Replay, AlertRule::Replay),
+        ] {
+            let first = rules.evaluate(
+                1,
+                &request(1_000, Some("bot1"), ActionKind::Read, Some(rule)),
+            );
+            assert_eq!(
+                rules_of(&first),
+                [(Severity::Warning, expected)],
+                "{rule:?}"
+            );
+            let again = rules.evaluate(
+                2,
+                &request(2_000, Some("bot1"), ActionKind::Read, Some(rule)),
+            );
+            assert!(again.is_empty(), "{rule:?} raised twice: {again:?}");
+        }
+        // A source address refused before any key is known says nothing of a client.
+        let anonymous = rules.evaluate(
+            3,
+            &request(3_000, None, ActionKind::Read, Some(Rule::SourceIp)),
+        );
+        assert!(anonymous.is_empty(), "{anonymous:?}");
+    }
+
+    #[test]
+    fn a_panic_is_critical_and_other_changes_are_information() {
+        let mut rules = Rules::new(Thresholds::default());
+        let admin = |change: &str| Event {
+            ts_ms: 5,
+            body: EventBody::Admin(AdminEvent {
+                actor: "cli".into(),
+                change: change.into(),
+                target: "clients".into(),
+                detail: serde_json::Value::Null,
+            }),
+        };
+        assert_eq!(
+            rules_of(&rules.evaluate(1, &admin("vault.panic"))),
+            [(Severity::Critical, AlertRule::AdminChange)]
+        );
+        assert_eq!(
+            rules_of(&rules.evaluate(2, &admin("account.rotate"))),
+            [(Severity::Info, AlertRule::AdminChange)]
+        );
+    }
+}

@@ -1,0 +1,238 @@
+//! Where alerts go: webhooks (an HTTPS POST of JSON, signed when a secret is configured).
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use hmac::{Hmac, Mac};
+use keygate_vault::SecretBytes;
+use reqwest::Url;
+use serde::Serialize;
+use sha2::Sha256;
+
+use crate::{Alert, Error, Severity};
+
+/// How long one delivery may take.
+const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
+/// The waits before each further attempt at a delivery that failed. Alerts are not
+/// orders: sending one twice is better than not at all.
+const RETRY_DELAYS: [Duration; 2] = [Duration::from_secs(1), Duration::from_secs(3)];
+
+/// A webhook: alerts of at least `min_severity` are POSTed to its URL as JSON.
+///
+/// With a secret, each POST carries `X-Keygate-Timestamp` (milliseconds since the epoch)
+/// and `X-Keygate-Signature: sha256=HEX`, the HMAC-SHA256 under the secret of the
+/// timestamp, a `.`, and the body, so the receiver can tell keygate's alerts from forged
+/// ones and old ones replayed.
+///
+/// The URL is never logged or shown whole: a chat webhook's path is its credential.
+pub struct Webhook {
+    url: Url,
+    secret: Option<SecretBytes>,
+    min_severity: Severity,
+}
+
+impl Webhook {
+    /// A webhook to `url`: HTTPS, or plain HTTP to a loopback address only.
+    pub fn new(
+        url: &str,
+        secret: Option<SecretBytes>,
+        min_severity: Severity,
+    ) -> Result<Webhook, Error> {
+        let bad = |reason: &str| Error::BadWebhook {
+            reason: reason.to_owned(),
+        };
+        let url = Url::parse(url).map_err(|e| bad(&format!("not a URL ({e})")))?;
+        match url.scheme() {
+            "https" => {}
+            "http" if is_loopback(&url) => {}
+            "http" => return Err(bad("plain http is allowed to loopback addresses only")),
+            _ => {
+                return Err(bad(
+                    "the scheme must be https (or http to a loopback address)",
+                ))
+            }
+        }
+        if url.host().is_none() || !url.username().is_empty() || url.password().is_some() {
+            return Err(bad("the URL needs a host and no user name or password"));
+        }
+        Ok(Webhook {
+            url,
+            secret,
+            min_severity,
+        })
+    }
+
+    /// Where the webhook goes, without its path or query: `https://hooks.example.com/…`.
+    pub fn destination(&self) -> String {
+        let host = self.url.host_str().unwrap_or("?");
+        match self.url.port() {
+            Some(port) => format!("{}://{host}:{port}/…", self.url.scheme()),
+            None => format!("{}://{host}/…", self.url.scheme()),
+        }
+    }
+
+    /// Whether `alert` is severe enough for this webhook.
+    pub fn wants(&self, alert: &Alert) -> bool {
+        alert.severity >= self.min_severity
+    }
+
+    /// POSTs `alert`, trying again after each of [`RETRY_DELAYS`] while it fails. The
+    /// error names the destination and the last failure, never the whole URL.
+    pub(crate) async fn deliver(
+        &self,
+        http: &reqwest::Client,
+        alert: &Alert,
+    ) -> Result<(), String> {
+        let body = serde_json::to_vec(&Payload::of(alert)).map_err(|e| e.to_string())?;
+        let mut delays = RETRY_DELAYS.iter();
+        loop {
+            match self.post(http, &body).await {
+                Ok(()) => return Ok(()),
+                Err(failure) => match delays.next() {
+                    Some(delay) => tokio::time::sleep(*delay).await,
+                    None => {
+                        return Err(format!("webhook {} failed: {failure}", self.destination()))
+                    }
+                },
+            }
+        }
+    }
+
+    async fn post(&self, http: &reqwest::Client, body: &[u8]) -> Result<(), String> {
+        let mut request = http
+            .post(self.url.clone())
+            .timeout(DELIVERY_TIMEOUT)
+            .header("content-type", "application/json")
+            .header("user-agent", concat!("keygate/", env!("CARGO_PKG_VERSION")));
+        if let Some(secret) = &self.secret {
+            let timestamp = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis())
+                .to_string();
+            request = request
+                .header("x-keygate-signature", sign(secret, &timestamp, body))
+                .header("x-keygate-timestamp", timestamp);
+        }
+        let response = request
+            .body(body.to_vec())
+            .send()
+            .await
+            // reqwest's errors quote the URL, which may hold the webhook's credential.
+            .map_err(|e| e.without_url().to_string())?;
+        let status = response.status();
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(format!("answered {status}"))
+        }
+    }
+}
+
+/// The value of `X-Keygate-Signature` for `body` sent at `timestamp`.
+pub fn sign(secret: &SecretBytes, timestamp: &str, body: &[u8]) -> String {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.expose_secret())
+        .expect("HMAC accepts keys of any length");
+    mac.update(timestamp.as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// The HTTP client every webhook is sent with: rustls, no redirects (a redirect would
+/// carry the alert somewhere nobody configured), no proxy from the environment.
+pub(crate) fn http_client() -> Result<reqwest::Client, Error> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .build()
+        .map_err(|e| Error::BadWebhook {
+            reason: format!("cannot build the HTTP client: {}", e.without_url()),
+        })
+}
+
+fn is_loopback(url: &Url) -> bool {
+    let host = url.host_str().unwrap_or("");
+    let unbracketed = host.trim_start_matches('[').trim_end_matches(']');
+    match unbracketed.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.is_loopback(),
+        Err(_) => host.eq_ignore_ascii_case("localhost"),
+    }
+}
+
+/// The JSON a webhook receives: the alert, plus `text`, which chat services (Slack,
+/// Mattermost) show as the message.
+#[derive(Serialize)]
+struct Payload<'a> {
+    text: String,
+    #[serde(flatten)]
+    alert: &'a Alert,
+}
+
+impl Payload<'_> {
+    fn of(alert: &Alert) -> Payload<'_> {
+        Payload {
+            text: format!("[keygate {}] {}", alert.severity.as_str(), alert.summary),
+            alert,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_https_or_loopback_http_without_credentials_is_accepted() {
+        for good in [
+            "https://hooks.example.com/services/T0/B0/XYZ",
+            "http://127.0.0.1:9000/alerts",
+            "http://[::1]/x",
+            "http://localhost:81/",
+        ] {
+            assert!(
+                Webhook::new(good, None, Severity::Warning).is_ok(),
+                "{good}"
+            );
+        }
+        for bad in [
+            "http://hooks.example.com/x",
+            "ftp://127.0.0.1/x",
+            "https://user:pw@hooks.example.com/x",
+            "not a url",
+            "http://10.0.0.1/x",
+        ] {
+            assert!(
+                matches!(
+                    Webhook::new(bad, None, Severity::Warning),
+                    Err(Error::BadWebhook { .. })
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_destination_hides_the_path_that_holds_a_chat_webhook_credential() {
+        let hook = Webhook::new(
+            "https://hooks.example.com/services/T0/B0/s3cretpath?token=abc",
+            None,
+            Severity::Info,
+        )
+        .unwrap();
+        assert_eq!(hook.destination(), "https://hooks.example.com/…");
+        let local = Webhook::new("http://127.0.0.1:9000/a", None, Severity::Info).unwrap();
+        assert_eq!(local.destination(), "http://127.0.0.1:9000/…");
+    }
+
+    #[test]
+    fn the_signature_covers_the_timestamp_and_the_body() {
+        let secret = SecretBytes::new(b"key".to_vec());
+        let signature = sign(&secret, "1700000000000", b"{}");
+        // HMAC-SHA256("key", "1700000000000.{}"), computed independently (Python's hmac).
+        assert_eq!(
+            signature,
+            "sha256=36a72f4525d3323bd0f238fe82098164fb77b1e42288ff8e07b074c686178ad3"
+        );
+        assert_ne!(sign(&secret, "1700000000001", b"{}"), signature);
+        assert_ne!(sign(&secret, "1700000000000", b"{ }"), signature);
+    }
+}

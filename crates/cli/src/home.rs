@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context};
 use keygate_audit::{AuditKey, AuditLog};
 use keygate_core::{AdminEvent, Event, EventBody};
+use keygate_monitor::AlertsConfig;
 use keygate_store::Store;
 use keygate_vault::{KdfParams, MasterKey, SecretString, VaultFormat};
 use serde::{Deserialize, Serialize};
@@ -71,6 +72,9 @@ pub struct Config {
     pub version: u32,
     /// Where the master key comes from.
     pub master_key: MasterKeyConfig,
+    /// What raises an alert and where alerts go (`[alerts]`, `[[alerts.webhook]]`).
+    #[serde(default, skip_serializing_if = "AlertsConfig::is_empty")]
+    pub alerts: AlertsConfig,
 }
 
 /// The master-key provider chosen at `init`.
@@ -226,6 +230,7 @@ pub fn init(home: Home, how: &UnlockArgs, args: &InitArgs) -> anyhow::Result<()>
                 provider,
                 key_file: key_file.clone(),
             },
+            alerts: AlertsConfig::default(),
         };
         write_private_file(
             &config_path,

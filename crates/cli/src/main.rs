@@ -18,6 +18,7 @@
 //!   vault, I/O error, refused change such as removing an account with bound clients).
 
 mod account;
+mod alerts;
 mod audit_cmd;
 mod client;
 mod demo;
@@ -121,6 +122,9 @@ enum Command {
     Reconcile(reconcile::ReconcileArgs),
     /// Check file permissions, the vault, clients, accounts and the audit log.
     Doctor(doctor::DoctorArgs),
+    /// Alerts: what the audit log raises, and a test of the webhooks.
+    #[command(subcommand)]
+    Alerts(alerts::AlertsCmd),
 }
 
 fn main() {
@@ -172,6 +176,10 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             report::run(&home::unlock(home()?, &how)?, args).map(|()| 0)
         }
         Command::Doctor(args) => doctor::run(&home::unlock(home()?, &how)?, args),
+        Command::Alerts(alerts::AlertsCmd::List(args)) => {
+            alerts::list(&home::unlock(home()?, &how)?, args)
+        }
+        Command::Alerts(alerts::AlertsCmd::Test) => alerts::test(&home()?),
     }
 }
 

@@ -10,7 +10,9 @@ use anyhow::{bail, Context};
 use ipnet::IpNet;
 use keygate_gateway::registry::{spawn_reloader, Live, Registry};
 use keygate_gateway::{ClientLimits, Gateway, Server};
+use keygate_monitor::Monitor;
 
+use crate::alerts;
 use crate::home::{parse_duration, Home, Unlocked};
 
 /// Options of `keygate serve`.
@@ -62,12 +64,14 @@ pub fn run(unlocked: Unlocked, args: &ServeArgs) -> anyhow::Result<()> {
         );
     }
     let _only_gateway = hold_serve_lock(&unlocked.home)?;
+    let alerts = alerts::settings(&unlocked.home)?;
     let Unlocked {
         store,
         master,
         audit,
         ..
     } = unlocked;
+    let db = store.path().to_owned();
     let registry = Registry::load(&store, &master).context("loading accounts and clients")?;
     if !keygate_vault::secrets_locked() {
         tracing::warn!(
@@ -98,6 +102,16 @@ pub fn run(unlocked: Unlocked, args: &ServeArgs) -> anyhow::Result<()> {
         "keygate listening on http://{}/binance",
         server.local_addr()
     );
+    let destinations: Vec<String> = alerts.webhooks.iter().map(|w| w.destination()).collect();
+    let monitor = Monitor::start(&db, alerts).context("starting the alert monitor")?;
+    eprintln!(
+        "keygate: alerts go to the log{}",
+        if destinations.is_empty() {
+            String::new()
+        } else {
+            format!(" and {}", destinations.join(", "))
+        }
+    );
 
     let signals = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -108,6 +122,8 @@ pub fn run(unlocked: Unlocked, args: &ServeArgs) -> anyhow::Result<()> {
     let served = server.shutdown().context("serving");
     // Requests have drained; their audit events may still wait for a batch.
     audit_log.flush().context("flushing the audit log")?;
+    // Every event is written: the monitor alerts on the last of them, then stops.
+    monitor.stop();
     served
 }
 

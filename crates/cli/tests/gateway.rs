@@ -167,10 +167,11 @@ fn signed(
     })
 }
 
-/// A withdrawal made with the real key behind keygate's back is what a leaked key looks
-/// like at the exchange; `keygate reconcile` finds it, and only it.
-#[test]
-fn reconcile_finds_the_withdrawal_keygate_never_forwarded() {
+/// The Binance simulator on loopback, accepting `credentials`, on a runtime that the
+/// caller keeps for as long as it needs the simulator (and can spawn more on).
+fn simulator(
+    credentials: Vec<Credential>,
+) -> (tokio::runtime::Runtime, keygate_mockex::RunningSimulator) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -178,9 +179,17 @@ fn reconcile_finds_the_withdrawal_keygate_never_forwarded() {
     let exchange = runtime
         .block_on(keygate_mockex::spawn(
             "127.0.0.1:0".parse().unwrap(),
-            vec![Credential::hmac(REAL_KEY, REAL_SECRET)],
+            credentials,
         ))
         .unwrap();
+    (runtime, exchange)
+}
+
+/// A withdrawal made with the real key behind keygate's back is what a leaked key looks
+/// like at the exchange; `keygate reconcile` finds it, and only it.
+#[test]
+fn reconcile_finds_the_withdrawal_keygate_never_forwarded() {
+    let (_runtime, exchange) = simulator(vec![Credential::hmac(REAL_KEY, REAL_SECRET)]);
     let mut home = Home::with_account(&exchange.url());
     let issued: Value = serde_json::from_str(&home.ok(
         &[
@@ -253,6 +262,159 @@ fn reconcile_finds_the_withdrawal_keygate_never_forwarded() {
     assert!(full.contains("narrow --since"), "{full}");
 }
 
+/// `serve` tells a webhook, signed, of a denied withdrawal and of a revoked key still in
+/// use; `alerts list` recomputes the same from the log; `alerts test` says which webhook
+/// failed. Neither the webhook's secret nor its URL's path (a chat webhook's credential)
+/// appears in anything keygate printed or logged.
+#[test]
+fn serve_alerts_a_signed_webhook_and_alerts_list_recomputes_what_it_sent() {
+    use std::os::unix::fs::PermissionsExt;
+    const HOOK_SECRET: &str = "whsec-planted-webhook-secret-3d9";
+    const HOOK_PATH: &str = "/services/T0/B0/planted-path-71c";
+    let (runtime, exchange) = simulator(vec![Credential::hmac(REAL_KEY, REAL_SECRET)]);
+    let receiver = runtime
+        .block_on(keygate_mockex::spawn_receiver(
+            "127.0.0.1:0".parse().unwrap(),
+            vec![],
+        ))
+        .unwrap();
+    let mut home = Home::with_account(&exchange.url());
+    let secret_file = home.kg.path("webhook.secret");
+    std::fs::write(&secret_file, format!("{HOOK_SECRET}\n")).unwrap();
+    std::fs::set_permissions(&secret_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let config_path = home.path().join("config.toml");
+    let config = std::fs::read_to_string(&config_path).unwrap();
+    let with_alerts = |url: &str| {
+        format!(
+            "{config}\n[[alerts.webhook]]\nurl = \"{url}\"\nsecret_file = \"{}\"\n",
+            secret_file.display()
+        )
+    };
+    std::fs::write(&config_path, with_alerts(&receiver.url(HOOK_PATH))).unwrap();
+    let issued: Value = serde_json::from_str(&home.ok(
+        &[
+            "client",
+            "issue",
+            "--account",
+            "main",
+            "--name",
+            "bot1",
+            "--json",
+        ],
+        None,
+    ))
+    .unwrap();
+    let (key, secret) = (
+        issued["api_key"].as_str().unwrap(),
+        issued["secret"].as_str().unwrap(),
+    );
+    let serve = Serve::start(&home);
+    let (status, body) = signed(
+        reqwest::Method::POST,
+        &format!("http://{}/binance", serve.addr),
+        "/sapi/v1/capital/withdraw/apply",
+        "coin=USDT&network=TRX&address=TSomewhere&amount=10",
+        key,
+        secret,
+    );
+    assert_eq!(
+        (status, body["code"].as_i64()),
+        (401, Some(-2015)),
+        "{body}"
+    );
+    let hooks = receiver.wait_for(1, Duration::from_secs(10));
+    assert_eq!(hooks.len(), 1, "no alert reached the webhook");
+    let alert: Value = serde_json::from_slice(&hooks[0].body).unwrap();
+    assert_eq!(alert["rule"], "withdrawal", "{alert}");
+    assert_eq!(alert["severity"], "critical", "{alert}");
+    assert_eq!(alert["client"], "bot1", "{alert}");
+    assert_eq!(hooks[0].path, HOOK_PATH);
+    let timestamp = hooks[0].header("x-keygate-timestamp").unwrap();
+    let expected = keygate_monitor::sign(
+        &keygate_vault::SecretBytes::new(HOOK_SECRET.as_bytes().to_vec()),
+        timestamp,
+        &hooks[0].body,
+    );
+    assert_eq!(
+        hooks[0].header("x-keygate-signature"),
+        Some(expected.as_str())
+    );
+
+    // A revoked key that someone still uses: the revoke is information (below the
+    // webhook's default, warning), the use a warning.
+    home.ok(&["client", "revoke", "bot1"], None);
+    std::thread::sleep(Duration::from_millis(1500));
+    let (status, _) = signed_get(&serve.addr, "/api/v3/account", key, secret);
+    assert_eq!(status, 401);
+    let hooks = receiver.wait_for(2, Duration::from_secs(10));
+    assert_eq!(hooks.len(), 2);
+    let alert: Value = serde_json::from_slice(&hooks[1].body).unwrap();
+    assert_eq!(alert["rule"], "dead_key_used", "{alert}");
+    drop(serve);
+
+    let listed: Value =
+        serde_json::from_str(&home.ok(&["alerts", "list", "--json"], None)).unwrap();
+    let rules: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["rule"].as_str().unwrap())
+        .collect();
+    // init, account add and client issue; then what the webhook got, and the revoke.
+    assert_eq!(
+        rules,
+        [
+            "admin_change",
+            "admin_change",
+            "admin_change",
+            "withdrawal",
+            "admin_change",
+            "dead_key_used"
+        ]
+    );
+    let warnings = home.ok(&["alerts", "list", "--min-severity", "warning"], None);
+    assert_eq!(warnings.lines().count(), 2, "{warnings}");
+    assert!(warnings.contains("critical  withdrawal"), "{warnings}");
+
+    let tested = home.ok(&["alerts", "test"], None);
+    assert!(tested.contains(": delivered"), "{tested}");
+    assert_eq!(receiver.hooks().len(), 3);
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    std::fs::write(
+        &config_path,
+        with_alerts(&format!("http://{closed}{HOOK_PATH}")),
+    )
+    .unwrap();
+    let failed = home.kg.fails(&["alerts", "test"], "", 1);
+    assert!(
+        failed
+            .stdout
+            .contains(&format!("webhook http://{closed}/… failed")),
+        "{}",
+        failed.stdout
+    );
+    std::fs::write(&config_path, with_alerts("http://alerts.example.com/x")).unwrap();
+    let refused = home.kg.fails(&["alerts", "test"], "", 2);
+    assert!(refused.stderr.contains("loopback"), "{}", refused.stderr);
+
+    let mut written = std::fs::read(home.kg.path("serve.log")).unwrap();
+    written.extend(&home.printed);
+    written.extend(failed.stdout.as_bytes());
+    written.extend(failed.stderr.as_bytes());
+    let written = String::from_utf8_lossy(&written);
+    assert!(
+        !written.contains(HOOK_SECRET),
+        "the webhook secret was written"
+    );
+    assert!(
+        !written.contains("planted-path"),
+        "the webhook URL's path was written"
+    );
+}
+
 /// Two gateways on one vault would each keep a replay cache, and each accept a captured
 /// signature once.
 #[test]
@@ -275,19 +437,10 @@ fn a_second_gateway_on_the_same_vault_is_refused() {
 
 #[test]
 fn ccxt_trades_through_keygate_and_the_cli_administers_it_live() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let exchange = runtime
-        .block_on(keygate_mockex::spawn(
-            "127.0.0.1:0".parse().unwrap(),
-            vec![
-                Credential::hmac(REAL_KEY, REAL_SECRET),
-                Credential::hmac(ROTATED_KEY, ROTATED_SECRET),
-            ],
-        ))
-        .unwrap();
+    let (_runtime, exchange) = simulator(vec![
+        Credential::hmac(REAL_KEY, REAL_SECRET),
+        Credential::hmac(ROTATED_KEY, ROTATED_SECRET),
+    ]);
     let mut home = Home::with_account(&exchange.url());
     let issued: Value = serde_json::from_str(&home.ok(
         &[

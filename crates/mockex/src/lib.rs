@@ -20,7 +20,8 @@
 //! never opens an outbound connection.
 //!
 //! Main types: [`Simulator`] (the shared state and its [`Simulator::router`]),
-//! [`RunningSimulator`] (returned by [`spawn`]), [`Credential`] and [`Error`].
+//! [`RunningSimulator`] (returned by [`spawn`]), [`Credential`] and [`Error`]. For tests
+//! of keygate's alerts, [`spawn_receiver`] runs a webhook receiver ([`WebhookReceiver`]).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), keygate_mockex::Error> {
@@ -39,6 +40,9 @@ mod auth;
 mod book;
 mod market;
 mod routes;
+mod webhook;
+
+pub use webhook::{spawn_receiver, Hook, WebhookReceiver};
 
 use std::collections::HashMap;
 use std::future::Future;

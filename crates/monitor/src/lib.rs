@@ -15,7 +15,7 @@
 //! | `admin_change` | critical for `keygate panic`, info otherwise | an operator's change |
 //!
 //! Alerts are derived from the tamper-evident log and from nothing else, so they can
-//! always be recomputed (`keygate alerts list`): a webhook that was down loses no alert
+//! always be recomputed by passing the log through [`Rules`] again (`keygate alerts list`): a webhook that was down loses no alert
 //! that the log holds. The monitor keeps its place in the log (`monitor_cursor` in the
 //! store's meta table) and starts, the first time, at the log's end.
 //!
@@ -346,29 +346,6 @@ fn log(alert: &Alert) {
         }
         Severity::Info => {
             tracing::info!(target: "keygate::alert", rule, client, event_seq = seq, "{summary}")
-        }
-    }
-}
-
-/// The alerts that events `from..` raise, read from the store without moving the
-/// monitor's place: what `keygate alerts list` shows. `from` should be a little before the
-/// period of interest, so that bursts that began earlier are counted whole.
-pub fn replay_alerts(
-    store: &Store,
-    thresholds: Thresholds,
-    from: u64,
-    mut each: impl FnMut(Alert),
-) -> Result<(), Error> {
-    let mut rules = Rules::new(thresholds);
-    let mut next = from;
-    loop {
-        let page = keygate_audit::read(store, next, PAGE)?;
-        let Some((last, _)) = page.last() else {
-            return Ok(());
-        };
-        next = last + 1;
-        for (seq, event) in &page {
-            rules.evaluate(*seq, event).into_iter().for_each(&mut each);
         }
     }
 }

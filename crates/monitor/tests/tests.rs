@@ -2,109 +2,53 @@
 
 #![allow(clippy::unwrap_used)] // Tests may panic.
 
-use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use keygate_audit::{AuditKey, AuditLog};
 use keygate_core::{ActionKind, AdminEvent, Event, EventBody, Outcome, RequestEvent, Rule};
-use keygate_monitor::{
-    replay_alerts, sign, AlertsConfig, Monitor, Severity, Thresholds, WebhookConfig,
-};
+use keygate_mockex::{spawn_receiver, Hook, WebhookReceiver};
+use keygate_monitor::{sign, AlertsConfig, Monitor, Rules, Severity, Thresholds, WebhookConfig};
 use keygate_store::Store;
 use keygate_vault::SecretBytes;
 
-/// One POST the receiver got.
-#[derive(Clone, Debug)]
-struct Received {
-    path: String,
-    headers: HashMap<String, String>,
-    body: Vec<u8>,
-}
-
-impl Received {
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap()
-    }
-}
-
-/// A webhook receiver on 127.0.0.1: answers each request with the next status of
-/// `statuses` (200 once they run out) and keeps what it got.
+/// A webhook receiver on loopback, on a runtime of its own.
 struct Receiver {
-    addr: SocketAddr,
-    got: Arc<Mutex<Vec<Received>>>,
+    receiver: WebhookReceiver,
+    _runtime: tokio::runtime::Runtime,
 }
 
 impl Receiver {
+    /// Answers the first requests with `statuses`, then 200.
     fn start(statuses: &[u16]) -> Receiver {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let got = Arc::new(Mutex::new(Vec::new()));
-        let statuses = Arc::new(Mutex::new(statuses.to_vec()));
-        let keep = Arc::clone(&got);
-        thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { return };
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut request_line = String::new();
-                reader.read_line(&mut request_line).unwrap();
-                let mut headers = HashMap::new();
-                loop {
-                    let mut line = String::new();
-                    reader.read_line(&mut line).unwrap();
-                    let line = line.trim_end();
-                    if line.is_empty() {
-                        break;
-                    }
-                    let (name, value) = line.split_once(':').unwrap();
-                    headers.insert(name.to_ascii_lowercase(), value.trim().to_owned());
-                }
-                let length: usize = headers["content-length"].parse().unwrap();
-                let mut body = vec![0; length];
-                reader.read_exact(&mut body).unwrap();
-                let path = request_line.split(' ').nth(1).unwrap().to_owned();
-                keep.lock().unwrap().push(Received {
-                    path,
-                    headers,
-                    body,
-                });
-                let status = {
-                    let mut statuses = statuses.lock().unwrap();
-                    if statuses.is_empty() {
-                        200
-                    } else {
-                        statuses.remove(0)
-                    }
-                };
-                let mut stream = stream;
-                let _ = write!(
-                    stream,
-                    "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-                );
-            }
-        });
-        Receiver { addr, got }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let receiver = runtime
+            .block_on(spawn_receiver(
+                "127.0.0.1:0".parse().unwrap(),
+                statuses.to_vec(),
+            ))
+            .unwrap();
+        Receiver {
+            receiver,
+            _runtime: runtime,
+        }
     }
 
     fn url(&self) -> String {
-        format!("http://{}/hooks/s3cretpath", self.addr)
+        self.receiver.url("/hooks/s3cretpath")
     }
 
-    /// Waits until `n` requests came (at most 15 s) and returns them all.
-    fn wait_for(&self, n: usize) -> Vec<Received> {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            let got = self.got.lock().unwrap().clone();
-            if got.len() >= n || Instant::now() > deadline {
-                return got;
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
+    fn wait_for(&self, n: usize) -> Vec<Hook> {
+        self.receiver.wait_for(n, Duration::from_secs(15))
     }
+}
+
+fn json(hook: &Hook) -> serde_json::Value {
+    serde_json::from_slice(&hook.body).unwrap()
 }
 
 fn request(ts_ms: u64, action: ActionKind, rule: Option<Rule>) -> Event {
@@ -198,10 +142,10 @@ fn the_monitor_follows_the_log_signs_each_alert_and_resumes_where_it_stopped() {
     assert_eq!(got.len(), 3, "{got:?}");
     let rules: Vec<String> = got
         .iter()
-        .map(|r| r.json()["rule"].as_str().unwrap().to_owned())
+        .map(|r| json(r)["rule"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(rules, ["withdrawal", "dead_key_used", "admin_change"]);
-    let first = got[0].json();
+    let first = json(&got[0]);
     assert_eq!(first["severity"], "critical");
     assert_eq!(first["client"], "bot1");
     assert_eq!(first["event_seq"], 3);
@@ -212,9 +156,9 @@ fn the_monitor_follows_the_log_signs_each_alert_and_resumes_where_it_stopped() {
     assert_eq!(got[0].path, "/hooks/s3cretpath");
     let secret = SecretBytes::new(b"whsec-planted-7f3a".to_vec());
     for received in &got {
-        let timestamp = &received.headers["x-keygate-timestamp"];
+        let timestamp = received.header("x-keygate-timestamp").unwrap();
         assert_eq!(
-            received.headers["x-keygate-signature"],
+            received.header("x-keygate-signature").unwrap(),
             sign(&secret, timestamp, &received.body)
         );
         assert!(!String::from_utf8_lossy(&received.body).contains("whsec-planted"));
@@ -231,15 +175,19 @@ fn the_monitor_follows_the_log_signs_each_alert_and_resumes_where_it_stopped() {
     let got = receiver.wait_for(4);
     monitor.stop();
     assert_eq!(got.len(), 4);
-    assert_eq!(got[3].json()["rule"], "transfer");
-    assert_eq!(got[3].json()["event_seq"], 6);
+    assert_eq!(json(&got[3])["rule"], "transfer");
+    assert_eq!(json(&got[3])["event_seq"], 6);
 
     // The same alerts come out of the log again, from the start, info included.
     log.flush().unwrap();
     let store = Store::open(&db).unwrap();
-    let mut replayed = Vec::new();
-    replay_alerts(&store, Thresholds::default(), 1, |a| replayed.push(a)).unwrap();
-    let seqs: Vec<u64> = replayed.iter().map(|a| a.event_seq).collect();
+    let mut rules = Rules::new(Thresholds::default());
+    let seqs: Vec<u64> = keygate_audit::read(&store, 1, 100)
+        .unwrap()
+        .iter()
+        .flat_map(|(seq, event)| rules.evaluate(*seq, event))
+        .map(|a| a.event_seq)
+        .collect();
     assert_eq!(seqs, [1, 3, 4, 5, 6]);
 }
 
@@ -262,9 +210,9 @@ fn a_webhook_that_fails_is_tried_again_and_one_below_its_severity_gets_nothing()
     monitor.stop();
     assert_eq!(got.len(), 2, "one failed attempt, then the delivery");
     assert_eq!(got[0].body, got[1].body);
-    assert_eq!(got[1].json()["rule"], "replay");
-    assert!(!got[0].headers.contains_key("x-keygate-signature"));
-    assert!(critical_only.got.lock().unwrap().is_empty());
+    assert_eq!(json(&got[1])["rule"], "replay");
+    assert!(got[0].header("x-keygate-signature").is_none());
+    assert!(critical_only.receiver.hooks().is_empty());
 }
 
 #[test]

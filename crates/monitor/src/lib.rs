@@ -12,6 +12,7 @@
 //! | `foreign_source` | warning | a key is used from an address not on its allow list |
 //! | `replay` | warning | a signature is sent again |
 //! | `denial_burst` | warning | many denials of one client or address in a short window |
+//! | `new_source` | warning | a client seen at one address is used from another (anomaly) |
 //! | `admin_change` | critical for `keygate panic`, info otherwise | an operator's change |
 //!
 //! Alerts are derived from the tamper-evident log and from nothing else, so they can
@@ -130,6 +131,8 @@ pub enum AlertRule {
     Replay,
     /// Many denials of one client or address in a short window.
     DenialBurst,
+    /// A client seen at one address was used from another for the first time.
+    NewSource,
     /// An operator changed accounts, clients or the vault.
     AdminChange,
     /// An event in the log could not be read.
@@ -149,6 +152,7 @@ impl AlertRule {
             AlertRule::ForeignSource => "foreign_source",
             AlertRule::Replay => "replay",
             AlertRule::DenialBurst => "denial_burst",
+            AlertRule::NewSource => "new_source",
             AlertRule::AdminChange => "admin_change",
             AlertRule::LogUnreadable => "log_unreadable",
             AlertRule::Test => "test",
@@ -187,6 +191,7 @@ pub struct Alert {
 /// denial_burst = 10        # denials of one client or address ...
 /// denial_window = "60s"    # ... within this window make an alert
 /// quiet_period = "10m"     # one alert per client and rule in this period
+/// source_memory = "7d"     # a client's addresses are remembered this long
 ///
 /// [[alerts.webhook]]
 /// url = "https://hooks.example.com/services/T0/B0/XYZ"
@@ -205,6 +210,9 @@ pub struct AlertsConfig {
     /// See [`Thresholds::quiet_period`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quiet_period: Option<String>,
+    /// See [`Thresholds::source_memory`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_memory: Option<String>,
     /// The webhooks.
     #[serde(default, rename = "webhook", skip_serializing_if = "Vec::is_empty")]
     pub webhooks: Vec<WebhookConfig>,
@@ -261,6 +269,7 @@ impl AlertsConfig {
             denial_burst,
             denial_window: duration("denial_window", &self.denial_window, defaults.denial_window)?,
             quiet_period: duration("quiet_period", &self.quiet_period, defaults.quiet_period)?,
+            source_memory: duration("source_memory", &self.source_memory, defaults.source_memory)?,
         };
         let webhooks = self
             .webhooks

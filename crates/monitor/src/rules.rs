@@ -19,6 +19,10 @@ pub struct Thresholds {
     /// How long an alert about one client (or address) and rule stays quiet after it is
     /// raised, so that a bot stuck in a loop raises one alert, not thousands.
     pub quiet_period: Duration,
+    /// How long a client's source address is remembered after its last request. A client
+    /// seen from one address that makes a request from an address not seen within this
+    /// time raises [`AlertRule::NewSource`].
+    pub source_memory: Duration,
 }
 
 impl Default for Thresholds {
@@ -27,6 +31,7 @@ impl Default for Thresholds {
             denial_burst: 10,
             denial_window: Duration::from_secs(60),
             quiet_period: Duration::from_secs(600),
+            source_memory: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
@@ -37,18 +42,26 @@ const MAX_PENDING: usize = 10_000;
 /// Sources whose denials are being counted; past this, those with no denial inside the
 /// window are dropped.
 const MAX_COUNTED_SOURCES: usize = 10_000;
+/// Source addresses remembered per client; past this, the least recently seen is
+/// forgotten.
+const MAX_SOURCES_PER_CLIENT: usize = 64;
 
 /// The rules and what they remember between events: denials inside the window, when each
-/// alert was last raised, and the requests waiting for their outcome.
+/// alert was last raised, the requests waiting for their outcome, and the addresses each
+/// client was seen at.
 ///
 /// Time is the events' own (`ts_ms`), so a pass over old events (`keygate alerts list`)
-/// raises what a live pass raised.
+/// raises what a live pass raised, with one exception: [`AlertRule::NewSource`] compares
+/// with the addresses seen since the pass began (since `serve` started, or since the
+/// start of what `alerts list` reads), so each pass learns a client's first address
+/// without raising anything.
 #[derive(Debug, Default)]
 pub struct Rules {
     thresholds: Thresholds,
     denials: HashMap<String, VecDeque<u64>>,
     last_raised: HashMap<(AlertRule, String), u64>,
     pending: HashMap<String, (u64, String)>,
+    sources: HashMap<String, HashMap<String, u64>>,
 }
 
 impl Rules {
@@ -132,6 +145,19 @@ impl Rules {
             ));
         }
         if request.allowed {
+            if let Some(client) = &request.client {
+                if let Some(known) = self.first_sighting(client, &request.source_ip, ts_ms) {
+                    alerts.push((
+                        Severity::Warning,
+                        AlertRule::NewSource,
+                        format!(
+                            "client {client} used from {} for the first time; it was seen \
+                             from {known}: is its key on another machine?",
+                            request.source_ip
+                        ),
+                    ));
+                }
+            }
             return alerts;
         }
         let rule = request.rule;
@@ -178,6 +204,31 @@ impl Rules {
             }
         }
         alerts
+    }
+
+    /// Notes that `client` was seen at `source`; when the client was seen before, within
+    /// the source memory, and never there, returns the addresses it was seen at.
+    fn first_sighting(&mut self, client: &str, source: &str, ts_ms: u64) -> Option<String> {
+        let memory = millis(self.thresholds.source_memory);
+        let seen = self.sources.entry(client.to_owned()).or_default();
+        seen.retain(|_, last| ts_ms.saturating_sub(*last) < memory);
+        let is_new = !seen.is_empty() && !seen.contains_key(source);
+        let known = is_new.then(|| {
+            let mut known: Vec<&str> = seen.keys().map(String::as_str).collect();
+            known.sort_unstable();
+            known.join(", ")
+        });
+        if seen.len() >= MAX_SOURCES_PER_CLIENT && !seen.contains_key(source) {
+            let oldest = seen
+                .iter()
+                .min_by_key(|(_, last)| **last)
+                .map(|(s, _)| s.clone());
+            if let Some(oldest) = oldest {
+                seen.remove(&oldest);
+            }
+        }
+        seen.insert(source.to_owned(), ts_ms);
+        known
     }
 
     /// Whether `rule` may be raised again for `key` at `ts_ms`; if so, notes that it is.
@@ -416,6 +467,7 @@ mod tests {
             denial_burst: 3,
             denial_window: Duration::from_secs(10),
             quiet_period: Duration::from_secs(60),
+            ..Thresholds::default()
         };
         let mut rules = Rules::new(thresholds);
         let deny = |rules: &mut Rules, ts_ms| {
@@ -476,6 +528,41 @@ mod tests {
             &request(3_000, None, ActionKind::Read, Some(Rule::SourceIp)),
         );
         assert!(anonymous.is_empty(), "{anonymous:?}");
+    }
+
+    #[test]
+    fn a_client_seen_at_one_address_raises_an_alert_at_a_new_one() {
+        let thresholds = Thresholds {
+            source_memory: Duration::from_secs(3600),
+            ..Thresholds::default()
+        };
+        let mut rules = Rules::new(thresholds);
+        let from = |ts_ms: u64, client: &str, source: &str| {
+            let mut event = request(ts_ms, Some(client), ActionKind::Read, None);
+            if let EventBody::Request(r) = &mut event.body {
+                r.source_ip = source.into();
+            }
+            event
+        };
+        let mut at =
+            |ts_ms, client, source| rules_of(&rules.evaluate(ts_ms, &from(ts_ms, client, source)));
+        // The first address is learnt, and so is another client's.
+        assert!(at(1_000, "bot1", "10.0.0.5").is_empty());
+        assert!(at(2_000, "bot1", "10.0.0.5").is_empty());
+        assert!(at(2_500, "bot2", "10.0.0.9").is_empty());
+        assert_eq!(
+            at(3_000, "bot1", "10.0.0.7"),
+            [(Severity::Warning, AlertRule::NewSource)]
+        );
+        // Known now, both of them.
+        assert!(at(4_000, "bot1", "10.0.0.7").is_empty());
+        assert!(at(5_000, "bot1", "10.0.0.5").is_empty());
+        // An address not seen for longer than the memory is new again.
+        assert!(at(3_700_000, "bot1", "10.0.0.5").is_empty());
+        assert_eq!(
+            at(5_000_000, "bot1", "10.0.0.7"),
+            [(Severity::Warning, AlertRule::NewSource)]
+        );
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! `keygate alerts`: the alerts the audit log raises, and a test of the webhooks.
+//! `keygate alerts`: the alerts the audit log raises, and a test of where they go.
 
 use anyhow::{bail, Context};
 use clap::Args;
@@ -15,8 +15,8 @@ pub enum AlertsCmd {
     /// The alerts that the audit log's events raise, recomputed from the log: what
     /// `keygate serve` sent, including anything a webhook missed.
     List(ListArgs),
-    /// Send a critical test alert to every webhook in config.toml and say what each
-    /// answered. Exit 1 if any delivery failed.
+    /// Send a critical test alert to every webhook and email in config.toml and say what
+    /// became of each. Exit 1 if any delivery failed.
     Test,
 }
 
@@ -110,9 +110,9 @@ pub fn list(vault: &Unlocked, args: &ListArgs) -> anyhow::Result<i32> {
 /// Runs `keygate alerts test`.
 pub fn test(home: &Home) -> anyhow::Result<i32> {
     let settings = settings(home)?;
-    if settings.webhooks.is_empty() {
+    if settings.sinks.is_empty() {
         bail!(
-            "no webhook in {}; add an [[alerts.webhook]] with a url",
+            "no webhook or email in {}; add an [[alerts.webhook]] or [[alerts.email]]",
             home.config_path().display()
         );
     }

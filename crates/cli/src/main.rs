@@ -122,7 +122,7 @@ enum Command {
     Reconcile(reconcile::ReconcileArgs),
     /// Check file permissions, the vault, clients, accounts and the audit log.
     Doctor(doctor::DoctorArgs),
-    /// Alerts: what the audit log raises, and a test of the webhooks.
+    /// Alerts: what the audit log raises, and a test of the webhooks and email.
     #[command(subcommand)]
     Alerts(alerts::AlertsCmd),
 }

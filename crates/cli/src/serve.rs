@@ -102,7 +102,7 @@ pub fn run(unlocked: Unlocked, args: &ServeArgs) -> anyhow::Result<()> {
         "keygate listening on http://{}/binance",
         server.local_addr()
     );
-    let destinations: Vec<String> = alerts.webhooks.iter().map(|w| w.destination()).collect();
+    let destinations: Vec<String> = alerts.sinks.iter().map(|s| s.destination()).collect();
     let monitor = Monitor::start(&db, alerts).context("starting the alert monitor")?;
     eprintln!(
         "keygate: alerts go to the log{}",

@@ -21,7 +21,8 @@
 //!
 //! Main types: [`Simulator`] (the shared state and its [`Simulator::router`]),
 //! [`RunningSimulator`] (returned by [`spawn`]), [`Credential`] and [`Error`]. For tests
-//! of keygate's alerts, [`spawn_receiver`] runs a webhook receiver ([`WebhookReceiver`]).
+//! of keygate's alerts, [`spawn_receiver`] runs a webhook receiver ([`WebhookReceiver`])
+//! and [`spawn_smtp_sink`] a mail server that keeps what it is sent ([`SmtpSink`]).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), keygate_mockex::Error> {
@@ -40,8 +41,10 @@ mod auth;
 mod book;
 mod market;
 mod routes;
+mod smtp;
 mod webhook;
 
+pub use smtp::{spawn_smtp_sink, Mail, SmtpSink};
 pub use webhook::{spawn_receiver, Hook, WebhookReceiver};
 
 use std::collections::HashMap;
@@ -234,6 +237,18 @@ impl State {
 
 /// Locks a mutex, ignoring poisoning: every critical section leaves the state consistent
 /// before anything that could panic, so a poisoned lock holds usable data.
+/// Polls `read` until it holds `n` items or `timeout` has passed; returns the last read.
+fn wait_for<T>(n: usize, timeout: Duration, read: impl Fn() -> Vec<T>) -> Vec<T> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let items = read();
+        if items.len() >= n || std::time::Instant::now() >= deadline {
+            return items;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()

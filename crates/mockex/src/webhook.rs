@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -12,7 +12,7 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
-use crate::{lock, Error};
+use crate::{lock, wait_for, Error};
 
 /// One request the receiver got.
 #[derive(Clone, Debug)]
@@ -59,14 +59,7 @@ impl WebhookReceiver {
 
     /// Waits (polling, at most `timeout`) until `n` requests came, and returns them all.
     pub fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Hook> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let hooks = self.hooks();
-            if hooks.len() >= n || Instant::now() >= deadline {
-                return hooks;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_for(n, timeout, || self.hooks())
     }
 }
 

@@ -2,7 +2,7 @@
 //!
 //! The monitor reads the audit log as it grows ([`Monitor`]), passes every event through
 //! the [`Rules`], and sends each [`Alert`] to the log (`tracing`, target `keygate::alert`)
-//! and to every configured [`Webhook`]. What it raises:
+//! and to every configured [`Sink`]: a [`Webhook`] or an [`Email`]. What it raises:
 //!
 //! | rule | severity | when |
 //! |---|---|---|
@@ -21,7 +21,7 @@
 //! store's meta table) and starts, the first time, at the log's end.
 //!
 //! This crate does not decide requests (`keygate-policy` does) or write the log
-//! (`keygate-audit` does); it only reads. Email and other sinks are not built yet.
+//! (`keygate-audit` does); it only reads.
 //!
 //! ```
 //! use keygate_core::{AdminEvent, Event, EventBody};
@@ -35,11 +35,13 @@
 //! assert_eq!((alerts[0].severity, alerts[0].rule), (Severity::Critical, AlertRule::AdminChange));
 //! ```
 
+mod email;
 mod rules;
 mod sink;
 
+pub use email::{Email, EmailSettings, SmtpSecurity};
 pub use rules::{Rules, Thresholds};
-pub use sink::{sign, Webhook};
+pub use sink::{sign, Sink, Webhook};
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -75,8 +77,14 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
-    /// A webhook's secret file could not be read.
-    #[error("webhook secret: {0}")]
+    /// An email sink's server, addresses or TLS settings are refused.
+    #[error("email refused: {reason}")]
+    BadEmail {
+        /// Why.
+        reason: String,
+    },
+    /// A webhook's secret file or a mail server's password file could not be read.
+    #[error("secret file: {0}")]
     Secret(#[from] keygate_vault::Error),
     /// The audit log could not be read.
     #[error(transparent)]
@@ -216,6 +224,33 @@ pub struct AlertsConfig {
     /// The webhooks.
     #[serde(default, rename = "webhook", skip_serializing_if = "Vec::is_empty")]
     pub webhooks: Vec<WebhookConfig>,
+    /// The email recipients.
+    #[serde(default, rename = "email", skip_serializing_if = "Vec::is_empty")]
+    pub emails: Vec<EmailConfig>,
+}
+
+/// One `[[alerts.email]]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailConfig {
+    /// The mail server, `HOST:PORT`.
+    pub server: String,
+    /// `starttls` (default), `tls`, or `none` (a loopback server only).
+    #[serde(default)]
+    pub security: SmtpSecurity,
+    /// The sender.
+    pub from: String,
+    /// The recipients.
+    pub to: Vec<String>,
+    /// The user name, when the server wants one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// A file, readable by its owner only, holding the password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<PathBuf>,
+    /// The least severity sent (default: critical: a mailbox is not a dashboard).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_severity: Option<Severity>,
 }
 
 /// One `[[alerts.webhook]]`.
@@ -271,26 +306,42 @@ impl AlertsConfig {
             quiet_period: duration("quiet_period", &self.quiet_period, defaults.quiet_period)?,
             source_memory: duration("source_memory", &self.source_memory, defaults.source_memory)?,
         };
-        let webhooks = self
-            .webhooks
-            .iter()
-            .map(|hook| {
-                let secret = hook
-                    .secret_file
-                    .as_deref()
-                    .map(keygate_vault::read_secret_file)
-                    .transpose()?;
-                Webhook::new(
-                    &hook.url,
-                    secret,
-                    hook.min_severity.unwrap_or(Severity::Warning),
-                )
-            })
-            .collect::<Result<_, _>>()?;
-        Ok(Settings {
-            thresholds,
-            webhooks,
-        })
+        let mut sinks = Vec::new();
+        for hook in &self.webhooks {
+            let secret = hook
+                .secret_file
+                .as_deref()
+                .map(keygate_vault::read_secret_file)
+                .transpose()?;
+            let min_severity = hook.min_severity.unwrap_or(Severity::Warning);
+            sinks.push(Sink::Webhook(Webhook::new(
+                &hook.url,
+                secret,
+                min_severity,
+            )?));
+        }
+        for email in &self.emails {
+            let credentials = match (&email.username, &email.password_file) {
+                (Some(user), Some(file)) => {
+                    Some((user.as_str(), keygate_vault::read_secret_file(file)?))
+                }
+                (None, None) => None,
+                _ => {
+                    return Err(Error::BadEmail {
+                        reason: "username and password_file go together".into(),
+                    })
+                }
+            };
+            sinks.push(Sink::Email(Email::new(EmailSettings {
+                server: &email.server,
+                security: email.security,
+                from: &email.from,
+                to: &email.to,
+                credentials,
+                min_severity: email.min_severity.unwrap_or(Severity::Critical),
+            })?));
+        }
+        Ok(Settings { thresholds, sinks })
     }
 }
 
@@ -299,19 +350,19 @@ pub struct Settings {
     /// The rules' thresholds.
     pub thresholds: Thresholds,
     /// Where alerts go, besides the log.
-    pub webhooks: Vec<Webhook>,
+    pub sinks: Vec<Sink>,
 }
 
-/// What became of an alert sent to one webhook.
+/// What became of an alert sent to one sink.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Delivery {
-    /// The webhook, as [`Webhook::destination`] shows it.
+    /// The sink, as [`Sink::destination`] shows it.
     pub destination: String,
     /// `Err` holds the last failure, after every attempt.
     pub result: Result<(), String>,
 }
 
-/// Sends `alert` to the log and to every webhook that wants it, and says what became of
+/// Sends `alert` to the log and to every sink that wants it, and says what became of
 /// each delivery.
 pub fn dispatch_blocking(settings: &Settings, alert: &Alert) -> Result<Vec<Delivery>, Error> {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -319,14 +370,14 @@ pub fn dispatch_blocking(settings: &Settings, alert: &Alert) -> Result<Vec<Deliv
         .build()
         .map_err(Error::Start)?;
     let http = sink::http_client()?;
-    Ok(runtime.block_on(dispatch(&http, &settings.webhooks, alert)))
+    Ok(runtime.block_on(dispatch(&http, &settings.sinks, alert)))
 }
 
-async fn dispatch(http: &reqwest::Client, webhooks: &[Webhook], alert: &Alert) -> Vec<Delivery> {
+async fn dispatch(http: &reqwest::Client, sinks: &[Sink], alert: &Alert) -> Vec<Delivery> {
     log(alert);
     let mut results = Vec::new();
-    for hook in webhooks.iter().filter(|hook| hook.wants(alert)) {
-        let result = hook.deliver(http, alert).await;
+    for sink in sinks.iter().filter(|sink| sink.wants(alert)) {
+        let result = sink.deliver(http, alert).await;
         if let Err(failure) = &result {
             tracing::error!(
                 %failure,
@@ -336,7 +387,7 @@ async fn dispatch(http: &reqwest::Client, webhooks: &[Webhook], alert: &Alert) -
             );
         }
         results.push(Delivery {
-            destination: hook.destination(),
+            destination: sink.destination(),
             result,
         });
     }
@@ -388,7 +439,7 @@ impl Monitor {
         let follower = Follower {
             store,
             rules: Rules::new(settings.thresholds),
-            webhooks: settings.webhooks,
+            sinks: settings.sinks,
             cursor,
             http,
         };
@@ -434,7 +485,7 @@ fn decode_cursor(bytes: &[u8]) -> u64 {
 struct Follower {
     store: Store,
     rules: Rules,
-    webhooks: Vec<Webhook>,
+    sinks: Vec<Sink>,
     cursor: u64,
     http: reqwest::Client,
 }
@@ -475,7 +526,7 @@ impl Follower {
                     event_seq: seq,
                     ts_ms: 0,
                 };
-                dispatch(&self.http, &self.webhooks, &alert).await;
+                dispatch(&self.http, &self.sinks, &alert).await;
                 self.advance(seq);
                 return true;
             }
@@ -495,7 +546,7 @@ impl Follower {
     async fn evaluate(&mut self, events: &[(u64, keygate_core::Event)]) {
         for (seq, event) in events {
             for alert in self.rules.evaluate(*seq, event) {
-                dispatch(&self.http, &self.webhooks, &alert).await;
+                dispatch(&self.http, &self.sinks, &alert).await;
             }
         }
     }

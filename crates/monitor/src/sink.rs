@@ -1,4 +1,5 @@
-//! Where alerts go: webhooks (an HTTPS POST of JSON, signed when a secret is configured).
+//! Where alerts go: webhooks (an HTTPS POST of JSON, signed when a secret is configured)
+//! and email, each tried again when it fails.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -8,13 +9,67 @@ use reqwest::Url;
 use serde::Serialize;
 use sha2::Sha256;
 
+use crate::email::Email;
 use crate::{Alert, Error, Severity};
 
 /// How long one delivery may take.
-const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
 /// The waits before each further attempt at a delivery that failed. Alerts are not
 /// orders: sending one twice is better than not at all.
 const RETRY_DELAYS: [Duration; 2] = [Duration::from_secs(1), Duration::from_secs(3)];
+
+/// Somewhere alerts go, besides serve's log.
+pub enum Sink {
+    /// An HTTPS POST of JSON.
+    Webhook(Webhook),
+    /// An email.
+    Email(Email),
+}
+
+impl Sink {
+    /// Where it goes, without credentials: `https://host/…`, `smtp://host:port`.
+    pub fn destination(&self) -> String {
+        match self {
+            Sink::Webhook(hook) => hook.destination(),
+            Sink::Email(email) => email.destination(),
+        }
+    }
+
+    /// Whether `alert` is severe enough for it.
+    pub fn wants(&self, alert: &Alert) -> bool {
+        match self {
+            Sink::Webhook(hook) => hook.wants(alert),
+            Sink::Email(email) => email.wants(alert),
+        }
+    }
+
+    /// Sends `alert`, trying again after each of [`RETRY_DELAYS`] while it fails. The
+    /// error names the destination and the last failure, never a credential.
+    pub(crate) async fn deliver(
+        &self,
+        http: &reqwest::Client,
+        alert: &Alert,
+    ) -> Result<(), String> {
+        let mut delays = RETRY_DELAYS.iter();
+        loop {
+            let attempt = match self {
+                Sink::Webhook(hook) => hook.post(http, alert).await,
+                Sink::Email(email) => email.send(alert).await,
+            };
+            match (attempt, delays.next()) {
+                (Ok(()), _) => return Ok(()),
+                (Err(_), Some(delay)) => tokio::time::sleep(*delay).await,
+                (Err(failure), None) => {
+                    let kind = match self {
+                        Sink::Webhook(_) => "webhook",
+                        Sink::Email(_) => "email to",
+                    };
+                    return Err(format!("{kind} {} failed: {failure}", self.destination()));
+                }
+            }
+        }
+    }
+}
 
 /// A webhook: alerts of at least `min_severity` are POSTed to its URL as JSON.
 ///
@@ -75,29 +130,9 @@ impl Webhook {
         alert.severity >= self.min_severity
     }
 
-    /// POSTs `alert`, trying again after each of [`RETRY_DELAYS`] while it fails. The
-    /// error names the destination and the last failure, never the whole URL.
-    pub(crate) async fn deliver(
-        &self,
-        http: &reqwest::Client,
-        alert: &Alert,
-    ) -> Result<(), String> {
+    /// POSTs `alert` once.
+    async fn post(&self, http: &reqwest::Client, alert: &Alert) -> Result<(), String> {
         let body = serde_json::to_vec(&Payload::of(alert)).map_err(|e| e.to_string())?;
-        let mut delays = RETRY_DELAYS.iter();
-        loop {
-            match self.post(http, &body).await {
-                Ok(()) => return Ok(()),
-                Err(failure) => match delays.next() {
-                    Some(delay) => tokio::time::sleep(*delay).await,
-                    None => {
-                        return Err(format!("webhook {} failed: {failure}", self.destination()))
-                    }
-                },
-            }
-        }
-    }
-
-    async fn post(&self, http: &reqwest::Client, body: &[u8]) -> Result<(), String> {
         let mut request = http
             .post(self.url.clone())
             .timeout(DELIVERY_TIMEOUT)
@@ -109,11 +144,11 @@ impl Webhook {
                 .map_or(0, |d| d.as_millis())
                 .to_string();
             request = request
-                .header("x-keygate-signature", sign(secret, &timestamp, body))
+                .header("x-keygate-signature", sign(secret, &timestamp, &body))
                 .header("x-keygate-timestamp", timestamp);
         }
         let response = request
-            .body(body.to_vec())
+            .body(body)
             .send()
             .await
             // reqwest's errors quote the URL, which may hold the webhook's credential.

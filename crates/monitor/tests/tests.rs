@@ -7,10 +7,22 @@ use std::time::Duration;
 
 use keygate_audit::{AuditKey, AuditLog};
 use keygate_core::{ActionKind, AdminEvent, Event, EventBody, Outcome, RequestEvent, Rule};
-use keygate_mockex::{spawn_receiver, Hook, WebhookReceiver};
-use keygate_monitor::{sign, AlertsConfig, Monitor, Rules, Severity, Thresholds, WebhookConfig};
+use keygate_mockex::{spawn_receiver, spawn_smtp_sink, Hook, WebhookReceiver};
+use keygate_monitor::{
+    dispatch_blocking, sign, Alert, AlertRule, AlertsConfig, EmailConfig, Monitor, Rules, Severity,
+    SmtpSecurity, Thresholds, WebhookConfig,
+};
 use keygate_store::Store;
 use keygate_vault::SecretBytes;
+
+/// A runtime whose one worker serves the loopback receivers while the test blocks.
+fn background() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap()
+}
 
 /// A webhook receiver on loopback, on a runtime of its own.
 struct Receiver {
@@ -21,11 +33,7 @@ struct Receiver {
 impl Receiver {
     /// Answers the first requests with `statuses`, then 200.
     fn start(statuses: &[u16]) -> Receiver {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
+        let runtime = background();
         let receiver = runtime
             .block_on(spawn_receiver(
                 "127.0.0.1:0".parse().unwrap(),
@@ -249,4 +257,94 @@ fn settings_refuse_what_a_careful_operator_would_not_mean() {
     assert!(message(readable).contains("readable by group or others"));
     let typo: Result<AlertsConfig, _> = toml::from_str("denial_brust = 3");
     assert!(typo.is_err());
+    let plaintext_afar = AlertsConfig {
+        emails: vec![EmailConfig {
+            server: "mail.example.com:25".into(),
+            security: SmtpSecurity::None,
+            from: "keygate@example.com".into(),
+            to: vec!["oncall@example.com".into()],
+            username: None,
+            password_file: None,
+            min_severity: None,
+        }],
+        ..AlertsConfig::default()
+    };
+    assert!(message(plaintext_afar).contains("loopback"));
+}
+
+#[test]
+fn an_alert_is_mailed_through_a_real_smtp_exchange_with_the_password_from_its_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let runtime = background();
+    let sink = runtime
+        .block_on(spawn_smtp_sink("127.0.0.1:0".parse().unwrap()))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (db, log) = log_in(dir.path());
+    let password_file = dir.path().join("smtp.password");
+    std::fs::write(&password_file, "smtp-planted-password\n").unwrap();
+    std::fs::set_permissions(&password_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let email = |server: String| EmailConfig {
+        server,
+        security: SmtpSecurity::None,
+        from: "keygate@example.com".into(),
+        to: vec!["oncall@example.com".into(), "second@example.com".into()],
+        username: Some("keygate".into()),
+        password_file: Some(password_file.clone()),
+        min_severity: None,
+    };
+    let config = AlertsConfig {
+        emails: vec![email(sink.addr.to_string())],
+        ..AlertsConfig::default()
+    };
+    let monitor = Monitor::start(&db, config.settings().unwrap()).unwrap();
+    // A warning stays out of a mailbox by default; the panic goes in.
+    log.append_blocking(request(10, ActionKind::Read, Some(Rule::Replay)))
+        .unwrap();
+    log.append_blocking(panic_event(11)).unwrap();
+    let mails = sink.wait_for(1, Duration::from_secs(15));
+    monitor.stop();
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    let mail = &mails[0];
+    assert_eq!(
+        mail.auth,
+        Some(("keygate".to_owned(), "smtp-planted-password".to_owned()))
+    );
+    assert_eq!(mail.from, "keygate@example.com");
+    assert_eq!(mail.to, ["oncall@example.com", "second@example.com"]);
+    assert!(
+        mail.data
+            .contains("Subject: [keygate critical] admin_change: vault.panic by cli on clients"),
+        "{}",
+        mail.data
+    );
+    assert!(mail.data.contains("event:     2 "), "{}", mail.data);
+
+    // A server that is not there: three attempts, then the failure names it.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let config = AlertsConfig {
+        emails: vec![email(closed.to_string())],
+        ..AlertsConfig::default()
+    };
+    let alert = Alert {
+        severity: Severity::Critical,
+        rule: AlertRule::Test,
+        summary: "test".into(),
+        client: None,
+        account: None,
+        source_ip: None,
+        event_seq: 0,
+        ts_ms: 0,
+    };
+    let deliveries = dispatch_blocking(&config.settings().unwrap(), &alert).unwrap();
+    assert_eq!(deliveries.len(), 1);
+    let failure = deliveries[0].result.clone().unwrap_err();
+    assert!(
+        failure.starts_with(&format!("email to smtp://{closed} failed")),
+        "{failure}"
+    );
+    assert!(!failure.contains("smtp-planted-password"));
 }

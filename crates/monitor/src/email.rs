@@ -1,0 +1,253 @@
+//! The email sink: one message per alert, over SMTP with STARTTLS or TLS (rustls).
+
+use std::net::IpAddr;
+
+use keygate_vault::SecretBytes;
+use lettre::message::{header::ContentType, Mailbox};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use serde::{Deserialize, Serialize};
+
+use crate::sink::DELIVERY_TIMEOUT;
+use crate::{Alert, Error, Severity};
+
+/// How the connection to the mail server is protected.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpSecurity {
+    /// Plain connection upgraded with STARTTLS, which must succeed (port 587).
+    #[default]
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Tls,
+    /// No TLS: accepted for a loopback server only (a local relay).
+    None,
+}
+
+/// An email recipient list on one mail server: alerts of at least `min_severity` are sent
+/// as one plain-text message each.
+pub struct Email {
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    from: Mailbox,
+    to: Vec<Mailbox>,
+    min_severity: Severity,
+    destination: String,
+}
+
+/// What [`Email::new`] needs.
+pub struct EmailSettings<'a> {
+    /// The server, `HOST:PORT`.
+    pub server: &'a str,
+    /// How the connection is protected.
+    pub security: SmtpSecurity,
+    /// The sender.
+    pub from: &'a str,
+    /// The recipients (at least one).
+    pub to: &'a [String],
+    /// User name and password, when the server wants them.
+    pub credentials: Option<(&'a str, SecretBytes)>,
+    /// The least severity sent.
+    pub min_severity: Severity,
+}
+
+impl Email {
+    /// Checks the addresses and the server, and builds the transport (no connection yet).
+    pub fn new(settings: EmailSettings<'_>) -> Result<Email, Error> {
+        let bad = |reason: String| Error::BadEmail { reason };
+        let (host, port) = settings
+            .server
+            .rsplit_once(':')
+            .and_then(|(host, port)| Some((host, port.parse::<u16>().ok()?)))
+            .filter(|(host, _)| !host.is_empty())
+            .ok_or_else(|| bad(format!("server {:?} is not HOST:PORT", settings.server)))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let mailbox = |address: &str| {
+            address
+                .parse::<Mailbox>()
+                .map_err(|e| bad(format!("{address:?} is not an email address ({e})")))
+        };
+        let from = mailbox(settings.from)?;
+        let to = settings
+            .to
+            .iter()
+            .map(|address| mailbox(address))
+            .collect::<Result<Vec<_>, _>>()?;
+        if to.is_empty() {
+            return Err(bad("no recipient (to = [...])".into()));
+        }
+        let tls =
+            || TlsParameters::new(host.to_owned()).map_err(|e| bad(format!("TLS for {host}: {e}")));
+        let builder = match settings.security {
+            SmtpSecurity::Starttls => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
+                .tls(Tls::Required(tls()?)),
+            SmtpSecurity::Tls => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
+                .tls(Tls::Wrapper(tls()?)),
+            SmtpSecurity::None if is_loopback(host) => {
+                AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host).tls(Tls::None)
+            }
+            SmtpSecurity::None => {
+                return Err(bad(
+                    "security = \"none\" is allowed to a loopback server only".into(),
+                ))
+            }
+        };
+        let mut builder = builder.port(port).timeout(Some(DELIVERY_TIMEOUT));
+        if let Some((user, password)) = settings.credentials {
+            let password = String::from_utf8(password.expose_secret().to_vec())
+                .map_err(|_| bad("the password file is not UTF-8".into()))?;
+            builder = builder.credentials(Credentials::new(user.to_owned(), password));
+        }
+        Ok(Email {
+            transport: builder.build(),
+            from,
+            to,
+            min_severity: settings.min_severity,
+            destination: format!("smtp://{host}:{port}"),
+        })
+    }
+
+    /// The mail server, as `smtp://HOST:PORT`.
+    pub fn destination(&self) -> String {
+        self.destination.clone()
+    }
+
+    /// Whether `alert` is severe enough for these recipients.
+    pub fn wants(&self, alert: &Alert) -> bool {
+        alert.severity >= self.min_severity
+    }
+
+    /// Sends `alert` once.
+    pub(crate) async fn send(&self, alert: &Alert) -> Result<(), String> {
+        let mut message = Message::builder()
+            .from(self.from.clone())
+            .subject(subject(alert))
+            .header(ContentType::TEXT_PLAIN);
+        for to in &self.to {
+            message = message.to(to.clone());
+        }
+        let message = message.body(body(alert)).map_err(|e| e.to_string())?;
+        self.transport
+            .send(message)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// `[keygate critical] withdrawal: ...`, the summary cut to keep the subject one line.
+fn subject(alert: &Alert) -> String {
+    const MAX_SUMMARY: usize = 120;
+    let mut summary: String = alert.summary.chars().take(MAX_SUMMARY).collect();
+    if summary.len() < alert.summary.len() {
+        summary.push('…');
+    }
+    format!(
+        "[keygate {}] {}: {summary}",
+        alert.severity.as_str(),
+        alert.rule.as_str()
+    )
+}
+
+fn body(alert: &Alert) -> String {
+    let mut text = format!(
+        "{}\n\nseverity:  {}\nrule:      {}\n",
+        alert.summary,
+        alert.severity.as_str(),
+        alert.rule.as_str()
+    );
+    for (name, value) in [
+        ("client", &alert.client),
+        ("account", &alert.account),
+        ("source", &alert.source_ip),
+    ] {
+        if let Some(value) = value {
+            text.push_str(&format!("{name:<9}  {value}\n"));
+        }
+    }
+    text.push_str(&format!(
+        "event:     {} (keygate audit query shows it in context)\ntime:      {} ms since the epoch\n",
+        alert.event_seq, alert.ts_ms
+    ));
+    text
+}
+
+fn is_loopback(host: &str) -> bool {
+    match host.parse::<IpAddr>() {
+        Ok(ip) => ip.is_loopback(),
+        Err(_) => host.eq_ignore_ascii_case("localhost"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings<'a>(
+        server: &'a str,
+        security: SmtpSecurity,
+        to: &'a [String],
+    ) -> EmailSettings<'a> {
+        EmailSettings {
+            server,
+            security,
+            from: "keygate@example.com",
+            to,
+            credentials: None,
+            min_severity: Severity::Warning,
+        }
+    }
+
+    #[test]
+    fn plaintext_is_for_loopback_and_addresses_must_parse() {
+        let to = ["oncall@example.com".to_owned()];
+        assert!(Email::new(settings(
+            "smtp.example.com:587",
+            SmtpSecurity::Starttls,
+            &to
+        ))
+        .is_ok());
+        assert!(Email::new(settings("smtp.example.com:465", SmtpSecurity::Tls, &to)).is_ok());
+        assert!(Email::new(settings("127.0.0.1:2525", SmtpSecurity::None, &to)).is_ok());
+        let refused = |s: EmailSettings<'_>| match Email::new(s) {
+            Err(Error::BadEmail { reason }) => reason,
+            Ok(_) => panic!("accepted"),
+            Err(e) => panic!("{e}"),
+        };
+        assert!(
+            refused(settings("smtp.example.com:25", SmtpSecurity::None, &to)).contains("loopback")
+        );
+        assert!(
+            refused(settings("smtp.example.com", SmtpSecurity::Tls, &to)).contains("HOST:PORT")
+        );
+        assert!(
+            refused(settings("smtp.example.com:587", SmtpSecurity::Tls, &[])).contains("recipient")
+        );
+        let bad = ["not an address".to_owned()];
+        assert!(
+            refused(settings("smtp.example.com:587", SmtpSecurity::Tls, &bad))
+                .contains("not an email")
+        );
+    }
+
+    #[test]
+    fn the_subject_stays_one_short_line() {
+        let alert = Alert {
+            severity: Severity::Critical,
+            rule: crate::AlertRule::Withdrawal,
+            summary: "x".repeat(500),
+            client: Some("bot1".into()),
+            account: None,
+            source_ip: None,
+            event_seq: 9,
+            ts_ms: 1,
+        };
+        let subject = subject(&alert);
+        assert!(subject.starts_with("[keygate critical] withdrawal: xxx"));
+        assert!(subject.ends_with('…'));
+        assert!(subject.chars().count() < 160);
+        let body = body(&alert);
+        assert!(body.contains("client     bot1\n"), "{body}");
+        assert!(!body.contains("account"));
+    }
+}

@@ -144,6 +144,20 @@ async fn story(home: &Path) -> anyhow::Result<()> {
         &bot_key[..8]
     );
 
+    style.step("Send alerts to a webhook (a local receiver stands in for Slack or a pager)");
+    let receiver = keygate_mockex::spawn_receiver("127.0.0.1:0".parse()?, Vec::new()).await?;
+    let webhook = format!(
+        "\n[[alerts.webhook]]\nurl = \"{}\"\n",
+        receiver.url("/keygate")
+    );
+    let config = home.join("config.toml");
+    let mut text = std::fs::read_to_string(&config).context("reading the demo config")?;
+    text.push_str(&webhook);
+    std::fs::write(&config, text).context("writing the demo config")?;
+    for line in webhook.trim().lines() {
+        println!("  {}", style.paint("2", &format!("config.toml: {line}")));
+    }
+
     style.step("Start the gateway");
     style.command("keygate serve --listen 127.0.0.1:0");
     let mut server = Server::start(&exe, home)?;
@@ -208,6 +222,29 @@ async fn story(home: &Path) -> anyhow::Result<()> {
         .filter(|r| r.path.contains("withdraw"))
         .count();
     println!("\n  the simulator received {orders} order(s) and {withdrawals} withdrawal(s)");
+
+    style.step("The monitor alerted the webhook as it happened");
+    let alerts = tokio::task::spawn_blocking(move || {
+        let hooks = receiver.wait_for(2, Duration::from_secs(5));
+        (receiver, hooks)
+    })
+    .await
+    .context("waiting for the webhook")?
+    .1;
+    for hook in &alerts {
+        let alert: Value = serde_json::from_slice(&hook.body).unwrap_or(Value::Null);
+        let severity = alert["severity"].as_str().unwrap_or("?");
+        let colour = if severity == "critical" {
+            "1;31"
+        } else {
+            "1;33"
+        };
+        println!(
+            "  {} {}",
+            style.paint(colour, &format!("⚑ {severity:<8}")),
+            alert["summary"].as_str().unwrap_or("?")
+        );
+    }
 
     style.step("Every decision is in the tamper-evident audit log");
     server.stop();
@@ -288,6 +325,8 @@ impl Server {
             .arg("--home")
             .arg(home)
             .args(["serve", "--listen", "127.0.0.1:0"])
+            // The alerts are shown as the webhook received them, not as serve logs them.
+            .env("KEYGATE_LOG", "warn,keygate::alert=off")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -96,12 +96,8 @@ pub fn run(unlocked: Unlocked, args: &ServeArgs) -> anyhow::Result<()> {
         || std::thread::available_parallelism().map_or(1, |n| n.get()),
         usize::from,
     );
-    let server = Server::start(args.listen, workers, &gateway)
-        .with_context(|| format!("binding {}", args.listen))?;
-    println!(
-        "keygate listening on http://{}/binance",
-        server.local_addr()
-    );
+    // The monitor starts first: on a first start it begins at the log's end, which must
+    // come before the first request served.
     let destinations: Vec<String> = alerts.sinks.iter().map(|s| s.destination()).collect();
     let monitor = Monitor::start(&db, alerts).context("starting the alert monitor")?;
     eprintln!(
@@ -111,6 +107,12 @@ pub fn run(unlocked: Unlocked, args: &ServeArgs) -> anyhow::Result<()> {
         } else {
             format!(" and {}", destinations.join(", "))
         }
+    );
+    let server = Server::start(args.listen, workers, &gateway)
+        .with_context(|| format!("binding {}", args.listen))?;
+    println!(
+        "keygate listening on http://{}/binance",
+        server.local_addr()
     );
 
     let signals = tokio::runtime::Builder::new_current_thread()

@@ -77,7 +77,7 @@ pub fn list(vault: &Unlocked, args: &ListArgs) -> anyhow::Result<i32> {
     let min: Severity = args.min_severity.into();
     let mut rules = Rules::new(settings.thresholds);
     let mut alerts: Vec<Alert> = Vec::new();
-    for_each_event(vault, &filter, |events| {
+    for_each_event(&vault.store, &filter, |events| {
         for (seq, event) in events {
             alerts.extend(
                 rules

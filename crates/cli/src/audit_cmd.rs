@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use keygate_audit::{csv_header, csv_line, Checkpoint, Filter};
 use keygate_core::{Event, EventBody, Outcome};
+use keygate_store::Store;
 use serde::Serialize;
 
 use crate::home::{now_ms, parse_duration, Unlocked};
@@ -355,14 +356,13 @@ fn filter_from(args: &FilterArgs) -> anyhow::Result<Filter> {
 
 /// Calls `each` for every event that passes `filter`, in order, a page at a time.
 pub(crate) fn for_each_event(
-    vault: &Unlocked,
+    store: &Store,
     filter: &Filter,
     mut each: impl FnMut(&[(u64, Event)]) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     let mut from = 1;
     loop {
-        let page =
-            keygate_audit::read(&vault.store, from, PAGE).context("reading the audit log")?;
+        let page = keygate_audit::read(store, from, PAGE).context("reading the audit log")?;
         let Some((last, _)) = page.last() else {
             return Ok(());
         };
@@ -377,17 +377,19 @@ pub(crate) fn for_each_event(
 
 fn query(vault: &Unlocked, args: &QueryArgs) -> anyhow::Result<()> {
     let filter = filter_from(&args.filter)?;
-    for_each_event(vault, &filter, |events| print_events(events, args.json))
+    for_each_event(&vault.store, &filter, |events| {
+        print_events(events, args.json)
+    })
 }
 
 fn export(vault: &Unlocked, args: &ExportArgs) -> anyhow::Result<()> {
     let filter = filter_from(&args.filter)?;
     match args.format {
-        Format::Jsonl => for_each_event(vault, &filter, |events| print_events(events, true)),
+        Format::Jsonl => for_each_event(&vault.store, &filter, |events| print_events(events, true)),
         Format::Csv => {
             let mut out = std::io::stdout().lock();
             writeln!(out, "{}", csv_header()).context("writing to standard output")?;
-            for_each_event(vault, &filter, |events| {
+            for_each_event(&vault.store, &filter, |events| {
                 for (seq, event) in events {
                     writeln!(out, "{}", csv_line(*seq, event))
                         .context("writing to standard output")?;

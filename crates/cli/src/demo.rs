@@ -219,7 +219,7 @@ async fn story(home: &Path) -> anyhow::Result<()> {
     let orders = reached.iter().filter(|r| r.path == "/api/v3/order").count();
     let withdrawals = reached
         .iter()
-        .filter(|r| r.path.contains("withdraw"))
+        .filter(|r| r.path.ends_with("/withdraw/apply"))
         .count();
     println!("\n  the simulator received {orders} order(s) and {withdrawals} withdrawal(s)");
 

@@ -1,11 +1,20 @@
 //! `keygate reconcile`: withdrawals an exchange made with a real key that keygate never
 //! forwarded. One such withdrawal means the real key was used without keygate: it leaked.
 
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::{mpsc, Arc};
+use std::thread;
+use std::time::Duration;
+
 use anyhow::Context;
 use clap::Args;
 use keygate_audit::Filter;
 use keygate_core::{ActionKind, EventBody, Exchange, Outcome};
 use keygate_exchanges::{binance, Adapter, Binance, ExchangeWithdrawal};
+use keygate_monitor::{Alert, AlertRule, Alerter, Severity};
+use keygate_store::Store;
+use keygate_vault::MasterKey;
 use rust_decimal::Decimal;
 use serde::Serialize;
 
@@ -33,23 +42,27 @@ pub struct ReconcileArgs {
 
 /// What one account's exchange listed, against the audit log.
 #[derive(Serialize)]
-struct AccountReport {
-    account: String,
+pub(crate) struct AccountReport {
+    /// The account's label.
+    pub account: String,
     /// Withdrawals the exchange listed in the window.
-    withdrawals: usize,
+    pub withdrawals: usize,
     /// Why the exchange could not be asked.
     #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
-    not_through_keygate: Vec<Unmatched>,
+    pub error: Option<String>,
+    /// The withdrawals keygate did not forward.
+    pub not_through_keygate: Vec<Unmatched>,
 }
 
+/// A withdrawal the exchange made that keygate did not forward.
 #[derive(Serialize)]
-struct Unmatched {
-    id: String,
-    asset: String,
-    amount: String,
-    destination: String,
-    applied_at: String,
+pub(crate) struct Unmatched {
+    /// The exchange's id of it.
+    pub id: String,
+    pub asset: String,
+    pub amount: String,
+    pub destination: String,
+    pub applied_at: String,
 }
 
 /// A withdrawal keygate forwarded, from the audit log.
@@ -67,15 +80,34 @@ struct Forwarded {
 pub fn run(vault: &Unlocked, args: &ReconcileArgs) -> anyhow::Result<i32> {
     let since = parse_duration(&args.since).context("--since")?;
     let since_ms = now_ms().saturating_sub(since.as_millis() as u64);
-    let mut forwarded = forwarded_withdrawals(vault, since_ms.saturating_sub(FORWARDED_BEFORE_MS))?;
-    let exchanges = Exchanges::new()?;
+    let reports = reconcile(&vault.store, &vault.master, &Exchanges::new()?, since_ms)?;
+    let failed = reports
+        .iter()
+        .any(|r| r.error.is_some() || !r.not_through_keygate.is_empty());
+    if args.json {
+        print_json(&reports)?;
+    } else {
+        print(&reports, since_ms);
+    }
+    Ok(i32::from(failed))
+}
+
+/// Each account's withdrawals applied at its exchange since `since_ms`, against those
+/// keygate forwarded.
+pub(crate) fn reconcile(
+    store: &Store,
+    master: &MasterKey,
+    exchanges: &Exchanges,
+    since_ms: u64,
+) -> anyhow::Result<Vec<AccountReport>> {
+    let mut forwarded = forwarded_withdrawals(store, since_ms.saturating_sub(FORWARDED_BEFORE_MS))?;
     let mut reports = Vec::new();
-    for account in vault.store.accounts().context("reading accounts")? {
+    for account in store.accounts().context("reading accounts")? {
         let listed = match account.exchange {
             Exchange::Binance => {
                 let (path, query) = Binance.withdrawal_history(since_ms);
                 exchanges
-                    .signed_read(&Binance, &vault.master, &account, path, &query)
+                    .signed_read(&Binance, master, &account, path, &query)
                     .and_then(|body| {
                         Binance
                             .parse_withdrawal_history(&body)
@@ -122,15 +154,7 @@ pub fn run(vault: &Unlocked, args: &ReconcileArgs) -> anyhow::Result<i32> {
             },
         });
     }
-    let failed = reports
-        .iter()
-        .any(|r| r.error.is_some() || !r.not_through_keygate.is_empty());
-    if args.json {
-        print_json(&reports)?;
-    } else {
-        print(&reports, since_ms);
-    }
-    Ok(i32::from(failed))
+    Ok(reports)
 }
 
 /// Marks the forwarded withdrawal that `w` is, if keygate forwarded one like it: same
@@ -155,14 +179,14 @@ fn claim(forwarded: &mut [Forwarded], account: &str, w: &ExchangeWithdrawal) -> 
 }
 
 /// Every withdrawal keygate allowed and sent (or may have sent) since `since_ms`.
-fn forwarded_withdrawals(vault: &Unlocked, since_ms: u64) -> anyhow::Result<Vec<Forwarded>> {
+fn forwarded_withdrawals(store: &Store, since_ms: u64) -> anyhow::Result<Vec<Forwarded>> {
     let filter = Filter {
         since_ms: Some(since_ms),
         allowed: Some(true),
         ..Filter::default()
     };
     let mut forwarded = Vec::new();
-    for_each_event(vault, &filter, |page| {
+    for_each_event(store, &filter, |page| {
         for (_, event) in page {
             let EventBody::Request(r) = &event.body else {
                 continue;
@@ -218,6 +242,124 @@ fn print(reports: &[AccountReport], since_ms: u64) {
                     "    {} {} {} to {} at {}",
                     w.id, w.amount, w.asset, w.destination, w.applied_at
                 );
+            }
+        }
+    }
+}
+
+/// How far back the first reconciliation of a `serve` looks: what happened while keygate
+/// was not running.
+const FIRST_WINDOW: Duration = Duration::from_secs(24 * 3600);
+/// The shortest window of the later ones.
+const MIN_WINDOW: Duration = Duration::from_secs(3600);
+
+/// Reconciliation while `serve` runs: every interval, each account's withdrawals at its
+/// exchange against the audit log. A withdrawal keygate never forwarded raises a critical
+/// alert, once; an exchange that cannot be asked raises a warning, once until it can be
+/// again. Stops when dropped.
+pub(crate) struct Watch {
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl Watch {
+    /// Starts reconciling now, then every `every`.
+    pub(crate) fn start(
+        db: &Path,
+        master: Arc<MasterKey>,
+        every: Duration,
+        alerter: Alerter,
+    ) -> anyhow::Result<Watch> {
+        let store = Store::open(db).context("opening the database for reconciliation")?;
+        let exchanges = Exchanges::new()?;
+        let (stop, stopped) = mpsc::channel::<()>();
+        let thread = thread::Builder::new()
+            .name("keygate-reconcile".into())
+            .spawn(move || {
+                let mut watched = Watched::default();
+                let mut window = FIRST_WINDOW;
+                loop {
+                    let since_ms = now_ms().saturating_sub(window.as_millis() as u64);
+                    match reconcile(&store, &master, &exchanges, since_ms) {
+                        Ok(reports) => watched.alert(reports, &alerter),
+                        Err(e) => {
+                            tracing::error!(error = %format!("{e:#}"), "reconciliation failed")
+                        }
+                    }
+                    window = (every * 2).max(MIN_WINDOW);
+                    match stopped.recv_timeout(every) {
+                        Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                        _ => return,
+                    }
+                }
+            })
+            .context("starting the reconciliation thread")?;
+        Ok(Watch {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// What the watch has already alerted about.
+#[derive(Default)]
+struct Watched {
+    /// (account, the exchange's withdrawal id).
+    reported: HashSet<(String, String)>,
+    /// Accounts whose exchange could not be asked last time.
+    failing: HashSet<String>,
+}
+
+impl Watched {
+    fn alert(&mut self, reports: Vec<AccountReport>, alerter: &Alerter) {
+        for report in reports {
+            let account = report.account;
+            let alert = |severity, rule, summary| Alert {
+                severity,
+                rule,
+                summary,
+                client: None,
+                account: Some(account.clone()),
+                source_ip: None,
+                event_seq: 0,
+                ts_ms: now_ms(),
+            };
+            if let Some(error) = report.error {
+                if self.failing.insert(account.clone()) {
+                    alerter.raise(alert(
+                        Severity::Warning,
+                        AlertRule::ReconcileFailed,
+                        format!(
+                            "cannot check the withdrawals of account {account} at its \
+                             exchange: {error}"
+                        ),
+                    ));
+                }
+                continue;
+            }
+            self.failing.remove(&account);
+            for w in report.not_through_keygate {
+                if self.reported.insert((account.clone(), w.id.clone())) {
+                    alerter.raise(alert(
+                        Severity::Critical,
+                        AlertRule::UnreconciledWithdrawal,
+                        format!(
+                            "the exchange withdrew {} {} to {} with the real key of account \
+                             {account} at {} (id {}), and keygate never forwarded it: the key \
+                             has leaked; revoke it at the exchange now",
+                            w.amount, w.asset, w.destination, w.applied_at, w.id
+                        ),
+                    ));
+                }
             }
         }
     }

@@ -78,7 +78,7 @@ pub fn run(vault: &Unlocked, args: &ReportArgs) -> anyhow::Result<()> {
     };
     // Requests written before forwarding whose outcome event has not come (yet).
     let mut pending: HashMap<String, String> = HashMap::new();
-    for_each_event(vault, &filter, |page| {
+    for_each_event(&vault.store, &filter, |page| {
         for (seq, event) in page {
             report.add(*seq, event, &mut pending);
         }

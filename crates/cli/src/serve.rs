@@ -14,6 +14,7 @@ use keygate_monitor::Monitor;
 
 use crate::alerts;
 use crate::home::{parse_duration, Home, Unlocked};
+use crate::reconcile::Watch;
 
 /// Options of `keygate serve`.
 #[derive(clap::Args, Debug)]
@@ -44,6 +45,23 @@ pub struct ServeArgs {
     /// Raise it for bots that read much market data through keygate.
     #[arg(long, value_name = "WEIGHT", default_value_t = 1200)]
     pub public_weight_cap: u64,
+    /// Ask each exchange this often (and once at start, for the last 24 hours) for the
+    /// withdrawals made with its real key; one keygate never forwarded raises a critical
+    /// alert (a leaked key). `off` never asks.
+    #[arg(long, value_name = "DURATION|off", default_value = "10m", value_parser = reconcile_interval)]
+    pub reconcile_every: ReconcileEvery,
+}
+
+/// How often `serve` reconciles withdrawals; `None` for never.
+#[derive(Clone, Copy, Debug)]
+pub struct ReconcileEvery(Option<Duration>);
+
+/// `off`, or a duration longer than zero, for clap.
+fn reconcile_interval(s: &str) -> Result<ReconcileEvery, String> {
+    match s {
+        "off" => Ok(ReconcileEvery(None)),
+        s => positive_duration(s).map(|d| ReconcileEvery(Some(d))),
+    }
 }
 
 /// A duration longer than zero, for clap.
@@ -79,7 +97,9 @@ pub fn run(unlocked: Unlocked, args: &ServeArgs) -> anyhow::Result<()> {
         );
     }
     let live = Arc::new(Live::new(registry));
-    spawn_reloader(store, master, live.clone()).context("starting the reload thread")?;
+    let master = Arc::new(master);
+    spawn_reloader(store, Arc::clone(&master), live.clone())
+        .context("starting the reload thread")?;
     let audit_log = audit.clone();
     let gateway = Gateway::new(
         live,
@@ -100,6 +120,10 @@ pub fn run(unlocked: Unlocked, args: &ServeArgs) -> anyhow::Result<()> {
     // come before the first request served.
     let destinations: Vec<String> = alerts.sinks.iter().map(|s| s.destination()).collect();
     let monitor = Monitor::start(&db, alerts).context("starting the alert monitor")?;
+    let reconciling = match args.reconcile_every.0 {
+        Some(every) => Some(Watch::start(&db, master, every, monitor.alerter())?),
+        None => None,
+    };
     eprintln!(
         "keygate: alerts go to the log{}",
         if destinations.is_empty() {
@@ -124,7 +148,9 @@ pub fn run(unlocked: Unlocked, args: &ServeArgs) -> anyhow::Result<()> {
     let served = server.shutdown().context("serving");
     // Requests have drained; their audit events may still wait for a batch.
     audit_log.flush().context("flushing the audit log")?;
-    // Every event is written: the monitor alerts on the last of them, then stops.
+    // Every event is written: the monitor alerts on the last of them (and on what the
+    // reconciliation found, which stops first), then stops.
+    drop(reconciling);
     monitor.stop();
     served
 }

@@ -185,7 +185,7 @@ fn recorded_clients(vault: &Unlocked) -> anyhow::Result<BTreeMap<String, Recorde
         .context("the audit log must verify before the client table is sealed again")?;
     let mut recorded: BTreeMap<String, Recorded> = BTreeMap::new();
     let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
-    for_each_event(vault, &Filter::default(), |page| {
+    for_each_event(&vault.store, &Filter::default(), |page| {
         for (seq, event) in page {
             let EventBody::Admin(admin) = &event.body else {
                 continue;

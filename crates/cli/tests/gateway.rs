@@ -81,11 +81,16 @@ struct Serve {
 
 impl Serve {
     fn start(home: &Home) -> Serve {
+        Serve::start_with(home, &[])
+    }
+
+    fn start_with(home: &Home, options: &[&str]) -> Serve {
         let log = home.kg.path("serve.log");
         let mut child = Command::new(env!("CARGO_BIN_EXE_keygate"))
             .arg("--home")
             .arg(home.path())
             .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(options)
             .env("KEYGATE_LOG", "trace")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -186,11 +191,25 @@ fn simulator(
 }
 
 /// A withdrawal made with the real key behind keygate's back is what a leaked key looks
-/// like at the exchange; `keygate reconcile` finds it, and only it.
+/// like at the exchange; `keygate reconcile` finds it, and only it, and so does `serve`,
+/// which alerts on it.
 #[test]
 fn reconcile_finds_the_withdrawal_keygate_never_forwarded() {
-    let (_runtime, exchange) = simulator(vec![Credential::hmac(REAL_KEY, REAL_SECRET)]);
+    let (runtime, exchange) = simulator(vec![Credential::hmac(REAL_KEY, REAL_SECRET)]);
+    let receiver = runtime
+        .block_on(keygate_mockex::spawn_receiver(
+            "127.0.0.1:0".parse().unwrap(),
+            vec![],
+        ))
+        .unwrap();
     let mut home = Home::with_account(&exchange.url());
+    let config_path = home.path().join("config.toml");
+    let mut config = std::fs::read_to_string(&config_path).unwrap();
+    config.push_str(&format!(
+        "\n[[alerts.webhook]]\nurl = \"{}\"\n",
+        receiver.url("/hook")
+    ));
+    std::fs::write(&config_path, config).unwrap();
     let issued: Value = serde_json::from_str(&home.ok(
         &[
             "client",
@@ -208,7 +227,7 @@ fn reconcile_finds_the_withdrawal_keygate_never_forwarded() {
         None,
     ))
     .unwrap();
-    let serve = Serve::start(&home);
+    let serve = Serve::start_with(&home, &["--reconcile-every", "1s"]);
     let withdraw = "/sapi/v1/capital/withdraw/apply";
     let through_keygate = signed(
         reqwest::Method::POST,
@@ -233,7 +252,27 @@ fn reconcile_finds_the_withdrawal_keygate_never_forwarded() {
         REAL_SECRET,
     );
     assert_eq!(behind_its_back.0, 200, "{behind_its_back:?}");
+    // The forwarded withdrawal is a warning; the other one, found at the exchange within a
+    // reconciliation interval, is critical, and raised once however often it is seen.
+    let hooks = receiver.wait_for(2, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(2500));
     drop(serve);
+    let alerts: Vec<Value> = receiver
+        .hooks()
+        .iter()
+        .map(|h| serde_json::from_slice(&h.body).unwrap())
+        .collect();
+    assert_eq!(hooks.len(), 2, "{alerts:?}");
+    assert_eq!(alerts.len(), 2, "{alerts:?}");
+    assert_eq!(alerts[0]["rule"], "withdrawal");
+    assert_eq!(alerts[1]["rule"], "unreconciled_withdrawal");
+    assert_eq!(alerts[1]["severity"], "critical");
+    assert_eq!(alerts[1]["account"], "main");
+    let summary = alerts[1]["summary"].as_str().unwrap();
+    assert!(
+        summary.contains("withdrew 7 USDT to TLeakedTo"),
+        "{summary}"
+    );
     let out = home
         .kg
         .fails(&["reconcile", "--since", "1h", "--json"], "", 1);

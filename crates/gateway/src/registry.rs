@@ -222,7 +222,11 @@ impl Live {
 /// refused meanwhile rather than judged on a view known to be stale. A row that does not
 /// read takes only itself out, a client table that does not match its seal all of them
 /// ([`Registry::load`]).
-pub fn spawn_reloader(store: Store, master: MasterKey, live: Arc<Live>) -> std::io::Result<()> {
+pub fn spawn_reloader(
+    store: Store,
+    master: Arc<MasterKey>,
+    live: Arc<Live>,
+) -> std::io::Result<()> {
     let mut seen = None;
     let mut warned_unlocked = !keygate_vault::secrets_locked();
     std::thread::Builder::new()

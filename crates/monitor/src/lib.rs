@@ -15,6 +15,10 @@
 //! | `new_source` | warning | a client seen at one address is used from another (anomaly) |
 //! | `admin_change` | critical for `keygate panic`, info otherwise | an operator's change |
 //!
+//! Alerts found outside the log, such as a withdrawal the exchange made that keygate
+//! never forwarded (`unreconciled_withdrawal`, critical), are raised through an
+//! [`Alerter`] and go the same way.
+//!
 //! Alerts are derived from the tamper-evident log and from nothing else, so they can
 //! always be recomputed by passing the log through [`Rules`] again (`keygate alerts list`): a webhook that was down loses no alert
 //! that the log holds. The monitor keeps its place in the log (`monitor_cursor` in the
@@ -45,7 +49,7 @@ pub use sink::{sign, Sink, Webhook};
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::Duration;
 
@@ -145,6 +149,11 @@ pub enum AlertRule {
     AdminChange,
     /// An event in the log could not be read.
     LogUnreadable,
+    /// The exchange made a withdrawal with a real key that keygate never forwarded: the
+    /// key has leaked.
+    UnreconciledWithdrawal,
+    /// The exchange could not be asked for its withdrawals.
+    ReconcileFailed,
     /// Sent by `keygate alerts test`.
     Test,
 }
@@ -163,6 +172,8 @@ impl AlertRule {
             AlertRule::NewSource => "new_source",
             AlertRule::AdminChange => "admin_change",
             AlertRule::LogUnreadable => "log_unreadable",
+            AlertRule::UnreconciledWithdrawal => "unreconciled_withdrawal",
+            AlertRule::ReconcileFailed => "reconcile_failed",
             AlertRule::Test => "test",
         }
     }
@@ -186,7 +197,8 @@ pub struct Alert {
     /// The request's source address.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source_ip: Option<String>,
-    /// The audit event that raised it (`keygate audit query` shows it).
+    /// The audit event that raised it (`keygate audit query` shows it); 0 for an alert
+    /// raised through an [`Alerter`] from outside the log.
     pub event_seq: u64,
     /// When that event happened, in milliseconds since the Unix epoch.
     pub ts_ms: u64,
@@ -411,10 +423,27 @@ fn log(alert: &Alert) {
 }
 
 /// The monitor at work: a thread that follows the audit log and dispatches the alerts
-/// its events raise. [`Monitor::stop`] reads what is left and stops.
+/// its events raise, and those raised through its [`Alerter`]s. [`Monitor::stop`] reads
+/// what is left and stops.
 pub struct Monitor {
     stop: Arc<AtomicBool>,
+    alerter: Alerter,
     thread: Option<thread::JoinHandle<()>>,
+}
+
+/// Raises alerts that do not come from the audit log (what the exchange says) through a
+/// running [`Monitor`]'s sinks. Cheap to clone; an alert raised after the monitor stopped
+/// is logged and goes nowhere else.
+#[derive(Clone)]
+pub struct Alerter(mpsc::Sender<Alert>);
+
+impl Alerter {
+    /// Hands `alert` to the monitor, which dispatches it within a poll interval.
+    pub fn raise(&self, alert: Alert) {
+        if let Err(mpsc::SendError(alert)) = self.0.send(alert) {
+            log(&alert);
+        }
+    }
 }
 
 impl Monitor {
@@ -436,7 +465,9 @@ impl Monitor {
             .map_err(Error::Start)?;
         let http = sink::http_client()?;
         let stop = Arc::new(AtomicBool::new(false));
+        let (alerter, raised) = mpsc::channel();
         let follower = Follower {
+            raised,
             store,
             rules: Rules::new(settings.thresholds),
             sinks: settings.sinks,
@@ -450,8 +481,14 @@ impl Monitor {
             .map_err(Error::Start)?;
         Ok(Monitor {
             stop,
+            alerter: Alerter(alerter),
             thread: Some(thread),
         })
+    }
+
+    /// A handle that raises alerts through this monitor.
+    pub fn alerter(&self) -> Alerter {
+        self.alerter.clone()
     }
 
     /// Dispatches the alerts of every event written so far, then stops.
@@ -483,6 +520,7 @@ fn decode_cursor(bytes: &[u8]) -> u64 {
 
 /// The monitor thread's state.
 struct Follower {
+    raised: mpsc::Receiver<Alert>,
     store: Store,
     rules: Rules,
     sinks: Vec<Sink>,
@@ -496,6 +534,9 @@ impl Follower {
             let stopping = stop.load(Ordering::Acquire);
             // Once asked to stop, read to the end before leaving.
             while self.step().await {}
+            while let Ok(alert) = self.raised.try_recv() {
+                dispatch(&self.http, &self.sinks, &alert).await;
+            }
             if stopping {
                 return;
             }

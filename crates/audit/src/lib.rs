@@ -660,6 +660,25 @@ pub fn read(store: &Store, from: u64, limit: u64) -> Result<Vec<(u64, Event)>, E
         .collect()
 }
 
+/// A seq at or before the first event written at or after `ts_ms`, found by bisection:
+/// every event from it on is read to find those of a period (today's, for the daily
+/// limits) without reading the whole log. Events are written in time order up to the
+/// background batch window, so the search aims a minute early.
+pub fn seq_near(store: &Store, ts_ms: u64) -> Result<u64, Error> {
+    let target = ts_ms.saturating_sub(60_000);
+    let (mut low, mut high) = (1, last_seq(store)? + 1);
+    // Invariant: events before `low` are older than `target`; `high` is past the end or
+    // at or after it.
+    while low < high {
+        let mid = low + (high - low) / 2;
+        match store.events(mid, 1)?.first() {
+            Some(row) if row.ts_ms < target => low = mid + 1,
+            _ => high = mid,
+        }
+    }
+    Ok(low)
+}
+
 /// The seq of the last event, or 0.
 pub fn last_seq(store: &Store) -> Result<u64, Error> {
     Ok(store.last_event()?.map_or(0, |r| r.seq))
@@ -688,6 +707,25 @@ mod tests {
         let db = dir.path().join("keygate.db");
         Store::create(&db).unwrap();
         (dir, db, AuditKey::from_bytes(&[9; 32]))
+    }
+
+    #[test]
+    fn seq_near_lands_a_minute_before_the_time_asked_for() {
+        let (_dir, db, key) = open();
+        let store = Store::open(&db).unwrap();
+        assert_eq!(seq_near(&store, 1_000_000).unwrap(), 1, "an empty log");
+        let minutes: Vec<Event> = (1..=10)
+            .map(|i| Event {
+                ts_ms: i * 60_000,
+                ..event(i as usize)
+            })
+            .collect();
+        append_within(&store, &key, &minutes).unwrap();
+        // Seq i was written at minute i.
+        assert_eq!(seq_near(&store, 5 * 60_000).unwrap(), 4);
+        assert_eq!(seq_near(&store, 5 * 60_000 + 1).unwrap(), 5);
+        assert_eq!(seq_near(&store, 0).unwrap(), 1);
+        assert_eq!(seq_near(&store, 100 * 60_000).unwrap(), 11, "past the end");
     }
 
     #[test]

@@ -28,7 +28,7 @@ const DEFAULT_GATEWAY: &str = "http://127.0.0.1:8080";
 #[derive(Subcommand, Debug)]
 pub enum ClientCmd {
     /// Issue a virtual key bound to an account; prints its credentials once.
-    Issue(IssueArgs),
+    Issue(Box<IssueArgs>),
     /// List clients.
     List(ListArgs),
     /// Show one client's full policy (never its secret).
@@ -84,6 +84,10 @@ pub struct IssueArgs {
     /// scope: a withdrawal anywhere else is denied.
     #[arg(long = "withdraw-address", value_name = "ADDRESS[/TAG]")]
     pub withdraw_addresses: Vec<WithdrawalDestination>,
+    /// The most of one asset the client may withdraw in a UTC day, `ASSET=AMOUNT`
+    /// (`BTC=0.5`); repeatable. With any, an asset not listed cannot be withdrawn.
+    #[arg(long = "max-daily-withdrawal", value_name = "ASSET=AMOUNT")]
+    pub max_daily_withdrawals: Vec<String>,
     /// Lifetime (`30d`, `12h`).
     #[arg(long, value_name = "DURATION", default_value = "90d")]
     pub expires: String,
@@ -273,6 +277,15 @@ fn policy_from_args(args: &IssueArgs) -> anyhow::Result<Policy> {
     if !may_withdraw && !policy.withdrawal_addresses.is_empty() {
         bail!("--withdraw-address needs the withdraw scope (--scope read,withdraw)");
     }
+    for limit in &args.max_daily_withdrawals {
+        let (asset, amount) = parse_withdrawal_limit(limit)?;
+        if policy.max_daily_withdrawal.insert(asset, amount).is_some() {
+            bail!("--max-daily-withdrawal {limit:?}: that asset is limited twice");
+        }
+    }
+    if !may_withdraw && !policy.max_daily_withdrawal.is_empty() {
+        bail!("--max-daily-withdrawal needs the withdraw scope (--scope read,withdraw)");
+    }
     Ok(policy)
 }
 
@@ -319,6 +332,24 @@ fn parse_notional(flag: &str, s: &str) -> anyhow::Result<Decimal> {
         bail!("{flag} must be greater than zero");
     }
     Ok(n.normalize())
+}
+
+/// `BTC=0.5` as (`BTC`, 0.5). Assets are the exchange's codes, upper case.
+fn parse_withdrawal_limit(s: &str) -> anyhow::Result<(String, Decimal)> {
+    let flag = "--max-daily-withdrawal";
+    let Some((asset, amount)) = s.split_once('=') else {
+        bail!("{flag} {s:?}: use ASSET=AMOUNT, such as BTC=0.5");
+    };
+    let asset = asset.trim();
+    if asset.is_empty()
+        || asset.len() > 20
+        || !asset
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+    {
+        bail!("{flag} {s:?}: the asset is an exchange code in capitals and digits, such as BTC");
+    }
+    Ok((asset.to_owned(), parse_notional(flag, amount)?))
 }
 
 fn parse_rate(s: &str) -> anyhow::Result<u32> {
@@ -535,6 +566,14 @@ fn show(vault: &Unlocked, args: &ShowArgs) -> anyhow::Result<()> {
             .map(ToString::to_string)
             .collect();
         println!("withdraw to:        {}", addresses.join(", "));
+    }
+    if !p.max_daily_withdrawal.is_empty() {
+        let limits: Vec<String> = p
+            .max_daily_withdrawal
+            .iter()
+            .map(|(asset, amount)| format!("{amount} {asset}"))
+            .collect();
+        println!("withdraw per day:   {}", limits.join(", "));
     }
     Ok(())
 }

@@ -112,6 +112,7 @@ pub fn run(unlocked: Unlocked, args: &ServeArgs) -> anyhow::Result<()> {
         max_connections: args.max_connections as usize,
         public_weight_cap: args.public_weight_cap,
     });
+    count_today(&gateway, &db)?;
     let workers = args.workers.map_or_else(
         || std::thread::available_parallelism().map_or(1, |n| n.get()),
         usize::from,
@@ -153,6 +154,25 @@ pub fn run(unlocked: Unlocked, args: &ServeArgs) -> anyhow::Result<()> {
     drop(reconciling);
     monitor.stop();
     served
+}
+
+/// Passes today's (UTC) request events to the gateway, so that the daily notional and
+/// withdrawal limits count what was allowed before this start.
+fn count_today(gateway: &Gateway, db: &std::path::Path) -> anyhow::Result<()> {
+    const DAY_MS: u64 = 86_400_000;
+    let store = keygate_store::Store::open(db).context("opening the database")?;
+    let midnight = keygate_gateway::now_ms() / DAY_MS * DAY_MS;
+    let mut from = keygate_audit::seq_near(&store, midnight).context("reading the audit log")?;
+    loop {
+        let page = keygate_audit::read(&store, from, 10_000).context("reading the audit log")?;
+        let Some((last, _)) = page.last() else {
+            return Ok(());
+        };
+        from = last + 1;
+        for (_, event) in &page {
+            gateway.count_earlier(event);
+        }
+    }
 }
 
 /// Locks `serve.lock` in the home directory for as long as the returned file lives (the

@@ -454,6 +454,95 @@ fn serve_alerts_a_signed_webhook_and_alerts_list_recomputes_what_it_sent() {
     );
 }
 
+/// A client's daily withdrawal allowance holds per asset, and a restart of the gateway
+/// does not renew it: serve learns the day so far from the audit log.
+#[test]
+fn daily_withdrawal_limits_hold_across_a_restart() {
+    const DAY_MS: u64 = 86_400_000;
+    let day = keygate_gateway::now_ms() / DAY_MS;
+    let (_runtime, exchange) = simulator(vec![Credential::hmac(REAL_KEY, REAL_SECRET)]);
+    let mut home = Home::with_account(&exchange.url());
+    let issued: Value = serde_json::from_str(&home.ok(
+        &[
+            "client",
+            "issue",
+            "--account",
+            "main",
+            "--name",
+            "payout",
+            "--scope",
+            "read,withdraw",
+            "--withdraw-address",
+            "TColdWallet1",
+            "--max-daily-withdrawal",
+            "USDT=15",
+            "--json",
+        ],
+        None,
+    ))
+    .unwrap();
+    let shown = home.ok(&["client", "show", "payout"], None);
+    assert!(shown.contains("withdraw per day:   15 USDT"), "{shown}");
+    let withdraw = |serve: &Serve, coin: &str, amount: &str| {
+        signed(
+            reqwest::Method::POST,
+            &format!("http://{}/binance", serve.addr),
+            "/sapi/v1/capital/withdraw/apply",
+            &format!("coin={coin}&network=TRX&address=TColdWallet1&amount={amount}"),
+            issued["api_key"].as_str().unwrap(),
+            issued["secret"].as_str().unwrap(),
+        )
+    };
+    let serve = Serve::start_with(&home, &["--reconcile-every", "off"]);
+    assert_eq!(withdraw(&serve, "USDT", "10").0, 200);
+    let (status, body) = withdraw(&serve, "USDT", "10");
+    assert_eq!(status, 401, "{body}");
+    assert!(
+        body["msg"]
+            .as_str()
+            .unwrap()
+            .contains("past its daily limit of 15 USDT (10 withdrawn today)"),
+        "{body}"
+    );
+    assert_eq!(withdraw(&serve, "USDT", "5").0, 200);
+    drop(serve);
+
+    let serve = Serve::start_with(&home, &["--reconcile-every", "off"]);
+    let (status, body) = withdraw(&serve, "USDT", "1");
+    let (btc_status, btc) = withdraw(&serve, "BTC", "0.001");
+    drop(serve);
+    if keygate_gateway::now_ms() / DAY_MS != day {
+        // The UTC day turned during the test: the allowance was rightly renewed.
+        return;
+    }
+    assert_eq!(
+        status, 401,
+        "the allowance was renewed by the restart: {body}"
+    );
+    assert!(
+        body["msg"]
+            .as_str()
+            .unwrap()
+            .contains("(15 withdrawn today)"),
+        "{body}"
+    );
+    assert_eq!(btc_status, 401, "{btc}");
+    assert!(
+        btc["msg"]
+            .as_str()
+            .unwrap()
+            .contains("may not withdraw \"BTC\""),
+        "{btc}"
+    );
+    let applied = exchange
+        .simulator()
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/withdraw/apply"))
+        .count();
+    assert_eq!(applied, 2, "denied withdrawals reached the exchange");
+}
+
 /// Two gateways on one vault would each keep a replay cache, and each accept a captured
 /// signature once.
 #[test]

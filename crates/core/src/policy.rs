@@ -1,6 +1,6 @@
 //! What a client may do, and the verdict on one action.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::str::FromStr;
 
@@ -112,6 +112,11 @@ pub struct Policy {
     /// none listed, every withdrawal is.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub withdrawal_addresses: BTreeSet<WithdrawalDestination>,
+    /// The most of each asset the client may withdraw in one UTC day, by the exchange's
+    /// asset code (`BTC`). When set, an asset not listed cannot be withdrawn at all; when
+    /// empty, withdrawals are bounded by scope and address only.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub max_daily_withdrawal: BTreeMap<String, Decimal>,
 }
 
 impl Default for Policy {
@@ -128,6 +133,7 @@ impl Default for Policy {
             max_daily_notional: None,
             rate_per_second: None,
             withdrawal_addresses: BTreeSet::new(),
+            max_daily_withdrawal: BTreeMap::new(),
         }
     }
 }
@@ -286,6 +292,9 @@ pub enum Rule {
     Rate,
     /// The withdrawal goes to an address not on the client's list.
     WithdrawalAddress,
+    /// The withdrawal would take the client past its daily amount of the asset, or the
+    /// asset is not one it may withdraw.
+    WithdrawalLimit,
     /// Public market data would spend request weight that signed requests need.
     WeightReserved,
     /// The audit log could not be written, so the request was not forwarded.
@@ -316,6 +325,7 @@ impl Rule {
             Rule::PriceUnavailable => "price_unavailable",
             Rule::Rate => "rate",
             Rule::WithdrawalAddress => "withdrawal_address",
+            Rule::WithdrawalLimit => "withdrawal_limit",
             Rule::WeightReserved => "weight_reserved",
             Rule::AuditUnavailable => "audit_unavailable",
             Rule::ClientGone => "client_gone",

@@ -160,6 +160,13 @@ impl Gateway {
         self
     }
 
+    /// Counts an earlier request toward today's limits, as it was counted when it was
+    /// decided: pass today's events from the audit log before serving, so that a restart
+    /// does not give every client a fresh daily allowance.
+    pub fn count_earlier(&self, event: &keygate_core::Event) {
+        self.decider.count_earlier(event, now_ms());
+    }
+
     /// The same gateway with a pool of upstream connections of its own, for one worker.
     fn with_own_pool(&self) -> Gateway {
         Gateway {

@@ -6,12 +6,13 @@
 //! fundamental first, and the first failure names its [`Rule`]:
 //!
 //! status → expiry → source IP → endpoint known → scope → withdrawal address → symbol →
-//! order notional → daily notional → rate.
+//! order notional → daily notional → daily withdrawal → rate.
 //!
-//! The decider keeps the counters that limits need (requests per second, notional per
-//! UTC day) in memory, per client; an allowed order reserves its notional at once, so two
-//! concurrent orders cannot both slip under the daily limit. It is not a store: counters
-//! restart with the process.
+//! The decider keeps the counters that limits need (requests per second, notional and
+//! amounts withdrawn per UTC day) in memory, per client; an allowed order or withdrawal
+//! reserves its amount at once, so two concurrent ones cannot both slip under a daily
+//! limit. It is not a store: a process that starts again learns the day so far from the
+//! audit log ([`Decider::count_earlier`]).
 //!
 //! ```
 //! use keygate_core::{Action, ActionKind, ClientStatus, Decision, Policy};
@@ -38,7 +39,8 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 
 use keygate_core::{
-    Action, ActionKind, ClientStatus, Decision, Denial, Policy, Rule, WithdrawalDestination,
+    Action, ActionKind, ClientStatus, Decision, Denial, Event, EventBody, Outcome, Policy, Rule,
+    WithdrawalDestination,
 };
 use rust_decimal::Decimal;
 
@@ -76,9 +78,24 @@ struct Counters {
     /// Start of the current one-second rate window, and requests in it.
     rate_window_ms: u64,
     rate_count: u32,
-    /// UTC day number and the notional reserved in it.
+    /// UTC day number, and the notional and the amounts of each asset withdrawn in it.
     day: u64,
     day_notional: Decimal,
+    day_withdrawn: HashMap<String, Decimal>,
+}
+
+impl Counters {
+    /// Moves to `now_ms`'s UTC day, if it is later. Only forward: a request that took its
+    /// time before midnight must not take the counters back to yesterday and wipe today's
+    /// totals.
+    fn roll_to(&mut self, now_ms: u64) {
+        let today = now_ms / DAY_MS;
+        if today > self.day {
+            self.day = today;
+            self.day_notional = Decimal::ZERO;
+            self.day_withdrawn.clear();
+        }
+    }
 }
 
 impl Decider {
@@ -231,7 +248,29 @@ impl Decider {
             }
         }
 
-        if policy.rate_per_second.is_none() && notional.is_none() {
+        let withdrawal =
+            if action.kind == ActionKind::Withdraw && !policy.max_daily_withdrawal.is_empty() {
+                let asset = action.asset.as_deref().unwrap_or("");
+                let Some(&max) = policy.max_daily_withdrawal.get(asset) else {
+                    return deny(
+                        Rule::WithdrawalLimit,
+                        format!("client {client} may not withdraw {asset:?}"),
+                    );
+                };
+                match action.amount {
+                    Some(amount) if amount > Decimal::ZERO => Some((asset, amount, max)),
+                    _ => {
+                        return deny(
+                            Rule::Malformed,
+                            "this withdrawal names no positive amount".to_owned(),
+                        )
+                    }
+                }
+            } else {
+                None
+            };
+
+        if policy.rate_per_second.is_none() && notional.is_none() && withdrawal.is_none() {
             // Nothing to count: most reads end here without taking the lock.
             return Ok(());
         }
@@ -257,13 +296,7 @@ impl Decider {
                 );
             }
         }
-        // Only forward: a request that took its time before midnight must not take the
-        // counter back to yesterday and wipe today's total.
-        let today = r.now_ms / DAY_MS;
-        if today > c.day {
-            c.day = today;
-            c.day_notional = Decimal::ZERO;
-        }
+        c.roll_to(r.now_ms);
         if let (Some(n), Some(max)) = (notional, policy.max_daily_notional) {
             let Some(total) = c.day_notional.checked_add(n) else {
                 return deny(
@@ -278,6 +311,27 @@ impl Decider {
                 );
             }
         }
+        let withdrawn = match withdrawal {
+            Some((asset, amount, max)) => {
+                let before = c.day_withdrawn.get(asset).copied().unwrap_or_default();
+                match before.checked_add(amount) {
+                    Some(total) if total <= max => Some((asset, total)),
+                    _ => {
+                        return deny(
+                            Rule::WithdrawalLimit,
+                            format!(
+                                "withdrawing {amount} {asset} would take client {client} past \
+                                 its daily limit of {max} {asset} ({before} withdrawn today)"
+                            ),
+                        )
+                    }
+                }
+            }
+            None => None,
+        };
+        if let Some((asset, total)) = withdrawn {
+            c.day_withdrawn.insert(asset.to_owned(), total);
+        }
         if policy.rate_per_second.is_some() {
             c.rate_count += 1;
         }
@@ -287,6 +341,48 @@ impl Decider {
             c.day_notional = c.day_notional.saturating_add(n);
         }
         Ok(())
+    }
+}
+
+impl Decider {
+    /// Counts a request decided earlier, as [`Decider::decide`] counted it then, when it
+    /// falls on the UTC day of `now_ms`: an allowed order's notional and an allowed
+    /// withdrawal's amount. A gateway that starts again passes it the day's request events
+    /// from the audit log, so that a restart does not reset the daily limits.
+    pub fn count_earlier(&self, event: &Event, now_ms: u64) {
+        let EventBody::Request(request) = &event.body else {
+            return;
+        };
+        let Some(client) = request.client.as_deref() else {
+            return;
+        };
+        let sent = matches!(
+            request.outcome,
+            Outcome::Pending | Outcome::Answered | Outcome::Unknown
+        );
+        if !request.allowed || !sent || event.ts_ms / DAY_MS != now_ms / DAY_MS {
+            return;
+        }
+        let mut counters = self
+            .counters
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let c = counters.entry(client.to_owned()).or_default();
+        c.roll_to(now_ms);
+        match request.action {
+            ActionKind::Trade => {
+                if let Some(n) = request.notional.filter(|n| *n > Decimal::ZERO) {
+                    c.day_notional = c.day_notional.saturating_add(n);
+                }
+            }
+            ActionKind::Withdraw => {
+                if let (Some(asset), Some(amount)) = (&request.asset, request.amount) {
+                    let total = c.day_withdrawn.entry(asset.clone()).or_default();
+                    *total = total.saturating_add(amount);
+                }
+            }
+            _ => {}
+        }
     }
 }
 
@@ -454,6 +550,160 @@ mod tests {
         assert_eq!(
             rule(decider.decide(&request(&unlisted, &a, None, 1_000))),
             Some(Rule::WithdrawalAddress)
+        );
+    }
+
+    /// `r` from a client that never expires, for tests that cross days.
+    fn lasting(r: Request<'_>) -> Request<'_> {
+        Request {
+            expires_at_ms: None,
+            ..r
+        }
+    }
+
+    fn withdrawing_policy() -> Policy {
+        Policy {
+            scopes: [Scope::Read, Scope::Withdraw]
+                .into_iter()
+                .collect::<Scopes>(),
+            withdrawal_addresses: ["bc1qcold".parse().unwrap()].into_iter().collect(),
+            max_daily_withdrawal: [("BTC".to_owned(), Decimal::new(5, 1))]
+                .into_iter()
+                .collect(),
+            ..Policy::default()
+        }
+    }
+
+    fn withdrawal(asset: &str, amount: Option<Decimal>) -> Action {
+        let mut a = Action::new(ActionKind::Withdraw, "POST /sapi/v1/capital/withdraw/apply");
+        a.address = Some("bc1qcold".into());
+        a.asset = Some(asset.into());
+        a.amount = amount;
+        a
+    }
+
+    #[test]
+    fn daily_withdrawals_are_capped_per_asset_and_reset_at_utc_midnight() {
+        let decider = Decider::new();
+        let policy = withdrawing_policy();
+        let withdraw = |asset: &str, tenths: i64, now_ms: u64| {
+            let action = withdrawal(asset, Some(Decimal::new(tenths, 1)));
+            rule(decider.decide(&lasting(request(&policy, &action, None, now_ms))))
+        };
+        assert_eq!(withdraw("BTC", 3, 1_000), None);
+        assert_eq!(withdraw("BTC", 3, 2_000), Some(Rule::WithdrawalLimit));
+        assert_eq!(
+            withdraw("BTC", 2, 3_000),
+            None,
+            "0.3 + 0.2 is the limit itself"
+        );
+        assert_eq!(withdraw("BTC", 1, 4_000), Some(Rule::WithdrawalLimit));
+        // An asset not on the list is refused outright, a missing or negative amount is
+        // malformed.
+        assert_eq!(withdraw("ETH", 1, 5_000), Some(Rule::WithdrawalLimit));
+        assert_eq!(withdraw("btc", 1, 5_000), Some(Rule::WithdrawalLimit));
+        assert_eq!(withdraw("BTC", -1, 5_000), Some(Rule::Malformed));
+        let none = withdrawal("BTC", None);
+        assert_eq!(
+            rule(decider.decide(&lasting(request(&policy, &none, None, 5_000)))),
+            Some(Rule::Malformed)
+        );
+        // A new UTC day, a new allowance.
+        assert_eq!(withdraw("BTC", 5, DAY_MS + 1), None);
+        assert_eq!(withdraw("BTC", 1, DAY_MS + 2), Some(Rule::WithdrawalLimit));
+        // Without limits, the amount is not looked at.
+        let unlimited = Policy {
+            max_daily_withdrawal: Default::default(),
+            ..policy.clone()
+        };
+        let large = withdrawal("ETH", Some(Decimal::from(1_000_000)));
+        assert_eq!(
+            rule(decider.decide(&lasting(request(&unlimited, &large, None, 6_000)))),
+            None
+        );
+    }
+
+    #[test]
+    fn the_day_so_far_is_learnt_from_earlier_events() {
+        use keygate_core::RequestEvent;
+        let event = |ts_ms: u64, action: ActionKind, allowed: bool, outcome: Outcome| Event {
+            ts_ms,
+            body: EventBody::Request(RequestEvent {
+                request_id: "r".into(),
+                exchange: "binance".into(),
+                client: Some("bot1".into()),
+                account: Some("main".into()),
+                source_ip: "127.0.0.1".into(),
+                method: "POST".into(),
+                path: "/x".into(),
+                action,
+                symbol: Some("BTCUSDT".into()),
+                side: None,
+                notional: Some(Decimal::from(1000)),
+                amount: Some(Decimal::new(4, 1)),
+                asset: Some("BTC".into()),
+                destination: None,
+                allowed,
+                rule: None,
+                message: None,
+                upstream_status: None,
+                latency_us: None,
+                outcome,
+            }),
+        };
+        let now = DAY_MS + 5_000;
+        let decider = Decider::new();
+        for earlier in [
+            event(DAY_MS + 10, ActionKind::Withdraw, true, Outcome::Answered),
+            event(DAY_MS + 20, ActionKind::Trade, true, Outcome::Pending),
+            // Not counted: yesterday, denied, never sent.
+            event(DAY_MS - 10, ActionKind::Withdraw, true, Outcome::Answered),
+            event(
+                DAY_MS + 30,
+                ActionKind::Withdraw,
+                false,
+                Outcome::NotForwarded,
+            ),
+            event(
+                DAY_MS + 40,
+                ActionKind::Withdraw,
+                true,
+                Outcome::UpstreamUnreachable,
+            ),
+        ] {
+            decider.count_earlier(&earlier, now);
+        }
+        let policy = withdrawing_policy();
+        let withdraw = |tenths: i64| {
+            let action = withdrawal("BTC", Some(Decimal::new(tenths, 1)));
+            rule(decider.decide(&lasting(request(&policy, &action, None, now))))
+        };
+        assert_eq!(
+            withdraw(2),
+            Some(Rule::WithdrawalLimit),
+            "0.4 already today"
+        );
+        assert_eq!(withdraw(1), None);
+        let trading = trading_policy();
+        let btc = order("BTCUSDT");
+        assert_eq!(
+            rule(decider.decide(&lasting(request(
+                &trading,
+                &btc,
+                Some(Decimal::from(600)),
+                now
+            )))),
+            Some(Rule::DailyNotional),
+            "1000 of 1500 already today"
+        );
+        assert_eq!(
+            rule(decider.decide(&lasting(request(
+                &trading,
+                &btc,
+                Some(Decimal::from(500)),
+                now
+            )))),
+            None
         );
     }
 

@@ -232,6 +232,12 @@ impl AuditLog {
         });
     }
 
+    /// Whether the writer thread is still there to write what is appended. When it is
+    /// not, orders, withdrawals and transfers are refused.
+    pub fn is_writing(&self) -> bool {
+        !lock(&self.handle.queue).stopped
+    }
+
     /// Appends `event` and calls `on_durable` once it is committed or has failed.
     pub fn append_durable(&self, event: Event, on_durable: OnDurable) {
         self.push(Job {

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use ipnet::IpNet;
+use keygate_gateway::admin::{AdminServer, AdminState};
 use keygate_gateway::registry::{spawn_reloader, Live, Registry};
 use keygate_gateway::{ClientLimits, Gateway, Server};
 use keygate_monitor::Monitor;
@@ -50,6 +51,10 @@ pub struct ServeArgs {
     /// alert (a leaked key). `off` never asks.
     #[arg(long, value_name = "DURATION|off", default_value = "10m", value_parser = reconcile_interval)]
     pub reconcile_every: ReconcileEvery,
+    /// Serve `GET /healthz` and `GET /metrics` (Prometheus) on this address, apart from
+    /// the bots' listener (127.0.0.1:8081, say). Off unless given.
+    #[arg(long, value_name = "ADDR")]
+    pub admin_listen: Option<SocketAddr>,
 }
 
 /// How often `serve` reconciles withdrawals; `None` for never.
@@ -80,6 +85,13 @@ pub fn run(unlocked: Unlocked, args: &ServeArgs) -> anyhow::Result<()> {
             "refusing to listen on {} without TLS; listen on loopback behind a TLS proxy, or pass --insecure-listen-non-loopback",
             args.listen
         );
+    }
+    if let Some(admin) = args.admin_listen {
+        if !admin.ip().is_loopback() && !args.insecure_listen_non_loopback {
+            bail!(
+                "refusing to serve metrics on {admin} without TLS; use a loopback address, or pass --insecure-listen-non-loopback"
+            );
+        }
     }
     let _only_gateway = hold_serve_lock(&unlocked.home)?;
     let alerts = alerts::settings(&unlocked.home)?;
@@ -121,6 +133,22 @@ pub fn run(unlocked: Unlocked, args: &ServeArgs) -> anyhow::Result<()> {
     // come before the first request served.
     let destinations: Vec<String> = alerts.sinks.iter().map(|s| s.destination()).collect();
     let monitor = Monitor::start(&db, alerts).context("starting the alert monitor")?;
+    let admin = match args.admin_listen {
+        Some(addr) => {
+            let state = AdminState {
+                metrics: monitor.metrics(),
+                audit: audit_log.clone(),
+            };
+            let admin = AdminServer::start(addr, state)
+                .with_context(|| format!("binding the admin listener {addr}"))?;
+            eprintln!(
+                "keygate: health and metrics on http://{}/healthz and /metrics",
+                admin.local_addr()
+            );
+            Some(admin)
+        }
+        None => None,
+    };
     let reconciling = match args.reconcile_every.0 {
         Some(every) => Some(Watch::start(&db, master, every, monitor.alerter())?),
         None => None,
@@ -152,6 +180,7 @@ pub fn run(unlocked: Unlocked, args: &ServeArgs) -> anyhow::Result<()> {
     // Every event is written: the monitor alerts on the last of them (and on what the
     // reconciliation found, which stops first), then stops.
     drop(reconciling);
+    drop(admin);
     monitor.stop();
     served
 }

@@ -347,7 +347,14 @@ fn serve_alerts_a_signed_webhook_and_alerts_list_recomputes_what_it_sent() {
         issued["api_key"].as_str().unwrap(),
         issued["secret"].as_str().unwrap(),
     );
-    let serve = Serve::start(&home);
+    let serve = Serve::start_with(&home, &["--admin-listen", "127.0.0.1:0"]);
+    let log = std::fs::read_to_string(&serve.log).unwrap();
+    let admin = log
+        .split("health and metrics on http://")
+        .nth(1)
+        .and_then(|rest| rest.split("/healthz").next())
+        .unwrap_or_else(|| panic!("serve named no admin address: {log}"))
+        .to_owned();
     let (status, body) = signed(
         reqwest::Method::POST,
         &format!("http://{}/binance", serve.addr),
@@ -378,6 +385,23 @@ fn serve_alerts_a_signed_webhook_and_alerts_list_recomputes_what_it_sent() {
         hooks[0].header("x-keygate-signature"),
         Some(expected.as_str())
     );
+    let get = |path: &str| {
+        runtime.block_on(async {
+            let response = reqwest::get(format!("http://{admin}{path}")).await.unwrap();
+            (response.status().as_u16(), response.text().await.unwrap())
+        })
+    };
+    let (status, health) = get("/healthz");
+    assert_eq!(status, 200, "{health}");
+    assert!(health.contains("\"status\":\"ok\""), "{health}");
+    let (status, metrics) = get("/metrics");
+    assert_eq!(status, 200);
+    for line in [
+        "keygate_requests_total{client=\"bot1\",action=\"withdraw\",decision=\"denied\",rule=\"scope\"} 1",
+        "keygate_alerts_total{rule=\"withdrawal\",severity=\"critical\"} 1",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "no {line:?} in\n{metrics}");
+    }
 
     // A revoked key that someone still uses: the revoke is information (below the
     // webhook's default, warning), the use a warning.
@@ -447,6 +471,24 @@ fn serve_alerts_a_signed_webhook_and_alerts_list_recomputes_what_it_sent() {
     assert!(
         !written.contains(HOOK_SECRET),
         "the webhook secret was written"
+    );
+    let open_metrics = home.kg.fails(
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "0.0.0.0:0",
+        ],
+        "",
+        2,
+    );
+    assert!(
+        open_metrics
+            .stderr
+            .contains("refusing to serve metrics on 0.0.0.0:0"),
+        "{}",
+        open_metrics.stderr
     );
     assert!(
         !written.contains("planted-path"),

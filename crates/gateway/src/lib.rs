@@ -35,6 +35,7 @@
 //! # }
 //! ```
 
+pub mod admin;
 pub mod registry;
 mod replay;
 mod server;

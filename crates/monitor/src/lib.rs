@@ -40,10 +40,12 @@
 //! ```
 
 mod email;
+mod metrics;
 mod rules;
 mod sink;
 
 pub use email::{Email, EmailSettings, SmtpSecurity};
+pub use metrics::Metrics;
 pub use rules::{Rules, Thresholds};
 pub use sink::{sign, Sink, Webhook};
 
@@ -427,6 +429,7 @@ fn log(alert: &Alert) {
 /// what is left and stops.
 pub struct Monitor {
     stop: Arc<AtomicBool>,
+    metrics: Arc<Metrics>,
     alerter: Alerter,
     thread: Option<thread::JoinHandle<()>>,
 }
@@ -466,8 +469,10 @@ impl Monitor {
         let http = sink::http_client()?;
         let stop = Arc::new(AtomicBool::new(false));
         let (alerter, raised) = mpsc::channel();
+        let metrics = Arc::new(Metrics::after(cursor));
         let follower = Follower {
             raised,
+            metrics: Arc::clone(&metrics),
             store,
             rules: Rules::new(settings.thresholds),
             sinks: settings.sinks,
@@ -481,9 +486,15 @@ impl Monitor {
             .map_err(Error::Start)?;
         Ok(Monitor {
             stop,
+            metrics,
             alerter: Alerter(alerter),
             thread: Some(thread),
         })
+    }
+
+    /// The metrics counted from the events read so far.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        Arc::clone(&self.metrics)
     }
 
     /// A handle that raises alerts through this monitor.
@@ -521,6 +532,7 @@ fn decode_cursor(bytes: &[u8]) -> u64 {
 /// The monitor thread's state.
 struct Follower {
     raised: mpsc::Receiver<Alert>,
+    metrics: Arc<Metrics>,
     store: Store,
     rules: Rules,
     sinks: Vec<Sink>,
@@ -535,7 +547,7 @@ impl Follower {
             // Once asked to stop, read to the end before leaving.
             while self.step().await {}
             while let Ok(alert) = self.raised.try_recv() {
-                dispatch(&self.http, &self.sinks, &alert).await;
+                self.send(&alert).await;
             }
             if stopping {
                 return;
@@ -567,7 +579,7 @@ impl Follower {
                     event_seq: seq,
                     ts_ms: 0,
                 };
-                dispatch(&self.http, &self.sinks, &alert).await;
+                self.send(&alert).await;
                 self.advance(seq);
                 return true;
             }
@@ -586,10 +598,17 @@ impl Follower {
 
     async fn evaluate(&mut self, events: &[(u64, keygate_core::Event)]) {
         for (seq, event) in events {
+            self.metrics.event(*seq, event);
             for alert in self.rules.evaluate(*seq, event) {
-                dispatch(&self.http, &self.sinks, &alert).await;
+                self.send(&alert).await;
             }
         }
+    }
+
+    /// Dispatches `alert` and counts it.
+    async fn send(&self, alert: &Alert) {
+        let deliveries = dispatch(&self.http, &self.sinks, alert).await;
+        self.metrics.alert(alert, &deliveries);
     }
 
     fn advance(&mut self, seq: u64) {

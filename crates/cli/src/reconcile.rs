@@ -1,7 +1,7 @@
 //! `keygate reconcile`: withdrawals an exchange made with a real key that keygate never
 //! forwarded. One such withdrawal means the real key was used without keygate: it leaked.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::{mpsc, Arc};
 use std::thread;
@@ -255,8 +255,8 @@ const MIN_WINDOW: Duration = Duration::from_secs(3600);
 
 /// Reconciliation while `serve` runs: every interval, each account's withdrawals at its
 /// exchange against the audit log. A withdrawal keygate never forwarded raises a critical
-/// alert, once; an exchange that cannot be asked raises a warning, once until it can be
-/// again. Stops when dropped.
+/// alert, once; an exchange that cannot be asked [`FAILURES_BEFORE_ALERT`] times in a row
+/// raises a warning, once until it can be again. Stops when dropped.
 pub(crate) struct Watch {
     stop: Option<mpsc::Sender<()>>,
     thread: Option<thread::JoinHandle<()>>,
@@ -310,13 +310,17 @@ impl Drop for Watch {
     }
 }
 
+/// Failed reconciliations in a row that make a `reconcile_failed` alert: one is a network
+/// blip more often than not.
+const FAILURES_BEFORE_ALERT: u32 = 2;
+
 /// What the watch has already alerted about.
 #[derive(Default)]
 struct Watched {
     /// (account, the exchange's withdrawal id).
     reported: HashSet<(String, String)>,
-    /// Accounts whose exchange could not be asked last time.
-    failing: HashSet<String>,
+    /// Accounts whose exchange could not be asked, and how many times in a row.
+    failing: HashMap<String, u32>,
 }
 
 impl Watched {
@@ -334,7 +338,9 @@ impl Watched {
                 ts_ms: now_ms(),
             };
             if let Some(error) = report.error {
-                if self.failing.insert(account.clone()) {
+                let failures = self.failing.entry(account.clone()).or_default();
+                *failures += 1;
+                if *failures == FAILURES_BEFORE_ALERT {
                     alerter.raise(alert(
                         Severity::Warning,
                         AlertRule::ReconcileFailed,

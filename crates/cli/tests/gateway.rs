@@ -651,21 +651,29 @@ fn ccxt_trades_through_keygate_and_the_cli_administers_it_live() {
     }
 
     // Unmodified ccxt, only its URLs and credentials changed.
-    let ccxt = Command::new(python())
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/ccxt_e2e.py"))
-        .env("KEYGATE_URL", format!("http://{}", serve.addr))
-        .env("KEYGATE_API_KEY", &bot_key)
-        .env("KEYGATE_SECRET", &bot_secret)
-        .env("MOCK_URL", exchange.url())
-        .output()
-        .unwrap();
-    let ccxt_out = String::from_utf8_lossy(&ccxt.stdout).into_owned();
-    assert!(
-        ccxt.status.success(),
-        "ccxt: {ccxt_out}\n{}",
-        String::from_utf8_lossy(&ccxt.stderr)
-    );
-    let summary: Value = serde_json::from_str(ccxt_out.trim()).unwrap();
+    let bot = |script: &str| {
+        let run = Command::new(python())
+            .arg(
+                Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("../../tests")
+                    .join(script),
+            )
+            .env("KEYGATE_URL", format!("http://{}", serve.addr))
+            .env("KEYGATE_API_KEY", &bot_key)
+            .env("KEYGATE_SECRET", &bot_secret)
+            .env("MOCK_URL", exchange.url())
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&run.stdout).into_owned();
+        assert!(
+            run.status.success(),
+            "{script}: {out}\n{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let summary = serde_json::from_str::<Value>(out.trim()).unwrap();
+        (summary, [run.stdout, run.stderr].concat())
+    };
+    let (summary, ccxt_output) = bot("ccxt_e2e.py");
     for call in [
         "fetch_balance",
         "create_order_limit",
@@ -677,6 +685,21 @@ fn ccxt_trades_through_keygate_and_the_cli_administers_it_live() {
     }
     // What ccxt raises for Binance's -2015 once the key has authenticated (see the script).
     assert_eq!(summary["withdraw"], "DDoSProtection", "{summary}");
+
+    // Unmodified python-binance too: its own parameter order and form bodies verify as
+    // sent, and its BinanceAPIException carries Binance's -2015.
+    let (summary, python_binance_output) = bot("python_binance_e2e.py");
+    for call in [
+        "get_account",
+        "create_order",
+        "get_open_orders",
+        "cancel_order",
+        "denied_never_forwarded",
+    ] {
+        assert_eq!(summary[call], "ok", "{summary}");
+    }
+    assert_eq!(summary["withdraw"], -2015, "{summary}");
+    assert_eq!(summary["symbol_outside_policy"], -2015, "{summary}");
 
     // The real key rotates under a running gateway; the bot's virtual key keeps working.
     home.ok(
@@ -736,10 +759,8 @@ fn ccxt_trades_through_keygate_and_the_cli_administers_it_live() {
     let mut written: Vec<(String, Vec<u8>)> = vec![
         ("serve log".into(), std::fs::read(&serve_log).unwrap()),
         ("cli output".into(), home.printed.clone()),
-        (
-            "ccxt output".into(),
-            [ccxt.stdout.clone(), ccxt.stderr.clone()].concat(),
-        ),
+        ("ccxt output".into(), ccxt_output),
+        ("python-binance output".into(), python_binance_output),
     ];
     written.extend(
         exports

@@ -13,6 +13,7 @@
 //! | `replay` | warning | a signature is sent again |
 //! | `denial_burst` | warning | many denials of one client or address in a short window |
 //! | `new_source` | warning | a client seen at one address is used from another (anomaly) |
+//! | `rate_spike` | warning | a client sends ten times its usual rate in a minute (anomaly) |
 //! | `admin_change` | critical for `keygate panic`, info otherwise | an operator's change |
 //!
 //! Alerts found outside the log, such as a withdrawal the exchange made that keygate
@@ -147,6 +148,8 @@ pub enum AlertRule {
     DenialBurst,
     /// A client seen at one address was used from another for the first time.
     NewSource,
+    /// A client sent many times more requests in a minute than it usually does.
+    RateSpike,
     /// An operator changed accounts, clients or the vault.
     AdminChange,
     /// An event in the log could not be read.
@@ -172,6 +175,7 @@ impl AlertRule {
             AlertRule::Replay => "replay",
             AlertRule::DenialBurst => "denial_burst",
             AlertRule::NewSource => "new_source",
+            AlertRule::RateSpike => "rate_spike",
             AlertRule::AdminChange => "admin_change",
             AlertRule::LogUnreadable => "log_unreadable",
             AlertRule::UnreconciledWithdrawal => "unreconciled_withdrawal",

@@ -45,6 +45,17 @@ const MAX_COUNTED_SOURCES: usize = 10_000;
 /// Source addresses remembered per client; past this, the least recently seen is
 /// forgotten.
 const MAX_SOURCES_PER_CLIENT: usize = 64;
+/// Minutes of a client's history a pass must have seen before its rate is judged.
+const RATE_WARMUP_MINUTES: u64 = 30;
+/// How many times its usual rate a client's requests in one minute must be to raise
+/// [`AlertRule::RateSpike`]...
+const RATE_SPIKE_FACTOR: f64 = 10.0;
+/// ...and how many requests in the minute at least, so that a quiet bot waking up is not
+/// news.
+const RATE_SPIKE_FLOOR: u64 = 120;
+/// The weight of the last minute in a client's usual rate (an exponential moving average
+/// over about half an hour).
+const RATE_SMOOTHING: f64 = 1.0 / 30.0;
 
 /// The rules and what they remember between events: denials inside the window, when each
 /// alert was last raised, the requests waiting for their outcome, and the addresses each
@@ -62,6 +73,48 @@ pub struct Rules {
     last_raised: HashMap<(AlertRule, String), u64>,
     pending: HashMap<String, (u64, String)>,
     sources: HashMap<String, HashMap<String, u64>>,
+    rates: HashMap<String, Rate>,
+}
+
+/// A client's requests in the current minute and its usual rate per minute.
+#[derive(Debug, Default)]
+struct Rate {
+    minute: u64,
+    count: u64,
+    usual: f64,
+    minutes_seen: u64,
+}
+
+impl Rate {
+    /// Counts a request at `ts_ms`; returns the minute's count and the usual rate when
+    /// the count is a spike.
+    fn count(&mut self, ts_ms: u64) -> Option<(u64, f64)> {
+        let minute = ts_ms / 60_000;
+        if self.minutes_seen == 0 {
+            self.minute = minute;
+            self.minutes_seen = 1;
+        } else if minute > self.minute {
+            // The minute that ended, then one empty minute for each skipped (enough of
+            // them bring the average to nothing; more change nothing).
+            let gap = minute - self.minute;
+            if self.minutes_seen == 1 {
+                // The first whole minute is the first estimate, not a step up from zero.
+                self.usual = self.count as f64;
+            } else {
+                self.usual += RATE_SMOOTHING * (self.count as f64 - self.usual);
+            }
+            for _ in 1..gap.min(240) {
+                self.usual -= RATE_SMOOTHING * self.usual;
+            }
+            self.minutes_seen = self.minutes_seen.saturating_add(gap);
+            self.minute = minute;
+            self.count = 0;
+        }
+        self.count += 1;
+        let threshold = (RATE_SPIKE_FACTOR * self.usual).max(RATE_SPIKE_FLOOR as f64);
+        (self.minutes_seen > RATE_WARMUP_MINUTES && self.count as f64 > threshold)
+            .then_some((self.count, self.usual))
+    }
 }
 
 impl Rules {
@@ -131,6 +184,21 @@ impl Rules {
         let who = who(request);
         if let Some(alert) = funds_movement(request) {
             alerts.push(alert);
+        }
+        if let Some(client) = &request.client {
+            let spike = self.rates.entry(client.clone()).or_default().count(ts_ms);
+            if let Some((count, usual)) = spike {
+                if self.is_due(AlertRule::RateSpike, client, ts_ms) {
+                    alerts.push((
+                        Severity::Warning,
+                        AlertRule::RateSpike,
+                        format!(
+                            "client {client} sent {count} requests this minute, against \
+                             {usual:.0} a minute usually"
+                        ),
+                    ));
+                }
+            }
         }
         if request.outcome == Outcome::Unknown {
             alerts.push((
@@ -563,6 +631,32 @@ mod tests {
             at(5_000_000, "bot1", "10.0.0.7"),
             [(Severity::Warning, AlertRule::NewSource)]
         );
+    }
+
+    #[test]
+    fn a_client_far_above_its_usual_rate_raises_a_spike_once_its_rate_is_known() {
+        let mut rules = Rules::new(Thresholds::default());
+        let mut spikes = |client: &str, minute: u64, n: u64| -> usize {
+            (0..n)
+                .map(|i| {
+                    let ts = minute * 60_000 + i * 60_000 / n.max(1) / 2;
+                    rules.evaluate(ts, &request(ts, Some(client), ActionKind::Read, None))
+                })
+                .filter(|alerts| {
+                    rules_of(alerts).contains(&(Severity::Warning, AlertRule::RateSpike))
+                })
+                .count()
+        };
+        // A new client is not judged: 500 in its first minute is its first minute.
+        assert_eq!(spikes("fresh", 0, 500), 0);
+        // Forty minutes at 20 a minute, then 150: above the floor, but not ten times 20.
+        for minute in 1..=40 {
+            assert_eq!(spikes("steady", minute, 20), 0);
+        }
+        assert_eq!(spikes("steady", 41, 150), 0);
+        // A quiet hour brings the usual rate down; then 300 in a minute is a spike,
+        // raised once.
+        assert_eq!(spikes("steady", 110, 300), 1);
     }
 
     #[test]

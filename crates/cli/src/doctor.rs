@@ -54,6 +54,7 @@ pub fn run(vault: &Unlocked, args: &DoctorArgs) -> anyhow::Result<i32> {
     checks.push(audit_log(&log));
     checks.push(client_table(vault, &log));
     checks.push(memory());
+    checks.push(alerts(vault));
     if args.exchange {
         checks.extend(exchange_keys(vault));
     }
@@ -365,6 +366,30 @@ fn exchange_keys(vault: &Unlocked) -> Vec<Check> {
 }
 
 /// Whether the secrets read so far (every client's key above) could be locked in memory.
+/// Whether `[alerts]` would let `serve` start, and whether alerts reach anyone but its log.
+fn alerts(vault: &Unlocked) -> Check {
+    match crate::alerts::settings(&vault.home) {
+        Err(e) => check(
+            "alerts",
+            Verdict::Fail,
+            format!("{e:#}; serve will not start"),
+        ),
+        Ok(settings) if settings.sinks.is_empty() => check(
+            "alerts",
+            Verdict::Warn,
+            "no webhook or email in config.toml: alerts reach serve's log only",
+        ),
+        Ok(settings) => {
+            let sinks: Vec<String> = settings.sinks.iter().map(|s| s.destination()).collect();
+            check(
+                "alerts",
+                Verdict::Ok,
+                format!("sent to {}", sinks.join(", ")),
+            )
+        }
+    }
+}
+
 fn memory() -> Check {
     if keygate_vault::secrets_locked() {
         check(

@@ -1860,11 +1860,12 @@ mod doctor {
         kg.add_account("main", REAL_KEY, REAL_SECRET);
         kg.issue("main", "bot1", &[]);
         let fresh = verdicts(&kg, 0);
-        // Memory locking depends on this machine's `ulimit -l`: a warning at worst.
+        // Memory locking depends on this machine's `ulimit -l`: a warning at worst. No
+        // webhook or email yet: a warning.
         assert!(
-            fresh
-                .iter()
-                .all(|(c, v)| v == "ok" || (c == "memory" && v == "warn")),
+            fresh.iter().all(|(c, v)| v == "ok"
+                || (c == "memory" && v == "warn")
+                || (c == "alerts" && v == "warn")),
             "{fresh:?}"
         );
         for check in [
@@ -1874,12 +1875,41 @@ mod doctor {
             "accounts",
             "audit log",
             "memory",
+            "alerts",
         ] {
             assert!(
                 fresh.iter().any(|(c, _)| c == check),
                 "{check} missing: {fresh:?}"
             );
         }
+
+        let config = kg.home().join("config.toml");
+        let before = std::fs::read_to_string(&config).unwrap();
+        std::fs::write(
+            &config,
+            format!("{before}\n[[alerts.webhook]]\nurl = \"http://alerts.example.com/x\"\n"),
+        )
+        .unwrap();
+        let out = kg.fails(&["doctor"], "", 1);
+        assert!(out.stdout.contains("FAIL alerts: "), "{}", out.stdout);
+        assert!(
+            out.stdout.contains("serve will not start"),
+            "{}",
+            out.stdout
+        );
+        std::fs::write(
+            &config,
+            format!("{before}\n[[alerts.webhook]]\nurl = \"https://alerts.example.com/x\"\n"),
+        )
+        .unwrap();
+        let out = kg.ok(&["doctor"], "");
+        assert!(
+            out.stdout
+                .contains("ok   alerts: sent to https://alerts.example.com/…"),
+            "{}",
+            out.stdout
+        );
+        std::fs::write(&config, before).unwrap();
 
         #[cfg(unix)]
         {

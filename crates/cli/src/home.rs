@@ -85,6 +85,9 @@ pub struct MasterKeyConfig {
     /// The key file, for [`Provider::KeyFile`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_file: Option<PathBuf>,
+    /// The environment variable, for [`Provider::Env`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env_var: Option<String>,
 }
 
 /// A master-key provider.
@@ -95,6 +98,8 @@ pub enum Provider {
     Passphrase,
     /// 32 random bytes in an owner-only file.
     KeyFile,
+    /// 32 bytes, hex or base64, in an environment variable (containers).
+    Env,
 }
 
 impl Provider {
@@ -102,6 +107,7 @@ impl Provider {
         match self {
             Provider::Passphrase => "passphrase",
             Provider::KeyFile => "key-file",
+            Provider::Env => "env",
         }
     }
 }
@@ -115,6 +121,8 @@ pub struct UnlockArgs {
     pub passphrase_stdin: bool,
     /// Use this 32-byte key file.
     pub master_key_file: Option<PathBuf>,
+    /// Take the key from this environment variable.
+    pub master_key_env: Option<String>,
 }
 
 /// An opened vault: the database, the master key and the audit log.
@@ -197,6 +205,10 @@ pub fn init(home: Home, how: &UnlockArgs, args: &InitArgs) -> anyhow::Result<()>
 
     // Obtain the key first, so that a failed prompt or a bad key file leaves nothing behind.
     let (master, provider, key_file, kdf) = match &how.master_key_file {
+        None if how.master_key_env.is_some() => {
+            let var = how.master_key_env.as_deref().unwrap_or_default();
+            (master_key_from_env(var)?, Provider::Env, None, None)
+        }
         Some(path) => {
             let path = absolute(path)?;
             let master = if path.exists() {
@@ -229,6 +241,7 @@ pub fn init(home: Home, how: &UnlockArgs, args: &InitArgs) -> anyhow::Result<()>
             master_key: MasterKeyConfig {
                 provider,
                 key_file: key_file.clone(),
+                env_var: how.master_key_env.clone(),
             },
             alerts: AlertsConfig::default(),
         };
@@ -283,9 +296,25 @@ pub fn init(home: Home, how: &UnlockArgs, args: &InitArgs) -> anyhow::Result<()>
                 path.display()
             )
         }
+        (Provider::Env, _) => println!(
+            "master key: from ${} (keep a copy of it safe; it is the only way in)",
+            how.master_key_env.as_deref().unwrap_or_default()
+        ),
         _ => println!("master key: derived from your passphrase with Argon2id"),
     }
     Ok(())
+}
+
+/// The master key in environment variable `var`, which is then removed from this
+/// process's environment, so that nothing it starts inherits it.
+fn master_key_from_env(var: &str) -> anyhow::Result<MasterKey> {
+    let Some(value) = std::env::var_os(var) else {
+        bail!("the master key is to come from ${var}, which is not set");
+    };
+    let value = SecretString::new(value.into_string().unwrap_or_default());
+    std::env::remove_var(var);
+    MasterKey::from_encoded(value.expose_secret())
+        .with_context(|| format!("reading the master key from ${var}"))
 }
 
 /// Opens the vault in `home` with the key `how` describes.
@@ -296,6 +325,17 @@ pub fn unlock(home: Home, how: &UnlockArgs) -> anyhow::Result<Unlocked> {
     let master = match (&how.master_key_file, config.master_key.provider) {
         (Some(path), _) => MasterKey::from_key_file(path)
             .with_context(|| format!("reading key file {}", path.display()))?,
+        (None, _) if how.master_key_env.is_some() => {
+            master_key_from_env(how.master_key_env.as_deref().unwrap_or_default())?
+        }
+        (None, Provider::Env) => {
+            let var = config
+                .master_key
+                .env_var
+                .as_deref()
+                .context("config.toml names no variable; pass --master-key-env VAR")?;
+            master_key_from_env(var)?
+        }
         (None, Provider::KeyFile) => {
             let path = config
                 .master_key

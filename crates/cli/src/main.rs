@@ -80,6 +80,10 @@ struct GlobalArgs {
     /// Use (or, with `init`, create) this 32-byte master key file.
     #[arg(long, global = true, value_name = "FILE")]
     master_key_file: Option<PathBuf>,
+    /// Take the master key from this environment variable (32 bytes, hex or base64), for
+    /// containers; `init` records the variable's name, so later commands need no flag.
+    #[arg(long, global = true, value_name = "VAR", conflicts_with_all = ["passphrase_file", "passphrase_stdin", "master_key_file"])]
+    master_key_env: Option<String>,
     /// More logging on standard error (-v info, -vv debug, -vvv trace).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -154,6 +158,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         passphrase_file: g.passphrase_file.clone(),
         passphrase_stdin: g.passphrase_stdin,
         master_key_file: g.master_key_file.clone(),
+        master_key_env: g.master_key_env.clone(),
     };
     let home = || Home::resolve(g.home.clone());
     match &cli.command {

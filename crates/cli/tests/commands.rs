@@ -46,6 +46,94 @@ fn db_state(kg: &Kg) -> (i64, i64, i64) {
 mod init {
     use super::*;
 
+    /// A vault whose master key lives in an environment variable, as in a container: the
+    /// variable's name is recorded, never its value, which no output holds either.
+    #[test]
+    fn an_environment_variable_master_key_opens_the_vault_and_is_never_printed() {
+        const KEY: &str = "5eedc0de5eedc0de5eedc0de5eedc0de5eedc0de5eedc0de5eedc0de5eedc0de";
+        const OTHER: &str = "0badf00d0badf00d0badf00d0badf00d0badf00d0badf00d0badf00d0badf00d";
+        let sandbox = tempfile::tempdir().unwrap();
+        let home = sandbox.path().join("home");
+        let run = |args: &[&str], key: Option<&str>, stdin: &str| {
+            use std::io::Write;
+            let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_keygate"));
+            command
+                .arg("--home")
+                .arg(&home)
+                .args(args)
+                .env("HOME", sandbox.path())
+                .env_remove("KEYGATE_HOME")
+                .env_remove("KEYGATE_LOG")
+                .env_remove("KG_TEST_MASTER_KEY")
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped());
+            if let Some(key) = key {
+                command.env("KG_TEST_MASTER_KEY", key);
+            }
+            let mut child = command.spawn().unwrap();
+            let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
+            let out = child.wait_with_output().unwrap();
+            (
+                out.status.code().unwrap_or(-1),
+                String::from_utf8_lossy(&out.stdout).into_owned()
+                    + &String::from_utf8_lossy(&out.stderr),
+            )
+        };
+        let mut printed = String::new();
+        let (code, out) = run(
+            &["--master-key-env", "KG_TEST_MASTER_KEY", "init"],
+            Some(KEY),
+            "",
+        );
+        assert_eq!(code, 0, "{out}");
+        assert!(
+            out.contains("master key: from $KG_TEST_MASTER_KEY"),
+            "{out}"
+        );
+        printed += &out;
+        let config = std::fs::read_to_string(home.join("config.toml")).unwrap();
+        assert!(config.contains("provider = \"env\""), "{config}");
+        assert!(
+            config.contains("env_var = \"KG_TEST_MASTER_KEY\""),
+            "{config}"
+        );
+        // Later commands find the variable through config.toml.
+        let (code, out) = run(
+            &["account", "add", "--exchange", "binance", "--label", "main"],
+            Some(KEY),
+            &format!("{REAL_KEY}\n{REAL_SECRET}\n"),
+        );
+        assert_eq!(code, 0, "{out}");
+        printed += &out;
+        let (code, out) = run(&["account", "list"], None, "");
+        assert_eq!(code, 2, "{out}");
+        assert!(
+            out.contains("$KG_TEST_MASTER_KEY, which is not set"),
+            "{out}"
+        );
+        printed += &out;
+        let (code, out) = run(&["account", "list"], Some(OTHER), "");
+        assert_eq!(code, 2, "{out}");
+        assert!(out.contains("wrong passphrase or master key"), "{out}");
+        printed += &out;
+        let near_miss = &KEY[..60];
+        let (code, out) = run(&["account", "list"], Some(near_miss), "");
+        assert_eq!(code, 2, "{out}");
+        assert!(out.contains("must be 32 bytes"), "{out}");
+        assert!(!out.contains(near_miss), "{out}");
+        printed += &out;
+        let (code, out) = run(&["account", "list"], Some(KEY), "");
+        assert_eq!(code, 0, "{out}");
+        assert!(out.contains("main"), "{out}");
+        printed += &out;
+        assert!(
+            !printed.contains(KEY) && !printed.contains(OTHER),
+            "{printed}"
+        );
+        assert!(!config.contains(KEY));
+    }
+
     #[test]
     fn key_file_vault_is_private_and_records_its_provider() {
         let kg = Kg::with_key_file();

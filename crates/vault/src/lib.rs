@@ -89,6 +89,10 @@ pub enum Error {
         /// Its length.
         len: usize,
     },
+    /// A master key given as text is not 32 bytes in hex or base64. The text itself is
+    /// never part of the message.
+    #[error("the master key must be 32 bytes, written as 64 hex digits or in base64 (openssl rand -base64 32)")]
+    KeyEncoding,
     /// A secret file is empty or longer than [`MAX_SECRET_FILE_LEN`].
     #[error("secret file {path} must hold 1 to {MAX_SECRET_FILE_LEN} bytes, found {len}")]
     SecretFileLength {
@@ -291,6 +295,29 @@ impl MasterKey {
             });
         }
         Ok(MasterKey(bytes))
+    }
+
+    /// A key given as text (an environment variable, for containers): 32 bytes as 64 hex
+    /// digits or in standard base64. Surrounding whitespace is ignored. The decoded bytes
+    /// go straight to locked memory; intermediate copies are zeroized.
+    pub fn from_encoded(text: &str) -> Result<MasterKey, Error> {
+        use base64::Engine;
+        let text = text.trim();
+        let decoded = Zeroizing::new(if text.len() == 2 * KEY_LEN {
+            hex::decode(text).map_err(|_| Error::KeyEncoding)?
+        } else {
+            base64::engine::general_purpose::STANDARD
+                .decode(text)
+                .map_err(|_| Error::KeyEncoding)?
+        });
+        if decoded.len() != KEY_LEN {
+            return Err(Error::KeyEncoding);
+        }
+        let key = SecretBytes::filled(KEY_LEN, |key| {
+            key.copy_from_slice(&decoded);
+            Ok::<_, Error>(())
+        })?;
+        Ok(MasterKey(key))
     }
 
     /// Writes a fresh random key to a new file with mode 0600 and returns it. Fails if the
@@ -758,6 +785,30 @@ mod tests {
             read_secret_file(&path).unwrap().expose_secret().len(),
             MAX_SECRET_FILE_LEN
         );
+    }
+
+    #[test]
+    fn a_master_key_from_text_is_32_bytes_in_hex_or_base64() {
+        use base64::Engine;
+        let bytes: Vec<u8> = (0..32).collect();
+        let hex = hex::encode(&bytes);
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&bytes);
+        let from_hex = MasterKey::from_encoded(&format!(" {hex}\n")).unwrap();
+        let from_b64 = MasterKey::from_encoded(&b64).unwrap();
+        assert_eq!(from_hex.key(), bytes.as_slice());
+        assert_eq!(from_b64.key(), bytes.as_slice());
+        for bad in [
+            "",
+            "c2hvcnQ=",
+            &hex[..62],
+            &format!("{hex}00"),
+            &hex.replace('0', "g"),
+            "not base64 at all!",
+        ] {
+            // One fixed message: the text, a near miss of a key perhaps, is never in it.
+            let error = MasterKey::from_encoded(bad).err().expect(bad);
+            assert!(matches!(error, Error::KeyEncoding), "{bad}");
+        }
     }
 
     #[test]

@@ -133,6 +133,7 @@ pub fn run(unlocked: Unlocked, args: &ServeArgs) -> anyhow::Result<()> {
     // come before the first request served.
     let destinations: Vec<String> = alerts.sinks.iter().map(|s| s.destination()).collect();
     let monitor = Monitor::start(&db, alerts).context("starting the alert monitor")?;
+    let gateway = gateway.with_alerter(monitor.alerter());
     let admin = match args.admin_listen {
         Some(addr) => {
             let state = AdminState {

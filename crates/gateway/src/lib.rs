@@ -50,6 +50,7 @@ mod wire;
 pub use server::Server;
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -64,6 +65,7 @@ use keygate_core::{
     RequestEvent, Rule,
 };
 use keygate_exchanges::{Adapter, Binance, ClientKey, ClientRequest, Refusal, Route};
+use keygate_monitor::{Alert, AlertRule, Alerter, Severity};
 use keygate_policy::Decider;
 use rand::Rng;
 use rust_decimal::Decimal;
@@ -128,6 +130,9 @@ pub struct Gateway {
     trusted_proxies: Arc<[IpNet]>,
     limits: ClientLimits,
     binance: Binance,
+    alerter: Option<Alerter>,
+    /// When the last audit-unavailable alert was raised (ms; 0 for never).
+    audit_alerted_ms: Arc<AtomicU64>,
 }
 
 impl Gateway {
@@ -152,6 +157,8 @@ impl Gateway {
             trusted_proxies: trusted_proxies.into(),
             limits: ClientLimits::default(),
             binance: Binance,
+            alerter: None,
+            audit_alerted_ms: Arc::default(),
         })
     }
 
@@ -168,6 +175,44 @@ impl Gateway {
         self.decider.count_earlier(event, now_ms());
     }
 
+    /// The same gateway, raising an alert through `alerter` when the audit log cannot be
+    /// written (at most one a minute): the log cannot say so itself.
+    pub fn with_alerter(mut self, alerter: Alerter) -> Gateway {
+        self.alerter = Some(alerter);
+        self
+    }
+
+    /// Raises [`AlertRule::AuditUnavailable`], unless it was raised in the last minute.
+    fn alert_audit_unavailable(&self, reason: &str) {
+        const QUIET_MS: u64 = 60_000;
+        let Some(alerter) = &self.alerter else {
+            return;
+        };
+        let now = now_ms();
+        let last = self.audit_alerted_ms.load(Ordering::Relaxed);
+        let due = last == 0 || now.saturating_sub(last) >= QUIET_MS;
+        if due
+            && self
+                .audit_alerted_ms
+                .compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            alerter.raise(Alert {
+                severity: Severity::Critical,
+                rule: AlertRule::AuditUnavailable,
+                summary: format!(
+                    "the audit log cannot be written ({reason}): orders, withdrawals and \
+                     transfers are refused until it can"
+                ),
+                client: None,
+                account: None,
+                source_ip: None,
+                event_seq: 0,
+                ts_ms: now,
+            });
+        }
+    }
+
     /// The same gateway with a pool of upstream connections of its own, for one worker.
     fn with_own_pool(&self) -> Gateway {
         Gateway {
@@ -180,6 +225,8 @@ impl Gateway {
             trusted_proxies: self.trusted_proxies.clone(),
             limits: self.limits,
             binance: Binance,
+            alerter: self.alerter.clone(),
+            audit_alerted_ms: self.audit_alerted_ms.clone(),
         }
     }
 }
@@ -518,6 +565,7 @@ impl Gateway {
         if sensitive {
             if let Err(reason) = audit.write_pending().await {
                 tracing::error!(%reason, "audit log unavailable; request not forwarded");
+                self.alert_audit_unavailable(&reason);
                 // Should the pending event still land (a write that timed out), this one
                 // follows it and says the request was not forwarded.
                 let message = format!("audit log unavailable: {reason}");

@@ -14,6 +14,7 @@ use keygate_core::{AdminEvent, ClientStatus, Event, EventBody, Name, Policy, Sco
 use keygate_exchanges::binance;
 use keygate_gateway::{ClientLimits, Server};
 use keygate_mockex::{Credential, RunningSimulator};
+use keygate_monitor::{Alert, AlertRule, Alerter, Severity};
 use keygate_store::{ClientKeyMaterial, NewClient, Store};
 use keygate_vault::{MasterKey, SecretString};
 use serde_json::Value;
@@ -30,6 +31,8 @@ struct Env {
     gateway: SocketAddr,
     server: Option<Server>,
     audit_key: AuditKey,
+    /// What the gateway raised through its alerter.
+    alerts: std::sync::mpsc::Receiver<Alert>,
 }
 
 async fn setup(policy: Policy, upstream: Option<String>, upstream_timeout: Duration) -> Env {
@@ -61,7 +64,8 @@ async fn setup_with(
     let upstream = upstream.unwrap_or_else(|| exchange.url());
     let bot = Bot { material, policy };
     let (gateway, audit_key) = gateway_over(dir.path(), &upstream, bot, upstream_timeout);
-    let gateway = gateway.with_client_limits(limits);
+    let (alerter, alerts) = Alerter::channel();
+    let gateway = gateway.with_client_limits(limits).with_alerter(alerter);
     let db = dir.path().join("keygate.db");
     // Two workers, as on a two-core machine: consecutive connections land on different
     // workers, so replay and policy state are checked across them.
@@ -73,6 +77,7 @@ async fn setup_with(
         gateway: server.local_addr(),
         server: Some(server),
         audit_key,
+        alerts,
     }
 }
 
@@ -926,6 +931,27 @@ async fn trades_wait_for_a_durable_audit_event_and_reads_go_on_without_one() {
     assert_eq!(status, 503, "{body}");
     assert_eq!(exchange_saw(&env, "/api/v3/order"), 0);
     assert_eq!(get(&env, "/api/v3/account", "").await.0, 200, "reads go on");
+    // The log cannot tell of its own outage: the gateway raises the alert itself, once
+    // a minute at most.
+    let alert = env.alerts.try_recv().expect("an audit_unavailable alert");
+    assert_eq!(
+        (alert.severity, alert.rule),
+        (Severity::Critical, AlertRule::AuditUnavailable)
+    );
+    assert!(alert
+        .summary
+        .contains("orders, withdrawals and transfers are refused"));
+    let (status, _) = post(
+        &env,
+        "/api/v3/order",
+        "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=50000",
+    )
+    .await;
+    assert_eq!(status, 503);
+    assert!(
+        env.alerts.try_recv().is_err(),
+        "raised twice within a minute"
+    );
     blocker.execute_batch("ROLLBACK").unwrap();
     let (status, _) = post(
         &env,

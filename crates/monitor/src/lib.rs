@@ -17,7 +17,8 @@
 //! | `admin_change` | critical for `keygate panic`, info otherwise | an operator's change |
 //!
 //! Alerts found outside the log, such as a withdrawal the exchange made that keygate
-//! never forwarded (`unreconciled_withdrawal`, critical), are raised through an
+//! never forwarded (`unreconciled_withdrawal`, critical) or an audit log that cannot be
+//! written (`audit_unavailable`, critical, raised by the gateway), are raised through an
 //! [`Alerter`] and go the same way.
 //!
 //! Alerts are derived from the tamper-evident log and from nothing else, so they can
@@ -159,6 +160,8 @@ pub enum AlertRule {
     UnreconciledWithdrawal,
     /// The exchange could not be asked for its withdrawals.
     ReconcileFailed,
+    /// The audit log cannot be written: orders, withdrawals and transfers are refused.
+    AuditUnavailable,
     /// Sent by `keygate alerts test`.
     Test,
 }
@@ -180,6 +183,7 @@ impl AlertRule {
             AlertRule::LogUnreadable => "log_unreadable",
             AlertRule::UnreconciledWithdrawal => "unreconciled_withdrawal",
             AlertRule::ReconcileFailed => "reconcile_failed",
+            AlertRule::AuditUnavailable => "audit_unavailable",
             AlertRule::Test => "test",
         }
     }
@@ -445,6 +449,13 @@ pub struct Monitor {
 pub struct Alerter(mpsc::Sender<Alert>);
 
 impl Alerter {
+    /// An alerter whose alerts go to the receiver, for tests and for programs that
+    /// dispatch alerts themselves.
+    pub fn channel() -> (Alerter, mpsc::Receiver<Alert>) {
+        let (sender, receiver) = mpsc::channel();
+        (Alerter(sender), receiver)
+    }
+
     /// Hands `alert` to the monitor, which dispatches it within a poll interval.
     pub fn raise(&self, alert: Alert) {
         if let Err(mpsc::SendError(alert)) = self.0.send(alert) {
@@ -472,7 +483,7 @@ impl Monitor {
             .map_err(Error::Start)?;
         let http = sink::http_client()?;
         let stop = Arc::new(AtomicBool::new(false));
-        let (alerter, raised) = mpsc::channel();
+        let (alerter, raised) = Alerter::channel();
         let metrics = Arc::new(Metrics::after(cursor));
         let follower = Follower {
             raised,
@@ -491,7 +502,7 @@ impl Monitor {
         Ok(Monitor {
             stop,
             metrics,
-            alerter: Alerter(alerter),
+            alerter,
             thread: Some(thread),
         })
     }

@@ -41,17 +41,19 @@
 //! assert_eq!((alerts[0].severity, alerts[0].rule), (Severity::Critical, AlertRule::AdminChange));
 //! ```
 
+mod config;
 mod email;
 mod metrics;
 mod rules;
 mod sink;
 
+pub use config::{AlertsConfig, EmailConfig, Settings, WebhookConfig};
 pub use email::{Email, EmailSettings, SmtpSecurity};
 pub use metrics::Metrics;
 pub use rules::{Rules, Thresholds};
 pub use sink::{sign, Sink, Webhook};
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread;
@@ -212,167 +214,6 @@ pub struct Alert {
     pub event_seq: u64,
     /// When that event happened, in milliseconds since the Unix epoch.
     pub ts_ms: u64,
-}
-
-/// The `[alerts]` table of `config.toml`, as written.
-///
-/// ```toml
-/// [alerts]
-/// denial_burst = 10        # denials of one client or address ...
-/// denial_window = "60s"    # ... within this window make an alert
-/// quiet_period = "10m"     # one alert per client and rule in this period
-/// source_memory = "7d"     # a client's addresses are remembered this long
-///
-/// [[alerts.webhook]]
-/// url = "https://hooks.example.com/services/T0/B0/XYZ"
-/// secret_file = "/etc/keygate/webhook.secret"   # optional: signs each POST
-/// min_severity = "warning"                      # info, warning (default) or critical
-/// ```
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AlertsConfig {
-    /// See [`Thresholds::denial_burst`].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub denial_burst: Option<usize>,
-    /// See [`Thresholds::denial_window`], as `60s`, `5m`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub denial_window: Option<String>,
-    /// See [`Thresholds::quiet_period`].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub quiet_period: Option<String>,
-    /// See [`Thresholds::source_memory`].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source_memory: Option<String>,
-    /// The webhooks.
-    #[serde(default, rename = "webhook", skip_serializing_if = "Vec::is_empty")]
-    pub webhooks: Vec<WebhookConfig>,
-    /// The email recipients.
-    #[serde(default, rename = "email", skip_serializing_if = "Vec::is_empty")]
-    pub emails: Vec<EmailConfig>,
-}
-
-/// One `[[alerts.email]]`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EmailConfig {
-    /// The mail server, `HOST:PORT`.
-    pub server: String,
-    /// `starttls` (default), `tls`, or `none` (a loopback server only).
-    #[serde(default)]
-    pub security: SmtpSecurity,
-    /// The sender.
-    pub from: String,
-    /// The recipients.
-    pub to: Vec<String>,
-    /// The user name, when the server wants one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub username: Option<String>,
-    /// A file, readable by its owner only, holding the password.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub password_file: Option<PathBuf>,
-    /// The least severity sent (default: critical: a mailbox is not a dashboard).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub min_severity: Option<Severity>,
-}
-
-/// One `[[alerts.webhook]]`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WebhookConfig {
-    /// Where alerts are POSTed.
-    pub url: String,
-    /// A file, readable by its owner only, whose content signs each POST.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub secret_file: Option<PathBuf>,
-    /// The least severity sent (default: warning).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub min_severity: Option<Severity>,
-}
-
-impl AlertsConfig {
-    /// Whether nothing is set.
-    pub fn is_empty(&self) -> bool {
-        self == &AlertsConfig::default()
-    }
-
-    /// The settings these make: durations parsed, URLs checked, secrets read.
-    pub fn settings(&self) -> Result<Settings, Error> {
-        let defaults = Thresholds::default();
-        let duration = |setting: &'static str, value: &Option<String>, default| match value {
-            None => Ok(default),
-            Some(text) => match humantime::parse_duration(text) {
-                Ok(d) if !d.is_zero() => Ok(d),
-                Ok(_) => Err(Error::BadSetting {
-                    setting,
-                    reason: "must be longer than zero".into(),
-                }),
-                Err(e) => Err(Error::BadSetting {
-                    setting,
-                    reason: format!("{text:?} is not a duration ({e})"),
-                }),
-            },
-        };
-        let denial_burst = match self.denial_burst {
-            Some(0) => {
-                return Err(Error::BadSetting {
-                    setting: "denial_burst",
-                    reason: "must be at least 1".into(),
-                })
-            }
-            Some(n) => n,
-            None => defaults.denial_burst,
-        };
-        let thresholds = Thresholds {
-            denial_burst,
-            denial_window: duration("denial_window", &self.denial_window, defaults.denial_window)?,
-            quiet_period: duration("quiet_period", &self.quiet_period, defaults.quiet_period)?,
-            source_memory: duration("source_memory", &self.source_memory, defaults.source_memory)?,
-        };
-        let mut sinks = Vec::new();
-        for hook in &self.webhooks {
-            let secret = hook
-                .secret_file
-                .as_deref()
-                .map(keygate_vault::read_secret_file)
-                .transpose()?;
-            let min_severity = hook.min_severity.unwrap_or(Severity::Warning);
-            sinks.push(Sink::Webhook(Webhook::new(
-                &hook.url,
-                secret,
-                min_severity,
-            )?));
-        }
-        for email in &self.emails {
-            let credentials = match (&email.username, &email.password_file) {
-                (Some(user), Some(file)) => {
-                    Some((user.as_str(), keygate_vault::read_secret_file(file)?))
-                }
-                (None, None) => None,
-                _ => {
-                    return Err(Error::BadEmail {
-                        reason: "username and password_file go together".into(),
-                    })
-                }
-            };
-            sinks.push(Sink::Email(Email::new(EmailSettings {
-                server: &email.server,
-                security: email.security,
-                from: &email.from,
-                to: &email.to,
-                credentials,
-                min_severity: email.min_severity.unwrap_or(Severity::Critical),
-            })?));
-        }
-        Ok(Settings { thresholds, sinks })
-    }
-}
-
-/// Validated alert settings.
-pub struct Settings {
-    /// The rules' thresholds.
-    pub thresholds: Thresholds,
-    /// Where alerts go, besides the log.
-    pub sinks: Vec<Sink>,
 }
 
 /// What became of an alert sent to one sink.

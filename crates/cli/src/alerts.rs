@@ -3,7 +3,7 @@
 use anyhow::{bail, Context};
 use clap::Args;
 use keygate_audit::Filter;
-use keygate_monitor::{dispatch_blocking, Alert, AlertRule, Rules, Settings, Severity};
+use keygate_monitor::{dispatch_blocking, Alert, AlertRule, Rules, Settings, Severity, Thresholds};
 
 use crate::audit_cmd::for_each_event;
 use crate::home::{now_ms, parse_duration, Home, Unlocked};
@@ -63,19 +63,27 @@ pub fn settings(home: &Home) -> anyhow::Result<Settings> {
         .with_context(|| format!("[alerts] in {}", home.config_path().display()))
 }
 
+/// The rules' thresholds from `home`'s config.toml (no secret file is read).
+pub fn thresholds(home: &Home) -> anyhow::Result<Thresholds> {
+    home.config()?
+        .alerts
+        .thresholds()
+        .with_context(|| format!("[alerts] in {}", home.config_path().display()))
+}
+
 /// Runs `keygate alerts list`.
 pub fn list(vault: &Unlocked, args: &ListArgs) -> anyhow::Result<i32> {
-    let settings = settings(&vault.home)?;
+    let thresholds = thresholds(&vault.home)?;
     let since = parse_duration(&args.since).context("--since")?;
     let since_ms = now_ms().saturating_sub(since.as_millis() as u64);
     // Start one denial window early, so that a burst begun before `since` counts whole.
-    let window = settings.thresholds.denial_window.as_millis() as u64;
+    let window = thresholds.denial_window.as_millis() as u64;
     let filter = Filter {
         since_ms: Some(since_ms.saturating_sub(window)),
         ..Filter::default()
     };
     let min: Severity = args.min_severity.into();
-    let mut rules = Rules::new(settings.thresholds);
+    let mut rules = Rules::new(thresholds);
     let mut alerts: Vec<Alert> = Vec::new();
     for_each_event(&vault.store, &filter, |events| {
         for (seq, event) in events {

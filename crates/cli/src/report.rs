@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::Args;
 use keygate_audit::Filter;
 use keygate_core::{ActionKind, Event, EventBody, Outcome};
+use keygate_monitor::{Rules, Severity};
 use serde::Serialize;
 
 use crate::audit_cmd::{for_each_event, human_line};
@@ -57,6 +58,9 @@ struct Report {
     outcome_unknown: Vec<String>,
     /// Requests by source address.
     sources: BTreeMap<String, u64>,
+    /// The warnings and critical alerts the window's events raise, as `keygate alerts
+    /// list` shows them.
+    alerts: Vec<String>,
 }
 
 /// Builds the report of the window and prints it.
@@ -78,9 +82,28 @@ pub fn run(vault: &Unlocked, args: &ReportArgs) -> anyhow::Result<()> {
     };
     // Requests written before forwarding whose outcome event has not come (yet).
     let mut pending: HashMap<String, String> = HashMap::new();
+    // Thresholds that do not parse are `doctor`'s and `serve`'s to report; the report
+    // still comes, with the default ones.
+    let mut rules = Rules::new(crate::alerts::thresholds(&vault.home).unwrap_or_default());
     for_each_event(&vault.store, &filter, |page| {
         for (seq, event) in page {
             report.add(*seq, event, &mut pending);
+            report.alerts.extend(
+                rules
+                    .evaluate(*seq, event)
+                    .into_iter()
+                    .filter(|a| a.severity >= Severity::Warning)
+                    .map(|a| {
+                        format!(
+                            "#{} {} {} {}: {}",
+                            a.event_seq,
+                            rfc3339(a.ts_ms),
+                            a.severity.as_str(),
+                            a.rule.as_str(),
+                            a.summary
+                        )
+                    }),
+            );
         }
         Ok(())
     })?;
@@ -162,6 +185,7 @@ impl Report {
             let rules: Vec<String> = rules.iter().map(|(r, n)| format!("{r} {n}")).collect();
             println!("  {client}: {}", rules.join(", "));
         }
+        section("alerts (warnings and critical)", &self.alerts);
         section("withdrawals and transfers", &self.money_out);
         section(
             "outcome unknown (may have executed: check at the exchange)",

@@ -1493,7 +1493,26 @@ mod audit {
             "{report}"
         );
         assert_eq!(report["sources"]["10.9.8.7"], 2, "{report}");
+        // The refused withdrawal is a critical alert, the forwarded one a warning, and so
+        // is bot1 at an address other than the one it used before.
+        let alerts: Vec<&str> = report["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        assert_eq!(alerts.len(), 3, "{report}");
+        assert!(
+            alerts[2].contains("warning new_source: client bot1 used from 10.9.8.7"),
+            "{report}"
+        );
+        assert!(
+            alerts[0].contains("critical withdrawal: withdrawal of 5 BTC to bc1qattacker"),
+            "{report}"
+        );
+        assert!(alerts[1].contains("warning withdrawal:"), "{report}");
         let human = kg.ok(&["incident", "report"], "").stdout;
+        assert!(human.contains("alerts (warnings and critical):"), "{human}");
         assert!(
             human.contains("outcome unknown (may have executed: check at the exchange):"),
             "{human}"

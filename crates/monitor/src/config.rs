@@ -87,8 +87,9 @@ impl AlertsConfig {
         self == &AlertsConfig::default()
     }
 
-    /// The settings these make: durations parsed, URLs checked, secrets read.
-    pub fn settings(&self) -> Result<Settings, Error> {
+    /// The rules' thresholds alone (what `keygate alerts list` and the incident report
+    /// need), without reading any secret file.
+    pub fn thresholds(&self) -> Result<Thresholds, Error> {
         let defaults = Thresholds::default();
         let duration = |setting: &'static str, value: &Option<String>, default| match value {
             None => Ok(default),
@@ -114,12 +115,17 @@ impl AlertsConfig {
             Some(n) => n,
             None => defaults.denial_burst,
         };
-        let thresholds = Thresholds {
+        Ok(Thresholds {
             denial_burst,
             denial_window: duration("denial_window", &self.denial_window, defaults.denial_window)?,
             quiet_period: duration("quiet_period", &self.quiet_period, defaults.quiet_period)?,
             source_memory: duration("source_memory", &self.source_memory, defaults.source_memory)?,
-        };
+        })
+    }
+
+    /// The settings these make: durations parsed, URLs checked, secrets read.
+    pub fn settings(&self) -> Result<Settings, Error> {
+        let thresholds = self.thresholds()?;
         let mut sinks = Vec::new();
         for hook in &self.webhooks {
             let secret = hook

@@ -26,6 +26,13 @@ pub struct ServeArgs {
     /// A proxy whose X-Forwarded-For is believed (CIDR; repeatable). None by default.
     #[arg(long = "trusted-proxy", value_name = "CIDR")]
     pub trusted_proxies: Vec<IpNet>,
+    /// Serve HTTPS with this certificate chain (PEM). With it, a non-loopback address
+    /// needs no other flag.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The certificate's private key (PEM), in a file only its owner may read.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
     /// Listen on a non-loopback address without TLS. Bots' requests and keygate's answers
     /// then cross the network in the clear.
     #[arg(long)]
@@ -80,9 +87,13 @@ fn positive_duration(s: &str) -> Result<Duration, String> {
 
 /// Runs the gateway until Ctrl-C or SIGTERM, then drains in-flight requests.
 pub fn run(unlocked: Unlocked, args: &ServeArgs) -> anyhow::Result<()> {
-    if !args.listen.ip().is_loopback() && !args.insecure_listen_non_loopback {
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(tls(cert, key)?),
+        _ => None,
+    };
+    if !args.listen.ip().is_loopback() && tls.is_none() && !args.insecure_listen_non_loopback {
         bail!(
-            "refusing to listen on {} without TLS; listen on loopback behind a TLS proxy, or pass --insecure-listen-non-loopback",
+            "refusing to listen on {} without TLS; pass --tls-cert and --tls-key, listen on loopback behind a TLS proxy, or pass --insecure-listen-non-loopback",
             args.listen
         );
     }
@@ -162,10 +173,14 @@ pub fn run(unlocked: Unlocked, args: &ServeArgs) -> anyhow::Result<()> {
             format!(" and {}", destinations.join(", "))
         }
     );
-    let server = Server::start(args.listen, workers, &gateway)
-        .with_context(|| format!("binding {}", args.listen))?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let server = match tls {
+        Some(tls) => Server::start_tls(args.listen, workers, &gateway, tls),
+        None => Server::start(args.listen, workers, &gateway),
+    }
+    .with_context(|| format!("binding {}", args.listen))?;
     println!(
-        "keygate listening on http://{}/binance",
+        "keygate listening on {scheme}://{}/binance",
         server.local_addr()
     );
 
@@ -184,6 +199,20 @@ pub fn run(unlocked: Unlocked, args: &ServeArgs) -> anyhow::Result<()> {
     drop(admin);
     monitor.stop();
     served
+}
+
+/// The listener's TLS configuration from a certificate chain and an owner-only key file.
+fn tls(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> anyhow::Result<Arc<keygate_gateway::TlsConfig>> {
+    let chain = std::fs::read(cert).with_context(|| format!("reading {}", cert.display()))?;
+    let key_pem = keygate_vault::read_secret_file(key)
+        .with_context(|| format!("reading the TLS key {}", key.display()))?;
+    Ok(keygate_gateway::tls_config(
+        &chain,
+        key_pem.expose_secret(),
+    )?)
 }
 
 /// Passes today's (UTC) request events to the gateway, so that the daily notional and

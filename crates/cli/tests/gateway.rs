@@ -103,7 +103,11 @@ impl Serve {
             .unwrap();
         let addr = line
             .trim()
-            .strip_prefix("keygate listening on http://")
+            .strip_prefix("keygate listening on ")
+            .and_then(|s| {
+                s.strip_prefix("http://")
+                    .or_else(|| s.strip_prefix("https://"))
+            })
             .and_then(|s| s.strip_suffix("/binance"))
             .unwrap_or_else(|| panic!("unexpected serve output {line:?}"))
             .to_owned();
@@ -586,6 +590,95 @@ fn daily_withdrawal_limits_hold_across_a_restart() {
         .filter(|r| r.path.ends_with("/withdraw/apply"))
         .count();
     assert_eq!(applied, 2, "denied withdrawals reached the exchange");
+}
+
+/// With a certificate and key, serve speaks HTTPS only, on loopback or off it; a key
+/// file others can read is refused.
+#[test]
+fn serve_speaks_https_with_the_certificate_it_is_given() {
+    use std::os::unix::fs::PermissionsExt;
+    let (runtime, exchange) = simulator(vec![Credential::hmac(REAL_KEY, REAL_SECRET)]);
+    let mut home = Home::with_account(&exchange.url());
+    let issued: Value = serde_json::from_str(&home.ok(
+        &[
+            "client",
+            "issue",
+            "--account",
+            "main",
+            "--name",
+            "bot1",
+            "--json",
+        ],
+        None,
+    ))
+    .unwrap();
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+            .unwrap();
+    let cert = home.kg.path("cert.pem");
+    let key = home.kg.path("key.pem");
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.key_pair.serialize_pem()).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let tls_args = [
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ];
+    let args: Vec<&str> = ["serve", "--listen", "127.0.0.1:0"]
+        .into_iter()
+        .chain(tls_args)
+        .collect();
+    let refused = home.kg.fails(&args, "", 2);
+    assert!(
+        refused.stderr.contains("readable by group or others"),
+        "{}",
+        refused.stderr
+    );
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    let serve = Serve::start_with(&home, &tls_args);
+    let payload = format!("timestamp={}&recvWindow=10000", keygate_gateway::now_ms());
+    let signature = binance::hmac_signature(
+        issued["secret"].as_str().unwrap().as_bytes(),
+        payload.as_bytes(),
+    );
+    let path = format!("/binance/api/v3/account?{payload}&signature={signature}");
+    let api_key = issued["api_key"].as_str().unwrap();
+    let (status, plain) = runtime.block_on(async {
+        let trusting = reqwest::Client::builder()
+            .add_root_certificate(
+                reqwest::Certificate::from_pem(certified.cert.pem().as_bytes()).unwrap(),
+            )
+            .build()
+            .unwrap();
+        let answer = trusting
+            .get(format!("https://{}{path}", serve.addr))
+            .header("X-MBX-APIKEY", api_key)
+            .send()
+            .await
+            .unwrap();
+        let plain = reqwest::Client::new()
+            .get(format!("http://{}{path}", serve.addr))
+            .header("X-MBX-APIKEY", api_key)
+            .send()
+            .await;
+        (answer.status().as_u16(), plain)
+    });
+    assert_eq!(status, 200);
+    assert!(
+        plain.is_err(),
+        "plain HTTP was answered on the HTTPS listener: {plain:?}"
+    );
+    drop(serve);
+    let printed = String::from_utf8_lossy(&home.printed).into_owned()
+        + &std::fs::read_to_string(home.kg.path("serve.log")).unwrap()
+        + &refused.stdout
+        + &refused.stderr;
+    let key_body = certified.key_pair.serialize_pem();
+    let key_line = key_body.lines().nth(1).unwrap();
+    assert!(!printed.contains(key_line), "the TLS key was printed");
 }
 
 /// Two gateways on one vault would each keep a replay cache, and each accept a captured

@@ -47,7 +47,8 @@ pub mod wire;
 #[cfg(not(feature = "fuzzing"))]
 mod wire;
 
-pub use server::Server;
+pub use rustls::ServerConfig as TlsConfig;
+pub use server::{tls_config, Server};
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -116,6 +117,9 @@ pub enum Error {
     /// The HTTP client could not be built.
     #[error("cannot build the upstream HTTP client: {0}")]
     Upstream(String),
+    /// The listener's certificate or private key is refused.
+    #[error("TLS for the listener: {0}")]
+    Tls(String),
 }
 
 /// Everything the request path needs. All of it is shared by every request, but for the

@@ -37,6 +37,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
 
 use crate::Gateway;
 
@@ -49,8 +50,29 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds `addr` and starts `workers` worker threads (at least one) serving `gateway`.
+    /// Binds `addr` and starts `workers` worker threads (at least one) serving `gateway`
+    /// over plain HTTP.
     pub fn start(addr: SocketAddr, workers: usize, gateway: &Gateway) -> io::Result<Server> {
+        Server::start_with(addr, workers, gateway, None)
+    }
+
+    /// As [`Server::start`], serving HTTPS: every connection is a TLS connection made with
+    /// `tls` (see [`tls_config`]). A client has the client timeout for its handshake.
+    pub fn start_tls(
+        addr: SocketAddr,
+        workers: usize,
+        gateway: &Gateway,
+        tls: Arc<rustls::ServerConfig>,
+    ) -> io::Result<Server> {
+        Server::start_with(addr, workers, gateway, Some(TlsAcceptor::from(tls)))
+    }
+
+    fn start_with(
+        addr: SocketAddr,
+        workers: usize,
+        gateway: &Gateway,
+        tls: Option<TlsAcceptor>,
+    ) -> io::Result<Server> {
         let listener = std::net::TcpListener::bind(addr)?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
@@ -79,6 +101,7 @@ impl Server {
                 None => None,
             };
             let stopped = stopped.clone();
+            let tls = tls.clone();
             let worker = thread::Builder::new()
                 .name(format!("keygate-worker-{index}"))
                 .spawn(move || {
@@ -87,7 +110,7 @@ impl Server {
                             tokio::spawn(accept(listener, inboxes, limit, stopped.clone()));
                         }
                         tokio::spawn(keep_a_timer_due_soon());
-                        serve_connections(gateway, connections, stopped).await;
+                        serve_connections(gateway, tls, connections, stopped).await;
                     });
                 })?;
             server.workers.push(worker);
@@ -116,6 +139,38 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.stop.send(true);
     }
+}
+
+/// The TLS configuration of an HTTPS listener: the certificate chain and the private key
+/// in PEM, TLS 1.2 and 1.3 with rustls's safe defaults (ring), HTTP/1.1 by ALPN.
+pub fn tls_config(
+    cert_chain_pem: &[u8],
+    key_pem: &[u8],
+) -> Result<Arc<rustls::ServerConfig>, crate::Error> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let refused = |what: &str, e: &dyn std::fmt::Display| crate::Error::Tls(format!("{what}: {e}"));
+    let chain = CertificateDer::pem_slice_iter(cert_chain_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| refused("the certificate does not read as PEM", &e))?;
+    if chain.is_empty() {
+        return Err(crate::Error::Tls(
+            "the certificate file holds no certificate".into(),
+        ));
+    }
+    // The key's own error would not quote it, but say nothing of it all the same.
+    let key = PrivateKeyDer::from_pem_slice(key_pem)
+        .map_err(|_| crate::Error::Tls("the private key does not read as PEM".into()))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| refused("protocol versions", &e))?
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .map_err(|e| refused("the certificate and key do not go together", &e))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
 }
 
 /// How often a worker's standing timer fires; see [`keep_a_timer_due_soon`].
@@ -213,6 +268,7 @@ async fn accept(
 /// extractors, and skipping them saves a boxed future and an extensions map per request.
 async fn serve_connections(
     gateway: Arc<Gateway>,
+    tls: Option<TlsAcceptor>,
     mut connections: mpsc::UnboundedReceiver<Accepted>,
     stopped: watch::Receiver<bool>,
 ) {
@@ -238,6 +294,7 @@ async fn serve_connections(
             Ok((peer, stream)) => {
                 open.spawn(serve_connection(
                     gateway.clone(),
+                    tls.clone(),
                     stream,
                     peer,
                     slot,
@@ -252,10 +309,11 @@ async fn serve_connections(
     while open.join_next().await.is_some() {}
 }
 
-/// HTTP/1.1 on one connection; on a stop, the request in flight finishes and the
-/// connection closes. The connection holds its `slot` until it ends.
+/// One connection, after its TLS handshake when the server has TLS. The connection holds
+/// its `slot` until it ends.
 async fn serve_connection(
     gateway: Arc<Gateway>,
+    tls: Option<TlsAcceptor>,
     stream: TcpStream,
     peer: SocketAddr,
     _slot: Slot,
@@ -263,6 +321,26 @@ async fn serve_connection(
 ) {
     // An answer goes out in one write; Nagle would only delay it.
     let _ = stream.set_nodelay(true);
+    let Some(tls) = tls else {
+        return serve_http(gateway, stream, peer, stopped).await;
+    };
+    match tokio::time::timeout(gateway.limits.timeout, tls.accept(stream)).await {
+        Ok(Ok(stream)) => serve_http(gateway, stream, peer, stopped).await,
+        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+        Err(_) => tracing::debug!(%peer, "TLS handshake took too long"),
+    }
+}
+
+/// HTTP/1.1 on one connection; on a stop, the request in flight finishes and the
+/// connection closes.
+async fn serve_http<S>(
+    gateway: Arc<Gateway>,
+    stream: S,
+    peer: SocketAddr,
+    stopped: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let header_timeout = gateway.limits.timeout;
     let service = service_fn(move |request: http::Request<Incoming>| {
         let gateway = gateway.clone();

@@ -62,6 +62,14 @@ impl Home {
         self.kg.home()
     }
 
+    /// `client issue --account main --name NAME OPTIONS... --json`, parsed.
+    fn issue(&mut self, name: &str, options: &[&str]) -> Value {
+        let mut args = vec!["client", "issue", "--account", "main", "--name", name];
+        args.extend(options);
+        args.push("--json");
+        serde_json::from_str(&self.ok(&args, None)).unwrap()
+    }
+
     fn ok(&mut self, args: &[&str], stdin: Option<&str>) -> String {
         let out = self.kg.run_traced(args, stdin.unwrap_or(""));
         if !args.starts_with(&["client", "issue"]) && !args.starts_with(&["client", "rotate"]) {
@@ -214,23 +222,15 @@ fn reconcile_finds_the_withdrawal_keygate_never_forwarded() {
         receiver.url("/hook")
     ));
     std::fs::write(&config_path, config).unwrap();
-    let issued: Value = serde_json::from_str(&home.ok(
+    let issued: Value = home.issue(
+        "payout",
         &[
-            "client",
-            "issue",
-            "--account",
-            "main",
-            "--name",
-            "payout",
             "--scope",
             "read,withdraw",
             "--withdraw-address",
             "TColdWallet1",
-            "--json",
         ],
-        None,
-    ))
-    .unwrap();
+    );
     let serve = Serve::start_with(&home, &["--reconcile-every", "1s"]);
     let withdraw = "/sapi/v1/capital/withdraw/apply";
     let through_keygate = signed(
@@ -337,19 +337,7 @@ fn serve_alerts_a_signed_webhook_and_alerts_list_recomputes_what_it_sent() {
         )
     };
     std::fs::write(&config_path, with_alerts(&receiver.url(HOOK_PATH))).unwrap();
-    let issued: Value = serde_json::from_str(&home.ok(
-        &[
-            "client",
-            "issue",
-            "--account",
-            "main",
-            "--name",
-            "bot1",
-            "--json",
-        ],
-        None,
-    ))
-    .unwrap();
+    let issued: Value = home.issue("bot1", &[]);
     let (key, secret) = (
         issued["api_key"].as_str().unwrap(),
         issued["secret"].as_str().unwrap(),
@@ -511,25 +499,17 @@ fn daily_withdrawal_limits_hold_across_a_restart() {
     let day = keygate_gateway::now_ms() / DAY_MS;
     let (_runtime, exchange) = simulator(vec![Credential::hmac(REAL_KEY, REAL_SECRET)]);
     let mut home = Home::with_account(&exchange.url());
-    let issued: Value = serde_json::from_str(&home.ok(
+    let issued: Value = home.issue(
+        "payout",
         &[
-            "client",
-            "issue",
-            "--account",
-            "main",
-            "--name",
-            "payout",
             "--scope",
             "read,withdraw",
             "--withdraw-address",
             "TColdWallet1",
             "--max-daily-withdrawal",
             "USDT=15",
-            "--json",
         ],
-        None,
-    ))
-    .unwrap();
+    );
     let shown = home.ok(&["client", "show", "payout"], None);
     assert!(shown.contains("withdraw per day:   15 USDT"), "{shown}");
     let withdraw = |serve: &Serve, coin: &str, amount: &str| {
@@ -599,19 +579,7 @@ fn serve_speaks_https_with_the_certificate_it_is_given() {
     use std::os::unix::fs::PermissionsExt;
     let (runtime, exchange) = simulator(vec![Credential::hmac(REAL_KEY, REAL_SECRET)]);
     let mut home = Home::with_account(&exchange.url());
-    let issued: Value = serde_json::from_str(&home.ok(
-        &[
-            "client",
-            "issue",
-            "--account",
-            "main",
-            "--name",
-            "bot1",
-            "--json",
-        ],
-        None,
-    ))
-    .unwrap();
+    let issued: Value = home.issue("bot1", &[]);
     let certified =
         rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
             .unwrap();
@@ -708,25 +676,17 @@ fn ccxt_trades_through_keygate_and_the_cli_administers_it_live() {
         Credential::hmac(ROTATED_KEY, ROTATED_SECRET),
     ]);
     let mut home = Home::with_account(&exchange.url());
-    let issued: Value = serde_json::from_str(&home.ok(
+    let issued: Value = home.issue(
+        "bot1",
         &[
-            "client",
-            "issue",
-            "--account",
-            "main",
-            "--name",
-            "bot1",
             "--scope",
             "read,trade",
             "--symbols",
             "BTC/USDT,ETHUSDT",
             "--max-order-notional",
             "5000",
-            "--json",
         ],
-        None,
-    ))
-    .unwrap();
+    );
     let bot_key = issued["api_key"].as_str().unwrap().to_owned();
     let bot_secret = issued["secret"].as_str().unwrap().to_owned();
     let serve = Serve::start(&home);

@@ -41,6 +41,9 @@ pub enum ClientCmd {
     Revoke(NameArg),
     /// Give a client a new key; the old one stays valid for --grace.
     Rotate(RotateArgs),
+    /// Change what a client may do; its key stays. Each option given replaces that part
+    /// of its policy. Takes effect within a second while `serve` runs.
+    Update(Box<UpdateArgs>),
 }
 
 /// How a client signs.
@@ -61,33 +64,9 @@ pub struct IssueArgs {
     /// The client's name.
     #[arg(long)]
     pub name: String,
-    /// Scopes: read, trade, withdraw, transfer (comma-separated) [default: read].
-    #[arg(long, value_delimiter = ',')]
-    pub scope: Vec<String>,
-    /// A network (CIDR) or address the client may call from; repeatable [default: loopback].
-    #[arg(long = "allow-ip", value_name = "CIDR")]
-    pub allow_ip: Vec<String>,
-    /// Symbols the client may trade: exchange ids (BTCUSDT) or ccxt form (BTC/USDT).
-    #[arg(long, value_delimiter = ',')]
-    pub symbols: Vec<String>,
-    /// Largest quote notional of one order.
-    #[arg(long, value_name = "N")]
-    pub max_order_notional: Option<String>,
-    /// Largest quote notional of all orders in one UTC day.
-    #[arg(long, value_name = "N")]
-    pub max_daily_notional: Option<String>,
-    /// Requests per second (`10/s` or `10`).
-    #[arg(long, value_name = "N/s")]
-    pub rate: Option<String>,
-    /// An address the client may withdraw to, `ADDRESS` or `ADDRESS/TAG` (the tag or memo
-    /// of assets whose accounts share an address); repeatable. Required with the withdraw
-    /// scope: a withdrawal anywhere else is denied.
-    #[arg(long = "withdraw-address", value_name = "ADDRESS[/TAG]")]
-    pub withdraw_addresses: Vec<WithdrawalDestination>,
-    /// The most of one asset the client may withdraw in a UTC day, `ASSET=AMOUNT`
-    /// (`BTC=0.5`); repeatable. With any, an asset not listed cannot be withdrawn.
-    #[arg(long = "max-daily-withdrawal", value_name = "ASSET=AMOUNT")]
-    pub max_daily_withdrawals: Vec<String>,
+    /// What the client may do.
+    #[command(flatten)]
+    pub policy: PolicyArgs,
     /// Lifetime (`30d`, `12h`).
     #[arg(long, value_name = "DURATION", default_value = "90d")]
     pub expires: String,
@@ -103,6 +82,41 @@ pub struct IssueArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// The policy options of `client issue` and `client update`. Each one given replaces
+/// that part of the policy; the others keep it as it was (for `issue`, the secure default).
+#[derive(Args, Debug, Default)]
+pub struct PolicyArgs {
+    /// Scopes: read, trade, withdraw, transfer (comma-separated) [default: read].
+    #[arg(long, value_delimiter = ',')]
+    pub scope: Vec<String>,
+    /// A network (CIDR) or address the client may call from; repeatable [default: loopback].
+    #[arg(long = "allow-ip", value_name = "CIDR")]
+    pub allow_ip: Vec<String>,
+    /// Symbols the client may trade: exchange ids (BTCUSDT) or ccxt form (BTC/USDT);
+    /// `any` for no list.
+    #[arg(long, value_delimiter = ',')]
+    pub symbols: Vec<String>,
+    /// Largest quote notional of one order (`none` for no limit).
+    #[arg(long, value_name = "N")]
+    pub max_order_notional: Option<String>,
+    /// Largest quote notional of all orders in one UTC day (`none` for no limit).
+    #[arg(long, value_name = "N")]
+    pub max_daily_notional: Option<String>,
+    /// Requests per second (`10/s` or `10`; `none` for no limit).
+    #[arg(long, value_name = "N/s")]
+    pub rate: Option<String>,
+    /// An address the client may withdraw to, `ADDRESS` or `ADDRESS/TAG` (the tag or memo
+    /// of assets whose accounts share an address); repeatable. Required with the withdraw
+    /// scope: a withdrawal anywhere else is denied.
+    #[arg(long = "withdraw-address", value_name = "ADDRESS[/TAG]")]
+    pub withdraw_addresses: Vec<WithdrawalDestination>,
+    /// The most of one asset the client may withdraw in a UTC day, `ASSET=AMOUNT`
+    /// (`BTC=0.5`); repeatable. With any, an asset not listed cannot be withdrawn; `none`
+    /// for no amount limit.
+    #[arg(long = "max-daily-withdrawal", value_name = "ASSET=AMOUNT")]
+    pub max_daily_withdrawals: Vec<String>,
 }
 
 /// `client list`
@@ -128,6 +142,19 @@ pub struct ShowArgs {
 pub struct NameArg {
     /// The client's name.
     pub name: String,
+}
+
+/// `client update`
+#[derive(Args, Debug)]
+pub struct UpdateArgs {
+    /// The client's name.
+    pub name: String,
+    /// What changes.
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    /// Print the new policy as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `client rotate`
@@ -159,13 +186,14 @@ pub fn run(mut vault: Unlocked, cmd: &ClientCmd) -> anyhow::Result<()> {
         ClientCmd::Unfreeze(a) => set_status(&mut vault, &a.name, ClientStatus::Active),
         ClientCmd::Revoke(a) => set_status(&mut vault, &a.name, ClientStatus::Revoked),
         ClientCmd::Rotate(a) => rotate(&mut vault, a),
+        ClientCmd::Update(a) => update(&mut vault, a),
     }
 }
 
 fn issue(vault: &mut Unlocked, args: &IssueArgs) -> anyhow::Result<()> {
     let name: Name = args.name.parse()?;
     let account: Name = args.account.parse()?;
-    let policy = policy_from_args(args)?;
+    let policy = args.policy.apply(&Policy::default())?;
     let lifetime = parse_duration(&args.expires).context("--expires")?;
     if lifetime.is_zero() {
         bail!("--expires must be longer than zero");
@@ -229,64 +257,90 @@ fn issue(vault: &mut Unlocked, args: &IssueArgs) -> anyhow::Result<()> {
     )
 }
 
-/// Turns the `issue` options into a policy, starting from the secure default.
-fn policy_from_args(args: &IssueArgs) -> anyhow::Result<Policy> {
-    let mut policy = Policy::default();
-    if !args.scope.is_empty() {
-        let scopes = args
-            .scope
-            .iter()
-            .map(|s| Scope::from_str(s))
-            .collect::<Result<Scopes, _>>()?;
-        policy.scopes = scopes;
-    }
-    if !args.allow_ip.is_empty() {
-        policy.allow_ips = args
-            .allow_ip
-            .iter()
-            .map(|s| parse_net(s))
-            .collect::<anyhow::Result<_>>()?;
-    }
-    if !args.symbols.is_empty() {
-        let symbols = args
-            .symbols
-            .iter()
-            .map(|s| normalize_symbol(s))
-            .collect::<anyhow::Result<BTreeSet<_>>>()?;
-        policy.symbols = Some(symbols);
-    }
-    policy.max_order_notional = args
-        .max_order_notional
-        .as_deref()
-        .map(|n| parse_notional("--max-order-notional", n))
-        .transpose()?;
-    policy.max_daily_notional = args
-        .max_daily_notional
-        .as_deref()
-        .map(|n| parse_notional("--max-daily-notional", n))
-        .transpose()?;
-    policy.rate_per_second = args.rate.as_deref().map(parse_rate).transpose()?;
-    policy.withdrawal_addresses = args.withdraw_addresses.iter().cloned().collect();
-    let may_withdraw = policy.scopes.contains(Scope::Withdraw);
-    if may_withdraw && policy.withdrawal_addresses.is_empty() {
-        bail!(
-            "the withdraw scope needs the addresses the client may withdraw to: \
-             --withdraw-address ADDRESS (or ADDRESS/TAG), once for each"
-        );
-    }
-    if !may_withdraw && !policy.withdrawal_addresses.is_empty() {
-        bail!("--withdraw-address needs the withdraw scope (--scope read,withdraw)");
-    }
-    for limit in &args.max_daily_withdrawals {
-        let (asset, amount) = parse_withdrawal_limit(limit)?;
-        if policy.max_daily_withdrawal.insert(asset, amount).is_some() {
-            bail!("--max-daily-withdrawal {limit:?}: that asset is limited twice");
+impl PolicyArgs {
+    /// `base` with the options given applied over it, checked as a whole: the withdraw
+    /// scope needs addresses, and addresses and amounts need the scope. When the options
+    /// take the withdraw scope away, `base`'s addresses and amounts go with it.
+    fn apply(&self, base: &Policy) -> anyhow::Result<Policy> {
+        let mut policy = base.clone();
+        if !self.scope.is_empty() {
+            policy.scopes = self
+                .scope
+                .iter()
+                .map(|s| Scope::from_str(s))
+                .collect::<Result<Scopes, _>>()?;
         }
+        if !self.allow_ip.is_empty() {
+            policy.allow_ips = self
+                .allow_ip
+                .iter()
+                .map(|s| parse_net(s))
+                .collect::<anyhow::Result<_>>()?;
+        }
+        if self.symbols == ["any"] {
+            policy.symbols = None;
+        } else if !self.symbols.is_empty() {
+            let symbols = self
+                .symbols
+                .iter()
+                .map(|s| normalize_symbol(s))
+                .collect::<anyhow::Result<BTreeSet<_>>>()?;
+            policy.symbols = Some(symbols);
+        }
+        if let Some(n) = &self.max_order_notional {
+            policy.max_order_notional =
+                unless_none(n, |n| parse_notional("--max-order-notional", n))?;
+        }
+        if let Some(n) = &self.max_daily_notional {
+            policy.max_daily_notional =
+                unless_none(n, |n| parse_notional("--max-daily-notional", n))?;
+        }
+        if let Some(rate) = &self.rate {
+            policy.rate_per_second = unless_none(rate, parse_rate)?;
+        }
+        let may_withdraw = policy.scopes.contains(Scope::Withdraw);
+        if !self.withdraw_addresses.is_empty() {
+            if !may_withdraw {
+                bail!("--withdraw-address needs the withdraw scope (--scope read,withdraw)");
+            }
+            policy.withdrawal_addresses = self.withdraw_addresses.iter().cloned().collect();
+        }
+        if self.max_daily_withdrawals == ["none"] {
+            policy.max_daily_withdrawal.clear();
+        } else if !self.max_daily_withdrawals.is_empty() {
+            if !may_withdraw {
+                bail!("--max-daily-withdrawal needs the withdraw scope (--scope read,withdraw)");
+            }
+            policy.max_daily_withdrawal.clear();
+            for limit in &self.max_daily_withdrawals {
+                let (asset, amount) = parse_withdrawal_limit(limit)?;
+                if policy.max_daily_withdrawal.insert(asset, amount).is_some() {
+                    bail!("--max-daily-withdrawal {limit:?}: that asset is limited twice");
+                }
+            }
+        }
+        if !may_withdraw {
+            policy.withdrawal_addresses.clear();
+            policy.max_daily_withdrawal.clear();
+        } else if policy.withdrawal_addresses.is_empty() {
+            bail!(
+                "the withdraw scope needs the addresses the client may withdraw to: \
+                 --withdraw-address ADDRESS (or ADDRESS/TAG), once for each"
+            );
+        }
+        Ok(policy)
     }
-    if !may_withdraw && !policy.max_daily_withdrawal.is_empty() {
-        bail!("--max-daily-withdrawal needs the withdraw scope (--scope read,withdraw)");
+}
+
+/// `parse(text)`, or `None` for the word `none`.
+fn unless_none<T>(
+    text: &str,
+    parse: impl FnOnce(&str) -> anyhow::Result<T>,
+) -> anyhow::Result<Option<T>> {
+    match text.trim() {
+        "none" => Ok(None),
+        text => parse(text).map(Some),
     }
-    Ok(policy)
 }
 
 /// A CIDR, or a bare address meaning /32 (IPv4) or /128 (IPv6).
@@ -628,6 +682,34 @@ fn set_status(vault: &mut Unlocked, name: &str, to: ClientStatus) -> anyhow::Res
         ClientStatus::Revoked => "revoked",
     };
     println!("client {name} {verb}");
+    Ok(())
+}
+
+fn update(vault: &mut Unlocked, args: &UpdateArgs) -> anyhow::Result<()> {
+    let name: Name = args.name.parse()?;
+    let c = vault
+        .store
+        .client(&name)
+        .with_context(|| format!("looking up client {name}"))?;
+    let policy = args.policy.apply(&c.policy)?;
+    if policy == c.policy {
+        println!("client {name} unchanged");
+        return Ok(());
+    }
+    let changed = admin_event(
+        "client.update",
+        name.as_str(),
+        json!({ "from": c.policy, "to": policy }),
+    );
+    vault
+        .change(&[changed], |s, master| {
+            s.set_client_policy(&name, &policy, master)
+        })
+        .with_context(|| format!("updating client {name}"))?;
+    if args.json {
+        return print_json(&json!({ "name": name.as_str(), "policy": policy }));
+    }
+    println!("client {name} updated; `keygate client show {name}` shows its policy");
     Ok(())
 }
 

@@ -513,6 +513,96 @@ mod account {
 mod client {
     use super::*;
 
+    /// A policy changes in place, part by part, its key unchanged; the change is audited
+    /// with the policy before and after; what `issue` refuses, `update` refuses too.
+    #[test]
+    fn update_changes_only_the_parts_given_and_keeps_the_key() {
+        let kg = Kg::with_key_file();
+        kg.add_account("main", REAL_KEY, REAL_SECRET);
+        let issued = kg.issue("main", "bot1", &["--symbols", "BTCUSDT", "--rate", "5/s"]);
+        let updated = kg
+            .ok(
+                &[
+                    "client",
+                    "update",
+                    "bot1",
+                    "--scope",
+                    "read,trade",
+                    "--max-order-notional",
+                    "100",
+                    "--json",
+                ],
+                "",
+            )
+            .json();
+        let policy = &updated["policy"];
+        assert_eq!(policy["scopes"], json!(["read", "trade"]), "{updated}");
+        assert_eq!(policy["max_order_notional"], "100");
+        // Untouched: the symbols, the rate, the addresses it may call from.
+        assert_eq!(policy["symbols"], json!(["BTCUSDT"]));
+        assert_eq!(policy["rate_per_second"], 5);
+        assert_eq!(policy["allow_ips"], json!(["127.0.0.0/8", "::1/128"]));
+        let cleared = kg
+            .ok(
+                &[
+                    "client",
+                    "update",
+                    "bot1",
+                    "--symbols",
+                    "any",
+                    "--rate",
+                    "none",
+                    "--json",
+                ],
+                "",
+            )
+            .json();
+        assert_eq!(cleared["policy"]["symbols"], Value::Null, "{cleared}");
+        assert_eq!(cleared["policy"]["rate_per_second"], Value::Null);
+        assert_eq!(cleared["policy"]["max_order_notional"], "100");
+        let same = kg.ok(&["client", "update", "bot1", "--rate", "none"], "");
+        assert_eq!(same.stdout.trim(), "client bot1 unchanged");
+        // The key is the one issued (shown by its first and last four characters), and
+        // the row still verifies.
+        let key = issued["api_key"].as_str().unwrap();
+        let shown = kg.ok(&["client", "list", "--json"], "").json();
+        assert_eq!(
+            shown[0]["api_key"],
+            format!("{}…{}", &key[..4], &key[key.len() - 4..]),
+            "{shown}"
+        );
+        kg.ok(&["audit", "verify"], "");
+        let events = kg.ok(&["audit", "query", "--json"], "").stdout;
+        let update = events
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .find(|e| e["change"] == "client.update")
+            .unwrap();
+        assert_eq!(update["detail"]["from"]["rate_per_second"], 5, "{update}");
+        assert_eq!(
+            update["detail"]["to"]["max_order_notional"], "100",
+            "{update}"
+        );
+        // Withdraw needs addresses; a revoked client stays as it was.
+        let refused = kg.fails(
+            &["client", "update", "bot1", "--scope", "read,withdraw"],
+            "",
+            2,
+        );
+        assert!(
+            refused.stderr.contains("--withdraw-address"),
+            "{}",
+            refused.stderr
+        );
+        kg.ok(&["client", "revoke", "bot1"], "");
+        let refused = kg.fails(&["client", "update", "bot1", "--rate", "1/s"], "", 2);
+        assert!(
+            refused.stderr.contains("revocation is final"),
+            "{}",
+            refused.stderr
+        );
+    }
+
     #[test]
     fn issue_has_secure_defaults() {
         let kg = Kg::with_key_file();

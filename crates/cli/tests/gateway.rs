@@ -539,6 +539,21 @@ fn daily_withdrawal_limits_hold_across_a_restart() {
     let serve = Serve::start_with(&home, &["--reconcile-every", "off"]);
     let (status, body) = withdraw(&serve, "USDT", "1");
     let (btc_status, btc) = withdraw(&serve, "BTC", "0.001");
+    // Raised while serve runs: the running gateway takes the new allowance within a
+    // second, and the day's 15 count against it.
+    home.ok(
+        &[
+            "client",
+            "update",
+            "payout",
+            "--max-daily-withdrawal",
+            "USDT=20",
+        ],
+        None,
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let (raised_status, raised) = withdraw(&serve, "USDT", "5");
+    let (over_status, _) = withdraw(&serve, "USDT", "1");
     drop(serve);
     if keygate_gateway::now_ms() / DAY_MS != day {
         // The UTC day turned during the test: the allowance was rightly renewed.
@@ -555,6 +570,8 @@ fn daily_withdrawal_limits_hold_across_a_restart() {
             .contains("(15 withdrawn today)"),
         "{body}"
     );
+    assert_eq!(raised_status, 200, "{raised}");
+    assert_eq!(over_status, 401, "20 withdrawn today");
     assert_eq!(btc_status, 401, "{btc}");
     assert!(
         btc["msg"]
@@ -569,7 +586,7 @@ fn daily_withdrawal_limits_hold_across_a_restart() {
         .iter()
         .filter(|r| r.path.ends_with("/withdraw/apply"))
         .count();
-    assert_eq!(applied, 2, "denied withdrawals reached the exchange");
+    assert_eq!(applied, 3, "denied withdrawals reached the exchange");
 }
 
 /// With a certificate and key, serve speaks HTTPS only, on loopback or off it; a key

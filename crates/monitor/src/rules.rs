@@ -386,15 +386,40 @@ fn counts_toward_bursts(rule: Option<Rule>) -> bool {
     !matches!(rule, Some(Rule::ClientGone | Rule::WeightReserved))
 }
 
+/// An operator's change: `keygate panic` is critical; a change that lets a client move
+/// funds it could not move before (a scope granted by `client.update`) is a warning; the
+/// rest is information.
 fn admin_alert(admin: &AdminEvent) -> (Severity, String) {
-    let severity = match admin.change.as_str() {
-        "vault.panic" => Severity::Critical,
-        _ => Severity::Info,
-    };
-    (
-        severity,
-        format!("{} by {} on {}", admin.change, admin.actor, admin.target),
-    )
+    let summary = format!("{} by {} on {}", admin.change, admin.actor, admin.target);
+    match admin.change.as_str() {
+        "vault.panic" => (Severity::Critical, summary),
+        "client.update" => {
+            let scopes = |side: &str| -> Vec<String> {
+                admin.detail[side]["scopes"]
+                    .as_array()
+                    .map(|s| {
+                        s.iter()
+                            .filter_map(|v| v.as_str().map(str::to_owned))
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            };
+            let (before, after) = (scopes("from"), scopes("to"));
+            let granted: Vec<&str> = ["withdraw", "transfer"]
+                .into_iter()
+                .filter(|s| after.iter().any(|a| a == s) && !before.iter().any(|b| b == s))
+                .collect();
+            if granted.is_empty() {
+                (Severity::Info, summary)
+            } else {
+                (
+                    Severity::Warning,
+                    format!("{summary}: grants {}", granted.join(" and ")),
+                )
+            }
+        }
+        _ => (Severity::Info, summary),
+    }
 }
 
 /// Who sent a request: its client, or the address of a request with no known key.
@@ -657,6 +682,35 @@ mod tests {
         // A quiet hour brings the usual rate down; then 300 in a minute is a spike,
         // raised once.
         assert_eq!(spikes("steady", 110, 300), 1);
+    }
+
+    #[test]
+    fn an_update_that_grants_withdraw_is_a_warning() {
+        let mut rules = Rules::new(Thresholds::default());
+        let update = |from: &[&str], to: &[&str]| Event {
+            ts_ms: 5,
+            body: EventBody::Admin(AdminEvent {
+                actor: "cli".into(),
+                change: "client.update".into(),
+                target: "bot1".into(),
+                detail: serde_json::json!({ "from": { "scopes": from }, "to": { "scopes": to } }),
+            }),
+        };
+        let granted = rules.evaluate(1, &update(&["read"], &["read", "withdraw"]));
+        assert_eq!(
+            rules_of(&granted),
+            [(Severity::Warning, AlertRule::AdminChange)]
+        );
+        assert!(
+            granted[0].summary.ends_with("grants withdraw"),
+            "{}",
+            granted[0].summary
+        );
+        let narrowed = rules.evaluate(2, &update(&["read", "withdraw"], &["read"]));
+        assert_eq!(
+            rules_of(&narrowed),
+            [(Severity::Info, AlertRule::AdminChange)]
+        );
     }
 
     #[test]

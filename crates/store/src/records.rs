@@ -725,6 +725,31 @@ impl Store {
         self.rewrite_client(&mut client, master)
     }
 
+    /// Replaces a client's policy. A revoked client keeps the policy it had; a client
+    /// whose row fails its tag is not touched.
+    pub fn set_client_policy(
+        &self,
+        name: &Name,
+        policy: &Policy,
+        master: &MasterKey,
+    ) -> Result<(), Error> {
+        let mut client = self.client(name)?;
+        client.verify_record(master)?;
+        if client.status == ClientStatus::Revoked {
+            return Err(Error::Conflict {
+                kind: "client",
+                name: name.to_string(),
+                reason: "it is revoked, and revocation is final".into(),
+            });
+        }
+        client.policy_json = serde_json::to_string(policy).map_err(|e| Error::Corrupt {
+            what: "client policy",
+            reason: e.to_string(),
+        })?;
+        client.policy = policy.clone();
+        self.rewrite_client(&mut client, master)
+    }
+
     /// Writes `client`'s changed columns with a new tag, over the row as it was read: the
     /// old tag covers every column, so a row another command changed meanwhile does not
     /// match and is left alone.
@@ -735,7 +760,7 @@ impl Store {
         let n = self
             .connection()
             .execute(
-                "UPDATE clients SET status = ?2, api_key = ?3, key_material = ?4, previous_api_key = ?5, previous_material = ?6, previous_until_ms = ?7, tag = ?8 WHERE name = ?1 AND tag IS ?9",
+                "UPDATE clients SET status = ?2, api_key = ?3, key_material = ?4, previous_api_key = ?5, previous_material = ?6, previous_until_ms = ?7, tag = ?8, policy = ?10 WHERE name = ?1 AND tag IS ?9",
                 params![
                     client.name.as_str(),
                     client.status.as_str(),
@@ -746,6 +771,7 @@ impl Store {
                     client.previous_until_ms.map(|v| v as i64),
                     client.tag,
                     read_tag,
+                    client.policy_json,
                 ],
             )
             .map_err(|e| {

@@ -88,10 +88,12 @@ pub struct IssueArgs {
 /// that part of the policy; the others keep it as it was (for `issue`, the secure default).
 #[derive(Args, Debug, Default)]
 pub struct PolicyArgs {
-    /// Scopes: read, trade, withdraw, transfer (comma-separated) [default: read].
+    /// Scopes: read, trade, withdraw, transfer (comma-separated); `issue` gives read when
+    /// none is given.
     #[arg(long, value_delimiter = ',')]
     pub scope: Vec<String>,
-    /// A network (CIDR) or address the client may call from; repeatable [default: loopback].
+    /// A network (CIDR) or address the client may call from; repeatable. `issue` allows
+    /// loopback only when none is given.
     #[arg(long = "allow-ip", value_name = "CIDR")]
     pub allow_ip: Vec<String>,
     /// Symbols the client may trade: exchange ids (BTCUSDT) or ccxt form (BTC/USDT);

@@ -297,8 +297,10 @@ impl Alerter {
         (Alerter(sender), receiver)
     }
 
-    /// Hands `alert` to the monitor, which dispatches it within a poll interval.
-    pub fn raise(&self, alert: Alert) {
+    /// Hands `alert` to the monitor, which dispatches it within a poll interval. Its
+    /// summary is made printable on the way, as the rules' own are.
+    pub fn raise(&self, mut alert: Alert) {
+        alert.summary = rules::printable(&alert.summary);
         if let Err(mpsc::SendError(alert)) = self.0.send(alert) {
             log(&alert);
         }

@@ -133,7 +133,7 @@ impl Rules {
             alerts.push(Alert {
                 severity,
                 rule,
-                summary,
+                summary: printable(&summary),
                 client: request
                     .and_then(|r| r.client.clone())
                     .or_else(|| event.client().map(str::to_owned)),
@@ -449,6 +449,25 @@ fn describe(request: &RequestEvent) -> String {
     text
 }
 
+/// The longest summary an alert carries, in characters.
+const MAX_SUMMARY_CHARS: usize = 500;
+
+/// `summary` safe to put in a log line, an email header or a chat message: what a bot
+/// sent (a withdrawal address, an asset) may hold line breaks or escape codes meant to
+/// forge a line or a header, so control characters become U+FFFD; and a bot's very long
+/// parameter does not make a very long alert.
+pub(crate) fn printable(summary: &str) -> String {
+    let mut text: String = summary
+        .chars()
+        .take(MAX_SUMMARY_CHARS)
+        .map(|c| if c.is_control() { '\u{FFFD}' } else { c })
+        .collect();
+    if summary.chars().nth(MAX_SUMMARY_CHARS).is_some() {
+        text.push('…');
+    }
+    text
+}
+
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
@@ -682,6 +701,31 @@ mod tests {
         // A quiet hour brings the usual rate down; then 300 in a minute is a spike,
         // raised once.
         assert_eq!(spikes("steady", 110, 300), 1);
+    }
+
+    #[test]
+    fn what_a_bot_sent_cannot_forge_a_line_or_a_header_in_an_alert() {
+        let mut rules = Rules::new(Thresholds::default());
+        let mut event = request(1_000, Some("bot1"), ActionKind::Withdraw, Some(Rule::Scope));
+        if let EventBody::Request(r) = &mut event.body {
+            r.destination = Some(format!(
+                "bc1q\r\nBcc: thief@example.com\u{1b}[2J{}",
+                "X".repeat(2_000)
+            ));
+        }
+        let alert = &rules.evaluate(1, &event)[0];
+        assert!(
+            !alert.summary.chars().any(char::is_control),
+            "{:?}",
+            alert.summary
+        );
+        assert!(
+            alert.summary.contains("bc1q\u{FFFD}\u{FFFD}Bcc"),
+            "{:?}",
+            alert.summary
+        );
+        assert_eq!(alert.summary.chars().count(), MAX_SUMMARY_CHARS + 1);
+        assert!(alert.summary.ends_with('…'));
     }
 
     #[test]

@@ -122,7 +122,8 @@ enum Command {
     /// Incident response: what happened, from the audit log.
     #[command(subcommand)]
     Incident(report::IncidentCmd),
-    /// Find withdrawals made with a real key that keygate never forwarded (a leaked key).
+    /// Find withdrawals from an account that keygate never forwarded (a leaked key, unless
+    /// made by hand on the exchange).
     Reconcile(reconcile::ReconcileArgs),
     /// Check file permissions, the vault, clients, accounts and the audit log.
     Doctor(doctor::DoctorArgs),

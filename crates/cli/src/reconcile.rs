@@ -1,5 +1,7 @@
-//! `keygate reconcile`: withdrawals an exchange made with a real key that keygate never
-//! forwarded. One such withdrawal means the real key was used without keygate: it leaked.
+//! `keygate reconcile`: withdrawals from an account that keygate never forwarded. The
+//! exchange lists an account's withdrawals whoever asked for them, so one that nobody
+//! made by hand on the exchange's own site was made with a leaked key. (An account, or
+//! sub-account, that only keygate withdraws from has no such doubt.)
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -231,8 +233,9 @@ fn print(reports: &[AccountReport], since_ms: u64) {
             );
         } else {
             println!(
-                "  {}: {} withdrawal(s) NOT THROUGH KEYGATE: its real key was used elsewhere. \
-                 Disable the key at the exchange now, then `keygate account rotate {}`:",
+                "  {}: {} withdrawal(s) NOT THROUGH KEYGATE: unless someone made them by hand \
+                 on the exchange, its real key was used elsewhere. Disable the key at the \
+                 exchange now, then `keygate account rotate {}`:",
                 r.account,
                 r.not_through_keygate.len(),
                 r.account
@@ -359,9 +362,9 @@ impl Watched {
                         Severity::Critical,
                         AlertRule::UnreconciledWithdrawal,
                         format!(
-                            "the exchange withdrew {} {} to {} with the real key of account \
-                             {account} at {} (id {}), and keygate never forwarded it: the key \
-                             has leaked; revoke it at the exchange now",
+                            "account {account} withdrew {} {} to {} at {} (id {}), and keygate \
+                             never forwarded it: unless someone made it by hand on the \
+                             exchange, the real key has leaked; disable it at the exchange now",
                             w.amount, w.asset, w.destination, w.applied_at, w.id
                         ),
                     ));

@@ -53,9 +53,9 @@ pub struct ServeArgs {
     /// Raise it for bots that read much market data through keygate.
     #[arg(long, value_name = "WEIGHT", default_value_t = 1200)]
     pub public_weight_cap: u64,
-    /// Ask each exchange this often (and once at start, for the last 24 hours) for the
-    /// withdrawals made with its real key; one keygate never forwarded raises a critical
-    /// alert (a leaked key). `off` never asks.
+    /// Ask each exchange this often (and once at start, for the last 24 hours) for each
+    /// account's withdrawals; one keygate never forwarded raises a critical alert (a
+    /// leaked key, unless made by hand on the exchange). `off` never asks.
     #[arg(long, value_name = "DURATION|off", default_value = "10m", value_parser = reconcile_interval)]
     pub reconcile_every: ReconcileEvery,
     /// Serve `GET /healthz` and `GET /metrics` (Prometheus) on this address, apart from

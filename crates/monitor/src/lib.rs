@@ -157,8 +157,8 @@ pub enum AlertRule {
     AdminChange,
     /// An event in the log could not be read.
     LogUnreadable,
-    /// The exchange made a withdrawal with a real key that keygate never forwarded: the
-    /// key has leaked.
+    /// The exchange lists a withdrawal that keygate never forwarded: unless it was made by
+    /// hand on the exchange, the real key has leaked.
     UnreconciledWithdrawal,
     /// The exchange could not be asked for its withdrawals.
     ReconcileFailed,

@@ -2,8 +2,8 @@
 
 Only the client's base URLs and credentials change. Reads the gateway URL, the virtual
 key and the simulator URL from the environment (never argv): KEYGATE_URL,
-KEYGATE_API_KEY, KEYGATE_SECRET, MOCK_URL. Prints one JSON summary line; exits non-zero
-on any failure.
+KEYGATE_API_KEY, then KEYGATE_SECRET for an HMAC key or KEYGATE_PRIVATE_KEY (PEM) for an
+Ed25519 one, and MOCK_URL. Prints one JSON summary line; exits non-zero on any failure.
 """
 
 import json
@@ -38,7 +38,11 @@ def expect_denied(what, call):
 def main():
     # The client pings Binance when it is made; no ping, then the URLs are pointed at
     # keygate: the short form of the paths, /binance/api and /binance/sapi.
-    client = Client(os.environ["KEYGATE_API_KEY"], os.environ["KEYGATE_SECRET"], ping=False)
+    private_key = os.environ.get("KEYGATE_PRIVATE_KEY")
+    if private_key:
+        client = Client(os.environ["KEYGATE_API_KEY"], private_key=private_key, ping=False)
+    else:
+        client = Client(os.environ["KEYGATE_API_KEY"], os.environ["KEYGATE_SECRET"], ping=False)
     client.API_URL = GW + "/binance/api"
     client.MARGIN_API_URL = GW + "/binance/sapi"
     summary = {}

@@ -721,7 +721,8 @@ fn ccxt_trades_through_keygate_and_the_cli_administers_it_live() {
     }
 
     // Unmodified ccxt, only its URLs and credentials changed.
-    let bot = |script: &str| {
+    // The credentials go in the environment, as the scripts read them (never argv).
+    let bot_with = |script: &str, credentials: &[(&str, &str)]| {
         let run = Command::new(python())
             .arg(
                 Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -729,8 +730,7 @@ fn ccxt_trades_through_keygate_and_the_cli_administers_it_live() {
                     .join(script),
             )
             .env("KEYGATE_URL", format!("http://{}", serve.addr))
-            .env("KEYGATE_API_KEY", &bot_key)
-            .env("KEYGATE_SECRET", &bot_secret)
+            .envs(credentials.iter().copied())
             .env("MOCK_URL", exchange.url())
             .output()
             .unwrap();
@@ -742,6 +742,15 @@ fn ccxt_trades_through_keygate_and_the_cli_administers_it_live() {
         );
         let summary = serde_json::from_str::<Value>(out.trim()).unwrap();
         (summary, [run.stdout, run.stderr].concat())
+    };
+    let bot = |script: &str| {
+        bot_with(
+            script,
+            &[
+                ("KEYGATE_API_KEY", &bot_key),
+                ("KEYGATE_SECRET", &bot_secret),
+            ],
+        )
     };
     let (summary, ccxt_output) = bot("ccxt_e2e.py");
     for call in [
@@ -769,6 +778,62 @@ fn ccxt_trades_through_keygate_and_the_cli_administers_it_live() {
         assert_eq!(summary[call], "ok", "{summary}");
     }
     assert_eq!(summary["withdraw"], -2015, "{summary}");
+    assert_eq!(summary["symbol_outside_policy"], -2015, "{summary}");
+
+    // And python-binance with an Ed25519 virtual key: keygate holds only the public key,
+    // and verifies the base64 signature as python-binance URL-encodes it.
+    let ed_bot = {
+        use ed25519_dalek::pkcs8::{EncodePrivateKey, EncodePublicKey};
+        let signing = ed25519_dalek::SigningKey::from_bytes(&[42; 32]);
+        let public = home.kg.path("edbot.pub.pem");
+        std::fs::write(
+            &public,
+            signing
+                .verifying_key()
+                .to_public_key_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
+                .unwrap(),
+        )
+        .unwrap();
+        let issued = home.issue(
+            "edbot",
+            &[
+                "--scope",
+                "read,trade",
+                "--symbols",
+                "BTCUSDT",
+                "--key-type",
+                "ed25519",
+                "--public-key",
+                public.to_str().unwrap(),
+            ],
+        );
+        // PKCS#8 v1, without the public key: python-binance takes a longer PEM for RSA.
+        let private = ed25519_dalek::pkcs8::KeypairBytes {
+            secret_key: signing.to_bytes(),
+            public_key: None,
+        }
+        .to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
+        .unwrap();
+        (
+            issued["api_key"].as_str().unwrap().to_owned(),
+            private.to_string(),
+        )
+    };
+    let (summary, ed25519_output) = bot_with(
+        "python_binance_e2e.py",
+        &[
+            ("KEYGATE_API_KEY", &ed_bot.0),
+            ("KEYGATE_PRIVATE_KEY", &ed_bot.1),
+        ],
+    );
+    for call in [
+        "get_account",
+        "create_order",
+        "cancel_order",
+        "denied_never_forwarded",
+    ] {
+        assert_eq!(summary[call], "ok", "ed25519: {summary}");
+    }
     assert_eq!(summary["symbol_outside_policy"], -2015, "{summary}");
 
     // The real key rotates under a running gateway; the bot's virtual key keeps working.
@@ -831,6 +896,7 @@ fn ccxt_trades_through_keygate_and_the_cli_administers_it_live() {
         ("cli output".into(), home.printed.clone()),
         ("ccxt output".into(), ccxt_output),
         ("python-binance output".into(), python_binance_output),
+        ("python-binance ed25519 output".into(), ed25519_output),
     ];
     written.extend(
         exports

@@ -125,7 +125,7 @@ pub fn run(unlocked: Unlocked, args: &ServeArgs) -> anyhow::Result<()> {
         .context("starting the reload thread")?;
     let audit_log = audit.clone();
     let gateway = Gateway::new(
-        live,
+        Arc::clone(&live),
         audit,
         args.trusted_proxies.clone(),
         keygate_gateway::upstream::UPSTREAM_TIMEOUT,
@@ -150,6 +150,7 @@ pub fn run(unlocked: Unlocked, args: &ServeArgs) -> anyhow::Result<()> {
             let state = AdminState {
                 metrics: monitor.metrics(),
                 audit: audit_log.clone(),
+                live: Arc::clone(&live),
             };
             let admin = AdminServer::start(addr, state)
                 .with_context(|| format!("binding the admin listener {addr}"))?;

@@ -408,6 +408,18 @@ fn serve_alerts_a_signed_webhook_and_alerts_list_recomputes_what_it_sent() {
     assert_eq!(hooks.len(), 2);
     let alert: Value = serde_json::from_slice(&hooks[1].body).unwrap();
     assert_eq!(alert["rule"], "dead_key_used", "{alert}");
+    // A client row deleted in the database breaks the client table's seal: the gateway
+    // refuses every client, and says so where a load balancer looks.
+    let db = rusqlite::Connection::open(home.path().join("keygate.db")).unwrap();
+    db.execute_batch(
+        "DELETE FROM clients WHERE name = 'bot1'; \
+         UPDATE meta SET value = value + 1 WHERE key = 'generation';",
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let (status, health) = get("/healthz");
+    assert_eq!(status, 503, "{health}");
+    assert!(health.contains("refusing every client"), "{health}");
     drop(serve);
 
     let listed: Value =

@@ -13,6 +13,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use keygate_audit::AuditLog;
 use keygate_monitor::Metrics;
+
+use crate::registry::Live;
 use serde_json::json;
 use tokio::sync::oneshot;
 
@@ -23,6 +25,8 @@ pub struct AdminState {
     pub metrics: Arc<Metrics>,
     /// The audit log the gateway writes to.
     pub audit: AuditLog,
+    /// The accounts and clients the gateway serves.
+    pub live: Arc<Live>,
 }
 
 /// The admin endpoints, for tests to drive with `oneshot` and for [`AdminServer`] to serve.
@@ -33,23 +37,32 @@ pub fn admin_app(state: AdminState) -> Router {
         .with_state(state)
 }
 
-/// 200 while the audit writer runs; 503 when it is gone, since every order, withdrawal
-/// and transfer is then refused.
+/// 200 while the gateway serves; 503 when the audit writer is gone (every order,
+/// withdrawal and transfer is then refused) or the last reload of accounts and clients
+/// failed (every request is then refused).
 async fn healthz(State(state): State<AdminState>) -> impl IntoResponse {
     let monitor_seq = state.metrics.last_seq();
-    if state.audit.is_writing() {
-        (
-            StatusCode::OK,
-            Json(json!({ "status": "ok", "monitor_seq": monitor_seq })),
+    let problem = if let Some(reason) = state.live.failure() {
+        Some(format!(
+            "refusing every client: the last reload failed ({reason})"
+        ))
+    } else if !state.audit.is_writing() {
+        Some(
+            "the audit writer has stopped: orders, withdrawals and transfers are refused"
+                .to_owned(),
         )
     } else {
-        (
+        None
+    };
+    match problem {
+        None => (
+            StatusCode::OK,
+            Json(json!({ "status": "ok", "monitor_seq": monitor_seq })),
+        ),
+        Some(status) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({
-                "status": "the audit writer has stopped: orders, withdrawals and transfers are refused",
-                "monitor_seq": monitor_seq,
-            })),
-        )
+            Json(json!({ "status": status, "monitor_seq": monitor_seq })),
+        ),
     }
 }
 

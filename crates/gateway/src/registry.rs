@@ -193,22 +193,47 @@ impl Registry {
 
 /// The current registry, swapped whole on reload.
 #[derive(Default)]
-pub struct Live(RwLock<Arc<Registry>>);
+pub struct Live {
+    registry: RwLock<Arc<Registry>>,
+    /// Why the last reload failed, while every client is refused because of it.
+    failure: RwLock<Option<String>>,
+}
 
 impl Live {
     /// A live view starting at `registry`.
     pub fn new(registry: Registry) -> Live {
-        Live(RwLock::new(Arc::new(registry)))
+        Live {
+            registry: RwLock::new(Arc::new(registry)),
+            failure: RwLock::default(),
+        }
     }
 
     /// The current snapshot.
     pub fn snapshot(&self) -> Arc<Registry> {
-        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.registry
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Replaces the snapshot.
     pub fn replace(&self, registry: Registry) {
-        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(registry);
+        *self.registry.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(registry);
+        *self.failure.write().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// Refuses every client, because a reload failed for `reason`.
+    pub fn refuse_all(&self, reason: String) {
+        *self.registry.write().unwrap_or_else(|p| p.into_inner()) = Arc::default();
+        *self.failure.write().unwrap_or_else(|p| p.into_inner()) = Some(reason);
+    }
+
+    /// Why every client is refused, when a reload failed and none has succeeded since.
+    pub fn failure(&self) -> Option<String> {
+        self.failure
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 
@@ -255,7 +280,7 @@ pub fn spawn_reloader(
                         }
                     }
                     Err(e) => {
-                        live.replace(Registry::default());
+                        live.refuse_all(e.to_string());
                         tracing::error!(error = %e, "reload failed; refusing every request until it succeeds");
                     }
                 }

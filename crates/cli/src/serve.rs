@@ -151,6 +151,7 @@ pub fn run(unlocked: Unlocked, args: &ServeArgs) -> anyhow::Result<()> {
                 metrics: monitor.metrics(),
                 audit: audit_log.clone(),
                 live: Arc::clone(&live),
+                weight: gateway.weight_gauge(),
             };
             let admin = AdminServer::start(addr, state)
                 .with_context(|| format!("binding the admin listener {addr}"))?;

@@ -389,8 +389,20 @@ fn serve_alerts_a_signed_webhook_and_alerts_list_recomputes_what_it_sent() {
     let (status, health) = get("/healthz");
     assert_eq!(status, 200, "{health}");
     assert!(health.contains("\"status\":\"ok\""), "{health}");
+    // A read that reaches the exchange, whose answer reports the weight used.
+    assert_eq!(
+        signed_get(&serve.addr, "/api/v3/account", key, secret).0,
+        200
+    );
     let (status, metrics) = get("/metrics");
     assert_eq!(status, 200);
+    assert!(
+        metrics.lines().any(|l| l.starts_with(&format!(
+            "keygate_exchange_used_weight{{upstream=\"{}\"}} ",
+            exchange.url()
+        ))),
+        "{metrics}"
+    );
     for line in [
         "keygate_requests_total{client=\"bot1\",action=\"withdraw\",decision=\"denied\",rule=\"scope\"} 1",
         "keygate_alerts_total{rule=\"withdrawal\",severity=\"critical\"} 1",

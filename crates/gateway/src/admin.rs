@@ -12,9 +12,10 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 use keygate_audit::AuditLog;
-use keygate_monitor::Metrics;
+use keygate_monitor::{write_gauge, Metrics};
 
 use crate::registry::Live;
+use crate::weight::WeightGauge;
 use serde_json::json;
 use tokio::sync::oneshot;
 
@@ -27,6 +28,8 @@ pub struct AdminState {
     pub audit: AuditLog,
     /// The accounts and clients the gateway serves.
     pub live: Arc<Live>,
+    /// The request weight the exchanges report used.
+    pub weight: Arc<WeightGauge>,
 }
 
 /// The admin endpoints, for tests to drive with `oneshot` and for [`AdminServer`] to serve.
@@ -67,12 +70,20 @@ async fn healthz(State(state): State<AdminState>) -> impl IntoResponse {
 }
 
 async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
+    let mut text = state.metrics.render();
+    write_gauge(
+        &mut text,
+        "keygate_exchange_used_weight",
+        "Request weight each exchange host reports used this minute.",
+        "upstream",
+        &state.weight.this_minute(crate::now_ms()),
+    );
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.metrics.render(),
+        text,
     )
 }
 

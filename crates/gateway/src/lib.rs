@@ -40,7 +40,7 @@ pub mod registry;
 mod replay;
 mod server;
 pub mod upstream;
-mod weight;
+pub mod weight;
 // Private but for its entry point for fuzzing (`fuzz/fuzz_targets/wire_answer.rs`).
 #[cfg(feature = "fuzzing")]
 pub mod wire;
@@ -170,6 +170,12 @@ impl Gateway {
     pub fn with_client_limits(mut self, limits: ClientLimits) -> Gateway {
         self.limits = limits;
         self
+    }
+
+    /// The request weight each exchange host reported used this minute, by base URL, for
+    /// the admin listener's metrics.
+    pub fn weight_gauge(&self) -> Arc<WeightGauge> {
+        Arc::clone(&self.weight)
     }
 
     /// Counts an earlier request toward today's limits, as it was counted when it was

@@ -39,6 +39,19 @@ impl WeightGauge {
         }
     }
 
+    /// Each upstream's weight used this minute, by base URL (those that reported none
+    /// this minute are left out: their window has turned).
+    pub fn this_minute(&self, now_ms: u64) -> Vec<(String, u64)> {
+        let reported = self.reported.lock().unwrap_or_else(|p| p.into_inner());
+        let mut used: Vec<(String, u64)> = reported
+            .iter()
+            .filter(|(_, r)| r.minute == now_ms / 60_000)
+            .map(|(upstream, r)| (upstream.clone(), r.used))
+            .collect();
+        used.sort();
+        used
+    }
+
     /// The weight `upstream` last reported used this minute, when it is at or past `cap`.
     /// A report from an earlier minute no longer counts: the exchange's window has turned.
     pub fn over_cap(&self, upstream: &str, cap: u64, now_ms: u64) -> Option<u64> {
@@ -71,5 +84,14 @@ mod tests {
         assert_eq!(gauge.over_cap("https://api", 100, minute + 60_000), None);
         gauge.record("https://api", 10, minute + 60_000);
         assert_eq!(gauge.over_cap("https://api", 100, minute + 60_001), None);
+        gauge.record("https://fapi", 7, minute + 60_002);
+        assert_eq!(
+            gauge.this_minute(minute + 60_003),
+            [
+                ("https://api".to_owned(), 10),
+                ("https://fapi".to_owned(), 7)
+            ]
+        );
+        assert!(gauge.this_minute(minute + 120_000).is_empty());
     }
 }

@@ -49,7 +49,7 @@ mod sink;
 
 pub use config::{AlertsConfig, EmailConfig, Settings, WebhookConfig};
 pub use email::{Email, EmailSettings, SmtpSecurity};
-pub use metrics::Metrics;
+pub use metrics::{write_gauge, Metrics};
 pub use rules::{Rules, Thresholds};
 pub use sink::{sign, Sink, Webhook};
 

@@ -220,6 +220,22 @@ impl Metrics {
     }
 }
 
+/// Appends a gauge family whose samples differ by one label to `out`, in the text
+/// format: for figures that are not counted from the audit log (the exchanges' request
+/// weight, say).
+pub fn write_gauge(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    label: &str,
+    samples: &[(String, u64)],
+) {
+    family(out, name, "gauge", help);
+    for (value, n) in samples {
+        sample(out, name, &[(label, value)], *n);
+    }
+}
+
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }

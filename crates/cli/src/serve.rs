@@ -113,6 +113,10 @@ pub fn run(unlocked: Unlocked, args: &ServeArgs) -> anyhow::Result<()> {
         ..
     } = unlocked;
     let db = store.path().to_owned();
+    // The monitor starts first: on a first start it begins at the log's end, which must
+    // come before the first request served, and the reloader alerts through it.
+    let destinations: Vec<String> = alerts.sinks.iter().map(|s| s.destination()).collect();
+    let monitor = Monitor::start(&db, alerts).context("starting the alert monitor")?;
     let registry = Registry::load(&store, &master).context("loading accounts and clients")?;
     if !keygate_vault::secrets_locked() {
         tracing::warn!(
@@ -121,8 +125,13 @@ pub fn run(unlocked: Unlocked, args: &ServeArgs) -> anyhow::Result<()> {
     }
     let live = Arc::new(Live::new(registry));
     let master = Arc::new(master);
-    spawn_reloader(store, Arc::clone(&master), live.clone())
-        .context("starting the reload thread")?;
+    spawn_reloader(
+        store,
+        Arc::clone(&master),
+        live.clone(),
+        Some(monitor.alerter()),
+    )
+    .context("starting the reload thread")?;
     let audit_log = audit.clone();
     let gateway = Gateway::new(
         Arc::clone(&live),
@@ -140,10 +149,6 @@ pub fn run(unlocked: Unlocked, args: &ServeArgs) -> anyhow::Result<()> {
         || std::thread::available_parallelism().map_or(1, |n| n.get()),
         usize::from,
     );
-    // The monitor starts first: on a first start it begins at the log's end, which must
-    // come before the first request served.
-    let destinations: Vec<String> = alerts.sinks.iter().map(|s| s.destination()).collect();
-    let monitor = Monitor::start(&db, alerts).context("starting the alert monitor")?;
     let gateway = gateway.with_alerter(monitor.alerter());
     let admin = match args.admin_listen {
         Some(addr) => {

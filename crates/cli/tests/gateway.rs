@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use keygate_exchanges::binance;
 use keygate_mockex::Credential;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::common::{python, Kg};
 
@@ -432,6 +432,14 @@ fn serve_alerts_a_signed_webhook_and_alerts_list_recomputes_what_it_sent() {
     let (status, health) = get("/healthz");
     assert_eq!(status, 503, "{health}");
     assert!(health.contains("refusing every client"), "{health}");
+    let hooks = receiver.wait_for(3, Duration::from_secs(10));
+    assert_eq!(hooks.len(), 3);
+    let alert: Value = serde_json::from_slice(&hooks[2].body).unwrap();
+    assert_eq!(
+        (&alert["rule"], &alert["severity"]),
+        (&json!("reload_failed"), &json!("critical")),
+        "{alert}"
+    );
     drop(serve);
 
     let listed: Value =
@@ -460,7 +468,7 @@ fn serve_alerts_a_signed_webhook_and_alerts_list_recomputes_what_it_sent() {
 
     let tested = home.ok(&["alerts", "test"], None);
     assert!(tested.contains(": delivered"), "{tested}");
-    assert_eq!(receiver.hooks().len(), 3);
+    assert_eq!(receiver.hooks().len(), 4);
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use ed25519_dalek::VerifyingKey;
 use keygate_core::{ClientStatus, Exchange, Name, Policy};
+use keygate_monitor::{Alert, AlertRule, Alerter, Severity};
 use keygate_store::{ClientKeyMaterial, Store};
 use keygate_vault::{MasterKey, SecretBytes, SecretString};
 
@@ -246,11 +247,13 @@ impl Live {
 /// succeeds: the change it could not read may have been a revoke, so every request is
 /// refused meanwhile rather than judged on a view known to be stale. A row that does not
 /// read takes only itself out, a client table that does not match its seal all of them
-/// ([`Registry::load`]).
+/// ([`Registry::load`]). With an `alerter`, the first failure of a run of them raises a
+/// critical alert: every request is refused from then on.
 pub fn spawn_reloader(
     store: Store,
     master: Arc<MasterKey>,
     live: Arc<Live>,
+    alerter: Option<Alerter>,
 ) -> std::io::Result<()> {
     let mut seen = None;
     let mut warned_unlocked = !keygate_vault::secrets_locked();
@@ -280,8 +283,24 @@ pub fn spawn_reloader(
                         }
                     }
                     Err(e) => {
+                        let first = live.failure().is_none();
                         live.refuse_all(e.to_string());
                         tracing::error!(error = %e, "reload failed; refusing every request until it succeeds");
+                        if let (true, Some(alerter)) = (first, &alerter) {
+                            alerter.raise(Alert {
+                                severity: Severity::Critical,
+                                rule: AlertRule::ReloadFailed,
+                                summary: format!(
+                                    "keygate refuses every client: reloading accounts and \
+                                     clients failed ({e}); see keygate doctor"
+                                ),
+                                client: None,
+                                account: None,
+                                source_ip: None,
+                                event_seq: 0,
+                                ts_ms: crate::now_ms(),
+                            });
+                        }
                     }
                 }
             }

@@ -17,9 +17,10 @@
 //! | `admin_change` | critical for `keygate panic`, info otherwise | an operator's change |
 //!
 //! Alerts found outside the log, such as a withdrawal the exchange made that keygate
-//! never forwarded (`unreconciled_withdrawal`, critical) or an audit log that cannot be
-//! written (`audit_unavailable`, critical, raised by the gateway), are raised through an
-//! [`Alerter`] and go the same way.
+//! never forwarded (`unreconciled_withdrawal`, critical), an audit log that cannot be
+//! written (`audit_unavailable`) or a reload that leaves every client refused
+//! (`reload_failed`, both critical and raised by the gateway), go through an [`Alerter`]
+//! the same way.
 //!
 //! Alerts are derived from the tamper-evident log and from nothing else, so they can
 //! always be recomputed by passing the log through [`Rules`] again (`keygate alerts list`): a webhook that was down loses no alert
@@ -164,6 +165,9 @@ pub enum AlertRule {
     ReconcileFailed,
     /// The audit log cannot be written: orders, withdrawals and transfers are refused.
     AuditUnavailable,
+    /// Accounts and clients could not be reloaded (a client table that does not match its
+    /// seal, say): every request is refused.
+    ReloadFailed,
     /// Sent by `keygate alerts test`.
     Test,
 }
@@ -186,6 +190,7 @@ impl AlertRule {
             AlertRule::UnreconciledWithdrawal => "unreconciled_withdrawal",
             AlertRule::ReconcileFailed => "reconcile_failed",
             AlertRule::AuditUnavailable => "audit_unavailable",
+            AlertRule::ReloadFailed => "reload_failed",
             AlertRule::Test => "test",
         }
     }

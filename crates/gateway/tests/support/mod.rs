@@ -89,7 +89,7 @@ pub fn gateway_over(
         .unwrap();
     let live = Arc::new(Live::new(Registry::load(&store, &master).unwrap()));
     let audit_key = AuditKey::from_bytes(master.derive_subkey("audit-mac").expose_secret());
-    spawn_reloader(store, std::sync::Arc::new(master), live.clone()).unwrap();
+    spawn_reloader(store, std::sync::Arc::new(master), live.clone(), None).unwrap();
     let audit = AuditLog::start(&db, audit_key.clone()).unwrap();
     let gateway = Gateway::new(live, audit, vec![], upstream_timeout).unwrap();
     (gateway, audit_key)

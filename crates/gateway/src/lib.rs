@@ -24,7 +24,12 @@
 //! `keygate-store` through a [`registry::Live`] view that reloads within a second of any
 //! change, decisions from `keygate-policy`, signatures from `keygate-exchanges`.
 //!
-//! [`Server`] runs the gateway, as `keygate serve` does, on one worker thread per core.
+//! [`Server`] runs the gateway, as `keygate serve` does, on one worker thread per core,
+//! over plain HTTP or, with [`Server::start_tls`] and [`tls_config`], HTTPS. The
+//! [`admin`] module serves `/healthz` and Prometheus `/metrics` on a listener of its own.
+//! What the log cannot tell of itself (it cannot be written; a reload left every client
+//! refused) is raised as an alert through a `keygate_monitor::Alerter`
+//! ([`Gateway::with_alerter`]).
 //!
 //! ```no_run
 //! # fn run(gateway: keygate_gateway::Gateway) -> std::io::Result<()> {

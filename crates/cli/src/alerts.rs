@@ -124,16 +124,11 @@ pub fn test(home: &Home) -> anyhow::Result<i32> {
             home.config_path().display()
         );
     }
-    let alert = Alert {
-        severity: Severity::Critical,
-        rule: AlertRule::Test,
-        summary: "test alert from `keygate alerts test`; nothing happened".into(),
-        client: None,
-        account: None,
-        source_ip: None,
-        event_seq: 0,
-        ts_ms: now_ms(),
-    };
+    let alert = Alert::outside_log(
+        Severity::Critical,
+        AlertRule::Test,
+        "test alert from `keygate alerts test`; nothing happened".into(),
+    );
     let mut failed = false;
     for delivery in dispatch_blocking(&settings, &alert)? {
         match delivery.result {

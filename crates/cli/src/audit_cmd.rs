@@ -354,13 +354,18 @@ fn filter_from(args: &FilterArgs) -> anyhow::Result<Filter> {
     })
 }
 
-/// Calls `each` for every event that passes `filter`, in order, a page at a time.
+/// Calls `each` for every event that passes `filter`, in order, a page at a time. A
+/// filter with a start time reads from about then ([`keygate_audit::seq_near`]), not from
+/// the first event.
 pub(crate) fn for_each_event(
     store: &Store,
     filter: &Filter,
     mut each: impl FnMut(&[(u64, Event)]) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
-    let mut from = 1;
+    let mut from = match filter.since_ms {
+        Some(since) => keygate_audit::seq_near(store, since).context("reading the audit log")?,
+        None => 1,
+    };
     loop {
         let page = keygate_audit::read(store, from, PAGE).context("reading the audit log")?;
         let Some((last, _)) = page.last() else {

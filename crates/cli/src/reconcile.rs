@@ -331,14 +331,8 @@ impl Watched {
         for report in reports {
             let account = report.account;
             let alert = |severity, rule, summary| Alert {
-                severity,
-                rule,
-                summary,
-                client: None,
                 account: Some(account.clone()),
-                source_ip: None,
-                event_seq: 0,
-                ts_ms: now_ms(),
+                ..Alert::outside_log(severity, rule, summary)
             };
             if let Some(error) = report.error {
                 let failures = self.failing.entry(account.clone()).or_default();

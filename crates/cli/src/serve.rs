@@ -8,12 +8,15 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use ipnet::IpNet;
+use keygate_audit::Filter;
 use keygate_gateway::admin::{AdminServer, AdminState};
 use keygate_gateway::registry::{spawn_reloader, Live, Registry};
 use keygate_gateway::{ClientLimits, Gateway, Server};
 use keygate_monitor::Monitor;
+use keygate_store::Store;
 
 use crate::alerts;
+use crate::audit_cmd::for_each_event;
 use crate::home::{parse_duration, Home, Unlocked};
 use crate::reconcile::Watch;
 
@@ -124,14 +127,6 @@ pub fn run(unlocked: Unlocked, args: &ServeArgs) -> anyhow::Result<()> {
         );
     }
     let live = Arc::new(Live::new(registry));
-    let master = Arc::new(master);
-    spawn_reloader(
-        store,
-        Arc::clone(&master),
-        live.clone(),
-        Some(monitor.alerter()),
-    )
-    .context("starting the reload thread")?;
     let audit_log = audit.clone();
     let gateway = Gateway::new(
         Arc::clone(&live),
@@ -143,13 +138,21 @@ pub fn run(unlocked: Unlocked, args: &ServeArgs) -> anyhow::Result<()> {
         timeout: args.client_timeout,
         max_connections: args.max_connections as usize,
         public_weight_cap: args.public_weight_cap,
-    });
-    count_today(&gateway, &db)?;
+    })
+    .with_alerter(monitor.alerter());
+    count_today(&gateway, &store)?;
+    let master = Arc::new(master);
+    spawn_reloader(
+        store,
+        Arc::clone(&master),
+        live.clone(),
+        Some(monitor.alerter()),
+    )
+    .context("starting the reload thread")?;
     let workers = args.workers.map_or_else(
         || std::thread::available_parallelism().map_or(1, |n| n.get()),
         usize::from,
     );
-    let gateway = gateway.with_alerter(monitor.alerter());
     let admin = match args.admin_listen {
         Some(addr) => {
             let state = AdminState {
@@ -222,23 +225,21 @@ fn tls(
     )?)
 }
 
-/// Passes today's (UTC) request events to the gateway, so that the daily notional and
+/// Passes today's (UTC) allowed requests to the gateway, so that the daily notional and
 /// withdrawal limits count what was allowed before this start.
-fn count_today(gateway: &Gateway, db: &std::path::Path) -> anyhow::Result<()> {
+fn count_today(gateway: &Gateway, store: &Store) -> anyhow::Result<()> {
     const DAY_MS: u64 = 86_400_000;
-    let store = keygate_store::Store::open(db).context("opening the database")?;
-    let midnight = keygate_gateway::now_ms() / DAY_MS * DAY_MS;
-    let mut from = keygate_audit::seq_near(&store, midnight).context("reading the audit log")?;
-    loop {
-        let page = keygate_audit::read(&store, from, 10_000).context("reading the audit log")?;
-        let Some((last, _)) = page.last() else {
-            return Ok(());
-        };
-        from = last + 1;
-        for (_, event) in &page {
-            gateway.count_earlier(event);
-        }
-    }
+    let today = Filter {
+        since_ms: Some(keygate_gateway::now_ms() / DAY_MS * DAY_MS),
+        allowed: Some(true),
+        ..Filter::default()
+    };
+    for_each_event(store, &today, |events| {
+        events
+            .iter()
+            .for_each(|(_, event)| gateway.count_earlier(event));
+        Ok(())
+    })
 }
 
 /// Locks `serve.lock` in the home directory for as long as the returned file lives (the

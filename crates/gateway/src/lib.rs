@@ -212,19 +212,14 @@ impl Gateway {
                 .compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
         {
-            alerter.raise(Alert {
-                severity: Severity::Critical,
-                rule: AlertRule::AuditUnavailable,
-                summary: format!(
+            alerter.raise(Alert::outside_log(
+                Severity::Critical,
+                AlertRule::AuditUnavailable,
+                format!(
                     "the audit log cannot be written ({reason}): orders, withdrawals and \
                      transfers are refused until it can"
                 ),
-                client: None,
-                account: None,
-                source_ip: None,
-                event_seq: 0,
-                ts_ms: now,
-            });
+            ));
         }
     }
 

@@ -287,19 +287,14 @@ pub fn spawn_reloader(
                         live.refuse_all(e.to_string());
                         tracing::error!(error = %e, "reload failed; refusing every request until it succeeds");
                         if let (true, Some(alerter)) = (first, &alerter) {
-                            alerter.raise(Alert {
-                                severity: Severity::Critical,
-                                rule: AlertRule::ReloadFailed,
-                                summary: format!(
+                            alerter.raise(Alert::outside_log(
+                                Severity::Critical,
+                                AlertRule::ReloadFailed,
+                                format!(
                                     "keygate refuses every client: reloading accounts and \
                                      clients failed ({e}); see keygate doctor"
                                 ),
-                                client: None,
-                                account: None,
-                                source_ip: None,
-                                event_seq: 0,
-                                ts_ms: crate::now_ms(),
-                            });
+                            ));
                         }
                     }
                 }

@@ -1,7 +1,5 @@
 //! The email sink: one message per alert, over SMTP with STARTTLS or TLS (rustls).
 
-use std::net::IpAddr;
-
 use keygate_vault::SecretBytes;
 use lettre::message::{header::ContentType, Mailbox};
 use lettre::transport::smtp::authentication::Credentials;
@@ -9,7 +7,7 @@ use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde::{Deserialize, Serialize};
 
-use crate::sink::DELIVERY_TIMEOUT;
+use crate::sink::{is_loopback, DELIVERY_TIMEOUT};
 use crate::{Alert, Error, Severity};
 
 /// How the connection to the mail server is protected.
@@ -170,13 +168,6 @@ fn body(alert: &Alert) -> String {
         alert.event_seq, alert.ts_ms
     ));
     text
-}
-
-fn is_loopback(host: &str) -> bool {
-    match host.parse::<IpAddr>() {
-        Ok(ip) => ip.is_loopback(),
-        Err(_) => host.eq_ignore_ascii_case("localhost"),
-    }
 }
 
 #[cfg(test)]

@@ -221,6 +221,26 @@ pub struct Alert {
     pub ts_ms: u64,
 }
 
+impl Alert {
+    /// An alert that no audit event raised (what an exchange says, an outage of the log
+    /// itself), as of now: no client, account or address, and `event_seq` 0.
+    pub fn outside_log(severity: Severity, rule: AlertRule, summary: String) -> Alert {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        Alert {
+            severity,
+            rule,
+            summary,
+            client: None,
+            account: None,
+            source_ip: None,
+            event_seq: 0,
+            ts_ms: now,
+        }
+    }
+}
+
 /// What became of an alert sent to one sink.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Delivery {

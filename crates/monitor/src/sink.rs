@@ -98,7 +98,7 @@ impl Webhook {
         let url = Url::parse(url).map_err(|e| bad(&format!("not a URL ({e})")))?;
         match url.scheme() {
             "https" => {}
-            "http" if is_loopback(&url) => {}
+            "http" if is_loopback(url.host_str().unwrap_or("")) => {}
             "http" => return Err(bad("plain http is allowed to loopback addresses only")),
             _ => {
                 return Err(bad(
@@ -184,8 +184,9 @@ pub(crate) fn http_client() -> Result<reqwest::Client, Error> {
         })
 }
 
-fn is_loopback(url: &Url) -> bool {
-    let host = url.host_str().unwrap_or("");
+/// Whether `host` (an IP address, bracketed or not, or a name) is this machine: the only
+/// place alerts may go without TLS.
+pub(crate) fn is_loopback(host: &str) -> bool {
     let unbracketed = host.trim_start_matches('[').trim_end_matches(']');
     match unbracketed.parse::<std::net::IpAddr>() {
         Ok(ip) => ip.is_loopback(),

@@ -10,15 +10,17 @@ use keygate_audit::{AuditKey, AuditLog};
 use keygate_core::{AdminEvent, Event, EventBody};
 use keygate_monitor::AlertsConfig;
 use keygate_store::Store;
-use keygate_vault::{KdfParams, MasterKey, SecretString, VaultFormat};
+use keygate_vault::{HsmKey, KdfParams, MasterKey, SecretString, VaultFormat};
 use serde::{Deserialize, Serialize};
 
 /// Meta key holding the Argon2id parameters of a passphrase vault (JSON).
 const META_KDF: &str = "kdf";
 /// Meta key holding the sealed check value that tells a wrong key from a right one.
 pub const META_CHECK: &str = "check";
-/// Meta key naming the master-key provider (`passphrase` or `key-file`).
+/// Meta key naming the master-key provider (`passphrase`, `key-file`, `env`, `hsm`).
 const META_PROVIDER: &str = "master_key_provider";
+/// Meta key holding the master key as the token key wrapped it, for [`Provider::Hsm`].
+const META_HSM_WRAPPED: &str = "hsm_wrapped_master_key";
 
 /// A keygate home directory.
 #[derive(Clone, Debug)]
@@ -88,6 +90,9 @@ pub struct MasterKeyConfig {
     /// The environment variable, for [`Provider::Env`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub env_var: Option<String>,
+    /// The token key wrapping the master key, for [`Provider::Hsm`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hsm: Option<HsmKey>,
 }
 
 /// A master-key provider.
@@ -100,6 +105,8 @@ pub enum Provider {
     KeyFile,
     /// 32 bytes, hex or base64, in an environment variable (containers).
     Env,
+    /// Random, kept wrapped by a key on a PKCS#11 token (an HSM), in the database.
+    Hsm,
 }
 
 impl Provider {
@@ -108,6 +115,7 @@ impl Provider {
             Provider::Passphrase => "passphrase",
             Provider::KeyFile => "key-file",
             Provider::Env => "env",
+            Provider::Hsm => "hsm",
         }
     }
 }
@@ -123,6 +131,8 @@ pub struct UnlockArgs {
     pub master_key_file: Option<PathBuf>,
     /// Take the key from this environment variable.
     pub master_key_env: Option<String>,
+    /// Read the token's PIN from this file.
+    pub hsm_pin_file: Option<PathBuf>,
 }
 
 /// An opened vault: the database, the master key and the audit log.
@@ -189,6 +199,34 @@ pub struct InitArgs {
     /// DANGER: derive the passphrase key with tiny Argon2id costs. For tests only.
     #[arg(long, hide = true)]
     pub insecure_fast_kdf: bool,
+    /// Keep the master key wrapped by a key on a PKCS#11 token (an HSM): the module's
+    /// absolute path (SoftHSM2: /usr/lib/softhsm/libsofthsm2.so). The token's PIN comes
+    /// from --hsm-pin-file or a prompt, at init and every time the vault is opened.
+    #[arg(long, value_name = "PATH", requires = "hsm_token", conflicts_with_all = ["insecure_fast_kdf"])]
+    pub hsm_module: Option<PathBuf>,
+    /// The label of the token holding the wrapping key.
+    #[arg(long, value_name = "LABEL", requires = "hsm_module")]
+    pub hsm_token: Option<String>,
+    /// The wrapping key's label on the token; created (AES-256, not extractable) when the
+    /// token has none.
+    #[arg(
+        long,
+        value_name = "LABEL",
+        default_value = "keygate-master",
+        requires = "hsm_module"
+    )]
+    pub hsm_key: String,
+}
+
+impl InitArgs {
+    /// The token key `init` was asked to wrap the master key with, if any.
+    fn hsm(&self) -> Option<HsmKey> {
+        Some(HsmKey {
+            module: self.hsm_module.clone()?,
+            token: self.hsm_token.clone()?,
+            key: self.hsm_key.clone(),
+        })
+    }
 }
 
 /// Creates the home directory, the database and the config file.
@@ -203,8 +241,26 @@ pub fn init(home: Home, how: &UnlockArgs, args: &InitArgs) -> anyhow::Result<()>
     }
     create_private_dir(&home.dir)?;
 
+    let hsm = args.hsm();
+    if hsm.is_some()
+        && (how.master_key_file.is_some()
+            || how.master_key_env.is_some()
+            || how.passphrase_file.is_some()
+            || how.passphrase_stdin)
+    {
+        bail!("--hsm-module chooses the master key's provider; it cannot go with a passphrase, a key file or --master-key-env");
+    }
     // Obtain the key first, so that a failed prompt or a bad key file leaves nothing behind.
+    let mut hsm_wrapped = None;
     let (master, provider, key_file, kdf) = match &how.master_key_file {
+        None if hsm.is_some() => {
+            let at = hsm.as_ref().context("checked above")?;
+            let pin = read_hsm_pin(how, &at.token)?;
+            let (master, wrapped) = MasterKey::generate_hsm_wrapped(at, &pin)
+                .context("wrapping a new master key with the token's key")?;
+            hsm_wrapped = Some(wrapped);
+            (master, Provider::Hsm, None, None)
+        }
         None if how.master_key_env.is_some() => {
             let var = how.master_key_env.as_deref().unwrap_or_default();
             (master_key_from_env(var)?, Provider::Env, None, None)
@@ -242,6 +298,7 @@ pub fn init(home: Home, how: &UnlockArgs, args: &InitArgs) -> anyhow::Result<()>
                 provider,
                 key_file: key_file.clone(),
                 env_var: how.master_key_env.clone(),
+                hsm: hsm.clone(),
             },
             alerts: AlertsConfig::default(),
         };
@@ -269,6 +326,9 @@ pub fn init(home: Home, how: &UnlockArgs, args: &InitArgs) -> anyhow::Result<()>
                         })?;
                     s.set_meta(META_KDF, &json)?;
                 }
+                if let Some(wrapped) = &hsm_wrapped {
+                    s.set_meta(META_HSM_WRAPPED, wrapped)?;
+                }
                 s.set_meta(META_CHECK, &master.make_check())?;
                 s.set_meta(META_PROVIDER, provider.as_str().as_bytes())
             })
@@ -295,6 +355,16 @@ pub fn init(home: Home, how: &UnlockArgs, args: &InitArgs) -> anyhow::Result<()>
                 "master key file: {} (keep it safe; it is the only way in)",
                 path.display()
             )
+        }
+        (Provider::Hsm, _) => {
+            if let Some(at) = &hsm {
+                println!(
+                    "master key: wrapped by key {:?} on token {:?} ({}); the vault opens only with that token and its PIN",
+                    at.key,
+                    at.token,
+                    at.module.display()
+                )
+            }
         }
         (Provider::Env, _) => println!(
             "master key: from ${} (keep a copy of it safe; it is the only way in)",
@@ -335,6 +405,25 @@ pub fn unlock(home: Home, how: &UnlockArgs) -> anyhow::Result<Unlocked> {
                 .as_deref()
                 .context("config.toml names no variable; pass --master-key-env VAR")?;
             master_key_from_env(var)?
+        }
+        (None, Provider::Hsm) => {
+            let at = config
+                .master_key
+                .hsm
+                .as_ref()
+                .context("config.toml names no PKCS#11 module and token ([master_key.hsm])")?;
+            let wrapped = store
+                .meta(META_HSM_WRAPPED)
+                .context("reading the wrapped master key")?
+                .context("the vault holds no wrapped master key; the database is incomplete")?;
+            let pin = read_hsm_pin(how, &at.token)?;
+            match MasterKey::from_hsm(at, &pin, &wrapped) {
+                Err(keygate_vault::Error::WrongMasterKey) => bail!(
+                    "wrong master key: the token's key {:?} does not open this vault's master key (nothing was changed)",
+                    at.key
+                ),
+                result => result.context("unwrapping the master key with the token's key")?,
+            }
         }
         (None, Provider::KeyFile) => {
             let path = config
@@ -395,6 +484,30 @@ fn open_with(
         audit_key,
         format,
     })
+}
+
+/// Reads the PIN of token `token` from `--hsm-pin-file` (owner-only, first line) or a
+/// prompt.
+fn read_hsm_pin(how: &UnlockArgs, token: &str) -> anyhow::Result<SecretString> {
+    let pin = if let Some(path) = &how.hsm_pin_file {
+        let raw = keygate_vault::read_secret_file(path)
+            .with_context(|| format!("reading the PIN file {}", path.display()))?;
+        let text = raw.into_string().context("the PIN file is not UTF-8")?;
+        SecretString::new(text.expose_secret().lines().next().unwrap_or("").to_owned())
+    } else if std::io::stdin().is_terminal() {
+        SecretString::new(
+            rpassword::prompt_password(format!("PIN of token {token:?}: "))
+                .context("reading the PIN")?,
+        )
+    } else {
+        bail!(
+            "no PIN for token {token:?}: standard input is not a terminal; use --hsm-pin-file FILE"
+        )
+    };
+    if pin.expose_secret().is_empty() {
+        bail!("the PIN is empty");
+    }
+    Ok(pin)
 }
 
 /// Reads the passphrase from the file, stdin or a prompt (confirmed twice when `confirm`).

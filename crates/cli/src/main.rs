@@ -84,6 +84,10 @@ struct GlobalArgs {
     /// containers; `init` records the variable's name, so later commands need no flag.
     #[arg(long, global = true, value_name = "VAR", conflicts_with_all = ["passphrase_file", "passphrase_stdin", "master_key_file"])]
     master_key_env: Option<String>,
+    /// Read the PIN of the PKCS#11 token holding the master key's wrapping key from FILE
+    /// (owner-only; first line), for a vault made with `init --hsm-module`.
+    #[arg(long, global = true, value_name = "FILE")]
+    hsm_pin_file: Option<PathBuf>,
     /// More logging on standard error (-v info, -vv debug, -vvv trace).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -160,6 +164,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         passphrase_stdin: g.passphrase_stdin,
         master_key_file: g.master_key_file.clone(),
         master_key_env: g.master_key_env.clone(),
+        hsm_pin_file: g.hsm_pin_file.clone(),
     };
     let home = || Home::resolve(g.home.clone());
     match &cli.command {

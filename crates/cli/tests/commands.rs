@@ -134,6 +134,150 @@ mod init {
         assert!(!config.contains(KEY));
     }
 
+    /// A vault whose master key is wrapped by a key on a PKCS#11 token (SoftHSM2): it
+    /// opens with that token and its PIN, from an owner-only file, and with nothing else;
+    /// a refusal changes nothing, and the PIN is never printed.
+    #[test]
+    fn an_hsm_wrapped_master_key_opens_only_with_its_token_and_pin() {
+        const PIN: &str = "pin-4f1a9e77";
+        let Some(module) = crate::common::softhsm_module() else {
+            return;
+        };
+        let kg = Kg::empty();
+        let conf = crate::common::softhsm_tokens(kg.dir.path(), &["keygate", "other"], PIN);
+        let env = [("SOFTHSM2_CONF", conf.as_path())];
+        let pin_file = kg.path("pin");
+        write_owner_only(&pin_file, &format!("{PIN}\n"));
+        let pin_arg = ["--hsm-pin-file", pin_file.to_str().unwrap()];
+        let module = module.to_str().unwrap();
+        let run = |args: &[&str], stdin: &str| kg.run_with_env(args, stdin, &env);
+        let mut printed = String::new();
+
+        let init = [
+            &["init", "--hsm-module", module, "--hsm-token", "keygate"],
+            &pin_arg[..],
+        ]
+        .concat();
+        let out = run(&init, "");
+        assert_eq!(out.code, 0, "{out:#?}");
+        assert!(
+            out.stdout
+                .contains("wrapped by key \"keygate-master\" on token \"keygate\""),
+            "{out:#?}"
+        );
+        printed += &out.all();
+        let config = std::fs::read_to_string(kg.home().join("config.toml")).unwrap();
+        assert!(config.contains("provider = \"hsm\""), "{config}");
+        assert!(config.contains("token = \"keygate\""), "{config}");
+
+        fn joined<'a>(args: &[&'a str], more: &[&'a str]) -> Vec<&'a str> {
+            [args, more].concat()
+        }
+        let out = run(
+            &joined(
+                &["account", "add", "--exchange", "binance", "--label", "main"],
+                &pin_arg,
+            ),
+            &format!("{REAL_KEY}\n{REAL_SECRET}\n"),
+        );
+        assert_eq!(out.code, 0, "{out:#?}");
+        printed += &out.all();
+        let out = run(&joined(&["account", "list"], &pin_arg), "");
+        assert!(out.code == 0 && out.stdout.contains("main"), "{out:#?}");
+        let before = db_state(&kg);
+
+        // A wrong PIN: the token refuses it; nothing changes.
+        let wrong = kg.path("wrong-pin");
+        write_owner_only(&wrong, "pin-00000000\n");
+        let out = run(
+            &["account", "list", "--hsm-pin-file", wrong.to_str().unwrap()],
+            "",
+        );
+        assert_eq!(out.code, 2, "{out:#?}");
+        assert!(
+            out.stderr.contains("refused the PIN: the PIN is wrong"),
+            "{out:#?}"
+        );
+        assert!(!out.all().contains("pin-00000000"));
+        printed += &out.all();
+        // No PIN at all, with no terminal to prompt on.
+        let out = run(&["account", "list"], "");
+        assert_eq!(out.code, 2, "{out:#?}");
+        assert!(out.stderr.contains("use --hsm-pin-file FILE"), "{out:#?}");
+        // A PIN file others may read is refused before the token is asked.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&pin_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+            let out = run(&joined(&["account", "list"], &pin_arg), "");
+            assert_eq!(out.code, 2, "{out:#?}");
+            assert!(
+                out.stderr.contains("readable by group or others"),
+                "{out:#?}"
+            );
+            std::fs::set_permissions(&pin_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        // Without its token (another machine's SoftHSM, a token gone), the vault stays shut.
+        let elsewhere = tempfile::tempdir().unwrap();
+        let bare = crate::common::softhsm_tokens(elsewhere.path(), &[], PIN);
+        let out = kg.run_with_env(
+            &joined(&["account", "list"], &pin_arg),
+            "",
+            &[("SOFTHSM2_CONF", &bare)],
+        );
+        assert_eq!(out.code, 2, "{out:#?}");
+        assert!(
+            out.stderr
+                .contains("no initialized token is labelled \"keygate\""),
+            "{out:#?}"
+        );
+        // Another token's key of the same label does not open this vault's master key.
+        let out = run(
+            &[
+                "init",
+                "--home",
+                kg.path("second").to_str().unwrap(),
+                "--hsm-module",
+                module,
+                "--hsm-token",
+                "other",
+                "--hsm-pin-file",
+                pin_file.to_str().unwrap(),
+            ],
+            "",
+        );
+        assert_eq!(out.code, 0, "{out:#?}");
+        assert!(kg.path("second/keygate.db").exists());
+        std::fs::write(
+            kg.home().join("config.toml"),
+            config.replace("token = \"keygate\"", "token = \"other\""),
+        )
+        .unwrap();
+        let out = run(&joined(&["account", "list"], &pin_arg), "");
+        assert_eq!(out.code, 2, "{out:#?}");
+        assert!(
+            out.stderr.contains("does not open this vault's master key"),
+            "{out:#?}"
+        );
+        printed += &out.all();
+        std::fs::write(kg.home().join("config.toml"), &config).unwrap();
+
+        assert_eq!(db_state(&kg), before, "a refused unlock changed the vault");
+        let out = run(&joined(&["audit", "verify"], &pin_arg), "");
+        assert_eq!(out.code, 0, "{out:#?}");
+        assert!(!printed.contains(PIN), "{printed}");
+        assert!(!printed.contains(REAL_SECRET), "{printed}");
+    }
+
+    fn write_owner_only(path: &std::path::Path, text: &str) {
+        std::fs::write(path, text).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+    }
+
     #[test]
     fn key_file_vault_is_private_and_records_its_provider() {
         let kg = Kg::with_key_file();

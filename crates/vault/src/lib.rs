@@ -5,7 +5,8 @@
 //! exchange ([`RecordId`]), so a ciphertext copied onto another record fails to open.
 //!
 //! The master key comes from a passphrase (Argon2id, parameters stored with the vault:
-//! [`KdfParams`]) or from a 32-byte key file that only its owner may read.
+//! [`KdfParams`]), from a 32-byte key file that only its owner may read, from text (an
+//! environment variable), or is kept wrapped by a key on a PKCS#11 token ([`hsm`]).
 //!
 //! Secrets live in [`SecretBytes`] and [`SecretString`]: they are locked in memory
 //! (never swapped out), zeroize on drop, have no `Debug` or `Display`, compare in
@@ -25,8 +26,10 @@
 //! assert!(master.open(&other, &sealed).is_err());
 //! ```
 
+pub mod hsm;
 mod secret;
 
+pub use hsm::HsmKey;
 pub use secret::{redact, secrets_locked, SecretBytes, SecretString};
 
 use std::fs;
@@ -109,6 +112,23 @@ pub enum Error {
     KdfParams {
         /// What argon2 said.
         reason: String,
+    },
+    /// The PKCS#11 module or token holding the master key's wrapping key failed, or is
+    /// not as the vault's configuration describes it.
+    #[error("PKCS#11 module {module}: {reason}")]
+    Hsm {
+        /// The module.
+        module: PathBuf,
+        /// What went wrong; never the PIN.
+        reason: String,
+    },
+    /// The token refused the PIN.
+    #[error("token {token:?} refused the PIN: {reason}")]
+    HsmPin {
+        /// The token's label.
+        token: String,
+        /// Wrong or locked.
+        reason: &'static str,
     },
     /// Reading or writing a key file failed.
     #[error("{action} {path}: {source}")]

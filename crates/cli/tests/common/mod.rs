@@ -80,12 +80,24 @@ impl Kg {
 
     /// Runs `keygate --home HOME ARGS` with `stdin` piped in.
     pub fn run(&self, args: &[&str], stdin: &str) -> Out {
-        run_keygate(&self.home(), self.dir.path(), args, stdin, None)
+        run_keygate(&self.home(), self.dir.path(), args, stdin, None, &[])
+    }
+
+    /// Like [`Kg::run`], with environment variables `env` set for keygate.
+    pub fn run_with_env(&self, args: &[&str], stdin: &str, env: &[(&str, &Path)]) -> Out {
+        run_keygate(&self.home(), self.dir.path(), args, stdin, None, env)
     }
 
     /// Like [`Kg::run`], logging at trace level (`KEYGATE_LOG=trace`).
     pub fn run_traced(&self, args: &[&str], stdin: &str) -> Out {
-        run_keygate(&self.home(), self.dir.path(), args, stdin, Some("trace"))
+        run_keygate(
+            &self.home(),
+            self.dir.path(),
+            args,
+            stdin,
+            Some("trace"),
+            &[],
+        )
     }
 
     /// Like [`Kg::run`], asserting success.
@@ -143,13 +155,15 @@ impl Kg {
 }
 
 /// Runs the real binary with a clean environment: HOME inside the temp dir, no
-/// KEYGATE_* variables inherited but `KEYGATE_LOG=log_level` when one is given.
+/// KEYGATE_* variables inherited but `KEYGATE_LOG=log_level` when one is given, and
+/// `env` on top.
 pub fn run_keygate(
     home: &Path,
     sandbox: &Path,
     args: &[&str],
     stdin: &str,
     log_level: Option<&str>,
+    env: &[(&str, &Path)],
 ) -> Out {
     let mut command = Command::new(env!("CARGO_BIN_EXE_keygate"));
     command
@@ -162,6 +176,7 @@ pub fn run_keygate(
     if let Some(level) = log_level {
         command.env("KEYGATE_LOG", level);
     }
+    command.envs(env.iter().copied());
     let mut child = command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -192,4 +207,49 @@ pub fn python() -> PathBuf {
         python.display()
     );
     python
+}
+
+/// The SoftHSM2 module, or `None` (the caller skips, saying so) where it is not installed;
+/// `scripts/test.sh` installs it and sets `KEYGATE_REQUIRE_SOFTHSM`, so CI never skips.
+pub fn softhsm_module() -> Option<PathBuf> {
+    let module = keygate_vault::hsm::softhsm_module();
+    if module.is_none() {
+        assert!(
+            std::env::var_os("KEYGATE_REQUIRE_SOFTHSM").is_none(),
+            "SoftHSM2 is required (KEYGATE_REQUIRE_SOFTHSM) but not installed"
+        );
+        eprintln!("skipped: SoftHSM2 is not installed (apt-get install softhsm2)");
+    }
+    module
+}
+
+/// A SoftHSM2 configuration whose tokens live in `dir/tokens`, with one token per label
+/// in `labels`, each with user PIN `pin`. Returns the configuration file, for
+/// `SOFTHSM2_CONF`.
+pub fn softhsm_tokens(dir: &Path, labels: &[&str], pin: &str) -> PathBuf {
+    let tokens = dir.join("tokens");
+    std::fs::create_dir_all(&tokens).expect("create the token directory");
+    let conf = dir.join("softhsm2.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+            tokens.display()
+        ),
+    )
+    .expect("write softhsm2.conf");
+    for label in labels {
+        let status = Command::new("softhsm2-util")
+            .env("SOFTHSM2_CONF", &conf)
+            .args(["--init-token", "--free", "--label", label, "--pin", pin])
+            .args(["--so-pin", "security-officer"])
+            .stdout(Stdio::null())
+            .status()
+            .expect("run softhsm2-util");
+        assert!(
+            status.success(),
+            "softhsm2-util --init-token {label} failed"
+        );
+    }
+    conf
 }

@@ -12,6 +12,18 @@ use clap::{Args, Subcommand};
 pub enum DevCmd {
     /// Run the local exchange simulator until Ctrl-C.
     MockExchange(MockExchangeArgs),
+    /// Open an account's real secret and panic with it in the panic's message: the worst
+    /// case of a bug, which the tests run to show that no panic message is ever printed.
+    #[command(hide = true)]
+    PanicWithSecret(PanicWithSecretArgs),
+}
+
+/// `dev panic-with-secret`
+#[derive(Args, Debug)]
+pub struct PanicWithSecretArgs {
+    /// The account whose secret the panic message holds.
+    #[arg(long)]
+    pub account: String,
 }
 
 /// `dev mock-exchange`
@@ -28,11 +40,27 @@ pub struct MockExchangeArgs {
     pub credentials: PathBuf,
 }
 
-/// Runs a dev subcommand.
-pub fn run(cmd: &DevCmd) -> anyhow::Result<()> {
+/// Runs a dev subcommand; `unlock` opens the vault for those that need it.
+pub fn run(
+    cmd: &DevCmd,
+    unlock: impl FnOnce() -> anyhow::Result<crate::home::Unlocked>,
+) -> anyhow::Result<()> {
     match cmd {
         DevCmd::MockExchange(a) => mock_exchange(a),
+        DevCmd::PanicWithSecret(a) => panic_with_secret(unlock()?, a),
     }
+}
+
+fn panic_with_secret(
+    vault: crate::home::Unlocked,
+    args: &PanicWithSecretArgs,
+) -> anyhow::Result<()> {
+    let label: keygate_core::Name = args.account.parse().context("the account label")?;
+    let account = vault.store.account(&label).context("reading the account")?;
+    let secret = account
+        .open_secret(&vault.master)
+        .context("opening the account's secret")?;
+    panic!("a bug that formats a secret: {}", secret.expose_secret());
 }
 
 fn mock_exchange(args: &MockExchangeArgs) -> anyhow::Result<()> {

@@ -138,6 +138,7 @@ enum Command {
 
 fn main() {
     harden_process();
+    withhold_panic_messages();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -174,7 +175,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Serve(args) => serve::run(home::unlock(home()?, &how)?, args).map(|()| 0),
         Command::Audit(cmd) => audit_cmd::run(home::unlock(home()?, &how)?, cmd),
         Command::Demo(args) => demo::run(args).map(|()| 0),
-        Command::Dev(cmd) => dev::run(cmd).map(|()| 0),
+        Command::Dev(cmd) => dev::run(cmd, || home::unlock(home()?, &how)).map(|()| 0),
         Command::Scan(args) if args.managed => {
             let managed = scan_cmd::managed_keys(&home::unlock(home()?, &how)?)?;
             Ok(scan_cmd::run(args, Some(managed)))
@@ -192,6 +193,32 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Alerts(alerts::AlertsCmd::Test) => alerts::test(&home()?),
     }
+}
+
+/// Replaces Rust's report of a panic with one that says where it happened, not what it
+/// said: a panic's message may be built from any value in reach, a secret included, and
+/// standard error ends up in logs. A backtrace (`RUST_BACKTRACE=1`) holds no values, so
+/// it is still printed when asked for.
+fn withhold_panic_messages() {
+    std::panic::set_hook(Box::new(|info| {
+        let place = info.location().map_or_else(
+            || "an unknown place".to_owned(),
+            |l| format!("{}:{}", l.file(), l.line()),
+        );
+        let thread = std::thread::current();
+        let backtrace = std::backtrace::Backtrace::capture();
+        use std::io::Write;
+        let mut err = std::io::stderr().lock();
+        let _ = writeln!(
+            err,
+            "keygate: internal error (a bug) in thread {} at {place}; its message is withheld, \
+             since it could hold a secret. Please report it with this line.",
+            thread.name().unwrap_or("unnamed"),
+        );
+        if backtrace.status() == std::backtrace::BacktraceStatus::Captured {
+            let _ = writeln!(err, "{backtrace}");
+        }
+    }));
 }
 
 /// Keeps the vault's secrets in this process: a core dump would write them to disk, and

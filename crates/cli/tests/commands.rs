@@ -301,6 +301,54 @@ mod init {
             .contains("audit log verified: 1 events"));
     }
 
+    /// The default home is `~/.local/share/keygate`, when neither `--home` nor
+    /// `KEYGATE_HOME` names one.
+    #[test]
+    fn the_default_home_is_under_the_users_home() {
+        let sandbox = tempfile::tempdir().unwrap();
+        let key = sandbox.path().join("master.key");
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_keygate"))
+            .args(["init", "--master-key-file", key.to_str().unwrap()])
+            .env("HOME", sandbox.path())
+            .env_remove("KEYGATE_HOME")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let home = sandbox.path().join(".local/share/keygate");
+        assert!(home.join("keygate.db").exists());
+        assert!(home.join("config.toml").exists());
+    }
+
+    /// A panic's message could hold anything in reach, so keygate never prints it: the
+    /// worst case, a bug that formats the real secret into a panic, shows where it
+    /// happened and nothing of the secret, with a backtrace and trace logging on.
+    #[test]
+    fn a_panic_message_is_withheld_even_when_it_holds_a_secret() {
+        let kg = Kg::with_key_file();
+        kg.add_account("main", REAL_KEY, REAL_SECRET);
+        let out = kg.run_with_env(
+            &["dev", "panic-with-secret", "--account", "main"],
+            "",
+            &[
+                ("RUST_BACKTRACE", std::path::Path::new("1")),
+                ("KEYGATE_LOG", std::path::Path::new("trace")),
+            ],
+        );
+        assert_eq!(out.code, 101, "{out:#?}");
+        assert!(
+            out.stderr
+                .contains("internal error (a bug) in thread main at crates/cli/src/dev.rs:")
+                && out.stderr.contains("its message is withheld"),
+            "{out:#?}"
+        );
+        assert!(!out.all().contains(REAL_SECRET), "{out:#?}");
+        assert!(
+            !out.all().contains("a bug that formats a secret"),
+            "{out:#?}"
+        );
+    }
+
     #[test]
     fn passphrase_vault_opens_with_the_right_passphrase_only() {
         let kg = Kg::empty();

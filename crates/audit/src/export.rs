@@ -154,6 +154,7 @@ mod tests {
             action: ActionKind::Read,
             symbol: None,
             side: None,
+            client_order_id: None,
             notional: None,
             amount: None,
             asset: None,
@@ -171,6 +172,7 @@ mod tests {
             upstream_status: Some(200),
             latency_us: 5,
             outcome: Outcome::Answered,
+            order_ids: Vec::new(),
         });
         let admin = EventBody::Admin(AdminEvent {
             actor: "cli".into(),

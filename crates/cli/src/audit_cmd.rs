@@ -427,6 +427,7 @@ mod tests {
                 action: ActionKind::Trade,
                 symbol: Some("BTC\u{1b}[2J".into()),
                 side: None,
+                client_order_id: None,
                 notional: None,
                 amount: None,
                 asset: None,

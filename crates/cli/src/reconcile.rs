@@ -1,9 +1,14 @@
-//! `keygate reconcile`: withdrawals from an account that keygate never forwarded. The
-//! exchange lists an account's withdrawals whoever asked for them, so one that nobody
-//! made by hand on the exchange's own site was made with a leaked key. (An account, or
-//! sub-account, that only keygate withdraws from has no such doubt.)
+//! `keygate reconcile`: withdrawals and orders from an account that keygate never
+//! forwarded. The exchange lists an account's withdrawals and orders whoever asked for
+//! them, so one that nobody made by hand on the exchange's own site was made with a
+//! leaked key. (An account, or sub-account, that only keygate uses has no such doubt.)
+//!
+//! Withdrawals are listed account-wide. Binance lists orders one symbol at a time, so
+//! only the spot symbols the account traded through keygate in the window, or that its
+//! trading clients may trade, are asked for: a leaked key trading another symbol is not
+//! seen here.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::Path;
 use std::sync::{mpsc, Arc};
 use std::thread;
@@ -12,8 +17,8 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use keygate_audit::Filter;
-use keygate_core::{ActionKind, EventBody, Exchange, Outcome};
-use keygate_exchanges::{binance, Adapter, Binance, ExchangeWithdrawal};
+use keygate_core::{ActionKind, ClientStatus, EventBody, Exchange, Outcome, Scope};
+use keygate_exchanges::{binance, Adapter, Binance, ExchangeOrder, ExchangeWithdrawal};
 use keygate_monitor::{Alert, AlertRule, Alerter, Severity};
 use keygate_store::Store;
 use keygate_vault::MasterKey;
@@ -29,6 +34,15 @@ use crate::remote::Exchanges;
 const FORWARDED_BEFORE_MS: u64 = 10 * 60_000;
 /// How far the exchange's clock may run behind keygate's.
 const CLOCK_SKEW_MS: u64 = 2 * 60_000;
+/// How long after an order keygate forwarded its record is surely in the audit log: the
+/// exchange's id of it comes in an outcome event written in the background, within a
+/// fraction of a second. Newer orders are left to the next reconciliation.
+const ORDER_SETTLE_MS: u64 = 5_000;
+/// The longest span Binance lists orders of at once.
+const ORDER_SPAN_MS: u64 = 24 * 3600 * 1000;
+/// The most order lists one account's reconciliation asks for (symbols × days, each
+/// `allOrders` call weighing 20 of Binance's 6000 a minute).
+const MAX_ORDER_QUERIES: usize = 60;
 
 /// `keygate reconcile`
 #[derive(Args, Debug)]
@@ -54,6 +68,27 @@ pub(crate) struct AccountReport {
     pub error: Option<String>,
     /// The withdrawals keygate did not forward.
     pub not_through_keygate: Vec<Unmatched>,
+    /// The symbols whose orders were asked for.
+    pub symbols: Vec<String>,
+    /// Orders the exchange listed in those symbols in the window.
+    pub orders: usize,
+    /// The orders keygate did not forward.
+    pub orders_not_through_keygate: Vec<UnmatchedOrder>,
+}
+
+/// An order the exchange placed that keygate did not forward.
+#[derive(Serialize)]
+pub(crate) struct UnmatchedOrder {
+    /// The exchange's id of it.
+    pub id: String,
+    pub client_order_id: String,
+    pub symbol: String,
+    pub side: String,
+    #[serde(rename = "type")]
+    pub order_type: String,
+    pub quantity: String,
+    pub price: String,
+    pub placed_at: String,
 }
 
 /// A withdrawal the exchange made that keygate did not forward.
@@ -68,7 +103,7 @@ pub(crate) struct Unmatched {
 }
 
 /// A withdrawal keygate forwarded, from the audit log.
-struct Forwarded {
+struct ForwardedWithdrawal {
     account: String,
     asset: String,
     amount: Decimal,
@@ -77,15 +112,37 @@ struct Forwarded {
     matched: bool,
 }
 
-/// Compares each account's withdrawals at its exchange with those keygate forwarded.
-/// Exit code 1 when one was not forwarded by keygate, or an exchange could not be asked.
+/// One account's orders keygate forwarded, from the audit log.
+#[derive(Default)]
+struct ForwardedOrders {
+    /// The spot symbols they were in.
+    symbols: BTreeSet<String>,
+    /// The exchange's ids of the orders placed, from the answers.
+    order_ids: HashSet<String>,
+    /// The ids the clients gave them: the only mark of an order whose answer was lost.
+    client_order_ids: HashSet<String>,
+}
+
+/// What keygate forwarded, from the audit log.
+#[derive(Default)]
+struct Forwarded {
+    withdrawals: Vec<ForwardedWithdrawal>,
+    /// By account.
+    orders: HashMap<String, ForwardedOrders>,
+}
+
+/// Compares each account's withdrawals and orders at its exchange with those keygate
+/// forwarded. Exit code 1 when one was not forwarded by keygate, or an exchange could not
+/// be asked.
 pub fn run(vault: &Unlocked, args: &ReconcileArgs) -> anyhow::Result<i32> {
     let since = parse_duration(&args.since).context("--since")?;
     let since_ms = now_ms().saturating_sub(since.as_millis() as u64);
     let reports = reconcile(&vault.store, &vault.master, &Exchanges::new()?, since_ms)?;
-    let failed = reports
-        .iter()
-        .any(|r| r.error.is_some() || !r.not_through_keygate.is_empty());
+    let failed = reports.iter().any(|r| {
+        r.error.is_some()
+            || !r.not_through_keygate.is_empty()
+            || !r.orders_not_through_keygate.is_empty()
+    });
     if args.json {
         print_json(&reports)?;
     } else {
@@ -94,7 +151,7 @@ pub fn run(vault: &Unlocked, args: &ReconcileArgs) -> anyhow::Result<i32> {
     Ok(i32::from(failed))
 }
 
-/// Each account's withdrawals applied at its exchange since `since_ms`, against those
+/// Each account's withdrawals and orders at its exchange since `since_ms`, against those
 /// keygate forwarded.
 pub(crate) fn reconcile(
     store: &Store,
@@ -102,47 +159,59 @@ pub(crate) fn reconcile(
     exchanges: &Exchanges,
     since_ms: u64,
 ) -> anyhow::Result<Vec<AccountReport>> {
-    let mut forwarded = forwarded_withdrawals(store, since_ms.saturating_sub(FORWARDED_BEFORE_MS))?;
+    let mut forwarded = forwarded(store, since_ms.saturating_sub(FORWARDED_BEFORE_MS))?;
+    let tradable = tradable_symbols(store)?;
+    let until_ms = now_ms().saturating_sub(ORDER_SETTLE_MS);
     let mut reports = Vec::new();
     for account in store.accounts().context("reading accounts")? {
+        let label = account.label.to_string();
+        let orders = forwarded.orders.remove(&label).unwrap_or_default();
+        let mut symbols = orders.symbols.clone();
+        symbols.extend(tradable.get(&label).into_iter().flatten().cloned());
         let listed = match account.exchange {
             Exchange::Binance => {
-                let (path, query) = Binance.withdrawal_history(since_ms);
-                exchanges
-                    .signed_read(&Binance, master, &account, path, &query)
-                    .and_then(|body| {
-                        Binance
-                            .parse_withdrawal_history(&body)
-                            .ok_or_else(|| "its answer does not read".to_owned())
-                    })
-                    .and_then(|listed| {
-                        // A full answer may have left some out: say so rather than pass.
-                        if listed.len() >= binance::WITHDRAW_HISTORY_LIMIT {
-                            Err(format!(
-                                "it listed {} withdrawals, as many as it lists at once; \
-                                 narrow --since",
-                                listed.len()
-                            ))
-                        } else {
-                            Ok(listed)
-                        }
-                    })
+                let signed_read = |path: &str, query: &str| {
+                    exchanges.signed_read(&Binance, master, &account, path, query)
+                };
+                list_withdrawals(&signed_read, since_ms).and_then(|withdrawals| {
+                    list_orders(&signed_read, &symbols, since_ms, until_ms)
+                        .map(|orders| (withdrawals, orders))
+                })
             }
             other => Err(format!("keygate cannot ask {other} yet")),
         };
-        let label = account.label.to_string();
+        let symbols = symbols.into_iter().collect();
         reports.push(match listed {
-            Ok(listed) => AccountReport {
-                withdrawals: listed.len(),
-                not_through_keygate: listed
+            Ok((withdrawals, listed_orders)) => AccountReport {
+                withdrawals: withdrawals.len(),
+                not_through_keygate: withdrawals
                     .into_iter()
-                    .filter(|w| !claim(&mut forwarded, &label, w))
+                    .filter(|w| !claim(&mut forwarded.withdrawals, &label, w))
                     .map(|w| Unmatched {
                         id: w.id,
                         asset: w.asset,
                         amount: w.amount.normalize().to_string(),
                         destination: w.destination,
                         applied_at: rfc3339(w.applied_ms),
+                    })
+                    .collect(),
+                symbols,
+                orders: listed_orders.len(),
+                orders_not_through_keygate: listed_orders
+                    .into_iter()
+                    .filter(|o| {
+                        !orders.order_ids.contains(&o.id)
+                            && !orders.client_order_ids.contains(&o.client_order_id)
+                    })
+                    .map(|o| UnmatchedOrder {
+                        id: o.id,
+                        client_order_id: o.client_order_id,
+                        symbol: o.symbol,
+                        side: o.side,
+                        order_type: o.order_type,
+                        quantity: o.quantity.normalize().to_string(),
+                        price: o.price.normalize().to_string(),
+                        placed_at: rfc3339(o.placed_ms),
                     })
                     .collect(),
                 account: label,
@@ -153,15 +222,87 @@ pub(crate) fn reconcile(
                 withdrawals: 0,
                 error: Some(reason),
                 not_through_keygate: Vec::new(),
+                symbols,
+                orders: 0,
+                orders_not_through_keygate: Vec::new(),
             },
         });
     }
     Ok(reports)
 }
 
+/// A signed read at the account's exchange: the answer's body, or why there is none.
+type SignedRead<'a> = dyn Fn(&str, &str) -> Result<Vec<u8>, String> + 'a;
+
+/// The account's withdrawals applied for since `since_ms`.
+fn list_withdrawals(
+    signed_read: &SignedRead<'_>,
+    since_ms: u64,
+) -> Result<Vec<ExchangeWithdrawal>, String> {
+    let (path, query) = Binance.withdrawal_history(since_ms);
+    let body = signed_read(path, &query)?;
+    let listed = Binance
+        .parse_withdrawal_history(&body)
+        .ok_or("its answer does not read")?;
+    // A full answer may have left some out: say so rather than pass.
+    if listed.len() >= binance::WITHDRAW_HISTORY_LIMIT {
+        return Err(format!(
+            "it listed {} withdrawals, as many as it lists at once; narrow --since",
+            listed.len()
+        ));
+    }
+    Ok(listed)
+}
+
+/// The account's orders in `symbols` placed from `since_ms` to `until_ms`, a day at a time.
+fn list_orders(
+    signed_read: &SignedRead<'_>,
+    symbols: &BTreeSet<String>,
+    since_ms: u64,
+    until_ms: u64,
+) -> Result<Vec<ExchangeOrder>, String> {
+    let days = until_ms
+        .saturating_sub(since_ms)
+        .div_ceil(ORDER_SPAN_MS)
+        .max(1) as usize;
+    if symbols.len() * days > MAX_ORDER_QUERIES {
+        return Err(format!(
+            "listing the orders of {} symbols over {days} day(s) takes more than \
+             {MAX_ORDER_QUERIES} requests; narrow --since",
+            symbols.len()
+        ));
+    }
+    let mut orders = Vec::new();
+    for symbol in symbols {
+        let mut from_ms = since_ms;
+        while from_ms < until_ms {
+            let to_ms = (from_ms + ORDER_SPAN_MS - 1).min(until_ms);
+            let (path, query) = Binance.order_history(symbol, from_ms, to_ms);
+            let body = signed_read(path, &query)?;
+            let listed = Binance
+                .parse_order_history(&body)
+                .ok_or_else(|| format!("its list of {symbol} orders does not read"))?;
+            if listed.len() >= binance::ORDER_HISTORY_LIMIT {
+                return Err(format!(
+                    "it listed {} {symbol} orders in one day, as many as it lists at once",
+                    listed.len()
+                ));
+            }
+            // The span is the exchange's to honour; keep only what falls in it.
+            orders.extend(
+                listed
+                    .into_iter()
+                    .filter(|o| (from_ms..=to_ms).contains(&o.placed_ms)),
+            );
+            from_ms = to_ms + 1;
+        }
+    }
+    Ok(orders)
+}
+
 /// Marks the forwarded withdrawal that `w` is, if keygate forwarded one like it: same
 /// account, asset, amount and destination, shortly before the exchange applied it.
-fn claim(forwarded: &mut [Forwarded], account: &str, w: &ExchangeWithdrawal) -> bool {
+fn claim(forwarded: &mut [ForwardedWithdrawal], account: &str, w: &ExchangeWithdrawal) -> bool {
     let found = forwarded.iter_mut().find(|f| {
         !f.matched
             && f.account == account
@@ -180,37 +321,61 @@ fn claim(forwarded: &mut [Forwarded], account: &str, w: &ExchangeWithdrawal) -> 
     }
 }
 
-/// Every withdrawal keygate allowed and sent (or may have sent) since `since_ms`.
-fn forwarded_withdrawals(store: &Store, since_ms: u64) -> anyhow::Result<Vec<Forwarded>> {
+/// Every withdrawal and spot order keygate allowed and sent (or may have sent) since
+/// `since_ms`.
+fn forwarded(store: &Store, since_ms: u64) -> anyhow::Result<Forwarded> {
     let filter = Filter {
         since_ms: Some(since_ms),
-        allowed: Some(true),
         ..Filter::default()
     };
-    let mut forwarded = Vec::new();
+    let mut forwarded = Forwarded::default();
+    // A trade's outcome names only its request; this says whose account that was.
+    let mut trade_accounts: HashMap<String, String> = HashMap::new();
     for_each_event(store, &filter, |page| {
         for (_, event) in page {
-            let EventBody::Request(r) = &event.body else {
+            let r = match &event.body {
+                EventBody::Request(r) => r,
+                EventBody::Outcome(o) => {
+                    if let Some(account) = trade_accounts.get(&o.request_id) {
+                        let orders = forwarded.orders.entry(account.clone()).or_default();
+                        orders.order_ids.extend(o.order_ids.iter().cloned());
+                    }
+                    continue;
+                }
+                _ => continue,
+            };
+            let sent = r.allowed
+                && matches!(
+                    r.outcome,
+                    Outcome::Pending | Outcome::Answered | Outcome::Unknown
+                );
+            let Some(account) = r.account.as_ref().filter(|_| sent) else {
                 continue;
             };
-            let sent = matches!(
-                r.outcome,
-                Outcome::Pending | Outcome::Answered | Outcome::Unknown
-            );
-            if r.action != ActionKind::Withdraw || !sent {
-                continue;
-            }
-            if let (Some(account), Some(asset), Some(amount), Some(destination)) =
-                (&r.account, &r.asset, r.amount, &r.destination)
-            {
-                forwarded.push(Forwarded {
-                    account: account.clone(),
-                    asset: asset.clone(),
-                    amount,
-                    destination: destination.clone(),
-                    ts_ms: event.ts_ms,
-                    matched: false,
-                });
+            match r.action {
+                ActionKind::Withdraw => {
+                    if let (Some(asset), Some(amount), Some(destination)) =
+                        (&r.asset, r.amount, &r.destination)
+                    {
+                        forwarded.withdrawals.push(ForwardedWithdrawal {
+                            account: account.clone(),
+                            asset: asset.clone(),
+                            amount,
+                            destination: destination.clone(),
+                            ts_ms: event.ts_ms,
+                            matched: false,
+                        });
+                    }
+                }
+                ActionKind::Trade if r.path.starts_with("/api/") => {
+                    trade_accounts.insert(r.request_id.clone(), account.clone());
+                    let orders = forwarded.orders.entry(account.clone()).or_default();
+                    orders.symbols.extend(r.symbol.iter().cloned());
+                    orders
+                        .client_order_ids
+                        .extend(r.client_order_id.iter().cloned());
+                }
+                _ => {}
             }
         }
         Ok(())
@@ -218,9 +383,27 @@ fn forwarded_withdrawals(store: &Store, since_ms: u64) -> anyhow::Result<Vec<For
     Ok(forwarded)
 }
 
+/// By account, the symbols its active clients that may trade are allowed to trade.
+fn tradable_symbols(store: &Store) -> anyhow::Result<HashMap<String, BTreeSet<String>>> {
+    let mut tradable: HashMap<String, BTreeSet<String>> = HashMap::new();
+    let clients = store.client_rows().context("reading clients")?;
+    for client in clients.into_iter().flatten() {
+        if client.status != ClientStatus::Active || !client.policy.scopes.contains(Scope::Trade) {
+            continue;
+        }
+        if let Some(symbols) = &client.policy.symbols {
+            tradable
+                .entry(client.account.to_string())
+                .or_default()
+                .extend(symbols.iter().cloned());
+        }
+    }
+    Ok(tradable)
+}
+
 fn print(reports: &[AccountReport], since_ms: u64) {
     println!(
-        "withdrawals since {}, at each exchange and in keygate's audit log:",
+        "withdrawals and orders since {}, at each exchange and in keygate's audit log:",
         rfc3339(since_ms)
     );
     for r in reports {
@@ -244,6 +427,42 @@ fn print(reports: &[AccountReport], since_ms: u64) {
                 println!(
                     "    {} {} {} to {} at {}",
                     w.id, w.amount, w.asset, w.destination, w.applied_at
+                );
+            }
+        }
+        if r.error.is_some() {
+            continue;
+        }
+        let symbols = if r.symbols.is_empty() {
+            "none traded through keygate or allowed to its clients".to_owned()
+        } else {
+            r.symbols.join(", ")
+        };
+        if r.orders_not_through_keygate.is_empty() {
+            println!(
+                "  {}: {} order(s), all through keygate (symbols asked for: {symbols})",
+                r.account, r.orders
+            );
+        } else {
+            println!(
+                "  {}: {} order(s) NOT THROUGH KEYGATE (symbols asked for: {symbols}): unless \
+                 someone placed them by hand on the exchange, its real key was used elsewhere. \
+                 Disable the key at the exchange now, then `keygate account rotate {}`:",
+                r.account,
+                r.orders_not_through_keygate.len(),
+                r.account
+            );
+            for o in &r.orders_not_through_keygate {
+                println!(
+                    "    {} {} {} {} {} at {} (client order id {}) at {}",
+                    o.id,
+                    o.side,
+                    o.order_type,
+                    o.quantity,
+                    o.symbol,
+                    o.price,
+                    o.client_order_id,
+                    o.placed_at
                 );
             }
         }
@@ -320,7 +539,7 @@ const FAILURES_BEFORE_ALERT: u32 = 2;
 /// What the watch has already alerted about.
 #[derive(Default)]
 struct Watched {
-    /// (account, the exchange's withdrawal id).
+    /// (account, `withdrawal ID` or `order ID` as the exchange numbers them).
     reported: HashSet<(String, String)>,
     /// Accounts whose exchange could not be asked, and how many times in a row.
     failing: HashMap<String, u32>,
@@ -342,7 +561,7 @@ impl Watched {
                         Severity::Warning,
                         AlertRule::ReconcileFailed,
                         format!(
-                            "cannot check the withdrawals of account {account} at its \
+                            "cannot check the withdrawals and orders of account {account} at its \
                              exchange: {error}"
                         ),
                     ));
@@ -350,8 +569,29 @@ impl Watched {
                 continue;
             }
             self.failing.remove(&account);
+            for o in report.orders_not_through_keygate {
+                if self
+                    .reported
+                    .insert((account.clone(), format!("order {}", o.id)))
+                {
+                    alerter.raise(alert(
+                        Severity::Critical,
+                        AlertRule::UnreconciledOrder,
+                        format!(
+                            "account {account} placed order {} ({} {} {} {} at {}, at {}), and \
+                             keygate never forwarded it: unless someone placed it by hand on \
+                             the exchange, the real key has leaked; disable it at the exchange \
+                             now",
+                            o.id, o.side, o.order_type, o.quantity, o.symbol, o.price, o.placed_at
+                        ),
+                    ));
+                }
+            }
             for w in report.not_through_keygate {
-                if self.reported.insert((account.clone(), w.id.clone())) {
+                if self
+                    .reported
+                    .insert((account.clone(), format!("withdrawal {}", w.id)))
+                {
                     alerter.raise(alert(
                         Severity::Critical,
                         AlertRule::UnreconciledWithdrawal,

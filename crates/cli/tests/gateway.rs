@@ -323,6 +323,128 @@ fn reconcile_finds_the_withdrawal_keygate_never_forwarded() {
     assert!(full.contains("narrow --since"), "{full}");
 }
 
+/// Orders at the exchange that keygate never forwarded: one in a symbol keygate traded,
+/// one in a symbol only a client's allow list names. Orders keygate forwarded are known by
+/// the exchange's id from the answer, or by the client's own id.
+#[test]
+fn reconcile_finds_the_orders_keygate_never_forwarded() {
+    let (runtime, exchange) = simulator(vec![Credential::hmac(REAL_KEY, REAL_SECRET)]);
+    let receiver = runtime
+        .block_on(keygate_mockex::spawn_receiver(
+            "127.0.0.1:0".parse().unwrap(),
+            vec![],
+        ))
+        .unwrap();
+    let mut home = Home::with_account(&exchange.url());
+    let config_path = home.path().join("config.toml");
+    let mut config = std::fs::read_to_string(&config_path).unwrap();
+    config.push_str(&format!(
+        "\n[[alerts.webhook]]\nurl = \"{}\"\n",
+        receiver.url("/hook")
+    ));
+    std::fs::write(&config_path, config).unwrap();
+    let issued: Value = home.issue(
+        "trader",
+        &["--scope", "read,trade", "--symbols", "BTCUSDT,ETHUSDT"],
+    );
+    let (key, secret) = (
+        issued["api_key"].as_str().unwrap(),
+        issued["secret"].as_str().unwrap(),
+    );
+    let serve = Serve::start_with(&home, &["--reconcile-every", "1s"]);
+    let through_keygate = |params: &str| {
+        let (status, body) = signed(
+            reqwest::Method::POST,
+            &format!("http://{}/binance", serve.addr),
+            "/api/v3/order",
+            params,
+            key,
+            secret,
+        );
+        assert_eq!(status, 200, "{body}");
+    };
+    // With the client's own id, and without one (the exchange makes one up).
+    through_keygate("symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=20000&newClientOrderId=bot-0001");
+    through_keygate("symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.02&price=20000");
+    // Orders are reconciled once they are a few seconds old.
+    std::thread::sleep(Duration::from_millis(5500));
+    let clean = home.kg.ok(&["reconcile", "--since", "1h"], "").stdout;
+    assert!(
+        clean.contains(
+            "main: 2 order(s), all through keygate (symbols asked for: BTCUSDT, ETHUSDT)"
+        ),
+        "{clean}"
+    );
+
+    let behind_its_back = |params: &str| {
+        let (status, body) = signed(
+            reqwest::Method::POST,
+            &exchange.url(),
+            "/api/v3/order",
+            params,
+            REAL_KEY,
+            REAL_SECRET,
+        );
+        assert_eq!(status, 200, "{body}");
+        body["orderId"].to_string()
+    };
+    let leaked_btc = behind_its_back(
+        "symbol=BTCUSDT&side=SELL&type=LIMIT&timeInForce=GTC&quantity=0.03&price=90000",
+    );
+    let leaked_eth = behind_its_back(
+        "symbol=ETHUSDT&side=SELL&type=LIMIT&timeInForce=GTC&quantity=1&price=9000",
+    );
+    let hooks = receiver.wait_for(2, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(2500));
+    drop(serve);
+    let alerts: Vec<Value> = receiver
+        .hooks()
+        .iter()
+        .map(|h| serde_json::from_slice(&h.body).unwrap())
+        .collect();
+    assert!(hooks.len() >= 2, "{alerts:?}");
+    let leaked: Vec<&Value> = alerts
+        .iter()
+        .filter(|a| a["rule"] == "unreconciled_order")
+        .collect();
+    assert_eq!(leaked.len(), 2, "raised once per order: {alerts:?}");
+    assert!(leaked
+        .iter()
+        .all(|a| a["severity"] == "critical" && a["account"] == "main"));
+    let summaries: Vec<&str> = leaked
+        .iter()
+        .map(|a| a["summary"].as_str().unwrap())
+        .collect();
+    assert!(
+        summaries.iter().any(|s| s.contains(&format!(
+            "placed order {leaked_btc} (SELL LIMIT 0.03 BTCUSDT at 90000"
+        ))),
+        "{summaries:?}"
+    );
+    assert!(
+        summaries.iter().any(|s| s.contains(&format!(
+            "placed order {leaked_eth} (SELL LIMIT 1 ETHUSDT at 9000"
+        ))),
+        "{summaries:?}"
+    );
+
+    let out = home
+        .kg
+        .fails(&["reconcile", "--since", "1h", "--json"], "", 1);
+    let report: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(report[0]["orders"], 4, "{report}");
+    let unmatched = report[0]["orders_not_through_keygate"].as_array().unwrap();
+    let ids: Vec<String> = unmatched
+        .iter()
+        .map(|o| o["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids, [leaked_btc, leaked_eth], "{report}");
+    assert_eq!(unmatched[0]["side"], "SELL");
+    assert_eq!(unmatched[0]["type"], "LIMIT");
+    let human = home.kg.fails(&["reconcile", "--since", "1h"], "", 1).stdout;
+    assert!(human.contains("2 order(s) NOT THROUGH KEYGATE"), "{human}");
+}
+
 /// `serve` tells a webhook, signed, of a denied withdrawal and of a revoked key still in
 /// use; `alerts list` recomputes the same from the log; `alerts test` says which webhook
 /// failed. Neither the webhook's secret nor its URL's path (a chat webhook's credential)

@@ -101,6 +101,10 @@ pub struct Action {
     /// The exchange's order type (`LIMIT`, `MARKET`, ...).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub order_type: Option<String>,
+    /// The id the client gave a new order (Binance's `newClientOrderId`), by which the
+    /// exchange lists it too.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_order_id: Option<String>,
     /// Base quantity of an order.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub quantity: Option<Decimal>,
@@ -144,6 +148,7 @@ impl Action {
             symbol: None,
             side: None,
             order_type: None,
+            client_order_id: None,
             quantity: None,
             price: None,
             quote_quantity: None,

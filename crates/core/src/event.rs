@@ -69,6 +69,9 @@ pub struct RequestEvent {
     /// Side, for orders.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub side: Option<Side>,
+    /// The id the client gave a new order, when it gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_order_id: Option<String>,
     /// Quote notional, for orders.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub notional: Option<Decimal>,
@@ -112,6 +115,9 @@ pub struct OutcomeEvent {
     pub latency_us: u64,
     /// What became of it.
     pub outcome: Outcome,
+    /// The exchange's ids of the orders it placed, when the request placed orders.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub order_ids: Vec<String>,
 }
 
 /// An administrative change.

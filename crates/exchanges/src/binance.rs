@@ -18,7 +18,10 @@ use keygate_core::{Action, ActionKind, Exchange, Side, WithdrawalDestination};
 use rust_decimal::Decimal;
 use sha2::Sha256;
 
-use crate::{Adapter, ClientRequest, Error, ExchangeWithdrawal, KeyPermissions, Refusal, Route};
+use crate::{
+    Adapter, ClientRequest, Error, ExchangeOrder, ExchangeWithdrawal, KeyPermissions, Refusal,
+    Route,
+};
 pub use crate::{ClientKey, Forward};
 
 /// The header that carries the API key.
@@ -330,6 +333,9 @@ impl SignedRequest {
                     _ => None,
                 };
                 action.order_type = self.param("type").map(str::to_ascii_uppercase);
+                if kind == ActionKind::Trade {
+                    action.client_order_id = self.param("newClientOrderId").map(str::to_owned);
+                }
                 action.quantity = decimal("quantity");
                 // Only parameters the exchange acts on for this order type count towards
                 // its notional: a price only where it bounds the fill (a limit, or a stop
@@ -470,6 +476,24 @@ impl Adapter for Binance {
     }
     fn parse_withdrawal_history(&self, body: &[u8]) -> Option<Vec<ExchangeWithdrawal>> {
         parse_withdraw_history(body)
+    }
+    fn placed_order_ids(&self, body: &[u8]) -> Vec<String> {
+        let mut ids = Vec::new();
+        if let Ok(answer) = serde_json::from_slice::<serde_json::Value>(body) {
+            collect_order_ids(&answer, &mut ids);
+        }
+        ids
+    }
+    fn order_history(&self, symbol: &str, from_ms: u64, to_ms: u64) -> (&'static str, String) {
+        (
+            "/api/v3/allOrders",
+            format!(
+                "symbol={symbol}&startTime={from_ms}&endTime={to_ms}&limit={ORDER_HISTORY_LIMIT}"
+            ),
+        )
+    }
+    fn parse_order_history(&self, body: &[u8]) -> Option<Vec<ExchangeOrder>> {
+        parse_all_orders(body)
     }
     fn used_weight(&self, headers: &HeaderMap) -> Option<u64> {
         headers
@@ -662,6 +686,59 @@ fn parse_api_restrictions(body: &[u8]) -> Option<KeyPermissions> {
 /// The most withdrawals one `capital/withdraw/history` answer lists: an answer this long
 /// may leave some out.
 pub const WITHDRAW_HISTORY_LIMIT: usize = 1000;
+
+/// The most orders `GET /api/v3/allOrders` lists at once.
+pub const ORDER_HISTORY_LIMIT: usize = 1000;
+
+/// Every `orderId` in an answer, at any depth: a single order's answer has one at its top,
+/// an order list's has one per order (`orders`, `orderReports`), a cancel-replace's one
+/// under `newOrderResponse`, a batch's one per element.
+fn collect_order_ids(value: &serde_json::Value, ids: &mut Vec<String>) {
+    match value {
+        serde_json::Value::Object(fields) => {
+            for (name, field) in fields {
+                match field {
+                    serde_json::Value::Number(n) if name == "orderId" => {
+                        let id = n.to_string();
+                        if !ids.contains(&id) {
+                            ids.push(id);
+                        }
+                    }
+                    other => collect_order_ids(other, ids),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for item in items {
+                collect_order_ids(item, ids);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Reads an `allOrders` answer. An entry that does not read makes the whole answer
+/// unreadable: an order skipped could be the one that matters.
+fn parse_all_orders(body: &[u8]) -> Option<Vec<ExchangeOrder>> {
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    value
+        .as_array()?
+        .iter()
+        .map(|o| {
+            let text = |name: &str| o.get(name).and_then(|v| v.as_str());
+            Some(ExchangeOrder {
+                id: o.get("orderId")?.as_u64()?.to_string(),
+                client_order_id: text("clientOrderId")?.to_owned(),
+                symbol: text("symbol")?.to_owned(),
+                side: text("side")?.to_owned(),
+                order_type: text("type")?.to_owned(),
+                quantity: text("origQty")?.parse().ok()?,
+                price: text("price")?.parse().ok()?,
+                placed_ms: o.get("time")?.as_u64()?,
+            })
+        })
+        .collect()
+}
 
 /// Reads a `capital/withdraw/history` answer. An entry that does not read makes the whole
 /// answer unreadable: a withdrawal skipped could be the one that matters.
@@ -1105,6 +1182,74 @@ mod tests {
         assert_eq!(listed[1].applied_ms, 951_868_799_000);
         assert_eq!(parse_withdraw_history(br#"[{"id":"x"}]"#), None);
         assert_eq!(parse_utc_datetime("2019-13-12 11:12:02"), None);
+    }
+
+    #[test]
+    fn the_orders_an_answer_placed_are_read_at_any_depth() {
+        let ids = |body: &[u8]| Binance.placed_order_ids(body);
+        // A single order (ACK), as Binance documents it.
+        assert_eq!(
+            ids(br#"{"symbol":"BTCUSDT","orderId":28,"orderListId":-1,"clientOrderId":"6gCrw2kRUAF9CvJDGP16IP","transactTime":1507725176595}"#),
+            ["28"]
+        );
+        // An OCO list: one id per order, each once, though it appears in both lists.
+        assert_eq!(
+            ids(br#"{"orderListId":0,"orders":[{"symbol":"LTCBTC","orderId":2,"clientOrderId":"a"},{"symbol":"LTCBTC","orderId":3,"clientOrderId":"b"}],
+                "orderReports":[{"symbol":"LTCBTC","orderId":2,"price":"1"},{"symbol":"LTCBTC","orderId":3,"price":"2"}]}"#),
+            ["2", "3"]
+        );
+        // A cancel-replace: the cancelled order's id too, which it placed earlier.
+        assert_eq!(
+            ids(br#"{"cancelResult":"SUCCESS","newOrderResult":"SUCCESS","cancelResponse":{"orderId":9},"newOrderResponse":{"orderId":10}}"#),
+            ["9", "10"]
+        );
+        assert!(ids(br#"{"code":-2010,"msg":"Account has insufficient balance"}"#).is_empty());
+        assert!(ids(b"not json").is_empty());
+    }
+
+    #[test]
+    fn all_orders_read_as_binance_documents_them() {
+        let documented = br#"[{"symbol":"LTCBTC","orderId":1,"orderListId":-1,"clientOrderId":"myOrder1",
+            "price":"0.1","origQty":"1.0","executedQty":"0.0","cummulativeQuoteQty":"0.0","status":"NEW",
+            "timeInForce":"GTC","type":"LIMIT","side":"BUY","stopPrice":"0.0","icebergQty":"0.0",
+            "time":1499827319559,"updateTime":1499827319559,"isWorking":true,"origQuoteOrderQty":"0.000000",
+            "workingTime":1499827319559,"selfTradePreventionMode":"NONE"}]"#;
+        let listed = Binance.parse_order_history(documented).unwrap();
+        assert_eq!(
+            listed,
+            [ExchangeOrder {
+                id: "1".into(),
+                client_order_id: "myOrder1".into(),
+                symbol: "LTCBTC".into(),
+                side: "BUY".into(),
+                order_type: "LIMIT".into(),
+                quantity: "1.0".parse().unwrap(),
+                price: "0.1".parse().unwrap(),
+                placed_ms: 1_499_827_319_559,
+            }]
+        );
+        // One entry that does not read makes the whole list unreadable.
+        assert_eq!(Binance.parse_order_history(br#"[{"orderId":1}]"#), None);
+        let (path, query) = Binance.order_history("LTCBTC", 1, 2);
+        assert_eq!(path, "/api/v3/allOrders");
+        assert_eq!(query, "symbol=LTCBTC&startTime=1&endTime=2&limit=1000");
+    }
+
+    #[test]
+    fn a_new_orders_client_id_is_part_of_its_action() {
+        let req = SignedRequest::parse(
+            "symbol=BTCUSDT&side=BUY&type=LIMIT&quantity=1&price=2&newClientOrderId=bot-7",
+            b"",
+            None,
+        )
+        .unwrap();
+        let action = req.classify("POST", "/api/v3/order");
+        assert_eq!(action.client_order_id.as_deref(), Some("bot-7"));
+        // A cancel names the order it cancels by that parameter's sibling, not a new one.
+        let cancel = SignedRequest::parse("symbol=BTCUSDT&newClientOrderId=c-1", b"", None)
+            .unwrap()
+            .classify("DELETE", "/api/v3/order");
+        assert_eq!(cancel.client_order_id, None);
     }
 
     #[test]

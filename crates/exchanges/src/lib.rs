@@ -134,6 +134,27 @@ pub struct ExchangeWithdrawal {
     pub applied_ms: u64,
 }
 
+/// An order as the exchange lists it (`keygate reconcile`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExchangeOrder {
+    /// The exchange's id for it.
+    pub id: String,
+    /// The id its client gave it, or the one the exchange made up.
+    pub client_order_id: String,
+    /// Its market.
+    pub symbol: String,
+    /// `BUY` or `SELL`.
+    pub side: String,
+    /// `LIMIT`, `MARKET`, ...
+    pub order_type: String,
+    /// Base quantity.
+    pub quantity: Decimal,
+    /// Limit price; zero for a market order.
+    pub price: Decimal,
+    /// When the exchange placed it, in milliseconds since the epoch.
+    pub placed_ms: u64,
+}
+
 /// Where a native path goes on the exchange.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Route<'p> {
@@ -188,6 +209,16 @@ pub trait Adapter: Send + Sync + 'static {
     fn withdrawal_history(&self, since_ms: u64) -> (&'static str, String);
     /// Reads that endpoint's answer.
     fn parse_withdrawal_history(&self, body: &[u8]) -> Option<Vec<ExchangeWithdrawal>>;
+    /// The exchange's ids of the orders a successful trade request placed, from its
+    /// answer: one for a single order, several for an order list; none when the answer
+    /// names none.
+    fn placed_order_ids(&self, body: &[u8]) -> Vec<String>;
+    /// The signed read (native path and query, without timestamp) listing the real key's
+    /// account's spot orders in `symbol` placed from `from_ms` to `to_ms` (at most a day
+    /// apart: Binance lists no longer span at once).
+    fn order_history(&self, symbol: &str, from_ms: u64, to_ms: u64) -> (&'static str, String);
+    /// Reads that endpoint's answer.
+    fn parse_order_history(&self, body: &[u8]) -> Option<Vec<ExchangeOrder>>;
 }
 
 /// An error reading a client's request. Each variant maps to the exchange's own error code.

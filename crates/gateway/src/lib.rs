@@ -572,6 +572,10 @@ impl Gateway {
         started: Instant,
     ) -> Response {
         let sensitive = audit.action.as_ref().is_some_and(|a| a.kind.is_sensitive());
+        let places_orders = audit
+            .action
+            .as_ref()
+            .is_some_and(|a| a.kind == ActionKind::Trade);
         if sensitive {
             if let Err(reason) = audit.write_pending().await {
                 tracing::error!(%reason, "audit log unavailable; request not forwarded");
@@ -593,7 +597,18 @@ impl Gateway {
         let result = self.upstream.send(method, url, headers, body).await;
         match result {
             Ok(answer) => {
-                in_flight.finish(Some(answer.status.as_u16()), Outcome::Answered);
+                // The exchange's ids of what it placed, for `keygate reconcile` to know
+                // them from orders placed behind keygate's back.
+                let order_ids = if places_orders && answer.status.is_success() {
+                    adapter.placed_order_ids(&answer.body)
+                } else {
+                    Vec::new()
+                };
+                in_flight.finish_placing(
+                    Some(answer.status.as_u16()),
+                    Outcome::Answered,
+                    order_ids,
+                );
                 if let Some(used) = adapter.used_weight(&answer.headers) {
                     self.weight.record(base, used, now_ms());
                 }
@@ -637,21 +652,37 @@ impl InFlight<'_> {
         self.audit.as_ref().map_or("", |a| a.path.as_str())
     }
 
-    fn finish(mut self, upstream_status: Option<u16>, outcome: Outcome) {
-        self.record(upstream_status, outcome);
+    fn finish(self, upstream_status: Option<u16>, outcome: Outcome) {
+        self.finish_placing(upstream_status, outcome, Vec::new());
     }
 
-    fn record(&mut self, upstream_status: Option<u16>, outcome: Outcome) {
+    /// Finishes the record of a request that placed the orders `order_ids`.
+    fn finish_placing(
+        mut self,
+        upstream_status: Option<u16>,
+        outcome: Outcome,
+        order_ids: Vec<String>,
+    ) {
+        self.record(upstream_status, outcome, order_ids);
+    }
+
+    fn record(&mut self, upstream_status: Option<u16>, outcome: Outcome, order_ids: Vec<String>) {
         if let Some(audit) = self.audit.take() {
             let latency_us = self.started.elapsed().as_micros() as u64;
-            audit.finish(upstream_status, latency_us, outcome, self.sensitive);
+            audit.finish(
+                upstream_status,
+                latency_us,
+                outcome,
+                self.sensitive,
+                order_ids,
+            );
         }
     }
 }
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.record(None, Outcome::Unknown);
+        self.record(None, Outcome::Unknown, Vec::new());
     }
 }
 
@@ -808,13 +839,31 @@ impl<'a> Audit<'a> {
         outcome: Outcome,
     ) -> Event {
         self.recorded = true;
-        let (kind, symbol, side, amount, asset, destination) = match self.action.take() {
-            Some(a) => {
-                let destination = a.destination();
-                (a.kind, a.symbol, a.side, a.amount, a.asset, destination)
-            }
-            None => (ActionKind::Unknown, None, None, None, None, None),
-        };
+        let (kind, symbol, side, client_order_id, amount, asset, destination) =
+            match self.action.take() {
+                Some(a) => {
+                    let destination = a.destination();
+                    let Action {
+                        kind,
+                        symbol,
+                        side,
+                        client_order_id,
+                        amount,
+                        asset,
+                        ..
+                    } = a;
+                    (
+                        kind,
+                        symbol,
+                        side,
+                        client_order_id,
+                        amount,
+                        asset,
+                        destination,
+                    )
+                }
+                None => (ActionKind::Unknown, None, None, None, None, None, None),
+            };
         Event {
             ts_ms: now_ms(),
             body: EventBody::Request(RequestEvent {
@@ -828,6 +877,7 @@ impl<'a> Audit<'a> {
                 action: kind,
                 symbol,
                 side,
+                client_order_id,
                 notional: self.notional,
                 amount,
                 asset,
@@ -886,10 +936,11 @@ impl<'a> Audit<'a> {
         latency_us: u64,
         outcome: Outcome,
         pending: bool,
+        order_ids: Vec<String>,
     ) {
         let gw = self.gw;
         let event = if pending && self.pending_written {
-            self.outcome_event(upstream_status, latency_us, outcome)
+            self.outcome_event(upstream_status, latency_us, outcome, order_ids)
         } else {
             self.into_event(true, None, upstream_status, Some(latency_us), outcome)
         };
@@ -902,6 +953,7 @@ impl<'a> Audit<'a> {
         upstream_status: Option<u16>,
         latency_us: u64,
         outcome: Outcome,
+        order_ids: Vec<String>,
     ) -> Event {
         self.recorded = true;
         Event {
@@ -912,6 +964,7 @@ impl<'a> Audit<'a> {
                 upstream_status,
                 latency_us,
                 outcome,
+                order_ids,
             }),
         }
     }

@@ -161,7 +161,10 @@ pub enum AlertRule {
     /// The exchange lists a withdrawal that keygate never forwarded: unless it was made by
     /// hand on the exchange, the real key has leaked.
     UnreconciledWithdrawal,
-    /// The exchange could not be asked for its withdrawals.
+    /// The exchange lists an order that keygate never forwarded: unless it was placed by
+    /// hand on the exchange, the real key has leaked.
+    UnreconciledOrder,
+    /// The exchange could not be asked for its withdrawals or orders.
     ReconcileFailed,
     /// The audit log cannot be written: orders, withdrawals and transfers are refused.
     AuditUnavailable,
@@ -188,6 +191,7 @@ impl AlertRule {
             AlertRule::AdminChange => "admin_change",
             AlertRule::LogUnreadable => "log_unreadable",
             AlertRule::UnreconciledWithdrawal => "unreconciled_withdrawal",
+            AlertRule::UnreconciledOrder => "unreconciled_order",
             AlertRule::ReconcileFailed => "reconcile_failed",
             AlertRule::AuditUnavailable => "audit_unavailable",
             AlertRule::ReloadFailed => "reload_failed",

@@ -282,6 +282,7 @@ mod tests {
                 action: ActionKind::Read,
                 symbol: None,
                 side: None,
+                client_order_id: None,
                 notional: None,
                 amount: None,
                 asset: None,
@@ -317,6 +318,7 @@ mod tests {
                     upstream_status: None,
                     latency_us: 10_000_000,
                     outcome: Outcome::Unknown,
+                    order_ids: Vec::new(),
                 }),
             },
         );

@@ -492,6 +492,7 @@ mod tests {
                 action,
                 symbol: None,
                 side: None,
+                client_order_id: None,
                 notional: None,
                 amount: Some(Decimal::new(5, 1)),
                 asset: Some("BTC".into()),
@@ -554,6 +555,7 @@ mod tests {
                 upstream_status: None,
                 latency_us: 10_000_000,
                 outcome,
+                order_ids: Vec::new(),
             }),
         };
         assert!(rules

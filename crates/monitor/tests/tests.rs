@@ -73,6 +73,7 @@ fn request(ts_ms: u64, action: ActionKind, rule: Option<Rule>) -> Event {
             action,
             symbol: None,
             side: None,
+            client_order_id: None,
             notional: None,
             amount: None,
             asset: None,

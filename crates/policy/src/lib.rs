@@ -639,6 +639,7 @@ mod tests {
                 action,
                 symbol: Some("BTCUSDT".into()),
                 side: None,
+                client_order_id: None,
                 notional: Some(Decimal::from(1000)),
                 amount: Some(Decimal::new(4, 1)),
                 asset: Some("BTC".into()),

@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ipnet::IpNet;
 use keygate_audit::AuditKey;
 use keygate_core::{AdminEvent, ClientStatus, Event, EventBody, Name, Policy, Scope};
 use keygate_exchanges::binance;
@@ -21,7 +22,7 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::{
-    gateway_over, trading_policy, Bot, BOT_KEY, BOT_SECRET, REAL_KEY, REAL_SECRET,
+    gateway_behind, trading_policy, Bot, BOT_KEY, BOT_SECRET, REAL_KEY, REAL_SECRET,
 };
 
 struct Env {
@@ -43,6 +44,7 @@ async fn setup(policy: Policy, upstream: Option<String>, upstream_timeout: Durat
         upstream_timeout,
         material,
         ClientLimits::default(),
+        vec![],
     )
     .await
 }
@@ -53,6 +55,7 @@ async fn setup_with(
     upstream_timeout: Duration,
     material: ClientKeyMaterial,
     limits: ClientLimits,
+    trusted_proxies: Vec<IpNet>,
 ) -> Env {
     let dir = tempfile::tempdir().unwrap();
     let exchange = keygate_mockex::spawn(
@@ -63,7 +66,13 @@ async fn setup_with(
     .unwrap();
     let upstream = upstream.unwrap_or_else(|| exchange.url());
     let bot = Bot { material, policy };
-    let (gateway, audit_key) = gateway_over(dir.path(), &upstream, bot, upstream_timeout);
+    let (gateway, audit_key) = gateway_behind(
+        dir.path(),
+        &upstream,
+        bot,
+        upstream_timeout,
+        trusted_proxies,
+    );
     let (alerter, alerts) = Alerter::channel();
     let gateway = gateway.with_client_limits(limits).with_alerter(alerter);
     let db = dir.path().join("keygate.db");
@@ -126,33 +135,101 @@ fn sign(params: &str, secret: &str) -> String {
     format!("{payload}&signature={signature}")
 }
 
-/// Sends `request` byte for byte and returns (status, JSON body).
-async fn raw(addr: SocketAddr, request: &[u8]) -> (u16, Value) {
+/// `PAYLOAD&signature=…`: `payload` signed with `secret` exactly as it is.
+fn sign_exactly(payload: &str, secret: &str) -> String {
+    let signature = binance::hmac_signature(secret.as_bytes(), payload.as_bytes());
+    format!("{payload}&signature={signature}")
+}
+
+/// `timestamp=…&recvWindow=…&signature=…`, the `n`th of requests signed within the same
+/// millisecond: each has its own `recvWindow`, so that none is a replay of another.
+fn sign_nth(n: u64, secret: &str) -> String {
+    let payload = format!(
+        "timestamp={}&recvWindow={}",
+        keygate_gateway::now_ms(),
+        10_000 + n
+    );
+    sign_exactly(&payload, secret)
+}
+
+/// The form body `timestamp=…&PARAMS&recvWindow=10000&signature=…` of a request whose
+/// query is `query`: signed over the query followed by the body, as Binance signs a
+/// request with parameters in both.
+fn sign_body_after(query: &str, params: &str, secret: &str) -> String {
+    let body = format!(
+        "timestamp={}&{params}&recvWindow=10000",
+        keygate_gateway::now_ms()
+    );
+    let signature = binance::hmac_signature(secret.as_bytes(), format!("{query}{body}").as_bytes());
+    format!("{body}&signature={signature}")
+}
+
+/// A whole HTTP answer: status, headers (names in lower case) and body as sent.
+struct Answer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Answer {
+    /// The values of header `name` (lower case).
+    fn header(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or(Value::String(self.body.clone()))
+    }
+}
+
+/// Sends `request` byte for byte and reads the whole answer (the connection closes).
+async fn exchange_raw(addr: SocketAddr, request: &[u8]) -> Answer {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     stream.write_all(request).await.unwrap();
     let mut response = Vec::new();
     stream.read_to_end(&mut response).await.unwrap();
     let text = String::from_utf8_lossy(&response);
-    let status = text
-        .split(' ')
-        .nth(1)
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    (
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    Answer {
         status,
-        serde_json::from_str(body).unwrap_or(Value::String(body.to_owned())),
-    )
+        headers,
+        body: body.to_owned(),
+    }
+}
+
+/// Sends `request` byte for byte and returns (status, JSON body).
+async fn raw(addr: SocketAddr, request: &[u8]) -> (u16, Value) {
+    let answer = exchange_raw(addr, request).await;
+    (answer.status, answer.json())
 }
 
 fn http(method: &str, target: &str, extra_headers: &str, body: &str) -> Vec<u8> {
+    http_as(BOT_KEY, method, target, extra_headers, body)
+}
+
+/// A request with `api_key` in `X-MBX-APIKEY`.
+fn http_as(api_key: &str, method: &str, target: &str, extra_headers: &str, body: &str) -> Vec<u8> {
     let content_type = if body.is_empty() {
         String::new()
     } else {
         "Content-Type: application/x-www-form-urlencoded\r\n".to_owned()
     };
     format!(
-        "{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-MBX-APIKEY: {BOT_KEY}\r\n{content_type}{extra_headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-MBX-APIKEY: {api_key}\r\n{content_type}{extra_headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )
     .into_bytes()
@@ -169,6 +246,32 @@ async fn get(env: &Env, path: &str, params: &str) -> (u16, Value) {
         ),
     )
     .await
+}
+
+/// A signed `GET /api/v3/account` with the key `api_key` and its secret.
+async fn read_account_as(env: &Env, api_key: &str, secret: &str) -> (u16, Value) {
+    let target = format!("/binance/api/v3/account?{}", sign("", secret));
+    raw(env.gateway, &http_as(api_key, "GET", &target, "", "")).await
+}
+
+/// The events in the log that `pick` picks, as JSON, oldest first, once there are at
+/// least `n` of them (waiting up to five seconds for the audit writer).
+async fn events_where(env: &Env, n: usize, pick: impl Fn(&Value) -> bool) -> Vec<Value> {
+    let mut picked = Vec::new();
+    for _ in 0..100 {
+        let store = Store::open(&env.db).unwrap();
+        picked = keygate_audit::read(&store, 1, 10_000)
+            .unwrap()
+            .iter()
+            .map(|(_, e)| serde_json::to_value(e).unwrap())
+            .filter(|e| pick(e))
+            .collect();
+        if picked.len() >= n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    picked
 }
 
 async fn post(env: &Env, path: &str, params: &str) -> (u16, Value) {
@@ -313,6 +416,7 @@ async fn public_market_data_pauses_before_it_spends_the_weight_orders_need() {
         Duration::from_secs(10),
         material,
         limits,
+        vec![],
     )
     .await;
     let exchange_info =
@@ -422,34 +526,64 @@ async fn orders_inside_policy_are_forwarded_and_outside_are_not() {
     assert_eq!(exchange_saw(&env, "/sapi/v1/capital/withdraw/apply"), 0);
 }
 
+/// A request that must be refused before it reaches the exchange, and how.
+struct Attack {
+    name: &'static str,
+    request: Vec<u8>,
+    /// HTTP status, Binance code and a part of the message the bot gets.
+    answer: (u16, i64, &'static str),
+    /// The rule its audit event names.
+    rule: &'static str,
+}
+
+const DUPLICATE: (u16, i64, &str) = (400, -1101, "Duplicate values for a parameter detected.");
+const NOT_CANONICAL: (u16, i64, &str) = (400, -1100, "keygate: path is not canonical");
+
 #[tokio::test]
 async fn attacks_are_refused_and_never_forwarded() {
     let env = default_env().await;
     let order = "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=50000";
-    let signed_query = sign("", BOT_SECRET);
-    let mut attacks: Vec<(&str, Vec<u8>)> = vec![
-        (
+    // Each signed anew, and differently, so that no two share a signature: a request
+    // refused for one reason must not be refused for another, such as a replay.
+    let fresh = |n: u64| sign_nth(n, BOT_SECRET);
+    let account = |n: u64| format!("/binance/api/v3/account?{}", fresh(n));
+    let get = |target: String| http("GET", &target, "", "");
+    let attack = |name, request, answer, rule| Attack {
+        name,
+        request,
+        answer,
+        rule,
+    };
+    let mut attacks = vec![
+        // The signature covers every byte, the repeated parameter included: only the
+        // duplicate check stands between these and the exchange.
+        attack(
             "parameter in query and body",
             http(
                 "POST",
                 "/binance/api/v3/order?symbol=DOGEUSDT",
                 "",
-                &sign(order, BOT_SECRET),
+                &sign_body_after("symbol=DOGEUSDT", order, BOT_SECRET),
             ),
+            DUPLICATE,
+            "malformed",
         ),
-        (
+        attack(
             "duplicate in query",
-            http(
-                "GET",
-                &format!(
-                    "/binance/api/v3/openOrders?symbol=BTCUSDT&{}",
-                    sign("symbol=DOGEUSDT", BOT_SECRET)
-                ),
-                "",
-                "",
-            ),
+            get(format!(
+                "/binance/api/v3/openOrders?{}",
+                sign_exactly(
+                    &format!(
+                        "symbol=BTCUSDT&timestamp={}&symbol=DOGEUSDT&recvWindow=10000",
+                        keygate_gateway::now_ms()
+                    ),
+                    BOT_SECRET
+                )
+            )),
+            DUPLICATE,
+            "malformed",
         ),
-        (
+        attack(
             "duplicate in body",
             http(
                 "POST",
@@ -457,107 +591,95 @@ async fn attacks_are_refused_and_never_forwarded() {
                 "",
                 &sign(&format!("{order}&quantity=5"), BOT_SECRET),
             ),
+            DUPLICATE,
+            "malformed",
         ),
-        (
-            "dot segments",
-            http(
-                "GET",
-                &format!("/binance/api/v3/../v3/account?{signed_query}"),
-                "",
-                "",
-            ),
-        ),
-        (
-            "encoded slash",
-            http(
-                "GET",
-                &format!("/binance/api/v3%2Faccount?{signed_query}"),
-                "",
-                "",
-            ),
-        ),
-        (
-            "encoded letter",
-            http(
-                "GET",
-                &format!("/binance/api/v3/%61ccount?{signed_query}"),
-                "",
-                "",
-            ),
-        ),
-        (
-            "double slash",
-            http(
-                "GET",
-                &format!("/binance/api//v3/account?{signed_query}"),
-                "",
-                "",
-            ),
-        ),
-        (
-            "case variant",
-            http(
-                "GET",
-                &format!("/binance/api/v3/ACCOUNT?{signed_query}"),
-                "",
-                "",
-            ),
-        ),
-        (
-            "case variant prefix",
-            http(
-                "GET",
-                &format!("/binance/API/v3/account?{signed_query}"),
-                "",
-                "",
-            ),
-        ),
-        (
-            "trailing semicolon",
-            http(
-                "GET",
-                &format!("/binance/api/v3/account;?{signed_query}"),
-                "",
-                "",
-            ),
-        ),
-        (
-            "method override",
+        attack(
+            "duplicate in another case",
             http(
                 "POST",
-                "/binance/api/v3/account",
-                "X-HTTP-Method-Override: GET\r\n",
-                &sign("", BOT_SECRET),
+                "/binance/api/v3/order",
+                "",
+                &sign(&format!("{order}&Quantity=5"), BOT_SECRET),
             ),
+            DUPLICATE,
+            "malformed",
         ),
-        (
+        attack(
+            "dot segments",
+            get(account(1).replace("/api/v3/account", "/api/v3/../v3/account")),
+            NOT_CANONICAL,
+            "malformed",
+        ),
+        attack(
+            "encoded slash",
+            get(account(2).replace("/api/v3/account", "/api/v3%2Faccount")),
+            NOT_CANONICAL,
+            "malformed",
+        ),
+        attack(
+            "encoded letter",
+            get(account(3).replace("/api/v3/account", "/api/v3/%61ccount")),
+            NOT_CANONICAL,
+            "malformed",
+        ),
+        attack(
+            "double slash",
+            get(account(4).replace("/api/v3/account", "/api//v3/account")),
+            NOT_CANONICAL,
+            "malformed",
+        ),
+        attack(
+            "trailing semicolon",
+            get(account(5).replace("/api/v3/account", "/api/v3/account;")),
+            NOT_CANONICAL,
+            "malformed",
+        ),
+        attack(
+            "case variant",
+            get(account(6).replace("/api/v3/account", "/api/v3/ACCOUNT")),
+            (
+                401,
+                -2015,
+                "keygate: endpoint GET /api/v3/ACCOUNT is not known to keygate",
+            ),
+            "unknown_endpoint",
+        ),
+        attack(
+            "case variant prefix",
+            get(account(7).replace("/api/v3/account", "/API/v3/account")),
+            (404, -1000, "keygate: unknown endpoint"),
+            "unknown_endpoint",
+        ),
+        attack(
             "stale timestamp",
-            http(
-                "GET",
-                &format!("/binance/api/v3/account?{}", {
-                    let payload = format!(
+            get(format!(
+                "/binance/api/v3/account?{}",
+                sign_exactly(
+                    &format!(
                         "timestamp={}&recvWindow=5000",
                         keygate_gateway::now_ms() - 60_000
-                    );
-                    format!(
-                        "{payload}&signature={}",
-                        binance::hmac_signature(BOT_SECRET.as_bytes(), payload.as_bytes())
-                    )
-                }),
-                "",
-                "",
+                    ),
+                    BOT_SECRET
+                )
+            )),
+            (
+                400,
+                -1021,
+                "Timestamp for this request is outside of the recvWindow.",
             ),
+            "authentication",
         ),
-        (
+        attack(
             "wrong signature",
-            http(
-                "GET",
-                &format!("/binance/api/v3/account?{}", sign("", "not-the-secret")),
-                "",
-                "",
-            ),
+            get(format!(
+                "/binance/api/v3/account?{}",
+                sign("", "not-the-secret")
+            )),
+            (400, -1022, "Signature for this request is not valid."),
+            "authentication",
         ),
-        (
+        attack(
             "oversized body",
             http(
                 "POST",
@@ -565,98 +687,165 @@ async fn attacks_are_refused_and_never_forwarded() {
                 "",
                 &format!("{}&pad={}", sign(order, BOT_SECRET), "x".repeat(100_000)),
             ),
+            (413, -1100, "keygate: request body too large"),
+            "malformed",
         ),
-        ("json body", {
-            let mut r = http("POST", "/binance/api/v3/order", "", "");
-            let body = format!(
-                "{{\"symbol\":\"BTCUSDT\",\"x\":\"{}\"}}",
-                sign(order, BOT_SECRET)
-            );
-            r = String::from_utf8(r)
-                .unwrap()
-                .replace(
-                    "Content-Length: 0\r\n",
-                    &format!(
-                        "Content-Type: application/json\r\nContent-Length: {}\r\n",
-                        body.len()
-                    ),
-                )
-                .into_bytes();
-            r.extend(body.as_bytes());
-            r
-        }),
-        (
+        attack(
+            "json body",
+            {
+                let body = format!(
+                    "{{\"symbol\":\"BTCUSDT\",\"x\":\"{}\"}}",
+                    sign(order, BOT_SECRET)
+                );
+                String::from_utf8(http("POST", "/binance/api/v3/order", "", ""))
+                    .unwrap()
+                    .replace(
+                        "Content-Length: 0\r\n",
+                        &format!(
+                            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+                            body.len()
+                        ),
+                    )
+                    .replace("\r\n\r\n", &format!("\r\n\r\n{body}"))
+                    .into_bytes()
+            },
+            (
+                400,
+                -1100,
+                "keygate: request body must be application/x-www-form-urlencoded",
+            ),
+            "malformed",
+        ),
+        attack(
             "unknown endpoint",
             http(
                 "POST",
                 "/binance/sapi/v1/some/new/endpoint",
                 "",
-                &sign("", BOT_SECRET),
+                &fresh(30),
             ),
+            (
+                401,
+                -2015,
+                "keygate: endpoint POST /sapi/v1/some/new/endpoint is not known to keygate",
+            ),
+            "unknown_endpoint",
         ),
-        (
+        attack(
             "key management",
             http(
                 "POST",
                 "/binance/sapi/v1/broker/subAccountApi",
                 "",
-                &sign("", BOT_SECRET),
+                &fresh(31),
             ),
+            (
+                401,
+                -2015,
+                "keygate: endpoint POST /sapi/v1/broker/subAccountApi manages keys and is never allowed",
+            ),
+            "key_management",
         ),
-        (
+        attack(
             "unknown key",
-            String::from_utf8(http(
-                "GET",
-                &format!("/binance/api/v3/account?{signed_query}"),
-                "",
-                "",
-            ))
-            .unwrap()
-            .replace(BOT_KEY, "nobody")
-            .into_bytes(),
+            http_as("nobody", "GET", &account(8), "", ""),
+            (401, -2015, "keygate: invalid API-key"),
+            "authentication",
         ),
     ];
+    // A read the client may make, asked to be taken for another method: a proxy between
+    // keygate and the exchange that honoured the header would run what keygate did not
+    // decide on.
+    for (n, header) in [
+        "X-HTTP-Method-Override",
+        "X-Method-Override",
+        "X-HTTP-Method",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        attacks.push(attack(
+            "method override",
+            http(
+                "GET",
+                &account(10 + n as u64),
+                &format!("{header}: DELETE\r\n"),
+                "",
+            ),
+            (
+                400,
+                -1100,
+                match header {
+                    "X-HTTP-Method-Override" => {
+                        "keygate: method override header x-http-method-override is not accepted"
+                    }
+                    "X-Method-Override" => {
+                        "keygate: method override header x-method-override is not accepted"
+                    }
+                    _ => "keygate: method override header x-http-method is not accepted",
+                },
+            ),
+            "malformed",
+        ));
+    }
     // Replay: the first send is fine, the second must be refused.
-    let once = http(
-        "GET",
-        &format!("/binance/api/v3/account?{}", sign("", BOT_SECRET)),
-        "",
-        "",
-    );
+    let once = get(account(20));
     assert_eq!(raw(env.gateway, &once).await.0, 200);
-    attacks.push(("replayed signature", once));
+    attacks.push(attack(
+        "replayed signature",
+        once,
+        (401, -2015, "keygate: this signature was already used"),
+        "replay",
+    ));
     // The same signature in upper-case hex, which the exchange would accept as well.
-    let signed = sign("", BOT_SECRET);
-    let (payload, signature) = signed.split_once("&signature=").unwrap();
-    let target = format!("/binance/api/v3/account?{payload}&signature={signature}");
-    assert_eq!(raw(env.gateway, &http("GET", &target, "", "")).await.0, 200);
-    let upper = format!(
-        "/binance/api/v3/account?{payload}&signature={}",
-        signature.to_ascii_uppercase()
-    );
-    attacks.push((
+    let target = account(21);
+    assert_eq!(raw(env.gateway, &get(target.clone())).await.0, 200);
+    let (signed, signature) = target.split_once("&signature=").unwrap();
+    let upper = format!("{signed}&signature={}", signature.to_ascii_uppercase());
+    attacks.push(attack(
         "replayed signature in upper case",
-        http("GET", &upper, "", ""),
+        get(upper),
+        (401, -2015, "keygate: this signature was already used"),
+        "replay",
     ));
 
     env.exchange.simulator().reset(false);
-    for (name, request) in &attacks {
-        let (status, body) = raw(env.gateway, request).await;
+    for Attack {
+        name,
+        request,
+        answer: (status, code, msg),
+        ..
+    } in &attacks
+    {
+        let (got_status, body) = raw(env.gateway, request).await;
+        // First: the exchange would answer some of these with the same error.
+        let reached = env.exchange.simulator().requests();
         assert!(
-            (400..500).contains(&status),
-            "{name}: status {status} {body}"
+            reached.is_empty(),
+            "{name} reached the exchange: {:?}",
+            reached.iter().map(|r| &r.path).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            (got_status, body["code"].as_i64()),
+            (*status, Some(*code)),
+            "{name}: {body}"
         );
         assert!(
-            body["code"].as_i64().is_some_and(|c| c < 0),
-            "{name}: not a Binance error shape: {body}"
+            body["msg"].as_str().is_some_and(|m| m.contains(msg)),
+            "{name}: {body}"
         );
     }
-    let reached = env.exchange.simulator().requests();
-    assert!(
-        reached.is_empty(),
-        "attacks reached the exchange: {:?}",
-        reached.iter().map(|r| &r.path).collect::<Vec<_>>()
-    );
+    // Each is on record under its own rule, as not forwarded, in the order sent.
+    let denials = events_where(&env, attacks.len(), |e| e["allowed"] == false).await;
+    assert_eq!(denials.len(), attacks.len(), "{denials:?}");
+    for (attack, event) in attacks.iter().zip(&denials) {
+        assert_eq!(event["rule"], attack.rule, "{}: {event}", attack.name);
+        assert_eq!(
+            event["outcome"], "not_forwarded",
+            "{}: {event}",
+            attack.name
+        );
+    }
 }
 
 #[tokio::test]
@@ -679,6 +868,413 @@ async fn forwarded_for_from_an_untrusted_peer_is_ignored() {
         .unwrap()
         .contains("127.0.0.1 is not allowed"));
     assert!(env.exchange.simulator().requests().is_empty());
+}
+
+/// A gateway whose trusted proxy is the loopback address the tests connect from, and
+/// whose client may call only from 10.1.2.3.
+async fn behind_proxy_env() -> Env {
+    let policy = Policy {
+        allow_ips: vec!["10.1.2.3/32".parse().unwrap()],
+        ..trading_policy()
+    };
+    let material = ClientKeyMaterial::Hmac(SecretString::new(BOT_SECRET.into()));
+    setup_with(
+        policy,
+        None,
+        Duration::from_secs(10),
+        material,
+        ClientLimits::default(),
+        vec!["127.0.0.1/32".parse().unwrap()],
+    )
+    .await
+}
+
+#[tokio::test]
+async fn forwarded_for_from_a_trusted_proxy_names_the_source() {
+    let env = behind_proxy_env().await;
+    // Refused for their source only after their signature is checked and remembered:
+    // each is signed differently.
+    let sent = std::cell::Cell::new(0);
+    let account = |forwarded: &str| {
+        sent.set(sent.get() + 1);
+        http(
+            "GET",
+            &format!(
+                "/binance/api/v3/account?{}",
+                sign_nth(sent.get(), BOT_SECRET)
+            ),
+            &forwarded
+                .lines()
+                .map(|value| format!("X-Forwarded-For: {value}\r\n"))
+                .collect::<String>(),
+            "",
+        )
+    };
+    let (status, body) = raw(env.gateway, &account("10.1.2.3")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(exchange_saw(&env, "/api/v3/account"), 1);
+    let allowed = events_where(&env, 1, |e| e["path"] == "/api/v3/account").await;
+    assert_eq!(allowed[0]["source_ip"], "10.1.2.3", "{allowed:?}");
+
+    env.exchange.simulator().reset(false);
+    let unreadable = "keygate: the source address cannot be read from X-Forwarded-For";
+    for (forwarded, why, msg) in [
+        ("10.1.2.3:5678", "a port", unreadable),
+        ("junk", "not an address", unreadable),
+        (
+            "10.1.2.3, junk",
+            "a hop the proxy added is junk",
+            unreadable,
+        ),
+        (
+            "10.9.9.9",
+            "another address",
+            "source address 10.9.9.9 is not allowed for client bot1",
+        ),
+        // The client wrote the allowed address itself; the proxy appended the real one.
+        (
+            "10.1.2.3, 10.9.9.9",
+            "the allowed address left of the real one",
+            "source address 10.9.9.9 is not allowed for client bot1",
+        ),
+        (
+            "10.1.2.3\n10.9.9.9",
+            "the allowed address in an earlier header",
+            "source address 10.9.9.9 is not allowed for client bot1",
+        ),
+        (
+            "",
+            "no header: the proxy itself",
+            "source address 127.0.0.1 is not allowed for client bot1",
+        ),
+    ] {
+        let (status, body) = raw(env.gateway, &account(forwarded)).await;
+        assert_eq!(
+            (status, body["code"].as_i64()),
+            (401, Some(-2015)),
+            "{why}: {body}"
+        );
+        assert!(
+            body["msg"].as_str().is_some_and(|m| m.contains(msg)),
+            "{why}: {body}"
+        );
+    }
+    let reached = env.exchange.simulator().requests();
+    assert!(
+        reached.is_empty(),
+        "refused requests reached the exchange: {:?}",
+        reached.iter().map(|r| &r.path).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test]
+async fn client_headers_are_not_forwarded() {
+    let env = default_env().await;
+    let client_headers = [
+        ("Authorization", "Bearer bot-token"),
+        ("Cookie", "session=bot-cookie"),
+        ("X-Forwarded-For", "203.0.113.7"),
+        ("Forwarded", "for=203.0.113.7;proto=https"),
+        ("X-Real-IP", "203.0.113.7"),
+        ("Proxy-Authorization", "Basic Ym90OnByb3h5"),
+    ];
+    let extra: String = client_headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
+    let (status, body) = raw(
+        env.gateway,
+        &http(
+            "GET",
+            &format!("/binance/api/v3/account?{}", sign("", BOT_SECRET)),
+            &extra,
+            "",
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let order = "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=50000";
+    let (status, body) = raw(
+        env.gateway,
+        &http(
+            "POST",
+            "/binance/api/v3/order",
+            &extra,
+            &sign(order, BOT_SECRET),
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+
+    let forwarded: Vec<_> = env
+        .exchange
+        .simulator()
+        .received()
+        .into_iter()
+        .filter(|r| r.request.path != "/api/v3/time")
+        .collect();
+    let paths: Vec<&str> = forwarded.iter().map(|r| r.request.path.as_str()).collect();
+    assert_eq!(paths, ["/api/v3/account", "/api/v3/order"]);
+    for received in &forwarded {
+        let path = &received.request.path;
+        for (name, value) in &client_headers {
+            assert_eq!(
+                received.header(name).count(),
+                0,
+                "{path}: {name} was forwarded: {:?}",
+                received.headers
+            );
+            assert!(
+                !received.headers.iter().any(|(_, v)| v.contains(value)),
+                "{path}: the value of {name} was forwarded: {:?}",
+                received.headers
+            );
+        }
+        assert_eq!(
+            received.header("x-mbx-apikey").collect::<Vec<_>>(),
+            [REAL_KEY],
+            "{path}"
+        );
+        assert!(
+            !received.headers.iter().any(|(_, v)| v.contains(BOT_KEY)),
+            "{path}: the virtual key was forwarded: {:?}",
+            received.headers
+        );
+    }
+}
+
+#[tokio::test]
+async fn exchange_answers_reach_the_bot_as_they_came() {
+    // No notional limit: the exchange, not keygate, is to refuse the order below.
+    let policy = Policy {
+        max_order_notional: None,
+        ..trading_policy()
+    };
+    let env = setup(policy, None, Duration::from_secs(10)).await;
+    // The request weight the exchange reports, as it reported it. The simulator counts
+    // per minute: a read that straddles a turn is made again.
+    let probe = format!(
+        "GET /__mock/requests HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        env.exchange.addr
+    );
+    let mut checked = false;
+    for _ in 0..3 {
+        let minute = keygate_gateway::now_ms() / 60_000;
+        let target = format!("/binance/api/v3/account?{}", sign("", BOT_SECRET));
+        let answer = exchange_raw(env.gateway, &http("GET", &target, "", "")).await;
+        let exchange = exchange_raw(env.exchange.addr, probe.as_bytes()).await;
+        if keygate_gateway::now_ms() / 60_000 != minute {
+            continue;
+        }
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        for header in ["x-mbx-used-weight-1m", "x-mbx-used-weight"] {
+            let used = answer.header(header);
+            assert_eq!(used.len(), 1, "{header}: {:?}", answer.headers);
+            assert!(used[0].parse::<u64>().unwrap() >= 20, "{header}: {used:?}");
+            assert_eq!(used, exchange.header(header), "{header}");
+        }
+        checked = true;
+        break;
+    }
+    assert!(checked, "every read straddled a minute");
+
+    // An order the exchange refuses (11 BTC to sell, 10 held): its status and body,
+    // byte for byte, as the exchange answers them.
+    env.exchange.simulator().reset(false);
+    let order = "symbol=BTCUSDT&side=SELL&type=LIMIT&timeInForce=GTC&quantity=11&price=70000";
+    let answer = exchange_raw(
+        env.gateway,
+        &http(
+            "POST",
+            "/binance/api/v3/order",
+            "",
+            &sign(order, BOT_SECRET),
+        ),
+    )
+    .await;
+    let body = answer.json();
+    assert_eq!(
+        (answer.status, body["code"].as_i64()),
+        (400, Some(-2010)),
+        "{body}"
+    );
+    assert_eq!(
+        answer.header("content-type"),
+        ["application/json"],
+        "{:?}",
+        answer.headers
+    );
+    // The very request keygate sent, sent again: the exchange answers it the same.
+    let sent = env
+        .exchange
+        .simulator()
+        .requests()
+        .into_iter()
+        .find(|r| r.path == "/api/v3/order")
+        .expect("the order reached the exchange");
+    let again = format!(
+        "POST /api/v3/order HTTP/1.1\r\nHost: {}\r\nX-MBX-APIKEY: {REAL_KEY}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{}",
+        env.exchange.addr,
+        sent.body.len(),
+        sent.body
+    );
+    assert!(sent.query.is_empty(), "{sent:?}");
+    let direct = exchange_raw(env.exchange.addr, again.as_bytes()).await;
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (direct.status, direct.body.as_str())
+    );
+    assert!(
+        answer.body.contains("insufficient balance"),
+        "{}",
+        answer.body
+    );
+}
+
+#[tokio::test]
+async fn a_market_order_whose_price_cannot_be_had_is_refused() {
+    let env = default_env().await;
+    env.exchange.simulator().withhold_price("BTCUSDT");
+    env.exchange.simulator().reset(false);
+    // 0.01 BTC is about 600 USDT, well inside the limit of 5000: if only it could be priced.
+    let (status, body) = post(
+        &env,
+        "/api/v3/order",
+        "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=0.01",
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_i64()),
+        (401, Some(-2015)),
+        "{body}"
+    );
+    assert_eq!(
+        body["msg"],
+        "keygate: the notional of this order cannot be determined and client bot1 has a \
+         notional limit",
+        "{body}"
+    );
+    // keygate asked for the price, and sent nothing else.
+    let paths: Vec<String> = env
+        .exchange
+        .simulator()
+        .requests()
+        .into_iter()
+        .map(|r| r.path)
+        .collect();
+    assert_eq!(paths, ["/api/v3/ticker/price"]);
+    let refused = events_where(&env, 1, |e| e["allowed"] == false).await;
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0]["rule"], "price_unavailable", "{refused:?}");
+    assert_eq!(refused[0]["outcome"], "not_forwarded", "{refused:?}");
+
+    // The same order where the price can be had is priced and forwarded.
+    let (status, body) = post(
+        &env,
+        "/api/v3/order",
+        "symbol=ETHUSDT&side=BUY&type=MARKET&quantity=0.1",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(exchange_saw(&env, "/api/v3/order"), 1);
+}
+
+#[tokio::test]
+async fn requests_are_signed_on_the_exchange_clock() {
+    for offset_ms in [30_000i64, -30_000] {
+        let env = default_env().await;
+        env.exchange.simulator().set_clock_offset_ms(offset_ms);
+        let sent_at = keygate_gateway::now_ms();
+        let (status, body) = get(&env, "/api/v3/account", "").await;
+        // The bot's timestamp is 30 s off the simulator's clock, well outside its
+        // recvWindow of 10 s: only keygate's correction lets the request through.
+        assert_eq!(status, 200, "offset {offset_ms}: {body}");
+        let seen = env.exchange.simulator().requests();
+        let paths: Vec<&str> = seen.iter().map(|r| r.path.as_str()).collect();
+        assert_eq!(paths, ["/api/v3/time", "/api/v3/account"], "{offset_ms}");
+        let timestamp: u64 = seen[1]
+            .query
+            .split('&')
+            .find_map(|p| p.strip_prefix("timestamp="))
+            .expect("a timestamp")
+            .parse()
+            .unwrap();
+        let exchange_time = sent_at.saturating_add_signed(offset_ms);
+        assert!(
+            timestamp.abs_diff(exchange_time) < 2_000,
+            "offset {offset_ms}: forwarded timestamp {timestamp}, exchange time {exchange_time}"
+        );
+    }
+}
+
+/// The rotated client's new key and secret.
+const NEW_KEY: &str = "newkeyNEWKEYnewkeyNEWKEYnewkeyNEWKEYnewkeyNEWKEYnewkeyNEWKEY0002";
+const NEW_SECRET: &str = "newsecretNEWSECRETnewsecretNEWSECRETnewsecretNEWSECRETnewsec002";
+
+#[tokio::test]
+async fn a_rotated_key_is_accepted_until_its_grace_period_ends() {
+    let env = default_env().await;
+    assert_eq!(read_account_as(&env, BOT_KEY, BOT_SECRET).await.0, 200);
+    let grace = Duration::from_secs(3);
+    let grace_until = keygate_gateway::now_ms() + grace.as_millis() as u64;
+    // As `keygate client rotate --grace 3s` does.
+    let bot: Name = "bot1".parse().unwrap();
+    let master = env.master();
+    Store::open(&env.db)
+        .unwrap()
+        .transaction(|s| {
+            s.rotate_client(
+                &bot,
+                NEW_KEY,
+                &ClientKeyMaterial::Hmac(SecretString::new(NEW_SECRET.into())),
+                &master,
+                grace_until,
+            )
+        })
+        .unwrap();
+    // The running gateway takes the new key within a second.
+    let mut new_key = (0, Value::Null);
+    for _ in 0..40 {
+        new_key = read_account_as(&env, NEW_KEY, NEW_SECRET).await;
+        if new_key.0 == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(new_key.0, 200, "the new key: {}", new_key.1);
+    // Within the grace period, the old key goes on working.
+    let (status, body) = read_account_as(&env, BOT_KEY, BOT_SECRET).await;
+    assert!(
+        keygate_gateway::now_ms() < grace_until,
+        "the reload took the whole grace period"
+    );
+    assert_eq!(status, 200, "the old key within the grace period: {body}");
+    assert_eq!(exchange_saw(&env, "/api/v3/account"), 3);
+
+    while keygate_gateway::now_ms() <= grace_until {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, body) = read_account_as(&env, BOT_KEY, BOT_SECRET).await;
+    assert_eq!(
+        (status, body["code"].as_i64()),
+        (401, Some(-2015)),
+        "{body}"
+    );
+    assert_eq!(
+        body["msg"],
+        "keygate: this key of client bot1 was rotated and its grace period is over"
+    );
+    assert_eq!(
+        exchange_saw(&env, "/api/v3/account"),
+        3,
+        "the old key got through"
+    );
+    let expired = events_where(&env, 1, |e| e["rule"] == "expired").await;
+    assert_eq!(expired.len(), 1, "{expired:?}");
+    assert_eq!(expired[0]["client"], "bot1");
+    assert_eq!(read_account_as(&env, NEW_KEY, NEW_SECRET).await.0, 200);
 }
 
 /// A row added by hand breaks the client table's seal, so every client is refused, the
@@ -793,6 +1389,7 @@ async fn an_upstream_changed_in_the_database_gets_no_key() {
 async fn frozen_revoked_and_expired_clients_are_refused_within_a_second() {
     let env = default_env().await;
     assert_eq!(get(&env, "/api/v3/account", "").await.0, 200);
+    env.exchange.simulator().reset(false);
     let mut store = Store::open(&env.db).unwrap();
     let master = env.master();
     let bot: Name = "bot1".parse().unwrap();
@@ -837,6 +1434,12 @@ async fn frozen_revoked_and_expired_clients_are_refused_within_a_second() {
     let (code, body) = get(&env, "/api/v3/account", "").await;
     assert_eq!(code, 401);
     assert!(body["msg"].as_str().unwrap().contains("expired"), "{body}");
+    let reached = env.exchange.simulator().requests();
+    assert!(
+        reached.is_empty(),
+        "a refused client reached the exchange: {:?}",
+        reached.iter().map(|r| &r.path).collect::<Vec<_>>()
+    );
 }
 
 #[tokio::test]
@@ -1229,6 +1832,7 @@ async fn an_ed25519_virtual_key_signs_without_keygate_holding_its_private_key() 
         Duration::from_secs(10),
         material,
         ClientLimits::default(),
+        vec![],
     )
     .await;
     let sign_ed = |key: &SigningKey| {
@@ -1300,6 +1904,7 @@ async fn limited_env(timeout: Duration, max_connections: usize) -> Env {
         Duration::from_secs(10),
         material,
         limits,
+        vec![],
     )
     .await
 }

@@ -9,9 +9,14 @@
 //! duplicate parameters rejected with -1101), answers with Binance's error shape
 //! `{"code": N, "msg": "..."}` and statuses, and keeps per-key spot balances, futures
 //! wallets, orders and trades. Every request that reaches it is recorded *before*
-//! validation, so a test can prove that a request denied by the gateway never arrived
-//! (`GET /__mock/requests`, cleared by `POST /__mock/reset`; `POST /__mock/reset?state=1`
-//! also restores balances and forgets orders).
+//! validation, with every header it carried, so a test can prove that a request denied by
+//! the gateway never arrived, or what arrived of one it forwarded (`GET /__mock/requests`,
+//! cleared by `POST /__mock/reset`; `POST /__mock/reset?state=1` also restores balances
+//! and forgets orders).
+//!
+//! For tests of what a client does when the exchange misbehaves, a simulator can run its
+//! clock ahead of or behind the machine's ([`Simulator::set_clock_offset_ms`]) and refuse
+//! to tell the price of a symbol ([`Simulator::withhold_price`]).
 //!
 //! **What it is not.** Not a matching engine: every order that crosses a fixed reference
 //! price (BTCUSDT 60000, ETHUSDT 3000, BNBUSDT 600, DOGEUSDT 0.1, ETHBTC 0.05) fills there in
@@ -20,7 +25,8 @@
 //! never opens an outbound connection.
 //!
 //! Main types: [`Simulator`] (the shared state and its [`Simulator::router`]),
-//! [`RunningSimulator`] (returned by [`spawn`]), [`Credential`] and [`Error`]. For tests
+//! [`RunningSimulator`] (returned by [`spawn`]), [`Credential`], [`RecordedRequest`] and
+//! [`Received`] (a recorded request with its headers), and [`Error`]. For tests
 //! of keygate's alerts, [`spawn_receiver`] runs a webhook receiver ([`WebhookReceiver`])
 //! and [`spawn_smtp_sink`] a mail server that keeps what it is sent ([`SmtpSink`]).
 //!
@@ -47,10 +53,11 @@ mod webhook;
 pub use smtp::{spawn_smtp_sink, Mail, SmtpSink};
 pub use webhook::{spawn_receiver, Hook, WebhookReceiver};
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -200,6 +207,30 @@ pub struct RecordedRequest {
     pub api_key: Option<String>,
 }
 
+/// One request as it reached the simulator, with every header it carried.
+///
+/// `GET /__mock/requests` answers a list of these: the fields of [`RecordedRequest`] and
+/// `headers`, a list of `[name, value]` pairs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Received {
+    /// The request line and body.
+    #[serde(flatten)]
+    pub request: RecordedRequest,
+    /// Every header in the order received, names in lower case, values lossily decoded
+    /// as UTF-8. A header sent twice is listed twice.
+    pub headers: Vec<(String, String)>,
+}
+
+impl Received {
+    /// The values of header `name` (any case), in the order received.
+    pub fn header<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
 /// The simulator's shared state: keys, accounts, orders, trades and the request record.
 ///
 /// Cloning is cheap and shares the state.
@@ -211,10 +242,14 @@ pub struct Simulator {
 struct Inner {
     keys: HashMap<String, KeyMaterial>,
     state: Mutex<State>,
-    record: Mutex<Vec<RecordedRequest>>,
+    record: Mutex<Vec<Received>>,
     /// (minute since epoch, weight used in it).
     weight: Mutex<(u64, u64)>,
     started_ms: u64,
+    /// The simulator's clock minus the machine's, in milliseconds.
+    clock_offset_ms: AtomicI64,
+    /// Symbols whose price the public endpoints do not tell.
+    withheld: Mutex<HashSet<String>>,
 }
 
 struct State {
@@ -235,8 +270,6 @@ impl State {
     }
 }
 
-/// Locks a mutex, ignoring poisoning: every critical section leaves the state consistent
-/// before anything that could panic, so a poisoned lock holds usable data.
 /// Polls `read` until it holds `n` items or `timeout` has passed; returns the last read.
 fn wait_for<T>(n: usize, timeout: Duration, read: impl Fn() -> Vec<T>) -> Vec<T> {
     let deadline = std::time::Instant::now() + timeout;
@@ -249,6 +282,8 @@ fn wait_for<T>(n: usize, timeout: Duration, read: impl Fn() -> Vec<T>) -> Vec<T>
     }
 }
 
+/// Locks a mutex, ignoring poisoning: every critical section leaves the state consistent
+/// before anything that could panic, so a poisoned lock holds usable data.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
@@ -287,6 +322,8 @@ impl Simulator {
                 record: Mutex::new(Vec::new()),
                 weight: Mutex::new((0, 0)),
                 started_ms: now_ms(),
+                clock_offset_ms: AtomicI64::new(0),
+                withheld: Mutex::new(HashSet::new()),
             }),
         }
     }
@@ -298,7 +335,42 @@ impl Simulator {
 
     /// A copy of the request record, oldest first.
     pub fn requests(&self) -> Vec<RecordedRequest> {
+        lock(&self.inner.record)
+            .iter()
+            .map(|r| r.request.clone())
+            .collect()
+    }
+
+    /// A copy of the request record with each request's headers, oldest first.
+    pub fn received(&self) -> Vec<Received> {
         lock(&self.inner.record).clone()
+    }
+
+    /// Runs the simulator's clock `offset_ms` ahead of the machine's (behind, if
+    /// negative): `serverTime`, the `timestamp` window of signed requests and the times
+    /// written into answers all follow it, as they follow the exchange's own clock.
+    pub fn set_clock_offset_ms(&self, offset_ms: i64) {
+        self.inner
+            .clock_offset_ms
+            .store(offset_ms, Ordering::Relaxed);
+    }
+
+    /// The simulator's clock, in milliseconds since the Unix epoch: the machine's plus
+    /// the offset set with [`Simulator::set_clock_offset_ms`].
+    pub fn clock_ms(&self) -> u64 {
+        now_ms().saturating_add_signed(self.inner.clock_offset_ms.load(Ordering::Relaxed))
+    }
+
+    /// Makes the public price endpoints (`ticker/price`, `ticker/24hr`, `bookTicker`)
+    /// refuse to tell the price of `symbol`, as an exchange under load may: asked for it
+    /// alone they answer HTTP 503 with code -1001, and lists of every symbol leave it out.
+    /// Orders on it are still taken.
+    pub fn withhold_price(&self, symbol: &str) {
+        lock(&self.inner.withheld).insert(symbol.to_owned());
+    }
+
+    pub(crate) fn is_price_withheld(&self, symbol: &str) -> bool {
+        lock(&self.inner.withheld).contains(symbol)
     }
 
     /// Clears the request record; with `state`, also restores balances and forgets orders.
@@ -309,7 +381,7 @@ impl Simulator {
         }
     }
 
-    pub(crate) fn record(&self, request: RecordedRequest) {
+    pub(crate) fn record(&self, request: Received) {
         lock(&self.inner.record).push(request);
     }
 
@@ -478,5 +550,140 @@ mod tests {
             load_credentials(&bad),
             Err(Error::InvalidCredential { .. })
         ));
+    }
+
+    const KEY: &str = "k";
+    const SECRET: &str = "s";
+
+    /// `params&timestamp=AT&signature=…`, signed with `SECRET`.
+    fn signed_at(params: &str, at_ms: u64) -> String {
+        use hmac::Mac as _;
+        let payload = format!("{params}&timestamp={at_ms}");
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+        mac.update(payload.as_bytes());
+        let signature = hex::encode(mac.finalize().into_bytes());
+        format!("{payload}&signature={signature}")
+    }
+
+    /// GETs `path_and_query` with the API key and `extra` headers; (status, JSON body).
+    async fn get(
+        sim: &RunningSimulator,
+        path_and_query: &str,
+        extra: &[(&str, &str)],
+    ) -> (u16, serde_json::Value) {
+        let mut request = reqwest::Client::new()
+            .get(format!("{}{path_and_query}", sim.url()))
+            .header("X-MBX-APIKEY", KEY);
+        for (name, value) in extra {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap())
+    }
+
+    async fn start() -> RunningSimulator {
+        spawn(
+            "127.0.0.1:0".parse().unwrap(),
+            vec![Credential::hmac(KEY, SECRET)],
+        )
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn every_header_of_a_request_is_recorded() {
+        let sim = start().await;
+        get(
+            &sim,
+            "/api/v3/ping",
+            &[("Cookie", "a=1"), ("X-Forwarded-For", "10.0.0.1")],
+        )
+        .await;
+        let received = sim.simulator().received();
+        assert_eq!(received.len(), 1);
+        assert_eq!(received[0].request.api_key.as_deref(), Some(KEY));
+        assert_eq!(received[0].header("cookie").collect::<Vec<_>>(), ["a=1"]);
+        assert_eq!(
+            received[0].header("X-FORWARDED-FOR").collect::<Vec<_>>(),
+            ["10.0.0.1"]
+        );
+        assert_eq!(
+            received[0].header("x-mbx-apikey").collect::<Vec<_>>(),
+            [KEY]
+        );
+        // Over HTTP: the fields of a recorded request, and its headers as pairs.
+        let (_, list) = get(&sim, "/__mock/requests", &[]).await;
+        assert_eq!(list[0]["api_key"], KEY);
+        assert_eq!(list[0]["path"], "/api/v3/ping");
+        assert!(list[0]["headers"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!(["cookie", "a=1"])));
+        let parsed: Vec<Received> = serde_json::from_value(list.clone()).unwrap();
+        assert_eq!(parsed, received);
+        let plain: Vec<RecordedRequest> = serde_json::from_value(list).unwrap();
+        assert_eq!(plain, sim.simulator().requests());
+    }
+
+    #[tokio::test]
+    async fn a_clock_offset_moves_server_time_and_the_timestamp_window() {
+        let sim = start().await;
+        sim.simulator().set_clock_offset_ms(30_000);
+        let (_, time) = get(&sim, "/api/v3/time", &[]).await;
+        let server = time["serverTime"].as_u64().unwrap();
+        let ahead = server.abs_diff(now_ms() + 30_000);
+        assert!(ahead < 2_000, "serverTime {server} is not 30 s ahead");
+        // Signed on the machine's clock, a request is 30 s late for the simulator's.
+        let path = |at| format!("/api/v3/account?{}", signed_at("recvWindow=10000", at));
+        let (status, body) = get(&sim, &path(now_ms()), &[]).await;
+        assert_eq!(
+            (status, body["code"].as_i64()),
+            (400, Some(-1021)),
+            "{body}"
+        );
+        let (status, body) = get(&sim, &path(now_ms() + 30_000), &[]).await;
+        assert_eq!(status, 200, "{body}");
+        // Behind: the machine's time is 30 s in the simulator's future.
+        sim.simulator().set_clock_offset_ms(-30_000);
+        let (status, body) = get(&sim, &path(now_ms()), &[]).await;
+        assert_eq!(
+            (status, body["code"].as_i64()),
+            (400, Some(-1021)),
+            "{body}"
+        );
+        assert!(body["msg"].as_str().unwrap().contains("ahead"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn a_withheld_price_is_an_error_alone_and_missing_from_lists() {
+        let sim = start().await;
+        sim.simulator().withhold_price("BTCUSDT");
+        for path in [
+            "/api/v3/ticker/price?symbol=BTCUSDT",
+            "/api/v3/ticker/24hr?symbol=BTCUSDT",
+            "/api/v3/ticker/bookTicker?symbol=BTCUSDT",
+        ] {
+            let (status, body) = get(&sim, path, &[]).await;
+            assert_eq!(
+                (status, body["code"].as_i64()),
+                (503, Some(-1001)),
+                "{path}"
+            );
+        }
+        let (status, body) = get(&sim, "/api/v3/ticker/price?symbol=ETHUSDT", &[]).await;
+        assert_eq!(
+            (status, body["price"].as_str()),
+            (200, Some("3000.00000000"))
+        );
+        let (_, all) = get(&sim, "/api/v3/ticker/price", &[]).await;
+        let symbols: Vec<&str> = all
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["symbol"].as_str().unwrap())
+            .collect();
+        assert!(symbols.contains(&"ETHUSDT") && !symbols.contains(&"BTCUSDT"));
     }
 }

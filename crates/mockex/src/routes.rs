@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use crate::auth::{self, Params};
 use crate::book::{self, Account, NewOrder, Order, OrderRef, OrderType, Side, Trade};
 use crate::market::{self, fmt, Product};
-use crate::{now_ms, RecordedRequest, Simulator};
+use crate::{Received, RecordedRequest, Simulator};
 
 /// A Binance error reply: HTTP status plus `{"code": N, "msg": "..."}`.
 #[derive(Debug)]
@@ -180,12 +180,23 @@ async fn handle(
     let api_key = headers
         .get("x-mbx-apikey")
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
-    simulator.record(RecordedRequest {
-        method: method.as_str().to_owned(),
-        path: path.clone(),
-        query: query.clone(),
-        body: String::from_utf8_lossy(&body).into_owned(),
-        api_key: api_key.clone(),
+    simulator.record(Received {
+        request: RecordedRequest {
+            method: method.as_str().to_owned(),
+            path: path.clone(),
+            query: query.clone(),
+            body: String::from_utf8_lossy(&body).into_owned(),
+            api_key: api_key.clone(),
+        },
+        headers: headers
+            .iter()
+            .map(|(name, value)| {
+                (
+                    name.as_str().to_owned(),
+                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
     });
     let (status, value, weight) = match route(&method, &path) {
         None => {
@@ -228,7 +239,7 @@ fn with_weight(mut response: Response, used: u64) -> Response {
 /// `/__mock/requests` and `/__mock/reset`; never recorded.
 fn mock_control(simulator: &Simulator, method: &Method, control: &str, query: &str) -> Response {
     match (method.as_str(), control) {
-        ("GET", "requests") => axum::Json(simulator.requests()).into_response(),
+        ("GET", "requests") => axum::Json(simulator.received()).into_response(),
         ("POST", "reset") => {
             let everything = form_urlencoded::parse(query.as_bytes())
                 .any(|(name, value)| name == "state" && value == "1");
@@ -289,7 +300,7 @@ fn authenticate(
         ));
     }
     let allow_micros = !path.starts_with("/fapi/");
-    auth::check_timestamp(&params, now_ms(), allow_micros)?;
+    auth::check_timestamp(&params, simulator.clock_ms(), allow_micros)?;
     Ok((params, Some(api_key.to_owned())))
 }
 
@@ -313,14 +324,15 @@ fn dispatch(
     params: &Params,
     api_key: Option<&str>,
 ) -> Result<Value, ApiError> {
-    let now = now_ms();
+    let now = simulator.clock_ms();
+    let withheld = |m: &market::Market| simulator.is_price_withheld(m.symbol);
     let public = match endpoint {
         Endpoint::Ping => Some(json!({})),
         Endpoint::Time => Some(json!({"serverTime": now})),
         Endpoint::SpotExchangeInfo => Some(market::spot_exchange_info(now)),
         Endpoint::UsdmExchangeInfo => Some(market::usdm_exchange_info(now)),
         Endpoint::CoinmExchangeInfo => Some(market::coinm_exchange_info(now)),
-        Endpoint::TickerPrice(product) => Some(per_symbol(params, product, |m| {
+        Endpoint::TickerPrice(product) => Some(per_symbol(params, product, withheld, |m| {
             let mut v = json!({"symbol": m.symbol, "price": fmt(m.price, 8)});
             if product == Product::UsdM {
                 v["price"] = json!(m.price.to_string());
@@ -328,10 +340,10 @@ fn dispatch(
             }
             v
         })?),
-        Endpoint::Ticker24hr(product) => Some(per_symbol(params, product, |m| {
+        Endpoint::Ticker24hr(product) => Some(per_symbol(params, product, withheld, |m| {
             market::ticker_24hr(m, now)
         })?),
-        Endpoint::BookTicker => Some(per_symbol(params, Product::Spot, |m| {
+        Endpoint::BookTicker => Some(per_symbol(params, Product::Spot, withheld, |m| {
             json!({
                 "symbol": m.symbol,
                 "bidPrice": fmt(m.price - m.tick_size, 8), "bidQty": "1.00000000",
@@ -376,16 +388,31 @@ pub(crate) struct Ids {
     pub(crate) next_withdraw_id: u64,
 }
 
-/// One object for `symbol=…`, else a list over all markets of the product.
+/// One object for `symbol=…`, else a list over all markets of the product. A market
+/// whose price is `withheld` is an error alone and missing from the list.
 fn per_symbol(
     params: &Params,
     product: Product,
+    withheld: impl Fn(&market::Market) -> bool,
     one: impl Fn(&market::Market) -> Value,
 ) -> Result<Value, ApiError> {
     if params.get("symbol").is_some() {
-        return Ok(one(symbol(params, product)?));
+        let m = symbol(params, product)?;
+        if withheld(m) {
+            return Err(ApiError::new(
+                503,
+                -1001,
+                "Internal error; unable to process your request. Please try again.",
+            ));
+        }
+        return Ok(one(m));
     }
-    Ok(Value::Array(market::of(product).map(one).collect()))
+    Ok(Value::Array(
+        market::of(product)
+            .filter(|m| !withheld(m))
+            .map(one)
+            .collect(),
+    ))
 }
 
 /// Endpoints that touch an account.
@@ -491,11 +518,26 @@ fn private(
         }
         Endpoint::AllOrders => {
             let m = symbol(params, Product::Spot)?;
+            // Binance lists at most a day's orders between startTime and endTime.
+            let from = params.integer("startTime")?;
+            let to = params.integer("endTime")?;
+            if let (Some(from), Some(to)) = (from, to) {
+                if to < from || to - from > 24 * 3600 * 1000 {
+                    return Err(ApiError::new(
+                        400,
+                        -1127,
+                        "More than 24 hours between startTime and endTime.",
+                    ));
+                }
+            }
+            let placed =
+                |o: &&Order| from.is_none_or(|f| o.time >= f) && to.is_none_or(|t| o.time <= t);
             Ok(Value::Array(
                 account
                     .orders
                     .iter()
                     .filter(|o| o.product == Product::Spot && o.symbol == m.symbol)
+                    .filter(placed)
                     .map(spot_order)
                     .collect(),
             ))

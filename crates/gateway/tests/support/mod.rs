@@ -10,6 +10,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ipnet::IpNet;
 use keygate_audit::{AuditKey, AuditLog};
 use keygate_core::{Policy, Scope};
 use keygate_gateway::registry::{spawn_reloader, Live, Registry};
@@ -55,6 +56,18 @@ pub fn gateway_over(
     bot: Bot,
     upstream_timeout: Duration,
 ) -> (Gateway, AuditKey) {
+    gateway_behind(dir, upstream, bot, upstream_timeout, vec![])
+}
+
+/// [`gateway_over`], believing `X-Forwarded-For` from peers in `trusted_proxies`, as
+/// `keygate serve --trusted-proxy` does.
+pub fn gateway_behind(
+    dir: &Path,
+    upstream: &str,
+    bot: Bot,
+    upstream_timeout: Duration,
+    trusted_proxies: Vec<IpNet>,
+) -> (Gateway, AuditKey) {
     let db = dir.join("keygate.db");
     let master = MasterKey::create_key_file(&dir.join("master.key")).unwrap();
     let store = Store::create(&db).unwrap();
@@ -91,6 +104,6 @@ pub fn gateway_over(
     let audit_key = AuditKey::from_bytes(master.derive_subkey("audit-mac").expose_secret());
     spawn_reloader(store, std::sync::Arc::new(master), live.clone(), None).unwrap();
     let audit = AuditLog::start(&db, audit_key.clone()).unwrap();
-    let gateway = Gateway::new(live, audit, vec![], upstream_timeout).unwrap();
+    let gateway = Gateway::new(live, audit, trusted_proxies, upstream_timeout).unwrap();
     (gateway, audit_key)
 }

@@ -223,20 +223,7 @@ fn simulator(
 #[test]
 fn reconcile_finds_the_withdrawal_keygate_never_forwarded() {
     let (runtime, exchange) = simulator(vec![Credential::hmac(REAL_KEY, REAL_SECRET)]);
-    let receiver = runtime
-        .block_on(keygate_mockex::spawn_receiver(
-            "127.0.0.1:0".parse().unwrap(),
-            vec![],
-        ))
-        .unwrap();
-    let mut home = Home::with_account(&exchange.url());
-    let config_path = home.path().join("config.toml");
-    let mut config = std::fs::read_to_string(&config_path).unwrap();
-    config.push_str(&format!(
-        "\n[[alerts.webhook]]\nurl = \"{}\"\n",
-        receiver.url("/hook")
-    ));
-    std::fs::write(&config_path, config).unwrap();
+    let (mut home, receiver) = home_alerting_a_webhook(&runtime, &exchange.url());
     let issued: Value = home.issue(
         "payout",
         &[
@@ -323,19 +310,18 @@ fn reconcile_finds_the_withdrawal_keygate_never_forwarded() {
     assert!(full.contains("narrow --since"), "{full}");
 }
 
-/// Orders at the exchange that keygate never forwarded: one in a symbol keygate traded,
-/// one in a symbol only a client's allow list names. Orders keygate forwarded are known by
-/// the exchange's id from the answer, or by the client's own id.
-#[test]
-fn reconcile_finds_the_orders_keygate_never_forwarded() {
-    let (runtime, exchange) = simulator(vec![Credential::hmac(REAL_KEY, REAL_SECRET)]);
+/// A home with account `main` at `upstream`, whose alerts go to a webhook receiver.
+fn home_alerting_a_webhook(
+    runtime: &tokio::runtime::Runtime,
+    upstream: &str,
+) -> (Home, keygate_mockex::WebhookReceiver) {
     let receiver = runtime
         .block_on(keygate_mockex::spawn_receiver(
             "127.0.0.1:0".parse().unwrap(),
             vec![],
         ))
         .unwrap();
-    let mut home = Home::with_account(&exchange.url());
+    let home = Home::with_account(upstream);
     let config_path = home.path().join("config.toml");
     let mut config = std::fs::read_to_string(&config_path).unwrap();
     config.push_str(&format!(
@@ -343,6 +329,16 @@ fn reconcile_finds_the_orders_keygate_never_forwarded() {
         receiver.url("/hook")
     ));
     std::fs::write(&config_path, config).unwrap();
+    (home, receiver)
+}
+
+/// Orders at the exchange that keygate never forwarded: one in a symbol keygate traded,
+/// one in a symbol only a client's allow list names. Orders keygate forwarded are known by
+/// the exchange's id from the answer, or by the client's own id.
+#[test]
+fn reconcile_finds_the_orders_keygate_never_forwarded() {
+    let (runtime, exchange) = simulator(vec![Credential::hmac(REAL_KEY, REAL_SECRET)]);
+    let (mut home, receiver) = home_alerting_a_webhook(&runtime, &exchange.url());
     let issued: Value = home.issue(
         "trader",
         &["--scope", "read,trade", "--symbols", "BTCUSDT,ETHUSDT"],

@@ -839,31 +839,11 @@ impl<'a> Audit<'a> {
         outcome: Outcome,
     ) -> Event {
         self.recorded = true;
-        let (kind, symbol, side, client_order_id, amount, asset, destination) =
-            match self.action.take() {
-                Some(a) => {
-                    let destination = a.destination();
-                    let Action {
-                        kind,
-                        symbol,
-                        side,
-                        client_order_id,
-                        amount,
-                        asset,
-                        ..
-                    } = a;
-                    (
-                        kind,
-                        symbol,
-                        side,
-                        client_order_id,
-                        amount,
-                        asset,
-                        destination,
-                    )
-                }
-                None => (ActionKind::Unknown, None, None, None, None, None, None),
-            };
+        let action = self
+            .action
+            .take()
+            .unwrap_or_else(|| Action::new(ActionKind::Unknown, String::new()));
+        let destination = action.destination();
         Event {
             ts_ms: now_ms(),
             body: EventBody::Request(RequestEvent {
@@ -874,13 +854,13 @@ impl<'a> Audit<'a> {
                 source_ip: self.source_ip.to_string(),
                 method: std::mem::take(&mut self.method),
                 path: std::mem::take(&mut self.path),
-                action: kind,
-                symbol,
-                side,
-                client_order_id,
+                action: action.kind,
+                symbol: action.symbol,
+                side: action.side,
+                client_order_id: action.client_order_id,
                 notional: self.notional,
-                amount,
-                asset,
+                amount: action.amount,
+                asset: action.asset,
                 destination,
                 allowed,
                 rule: denial.as_ref().map(|d| d.rule),

@@ -25,7 +25,7 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use crate::{Error, MasterKey, SecretBytes, SecretString, KEY_LEN};
+use crate::{Error, MasterKey, SecretString, KEY_LEN};
 
 /// Format version, the first byte of a wrapped master key.
 const WRAPPED_VERSION: u8 = 1;
@@ -120,11 +120,7 @@ impl MasterKey {
         if plain.len() != KEY_LEN {
             return Err(Error::WrongMasterKey);
         }
-        let key = SecretBytes::filled(KEY_LEN, |key| {
-            key.copy_from_slice(&plain);
-            Ok::<_, Error>(())
-        })?;
-        Ok(MasterKey(key))
+        Ok(MasterKey::copied_from(&plain))
     }
 }
 

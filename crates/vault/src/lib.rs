@@ -333,11 +333,19 @@ impl MasterKey {
         if decoded.len() != KEY_LEN {
             return Err(Error::KeyEncoding);
         }
-        let key = SecretBytes::filled(KEY_LEN, |key| {
-            key.copy_from_slice(&decoded);
-            Ok::<_, Error>(())
-        })?;
-        Ok(MasterKey(key))
+        Ok(MasterKey::copied_from(&decoded))
+    }
+
+    /// A key copied into locked memory from `bytes`, which are [`KEY_LEN`] long; the
+    /// caller zeroizes its copy.
+    fn copied_from(bytes: &[u8]) -> MasterKey {
+        MasterKey(
+            SecretBytes::filled(KEY_LEN, |key| {
+                key.copy_from_slice(bytes);
+                Ok::<_, std::convert::Infallible>(())
+            })
+            .unwrap_or_else(|never| match never {}),
+        )
     }
 
     /// Writes a fresh random key to a new file with mode 0600 and returns it. Fails if the

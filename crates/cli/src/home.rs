@@ -110,7 +110,8 @@ pub enum Provider {
 }
 
 impl Provider {
-    fn as_str(self) -> &'static str {
+    /// Its name in `config.toml`.
+    pub fn as_str(self) -> &'static str {
         match self {
             Provider::Passphrase => "passphrase",
             Provider::KeyFile => "key-file",
@@ -197,12 +198,19 @@ pub fn admin_event(change: &str, target: &str, detail: serde_json::Value) -> Eve
 #[derive(clap::Args, Debug)]
 pub struct InitArgs {
     /// DANGER: derive the passphrase key with tiny Argon2id costs. For tests only.
-    #[arg(long, hide = true)]
+    #[arg(long, hide = true, conflicts_with = "hsm_module")]
     pub insecure_fast_kdf: bool,
+    #[command(flatten)]
+    pub hsm: HsmArgs,
+}
+
+/// The PKCS#11 token key that wraps the master key (`init`, `vault move-key`).
+#[derive(clap::Args, Debug)]
+pub struct HsmArgs {
     /// Keep the master key wrapped by a key on a PKCS#11 token (an HSM): the module's
     /// absolute path (SoftHSM2: /usr/lib/softhsm/libsofthsm2.so). The token's PIN comes
-    /// from --hsm-pin-file or a prompt, at init and every time the vault is opened.
-    #[arg(long, value_name = "PATH", requires = "hsm_token", conflicts_with_all = ["insecure_fast_kdf"])]
+    /// from --hsm-pin-file or a prompt, now and every time the vault is opened.
+    #[arg(long, value_name = "PATH", requires = "hsm_token")]
     pub hsm_module: Option<PathBuf>,
     /// The label of the token holding the wrapping key.
     #[arg(long, value_name = "LABEL", requires = "hsm_module")]
@@ -218,15 +226,164 @@ pub struct InitArgs {
     pub hsm_key: String,
 }
 
-impl InitArgs {
-    /// The token key `init` was asked to wrap the master key with, if any.
-    fn hsm(&self) -> Option<HsmKey> {
+impl HsmArgs {
+    /// The token key these options name, if they name one.
+    pub fn key(&self) -> Option<HsmKey> {
         Some(HsmKey {
             module: self.hsm_module.clone()?,
             token: self.hsm_token.clone()?,
             key: self.hsm_key.clone(),
         })
     }
+}
+
+/// `keygate vault …`
+#[derive(clap::Subcommand, Debug)]
+pub enum VaultCmd {
+    /// Keep the same master key with another provider: wrapped by a key on a PKCS#11
+    /// token (--hsm-module, --hsm-token), or in a new key file (--to-key-file). Accounts,
+    /// clients and the audit log stay as they are.
+    MoveKey(MoveKeyArgs),
+}
+
+/// Options of `keygate vault move-key`.
+#[derive(clap::Args, Debug)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["hsm_module", "to_key_file"])))]
+pub struct MoveKeyArgs {
+    #[command(flatten)]
+    pub hsm: HsmArgs,
+    /// Write the master key to this new file (mode 0600) and open the vault with it.
+    #[arg(long, value_name = "FILE", conflicts_with = "hsm_module")]
+    pub to_key_file: Option<PathBuf>,
+}
+
+/// Runs a `keygate vault` command.
+pub fn vault(vault: Unlocked, how: &UnlockArgs, cmd: &VaultCmd) -> anyhow::Result<()> {
+    match cmd {
+        VaultCmd::MoveKey(args) => move_key(vault, how, args),
+    }
+}
+
+/// Gives the vault's master key to another provider. In three steps, each of which
+/// leaves a vault that opens: the new provider's material is added to the database
+/// (audited), `config.toml` is switched to it (replaced whole, by a rename), and the old
+/// provider's material is removed from the database.
+fn move_key(mut vault: Unlocked, how: &UnlockArgs, args: &MoveKeyArgs) -> anyhow::Result<()> {
+    let mut config = vault.home.config()?;
+    let from = config.master_key.provider;
+    let check = vault
+        .store
+        .meta(META_CHECK)
+        .context("reading the vault check value")?
+        .context("the vault has no check value; the database is incomplete")?;
+    let opens = |key: &MasterKey| key.verify_check(&check).is_ok();
+    let (to, wrapped, detail) = if let Some(at) = args.hsm.key() {
+        let pin = read_hsm_pin(how, &at.token)?;
+        let wrapped = vault
+            .master
+            .wrap_with_hsm(&at, &pin)
+            .context("wrapping the master key with the token's key")?;
+        // What the token wrapped, it must unwrap to this very key.
+        let unwrapped = MasterKey::from_hsm(&at, &pin, &wrapped)
+            .context("unwrapping the master key again, to check it")?;
+        if !opens(&unwrapped) {
+            bail!("the token unwrapped another key than it was given; nothing was changed");
+        }
+        let detail = serde_json::json!({ "from": from.as_str(), "to": "hsm", "token": at.token, "key": at.key });
+        config.master_key = MasterKeyConfig {
+            provider: Provider::Hsm,
+            key_file: None,
+            env_var: None,
+            hsm: Some(at),
+        };
+        (Provider::Hsm, Some(wrapped), detail)
+    } else {
+        let path = absolute(args.to_key_file.as_deref().context("checked by clap")?)?;
+        vault
+            .master
+            .write_key_file(&path)
+            .with_context(|| format!("writing key file {}", path.display()))?;
+        let written = MasterKey::from_key_file(&path)
+            .with_context(|| format!("reading key file {} back", path.display()))?;
+        if !opens(&written) {
+            bail!(
+                "key file {} does not read back as the master key",
+                path.display()
+            );
+        }
+        let detail =
+            serde_json::json!({ "from": from.as_str(), "to": "key-file", "key_file": path });
+        config.master_key = MasterKeyConfig {
+            provider: Provider::KeyFile,
+            key_file: Some(path),
+            env_var: None,
+            hsm: None,
+        };
+        (Provider::KeyFile, None, detail)
+    };
+
+    let event = admin_event(
+        "vault.move_key",
+        &vault.home.dir.display().to_string(),
+        detail,
+    );
+    vault
+        .change(&[event], |s, _| match &wrapped {
+            Some(wrapped) => s.set_meta(META_HSM_WRAPPED, wrapped),
+            None => Ok(()),
+        })
+        .context("recording the move")?;
+    replace_master_key_config(&vault.home, &config)?;
+    // Only now does nothing need the old provider's material.
+    let cleanup = (|| {
+        vault
+            .store
+            .set_meta(META_PROVIDER, to.as_str().as_bytes())?;
+        if from == Provider::Passphrase {
+            vault.store.delete_meta(META_KDF)?;
+        }
+        if from == Provider::Hsm && to != Provider::Hsm {
+            vault.store.delete_meta(META_HSM_WRAPPED)?;
+        }
+        Ok::<_, keygate_store::Error>(())
+    })();
+    if let Err(e) = cleanup {
+        eprintln!("keygate: warning: the old provider's data stays in the database: {e}");
+    }
+    println!(
+        "the master key moved from {} to {}",
+        from.as_str(),
+        to.as_str()
+    );
+    println!(
+        "{}",
+        match from {
+            Provider::Passphrase => "the passphrase no longer opens this database, but it still opens any copy or backup made before now: keep those as safe as before",
+            Provider::KeyFile => "the old key file still opens this vault (the master key is the same): destroy it and every copy of it (shred -u FILE)",
+            Provider::Env => "the old value of the environment variable still opens this vault: remove it from wherever it is kept",
+            Provider::Hsm => "the old token's key still opens any copy or backup of the database made before now: destroy that key on the token when you no longer need them",
+        }
+    );
+    Ok(())
+}
+
+/// Replaces the `[master_key]` table of `config.toml`, keeping the rest of the file (and
+/// its comments) as it is; the new file takes the old one's place by a rename.
+fn replace_master_key_config(home: &Home, config: &Config) -> anyhow::Result<()> {
+    let path = home.config_path();
+    let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let mut document: toml_edit::DocumentMut = text
+        .parse()
+        .with_context(|| format!("parsing {}", path.display()))?;
+    let table: toml_edit::DocumentMut = toml::to_string(&config.master_key)
+        .context("encoding the master key's settings")?
+        .parse()
+        .context("encoding the master key's settings")?;
+    document["master_key"] = toml_edit::Item::Table(table.as_table().clone());
+    let next = path.with_extension("toml.next");
+    let _ = fs::remove_file(&next);
+    write_private_file(&next, document.to_string().as_bytes())?;
+    fs::rename(&next, &path).with_context(|| format!("replacing {}", path.display()))
 }
 
 /// Creates the home directory, the database and the config file.
@@ -241,7 +398,7 @@ pub fn init(home: Home, how: &UnlockArgs, args: &InitArgs) -> anyhow::Result<()>
     }
     create_private_dir(&home.dir)?;
 
-    let hsm = args.hsm();
+    let hsm = args.hsm.key();
     if hsm.is_some()
         && (how.master_key_file.is_some()
             || how.master_key_env.is_some()

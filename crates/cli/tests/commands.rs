@@ -269,6 +269,177 @@ mod init {
         assert!(!printed.contains(REAL_SECRET), "{printed}");
     }
 
+    /// An existing vault moves its master key onto a token and off it again, keeping
+    /// everything it holds, its config's other settings and its audit chain.
+    #[test]
+    fn a_vault_moves_its_master_key_to_an_hsm_and_back_to_a_key_file() {
+        const PIN: &str = "pin-55aa10c3";
+        let Some(module) = crate::common::softhsm_module() else {
+            return;
+        };
+        let kg = Kg::with_key_file();
+        kg.add_account("main", REAL_KEY, REAL_SECRET);
+        let client = kg.issue("main", "bot1", &[]);
+        let conf = crate::common::softhsm_tokens(kg.dir.path(), &["keygate"], PIN);
+        let env = [("SOFTHSM2_CONF", conf.as_path())];
+        let pin_file = kg.path("pin");
+        write_owner_only(&pin_file, PIN);
+        let pin = pin_file.to_str().unwrap();
+        let config_path = kg.home().join("config.toml");
+        let mut config = std::fs::read_to_string(&config_path).unwrap();
+        config.push_str("\n# the operator's own note, kept\n");
+        std::fs::write(&config_path, &config).unwrap();
+        let run = |args: &[&str]| kg.run_with_env(args, "", &env);
+
+        let out = run(&[
+            "vault",
+            "move-key",
+            "--hsm-module",
+            module.to_str().unwrap(),
+            "--hsm-token",
+            "keygate",
+            "--hsm-pin-file",
+            pin,
+        ]);
+        assert_eq!(out.code, 0, "{out:#?}");
+        assert!(
+            out.stdout
+                .contains("the master key moved from key-file to hsm"),
+            "{out:#?}"
+        );
+        assert!(
+            out.stdout
+                .contains("the old key file still opens this vault"),
+            "{out:#?}"
+        );
+        let config = std::fs::read_to_string(&config_path).unwrap();
+        assert!(config.contains("provider = \"hsm\""), "{config}");
+        assert!(
+            config.contains("# the operator's own note, kept"),
+            "{config}"
+        );
+        assert!(!config.contains("master.key"), "{config}");
+        // Now only the token and its PIN open it (and the old file, as the move said).
+        let out = run(&["account", "list", "--hsm-pin-file", pin]);
+        assert!(out.code == 0 && out.stdout.contains("main"), "{out:#?}");
+        assert!(run(&["client", "show", "bot1", "--hsm-pin-file", pin])
+            .stdout
+            .contains(&client["name"].as_str().unwrap().to_owned()));
+        let out = run(&["account", "list"]);
+        assert_eq!(out.code, 2, "{out:#?}");
+        assert!(out.stderr.contains("--hsm-pin-file"), "{out:#?}");
+        let old = kg.key_file();
+        let out = run(&[
+            "account",
+            "list",
+            "--master-key-file",
+            old.to_str().unwrap(),
+        ]);
+        assert_eq!(out.code, 0, "{out:#?}");
+
+        // A key file that exists already is not overwritten; nothing changes.
+        let before = db_state(&kg);
+        let out = run(&[
+            "vault",
+            "move-key",
+            "--to-key-file",
+            old.to_str().unwrap(),
+            "--hsm-pin-file",
+            pin,
+        ]);
+        assert_eq!(out.code, 2, "{out:#?}");
+        assert_eq!(db_state(&kg), before);
+        assert!(std::fs::read_to_string(&config_path)
+            .unwrap()
+            .contains("provider = \"hsm\""));
+
+        let new_key = kg.path("new.key");
+        let out = run(&[
+            "vault",
+            "move-key",
+            "--to-key-file",
+            new_key.to_str().unwrap(),
+            "--hsm-pin-file",
+            pin,
+        ]);
+        assert_eq!(out.code, 0, "{out:#?}");
+        assert!(
+            out.stdout.contains("moved from hsm to key-file"),
+            "{out:#?}"
+        );
+        let wrapped: Option<Vec<u8>> = db(&kg)
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'hsm_wrapped_master_key'",
+                [],
+                |r| r.get(0),
+            )
+            .ok();
+        assert_eq!(wrapped, None, "the token's wrapped key stays behind");
+        let out = kg.ok(&["account", "list"], "");
+        assert!(out.stdout.contains("main"), "{out:#?}");
+        let events = kg.ok(&["audit", "query", "--json"], "").stdout;
+        assert_eq!(
+            events.matches("\"change\":\"vault.move_key\"").count(),
+            2,
+            "{events}"
+        );
+        assert!(kg.ok(&["audit", "verify"], "").stdout.contains("verified"));
+        assert!(!events.contains(PIN));
+    }
+
+    /// A passphrase vault moves to a key file, and its key-derivation parameters go: the
+    /// passphrase opens the database no more.
+    #[test]
+    fn a_passphrase_vault_moves_to_a_key_file() {
+        let kg = Kg::empty();
+        let passphrase = kg.path("pass.txt");
+        std::fs::write(&passphrase, "correct horse battery staple\n").unwrap();
+        let passphrase = passphrase.to_str().unwrap();
+        kg.ok(
+            &[
+                "init",
+                "--insecure-fast-kdf",
+                "--passphrase-file",
+                passphrase,
+            ],
+            "",
+        );
+        kg.ok(
+            &[
+                "--passphrase-stdin",
+                "account",
+                "add",
+                "--exchange",
+                "binance",
+                "--label",
+                "main",
+            ],
+            &format!("correct horse battery staple\n{REAL_KEY}\n{REAL_SECRET}\n"),
+        );
+        let key = kg.path("moved.key");
+        let out = kg.ok(
+            &[
+                "--passphrase-file",
+                passphrase,
+                "vault",
+                "move-key",
+                "--to-key-file",
+                key.to_str().unwrap(),
+            ],
+            "",
+        );
+        assert!(
+            out.stdout
+                .contains("the passphrase no longer opens this database"),
+            "{out:#?}"
+        );
+        let kdf: Option<Vec<u8>> = db(&kg)
+            .query_row("SELECT value FROM meta WHERE key = 'kdf'", [], |r| r.get(0))
+            .ok();
+        assert_eq!(kdf, None);
+        assert!(kg.ok(&["account", "list"], "").stdout.contains("main"));
+    }
+
     fn write_owner_only(path: &std::path::Path, text: &str) {
         std::fs::write(path, text).unwrap();
         #[cfg(unix)]

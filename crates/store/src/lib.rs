@@ -285,6 +285,14 @@ impl Store {
             .map_err(|e| self.sql(e))
     }
 
+    /// Removes a metadata value, if there is one.
+    pub fn delete_meta(&self, key: &str) -> Result<(), Error> {
+        self.conn
+            .execute("DELETE FROM meta WHERE key = ?1", [key])
+            .map(drop)
+            .map_err(|e| self.sql(e))
+    }
+
     /// The administrative generation: it changes whenever an account or client changes.
     pub fn generation(&self) -> Result<u64, Error> {
         self.conn

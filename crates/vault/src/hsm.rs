@@ -61,6 +61,14 @@ impl MasterKey {
         pin: &SecretString,
     ) -> Result<(MasterKey, Vec<u8>), Error> {
         let master = MasterKey::generate();
+        let wrapped = master.wrap_with_hsm(at, pin)?;
+        Ok((master, wrapped))
+    }
+
+    /// This key wrapped by the token key `at`, which is created as
+    /// [`MasterKey::generate_hsm_wrapped`] says when the token has none: how a vault made
+    /// with another provider moves to the token.
+    pub fn wrap_with_hsm(&self, at: &HsmKey, pin: &SecretString) -> Result<Vec<u8>, Error> {
         let wrapped = with_token(at, pin, |session| {
             let key = match find_key(session, at)? {
                 Some(key) => key,
@@ -72,7 +80,7 @@ impl MasterKey {
             let params = GcmParams::new(&mut nonce, WRAPPED_AAD, GCM_TAG_BITS.into())
                 .map_err(|e| hsm(at, "preparing AES-GCM", e))?;
             let sealed = session
-                .encrypt(&Mechanism::AesGcm(params), key, master.key())
+                .encrypt(&Mechanism::AesGcm(params), key, self.key())
                 .map_err(|e| hsm(at, "wrapping the master key", e))?;
             let mut wrapped = vec![WRAPPED_VERSION];
             wrapped.extend_from_slice(&iv);
@@ -88,7 +96,7 @@ impl MasterKey {
                 ),
             });
         }
-        Ok((master, wrapped))
+        Ok(wrapped)
     }
 
     /// The master key that the token key `at` wrapped into `wrapped`.

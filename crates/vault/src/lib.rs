@@ -352,6 +352,14 @@ impl MasterKey {
     /// file exists.
     pub fn create_key_file(path: &Path) -> Result<MasterKey, Error> {
         let key = MasterKey::generate();
+        key.write_key_file(path)?;
+        Ok(key)
+    }
+
+    /// Writes this key to a new file with mode 0600, for [`MasterKey::from_key_file`]:
+    /// how a vault made with another provider moves to a key file. Fails if the file
+    /// exists.
+    pub fn write_key_file(&self, path: &Path) -> Result<(), Error> {
         let io = |source| Error::Io {
             action: "creating key file",
             path: path.to_owned(),
@@ -362,9 +370,8 @@ impl MasterKey {
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
         let mut file = options.open(path).map_err(io)?;
-        file.write_all(key.key()).map_err(io)?;
-        file.sync_all().map_err(io)?;
-        Ok(key)
+        file.write_all(self.key()).map_err(io)?;
+        file.sync_all().map_err(io)
     }
 
     /// Seals `plaintext` for the record `id` under a fresh data key.

@@ -14,6 +14,7 @@ use crate::{Email, EmailSettings, Error, Severity, Sink, SmtpSecurity, Threshold
 /// denial_window = "60s"    # ... within this window make an alert
 /// quiet_period = "10m"     # one alert per client and rule in this period
 /// source_memory = "7d"     # a client's addresses are remembered this long
+/// symbol_memory = "30d"    # and the symbols it traded, this long
 ///
 /// [[alerts.webhook]]
 /// url = "https://hooks.example.com/services/T0/B0/XYZ"
@@ -35,6 +36,9 @@ pub struct AlertsConfig {
     /// See [`Thresholds::source_memory`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_memory: Option<String>,
+    /// See [`Thresholds::symbol_memory`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub symbol_memory: Option<String>,
     /// The webhooks.
     #[serde(default, rename = "webhook", skip_serializing_if = "Vec::is_empty")]
     pub webhooks: Vec<WebhookConfig>,
@@ -120,6 +124,7 @@ impl AlertsConfig {
             denial_window: duration("denial_window", &self.denial_window, defaults.denial_window)?,
             quiet_period: duration("quiet_period", &self.quiet_period, defaults.quiet_period)?,
             source_memory: duration("source_memory", &self.source_memory, defaults.source_memory)?,
+            symbol_memory: duration("symbol_memory", &self.symbol_memory, defaults.symbol_memory)?,
         })
     }
 

@@ -154,6 +154,8 @@ pub enum AlertRule {
     NewSource,
     /// A client sent many times more requests in a minute than it usually does.
     RateSpike,
+    /// A client that trades placed an order in a symbol it had not traded before.
+    NewSymbol,
     /// An operator changed accounts, clients or the vault.
     AdminChange,
     /// An event in the log could not be read.
@@ -188,6 +190,7 @@ impl AlertRule {
             AlertRule::DenialBurst => "denial_burst",
             AlertRule::NewSource => "new_source",
             AlertRule::RateSpike => "rate_spike",
+            AlertRule::NewSymbol => "new_symbol",
             AlertRule::AdminChange => "admin_change",
             AlertRule::LogUnreadable => "log_unreadable",
             AlertRule::UnreconciledWithdrawal => "unreconciled_withdrawal",

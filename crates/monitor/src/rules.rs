@@ -23,6 +23,10 @@ pub struct Thresholds {
     /// seen from one address that makes a request from an address not seen within this
     /// time raises [`AlertRule::NewSource`].
     pub source_memory: Duration,
+    /// How long a symbol a client traded is remembered after its last order there. A
+    /// client that traded and places an order in a symbol it has not traded within this
+    /// time raises [`AlertRule::NewSymbol`].
+    pub symbol_memory: Duration,
 }
 
 impl Default for Thresholds {
@@ -32,6 +36,7 @@ impl Default for Thresholds {
             denial_window: Duration::from_secs(60),
             quiet_period: Duration::from_secs(600),
             source_memory: Duration::from_secs(7 * 24 * 3600),
+            symbol_memory: Duration::from_secs(30 * 24 * 3600),
         }
     }
 }
@@ -42,9 +47,9 @@ const MAX_PENDING: usize = 10_000;
 /// Sources whose denials are being counted; past this, those with no denial inside the
 /// window are dropped.
 const MAX_COUNTED_SOURCES: usize = 10_000;
-/// Source addresses remembered per client; past this, the least recently seen is
-/// forgotten.
-const MAX_SOURCES_PER_CLIENT: usize = 64;
+/// Source addresses, or symbols, remembered per client; past this, the least recently
+/// seen is forgotten.
+const MAX_SIGHTINGS_PER_CLIENT: usize = 64;
 /// Minutes of a client's history a pass must have seen before its rate is judged.
 const RATE_WARMUP_MINUTES: u64 = 30;
 /// How many times its usual rate a client's requests in one minute must be to raise
@@ -62,18 +67,50 @@ const RATE_SMOOTHING: f64 = 1.0 / 30.0;
 /// client was seen at.
 ///
 /// Time is the events' own (`ts_ms`), so a pass over old events (`keygate alerts list`)
-/// raises what a live pass raised, with one exception: [`AlertRule::NewSource`] compares
-/// with the addresses seen since the pass began (since `serve` started, or since the
-/// start of what `alerts list` reads), so each pass learns a client's first address
-/// without raising anything.
+/// raises what a live pass raised, with exceptions: [`AlertRule::NewSource`] and
+/// [`AlertRule::NewSymbol`] compare with the addresses and symbols seen since the pass
+/// began (since `serve` started, or since the start of what `alerts list` reads), so each
+/// pass learns a client's first address and first symbol without raising anything.
 #[derive(Debug, Default)]
 pub struct Rules {
     thresholds: Thresholds,
     denials: HashMap<String, VecDeque<u64>>,
     last_raised: HashMap<(AlertRule, String), u64>,
     pending: HashMap<String, (u64, String)>,
-    sources: HashMap<String, HashMap<String, u64>>,
+    sources: Sightings,
+    symbols: Sightings,
     rates: HashMap<String, Rate>,
+}
+
+/// What each client was seen with (source addresses, or symbols), and when last.
+#[derive(Debug, Default)]
+struct Sightings(HashMap<String, HashMap<String, u64>>);
+
+impl Sightings {
+    /// Notes that `client` was seen with `what` at `ts_ms`; when the client was seen
+    /// before, within `memory`, and never with `what`, returns what it was seen with.
+    fn note(&mut self, client: &str, what: &str, ts_ms: u64, memory: Duration) -> Option<String> {
+        let memory = millis(memory);
+        let seen = self.0.entry(client.to_owned()).or_default();
+        seen.retain(|_, last| ts_ms.saturating_sub(*last) < memory);
+        let is_new = !seen.is_empty() && !seen.contains_key(what);
+        let known = is_new.then(|| {
+            let mut known: Vec<&str> = seen.keys().map(String::as_str).collect();
+            known.sort_unstable();
+            known.join(", ")
+        });
+        if seen.len() >= MAX_SIGHTINGS_PER_CLIENT && !seen.contains_key(what) {
+            let oldest = seen
+                .iter()
+                .min_by_key(|(_, last)| **last)
+                .map(|(s, _)| s.clone());
+            if let Some(oldest) = oldest {
+                seen.remove(&oldest);
+            }
+        }
+        seen.insert(what.to_owned(), ts_ms);
+        known
+    }
 }
 
 /// A client's requests in the current minute and its usual rate per minute.
@@ -214,7 +251,8 @@ impl Rules {
         }
         if request.allowed {
             if let Some(client) = &request.client {
-                if let Some(known) = self.first_sighting(client, &request.source_ip, ts_ms) {
+                let memory = self.thresholds.source_memory;
+                if let Some(known) = self.sources.note(client, &request.source_ip, ts_ms, memory) {
                     alerts.push((
                         Severity::Warning,
                         AlertRule::NewSource,
@@ -224,6 +262,19 @@ impl Rules {
                             request.source_ip
                         ),
                     ));
+                }
+                if let (ActionKind::Trade, Some(symbol)) = (request.action, &request.symbol) {
+                    let memory = self.thresholds.symbol_memory;
+                    if let Some(known) = self.symbols.note(client, symbol, ts_ms, memory) {
+                        alerts.push((
+                            Severity::Warning,
+                            AlertRule::NewSymbol,
+                            format!(
+                                "client {client} traded {symbol} for the first time; it traded \
+                                 {known} before: is its key in other hands?"
+                            ),
+                        ));
+                    }
                 }
             }
             return alerts;
@@ -272,31 +323,6 @@ impl Rules {
             }
         }
         alerts
-    }
-
-    /// Notes that `client` was seen at `source`; when the client was seen before, within
-    /// the source memory, and never there, returns the addresses it was seen at.
-    fn first_sighting(&mut self, client: &str, source: &str, ts_ms: u64) -> Option<String> {
-        let memory = millis(self.thresholds.source_memory);
-        let seen = self.sources.entry(client.to_owned()).or_default();
-        seen.retain(|_, last| ts_ms.saturating_sub(*last) < memory);
-        let is_new = !seen.is_empty() && !seen.contains_key(source);
-        let known = is_new.then(|| {
-            let mut known: Vec<&str> = seen.keys().map(String::as_str).collect();
-            known.sort_unstable();
-            known.join(", ")
-        });
-        if seen.len() >= MAX_SOURCES_PER_CLIENT && !seen.contains_key(source) {
-            let oldest = seen
-                .iter()
-                .min_by_key(|(_, last)| **last)
-                .map(|(s, _)| s.clone());
-            if let Some(oldest) = oldest {
-                seen.remove(&oldest);
-            }
-        }
-        seen.insert(source.to_owned(), ts_ms);
-        known
     }
 
     /// Whether `rule` may be raised again for `key` at `ts_ms`; if so, notes that it is.
@@ -676,6 +702,51 @@ mod tests {
         assert_eq!(
             at(5_000_000, "bot1", "10.0.0.7"),
             [(Severity::Warning, AlertRule::NewSource)]
+        );
+    }
+
+    #[test]
+    fn a_client_that_trades_raises_an_alert_in_a_symbol_it_never_traded() {
+        let thresholds = Thresholds {
+            symbol_memory: Duration::from_secs(3600),
+            ..Thresholds::default()
+        };
+        let mut rules = Rules::new(thresholds);
+        let order = |ts_ms: u64, client: &str, action: ActionKind, symbol: &str| {
+            let mut event = request(ts_ms, Some(client), action, None);
+            if let EventBody::Request(r) = &mut event.body {
+                r.symbol = Some(symbol.into());
+            }
+            event
+        };
+        let mut at = |ts_ms, client, action, symbol| {
+            rules_of(&rules.evaluate(ts_ms, &order(ts_ms, client, action, symbol)))
+        };
+        // The first symbol is learnt; reads and cancels teach nothing and raise nothing.
+        assert!(at(1_000, "bot1", ActionKind::Trade, "BTCUSDT").is_empty());
+        assert!(at(1_500, "bot1", ActionKind::Read, "DOGEUSDT").is_empty());
+        assert!(at(1_600, "bot1", ActionKind::Cancel, "DOGEUSDT").is_empty());
+        assert!(at(2_000, "bot2", ActionKind::Trade, "ETHUSDT").is_empty());
+        let alerts = rules.evaluate(3_000, &order(3_000, "bot1", ActionKind::Trade, "DOGEUSDT"));
+        assert_eq!(
+            rules_of(&alerts),
+            [(Severity::Warning, AlertRule::NewSymbol)]
+        );
+        assert!(
+            alerts[0].summary.contains(
+                "client bot1 traded DOGEUSDT for the first time; it traded BTCUSDT before"
+            ),
+            "{alerts:?}"
+        );
+        let mut at = |ts_ms, client, action, symbol| {
+            rules_of(&rules.evaluate(ts_ms, &order(ts_ms, client, action, symbol)))
+        };
+        assert!(at(4_000, "bot1", ActionKind::Trade, "DOGEUSDT").is_empty());
+        // A symbol not traded for longer than the memory is new again.
+        assert!(at(3_700_000, "bot1", ActionKind::Trade, "DOGEUSDT").is_empty());
+        assert_eq!(
+            at(3_800_000, "bot1", ActionKind::Trade, "BTCUSDT"),
+            [(Severity::Warning, AlertRule::NewSymbol)]
         );
     }
 

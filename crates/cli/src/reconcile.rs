@@ -63,7 +63,7 @@ pub(crate) struct AccountReport {
     pub account: String,
     /// Withdrawals the exchange listed in the window.
     pub withdrawals: usize,
-    /// Why the exchange could not be asked.
+    /// Why the exchange could not be asked for its withdrawals.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// The withdrawals keygate did not forward.
@@ -74,6 +74,9 @@ pub(crate) struct AccountReport {
     pub orders: usize,
     /// The orders keygate did not forward.
     pub orders_not_through_keygate: Vec<UnmatchedOrder>,
+    /// Why the exchange could not be asked for the orders.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub orders_error: Option<String>,
 }
 
 /// An order the exchange placed that keygate did not forward.
@@ -140,6 +143,7 @@ pub fn run(vault: &Unlocked, args: &ReconcileArgs) -> anyhow::Result<i32> {
     let reports = reconcile(&vault.store, &vault.master, &Exchanges::new()?, since_ms)?;
     let failed = reports.iter().any(|r| {
         r.error.is_some()
+            || r.orders_error.is_some()
             || !r.not_through_keygate.is_empty()
             || !r.orders_not_through_keygate.is_empty()
     });
@@ -159,76 +163,90 @@ pub(crate) fn reconcile(
     exchanges: &Exchanges,
     since_ms: u64,
 ) -> anyhow::Result<Vec<AccountReport>> {
-    let mut forwarded = forwarded(store, since_ms.saturating_sub(FORWARDED_BEFORE_MS))?;
+    let log_from = since_ms.saturating_sub(FORWARDED_BEFORE_MS);
+    let traded = forwarded(store, log_from)?.orders;
     let tradable = tradable_symbols(store)?;
     let until_ms = now_ms().saturating_sub(ORDER_SETTLE_MS);
-    let mut reports = Vec::new();
+    let mut asked = Vec::new();
     for account in store.accounts().context("reading accounts")? {
         let label = account.label.to_string();
-        let orders = forwarded.orders.remove(&label).unwrap_or_default();
-        let mut symbols = orders.symbols.clone();
+        let mut symbols = traded
+            .get(&label)
+            .map(|orders| orders.symbols.clone())
+            .unwrap_or_default();
         symbols.extend(tradable.get(&label).into_iter().flatten().cloned());
-        let listed = match account.exchange {
+        let lists = match account.exchange {
             Exchange::Binance => {
                 let signed_read = |path: &str, query: &str| {
                     exchanges.signed_read(&Binance, master, &account, path, query)
                 };
-                list_withdrawals(&signed_read, since_ms).and_then(|withdrawals| {
-                    list_orders(&signed_read, &symbols, since_ms, until_ms)
-                        .map(|orders| (withdrawals, orders))
-                })
+                (
+                    list_withdrawals(&signed_read, since_ms),
+                    list_orders(&signed_read, &symbols, since_ms, until_ms),
+                )
             }
-            other => Err(format!("keygate cannot ask {other} yet")),
+            other => {
+                let cannot = format!("keygate cannot ask {other} yet");
+                (Err(cannot.clone()), Err(cannot))
+            }
         };
-        let symbols = symbols.into_iter().collect();
-        reports.push(match listed {
-            Ok((withdrawals, listed_orders)) => AccountReport {
-                withdrawals: withdrawals.len(),
-                not_through_keygate: withdrawals
-                    .into_iter()
-                    .filter(|w| !claim(&mut forwarded.withdrawals, &label, w))
-                    .map(|w| Unmatched {
-                        id: w.id,
-                        asset: w.asset,
-                        amount: w.amount.normalize().to_string(),
-                        destination: w.destination,
-                        applied_at: rfc3339(w.applied_ms),
-                    })
-                    .collect(),
-                symbols,
-                orders: listed_orders.len(),
-                orders_not_through_keygate: listed_orders
-                    .into_iter()
-                    .filter(|o| {
-                        !orders.order_ids.contains(&o.id)
-                            && !orders.client_order_ids.contains(&o.client_order_id)
-                    })
-                    .map(|o| UnmatchedOrder {
-                        id: o.id,
-                        client_order_id: o.client_order_id,
-                        symbol: o.symbol,
-                        side: o.side,
-                        order_type: o.order_type,
-                        quantity: o.quantity.normalize().to_string(),
-                        price: o.price.normalize().to_string(),
-                        placed_at: rfc3339(o.placed_ms),
-                    })
-                    .collect(),
-                account: label,
-                error: None,
-            },
-            Err(reason) => AccountReport {
-                account: label,
-                withdrawals: 0,
-                error: Some(reason),
-                not_through_keygate: Vec::new(),
-                symbols,
-                orders: 0,
-                orders_not_through_keygate: Vec::new(),
-            },
+        asked.push((label, symbols, lists));
+    }
+    // The log again, now that the exchanges have answered: what they listed was sent
+    // before they listed it, and its request event was durable before it was sent.
+    let mut forwarded = forwarded(store, log_from)?;
+    let mut reports = Vec::new();
+    for (label, symbols, (withdrawals, listed_orders)) in asked {
+        let orders = forwarded.orders.remove(&label).unwrap_or_default();
+        // One list that cannot be had does not hide the other.
+        let (withdrawals, error) = listed(withdrawals);
+        let (listed_orders, orders_error) = listed(listed_orders);
+        reports.push(AccountReport {
+            withdrawals: withdrawals.len(),
+            not_through_keygate: withdrawals
+                .into_iter()
+                .filter(|w| !claim(&mut forwarded.withdrawals, &label, w))
+                .map(|w| Unmatched {
+                    id: w.id,
+                    asset: w.asset,
+                    amount: w.amount.normalize().to_string(),
+                    destination: w.destination,
+                    applied_at: rfc3339(w.applied_ms),
+                })
+                .collect(),
+            error,
+            symbols: symbols.into_iter().collect(),
+            orders: listed_orders.len(),
+            orders_not_through_keygate: listed_orders
+                .into_iter()
+                .filter(|o| {
+                    !orders.order_ids.contains(&o.id)
+                        && !orders.client_order_ids.contains(&o.client_order_id)
+                })
+                .map(|o| UnmatchedOrder {
+                    id: o.id,
+                    client_order_id: o.client_order_id,
+                    symbol: o.symbol,
+                    side: o.side,
+                    order_type: o.order_type,
+                    quantity: o.quantity.normalize().to_string(),
+                    price: o.price.normalize().to_string(),
+                    placed_at: rfc3339(o.placed_ms),
+                })
+                .collect(),
+            orders_error,
+            account: label,
         });
     }
     Ok(reports)
+}
+
+/// What a list holds, or, when it could not be had, nothing and why.
+fn listed<T>(list: Result<Vec<T>, String>) -> (Vec<T>, Option<String>) {
+    match list {
+        Ok(items) => (items, None),
+        Err(reason) => (Vec::new(), Some(reason)),
+    }
 }
 
 /// A signed read at the account's exchange: the answer's body, or why there is none.
@@ -408,7 +426,10 @@ fn print(reports: &[AccountReport], since_ms: u64) {
     );
     for r in reports {
         if let Some(error) = &r.error {
-            println!("  {}: FAILED: cannot ask the exchange: {error}", r.account);
+            println!(
+                "  {}: FAILED: cannot ask the exchange for its withdrawals: {error}",
+                r.account
+            );
         } else if r.not_through_keygate.is_empty() {
             println!(
                 "  {}: {} withdrawal(s), all through keygate",
@@ -430,15 +451,17 @@ fn print(reports: &[AccountReport], since_ms: u64) {
                 );
             }
         }
-        if r.error.is_some() {
-            continue;
-        }
         let symbols = if r.symbols.is_empty() {
             "none traded through keygate or allowed to its clients".to_owned()
         } else {
             r.symbols.join(", ")
         };
-        if r.orders_not_through_keygate.is_empty() {
+        if let Some(error) = &r.orders_error {
+            println!(
+                "  {}: FAILED: cannot ask the exchange for its orders in {symbols}: {error}",
+                r.account
+            );
+        } else if r.orders_not_through_keygate.is_empty() {
             println!(
                 "  {}: {} order(s), all through keygate (symbols asked for: {symbols})",
                 r.account, r.orders
@@ -553,7 +576,14 @@ impl Watched {
                 account: Some(account.clone()),
                 ..Alert::outside_log(severity, rule, summary)
             };
-            if let Some(error) = report.error {
+            let failed = [
+                report.error.map(|e| format!("withdrawals: {e}")),
+                report.orders_error.map(|e| format!("orders: {e}")),
+            ];
+            let failed: Vec<String> = failed.into_iter().flatten().collect();
+            if failed.is_empty() {
+                self.failing.remove(&account);
+            } else {
                 let failures = self.failing.entry(account.clone()).or_default();
                 *failures += 1;
                 if *failures == FAILURES_BEFORE_ALERT {
@@ -561,14 +591,12 @@ impl Watched {
                         Severity::Warning,
                         AlertRule::ReconcileFailed,
                         format!(
-                            "cannot check the withdrawals and orders of account {account} at its \
-                             exchange: {error}"
+                            "cannot check account {account} at its exchange: {}",
+                            failed.join("; ")
                         ),
                     ));
                 }
-                continue;
             }
-            self.failing.remove(&account);
             for o in report.orders_not_through_keygate {
                 if self
                     .reported

@@ -439,6 +439,25 @@ fn reconcile_finds_the_orders_keygate_never_forwarded() {
     assert_eq!(unmatched[0]["type"], "LIMIT");
     let human = home.kg.fails(&["reconcile", "--since", "1h"], "", 1).stdout;
     assert!(human.contains("2 order(s) NOT THROUGH KEYGATE"), "{human}");
+
+    // Too many symbols to ask for is a failure of the orders' check, not of the
+    // withdrawals' one, which still runs.
+    let many: Vec<String> = (0..61).map(|i| format!("S{i:02}USDT")).collect();
+    home.issue(
+        "wide",
+        &["--scope", "read,trade", "--symbols", &many.join(",")],
+    );
+    let out = home
+        .kg
+        .fails(&["reconcile", "--since", "1h", "--json"], "", 1);
+    let report: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert!(
+        report[0]["orders_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("narrow --since")),
+        "{report}"
+    );
+    assert_eq!(report[0]["error"], Value::Null, "{report}");
 }
 
 /// `serve` tells a webhook, signed, of a denied withdrawal and of a revoked key still in

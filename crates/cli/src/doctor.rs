@@ -9,7 +9,7 @@ use keygate_exchanges::{Adapter, Binance};
 use keygate_vault::VaultFormat;
 use serde::Serialize;
 
-use crate::home::{now_ms, wal_path, Unlocked};
+use crate::home::{now_ms, wal_path, Provider, Unlocked};
 use crate::output::{print_json, rfc3339};
 use crate::remote::Exchanges;
 
@@ -46,6 +46,7 @@ struct Check {
 /// Runs every check; exit code 1 when one fails, as `audit verify` does.
 pub fn run(vault: &Unlocked, args: &DoctorArgs) -> anyhow::Result<i32> {
     let mut checks = file_modes(vault);
+    checks.push(master_key(vault)?);
     checks.push(vault_format(vault));
     checks.extend(clients(vault));
     checks.push(accounts(vault));
@@ -121,6 +122,62 @@ fn mode_of(path: &Path) -> Option<u32> {
 #[cfg(not(unix))]
 fn mode_of(_path: &Path) -> Option<u32> {
     None
+}
+
+/// Where the master key is kept, and whether a copy of the home directory (a backup, say)
+/// would carry it along with the database it opens.
+fn master_key(vault: &Unlocked) -> anyhow::Result<Check> {
+    let config = vault.home.config()?.master_key;
+    Ok(match (config.provider, &config.key_file, &config.hsm) {
+        (Provider::KeyFile, Some(file), _) => {
+            let inside = match (file.canonicalize(), vault.home.dir.canonicalize()) {
+                (Ok(file), Ok(home)) => file.starts_with(home),
+                _ => false,
+            };
+            if inside {
+                check(
+                    "master key",
+                    Verdict::Warn,
+                    format!(
+                        "key file {} is inside the home directory, next to the database it \
+                         opens: a copy or backup of the directory holds both; keep it \
+                         elsewhere (keygate vault move-key --to-key-file PATH, then destroy \
+                         this one) or on an HSM",
+                        file.display()
+                    ),
+                )
+            } else {
+                check(
+                    "master key",
+                    Verdict::Ok,
+                    format!("in key file {}, outside the home directory", file.display()),
+                )
+            }
+        }
+        (Provider::Hsm, _, Some(at)) => check(
+            "master key",
+            Verdict::Ok,
+            format!(
+                "wrapped by key {:?} on PKCS#11 token {:?} ({})",
+                at.key,
+                at.token,
+                at.module.display()
+            ),
+        ),
+        (Provider::Env, _, _) => check(
+            "master key",
+            Verdict::Ok,
+            format!(
+                "from the environment variable {}: as safe as the environment it is kept in",
+                config.env_var.as_deref().unwrap_or("?")
+            ),
+        ),
+        (provider, _, _) => check(
+            "master key",
+            Verdict::Ok,
+            format!("from its {}", provider.as_str()),
+        ),
+    })
 }
 
 fn vault_format(vault: &Unlocked) -> Check {

@@ -184,6 +184,13 @@ mod init {
         printed += &out.all();
         let out = run(&joined(&["account", "list"], &pin_arg), "");
         assert!(out.code == 0 && out.stdout.contains("main"), "{out:#?}");
+        let doctor = run(&joined(&["doctor"], &pin_arg), "");
+        assert!(
+            doctor.stdout.contains(
+                "ok   master key: wrapped by key \"keygate-master\" on PKCS#11 token \"keygate\""
+            ),
+            "{doctor:#?}"
+        );
         let before = db_state(&kg);
 
         // A wrong PIN: the token refuses it; nothing changes.
@@ -447,6 +454,41 @@ mod init {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
         }
+    }
+
+    /// `doctor` says where the master key is, and warns of a key file kept next to the
+    /// database it opens, where one backup of the home directory takes both.
+    #[test]
+    fn doctor_warns_of_a_key_file_inside_the_home_directory() {
+        let verdict = |kg: &Kg| {
+            let doctor = kg.ok(&["doctor", "--json"], "").json();
+            let check = doctor
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["check"] == "master key")
+                .cloned()
+                .unwrap_or_else(|| panic!("no master key check: {doctor}"));
+            (
+                check["verdict"].as_str().unwrap().to_owned(),
+                check["detail"].as_str().unwrap().to_owned(),
+            )
+        };
+        let outside = Kg::with_key_file();
+        let (v, detail) = verdict(&outside);
+        assert_eq!(v, "ok", "{detail}");
+        assert!(detail.contains("outside the home directory"), "{detail}");
+
+        let inside = Kg::empty();
+        let key = inside.home().join("master.key");
+        inside.ok(&["init", "--master-key-file", key.to_str().unwrap()], "");
+        let (v, detail) = verdict(&inside);
+        assert_eq!(v, "warn", "{detail}");
+        assert!(detail.contains("inside the home directory"), "{detail}");
+        assert!(inside
+            .ok(&["doctor"], "")
+            .stdout
+            .contains("WARN master key:"));
     }
 
     #[test]

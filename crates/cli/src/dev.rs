@@ -14,11 +14,14 @@ pub enum DevCmd {
     MockExchange(MockExchangeArgs),
     /// Open an account's real secret and panic with it in the panic's message: the worst
     /// case of a bug, which the tests run to show that no panic message is ever printed.
+    /// Debug builds only.
+    #[cfg(debug_assertions)]
     #[command(hide = true)]
     PanicWithSecret(PanicWithSecretArgs),
 }
 
 /// `dev panic-with-secret`
+#[cfg(debug_assertions)]
 #[derive(Args, Debug)]
 pub struct PanicWithSecretArgs {
     /// The account whose secret the panic message holds.
@@ -45,12 +48,17 @@ pub fn run(
     cmd: &DevCmd,
     unlock: impl FnOnce() -> anyhow::Result<crate::home::Unlocked>,
 ) -> anyhow::Result<()> {
+    // Only the debug build's test command opens the vault.
+    #[cfg(not(debug_assertions))]
+    drop(unlock);
     match cmd {
         DevCmd::MockExchange(a) => mock_exchange(a),
+        #[cfg(debug_assertions)]
         DevCmd::PanicWithSecret(a) => panic_with_secret(unlock()?, a),
     }
 }
 
+#[cfg(debug_assertions)]
 fn panic_with_secret(
     vault: crate::home::Unlocked,
     args: &PanicWithSecretArgs,

@@ -131,10 +131,19 @@ fn master_key(vault: &Unlocked) -> anyhow::Result<Check> {
     Ok(match (config.provider, &config.key_file, &config.hsm) {
         (Provider::KeyFile, Some(file), _) => {
             let inside = match (file.canonicalize(), vault.home.dir.canonicalize()) {
-                (Ok(file), Ok(home)) => file.starts_with(home),
-                _ => false,
+                (Ok(file), Ok(home)) => Some(file.starts_with(home)),
+                _ => None,
             };
-            if inside {
+            if inside.is_none() {
+                check(
+                    "master key",
+                    Verdict::Warn,
+                    format!(
+                        "cannot tell where key file {} is kept (its path does not resolve)",
+                        file.display()
+                    ),
+                )
+            } else if inside == Some(true) {
                 check(
                     "master key",
                     Verdict::Warn,

@@ -17,7 +17,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use keygate_audit::Filter;
-use keygate_core::{ActionKind, ClientStatus, EventBody, Exchange, Outcome, Scope};
+use keygate_core::{ActionKind, ClientStatus, EventBody, Exchange, Outcome, Scope, Side};
 use keygate_exchanges::{binance, Adapter, Binance, ExchangeOrder, ExchangeWithdrawal};
 use keygate_monitor::{Alert, AlertRule, Alerter, Severity};
 use keygate_store::Store;
@@ -120,10 +120,64 @@ struct ForwardedWithdrawal {
 struct ForwardedOrders {
     /// The spot symbols they were in.
     symbols: BTreeSet<String>,
-    /// The exchange's ids of the orders placed, from the answers.
-    order_ids: HashSet<String>,
-    /// The ids the clients gave them: the only mark of an order whose answer was lost.
-    client_order_ids: HashSet<String>,
+    /// (symbol, the exchange's id) of each order placed, from the answers: the exchange
+    /// numbers orders per symbol.
+    placed: HashSet<(String, String)>,
+    /// Orders sent whose answer named none: it timed out, the client hung up, or it has
+    /// not come yet. Each may stand for one order the exchange lists.
+    unanswered: Vec<Unanswered>,
+}
+
+/// An order keygate sent and has no answer for.
+struct Unanswered {
+    symbol: String,
+    side: Option<Side>,
+    client_order_id: Option<String>,
+    ts_ms: u64,
+    claimed: bool,
+}
+
+impl ForwardedOrders {
+    /// Whether keygate forwarded `o`: the exchange's id came back in an answer, or an
+    /// order sent shortly before it got no answer and is `o` by its client order id (by
+    /// symbol and side when the client gave none). An order sent is claimed once: a
+    /// client order id reused by someone else does not pass twice.
+    fn forwarded(&mut self, o: &ExchangeOrder) -> bool {
+        if self.placed.contains(&(o.symbol.clone(), o.id.clone())) {
+            return true;
+        }
+        let side = match o.side.as_str() {
+            "BUY" => Some(Side::Buy),
+            "SELL" => Some(Side::Sell),
+            _ => None,
+        };
+        let sent = self.unanswered.iter_mut().find(|u| {
+            !u.claimed
+                && u.symbol == o.symbol
+                && u.ts_ms <= o.placed_ms + CLOCK_SKEW_MS
+                && u.ts_ms + FORWARDED_BEFORE_MS >= o.placed_ms
+                && match &u.client_order_id {
+                    Some(id) => *id == o.client_order_id,
+                    None => u.side.is_some() && u.side == side,
+                }
+        });
+        match sent {
+            Some(u) => {
+                u.claimed = true;
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Whether `symbol` is a spot symbol as Binance writes them (`BTCUSDT`): what keygate puts
+/// into a request of its own, signed with the real key, must be no more than that.
+fn is_spot_symbol(symbol: &str) -> bool {
+    (1..=32).contains(&symbol.len())
+        && symbol
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
 }
 
 /// What keygate forwarded, from the audit log.
@@ -175,6 +229,7 @@ pub(crate) fn reconcile(
             .map(|orders| orders.symbols.clone())
             .unwrap_or_default();
         symbols.extend(tradable.get(&label).into_iter().flatten().cloned());
+        symbols.retain(|s| is_spot_symbol(s));
         let lists = match account.exchange {
             Exchange::Binance => {
                 let signed_read = |path: &str, query: &str| {
@@ -197,7 +252,7 @@ pub(crate) fn reconcile(
     let mut forwarded = forwarded(store, log_from)?;
     let mut reports = Vec::new();
     for (label, symbols, (withdrawals, listed_orders)) in asked {
-        let orders = forwarded.orders.remove(&label).unwrap_or_default();
+        let mut orders = forwarded.orders.remove(&label).unwrap_or_default();
         // One list that cannot be had does not hide the other.
         let (withdrawals, error) = listed(withdrawals);
         let (listed_orders, orders_error) = listed(listed_orders);
@@ -219,10 +274,7 @@ pub(crate) fn reconcile(
             orders: listed_orders.len(),
             orders_not_through_keygate: listed_orders
                 .into_iter()
-                .filter(|o| {
-                    !orders.order_ids.contains(&o.id)
-                        && !orders.client_order_ids.contains(&o.client_order_id)
-                })
+                .filter(|o| !orders.forwarded(o))
                 .map(|o| UnmatchedOrder {
                     id: o.id,
                     client_order_id: o.client_order_id,
@@ -291,29 +343,51 @@ fn list_orders(
         ));
     }
     let mut orders = Vec::new();
+    let mut failed = Vec::new();
+    // A symbol that cannot be listed (one the exchange does not know, say) is reported,
+    // and the others are still checked.
     for symbol in symbols {
-        let mut from_ms = since_ms;
-        while from_ms < until_ms {
-            let to_ms = (from_ms + ORDER_SPAN_MS - 1).min(until_ms);
-            let (path, query) = Binance.order_history(symbol, from_ms, to_ms);
-            let body = signed_read(path, &query)?;
-            let listed = Binance
-                .parse_order_history(&body)
-                .ok_or_else(|| format!("its list of {symbol} orders does not read"))?;
-            if listed.len() >= binance::ORDER_HISTORY_LIMIT {
-                return Err(format!(
-                    "it listed {} {symbol} orders in one day, as many as it lists at once",
-                    listed.len()
-                ));
-            }
-            // The span is the exchange's to honour; keep only what falls in it.
-            orders.extend(
-                listed
-                    .into_iter()
-                    .filter(|o| (from_ms..=to_ms).contains(&o.placed_ms)),
-            );
-            from_ms = to_ms + 1;
+        match list_symbol_orders(signed_read, symbol, since_ms, until_ms) {
+            Ok(listed) => orders.extend(listed),
+            Err(reason) => failed.push(format!("{symbol}: {reason}")),
         }
+    }
+    if failed.is_empty() {
+        Ok(orders)
+    } else {
+        Err(failed.join("; "))
+    }
+}
+
+/// The account's orders in `symbol` placed from `since_ms` to `until_ms`.
+fn list_symbol_orders(
+    signed_read: &SignedRead<'_>,
+    symbol: &str,
+    since_ms: u64,
+    until_ms: u64,
+) -> Result<Vec<ExchangeOrder>, String> {
+    let mut orders = Vec::new();
+    let mut from_ms = since_ms;
+    while from_ms < until_ms {
+        let to_ms = (from_ms + ORDER_SPAN_MS - 1).min(until_ms);
+        let (path, query) = Binance.order_history(symbol, from_ms, to_ms);
+        let body = signed_read(path, &query)?;
+        let listed = Binance
+            .parse_order_history(&body)
+            .ok_or("its list does not read")?;
+        if listed.len() >= binance::ORDER_HISTORY_LIMIT {
+            return Err(format!(
+                "it listed {} orders in one day, as many as it lists at once",
+                listed.len()
+            ));
+        }
+        // The span is the exchange's to honour; keep only what falls in it.
+        orders.extend(
+            listed
+                .into_iter()
+                .filter(|o| (from_ms..=to_ms).contains(&o.placed_ms)),
+        );
+        from_ms = to_ms + 1;
     }
     Ok(orders)
 }
@@ -347,17 +421,28 @@ fn forwarded(store: &Store, since_ms: u64) -> anyhow::Result<Forwarded> {
         ..Filter::default()
     };
     let mut forwarded = Forwarded::default();
-    // A trade's outcome names only its request; this says whose account that was.
-    let mut trade_accounts: HashMap<String, String> = HashMap::new();
+    // Orders sent, by request id, until their outcome says what became of them.
+    let mut in_flight: HashMap<String, (String, Unanswered)> = HashMap::new();
     for_each_event(store, &filter, |page| {
         for (_, event) in page {
             let r = match &event.body {
                 EventBody::Request(r) => r,
                 EventBody::Outcome(o) => {
-                    if let Some(account) = trade_accounts.get(&o.request_id) {
-                        let orders = forwarded.orders.entry(account.clone()).or_default();
-                        orders.order_ids.extend(o.order_ids.iter().cloned());
+                    let Some((account, sent)) = in_flight.remove(&o.request_id) else {
+                        continue;
+                    };
+                    let orders = forwarded.orders.entry(account.clone()).or_default();
+                    if !o.order_ids.is_empty() {
+                        orders.placed.extend(
+                            o.order_ids
+                                .iter()
+                                .map(|id| (sent.symbol.clone(), id.clone())),
+                        );
+                    } else if o.outcome == Outcome::Unknown {
+                        orders.unanswered.push(sent);
                     }
+                    // Otherwise the exchange answered and placed nothing, or was never
+                    // reached.
                     continue;
                 }
                 _ => continue,
@@ -386,18 +471,32 @@ fn forwarded(store: &Store, since_ms: u64) -> anyhow::Result<Forwarded> {
                     }
                 }
                 ActionKind::Trade if r.path.starts_with("/api/") => {
-                    trade_accounts.insert(r.request_id.clone(), account.clone());
+                    let Some(symbol) = &r.symbol else { continue };
                     let orders = forwarded.orders.entry(account.clone()).or_default();
-                    orders.symbols.extend(r.symbol.iter().cloned());
-                    orders
-                        .client_order_ids
-                        .extend(r.client_order_id.iter().cloned());
+                    orders.symbols.insert(symbol.clone());
+                    let sent = Unanswered {
+                        symbol: symbol.clone(),
+                        side: r.side,
+                        client_order_id: r.client_order_id.clone(),
+                        ts_ms: event.ts_ms,
+                        claimed: false,
+                    };
+                    in_flight.insert(r.request_id.clone(), (account.clone(), sent));
                 }
                 _ => {}
             }
         }
         Ok(())
     })?;
+    // Orders still without an outcome are in flight: the exchange may list them already.
+    for (account, sent) in in_flight.into_values() {
+        forwarded
+            .orders
+            .entry(account)
+            .or_default()
+            .unanswered
+            .push(sent);
+    }
     Ok(forwarded)
 }
 
@@ -633,5 +732,59 @@ impl Watched {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_spot_symbols_go_into_a_request_of_keygate_s_own() {
+        assert!(is_spot_symbol("BTCUSDT"));
+        assert!(is_spot_symbol("1000SATSUSDT"));
+        for bad in [
+            "",
+            "btcusdt",
+            "BTCUSDT&limit=1",
+            "BTC/USDT",
+            "BTCUSDT_250328",
+            "A B",
+        ] {
+            assert!(!is_spot_symbol(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn an_order_sent_without_an_answer_stands_for_one_listed_order_only() {
+        let order = |id: &str, client: &str, placed_ms| ExchangeOrder {
+            id: id.into(),
+            client_order_id: client.into(),
+            symbol: "BTCUSDT".into(),
+            side: "BUY".into(),
+            order_type: "LIMIT".into(),
+            quantity: Decimal::ONE,
+            price: Decimal::ONE,
+            placed_ms,
+        };
+        let mut orders = ForwardedOrders::default();
+        orders.placed.insert(("BTCUSDT".into(), "7".into()));
+        orders.unanswered.push(Unanswered {
+            symbol: "BTCUSDT".into(),
+            side: Some(Side::Buy),
+            client_order_id: Some("bot-1".into()),
+            ts_ms: 1_000_000,
+            claimed: false,
+        });
+        // Known by the exchange's id, in its own symbol only.
+        assert!(orders.forwarded(&order("7", "x", 1_000_000)));
+        assert!(!orders.forwarded(&ExchangeOrder {
+            symbol: "ETHUSDT".into(),
+            ..order("7", "x", 1_000_000)
+        }));
+        // The unanswered order, by its client id, once, and only shortly after it was sent.
+        assert!(!orders.forwarded(&order("8", "bot-1", 1_000_000 + FORWARDED_BEFORE_MS + 1)));
+        assert!(orders.forwarded(&order("8", "bot-1", 1_000_500)));
+        assert!(!orders.forwarded(&order("9", "bot-1", 1_000_600)));
     }
 }

@@ -344,6 +344,19 @@ mod init {
         ]);
         assert_eq!(out.code, 0, "{out:#?}");
 
+        // From one token to another is refused: it would swap two things at once.
+        let out = run(&[
+            "vault",
+            "move-key",
+            "--hsm-module",
+            module.to_str().unwrap(),
+            "--hsm-token",
+            "keygate",
+            "--hsm-pin-file",
+            pin,
+        ]);
+        assert_eq!(out.code, 2, "{out:#?}");
+        assert!(out.stderr.contains("on a token already"), "{out:#?}");
         // A key file that exists already is not overwritten; nothing changes.
         let before = db_state(&kg);
         let out = run(&[

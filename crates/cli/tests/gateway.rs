@@ -390,7 +390,12 @@ fn reconcile_finds_the_orders_keygate_never_forwarded() {
     let leaked_eth = behind_its_back(
         "symbol=ETHUSDT&side=SELL&type=LIMIT&timeInForce=GTC&quantity=1&price=9000",
     );
-    let hooks = receiver.wait_for(2, Duration::from_secs(10));
+    // Whoever holds the key can read the bot's client order ids and reuse one: an order
+    // keygate placed is known by the exchange's id, so the copy is not.
+    let forged = behind_its_back(
+        "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.05&price=20000&newClientOrderId=bot-0001",
+    );
+    let hooks = receiver.wait_for(3, Duration::from_secs(10));
     std::thread::sleep(Duration::from_millis(2500));
     drop(serve);
     let alerts: Vec<Value> = receiver
@@ -403,7 +408,7 @@ fn reconcile_finds_the_orders_keygate_never_forwarded() {
         .iter()
         .filter(|a| a["rule"] == "unreconciled_order")
         .collect();
-    assert_eq!(leaked.len(), 2, "raised once per order: {alerts:?}");
+    assert_eq!(leaked.len(), 3, "raised once per order: {alerts:?}");
     assert!(leaked
         .iter()
         .all(|a| a["severity"] == "critical" && a["account"] == "main"));
@@ -428,17 +433,17 @@ fn reconcile_finds_the_orders_keygate_never_forwarded() {
         .kg
         .fails(&["reconcile", "--since", "1h", "--json"], "", 1);
     let report: Value = serde_json::from_str(&out.stdout).unwrap();
-    assert_eq!(report[0]["orders"], 4, "{report}");
+    assert_eq!(report[0]["orders"], 5, "{report}");
     let unmatched = report[0]["orders_not_through_keygate"].as_array().unwrap();
     let ids: Vec<String> = unmatched
         .iter()
         .map(|o| o["id"].as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(ids, [leaked_btc, leaked_eth], "{report}");
+    assert_eq!(ids, [leaked_btc, forged, leaked_eth], "{report}");
     assert_eq!(unmatched[0]["side"], "SELL");
     assert_eq!(unmatched[0]["type"], "LIMIT");
     let human = home.kg.fails(&["reconcile", "--since", "1h"], "", 1).stdout;
-    assert!(human.contains("2 order(s) NOT THROUGH KEYGATE"), "{human}");
+    assert!(human.contains("3 order(s) NOT THROUGH KEYGATE"), "{human}");
 
     // Too many symbols to ask for is a failure of the orders' check, not of the
     // withdrawals' one, which still runs.

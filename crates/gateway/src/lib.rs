@@ -598,8 +598,10 @@ impl Gateway {
         match result {
             Ok(answer) => {
                 // The exchange's ids of what it placed, for `keygate reconcile` to know
-                // them from orders placed behind keygate's back.
-                let order_ids = if places_orders && answer.status.is_success() {
+                // them from orders placed behind keygate's back. Read from any answer:
+                // one that failed in part (a cancel-replace whose cancel failed) may
+                // still have placed an order.
+                let order_ids = if places_orders {
                     adapter.placed_order_ids(&answer.body)
                 } else {
                     Vec::new()

@@ -265,7 +265,10 @@ impl Rules {
                 }
                 if let (ActionKind::Trade, Some(symbol)) = (request.action, &request.symbol) {
                     let memory = self.thresholds.symbol_memory;
-                    if let Some(known) = self.symbols.note(client, symbol, ts_ms, memory) {
+                    let new = self.symbols.note(client, symbol, ts_ms, memory);
+                    if let Some(known) =
+                        new.filter(|_| self.is_due(AlertRule::NewSymbol, client, ts_ms))
+                    {
                         alerts.push((
                             Severity::Warning,
                             AlertRule::NewSymbol,

@@ -19,7 +19,7 @@ use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::RvError;
 use cryptoki::mechanism::aead::GcmParams;
 use cryptoki::mechanism::Mechanism;
-use cryptoki::object::{Attribute, KeyType, ObjectClass, ObjectHandle};
+use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
 use cryptoki::session::{Session, UserType};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
@@ -67,36 +67,49 @@ impl MasterKey {
 
     /// This key wrapped by the token key `at`, which is created as
     /// [`MasterKey::generate_hsm_wrapped`] says when the token has none: how a vault made
-    /// with another provider moves to the token.
+    /// with another provider moves to the token. Before it returns, the token has
+    /// unwrapped the result back to this very key.
     pub fn wrap_with_hsm(&self, at: &HsmKey, pin: &SecretString) -> Result<Vec<u8>, Error> {
-        let wrapped = with_token(at, pin, |session| {
+        with_token(at, pin, Access::ReadWrite, |session| {
             let key = match find_key(session, at)? {
                 Some(key) => key,
                 None => create_key(session, at)?,
             };
-            let mut iv = [0u8; GCM_IV_LEN];
-            rand::thread_rng().fill_bytes(&mut iv);
-            let mut nonce = iv;
-            let params = GcmParams::new(&mut nonce, WRAPPED_AAD, GCM_TAG_BITS.into())
-                .map_err(|e| hsm(at, "preparing AES-GCM", e))?;
-            let sealed = session
-                .encrypt(&Mechanism::AesGcm(params), key, self.key())
-                .map_err(|e| hsm(at, "wrapping the master key", e))?;
+            let mut nonce = [0u8; GCM_IV_LEN];
+            rand::thread_rng().fill_bytes(&mut nonce);
+            let sealed = {
+                let params = GcmParams::new(&mut nonce, WRAPPED_AAD, GCM_TAG_BITS.into())
+                    .map_err(|e| hsm(at, "preparing AES-GCM", e))?;
+                session
+                    .encrypt(&Mechanism::AesGcm(params), key, self.key())
+                    .map_err(|e| hsm(at, "wrapping the master key", e))?
+            };
+            // Read after the encryption: a token may choose the IV itself and write it
+            // back into the parameters.
             let mut wrapped = vec![WRAPPED_VERSION];
-            wrapped.extend_from_slice(&iv);
+            wrapped.extend_from_slice(&nonce);
             wrapped.extend_from_slice(&sealed);
+            if wrapped.len() != WRAPPED_LEN {
+                return Err(hsm_refused(
+                    at,
+                    format!(
+                        "the token wrapped the master key into {} bytes, not {WRAPPED_LEN}",
+                        wrapped.len()
+                    ),
+                ));
+            }
+            let unwrapped = unwrap_in(session, at, key, &wrapped)?;
+            if !bool::from(subtle::ConstantTimeEq::ct_eq(
+                unwrapped.as_slice(),
+                self.key().as_slice(),
+            )) {
+                return Err(hsm_refused(
+                    at,
+                    "the token did not unwrap the master key it wrapped".into(),
+                ));
+            }
             Ok(wrapped)
-        })?;
-        if wrapped.len() != WRAPPED_LEN {
-            return Err(Error::Hsm {
-                module: at.module.clone(),
-                reason: format!(
-                    "the token wrapped the master key into {} bytes, not {WRAPPED_LEN}",
-                    wrapped.len()
-                ),
-            });
-        }
-        Ok(wrapped)
+        })
     }
 
     /// The master key that the token key `at` wrapped into `wrapped`.
@@ -108,28 +121,57 @@ impl MasterKey {
                     .into(),
             });
         }
-        let (iv, sealed) = wrapped[1..].split_at(GCM_IV_LEN);
-        let plain = with_token(at, pin, |session| {
-            let key = find_key(session, at)?.ok_or_else(|| Error::Hsm {
-                module: at.module.clone(),
-                reason: format!("token {:?} holds no key labelled {:?}", at.token, at.key),
+        let plain = with_token(at, pin, Access::ReadOnly, |session| {
+            let key = find_key(session, at)?.ok_or_else(|| {
+                hsm_refused(
+                    at,
+                    format!("token {:?} holds no key labelled {:?}", at.token, at.key),
+                )
             })?;
-            let mut nonce = [0u8; GCM_IV_LEN];
-            nonce.copy_from_slice(iv);
-            let params = GcmParams::new(&mut nonce, WRAPPED_AAD, GCM_TAG_BITS.into())
-                .map_err(|e| hsm(at, "preparing AES-GCM", e))?;
-            // A tag that fails is this vault's key wrapped by another token key (or
-            // altered): a wrong key, like a wrong passphrase.
-            session
-                .decrypt(&Mechanism::AesGcm(params), key, sealed)
-                .map(Zeroizing::new)
-                .map_err(|_| Error::WrongMasterKey)
+            unwrap_in(session, at, key, wrapped)
         })?;
-        if plain.len() != KEY_LEN {
-            return Err(Error::WrongMasterKey);
-        }
         Ok(MasterKey::copied_from(&plain))
     }
+}
+
+/// Unwraps `wrapped` (checked to be [`WRAPPED_LEN`] long) with `key` in `session`.
+fn unwrap_in(
+    session: &Session,
+    at: &HsmKey,
+    key: ObjectHandle,
+    wrapped: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, Error> {
+    let (iv, sealed) = wrapped[1..].split_at(GCM_IV_LEN);
+    let mut nonce = [0u8; GCM_IV_LEN];
+    nonce.copy_from_slice(iv);
+    let params = GcmParams::new(&mut nonce, WRAPPED_AAD, GCM_TAG_BITS.into())
+        .map_err(|e| hsm(at, "preparing AES-GCM", e))?;
+    let plain = session
+        .decrypt(&Mechanism::AesGcm(params), key, sealed)
+        .map(Zeroizing::new)
+        .map_err(|e| match e {
+            // A tag that fails is this vault's key wrapped by another token key (or
+            // altered): a wrong key, like a wrong passphrase. Tokens say so in different
+            // words; SoftHSM2 calls it a general error.
+            cryptoki::error::Error::Pkcs11(
+                RvError::EncryptedDataInvalid
+                | RvError::EncryptedDataLenRange
+                | RvError::GeneralError,
+                _,
+            ) => Error::WrongMasterKey,
+            e => hsm(at, "unwrapping the master key", e),
+        })?;
+    if plain.len() != KEY_LEN {
+        return Err(Error::WrongMasterKey);
+    }
+    Ok(plain)
+}
+
+/// Whether keygate needs to write to the token (to create its key) or only to use it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Access {
+    ReadOnly,
+    ReadWrite,
 }
 
 /// Loads the module, logs in to the token labelled `at.token` with `pin`, runs `work`,
@@ -137,6 +179,7 @@ impl MasterKey {
 fn with_token<T>(
     at: &HsmKey,
     pin: &SecretString,
+    access: Access,
     work: impl FnOnce(&Session) -> Result<T, Error>,
 ) -> Result<T, Error> {
     let _one_at_a_time = TOKEN_IN_USE.lock().unwrap_or_else(|p| p.into_inner());
@@ -152,9 +195,11 @@ fn with_token<T>(
         .map_err(|e| hsm(at, "initializing the module", e))?;
     let result = (|| {
         let slot = find_token(&library, at)?;
-        let session = library
-            .open_rw_session(slot)
-            .map_err(|e| hsm(at, "opening a session", e))?;
+        let session = match access {
+            Access::ReadOnly => library.open_ro_session(slot),
+            Access::ReadWrite => library.open_rw_session(slot),
+        }
+        .map_err(|e| hsm(at, "opening a session", e))?;
         let pin = cryptoki::types::AuthPin::new(pin.expose_secret().into());
         session
             .login(UserType::User, Some(&pin))
@@ -204,7 +249,8 @@ fn find_token(library: &Pkcs11, at: &HsmKey) -> Result<cryptoki::slot::Slot, Err
     }
 }
 
-/// The secret key labelled `at.key`, if there is exactly one.
+/// The secret key labelled `at.key`, if there is exactly one; refused unless it is an
+/// AES key that is sensitive and not extractable, as [`create_key`] makes it.
 fn find_key(session: &Session, at: &HsmKey) -> Result<Option<ObjectHandle>, Error> {
     let found = session
         .find_objects(&[
@@ -214,7 +260,35 @@ fn find_key(session: &Session, at: &HsmKey) -> Result<Option<ObjectHandle>, Erro
         .map_err(|e| hsm(at, "looking for the key", e))?;
     match found.as_slice() {
         [] => Ok(None),
-        [key] => Ok(Some(*key)),
+        [key] => {
+            let attributes = session
+                .get_attributes(
+                    *key,
+                    &[
+                        AttributeType::KeyType,
+                        AttributeType::Sensitive,
+                        AttributeType::Extractable,
+                    ],
+                )
+                .map_err(|e| hsm(at, "reading the key's attributes", e))?;
+            let kept = [
+                Attribute::KeyType(KeyType::AES),
+                Attribute::Sensitive(true),
+                Attribute::Extractable(false),
+            ];
+            if kept.iter().all(|a| attributes.contains(a)) {
+                Ok(Some(*key))
+            } else {
+                Err(hsm_refused(
+                    at,
+                    format!(
+                        "key {:?} on token {:?} is not an AES key that is sensitive and not \
+                         extractable; keygate wraps its master key only with such a key",
+                        at.key, at.token
+                    ),
+                ))
+            }
+        }
         _ => Err(Error::Hsm {
             module: at.module.clone(),
             reason: format!(
@@ -251,9 +325,13 @@ fn create_key(session: &Session, at: &HsmKey) -> Result<ObjectHandle, Error> {
 }
 
 fn hsm(at: &HsmKey, action: &str, e: cryptoki::error::Error) -> Error {
+    hsm_refused(at, format!("{action}: {e}"))
+}
+
+fn hsm_refused(at: &HsmKey, reason: String) -> Error {
     Error::Hsm {
         module: at.module.clone(),
-        reason: format!("{action}: {e}"),
+        reason,
     }
 }
 

@@ -55,6 +55,18 @@ fn a_master_key_wrapped_by_a_token_key_opens_only_with_that_token_and_pin() {
     // The key made on the token is sensitive and not extractable: its value cannot be read.
     assert_key_stays_on_token(&module, "keygate-a", "keygate-master");
 
+    // A key of that label that is not kept on the token (extractable) is refused.
+    create_extractable_key(&module, "keygate-a", "weak-key");
+    let weak = HsmKey {
+        key: "weak-key".into(),
+        ..at("keygate-a")
+    };
+    let err = MasterKey::generate_hsm_wrapped(&weak, &pin).err().unwrap();
+    assert!(
+        err.to_string().contains("sensitive and not extractable"),
+        "{err}"
+    );
+
     // A second vault on the same token uses the same token key, with its own master key.
     let (second, second_wrapped) = MasterKey::generate_hsm_wrapped(&at("keygate-a"), &pin).unwrap();
     assert_ne!(second_wrapped, wrapped);
@@ -137,7 +149,8 @@ fn init_token(conf: &Path, label: &str) {
     assert!(status.success(), "softhsm2-util --init-token failed");
 }
 
-fn assert_key_stays_on_token(module: &Path, token: &str, key: &str) {
+/// Opens a logged-in read-write session on `token` and runs `work` in it.
+fn in_session(module: &Path, token: &str, work: impl FnOnce(&cryptoki::session::Session)) {
     let library = Pkcs11::new(module).unwrap();
     library
         .initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
@@ -149,13 +162,44 @@ fn assert_key_stays_on_token(module: &Path, token: &str, key: &str) {
             .into_iter()
             .find(|s| library.get_token_info(*s).unwrap().label().trim_end() == token)
             .unwrap();
-        let session = library.open_ro_session(slot).unwrap();
+        let session = library.open_rw_session(slot).unwrap();
         session
             .login(
                 UserType::User,
                 Some(&cryptoki::types::AuthPin::new(PIN.into())),
             )
             .unwrap();
+        work(&session);
+        session.logout().unwrap();
+    }
+    library.finalize().unwrap();
+}
+
+/// An AES key labelled `label` that may leave the token.
+fn create_extractable_key(module: &Path, token: &str, label: &str) {
+    in_session(module, token, |session| {
+        session
+            .generate_key(
+                &cryptoki::mechanism::Mechanism::AesKeyGen,
+                &[
+                    Attribute::Class(ObjectClass::SECRET_KEY),
+                    Attribute::KeyType(cryptoki::object::KeyType::AES),
+                    Attribute::ValueLen(32u64.into()),
+                    Attribute::Label(label.as_bytes().to_vec()),
+                    Attribute::Token(true),
+                    Attribute::Private(true),
+                    Attribute::Sensitive(false),
+                    Attribute::Extractable(true),
+                    Attribute::Encrypt(true),
+                    Attribute::Decrypt(true),
+                ],
+            )
+            .unwrap();
+    });
+}
+
+fn assert_key_stays_on_token(module: &Path, token: &str, key: &str) {
+    in_session(module, token, |session| {
         let found = session
             .find_objects(&[
                 Attribute::Class(ObjectClass::SECRET_KEY),
@@ -181,7 +225,5 @@ fn assert_key_stays_on_token(module: &Path, token: &str, key: &str) {
             !attributes.iter().any(|a| matches!(a, Attribute::Value(_))),
             "the key's value was readable"
         );
-        session.logout().unwrap();
-    }
-    library.finalize().unwrap();
+    });
 }

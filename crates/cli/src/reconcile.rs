@@ -7,6 +7,9 @@
 //! only the spot symbols the account traded through keygate in the window, or that its
 //! trading clients may trade, are asked for: a leaked key trading another symbol is not
 //! seen here.
+//!
+//! Matching what the exchanges list against the log is `keygate_monitor::reconcile`'s;
+//! this module asks the exchanges, reports, and runs the watch inside `serve`.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::Path;
@@ -17,12 +20,12 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use keygate_audit::Filter;
-use keygate_core::{ActionKind, ClientStatus, EventBody, Exchange, Outcome, Scope, Side};
-use keygate_exchanges::{binance, Adapter, Binance, ExchangeOrder, ExchangeWithdrawal};
+use keygate_core::{ClientStatus, Exchange, ExchangeOrder, ExchangeWithdrawal, Scope};
+use keygate_exchanges::{binance, Adapter, Binance};
+use keygate_monitor::reconcile::{is_spot_symbol, Forwarded, FORWARDED_BEFORE_MS};
 use keygate_monitor::{Alert, AlertRule, Alerter, Severity};
 use keygate_store::Store;
 use keygate_vault::MasterKey;
-use rust_decimal::Decimal;
 use serde::Serialize;
 
 use crate::audit_cmd::for_each_event;
@@ -30,10 +33,6 @@ use crate::home::{now_ms, parse_duration, Unlocked};
 use crate::output::{print_json, rfc3339};
 use crate::remote::Exchanges;
 
-/// How long before the exchange applied a withdrawal keygate may have forwarded it.
-const FORWARDED_BEFORE_MS: u64 = 10 * 60_000;
-/// How far the exchange's clock may run behind keygate's.
-const CLOCK_SKEW_MS: u64 = 2 * 60_000;
 /// How long after an order keygate forwarded its record is surely in the audit log: the
 /// exchange's id of it comes in an outcome event written in the background, within a
 /// fraction of a second. Newer orders are left to the next reconciliation.
@@ -105,89 +104,6 @@ pub(crate) struct Unmatched {
     pub applied_at: String,
 }
 
-/// A withdrawal keygate forwarded, from the audit log.
-struct ForwardedWithdrawal {
-    account: String,
-    asset: String,
-    amount: Decimal,
-    destination: String,
-    ts_ms: u64,
-    matched: bool,
-}
-
-/// One account's orders keygate forwarded, from the audit log.
-#[derive(Default)]
-struct ForwardedOrders {
-    /// The spot symbols they were in.
-    symbols: BTreeSet<String>,
-    /// (symbol, the exchange's id) of each order placed, from the answers: the exchange
-    /// numbers orders per symbol.
-    placed: HashSet<(String, String)>,
-    /// Orders sent whose answer named none: it timed out, the client hung up, or it has
-    /// not come yet. Each may stand for one order the exchange lists.
-    unanswered: Vec<Unanswered>,
-}
-
-/// An order keygate sent and has no answer for.
-struct Unanswered {
-    symbol: String,
-    side: Option<Side>,
-    client_order_id: Option<String>,
-    ts_ms: u64,
-    claimed: bool,
-}
-
-impl ForwardedOrders {
-    /// Whether keygate forwarded `o`: the exchange's id came back in an answer, or an
-    /// order sent shortly before it got no answer and is `o` by its client order id (by
-    /// symbol and side when the client gave none). An order sent is claimed once: a
-    /// client order id reused by someone else does not pass twice.
-    fn forwarded(&mut self, o: &ExchangeOrder) -> bool {
-        if self.placed.contains(&(o.symbol.clone(), o.id.clone())) {
-            return true;
-        }
-        let side = match o.side.as_str() {
-            "BUY" => Some(Side::Buy),
-            "SELL" => Some(Side::Sell),
-            _ => None,
-        };
-        let sent = self.unanswered.iter_mut().find(|u| {
-            !u.claimed
-                && u.symbol == o.symbol
-                && u.ts_ms <= o.placed_ms + CLOCK_SKEW_MS
-                && u.ts_ms + FORWARDED_BEFORE_MS >= o.placed_ms
-                && match &u.client_order_id {
-                    Some(id) => *id == o.client_order_id,
-                    None => u.side.is_some() && u.side == side,
-                }
-        });
-        match sent {
-            Some(u) => {
-                u.claimed = true;
-                true
-            }
-            None => false,
-        }
-    }
-}
-
-/// Whether `symbol` is a spot symbol as Binance writes them (`BTCUSDT`): what keygate puts
-/// into a request of its own, signed with the real key, must be no more than that.
-fn is_spot_symbol(symbol: &str) -> bool {
-    (1..=32).contains(&symbol.len())
-        && symbol
-            .bytes()
-            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
-}
-
-/// What keygate forwarded, from the audit log.
-#[derive(Default)]
-struct Forwarded {
-    withdrawals: Vec<ForwardedWithdrawal>,
-    /// By account.
-    orders: HashMap<String, ForwardedOrders>,
-}
-
 /// Compares each account's withdrawals and orders at its exchange with those keygate
 /// forwarded. Exit code 1 when one was not forwarded by keygate, or an exchange could not
 /// be asked.
@@ -218,16 +134,13 @@ pub(crate) fn reconcile(
     since_ms: u64,
 ) -> anyhow::Result<Vec<AccountReport>> {
     let log_from = since_ms.saturating_sub(FORWARDED_BEFORE_MS);
-    let traded = forwarded(store, log_from)?.orders;
+    let traded = forwarded(store, log_from)?;
     let tradable = tradable_symbols(store)?;
     let until_ms = now_ms().saturating_sub(ORDER_SETTLE_MS);
     let mut asked = Vec::new();
     for account in store.accounts().context("reading accounts")? {
         let label = account.label.to_string();
-        let mut symbols = traded
-            .get(&label)
-            .map(|orders| orders.symbols.clone())
-            .unwrap_or_default();
+        let mut symbols = traded.symbols(&label);
         symbols.extend(tradable.get(&label).into_iter().flatten().cloned());
         symbols.retain(|s| is_spot_symbol(s));
         let lists = match account.exchange {
@@ -252,7 +165,6 @@ pub(crate) fn reconcile(
     let mut forwarded = forwarded(store, log_from)?;
     let mut reports = Vec::new();
     for (label, symbols, (withdrawals, listed_orders)) in asked {
-        let mut orders = forwarded.orders.remove(&label).unwrap_or_default();
         // One list that cannot be had does not hide the other.
         let (withdrawals, error) = listed(withdrawals);
         let (listed_orders, orders_error) = listed(listed_orders);
@@ -260,7 +172,7 @@ pub(crate) fn reconcile(
             withdrawals: withdrawals.len(),
             not_through_keygate: withdrawals
                 .into_iter()
-                .filter(|w| !claim(&mut forwarded.withdrawals, &label, w))
+                .filter(|w| !forwarded.withdrawal_forwarded(&label, w))
                 .map(|w| Unmatched {
                     id: w.id,
                     asset: w.asset,
@@ -274,7 +186,7 @@ pub(crate) fn reconcile(
             orders: listed_orders.len(),
             orders_not_through_keygate: listed_orders
                 .into_iter()
-                .filter(|o| !orders.forwarded(o))
+                .filter(|o| !forwarded.order_forwarded(&label, o))
                 .map(|o| UnmatchedOrder {
                     id: o.id,
                     client_order_id: o.client_order_id,
@@ -392,111 +304,19 @@ fn list_symbol_orders(
     Ok(orders)
 }
 
-/// Marks the forwarded withdrawal that `w` is, if keygate forwarded one like it: same
-/// account, asset, amount and destination, shortly before the exchange applied it.
-fn claim(forwarded: &mut [ForwardedWithdrawal], account: &str, w: &ExchangeWithdrawal) -> bool {
-    let found = forwarded.iter_mut().find(|f| {
-        !f.matched
-            && f.account == account
-            && f.asset == w.asset
-            && f.amount == w.amount
-            && f.destination == w.destination
-            && f.ts_ms <= w.applied_ms + CLOCK_SKEW_MS
-            && f.ts_ms + FORWARDED_BEFORE_MS >= w.applied_ms
-    });
-    match found {
-        Some(f) => {
-            f.matched = true;
-            true
-        }
-        None => false,
-    }
-}
-
-/// Every withdrawal and spot order keygate allowed and sent (or may have sent) since
-/// `since_ms`.
+/// What keygate forwarded since `since_ms`, from the audit log.
 fn forwarded(store: &Store, since_ms: u64) -> anyhow::Result<Forwarded> {
     let filter = Filter {
         since_ms: Some(since_ms),
         ..Filter::default()
     };
     let mut forwarded = Forwarded::default();
-    // Orders sent, by request id, until their outcome says what became of them.
-    let mut in_flight: HashMap<String, (String, Unanswered)> = HashMap::new();
     for_each_event(store, &filter, |page| {
         for (_, event) in page {
-            let r = match &event.body {
-                EventBody::Request(r) => r,
-                EventBody::Outcome(o) => {
-                    let Some((account, sent)) = in_flight.remove(&o.request_id) else {
-                        continue;
-                    };
-                    let orders = forwarded.orders.entry(account.clone()).or_default();
-                    if !o.order_ids.is_empty() {
-                        orders.placed.extend(
-                            o.order_ids
-                                .iter()
-                                .map(|id| (sent.symbol.clone(), id.clone())),
-                        );
-                    } else if o.outcome == Outcome::Unknown {
-                        orders.unanswered.push(sent);
-                    }
-                    // Otherwise the exchange answered and placed nothing, or was never
-                    // reached.
-                    continue;
-                }
-                _ => continue,
-            };
-            let sent = r.allowed
-                && matches!(
-                    r.outcome,
-                    Outcome::Pending | Outcome::Answered | Outcome::Unknown
-                );
-            let Some(account) = r.account.as_ref().filter(|_| sent) else {
-                continue;
-            };
-            match r.action {
-                ActionKind::Withdraw => {
-                    if let (Some(asset), Some(amount), Some(destination)) =
-                        (&r.asset, r.amount, &r.destination)
-                    {
-                        forwarded.withdrawals.push(ForwardedWithdrawal {
-                            account: account.clone(),
-                            asset: asset.clone(),
-                            amount,
-                            destination: destination.clone(),
-                            ts_ms: event.ts_ms,
-                            matched: false,
-                        });
-                    }
-                }
-                ActionKind::Trade if r.path.starts_with("/api/") => {
-                    let Some(symbol) = &r.symbol else { continue };
-                    let orders = forwarded.orders.entry(account.clone()).or_default();
-                    orders.symbols.insert(symbol.clone());
-                    let sent = Unanswered {
-                        symbol: symbol.clone(),
-                        side: r.side,
-                        client_order_id: r.client_order_id.clone(),
-                        ts_ms: event.ts_ms,
-                        claimed: false,
-                    };
-                    in_flight.insert(r.request_id.clone(), (account.clone(), sent));
-                }
-                _ => {}
-            }
+            forwarded.note(event);
         }
         Ok(())
     })?;
-    // Orders still without an outcome are in flight: the exchange may list them already.
-    for (account, sent) in in_flight.into_values() {
-        forwarded
-            .orders
-            .entry(account)
-            .or_default()
-            .unanswered
-            .push(sent);
-    }
     Ok(forwarded)
 }
 
@@ -732,59 +552,5 @@ impl Watched {
                 }
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_plain_spot_symbols_go_into_a_request_of_keygate_s_own() {
-        assert!(is_spot_symbol("BTCUSDT"));
-        assert!(is_spot_symbol("1000SATSUSDT"));
-        for bad in [
-            "",
-            "btcusdt",
-            "BTCUSDT&limit=1",
-            "BTC/USDT",
-            "BTCUSDT_250328",
-            "A B",
-        ] {
-            assert!(!is_spot_symbol(bad), "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn an_order_sent_without_an_answer_stands_for_one_listed_order_only() {
-        let order = |id: &str, client: &str, placed_ms| ExchangeOrder {
-            id: id.into(),
-            client_order_id: client.into(),
-            symbol: "BTCUSDT".into(),
-            side: "BUY".into(),
-            order_type: "LIMIT".into(),
-            quantity: Decimal::ONE,
-            price: Decimal::ONE,
-            placed_ms,
-        };
-        let mut orders = ForwardedOrders::default();
-        orders.placed.insert(("BTCUSDT".into(), "7".into()));
-        orders.unanswered.push(Unanswered {
-            symbol: "BTCUSDT".into(),
-            side: Some(Side::Buy),
-            client_order_id: Some("bot-1".into()),
-            ts_ms: 1_000_000,
-            claimed: false,
-        });
-        // Known by the exchange's id, in its own symbol only.
-        assert!(orders.forwarded(&order("7", "x", 1_000_000)));
-        assert!(!orders.forwarded(&ExchangeOrder {
-            symbol: "ETHUSDT".into(),
-            ..order("7", "x", 1_000_000)
-        }));
-        // The unanswered order, by its client id, once, and only shortly after it was sent.
-        assert!(!orders.forwarded(&order("8", "bot-1", 1_000_000 + FORWARDED_BEFORE_MS + 1)));
-        assert!(orders.forwarded(&order("8", "bot-1", 1_000_500)));
-        assert!(!orders.forwarded(&order("9", "bot-1", 1_000_600)));
     }
 }

@@ -22,11 +22,13 @@
 
 mod action;
 mod event;
+mod listed;
 mod name;
 mod policy;
 
 pub use action::{Action, ActionKind, Side};
 pub use event::{AdminEvent, Event, EventBody, Outcome, OutcomeEvent, RequestEvent};
+pub use listed::{ExchangeOrder, ExchangeWithdrawal};
 pub use name::Name;
 pub use policy::{
     ClientStatus, Decision, Denial, Policy, Rule, Scope, Scopes, WithdrawalDestination,

@@ -31,6 +31,7 @@
 pub mod binance;
 
 pub use binance::Binance;
+pub use keygate_core::{ExchangeOrder, ExchangeWithdrawal};
 
 use std::borrow::Cow;
 
@@ -117,42 +118,6 @@ pub struct KeyPermissions {
     pub can_transfer: bool,
     /// It works only from the addresses the exchange was told.
     pub ip_restricted: bool,
-}
-
-/// A withdrawal as the exchange lists it (`keygate reconcile`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ExchangeWithdrawal {
-    /// The exchange's id for it.
-    pub id: String,
-    /// The asset, upper case.
-    pub asset: String,
-    /// The amount.
-    pub amount: Decimal,
-    /// `ADDRESS` or `ADDRESS/TAG`, as keygate's audit events write it.
-    pub destination: String,
-    /// When it was applied for, in milliseconds since the epoch.
-    pub applied_ms: u64,
-}
-
-/// An order as the exchange lists it (`keygate reconcile`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ExchangeOrder {
-    /// The exchange's id for it.
-    pub id: String,
-    /// The id its client gave it, or the one the exchange made up.
-    pub client_order_id: String,
-    /// Its market.
-    pub symbol: String,
-    /// `BUY` or `SELL`.
-    pub side: String,
-    /// `LIMIT`, `MARKET`, ...
-    pub order_type: String,
-    /// Base quantity.
-    pub quantity: Decimal,
-    /// Limit price; zero for a market order.
-    pub price: Decimal,
-    /// When the exchange placed it, in milliseconds since the epoch.
-    pub placed_ms: u64,
 }
 
 /// Where a native path goes on the exchange.

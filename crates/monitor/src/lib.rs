@@ -13,11 +13,13 @@
 //! | `replay` | warning | a signature is sent again |
 //! | `denial_burst` | warning | many denials of one client or address in a short window |
 //! | `new_source` | warning | a client seen at one address is used from another (anomaly) |
+//! | `new_symbol` | warning | a client that trades places an order in a symbol it never traded (anomaly) |
 //! | `rate_spike` | warning | a client sends ten times its usual rate in a minute (anomaly) |
 //! | `admin_change` | critical for `keygate panic`, info otherwise | an operator's change |
 //!
-//! Alerts found outside the log, such as a withdrawal the exchange made that keygate
-//! never forwarded (`unreconciled_withdrawal`, critical), an audit log that cannot be
+//! Alerts found outside the log, such as a withdrawal or an order the exchange made that
+//! keygate never forwarded (`unreconciled_withdrawal`, `unreconciled_order`, critical;
+//! the matching is [`reconcile`]'s), an audit log that cannot be
 //! written (`audit_unavailable`) or a reload that leaves every client refused
 //! (`reload_failed`, both critical and raised by the gateway), go through an [`Alerter`]
 //! the same way.
@@ -45,6 +47,7 @@
 mod config;
 mod email;
 mod metrics;
+pub mod reconcile;
 mod rules;
 mod sink;
 

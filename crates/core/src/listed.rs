@@ -1,0 +1,40 @@
+//! What an exchange lists of an account's activity: the records reconciliation holds
+//! against the audit log.
+
+use rust_decimal::Decimal;
+
+/// A withdrawal as the exchange lists it (`keygate reconcile`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExchangeWithdrawal {
+    /// The exchange's id for it.
+    pub id: String,
+    /// The asset, upper case.
+    pub asset: String,
+    /// The amount.
+    pub amount: Decimal,
+    /// `ADDRESS` or `ADDRESS/TAG`, as keygate's audit events write it.
+    pub destination: String,
+    /// When it was applied for, in milliseconds since the epoch.
+    pub applied_ms: u64,
+}
+
+/// An order as the exchange lists it (`keygate reconcile`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExchangeOrder {
+    /// The exchange's id for it.
+    pub id: String,
+    /// The id its client gave it, or the one the exchange made up.
+    pub client_order_id: String,
+    /// Its market.
+    pub symbol: String,
+    /// `BUY` or `SELL`.
+    pub side: String,
+    /// `LIMIT`, `MARKET`, ...
+    pub order_type: String,
+    /// Base quantity.
+    pub quantity: Decimal,
+    /// Limit price; zero for a market order.
+    pub price: Decimal,
+    /// When the exchange placed it, in milliseconds since the epoch.
+    pub placed_ms: u64,
+}

@@ -1,0 +1,326 @@
+//! Reconciliation: what an exchange lists of an account's withdrawals and orders, held
+//! against what keygate forwarded by its audit log. The exchange lists them whoever asked
+//! for them, so one keygate never forwarded was made with a leaked key (or by hand on the
+//! exchange's own site).
+//!
+//! This module only matches; asking the exchange is the caller's business.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use keygate_core::{
+    ActionKind, Event, EventBody, ExchangeOrder, ExchangeWithdrawal, Outcome, Side,
+};
+use rust_decimal::Decimal;
+
+/// How long before the exchange applied a withdrawal (or placed an order) keygate may
+/// have sent it.
+pub const FORWARDED_BEFORE_MS: u64 = 10 * 60_000;
+/// How far the exchange's clock may run behind keygate's.
+pub const CLOCK_SKEW_MS: u64 = 2 * 60_000;
+
+/// What keygate forwarded, from the audit log: fed its events in log order with
+/// [`Forwarded::note`], then asked about what an exchange listed.
+#[derive(Debug, Default)]
+pub struct Forwarded {
+    withdrawals: Vec<ForwardedWithdrawal>,
+    /// By account.
+    orders: HashMap<String, ForwardedOrders>,
+    /// The account of each order request, by request id, for its outcome.
+    order_accounts: HashMap<String, String>,
+}
+
+/// A withdrawal keygate forwarded.
+#[derive(Debug)]
+struct ForwardedWithdrawal {
+    account: String,
+    asset: String,
+    amount: Decimal,
+    destination: String,
+    ts_ms: u64,
+    matched: bool,
+}
+
+/// One account's orders keygate forwarded.
+#[derive(Debug, Default)]
+struct ForwardedOrders {
+    /// The spot symbols they were in.
+    symbols: BTreeSet<String>,
+    /// (symbol, the exchange's id) of each order placed, from the answers: the exchange
+    /// numbers orders per symbol.
+    placed: HashSet<(String, String)>,
+    /// Orders sent whose answer named none, by request id: it timed out, the client hung
+    /// up, or it has not come yet. Each may stand for one order the exchange lists.
+    unanswered: HashMap<String, Unanswered>,
+}
+
+/// An order keygate sent and has no answer for.
+#[derive(Debug)]
+struct Unanswered {
+    symbol: String,
+    side: Option<Side>,
+    client_order_id: Option<String>,
+    ts_ms: u64,
+    claimed: bool,
+}
+
+impl Forwarded {
+    /// Takes in the next event of the log.
+    pub fn note(&mut self, event: &Event) {
+        let r = match &event.body {
+            EventBody::Request(r) => r,
+            EventBody::Outcome(o) => {
+                let Some(account) = self.order_accounts.remove(&o.request_id) else {
+                    return;
+                };
+                let orders = self.orders.entry(account).or_default();
+                let Some(sent) = orders.unanswered.remove(&o.request_id) else {
+                    return;
+                };
+                if !o.order_ids.is_empty() {
+                    let placed = o
+                        .order_ids
+                        .iter()
+                        .map(|id| (sent.symbol.clone(), id.clone()));
+                    orders.placed.extend(placed);
+                } else if o.outcome == Outcome::Unknown {
+                    orders.unanswered.insert(o.request_id.clone(), sent);
+                }
+                // Otherwise the exchange answered and placed nothing, or was never reached.
+                return;
+            }
+            EventBody::Admin(_) => return,
+        };
+        let sent = r.allowed
+            && matches!(
+                r.outcome,
+                Outcome::Pending | Outcome::Answered | Outcome::Unknown
+            );
+        let Some(account) = r.account.as_ref().filter(|_| sent) else {
+            return;
+        };
+        match r.action {
+            ActionKind::Withdraw => {
+                if let (Some(asset), Some(amount), Some(destination)) =
+                    (&r.asset, r.amount, &r.destination)
+                {
+                    self.withdrawals.push(ForwardedWithdrawal {
+                        account: account.clone(),
+                        asset: asset.clone(),
+                        amount,
+                        destination: destination.clone(),
+                        ts_ms: event.ts_ms,
+                        matched: false,
+                    });
+                }
+            }
+            ActionKind::Trade if r.path.starts_with("/api/") => {
+                let Some(symbol) = &r.symbol else { return };
+                let orders = self.orders.entry(account.clone()).or_default();
+                orders.symbols.insert(symbol.clone());
+                orders.unanswered.insert(
+                    r.request_id.clone(),
+                    Unanswered {
+                        symbol: symbol.clone(),
+                        side: r.side,
+                        client_order_id: r.client_order_id.clone(),
+                        ts_ms: event.ts_ms,
+                        claimed: false,
+                    },
+                );
+                self.order_accounts
+                    .insert(r.request_id.clone(), account.clone());
+            }
+            _ => {}
+        }
+    }
+
+    /// The spot symbols `account` traded through keygate.
+    pub fn symbols(&self, account: &str) -> BTreeSet<String> {
+        self.orders
+            .get(account)
+            .map(|orders| orders.symbols.clone())
+            .unwrap_or_default()
+    }
+
+    /// Whether keygate forwarded `w`, a withdrawal of `account`: one like it (same asset,
+    /// amount and destination) shortly before the exchange applied it, not already taken
+    /// for another.
+    pub fn withdrawal_forwarded(&mut self, account: &str, w: &ExchangeWithdrawal) -> bool {
+        let found = self.withdrawals.iter_mut().find(|f| {
+            !f.matched
+                && f.account == account
+                && f.asset == w.asset
+                && f.amount == w.amount
+                && f.destination == w.destination
+                && f.ts_ms <= w.applied_ms + CLOCK_SKEW_MS
+                && f.ts_ms + FORWARDED_BEFORE_MS >= w.applied_ms
+        });
+        match found {
+            Some(f) => {
+                f.matched = true;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether keygate forwarded `o`, an order of `account`: the exchange's id came back
+    /// in an answer, or an order sent shortly before got no answer and is `o` by its
+    /// client order id (by symbol and side when the client gave none). An order sent is
+    /// taken once: a client order id reused by someone else does not pass twice.
+    pub fn order_forwarded(&mut self, account: &str, o: &ExchangeOrder) -> bool {
+        let Some(orders) = self.orders.get_mut(account) else {
+            return false;
+        };
+        if orders.placed.contains(&(o.symbol.clone(), o.id.clone())) {
+            return true;
+        }
+        let side = match o.side.as_str() {
+            "BUY" => Some(Side::Buy),
+            "SELL" => Some(Side::Sell),
+            _ => None,
+        };
+        let sent = orders.unanswered.values_mut().find(|u| {
+            !u.claimed
+                && u.symbol == o.symbol
+                && u.ts_ms <= o.placed_ms + CLOCK_SKEW_MS
+                && u.ts_ms + FORWARDED_BEFORE_MS >= o.placed_ms
+                && match &u.client_order_id {
+                    Some(id) => *id == o.client_order_id,
+                    None => u.side.is_some() && u.side == side,
+                }
+        });
+        match sent {
+            Some(u) => {
+                u.claimed = true;
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Whether `symbol` is a spot symbol as Binance writes them (`BTCUSDT`): what keygate puts
+/// into a request of its own, signed with the real key, must be no more than that.
+pub fn is_spot_symbol(symbol: &str) -> bool {
+    (1..=32).contains(&symbol.len())
+        && symbol
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+}
+
+#[cfg(test)]
+mod tests {
+    use keygate_core::{OutcomeEvent, RequestEvent};
+
+    use super::*;
+
+    #[test]
+    fn only_plain_spot_symbols_go_into_a_request_of_keygate_s_own() {
+        assert!(is_spot_symbol("BTCUSDT"));
+        assert!(is_spot_symbol("1000SATSUSDT"));
+        for bad in [
+            "",
+            "btcusdt",
+            "BTCUSDT&limit=1",
+            "BTC/USDT",
+            "BTCUSDT_250328",
+            "A B",
+        ] {
+            assert!(!is_spot_symbol(bad), "{bad:?}");
+        }
+    }
+
+    fn order_sent(request_id: &str, client_order_id: Option<&str>, ts_ms: u64) -> Event {
+        Event {
+            ts_ms,
+            body: EventBody::Request(RequestEvent {
+                request_id: request_id.into(),
+                exchange: "binance".into(),
+                client: Some("bot1".into()),
+                account: Some("main".into()),
+                source_ip: "127.0.0.1".into(),
+                method: "POST".into(),
+                path: "/api/v3/order".into(),
+                action: ActionKind::Trade,
+                symbol: Some("BTCUSDT".into()),
+                side: Some(Side::Buy),
+                client_order_id: client_order_id.map(str::to_owned),
+                notional: None,
+                amount: None,
+                asset: None,
+                destination: None,
+                allowed: true,
+                rule: None,
+                message: None,
+                upstream_status: None,
+                latency_us: None,
+                outcome: Outcome::Pending,
+            }),
+        }
+    }
+
+    fn answered(request_id: &str, outcome: Outcome, order_ids: &[&str], ts_ms: u64) -> Event {
+        Event {
+            ts_ms,
+            body: EventBody::Outcome(OutcomeEvent {
+                request_id: request_id.into(),
+                client: Some("bot1".into()),
+                upstream_status: None,
+                latency_us: 1,
+                outcome,
+                order_ids: order_ids.iter().map(|id| (*id).to_owned()).collect(),
+            }),
+        }
+    }
+
+    fn listed(symbol: &str, id: &str, client: &str, placed_ms: u64) -> ExchangeOrder {
+        ExchangeOrder {
+            id: id.into(),
+            client_order_id: client.into(),
+            symbol: symbol.into(),
+            side: "BUY".into(),
+            order_type: "LIMIT".into(),
+            quantity: Decimal::ONE,
+            price: Decimal::ONE,
+            placed_ms,
+        }
+    }
+
+    #[test]
+    fn an_order_is_known_by_its_id_or_once_by_the_client_id_of_an_unanswered_one() {
+        let mut forwarded = Forwarded::default();
+        forwarded.note(&order_sent("r1", Some("bot-1"), 1_000_000));
+        forwarded.note(&answered("r1", Outcome::Answered, &["7"], 1_000_010));
+        forwarded.note(&order_sent("r2", Some("bot-2"), 1_000_000));
+        forwarded.note(&answered("r2", Outcome::Unknown, &[], 1_010_000));
+        forwarded.note(&order_sent("r3", Some("bot-3"), 1_000_000));
+        forwarded.note(&answered("r3", Outcome::Answered, &[], 1_000_010));
+        assert_eq!(
+            forwarded.symbols("main"),
+            BTreeSet::from(["BTCUSDT".into()])
+        );
+
+        // Known by the exchange's id, in its own symbol only; the client id of an order
+        // that was answered proves nothing.
+        assert!(forwarded.order_forwarded("main", &listed("BTCUSDT", "7", "x", 1_000_000)));
+        assert!(!forwarded.order_forwarded("main", &listed("ETHUSDT", "7", "x", 1_000_000)));
+        assert!(!forwarded.order_forwarded("main", &listed("BTCUSDT", "9", "bot-1", 1_000_000)));
+        assert!(!forwarded.order_forwarded("other", &listed("BTCUSDT", "7", "x", 1_000_000)));
+        // An order the exchange refused stands for nothing.
+        assert!(!forwarded.order_forwarded("main", &listed("BTCUSDT", "8", "bot-3", 1_000_000)));
+        // The unanswered order, by its client id, once, and only shortly after it was sent.
+        let late = 1_000_000 + FORWARDED_BEFORE_MS + 1;
+        assert!(!forwarded.order_forwarded("main", &listed("BTCUSDT", "8", "bot-2", late)));
+        assert!(forwarded.order_forwarded("main", &listed("BTCUSDT", "8", "bot-2", 1_000_500)));
+        assert!(!forwarded.order_forwarded("main", &listed("BTCUSDT", "9", "bot-2", 1_000_600)));
+    }
+
+    #[test]
+    fn an_order_still_in_flight_is_known_by_symbol_and_side_without_a_client_id() {
+        let mut forwarded = Forwarded::default();
+        forwarded.note(&order_sent("r1", None, 1_000_000));
+        assert!(forwarded.order_forwarded("main", &listed("BTCUSDT", "5", "made-up", 1_000_100)));
+        assert!(!forwarded.order_forwarded("main", &listed("BTCUSDT", "6", "made-up", 1_000_200)));
+    }
+}

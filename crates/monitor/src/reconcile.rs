@@ -53,14 +53,45 @@ struct ForwardedOrders {
     unanswered: HashMap<String, Unanswered>,
 }
 
-/// An order keygate sent and has no answer for.
+/// An order (or order list) keygate sent and has no answer for.
 #[derive(Debug)]
 struct Unanswered {
     symbol: String,
     side: Option<Side>,
     client_order_id: Option<String>,
     ts_ms: u64,
-    claimed: bool,
+    /// How many listed orders it may still stand for: one, or one per leg of a list.
+    legs: u8,
+}
+
+impl Unanswered {
+    /// Whether the exchange's order `o` (with side `side`) may be this one: in its
+    /// symbol, placed shortly after it was sent, and by its client order id (by its side
+    /// when the client gave none). The legs of a list carry ids and sides of their own,
+    /// so a list's are known by symbol and time alone.
+    fn may_be(&self, o: &ExchangeOrder, side: Option<Side>) -> bool {
+        self.legs > 0
+            && self.symbol == o.symbol
+            && self.ts_ms <= o.placed_ms + CLOCK_SKEW_MS
+            && self.ts_ms + FORWARDED_BEFORE_MS >= o.placed_ms
+            && (self.legs > 1
+                || match &self.client_order_id {
+                    Some(id) => *id == o.client_order_id,
+                    None => self.side.is_some() && self.side == side,
+                })
+    }
+}
+
+/// How many orders a request to `path` places: three for a list with a working order
+/// and two pending ones, two for the other lists, one otherwise.
+fn legs_of(path: &str) -> u8 {
+    if path.ends_with("/orderList/otoco") || path.ends_with("/orderList/opoco") {
+        3
+    } else if path.contains("/orderList/") || path.ends_with("/order/oco") {
+        2
+    } else {
+        1
+    }
 }
 
 impl Forwarded {
@@ -124,7 +155,7 @@ impl Forwarded {
                         side: r.side,
                         client_order_id: r.client_order_id.clone(),
                         ts_ms: event.ts_ms,
-                        claimed: false,
+                        legs: legs_of(&r.path),
                     },
                 );
                 self.order_accounts
@@ -180,19 +211,9 @@ impl Forwarded {
             "SELL" => Some(Side::Sell),
             _ => None,
         };
-        let sent = orders.unanswered.values_mut().find(|u| {
-            !u.claimed
-                && u.symbol == o.symbol
-                && u.ts_ms <= o.placed_ms + CLOCK_SKEW_MS
-                && u.ts_ms + FORWARDED_BEFORE_MS >= o.placed_ms
-                && match &u.client_order_id {
-                    Some(id) => *id == o.client_order_id,
-                    None => u.side.is_some() && u.side == side,
-                }
-        });
-        match sent {
+        match orders.unanswered.values_mut().find(|u| u.may_be(o, side)) {
             Some(u) => {
-                u.claimed = true;
+                u.legs -= 1;
                 true
             }
             None => false,
@@ -232,6 +253,10 @@ mod tests {
     }
 
     fn order_sent(request_id: &str, client_order_id: Option<&str>, ts_ms: u64) -> Event {
+        sent_to("/api/v3/order", request_id, client_order_id, ts_ms)
+    }
+
+    fn sent_to(path: &str, request_id: &str, client_order_id: Option<&str>, ts_ms: u64) -> Event {
         Event {
             ts_ms,
             body: EventBody::Request(RequestEvent {
@@ -241,7 +266,7 @@ mod tests {
                 account: Some("main".into()),
                 source_ip: "127.0.0.1".into(),
                 method: "POST".into(),
-                path: "/api/v3/order".into(),
+                path: path.into(),
                 action: ActionKind::Trade,
                 symbol: Some("BTCUSDT".into()),
                 side: Some(Side::Buy),
@@ -314,6 +339,24 @@ mod tests {
         assert!(!forwarded.order_forwarded("main", &listed("BTCUSDT", "8", "bot-2", late)));
         assert!(forwarded.order_forwarded("main", &listed("BTCUSDT", "8", "bot-2", 1_000_500)));
         assert!(!forwarded.order_forwarded("main", &listed("BTCUSDT", "9", "bot-2", 1_000_600)));
+    }
+
+    #[test]
+    fn an_unanswered_order_list_stands_for_each_of_its_legs_once() {
+        let mut forwarded = Forwarded::default();
+        forwarded.note(&sent_to("/api/v3/orderList/oco", "r1", None, 1_000_000));
+        forwarded.note(&answered("r1", Outcome::Unknown, &[], 1_010_000));
+        let sell = |id: &str| ExchangeOrder {
+            side: "SELL".into(),
+            ..listed("BTCUSDT", id, "leg", 1_000_100)
+        };
+        assert!(forwarded.order_forwarded("main", &sell("1")));
+        assert!(forwarded.order_forwarded("main", &listed("BTCUSDT", "2", "leg", 1_000_100)));
+        assert!(!forwarded.order_forwarded("main", &sell("3")));
+        assert_eq!(legs_of("/api/v3/orderList/otoco"), 3);
+        assert_eq!(legs_of("/api/v3/orderList/oto"), 2);
+        assert_eq!(legs_of("/api/v3/order/oco"), 2);
+        assert_eq!(legs_of("/api/v3/order"), 1);
     }
 
     #[test]

@@ -280,12 +280,6 @@ fn move_key(mut vault: Unlocked, how: &UnlockArgs, args: &MoveKeyArgs) -> anyhow
              the file"
         );
     }
-    let check = vault
-        .store
-        .meta(META_CHECK)
-        .context("reading the vault check value")?
-        .context("the vault has no check value; the database is incomplete")?;
-    let opens = |key: &MasterKey| key.verify_check(&check).is_ok();
     let (to, wrapped, detail) = if let Some(at) = args.hsm.key() {
         let pin = read_hsm_pin(how, &at.token)?;
         // The token unwraps what it wrapped before this returns (checked there).
@@ -303,12 +297,17 @@ fn move_key(mut vault: Unlocked, how: &UnlockArgs, args: &MoveKeyArgs) -> anyhow
         (Provider::Hsm, Some(wrapped), detail)
     } else {
         let path = absolute(args.to_key_file.as_deref().context("checked by clap")?)?;
+        let check = vault
+            .store
+            .meta(META_CHECK)
+            .context("reading the vault check value")?
+            .context("the vault has no check value; the database is incomplete")?;
         vault
             .master
             .write_key_file(&path)
             .with_context(|| format!("writing key file {}", path.display()))?;
         let written = MasterKey::from_key_file(&path);
-        if !written.as_ref().is_ok_and(opens) {
+        if !written.is_ok_and(|key| key.verify_check(&check).is_ok()) {
             let _ = fs::remove_file(&path);
             bail!(
                 "key file {} does not read back as the master key; it was removed and \

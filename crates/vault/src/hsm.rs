@@ -115,11 +115,10 @@ impl MasterKey {
     /// The master key that the token key `at` wrapped into `wrapped`.
     pub fn from_hsm(at: &HsmKey, pin: &SecretString, wrapped: &[u8]) -> Result<MasterKey, Error> {
         if wrapped.len() != WRAPPED_LEN || wrapped[0] != WRAPPED_VERSION {
-            return Err(Error::Hsm {
-                module: at.module.clone(),
-                reason: "the vault's wrapped master key is not in a format this keygate reads"
-                    .into(),
-            });
+            return Err(hsm_refused(
+                at,
+                "the vault's wrapped master key is not in a format this keygate reads".into(),
+            ));
         }
         let plain = with_token(at, pin, Access::ReadOnly, |session| {
             let key = find_key(session, at)?.ok_or_else(|| {
@@ -184,10 +183,10 @@ fn with_token<T>(
 ) -> Result<T, Error> {
     let _one_at_a_time = TOKEN_IN_USE.lock().unwrap_or_else(|p| p.into_inner());
     if !at.module.is_absolute() {
-        return Err(Error::Hsm {
-            module: at.module.clone(),
-            reason: "the PKCS#11 module must be given by its absolute path".into(),
-        });
+        return Err(hsm_refused(
+            at,
+            "the PKCS#11 module must be given by its absolute path".into(),
+        ));
     }
     let library = Pkcs11::new(&at.module).map_err(|e| hsm(at, "loading the module", e))?;
     library
@@ -238,14 +237,14 @@ fn find_token(library: &Pkcs11, at: &HsmKey) -> Result<cryptoki::slot::Slot, Err
     }
     match labelled.as_slice() {
         [slot] => Ok(*slot),
-        [] => Err(Error::Hsm {
-            module: at.module.clone(),
-            reason: format!("no initialized token is labelled {:?}", at.token),
-        }),
-        _ => Err(Error::Hsm {
-            module: at.module.clone(),
-            reason: format!("more than one token is labelled {:?}", at.token),
-        }),
+        [] => Err(hsm_refused(
+            at,
+            format!("no initialized token is labelled {:?}", at.token),
+        )),
+        _ => Err(hsm_refused(
+            at,
+            format!("more than one token is labelled {:?}", at.token),
+        )),
     }
 }
 
@@ -289,13 +288,13 @@ fn find_key(session: &Session, at: &HsmKey) -> Result<Option<ObjectHandle>, Erro
                 ))
             }
         }
-        _ => Err(Error::Hsm {
-            module: at.module.clone(),
-            reason: format!(
+        _ => Err(hsm_refused(
+            at,
+            format!(
                 "token {:?} holds more than one key labelled {:?}",
                 at.token, at.key
             ),
-        }),
+        )),
     }
 }
 

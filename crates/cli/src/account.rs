@@ -21,7 +21,7 @@ pub enum AccountCmd {
     List(ListArgs),
     /// Replace an account's key and secret atomically; bound clients keep working.
     Rotate(RotateArgs),
-    /// Delete an account (refused while clients are bound, unless --force).
+    /// Delete an account (refused while clients not revoked are bound, unless --force).
     Remove(RemoveArgs),
 }
 
@@ -62,7 +62,7 @@ pub struct RotateArgs {
 pub struct RemoveArgs {
     /// The account's label.
     pub label: String,
-    /// Revoke every client bound to it, then delete it.
+    /// Revoke every client bound to it, then delete it; revoked clients stay listed.
     #[arg(long)]
     pub force: bool,
 }
@@ -235,23 +235,38 @@ fn remove(vault: &mut Unlocked, args: &RemoveArgs) -> anyhow::Result<()> {
         .store
         .client_names_bound_to(&label)
         .context("reading clients")?;
-    if !names.is_empty() && !args.force {
-        bail!(
-            "account {label} has {} bound client(s): {}; revoke them first or pass --force",
-            names.len(),
-            names.join(", ")
-        );
-    }
-    // Clients whose rows do not read are deleted with the account all the same.
-    let to_revoke: Vec<(Name, ClientStatus)> = vault
+    // Revoked clients stay, revoked, after their account is gone; the others are revoked
+    // first, and a row that does not read (so cannot be revoked) is deleted.
+    let readable: Vec<(Name, ClientStatus)> = vault
         .store
         .client_rows()
         .context("reading clients")?
         .into_iter()
         .flatten()
-        .filter(|c| c.account == label && c.status != ClientStatus::Revoked)
+        .filter(|c| c.account == label)
         .map(|c| (c.name, c.status))
         .collect();
+    let unreadable: Vec<&str> = names
+        .iter()
+        .map(String::as_str)
+        .filter(|n| !readable.iter().any(|(name, _)| name.as_str() == *n))
+        .collect();
+    let to_revoke: Vec<(Name, ClientStatus)> = readable
+        .into_iter()
+        .filter(|(_, status)| *status != ClientStatus::Revoked)
+        .collect();
+    let not_revoked: Vec<&str> = to_revoke
+        .iter()
+        .map(|(name, _)| name.as_str())
+        .chain(unreadable.iter().copied())
+        .collect();
+    if !not_revoked.is_empty() && !args.force {
+        bail!(
+            "account {label} has {} client(s) not revoked: {}; revoke them first or pass --force",
+            not_revoked.len(),
+            not_revoked.join(", ")
+        );
+    }
     let revoked: Vec<&Name> = to_revoke.iter().map(|(name, _)| name).collect();
     let events: Vec<_> = revoked
         .iter()
@@ -265,7 +280,7 @@ fn remove(vault: &mut Unlocked, args: &RemoveArgs) -> anyhow::Result<()> {
         .chain([admin_event(
             "account.remove",
             label.as_str(),
-            json!({ "revoked_clients": revoked, "deleted_clients": names }),
+            json!({ "revoked_clients": revoked, "deleted_clients": unreadable }),
         )])
         .collect();
     vault
@@ -288,8 +303,15 @@ fn remove(vault: &mut Unlocked, args: &RemoveArgs) -> anyhow::Result<()> {
         println!("removed account {label}");
     } else {
         println!(
-            "revoked {} client(s) and removed account {label}",
+            "revoked {} client(s) and removed account {label}; revoked clients stay listed",
             to_revoke.len()
+        );
+    }
+    if !unreadable.is_empty() {
+        println!(
+            "deleted {} client row(s) that did not read: {}",
+            unreadable.len(),
+            unreadable.join(", ")
         );
     }
     Ok(())

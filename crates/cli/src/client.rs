@@ -474,10 +474,21 @@ fn effective_status(c: &Client, now: u64, verified: bool) -> &'static str {
     }
 }
 
-fn client_json(c: &Client, now: u64, verified: bool) -> serde_json::Value {
+/// A client's account as `client list` and `show` print it: marked when it was removed
+/// (its clients stay, revoked).
+fn account_shown(c: &Client, account_exists: bool) -> String {
+    if account_exists {
+        c.account.to_string()
+    } else {
+        format!("{} (removed)", c.account)
+    }
+}
+
+fn client_json(c: &Client, now: u64, verified: bool, account_exists: bool) -> serde_json::Value {
     json!({
         "name": c.name,
         "account": c.account,
+        "account_removed": !account_exists,
         "status": effective_status(c, now, verified),
         "stored_status": c.status.as_str(),
         "record_verified": verified,
@@ -506,11 +517,16 @@ fn list(vault: &Unlocked, args: &ListArgs) -> anyhow::Result<()> {
     {
         eprintln!("keygate: {e}");
     }
+    let accounts = vault.store.account_labels().context("reading accounts")?;
+    let account_exists = |c: &Client| accounts.iter().any(|a| a == c.account.as_str());
     let now = now_ms();
     if args.json {
         let items: Vec<_> = clients
             .iter()
-            .map(|c| client_json(c, now, c.verify_record(&vault.master).is_ok()))
+            .map(|c| {
+                let verified = c.verify_record(&vault.master).is_ok();
+                client_json(c, now, verified, account_exists(c))
+            })
             .collect();
         return print_json(&items);
     }
@@ -523,7 +539,7 @@ fn list(vault: &Unlocked, args: &ListArgs) -> anyhow::Result<()> {
         .map(|c| {
             vec![
                 c.name.to_string(),
-                c.account.to_string(),
+                account_shown(c, account_exists(c)),
                 effective_status(c, now, c.verify_record(&vault.master).is_ok()).to_owned(),
                 c.policy.scopes.to_string(),
                 c.key_type.as_str().to_owned(),
@@ -548,7 +564,12 @@ fn show(vault: &Unlocked, args: &ShowArgs) -> anyhow::Result<()> {
         .with_context(|| format!("looking up client {name}"))?;
     let now = now_ms();
     let verified = c.verify_record(&vault.master).is_ok();
-    let mut value = client_json(&c, now, verified);
+    let account_exists = vault
+        .store
+        .account_labels()
+        .context("reading accounts")?
+        .contains(&c.account.to_string());
+    let mut value = client_json(&c, now, verified, account_exists);
     value["policy"] = serde_json::to_value(&c.policy).context("encoding the policy")?;
     if args.json {
         return print_json(&value);
@@ -556,7 +577,7 @@ fn show(vault: &Unlocked, args: &ShowArgs) -> anyhow::Result<()> {
     let p = &c.policy;
     let opt = |v: Option<String>| v.unwrap_or_else(|| "none".into());
     println!("name:               {}", c.name);
-    println!("account:            {}", c.account);
+    println!("account:            {}", account_shown(&c, account_exists));
     println!(
         "status:             {}",
         effective_status(&c, now, verified)

@@ -625,12 +625,13 @@ pub fn unlock(home: Home, how: &UnlockArgs) -> anyhow::Result<Unlocked> {
     let Ok(format) = master.verify_check(&check) else {
         bail!("wrong passphrase or master key: the vault did not open (nothing was changed)");
     };
+    // From a vault without client tags, only the empty column: tagging rows is `keygate
+    // upgrade`'s, after the operator has seen them, since the check value itself could
+    // have been put back.
+    store
+        .upgrade_schema()
+        .context("bringing a vault made by an earlier keygate to this one's schema")?;
     if format == VaultFormat::Untagged {
-        // Only the empty column: tagging rows is `keygate upgrade`'s, after the operator
-        // has seen them, since the check value itself could have been put back.
-        store
-            .upgrade_schema()
-            .context("adding client tags to a vault made by an earlier keygate")?;
         eprintln!(
             "keygate: this vault was made by an earlier keygate: its clients are refused \
              until you review and tag them with `keygate upgrade`"

@@ -876,7 +876,7 @@ mod account {
     }
 
     #[test]
-    fn remove_refuses_with_bound_clients_unless_forced() {
+    fn remove_refuses_with_bound_clients_unless_forced_and_keeps_them_revoked() {
         let kg = Kg::with_key_file();
         kg.add_account("main", REAL_KEY, REAL_SECRET);
         kg.add_account("spare", REAL_KEY, REAL_SECRET);
@@ -892,14 +892,41 @@ mod account {
         assert_eq!(db_state(&kg), before);
 
         kg.ok(&["account", "remove", "spare"], "");
-        kg.ok(&["account", "remove", "main", "--force"], "");
+        let out = kg.ok(&["account", "remove", "main", "--force"], "");
+        assert!(out.stdout.contains("revoked 2 client(s)"), "{}", out.stdout);
         assert_eq!(
             kg.ok(&["account", "list", "--json"], "").json(),
             serde_json::json!([])
         );
+        // The clients stay, revoked, and say their account is gone.
+        let clients = kg.ok(&["client", "list", "--json"], "").json();
+        let shown: Vec<_> = clients
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["name"].as_str().unwrap(),
+                    c["status"].as_str().unwrap(),
+                    c["account"].as_str().unwrap(),
+                    c["account_removed"].as_bool().unwrap(),
+                )
+            })
+            .collect();
         assert_eq!(
-            kg.ok(&["client", "list", "--json"], "").json(),
-            serde_json::json!([])
+            shown,
+            [
+                ("bot1", "revoked", "main", true),
+                ("bot2", "revoked", "main", true)
+            ]
+        );
+        let table = kg.ok(&["client", "show", "bot1"], "").stdout;
+        assert!(table.contains("main (removed)"), "{table}");
+        // A name stays taken, and no client is issued on the removed account.
+        kg.fails(
+            &["client", "issue", "--account", "main", "--name", "bot3"],
+            "",
+            2,
         );
         let revoked = kg.ok(&["audit", "query", "--json"], "").stdout;
         let changes: Vec<(String, String)> = revoked
@@ -925,6 +952,13 @@ mod account {
         }
         kg.ok(&["audit", "verify"], "");
         kg.fails(&["account", "remove", "nobody"], "", 2);
+
+        // Revoked clients alone do not hold an account back.
+        kg.add_account("main", REAL_KEY, REAL_SECRET);
+        kg.issue("main", "bot4", &[]);
+        kg.ok(&["client", "revoke", "bot4"], "");
+        kg.ok(&["account", "remove", "main"], "");
+        assert_eq!(kg.status("bot4"), "revoked");
     }
 }
 
@@ -1422,11 +1456,17 @@ mod client {
         assert_eq!(accounts[0]["clients"], 2);
         let refused = kg.fails(&["account", "remove", "main"], "", 2);
         assert!(refused.stderr.contains("bot1, bot2"), "{}", refused.stderr);
-        kg.ok(&["account", "remove", "main", "--force"], "");
+        let out = kg.ok(&["account", "remove", "main", "--force"], "");
+        assert!(out.stdout.contains("did not read: bot2"), "{}", out.stdout);
         assert_eq!(db_state(&kg).2, 0);
+        assert_eq!(kg.status("bot1"), "revoked");
         let export = kg.ok(&["audit", "export"], "").stdout;
         assert!(
-            export.contains("\"deleted_clients\":[\"bot1\",\"bot2\"]"),
+            export.contains("\"revoked_clients\":[\"bot1\"]"),
+            "{export}"
+        );
+        assert!(
+            export.contains("\"deleted_clients\":[\"bot2\"]"),
             "{export}"
         );
     }

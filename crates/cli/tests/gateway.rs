@@ -1068,6 +1068,26 @@ fn ccxt_trades_through_keygate_and_the_cli_administers_it_live() {
     let (status, body) = signed_get(&serve.addr, "/api/v3/account", &bot_key, &bot_secret);
     assert_eq!(status, 401);
     assert!(body["msg"].as_str().unwrap().contains("revoked"), "{body}");
+    // Removing the account revokes its clients; their keys stay known, and refused as
+    // revoked rather than as unknown keys.
+    let bot2 = home.issue("bot2", &[]);
+    let (bot2_key, bot2_secret) = (
+        bot2["api_key"].as_str().unwrap().to_owned(),
+        bot2["secret"].as_str().unwrap().to_owned(),
+    );
+    let answered = eventually(|| {
+        let (status, _) = signed_get(&serve.addr, "/api/v3/account", &bot2_key, &bot2_secret);
+        (status == 200).then_some(())
+    });
+    assert!(answered.is_some(), "the new client never worked");
+    home.ok(&["account", "remove", "main", "--force"], None);
+    std::thread::sleep(Duration::from_millis(1000));
+    let (status, body) = signed_get(&serve.addr, "/api/v3/account", &bot2_key, &bot2_secret);
+    assert_eq!(status, 401);
+    assert_eq!(
+        body["msg"], "keygate: client bot2 is revoked; its account was removed",
+        "{body}"
+    );
 
     let serve_log = serve.log.clone();
     drop(serve);

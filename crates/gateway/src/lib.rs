@@ -403,13 +403,11 @@ async fn handle<A: Adapter>(
             "unknown API key",
         );
     };
-    let Some(account) = registry
-        .account(&client.account)
-        .filter(|a| a.exchange == exchange)
-    else {
+    let account = registry.account(&client.account);
+    if account.as_ref().is_some_and(|a| a.exchange != exchange) {
         let msg = "keygate: this key has no account on this exchange";
         return audit.deny(refuse(Refusal::Denied(msg)), Rule::Authentication, msg);
-    };
+    }
     let key = match &client.verifier {
         Verifier::Hmac(secret) => ClientKey::Hmac(secret.expose_secret()),
         Verifier::Ed25519(public) => ClientKey::Ed25519(public),
@@ -422,6 +420,22 @@ async fn handle<A: Adapter>(
     }
     audit.client = Some(client.name.to_string());
     audit.account = Some(client.account.to_string());
+    // No account: removed (`account remove` keeps its clients only once they are
+    // revoked) or one that does not open (logged when the registry was loaded).
+    let Some(account) = account else {
+        let (rule, msg) = if client.status == ClientStatus::Revoked {
+            let msg = format!("client {} is revoked; its account was removed", client.name);
+            (Rule::Revoked, msg)
+        } else {
+            let msg = format!("the account of client {} is not available", client.name);
+            (Rule::Authentication, msg)
+        };
+        return audit.deny(
+            refuse(Refusal::Denied(&format!("keygate: {msg}"))),
+            rule,
+            &msg,
+        );
+    };
     let now = now_ms();
     let signed_at_us = match signed.check_freshness(now) {
         Ok(signed_at_us) => signed_at_us,

@@ -29,7 +29,29 @@ use std::path::{Path, PathBuf};
 use keygate_core::ClientStatus;
 use rusqlite::{params, Connection, OptionalExtension};
 
-const SCHEMA: &str = r#"
+/// The client table's columns, in this build's schema and in the upgrade that rebuilds it.
+macro_rules! client_columns {
+    () => {
+        "
+    name                TEXT PRIMARY KEY,
+    account             TEXT NOT NULL,
+    status              TEXT NOT NULL,
+    key_type            TEXT NOT NULL,
+    api_key             TEXT NOT NULL UNIQUE,
+    key_material        BLOB NOT NULL,
+    policy              TEXT NOT NULL,
+    created_ms          INTEGER NOT NULL,
+    expires_ms          INTEGER,
+    previous_api_key    TEXT,
+    previous_material   BLOB,
+    previous_until_ms   INTEGER,
+    tag                 BLOB
+"
+    };
+}
+
+const SCHEMA: &str = concat!(
+    r#"
 CREATE TABLE meta (
     key   TEXT PRIMARY KEY,
     value BLOB NOT NULL
@@ -45,21 +67,9 @@ CREATE TABLE accounts (
     sealed_api_key BLOB NOT NULL,
     sealed_secret  BLOB NOT NULL
 );
-CREATE TABLE clients (
-    name                TEXT PRIMARY KEY,
-    account             TEXT NOT NULL REFERENCES accounts(label),
-    status              TEXT NOT NULL,
-    key_type            TEXT NOT NULL,
-    api_key             TEXT NOT NULL UNIQUE,
-    key_material        BLOB NOT NULL,
-    policy              TEXT NOT NULL,
-    created_ms          INTEGER NOT NULL,
-    expires_ms          INTEGER,
-    previous_api_key    TEXT,
-    previous_material   BLOB,
-    previous_until_ms   INTEGER,
-    tag                 BLOB
-);
+CREATE TABLE clients ("#,
+    client_columns!(),
+    r#");
 CREATE TABLE events (
     seq   INTEGER PRIMARY KEY,
     ts_ms INTEGER NOT NULL,
@@ -67,13 +77,31 @@ CREATE TABLE events (
     hash  BLOB NOT NULL,
     mac   BLOB NOT NULL
 );
-INSERT INTO meta (key, value) VALUES ('schema_version', 2), ('generation', 0);
-"#;
+INSERT INTO meta (key, value) VALUES ('schema_version', 3), ('generation', 0);
+"#
+);
+
+/// Version 3's client table, built beside the old one and filled from it by
+/// [`Store::upgrade_schema`].
+const CLIENTS_V3: &str = concat!(
+    "CREATE TABLE clients_v3 (",
+    client_columns!(),
+    r#");
+INSERT INTO clients_v3 SELECT name, account, status, key_type, api_key, key_material, policy,
+    created_ms, expires_ms, previous_api_key, previous_material, previous_until_ms, tag
+    FROM clients;
+DROP TABLE clients;
+ALTER TABLE clients_v3 RENAME TO clients;
+"#
+);
 
 /// The schema this build writes. Version 1 had no `clients.tag`: the first unlock by this
 /// build adds it ([`Store::upgrade_schema`]), empty, and `keygate upgrade` fills it
-/// ([`Store::tag_clients_as_shown`]) once the operator has seen the rows.
-const SCHEMA_VERSION: i64 = 2;
+/// ([`Store::tag_clients_as_shown`]) once the operator has seen the rows. Version 2's
+/// `clients.account` referenced `accounts(label)`, so removing an account deleted its
+/// clients; since version 3 a removed account's clients stay, revoked, and its label may
+/// name no account.
+const SCHEMA_VERSION: i64 = 3;
 
 /// An error from the store.
 #[derive(Debug, thiserror::Error)]
@@ -198,20 +226,30 @@ impl Store {
     /// write, when it is there already. Call it once the master key is known to be right (an unlock that
     /// fails changes nothing). Until then, a version-1 database reads as clients without
     /// tags, which nothing accepts and only a revocation changes. It changes no account or
-    /// client, so it leaves the generation as it is.
+    /// client (every row is copied as it is), so it leaves the generation and the client
+    /// table's seal as they are.
     pub fn upgrade_schema(&self) -> Result<(), Error> {
-        if self.schema_version()? != 1 {
+        if self.schema_version()? == SCHEMA_VERSION {
             return Ok(());
         }
         self.conn
             .execute_batch("BEGIN IMMEDIATE")
             .map_err(|e| self.sql(e))?;
         let upgraded = (|| {
-            if self.schema_version()? == 1 {
+            let version = self.schema_version()?;
+            if version == 1 {
                 self.conn
-                    .execute_batch(
-                        "ALTER TABLE clients ADD COLUMN tag BLOB;
-                         UPDATE meta SET value = 2 WHERE key = 'schema_version';",
+                    .execute_batch("ALTER TABLE clients ADD COLUMN tag BLOB")
+                    .map_err(|e| self.sql(e))?;
+            }
+            if version < 3 {
+                self.conn
+                    .execute_batch(CLIENTS_V3)
+                    .map_err(|e| self.sql(e))?;
+                self.conn
+                    .execute(
+                        "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
+                        [SCHEMA_VERSION],
                     )
                     .map_err(|e| self.sql(e))?;
             }
@@ -454,14 +492,22 @@ mod tests {
 
     /// The account `main` and its client `bot1`.
     fn add_main_and_bot1(store: &mut Store, master: &MasterKey) {
+        add_main_and(store, master, "bot1", "virtual");
+    }
+
+    fn add_main_and_bot2(store: &mut Store, master: &MasterKey) {
+        add_main_and(store, master, "bot2", "virtual2");
+    }
+
+    fn add_main_and(store: &mut Store, master: &MasterKey, client: &str, api_key: &str) {
         store
             .transaction(|s| {
                 s.insert_account(&account("main"), master, 1)?;
                 s.insert_client(
                     &NewClient {
-                        name: "bot1".parse().unwrap(),
+                        name: client.parse().unwrap(),
                         account: "main".parse().unwrap(),
-                        api_key: "virtual".into(),
+                        api_key: api_key.into(),
                         material: ClientKeyMaterial::Hmac(SecretString::new("vsecret".into())),
                         policy: Policy::default(),
                         expires_ms: None,
@@ -474,15 +520,36 @@ mod tests {
     }
 
     #[test]
-    fn deleting_an_account_deletes_its_clients() {
+    fn deleting_an_account_keeps_its_revoked_clients_only() {
         let (dir, mut store) = temp_store();
         let master = MasterKey::generate();
+        let bot: keygate_core::Name = "bot1".parse().unwrap();
         add_main_and_bot1(&mut store, &master);
-        assert_eq!(store.client_rows().unwrap().len(), 1);
+        store
+            .transaction(|s| {
+                s.set_client_status(&bot, ClientStatus::Active, ClientStatus::Revoked, &master)?;
+                s.delete_account(&"main".parse().unwrap(), &master)
+            })
+            .unwrap();
+        let kept = store.client(&bot).unwrap();
+        assert_eq!(kept.status, ClientStatus::Revoked);
+        assert_eq!(kept.account.as_str(), "main");
+        kept.verify_record(&master).unwrap();
+        store.check_clients_seal(&master).unwrap();
+
+        // A bound client that is not revoked goes with the account.
+        add_main_and_bot2(&mut store, &master);
         store
             .transaction(|s| s.delete_account(&"main".parse().unwrap(), &master))
             .unwrap();
-        assert!(store.client_rows().unwrap().is_empty());
+        let names: Vec<_> = store
+            .client_rows()
+            .unwrap()
+            .into_iter()
+            .map(|c| c.unwrap().name.to_string())
+            .collect();
+        assert_eq!(names, ["bot1"]);
+        store.check_clients_seal(&master).unwrap();
         std::fs::remove_dir_all(dir).unwrap();
     }
 
@@ -792,12 +859,65 @@ mod tests {
         std::fs::remove_dir_all(dir).unwrap();
     }
 
+    /// Version 2's client table, which referenced `accounts(label)`.
+    const CLIENTS_V2: &str = "CREATE TABLE clients_v2 (
+        name TEXT PRIMARY KEY, account TEXT NOT NULL REFERENCES accounts(label),
+        status TEXT NOT NULL, key_type TEXT NOT NULL, api_key TEXT NOT NULL UNIQUE,
+        key_material BLOB NOT NULL, policy TEXT NOT NULL, created_ms INTEGER NOT NULL,
+        expires_ms INTEGER, previous_api_key TEXT, previous_material BLOB,
+        previous_until_ms INTEGER, tag BLOB);
+        INSERT INTO clients_v2 SELECT * FROM clients;
+        DROP TABLE clients;
+        ALTER TABLE clients_v2 RENAME TO clients;
+        UPDATE meta SET value = 2 WHERE key = 'schema_version';";
+
+    #[test]
+    fn a_version_2_database_keeps_every_client_and_stops_deleting_them_with_accounts() {
+        let (dir, mut store) = temp_store();
+        let master = MasterKey::generate();
+        let bot: keygate_core::Name = "bot1".parse().unwrap();
+        add_main_and_bot1(&mut store, &master);
+        store.connection().execute_batch(CLIENTS_V2).unwrap();
+        let rows = |store: &Store| -> Vec<Vec<rusqlite::types::Value>> {
+            let mut stmt = store
+                .connection()
+                .prepare("SELECT * FROM clients ORDER BY name")
+                .unwrap();
+            let rows = stmt
+                .query_map([], |r| {
+                    (0..r.as_ref().column_count()).map(|i| r.get(i)).collect()
+                })
+                .unwrap();
+            rows.map(Result::unwrap).collect()
+        };
+        let before = rows(&store);
+        let path = store.path().to_owned();
+        drop(store);
+        let mut store = Store::open(&path).unwrap();
+        store.upgrade_schema().unwrap();
+        assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+        assert_eq!(rows(&store), before);
+        store.client(&bot).unwrap().verify_record(&master).unwrap();
+        store.check_clients_seal(&master).unwrap();
+        let generation = store.generation().unwrap();
+        store.upgrade_schema().unwrap();
+        assert_eq!(store.generation().unwrap(), generation);
+        store
+            .transaction(|s| {
+                s.set_client_status(&bot, ClientStatus::Active, ClientStatus::Revoked, &master)?;
+                s.delete_account(&"main".parse().unwrap(), &master)
+            })
+            .unwrap();
+        assert_eq!(store.client(&bot).unwrap().status, ClientStatus::Revoked);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
     #[test]
     fn a_schema_newer_than_this_build_is_refused() {
         let (dir, store) = temp_store();
         store
             .connection()
-            .execute("UPDATE meta SET value = 3 WHERE key = 'schema_version'", [])
+            .execute("UPDATE meta SET value = 4 WHERE key = 'schema_version'", [])
             .unwrap();
         let path = store.path().to_owned();
         drop(store);

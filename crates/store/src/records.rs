@@ -472,6 +472,20 @@ impl Store {
         self.account_rows()?.into_iter().collect()
     }
 
+    /// The label of every account, rows that do not read included.
+    pub fn account_labels(&self) -> Result<Vec<String>, Error> {
+        let mut stmt = self
+            .connection()
+            .prepare("SELECT label FROM accounts ORDER BY label")
+            .map_err(|e| self.error(e))?;
+        let labels = stmt
+            .query_map([], |r| r.get(0))
+            .map_err(|e| self.error(e))?;
+        labels
+            .collect::<rusqlite::Result<Vec<String>>>()
+            .map_err(|e| self.error(e))
+    }
+
     /// Every account, each row read on its own: a row that does not decode is an error
     /// in its place and hides none of the others.
     pub fn account_rows(&self) -> Result<Vec<Result<Account, Error>>, Error> {
@@ -532,11 +546,16 @@ impl Store {
         Ok(())
     }
 
-    /// Deletes an account and, with it, every client bound to it.
+    /// Deletes an account. Its revoked clients stay, so that their keys are refused as
+    /// revoked and `client list` still shows them; any other row bound to it (one that
+    /// does not read, since the caller revokes those that do) is deleted with it.
     pub fn delete_account(&self, label: &Name, master: &MasterKey) -> Result<(), Error> {
         let sealed = self.check_clients_seal(master);
         self.connection()
-            .execute("DELETE FROM clients WHERE account = ?1", [label.as_str()])
+            .execute(
+                "DELETE FROM clients WHERE account = ?1 AND status != ?2",
+                params![label.as_str(), ClientStatus::Revoked.as_str()],
+            )
             .map_err(|e| self.error(e))?;
         let n = self
             .connection()

@@ -302,6 +302,7 @@ fn move_key(mut vault: Unlocked, how: &UnlockArgs, args: &MoveKeyArgs) -> anyhow
             .meta(META_CHECK)
             .context("reading the vault check value")?
             .context("the vault has no check value; the database is incomplete")?;
+        create_parent_dir(&path)?;
         vault
             .master
             .write_key_file(&path)
@@ -411,8 +412,6 @@ pub fn init(home: Home, how: &UnlockArgs, args: &InitArgs) -> anyhow::Result<()>
             home.dir.display()
         );
     }
-    create_private_dir(&home.dir)?;
-
     let hsm = args.hsm.key();
     if hsm.is_some()
         && (how.master_key_file.is_some()
@@ -443,6 +442,7 @@ pub fn init(home: Home, how: &UnlockArgs, args: &InitArgs) -> anyhow::Result<()>
                 MasterKey::from_key_file(&path)
                     .with_context(|| format!("using key file {}", path.display()))?
             } else {
+                create_parent_dir(&path)?;
                 MasterKey::create_key_file(&path)
                     .with_context(|| format!("creating key file {}", path.display()))?
             };
@@ -461,6 +461,7 @@ pub fn init(home: Home, how: &UnlockArgs, args: &InitArgs) -> anyhow::Result<()>
         }
     };
 
+    create_private_dir(&home.dir)?;
     let result = (|| {
         let store = Store::create(&db).context("creating the database")?;
         restrict_db_files(&db)?;
@@ -791,9 +792,24 @@ fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
     }
 }
 
+/// Creates `dir` and any missing parent, each owner-only (0700). A directory that exists
+/// is left as it is: `--home .` must not change the permissions of someone's project.
 fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
-    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    set_mode(dir, 0o700)
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder
+        .create(dir)
+        .with_context(|| format!("creating {}", dir.display()))
+}
+
+/// Creates the directory a new file at `path` goes in, as [`create_private_dir`] does.
+fn create_parent_dir(path: &Path) -> anyhow::Result<()> {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => create_private_dir(parent),
+        _ => Ok(()),
+    }
 }
 
 fn restrict_db_files(db: &Path) -> anyhow::Result<()> {

@@ -703,6 +703,35 @@ mod init {
             out.stderr
         );
         assert!(!kg.db().exists(), "a refused init left a database behind");
+        assert!(!kg.home().exists(), "a refused init left its home behind");
+    }
+
+    /// The README's first command names a key file in `~/.config/keygate`, which a fresh
+    /// machine does not have; and `--home` may name a directory that exists.
+    #[cfg(unix)]
+    #[test]
+    fn init_makes_the_key_files_directory_and_leaves_an_existing_home_as_it_is() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let kg = Kg::empty();
+        let config = kg.dir.path().join("dot-config");
+        let key = config.join("keygate").join("master.key");
+        kg.ok(&["init", "--master-key-file", key.to_str().unwrap()], "");
+        assert_eq!(mode(&key), 0o600);
+        assert_eq!(mode(&config.join("keygate")), 0o700);
+        assert_eq!(mode(&config), 0o700);
+        assert_eq!(mode(&kg.home()), 0o700);
+        kg.ok(&["account", "list"], "");
+
+        let kg = Kg::empty();
+        std::fs::create_dir(kg.home()).unwrap();
+        std::fs::set_permissions(kg.home(), std::fs::Permissions::from_mode(0o750)).unwrap();
+        kg.ok(
+            &["init", "--master-key-file", kg.key_file().to_str().unwrap()],
+            "",
+        );
+        assert_eq!(mode(&kg.home()), 0o750);
+        assert_eq!(mode(&kg.db()), 0o600);
     }
 
     #[test]

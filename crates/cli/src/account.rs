@@ -358,6 +358,17 @@ fn parse_upstream(url: &str) -> anyhow::Result<String> {
     if !parsed.username().is_empty() || parsed.password().is_some() {
         bail!("--upstream must not carry credentials");
     }
+    // The gateway sends real-key signatures in the clear only over loopback.
+    let host = parsed.host_str().unwrap_or_default();
+    let loopback = host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if parsed.scheme() == "http" && !loopback {
+        bail!("--upstream over plain http:// is allowed to a loopback host only; use https://");
+    }
     Ok(url.trim_end_matches('/').to_owned())
 }
 
@@ -379,7 +390,16 @@ mod tests {
             parse_upstream("http://127.0.0.1:9000/").ok().as_deref(),
             Some("http://127.0.0.1:9000")
         );
-        for bad in ["ftp://x", "not a url", "http://user:pw@host"] {
+        assert!(parse_upstream("http://[::1]:9000").is_ok());
+        assert!(parse_upstream("http://localhost:9000").is_ok());
+        assert!(parse_upstream("https://testnet.binance.vision").is_ok());
+        for bad in [
+            "ftp://x",
+            "not a url",
+            "http://user:pw@host",
+            "http://testnet.binance.vision",
+            "http://10.0.0.1:9000",
+        ] {
             assert!(parse_upstream(bad).is_err(), "{bad}");
         }
     }

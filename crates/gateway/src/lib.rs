@@ -781,6 +781,9 @@ fn query_suffix(query: &str) -> String {
 /// unknown, and the request is refused rather than credited to the proxy.
 fn source_ip(trusted: &[IpNet], peer: IpAddr, headers: &HeaderMap) -> Option<IpAddr> {
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
+    // An IPv4 peer of a dual-stack listener arrives as `::ffff:a.b.c.d`; allow lists
+    // name it in IPv4.
+    let peer = peer.to_canonical();
     if !is_trusted(&peer) {
         return Some(peer);
     }
@@ -790,7 +793,7 @@ fn source_ip(trusted: &[IpNet], peer: IpAddr, headers: &HeaderMap) -> Option<IpA
     }
     let mut source = peer;
     for hop in hops.iter().rev() {
-        source = hop.trim().parse().ok()?;
+        source = hop.trim().parse::<IpAddr>().ok()?.to_canonical();
         if !is_trusted(&source) {
             break;
         }
@@ -1055,5 +1058,11 @@ mod tests {
         assert_eq!(source("10.0.0.1", &["1.2.3.4, junk"]), None);
         assert_eq!(source("10.0.0.1", &["1.2.3.4:5678"]), None);
         assert_eq!(source("10.0.0.1", &["10.0.0.2, junk, 10.0.0.3"]), None);
+        // A dual-stack listener's IPv4 peers and hops are IPv4, as allow lists name them.
+        assert_eq!(source("::ffff:127.0.0.1", &[]), Some(ip("127.0.0.1")));
+        assert_eq!(
+            source("::ffff:10.0.0.1", &["::ffff:1.2.3.4"]),
+            Some(ip("1.2.3.4"))
+        );
     }
 }

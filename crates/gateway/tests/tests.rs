@@ -445,11 +445,22 @@ async fn public_market_data_passes_through_without_a_key() {
     .await;
     assert_eq!(status, 200);
     assert!(body["symbols"].is_array());
-    let seen = env.exchange.simulator().requests();
-    assert!(
-        seen.iter().all(|r| r.api_key.is_none()),
-        "no key on public calls"
+    // A bot that sends its key and other credentials along: none of them goes on.
+    let request = format!(
+        "GET /binance/api/v3/exchangeInfo HTTP/1.1\r\nHost: x\r\nX-MBX-APIKEY: {BOT_KEY}\r\n\
+         Authorization: Bearer bot-token\r\nCookie: session=bot\r\nConnection: close\r\n\r\n"
     );
+    let (status, body) = raw(env.gateway, request.as_bytes()).await;
+    assert_eq!(status, 200, "{body}");
+    let seen = env.exchange.simulator().received();
+    assert_eq!(seen.len(), 2);
+    for received in &seen {
+        assert_eq!(received.request.path, "/api/v3/exchangeInfo");
+        for header in ["x-mbx-apikey", "authorization", "cookie"] {
+            assert_eq!(received.header(header).count(), 0, "{header} was forwarded");
+        }
+        assert!(!format!("{:?}", received.headers).contains(BOT_KEY));
+    }
 }
 
 #[tokio::test]

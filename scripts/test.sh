@@ -1,26 +1,46 @@
 #!/usr/bin/env bash
 # Runs every test keygate has: the Rust workspace (unit, integration, doc tests) and the
 # end-to-end tests that drive the gateway with unmodified Python ccxt and python-binance.
-# Creates .venv with both from PyPI on first use (and again when .venv lacks one), and
-# installs SoftHSM2 (Debian's softhsm2, for the PKCS#11 master-key tests) when missing.
+# Creates .venv with both from PyPI, at the versions tests/requirements.txt pins, on first
+# use (and again when .venv holds other versions), and installs what is missing from
+# Debian: python3-venv, when python3 cannot make a virtual environment, and SoftHSM2
+# (softhsm2, for the PKCS#11 master-key tests).
 # Usage: bash scripts/test.sh [cargo test args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import ccxt, binance' 2>/dev/null; then
-    echo "==> creating .venv with ccxt and python-binance"
+# Installs Debian packages when missing and this runs as root; otherwise says what to install.
+apt_install() {
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "==> installing $*"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+    else
+        echo "missing: install $* (apt-get install $*) and run this again" >&2
+        exit 1
+    fi
+}
+
+# Whether .venv holds the versions the tests were written against (ccxt maps exchange
+# errors to its own exception classes, which the tests name): tests/requirements.txt.
+venv_is_current() {
+    [ -x .venv/bin/python ] && .venv/bin/python - 2>/dev/null <<'PY'
+import importlib.metadata, sys
+for line in open("tests/requirements.txt"):
+    name, _, version = line.strip().partition("==")
+    if name and importlib.metadata.version(name) != version:
+        sys.exit(1)
+PY
+}
+
+if ! venv_is_current; then
+    echo "==> creating .venv with $(tr '\n' ' ' < tests/requirements.txt)"
+    # Debian's python3 makes virtual environments only with python3-venv installed.
+    python3 -c 'import ensurepip' 2>/dev/null || apt_install python3-venv
+    rm -rf .venv
     python3 -m venv .venv
     .venv/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
 fi
-if ! command -v softhsm2-util >/dev/null 2>&1; then
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        echo "==> installing softhsm2"
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq softhsm2 >/dev/null
-    else
-        echo "SoftHSM2 is missing: install it (apt-get install softhsm2) and run this again" >&2
-        exit 1
-    fi
-fi
+command -v softhsm2-util >/dev/null 2>&1 || apt_install softhsm2
 # The PKCS#11 tests fail instead of skipping when SoftHSM2 cannot be found.
 export KEYGATE_REQUIRE_SOFTHSM=1
 export KEYGATE_TEST_PYTHON="$PWD/.venv/bin/python"

@@ -9,7 +9,7 @@ use anyhow::{bail, Context};
 use base64::Engine;
 use clap::{Args, Subcommand, ValueEnum};
 use ipnet::IpNet;
-use keygate_core::{ClientStatus, Name, Policy, Scope, Scopes, WithdrawalDestination};
+use keygate_core::{ClientStatus, Market, Name, Policy, Scope, Scopes, WithdrawalDestination};
 use keygate_store::{Client, ClientKeyMaterial, KeyType, NewClient};
 use keygate_vault::{redact, SecretString};
 use rand::distributions::{Alphanumeric, DistString};
@@ -96,8 +96,9 @@ pub struct PolicyArgs {
     /// loopback only when none is given.
     #[arg(long = "allow-ip", value_name = "CIDR")]
     pub allow_ip: Vec<String>,
-    /// Symbols the client may trade: exchange ids (BTCUSDT) or ccxt form (BTC/USDT);
-    /// `any` for no list.
+    /// Symbols the client may trade, each in one market: spot as exchange ids (BTCUSDT)
+    /// or ccxt form (BTC/USDT); futures in ccxt form (BTC/USDT:USDT, a USD-M perpetual)
+    /// or prefixed (usdm:BTCUSDT, coinm:BTCUSD_PERP); `any` for no list.
     #[arg(long, value_delimiter = ',')]
     pub symbols: Vec<String>,
     /// Largest quote notional of one order (`none` for no limit).
@@ -357,26 +358,51 @@ fn parse_net(s: &str) -> anyhow::Result<IpNet> {
     Ok(IpNet::from(addr))
 }
 
-/// `BTCUSDT`, `btcusdt`, `BTC/USDT`, `BTC/USDT:USDT` → `BTCUSDT`;
-/// `BTC/USDT:USDT-250328` → `BTCUSDT_250328` (a dated future).
+/// A symbol as the policy lists it ([`Market::listed_symbol`]): the market's id, prefixed
+/// with its market unless spot. `BTCUSDT`, `btcusdt`, `BTC/USDT` → `BTCUSDT` (spot);
+/// `BTC/USDT:USDT`, `usdm:BTCUSDT` → `usdm:BTCUSDT` (USD-M perpetual);
+/// `BTC/USDT:USDT-250328` → `usdm:BTCUSDT_250328` (dated); `BTC/USD:BTC` →
+/// `coinm:BTCUSD_PERP`.
 fn normalize_symbol(s: &str) -> anyhow::Result<String> {
     let s = s.trim();
-    let id = match s.split_once('/') {
-        Some((base, rest)) => {
-            let (quote, settle) = rest.split_once(':').unwrap_or((rest, ""));
-            let expiry = settle.split_once('-').map(|(_, e)| e);
-            match expiry {
-                Some(e) => format!("{base}{quote}_{e}"),
-                None => format!("{base}{quote}"),
+    let bad = || {
+        anyhow::anyhow!("--symbols {s:?} is not a symbol (use BTCUSDT, BTC/USDT or BTC/USDT:USDT)")
+    };
+    let (market, id) = match (s.split_once('/'), s.split_once(':')) {
+        // ccxt's unified form: BASE/QUOTE, or BASE/QUOTE:SETTLE[-EXPIRY] for futures.
+        (Some((base, rest)), _) => match rest.split_once(':') {
+            None => (Market::Spot, format!("{base}{rest}")),
+            Some((quote, settle)) => {
+                let (settle, expiry) = match settle.split_once('-') {
+                    Some((settle, expiry)) => (settle, Some(expiry)),
+                    None => (settle, None),
+                };
+                if settle.eq_ignore_ascii_case(quote) {
+                    let id = format!("{base}{quote}");
+                    let id = expiry.map_or_else(|| id.clone(), |e| format!("{id}_{e}"));
+                    (Market::Usdm, id)
+                } else if settle.eq_ignore_ascii_case(base) {
+                    let expiry = expiry.unwrap_or("PERP");
+                    (Market::Coinm, format!("{base}{quote}_{expiry}"))
+                } else {
+                    return Err(bad());
+                }
             }
+        },
+        (None, Some((prefix, id))) => {
+            let market = [Market::Usdm, Market::Coinm, Market::Spot]
+                .into_iter()
+                .find(|m| m.as_str().eq_ignore_ascii_case(prefix))
+                .ok_or_else(bad)?;
+            (market, id.to_owned())
         }
-        None => s.to_owned(),
+        (None, None) => (Market::Spot, s.to_owned()),
     };
     let id = id.to_ascii_uppercase();
     if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-        bail!("--symbols {s:?} is not a symbol (use BTCUSDT or BTC/USDT)");
+        return Err(bad());
     }
-    Ok(id)
+    Ok(market.listed_symbol(&id))
 }
 
 fn parse_notional(flag: &str, s: &str) -> anyhow::Result<Decimal> {
@@ -883,9 +909,29 @@ mod tests {
         assert_eq!(n("BTCUSDT").as_deref(), Some("BTCUSDT"));
         assert_eq!(n("ethusdt").as_deref(), Some("ETHUSDT"));
         assert_eq!(n("BTC/USDT").as_deref(), Some("BTCUSDT"));
-        assert_eq!(n("BTC/USDT:USDT").as_deref(), Some("BTCUSDT"));
-        assert_eq!(n("BTC/USDT:USDT-250328").as_deref(), Some("BTCUSDT_250328"));
-        for bad in ["", "BTC USDT", "../x", "BTC-USDT"] {
+        assert_eq!(n("spot:BTCUSDT").as_deref(), Some("BTCUSDT"));
+        // A futures symbol is listed in its market, never as the spot pair of its id.
+        assert_eq!(n("BTC/USDT:USDT").as_deref(), Some("usdm:BTCUSDT"));
+        assert_eq!(n("usdm:btcusdt").as_deref(), Some("usdm:BTCUSDT"));
+        assert_eq!(
+            n("BTC/USDT:USDT-250328").as_deref(),
+            Some("usdm:BTCUSDT_250328")
+        );
+        assert_eq!(n("BTC/USD:BTC").as_deref(), Some("coinm:BTCUSD_PERP"));
+        assert_eq!(
+            n("BTC/USD:BTC-250328").as_deref(),
+            Some("coinm:BTCUSD_250328")
+        );
+        for bad in [
+            "",
+            "BTC USDT",
+            "../x",
+            "BTC-USDT",
+            "BTC/USDT:ETH",
+            "margin:BTCUSDT",
+            "usdm:",
+            "usdm:BTC/USDT",
+        ] {
             assert!(normalize_symbol(bad).is_err(), "{bad:?} accepted");
         }
     }

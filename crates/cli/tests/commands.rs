@@ -1268,7 +1268,10 @@ mod client {
             p["allow_ips"],
             serde_json::json!(["10.0.0.7/32", "192.168.0.0/16", "2001:db8::1/128"])
         );
-        assert_eq!(p["symbols"], serde_json::json!(["BTCUSDT", "ETHUSDT"]));
+        assert_eq!(
+            p["symbols"],
+            serde_json::json!(["BTCUSDT", "ETHUSDT", "usdm:BTCUSDT"])
+        );
         assert_eq!(p["max_order_notional"], "5000");
         assert_eq!(p["max_daily_notional"], "20000.5");
         assert_eq!(p["rate_per_second"], 10);
@@ -1282,7 +1285,7 @@ mod client {
                 .unwrap()
                 .into_iter()
                 .collect::<Vec<_>>(),
-            ["BTCUSDT", "ETHUSDT"]
+            ["BTCUSDT", "ETHUSDT", "usdm:BTCUSDT"]
         );
         let days = (stored.expires_ms.unwrap() - stored.created_ms) / 86_400_000;
         assert_eq!(days, 30);

@@ -82,19 +82,62 @@ pub enum Side {
     Sell,
 }
 
+/// Which of an exchange's markets an order or a symbol-scoped call is in. One symbol id
+/// names different instruments in different markets: Binance's `BTCUSDT` is a spot pair
+/// and a USD-M perpetual, so a symbol list says which it means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Market {
+    /// Spot (and the spot symbols of wallet and margin reads).
+    Spot,
+    /// Futures margined and settled in the quote asset (Binance USD-M, `/fapi`).
+    Usdm,
+    /// Futures margined and settled in the base asset (Binance COIN-M, `/dapi`).
+    Coinm,
+}
+
+impl Market {
+    /// The lowercase name used in audit records and symbol lists.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Market::Spot => "spot",
+            Market::Usdm => "usdm",
+            Market::Coinm => "coinm",
+        }
+    }
+
+    /// How a client's symbol list names `symbol` in this market: a spot symbol bare
+    /// (`BTCUSDT`), any other prefixed with its market (`usdm:BTCUSDT`).
+    pub fn listed_symbol(self, symbol: &str) -> String {
+        match self {
+            Market::Spot => symbol.to_owned(),
+            market => format!("{}:{symbol}", market.as_str()),
+        }
+    }
+}
+
+impl fmt::Display for Market {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What one request would do at the exchange, with the parameters that policy looks at.
 ///
 /// Fields that do not apply to an action are `None`. Symbols use the exchange's own ids
-/// (`BTCUSDT`), upper case.
+/// (`BTCUSDT`), upper case, and `market` says which market the id is in.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Action {
     /// The class of the call.
     pub kind: ActionKind,
     /// `METHOD /native/path`, for audit records and error messages.
     pub endpoint: String,
-    /// The market, for orders and symbol-scoped reads.
+    /// The market's symbol, for orders and symbol-scoped reads.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub symbol: Option<String>,
+    /// The market `symbol` is in; `None` where the adapter cannot tell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub market: Option<Market>,
     /// Buy or sell, for orders.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub side: Option<Side>,
@@ -140,12 +183,23 @@ impl Action {
             .map(|address| WithdrawalDestination::text(address, self.address_tag.as_deref()))
     }
 
+    /// The symbol as a client's symbol list names it ([`Market::listed_symbol`]):
+    /// `BTCUSDT` on spot, `usdm:BTCUSDT` on USD-M. Bare when the market is not known.
+    pub fn listed_symbol(&self) -> Option<String> {
+        let symbol = self.symbol.as_deref()?;
+        Some(match self.market {
+            Some(market) => market.listed_symbol(symbol),
+            None => symbol.to_owned(),
+        })
+    }
+
     /// An action of `kind` at `endpoint` with no parameters.
     pub fn new(kind: ActionKind, endpoint: impl Into<String>) -> Action {
         Action {
             kind,
             endpoint: endpoint.into(),
             symbol: None,
+            market: None,
             side: None,
             order_type: None,
             client_order_id: None,

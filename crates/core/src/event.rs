@@ -63,7 +63,9 @@ pub struct RequestEvent {
     pub path: String,
     /// The classified action.
     pub action: ActionKind,
-    /// Symbol, for orders.
+    /// Symbol, for orders and symbol-scoped reads, as symbol lists name it
+    /// ([`Action::listed_symbol`](crate::Action::listed_symbol)): `BTCUSDT` on spot,
+    /// `usdm:BTCUSDT` on USD-M futures.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub symbol: Option<String>,
     /// Side, for orders.

@@ -14,7 +14,7 @@ use std::ops::Range;
 use ed25519_dalek::{Signature, Verifier};
 use hmac::{Hmac, Mac};
 use http::HeaderMap;
-use keygate_core::{Action, ActionKind, Exchange, Side, WithdrawalDestination};
+use keygate_core::{Action, ActionKind, Exchange, Market, Side, WithdrawalDestination};
 use rust_decimal::Decimal;
 use sha2::Sha256;
 
@@ -327,6 +327,7 @@ impl SignedRequest {
             ActionKind::Trade if path.ends_with("/batchOrders") => {}
             ActionKind::Trade | ActionKind::Cancel | ActionKind::Read => {
                 action.symbol = self.param("symbol").map(str::to_ascii_uppercase);
+                action.market = market(path);
                 action.side = match self.param("side") {
                     Some(s) if s.eq_ignore_ascii_case("BUY") => Some(Side::Buy),
                     Some(s) if s.eq_ignore_ascii_case("SELL") => Some(Side::Sell),
@@ -850,6 +851,18 @@ fn classify_endpoint(method: &str, path: &str) -> ActionKind {
     }
 }
 
+/// The market a path's symbol is in: spot for the spot and wallet APIs, USD-M for
+/// `/fapi`, COIN-M for `/dapi`; `None` for hosts whose symbols keygate does not tell apart.
+fn market(path: &str) -> Option<Market> {
+    let api = path.split('/').nth(1)?;
+    match api {
+        "api" | "sapi" => Some(Market::Spot),
+        "fapi" => Some(Market::Usdm),
+        "dapi" => Some(Market::Coinm),
+        _ => None,
+    }
+}
+
 /// Splits `/api/v3/order` into (`/api/v3`, `order`); `/futures/data/x` into
 /// (`/futures/data`, `x`).
 fn split_version(path: &str) -> Option<(&str, &str)> {
@@ -1233,6 +1246,21 @@ mod tests {
         let (path, query) = Binance.order_history("LTCBTC", 1, 2);
         assert_eq!(path, "/api/v3/allOrders");
         assert_eq!(query, "symbol=LTCBTC&startTime=1&endTime=2&limit=1000");
+    }
+
+    #[test]
+    fn an_orders_market_follows_its_api() {
+        let req = SignedRequest::parse("symbol=btcusdt&side=BUY&type=MARKET", b"", None).unwrap();
+        let listed = |path| req.classify("POST", path).listed_symbol();
+        assert_eq!(listed("/api/v3/order").as_deref(), Some("BTCUSDT"));
+        assert_eq!(listed("/fapi/v1/order").as_deref(), Some("usdm:BTCUSDT"));
+        assert_eq!(
+            req.classify("GET", "/fapi/v1/openOrders").market,
+            Some(Market::Usdm)
+        );
+        assert_eq!(market("/dapi/v1/order"), Some(Market::Coinm));
+        assert_eq!(market("/sapi/v1/margin/myTrades"), Some(Market::Spot));
+        assert_eq!(market("/papi/v1/um/order"), None);
     }
 
     #[test]

@@ -874,7 +874,7 @@ impl<'a> Audit<'a> {
                 method: std::mem::take(&mut self.method),
                 path: std::mem::take(&mut self.path),
                 action: action.kind,
-                symbol: action.symbol,
+                symbol: action.listed_symbol(),
                 side: action.side,
                 client_order_id: action.client_order_id,
                 notional: self.notional,

@@ -508,6 +508,19 @@ async fn orders_inside_policy_are_forwarded_and_outside_are_not() {
         let msg = body["msg"].as_str().unwrap();
         assert!(msg.starts_with("keygate: ") && msg.contains(why), "{msg}");
     }
+    // The spot symbol BTCUSDT on the list is not the USD-M perpetual of the same id.
+    let (status, body) = post(
+        &env,
+        "/fapi/v1/order",
+        "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.001&price=50000",
+    )
+    .await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(
+        body["msg"],
+        "keygate: symbol usdm:BTCUSDT is not allowed for client bot1"
+    );
+    assert_eq!(exchange_saw(&env, "/fapi/v1/order"), 0);
     // The orders of a batch are a JSON list keygate does not read: top-level parameters
     // do not vouch for them.
     let (status, body) = post(

@@ -200,15 +200,28 @@ impl Decider {
             if matches!(action.kind, ActionKind::Trade | ActionKind::Cancel)
                 || action.symbol.is_some()
             {
-                match &action.symbol {
-                    Some(s) if allowed.contains(s) => {}
-                    Some(s) => {
+                // A symbol is allowed in the market the list names it in only: `BTCUSDT`
+                // on spot, `usdm:BTCUSDT` on USD-M. A symbol whose market the adapter
+                // cannot tell is allowed in none.
+                match (action.listed_symbol(), action.market) {
+                    (Some(s), Some(_)) if allowed.contains(&s) => {}
+                    (Some(s), Some(_)) => {
                         return deny(
                             Rule::Symbol,
                             format!("symbol {s} is not allowed for client {client}"),
                         )
                     }
-                    None => {
+                    (Some(s), None) => {
+                        return deny(
+                            Rule::Symbol,
+                            format!(
+                                "the market of symbol {s} at {} is not known; client {client} \
+                                 is limited to a symbol list",
+                                action.endpoint
+                            ),
+                        )
+                    }
+                    (None, _) => {
                         return deny(
                             Rule::Symbol,
                             format!(
@@ -393,7 +406,7 @@ fn deny(rule: Rule, message: String) -> Result<(), Denial> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use keygate_core::{Scope, Scopes};
+    use keygate_core::{Market, Scope, Scopes};
 
     fn trading_policy() -> Policy {
         Policy {
@@ -409,7 +422,63 @@ mod tests {
     fn order(symbol: &str) -> Action {
         let mut a = Action::new(ActionKind::Trade, "POST /api/v3/order");
         a.symbol = Some(symbol.to_owned());
+        a.market = Some(Market::Spot);
         a
+    }
+
+    fn futures_order(symbol: &str) -> Action {
+        let mut a = Action::new(ActionKind::Trade, "POST /fapi/v1/order");
+        a.symbol = Some(symbol.to_owned());
+        a.market = Some(Market::Usdm);
+        a
+    }
+
+    /// A regression test: `--symbols BTC/USDT` listed `BTCUSDT`, which also let the
+    /// client open leveraged USD-M positions in the perpetual of the same id.
+    #[test]
+    fn a_symbol_is_allowed_in_the_market_it_is_listed_in_only() {
+        let d = Decider::new();
+        let spot_only = Policy {
+            max_order_notional: None,
+            max_daily_notional: None,
+            rate_per_second: None,
+            ..trading_policy()
+        };
+        let spot = order("BTCUSDT");
+        let futures = futures_order("BTCUSDT");
+        assert_eq!(rule(d.decide(&request(&spot_only, &spot, None, 0))), None);
+        let denied = d.decide(&request(&spot_only, &futures, None, 0));
+        match denied {
+            Decision::Deny(denial) => {
+                assert_eq!(denial.rule, Rule::Symbol);
+                assert!(
+                    denial.message.contains("usdm:BTCUSDT"),
+                    "{}",
+                    denial.message
+                );
+            }
+            Decision::Allow => panic!("a spot listing allowed a futures order"),
+        }
+
+        let futures_only = Policy {
+            symbols: Some(["usdm:BTCUSDT".to_owned()].into_iter().collect()),
+            ..spot_only.clone()
+        };
+        assert_eq!(
+            rule(d.decide(&request(&futures_only, &futures, None, 0))),
+            None
+        );
+        assert_eq!(
+            rule(d.decide(&request(&futures_only, &spot, None, 0))),
+            Some(Rule::Symbol)
+        );
+        // A symbol whose market the adapter could not tell is allowed in none.
+        let mut unknown_market = spot.clone();
+        unknown_market.market = None;
+        assert_eq!(
+            rule(d.decide(&request(&spot_only, &unknown_market, None, 0))),
+            Some(Rule::Symbol)
+        );
     }
 
     fn request<'a>(

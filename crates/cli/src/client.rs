@@ -9,7 +9,9 @@ use anyhow::{bail, Context};
 use base64::Engine;
 use clap::{Args, Subcommand, ValueEnum};
 use ipnet::IpNet;
-use keygate_core::{ClientStatus, Market, Name, Policy, Scope, Scopes, WithdrawalDestination};
+use keygate_core::{
+    is_quoted_in, ClientStatus, Market, Name, Policy, Scope, Scopes, WithdrawalDestination,
+};
 use keygate_store::{Client, ClientKeyMaterial, KeyType, NewClient};
 use keygate_vault::{redact, SecretString};
 use rand::distributions::{Alphanumeric, DistString};
@@ -23,6 +25,8 @@ use crate::output::{print_json, print_table, rfc3339};
 const KEY_LEN: usize = 64;
 /// Where `keygate serve` listens by default; used in the printed ccxt snippet.
 const DEFAULT_GATEWAY: &str = "http://127.0.0.1:8080";
+/// What notional limits count in when `--notional-asset` is not given.
+const DEFAULT_NOTIONAL_ASSET: &str = "USDT";
 
 /// `keygate client …`
 #[derive(Subcommand, Debug)]
@@ -107,6 +111,10 @@ pub struct PolicyArgs {
     /// Largest quote notional of all orders in one UTC day (`none` for no limit).
     #[arg(long, value_name = "N")]
     pub max_daily_notional: Option<String>,
+    /// The asset the notional limits count in; orders in symbols quoted in another are
+    /// denied while a limit applies. USDT when a limit is set without it.
+    #[arg(long, value_name = "ASSET")]
+    pub notional_asset: Option<String>,
     /// Requests per second (`10/s` or `10`; `none` for no limit).
     #[arg(long, value_name = "N/s")]
     pub rate: Option<String>,
@@ -297,6 +305,37 @@ impl PolicyArgs {
         if let Some(n) = &self.max_daily_notional {
             policy.max_daily_notional =
                 unless_none(n, |n| parse_notional("--max-daily-notional", n))?;
+        }
+        if let Some(asset) = &self.notional_asset {
+            let asset = asset.trim().to_ascii_uppercase();
+            if asset.is_empty() || !asset.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                bail!("--notional-asset {asset:?} is not an asset code (USDT, BTC)");
+            }
+            policy.notional_asset = Some(asset);
+        }
+        let limited = policy.max_order_notional.is_some() || policy.max_daily_notional.is_some();
+        let limits_given = self.max_order_notional.is_some() || self.max_daily_notional.is_some();
+        if limited && limits_given && policy.notional_asset.is_none() {
+            policy.notional_asset = Some(DEFAULT_NOTIONAL_ASSET.to_owned());
+        }
+        if let (true, Some(asset), Some(symbols)) =
+            (limited, &policy.notional_asset, &policy.symbols)
+        {
+            let elsewhere: Vec<&str> = symbols
+                .iter()
+                .map(String::as_str)
+                // A listed symbol is `ID` or `MARKET:ID`.
+                .filter(|listed| !is_quoted_in(listed.rsplit(':').next().unwrap_or(listed), asset))
+                .collect();
+            if !elsewhere.is_empty() {
+                bail!(
+                    "the notional limits count in {asset}, and {} not quoted in it: every order \
+                     in {} would be denied; list symbols quoted in {asset}, or pass \
+                     --notional-asset",
+                    elsewhere.join(", "),
+                    if elsewhere.len() == 1 { "it" } else { "them" }
+                );
+            }
         }
         if let Some(rate) = &self.rate {
             policy.rate_per_second = unless_none(rate, parse_rate)?;
@@ -650,13 +689,17 @@ fn show(vault: &Unlocked, args: &ShowArgs) -> anyhow::Result<()> {
             |s| s.iter().cloned().collect::<Vec<_>>().join(",")
         )
     );
+    let in_asset = |d: Decimal| match &p.notional_asset {
+        Some(asset) => format!("{d} {asset}"),
+        None => format!("{d} (in each symbol's quote asset)"),
+    };
     println!(
         "max order notional: {}",
-        opt(p.max_order_notional.map(|d| d.to_string()))
+        opt(p.max_order_notional.map(in_asset))
     );
     println!(
         "max daily notional: {}",
-        opt(p.max_daily_notional.map(|d| d.to_string()))
+        opt(p.max_daily_notional.map(in_asset))
     );
     println!(
         "rate:               {}",

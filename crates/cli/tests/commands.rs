@@ -1234,6 +1234,45 @@ mod client {
         );
     }
 
+    /// Notional limits are in one asset: a listed symbol quoted in another is refused
+    /// when the client is issued, rather than every one of its orders later.
+    #[test]
+    fn notional_limits_name_their_asset_and_refuse_symbols_quoted_in_another() {
+        let kg = Kg::with_key_file();
+        kg.add_account("main", REAL_KEY, REAL_SECRET);
+        let issue = |name: &str, extra: &[&str]| {
+            let mut args = vec![
+                "client",
+                "issue",
+                "--account",
+                "main",
+                "--name",
+                name,
+                "--scope",
+                "read,trade",
+                "--max-order-notional",
+                "500",
+                "--json",
+            ];
+            args.extend(extra);
+            kg.run(&args, "")
+        };
+        let refused = issue("bot1", &["--symbols", "BTC/USDT,ETHBTC"]);
+        assert_eq!(refused.code, 2, "{refused:?}");
+        assert!(
+            refused
+                .stderr
+                .contains("count in USDT, and ETHBTC not quoted in it"),
+            "{}",
+            refused.stderr
+        );
+        let in_btc = issue("bot1", &["--symbols", "ETHBTC", "--notional-asset", "btc"]);
+        assert_eq!(in_btc.code, 0, "{in_btc:?}");
+        assert_eq!(in_btc.json()["policy"]["notional_asset"], "BTC");
+        let shown = kg.ok(&["client", "show", "bot1"], "").stdout;
+        assert!(shown.contains("max order notional: 500 BTC"), "{shown}");
+    }
+
     #[test]
     fn issue_options_become_the_policy() {
         let kg = Kg::with_key_file();
@@ -1274,6 +1313,10 @@ mod client {
         );
         assert_eq!(p["max_order_notional"], "5000");
         assert_eq!(p["max_daily_notional"], "20000.5");
+        assert_eq!(
+            p["notional_asset"], "USDT",
+            "limits count in USDT unless told"
+        );
         assert_eq!(p["rate_per_second"], 10);
         // What is stored, not just what was printed.
         let store = keygate_store::Store::open(&kg.db()).unwrap();

@@ -116,6 +116,14 @@ impl Market {
     }
 }
 
+/// Whether the symbol id `symbol` is quoted in `asset`: the id, less a dated future's
+/// `_EXPIRY`, ends with the asset after a base of its own. Adapters give ids as base and
+/// quote run together, as Binance writes them (`ETHBTC`, `BTCUSDT_250328`).
+pub fn is_quoted_in(symbol: &str, asset: &str) -> bool {
+    let pair = symbol.split_once('_').map_or(symbol, |(pair, _)| pair);
+    !asset.is_empty() && pair.len() > asset.len() && pair.ends_with(asset)
+}
+
 impl fmt::Display for Market {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -193,6 +201,13 @@ impl Action {
         })
     }
 
+    /// Whether the symbol is quoted in `asset` ([`is_quoted_in`]); `false` without one.
+    pub fn is_quoted_in(&self, asset: &str) -> bool {
+        self.symbol
+            .as_deref()
+            .is_some_and(|symbol| is_quoted_in(symbol, asset))
+    }
+
     /// An action of `kind` at `endpoint` with no parameters.
     pub fn new(kind: ActionKind, endpoint: impl Into<String>) -> Action {
         Action {
@@ -255,6 +270,18 @@ mod tests {
             quote_quantity: quote.map(Decimal::from),
             ..Action::new(ActionKind::Trade, "POST /api/v3/order")
         }
+    }
+
+    #[test]
+    fn a_symbol_is_quoted_in_the_asset_its_id_ends_with() {
+        assert!(is_quoted_in("BTCUSDT", "USDT"));
+        assert!(is_quoted_in("ETHBTC", "BTC"));
+        assert!(is_quoted_in("BTCUSDT_250328", "USDT"));
+        assert!(!is_quoted_in("ETHBTC", "USDT"));
+        assert!(!is_quoted_in("BTCUSDT", "USD"));
+        assert!(!is_quoted_in("USDT", "USDT"), "no base");
+        assert!(!is_quoted_in("BTCUSDT", ""));
+        assert!(!Action::new(ActionKind::Trade, "").is_quoted_in("USDT"));
     }
 
     #[test]

@@ -26,7 +26,7 @@ mod listed;
 mod name;
 mod policy;
 
-pub use action::{Action, ActionKind, Market, Side};
+pub use action::{is_quoted_in, Action, ActionKind, Market, Side};
 pub use event::{AdminEvent, Event, EventBody, Outcome, OutcomeEvent, RequestEvent};
 pub use listed::{ExchangeOrder, ExchangeWithdrawal};
 pub use name::Name;

@@ -106,6 +106,13 @@ pub struct Policy {
     pub max_order_notional: Option<Decimal>,
     /// Largest quote notional of all orders in one UTC day.
     pub max_daily_notional: Option<Decimal>,
+    /// The asset the notional limits count in (`USDT`). An order's notional is in its
+    /// symbol's quote asset, so while a limit applies, an order in a symbol quoted in
+    /// another asset is denied ([`Action::is_quoted_in`](crate::Action::is_quoted_in)).
+    /// `None` in policies made before keygate asked for it: limits then count each
+    /// symbol's own quote asset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notional_asset: Option<String>,
     /// Requests per second.
     pub rate_per_second: Option<u32>,
     /// Where the client may withdraw to; a withdrawal anywhere else is denied, and with
@@ -131,6 +138,7 @@ impl Default for Policy {
             symbols: None,
             max_order_notional: None,
             max_daily_notional: None,
+            notional_asset: None,
             rate_per_second: None,
             withdrawal_addresses: BTreeSet::new(),
             max_daily_withdrawal: BTreeMap::new(),

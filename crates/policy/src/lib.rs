@@ -235,6 +235,17 @@ impl Decider {
         }
         let limited = policy.max_order_notional.is_some() || policy.max_daily_notional.is_some();
         let notional = if action.kind == ActionKind::Trade && limited {
+            if let (Some(asset), Some(symbol)) = (&policy.notional_asset, &action.symbol) {
+                if !action.is_quoted_in(asset) {
+                    return deny(
+                        Rule::OrderNotional,
+                        format!(
+                            "symbol {symbol} is not quoted in {asset}, the asset of the \
+                             notional limits of client {client}"
+                        ),
+                    );
+                }
+            }
             match r.notional {
                 // A negative or zero notional (a negative quantity or price) would lower
                 // the day's total instead of adding to it.
@@ -431,6 +442,46 @@ mod tests {
         a.symbol = Some(symbol.to_owned());
         a.market = Some(Market::Usdm);
         a
+    }
+
+    /// A regression test: with no symbol list, `--max-order-notional 500` (meant as 500
+    /// USDT) let a client place an order of 500 BTC on ETHBTC.
+    #[test]
+    fn notional_limits_hold_only_symbols_quoted_in_their_asset() {
+        let d = Decider::new();
+        let limited = Policy {
+            symbols: None,
+            notional_asset: Some("USDT".to_owned()),
+            ..trading_policy()
+        };
+        let n = Some(Decimal::from(400));
+        let in_btc = order("ETHBTC");
+        match d.decide(&request(&limited, &in_btc, n, 0)) {
+            Decision::Deny(denial) => {
+                assert_eq!(denial.rule, Rule::OrderNotional);
+                assert!(
+                    denial.message.contains("not quoted in USDT"),
+                    "{}",
+                    denial.message
+                );
+            }
+            Decision::Allow => panic!("an order in BTC passed a USDT limit"),
+        }
+        assert_eq!(
+            rule(d.decide(&request(&limited, &order("ETHUSDT"), n, 0))),
+            None
+        );
+        assert_eq!(
+            rule(d.decide(&request(&limited, &futures_order("BTCUSDT_250328"), n, 0))),
+            None
+        );
+        // Without a limit, the asset bounds nothing.
+        let unlimited = Policy {
+            max_order_notional: None,
+            max_daily_notional: None,
+            ..limited.clone()
+        };
+        assert_eq!(rule(d.decide(&request(&unlimited, &in_btc, n, 0))), None);
     }
 
     /// A regression test: `--symbols BTC/USDT` listed `BTCUSDT`, which also let the

@@ -29,67 +29,123 @@ impl Filter {
         match (self.allowed, &event.body) {
             (None, _) => true,
             (Some(want), EventBody::Request(r)) => r.allowed == want,
-            (Some(_), _) => false,
+            // An outcome is written only for a request that was allowed and forwarded:
+            // what became of an allowed trade or withdrawal is part of its story.
+            (Some(want), EventBody::Outcome(_)) => want,
+            (Some(_), EventBody::Admin(_)) => false,
         }
     }
 }
+
+/// The CSV columns, in order. Columns added later go at the end, so that a reader of an
+/// earlier export's columns reads a later one.
+const CSV_COLUMNS: &[&str] = &[
+    "seq",
+    "ts_ms",
+    "type",
+    "client",
+    "account",
+    "source_ip",
+    "method",
+    "path",
+    "action",
+    "symbol",
+    "notional",
+    "allowed",
+    "rule",
+    "upstream_status",
+    "latency_us",
+    "outcome",
+    "change",
+    "target",
+    "actor",
+    "request_id",
+    "exchange",
+    "side",
+    "client_order_id",
+    "amount",
+    "asset",
+    "destination",
+    "message",
+    "order_ids",
+];
 
 /// The CSV header matching [`csv_line`].
-pub fn csv_header() -> &'static str {
-    "seq,ts_ms,type,client,account,source_ip,method,path,action,symbol,notional,allowed,rule,upstream_status,latency_us,outcome,change,target,actor"
+pub fn csv_header() -> String {
+    CSV_COLUMNS.join(",")
 }
 
-/// One event as a CSV line (RFC 4180 quoting).
+/// One event as a CSV line (RFC 4180 quoting). A request and its outcome share their
+/// `request_id`; an outcome's is in `target` too, where earlier exports put it.
 pub fn csv_line(seq: u64, event: &Event) -> String {
-    let mut f: Vec<String> = vec![seq.to_string(), event.ts_ms.to_string()];
-    let s = |v: Option<&str>| v.unwrap_or("").to_owned();
-    let j = |v: &dyn erased::ToJson| v.json();
+    let mut row = vec![String::new(); CSV_COLUMNS.len()];
+    let mut set = |column: &str, value: String| match CSV_COLUMNS.iter().position(|c| *c == column)
+    {
+        Some(i) => row[i] = value,
+        None => debug_assert!(false, "no CSV column {column}"),
+    };
+    set("seq", seq.to_string());
+    set("ts_ms", event.ts_ms.to_string());
     match &event.body {
-        EventBody::Request(r) => f.extend([
-            "request".into(),
-            s(r.client.as_deref()),
-            s(r.account.as_deref()),
-            r.source_ip.clone(),
-            r.method.clone(),
-            r.path.clone(),
-            r.action.as_str().into(),
-            s(r.symbol.as_deref()),
-            r.notional.map(|n| n.to_string()).unwrap_or_default(),
-            r.allowed.to_string(),
-            r.rule.map(|x| x.as_str().to_owned()).unwrap_or_default(),
-            r.upstream_status.map(|x| x.to_string()).unwrap_or_default(),
-            r.latency_us.map(|x| x.to_string()).unwrap_or_default(),
-            j(&r.outcome),
-            String::new(),
-            String::new(),
-            String::new(),
-        ]),
-        EventBody::Outcome(o) => f.extend([
-            "outcome".into(),
-            s(o.client.as_deref()),
-            String::new(),
-            String::new(),
-            String::new(),
-            String::new(),
-            String::new(),
-            String::new(),
-            String::new(),
-            String::new(),
-            String::new(),
-            o.upstream_status.map(|x| x.to_string()).unwrap_or_default(),
-            o.latency_us.to_string(),
-            j(&o.outcome),
-            String::new(),
-            o.request_id.clone(),
-            String::new(),
-        ]),
+        EventBody::Request(r) => {
+            set("type", "request".into());
+            set("client", shown(r.client.as_deref()));
+            set("account", shown(r.account.as_deref()));
+            set("source_ip", r.source_ip.clone());
+            set("method", r.method.clone());
+            set("path", r.path.clone());
+            set("action", r.action.as_str().into());
+            set("symbol", shown(r.symbol.as_deref()));
+            set("notional", shown(r.notional));
+            set("allowed", r.allowed.to_string());
+            set(
+                "rule",
+                r.rule.map(|x| x.as_str().to_owned()).unwrap_or_default(),
+            );
+            set("upstream_status", shown(r.upstream_status));
+            set("latency_us", shown(r.latency_us));
+            set("outcome", json_text(&r.outcome));
+            set("request_id", r.request_id.clone());
+            set("exchange", r.exchange.clone());
+            set("side", r.side.as_ref().map(json_text).unwrap_or_default());
+            set("client_order_id", shown(r.client_order_id.as_deref()));
+            set("amount", shown(r.amount));
+            set("asset", shown(r.asset.as_deref()));
+            set("destination", shown(r.destination.as_deref()));
+            set("message", shown(r.message.as_deref()));
+        }
+        EventBody::Outcome(o) => {
+            set("type", "outcome".into());
+            set("client", shown(o.client.as_deref()));
+            set("upstream_status", shown(o.upstream_status));
+            set("latency_us", o.latency_us.to_string());
+            set("outcome", json_text(&o.outcome));
+            set("target", o.request_id.clone());
+            set("request_id", o.request_id.clone());
+            set("order_ids", o.order_ids.join(" "));
+        }
         EventBody::Admin(a) => {
-            f.extend(["admin".into(), s(event.client())]);
-            f.extend(std::iter::repeat_n(String::new(), 12));
-            f.extend([a.change.clone(), a.target.clone(), a.actor.clone()]);
+            set("type", "admin".into());
+            set("client", event.client().unwrap_or_default().to_owned());
+            set("change", a.change.clone());
+            set("target", a.target.clone());
+            set("actor", a.actor.clone());
         }
     }
-    f.iter().map(|v| quote(v)).collect::<Vec<_>>().join(",")
+    row.iter().map(|v| quote(v)).collect::<Vec<_>>().join(",")
+}
+
+/// A value that may be missing, as text; empty when it is.
+fn shown<T: ToString>(value: Option<T>) -> String {
+    value.map(|v| v.to_string()).unwrap_or_default()
+}
+
+/// A value shown by its JSON string form (`answered`, `buy`).
+fn json_text<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
 }
 
 /// One CSV cell. A cell a spreadsheet would take for a formula (it starts with `=`, `+`,
@@ -110,26 +166,10 @@ fn quote(v: &str) -> String {
     }
 }
 
-mod erased {
-    /// A value shown in CSV by its JSON string form.
-    pub trait ToJson {
-        fn json(&self) -> String;
-    }
-
-    impl<T: serde::Serialize> ToJson for T {
-        fn json(&self) -> String {
-            serde_json::to_value(self)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default()
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use keygate_core::{ActionKind, AdminEvent, Outcome, OutcomeEvent, RequestEvent};
+    use keygate_core::{ActionKind, AdminEvent, Outcome, OutcomeEvent, RequestEvent, Side};
 
     #[test]
     fn cells_a_spreadsheet_would_evaluate_stay_text() {
@@ -153,12 +193,12 @@ mod tests {
             path: "/api/v3/account".into(),
             action: ActionKind::Read,
             symbol: None,
-            side: None,
+            side: Some(Side::Buy),
             client_order_id: None,
             notional: None,
             amount: None,
             asset: None,
-            destination: None,
+            destination: Some("bc1qdest/7".into()),
             allowed: true,
             rule: None,
             message: None,
@@ -172,7 +212,7 @@ mod tests {
             upstream_status: Some(200),
             latency_us: 5,
             outcome: Outcome::Answered,
-            order_ids: Vec::new(),
+            order_ids: vec!["11".into(), "12".into()],
         });
         let admin = EventBody::Admin(AdminEvent {
             actor: "cli".into(),
@@ -180,10 +220,44 @@ mod tests {
             target: "bot1, \"x\"".into(),
             detail: serde_json::Value::Null,
         });
-        for body in [request, outcome, admin] {
-            let line = csv_line(1, &Event { ts_ms: 1, body });
+        let lines: Vec<String> = [request, outcome, admin]
+            .into_iter()
+            .map(|body| csv_line(1, &Event { ts_ms: 1, body }))
+            .collect();
+        for line in &lines {
             let naive = line.replace("\"bot1, \"\"x\"\"\"", "target");
             assert_eq!(naive.split(',').count(), columns, "{line}");
         }
+        // A request and its outcome join on request_id; a withdrawal's destination is there.
+        let cell = |line: &str, column: &str| {
+            let i = CSV_COLUMNS.iter().position(|c| *c == column).unwrap();
+            line.split(',').nth(i).unwrap().to_owned()
+        };
+        assert_eq!(cell(&lines[0], "request_id"), "r1");
+        assert_eq!(cell(&lines[1], "request_id"), "r1");
+        assert_eq!(cell(&lines[0], "destination"), "bc1qdest/7");
+        assert_eq!(cell(&lines[0], "side"), "buy");
+        assert_eq!(cell(&lines[1], "order_ids"), "11 12");
+    }
+
+    #[test]
+    fn allowed_requests_keep_their_outcomes() {
+        let outcome = Event {
+            ts_ms: 1,
+            body: EventBody::Outcome(OutcomeEvent {
+                request_id: "r1".into(),
+                client: Some("bot1".into()),
+                upstream_status: None,
+                latency_us: 5,
+                outcome: Outcome::Unknown,
+                order_ids: Vec::new(),
+            }),
+        };
+        let decision = |allowed| Filter {
+            allowed: Some(allowed),
+            ..Filter::default()
+        };
+        assert!(decision(true).matches(&outcome));
+        assert!(!decision(false).matches(&outcome));
     }
 }

@@ -67,7 +67,7 @@ pub struct FilterArgs {
     /// Only events from this long ago (`1h`, `7d`).
     #[arg(long, value_name = "DURATION")]
     pub since: Option<String>,
-    /// Only requests that were allowed or denied.
+    /// Only requests that were allowed (with what became of them upstream) or denied.
     #[arg(long, value_enum)]
     pub decision: Option<DecisionArg>,
 }

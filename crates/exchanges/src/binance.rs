@@ -836,6 +836,10 @@ fn classify_endpoint(method: &str, path: &str) -> ActionKind {
         // USD-M and COIN-M futures.
         ("GET", "/fapi/v1" | "/dapi/v1", p) if FUTURES_PUBLIC.contains(&p) => Public,
         ("GET", "/futures/data", _) => Public,
+        ("GET", "/fapi/v2", "ticker/price") => Public,
+        // Options and portfolio margin: market data only; their private calls are unknown.
+        ("GET", "/eapi/v1", p) if OPTIONS_PUBLIC.contains(&p) => Public,
+        ("GET", "/papi/v1", "ping") => Public,
         ("GET", "/fapi/v2" | "/fapi/v3", "account" | "balance" | "positionRisk") => Read,
         ("GET", "/fapi/v1", p) if FAPI_READ.contains(&p) => Read,
         ("POST" | "PUT", "/fapi/v1", "order" | "batchOrders") => Trade,
@@ -971,6 +975,22 @@ const FUTURES_PUBLIC: &[&str] = &[
     "ticker/price",
     "ticker/bookTicker",
     "openInterest",
+];
+
+const OPTIONS_PUBLIC: &[&str] = &[
+    "ping",
+    "time",
+    "exchangeInfo",
+    "depth",
+    "trades",
+    "historicalTrades",
+    "klines",
+    "mark",
+    "ticker",
+    "index",
+    "exerciseHistory",
+    "openInterest",
+    "blockTrades",
 ];
 
 const FAPI_READ: &[&str] = &[
@@ -1418,6 +1438,28 @@ mod tests {
             classify_endpoint("POST", "/fapi/v1/order"),
             ActionKind::Trade
         );
+        // Every host's market data (what ccxt's fapiPublicV2, eapiPublic and papi call).
+        for public in [
+            "/fapi/v2/ticker/price",
+            "/dapi/v1/exchangeInfo",
+            "/eapi/v1/exchangeInfo",
+            "/eapi/v1/mark",
+            "/papi/v1/ping",
+        ] {
+            assert_eq!(
+                classify_endpoint("GET", public),
+                ActionKind::Public,
+                "{public}"
+            );
+        }
+        // Their private endpoints are not classified, so denied.
+        for private in ["/eapi/v1/order", "/papi/v1/um/order", "/dapi/v1/order"] {
+            assert_eq!(
+                classify_endpoint("POST", private),
+                ActionKind::Unknown,
+                "{private}"
+            );
+        }
         for unknown in [
             "/api/v3/Order",
             "/api/v3/order/",

@@ -252,7 +252,8 @@ fn clients(vault: &Unlocked) -> Vec<Check> {
     checks
 }
 
-/// Real keys due for rotation.
+/// Real keys that do not open (a ciphertext changed without the master key) or are due
+/// for rotation.
 fn accounts(vault: &Unlocked) -> Check {
     let accounts = match vault.store.account_rows() {
         Ok(rows) => rows,
@@ -261,9 +262,17 @@ fn accounts(vault: &Unlocked) -> Check {
     let now = now_ms();
     let mut overdue = Vec::new();
     let mut unreadable = 0;
+    let mut unopened = Vec::new();
     for row in &accounts {
         match row {
             Ok(a) => {
+                // Opened and dropped at once (zeroized): only whether they open matters.
+                let opened = a
+                    .open_api_key(&vault.master)
+                    .and_then(|_| a.open_secret(&vault.master));
+                if let Err(e) = opened {
+                    unopened.push(format!("{} ({e})", a.label));
+                }
                 if let Some(due) = a.rotation_due_ms().filter(|d| *d <= now) {
                     overdue.push(format!("{} (since {})", a.label, rfc3339(due)));
                 }
@@ -276,6 +285,15 @@ fn accounts(vault: &Unlocked) -> Check {
             "accounts",
             Verdict::Fail,
             format!("{unreadable} account row(s) do not read"),
+        )
+    } else if !unopened.is_empty() {
+        check(
+            "accounts",
+            Verdict::Fail,
+            format!(
+                "do not open, and the gateway refuses their clients: {}",
+                unopened.join("; ")
+            ),
         )
     } else if overdue.is_empty() {
         check(

@@ -878,6 +878,49 @@ fn a_second_gateway_on_the_same_vault_is_refused() {
     let _next = Serve::start(&home);
 }
 
+/// A real key whose ciphertext was changed without the master key does not open: the
+/// gateway refuses its clients, says so without a word of the key, and logs which
+/// account it is. Nothing is sent upstream (there is no upstream to send to).
+#[test]
+fn a_tampered_account_refuses_its_clients_and_is_named_in_the_log() {
+    let mut home = Home::with_account("http://127.0.0.1:9");
+    let bot = home.issue("bot1", &[]);
+    let db = rusqlite::Connection::open(home.kg.db()).unwrap();
+    let mut sealed: Vec<u8> = db
+        .query_row(
+            "SELECT sealed_api_key FROM accounts WHERE label = 'main'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    sealed[20] ^= 0x01;
+    db.execute(
+        "UPDATE accounts SET sealed_api_key = ?1 WHERE label = 'main'",
+        [sealed],
+    )
+    .unwrap();
+    let serve = Serve::start(&home);
+    let (status, body) = signed_get(
+        &serve.addr,
+        "/api/v3/account",
+        bot["api_key"].as_str().unwrap(),
+        bot["secret"].as_str().unwrap(),
+    );
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["code"], -2015);
+    assert_eq!(
+        body["msg"],
+        "keygate: the account of client bot1 is not available"
+    );
+    let log = std::fs::read_to_string(&serve.log).unwrap();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("account does not open") && l.contains("main")),
+        "{log}"
+    );
+    assert!(!log.contains(REAL_KEY) && !log.contains(REAL_SECRET));
+}
+
 #[test]
 fn ccxt_trades_through_keygate_and_the_cli_administers_it_live() {
     let (_runtime, exchange) = simulator(vec![

@@ -144,4 +144,11 @@ fn a_tampered_ciphertext_is_detected_and_named() {
         said.contains("account-secret") && said.contains("\"main\"") && said.contains("tampered"),
         "{said}"
     );
+    let doctor = kg.run(&["doctor"], "");
+    assert_ne!(doctor.code, 0, "{doctor:?}");
+    let said = doctor.stdout;
+    assert!(
+        said.contains("do not open") && said.contains("main (") && said.contains("tampered"),
+        "{said}"
+    );
 }

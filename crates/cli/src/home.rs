@@ -664,10 +664,7 @@ fn open_with(
 /// prompt.
 fn read_hsm_pin(how: &UnlockArgs, token: &str) -> anyhow::Result<SecretString> {
     let pin = if let Some(path) = &how.hsm_pin_file {
-        let raw = keygate_vault::read_secret_file(path)
-            .with_context(|| format!("reading the PIN file {}", path.display()))?;
-        let text = raw.into_string().context("the PIN file is not UTF-8")?;
-        SecretString::new(text.expose_secret().lines().next().unwrap_or("").to_owned())
+        first_line_of_secret_file(path, "PIN")?
     } else if std::io::stdin().is_terminal() {
         SecretString::new(
             rpassword::prompt_password(format!("PIN of token {token:?}: "))
@@ -684,15 +681,23 @@ fn read_hsm_pin(how: &UnlockArgs, token: &str) -> anyhow::Result<SecretString> {
     Ok(pin)
 }
 
+/// The first line of an owner-only file holding the `what` (a passphrase, a PIN), with
+/// the checks of a key file: a file its group or others can read is refused.
+fn first_line_of_secret_file(path: &Path, what: &str) -> anyhow::Result<SecretString> {
+    let raw = keygate_vault::read_secret_file(path)
+        .with_context(|| format!("reading the {what} file {}", path.display()))?;
+    let text = raw
+        .into_string()
+        .with_context(|| format!("the {what} file is not UTF-8"))?;
+    Ok(SecretString::new(
+        text.expose_secret().lines().next().unwrap_or("").to_owned(),
+    ))
+}
+
 /// Reads the passphrase from the file, stdin or a prompt (confirmed twice when `confirm`).
 fn read_passphrase(how: &UnlockArgs, confirm: bool) -> anyhow::Result<SecretString> {
     let passphrase = if let Some(path) = &how.passphrase_file {
-        let text = SecretString::new(
-            fs::read_to_string(path)
-                .with_context(|| format!("reading passphrase file {}", path.display()))?,
-        );
-        let first = text.expose_secret().lines().next().unwrap_or("");
-        SecretString::new(first.to_owned())
+        first_line_of_secret_file(path, "passphrase")?
     } else if how.passphrase_stdin {
         read_stdin_line("passphrase")?
     } else if std::io::stdin().is_terminal() {

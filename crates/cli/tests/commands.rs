@@ -413,7 +413,7 @@ mod init {
     fn a_passphrase_vault_moves_to_a_key_file() {
         let kg = Kg::empty();
         let passphrase = kg.path("pass.txt");
-        std::fs::write(&passphrase, "correct horse battery staple\n").unwrap();
+        write_owner_only(&passphrase, "correct horse battery staple\n");
         let passphrase = passphrase.to_str().unwrap();
         kg.ok(
             &[
@@ -579,7 +579,7 @@ mod init {
     fn passphrase_vault_opens_with_the_right_passphrase_only() {
         let kg = Kg::empty();
         let good = kg.path("pass.txt");
-        std::fs::write(&good, "correct horse battery staple\n").unwrap();
+        write_owner_only(&good, "correct horse battery staple\n");
         let good = good.to_str().unwrap();
         kg.ok(
             &["init", "--insecure-fast-kdf", "--passphrase-file", good],
@@ -594,6 +594,29 @@ mod init {
         assert_eq!(kdf["m_cost"], 8 * 1024);
 
         kg.ok(&["--passphrase-file", good, "account", "list"], "");
+        // A passphrase file others can read is refused, as a key file is.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let open = kg.path("open.txt");
+            std::fs::write(&open, "correct horse battery staple\n").unwrap();
+            std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o644)).unwrap();
+            let out = kg.fails(
+                &[
+                    "--passphrase-file",
+                    open.to_str().unwrap(),
+                    "account",
+                    "list",
+                ],
+                "",
+                2,
+            );
+            assert!(
+                out.stderr.contains("readable by group or others"),
+                "{}",
+                out.stderr
+            );
+        }
         // The passphrase on stdin, then the credentials, share one stream.
         kg.ok(
             &[
@@ -610,7 +633,7 @@ mod init {
 
         let before = db_state(&kg);
         let bad = kg.path("wrong.txt");
-        std::fs::write(&bad, "wrong horse\n").unwrap();
+        write_owner_only(&bad, "wrong horse\n");
         let out = kg.fails(
             &[
                 "--passphrase-file",

@@ -68,16 +68,16 @@ pub enum Error {
         /// than twelve: a client's id is its API key, which no message may hold.
         id: String,
     },
-    /// The key file is readable by its group or by others.
-    #[error("key file {path} is readable by group or others (mode {mode:o}); run chmod 600 on it")]
+    /// A key or secret file is readable by its group or by others.
+    #[error("file {path} is readable by group or others (mode {mode:o}); run chmod 600 on it")]
     KeyFilePermissions {
         /// The file.
         path: PathBuf,
         /// Its permission bits.
         mode: u32,
     },
-    /// The key file is not a regular file owned by the user running keygate.
-    #[error("key file {path} is refused: {reason}")]
+    /// A key or secret file is not a regular file owned by the user running keygate.
+    #[error("file {path} is refused: {reason}")]
     KeyFileNotOwned {
         /// The file.
         path: PathBuf,

@@ -403,9 +403,9 @@ fn exchange_keys(vault: &Unlocked) -> Vec<Check> {
                     Binance.permissions_path(),
                     "",
                 )
-                .and_then(|body| {
+                .and_then(|answer| {
                     Binance
-                        .parse_permissions(&body)
+                        .parse_permissions(&answer.body)
                         .ok_or_else(|| "its answer does not read".to_owned())
                 }),
             other => Err(format!("keygate cannot ask {other} yet")),

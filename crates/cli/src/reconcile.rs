@@ -8,9 +8,13 @@
 //! trading clients may trade, are asked for: a leaked key trading another symbol is not
 //! seen here.
 //!
+//! Reconciliation spends request weight the bots need too, so it keeps to a ceiling of
+//! its own ([`Pacer`]): past it, it waits for the exchange's minute to turn.
+//!
 //! Matching what the exchanges list against the log is `keygate_monitor::reconcile`'s;
 //! this module asks the exchanges, reports, and runs the watch inside `serve`.
 
+use std::cell::Cell;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::Path;
 use std::sync::{mpsc, Arc};
@@ -31,7 +35,7 @@ use serde::Serialize;
 use crate::audit_cmd::for_each_event;
 use crate::home::{now_ms, parse_duration, Unlocked};
 use crate::output::{print_json, rfc3339};
-use crate::remote::Exchanges;
+use crate::remote::{Answer, Exchanges};
 
 /// How long after an order keygate forwarded its record is surely in the audit log: the
 /// exchange's id of it comes in an outcome event written in the background, within a
@@ -42,6 +46,13 @@ const ORDER_SPAN_MS: u64 = 24 * 3600 * 1000;
 /// The most order lists one account's reconciliation asks for (symbols × days, each
 /// `allOrders` call weighing 20 of Binance's 6000 a minute).
 const MAX_ORDER_QUERIES: usize = 60;
+/// The request weight an exchange may report used in the current minute before
+/// reconciliation waits for the next one: half of Binance's 6000, the rest kept for the
+/// bots' orders and cancels (reconciliation itself uses at most 1200).
+const WEIGHT_CEILING: u64 = 3_000;
+/// How many minutes in a row reconciliation waits for the weight to come down before it
+/// leaves the rest of its lists to the next run.
+const MAX_WEIGHT_WAITS: u32 = 2;
 
 /// `keygate reconcile`
 #[derive(Args, Debug)]
@@ -148,9 +159,10 @@ pub(crate) fn reconcile(
                 let signed_read = |path: &str, query: &str| {
                     exchanges.signed_read(&Binance, master, &account, path, query)
                 };
+                let pacer = Pacer::new(&signed_read, &wait_for_the_next_minute);
                 (
-                    list_withdrawals(&signed_read, since_ms),
-                    list_orders(&signed_read, &symbols, since_ms, until_ms),
+                    list_withdrawals(&pacer, since_ms),
+                    list_orders(&pacer, &symbols, since_ms, until_ms),
                 )
             }
             other => {
@@ -213,16 +225,65 @@ fn listed<T>(list: Result<Vec<T>, String>) -> (Vec<T>, Option<String>) {
     }
 }
 
-/// A signed read at the account's exchange: the answer's body, or why there is none.
-type SignedRead<'a> = dyn Fn(&str, &str) -> Result<Vec<u8>, String> + 'a;
+/// A signed read at the account's exchange: the answer, or why there is none.
+type SignedRead<'a> = dyn Fn(&str, &str) -> Result<Answer, String> + 'a;
+
+/// One account's signed reads, kept under [`WEIGHT_CEILING`]: when the last answer said
+/// the ceiling was reached, the next read waits for the next minute first, at most
+/// [`MAX_WEIGHT_WAITS`] times in a row; then it gives up.
+struct Pacer<'a> {
+    read: &'a SignedRead<'a>,
+    wait: &'a dyn Fn(),
+    /// What the last answer said was used this minute.
+    used: Cell<Option<u64>>,
+    waits: Cell<u32>,
+    gave_up: Cell<bool>,
+}
+
+impl<'a> Pacer<'a> {
+    fn new(read: &'a SignedRead<'a>, wait: &'a dyn Fn()) -> Pacer<'a> {
+        Pacer {
+            read,
+            wait,
+            used: Cell::new(None),
+            waits: Cell::new(0),
+            gave_up: Cell::new(false),
+        }
+    }
+
+    /// The body of a signed read of `path?query`, once the weight allows it.
+    fn read(&self, path: &str, query: &str) -> Result<Vec<u8>, String> {
+        if let Some(used) = self.used.get().filter(|u| *u >= WEIGHT_CEILING) {
+            if self.waits.get() >= MAX_WEIGHT_WAITS {
+                self.gave_up.set(true);
+                return Err(format!(
+                    "the exchange reported {used} request weight used, at or past \
+                     reconciliation's ceiling of {WEIGHT_CEILING}, {MAX_WEIGHT_WAITS} minutes \
+                     running; left for the next run"
+                ));
+            }
+            self.waits.set(self.waits.get() + 1);
+            (self.wait)();
+        } else {
+            self.waits.set(0);
+        }
+        let answer = (self.read)(path, query)?;
+        self.used.set(answer.used_weight);
+        Ok(answer.body)
+    }
+}
+
+/// Sleeps until a second into the next minute, when an exchange's per-minute weight
+/// starts again.
+fn wait_for_the_next_minute() {
+    let into_minute = now_ms() % 60_000;
+    thread::sleep(Duration::from_millis(60_000 - into_minute + 1_000));
+}
 
 /// The account's withdrawals applied for since `since_ms`.
-fn list_withdrawals(
-    signed_read: &SignedRead<'_>,
-    since_ms: u64,
-) -> Result<Vec<ExchangeWithdrawal>, String> {
+fn list_withdrawals(pacer: &Pacer<'_>, since_ms: u64) -> Result<Vec<ExchangeWithdrawal>, String> {
     let (path, query) = Binance.withdrawal_history(since_ms);
-    let body = signed_read(path, &query)?;
+    let body = pacer.read(path, &query)?;
     let listed = Binance
         .parse_withdrawal_history(&body)
         .ok_or("its answer does not read")?;
@@ -238,7 +299,7 @@ fn list_withdrawals(
 
 /// The account's orders in `symbols` placed from `since_ms` to `until_ms`, a day at a time.
 fn list_orders(
-    signed_read: &SignedRead<'_>,
+    pacer: &Pacer<'_>,
     symbols: &BTreeSet<String>,
     since_ms: u64,
     until_ms: u64,
@@ -258,11 +319,19 @@ fn list_orders(
     let mut failed = Vec::new();
     // A symbol that cannot be listed (one the exchange does not know, say) is reported,
     // and the others are still checked.
-    for symbol in symbols {
-        match list_symbol_orders(signed_read, symbol, since_ms, until_ms) {
+    let mut symbols = symbols.iter();
+    for symbol in symbols.by_ref() {
+        match list_symbol_orders(pacer, symbol, since_ms, until_ms) {
             Ok(listed) => orders.extend(listed),
             Err(reason) => failed.push(format!("{symbol}: {reason}")),
         }
+        if pacer.gave_up.get() {
+            break;
+        }
+    }
+    let unasked: Vec<&str> = symbols.map(String::as_str).collect();
+    if !unasked.is_empty() {
+        failed.push(format!("not asked for, as above: {}", unasked.join(", ")));
     }
     if failed.is_empty() {
         Ok(orders)
@@ -273,7 +342,7 @@ fn list_orders(
 
 /// The account's orders in `symbol` placed from `since_ms` to `until_ms`.
 fn list_symbol_orders(
-    signed_read: &SignedRead<'_>,
+    pacer: &Pacer<'_>,
     symbol: &str,
     since_ms: u64,
     until_ms: u64,
@@ -283,7 +352,7 @@ fn list_symbol_orders(
     while from_ms < until_ms {
         let to_ms = (from_ms + ORDER_SPAN_MS - 1).min(until_ms);
         let (path, query) = Binance.order_history(symbol, from_ms, to_ms);
-        let body = signed_read(path, &query)?;
+        let body = pacer.read(path, &query)?;
         let listed = Binance
             .parse_order_history(&body)
             .ok_or("its list does not read")?;
@@ -552,5 +621,83 @@ impl Watched {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An exchange that answers every order list with no orders and the weights in
+    /// `weights`, one per answer (the last one from then on), and counts what was asked.
+    struct Exchange<'w> {
+        weights: &'w [u64],
+        asked: Cell<usize>,
+    }
+
+    impl Exchange<'_> {
+        fn read(&self, _path: &str, _query: &str) -> Result<Answer, String> {
+            let n = self.asked.get();
+            self.asked.set(n + 1);
+            Ok(Answer {
+                body: b"[]".to_vec(),
+                used_weight: Some(self.weights[n.min(self.weights.len() - 1)]),
+            })
+        }
+    }
+
+    fn exchange(weights: &[u64]) -> Exchange<'_> {
+        Exchange {
+            weights,
+            asked: Cell::new(0),
+        }
+    }
+
+    fn symbols(names: &[&str]) -> BTreeSet<String> {
+        names.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn reads_under_the_ceiling_never_wait() {
+        let exchange = exchange(&[100, 200, 2_999]);
+        let read = |path: &str, query: &str| exchange.read(path, query);
+        let waited = Cell::new(0);
+        let wait = || waited.set(waited.get() + 1);
+        let pacer = Pacer::new(&read, &wait);
+        let listed = list_orders(&pacer, &symbols(&["BTCUSDT", "ETHUSDT", "BNBUSDT"]), 0, 1);
+        assert!(listed.unwrap().is_empty());
+        assert_eq!((exchange.asked.get(), waited.get()), (3, 0));
+    }
+
+    #[test]
+    fn a_read_after_the_ceiling_waits_for_the_next_minute_first() {
+        // The second answer reaches the ceiling; after the wait the weight is down.
+        let exchange = exchange(&[100, 3_000, 50]);
+        let read = |path: &str, query: &str| exchange.read(path, query);
+        let waits_at = std::cell::RefCell::new(Vec::new());
+        let wait = || waits_at.borrow_mut().push(exchange.asked.get());
+        let pacer = Pacer::new(&read, &wait);
+        let listed = list_orders(&pacer, &symbols(&["A", "B", "C", "D"]), 0, 1);
+        assert!(listed.unwrap().is_empty());
+        assert_eq!(exchange.asked.get(), 4);
+        assert_eq!(*waits_at.borrow(), [2], "one wait, before the third read");
+    }
+
+    #[test]
+    fn a_ceiling_that_holds_leaves_the_rest_to_the_next_run() {
+        let exchange = exchange(&[5_000]);
+        let read = |path: &str, query: &str| exchange.read(path, query);
+        let waited = Cell::new(0);
+        let wait = || waited.set(waited.get() + 1);
+        let pacer = Pacer::new(&read, &wait);
+        let reason = list_orders(&pacer, &symbols(&["A", "B", "C", "D", "E"]), 0, 1).unwrap_err();
+        // Read once, then after each of the waits, then no more.
+        assert_eq!(exchange.asked.get(), 1 + MAX_WEIGHT_WAITS as usize);
+        assert_eq!(waited.get(), MAX_WEIGHT_WAITS);
+        assert!(
+            reason.contains("at or past reconciliation's ceiling"),
+            "{reason}"
+        );
+        assert!(reason.contains("not asked for, as above: E"), "{reason}");
     }
 }

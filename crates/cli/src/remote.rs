@@ -10,6 +10,14 @@ use keygate_vault::MasterKey;
 
 use crate::home::now_ms;
 
+/// A successful answer to a signed read.
+pub struct Answer {
+    /// Its body.
+    pub body: Vec<u8>,
+    /// The request weight the exchange says the address used this minute, when it says.
+    pub used_weight: Option<u64>,
+}
+
 /// The exchanges, as a command reaches them: keygate's own upstream client, driven to
 /// completion one read at a time.
 pub struct Exchanges {
@@ -30,8 +38,7 @@ impl Exchanges {
     }
 
     /// GETs `path?query` from `account`'s exchange, signed with its real key, and returns
-    /// the body of a successful answer. Errors say what failed, never with a key or a
-    /// signature.
+    /// a successful answer. Errors say what failed, never with a key or a signature.
     pub fn signed_read<A: Adapter>(
         &self,
         adapter: &A,
@@ -39,7 +46,7 @@ impl Exchanges {
         account: &Account,
         path: &str,
         query: &str,
-    ) -> Result<Vec<u8>, String> {
+    ) -> Result<Answer, String> {
         self.runtime.block_on(signed_read(
             adapter,
             &self.upstream,
@@ -58,7 +65,7 @@ async fn signed_read<A: Adapter>(
     account: &Account,
     path: &str,
     query: &str,
-) -> Result<Vec<u8>, String> {
+) -> Result<Answer, String> {
     let base = match &account.upstream {
         Some(base) => base.clone(),
         None => adapter
@@ -95,5 +102,8 @@ async fn signed_read<A: Adapter>(
     if !answer.status.is_success() {
         return Err(format!("it answered HTTP {}", answer.status.as_u16()));
     }
-    Ok(answer.body.to_vec())
+    Ok(Answer {
+        used_weight: adapter.used_weight(&answer.headers),
+        body: answer.body.to_vec(),
+    })
 }

@@ -3,7 +3,7 @@
 //! This is written independently of the gateway's signer on purpose: the simulator is the
 //! second opinion that cross-checks it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use base64::Engine as _;
 use ed25519_dalek::pkcs8::DecodePublicKey as _;
@@ -106,35 +106,41 @@ pub(crate) struct Params {
 }
 
 impl Params {
-    /// Parses the raw query and form body; any name seen twice (in one part or across both)
-    /// is -1101, as Binance does.
+    /// Parses the raw query and form body as Binance does: a name repeated within the query,
+    /// or within the body, is -1101; a name in both takes its value from the query ("If a
+    /// parameter sent in both the query string and request body, the query string
+    /// parameter will be used", NOTES §1.1). The signed payload keeps both parts exactly as
+    /// received either way.
+    ///
+    /// `signature` follows the same rule, since Binance documents no exception for it: twice
+    /// in one part is -1101, and in both parts the query's value is the one checked. Every
+    /// `signature` pair is left out of the payload, as "the signature parameter itself is
+    /// not part of it" wherever it was sent.
     pub(crate) fn parse(query: &str, body: &str) -> Result<Params, ApiError> {
         let mut params = Params::default();
         let mut parts = [String::new(), String::new()];
+        // The query comes first, so a value it holds is never replaced by the body's.
         for (index, raw) in [query, body].into_iter().enumerate() {
+            let mut seen: HashSet<String> = HashSet::new();
             let mut kept: Vec<&str> = Vec::new();
             for segment in raw.split('&').filter(|s| !s.is_empty()) {
                 let (name, value) = segment.split_once('=').unwrap_or((segment, ""));
                 let name = decode_component(name);
+                if !seen.insert(name.clone()) {
+                    return Err(ApiError::duplicate());
+                }
                 if name == "signature" {
-                    if params.raw_signature.is_some() {
-                        return Err(ApiError::duplicate());
-                    }
-                    params.raw_signature = Some(value.to_owned());
+                    params.raw_signature.get_or_insert_with(|| value.to_owned());
                 } else {
                     kept.push(segment);
-                }
-                if params
-                    .values
-                    .insert(name, decode_component(value))
-                    .is_some()
-                {
-                    return Err(ApiError::duplicate());
+                    params
+                        .values
+                        .entry(name)
+                        .or_insert_with(|| decode_component(value));
                 }
             }
             parts[index] = kept.join("&");
         }
-        params.values.remove("signature");
         let [signed_query, signed_body] = parts;
         params.signed_query = signed_query;
         params.signed_body = signed_body;
@@ -249,11 +255,45 @@ mod tests {
     use super::*;
 
     #[test]
-    fn duplicate_across_query_and_body_is_rejected() {
-        let err = Params::parse("symbol=BTCUSDT", "symbol=ETHUSDT").unwrap_err();
-        assert_eq!(err.code, -1101);
-        let err = Params::parse("a=1&a=1", "").unwrap_err();
-        assert_eq!(err.code, -1101);
+    fn a_name_repeated_within_one_part_is_1101() {
+        for (query, body) in [
+            ("a=1&a=1", ""),
+            ("a=1&a=2", ""),
+            ("", "a=1&b=2&a=3"),
+            ("signature=aa&signature=aa", ""),
+            ("", "signature=aa&x=1&signature=bb"),
+            // Names compare decoded: `%61` is `a`.
+            ("a=1&%61=2", ""),
+        ] {
+            let err = Params::parse(query, body).unwrap_err();
+            assert_eq!(err.code, -1101, "{query:?} {body:?}");
+        }
+    }
+
+    #[test]
+    fn a_name_in_query_and_body_takes_the_query_value() {
+        let params =
+            Params::parse("symbol=BTCUSDT&timestamp=1", "symbol=ETHUSDT&quantity=1").unwrap();
+        assert_eq!(params.get("symbol"), Some("BTCUSDT"));
+        assert_eq!(params.get("quantity"), Some("1"));
+        // The payload is still both parts exactly as received, the body's symbol included.
+        assert_eq!(
+            params.payload(),
+            b"symbol=BTCUSDT&timestamp=1symbol=ETHUSDT&quantity=1"
+        );
+        // An empty query value wins too, and is then missing (-1102), not the body's.
+        let params = Params::parse("symbol=", "symbol=ETHUSDT").unwrap();
+        assert_eq!(params.required("symbol").unwrap_err().code, -1102);
+    }
+
+    #[test]
+    fn a_signature_in_query_and_body_is_taken_from_the_query() {
+        let params = Params::parse("a=1&signature=aa", "b=2&signature=bb").unwrap();
+        assert_eq!(params.raw_signature(), Some("aa"));
+        assert_eq!(params.payload(), b"a=1b=2");
+        let params = Params::parse("a=1", "b=2&signature=bb").unwrap();
+        assert_eq!(params.raw_signature(), Some("bb"));
+        assert_eq!(params.get("signature"), None);
     }
 
     #[test]

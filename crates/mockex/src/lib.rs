@@ -6,7 +6,8 @@
 //! **What it is.** An axum server that authenticates requests exactly as Binance documents
 //! (`X-MBX-APIKEY`, HMAC-SHA256 hex or Ed25519 base64 `signature` over the raw query string
 //! concatenated *without separator* to the raw form body, `timestamp`/`recvWindow` window,
-//! duplicate parameters rejected with -1101), answers with Binance's error shape
+//! a parameter repeated within the query or within the body rejected with -1101, one sent
+//! in both taken from the query), answers with Binance's error shape
 //! `{"code": N, "msg": "..."}` and statuses, and keeps per-key spot balances, futures
 //! wallets, orders and trades. Every request that reaches it is recorded *before*
 //! validation, with every header it carried, so a test can prove that a request denied by

@@ -9,3 +9,4 @@ mod commands;
 mod gateway;
 mod scan;
 mod snapshots;
+mod usdm;

@@ -316,9 +316,10 @@ pub(crate) fn place(
             order_id,
             price: m.price,
             qty: quantity,
-            commission_asset: match order.side {
-                Side::Buy => m.base,
-                Side::Sell => m.quote,
+            // Spot pays commission in what it receives; USD-M in the margin asset.
+            commission_asset: match (m.product, order.side) {
+                (Product::Spot, Side::Buy) => m.base,
+                (Product::Spot, Side::Sell) | (Product::UsdM, _) => m.quote,
             },
             time: now,
             is_buyer: order.side == Side::Buy,

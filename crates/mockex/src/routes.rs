@@ -106,7 +106,7 @@ enum Endpoint {
     CancelOrder(Product),
     OpenOrders(Product),
     AllOrders,
-    MyTrades,
+    MyTrades(Product),
     CapitalConfig,
     MarginPairs { isolated: bool },
     Withdraw,
@@ -143,7 +143,7 @@ fn route(method: &Method, path: &str) -> Option<(Security, u32, Endpoint)> {
         "/api/v3/order" if delete => (Signed, 1, E::CancelOrder(Product::Spot)),
         "/api/v3/openOrders" if get => (Signed, 6, E::OpenOrders(Product::Spot)),
         "/api/v3/allOrders" if get => (Signed, 20, E::AllOrders),
-        "/api/v3/myTrades" if get => (Signed, 20, E::MyTrades),
+        "/api/v3/myTrades" if get => (Signed, 20, E::MyTrades(Product::Spot)),
         "/sapi/v1/capital/config/getall" if get => (Signed, 10, E::CapitalConfig),
         "/sapi/v1/margin/allPairs" if get => (Signed, 1, E::MarginPairs { isolated: false }),
         "/sapi/v1/margin/isolated/allPairs" if get => {
@@ -158,6 +158,7 @@ fn route(method: &Method, path: &str) -> Option<(Security, u32, Endpoint)> {
         "/fapi/v1/order" if get => (Signed, 1, E::QueryOrder(Product::UsdM)),
         "/fapi/v1/order" if delete => (Signed, 1, E::CancelOrder(Product::UsdM)),
         "/fapi/v1/openOrders" if get => (Signed, 1, E::OpenOrders(Product::UsdM)),
+        "/fapi/v1/userTrades" if get => (Signed, 5, E::MyTrades(Product::UsdM)),
         _ => return None,
     };
     Some(found)
@@ -542,7 +543,7 @@ fn private(
                     .collect(),
             ))
         }
-        Endpoint::MyTrades => {
+        Endpoint::MyTrades(Product::Spot) => {
             let m = symbol(params, Product::Spot)?;
             Ok(Value::Array(
                 account
@@ -550,6 +551,22 @@ fn private(
                     .iter()
                     .filter(|t| t.product == Product::Spot && t.symbol == m.symbol)
                     .map(spot_trade)
+                    .collect(),
+            ))
+        }
+        Endpoint::MyTrades(Product::UsdM) => {
+            let m = symbol(params, Product::UsdM)?;
+            let window = UserTradesWindow::parse(params, now)?;
+            Ok(Value::Array(
+                window
+                    .select(
+                        account
+                            .trades
+                            .iter()
+                            .filter(|t| t.product == Product::UsdM && t.symbol == m.symbol),
+                    )
+                    .into_iter()
+                    .map(futures_trade)
                     .collect(),
             ))
         }
@@ -661,6 +678,80 @@ fn private(
                 .collect(),
         )),
         _ => Err(ApiError::new(404, -1000, "Unknown endpoint.")),
+    }
+}
+
+/// Which of a symbol's fills `GET /fapi/v1/userTrades` answers, as Binance documents it:
+/// `orderId` narrows to one order; `fromId` lists from that trade id on and may not come
+/// with `startTime` or `endTime`; otherwise a window of at most 7 days (the last 7 days
+/// when neither bound is sent, 7 days from or to the one bound sent); at most `limit`
+/// trades (default 500, max 1000), the most recent ones unless `fromId` is sent, oldest
+/// first.
+struct UserTradesWindow {
+    order_id: Option<u64>,
+    from_id: Option<u64>,
+    /// Inclusive bounds in ms, when `fromId` is not sent.
+    time: Option<(u64, u64)>,
+    limit: usize,
+}
+
+impl UserTradesWindow {
+    const WEEK_MS: u64 = 7 * 24 * 3600 * 1000;
+
+    fn parse(params: &Params, now: u64) -> Result<UserTradesWindow, ApiError> {
+        let from_id = params.integer("fromId")?;
+        let start = params.integer("startTime")?;
+        let end = params.integer("endTime")?;
+        let time = match (from_id, start, end) {
+            (Some(_), None, None) => None,
+            (Some(_), _, _) => {
+                return Err(ApiError::new(
+                    400,
+                    -1128,
+                    "Combination of optional parameters invalid.",
+                ))
+            }
+            (None, Some(start), Some(end)) => {
+                if end < start || end - start > Self::WEEK_MS {
+                    return Err(ApiError::new(
+                        400,
+                        -1127,
+                        "More than 168 hours between startTime and endTime.",
+                    ));
+                }
+                Some((start, end))
+            }
+            (None, Some(start), None) => Some((start, start.saturating_add(Self::WEEK_MS))),
+            (None, None, Some(end)) => Some((end.saturating_sub(Self::WEEK_MS), end)),
+            (None, None, None) => Some((now.saturating_sub(Self::WEEK_MS), now)),
+        };
+        let limit = params.integer("limit")?.unwrap_or(500).clamp(1, 1000);
+        Ok(UserTradesWindow {
+            order_id: params.integer("orderId")?,
+            from_id,
+            time,
+            // At most 1000 after the clamp, so it fits.
+            limit: usize::try_from(limit).unwrap_or(1000),
+        })
+    }
+
+    /// The trades of `trades` (oldest first) that the window answers, oldest first.
+    fn select<'a>(&self, trades: impl Iterator<Item = &'a Trade>) -> Vec<&'a Trade> {
+        let mut chosen: Vec<&Trade> = trades
+            .filter(|t| self.order_id.is_none_or(|id| t.order_id == id))
+            .filter(|t| self.from_id.is_none_or(|id| t.id >= id))
+            .filter(|t| {
+                self.time
+                    .is_none_or(|(start, end)| (start..=end).contains(&t.time))
+            })
+            .collect();
+        if self.from_id.is_some() {
+            chosen.truncate(self.limit);
+        } else {
+            let excess = chosen.len().saturating_sub(self.limit);
+            chosen.drain(..excess);
+        }
+        chosen
     }
 }
 
@@ -862,6 +953,28 @@ fn spot_trade(t: &Trade) -> Value {
         "isBuyer": t.is_buyer,
         "isMaker": false,
         "isBestMatch": true
+    })
+}
+
+/// `GET /fapi/v1/userTrades` shape. Every fill is a taker's at the reference price, in
+/// one-way mode (`positionSide` BOTH), with zero commission; and as every position is
+/// opened and closed at that one price, no fill ever realizes a profit or loss.
+fn futures_trade(t: &Trade) -> Value {
+    json!({
+        "buyer": t.is_buyer,
+        "commission": fmt(Decimal::ZERO, 8),
+        "commissionAsset": t.commission_asset,
+        "id": t.id,
+        "maker": false,
+        "orderId": t.order_id,
+        "price": t.price.normalize().to_string(),
+        "qty": t.qty.normalize().to_string(),
+        "quoteQty": (t.price * t.qty).normalize().to_string(),
+        "realizedPnl": fmt(Decimal::ZERO, 8),
+        "side": if t.is_buyer { "BUY" } else { "SELL" },
+        "positionSide": "BOTH",
+        "symbol": t.symbol,
+        "time": t.time
     })
 }
 

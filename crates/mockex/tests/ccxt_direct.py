@@ -93,7 +93,11 @@ def main():
                lambda: exchange.create_order("BTC/USDT:USDT", "limit", "buy", 0.01, 50000))
     step("fetch_open_orders usdm", lambda: exchange.fetch_open_orders("BTC/USDT:USDT"))
     step("cancel_order usdm", lambda: exchange.cancel_order(fut["id"], "BTC/USDT:USDT"))
-    step("create_order usdm market", lambda: exchange.create_order("BTC/USDT:USDT", "market", "buy", 0.01))
+    filled_usdm = step("create_order usdm market",
+                       lambda: exchange.create_order("BTC/USDT:USDT", "market", "buy", 0.01))
+    usdm_trades = step("fetch_my_trades usdm", lambda: exchange.fetch_my_trades("BTC/USDT:USDT"))
+    assert [t["order"] for t in usdm_trades] == [filled_usdm["id"]], usdm_trades
+    assert usdm_trades[0]["symbol"] == "BTC/USDT:USDT", usdm_trades
     step("fetch_ticker usdm", lambda: exchange.fetch_ticker("BTC/USDT:USDT"))
     print("ALL OK")
 

@@ -201,7 +201,19 @@ mod auth {
         )
         .await;
         assert_code(&response, 400, -1101);
-        // Across query and body: the query value would win at Binance, so it must be refused.
+        // Within the body.
+        let body = format!("timestamp={}&timestamp=1", now_ms());
+        let response = send(&sim, Method::POST, "/api/v3/order", Some(KEY), Some(&body)).await;
+        assert_code(&response, 400, -1101);
+    }
+
+    /// Regression: the simulator answered -1101 to a parameter in both the query and the
+    /// body, where Binance takes the query's value ("If a parameter sent in both the query
+    /// string and request body, the query string parameter will be used"). The signature
+    /// still covers both parts exactly as sent.
+    #[tokio::test]
+    async fn a_parameter_in_query_and_body_is_taken_from_the_query() {
+        let sim = start().await;
         let query = "symbol=BTCUSDT&side=BUY&type=MARKET";
         let body = format!("symbol=ETHUSDT&quantity=0.01&timestamp={}", now_ms());
         let sig = hmac_hex(SECRET, &format!("{query}{body}"));
@@ -213,11 +225,61 @@ mod auth {
             Some(&format!("{body}&signature={sig}")),
         )
         .await;
-        assert_code(&response, 400, -1101);
-        // Within the body.
-        let body = format!("timestamp={}&timestamp=1", now_ms());
-        let response = send(&sim, Method::POST, "/api/v3/order", Some(KEY), Some(&body)).await;
-        assert_code(&response, 400, -1101);
+        assert_eq!(response.0, 200, "{:?}", response.1);
+        assert_eq!(response.1["symbol"], "BTCUSDT");
+        assert_eq!(response.1["status"], "FILLED");
+        assert_eq!(response.1["fills"][0]["price"], "60000.00000000");
+        let (_, account) = signed(&sim, Method::GET, "/api/v3/account", "").await;
+        assert_eq!(balance(&account, "BTC").0, "10.01000000");
+        assert_eq!(balance(&account, "ETH").0, "100.00000000");
+        assert_eq!(balance(&account, "USDT").0, "999400.00000000");
+        let (_, btc) = signed(&sim, Method::GET, "/api/v3/myTrades", "symbol=BTCUSDT").await;
+        assert_eq!(btc.as_array().unwrap().len(), 1, "{btc}");
+        let (_, eth) = signed(&sim, Method::GET, "/api/v3/myTrades", "symbol=ETHUSDT").await;
+        assert_eq!(eth, serde_json::json!([]));
+
+        // Signed over the query alone (the body's symbol left out), it is refused.
+        let body = format!("symbol=ETHUSDT&quantity=0.01&timestamp={}", now_ms());
+        let without_body_symbol = body.replacen("symbol=ETHUSDT&", "", 1);
+        let sig = hmac_hex(SECRET, &format!("{query}{without_body_symbol}"));
+        let response = send(
+            &sim,
+            Method::POST,
+            &format!("/api/v3/order?{query}"),
+            Some(KEY),
+            Some(&format!("{body}&signature={sig}")),
+        )
+        .await;
+        assert_code(&response, 400, -1022);
+    }
+
+    /// A `signature` in both parts is a parameter like any other: the query's is checked,
+    /// and neither is part of the signed payload.
+    #[tokio::test]
+    async fn a_signature_in_query_and_body_is_taken_from_the_query() {
+        let sim = start().await;
+        let query = format!(
+            "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=50000&timestamp={}",
+            now_ms()
+        );
+        let good = hmac_hex(SECRET, &query);
+        let bad = hmac_hex("not-the-secret", &query);
+        for (in_query, in_body, status) in [(&good, &bad, 200), (&bad, &good, 400)] {
+            let (answered, body) = send(
+                &sim,
+                Method::POST,
+                &format!("/api/v3/order?{query}&signature={in_query}"),
+                Some(KEY),
+                Some(&format!("signature={in_body}")),
+            )
+            .await;
+            assert_eq!(answered, status, "{body}");
+            if status == 200 {
+                assert_eq!(body["status"], "NEW", "{body}");
+            } else {
+                assert_eq!(body["code"], -1022, "{body}");
+            }
+        }
     }
 
     #[tokio::test]
@@ -420,6 +482,140 @@ mod trading {
         assert_eq!(account["positions"][0]["positionAmt"], "0.01");
         let (_, balances) = signed(&sim, Method::GET, "/fapi/v2/balance", "").await;
         assert_eq!(balances[0]["balance"], "100000.00000000");
+    }
+
+    #[tokio::test]
+    async fn user_trades_lists_the_fills_of_usdm_orders() {
+        let sim = start().await;
+        let place = |params: &'static str| signed(&sim, Method::POST, "/fapi/v1/order", params);
+        let (status, bought) = place("symbol=BTCUSDT&side=BUY&type=MARKET&quantity=0.01").await;
+        assert_eq!(status, 200, "{bought}");
+        // A resting order has no fill; a spot fill in the same symbol is not a USD-M one.
+        let (status, resting) =
+            place("symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=50000")
+                .await;
+        assert_eq!((status, &resting["status"]), (200, &Value::from("NEW")));
+        let (status, spot) = signed(
+            &sim,
+            Method::POST,
+            "/api/v3/order",
+            "symbol=BTCUSDT&side=SELL&type=MARKET&quantity=0.5",
+        )
+        .await;
+        assert_eq!(status, 200, "{spot}");
+        let (status, sold) =
+            place("symbol=BTCUSDT&side=SELL&type=LIMIT&timeInForce=GTC&quantity=0.004&price=59000")
+                .await;
+        assert_eq!((status, &sold["status"]), (200, &Value::from("FILLED")));
+        let (_, eth) = place("symbol=ETHUSDT&side=SELL&type=MARKET&quantity=0.1").await;
+
+        let (status, trades) =
+            signed(&sim, Method::GET, "/fapi/v1/userTrades", "symbol=BTCUSDT").await;
+        assert_eq!(status, 200, "{trades}");
+        let trades = trades.as_array().unwrap();
+        assert_eq!(trades.len(), 2, "{trades:?}");
+        let first = &trades[0];
+        let mut fields: Vec<&str> = first
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        fields.sort_unstable();
+        assert_eq!(
+            fields,
+            [
+                "buyer",
+                "commission",
+                "commissionAsset",
+                "id",
+                "maker",
+                "orderId",
+                "positionSide",
+                "price",
+                "qty",
+                "quoteQty",
+                "realizedPnl",
+                "side",
+                "symbol",
+                "time"
+            ]
+        );
+        assert_eq!(first["orderId"], bought["orderId"]);
+        assert_eq!(first["symbol"], "BTCUSDT");
+        assert_eq!(first["side"], "BUY");
+        assert_eq!(first["buyer"], true);
+        assert_eq!(first["maker"], false);
+        assert_eq!(first["price"], "60000");
+        assert_eq!(first["qty"], "0.01");
+        assert_eq!(first["quoteQty"], "600");
+        assert_eq!(first["commissionAsset"], "USDT");
+        assert_eq!(first["positionSide"], "BOTH");
+        assert_eq!(trades[1]["orderId"], sold["orderId"]);
+        assert_eq!(trades[1]["side"], "SELL");
+        assert_eq!(trades[1]["buyer"], false);
+        assert_eq!(trades[1]["qty"], "0.004");
+        assert!(trades[0]["id"].as_u64() < trades[1]["id"].as_u64());
+
+        // Narrowed by order, by trade id, by count and by time.
+        let sim = &sim;
+        let by = |params: String| async move {
+            let (status, trades) = signed(sim, Method::GET, "/fapi/v1/userTrades", &params).await;
+            assert_eq!(status, 200, "{params}: {trades}");
+            trades
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["orderId"].clone())
+                .collect::<Vec<_>>()
+        };
+        let order = |v: &Value| v["orderId"].clone();
+        assert_eq!(
+            by(format!("symbol=BTCUSDT&orderId={}", sold["orderId"])).await,
+            [order(&sold)]
+        );
+        assert_eq!(
+            by(format!("symbol=BTCUSDT&fromId={}", trades[1]["id"])).await,
+            [order(&sold)]
+        );
+        assert_eq!(
+            by(format!("symbol=BTCUSDT&fromId={}&limit=1", trades[0]["id"])).await,
+            [order(&bought)]
+        );
+        assert_eq!(by("symbol=BTCUSDT&limit=1".into()).await, [order(&sold)]);
+        assert_eq!(by("symbol=ETHUSDT".into()).await, [order(&eth)]);
+        assert_eq!(
+            by("symbol=BTCUSDT&startTime=0&endTime=86400000".into()).await,
+            Vec::<Value>::new()
+        );
+        let a_week = 7 * 24 * 3600 * 1000;
+        let too_long = signed(
+            sim,
+            Method::GET,
+            "/fapi/v1/userTrades",
+            &format!("symbol=BTCUSDT&startTime=0&endTime={}", a_week + 1),
+        )
+        .await;
+        assert_code(&too_long, 400, -1127);
+        let both = signed(
+            sim,
+            Method::GET,
+            "/fapi/v1/userTrades",
+            "symbol=BTCUSDT&fromId=1&startTime=0",
+        )
+        .await;
+        assert_code(&both, 400, -1128);
+        let missing = signed(sim, Method::GET, "/fapi/v1/userTrades", "").await;
+        assert_code(&missing, 400, -1102);
+        let unsigned = send(
+            sim,
+            Method::GET,
+            "/fapi/v1/userTrades?symbol=BTCUSDT",
+            Some(KEY),
+            None,
+        )
+        .await;
+        assert_code(&unsigned, 400, -1102);
     }
 
     #[tokio::test]

@@ -1,0 +1,254 @@
+//! Unmodified Python ccxt's `binanceusdm` through the real `keygate serve` in front of the
+//! Binance simulator: USD-M markets, balance, orders and fills, and an order over the
+//! client's notional limit that keygate denies and the exchange never sees.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use keygate_mockex::Credential;
+use serde_json::Value;
+
+use crate::common::{python, Kg};
+
+const REAL_KEY: &str = "UsdmReal1UsdmReal1UsdmReal1UsdmReal1UsdmReal1UsdmReal1UsdmReal1U";
+const REAL_SECRET: &str = "UsdmPlantedSecret1UsdmPlantedSecret1UsdmPlantedSecret1UsdmPlant";
+
+/// The client's largest order, in USDT: the orders below stay under it, one goes over.
+const MAX_ORDER_NOTIONAL: &str = "1000";
+
+/// ccxt's `binanceusdm` with its default options; only its URLs and credentials change.
+/// Reads KEYGATE_URL, KEYGATE_API_KEY and KEYGATE_SECRET from the environment (never
+/// argv); prints one JSON summary line, or fails with the error.
+const SCRIPT: &str = r#"
+import json
+import os
+import sys
+
+import ccxt
+
+GW = os.environ["KEYGATE_URL"]
+SYMBOL = "BTC/USDT:USDT"
+
+
+def gateway_urls():
+    """Every entry of ccxt's urls['api'] with its https:// replaced by the gateway, so that
+    the Binance host becomes the first segment of the path."""
+    defaults = ccxt.binanceusdm().urls["api"]
+    return {
+        name: url.replace("https://", GW + "/binance/") if isinstance(url, str) else url
+        for name, url in defaults.items()
+    }
+
+
+def main():
+    exchange = ccxt.binanceusdm(
+        {
+            "apiKey": os.environ["KEYGATE_API_KEY"],
+            "secret": os.environ["KEYGATE_SECRET"],
+            "urls": {"api": gateway_urls()},
+        }
+    )
+    summary = {}
+    markets = exchange.load_markets()
+    assert markets[SYMBOL]["linear"] and markets[SYMBOL]["id"] == "BTCUSDT", sorted(markets)
+    summary["load_markets"] = "ok"
+
+    balance = exchange.fetch_balance()
+    assert balance["USDT"]["total"] == 100000, balance["USDT"]
+    summary["fetch_balance"] = "ok"
+
+    resting = exchange.create_order(SYMBOL, "limit", "buy", 0.01, 50000)
+    assert resting["status"] == "open", resting
+    summary["create_order_limit"] = "ok"
+    opened = exchange.fetch_open_orders(SYMBOL)
+    assert [o["id"] for o in opened] == [resting["id"]], opened
+    summary["fetch_open_orders"] = "ok"
+    cancelled = exchange.cancel_order(resting["id"], SYMBOL)
+    assert cancelled["status"] == "canceled", cancelled
+    assert exchange.fetch_open_orders(SYMBOL) == [], "the cancelled order is gone"
+    summary["cancel_order"] = "ok"
+
+    filled = exchange.create_order(SYMBOL, "market", "buy", 0.01)
+    assert filled["status"] == "closed", filled
+    summary["create_order_market"] = "ok"
+    trades = exchange.fetch_my_trades(SYMBOL)
+    assert [t["order"] for t in trades] == [filled["id"]], trades
+    trade = trades[0]
+    assert (trade["symbol"], trade["side"], trade["amount"], trade["price"]) == (SYMBOL, "buy", 0.01, 60000), trade
+    summary["fetch_my_trades"] = "ok"
+    summary["ids"] = {"resting": resting["id"], "filled": filled["id"]}
+
+    # 0.1 BTC at 50000 is 5000 USDT, over the client's limit: keygate answers Binance's
+    # -2015, which ccxt raises as the exception its table maps -2015 to.
+    try:
+        exchange.create_order(SYMBOL, "limit", "buy", 0.1, 50000)
+    except ccxt.BaseError as error:
+        assert "keygate:" in str(error), error
+        assert type(error) is exchange.exceptions["exact"]["-2015"], type(error)
+        summary["notional_over_limit"] = type(error).__name__
+    else:
+        raise AssertionError("the order over the notional limit was not denied")
+    print(json.dumps(summary, sort_keys=True))
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except Exception as error:  # report, then fail the test
+        print(f"ccxt usdm e2e failed: {type(error).__name__}: {error}", file=sys.stderr)
+        sys.exit(1)
+"#;
+
+/// `keygate serve` on a free loopback port, stopped with SIGTERM on drop.
+struct Serve {
+    child: Child,
+    /// `host:port`.
+    addr: String,
+}
+
+impl Serve {
+    fn start(kg: &Kg) -> Serve {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_keygate"))
+            .arg("--home")
+            .arg(kg.home())
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env_remove("KEYGATE_HOME")
+            .env_remove("KEYGATE_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(kg.path("serve.log")).unwrap())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("keygate listening on http://")
+            .and_then(|s| s.strip_suffix("/binance"))
+            .unwrap_or_else(|| panic!("unexpected serve output {line:?}"))
+            .to_owned();
+        Serve { child, addr }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn ccxt_binanceusdm_trades_usdm_through_keygate() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let exchange = runtime
+        .block_on(keygate_mockex::spawn(
+            "127.0.0.1:0".parse().unwrap(),
+            vec![Credential::hmac(REAL_KEY, REAL_SECRET)],
+        ))
+        .unwrap();
+    let kg = Kg::with_key_file();
+    kg.ok(
+        &[
+            "account",
+            "add",
+            "--exchange",
+            "binance",
+            "--label",
+            "main",
+            "--upstream",
+            &exchange.url(),
+        ],
+        &format!("{REAL_KEY}\n{REAL_SECRET}\n"),
+    );
+    // No symbol list: the limit that matters here is the notional one.
+    let issued = kg.issue(
+        "main",
+        "usdm-bot",
+        &[
+            "--scope",
+            "read,trade",
+            "--max-order-notional",
+            MAX_ORDER_NOTIONAL,
+        ],
+    );
+    let serve = Serve::start(&kg);
+    let script = kg.path("usdm_e2e.py");
+    std::fs::write(&script, SCRIPT).unwrap();
+    let run = Command::new(python())
+        .arg(&script)
+        .env("KEYGATE_URL", format!("http://{}", serve.addr))
+        .env("KEYGATE_API_KEY", issued["api_key"].as_str().unwrap())
+        .env("KEYGATE_SECRET", issued["secret"].as_str().unwrap())
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&run.stdout).into_owned();
+    assert!(
+        run.status.success(),
+        "{out}\n{}\nserve log:\n{}",
+        String::from_utf8_lossy(&run.stderr),
+        std::fs::read_to_string(kg.path("serve.log")).unwrap_or_default()
+    );
+    let summary: Value = serde_json::from_str(out.trim()).unwrap();
+    for call in [
+        "load_markets",
+        "fetch_balance",
+        "create_order_limit",
+        "fetch_open_orders",
+        "cancel_order",
+        "create_order_market",
+        "fetch_my_trades",
+    ] {
+        assert_eq!(summary[call], "ok", "{summary}");
+    }
+    // What ccxt's table maps Binance's -2015 to (the script checks it is that class).
+    assert_eq!(summary["notional_over_limit"], "AuthenticationError");
+
+    // The simulator saw the two orders keygate allowed, signed with the real key, and
+    // nothing of the third; every call above reached it through keygate.
+    let seen = exchange.simulator().requests();
+    let orders: Vec<_> = seen
+        .iter()
+        .filter(|r| r.method == "POST" && r.path == "/fapi/v1/order")
+        .collect();
+    assert_eq!(orders.len(), 2, "{orders:#?}");
+    assert!(
+        orders
+            .iter()
+            .all(|r| r.api_key.as_deref() == Some(REAL_KEY)),
+        "{orders:#?}"
+    );
+    assert!(
+        orders
+            .iter()
+            .all(|r| r.body.contains("quantity=0.01&") && !r.body.contains("quantity=0.1&")),
+        "{orders:#?}"
+    );
+    for (method, path) in [
+        ("GET", "/fapi/v1/exchangeInfo"),
+        ("GET", "/fapi/v3/account"),
+        ("GET", "/fapi/v1/openOrders"),
+        ("DELETE", "/fapi/v1/order"),
+        ("GET", "/fapi/v1/userTrades"),
+    ] {
+        assert!(
+            seen.iter().any(|r| r.method == method && r.path == path),
+            "{method} {path} never reached the exchange"
+        );
+    }
+    drop(serve);
+    let audit = kg.ok(&["audit", "export", "--format", "jsonl"], "").stdout;
+    let denied: Vec<Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["rule"] == "order_notional")
+        .collect();
+    assert_eq!(denied.len(), 1, "{audit}");
+}

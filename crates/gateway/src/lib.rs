@@ -317,6 +317,10 @@ async fn handle<A: Adapter>(
             "no exchange host serves this path",
         );
     };
+    // From here on the event names the path the exchange is sent (`/api/v3/order`, not
+    // `/api.binance.com/api/v3/order` as ccxt's host-named URLs have it), as the
+    // reconciliation and the alerts read it.
+    audit.path = native.to_owned();
     let body = match tokio::time::timeout(
         gw.limits.timeout,
         axum::body::to_bytes(body, MAX_BODY_BYTES),

@@ -336,6 +336,9 @@ async fn a_path_naming_a_binance_host_reaches_that_host_and_no_other_does() {
         .map(|r| r.path)
         .collect();
     assert_eq!(paths, ["/api/v3/time", "/api/v3/account"]);
+    // The log names the path the exchange was sent, as reconciliation reads it.
+    let logged = events_where(&env, 1, |e| e["action"] == "read").await;
+    assert_eq!(logged[0]["path"], "/api/v3/account", "{logged:?}");
 }
 
 #[tokio::test]

@@ -162,6 +162,11 @@ pub struct Action {
     /// Limit price of an order.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub price: Option<Decimal>,
+    /// The highest price at which a stop, trailing or conditional order (or a leg of an
+    /// order list) triggers: a stop-market buy fills at that price or above it, whatever
+    /// the market is now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger_price: Option<Decimal>,
     /// Quote quantity of an order, when the client gave one (`quoteOrderQty`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub quote_quantity: Option<Decimal>,
@@ -220,6 +225,7 @@ impl Action {
             client_order_id: None,
             quantity: None,
             price: None,
+            trigger_price: None,
             quote_quantity: None,
             asset: None,
             amount: None,
@@ -244,12 +250,17 @@ impl Action {
         }
     }
 
-    /// The order's notional at the market price `market`: its quantity at the higher of
-    /// `market` and its own price (a sell fills at its price or better, a marketable one
-    /// near the market), and at least its quote quantity. `None` without a quantity.
+    /// The order's notional at the market price `market`: its quantity at the highest of
+    /// `market`, its own price (a sell fills at its price or better, a marketable one
+    /// near the market) and its trigger price (a stop-market buy fills at its trigger or
+    /// above, however far the market is below it), and at least its quote quantity.
+    /// `None` without a quantity.
     pub fn priced_notional(&self, market: Decimal) -> Option<Decimal> {
         let quantity = self.quantity?;
-        let price = self.price.map_or(market, |own| own.max(market));
+        let price = [self.price, self.trigger_price]
+            .into_iter()
+            .flatten()
+            .fold(market, Decimal::max);
         let notional = price.checked_mul(quantity)?;
         Some(
             self.quote_quantity
@@ -270,6 +281,24 @@ mod tests {
             quote_quantity: quote.map(Decimal::from),
             ..Action::new(ActionKind::Trade, "POST /api/v3/order")
         }
+    }
+
+    #[test]
+    fn a_trigger_above_the_market_prices_the_order() {
+        let mut stop_buy = order(Side::Buy, Some(2), None, None);
+        stop_buy.trigger_price = Some(Decimal::from(120));
+        assert_eq!(stop_buy.stated_notional(), None);
+        assert_eq!(
+            stop_buy.priced_notional(Decimal::from(60)),
+            Some(Decimal::from(240))
+        );
+        // A trigger below the market (a stop-loss sell) does not lower the price.
+        let mut stop_sell = order(Side::Sell, Some(2), None, None);
+        stop_sell.trigger_price = Some(Decimal::from(50));
+        assert_eq!(
+            stop_sell.priced_notional(Decimal::from(60)),
+            Some(Decimal::from(120))
+        );
     }
 
     #[test]

@@ -359,6 +359,9 @@ impl SignedRequest {
                 if !futures && order_type == "MARKET" {
                     action.quote_quantity = decimal("quoteOrderQty");
                 }
+                // Every price that triggers an order or one of its legs (stops, trailing
+                // stops, algo orders, OCO legs): the highest counts.
+                action.trigger_price = TRIGGER_PRICES.iter().filter_map(|name| decimal(name)).max();
             }
             ActionKind::Withdraw => {
                 action.asset = self.param("coin").map(str::to_ascii_uppercase);
@@ -911,6 +914,18 @@ const SPOT_READ: &[&str] = &[
     "myFilters",
 ];
 
+/// The parameters that name a price at which an order, or a leg of an order list, is
+/// triggered.
+const TRIGGER_PRICES: &[&str] = &[
+    "stopPrice",
+    "triggerPrice",
+    "activationPrice",
+    "abovePrice",
+    "aboveStopPrice",
+    "belowPrice",
+    "belowStopPrice",
+];
+
 const SPOT_TRADE_POST: &[&str] = &[
     "order",
     "order/test",
@@ -1281,6 +1296,23 @@ mod tests {
         assert_eq!(market("/dapi/v1/order"), Some(Market::Coinm));
         assert_eq!(market("/sapi/v1/margin/myTrades"), Some(Market::Spot));
         assert_eq!(market("/papi/v1/um/order"), None);
+    }
+
+    #[test]
+    fn the_highest_trigger_of_an_order_or_its_legs_is_its_trigger_price() {
+        let parse = |q: &str| SignedRequest::parse(q, b"", None).unwrap();
+        let stop = parse("symbol=BTCUSDT&side=BUY&type=STOP_MARKET&quantity=1&stopPrice=120000")
+            .classify("POST", "/fapi/v1/order");
+        assert_eq!(stop.trigger_price, Some(Decimal::from(120_000)));
+        let oco = parse(
+            "symbol=BTCUSDT&side=BUY&quantity=1&abovePrice=70000&aboveStopPrice=71000\
+             &belowPrice=50000",
+        )
+        .classify("POST", "/api/v3/orderList/oco");
+        assert_eq!(oco.trigger_price, Some(Decimal::from(71_000)));
+        let plain = parse("symbol=BTCUSDT&side=BUY&type=MARKET&quantity=1")
+            .classify("POST", "/api/v3/order");
+        assert_eq!(plain.trigger_price, None);
     }
 
     #[test]

@@ -503,6 +503,12 @@ async fn orders_inside_policy_are_forwarded_and_outside_are_not() {
             "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=1&price=1",
             "exceeds the limit",
         ),
+        // A stop-market buy fills at its trigger or above: 0.08 BTC is 4800 USDT at the
+        // market, 9600 once it triggers at 120000.
+        (
+            "symbol=BTCUSDT&side=BUY&type=STOP_LOSS&quantity=0.08&stopPrice=120000",
+            "exceeds the limit",
+        ),
     ];
     for (params, why) in denied {
         let (status, body) = post(&env, "/api/v3/order", params).await;

@@ -509,7 +509,11 @@ async fn handle<A: Adapter>(
         Some(symbol),
     ) = (&decision, &action.symbol)
     {
-        if let Some(market) = gw.upstream.price(adapter, &base, native, symbol).await {
+        if let Some(market) = gw
+            .upstream
+            .price(adapter, &base, native, symbol, &gw.weight)
+            .await
+        {
             notional = action.priced_notional(market).map(|n| n.normalize());
             decision = decide(notional);
         }

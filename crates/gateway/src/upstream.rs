@@ -17,12 +17,18 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
+use crate::weight::WeightGauge;
 use crate::wire::{self, WriteFailure};
 
 /// How long a call to the exchange may take before its outcome is unknown.
 pub const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a measured clock offset is trusted.
 const CLOCK_TTL: Duration = Duration::from_secs(300);
+/// How long a ticker price stands for the orders priced after it: many orders in one
+/// symbol within a second cost the exchange one ticker call, not one each.
+const PRICE_TTL: Duration = Duration::from_secs(1);
+/// The most prices kept; past it, those older than [`PRICE_TTL`] are dropped.
+const PRICES_MAX: usize = 1024;
 /// The largest clock offset believed; see [`Upstream::measure_offset`].
 const MAX_CLOCK_OFFSET_MS: i64 = 60 * 60 * 1000;
 /// How long opening a connection (TCP and TLS) may take.
@@ -70,7 +76,11 @@ pub struct Upstream {
     pool: Mutex<HashMap<String, Vec<Idle>>>,
     timeout: Duration,
     offsets: Arc<RwLock<HashMap<String, (i64, Instant)>>>,
+    prices: Arc<Mutex<Prices>>,
 }
+
+/// The last price of each (base URL, ticker path), and when it was had.
+type Prices = HashMap<(String, String), (Decimal, Instant)>;
 
 /// A keep-alive connection waiting for its next request.
 struct Idle {
@@ -212,19 +222,21 @@ impl Upstream {
             pool: Mutex::new(HashMap::new()),
             timeout,
             offsets: Arc::new(RwLock::new(HashMap::new())),
+            prices: Arc::new(Mutex::new(HashMap::new())),
         })
     }
 
     /// The same client with a pool of its own, for one worker thread: a connection's
     /// socket is registered with the runtime that opened it, so a worker that borrowed
     /// another's connection would have each of its wake-ups cross threads. The clock
-    /// offsets stay shared.
+    /// offsets and prices stay shared.
     pub fn with_own_pool(&self) -> Upstream {
         Upstream {
             tls: self.tls.clone(),
             pool: Mutex::new(HashMap::new()),
             timeout: self.timeout,
             offsets: self.offsets.clone(),
+            prices: self.prices.clone(),
         }
     }
 
@@ -433,20 +445,41 @@ impl Upstream {
         (offset.abs() <= MAX_CLOCK_OFFSET_MS).then_some(offset)
     }
 
-    /// The last price of `symbol` from the exchange's public ticker.
+    /// The last price of `symbol` from the exchange's public ticker, at most
+    /// [`PRICE_TTL`] old. The weight the exchange reports for the call goes to `weight`,
+    /// as a forwarded request's does.
     pub async fn price<A: Adapter>(
         &self,
         adapter: &A,
         base: &str,
         native_path: &str,
         symbol: &str,
+        weight: &WeightGauge,
     ) -> Option<Decimal> {
-        let url = format!("{base}{}", adapter.ticker_path(native_path, symbol)?);
+        let path = adapter.ticker_path(native_path, symbol)?;
+        let key = (base.to_owned(), path);
+        let prices = || self.prices.lock().unwrap_or_else(|p| p.into_inner());
+        let cached = prices().get(&key).copied();
+        if let Some((price, _)) = cached.filter(|(_, at)| at.elapsed() < PRICE_TTL) {
+            return Some(price);
+        }
+        let url = format!("{base}{}", key.1);
         let response = self.send(&Method::GET, &url, &[], b"").await.ok()?;
+        if let Some(used) = adapter.used_weight(&response.headers) {
+            weight.record(base, used, crate::now_ms());
+        }
         if !response.status.is_success() {
             return None;
         }
-        adapter.parse_ticker_price(&response.body)
+        let price = adapter.parse_ticker_price(&response.body)?;
+        let mut prices = prices();
+        if prices.len() >= PRICES_MAX {
+            prices.retain(|_, (_, at)| at.elapsed() < PRICE_TTL);
+        }
+        if prices.len() < PRICES_MAX {
+            prices.insert(key, (price, Instant::now()));
+        }
+        Some(price)
     }
 }
 

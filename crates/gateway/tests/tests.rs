@@ -517,6 +517,9 @@ async fn orders_inside_policy_are_forwarded_and_outside_are_not() {
         let msg = body["msg"].as_str().unwrap();
         assert!(msg.starts_with("keygate: ") && msg.contains(why), "{msg}");
     }
+    // Four of them were priced from the ticker, which keygate asked for once (a price
+    // stands for a second; fewer than four times on a machine slow enough to stall).
+    assert!(exchange_saw(&env, "/api/v3/ticker/price") < 4);
     // The spot symbol BTCUSDT on the list is not the USD-M perpetual of the same id.
     let (status, body) = post(
         &env,

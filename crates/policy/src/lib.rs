@@ -96,6 +96,25 @@ impl Counters {
             self.day_withdrawn.clear();
         }
     }
+
+    /// Denies a client that has used up its rate in the current one-second window,
+    /// starting a new window when the last one is over.
+    fn within_rate(&mut self, client: &str, policy: &Policy, now_ms: u64) -> Result<(), Denial> {
+        let Some(rate) = policy.rate_per_second else {
+            return Ok(());
+        };
+        if now_ms.saturating_sub(self.rate_window_ms) >= 1000 {
+            self.rate_window_ms = now_ms;
+            self.rate_count = 0;
+        }
+        if self.rate_count >= rate {
+            return deny(
+                Rule::Rate,
+                format!("client {client} exceeds its rate of {rate} requests per second"),
+            );
+        }
+        Ok(())
+    }
 }
 
 impl Decider {
@@ -257,6 +276,9 @@ impl Decider {
                 }
                 Some(n) => Some(n),
                 None => {
+                    // The caller prices the order at the exchange and asks again: only for
+                    // a client within its rate, which must not buy it more upstream calls.
+                    self.check_rate(client, policy, r.now_ms)?;
                     return deny(Rule::PriceUnavailable, format!("the notional of this order cannot be determined and client {client} has a notional limit"));
                 }
             }
@@ -308,18 +330,7 @@ impl Decider {
         let c = counters
             .get_mut(client)
             .expect("the client's counters were inserted just above, under the same lock");
-        if let Some(rate) = policy.rate_per_second {
-            if r.now_ms.saturating_sub(c.rate_window_ms) >= 1000 {
-                c.rate_window_ms = r.now_ms;
-                c.rate_count = 0;
-            }
-            if c.rate_count >= rate {
-                return deny(
-                    Rule::Rate,
-                    format!("client {client} exceeds its rate of {rate} requests per second"),
-                );
-            }
-        }
+        c.within_rate(client, policy, r.now_ms)?;
         c.roll_to(r.now_ms);
         if let (Some(n), Some(max)) = (notional, policy.max_daily_notional) {
             let Some(total) = c.day_notional.checked_add(n) else {
@@ -369,6 +380,21 @@ impl Decider {
 }
 
 impl Decider {
+    /// Denies a client past its rate, counting nothing.
+    fn check_rate(&self, client: &str, policy: &Policy, now_ms: u64) -> Result<(), Denial> {
+        if policy.rate_per_second.is_none() {
+            return Ok(());
+        }
+        let mut counters = self
+            .counters
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match counters.get_mut(client) {
+            Some(c) => c.within_rate(client, policy, now_ms),
+            None => Ok(()),
+        }
+    }
+
     /// Counts a request decided earlier, as [`Decider::decide`] counted it then, when it
     /// falls on the UTC day of `now_ms`: an allowed order's notional and an allowed
     /// withdrawal's amount. A gateway that starts again passes it the day's request events
@@ -442,6 +468,30 @@ mod tests {
         a.symbol = Some(symbol.to_owned());
         a.market = Some(Market::Usdm);
         a
+    }
+
+    /// A regression test: an order that needs pricing was denied for its price before its
+    /// rate was looked at, so a client past its rate still had keygate ask the exchange
+    /// for a price, once per request, spending the address's request weight.
+    #[test]
+    fn a_client_past_its_rate_is_denied_before_its_order_is_priced() {
+        let d = Decider::new();
+        let p = Policy {
+            rate_per_second: Some(1),
+            ..trading_policy()
+        };
+        let btc = order("BTCUSDT");
+        let n = Some(Decimal::from(100));
+        assert_eq!(rule(d.decide(&request(&p, &btc, n, 0))), None);
+        assert_eq!(
+            rule(d.decide(&request(&p, &btc, None, 10))),
+            Some(Rule::Rate)
+        );
+        // In the next second, the order is priced as before.
+        assert_eq!(
+            rule(d.decide(&request(&p, &btc, None, 1_000))),
+            Some(Rule::PriceUnavailable)
+        );
     }
 
     /// A regression test: with no symbol list, `--max-order-notional 500` (meant as 500

@@ -1316,6 +1316,24 @@ mod tests {
     }
 
     #[test]
+    fn a_forward_shows_neither_the_real_key_nor_its_signature() {
+        let forward = SignedRequest::parse("symbol=BTCUSDT&timestamp=1&signature=ab", b"", None)
+            .unwrap()
+            .resign("RealApiKeyPlanted", b"real-secret", 5);
+        let signature = forward
+            .query
+            .rsplit("signature=")
+            .next()
+            .unwrap()
+            .to_owned();
+        assert_eq!(signature.len(), 64);
+        let shown = format!("{forward:?}");
+        assert!(!shown.contains("RealApiKeyPlanted"), "{shown}");
+        assert!(!shown.contains(&signature), "{shown}");
+        assert!(shown.contains("symbol=BTCUSDT"), "{shown}");
+    }
+
+    #[test]
     fn a_new_orders_client_id_is_part_of_its_action() {
         let req = SignedRequest::parse(
             "symbol=BTCUSDT&side=BUY&type=LIMIT&quantity=1&price=2&newClientOrderId=bot-7",

@@ -48,8 +48,9 @@ pub enum ClientKey<'a> {
     Ed25519(&'a VerifyingKey),
 }
 
-/// A request rebuilt for the exchange, signed with the real key.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A request rebuilt for the exchange, signed with the real key. Its `Debug` shows no
+/// header value (one is the real API key) and no signature.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Forward {
     /// The query string, without `?`.
     pub query: String,
@@ -58,6 +59,26 @@ pub struct Forward {
     /// The headers the exchange needs (the real API key, the content type). Nothing of the
     /// client's headers is carried over.
     pub headers: Vec<(&'static str, String)>,
+}
+
+impl std::fmt::Debug for Forward {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let unsigned = |text: &str| {
+            text.split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some(("signature", _)) => "signature=<withheld>",
+                    _ => pair,
+                })
+                .collect::<Vec<_>>()
+                .join("&")
+        };
+        let header_names: Vec<&str> = self.headers.iter().map(|(name, _)| *name).collect();
+        f.debug_struct("Forward")
+            .field("query", &unsigned(&self.query))
+            .field("body", &unsigned(&self.body))
+            .field("header_names", &header_names)
+            .finish()
+    }
 }
 
 /// Why keygate answers a request itself instead of forwarding it. The adapter says it in

@@ -118,10 +118,12 @@ pub struct PolicyArgs {
     /// Requests per second (`10/s` or `10`; `none` for no limit).
     #[arg(long, value_name = "N/s")]
     pub rate: Option<String>,
-    /// An address the client may withdraw to, `ADDRESS` or `ADDRESS/TAG` (the tag or memo
-    /// of assets whose accounts share an address); repeatable. Required with the withdraw
-    /// scope: a withdrawal anywhere else is denied.
-    #[arg(long = "withdraw-address", value_name = "ADDRESS[/TAG]")]
+    /// An address the client may withdraw to, `NETWORK:ADDRESS` (`ETH:0x…`, the
+    /// exchange's network code; a withdrawal must then name that network) or `ADDRESS` for
+    /// any network, `/TAG` after it for the tag or memo of assets whose accounts share an
+    /// address; repeatable. Required with the withdraw scope: a withdrawal anywhere else
+    /// is denied.
+    #[arg(long = "withdraw-address", value_name = "[NETWORK:]ADDRESS[/TAG]")]
     pub withdraw_addresses: Vec<WithdrawalDestination>,
     /// The most of one asset the client may withdraw in a UTC day, `ASSET=AMOUNT`
     /// (`BTC=0.5`); repeatable. With any, an asset not listed cannot be withdrawn; `none`
@@ -346,6 +348,17 @@ impl PolicyArgs {
                 bail!("--withdraw-address needs the withdraw scope (--scope read,withdraw)");
             }
             policy.withdrawal_addresses = self.withdraw_addresses.iter().cloned().collect();
+            for any_network in self
+                .withdraw_addresses
+                .iter()
+                .filter(|d| d.network().is_none())
+            {
+                eprintln!(
+                    "keygate: warning: {any_network} may be withdrawn to on any network; the \
+                     same address on another chain may be nobody's. Name one: \
+                     --withdraw-address NETWORK:{any_network}"
+                );
+            }
         }
         if self.max_daily_withdrawals == ["none"] {
             policy.max_daily_withdrawal.clear();

@@ -1241,19 +1241,41 @@ mod client {
                 "--scope",
                 "read,withdraw",
                 "--withdraw-address",
-                "bc1qcold",
+                "BTC:bc1qcold",
                 "--withdraw-address",
                 "rSharedHot/4242",
             ],
         );
         assert_eq!(
             c["policy"]["withdrawal_addresses"],
-            serde_json::json!(["bc1qcold", "rSharedHot/4242"])
+            serde_json::json!(["rSharedHot/4242", "BTC:bc1qcold"])
         );
         let shown = kg.ok(&["client", "show", "bot1"], "").stdout;
         assert!(
-            shown.contains("withdraw to:        bc1qcold, rSharedHot/4242"),
+            shown.contains("withdraw to:        rSharedHot/4242, BTC:bc1qcold"),
             "{shown}"
+        );
+        // An address listed without a network is allowed on any, which keygate warns of.
+        let warned = kg.run(
+            &[
+                "client",
+                "update",
+                "bot1",
+                "--withdraw-address",
+                "BTC:bc1qcold",
+                "--withdraw-address",
+                "rSharedHot/4242",
+            ],
+            "",
+        );
+        assert_eq!(warned.code, 0, "{warned:?}");
+        assert!(
+            warned
+                .stderr
+                .contains("rSharedHot/4242 may be withdrawn to on any network")
+                && !warned.stderr.contains("bc1qcold may"),
+            "{}",
+            warned.stderr
         );
     }
 

@@ -147,11 +147,18 @@ impl Default for Policy {
 }
 
 /// A destination a client may withdraw to: an address and, for assets whose accounts share
-/// one deposit address (XRP, XLM, EOS…), the tag or memo that picks the account. Written
-/// `ADDRESS` or `ADDRESS/TAG`; compared exactly, case included.
+/// one deposit address (XRP, XLM, EOS…), the tag or memo that picks the account; on a
+/// list, also the network it may be reached on. Written `ADDRESS` or `ADDRESS/TAG`,
+/// prefixed `NETWORK:` on a list (`ETH:0x…`, the exchange's upper-case network code: an
+/// address such as `bitcoincash:q…` is not taken for one); compared exactly, case
+/// included.
+///
+/// The network matters: the same address on another chain may be nobody's, or whoever
+/// claims it there first (a multisig contract deployed on one chain only, say).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct WithdrawalDestination {
+    network: Option<String>,
     address: String,
     tag: Option<String>,
 }
@@ -186,20 +193,55 @@ impl WithdrawalDestination {
             ));
         }
         Ok(WithdrawalDestination {
+            network: None,
             address: address.to_owned(),
             tag: tag.map(str::to_owned),
         })
     }
+
+    /// The network a list entry names, if it names one.
+    pub fn network(&self) -> Option<&str> {
+        self.network.as_deref()
+    }
+
+    /// Whether this list entry allows a withdrawal to `requested` (a destination without a
+    /// network) sent on `network`: the same address and tag, and, when the entry names a
+    /// network, that network, named by the request (without one, the exchange picks the
+    /// asset's default network, which may be another).
+    pub fn allows(&self, requested: &WithdrawalDestination, network: Option<&str>) -> bool {
+        self.address == requested.address
+            && self.tag == requested.tag
+            && self
+                .network
+                .as_deref()
+                .is_none_or(|listed| network.is_some_and(|n| n.eq_ignore_ascii_case(listed)))
+    }
+}
+
+/// Whether `prefix` is an exchange's network code (`ETH`, `BSC`, `ARBITRUM`): upper-case
+/// letters, digits and `_`, starting with a letter.
+fn is_network_code(prefix: &str) -> bool {
+    prefix.len() <= 32
+        && prefix.starts_with(|c: char| c.is_ascii_uppercase())
+        && prefix
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
 }
 
 impl FromStr for WithdrawalDestination {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<WithdrawalDestination, Error> {
-        match s.split_once('/') {
-            Some((address, tag)) => WithdrawalDestination::new(address, Some(tag)),
-            None => WithdrawalDestination::new(s, None),
-        }
+        let (network, rest) = match s.split_once(':') {
+            Some((prefix, rest)) if is_network_code(prefix) => (Some(prefix), rest),
+            _ => (None, s),
+        };
+        let mut destination = match rest.split_once('/') {
+            Some((address, tag)) => WithdrawalDestination::new(address, Some(tag))?,
+            None => WithdrawalDestination::new(rest, None)?,
+        };
+        destination.network = network.map(str::to_owned);
+        Ok(destination)
     }
 }
 
@@ -219,6 +261,9 @@ impl From<WithdrawalDestination> for String {
 
 impl fmt::Display for WithdrawalDestination {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(network) = &self.network {
+            write!(f, "{network}:")?;
+        }
         f.write_str(&WithdrawalDestination::text(
             &self.address,
             self.tag.as_deref(),
@@ -382,7 +427,15 @@ mod tests {
 
     #[test]
     fn withdrawal_destinations_round_trip_and_refuse_what_is_not_one() {
-        for text in ["bc1qcold", "rXRPhot/123", "GABC/memo with/slash"] {
+        for text in [
+            "bc1qcold",
+            "rXRPhot/123",
+            "GABC/memo with/slash",
+            "ETH:0x1111",
+            "XRP:rXRPhot/123",
+            // Not a network code: the whole is the address.
+            "bitcoincash:qpm2qsznhks23z7629mms6s4cwef74vcwvy22gdx6a",
+        ] {
             let parsed: WithdrawalDestination =
                 text.parse().unwrap_or_else(|e| panic!("{text}: {e}"));
             assert_eq!(parsed.to_string(), text);
@@ -392,8 +445,13 @@ mod tests {
                 parsed
             );
         }
+        let listed: WithdrawalDestination = "ETH:0x1111".parse().unwrap();
+        assert_eq!(listed.network(), Some("ETH"));
+        let cash: WithdrawalDestination = "bitcoincash:qpm2".parse().unwrap();
+        assert_eq!(cash.network(), None);
         for bad in [
             "",
+            "ETH:",
             "/123",
             "addr/",
             "with space",

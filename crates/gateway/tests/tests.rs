@@ -345,7 +345,7 @@ async fn a_path_naming_a_binance_host_reaches_that_host_and_no_other_does() {
 async fn withdrawals_reach_the_exchange_only_for_listed_addresses() {
     let policy = Policy {
         scopes: [Scope::Read, Scope::Withdraw].into_iter().collect(),
-        withdrawal_addresses: ["TColdWallet1", "rSharedHot/4242"]
+        withdrawal_addresses: ["TRX:TColdWallet1", "rSharedHot/4242"]
             .into_iter()
             .map(|d| d.parse().unwrap())
             .collect(),
@@ -365,6 +365,9 @@ async fn withdrawals_reach_the_exchange_only_for_listed_addresses() {
         // The exchange's shared deposit address, with someone else's tag.
         "coin=XRP&network=XRP&address=rSharedHot&addressTag=666&amount=10",
         "coin=XRP&network=XRP&address=rSharedHot&amount=10",
+        // The listed address, on a network it is not listed for, or on the default one.
+        "coin=USDT&network=BSC&address=TColdWallet1&amount=10",
+        "coin=USDT&address=TColdWallet1&amount=10",
     ] {
         let (status, body) = post(&env, path, denied).await;
         assert_eq!(status, 401, "{denied}: {body}");
@@ -397,6 +400,8 @@ async fn withdrawals_reach_the_exchange_only_for_listed_addresses() {
             (false, "TAttacker".to_owned()),
             (false, "rSharedHot/666".to_owned()),
             (false, "rSharedHot".to_owned()),
+            (false, "TColdWallet1".to_owned()),
+            (false, "TColdWallet1".to_owned()),
         ]
     );
 }

@@ -196,13 +196,22 @@ impl Decider {
                 .address
                 .as_deref()
                 .map(|address| WithdrawalDestination::new(address, action.address_tag.as_deref()));
+            let network = action.network.as_deref().filter(|n| !n.is_empty());
             match destination {
-                Some(Ok(d)) if policy.withdrawal_addresses.contains(&d) => {}
+                Some(Ok(d))
+                    if policy
+                        .withdrawal_addresses
+                        .iter()
+                        .any(|listed| listed.allows(&d, network)) => {}
                 Some(Ok(d)) => {
+                    let on = network.map_or_else(
+                        || " on the exchange's default network".to_owned(),
+                        |n| format!(" on network {n}"),
+                    );
                     return deny(
                         Rule::WithdrawalAddress,
-                        format!("withdrawal address {d} is not on the list of client {client}"),
-                    )
+                        format!("withdrawal address {d}{on} is not on the list of client {client}"),
+                    );
                 }
                 Some(Err(_)) | None => {
                     return deny(
@@ -710,6 +719,22 @@ mod tests {
                 "{address:?} {tag:?}"
             );
         }
+        // An address listed on one network is allowed on that network only, and not
+        // without one (the exchange would choose its default).
+        let on_eth = Policy {
+            withdrawal_addresses: ["ETH:0x1111".parse().unwrap()].into_iter().collect(),
+            ..policy.clone()
+        };
+        let to_0x1111 = |network: Option<&str>| {
+            let mut a = Action::new(ActionKind::Withdraw, "POST /sapi/v1/capital/withdraw/apply");
+            a.address = Some("0x1111".into());
+            a.network = network.map(str::to_owned);
+            rule(decider.decide(&request(&on_eth, &a, None, 1_000)))
+        };
+        assert_eq!(to_0x1111(Some("ETH")), None);
+        assert_eq!(to_0x1111(Some("OPTIMISM")), Some(Rule::WithdrawalAddress));
+        assert_eq!(to_0x1111(None), Some(Rule::WithdrawalAddress));
+        assert_eq!(to_0x1111(Some("")), Some(Rule::WithdrawalAddress));
         // Without a list, no withdrawal at all, whatever the scope.
         let unlisted = Policy {
             withdrawal_addresses: Default::default(),

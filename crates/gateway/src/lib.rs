@@ -809,6 +809,23 @@ fn source_ip(trusted: &[IpNet], peer: IpAddr, headers: &HeaderMap) -> Option<IpA
     Some(source)
 }
 
+/// The most of a method, path or message an event keeps: whoever reaches the listener
+/// chooses them, key or not, and a refused request must not cost the log kilobytes.
+const MAX_EVENT_TEXT: usize = 512;
+
+/// `text`, cut to [`MAX_EVENT_TEXT`] bytes (at a character boundary) with a note of its
+/// full length when longer.
+fn bounded(text: String) -> String {
+    if text.len() <= MAX_EVENT_TEXT {
+        return text;
+    }
+    let mut end = MAX_EVENT_TEXT;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes)", &text[..end], text.len())
+}
+
 /// The audit event of one request, filled in as the request path learns more.
 ///
 /// Every request ends in an event: [`Audit::deny`] or [`Audit::finish`] writes it, and
@@ -879,8 +896,8 @@ impl<'a> Audit<'a> {
                 client: self.client.take(),
                 account: self.account.take(),
                 source_ip: self.source_ip.to_string(),
-                method: std::mem::take(&mut self.method),
-                path: std::mem::take(&mut self.path),
+                method: bounded(std::mem::take(&mut self.method)),
+                path: bounded(std::mem::take(&mut self.path)),
                 action: action.kind,
                 symbol: action.listed_symbol(),
                 side: action.side,
@@ -891,7 +908,7 @@ impl<'a> Audit<'a> {
                 destination,
                 allowed,
                 rule: denial.as_ref().map(|d| d.rule),
-                message: denial.map(|d| d.message),
+                message: denial.map(|d| bounded(d.message)),
                 upstream_status,
                 latency_us,
                 outcome,
@@ -1011,6 +1028,16 @@ impl Drop for Audit<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_event_texts_are_cut_with_their_length() {
+        assert_eq!(bounded("short".into()), "short");
+        let long = "é".repeat(400);
+        let cut = bounded(long.clone());
+        assert!(cut.ends_with("… (800 bytes)"), "{cut}");
+        assert!(cut.len() < MAX_EVENT_TEXT + 20);
+        assert!(long.starts_with(cut.trim_end_matches("… (800 bytes)")));
+    }
 
     #[test]
     fn only_canonical_paths_pass() {

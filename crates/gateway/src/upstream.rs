@@ -445,8 +445,8 @@ impl Upstream {
         (offset.abs() <= MAX_CLOCK_OFFSET_MS).then_some(offset)
     }
 
-    /// The last price of `symbol` from the exchange's public ticker, at most
-    /// [`PRICE_TTL`] old. The weight the exchange reports for the call goes to `weight`,
+    /// The last price of `symbol` from the exchange's public ticker, at most a second
+    /// old. The weight the exchange reports for the call goes to `weight`,
     /// as a forwarded request's does.
     pub async fn price<A: Adapter>(
         &self,

@@ -562,7 +562,8 @@ pub fn read_secret_file(path: &Path) -> Result<SecretBytes, Error> {
 
 /// Reads at most `limit` bytes of a regular file of this user's that neither its group
 /// nor others can read, into locked memory. The checks and the read are on one open
-/// file, so the file cannot be swapped in between. Returns the bytes and the file's
+/// file, so the file cannot be swapped in between; a symlink is followed (mounted
+/// secrets often are one) and the file it leads to is checked. Returns the bytes and the file's
 /// length (more than `limit` when the file is longer).
 fn read_owner_only(path: &Path, limit: usize) -> Result<(SecretBytes, usize), Error> {
     let io = |source| Error::Io {
@@ -570,7 +571,16 @@ fn read_owner_only(path: &Path, limit: usize) -> Result<(SecretBytes, usize), Er
         path: path.to_owned(),
         source,
     };
-    let mut file = fs::File::open(path).map_err(io)?;
+    let mut options = fs::OpenOptions::new();
+    options.read(true);
+    // Without blocking: a FIFO put where the file should be would otherwise hang the
+    // open before the checks below refuse it as not a regular file.
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(
+        &mut options,
+        rustix::fs::OFlags::NONBLOCK.bits() as i32,
+    );
+    let mut file = options.open(path).map_err(io)?;
     let meta = file.metadata().map_err(io)?;
     check_owner_only(path, &meta)?;
     // One byte more than the limit, to tell a longer file apart; never more.
@@ -778,6 +788,25 @@ mod tests {
             MasterKey::from_key_file(&dir),
             Err(Error::KeyFileNotOwned { .. }) | Err(Error::Io { .. })
         ));
+        // A FIFO where the key file should be is refused at once, not waited on.
+        let fifo = dir.join("fifo.key");
+        let made = std::process::Command::new("mkfifo")
+            .arg("-m")
+            .arg("600")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let reading = fifo.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(matches!(
+                MasterKey::from_key_file(&reading),
+                Err(Error::KeyFileNotOwned { .. })
+            ));
+        });
+        let refused = rx.recv_timeout(std::time::Duration::from_secs(10));
+        assert_eq!(refused, Ok(true), "a FIFO key file hung or was not refused");
         fs::remove_dir_all(&dir).unwrap();
     }
 

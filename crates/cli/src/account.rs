@@ -296,7 +296,7 @@ fn remove(vault: &mut Unlocked, args: &RemoveArgs) -> anyhow::Result<()> {
             for (name, status) in &to_revoke {
                 s.set_client_status(name, *status, ClientStatus::Revoked, master)?;
             }
-            s.delete_account(&label, master)
+            s.delete_account(&label, &unreadable, master)
         })
         .with_context(|| format!("removing account {label}"))?;
     if to_revoke.is_empty() {

@@ -546,17 +546,49 @@ impl Store {
         Ok(())
     }
 
-    /// Deletes an account. Its revoked clients stay, so that their keys are refused as
-    /// revoked and `client list` still shows them; any other row bound to it (one that
-    /// does not read, since the caller revokes those that do) is deleted with it.
-    pub fn delete_account(&self, label: &Name, master: &MasterKey) -> Result<(), Error> {
+    /// Deletes an account and the client rows named in `unreadable` (rows bound to it
+    /// that do not read, so cannot be revoked). Its other clients stay, so that their
+    /// keys are refused as revoked and `client list` still shows them: a client bound to
+    /// it that is not revoked is a conflict, since the caller revokes those first.
+    pub fn delete_account(
+        &self,
+        label: &Name,
+        unreadable: &[&str],
+        master: &MasterKey,
+    ) -> Result<(), Error> {
         let sealed = self.check_clients_seal(master);
-        self.connection()
-            .execute(
-                "DELETE FROM clients WHERE account = ?1 AND status != ?2",
+        for name in unreadable {
+            let n = self
+                .connection()
+                .execute(
+                    "DELETE FROM clients WHERE name = ?1 AND account = ?2",
+                    params![name, label.as_str()],
+                )
+                .map_err(|e| self.error(e))?;
+            if n != 1 {
+                return Err(Error::Conflict {
+                    kind: "client",
+                    name: (*name).to_owned(),
+                    reason: "it is no longer bound to the account".into(),
+                });
+            }
+        }
+        let live: Option<String> = self
+            .connection()
+            .query_row(
+                "SELECT name FROM clients WHERE account = ?1 AND status != ?2 LIMIT 1",
                 params![label.as_str(), ClientStatus::Revoked.as_str()],
+                |r| r.get(0),
             )
+            .optional()
             .map_err(|e| self.error(e))?;
+        if let Some(name) = live {
+            return Err(Error::Conflict {
+                kind: "account",
+                name: label.to_string(),
+                reason: format!("client {name} is bound to it and not revoked"),
+            });
+        }
         let n = self
             .connection()
             .execute("DELETE FROM accounts WHERE label = ?1", [label.as_str()])

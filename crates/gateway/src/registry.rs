@@ -260,12 +260,31 @@ pub fn spawn_reloader(
     std::thread::Builder::new()
         .name("keygate-reload".into())
         .spawn(move || {
+            // Every request is refused from the first failure until a reload succeeds.
+            let refuse_all = |reason: String| {
+                let first = live.failure().is_none();
+                tracing::error!(error = %reason, "reload failed; refusing every request until it succeeds");
+                live.refuse_all(reason.clone());
+                if let (true, Some(alerter)) = (first, &alerter) {
+                    alerter.raise(Alert::outside_log(
+                        Severity::Critical,
+                        AlertRule::ReloadFailed,
+                        format!(
+                            "keygate refuses every client: reloading accounts and \
+                             clients failed ({reason}); see keygate doctor"
+                        ),
+                    ));
+                }
+            };
             while Arc::strong_count(&live) > 1 {
                 std::thread::sleep(RELOAD_INTERVAL);
+                // Without the generation no change can be seen: a revoke would never
+                // reach this gateway, so that is a failed reload too.
                 let generation = match store.generation() {
                     Ok(g) => g,
                     Err(e) => {
-                        tracing::error!(error = %e, "cannot read the store generation");
+                        refuse_all(format!("cannot read the store generation: {e}"));
+                        seen = None;
                         continue;
                     }
                 };
@@ -282,21 +301,7 @@ pub fn spawn_reloader(
                             tracing::warn!("secrets read since start-up could not be locked in memory (see `ulimit -l`); they may be written to swap");
                         }
                     }
-                    Err(e) => {
-                        let first = live.failure().is_none();
-                        live.refuse_all(e.to_string());
-                        tracing::error!(error = %e, "reload failed; refusing every request until it succeeds");
-                        if let (true, Some(alerter)) = (first, &alerter) {
-                            alerter.raise(Alert::outside_log(
-                                Severity::Critical,
-                                AlertRule::ReloadFailed,
-                                format!(
-                                    "keygate refuses every client: reloading accounts and \
-                                     clients failed ({e}); see keygate doctor"
-                                ),
-                            ));
-                        }
-                    }
+                    Err(e) => refuse_all(e.to_string()),
                 }
             }
         })?;

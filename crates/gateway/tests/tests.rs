@@ -1535,6 +1535,32 @@ async fn a_client_table_put_back_with_its_seal_is_refused() {
     assert!(env.exchange.simulator().requests().is_empty());
 }
 
+/// A regression test: with the generation counter gone, the reloader logged an error
+/// every poll and kept serving its last view, so no later revoke or freeze would ever
+/// reach it; and every change still committed, its bump of the counter a no-op.
+#[tokio::test]
+async fn a_store_without_its_generation_counter_is_refused_and_changes_nothing() {
+    let env = default_env().await;
+    assert_eq!(get(&env, "/api/v3/account", "").await.0, 200);
+    let mut store = Store::open(&env.db).unwrap();
+    store
+        .connection()
+        .execute("DELETE FROM meta WHERE key = 'generation'", [])
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    env.exchange.simulator().reset(false);
+    let (code, body) = get(&env, "/api/v3/account", "").await;
+    assert_ne!(code, 200, "{body}");
+    assert!(env.exchange.simulator().requests().is_empty());
+    assert!(matches!(
+        store.transaction(|_| Ok::<_, keygate_store::Error>(())),
+        Err(keygate_store::Error::Corrupt {
+            what: "generation",
+            ..
+        })
+    ));
+}
+
 #[tokio::test]
 async fn a_client_changed_in_the_database_without_the_master_key_is_refused() {
     let env = default_env().await;

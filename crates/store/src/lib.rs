@@ -341,14 +341,23 @@ impl Store {
             .map_err(|e| self.sql(e))
     }
 
+    /// Bumps the generation, which a running gateway polls to reload. A database without
+    /// the counter is refused: the change would commit and no gateway would ever see it.
     fn bump_generation(&self) -> Result<(), Error> {
-        self.conn
+        let bumped = self
+            .conn
             .execute(
                 "UPDATE meta SET value = value + 1 WHERE key = 'generation'",
                 [],
             )
-            .map(drop)
-            .map_err(|e| self.sql(e))
+            .map_err(|e| self.sql(e))?;
+        if bumped != 1 {
+            return Err(Error::Corrupt {
+                what: "generation",
+                reason: "the counter running gateways reload by is missing".into(),
+            });
+        }
+        Ok(())
     }
 
     /// Runs `f` in one immediate transaction; every change inside bumps the generation once.
@@ -381,8 +390,12 @@ impl Store {
             .execute_batch("BEGIN DEFERRED")
             .map_err(|e| self.sql(e))?;
         let result = f(self);
-        // A read transaction has nothing to keep; ending it cannot lose anything.
-        let _ = self.conn.execute_batch("COMMIT");
+        // A read transaction has nothing to keep; but one left open would pin this
+        // connection to the snapshot, and a gateway would never see a later freeze.
+        if let Err(e) = self.conn.execute_batch("COMMIT") {
+            let _ = self.conn.execute_batch("ROLLBACK");
+            return Err(self.sql(e));
+        }
         result
     }
 
@@ -528,7 +541,7 @@ mod tests {
         store
             .transaction(|s| {
                 s.set_client_status(&bot, ClientStatus::Active, ClientStatus::Revoked, &master)?;
-                s.delete_account(&"main".parse().unwrap(), &master)
+                s.delete_account(&"main".parse().unwrap(), &[], &master)
             })
             .unwrap();
         let kept = store.client(&bot).unwrap();
@@ -537,10 +550,15 @@ mod tests {
         kept.verify_record(&master).unwrap();
         store.check_clients_seal(&master).unwrap();
 
-        // A bound client that is not revoked goes with the account.
+        // A bound client that is not revoked holds the account back; one named as not
+        // reading goes with it.
         add_main_and_bot2(&mut store, &master);
+        assert!(matches!(
+            store.transaction(|s| s.delete_account(&"main".parse().unwrap(), &[], &master)),
+            Err(Error::Conflict { .. })
+        ));
         store
-            .transaction(|s| s.delete_account(&"main".parse().unwrap(), &master))
+            .transaction(|s| s.delete_account(&"main".parse().unwrap(), &["bot2"], &master))
             .unwrap();
         let names: Vec<_> = store
             .client_rows()
@@ -905,7 +923,7 @@ mod tests {
         store
             .transaction(|s| {
                 s.set_client_status(&bot, ClientStatus::Active, ClientStatus::Revoked, &master)?;
-                s.delete_account(&"main".parse().unwrap(), &master)
+                s.delete_account(&"main".parse().unwrap(), &[], &master)
             })
             .unwrap();
         assert_eq!(store.client(&bot).unwrap().status, ClientStatus::Revoked);

@@ -166,7 +166,7 @@ impl Unlocked {
         let (master, key) = (&self.master, &self.audit_key);
         let mut unsealed = None;
         let value = self.store.transaction(|s| {
-            let sealed = s.check_clients_seal(master);
+            let sealed = s.check_clients_seal_is_latest(master);
             let value = make(s, master)?;
             keygate_audit::append_within(s, key, events)?;
             s.reseal_clients(master, &sealed)?;

@@ -26,7 +26,7 @@ pub fn run(mut vault: Unlocked, args: &PanicArgs) -> anyhow::Result<()> {
     let (frozen, refused_already) = vault
         .store
         .transaction(|s| {
-            let sealed = s.check_clients_seal(master);
+            let sealed = s.check_clients_seal_is_latest(master);
             let mut frozen = Vec::new();
             let mut refused_already = 0_usize;
             // Read inside the transaction: a client issued meanwhile is frozen too.

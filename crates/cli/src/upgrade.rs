@@ -55,7 +55,7 @@ pub fn run(mut vault: Unlocked, args: &UpgradeArgs) -> anyhow::Result<()> {
                 names(&untagged)
             );
         }
-        return match vault.store.check_clients_seal(&vault.master) {
+        return match vault.store.check_clients_seal_is_latest(&vault.master) {
             Ok(_) => {
                 println!("this vault is up to date; nothing to upgrade");
                 Ok(())

@@ -877,6 +877,80 @@ mod tests {
         std::fs::remove_dir_all(dir).unwrap();
     }
 
+    /// A regression test: a client table put back with its seal from before a revoke
+    /// matched that seal, so the next routine change (any client's) sealed it again at the
+    /// latest event, and the revoked client was served once more.
+    #[test]
+    fn a_table_put_back_with_its_seal_is_not_sealed_again_by_a_routine_change() {
+        let (dir, mut store) = temp_store();
+        let master = MasterKey::generate();
+        let bot1: keygate_core::Name = "bot1".parse().unwrap();
+        let bot2: keygate_core::Name = "bot2".parse().unwrap();
+        add_main_and_bot1(&mut store, &master);
+        store
+            .transaction(|s| {
+                s.insert_client(
+                    &NewClient {
+                        name: bot2.clone(),
+                        account: "main".parse().unwrap(),
+                        api_key: "virtual2".into(),
+                        material: ClientKeyMaterial::Hmac(SecretString::new("v2".into())),
+                        policy: Policy::default(),
+                        expires_ms: None,
+                    },
+                    &master,
+                    1,
+                )
+            })
+            .unwrap();
+        store
+            .connection()
+            .execute_batch(
+                "CREATE TABLE saved AS SELECT * FROM clients;
+                 CREATE TABLE saved_seal AS SELECT * FROM meta WHERE key = 'clients_seal';",
+            )
+            .unwrap();
+        // bot1 is revoked, and the revoke's administrative event is in the log, as
+        // `keygate client revoke` does it.
+        store
+            .transaction(|s| {
+                let before = s.check_clients_seal_is_latest(&master);
+                s.set_client_status(&bot1, ClientStatus::Active, ClientStatus::Revoked, &master)?;
+                s.connection()
+                    .execute(
+                        r#"INSERT INTO events (seq, ts_ms, body, hash, mac)
+                           VALUES (1, 1, '{"type":"admin"}', x'00', x'00')"#,
+                        [],
+                    )
+                    .map_err(|e| s.error(e))?;
+                s.reseal_clients(&master, &before)
+            })
+            .unwrap();
+        store.check_clients_seal_is_latest(&master).unwrap();
+        // The table and its seal put back from the copy: stale, bot1 active.
+        store
+            .connection()
+            .execute_batch(
+                "DELETE FROM clients; INSERT INTO clients SELECT * FROM saved;
+                 DELETE FROM meta WHERE key = 'clients_seal';
+                 INSERT INTO meta SELECT * FROM saved_seal;",
+            )
+            .unwrap();
+        assert!(store.check_clients_seal_is_latest(&master).is_err());
+        // A routine change to another client leaves the table refused.
+        store
+            .transaction(|s| {
+                s.set_client_status(&bot2, ClientStatus::Active, ClientStatus::Frozen, &master)
+            })
+            .unwrap();
+        assert!(matches!(
+            store.check_clients_seal_is_latest(&master),
+            Err(Error::ClientTable { .. })
+        ));
+        assert_eq!(store.client(&bot1).unwrap().status, ClientStatus::Active);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
     /// Version 2's client table, which referenced `accounts(label)`.
     const CLIENTS_V2: &str = "CREATE TABLE clients_v2 (
         name TEXT PRIMARY KEY, account TEXT NOT NULL REFERENCES accounts(label),

@@ -556,7 +556,7 @@ impl Store {
         unreadable: &[&str],
         master: &MasterKey,
     ) -> Result<(), Error> {
-        let sealed = self.check_clients_seal(master);
+        let sealed = self.check_clients_seal_is_latest(master);
         for name in unreadable {
             let n = self
                 .connection()
@@ -610,7 +610,7 @@ impl Store {
         now_ms: u64,
     ) -> Result<(), Error> {
         self.account(&new.account)?;
-        let sealed = self.check_clients_seal(master);
+        let sealed = self.check_clients_seal_is_latest(master);
         let policy_json = serde_json::to_string(&new.policy).map_err(|e| Error::Corrupt {
             what: "client policy",
             reason: e.to_string(),
@@ -805,7 +805,7 @@ impl Store {
     /// old tag covers every column, so a row another command changed meanwhile does not
     /// match and is left alone.
     fn rewrite_client(&self, client: &mut Client, master: &MasterKey) -> Result<(), Error> {
-        let sealed = self.check_clients_seal(master);
+        let sealed = self.check_clients_seal_is_latest(master);
         let read_tag = client.tag.take();
         client.retag(master);
         let n = self
@@ -853,7 +853,7 @@ impl Store {
         shown: &[Client],
         master: &MasterKey,
     ) -> Result<Vec<Name>, Error> {
-        let sealed = self.check_clients_seal(master);
+        let sealed = self.check_clients_seal_is_latest(master);
         let mut tagged = Vec::new();
         for seen in shown.iter().filter(|c| c.tag.is_none()) {
             let mut now = self.client(&seen.name)?;

@@ -83,8 +83,10 @@ impl Store {
     }
 
     /// Seals the client table again after a write, bound to the last audit event, if its
-    /// seal held before the write: `before` is what [`Store::check_clients_seal`] said
-    /// then. A seal that did not hold stays broken, whatever the write.
+    /// seal held before the write: `before` is what [`Store::check_clients_seal_is_latest`]
+    /// said then. A seal that did not hold, or held but was older than an administrative
+    /// event (the table put back, seal and all), stays as it was, whatever the write: only
+    /// `keygate upgrade`, after showing the rows, seals such a table again.
     pub fn reseal_clients(
         &self,
         master: &MasterKey,

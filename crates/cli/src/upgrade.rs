@@ -122,9 +122,12 @@ fn seal(
         ),
     )?;
     let (master, key) = (&vault.master, &vault.audit_key);
-    // What the operator accepted, so that the next review compares against it.
+    // What the operator accepted, so that the next review compares against it: rows whose
+    // tag verifies only. A row changed without the master key stays refused whatever the
+    // operator says; recording its state would make a later put-back row match it.
     let accepted: Vec<serde_json::Value> = readable
         .iter()
+        .filter(|c| c.verify_record(master).is_ok())
         .map(|c| {
             serde_json::json!({
                 "name": c.name.as_str(),

@@ -1902,6 +1902,68 @@ mod client {
             "{}",
             serve.stderr
         );
+        // A regression test: a routine change sealed such a table again, unreviewed.
+        let issued = kg.run(
+            &[
+                "client",
+                "issue",
+                "--account",
+                "main",
+                "--name",
+                "bot2",
+                "--json",
+            ],
+            "",
+        );
+        assert_eq!(issued.code, 0, "{issued:?}");
+        assert!(
+            issued.stderr.contains("warning: the client table"),
+            "{}",
+            issued.stderr
+        );
+        kg.fails(&["audit", "verify"], "", 1);
+        // `keygate upgrade` shows it, bot1 marked, and only then seals it.
+        let sealed = kg.ok(&["upgrade", "--yes"], "");
+        assert!(
+            sealed
+                .stdout
+                .contains("PUT BACK? the audit log last left it revoked"),
+            "{}",
+            sealed.stdout
+        );
+        kg.ok(&["audit", "verify"], "");
+    }
+
+    /// A regression test: `keygate upgrade` recorded, as accepted, the state of a row
+    /// changed without the master key (which stays refused), so that the same state put
+    /// back later, with a valid old tag, was not marked at the next review.
+    #[test]
+    fn a_review_records_only_rows_whose_tag_verifies() {
+        let kg = Kg::with_key_file();
+        kg.add_account("main", REAL_KEY, REAL_SECRET);
+        kg.issue("main", "bot1", &[]);
+        kg.issue("main", "bot2", &[]);
+        kg.ok(&["client", "revoke", "bot1"], "");
+        db(&kg)
+            .execute(
+                "UPDATE clients SET status = 'active', tag = zeroblob(32) WHERE name = 'bot1'",
+                [],
+            )
+            .unwrap();
+        kg.ok(&["upgrade", "--yes"], "");
+        let export = kg.ok(&["audit", "export"], "").stdout;
+        let seal = export
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .find(|e| e["change"] == "vault.seal")
+            .expect("a vault.seal event");
+        let recorded: Vec<&str> = seal["detail"]["clients"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(recorded, ["bot2"], "{seal}");
     }
 
     #[test]

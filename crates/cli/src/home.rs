@@ -181,6 +181,36 @@ impl Unlocked {
     }
 }
 
+impl Unlocked {
+    /// Brings a vault made by an earlier keygate to this one's schema (version 2 deleted a
+    /// removed account's clients; version 3 keeps them, revoked), audited as `vault.schema`
+    /// in the same transaction, whichever command unlocked it first. Every row is copied
+    /// as it is; the client table's seal, if it held, is made again at the event, as any
+    /// change's is. Nothing is written when the schema is this keygate's already.
+    fn upgrade_schema(&mut self) -> anyhow::Result<()> {
+        if self.store.is_schema_current()? {
+            return Ok(());
+        }
+        let (master, key) = (&self.master, &self.audit_key);
+        self.store
+            .transaction(|s| {
+                let sealed = s.check_clients_seal_is_latest(master);
+                // Another keygate may have upgraded it since the check above.
+                if let Some(from) = s.upgrade_schema_within()? {
+                    let upgraded = admin_event(
+                        "vault.schema",
+                        "database",
+                        serde_json::json!({ "from": from, "to": s.schema_version()? }),
+                    );
+                    keygate_audit::append_within(s, key, &[upgraded])?;
+                    s.reseal_clients(master, &sealed)?;
+                }
+                Ok::<_, keygate_audit::Error>(())
+            })
+            .context("bringing a vault made by an earlier keygate to this one's schema")
+    }
+}
+
 /// The audit event of an administrative change made from the command line.
 pub fn admin_event(change: &str, target: &str, detail: serde_json::Value) -> Event {
     Event {
@@ -626,19 +656,20 @@ pub fn unlock(home: Home, how: &UnlockArgs) -> anyhow::Result<Unlocked> {
     let Ok(format) = master.verify_check(&check) else {
         bail!("wrong passphrase or master key: the vault did not open (nothing was changed)");
     };
-    // From a vault without client tags, only the empty column: tagging rows is `keygate
-    // upgrade`'s, after the operator has seen them, since the check value itself could
-    // have been put back.
-    store
-        .upgrade_schema()
-        .context("bringing a vault made by an earlier keygate to this one's schema")?;
     if format == VaultFormat::Untagged {
+        // Only the empty column: tagging rows is `keygate upgrade`'s (audited), after the
+        // operator has seen them, since the check value itself could have been put back.
+        store
+            .upgrade_schema()
+            .context("adding client tags to a vault made by an earlier keygate")?;
         eprintln!(
             "keygate: this vault was made by an earlier keygate: its clients are refused \
              until you review and tag them with `keygate upgrade`"
         );
     }
-    open_with(home, store, master, format)
+    let mut unlocked = open_with(home, store, master, format)?;
+    unlocked.upgrade_schema()?;
+    Ok(unlocked)
 }
 
 fn open_with(

@@ -1966,6 +1966,46 @@ mod client {
         assert_eq!(recorded, ["bot2"], "{seal}");
     }
 
+    /// A vault of schema 2 (whose client table referenced its accounts, so that removing
+    /// an account deleted its clients) is brought to schema 3 by the first command that
+    /// unlocks it, audited, with its clients and their seal as they were.
+    #[test]
+    fn a_schema_2_vault_is_upgraded_once_audited_and_still_sealed() {
+        let kg = Kg::with_key_file();
+        kg.add_account("main", REAL_KEY, REAL_SECRET);
+        kg.issue("main", "bot1", &[]);
+        db(&kg)
+            .execute_batch(
+                "CREATE TABLE clients_v2 (
+                    name TEXT PRIMARY KEY, account TEXT NOT NULL REFERENCES accounts(label),
+                    status TEXT NOT NULL, key_type TEXT NOT NULL, api_key TEXT NOT NULL UNIQUE,
+                    key_material BLOB NOT NULL, policy TEXT NOT NULL, created_ms INTEGER NOT NULL,
+                    expires_ms INTEGER, previous_api_key TEXT, previous_material BLOB,
+                    previous_until_ms INTEGER, tag BLOB);
+                 INSERT INTO clients_v2 SELECT * FROM clients;
+                 DROP TABLE clients;
+                 ALTER TABLE clients_v2 RENAME TO clients;
+                 UPDATE meta SET value = 2 WHERE key = 'schema_version';",
+            )
+            .unwrap();
+        kg.ok(&["account", "list"], "");
+        kg.ok(&["account", "list"], "");
+        let export = kg.ok(&["audit", "export"], "").stdout;
+        let upgrades: Vec<Value> = export
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|e| e["change"] == "vault.schema")
+            .collect();
+        assert_eq!(upgrades.len(), 1, "{export}");
+        assert_eq!(upgrades[0]["detail"]["from"], 2);
+        assert_eq!(upgrades[0]["detail"]["to"], 3);
+        assert_eq!(kg.status("bot1"), "active");
+        kg.ok(&["audit", "verify"], "");
+        // Schema 3: the account goes, its revoked client stays.
+        kg.ok(&["account", "remove", "main", "--force"], "");
+        assert_eq!(kg.status("bot1"), "revoked");
+    }
+
     #[test]
     fn a_vault_from_before_seals_serves_no_client_until_upgrade() {
         let kg = Kg::with_key_file();

@@ -211,7 +211,13 @@ impl Store {
         Ok(store)
     }
 
-    fn schema_version(&self) -> Result<i64, Error> {
+    /// Whether the database is at this build's schema version.
+    pub fn is_schema_current(&self) -> Result<bool, Error> {
+        Ok(self.schema_version()? == SCHEMA_VERSION)
+    }
+
+    /// The schema version the database is at.
+    pub fn schema_version(&self) -> Result<i64, Error> {
         self.conn
             .query_row(
                 "SELECT value FROM meta WHERE key = 'schema_version'",
@@ -235,30 +241,38 @@ impl Store {
         self.conn
             .execute_batch("BEGIN IMMEDIATE")
             .map_err(|e| self.sql(e))?;
-        let upgraded = (|| {
-            let version = self.schema_version()?;
-            if version == 1 {
-                self.conn
-                    .execute_batch("ALTER TABLE clients ADD COLUMN tag BLOB")
-                    .map_err(|e| self.sql(e))?;
-            }
-            if version < 3 {
-                self.conn
-                    .execute_batch(CLIENTS_V3)
-                    .map_err(|e| self.sql(e))?;
-                self.conn
-                    .execute(
-                        "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
-                        [SCHEMA_VERSION],
-                    )
-                    .map_err(|e| self.sql(e))?;
-            }
-            self.conn.execute_batch("COMMIT").map_err(|e| self.sql(e))
-        })();
+        let upgraded = self
+            .upgrade_schema_within()
+            .and_then(|_| self.conn.execute_batch("COMMIT").map_err(|e| self.sql(e)));
         if upgraded.is_err() {
             let _ = self.conn.execute_batch("ROLLBACK");
         }
         upgraded
+    }
+
+    /// [`Store::upgrade_schema`] inside a transaction the caller holds, so that an audit
+    /// event can commit with it. Returns the version it upgraded from, or `None` when the
+    /// database is at this build's already (another process may have been first).
+    pub fn upgrade_schema_within(&self) -> Result<Option<i64>, Error> {
+        let version = self.schema_version()?;
+        if version == SCHEMA_VERSION {
+            return Ok(None);
+        }
+        if version == 1 {
+            self.conn
+                .execute_batch("ALTER TABLE clients ADD COLUMN tag BLOB")
+                .map_err(|e| self.sql(e))?;
+        }
+        self.conn
+            .execute_batch(CLIENTS_V3)
+            .map_err(|e| self.sql(e))?;
+        self.conn
+            .execute(
+                "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
+                [SCHEMA_VERSION],
+            )
+            .map_err(|e| self.sql(e))?;
+        Ok(Some(version))
     }
 
     fn connect(path: &Path) -> Result<Store, Error> {

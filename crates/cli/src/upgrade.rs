@@ -7,7 +7,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use anyhow::{bail, Context};
 use clap::Args;
 use keygate_audit::Filter;
-use keygate_core::{EventBody, Name};
+use keygate_core::{EventBody, Name, Policy};
 use keygate_store::{Client, Store};
 use keygate_vault::{redact, VaultFormat};
 
@@ -133,6 +133,7 @@ fn seal(
                 "name": c.name.as_str(),
                 "status": c.status.as_str(),
                 "api_key": redact(&c.api_key),
+                "policy": c.policy,
             })
         })
         .collect();
@@ -177,6 +178,8 @@ struct Recorded {
     status: String,
     /// Its key's fingerprint (`redact`), as the log gives it.
     api_key: String,
+    /// Its policy, when the log gives one (a `vault.seal` of an earlier keygate did not).
+    policy: Option<Policy>,
     /// The event that recorded it.
     seq: u64,
 }
@@ -188,6 +191,7 @@ fn recorded_clients(vault: &Unlocked) -> anyhow::Result<BTreeMap<String, Recorde
         .context("the audit log must verify before the client table is sealed again")?;
     let mut recorded: BTreeMap<String, Recorded> = BTreeMap::new();
     let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
+    let policy = |v: &serde_json::Value| serde_json::from_value::<Policy>(v.clone()).ok();
     for_each_event(&vault.store, &Filter::default(), |page| {
         for (seq, event) in page {
             let EventBody::Admin(admin) = &event.body else {
@@ -202,9 +206,17 @@ fn recorded_clients(vault: &Unlocked) -> anyhow::Result<BTreeMap<String, Recorde
                         Recorded {
                             status: "active".into(),
                             api_key: text(&detail["api_key"]),
+                            policy: policy(&detail["policy"]),
                             seq,
                         },
                     );
+                    continue;
+                }
+                "client.update" => {
+                    if let Some(r) = recorded.get_mut(target) {
+                        r.policy = policy(&detail["to"]);
+                        r.seq = seq;
+                    }
                     continue;
                 }
                 "client.rotate" => {
@@ -227,6 +239,7 @@ fn recorded_clients(vault: &Unlocked) -> anyhow::Result<BTreeMap<String, Recorde
                             Recorded {
                                 status: text(&c["status"]),
                                 api_key: text(&c["api_key"]),
+                                policy: policy(&c["policy"]),
                                 seq,
                             },
                         );
@@ -259,6 +272,9 @@ fn differs_from_log(c: &Client, recorded: Option<&Recorded>) -> Option<String> {
     }
     if redact(&c.api_key) != r.api_key {
         differences.push(format!("its key was last {} in the audit log", r.api_key));
+    }
+    if r.policy.as_ref().is_some_and(|p| *p != c.policy) {
+        differences.push("its policy is not the one the audit log last gave it".into());
     }
     (!differences.is_empty()).then(|| format!("{} (event {})", differences.join("; "), r.seq))
 }

@@ -1934,6 +1934,50 @@ mod client {
         kg.ok(&["audit", "verify"], "");
     }
 
+    /// A regression test: a row put back with the wider policy it had before an update
+    /// was shown unmarked, since only status and key were compared with the log.
+    #[test]
+    fn a_policy_put_back_is_marked_at_review() {
+        let kg = Kg::with_key_file();
+        kg.add_account("main", REAL_KEY, REAL_SECRET);
+        kg.issue("main", "bot1", &["--scope", "read,trade"]);
+        kg.issue("main", "bot2", &[]);
+        save_client_table(&kg);
+        kg.ok(&["client", "update", "bot1", "--scope", "read"], "");
+        put_back_client_rows(&kg);
+        let sealed = kg.ok(&["upgrade", "--yes"], "");
+        assert_eq!(
+            sealed.stdout.matches("    PUT BACK?").count(),
+            1,
+            "{}",
+            sealed.stdout
+        );
+        assert!(
+            sealed
+                .stdout
+                .contains("PUT BACK? its policy is not the one the audit log last gave it"),
+            "{}",
+            sealed.stdout
+        );
+        // What was accepted is recorded with its policy, for the next review.
+        let export = kg.ok(&["audit", "export"], "").stdout;
+        let seal = export
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .find(|e| e["change"] == "vault.seal")
+            .expect("a vault.seal event");
+        let bot1 = seal["detail"]["clients"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "bot1")
+            .unwrap();
+        assert_eq!(
+            bot1["policy"]["scopes"],
+            serde_json::json!(["read", "trade"])
+        );
+    }
+
     /// A regression test: `keygate upgrade` recorded, as accepted, the state of a row
     /// changed without the master key (which stays refused), so that the same state put
     /// back later, with a valid old tag, was not marked at the next review.

@@ -163,25 +163,33 @@ impl Unlocked {
         events: &[Event],
         make: impl FnOnce(&Store, &MasterKey) -> Result<T, keygate_store::Error>,
     ) -> Result<T, keygate_audit::Error> {
-        let (master, key) = (&self.master, &self.audit_key);
-        let mut unsealed = None;
-        let value = self.store.transaction(|s| {
-            let sealed = s.check_clients_seal_is_latest(master);
-            let value = make(s, master)?;
-            keygate_audit::append_within(s, key, events)?;
-            s.reseal_clients(master, &sealed)?;
-            unsealed = sealed.err();
-            Ok::<_, keygate_audit::Error>(value)
-        })?;
+        let (value, unsealed) =
+            self.audited_change(|s, master| Ok((make(s, master)?, events.to_vec())))?;
         // Made, but the gateway serves no client until the table is reviewed.
         if let Some(e @ keygate_store::Error::ClientTable { .. }) = unsealed {
             eprintln!("keygate: warning: {e}");
         }
         Ok(value)
     }
-}
 
-impl Unlocked {
+    /// The transaction of every administrative change: `make` changes the store and
+    /// returns the events that tell of it, which commit with the change or not at all. The
+    /// client table's seal, if it held and was the latest, is made again at them. Returns
+    /// `make`'s value and, when the seal did not hold, why.
+    pub fn audited_change<T>(
+        &mut self,
+        make: impl FnOnce(&Store, &MasterKey) -> Result<(T, Vec<Event>), keygate_audit::Error>,
+    ) -> Result<(T, Option<keygate_store::Error>), keygate_audit::Error> {
+        let (master, key) = (&self.master, &self.audit_key);
+        self.store.transaction(|s| {
+            let sealed = s.check_clients_seal_is_latest(master);
+            let (value, events) = make(s, master)?;
+            keygate_audit::append_within(s, key, &events)?;
+            s.reseal_clients(master, &sealed)?;
+            Ok((value, sealed.err()))
+        })
+    }
+
     /// Brings a vault made by an earlier keygate to this one's schema (version 2 deleted a
     /// removed account's clients; version 3 keeps them, revoked), audited as `vault.schema`
     /// in the same transaction, whichever command unlocked it first. Every row is copied
@@ -191,23 +199,20 @@ impl Unlocked {
         if self.store.is_schema_current()? {
             return Ok(());
         }
-        let (master, key) = (&self.master, &self.audit_key);
-        self.store
-            .transaction(|s| {
-                let sealed = s.check_clients_seal_is_latest(master);
-                // Another keygate may have upgraded it since the check above.
-                if let Some(from) = s.upgrade_schema_within()? {
-                    let upgraded = admin_event(
-                        "vault.schema",
-                        "database",
-                        serde_json::json!({ "from": from, "to": s.schema_version()? }),
-                    );
-                    keygate_audit::append_within(s, key, &[upgraded])?;
-                    s.reseal_clients(master, &sealed)?;
-                }
-                Ok::<_, keygate_audit::Error>(())
-            })
-            .context("bringing a vault made by an earlier keygate to this one's schema")
+        self.audited_change(|s, _| {
+            // Another keygate may have upgraded it since the check above: then no event.
+            let events = match s.upgrade_schema_within()? {
+                Some(from) => vec![admin_event(
+                    "vault.schema",
+                    "database",
+                    serde_json::json!({ "from": from, "to": s.schema_version()? }),
+                )],
+                None => Vec::new(),
+            };
+            Ok(((), events))
+        })
+        .context("bringing a vault made by an earlier keygate to this one's schema")?;
+        Ok(())
     }
 }
 

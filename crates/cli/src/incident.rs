@@ -22,11 +22,8 @@ pub struct PanicArgs {
 /// record fails verification: the gateway refuses those already, and freezing them would
 /// mean tagging what someone else wrote. Undo it client by client with `client unfreeze`.
 pub fn run(mut vault: Unlocked, args: &PanicArgs) -> anyhow::Result<()> {
-    let (master, key) = (&vault.master, &vault.audit_key);
-    let (frozen, refused_already) = vault
-        .store
-        .transaction(|s| {
-            let sealed = s.check_clients_seal_is_latest(master);
+    let ((frozen, refused_already), _) = vault
+        .audited_change(|s, master| {
             let mut frozen = Vec::new();
             let mut refused_already = 0_usize;
             // Read inside the transaction: a client issued meanwhile is frozen too.
@@ -62,9 +59,7 @@ pub fn run(mut vault: Unlocked, args: &PanicArgs) -> anyhow::Result<()> {
                     json!({ "frozen_clients": names }),
                 )])
                 .collect();
-            keygate_audit::append_within(s, key, &events)?;
-            s.reseal_clients(master, &sealed)?;
-            Ok::<_, keygate_audit::Error>((frozen, refused_already))
+            Ok(((frozen, refused_already), events))
         })
         .context("freezing every client")?;
     if args.json {

@@ -2705,16 +2705,11 @@ mod doctor {
 
     #[test]
     fn doctor_asks_the_exchange_what_each_real_key_may_do() {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let exchange = runtime
-            .block_on(keygate_mockex::spawn(
-                "127.0.0.1:0".parse().unwrap(),
-                vec![keygate_mockex::Credential::hmac(REAL_KEY, REAL_SECRET)],
-            ))
-            .unwrap();
+        let (_runtime, exchange) =
+            crate::common::simulator(vec![keygate_mockex::Credential::hmac(
+                REAL_KEY,
+                REAL_SECRET,
+            )]);
         let kg = Kg::with_key_file();
         kg.ok(
             &[

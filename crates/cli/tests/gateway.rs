@@ -2,16 +2,15 @@
 //! by unmodified Python ccxt, administered by the CLI while it runs, with a secret planted
 //! in the vault that must appear in nothing the processes wrote.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use keygate_exchanges::binance;
 use keygate_mockex::Credential;
 use serde_json::{json, Value};
 
-use crate::common::{python, Kg};
+use crate::common::{python, simulator, Kg, Serve};
 
 const REAL_KEY: &str = "RealKey1RealKey1RealKey1RealKey1RealKey1RealKey1RealKey1RealKey1";
 const REAL_SECRET: &str = "PlantedRealSecret1PlantedRealSecret1PlantedRealSecret1Planted001";
@@ -81,58 +80,6 @@ impl Home {
     }
 }
 
-struct Serve {
-    child: Child,
-    addr: String,
-    log: PathBuf,
-}
-
-impl Serve {
-    fn start(home: &Home) -> Serve {
-        Serve::start_with(home, &[])
-    }
-
-    fn start_with(home: &Home, options: &[&str]) -> Serve {
-        let log = home.kg.path("serve.log");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_keygate"))
-            .arg("--home")
-            .arg(home.path())
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .args(options)
-            .env("KEYGATE_LOG", "trace")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("keygate listening on ")
-            .and_then(|s| {
-                s.strip_prefix("http://")
-                    .or_else(|| s.strip_prefix("https://"))
-            })
-            .and_then(|s| s.strip_suffix("/binance"))
-            .unwrap_or_else(|| panic!("unexpected serve output {line:?}"))
-            .to_owned();
-        Serve { child, addr, log }
-    }
-}
-
-impl Drop for Serve {
-    /// SIGTERM, as an operator would stop it: it drains and flushes its audit log.
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-    }
-}
-
 fn signed_get(addr: &str, path: &str, key: &str, secret: &str) -> (u16, Value) {
     signed(
         reqwest::Method::GET,
@@ -199,24 +146,6 @@ fn eventually<T>(mut check: impl FnMut() -> Option<T>) -> Option<T> {
     }
 }
 
-/// The Binance simulator on loopback, accepting `credentials`, on a runtime that the
-/// caller keeps for as long as it needs the simulator (and can spawn more on).
-fn simulator(
-    credentials: Vec<Credential>,
-) -> (tokio::runtime::Runtime, keygate_mockex::RunningSimulator) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let exchange = runtime
-        .block_on(keygate_mockex::spawn(
-            "127.0.0.1:0".parse().unwrap(),
-            credentials,
-        ))
-        .unwrap();
-    (runtime, exchange)
-}
-
 /// A withdrawal made with the real key behind keygate's back is what a leaked key looks
 /// like at the exchange; `keygate reconcile` finds it, and only it, and so does `serve`,
 /// which alerts on it.
@@ -233,7 +162,7 @@ fn reconcile_finds_the_withdrawal_keygate_never_forwarded() {
             "TColdWallet1",
         ],
     );
-    let serve = Serve::start_with(&home, &["--reconcile-every", "1s"]);
+    let serve = Serve::start_with(&home.kg, &["--reconcile-every", "1s"]);
     let withdraw = "/sapi/v1/capital/withdraw/apply";
     let through_keygate = signed(
         reqwest::Method::POST,
@@ -347,7 +276,7 @@ fn reconcile_finds_the_orders_keygate_never_forwarded() {
         issued["api_key"].as_str().unwrap(),
         issued["secret"].as_str().unwrap(),
     );
-    let serve = Serve::start_with(&home, &["--reconcile-every", "1s"]);
+    let serve = Serve::start_with(&home.kg, &["--reconcile-every", "1s"]);
     let through_keygate = |params: &str| {
         let (status, body) = signed(
             reqwest::Method::POST,
@@ -499,7 +428,7 @@ fn serve_alerts_a_signed_webhook_and_alerts_list_recomputes_what_it_sent() {
         issued["api_key"].as_str().unwrap(),
         issued["secret"].as_str().unwrap(),
     );
-    let serve = Serve::start_with(&home, &["--admin-listen", "127.0.0.1:0"]);
+    let serve = Serve::start_with(&home.kg, &["--admin-listen", "127.0.0.1:0"]);
     let log = std::fs::read_to_string(&serve.log).unwrap();
     let admin = log
         .split("health and metrics on http://")
@@ -713,7 +642,7 @@ fn daily_withdrawal_limits_hold_across_a_restart() {
             issued["secret"].as_str().unwrap(),
         )
     };
-    let serve = Serve::start_with(&home, &["--reconcile-every", "off"]);
+    let serve = Serve::start_with(&home.kg, &["--reconcile-every", "off"]);
     assert_eq!(withdraw(&serve, "USDT", "10").0, 200);
     let (status, body) = withdraw(&serve, "USDT", "10");
     assert_eq!(status, 401, "{body}");
@@ -727,7 +656,7 @@ fn daily_withdrawal_limits_hold_across_a_restart() {
     assert_eq!(withdraw(&serve, "USDT", "5").0, 200);
     drop(serve);
 
-    let serve = Serve::start_with(&home, &["--reconcile-every", "off"]);
+    let serve = Serve::start_with(&home.kg, &["--reconcile-every", "off"]);
     let (status, body) = withdraw(&serve, "USDT", "1");
     let (btc_status, btc) = withdraw(&serve, "BTC", "0.001");
     // Raised while serve runs: the running gateway takes the new allowance within a
@@ -815,7 +744,7 @@ fn serve_speaks_https_with_the_certificate_it_is_given() {
     );
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
 
-    let serve = Serve::start_with(&home, &tls_args);
+    let serve = Serve::start_with(&home.kg, &tls_args);
     let payload = format!("timestamp={}&recvWindow=10000", keygate_gateway::now_ms());
     let signature = binance::hmac_signature(
         issued["secret"].as_str().unwrap().as_bytes(),
@@ -863,7 +792,7 @@ fn serve_speaks_https_with_the_certificate_it_is_given() {
 #[test]
 fn a_second_gateway_on_the_same_vault_is_refused() {
     let home = Home::new();
-    let first = Serve::start(&home);
+    let first = Serve::start(&home.kg);
     let second = home.kg.fails(&["serve", "--listen", "127.0.0.1:0"], "", 2);
     assert!(
         second.stderr.contains(&format!(
@@ -875,7 +804,7 @@ fn a_second_gateway_on_the_same_vault_is_refused() {
     );
     drop(first);
     // The lock goes with the process: the next gateway starts.
-    let _next = Serve::start(&home);
+    let _next = Serve::start(&home.kg);
 }
 
 /// A real key whose ciphertext was changed without the master key does not open: the
@@ -899,7 +828,7 @@ fn a_tampered_account_refuses_its_clients_and_is_named_in_the_log() {
         [sealed],
     )
     .unwrap();
-    let serve = Serve::start(&home);
+    let serve = Serve::start(&home.kg);
     let (status, body) = signed_get(
         &serve.addr,
         "/api/v3/account",
@@ -941,7 +870,7 @@ fn ccxt_trades_through_keygate_and_the_cli_administers_it_live() {
     );
     let bot_key = issued["api_key"].as_str().unwrap().to_owned();
     let bot_secret = issued["secret"].as_str().unwrap().to_owned();
-    let serve = Serve::start(&home);
+    let serve = Serve::start(&home.kg);
     #[cfg(target_os = "linux")]
     {
         let limits = std::fs::read_to_string(format!("/proc/{}/limits", serve.child.id())).unwrap();

@@ -2,13 +2,12 @@
 //! Binance simulator: USD-M markets, balance, orders and fills, and an order over the
 //! client's notional limit that keygate denies and the exchange never sees.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 use keygate_mockex::Credential;
 use serde_json::Value;
 
-use crate::common::{python, Kg};
+use crate::common::{python, simulator, Kg, Serve};
 
 const REAL_KEY: &str = "UsdmReal1UsdmReal1UsdmReal1UsdmReal1UsdmReal1UsdmReal1UsdmReal1U";
 const REAL_SECRET: &str = "UsdmPlantedSecret1UsdmPlantedSecret1UsdmPlantedSecret1UsdmPlant";
@@ -99,61 +98,9 @@ if __name__ == "__main__":
         sys.exit(1)
 "#;
 
-/// `keygate serve` on a free loopback port, stopped with SIGTERM on drop.
-struct Serve {
-    child: Child,
-    /// `host:port`.
-    addr: String,
-}
-
-impl Serve {
-    fn start(kg: &Kg) -> Serve {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_keygate"))
-            .arg("--home")
-            .arg(kg.home())
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .env_remove("KEYGATE_HOME")
-            .env_remove("KEYGATE_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(kg.path("serve.log")).unwrap())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("keygate listening on http://")
-            .and_then(|s| s.strip_suffix("/binance"))
-            .unwrap_or_else(|| panic!("unexpected serve output {line:?}"))
-            .to_owned();
-        Serve { child, addr }
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn ccxt_binanceusdm_trades_usdm_through_keygate() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let exchange = runtime
-        .block_on(keygate_mockex::spawn(
-            "127.0.0.1:0".parse().unwrap(),
-            vec![Credential::hmac(REAL_KEY, REAL_SECRET)],
-        ))
-        .unwrap();
+    let (_runtime, exchange) = simulator(vec![Credential::hmac(REAL_KEY, REAL_SECRET)]);
     let kg = Kg::with_key_file();
     kg.ok(
         &[

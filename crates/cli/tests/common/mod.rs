@@ -1,8 +1,10 @@
 //! Helpers for the CLI tests: a throwaway home and the real `keygate` binary.
 
-use std::io::Write;
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
+
+use keygate_mockex::Credential;
 
 use tempfile::TempDir;
 
@@ -252,4 +254,77 @@ pub fn softhsm_tokens(dir: &Path, labels: &[&str], pin: &str) -> PathBuf {
         );
     }
     conf
+}
+
+/// `keygate serve` on a free loopback port, logging at trace level to `serve.log` in the
+/// test's directory; stopped with SIGTERM on drop, as an operator stops it.
+pub struct Serve {
+    pub child: Child,
+    /// `host:port`.
+    pub addr: String,
+    pub log: PathBuf,
+}
+
+impl Serve {
+    pub fn start(kg: &Kg) -> Serve {
+        Serve::start_with(kg, &[])
+    }
+
+    pub fn start_with(kg: &Kg, options: &[&str]) -> Serve {
+        let log = kg.path("serve.log");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_keygate"))
+            .arg("--home")
+            .arg(kg.home())
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(options)
+            .env("KEYGATE_LOG", "trace")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("keygate listening on ")
+            .and_then(|s| {
+                s.strip_prefix("http://")
+                    .or_else(|| s.strip_prefix("https://"))
+            })
+            .and_then(|s| s.strip_suffix("/binance"))
+            .unwrap_or_else(|| panic!("unexpected serve output {line:?}"))
+            .to_owned();
+        Serve { child, addr, log }
+    }
+}
+
+impl Drop for Serve {
+    /// SIGTERM, as an operator would stop it: it drains and flushes its audit log.
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// The Binance simulator on loopback, accepting `credentials`, on a runtime that the
+/// caller keeps for as long as it needs the simulator (and can spawn more on).
+pub fn simulator(
+    credentials: Vec<Credential>,
+) -> (tokio::runtime::Runtime, keygate_mockex::RunningSimulator) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let exchange = runtime
+        .block_on(keygate_mockex::spawn(
+            "127.0.0.1:0".parse().unwrap(),
+            credentials,
+        ))
+        .unwrap();
+    (runtime, exchange)
 }

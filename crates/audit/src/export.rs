@@ -33,6 +33,8 @@ impl Filter {
             // what became of an allowed trade or withdrawal is part of its story.
             (Some(want), EventBody::Outcome(_)) => want,
             (Some(_), EventBody::Admin(_)) => false,
+            // Lost events were reads and denials alike: a gap belongs in either story.
+            (Some(_), EventBody::Lost(_)) => true,
         }
     }
 }
@@ -68,6 +70,9 @@ const CSV_COLUMNS: &[&str] = &[
     "destination",
     "message",
     "order_ids",
+    "lost_count",
+    "lost_first_ms",
+    "lost_last_ms",
 ];
 
 /// The CSV header matching [`csv_line`].
@@ -130,6 +135,12 @@ pub fn csv_line(seq: u64, event: &Event) -> String {
             set("change", a.change.clone());
             set("target", a.target.clone());
             set("actor", a.actor.clone());
+        }
+        EventBody::Lost(l) => {
+            set("type", "lost".into());
+            set("lost_count", l.count.to_string());
+            set("lost_first_ms", l.first_ms.to_string());
+            set("lost_last_ms", l.last_ms.to_string());
         }
     }
     row.iter().map(|v| quote(v)).collect::<Vec<_>>().join(",")

@@ -12,6 +12,14 @@
 //! which is what the gateway waits for before forwarding an order, a withdrawal or a
 //! transfer.
 //!
+//! The writer keeps two queues. Events someone waits on, and the outcomes that follow
+//! them ([`AuditLog::append_kept`]), are written ahead of background events (reads,
+//! denials), so that a flood of refused requests never holds up an order's event; each
+//! event carries its own time, so the log's order is the order of commits. Background
+//! events queue up to a bound; past it they are counted instead of kept, and the log
+//! records how many were lost and when ([`keygate_core::LostEvents`]): memory stays
+//! bounded, and a gap is never silent.
+//!
 //! This crate does not decide what goes into an event (`keygate-core` does) and keeps no
 //! secret in one.
 //!
@@ -43,7 +51,7 @@ use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
-use keygate_core::{Event, EventBody};
+use keygate_core::{Event, EventBody, LostEvents};
 use keygate_store::{EventRow, Store};
 use keygate_vault::SecretBytes;
 use sha2::{Digest, Sha256};
@@ -51,6 +59,11 @@ use subtle::ConstantTimeEq;
 
 /// Events one transaction takes at most.
 const MAX_BATCH: usize = 1024;
+/// Background events queued at most; past this they are counted, not kept. At the
+/// gateway's peak rate (`bench/run.sh`: about 25 000 requests a second on two cores) this
+/// is more than a second of requests, ten batch windows; a queue this full means the
+/// disk has stalled or the gateway is being flooded.
+pub const MAX_QUEUED_BACKGROUND: usize = 32 * 1024;
 /// How long a batch of background events waits for more before it is written. A commit
 /// has a fixed cost (B-tree interior pages, WAL frames) that a bigger batch shares out:
 /// under load, 100 ms batches cost the gateway less CPU and a shorter latency tail than
@@ -160,16 +173,84 @@ struct Job {
     on_durable: Option<OnDurable>,
 }
 
+/// How a job is queued.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Lane {
+    /// A background event: written within the batch window, or counted as lost when too
+    /// many wait.
+    Background,
+    /// Written ahead of background events and never dropped; nobody waits on it.
+    Kept,
+    /// Someone waits on it: written ahead of background events, at once.
+    Durable,
+    /// Someone waits until everything queued before it is written: both lanes, at once.
+    Barrier,
+}
+
 /// What the handles and the writer thread share.
-#[derive(Default)]
 struct Queue {
-    jobs: Vec<Job>,
+    /// Background events queued at most ([`MAX_QUEUED_BACKGROUND`]; smaller in tests).
+    max_background: usize,
+    /// Events someone waits on, and the outcomes that follow them: written first.
+    priority: Vec<Job>,
+    /// Background events and barriers, in the order they came.
+    background: Vec<Job>,
+    /// Background events not kept since the writer last took the background lane.
+    lost: Option<LostEvents>,
+    /// When the oldest job in each lane was queued.
+    priority_since: Option<Instant>,
+    background_since: Option<Instant>,
     /// A queued job has someone waiting on it: write now, do not wait for company.
     urgent: bool,
+    /// A barrier waits in the background lane: write that lane now too.
+    barrier: bool,
     /// Every handle is gone: write what is queued, then stop.
     closed: bool,
     /// The writer is gone: nothing queued from now on will be written.
     stopped: bool,
+}
+
+impl Queue {
+    fn new(max_background: usize) -> Queue {
+        Queue {
+            max_background,
+            priority: Vec::new(),
+            background: Vec::new(),
+            lost: None,
+            priority_since: None,
+            background_since: None,
+            urgent: false,
+            barrier: false,
+            closed: false,
+            stopped: false,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.priority.is_empty() && self.background.is_empty() && self.lost.is_none()
+    }
+
+    /// Counts a background event that is not kept.
+    fn lose(&mut self, event: &Event) {
+        match &mut self.lost {
+            Some(lost) => {
+                lost.count += 1;
+                lost.first_ms = lost.first_ms.min(event.ts_ms);
+                lost.last_ms = lost.last_ms.max(event.ts_ms);
+            }
+            None => {
+                tracing::error!(
+                    queued = self.max_background,
+                    "the audit writer is behind: background events are counted, not kept"
+                );
+                self.lost = Some(LostEvents {
+                    count: 1,
+                    first_ms: event.ts_ms,
+                    last_ms: event.ts_ms,
+                });
+            }
+        }
+    }
 }
 
 /// A handle on the audit writer thread. Cloning it is cheap; the thread writes what is
@@ -202,8 +283,12 @@ fn lock(queue: &Mutex<Queue>) -> MutexGuard<'_, Queue> {
 impl AuditLog {
     /// Starts a writer on the database at `db` (its own connection).
     pub fn start(db: &Path, key: AuditKey) -> Result<AuditLog, Error> {
+        AuditLog::start_bounded(db, key, MAX_QUEUED_BACKGROUND)
+    }
+
+    fn start_bounded(db: &Path, key: AuditKey, max_background: usize) -> Result<AuditLog, Error> {
         let store = Store::open(db)?;
-        let queue = Arc::new(Mutex::new(Queue::default()));
+        let queue = Arc::new(Mutex::new(Queue::new(max_background)));
         let writer_queue = queue.clone();
         let writer = thread::Builder::new()
             .name("keygate-audit".into())
@@ -221,15 +306,20 @@ impl AuditLog {
         })
     }
 
-    /// Appends `event` in the background; failures are logged.
+    /// Appends `event` in the background; failures are logged. When
+    /// [`MAX_QUEUED_BACKGROUND`] background events already wait, `event` is not kept but
+    /// counted, and the log records the count ([`LostEvents`]).
     ///
     /// This does not wake the writer unless the queue was empty: background events wait
     /// for a batch anyway, and a wake-up per event would cost a system call per request.
     pub fn append(&self, event: Event) {
-        self.push(Job {
-            event: Some(event),
-            on_durable: None,
-        });
+        self.push(Some(event), None, Lane::Background);
+    }
+
+    /// Appends `event` ahead of background events, and never drops it: for the outcome of
+    /// a request whose event was written before it was forwarded.
+    pub fn append_kept(&self, event: Event) {
+        self.push(Some(event), None, Lane::Kept);
     }
 
     /// Whether the writer thread is still there to write what is appended. When it is
@@ -238,54 +328,67 @@ impl AuditLog {
         !lock(&self.handle.queue).stopped
     }
 
-    /// Appends `event` and calls `on_durable` once it is committed or has failed.
+    /// Appends `event` ahead of background events and calls `on_durable` once it is
+    /// committed or has failed.
     pub fn append_durable(&self, event: Event, on_durable: OnDurable) {
-        self.push(Job {
-            event: Some(event),
-            on_durable: Some(on_durable),
-        });
+        self.push(Some(event), Some(on_durable), Lane::Durable);
     }
 
-    fn push(&self, job: Job) {
-        let urgent = job.on_durable.is_some();
+    fn push(&self, event: Option<Event>, on_durable: Option<OnDurable>, lane: Lane) {
         let mut queue = lock(&self.handle.queue);
         if queue.stopped {
             drop(queue);
-            match job.on_durable {
+            match on_durable {
                 Some(cb) => cb(Err("the audit writer has stopped".into())),
                 None => tracing::error!("audit writer stopped; event dropped"),
             }
             return;
         }
-        let first = queue.jobs.is_empty();
-        queue.jobs.push(job);
+        let was_empty = queue.is_empty();
+        let job = Job { event, on_durable };
+        match lane {
+            Lane::Background if queue.background.len() >= queue.max_background => {
+                if let Some(event) = &job.event {
+                    queue.lose(event);
+                }
+            }
+            Lane::Background | Lane::Barrier => {
+                queue.background_since.get_or_insert_with(Instant::now);
+                queue.background.push(job);
+            }
+            Lane::Kept | Lane::Durable => {
+                queue.priority_since.get_or_insert_with(Instant::now);
+                queue.priority.push(job);
+            }
+        }
+        let urgent = matches!(lane, Lane::Durable | Lane::Barrier);
         queue.urgent |= urgent;
+        queue.barrier |= lane == Lane::Barrier;
         drop(queue);
-        if first || urgent {
+        if was_empty || urgent {
             self.handle.writer.unpark();
         }
     }
 
-    /// Appends `event` and waits until it is committed; returns its seq.
+    /// Appends `event` ahead of background events and waits until it is committed;
+    /// returns its seq.
     pub fn append_blocking(&self, event: Event) -> Result<u64, Error> {
-        self.send_blocking(Some(event))
+        self.send_blocking(Some(event), Lane::Durable)
     }
 
     /// Waits until every event appended before this call, from any handle, is committed.
     /// Call it before the process exits: background events wait in memory for a batch.
     pub fn flush(&self) -> Result<(), Error> {
-        self.send_blocking(None).map(drop)
+        self.send_blocking(None, Lane::Barrier).map(drop)
     }
 
-    fn send_blocking(&self, event: Option<Event>) -> Result<u64, Error> {
+    fn send_blocking(&self, event: Option<Event>, lane: Lane) -> Result<u64, Error> {
         let (tx, rx) = mpsc::channel();
-        self.push(Job {
-            event,
-            on_durable: Some(Box::new(move |r| {
-                // The receiver waits below; if it is gone there is no one to tell.
-                let _ = tx.send(r);
-            })),
+        let on_durable: OnDurable = Box::new(move |r| {
+            // The receiver waits below; if it is gone there is no one to tell.
+            let _ = tx.send(r);
         });
+        self.push(event, Some(on_durable), lane);
         match rx.recv() {
             Ok(Ok(seq)) => Ok(seq),
             Ok(Err(reason)) => Err(Error::Encode(reason)),
@@ -300,12 +403,16 @@ struct Stopped(Arc<Mutex<Queue>>);
 
 impl Drop for Stopped {
     fn drop(&mut self) {
-        let jobs = {
+        let (priority, background) = {
             let mut queue = lock(&self.0);
             queue.stopped = true;
-            std::mem::take(&mut queue.jobs)
+            (
+                std::mem::take(&mut queue.priority),
+                std::mem::take(&mut queue.background),
+            )
         };
-        fail(jobs, "the audit writer has stopped");
+        fail(priority, "the audit writer has stopped");
+        fail(background, "the audit writer has stopped");
     }
 }
 
@@ -317,34 +424,85 @@ fn fail(jobs: Vec<Job>, reason: &str) {
     }
 }
 
+/// What the writer took off the queue in one go. The vectors keep their capacity from
+/// batch to batch: a queue that regrew from nothing for every batch would copy its
+/// events over and over on the request path.
+#[derive(Default)]
+struct Batch {
+    priority: Vec<Job>,
+    background: Vec<Job>,
+    lost: Option<LostEvents>,
+}
+
 /// The writer thread: takes batches off the queue and commits them until every handle
 /// is gone and the queue is empty.
 ///
 /// Group commit. Someone waits on a durable event, so a batch holding one is written at
 /// once, synced to disk; a batch of background events (reads, denials, outcomes) waits a
 /// moment for company and is committed without its own fsync. The next durable commit
-/// syncs those too, and a process crash loses none of them.
+/// syncs those too, and a process crash loses none of them. A long background batch is
+/// committed [`MAX_BATCH`] events at a time, and a durable event that arrives meanwhile
+/// goes in between: it waits behind one transaction at most.
 fn writer(store: Store, key: AuditKey, queue: &Mutex<Queue>) {
     let mut synced = true;
-    let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut batch = Batch {
+        priority: Vec::with_capacity(MAX_BATCH),
+        background: Vec::with_capacity(MAX_BATCH),
+        lost: None,
+    };
     while next_batch(queue, &mut batch) {
-        while !batch.is_empty() {
-            let n = batch.len().min(MAX_BATCH);
-            commit(&store, &key, batch.drain(..n).collect(), &mut synced);
+        commit_lane(&store, &key, &mut batch.priority, &mut synced);
+        if let Some(lost) = batch.lost.take() {
+            batch.background.push(Job {
+                event: Some(Event {
+                    ts_ms: lost.last_ms,
+                    body: EventBody::Lost(lost),
+                }),
+                on_durable: None,
+            });
+        }
+        let mut background = batch.background.drain(..);
+        loop {
+            let chunk: Vec<Job> = background.by_ref().take(MAX_BATCH).collect();
+            if chunk.is_empty() {
+                break;
+            }
+            commit(&store, &key, chunk, &mut synced);
+            if take_urgent(queue, &mut batch.priority) {
+                commit_lane(&store, &key, &mut batch.priority, &mut synced);
+            }
         }
     }
 }
 
-/// Waits for the next batch and swaps it into `batch` (empty, with capacity, which the
-/// queue keeps: a queue that regrew from nothing for every batch would copy its events
-/// over and over on the request path). The batch is taken at once when someone waits
-/// on an event, otherwise [`BACKGROUND_BATCH_WINDOW`] after the first event arrived.
-/// `false` once the log is closed and everything is written.
-fn next_batch(queue: &Mutex<Queue>, batch: &mut Vec<Job>) -> bool {
-    let mut first_seen: Option<Instant> = None;
+/// Commits every job of `lane`, [`MAX_BATCH`] at a time, leaving it empty.
+fn commit_lane(store: &Store, key: &AuditKey, lane: &mut Vec<Job>, synced: &mut bool) {
+    while !lane.is_empty() {
+        let n = lane.len().min(MAX_BATCH);
+        commit(store, key, lane.drain(..n).collect(), synced);
+    }
+}
+
+/// Takes the priority lane into `priority` if someone waits on it.
+fn take_urgent(queue: &Mutex<Queue>, priority: &mut Vec<Job>) -> bool {
+    let mut q = lock(queue);
+    if !q.urgent || q.priority.is_empty() {
+        return false;
+    }
+    q.urgent = false;
+    q.priority_since = None;
+    std::mem::swap(&mut q.priority, priority);
+    true
+}
+
+/// Waits for the next batch and swaps it into `batch` (empty, with capacity). The
+/// priority lane is taken at once when someone waits on it, and with every batch; the
+/// background lane [`BACKGROUND_BATCH_WINDOW`] after its oldest event arrived, or at once
+/// when a barrier waits in it. `false` once the log is closed and everything is written.
+fn next_batch(queue: &Mutex<Queue>, batch: &mut Batch) -> bool {
     loop {
         let mut q = lock(queue);
-        if q.jobs.is_empty() {
+        if q.is_empty() {
             if q.closed {
                 return false;
             }
@@ -352,14 +510,30 @@ fn next_batch(queue: &Mutex<Queue>, batch: &mut Vec<Job>) -> bool {
             thread::park();
             continue;
         }
-        let waited = first_seen.get_or_insert_with(Instant::now).elapsed();
-        if q.urgent || q.closed || waited >= BACKGROUND_BATCH_WINDOW {
+        let now = Instant::now();
+        let elapsed = |since: Option<Instant>| since.map(|t| now.saturating_duration_since(t));
+        let window_over = |since| elapsed(since).is_some_and(|e| e >= BACKGROUND_BATCH_WINDOW);
+        let background_due = q.closed || q.barrier || window_over(q.background_since);
+        let priority_due = q.closed || q.urgent || window_over(q.priority_since);
+        if background_due || priority_due {
+            std::mem::swap(&mut q.priority, &mut batch.priority);
+            q.priority_since = None;
             q.urgent = false;
-            std::mem::swap(&mut q.jobs, batch);
+            if background_due {
+                std::mem::swap(&mut q.background, &mut batch.background);
+                batch.lost = q.lost.take();
+                q.background_since = None;
+                q.barrier = false;
+            }
             return true;
         }
+        let waited = [q.priority_since, q.background_since]
+            .into_iter()
+            .filter_map(elapsed)
+            .max()
+            .unwrap_or_default();
         drop(q);
-        thread::park_timeout(BACKGROUND_BATCH_WINDOW - waited);
+        thread::park_timeout(BACKGROUND_BATCH_WINDOW.saturating_sub(waited));
     }
 }
 
@@ -825,17 +999,79 @@ mod tests {
         assert_eq!(verify(&store, &key).unwrap(), 10);
     }
 
+    /// Another connection's write transaction: the writer waits for it, as it would for
+    /// a stalled disk, until [`release`] ends it.
+    fn hold_write_lock(db: &Path) -> Store {
+        let store = Store::open(db).unwrap();
+        store.connection().execute_batch("BEGIN IMMEDIATE").unwrap();
+        store
+    }
+
+    fn release(store: Store) {
+        store.connection().execute_batch("COMMIT").unwrap();
+    }
+
     #[test]
-    fn a_durable_event_is_committed_with_everything_queued_before_it() {
+    fn a_durable_event_is_written_ahead_of_queued_background_events() {
         let (_dir, db, key) = open();
         let log = AuditLog::start(&db, key.clone()).unwrap();
-        for n in 0..(MAX_BATCH + 5) {
+        let stalled = hold_write_lock(&db);
+        let flood = 4 * MAX_BATCH;
+        for n in 0..flood {
             log.append(event(n));
         }
-        let seq = log.append_blocking(event(0)).unwrap();
-        assert_eq!(seq, MAX_BATCH as u64 + 6);
+        let (tx, rx) = mpsc::channel();
+        log.append_durable(
+            event(0),
+            Box::new(move |seq| tx.send(seq).unwrap()),
+        );
+        release(stalled);
+        let seq = rx.recv().unwrap().unwrap();
+        // At most one transaction of background events went first: the one the writer
+        // had begun when the durable event came.
+        assert!(seq <= MAX_BATCH as u64 + 1, "waited behind the flood: seq {seq}");
+        log.flush().unwrap();
         let store = Store::open(&db).unwrap();
-        assert_eq!(verify(&store, &key).unwrap(), seq);
+        assert_eq!(verify(&store, &key).unwrap(), flood as u64 + 1);
+    }
+
+    #[test]
+    fn background_events_past_the_bound_are_counted_and_the_count_is_logged() {
+        let (_dir, db, key) = open();
+        let bound = 100;
+        let log = AuditLog::start_bounded(&db, key.clone(), bound).unwrap();
+        let stalled = hold_write_lock(&db);
+        let flood = 350;
+        for n in 1..=flood {
+            log.append(event(n));
+        }
+        // An outcome is kept however full the background lane is.
+        log.append_kept(event(1000));
+        release(stalled);
+        log.flush().unwrap();
+
+        let store = Store::open(&db).unwrap();
+        let events = read(&store, 1, 10_000).unwrap();
+        assert_eq!(verify(&store, &key).unwrap(), events.len() as u64);
+        let mut kept = Vec::new();
+        let mut lost = Vec::new();
+        for (_, e) in events {
+            match e.body {
+                EventBody::Admin(a) => kept.push(a.target),
+                EventBody::Lost(l) => lost.push(l),
+                other => panic!("unexpected event {other:?}"),
+            }
+        }
+        assert!(kept.contains(&"bot1000".to_owned()), "the kept event was dropped");
+        let lost_count: u64 = lost.iter().map(|l| l.count).sum();
+        assert_eq!(kept.len() as u64 - 1 + lost_count, flood as u64);
+        // The writer holds one batch and the queue one more: no more is kept.
+        assert!(lost_count >= (flood - 2 * bound) as u64, "{lost:?}");
+        for l in &lost {
+            assert!(1 <= l.first_ms && l.first_ms <= l.last_ms && l.last_ms <= flood as u64);
+        }
+        // Once the writer caught up, events are kept again.
+        log.append_blocking(event(2000)).unwrap();
     }
 
     #[test]

@@ -299,6 +299,13 @@ fn event_line(seq: u64, event: &Event) -> String {
                 a.actor, a.change, a.target
             )
         }
+        EventBody::Lost(l) => format!(
+            "#{seq} {time} lost {} background event(s) between {} and {}: the audit writer \
+             fell behind",
+            l.count,
+            rfc3339(l.first_ms),
+            rfc3339(l.last_ms)
+        ),
     }
 }
 

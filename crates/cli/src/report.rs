@@ -48,6 +48,8 @@ struct Report {
     events: u64,
     allowed: u64,
     denied: u64,
+    /// Background events (reads, denials) the audit writer counted instead of keeping.
+    lost: u64,
     /// Every administrative change, as an audit line.
     admin_changes: Vec<String>,
     /// Denied requests by client and rule.
@@ -126,6 +128,7 @@ impl Report {
         let line = || human_line(seq, event);
         match &event.body {
             EventBody::Admin(_) => self.admin_changes.push(line()),
+            EventBody::Lost(lost) => self.lost += lost.count,
             EventBody::Request(r) => {
                 *self.sources.entry(r.source_ip.clone()).or_default() += 1;
                 if r.allowed {
@@ -176,6 +179,13 @@ impl Report {
             "{} event(s); requests: {} allowed, {} denied",
             self.events, self.allowed, self.denied
         );
+        if self.lost > 0 {
+            println!(
+                "{} more request(s) not recorded: the audit writer fell behind and counted \
+                 them instead (see alerts)",
+                self.lost
+            );
+        }
         section("administrative changes", &self.admin_changes);
         println!("\ndenied requests, by client and rule:");
         if self.denials.is_empty() {

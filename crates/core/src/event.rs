@@ -26,6 +26,8 @@ pub enum EventBody {
     Outcome(OutcomeEvent),
     /// An operator changed accounts, clients or keys.
     Admin(AdminEvent),
+    /// Background events that were not kept because the audit writer was too far behind.
+    Lost(LostEvents),
 }
 
 /// What became of a request.
@@ -136,6 +138,20 @@ pub struct AdminEvent {
     pub detail: serde_json::Value,
 }
 
+/// Background events (reads, denials, a request's end) that the audit writer could not
+/// queue: so many were waiting that keeping more would have let whoever floods the
+/// gateway grow its memory without end. Orders, withdrawals and transfers are never
+/// among them: they wait for their event to be written, and are refused when it is not.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LostEvents {
+    /// How many events were not kept.
+    pub count: u64,
+    /// When the first of them was to be written (ms since the Unix epoch).
+    pub first_ms: u64,
+    /// When the last of them was.
+    pub last_ms: u64,
+}
+
 impl Event {
     /// The client the event concerns, if any.
     pub fn client(&self) -> Option<&str> {
@@ -143,7 +159,7 @@ impl Event {
             EventBody::Request(r) => r.client.as_deref(),
             EventBody::Outcome(o) => o.client.as_deref(),
             EventBody::Admin(a) if a.change.starts_with("client.") => Some(&a.target),
-            EventBody::Admin(_) => None,
+            EventBody::Admin(_) | EventBody::Lost(_) => None,
         }
     }
 }

@@ -963,12 +963,19 @@ impl<'a> Audit<'a> {
         order_ids: Vec<String>,
     ) {
         let gw = self.gw;
-        let event = if pending && self.pending_written {
-            self.outcome_event(upstream_status, latency_us, outcome, order_ids)
+        if pending && self.pending_written {
+            // What became of an order or a withdrawal is never dropped under a flood.
+            gw.audit
+                .append_kept(self.outcome_event(upstream_status, latency_us, outcome, order_ids));
         } else {
-            self.into_event(true, None, upstream_status, Some(latency_us), outcome)
-        };
-        gw.audit.append(event);
+            gw.audit.append(self.into_event(
+                true,
+                None,
+                upstream_status,
+                Some(latency_us),
+                outcome,
+            ));
+        }
     }
 
     /// The event that follows a pending one, with what became of the request.
@@ -1021,7 +1028,11 @@ impl Drop for Audit<'_> {
             Outcome::NotForwarded,
         );
         self.recorded = true;
-        gw.audit.append(event);
+        if self.pending_written {
+            gw.audit.append_kept(event);
+        } else {
+            gw.audit.append(event);
+        }
     }
 }
 

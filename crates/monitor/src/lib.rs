@@ -16,6 +16,7 @@
 //! | `new_symbol` | warning | a client that trades places an order in a symbol it never traded (anomaly) |
 //! | `rate_spike` | warning | a client sends ten times its usual rate in a minute (anomaly) |
 //! | `admin_change` | critical for `keygate panic`, info otherwise | an operator's change |
+//! | `events_lost` | critical | the audit writer fell so far behind that background events (reads, denials) were counted, not kept |
 //!
 //! Alerts found outside the log, such as a withdrawal or an order the exchange made that
 //! keygate never forwarded (`unreconciled_withdrawal`, `unreconciled_order`, critical;
@@ -176,6 +177,9 @@ pub enum AlertRule {
     /// Accounts and clients could not be reloaded (a client table that does not match its
     /// seal, say): every request is refused.
     ReloadFailed,
+    /// Background events were counted instead of kept: the audit writer fell that far
+    /// behind (a flood of requests, or a stalled disk).
+    EventsLost,
     /// Sent by `keygate alerts test`.
     Test,
 }
@@ -201,6 +205,7 @@ impl AlertRule {
             AlertRule::ReconcileFailed => "reconcile_failed",
             AlertRule::AuditUnavailable => "audit_unavailable",
             AlertRule::ReloadFailed => "reload_failed",
+            AlertRule::EventsLost => "events_lost",
             AlertRule::Test => "test",
         }
     }

@@ -28,6 +28,8 @@ struct Counts {
     requests: BTreeMap<(String, &'static str, &'static str, &'static str), u64>,
     /// Requests forwarded whose outcome is unknown.
     outcome_unknown: u64,
+    /// Background events counted instead of kept by the audit writer.
+    lost_events: u64,
     /// Latencies of answered requests: a count per bucket (the last is +Inf), sum, count.
     latency_buckets: [u64; LATENCY_BUCKETS.len() + 1],
     latency_sum_s: f64,
@@ -69,6 +71,10 @@ impl Metrics {
             EventBody::Outcome(o) => (Some(o.latency_us), o.outcome),
             EventBody::Admin(a) => {
                 *c.admin_changes.entry(a.change.clone()).or_default() += 1;
+                return;
+            }
+            EventBody::Lost(lost) => {
+                c.lost_events += lost.count;
                 return;
             }
         };
@@ -138,6 +144,18 @@ impl Metrics {
             "keygate_outcome_unknown_total",
             &[],
             c.outcome_unknown,
+        );
+        family(
+            &mut out,
+            "keygate_audit_lost_events_total",
+            "counter",
+            "Background events (reads, denials) the audit writer counted instead of keeping.",
+        );
+        sample(
+            &mut out,
+            "keygate_audit_lost_events_total",
+            &[],
+            c.lost_events,
         );
         family(
             &mut out,

@@ -119,7 +119,7 @@ impl Forwarded {
                 // Otherwise the exchange answered and placed nothing, or was never reached.
                 return;
             }
-            EventBody::Admin(_) => return,
+            EventBody::Admin(_) | EventBody::Lost(_) => return,
         };
         let sent = r.allowed
             && matches!(

@@ -208,6 +208,17 @@ impl Rules {
                 let (severity, summary) = admin_alert(admin);
                 raise(severity, AlertRule::AdminChange, summary, None);
             }
+            EventBody::Lost(lost) => raise(
+                Severity::Critical,
+                AlertRule::EventsLost,
+                format!(
+                    "{} background events (reads, denials) were counted, not kept, between \
+                     {} and {} (ms since the epoch): the audit writer fell behind, under a \
+                     flood of requests or a stalled disk",
+                    lost.count, lost.first_ms, lost.last_ms
+                ),
+                None,
+            ),
         }
         alerts
     }
@@ -853,5 +864,24 @@ mod tests {
             rules_of(&rules.evaluate(2, &admin("account.rotate"))),
             [(Severity::Info, AlertRule::AdminChange)]
         );
+    }
+
+    #[test]
+    fn lost_events_are_critical_and_say_how_many() {
+        let mut rules = Rules::new(Thresholds::default());
+        let lost = Event {
+            ts_ms: 9,
+            body: EventBody::Lost(keygate_core::LostEvents {
+                count: 1234,
+                first_ms: 5,
+                last_ms: 9,
+            }),
+        };
+        let alerts = rules.evaluate(3, &lost);
+        assert_eq!(
+            rules_of(&alerts),
+            [(Severity::Critical, AlertRule::EventsLost)]
+        );
+        assert!(alerts[0].summary.starts_with("1234 background events"));
     }
 }

@@ -1021,15 +1021,15 @@ mod tests {
             log.append(event(n));
         }
         let (tx, rx) = mpsc::channel();
-        log.append_durable(
-            event(0),
-            Box::new(move |seq| tx.send(seq).unwrap()),
-        );
+        log.append_durable(event(0), Box::new(move |seq| tx.send(seq).unwrap()));
         release(stalled);
         let seq = rx.recv().unwrap().unwrap();
         // At most one transaction of background events went first: the one the writer
         // had begun when the durable event came.
-        assert!(seq <= MAX_BATCH as u64 + 1, "waited behind the flood: seq {seq}");
+        assert!(
+            seq <= MAX_BATCH as u64 + 1,
+            "waited behind the flood: seq {seq}"
+        );
         log.flush().unwrap();
         let store = Store::open(&db).unwrap();
         assert_eq!(verify(&store, &key).unwrap(), flood as u64 + 1);
@@ -1062,7 +1062,10 @@ mod tests {
                 other => panic!("unexpected event {other:?}"),
             }
         }
-        assert!(kept.contains(&"bot1000".to_owned()), "the kept event was dropped");
+        assert!(
+            kept.contains(&"bot1000".to_owned()),
+            "the kept event was dropped"
+        );
         let lost_count: u64 = lost.iter().map(|l| l.count).sum();
         assert_eq!(kept.len() as u64 - 1 + lost_count, flood as u64);
         // The writer holds one batch and the queue one more: no more is kept.

@@ -887,6 +887,34 @@ struct Issued<'a> {
     gateway_url: &'a str,
 }
 
+/// What `client issue --json` and `client rotate --json` print.
+#[derive(serde::Serialize)]
+struct CredentialsJson<'a> {
+    name: &'a Name,
+    account: &'a Name,
+    api_key: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "expose")]
+    secret: Option<&'a SecretString>,
+    key_type: &'static str,
+    scopes: Vec<&'static str>,
+    policy: &'a Policy,
+    expires_at: Option<String>,
+    gateway: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    previous_key_valid_until: Option<String>,
+}
+
+/// The secret itself, written by the serializer to its output and nowhere else.
+fn expose<S: serde::Serializer>(
+    secret: &Option<&SecretString>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match secret {
+        Some(secret) => serializer.serialize_str(secret.expose_secret()),
+        None => serializer.serialize_none(),
+    }
+}
+
 fn print_credentials(
     c: &Issued<'_>,
     as_json: bool,
@@ -894,23 +922,23 @@ fn print_credentials(
 ) -> anyhow::Result<()> {
     let gateway = format!("{}/binance", c.gateway_url.trim_end_matches('/'));
     if as_json {
-        let mut value = json!({
-            "name": c.name,
-            "account": c.account,
-            "api_key": c.api_key,
-            "key_type": c.key_type.as_str(),
-            "scopes": c.policy.scopes.iter().map(Scope::as_str).collect::<Vec<_>>(),
-            "policy": c.policy,
-            "expires_at": c.expires_ms.map(rfc3339),
-            "gateway": gateway,
-        });
-        if let Some(secret) = c.secret {
-            value["secret"] = json!(secret.expose_secret());
-        }
-        if let Some(until) = old_valid_until {
-            value["previous_key_valid_until"] = json!(rfc3339(until));
-        }
-        return print_json(&value);
+        let credentials = CredentialsJson {
+            name: c.name,
+            account: c.account,
+            api_key: c.api_key,
+            secret: c.secret,
+            key_type: c.key_type.as_str(),
+            scopes: c.policy.scopes.iter().map(Scope::as_str).collect(),
+            policy: c.policy,
+            expires_at: c.expires_ms.map(rfc3339),
+            gateway,
+            previous_key_valid_until: old_valid_until.map(rfc3339),
+        };
+        use std::io::Write as _;
+        // Straight to standard output: no JSON value or string of ours holds the secret.
+        let mut out = std::io::stdout().lock();
+        serde_json::to_writer_pretty(&mut out, &credentials).context("writing the credentials")?;
+        return writeln!(out).context("writing to standard output");
     }
     let expires = c.expires_ms.map_or_else(|| "never".into(), rfc3339);
     match old_valid_until {
@@ -928,25 +956,30 @@ fn print_credentials(
     println!();
     println!("These credentials are shown once. Store them now.");
     println!("  api key: {}", c.api_key);
-    let secret_expr = match c.secret {
-        Some(secret) => {
-            println!("  secret:  {}", secret.expose_secret());
-            format!("'{}'", secret.expose_secret())
-        }
-        None => {
-            println!("  secret:  (Ed25519: sign with the private key that matches the public key you gave)");
-            "open('ed25519-private.pem').read()".to_owned()
-        }
-    };
+    match c.secret {
+        Some(secret) => println!("  secret:  {}", secret.expose_secret()),
+        None => println!(
+            "  secret:  (Ed25519: sign with the private key that matches the public key you gave)"
+        ),
+    }
     println!();
     println!("ccxt (Python), pointed at the gateway:");
     println!();
     println!("    import ccxt");
     println!("    GW = '{gateway}/'");
-    println!(
-        "    exchange = ccxt.binance({{'apiKey': '{}', 'secret': {secret_expr}}})",
-        c.api_key
-    );
+    // Printed, never formatted into a string of ours that would outlive it unzeroized.
+    match c.secret {
+        Some(secret) => println!(
+            "    exchange = ccxt.binance({{'apiKey': '{}', 'secret': '{}'}})",
+            c.api_key,
+            secret.expose_secret()
+        ),
+        None => println!(
+            "    exchange = ccxt.binance({{'apiKey': '{}', 'secret': \
+             open('ed25519-private.pem').read()}})",
+            c.api_key
+        ),
+    }
     println!(
         "    exchange.urls['api'] = {{k: v.replace('https://', GW) if isinstance(v, str) else v"
     );

@@ -51,6 +51,11 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = 1024,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
+    /// Connections open at once from one address (trusted proxies excepted); more from it
+    /// are closed as they arrive, so that one source cannot hold every connection.
+    #[arg(long, value_name = "N", default_value_t = 256,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections_per_source: u32,
     /// Pause public market data (which needs no key) while the exchange reports this much
     /// request weight or more used this minute, keeping the rest for signed requests.
     /// Raise it for bots that read much market data through keygate.
@@ -137,6 +142,7 @@ pub fn run(unlocked: Unlocked, args: &ServeArgs) -> anyhow::Result<()> {
     .with_client_limits(ClientLimits {
         timeout: args.client_timeout,
         max_connections: args.max_connections as usize,
+        max_connections_per_source: args.max_connections_per_source as usize,
         public_weight_cap: args.public_weight_cap,
     })
     .with_alerter(monitor.alerter());

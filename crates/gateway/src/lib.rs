@@ -96,6 +96,10 @@ pub struct ClientLimits {
     pub timeout: Duration,
     /// Connections open at once over all workers; more are closed as they arrive.
     pub max_connections: usize,
+    /// Connections open at once from one address, so that one source cannot hold them
+    /// all; more from it are closed as they arrive. Trusted proxies are exempt (every
+    /// bot behind one shares its address); they count against `max_connections` only.
+    pub max_connections_per_source: usize,
     /// Public market data, which needs no key, is refused while the exchange host reports
     /// this much request weight or more used in the current minute, so that it cannot
     /// spend the weight signed requests need.
@@ -103,13 +107,15 @@ pub struct ClientLimits {
 }
 
 impl Default for ClientLimits {
-    /// 30 seconds, as nginx gives a client to send its headers; 1024 connections; public
+    /// 30 seconds, as nginx gives a client to send its headers; 1024 connections, 256 from
+    /// one address; public
     /// calls paused from 1200 weight a minute (a fifth of Binance's spot limit of 6000,
     /// half of its futures limit of 2400).
     fn default() -> ClientLimits {
         ClientLimits {
             timeout: Duration::from_secs(30),
             max_connections: 1024,
+            max_connections_per_source: 256,
             public_weight_cap: 1200,
         }
     }
@@ -965,8 +971,12 @@ impl<'a> Audit<'a> {
         let gw = self.gw;
         if pending && self.pending_written {
             // What became of an order or a withdrawal is never dropped under a flood.
-            gw.audit
-                .append_kept(self.outcome_event(upstream_status, latency_us, outcome, order_ids));
+            gw.audit.append_kept(self.outcome_event(
+                upstream_status,
+                latency_us,
+                outcome,
+                order_ids,
+            ));
         } else {
             gw.audit.append(self.into_event(
                 true,

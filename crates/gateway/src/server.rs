@@ -10,20 +10,22 @@
 //! the connections to the workers in turn. Bots keep their connections alive, so
 //! accepting is rare and the hand-off costs nothing measurable.
 //!
-//! The first worker also enforces [`ClientLimits::max_connections`](crate::ClientLimits):
-//! a connection past it is closed as it arrives. hyper closes a connection whose client
+//! The first worker also enforces [`ClientLimits::max_connections`](crate::ClientLimits)
+//! and `max_connections_per_source`: a connection past either is closed as it arrives.
+//! Trusted proxies count against the first only. hyper closes a connection whose client
 //! takes longer than [`ClientLimits::timeout`](crate::ClientLimits) to send its headers,
 //! which also bounds how long a kept-alive connection may idle, and [`WriteDeadline`]
 //! one whose client stops reading its answers for as long. Every state of a connection is
 //! then bounded in time, and so is a graceful shutdown.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -33,6 +35,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use ipnet::IpNet;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
@@ -95,8 +98,12 @@ impl Server {
             let acceptor = match acceptor.take() {
                 Some((listener, inboxes)) => {
                     let _entered = runtime.enter();
-                    let limit = gateway.limits.max_connections;
-                    Some((TcpListener::from_std(listener)?, inboxes, limit))
+                    let limits = ConnectionLimits {
+                        total: gateway.limits.max_connections,
+                        per_source: gateway.limits.max_connections_per_source,
+                        exempt: gateway.trusted_proxies.clone(),
+                    };
+                    Some((TcpListener::from_std(listener)?, inboxes, limits))
                 }
                 None => None,
             };
@@ -106,8 +113,8 @@ impl Server {
                 .name(format!("keygate-worker-{index}"))
                 .spawn(move || {
                     runtime.block_on(async move {
-                        if let Some((listener, inboxes, limit)) = acceptor {
-                            tokio::spawn(accept(listener, inboxes, limit, stopped.clone()));
+                        if let Some((listener, inboxes, limits)) = acceptor {
+                            tokio::spawn(accept(listener, inboxes, limits, stopped.clone()));
                         }
                         tokio::spawn(keep_a_timer_due_soon());
                         serve_connections(gateway, tls, connections, stopped).await;
@@ -200,12 +207,70 @@ struct Accepted {
     _slot: Slot,
 }
 
-/// One open connection counted against the limit, until it is dropped.
-struct Slot(Arc<AtomicUsize>);
+/// How many connections may be open at once.
+struct ConnectionLimits {
+    total: usize,
+    per_source: usize,
+    /// Sources the per-source limit does not apply to: the trusted proxies.
+    exempt: Arc<[IpNet]>,
+}
+
+/// The connections open now, in all and by source address.
+#[derive(Default)]
+struct OpenConnections {
+    total: AtomicUsize,
+    by_source: Mutex<HashMap<IpAddr, usize>>,
+}
+
+impl OpenConnections {
+    /// A slot for a connection from `source` (`None` when exempt from the per-source
+    /// limit), or why there is none.
+    fn take(
+        self: &Arc<Self>,
+        source: Option<IpAddr>,
+        limits: &ConnectionLimits,
+    ) -> Result<Slot, &'static str> {
+        if self.total.load(Ordering::Relaxed) >= limits.total {
+            return Err("too many open connections");
+        }
+        if let Some(source) = source {
+            let mut by_source = self.by_source.lock().unwrap_or_else(|p| p.into_inner());
+            let open = by_source.entry(source).or_default();
+            if *open >= limits.per_source {
+                return Err("too many open connections from one address");
+            }
+            *open += 1;
+        }
+        self.total.fetch_add(1, Ordering::Relaxed);
+        Ok(Slot {
+            open: self.clone(),
+            source,
+        })
+    }
+}
+
+/// One open connection counted against the limits, until it is dropped.
+struct Slot {
+    open: Arc<OpenConnections>,
+    source: Option<IpAddr>,
+}
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.open.total.fetch_sub(1, Ordering::Relaxed);
+        if let Some(source) = self.source {
+            let mut by_source = self
+                .open
+                .by_source
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if let Some(open) = by_source.get_mut(&source) {
+                *open -= 1;
+                if *open == 0 {
+                    by_source.remove(&source);
+                }
+            }
+        }
     }
 }
 
@@ -213,16 +278,16 @@ impl Drop for Slot {
 const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Accepts connections and deals them to the workers in turn, until a stop is requested.
-/// A connection past `max_connections` open ones is closed at once.
+/// A connection past the `limits` is closed at once.
 async fn accept(
     listener: TcpListener,
     inboxes: Vec<mpsc::UnboundedSender<Accepted>>,
-    max_connections: usize,
+    limits: ConnectionLimits,
     stopped: watch::Receiver<bool>,
 ) {
     let mut next = 0;
     let mut listener = listener;
-    let open = Arc::new(AtomicUsize::new(0));
+    let open = Arc::new(OpenConnections::default());
     let mut refused = 0_u64;
     let mut last_logged: Option<Instant> = None;
     let stop = stop_requested(stopped);
@@ -232,22 +297,26 @@ async fn accept(
             () = &mut stop => return,
             accepted = Listener::accept(&mut listener) => accepted,
         };
-        if open.load(Ordering::Relaxed) >= max_connections {
-            drop(stream);
-            refused += 1;
-            if last_logged.is_none_or(|at| at.elapsed() >= REFUSAL_LOG_INTERVAL) {
-                tracing::warn!(
-                    %peer,
-                    refused,
-                    max_connections,
-                    "too many open connections; closing new ones"
-                );
-                last_logged = Some(Instant::now());
+        let source = peer.ip().to_canonical();
+        let exempt = limits.exempt.iter().any(|proxy| proxy.contains(&source));
+        let slot = match open.take((!exempt).then_some(source), &limits) {
+            Ok(slot) => slot,
+            Err(reason) => {
+                drop(stream);
+                refused += 1;
+                if last_logged.is_none_or(|at| at.elapsed() >= REFUSAL_LOG_INTERVAL) {
+                    tracing::warn!(
+                        %peer,
+                        refused,
+                        max_connections = limits.total,
+                        max_connections_per_source = limits.per_source,
+                        "{reason}; closing new ones"
+                    );
+                    last_logged = Some(Instant::now());
+                }
+                continue;
             }
-            continue;
-        }
-        open.fetch_add(1, Ordering::Relaxed);
-        let slot = Slot(open.clone());
+        };
         // A stream is tied to the runtime that registered it; the worker registers its own.
         let Ok(stream) = stream.into_std() else {
             continue;

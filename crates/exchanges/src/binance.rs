@@ -505,6 +505,9 @@ impl Adapter for Binance {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok())
     }
+    fn public_weight(&self, path: &str, query: &str) -> u64 {
+        public_weight(path, query)
+    }
     fn refusal(&self, refusal: Refusal<'_>) -> (u16, Vec<u8>) {
         let (status, code, msg): (u16, i32, std::borrow::Cow<'_, str>) = match refusal {
             // -2015 with 401, as Binance answers "Invalid API-key, IP, or permissions".
@@ -802,6 +805,34 @@ fn parse_server_time(body: &[u8]) -> Option<u64> {
 
 /// The class of `method path`, from the endpoint tables of NOTES §1.3. Anything not
 /// listed is [`ActionKind::Unknown`].
+/// An upper estimate of a public call's weight, from Binance's documented weights (those
+/// of spot, the higher, for the endpoints every market has): order books by their
+/// `limit`, tickers of every symbol at once, the exchange's whole description, trade
+/// lists; 10 for the rest, which documents 1 to 4 for most.
+fn public_weight(path: &str, query: &str) -> u64 {
+    let param = |name: &str| {
+        query
+            .split('&')
+            .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| value)
+    };
+    let every_symbol = param("symbol").is_none();
+    match path.rsplit_once('/').map_or(path, |(_, last)| last) {
+        "depth" => match param("limit").and_then(|l| l.parse::<u64>().ok()) {
+            Some(0..=100) => 5,
+            Some(101..=500) | None => 25,
+            Some(501..=1000) => 50,
+            Some(_) => 250,
+        },
+        "24hr" | "ticker" if every_symbol => 80,
+        "price" | "bookTicker" if every_symbol => 4,
+        "exchangeInfo" => 20,
+        "trades" | "historicalTrades" | "aggTrades" => 25,
+        _ => 10,
+    }
+}
+
 fn classify_endpoint(method: &str, path: &str) -> ActionKind {
     use ActionKind::*;
     let Some((prefix, rest)) = split_version(path) else {
@@ -1943,5 +1974,20 @@ mod tests {
                 fuzz_parse(&data);
             }
         }
+    }
+    #[test]
+    fn public_calls_are_reserved_at_no_less_than_their_documented_weight() {
+        let w = |path, query| public_weight(path, query);
+        assert_eq!(w("/api/v3/depth", "symbol=BTCUSDT&limit=5000"), 250);
+        assert_eq!(w("/api/v3/depth", "symbol=BTCUSDT&limit=100"), 5);
+        assert_eq!(w("/fapi/v1/depth", "symbol=BTCUSDT"), 25);
+        assert_eq!(w("/api/v3/ticker/24hr", ""), 80);
+        assert_eq!(w("/api/v3/ticker/24hr", "symbol=BTCUSDT"), 10);
+        assert_eq!(w("/api/v3/ticker/price", ""), 4);
+        assert_eq!(w("/api/v3/exchangeInfo", ""), 20);
+        assert_eq!(w("/api/v3/historicalTrades", "symbol=BTCUSDT"), 25);
+        assert_eq!(w("/api/v3/klines", "symbol=BTCUSDT&interval=1m"), 10);
+        // A parameter is a whole name: `mysymbol` is not `symbol`.
+        assert_eq!(w("/api/v3/ticker/24hr", "mysymbol=BTCUSDT"), 80);
     }
 }

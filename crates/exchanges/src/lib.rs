@@ -186,6 +186,10 @@ pub trait Adapter: Send + Sync + 'static {
     /// The request weight the exchange says this address has used in the current minute,
     /// from an answer's headers.
     fn used_weight(&self, headers: &HeaderMap) -> Option<u64>;
+    /// An upper estimate of the request weight of the public call `path?query`, which the
+    /// gateway reserves while the call is in flight, so that a burst of public calls sent
+    /// before any answer reports its weight cannot pass the cap all at once.
+    fn public_weight(&self, path: &str, query: &str) -> u64;
     /// The signed read (a native path) that reports what the real key may do.
     fn permissions_path(&self) -> &'static str;
     /// Reads that endpoint's answer.

@@ -381,14 +381,20 @@ async fn handle<A: Adapter>(
         let registry = gw.live.snapshot();
         let base = registry.public_upstream(exchange).unwrap_or(default_base);
         let cap = gw.limits.public_weight_cap;
-        if let Some(used) = gw.weight.over_cap(base, cap, now_ms()) {
-            let msg = format!(
-                "keygate: public market data is paused: the exchange reports {used} request \
-                 weight used this minute, at or past keygate's cap of {cap} (the rest is kept \
-                 for signed requests)"
-            );
-            return audit.deny(refuse(Refusal::TooMany(&msg)), Rule::WeightReserved, &msg);
-        }
+        let weight = adapter.public_weight(native, query);
+        // Held until the answer's weight is recorded, then released.
+        let _reservation = match gw.weight.reserve(base, cap, weight, now_ms()) {
+            Ok(reservation) => reservation,
+            Err(over) => {
+                let msg = format!(
+                    "keygate: public market data is paused: the exchange reports {} request \
+                     weight used this minute and public calls in flight hold {} more, at or \
+                     past keygate's cap of {cap} (the rest is kept for signed requests)",
+                    over.reported, over.reserved
+                );
+                return audit.deny(refuse(Refusal::TooMany(&msg)), Rule::WeightReserved, &msg);
+            }
+        };
         let url = format!("{base}{native}{}", query_suffix(query));
         return gw
             .forward(adapter, audit, &method, base, &url, &[], b"", started)

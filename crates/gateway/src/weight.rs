@@ -7,14 +7,55 @@
 //! while if it goes on. keygate forwards public calls from anything that reaches its
 //! listener, so it stops forwarding them while the host reports a cap or more used in
 //! the current minute; signed requests are bounded by their clients' own rates.
+//!
+//! A report comes only with an answer, so a burst of public calls sent at once would all
+//! pass a cap checked against reports alone. Each public call therefore reserves an upper
+//! estimate of its weight until its answer (and the weight that answer reports) is in,
+//! and the cap counts what is reported and what is reserved.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
-/// The last weight each upstream reported, by base URL.
+/// The last weight each upstream reported, and the weight public calls in flight to it
+/// hold, by base URL.
 #[derive(Default)]
 pub struct WeightGauge {
-    reported: Mutex<HashMap<String, Report>>,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    reported: HashMap<String, Report>,
+    reserved: HashMap<String, u64>,
+}
+
+/// Weight a public call holds until it is dropped, after its answer's report is in.
+pub struct Reservation<'g> {
+    gauge: &'g WeightGauge,
+    upstream: String,
+    weight: u64,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        let mut state = self.gauge.lock();
+        if let Some(reserved) = state.reserved.get_mut(&self.upstream) {
+            *reserved = reserved.saturating_sub(self.weight);
+            if *reserved == 0 {
+                state.reserved.remove(&self.upstream);
+            }
+        }
+    }
+}
+
+/// Why a public call may not go now: the weight the exchange reported used this minute
+/// and the weight reserved by public calls in flight together reach the cap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OverCap {
+    /// Reported used this minute.
+    pub reported: u64,
+    /// Held by public calls not yet answered.
+    pub reserved: u64,
 }
 
 #[derive(Clone, Copy)]
@@ -29,7 +70,7 @@ impl WeightGauge {
     /// of order, so within one minute the highest report stands.
     pub fn record(&self, upstream: &str, used: u64, now_ms: u64) {
         let minute = now_ms / 60_000;
-        let mut reported = self.reported.lock().unwrap_or_else(|p| p.into_inner());
+        let reported = &mut self.lock().reported;
         match reported.get_mut(upstream) {
             Some(last) if last.minute == minute => last.used = last.used.max(used),
             Some(last) => *last = Report { minute, used },
@@ -42,8 +83,9 @@ impl WeightGauge {
     /// Each upstream's weight used this minute, by base URL (those that reported none
     /// this minute are left out: their window has turned).
     pub fn this_minute(&self, now_ms: u64) -> Vec<(String, u64)> {
-        let reported = self.reported.lock().unwrap_or_else(|p| p.into_inner());
-        let mut used: Vec<(String, u64)> = reported
+        let state = self.lock();
+        let mut used: Vec<(String, u64)> = state
+            .reported
             .iter()
             .filter(|(_, r)| r.minute == now_ms / 60_000)
             .map(|(upstream, r)| (upstream.clone(), r.used))
@@ -52,14 +94,40 @@ impl WeightGauge {
         used
     }
 
-    /// The weight `upstream` last reported used this minute, when it is at or past `cap`.
-    /// A report from an earlier minute no longer counts: the exchange's window has turned.
-    pub fn over_cap(&self, upstream: &str, cap: u64, now_ms: u64) -> Option<u64> {
-        let reported = self.reported.lock().unwrap_or_else(|p| p.into_inner());
-        reported
+    /// Reserves `weight` of `upstream` for a public call about to be sent, unless the
+    /// weight it reported used this minute and the weight reserved by calls in flight
+    /// already reach `cap` (the call that crosses the cap still goes, as it would with
+    /// reports alone). A report from an earlier minute no longer counts: the exchange's
+    /// window has turned.
+    pub fn reserve(
+        &self,
+        upstream: &str,
+        cap: u64,
+        weight: u64,
+        now_ms: u64,
+    ) -> Result<Reservation<'_>, OverCap> {
+        let mut state = self.lock();
+        let reported = state
+            .reported
             .get(upstream)
-            .filter(|r| r.minute == now_ms / 60_000 && r.used >= cap)
-            .map(|r| r.used)
+            .filter(|r| r.minute == now_ms / 60_000)
+            .map_or(0, |r| r.used);
+        let reserved = state.reserved.get(upstream).copied().unwrap_or(0);
+        if reported.saturating_add(reserved) >= cap {
+            return Err(OverCap { reported, reserved });
+        }
+        *state.reserved.entry(upstream.to_owned()).or_default() += weight;
+        Ok(Reservation {
+            gauge: self,
+            upstream: upstream.to_owned(),
+            weight,
+        })
+    }
+
+    /// The state, even if a thread panicked while holding it: each change is one insert
+    /// or one update.
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -67,23 +135,37 @@ impl WeightGauge {
 mod tests {
     use super::*;
 
+    /// What holds back a public call of weight 1 now, if anything.
+    fn over_cap(gauge: &WeightGauge, upstream: &str, cap: u64, now_ms: u64) -> Option<OverCap> {
+        gauge.reserve(upstream, cap, 1, now_ms).err()
+    }
+
     #[test]
     fn public_calls_pause_at_the_cap_until_the_minute_turns() {
         let gauge = WeightGauge::default();
         let minute = 60_000 * 1_000;
-        assert_eq!(gauge.over_cap("https://api", 100, minute), None);
+        let reported = |reported| {
+            Some(OverCap {
+                reported,
+                reserved: 0,
+            })
+        };
+        assert_eq!(over_cap(&gauge, "https://api", 100, minute), None);
         gauge.record("https://api", 99, minute);
-        assert_eq!(gauge.over_cap("https://api", 100, minute + 1), None);
+        assert_eq!(over_cap(&gauge, "https://api", 100, minute + 1), None);
         gauge.record("https://api", 120, minute + 2);
         // An earlier answer arriving late does not lower it.
         gauge.record("https://api", 50, minute + 3);
-        assert_eq!(gauge.over_cap("https://api", 100, minute + 4), Some(120));
+        assert_eq!(
+            over_cap(&gauge, "https://api", 100, minute + 4),
+            reported(120)
+        );
         // Another host has its own weight.
-        assert_eq!(gauge.over_cap("https://fapi", 100, minute + 4), None);
+        assert_eq!(over_cap(&gauge, "https://fapi", 100, minute + 4), None);
         // The next minute starts from nothing.
-        assert_eq!(gauge.over_cap("https://api", 100, minute + 60_000), None);
+        assert_eq!(over_cap(&gauge, "https://api", 100, minute + 60_000), None);
         gauge.record("https://api", 10, minute + 60_000);
-        assert_eq!(gauge.over_cap("https://api", 100, minute + 60_001), None);
+        assert_eq!(over_cap(&gauge, "https://api", 100, minute + 60_001), None);
         gauge.record("https://fapi", 7, minute + 60_002);
         assert_eq!(
             gauge.this_minute(minute + 60_003),
@@ -93,5 +175,30 @@ mod tests {
             ]
         );
         assert!(gauge.this_minute(minute + 120_000).is_empty());
+    }
+
+    #[test]
+    fn calls_in_flight_hold_their_weight_until_they_are_answered() {
+        let gauge = WeightGauge::default();
+        let now = 60_000 * 1_000;
+        gauge.record("https://api", 10, now);
+        let first = gauge.reserve("https://api", 50, 20, now).unwrap();
+        let second = gauge.reserve("https://api", 50, 20, now).unwrap();
+        // 10 reported and 40 in flight reach the cap: a burst stops here.
+        assert_eq!(
+            gauge.reserve("https://api", 50, 20, now).err(),
+            Some(OverCap {
+                reported: 10,
+                reserved: 40
+            })
+        );
+        // Another host is not held back by these.
+        drop(gauge.reserve("https://fapi", 50, 20, now).unwrap());
+        // An answer is in: its report counts, its reservation no longer does.
+        gauge.record("https://api", 25, now + 1);
+        drop(first);
+        assert!(gauge.reserve("https://api", 50, 1, now + 2).is_ok());
+        drop(second);
+        assert!(gauge.lock().reserved.is_empty(), "weight left reserved");
     }
 }

@@ -444,6 +444,65 @@ async fn public_market_data_pauses_before_it_spends_the_weight_orders_need() {
 }
 
 #[tokio::test]
+async fn a_burst_of_public_calls_cannot_pass_the_weight_cap_before_any_answer() {
+    // An exchange that never answers: every call stays in flight until it times out.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            held.push(socket);
+        }
+    });
+    let sent = || accepted.load(std::sync::atomic::Ordering::SeqCst);
+    let limits = ClientLimits {
+        public_weight_cap: 45,
+        ..ClientLimits::default()
+    };
+    let env = setup_with(
+        trading_policy(),
+        Some(format!("http://{silent_addr}")),
+        Duration::from_secs(1),
+        ClientKeyMaterial::Hmac(SecretString::new(BOT_SECRET.into())),
+        limits,
+        vec![],
+    )
+    .await;
+    let exchange_info =
+        b"GET /binance/api/v3/exchangeInfo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    // Weight 20 reserved each: 0, 20 and 40 in flight are below the cap of 45.
+    let in_flight: Vec<_> = (0..3)
+        .map(|_| tokio::spawn(raw(env.gateway, exchange_info)))
+        .collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while sent() < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the calls never went out"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // 60 in flight: the next call is refused before any answer reported a weight.
+    let (status, body) = raw(env.gateway, exchange_info).await;
+    assert_eq!(status, 429, "{body}");
+    assert!(
+        body["msg"].as_str().unwrap().contains("hold 60 more"),
+        "{body}"
+    );
+    assert_eq!(sent(), 3);
+    // Once they time out, their weight is free again.
+    for call in in_flight {
+        assert_eq!(call.await.unwrap().0, 504);
+    }
+    let (status, _) = raw(env.gateway, exchange_info).await;
+    assert_eq!(status, 504);
+    assert_eq!(sent(), 4);
+}
+
+#[tokio::test]
 async fn public_market_data_passes_through_without_a_key() {
     let env = default_env().await;
     let (status, body) = raw(

@@ -119,12 +119,15 @@ pub struct PolicyArgs {
     #[arg(long, value_name = "N/s")]
     pub rate: Option<String>,
     /// An address the client may withdraw to, `NETWORK:ADDRESS` (`ETH:0x…`, the
-    /// exchange's network code; a withdrawal must then name that network) or `ADDRESS` for
-    /// any network, `/TAG` after it for the tag or memo of assets whose accounts share an
-    /// address; repeatable. Required with the withdraw scope: a withdrawal anywhere else
-    /// is denied.
-    #[arg(long = "withdraw-address", value_name = "[NETWORK:]ADDRESS[/TAG]")]
+    /// exchange's network code; a withdrawal must name that network), `/TAG` after it for
+    /// the tag or memo of assets whose accounts share an address; repeatable. Required
+    /// with the withdraw scope: a withdrawal anywhere else is denied.
+    #[arg(long = "withdraw-address", value_name = "NETWORK:ADDRESS[/TAG]")]
     pub withdraw_addresses: Vec<WithdrawalDestination>,
+    /// Accept `--withdraw-address ADDRESS` without a network, allowed on every network
+    /// the asset has: the same address on another chain may be nobody's.
+    #[arg(long)]
+    pub insecure_withdraw_on_any_network: bool,
     /// The most of one asset the client may withdraw in a UTC day, `ASSET=AMOUNT`
     /// (`BTC=0.5`); repeatable. With any, an asset not listed cannot be withdrawn; `none`
     /// for no amount limit.
@@ -347,18 +350,23 @@ impl PolicyArgs {
             if !may_withdraw {
                 bail!("--withdraw-address needs the withdraw scope (--scope read,withdraw)");
             }
-            policy.withdrawal_addresses = self.withdraw_addresses.iter().cloned().collect();
-            for any_network in self
+            let any_network = self
                 .withdraw_addresses
                 .iter()
-                .filter(|d| d.network().is_none())
+                .find(|d| d.network().is_none());
+            if let (Some(any_network), false) = (any_network, self.insecure_withdraw_on_any_network)
             {
-                eprintln!(
-                    "keygate: warning: {any_network} may be withdrawn to on any network; the \
-                     same address on another chain may be nobody's. Name one: \
-                     --withdraw-address NETWORK:{any_network}"
+                bail!(
+                    "--withdraw-address {any_network} names no network, and the same address on \
+                     another chain may be nobody's: name the one to withdraw on \
+                     (--withdraw-address NETWORK:{any_network}, with the exchange's network \
+                     code: BTC, ETH, TRX…), or allow every network with \
+                     --insecure-withdraw-on-any-network"
                 );
             }
+            policy.withdrawal_addresses = self.withdraw_addresses.iter().cloned().collect();
+        } else if self.insecure_withdraw_on_any_network {
+            bail!("--insecure-withdraw-on-any-network goes with --withdraw-address");
         }
         if self.max_daily_withdrawals == ["none"] {
             policy.max_daily_withdrawal.clear();

@@ -1244,6 +1244,7 @@ mod client {
                 "BTC:bc1qcold",
                 "--withdraw-address",
                 "rSharedHot/4242",
+                "--insecure-withdraw-on-any-network",
             ],
         );
         assert_eq!(
@@ -1255,9 +1256,10 @@ mod client {
             shown.contains("withdraw to:        rSharedHot/4242, BTC:bc1qcold"),
             "{shown}"
         );
-        // An address listed without a network is allowed on any, which keygate warns of.
-        let warned = kg.run(
-            &[
+        // An address without a network is refused, unless every network is allowed by
+        // name (the same address on another chain may be nobody's).
+        let update = |extra: &[&str]| {
+            let mut args = vec![
                 "client",
                 "update",
                 "bot1",
@@ -1265,18 +1267,22 @@ mod client {
                 "BTC:bc1qcold",
                 "--withdraw-address",
                 "rSharedHot/4242",
-            ],
-            "",
-        );
-        assert_eq!(warned.code, 0, "{warned:?}");
+            ];
+            args.extend_from_slice(extra);
+            kg.run(&args, "")
+        };
+        let refused = update(&[]);
+        assert_ne!(refused.code, 0, "{refused:?}");
         assert!(
-            warned
+            refused
                 .stderr
-                .contains("rSharedHot/4242 may be withdrawn to on any network")
-                && !warned.stderr.contains("bc1qcold may"),
+                .contains("--withdraw-address rSharedHot/4242 names no network")
+                && refused.stderr.contains("NETWORK:rSharedHot/4242"),
             "{}",
-            warned.stderr
+            refused.stderr
         );
+        let any_network = update(&["--insecure-withdraw-on-any-network"]);
+        assert_eq!(any_network.code, 0, "{any_network:?}");
     }
 
     /// Notional limits are in one asset: a listed symbol quoted in another is refused
@@ -2746,7 +2752,12 @@ mod doctor {
         kg.issue(
             "main",
             "payout",
-            &["--scope", "read,withdraw", "--withdraw-address", "bc1qcold"],
+            &[
+                "--scope",
+                "read,withdraw",
+                "--withdraw-address",
+                "BTC:bc1qcold",
+            ],
         );
         let detail = key_check(&kg)["detail"].as_str().unwrap().to_owned();
         assert!(!detail.contains("withdraw"), "{detail}");

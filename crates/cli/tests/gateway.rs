@@ -159,7 +159,7 @@ fn reconcile_finds_the_withdrawal_keygate_never_forwarded() {
             "--scope",
             "read,withdraw",
             "--withdraw-address",
-            "TColdWallet1",
+            "TRX:TColdWallet1",
         ],
     );
     let serve = Serve::start_with(&home.kg, &["--reconcile-every", "1s"]);
@@ -625,7 +625,7 @@ fn daily_withdrawal_limits_hold_across_a_restart() {
             "--scope",
             "read,withdraw",
             "--withdraw-address",
-            "TColdWallet1",
+            "TRX:TColdWallet1",
             "--max-daily-withdrawal",
             "USDT=15",
         ],

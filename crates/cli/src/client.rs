@@ -730,7 +730,10 @@ fn show(vault: &Unlocked, args: &ShowArgs) -> anyhow::Result<()> {
         let addresses: Vec<String> = p
             .withdrawal_addresses
             .iter()
-            .map(ToString::to_string)
+            .map(|d| match d.network() {
+                Some(_) => d.to_string(),
+                None => format!("{d} (any network)"),
+            })
             .collect();
         println!("withdraw to:        {}", addresses.join(", "));
     }

@@ -208,6 +208,20 @@ fn clients(vault: &Unlocked) -> Vec<Check> {
     };
     let now = now_ms();
     let (mut bad, mut active, mut expiring) = (Vec::new(), 0, 0);
+    // Clients whose withdrawal list has an address without a network (allowed on any).
+    let any_network: Vec<String> = rows
+        .iter()
+        .flatten()
+        .filter(|c| {
+            c.status != ClientStatus::Revoked
+                && c.policy.scopes.contains(Scope::Withdraw)
+                && c.policy
+                    .withdrawal_addresses
+                    .iter()
+                    .any(|d| d.network().is_none())
+        })
+        .map(|c| c.name.to_string())
+        .collect();
     for row in &rows {
         match row {
             Err(_) => bad.push("(unreadable row)".to_owned()),
@@ -240,6 +254,18 @@ fn clients(vault: &Unlocked) -> Vec<Check> {
             ),
         )
     }];
+    if !any_network.is_empty() {
+        checks.push(check(
+            "withdrawals",
+            Verdict::Warn,
+            format!(
+                "{} may withdraw to an address on any network (the same address on another \
+                 chain may be nobody's); name the network: `keygate client update NAME \
+                 --withdraw-address NETWORK:ADDRESS`",
+                any_network.join(", ")
+            ),
+        ));
+    }
     if expiring > 0 {
         checks.push(check(
             "expiry",

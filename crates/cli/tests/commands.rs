@@ -1253,7 +1253,7 @@ mod client {
         );
         let shown = kg.ok(&["client", "show", "bot1"], "").stdout;
         assert!(
-            shown.contains("withdraw to:        rSharedHot/4242, BTC:bc1qcold"),
+            shown.contains("withdraw to:        rSharedHot/4242 (any network), BTC:bc1qcold"),
             "{shown}"
         );
         // An address without a network is refused, unless every network is allowed by
@@ -1283,6 +1283,11 @@ mod client {
         );
         let any_network = update(&["--insecure-withdraw-on-any-network"]);
         assert_eq!(any_network.code, 0, "{any_network:?}");
+        let doctor = kg.run(&["doctor"], "").stdout;
+        assert!(
+            doctor.contains("bot1 may withdraw to an address on any network"),
+            "{doctor}"
+        );
     }
 
     /// Notional limits are in one asset: a listed symbol quoted in another is refused

@@ -16,11 +16,12 @@ pub struct Filter {
 impl Filter {
     /// Whether `event` passes.
     pub fn matches(&self, event: &Event) -> bool {
-        if self
-            .client
-            .as_deref()
-            .is_some_and(|c| event.client() != Some(c))
-        {
+        let about_client = |c: &str| match &event.body {
+            // A record of losses concerns the clients whose events it counts.
+            EventBody::Lost(lost) => lost.clients.contains_key(c),
+            _ => event.client() == Some(c),
+        };
+        if self.client.as_deref().is_some_and(|c| !about_client(c)) {
             return false;
         }
         if self.since_ms.is_some_and(|t| event.ts_ms < t) {

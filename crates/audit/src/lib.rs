@@ -45,6 +45,7 @@ mod export;
 
 pub use export::{csv_header, csv_line, Filter};
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use std::thread::{self, Thread};
@@ -59,16 +60,20 @@ use subtle::ConstantTimeEq;
 
 /// Events one transaction takes at most.
 const MAX_BATCH: usize = 1024;
-/// Background events queued at most; past this they are counted, not kept. At the
-/// gateway's peak rate (`bench/run.sh`: about 25 000 requests a second on two cores) this
-/// is more than a second of requests, ten batch windows; a queue this full means the
-/// disk has stalled or the gateway is being flooded.
+/// Background events of one kind (naming a client, or none) queued at most; past this
+/// they are counted, not kept. At the gateway's peak rate (`bench/run.sh`: about 25 000
+/// requests a second on two cores) this is more than a second of requests, ten batch
+/// windows; a queue this full means the disk has stalled or the gateway is flooded.
 pub const MAX_QUEUED_BACKGROUND: usize = 32 * 1024;
+/// How much earlier than a priority event a background event may have been made and
+/// still be committed after it; see [`writer`].
+const MAX_REORDER: Duration = Duration::from_secs(10);
 /// How long a batch of background events waits for more before it is written. A commit
 /// has a fixed cost (B-tree interior pages, WAL frames) that a bigger batch shares out:
 /// under load, 100 ms batches cost the gateway less CPU and a shorter latency tail than
-/// 20 ms ones (`bench/run.sh`). A crash (not a stop) loses at most this window of reads,
-/// denials and outcomes; trades, withdrawals and transfers never wait in it.
+/// 20 ms ones (`bench/run.sh`). A crash (not a stop) loses the reads and denials not yet
+/// committed (this window of them, unless the disk is behind); the events of trades,
+/// withdrawals and transfers are committed before they are forwarded.
 const BACKGROUND_BATCH_WINDOW: Duration = Duration::from_millis(100);
 
 /// An error from the audit log.
@@ -173,13 +178,23 @@ struct Job {
     on_durable: Option<OnDurable>,
 }
 
+impl Job {
+    /// Whether this job's event was made more than [`MAX_REORDER`] before `now_ms`.
+    fn is_older_than_reorder(&self, now_ms: u64) -> bool {
+        self.event
+            .as_ref()
+            .is_some_and(|e| e.ts_ms.saturating_add(MAX_REORDER.as_millis() as u64) < now_ms)
+    }
+}
+
 /// How a job is queued.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Lane {
     /// A background event: written within the batch window, or counted as lost when too
-    /// many wait.
+    /// many of its kind wait.
     Background,
-    /// Written ahead of background events and never dropped; nobody waits on it.
+    /// Written ahead of background events, never dropped for want of room; nobody waits
+    /// on it.
     Kept,
     /// Someone waits on it: written ahead of background events, at once.
     Durable,
@@ -189,12 +204,18 @@ enum Lane {
 
 /// What the handles and the writer thread share.
 struct Queue {
-    /// Background events queued at most ([`MAX_QUEUED_BACKGROUND`]; smaller in tests).
+    /// Background events of each kind queued at most ([`MAX_QUEUED_BACKGROUND`]; smaller
+    /// in tests).
     max_background: usize,
     /// Events someone waits on, and the outcomes that follow them: written first.
     priority: Vec<Job>,
     /// Background events and barriers, in the order they came.
     background: Vec<Job>,
+    /// Background events in `background` that name a client (whose signature verified),
+    /// and those that name none. Each kind has its own bound, so that requests without a
+    /// valid key, however many, never crowd out a client's events.
+    queued_of_clients: usize,
+    queued_anonymous: usize,
     /// Background events not kept since the writer last took the background lane.
     lost: Option<LostEvents>,
     /// When the oldest job in each lane was queued.
@@ -210,12 +231,17 @@ struct Queue {
     stopped: bool,
 }
 
+/// Clients a [`LostEvents`] names at most; events of others are in its count only.
+const MAX_LOST_CLIENTS: usize = 1024;
+
 impl Queue {
     fn new(max_background: usize) -> Queue {
         Queue {
             max_background,
             priority: Vec::new(),
             background: Vec::new(),
+            queued_of_clients: 0,
+            queued_anonymous: 0,
             lost: None,
             priority_since: None,
             background_since: None,
@@ -230,26 +256,47 @@ impl Queue {
         self.priority.is_empty() && self.background.is_empty() && self.lost.is_none()
     }
 
-    /// Counts a background event that is not kept.
-    fn lose(&mut self, event: &Event) {
-        match &mut self.lost {
-            Some(lost) => {
-                lost.count += 1;
-                lost.first_ms = lost.first_ms.min(event.ts_ms);
-                lost.last_ms = lost.last_ms.max(event.ts_ms);
-            }
-            None => {
-                tracing::error!(
-                    queued = self.max_background,
-                    "the audit writer is behind: background events are counted, not kept"
-                );
-                self.lost = Some(LostEvents {
-                    count: 1,
-                    first_ms: event.ts_ms,
-                    last_ms: event.ts_ms,
-                });
+    /// Counts an event that is not kept; `true` for the first since the last record of
+    /// losses was taken.
+    fn lose(&mut self, event: &Event) -> bool {
+        self.background_since.get_or_insert_with(Instant::now);
+        if let EventBody::Lost(lost) = &event.body {
+            // A record of losses that could not be written: its counts go into the next.
+            return self.merge_lost(lost);
+        }
+        let client = event.client().map(str::to_owned);
+        let first = self.lost.is_none();
+        let lost = self.lost.get_or_insert_with(|| LostEvents {
+            count: 0,
+            first_ms: event.ts_ms,
+            last_ms: event.ts_ms,
+            clients: BTreeMap::new(),
+        });
+        lost.count += 1;
+        lost.first_ms = lost.first_ms.min(event.ts_ms);
+        lost.last_ms = lost.last_ms.max(event.ts_ms);
+        if let Some(client) = client {
+            if lost.clients.len() < MAX_LOST_CLIENTS || lost.clients.contains_key(&client) {
+                *lost.clients.entry(client).or_default() += 1;
             }
         }
+        first
+    }
+
+    fn merge_lost(&mut self, other: &LostEvents) -> bool {
+        let Some(lost) = &mut self.lost else {
+            self.lost = Some(other.clone());
+            return true;
+        };
+        lost.count += other.count;
+        lost.first_ms = lost.first_ms.min(other.first_ms);
+        lost.last_ms = lost.last_ms.max(other.last_ms);
+        for (client, n) in &other.clients {
+            if lost.clients.len() < MAX_LOST_CLIENTS || lost.clients.contains_key(client) {
+                *lost.clients.entry(client.clone()).or_default() += n;
+            }
+        }
+        false
     }
 }
 
@@ -280,6 +327,15 @@ fn lock(queue: &Mutex<Queue>) -> MutexGuard<'_, Queue> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// Logs the start of a run of losses (outside the queue's lock: a slow log must not hold
+/// up the request path).
+fn log_losses_begin(max_background: usize) {
+    tracing::error!(
+        queued = max_background,
+        "the audit log cannot keep up: background events are counted, not kept"
+    );
+}
+
 impl AuditLog {
     /// Starts a writer on the database at `db` (its own connection).
     pub fn start(db: &Path, key: AuditKey) -> Result<AuditLog, Error> {
@@ -306,9 +362,10 @@ impl AuditLog {
         })
     }
 
-    /// Appends `event` in the background; failures are logged. When
-    /// [`MAX_QUEUED_BACKGROUND`] background events already wait, `event` is not kept but
-    /// counted, and the log records the count ([`LostEvents`]).
+    /// Appends `event` in the background; failures are logged and counted. When
+    /// [`MAX_QUEUED_BACKGROUND`] background events of its kind (naming a client, or
+    /// none) already wait, `event` is not kept but counted, and the log records the count
+    /// ([`LostEvents`]).
     ///
     /// This does not wake the writer unless the queue was empty: background events wait
     /// for a batch anyway, and a wake-up per event would cost a system call per request.
@@ -316,8 +373,9 @@ impl AuditLog {
         self.push(Some(event), None, Lane::Background);
     }
 
-    /// Appends `event` ahead of background events, and never drops it: for the outcome of
-    /// a request whose event was written before it was forwarded.
+    /// Appends `event` ahead of background events, and never drops it for want of room:
+    /// for what follows an event written before its request was forwarded. (Only a
+    /// commit that fails loses it, and then it is counted like a background event.)
     pub fn append_kept(&self, event: Event) {
         self.push(Some(event), None, Lane::Kept);
     }
@@ -345,26 +403,47 @@ impl AuditLog {
             return;
         }
         let was_empty = queue.is_empty();
-        let job = Job { event, on_durable };
-        match lane {
-            Lane::Background if queue.background.len() >= queue.max_background => {
-                if let Some(event) = &job.event {
-                    queue.lose(event);
+        let mut losses_begin = false;
+        match (lane, event) {
+            (Lane::Background, Some(event)) => {
+                let of_client = event.client().is_some();
+                let queued = if of_client {
+                    queue.queued_of_clients
+                } else {
+                    queue.queued_anonymous
+                };
+                if queued >= queue.max_background {
+                    losses_begin = queue.lose(&event);
+                } else {
+                    if of_client {
+                        queue.queued_of_clients += 1;
+                    } else {
+                        queue.queued_anonymous += 1;
+                    }
+                    queue.background_since.get_or_insert_with(Instant::now);
+                    queue.background.push(Job {
+                        event: Some(event),
+                        on_durable,
+                    });
                 }
             }
-            Lane::Background | Lane::Barrier => {
+            (Lane::Background | Lane::Barrier, event) => {
                 queue.background_since.get_or_insert_with(Instant::now);
-                queue.background.push(job);
+                queue.background.push(Job { event, on_durable });
             }
-            Lane::Kept | Lane::Durable => {
+            (Lane::Kept | Lane::Durable, event) => {
                 queue.priority_since.get_or_insert_with(Instant::now);
-                queue.priority.push(job);
+                queue.priority.push(Job { event, on_durable });
             }
         }
         let urgent = matches!(lane, Lane::Durable | Lane::Barrier);
         queue.urgent |= urgent;
         queue.barrier |= lane == Lane::Barrier;
+        let max_background = queue.max_background;
         drop(queue);
+        if losses_begin {
+            log_losses_begin(max_background);
+        }
         if was_empty || urgent {
             self.handle.writer.unpark();
         }
@@ -376,8 +455,9 @@ impl AuditLog {
         self.send_blocking(Some(event), Lane::Durable)
     }
 
-    /// Waits until every event appended before this call, from any handle, is committed.
-    /// Call it before the process exits: background events wait in memory for a batch.
+    /// Waits until every event appended before this call, from any handle, is committed
+    /// (or, when a commit failed, counted as lost). Call it before the process exits:
+    /// background events wait in memory for a batch.
     pub fn flush(&self) -> Result<(), Error> {
         self.send_blocking(None, Lane::Barrier).map(drop)
     }
@@ -438,11 +518,16 @@ struct Batch {
 /// is gone and the queue is empty.
 ///
 /// Group commit. Someone waits on a durable event, so a batch holding one is written at
-/// once, synced to disk; a batch of background events (reads, denials, outcomes) waits a
-/// moment for company and is committed without its own fsync. The next durable commit
-/// syncs those too, and a process crash loses none of them. A long background batch is
-/// committed [`MAX_BATCH`] events at a time, and a durable event that arrives meanwhile
-/// goes in between: it waits behind one transaction at most.
+/// once, synced to disk; a batch of background events (reads, denials) waits a moment
+/// for company and is committed without its own fsync. The next durable commit syncs
+/// those too, and a process crash loses none that was committed.
+///
+/// Priority events go ahead of background events queued before them, but never ahead of
+/// one made more than [`MAX_REORDER`] earlier (a backlog left by a stalled disk): the
+/// log's order then strays from the order events were made in by that much at most,
+/// which readers that look for a time by bisection ([`seq_near`]) rely on. A long
+/// background batch is committed [`MAX_BATCH`] events at a time, and a durable event
+/// that arrives meanwhile goes in between: it waits behind one transaction at most.
 fn writer(store: Store, key: AuditKey, queue: &Mutex<Queue>) {
     let mut synced = true;
     let mut batch = Batch {
@@ -451,35 +536,70 @@ fn writer(store: Store, key: AuditKey, queue: &Mutex<Queue>) {
         lost: None,
     };
     while next_batch(queue, &mut batch) {
-        commit_lane(&store, &key, &mut batch.priority, &mut synced);
+        let behind = |next: Option<&Job>| next.is_some_and(|j| j.is_older_than_reorder(now_ms()));
+        if !behind(batch.background.first()) {
+            commit_lane(&store, &key, queue, &mut batch.priority, &mut synced);
+        }
         if let Some(lost) = batch.lost.take() {
-            batch.background.push(Job {
+            // After the events queued before the losses, ahead of any barrier: a flush
+            // waits for the record of what it could not write.
+            let record = Job {
                 event: Some(Event {
                     ts_ms: lost.last_ms,
                     body: EventBody::Lost(lost),
                 }),
                 on_durable: None,
-            });
+            };
+            let barrier = batch.background.iter().position(|j| j.event.is_none());
+            let at = barrier.unwrap_or(batch.background.len());
+            batch.background.insert(at, record);
         }
         let mut background = batch.background.drain(..);
         loop {
-            let chunk: Vec<Job> = background.by_ref().take(MAX_BATCH).collect();
-            if chunk.is_empty() {
-                break;
+            // A chunk ends before a barrier: the priority events queued before the barrier
+            // must be committed before it, even when an old backlog held them back.
+            let mut chunk: Vec<Job> = Vec::new();
+            while chunk.len() < MAX_BATCH {
+                match background.as_slice().first().map(|j| j.event.is_none()) {
+                    None => break,
+                    Some(true) if !chunk.is_empty() => break,
+                    Some(_) => chunk.extend(background.next()),
+                }
             }
-            commit(&store, &key, chunk, &mut synced);
-            if take_urgent(queue, &mut batch.priority) {
-                commit_lane(&store, &key, &mut batch.priority, &mut synced);
+            let Some(first) = chunk.first() else {
+                break;
+            };
+            if first.event.is_none() {
+                commit_lane(&store, &key, queue, &mut batch.priority, &mut synced);
+            }
+            commit(&store, &key, queue, chunk, &mut synced);
+            if !behind(background.as_slice().first()) && take_urgent(queue, &mut batch.priority) {
+                commit_lane(&store, &key, queue, &mut batch.priority, &mut synced);
             }
         }
+        drop(background);
+        commit_lane(&store, &key, queue, &mut batch.priority, &mut synced);
     }
 }
 
+/// Milliseconds since the Unix epoch, by the system clock.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// Commits every job of `lane`, [`MAX_BATCH`] at a time, leaving it empty.
-fn commit_lane(store: &Store, key: &AuditKey, lane: &mut Vec<Job>, synced: &mut bool) {
+fn commit_lane(
+    store: &Store,
+    key: &AuditKey,
+    queue: &Mutex<Queue>,
+    lane: &mut Vec<Job>,
+    synced: &mut bool,
+) {
     while !lane.is_empty() {
         let n = lane.len().min(MAX_BATCH);
-        commit(store, key, lane.drain(..n).collect(), synced);
+        commit(store, key, queue, lane.drain(..n).collect(), synced);
     }
 }
 
@@ -513,15 +633,18 @@ fn next_batch(queue: &Mutex<Queue>, batch: &mut Batch) -> bool {
         let now = Instant::now();
         let elapsed = |since: Option<Instant>| since.map(|t| now.saturating_duration_since(t));
         let window_over = |since| elapsed(since).is_some_and(|e| e >= BACKGROUND_BATCH_WINDOW);
+        // Losses start the background lane's clock too, and are written with it.
         let background_due = q.closed || q.barrier || window_over(q.background_since);
         let priority_due = q.closed || q.urgent || window_over(q.priority_since);
-        if background_due || priority_due {
+        if priority_due || background_due {
             std::mem::swap(&mut q.priority, &mut batch.priority);
             q.priority_since = None;
             q.urgent = false;
             if background_due {
                 std::mem::swap(&mut q.background, &mut batch.background);
                 batch.lost = q.lost.take();
+                q.queued_of_clients = 0;
+                q.queued_anonymous = 0;
                 q.background_since = None;
                 q.barrier = false;
             }
@@ -538,8 +661,9 @@ fn next_batch(queue: &Mutex<Queue>, batch: &mut Batch) -> bool {
 }
 
 /// Commits `jobs` in one transaction, chained after the last event, and tells whoever
-/// waits on them.
-fn commit(store: &Store, key: &AuditKey, jobs: Vec<Job>, synced: &mut bool) {
+/// waits on them. When the commit fails, those who wait are told, and the events nobody
+/// waits on are counted as lost: the next record of losses names them.
+fn commit(store: &Store, key: &AuditKey, queue: &Mutex<Queue>, jobs: Vec<Job>, synced: &mut bool) {
     let durable = jobs.iter().any(|j| j.on_durable.is_some());
     if durable != *synced {
         match store.set_synchronous(durable) {
@@ -576,7 +700,27 @@ fn commit(store: &Store, key: &AuditKey, jobs: Vec<Job>, synced: &mut bool) {
         }
         Err(e) => {
             tracing::error!(error = %e, events = jobs.len(), "audit append failed");
-            fail(jobs, &e.to_string());
+            let reason = e.to_string();
+            let mut losses_begin = false;
+            let mut waiting = Vec::new();
+            let mut q = lock(queue);
+            for job in jobs {
+                match (job.on_durable, job.event) {
+                    (Some(cb), _) => waiting.push(cb),
+                    // Counted for the next record of losses; once every handle is gone
+                    // there is no next one to wait for.
+                    (None, Some(event)) if !q.closed => losses_begin |= q.lose(&event),
+                    (None, _) => {}
+                }
+            }
+            let max_background = q.max_background;
+            drop(q);
+            for cb in waiting {
+                cb(Err(reason.clone()));
+            }
+            if losses_begin {
+                log_losses_begin(max_background);
+            }
         }
     }
 }
@@ -870,9 +1014,10 @@ mod tests {
 
     use super::*;
 
+    /// An event about client `bot{n}`, made now.
     fn event(n: usize) -> Event {
         Event {
-            ts_ms: n as u64,
+            ts_ms: now_ms(),
             body: EventBody::Admin(AdminEvent {
                 actor: "test".into(),
                 change: "client.freeze".into(),
@@ -1071,10 +1216,107 @@ mod tests {
         // The writer holds one batch and the queue one more: no more is kept.
         assert!(lost_count >= (flood - 2 * bound) as u64, "{lost:?}");
         for l in &lost {
-            assert!(1 <= l.first_ms && l.first_ms <= l.last_ms && l.last_ms <= flood as u64);
+            assert!(l.first_ms <= l.last_ms);
+            // Each lost event named its client.
+            assert_eq!(l.clients.values().sum::<u64>(), l.count);
         }
         // Once the writer caught up, events are kept again.
         log.append_blocking(event(2000)).unwrap();
+    }
+
+    /// An event that names no client, as a request without a valid key makes.
+    fn anonymous_event() -> Event {
+        Event {
+            ts_ms: now_ms(),
+            body: EventBody::Admin(AdminEvent {
+                actor: "test".into(),
+                change: "account.add".into(),
+                target: "main".into(),
+                detail: serde_json::Value::Null,
+            }),
+        }
+    }
+
+    #[test]
+    fn requests_without_a_valid_key_cannot_crowd_out_a_clients_events() {
+        let (_dir, db, key) = open();
+        let bound = 100;
+        let log = AuditLog::start_bounded(&db, key.clone(), bound).unwrap();
+        let stalled = hold_write_lock(&db);
+        for _ in 0..(3 * bound) {
+            log.append(anonymous_event());
+        }
+        for n in 0..50 {
+            log.append(event(n));
+        }
+        release(stalled);
+        log.flush().unwrap();
+        let store = Store::open(&db).unwrap();
+        let events = read(&store, 1, 10_000).unwrap();
+        let of_clients = events.iter().filter(|(_, e)| e.client().is_some()).count();
+        assert_eq!(of_clients, 50, "a client's event was dropped");
+        let lost: Vec<&LostEvents> = events
+            .iter()
+            .filter_map(|(_, e)| match &e.body {
+                EventBody::Lost(l) => Some(l),
+                _ => None,
+            })
+            .collect();
+        assert!(!lost.is_empty() && lost.iter().all(|l| l.clients.is_empty()));
+    }
+
+    #[test]
+    fn a_flush_waits_for_priority_events_held_behind_an_old_backlog() {
+        let (_dir, db, key) = open();
+        let log = AuditLog::start(&db, key.clone()).unwrap();
+        let stalled = hold_write_lock(&db);
+        // Made long ago: the priority event may not go ahead of it.
+        log.append(Event {
+            ts_ms: 1,
+            ..event(1)
+        });
+        log.append_kept(event(2));
+        release(stalled);
+        log.flush().unwrap();
+        let store = Store::open(&db).unwrap();
+        let targets: Vec<String> = read(&store, 1, 10)
+            .unwrap()
+            .into_iter()
+            .filter_map(|(_, e)| match e.body {
+                EventBody::Admin(a) => Some(a.target),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            targets,
+            ["bot1", "bot2"],
+            "in time order, both before the flush"
+        );
+    }
+
+    #[test]
+    fn events_whose_commit_fails_are_counted_as_lost() {
+        let (_dir, db, key) = open();
+        let log = AuditLog::start(&db, key.clone()).unwrap();
+        // Held past the store's busy timeout: the writer's commit fails.
+        let stalled = hold_write_lock(&db);
+        for n in 0..10 {
+            log.append(event(n));
+        }
+        thread::sleep(BACKGROUND_BATCH_WINDOW + Duration::from_millis(3400));
+        release(stalled);
+        log.flush().unwrap();
+        let store = Store::open(&db).unwrap();
+        let events = read(&store, 1, 100).unwrap();
+        assert_eq!(verify(&store, &key).unwrap(), events.len() as u64);
+        let [(_, only)] = events.as_slice() else {
+            panic!("expected the record of losses alone: {events:?}");
+        };
+        let EventBody::Lost(lost) = &only.body else {
+            panic!("not a record of losses: {only:?}");
+        };
+        assert_eq!(lost.count, 10);
+        assert_eq!(lost.clients.len(), 10);
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! Audit events: what happened, as plain data. Chaining and storage live in `keygate-audit`.
 
+use std::collections::BTreeMap;
+
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
@@ -138,10 +140,12 @@ pub struct AdminEvent {
     pub detail: serde_json::Value,
 }
 
-/// Background events (reads, denials, a request's end) that the audit writer could not
-/// queue: so many were waiting that keeping more would have let whoever floods the
-/// gateway grow its memory without end. Orders, withdrawals and transfers are never
-/// among them: they wait for their event to be written, and are refused when it is not.
+/// Background events (reads and denials) that the audit writer did not keep: so many of
+/// their kind were waiting (events of clients, or of requests without a valid key) that
+/// keeping more would have let whoever floods the gateway grow its memory without end,
+/// or their commit failed. Orders, withdrawals and transfers that were forwarded are
+/// never among them: they wait for their event to be written, and are refused when it
+/// is not.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LostEvents {
     /// How many events were not kept.
@@ -150,6 +154,10 @@ pub struct LostEvents {
     pub first_ms: u64,
     /// When the last of them was.
     pub last_ms: u64,
+    /// How many of them named each client (events of requests whose signature verified;
+    /// the rest, of requests without a valid key, are in `count` only).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub clients: BTreeMap<String, u64>,
 }
 
 impl Event {

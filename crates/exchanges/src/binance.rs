@@ -803,36 +803,44 @@ fn parse_server_time(body: &[u8]) -> Option<u64> {
     value.get("serverTime")?.as_u64()
 }
 
-/// The class of `method path`, from the endpoint tables of NOTES §1.3. Anything not
-/// listed is [`ActionKind::Unknown`].
 /// An upper estimate of a public call's weight, from Binance's documented weights (those
 /// of spot, the higher, for the endpoints every market has): order books by their
-/// `limit`, tickers of every symbol at once, the exchange's whole description, trade
-/// lists; 10 for the rest, which documents 1 to 4 for most.
+/// `limit` (the highest when it does not read as a number), tickers of every symbol or
+/// of a list, the exchange's whole description, trade lists; 10 for the rest, which
+/// documents 1 to 5 for most. Names and values are read percent-decoded, as Binance
+/// reads them.
 fn public_weight(path: &str, query: &str) -> u64 {
+    let decoded = |text: &str| {
+        percent_encoding::percent_decode_str(&text.replace('+', " "))
+            .decode_utf8_lossy()
+            .into_owned()
+    };
     let param = |name: &str| {
         query
             .split('&')
             .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
-            .find(|(key, _)| *key == name)
-            .map(|(_, value)| value)
+            .find(|(key, _)| decoded(key) == name)
+            .map(|(_, value)| decoded(value))
     };
-    let every_symbol = param("symbol").is_none();
+    let one_symbol = param("symbol").is_some() && param("symbols").is_none();
     match path.rsplit_once('/').map_or(path, |(_, last)| last) {
-        "depth" => match param("limit").and_then(|l| l.parse::<u64>().ok()) {
-            Some(0..=100) => 5,
-            Some(101..=500) | None => 25,
-            Some(501..=1000) => 50,
+        "depth" => match param("limit").map(|l| l.parse::<u64>()) {
+            Some(Ok(0..=100)) => 5,
+            Some(Ok(101..=500)) | None => 25,
+            Some(Ok(501..=1000)) => 50,
             Some(_) => 250,
         },
-        "24hr" | "ticker" if every_symbol => 80,
-        "price" | "bookTicker" if every_symbol => 4,
+        "ticker" | "tradingDay" if !one_symbol => 200,
+        "24hr" if !one_symbol => 80,
+        "price" | "bookTicker" if !one_symbol => 5,
         "exchangeInfo" => 20,
         "trades" | "historicalTrades" | "aggTrades" => 25,
         _ => 10,
     }
 }
 
+/// The class of `method path`, from the endpoint tables of NOTES §1.3. Anything not
+/// listed is [`ActionKind::Unknown`].
 fn classify_endpoint(method: &str, path: &str) -> ActionKind {
     use ActionKind::*;
     let Some((prefix, rest)) = split_version(path) else {
@@ -1981,9 +1989,17 @@ mod tests {
         assert_eq!(w("/api/v3/depth", "symbol=BTCUSDT&limit=5000"), 250);
         assert_eq!(w("/api/v3/depth", "symbol=BTCUSDT&limit=100"), 5);
         assert_eq!(w("/fapi/v1/depth", "symbol=BTCUSDT"), 25);
+        // Read as Binance reads it: percent-decoded; a limit that is no number is the most.
+        assert_eq!(w("/api/v3/depth", "symbol=BTCUSDT&limit=%35000"), 250);
+        assert_eq!(w("/api/v3/depth", "symbol=BTCUSDT&%6Cimit=5000"), 250);
+        assert_eq!(w("/api/v3/depth", "symbol=BTCUSDT&limit=lots"), 250);
         assert_eq!(w("/api/v3/ticker/24hr", ""), 80);
         assert_eq!(w("/api/v3/ticker/24hr", "symbol=BTCUSDT"), 10);
-        assert_eq!(w("/api/v3/ticker/price", ""), 4);
+        assert_eq!(w("/api/v3/ticker/24hr", "symbols=%5B%22BTCUSDT%22%5D"), 80);
+        assert_eq!(w("/api/v3/ticker", "symbols=%5B%22BTCUSDT%22%5D"), 200);
+        assert_eq!(w("/api/v3/ticker/tradingDay", ""), 200);
+        assert_eq!(w("/api/v3/ticker/price", ""), 5);
+        assert_eq!(w("/fapi/v1/ticker/bookTicker", ""), 5);
         assert_eq!(w("/api/v3/exchangeInfo", ""), 20);
         assert_eq!(w("/api/v3/historicalTrades", "symbol=BTCUSDT"), 25);
         assert_eq!(w("/api/v3/klines", "symbol=BTCUSDT&interval=1m"), 10);

@@ -79,7 +79,7 @@ use rust_decimal::Decimal;
 use crate::registry::{Live, Verifier};
 use crate::replay::ReplayCache;
 use crate::upstream::{Failure, Upstream};
-use crate::weight::WeightGauge;
+use crate::weight::{Reservation, WeightGauge};
 
 /// Largest request body accepted, in bytes. Binance's own requests are far smaller.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -204,6 +204,17 @@ impl Gateway {
     }
 
     /// Raises [`AlertRule::AuditUnavailable`], unless it was raised in the last minute.
+    /// Appends what follows a request's pending event to the kept lane (what became of an
+    /// order or a withdrawal is never dropped under a flood), anything else to the
+    /// background.
+    fn append_event(&self, event: Event, follows_pending: bool) {
+        if follows_pending {
+            self.audit.append_kept(event);
+        } else {
+            self.audit.append(event);
+        }
+    }
+
     fn alert_audit_unavailable(&self, reason: &str) {
         const QUIET_MS: u64 = 60_000;
         let Some(alerter) = &self.alerter else {
@@ -382,14 +393,15 @@ async fn handle<A: Adapter>(
         let base = registry.public_upstream(exchange).unwrap_or(default_base);
         let cap = gw.limits.public_weight_cap;
         let weight = adapter.public_weight(native, query);
-        // Held until the answer's weight is recorded, then released.
-        let _reservation = match gw.weight.reserve(base, cap, weight, now_ms()) {
+        // Settled once the answer's weight is recorded; else its estimate counts as spent.
+        let reservation = match gw.weight.reserve(base, cap, weight, now_ms()) {
             Ok(reservation) => reservation,
             Err(over) => {
                 let msg = format!(
                     "keygate: public market data is paused: the exchange reports {} request \
-                     weight used this minute and public calls in flight hold {} more, at or \
-                     past keygate's cap of {cap} (the rest is kept for signed requests)",
+                     weight used this minute, and public calls without an answer yet (or \
+                     without a report of their weight) count {} more, at or past keygate's \
+                     cap of {cap} (the rest is kept for signed requests)",
                     over.reported, over.reserved
                 );
                 return audit.deny(refuse(Refusal::TooMany(&msg)), Rule::WeightReserved, &msg);
@@ -397,7 +409,17 @@ async fn handle<A: Adapter>(
         };
         let url = format!("{base}{native}{}", query_suffix(query));
         return gw
-            .forward(adapter, audit, &method, base, &url, &[], b"", started)
+            .forward(
+                adapter,
+                audit,
+                &method,
+                base,
+                &url,
+                &[],
+                b"",
+                started,
+                Some(reservation),
+            )
             .await;
     }
 
@@ -573,6 +595,7 @@ async fn handle<A: Adapter>(
         &forward.headers,
         forward.body.as_bytes(),
         started,
+        None,
     )
     .await
 }
@@ -592,7 +615,8 @@ fn refusal_response<A: Adapter>(adapter: &A, refusal: Refusal<'_>) -> Response {
 
 impl Gateway {
     /// Step 6: audit (durably first when the action moves money), send once to `url` on
-    /// the host `base`, note the request weight it reports, audit the outcome.
+    /// the host `base`, note the request weight it reports (settling the public call's
+    /// `weight` reservation), audit the outcome.
     #[allow(clippy::too_many_arguments)]
     async fn forward<A: Adapter>(
         &self,
@@ -604,6 +628,7 @@ impl Gateway {
         headers: &[(&'static str, String)],
         body: &[u8],
         started: Instant,
+        weight: Option<Reservation<'_>>,
     ) -> Response {
         let sensitive = audit.action.as_ref().is_some_and(|a| a.kind.is_sensitive());
         let places_orders = audit
@@ -647,6 +672,9 @@ impl Gateway {
                 );
                 if let Some(used) = adapter.used_weight(&answer.headers) {
                     self.weight.record(base, used, now_ms());
+                    if let Some(reservation) = weight {
+                        reservation.settle();
+                    }
                 }
                 let mut response = Response::new(Body::from(answer.body));
                 *response.status_mut() = answer.status;
@@ -855,6 +883,9 @@ struct Audit<'a> {
     account: Option<String>,
     action: Option<Action>,
     notional: Option<Decimal>,
+    /// The pending event is queued: what follows it is kept, however full the audit
+    /// writer's background lane (it may land even when the wait for it timed out).
+    pending_queued: bool,
     /// The pending event is durable.
     pending_written: bool,
     /// Its event is made; nothing is left to write on drop.
@@ -880,6 +911,7 @@ impl<'a> Audit<'a> {
             account: None,
             action: None,
             notional: None,
+            pending_queued: false,
             pending_written: false,
             recorded: false,
         }
@@ -932,14 +964,16 @@ impl<'a> Audit<'a> {
     /// answers the client.
     fn deny(self, response: Response, rule: Rule, message: &str) -> Response {
         tracing::debug!(rule = %rule, path = %self.path, "denied");
-        let log = &self.gw.audit;
-        log.append(self.into_event(
+        let gw = self.gw;
+        let kept = self.pending_queued;
+        let event = self.into_event(
             false,
             Some(Denial::new(rule, message)),
             None,
             None,
             Outcome::NotForwarded,
-        ));
+        );
+        gw.append_event(event, kept);
         response
     }
 
@@ -956,6 +990,7 @@ impl<'a> Audit<'a> {
                 let _ = tx.send(result);
             }),
         );
+        self.pending_queued = true;
         let result = match tokio::time::timeout(AUDIT_DEADLINE, rx).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err("audit writer dropped the event".to_owned()),
@@ -975,23 +1010,13 @@ impl<'a> Audit<'a> {
         order_ids: Vec<String>,
     ) {
         let gw = self.gw;
-        if pending && self.pending_written {
-            // What became of an order or a withdrawal is never dropped under a flood.
-            gw.audit.append_kept(self.outcome_event(
-                upstream_status,
-                latency_us,
-                outcome,
-                order_ids,
-            ));
+        let kept = self.pending_queued;
+        let event = if pending && self.pending_written {
+            self.outcome_event(upstream_status, latency_us, outcome, order_ids)
         } else {
-            gw.audit.append(self.into_event(
-                true,
-                None,
-                upstream_status,
-                Some(latency_us),
-                outcome,
-            ));
-        }
+            self.into_event(true, None, upstream_status, Some(latency_us), outcome)
+        };
+        gw.append_event(event, kept);
     }
 
     /// The event that follows a pending one, with what became of the request.
@@ -1044,11 +1069,7 @@ impl Drop for Audit<'_> {
             Outcome::NotForwarded,
         );
         self.recorded = true;
-        if self.pending_written {
-            gw.audit.append_kept(event);
-        } else {
-            gw.audit.append(event);
-        }
+        gw.append_event(event, self.pending_queued);
     }
 }
 

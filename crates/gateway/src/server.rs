@@ -215,6 +215,16 @@ struct ConnectionLimits {
     exempt: Arc<[IpNet]>,
 }
 
+/// What the per-source limit counts by: an IPv4 address, or the /64 of an IPv6 one (one
+/// host is commonly given a whole /64, and could otherwise open connections from as many
+/// addresses as it likes).
+fn network_of(source: IpAddr) -> IpAddr {
+    match source {
+        IpAddr::V4(_) => source,
+        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
+    }
+}
+
 /// The connections open now, in all and by source address.
 #[derive(Default)]
 struct OpenConnections {
@@ -299,7 +309,7 @@ async fn accept(
         };
         let source = peer.ip().to_canonical();
         let exempt = limits.exempt.iter().any(|proxy| proxy.contains(&source));
-        let slot = match open.take((!exempt).then_some(source), &limits) {
+        let slot = match open.take((!exempt).then(|| network_of(source)), &limits) {
             Ok(slot) => slot,
             Err(reason) => {
                 drop(stream);
@@ -535,6 +545,38 @@ mod tests {
     use tokio::io::AsyncWriteExt;
 
     use super::*;
+
+    #[test]
+    fn one_ipv6_host_counts_as_one_source() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(network_of(ip("2001:db8:1:2:aaaa::1")), ip("2001:db8:1:2::"));
+        assert_eq!(
+            network_of(ip("2001:db8:1:2:ffff:ffff:ffff:ffff")),
+            ip("2001:db8:1:2::")
+        );
+        assert_ne!(network_of(ip("2001:db8:1:3::1")), ip("2001:db8:1:2::"));
+        assert_eq!(network_of(ip("192.0.2.7")), ip("192.0.2.7"));
+    }
+
+    #[test]
+    fn a_closed_connection_gives_its_slot_back() {
+        let limits = ConnectionLimits {
+            total: 3,
+            per_source: 1,
+            exempt: Arc::new([]),
+        };
+        let open = Arc::new(OpenConnections::default());
+        let a = "192.0.2.1".parse().ok();
+        let b = "192.0.2.2".parse().ok();
+        let first = open.take(a, &limits).unwrap();
+        assert!(open.take(a, &limits).is_err(), "a second from one source");
+        let _other = open.take(b, &limits).unwrap();
+        let _exempt = open.take(None, &limits).unwrap();
+        assert!(open.take(None, &limits).is_err(), "past the total");
+        drop(first);
+        assert!(open.take(a, &limits).is_ok(), "the slot was not given back");
+        assert_eq!(open.by_source.lock().unwrap().get(&a.unwrap()), None);
+    }
 
     #[tokio::test]
     async fn a_write_the_client_never_reads_fails_after_the_timeout() {

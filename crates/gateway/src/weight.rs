@@ -11,7 +11,10 @@
 //! A report comes only with an answer, so a burst of public calls sent at once would all
 //! pass a cap checked against reports alone. Each public call therefore reserves an upper
 //! estimate of its weight until its answer (and the weight that answer reports) is in,
-//! and the cap counts what is reported and what is reserved.
+//! and the cap counts what is reported and what is reserved. A call that ends without a
+//! report (its client hung up, the exchange did not answer or said nothing of its
+//! weight) may still have cost what it was estimated at: that estimate counts as spent
+//! until the minute turns.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
@@ -27,13 +30,25 @@ pub struct WeightGauge {
 struct State {
     reported: HashMap<String, Report>,
     reserved: HashMap<String, u64>,
+    /// Estimates of calls that ended without a report, this minute.
+    unreported: HashMap<String, Report>,
 }
 
-/// Weight a public call holds until it is dropped, after its answer's report is in.
+/// Weight a public call holds until it is dropped. [`Reservation::settle`] it once its
+/// answer's report is recorded; dropped unsettled, its estimate counts as spent.
 pub struct Reservation<'g> {
     gauge: &'g WeightGauge,
     upstream: String,
     weight: u64,
+    settled: bool,
+}
+
+impl Reservation<'_> {
+    /// The exchange reported the weight used with the call's answer: the estimate is no
+    /// longer needed.
+    pub fn settle(mut self) {
+        self.settled = true;
+    }
 }
 
 impl Drop for Reservation<'_> {
@@ -45,6 +60,17 @@ impl Drop for Reservation<'_> {
                 state.reserved.remove(&self.upstream);
             }
         }
+        if !self.settled {
+            let minute = crate::now_ms() / 60_000;
+            let spent = state
+                .unreported
+                .entry(self.upstream.clone())
+                .or_insert(Report { minute, used: 0 });
+            if spent.minute != minute {
+                *spent = Report { minute, used: 0 };
+            }
+            spent.used = spent.used.saturating_add(self.weight);
+        }
     }
 }
 
@@ -54,7 +80,8 @@ impl Drop for Reservation<'_> {
 pub struct OverCap {
     /// Reported used this minute.
     pub reported: u64,
-    /// Held by public calls not yet answered.
+    /// Held by public calls not yet answered, and estimated for calls that ended
+    /// without a report this minute.
     pub reserved: u64,
 }
 
@@ -107,12 +134,19 @@ impl WeightGauge {
         now_ms: u64,
     ) -> Result<Reservation<'_>, OverCap> {
         let mut state = self.lock();
-        let reported = state
-            .reported
+        let this_minute = |reports: &HashMap<String, Report>| {
+            reports
+                .get(upstream)
+                .filter(|r| r.minute == now_ms / 60_000)
+                .map_or(0, |r| r.used)
+        };
+        let reported = this_minute(&state.reported);
+        let reserved = state
+            .reserved
             .get(upstream)
-            .filter(|r| r.minute == now_ms / 60_000)
-            .map_or(0, |r| r.used);
-        let reserved = state.reserved.get(upstream).copied().unwrap_or(0);
+            .copied()
+            .unwrap_or(0)
+            .saturating_add(this_minute(&state.unreported));
         if reported.saturating_add(reserved) >= cap {
             return Err(OverCap { reported, reserved });
         }
@@ -121,6 +155,7 @@ impl WeightGauge {
             gauge: self,
             upstream: upstream.to_owned(),
             weight,
+            settled: false,
         })
     }
 
@@ -137,7 +172,10 @@ mod tests {
 
     /// What holds back a public call of weight 1 now, if anything.
     fn over_cap(gauge: &WeightGauge, upstream: &str, cap: u64, now_ms: u64) -> Option<OverCap> {
-        gauge.reserve(upstream, cap, 1, now_ms).err()
+        gauge
+            .reserve(upstream, cap, 1, now_ms)
+            .map(Reservation::settle)
+            .err()
     }
 
     #[test]
@@ -196,9 +234,28 @@ mod tests {
         drop(gauge.reserve("https://fapi", 50, 20, now).unwrap());
         // An answer is in: its report counts, its reservation no longer does.
         gauge.record("https://api", 25, now + 1);
-        drop(first);
-        assert!(gauge.reserve("https://api", 50, 1, now + 2).is_ok());
-        drop(second);
+        first.settle();
+        assert!(over_cap(&gauge, "https://api", 50, now + 2).is_none());
+        second.settle();
         assert!(gauge.lock().reserved.is_empty(), "weight left reserved");
+    }
+
+    #[test]
+    fn a_call_that_ends_without_a_report_counts_as_spent() {
+        let gauge = WeightGauge::default();
+        let now = crate::now_ms();
+        // A client that hangs up at once, again and again, spends its estimate each time.
+        for _ in 0..2 {
+            drop(gauge.reserve("https://api", 500, 250, now).unwrap());
+        }
+        assert_eq!(
+            over_cap(&gauge, "https://api", 500, now),
+            Some(OverCap {
+                reported: 0,
+                reserved: 500
+            })
+        );
+        // Another host has its own.
+        assert!(over_cap(&gauge, "https://fapi", 500, now).is_none());
     }
 }

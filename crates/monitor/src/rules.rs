@@ -208,17 +208,31 @@ impl Rules {
                 let (severity, summary) = admin_alert(admin);
                 raise(severity, AlertRule::AdminChange, summary, None);
             }
-            EventBody::Lost(lost) => raise(
-                Severity::Critical,
-                AlertRule::EventsLost,
-                format!(
-                    "{} background events (reads, denials) were counted, not kept, between \
-                     {} and {} (ms since the epoch): the audit writer fell behind, under a \
-                     flood of requests or a stalled disk",
-                    lost.count, lost.first_ms, lost.last_ms
-                ),
-                None,
-            ),
+            // A stall or a flood writes a record every batch: one alert per quiet period.
+            EventBody::Lost(lost) if self.is_due(AlertRule::EventsLost, "", event.ts_ms) => {
+                let clients = if lost.clients.is_empty() {
+                    "none of them of a client with a valid key".to_owned()
+                } else {
+                    let named: Vec<String> = lost
+                        .clients
+                        .iter()
+                        .map(|(c, n)| format!("{c} {n}"))
+                        .collect();
+                    format!("of clients: {}", named.join(", "))
+                };
+                raise(
+                    Severity::Critical,
+                    AlertRule::EventsLost,
+                    format!(
+                        "{} background events (reads, denials) were counted, not kept, \
+                         between {} and {} (ms since the epoch), {clients}: the audit log \
+                         fell behind, under a flood of requests or a stalled disk",
+                        lost.count, lost.first_ms, lost.last_ms
+                    ),
+                    None,
+                )
+            }
+            EventBody::Lost(_) => {}
         }
         alerts
     }
@@ -867,21 +881,27 @@ mod tests {
     }
 
     #[test]
-    fn lost_events_are_critical_and_say_how_many() {
+    fn lost_events_are_critical_say_how_many_and_are_not_repeated_every_batch() {
         let mut rules = Rules::new(Thresholds::default());
-        let lost = Event {
-            ts_ms: 9,
+        let lost = |ts_ms| Event {
+            ts_ms,
             body: EventBody::Lost(keygate_core::LostEvents {
                 count: 1234,
                 first_ms: 5,
-                last_ms: 9,
+                last_ms: ts_ms,
+                clients: [("bot1".to_owned(), 34)].into(),
             }),
         };
-        let alerts = rules.evaluate(3, &lost);
+        let alerts = rules.evaluate(3, &lost(9));
         assert_eq!(
             rules_of(&alerts),
             [(Severity::Critical, AlertRule::EventsLost)]
         );
         assert!(alerts[0].summary.starts_with("1234 background events"));
+        assert!(alerts[0].summary.contains("of clients: bot1 34"));
+        // The next batch's record, a moment later, raises nothing new.
+        assert!(rules.evaluate(4, &lost(109)).is_empty());
+        let quiet = Thresholds::default().quiet_period.as_millis() as u64;
+        assert_eq!(rules.evaluate(5, &lost(9 + quiet)).len(), 1);
     }
 }

@@ -12,13 +12,14 @@
 //! which is what the gateway waits for before forwarding an order, a withdrawal or a
 //! transfer.
 //!
-//! The writer keeps two queues. Events someone waits on, and the outcomes that follow
-//! them ([`AuditLog::append_kept`]), are written ahead of background events (reads,
-//! denials), so that a flood of refused requests never holds up an order's event; each
-//! event carries its own time, so the log's order is the order of commits. Background
-//! events queue up to a bound; past it they are counted instead of kept, and the log
-//! records how many were lost and when ([`keygate_core::LostEvents`]): memory stays
-//! bounded, and a gap is never silent.
+//! Events are written in the order they were queued. Background events (reads, denials)
+//! queue up to bounds: one for requests without a valid key, one for clients in all, and
+//! one per client. Past its bound an event is counted instead of kept, and the log
+//! records how many were lost, when, and of which clients ([`keygate_core::LostEvents`]):
+//! memory stays bounded, a flood never holds an order's event up behind more than a
+//! bounded backlog, keyless requests or one client never crowd out another client's
+//! events, and a gap is never silent. Events someone waits on, and what follows them
+//! ([`AuditLog::append_kept`]), are never dropped for want of room.
 //!
 //! This crate does not decide what goes into an event (`keygate-core` does) and keeps no
 //! secret in one.
@@ -45,7 +46,7 @@ mod export;
 
 pub use export::{csv_header, csv_line, Filter};
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use std::thread::{self, Thread};
@@ -60,14 +61,16 @@ use subtle::ConstantTimeEq;
 
 /// Events one transaction takes at most.
 const MAX_BATCH: usize = 1024;
-/// Background events of one kind (naming a client, or none) queued at most; past this
-/// they are counted, not kept. At the gateway's peak rate (`bench/run.sh`: about 25 000
-/// requests a second on two cores) this is more than a second of requests, ten batch
-/// windows; a queue this full means the disk has stalled or the gateway is flooded.
-pub const MAX_QUEUED_BACKGROUND: usize = 32 * 1024;
-/// How much earlier than a priority event a background event may have been made and
-/// still be committed after it; see [`writer`].
-const MAX_REORDER: Duration = Duration::from_secs(10);
+/// Background events of requests without a valid key queued at most, and of clients in
+/// all; past these they are counted, not kept. At the gateway's peak rate
+/// (`bench/run.sh`: about 25 000 requests a second on two cores) this is more than a
+/// second of requests, ten batch windows; a queue this full means the disk has stalled
+/// or the gateway is flooded. Writing a full queue takes a fraction of a second, which
+/// is what an order's event may wait behind under a flood.
+pub const MAX_QUEUED_BACKGROUND: usize = 16 * 1024;
+/// Background events of one client queued at most: one client, or someone replaying its
+/// signed requests, cannot crowd out the others.
+pub const MAX_QUEUED_PER_CLIENT: usize = 4 * 1024;
 /// How long a batch of background events waits for more before it is written. A commit
 /// has a fixed cost (B-tree interior pages, WAL frames) that a bigger batch shares out:
 /// under load, 100 ms batches cost the gateway less CPU and a shorter latency tail than
@@ -178,125 +181,148 @@ struct Job {
     on_durable: Option<OnDurable>,
 }
 
-impl Job {
-    /// Whether this job's event was made more than [`MAX_REORDER`] before `now_ms`.
-    fn is_older_than_reorder(&self, now_ms: u64) -> bool {
-        self.event
-            .as_ref()
-            .is_some_and(|e| e.ts_ms.saturating_add(MAX_REORDER.as_millis() as u64) < now_ms)
-    }
-}
-
 /// How a job is queued.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Lane {
     /// A background event: written within the batch window, or counted as lost when too
     /// many of its kind wait.
     Background,
-    /// Written ahead of background events, never dropped for want of room; nobody waits
-    /// on it.
+    /// Never dropped for want of room; nobody waits on it.
     Kept,
-    /// Someone waits on it: written ahead of background events, at once.
+    /// Someone waits on it: written at once, with everything queued before it.
     Durable,
-    /// Someone waits until everything queued before it is written: both lanes, at once.
+    /// Someone waits until everything queued before it is written: written at once.
     Barrier,
 }
 
-/// What the handles and the writer thread share.
+/// What the handles and the writer thread share. Jobs are written in the order they
+/// were queued, so that the log's order is the order events were made in, give or take
+/// the moment between making one and queuing it.
 struct Queue {
-    /// Background events of each kind queued at most ([`MAX_QUEUED_BACKGROUND`]; smaller
-    /// in tests).
+    /// Background events of requests without a valid key queued at most, and of clients
+    /// in all ([`MAX_QUEUED_BACKGROUND`]; smaller in tests).
     max_background: usize,
-    /// Events someone waits on, and the outcomes that follow them: written first.
-    priority: Vec<Job>,
-    /// Background events and barriers, in the order they came.
-    background: Vec<Job>,
-    /// Background events in `background` that name a client (whose signature verified),
-    /// and those that name none. Each kind has its own bound, so that requests without a
-    /// valid key, however many, never crowd out a client's events.
-    queued_of_clients: usize,
+    /// Background events of one client queued at most ([`MAX_QUEUED_PER_CLIENT`]).
+    max_per_client: usize,
+    jobs: Vec<Job>,
+    /// Background events queued now: of requests without a valid key, of clients (their
+    /// signature verified), and of each client. Each has its own bound, so that neither
+    /// keyless requests nor one client (or someone replaying its requests) crowd out
+    /// another client's events.
     queued_anonymous: usize,
-    /// Background events not kept since the writer last took the background lane.
+    queued_of_clients: usize,
+    queued_by_client: HashMap<String, usize>,
+    /// Background events not kept since the writer last took the queue.
     lost: Option<LostEvents>,
-    /// When the oldest job in each lane was queued.
-    priority_since: Option<Instant>,
-    background_since: Option<Instant>,
+    /// When the oldest job (or the first loss) was queued.
+    since: Option<Instant>,
     /// A queued job has someone waiting on it: write now, do not wait for company.
     urgent: bool,
-    /// A barrier waits in the background lane: write that lane now too.
-    barrier: bool,
     /// Every handle is gone: write what is queued, then stop.
     closed: bool,
     /// The writer is gone: nothing queued from now on will be written.
     stopped: bool,
 }
 
-/// Clients a [`LostEvents`] names at most; events of others are in its count only.
-const MAX_LOST_CLIENTS: usize = 1024;
-
 impl Queue {
-    fn new(max_background: usize) -> Queue {
+    fn new(max_background: usize, max_per_client: usize) -> Queue {
         Queue {
             max_background,
-            priority: Vec::new(),
-            background: Vec::new(),
-            queued_of_clients: 0,
+            max_per_client,
+            jobs: Vec::new(),
             queued_anonymous: 0,
+            queued_of_clients: 0,
+            queued_by_client: HashMap::new(),
             lost: None,
-            priority_since: None,
-            background_since: None,
+            since: None,
             urgent: false,
-            barrier: false,
             closed: false,
             stopped: false,
         }
     }
 
     fn is_empty(&self) -> bool {
-        self.priority.is_empty() && self.background.is_empty() && self.lost.is_none()
+        self.jobs.is_empty() && self.lost.is_none()
     }
 
-    /// Counts an event that is not kept; `true` for the first since the last record of
-    /// losses was taken.
-    fn lose(&mut self, event: &Event) -> bool {
-        self.background_since.get_or_insert_with(Instant::now);
-        if let EventBody::Lost(lost) = &event.body {
-            // A record of losses that could not be written: its counts go into the next.
-            return self.merge_lost(lost);
+    /// Queues a background event, or counts it as lost when its kind is at its bound;
+    /// `true` when that is the first loss since the writer last took the queue.
+    fn queue_background(&mut self, event: Event) -> bool {
+        match event.client() {
+            None if self.queued_anonymous >= self.max_background => {
+                return count_lost(&mut self.lost, &event)
+            }
+            None => self.queued_anonymous += 1,
+            Some(client) => {
+                let of_client = self.queued_by_client.get(client).copied().unwrap_or(0);
+                if of_client >= self.max_per_client || self.queued_of_clients >= self.max_background
+                {
+                    return count_lost(&mut self.lost, &event);
+                }
+                self.queued_of_clients += 1;
+                *self.queued_by_client.entry(client.to_owned()).or_default() += 1;
+            }
         }
-        let client = event.client().map(str::to_owned);
-        let first = self.lost.is_none();
-        let lost = self.lost.get_or_insert_with(|| LostEvents {
-            count: 0,
-            first_ms: event.ts_ms,
-            last_ms: event.ts_ms,
-            clients: BTreeMap::new(),
+        self.jobs.push(Job {
+            event: Some(event),
+            on_durable: None,
         });
-        lost.count += 1;
-        lost.first_ms = lost.first_ms.min(event.ts_ms);
-        lost.last_ms = lost.last_ms.max(event.ts_ms);
-        if let Some(client) = client {
-            if lost.clients.len() < MAX_LOST_CLIENTS || lost.clients.contains_key(&client) {
-                *lost.clients.entry(client).or_default() += 1;
-            }
-        }
-        first
+        false
     }
 
-    fn merge_lost(&mut self, other: &LostEvents) -> bool {
-        let Some(lost) = &mut self.lost else {
-            self.lost = Some(other.clone());
-            return true;
-        };
-        lost.count += other.count;
-        lost.first_ms = lost.first_ms.min(other.first_ms);
-        lost.last_ms = lost.last_ms.max(other.last_ms);
-        for (client, n) in &other.clients {
-            if lost.clients.len() < MAX_LOST_CLIENTS || lost.clients.contains_key(client) {
-                *lost.clients.entry(client.clone()).or_default() += n;
-            }
+    /// Takes every job and the losses into `batch`, and starts counting afresh.
+    fn take(&mut self, batch: &mut Batch) {
+        std::mem::swap(&mut self.jobs, &mut batch.jobs);
+        batch.lost = self.lost.take();
+        self.queued_anonymous = 0;
+        self.queued_of_clients = 0;
+        self.queued_by_client.clear();
+        self.since = None;
+        self.urgent = false;
+    }
+}
+
+/// Clients a [`LostEvents`] names at most; events of others are in its count only.
+const MAX_LOST_CLIENTS: usize = 1024;
+
+/// Counts `event` into `lost`; `true` when it is the first.
+fn count_lost(lost: &mut Option<LostEvents>, event: &Event) -> bool {
+    if let EventBody::Lost(record) = &event.body {
+        // A record of losses that could not be written: its counts go into the next.
+        merge_lost(lost, record.clone());
+        return false;
+    }
+    let first = lost.is_none();
+    let lost = lost.get_or_insert_with(|| LostEvents {
+        count: 0,
+        first_ms: event.ts_ms,
+        last_ms: event.ts_ms,
+        clients: BTreeMap::new(),
+    });
+    lost.count += 1;
+    lost.first_ms = lost.first_ms.min(event.ts_ms);
+    lost.last_ms = lost.last_ms.max(event.ts_ms);
+    if let Some(client) = event.client() {
+        if lost.clients.len() < MAX_LOST_CLIENTS || lost.clients.contains_key(client) {
+            *lost.clients.entry(client.to_owned()).or_default() += 1;
         }
-        false
+    }
+    first
+}
+
+/// Adds the counts of `other` to `lost`.
+fn merge_lost(lost: &mut Option<LostEvents>, other: LostEvents) {
+    let Some(lost) = lost else {
+        *lost = Some(other);
+        return;
+    };
+    lost.count += other.count;
+    lost.first_ms = lost.first_ms.min(other.first_ms);
+    lost.last_ms = lost.last_ms.max(other.last_ms);
+    for (client, n) in other.clients {
+        if lost.clients.len() < MAX_LOST_CLIENTS || lost.clients.contains_key(&client) {
+            *lost.clients.entry(client).or_default() += n;
+        }
     }
 }
 
@@ -329,22 +355,24 @@ fn lock(queue: &Mutex<Queue>) -> MutexGuard<'_, Queue> {
 
 /// Logs the start of a run of losses (outside the queue's lock: a slow log must not hold
 /// up the request path).
-fn log_losses_begin(max_background: usize) {
-    tracing::error!(
-        queued = max_background,
-        "the audit log cannot keep up: background events are counted, not kept"
-    );
+fn log_losses_begin() {
+    tracing::error!("the audit log cannot keep up: background events are counted, not kept");
 }
 
 impl AuditLog {
     /// Starts a writer on the database at `db` (its own connection).
     pub fn start(db: &Path, key: AuditKey) -> Result<AuditLog, Error> {
-        AuditLog::start_bounded(db, key, MAX_QUEUED_BACKGROUND)
+        AuditLog::start_bounded(db, key, MAX_QUEUED_BACKGROUND, MAX_QUEUED_PER_CLIENT)
     }
 
-    fn start_bounded(db: &Path, key: AuditKey, max_background: usize) -> Result<AuditLog, Error> {
+    fn start_bounded(
+        db: &Path,
+        key: AuditKey,
+        max_background: usize,
+        max_per_client: usize,
+    ) -> Result<AuditLog, Error> {
         let store = Store::open(db)?;
-        let queue = Arc::new(Mutex::new(Queue::new(max_background)));
+        let queue = Arc::new(Mutex::new(Queue::new(max_background, max_per_client)));
         let writer_queue = queue.clone();
         let writer = thread::Builder::new()
             .name("keygate-audit".into())
@@ -362,10 +390,11 @@ impl AuditLog {
         })
     }
 
-    /// Appends `event` in the background; failures are logged and counted. When
-    /// [`MAX_QUEUED_BACKGROUND`] background events of its kind (naming a client, or
-    /// none) already wait, `event` is not kept but counted, and the log records the count
-    /// ([`LostEvents`]).
+    /// Appends `event` in the background; failures are logged and counted. When as many
+    /// background events of its kind already wait as the bounds allow
+    /// ([`MAX_QUEUED_BACKGROUND`] of requests without a valid key, as many of clients,
+    /// [`MAX_QUEUED_PER_CLIENT`] of one client), `event` is not kept but counted, and the
+    /// log records the count ([`LostEvents`]).
     ///
     /// This does not wake the writer unless the queue was empty: background events wait
     /// for a batch anyway, and a wake-up per event would cost a system call per request.
@@ -373,9 +402,9 @@ impl AuditLog {
         self.push(Some(event), None, Lane::Background);
     }
 
-    /// Appends `event` ahead of background events, and never drops it for want of room:
-    /// for what follows an event written before its request was forwarded. (Only a
-    /// commit that fails loses it, and then it is counted like a background event.)
+    /// Appends `event` in the background, and never drops it for want of room: for what
+    /// follows an event written before its request was forwarded. (Only a commit that
+    /// fails loses it, and then it is counted like a background event.)
     pub fn append_kept(&self, event: Event) {
         self.push(Some(event), None, Lane::Kept);
     }
@@ -386,8 +415,7 @@ impl AuditLog {
         !lock(&self.handle.queue).stopped
     }
 
-    /// Appends `event` ahead of background events and calls `on_durable` once it is
-    /// committed or has failed.
+    /// Appends `event` and calls `on_durable` once it is committed or has failed.
     pub fn append_durable(&self, event: Event, on_durable: OnDurable) {
         self.push(Some(event), Some(on_durable), Lane::Durable);
     }
@@ -403,60 +431,32 @@ impl AuditLog {
             return;
         }
         let was_empty = queue.is_empty();
-        let mut losses_begin = false;
-        match (lane, event) {
-            (Lane::Background, Some(event)) => {
-                let of_client = event.client().is_some();
-                let queued = if of_client {
-                    queue.queued_of_clients
-                } else {
-                    queue.queued_anonymous
-                };
-                if queued >= queue.max_background {
-                    losses_begin = queue.lose(&event);
-                } else {
-                    if of_client {
-                        queue.queued_of_clients += 1;
-                    } else {
-                        queue.queued_anonymous += 1;
-                    }
-                    queue.background_since.get_or_insert_with(Instant::now);
-                    queue.background.push(Job {
-                        event: Some(event),
-                        on_durable,
-                    });
-                }
+        queue.since.get_or_insert_with(Instant::now);
+        let losses_begin = match (lane, event) {
+            (Lane::Background, Some(event)) => queue.queue_background(event),
+            (_, event) => {
+                queue.jobs.push(Job { event, on_durable });
+                false
             }
-            (Lane::Background | Lane::Barrier, event) => {
-                queue.background_since.get_or_insert_with(Instant::now);
-                queue.background.push(Job { event, on_durable });
-            }
-            (Lane::Kept | Lane::Durable, event) => {
-                queue.priority_since.get_or_insert_with(Instant::now);
-                queue.priority.push(Job { event, on_durable });
-            }
-        }
+        };
         let urgent = matches!(lane, Lane::Durable | Lane::Barrier);
         queue.urgent |= urgent;
-        queue.barrier |= lane == Lane::Barrier;
-        let max_background = queue.max_background;
         drop(queue);
         if losses_begin {
-            log_losses_begin(max_background);
+            log_losses_begin();
         }
         if was_empty || urgent {
             self.handle.writer.unpark();
         }
     }
 
-    /// Appends `event` ahead of background events and waits until it is committed;
-    /// returns its seq.
+    /// Appends `event` and waits until it is committed; returns its seq.
     pub fn append_blocking(&self, event: Event) -> Result<u64, Error> {
         self.send_blocking(Some(event), Lane::Durable)
     }
 
-    /// Waits until every event appended before this call, from any handle, is committed
-    /// (or, when a commit failed, counted as lost). Call it before the process exits:
+    /// Waits until every event appended before this call, from any handle, is committed,
+    /// or counted in a record of losses that is. Call it before the process exits:
     /// background events wait in memory for a batch.
     pub fn flush(&self) -> Result<(), Error> {
         self.send_blocking(None, Lane::Barrier).map(drop)
@@ -483,16 +483,12 @@ struct Stopped(Arc<Mutex<Queue>>);
 
 impl Drop for Stopped {
     fn drop(&mut self) {
-        let (priority, background) = {
+        let jobs = {
             let mut queue = lock(&self.0);
             queue.stopped = true;
-            (
-                std::mem::take(&mut queue.priority),
-                std::mem::take(&mut queue.background),
-            )
+            std::mem::take(&mut queue.jobs)
         };
-        fail(priority, "the audit writer has stopped");
-        fail(background, "the audit writer has stopped");
+        fail(jobs, "the audit writer has stopped");
     }
 }
 
@@ -504,121 +500,99 @@ fn fail(jobs: Vec<Job>, reason: &str) {
     }
 }
 
-/// What the writer took off the queue in one go. The vectors keep their capacity from
+/// What the writer took off the queue in one go. The vector keeps its capacity from
 /// batch to batch: a queue that regrew from nothing for every batch would copy its
 /// events over and over on the request path.
 #[derive(Default)]
 struct Batch {
-    priority: Vec<Job>,
-    background: Vec<Job>,
+    jobs: Vec<Job>,
     lost: Option<LostEvents>,
 }
 
-/// The writer thread: takes batches off the queue and commits them until every handle
-/// is gone and the queue is empty.
+/// The writer thread: takes batches off the queue and commits them, in the order they
+/// were queued, until every handle is gone and the queue is empty.
 ///
 /// Group commit. Someone waits on a durable event, so a batch holding one is written at
-/// once, synced to disk; a batch of background events (reads, denials) waits a moment
-/// for company and is committed without its own fsync. The next durable commit syncs
-/// those too, and a process crash loses none that was committed.
+/// once, synced to disk; a batch of background events (reads, denials, outcomes) waits
+/// a moment for company and is committed without its own fsync. The next durable commit
+/// syncs those too, and a process crash loses none that was committed. A batch is
+/// committed [`MAX_BATCH`] events at a time; the bounds on background events keep the
+/// backlog a durable event may wait behind to a fraction of a second of writing.
 ///
-/// Priority events go ahead of background events queued before them, but never ahead of
-/// one made more than [`MAX_REORDER`] earlier (a backlog left by a stalled disk): the
-/// log's order then strays from the order events were made in by that much at most,
-/// which readers that look for a time by bisection ([`seq_near`]) rely on. A long
-/// background batch is committed [`MAX_BATCH`] events at a time, and a durable event
-/// that arrives meanwhile goes in between: it waits behind one transaction at most.
+/// Losses (events not queued for want of room, or whose commit failed) are written as a
+/// [`LostEvents`] record before the next barrier, or at the end of the batch: a flush
+/// returns once the record of what it could not write is committed, or fails.
 fn writer(store: Store, key: AuditKey, queue: &Mutex<Queue>) {
     let mut synced = true;
     let mut batch = Batch {
-        priority: Vec::with_capacity(MAX_BATCH),
-        background: Vec::with_capacity(MAX_BATCH),
+        jobs: Vec::with_capacity(MAX_BATCH),
         lost: None,
     };
     while next_batch(queue, &mut batch) {
-        let behind = |next: Option<&Job>| next.is_some_and(|j| j.is_older_than_reorder(now_ms()));
-        if !behind(batch.background.first()) {
-            commit_lane(&store, &key, queue, &mut batch.priority, &mut synced);
-        }
-        if let Some(lost) = batch.lost.take() {
-            // After the events queued before the losses, ahead of any barrier: a flush
-            // waits for the record of what it could not write.
-            let record = Job {
-                event: Some(Event {
-                    ts_ms: lost.last_ms,
-                    body: EventBody::Lost(lost),
-                }),
-                on_durable: None,
-            };
-            let barrier = batch.background.iter().position(|j| j.event.is_none());
-            let at = barrier.unwrap_or(batch.background.len());
-            batch.background.insert(at, record);
-        }
-        let mut background = batch.background.drain(..);
+        let mut lost = batch.lost.take();
+        let mut jobs = batch.jobs.drain(..).peekable();
         loop {
-            // A chunk ends before a barrier: the priority events queued before the barrier
-            // must be committed before it, even when an old backlog held them back.
+            // A chunk ends before a barrier, so that losses are recorded before it.
             let mut chunk: Vec<Job> = Vec::new();
             while chunk.len() < MAX_BATCH {
-                match background.as_slice().first().map(|j| j.event.is_none()) {
+                match jobs.peek().map(|j| j.event.is_none()) {
                     None => break,
                     Some(true) if !chunk.is_empty() => break,
-                    Some(_) => chunk.extend(background.next()),
+                    Some(_) => chunk.extend(jobs.next()),
                 }
             }
-            let Some(first) = chunk.first() else {
-                break;
-            };
-            if first.event.is_none() {
-                commit_lane(&store, &key, queue, &mut batch.priority, &mut synced);
+            let at_barrier = chunk.first().is_some_and(|j| j.event.is_none());
+            if at_barrier || chunk.is_empty() {
+                if let Some(record) = lost.take() {
+                    lost = commit(&store, &key, vec![lost_record(record)], &mut synced);
+                }
             }
-            commit(&store, &key, queue, chunk, &mut synced);
-            if !behind(background.as_slice().first()) && take_urgent(queue, &mut batch.priority) {
-                commit_lane(&store, &key, queue, &mut batch.priority, &mut synced);
+            if chunk.is_empty() {
+                break;
+            }
+            if at_barrier && lost.is_some() {
+                // The losses before this barrier are not on record: its flush fails.
+                let barrier = chunk.remove(0);
+                fail(
+                    vec![barrier],
+                    "events lost before this flush could not be recorded",
+                );
+                if chunk.is_empty() {
+                    continue;
+                }
+            }
+            if let Some(failed) = commit(&store, &key, chunk, &mut synced) {
+                merge_lost(&mut lost, failed);
             }
         }
-        drop(background);
-        commit_lane(&store, &key, queue, &mut batch.priority, &mut synced);
+        if let Some(record) = lost {
+            // Written with the next batch; once every handle is gone, there is none.
+            let mut q = lock(queue);
+            if q.closed {
+                tracing::error!(count = record.count, "lost events could not be recorded");
+            } else {
+                merge_lost(&mut q.lost, record);
+                q.since.get_or_insert_with(Instant::now);
+            }
+        }
     }
 }
 
-/// Milliseconds since the Unix epoch, by the system clock.
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-/// Commits every job of `lane`, [`MAX_BATCH`] at a time, leaving it empty.
-fn commit_lane(
-    store: &Store,
-    key: &AuditKey,
-    queue: &Mutex<Queue>,
-    lane: &mut Vec<Job>,
-    synced: &mut bool,
-) {
-    while !lane.is_empty() {
-        let n = lane.len().min(MAX_BATCH);
-        commit(store, key, queue, lane.drain(..n).collect(), synced);
+/// The event recording `lost`.
+fn lost_record(lost: LostEvents) -> Job {
+    Job {
+        event: Some(Event {
+            ts_ms: lost.last_ms,
+            body: EventBody::Lost(lost),
+        }),
+        on_durable: None,
     }
 }
 
-/// Takes the priority lane into `priority` if someone waits on it.
-fn take_urgent(queue: &Mutex<Queue>, priority: &mut Vec<Job>) -> bool {
-    let mut q = lock(queue);
-    if !q.urgent || q.priority.is_empty() {
-        return false;
-    }
-    q.urgent = false;
-    q.priority_since = None;
-    std::mem::swap(&mut q.priority, priority);
-    true
-}
-
-/// Waits for the next batch and swaps it into `batch` (empty, with capacity). The
-/// priority lane is taken at once when someone waits on it, and with every batch; the
-/// background lane [`BACKGROUND_BATCH_WINDOW`] after its oldest event arrived, or at once
-/// when a barrier waits in it. `false` once the log is closed and everything is written.
+/// Waits for the next batch and swaps it into `batch` (empty, with capacity): at once
+/// when someone waits on a queued event, otherwise [`BACKGROUND_BATCH_WINDOW`] after
+/// the oldest job (or loss) arrived. `false` once the log is closed and everything is
+/// written.
 fn next_batch(queue: &Mutex<Queue>, batch: &mut Batch) -> bool {
     loop {
         let mut q = lock(queue);
@@ -630,40 +604,20 @@ fn next_batch(queue: &Mutex<Queue>, batch: &mut Batch) -> bool {
             thread::park();
             continue;
         }
-        let now = Instant::now();
-        let elapsed = |since: Option<Instant>| since.map(|t| now.saturating_duration_since(t));
-        let window_over = |since| elapsed(since).is_some_and(|e| e >= BACKGROUND_BATCH_WINDOW);
-        // Losses start the background lane's clock too, and are written with it.
-        let background_due = q.closed || q.barrier || window_over(q.background_since);
-        let priority_due = q.closed || q.urgent || window_over(q.priority_since);
-        if priority_due || background_due {
-            std::mem::swap(&mut q.priority, &mut batch.priority);
-            q.priority_since = None;
-            q.urgent = false;
-            if background_due {
-                std::mem::swap(&mut q.background, &mut batch.background);
-                batch.lost = q.lost.take();
-                q.queued_of_clients = 0;
-                q.queued_anonymous = 0;
-                q.background_since = None;
-                q.barrier = false;
-            }
+        let waited = q.since.map_or(Duration::ZERO, |t| t.elapsed());
+        if q.urgent || q.closed || waited >= BACKGROUND_BATCH_WINDOW {
+            q.take(batch);
             return true;
         }
-        let waited = [q.priority_since, q.background_since]
-            .into_iter()
-            .filter_map(elapsed)
-            .max()
-            .unwrap_or_default();
         drop(q);
-        thread::park_timeout(BACKGROUND_BATCH_WINDOW.saturating_sub(waited));
+        thread::park_timeout(BACKGROUND_BATCH_WINDOW - waited);
     }
 }
 
 /// Commits `jobs` in one transaction, chained after the last event, and tells whoever
 /// waits on them. When the commit fails, those who wait are told, and the events nobody
-/// waits on are counted as lost: the next record of losses names them.
-fn commit(store: &Store, key: &AuditKey, queue: &Mutex<Queue>, jobs: Vec<Job>, synced: &mut bool) {
+/// waits on are returned counted as lost.
+fn commit(store: &Store, key: &AuditKey, jobs: Vec<Job>, synced: &mut bool) -> Option<LostEvents> {
     let durable = jobs.iter().any(|j| j.on_durable.is_some());
     if durable != *synced {
         match store.set_synchronous(durable) {
@@ -697,30 +651,22 @@ fn commit(store: &Store, key: &AuditKey, queue: &Mutex<Queue>, jobs: Vec<Job>, s
                     }
                 }
             }
+            None
         }
         Err(e) => {
             tracing::error!(error = %e, events = jobs.len(), "audit append failed");
             let reason = e.to_string();
-            let mut losses_begin = false;
-            let mut waiting = Vec::new();
-            let mut q = lock(queue);
+            let mut lost = None;
             for job in jobs {
                 match (job.on_durable, job.event) {
-                    (Some(cb), _) => waiting.push(cb),
-                    // Counted for the next record of losses; once every handle is gone
-                    // there is no next one to wait for.
-                    (None, Some(event)) if !q.closed => losses_begin |= q.lose(&event),
-                    (None, _) => {}
+                    (Some(cb), _) => cb(Err(reason.clone())),
+                    (None, Some(event)) => {
+                        count_lost(&mut lost, &event);
+                    }
+                    (None, None) => {}
                 }
             }
-            let max_background = q.max_background;
-            drop(q);
-            for cb in waiting {
-                cb(Err(reason.clone()));
-            }
-            if losses_begin {
-                log_losses_begin(max_background);
-            }
+            lost
         }
     }
 }
@@ -1014,6 +960,13 @@ mod tests {
 
     use super::*;
 
+    fn now_ms() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64
+    }
+
     /// An event about client `bot{n}`, made now.
     fn event(n: usize) -> Event {
         Event {
@@ -1157,34 +1110,33 @@ mod tests {
     }
 
     #[test]
-    fn a_durable_event_is_written_ahead_of_queued_background_events() {
+    fn under_a_flood_a_durable_event_waits_behind_a_bounded_backlog_only() {
         let (_dir, db, key) = open();
-        let log = AuditLog::start(&db, key.clone()).unwrap();
+        let bound = 100;
+        let log = AuditLog::start_bounded(&db, key.clone(), bound, bound).unwrap();
         let stalled = hold_write_lock(&db);
-        let flood = 4 * MAX_BATCH;
-        for n in 0..flood {
-            log.append(event(n));
+        for _ in 0..(20 * bound) {
+            log.append(anonymous_event());
         }
         let (tx, rx) = mpsc::channel();
         log.append_durable(event(0), Box::new(move |seq| tx.send(seq).unwrap()));
         release(stalled);
         let seq = rx.recv().unwrap().unwrap();
-        // At most one transaction of background events went first: the one the writer
-        // had begun when the durable event came.
+        // The batch the writer had taken, the queue's bound, and the records of losses.
         assert!(
-            seq <= MAX_BATCH as u64 + 1,
+            seq <= 2 * bound as u64 + 3,
             "waited behind the flood: seq {seq}"
         );
         log.flush().unwrap();
         let store = Store::open(&db).unwrap();
-        assert_eq!(verify(&store, &key).unwrap(), flood as u64 + 1);
+        assert!(verify(&store, &key).unwrap() <= 2 * bound as u64 + 3);
     }
 
     #[test]
     fn background_events_past_the_bound_are_counted_and_the_count_is_logged() {
         let (_dir, db, key) = open();
         let bound = 100;
-        let log = AuditLog::start_bounded(&db, key.clone(), bound).unwrap();
+        let log = AuditLog::start_bounded(&db, key.clone(), bound, bound).unwrap();
         let stalled = hold_write_lock(&db);
         let flood = 350;
         for n in 1..=flood {
@@ -1241,7 +1193,7 @@ mod tests {
     fn requests_without_a_valid_key_cannot_crowd_out_a_clients_events() {
         let (_dir, db, key) = open();
         let bound = 100;
-        let log = AuditLog::start_bounded(&db, key.clone(), bound).unwrap();
+        let log = AuditLog::start_bounded(&db, key.clone(), bound, bound).unwrap();
         let stalled = hold_write_lock(&db);
         for _ in 0..(3 * bound) {
             log.append(anonymous_event());
@@ -1266,32 +1218,37 @@ mod tests {
     }
 
     #[test]
-    fn a_flush_waits_for_priority_events_held_behind_an_old_backlog() {
+    fn one_client_cannot_crowd_out_another() {
         let (_dir, db, key) = open();
-        let log = AuditLog::start(&db, key.clone()).unwrap();
+        let log = AuditLog::start_bounded(&db, key.clone(), 1000, 10).unwrap();
         let stalled = hold_write_lock(&db);
-        // Made long ago: the priority event may not go ahead of it.
-        log.append(Event {
-            ts_ms: 1,
-            ..event(1)
-        });
-        log.append_kept(event(2));
+        // bot1 (or someone replaying its requests) floods; bot2 goes on as usual.
+        for _ in 0..100 {
+            log.append(event(1));
+        }
+        for _ in 0..10 {
+            log.append(event(2));
+        }
         release(stalled);
         log.flush().unwrap();
         let store = Store::open(&db).unwrap();
-        let targets: Vec<String> = read(&store, 1, 10)
-            .unwrap()
-            .into_iter()
-            .filter_map(|(_, e)| match e.body {
-                EventBody::Admin(a) => Some(a.target),
+        let events = read(&store, 1, 1000).unwrap();
+        let of = |name: &str| {
+            events
+                .iter()
+                .filter(|(_, e)| e.client() == Some(name))
+                .count()
+        };
+        assert_eq!(of("bot2"), 10, "bot2's events were crowded out");
+        assert!(of("bot1") <= 20, "bot1 kept {} events", of("bot1"));
+        let lost_of_bot1: u64 = events
+            .iter()
+            .filter_map(|(_, e)| match &e.body {
+                EventBody::Lost(l) => l.clients.get("bot1").copied(),
                 _ => None,
             })
-            .collect();
-        assert_eq!(
-            targets,
-            ["bot1", "bot2"],
-            "in time order, both before the flush"
-        );
+            .sum();
+        assert_eq!(lost_of_bot1 as usize + of("bot1"), 100);
     }
 
     #[test]
@@ -1303,7 +1260,13 @@ mod tests {
         for n in 0..10 {
             log.append(event(n));
         }
-        thread::sleep(BACKGROUND_BATCH_WINDOW + Duration::from_millis(3400));
+        // Until the writer has given up on the commit (the store's busy timeout) and
+        // counted the events as lost.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while lock(&log.handle.queue).lost.is_none() {
+            assert!(Instant::now() < deadline, "the commit never failed");
+            thread::sleep(Duration::from_millis(1));
+        }
         release(stalled);
         log.flush().unwrap();
         let store = Store::open(&db).unwrap();
@@ -1317,6 +1280,38 @@ mod tests {
         };
         assert_eq!(lost.count, 10);
         assert_eq!(lost.clients.len(), 10);
+    }
+
+    #[test]
+    fn a_flush_fails_when_the_losses_before_it_cannot_be_recorded() {
+        let (_dir, db, key) = open();
+        let log = AuditLog::start(&db, key.clone()).unwrap();
+        // Held until the flush has answered: every commit fails, the record of losses
+        // too.
+        let stalled = hold_write_lock(&db);
+        for n in 0..10 {
+            log.append(event(n));
+        }
+        let flushing = {
+            let log = log.clone();
+            thread::spawn(move || log.flush())
+        };
+        assert!(
+            flushing.join().unwrap().is_err(),
+            "the flush said all was written"
+        );
+        release(stalled);
+        log.flush().unwrap();
+        let store = Store::open(&db).unwrap();
+        let events = read(&store, 1, 100).unwrap();
+        let lost: u64 = events
+            .iter()
+            .filter_map(|(_, e)| match &e.body {
+                EventBody::Lost(l) => Some(l.count),
+                _ => None,
+            })
+            .sum();
+        assert_eq!(lost, 10, "{events:?}");
     }
 
     #[test]

@@ -141,9 +141,9 @@ pub struct AdminEvent {
 }
 
 /// Background events (reads and denials) that the audit writer did not keep: so many of
-/// their kind were waiting (events of clients, or of requests without a valid key) that
-/// keeping more would have let whoever floods the gateway grow its memory without end,
-/// or their commit failed. Orders, withdrawals and transfers that were forwarded are
+/// their kind were waiting (events of requests without a valid key, of clients, of one
+/// client) that keeping more would have let whoever floods the gateway grow its memory
+/// without end, or their commit failed. Orders, withdrawals and transfers that were forwarded are
 /// never among them: they wait for their event to be written, and are refused when it
 /// is not.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

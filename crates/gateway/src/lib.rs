@@ -203,10 +203,8 @@ impl Gateway {
         self
     }
 
-    /// Raises [`AlertRule::AuditUnavailable`], unless it was raised in the last minute.
-    /// Appends what follows a request's pending event to the kept lane (what became of an
-    /// order or a withdrawal is never dropped under a flood), anything else to the
-    /// background.
+    /// Appends what follows a request's pending event as kept (what became of an order or
+    /// a withdrawal is never dropped under a flood), anything else in the background.
     fn append_event(&self, event: Event, follows_pending: bool) {
         if follows_pending {
             self.audit.append_kept(event);
@@ -215,6 +213,7 @@ impl Gateway {
         }
     }
 
+    /// Raises [`AlertRule::AuditUnavailable`], unless it was raised in the last minute.
     fn alert_audit_unavailable(&self, reason: &str) {
         const QUIET_MS: u64 = 60_000;
         let Some(alerter) = &self.alerter else {

@@ -13,8 +13,9 @@
 //! transfer.
 //!
 //! Events are written in the order they were queued. Background events (reads, denials)
-//! queue up to bounds: one for requests without a valid key, one for clients in all, and
-//! one per client. Past its bound an event is counted instead of kept, and the log
+//! queue up to bounds: one for requests without a valid key (stale and replayed ones
+//! included: [`AuditLog::append_unattributed`]), one for clients in all, and one per
+//! client. Past its bound an event is counted instead of kept, and the log
 //! records how many were lost, when, and of which clients ([`keygate_core::LostEvents`]):
 //! memory stays bounded, a flood never holds an order's event up behind more than a
 //! bounded backlog, keyless requests or one client never crowd out another client's
@@ -61,16 +62,20 @@ use subtle::ConstantTimeEq;
 
 /// Events one transaction takes at most.
 const MAX_BATCH: usize = 1024;
-/// Background events of requests without a valid key queued at most, and of clients in
-/// all; past these they are counted, not kept. At the gateway's peak rate
-/// (`bench/run.sh`: about 25 000 requests a second on two cores) this is more than a
-/// second of requests, ten batch windows; a queue this full means the disk has stalled
-/// or the gateway is flooded. Writing a full queue takes a fraction of a second, which
-/// is what an order's event may wait behind under a flood.
-pub const MAX_QUEUED_BACKGROUND: usize = 16 * 1024;
-/// Background events of one client queued at most: one client, or someone replaying its
-/// signed requests, cannot crowd out the others.
-pub const MAX_QUEUED_PER_CLIENT: usize = 4 * 1024;
+/// Background events of requests without a valid key queued at most; past it they are
+/// counted, not kept. At the gateway's peak rate (`bench/run.sh`: about 25 000 requests a
+/// second on two cores) this is about two thirds of a second of requests, six batch
+/// windows; a queue this full means the disk has stalled or the gateway is flooded.
+pub const MAX_QUEUED_ANONYMOUS: usize = 16 * 1024;
+/// Background events of clients (their signature verified) queued at most, in all.
+pub const MAX_QUEUED_OF_CLIENTS: usize = 32 * 1024;
+/// Background events of one client queued at most: sixteen clients flooding at once (or
+/// someone replaying their signed requests) are needed to crowd out the others.
+pub const MAX_QUEUED_PER_CLIENT: usize = 2 * 1024;
+/// Events someone waits on, and what follows them, queued at most: past it durable
+/// events are refused at once (their requests are not forwarded). Only a stalled disk
+/// fills it: each request in flight queues one or two.
+pub const MAX_QUEUED_KEPT: usize = 16 * 1024;
 /// How long a batch of background events waits for more before it is written. A commit
 /// has a fixed cost (B-tree interior pages, WAL frames) that a bigger batch shares out:
 /// under load, 100 ms batches cost the gateway less CPU and a shorter latency tail than
@@ -184,10 +189,13 @@ struct Job {
 /// How a job is queued.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Lane {
-    /// A background event: written within the batch window, or counted as lost when too
-    /// many of its kind wait.
+    /// A background event, counted against the bounds of the client it names (or of
+    /// requests without a valid key when it names none).
     Background,
-    /// Never dropped for want of room; nobody waits on it.
+    /// A background event counted against the bound of requests without a valid key,
+    /// whatever client it names.
+    Unattributed,
+    /// Never dropped while fewer than [`Bounds::kept`] such jobs wait; nobody waits on it.
     Kept,
     /// Someone waits on it: written at once, with everything queued before it.
     Durable,
@@ -195,24 +203,44 @@ enum Lane {
     Barrier,
 }
 
+/// How many jobs of each kind may wait in the queue.
+#[derive(Clone, Copy)]
+struct Bounds {
+    /// Background events of requests without a valid key.
+    anonymous: usize,
+    /// Background events of clients, in all.
+    of_clients: usize,
+    /// Background events of one client.
+    per_client: usize,
+    /// Events someone waits on, and what follows them.
+    kept: usize,
+}
+
+impl Default for Bounds {
+    fn default() -> Bounds {
+        Bounds {
+            anonymous: MAX_QUEUED_ANONYMOUS,
+            of_clients: MAX_QUEUED_OF_CLIENTS,
+            per_client: MAX_QUEUED_PER_CLIENT,
+            kept: MAX_QUEUED_KEPT,
+        }
+    }
+}
+
 /// What the handles and the writer thread share. Jobs are written in the order they
 /// were queued, so that the log's order is the order events were made in, give or take
 /// the moment between making one and queuing it.
 struct Queue {
-    /// Background events of requests without a valid key queued at most, and of clients
-    /// in all ([`MAX_QUEUED_BACKGROUND`]; smaller in tests).
-    max_background: usize,
-    /// Background events of one client queued at most ([`MAX_QUEUED_PER_CLIENT`]).
-    max_per_client: usize,
+    bounds: Bounds,
     jobs: Vec<Job>,
-    /// Background events queued now: of requests without a valid key, of clients (their
-    /// signature verified), and of each client. Each has its own bound, so that neither
-    /// keyless requests nor one client (or someone replaying its requests) crowd out
-    /// another client's events.
+    /// Jobs queued now, by the kinds [`Bounds`] limits. The bounds on background events
+    /// are such that neither requests without a valid key nor a few clients (or someone
+    /// replaying their signed requests) crowd out another client's events.
     queued_anonymous: usize,
     queued_of_clients: usize,
     queued_by_client: HashMap<String, usize>,
-    /// Background events not kept since the writer last took the queue.
+    queued_kept: usize,
+    /// Events not kept since the writer last took the queue.
     lost: Option<LostEvents>,
     /// When the oldest job (or the first loss) was queued.
     since: Option<Instant>,
@@ -225,14 +253,14 @@ struct Queue {
 }
 
 impl Queue {
-    fn new(max_background: usize, max_per_client: usize) -> Queue {
+    fn new(bounds: Bounds) -> Queue {
         Queue {
-            max_background,
-            max_per_client,
+            bounds,
             jobs: Vec::new(),
             queued_anonymous: 0,
             queued_of_clients: 0,
             queued_by_client: HashMap::new(),
+            queued_kept: 0,
             lost: None,
             since: None,
             urgent: false,
@@ -245,17 +273,19 @@ impl Queue {
         self.jobs.is_empty() && self.lost.is_none()
     }
 
-    /// Queues a background event, or counts it as lost when its kind is at its bound;
-    /// `true` when that is the first loss since the writer last took the queue.
-    fn queue_background(&mut self, event: Event) -> bool {
-        match event.client() {
-            None if self.queued_anonymous >= self.max_background => {
+    /// Queues a background event, counted against the bounds of `client` (or of requests
+    /// without a valid key), or counts it as lost when one is reached; `true` when that
+    /// is the first loss since the writer last took the queue.
+    fn queue_background(&mut self, event: Event, client: Option<&str>) -> bool {
+        match client {
+            None if self.queued_anonymous >= self.bounds.anonymous => {
                 return count_lost(&mut self.lost, &event)
             }
             None => self.queued_anonymous += 1,
             Some(client) => {
                 let of_client = self.queued_by_client.get(client).copied().unwrap_or(0);
-                if of_client >= self.max_per_client || self.queued_of_clients >= self.max_background
+                if of_client >= self.bounds.per_client
+                    || self.queued_of_clients >= self.bounds.of_clients
                 {
                     return count_lost(&mut self.lost, &event);
                 }
@@ -277,6 +307,7 @@ impl Queue {
         self.queued_anonymous = 0;
         self.queued_of_clients = 0;
         self.queued_by_client.clear();
+        self.queued_kept = 0;
         self.since = None;
         self.urgent = false;
     }
@@ -356,23 +387,21 @@ fn lock(queue: &Mutex<Queue>) -> MutexGuard<'_, Queue> {
 /// Logs the start of a run of losses (outside the queue's lock: a slow log must not hold
 /// up the request path).
 fn log_losses_begin() {
-    tracing::error!("the audit log cannot keep up: background events are counted, not kept");
+    tracing::error!("the audit log cannot keep up: events are counted, not kept");
 }
+
+/// Why a durable event is refused at once.
+const TOO_FAR_BEHIND: &str = "the audit log is too far behind: too many events wait";
 
 impl AuditLog {
     /// Starts a writer on the database at `db` (its own connection).
     pub fn start(db: &Path, key: AuditKey) -> Result<AuditLog, Error> {
-        AuditLog::start_bounded(db, key, MAX_QUEUED_BACKGROUND, MAX_QUEUED_PER_CLIENT)
+        AuditLog::start_bounded(db, key, Bounds::default())
     }
 
-    fn start_bounded(
-        db: &Path,
-        key: AuditKey,
-        max_background: usize,
-        max_per_client: usize,
-    ) -> Result<AuditLog, Error> {
+    fn start_bounded(db: &Path, key: AuditKey, bounds: Bounds) -> Result<AuditLog, Error> {
         let store = Store::open(db)?;
-        let queue = Arc::new(Mutex::new(Queue::new(max_background, max_per_client)));
+        let queue = Arc::new(Mutex::new(Queue::new(bounds)));
         let writer_queue = queue.clone();
         let writer = thread::Builder::new()
             .name("keygate-audit".into())
@@ -392,9 +421,9 @@ impl AuditLog {
 
     /// Appends `event` in the background; failures are logged and counted. When as many
     /// background events of its kind already wait as the bounds allow
-    /// ([`MAX_QUEUED_BACKGROUND`] of requests without a valid key, as many of clients,
-    /// [`MAX_QUEUED_PER_CLIENT`] of one client), `event` is not kept but counted, and the
-    /// log records the count ([`LostEvents`]).
+    /// ([`MAX_QUEUED_ANONYMOUS`] of requests without a valid key,
+    /// [`MAX_QUEUED_OF_CLIENTS`] of clients, [`MAX_QUEUED_PER_CLIENT`] of one client),
+    /// `event` is not kept but counted, and the log records the count ([`LostEvents`]).
     ///
     /// This does not wake the writer unless the queue was empty: background events wait
     /// for a batch anyway, and a wake-up per event would cost a system call per request.
@@ -402,9 +431,17 @@ impl AuditLog {
         self.push(Some(event), None, Lane::Background);
     }
 
-    /// Appends `event` in the background, and never drops it for want of room: for what
-    /// follows an event written before its request was forwarded. (Only a commit that
-    /// fails loses it, and then it is counted like a background event.)
+    /// As [`AuditLog::append`], counted against the bound of requests without a valid
+    /// key whatever client the event names: for a request whose signature verified but
+    /// that was stale or replayed, which whoever saw it once could send.
+    pub fn append_unattributed(&self, event: Event) {
+        self.push(Some(event), None, Lane::Unattributed);
+    }
+
+    /// Appends `event` in the background, and does not drop it for want of room unless
+    /// [`MAX_QUEUED_KEPT`] such events already wait: for what follows an event written
+    /// before its request was forwarded. (A commit that fails loses it too; either way it
+    /// is counted like a background event.)
     pub fn append_kept(&self, event: Event) {
         self.push(Some(event), None, Lane::Kept);
     }
@@ -416,11 +453,14 @@ impl AuditLog {
     }
 
     /// Appends `event` and calls `on_durable` once it is committed or has failed.
-    pub fn append_durable(&self, event: Event, on_durable: OnDurable) {
-        self.push(Some(event), Some(on_durable), Lane::Durable);
+    /// `false` when it was refused at once (the writer is gone, or [`MAX_QUEUED_KEPT`]
+    /// events someone waits on already wait): `on_durable` has been told why.
+    pub fn append_durable(&self, event: Event, on_durable: OnDurable) -> bool {
+        self.push(Some(event), Some(on_durable), Lane::Durable)
     }
 
-    fn push(&self, event: Option<Event>, on_durable: Option<OnDurable>, lane: Lane) {
+    /// Queues a job; `false` when it was refused at once.
+    fn push(&self, event: Option<Event>, on_durable: Option<OnDurable>, lane: Lane) -> bool {
         let mut queue = lock(&self.handle.queue);
         if queue.stopped {
             drop(queue);
@@ -428,26 +468,47 @@ impl AuditLog {
                 Some(cb) => cb(Err("the audit writer has stopped".into())),
                 None => tracing::error!("audit writer stopped; event dropped"),
             }
-            return;
+            return false;
         }
         let was_empty = queue.is_empty();
         queue.since.get_or_insert_with(Instant::now);
-        let losses_begin = match (lane, event) {
-            (Lane::Background, Some(event)) => queue.queue_background(event),
-            (_, event) => {
-                queue.jobs.push(Job { event, on_durable });
-                false
+        let mut losses_begin = false;
+        let mut refused = None;
+        match (lane, event) {
+            (Lane::Background, Some(event)) => {
+                let client = event.client().map(str::to_owned);
+                losses_begin = queue.queue_background(event, client.as_deref());
             }
-        };
-        let urgent = matches!(lane, Lane::Durable | Lane::Barrier);
+            (Lane::Unattributed, Some(event)) => {
+                losses_begin = queue.queue_background(event, None);
+            }
+            (Lane::Kept | Lane::Durable, Some(event)) if queue.queued_kept >= queue.bounds.kept => {
+                match on_durable {
+                    Some(cb) => refused = Some(cb),
+                    None => losses_begin = count_lost(&mut queue.lost, &event),
+                }
+            }
+            (lane, event) => {
+                if matches!(lane, Lane::Kept | Lane::Durable) {
+                    queue.queued_kept += 1;
+                }
+                queue.jobs.push(Job { event, on_durable });
+            }
+        }
+        let urgent = matches!(lane, Lane::Durable | Lane::Barrier) && refused.is_none();
         queue.urgent |= urgent;
         drop(queue);
         if losses_begin {
             log_losses_begin();
         }
+        if let Some(cb) = refused {
+            cb(Err(TOO_FAR_BEHIND.to_owned()));
+            return false;
+        }
         if was_empty || urgent {
             self.handle.writer.unpark();
         }
+        true
     }
 
     /// Appends `event` and waits until it is committed; returns its seq.
@@ -455,9 +516,11 @@ impl AuditLog {
         self.send_blocking(Some(event), Lane::Durable)
     }
 
-    /// Waits until every event appended before this call, from any handle, is committed,
-    /// or counted in a record of losses that is. Call it before the process exits:
-    /// background events wait in memory for a batch.
+    /// Waits until every event appended before this call, from any handle, is committed
+    /// and synced to disk, or counted in a record of losses that is; fails when that
+    /// record could not be written. (Events someone waited on that could not be written
+    /// were reported to whoever waited.) Call it before the process exits: background
+    /// events wait in memory for a batch.
     pub fn flush(&self) -> Result<(), Error> {
         self.send_blocking(None, Lane::Barrier).map(drop)
     }
@@ -483,11 +546,14 @@ struct Stopped(Arc<Mutex<Queue>>);
 
 impl Drop for Stopped {
     fn drop(&mut self) {
-        let jobs = {
+        let (jobs, lost) = {
             let mut queue = lock(&self.0);
             queue.stopped = true;
-            std::mem::take(&mut queue.jobs)
+            (std::mem::take(&mut queue.jobs), queue.lost.take())
         };
+        if let Some(lost) = lost {
+            tracing::error!(count = lost.count, "lost events could not be recorded");
+        }
         fail(jobs, "the audit writer has stopped");
     }
 }
@@ -509,6 +575,12 @@ struct Batch {
     lost: Option<LostEvents>,
 }
 
+/// How the writer's connection syncs, and whether rows it wrote are not synced yet.
+struct SyncState {
+    full: bool,
+    unsynced_rows: bool,
+}
+
 /// The writer thread: takes batches off the queue and commits them, in the order they
 /// were queued, until every handle is gone and the queue is empty.
 ///
@@ -519,52 +591,50 @@ struct Batch {
 /// committed [`MAX_BATCH`] events at a time; the bounds on background events keep the
 /// backlog a durable event may wait behind to a fraction of a second of writing.
 ///
-/// Losses (events not queued for want of room, or whose commit failed) are written as a
-/// [`LostEvents`] record before the next barrier, or at the end of the batch: a flush
-/// returns once the record of what it could not write is committed, or fails.
+/// A chunk ends with a barrier. Losses (events not queued for want of room, or whose
+/// commit failed) are written as a [`LostEvents`] record in the chunk of the next
+/// barrier, or at the end of the batch: a flush returns once the record of what it could
+/// not write is committed, and fails when it is not.
 fn writer(store: Store, key: AuditKey, queue: &Mutex<Queue>) {
-    let mut synced = true;
+    let mut sync = SyncState {
+        full: true,
+        unsynced_rows: false,
+    };
     let mut batch = Batch {
         jobs: Vec::with_capacity(MAX_BATCH),
         lost: None,
     };
     while next_batch(queue, &mut batch) {
         let mut lost = batch.lost.take();
-        let mut jobs = batch.jobs.drain(..).peekable();
+        let mut jobs = batch.jobs.drain(..);
         loop {
-            // A chunk ends before a barrier, so that losses are recorded before it.
             let mut chunk: Vec<Job> = Vec::new();
             while chunk.len() < MAX_BATCH {
-                match jobs.peek().map(|j| j.event.is_none()) {
-                    None => break,
-                    Some(true) if !chunk.is_empty() => break,
-                    Some(_) => chunk.extend(jobs.next()),
-                }
-            }
-            let at_barrier = chunk.first().is_some_and(|j| j.event.is_none());
-            if at_barrier || chunk.is_empty() {
-                if let Some(record) = lost.take() {
-                    lost = commit(&store, &key, vec![lost_record(record)], &mut synced);
+                let Some(job) = jobs.next() else { break };
+                let barrier = job.event.is_none();
+                chunk.push(job);
+                if barrier {
+                    break;
                 }
             }
             if chunk.is_empty() {
+                // The end of the batch: one attempt at recording its losses.
+                if let Some(record) = lost.take() {
+                    lost = commit(&store, &key, vec![lost_record(record)], &mut sync);
+                }
                 break;
             }
-            if at_barrier && lost.is_some() {
-                // The losses before this barrier are not on record: its flush fails.
-                let barrier = chunk.remove(0);
-                fail(
-                    vec![barrier],
-                    "events lost before this flush could not be recorded",
-                );
-                if chunk.is_empty() {
-                    continue;
+            if chunk.last().is_some_and(|j| j.event.is_none()) {
+                if let Some(record) = lost.take() {
+                    // Before the barrier, in its transaction: committed with it or not.
+                    chunk.insert(chunk.len() - 1, lost_record(record));
                 }
             }
-            if let Some(failed) = commit(&store, &key, chunk, &mut synced) {
+            if let Some(failed) = commit(&store, &key, chunk, &mut sync) {
                 merge_lost(&mut lost, failed);
             }
         }
+        drop(jobs);
         if let Some(record) = lost {
             // Written with the next batch; once every handle is gone, there is none.
             let mut q = lock(queue);
@@ -615,19 +685,22 @@ fn next_batch(queue: &Mutex<Queue>, batch: &mut Batch) -> bool {
 }
 
 /// Commits `jobs` in one transaction, chained after the last event, and tells whoever
-/// waits on them. When the commit fails, those who wait are told, and the events nobody
-/// waits on are returned counted as lost.
-fn commit(store: &Store, key: &AuditKey, jobs: Vec<Job>, synced: &mut bool) -> Option<LostEvents> {
+/// waits on them. Events nobody waits on that are not written (the commit failed, or
+/// one did not serialize) are returned counted as lost. A durable commit that writes no
+/// row (a barrier alone) syncs what earlier commits left unsynced.
+fn commit(
+    store: &Store,
+    key: &AuditKey,
+    jobs: Vec<Job>,
+    sync: &mut SyncState,
+) -> Option<LostEvents> {
     let durable = jobs.iter().any(|j| j.on_durable.is_some());
-    if durable != *synced {
+    if durable != sync.full {
         match store.set_synchronous(durable) {
-            Ok(()) => *synced = durable,
+            Ok(()) => sync.full = durable,
             Err(e) => tracing::error!(error = %e, "cannot set the audit log's sync mode"),
         }
     }
-    // Whoever waits on this batch waits for it to reach the disk: without the sync mode
-    // that promises it, the events are still written, but nobody is told they are durable.
-    let unsynced = durable && !*synced;
     let bodies: Vec<Entry> = jobs
         .iter()
         .map(|j| {
@@ -636,27 +709,43 @@ fn commit(store: &Store, key: &AuditKey, jobs: Vec<Job>, synced: &mut bool) -> O
                 .map(|e| (e.ts_ms, serde_json::to_string(e).map_err(|e| e.to_string())))
         })
         .collect();
-    let result = store.append_events(
-        |last| chain(key, last, &bodies),
-        |head| key.head_mac(head.seq, &head.hash),
-    );
+    let writes_rows = bodies.iter().any(|b| matches!(b, Some((_, Ok(_)))));
+    let result = store
+        .append_events(
+            |last| chain(key, last, &bodies),
+            |head| key.head_mac(head.seq, &head.hash),
+        )
+        .and_then(|seqs| {
+            if durable && sync.full && !writes_rows && sync.unsynced_rows {
+                store.sync_to_disk()?;
+            }
+            Ok(seqs)
+        });
+    // Whoever waits on this batch waits for it to reach the disk: without the sync mode
+    // that promises it, the events are still written, but nobody is told they are durable.
+    let unsynced = durable && !sync.full;
+    let mut lost = None;
     match result {
         Ok(seqs) => {
+            if writes_rows || durable {
+                sync.unsynced_rows = !sync.full && (writes_rows || sync.unsynced_rows);
+            }
             for (job, seq) in jobs.into_iter().zip(seqs) {
-                if let Some(cb) = job.on_durable {
-                    if unsynced {
-                        cb(Err("the audit log cannot be synced to disk".to_owned()));
-                    } else {
-                        cb(seq.ok_or_else(|| "event does not serialize".to_owned()));
+                match (job.on_durable, job.event) {
+                    (Some(cb), _) if unsynced => {
+                        cb(Err("the audit log cannot be synced to disk".to_owned()))
                     }
+                    (Some(cb), _) => cb(seq.ok_or_else(|| "event does not serialize".to_owned())),
+                    (None, Some(event)) if seq.is_none() => {
+                        count_lost(&mut lost, &event);
+                    }
+                    (None, _) => {}
                 }
             }
-            None
         }
         Err(e) => {
             tracing::error!(error = %e, events = jobs.len(), "audit append failed");
             let reason = e.to_string();
-            let mut lost = None;
             for job in jobs {
                 match (job.on_durable, job.event) {
                     (Some(cb), _) => cb(Err(reason.clone())),
@@ -666,9 +755,9 @@ fn commit(store: &Store, key: &AuditKey, jobs: Vec<Job>, synced: &mut bool) -> O
                     (None, None) => {}
                 }
             }
-            lost
         }
     }
+    lost
 }
 
 /// What one queued job puts in the log: nothing (a barrier), or an event's time and its
@@ -967,6 +1056,15 @@ mod tests {
             .as_millis() as u64
     }
 
+    fn bounds(anonymous: usize, of_clients: usize, per_client: usize) -> Bounds {
+        Bounds {
+            anonymous,
+            of_clients,
+            per_client,
+            ..Bounds::default()
+        }
+    }
+
     /// An event about client `bot{n}`, made now.
     fn event(n: usize) -> Event {
         Event {
@@ -1113,7 +1211,7 @@ mod tests {
     fn under_a_flood_a_durable_event_waits_behind_a_bounded_backlog_only() {
         let (_dir, db, key) = open();
         let bound = 100;
-        let log = AuditLog::start_bounded(&db, key.clone(), bound, bound).unwrap();
+        let log = AuditLog::start_bounded(&db, key.clone(), bounds(bound, bound, bound)).unwrap();
         let stalled = hold_write_lock(&db);
         for _ in 0..(20 * bound) {
             log.append(anonymous_event());
@@ -1136,7 +1234,7 @@ mod tests {
     fn background_events_past_the_bound_are_counted_and_the_count_is_logged() {
         let (_dir, db, key) = open();
         let bound = 100;
-        let log = AuditLog::start_bounded(&db, key.clone(), bound, bound).unwrap();
+        let log = AuditLog::start_bounded(&db, key.clone(), bounds(bound, bound, bound)).unwrap();
         let stalled = hold_write_lock(&db);
         let flood = 350;
         for n in 1..=flood {
@@ -1172,8 +1270,65 @@ mod tests {
             // Each lost event named its client.
             assert_eq!(l.clients.values().sum::<u64>(), l.count);
         }
-        // Once the writer caught up, events are kept again.
-        log.append_blocking(event(2000)).unwrap();
+        // Once the writer caught up, background events are kept again.
+        log.append(event(2000));
+        log.flush().unwrap();
+        let last = read(&store, last_seq(&store).unwrap(), 1).unwrap();
+        assert_eq!(last[0].1.client(), Some("bot2000"));
+    }
+
+    #[test]
+    fn a_replayed_request_counts_against_requests_without_a_valid_key() {
+        let (_dir, db, key) = open();
+        let log = AuditLog::start_bounded(&db, key.clone(), bounds(5, 100, 100)).unwrap();
+        let stalled = hold_write_lock(&db);
+        // Stale or replayed requests of bot1: anyone who saw them once could send them.
+        for _ in 0..20 {
+            log.append_unattributed(event(1));
+        }
+        // bot1's own requests still have their room.
+        for _ in 0..20 {
+            log.append(event(1));
+        }
+        release(stalled);
+        log.flush().unwrap();
+        let store = Store::open(&db).unwrap();
+        let events = read(&store, 1, 1000).unwrap();
+        let kept = events
+            .iter()
+            .filter(|(_, e)| e.client() == Some("bot1"))
+            .count();
+        assert!((25..=30).contains(&kept), "{kept} kept");
+    }
+
+    #[test]
+    fn durable_events_past_their_bound_are_refused_at_once() {
+        let (_dir, db, key) = open();
+        let log = AuditLog::start_bounded(
+            &db,
+            key.clone(),
+            Bounds {
+                kept: 2,
+                ..Bounds::default()
+            },
+        )
+        .unwrap();
+        let stalled = hold_write_lock(&db);
+        let (tx, rx) = mpsc::channel();
+        let mut queued = Vec::new();
+        for n in 0..4 {
+            let tx = tx.clone();
+            queued.push(log.append_durable(event(n), Box::new(move |r| tx.send((n, r)).unwrap())));
+        }
+        // The writer may have taken the first before the others came: two or three wait.
+        assert!(queued[..2].iter().all(|q| *q), "{queued:?}");
+        assert!(!queued[3], "{queued:?}");
+        let (n, refused) = rx.recv().unwrap();
+        assert!(n >= 2 && refused.is_err(), "{n}: {refused:?}");
+        release(stalled);
+        drop(tx);
+        let written = rx.iter().filter(|(_, r)| r.is_ok()).count();
+        assert_eq!(written, queued.iter().filter(|q| **q).count());
     }
 
     /// An event that names no client, as a request without a valid key makes.
@@ -1193,7 +1348,7 @@ mod tests {
     fn requests_without_a_valid_key_cannot_crowd_out_a_clients_events() {
         let (_dir, db, key) = open();
         let bound = 100;
-        let log = AuditLog::start_bounded(&db, key.clone(), bound, bound).unwrap();
+        let log = AuditLog::start_bounded(&db, key.clone(), bounds(bound, bound, bound)).unwrap();
         let stalled = hold_write_lock(&db);
         for _ in 0..(3 * bound) {
             log.append(anonymous_event());
@@ -1220,7 +1375,7 @@ mod tests {
     #[test]
     fn one_client_cannot_crowd_out_another() {
         let (_dir, db, key) = open();
-        let log = AuditLog::start_bounded(&db, key.clone(), 1000, 10).unwrap();
+        let log = AuditLog::start_bounded(&db, key.clone(), bounds(1000, 40, 10)).unwrap();
         let stalled = hold_write_lock(&db);
         // bot1 (or someone replaying its requests) floods; bot2 goes on as usual.
         for _ in 0..100 {

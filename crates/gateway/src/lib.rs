@@ -203,13 +203,12 @@ impl Gateway {
         self
     }
 
-    /// Appends what follows a request's pending event as kept (what became of an order or
-    /// a withdrawal is never dropped under a flood), anything else in the background.
-    fn append_event(&self, event: Event, follows_pending: bool) {
-        if follows_pending {
-            self.audit.append_kept(event);
-        } else {
-            self.audit.append(event);
+    /// Appends a request's event as its lane says.
+    fn append_event(&self, event: Event, lane: AuditLane) {
+        match lane {
+            AuditLane::Kept => self.audit.append_kept(event),
+            AuditLane::Client => self.audit.append(event),
+            AuditLane::Unattributed => self.audit.append_unattributed(event),
         }
     }
 
@@ -508,6 +507,7 @@ async fn handle<A: Adapter>(
         let msg = "keygate: this signature was already used";
         return audit.deny(refuse(Refusal::Denied(msg)), Rule::Replay, msg);
     }
+    audit.attributed = true;
 
     // 3. Classify, from the same parsed parameters that will be forwarded.
     let action = signed.classify(method.as_str(), native);
@@ -865,6 +865,19 @@ fn bounded(text: String) -> String {
     format!("{}… ({} bytes)", &text[..end], text.len())
 }
 
+/// How a request's event is queued for the audit log.
+#[derive(Clone, Copy)]
+enum AuditLane {
+    /// What follows its pending event: what became of an order or a withdrawal is not
+    /// dropped under a flood.
+    Kept,
+    /// The client's own request: counted against that client's bounds.
+    Client,
+    /// A request without a valid key, or a stale or replayed one: counted against the
+    /// bound of requests without a valid key, whatever client it names.
+    Unattributed,
+}
+
 /// The audit event of one request, filled in as the request path learns more.
 ///
 /// Every request ends in an event: [`Audit::deny`] or [`Audit::finish`] writes it, and
@@ -882,8 +895,11 @@ struct Audit<'a> {
     account: Option<String>,
     action: Option<Action>,
     notional: Option<Decimal>,
-    /// The pending event is queued: what follows it is kept, however full the audit
-    /// writer's background lane (it may land even when the wait for it timed out).
+    /// The signature verified, was fresh and was seen for the first time: the request is
+    /// the client's own (a stale or replayed one could be anyone's who saw it once).
+    attributed: bool,
+    /// The pending event is queued: what follows it is kept, however many background
+    /// events wait (it may land even when the wait for it timed out).
     pending_queued: bool,
     /// The pending event is durable.
     pending_written: bool,
@@ -910,6 +926,7 @@ impl<'a> Audit<'a> {
             account: None,
             action: None,
             notional: None,
+            attributed: false,
             pending_queued: false,
             pending_written: false,
             recorded: false,
@@ -964,7 +981,7 @@ impl<'a> Audit<'a> {
     fn deny(self, response: Response, rule: Rule, message: &str) -> Response {
         tracing::debug!(rule = %rule, path = %self.path, "denied");
         let gw = self.gw;
-        let kept = self.pending_queued;
+        let lane = self.lane();
         let event = self.into_event(
             false,
             Some(Denial::new(rule, message)),
@@ -972,8 +989,17 @@ impl<'a> Audit<'a> {
             None,
             Outcome::NotForwarded,
         );
-        gw.append_event(event, kept);
+        gw.append_event(event, lane);
         response
+    }
+
+    /// How this request's events are queued.
+    fn lane(&self) -> AuditLane {
+        match (self.pending_queued, self.attributed) {
+            (true, _) => AuditLane::Kept,
+            (false, true) => AuditLane::Client,
+            (false, false) => AuditLane::Unattributed,
+        }
     }
 
     /// Writes the request event and waits until it is durable.
@@ -982,14 +1008,13 @@ impl<'a> Audit<'a> {
         let event = self
             .clone()
             .into_event(true, None, None, None, Outcome::Pending);
-        self.gw.audit.append_durable(
+        self.pending_queued = self.gw.audit.append_durable(
             event,
             Box::new(move |result| {
                 // The request may have been dropped by its client; then nobody is waiting.
                 let _ = tx.send(result);
             }),
         );
-        self.pending_queued = true;
         let result = match tokio::time::timeout(AUDIT_DEADLINE, rx).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err("audit writer dropped the event".to_owned()),
@@ -1009,13 +1034,13 @@ impl<'a> Audit<'a> {
         order_ids: Vec<String>,
     ) {
         let gw = self.gw;
-        let kept = self.pending_queued;
+        let lane = self.lane();
         let event = if pending && self.pending_written {
             self.outcome_event(upstream_status, latency_us, outcome, order_ids)
         } else {
             self.into_event(true, None, upstream_status, Some(latency_us), outcome)
         };
-        gw.append_event(event, kept);
+        gw.append_event(event, lane);
     }
 
     /// The event that follows a pending one, with what became of the request.
@@ -1068,7 +1093,7 @@ impl Drop for Audit<'_> {
             Outcome::NotForwarded,
         );
         self.recorded = true;
-        gw.append_event(event, self.pending_queued);
+        gw.append_event(event, self.lane());
     }
 }
 

@@ -273,11 +273,12 @@ impl Queue {
         self.jobs.is_empty() && self.lost.is_none()
     }
 
-    /// Queues a background event, counted against the bounds of `client` (or of requests
-    /// without a valid key), or counts it as lost when one is reached; `true` when that
-    /// is the first loss since the writer last took the queue.
-    fn queue_background(&mut self, event: Event, client: Option<&str>) -> bool {
-        match client {
+    /// Queues a background event, counted against the bounds of the client it names when
+    /// `attributed` (else, or when it names none, of requests without a valid key), or
+    /// counts it as lost when one is reached; `true` when that is the first loss since
+    /// the writer last took the queue.
+    fn queue_background(&mut self, event: Event, attributed: bool) -> bool {
+        match event.client().filter(|_| attributed) {
             None if self.queued_anonymous >= self.bounds.anonymous => {
                 return count_lost(&mut self.lost, &event)
             }
@@ -290,7 +291,13 @@ impl Queue {
                     return count_lost(&mut self.lost, &event);
                 }
                 self.queued_of_clients += 1;
-                *self.queued_by_client.entry(client.to_owned()).or_default() += 1;
+                // The name is copied once per client and batch, not once per event.
+                match self.queued_by_client.get_mut(client) {
+                    Some(queued) => *queued += 1,
+                    None => {
+                        self.queued_by_client.insert(client.to_owned(), 1);
+                    }
+                }
             }
         }
         self.jobs.push(Job {
@@ -475,12 +482,9 @@ impl AuditLog {
         let mut losses_begin = false;
         let mut refused = None;
         match (lane, event) {
-            (Lane::Background, Some(event)) => {
-                let client = event.client().map(str::to_owned);
-                losses_begin = queue.queue_background(event, client.as_deref());
-            }
+            (Lane::Background, Some(event)) => losses_begin = queue.queue_background(event, true),
             (Lane::Unattributed, Some(event)) => {
-                losses_begin = queue.queue_background(event, None);
+                losses_begin = queue.queue_background(event, false);
             }
             (Lane::Kept | Lane::Durable, Some(event)) if queue.queued_kept >= queue.bounds.kept => {
                 match on_durable {

@@ -1348,6 +1348,17 @@ mod tests {
         }
     }
 
+    /// The records of losses among `events`.
+    fn records_of_losses(events: &[(u64, Event)]) -> Vec<&LostEvents> {
+        events
+            .iter()
+            .filter_map(|(_, e)| match &e.body {
+                EventBody::Lost(l) => Some(l),
+                _ => None,
+            })
+            .collect()
+    }
+
     #[test]
     fn requests_without_a_valid_key_cannot_crowd_out_a_clients_events() {
         let (_dir, db, key) = open();
@@ -1366,13 +1377,7 @@ mod tests {
         let events = read(&store, 1, 10_000).unwrap();
         let of_clients = events.iter().filter(|(_, e)| e.client().is_some()).count();
         assert_eq!(of_clients, 50, "a client's event was dropped");
-        let lost: Vec<&LostEvents> = events
-            .iter()
-            .filter_map(|(_, e)| match &e.body {
-                EventBody::Lost(l) => Some(l),
-                _ => None,
-            })
-            .collect();
+        let lost = records_of_losses(&events);
         assert!(!lost.is_empty() && lost.iter().all(|l| l.clients.is_empty()));
     }
 
@@ -1400,12 +1405,9 @@ mod tests {
         };
         assert_eq!(of("bot2"), 10, "bot2's events were crowded out");
         assert!(of("bot1") <= 20, "bot1 kept {} events", of("bot1"));
-        let lost_of_bot1: u64 = events
+        let lost_of_bot1: u64 = records_of_losses(&events)
             .iter()
-            .filter_map(|(_, e)| match &e.body {
-                EventBody::Lost(l) => l.clients.get("bot1").copied(),
-                _ => None,
-            })
+            .filter_map(|l| l.clients.get("bot1"))
             .sum();
         assert_eq!(lost_of_bot1 as usize + of("bot1"), 100);
     }
@@ -1463,13 +1465,7 @@ mod tests {
         log.flush().unwrap();
         let store = Store::open(&db).unwrap();
         let events = read(&store, 1, 100).unwrap();
-        let lost: u64 = events
-            .iter()
-            .filter_map(|(_, e)| match &e.body {
-                EventBody::Lost(l) => Some(l.count),
-                _ => None,
-            })
-            .sum();
+        let lost: u64 = records_of_losses(&events).iter().map(|l| l.count).sum();
         assert_eq!(lost, 10, "{events:?}");
     }
 

@@ -2722,18 +2722,11 @@ mod doctor {
                 REAL_SECRET,
             )]);
         let kg = Kg::with_key_file();
-        kg.ok(
-            &[
-                "account",
-                "add",
-                "--exchange",
-                "binance",
-                "--label",
-                "main",
-                "--upstream",
-                &exchange.url(),
-            ],
-            &format!("{REAL_KEY}\n{REAL_SECRET}\n"),
+        kg.add_account_with(
+            "main",
+            REAL_KEY,
+            REAL_SECRET,
+            &["--upstream", &exchange.url()],
         );
         kg.issue("main", "bot1", &["--scope", "read,trade"]);
         // The simulator's key may withdraw, not transfer, and works from anywhere.

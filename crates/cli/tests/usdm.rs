@@ -102,18 +102,11 @@ if __name__ == "__main__":
 fn ccxt_binanceusdm_trades_usdm_through_keygate() {
     let (_runtime, exchange) = simulator(vec![Credential::hmac(REAL_KEY, REAL_SECRET)]);
     let kg = Kg::with_key_file();
-    kg.ok(
-        &[
-            "account",
-            "add",
-            "--exchange",
-            "binance",
-            "--label",
-            "main",
-            "--upstream",
-            &exchange.url(),
-        ],
-        &format!("{REAL_KEY}\n{REAL_SECRET}\n"),
+    kg.add_account_with(
+        "main",
+        REAL_KEY,
+        REAL_SECRET,
+        &["--upstream", &exchange.url()],
     );
     // No symbol list: the limit that matters here is the notional one.
     let issued = kg.issue(

@@ -443,16 +443,11 @@ async fn public_market_data_pauses_before_it_spends_the_weight_orders_need() {
     assert_eq!(status, 200, "{body}");
 }
 
-#[tokio::test]
-async fn a_burst_of_public_calls_cannot_pass_the_weight_cap_before_any_answer() {
-    // Weight counts per minute: keep clear of a turn.
-    let into_minute = keygate_gateway::now_ms() % 60_000;
-    if into_minute > 55_000 {
-        tokio::time::sleep(Duration::from_millis(60_100 - into_minute)).await;
-    }
-    // An exchange that never answers: every call stays in flight until it times out.
+/// An exchange on loopback that accepts connections and never answers: its URL, and how
+/// many connections it accepted.
+async fn silent_exchange() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
     let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let silent_addr = silent.local_addr().unwrap();
+    let url = format!("http://{}", silent.local_addr().unwrap());
     let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let counter = accepted.clone();
     tokio::spawn(async move {
@@ -462,6 +457,18 @@ async fn a_burst_of_public_calls_cannot_pass_the_weight_cap_before_any_answer() 
             held.push(socket);
         }
     });
+    (url, accepted)
+}
+
+#[tokio::test]
+async fn a_burst_of_public_calls_cannot_pass_the_weight_cap_before_any_answer() {
+    // Weight counts per minute: keep clear of a turn.
+    let into_minute = keygate_gateway::now_ms() % 60_000;
+    if into_minute > 55_000 {
+        tokio::time::sleep(Duration::from_millis(60_100 - into_minute)).await;
+    }
+    // An exchange that never answers: every call stays in flight until it times out.
+    let (silent_url, accepted) = silent_exchange().await;
     let sent = || accepted.load(std::sync::atomic::Ordering::SeqCst);
     let limits = ClientLimits {
         public_weight_cap: 45,
@@ -469,7 +476,7 @@ async fn a_burst_of_public_calls_cannot_pass_the_weight_cap_before_any_answer() 
     };
     let env = setup_with(
         trading_policy(),
-        Some(format!("http://{silent_addr}")),
+        Some(silent_url),
         Duration::from_secs(1),
         ClientKeyMaterial::Hmac(SecretString::new(BOT_SECRET.into())),
         limits,
@@ -1713,20 +1720,10 @@ async fn trades_wait_for_a_durable_audit_event_and_reads_go_on_without_one() {
 
 #[tokio::test]
 async fn an_upstream_timeout_is_a_504_with_outcome_unknown_and_no_retry() {
-    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let silent_addr = silent.local_addr().unwrap();
-    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counter = accepted.clone();
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((socket, _)) = silent.accept().await {
-            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            held.push(socket);
-        }
-    });
+    let (silent_url, accepted) = silent_exchange().await;
     let env = setup(
         trading_policy(),
-        Some(format!("http://{silent_addr}")),
+        Some(silent_url),
         Duration::from_millis(500),
     )
     .await;

@@ -121,10 +121,14 @@ impl Kg {
 
     /// Adds a binance account with the key and secret on stdin.
     pub fn add_account(&self, label: &str, key: &str, secret: &str) -> Out {
-        self.ok(
-            &["account", "add", "--exchange", "binance", "--label", label],
-            &format!("{key}\n{secret}\n"),
-        )
+        self.add_account_with(label, key, secret, &[])
+    }
+
+    /// As [`Kg::add_account`], with `extra` options (`--upstream URL`, say).
+    pub fn add_account_with(&self, label: &str, key: &str, secret: &str, extra: &[&str]) -> Out {
+        let mut args = vec!["account", "add", "--exchange", "binance", "--label", label];
+        args.extend_from_slice(extra);
+        self.ok(&args, &format!("{key}\n{secret}\n"))
     }
 
     /// Issues a client with `extra` options and returns the `--json` output.

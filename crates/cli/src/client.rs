@@ -1,6 +1,7 @@
 //! `keygate client`: virtual keys, their policies and their lifecycle.
 
 use std::collections::BTreeSet;
+use std::io::Write as _;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -19,7 +20,7 @@ use rust_decimal::Decimal;
 use serde_json::json;
 
 use crate::home::{admin_event, now_ms, parse_duration, Unlocked};
-use crate::output::{print_json, print_table, rfc3339};
+use crate::output::{print_json, print_table, rfc3339, SecretOutput};
 
 /// Length of generated virtual API keys and HMAC secrets (Binance's format).
 const KEY_LEN: usize = 64;
@@ -945,58 +946,68 @@ fn print_credentials(
             gateway,
             previous_key_valid_until: old_valid_until.map(rfc3339),
         };
-        use std::io::Write as _;
-        // Straight to standard output: no JSON value or string of ours holds the secret.
-        let mut out = std::io::stdout().lock();
+        // Serialized straight into the output: no JSON value or string holds the secret.
+        let mut out = SecretOutput::new();
         serde_json::to_writer_pretty(&mut out, &credentials).context("writing the credentials")?;
-        return writeln!(out).context("writing to standard output");
+        writeln!(out)?;
+        return out.finish();
     }
     let expires = c.expires_ms.map_or_else(|| "never".into(), rfc3339);
+    let mut out = SecretOutput::new();
     match old_valid_until {
-        Some(until) => println!(
+        Some(until) => writeln!(
+            out,
             "rotated client {} (the old key works until {})",
             c.name,
             rfc3339(until)
-        ),
-        None => println!(
+        )?,
+        None => writeln!(
+            out,
             "issued client {} on account {} (expires {expires})",
             c.name, c.account
-        ),
+        )?,
     }
-    println!("scopes: {}", c.policy.scopes);
-    println!();
-    println!("These credentials are shown once. Store them now.");
-    println!("  api key: {}", c.api_key);
+    writeln!(out, "scopes: {}", c.policy.scopes)?;
+    writeln!(out)?;
+    writeln!(out, "These credentials are shown once. Store them now.")?;
+    writeln!(out, "  api key: {}", c.api_key)?;
     match c.secret {
-        Some(secret) => println!("  secret:  {}", secret.expose_secret()),
-        None => println!(
+        Some(secret) => writeln!(out, "  secret:  {}", secret.expose_secret())?,
+        None => writeln!(
+            out,
             "  secret:  (Ed25519: sign with the private key that matches the public key you gave)"
-        ),
+        )?,
     }
-    println!();
-    println!("ccxt (Python), pointed at the gateway:");
-    println!();
-    println!("    import ccxt");
-    println!("    GW = '{gateway}/'");
-    // Printed, never formatted into a string of ours that would outlive it unzeroized.
+    writeln!(out)?;
+    writeln!(out, "ccxt (Python), pointed at the gateway:")?;
+    writeln!(out)?;
+    writeln!(out, "    import ccxt")?;
+    writeln!(out, "    GW = '{gateway}/'")?;
+    // Written to the output, never formatted into a string that would outlive it unzeroized.
     match c.secret {
-        Some(secret) => println!(
+        Some(secret) => writeln!(
+            out,
             "    exchange = ccxt.binance({{'apiKey': '{}', 'secret': '{}'}})",
             c.api_key,
             secret.expose_secret()
-        ),
-        None => println!(
+        )?,
+        None => writeln!(
+            out,
             "    exchange = ccxt.binance({{'apiKey': '{}', 'secret': \
              open('ed25519-private.pem').read()}})",
             c.api_key
-        ),
+        )?,
     }
-    println!(
+    writeln!(
+        out,
         "    exchange.urls['api'] = {{k: v.replace('https://', GW) if isinstance(v, str) else v"
-    );
-    println!("                           for k, v in exchange.urls['api'].items()}}");
-    println!("    print(exchange.fetch_balance())");
-    Ok(())
+    )?;
+    writeln!(
+        out,
+        "                           for k, v in exchange.urls['api'].items()}}"
+    )?;
+    writeln!(out, "    print(exchange.fetch_balance())")?;
+    out.finish()
 }
 
 #[cfg(test)]

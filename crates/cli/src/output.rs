@@ -1,9 +1,11 @@
 //! Small helpers for what commands print: times, ages, JSON and tables.
 
-use std::io::Write;
+use std::io::{self, Write};
+use std::os::fd::AsFd;
 use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::Context;
+use zeroize::Zeroizing;
 
 /// A Unix time in milliseconds as RFC 3339 with milliseconds (`2025-01-01T00:00:00.000Z`).
 /// A time past what RFC 3339 can write (year 9999), which only an edited database holds,
@@ -33,6 +35,62 @@ pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     let text = serde_json::to_string_pretty(value).context("encoding JSON output")?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "{text}").context("writing to standard output")
+}
+
+/// Text that holds a secret, on its way to standard output.
+///
+/// `print!` would leave a copy in std's stdout buffer, which is never zeroized. This
+/// gathers the text in a buffer of its own, zeroized when it grows and on drop, and
+/// [`SecretOutput::finish`] writes it to a duplicate of the standard output descriptor,
+/// unbuffered, after whatever `print!` left behind.
+pub struct SecretOutput {
+    text: Zeroizing<Vec<u8>>,
+}
+
+impl SecretOutput {
+    /// Room for a set of credentials and the snippet around them without growing.
+    const CAPACITY: usize = 4096;
+
+    pub fn new() -> SecretOutput {
+        SecretOutput {
+            text: Zeroizing::new(Vec::with_capacity(SecretOutput::CAPACITY)),
+        }
+    }
+
+    /// Writes everything gathered to standard output, then zeroizes it.
+    pub fn finish(self) -> anyhow::Result<()> {
+        let stdout = io::stdout();
+        stdout
+            .lock()
+            .flush()
+            .context("writing to standard output")?;
+        let descriptor = stdout
+            .as_fd()
+            .try_clone_to_owned()
+            .context("duplicating the standard output descriptor")?;
+        std::fs::File::from(descriptor)
+            .write_all(&self.text)
+            .context("writing to standard output")
+    }
+}
+
+impl Write for SecretOutput {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        let needed = self.text.len() + bytes.len();
+        if needed > self.text.capacity() {
+            // Grown by hand: a reallocation by `Vec` would free the old copy unzeroized.
+            let mut larger =
+                Zeroizing::new(Vec::with_capacity(needed.max(2 * self.text.capacity())));
+            larger.extend_from_slice(&self.text);
+            self.text = larger;
+        }
+        self.text.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Prints rows as left-aligned columns under `header`.
@@ -83,5 +141,20 @@ mod tests {
         assert_eq!(rfc3339(253_402_300_799_999), "9999-12-31T23:59:59.999Z");
         assert!(rfc3339(253_402_300_800_000).contains("beyond"));
         assert!(rfc3339(u64::MAX).contains("beyond"));
+    }
+
+    #[test]
+    fn secret_output_keeps_everything_written_past_its_first_capacity() {
+        let mut out = SecretOutput::new();
+        let line = "0123456789abcdef".repeat(64);
+        for _ in 0..10 {
+            writeln!(out, "{line}").unwrap();
+        }
+        assert_eq!(out.text.len(), 10 * (line.len() + 1));
+        assert!(out.text.capacity() >= out.text.len());
+        assert!(out
+            .text
+            .chunks(line.len() + 1)
+            .all(|l| l[..line.len()] == *line.as_bytes()));
     }
 }

@@ -294,7 +294,14 @@ impl PolicyArgs {
                 .map(|s| parse_net(s))
                 .collect::<anyhow::Result<_>>()?;
         }
-        if self.symbols == ["any"] {
+        let is_word = |s: &String, word: &str| s.trim().eq_ignore_ascii_case(word);
+        if self.symbols.iter().any(|s| is_word(s, "none")) {
+            bail!("--symbols none is ambiguous: --symbols any lifts the list, --scope names what the client may do");
+        }
+        if self.symbols.iter().any(|s| is_word(s, "any")) {
+            if self.symbols.len() > 1 {
+                bail!("--symbols any lifts the list; it cannot be given with symbols");
+            }
             policy.symbols = None;
         } else if !self.symbols.is_empty() {
             let symbols = self
@@ -314,7 +321,11 @@ impl PolicyArgs {
         }
         if let Some(asset) = &self.notional_asset {
             let asset = asset.trim().to_ascii_uppercase();
-            if asset.is_empty() || !asset.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            if asset.is_empty()
+                || !asset.bytes().all(|b| b.is_ascii_alphanumeric())
+                || asset == "NONE"
+                || asset == "ANY"
+            {
                 bail!("--notional-asset {asset:?} is not an asset code (USDT, BTC)");
             }
             policy.notional_asset = Some(asset);
@@ -369,7 +380,16 @@ impl PolicyArgs {
         } else if self.insecure_withdraw_on_any_network {
             bail!("--insecure-withdraw-on-any-network goes with --withdraw-address");
         }
-        if self.max_daily_withdrawals == ["none"] {
+        if self
+            .max_daily_withdrawals
+            .iter()
+            .any(|s| is_word(s, "none"))
+        {
+            if self.max_daily_withdrawals.len() > 1 {
+                bail!(
+                    "--max-daily-withdrawal none lifts the limits; it cannot be given with limits"
+                );
+            }
             policy.max_daily_withdrawal.clear();
         } else if !self.max_daily_withdrawals.is_empty() {
             if !may_withdraw {
@@ -389,7 +409,7 @@ impl PolicyArgs {
         } else if policy.withdrawal_addresses.is_empty() {
             bail!(
                 "the withdraw scope needs the addresses the client may withdraw to: \
-                 --withdraw-address ADDRESS (or ADDRESS/TAG), once for each"
+                 --withdraw-address NETWORK:ADDRESS (or NETWORK:ADDRESS/TAG), once for each"
             );
         }
         Ok(policy)
@@ -402,7 +422,7 @@ fn unless_none<T>(
     parse: impl FnOnce(&str) -> anyhow::Result<T>,
 ) -> anyhow::Result<Option<T>> {
     match text.trim() {
-        "none" => Ok(None),
+        none if none.eq_ignore_ascii_case("none") => Ok(None),
         text => parse(text).map(Some),
     }
 }

@@ -92,7 +92,7 @@ struct GlobalArgs {
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
     /// Log filter (`warn`, `debug`, `keygate_gateway=trace`); overrides -v.
-    #[arg(long, global = true, env = "KEYGATE_LOG", value_name = "LEVEL")]
+    #[arg(long, global = true, env = "KEYGATE_LOG", value_name = "LEVEL", value_parser = parse_log_filter)]
     log_level: Option<String>,
 }
 
@@ -245,6 +245,45 @@ fn harden_process() {
     }
 }
 
+/// The levels a log filter may name.
+const LOG_LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+
+/// Checks a `--log-level` filter: comma-separated `LEVEL` or `TARGET=LEVEL` directives,
+/// `warning` read as `warn`. Refused otherwise, since tracing would read an unknown word
+/// as a target and silence every log, alerts included.
+fn parse_log_filter(filter: &str) -> Result<String, String> {
+    let mut directives = Vec::new();
+    for directive in filter.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let (target, level) = match directive.rsplit_once('=') {
+            Some((target, level)) => (Some(target.trim()), level.trim()),
+            None => (None, directive),
+        };
+        let level = level.to_ascii_lowercase();
+        let level = if level == "warning" {
+            "warn".to_owned()
+        } else {
+            level
+        };
+        if !LOG_LEVELS.contains(&level.as_str()) {
+            return Err(format!(
+                "unknown log level {level:?} (one of {}, or TARGET=LEVEL)",
+                LOG_LEVELS.join(", ")
+            ));
+        }
+        let directive = match target {
+            Some(target) => format!("{target}={level}"),
+            None => level,
+        };
+        tracing_subscriber::EnvFilter::try_new(&directive)
+            .map_err(|e| format!("log filter {directive:?}: {e}"))?;
+        directives.push(directive);
+    }
+    if directives.is_empty() {
+        return Err("the log filter is empty".to_owned());
+    }
+    Ok(directives.join(","))
+}
+
 /// Logs to standard error: `--log-level`/`KEYGATE_LOG` if given, else by `-v` count.
 fn init_logging(g: &GlobalArgs) {
     let default = match g.verbose {
@@ -253,14 +292,30 @@ fn init_logging(g: &GlobalArgs) {
         2 => "debug",
         _ => "trace",
     };
-    let filter = g
-        .log_level
-        .as_deref()
-        .and_then(|l| tracing_subscriber::EnvFilter::try_new(l).ok())
-        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new(default));
+    let filter = tracing_subscriber::EnvFilter::new(g.log_level.as_deref().unwrap_or(default));
     // A second initialisation can only fail in tests; logging is best effort.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A regression test: `--log-level warning` was read as a target name, which turned
+    /// off every log line, alerts included, without a word.
+    #[test]
+    fn a_log_filter_names_known_levels_only() {
+        assert_eq!(parse_log_filter("warning").unwrap(), "warn");
+        assert_eq!(parse_log_filter("INFO").unwrap(), "info");
+        assert_eq!(
+            parse_log_filter("warn, keygate_gateway=Trace").unwrap(),
+            "warn,keygate_gateway=trace"
+        );
+        for bad in ["", " , ", "loud", "keygate_gateway=loud", "verbose"] {
+            assert!(parse_log_filter(bad).is_err(), "{bad:?} accepted");
+        }
+    }
 }

@@ -1107,6 +1107,59 @@ mod client {
         );
     }
 
+    /// A regression test: `--symbols none` and `--notional-asset none` were stored as a
+    /// symbol and an asset named NONE, and `--symbols any,BTCUSDT` as a symbol ANY.
+    #[test]
+    fn the_words_none_and_any_lift_a_limit_and_are_never_stored_as_names() {
+        let kg = Kg::with_key_file();
+        kg.add_account("main", REAL_KEY, REAL_SECRET);
+        kg.issue(
+            "main",
+            "bot1",
+            &["--symbols", "BTCUSDT", "--max-order-notional", "100"],
+        );
+        for (args, says) in [
+            (&["--symbols", "none"][..], "--symbols any"),
+            (
+                &["--symbols", "any,BTCUSDT"],
+                "cannot be given with symbols",
+            ),
+            (
+                &["--symbols", "BTCUSDT,Any"],
+                "cannot be given with symbols",
+            ),
+            (&["--notional-asset", "none"], "not an asset code"),
+        ] {
+            let refused = kg.fails(&[&["client", "update", "bot1"][..], args].concat(), "", 2);
+            assert!(
+                refused.stderr.contains(says),
+                "{args:?}: {}",
+                refused.stderr
+            );
+        }
+        let lifted = kg
+            .ok(
+                &[
+                    "client",
+                    "update",
+                    "bot1",
+                    "--symbols",
+                    "ANY",
+                    "--max-order-notional",
+                    "None",
+                    "--json",
+                ],
+                "",
+            )
+            .json();
+        assert_eq!(lifted["policy"]["symbols"], Value::Null, "{lifted}");
+        assert_eq!(
+            lifted["policy"]["max_order_notional"],
+            Value::Null,
+            "{lifted}"
+        );
+    }
+
     #[test]
     fn issue_has_secure_defaults() {
         let kg = Kg::with_key_file();

@@ -13,9 +13,12 @@
 //!
 //! - `0`: success.
 //! - `1`: the command ran and the answer is "no": `audit verify` found a tampered event,
-//!   `scan` found leaked keys, `doctor` found a check that fails.
+//!   `scan` found leaked keys, `doctor` found a check that fails, `reconcile` found a
+//!   withdrawal or order keygate never forwarded, `alerts test` could not deliver to a
+//!   destination.
 //! - `2`: usage error (bad arguments) or failure (wrong passphrase or master key, missing
-//!   vault, I/O error, refused change such as removing an account with bound clients).
+//!   vault, I/O error, an exchange `reconcile` could not ask, refused change such as
+//!   removing an account with bound clients).
 
 mod account;
 mod alerts;
@@ -56,7 +59,7 @@ const EXIT_ERROR: i32 = 2;
     version,
     about,
     propagate_version = true,
-    after_help = "Exit codes: 0 success; 1 audit verification failed, scan findings or a failed doctor check; 2 usage error or failure."
+    after_help = "Exit codes: 0 success; 1 audit verification failed, scan findings, a failed doctor check, an order or withdrawal reconcile found keygate never forwarded, or an alert destination alerts test could not reach; 2 usage error or failure."
 )]
 struct Cli {
     #[command(flatten)]

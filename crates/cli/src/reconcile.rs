@@ -116,24 +116,28 @@ pub(crate) struct Unmatched {
 }
 
 /// Compares each account's withdrawals and orders at its exchange with those keygate
-/// forwarded. Exit code 1 when one was not forwarded by keygate, or an exchange could not
-/// be asked.
+/// forwarded. Exit code 1 when one was not forwarded by keygate; otherwise 2 when an
+/// exchange could not be asked, so that a cron job tells a leak from an outage.
 pub fn run(vault: &Unlocked, args: &ReconcileArgs) -> anyhow::Result<i32> {
     let since = parse_duration(&args.since).context("--since")?;
     let since_ms = now_ms().saturating_sub(since.as_millis() as u64);
     let reports = reconcile(&vault.store, &vault.master, &Exchanges::new()?, since_ms)?;
-    let failed = reports.iter().any(|r| {
-        r.error.is_some()
-            || r.orders_error.is_some()
-            || !r.not_through_keygate.is_empty()
-            || !r.orders_not_through_keygate.is_empty()
-    });
+    let found = reports
+        .iter()
+        .any(|r| !r.not_through_keygate.is_empty() || !r.orders_not_through_keygate.is_empty());
+    let unasked = reports
+        .iter()
+        .any(|r| r.error.is_some() || r.orders_error.is_some());
     if args.json {
         print_json(&reports)?;
     } else {
         print(&reports, since_ms);
     }
-    Ok(i32::from(failed))
+    Ok(match (found, unasked) {
+        (true, _) => 1,
+        (false, true) => crate::EXIT_ERROR,
+        (false, false) => 0,
+    })
 }
 
 /// Each account's withdrawals and orders at its exchange since `since_ms`, against those

@@ -235,7 +235,8 @@ fn reconcile_finds_the_withdrawal_keygate_never_forwarded() {
         );
         assert_eq!(status, 200, "{body}");
     }
-    let full = home.kg.fails(&["reconcile", "--since", "1h"], "", 1).stdout;
+    // Not a finding but a check that could not be made: exit 2.
+    let full = home.kg.fails(&["reconcile", "--since", "1h"], "", 2).stdout;
     assert!(full.contains("narrow --since"), "{full}");
 }
 
@@ -374,7 +375,7 @@ fn reconcile_finds_the_orders_keygate_never_forwarded() {
     let human = home.kg.fails(&["reconcile", "--since", "1h"], "", 1).stdout;
     assert!(human.contains("3 order(s) NOT THROUGH KEYGATE"), "{human}");
 
-    // Too many symbols to ask for is a failure of the orders' check, not of the
+    // Too many symbols to ask for is a failure of the orders' check (exit 2), not of the
     // withdrawals' one, which still runs.
     let many: Vec<String> = (0..61).map(|i| format!("S{i:02}USDT")).collect();
     home.issue(
@@ -383,7 +384,7 @@ fn reconcile_finds_the_orders_keygate_never_forwarded() {
     );
     let out = home
         .kg
-        .fails(&["reconcile", "--since", "1h", "--json"], "", 1);
+        .fails(&["reconcile", "--since", "1h", "--json"], "", 2);
     let report: Value = serde_json::from_str(&out.stdout).unwrap();
     assert!(
         report[0]["orders_error"]
@@ -392,6 +393,27 @@ fn reconcile_finds_the_orders_keygate_never_forwarded() {
         "{report}"
     );
     assert_eq!(report[0]["error"], Value::Null, "{report}");
+}
+
+/// A regression test: `reconcile` exited 1, as for a leaked key, when it could not reach
+/// the exchange; an outage is now 2, so that cron tells one from the other.
+#[test]
+fn reconcile_that_cannot_ask_the_exchange_exits_2() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let kg = Kg::with_key_file();
+    kg.add_account_with(
+        "main",
+        REAL_KEY,
+        REAL_SECRET,
+        &["--upstream", &format!("http://{closed}")],
+    );
+    let out = kg.fails(&["reconcile", "--since", "1h", "--json"], "", 2);
+    let report: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert!(report[0]["error"].is_string(), "{report}");
+    assert_eq!(report[0]["not_through_keygate"], json!([]), "{report}");
 }
 
 /// `serve` tells a webhook, signed, of a denied withdrawal and of a revoked key still in

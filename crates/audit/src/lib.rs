@@ -1155,6 +1155,43 @@ mod tests {
         }
     }
 
+    /// A regression test: events cut off the end of the log were hidden by the next
+    /// append, which chained after what was left and moved the head there, so that
+    /// `verify` passed. An append now refuses a log that does not end at its head.
+    #[test]
+    fn nothing_is_appended_to_a_log_cut_short_so_the_cut_stays_visible() {
+        let (_dir, db, key) = open();
+        let store = Store::open(&db).unwrap();
+        append_within(&store, &key, &[event(1), event(2), event(3)]).unwrap();
+        let cut = |sql: &str| store.connection().execute(sql, []).unwrap();
+        cut("DELETE FROM events WHERE seq >= 2");
+        let refused = append_within(&store, &key, &[event(4)]);
+        assert!(
+            matches!(
+                refused,
+                Err(Error::Store(keygate_store::Error::LogDiverged {
+                    last: Some(1),
+                    head: Some(3)
+                }))
+            ),
+            "{refused:?}"
+        );
+        let log = AuditLog::start(&db, key.clone()).unwrap();
+        assert!(log.append_blocking(event(5)).is_err());
+        assert!(matches!(
+            verify(&store, &key),
+            Err(Error::Tampered { seq: 2, .. })
+        ));
+        // Emptied, head and all, the log takes events again: the CLI's verify catches
+        // that it no longer begins with the vault's init event.
+        cut("DELETE FROM events");
+        cut("DELETE FROM meta WHERE key = 'audit_head'");
+        assert_eq!(append_within(&store, &key, &[event(6)]).unwrap(), 1);
+        // A head whose MAC this key did not make is refused too.
+        let other = AuditKey::from_bytes(&[1; 32]);
+        assert!(append_within(&store, &other, &[event(7)]).is_err());
+    }
+
     #[test]
     fn events_appended_within_a_transaction_commit_with_it_or_not_at_all() {
         let (_dir, db, key) = open();

@@ -154,6 +154,13 @@ fn verify(vault: &Unlocked, args: &VerifyArgs) -> anyhow::Result<i32> {
         }
         Ok(verified) => {
             let n = verified.events;
+            if !begins_with_init(&vault.store)? {
+                eprintln!(
+                    "audit log verification FAILED at event 1: it is not the vault's \
+                     vault.init event (the log was emptied and written anew)"
+                );
+                return Ok(1);
+            }
             // Read after the log: a change committed meanwhile only makes the seal newer.
             match vault.store.check_clients_seal(&vault.master) {
                 Ok(sealed) if sealed < verified.last_admin_seq => {
@@ -194,6 +201,15 @@ fn verify(vault: &Unlocked, args: &VerifyArgs) -> anyhow::Result<i32> {
         }
         Err(e) => Err(e).context("verifying the audit log"),
     }
+}
+
+/// Whether the log's first event is the `vault.init` event `keygate init` writes.
+fn begins_with_init(store: &Store) -> anyhow::Result<bool> {
+    let first = keygate_audit::read(store, 1, 1).context("reading the first audit event")?;
+    Ok(matches!(
+        first.first(),
+        Some((1, Event { body: EventBody::Admin(admin), .. })) if admin.change == "vault.init"
+    ))
 }
 
 /// Prints a checkpoint of the verified log, for `audit verify --checkpoint`. Append it

@@ -2526,6 +2526,20 @@ mod audit {
             "{}",
             out.stderr
         );
+        // A regression test: the next change's event took the place of the removed one
+        // and moved the head, and the cut no longer showed. Nothing is appended now.
+        let refused = kg.fails(&["client", "freeze", "bot1"], "", 2);
+        assert!(
+            refused.stderr.contains("recorded head"),
+            "{}",
+            refused.stderr
+        );
+        assert_eq!(
+            kg.status("bot1"),
+            "active",
+            "a change made without its event"
+        );
+        assert_verify_fails_at(&kg, 8);
     }
 
     /// A regression test: the head's MAC was the last event's own MAC, so copying an
@@ -2560,6 +2574,14 @@ mod audit {
             .unwrap();
         let out = kg.fails(&["audit", "verify"], "", 1);
         assert!(out.stderr.contains("empty"), "{}", out.stderr);
+        // Written anew from event 1, the log still does not begin as a vault's does.
+        kg.ok(&["client", "freeze", "bot1"], "");
+        let out = kg.fails(&["audit", "verify"], "", 1);
+        assert!(
+            out.stderr.contains("at event 1") && out.stderr.contains("vault.init"),
+            "{}",
+            out.stderr
+        );
     }
 
     #[test]
@@ -2567,14 +2589,11 @@ mod audit {
         let kg = busy_vault();
         let other = kg.path("other.key");
         MasterKey::create_key_file(&other).unwrap();
-        // Rewrite the last event with a valid chain hash but the wrong key: its MAC fails.
         let master = MasterKey::from_key_file(&other).unwrap();
         let key = AuditKey::from_bytes(master.derive_subkey("audit-mac").expose_secret());
-        db(&kg)
-            .execute("DELETE FROM events WHERE seq = 8", [])
-            .unwrap();
+        // Appended with another key, an event is refused: the head's MAC does not verify.
         let log = AuditLog::start(&kg.db(), key).unwrap();
-        log.append_blocking(Event {
+        let unfreeze = Event {
             ts_ms: now_ms(),
             body: EventBody::Admin(keygate_core::AdminEvent {
                 actor: "cli".into(),
@@ -2582,8 +2601,13 @@ mod audit {
                 target: "bot2".into(),
                 detail: Value::Null,
             }),
-        })
-        .unwrap();
+        };
+        assert!(log.append_blocking(unfreeze).is_err());
+        // Written by hand, an event whose chain hash holds but whose MAC is not the
+        // vault's is named.
+        db(&kg)
+            .execute("UPDATE events SET mac = zeroblob(32) WHERE seq = 8", [])
+            .unwrap();
         let out = kg.fails(&["audit", "verify"], "", 1);
         assert!(
             out.stderr.contains("at event 8:") && out.stderr.contains("MAC"),

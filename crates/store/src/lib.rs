@@ -169,9 +169,29 @@ pub enum Error {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// The audit log does not end where its last append left it (the recorded head):
+    /// events were cut off or added behind keygate's back. Nothing more is appended, so
+    /// that a new event cannot take the place of a removed one and hide the cut.
+    #[error(
+        "the audit log does not end at its recorded head (last event {}, head {}): events \
+         were removed or added behind keygate's back; nothing is appended until the log is \
+         restored (`keygate audit verify` names where)",
+        seq_or_none(*.last),
+        seq_or_none(*.head)
+    )]
+    LogDiverged {
+        /// The seq of the last event in the log, if any.
+        last: Option<u64>,
+        /// The seq of the recorded head, if any.
+        head: Option<u64>,
+    },
     /// A sealed secret failed to open.
     #[error(transparent)]
     Vault(#[from] keygate_vault::Error),
+}
+
+fn seq_or_none(seq: Option<u64>) -> String {
+    seq.map_or_else(|| "none".to_owned(), |s| s.to_string())
 }
 
 /// The keygate database.

@@ -3,6 +3,7 @@
 use keygate_core::{ClientStatus, Exchange, Name, Policy};
 use keygate_vault::{redact, MasterKey, RecordId, SecretString};
 use rusqlite::{params, OptionalExtension, Row};
+use subtle::ConstantTimeEq;
 
 use crate::{is_unique_violation, status_from_sql, Error, Store};
 
@@ -881,10 +882,14 @@ impl Store {
     /// already in the log (read inside the transaction, so that several processes can
     /// append to one chain) and returns the rows to add after it. The head recorded with
     /// them is the last row's seq and hash, with `head_mac` of that row as its MAC.
+    ///
+    /// The last row must be the recorded head, its MAC made by `head_mac`, or nothing is
+    /// appended ([`Error::LogDiverged`]): chained after a log cut short, new rows would
+    /// leave no trace of the cut.
     pub fn append_events<T>(
         &self,
         build: impl FnOnce(Option<&EventRow>) -> (Vec<EventRow>, T),
-        head_mac: impl FnOnce(&EventRow) -> Vec<u8>,
+        head_mac: impl Fn(&EventRow) -> Vec<u8>,
     ) -> Result<T, Error> {
         let conn = self.connection();
         conn.execute_batch("BEGIN IMMEDIATE")
@@ -908,9 +913,25 @@ impl Store {
     pub fn append_events_within<T>(
         &self,
         build: impl FnOnce(Option<&EventRow>) -> (Vec<EventRow>, T),
-        head_mac: impl FnOnce(&EventRow) -> Vec<u8>,
+        head_mac: impl Fn(&EventRow) -> Vec<u8>,
     ) -> Result<T, Error> {
         let last = self.last_event()?;
+        let head = self.audit_head()?;
+        let ends_at_head = match (&last, &head) {
+            (None, None) => true,
+            (Some(last), Some(head)) => {
+                last.seq == head.seq
+                    && last.hash == head.hash
+                    && bool::from(head_mac(last).ct_eq(&head.mac))
+            }
+            _ => false,
+        };
+        if !ends_at_head {
+            return Err(Error::LogDiverged {
+                last: last.map(|r| r.seq),
+                head: head.map(|h| h.seq),
+            });
+        }
         let (rows, value) = build(last.as_ref());
         let mut stmt = self
             .connection()

@@ -211,7 +211,11 @@ fn rotate(vault: &mut Unlocked, args: &RotateArgs) -> anyhow::Result<()> {
     let rotated = admin_event(
         "account.rotate",
         label.as_str(),
-        json!({ "old_fingerprint": before.fingerprint, "new_fingerprint": after }),
+        json!({
+            "old_fingerprint": before.fingerprint,
+            "new_fingerprint": after,
+            "upstream": before.upstream,
+        }),
     );
     vault
         .change(&[rotated], |s, master| {

@@ -927,6 +927,39 @@ mod account {
         assert!(export.contains("\"change\":\"account.rotate\""), "{export}");
     }
 
+    /// A regression test: a rotation sealed the new credentials to whatever upstream the
+    /// row held, so an upstream written into the database without the master key (which
+    /// made the account refuse its clients) was made good by the operator's rotation, and
+    /// the real key went to that host.
+    #[test]
+    fn rotate_refuses_an_account_whose_upstream_was_edited() {
+        let kg = Kg::with_key_file();
+        kg.add_account("main", REAL_KEY, REAL_SECRET);
+        let sealed = |kg: &Kg| -> (Vec<u8>, Vec<u8>) {
+            db(kg)
+                .query_row(
+                    "SELECT sealed_api_key, sealed_secret FROM accounts WHERE label = 'main'",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .unwrap()
+        };
+        let before = sealed(&kg);
+        db(&kg)
+            .execute(
+                "UPDATE accounts SET upstream = 'https://evil.example' WHERE label = 'main'",
+                [],
+            )
+            .unwrap();
+        let refused = kg.fails(
+            &["account", "rotate", "main"],
+            &format!("{REAL_KEY}\nnewsecret123\n"),
+            2,
+        );
+        assert!(refused.stderr.contains("tampered"), "{}", refused.stderr);
+        assert_eq!(sealed(&kg), before, "the credentials were sealed anew");
+    }
+
     #[test]
     fn remove_refuses_with_bound_clients_unless_forced_and_keeps_them_revoked() {
         let kg = Kg::with_key_file();

@@ -520,7 +520,8 @@ impl Store {
             })?
     }
 
-    /// Replaces an account's credentials in one statement.
+    /// Replaces an account's credentials in one statement, once the old ones open: a
+    /// row that does not open (its upstream edited, say) is refused as tampered.
     pub fn replace_account_credentials(
         &self,
         label: &Name,
@@ -530,6 +531,10 @@ impl Store {
         now_ms: u64,
     ) -> Result<(), Error> {
         let account = self.account(label)?;
+        // The new credentials are bound to the row's upstream: a row edited to point
+        // elsewhere no longer opens, and must not be made to open by a rotation.
+        account.open_api_key(master)?;
+        account.open_secret(master)?;
         let sealed_key = master.seal(
             &account_record("account-api-key", &account),
             api_key.expose_secret().as_bytes(),

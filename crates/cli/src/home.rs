@@ -497,8 +497,12 @@ pub fn init(home: Home, how: &UnlockArgs, args: &InitArgs) -> anyhow::Result<()>
     };
 
     create_private_dir(&home.dir)?;
+    // What this run created, and only that, is removed if it fails: another `init`
+    // racing this one may have made the rest.
+    let mut created: Vec<PathBuf> = Vec::new();
     let result = (|| {
         let store = Store::create(&db).context("creating the database")?;
+        created.extend([db.clone(), wal_path(&db, "-wal"), wal_path(&db, "-shm")]);
         restrict_db_files(&db)?;
         let config = Config {
             version: 1,
@@ -510,12 +514,9 @@ pub fn init(home: Home, how: &UnlockArgs, args: &InitArgs) -> anyhow::Result<()>
             },
             alerts: AlertsConfig::default(),
         };
-        write_private_file(
-            &config_path,
-            toml::to_string_pretty(&config)
-                .context("encoding the config")?
-                .as_bytes(),
-        )?;
+        let text = toml::to_string_pretty(&config).context("encoding the config")?;
+        write_private_file(&config_path, text.as_bytes())?;
+        created.push(config_path.clone());
         let mut unlocked = open_with(home.clone(), store, master, VaultFormat::Current)?;
         let initialized = admin_event(
             "vault.init",
@@ -546,12 +547,7 @@ pub fn init(home: Home, how: &UnlockArgs, args: &InitArgs) -> anyhow::Result<()>
     })();
     if let Err(e) = result {
         // Leave no half-made vault behind: a second `init` would refuse to run.
-        for p in [
-            db.clone(),
-            wal_path(&db, "-wal"),
-            wal_path(&db, "-shm"),
-            config_path.clone(),
-        ] {
+        for p in created {
             let _ = fs::remove_file(p);
         }
         return Err(e);

@@ -122,6 +122,15 @@ pub enum Error {
         /// The path looked at.
         path: PathBuf,
     },
+    /// The database file could not be created.
+    #[error("cannot create {path}: {source}")]
+    Create {
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
     /// A database already exists where `init` would create one.
     #[error("a keygate database already exists at {path}")]
     AlreadyInitialized {
@@ -201,12 +210,27 @@ pub struct Store {
 }
 
 impl Store {
-    /// Creates a new database at `path`, refusing to overwrite one.
+    /// Creates a new database at `path`, refusing to overwrite one. The file is created
+    /// exclusively (owner-only), so that of two processes creating it at once, one gets
+    /// [`Error::AlreadyInitialized`] and never touches the other's database.
     pub fn create(path: &Path) -> Result<Store, Error> {
-        if path.exists() {
-            return Err(Error::AlreadyInitialized {
-                path: path.to_owned(),
-            });
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        match options.open(path) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(Error::AlreadyInitialized {
+                    path: path.to_owned(),
+                })
+            }
+            Err(source) => {
+                return Err(Error::Create {
+                    path: path.to_owned(),
+                    source,
+                })
+            }
         }
         let store = Store::connect(path)?;
         store.conn.execute_batch(SCHEMA).map_err(|e| store.sql(e))?;
@@ -479,6 +503,35 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let store = Store::create(&dir.join("keygate.db")).unwrap();
         (dir, store)
+    }
+
+    /// A regression test: `create` checked that no file existed, then opened the path, so
+    /// an `init` racing another took the other's database for its own, and removed it
+    /// when it failed.
+    #[test]
+    fn create_claims_the_file_exclusively_and_owner_only() {
+        let (dir, _store) = temp_store();
+        let db = dir.join("keygate.db");
+        let before = std::fs::read(&db).unwrap();
+        assert!(matches!(
+            Store::create(&db),
+            Err(Error::AlreadyInitialized { .. })
+        ));
+        assert_eq!(std::fs::read(&db).unwrap(), before);
+        // Even an empty file someone else just made is theirs.
+        let empty = dir.join("empty.db");
+        std::fs::write(&empty, b"").unwrap();
+        assert!(matches!(
+            Store::create(&empty),
+            Err(Error::AlreadyInitialized { .. })
+        ));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&db).unwrap().permissions().mode();
+            assert_eq!(mode & 0o077, 0, "{mode:o}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     fn rand_suffix() -> u64 {

@@ -162,9 +162,11 @@ pub struct Action {
     /// Limit price of an order.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub price: Option<Decimal>,
-    /// The highest price at which a stop, trailing or conditional order (or a leg of an
-    /// order list) triggers: a stop-market buy fills at that price or above it, whatever
-    /// the market is now.
+    /// The highest other price the order names: where a stop, trailing or conditional
+    /// order (or a leg of an order list) triggers or fills, or a price its type does not
+    /// say bounds the fill (a modify order names no type). A stop-market buy fills at its
+    /// trigger or above, whatever the market is now; counted towards the notional, such a
+    /// price can only raise it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trigger_price: Option<Decimal>,
     /// Quote quantity of an order, when the client gave one (`quoteOrderQty`).

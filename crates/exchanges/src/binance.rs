@@ -8,6 +8,7 @@
 //! and the exchange another. keygate refuses both.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::ops::Range;
 
@@ -31,6 +32,13 @@ pub const API_KEY_HEADER: &str = "x-mbx-apikey";
 pub const MAX_RECV_WINDOW_MS: u64 = 60_000;
 
 const DEFAULT_RECV_WINDOW_MS: u64 = 5_000;
+
+/// The most parameters one request may carry, query and body together, `signature` aside.
+///
+/// Binance's longest requests, the OTOCO order lists, carry about 45. The bound refuses
+/// nothing real, and it keeps small what a request costs before its API key is even
+/// looked at, whatever its size.
+pub const MAX_PARAMETERS: usize = 128;
 
 /// A parameter name or value: a range of the raw text when it encodes nothing (symbols,
 /// numbers, timestamps: nearly all of them), or its percent-decoded form.
@@ -69,8 +77,12 @@ impl SignedRequest {
     /// Refuses: bytes outside printable ASCII (Binance wants non-ASCII percent-encoded),
     /// empty or nameless parameters, a body that is not `application/x-www-form-urlencoded`,
     /// any name given twice (after percent-decoding, ignoring case; `signature` in another
-    /// case counts, since a forwarded request always has one), and a `signature` that is
-    /// not the last parameter of its part.
+    /// case counts, since a forwarded request always has one), a `signature` that is
+    /// not the last parameter of its part, more than [`MAX_PARAMETERS`] parameters, and a
+    /// price (`price`, `stopPrice`, `stopLimitPrice`, `workingPrice`…: any parameter an
+    /// order's notional is priced by) that is not a positive decimal number.
+    ///
+    /// It runs before the API key is checked, so its cost is linear in the request's size.
     pub fn parse(
         query: &str,
         body: &[u8],
@@ -94,7 +106,11 @@ impl SignedRequest {
         raw.push_str(query);
         raw.push_str(body);
         let pair_count = query.split('&').count() + body.split('&').count();
-        let mut params: Vec<Param> = Vec::with_capacity(pair_count);
+        let mut params: Vec<Param> = Vec::with_capacity(pair_count.min(MAX_PARAMETERS));
+        // The names seen so far, ASCII-lowercased: one lookup per parameter, where
+        // comparing each with every earlier one let a request of many short names cost
+        // seconds.
+        let mut seen: HashSet<String> = HashSet::with_capacity(pair_count.min(MAX_PARAMETERS));
         let mut signature = None;
         let mut signature_in_body = false;
         let mut payload = Vec::with_capacity(raw.len());
@@ -135,13 +151,26 @@ impl SignedRequest {
                 // know whether the exchange folds case, so it refuses the ambiguity. That
                 // includes `signature` in another case, signed or not: the request goes
                 // to the exchange with a `signature`.
-                if name_text.eq_ignore_ascii_case("signature")
-                    || params
-                        .iter()
-                        .any(|p| text(&raw, &p.name).eq_ignore_ascii_case(name_text))
-                {
+                let folded = name_text.to_ascii_lowercase();
+                if folded == "signature" || !seen.insert(folded) {
                     return Err(Error::DuplicateParameter {
                         name: name_text.to_owned(),
+                    });
+                }
+                if params.len() == MAX_PARAMETERS {
+                    return Err(Error::TooManyParameters {
+                        limit: MAX_PARAMETERS,
+                    });
+                }
+                // A price that does not read would otherwise be left out of the order's
+                // notional, and the exchange might still read it.
+                if ORDER_PRICES.contains(&name_text)
+                    && positive_decimal(text(&raw, &value)).is_none()
+                {
+                    return Err(Error::Malformed {
+                        reason: format!(
+                            "parameter '{name_text}' must be a positive decimal number"
+                        ),
                     });
                 }
                 params.push(Param {
@@ -337,10 +366,16 @@ impl SignedRequest {
                 if kind == ActionKind::Trade {
                     action.client_order_id = self.param("newClientOrderId").map(str::to_owned);
                 }
-                action.quantity = decimal("quantity");
-                // Only parameters the exchange acts on for this order type count towards
-                // its notional: a price only where it bounds the fill (a limit, or a stop
-                // that becomes a limit), a quote quantity only on a spot market order.
+                // An order list's legs name their own quantities (OTO, OTOCO, OPO,
+                // OPOCO: `workingQuantity`, `pendingQuantity`), and both the working and
+                // a pending order can fill: together they are the list's quantity.
+                action.quantity = ["quantity", "workingQuantity", "pendingQuantity"]
+                    .into_iter()
+                    .filter_map(|name| decimal(name))
+                    .reduce(|total, q| total.checked_add(q).unwrap_or(Decimal::MAX));
+                // The price that bounds the fill, and so states a buy's notional, only where
+                // the order type says it does (a limit, or a stop that becomes a limit); a
+                // quote quantity only on a spot market order.
                 let futures = path.starts_with("/fapi/") || path.starts_with("/dapi/");
                 let order_type = action.order_type.as_deref().unwrap_or("");
                 let limit_types: &[&str] = if futures {
@@ -359,9 +394,18 @@ impl SignedRequest {
                 if !futures && order_type == "MARKET" {
                     action.quote_quantity = decimal("quoteOrderQty");
                 }
-                // Every price that triggers an order or one of its legs (stops, trailing
-                // stops, algo orders, OCO legs): the highest counts.
-                action.trigger_price = TRIGGER_PRICES.iter().filter_map(|name| decimal(name)).max();
+                // Every other price the order or one of its legs names counts too, whatever
+                // the type: triggers, the legs of order lists, and a `price` whose order
+                // names no limit type (a modify order names no type at all). The highest
+                // is the trigger price, which only ever raises the notional priced from
+                // the market, so a price the exchange ignores costs a limit nothing. All
+                // of them read as positive numbers, or the request would not have parsed.
+                let limit_price = action.price.is_some().then_some("price");
+                action.trigger_price = ORDER_PRICES
+                    .iter()
+                    .filter(|name| Some(**name) != limit_price)
+                    .filter_map(|name| decimal(name))
+                    .max();
             }
             ActionKind::Withdraw => {
                 action.asset = self.param("coin").map(str::to_ascii_uppercase);
@@ -528,6 +572,9 @@ impl Adapter for Binance {
             Refusal::TooMany(msg) => (429, -1003, msg.into()),
             Refusal::Invalid(e) => match e {
                 Error::DuplicateParameter { .. } => (400, -1101, "Duplicate values for a parameter detected.".into()),
+                Error::TooManyParameters { .. } => {
+                    (400, -1101, "Too many parameters sent for this endpoint.".into())
+                }
                 Error::MissingParameter { name } => (
                     400,
                     -1102,
@@ -554,6 +601,17 @@ fn hmac_sha256(secret: &[u8], payload: &[u8]) -> Hmac<Sha256> {
         <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("HMAC accepts keys of any length");
     mac.update(payload);
     mac
+}
+
+/// `text` as a price: digits with at most one decimal point, above zero. Binance's own
+/// rule is digits, optionally a point and more digits.
+fn positive_decimal(text: &str) -> Option<Decimal> {
+    if !text.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return None;
+    }
+    text.parse::<Decimal>()
+        .ok()
+        .filter(|price| *price > Decimal::ZERO)
 }
 
 fn malformed(reason: &str) -> Error {
@@ -953,16 +1011,32 @@ const SPOT_READ: &[&str] = &[
     "myFilters",
 ];
 
-/// The parameters that name a price at which an order, or a leg of an order list, is
-/// triggered.
-const TRIGGER_PRICES: &[&str] = &[
+/// The parameters that name a price at which an order, or a leg of an order list, fills
+/// or is triggered, on every order endpoint of the table: single orders and their
+/// modification (`price`, `stopPrice`), futures trailing stops (`activationPrice`) and
+/// algo orders (`triggerPrice`, `activatePrice`), the deprecated OCO (`stopLimitPrice`),
+/// and the legs of the OCO, OTO, OTOCO, OPO and OPOCO lists.
+///
+/// Each must be a positive decimal number ([`SignedRequest::parse`]), and each counts
+/// towards an order's notional ([`SignedRequest::classify`]).
+const ORDER_PRICES: &[&str] = &[
+    "price",
     "stopPrice",
+    "stopLimitPrice",
     "triggerPrice",
     "activationPrice",
+    "activatePrice",
     "abovePrice",
     "aboveStopPrice",
     "belowPrice",
     "belowStopPrice",
+    "workingPrice",
+    "pendingPrice",
+    "pendingStopPrice",
+    "pendingAbovePrice",
+    "pendingAboveStopPrice",
+    "pendingBelowPrice",
+    "pendingBelowStopPrice",
 ];
 
 const SPOT_TRADE_POST: &[&str] = &[
@@ -1354,6 +1428,310 @@ mod tests {
         assert_eq!(plain.trigger_price, None);
     }
 
+    /// The status, Binance error code and message [`Binance`] answers `e` with.
+    fn refusal_of(e: &Error) -> (u16, i64, String) {
+        let (status, body) = Binance.refusal(Refusal::Invalid(e));
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let code = body["code"].as_i64().unwrap();
+        (status, code, body["msg"].as_str().unwrap().to_owned())
+    }
+
+    /// `count` parameters with distinct names, `p0=0&p1=1&…`, from `from` on.
+    fn distinct_params(from: usize, count: usize) -> String {
+        (from..from + count)
+            .map(|i| format!("p{i}={i}"))
+            .collect::<Vec<_>>()
+            .join("&")
+    }
+
+    /// Regression: each parameter's name was compared with every earlier one's, so a
+    /// 64 KB query and a 64 KB body of some 26 000 short distinct names cost about 0.7 s of
+    /// CPU, before the API key was checked: anyone could stall the gateway. Names are now
+    /// looked up in a set, and a request may carry at most [`MAX_PARAMETERS`], refused
+    /// past that as Binance refuses too many parameters.
+    #[test]
+    fn a_request_of_thousands_of_distinct_parameters_is_refused_as_too_many() {
+        let form = Some("application/x-www-form-urlencoded");
+        // The error, if any: a parsed request has no equality to compare.
+        let parse = |q: &str, b: &str| SignedRequest::parse(q, b.as_bytes(), form).err();
+        let too_many = Some(Error::TooManyParameters {
+            limit: MAX_PARAMETERS,
+        });
+        // A request like the review's: distinct names filling 64 KB of query and of body.
+        let filled = |from: usize| {
+            let mut text = String::new();
+            let mut i = from;
+            while text.len() < 64 * 1024 - 16 {
+                let _ = write!(text, "{}{i:x}=1", if text.is_empty() { "" } else { "&" });
+                i += 1;
+            }
+            (text, i)
+        };
+        let (query, next) = filled(0);
+        let (body, last) = filled(next);
+        assert!(last > 15_000, "{last} parameters");
+        assert_eq!(parse(&query, &body), too_many);
+        assert_eq!(parse(&query, ""), too_many);
+        assert_eq!(parse("", &body), too_many);
+        // The bound counts query and body together, and `signature` aside.
+        let half = MAX_PARAMETERS / 2;
+        let (first, second) = (distinct_params(0, half), distinct_params(half, half));
+        let at_bound =
+            SignedRequest::parse(&first, format!("{second}&signature=00").as_bytes(), form)
+                .unwrap();
+        assert_eq!(at_bound.params().count(), MAX_PARAMETERS);
+        let over = format!("{second}&p{MAX_PARAMETERS}=1");
+        for (q, b) in [
+            (first.as_str(), over.as_str()),
+            (over.as_str(), first.as_str()),
+            (&distinct_params(0, MAX_PARAMETERS + 1), ""),
+            ("", &distinct_params(0, MAX_PARAMETERS + 1)),
+        ] {
+            let refused = parse(q, b);
+            assert_eq!(
+                refused,
+                too_many,
+                "{} in query, {} in body",
+                q.len(),
+                b.len()
+            );
+            let (status, code, msg) = refusal_of(&refused.unwrap());
+            assert_eq!(
+                (status, code, msg.as_str()),
+                (400, -1101, "Too many parameters sent for this endpoint.")
+            );
+        }
+    }
+
+    /// Regression companion of the test above: the set that replaced the scan still finds
+    /// a name given twice in the query, in the body and across both, after
+    /// percent-decoding and ignoring case, however far apart the two are.
+    #[test]
+    fn duplicates_are_still_refused_in_the_query_the_body_and_across_both() {
+        let form = Some("application/x-www-form-urlencoded");
+        let many = distinct_params(1, MAX_PARAMETERS - 3);
+        for (q, b) in [
+            (format!("p0=1&{many}&P0=2"), String::new()),
+            (String::new(), format!("p0=1&{many}&p%30=2")),
+            (format!("p0=1&{many}"), "%50%30=2".to_owned()),
+            (many.clone(), "symbol=A&SymBol=B".to_owned()),
+            ("symbol=A".to_owned(), format!("{many}&sym%62ol=B")),
+        ] {
+            let refused = SignedRequest::parse(&q, b.as_bytes(), form);
+            assert!(
+                matches!(&refused, Err(Error::DuplicateParameter { .. })),
+                "{q} | {b}: {refused:?}"
+            );
+            let (status, code, msg) = refusal_of(&refused.unwrap_err());
+            assert_eq!(
+                (status, code, msg.as_str()),
+                (400, -1101, "Duplicate values for a parameter detected.")
+            );
+        }
+        // The same names, each once, parse.
+        let once = SignedRequest::parse(&format!("p0=1&{many}"), b"symbol=A", form).unwrap();
+        assert_eq!(once.params().count(), MAX_PARAMETERS - 1);
+    }
+
+    /// Regression: a `price` counted towards the notional only when `type` said LIMIT.
+    /// `PUT /fapi/v1/order` (modify an order) names no type, so a sell modified to ten
+    /// times the market was priced at market × quantity and passed max_order_notional.
+    #[test]
+    fn a_modify_order_is_priced_at_its_own_price_though_it_names_no_type() {
+        let market = Decimal::from(100_000);
+        let modify = |side: &str, price: &str| {
+            SignedRequest::parse(
+                &format!("symbol=BTCUSDT&side={side}&orderId=1&quantity=2&price={price}"),
+                b"",
+                None,
+            )
+            .unwrap()
+            .classify("PUT", "/fapi/v1/order")
+        };
+        let sell = modify("SELL", "1000000");
+        assert_eq!(sell.kind, ActionKind::Trade);
+        assert_eq!(sell.priced_notional(market), Some(Decimal::from(2_000_000)));
+        // A price below the market does not lower the notional, nor state a buy's.
+        let buy = modify("BUY", "50000");
+        assert_eq!(buy.stated_notional(), None);
+        assert_eq!(buy.priced_notional(market), Some(Decimal::from(200_000)));
+    }
+
+    /// Regression: the deprecated `POST /api/v3/order/oco` names no `type`, so neither its
+    /// take-profit `price` nor its `stopLimitPrice` counted; nor did the working and
+    /// pending prices of the OTO, OTOCO, OPO and OPOCO lists, nor an algo order's
+    /// `activatePrice`. Every price a leg names now counts, each tried here alone at ten
+    /// times the others.
+    #[test]
+    fn every_price_an_order_or_its_legs_name_counts_towards_its_notional() {
+        let market = Decimal::from(100);
+        let working = ["workingPrice"];
+        let pending = ["pendingPrice", "pendingStopPrice"];
+        let pending_oco = [
+            "pendingAbovePrice",
+            "pendingAboveStopPrice",
+            "pendingBelowPrice",
+            "pendingBelowStopPrice",
+        ];
+        let endpoints: &[(&str, &str, &[&str])] = &[
+            (
+                "POST",
+                "/api/v3/order/oco",
+                &["price", "stopPrice", "stopLimitPrice"],
+            ),
+            (
+                "POST",
+                "/api/v3/orderList/oco",
+                &[
+                    "abovePrice",
+                    "aboveStopPrice",
+                    "belowPrice",
+                    "belowStopPrice",
+                ],
+            ),
+            (
+                "POST",
+                "/api/v3/orderList/oto",
+                &[&working[..], &pending].concat(),
+            ),
+            (
+                "POST",
+                "/api/v3/orderList/opo",
+                &[&working[..], &pending].concat(),
+            ),
+            (
+                "POST",
+                "/api/v3/orderList/otoco",
+                &[&working[..], &pending_oco].concat(),
+            ),
+            (
+                "POST",
+                "/api/v3/orderList/opoco",
+                &[&working[..], &pending_oco].concat(),
+            ),
+            ("PUT", "/fapi/v1/order", &["price"]),
+            (
+                "POST",
+                "/fapi/v1/order",
+                &["price", "stopPrice", "activationPrice"],
+            ),
+            (
+                "POST",
+                "/fapi/v1/algoOrder",
+                &["price", "triggerPrice", "activatePrice"],
+            ),
+        ];
+        for (method, path, names) in endpoints {
+            for high in *names {
+                let prices: String = names
+                    .iter()
+                    .map(|name| format!("&{name}={}", if name == high { 1000 } else { 100 }))
+                    .collect();
+                let action = SignedRequest::parse(
+                    &format!("symbol=BTCUSDT&side=SELL&quantity=2{prices}"),
+                    b"",
+                    None,
+                )
+                .unwrap()
+                .classify(method, path);
+                assert_eq!(
+                    action.priced_notional(market),
+                    Some(Decimal::from(2000)),
+                    "{method} {path} with {high} at ten times the market: {action:?}"
+                );
+            }
+        }
+        // Named by a limit type, the price still states a buy's notional, as it did.
+        let limit = SignedRequest::parse(
+            "symbol=BTCUSDT&side=BUY&type=LIMIT&quantity=2&price=50",
+            b"",
+            None,
+        )
+        .unwrap()
+        .classify("POST", "/api/v3/order");
+        assert_eq!(limit.stated_notional(), Some(Decimal::from(100)));
+        assert_eq!(limit.trigger_price, None);
+    }
+
+    /// Regression: the quantity of an order list's legs (`workingQuantity`,
+    /// `pendingQuantity`) was never read, so only a `quantity` the list does not use could
+    /// size it; both legs can fill, so the list counts their sum.
+    #[test]
+    fn an_order_lists_legs_count_their_quantities_together() {
+        let action = SignedRequest::parse(
+            "symbol=BTCUSDT&workingSide=BUY&workingType=LIMIT&workingPrice=100\
+             &workingQuantity=2&pendingSide=SELL&pendingType=LIMIT_MAKER&pendingPrice=150\
+             &pendingQuantity=3",
+            b"",
+            None,
+        )
+        .unwrap()
+        .classify("POST", "/api/v3/orderList/oto");
+        assert_eq!(action.quantity, Some(Decimal::from(5)), "{action:?}");
+        assert_eq!(
+            action.priced_notional(Decimal::from(100)),
+            Some(Decimal::from(750))
+        );
+        // A bogus tiny `quantity` beside them only adds to the count.
+        let padded = SignedRequest::parse(
+            "symbol=BTCUSDT&quantity=0.001&workingQuantity=2&pendingQuantity=3",
+            b"",
+            None,
+        )
+        .unwrap()
+        .classify("POST", "/api/v3/orderList/oto");
+        assert!(padded.quantity > Some(Decimal::from(5)), "{padded:?}");
+    }
+
+    /// Regression: a price that did not read as a number was left out of the order's
+    /// notional instead of refusing the request; so were a zero and a negative one.
+    #[test]
+    fn a_price_that_is_not_a_positive_number_is_refused_as_malformed() {
+        let form = Some("application/x-www-form-urlencoded");
+        for name in [
+            "price",
+            "stopLimitPrice",
+            "workingPrice",
+            "pendingBelowStopPrice",
+        ] {
+            for value in [
+                "abc", "", "0", "0.000", "-1", "+5", "1e3", "1_000", "0x10", "NaN", "1.2.3",
+                "%31%61",
+            ] {
+                for (q, b) in [
+                    (format!("symbol=BTCUSDT&{name}={value}"), String::new()),
+                    ("symbol=BTCUSDT".to_owned(), format!("{name}={value}")),
+                ] {
+                    let refused = SignedRequest::parse(&q, b.as_bytes(), form).err();
+                    let expected = format!("parameter '{name}' must be a positive decimal number");
+                    assert_eq!(
+                        refused,
+                        Some(Error::Malformed {
+                            reason: expected.clone()
+                        }),
+                        "{q} | {b}"
+                    );
+                    let (status, code, msg) = refusal_of(&refused.unwrap());
+                    assert_eq!((status, code), (400, -1100));
+                    assert_eq!(msg, format!("keygate: {expected}"));
+                }
+            }
+            // Read as Binance reads it: percent-decoded.
+            for (value, read) in [
+                ("0.1", "0.1"),
+                ("9000", "9000"),
+                ("1%2E5", "1.5"),
+                ("007.50", "7.5"),
+            ] {
+                let request = SignedRequest::parse(&format!("{name}={value}"), b"", None).unwrap();
+                let price = request.param(name).and_then(positive_decimal);
+                assert_eq!(price, Some(read.parse().unwrap()), "{name}={value}");
+            }
+        }
+        // Other parameters are not prices: a `priceMatch` or `priceProtect` is a word.
+        SignedRequest::parse("priceMatch=OPPONENT&priceProtect=TRUE", b"", None).unwrap();
+    }
+
     #[test]
     fn a_forward_shows_neither_the_real_key_nor_its_signature() {
         let forward = SignedRequest::parse("symbol=BTCUSDT&timestamp=1&signature=ab", b"", None)
@@ -1581,7 +1959,9 @@ mod tests {
             (b"timestamp=99999999999999999999999&recvWindow=1e400", true),
             (b"timestamp=18446744073709551615&recvWindow=60000.0001", true),
             (b"recvWindow=79228162514264337593543950335&timestamp=1", true),
-            (b"quantity=79228162514264337593543950335&price=-0.0000000000000000000000000001&type=LIMIT", true),
+            (b"quantity=79228162514264337593543950335&price=0.0000000000000000000000000001&type=LIMIT", true),
+            (b"quantity=1&price=-0.0000000000000000000000000001&type=LIMIT", false),
+            (b"quantity=1&price=79228162514264337593543950336&type=LIMIT", false),
             (b"symbol=A\nsymbol=B", false),
             (b"symbol=A&SYMBOL=B", false),
             (b"sig%6Eature=1\nsignature=2", false),

@@ -227,6 +227,12 @@ pub enum Error {
         /// What is wrong, safe to show the client.
         reason: String,
     },
+    /// The request carries more parameters than any request of the exchange's does.
+    #[error("more than {limit} parameters")]
+    TooManyParameters {
+        /// The most a request may carry.
+        limit: usize,
+    },
     /// A required parameter is absent.
     #[error("mandatory parameter {name:?} was not sent")]
     MissingParameter {

@@ -77,6 +77,17 @@ pub fn run(mut vault: Unlocked, cmd: &AccountCmd) -> anyhow::Result<()> {
     }
 }
 
+/// A rotation period in seconds: at least a day (a shorter one would show the key as due
+/// for rotation almost always), at most a hundred years.
+fn rotation_period(text: &str) -> anyhow::Result<u64> {
+    const DAY_S: u64 = 86_400;
+    let seconds = parse_duration(text)?.as_secs();
+    if !(DAY_S..=100 * 365 * DAY_S).contains(&seconds) {
+        bail!("{text:?} is not a rotation period between 1d and 36500d");
+    }
+    Ok(seconds)
+}
+
 fn add(vault: &mut Unlocked, args: &AddArgs) -> anyhow::Result<()> {
     let exchange: Exchange = args.exchange.parse()?;
     let label: Name = args.label.parse()?;
@@ -84,7 +95,7 @@ fn add(vault: &mut Unlocked, args: &AddArgs) -> anyhow::Result<()> {
     let rotate_every_s = args
         .rotate_every
         .as_deref()
-        .map(|d| parse_duration(d).map(|d| d.as_secs()))
+        .map(rotation_period)
         .transpose()
         .context("--rotate-every")?;
     let (api_key, secret) = read_credentials(exchange)?;

@@ -730,8 +730,11 @@ fn first_line_of_secret_file(path: &Path, what: &str) -> anyhow::Result<SecretSt
 fn read_passphrase(how: &UnlockArgs, confirm: bool) -> anyhow::Result<SecretString> {
     let passphrase = if let Some(path) = &how.passphrase_file {
         first_line_of_secret_file(path, "passphrase")?
-    } else if how.passphrase_stdin {
+    } else if how.passphrase_stdin && !std::io::stdin().is_terminal() {
         read_stdin_line("passphrase")?
+    } else if how.passphrase_stdin {
+        // Standard input is a terminal: read it without echo, as the prompt below does.
+        SecretString::new(rpassword::read_password().context("reading the passphrase")?)
     } else if std::io::stdin().is_terminal() {
         let first = SecretString::new(
             rpassword::prompt_password("Vault passphrase: ").context("reading the passphrase")?,

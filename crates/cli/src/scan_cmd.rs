@@ -155,7 +155,7 @@ fn scan(args: &ScanArgs, managed: Option<ManagedKeys>) -> anyhow::Result<i32> {
         Format::Sarif => report.to_sarif(scanner.rules()),
     };
     match &args.output {
-        Some(path) => std::fs::write(path, &text)
+        Some(path) => write_owner_only(path, text.as_bytes(), args.no_redact)
             .with_context(|| format!("cannot write {}", path.display()))?,
         None => {
             let mut out = std::io::stdout().lock();
@@ -216,4 +216,20 @@ pub fn managed_keys(unlocked: &crate::home::Unlocked) -> anyhow::Result<ManagedK
         }
     }
     Ok(ManagedKeys::new(key, entries))
+}
+
+/// Writes a report readable by its owner only: one made with `--no-redact` holds live
+/// credentials, so a file that already exists is made owner-only too.
+fn write_owner_only(path: &std::path::Path, text: &[u8], unredacted: bool) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    #[cfg(unix)]
+    if unredacted {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    file.write_all(text)
 }

@@ -27,7 +27,7 @@ pub struct ServeArgs {
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
     /// A proxy whose X-Forwarded-For is believed (CIDR; repeatable). None by default.
-    #[arg(long = "trusted-proxy", value_name = "CIDR")]
+    #[arg(long = "trusted-proxy", value_name = "CIDR", value_parser = trusted_proxy)]
     pub trusted_proxies: Vec<IpNet>,
     /// Serve HTTPS with this certificate chain (PEM). With it, a non-loopback address
     /// needs no other flag.
@@ -59,7 +59,8 @@ pub struct ServeArgs {
     /// Pause public market data (which needs no key) while the exchange reports this much
     /// request weight or more used this minute, keeping the rest for signed requests.
     /// Raise it for bots that read much market data through keygate.
-    #[arg(long, value_name = "WEIGHT", default_value_t = 1200)]
+    #[arg(long, value_name = "WEIGHT", default_value_t = 1200,
+          value_parser = clap::value_parser!(u64).range(1..))]
     pub public_weight_cap: u64,
     /// Ask each exchange this often (and once at start, for the last 24 hours) for each
     /// account's withdrawals; one keygate never forwarded raises a critical alert (a
@@ -70,6 +71,21 @@ pub struct ServeArgs {
     /// the bots' listener (127.0.0.1:8081, say). Off unless given.
     #[arg(long, value_name = "ADDR")]
     pub admin_listen: Option<SocketAddr>,
+}
+
+/// A trusted proxy's network. `0.0.0.0/0` or `::/0` is refused: it would trust every peer's
+/// `X-Forwarded-For`, so anyone could claim an address a client's `--allow-ip` lists.
+fn trusted_proxy(text: &str) -> Result<IpNet, String> {
+    let net: IpNet = text
+        .trim()
+        .parse()
+        .map_err(|e| format!("{text:?} is not a CIDR: {e}"))?;
+    if net.prefix_len() == 0 {
+        return Err(format!(
+            "{net} would trust every peer's X-Forwarded-For; name the proxies' own addresses"
+        ));
+    }
+    Ok(net.trunc())
 }
 
 /// How often `serve` reconciles withdrawals; `None` for never.

@@ -575,6 +575,34 @@ mod init {
         );
     }
 
+    /// A regression test: `--passphrase-stdin` read a terminal in its ordinary mode, so
+    /// the passphrase was echoed on screen (and into scrollback and session recordings).
+    #[test]
+    fn a_passphrase_typed_at_a_terminal_for_passphrase_stdin_is_not_echoed() {
+        let kg = Kg::empty();
+        let passphrase = "hunter2-never-echoed";
+        let command = format!(
+            "{} --home {} init --passphrase-stdin --insecure-fast-kdf",
+            env!("CARGO_BIN_EXE_keygate"),
+            kg.home().display()
+        );
+        // Typed a second after start, once the terminal is set up; kept open until the
+        // command is done, since script ends the session when its input does.
+        let typed = format!("(sleep 1; printf '{passphrase}\\n'; sleep 3) | script --quiet --return --command \"{command}\" /dev/null");
+        let out = std::process::Command::new("sh")
+            .args(["-c", &typed])
+            .output()
+            .expect("util-linux's script runs");
+        let screen = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{screen}");
+        assert!(screen.contains("initialized keygate vault"), "{screen}");
+        assert!(!screen.contains(passphrase), "echoed: {screen}");
+        kg.ok(
+            &["--passphrase-stdin", "account", "list"],
+            &format!("{passphrase}\n"),
+        );
+    }
+
     #[test]
     fn passphrase_vault_opens_with_the_right_passphrase_only() {
         let kg = Kg::empty();
@@ -855,15 +883,19 @@ mod account {
             .code,
             2
         );
-        assert_eq!(
-            add(
-                "e",
-                &["--rotate-every", "soon"],
-                &format!("{REAL_KEY}\n{REAL_SECRET}\n")
-            )
-            .code,
-            2
-        );
+        // Not a period, none at all (always due), or past what a time holds.
+        for period in ["soon", "0d", "1h", "99999999d"] {
+            assert_eq!(
+                add(
+                    "e",
+                    &["--rotate-every", period],
+                    &format!("{REAL_KEY}\n{REAL_SECRET}\n")
+                )
+                .code,
+                2,
+                "--rotate-every {period}"
+            );
+        }
         assert_eq!(
             kg.ok(&["account", "list", "--json"], "").json(),
             serde_json::json!([])

@@ -46,6 +46,37 @@ fn a_managed_key_anywhere_is_critical_and_named_without_being_printed() {
     kg.ok(&["scan", "--format", "json", code.to_str().unwrap()], "");
 }
 
+/// A regression test: `scan -o FILE --no-redact` wrote live credentials to a file anyone
+/// could read (0644).
+#[cfg(unix)]
+#[test]
+fn an_unredacted_report_file_is_readable_by_its_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let kg = Kg::with_key_file();
+    let (key, secret) = (random(), random());
+    kg.add_account("main", &key, &secret);
+    let code = kg.path("code");
+    std::fs::create_dir_all(&code).unwrap();
+    std::fs::write(code.join("settings.py"), format!("TOKEN = \"{secret}\"\n")).unwrap();
+    let report = kg.path("report.json");
+    std::fs::write(&report, "").unwrap();
+    std::fs::set_permissions(&report, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let args = ["scan", "--managed", "--no-redact", "--format", "json", "-o"];
+    let out = kg.fails(
+        &[
+            &args[..],
+            &[report.to_str().unwrap(), code.to_str().unwrap()],
+        ]
+        .concat(),
+        "",
+        1,
+    );
+    assert!(!out.all().contains(&secret), "printed as well as written");
+    assert!(std::fs::read_to_string(&report).unwrap().contains(&secret));
+    let mode = std::fs::metadata(&report).unwrap().permissions().mode();
+    assert_eq!(mode & 0o077, 0, "{mode:o}");
+}
+
 fn git(repo: &Path, args: &[&str], path_env: &str) -> Output {
     Command::new("git")
         .current_dir(repo)

@@ -65,7 +65,10 @@ impl Account {
 
     /// When rotation is due, if a period is set.
     pub fn rotation_due_ms(&self) -> Option<u64> {
-        self.rotate_every_s.map(|s| self.rotated_ms + s * 1000)
+        // Saturating: a period edited into the database past what a time can hold is
+        // shown as due never rather than panicking or wrapping round to the past.
+        self.rotate_every_s
+            .map(|s| self.rotated_ms.saturating_add(s.saturating_mul(1000)))
     }
 }
 

@@ -785,6 +785,23 @@ mod init {
         assert_eq!(mode(&kg.db()), 0o600);
     }
 
+    /// A regression test: `--trusted-proxy 0.0.0.0/0` let any peer name its own address in
+    /// X-Forwarded-For, past every `--allow-ip`, and `--public-weight-cap 0` paused every
+    /// public call (so ccxt's `load_markets`); both were accepted without a word.
+    #[test]
+    fn serve_refuses_a_proxy_list_that_trusts_everyone_and_a_zero_weight_cap() {
+        let kg = Kg::with_key_file();
+        for (args, says) in [
+            (&["--trusted-proxy", "0.0.0.0/0"][..], "every peer"),
+            (&["--trusted-proxy", "::/0"], "every peer"),
+            (&["--trusted-proxy", "10.0.0.1"], "not a CIDR"),
+            (&["--public-weight-cap", "0"], "public-weight-cap"),
+        ] {
+            let out = kg.fails(&[&["serve"][..], args].concat(), "", 2);
+            assert!(out.stderr.contains(says), "{args:?}: {}", out.stderr);
+        }
+    }
+
     #[test]
     fn init_refuses_to_overwrite_a_vault() {
         let kg = Kg::with_key_file();

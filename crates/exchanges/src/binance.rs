@@ -371,7 +371,7 @@ impl SignedRequest {
                 // a pending order can fill: together they are the list's quantity.
                 action.quantity = ["quantity", "workingQuantity", "pendingQuantity"]
                     .into_iter()
-                    .filter_map(|name| decimal(name))
+                    .filter_map(&decimal)
                     .reduce(|total, q| total.checked_add(q).unwrap_or(Decimal::MAX));
                 // The price that bounds the fill, and so states a buy's notional, only where
                 // the order type says it does (a limit, or a stop that becomes a limit); a

@@ -15,7 +15,8 @@
 //!
 //! Public market data needs no key: nothing authenticates or decides it (steps 2 and 4),
 //! it is audited like the rest, and it pauses while the exchange reports its request
-//! weight used past a cap, which is kept for signed requests.
+//! weight used past a cap, which is kept for signed requests. So do the ticker calls
+//! keygate makes itself to price orders (step 4).
 //!
 //! Denials answer in the exchange's own error shape (for Binance,
 //! `{"code": -2015, "msg": "keygate: …"}`).
@@ -79,7 +80,7 @@ use rust_decimal::Decimal;
 use crate::registry::{Live, Verifier};
 use crate::replay::ReplayCache;
 use crate::upstream::{Failure, Upstream};
-use crate::weight::{Reservation, WeightGauge};
+use crate::weight::{OverCap, Reservation, WeightGauge};
 
 /// Largest request body accepted, in bytes. Binance's own requests are far smaller.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -395,13 +396,7 @@ async fn handle<A: Adapter>(
         let reservation = match gw.weight.reserve(base, cap, weight, now_ms()) {
             Ok(reservation) => reservation,
             Err(over) => {
-                let msg = format!(
-                    "keygate: public market data is paused: the exchange reports {} request \
-                     weight used this minute, and public calls without an answer yet (or \
-                     without a report of their weight) count {} more, at or past keygate's \
-                     cap of {cap} (the rest is kept for signed requests)",
-                    over.reported, over.reserved
-                );
+                let msg = weight_paused("public market data", over, cap);
                 return audit.deny(refuse(Refusal::TooMany(&msg)), Rule::WeightReserved, &msg);
             }
         };
@@ -519,21 +514,21 @@ async fn handle<A: Adapter>(
     // 4. Decide. An order the request alone does not bound (a sell, a market order in
     //    base quantity) is priced from the public ticker when a notional limit applies,
     //    but only once every other rule has passed: a request denied for its symbol or
-    //    scope causes no traffic at all.
-    let decide = |notional: Option<Decimal>| {
-        gw.decider.decide(&keygate_policy::Request {
-            client: client.name.as_str(),
-            status: client.status,
-            expires_at_ms: client.expires_ms,
-            policy: &client.policy,
-            source_ip: audit.source_ip,
-            action: &action,
-            notional,
-            now_ms: now,
-        })
+    //    scope causes no traffic at all. One that is priced has counted against its
+    //    client's rate, whatever the final decision; its ticker lookup, failed or not,
+    //    stands for a second, and a lookup is a public call, paused at the weight cap.
+    let request = |notional: Option<Decimal>| keygate_policy::Request {
+        client: client.name.as_str(),
+        status: client.status,
+        expires_at_ms: client.expires_ms,
+        policy: &client.policy,
+        source_ip: audit.source_ip,
+        action: &action,
+        notional,
+        now_ms: now,
     };
     let mut notional = action.stated_notional().map(|n| n.normalize());
-    let mut decision = decide(notional);
+    let mut decision = gw.decider.decide(&request(notional));
     if let (
         Decision::Deny(Denial {
             rule: Rule::PriceUnavailable,
@@ -542,13 +537,22 @@ async fn handle<A: Adapter>(
         Some(symbol),
     ) = (&decision, &action.symbol)
     {
-        if let Some(market) = gw
+        let cap = gw.limits.public_weight_cap;
+        match gw
             .upstream
-            .price(adapter, &base, native, symbol, &gw.weight)
+            .price(adapter, &base, native, symbol, &gw.weight, cap)
             .await
         {
-            notional = action.priced_notional(market).map(|n| n.normalize());
-            decision = decide(notional);
+            Ok(Some(market)) => {
+                notional = action.priced_notional(market).map(|n| n.normalize());
+                decision = gw.decider.decide_priced(&request(notional));
+            }
+            Ok(None) => {}
+            Err(over) => {
+                let msg = weight_paused("pricing orders from the exchange's ticker", over, cap);
+                audit.action = Some(action);
+                return audit.deny(refuse(Refusal::TooMany(&msg)), Rule::WeightReserved, &msg);
+            }
         }
     }
     audit.notional = notional;
@@ -599,6 +603,17 @@ async fn handle<A: Adapter>(
     .await
 }
 
+/// Why `what` (a public call) is refused at the public weight `cap`.
+fn weight_paused(what: &str, over: OverCap, cap: u64) -> String {
+    format!(
+        "keygate: {what} is paused: the exchange reports {} request weight used this \
+         minute, and public calls without an answer yet (or without a report of their \
+         weight) count {} more, at or past keygate's cap of {cap} (the rest is kept for \
+         signed requests)",
+        over.reported, over.reserved
+    )
+}
+
 /// A refusal in the exchange's own error shape.
 fn refusal_response<A: Adapter>(adapter: &A, refusal: Refusal<'_>) -> Response {
     let (status, body) = adapter.refusal(refusal);
@@ -645,8 +660,9 @@ impl Gateway {
                 return audit.deny(response, Rule::AuditUnavailable, &message);
             }
         }
-        // From here the exchange may have the request: if the client hangs up and this
-        // future is dropped, the guard still records it, with its outcome unknown.
+        // From here the exchange may have the request: should this future be dropped all
+        // the same (the request path panicked), the guard still records it, with its
+        // outcome unknown. A client that hangs up does not drop it (see `server.rs`).
         let in_flight = InFlight {
             audit: Some(audit),
             sensitive,
@@ -703,7 +719,7 @@ impl Gateway {
 }
 
 /// A request the exchange may have: its audit record is finished with what came back, or,
-/// if the request is dropped first (its client hung up), with an unknown outcome.
+/// if the request is dropped first (the request path panicked), with an unknown outcome.
 struct InFlight<'a> {
     audit: Option<Audit<'a>>,
     sensitive: bool,
@@ -881,8 +897,8 @@ enum AuditLane {
 /// The audit event of one request, filled in as the request path learns more.
 ///
 /// Every request ends in an event: [`Audit::deny`] or [`Audit::finish`] writes it, and
-/// if neither did (the client hung up and the request was dropped before it was
-/// forwarded), dropping the audit writes one with rule `client_gone`.
+/// if neither did (the request was dropped before it was forwarded: the request path
+/// panicked, or keygate stopped serving it), dropping the audit writes one.
 #[derive(Clone)]
 struct Audit<'a> {
     gw: &'a Gateway,
@@ -1011,7 +1027,7 @@ impl<'a> Audit<'a> {
         self.pending_queued = self.gw.audit.append_durable(
             event,
             Box::new(move |result| {
-                // The request may have been dropped by its client; then nobody is waiting.
+                // The request may have stopped waiting (past its deadline); then nobody is.
                 let _ = tx.send(result);
             }),
         );
@@ -1067,11 +1083,11 @@ impl<'a> Audit<'a> {
 }
 
 impl Drop for Audit<'_> {
-    /// A request dropped before it was forwarded (its client hung up while keygate read
-    /// its body, priced it, or waited for the audit log; or the request path panicked):
-    /// recorded as denied and not forwarded. The event is whole, so that it stands alone
-    /// even when a pending event it follows was never written; when that one was, they
-    /// share their `request_id`.
+    /// A request dropped before it was forwarded (the request path panicked, with rule
+    /// `internal`; or keygate stopped serving it, with rule `client_gone`: a client that
+    /// hangs up does not drop its request, see `server.rs`): recorded as denied and not
+    /// forwarded. The event is whole, so that it stands alone even when a pending event it
+    /// follows was never written; when that one was, they share their `request_id`.
     fn drop(&mut self) {
         if self.recorded {
             return;
@@ -1081,7 +1097,7 @@ impl Drop for Audit<'_> {
         } else {
             (
                 Rule::ClientGone,
-                "the client closed its connection before the request was forwarded",
+                "the connection ended before the request was forwarded",
             )
         };
         let gw = self.gw;

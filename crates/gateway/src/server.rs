@@ -17,6 +17,11 @@
 //! which also bounds how long a kept-alive connection may idle, and [`WriteDeadline`]
 //! one whose client stops reading its answers for as long. Every state of a connection is
 //! then bounded in time, and so is a graceful shutdown.
+//!
+//! A request, once read, is served to its end whatever the client does meanwhile: a
+//! client may shut down its sending side (half-close) and wait for its answer, and one
+//! that closed its connection altogether is noticed only when its answer cannot be
+//! written. A request is never dropped midway, where the exchange may already have it.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -431,6 +436,17 @@ async fn serve_http<S>(
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout)
+        // By default hyper ends the connection at an end of input in the middle of a
+        // request and drops the request with it, perhaps while the exchange has it: a
+        // client that half-closed after sending an order lost its answer, not its order.
+        // With half-closes allowed, hyper reads nothing more once a request is read until
+        // its answer is written, so a client that closed altogether is not told apart
+        // either: its request runs to its end too, bounded by the audit deadline and the
+        // upstream timeout. The connection stays bounded in time: the answer is written
+        // under the WriteDeadline, then reading the next request's head meets the end of
+        // input and closes it, or the header-read timeout does if the client neither
+        // sends nor closes.
+        .half_close(true)
         .serve_connection(
             TokioIo::new(WriteDeadline::new(stream, header_timeout)),
             service,

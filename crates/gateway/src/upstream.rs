@@ -17,17 +17,18 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
-use crate::weight::WeightGauge;
+use crate::weight::{OverCap, WeightGauge};
 use crate::wire::{self, WriteFailure};
 
 /// How long a call to the exchange may take before its outcome is unknown.
 pub const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a measured clock offset is trusted.
 const CLOCK_TTL: Duration = Duration::from_secs(300);
-/// How long a ticker price stands for the orders priced after it: many orders in one
-/// symbol within a second cost the exchange one ticker call, not one each.
+/// How long a ticker lookup, its price or its failure, stands for the orders priced after
+/// it: many orders in one symbol within a second cost the exchange one ticker call, not
+/// one each, whether the exchange can price that symbol or not.
 const PRICE_TTL: Duration = Duration::from_secs(1);
-/// The most prices kept; past it, those older than [`PRICE_TTL`] are dropped.
+/// The most lookups kept; past it, those older than [`PRICE_TTL`] are dropped.
 const PRICES_MAX: usize = 1024;
 /// The largest clock offset believed; see [`Upstream::measure_offset`].
 const MAX_CLOCK_OFFSET_MS: i64 = 60 * 60 * 1000;
@@ -79,8 +80,9 @@ pub struct Upstream {
     prices: Arc<Mutex<Prices>>,
 }
 
-/// The last price of each (base URL, ticker path), and when it was had.
-type Prices = HashMap<(String, String), (Decimal, Instant)>;
+/// The last lookup of each (base URL, ticker path): its price (`None` when it failed), and
+/// when it was made.
+type Prices = HashMap<(String, String), (Option<Decimal>, Instant)>;
 
 /// A keep-alive connection waiting for its next request.
 struct Idle {
@@ -445,9 +447,14 @@ impl Upstream {
         (offset.abs() <= MAX_CLOCK_OFFSET_MS).then_some(offset)
     }
 
-    /// The last price of `symbol` from the exchange's public ticker, at most a second
-    /// old. The weight the exchange reports for the call goes to `weight`,
-    /// as a forwarded request's does.
+    /// The last price of `symbol` from the exchange's public ticker, by a lookup at most
+    /// [`PRICE_TTL`] old; `Ok(None)` when the lookup failed (a symbol the exchange does not
+    /// list, no answer), which stands as long as a price does.
+    ///
+    /// A lookup is a public call: it reserves its estimated weight in `weight` and is not
+    /// made while the weight used and reserved reach `cap` (`Err`, as a public call is
+    /// refused); the weight the exchange reports for it goes to `weight`, as a forwarded
+    /// request's does.
     pub async fn price<A: Adapter>(
         &self,
         adapter: &A,
@@ -455,23 +462,36 @@ impl Upstream {
         native_path: &str,
         symbol: &str,
         weight: &WeightGauge,
-    ) -> Option<Decimal> {
-        let path = adapter.ticker_path(native_path, symbol)?;
+        cap: u64,
+    ) -> Result<Option<Decimal>, OverCap> {
+        let Some(path) = adapter.ticker_path(native_path, symbol) else {
+            return Ok(None);
+        };
         let key = (base.to_owned(), path);
         let prices = || self.prices.lock().unwrap_or_else(|p| p.into_inner());
         let cached = prices().get(&key).copied();
         if let Some((price, _)) = cached.filter(|(_, at)| at.elapsed() < PRICE_TTL) {
-            return Some(price);
+            return Ok(price);
         }
+        let (path, query) = key.1.split_once('?').unwrap_or((&key.1, ""));
+        let estimate = adapter.public_weight(path, query);
+        // Settled once the answer's weight is recorded; else its estimate counts as spent.
+        let reservation = weight.reserve(base, cap, estimate, crate::now_ms())?;
         let url = format!("{base}{}", key.1);
-        let response = self.send(&Method::GET, &url, &[], b"").await.ok()?;
-        if let Some(used) = adapter.used_weight(&response.headers) {
-            weight.record(base, used, crate::now_ms());
-        }
-        if !response.status.is_success() {
-            return None;
-        }
-        let price = adapter.parse_ticker_price(&response.body)?;
+        let price = match self.send(&Method::GET, &url, &[], b"").await {
+            Ok(response) => {
+                if let Some(used) = adapter.used_weight(&response.headers) {
+                    weight.record(base, used, crate::now_ms());
+                    reservation.settle();
+                }
+                if response.status.is_success() {
+                    adapter.parse_ticker_price(&response.body)
+                } else {
+                    None
+                }
+            }
+            Err(_) => None,
+        };
         let mut prices = prices();
         if prices.len() >= PRICES_MAX {
             prices.retain(|_, (_, at)| at.elapsed() < PRICE_TTL);
@@ -479,7 +499,7 @@ impl Upstream {
         if prices.len() < PRICES_MAX {
             prices.insert(key, (price, Instant::now()));
         }
-        Some(price)
+        Ok(price)
     }
 }
 
@@ -688,6 +708,27 @@ mod tests {
         }
         assert_eq!(requests.load(Ordering::SeqCst), 5);
         assert_eq!(connections.load(Ordering::SeqCst), 1);
+    }
+
+    /// A regression test: a ticker lookup that failed was not remembered, so each order
+    /// in a symbol the exchange does not list had keygate call the ticker again.
+    #[tokio::test]
+    async fn a_failed_price_lookup_stands_like_a_price() {
+        // Its answer, `{}`, names no price.
+        let (url, _, requests) = fake_exchange(Then::KeepAlive).await;
+        let base = url.trim_end_matches("/api/v3/time");
+        let upstream = Upstream::new(Duration::from_secs(5)).unwrap();
+        let weight = WeightGauge::default();
+        let binance = keygate_exchanges::Binance;
+        let price = |symbol| upstream.price(&binance, base, "/api/v3/order", symbol, &weight, 100);
+        for _ in 0..3 {
+            assert_eq!(price("ZZZZ1USDT").await, Ok(None));
+        }
+        assert_eq!(requests.load(Ordering::SeqCst), 1);
+        // At the public weight cap, no lookup is made.
+        weight.record(base, 100, crate::now_ms());
+        assert!(price("ZZZZ2USDT").await.is_err());
+        assert_eq!(requests.load(Ordering::SeqCst), 1);
     }
 
     #[tokio::test]

@@ -12,9 +12,11 @@
 //! pass a cap checked against reports alone. Each public call therefore reserves an upper
 //! estimate of its weight until its answer (and the weight that answer reports) is in,
 //! and the cap counts what is reported and what is reserved. A call that ends without a
-//! report (its client hung up, the exchange did not answer or said nothing of its
-//! weight) may still have cost what it was estimated at: that estimate counts as spent
-//! until the minute turns.
+//! report (the exchange did not answer or said nothing of its weight) may still have
+//! cost what it was estimated at: that estimate counts as spent until the minute turns.
+//!
+//! The ticker calls keygate makes itself to price orders are public calls too, held to
+//! the same cap.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
@@ -244,7 +246,7 @@ mod tests {
     fn a_call_that_ends_without_a_report_counts_as_spent() {
         let gauge = WeightGauge::default();
         let now = crate::now_ms();
-        // A client that hangs up at once, again and again, spends its estimate each time.
+        // Calls that end without a report, again and again, spend their estimate each time.
         for _ in 0..2 {
             drop(gauge.reserve("https://api", 500, 250, now).unwrap());
         }

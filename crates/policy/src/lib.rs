@@ -14,6 +14,12 @@
 //! limit. It is not a store: a process that starts again learns the day so far from the
 //! audit log ([`Decider::count_earlier`]).
 //!
+//! An order whose notional the request alone does not tell is denied with
+//! [`Rule::PriceUnavailable`] for its caller to price at the exchange, and decided again
+//! with [`Decider::decide_priced`]. Each such order may cost a call to the exchange, so it
+//! counts against its client's rate as soon as it is found to need a price, whatever the
+//! final decision: a client cannot buy itself more upstream calls than its rate.
+//!
 //! ```
 //! use keygate_core::{Action, ActionKind, ClientStatus, Decision, Policy};
 //! use keygate_policy::{Decider, Request};
@@ -124,15 +130,31 @@ impl Decider {
     }
 
     /// Decides one request. An allowed order's notional counts toward its client's daily
-    /// total from this moment.
+    /// total from this moment. A denial with [`Rule::PriceUnavailable`] has counted the
+    /// request against its client's rate: price it and pass it to
+    /// [`Decider::decide_priced`].
     pub fn decide(&self, r: &Request<'_>) -> Decision {
-        match self.check(r) {
+        Decider::decision(self.check(r, false))
+    }
+
+    /// Decides again a request that [`Decider::decide`] denied with
+    /// [`Rule::PriceUnavailable`], now with its notional priced from the market (or still
+    /// `None` if no price could be had), without counting it against its client's rate a
+    /// second time.
+    pub fn decide_priced(&self, r: &Request<'_>) -> Decision {
+        Decider::decision(self.check(r, true))
+    }
+
+    fn decision(checked: Result<(), Denial>) -> Decision {
+        match checked {
             Ok(()) => Decision::Allow,
             Err(denial) => Decision::Deny(denial),
         }
     }
 
-    fn check(&self, r: &Request<'_>) -> Result<(), Denial> {
+    /// Runs the checks in order. `rate_counted`: the request counted against its client's
+    /// rate when it was found to need a price, and is neither checked nor counted again.
+    fn check(&self, r: &Request<'_>, rate_counted: bool) -> Result<(), Denial> {
         let client = r.client;
         let action = r.action;
         let policy = r.policy;
@@ -286,8 +308,11 @@ impl Decider {
                 Some(n) => Some(n),
                 None => {
                     // The caller prices the order at the exchange and asks again: only for
-                    // a client within its rate, which must not buy it more upstream calls.
-                    self.check_rate(client, policy, r.now_ms)?;
+                    // a client within its rate, and counted against it now, whatever comes
+                    // of it, so that a client cannot buy itself more upstream calls.
+                    if !rate_counted {
+                        self.count_rate(client, policy, r.now_ms)?;
+                    }
                     return deny(Rule::PriceUnavailable, format!("the notional of this order cannot be determined and client {client} has a notional limit"));
                 }
             }
@@ -339,7 +364,9 @@ impl Decider {
         let c = counters
             .get_mut(client)
             .expect("the client's counters were inserted just above, under the same lock");
-        c.within_rate(client, policy, r.now_ms)?;
+        if !rate_counted {
+            c.within_rate(client, policy, r.now_ms)?;
+        }
         c.roll_to(r.now_ms);
         if let (Some(n), Some(max)) = (notional, policy.max_daily_notional) {
             let Some(total) = c.day_notional.checked_add(n) else {
@@ -376,7 +403,7 @@ impl Decider {
         if let Some((asset, total)) = withdrawn {
             c.day_withdrawn.insert(asset.to_owned(), total);
         }
-        if policy.rate_per_second.is_some() {
+        if policy.rate_per_second.is_some() && !rate_counted {
             c.rate_count += 1;
         }
         if let Some(n) = notional {
@@ -389,8 +416,8 @@ impl Decider {
 }
 
 impl Decider {
-    /// Denies a client past its rate, counting nothing.
-    fn check_rate(&self, client: &str, policy: &Policy, now_ms: u64) -> Result<(), Denial> {
+    /// Denies a client past its rate, or counts one request against it.
+    fn count_rate(&self, client: &str, policy: &Policy, now_ms: u64) -> Result<(), Denial> {
         if policy.rate_per_second.is_none() {
             return Ok(());
         }
@@ -398,10 +425,10 @@ impl Decider {
             .counters
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        match counters.get_mut(client) {
-            Some(c) => c.within_rate(client, policy, now_ms),
-            None => Ok(()),
-        }
+        let c = counters.entry(client.to_owned()).or_default();
+        c.within_rate(client, policy, now_ms)?;
+        c.rate_count += 1;
+        Ok(())
     }
 
     /// Counts a request decided earlier, as [`Decider::decide`] counted it then, when it
@@ -500,6 +527,59 @@ mod tests {
         assert_eq!(
             rule(d.decide(&request(&p, &btc, None, 1_000))),
             Some(Rule::PriceUnavailable)
+        );
+    }
+
+    /// A regression test: an order that needed pricing counted against its client's rate
+    /// only when it was allowed, so a client whose orders were then denied (a symbol the
+    /// exchange does not list, a notional past the limit) had keygate ask the exchange
+    /// for a price with each of them, as fast as it sent them, and never reached its rate.
+    #[test]
+    fn an_order_that_needs_a_price_counts_against_the_rate_whatever_the_decision() {
+        let d = Decider::new();
+        let p = Policy {
+            symbols: None,
+            rate_per_second: Some(2),
+            ..trading_policy()
+        };
+        let unknown = order("ZZZZ1USDT");
+        let btc = order("BTCUSDT");
+        let n = |v: i64| Some(Decimal::from(v));
+        // Two orders a second are priced, whether a price comes back or not...
+        assert_eq!(
+            rule(d.decide(&request(&p, &unknown, None, 0))),
+            Some(Rule::PriceUnavailable)
+        );
+        assert_eq!(
+            rule(d.decide_priced(&request(&p, &unknown, None, 0))),
+            Some(Rule::PriceUnavailable)
+        );
+        assert_eq!(
+            rule(d.decide(&request(&p, &btc, None, 10))),
+            Some(Rule::PriceUnavailable)
+        );
+        assert_eq!(
+            rule(d.decide_priced(&request(&p, &btc, n(2000), 10))),
+            Some(Rule::OrderNotional)
+        );
+        // ...and a third in the same second is not priced at all.
+        assert_eq!(
+            rule(d.decide(&request(&p, &unknown, None, 20))),
+            Some(Rule::Rate)
+        );
+        // An order allowed once priced counts once, not twice.
+        assert_eq!(
+            rule(d.decide(&request(&p, &btc, None, 1_000))),
+            Some(Rule::PriceUnavailable)
+        );
+        assert_eq!(
+            rule(d.decide_priced(&request(&p, &btc, n(100), 1_000))),
+            None
+        );
+        assert_eq!(rule(d.decide(&request(&p, &btc, n(100), 1_010))), None);
+        assert_eq!(
+            rule(d.decide(&request(&p, &btc, n(100), 1_020))),
+            Some(Rule::Rate)
         );
     }
 

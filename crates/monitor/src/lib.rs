@@ -11,12 +11,13 @@
 //! | `dead_key_used` | warning | a revoked, expired or frozen key is used |
 //! | `foreign_source` | warning | a key is used from an address not on its allow list |
 //! | `replay` | warning | a signature is sent again |
-//! | `denial_burst` | warning | many denials of one client or address in a short window |
+//! | `denial_burst` | warning | many denials of one client, or of unknown keys together, in a short window |
 //! | `new_source` | warning | a client seen at one address is used from another (anomaly) |
 //! | `new_symbol` | warning | a client that trades places an order in a symbol it never traded (anomaly) |
 //! | `rate_spike` | warning | a client sends ten times its usual rate in a minute (anomaly) |
-//! | `admin_change` | critical for `keygate panic`, info otherwise | an operator's change |
+//! | `admin_change` | critical for `keygate panic`, warning for a grant of withdraw or transfer, info otherwise | an operator's change |
 //! | `events_lost` | critical | the audit writer fell so far behind that background events (reads, denials) were counted, not kept |
+//! | `log_unreadable` | critical | an event does not decode, or the log ends before the monitor's place in it |
 //!
 //! Alerts found outside the log, such as a withdrawal or an order the exchange made that
 //! keygate never forwarded (`unreconciled_withdrawal`, `unreconciled_order`, critical;
@@ -460,9 +461,12 @@ impl Follower {
         let page = match keygate_audit::read(&self.store, self.cursor + 1, PAGE) {
             Ok(page) => page,
             Err(keygate_audit::Error::Tampered { seq, reason }) => {
-                // The events before the unreadable one read well: they count as ever.
+                // The events before the unreadable one read well: they count as ever. Read
+                // by seq, not by count, since a gap before it would bring it back.
                 let before = seq.saturating_sub(self.cursor + 1);
-                if let Ok(readable) = keygate_audit::read(&self.store, self.cursor + 1, before) {
+                if let Ok(mut readable) = keygate_audit::read(&self.store, self.cursor + 1, before)
+                {
+                    readable.retain(|(at, _)| *at < seq);
                     self.evaluate(&readable).await;
                 }
                 let alert = Alert {
@@ -487,11 +491,38 @@ impl Follower {
             }
         };
         let Some(last) = page.last().map(|(seq, _)| *seq) else {
-            return false;
+            return self.check_not_cut_short().await;
         };
         self.evaluate(&page).await;
         self.advance(last);
         page.len() as u64 == PAGE
+    }
+
+    /// With nothing new to read: a log that now ends before the place the monitor had read
+    /// to was cut short behind keygate's back. Says so, and follows the log from where it
+    /// ends; whether there may be more right away.
+    async fn check_not_cut_short(&mut self) -> bool {
+        let end = match keygate_audit::last_seq(&self.store) {
+            Ok(end) if end < self.cursor => end,
+            _ => return false,
+        };
+        let alert = Alert {
+            severity: Severity::Critical,
+            rule: AlertRule::LogUnreadable,
+            summary: format!(
+                "the audit log ends at event {end}, but the monitor had read it to event {}: \
+                 events were removed; run keygate audit verify",
+                self.cursor
+            ),
+            client: None,
+            account: None,
+            source_ip: None,
+            event_seq: end,
+            ts_ms: 0,
+        };
+        self.send(&alert).await;
+        self.advance(end);
+        true
     }
 
     async fn evaluate(&mut self, events: &[(u64, keygate_core::Event)]) {

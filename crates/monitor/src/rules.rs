@@ -290,10 +290,9 @@ impl Rules {
                 }
                 if let (ActionKind::Trade, Some(symbol)) = (request.action, &request.symbol) {
                     let memory = self.thresholds.symbol_memory;
-                    let new = self.symbols.note(client, symbol, ts_ms, memory);
-                    if let Some(known) =
-                        new.filter(|_| self.is_due(AlertRule::NewSymbol, client, ts_ms))
-                    {
+                    // No quiet period: each symbol is new once, and a quiet period per
+                    // client hid a second new symbol traded soon after the first.
+                    if let Some(known) = self.symbols.note(client, symbol, ts_ms, memory) {
                         alerts.push((
                             Severity::Warning,
                             AlertRule::NewSymbol,
@@ -334,15 +333,22 @@ impl Rules {
             }
         }
         if counts_toward_bursts(rule) {
-            let count = self.count_denial(&who, ts_ms);
+            // Requests with no known key count together, whatever their source: counted
+            // per address, one sender with many addresses raised an alert for each, and
+            // those queued ahead of alerts that matter.
+            let burst = match &request.client {
+                Some(_) => who.clone(),
+                None => "unknown keys".to_owned(),
+            };
+            let count = self.count_denial(&burst, ts_ms);
             if count >= self.thresholds.denial_burst
-                && self.is_due(AlertRule::DenialBurst, &who, ts_ms)
+                && self.is_due(AlertRule::DenialBurst, &burst, ts_ms)
             {
                 alerts.push((
                     Severity::Warning,
                     AlertRule::DenialBurst,
                     format!(
-                        "{count} requests of {who} denied within {}s, the last from {from} by \
+                        "{count} requests of {burst} denied within {}s, the last from {from} by \
                          rule {}",
                         self.thresholds.denial_window.as_secs(),
                         rule.map_or("?", Rule::as_str)
@@ -667,6 +673,37 @@ mod tests {
         );
     }
 
+    /// A regression test: denials of unknown keys were counted per source address, so one
+    /// sender with many addresses raised an alert for each, queued ahead of those that
+    /// matter.
+    #[test]
+    fn unknown_keys_from_many_addresses_make_one_burst() {
+        let thresholds = Thresholds {
+            denial_burst: 3,
+            denial_window: Duration::from_secs(10),
+            ..Thresholds::default()
+        };
+        let mut rules = Rules::new(thresholds);
+        let mut bursts = 0;
+        for i in 0..300u64 {
+            let mut event = request(
+                1_000 + i,
+                None,
+                ActionKind::Read,
+                Some(Rule::Authentication),
+            );
+            if let EventBody::Request(r) = &mut event.body {
+                r.source_ip = format!("2001:db8::{:x}", i / 3);
+            }
+            let alerts = rules.evaluate(i + 1, &event);
+            bursts += rules_of(&alerts)
+                .iter()
+                .filter(|(_, rule)| *rule == AlertRule::DenialBurst)
+                .count();
+        }
+        assert_eq!(bursts, 1);
+    }
+
     #[test]
     fn a_dead_or_foreign_key_or_a_replay_is_a_warning_once() {
         let mut rules = Rules::new(Thresholds::default());
@@ -770,6 +807,12 @@ mod tests {
             rules_of(&rules.evaluate(ts_ms, &order(ts_ms, client, action, symbol)))
         };
         assert!(at(4_000, "bot1", ActionKind::Trade, "DOGEUSDT").is_empty());
+        // A regression test: a quiet period per client hid a second new symbol traded
+        // soon after the first, for as long as the symbol was remembered.
+        assert_eq!(
+            at(5_000, "bot1", ActionKind::Trade, "PUMPUSDT"),
+            [(Severity::Warning, AlertRule::NewSymbol)]
+        );
         // A symbol not traded for longer than the memory is new again.
         assert!(at(3_700_000, "bot1", ActionKind::Trade, "DOGEUSDT").is_empty());
         assert_eq!(

@@ -12,7 +12,8 @@ use sha2::Sha256;
 use crate::email::Email;
 use crate::{Alert, Error, Severity};
 
-/// How long one delivery may take.
+/// How long one attempt at a delivery may take, whole: connecting, TLS, and the HTTP
+/// exchange or the whole SMTP dialogue (lettre's own timeout bounds the connection only).
 pub(crate) const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
 /// The waits before each further attempt at a delivery that failed. Alerts are not
 /// orders: sending one twice is better than not at all.
@@ -52,10 +53,17 @@ impl Sink {
     ) -> Result<(), String> {
         let mut delays = RETRY_DELAYS.iter();
         loop {
-            let attempt = match self {
-                Sink::Webhook(hook) => hook.post(http, alert).await,
-                Sink::Email(email) => email.send(alert).await,
+            let attempt = async {
+                match self {
+                    Sink::Webhook(hook) => hook.post(http, alert).await,
+                    Sink::Email(email) => email.send(alert).await,
+                }
             };
+            let attempt = tokio::time::timeout(DELIVERY_TIMEOUT, attempt)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(format!("no answer within {} s", DELIVERY_TIMEOUT.as_secs()))
+                });
             match (attempt, delays.next()) {
                 (Ok(()), _) => return Ok(()),
                 (Err(_), Some(delay)) => tokio::time::sleep(*delay).await,
@@ -215,6 +223,57 @@ impl Payload<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{AlertRule, AlertsConfig, EmailConfig, SmtpSecurity};
+
+    /// A regression test: lettre's timeout bounds the connection only, so a mail server
+    /// that took the connection and never answered held the monitor thread, and with it
+    /// every later alert and serve's shutdown, for ever. Time is paused: it moves on only
+    /// while nothing else can happen, so the bound is checked exactly and at once.
+    #[test]
+    fn a_mail_server_that_never_answers_fails_within_the_delivery_timeouts() {
+        // The kernel completes the connection; nobody ever reads or writes on it.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let config = AlertsConfig {
+            emails: vec![EmailConfig {
+                server: silent.local_addr().unwrap().to_string(),
+                security: SmtpSecurity::None,
+                from: "keygate@example.com".into(),
+                to: vec!["oncall@example.com".into()],
+                username: None,
+                password_file: None,
+                min_severity: None,
+            }],
+            ..AlertsConfig::default()
+        };
+        let settings = config.settings().unwrap();
+        let alert = Alert {
+            severity: Severity::Critical,
+            rule: AlertRule::Test,
+            summary: "test".into(),
+            client: None,
+            account: None,
+            source_ip: None,
+            event_seq: 0,
+            ts_ms: 0,
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        let http = http_client().unwrap();
+        let (result, took) = runtime.block_on(async {
+            let started = tokio::time::Instant::now();
+            let delivery = settings.sinks[0].deliver(&http, &alert);
+            let result = tokio::time::timeout(Duration::from_secs(3600), delivery).await;
+            (result, started.elapsed())
+        });
+        let failure = result.expect("the delivery never ended").unwrap_err();
+        assert!(failure.contains("email to smtp://127.0.0.1"), "{failure}");
+        let bound = DELIVERY_TIMEOUT * 3 + RETRY_DELAYS.iter().sum::<Duration>();
+        assert!(took <= bound, "{took:?}");
+        drop(silent);
+    }
 
     #[test]
     fn only_https_or_loopback_http_without_credentials_is_accepted() {

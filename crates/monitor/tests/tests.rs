@@ -200,6 +200,51 @@ fn the_monitor_follows_the_log_signs_each_alert_and_resumes_where_it_stopped() {
     assert_eq!(seqs, [1, 3, 4, 5, 6]);
 }
 
+/// A regression test: events cut off the end of the log behind the monitor's place went
+/// unnoticed, and the monitor waited past the end for events numbered again from there.
+#[test]
+fn a_log_cut_short_behind_the_monitors_place_is_alerted_and_followed_from_its_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, log) = log_in(dir.path());
+    let receiver = Receiver::start(&[]);
+    let monitor = Monitor::start(
+        &db,
+        config(&receiver, None, Severity::Warning)
+            .settings()
+            .unwrap(),
+    )
+    .unwrap();
+    log.append_blocking(request(10, ActionKind::Read, None))
+        .unwrap();
+    log.append_blocking(request(11, ActionKind::Withdraw, Some(Rule::Scope)))
+        .unwrap();
+    assert_eq!(receiver.wait_for(1).len(), 1);
+    let store = Store::open(&db).unwrap();
+    store
+        .connection()
+        .execute_batch("DELETE FROM events; DELETE FROM meta WHERE key = 'audit_head';")
+        .unwrap();
+    let got = receiver.wait_for(2);
+    assert_eq!(got.len(), 2, "{got:?}");
+    let cut = json(&got[1]);
+    assert_eq!(cut["rule"], "log_unreadable");
+    assert_eq!(cut["severity"], "critical");
+    assert!(
+        cut["summary"]
+            .as_str()
+            .unwrap()
+            .contains("ends at event 0, but the monitor had read it to event 2"),
+        "{cut}"
+    );
+    // The log written anew from event 1 is followed.
+    log.append_blocking(request(20, ActionKind::Transfer, Some(Rule::Scope)))
+        .unwrap();
+    let got = receiver.wait_for(3);
+    monitor.stop();
+    assert_eq!(json(&got[2])["rule"], "transfer", "{got:?}");
+    assert_eq!(json(&got[2])["event_seq"], 1);
+}
+
 #[test]
 fn a_webhook_that_fails_is_tried_again_and_one_below_its_severity_gets_nothing() {
     let dir = tempfile::tempdir().unwrap();

@@ -63,8 +63,26 @@ impl Home {
                 path.display()
             )
         })?;
-        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+        toml::from_str(&text).map_err(|e| {
+            anyhow::anyhow!(
+                "parsing {}{}: {}",
+                path.display(),
+                place_in(&text, e.span()),
+                e.message()
+            )
+        })
     }
+}
+
+/// ` at line L, column C` of `span`'s start in `text`. A TOML error's own text quotes the
+/// line, which may hold a webhook URL (whose path is a credential): only its place is told.
+fn place_in(text: &str, span: Option<std::ops::Range<usize>>) -> String {
+    let Some(before) = span.and_then(|span| text.get(..span.start)) else {
+        return String::new();
+    };
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |newline| newline + 1) + 1;
+    format!(" at line {line}, column {column}")
 }
 
 /// What `config.toml` records.

@@ -802,6 +802,27 @@ mod init {
         }
     }
 
+    /// A regression test: a config that did not parse was reported with TOML's own
+    /// message, which quotes the line, and so a webhook URL whose path is a credential.
+    #[test]
+    fn a_config_that_does_not_parse_is_placed_not_quoted() {
+        let kg = Kg::with_key_file();
+        let config = kg.home().join("config.toml");
+        let mut text = std::fs::read_to_string(&config).unwrap();
+        text.push_str(
+            "\n[[alerts.webhook]]\nURL = \"https://hooks.example.com/services/T0/B0/SECRETPATH\"\n",
+        );
+        std::fs::write(&config, &text).unwrap();
+        let out = kg.fails(&["client", "list"], "", 2);
+        assert!(!out.all().contains("SECRETPATH"), "{}", out.stderr);
+        let line = text.lines().count();
+        assert!(
+            out.stderr.contains(&format!("at line {line}, column 1")),
+            "{}",
+            out.stderr
+        );
+    }
+
     #[test]
     fn init_refuses_to_overwrite_a_vault() {
         let kg = Kg::with_key_file();

@@ -277,7 +277,8 @@ impl Rules {
         if request.allowed {
             if let Some(client) = &request.client {
                 let memory = self.thresholds.source_memory;
-                if let Some(known) = self.sources.note(client, &request.source_ip, ts_ms, memory) {
+                let source = source_network(&request.source_ip);
+                if let Some(known) = self.sources.note(client, &source, ts_ms, memory) {
                     alerts.push((
                         Severity::Warning,
                         AlertRule::NewSource,
@@ -479,6 +480,24 @@ fn admin_alert(admin: &AdminEvent) -> (Severity, String) {
             }
         }
         _ => (Severity::Info, summary),
+    }
+}
+
+/// The network a source address stands for in [`AlertRule::NewSource`]: an IPv4 address
+/// itself, an IPv6 address's /64. A host's IPv6 privacy addresses change within its /64
+/// every day or so, and each was a new source; past 64 of them, evicted ones came back
+/// as new again and again.
+fn source_network(source_ip: &str) -> String {
+    use std::net::{IpAddr, Ipv6Addr};
+    match source_ip.parse::<IpAddr>() {
+        Ok(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let [a, b, c, d, ..] = v6.segments();
+                format!("{}/64", Ipv6Addr::new(a, b, c, d, 0, 0, 0, 0))
+            }
+        },
+        _ => source_ip.to_owned(),
     }
 }
 
@@ -749,6 +768,9 @@ mod tests {
             }
             event
         };
+        let privacy_addresses: Vec<String> = (0x11..0x200u32)
+            .map(|host| format!("2001:db8:1:2:{host:x}::1"))
+            .collect();
         let mut at =
             |ts_ms, client, source| rules_of(&rules.evaluate(ts_ms, &from(ts_ms, client, source)));
         // The first address is learnt, and so is another client's.
@@ -762,6 +784,19 @@ mod tests {
         // Known now, both of them.
         assert!(at(4_000, "bot1", "10.0.0.7").is_empty());
         assert!(at(5_000, "bot1", "10.0.0.5").is_empty());
+        // A regression test: each IPv6 privacy address of one host was a new source. An
+        // IPv6 source stands for its /64.
+        assert_eq!(
+            at(6_000, "bot1", "2001:db8:1:2::10"),
+            [(Severity::Warning, AlertRule::NewSource)]
+        );
+        for address in &privacy_addresses {
+            assert!(at(7_000, "bot1", address).is_empty());
+        }
+        assert_eq!(
+            at(8_000, "bot1", "2001:db8:1:3::10"),
+            [(Severity::Warning, AlertRule::NewSource)]
+        );
         // An address not seen for longer than the memory is new again.
         assert!(at(3_700_000, "bot1", "10.0.0.5").is_empty());
         assert_eq!(

@@ -121,7 +121,14 @@ pub(crate) struct Unmatched {
 pub fn run(vault: &Unlocked, args: &ReconcileArgs) -> anyhow::Result<i32> {
     let since = parse_duration(&args.since).context("--since")?;
     let since_ms = now_ms().saturating_sub(since.as_millis() as u64);
-    let reports = reconcile(&vault.store, &vault.master, &Exchanges::new()?, since_ms)?;
+    let exchanges = Exchanges::new()?;
+    let reports = reconcile(
+        &vault.store,
+        &vault.master,
+        &exchanges,
+        since_ms,
+        &wait_for_the_next_minute,
+    )?;
     let found = reports
         .iter()
         .any(|r| !r.not_through_keygate.is_empty() || !r.orders_not_through_keygate.is_empty());
@@ -141,12 +148,14 @@ pub fn run(vault: &Unlocked, args: &ReconcileArgs) -> anyhow::Result<i32> {
 }
 
 /// Each account's withdrawals and orders at its exchange since `since_ms`, against those
-/// keygate forwarded.
+/// keygate forwarded. `wait` waits for the next minute when the exchange's weight calls
+/// for it, and says `false` when reconciliation is to stop instead.
 pub(crate) fn reconcile(
     store: &Store,
     master: &MasterKey,
     exchanges: &Exchanges,
     since_ms: u64,
+    wait: &dyn Fn() -> bool,
 ) -> anyhow::Result<Vec<AccountReport>> {
     let log_from = since_ms.saturating_sub(FORWARDED_BEFORE_MS);
     let traded = forwarded(store, log_from)?;
@@ -163,7 +172,7 @@ pub(crate) fn reconcile(
                 let signed_read = |path: &str, query: &str| {
                     exchanges.signed_read(&Binance, master, &account, path, query)
                 };
-                let pacer = Pacer::new(&signed_read, &wait_for_the_next_minute);
+                let pacer = Pacer::new(&signed_read, wait);
                 (
                     list_withdrawals(&pacer, since_ms),
                     list_orders(&pacer, &symbols, since_ms, until_ms),
@@ -237,7 +246,8 @@ type SignedRead<'a> = dyn Fn(&str, &str) -> Result<Answer, String> + 'a;
 /// [`MAX_WEIGHT_WAITS`] times in a row; then it gives up.
 struct Pacer<'a> {
     read: &'a SignedRead<'a>,
-    wait: &'a dyn Fn(),
+    /// Waits for the next minute; `false` when the reads are to stop instead.
+    wait: &'a dyn Fn() -> bool,
     /// What the last answer said was used this minute.
     used: Cell<Option<u64>>,
     waits: Cell<u32>,
@@ -245,7 +255,7 @@ struct Pacer<'a> {
 }
 
 impl<'a> Pacer<'a> {
-    fn new(read: &'a SignedRead<'a>, wait: &'a dyn Fn()) -> Pacer<'a> {
+    fn new(read: &'a SignedRead<'a>, wait: &'a dyn Fn() -> bool) -> Pacer<'a> {
         Pacer {
             read,
             wait,
@@ -267,7 +277,10 @@ impl<'a> Pacer<'a> {
                 ));
             }
             self.waits.set(self.waits.get() + 1);
-            (self.wait)();
+            if !(self.wait)() {
+                self.gave_up.set(true);
+                return Err("keygate is stopping; left for the next run".to_owned());
+            }
         } else {
             self.waits.set(0);
         }
@@ -277,11 +290,16 @@ impl<'a> Pacer<'a> {
     }
 }
 
-/// Sleeps until a second into the next minute, when an exchange's per-minute weight
+/// How long until a second into the next minute, when an exchange's per-minute weight
 /// starts again.
-fn wait_for_the_next_minute() {
-    let into_minute = now_ms() % 60_000;
-    thread::sleep(Duration::from_millis(60_000 - into_minute + 1_000));
+fn until_the_next_minute() -> Duration {
+    Duration::from_millis(60_000 - now_ms() % 60_000 + 1_000)
+}
+
+/// Sleeps [`until_the_next_minute`].
+fn wait_for_the_next_minute() -> bool {
+    thread::sleep(until_the_next_minute());
+    true
 }
 
 /// The account's withdrawals applied for since `since_ms`.
@@ -515,9 +533,27 @@ impl Watch {
             .spawn(move || {
                 let mut watched = Watched::default();
                 let mut window = FIRST_WINDOW;
+                // Waits for the next minute, or for a stop: `serve` is not kept from
+                // stopping by an exchange's weight.
+                let wait = || {
+                    matches!(
+                        stopped.recv_timeout(until_the_next_minute()),
+                        Err(mpsc::RecvTimeoutError::Timeout)
+                    )
+                };
+                let stopping = || {
+                    matches!(
+                        stopped.try_recv(),
+                        Ok(()) | Err(mpsc::TryRecvError::Disconnected)
+                    )
+                };
                 loop {
                     let since_ms = now_ms().saturating_sub(window.as_millis() as u64);
-                    match reconcile(&store, &master, &exchanges, since_ms) {
+                    let reconciled = reconcile(&store, &master, &exchanges, since_ms, &wait);
+                    if stopping() {
+                        return;
+                    }
+                    match reconciled {
                         Ok(reports) => watched.alert(reports, &alerter),
                         Err(e) => {
                             tracing::error!(error = %format!("{e:#}"), "reconciliation failed")
@@ -666,7 +702,10 @@ mod tests {
         let exchange = exchange(&[100, 200, 2_999]);
         let read = |path: &str, query: &str| exchange.read(path, query);
         let waited = Cell::new(0);
-        let wait = || waited.set(waited.get() + 1);
+        let wait = || {
+            waited.set(waited.get() + 1);
+            true
+        };
         let pacer = Pacer::new(&read, &wait);
         let listed = list_orders(&pacer, &symbols(&["BTCUSDT", "ETHUSDT", "BNBUSDT"]), 0, 1);
         assert!(listed.unwrap().is_empty());
@@ -679,7 +718,10 @@ mod tests {
         let exchange = exchange(&[100, 3_000, 50]);
         let read = |path: &str, query: &str| exchange.read(path, query);
         let waits_at = std::cell::RefCell::new(Vec::new());
-        let wait = || waits_at.borrow_mut().push(exchange.asked.get());
+        let wait = || {
+            waits_at.borrow_mut().push(exchange.asked.get());
+            true
+        };
         let pacer = Pacer::new(&read, &wait);
         let listed = list_orders(&pacer, &symbols(&["A", "B", "C", "D"]), 0, 1);
         assert!(listed.unwrap().is_empty());
@@ -692,7 +734,10 @@ mod tests {
         let exchange = exchange(&[5_000]);
         let read = |path: &str, query: &str| exchange.read(path, query);
         let waited = Cell::new(0);
-        let wait = || waited.set(waited.get() + 1);
+        let wait = || {
+            waited.set(waited.get() + 1);
+            true
+        };
         let pacer = Pacer::new(&read, &wait);
         let reason = list_orders(&pacer, &symbols(&["A", "B", "C", "D", "E"]), 0, 1).unwrap_err();
         // Read once, then after each of the waits, then no more.
@@ -703,5 +748,18 @@ mod tests {
             "{reason}"
         );
         assert!(reason.contains("not asked for, as above: E"), "{reason}");
+    }
+
+    /// A regression test: a wait for the exchange's weight slept up to a minute whatever
+    /// happened, twice per account, so stopping `serve` could take minutes.
+    #[test]
+    fn a_stop_during_a_wait_ends_the_reads() {
+        let exchange = exchange(&[5_000]);
+        let read = |path: &str, query: &str| exchange.read(path, query);
+        let stopped = || false;
+        let pacer = Pacer::new(&read, &stopped);
+        let reason = list_orders(&pacer, &symbols(&["A", "B", "C"]), 0, 1).unwrap_err();
+        assert_eq!(exchange.asked.get(), 1, "read on after the stop");
+        assert!(reason.contains("keygate is stopping"), "{reason}");
     }
 }

@@ -11,16 +11,22 @@ fn random() -> String {
     Alphanumeric.sample_string(&mut rand::thread_rng(), 64)
 }
 
-#[test]
-fn a_managed_key_anywhere_is_critical_and_named_without_being_printed() {
+/// A vault with account `main`, and a folder `code` whose `settings.py` holds the account's
+/// secret with no exchange keyword anywhere near: only the vault knows it is a key.
+/// Returns the vault, the folder and the secret.
+fn vault_and_leaked_secret() -> (Kg, std::path::PathBuf, String) {
     let kg = Kg::with_key_file();
     let (key, secret) = (random(), random());
     kg.add_account("main", &key, &secret);
-
     let code = kg.path("code");
     std::fs::create_dir_all(&code).unwrap();
-    // No exchange keyword anywhere near: only the vault knows this is a key.
     std::fs::write(code.join("settings.py"), format!("TOKEN = \"{secret}\"\n")).unwrap();
+    (kg, code, secret)
+}
+
+#[test]
+fn a_managed_key_anywhere_is_critical_and_named_without_being_printed() {
+    let (kg, code, secret) = vault_and_leaked_secret();
     std::fs::write(code.join("clean.py"), "print('hello')\n").unwrap();
 
     let out = kg.fails(
@@ -52,12 +58,7 @@ fn a_managed_key_anywhere_is_critical_and_named_without_being_printed() {
 #[test]
 fn an_unredacted_report_file_is_readable_by_its_owner_only() {
     use std::os::unix::fs::PermissionsExt;
-    let kg = Kg::with_key_file();
-    let (key, secret) = (random(), random());
-    kg.add_account("main", &key, &secret);
-    let code = kg.path("code");
-    std::fs::create_dir_all(&code).unwrap();
-    std::fs::write(code.join("settings.py"), format!("TOKEN = \"{secret}\"\n")).unwrap();
+    let (kg, code, secret) = vault_and_leaked_secret();
     let report = kg.path("report.json");
     std::fs::write(&report, "").unwrap();
     std::fs::set_permissions(&report, std::fs::Permissions::from_mode(0o644)).unwrap();

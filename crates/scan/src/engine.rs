@@ -535,10 +535,38 @@ impl Engine {
                 if group.len() == 1 && cands[i].needs_partner && cands[i].managed.is_none() {
                     continue;
                 }
-                findings.push(self.finding(path, data, lines, &cands, &group, redact_values));
+                // A published example next to a real value must not hide it: the real parts
+                // (with the passphrase) are one finding, the examples another, suppressed.
+                let (examples, real): (Vec<usize>, Vec<usize>) = group
+                    .iter()
+                    .partition(|&&j| self.is_documentation_example(&cands[j]));
+                if examples.is_empty() || real.iter().all(|&j| cands[j].role == Role::Passphrase) {
+                    findings.push(self.finding(path, data, lines, &cands, &group, redact_values));
+                } else {
+                    findings.push(self.finding(path, data, lines, &cands, &real, redact_values));
+                    findings.push(self.finding(
+                        path,
+                        data,
+                        lines,
+                        &cands,
+                        &examples,
+                        redact_values,
+                    ));
+                }
             }
         }
         findings
+    }
+
+    /// True when the value is published in its exchange's documentation. A passphrase is
+    /// never an example: it is chosen by the user.
+    fn is_documentation_example(&self, c: &Cand) -> bool {
+        c.role != Role::Passphrase
+            && c.exchange.is_some_and(|e| {
+                self.rules.exchanges()[e]
+                    .documentation_examples
+                    .contains(&c.value)
+            })
     }
 
     fn finding(
@@ -607,27 +635,26 @@ impl Engine {
         h.update(b"\0");
         h.update(material);
         let fingerprint = hex::encode(&h.finalize()[..16]);
-        let suppressed = if let Some(ex) = exchange.filter(|_| managed.is_none()) {
-            if group.iter().any(|&i| {
-                ex.documentation_examples
-                    .iter()
-                    .any(|d| *d == cands[i].value)
-            }) {
-                Some(Suppression::DocumentationExample)
-            } else {
-                None
-            }
+        // A key the vault manages is never suppressed. Otherwise a set is suppressed only
+        // when every part is: each value that is not a passphrase is a published example,
+        // or every part's own line carries `keygate:allow` (a marker covers its line only).
+        let suppressed = if managed.is_some() {
+            None
+        } else if group
+            .iter()
+            .filter(|&&i| cands[i].role != Role::Passphrase)
+            .all(|&i| self.is_documentation_example(&cands[i]))
+            && group.iter().any(|&i| cands[i].role != Role::Passphrase)
+        {
+            Some(Suppression::DocumentationExample)
+        } else if group
+            .iter()
+            .all(|&i| memchr::memmem::find(lines.text(data, cands[i].line), ALLOW_MARKER).is_some())
+        {
+            Some(Suppression::InlineAllow)
         } else {
             None
         };
-        let suppressed = suppressed.or_else(|| {
-            group
-                .iter()
-                .any(|&i| {
-                    memchr::memmem::find(lines.text(data, cands[i].line), ALLOW_MARKER).is_some()
-                })
-                .then_some(Suppression::InlineAllow)
-        });
         let fix = match (&managed, exchange) {
             (Some(_), _) => "this key is in keygate's vault: rotate it at the exchange now, update the vault, and remove it from this file".to_owned(),
             (None, Some(ex)) => ex.fix.clone(),

@@ -57,6 +57,10 @@ pub use rules::{Exchange, LabelMode, Role, Rule, RuleSet, BUILTIN_RULE_FILES};
 /// Called from worker threads after each file or blob with (files scanned, bytes scanned).
 pub type ProgressFn = dyn Fn(u64, u64) + Send + Sync;
 
+/// Called with a warning that does not stop the scan (an unreadable file, a shallow
+/// clone). It names paths, never file content.
+pub type WarningFn = dyn Fn(&str) + Send + Sync;
+
 /// Configures a [`Scanner`].
 pub struct ScannerBuilder {
     rules: &'static RuleSet,
@@ -67,6 +71,7 @@ pub struct ScannerBuilder {
     threads: usize,
     max_file_size: u64,
     progress: Option<Arc<ProgressFn>>,
+    warning: Option<Arc<WarningFn>>,
 }
 
 impl Default for ScannerBuilder {
@@ -87,6 +92,7 @@ impl ScannerBuilder {
             threads: std::thread::available_parallelism().map_or(2, usize::from),
             max_file_size: 64 * 1024 * 1024,
             progress: None,
+            warning: None,
         }
     }
 
@@ -138,6 +144,12 @@ impl ScannerBuilder {
         self
     }
 
+    /// Sends warnings to `f` instead of standard error.
+    pub fn on_warning(mut self, f: Arc<WarningFn>) -> Self {
+        self.warning = Some(f);
+        self
+    }
+
     /// Compiles the scanner.
     pub fn build(self) -> Scanner {
         Scanner {
@@ -149,6 +161,7 @@ impl ScannerBuilder {
             threads: self.threads,
             max_file_size: self.max_file_size,
             progress: self.progress,
+            warning: self.warning,
         }
     }
 }
@@ -163,6 +176,7 @@ pub struct Scanner {
     threads: usize,
     max_file_size: u64,
     progress: Option<Arc<ProgressFn>>,
+    warning: Option<Arc<WarningFn>>,
 }
 
 impl Default for Scanner {
@@ -196,39 +210,35 @@ impl Scanner {
         f
     }
 
-    /// Scans files and directory trees, honouring `.gitignore`, skipping binary files and
-    /// following no symbolic links.
+    /// Scans files and directory trees, honouring `.gitignore` (a root named explicitly is
+    /// scanned even if ignored), skipping binary and oversized files and following no
+    /// symbolic links. A file or directory that cannot be read is counted as skipped and
+    /// named in a warning; only a root that does not exist is an error.
     pub fn scan_paths<P: AsRef<Path>>(&self, paths: &[P]) -> Result<Report, Error> {
         let roots: Vec<PathBuf> = paths.iter().map(|p| p.as_ref().to_path_buf()).collect();
-        self.run(|c| self.walk(&roots, c), false)
+        self.run(|c| self.walk(&roots, c))
     }
 
     /// Scans every unique blob of every commit reachable from any ref of the repository
-    /// at `repo`; each finding names the first commit that contains it.
+    /// at `repo`, root commits included; each secret is reported once, naming the first
+    /// commit that contains it (see `docs/scan.md` for which occurrence gives the location).
     pub fn scan_git_history(&self, repo: &Path) -> Result<Report, Error> {
-        self.run(|c| self.history(repo, c), true)
+        self.run(|c| self.history(repo, c))
     }
 
     /// Scans what is staged for the next commit in the repository at `repo`.
     pub fn scan_staged(&self, repo: &Path) -> Result<Report, Error> {
-        self.run(|c| self.staged(repo, c), false)
+        self.run(|c| self.staged(repo, c))
     }
 
     fn run(
         &self,
         scan: impl FnOnce(&source::Counters) -> Result<Vec<Finding>, Error>,
-        history: bool,
     ) -> Result<Report, Error> {
         let t0 = Instant::now();
         let counters = source::Counters::default();
         let mut findings = scan(&counters)?;
         self.suppress(&mut findings);
-        if history {
-            // The same secret in later versions of a file is one finding: keep the oldest.
-            findings.sort_by_key(|f| f.provenance.as_ref().map_or(0, |p| p.author_time));
-            let mut seen = HashSet::new();
-            findings.retain(|f| seen.insert((f.fingerprint.clone(), f.rule.clone())));
-        }
         findings.sort_by(|a, b| (&a.path, a.line, a.column).cmp(&(&b.path, b.line, b.column)));
         Ok(Report {
             findings,
@@ -241,13 +251,26 @@ impl Scanner {
         })
     }
 
+    /// Applies the ignore file and the baseline. A key the vault manages is never
+    /// suppressed: it is live and ours, whatever a file or an old report says.
     fn suppress(&self, findings: &mut [Finding]) {
-        for f in findings.iter_mut().filter(|f| f.suppressed.is_none()) {
+        for f in findings
+            .iter_mut()
+            .filter(|f| f.suppressed.is_none() && f.managed_account.is_none())
+        {
             if self.ignored.contains(&f.fingerprint) {
                 f.suppressed = Some(Suppression::IgnoreFile);
             } else if self.baseline.contains(&f.fingerprint) {
                 f.suppressed = Some(Suppression::Baseline);
             }
+        }
+    }
+
+    /// Reports a warning that does not stop the scan.
+    fn warn(&self, message: &str) {
+        match &self.warning {
+            Some(f) => f(message),
+            None => eprintln!("keygate scan: warning: {message}"),
         }
     }
 }

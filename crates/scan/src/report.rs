@@ -125,7 +125,8 @@ pub struct Stats {
     pub scanned: u64,
     /// Bytes scanned.
     pub bytes: u64,
-    /// Files or blobs skipped as binary or too large.
+    /// Files or blobs skipped as binary, too large, or unreadable (each unreadable one is
+    /// also named in a warning).
     pub skipped: u64,
     /// Wall-clock time in milliseconds.
     pub elapsed_ms: u64,

@@ -1,7 +1,8 @@
 //! Where bytes come from: directory trees, every blob in git history, the git index.
 
-use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,6 +38,8 @@ impl Scanner {
     }
 
     /// Walks `roots` in parallel, honouring `.gitignore`, skipping `.git`, following no symlinks.
+    /// A root that does not exist is an error; a file or directory that cannot be read is
+    /// skipped with a warning, so one bad entry does not cost the report of all the others.
     pub(crate) fn walk(
         &self,
         roots: &[PathBuf],
@@ -64,47 +67,47 @@ impl Scanner {
             .threads(self.threads)
             .filter_entry(|e| e.file_name() != ".git");
         let found = Mutex::new(Vec::new());
-        let error = Mutex::new(None);
         builder.build_parallel().run(|| {
             Box::new(|entry| {
                 let entry = match entry {
                     Ok(e) => e,
                     Err(e) => {
-                        record(
-                            &error,
-                            Error::Walk {
-                                path: first.clone(),
-                                message: e.to_string(),
-                            },
-                        );
+                        // An I/O error is a directory or entry that went unscanned; other
+                        // errors are bad ignore rules. Messages name paths, not content.
+                        if e.io_error().is_some() {
+                            counters.skipped.fetch_add(1, Ordering::Relaxed);
+                            self.warn(&format!("cannot read {e}; skipped"));
+                        } else {
+                            self.warn(&e.to_string());
+                        }
                         return ignore::WalkState::Continue;
                     }
                 };
                 if !entry.file_type().is_some_and(|t| t.is_file()) {
                     return ignore::WalkState::Continue;
                 }
-                match std::fs::read(entry.path()) {
-                    Ok(data) => {
+                match read_limited(entry.path(), self.max_file_size) {
+                    Ok(Some(data)) => {
                         let name = entry.path().to_string_lossy();
                         let f = self.scan_counted(counters, &name, &data);
                         if !f.is_empty() {
                             lock(&found).extend(f);
                         }
                     }
-                    Err(source) => record(
-                        &error,
-                        Error::Io {
-                            path: entry.path().to_path_buf(),
-                            source,
-                        },
-                    ),
+                    Ok(None) => {
+                        counters.skipped.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        counters.skipped.fetch_add(1, Ordering::Relaxed);
+                        self.warn(&format!(
+                            "cannot read {}: {e}; skipped",
+                            entry.path().display()
+                        ));
+                    }
                 }
                 ignore::WalkState::Continue
             })
         });
-        if let Some(e) = lock(&error).take() {
-            return Err(e);
-        }
         Ok(found
             .into_inner()
             .unwrap_or_else(std::sync::PoisonError::into_inner))
@@ -112,6 +115,14 @@ impl Scanner {
 
     /// Every unique blob reachable from any ref, each with the first commit that has it.
     pub(crate) fn history(&self, repo: &Path, counters: &Counters) -> Result<Vec<Finding>, Error> {
+        if git(repo, &["rev-parse", "--is-shallow-repository"]).is_ok_and(|o| o.trim() == "true") {
+            self.warn(&format!(
+                "{} is a shallow clone: history before its graft is not scanned \
+                 (`git fetch --unshallow` fetches it)",
+                repo.display()
+            ));
+        }
+        // `--root` shows the root commits' files as added, whatever `log.showRoot` says.
         let log = git(
             repo,
             &[
@@ -119,6 +130,7 @@ impl Scanner {
                 "core.quotePath=false",
                 "log",
                 "--all",
+                "--root",
                 "--reverse",
                 "--no-renames",
                 "-m",
@@ -170,14 +182,17 @@ impl Scanner {
                 }
             }
         }
-        self.blobs(
+        let mut found = self.blobs(
             repo,
             blobs
                 .into_iter()
                 .map(|(b, p)| (b, p.path.clone(), Some(p)))
                 .collect(),
             counters,
-        )
+        )?;
+        // Suppression first, so that de-duplication can see which occurrences are live.
+        self.suppress(&mut found);
+        Ok(dedup_history(found, &head_blobs(repo)))
     }
 
     /// The blobs staged in the index that differ from HEAD.
@@ -271,7 +286,7 @@ impl Scanner {
                 if parts.get(1) == Some(&"missing") {
                     continue;
                 }
-                let size: usize =
+                let size: u64 =
                     parts
                         .get(2)
                         .and_then(|s| s.parse().ok())
@@ -279,12 +294,28 @@ impl Scanner {
                             command: "cat-file --batch".into(),
                             message: format!("unexpected header {header:?}"),
                         })?;
-                let mut data = vec![0u8; size + 1];
-                reader.read_exact(&mut data).map_err(|e| cat_err(&e))?;
-                data.truncate(size);
-                if parts.get(1) != Some(&"blob") {
+                let is_blob = parts.get(1) == Some(&"blob");
+                let too_large = size > self.max_file_size;
+                let len = usize::try_from(size).ok().filter(|_| is_blob && !too_large);
+                let Some(len) = len else {
+                    // Drained through a fixed buffer: an oversized blob is never held in
+                    // memory. The `+ 1` is the newline after the content.
+                    let n = io::copy(
+                        &mut (&mut reader).take(size.saturating_add(1)),
+                        &mut io::sink(),
+                    )
+                    .map_err(|e| cat_err(&e))?;
+                    if n != size.saturating_add(1) {
+                        return Err(cat_err(&io::ErrorKind::UnexpectedEof.into()));
+                    }
+                    if is_blob {
+                        counters.skipped.fetch_add(1, Ordering::Relaxed);
+                    }
                     continue;
-                }
+                };
+                let mut data = vec![0u8; len + 1];
+                reader.read_exact(&mut data).map_err(|e| cat_err(&e))?;
+                data.truncate(len);
                 if tx.send((data, i)).is_err() {
                     break;
                 }
@@ -301,6 +332,108 @@ impl Scanner {
         found.sort_by_key(|(i, _)| *i);
         Ok(found.into_iter().map(|(_, f)| f).collect())
     }
+}
+
+/// Reads a regular file of at most `max` bytes; `None` when it is larger. The size is
+/// checked before anything is read, and at most `max + 1` bytes are read in case the file
+/// grows meanwhile, so a huge (or sparse) file costs no memory.
+fn read_limited(path: &Path, max: u64) -> io::Result<Option<Vec<u8>>> {
+    let file = File::open(path)?;
+    let len = file.metadata()?.len();
+    if len > max {
+        return Ok(None);
+    }
+    let mut data = Vec::with_capacity(usize::try_from(len).unwrap_or(0).saturating_add(1));
+    file.take(max.saturating_add(1)).read_to_end(&mut data)?;
+    if data.len() as u64 > max {
+        return Ok(None);
+    }
+    Ok(Some(data))
+}
+
+/// The blobs of `HEAD`'s tree with their paths (quoted as `git log` quotes them). Empty
+/// when there is no `HEAD` (a repository without commits, or an unborn branch).
+fn head_blobs(repo: &Path) -> HashMap<String, Vec<String>> {
+    let mut map: HashMap<String, Vec<String>> = HashMap::new();
+    let Ok(tree) = git(
+        repo,
+        &[
+            "-c",
+            "core.quotePath=false",
+            "ls-tree",
+            "-r",
+            "--full-tree",
+            "HEAD",
+        ],
+    ) else {
+        return map;
+    };
+    for line in tree.lines() {
+        let Some((meta, path)) = line.split_once('\t') else {
+            continue;
+        };
+        let f: Vec<&str> = meta.split(' ').collect();
+        if f.len() == 3 && f[1] == "blob" {
+            map.entry(f[2].to_owned())
+                .or_default()
+                .push(path.to_owned());
+        }
+    }
+    map
+}
+
+/// One finding per secret and rule across history. The occurrence kept is an active one
+/// if there is any (an allowed fixture must not hide the same secret in `config/.env`);
+/// among those, one still in `HEAD` (its path there, where it has to be removed), else the
+/// oldest. The provenance is that of the oldest occurrence, active or not: when it leaked.
+fn dedup_history(mut found: Vec<Finding>, head: &HashMap<String, Vec<String>>) -> Vec<Finding> {
+    let key = |f: &Finding| (f.fingerprint.clone(), f.rule.clone());
+    let time = |f: &Finding| f.provenance.as_ref().map_or(0, |p| p.author_time);
+    let mut first: HashMap<(String, String), Provenance> = HashMap::new();
+    for f in &found {
+        let Some(p) = &f.provenance else { continue };
+        let slot = first.entry(key(f)).or_insert_with(|| p.clone());
+        if p.author_time < slot.author_time {
+            *slot = p.clone();
+        }
+    }
+    let mut in_head = HashSet::new();
+    for (i, f) in found.iter_mut().enumerate() {
+        let Some(paths) = f.provenance.as_ref().and_then(|p| head.get(&p.blob)) else {
+            continue;
+        };
+        in_head.insert(i);
+        if !paths.contains(&f.path) {
+            if let Some(p) = paths.first() {
+                f.path.clone_from(p);
+            }
+        }
+    }
+    // Stable: among equals (same author time), log order, i.e. the oldest commit first.
+    let mut order: Vec<usize> = (0..found.len()).collect();
+    order.sort_by_key(|&i| {
+        (
+            !found[i].is_active(),
+            !in_head.contains(&i),
+            time(&found[i]),
+        )
+    });
+    let mut seen = HashSet::new();
+    let keep: HashSet<usize> = order
+        .into_iter()
+        .filter(|&i| seen.insert(key(&found[i])))
+        .collect();
+    found
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| keep.contains(i))
+        .map(|(_, mut f)| {
+            if let Some(p) = first.get(&key(&f)) {
+                f.provenance = Some(p.clone());
+            }
+            f
+        })
+        .collect()
 }
 
 fn cat_err(e: &std::io::Error) -> Error {
@@ -339,11 +472,4 @@ pub(crate) fn git(repo: &Path, args: &[&str]) -> Result<String, Error> {
 /// Locks a mutex, going on with the data even if another worker panicked.
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn record(slot: &Mutex<Option<Error>>, e: Error) {
-    let mut s = lock(slot);
-    if s.is_none() {
-        *s = Some(e);
-    }
 }

@@ -5,6 +5,28 @@
 
 mod synth;
 
+/// Peak resident memory of this process so far (`VmHWM`), in bytes.
+#[cfg(target_os = "linux")]
+fn peak_rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib * 1024
+}
+
+/// A scanner builder whose warnings are collected instead of printed.
+fn warned() -> (
+    keygate_scan::ScannerBuilder,
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    let warnings = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = warnings.clone();
+    let builder = keygate_scan::Scanner::builder().on_warning(std::sync::Arc::new(move |m| {
+        sink.lock().unwrap().push(m.to_owned())
+    }));
+    (builder, warnings)
+}
+
 mod rules {
     use keygate_scan::{RuleSet, Scanner};
     use rand::SeedableRng;
@@ -77,6 +99,49 @@ mod rules {
             assert_eq!(
                 f[0].suppressed,
                 Some(keygate_scan::Suppression::DocumentationExample)
+            );
+        }
+    }
+
+    /// Regression: a documentation example in a credential set suppressed the whole set,
+    /// so a real secret next to Binance's example key was reported as suppressed (exit 0).
+    #[test]
+    fn documentation_example_key_does_not_hide_a_real_secret() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(31);
+        let scanner = Scanner::builder().redact(false).build();
+        let secret = super::synth::alnum(&mut rng, 64);
+        let key = super::synth::alnum(&mut rng, 64);
+        let example_key = "vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A";
+        let example_secret = "NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j";
+        let cases = [
+            (
+                format!("BINANCE_API_KEY={example_key}\nBINANCE_API_SECRET={secret}\n"),
+                &secret,
+                example_key,
+            ),
+            (
+                format!("BINANCE_API_KEY={key}\nBINANCE_API_SECRET={example_secret}\n"),
+                &key,
+                example_secret,
+            ),
+        ];
+        for (text, real, example) in cases {
+            let f = scanner.scan_bytes(".env", text.as_bytes());
+            let active: Vec<_> = f.iter().filter(|f| f.is_active()).collect();
+            assert_eq!(active.len(), 1, "{text}\n{f:#?}");
+            let values: Vec<_> = active[0].parts.iter().map(|p| p.value.as_deref()).collect();
+            assert_eq!(values, [Some(real.as_str())], "{f:#?}");
+            let report = keygate_scan::Report {
+                findings: f.clone(),
+                stats: Default::default(),
+            };
+            assert_eq!(report.exit_code(), 1);
+            // The example itself is still shown, as suppressed.
+            assert!(
+                f.iter().any(|f| f.suppressed
+                    == Some(keygate_scan::Suppression::DocumentationExample)
+                    && f.parts.iter().all(|p| p.value.as_deref() == Some(example))),
+                "{f:#?}"
             );
         }
     }
@@ -240,6 +305,105 @@ mod files {
             .scan_paths(&["/nonexistent/keygate"])
             .is_err());
     }
+
+    /// A tree with one planted `.env` (one finding); returns the tempdir and its root.
+    fn planted(seed: u64) -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("tree");
+        fs::create_dir_all(&root).unwrap();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let (_, env) = layouts(&cred("kraken", 0, &mut rng)).remove(0);
+        fs::write(root.join(".env"), env).unwrap();
+        (dir, root)
+    }
+
+    /// Regression: a file was read whole (`fs::read`) before its size was checked, so a
+    /// huge or sparse file cost its full size in memory before being skipped.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn huge_sparse_file_is_skipped_without_being_read() {
+        let (_dir, root) = planted(41);
+        let huge = fs::File::create(root.join("huge.log")).unwrap();
+        huge.set_len(1 << 30).unwrap();
+        let before = super::peak_rss();
+        let report = Scanner::new().scan_paths(&[&root]).unwrap();
+        let grown = super::peak_rss().saturating_sub(before);
+        assert!(grown < 256 << 20, "peak memory grew by {grown} bytes");
+        assert_eq!(report.stats.skipped, 1, "{report:#?}");
+        assert_eq!(report.stats.scanned, 1);
+        assert_eq!(report.active().count(), 1);
+    }
+
+    /// Regression: one unreadable file made the whole scan fail (exit 2, no report).
+    /// `/proc/self/clear_refs` is a regular file that cannot be read, even by root
+    /// (permission denied for others, `EINVAL` for root).
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn unreadable_file_is_skipped_with_a_warning() {
+        let (_dir, root) = planted(42);
+        let unreadable = std::path::Path::new("/proc/self/clear_refs");
+        assert!(fs::read(unreadable).is_err());
+        let (builder, warnings) = super::warned();
+        let report = builder.build().scan_paths(&[&root, unreadable]).unwrap();
+        assert_eq!(report.active().count(), 1, "{report:#?}");
+        assert_eq!(report.stats.skipped, 1);
+        assert_eq!(report.exit_code(), 1);
+        let warnings = warnings.lock().unwrap();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].contains("/proc/self/clear_refs"),
+            "{warnings:?}"
+        );
+        // With nothing else found, the scan is clean.
+        let clean = tempfile::tempdir().unwrap();
+        let report = super::warned()
+            .0
+            .build()
+            .scan_paths(&[clean.path(), unreadable])
+            .unwrap();
+        assert_eq!(report.exit_code(), 0);
+        assert_eq!(report.stats.skipped, 1);
+    }
+
+    /// Regression: one unreadable directory made the whole scan fail (exit 2, no report).
+    /// A path longer than `PATH_MAX` cannot be listed by anyone, root included.
+    #[test]
+    fn unreadable_directory_is_skipped_with_a_warning() {
+        let (_dir, root) = planted(43);
+        // Built inside out (each step wraps the chain in one more directory), so that no
+        // step needs a long path.
+        let part = "d".repeat(250);
+        let (chain, wrap) = (root.join("chain"), root.join("wrap"));
+        fs::create_dir(&chain).unwrap();
+        fs::write(chain.join("f.txt"), "x\n").unwrap();
+        for _ in 0..20 {
+            fs::create_dir(&wrap).unwrap();
+            fs::rename(&chain, wrap.join(&part)).unwrap();
+            fs::rename(&wrap, &chain).unwrap();
+        }
+        let (builder, warnings) = super::warned();
+        let report = builder.build().scan_paths(&[&root]).unwrap();
+        assert_eq!(report.active().count(), 1, "{report:#?}");
+        assert!(report.stats.skipped >= 1, "{report:#?}");
+        assert_eq!(report.exit_code(), 1);
+        let warnings = warnings.lock().unwrap();
+        assert!(!warnings.is_empty());
+        assert!(
+            warnings.iter().all(|w| w.contains(&part)),
+            "a warning does not name the path: {warnings:?}"
+        );
+    }
+
+    /// Pins what `docs/scan.md` says: a `.env` listed in `.gitignore` is skipped by a
+    /// directory scan, and scanned when named.
+    #[test]
+    fn gitignored_env_is_skipped_unless_named() {
+        let (_dir, root) = planted(44);
+        fs::write(root.join(".gitignore"), ".env\n").unwrap();
+        assert!(!Scanner::new().scan_paths(&[&root]).unwrap().has_active());
+        let named = Scanner::new().scan_paths(&[root.join(".env")]).unwrap();
+        assert_eq!(named.active().count(), 1);
+    }
 }
 
 mod suppress {
@@ -259,6 +423,34 @@ mod suppress {
         let f = Scanner::new().scan_bytes(".env", text.as_bytes());
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].suppressed, Some(Suppression::InlineAllow));
+    }
+
+    /// Regression: `keygate:allow` on the line of any part suppressed the whole set, so a
+    /// marker on a reviewed key's line hid the live secret on the next line.
+    #[test]
+    fn allow_marker_covers_only_its_own_line() {
+        let text = env(5);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines.len() >= 2, "{text}");
+        for marked in 0..lines.len() {
+            let t: String = lines
+                .iter()
+                .enumerate()
+                .map(|(i, l)| {
+                    if i == marked {
+                        format!("{l}  # keygate:allow\n")
+                    } else {
+                        format!("{l}\n")
+                    }
+                })
+                .collect();
+            let f = Scanner::new().scan_bytes(".env", t.as_bytes());
+            assert_eq!(f.len(), 1, "{t}\n{f:#?}");
+            assert!(
+                f[0].is_active(),
+                "marker on line {marked} hid the set:\n{t}"
+            );
+        }
     }
 
     #[test]
@@ -336,6 +528,62 @@ mod managed {
             .to_json();
             assert!(!json.contains(&c.secret));
         }
+    }
+
+    /// Regression: a key the vault manages was suppressed like any other finding by
+    /// `keygate:allow`, `.keygateignore` or `--baseline`; it must always be reported.
+    #[test]
+    fn managed_key_is_never_suppressed() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(13);
+        let c = cred("bybit", 0, &mut rng);
+        let (_, text) = layouts(&c).remove(0);
+        let allowed = text.replace('\n', "  # keygate:allow\n");
+        let plain = Scanner::builder()
+            .managed(fixture(&c.secret, [9; 32]))
+            .build()
+            .scan_bytes(".env", allowed.as_bytes());
+        assert_eq!(plain.len(), 1, "{plain:#?}");
+        let baseline = keygate_scan::Report {
+            findings: plain.clone(),
+            stats: Default::default(),
+        };
+        let fingerprint = plain[0].fingerprint.clone();
+        // The same findings without the vault: the marker, the ignore file and the
+        // baseline each do suppress them, so the checks below are not vacuous.
+        assert!(!Scanner::new()
+            .scan_bytes(".env", allowed.as_bytes())
+            .iter()
+            .any(|f| f.is_active()));
+        for scanner in [
+            Scanner::builder().ignore_fingerprints([fingerprint.clone()]),
+            Scanner::builder().baseline(&baseline),
+        ] {
+            assert!(!scanner.build().scan_bytes(".env", text.as_bytes())[0].is_active());
+        }
+        for scanner in [
+            Scanner::builder(),
+            Scanner::builder().ignore_fingerprints([fingerprint.clone()]),
+            Scanner::builder().baseline(&baseline),
+        ] {
+            let scanner = scanner.managed(fixture(&c.secret, [9; 32])).build();
+            for t in [&text, &allowed] {
+                let f = scanner.scan_bytes(".env", t.as_bytes());
+                assert_eq!(f.len(), 1);
+                assert_eq!(f[0].severity, Severity::Critical);
+                assert!(f[0].is_active(), "managed key suppressed:\n{t}\n{f:#?}");
+            }
+        }
+        // The same through a directory scan, where the ignore file and baseline apply.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(".env"), &allowed).unwrap();
+        let report = Scanner::builder()
+            .ignore_fingerprints([fingerprint])
+            .baseline(&baseline)
+            .managed(fixture(&c.secret, [9; 32]))
+            .build()
+            .scan_paths(&[dir.path()])
+            .unwrap();
+        assert_eq!(report.exit_code(), 1, "{report:#?}");
     }
 
     #[test]
@@ -531,6 +779,147 @@ mod git {
         assert_eq!(p.path, "user_data/config.json");
         assert_eq!(p.author_time, 1704164645);
         assert!(report.to_human().contains(&introducing));
+    }
+
+    /// Regression: de-duplication kept the oldest occurrence of a secret whether or not it
+    /// was suppressed, so a secret first committed in an allowed fixture and later in
+    /// `config/.env` was reported only as suppressed (exit 0).
+    #[test]
+    fn allowed_fixture_does_not_hide_the_same_secret_committed_later() {
+        let dir = repo();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(25);
+        let (_, text) = layouts(&cred("binance", 0, &mut rng)).remove(0);
+        std::fs::create_dir_all(dir.path().join("tests")).unwrap();
+        std::fs::write(
+            dir.path().join("tests/fixture.env"),
+            text.replace('\n', "  # keygate:allow\n"),
+        )
+        .unwrap();
+        git(dir.path(), &["add", "."]);
+        git(dir.path(), &["commit", "-q", "-m", "fixture"]);
+        let fixture_commit = git(dir.path(), &["rev-parse", "HEAD"]);
+        std::fs::create_dir_all(dir.path().join("config")).unwrap();
+        std::fs::write(dir.path().join("config/.env"), &text).unwrap();
+        git(dir.path(), &["add", "."]);
+        git(dir.path(), &["commit", "-q", "-m", "config"]);
+
+        let report = Scanner::new().scan_git_history(dir.path()).unwrap();
+        assert_eq!(report.exit_code(), 1, "{report:#?}");
+        let active: Vec<_> = report.active().collect();
+        assert_eq!(active.len(), 1, "{report:#?}");
+        assert_eq!(active[0].path, "config/.env");
+        // Provenance: the secret leaked with the fixture.
+        let p = active[0].provenance.as_ref().unwrap();
+        assert_eq!(p.commit, fixture_commit);
+        assert_eq!(p.path, "tests/fixture.env");
+    }
+
+    /// Regression: a secret still in `HEAD` was located where it first appeared (a path
+    /// and line that may no longer exist) instead of where it has to be removed now.
+    #[test]
+    fn secret_still_in_head_is_located_where_it_is_in_head() {
+        let dir = repo();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(26);
+        let (_, text) = layouts(&cred("gate", 0, &mut rng)).remove(0);
+        std::fs::create_dir_all(dir.path().join("old")).unwrap();
+        std::fs::write(dir.path().join("old/.env"), &text).unwrap();
+        git(dir.path(), &["add", "."]);
+        git(dir.path(), &["commit", "-q", "-m", "add"]);
+        let introducing = git(dir.path(), &["rev-parse", "HEAD"]);
+        let first = Scanner::new().scan_git_history(dir.path()).unwrap();
+        let first_line = first.findings[0].line;
+        std::fs::create_dir_all(dir.path().join("new")).unwrap();
+        std::fs::write(
+            dir.path().join("new/.env"),
+            format!("# a\n# b\n# c\n{text}"),
+        )
+        .unwrap();
+        git(dir.path(), &["rm", "-q", "-r", "old"]);
+        git(dir.path(), &["add", "."]);
+        git(dir.path(), &["commit", "-q", "-m", "move"]);
+
+        let report = Scanner::new().scan_git_history(dir.path()).unwrap();
+        assert_eq!(report.findings.len(), 1, "{report:#?}");
+        let f = &report.findings[0];
+        assert_eq!(f.path, "new/.env");
+        assert_eq!(f.line, first_line + 3);
+        let p = f.provenance.as_ref().unwrap();
+        assert_eq!(
+            (p.commit.as_str(), p.path.as_str()),
+            (introducing.as_str(), "old/.env")
+        );
+        // A blob kept as is under a new name is located at its name in HEAD too.
+        git(dir.path(), &["mv", "new/.env", "moved.env"]);
+        git(dir.path(), &["commit", "-q", "-m", "rename"]);
+        let report = Scanner::new().scan_git_history(dir.path()).unwrap();
+        assert_eq!(report.findings.len(), 1, "{report:#?}");
+        assert_eq!(report.findings[0].path, "moved.env");
+    }
+
+    /// Regression: `git log` without `--root` hides the root commit's files when the
+    /// user's configuration says `log.showRoot = false`, so a key committed first was missed.
+    #[test]
+    fn root_commit_is_scanned_whatever_log_show_root_says() {
+        let dir = tempfile::tempdir().unwrap();
+        git(dir.path(), &["init", "-q"]);
+        git(dir.path(), &["config", "log.showRoot", "false"]);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(27);
+        let (_, text) = layouts(&cred("bitfinex", 0, &mut rng)).remove(0);
+        std::fs::write(dir.path().join(".env"), text).unwrap();
+        git(dir.path(), &["add", "."]);
+        git(dir.path(), &["commit", "-q", "-m", "root"]);
+        let report = Scanner::new().scan_git_history(dir.path()).unwrap();
+        assert_eq!(report.active().count(), 1, "{report:#?}");
+    }
+
+    /// Regression: a shallow clone was scanned silently, as if its history were complete.
+    #[test]
+    fn shallow_clone_is_warned_about() {
+        let dir = repo();
+        std::fs::write(dir.path().join("README.md"), "hello again\n").unwrap();
+        git(dir.path(), &["commit", "-q", "-am", "second"]);
+        let (builder, warnings) = super::warned();
+        builder.build().scan_git_history(dir.path()).unwrap();
+        assert!(warnings.lock().unwrap().is_empty());
+
+        let clones = tempfile::tempdir().unwrap();
+        let url = format!("file://{}", dir.path().display());
+        git(
+            clones.path(),
+            &["clone", "-q", "--depth", "1", &url, "shallow"],
+        );
+        let (builder, warnings) = super::warned();
+        builder
+            .build()
+            .scan_git_history(&clones.path().join("shallow"))
+            .unwrap();
+        let warnings = warnings.lock().unwrap();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("shallow"), "{warnings:?}");
+    }
+
+    /// Regression: every git blob was allocated at its full size before its size was
+    /// checked, so one huge blob in history cost its size in memory.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn oversized_blob_is_drained_without_being_held_in_memory() {
+        let dir = repo();
+        let big = std::fs::File::create(dir.path().join("a-big.bin")).unwrap();
+        big.set_len(128 << 20).unwrap();
+        // Read after the big blob: the stream must stay in step.
+        let mut rng = rand::rngs::StdRng::seed_from_u64(28);
+        let (_, text) = layouts(&cred("okx", 0, &mut rng)).remove(0);
+        std::fs::write(dir.path().join("z.env"), text).unwrap();
+        git(dir.path(), &["add", "."]);
+        git(dir.path(), &["commit", "-q", "-m", "big"]);
+        let scanner = Scanner::builder().max_file_size(1 << 20).build();
+        let before = super::peak_rss();
+        let report = scanner.scan_git_history(dir.path()).unwrap();
+        let grown = super::peak_rss().saturating_sub(before);
+        assert!(grown < 64 << 20, "peak memory grew by {grown} bytes");
+        assert_eq!(report.stats.skipped, 1, "{report:#?}");
+        assert_eq!(report.active().count(), 1, "{report:#?}");
+        assert_eq!(report.findings[0].path, "z.env");
     }
 
     #[test]

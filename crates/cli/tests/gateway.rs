@@ -320,8 +320,18 @@ fn reconcile_finds_the_orders_keygate_never_forwarded() {
     let leaked_eth = behind_its_back(
         "symbol=ETHUSDT&side=SELL&type=LIMIT&timeInForce=GTC&quantity=1&price=9000",
     );
-    // Whoever holds the key can read the bot's client order ids and reuse one: an order
-    // keygate placed is known by the exchange's id, so the copy is not.
+    // Whoever holds the key can read the bot's client order ids and reuse one once its
+    // order is done (the exchange refuses an id an open order has): an order keygate
+    // placed is known by the exchange's id, so the copy is not.
+    let (status, body) = signed(
+        reqwest::Method::DELETE,
+        &format!("http://{}/binance", serve.addr),
+        "/api/v3/order",
+        "symbol=BTCUSDT&origClientOrderId=bot-0001",
+        key,
+        secret,
+    );
+    assert_eq!(status, 200, "{body}");
     let forged = behind_its_back(
         "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.05&price=20000&newClientOrderId=bot-0001",
     );

@@ -5,7 +5,8 @@
 //! request path, top to bottom, written once against `keygate_exchanges::Adapter`:
 //!
 //! 1. route (by the path's API family, or by a Binance host named in it) and refuse
-//!    anything ambiguous (path tricks, method overrides, big bodies);
+//!    anything ambiguous (path tricks, method overrides, big bodies, a body on a GET or
+//!    HEAD);
 //! 2. authenticate: the client by its API key, its signature over the raw bytes, the
 //!    timestamp window, the replay cache;
 //! 3. classify what the request would do (unknown endpoints are denied);
@@ -364,6 +365,13 @@ async fn handle<A: Adapter>(
             return audit.deny(refuse(Refusal::Malformed(msg)), Rule::Malformed, msg);
         }
     };
+    // The exchange reads a GET's parameters from its query alone (Binance: "GET
+    // parameters must go in the query string"): a body would be parameters, and a
+    // signature, that keygate verified and classified but the exchange never reads.
+    if (method == Method::GET || method == Method::HEAD) && !body.is_empty() {
+        let msg = "a GET or HEAD request carries no body; send its parameters in the query";
+        return audit.deny(refuse(Refusal::Malformed(msg)), Rule::Malformed, msg);
+    }
     let query = parts.uri.query().unwrap_or("");
     let content_type = parts
         .headers

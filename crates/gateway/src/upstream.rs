@@ -185,12 +185,17 @@ impl AsyncWrite for Stream {
 }
 
 /// Whether an answer header is passed back to the bot: the content type, Binance's
-/// rate-limit counters and `Retry-After`.
+/// rate-limit counters and `Retry-After`. Binance reports `/api` and `/fapi` weight and
+/// order counts in `X-MBX-*` headers, and `/sapi` weight in `X-SAPI-USED-IP-WEIGHT-1M` or,
+/// for endpoints weighted per account, `X-SAPI-USED-UID-WEIGHT-1M`.
 fn is_passed_back(name: &str) -> bool {
+    let starts_with = |prefix: &str| {
+        name.get(..prefix.len())
+            .is_some_and(|start| start.eq_ignore_ascii_case(prefix))
+    };
     name.eq_ignore_ascii_case("content-type")
-        || name
-            .get(..6)
-            .is_some_and(|prefix| prefix.eq_ignore_ascii_case("x-mbx-"))
+        || starts_with("x-mbx-")
+        || starts_with("x-sapi-used-")
         || name.eq_ignore_ascii_case("retry-after")
 }
 
@@ -795,6 +800,31 @@ mod tests {
             Err(Failure::Unreachable(_))
         ));
         assert_eq!(heads.lock().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn only_content_type_and_rate_limit_headers_are_passed_back() {
+        for name in [
+            "Content-Type",
+            "X-MBX-USED-WEIGHT-1M",
+            "x-mbx-order-count-10s",
+            "X-SAPI-USED-IP-WEIGHT-1M",
+            "x-sapi-used-uid-weight-1m",
+            "Retry-After",
+        ] {
+            assert!(is_passed_back(name), "{name}");
+        }
+        for name in [
+            "set-cookie",
+            "server",
+            "x-sapi-other",
+            "x-sapi-used",
+            "x-mbx",
+            "x-cache",
+            "content-length",
+        ] {
+            assert!(!is_passed_back(name), "{name}");
+        }
     }
 
     #[test]

@@ -961,6 +961,45 @@ async fn attacks_are_refused_and_never_forwarded() {
     }
 }
 
+/// Regression: keygate took a GET with a form body, verified and classified it from the
+/// body, and forwarded it, though Binance reads a GET's parameters from its query alone:
+/// what keygate checked was not what the exchange would read.
+#[tokio::test]
+async fn a_get_or_head_with_a_body_is_refused_and_never_forwarded() {
+    let env = default_env().await;
+    for method in ["GET", "HEAD"] {
+        let request = http(method, "/binance/api/v3/account", "", &sign("", BOT_SECRET));
+        let answer = exchange_raw(env.gateway, &request).await;
+        assert_eq!(answer.status, 400, "{method}: {:?}", answer.headers);
+        if method == "GET" {
+            let body = answer.json();
+            assert_eq!(body["code"], -1100, "{body}");
+            let msg = body["msg"].as_str().unwrap();
+            assert!(
+                msg.starts_with("keygate: ") && msg.contains("GET"),
+                "{body}"
+            );
+        }
+    }
+    // Nothing reached the exchange, as the exchange itself tells.
+    let probe = format!(
+        "GET /__mock/requests HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        env.exchange.addr
+    );
+    let reached = exchange_raw(env.exchange.addr, probe.as_bytes()).await;
+    assert_eq!(reached.status, 200, "{}", reached.body);
+    assert_eq!(reached.json(), serde_json::json!([]));
+    let denials = events_where(&env, 2, |e| e["allowed"] == false).await;
+    assert_eq!(denials.len(), 2, "{denials:?}");
+    for event in denials {
+        assert_eq!(event["rule"], "malformed", "{event}");
+        assert_eq!(event["outcome"], "not_forwarded", "{event}");
+    }
+    // The same read, signed in its query, goes through.
+    let (status, body) = get(&env, "/api/v3/account", "").await;
+    assert_eq!(status, 200, "{body}");
+}
+
 #[tokio::test]
 async fn forwarded_for_from_an_untrusted_peer_is_ignored() {
     let policy = Policy {
@@ -1243,6 +1282,85 @@ async fn exchange_answers_reach_the_bot_as_they_came() {
         answer.body.contains("insufficient balance"),
         "{}",
         answer.body
+    );
+}
+
+/// Regression: keygate passed back only `x-mbx-*` of the exchange's headers, so a bot
+/// never saw the `/sapi` request weight Binance reports in `X-SAPI-USED-IP-WEIGHT-1M` and
+/// `X-SAPI-USED-UID-WEIGHT-1M` (withdrawals), though the answer is to come back "as it
+/// came (status, body, rate-limit headers)".
+#[tokio::test]
+async fn rate_limit_headers_of_sapi_reads_spot_orders_and_withdrawals_reach_the_bot() {
+    let env = default_env().await;
+    let target = format!(
+        "/binance/sapi/v1/account/apiRestrictions?{}",
+        sign("", BOT_SECRET)
+    );
+    let answer = exchange_raw(env.gateway, &http("GET", &target, "", "")).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    // The only `/sapi` call made: its IP weight alone, in its own header and no other.
+    assert_eq!(
+        answer.header("x-sapi-used-ip-weight-1m"),
+        ["1"],
+        "{:?}",
+        answer.headers
+    );
+    assert!(
+        answer.header("x-mbx-used-weight-1m").is_empty(),
+        "{:?}",
+        answer.headers
+    );
+
+    let order = "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=50000";
+    let answer = exchange_raw(
+        env.gateway,
+        &http(
+            "POST",
+            "/binance/api/v3/order",
+            "",
+            &sign(order, BOT_SECRET),
+        ),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    for header in ["x-mbx-order-count-10s", "x-mbx-order-count-1d"] {
+        assert_eq!(
+            answer.header(header),
+            ["1"],
+            "{header}: {:?}",
+            answer.headers
+        );
+    }
+    assert_eq!(
+        answer.header("x-mbx-used-weight-1m").len(),
+        1,
+        "{:?}",
+        answer.headers
+    );
+
+    let policy = Policy {
+        scopes: [Scope::Withdraw].into_iter().collect(),
+        withdrawal_addresses: ["TRX:TColdWallet1".parse().unwrap()].into_iter().collect(),
+        ..Policy::default()
+    };
+    let env = setup(policy, None, Duration::from_secs(10)).await;
+    let withdraw = "coin=USDT&network=TRX&address=TColdWallet1&amount=10";
+    let answer = exchange_raw(
+        env.gateway,
+        &http(
+            "POST",
+            "/binance/sapi/v1/capital/withdraw/apply",
+            "",
+            &sign(withdraw, BOT_SECRET),
+        ),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(
+        answer.header("x-sapi-used-uid-weight-1m"),
+        ["600"],
+        "{:?}",
+        answer.headers
     );
 }
 

@@ -51,7 +51,7 @@ impl KeyMaterial {
         }
     }
 
-    /// Checks `signature` (the raw, still percent-encoded value) over `payload`.
+    /// Checks `signature` (the raw value as sent, still form-encoded) over `payload`.
     pub(crate) fn verify(&self, payload: &[u8], raw_signature: &str) -> bool {
         match self {
             KeyMaterial::Hmac(secret) => {
@@ -66,8 +66,10 @@ impl KeyMaterial {
                 expected.as_slice().ct_eq(&given).into()
             }
             KeyMaterial::Ed25519(key) => {
-                let decoded: Vec<u8> =
-                    percent_encoding::percent_decode_str(raw_signature).collect();
+                // Decoded as every parameter is: a `+` is a space, then percent-escapes.
+                // Binance asks for base64, then percent-encoded; sent without the
+                // percent-encoding, a signature that holds a `+` fails.
+                let decoded = decode_component(raw_signature);
                 let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(decoded) else {
                     return false;
                 };
@@ -363,9 +365,37 @@ mod tests {
         for text in [pem, b64] {
             let key = KeyMaterial::from_credential(&Credential::ed25519("k", text)).unwrap();
             assert!(key.verify(b"timestamp=1", &encoded));
-            assert!(key.verify(b"timestamp=1", &signature));
             assert!(!key.verify(b"timestamp=2", &encoded));
         }
         assert!(KeyMaterial::from_credential(&Credential::ed25519("k", "AAAA")).is_err());
+    }
+
+    /// Regression: the simulator took an Ed25519 signature whose base64 was sent without
+    /// percent-encoding. Binance decodes a `+` in a query or form as a space, so such a
+    /// signature fails there whenever it holds a `+` (Binance asks for base64, then
+    /// percent-encoded); it passes only with no `+` in it, as `/` and `=` decode to
+    /// themselves.
+    #[test]
+    fn an_ed25519_signature_with_an_unencoded_plus_fails() {
+        use ed25519_dalek::Signer as _;
+        let signing = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+        let key = KeyMaterial::Ed25519(signing.verifying_key());
+        let sign = |payload: &str| {
+            base64::engine::general_purpose::STANDARD
+                .encode(signing.sign(payload.as_bytes()).to_bytes())
+        };
+        let payload_with = |plus: bool| {
+            (1..1000)
+                .map(|n| format!("timestamp={n}"))
+                .find(|p| sign(p).contains('+') == plus)
+                .unwrap()
+        };
+        let payload = payload_with(true);
+        let signature = sign(&payload);
+        assert!(!key.verify(payload.as_bytes(), &signature), "{signature}");
+        // The `+` sent as `%2B` passes, as on Binance; `+` as a space would not.
+        assert!(key.verify(payload.as_bytes(), &signature.replace('+', "%2B")));
+        let payload = payload_with(false);
+        assert!(key.verify(payload.as_bytes(), &sign(&payload)));
     }
 }

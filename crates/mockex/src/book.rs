@@ -84,6 +84,13 @@ pub(crate) struct Order {
     pub(crate) reserved: Decimal,
 }
 
+impl Order {
+    /// Whether the order still rests on the book.
+    pub(crate) fn is_open(&self) -> bool {
+        self.status == "NEW" || self.status == "PARTIALLY_FILLED"
+    }
+}
+
 /// One fill.
 #[derive(Clone, Debug)]
 pub(crate) struct Trade {
@@ -238,6 +245,17 @@ pub(crate) fn place(
     now: u64,
 ) -> Result<(Order, Vec<Trade>), ApiError> {
     let m = order.market;
+    // A client order id is unique among the account's open orders, as Binance keeps it:
+    // one that finished may be used again.
+    let taken = account.orders.iter().any(|o| {
+        o.product == m.product && o.is_open() && o.client_order_id == order.client_order_id
+    });
+    if taken {
+        return Err(match m.product {
+            Product::Spot => ApiError::new(400, -2010, "Duplicate order sent."),
+            Product::UsdM => ApiError::new(400, -4116, "ClientOrderId is duplicated."),
+        });
+    }
     let (limit_price, quantity) = check_filters(&order)?;
     let crosses = match (order.order_type, order.side) {
         (OrderType::Market, _) => true,
@@ -341,21 +359,32 @@ pub(crate) enum OrderRef<'a> {
     Client(&'a str),
 }
 
-/// Finds an order of `symbol` by id or client id.
+/// Finds an order of `symbol` by id or client id. A client id may have been used again
+/// once its order finished; it names the open order that carries it, if there is one
+/// (there is at most one), else the latest order placed with it.
 pub(crate) fn find<'a>(
     account: &'a mut Account,
     product: Product,
     symbol: &str,
     by: &OrderRef<'_>,
 ) -> Option<&'a mut Order> {
-    account.orders.iter_mut().find(|o| {
+    let named = |o: &Order| {
         o.product == product
             && o.symbol == symbol
             && match by {
                 OrderRef::Id(id) => o.order_id == *id,
                 OrderRef::Client(client) => o.client_order_id == *client,
             }
-    })
+    };
+    let index = match by {
+        OrderRef::Id(_) => account.orders.iter().position(named),
+        OrderRef::Client(_) => account
+            .orders
+            .iter()
+            .position(|o| named(o) && o.is_open())
+            .or_else(|| account.orders.iter().rposition(named)),
+    }?;
+    account.orders.get_mut(index)
 }
 
 /// Cancels an open order and releases its reservation, or -2011.
@@ -369,7 +398,7 @@ pub(crate) fn cancel(
     let unknown = || ApiError::new(400, -2011, "Unknown order sent.");
     let m = market::find(product, symbol).ok_or_else(ApiError::invalid_symbol)?;
     let order = find(account, product, symbol, by).ok_or_else(unknown)?;
-    if order.status != "NEW" && order.status != "PARTIALLY_FILLED" {
+    if !order.is_open() {
         return Err(unknown());
     }
     order.status = "CANCELED";

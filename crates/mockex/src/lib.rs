@@ -7,9 +7,13 @@
 //! (`X-MBX-APIKEY`, HMAC-SHA256 hex or Ed25519 base64 `signature` over the raw query string
 //! concatenated *without separator* to the raw form body, `timestamp`/`recvWindow` window,
 //! a parameter repeated within the query or within the body rejected with -1101, one sent
-//! in both taken from the query), answers with Binance's error shape
-//! `{"code": N, "msg": "..."}` and statuses, and keeps per-key spot balances, futures
-//! wallets, orders and trades. Every request that reaches it is recorded *before*
+//! in both taken from the query, the body of a GET ignored), answers with Binance's error
+//! shape `{"code": N, "msg": "..."}` and statuses, reports the request weight used in each
+//! API family's own headers (`X-MBX-USED-WEIGHT-1M` for `/api`, `/fapi` and `/dapi`, each
+//! counted apart; `X-SAPI-USED-IP-WEIGHT-1M` or, for withdrawals, the per-key
+//! `X-SAPI-USED-UID-WEIGHT-1M` for `/sapi`) and a key's spot orders
+//! (`X-MBX-ORDER-COUNT-10S`, `X-MBX-ORDER-COUNT-1D`), and keeps per-key spot balances,
+//! futures wallets, orders and trades. Every request that reaches it is recorded *before*
 //! validation, with every header it carried, so a test can prove that a request denied by
 //! the gateway never arrived, or what arrived of one it forwarded (`GET /__mock/requests`,
 //! cleared by `POST /__mock/reset`; `POST /__mock/reset?state=1` also restores balances
@@ -22,7 +26,7 @@
 //! **What it is not.** Not a matching engine: every order that crosses a fixed reference
 //! price (BTCUSDT 60000, ETHUSDT 3000, BNBUSDT 600, DOGEUSDT 0.1, ETHBTC 0.05) fills there in
 //! full, with zero commission; nothing else ever fills. No COIN-M, options, margin, RSA keys,
-//! WebSocket streams or real rate limiting (the weight headers are informational). It
+//! WebSocket streams or real rate limiting (the rate-limit headers only report). It
 //! never opens an outbound connection.
 //!
 //! Main types: [`Simulator`] (the shared state and its [`Simulator::router`]),
@@ -46,6 +50,7 @@
 
 mod auth;
 mod book;
+mod limits;
 mod market;
 mod routes;
 mod smtp;
@@ -68,6 +73,7 @@ use tokio::sync::oneshot;
 
 use crate::auth::KeyMaterial;
 use crate::book::Account;
+use crate::limits::{Counters, Family};
 use crate::routes::{ApiError, Ids};
 
 /// How long a graceful shutdown waits for open connections before giving up on them.
@@ -140,9 +146,10 @@ pub fn load_credentials(path: &Path) -> Result<Vec<Credential>, Error> {
 /// Checks a Binance `signature` value for `payload` with this crate's own verifier.
 ///
 /// `payload` is the raw query string (minus `signature`) concatenated without separator to
-/// the raw form body; `signature` is the value as sent (hex for HMAC keys, base64 — possibly
-/// percent-encoded — for Ed25519 keys). Returns false for an unusable credential. Exposed so
-/// other crates can cross-check their signer against an independent implementation.
+/// the raw form body; `signature` is the value as sent (hex for HMAC keys; for Ed25519 keys,
+/// base64, then percent-encoded, read as Binance reads a parameter: a `+` left unencoded is
+/// a space, so such a signature fails). Returns false for an unusable credential. Exposed
+/// so other crates can cross-check their signer against an independent implementation.
 pub fn verify_signature(credential: &Credential, payload: &[u8], signature: &str) -> bool {
     KeyMaterial::from_credential(credential)
         .map(|material| material.verify(payload, signature))
@@ -244,8 +251,8 @@ struct Inner {
     keys: HashMap<String, KeyMaterial>,
     state: Mutex<State>,
     record: Mutex<Vec<Received>>,
-    /// (minute since epoch, weight used in it).
-    weight: Mutex<(u64, u64)>,
+    /// Request weight and spot orders counted, as the rate-limit headers report them.
+    limits: Mutex<Counters>,
     started_ms: u64,
     /// The simulator's clock minus the machine's, in milliseconds.
     clock_offset_ms: AtomicI64,
@@ -321,7 +328,7 @@ impl Simulator {
                 keys,
                 state: Mutex::new(state),
                 record: Mutex::new(Vec::new()),
-                weight: Mutex::new((0, 0)),
+                limits: Mutex::new(Counters::default()),
                 started_ms: now_ms(),
                 clock_offset_ms: AtomicI64::new(0),
                 withheld: Mutex::new(HashSet::new()),
@@ -394,15 +401,16 @@ impl Simulator {
         self.inner.started_ms
     }
 
-    /// Adds request weight for the current minute and returns the minute's total.
-    pub(crate) fn add_weight(&self, weight: u32) -> u64 {
-        let minute = now_ms() / 60_000;
-        let mut used = lock(&self.inner.weight);
-        if used.0 != minute {
-            *used = (minute, 0);
-        }
-        used.1 += u64::from(weight);
-        used.1
+    /// Adds request weight to `family`'s counter for the current minute (`api_key`'s
+    /// counter, for weight counted per account) and returns the minute's total.
+    pub(crate) fn add_weight(&self, family: Family, api_key: Option<&str>, weight: u32) -> u64 {
+        lock(&self.inner.limits).add_weight(family, api_key, weight, now_ms())
+    }
+
+    /// Counts a spot order placed with `api_key`; returns its orders in the current 10
+    /// seconds and day.
+    pub(crate) fn add_order(&self, api_key: &str) -> [u64; 2] {
+        lock(&self.inner.limits).add_order(api_key, now_ms())
     }
 
     /// Runs `f` on the account of a known key.

@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 
 use crate::auth::{self, Params};
 use crate::book::{self, Account, NewOrder, Order, OrderRef, OrderType, Side, Trade};
+use crate::limits::{Family, ORDER_COUNT_HEADERS};
 use crate::market::{self, fmt, Product};
 use crate::{Received, RecordedRequest, Simulator};
 
@@ -116,6 +117,14 @@ enum Endpoint {
     FuturesBalance,
 }
 
+impl Endpoint {
+    /// Whether Binance counts this endpoint's weight per account (UID) rather than per
+    /// IP: of the simulator's `/sapi` endpoints, only the withdrawal ("Weight(UID): 600").
+    fn is_uid_weighted(self) -> bool {
+        matches!(self, Endpoint::Withdraw)
+    }
+}
+
 /// The endpoint table: (method, path) → security, request weight, endpoint.
 fn route(method: &Method, path: &str) -> Option<(Security, u32, Endpoint)> {
     use Endpoint as E;
@@ -175,8 +184,10 @@ async fn handle(
     let path = uri.path().to_owned();
     let query = uri.query().unwrap_or("").to_owned();
     if let Some(control) = path.strip_prefix("/__mock/") {
+        // Reports the `/api` weight without spending any, for tests to read it.
         let response = mock_control(&simulator, &method, control, &query);
-        return with_weight(response, simulator.add_weight(0));
+        let used = simulator.add_weight(Family::Api, None, 0);
+        return with_weight(response, Family::Api, used);
     }
     let api_key = headers
         .get("x-mbx-apikey")
@@ -199,19 +210,28 @@ async fn handle(
             })
             .collect(),
     });
-    let (status, value, weight) = match route(&method, &path) {
+    let found = route(&method, &path);
+    let family = Family::of(&path, found.is_some_and(|(_, _, e)| e.is_uid_weighted()));
+    let (status, value, weight) = match found {
         None => {
             let (status, value) = ApiError::new(404, -1000, "Unknown endpoint.").into_parts();
             (status, value, 1)
         }
         Some((security, weight, endpoint)) => {
+            // Binance reads the parameters of a GET from its query string alone
+            // (NOTES §1.1): a body it carries is neither parameters nor signed.
+            let body: &[u8] = if method == Method::GET || method == Method::HEAD {
+                b""
+            } else {
+                &body
+            };
             let result = authenticate(
                 &simulator,
                 security,
                 &path,
                 &headers,
                 &query,
-                &body,
+                body,
                 api_key.as_deref(),
             )
             .and_then(|(params, key)| dispatch(&simulator, endpoint, &params, key.as_deref()));
@@ -224,16 +244,29 @@ async fn handle(
             }
         }
     };
-    let response = (status, axum::Json(value)).into_response();
-    with_weight(response, simulator.add_weight(weight))
+    // Weight per account is counted for the account the key names, signed or not.
+    let account = api_key.as_deref().filter(|k| simulator.key(k).is_some());
+    let used = simulator.add_weight(family, account, weight);
+    let mut response = with_weight((status, axum::Json(value)).into_response(), family, used);
+    // Every successful spot order answer tells the key's orders, as Binance's does.
+    let spot_order = matches!(found, Some((_, _, Endpoint::NewOrder(Product::Spot))));
+    if let (true, true, Some(key)) = (spot_order, status.is_success(), account) {
+        let counts = simulator.add_order(key);
+        for (name, count) in ORDER_COUNT_HEADERS.into_iter().zip(counts) {
+            response
+                .headers_mut()
+                .insert(name, HeaderValue::from(count));
+        }
+    }
+    response
 }
 
-/// Adds Binance's rate-limit headers.
-fn with_weight(mut response: Response, used: u64) -> Response {
+/// Adds the headers that report `family`'s request weight `used` this minute.
+fn with_weight(mut response: Response, family: Family, used: u64) -> Response {
     let used = HeaderValue::from(used);
-    let headers = response.headers_mut();
-    headers.insert("x-mbx-used-weight", used.clone());
-    headers.insert("x-mbx-used-weight-1m", used);
+    for name in family.headers() {
+        response.headers_mut().insert(*name, used.clone());
+    }
     response
 }
 
@@ -505,9 +538,7 @@ fn private(
                 None => None,
             };
             let open = account.orders.iter().filter(|o| {
-                o.product == product
-                    && (o.status == "NEW" || o.status == "PARTIALLY_FILLED")
-                    && filter.is_none_or(|s| s == o.symbol)
+                o.product == product && o.is_open() && filter.is_none_or(|s| s == o.symbol)
             });
             Ok(Value::Array(
                 open.map(|o| match product {

@@ -47,7 +47,8 @@ fn hmac_hex(secret: &str, payload: &str) -> String {
     hex::encode(mac.finalize().into_bytes())
 }
 
-/// Sends a raw request and returns (status, JSON body).
+/// Sends a raw request and returns (status, JSON body); checks that the answer reports
+/// the request weight used in the headers of the path's API family.
 async fn send(
     sim: &RunningSimulator,
     method: reqwest::Method,
@@ -55,6 +56,29 @@ async fn send(
     key: Option<&str>,
     body: Option<&str>,
 ) -> (u16, Value) {
+    let (status, headers, value) = send_for_headers(sim, method, path_and_query, key, body).await;
+    let weight = if path_and_query.starts_with("/sapi/v1/capital/withdraw/apply") {
+        "x-sapi-used-uid-weight-1m"
+    } else if path_and_query.starts_with("/sapi/") {
+        "x-sapi-used-ip-weight-1m"
+    } else {
+        "x-mbx-used-weight-1m"
+    };
+    assert!(
+        headers.contains_key(weight),
+        "{path_and_query}: {headers:?}"
+    );
+    (status, value)
+}
+
+/// Sends a raw request and returns (status, headers, JSON body).
+async fn send_for_headers(
+    sim: &RunningSimulator,
+    method: reqwest::Method,
+    path_and_query: &str,
+    key: Option<&str>,
+    body: Option<&str>,
+) -> (u16, reqwest::header::HeaderMap, Value) {
     let client = reqwest::Client::new();
     let mut request = client.request(method, format!("{}{}", sim.url(), path_and_query));
     if let Some(key) = key {
@@ -67,9 +91,17 @@ async fn send(
     }
     let response = request.send().await.unwrap();
     let status = response.status().as_u16();
-    assert!(response.headers().contains_key("x-mbx-used-weight-1m"));
+    let headers = response.headers().clone();
     let text = response.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap())
+    (status, headers, serde_json::from_str(&text).unwrap())
+}
+
+/// `path?params&timestamp=…&recvWindow=10000&signature=…`, signed with `SECRET`.
+fn signed_target(path: &str, params: &str) -> String {
+    let sep = if params.is_empty() { "" } else { "&" };
+    let query = format!("{params}{sep}timestamp={}&recvWindow=10000", now_ms());
+    let signature = hmac_hex(SECRET, &query);
+    format!("{path}?{query}&signature={signature}")
 }
 
 /// A signed request with every parameter in the query string.
@@ -79,17 +111,7 @@ async fn signed(
     path: &str,
     params: &str,
 ) -> (u16, Value) {
-    let sep = if params.is_empty() { "" } else { "&" };
-    let query = format!("{params}{sep}timestamp={}&recvWindow=10000", now_ms());
-    let signature = hmac_hex(SECRET, &query);
-    send(
-        sim,
-        method,
-        &format!("{path}?{query}&signature={signature}"),
-        Some(KEY),
-        None,
-    )
-    .await
+    send(sim, method, &signed_target(path, params), Some(KEY), None).await
 }
 
 fn assert_code(response: &(u16, Value), status: u16, code: i64) {
@@ -323,6 +345,45 @@ mod auth {
         assert_code(&response, 400, -1022);
     }
 
+    /// Regression: the simulator read a form body on any method, where Binance reads the
+    /// parameters of a GET from the query string alone: a GET signed in its body is
+    /// missing its signature (-1102), and a body beside a signed query changes nothing.
+    #[tokio::test]
+    async fn the_body_of_a_get_is_ignored() {
+        let sim = start().await;
+        let body = format!("timestamp={}&recvWindow=10000", now_ms());
+        let signed_body = format!("{body}&signature={}", hmac_hex(SECRET, &body));
+        let response = send(
+            &sim,
+            Method::GET,
+            "/api/v3/account",
+            Some(KEY),
+            Some(&signed_body),
+        )
+        .await;
+        assert_code(&response, 400, -1102);
+        assert!(
+            response.1["msg"].as_str().unwrap().contains("'signature'"),
+            "{:?}",
+            response.1
+        );
+        // Signed over the query alone; the body is not part of the payload.
+        let target = signed_target("/api/v3/openOrders", "symbol=BTCUSDT");
+        let response = send(
+            &sim,
+            Method::GET,
+            &target,
+            Some(KEY),
+            Some("symbol=ETHUSDT&recvWindow=1"),
+        )
+        .await;
+        assert_eq!(response.0, 200, "{:?}", response.1);
+        // It was received all the same, body included.
+        let received = sim.simulator().requests();
+        assert_eq!(received.len(), 2);
+        assert_eq!(received[0].body, signed_body);
+    }
+
     #[tokio::test]
     async fn ed25519_credential_works() {
         let sim = start().await;
@@ -394,6 +455,89 @@ mod trading {
         )
         .await;
         assert_code(&again, 400, -2011);
+    }
+
+    /// Regression: the simulator took a second order with the `newClientOrderId` of an
+    /// open one, where Binance refuses it (-2010 "Duplicate order sent." on spot, -4116
+    /// on USD-M); and a query or cancel by `origClientOrderId` took the first order ever
+    /// placed with that id, maybe long filled, not the open one.
+    #[tokio::test]
+    async fn a_client_order_id_is_unique_among_open_orders() {
+        let sim = start().await;
+        let resting = "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.5&price=50000";
+        let (status, first) = signed(
+            &sim,
+            Method::POST,
+            "/api/v3/order",
+            &format!("{resting}&newClientOrderId=dup-1"),
+        )
+        .await;
+        assert_eq!(
+            (status, &first["status"]),
+            (200, &Value::from("NEW")),
+            "{first}"
+        );
+        let again = signed(
+            &sim,
+            Method::POST,
+            "/api/v3/order",
+            &format!("{resting}&newClientOrderId=dup-1"),
+        )
+        .await;
+        assert_code(&again, 400, -2010);
+        assert_eq!(again.1["msg"], "Duplicate order sent.");
+        let (_, open) = signed(&sim, Method::GET, "/api/v3/openOrders", "").await;
+        assert_eq!(open.as_array().unwrap().len(), 1, "{open}");
+        let (_, account) = signed(&sim, Method::GET, "/api/v3/account", "").await;
+        assert_eq!(balance(&account, "USDT").1, "25000.00000000");
+
+        // Once its order finished, an id may be used again; lookups by it then name the
+        // open order, not the finished one.
+        let (status, filled) = signed(
+            &sim,
+            Method::POST,
+            "/api/v3/order",
+            "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=0.01&newClientOrderId=again-1",
+        )
+        .await;
+        assert_eq!((status, &filled["status"]), (200, &Value::from("FILLED")));
+        let (status, reused) = signed(
+            &sim,
+            Method::POST,
+            "/api/v3/order",
+            &format!("{resting}&newClientOrderId=again-1"),
+        )
+        .await;
+        assert_eq!(
+            (status, &reused["status"]),
+            (200, &Value::from("NEW")),
+            "{reused}"
+        );
+        let by_client = "symbol=BTCUSDT&origClientOrderId=again-1";
+        let (status, found) = signed(&sim, Method::GET, "/api/v3/order", by_client).await;
+        assert_eq!(status, 200, "{found}");
+        assert_eq!(found["orderId"], reused["orderId"], "{found}");
+        assert_eq!(found["status"], "NEW");
+        let (status, cancelled) = signed(&sim, Method::DELETE, "/api/v3/order", by_client).await;
+        assert_eq!(status, 200, "{cancelled}");
+        assert_eq!(cancelled["orderId"], reused["orderId"], "{cancelled}");
+        assert_eq!(cancelled["status"], "CANCELED");
+        // None open: the latest placed with it, which a cancel does not find open.
+        let (_, found) = signed(&sim, Method::GET, "/api/v3/order", by_client).await;
+        assert_eq!(found["orderId"], reused["orderId"], "{found}");
+        let gone = signed(&sim, Method::DELETE, "/api/v3/order", by_client).await;
+        assert_code(&gone, 400, -2011);
+
+        // USD-M answers its own code.
+        let futures = "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=50000&newClientOrderId=dup-f";
+        let (status, placed) = signed(&sim, Method::POST, "/fapi/v1/order", futures).await;
+        assert_eq!(
+            (status, &placed["status"]),
+            (200, &Value::from("NEW")),
+            "{placed}"
+        );
+        let again = signed(&sim, Method::POST, "/fapi/v1/order", futures).await;
+        assert_code(&again, 400, -4116);
     }
 
     #[tokio::test]
@@ -642,6 +786,151 @@ mod trading {
         assert_code(&response, 400, -1100);
         let response = send(&sim, Method::GET, "/api/v3/nothing", None, None).await;
         assert_code(&response, 404, -1000);
+    }
+}
+
+mod limits {
+    use super::*;
+    use reqwest::Method;
+
+    /// Waits, if need be, until at least 3 s remain before the next 10-second turn (which
+    /// is also every minute's and day's), so that the counters checked do not restart.
+    async fn clear_of_a_turn() {
+        let into = now_ms() % 10_000;
+        if into > 7_000 {
+            tokio::time::sleep(std::time::Duration::from_millis((10_100 - into) as u64)).await;
+        }
+    }
+
+    /// A signed request with every parameter in the query; (status, headers, JSON body).
+    async fn signed_for_headers(
+        sim: &RunningSimulator,
+        method: Method,
+        path: &str,
+        params: &str,
+    ) -> (u16, reqwest::header::HeaderMap, Value) {
+        send_for_headers(sim, method, &signed_target(path, params), Some(KEY), None).await
+    }
+
+    /// The value of header `name` as a number.
+    fn used(headers: &reqwest::header::HeaderMap, name: &str) -> Option<u64> {
+        headers
+            .get(name)
+            .map(|v| v.to_str().unwrap().parse().unwrap())
+    }
+
+    /// Regression: every answer carried `X-MBX-USED-WEIGHT-1M` from one counter shared by
+    /// every path, where Binance answers `/sapi` with `X-SAPI-USED-IP-WEIGHT-1M` (or
+    /// `X-SAPI-USED-UID-WEIGHT-1M` for withdrawals, counted per account) and counts
+    /// `/api`, `/sapi` and `/fapi` apart.
+    #[tokio::test]
+    async fn each_api_family_reports_its_own_weight_in_its_own_headers() {
+        let sim = start().await;
+        clear_of_a_turn().await;
+        let call = |method, path, params| signed_for_headers(&sim, method, path, params);
+        let (status, headers, body) = call(Method::GET, "/api/v3/account", "").await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(used(&headers, "x-mbx-used-weight-1m"), Some(20));
+        assert_eq!(used(&headers, "x-mbx-used-weight"), Some(20));
+        assert!(!headers.contains_key("x-sapi-used-ip-weight-1m"));
+
+        let (status, headers, body) =
+            call(Method::GET, "/sapi/v1/account/apiRestrictions", "").await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(
+            used(&headers, "x-sapi-used-ip-weight-1m"),
+            Some(1),
+            "{headers:?}"
+        );
+        for other in [
+            "x-mbx-used-weight-1m",
+            "x-mbx-used-weight",
+            "x-sapi-used-uid-weight-1m",
+        ] {
+            assert!(!headers.contains_key(other), "{other}: {headers:?}");
+        }
+
+        let withdraw = "coin=BTC&address=bc1qexampleexampleexample&amount=0.1";
+        let (status, headers, body) =
+            call(Method::POST, "/sapi/v1/capital/withdraw/apply", withdraw).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(used(&headers, "x-sapi-used-uid-weight-1m"), Some(600));
+        assert!(
+            !headers.contains_key("x-sapi-used-ip-weight-1m"),
+            "{headers:?}"
+        );
+        assert!(!headers.contains_key("x-mbx-used-weight-1m"), "{headers:?}");
+
+        let (status, headers, body) = call(Method::GET, "/fapi/v2/account", "").await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(used(&headers, "x-mbx-used-weight-1m"), Some(5));
+
+        // Each counter went on from where it was.
+        let (_, headers, _) = call(Method::GET, "/api/v3/account", "").await;
+        assert_eq!(used(&headers, "x-mbx-used-weight-1m"), Some(40));
+        let (_, headers, _) = call(Method::GET, "/sapi/v1/account/apiRestrictions", "").await;
+        assert_eq!(used(&headers, "x-sapi-used-ip-weight-1m"), Some(2));
+    }
+
+    /// Binance tells a key's orders in every successful spot order answer
+    /// (`X-MBX-ORDER-COUNT-10S`, `X-MBX-ORDER-COUNT-1D`), counted per account; the
+    /// simulator told none.
+    #[tokio::test]
+    async fn spot_order_answers_count_the_orders_of_their_key() {
+        let sim = start().await;
+        clear_of_a_turn().await;
+        let order = "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=50000";
+        let place = || signed_for_headers(&sim, Method::POST, "/api/v3/order", order);
+        for n in 1..=2 {
+            let (status, headers, body) = place().await;
+            assert_eq!(status, 200, "{body}");
+            assert_eq!(
+                used(&headers, "x-mbx-order-count-10s"),
+                Some(n),
+                "{headers:?}"
+            );
+            assert_eq!(
+                used(&headers, "x-mbx-order-count-1d"),
+                Some(n),
+                "{headers:?}"
+            );
+        }
+        // Another key counts its own.
+        let query = format!("{order}&timestamp={}", now_ms());
+        let signature = base64::engine::general_purpose::STANDARD
+            .encode(ed_signing_key().sign(query.as_bytes()).to_bytes());
+        let signature =
+            percent_encoding::utf8_percent_encode(&signature, percent_encoding::NON_ALPHANUMERIC);
+        let target = format!("/api/v3/order?{query}&signature={signature}");
+        let (status, headers, body) =
+            send_for_headers(&sim, Method::POST, &target, Some(ED_KEY), None).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(
+            used(&headers, "x-mbx-order-count-10s"),
+            Some(1),
+            "{headers:?}"
+        );
+        // A read, or an order refused, tells no order count.
+        let (_, headers, _) = send_for_headers(
+            &sim,
+            Method::GET,
+            &signed_target("/api/v3/account", ""),
+            Some(KEY),
+            None,
+        )
+        .await;
+        assert!(
+            !headers.contains_key("x-mbx-order-count-10s"),
+            "{headers:?}"
+        );
+        let too_much = "symbol=BTCUSDT&side=SELL&type=MARKET&quantity=100";
+        let (status, headers, _) =
+            signed_for_headers(&sim, Method::POST, "/api/v3/order", too_much).await;
+        assert_eq!(status, 400);
+        assert!(
+            !headers.contains_key("x-mbx-order-count-10s"),
+            "{headers:?}"
+        );
     }
 }
 

@@ -453,7 +453,7 @@ impl Upstream {
     }
 
     /// The last price of `symbol` from the exchange's public ticker, by a lookup at most
-    /// [`PRICE_TTL`] old; `Ok(None)` when the lookup failed (a symbol the exchange does not
+    /// a second old; `Ok(None)` when the lookup failed (a symbol the exchange does not
     /// list, no answer), which stands as long as a price does.
     ///
     /// A lookup is a public call: it reserves its estimated weight in `weight` and is not

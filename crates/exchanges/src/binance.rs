@@ -8,7 +8,6 @@
 //! and the exchange another. keygate refuses both.
 
 use std::borrow::Cow;
-use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::ops::Range;
 
@@ -107,10 +106,6 @@ impl SignedRequest {
         raw.push_str(body);
         let pair_count = query.split('&').count() + body.split('&').count();
         let mut params: Vec<Param> = Vec::with_capacity(pair_count.min(MAX_PARAMETERS));
-        // The names seen so far, ASCII-lowercased: one lookup per parameter, where
-        // comparing each with every earlier one let a request of many short names cost
-        // seconds.
-        let mut seen: HashSet<String> = HashSet::with_capacity(pair_count.min(MAX_PARAMETERS));
         let mut signature = None;
         let mut signature_in_body = false;
         let mut payload = Vec::with_capacity(raw.len());
@@ -151,15 +146,21 @@ impl SignedRequest {
                 // know whether the exchange folds case, so it refuses the ambiguity. That
                 // includes `signature` in another case, signed or not: the request goes
                 // to the exchange with a `signature`.
-                let folded = name_text.to_ascii_lowercase();
-                if folded == "signature" || !seen.insert(folded) {
-                    return Err(Error::DuplicateParameter {
-                        name: name_text.to_owned(),
-                    });
-                }
+                // Bounded first: each name is compared with every earlier one, which is
+                // the fastest way for the few dozen a request has, and with no bound let a
+                // request of many short names cost seconds.
                 if params.len() == MAX_PARAMETERS {
                     return Err(Error::TooManyParameters {
                         limit: MAX_PARAMETERS,
+                    });
+                }
+                if name_text.eq_ignore_ascii_case("signature")
+                    || params
+                        .iter()
+                        .any(|p| text(&raw, &p.name).eq_ignore_ascii_case(name_text))
+                {
+                    return Err(Error::DuplicateParameter {
+                        name: name_text.to_owned(),
                     });
                 }
                 // A price that does not read would otherwise be left out of the order's

@@ -443,11 +443,15 @@ impl Follower {
     async fn run(mut self, stop: &AtomicBool) {
         loop {
             let stopping = stop.load(Ordering::Acquire);
-            // Once asked to stop, read to the end before leaving.
-            while self.step().await {}
-            while let Ok(alert) = self.raised.try_recv() {
-                self.send(&alert).await;
+            // Once asked to stop, read to the end before leaving. Alerts raised outside
+            // the log go out between pages, not after a backlog of them.
+            loop {
+                self.send_raised().await;
+                if !self.step().await {
+                    break;
+                }
             }
+            self.send_raised().await;
             if stopping {
                 return;
             }
@@ -525,12 +529,26 @@ impl Follower {
         true
     }
 
+    /// Evaluates `events` and sends their alerts, the most severe first: behind a slow
+    /// sink, a page of warnings (denials from many sources, say) must not hold up the
+    /// alert of a withdrawal.
     async fn evaluate(&mut self, events: &[(u64, keygate_core::Event)]) {
+        let mut alerts = Vec::new();
         for (seq, event) in events {
             self.metrics.event(*seq, event);
-            for alert in self.rules.evaluate(*seq, event) {
-                self.send(&alert).await;
-            }
+            alerts.extend(self.rules.evaluate(*seq, event));
+        }
+        // Stable: alerts of one severity keep the log's order.
+        alerts.sort_by_key(|alert| std::cmp::Reverse(alert.severity));
+        for alert in &alerts {
+            self.send(alert).await;
+        }
+    }
+
+    /// Sends the alerts raised outside the log (by the gateway, by reconciliation).
+    async fn send_raised(&mut self) {
+        while let Ok(alert) = self.raised.try_recv() {
+            self.send(&alert).await;
         }
     }
 

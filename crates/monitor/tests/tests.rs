@@ -149,6 +149,9 @@ fn the_monitor_follows_the_log_signs_each_alert_and_resumes_where_it_stopped() {
     log.append_blocking(panic_event(13)).unwrap();
     let got = receiver.wait_for(3);
     assert_eq!(got.len(), 3, "{got:?}");
+    // In the log's order, but for the most severe first where they share a page.
+    let mut got = got;
+    got.sort_by_key(|r| json(r)["event_seq"].as_u64());
     let rules: Vec<String> = got
         .iter()
         .map(|r| json(r)["rule"].as_str().unwrap().to_owned())
@@ -198,6 +201,37 @@ fn the_monitor_follows_the_log_signs_each_alert_and_resumes_where_it_stopped() {
         .map(|a| a.event_seq)
         .collect();
     assert_eq!(seqs, [1, 3, 4, 5, 6]);
+}
+
+/// A regression test: alerts went out in the log's order, so behind a slow webhook a page
+/// of warnings held up a critical alert that came after them.
+#[test]
+fn within_a_page_critical_alerts_go_out_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, log) = log_in(dir.path());
+    let receiver = Receiver::start(&[]);
+    let settings = || {
+        config(&receiver, None, Severity::Warning)
+            .settings()
+            .unwrap()
+    };
+    // Started once, so that it keeps its place at the end of the log, then stopped while
+    // the events are written: they are one page when it starts again.
+    Monitor::start(&db, settings()).unwrap().stop();
+    log.append_blocking(request(10, ActionKind::Read, Some(Rule::Revoked)))
+        .unwrap();
+    log.append_blocking(request(11, ActionKind::Read, Some(Rule::Replay)))
+        .unwrap();
+    log.append_blocking(request(12, ActionKind::Withdraw, Some(Rule::Scope)))
+        .unwrap();
+    let monitor = Monitor::start(&db, settings()).unwrap();
+    let got = receiver.wait_for(3);
+    monitor.stop();
+    let rules: Vec<String> = got
+        .iter()
+        .map(|r| json(r)["rule"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(rules, ["withdrawal", "dead_key_used", "replay"]);
 }
 
 /// A regression test: events cut off the end of the log behind the monitor's place went

@@ -136,6 +136,10 @@ fn scan(args: &ScanArgs, managed: Option<ManagedKeys>) -> anyhow::Result<i32> {
                 );
             }
         }));
+        // A warning goes on a line of its own, not into the middle of the progress line.
+        builder = builder.on_warning(Arc::new(|warning| {
+            eprintln!("\r\x1b[2Kkeygate scan: warning: {warning}");
+        }));
     }
     let scanner = builder.build();
     let report = if args.git {

@@ -824,6 +824,15 @@ pub fn append_within(store: &Store, key: &AuditKey, events: &[Event]) -> Result<
     Ok(seqs.last().copied().flatten().unwrap_or_default())
 }
 
+/// The rows of the log from `from`, at most `limit`; a row whose columns do not read is
+/// tampered with, named by its seq.
+fn events(store: &Store, from: u64, limit: u64) -> Result<Vec<EventRow>, Error> {
+    store.events(from, limit).map_err(|e| match e {
+        keygate_store::Error::StoredEvent { seq, reason } => Error::Tampered { seq, reason },
+        other => Error::Store(other),
+    })
+}
+
 /// Verifies the whole log: contiguous sequence from 1, every hash chained to the one
 /// before, every MAC made with `key`, and the recorded head equal to the last row.
 /// Returns the number of events.
@@ -849,7 +858,7 @@ fn verify_snapshot(store: &Store, key: &AuditKey) -> Result<Verified, Error> {
     let mut expected_seq = 1;
     let mut last_admin_seq = 0;
     loop {
-        let page = store.events(expected_seq, 10_000)?;
+        let page = events(store, expected_seq, 10_000)?;
         if page.is_empty() {
             break;
         }
@@ -993,7 +1002,7 @@ pub fn verify_checkpoints(
                         ),
                     });
                 }
-                let row = store.events(*seq, 1)?.into_iter().next();
+                let row = events(store, *seq, 1)?.into_iter().next();
                 if !row.is_some_and(|row| bool::from(row.hash.ct_eq(hash))) {
                     return Err(Error::Tampered {
                         seq: *seq,
@@ -1009,8 +1018,7 @@ pub fn verify_checkpoints(
 
 /// Reads events with `seq >= from`, decoded, with their seq.
 pub fn read(store: &Store, from: u64, limit: u64) -> Result<Vec<(u64, Event)>, Error> {
-    store
-        .events(from, limit)?
+    events(store, from, limit)?
         .into_iter()
         .map(|row| {
             serde_json::from_str::<Event>(&row.body)
@@ -1034,7 +1042,7 @@ pub fn seq_near(store: &Store, ts_ms: u64) -> Result<u64, Error> {
     // at or after it.
     while low < high {
         let mid = low + (high - low) / 2;
-        match store.events(mid, 1)?.first() {
+        match events(store, mid, 1)?.first() {
             Some(row) if row.ts_ms < target => low = mid + 1,
             _ => high = mid,
         }

@@ -2583,6 +2583,20 @@ mod audit {
         assert_verify_fails_at(&kg, 4);
     }
 
+    /// A regression test: a column stored as another type failed verify with a database
+    /// error (exit 2) instead of naming the event.
+    #[test]
+    fn an_event_stored_as_another_type_is_named() {
+        let kg = busy_vault();
+        db(&kg)
+            .execute(
+                "UPDATE events SET body = CAST(body AS BLOB) WHERE seq = 5",
+                [],
+            )
+            .unwrap();
+        assert_verify_fails_at(&kg, 5);
+    }
+
     #[test]
     fn deleting_a_middle_event_is_caught() {
         let kg = busy_vault();

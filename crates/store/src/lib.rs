@@ -178,6 +178,15 @@ pub enum Error {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// An audit row whose columns do not read as an event's (a body stored as a blob,
+    /// say): the row was edited behind keygate's back.
+    #[error("audit event {seq} is not stored as keygate writes events: {reason}")]
+    StoredEvent {
+        /// The row's seq.
+        seq: u64,
+        /// What does not read.
+        reason: String,
+    },
     /// The audit log does not end where its last append left it (the recorded head):
     /// events were cut off or added behind keygate's back. Nothing more is appended, so
     /// that a new event cannot take the place of a removed one and hide the cut.

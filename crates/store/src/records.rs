@@ -993,16 +993,29 @@ impl Store {
             .map_err(|e| self.error(e))?;
         let rows = stmt
             .query_map(params![from as i64, limit as i64], |r| {
-                Ok(EventRow {
-                    seq: r.get::<_, i64>(0)? as u64,
-                    ts_ms: r.get::<_, i64>(1)? as u64,
-                    body: r.get(2)?,
-                    hash: r.get(3)?,
-                    mac: r.get(4)?,
-                })
+                let seq = r.get::<_, i64>(0)? as u64;
+                // A column of another type (a body stored as a blob, say) is the row's
+                // fault, named by its seq, not the database's.
+                let row = (|| {
+                    Ok::<_, rusqlite::Error>(EventRow {
+                        seq,
+                        ts_ms: r.get::<_, i64>(1)? as u64,
+                        body: r.get(2)?,
+                        hash: r.get(3)?,
+                        mac: r.get(4)?,
+                    })
+                })();
+                Ok(row.map_err(|e| Error::StoredEvent {
+                    seq,
+                    reason: e.to_string(),
+                }))
             })
             .map_err(|e| self.error(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
+        let mut events = Vec::new();
+        for row in rows {
+            events.push(row.map_err(|e| self.error(e))??);
+        }
+        Ok(events)
     }
 
     /// The last audit row, if any.

@@ -289,7 +289,14 @@ pub(crate) fn place(
             if crosses {
                 match order.side {
                     Side::Buy => {
-                        account.debit(m.quote, fill_quote)?;
+                        // A limit buy needs its price's worth free, as Binance reserves it,
+                        // though it fills at the better market price: the rest comes back.
+                        let needed = match order.order_type {
+                            OrderType::Limit => limit_price * quantity,
+                            OrderType::Market => fill_quote,
+                        };
+                        account.debit(m.quote, needed)?;
+                        account.spot_balance(m.quote).free += needed - fill_quote;
                         account.spot_balance(m.base).free += quantity;
                     }
                     Side::Sell => {
@@ -461,6 +468,39 @@ mod tests {
         assert_eq!(account.spot["USDT"].free, Decimal::from(1_000_000));
         let err = cancel(&mut account, Product::Spot, "BTCUSDT", &OrderRef::Id(7), 1).unwrap_err();
         assert_eq!(err.code, -2011);
+    }
+
+    /// Regression: a crossing limit buy was checked against its cost at the reference
+    /// price, so the simulator filled a buy Binance refuses (-2010) for want of its
+    /// price's worth of quote.
+    #[test]
+    fn a_crossing_limit_buy_needs_its_limit_price_worth_free() {
+        let mut account = Account::new();
+        let mut trade_id = 1;
+        // 15 BTC at 70 000 is 1 050 000 USDT: more than the million there is, though the
+        // fill at 60 000 would cost 900 000.
+        let err = place(
+            &mut account,
+            new_order("BTCUSDT", Side::Buy, Some("70000"), "15"),
+            1,
+            &mut trade_id,
+            0,
+        )
+        .unwrap_err();
+        assert_eq!(err.code, -2010);
+        assert_eq!(account.spot["USDT"].free, Decimal::from(1_000_000));
+        // Within it, the buy fills at the reference price and the rest comes back.
+        let (order, _) = place(
+            &mut account,
+            new_order("BTCUSDT", Side::Buy, Some("70000"), "10"),
+            2,
+            &mut trade_id,
+            0,
+        )
+        .unwrap();
+        assert_eq!(order.status, "FILLED");
+        assert_eq!(account.spot["USDT"].free, Decimal::from(400_000));
+        assert_eq!(account.spot["BTC"].free, Decimal::from(20));
     }
 
     #[test]

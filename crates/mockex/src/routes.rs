@@ -466,12 +466,29 @@ fn private(
             let time_in_force = match order_type {
                 OrderType::Limit => {
                     let tif = params.required("timeInForce")?;
-                    if !["GTC", "IOC", "FOK", "GTX"].contains(&tif) {
+                    // GTX (post only) is a futures time in force; spot has LIMIT_MAKER.
+                    let known: &[&str] = match product {
+                        Product::Spot => &["GTC", "IOC", "FOK"],
+                        Product::UsdM => &["GTC", "IOC", "FOK", "GTX"],
+                    };
+                    if !known.contains(&tif) {
                         return Err(ApiError::new(400, -1115, "Invalid timeInForce."));
                     }
                     tif.to_owned()
                 }
-                OrderType::Market => "GTC".to_owned(),
+                OrderType::Market => {
+                    // Binance refuses what a market order does not take.
+                    for name in ["price", "timeInForce"] {
+                        if params.get(name).is_some() {
+                            return Err(ApiError::new(
+                                400,
+                                -1106,
+                                format!("Parameter '{name}' sent when not required."),
+                            ));
+                        }
+                    }
+                    "GTC".to_owned()
+                }
             };
             let client_order_id = match params.get("newClientOrderId") {
                 Some(id) if !id.is_empty() => {

@@ -457,6 +457,32 @@ mod trading {
         assert_code(&again, 400, -2011);
     }
 
+    /// Regression: a market order with a price or a time in force, and a spot order with
+    /// GTX (a futures time in force), were filled where Binance refuses them.
+    #[tokio::test]
+    async fn order_parameters_binance_refuses_are_refused() {
+        let sim = start().await;
+        for (params, code) in [
+            (
+                "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=0.01&price=1",
+                -1106,
+            ),
+            (
+                "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=0.01&timeInForce=GTC",
+                -1106,
+            ),
+            (
+                "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTX&quantity=0.01&price=70000",
+                -1115,
+            ),
+        ] {
+            let refused = signed(&sim, Method::POST, "/api/v3/order", params).await;
+            assert_code(&refused, 400, code);
+        }
+        let (_, account) = signed(&sim, Method::GET, "/api/v3/account", "").await;
+        assert_eq!(balance(&account, "BTC").0, "10.00000000", "{account}");
+    }
+
     /// Regression: the simulator took a second order with the `newClientOrderId` of an
     /// open one, where Binance refuses it (-2010 "Duplicate order sent." on spot, -4116
     /// on USD-M); and a query or cancel by `origClientOrderId` took the first order ever

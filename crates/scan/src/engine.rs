@@ -6,8 +6,9 @@
 //! base64url characters plus `=` padding) and each token is checked only against the rules
 //! whose shape has exactly its length. (3) A candidate needs a keyword of its exchange in
 //! a window of lines around it, or on an enclosing line of a nested YAML/JSON block (found
-//! by indentation), or in the file path. (4) Candidates of one exchange close together are
-//! paired into credential sets.
+//! by indentation) or TOML/INI section (found by its `[header]`), or in the part of the file
+//! path below the scan root. (4) Candidates of one exchange close together are paired into
+//! credential sets.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -148,10 +149,14 @@ impl Engine {
         self.rules
     }
 
-    /// Scans one buffer. `path` is used for context and in findings.
+    /// Scans one buffer. `path` names it in findings; `context_path` is searched for
+    /// exchange keywords. They differ for a walked file: only the part of its path below
+    /// the scan root counts as context, so how the root was typed (`~/src/binance-bot`
+    /// or `.`) does not change what is found.
     pub(crate) fn scan(
         &self,
         path: &str,
+        context_path: &str,
         data: &[u8],
         managed: Option<&ManagedKeys>,
         redact_values: bool,
@@ -176,9 +181,9 @@ impl Engine {
             }
         }
         let mut path_hit = vec![false; nex];
-        for m in self.ac.find_iter(path.as_bytes()) {
+        for m in self.ac.find_iter(context_path.as_bytes()) {
             if let Pattern::Keyword(ex) = self.patterns[m.pattern().as_usize()] {
-                if keyword_boundary(path.as_bytes(), m.start(), m.end()) {
+                if keyword_boundary(context_path.as_bytes(), m.start(), m.end()) {
                     path_hit[ex] = true;
                     any_hit = true;
                 }
@@ -308,15 +313,27 @@ impl Engine {
         } else {
             0
         };
+        let line_start = ctx.lines.start(line);
+        let from = line_start.max(start.saturating_sub(120));
+        let label = self
+            .label_re
+            .captures(&ctx.data[from..start])
+            .and_then(|c| c.get(1))
+            .map(|m| m.as_bytes());
+        // A value labelled as a hash (`sha256:`, `md5 =`, `integrity:`) is a digest, whatever
+        // its shape and whatever exchange keyword is near: no rule takes it.
+        if label.is_some_and(is_hash_label) {
+            return None;
+        }
+        // An optional label still has to be plausible: `orderId`, `clientOid`, `id` name
+        // records, not keys, unless the name itself says key (`apiKeyId`).
+        if rule.label == LabelMode::Optional && label.is_some_and(is_record_id_label) {
+            return None;
+        }
         let label_role = if rule.label == LabelMode::None {
             None
         } else {
-            let line_start = ctx.lines.start(line);
-            let from = line_start.max(start.saturating_sub(120));
-            self.label_re
-                .captures(&ctx.data[from..start])
-                .and_then(|c| c.get(1))
-                .and_then(|m| label_role(m.as_bytes()))
+            label.and_then(label_role)
         };
         let fits = |r: Role| {
             r == rule.role || (rule.role == Role::Any && matches!(r, Role::Key | Role::Secret))
@@ -749,7 +766,10 @@ impl LineIndex {
         &data[self.starts[line]..end.max(self.starts[line])]
     }
 
-    /// The lines that open the blocks enclosing `line`, nearest first (by indentation).
+    /// The lines that open the blocks enclosing `line`, nearest first: by indentation
+    /// (YAML, JSON, indented TOML), then the nearest TOML/INI section header above it
+    /// (`[exchanges.kraken]`, `[[accounts]]` at column 0), which encloses every line up
+    /// to the next header although nothing in the section is indented.
     fn ancestors(&self, data: &[u8], line: usize) -> Vec<usize> {
         let indent = |t: &[u8]| t.iter().take_while(|b| **b == b' ' || **b == b'\t').count();
         let mut out = Vec::new();
@@ -766,6 +786,17 @@ impl LineIndex {
             if ind < cur {
                 out.push(j);
                 cur = ind;
+            }
+        }
+        // The nearest header is the section's own: a later header would have ended it. Any
+        // indentation ancestor found above lies below that header (a header is a column-0
+        // line, where the walk stops), so the order stays nearest first.
+        if let Some(h) = (stop..line)
+            .rev()
+            .find(|&j| is_section_header(self.text(data, j)))
+        {
+            if !out.contains(&h) {
+                out.push(h);
             }
         }
         out
@@ -789,6 +820,76 @@ fn keyword_boundary(data: &[u8], start: usize, end: usize) -> bool {
         _ => true,
     };
     before_ok && after_ok
+}
+
+/// A TOML table or INI section header: exactly `[name]` or `[[name]]` at column 0 (a
+/// trailing `\r` or blanks allowed), `name` made of the characters of dotted, quoted keys.
+fn is_section_header(line: &[u8]) -> bool {
+    let t = line.trim_ascii_end();
+    let inner = match t {
+        [b'[', b'[', inner @ .., b']', b']'] => inner,
+        [b'[', inner @ .., b']'] => inner,
+        _ => return false,
+    };
+    inner.first().is_some_and(|b| !b.is_ascii_whitespace())
+        && inner.iter().all(|&b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'"' | b'\'' | b' ')
+        })
+}
+
+/// The words of a field name: split at `_`, `-`, `.` and camelCase changes, lowercased
+/// (`fileSha256` → `file`, `sha256`).
+fn label_words(name: &[u8]) -> Vec<Vec<u8>> {
+    let mut words: Vec<Vec<u8>> = Vec::new();
+    let mut cur: Vec<u8> = Vec::new();
+    let mut prev_lower = false;
+    for &b in name {
+        if !b.is_ascii_alphanumeric() {
+            if !cur.is_empty() {
+                words.push(std::mem::take(&mut cur));
+            }
+            prev_lower = false;
+            continue;
+        }
+        if b.is_ascii_uppercase() && prev_lower && !cur.is_empty() {
+            words.push(std::mem::take(&mut cur));
+        }
+        prev_lower = b.is_ascii_lowercase() || b.is_ascii_digit();
+        cur.push(b.to_ascii_lowercase());
+    }
+    if !cur.is_empty() {
+        words.push(cur);
+    }
+    words
+}
+
+/// True when a field name labels a digest: `md5`, `sha1`, `sha256sum`, `checksum`,
+/// `commit_hash`, `digest`, `integrity`, `etag`, `commit`.
+fn is_hash_label(name: &[u8]) -> bool {
+    label_words(name).iter().any(|w| {
+        let w = w
+            .strip_suffix(b"sums")
+            .or_else(|| w.strip_suffix(b"sum"))
+            .unwrap_or(w);
+        let sha = w
+            .strip_prefix(b"sha")
+            .is_some_and(|rest| rest.iter().all(u8::is_ascii_digit));
+        sha || matches!(
+            w,
+            b"md5" | b"check" | b"hash" | b"digest" | b"integrity" | b"commit" | b"etag"
+        )
+    })
+}
+
+/// True when a field name identifies a record (`orderId`, `clientOid`, `trade_id`, `id`)
+/// rather than a key: it ends in `id`/`oid` and does not name a key (`apiKeyId`,
+/// `access_id`, `api_id` do).
+fn is_record_id_label(name: &[u8]) -> bool {
+    let n = name.to_ascii_lowercase();
+    let has = |w: &[u8]| memchr::memmem::find(&n, w).is_some();
+    let names_key =
+        has(b"key") || has(b"access") || n.ends_with(b"api_id") || n.ends_with(b"apiid");
+    n.ends_with(b"id") && !names_key
 }
 
 /// The role a field name announces: `api_secret` → secret, `passphrase` → passphrase.
@@ -897,5 +998,65 @@ mod tests {
         let text = b"kraken:\n  auth:\n\n    key: x\n";
         let li = LineIndex::new(text);
         assert_eq!(li.ancestors(text, 3), vec![1, 0]);
+    }
+
+    /// Regression: TOML/INI sections are not indented, so their header was never an
+    /// ancestor of the lines in the section.
+    #[test]
+    fn toml_section_header_is_an_ancestor_until_the_next_header() {
+        let text = b"[a]\nx = 1\n\n[[b.c]]\ny = 2\nz = [\n  3,\n]\n[d]\nw = 4\n";
+        let li = LineIndex::new(text);
+        assert_eq!(li.ancestors(text, 4), vec![3]);
+        assert_eq!(li.ancestors(text, 6), vec![5, 3]);
+        assert_eq!(li.ancestors(text, 9), vec![8]);
+        assert!(is_section_header(b"[exchanges.kraken]\r"));
+        assert!(!is_section_header(b" [a]"));
+        assert!(!is_section_header(b"[]"));
+        assert!(!is_section_header(b"[a] = 1"));
+        assert!(!is_section_header(b"[1, 2]"));
+    }
+
+    /// Regression: hash labels (`md5:`, `sha256:`) were taken as unlabelled key material.
+    #[test]
+    fn hash_labels_are_recognised() {
+        for l in [
+            "md5",
+            "sha1",
+            "sha256",
+            "SHA512",
+            "sha3_256",
+            "sha256sum",
+            "checksum",
+            "commit",
+            "commit_hash",
+            "fileSha256",
+            "digest",
+            "integrity",
+            "etag",
+            "ETag",
+        ] {
+            assert!(is_hash_label(l.as_bytes()), "{l}");
+        }
+        for l in [
+            "shared_secret",
+            "secret",
+            "api_key",
+            "key",
+            "sharpe",
+            "commission",
+        ] {
+            assert!(!is_hash_label(l.as_bytes()), "{l}");
+        }
+    }
+
+    /// Regression: `orderId`/`clientOid` were accepted as key labels by optional rules.
+    #[test]
+    fn record_id_labels_are_recognised() {
+        for l in ["orderId", "clientOid", "trade_id", "id", "ID"] {
+            assert!(is_record_id_label(l.as_bytes()), "{l}");
+        }
+        for l in ["apiKeyId", "key_id", "access_id", "api_id", "secret", "key"] {
+            assert!(!is_record_id_label(l.as_bytes()), "{l}");
+        }
     }
 }

@@ -205,7 +205,7 @@ impl Scanner {
     pub fn scan_bytes(&self, path: &str, data: &[u8]) -> Vec<Finding> {
         let mut f = self
             .engine
-            .scan(path, data, self.managed.as_ref(), self.redact);
+            .scan(path, path, data, self.managed.as_ref(), self.redact);
         self.suppress(&mut f);
         f
     }

@@ -20,7 +20,15 @@ pub(crate) struct Counters {
 }
 
 impl Scanner {
-    fn scan_counted(&self, counters: &Counters, path: &str, data: &[u8]) -> Vec<Finding> {
+    /// Scans one buffer; `context_path` is the part of `path` searched for exchange
+    /// keywords (see [`context_path`]).
+    fn scan_counted(
+        &self,
+        counters: &Counters,
+        path: &str,
+        context_path: &str,
+        data: &[u8],
+    ) -> Vec<Finding> {
         if data.len() as u64 > self.max_file_size || crate::engine::is_binary(data) {
             counters.skipped.fetch_add(1, Ordering::Relaxed);
             return Vec::new();
@@ -34,7 +42,7 @@ impl Scanner {
             p(scanned, bytes);
         }
         self.engine
-            .scan(path, data, self.managed.as_ref(), self.redact)
+            .scan(path, context_path, data, self.managed.as_ref(), self.redact)
     }
 
     /// Walks `roots` in parallel, honouring `.gitignore`, skipping `.git`, following no symlinks.
@@ -89,7 +97,8 @@ impl Scanner {
                 match read_limited(entry.path(), self.max_file_size) {
                     Ok(Some(data)) => {
                         let name = entry.path().to_string_lossy();
-                        let f = self.scan_counted(counters, &name, &data);
+                        let context = context_path(entry.path(), entry.depth());
+                        let f = self.scan_counted(counters, &name, &context, &data);
                         if !f.is_empty() {
                             lock(&found).extend(f);
                         }
@@ -268,7 +277,8 @@ impl Scanner {
                     let next = lock(&rx).recv();
                     let Ok((data, i)) = next else { break };
                     let (_, path, prov) = &blobs[i];
-                    let mut f = self.scan_counted(counters, path, &data);
+                    // Paths in a repository are relative to its root already.
+                    let mut f = self.scan_counted(counters, path, path, &data);
                     for x in &mut f {
                         x.provenance.clone_from(prov);
                     }
@@ -337,6 +347,20 @@ impl Scanner {
 /// Reads a regular file of at most `max` bytes; `None` when it is larger. The size is
 /// checked before anything is read, and at most `max + 1` bytes are read in case the file
 /// grows meanwhile, so a huge (or sparse) file costs no memory.
+/// The part of a walked file's path that counts as keyword context: the components below
+/// the scan root it was found under (`depth` of them), or its file name when it is a root
+/// itself. The root's own path is how the user typed it (`~/src/binance-bot`, `.`) and
+/// must not decide what is found.
+fn context_path(path: &Path, depth: usize) -> String {
+    let parts: Vec<_> = path.components().collect();
+    let below = &parts[parts.len().saturating_sub(depth.max(1))..];
+    below
+        .iter()
+        .map(|c| c.as_os_str().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
 fn read_limited(path: &Path, max: u64) -> io::Result<Option<Vec<u8>>> {
     let file = File::open(path)?;
     let len = file.metadata()?.len();

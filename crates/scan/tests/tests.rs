@@ -145,6 +145,75 @@ mod rules {
             );
         }
     }
+
+    /// Regression: a TOML/INI section header gave no context to its section, because
+    /// enclosing blocks were found by indentation only; a Kraken key seven lines below
+    /// `[exchanges.kraken]` was missed. The next header ends the section.
+    #[test]
+    fn toml_section_header_gives_context_to_its_section() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(51);
+        let scanner = Scanner::builder().redact(false).build();
+        let key = super::synth::b64(&mut rng, 42);
+        let secret = super::synth::b64(&mut rng, 64);
+        let settings = "account = \"main\"\nenabled = true\nsandbox = false\ntimeout = 30\n\
+                        retries = 3\nrate_limit = 10\n";
+        let text = format!(
+            "[general]\nlog = \"info\"\n\n[exchanges.kraken]\n{settings}\
+             key = \"{key}\"\nsecret = \"{secret}\"\n"
+        );
+        let f = scanner.scan_bytes("config.toml", text.as_bytes());
+        assert_eq!(f.len(), 1, "{text}\n{f:#?}");
+        assert_eq!(f[0].title, "Kraken API key + secret");
+        let mut values: Vec<_> = f[0].parts.iter().filter_map(|p| p.value.clone()).collect();
+        values.sort();
+        let mut want = vec![key.clone(), secret.clone()];
+        want.sort();
+        assert_eq!(values, want);
+        // The same values in the next section are not Kraken's.
+        let text = format!(
+            "[exchanges.kraken]\nenabled = true\n\n[database]\n{settings}\
+             key = \"{key}\"\nsecret = \"{secret}\"\n"
+        );
+        let f = scanner.scan_bytes("config.toml", text.as_bytes());
+        assert!(f.is_empty(), "{text}\n{f:#?}");
+    }
+
+    /// Regression: values labelled as hashes paired into a credential set: `# release gate`
+    /// above `md5: <32 hex>` and `sha256: <64 hex>` was reported as "Gate API key + secret".
+    #[test]
+    fn hash_labelled_values_are_not_keys() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(52);
+        let scanner = Scanner::new();
+        let md5 = super::synth::hex_lower(&mut rng, 32);
+        let sha = super::synth::hex_lower(&mut rng, 64);
+        let text = format!("# release gate\nmd5: {md5}\nsha256: {sha}\n");
+        let f = scanner.scan_bytes("release.yml", text.as_bytes());
+        assert!(f.is_empty(), "{text}\n{f:#?}");
+        // The same values under key labels are still found.
+        let text = format!("# release gate\nkey: {md5}\nsecret: {sha}\n");
+        let f = scanner.scan_bytes("release.yml", text.as_bytes());
+        assert_eq!(f.len(), 1, "{text}\n{f:#?}");
+        assert_eq!(f[0].title, "Gate API key + secret");
+    }
+
+    /// Regression: an optional label accepted any field name, so a KuCoin order
+    /// (`"orderId"`: 24 hex, `"clientOid"`: a UUID) near "kucoin" was reported as
+    /// "KuCoin API key + secret".
+    #[test]
+    fn record_id_labels_are_not_key_labels() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(53);
+        let scanner = Scanner::new();
+        let id = super::synth::hex_lower(&mut rng, 24);
+        let uuid = super::synth::uuid(&mut rng);
+        let text = format!("// kucoin fill\n{{\"orderId\":\"{id}\",\"clientOid\":\"{uuid}\"}}\n");
+        let f = scanner.scan_bytes("fills.json", text.as_bytes());
+        assert!(f.is_empty(), "{text}\n{f:#?}");
+        // A label that names a key still counts, whatever it ends with.
+        let text = format!("// kucoin\n{{\"apiKeyId\":\"{id}\",\"secret\":\"{uuid}\"}}\n");
+        let f = scanner.scan_bytes("creds.json", text.as_bytes());
+        assert_eq!(f.len(), 1, "{text}\n{f:#?}");
+        assert_eq!(f[0].title, "KuCoin API key + secret");
+    }
 }
 
 mod corpus {
@@ -403,6 +472,37 @@ mod files {
         assert!(!Scanner::new().scan_paths(&[&root]).unwrap().has_active());
         let named = Scanner::new().scan_paths(&[root.join(".env")]).unwrap();
         assert_eq!(named.active().count(), 1);
+    }
+
+    /// Regression: keyword context was taken from the path as typed, so
+    /// `keygate scan ~/src/binance-bot` gave every file Binance context (a lone 64-character
+    /// token became a HIGH finding) while `keygate scan .` from inside the folder did not.
+    /// Only the path below the scan root counts.
+    #[test]
+    fn scan_root_name_gives_no_keyword_context() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("binance-bot");
+        fs::create_dir_all(root.join("src")).unwrap();
+        fs::create_dir_all(root.join("binance")).unwrap();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(54);
+        let text = format!("token = \"{}\"\n", super::synth::alnum(&mut rng, 64));
+        fs::write(root.join("src/settings.txt"), &text).unwrap();
+        let report = Scanner::new().scan_paths(&[&root]).unwrap();
+        assert!(report.findings.is_empty(), "{:#?}", report.findings);
+        // Directories below the root and the file's own name still count.
+        fs::write(root.join("binance/settings.txt"), &text).unwrap();
+        fs::write(root.join("src/binance.txt"), &text).unwrap();
+        let report = Scanner::new().scan_paths(&[&root]).unwrap();
+        let mut paths: Vec<&str> = report.findings.iter().map(|f| f.path.as_str()).collect();
+        paths.sort();
+        assert_eq!(paths.len(), 2, "{paths:?}");
+        assert!(paths[0].ends_with("binance/settings.txt"), "{paths:?}");
+        assert!(paths[1].ends_with("src/binance.txt"), "{paths:?}");
+        // A file named on the command line keeps its own name as context.
+        let named = Scanner::new()
+            .scan_paths(&[root.join("src/binance.txt")])
+            .unwrap();
+        assert_eq!(named.findings.len(), 1);
     }
 }
 

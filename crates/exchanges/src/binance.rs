@@ -163,9 +163,10 @@ impl SignedRequest {
                         name: name_text.to_owned(),
                     });
                 }
-                // A price that does not read would otherwise be left out of the order's
-                // notional, and the exchange might still read it.
-                if ORDER_PRICES.contains(&name_text)
+                // A price or quantity that does not read, or a quantity below zero, would
+                // otherwise be left out of the order's notional or lower it, and the
+                // exchange might still read it.
+                if (ORDER_PRICES.contains(&name_text) || ORDER_QUANTITIES.contains(&name_text))
                     && positive_decimal(text(&raw, &value)).is_none()
                 {
                     return Err(Error::Malformed {
@@ -1040,6 +1041,16 @@ const ORDER_PRICES: &[&str] = &[
     "pendingBelowStopPrice",
 ];
 
+/// The parameters that size an order or a leg of an order list. Each must be a positive
+/// decimal number ([`SignedRequest::parse`]): the base quantities are added up for the
+/// order's notional ([`SignedRequest::classify`]), so one below zero would lower it.
+const ORDER_QUANTITIES: &[&str] = &[
+    "quantity",
+    "quoteOrderQty",
+    "workingQuantity",
+    "pendingQuantity",
+];
+
 const SPOT_TRADE_POST: &[&str] = &[
     "order",
     "order/test",
@@ -1447,9 +1458,9 @@ mod tests {
 
     /// Regression: each parameter's name was compared with every earlier one's, so a
     /// 64 KB query and a 64 KB body of some 26 000 short distinct names cost about 0.7 s of
-    /// CPU, before the API key was checked: anyone could stall the gateway. Names are now
-    /// looked up in a set, and a request may carry at most [`MAX_PARAMETERS`], refused
-    /// past that as Binance refuses too many parameters.
+    /// CPU, before the API key was checked: anyone could stall the gateway. A request may now
+    /// carry at most [`MAX_PARAMETERS`], refused past that as Binance refuses too many
+    /// parameters, which bounds the comparisons.
     #[test]
     fn a_request_of_thousands_of_distinct_parameters_is_refused_as_too_many() {
         let form = Some("application/x-www-form-urlencoded");
@@ -1504,7 +1515,7 @@ mod tests {
         }
     }
 
-    /// Regression companion of the test above: the set that replaced the scan still finds
+    /// Regression companion of the test above: the bounded comparison still finds
     /// a name given twice in the query, in the body and across both, after
     /// percent-decoding and ignoring case, however far apart the two are.
     #[test]
@@ -1689,11 +1700,16 @@ mod tests {
     #[test]
     fn a_price_that_is_not_a_positive_number_is_refused_as_malformed() {
         let form = Some("application/x-www-form-urlencoded");
+        // A regression test too: a negative `pendingQuantity` beside `quantity` lowered
+        // the sum the notional is counted on.
         for name in [
             "price",
             "stopLimitPrice",
             "workingPrice",
             "pendingBelowStopPrice",
+            "quantity",
+            "quoteOrderQty",
+            "pendingQuantity",
         ] {
             for value in [
                 "abc", "", "0", "0.000", "-1", "+5", "1e3", "1_000", "0x10", "NaN", "1.2.3",
@@ -2148,7 +2164,7 @@ mod tests {
         fn given_params() -> impl Strategy<Value = Vec<Given>> {
             let name = prop_oneof![
                 4 => decoded(1..8),
-                1 => select(vec!["symbol", "timestamp", "recvWindow", "quantity"])
+                1 => select(vec!["symbol", "timestamp", "recvWindow", "side"])
                     .prop_map(String::from),
             ];
             vec((name, decoded(0..12), any::<(u64, u64)>()), 0..8).prop_map(|params| {
@@ -2157,7 +2173,11 @@ mod tests {
                     .into_iter()
                     .filter_map(|(name, value, spelling)| {
                         let folded = name.to_ascii_lowercase();
-                        if folded == "signature" || seen.contains(&folded) {
+                        // Prices and quantities must read as positive numbers: the
+                        // parser's own checks, not what these properties are about.
+                        let amount = ORDER_PRICES.contains(&name.as_str())
+                            || ORDER_QUANTITIES.contains(&name.as_str());
+                        if folded == "signature" || seen.contains(&folded) || amount {
                             return None;
                         }
                         seen.push(folded);

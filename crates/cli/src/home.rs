@@ -68,7 +68,7 @@ impl Home {
                 "parsing {}{}: {}",
                 path.display(),
                 place_in(&text, e.span()),
-                e.message()
+                without_quoted_values(e.message())
             )
         })
     }
@@ -83,6 +83,29 @@ fn place_in(text: &str, span: Option<std::ops::Range<usize>>) -> String {
     let line = before.matches('\n').count() + 1;
     let column = before.len() - before.rfind('\n').map_or(0, |newline| newline + 1) + 1;
     format!(" at line {line}, column {column}")
+}
+
+/// `message` with each double-quoted value cut out: a type error quotes the value it did
+/// not expect (`invalid type: string "https://…", expected a sequence`). Names, which
+/// serde quotes with backticks, stay.
+fn without_quoted_values(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut inside = false;
+    for c in message.chars() {
+        match (c, inside) {
+            ('"', false) => {
+                out.push_str("\"…");
+                inside = true;
+            }
+            ('"', true) => {
+                out.push('"');
+                inside = false;
+            }
+            (_, true) => {}
+            (c, false) => out.push(c),
+        }
+    }
+    out
 }
 
 /// What `config.toml` records.

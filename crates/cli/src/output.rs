@@ -1,7 +1,6 @@
 //! Small helpers for what commands print: times, ages, JSON and tables.
 
 use std::io::{self, Write};
-use std::os::fd::AsFd;
 use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::Context;
@@ -58,7 +57,9 @@ impl SecretOutput {
     }
 
     /// Writes everything gathered to standard output, then zeroizes it.
+    #[cfg(unix)]
     pub fn finish(self) -> anyhow::Result<()> {
+        use std::os::fd::AsFd;
         let stdout = io::stdout();
         stdout
             .lock()
@@ -70,6 +71,17 @@ impl SecretOutput {
             .context("duplicating the standard output descriptor")?;
         std::fs::File::from(descriptor)
             .write_all(&self.text)
+            .context("writing to standard output")
+    }
+
+    /// Writes everything gathered to standard output, then zeroizes it (through std's
+    /// buffer, where no descriptor can be duplicated).
+    #[cfg(not(unix))]
+    pub fn finish(self) -> anyhow::Result<()> {
+        let mut stdout = io::stdout().lock();
+        stdout
+            .write_all(&self.text)
+            .and_then(|()| stdout.flush())
             .context("writing to standard output")
     }
 }

@@ -586,9 +586,9 @@ mod init {
             env!("CARGO_BIN_EXE_keygate"),
             kg.home().display()
         );
-        // Typed a second after start, once the terminal is set up; kept open until the
-        // command is done, since script ends the session when its input does.
-        let typed = format!("(sleep 1; printf '{passphrase}\\n'; sleep 3) | script --quiet --return --command \"{command}\" /dev/null");
+        // Typed three seconds after start, once the terminal is set up; kept open until
+        // the command is done, since script ends the session when its input does.
+        let typed = format!("(sleep 3; printf '{passphrase}\\n'; sleep 6) | script --quiet --return --command \"{command}\" /dev/null");
         let out = std::process::Command::new("sh")
             .args(["-c", &typed])
             .output()
@@ -821,6 +821,17 @@ mod init {
             "{}",
             out.stderr
         );
+        // A value of the wrong type is quoted by serde's own message: cut out too.
+        let mut text = std::fs::read_to_string(&config).unwrap();
+        let at = text.find("\n[[alerts.webhook]]").unwrap();
+        text.truncate(at);
+        text.push_str(
+            "\n[alerts]\nwebhook = \"https://hooks.example.com/services/T0/B0/SECRETPATH\"\n",
+        );
+        std::fs::write(&config, &text).unwrap();
+        let out = kg.fails(&["client", "list"], "", 2);
+        assert!(out.stderr.contains("invalid type"), "{}", out.stderr);
+        assert!(!out.all().contains("SECRETPATH"), "{}", out.stderr);
     }
 
     #[test]

@@ -88,12 +88,16 @@ struct Sightings(HashMap<String, HashMap<String, u64>>);
 
 impl Sightings {
     /// Notes that `client` was seen with `what` at `ts_ms`; when the client was seen
-    /// before, within `memory`, and never with `what`, returns what it was seen with.
+    /// before, within `memory`, and never with `what`, returns what it was seen with. A
+    /// client seen with [`MAX_SIGHTINGS_PER_CLIENT`] values or more within `memory` (a bot
+    /// that trades every market, one behind a pool of addresses) raises nothing: a new
+    /// value says nothing of it, and each would be an alert.
     fn note(&mut self, client: &str, what: &str, ts_ms: u64, memory: Duration) -> Option<String> {
         let memory = millis(memory);
         let seen = self.0.entry(client.to_owned()).or_default();
         seen.retain(|_, last| ts_ms.saturating_sub(*last) < memory);
-        let is_new = !seen.is_empty() && !seen.contains_key(what);
+        let is_new =
+            !seen.is_empty() && seen.len() < MAX_SIGHTINGS_PER_CLIENT && !seen.contains_key(what);
         let known = is_new.then(|| {
             let mut known: Vec<&str> = seen.keys().map(String::as_str).collect();
             known.sort_unstable();
@@ -854,6 +858,25 @@ mod tests {
             at(3_800_000, "bot1", ActionKind::Trade, "BTCUSDT"),
             [(Severity::Warning, AlertRule::NewSymbol)]
         );
+    }
+
+    /// A regression test: with no quiet period, a bot trading more markets than the
+    /// symbols remembered raised a new_symbol alert on nearly every order, for ever.
+    #[test]
+    fn a_client_seen_with_more_symbols_than_remembered_raises_no_more() {
+        let mut rules = Rules::new(Thresholds::default());
+        let mut raised = 0;
+        for i in 0..200u64 {
+            let mut event = request(1_000 + i, Some("bot1"), ActionKind::Trade, None);
+            if let EventBody::Request(r) = &mut event.body {
+                r.symbol = Some(format!("S{}USDT", i % 100));
+            }
+            raised += rules_of(&rules.evaluate(i + 1, &event))
+                .iter()
+                .filter(|(_, rule)| *rule == AlertRule::NewSymbol)
+                .count();
+        }
+        assert_eq!(raised, MAX_SIGHTINGS_PER_CLIENT - 1);
     }
 
     #[test]

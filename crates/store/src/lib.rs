@@ -241,9 +241,19 @@ impl Store {
                 })
             }
         }
-        let store = Store::connect(path)?;
-        store.conn.execute_batch(SCHEMA).map_err(|e| store.sql(e))?;
-        Ok(store)
+        let created = Store::connect(path).and_then(|store| {
+            store.conn.execute_batch(SCHEMA).map_err(|e| store.sql(e))?;
+            Ok(store)
+        });
+        if created.is_err() {
+            // The file is this call's own: leave nothing that would refuse the next try.
+            for suffix in ["", "-wal", "-shm"] {
+                let mut file = path.as_os_str().to_owned();
+                file.push(suffix);
+                let _ = std::fs::remove_file(file);
+            }
+        }
+        created
     }
 
     /// Opens an existing database.

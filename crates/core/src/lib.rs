@@ -31,7 +31,8 @@ pub use event::{AdminEvent, Event, EventBody, LostEvents, Outcome, OutcomeEvent,
 pub use listed::{ExchangeOrder, ExchangeWithdrawal};
 pub use name::Name;
 pub use policy::{
-    ClientStatus, Decision, Denial, Policy, Rule, Scope, Scopes, WithdrawalDestination,
+    source_network, ClientStatus, Decision, Denial, Policy, Rule, Scope, Scopes,
+    WithdrawalDestination,
 };
 
 use std::fmt;

@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::net::IpAddr;
 use std::str::FromStr;
 
 use ipnet::IpNet;
@@ -271,6 +272,17 @@ impl fmt::Display for WithdrawalDestination {
     }
 }
 
+/// The network a source address stands for where one host is to count once: an IPv4
+/// address itself, the /64 of an IPv6 one (one host is commonly given a whole /64, and
+/// could otherwise appear from as many addresses as it likes). An IPv4 address written as
+/// IPv6 (`::ffff:192.0.2.7`) is that IPv4 address.
+pub fn source_network(source: IpAddr) -> IpAddr {
+    match source.to_canonical() {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
+    }
+}
+
 /// The lifecycle state a client is in, as stored. Expiry is judged from the clock.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -424,6 +436,21 @@ pub enum Decision {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_ipv6_host_counts_as_one_source() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(
+            source_network(ip("2001:db8:1:2:aaaa::1")),
+            ip("2001:db8:1:2::")
+        );
+        assert_eq!(
+            source_network(ip("2001:db8:1:2:ffff:ffff:ffff:ffff")),
+            ip("2001:db8:1:2::")
+        );
+        assert_ne!(source_network(ip("2001:db8:1:3::1")), ip("2001:db8:1:2::"));
+        assert_eq!(source_network(ip("192.0.2.7")), ip("192.0.2.7"));
+    }
 
     #[test]
     fn withdrawal_destinations_round_trip_and_refuse_what_is_not_one() {

@@ -142,10 +142,6 @@ impl SignedRequest {
                     signature_in_body = in_body;
                     continue;
                 }
-                // Names that differ only in case count as duplicates too: keygate cannot
-                // know whether the exchange folds case, so it refuses the ambiguity. That
-                // includes `signature` in another case, signed or not: the request goes
-                // to the exchange with a `signature`.
                 // Bounded first: each name is compared with every earlier one, which is
                 // the fastest way for the few dozen a request has, and with no bound let a
                 // request of many short names cost seconds.
@@ -154,6 +150,10 @@ impl SignedRequest {
                         limit: MAX_PARAMETERS,
                     });
                 }
+                // Names that differ only in case count as duplicates too: keygate cannot
+                // know whether the exchange folds case, so it refuses the ambiguity. That
+                // includes `signature` in another case, signed or not: the request goes
+                // to the exchange with a `signature`.
                 if name_text.eq_ignore_ascii_case("signature")
                     || params
                         .iter()
@@ -166,7 +166,9 @@ impl SignedRequest {
                 // A price or quantity that does not read, or a quantity below zero, would
                 // otherwise be left out of the order's notional or lower it, and the
                 // exchange might still read it.
-                if (ORDER_PRICES.contains(&name_text) || ORDER_QUANTITIES.contains(&name_text))
+                if (ORDER_PRICES.contains(&name_text)
+                    || BASE_QUANTITIES.contains(&name_text)
+                    || name_text == QUOTE_QUANTITY)
                     && positive_decimal(text(&raw, &value)).is_none()
                 {
                     return Err(Error::Malformed {
@@ -371,9 +373,9 @@ impl SignedRequest {
                 // An order list's legs name their own quantities (OTO, OTOCO, OPO,
                 // OPOCO: `workingQuantity`, `pendingQuantity`), and both the working and
                 // a pending order can fill: together they are the list's quantity.
-                action.quantity = ["quantity", "workingQuantity", "pendingQuantity"]
-                    .into_iter()
-                    .filter_map(&decimal)
+                action.quantity = BASE_QUANTITIES
+                    .iter()
+                    .filter_map(|name| decimal(name))
                     .reduce(|total, q| total.checked_add(q).unwrap_or(Decimal::MAX));
                 // The price that bounds the fill, and so states a buy's notional, only where
                 // the order type says it does (a limit, or a stop that becomes a limit); a
@@ -394,7 +396,7 @@ impl SignedRequest {
                     action.price = decimal("price");
                 }
                 if !futures && order_type == "MARKET" {
-                    action.quote_quantity = decimal("quoteOrderQty");
+                    action.quote_quantity = decimal(QUOTE_QUANTITY);
                 }
                 // Every other price the order or one of its legs names counts too, whatever
                 // the type: triggers, the legs of order lists, and a `price` whose order
@@ -1041,15 +1043,14 @@ const ORDER_PRICES: &[&str] = &[
     "pendingBelowStopPrice",
 ];
 
-/// The parameters that size an order or a leg of an order list. Each must be a positive
-/// decimal number ([`SignedRequest::parse`]): the base quantities are added up for the
-/// order's notional ([`SignedRequest::classify`]), so one below zero would lower it.
-const ORDER_QUANTITIES: &[&str] = &[
-    "quantity",
-    "quoteOrderQty",
-    "workingQuantity",
-    "pendingQuantity",
-];
+/// The parameters that size an order or a leg of an order list in the base asset. Each
+/// must be a positive decimal number ([`SignedRequest::parse`]), as must
+/// [`QUOTE_QUANTITY`]: they are added up for the order's notional
+/// ([`SignedRequest::classify`]), so one below zero would lower it.
+const BASE_QUANTITIES: &[&str] = &["quantity", "workingQuantity", "pendingQuantity"];
+
+/// The parameter that sizes a spot market order in the quote asset.
+const QUOTE_QUANTITY: &str = "quoteOrderQty";
 
 const SPOT_TRADE_POST: &[&str] = &[
     "order",
@@ -2176,7 +2177,8 @@ mod tests {
                         // Prices and quantities must read as positive numbers: the
                         // parser's own checks, not what these properties are about.
                         let amount = ORDER_PRICES.contains(&name.as_str())
-                            || ORDER_QUANTITIES.contains(&name.as_str());
+                            || BASE_QUANTITIES.contains(&name.as_str())
+                            || name == QUOTE_QUANTITY;
                         if folded == "signature" || seen.contains(&folded) || amount {
                             return None;
                         }

@@ -220,16 +220,6 @@ struct ConnectionLimits {
     exempt: Arc<[IpNet]>,
 }
 
-/// What the per-source limit counts by: an IPv4 address, or the /64 of an IPv6 one (one
-/// host is commonly given a whole /64, and could otherwise open connections from as many
-/// addresses as it likes).
-fn network_of(source: IpAddr) -> IpAddr {
-    match source {
-        IpAddr::V4(_) => source,
-        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
-    }
-}
-
 /// The connections open now, in all and by source address.
 #[derive(Default)]
 struct OpenConnections {
@@ -314,7 +304,10 @@ async fn accept(
         };
         let source = peer.ip().to_canonical();
         let exempt = limits.exempt.iter().any(|proxy| proxy.contains(&source));
-        let slot = match open.take((!exempt).then(|| network_of(source)), &limits) {
+        let slot = match open.take(
+            (!exempt).then(|| keygate_core::source_network(source)),
+            &limits,
+        ) {
             Ok(slot) => slot,
             Err(reason) => {
                 drop(stream);
@@ -561,18 +554,6 @@ mod tests {
     use tokio::io::AsyncWriteExt;
 
     use super::*;
-
-    #[test]
-    fn one_ipv6_host_counts_as_one_source() {
-        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
-        assert_eq!(network_of(ip("2001:db8:1:2:aaaa::1")), ip("2001:db8:1:2::"));
-        assert_eq!(
-            network_of(ip("2001:db8:1:2:ffff:ffff:ffff:ffff")),
-            ip("2001:db8:1:2::")
-        );
-        assert_ne!(network_of(ip("2001:db8:1:3::1")), ip("2001:db8:1:2::"));
-        assert_eq!(network_of(ip("192.0.2.7")), ip("192.0.2.7"));
-    }
 
     #[test]
     fn a_closed_connection_gives_its_slot_back() {

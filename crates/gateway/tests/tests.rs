@@ -49,6 +49,29 @@ async fn setup(policy: Policy, upstream: Option<String>, upstream_timeout: Durat
     .await
 }
 
+/// A gateway for a trading client with `limits`, as `keygate serve`'s options set them.
+async fn with_limits(limits: ClientLimits) -> Env {
+    let material = ClientKeyMaterial::Hmac(SecretString::new(BOT_SECRET.into()));
+    setup_with(
+        trading_policy(),
+        None,
+        Duration::from_secs(10),
+        material,
+        limits,
+        vec![],
+    )
+    .await
+}
+
+/// Waits, if need be, until the current minute has more than five seconds left: the
+/// simulator's weight, like Binance's, counts per minute.
+async fn clear_of_a_minute_turn() {
+    let into_minute = keygate_gateway::now_ms() % 60_000;
+    if into_minute > 55_000 {
+        tokio::time::sleep(Duration::from_millis(60_100 - into_minute)).await;
+    }
+}
+
 async fn setup_with(
     policy: Policy,
     upstream: Option<String>,
@@ -408,25 +431,12 @@ async fn withdrawals_reach_the_exchange_only_for_listed_addresses() {
 
 #[tokio::test]
 async fn public_market_data_pauses_before_it_spends_the_weight_orders_need() {
-    // The simulator's weight, like Binance's, counts per minute: keep clear of a turn.
-    let into_minute = keygate_gateway::now_ms() % 60_000;
-    if into_minute > 55_000 {
-        tokio::time::sleep(Duration::from_millis(60_100 - into_minute)).await;
-    }
-    let material = ClientKeyMaterial::Hmac(SecretString::new(BOT_SECRET.into()));
+    clear_of_a_minute_turn().await;
     let limits = ClientLimits {
         public_weight_cap: 45,
         ..ClientLimits::default()
     };
-    let env = setup_with(
-        trading_policy(),
-        None,
-        Duration::from_secs(10),
-        material,
-        limits,
-        vec![],
-    )
-    .await;
+    let env = with_limits(limits).await;
     let exchange_info =
         b"GET /binance/api/v3/exchangeInfo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
     // Weight 20 each: 20, 40, then 60, the call that crosses the cap still passing.
@@ -1467,24 +1477,12 @@ async fn market_orders_for_an_unknown_symbol_cannot_flood_the_exchange_with_pric
 /// keeps for signed requests.
 #[tokio::test]
 async fn pricing_an_order_pauses_at_the_public_weight_cap() {
-    // The simulator's weight, like Binance's, counts per minute: keep clear of a turn.
-    let into_minute = keygate_gateway::now_ms() % 60_000;
-    if into_minute > 55_000 {
-        tokio::time::sleep(Duration::from_millis(60_100 - into_minute)).await;
-    }
+    clear_of_a_minute_turn().await;
     let limits = ClientLimits {
         public_weight_cap: 45,
         ..ClientLimits::default()
     };
-    let env = setup_with(
-        trading_policy(),
-        None,
-        Duration::from_secs(10),
-        ClientKeyMaterial::Hmac(SecretString::new(BOT_SECRET.into())),
-        limits,
-        vec![],
-    )
-    .await;
+    let env = with_limits(limits).await;
     let exchange_info =
         b"GET /binance/api/v3/exchangeInfo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
     // Weight 20 each: 60 reported, past the cap of 45.
@@ -2293,21 +2291,12 @@ async fn shutdown_finishes_what_is_in_flight_and_closes_the_port() {
 /// A gateway whose clients get `timeout` and `max_connections`, as `keygate serve
 /// --client-timeout --max-connections` sets them.
 async fn limited_env(timeout: Duration, max_connections: usize) -> Env {
-    let material = ClientKeyMaterial::Hmac(SecretString::new(BOT_SECRET.into()));
     let limits = ClientLimits {
         timeout,
         max_connections,
         ..ClientLimits::default()
     };
-    setup_with(
-        trading_policy(),
-        None,
-        Duration::from_secs(10),
-        material,
-        limits,
-        vec![],
-    )
-    .await
+    with_limits(limits).await
 }
 
 /// Reads until the gateway closes the connection; `None` if it is still open after
@@ -2390,15 +2379,7 @@ async fn one_address_cannot_hold_every_connection() {
         max_connections_per_source: 2,
         ..ClientLimits::default()
     };
-    let env = setup_with(
-        trading_policy(),
-        None,
-        Duration::from_secs(10),
-        ClientKeyMaterial::Hmac(SecretString::new(BOT_SECRET.into())),
-        limits,
-        vec![],
-    )
-    .await;
+    let env = with_limits(limits).await;
     let mut first = connect_from(&env, "127.0.0.1").await;
     let mut second = connect_from(&env, "127.0.0.1").await;
     assert!(is_served(&mut first).await && is_served(&mut second).await);

@@ -487,21 +487,19 @@ fn admin_alert(admin: &AdminEvent) -> (Severity, String) {
     }
 }
 
-/// The network a source address stands for in [`AlertRule::NewSource`]: an IPv4 address
-/// itself, an IPv6 address's /64. A host's IPv6 privacy addresses change within its /64
-/// every day or so, and each was a new source; past 64 of them, evicted ones came back
+/// The network a source address stands for in [`AlertRule::NewSource`]
+/// ([`keygate_core::source_network`]): a host's IPv6 privacy addresses change within its
+/// /64 every day or so, and each was a new source; past 64 of them, evicted ones came back
 /// as new again and again.
 fn source_network(source_ip: &str) -> String {
-    use std::net::{IpAddr, Ipv6Addr};
-    match source_ip.parse::<IpAddr>() {
-        Ok(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
-            Some(v4) => v4.to_string(),
-            None => {
-                let [a, b, c, d, ..] = v6.segments();
-                format!("{}/64", Ipv6Addr::new(a, b, c, d, 0, 0, 0, 0))
-            }
-        },
-        _ => source_ip.to_owned(),
+    use std::net::IpAddr;
+    match source_ip
+        .parse::<IpAddr>()
+        .map(keygate_core::source_network)
+    {
+        Ok(IpAddr::V6(network)) => format!("{network}/64"),
+        Ok(address) => address.to_string(),
+        Err(_) => source_ip.to_owned(),
     }
 }
 

@@ -246,16 +246,7 @@ mod tests {
             ..AlertsConfig::default()
         };
         let settings = config.settings().unwrap();
-        let alert = Alert {
-            severity: Severity::Critical,
-            rule: AlertRule::Test,
-            summary: "test".into(),
-            client: None,
-            account: None,
-            source_ip: None,
-            event_seq: 0,
-            ts_ms: 0,
-        };
+        let alert = Alert::outside_log(Severity::Critical, AlertRule::Test, "test".into());
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .start_paused(true)

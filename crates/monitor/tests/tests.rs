@@ -409,16 +409,7 @@ fn an_alert_is_mailed_through_a_real_smtp_exchange_with_the_password_from_its_fi
         emails: vec![email(closed.to_string())],
         ..AlertsConfig::default()
     };
-    let alert = Alert {
-        severity: Severity::Critical,
-        rule: AlertRule::Test,
-        summary: "test".into(),
-        client: None,
-        account: None,
-        source_ip: None,
-        event_seq: 0,
-        ts_ms: 0,
-    };
+    let alert = Alert::outside_log(Severity::Critical, AlertRule::Test, "test".into());
     let deliveries = dispatch_blocking(&config.settings().unwrap(), &alert).unwrap();
     assert_eq!(deliveries.len(), 1);
     let failure = deliveries[0].result.clone().unwrap_err();

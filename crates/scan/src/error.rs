@@ -14,14 +14,6 @@ pub enum Error {
         /// The underlying error.
         source: std::io::Error,
     },
-    /// Walking a directory tree failed.
-    #[error("cannot walk {path}: {message}")]
-    Walk {
-        /// The root being walked.
-        path: PathBuf,
-        /// What the walker reported.
-        message: String,
-    },
     /// A `git` command could not be started or exited unsuccessfully.
     #[error("git {command} failed: {message}")]
     Git {

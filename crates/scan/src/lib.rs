@@ -238,7 +238,6 @@ impl Scanner {
         let t0 = Instant::now();
         let counters = source::Counters::default();
         let mut findings = scan(&counters)?;
-        self.suppress(&mut findings);
         findings.sort_by(|a, b| (&a.path, a.line, a.column).cmp(&(&b.path, b.line, b.column)));
         Ok(Report {
             findings,
@@ -251,8 +250,9 @@ impl Scanner {
         })
     }
 
-    /// Applies the ignore file and the baseline. A key the vault manages is never
-    /// suppressed: it is live and ours, whatever a file or an old report says.
+    /// Applies the ignore file and the baseline to one file's findings. A key the vault
+    /// manages is never suppressed: it is live and ours, whatever a file or an old report
+    /// says.
     fn suppress(&self, findings: &mut [Finding]) {
         for f in findings
             .iter_mut()

@@ -20,8 +20,9 @@ pub(crate) struct Counters {
 }
 
 impl Scanner {
-    /// Scans one buffer; `context_path` is the part of `path` searched for exchange
-    /// keywords (see [`context_path`]).
+    /// Scans one buffer, its findings suppressed as the ignore file and baseline say;
+    /// `context_path` is the part of `path` searched for exchange keywords (see
+    /// [`context_path`]).
     fn scan_counted(
         &self,
         counters: &Counters,
@@ -41,8 +42,11 @@ impl Scanner {
         if let Some(p) = &self.progress {
             p(scanned, bytes);
         }
-        self.engine
-            .scan(path, context_path, data, self.managed.as_ref(), self.redact)
+        let mut findings =
+            self.engine
+                .scan(path, context_path, data, self.managed.as_ref(), self.redact);
+        self.suppress(&mut findings);
+        findings
     }
 
     /// Walks `roots` in parallel, honouring `.gitignore`, skipping `.git`, following no symlinks.
@@ -191,7 +195,7 @@ impl Scanner {
                 }
             }
         }
-        let mut found = self.blobs(
+        let found = self.blobs(
             repo,
             blobs
                 .into_iter()
@@ -199,8 +203,8 @@ impl Scanner {
                 .collect(),
             counters,
         )?;
-        // Suppression first, so that de-duplication can see which occurrences are live.
-        self.suppress(&mut found);
+        // Each occurrence is suppressed or not already, so that de-duplication can keep a
+        // live one.
         Ok(dedup_history(found, &head_blobs(repo)))
     }
 

@@ -162,30 +162,32 @@ fn verify(vault: &Unlocked, args: &VerifyArgs) -> anyhow::Result<i32> {
                 return Ok(1);
             }
             // Read after the log: a change committed meanwhile only makes the seal newer.
-            match vault.store.check_clients_seal(&vault.master) {
+            match vault.store.check_seal(&vault.master) {
                 Ok(sealed) if sealed < verified.last_admin_seq => {
                     eprintln!(
-                        "audit log verified ({n} events), but the client table FAILED: it \
-                         was sealed at event {sealed}, and event {} is a later \
-                         administrative change, so the table was put back as it was \
-                         before it; review it with `keygate upgrade`",
+                        "audit log verified ({n} events), but the client and account tables \
+                         FAILED: they were sealed at event {sealed}, and event {} is a later \
+                         administrative change, so they were put back as they were \
+                         before it; review them with `keygate upgrade`",
                         verified.last_admin_seq
                     );
                     return Ok(1);
                 }
                 Ok(_) => {}
-                Err(e @ keygate_store::Error::ClientTable { .. }) => {
+                Err(e @ keygate_store::Error::Unsealed { .. }) => {
                     eprintln!("audit log verified ({n} events), but {e}");
                     return Ok(1);
                 }
-                Err(e) => return Err(e).context("checking the client table's seal"),
+                Err(e) => return Err(e).context("checking the client and account tables' seal"),
             }
             if checkpoints.is_empty() {
-                println!("audit log verified: {n} events; the client table agrees with it");
+                println!(
+                    "audit log verified: {n} events; the client and account tables agree with it"
+                );
             } else {
                 println!(
                     "audit log verified: {n} events, holding all {} checkpoint(s); the \
-                     client table agrees with it",
+                     client and account tables agree with it",
                     checkpoints.len()
                 );
             }

@@ -619,8 +619,8 @@ fn list(vault: &Unlocked, args: &ListArgs) -> anyhow::Result<()> {
         }
     }
     // Each row may verify on its own while the table does not: one was put back.
-    if let Err(e @ keygate_store::Error::ClientTable { .. }) =
-        vault.store.check_clients_seal(&vault.master)
+    if let Err(e @ keygate_store::Error::Unsealed { .. }) =
+        vault.store.check_seal(&vault.master)
     {
         eprintln!("keygate: {e}");
     }

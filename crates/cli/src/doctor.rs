@@ -354,32 +354,32 @@ fn audit_log(log: &Result<Verified, keygate_audit::Error>) -> Check {
     }
 }
 
-/// The client table matches its seal, and the seal is no older than the last
-/// administrative event in the log (else the table was put back as it was before it).
+/// The client and account tables match their seal, and the seal is no older than the last
+/// administrative event in the log (else the tables were put back as they were before it).
 fn client_table(vault: &Unlocked, log: &Result<Verified, keygate_audit::Error>) -> Check {
-    let sealed = match vault.store.check_clients_seal(&vault.master) {
+    let sealed = match vault.store.check_seal(&vault.master) {
         Ok(sealed) => sealed,
-        Err(e) => return check("client table", Verdict::Fail, e.to_string()),
+        Err(e) => return check("client and account tables", Verdict::Fail, e.to_string()),
     };
     match log {
         Ok(log) if sealed < log.last_admin_seq => check(
-            "client table",
+            "client and account tables",
             Verdict::Fail,
             format!(
                 "sealed at event {sealed}, but event {} is a later administrative change: \
-                 the table was put back as it was before it; review it with `keygate upgrade`",
+                 they were put back as they were before it; review them with `keygate upgrade`",
                 log.last_admin_seq
             ),
         ),
         Ok(_) => check(
-            "client table",
+            "client and account tables",
             Verdict::Ok,
-            "sealed; agrees with the audit log",
+            "sealed; agree with the audit log",
         ),
         Err(_) => check(
-            "client table",
+            "client and account tables",
             Verdict::Warn,
-            "matches its seal; cannot be compared with an audit log that does not verify",
+            "match their seal; cannot be compared with an audit log that does not verify",
         ),
     }
 }

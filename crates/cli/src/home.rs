@@ -196,9 +196,9 @@ pub struct Unlocked {
 impl Unlocked {
     /// Makes an administrative change and writes its audit `events` in one transaction,
     /// durably: both are committed or neither is, so no change goes unaudited and no
-    /// event tells of a change that did not happen. The client table's seal, if it held,
-    /// is made again at the last of these events, so that `keygate audit verify` can tell
-    /// the table was not put back to before them.
+    /// event tells of a change that did not happen. The client and account tables' seal,
+    /// if it held, is made again at the last of these events, so that `keygate audit
+    /// verify` can tell the tables were not put back to before them.
     pub fn change<T>(
         &mut self,
         events: &[Event],
@@ -207,7 +207,7 @@ impl Unlocked {
         let (value, unsealed) =
             self.audited_change(|s, master| Ok((make(s, master)?, events.to_vec())))?;
         // Made, but the gateway serves no client until the table is reviewed.
-        if let Some(e @ keygate_store::Error::ClientTable { .. }) = unsealed {
+        if let Some(e @ keygate_store::Error::Unsealed { .. }) = unsealed {
             eprintln!("keygate: warning: {e}");
         }
         Ok(value)
@@ -215,7 +215,7 @@ impl Unlocked {
 
     /// The transaction of every administrative change: `make` changes the store and
     /// returns the events that tell of it, which commit with the change or not at all. The
-    /// client table's seal, if it held and was the latest, is made again at them. Returns
+    /// client and account tables' seal, if it held and was the latest, is made again at them. Returns
     /// `make`'s value and, when the seal did not hold, why.
     pub fn audited_change<T>(
         &mut self,
@@ -223,10 +223,10 @@ impl Unlocked {
     ) -> Result<(T, Option<keygate_store::Error>), keygate_audit::Error> {
         let (master, key) = (&self.master, &self.audit_key);
         self.store.transaction(|s| {
-            let sealed = s.check_clients_seal_is_latest(master);
+            let sealed = s.check_seal_is_latest(master);
             let (value, events) = make(s, master)?;
             keygate_audit::append_within(s, key, &events)?;
-            s.reseal_clients(master, &sealed)?;
+            s.reseal(master, &sealed)?;
             Ok((value, sealed.err()))
         })
     }
@@ -234,7 +234,7 @@ impl Unlocked {
     /// Brings a vault made by an earlier keygate to this one's schema (version 2 deleted a
     /// removed account's clients; version 3 keeps them, revoked), audited as `vault.schema`
     /// in the same transaction, whichever command unlocked it first. Every row is copied
-    /// as it is; the client table's seal, if it held, is made again at the event, as any
+    /// as it is; the tables' seal, if it held, is made again at the event, as any
     /// change's is. Nothing is written when the schema is this keygate's already.
     fn upgrade_schema(&mut self) -> anyhow::Result<()> {
         if self.store.is_schema_current()? {

@@ -121,8 +121,8 @@ enum Command {
     Dev(dev::DevCmd),
     /// Look for leaked exchange API keys in files and git history.
     Scan(scan_cmd::ScanArgs),
-    /// Tag the clients of a vault an earlier keygate made, or seal a client table whose
-    /// seal is missing or broken, after showing every client.
+    /// Tag the clients of a vault an earlier keygate made, or seal client and account
+    /// tables whose seal is missing or broken, after showing every client and account.
     Upgrade(upgrade::UpgradeArgs),
     /// Incident button: freeze every active client at once.
     Panic(incident::PanicArgs),

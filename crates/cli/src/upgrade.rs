@@ -1,5 +1,6 @@
-//! `keygate upgrade`: tags the clients of a vault an earlier keygate made, or seals a
-//! client table whose seal is missing or broken, after showing every client.
+//! `keygate upgrade`: tags the clients of a vault an earlier keygate made, or seals the
+//! client and account tables when their seal is missing or broken, after showing every
+//! client and account.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal, Write};
@@ -8,7 +9,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use keygate_audit::Filter;
 use keygate_core::{EventBody, Name, Policy};
-use keygate_store::{Client, Store};
+use keygate_store::{Account, Client, Store};
 use keygate_vault::{redact, VaultFormat};
 
 use crate::audit_cmd::for_each_event;
@@ -28,11 +29,14 @@ pub struct UpgradeArgs {
 /// client it vouches for; in one transaction, audited.
 ///
 /// - A vault an earlier keygate made, before client tags: each client is tagged as it is,
-///   the check value rewritten and the client table sealed (`vault.upgrade`). From then
-///   on a client changed without the master key is caught.
-/// - A vault whose client table is not sealed (made before seals) or no longer matches
-///   its seal (a row put back, added or removed without the master key): the table is
-///   sealed as it is (`vault.seal`). Until then the gateway refuses every client.
+///   the check value rewritten and the tables sealed (`vault.upgrade`). From then on a
+///   client changed without the master key is caught.
+/// - A vault whose client and account tables are not sealed (made before seals, or
+///   before accounts were sealed and not resealed at the schema upgrade) or no longer
+///   match their seal (a row put back, added or removed without the master key): the
+///   tables are sealed as they are (`vault.seal`), once every client and account is
+///   shown, each account's fingerprint and upstream beside what the audit log last
+///   recorded of them. Until then the gateway refuses every client.
 ///
 /// It vouches for rows it did not write, so it is careful: someone with write access to
 /// the database could have put back an old check value or an old row and hope to have it
@@ -55,15 +59,13 @@ pub fn run(mut vault: Unlocked, args: &UpgradeArgs) -> anyhow::Result<()> {
                 names(&untagged)
             );
         }
-        return match vault.store.check_clients_seal_is_latest(&vault.master) {
+        return match vault.store.check_seal_is_latest(&vault.master) {
             Ok(_) => {
                 println!("this vault is up to date; nothing to upgrade");
                 Ok(())
             }
-            Err(keygate_store::Error::ClientTable { reason }) => {
-                seal(&mut vault, &rows, reason, args)
-            }
-            Err(e) => Err(e).context("checking the client table's seal"),
+            Err(keygate_store::Error::Unsealed { reason }) => seal(&mut vault, &rows, reason, args),
+            Err(e) => Err(e).context("checking the client and account tables' seal"),
         };
     }
     if let Some(marker) = tag_era_marker(&vault)? {
@@ -80,6 +82,8 @@ pub fn run(mut vault: Unlocked, args: &UpgradeArgs) -> anyhow::Result<()> {
         print_client(c, None)?;
     }
     print_unreadable(&rows, "stay untagged, so refused");
+    let accounts = vault.store.account_rows().context("reading accounts")?;
+    print_accounts(&accounts, None);
     confirm(args, &format!("Tag these {} client(s)?", untagged.len()))?;
     let tagged = tag(&mut vault, &untagged)?;
     vault.format = VaultFormat::Current;
@@ -90,7 +94,8 @@ pub fn run(mut vault: Unlocked, args: &UpgradeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Seals the client table as it is, once the operator has seen every client in it.
+/// Seals the client and account tables as they are, once the operator has seen every
+/// client and account in them.
 fn seal(
     vault: &mut Unlocked,
     rows: &[Result<Client, keygate_store::Error>],
@@ -98,13 +103,14 @@ fn seal(
     args: &UpgradeArgs,
 ) -> anyhow::Result<()> {
     refuse_shared_keys(rows)?;
-    let recorded = recorded_clients(vault)?;
-    println!("the client table {reason}.");
+    let accounts = vault.store.account_rows().context("reading accounts")?;
+    let (recorded, recorded_accounts) = recorded_in_log(vault)?;
+    println!("the client and account tables {reason}.");
     println!(
-        "Read every client below: whatever it says is what the gateway will accept once \
-         the table is sealed. A client that is wrong (a revoked one back, a wider policy) \
-         can be revoked afterwards. Where a client differs from what the audit log last \
-         recorded of it, it is marked PUT BACK?"
+        "Read every client and account below: whatever they say is what the gateway will \
+         use once the tables are sealed. A client that is wrong (a revoked one back, a \
+         wider policy) can be revoked afterwards, an account rotated. Where a row differs \
+         from what the audit log last recorded of it, it is marked PUT BACK?"
     );
     let readable: Vec<&Client> = rows.iter().filter_map(|r| r.as_ref().ok()).collect();
     for c in &readable {
@@ -114,11 +120,15 @@ fn seal(
         }
     }
     print_unreadable(rows, "stay refused");
+    print_accounts(&accounts, Some(&recorded_accounts));
+    let readable_accounts: Vec<&Account> =
+        accounts.iter().filter_map(|r| r.as_ref().ok()).collect();
     confirm(
         args,
         &format!(
-            "Seal the client table with these {} client(s)?",
-            readable.len()
+            "Seal the tables with these {} client(s) and {} account(s)?",
+            readable.len(),
+            readable_accounts.len()
         ),
     )?;
     let (master, key) = (&vault.master, &vault.audit_key);
@@ -137,10 +147,20 @@ fn seal(
             })
         })
         .collect();
+    let accepted_accounts: Vec<serde_json::Value> = readable_accounts
+        .iter()
+        .map(|a| {
+            serde_json::json!({
+                "label": a.label.as_str(),
+                "fingerprint": a.fingerprint,
+                "upstream": a.upstream,
+            })
+        })
+        .collect();
     let sealed = admin_event(
         "vault.seal",
         "clients",
-        serde_json::json!({ "clients": accepted, "reason": reason }),
+        serde_json::json!({ "clients": accepted, "accounts": accepted_accounts, "reason": reason }),
     );
     vault
         .store
@@ -153,22 +173,31 @@ fn seal(
                     (Err(_), Err(_)) => true,
                     _ => false,
                 });
+            let now = s.account_rows()?;
+            let unchanged = unchanged
+                && now.len() == accounts.len()
+                && now.iter().zip(&accounts).all(|(a, b)| match (a, b) {
+                    (Ok(a), Ok(b)) => a.same_row_as(b),
+                    (Err(_), Err(_)) => true,
+                    _ => false,
+                });
             if !unchanged {
                 return Err(keygate_store::Error::Conflict {
-                    kind: "client table",
+                    kind: "client and account tables",
                     name: "clients".into(),
                     reason: "it changed after it was shown; run the command again".into(),
                 }
                 .into());
             }
             keygate_audit::append_within(s, key, &[sealed])?;
-            s.seal_clients_as_they_are(master)?;
+            s.seal_as_they_are(master)?;
             Ok::<_, keygate_audit::Error>(())
         })
-        .context("sealing the client table")?;
+        .context("sealing the client and account tables")?;
     println!(
-        "sealed: the client table with {} client(s); the gateway accepts them again",
-        readable.len()
+        "sealed: {} client(s) and {} account(s); the gateway accepts them again",
+        readable.len(),
+        readable_accounts.len()
     );
     Ok(())
 }
@@ -184,12 +213,28 @@ struct Recorded {
     seq: u64,
 }
 
-/// What the (verified) audit log last recorded of each client, by name: nobody can forge
-/// its events without the key, so it tells which row was put back.
-fn recorded_clients(vault: &Unlocked) -> anyhow::Result<BTreeMap<String, Recorded>> {
+/// What the audit log last recorded of an account.
+struct RecordedAccount {
+    /// Its key's fingerprint (`redact`), as the log gives it.
+    fingerprint: String,
+    upstream: Option<String>,
+    /// The event that recorded it.
+    seq: u64,
+}
+
+/// What the (verified) audit log last recorded of each client, by name, and of each
+/// account, by label: nobody can forge its events without the key, so it tells which row
+/// was put back.
+fn recorded_in_log(
+    vault: &Unlocked,
+) -> anyhow::Result<(
+    BTreeMap<String, Recorded>,
+    BTreeMap<String, RecordedAccount>,
+)> {
     keygate_audit::verify(&vault.store, &vault.audit_key)
-        .context("the audit log must verify before the client table is sealed again")?;
+        .context("the audit log must verify before the tables are sealed again")?;
     let mut recorded: BTreeMap<String, Recorded> = BTreeMap::new();
+    let mut accounts: BTreeMap<String, RecordedAccount> = BTreeMap::new();
     let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
     let policy = |v: &serde_json::Value| serde_json::from_value::<Policy>(v.clone()).ok();
     for_each_event(&vault.store, &Filter::default(), |page| {
@@ -226,13 +271,42 @@ fn recorded_clients(vault: &Unlocked) -> anyhow::Result<BTreeMap<String, Recorde
                     }
                     continue;
                 }
+                "account.add" => {
+                    accounts.insert(
+                        target.clone(),
+                        RecordedAccount {
+                            fingerprint: text(&detail["fingerprint"]),
+                            upstream: detail["upstream"].as_str().map(str::to_owned),
+                            seq,
+                        },
+                    );
+                    continue;
+                }
+                "account.rotate" => {
+                    if let Some(a) = accounts.get_mut(target) {
+                        a.fingerprint = text(&detail["new_fingerprint"]);
+                        a.seq = seq;
+                    }
+                    continue;
+                }
                 "account.remove" => {
                     for name in detail["deleted_clients"].as_array().into_iter().flatten() {
                         recorded.remove(name.as_str().unwrap_or_default());
                     }
+                    accounts.remove(target);
                     continue;
                 }
                 "vault.seal" => {
+                    for a in detail["accounts"].as_array().into_iter().flatten() {
+                        accounts.insert(
+                            text(&a["label"]),
+                            RecordedAccount {
+                                fingerprint: text(&a["fingerprint"]),
+                                upstream: a["upstream"].as_str().map(str::to_owned),
+                                seq,
+                            },
+                        );
+                    }
                     for c in detail["clients"].as_array().into_iter().flatten() {
                         recorded.insert(
                             text(&c["name"]),
@@ -258,7 +332,7 @@ fn recorded_clients(vault: &Unlocked) -> anyhow::Result<BTreeMap<String, Recorde
         }
         Ok(())
     })?;
-    Ok(recorded)
+    Ok((recorded, accounts))
 }
 
 /// How `c` differs from what the log last recorded of it, if it does.
@@ -300,7 +374,7 @@ fn confirm(args: &UpgradeArgs, question: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_unreadable(rows: &[Result<Client, keygate_store::Error>], fate: &str) {
+fn print_unreadable<T>(rows: &[Result<T, keygate_store::Error>], fate: &str) {
     let unreadable = rows.iter().filter(|r| r.is_err()).count();
     if unreadable > 0 {
         println!("({unreadable} row(s) do not read and {fate})");
@@ -388,6 +462,54 @@ fn print_client(c: &Client, verified: Option<bool>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Every account row the seal covers (its key by fingerprint; key and secret stay sealed)
+/// and, given what the audit log recorded, where one differs from it.
+fn print_accounts(
+    rows: &[Result<Account, keygate_store::Error>],
+    recorded: Option<&BTreeMap<String, RecordedAccount>>,
+) {
+    println!("accounts of this vault (real keys, shown by fingerprint):");
+    for a in rows.iter().filter_map(|r| r.as_ref().ok()) {
+        println!(
+            "  {label}: {exchange}, key {fingerprint}, upstream {upstream}\n    \
+             added {created}, rotated {rotated}, rotate every {every}",
+            label = a.label,
+            exchange = a.exchange.as_str(),
+            fingerprint = a.fingerprint,
+            upstream = a.upstream.as_deref().unwrap_or("the exchange's own hosts"),
+            created = rfc3339(a.created_ms),
+            rotated = rfc3339(a.rotated_ms),
+            every = a
+                .rotate_every_s
+                .map_or_else(|| "(not set)".into(), |s| format!("{}d", s / 86_400)),
+        );
+        if let Some(difference) =
+            recorded.and_then(|r| account_differs_from_log(a, r.get(a.label.as_str())))
+        {
+            println!("    PUT BACK? {difference}");
+        }
+    }
+    print_unreadable(rows, "are sealed as they are, and do not open");
+}
+
+/// How `a` differs from what the log last recorded of it, if it does.
+fn account_differs_from_log(a: &Account, recorded: Option<&RecordedAccount>) -> Option<String> {
+    let Some(r) = recorded else {
+        return Some("the audit log never added this account".into());
+    };
+    let mut differences = Vec::new();
+    if a.fingerprint != r.fingerprint {
+        differences.push(format!(
+            "its key was last {} in the audit log",
+            r.fingerprint
+        ));
+    }
+    if a.upstream != r.upstream {
+        differences.push("its upstream is not the one the audit log last gave it".into());
+    }
+    (!differences.is_empty()).then(|| format!("{} (event {})", differences.join("; "), r.seq))
+}
+
 /// Tags the rows shown, if still as shown, rewrites the check value and records it.
 fn tag(vault: &mut Unlocked, shown: &[Client]) -> anyhow::Result<Vec<Name>> {
     let (master, key) = (&vault.master, &vault.audit_key);
@@ -403,7 +525,7 @@ fn tag(vault: &mut Unlocked, shown: &[Client]) -> anyhow::Result<Vec<Name>> {
                 serde_json::json!({ "tagged_clients": names }),
             );
             keygate_audit::append_within(s, key, &[upgraded])?;
-            s.seal_clients_as_they_are(master)?;
+            s.seal_as_they_are(master)?;
             Ok::<_, keygate_audit::Error>(tagged)
         })
         .context("tagging the clients")

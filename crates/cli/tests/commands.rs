@@ -1948,7 +1948,7 @@ mod client {
         assert_eq!(kg.status("bot1"), "untagged");
         // The log verifies; the client table, edited, does not match its seal.
         let verify = kg.fails(&["audit", "verify"], "", 1);
-        assert!(verify.stderr.contains("client table"), "{}", verify.stderr);
+        assert!(verify.stderr.contains("client and account tables"), "{}", verify.stderr);
         // Nor does `keygate upgrade`: the audit log says this vault had tags.
         let refused = kg.fails(&["upgrade", "--yes"], "", 2);
         assert!(refused.stderr.contains("put back"), "{}", refused.stderr);
@@ -1966,7 +1966,7 @@ mod client {
         db(kg)
             .execute_batch(
                 "CREATE TABLE saved AS SELECT * FROM clients;
-                 CREATE TABLE saved_seal AS SELECT * FROM meta WHERE key = 'clients_seal';",
+                 CREATE TABLE saved_seal AS SELECT * FROM meta WHERE key = 'tables_seal';",
             )
             .unwrap();
     }
@@ -1990,13 +1990,13 @@ mod client {
         assert_eq!(kg.status("bot1"), "active");
         let listed = kg.ok(&["client", "list"], "");
         assert!(
-            listed.stderr.contains("does not match its seal"),
+            listed.stderr.contains("do not match their seal"),
             "{}",
             listed.stderr
         );
         let verify = kg.fails(&["audit", "verify"], "", 1);
         assert!(
-            verify.stderr.contains("does not match its seal"),
+            verify.stderr.contains("do not match their seal"),
             "{}",
             verify.stderr
         );
@@ -2005,13 +2005,13 @@ mod client {
             .as_array()
             .unwrap()
             .iter()
-            .find(|c| c["check"] == "client table")
+            .find(|c| c["check"] == "client and account tables")
             .unwrap();
         assert_eq!(table["verdict"], "fail", "{doctor}");
         // A change made meanwhile does not vouch for the table, and says so.
         let frozen = kg.ok(&["client", "freeze", "bot2"], "");
         assert!(
-            frozen.stderr.contains("warning: the client table"),
+            frozen.stderr.contains("warning: the client and account tables"),
             "{}",
             frozen.stderr
         );
@@ -2059,7 +2059,7 @@ mod client {
         put_back_client_rows(&kg);
         db(&kg)
             .execute_batch(
-                "DELETE FROM meta WHERE key = 'clients_seal';
+                "DELETE FROM meta WHERE key = 'tables_seal';
                  INSERT INTO meta SELECT * FROM saved_seal;",
             )
             .unwrap();
@@ -2068,7 +2068,7 @@ mod client {
         assert!(!kg.ok(&["client", "list"], "").stderr.contains("seal"));
         let verify = kg.fails(&["audit", "verify"], "", 1);
         assert!(
-            verify.stderr.contains("put back as it was before it"),
+            verify.stderr.contains("put back as they were before it"),
             "{}",
             verify.stderr
         );
@@ -2095,7 +2095,7 @@ mod client {
         );
         assert_eq!(issued.code, 0, "{issued:?}");
         assert!(
-            issued.stderr.contains("warning: the client table"),
+            issued.stderr.contains("warning: the client and account tables"),
             "{}",
             issued.stderr
         );
@@ -2189,8 +2189,9 @@ mod client {
     }
 
     /// A vault of schema 2 (whose client table referenced its accounts, so that removing
-    /// an account deleted its clients) is brought to schema 3 by the first command that
-    /// unlocks it, audited, with its clients and their seal as they were.
+    /// an account deleted its clients, and whose seal covered the client table alone) is
+    /// brought to this build's schema by the first command that unlocks it, audited, with
+    /// its clients as they were and its seal made over both tables.
     #[test]
     fn a_schema_2_vault_is_upgraded_once_audited_and_still_sealed() {
         let kg = Kg::with_key_file();
@@ -2207,9 +2208,11 @@ mod client {
                  INSERT INTO clients_v2 SELECT * FROM clients;
                  DROP TABLE clients;
                  ALTER TABLE clients_v2 RENAME TO clients;
+                 DELETE FROM meta WHERE key = 'tables_seal';
                  UPDATE meta SET value = 2 WHERE key = 'schema_version';",
             )
             .unwrap();
+        seal_as_before_version_4(&kg);
         kg.ok(&["account", "list"], "");
         kg.ok(&["account", "list"], "");
         let export = kg.ok(&["audit", "export"], "").stdout;
@@ -2220,7 +2223,7 @@ mod client {
             .collect();
         assert_eq!(upgrades.len(), 1, "{export}");
         assert_eq!(upgrades[0]["detail"]["from"], 2);
-        assert_eq!(upgrades[0]["detail"]["to"], 3);
+        assert_eq!(upgrades[0]["detail"]["to"], 4);
         assert_eq!(kg.status("bot1"), "active");
         kg.ok(&["audit", "verify"], "");
         // Schema 3: the account goes, its revoked client stays.
@@ -2234,16 +2237,100 @@ mod client {
         kg.add_account("main", REAL_KEY, REAL_SECRET);
         kg.issue("main", "bot1", &[]);
         db(&kg)
-            .execute("DELETE FROM meta WHERE key = 'clients_seal'", [])
+            .execute("DELETE FROM meta WHERE key = 'tables_seal'", [])
             .unwrap();
         let serve = kg.fails(&["serve", "--listen", "127.0.0.1:0"], "", 2);
         assert!(
-            serve.stderr.contains("is not sealed") && serve.stderr.contains("keygate upgrade"),
+            serve.stderr.contains("are not sealed") && serve.stderr.contains("keygate upgrade"),
             "{}",
             serve.stderr
         );
         kg.ok(&["upgrade", "--yes"], "");
         kg.ok(&["audit", "verify"], "");
+    }
+
+    /// Seals the client table alone, as a vault of schema 2 or 3 kept it.
+    fn seal_as_before_version_4(kg: &Kg) {
+        let master = MasterKey::from_key_file(&kg.key_file()).unwrap();
+        let mut store = keygate_store::Store::open(&kg.db()).unwrap();
+        assert!(store.schema_version().unwrap() < 4);
+        store
+            .transaction(|s| s.seal_as_they_are(&master))
+            .unwrap();
+    }
+
+    /// A regression test: account rows were under no seal, so an account put back as it
+    /// was before `account rotate` (from a backup) was served again with the replaced
+    /// key, whose sealed credentials still open.
+    #[test]
+    fn an_account_put_back_as_before_its_rotation_is_refused_until_upgrade() {
+        let kg = Kg::with_key_file();
+        kg.add_account("main", REAL_KEY, REAL_SECRET);
+        kg.issue("main", "bot1", &[]);
+        db(&kg)
+            .execute_batch("CREATE TABLE saved AS SELECT * FROM accounts")
+            .unwrap();
+        let new_key = "NEWKzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzNEW9";
+        kg.ok(
+            &["account", "rotate", "main"],
+            &format!("{new_key}\nnewsecret123\n"),
+        );
+        kg.ok(&["audit", "verify"], "");
+        db(&kg)
+            .execute_batch("DELETE FROM accounts; INSERT INTO accounts SELECT * FROM saved")
+            .unwrap();
+        let serve = kg.fails(&["serve", "--listen", "127.0.0.1:0"], "", 2);
+        assert!(
+            serve.stderr.contains("do not match their seal"),
+            "{}",
+            serve.stderr
+        );
+        let verify = kg.fails(&["audit", "verify"], "", 1);
+        assert!(
+            verify.stderr.contains("account row was put back"),
+            "{}",
+            verify.stderr
+        );
+        // `keygate upgrade` shows the account beside what the log last recorded of it.
+        let upgrade = kg.ok(&["upgrade", "--yes"], "");
+        let old_fingerprint = keygate_vault::redact(REAL_KEY);
+        assert!(
+            upgrade.stdout.contains(&format!("main: binance, key {old_fingerprint}"))
+                && upgrade
+                    .stdout
+                    .contains("PUT BACK? its key was last NEWK…NEW9 in the audit log"),
+            "{}",
+            upgrade.stdout
+        );
+        assert!(!upgrade.all().contains(REAL_SECRET));
+        kg.ok(&["audit", "verify"], "");
+    }
+
+    #[test]
+    fn a_version_3_vault_whose_client_seal_held_is_sealed_over_accounts_too() {
+        let kg = Kg::with_key_file();
+        kg.add_account("main", REAL_KEY, REAL_SECRET);
+        kg.issue("main", "bot1", &[]);
+        // Version 3 as it was: the client table sealed alone.
+        db(&kg)
+            .execute_batch(
+                "DELETE FROM meta WHERE key = 'tables_seal';
+                 UPDATE meta SET value = 3 WHERE key = 'schema_version';",
+            )
+            .unwrap();
+        seal_as_before_version_4(&kg);
+        // The first command upgrades it, audited, and seals both tables.
+        kg.ok(&["client", "list"], "");
+        kg.ok(&["audit", "verify"], "");
+        let events = kg.ok(&["audit", "query", "--json"], "").stdout;
+        assert!(
+            events.contains("vault.schema") && events.contains(r#""from":3"#),
+            "{events}"
+        );
+        db(&kg)
+            .execute("UPDATE accounts SET rotated_ms = 0", [])
+            .unwrap();
+        kg.fails(&["audit", "verify"], "", 1);
     }
 
     #[test]
@@ -2520,7 +2607,7 @@ mod audit {
         // init, account.add, 2 × client.issue, client.freeze, 3 requests.
         assert_eq!(
             out.stdout.trim(),
-            "audit log verified: 8 events; the client table agrees with it"
+            "audit log verified: 8 events; the client and account tables agree with it"
         );
     }
 

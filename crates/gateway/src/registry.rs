@@ -62,13 +62,13 @@ pub struct Registry {
 impl Registry {
     /// Loads and opens everything in the store, from one snapshot of it. A record that
     /// fails to open is left out (and logged): its client is refused rather than
-    /// half-trusted. A client table that does not match its seal (a row put back as it was
-    /// before a revocation, say), or whose seal is older than the last administrative
-    /// event in the audit log (the table put back whole), is an error: no client can then
-    /// be trusted.
+    /// half-trusted. Client and account tables that do not match their seal (a client put
+    /// back as it was before a revocation, an account as it was before a rotation), or
+    /// whose seal is older than the last administrative event in the audit log (the
+    /// tables put back whole), are an error: no client can then be trusted.
     pub fn load(store: &Store, master: &MasterKey) -> Result<Registry, keygate_store::Error> {
         store.read_snapshot(|store| {
-            store.check_clients_seal_is_latest(master)?;
+            store.check_seal_is_latest(master)?;
             Registry::load_snapshot(store, master)
         })
     }
@@ -246,7 +246,7 @@ impl Live {
 /// wait for the next one. A reload that fails leaves no client at all until one
 /// succeeds: the change it could not read may have been a revoke, so every request is
 /// refused meanwhile rather than judged on a view known to be stale. A row that does not
-/// read takes only itself out, a client table that does not match its seal all of them
+/// read takes only itself out, tables that do not match their seal all of them
 /// ([`Registry::load`]). With an `alerter`, the first failure of a run of them raises a
 /// critical alert: every request is refused from then on.
 pub fn spawn_reloader(

@@ -1748,7 +1748,7 @@ async fn frozen_revoked_and_expired_clients_are_refused_within_a_second() {
         .execute("DELETE FROM clients", [])
         .unwrap();
     store
-        .transaction(|s| s.seal_clients_as_they_are(&master))
+        .transaction(|s| s.seal_as_they_are(&master))
         .unwrap();
     store
         .transaction(|s| {
@@ -1787,7 +1787,7 @@ async fn a_client_table_put_back_with_its_seal_is_refused() {
         .connection()
         .execute_batch(
             "CREATE TABLE saved AS SELECT * FROM clients;
-             CREATE TABLE saved_seal AS SELECT * FROM meta WHERE key = 'clients_seal';",
+             CREATE TABLE saved_seal AS SELECT * FROM meta WHERE key = 'tables_seal';",
         )
         .unwrap();
     // Revoked from the command line: its audit event commits with the change.
@@ -1795,7 +1795,7 @@ async fn a_client_table_put_back_with_its_seal_is_refused() {
     let master = env.master();
     unlocked
         .transaction(|s| {
-            let sealed = s.check_clients_seal(&master);
+            let sealed = s.check_seal(&master);
             s.set_client_status(&bot, ClientStatus::Active, ClientStatus::Revoked, &master)?;
             keygate_audit::append_within(
                 s,
@@ -1810,7 +1810,7 @@ async fn a_client_table_put_back_with_its_seal_is_refused() {
                     }),
                 }],
             )?;
-            s.reseal_clients(&master, &sealed)?;
+            s.reseal(&master, &sealed)?;
             Ok::<_, keygate_audit::Error>(())
         })
         .unwrap();
@@ -1820,10 +1820,10 @@ async fn a_client_table_put_back_with_its_seal_is_refused() {
     // they match each other, but the log has a later administrative event.
     env.edit_by_hand(
         "DELETE FROM clients; INSERT INTO clients SELECT * FROM saved;
-         DELETE FROM meta WHERE key = 'clients_seal'; INSERT INTO meta SELECT * FROM saved_seal;",
+         DELETE FROM meta WHERE key = 'tables_seal'; INSERT INTO meta SELECT * FROM saved_seal;",
     )
     .await;
-    store.check_clients_seal(&master).unwrap();
+    store.check_seal(&master).unwrap();
     env.exchange.simulator().reset(false);
     let (code, body) = get(&env, "/api/v3/account", "").await;
     assert_eq!(code, 401, "{body}");

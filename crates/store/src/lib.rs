@@ -77,7 +77,7 @@ CREATE TABLE events (
     hash  BLOB NOT NULL,
     mac   BLOB NOT NULL
 );
-INSERT INTO meta (key, value) VALUES ('schema_version', 3), ('generation', 0);
+INSERT INTO meta (key, value) VALUES ('schema_version', 4), ('generation', 0);
 "#
 );
 
@@ -100,8 +100,10 @@ ALTER TABLE clients_v3 RENAME TO clients;
 /// ([`Store::tag_clients_as_shown`]) once the operator has seen the rows. Version 2's
 /// `clients.account` referenced `accounts(label)`, so removing an account deleted its
 /// clients; since version 3 a removed account's clients stay, revoked, and its label may
-/// name no account.
-const SCHEMA_VERSION: i64 = 3;
+/// name no account. Version 3 sealed the client table alone; since version 4 the seal
+/// covers the account table as well (the `seal` module), and the audited change that
+/// brings a database to it reseals both if the client table's seal held.
+const SCHEMA_VERSION: i64 = 4;
 
 /// An error from the store.
 #[derive(Debug, thiserror::Error)]
@@ -171,10 +173,10 @@ pub enum Error {
         /// Why it does not decode.
         reason: String,
     },
-    /// The client table is not as keygate last sealed it (see the `seal` module): the
-    /// gateway refuses every client until `keygate upgrade` seals it again.
-    #[error("the client table {reason}; every client is refused until `keygate upgrade` has shown and sealed them")]
-    ClientTable {
+    /// The client and account tables are not as keygate last sealed them (see the `seal`
+    /// module): the gateway refuses every client until `keygate upgrade` seals them again.
+    #[error("the client and account tables {reason}; every client is refused until `keygate upgrade` has shown and sealed them")]
+    Unsealed {
         /// What is wrong with it.
         reason: &'static str,
     },
@@ -326,9 +328,11 @@ impl Store {
                 .execute_batch("ALTER TABLE clients ADD COLUMN tag BLOB")
                 .map_err(|e| self.sql(e))?;
         }
-        self.conn
-            .execute_batch(CLIENTS_V3)
-            .map_err(|e| self.sql(e))?;
+        if version < 3 {
+            self.conn
+                .execute_batch(CLIENTS_V3)
+                .map_err(|e| self.sql(e))?;
+        }
         self.conn
             .execute(
                 "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
@@ -665,7 +669,7 @@ mod tests {
         assert_eq!(kept.status, ClientStatus::Revoked);
         assert_eq!(kept.account.as_str(), "main");
         kept.verify_record(&master).unwrap();
-        store.check_clients_seal(&master).unwrap();
+        store.check_seal(&master).unwrap();
 
         // A bound client that is not revoked holds the account back; one named as not
         // reading goes with it.
@@ -684,7 +688,7 @@ mod tests {
             .map(|c| c.unwrap().name.to_string())
             .collect();
         assert_eq!(names, ["bot1"]);
-        store.check_clients_seal(&master).unwrap();
+        store.check_seal(&master).unwrap();
         std::fs::remove_dir_all(dir).unwrap();
     }
 
@@ -911,9 +915,9 @@ mod tests {
         let master = MasterKey::generate();
         let bot: keygate_core::Name = "bot1".parse().unwrap();
         // A new, empty table holds without a seal; the first client seals it.
-        assert_eq!(store.check_clients_seal(&master).unwrap(), 0);
+        assert_eq!(store.check_seal(&master).unwrap(), 0);
         add_main_and_bot1(&mut store, &master);
-        store.check_clients_seal(&master).unwrap();
+        store.check_seal(&master).unwrap();
         let copy = |store: &Store, sql: &str| store.connection().execute_batch(sql).unwrap();
         copy(&store, "CREATE TABLE saved AS SELECT * FROM clients");
         store
@@ -921,7 +925,7 @@ mod tests {
                 s.set_client_status(&bot, ClientStatus::Active, ClientStatus::Revoked, &master)
             })
             .unwrap();
-        store.check_clients_seal(&master).unwrap();
+        store.check_seal(&master).unwrap();
 
         // The row as it was before its revocation, put back: its own tag verifies.
         copy(
@@ -930,12 +934,8 @@ mod tests {
         );
         assert_eq!(store.client(&bot).unwrap().status, ClientStatus::Active);
         assert!(all_rows_verify(&store, &master));
-        let broken = |store: &Store| {
-            matches!(
-                store.check_clients_seal(&master),
-                Err(Error::ClientTable { .. })
-            )
-        };
+        let broken =
+            |store: &Store| matches!(store.check_seal(&master), Err(Error::Unsealed { .. }));
         assert!(broken(&store));
         // A write made now does not vouch for it: the seal stays broken.
         store
@@ -945,27 +945,25 @@ mod tests {
             .unwrap();
         assert!(broken(&store));
         // Sealed again as it is, by whoever vouches for it (`keygate upgrade`).
-        store
-            .transaction(|s| s.seal_clients_as_they_are(&master))
-            .unwrap();
-        store.check_clients_seal(&master).unwrap();
+        store.transaction(|s| s.seal_as_they_are(&master)).unwrap();
+        store.check_seal(&master).unwrap();
 
         // A row removed, or one added, breaks it as well; and so does a missing seal.
         copy(&store, "UPDATE saved SET name = 'bot2', api_key = 'other'");
         copy(&store, "INSERT INTO clients SELECT * FROM saved");
         assert!(broken(&store));
         copy(&store, "DELETE FROM clients WHERE name = 'bot2'");
-        store.check_clients_seal(&master).unwrap();
+        store.check_seal(&master).unwrap();
         copy(&store, "DELETE FROM clients");
         assert!(broken(&store));
         copy(
             &store,
-            "INSERT INTO clients SELECT * FROM saved; DELETE FROM meta WHERE key = 'clients_seal'",
+            "INSERT INTO clients SELECT * FROM saved; DELETE FROM meta WHERE key = 'tables_seal'",
         );
         assert!(broken(&store));
         // Nor does another vault's seal fit.
         store
-            .transaction(|s| s.seal_clients_as_they_are(&MasterKey::generate()))
+            .transaction(|s| s.seal_as_they_are(&MasterKey::generate()))
             .unwrap();
         assert!(broken(&store));
         std::fs::remove_dir_all(dir).unwrap();
@@ -976,7 +974,7 @@ mod tests {
         let (dir, mut store) = temp_store();
         let master = MasterKey::generate();
         add_main_and_bot1(&mut store, &master);
-        assert_eq!(store.check_clients_seal(&master).unwrap(), 0);
+        assert_eq!(store.check_seal(&master).unwrap(), 0);
         store
             .connection()
             .execute(
@@ -986,11 +984,11 @@ mod tests {
             .unwrap();
         store
             .transaction(|s| {
-                let before = s.check_clients_seal(&master);
-                s.reseal_clients(&master, &before)
+                let before = s.check_seal(&master);
+                s.reseal(&master, &before)
             })
             .unwrap();
-        assert_eq!(store.check_clients_seal(&master).unwrap(), 7);
+        assert_eq!(store.check_seal(&master).unwrap(), 7);
         std::fs::remove_dir_all(dir).unwrap();
     }
 
@@ -1024,14 +1022,14 @@ mod tests {
             .connection()
             .execute_batch(
                 "CREATE TABLE saved AS SELECT * FROM clients;
-                 CREATE TABLE saved_seal AS SELECT * FROM meta WHERE key = 'clients_seal';",
+                 CREATE TABLE saved_seal AS SELECT * FROM meta WHERE key = 'tables_seal';",
             )
             .unwrap();
         // bot1 is revoked, and the revoke's administrative event is in the log, as
         // `keygate client revoke` does it.
         store
             .transaction(|s| {
-                let before = s.check_clients_seal_is_latest(&master);
+                let before = s.check_seal_is_latest(&master);
                 s.set_client_status(&bot1, ClientStatus::Active, ClientStatus::Revoked, &master)?;
                 s.connection()
                     .execute(
@@ -1040,20 +1038,20 @@ mod tests {
                         [],
                     )
                     .map_err(|e| s.error(e))?;
-                s.reseal_clients(&master, &before)
+                s.reseal(&master, &before)
             })
             .unwrap();
-        store.check_clients_seal_is_latest(&master).unwrap();
+        store.check_seal_is_latest(&master).unwrap();
         // The table and its seal put back from the copy: stale, bot1 active.
         store
             .connection()
             .execute_batch(
                 "DELETE FROM clients; INSERT INTO clients SELECT * FROM saved;
-                 DELETE FROM meta WHERE key = 'clients_seal';
+                 DELETE FROM meta WHERE key = 'tables_seal';
                  INSERT INTO meta SELECT * FROM saved_seal;",
             )
             .unwrap();
-        assert!(store.check_clients_seal_is_latest(&master).is_err());
+        assert!(store.check_seal_is_latest(&master).is_err());
         // A routine change to another client leaves the table refused.
         store
             .transaction(|s| {
@@ -1061,11 +1059,153 @@ mod tests {
             })
             .unwrap();
         assert!(matches!(
-            store.check_clients_seal_is_latest(&master),
-            Err(Error::ClientTable { .. })
+            store.check_seal_is_latest(&master),
+            Err(Error::Unsealed { .. })
         ));
         assert_eq!(store.client(&bot1).unwrap().status, ClientStatus::Active);
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// A regression test: account rows had no tag and were under no seal, so an account
+    /// put back as it was before `account rotate` (from a backup) went on serving with the
+    /// key that rotation replaced: its sealed key and secret open, bound as they are to
+    /// the row's own label, exchange and upstream.
+    #[test]
+    fn an_account_put_back_as_before_its_rotation_breaks_the_seal() {
+        let (dir, mut store) = temp_store();
+        let master = MasterKey::generate();
+        let main: keygate_core::Name = "main".parse().unwrap();
+        add_main_and_bot1(&mut store, &master);
+        let sql = |store: &Store, sql: &str| store.connection().execute_batch(sql).unwrap();
+        sql(&store, "CREATE TABLE saved AS SELECT * FROM accounts");
+        store
+            .transaction(|s| {
+                s.replace_account_credentials(
+                    &main,
+                    &SecretString::new("BBBBnewkeynewkeyYYYY".into()),
+                    &SecretString::new("the new secret".into()),
+                    &master,
+                    2,
+                )
+            })
+            .unwrap();
+        store.check_seal(&master).unwrap();
+
+        sql(
+            &store,
+            "DELETE FROM accounts; INSERT INTO accounts SELECT * FROM saved",
+        );
+        let put_back = store.account(&main).unwrap();
+        assert_eq!(
+            put_back.open_api_key(&master).unwrap().expose_secret(),
+            "AAAAkeykeykeykeyZZZZ"
+        );
+        let broken = |store: &Store| {
+            matches!(
+                store.check_seal(&master),
+                Err(Error::Unsealed { reason }) if reason.contains("account row")
+            )
+        };
+        assert!(broken(&store));
+        // A rotation made now does not vouch for the row put back.
+        store
+            .transaction(|s| {
+                s.replace_account_credentials(
+                    &main,
+                    &SecretString::new("CCCCkeykeykeykeyXXXX".into()),
+                    &SecretString::new("a third secret".into()),
+                    &master,
+                    3,
+                )
+            })
+            .unwrap();
+        assert!(broken(&store));
+        store.transaction(|s| s.seal_as_they_are(&master)).unwrap();
+        store.check_seal(&master).unwrap();
+        // Any column edited breaks it too: the rotation period, say, which the sealed
+        // credentials are not bound to.
+        sql(&store, "UPDATE accounts SET rotate_every_s = NULL");
+        assert!(broken(&store));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// Brings `store` back to schema version 3 as it was: no `tables_seal`, and the client
+    /// table sealed alone, as that version sealed it.
+    fn as_version_3(store: &mut Store, master: &MasterKey) {
+        store
+            .connection()
+            .execute_batch(
+                "DELETE FROM meta WHERE key = 'tables_seal';
+                 UPDATE meta SET value = 3 WHERE key = 'schema_version';",
+            )
+            .unwrap();
+        store.transaction(|s| s.seal_as_they_are(master)).unwrap();
+        assert!(store.meta("clients_seal").unwrap().is_some());
+    }
+
+    /// The audited change that brings a database to this build's schema, as the CLI makes
+    /// it: the seal checked before, resealed after.
+    fn audited_upgrade(store: &mut Store, master: &MasterKey) {
+        store
+            .transaction(|s| {
+                let before = s.check_seal_is_latest(master);
+                s.upgrade_schema_within()?;
+                s.reseal(master, &before)
+            })
+            .unwrap();
+        assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn a_version_3_client_seal_that_held_becomes_a_seal_over_both_tables() {
+        let (dir, mut store) = temp_store();
+        let master = MasterKey::generate();
+        add_main_and_bot1(&mut store, &master);
+        as_version_3(&mut store, &master);
+        store.check_seal_is_latest(&master).unwrap();
+        audited_upgrade(&mut store, &master);
+        store.check_seal_is_latest(&master).unwrap();
+        assert!(store.meta("clients_seal").unwrap().is_none());
+        // From now on the accounts are under it.
+        store
+            .connection()
+            .execute_batch("UPDATE accounts SET rotated_ms = 0")
+            .unwrap();
+        assert!(store.check_seal(&master).is_err());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_version_3_client_seal_that_was_broken_seals_nothing_at_the_upgrade() {
+        let (dir, mut store) = temp_store();
+        let master = MasterKey::generate();
+        add_main_and_bot1(&mut store, &master);
+        as_version_3(&mut store, &master);
+        store
+            .connection()
+            .execute_batch("DELETE FROM clients")
+            .unwrap();
+        assert!(store.check_seal(&master).is_err());
+        audited_upgrade(&mut store, &master);
+        assert!(matches!(
+            store.check_seal(&master),
+            Err(Error::Unsealed { reason }) if reason.contains("not sealed")
+        ));
+        // Nor does a version-3 seal put back after the upgrade count for anything.
+        let (dir2, mut other) = temp_store();
+        add_main_and_bot1(&mut other, &master);
+        as_version_3(&mut other, &master);
+        audited_upgrade(&mut other, &master);
+        other
+            .connection()
+            .execute_batch(
+                "DELETE FROM meta WHERE key = 'tables_seal';
+                 INSERT INTO meta (key, value) VALUES ('clients_seal', x'00');",
+            )
+            .unwrap();
+        assert!(other.check_seal(&master).is_err());
+        std::fs::remove_dir_all(dir).unwrap();
+        std::fs::remove_dir_all(dir2).unwrap();
     }
 
     /// Version 2's client table, which referenced `accounts(label)`.
@@ -1107,7 +1247,7 @@ mod tests {
         assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
         assert_eq!(rows(&store), before);
         store.client(&bot).unwrap().verify_record(&master).unwrap();
-        store.check_clients_seal(&master).unwrap();
+        store.check_seal(&master).unwrap();
         let generation = store.generation().unwrap();
         store.upgrade_schema().unwrap();
         assert_eq!(store.generation().unwrap(), generation);
@@ -1126,7 +1266,7 @@ mod tests {
         let (dir, store) = temp_store();
         store
             .connection()
-            .execute("UPDATE meta SET value = 4 WHERE key = 'schema_version'", [])
+            .execute("UPDATE meta SET value = 5 WHERE key = 'schema_version'", [])
             .unwrap();
         let path = store.path().to_owned();
         drop(store);

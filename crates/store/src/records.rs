@@ -63,6 +63,19 @@ impl Account {
         )
     }
 
+    /// Whether `other` is this very row: every column alike, sealed credentials included.
+    pub fn same_row_as(&self, other: &Account) -> bool {
+        self.label == other.label
+            && self.exchange == other.exchange
+            && self.upstream == other.upstream
+            && self.rotate_every_s == other.rotate_every_s
+            && self.created_ms == other.created_ms
+            && self.rotated_ms == other.rotated_ms
+            && self.fingerprint == other.fingerprint
+            && self.sealed_api_key == other.sealed_api_key
+            && self.sealed_secret == other.sealed_secret
+    }
+
     /// When rotation is due, if a period is set.
     pub fn rotation_due_ms(&self) -> Option<u64> {
         // Saturating: a period edited into the database past what a time can hold is
@@ -392,7 +405,8 @@ fn corrupt_row(e: rusqlite::Error) -> Error {
     }
 }
 
-const ACCOUNT_COLUMNS: &str = "label, exchange, upstream, rotate_every_s, created_ms, rotated_ms, fingerprint, sealed_api_key, sealed_secret";
+/// Every column of an account row, in table order.
+pub(crate) const ACCOUNT_COLUMNS: &str = "label, exchange, upstream, rotate_every_s, created_ms, rotated_ms, fingerprint, sealed_api_key, sealed_secret";
 
 fn account_from_row(row: &Row<'_>) -> rusqlite::Result<Result<Account, Error>> {
     let label: String = row.get(0)?;
@@ -428,6 +442,7 @@ impl Store {
         master: &MasterKey,
         now_ms: u64,
     ) -> Result<(), Error> {
+        let sealed = self.check_seal_is_latest(master);
         let draft = Account {
             label: new.label.clone(),
             exchange: new.exchange,
@@ -468,7 +483,7 @@ impl Store {
                     self.error(e)
                 }
             })?;
-        Ok(())
+        self.reseal(master, &sealed)
     }
 
     /// Every account, by label.
@@ -533,6 +548,7 @@ impl Store {
         master: &MasterKey,
         now_ms: u64,
     ) -> Result<(), Error> {
+        let sealed = self.check_seal_is_latest(master);
         let account = self.account(label)?;
         // The new credentials are bound to the row's upstream: a row edited to point
         // elsewhere no longer opens, and must not be made to open by a rotation.
@@ -552,7 +568,7 @@ impl Store {
                 params![label.as_str(), sealed_key, sealed_secret, redact(api_key.expose_secret()), now_ms as i64],
             )
             .map_err(|e| self.error(e))?;
-        Ok(())
+        self.reseal(master, &sealed)
     }
 
     /// Deletes an account and the client rows named in `unreadable` (rows bound to it
@@ -565,7 +581,7 @@ impl Store {
         unreadable: &[&str],
         master: &MasterKey,
     ) -> Result<(), Error> {
-        let sealed = self.check_clients_seal_is_latest(master);
+        let sealed = self.check_seal_is_latest(master);
         for name in unreadable {
             let n = self
                 .connection()
@@ -608,7 +624,7 @@ impl Store {
                 name: label.to_string(),
             });
         }
-        self.reseal_clients(master, &sealed)
+        self.reseal(master, &sealed)
     }
 
     /// Issues a virtual key.
@@ -619,7 +635,7 @@ impl Store {
         now_ms: u64,
     ) -> Result<(), Error> {
         self.account(&new.account)?;
-        let sealed = self.check_clients_seal_is_latest(master);
+        let sealed = self.check_seal_is_latest(master);
         let policy_json = serde_json::to_string(&new.policy).map_err(|e| Error::Corrupt {
             what: "client policy",
             reason: e.to_string(),
@@ -664,7 +680,7 @@ impl Store {
                     self.error(e)
                 }
             })?;
-        self.reseal_clients(master, &sealed)
+        self.reseal(master, &sealed)
     }
 
     /// Every client, by name, each row read on its own: a row that does not decode is an
@@ -814,7 +830,7 @@ impl Store {
     /// old tag covers every column, so a row another command changed meanwhile does not
     /// match and is left alone.
     fn rewrite_client(&self, client: &mut Client, master: &MasterKey) -> Result<(), Error> {
-        let sealed = self.check_clients_seal_is_latest(master);
+        let sealed = self.check_seal_is_latest(master);
         let read_tag = client.tag.take();
         client.retag(master);
         let n = self
@@ -848,7 +864,7 @@ impl Store {
                 reason: "another command changed it first".into(),
             });
         }
-        self.reseal_clients(master, &sealed)
+        self.reseal(master, &sealed)
     }
 
     /// Tags the untagged clients in `shown`, provided each row is still exactly as shown,
@@ -862,7 +878,7 @@ impl Store {
         shown: &[Client],
         master: &MasterKey,
     ) -> Result<Vec<Name>, Error> {
-        let sealed = self.check_clients_seal_is_latest(master);
+        let sealed = self.check_seal_is_latest(master);
         let mut tagged = Vec::new();
         for seen in shown.iter().filter(|c| c.tag.is_none()) {
             let mut now = self.client(&seen.name)?;
@@ -882,7 +898,7 @@ impl Store {
                 .map_err(|e| self.error(e))?;
             tagged.push(now.name);
         }
-        self.reseal_clients(master, &sealed)?;
+        self.reseal(master, &sealed)?;
         Ok(tagged)
     }
 

@@ -1,73 +1,120 @@
-//! The client table's seal: one tag over every client row, so that a row put back as it
-//! was earlier (before a revocation, say) is caught although its own tag still verifies.
+//! The seal over the client and account tables: one tag over every row of both, so that
+//! a row put back as it was earlier (a client before its revocation, an account's key
+//! before its rotation) is caught although a client row's own tag still verifies and an
+//! account's sealed key still opens.
 //!
-//! A row's tag ([`Client::verify_record`](crate::Client::verify_record)) proves that
-//! keygate wrote the row, not that it is the row keygate wrote *last*. The seal covers the
-//! name and tag of every row, in name order, and the seq of the audit event that was the
-//! last one in the log when it was made. So:
+//! A client row's tag ([`Client::verify_record`](crate::Client::verify_record)) proves
+//! that keygate wrote the row, not that it is the row keygate wrote *last*; an account's
+//! sealed credentials prove the same of its key and secret. The seal covers the name and
+//! tag of every client row, in name order, every column of every account row, in label
+//! order, and the seq of the audit event that was the last one in the log when it was
+//! made. So:
 //!
 //! - a row put back, added or removed behind keygate's back no longer matches the seal,
 //!   and the gateway refuses every client until `keygate upgrade` has shown them to the
-//!   operator and sealed them again ([`Store::check_clients_seal`]);
-//! - the whole table put back with its seal (from a backup) matches, but its seal names an
+//!   operator and sealed them again ([`Store::check_seal`]);
+//! - both tables put back with their seal (from a backup) match, but the seal names an
 //!   audit event older than the last administrative event in the log: the gateway refuses
-//!   every client ([`Store::check_clients_seal_is_latest`]) and `keygate audit verify`
-//!   reports it. The log itself is anchored by checkpoints.
+//!   every client ([`Store::check_seal_is_latest`]) and `keygate audit verify` reports
+//!   it. The log itself is anchored by checkpoints.
 //!
-//! Every write to the client table keeps the seal, but only a seal that held before the
-//! write ([`Store::reseal_clients`]): a write never vouches for rows someone else put back.
+//! Every write to either table keeps the seal, but only a seal that held before the write
+//! ([`Store::reseal`]): a write never vouches for rows someone else put back.
+//!
+//! Schema version 3 sealed the client table alone (the meta key `clients_seal`). On such a
+//! database that seal is the one checked, so that the audited change bringing it to
+//! version 4 reseals both tables if, and only if, the client table's seal held.
 
 use rusqlite::types::ValueRef;
 
 use keygate_vault::{MasterKey, RecordId};
 
+use crate::records::ACCOUNT_COLUMNS;
 use crate::{Error, Store};
 
-/// The meta key holding the seal: the audit seq it was made at (8 bytes, big-endian)
-/// followed by the tag.
-const META_CLIENTS_SEAL: &str = "clients_seal";
+/// The first schema version whose seal covers the account table too.
+const SEALS_ACCOUNTS_SINCE: i64 = 4;
 
-/// Why a client table does not hold.
-const UNSEALED: &str = "is not sealed (it was made by an earlier keygate, or its seal was removed)";
-const BROKEN: &str =
-    "does not match its seal: a client row was put back as it was earlier, added or removed \
-     without the master key";
-const STALE: &str = "was put back, seal and all, as it was before a later administrative \
+/// What a seal covers, and where it is kept: by schema version.
+#[derive(Clone, Copy, PartialEq)]
+enum Coverage {
+    /// Version 3: the client table alone.
+    Clients,
+    /// Since version 4: the client and account tables.
+    ClientsAndAccounts,
+}
+
+impl Coverage {
+    /// The seal a database of `schema_version` keeps.
+    fn of(schema_version: i64) -> Coverage {
+        if schema_version < SEALS_ACCOUNTS_SINCE {
+            Coverage::Clients
+        } else {
+            Coverage::ClientsAndAccounts
+        }
+    }
+
+    /// The meta key holding the seal: the audit seq it was made at (8 bytes, big-endian)
+    /// followed by the tag.
+    fn meta_key(self) -> &'static str {
+        match self {
+            Coverage::Clients => "clients_seal",
+            Coverage::ClientsAndAccounts => "tables_seal",
+        }
+    }
+
+    /// The record the tag is bound to: one seal never verifies as the other.
+    fn record_id(self) -> RecordId {
+        match self {
+            Coverage::Clients => RecordId::new("client-table-seal", "", ""),
+            Coverage::ClientsAndAccounts => RecordId::new("table-seal", "clients,accounts", ""),
+        }
+    }
+}
+
+/// Why the tables do not hold.
+const UNSEALED: &str = "are not sealed (they were made by an earlier keygate, or their seal was \
+     removed)";
+const BROKEN: &str = "do not match their seal: a client or account row was put back as it was \
+     earlier, added or removed without the master key";
+const STALE: &str = "were put back, seal and all, as they were before a later administrative \
      change in the audit log";
 
 impl Store {
-    /// Checks that the client table is exactly as keygate last sealed it, and returns the
-    /// audit seq the seal was made at. An empty table with no seal holds (a new vault).
-    pub fn check_clients_seal(&self, master: &MasterKey) -> Result<u64, Error> {
-        let Some(seal) = self.meta(META_CLIENTS_SEAL)? else {
-            return if self.client_count()? == 0 {
+    /// Checks that the client and account tables are exactly as keygate last sealed them,
+    /// and returns the audit seq the seal was made at. Empty tables with no seal hold (a
+    /// new vault).
+    pub fn check_seal(&self, master: &MasterKey) -> Result<u64, Error> {
+        let coverage = Coverage::of(self.schema_version()?);
+        let Some(seal) = self.meta(coverage.meta_key())? else {
+            return if self.row_count(coverage)? == 0 {
                 Ok(0)
             } else {
-                Err(Error::ClientTable { reason: UNSEALED })
+                Err(Error::Unsealed { reason: UNSEALED })
             };
         };
-        let broken = Error::ClientTable { reason: BROKEN };
+        let broken = Error::Unsealed { reason: BROKEN };
         let (seq, tag) = match seal.split_first_chunk::<8>() {
             Some((seq, tag)) => (u64::from_be_bytes(*seq), tag),
             None => return Err(broken),
         };
-        let fields = self.sealed_fields(seq)?;
+        let fields = self.sealed_fields(coverage, seq)?;
         let fields: Vec<&[u8]> = fields.iter().map(Vec::as_slice).collect();
         master
-            .verify_record(&seal_id(), &fields, tag)
+            .verify_record(&coverage.record_id(), &fields, tag)
             .map_err(|_| broken)?;
         Ok(seq)
     }
 
-    /// [`Store::check_clients_seal`], and also that no administrative event in the log
-    /// came after the seal: else the table was put back, seal and all, from an earlier
-    /// copy. Reads only the events after the seal's (few, but for the first load after a
-    /// long run of requests: about 0.7 s per million events, measured), looking for the
+    /// [`Store::check_seal`], and also that no administrative event in the log came after
+    /// the seal: else the tables were put back, seal and all, from an earlier copy. Reads
+    /// only the events after the seal's (few, but for the first load after a long run of
+    /// requests: about 0.7 s per million events, measured), looking for the
     /// `"type":"admin"` that `keygate-audit` writes into an administrative event's body;
     /// a row that only claims it (an attacker can write rows, not their MACs) makes this
     /// fail, never pass.
-    pub fn check_clients_seal_is_latest(&self, master: &MasterKey) -> Result<u64, Error> {
-        let sealed = self.check_clients_seal(master)?;
+    pub fn check_seal_is_latest(&self, master: &MasterKey) -> Result<u64, Error> {
+        let sealed = self.check_seal(master)?;
         let later_admin: bool = self
             .connection()
             .query_row(
@@ -77,65 +124,98 @@ impl Store {
             )
             .map_err(|e| self.error(e))?;
         if later_admin {
-            return Err(Error::ClientTable { reason: STALE });
+            return Err(Error::Unsealed { reason: STALE });
         }
         Ok(sealed)
     }
 
-    /// Seals the client table again after a write, bound to the last audit event, if its
-    /// seal held before the write: `before` is what [`Store::check_clients_seal_is_latest`]
-    /// said then. A seal that did not hold, or held but was older than an administrative
-    /// event (the table put back, seal and all), stays as it was, whatever the write: only
-    /// `keygate upgrade`, after showing the rows, seals such a table again.
-    pub fn reseal_clients(
-        &self,
-        master: &MasterKey,
-        before: &Result<u64, Error>,
-    ) -> Result<(), Error> {
+    /// Seals the tables again after a write, bound to the last audit event, if their seal
+    /// held before the write: `before` is what [`Store::check_seal_is_latest`] said then.
+    /// A seal that did not hold, or held but was older than an administrative event (the
+    /// tables put back, seal and all), stays as it was, whatever the write: only `keygate
+    /// upgrade`, after showing the rows, seals such tables again.
+    pub fn reseal(&self, master: &MasterKey, before: &Result<u64, Error>) -> Result<(), Error> {
         match before {
-            Ok(_) => self.seal_clients_as_they_are(master),
+            Ok(_) => self.seal_as_they_are(master),
             Err(_) => Ok(()),
         }
     }
 
-    /// Seals the client table as it is now, whatever it held before. Whoever calls this
-    /// vouches for every row: `keygate upgrade` shows them to the operator first.
-    pub fn seal_clients_as_they_are(&self, master: &MasterKey) -> Result<(), Error> {
+    /// Seals the tables as they are now, whatever they held before, with the seal this
+    /// database's schema version keeps (a version-3 seal is dropped once a version-4 one
+    /// is made). Whoever calls this vouches for every row: `keygate upgrade` shows them
+    /// to the operator first.
+    pub fn seal_as_they_are(&self, master: &MasterKey) -> Result<(), Error> {
+        let coverage = Coverage::of(self.schema_version()?);
         let seq: u64 = self
             .connection()
             .query_row("SELECT coalesce(max(seq), 0) FROM events", [], |r| {
                 r.get::<_, i64>(0)
             })
             .map_err(|e| self.error(e))? as u64;
-        let fields = self.sealed_fields(seq)?;
+        let fields = self.sealed_fields(coverage, seq)?;
         let fields: Vec<&[u8]> = fields.iter().map(Vec::as_slice).collect();
-        let tag = master.tag_record(&seal_id(), &fields);
-        self.set_meta(META_CLIENTS_SEAL, &[&seq.to_be_bytes()[..], &tag].concat())
+        let tag = master.tag_record(&coverage.record_id(), &fields);
+        self.set_meta(
+            coverage.meta_key(),
+            &[&seq.to_be_bytes()[..], &tag].concat(),
+        )?;
+        if coverage == Coverage::ClientsAndAccounts {
+            self.delete_meta(Coverage::Clients.meta_key())?;
+        }
+        Ok(())
     }
 
-    fn client_count(&self) -> Result<u64, Error> {
+    /// How many rows the seal covers.
+    fn row_count(&self, coverage: Coverage) -> Result<u64, Error> {
+        let sql = match coverage {
+            Coverage::Clients => "SELECT count(*) FROM clients",
+            Coverage::ClientsAndAccounts => {
+                "SELECT (SELECT count(*) FROM clients) + (SELECT count(*) FROM accounts)"
+            }
+        };
         self.connection()
-            .query_row("SELECT count(*) FROM clients", [], |r| r.get::<_, i64>(0))
+            .query_row(sql, [], |r| r.get::<_, i64>(0))
             .map(|n| n as u64)
             .map_err(|e| self.error(e))
     }
 
-    /// The seq, then each row's name and tag in name order, as stored: a row that does
-    /// not decode is sealed all the same (and refused on its own account).
-    fn sealed_fields(&self, seq: u64) -> Result<Vec<Vec<u8>>, Error> {
-        let mut stmt = self
-            .connection()
-            .prepare("SELECT name, tag FROM clients ORDER BY name")
-            .map_err(|e| self.error(e))?;
-        let mut rows = stmt.query([]).map_err(|e| self.error(e))?;
+    /// The seq; then each client row's name and tag in name order; then, since version 4,
+    /// the number of account rows and every column of each in label order. Every column
+    /// as stored: a row that does not decode is sealed all the same (and refused on its
+    /// own account). The client rows' count comes first in version 4, so that no client
+    /// column reads as an account's.
+    fn sealed_fields(&self, coverage: Coverage, seq: u64) -> Result<Vec<Vec<u8>>, Error> {
         let mut fields = vec![seq.to_be_bytes().to_vec()];
-        while let Some(row) = rows.next().map_err(|e| self.error(e))? {
-            for column in 0..2 {
-                let value = row.get_ref(column).map_err(|e| self.error(e))?;
-                fields.push(encode(value));
-            }
+        let clients = self.columns("SELECT name, tag FROM clients ORDER BY name", 2)?;
+        if coverage == Coverage::Clients {
+            fields.extend(clients.into_iter().flatten());
+            return Ok(fields);
+        }
+        let accounts = self.columns(
+            &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts ORDER BY label"),
+            ACCOUNT_COLUMNS.split(',').count(),
+        )?;
+        for rows in [clients, accounts] {
+            fields.push((rows.len() as u64).to_be_bytes().to_vec());
+            fields.extend(rows.into_iter().flatten());
         }
         Ok(fields)
+    }
+
+    /// The first `width` columns of each row `sql` selects, each [`encode`]d.
+    fn columns(&self, sql: &str, width: usize) -> Result<Vec<Vec<Vec<u8>>>, Error> {
+        let mut stmt = self.connection().prepare(sql).map_err(|e| self.error(e))?;
+        let mut rows = stmt.query([]).map_err(|e| self.error(e))?;
+        let mut encoded = Vec::new();
+        while let Some(row) = rows.next().map_err(|e| self.error(e))? {
+            let columns = (0..width)
+                .map(|column| row.get_ref(column).map(encode))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| self.error(e))?;
+            encoded.push(columns);
+        }
+        Ok(encoded)
     }
 }
 
@@ -150,8 +230,4 @@ fn encode(value: ValueRef<'_>) -> Vec<u8> {
         ValueRef::Blob(b) => (4, b.to_vec()),
     };
     [&[class][..], &bytes].concat()
-}
-
-fn seal_id() -> RecordId {
-    RecordId::new("client-table-seal", "", "")
 }

@@ -103,7 +103,7 @@ async fn signed_read<A: Adapter>(
         return Err(format!("it answered HTTP {}", answer.status.as_u16()));
     }
     Ok(Answer {
-        used_weight: adapter.used_weight(&answer.headers),
+        used_weight: adapter.used_weight(adapter.weight_pool(path), &answer.headers),
         body: answer.body.to_vec(),
     })
 }

@@ -547,9 +547,23 @@ impl Adapter for Binance {
     fn parse_order_history(&self, body: &[u8]) -> Option<Vec<ExchangeOrder>> {
         parse_all_orders(body)
     }
-    fn used_weight(&self, headers: &HeaderMap) -> Option<u64> {
+    fn weight_pool(&self, path: &str) -> &'static str {
+        let first = path.split('/').nth(1).unwrap_or_default();
+        WEIGHT_POOLS
+            .iter()
+            .find(|pool| pool[1..] == *first)
+            .copied()
+            .unwrap_or("")
+    }
+    fn used_weight(&self, pool: &str, headers: &HeaderMap) -> Option<u64> {
+        // `/sapi` reports the weight of its own per-address pool apart from `/api`'s; its
+        // per-account (UID) weight is no address's and is left out.
+        let header = match pool {
+            "/sapi" => "x-sapi-used-ip-weight-1m",
+            _ => "x-mbx-used-weight-1m",
+        };
         headers
-            .get("x-mbx-used-weight-1m")
+            .get(header)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok())
     }
@@ -658,6 +672,10 @@ fn text<'a>(raw: &'a str, text: &'a Text) -> &'a str {
         Text::Decoded(decoded) => decoded,
     }
 }
+
+/// The first path segments whose request weight Binance limits and reports apart: `/api`
+/// (spot) and `/sapi` share a host, not a limit.
+const WEIGHT_POOLS: &[&str] = &["/api", "/sapi", "/fapi", "/dapi", "/eapi", "/papi"];
 
 /// Binance's hosts as ccxt's `urls['api']` lays them out, each with the first path
 /// segments it serves.
@@ -2386,6 +2404,29 @@ mod tests {
             }
         }
     }
+    /// A regression test: only `X-MBX-USED-WEIGHT-1M` was read, so `/sapi` answers, which
+    /// report their own per-address pool in `X-SAPI-USED-IP-WEIGHT-1M`, reported nothing,
+    /// and every family of one upstream shared one count.
+    #[test]
+    fn each_family_reports_its_own_weight_pool() {
+        let pool = |path| Binance.weight_pool(path);
+        assert_eq!(pool("/api/v3/account"), "/api");
+        assert_eq!(pool("/sapi/v1/system/status"), "/sapi");
+        assert_eq!(pool("/fapi/v2/balance"), "/fapi");
+        assert_eq!(pool("/dapi/v1/ping"), "/dapi");
+        assert_eq!(pool("/futures/data/openInterestHist"), "");
+        assert_eq!(pool("/apix/v3/time"), "");
+        let mut headers = HeaderMap::new();
+        headers.insert("x-mbx-used-weight-1m", "9".parse().unwrap());
+        headers.insert("x-sapi-used-ip-weight-1m", "5".parse().unwrap());
+        headers.insert("x-sapi-used-uid-weight-1m", "700".parse().unwrap());
+        assert_eq!(Binance.used_weight("/api", &headers), Some(9));
+        assert_eq!(Binance.used_weight("/fapi", &headers), Some(9));
+        assert_eq!(Binance.used_weight("/sapi", &headers), Some(5));
+        headers.remove("x-sapi-used-ip-weight-1m");
+        assert_eq!(Binance.used_weight("/sapi", &headers), None);
+    }
+
     #[test]
     fn public_calls_are_reserved_at_no_less_than_their_documented_weight() {
         let w = |path, query| public_weight(path, query);

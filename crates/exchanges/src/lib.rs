@@ -183,9 +183,14 @@ pub trait Adapter: Send + Sync + 'static {
     fn parse_ticker_price(&self, body: &[u8]) -> Option<Decimal>;
     /// The HTTP status and body of a refusal, in the exchange's error shape.
     fn refusal(&self, refusal: Refusal<'_>) -> (u16, Vec<u8>);
-    /// The request weight the exchange says this address has used in the current minute,
-    /// from an answer's headers.
-    fn used_weight(&self, headers: &HeaderMap) -> Option<u64>;
+    /// The pool of request weight a call on `path` draws from: the exchange limits each
+    /// pool on its own (Binance: `/api`, `/sapi`, `/fapi`…), so what one reports says
+    /// nothing of another, even when one upstream URL serves them all.
+    fn weight_pool(&self, path: &str) -> &'static str;
+    /// The request weight the exchange says this address has used in the current minute
+    /// of `pool` (as [`Adapter::weight_pool`] names it), from the headers of the answer to
+    /// a call that drew from it.
+    fn used_weight(&self, pool: &str, headers: &HeaderMap) -> Option<u64>;
     /// An upper estimate of the request weight of the public call `path?query`, which the
     /// gateway reserves while the call is in flight, so that a burst of public calls sent
     /// before any answer reports its weight cannot pass the cap all at once.

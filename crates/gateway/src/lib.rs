@@ -81,7 +81,7 @@ use rust_decimal::Decimal;
 use crate::registry::{Live, Verifier};
 use crate::replay::ReplayCache;
 use crate::upstream::{Failure, Upstream};
-use crate::weight::{OverCap, Reservation, WeightGauge};
+use crate::weight::{OverCap, Pool, Reservation, WeightGauge};
 
 /// Largest request body accepted, in bytes. Binance's own requests are far smaller.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -400,8 +400,12 @@ async fn handle<A: Adapter>(
         let base = registry.public_upstream(exchange).unwrap_or(default_base);
         let cap = gw.limits.public_weight_cap;
         let weight = adapter.public_weight(native, query);
+        let pool = Pool {
+            upstream: base,
+            name: adapter.weight_pool(native),
+        };
         // Settled once the answer's weight is recorded; else its estimate counts as spent.
-        let reservation = match gw.weight.reserve(base, cap, weight, now_ms()) {
+        let reservation = match gw.weight.reserve(pool, cap, weight, now_ms()) {
             Ok(reservation) => reservation,
             Err(over) => {
                 let msg = weight_paused("public market data", over, cap);
@@ -414,7 +418,7 @@ async fn handle<A: Adapter>(
                 adapter,
                 audit,
                 &method,
-                base,
+                pool,
                 &url,
                 &[],
                 b"",
@@ -601,7 +605,10 @@ async fn handle<A: Adapter>(
         adapter,
         audit,
         &method,
-        &base,
+        Pool {
+            upstream: &base,
+            name: adapter.weight_pool(native),
+        },
         &url,
         &forward.headers,
         forward.body.as_bytes(),
@@ -636,8 +643,8 @@ fn refusal_response<A: Adapter>(adapter: &A, refusal: Refusal<'_>) -> Response {
 }
 
 impl Gateway {
-    /// Step 6: audit (durably first when the action moves money), send once to `url` on
-    /// the host `base`, note the request weight it reports (settling the public call's
+    /// Step 6: audit (durably first when the action moves money), send once to `url`,
+    /// note the request weight it reports as used in `pool` (settling the public call's
     /// `weight` reservation), audit the outcome.
     #[allow(clippy::too_many_arguments)]
     async fn forward<A: Adapter>(
@@ -645,7 +652,7 @@ impl Gateway {
         adapter: &A,
         mut audit: Audit<'_>,
         method: &Method,
-        base: &str,
+        pool: Pool<'_>,
         url: &str,
         headers: &[(&'static str, String)],
         body: &[u8],
@@ -693,8 +700,8 @@ impl Gateway {
                     Outcome::Answered,
                     order_ids,
                 );
-                if let Some(used) = adapter.used_weight(&answer.headers) {
-                    self.weight.record(base, used, now_ms());
+                if let Some(used) = adapter.used_weight(pool.name, &answer.headers) {
+                    self.weight.record(pool, used, now_ms());
                     if let Some(reservation) = weight {
                         reservation.settle();
                     }

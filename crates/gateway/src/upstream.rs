@@ -17,7 +17,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
-use crate::weight::{OverCap, WeightGauge};
+use crate::weight::{OverCap, Pool, WeightGauge};
 use crate::wire::{self, WriteFailure};
 
 /// How long a call to the exchange may take before its outcome is unknown.
@@ -480,13 +480,17 @@ impl Upstream {
         }
         let (path, query) = key.1.split_once('?').unwrap_or((&key.1, ""));
         let estimate = adapter.public_weight(path, query);
+        let pool = Pool {
+            upstream: base,
+            name: adapter.weight_pool(path),
+        };
         // Settled once the answer's weight is recorded; else its estimate counts as spent.
-        let reservation = weight.reserve(base, cap, estimate, crate::now_ms())?;
+        let reservation = weight.reserve(pool, cap, estimate, crate::now_ms())?;
         let url = format!("{base}{}", key.1);
         let price = match self.send(&Method::GET, &url, &[], b"").await {
             Ok(response) => {
-                if let Some(used) = adapter.used_weight(&response.headers) {
-                    weight.record(base, used, crate::now_ms());
+                if let Some(used) = adapter.used_weight(pool.name, &response.headers) {
+                    weight.record(pool, used, crate::now_ms());
                     reservation.settle();
                 }
                 if response.status.is_success() {
@@ -731,7 +735,11 @@ mod tests {
         }
         assert_eq!(requests.load(Ordering::SeqCst), 1);
         // At the public weight cap, no lookup is made.
-        weight.record(base, 100, crate::now_ms());
+        let spot = Pool {
+            upstream: base,
+            name: "/api",
+        };
+        weight.record(spot, 100, crate::now_ms());
         assert!(price("ZZZZ2USDT").await.is_err());
         assert_eq!(requests.load(Ordering::SeqCst), 1);
     }

@@ -2,7 +2,11 @@
 //! needs no key and no client, cannot spend the weight that orders and cancels need.
 //!
 //! An exchange limits the request weight an address may use per minute, and says in each
-//! answer how much it has used (Binance: `X-MBX-USED-WEIGHT-1M`). Past the limit it
+//! answer how much it has used (Binance: `X-MBX-USED-WEIGHT-1M`, or
+//! `X-SAPI-USED-IP-WEIGHT-1M` for `/sapi`). It keeps several such limits, one per pool of
+//! endpoints ([`Adapter::weight_pool`](keygate_exchanges::Adapter::weight_pool)), so the
+//! gauge keeps one count per upstream and pool: a report from `/fapi` says nothing of
+//! `/api`, even when one upstream URL (a simulator) serves both. Past the limit it
 //! refuses everything from the address, signed requests included, and bans it for a
 //! while if it goes on. keygate forwards public calls from anything that reaches its
 //! listener, so it stops forwarding them while the host reports a cap or more used in
@@ -22,18 +26,48 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
 /// The last weight each upstream reported, and the weight public calls in flight to it
-/// hold, by base URL.
+/// hold, by base URL and weight pool.
 #[derive(Default)]
 pub struct WeightGauge {
     state: Mutex<State>,
 }
 
+/// One pool of request weight: an upstream (base URL), and the pool of its endpoints a
+/// call draws from ([`Adapter::weight_pool`](keygate_exchanges::Adapter::weight_pool)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pool<'a> {
+    /// The base URL.
+    pub upstream: &'a str,
+    /// The pool's name (`/api`, `/sapi`…; empty for endpoints in none).
+    pub name: &'static str,
+}
+
+/// Something kept per base URL and, within it, per weight pool (`/api`, `/sapi`…).
+type ByPool<T> = HashMap<String, HashMap<&'static str, T>>;
+
 #[derive(Default)]
 struct State {
-    reported: HashMap<String, Report>,
-    reserved: HashMap<String, u64>,
+    reported: ByPool<Report>,
+    reserved: ByPool<u64>,
     /// Estimates of calls that ended without a report, this minute.
-    unreported: HashMap<String, Report>,
+    unreported: ByPool<Report>,
+}
+
+/// The entry of `upstream` and `pool` in `map`, made from `T::default()` if there is
+/// none (the base URL copied only then).
+fn entry<'m, T: Default>(map: &'m mut ByPool<T>, upstream: &str, pool: &'static str) -> &'m mut T {
+    if !map.contains_key(upstream) {
+        map.insert(upstream.to_owned(), HashMap::new());
+    }
+    map.get_mut(upstream)
+        .expect("inserted above if it was missing")
+        .entry(pool)
+        .or_default()
+}
+
+/// The entry of `upstream` and `pool` in `map`, if any.
+fn get<'m, T>(map: &'m ByPool<T>, upstream: &str, pool: &str) -> Option<&'m T> {
+    map.get(upstream).and_then(|pools| pools.get(pool))
 }
 
 /// Weight a public call holds until it is dropped. [`Reservation::settle`] it once its
@@ -41,6 +75,7 @@ struct State {
 pub struct Reservation<'g> {
     gauge: &'g WeightGauge,
     upstream: String,
+    pool: &'static str,
     weight: u64,
     settled: bool,
 }
@@ -56,18 +91,20 @@ impl Reservation<'_> {
 impl Drop for Reservation<'_> {
     fn drop(&mut self) {
         let mut state = self.gauge.lock();
-        if let Some(reserved) = state.reserved.get_mut(&self.upstream) {
-            *reserved = reserved.saturating_sub(self.weight);
-            if *reserved == 0 {
+        if let Some(pools) = state.reserved.get_mut(&self.upstream) {
+            if let Some(reserved) = pools.get_mut(self.pool) {
+                *reserved = reserved.saturating_sub(self.weight);
+                if *reserved == 0 {
+                    pools.remove(self.pool);
+                }
+            }
+            if pools.is_empty() {
                 state.reserved.remove(&self.upstream);
             }
         }
         if !self.settled {
             let minute = crate::now_ms() / 60_000;
-            let spent = state
-                .unreported
-                .entry(self.upstream.clone())
-                .or_insert(Report { minute, used: 0 });
+            let spent = entry(&mut state.unreported, &self.upstream, self.pool);
             if spent.minute != minute {
                 *spent = Report { minute, used: 0 };
             }
@@ -87,7 +124,7 @@ pub struct OverCap {
     pub reserved: u64,
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Default)]
 struct Report {
     /// The minute (since the epoch, by keygate's clock) it was reported in.
     minute: u64,
@@ -95,67 +132,69 @@ struct Report {
 }
 
 impl WeightGauge {
-    /// Records that `upstream` reported `used` weight at `now_ms`. Answers can arrive out
-    /// of order, so within one minute the highest report stands.
-    pub fn record(&self, upstream: &str, used: u64, now_ms: u64) {
+    /// Records that `pool` reported `used` weight at `now_ms`. Answers can
+    /// arrive out of order, so within one minute the highest report stands.
+    pub fn record(&self, pool: Pool<'_>, used: u64, now_ms: u64) {
         let minute = now_ms / 60_000;
-        let reported = &mut self.lock().reported;
-        match reported.get_mut(upstream) {
-            Some(last) if last.minute == minute => last.used = last.used.max(used),
-            Some(last) => *last = Report { minute, used },
-            None => {
-                reported.insert(upstream.to_owned(), Report { minute, used });
-            }
+        let mut state = self.lock();
+        let last = entry(&mut state.reported, pool.upstream, pool.name);
+        if last.minute == minute {
+            last.used = last.used.max(used);
+        } else {
+            *last = Report { minute, used };
         }
     }
 
-    /// Each upstream's weight used this minute, by base URL (those that reported none
-    /// this minute are left out: their window has turned).
+    /// The weight used this minute of each pool of each upstream, named by base URL and
+    /// pool (`https://api.binance.com/sapi`); those that reported none this minute are
+    /// left out: their window has turned.
     pub fn this_minute(&self, now_ms: u64) -> Vec<(String, u64)> {
         let state = self.lock();
         let mut used: Vec<(String, u64)> = state
             .reported
             .iter()
-            .filter(|(_, r)| r.minute == now_ms / 60_000)
-            .map(|(upstream, r)| (upstream.clone(), r.used))
+            .flat_map(|(upstream, pools)| {
+                pools
+                    .iter()
+                    .filter(|(_, r)| r.minute == now_ms / 60_000)
+                    .map(move |(pool, r)| (format!("{upstream}{pool}"), r.used))
+            })
             .collect();
         used.sort();
         used
     }
 
-    /// Reserves `weight` of `upstream` for a public call about to be sent, unless the
-    /// weight it reported used this minute and the weight reserved by calls in flight
-    /// already reach `cap` (the call that crosses the cap still goes, as it would with
-    /// reports alone). A report from an earlier minute no longer counts: the exchange's
-    /// window has turned.
+    /// Reserves `weight` of `pool` for a public call about to be sent,
+    /// unless the weight that pool reported used this minute and the weight reserved in
+    /// it by calls in flight already reach `cap` (the call that crosses the cap still
+    /// goes, as it would with reports alone). A report from an earlier minute no longer
+    /// counts: the exchange's window has turned.
     pub fn reserve(
         &self,
-        upstream: &str,
+        pool: Pool<'_>,
         cap: u64,
         weight: u64,
         now_ms: u64,
     ) -> Result<Reservation<'_>, OverCap> {
         let mut state = self.lock();
-        let this_minute = |reports: &HashMap<String, Report>| {
-            reports
-                .get(upstream)
+        let this_minute = |reports: &ByPool<Report>| {
+            get(reports, pool.upstream, pool.name)
                 .filter(|r| r.minute == now_ms / 60_000)
                 .map_or(0, |r| r.used)
         };
         let reported = this_minute(&state.reported);
-        let reserved = state
-            .reserved
-            .get(upstream)
+        let reserved = get(&state.reserved, pool.upstream, pool.name)
             .copied()
             .unwrap_or(0)
             .saturating_add(this_minute(&state.unreported));
         if reported.saturating_add(reserved) >= cap {
             return Err(OverCap { reported, reserved });
         }
-        *state.reserved.entry(upstream.to_owned()).or_default() += weight;
+        *entry(&mut state.reserved, pool.upstream, pool.name) += weight;
         Ok(Reservation {
             gauge: self,
-            upstream: upstream.to_owned(),
+            upstream: pool.upstream.to_owned(),
+            pool: pool.name,
             weight,
             settled: false,
         })
@@ -172,10 +211,27 @@ impl WeightGauge {
 mod tests {
     use super::*;
 
+    const API: Pool = Pool {
+        upstream: "https://api",
+        name: "/api",
+    };
+    const FAPI: Pool = Pool {
+        upstream: "https://fapi",
+        name: "/fapi",
+    };
+    const SIM_API: Pool = Pool {
+        upstream: "http://sim",
+        name: "/api",
+    };
+    const SIM_FAPI: Pool = Pool {
+        upstream: "http://sim",
+        name: "/fapi",
+    };
+
     /// What holds back a public call of weight 1 now, if anything.
-    fn over_cap(gauge: &WeightGauge, upstream: &str, cap: u64, now_ms: u64) -> Option<OverCap> {
+    fn over_cap(gauge: &WeightGauge, pool: Pool, cap: u64, now_ms: u64) -> Option<OverCap> {
         gauge
-            .reserve(upstream, cap, 1, now_ms)
+            .reserve(pool, cap, 1, now_ms)
             .map(Reservation::settle)
             .err()
     }
@@ -190,28 +246,25 @@ mod tests {
                 reserved: 0,
             })
         };
-        assert_eq!(over_cap(&gauge, "https://api", 100, minute), None);
-        gauge.record("https://api", 99, minute);
-        assert_eq!(over_cap(&gauge, "https://api", 100, minute + 1), None);
-        gauge.record("https://api", 120, minute + 2);
+        assert_eq!(over_cap(&gauge, API, 100, minute), None);
+        gauge.record(API, 99, minute);
+        assert_eq!(over_cap(&gauge, API, 100, minute + 1), None);
+        gauge.record(API, 120, minute + 2);
         // An earlier answer arriving late does not lower it.
-        gauge.record("https://api", 50, minute + 3);
-        assert_eq!(
-            over_cap(&gauge, "https://api", 100, minute + 4),
-            reported(120)
-        );
+        gauge.record(API, 50, minute + 3);
+        assert_eq!(over_cap(&gauge, API, 100, minute + 4), reported(120));
         // Another host has its own weight.
-        assert_eq!(over_cap(&gauge, "https://fapi", 100, minute + 4), None);
+        assert_eq!(over_cap(&gauge, FAPI, 100, minute + 4), None);
         // The next minute starts from nothing.
-        assert_eq!(over_cap(&gauge, "https://api", 100, minute + 60_000), None);
-        gauge.record("https://api", 10, minute + 60_000);
-        assert_eq!(over_cap(&gauge, "https://api", 100, minute + 60_001), None);
-        gauge.record("https://fapi", 7, minute + 60_002);
+        assert_eq!(over_cap(&gauge, API, 100, minute + 60_000), None);
+        gauge.record(API, 10, minute + 60_000);
+        assert_eq!(over_cap(&gauge, API, 100, minute + 60_001), None);
+        gauge.record(FAPI, 7, minute + 60_002);
         assert_eq!(
             gauge.this_minute(minute + 60_003),
             [
-                ("https://api".to_owned(), 10),
-                ("https://fapi".to_owned(), 7)
+                ("https://api/api".to_owned(), 10),
+                ("https://fapi/fapi".to_owned(), 7)
             ]
         );
         assert!(gauge.this_minute(minute + 120_000).is_empty());
@@ -221,23 +274,23 @@ mod tests {
     fn calls_in_flight_hold_their_weight_until_they_are_answered() {
         let gauge = WeightGauge::default();
         let now = 60_000 * 1_000;
-        gauge.record("https://api", 10, now);
-        let first = gauge.reserve("https://api", 50, 20, now).unwrap();
-        let second = gauge.reserve("https://api", 50, 20, now).unwrap();
+        gauge.record(API, 10, now);
+        let first = gauge.reserve(API, 50, 20, now).unwrap();
+        let second = gauge.reserve(API, 50, 20, now).unwrap();
         // 10 reported and 40 in flight reach the cap: a burst stops here.
         assert_eq!(
-            gauge.reserve("https://api", 50, 20, now).err(),
+            gauge.reserve(API, 50, 20, now).err(),
             Some(OverCap {
                 reported: 10,
                 reserved: 40
             })
         );
         // Another host is not held back by these.
-        drop(gauge.reserve("https://fapi", 50, 20, now).unwrap());
+        drop(gauge.reserve(FAPI, 50, 20, now).unwrap());
         // An answer is in: its report counts, its reservation no longer does.
-        gauge.record("https://api", 25, now + 1);
+        gauge.record(API, 25, now + 1);
         first.settle();
-        assert!(over_cap(&gauge, "https://api", 50, now + 2).is_none());
+        assert!(over_cap(&gauge, API, 50, now + 2).is_none());
         second.settle();
         assert!(gauge.lock().reserved.is_empty(), "weight left reserved");
     }
@@ -248,16 +301,43 @@ mod tests {
         let now = crate::now_ms();
         // Calls that end without a report, again and again, spend their estimate each time.
         for _ in 0..2 {
-            drop(gauge.reserve("https://api", 500, 250, now).unwrap());
+            drop(gauge.reserve(API, 500, 250, now).unwrap());
         }
         assert_eq!(
-            over_cap(&gauge, "https://api", 500, now),
+            over_cap(&gauge, API, 500, now),
             Some(OverCap {
                 reported: 0,
                 reserved: 500
             })
         );
         // Another host has its own.
-        assert!(over_cap(&gauge, "https://fapi", 500, now).is_none());
+        assert!(over_cap(&gauge, FAPI, 500, now).is_none());
+    }
+
+    /// A regression test: the gauge kept one count per base URL, so with one upstream
+    /// serving every family (a simulator, `--upstream`), a `/fapi` answer reporting little
+    /// weight replaced the `/api` count that had reached the cap, and public `/api` calls
+    /// went on towards a ban.
+    #[test]
+    fn each_weight_pool_of_one_upstream_is_counted_apart() {
+        let gauge = WeightGauge::default();
+        let now = 60_000 * 1_000;
+        gauge.record(SIM_API, 120, now);
+        gauge.record(SIM_FAPI, 3, now + 1);
+        assert_eq!(
+            gauge.reserve(SIM_API, 100, 1, now + 2).err(),
+            Some(OverCap {
+                reported: 120,
+                reserved: 0
+            })
+        );
+        gauge.reserve(SIM_FAPI, 100, 1, now + 2).unwrap().settle();
+        assert_eq!(
+            gauge.this_minute(now + 3),
+            [
+                ("http://sim/api".to_owned(), 120),
+                ("http://sim/fapi".to_owned(), 3)
+            ]
+        );
     }
 }

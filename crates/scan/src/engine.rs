@@ -243,7 +243,9 @@ impl Engine {
             if in_pem.peek().is_some_and(|&&(s, _)| s <= start) {
                 continue;
             }
-            if any_hit {
+            // A token cut out of a longer word at a non-ASCII letter (`Ä` + 43 alphanumerics)
+            // is not a value of that shape: the value has a character outside the alphabet.
+            if any_hit && !self.by_len[len].is_empty() && !is_glued_to_letter(data, start, end) {
                 for &ri in &self.by_len[len] {
                     if let Some(c) = self.token_cand(&ctx, ri, start, token) {
                         cands.push(c);
@@ -271,6 +273,26 @@ impl Engine {
                 }
             }
         }
+        // A value whose rule `requires` a partner (a CDP key id, a bare UUID, counts only
+        // with its Ed25519 secret) and that has none within the pairing window is no
+        // candidate: it must not take the place of another rule's candidate for the same
+        // value below.
+        let partnered: Vec<bool> = cands
+            .iter()
+            .map(|c| {
+                let requires = self.requires(c);
+                requires.is_empty()
+                    || cands.iter().any(|d| {
+                        d.rule.is_some_and(|r| requires.contains(&r))
+                            && d.line.abs_diff(c.line) <= PAIR_WINDOW
+                    })
+            })
+            .collect();
+        let mut cands: Vec<Cand> = cands
+            .into_iter()
+            .zip(partnered)
+            .filter_map(|(c, ok)| ok.then_some(c))
+            .collect();
         // One value, one candidate: keep the exchange whose keyword is nearest; a managed
         // match is merged into the rule candidate at the same place.
         cands.sort_by_key(|c| (c.start, c.dist));
@@ -520,6 +542,11 @@ impl Engine {
                 cands[i].role = Role::Secret;
             }
         }
+        // A part that requires partners of certain rules only joins a set with one of them.
+        let joins = |cands: &[Cand], j: usize, i: usize| {
+            let requires = self.requires(&cands[j]);
+            requires.is_empty() || cands[i].rule.is_some_and(|r| requires.contains(&r))
+        };
         let nearest = |cands: &[Cand], used: &[bool], i: usize, role: Role| -> Option<usize> {
             (0..cands.len())
                 .filter(|&j| {
@@ -529,6 +556,8 @@ impl Engine {
                         && cands[j].exchange == cands[i].exchange
                         && cands[j].exchange.is_some()
                         && cands[j].line.abs_diff(cands[i].line) <= PAIR_WINDOW
+                        && joins(cands, j, i)
+                        && joins(cands, i, j)
                 })
                 .min_by_key(|&j| cands[j].line.abs_diff(cands[i].line))
         };
@@ -552,6 +581,16 @@ impl Engine {
                 if group.len() == 1 && cands[i].needs_partner && cands[i].managed.is_none() {
                     continue;
                 }
+                // A value whose required partner went to another set (or lost its value to
+                // another exchange) is not reported, unless it is a key keygate manages.
+                let unmet = |&m: &usize| {
+                    !self.requires(&cands[m]).is_empty()
+                        && cands[m].managed.is_none()
+                        && !group.iter().any(|&o| o != m && joins(&cands, m, o))
+                };
+                if group.iter().any(unmet) {
+                    continue;
+                }
                 // A published example next to a real value must not hide it: the real parts
                 // (with the passphrase) are one finding, the examples another, suppressed.
                 let (examples, real): (Vec<usize>, Vec<usize>) = group
@@ -573,6 +612,13 @@ impl Engine {
             }
         }
         findings
+    }
+
+    /// The rules one of which must give another part of `c`'s set (see `requires` in the
+    /// rule files); empty when `c` counts on its own.
+    fn requires(&self, c: &Cand) -> &[usize] {
+        c.rule
+            .map_or(&[][..], |r| self.rules.rules()[r].requires.as_slice())
     }
 
     /// True when the value is published in its exchange's documentation. A passphrase is
@@ -822,6 +868,42 @@ fn keyword_boundary(data: &[u8], start: usize, end: usize) -> bool {
     before_ok && after_ok
 }
 
+/// True when a non-ASCII cased letter (`é`, `Ä`, `ß`, `ж`) directly precedes or follows the
+/// token, so that it is only part of a word whose other letters lie outside every rule's
+/// alphabet. Letters of scripts without case (CJK, kana, Hangul, Thai, Arabic) do not
+/// count: those scripts are written without spaces, and a key is often glued to them
+/// (`密钥是…`). Cheap: only a token next to a byte above 0x7f is decoded.
+fn is_glued_to_letter(data: &[u8], start: usize, end: usize) -> bool {
+    let cased = |c: char| !c.is_ascii() && (c.is_lowercase() || c.is_uppercase());
+    let after = data
+        .get(end)
+        .filter(|b| !b.is_ascii())
+        .and_then(|_| first_char(&data[end..data.len().min(end + 4)]));
+    let before = start
+        .checked_sub(1)
+        .filter(|&i| !data[i].is_ascii())
+        .and_then(|_| last_char(&data[start.saturating_sub(4)..start]));
+    after.is_some_and(cased) || before.is_some_and(cased)
+}
+
+/// The first UTF-8 character of `bytes`, if they start with a valid one.
+fn first_char(bytes: &[u8]) -> Option<char> {
+    let valid = match std::str::from_utf8(bytes) {
+        Ok(s) => s,
+        Err(e) => std::str::from_utf8(&bytes[..e.valid_up_to()]).ok()?,
+    };
+    valid.chars().next()
+}
+
+/// The last UTF-8 character of `bytes`, if they end with a valid one.
+fn last_char(bytes: &[u8]) -> Option<char> {
+    (1..=bytes.len()).find_map(|k| {
+        std::str::from_utf8(&bytes[bytes.len() - k..])
+            .ok()
+            .and_then(|s| s.chars().next_back())
+    })
+}
+
 /// A TOML table or INI section header: exactly `[name]` or `[[name]]` at column 0 (a
 /// trailing `\r` or blanks allowed), `name` made of the characters of dotted, quoted keys.
 fn is_section_header(line: &[u8]) -> bool {
@@ -1014,6 +1096,21 @@ mod tests {
         assert!(!is_section_header(b"[]"));
         assert!(!is_section_header(b"[a] = 1"));
         assert!(!is_section_header(b"[1, 2]"));
+    }
+
+    #[test]
+    fn tokens_glued_to_cased_non_ascii_letters() {
+        let glued = |s: &str, token: &str| {
+            let i = s.find(token).unwrap();
+            is_glued_to_letter(s.as_bytes(), i, i + token.len())
+        };
+        assert!(glued("xÄabc", "abc"));
+        assert!(glued("abcß", "abc"));
+        assert!(glued("жabc", "abc"));
+        assert!(!glued("abc", "abc"));
+        assert!(!glued("«abc»", "abc"));
+        assert!(!glued("是abc。", "abc"));
+        assert!(!glued("\u{a0}abc\u{2019}", "abc"));
     }
 
     /// Regression: hash labels (`md5:`, `sha256:`) were taken as unlabelled key material.

@@ -7,7 +7,8 @@
 //! are tied to an exchange by a keyword within a few lines or on an enclosing line of a
 //! nested YAML/JSON block, validated offline (base64 length, P-256 parse, hex case), and
 //! paired into credential sets (key + secret + passphrase). Published documentation
-//! examples are reported as suppressed. With [`ManagedKeys`], an exact occurrence of a key
+//! examples are reported as suppressed. Files and blobs in UTF-16 with a byte-order mark
+//! are decoded and scanned as text. With [`ManagedKeys`], an exact occurrence of a key
 //! keygate manages is a critical finding, matched by keyed fingerprint only.
 //!
 //! It is not a general secret scanner (no AWS, GitHub or database credentials), and it never
@@ -40,6 +41,7 @@ mod redact;
 mod report;
 mod rules;
 mod source;
+mod text;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -201,18 +203,21 @@ impl Scanner {
         self.engine.rules()
     }
 
-    /// Scans one buffer; `path` names it in findings and counts as context.
+    /// Scans one buffer; `path` names it in findings and counts as context. A buffer that
+    /// starts with a UTF-16 byte-order mark is decoded first: lines and columns are those
+    /// of the decoded text.
     pub fn scan_bytes(&self, path: &str, data: &[u8]) -> Vec<Finding> {
+        let text = text::decode(data);
         let mut f = self
             .engine
-            .scan(path, path, data, self.managed.as_ref(), self.redact);
+            .scan(path, path, &text, self.managed.as_ref(), self.redact);
         self.suppress(&mut f);
         f
     }
 
     /// Scans files and directory trees, honouring `.gitignore` (a root named explicitly is
-    /// scanned even if ignored), skipping binary and oversized files and following no
-    /// symbolic links. A file or directory that cannot be read is counted as skipped and
+    /// scanned even if ignored), decoding UTF-16 files that start with a byte-order mark,
+    /// skipping binary and oversized files and following no symbolic links. A file or directory that cannot be read is counted as skipped and
     /// named in a warning; only a root that does not exist is an error.
     pub fn scan_paths<P: AsRef<Path>>(&self, paths: &[P]) -> Result<Report, Error> {
         let roots: Vec<PathBuf> = paths.iter().map(|p| p.as_ref().to_path_buf()).collect();

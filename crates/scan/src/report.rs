@@ -265,7 +265,7 @@ impl Report {
             .iter()
             .map(|f| {
                 let index = rule_ids.iter().position(|r| *r == f.rule).unwrap_or(rule_ids.len() - 1);
-                let uri = f.path.trim_start_matches("./");
+                let uri = sarif_uri(&f.path);
                 let mut r = json!({
                     "ruleId": rule_ids[index],
                     "ruleIndex": index,
@@ -305,5 +305,53 @@ impl Report {
             }]
         });
         serde_json::to_string_pretty(&doc).unwrap_or_default()
+    }
+}
+
+/// The path of a finding as a SARIF `artifactLocation.uri`: an RFC 3986 relative reference
+/// (resolved against `%SRCROOT%`). Every byte of the UTF-8 path other than an unreserved
+/// character (`A-Z a-z 0-9 - . _ ~`) or `/` is percent-encoded, so a space, `%`, `#`, `?`,
+/// `:` or a non-ASCII name cannot end the path early, start a query or fragment, or be read
+/// as a scheme. A leading `./` is dropped; leading slashes are folded into one, since `//`
+/// would start an authority (a network-path reference) instead of a path.
+pub(crate) fn sarif_uri(path: &str) -> String {
+    let path = if cfg!(windows) {
+        std::borrow::Cow::Owned(path.replace('\\', "/"))
+    } else {
+        std::borrow::Cow::Borrowed(path)
+    };
+    let absolute = path.starts_with('/');
+    let mut path = path.trim_start_matches('/');
+    while let Some(rest) = path.strip_prefix("./") {
+        path = rest.trim_start_matches('/');
+    }
+    let mut out = String::with_capacity(path.len() + 1);
+    if absolute {
+        out.push('/');
+    }
+    for &b in path.as_bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'/') {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sarif_uri;
+
+    #[test]
+    fn sarif_uri_encodes_everything_but_unreserved_and_slash() {
+        assert_eq!(sarif_uri("./a/b.env"), "a/b.env");
+        assert_eq!(sarif_uri(".//./a"), "a");
+        assert_eq!(sarif_uri("a b/c%d#e?f.env"), "a%20b/c%25d%23e%3Ff.env");
+        assert_eq!(sarif_uri("clés/ü.env"), "cl%C3%A9s/%C3%BC.env");
+        assert_eq!(sarif_uri("c:d"), "c%3Ad");
+        assert_eq!(sarif_uri("/tmp/x y"), "/tmp/x%20y");
+        assert_eq!(sarif_uri("//host/share"), "/host/share");
+        assert_eq!(sarif_uri("~a-b_c.d"), "~a-b_c.d");
     }
 }

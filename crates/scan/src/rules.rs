@@ -86,6 +86,8 @@ struct RuleSpec {
     context: bool,
     #[serde(default)]
     prefilter: Vec<String>,
+    #[serde(default)]
+    requires: Vec<String>,
     examples: Vec<String>,
     negative_examples: Vec<String>,
 }
@@ -146,6 +148,10 @@ pub struct Rule {
     classes: Vec<CharClass>,
     min_entropy: Option<f64>,
     pub(crate) prefilter: Vec<String>,
+    /// Rules (indices into [`RuleSet::rules`], same exchange) one of whose values must be
+    /// in the same credential set for a value of this rule to be reported; empty when a
+    /// value of this rule counts on its own.
+    pub(crate) requires: Vec<usize>,
 }
 
 /// A compiled set of rules for several exchanges.
@@ -173,6 +179,8 @@ impl RuleSet {
             exchanges: Vec::new(),
             rules: Vec::new(),
         };
+        // `requires` names rules by id, possibly later in the file: resolved at the end.
+        let mut required: Vec<(String, Vec<String>)> = Vec::new();
         for (name, text) in files {
             let bad = |message: String| Error::Rules {
                 file: (*name).to_owned(),
@@ -223,6 +231,7 @@ impl RuleSet {
                             .ok_or_else(|| bad(format!("{}: unknown validator {v}", spec.id)))
                     })
                     .collect::<Result<Vec<_>, _>>()?;
+                required.push(((*name).to_owned(), spec.requires));
                 set.rules.push(Rule {
                     id: spec.id,
                     description: spec.description,
@@ -240,8 +249,31 @@ impl RuleSet {
                     classes: spec.classes,
                     min_entropy: spec.min_entropy,
                     prefilter: spec.prefilter,
+                    requires: Vec::new(),
                 });
             }
+        }
+        for (i, (file, ids)) in required.into_iter().enumerate() {
+            let mut requires = Vec::with_capacity(ids.len());
+            for id in ids {
+                let rule = &set.rules[i];
+                let found = set
+                    .rules
+                    .iter()
+                    .position(|r| r.id == id && r.exchange == rule.exchange && r.role != rule.role);
+                let Some(j) = found else {
+                    return Err(Error::Rules {
+                        file,
+                        message: format!(
+                            "{}: requires {id}, which is not a rule of the same exchange \
+                             for another part of the credential",
+                            rule.id
+                        ),
+                    });
+                };
+                requires.push(j);
+            }
+            set.rules[i].requires = requires;
         }
         Ok(set)
     }
@@ -362,6 +394,30 @@ mod tests {
         let set = RuleSet::from_toml(BUILTIN_RULE_FILES).unwrap();
         assert_eq!(set.exchanges().len(), 8);
         assert!(set.rules().len() >= 20);
+    }
+
+    #[test]
+    fn requires_must_name_another_part_of_the_same_exchange() {
+        let file = |requires: &str| {
+            format!(
+                "exchange = \"x\"\ndisplay = \"X\"\nkeywords = [\"x\"]\nfix = \"f\"\n\
+                 documentation_examples = []\n\
+                 [[rules]]\nid = \"x.key\"\ndescription = \"d\"\nrole = \"key\"\n\
+                 shape = \"[a-z]{{8}}\"\nlabel = \"none\"\nrequires = [{requires}]\n\
+                 examples = []\nnegative_examples = []\n\
+                 [[rules]]\nid = \"x.secret\"\ndescription = \"d\"\nrole = \"secret\"\n\
+                 shape = \"[a-z]{{9}}\"\nlabel = \"none\"\n\
+                 examples = []\nnegative_examples = []\n"
+            )
+        };
+        let ok = file("\"x.secret\"");
+        let set = RuleSet::from_toml(&[("x.toml", &ok)]).unwrap();
+        assert_eq!(set.rule("x.key").unwrap().requires, vec![1]);
+        for bad in ["\"x.nope\"", "\"x.key\"", "\"kraken.private-key\""] {
+            let text = file(bad);
+            let err = RuleSet::from_toml(&[("x.toml", &text)]).unwrap_err();
+            assert!(err.to_string().contains("x.toml"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -20,9 +20,11 @@ pub(crate) struct Counters {
 }
 
 impl Scanner {
-    /// Scans one buffer, its findings suppressed as the ignore file and baseline say;
+    /// Scans one file or blob, its findings suppressed as the ignore file and baseline say;
     /// `context_path` is the part of `path` searched for exchange keywords (see
-    /// [`context_path`]).
+    /// [`context_path`]). UTF-16 with a byte-order mark is decoded before the binary check
+    /// (its ASCII characters come with NUL bytes); the size limit and the byte counter are
+    /// about the bytes as stored.
     fn scan_counted(
         &self,
         counters: &Counters,
@@ -30,7 +32,12 @@ impl Scanner {
         context_path: &str,
         data: &[u8],
     ) -> Vec<Finding> {
-        if data.len() as u64 > self.max_file_size || crate::engine::is_binary(data) {
+        if data.len() as u64 > self.max_file_size {
+            counters.skipped.fetch_add(1, Ordering::Relaxed);
+            return Vec::new();
+        }
+        let text = crate::text::decode(data);
+        if crate::engine::is_binary(&text) {
             counters.skipped.fetch_add(1, Ordering::Relaxed);
             return Vec::new();
         }
@@ -42,9 +49,13 @@ impl Scanner {
         if let Some(p) = &self.progress {
             p(scanned, bytes);
         }
-        let mut findings =
-            self.engine
-                .scan(path, context_path, data, self.managed.as_ref(), self.redact);
+        let mut findings = self.engine.scan(
+            path,
+            context_path,
+            &text,
+            self.managed.as_ref(),
+            self.redact,
+        );
         self.suppress(&mut findings);
         findings
     }
@@ -162,20 +173,21 @@ impl Scanner {
                 commit = it.next().unwrap_or_default().to_owned();
                 time = it.next().and_then(|t| t.parse().ok()).unwrap_or(0);
             } else if let Some(raw) = line.strip_prefix(':') {
-                let Some((meta, path)) = raw.split_once('\t') else {
+                let Some((meta, quoted)) = raw.split_once('\t') else {
                     continue;
                 };
                 let f: Vec<&str> = meta.split(' ').collect();
                 if f.len() < 5 || f[1] == "160000" || f[3].bytes().all(|b| b == b'0') {
                     continue;
                 }
+                let path = unquote_path(quoted);
                 let blob = f[3].to_owned();
                 match seen.get(&blob) {
                     Some(&i) if blobs[i].1.author_time <= time => {}
                     Some(&i) => {
                         blobs[i].1 = Provenance {
                             commit: commit.clone(),
-                            path: path.to_owned(),
+                            path,
                             author_time: time,
                             blob: blob.clone(),
                         }
@@ -186,7 +198,7 @@ impl Scanner {
                             blob.clone(),
                             Provenance {
                                 commit: commit.clone(),
-                                path: path.to_owned(),
+                                path,
                                 author_time: time,
                                 blob,
                             },
@@ -230,7 +242,7 @@ impl Scanner {
             };
             let f: Vec<&str> = meta.split(' ').collect();
             if f.len() >= 5 && f[1] != "160000" {
-                blobs.push((f[3].to_owned(), path.to_owned(), None));
+                blobs.push((f[3].to_owned(), unquote_path(path), None));
             }
         }
         self.blobs(repo, blobs, counters)
@@ -379,8 +391,8 @@ fn read_limited(path: &Path, max: u64) -> io::Result<Option<Vec<u8>>> {
     Ok(Some(data))
 }
 
-/// The blobs of `HEAD`'s tree with their paths (quoted as `git log` quotes them). Empty
-/// when there is no `HEAD` (a repository without commits, or an unborn branch).
+/// The blobs of `HEAD`'s tree with their paths. Empty when there is no `HEAD` (a
+/// repository without commits, or an unborn branch).
 fn head_blobs(repo: &Path) -> HashMap<String, Vec<String>> {
     let mut map: HashMap<String, Vec<String>> = HashMap::new();
     let Ok(tree) = git(
@@ -404,7 +416,7 @@ fn head_blobs(repo: &Path) -> HashMap<String, Vec<String>> {
         if f.len() == 3 && f[1] == "blob" {
             map.entry(f[2].to_owned())
                 .or_default()
-                .push(path.to_owned());
+                .push(unquote_path(path));
         }
     }
     map
@@ -464,6 +476,48 @@ fn dedup_history(mut found: Vec<Finding>, head: &HashMap<String, Vec<String>>) -
         .collect()
 }
 
+/// A path as git prints it, unquoted. Even with `core.quotePath=false` (which keeps bytes
+/// above 0x7f as they are), git writes a path holding a `"`, a `\` or a control character
+/// in C style: in double quotes, with `\"`, `\\`, `\t`, `\n`… and octal `\ooo` escapes.
+/// Findings, provenance and the SARIF location need the path itself.
+fn unquote_path(path: &str) -> String {
+    let Some(inner) = path.strip_prefix('"').and_then(|p| p.strip_suffix('"')) else {
+        return path.to_owned();
+    };
+    let b = inner.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] != b'\\' || i + 1 == b.len() {
+            out.push(b[i]);
+            i += 1;
+            continue;
+        }
+        let e = b[i + 1];
+        // At most `\377`: one byte.
+        let octal = b.get(i + 1..i + 4).filter(|d| {
+            (b'0'..=b'3').contains(&d[0]) && d[1..].iter().all(|c| (b'0'..=b'7').contains(c))
+        });
+        if let Some(d) = octal {
+            out.push(((d[0] - b'0') << 6) | ((d[1] - b'0') << 3) | (d[2] - b'0'));
+            i += 4;
+            continue;
+        }
+        out.push(match e {
+            b'a' => 0x07,
+            b'b' => 0x08,
+            b't' => b'\t',
+            b'n' => b'\n',
+            b'v' => 0x0b,
+            b'f' => 0x0c,
+            b'r' => b'\r',
+            other => other,
+        });
+        i += 2;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 fn cat_err(e: &std::io::Error) -> Error {
     Error::Git {
         command: "cat-file --batch".into(),
@@ -500,4 +554,19 @@ pub(crate) fn git(repo: &Path, args: &[&str]) -> Result<String, Error> {
 /// Locks a mutex, going on with the data even if another worker panicked.
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unquote_path;
+
+    #[test]
+    fn git_quoted_paths_are_unquoted() {
+        assert_eq!(unquote_path("a b/100% #1?.env"), "a b/100% #1?.env");
+        assert_eq!(unquote_path("clés/é.env"), "clés/é.env");
+        assert_eq!(unquote_path(r#""a \"q\".env""#), "a \"q\".env");
+        assert_eq!(unquote_path(r#""back\\slash\ttab""#), "back\\slash\ttab");
+        assert_eq!(unquote_path(r#""caf\303\251\n""#), "café\n");
+        assert_eq!(unquote_path("\""), "\"");
+    }
 }

@@ -27,6 +27,69 @@ fn warned() -> (
     (builder, warnings)
 }
 
+/// A file name with every character that needs percent-encoding in a URI (space, `%`,
+/// `#`, `?`, non-ASCII) and one that git quotes even with `core.quotePath=false` (`"`).
+const AWKWARD_NAME: &str = "100% #1? clés \"prod\".env";
+
+/// `text` as UTF-16 with a byte-order mark, little- or big-endian.
+fn utf16(text: &str, big_endian: bool) -> Vec<u8> {
+    let mut out = if big_endian {
+        vec![0xFE, 0xFF]
+    } else {
+        vec![0xFF, 0xFE]
+    };
+    for u in text.encode_utf16() {
+        out.extend(if big_endian {
+            u.to_be_bytes()
+        } else {
+            u.to_le_bytes()
+        });
+    }
+    out
+}
+
+/// The `artifactLocation.uri` of every SARIF result, percent-decoded, after checking that
+/// each is a valid RFC 3986 relative reference: unreserved characters, `/` and `%XX`
+/// escapes only, not starting with `//`.
+fn sarif_paths(report: &keygate_scan::Report) -> Vec<String> {
+    let sarif = report.to_sarif(keygate_scan::RuleSet::builtin());
+    let v: serde_json::Value = serde_json::from_str(&sarif).unwrap();
+    let results = v["runs"][0]["results"].as_array().unwrap();
+    results
+        .iter()
+        .map(|r| {
+            let uri = r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
+                .as_str()
+                .unwrap();
+            assert!(!uri.starts_with("//"), "{uri}: a network-path reference");
+            let b = uri.as_bytes();
+            let mut decoded = Vec::new();
+            let mut i = 0;
+            while i < b.len() {
+                if b[i] == b'%' {
+                    let hex = b.get(i + 1..i + 3).unwrap_or_default();
+                    assert!(
+                        hex.len() == 2 && hex.iter().all(u8::is_ascii_hexdigit),
+                        "{uri}: bad escape"
+                    );
+                    let hex = std::str::from_utf8(hex).unwrap();
+                    decoded.push(u8::from_str_radix(hex, 16).unwrap());
+                    i += 3;
+                } else {
+                    assert!(
+                        b[i].is_ascii_alphanumeric() || b"-._~/".contains(&b[i]),
+                        "{uri}: {:?} is not encoded",
+                        char::from(b[i])
+                    );
+                    decoded.push(b[i]);
+                    i += 1;
+                }
+            }
+            String::from_utf8(decoded).unwrap()
+        })
+        .collect()
+}
+
 mod rules {
     use keygate_scan::{RuleSet, Scanner};
     use rand::SeedableRng;
@@ -213,6 +276,91 @@ mod rules {
         let f = scanner.scan_bytes("creds.json", text.as_bytes());
         assert_eq!(f.len(), 1, "{text}\n{f:#?}");
         assert_eq!(f[0].title, "KuCoin API key + secret");
+    }
+    /// Regression: a key's alphabet was only checked on the token, and tokens are cut at
+    /// non-ASCII bytes, so a value such as `Ä` + 43 alphanumerics (or 43 alphanumerics +
+    /// `ß`) near "bitfinex" was reported as a Bitfinex key. A value with `_`, `-`, `+` or
+    /// `/` among its 43 characters was already rejected by the anchored shape; pinned here.
+    #[test]
+    fn bitfinex_value_outside_the_alphabet_is_not_a_key() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(55);
+        let scanner = Scanner::new();
+        for _ in 0..20 {
+            let key = super::synth::alnum(&mut rng, 43);
+            let secret = super::synth::alnum(&mut rng, 43);
+            let real = format!("BFX_API_KEY={key}\nBFX_API_SECRET={secret}\n");
+            let f = scanner.scan_bytes(".env", real.as_bytes());
+            assert_eq!(f.len(), 1, "{real}\n{f:#?}");
+            assert_eq!(f[0].title, "Bitfinex API key + secret");
+            let mut bad = Vec::new();
+            for c in ["_", "-", "+", "/", "é", "Ä", "ж"] {
+                bad.push(format!("{}{c}{}", &key[..20], &key[21..]));
+                bad.push(format!("{c}{}", &key[1..]));
+            }
+            for c in ["Ä", "é", "ß", "Ω", "ж"] {
+                bad.push(format!("{c}{key}"));
+                bad.push(format!("{key}{c}"));
+            }
+            for v in bad {
+                for text in [
+                    format!("BFX_API_KEY={v}\n"),
+                    format!("bitfinex:\n  api_secret: '{v}'\n"),
+                    format!("$bfx = new Bitfinex('{v}');\n"),
+                ] {
+                    let f = scanner.scan_bytes("bfx.txt", text.as_bytes());
+                    assert!(f.is_empty(), "{text}\n{f:#?}");
+                }
+            }
+            // Next to letters of a script written without spaces, it is still a key.
+            let text = format!("# bitfinex\n密钥是{key}。\n");
+            assert_eq!(scanner.scan_bytes("notes.md", text.as_bytes()).len(), 1);
+        }
+    }
+
+    /// Regression: any UUID labelled `id` near the word "cdp" (in the text or the path) was
+    /// reported as a Coinbase CDP key, e.g. the `"id"` of an unrelated JSON record under
+    /// `cdp/`. A CDP key id is a finding only together with its Ed25519 secret; real CDP
+    /// keys (ECDSA key name + EC private key, Ed25519 id + secret) are still found.
+    #[test]
+    fn bare_uuid_near_cdp_is_not_a_cdp_key() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(56);
+        let scanner = Scanner::builder().redact(false).build();
+        let uuid = super::synth::uuid(&mut rng);
+        let record = format!(
+            "{{\n  \"id\": \"{uuid}\",\n  \"name\": \"nightly\",\n  \"createdAt\": \"2024-05-01\"\n}}\n"
+        );
+        for (path, text) in [
+            ("cdp/pipeline.json", record.clone()),
+            ("pipeline.json", format!("// cdp pipeline\n{record}")),
+            ("cdp.env", format!("CDP_API_KEY_ID={uuid}\n")),
+            (
+                "cdp.yaml",
+                format!("cdp:\n  id: {uuid}\n  passphrase: hunter22\n"),
+            ),
+        ] {
+            let f = scanner.scan_bytes(path, text.as_bytes());
+            assert!(f.is_empty(), "{path}:\n{text}\n{f:#?}");
+        }
+        // Ed25519: the id with its 88-character secret, as in `cdp_api_key.json`.
+        let secret = super::synth::b64(&mut rng, 64);
+        let ed = format!("{{\n  \"id\": \"{uuid}\",\n  \"privateKey\": \"{secret}\"\n}}\n");
+        let f = scanner.scan_bytes("cdp/cdp_api_key.json", ed.as_bytes());
+        assert_eq!(f.len(), 1, "{ed}\n{f:#?}");
+        assert_eq!(f[0].title, "Coinbase API key + secret");
+        let values: Vec<_> = f[0].parts.iter().filter_map(|p| p.value.clone()).collect();
+        assert_eq!(values, [uuid.as_str(), secret.as_str()]);
+        // ECDSA: the key name with its P-256 key.
+        let name = format!(
+            "organizations/{}/apiKeys/{}",
+            super::synth::uuid(&mut rng),
+            super::synth::uuid(&mut rng)
+        );
+        let pem = super::synth::pem_p256(&mut rng).replace('\n', "\\n");
+        let ec = format!("{{\n  \"name\": \"{name}\",\n  \"privateKey\": \"{pem}\"\n}}\n");
+        let f = scanner.scan_bytes("cdp_api_key.json", ec.as_bytes());
+        assert_eq!(f.len(), 1, "{ec}\n{f:#?}");
+        assert_eq!(f[0].title, "Coinbase API key + secret");
+        assert_eq!(f[0].parts[0].value.as_deref(), Some(name.as_str()));
     }
 }
 
@@ -503,6 +651,61 @@ mod files {
             .scan_paths(&[root.join("src/binance.txt")])
             .unwrap();
         assert_eq!(named.findings.len(), 1);
+    }
+    /// Regression: a UTF-16 file (Windows PowerShell output, a `regedit` export) looked
+    /// binary (a NUL next to every ASCII character) and was skipped, so a key in it was
+    /// missed. With a byte-order mark it is decoded and scanned; lines are those of the
+    /// decoded text and values are redacted as usual.
+    #[test]
+    fn utf16_file_with_a_bom_is_scanned() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(45);
+        let key = super::synth::alnum(&mut rng, 64);
+        let secret = super::synth::alnum(&mut rng, 64);
+        let reg = format!(
+            "Windows Registry Editor Version 5.00\r\n\r\n\
+             [HKEY_CURRENT_USER\\Software\\TradingBot\\Binance]\r\n\
+             \"ApiKey\"=\"{key}\"\r\n\"ApiSecret\"=\"{secret}\"\r\n"
+        );
+        let kraken_key = super::synth::b64(&mut rng, 42);
+        let kraken_secret = super::synth::b64(&mut rng, 64);
+        let ps1 = format!(
+            "# Set up the Kraken bot – ü\r\n$ErrorActionPreference = 'Stop'\r\n\
+             $env:KRAKEN_API_KEY = \"{kraken_key}\"\r\n\
+             $env:KRAKEN_API_SECRET = \"{kraken_secret}\"\r\n"
+        );
+        let cases = [
+            ("bot.reg", &reg, 5, &secret, &key),
+            ("setup.ps1", &ps1, 4, &kraken_secret, &kraken_key),
+        ];
+        for big_endian in [false, true] {
+            for &(name, text, line, secret, key) in &cases {
+                let data = super::utf16(text, big_endian);
+                let dir = tempfile::tempdir().unwrap();
+                fs::write(dir.path().join(name), &data).unwrap();
+                let report = Scanner::new().scan_paths(&[dir.path()]).unwrap();
+                assert_eq!(report.stats.skipped, 0, "{name} be={big_endian}");
+                assert_eq!(
+                    report.findings.len(),
+                    1,
+                    "{name} be={big_endian}: {report:#?}"
+                );
+                let f = &report.findings[0];
+                assert!(f.is_active());
+                let column = text.lines().nth(line - 1).unwrap().find(secret.as_str());
+                assert_eq!((f.line, f.column), (line, column.unwrap() + 1), "{name}");
+                let shown: Vec<&str> = f.parts.iter().map(|p| p.redacted.as_str()).collect();
+                let redact = keygate_scan::redact;
+                assert_eq!(shown, [redact(key), redact(secret)], "{name}");
+                // The same through `scan_bytes`, and the same finding as for UTF-8.
+                let direct = Scanner::new().scan_bytes(name, &data);
+                let utf8 = Scanner::new().scan_bytes(name, text.as_bytes());
+                assert_eq!(direct.len(), 1);
+                assert_eq!(
+                    (direct[0].line, direct[0].column, &direct[0].fingerprint),
+                    (utf8[0].line, utf8[0].column, &utf8[0].fingerprint)
+                );
+            }
+        }
     }
 }
 
@@ -798,6 +1001,32 @@ mod output {
             "{text}"
         );
         assert!(text.contains("2 finding(s), 1 suppressed"), "{text}");
+    }
+    /// Regression: SARIF `artifactLocation.uri` was the path as it is, so a space, `%`,
+    /// `#`, `?` or non-ASCII character made an invalid URI or one that names another file
+    /// (`#1?` starts a fragment). Each URI must decode back to the finding's path.
+    #[test]
+    fn sarif_uri_is_percent_encoded_and_decodes_to_the_path() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(14);
+        let (_, env) = layouts(&cred("binance", 0, &mut rng)).remove(0);
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("ünïcode dir#2");
+        std::fs::create_dir_all(&sub).unwrap();
+        std::fs::write(sub.join(super::AWKWARD_NAME), &env).unwrap();
+        std::fs::write(dir.path().join("plain.env"), &env).unwrap();
+        let mut report = Scanner::new().scan_paths(&[dir.path()]).unwrap();
+        assert_eq!(report.findings.len(), 2, "{report:#?}");
+        // `scan_bytes` names a buffer as the caller says, `./` and all.
+        report
+            .findings
+            .extend(Scanner::new().scan_bytes("./a b/%41.env", env.as_bytes()));
+        let paths: Vec<String> = report
+            .findings
+            .iter()
+            .map(|f| f.path.trim_start_matches("./").to_owned())
+            .collect();
+        assert!(paths[1].ends_with(super::AWKWARD_NAME), "{paths:?}");
+        assert_eq!(super::sarif_paths(&report), paths);
     }
 }
 
@@ -1114,5 +1343,64 @@ mod git {
             keygate_scan::install_hook(dir.path()),
             Err(keygate_scan::Error::HookExists { .. })
         ));
+    }
+
+    /// Regression: git quotes a path holding `"` even with `core.quotePath=false`
+    /// (`"dir/100% #1? clés \"prod\".env"`), and the quoted form was taken as the path of
+    /// the finding and its provenance; and the SARIF URI of such a path was not encoded.
+    #[test]
+    fn awkward_path_in_history_is_reported_as_it_is_and_encoded_in_sarif() {
+        let dir = repo();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(29);
+        let (_, text) = layouts(&cred("gate", 0, &mut rng)).remove(0);
+        let rel = format!("ünïcode dir#2/{}", super::AWKWARD_NAME);
+        std::fs::create_dir_all(dir.path().join("ünïcode dir#2")).unwrap();
+        std::fs::write(dir.path().join(&rel), &text).unwrap();
+        git(dir.path(), &["add", "."]);
+        git(dir.path(), &["commit", "-q", "-m", "add"]);
+        let staged_dir = repo();
+        std::fs::create_dir_all(staged_dir.path().join("ünïcode dir#2")).unwrap();
+        std::fs::write(staged_dir.path().join(&rel), &text).unwrap();
+        git(staged_dir.path(), &["add", "."]);
+        for report in [
+            Scanner::new().scan_git_history(dir.path()).unwrap(),
+            Scanner::new().scan_staged(staged_dir.path()).unwrap(),
+        ] {
+            assert_eq!(report.findings.len(), 1, "{report:#?}");
+            let f = &report.findings[0];
+            // In history the file is still in `HEAD`, so this also checks that the `HEAD`
+            // tree's paths are unquoted like the log's (else its path there would be used).
+            assert_eq!(f.path, rel);
+            if let Some(p) = &f.provenance {
+                assert_eq!(p.path, rel);
+            }
+            assert_eq!(super::sarif_paths(&report), [rel.as_str()]);
+        }
+    }
+
+    /// Regression: a UTF-16 blob was skipped as binary, so a key committed in a PowerShell
+    /// script written by Windows PowerShell was missed in history.
+    #[test]
+    fn utf16_blob_in_history_is_scanned() {
+        let dir = repo();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(30);
+        let (_, text) = layouts(&cred("okx", 0, &mut rng)).remove(0);
+        let text = text.replace('\n', "\r\n");
+        std::fs::write(dir.path().join("setup.ps1"), super::utf16(&text, false)).unwrap();
+        git(dir.path(), &["add", "."]);
+        git(dir.path(), &["commit", "-q", "-m", "add"]);
+        git(dir.path(), &["rm", "-q", "setup.ps1"]);
+        git(dir.path(), &["commit", "-q", "-m", "remove"]);
+        let report = Scanner::new().scan_git_history(dir.path()).unwrap();
+        assert_eq!(report.stats.skipped, 0, "{report:#?}");
+        assert_eq!(report.active().count(), 1, "{report:#?}");
+        let f = &report.findings[0];
+        assert_eq!(f.path, "setup.ps1");
+        let utf8 = Scanner::new().scan_bytes("setup.ps1", text.as_bytes());
+        assert_eq!(
+            (f.line, &f.fingerprint),
+            (utf8[0].line, &utf8[0].fingerprint)
+        );
+        assert_eq!(f.parts.len(), 3, "{f:#?}");
     }
 }

@@ -1,0 +1,88 @@
+//! Text encodings: a buffer that starts with a UTF-16 byte-order mark is decoded to UTF-8.
+//!
+//! Windows PowerShell (`Out-File`, `>` redirection), `regedit` exports (`.reg`) and some
+//! configuration exports write UTF-16 with a BOM. Scanned as bytes, every ASCII character
+//! of such a file is followed or preceded by a NUL: the file looks binary and no key in it
+//! is a token. Only a BOM selects UTF-16; there is no guessing from content, so the cost on
+//! every other file is a two-byte comparison.
+
+use std::borrow::Cow;
+
+/// The text to scan: `data` itself, or its UTF-8 decoding when it starts with a UTF-16
+/// BOM (`FF FE` little-endian, `FE FF` big-endian; the BOM is dropped). Unpaired
+/// surrogates and an odd trailing byte become U+FFFD. `FF FE 00 00` is the UTF-32LE BOM,
+/// not UTF-16: such a buffer is returned as it is (and is skipped as binary by file and
+/// blob scans).
+pub(crate) fn decode(data: &[u8]) -> Cow<'_, [u8]> {
+    let (big_endian, body) = match data {
+        [0xFF, 0xFE, 0, 0, ..] => return Cow::Borrowed(data),
+        [0xFF, 0xFE, body @ ..] => (false, body),
+        [0xFE, 0xFF, body @ ..] => (true, body),
+        _ => return Cow::Borrowed(data),
+    };
+    let units = body.chunks_exact(2).map(|p| {
+        let pair = [p[0], p[1]];
+        if big_endian {
+            u16::from_be_bytes(pair)
+        } else {
+            u16::from_le_bytes(pair)
+        }
+    });
+    // ASCII text: two bytes in, one out; other text: at most three out.
+    let mut out = String::with_capacity(body.len() / 2 + 1);
+    out.extend(char::decode_utf16(units).map(|c| c.unwrap_or(char::REPLACEMENT_CHARACTER)));
+    if body.len() % 2 == 1 {
+        out.push(char::REPLACEMENT_CHARACTER);
+    }
+    Cow::Owned(out.into_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decode;
+
+    fn utf16(text: &str, big_endian: bool) -> Vec<u8> {
+        let mut out = if big_endian {
+            vec![0xFE, 0xFF]
+        } else {
+            vec![0xFF, 0xFE]
+        };
+        for u in text.encode_utf16() {
+            out.extend(if big_endian {
+                u.to_be_bytes()
+            } else {
+                u.to_le_bytes()
+            });
+        }
+        out
+    }
+
+    #[test]
+    fn utf16_with_a_bom_is_decoded_either_way() {
+        let text = "key = \"é€😀\"\r\nnext\n";
+        for be in [false, true] {
+            assert_eq!(&*decode(&utf16(text, be)), text.as_bytes());
+        }
+    }
+
+    #[test]
+    fn anything_else_is_left_alone() {
+        for data in [
+            &b"plain text"[..],
+            b"\xEF\xBB\xBFutf-8 with a BOM",
+            b"\xFF\xFE\x00\x00k\x00\x00\x00",
+            b"",
+            b"\xFF",
+            b"k\x00e\x00y\x00",
+        ] {
+            assert!(matches!(decode(data), std::borrow::Cow::Borrowed(d) if d == data));
+        }
+    }
+
+    #[test]
+    fn broken_utf16_becomes_replacement_characters() {
+        // An unpaired high surrogate, then an odd trailing byte.
+        let data = [0xFF, 0xFE, 0x3D, 0xD8, b'a', 0, b'b'];
+        assert_eq!(&*decode(&data), "\u{FFFD}a\u{FFFD}".as_bytes());
+    }
+}

@@ -128,6 +128,7 @@ pub fn run(vault: &Unlocked, args: &ReconcileArgs) -> anyhow::Result<i32> {
         &exchanges,
         since_ms,
         &wait_for_the_next_minute,
+        &|| false,
     )?;
     let found = reports
         .iter()
@@ -149,13 +150,15 @@ pub fn run(vault: &Unlocked, args: &ReconcileArgs) -> anyhow::Result<i32> {
 
 /// Each account's withdrawals and orders at its exchange since `since_ms`, against those
 /// keygate forwarded. `wait` waits for the next minute when the exchange's weight calls
-/// for it, and says `false` when reconciliation is to stop instead.
+/// for it, and says `false` when reconciliation is to stop instead; `stopping` says, before
+/// each read, whether it is to stop (what is not read is left for the next run).
 pub(crate) fn reconcile(
     store: &Store,
     master: &MasterKey,
     exchanges: &Exchanges,
     since_ms: u64,
     wait: &dyn Fn() -> bool,
+    stopping: &dyn Fn() -> bool,
 ) -> anyhow::Result<Vec<AccountReport>> {
     let log_from = since_ms.saturating_sub(FORWARDED_BEFORE_MS);
     let traded = forwarded(store, log_from)?;
@@ -172,7 +175,7 @@ pub(crate) fn reconcile(
                 let signed_read = |path: &str, query: &str| {
                     exchanges.signed_read(&Binance, master, &account, path, query)
                 };
-                let pacer = Pacer::new(&signed_read, wait);
+                let pacer = Pacer::new(&signed_read, wait, stopping);
                 (
                     list_withdrawals(&pacer, since_ms),
                     list_orders(&pacer, &symbols, since_ms, until_ms),
@@ -243,11 +246,14 @@ type SignedRead<'a> = dyn Fn(&str, &str) -> Result<Answer, String> + 'a;
 
 /// One account's signed reads, kept under [`WEIGHT_CEILING`]: when the last answer said
 /// the ceiling was reached, the next read waits for the next minute first, at most
-/// [`MAX_WEIGHT_WAITS`] times in a row; then it gives up.
+/// [`MAX_WEIGHT_WAITS`] times in a row; then it gives up. No read is made once
+/// `stopping` says so.
 struct Pacer<'a> {
     read: &'a SignedRead<'a>,
     /// Waits for the next minute; `false` when the reads are to stop instead.
     wait: &'a dyn Fn() -> bool,
+    /// Whether the reads are to stop now.
+    stopping: &'a dyn Fn() -> bool,
     /// What the last answer said was used this minute.
     used: Cell<Option<u64>>,
     waits: Cell<u32>,
@@ -255,10 +261,15 @@ struct Pacer<'a> {
 }
 
 impl<'a> Pacer<'a> {
-    fn new(read: &'a SignedRead<'a>, wait: &'a dyn Fn() -> bool) -> Pacer<'a> {
+    fn new(
+        read: &'a SignedRead<'a>,
+        wait: &'a dyn Fn() -> bool,
+        stopping: &'a dyn Fn() -> bool,
+    ) -> Pacer<'a> {
         Pacer {
             read,
             wait,
+            stopping,
             used: Cell::new(None),
             waits: Cell::new(0),
             gave_up: Cell::new(false),
@@ -267,6 +278,13 @@ impl<'a> Pacer<'a> {
 
     /// The body of a signed read of `path?query`, once the weight allows it.
     fn read(&self, path: &str, query: &str) -> Result<Vec<u8>, String> {
+        let stopped = || {
+            self.gave_up.set(true);
+            Err("keygate is stopping; left for the next run".to_owned())
+        };
+        if (self.stopping)() {
+            return stopped();
+        }
         if let Some(used) = self.used.get().filter(|u| *u >= WEIGHT_CEILING) {
             if self.waits.get() >= MAX_WEIGHT_WAITS {
                 self.gave_up.set(true);
@@ -278,8 +296,7 @@ impl<'a> Pacer<'a> {
             }
             self.waits.set(self.waits.get() + 1);
             if !(self.wait)() {
-                self.gave_up.set(true);
-                return Err("keygate is stopping; left for the next run".to_owned());
+                return stopped();
             }
         } else {
             self.waits.set(0);
@@ -549,7 +566,8 @@ impl Watch {
                 };
                 loop {
                     let since_ms = now_ms().saturating_sub(window.as_millis() as u64);
-                    let reconciled = reconcile(&store, &master, &exchanges, since_ms, &wait);
+                    let reconciled =
+                        reconcile(&store, &master, &exchanges, since_ms, &wait, &stopping);
                     if stopping() {
                         return;
                     }
@@ -706,7 +724,7 @@ mod tests {
             waited.set(waited.get() + 1);
             true
         };
-        let pacer = Pacer::new(&read, &wait);
+        let pacer = Pacer::new(&read, &wait, &|| false);
         let listed = list_orders(&pacer, &symbols(&["BTCUSDT", "ETHUSDT", "BNBUSDT"]), 0, 1);
         assert!(listed.unwrap().is_empty());
         assert_eq!((exchange.asked.get(), waited.get()), (3, 0));
@@ -722,7 +740,7 @@ mod tests {
             waits_at.borrow_mut().push(exchange.asked.get());
             true
         };
-        let pacer = Pacer::new(&read, &wait);
+        let pacer = Pacer::new(&read, &wait, &|| false);
         let listed = list_orders(&pacer, &symbols(&["A", "B", "C", "D"]), 0, 1);
         assert!(listed.unwrap().is_empty());
         assert_eq!(exchange.asked.get(), 4);
@@ -738,7 +756,7 @@ mod tests {
             waited.set(waited.get() + 1);
             true
         };
-        let pacer = Pacer::new(&read, &wait);
+        let pacer = Pacer::new(&read, &wait, &|| false);
         let reason = list_orders(&pacer, &symbols(&["A", "B", "C", "D", "E"]), 0, 1).unwrap_err();
         // Read once, then after each of the waits, then no more.
         assert_eq!(exchange.asked.get(), 1 + MAX_WEIGHT_WAITS as usize);
@@ -757,9 +775,27 @@ mod tests {
         let exchange = exchange(&[5_000]);
         let read = |path: &str, query: &str| exchange.read(path, query);
         let stopped = || false;
-        let pacer = Pacer::new(&read, &stopped);
+        let pacer = Pacer::new(&read, &stopped, &|| false);
         let reason = list_orders(&pacer, &symbols(&["A", "B", "C"]), 0, 1).unwrap_err();
         assert_eq!(exchange.asked.get(), 1, "read on after the stop");
         assert!(reason.contains("keygate is stopping"), "{reason}");
+    }
+
+    /// A regression test: a stop was looked at only while waiting for the exchange's
+    /// weight, so a reconciliation under the ceiling read on, every symbol of every day
+    /// of every account, before `serve` could stop.
+    #[test]
+    fn a_stop_between_reads_ends_the_reads() {
+        let exchange = exchange(&[100]);
+        let read = |path: &str, query: &str| exchange.read(path, query);
+        let stopping = || exchange.asked.get() >= 1;
+        let pacer = Pacer::new(&read, &|| true, &stopping);
+        let reason = list_orders(&pacer, &symbols(&["A", "B", "C"]), 0, 1).unwrap_err();
+        assert_eq!(exchange.asked.get(), 1, "read on after the stop");
+        assert!(reason.contains("keygate is stopping"), "{reason}");
+        assert!(
+            reason.starts_with("B: keygate is stopping") && reason.ends_with("as above: C"),
+            "{reason}"
+        );
     }
 }

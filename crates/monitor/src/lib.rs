@@ -31,6 +31,12 @@
 //! that the log holds. The monitor keeps its place in the log (`monitor_cursor` in the
 //! store's meta table) and starts, the first time, at the log's end.
 //!
+//! Two bounds keep the sinks useful when much happens at once. Past ten alerts of one
+//! rule and severity in a minute, the rest are logged and counted, not sent, and one
+//! summary says how many when the minute ends; critical alerts are never held back.
+//! And once asked to stop, the monitor has five seconds to read the rest of the log and
+//! deliver what is left, the most severe first; it logs how many it could not.
+//!
 //! This crate does not decide requests (`keygate-policy` does) or write the log
 //! (`keygate-audit` does); it only reads.
 //!
@@ -46,6 +52,7 @@
 //! assert_eq!((alerts[0].severity, alerts[0].rule), (Severity::Critical, AlertRule::AdminChange));
 //! ```
 
+mod cap;
 mod config;
 mod email;
 mod metrics;
@@ -59,17 +66,25 @@ pub use metrics::{write_gauge, Metrics};
 pub use rules::{Rules, Thresholds};
 pub use sink::{sign, Sink, Webhook};
 
+use std::cmp::Reverse;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::Duration;
 
 use keygate_store::Store;
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::cap::Cap;
 
 /// How often the monitor looks for new events.
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
+/// How long the monitor has, once asked to stop, to read the rest of the log and deliver
+/// the alerts still to go: `keygate serve` stops in seconds, however many alerts wait and
+/// however slow their receivers. What is left is logged and counted.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
 /// Events read at a time.
 const PAGE: u64 = 1000;
 /// The meta key of the monitor's place in the log.
@@ -279,6 +294,11 @@ pub fn dispatch_blocking(settings: &Settings, alert: &Alert) -> Result<Vec<Deliv
 
 async fn dispatch(http: &reqwest::Client, sinks: &[Sink], alert: &Alert) -> Vec<Delivery> {
     log(alert);
+    deliver(http, sinks, alert).await
+}
+
+/// Sends `alert` to every sink that wants it, one after another.
+async fn deliver(http: &reqwest::Client, sinks: &[Sink], alert: &Alert) -> Vec<Delivery> {
     let mut results = Vec::new();
     for sink in sinks.iter().filter(|sink| sink.wants(alert)) {
         let result = sink.deliver(http, alert).await;
@@ -316,9 +336,9 @@ fn log(alert: &Alert) {
 
 /// The monitor at work: a thread that follows the audit log and dispatches the alerts
 /// its events raise, and those raised through its [`Alerter`]s. [`Monitor::stop`] reads
-/// what is left and stops.
+/// what is left and stops, within a deadline of a few seconds.
 pub struct Monitor {
-    stop: Arc<AtomicBool>,
+    stop: watch::Sender<bool>,
     metrics: Arc<Metrics>,
     alerter: Alerter,
     thread: Option<thread::JoinHandle<()>>,
@@ -365,23 +385,27 @@ impl Monitor {
             .enable_all()
             .build()
             .map_err(Error::Start)?;
-        let http = sink::http_client()?;
-        let stop = Arc::new(AtomicBool::new(false));
+        let outlet = Outlet::Sinks {
+            http: sink::http_client()?,
+            sinks: settings.sinks,
+        };
+        let (stop, stopping) = watch::channel(false);
         let (alerter, raised) = Alerter::channel();
         let metrics = Arc::new(Metrics::after(cursor));
-        let follower = Follower {
-            raised,
-            metrics: Arc::clone(&metrics),
+        let follower = Follower::new(
             store,
-            rules: Rules::new(settings.thresholds),
-            sinks: settings.sinks,
             cursor,
-            http,
-        };
-        let stopping = Arc::clone(&stop);
+            Rules::new(settings.thresholds),
+            outlet,
+            raised,
+            stopping,
+            Arc::clone(&metrics),
+        );
         let thread = thread::Builder::new()
             .name("keygate-monitor".into())
-            .spawn(move || runtime.block_on(follower.run(&stopping)))
+            .spawn(move || {
+                runtime.block_on(follower.run());
+            })
             .map_err(Error::Start)?;
         Ok(Monitor {
             stop,
@@ -401,13 +425,15 @@ impl Monitor {
         self.alerter.clone()
     }
 
-    /// Dispatches the alerts of every event written so far, then stops.
+    /// Dispatches the alerts of every event written so far, then stops: within a
+    /// deadline of a few seconds, the most severe first; those it could not deliver by
+    /// then are logged and counted.
     pub fn stop(mut self) {
         self.stop_and_join();
     }
 
     fn stop_and_join(&mut self) {
-        self.stop.store(true, Ordering::Release);
+        self.stop.send_replace(true);
         if let Some(thread) = self.thread.take() {
             if thread.join().is_err() {
                 tracing::error!("the monitor thread panicked");
@@ -428,34 +454,182 @@ fn decode_cursor(bytes: &[u8]) -> u64 {
     <[u8; 8]>::try_from(bytes).map_or(0, u64::from_be_bytes)
 }
 
+/// Where the monitor delivers alerts, besides serve's log.
+enum Outlet {
+    /// The webhooks and mailboxes of the settings.
+    Sinks {
+        http: reqwest::Client,
+        sinks: Vec<Sink>,
+    },
+    /// For tests: notes each alert once `took` has passed, in the monitor's time.
+    #[cfg(test)]
+    Recorder {
+        took: Duration,
+        delivered: Arc<std::sync::Mutex<Vec<Alert>>>,
+    },
+}
+
+impl Outlet {
+    async fn deliver(&self, alert: &Alert) -> Vec<Delivery> {
+        match self {
+            Outlet::Sinks { http, sinks } => deliver(http, sinks, alert).await,
+            #[cfg(test)]
+            Outlet::Recorder { took, delivered } => {
+                tokio::time::sleep(*took).await;
+                delivered
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .push(alert.clone());
+                vec![Delivery {
+                    destination: "recorder".into(),
+                    result: Ok(()),
+                }]
+            }
+        }
+    }
+}
+
+/// What became of the alerts still to go when the monitor stopped.
+#[derive(Debug, PartialEq, Eq)]
+struct Drained {
+    /// Delivered by the deadline.
+    delivered: usize,
+    /// Left undelivered at the deadline.
+    undelivered: usize,
+    /// Whether events were left unread at the deadline (the next start reads them).
+    unread: bool,
+}
+
 /// The monitor thread's state.
 struct Follower {
     raised: mpsc::Receiver<Alert>,
     metrics: Arc<Metrics>,
     store: Store,
     rules: Rules,
-    sinks: Vec<Sink>,
+    cap: Cap,
+    outlet: Outlet,
     cursor: u64,
-    http: reqwest::Client,
+    stop: watch::Receiver<bool>,
+    /// When the monitor saw it was asked to stop.
+    stop_seen: Option<Instant>,
+    /// Once asked to stop, the alerts still to go: delivered the most severe first, by
+    /// the deadline.
+    outbox: Vec<Alert>,
 }
 
 impl Follower {
-    async fn run(mut self, stop: &AtomicBool) {
+    fn new(
+        store: Store,
+        cursor: u64,
+        rules: Rules,
+        outlet: Outlet,
+        raised: mpsc::Receiver<Alert>,
+        stop: watch::Receiver<bool>,
+        metrics: Arc<Metrics>,
+    ) -> Follower {
+        Follower {
+            raised,
+            metrics,
+            store,
+            rules,
+            cap: Cap::default(),
+            outlet,
+            cursor,
+            stop,
+            stop_seen: None,
+            outbox: Vec::new(),
+        }
+    }
+
+    async fn run(mut self) -> Drained {
         loop {
-            let stopping = stop.load(Ordering::Acquire);
-            // Once asked to stop, read to the end before leaving. Alerts raised outside
-            // the log go out between pages, not after a backlog of them.
+            // Alerts raised outside the log go out between pages, not after a backlog of
+            // them.
             loop {
                 self.send_raised().await;
-                if !self.step().await {
+                if self.is_stopping() || !self.step().await {
                     break;
                 }
             }
-            self.send_raised().await;
-            if stopping {
-                return;
+            if self.is_stopping() {
+                return self.drain().await;
             }
-            tokio::time::sleep(POLL_INTERVAL).await;
+            for summary in self.cap.turned(Instant::now()) {
+                self.summarize(summary).await;
+            }
+            let mut stop = self.stop.clone();
+            tokio::select! {
+                () = tokio::time::sleep(POLL_INTERVAL) => {}
+                _ = stop.wait_for(|stop| *stop) => {}
+            }
+        }
+    }
+
+    /// Whether the monitor was asked to stop (or its [`Monitor`] is gone); notes when it
+    /// first saw so.
+    fn is_stopping(&mut self) -> bool {
+        let stopping = *self.stop.borrow() || self.stop.has_changed().is_err();
+        if stopping && self.stop_seen.is_none() {
+            self.stop_seen = Some(Instant::now());
+        }
+        stopping
+    }
+
+    /// Once asked to stop: reads what is left of the log, as far as the deadline allows,
+    /// and delivers the alerts still to go, the most severe first, until the deadline.
+    /// Says how many were left, in the log and in what it returns.
+    async fn drain(&mut self) -> Drained {
+        let seen = *self.stop_seen.get_or_insert_with(Instant::now);
+        let deadline = seen + DRAIN_DEADLINE;
+        // While stopping, what `send` would deliver joins the outbox.
+        while Instant::now() < deadline {
+            self.send_raised().await;
+            if !self.step().await {
+                break;
+            }
+        }
+        self.send_raised().await;
+        for summary in self.cap.release(Instant::now()) {
+            self.summarize(summary).await;
+        }
+        let mut outbox = std::mem::take(&mut self.outbox);
+        // Stable: alerts of one severity keep the order they came in.
+        outbox.sort_by_key(|alert| Reverse(alert.severity));
+        let mut delivered = 0;
+        for alert in &outbox {
+            match tokio::time::timeout_at(deadline, self.outlet.deliver(alert)).await {
+                Ok(deliveries) => self.metrics.delivered(&deliveries),
+                Err(_) => break,
+            }
+            delivered += 1;
+        }
+        let left = &outbox[delivered..];
+        if !left.is_empty() {
+            let count = |severity| left.iter().filter(|a| a.severity == severity).count();
+            // Counts only: the alerts are in the log already, and a sink's URL may hold
+            // its credential.
+            tracing::error!(
+                undelivered = left.len(),
+                critical = count(Severity::Critical),
+                warning = count(Severity::Warning),
+                info = count(Severity::Info),
+                "alerts not delivered within the {} s the monitor has to stop; serve's log \
+                 has each, and `keygate alerts list` those from the audit log",
+                DRAIN_DEADLINE.as_secs()
+            );
+        }
+        let unread = keygate_audit::last_seq(&self.store).is_ok_and(|end| end > self.cursor);
+        if unread {
+            tracing::error!(
+                cursor = self.cursor,
+                "the monitor stopped before the end of the audit log; it reads the events \
+                 after its place when serve starts again"
+            );
+        }
+        Drained {
+            delivered,
+            undelivered: left.len(),
+            unread,
         }
     }
 
@@ -485,7 +659,7 @@ impl Follower {
                     event_seq: seq,
                     ts_ms: 0,
                 };
-                self.send(&alert).await;
+                self.send(alert).await;
                 self.advance(seq);
                 return true;
             }
@@ -524,7 +698,7 @@ impl Follower {
             event_seq: end,
             ts_ms: 0,
         };
-        self.send(&alert).await;
+        self.send(alert).await;
         self.advance(end);
         true
     }
@@ -539,8 +713,8 @@ impl Follower {
             alerts.extend(self.rules.evaluate(*seq, event));
         }
         // Stable: alerts of one severity keep the log's order.
-        alerts.sort_by_key(|alert| std::cmp::Reverse(alert.severity));
-        for alert in &alerts {
+        alerts.sort_by_key(|alert| Reverse(alert.severity));
+        for alert in alerts {
             self.send(alert).await;
         }
     }
@@ -548,14 +722,51 @@ impl Follower {
     /// Sends the alerts raised outside the log (by the gateway, by reconciliation).
     async fn send_raised(&mut self) {
         while let Ok(alert) = self.raised.try_recv() {
-            self.send(&alert).await;
+            self.send(alert).await;
         }
     }
 
-    /// Dispatches `alert` and counts it.
-    async fn send(&self, alert: &Alert) {
-        let deliveries = dispatch(&self.http, &self.sinks, alert).await;
-        self.metrics.alert(alert, &deliveries);
+    /// Logs `alert`, counts it, and delivers it unless the cap of its rule and severity
+    /// holds it back.
+    async fn send(&mut self, alert: Alert) {
+        log(&alert);
+        self.metrics.raised(&alert);
+        let admitted = self.cap.admit(&alert, Instant::now());
+        if let Some(summary) = admitted.summary {
+            self.summarize(summary).await;
+        }
+        if admitted.send {
+            self.deliver(alert).await;
+        } else {
+            self.metrics.held(&alert);
+        }
+    }
+
+    /// Logs and delivers the summary of alerts the cap held back.
+    async fn summarize(&mut self, summary: Alert) {
+        log(&summary);
+        self.deliver(summary).await;
+    }
+
+    /// Delivers `alert` to the sinks; once asked to stop, even in the middle of it, puts
+    /// it in the outbox instead, to go with the rest the most severe first.
+    async fn deliver(&mut self, alert: Alert) {
+        if self.is_stopping() {
+            self.outbox.push(alert);
+            return;
+        }
+        let mut stop = self.stop.clone();
+        let deliveries = tokio::select! {
+            deliveries = self.outlet.deliver(&alert) => Some(deliveries),
+            _ = stop.wait_for(|stop| *stop) => None,
+        };
+        match deliveries {
+            Some(deliveries) => self.metrics.delivered(&deliveries),
+            None => {
+                self.is_stopping();
+                self.outbox.push(alert);
+            }
+        }
     }
 
     fn advance(&mut self, seq: u64) {
@@ -563,5 +774,272 @@ impl Follower {
         if let Err(e) = self.store.set_meta(CURSOR_KEY, &seq.to_be_bytes()) {
             tracing::error!(error = %e, "the monitor cannot save its place in the log");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use keygate_audit::{AuditKey, AuditLog};
+    use keygate_core::{ActionKind, AdminEvent, Event, EventBody, Outcome, RequestEvent, Rule};
+
+    use super::*;
+
+    fn replay_from(ts_ms: u64, source: String) -> Event {
+        Event {
+            ts_ms,
+            body: EventBody::Request(RequestEvent {
+                request_id: format!("r{ts_ms}"),
+                exchange: "binance".into(),
+                client: Some("bot1".into()),
+                account: Some("main".into()),
+                source_ip: source,
+                method: "GET".into(),
+                path: "/api/v3/account".into(),
+                action: ActionKind::Read,
+                symbol: None,
+                side: None,
+                client_order_id: None,
+                notional: None,
+                amount: None,
+                asset: None,
+                destination: None,
+                allowed: false,
+                rule: Some(Rule::Replay),
+                message: None,
+                upstream_status: None,
+                latency_us: None,
+                outcome: Outcome::NotForwarded,
+            }),
+        }
+    }
+
+    fn admin(ts_ms: u64, change: &str) -> Event {
+        Event {
+            ts_ms,
+            body: EventBody::Admin(AdminEvent {
+                actor: "cli".into(),
+                change: change.into(),
+                target: "clients".into(),
+                detail: serde_json::Value::Null,
+            }),
+        }
+    }
+
+    /// A follower over a log holding `events`, from its start, whose deliveries each take
+    /// `took`; what it delivered; and the handle that asks it to stop.
+    struct Setup {
+        follower: Follower,
+        delivered: Arc<Mutex<Vec<Alert>>>,
+        stop: watch::Sender<bool>,
+        alerter: Alerter,
+        metrics: Arc<Metrics>,
+        _dir: tempfile::TempDir,
+    }
+
+    fn setup(events: Vec<Event>, took: Duration) -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("keygate.db");
+        Store::create(&db).unwrap();
+        let log = AuditLog::start(&db, AuditKey::from_bytes(&[9; 32])).unwrap();
+        for event in events {
+            log.append_blocking(event).unwrap();
+        }
+        log.flush().unwrap();
+        let delivered = Arc::new(Mutex::new(Vec::new()));
+        let outlet = Outlet::Recorder {
+            took,
+            delivered: Arc::clone(&delivered),
+        };
+        let (stop, stopping) = watch::channel(false);
+        let (alerter, raised) = Alerter::channel();
+        let metrics = Arc::new(Metrics::after(0));
+        let follower = Follower::new(
+            Store::open(&db).unwrap(),
+            0,
+            Rules::new(Thresholds::default()),
+            outlet,
+            raised,
+            stopping,
+            Arc::clone(&metrics),
+        );
+        Setup {
+            follower,
+            delivered,
+            stop,
+            alerter,
+            metrics,
+            _dir: dir,
+        }
+    }
+
+    /// A runtime whose time is paused: it moves on only while nothing else can happen, so
+    /// deadlines and windows are checked exactly and at once.
+    fn paused() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .unwrap()
+    }
+
+    fn taken(delivered: &Mutex<Vec<Alert>>) -> Vec<Alert> {
+        delivered.lock().unwrap().clone()
+    }
+
+    fn count(alerts: &[Alert], severity: Severity, rule: AlertRule) -> usize {
+        alerts
+            .iter()
+            .filter(|a| (a.severity, a.rule) == (severity, rule))
+            .count()
+    }
+
+    /// A regression test: nothing capped the alerts of one rule, so a storm of them (here
+    /// replays from 25 addresses) sent one each to every sink. Past the cap they are
+    /// counted, and the summary goes out when the window turns, with no new alert of the
+    /// rule needed; critical alerts, more than the cap of them, all go out.
+    #[test]
+    fn a_storm_of_one_rule_is_capped_and_summed_up_when_the_window_turns() {
+        let mut events: Vec<Event> = (0..25)
+            .map(|i| replay_from(1_000 + i, format!("10.0.0.{i}")))
+            .collect();
+        events.extend((0..12).map(|i| admin(2_000 + i, "vault.panic")));
+        let Setup {
+            follower,
+            delivered,
+            stop,
+            metrics,
+            _dir,
+            ..
+        } = setup(events, Duration::ZERO);
+        let drained = paused().block_on(async {
+            let watch = async {
+                tokio::time::sleep(cap::CAP_WINDOW - Duration::from_secs(1)).await;
+                let before = taken(&delivered);
+                assert_eq!(
+                    count(&before, Severity::Critical, AlertRule::AdminChange),
+                    12
+                );
+                assert_eq!(
+                    count(&before, Severity::Warning, AlertRule::Replay),
+                    cap::CAP as usize
+                );
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                stop.send_replace(true);
+            };
+            tokio::join!(follower.run(), watch).0
+        });
+        let alerts = taken(&delivered);
+        let replays: Vec<&Alert> = alerts
+            .iter()
+            .filter(|a| a.rule == AlertRule::Replay)
+            .collect();
+        assert_eq!(replays.len(), cap::CAP as usize + 1, "{replays:#?}");
+        let summary = &replays[cap::CAP as usize].summary;
+        assert!(
+            summary.starts_with("15 replay alerts (warning) held back in 6"),
+            "{summary}"
+        );
+        assert!(summary.contains("audit events 11 to 25"), "{summary}");
+        // Stopping found nothing more to say.
+        assert_eq!(
+            drained,
+            Drained {
+                delivered: 0,
+                undelivered: 0,
+                unread: false
+            }
+        );
+        let text = metrics.render();
+        assert!(
+            text.lines()
+                .any(|l| l == "keygate_alerts_held_total{rule=\"replay\",severity=\"warning\"} 15"),
+            "{text}"
+        );
+        assert!(text
+            .lines()
+            .any(|l| l == "keygate_alerts_total{rule=\"replay\",severity=\"warning\"} 25"));
+    }
+
+    /// A regression test: on stop, the monitor delivered every alert still to go, those
+    /// raised outside the log first and then the log's, however long that took. Now it
+    /// has a deadline, the most severe go first, and it says how many were left.
+    #[test]
+    fn on_stop_the_most_severe_go_first_until_the_deadline() {
+        let mut events: Vec<Event> = (0..8).map(|i| admin(1_000 + i, "client.issue")).collect();
+        events.extend((0..8).map(|i| replay_from(2_000 + i, format!("10.0.0.{i}"))));
+        events.extend((0..3).map(|i| admin(3_000 + i, "vault.panic")));
+        let Setup {
+            follower,
+            delivered,
+            stop,
+            alerter,
+            _dir,
+            ..
+        } = setup(events, Duration::from_secs(1));
+        for _ in 0..6 {
+            let failed = "binance could not be asked".to_owned();
+            alerter.raise(Alert::outside_log(
+                Severity::Warning,
+                AlertRule::ReconcileFailed,
+                failed,
+            ));
+        }
+        // Asked to stop before it read anything: it all goes out, or not, in the drain.
+        stop.send_replace(true);
+        let (drained, took) = paused().block_on(async {
+            let started = Instant::now();
+            let drained = follower.run().await;
+            (drained, started.elapsed())
+        });
+        assert!(took <= DRAIN_DEADLINE, "{took:?}");
+        let alerts = taken(&delivered);
+        let severities: Vec<Severity> = alerts.iter().map(|a| a.severity).collect();
+        assert_eq!(severities[..3], [Severity::Critical; 3], "{severities:?}");
+        assert!(
+            severities.windows(2).all(|w| w[0] >= w[1]),
+            "{severities:?}"
+        );
+        assert_eq!(drained.delivered, alerts.len());
+        assert!((4..=5).contains(&drained.delivered), "{drained:?}");
+        assert_eq!(
+            drained.delivered + drained.undelivered,
+            6 + 19,
+            "{drained:?}"
+        );
+        assert!(!drained.unread);
+    }
+
+    /// A regression test: a stop that came while a delivery hung waited for it, every
+    /// attempt of it, and then for the rest.
+    #[test]
+    fn a_stop_in_the_middle_of_a_delivery_that_hangs_ends_by_the_deadline() {
+        let Setup {
+            follower,
+            delivered,
+            stop,
+            _dir,
+            ..
+        } = setup(vec![admin(1_000, "vault.panic")], Duration::from_secs(3600));
+        let (drained, took) = paused().block_on(async {
+            let started = Instant::now();
+            let stopper = async {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                stop.send_replace(true);
+            };
+            let drained = tokio::join!(follower.run(), stopper).0;
+            (drained, started.elapsed())
+        });
+        assert!(took <= Duration::from_secs(1) + DRAIN_DEADLINE, "{took:?}");
+        assert!(taken(&delivered).is_empty());
+        assert_eq!(
+            drained,
+            Drained {
+                delivered: 0,
+                undelivered: 1,
+                unread: false
+            }
+        );
     }
 }

@@ -38,6 +38,8 @@ struct Counts {
     admin_changes: BTreeMap<String, u64>,
     /// (rule, severity) → alerts raised.
     alerts: BTreeMap<(&'static str, &'static str), u64>,
+    /// (rule, severity) → alerts past the cap of their rule and severity, not sent.
+    held: BTreeMap<(&'static str, &'static str), u64>,
     /// sink → deliveries that failed after every attempt.
     failed_deliveries: BTreeMap<String, u64>,
     /// The last audit event read.
@@ -96,12 +98,27 @@ impl Metrics {
         }
     }
 
-    /// Counts an alert and what became of its deliveries.
-    pub(crate) fn alert(&self, alert: &Alert, deliveries: &[Delivery]) {
-        let mut c = self.lock();
-        *c.alerts
+    /// Counts an alert raised.
+    pub(crate) fn raised(&self, alert: &Alert) {
+        *self
+            .lock()
+            .alerts
             .entry((alert.rule.as_str(), alert.severity.as_str()))
             .or_default() += 1;
+    }
+
+    /// Counts an alert held back by the cap of its rule and severity.
+    pub(crate) fn held(&self, alert: &Alert) {
+        *self
+            .lock()
+            .held
+            .entry((alert.rule.as_str(), alert.severity.as_str()))
+            .or_default() += 1;
+    }
+
+    /// Counts the deliveries of an alert that failed.
+    pub(crate) fn delivered(&self, deliveries: &[Delivery]) {
+        let mut c = self.lock();
         for failed in deliveries.iter().filter(|d| d.result.is_err()) {
             *c.failed_deliveries
                 .entry(failed.destination.clone())
@@ -206,6 +223,16 @@ impl Metrics {
         for ((rule, severity), n) in &c.alerts {
             let labels = [("rule", *rule), ("severity", *severity)];
             sample(&mut out, "keygate_alerts_total", &labels, *n);
+        }
+        family(
+            &mut out,
+            "keygate_alerts_held_total",
+            "counter",
+            "Alerts past the cap of their rule and severity: counted, logged, not sent.",
+        );
+        for ((rule, severity), n) in &c.held {
+            let labels = [("rule", *rule), ("severity", *severity)];
+            sample(&mut out, "keygate_alerts_held_total", &labels, *n);
         }
         family(
             &mut out,

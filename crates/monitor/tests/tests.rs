@@ -419,3 +419,110 @@ fn an_alert_is_mailed_through_a_real_smtp_exchange_with_the_password_from_its_fi
     );
     assert!(!failure.contains("smtp-planted-password"));
 }
+
+/// A denied request of bot1 from `source`.
+fn replay_from(ts_ms: u64, source: String) -> Event {
+    let mut event = request(ts_ms, ActionKind::Read, Some(Rule::Replay));
+    if let EventBody::Request(r) = &mut event.body {
+        r.source_ip = source;
+    }
+    event
+}
+
+fn rule_and_severity(hook: &Hook) -> (String, String) {
+    let body = json(hook);
+    let field = |name: &str| body[name].as_str().unwrap().to_owned();
+    (field("rule"), field("severity"))
+}
+
+/// A regression test: nothing capped the alerts of one rule, so a storm of them (here
+/// replays from forty addresses) sent a webhook each, drowning the one that mattered and
+/// hammering the receiver. Past the cap they are counted, and one summary says how many
+/// were held back; critical alerts are never held back.
+#[test]
+fn a_storm_of_one_rule_sends_the_cap_then_one_summary_and_every_critical_alert() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, log) = log_in(dir.path());
+    let receiver = Receiver::start(&[]);
+    let monitor = Monitor::start(
+        &db,
+        config(&receiver, None, Severity::Warning)
+            .settings()
+            .unwrap(),
+    )
+    .unwrap();
+    let panics = 12;
+    for i in 0..40 {
+        log.append_blocking(replay_from(100 + i, format!("10.0.0.{i}")))
+            .unwrap();
+        if i < panics {
+            log.append_blocking(panic_event(200 + i)).unwrap();
+        }
+    }
+    // The cap's worth of replays, every panic and the one denial burst of bot1.
+    let before_stop: Vec<(String, String)> = receiver
+        .wait_for(10 + 12 + 1)
+        .iter()
+        .map(rule_and_severity)
+        .collect();
+    assert_eq!(before_stop.len(), 23, "{before_stop:?}");
+    // The window has not turned yet: the summary goes out as the monitor stops.
+    monitor.stop();
+    let got: Vec<(String, String)> = receiver
+        .receiver
+        .hooks()
+        .iter()
+        .map(rule_and_severity)
+        .collect();
+    let count = |rule: &str, severity: &str| {
+        got.iter()
+            .filter(|(r, s)| (r.as_str(), s.as_str()) == (rule, severity))
+            .count()
+    };
+    assert_eq!(count("admin_change", "critical"), 12, "{got:?}");
+    assert_eq!(count("denial_burst", "warning"), 1, "{got:?}");
+    assert_eq!(count("replay", "warning"), 10 + 1, "{got:?}");
+    assert_eq!(got.len(), 12 + 1 + 10 + 1, "{got:?}");
+    let hooks = receiver.receiver.hooks();
+    let summary = hooks
+        .iter()
+        .map(json)
+        .find(|alert| alert["summary"].as_str().unwrap().contains("held back"))
+        .expect("no summary of the alerts held back");
+    assert_eq!(summary["rule"], "replay");
+    let text = summary["summary"].as_str().unwrap();
+    assert!(
+        text.starts_with("30 replay alerts (warning) held back"),
+        "{text}"
+    );
+    assert!(!text.contains("s3cretpath"), "{text}");
+}
+
+/// A regression test: on stop, the monitor delivered every alert still queued however
+/// long that took, so a receiver that never answers held `keygate serve`'s shutdown for
+/// 34 s an alert (three attempts of 10 s, and the waits between them).
+#[test]
+fn stopping_behind_a_receiver_that_never_answers_takes_seconds_not_minutes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, log) = log_in(dir.path());
+    // The kernel completes each connection; nobody ever reads or answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let config = AlertsConfig {
+        webhooks: vec![WebhookConfig {
+            url: format!("http://{}/hooks/s3cretpath", silent.local_addr().unwrap()),
+            secret_file: None,
+            min_severity: Some(Severity::Critical),
+        }],
+        ..AlertsConfig::default()
+    };
+    let monitor = Monitor::start(&db, config.settings().unwrap()).unwrap();
+    for i in 0..3 {
+        log.append_blocking(panic_event(10 + i)).unwrap();
+    }
+    let started = std::time::Instant::now();
+    monitor.stop();
+    let took = started.elapsed();
+    // The deadline is a few seconds; without it this took more than a minute and a half.
+    assert!(took < Duration::from_secs(30), "{took:?}");
+    drop(silent);
+}

@@ -4,9 +4,10 @@
 //! leaked key. (An account, or sub-account, that only keygate uses has no such doubt.)
 //!
 //! Withdrawals are listed account-wide. Binance lists orders one symbol at a time, so
-//! only the spot symbols the account traded through keygate in the window, or that its
-//! trading clients may trade, are asked for: a leaked key trading another symbol is not
-//! seen here.
+//! only some spot symbols are asked for: those the account traded through keygate in the
+//! window, those its trading clients may trade, and those it has an open order in now,
+//! whoever placed it (one account-wide read). A leaked key trading another symbol and
+//! leaving no order open there is not seen here.
 //!
 //! Reconciliation spends request weight the bots need too, so it keeps to a ceiling of
 //! its own ([`Pacer`]): past it, it waits for the exchange's minute to turn.
@@ -176,10 +177,15 @@ pub(crate) fn reconcile(
                     exchanges.signed_read(&Binance, master, &account, path, query)
                 };
                 let pacer = Pacer::new(&signed_read, wait, stopping);
-                (
-                    list_withdrawals(&pacer, since_ms),
-                    list_orders(&pacer, &symbols, since_ms, until_ms),
-                )
+                let withdrawals = list_withdrawals(&pacer, since_ms);
+                let open = symbols_with_open_orders(&pacer);
+                symbols.extend(open.iter().flatten().cloned());
+                let orders = match (list_orders(&pacer, &symbols, since_ms, until_ms), open) {
+                    (orders, Ok(_)) => orders,
+                    (Ok(_), Err(reason)) => Err(format!("open orders: {reason}")),
+                    (Err(reason), Err(open)) => Err(format!("{reason}; open orders: {open}")),
+                };
+                (withdrawals, orders)
             }
             other => {
                 let cannot = format!("keygate cannot ask {other} yet");
@@ -334,6 +340,17 @@ fn list_withdrawals(pacer: &Pacer<'_>, since_ms: u64) -> Result<Vec<ExchangeWith
         ));
     }
     Ok(listed)
+}
+
+/// The symbols the account has an open spot order in, whoever placed it: the orders a
+/// leaked key leaves resting name symbols keygate may know nothing of.
+fn symbols_with_open_orders(pacer: &Pacer<'_>) -> Result<BTreeSet<String>, String> {
+    let (path, query) = Binance.open_orders();
+    let body = pacer.read(path, &query)?;
+    let open = Binance
+        .parse_order_history(&body)
+        .ok_or("its list does not read")?;
+    Ok(open.into_iter().map(|o| o.symbol).collect())
 }
 
 /// The account's orders in `symbols` placed from `since_ms` to `until_ms`, a day at a time.

@@ -405,6 +405,42 @@ fn reconcile_finds_the_orders_keygate_never_forwarded() {
     assert_eq!(report[0]["error"], Value::Null, "{report}");
 }
 
+/// A regression test: orders were listed only in the symbols keygate traded or its
+/// clients may trade, so an order a leaked key left resting in any other symbol went
+/// unseen. The account's open orders, in every symbol, now name more symbols to list.
+#[test]
+fn reconcile_finds_an_order_resting_in_a_symbol_keygate_never_traded() {
+    let (_runtime, exchange) = simulator(vec![Credential::hmac(REAL_KEY, REAL_SECRET)]);
+    let home = Home::with_account(&exchange.url());
+    let (status, body) = signed(
+        reqwest::Method::POST,
+        &exchange.url(),
+        "/api/v3/order",
+        "symbol=BNBUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.05&price=500",
+        REAL_KEY,
+        REAL_SECRET,
+    );
+    assert_eq!(status, 200, "{body}");
+    let leaked = body["orderId"].to_string();
+    // Orders are reconciled once they are a few seconds old.
+    std::thread::sleep(Duration::from_millis(5500));
+    let out = home
+        .kg
+        .fails(&["reconcile", "--since", "1h", "--json"], "", 1);
+    let report: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(report[0]["symbols"], json!(["BNBUSDT"]), "{report}");
+    let unmatched = report[0]["orders_not_through_keygate"].as_array().unwrap();
+    assert_eq!(unmatched.len(), 1, "{report}");
+    assert_eq!(unmatched[0]["id"].as_str(), Some(leaked.as_str()), "{report}");
+    let asked: Vec<String> = exchange
+        .simulator()
+        .requests()
+        .into_iter()
+        .map(|r| r.path)
+        .collect();
+    assert!(asked.iter().any(|p| p == "/api/v3/openOrders"), "{asked:?}");
+}
+
 /// A regression test: `reconcile` exited 1, as for a leaked key, when it could not reach
 /// the exchange; an outage is now 2, so that cron tells one from the other.
 #[test]

@@ -212,7 +212,11 @@ pub trait Adapter: Send + Sync + 'static {
     /// account's spot orders in `symbol` placed from `from_ms` to `to_ms` (at most a day
     /// apart: Binance lists no longer span at once).
     fn order_history(&self, symbol: &str, from_ms: u64, to_ms: u64) -> (&'static str, String);
-    /// Reads that endpoint's answer.
+    /// The signed read (a native path and query) listing the account's open spot orders in
+    /// every symbol, whoever placed them.
+    fn open_orders(&self) -> (&'static str, String);
+    /// Reads the answer of [`Adapter::order_history`]'s endpoint or of
+    /// [`Adapter::open_orders`]'s.
     fn parse_order_history(&self, body: &[u8]) -> Option<Vec<ExchangeOrder>>;
 }
 

@@ -38,7 +38,11 @@ pub struct MockExchangeArgs {
     /// Address to listen on (port 0 picks a free port; the URL is printed).
     #[arg(long, default_value = "127.0.0.1:9090")]
     pub listen: SocketAddr,
-    /// JSON list of {"api_key", "secret"} or {"api_key", "ed25519_public_key"}.
+    /// JSON list of {"api_key", "secret"} or {"api_key", "ed25519_public_key"}, each with
+    /// optional restrictions as `GET /sapi/v1/account/apiRestrictions` reports and the
+    /// simulator enforces them: "ip_restrict", "spot_trading", "futures", "withdrawals",
+    /// "internal_transfer", "universal_transfer" (true or false; by default an
+    /// IP-restricted key that may trade spot and futures and withdraw, not transfer).
     #[arg(long, value_name = "FILE")]
     pub credentials: PathBuf,
 }

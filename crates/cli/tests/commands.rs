@@ -1948,7 +1948,11 @@ mod client {
         assert_eq!(kg.status("bot1"), "untagged");
         // The log verifies; the client table, edited, does not match its seal.
         let verify = kg.fails(&["audit", "verify"], "", 1);
-        assert!(verify.stderr.contains("client and account tables"), "{}", verify.stderr);
+        assert!(
+            verify.stderr.contains("client and account tables"),
+            "{}",
+            verify.stderr
+        );
         // Nor does `keygate upgrade`: the audit log says this vault had tags.
         let refused = kg.fails(&["upgrade", "--yes"], "", 2);
         assert!(refused.stderr.contains("put back"), "{}", refused.stderr);
@@ -2011,7 +2015,9 @@ mod client {
         // A change made meanwhile does not vouch for the table, and says so.
         let frozen = kg.ok(&["client", "freeze", "bot2"], "");
         assert!(
-            frozen.stderr.contains("warning: the client and account tables"),
+            frozen
+                .stderr
+                .contains("warning: the client and account tables"),
             "{}",
             frozen.stderr
         );
@@ -2095,7 +2101,9 @@ mod client {
         );
         assert_eq!(issued.code, 0, "{issued:?}");
         assert!(
-            issued.stderr.contains("warning: the client and account tables"),
+            issued
+                .stderr
+                .contains("warning: the client and account tables"),
             "{}",
             issued.stderr
         );
@@ -2254,9 +2262,7 @@ mod client {
         let master = MasterKey::from_key_file(&kg.key_file()).unwrap();
         let mut store = keygate_store::Store::open(&kg.db()).unwrap();
         assert!(store.schema_version().unwrap() < 4);
-        store
-            .transaction(|s| s.seal_as_they_are(&master))
-            .unwrap();
+        store.transaction(|s| s.seal_as_they_are(&master)).unwrap();
     }
 
     /// A regression test: account rows were under no seal, so an account put back as it
@@ -2295,7 +2301,9 @@ mod client {
         let upgrade = kg.ok(&["upgrade", "--yes"], "");
         let old_fingerprint = keygate_vault::redact(REAL_KEY);
         assert!(
-            upgrade.stdout.contains(&format!("main: binance, key {old_fingerprint}"))
+            upgrade
+                .stdout
+                .contains(&format!("main: binance, key {old_fingerprint}"))
                 && upgrade
                     .stdout
                     .contains("PUT BACK? its key was last NEWK…NEW9 in the audit log"),
@@ -3006,41 +3014,66 @@ mod doctor {
             .collect()
     }
 
+    /// The simulator's keys describe states a Binance key can be in: "main" works from any
+    /// address, so it cannot withdraw (Binance allows withdrawals only on an IP-restricted
+    /// key); "cold" is IP-restricted and can withdraw. Neither may transfer.
     #[test]
     fn doctor_asks_the_exchange_what_each_real_key_may_do() {
-        let (_runtime, exchange) =
-            crate::common::simulator(vec![keygate_mockex::Credential::hmac(
-                REAL_KEY,
-                REAL_SECRET,
-            )]);
-        let kg = Kg::with_key_file();
-        kg.add_account_with(
-            "main",
-            REAL_KEY,
-            REAL_SECRET,
-            &["--upstream", &exchange.url()],
-        );
-        kg.issue("main", "bot1", &["--scope", "read,trade"]);
-        // The simulator's key may withdraw, not transfer, and works from anywhere.
-        let key_check = |kg: &Kg| {
-            let out = kg.ok(&["doctor", "--json", "--exchange"], "").json();
-            out.as_array()
-                .unwrap()
-                .iter()
-                .find(|c| c["check"] == "exchange key")
-                .cloned()
-                .unwrap()
+        const COLD_KEY: &str = "CoLdK3yQ2pLmN8vBc3ZtY6wHs1JdF4gKe9UaIo0PrSqTuVwXyZaBcDeFgHiJkLm7";
+        const COLD_SECRET: &str = "CoLdSeCr3tPlantedInTheVaultSeCr3tSeCr3tPlantedInTheVault6789";
+        let unrestricted = keygate_mockex::Restrictions {
+            ip_restrict: false,
+            withdrawals: false,
+            ..keygate_mockex::Restrictions::default()
         };
-        let warned = key_check(&kg);
-        assert_eq!(warned["verdict"], "warn", "{warned}");
-        let detail = warned["detail"].as_str().unwrap();
-        assert!(detail.starts_with("main"), "{detail}");
-        assert!(detail.contains("it can withdraw"), "{detail}");
+        let (_runtime, exchange) = crate::common::simulator(vec![
+            keygate_mockex::Credential::hmac(REAL_KEY, REAL_SECRET).with_restrictions(unrestricted),
+            keygate_mockex::Credential::hmac(COLD_KEY, COLD_SECRET),
+        ]);
+        let kg = Kg::with_key_file();
+        for (label, key, secret) in [
+            ("main", REAL_KEY, REAL_SECRET),
+            ("cold", COLD_KEY, COLD_SECRET),
+        ] {
+            kg.add_account_with(label, key, secret, &["--upstream", &exchange.url()]);
+            kg.issue(label, &format!("{label}-bot"), &["--scope", "read,trade"]);
+        }
+        // One doctor run: its exchange key check for "main", then for "cold".
+        let key_checks = |kg: &Kg| {
+            let out = kg.ok(&["doctor", "--json", "--exchange"], "").json();
+            ["main", "cold"].map(|label| {
+                out.as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|c| {
+                        // "<label>, on the exchange: …" or "<label>: …".
+                        c["check"] == "exchange key"
+                            && c["detail"]
+                                .as_str()
+                                .unwrap()
+                                .strip_prefix(label)
+                                .is_some_and(|rest| rest.starts_with([',', ':']))
+                    })
+                    .cloned()
+                    .unwrap_or_else(|| panic!("no exchange key check for {label}: {out}"))
+            })
+        };
+        let [main, cold] = key_checks(&kg);
+        // Unrestricted, so it cannot withdraw: the warning is the address alone.
+        assert_eq!(main["verdict"], "warn", "{main}");
+        let detail = main["detail"].as_str().unwrap();
         assert!(detail.contains("from any address"), "{detail}");
+        assert!(!detail.contains("withdraw"), "{detail}");
         assert!(!detail.contains("transfer"), "{detail}");
-        // A client that may withdraw needs the key's permission.
+        // IP-restricted and able to withdraw, which none of its clients may.
+        assert_eq!(cold["verdict"], "warn", "{cold}");
+        let detail = cold["detail"].as_str().unwrap();
+        assert!(detail.contains("it can withdraw"), "{detail}");
+        assert!(!detail.contains("from any address"), "{detail}");
+        assert!(!detail.contains("transfer"), "{detail}");
+        // A client that may withdraw needs the key's permission: nothing left to warn of.
         kg.issue(
-            "main",
+            "cold",
             "payout",
             &[
                 "--scope",
@@ -3049,17 +3082,21 @@ mod doctor {
                 "BTC:bc1qcold",
             ],
         );
-        let detail = key_check(&kg)["detail"].as_str().unwrap().to_owned();
-        assert!(!detail.contains("withdraw"), "{detail}");
-        // It asked with the real key, signed as the exchange documents.
+        let [main, cold] = key_checks(&kg);
+        assert_eq!(cold["verdict"], "ok", "{cold}");
+        assert_eq!(main["verdict"], "warn", "{main}");
+        // It asked with each real key, signed as the exchange documents: two runs, two keys.
         let asked = exchange
             .simulator()
             .requests()
             .into_iter()
             .filter(|r| r.path == "/sapi/v1/account/apiRestrictions")
             .collect::<Vec<_>>();
-        assert_eq!(asked.len(), 2);
-        assert!(asked.iter().all(|r| r.api_key.as_deref() == Some(REAL_KEY)));
+        assert_eq!(asked.len(), 4);
+        for key in [REAL_KEY, COLD_KEY] {
+            let by_key = asked.iter().filter(|r| r.api_key.as_deref() == Some(key));
+            assert_eq!(by_key.count(), 2, "{key}");
+        }
         // Without --exchange, doctor stays off the network.
         kg.ok(&["doctor"], "");
         assert_eq!(
@@ -3069,7 +3106,7 @@ mod doctor {
                 .iter()
                 .filter(|r| r.path == "/sapi/v1/account/apiRestrictions")
                 .count(),
-            2
+            4
         );
     }
 

@@ -15,7 +15,31 @@ use subtle::ConstantTimeEq as _;
 use zeroize::Zeroizing;
 
 use crate::routes::ApiError;
-use crate::{Credential, Error};
+use crate::{Credential, Error, Restrictions};
+
+/// One API key the simulator takes: how it proves a request, and what it may do.
+pub(crate) struct Key {
+    pub(crate) material: KeyMaterial,
+    pub(crate) restrictions: Restrictions,
+}
+
+impl Key {
+    /// Turns a credential into a key, rejecting an unusable one and restrictions no Binance
+    /// key can have.
+    pub(crate) fn from_credential(credential: &Credential) -> Result<Key, Error> {
+        let material = KeyMaterial::from_credential(credential)?;
+        if let Some(reason) = credential.restrictions.impossible() {
+            return Err(Error::InvalidCredential {
+                api_key: credential.api_key.clone(),
+                reason,
+            });
+        }
+        Ok(Key {
+            material,
+            restrictions: credential.restrictions,
+        })
+    }
+}
 
 /// How one API key proves a request.
 #[derive(Clone)]
@@ -99,9 +123,9 @@ fn parse_ed25519_public_key(text: &str) -> Option<VerifyingKey> {
 #[derive(Debug, Default)]
 pub(crate) struct Params {
     values: BTreeMap<String, String>,
-    /// Raw query string with the `signature` pair removed, as received.
+    /// Raw query string as received, minus the `signature` pair.
     signed_query: String,
-    /// Raw form body with the `signature` pair removed, as received.
+    /// Raw form body as received, minus the `signature` pair.
     signed_body: String,
     /// Raw `signature` value (not percent-decoded).
     raw_signature: Option<String>,
@@ -111,21 +135,31 @@ impl Params {
     /// Parses the raw query and form body as Binance does: a name repeated within the query,
     /// or within the body, is -1101; a name in both takes its value from the query ("If a
     /// parameter sent in both the query string and request body, the query string
-    /// parameter will be used", NOTES §1.1). The signed payload keeps both parts exactly as
-    /// received either way.
+    /// parameter will be used", NOTES §1.1). An empty segment (`a=1&&b=2`) holds no
+    /// parameter.
     ///
     /// `signature` follows the same rule, since Binance documents no exception for it: twice
-    /// in one part is -1101, and in both parts the query's value is the one checked. Every
-    /// `signature` pair is left out of the payload, as "the signature parameter itself is
-    /// not part of it" wherever it was sent.
+    /// in one part is -1101, and in both parts the query's value is the one checked.
+    ///
+    /// The signed payload is each part exactly as received with only its `signature` pair
+    /// cut out, the `&` before it with it (the one after, when it comes first): Binance
+    /// verifies the bytes it received, so a signature over a tidied form of an irregular
+    /// query (an empty segment dropped, a trailing `&` trimmed) does not verify.
     pub(crate) fn parse(query: &str, body: &str) -> Result<Params, ApiError> {
         let mut params = Params::default();
         let mut parts = [String::new(), String::new()];
         // The query comes first, so a value it holds is never replaced by the body's.
         for (index, raw) in [query, body].into_iter().enumerate() {
             let mut seen: HashSet<String> = HashSet::new();
-            let mut kept: Vec<&str> = Vec::new();
-            for segment in raw.split('&').filter(|s| !s.is_empty()) {
+            // Byte range of this part's `signature` segment.
+            let mut signature_at: Option<(usize, usize)> = None;
+            let mut start = 0;
+            for segment in raw.split('&') {
+                let at = (start, start + segment.len());
+                start = at.1 + 1;
+                if segment.is_empty() {
+                    continue;
+                }
                 let (name, value) = segment.split_once('=').unwrap_or((segment, ""));
                 let name = decode_component(name);
                 if !seen.insert(name.clone()) {
@@ -133,15 +167,26 @@ impl Params {
                 }
                 if name == "signature" {
                     params.raw_signature.get_or_insert_with(|| value.to_owned());
+                    signature_at = Some(at);
                 } else {
-                    kept.push(segment);
                     params
                         .values
                         .entry(name)
                         .or_insert_with(|| decode_component(value));
                 }
             }
-            parts[index] = kept.join("&");
+            parts[index] = match signature_at {
+                None => raw.to_owned(),
+                Some((from, to)) => {
+                    // The pair and one `&` beside it: the one before, else the one after.
+                    let (from, to) = if from > 0 {
+                        (from - 1, to)
+                    } else {
+                        (from, (to + 1).min(raw.len()))
+                    };
+                    format!("{}{}", &raw[..from], &raw[to..])
+                }
+            };
         }
         let [signed_query, signed_body] = parts;
         params.signed_query = signed_query;
@@ -162,26 +207,42 @@ impl Params {
         }
     }
 
-    /// A decimal parameter, or -1100 when it does not parse.
+    /// A decimal parameter. Binance takes `^([0-9]{1,20})(\.[0-9]{1,20})?$` and nothing
+    /// else (no sign, exponent, separator, whitespace, or bare leading or trailing dot):
+    /// anything else is -1100. A value the pattern allows but the simulator cannot hold
+    /// exactly (more than 28 significant digits, so at least 9 decimals: more than any
+    /// simulated asset's precision) is -1111, as Binance answers too much precision.
     pub(crate) fn decimal(&self, name: &str) -> Result<Option<Decimal>, ApiError> {
-        match self.get(name) {
-            None | Some("") => Ok(None),
-            Some(value) => value
-                .parse::<Decimal>()
-                .map(Some)
-                .map_err(|_| ApiError::illegal_chars(name, "^([0-9]{1,20})(\\.[0-9]{1,20})?$")),
+        const PATTERN: &str = "^([0-9]{1,20})(\\.[0-9]{1,20})?$";
+        let Some(value) = self.get(name).filter(|v| !v.is_empty()) else {
+            return Ok(None);
+        };
+        let (whole, fraction) = match value.split_once('.') {
+            Some((whole, fraction)) => (whole, Some(fraction)),
+            None => (value, None),
+        };
+        if !is_digits(whole) || !fraction.is_none_or(is_digits) {
+            return Err(ApiError::illegal_chars(name, PATTERN));
         }
+        Decimal::from_str_exact(value)
+            .map(Some)
+            .map_err(|_| ApiError::too_much_precision(name))
     }
 
-    /// An integer parameter, or -1100 when it does not parse.
+    /// An integer parameter. Binance takes `^[0-9]{1,20}$` and nothing else: anything else
+    /// is -1100. Twenty digits can exceed what the simulator holds (`u64`); such a value is
+    /// -1108, Binance's "Parameter '%s' overflowed.".
     pub(crate) fn integer(&self, name: &str) -> Result<Option<u64>, ApiError> {
-        match self.get(name) {
-            None | Some("") => Ok(None),
-            Some(value) => value
-                .parse::<u64>()
-                .map(Some)
-                .map_err(|_| ApiError::illegal_chars(name, "^[0-9]{1,20}$")),
+        let Some(value) = self.get(name).filter(|v| !v.is_empty()) else {
+            return Ok(None);
+        };
+        if !is_digits(value) {
+            return Err(ApiError::illegal_chars(name, "^[0-9]{1,20}$"));
         }
+        value
+            .parse::<u64>()
+            .map(Some)
+            .map_err(|_| ApiError::overflow(name))
     }
 
     /// The signed payload: raw query ‖ raw body, without separator and without `signature`.
@@ -196,6 +257,11 @@ impl Params {
     pub(crate) fn raw_signature(&self) -> Option<&str> {
         self.raw_signature.as_deref()
     }
+}
+
+/// Whether `text` is 1 to 20 ASCII digits, as Binance's number patterns require.
+fn is_digits(text: &str) -> bool {
+    (1..=20).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// Percent-decodes one form component (`+` is a space, as in `application/x-www-form-urlencoded`).
@@ -306,6 +372,115 @@ mod tests {
         assert_eq!(params.get("symbol"), Some("ABC"));
         assert_eq!(params.get("quantity"), Some("1 2"));
         assert_eq!(params.raw_signature(), Some("ab"));
+    }
+
+    /// Regression: the signed payload was rebuilt from the parsed pairs
+    /// (`kept.join("&")`), so an empty segment or a trailing `&` vanished from it and a
+    /// signature over the tidied query verified. Binance verifies the bytes as received,
+    /// with only the `signature` pair (and the `&` that joined it) taken out.
+    #[test]
+    fn the_payload_is_the_raw_bytes_minus_the_signature_pair() {
+        for (query, body, payload) in [
+            ("a=1&&b=2&signature=ff", "", "a=1&&b=2"),
+            ("a=1&b=2&&signature=ff", "", "a=1&b=2&"),
+            ("a=1&b=2&signature=ff&", "", "a=1&b=2&"),
+            ("&a=1&signature=ff", "", "&a=1"),
+            ("a=1&signature=ff&b=2", "", "a=1&b=2"),
+            ("signature=ff&a=1", "", "a=1"),
+            ("signature=ff", "", ""),
+            ("a=1&&", "b=2&&signature=ff", "a=1&&b=2&"),
+            ("a=1", "&b=2&signature=ff", "a=1&b=2"),
+            ("a=1&%73ignature=ff", "", "a=1"),
+        ] {
+            let params = Params::parse(query, body).unwrap();
+            assert_eq!(
+                String::from_utf8(params.payload()).unwrap(),
+                payload,
+                "{query:?} {body:?}"
+            );
+            assert_eq!(params.raw_signature(), Some("ff"), "{query:?} {body:?}");
+        }
+        // Empty segments hold no parameter.
+        let params = Params::parse("a=1&&b=2&", "").unwrap();
+        assert_eq!((params.get("a"), params.get("b")), (Some("1"), Some("2")));
+        assert_eq!(params.get(""), None);
+    }
+
+    /// Regression: `decimal` and `integer` parsed with rust_decimal and `u64`, taking what
+    /// Binance refuses with -1100 (a sign, an exponent, `_`, a bare dot, whitespace, more
+    /// than 20 digits on a side). Binance checks `^([0-9]{1,20})(\.[0-9]{1,20})?$` and
+    /// `^[0-9]{1,20}$`, nothing more lenient.
+    #[test]
+    fn numbers_are_checked_against_binance_patterns_exactly() {
+        let twenty = "12345678901234567890";
+        let refused = [
+            "+1".to_owned(),
+            "-1".into(),
+            "1e5".into(),
+            "1E5".into(),
+            "1_000".into(),
+            ".5".into(),
+            "1.".into(),
+            ".".into(),
+            " 1".into(),
+            "1 ".into(),
+            "1\t".into(),
+            "0x10".into(),
+            "1,5".into(),
+            "1.2.3".into(),
+            "NaN".into(),
+            "inf".into(),
+            "\u{ff11}".into(),
+            format!("1{twenty}"),
+            format!("1.1{twenty}"),
+        ];
+        for value in &refused {
+            let params = Params {
+                values: BTreeMap::from([("n".to_owned(), value.clone())]),
+                ..Params::default()
+            };
+            let err = params.decimal("n").unwrap_err();
+            assert_eq!(err.code, -1100, "decimal {value:?}");
+            assert!(
+                err.msg.contains("'^([0-9]{1,20})(\\.[0-9]{1,20})?$'"),
+                "{}",
+                err.msg
+            );
+            let err = params.integer("n").unwrap_err();
+            assert_eq!(err.code, -1100, "integer {value:?}");
+            assert!(err.msg.contains("'^[0-9]{1,20}$'"), "{}", err.msg);
+        }
+        let read = |value: &str| Params {
+            values: BTreeMap::from([("n".to_owned(), value.to_owned())]),
+            ..Params::default()
+        };
+        for (value, expected) in [
+            ("0", "0"),
+            ("007", "7"),
+            ("1.5", "1.5"),
+            ("0.00000001", "0.00000001"),
+            (twenty, twenty),
+            ("1.12345678901234567890", "1.12345678901234567890"),
+        ] {
+            let got = read(value).decimal("n").unwrap().unwrap();
+            assert_eq!(got, expected.parse::<Decimal>().unwrap(), "{value:?}");
+        }
+        assert_eq!(read("1.5").integer("n").unwrap_err().code, -1100);
+        assert_eq!(
+            read(twenty).integer("n").unwrap(),
+            Some(12_345_678_901_234_567_890)
+        );
+        assert_eq!(read("007").integer("n").unwrap(), Some(7));
+        // Legal, but past what the simulator holds: too much precision, or an overflow.
+        let wide = format!("{twenty}.{twenty}");
+        assert_eq!(read(&wide).decimal("n").unwrap_err().code, -1111);
+        assert_eq!(
+            read("99999999999999999999").integer("n").unwrap_err().code,
+            -1108
+        );
+        // Absent or empty: no value.
+        assert_eq!(read("").decimal("n").unwrap(), None);
+        assert_eq!(Params::default().integer("n").unwrap(), None);
     }
 
     #[test]

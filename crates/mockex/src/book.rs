@@ -188,14 +188,99 @@ fn is_multiple(value: Decimal, step: Decimal) -> bool {
     step.is_zero() || (value % step).is_zero()
 }
 
-/// Applies PRICE_FILTER, LOT_SIZE and NOTIONAL, returning the quantity to trade.
+/// A filter an order fails, as the simulator checks them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Failure {
+    /// A price with more decimals than the market's price precision (USD-M only).
+    PricePrecision,
+    /// A price of zero.
+    PriceNotPositive,
+    /// A price under the minimum (the tick).
+    PriceBelowMin,
+    /// A price off the tick.
+    PriceOffTick,
+    /// A quantity with more decimals than the market's quantity precision (USD-M only).
+    QuantityPrecision,
+    /// A quantity of zero (or a quote quantity of zero).
+    QuantityNotPositive,
+    /// A quantity under the minimum.
+    QuantityBelowMin,
+    /// A quantity off the step.
+    QuantityOffStep,
+    /// Price times quantity under the minimum notional.
+    Notional,
+}
+
+impl Failure {
+    /// The error `product` answers: spot names the filter under -1013; USD-M gives each
+    /// failure its own code (USD-M error codes; the -4003 and -4164 messages as Binance
+    /// sends them, which differ a little from its list).
+    fn error(self, m: &Market) -> ApiError {
+        match m.product {
+            Product::Spot => ApiError::filter(match self {
+                Failure::PricePrecision
+                | Failure::PriceNotPositive
+                | Failure::PriceBelowMin
+                | Failure::PriceOffTick => "PRICE_FILTER",
+                Failure::QuantityPrecision
+                | Failure::QuantityNotPositive
+                | Failure::QuantityBelowMin
+                | Failure::QuantityOffStep => "LOT_SIZE",
+                Failure::Notional => "NOTIONAL",
+            }),
+            Product::UsdM => match self {
+                Failure::PricePrecision | Failure::QuantityPrecision => ApiError::futures_filter(
+                    -1111,
+                    "Precision is over the maximum defined for this asset.",
+                ),
+                Failure::PriceNotPositive => ApiError::futures_filter(-4001, "Price less than 0."),
+                Failure::PriceBelowMin => {
+                    ApiError::futures_filter(-4013, "Price less than min price.")
+                }
+                Failure::PriceOffTick => {
+                    ApiError::futures_filter(-4014, "Price not increased by tick size.")
+                }
+                Failure::QuantityNotPositive => {
+                    ApiError::futures_filter(-4003, "Quantity less than or equal to zero.")
+                }
+                Failure::QuantityBelowMin => {
+                    ApiError::futures_filter(-4004, "Quantity less than min quantity.")
+                }
+                Failure::QuantityOffStep => {
+                    ApiError::futures_filter(-4023, "Qty not increased by step size.")
+                }
+                Failure::Notional => ApiError::futures_filter(
+                    -4164,
+                    format!(
+                        "Order's notional must be no smaller than {} (unless you choose reduce only).",
+                        m.min_notional.normalize()
+                    ),
+                ),
+            },
+        }
+    }
+}
+
+/// Applies the price filter, the lot size and the minimum notional (on USD-M, after the
+/// price and quantity precision), returning the price to check and the quantity to trade.
 fn check_filters(order: &NewOrder) -> Result<(Decimal, Decimal), ApiError> {
     let m = order.market;
+    let fail = |failure: Failure| failure.error(m);
+    let futures = m.product == Product::UsdM;
     let exec_price = match order.order_type {
         OrderType::Limit => {
             let price = order.price.ok_or_else(|| ApiError::mandatory("price"))?;
-            if price <= Decimal::ZERO || !is_multiple(price, m.tick_size) {
-                return Err(ApiError::filter("PRICE_FILTER"));
+            if futures && market::places(price) > m.price_precision {
+                return Err(fail(Failure::PricePrecision));
+            }
+            if price <= Decimal::ZERO {
+                return Err(fail(Failure::PriceNotPositive));
+            }
+            if price < m.tick_size {
+                return Err(fail(Failure::PriceBelowMin));
+            }
+            if !is_multiple(price, m.tick_size) {
+                return Err(fail(Failure::PriceOffTick));
             }
             price
         }
@@ -205,7 +290,7 @@ fn check_filters(order: &NewOrder) -> Result<(Decimal, Decimal), ApiError> {
         (Some(q), None) => q,
         (None, Some(quote)) if order.order_type == OrderType::Market => {
             if quote <= Decimal::ZERO {
-                return Err(ApiError::filter("NOTIONAL"));
+                return Err(fail(Failure::Notional));
             }
             let raw = quote / m.price;
             (raw / m.step_size).floor() * m.step_size
@@ -219,15 +304,20 @@ fn check_filters(order: &NewOrder) -> Result<(Decimal, Decimal), ApiError> {
         }
         _ => return Err(ApiError::mandatory("quantity")),
     };
-    if quantity < m.min_qty || !is_multiple(quantity, m.step_size) {
-        return Err(ApiError::filter("LOT_SIZE"));
+    if futures && market::places(quantity) > m.quantity_precision {
+        return Err(fail(Failure::QuantityPrecision));
+    }
+    if quantity <= Decimal::ZERO {
+        return Err(fail(Failure::QuantityNotPositive));
+    }
+    if quantity < m.min_qty {
+        return Err(fail(Failure::QuantityBelowMin));
+    }
+    if !is_multiple(quantity, m.step_size) {
+        return Err(fail(Failure::QuantityOffStep));
     }
     if quantity * exec_price < m.min_notional {
-        let name = match m.product {
-            Product::Spot => "NOTIONAL",
-            Product::UsdM => "MIN_NOTIONAL",
-        };
-        return Err(ApiError::filter(name));
+        return Err(fail(Failure::Notional));
     }
     Ok((exec_price, quantity))
 }
@@ -444,6 +534,110 @@ mod tests {
             quantity: Some(qty.parse().unwrap()),
             quote_order_qty: None,
             client_order_id: "c1".into(),
+        }
+    }
+
+    fn futures_order(market: &'static Market, price: Option<&str>, qty: &str) -> NewOrder {
+        NewOrder {
+            market,
+            ..new_order("BTCUSDT", Side::Buy, price, qty)
+        }
+    }
+
+    /// Regression: USD-M filter failures answered spot's -1013 "Filter failure: …"; Binance
+    /// futures answers each with its own code and message.
+    #[test]
+    fn usdm_filter_failures_answer_futures_codes() {
+        let btc = market::find(Product::UsdM, "BTCUSDT").unwrap();
+        // A market whose step is finer than its precision allows, for -4023 and -4004
+        // (BTCUSDT's step is its precision's last digit, so only -1111 is reachable there).
+        let coarse: &'static Market = Box::leak(Box::new(Market {
+            step_size: Decimal::new(5, 3),
+            min_qty: Decimal::new(10, 3),
+            ..*btc
+        }));
+        for (market, price, qty, code, msg) in [
+            (
+                btc,
+                Some("60000.05"),
+                "0.01",
+                -4014,
+                "Price not increased by tick size.",
+            ),
+            (
+                btc,
+                Some("60000.123"),
+                "0.01",
+                -1111,
+                "Precision is over the maximum defined for this asset.",
+            ),
+            (btc, Some("0"), "0.01", -4001, "Price less than 0."),
+            (
+                btc,
+                Some("0.01"),
+                "0.01",
+                -4013,
+                "Price less than min price.",
+            ),
+            (
+                btc,
+                Some("60000"),
+                "0.0015",
+                -1111,
+                "Precision is over the maximum defined for this asset.",
+            ),
+            (
+                btc,
+                Some("60000"),
+                "0",
+                -4003,
+                "Quantity less than or equal to zero.",
+            ),
+            (
+                btc,
+                None,
+                "0.000",
+                -4003,
+                "Quantity less than or equal to zero.",
+            ),
+            (
+                btc,
+                Some("50000"),
+                "0.001",
+                -4164,
+                "Order's notional must be no smaller than 100 (unless you choose reduce only).",
+            ),
+            (
+                coarse,
+                Some("60000"),
+                "0.012",
+                -4023,
+                "Qty not increased by step size.",
+            ),
+            (
+                coarse,
+                Some("60000"),
+                "0.005",
+                -4004,
+                "Quantity less than min quantity.",
+            ),
+        ] {
+            let order = futures_order(market, price, qty);
+            let err = check_filters(&order).unwrap_err();
+            assert_eq!((err.code, err.msg.as_ref()), (code, msg), "{price:?} {qty}");
+        }
+        // Trailing zeros are not precision.
+        let order = futures_order(btc, Some("60000.1000"), "0.0100");
+        assert!(check_filters(&order).is_ok());
+        // Spot keeps its own codes for the same failures.
+        for (price, qty, filter) in [
+            (Some("60000.005"), "0.01", "PRICE_FILTER"),
+            (Some("60000"), "0.000001", "LOT_SIZE"),
+            (Some("60000"), "0.00001", "NOTIONAL"),
+        ] {
+            let err = check_filters(&new_order("BTCUSDT", Side::Buy, price, qty)).unwrap_err();
+            assert_eq!(err.code, -1013);
+            assert_eq!(err.msg, format!("Filter failure: {filter}"));
         }
     }
 

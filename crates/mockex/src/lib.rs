@@ -5,19 +5,26 @@
 //!
 //! **What it is.** An axum server that authenticates requests exactly as Binance documents
 //! (`X-MBX-APIKEY`, HMAC-SHA256 hex or Ed25519 base64 `signature` over the raw query string
-//! concatenated *without separator* to the raw form body, `timestamp`/`recvWindow` window,
-//! a parameter repeated within the query or within the body rejected with -1101, one sent
-//! in both taken from the query, the body of a GET ignored), answers with Binance's error
-//! shape `{"code": N, "msg": "..."}` and statuses, reports the request weight used in each
-//! API family's own headers (`X-MBX-USED-WEIGHT-1M` for `/api`, `/fapi` and `/dapi`, each
-//! counted apart; `X-SAPI-USED-IP-WEIGHT-1M` or, for withdrawals, the per-key
-//! `X-SAPI-USED-UID-WEIGHT-1M` for `/sapi`) and a key's spot orders
-//! (`X-MBX-ORDER-COUNT-10S`, `X-MBX-ORDER-COUNT-1D`), and keeps per-key spot balances,
-//! futures wallets, orders and trades. Every request that reaches it is recorded *before*
-//! validation, with every header it carried, so a test can prove that a request denied by
-//! the gateway never arrived, or what arrived of one it forwarded (`GET /__mock/requests`,
-//! cleared by `POST /__mock/reset`; `POST /__mock/reset?state=1` also restores balances
-//! and forgets orders).
+//! concatenated *without separator* to the raw form body, both byte for byte as received
+//! with only the `signature` pair taken out, `timestamp`/`recvWindow` window, a parameter
+//! repeated within the query or within the body rejected with -1101, one sent in both
+//! taken from the query, the body of a GET ignored), holds each key to the permissions its
+//! credential describes ([`Restrictions`]: -2015 for a spot order without spot trading,
+//! any `/fapi` call without futures, a withdrawal without withdrawals; each key's own
+//! answer to `GET /sapi/v1/account/apiRestrictions`), reads numbers only in the form
+//! Binance takes (`^([0-9]{1,20})(\.[0-9]{1,20})?$`, `^[0-9]{1,20}$`, else -1100), refuses
+//! orders that fail a filter with each product's own codes (spot -1013 "Filter failure:
+//! …"; USD-M -1111, -4001, -4003, -4004, -4013, -4014, -4023, -4164), answers with
+//! Binance's error shape `{"code": N, "msg": "..."}` and statuses, reports the request
+//! weight used in each API family's own headers (`X-MBX-USED-WEIGHT-1M` for `/api`,
+//! `/fapi` and `/dapi`, each counted apart; `X-SAPI-USED-IP-WEIGHT-1M` or, for
+//! withdrawals, the per-key `X-SAPI-USED-UID-WEIGHT-1M` for `/sapi`) and a key's spot
+//! orders (`X-MBX-ORDER-COUNT-10S`, `X-MBX-ORDER-COUNT-1D`), and keeps per-key spot
+//! balances, futures wallets, orders and trades. Every request that reaches it is recorded
+//! *before* validation, with every header it carried, so a test can prove that a request
+//! denied by the gateway never arrived, or what arrived of one it forwarded
+//! (`GET /__mock/requests`, cleared by `POST /__mock/reset`; `POST /__mock/reset?state=1`
+//! also restores balances and forgets orders).
 //!
 //! For tests of what a client does when the exchange misbehaves, a simulator can run its
 //! clock ahead of or behind the machine's ([`Simulator::set_clock_offset_ms`]) and refuse
@@ -25,22 +32,31 @@
 //!
 //! **What it is not.** Not a matching engine: every order that crosses a fixed reference
 //! price (BTCUSDT 60000, ETHUSDT 3000, BNBUSDT 600, DOGEUSDT 0.1, ETHBTC 0.05) fills there in
-//! full, with zero commission; nothing else ever fills. No COIN-M, options, margin, RSA keys,
-//! WebSocket streams or real rate limiting (the rate-limit headers only report). It
-//! never opens an outbound connection.
+//! full, with zero commission; nothing else ever fills. Of the filters it announces, it
+//! checks price, lot size and minimum notional only (no maximum price or quantity, no
+//! percent price). No COIN-M, options, margin, transfers, RSA keys, WebSocket streams or
+//! real rate limiting (the rate-limit headers only report). A key's IP restriction is
+//! reported, not checked. It never opens an outbound connection.
 //!
 //! Main types: [`Simulator`] (the shared state and its [`Simulator::router`]),
-//! [`RunningSimulator`] (returned by [`spawn`]), [`Credential`], [`RecordedRequest`] and
-//! [`Received`] (a recorded request with its headers), and [`Error`]. For tests
-//! of keygate's alerts, [`spawn_receiver`] runs a webhook receiver ([`WebhookReceiver`])
-//! and [`spawn_smtp_sink`] a mail server that keeps what it is sent ([`SmtpSink`]).
+//! [`RunningSimulator`] (returned by [`spawn`]), [`Credential`] and its [`Restrictions`],
+//! [`RecordedRequest`] and [`Received`] (a recorded request with its headers), and
+//! [`Error`]. For tests of keygate's alerts, [`spawn_receiver`] runs a webhook receiver
+//! ([`WebhookReceiver`]) and [`spawn_smtp_sink`] a mail server that keeps what it is sent
+//! ([`SmtpSink`]).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), keygate_mockex::Error> {
-//! use keygate_mockex::{spawn, Credential};
+//! use keygate_mockex::{spawn, Credential, Restrictions};
 //!
 //! let key = Credential::hmac("my-key", "my-secret");
-//! let sim = spawn("127.0.0.1:0".parse().expect("literal address"), vec![key]).await?;
+//! // A key that works from anywhere, so may not withdraw.
+//! let open = Credential::hmac("open-key", "open-secret").with_restrictions(Restrictions {
+//!     ip_restrict: false,
+//!     withdrawals: false,
+//!     ..Restrictions::default()
+//! });
+//! let sim = spawn("127.0.0.1:0".parse().expect("literal address"), vec![key, open]).await?;
 //! println!("Binance lookalike at {}", sim.url());
 //! assert!(sim.simulator().requests().is_empty());
 //! sim.shutdown();
@@ -71,7 +87,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
-use crate::auth::KeyMaterial;
+use crate::auth::{Key, KeyMaterial};
 use crate::book::Account;
 use crate::limits::{Counters, Family};
 use crate::routes::{ApiError, Ids};
@@ -79,39 +95,56 @@ use crate::routes::{ApiError, Ids};
 /// How long a graceful shutdown waits for open connections before giving up on them.
 const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
 
-/// One API key the simulator accepts.
+/// One API key the simulator accepts, with what it may do.
 ///
 /// Exactly one of `secret` (HMAC-SHA256) or `ed25519_public_key` should be set; when both
 /// are, the Ed25519 key wins. `Debug` never prints the secret.
+///
+/// In a credentials file (see [`load_credentials`]) each entry is an object with
+/// `api_key`, `secret` or `ed25519_public_key`, and optionally the fields of
+/// [`Restrictions`] (`ip_restrict`, `spot_trading`, `futures`, `withdrawals`,
+/// `internal_transfer`, `universal_transfer`, each `true` or `false`); a restriction left
+/// out keeps its default, and any other field is an error, so that a misspelt restriction
+/// is not silently the default.
 #[derive(Clone, Deserialize)]
+#[serde(from = "CredentialEntry")]
 pub struct Credential {
     /// The value clients send in `X-MBX-APIKEY`.
     pub api_key: String,
     /// The HMAC secret (raw ASCII, as Binance issues it).
-    #[serde(default)]
     pub secret: Option<String>,
     /// Base64 of the 32 raw public-key bytes, or a PEM `PUBLIC KEY` (SPKI).
-    #[serde(default)]
     pub ed25519_public_key: Option<String>,
+    /// What the key may do; checked, with the key itself, when the simulator takes it.
+    pub restrictions: Restrictions,
 }
 
 impl Credential {
-    /// An HMAC-SHA256 key.
+    /// An HMAC-SHA256 key with the default [`Restrictions`].
     pub fn hmac(api_key: impl Into<String>, secret: impl Into<String>) -> Credential {
         Credential {
             api_key: api_key.into(),
             secret: Some(secret.into()),
             ed25519_public_key: None,
+            restrictions: Restrictions::default(),
         }
     }
 
-    /// An Ed25519 key, given as base64 of the 32 raw bytes or as a SPKI PEM.
+    /// An Ed25519 key with the default [`Restrictions`], given as base64 of the 32 raw
+    /// bytes or as a SPKI PEM.
     pub fn ed25519(api_key: impl Into<String>, public_key: impl Into<String>) -> Credential {
         Credential {
             api_key: api_key.into(),
             secret: None,
             ed25519_public_key: Some(public_key.into()),
+            restrictions: Restrictions::default(),
         }
+    }
+
+    /// The same key with `restrictions` in place of its own.
+    pub fn with_restrictions(mut self, restrictions: Restrictions) -> Credential {
+        self.restrictions = restrictions;
+        self
     }
 }
 
@@ -121,12 +154,120 @@ impl std::fmt::Debug for Credential {
             .field("api_key", &self.api_key)
             .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
             .field("ed25519_public_key", &self.ed25519_public_key)
+            .field("restrictions", &self.restrictions)
             .finish()
     }
 }
 
+/// What one API key may do: what `GET /sapi/v1/account/apiRestrictions` answers for it,
+/// and what the simulator enforces.
+///
+/// A key without `spot_trading` is refused spot orders and cancels, one without `futures`
+/// every signed `/fapi` endpoint, one without `withdrawals` a withdrawal, each with -2015
+/// "Invalid API-key, IP, or permissions for action.", as Binance refuses them. Reading is
+/// always on, as on Binance, where it cannot be turned off. `ip_restrict` is reported, not
+/// checked: the simulator takes every caller to be at an address the key allows.
+///
+/// The default is a key Binance can issue and that every endpoint the simulator serves
+/// accepts: IP-restricted, with spot trading, futures and withdrawals, without internal or
+/// universal transfers. Binance enables withdrawals only on an IP-restricted key, so
+/// `withdrawals` without `ip_restrict` is a state no key can be in, and the simulator
+/// refuses a credential that describes it (see [`load_credentials`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Restrictions {
+    /// `ipRestrict`: the key works only from the addresses listed for it.
+    pub ip_restrict: bool,
+    /// `enableSpotAndMarginTrading`: placing and cancelling spot orders.
+    pub spot_trading: bool,
+    /// `enableFutures`: the USD-M futures API (`/fapi`).
+    pub futures: bool,
+    /// `enableWithdrawals`: `POST /sapi/v1/capital/withdraw/apply`; needs `ip_restrict`.
+    pub withdrawals: bool,
+    /// `enableInternalTransfer`: transfers between master and sub-accounts (reported only;
+    /// the simulator has no transfer endpoint).
+    pub internal_transfer: bool,
+    /// `permitsUniversalTransfer`: `POST /sapi/v1/asset/transfer` (reported only).
+    pub universal_transfer: bool,
+}
+
+impl Default for Restrictions {
+    fn default() -> Restrictions {
+        Restrictions {
+            ip_restrict: true,
+            spot_trading: true,
+            futures: true,
+            withdrawals: true,
+            internal_transfer: false,
+            universal_transfer: false,
+        }
+    }
+}
+
+impl Restrictions {
+    /// Why no Binance key can have these restrictions, if none can.
+    pub(crate) fn impossible(&self) -> Option<&'static str> {
+        (self.withdrawals && !self.ip_restrict).then_some(
+            "withdrawals without an IP restriction: Binance enables withdrawals only on an \
+             IP-restricted key (set \"ip_restrict\": true or \"withdrawals\": false)",
+        )
+    }
+}
+
+/// One entry of a credentials file, as written; becomes a [`Credential`].
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CredentialEntry {
+    api_key: String,
+    #[serde(default)]
+    secret: Option<String>,
+    #[serde(default)]
+    ed25519_public_key: Option<String>,
+    #[serde(default)]
+    ip_restrict: Option<bool>,
+    #[serde(default)]
+    spot_trading: Option<bool>,
+    #[serde(default)]
+    futures: Option<bool>,
+    #[serde(default)]
+    withdrawals: Option<bool>,
+    #[serde(default)]
+    internal_transfer: Option<bool>,
+    #[serde(default)]
+    universal_transfer: Option<bool>,
+}
+
+impl From<CredentialEntry> for Credential {
+    fn from(entry: CredentialEntry) -> Credential {
+        let default = Restrictions::default();
+        Credential {
+            api_key: entry.api_key,
+            secret: entry.secret,
+            ed25519_public_key: entry.ed25519_public_key,
+            restrictions: Restrictions {
+                ip_restrict: entry.ip_restrict.unwrap_or(default.ip_restrict),
+                spot_trading: entry.spot_trading.unwrap_or(default.spot_trading),
+                futures: entry.futures.unwrap_or(default.futures),
+                withdrawals: entry.withdrawals.unwrap_or(default.withdrawals),
+                internal_transfer: entry.internal_transfer.unwrap_or(default.internal_transfer),
+                universal_transfer: entry
+                    .universal_transfer
+                    .unwrap_or(default.universal_transfer),
+            },
+        }
+    }
+}
+
 /// Reads a JSON list of `{"api_key", "secret"}` or `{"api_key", "ed25519_public_key"}`
-/// objects and checks that each one is usable.
+/// objects, each optionally with its [`Restrictions`] (see [`Credential`]), and checks
+/// that each one is usable: a key, and restrictions a Binance key can have.
+///
+/// ```json
+/// [
+///   {"api_key": "trader", "secret": "s1"},
+///   {"api_key": "reader", "secret": "s2", "ip_restrict": false, "withdrawals": false,
+///    "spot_trading": false, "futures": false}
+/// ]
+/// ```
 pub fn load_credentials(path: &Path) -> Result<Vec<Credential>, Error> {
     let text = std::fs::read_to_string(path).map_err(|source| Error::ReadCredentials {
         path: path.to_owned(),
@@ -138,7 +279,7 @@ pub fn load_credentials(path: &Path) -> Result<Vec<Credential>, Error> {
             source,
         })?;
     for credential in &credentials {
-        KeyMaterial::from_credential(credential)?;
+        Key::from_credential(credential)?;
     }
     Ok(credentials)
 }
@@ -176,7 +317,8 @@ pub enum Error {
         /// The JSON error (position only, never file content).
         source: serde_json::Error,
     },
-    /// A credential has no usable secret or public key.
+    /// A credential has no usable secret or public key, or describes restrictions no
+    /// Binance key can have.
     #[error("invalid credential for api key {api_key}: {reason}")]
     InvalidCredential {
         /// The credential's API key.
@@ -248,7 +390,7 @@ pub struct Simulator {
 }
 
 struct Inner {
-    keys: HashMap<String, KeyMaterial>,
+    keys: HashMap<String, Key>,
     state: Mutex<State>,
     record: Mutex<Vec<Received>>,
     /// Request weight and spot orders counted, as the rate-limit headers report them.
@@ -310,14 +452,14 @@ impl Simulator {
     /// Creates a simulator accepting `credentials`, each with fresh starting balances
     /// (10 BTC, 100 ETH, 1 000 000 USDT, 1000 BNB on spot; 100 000 USDT on USD-M).
     ///
-    /// A credential that is unusable (see [`load_credentials`]) is skipped with a warning,
-    /// so requests with its key get -2015.
+    /// A credential that is unusable (see [`load_credentials`]), restrictions no Binance
+    /// key can have included, is skipped with a warning, so requests with its key get -2015.
     pub fn new(credentials: Vec<Credential>) -> Simulator {
         let mut keys = HashMap::new();
         for credential in &credentials {
-            match KeyMaterial::from_credential(credential) {
-                Ok(material) => {
-                    keys.insert(credential.api_key.clone(), material);
+            match Key::from_credential(credential) {
+                Ok(key) => {
+                    keys.insert(credential.api_key.clone(), key);
                 }
                 Err(error) => tracing::warn!(%error, "skipping credential"),
             }
@@ -393,7 +535,7 @@ impl Simulator {
         lock(&self.inner.record).push(request);
     }
 
-    pub(crate) fn key(&self, api_key: &str) -> Option<&KeyMaterial> {
+    pub(crate) fn key(&self, api_key: &str) -> Option<&Key> {
         self.inner.keys.get(api_key)
     }
 
@@ -421,13 +563,9 @@ impl Simulator {
     ) -> Result<T, ApiError> {
         let mut state = lock(&self.inner.state);
         let State { accounts, ids } = &mut *state;
-        let account = accounts.get_mut(api_key).ok_or_else(|| {
-            ApiError::new(
-                401,
-                -2015,
-                "Invalid API-key, IP, or permissions for action.",
-            )
-        })?;
+        let account = accounts
+            .get_mut(api_key)
+            .ok_or_else(ApiError::rejected_key)?;
         f(account, ids)
     }
 }
@@ -558,6 +696,68 @@ mod tests {
         assert!(matches!(
             load_credentials(&bad),
             Err(Error::InvalidCredential { .. })
+        ));
+    }
+
+    /// Regression: every key had the same fixed permissions, withdrawals from any address
+    /// among them, a state no Binance key can be in. An entry now describes its key's
+    /// restrictions; an old entry keeps a default Binance can give; one describing a key
+    /// Binance cannot issue is refused, and so is a field the format does not know.
+    #[test]
+    fn credentials_describe_restrictions_binance_can_give() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            path
+        };
+        let old = load_credentials(&file("old.json", r#"[{"api_key":"a","secret":"s"}]"#)).unwrap();
+        assert_eq!(old[0].restrictions, Restrictions::default());
+        assert!(Restrictions::default().impossible().is_none());
+        assert!(Restrictions::default().ip_restrict);
+
+        let described = load_credentials(&file(
+            "described.json",
+            r#"[{"api_key":"r","secret":"s","ip_restrict":false,"withdrawals":false,
+                 "spot_trading":false,"futures":false,"internal_transfer":true,
+                 "universal_transfer":true}]"#,
+        ))
+        .unwrap();
+        assert_eq!(
+            described[0].restrictions,
+            Restrictions {
+                ip_restrict: false,
+                spot_trading: false,
+                futures: false,
+                withdrawals: false,
+                internal_transfer: true,
+                universal_transfer: true,
+            }
+        );
+
+        // Withdrawals (the default) without an IP restriction: no such key exists.
+        let impossible = file(
+            "impossible.json",
+            r#"[{"api_key":"w","secret":"s","ip_restrict":false}]"#,
+        );
+        let err = load_credentials(&impossible).unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidCredential { api_key, .. } if api_key == "w"),
+            "{err:?}"
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains("withdrawals") && text.contains("IP"),
+            "{text}"
+        );
+
+        let misspelt = file(
+            "misspelt.json",
+            r#"[{"api_key":"m","secret":"s","withdraw":false}]"#,
+        );
+        assert!(matches!(
+            load_credentials(&misspelt),
+            Err(Error::ParseCredentials { .. })
         ));
     }
 

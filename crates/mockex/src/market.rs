@@ -25,6 +25,12 @@ pub(crate) struct Market {
     pub(crate) step_size: Decimal,
     pub(crate) min_qty: Decimal,
     pub(crate) min_notional: Decimal,
+    /// The most decimals a price may have: USD-M's `pricePrecision`, which can be finer
+    /// than the tick (BTCUSDT: 2 decimals, tick 0.1), so that a price can be precise
+    /// enough yet off the tick. Spot checks the tick alone.
+    pub(crate) price_precision: u32,
+    /// The most decimals a quantity may have: USD-M's `quantityPrecision`.
+    pub(crate) quantity_precision: u32,
 }
 
 /// Builds a decimal from a mantissa and scale (`dec(1, 2)` is 0.01).
@@ -95,6 +101,8 @@ pub(crate) static MARKETS: &[Market] = &[
         step_size: dec(1, 3),
         min_qty: dec(1, 3),
         min_notional: dec(100, 0),
+        price_precision: 2,
+        quantity_precision: 3,
     },
     Market {
         symbol: "ETHUSDT",
@@ -106,6 +114,8 @@ pub(crate) static MARKETS: &[Market] = &[
         step_size: dec(1, 3),
         min_qty: dec(1, 3),
         min_notional: dec(20, 0),
+        price_precision: 2,
+        quantity_precision: 3,
     },
 ];
 
@@ -128,6 +138,9 @@ const fn spot(
         step_size,
         min_qty: step_size,
         min_notional,
+        // Spot's asset precision; spot refuses an off-tick or off-step value by its filter.
+        price_precision: 8,
+        quantity_precision: 8,
     }
 }
 
@@ -166,9 +179,9 @@ pub(crate) fn fmt(value: Decimal, places: u32) -> String {
     rounded.to_string()
 }
 
-/// Number of decimal places in a step such as `0.001`.
-fn places(step: Decimal) -> u32 {
-    step.normalize().scale()
+/// Number of decimal places in a value such as `0.001`, trailing zeros left out.
+pub(crate) fn places(value: Decimal) -> u32 {
+    value.normalize().scale()
 }
 
 fn rate_limits() -> Value {
@@ -247,8 +260,8 @@ pub(crate) fn usdm_exchange_info(server_time: u64) -> Value {
                 "baseAsset": m.base,
                 "quoteAsset": m.quote,
                 "marginAsset": m.quote,
-                "pricePrecision": places(m.tick_size),
-                "quantityPrecision": places(m.step_size),
+                "pricePrecision": m.price_precision,
+                "quantityPrecision": m.quantity_precision,
                 "baseAssetPrecision": 8,
                 "quotePrecision": 8,
                 "underlyingType": "COIN",

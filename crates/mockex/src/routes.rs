@@ -21,7 +21,7 @@ use crate::{Received, RecordedRequest, Simulator};
 pub(crate) struct ApiError {
     status: u16,
     pub(crate) code: i64,
-    msg: Cow<'static, str>,
+    pub(crate) msg: Cow<'static, str>,
 }
 
 impl ApiError {
@@ -53,6 +53,28 @@ impl ApiError {
         )
     }
 
+    /// -1111 in spot's words (USD-M's filter check words it its own way).
+    pub(crate) fn too_much_precision(name: &str) -> ApiError {
+        ApiError::new(
+            400,
+            -1111,
+            format!("Parameter '{name}' has too much precision."),
+        )
+    }
+
+    pub(crate) fn overflow(name: &str) -> ApiError {
+        ApiError::new(400, -1108, format!("Parameter '{name}' overflowed."))
+    }
+
+    /// -2015: an unknown key, or one without the permission the endpoint needs.
+    pub(crate) fn rejected_key() -> ApiError {
+        ApiError::new(
+            401,
+            -2015,
+            "Invalid API-key, IP, or permissions for action.",
+        )
+    }
+
     pub(crate) fn invalid_symbol() -> ApiError {
         ApiError::new(400, -1121, "Invalid symbol.")
     }
@@ -65,8 +87,15 @@ impl ApiError {
         )
     }
 
+    /// A spot filter failure: -1013 naming the filter.
     pub(crate) fn filter(name: &str) -> ApiError {
         ApiError::new(400, -1013, format!("Filter failure: {name}"))
+    }
+
+    /// A USD-M filter failure: futures give each failure its own code and message
+    /// (USD-M error codes, "40xx - Filters and other Issues").
+    pub(crate) fn futures_filter(code: i64, msg: impl Into<Cow<'static, str>>) -> ApiError {
+        ApiError::new(400, code, msg)
     }
 
     fn into_parts(self) -> (StatusCode, Value) {
@@ -117,7 +146,48 @@ enum Endpoint {
     FuturesBalance,
 }
 
+/// A permission of an API key beyond reading (see [`crate::Restrictions`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Permission {
+    /// `enableSpotAndMarginTrading`.
+    SpotTrading,
+    /// `enableFutures`.
+    Futures,
+    /// `enableWithdrawals`.
+    Withdrawals,
+}
+
+impl Permission {
+    fn is_granted(self, restrictions: &crate::Restrictions) -> bool {
+        match self {
+            Permission::SpotTrading => restrictions.spot_trading,
+            Permission::Futures => restrictions.futures,
+            Permission::Withdrawals => restrictions.withdrawals,
+        }
+    }
+}
+
 impl Endpoint {
+    /// The permission a key needs for this endpoint, beyond reading: spot TRADE endpoints
+    /// need spot trading; the whole USD-M API, reads included, needs futures (a key
+    /// without it cannot use `/fapi` at all); a withdrawal needs withdrawals.
+    fn permission(self) -> Option<Permission> {
+        match self {
+            Endpoint::NewOrder(Product::Spot) | Endpoint::CancelOrder(Product::Spot) => {
+                Some(Permission::SpotTrading)
+            }
+            Endpoint::NewOrder(Product::UsdM)
+            | Endpoint::QueryOrder(Product::UsdM)
+            | Endpoint::CancelOrder(Product::UsdM)
+            | Endpoint::OpenOrders(Product::UsdM)
+            | Endpoint::MyTrades(Product::UsdM)
+            | Endpoint::FuturesAccount
+            | Endpoint::FuturesBalance => Some(Permission::Futures),
+            Endpoint::Withdraw => Some(Permission::Withdrawals),
+            _ => None,
+        }
+    }
+
     /// Whether Binance counts this endpoint's weight per account (UID) rather than per
     /// IP: of the simulator's `/sapi` endpoints, only the withdrawal ("Weight(UID): 600").
     fn is_uid_weighted(self) -> bool {
@@ -234,7 +304,10 @@ async fn handle(
                 body,
                 api_key.as_deref(),
             )
-            .and_then(|(params, key)| dispatch(&simulator, endpoint, &params, key.as_deref()));
+            .and_then(|(params, key)| {
+                permit(&simulator, endpoint, key.as_deref())?;
+                dispatch(&simulator, endpoint, &params, key.as_deref())
+            });
             match result {
                 Ok(value) => (StatusCode::OK, value, weight),
                 Err(error) => {
@@ -315,18 +388,14 @@ fn authenticate(
         Some(key) if !key.is_empty() && key.bytes().all(|b| b.is_ascii_graphic()) => key,
         _ => return Err(ApiError::new(401, -2014, "API-key format invalid.")),
     };
-    let Some(material) = simulator.key(api_key) else {
-        return Err(ApiError::new(
-            401,
-            -2015,
-            "Invalid API-key, IP, or permissions for action.",
-        ));
+    let Some(key) = simulator.key(api_key) else {
+        return Err(ApiError::rejected_key());
     };
     let signature = params
         .raw_signature()
         .filter(|s| !s.is_empty())
         .ok_or_else(|| ApiError::mandatory("signature"))?;
-    if !material.verify(&params.payload(), signature) {
+    if !key.material.verify(&params.payload(), signature) {
         return Err(ApiError::new(
             400,
             -1022,
@@ -336,6 +405,23 @@ fn authenticate(
     let allow_micros = !path.starts_with("/fapi/");
     auth::check_timestamp(&params, simulator.clock_ms(), allow_micros)?;
     Ok((params, Some(api_key.to_owned())))
+}
+
+/// Refuses, with -2015 as Binance does, a signed request whose key lacks the permission
+/// its endpoint needs. It comes after the signature and time checks: only a request the
+/// key's holder signed learns what the key may do.
+fn permit(
+    simulator: &Simulator,
+    endpoint: Endpoint,
+    api_key: Option<&str>,
+) -> Result<(), ApiError> {
+    let (Some(permission), Some(key)) = (endpoint.permission(), api_key) else {
+        return Ok(());
+    };
+    match simulator.key(key) {
+        Some(key) if permission.is_granted(&key.restrictions) => Ok(()),
+        _ => Err(ApiError::rejected_key()),
+    }
 }
 
 /// Validates `symbol`: characters first (-1100), then existence (-1121).
@@ -390,25 +476,33 @@ fn dispatch(
             Some(market::depth(m, usize::try_from(limit).unwrap_or(100)))
         }
         Endpoint::MarginPairs { isolated } => Some(market::margin_pairs(isolated)),
-        Endpoint::ApiRestrictions => Some(json!({
-            "ipRestrict": false,
-            "createTime": simulator.started_ms(),
-            "enableReading": true,
-            "enableSpotAndMarginTrading": true,
-            "enableWithdrawals": true,
-            "enableInternalTransfer": false,
-            "permitsUniversalTransfer": false,
-            "enableMargin": false,
-            "enableFutures": true,
-            "enableVanillaOptions": false,
-            "enablePortfolioMarginTrading": false
-        })),
         _ => None,
     };
     if let Some(value) = public {
         return Ok(value);
     }
     let api_key = api_key.ok_or_else(|| ApiError::new(401, -2014, "API-key format invalid."))?;
+    if let Endpoint::ApiRestrictions = endpoint {
+        let r = simulator
+            .key(api_key)
+            .ok_or_else(ApiError::rejected_key)?
+            .restrictions;
+        return Ok(json!({
+            "ipRestrict": r.ip_restrict,
+            "createTime": simulator.started_ms(),
+            "enableReading": true,
+            "enableWithdrawals": r.withdrawals,
+            "enableInternalTransfer": r.internal_transfer,
+            "enableMargin": false,
+            "enableFutures": r.futures,
+            "permitsUniversalTransfer": r.universal_transfer,
+            "enableVanillaOptions": false,
+            "enableFixApiTrade": false,
+            "enableFixReadOnly": false,
+            "enableSpotAndMarginTrading": r.spot_trading,
+            "enablePortfolioMarginTrading": false
+        }));
+    }
     simulator.with_account(api_key, |account, ids| {
         private(account, ids, endpoint, params, now)
     })
@@ -662,16 +756,7 @@ fn private(
             Ok(json!({ "id": id }))
         }
         Endpoint::WithdrawHistory => {
-            let bound = |name| {
-                params
-                    .get(name)
-                    .map(|v| {
-                        v.parse::<u64>()
-                            .map_err(|_| ApiError::illegal_chars(name, "^[0-9]{1,20}$"))
-                    })
-                    .transpose()
-            };
-            let (start, end) = (bound("startTime")?, bound("endTime")?);
+            let (start, end) = (params.integer("startTime")?, params.integer("endTime")?);
             Ok(Value::Array(
                 account
                     .withdrawals

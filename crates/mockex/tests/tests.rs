@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use ed25519_dalek::{Signer as _, SigningKey};
 use hmac::{Hmac, Mac};
-use keygate_mockex::{spawn, Credential, RunningSimulator};
+use keygate_mockex::{spawn, Credential, Restrictions, RunningSimulator};
 use serde_json::Value;
 use sha2::Sha256;
 
@@ -384,6 +384,100 @@ mod auth {
         assert_eq!(received[0].body, signed_body);
     }
 
+    /// Regression: the signed payload was rebuilt from the parsed pairs, so a query with
+    /// an empty segment or a trailing `&` verified against a signature over its tidied
+    /// form. Binance verifies over the raw query and body as received, only the
+    /// `signature` pair taken out: the tidied form fails, the raw bytes pass.
+    #[tokio::test]
+    async fn a_signature_over_a_tidied_irregular_query_fails() {
+        let sim = start().await;
+        let at = now_ms();
+        for (raw, tidied) in [
+            (
+                format!("symbol=BTCUSDT&&timestamp={at}&recvWindow=10000"),
+                format!("symbol=BTCUSDT&timestamp={at}&recvWindow=10000"),
+            ),
+            (
+                format!("symbol=BTCUSDT&timestamp={at}&recvWindow=10000&"),
+                format!("symbol=BTCUSDT&timestamp={at}&recvWindow=10000"),
+            ),
+        ] {
+            let target = |signed: &str| {
+                format!(
+                    "/api/v3/openOrders?{raw}&signature={}",
+                    hmac_hex(SECRET, signed)
+                )
+            };
+            let response = send(&sim, Method::GET, &target(&tidied), Some(KEY), None).await;
+            assert_code(&response, 400, -1022);
+            let response = send(&sim, Method::GET, &target(&raw), Some(KEY), None).await;
+            assert_eq!(response.0, 200, "{raw}: {:?}", response.1);
+        }
+        // In a body as in a query.
+        let query = "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC";
+        let body = format!("quantity=0.01&&price=50000&timestamp={}", now_ms());
+        for (signed, status, code) in [
+            (body.replace("&&", "&"), 400, Some(-1022)),
+            (body.clone(), 200, None),
+        ] {
+            let sig = hmac_hex(SECRET, &format!("{query}{signed}"));
+            let (answered, reply) = send(
+                &sim,
+                Method::POST,
+                &format!("/api/v3/order?{query}"),
+                Some(KEY),
+                Some(&format!("{body}&signature={sig}")),
+            )
+            .await;
+            assert_eq!(answered, status, "{reply}");
+            assert_eq!(reply["code"].as_i64(), code, "{reply}");
+        }
+    }
+
+    /// Regression: numbers were read with Rust's parsers, so `+1`, `1e-2`, `.5` or ` 1`
+    /// were taken where Binance refuses them with -1100 and the pattern it checks.
+    #[tokio::test]
+    async fn numbers_binance_refuses_are_1100() {
+        let sim = start().await;
+        let order = "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&price=50000";
+        for quantity in ["%2B0.01", "1e-2", ".01", "0.01%20", "0.01.", "1_0"] {
+            let response = signed(
+                &sim,
+                Method::POST,
+                "/api/v3/order",
+                &format!("{order}&quantity={quantity}"),
+            )
+            .await;
+            assert_code(&response, 400, -1100);
+            assert_eq!(
+                response.1["msg"],
+                "Illegal characters found in parameter 'quantity'; legal range is \
+                 '^([0-9]{1,20})(\\.[0-9]{1,20})?$'.",
+                "{quantity}"
+            );
+        }
+        for limit in ["%2B5", "5.0", "0x5"] {
+            let response = signed(
+                &sim,
+                Method::GET,
+                "/fapi/v1/userTrades",
+                &format!("symbol=BTCUSDT&limit={limit}"),
+            )
+            .await;
+            assert_code(&response, 400, -1100);
+            assert!(
+                response.1["msg"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with("'^[0-9]{1,20}$'."),
+                "{:?}",
+                response.1
+            );
+        }
+        let (_, open) = signed(&sim, Method::GET, "/api/v3/openOrders", "").await;
+        assert_eq!(open, serde_json::json!([]));
+    }
+
     #[tokio::test]
     async fn ed25519_credential_works() {
         let sim = start().await;
@@ -636,6 +730,64 @@ mod trading {
         assert_eq!(balance(&account, "BTC").0, "8.50000000");
     }
 
+    /// Regression: USD-M filter failures answered spot's -1013 "Filter failure: …" where
+    /// Binance futures answers its own codes; spot keeps -1013.
+    #[tokio::test]
+    async fn usdm_filter_failures_answer_futures_codes() {
+        let sim = start().await;
+        let limit = "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC";
+        for (params, code, msg) in [
+            (
+                format!("{limit}&quantity=0.01&price=59000.05"),
+                -4014,
+                "Price not increased by tick size.",
+            ),
+            (
+                format!("{limit}&quantity=0.01&price=59000.001"),
+                -1111,
+                "Precision is over the maximum defined for this asset.",
+            ),
+            (
+                format!("{limit}&quantity=0.0001&price=59000"),
+                -1111,
+                "Precision is over the maximum defined for this asset.",
+            ),
+            (
+                "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=0".to_owned(),
+                -4003,
+                "Quantity less than or equal to zero.",
+            ),
+            (
+                format!("{limit}&quantity=0.001&price=59000"),
+                -4164,
+                "Order's notional must be no smaller than 100 (unless you choose reduce only).",
+            ),
+        ] {
+            let response = signed(&sim, Method::POST, "/fapi/v1/order", &params).await;
+            assert_code(&response, 400, code);
+            assert_eq!(response.1["msg"], msg, "{params}");
+        }
+        let (_, open) = signed(&sim, Method::GET, "/fapi/v1/openOrders", "").await;
+        assert_eq!(open, serde_json::json!([]));
+        // The precision exchangeInfo announces is the one checked.
+        let (_, info) = send(&sim, Method::GET, "/fapi/v1/exchangeInfo", None, None).await;
+        assert_eq!(
+            info["symbols"][0]["pricePrecision"], 2,
+            "{}",
+            info["symbols"][0]
+        );
+        assert_eq!(info["symbols"][0]["quantityPrecision"], 3);
+        let spot = signed(
+            &sim,
+            Method::POST,
+            "/api/v3/order",
+            &format!("{limit}&quantity=0.01&price=59000.005"),
+        )
+        .await;
+        assert_code(&spot, 400, -1013);
+        assert_eq!(spot.1["msg"], "Filter failure: PRICE_FILTER");
+    }
+
     #[tokio::test]
     async fn futures_order_and_balance() {
         let sim = start().await;
@@ -812,6 +964,203 @@ mod trading {
         assert_code(&response, 400, -1100);
         let response = send(&sim, Method::GET, "/api/v3/nothing", None, None).await;
         assert_code(&response, 404, -1000);
+    }
+}
+
+mod restrictions {
+    use super::*;
+    use reqwest::Method;
+
+    /// An unrestricted key that may only read (no trading, futures or withdrawals).
+    const READER: &str = "mockKeyReader";
+    const READER_SECRET: &str = "mockSecretReader";
+
+    async fn start_with_reader() -> RunningSimulator {
+        let reader = Restrictions {
+            ip_restrict: false,
+            spot_trading: false,
+            futures: false,
+            withdrawals: false,
+            internal_transfer: false,
+            universal_transfer: false,
+        };
+        spawn(
+            "127.0.0.1:0".parse().unwrap(),
+            vec![
+                Credential::hmac(KEY, SECRET),
+                Credential::hmac(READER, READER_SECRET).with_restrictions(reader),
+                // No Binance key withdraws from any address: this one is refused.
+                Credential::hmac("mockKeyImpossible", "s").with_restrictions(Restrictions {
+                    ip_restrict: false,
+                    ..Restrictions::default()
+                }),
+            ],
+        )
+        .await
+        .unwrap()
+    }
+
+    /// A request signed for `key` with `secret`, every parameter in the query.
+    async fn signed_as(
+        sim: &RunningSimulator,
+        (key, secret): (&str, &str),
+        method: Method,
+        path: &str,
+        params: &str,
+    ) -> (u16, Value) {
+        let sep = if params.is_empty() { "" } else { "&" };
+        let query = format!("{params}{sep}timestamp={}", now_ms());
+        let target = format!("{path}?{query}&signature={}", hmac_hex(secret, &query));
+        send(sim, method, &target, Some(key), None).await
+    }
+
+    /// Regression: `apiRestrictions` answered the same fixed permissions for every key,
+    /// `enableWithdrawals: true` with `ipRestrict: false` among them, which Binance never
+    /// answers (it enables withdrawals only on an IP-restricted key). Each key now answers
+    /// its own restrictions, and the default is a state Binance can be in.
+    #[tokio::test]
+    async fn api_restrictions_tell_each_key_a_state_binance_allows() {
+        let sim = start_with_reader().await;
+        let path = "/sapi/v1/account/apiRestrictions";
+        let (status, default) = signed(&sim, Method::GET, path, "").await;
+        assert_eq!(status, 200, "{default}");
+        let (status, reader) =
+            signed_as(&sim, (READER, READER_SECRET), Method::GET, path, "").await;
+        assert_eq!(status, 200, "{reader}");
+        for answer in [&default, &reader] {
+            assert!(
+                answer["enableWithdrawals"] == false || answer["ipRestrict"] == true,
+                "withdrawals from any address: {answer}"
+            );
+            assert_eq!(answer["enableReading"], true);
+        }
+        for (field, value) in [
+            ("ipRestrict", true),
+            ("enableWithdrawals", true),
+            ("enableSpotAndMarginTrading", true),
+            ("enableFutures", true),
+            ("enableInternalTransfer", false),
+            ("permitsUniversalTransfer", false),
+        ] {
+            assert_eq!(default[field], value, "{field}: {default}");
+        }
+        for field in [
+            "ipRestrict",
+            "enableWithdrawals",
+            "enableSpotAndMarginTrading",
+            "enableFutures",
+            "enableInternalTransfer",
+            "permitsUniversalTransfer",
+        ] {
+            assert_eq!(reader[field], false, "{field}: {reader}");
+        }
+        // The key describing an impossible state was not taken at all.
+        let refused = signed_as(&sim, ("mockKeyImpossible", "s"), Method::GET, path, "").await;
+        assert_code(&refused, 401, -2015);
+    }
+
+    /// Regression: the simulator let any key trade, use futures and withdraw. Binance
+    /// refuses each to a key without the permission, with -2015; reads still work.
+    #[tokio::test]
+    async fn a_key_is_refused_what_it_has_no_permission_for() {
+        let sim = start_with_reader().await;
+        let reader = (READER, READER_SECRET);
+        let order = "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=50000";
+        let (status, placed) = signed(&sim, Method::POST, "/api/v3/order", order).await;
+        assert_eq!(status, 200, "{placed}");
+        for (method, path, params) in [
+            (Method::POST, "/api/v3/order", order.to_owned()),
+            (
+                Method::DELETE,
+                "/api/v3/order",
+                format!("symbol=BTCUSDT&orderId={}", placed["orderId"]),
+            ),
+            (Method::POST, "/fapi/v1/order", order.to_owned()),
+            (Method::GET, "/fapi/v2/account", String::new()),
+            (Method::GET, "/fapi/v2/balance", String::new()),
+            (Method::GET, "/fapi/v1/openOrders", String::new()),
+            (
+                Method::POST,
+                "/sapi/v1/capital/withdraw/apply",
+                "coin=BTC&address=bc1qexampleexampleexample&amount=1".to_owned(),
+            ),
+        ] {
+            let response = signed_as(&sim, reader, method.clone(), path, &params).await;
+            assert_code(&response, 401, -2015);
+            assert_eq!(
+                response.1["msg"], "Invalid API-key, IP, or permissions for action.",
+                "{method} {path}"
+            );
+        }
+        // Nothing happened: the reader's balances and orders are untouched.
+        let (status, account) = signed_as(&sim, reader, Method::GET, "/api/v3/account", "").await;
+        assert_eq!(status, 200, "{account}");
+        assert_eq!(balance(&account, "BTC").0, "10.00000000");
+        assert_eq!(
+            balance(&account, "USDT"),
+            ("1000000.00000000".into(), "0.00000000".into())
+        );
+        let (status, open) = signed_as(&sim, reader, Method::GET, "/api/v3/openOrders", "").await;
+        assert_eq!((status, open), (200, serde_json::json!([])));
+        let (status, history) = signed_as(
+            &sim,
+            reader,
+            Method::GET,
+            "/sapi/v1/capital/withdraw/history",
+            "",
+        )
+        .await;
+        assert_eq!((status, history), (200, serde_json::json!([])));
+        // The default key may do each.
+        let (status, cancelled) = signed(
+            &sim,
+            Method::DELETE,
+            "/api/v3/order",
+            &format!("symbol=BTCUSDT&orderId={}", placed["orderId"]),
+        )
+        .await;
+        assert_eq!(status, 200, "{cancelled}");
+        let (status, reply) = signed(
+            &sim,
+            Method::POST,
+            "/sapi/v1/capital/withdraw/apply",
+            "coin=BTC&address=bc1qexampleexampleexample&amount=1",
+        )
+        .await;
+        assert_eq!(status, 200, "{reply}");
+    }
+
+    /// Each permission stands alone: a key with futures but no spot trading trades
+    /// futures only, and one with spot trading but not futures the reverse.
+    #[tokio::test]
+    async fn spot_trading_and_futures_are_granted_apart() {
+        let futures_only = Restrictions {
+            spot_trading: false,
+            ..Restrictions::default()
+        };
+        let spot_only = Restrictions {
+            futures: false,
+            ..Restrictions::default()
+        };
+        let sim = spawn(
+            "127.0.0.1:0".parse().unwrap(),
+            vec![
+                Credential::hmac("futuresOnly", "f").with_restrictions(futures_only),
+                Credential::hmac("spotOnly", "s").with_restrictions(spot_only),
+            ],
+        )
+        .await
+        .unwrap();
+        let order = "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=0.01";
+        for (key, path, status) in [
+            (("futuresOnly", "f"), "/fapi/v1/order", 200),
+            (("futuresOnly", "f"), "/api/v3/order", 401),
+            (("spotOnly", "s"), "/api/v3/order", 200),
+            (("spotOnly", "s"), "/fapi/v1/order", 401),
+        ] {
+            let (answered, reply) = signed_as(&sim, key, Method::POST, path, order).await;
+            assert_eq!(answered, status, "{key:?} {path}: {reply}");
+        }
     }
 }
 

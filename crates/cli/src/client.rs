@@ -619,9 +619,7 @@ fn list(vault: &Unlocked, args: &ListArgs) -> anyhow::Result<()> {
         }
     }
     // Each row may verify on its own while the table does not: one was put back.
-    if let Err(e @ keygate_store::Error::Unsealed { .. }) =
-        vault.store.check_seal(&vault.master)
-    {
+    if let Err(e @ keygate_store::Error::Unsealed { .. }) = vault.store.check_seal(&vault.master) {
         eprintln!("keygate: {e}");
     }
     let accounts = vault.store.account_labels().context("reading accounts")?;

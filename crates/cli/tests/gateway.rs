@@ -431,7 +431,11 @@ fn reconcile_finds_an_order_resting_in_a_symbol_keygate_never_traded() {
     assert_eq!(report[0]["symbols"], json!(["BNBUSDT"]), "{report}");
     let unmatched = report[0]["orders_not_through_keygate"].as_array().unwrap();
     assert_eq!(unmatched.len(), 1, "{report}");
-    assert_eq!(unmatched[0]["id"].as_str(), Some(leaked.as_str()), "{report}");
+    assert_eq!(
+        unmatched[0]["id"].as_str(),
+        Some(leaked.as_str()),
+        "{report}"
+    );
     let asked: Vec<String> = exchange
         .simulator()
         .requests()
@@ -875,7 +879,9 @@ fn a_second_gateway_on_the_same_vault_is_refused() {
     let _next = Serve::start(&home.kg);
 }
 
-/// A real key whose ciphertext was changed without the master key does not open: the
+/// A real key whose ciphertext was changed without the master key breaks the seal over
+/// the client and account tables, so `serve` refuses to start; once `keygate upgrade` has
+/// shown the account and sealed the tables as they are, it still does not open: the
 /// gateway refuses its clients, says so without a word of the key, and logs which
 /// account it is. Nothing is sent upstream (there is no upstream to send to).
 #[test]
@@ -896,6 +902,18 @@ fn a_tampered_account_refuses_its_clients_and_is_named_in_the_log() {
         [sealed],
     )
     .unwrap();
+    let refused = home.kg.fails(&["serve", "--listen", "127.0.0.1:0"], "", 2);
+    assert!(
+        refused.stderr.contains("do not match their seal"),
+        "{}",
+        refused.stderr
+    );
+    let upgrade = home.kg.ok(&["upgrade", "--yes"], "");
+    assert!(
+        upgrade.stdout.contains("main: binance"),
+        "{}",
+        upgrade.stdout
+    );
     let serve = Serve::start(&home.kg);
     let (status, body) = signed_get(
         &serve.addr,

@@ -1747,9 +1747,7 @@ async fn frozen_revoked_and_expired_clients_are_refused_within_a_second() {
         .connection()
         .execute("DELETE FROM clients", [])
         .unwrap();
-    store
-        .transaction(|s| s.seal_as_they_are(&master))
-        .unwrap();
+    store.transaction(|s| s.seal_as_they_are(&master)).unwrap();
     store
         .transaction(|s| {
             s.insert_client(

@@ -3,11 +3,13 @@
 //! them, so one that nobody made by hand on the exchange's own site was made with a
 //! leaked key. (An account, or sub-account, that only keygate uses has no such doubt.)
 //!
-//! Withdrawals are listed account-wide. Binance lists orders one symbol at a time, so
-//! only some spot symbols are asked for: those the account traded through keygate in the
-//! window, those its trading clients may trade, and those it has an open order in now,
-//! whoever placed it (one account-wide read). A leaked key trading another symbol and
-//! leaving no order open there is not seen here.
+//! Withdrawals are listed account-wide. Orders are listed in spot and in USD-M futures,
+//! each market on its own (each numbers its orders apart). Binance lists orders one symbol
+//! at a time, so only some symbols of each market are asked for: those the account traded
+//! through keygate in the window, those its trading clients may trade, and those it has an
+//! open order in now, whoever placed it (one account-wide read per market). A leaked key
+//! trading another symbol and leaving no order open there, or trading COIN-M futures, is
+//! not seen here.
 //!
 //! Reconciliation spends request weight the bots need too, so it keeps to a ceiling of
 //! its own ([`Pacer`]): past it, it waits for the exchange's minute to turn.
@@ -25,8 +27,8 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use keygate_audit::Filter;
-use keygate_core::{ClientStatus, Exchange, ExchangeOrder, ExchangeWithdrawal, Scope};
-use keygate_exchanges::{binance, Adapter, Binance};
+use keygate_core::{ClientStatus, Exchange, ExchangeOrder, ExchangeWithdrawal, Market, Scope};
+use keygate_exchanges::{binance, Adapter, Binance, KeyPermissions};
 use keygate_monitor::reconcile::{is_spot_symbol, Forwarded, FORWARDED_BEFORE_MS};
 use keygate_monitor::{Alert, AlertRule, Alerter, Severity};
 use keygate_store::Store;
@@ -47,10 +49,14 @@ const ORDER_SPAN_MS: u64 = 24 * 3600 * 1000;
 /// The most order lists one account's reconciliation asks for (symbols × days, each
 /// `allOrders` call weighing 20 of Binance's 6000 a minute).
 const MAX_ORDER_QUERIES: usize = 60;
-/// The request weight an exchange may report used in the current minute before
-/// reconciliation waits for the next one: half of Binance's 6000, the rest kept for the
-/// bots' orders and cancels (reconciliation itself uses at most 1200).
-const WEIGHT_CEILING: u64 = 3_000;
+/// The request weight an exchange may report used in the current minute of a weight pool
+/// before reconciliation waits for the next one: half of what Binance allows an address,
+/// the rest kept for the bots' orders and cancels. `/sapi` (withdrawals) allows 12 000,
+/// spot 6000 (reconciliation itself uses at most 1200 there), USD-M 2400.
+const SAPI_WEIGHT_CEILING: u64 = 6_000;
+/// The markets whose orders reconciliation lists, each with its pool's ceiling (see
+/// [`SAPI_WEIGHT_CEILING`]).
+const ORDER_MARKETS: [(Market, u64); 2] = [(Market::Spot, 3_000), (Market::Usdm, 1_200)];
 /// How many minutes in a row reconciliation waits for the weight to come down before it
 /// leaves the rest of its lists to the next run.
 const MAX_WEIGHT_WAITS: u32 = 2;
@@ -79,7 +85,8 @@ pub(crate) struct AccountReport {
     pub error: Option<String>,
     /// The withdrawals keygate did not forward.
     pub not_through_keygate: Vec<Unmatched>,
-    /// The symbols whose orders were asked for.
+    /// The symbols whose orders were asked for, as a client's symbol list names them:
+    /// `BTCUSDT` on spot, `usdm:BTCUSDT` on USD-M.
     pub symbols: Vec<String>,
     /// Orders the exchange listed in those symbols in the window.
     pub orders: usize,
@@ -95,6 +102,8 @@ pub(crate) struct AccountReport {
 pub(crate) struct UnmatchedOrder {
     /// The exchange's id of it.
     pub id: String,
+    /// Its market: `spot` or `usdm`.
+    pub market: &'static str,
     pub client_order_id: String,
     pub symbol: String,
     pub side: String,
@@ -103,6 +112,16 @@ pub(crate) struct UnmatchedOrder {
     pub quantity: String,
     pub price: String,
     pub placed_at: String,
+}
+
+impl UnmatchedOrder {
+    /// Its symbol as a client's symbol list names it: `usdm:BTCUSDT` for a futures order.
+    fn listed_symbol(&self) -> String {
+        match self.market {
+            "spot" => self.symbol.clone(),
+            market => format!("{market}:{}", self.symbol),
+        }
+    }
 }
 
 /// A withdrawal the exchange made that keygate did not forward.
@@ -168,23 +187,42 @@ pub(crate) fn reconcile(
     let mut asked = Vec::new();
     for account in store.accounts().context("reading accounts")? {
         let label = account.label.to_string();
-        let mut symbols = traded.symbols(&label);
-        symbols.extend(tradable.get(&label).into_iter().flatten().cloned());
-        symbols.retain(|s| is_spot_symbol(s));
+        let mut asked_symbols = Vec::new();
         let lists = match account.exchange {
             Exchange::Binance => {
                 let signed_read = |path: &str, query: &str| {
                     exchanges.signed_read(&Binance, master, &account, path, query)
                 };
-                let pacer = Pacer::new(&signed_read, wait, stopping);
+                let pacer = Pacer::new(&signed_read, wait, stopping, SAPI_WEIGHT_CEILING);
                 let withdrawals = list_withdrawals(&pacer, since_ms);
-                let open = symbols_with_open_orders(&pacer);
-                symbols.extend(open.iter().flatten().cloned());
-                let orders = match (list_orders(&pacer, &symbols, since_ms, until_ms), open) {
-                    (orders, Ok(_)) => orders,
-                    (Ok(_), Err(reason)) => Err(format!("open orders: {reason}")),
-                    (Err(reason), Err(open)) => Err(format!("{reason}; open orders: {open}")),
-                };
+                // A key that may not trade futures placed no futures order (and is refused
+                // a read of them). When that cannot be told, they are asked for.
+                let futures = key_permissions(&pacer).is_none_or(|p| p.can_trade_futures);
+                let markets = ORDER_MARKETS
+                    .into_iter()
+                    .filter(|(market, _)| *market != Market::Usdm || futures);
+                let mut orders = Ok(Vec::new());
+                for (market, ceiling) in markets {
+                    // Each market's weight is its own: a pacer each.
+                    let pacer = Pacer::new(&signed_read, wait, stopping, ceiling);
+                    let mut symbols = traded.symbols(&label, market);
+                    symbols.extend(tradable_in(&tradable, &label, market));
+                    let open = symbols_with_open_orders(&pacer, market);
+                    symbols.extend(open.iter().flatten().cloned());
+                    symbols.retain(|s| is_spot_symbol(s));
+                    let listed = list_orders(&pacer, market, &symbols, since_ms, until_ms);
+                    let listed = match (listed, open) {
+                        (listed, Ok(_)) => listed,
+                        (Ok(_), Err(reason)) => Err(format!("open orders: {reason}")),
+                        (Err(reason), Err(open)) => Err(format!("{reason}; open orders: {open}")),
+                    };
+                    let listed = listed.map_err(|reason| match market {
+                        Market::Spot => reason,
+                        market => format!("{}: {reason}", market.as_str()),
+                    });
+                    orders = join_lists(orders, listed, market);
+                    asked_symbols.extend(symbols.iter().map(|s| market.listed_symbol(s)));
+                }
                 (withdrawals, orders)
             }
             other => {
@@ -192,7 +230,7 @@ pub(crate) fn reconcile(
                 (Err(cannot.clone()), Err(cannot))
             }
         };
-        asked.push((label, symbols, lists));
+        asked.push((label, asked_symbols, lists));
     }
     // The log again, now that the exchanges have answered: what they listed was sent
     // before they listed it, and its request event was durable before it was sent.
@@ -216,13 +254,15 @@ pub(crate) fn reconcile(
                 })
                 .collect(),
             error,
-            symbols: symbols.into_iter().collect(),
+            symbols,
             orders: listed_orders.len(),
             orders_not_through_keygate: listed_orders
                 .into_iter()
-                .filter(|o| !forwarded.order_forwarded(&label, o))
-                .map(|o| UnmatchedOrder {
+                .filter(|(_, o)| !Binance.is_placed_by_exchange(o))
+                .filter(|(market, o)| !forwarded.order_forwarded(&label, *market, o))
+                .map(|(market, o)| UnmatchedOrder {
                     id: o.id,
+                    market: market.as_str(),
                     client_order_id: o.client_order_id,
                     symbol: o.symbol,
                     side: o.side,
@@ -239,6 +279,23 @@ pub(crate) fn reconcile(
     Ok(reports)
 }
 
+/// The orders of one market added to those of the markets before: what could be listed
+/// of each, and why each list that could not be had could not.
+fn join_lists(
+    before: Result<Vec<(Market, ExchangeOrder)>, String>,
+    listed: Result<Vec<ExchangeOrder>, String>,
+    market: Market,
+) -> Result<Vec<(Market, ExchangeOrder)>, String> {
+    match (before, listed) {
+        (Ok(mut orders), Ok(listed)) => {
+            orders.extend(listed.into_iter().map(|o| (market, o)));
+            Ok(orders)
+        }
+        (Err(before), Err(reason)) => Err(format!("{before}; {reason}")),
+        (Err(reason), Ok(_)) | (Ok(_), Err(reason)) => Err(reason),
+    }
+}
+
 /// What a list holds, or, when it could not be had, nothing and why.
 fn listed<T>(list: Result<Vec<T>, String>) -> (Vec<T>, Option<String>) {
     match list {
@@ -250,12 +307,14 @@ fn listed<T>(list: Result<Vec<T>, String>) -> (Vec<T>, Option<String>) {
 /// A signed read at the account's exchange: the answer, or why there is none.
 type SignedRead<'a> = dyn Fn(&str, &str) -> Result<Answer, String> + 'a;
 
-/// One account's signed reads, kept under [`WEIGHT_CEILING`]: when the last answer said
-/// the ceiling was reached, the next read waits for the next minute first, at most
-/// [`MAX_WEIGHT_WAITS`] times in a row; then it gives up. No read is made once
+/// One account's signed reads in one weight pool, kept under a ceiling: when the last
+/// answer said the ceiling was reached, the next read waits for the next minute first, at
+/// most [`MAX_WEIGHT_WAITS`] times in a row; then it gives up. No read is made once
 /// `stopping` says so.
 struct Pacer<'a> {
     read: &'a SignedRead<'a>,
+    /// The weight used this minute past which the next read waits.
+    ceiling: u64,
     /// Waits for the next minute; `false` when the reads are to stop instead.
     wait: &'a dyn Fn() -> bool,
     /// Whether the reads are to stop now.
@@ -271,9 +330,11 @@ impl<'a> Pacer<'a> {
         read: &'a SignedRead<'a>,
         wait: &'a dyn Fn() -> bool,
         stopping: &'a dyn Fn() -> bool,
+        ceiling: u64,
     ) -> Pacer<'a> {
         Pacer {
             read,
+            ceiling,
             wait,
             stopping,
             used: Cell::new(None),
@@ -291,13 +352,14 @@ impl<'a> Pacer<'a> {
         if (self.stopping)() {
             return stopped();
         }
-        if let Some(used) = self.used.get().filter(|u| *u >= WEIGHT_CEILING) {
+        if let Some(used) = self.used.get().filter(|u| *u >= self.ceiling) {
             if self.waits.get() >= MAX_WEIGHT_WAITS {
                 self.gave_up.set(true);
                 return Err(format!(
                     "the exchange reported {used} request weight used, at or past \
-                     reconciliation's ceiling of {WEIGHT_CEILING}, {MAX_WEIGHT_WAITS} minutes \
-                     running; left for the next run"
+                     reconciliation's ceiling of {}, {MAX_WEIGHT_WAITS} minutes \
+                     running; left for the next run",
+                    self.ceiling
                 ));
             }
             self.waits.set(self.waits.get() + 1);
@@ -342,10 +404,18 @@ fn list_withdrawals(pacer: &Pacer<'_>, since_ms: u64) -> Result<Vec<ExchangeWith
     Ok(listed)
 }
 
-/// The symbols the account has an open spot order in, whoever placed it: the orders a
-/// leaked key leaves resting name symbols keygate may know nothing of.
-fn symbols_with_open_orders(pacer: &Pacer<'_>) -> Result<BTreeSet<String>, String> {
-    let (path, query) = Binance.open_orders();
+/// What the account's key may do, as the exchange says; `None` when it cannot be had.
+fn key_permissions(pacer: &Pacer<'_>) -> Option<KeyPermissions> {
+    let body = pacer.read(Binance.permissions_path(), "").ok()?;
+    Binance.parse_permissions(&body)
+}
+
+/// The symbols the account has an open order in in `market`, whoever placed it: the
+/// orders a leaked key leaves resting name symbols keygate may know nothing of.
+fn symbols_with_open_orders(pacer: &Pacer<'_>, market: Market) -> Result<BTreeSet<String>, String> {
+    let (path, query) = Binance
+        .open_orders(market)
+        .ok_or("keygate cannot list this market's orders")?;
     let body = pacer.read(path, &query)?;
     let open = Binance
         .parse_order_history(&body)
@@ -353,9 +423,11 @@ fn symbols_with_open_orders(pacer: &Pacer<'_>) -> Result<BTreeSet<String>, Strin
     Ok(open.into_iter().map(|o| o.symbol).collect())
 }
 
-/// The account's orders in `symbols` placed from `since_ms` to `until_ms`, a day at a time.
+/// The account's orders in `symbols` of `market` placed from `since_ms` to `until_ms`, a
+/// day at a time.
 fn list_orders(
     pacer: &Pacer<'_>,
+    market: Market,
     symbols: &BTreeSet<String>,
     since_ms: u64,
     until_ms: u64,
@@ -377,7 +449,7 @@ fn list_orders(
     // and the others are still checked.
     let mut symbols = symbols.iter();
     for symbol in symbols.by_ref() {
-        match list_symbol_orders(pacer, symbol, since_ms, until_ms) {
+        match list_symbol_orders(pacer, market, symbol, since_ms, until_ms) {
             Ok(listed) => orders.extend(listed),
             Err(reason) => failed.push(format!("{symbol}: {reason}")),
         }
@@ -396,9 +468,10 @@ fn list_orders(
     }
 }
 
-/// The account's orders in `symbol` placed from `since_ms` to `until_ms`.
+/// The account's orders in `symbol` of `market` placed from `since_ms` to `until_ms`.
 fn list_symbol_orders(
     pacer: &Pacer<'_>,
+    market: Market,
     symbol: &str,
     since_ms: u64,
     until_ms: u64,
@@ -407,7 +480,9 @@ fn list_symbol_orders(
     let mut from_ms = since_ms;
     while from_ms < until_ms {
         let to_ms = (from_ms + ORDER_SPAN_MS - 1).min(until_ms);
-        let (path, query) = Binance.order_history(symbol, from_ms, to_ms);
+        let (path, query) = Binance
+            .order_history(market, symbol, from_ms, to_ms)
+            .ok_or("keygate cannot list this market's orders")?;
         let body = pacer.read(path, &query)?;
         let listed = Binance
             .parse_order_history(&body)
@@ -446,6 +521,27 @@ fn forwarded(store: &Store, since_ms: u64) -> anyhow::Result<Forwarded> {
 }
 
 /// By account, the symbols its active clients that may trade are allowed to trade.
+/// The symbols of `market` that `account`'s trading clients may trade, from their symbol
+/// lists (`BTCUSDT` on spot, `usdm:BTCUSDT` on USD-M).
+fn tradable_in<'t>(
+    tradable: &'t HashMap<String, BTreeSet<String>>,
+    account: &str,
+    market: Market,
+) -> impl Iterator<Item = String> + 't {
+    let prefix = match market {
+        Market::Spot => String::new(),
+        market => format!("{}:", market.as_str()),
+    };
+    tradable
+        .get(account)
+        .into_iter()
+        .flatten()
+        .filter_map(move |listed| {
+            let symbol = listed.strip_prefix(prefix.as_str())?;
+            (!symbol.contains(':')).then(|| symbol.to_owned())
+        })
+}
+
 fn tradable_symbols(store: &Store) -> anyhow::Result<HashMap<String, BTreeSet<String>>> {
     let mut tradable: HashMap<String, BTreeSet<String>> = HashMap::new();
     let clients = store.client_rows().context("reading clients")?;
@@ -526,7 +622,7 @@ fn print(reports: &[AccountReport], since_ms: u64) {
                     o.side,
                     o.order_type,
                     o.quantity,
-                    o.symbol,
+                    o.listed_symbol(),
                     o.price,
                     o.client_order_id,
                     o.placed_at
@@ -663,7 +759,7 @@ impl Watched {
             for o in report.orders_not_through_keygate {
                 if self
                     .reported
-                    .insert((account.clone(), format!("order {}", o.id)))
+                    .insert((account.clone(), format!("order {} {}", o.market, o.id)))
                 {
                     alerter.raise(alert(
                         Severity::Critical,
@@ -673,7 +769,13 @@ impl Watched {
                              keygate never forwarded it: unless someone placed it by hand on \
                              the exchange, the real key has leaked; disable it at the exchange \
                              now",
-                            o.id, o.side, o.order_type, o.quantity, o.symbol, o.price, o.placed_at
+                            o.id,
+                            o.side,
+                            o.order_type,
+                            o.quantity,
+                            o.listed_symbol(),
+                            o.price,
+                            o.placed_at
                         ),
                     ));
                 }
@@ -741,8 +843,14 @@ mod tests {
             waited.set(waited.get() + 1);
             true
         };
-        let pacer = Pacer::new(&read, &wait, &|| false);
-        let listed = list_orders(&pacer, &symbols(&["BTCUSDT", "ETHUSDT", "BNBUSDT"]), 0, 1);
+        let pacer = Pacer::new(&read, &wait, &|| false, 3_000);
+        let listed = list_orders(
+            &pacer,
+            Market::Spot,
+            &symbols(&["BTCUSDT", "ETHUSDT", "BNBUSDT"]),
+            0,
+            1,
+        );
         assert!(listed.unwrap().is_empty());
         assert_eq!((exchange.asked.get(), waited.get()), (3, 0));
     }
@@ -757,8 +865,8 @@ mod tests {
             waits_at.borrow_mut().push(exchange.asked.get());
             true
         };
-        let pacer = Pacer::new(&read, &wait, &|| false);
-        let listed = list_orders(&pacer, &symbols(&["A", "B", "C", "D"]), 0, 1);
+        let pacer = Pacer::new(&read, &wait, &|| false, 3_000);
+        let listed = list_orders(&pacer, Market::Spot, &symbols(&["A", "B", "C", "D"]), 0, 1);
         assert!(listed.unwrap().is_empty());
         assert_eq!(exchange.asked.get(), 4);
         assert_eq!(*waits_at.borrow(), [2], "one wait, before the third read");
@@ -773,8 +881,15 @@ mod tests {
             waited.set(waited.get() + 1);
             true
         };
-        let pacer = Pacer::new(&read, &wait, &|| false);
-        let reason = list_orders(&pacer, &symbols(&["A", "B", "C", "D", "E"]), 0, 1).unwrap_err();
+        let pacer = Pacer::new(&read, &wait, &|| false, 3_000);
+        let reason = list_orders(
+            &pacer,
+            Market::Spot,
+            &symbols(&["A", "B", "C", "D", "E"]),
+            0,
+            1,
+        )
+        .unwrap_err();
         // Read once, then after each of the waits, then no more.
         assert_eq!(exchange.asked.get(), 1 + MAX_WEIGHT_WAITS as usize);
         assert_eq!(waited.get(), MAX_WEIGHT_WAITS);
@@ -792,8 +907,9 @@ mod tests {
         let exchange = exchange(&[5_000]);
         let read = |path: &str, query: &str| exchange.read(path, query);
         let stopped = || false;
-        let pacer = Pacer::new(&read, &stopped, &|| false);
-        let reason = list_orders(&pacer, &symbols(&["A", "B", "C"]), 0, 1).unwrap_err();
+        let pacer = Pacer::new(&read, &stopped, &|| false, 3_000);
+        let reason =
+            list_orders(&pacer, Market::Spot, &symbols(&["A", "B", "C"]), 0, 1).unwrap_err();
         assert_eq!(exchange.asked.get(), 1, "read on after the stop");
         assert!(reason.contains("keygate is stopping"), "{reason}");
     }
@@ -806,8 +922,9 @@ mod tests {
         let exchange = exchange(&[100]);
         let read = |path: &str, query: &str| exchange.read(path, query);
         let stopping = || exchange.asked.get() >= 1;
-        let pacer = Pacer::new(&read, &|| true, &stopping);
-        let reason = list_orders(&pacer, &symbols(&["A", "B", "C"]), 0, 1).unwrap_err();
+        let pacer = Pacer::new(&read, &|| true, &stopping, 3_000);
+        let reason =
+            list_orders(&pacer, Market::Spot, &symbols(&["A", "B", "C"]), 0, 1).unwrap_err();
         assert_eq!(exchange.asked.get(), 1, "read on after the stop");
         assert!(reason.contains("keygate is stopping"), "{reason}");
         assert!(

@@ -445,6 +445,93 @@ fn reconcile_finds_an_order_resting_in_a_symbol_keygate_never_traded() {
     assert!(asked.iter().any(|p| p == "/api/v3/openOrders"), "{asked:?}");
 }
 
+/// A regression test: futures orders were never reconciled, so a leaked key trading
+/// USD-M futures went unseen. They are now, apart from spot's: an order placed through
+/// keygate passes, one placed behind its back is found, in a symbol named only by a
+/// client's `usdm:` list.
+#[test]
+fn reconcile_finds_the_futures_orders_keygate_never_forwarded() {
+    let (_runtime, exchange) = simulator(vec![Credential::hmac(REAL_KEY, REAL_SECRET)]);
+    let mut home = Home::with_account(&exchange.url());
+    let issued: Value = home.issue(
+        "trader",
+        &["--scope", "read,trade", "--symbols", "usdm:BTCUSDT"],
+    );
+    let serve = Serve::start(&home.kg);
+    let order = "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=50000";
+    let (status, body) = signed(
+        reqwest::Method::POST,
+        &format!("http://{}/binance", serve.addr),
+        "/fapi/v1/order",
+        order,
+        issued["api_key"].as_str().unwrap(),
+        issued["secret"].as_str().unwrap(),
+    );
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = signed(
+        reqwest::Method::POST,
+        &exchange.url(),
+        "/fapi/v1/order",
+        "symbol=BTCUSDT&side=SELL&type=LIMIT&timeInForce=GTC&quantity=0.01&price=90000",
+        REAL_KEY,
+        REAL_SECRET,
+    );
+    assert_eq!(status, 200, "{body}");
+    let leaked = body["orderId"].to_string();
+    // Orders are reconciled once they are a few seconds old.
+    std::thread::sleep(Duration::from_millis(5500));
+    drop(serve);
+    let out = home
+        .kg
+        .fails(&["reconcile", "--since", "1h", "--json"], "", 1);
+    let report: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(report[0]["symbols"], json!(["usdm:BTCUSDT"]), "{report}");
+    assert_eq!(report[0]["orders"], 2, "{report}");
+    let unmatched = report[0]["orders_not_through_keygate"].as_array().unwrap();
+    assert_eq!(unmatched.len(), 1, "{report}");
+    assert_eq!(
+        unmatched[0]["id"].as_str(),
+        Some(leaked.as_str()),
+        "{report}"
+    );
+    assert_eq!(unmatched[0]["market"], "usdm", "{report}");
+    let human = home.kg.fails(&["reconcile", "--since", "1h"], "", 1).stdout;
+    assert!(
+        human.contains(&format!("{leaked} SELL LIMIT 0.01 usdm:BTCUSDT at 90000")),
+        "{human}"
+    );
+}
+
+/// A key that may not trade futures has placed no futures order, and the exchange refuses
+/// it a read of them: its account's futures are not asked for, and that is no failure.
+#[test]
+fn reconcile_leaves_out_the_futures_of_a_key_that_cannot_trade_them() {
+    let spot_only = keygate_mockex::Restrictions {
+        futures: false,
+        ..keygate_mockex::Restrictions::default()
+    };
+    let (_runtime, exchange) = simulator(vec![
+        Credential::hmac(REAL_KEY, REAL_SECRET).with_restrictions(spot_only)
+    ]);
+    let home = Home::with_account(&exchange.url());
+    let out = home.kg.ok(&["reconcile", "--since", "1h", "--json"], "");
+    let report: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(report[0]["orders_error"], Value::Null, "{report}");
+    let asked: Vec<String> = exchange
+        .simulator()
+        .requests()
+        .into_iter()
+        .map(|r| r.path)
+        .collect();
+    assert!(!asked.iter().any(|p| p.starts_with("/fapi/")), "{asked:?}");
+    assert!(
+        asked
+            .iter()
+            .any(|p| p == "/sapi/v1/account/apiRestrictions"),
+        "{asked:?}"
+    );
+}
+
 /// A regression test: `reconcile` exited 1, as for a leaked key, when it could not reach
 /// the exchange; an outage is now 2, so that cron tells one from the other.
 #[test]

@@ -536,20 +536,42 @@ impl Adapter for Binance {
         }
         ids
     }
-    fn order_history(&self, symbol: &str, from_ms: u64, to_ms: u64) -> (&'static str, String) {
-        (
-            "/api/v3/allOrders",
-            format!(
-                "symbol={symbol}&startTime={from_ms}&endTime={to_ms}&limit={ORDER_HISTORY_LIMIT}"
-            ),
-        )
+    fn order_history(
+        &self,
+        market: Market,
+        symbol: &str,
+        from_ms: u64,
+        to_ms: u64,
+    ) -> Option<(&'static str, String)> {
+        let path = match market {
+            Market::Spot => "/api/v3/allOrders",
+            Market::Usdm => "/fapi/v1/allOrders",
+            Market::Coinm => return None,
+        };
+        let query = format!(
+            "symbol={symbol}&startTime={from_ms}&endTime={to_ms}&limit={ORDER_HISTORY_LIMIT}"
+        );
+        Some((path, query))
     }
-    fn open_orders(&self) -> (&'static str, String) {
-        // Without a symbol: every symbol's, at a weight of 80.
-        ("/api/v3/openOrders", String::new())
+    fn open_orders(&self, market: Market) -> Option<(&'static str, String)> {
+        // Without a symbol: every symbol's, at a weight of 80 (spot) or 40 (USD-M).
+        match market {
+            Market::Spot => Some(("/api/v3/openOrders", String::new())),
+            Market::Usdm => Some(("/fapi/v1/openOrders", String::new())),
+            Market::Coinm => None,
+        }
     }
     fn parse_order_history(&self, body: &[u8]) -> Option<Vec<ExchangeOrder>> {
         parse_all_orders(body)
+    }
+    fn is_placed_by_exchange(&self, order: &ExchangeOrder) -> bool {
+        // Futures liquidations (`autoclose-…`), auto-deleveraging (`adl_autoclose…`) and
+        // delivery settlements (`settlement_autoclose-…`), by the client order ids Binance
+        // gives them.
+        let id = order.client_order_id.as_str();
+        id.starts_with("autoclose-")
+            || id.starts_with("adl_autoclose")
+            || id.starts_with("settlement_autoclose-")
     }
     fn weight_pool(&self, path: &str) -> &'static str {
         let first = path.split('/').nth(1).unwrap_or_default();
@@ -770,6 +792,7 @@ fn parse_api_restrictions(body: &[u8]) -> Option<KeyPermissions> {
         can_withdraw: flag("enableWithdrawals", true),
         can_transfer: flag("enableInternalTransfer", true)
             || flag("permitsUniversalTransfer", true),
+        can_trade_futures: flag("enableFutures", true),
         ip_restricted: flag("ipRestrict", false),
     })
 }
@@ -1341,6 +1364,7 @@ mod tests {
             Some(KeyPermissions {
                 can_withdraw: false,
                 can_transfer: false,
+                can_trade_futures: false,
                 ip_restricted: false,
             })
         );
@@ -1349,6 +1373,7 @@ mod tests {
             Some(KeyPermissions {
                 can_withdraw: true,
                 can_transfer: true,
+                can_trade_futures: true,
                 ip_restricted: true,
             })
         );
@@ -1427,9 +1452,21 @@ mod tests {
         );
         // One entry that does not read makes the whole list unreadable.
         assert_eq!(Binance.parse_order_history(br#"[{"orderId":1}]"#), None);
-        let (path, query) = Binance.order_history("LTCBTC", 1, 2);
+        let (path, query) = Binance.order_history(Market::Spot, "LTCBTC", 1, 2).unwrap();
         assert_eq!(path, "/api/v3/allOrders");
         assert_eq!(query, "symbol=LTCBTC&startTime=1&endTime=2&limit=1000");
+        let (path, _) = Binance
+            .order_history(Market::Usdm, "BTCUSDT", 1, 2)
+            .unwrap();
+        assert_eq!(path, "/fapi/v1/allOrders");
+        assert_eq!(
+            Binance.order_history(Market::Coinm, "BTCUSD_PERP", 1, 2),
+            None
+        );
+        assert_eq!(
+            Binance.open_orders(Market::Usdm),
+            Some(("/fapi/v1/openOrders", String::new()))
+        );
     }
 
     #[test]
@@ -2409,6 +2446,30 @@ mod tests {
             }
         }
     }
+    #[test]
+    fn futures_liquidations_are_placed_by_the_exchange() {
+        let order = |client_order_id: &str| ExchangeOrder {
+            id: "1".into(),
+            client_order_id: client_order_id.into(),
+            symbol: "BTCUSDT".into(),
+            side: "SELL".into(),
+            order_type: "LIMIT".into(),
+            quantity: Decimal::ONE,
+            price: Decimal::ONE,
+            placed_ms: 0,
+        };
+        for by_exchange in [
+            "autoclose-1701234567890123456",
+            "adl_autoclose",
+            "settlement_autoclose-1701234567",
+        ] {
+            assert!(Binance.is_placed_by_exchange(&order(by_exchange)));
+        }
+        for by_a_key in ["x-abc", "web_autoclose", "bot-1", ""] {
+            assert!(!Binance.is_placed_by_exchange(&order(by_a_key)));
+        }
+    }
+
     /// A regression test: only `X-MBX-USED-WEIGHT-1M` was read, so `/sapi` answers, which
     /// report their own per-address pool in `X-SAPI-USED-IP-WEIGHT-1M`, reported nothing,
     /// and every family of one upstream shared one count.

@@ -37,7 +37,7 @@ use std::borrow::Cow;
 
 use ed25519_dalek::VerifyingKey;
 use http::HeaderMap;
-use keygate_core::{Action, ActionKind, Exchange};
+use keygate_core::{Action, ActionKind, Exchange, Market};
 use rust_decimal::Decimal;
 
 /// How a client proves who it is.
@@ -137,6 +137,8 @@ pub struct KeyPermissions {
     pub can_withdraw: bool,
     /// It may move funds between wallets or accounts.
     pub can_transfer: bool,
+    /// It may trade USD-M futures (and so have placed orders there).
+    pub can_trade_futures: bool,
     /// It works only from the addresses the exchange was told.
     pub ip_restricted: bool,
 }
@@ -209,15 +211,26 @@ pub trait Adapter: Send + Sync + 'static {
     /// names none.
     fn placed_order_ids(&self, body: &[u8]) -> Vec<String>;
     /// The signed read (native path and query, without timestamp) listing the real key's
-    /// account's spot orders in `symbol` placed from `from_ms` to `to_ms` (at most a day
-    /// apart: Binance lists no longer span at once).
-    fn order_history(&self, symbol: &str, from_ms: u64, to_ms: u64) -> (&'static str, String);
-    /// The signed read (a native path and query) listing the account's open spot orders in
-    /// every symbol, whoever placed them.
-    fn open_orders(&self) -> (&'static str, String);
+    /// account's orders in `symbol` of `market` placed from `from_ms` to `to_ms` (at most
+    /// a day apart: Binance lists no longer span of spot orders at once); `None` for a
+    /// market whose orders keygate does not list.
+    fn order_history(
+        &self,
+        market: Market,
+        symbol: &str,
+        from_ms: u64,
+        to_ms: u64,
+    ) -> Option<(&'static str, String)>;
+    /// The signed read (a native path and query) listing the account's open orders of
+    /// `market` in every symbol, whoever placed them; `None` as for
+    /// [`Adapter::order_history`].
+    fn open_orders(&self, market: Market) -> Option<(&'static str, String)>;
     /// Reads the answer of [`Adapter::order_history`]'s endpoint or of
     /// [`Adapter::open_orders`]'s.
     fn parse_order_history(&self, body: &[u8]) -> Option<Vec<ExchangeOrder>>;
+    /// Whether the exchange placed `order` itself (a futures liquidation), so that no key,
+    /// leaked or not, did.
+    fn is_placed_by_exchange(&self, order: &ExchangeOrder) -> bool;
 }
 
 /// An error reading a client's request. Each variant maps to the exchange's own error code.

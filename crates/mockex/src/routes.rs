@@ -135,7 +135,7 @@ enum Endpoint {
     QueryOrder(Product),
     CancelOrder(Product),
     OpenOrders(Product),
-    AllOrders,
+    AllOrders(Product),
     MyTrades(Product),
     CapitalConfig,
     MarginPairs { isolated: bool },
@@ -180,6 +180,7 @@ impl Endpoint {
             | Endpoint::QueryOrder(Product::UsdM)
             | Endpoint::CancelOrder(Product::UsdM)
             | Endpoint::OpenOrders(Product::UsdM)
+            | Endpoint::AllOrders(Product::UsdM)
             | Endpoint::MyTrades(Product::UsdM)
             | Endpoint::FuturesAccount
             | Endpoint::FuturesBalance => Some(Permission::Futures),
@@ -221,7 +222,7 @@ fn route(method: &Method, path: &str) -> Option<(Security, u32, Endpoint)> {
         "/api/v3/order" if get => (Signed, 4, E::QueryOrder(Product::Spot)),
         "/api/v3/order" if delete => (Signed, 1, E::CancelOrder(Product::Spot)),
         "/api/v3/openOrders" if get => (Signed, 6, E::OpenOrders(Product::Spot)),
-        "/api/v3/allOrders" if get => (Signed, 20, E::AllOrders),
+        "/api/v3/allOrders" if get => (Signed, 20, E::AllOrders(Product::Spot)),
         "/api/v3/myTrades" if get => (Signed, 20, E::MyTrades(Product::Spot)),
         "/sapi/v1/capital/config/getall" if get => (Signed, 10, E::CapitalConfig),
         "/sapi/v1/margin/allPairs" if get => (Signed, 1, E::MarginPairs { isolated: false }),
@@ -237,6 +238,7 @@ fn route(method: &Method, path: &str) -> Option<(Security, u32, Endpoint)> {
         "/fapi/v1/order" if get => (Signed, 1, E::QueryOrder(Product::UsdM)),
         "/fapi/v1/order" if delete => (Signed, 1, E::CancelOrder(Product::UsdM)),
         "/fapi/v1/openOrders" if get => (Signed, 1, E::OpenOrders(Product::UsdM)),
+        "/fapi/v1/allOrders" if get => (Signed, 5, E::AllOrders(Product::UsdM)),
         "/fapi/v1/userTrades" if get => (Signed, 5, E::MyTrades(Product::UsdM)),
         _ => return None,
     };
@@ -659,18 +661,25 @@ fn private(
                 .collect(),
             ))
         }
-        Endpoint::AllOrders => {
-            let m = symbol(params, Product::Spot)?;
-            // Binance lists at most a day's orders between startTime and endTime.
+        Endpoint::AllOrders(product) => {
+            let m = symbol(params, product)?;
+            // Spot lists at most a day's orders between startTime and endTime, USD-M less
+            // than seven days'.
+            let (span_ms, too_long) = match product {
+                Product::Spot => (
+                    24 * 3600 * 1000,
+                    "More than 24 hours between startTime and endTime.",
+                ),
+                Product::UsdM => (
+                    7 * 24 * 3600 * 1000 - 1,
+                    "The time between startTime and endTime must be less than 7 days.",
+                ),
+            };
             let from = params.integer("startTime")?;
             let to = params.integer("endTime")?;
             if let (Some(from), Some(to)) = (from, to) {
-                if to < from || to - from > 24 * 3600 * 1000 {
-                    return Err(ApiError::new(
-                        400,
-                        -1127,
-                        "More than 24 hours between startTime and endTime.",
-                    ));
+                if to < from || to - from > span_ms {
+                    return Err(ApiError::new(400, -1127, too_long));
                 }
             }
             let placed =
@@ -679,9 +688,12 @@ fn private(
                 account
                     .orders
                     .iter()
-                    .filter(|o| o.product == Product::Spot && o.symbol == m.symbol)
+                    .filter(|o| o.product == product && o.symbol == m.symbol)
                     .filter(placed)
-                    .map(spot_order)
+                    .map(|o| match product {
+                        Product::Spot => spot_order(o),
+                        Product::UsdM => futures_order(o),
+                    })
                     .collect(),
             ))
         }

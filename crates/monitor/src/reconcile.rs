@@ -8,7 +8,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use keygate_core::{
-    ActionKind, Event, EventBody, ExchangeOrder, ExchangeWithdrawal, Outcome, Side,
+    ActionKind, Event, EventBody, ExchangeOrder, ExchangeWithdrawal, Market, Outcome, Side,
 };
 use rust_decimal::Decimal;
 
@@ -23,10 +23,10 @@ pub const CLOCK_SKEW_MS: u64 = 2 * 60_000;
 #[derive(Debug, Default)]
 pub struct Forwarded {
     withdrawals: Vec<ForwardedWithdrawal>,
-    /// By account.
-    orders: HashMap<String, ForwardedOrders>,
-    /// The account of each order request, by request id, for its outcome.
-    order_accounts: HashMap<String, String>,
+    /// By account and market: each market numbers its orders apart.
+    orders: HashMap<(String, Market), ForwardedOrders>,
+    /// The account and market of each order request, by request id, for its outcome.
+    order_accounts: HashMap<String, (String, Market)>,
 }
 
 /// A withdrawal keygate forwarded.
@@ -40,10 +40,10 @@ struct ForwardedWithdrawal {
     matched: bool,
 }
 
-/// One account's orders keygate forwarded.
+/// One account's orders in one market keygate forwarded.
 #[derive(Debug, Default)]
 struct ForwardedOrders {
-    /// The spot symbols they were in.
+    /// The symbols they were in.
     symbols: BTreeSet<String>,
     /// (symbol, the exchange's id) of each order placed, from the answers: the exchange
     /// numbers orders per symbol.
@@ -82,6 +82,18 @@ impl Unanswered {
     }
 }
 
+/// The market whose orders a trade request to `path` places, when reconciliation lists
+/// that market's: Binance spot (`/api/`) and USD-M futures (`/fapi/`).
+fn order_market(path: &str) -> Option<Market> {
+    if path.starts_with("/api/") {
+        Some(Market::Spot)
+    } else if path.starts_with("/fapi/") {
+        Some(Market::Usdm)
+    } else {
+        None
+    }
+}
+
 /// How many orders a request to `path` places: three for a list with a working order
 /// and two pending ones, two for the other lists, one otherwise.
 fn legs_of(path: &str) -> u8 {
@@ -100,10 +112,10 @@ impl Forwarded {
         let r = match &event.body {
             EventBody::Request(r) => r,
             EventBody::Outcome(o) => {
-                let Some(account) = self.order_accounts.remove(&o.request_id) else {
+                let Some(account_market) = self.order_accounts.remove(&o.request_id) else {
                     return;
                 };
-                let orders = self.orders.entry(account).or_default();
+                let orders = self.orders.entry(account_market).or_default();
                 let Some(sent) = orders.unanswered.remove(&o.request_id) else {
                     return;
                 };
@@ -144,14 +156,20 @@ impl Forwarded {
                     });
                 }
             }
-            ActionKind::Trade if r.path.starts_with("/api/") => {
-                let Some(symbol) = &r.symbol else { return };
-                let orders = self.orders.entry(account.clone()).or_default();
-                orders.symbols.insert(symbol.clone());
+            ActionKind::Trade => {
+                let (Some(listed), Some(market)) = (&r.symbol, order_market(&r.path)) else {
+                    return;
+                };
+                // The log names a symbol as a client's list does (`usdm:BTCUSDT`); the
+                // exchange lists it bare.
+                let prefix = market.listed_symbol("");
+                let symbol = listed.strip_prefix(prefix.as_str()).unwrap_or(listed);
+                let orders = self.orders.entry((account.clone(), market)).or_default();
+                orders.symbols.insert(symbol.to_owned());
                 orders.unanswered.insert(
                     r.request_id.clone(),
                     Unanswered {
-                        symbol: symbol.clone(),
+                        symbol: symbol.to_owned(),
                         side: r.side,
                         client_order_id: r.client_order_id.clone(),
                         ts_ms: event.ts_ms,
@@ -159,16 +177,16 @@ impl Forwarded {
                     },
                 );
                 self.order_accounts
-                    .insert(r.request_id.clone(), account.clone());
+                    .insert(r.request_id.clone(), (account.clone(), market));
             }
             _ => {}
         }
     }
 
-    /// The spot symbols `account` traded through keygate.
-    pub fn symbols(&self, account: &str) -> BTreeSet<String> {
+    /// The symbols of `market` that `account` traded through keygate.
+    pub fn symbols(&self, account: &str, market: Market) -> BTreeSet<String> {
         self.orders
-            .get(account)
+            .get(&(account.to_owned(), market))
             .map(|orders| orders.symbols.clone())
             .unwrap_or_default()
     }
@@ -195,12 +213,12 @@ impl Forwarded {
         }
     }
 
-    /// Whether keygate forwarded `o`, an order of `account`: the exchange's id came back
-    /// in an answer, or an order sent shortly before got no answer and is `o` by its
-    /// client order id (by symbol and side when the client gave none). An order sent is
-    /// taken once: a client order id reused by someone else does not pass twice.
-    pub fn order_forwarded(&mut self, account: &str, o: &ExchangeOrder) -> bool {
-        let Some(orders) = self.orders.get_mut(account) else {
+    /// Whether keygate forwarded `o`, an order of `account` in `market`: the exchange's id
+    /// came back in an answer, or an order sent shortly before got no answer and is `o`
+    /// by its client order id (by symbol and side when the client gave none). An order
+    /// sent is taken once: a client order id reused by someone else does not pass twice.
+    pub fn order_forwarded(&mut self, account: &str, market: Market, o: &ExchangeOrder) -> bool {
+        let Some(orders) = self.orders.get_mut(&(account.to_owned(), market)) else {
             return false;
         };
         if orders.placed.contains(&(o.symbol.clone(), o.id.clone())) {
@@ -322,23 +340,80 @@ mod tests {
         forwarded.note(&order_sent("r3", Some("bot-3"), 1_000_000));
         forwarded.note(&answered("r3", Outcome::Answered, &[], 1_000_010));
         assert_eq!(
-            forwarded.symbols("main"),
+            forwarded.symbols("main", Market::Spot),
             BTreeSet::from(["BTCUSDT".into()])
         );
 
         // Known by the exchange's id, in its own symbol only; the client id of an order
         // that was answered proves nothing.
-        assert!(forwarded.order_forwarded("main", &listed("BTCUSDT", "7", "x", 1_000_000)));
-        assert!(!forwarded.order_forwarded("main", &listed("ETHUSDT", "7", "x", 1_000_000)));
-        assert!(!forwarded.order_forwarded("main", &listed("BTCUSDT", "9", "bot-1", 1_000_000)));
-        assert!(!forwarded.order_forwarded("other", &listed("BTCUSDT", "7", "x", 1_000_000)));
+        assert!(forwarded.order_forwarded(
+            "main",
+            Market::Spot,
+            &listed("BTCUSDT", "7", "x", 1_000_000)
+        ));
+        assert!(!forwarded.order_forwarded(
+            "main",
+            Market::Spot,
+            &listed("ETHUSDT", "7", "x", 1_000_000)
+        ));
+        assert!(!forwarded.order_forwarded(
+            "main",
+            Market::Spot,
+            &listed("BTCUSDT", "9", "bot-1", 1_000_000)
+        ));
+        assert!(!forwarded.order_forwarded(
+            "other",
+            Market::Spot,
+            &listed("BTCUSDT", "7", "x", 1_000_000)
+        ));
         // An order the exchange refused stands for nothing.
-        assert!(!forwarded.order_forwarded("main", &listed("BTCUSDT", "8", "bot-3", 1_000_000)));
+        assert!(!forwarded.order_forwarded(
+            "main",
+            Market::Spot,
+            &listed("BTCUSDT", "8", "bot-3", 1_000_000)
+        ));
         // The unanswered order, by its client id, once, and only shortly after it was sent.
         let late = 1_000_000 + FORWARDED_BEFORE_MS + 1;
-        assert!(!forwarded.order_forwarded("main", &listed("BTCUSDT", "8", "bot-2", late)));
-        assert!(forwarded.order_forwarded("main", &listed("BTCUSDT", "8", "bot-2", 1_000_500)));
-        assert!(!forwarded.order_forwarded("main", &listed("BTCUSDT", "9", "bot-2", 1_000_600)));
+        assert!(!forwarded.order_forwarded(
+            "main",
+            Market::Spot,
+            &listed("BTCUSDT", "8", "bot-2", late)
+        ));
+        assert!(forwarded.order_forwarded(
+            "main",
+            Market::Spot,
+            &listed("BTCUSDT", "8", "bot-2", 1_000_500)
+        ));
+        assert!(!forwarded.order_forwarded(
+            "main",
+            Market::Spot,
+            &listed("BTCUSDT", "9", "bot-2", 1_000_600)
+        ));
+    }
+
+    /// USD-M futures orders are reconciled too, apart from spot's: each market numbers
+    /// its orders on its own, so a spot order's id says nothing of a futures order's.
+    #[test]
+    fn futures_orders_are_known_in_their_own_market_only() {
+        let mut forwarded = Forwarded::default();
+        // The gateway records a futures order's symbol as a client's list names it.
+        let mut futures = sent_to("/fapi/v1/order", "r1", Some("bot-1"), 1_000_000);
+        if let EventBody::Request(r) = &mut futures.body {
+            r.symbol = Some("usdm:BTCUSDT".into());
+        }
+        forwarded.note(&futures);
+        forwarded.note(&answered("r1", Outcome::Answered, &["7"], 1_000_010));
+        forwarded.note(&sent_to("/dapi/v1/order", "r2", Some("bot-2"), 1_000_000));
+        assert_eq!(
+            forwarded.symbols("main", Market::Usdm),
+            BTreeSet::from(["BTCUSDT".into()])
+        );
+        assert!(forwarded.symbols("main", Market::Spot).is_empty());
+        let order = listed("BTCUSDT", "7", "x", 1_000_000);
+        assert!(forwarded.order_forwarded("main", Market::Usdm, &order));
+        assert!(!forwarded.order_forwarded("main", Market::Spot, &order));
+        // COIN-M orders are not reconciled: none is recorded.
+        assert!(forwarded.symbols("main", Market::Coinm).is_empty());
     }
 
     #[test]
@@ -350,9 +425,13 @@ mod tests {
             side: "SELL".into(),
             ..listed("BTCUSDT", id, "leg", 1_000_100)
         };
-        assert!(forwarded.order_forwarded("main", &sell("1")));
-        assert!(forwarded.order_forwarded("main", &listed("BTCUSDT", "2", "leg", 1_000_100)));
-        assert!(!forwarded.order_forwarded("main", &sell("3")));
+        assert!(forwarded.order_forwarded("main", Market::Spot, &sell("1")));
+        assert!(forwarded.order_forwarded(
+            "main",
+            Market::Spot,
+            &listed("BTCUSDT", "2", "leg", 1_000_100)
+        ));
+        assert!(!forwarded.order_forwarded("main", Market::Spot, &sell("3")));
         assert_eq!(legs_of("/api/v3/orderList/otoco"), 3);
         assert_eq!(legs_of("/api/v3/orderList/oto"), 2);
         assert_eq!(legs_of("/api/v3/order/oco"), 2);
@@ -363,7 +442,15 @@ mod tests {
     fn an_order_still_in_flight_is_known_by_symbol_and_side_without_a_client_id() {
         let mut forwarded = Forwarded::default();
         forwarded.note(&order_sent("r1", None, 1_000_000));
-        assert!(forwarded.order_forwarded("main", &listed("BTCUSDT", "5", "made-up", 1_000_100)));
-        assert!(!forwarded.order_forwarded("main", &listed("BTCUSDT", "6", "made-up", 1_000_200)));
+        assert!(forwarded.order_forwarded(
+            "main",
+            Market::Spot,
+            &listed("BTCUSDT", "5", "made-up", 1_000_100)
+        ));
+        assert!(!forwarded.order_forwarded(
+            "main",
+            Market::Spot,
+            &listed("BTCUSDT", "6", "made-up", 1_000_200)
+        ));
     }
 }

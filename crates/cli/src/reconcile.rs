@@ -201,33 +201,45 @@ pub(crate) fn reconcile(
                 let markets = ORDER_MARKETS
                     .into_iter()
                     .filter(|(market, _)| *market != Market::Usdm || futures);
-                let mut orders = Ok(Vec::new());
+                let mut orders = Partial::default();
                 for (market, ceiling) in markets {
                     // Each market's weight is its own: a pacer each.
                     let pacer = Pacer::new(&signed_read, wait, stopping, ceiling);
-                    let mut symbols = traded.symbols(&label, market);
-                    symbols.extend(tradable_in(&tradable, &label, market));
-                    let open = symbols_with_open_orders(&pacer, market);
-                    symbols.extend(open.iter().flatten().cloned());
-                    symbols.retain(|s| is_spot_symbol(s));
-                    let listed = list_orders(&pacer, market, &symbols, since_ms, until_ms);
-                    let listed = match (listed, open) {
-                        (listed, Ok(_)) => listed,
-                        (Ok(_), Err(reason)) => Err(format!("open orders: {reason}")),
-                        (Err(reason), Err(open)) => Err(format!("{reason}; open orders: {open}")),
-                    };
-                    let listed = listed.map_err(|reason| match market {
-                        Market::Spot => reason,
-                        market => format!("{}: {reason}", market.as_str()),
-                    });
-                    orders = join_lists(orders, listed, market);
+                    let open = open_orders(&pacer, market);
+                    // keygate's own symbols first: should the open orders name more symbols
+                    // than can be listed, those are the ones left for the next run.
+                    let mut symbols: Vec<String> = Vec::new();
+                    let known = traded.symbols(&label, market);
+                    let allowed = tradable_in(&tradable, &label, market);
+                    let resting = open.iter().flatten().map(|o| o.symbol.clone());
+                    for symbol in known.into_iter().chain(allowed).chain(resting) {
+                        if is_spot_symbol(&symbol) && !symbols.contains(&symbol) {
+                            symbols.push(symbol);
+                        }
+                    }
+                    let mut listed = list_orders(&pacer, market, &symbols, since_ms, until_ms);
+                    match open {
+                        // An open order placed in the window stands on its own, listed by
+                        // its symbol or not.
+                        Ok(open) => {
+                            let placed_in_window =
+                                |o: &ExchangeOrder| (since_ms..=until_ms).contains(&o.placed_ms);
+                            for o in open.into_iter().filter(placed_in_window) {
+                                if !listed.items.iter().any(|l| l.id == o.id) {
+                                    listed.items.push(o);
+                                }
+                            }
+                        }
+                        Err(reason) => listed.failures.push(format!("open orders: {reason}")),
+                    }
+                    orders.add(listed, market);
                     asked_symbols.extend(symbols.iter().map(|s| market.listed_symbol(s)));
                 }
                 (withdrawals, orders)
             }
             other => {
                 let cannot = format!("keygate cannot ask {other} yet");
-                (Err(cannot.clone()), Err(cannot))
+                (Err(cannot.clone()), Partial::failed(cannot))
             }
         };
         asked.push((label, asked_symbols, lists));
@@ -239,7 +251,9 @@ pub(crate) fn reconcile(
     for (label, symbols, (withdrawals, listed_orders)) in asked {
         // One list that cannot be had does not hide the other.
         let (withdrawals, error) = listed(withdrawals);
-        let (listed_orders, orders_error) = listed(listed_orders);
+        let orders_error =
+            (!listed_orders.failures.is_empty()).then(|| listed_orders.failures.join("; "));
+        let listed_orders = listed_orders.items;
         reports.push(AccountReport {
             withdrawals: withdrawals.len(),
             not_through_keygate: withdrawals
@@ -279,20 +293,43 @@ pub(crate) fn reconcile(
     Ok(reports)
 }
 
-/// The orders of one market added to those of the markets before: what could be listed
-/// of each, and why each list that could not be had could not.
-fn join_lists(
-    before: Result<Vec<(Market, ExchangeOrder)>, String>,
-    listed: Result<Vec<ExchangeOrder>, String>,
-    market: Market,
-) -> Result<Vec<(Market, ExchangeOrder)>, String> {
-    match (before, listed) {
-        (Ok(mut orders), Ok(listed)) => {
-            orders.extend(listed.into_iter().map(|o| (market, o)));
-            Ok(orders)
+/// What could be listed, and why the rest could not: one list that fails in part does
+/// not hide what the rest of it holds.
+#[derive(Debug)]
+struct Partial<T> {
+    items: Vec<T>,
+    failures: Vec<String>,
+}
+
+impl<T> Default for Partial<T> {
+    fn default() -> Self {
+        Partial {
+            items: Vec::new(),
+            failures: Vec::new(),
         }
-        (Err(before), Err(reason)) => Err(format!("{before}; {reason}")),
-        (Err(reason), Ok(_)) | (Ok(_), Err(reason)) => Err(reason),
+    }
+}
+
+impl<T> Partial<T> {
+    /// Nothing listed, for `reason`.
+    fn failed(reason: String) -> Partial<T> {
+        Partial {
+            items: Vec::new(),
+            failures: vec![reason],
+        }
+    }
+}
+
+impl Partial<(Market, ExchangeOrder)> {
+    /// Adds what was listed of `market`, its failures named by the market but for spot's.
+    fn add(&mut self, listed: Partial<ExchangeOrder>, market: Market) {
+        self.items
+            .extend(listed.items.into_iter().map(|o| (market, o)));
+        self.failures
+            .extend(listed.failures.into_iter().map(|reason| match market {
+                Market::Spot => reason,
+                market => format!("{}: {reason}", market.as_str()),
+            }));
     }
 }
 
@@ -410,62 +447,61 @@ fn key_permissions(pacer: &Pacer<'_>) -> Option<KeyPermissions> {
     Binance.parse_permissions(&body)
 }
 
-/// The symbols the account has an open order in in `market`, whoever placed it: the
+/// The account's open orders in `market`, in every symbol, whoever placed them: the
 /// orders a leaked key leaves resting name symbols keygate may know nothing of.
-fn symbols_with_open_orders(pacer: &Pacer<'_>, market: Market) -> Result<BTreeSet<String>, String> {
+fn open_orders(pacer: &Pacer<'_>, market: Market) -> Result<Vec<ExchangeOrder>, String> {
     let (path, query) = Binance
         .open_orders(market)
         .ok_or("keygate cannot list this market's orders")?;
     let body = pacer.read(path, &query)?;
-    let open = Binance
+    Binance
         .parse_order_history(&body)
-        .ok_or("its list does not read")?;
-    Ok(open.into_iter().map(|o| o.symbol).collect())
+        .ok_or_else(|| "its list does not read".to_owned())
 }
 
 /// The account's orders in `symbols` of `market` placed from `since_ms` to `until_ms`, a
-/// day at a time.
+/// day at a time, in the order given, as many symbols as [`MAX_ORDER_QUERIES`] lists
+/// allow: what was listed, and why the rest was not.
 fn list_orders(
     pacer: &Pacer<'_>,
     market: Market,
-    symbols: &BTreeSet<String>,
+    symbols: &[String],
     since_ms: u64,
     until_ms: u64,
-) -> Result<Vec<ExchangeOrder>, String> {
+) -> Partial<ExchangeOrder> {
     let days = until_ms
         .saturating_sub(since_ms)
         .div_ceil(ORDER_SPAN_MS)
         .max(1) as usize;
-    if symbols.len() * days > MAX_ORDER_QUERIES {
-        return Err(format!(
-            "listing the orders of {} symbols over {days} day(s) takes more than \
-             {MAX_ORDER_QUERIES} requests; narrow --since",
-            symbols.len()
-        ));
-    }
-    let mut orders = Vec::new();
-    let mut failed = Vec::new();
+    let (asked, over) = symbols.split_at((MAX_ORDER_QUERIES / days).min(symbols.len()));
+    let mut listed = Partial::default();
     // A symbol that cannot be listed (one the exchange does not know, say) is reported,
     // and the others are still checked.
-    let mut symbols = symbols.iter();
-    for symbol in symbols.by_ref() {
+    let mut asked = asked.iter();
+    for symbol in asked.by_ref() {
         match list_symbol_orders(pacer, market, symbol, since_ms, until_ms) {
-            Ok(listed) => orders.extend(listed),
-            Err(reason) => failed.push(format!("{symbol}: {reason}")),
+            Ok(orders) => listed.items.extend(orders),
+            Err(reason) => listed.failures.push(format!("{symbol}: {reason}")),
         }
         if pacer.gave_up.get() {
             break;
         }
     }
-    let unasked: Vec<&str> = symbols.map(String::as_str).collect();
+    let unasked: Vec<&str> = asked.map(String::as_str).collect();
     if !unasked.is_empty() {
-        failed.push(format!("not asked for, as above: {}", unasked.join(", ")));
+        listed
+            .failures
+            .push(format!("not asked for, as above: {}", unasked.join(", ")));
     }
-    if failed.is_empty() {
-        Ok(orders)
-    } else {
-        Err(failed.join("; "))
+    if !over.is_empty() {
+        listed.failures.push(format!(
+            "listing the orders of {} symbols over {days} day(s) takes more than \
+             {MAX_ORDER_QUERIES} requests: {} not asked for; narrow --since",
+            symbols.len(),
+            over.join(", ")
+        ));
     }
+    listed
 }
 
 /// The account's orders in `symbol` of `market` placed from `since_ms` to `until_ms`.
@@ -592,20 +628,25 @@ fn print(reports: &[AccountReport], since_ms: u64) {
             }
         }
         let symbols = if r.symbols.is_empty() {
-            "none traded through keygate or allowed to its clients".to_owned()
+            "none traded through keygate, allowed to its clients or with an order open".to_owned()
         } else {
             r.symbols.join(", ")
         };
+        // What could be listed is reported even when not all could be.
         if let Some(error) = &r.orders_error {
             println!(
-                "  {}: FAILED: cannot ask the exchange for its orders in {symbols}: {error}",
+                "  {}: FAILED: cannot ask the exchange for all of its orders in {symbols}: \
+                 {error}",
                 r.account
             );
-        } else if r.orders_not_through_keygate.is_empty() {
-            println!(
-                "  {}: {} order(s), all through keygate (symbols asked for: {symbols})",
-                r.account, r.orders
-            );
+        }
+        if r.orders_not_through_keygate.is_empty() {
+            if r.orders_error.is_none() {
+                println!(
+                    "  {}: {} order(s), all through keygate (symbols asked for: {symbols})",
+                    r.account, r.orders
+                );
+            }
         } else {
             println!(
                 "  {}: {} order(s) NOT THROUGH KEYGATE (symbols asked for: {symbols}): unless \
@@ -830,8 +871,17 @@ mod tests {
         }
     }
 
-    fn symbols(names: &[&str]) -> BTreeSet<String> {
+    fn symbols(names: &[&str]) -> Vec<String> {
         names.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    /// What `list_orders` listed, or why not all of it.
+    fn all_of(listed: Partial<ExchangeOrder>) -> Result<Vec<ExchangeOrder>, String> {
+        if listed.failures.is_empty() {
+            Ok(listed.items)
+        } else {
+            Err(listed.failures.join("; "))
+        }
     }
 
     #[test]
@@ -844,13 +894,13 @@ mod tests {
             true
         };
         let pacer = Pacer::new(&read, &wait, &|| false, 3_000);
-        let listed = list_orders(
+        let listed = all_of(list_orders(
             &pacer,
             Market::Spot,
             &symbols(&["BTCUSDT", "ETHUSDT", "BNBUSDT"]),
             0,
             1,
-        );
+        ));
         assert!(listed.unwrap().is_empty());
         assert_eq!((exchange.asked.get(), waited.get()), (3, 0));
     }
@@ -866,7 +916,13 @@ mod tests {
             true
         };
         let pacer = Pacer::new(&read, &wait, &|| false, 3_000);
-        let listed = list_orders(&pacer, Market::Spot, &symbols(&["A", "B", "C", "D"]), 0, 1);
+        let listed = all_of(list_orders(
+            &pacer,
+            Market::Spot,
+            &symbols(&["A", "B", "C", "D"]),
+            0,
+            1,
+        ));
         assert!(listed.unwrap().is_empty());
         assert_eq!(exchange.asked.get(), 4);
         assert_eq!(*waits_at.borrow(), [2], "one wait, before the third read");
@@ -882,13 +938,13 @@ mod tests {
             true
         };
         let pacer = Pacer::new(&read, &wait, &|| false, 3_000);
-        let reason = list_orders(
+        let reason = all_of(list_orders(
             &pacer,
             Market::Spot,
             &symbols(&["A", "B", "C", "D", "E"]),
             0,
             1,
-        )
+        ))
         .unwrap_err();
         // Read once, then after each of the waits, then no more.
         assert_eq!(exchange.asked.get(), 1 + MAX_WEIGHT_WAITS as usize);
@@ -908,10 +964,37 @@ mod tests {
         let read = |path: &str, query: &str| exchange.read(path, query);
         let stopped = || false;
         let pacer = Pacer::new(&read, &stopped, &|| false, 3_000);
-        let reason =
-            list_orders(&pacer, Market::Spot, &symbols(&["A", "B", "C"]), 0, 1).unwrap_err();
+        let reason = all_of(list_orders(
+            &pacer,
+            Market::Spot,
+            &symbols(&["A", "B", "C"]),
+            0,
+            1,
+        ))
+        .unwrap_err();
         assert_eq!(exchange.asked.get(), 1, "read on after the stop");
         assert!(reason.contains("keygate is stopping"), "{reason}");
+    }
+
+    /// A regression test: more symbols than [`MAX_ORDER_QUERIES`] lists allow (which the
+    /// orders a leaked key leaves open can name) made the whole account's orders go
+    /// unlisted; now the first symbols given (keygate's own) are listed, the rest named.
+    #[test]
+    fn too_many_symbols_list_those_that_fit_first() {
+        let exchange = exchange(&[100]);
+        let read = |path: &str, query: &str| exchange.read(path, query);
+        let pacer = Pacer::new(&read, &|| true, &|| false, 3_000);
+        let names: Vec<String> = (0..MAX_ORDER_QUERIES + 2)
+            .map(|i| format!("S{i:03}USDT"))
+            .collect();
+        let listed = list_orders(&pacer, Market::Spot, &names, 0, 1);
+        assert_eq!(exchange.asked.get(), MAX_ORDER_QUERIES);
+        assert_eq!(listed.failures.len(), 1, "{:?}", listed.failures);
+        assert!(
+            listed.failures[0].contains("S060USDT, S061USDT not asked for"),
+            "{:?}",
+            listed.failures
+        );
     }
 
     /// A regression test: a stop was looked at only while waiting for the exchange's
@@ -923,8 +1006,14 @@ mod tests {
         let read = |path: &str, query: &str| exchange.read(path, query);
         let stopping = || exchange.asked.get() >= 1;
         let pacer = Pacer::new(&read, &|| true, &stopping, 3_000);
-        let reason =
-            list_orders(&pacer, Market::Spot, &symbols(&["A", "B", "C"]), 0, 1).unwrap_err();
+        let reason = all_of(list_orders(
+            &pacer,
+            Market::Spot,
+            &symbols(&["A", "B", "C"]),
+            0,
+            1,
+        ))
+        .unwrap_err();
         assert_eq!(exchange.asked.get(), 1, "read on after the stop");
         assert!(reason.contains("keygate is stopping"), "{reason}");
         assert!(

@@ -388,6 +388,15 @@ fn client_table(vault: &Unlocked, log: &Result<Verified, keygate_audit::Error>) 
 /// may do: a key that can withdraw or transfer when none of its clients may, or that works
 /// from any address, is a warning: on the exchange, it is one click to take away.
 fn exchange_keys(vault: &Unlocked) -> Vec<Check> {
+    // A real key is used only from accounts as keygate last sealed them: one put back as it
+    // was before a rotation is not sent anywhere.
+    if let Err(e) = vault.store.check_seal_is_latest(&vault.master) {
+        return vec![check(
+            "exchange key",
+            Verdict::Fail,
+            format!("not asked: {e}"),
+        )];
+    }
     let rows = match vault.store.account_rows() {
         Ok(rows) => rows,
         Err(e) => {

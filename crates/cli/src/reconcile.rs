@@ -185,7 +185,7 @@ pub(crate) fn reconcile(
     let tradable = tradable_symbols(store)?;
     let until_ms = now_ms().saturating_sub(ORDER_SETTLE_MS);
     let mut asked = Vec::new();
-    for account in store.accounts().context("reading accounts")? {
+    for account in store.sealed_accounts(master).context("reading accounts")? {
         let label = account.label.to_string();
         let mut asked_symbols = Vec::new();
         let lists = match account.exchange {

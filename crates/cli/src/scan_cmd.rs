@@ -186,7 +186,7 @@ pub fn managed_keys(unlocked: &crate::home::Unlocked) -> anyhow::Result<ManagedK
         .try_into()
         .context("fingerprint key has the wrong length")?;
     let mut entries = Vec::new();
-    for account in unlocked.store.accounts()? {
+    for account in unlocked.store.sealed_accounts(&unlocked.master)? {
         let name = format!("account {}", account.label);
         let api_key = account.open_api_key(&unlocked.master)?;
         let secret = account.open_secret(&unlocked.master)?;

@@ -10,7 +10,7 @@ use clap::Args;
 use keygate_audit::Filter;
 use keygate_core::{EventBody, Name, Policy};
 use keygate_store::{Account, Client, Store};
-use keygate_vault::{redact, VaultFormat};
+use keygate_vault::{redact, MasterKey, VaultFormat};
 
 use crate::audit_cmd::for_each_event;
 use crate::home::{admin_event, Unlocked, META_CHECK};
@@ -83,9 +83,9 @@ pub fn run(mut vault: Unlocked, args: &UpgradeArgs) -> anyhow::Result<()> {
     }
     print_unreadable(&rows, "stay untagged, so refused");
     let accounts = vault.store.account_rows().context("reading accounts")?;
-    print_accounts(&accounts, None);
+    print_accounts(&accounts, None, &vault.master);
     confirm(args, &format!("Tag these {} client(s)?", untagged.len()))?;
-    let tagged = tag(&mut vault, &untagged)?;
+    let tagged = tag(&mut vault, &untagged, &accounts)?;
     vault.format = VaultFormat::Current;
     println!(
         "upgraded: {} client(s) tagged with the master key",
@@ -120,7 +120,7 @@ fn seal(
         }
     }
     print_unreadable(rows, "stay refused");
-    print_accounts(&accounts, Some(&recorded_accounts));
+    print_accounts(&accounts, Some(&recorded_accounts), &vault.master);
     let readable_accounts: Vec<&Account> =
         accounts.iter().filter_map(|r| r.as_ref().ok()).collect();
     confirm(
@@ -147,12 +147,14 @@ fn seal(
             })
         })
         .collect();
+    // Each account by the fingerprint of the key it opens to, not by its stored column,
+    // which nothing binds to the sealed key; one that does not open is recorded as such.
     let accepted_accounts: Vec<serde_json::Value> = readable_accounts
         .iter()
         .map(|a| {
             serde_json::json!({
                 "label": a.label.as_str(),
-                "fingerprint": a.fingerprint,
+                "fingerprint": opened_fingerprint(a, master).ok(),
                 "upstream": a.upstream,
             })
         })
@@ -173,14 +175,7 @@ fn seal(
                     (Err(_), Err(_)) => true,
                     _ => false,
                 });
-            let now = s.account_rows()?;
-            let unchanged = unchanged
-                && now.len() == accounts.len()
-                && now.iter().zip(&accounts).all(|(a, b)| match (a, b) {
-                    (Ok(a), Ok(b)) => a.same_row_as(b),
-                    (Err(_), Err(_)) => true,
-                    _ => false,
-                });
+            let unchanged = unchanged && accounts_are_as_shown(s, &accounts)?;
             if !unchanged {
                 return Err(keygate_store::Error::Conflict {
                     kind: "client and account tables",
@@ -462,46 +457,97 @@ fn print_client(c: &Client, verified: Option<bool>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Every account row the seal covers (its key by fingerprint; key and secret stay sealed)
-/// and, given what the audit log recorded, where one differs from it.
+/// Every account row the seal covers, its key by the fingerprint of what it opens to (key
+/// and secret are opened, never shown) and, given what the audit log recorded, where one
+/// differs from it. Text from the database is shown escaped: whoever wrote it there may
+/// have written terminal control sequences.
 fn print_accounts(
     rows: &[Result<Account, keygate_store::Error>],
     recorded: Option<&BTreeMap<String, RecordedAccount>>,
+    master: &MasterKey,
 ) {
-    println!("accounts of this vault (real keys, shown by fingerprint):");
+    println!(
+        "accounts of this vault (real keys, shown by the fingerprint of the key they open to):"
+    );
     for a in rows.iter().filter_map(|r| r.as_ref().ok()) {
+        let opened = opened_fingerprint(a, master);
+        let key = match &opened {
+            Ok(fingerprint) => format!("key {fingerprint}"),
+            Err(reason) => format!("KEY DOES NOT OPEN ({reason}): its clients stay refused"),
+        };
         println!(
-            "  {label}: {exchange}, key {fingerprint}, upstream {upstream}\n    \
+            "  {label}: {exchange}, {key}, upstream {upstream}\n    \
              added {created}, rotated {rotated}, rotate every {every}",
             label = a.label,
             exchange = a.exchange.as_str(),
-            fingerprint = a.fingerprint,
-            upstream = a.upstream.as_deref().unwrap_or("the exchange's own hosts"),
+            upstream = a
+                .upstream
+                .as_deref()
+                .map_or_else(|| "the exchange's own hosts".into(), escaped),
             created = rfc3339(a.created_ms),
             rotated = rfc3339(a.rotated_ms),
             every = a
                 .rotate_every_s
                 .map_or_else(|| "(not set)".into(), |s| format!("{}d", s / 86_400)),
         );
-        if let Some(difference) =
-            recorded.and_then(|r| account_differs_from_log(a, r.get(a.label.as_str())))
-        {
-            println!("    PUT BACK? {difference}");
+        let mut differences = Vec::new();
+        if let Ok(fingerprint) = &opened {
+            if *fingerprint != a.fingerprint {
+                differences.push(format!(
+                    "its stored fingerprint, {}, is not its key's",
+                    escaped(&a.fingerprint)
+                ));
+            }
+        }
+        if let Some(recorded) = recorded {
+            differences.extend(account_differs_from_log(
+                a,
+                opened.as_deref().ok(),
+                recorded.get(a.label.as_str()),
+            ));
+        }
+        if !differences.is_empty() {
+            println!("    PUT BACK? {}", differences.join("; "));
         }
     }
     print_unreadable(rows, "are sealed as they are, and do not open");
 }
 
-/// How `a` differs from what the log last recorded of it, if it does.
-fn account_differs_from_log(a: &Account, recorded: Option<&RecordedAccount>) -> Option<String> {
+/// The fingerprint (`redact`) of the key `a` opens to, once its key and secret both open.
+fn opened_fingerprint(a: &Account, master: &MasterKey) -> Result<String, String> {
+    let key = a.open_api_key(master).map_err(|e| e.to_string())?;
+    a.open_secret(master).map_err(|e| e.to_string())?;
+    Ok(redact(key.expose_secret()))
+}
+
+/// `text` with control characters escaped, for a terminal.
+fn escaped(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+/// How `a`, whose key opens to `fingerprint` (`None` when it does not open), differs from
+/// what the log last recorded of it, if it does.
+fn account_differs_from_log(
+    a: &Account,
+    fingerprint: Option<&str>,
+    recorded: Option<&RecordedAccount>,
+) -> Option<String> {
     let Some(r) = recorded else {
         return Some("the audit log never added this account".into());
     };
     let mut differences = Vec::new();
-    if a.fingerprint != r.fingerprint {
+    if fingerprint != Some(r.fingerprint.as_str()) {
         differences.push(format!(
             "its key was last {} in the audit log",
-            r.fingerprint
+            escaped(&r.fingerprint)
         ));
     }
     if a.upstream != r.upstream {
@@ -510,12 +556,39 @@ fn account_differs_from_log(a: &Account, recorded: Option<&RecordedAccount>) -> 
     (!differences.is_empty()).then(|| format!("{} (event {})", differences.join("; "), r.seq))
 }
 
-/// Tags the rows shown, if still as shown, rewrites the check value and records it.
-fn tag(vault: &mut Unlocked, shown: &[Client]) -> anyhow::Result<Vec<Name>> {
+/// Whether the account rows are still `shown`: another command may have changed one since.
+fn accounts_are_as_shown(
+    store: &Store,
+    shown: &[Result<Account, keygate_store::Error>],
+) -> Result<bool, keygate_store::Error> {
+    let now = store.account_rows()?;
+    Ok(now.len() == shown.len()
+        && now.iter().zip(shown).all(|(a, b)| match (a, b) {
+            (Ok(a), Ok(b)) => a.same_row_as(b),
+            (Err(_), Err(_)) => true,
+            _ => false,
+        }))
+}
+
+/// Tags the rows shown, if still as shown (the accounts too, which the seal made with them
+/// covers), rewrites the check value and records it.
+fn tag(
+    vault: &mut Unlocked,
+    shown: &[Client],
+    accounts: &[Result<Account, keygate_store::Error>],
+) -> anyhow::Result<Vec<Name>> {
     let (master, key) = (&vault.master, &vault.audit_key);
     vault
         .store
         .transaction(|s: &Store| {
+            if !accounts_are_as_shown(s, accounts)? {
+                return Err(keygate_store::Error::Conflict {
+                    kind: "account table",
+                    name: "accounts".into(),
+                    reason: "it changed after it was shown; run the command again".into(),
+                }
+                .into());
+            }
             let tagged = s.tag_clients_as_shown(shown, master)?;
             s.set_meta(META_CHECK, &master.make_check())?;
             let names: Vec<&str> = tagged.iter().map(Name::as_str).collect();

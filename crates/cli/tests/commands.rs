@@ -2297,6 +2297,34 @@ mod client {
             "{}",
             verify.stderr
         );
+        // Nothing else uses the real key put back either (found by review: `scan
+        // --managed`, `reconcile` and `doctor --exchange` did).
+        let scanned = kg.path("scanned");
+        std::fs::create_dir_all(&scanned).unwrap();
+        for command in [
+            &["scan", "--managed", scanned.to_str().unwrap()][..],
+            &["reconcile", "--since", "1h"],
+        ] {
+            let refused = kg.fails(command, "", 2);
+            assert!(
+                refused.stderr.contains("do not match their seal"),
+                "{command:?}: {}",
+                refused.stderr
+            );
+        }
+        let doctor = kg.fails(&["doctor", "--json", "--exchange"], "", 1).json();
+        let key = doctor
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["check"] == "exchange key")
+            .cloned()
+            .unwrap();
+        assert_eq!(key["verdict"], "fail", "{key}");
+        assert!(
+            key["detail"].as_str().unwrap().starts_with("not asked"),
+            "{key}"
+        );
         // `keygate upgrade` shows the account beside what the log last recorded of it.
         let upgrade = kg.ok(&["upgrade", "--yes"], "");
         let old_fingerprint = keygate_vault::redact(REAL_KEY);
@@ -2312,6 +2340,34 @@ mod client {
         );
         assert!(!upgrade.all().contains(REAL_SECRET));
         kg.ok(&["audit", "verify"], "");
+
+        // A regression test: the fingerprint shown and compared was the stored column,
+        // which nothing binds to the sealed key: old sealed credentials put back under the
+        // new key's fingerprint showed a row that matched the log.
+        kg.ok(
+            &["account", "rotate", "main"],
+            &format!("{new_key}\nnewsecret123\n"),
+        );
+        db(&kg)
+            .execute_batch(
+                "UPDATE accounts SET sealed_api_key = (SELECT sealed_api_key FROM saved),
+                     sealed_secret = (SELECT sealed_secret FROM saved),
+                     fingerprint = 'NEWK…NEW9'",
+            )
+            .unwrap();
+        kg.fails(&["audit", "verify"], "", 1);
+        let upgrade = kg.ok(&["upgrade", "--yes"], "");
+        assert!(
+            upgrade
+                .stdout
+                .contains(&format!("main: binance, key {old_fingerprint}"))
+                && upgrade.stdout.contains(
+                    "PUT BACK? its stored fingerprint, NEWK…NEW9, is not its key's; \
+                     its key was last NEWK…NEW9 in the audit log"
+                ),
+            "{}",
+            upgrade.stdout
+        );
     }
 
     #[test]

@@ -1144,12 +1144,21 @@ mod tests {
     }
 
     /// The audited change that brings a database to this build's schema, as the CLI makes
-    /// it: the seal checked before, resealed after.
+    /// it: the seal checked before, an administrative event (`vault.schema`), resealed
+    /// after.
     fn audited_upgrade(store: &mut Store, master: &MasterKey) {
         store
             .transaction(|s| {
                 let before = s.check_seal_is_latest(master);
                 s.upgrade_schema_within()?;
+                s.connection()
+                    .execute(
+                        r#"INSERT INTO events (seq, ts_ms, body, hash, mac) VALUES
+                           ((SELECT coalesce(max(seq), 0) + 1 FROM events), 1,
+                            '{"type":"admin","change":"vault.schema"}', x'00', x'00')"#,
+                        [],
+                    )
+                    .map_err(|e| s.error(e))?;
                 s.reseal(master, &before)
             })
             .unwrap();
@@ -1191,19 +1200,31 @@ mod tests {
             store.check_seal(&master),
             Err(Error::Unsealed { reason }) if reason.contains("not sealed")
         ));
-        // Nor does a version-3 seal put back after the upgrade count for anything.
+        // Nor does the version-3 seal, put back with the version after the upgrade (to
+        // have the accounts unsealed again), count: the upgrade's event came after it.
         let (dir2, mut other) = temp_store();
         add_main_and_bot1(&mut other, &master);
         as_version_3(&mut other, &master);
+        let sql = |store: &Store, sql: &str| store.connection().execute_batch(sql).unwrap();
+        sql(
+            &other,
+            "CREATE TABLE saved_seal AS SELECT * FROM meta WHERE key = 'clients_seal'",
+        );
         audited_upgrade(&mut other, &master);
-        other
-            .connection()
-            .execute_batch(
-                "DELETE FROM meta WHERE key = 'tables_seal';
-                 INSERT INTO meta (key, value) VALUES ('clients_seal', x'00');",
-            )
-            .unwrap();
-        assert!(other.check_seal(&master).is_err());
+        other.check_seal_is_latest(&master).unwrap();
+        sql(
+            &other,
+            "DELETE FROM meta WHERE key = 'tables_seal';
+             INSERT INTO meta SELECT * FROM saved_seal;
+             UPDATE meta SET value = 3 WHERE key = 'schema_version';",
+        );
+        // It matches the client table still...
+        other.check_seal(&master).unwrap();
+        // ...but it is older than the last administrative event.
+        assert!(matches!(
+            other.check_seal_is_latest(&master),
+            Err(Error::Unsealed { reason }) if reason.contains("put back, seal and all")
+        ));
         std::fs::remove_dir_all(dir).unwrap();
         std::fs::remove_dir_all(dir2).unwrap();
     }

@@ -491,6 +491,14 @@ impl Store {
         self.account_rows()?.into_iter().collect()
     }
 
+    /// Every account, by label, once the seal over the client and account tables holds
+    /// and is the latest ([`Store::check_seal_is_latest`]): for whatever uses the real
+    /// keys, so that no account put back as it was before a rotation is used.
+    pub fn sealed_accounts(&self, master: &MasterKey) -> Result<Vec<Account>, Error> {
+        self.check_seal_is_latest(master)?;
+        self.accounts()
+    }
+
     /// The label of every account, rows that do not read included.
     pub fn account_labels(&self) -> Result<Vec<String>, Error> {
         let mut stmt = self

@@ -251,20 +251,7 @@ fn print_events(events: &[(u64, Event)], json: bool) -> anyhow::Result<()> {
 /// Control characters (a bot chooses the symbol it sends, anyone the method) are shown
 /// escaped, so that no event can move the cursor or recolour the operator's terminal.
 pub(crate) fn human_line(seq: u64, event: &Event) -> String {
-    let line = event_line(seq, event);
-    if line.chars().any(char::is_control) {
-        line.chars()
-            .map(|c| {
-                if c.is_control() {
-                    c.escape_default().to_string()
-                } else {
-                    c.to_string()
-                }
-            })
-            .collect()
-    } else {
-        line
-    }
+    crate::output::escape_controls(&event_line(seq, event)).into_owned()
 }
 
 fn event_line(seq: u64, event: &Event) -> String {

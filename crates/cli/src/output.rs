@@ -29,6 +29,25 @@ pub fn span(ms: u64) -> String {
     }
 }
 
+/// `text` with its control characters escaped (`\u{1b}`), for a terminal: text that came
+/// from a bot, the exchange or the database must not move the cursor or recolour the
+/// operator's screen.
+pub fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect::<String>()
+        .into()
+}
+
 /// Prints `value` as pretty JSON on standard output.
 pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     let text = serde_json::to_string_pretty(value).context("encoding JSON output")?;

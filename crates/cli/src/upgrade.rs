@@ -14,7 +14,7 @@ use keygate_vault::{redact, MasterKey, VaultFormat};
 
 use crate::audit_cmd::for_each_event;
 use crate::home::{admin_event, Unlocked, META_CHECK};
-use crate::output::rfc3339;
+use crate::output::{escape_controls, rfc3339};
 
 /// Options of `keygate upgrade`.
 #[derive(Args, Debug)]
@@ -480,10 +480,10 @@ fn print_accounts(
              added {created}, rotated {rotated}, rotate every {every}",
             label = a.label,
             exchange = a.exchange.as_str(),
-            upstream = a
-                .upstream
-                .as_deref()
-                .map_or_else(|| "the exchange's own hosts".into(), escaped),
+            upstream = a.upstream.as_deref().map_or_else(
+                || "the exchange's own hosts".into(),
+                |u| escape_controls(u).into_owned()
+            ),
             created = rfc3339(a.created_ms),
             rotated = rfc3339(a.rotated_ms),
             every = a
@@ -495,7 +495,7 @@ fn print_accounts(
             if *fingerprint != a.fingerprint {
                 differences.push(format!(
                     "its stored fingerprint, {}, is not its key's",
-                    escaped(&a.fingerprint)
+                    escape_controls(&a.fingerprint)
                 ));
             }
         }
@@ -520,19 +520,6 @@ fn opened_fingerprint(a: &Account, master: &MasterKey) -> Result<String, String>
     Ok(redact(key.expose_secret()))
 }
 
-/// `text` with control characters escaped, for a terminal.
-fn escaped(text: &str) -> String {
-    text.chars()
-        .map(|c| {
-            if c.is_control() {
-                c.escape_default().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
-}
-
 /// How `a`, whose key opens to `fingerprint` (`None` when it does not open), differs from
 /// what the log last recorded of it, if it does.
 fn account_differs_from_log(
@@ -547,7 +534,7 @@ fn account_differs_from_log(
     if fingerprint != Some(r.fingerprint.as_str()) {
         differences.push(format!(
             "its key was last {} in the audit log",
-            escaped(&r.fingerprint)
+            escape_controls(&r.fingerprint)
         ));
     }
     if a.upstream != r.upstream {

@@ -240,6 +240,20 @@ fn reconcile_finds_the_withdrawal_keygate_never_forwarded() {
     assert!(full.contains("narrow --since"), "{full}");
 }
 
+/// An order placed at the exchange with the real key, as whoever leaked it would: its id.
+fn placed_behind_its_back(exchange: &str, path: &str, params: &str) -> String {
+    let (status, body) = signed(
+        reqwest::Method::POST,
+        exchange,
+        path,
+        params,
+        REAL_KEY,
+        REAL_SECRET,
+    );
+    assert_eq!(status, 200, "{body}");
+    body["orderId"].to_string()
+}
+
 /// A home with account `main` at `upstream`, whose alerts go to a webhook receiver.
 fn home_alerting_a_webhook(
     runtime: &tokio::runtime::Runtime,
@@ -302,18 +316,8 @@ fn reconcile_finds_the_orders_keygate_never_forwarded() {
         "{clean}"
     );
 
-    let behind_its_back = |params: &str| {
-        let (status, body) = signed(
-            reqwest::Method::POST,
-            &exchange.url(),
-            "/api/v3/order",
-            params,
-            REAL_KEY,
-            REAL_SECRET,
-        );
-        assert_eq!(status, 200, "{body}");
-        body["orderId"].to_string()
-    };
+    let behind_its_back =
+        |params: &str| placed_behind_its_back(&exchange.url(), "/api/v3/order", params);
     let leaked_btc = behind_its_back(
         "symbol=BTCUSDT&side=SELL&type=LIMIT&timeInForce=GTC&quantity=0.03&price=90000",
     );
@@ -420,16 +424,11 @@ fn reconcile_finds_the_orders_keygate_never_forwarded() {
 fn reconcile_finds_an_order_resting_in_a_symbol_keygate_never_traded() {
     let (_runtime, exchange) = simulator(vec![Credential::hmac(REAL_KEY, REAL_SECRET)]);
     let home = Home::with_account(&exchange.url());
-    let (status, body) = signed(
-        reqwest::Method::POST,
+    let leaked = placed_behind_its_back(
         &exchange.url(),
         "/api/v3/order",
         "symbol=BNBUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.05&price=500",
-        REAL_KEY,
-        REAL_SECRET,
     );
-    assert_eq!(status, 200, "{body}");
-    let leaked = body["orderId"].to_string();
     // Orders are reconciled once they are a few seconds old.
     std::thread::sleep(Duration::from_millis(5500));
     let out = home
@@ -476,16 +475,11 @@ fn reconcile_finds_the_futures_orders_keygate_never_forwarded() {
         issued["secret"].as_str().unwrap(),
     );
     assert_eq!(status, 200, "{body}");
-    let (status, body) = signed(
-        reqwest::Method::POST,
+    let leaked = placed_behind_its_back(
         &exchange.url(),
         "/fapi/v1/order",
         "symbol=BTCUSDT&side=SELL&type=LIMIT&timeInForce=GTC&quantity=0.01&price=90000",
-        REAL_KEY,
-        REAL_SECRET,
     );
-    assert_eq!(status, 200, "{body}");
-    let leaked = body["orderId"].to_string();
     // Orders are reconciled once they are a few seconds old.
     std::thread::sleep(Duration::from_millis(5500));
     drop(serve);

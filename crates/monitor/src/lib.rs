@@ -2,7 +2,7 @@
 //!
 //! The monitor reads the audit log as it grows ([`Monitor`]), passes every event through
 //! the [`Rules`], and sends each [`Alert`] to the log (`tracing`, target `keygate::alert`)
-//! and to every configured [`Sink`]: a [`Webhook`] or an [`Email`]. What it raises:
+//! and to every configured [`Sink`] at once: a [`Webhook`] or an [`Email`]. What it raises:
 //!
 //! | rule | severity | when |
 //! |---|---|---|
@@ -26,16 +26,21 @@
 //! (`reload_failed`, both critical and raised by the gateway), go through an [`Alerter`]
 //! the same way.
 //!
-//! Alerts are derived from the tamper-evident log and from nothing else, so they can
-//! always be recomputed by passing the log through [`Rules`] again (`keygate alerts list`): a webhook that was down loses no alert
-//! that the log holds. The monitor keeps its place in the log (`monitor_cursor` in the
-//! store's meta table) and starts, the first time, at the log's end.
+//! The alerts of the log are derived from the tamper-evident log and from nothing else,
+//! so they can be recomputed by passing the log through [`Rules`] again (`keygate alerts
+//! list`), those a sink missed included; those raised through an [`Alerter`] cannot, and
+//! stay in serve's log only. The monitor keeps its place in the log (`monitor_cursor` in
+//! the store's meta table) and starts, the first time, at the log's end.
 //!
 //! Two bounds keep the sinks useful when much happens at once. Past ten alerts of one
 //! rule and severity in a minute, the rest are logged and counted, not sent, and one
 //! summary says how many when the minute ends; critical alerts are never held back.
 //! And once asked to stop, the monitor has five seconds to read the rest of the log and
-//! deliver what is left, the most severe first; it logs how many it could not.
+//! deliver what is left, critical alerts first, then those no later pass raises again
+//! (raised outside the log, summaries, alerts of a rule that needs the events before
+//! theirs). For the rest it saves its place no further than just before the first event
+//! whose alert it could not deliver, so the next start reads that event again and raises
+//! the alert again; those no later pass raises again are logged and counted if left.
 //!
 //! This crate does not decide requests (`keygate-policy` does) or write the log
 //! (`keygate-audit` does); it only reads.
@@ -67,8 +72,11 @@ pub use rules::{Rules, Thresholds};
 pub use sink::{sign, Sink, Webhook};
 
 use std::cmp::Reverse;
+use std::future::Future;
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::{mpsc, Arc};
+use std::task::Poll;
 use std::thread;
 use std::time::Duration;
 
@@ -83,7 +91,8 @@ use crate::cap::Cap;
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
 /// How long the monitor has, once asked to stop, to read the rest of the log and deliver
 /// the alerts still to go: `keygate serve` stops in seconds, however many alerts wait and
-/// however slow their receivers. What is left is logged and counted.
+/// however slow their receivers. What is left is logged and counted, and the next start
+/// raises again those of the log's alerts that a pass from their event raises.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
 /// Events read at a time.
 const PAGE: u64 = 1000;
@@ -297,25 +306,55 @@ async fn dispatch(http: &reqwest::Client, sinks: &[Sink], alert: &Alert) -> Vec<
     deliver(http, sinks, alert).await
 }
 
-/// Sends `alert` to every sink that wants it, one after another.
+/// Sends `alert` to every sink that wants it, all at once: a sink that is slow or down
+/// does not keep it from the others.
 async fn deliver(http: &reqwest::Client, sinks: &[Sink], alert: &Alert) -> Vec<Delivery> {
-    let mut results = Vec::new();
-    for sink in sinks.iter().filter(|sink| sink.wants(alert)) {
-        let result = sink.deliver(http, alert).await;
-        if let Err(failure) = &result {
-            tracing::error!(
-                %failure,
-                rule = alert.rule.as_str(),
-                event_seq = alert.event_seq,
-                "alert not delivered; `keygate alerts list` still shows it"
-            );
-        }
-        results.push(Delivery {
-            destination: sink.destination(),
-            result,
-        });
+    let wanting = sinks.iter().filter(|sink| sink.wants(alert));
+    join_all(wanting.map(|sink| deliver_to(http, sink, alert)).collect()).await
+}
+
+/// Sends `alert` to `sink`, and logs a failure (after every attempt).
+async fn deliver_to(http: &reqwest::Client, sink: &Sink, alert: &Alert) -> Delivery {
+    let result = sink.deliver(http, alert).await;
+    if let Err(failure) = &result {
+        tracing::error!(
+            %failure,
+            rule = alert.rule.as_str(),
+            event_seq = alert.event_seq,
+            "alert not delivered; serve's log has it"
+        );
     }
-    results
+    Delivery {
+        destination: sink.destination(),
+        result,
+    }
+}
+
+/// Runs `futures` together on the task that awaits them, and returns their outputs in
+/// their order. Meant for a handful (one per sink): each wake polls every one not done.
+/// Dropped, it drops them all, so a bound on the whole bounds each.
+async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut futures: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if output.is_none() {
+                match future.as_mut().poll(cx) {
+                    Poll::Ready(value) => *output = Some(value),
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    // Every one is `Some` here: the loop above ended when none was pending.
+    outputs.into_iter().flatten().collect()
 }
 
 fn log(alert: &Alert) {
@@ -385,9 +424,9 @@ impl Monitor {
             .enable_all()
             .build()
             .map_err(Error::Start)?;
-        let outlet = Outlet::Sinks {
+        let outlet = Outlet {
             http: sink::http_client()?,
-            sinks: settings.sinks,
+            targets: settings.sinks.into_iter().map(Target::Sink).collect(),
         };
         let (stop, stopping) = watch::channel(false);
         let (alerter, raised) = Alerter::channel();
@@ -426,8 +465,10 @@ impl Monitor {
     }
 
     /// Dispatches the alerts of every event written so far, then stops: within a
-    /// deadline of a few seconds, the most severe first; those it could not deliver by
-    /// then are logged and counted.
+    /// deadline of a few seconds, critical alerts first, then those no later pass raises
+    /// again. For an alert of the log it could not deliver by then, it keeps its place in
+    /// the log before the alert's event, so the next start raises it again (with those of
+    /// the events after it); the others are logged and counted.
     pub fn stop(mut self) {
         self.stop_and_join();
     }
@@ -455,49 +496,148 @@ fn decode_cursor(bytes: &[u8]) -> u64 {
 }
 
 /// Where the monitor delivers alerts, besides serve's log.
-enum Outlet {
-    /// The webhooks and mailboxes of the settings.
-    Sinks {
-        http: reqwest::Client,
-        sinks: Vec<Sink>,
-    },
-    /// For tests: notes each alert once `took` has passed, in the monitor's time.
+struct Outlet {
+    http: reqwest::Client,
+    targets: Vec<Target>,
+}
+
+/// One place alerts go.
+// Built without tests, a `Target` is a `Sink` and nothing else: no room is wasted.
+#[cfg_attr(test, allow(clippy::large_enum_variant))]
+enum Target {
+    /// A webhook or mailbox of the settings.
+    Sink(Sink),
+    /// For tests: takes every alert, and notes each once `took` has passed, in the
+    /// monitor's time, unless it `fails` (then it says so at that time).
     #[cfg(test)]
     Recorder {
         took: Duration,
+        fails: bool,
         delivered: Arc<std::sync::Mutex<Vec<Alert>>>,
     },
 }
 
-impl Outlet {
-    async fn deliver(&self, alert: &Alert) -> Vec<Delivery> {
+impl Target {
+    fn wants(&self, alert: &Alert) -> bool {
         match self {
-            Outlet::Sinks { http, sinks } => deliver(http, sinks, alert).await,
+            Target::Sink(sink) => sink.wants(alert),
             #[cfg(test)]
-            Outlet::Recorder { took, delivered } => {
+            Target::Recorder { .. } => true,
+        }
+    }
+
+    async fn deliver(&self, http: &reqwest::Client, alert: &Alert) -> Delivery {
+        match self {
+            Target::Sink(sink) => deliver_to(http, sink, alert).await,
+            #[cfg(test)]
+            Target::Recorder {
+                took,
+                fails,
+                delivered,
+            } => {
                 tokio::time::sleep(*took).await;
-                delivered
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner())
-                    .push(alert.clone());
-                vec![Delivery {
+                if !*fails {
+                    delivered
+                        .lock()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner())
+                        .push(alert.clone());
+                }
+                Delivery {
                     destination: "recorder".into(),
-                    result: Ok(()),
-                }]
+                    result: if *fails {
+                        Err("refused".into())
+                    } else {
+                        Ok(())
+                    },
+                }
             }
         }
+    }
+}
+
+impl Outlet {
+    /// Delivers `alert` to every target that wants it, all at once.
+    async fn deliver(&self, alert: &Alert) -> Vec<Delivery> {
+        let wanting = self.targets.iter().filter(|target| target.wants(alert));
+        join_all(
+            wanting
+                .map(|target| target.deliver(&self.http, alert))
+                .collect(),
+        )
+        .await
+    }
+
+    /// Delivers `alerts` until `deadline`: each target goes through them in their order
+    /// on its own, so one that is slow or down holds back none of the others. Says, for
+    /// each alert, whether every target that wants it took it; a failure after every
+    /// attempt, or the deadline, counts as not.
+    async fn deliver_until(
+        &self,
+        alerts: &[&Alert],
+        deadline: Instant,
+        metrics: &Metrics,
+    ) -> Vec<bool> {
+        let queues = self.targets.iter().map(|target| async move {
+            // Those it does not want count as taken.
+            let mut taken: Vec<bool> = alerts.iter().map(|a| !target.wants(a)).collect();
+            for (alert, taken) in alerts.iter().zip(taken.iter_mut()) {
+                if *taken {
+                    continue;
+                }
+                let delivery = target.deliver(&self.http, alert);
+                match tokio::time::timeout_at(deadline, delivery).await {
+                    Ok(delivery) => {
+                        *taken = delivery.result.is_ok();
+                        metrics.delivered(std::slice::from_ref(&delivery));
+                    }
+                    Err(_) => break,
+                }
+            }
+            taken
+        });
+        let taken = join_all(queues.collect()).await;
+        (0..alerts.len())
+            .map(|n| taken.iter().all(|by_target| by_target[n]))
+            .collect()
     }
 }
 
 /// What became of the alerts still to go when the monitor stopped.
 #[derive(Debug, PartialEq, Eq)]
 struct Drained {
-    /// Delivered by the deadline.
+    /// Delivered by the deadline to every sink that wants them.
     delivered: usize,
-    /// Left undelivered at the deadline.
+    /// Left undelivered at the deadline (by one sink at least).
     undelivered: usize,
+    /// Of those, the ones no later pass over the log raises again: raised outside the
+    /// log, summaries of the cap, and alerts of rules that need the events before theirs.
+    lost: usize,
     /// Whether events were left unread at the deadline (the next start reads them).
     unread: bool,
+    /// The place in the log saved for the next start.
+    cursor: u64,
+}
+
+/// An alert still to go once the monitor is stopping.
+struct Pending {
+    alert: Alert,
+    /// The audit event that, read again by the next `serve`, raises this alert again;
+    /// `None` when no event does (see [`rules::is_raised_again_by_its_event`]).
+    again: Option<u64>,
+}
+
+impl Pending {
+    /// Which go first when the monitor stops, the highest first: critical alerts, then
+    /// those no later pass raises again (this is their one chance to reach a sink), each
+    /// the most severe first.
+    fn rank(&self) -> (bool, bool, Severity) {
+        let severity = self.alert.severity;
+        (
+            severity == Severity::Critical,
+            self.again.is_none(),
+            severity,
+        )
+    }
 }
 
 /// The monitor thread's state.
@@ -508,13 +648,15 @@ struct Follower {
     rules: Rules,
     cap: Cap,
     outlet: Outlet,
+    /// The last event read; saved in the store as the monitor's place, but while stopping
+    /// (see [`Follower::drain`]).
     cursor: u64,
     stop: watch::Receiver<bool>,
     /// When the monitor saw it was asked to stop.
     stop_seen: Option<Instant>,
-    /// Once asked to stop, the alerts still to go: delivered the most severe first, by
-    /// the deadline.
-    outbox: Vec<Alert>,
+    /// Once asked to stop, the alerts still to go: delivered by the deadline, critical
+    /// alerts first.
+    outbox: Vec<Pending>,
 }
 
 impl Follower {
@@ -576,12 +718,16 @@ impl Follower {
     }
 
     /// Once asked to stop: reads what is left of the log, as far as the deadline allows,
-    /// and delivers the alerts still to go, the most severe first, until the deadline.
-    /// Says how many were left, in the log and in what it returns.
+    /// and delivers the alerts still to go until the deadline, critical alerts first,
+    /// then those no later pass raises again. Saves the monitor's place no further than
+    /// just before the first event whose alert was not delivered, so that the next start
+    /// reads that event again and raises its alerts again. Says how many were left, in
+    /// the log and in what it returns.
     async fn drain(&mut self) -> Drained {
         let seen = *self.stop_seen.get_or_insert_with(Instant::now);
         let deadline = seen + DRAIN_DEADLINE;
-        // While stopping, what `send` would deliver joins the outbox.
+        // While stopping, what `send` would deliver joins the outbox, and `advance` does
+        // not save the place it reaches: the end of the drain does.
         while Instant::now() < deadline {
             self.send_raised().await;
             if !self.step().await {
@@ -593,31 +739,18 @@ impl Follower {
             self.summarize(summary).await;
         }
         let mut outbox = std::mem::take(&mut self.outbox);
-        // Stable: alerts of one severity keep the order they came in.
-        outbox.sort_by_key(|alert| Reverse(alert.severity));
-        let mut delivered = 0;
-        for alert in &outbox {
-            match tokio::time::timeout_at(deadline, self.outlet.deliver(alert)).await {
-                Ok(deliveries) => self.metrics.delivered(&deliveries),
-                Err(_) => break,
-            }
-            delivered += 1;
-        }
-        let left = &outbox[delivered..];
-        if !left.is_empty() {
-            let count = |severity| left.iter().filter(|a| a.severity == severity).count();
-            // Counts only: the alerts are in the log already, and a sink's URL may hold
-            // its credential.
-            tracing::error!(
-                undelivered = left.len(),
-                critical = count(Severity::Critical),
-                warning = count(Severity::Warning),
-                info = count(Severity::Info),
-                "alerts not delivered within the {} s the monitor has to stop; serve's log \
-                 has each, and `keygate alerts list` those from the audit log",
-                DRAIN_DEADLINE.as_secs()
-            );
-        }
+        // Stable: alerts of one rank keep the order they came in.
+        outbox.sort_by_key(|pending| Reverse(pending.rank()));
+        let alerts: Vec<&Alert> = outbox.iter().map(|pending| &pending.alert).collect();
+        let taken = self
+            .outlet
+            .deliver_until(&alerts, deadline, &self.metrics)
+            .await;
+        let left: Vec<&Pending> = outbox
+            .iter()
+            .zip(&taken)
+            .filter_map(|(pending, taken)| (!taken).then_some(pending))
+            .collect();
         let unread = keygate_audit::last_seq(&self.store).is_ok_and(|end| end > self.cursor);
         if unread {
             tracing::error!(
@@ -626,10 +759,52 @@ impl Follower {
                  after its place when serve starts again"
             );
         }
+        let (lost, again): (Vec<&Pending>, Vec<&Pending>) =
+            left.iter().partition(|pending| pending.again.is_none());
+        // Counts only: each alert is in serve's log already, and a sink's URL may hold its
+        // credential.
+        let count = |alerts: &[&Pending], severity| {
+            alerts
+                .iter()
+                .filter(|pending| pending.alert.severity == severity)
+                .count()
+        };
+        if !lost.is_empty() {
+            tracing::error!(
+                undelivered = lost.len(),
+                critical = count(&lost, Severity::Critical),
+                warning = count(&lost, Severity::Warning),
+                info = count(&lost, Severity::Info),
+                "{} alerts not delivered within the {} s the monitor has to stop, and not \
+                 raised again when serve starts again (raised outside the audit log, \
+                 summaries of alerts held back, or rules that need the events before \
+                 theirs: burst, new source, new symbol, rate): serve's log has each",
+                lost.len(),
+                DRAIN_DEADLINE.as_secs()
+            );
+        }
+        if let Some(first) = again.iter().filter_map(|pending| pending.again).min() {
+            self.cursor = self.cursor.min(first.saturating_sub(1));
+            tracing::error!(
+                undelivered = again.len(),
+                critical = count(&again, Severity::Critical),
+                warning = count(&again, Severity::Warning),
+                info = count(&again, Severity::Info),
+                cursor = self.cursor,
+                "{} alerts of the audit log not delivered within the {} s the monitor has \
+                 to stop; it keeps its place before audit event {first}, so serve raises \
+                 them again (and those of the events after it) when it starts again",
+                again.len(),
+                DRAIN_DEADLINE.as_secs()
+            );
+        }
+        self.save();
         Drained {
-            delivered,
+            delivered: outbox.len() - left.len(),
             undelivered: left.len(),
+            lost: lost.len(),
             unread,
+            cursor: self.cursor,
         }
     }
 
@@ -659,7 +834,8 @@ impl Follower {
                     event_seq: seq,
                     ts_ms: 0,
                 };
-                self.send(alert).await;
+                // Read again, the event is as unreadable as now.
+                self.send(alert, Some(seq)).await;
                 self.advance(seq);
                 return true;
             }
@@ -698,7 +874,8 @@ impl Follower {
             event_seq: end,
             ts_ms: 0,
         };
-        self.send(alert).await;
+        // No event raises it: once the place is moved back, nothing says the log was cut.
+        self.send(alert, None).await;
         self.advance(end);
         true
     }
@@ -715,20 +892,21 @@ impl Follower {
         // Stable: alerts of one severity keep the log's order.
         alerts.sort_by_key(|alert| Reverse(alert.severity));
         for alert in alerts {
-            self.send(alert).await;
+            let event = alert.event_seq;
+            self.send(alert, Some(event)).await;
         }
     }
 
     /// Sends the alerts raised outside the log (by the gateway, by reconciliation).
     async fn send_raised(&mut self) {
         while let Ok(alert) = self.raised.try_recv() {
-            self.send(alert).await;
+            self.send(alert, None).await;
         }
     }
 
     /// Logs `alert`, counts it, and delivers it unless the cap of its rule and severity
-    /// holds it back.
-    async fn send(&mut self, alert: Alert) {
+    /// holds it back. `event` is the audit event that raised it, if one did.
+    async fn send(&mut self, alert: Alert, event: Option<u64>) {
         log(&alert);
         self.metrics.raised(&alert);
         let admitted = self.cap.admit(&alert, Instant::now());
@@ -736,7 +914,8 @@ impl Follower {
             self.summarize(summary).await;
         }
         if admitted.send {
-            self.deliver(alert).await;
+            let again = event.filter(|_| rules::is_raised_again_by_its_event(alert.rule));
+            self.deliver(Pending { alert, again }).await;
         } else {
             self.metrics.held(&alert);
         }
@@ -745,33 +924,45 @@ impl Follower {
     /// Logs and delivers the summary of alerts the cap held back.
     async fn summarize(&mut self, summary: Alert) {
         log(&summary);
-        self.deliver(summary).await;
+        self.deliver(Pending {
+            alert: summary,
+            again: None,
+        })
+        .await;
     }
 
-    /// Delivers `alert` to the sinks; once asked to stop, even in the middle of it, puts
-    /// it in the outbox instead, to go with the rest the most severe first.
-    async fn deliver(&mut self, alert: Alert) {
+    /// Delivers an alert to the sinks; once asked to stop, even in the middle of it, puts
+    /// it in the outbox instead, to go with the rest by the deadline.
+    async fn deliver(&mut self, pending: Pending) {
         if self.is_stopping() {
-            self.outbox.push(alert);
+            self.outbox.push(pending);
             return;
         }
         let mut stop = self.stop.clone();
         let deliveries = tokio::select! {
-            deliveries = self.outlet.deliver(&alert) => Some(deliveries),
+            deliveries = self.outlet.deliver(&pending.alert) => Some(deliveries),
             _ = stop.wait_for(|stop| *stop) => None,
         };
         match deliveries {
             Some(deliveries) => self.metrics.delivered(&deliveries),
             None => {
                 self.is_stopping();
-                self.outbox.push(alert);
+                self.outbox.push(pending);
             }
         }
     }
 
+    /// Moves the monitor's place in the log to `seq`, and saves it unless the monitor is
+    /// stopping: then [`Follower::drain`] saves it, no further than it delivered.
     fn advance(&mut self, seq: u64) {
         self.cursor = seq;
-        if let Err(e) = self.store.set_meta(CURSOR_KEY, &seq.to_be_bytes()) {
+        if !self.is_stopping() {
+            self.save();
+        }
+    }
+
+    fn save(&self) {
+        if let Err(e) = self.store.set_meta(CURSOR_KEY, &self.cursor.to_be_bytes()) {
             tracing::error!(error = %e, "the monitor cannot save its place in the log");
         }
     }
@@ -779,6 +970,7 @@ impl Follower {
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
     use std::sync::Mutex;
 
     use keygate_audit::{AuditKey, AuditLog};
@@ -827,18 +1019,8 @@ mod tests {
         }
     }
 
-    /// A follower over a log holding `events`, from its start, whose deliveries each take
-    /// `took`; what it delivered; and the handle that asks it to stop.
-    struct Setup {
-        follower: Follower,
-        delivered: Arc<Mutex<Vec<Alert>>>,
-        stop: watch::Sender<bool>,
-        alerter: Alerter,
-        metrics: Arc<Metrics>,
-        _dir: tempfile::TempDir,
-    }
-
-    fn setup(events: Vec<Event>, took: Duration) -> Setup {
+    /// A new database whose log holds `events`; its directory and path.
+    fn log_of(events: Vec<Event>) -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("keygate.db");
         Store::create(&db).unwrap();
@@ -847,29 +1029,91 @@ mod tests {
             log.append_blocking(event).unwrap();
         }
         log.flush().unwrap();
+        (dir, db)
+    }
+
+    /// A target that takes each alert once `took` has passed, or then refuses it if
+    /// `fails`; and what it took.
+    fn recorder(took: Duration, fails: bool) -> (Target, Arc<Mutex<Vec<Alert>>>) {
         let delivered = Arc::new(Mutex::new(Vec::new()));
-        let outlet = Outlet::Recorder {
+        let target = Target::Recorder {
             took,
+            fails,
             delivered: Arc::clone(&delivered),
+        };
+        (target, delivered)
+    }
+
+    /// The monitor's place saved in `db`, if any.
+    fn saved(db: &Path) -> Option<u64> {
+        let store = Store::open(db).unwrap();
+        store.meta(CURSOR_KEY).unwrap().map(|b| decode_cursor(&b))
+    }
+
+    /// A follower of the log in `db` from the place saved there (its start, the first
+    /// time), as `serve` starts one; and the handles that ask it to stop and raise alerts
+    /// outside the log.
+    struct Started {
+        follower: Follower,
+        stop: watch::Sender<bool>,
+        alerter: Alerter,
+        metrics: Arc<Metrics>,
+    }
+
+    fn start(db: &Path, targets: Vec<Target>) -> Started {
+        let cursor = saved(db).unwrap_or(0);
+        let outlet = Outlet {
+            http: sink::http_client().unwrap(),
+            targets,
         };
         let (stop, stopping) = watch::channel(false);
         let (alerter, raised) = Alerter::channel();
-        let metrics = Arc::new(Metrics::after(0));
+        let metrics = Arc::new(Metrics::after(cursor));
         let follower = Follower::new(
-            Store::open(&db).unwrap(),
-            0,
+            Store::open(db).unwrap(),
+            cursor,
             Rules::new(Thresholds::default()),
             outlet,
             raised,
             stopping,
             Arc::clone(&metrics),
         );
+        Started {
+            follower,
+            stop,
+            alerter,
+            metrics,
+        }
+    }
+
+    /// A follower over a log holding `events`, from its start, whose deliveries to its
+    /// one target each take `took`; what it delivered; and the handles to it.
+    struct Setup {
+        follower: Follower,
+        delivered: Arc<Mutex<Vec<Alert>>>,
+        stop: watch::Sender<bool>,
+        alerter: Alerter,
+        metrics: Arc<Metrics>,
+        db: PathBuf,
+        _dir: tempfile::TempDir,
+    }
+
+    fn setup(events: Vec<Event>, took: Duration) -> Setup {
+        let (dir, db) = log_of(events);
+        let (target, delivered) = recorder(took, false);
+        let Started {
+            follower,
+            stop,
+            alerter,
+            metrics,
+        } = start(&db, vec![target]);
         Setup {
             follower,
             delivered,
             stop,
             alerter,
             metrics,
+            db,
             _dir: dir,
         }
     }
@@ -948,7 +1192,9 @@ mod tests {
             Drained {
                 delivered: 0,
                 undelivered: 0,
-                unread: false
+                lost: 0,
+                unread: false,
+                cursor: 25 + 12,
             }
         );
         let text = metrics.render();
@@ -962,23 +1208,68 @@ mod tests {
             .any(|l| l == "keygate_alerts_total{rule=\"replay\",severity=\"warning\"} 25"));
     }
 
+    /// An allowed read of bot1 from 127.0.0.1: an event that raises nothing.
+    fn read(ts_ms: u64) -> Event {
+        let mut event = replay_from(ts_ms, "127.0.0.1".into());
+        if let EventBody::Request(request) = &mut event.body {
+            request.allowed = true;
+            request.rule = None;
+            request.outcome = Outcome::Answered;
+        }
+        event
+    }
+
+    /// Runs `follower` on paused time, asks it to stop once `after` has passed, and says
+    /// what it drained and how long it ran in all.
+    fn run_for(
+        follower: Follower,
+        stop: &watch::Sender<bool>,
+        after: Duration,
+    ) -> (Drained, Duration) {
+        paused().block_on(async {
+            let started = Instant::now();
+            let stopper = async {
+                tokio::time::sleep(after).await;
+                stop.send_replace(true);
+            };
+            let drained = tokio::join!(follower.run(), stopper).0;
+            (drained, started.elapsed())
+        })
+    }
+
+    fn rules_of(alerts: &[Alert]) -> Vec<(Severity, AlertRule, u64)> {
+        alerts
+            .iter()
+            .map(|a| (a.severity, a.rule, a.event_seq))
+            .collect()
+    }
+
     /// A regression test: on stop, the monitor delivered every alert still to go, those
     /// raised outside the log first and then the log's, however long that took. Now it
-    /// has a deadline, the most severe go first, and it says how many were left.
+    /// has a deadline and critical alerts go first. And (a second regression, in the
+    /// review of the change that brought the deadline) the rest went the most severe
+    /// first, so warnings that no later pass raises again (reconciliation failing, a
+    /// denial burst) waited behind warnings of the log that the next start raises again,
+    /// and were lost at the deadline: they go right after the critical alerts now.
     #[test]
-    fn on_stop_the_most_severe_go_first_until_the_deadline() {
-        let mut events: Vec<Event> = (0..8).map(|i| admin(1_000 + i, "client.issue")).collect();
-        events.extend((0..8).map(|i| replay_from(2_000 + i, format!("10.0.0.{i}"))));
-        events.extend((0..3).map(|i| admin(3_000 + i, "vault.panic")));
+    fn on_stop_critical_alerts_then_those_not_raised_again_go_first_until_the_deadline() {
+        // Ten replays of bot1 (events 1 to 10) raise ten alerts and, at the tenth, a
+        // denial burst; then three panics (11 to 13) and four clients issued (14 to 17).
+        let mut events: Vec<Event> = (0..10)
+            .map(|i| replay_from(1_000 + i, format!("10.0.0.{i}")))
+            .collect();
+        events.extend((0..3).map(|i| admin(2_000 + i, "vault.panic")));
+        events.extend((0..4).map(|i| admin(3_000 + i, "client.issue")));
         let Setup {
             follower,
             delivered,
             stop,
             alerter,
+            db,
             _dir,
             ..
-        } = setup(events, Duration::from_secs(1));
-        for _ in 0..6 {
+        } = setup(events, Duration::from_millis(500));
+        for _ in 0..2 {
             let failed = "binance could not be asked".to_owned();
             alerter.raise(Alert::outside_log(
                 Severity::Warning,
@@ -987,50 +1278,63 @@ mod tests {
             ));
         }
         // Asked to stop before it read anything: it all goes out, or not, in the drain.
-        stop.send_replace(true);
-        let (drained, took) = paused().block_on(async {
-            let started = Instant::now();
-            let drained = follower.run().await;
-            (drained, started.elapsed())
-        });
+        let (drained, took) = run_for(follower, &stop, Duration::ZERO);
         assert!(took <= DRAIN_DEADLINE, "{took:?}");
         let alerts = taken(&delivered);
-        let severities: Vec<Severity> = alerts.iter().map(|a| a.severity).collect();
-        assert_eq!(severities[..3], [Severity::Critical; 3], "{severities:?}");
-        assert!(
-            severities.windows(2).all(|w| w[0] >= w[1]),
-            "{severities:?}"
-        );
-        assert_eq!(drained.delivered, alerts.len());
-        assert!((4..=5).contains(&drained.delivered), "{drained:?}");
+        let got = rules_of(&alerts);
+        // Ten deliveries of half a second fit in the five seconds, the last one just.
+        assert!((9..=10).contains(&alerts.len()), "{got:?}");
+        use {AlertRule::*, Severity::*};
         assert_eq!(
-            drained.delivered + drained.undelivered,
-            6 + 19,
-            "{drained:?}"
+            got[..6],
+            [
+                (Critical, AdminChange, 11),
+                (Critical, AdminChange, 12),
+                (Critical, AdminChange, 13),
+                (Warning, ReconcileFailed, 0),
+                (Warning, ReconcileFailed, 0),
+                (Warning, DenialBurst, 10),
+            ],
+            "{got:?}"
         );
-        assert!(!drained.unread);
+        // Then the replays, in the log's order, as far as the deadline allowed.
+        let replays = alerts.len() - 6;
+        let expected: Vec<_> = (1..=replays as u64)
+            .map(|seq| (Warning, Replay, seq))
+            .collect();
+        assert_eq!(got[6..], expected, "{got:?}");
+        // The next start reads again from the first replay not delivered.
+        let cursor = replays as u64;
+        assert_eq!(
+            drained,
+            Drained {
+                delivered: alerts.len(),
+                undelivered: 3 + 2 + 11 + 4 - alerts.len(),
+                lost: 0,
+                unread: false,
+                cursor,
+            }
+        );
+        assert_eq!(saved(&db), Some(cursor));
     }
 
     /// A regression test: a stop that came while a delivery hung waited for it, every
-    /// attempt of it, and then for the rest.
+    /// attempt of it, and then for the rest. And (a second regression, in the review of
+    /// the change that brought the deadline) the stop saved the monitor's place past the
+    /// event whose alert it could not deliver, here a `keygate panic`, so no later start
+    /// raised it again and it never reached a sink. The place is now saved just before
+    /// that event, and the next start raises it again.
     #[test]
     fn a_stop_in_the_middle_of_a_delivery_that_hangs_ends_by_the_deadline() {
         let Setup {
             follower,
             delivered,
             stop,
+            db,
             _dir,
             ..
         } = setup(vec![admin(1_000, "vault.panic")], Duration::from_secs(3600));
-        let (drained, took) = paused().block_on(async {
-            let started = Instant::now();
-            let stopper = async {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                stop.send_replace(true);
-            };
-            let drained = tokio::join!(follower.run(), stopper).0;
-            (drained, started.elapsed())
-        });
+        let (drained, took) = run_for(follower, &stop, Duration::from_secs(1));
         assert!(took <= Duration::from_secs(1) + DRAIN_DEADLINE, "{took:?}");
         assert!(taken(&delivered).is_empty());
         assert_eq!(
@@ -1038,8 +1342,111 @@ mod tests {
             Drained {
                 delivered: 0,
                 undelivered: 1,
-                unread: false
+                lost: 0,
+                unread: false,
+                cursor: 0,
             }
         );
+        assert_eq!(saved(&db), Some(0));
+
+        // serve starts again, and its receiver answers this time.
+        let (target, delivered) = recorder(Duration::ZERO, false);
+        let Started { follower, stop, .. } = start(&db, vec![target]);
+        let (drained, _) = run_for(follower, &stop, Duration::from_secs(1));
+        assert_eq!(
+            rules_of(&taken(&delivered)),
+            [(Severity::Critical, AlertRule::AdminChange, 1)]
+        );
+        assert_eq!((drained.undelivered, drained.cursor), (0, 1));
+        assert_eq!(saved(&db), Some(1));
+    }
+
+    /// A regression test: an operator runs `keygate panic` and restarts serve while a
+    /// webhook never answers, or refuses every attempt. A sink that never answered kept
+    /// each alert from the other sinks until it gave up; and on stop the monitor saved its
+    /// place past the panic's event whatever became of its alert, so that webhook never
+    /// got it, on that start or any later one. Now the other sinks get each alert at once
+    /// and every alert still to go in the stop; the monitor keeps its place just before
+    /// the panic, so the next start sends it again; and an alert from outside the log,
+    /// which no start raises again, goes first and is counted when it is lost.
+    #[test]
+    fn a_critical_alert_is_not_lost_across_a_stop_with_a_sink_that_never_answers() {
+        use {AlertRule::*, Severity::*};
+        let cases = [
+            ("never answers", Duration::from_secs(3600), false),
+            ("refuses", Duration::from_millis(500), true),
+        ];
+        for (case, took, fails) in cases {
+            // Events 1 and 2 raise nothing; 3 is the panic, 4 a replay.
+            let events = vec![
+                read(1_000),
+                read(1_001),
+                admin(1_002, "vault.panic"),
+                replay_from(1_003, "10.0.0.1".into()),
+            ];
+            let (_dir, db) = log_of(events);
+            let (bad, bad_took) = recorder(took, fails);
+            let (good, good_took) = recorder(Duration::ZERO, false);
+            let Started {
+                follower,
+                stop,
+                alerter,
+                ..
+            } = start(&db, vec![bad, good]);
+            let leak = "a withdrawal keygate never forwarded".to_owned();
+            alerter.raise(Alert::outside_log(Critical, UnreconciledWithdrawal, leak));
+            // Stopped while the bad sink holds the first alert.
+            let (drained, (at_stop, in_the_stop)) = paused().block_on(async {
+                let stopper = async {
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                    let at_stop = taken(&good_took);
+                    stop.send_replace(true);
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    (at_stop, saved(&db))
+                };
+                tokio::join!(follower.run(), stopper)
+            });
+            // Killed in the middle of the stop, serve would start again where it was.
+            assert_eq!(in_the_stop, None, "{case}");
+            assert_eq!(
+                rules_of(&at_stop),
+                [(Critical, UnreconciledWithdrawal, 0)],
+                "{case}"
+            );
+            // The alert cut short goes again with the rest, in their order.
+            assert_eq!(
+                rules_of(&taken(&good_took)[1..]),
+                [
+                    (Critical, UnreconciledWithdrawal, 0),
+                    (Critical, AdminChange, 3),
+                    (Warning, Replay, 4),
+                ],
+                "{case}"
+            );
+            assert!(taken(&bad_took).is_empty(), "{case}");
+            assert_eq!(
+                drained,
+                Drained {
+                    delivered: 0,
+                    undelivered: 3,
+                    lost: 1,
+                    unread: false,
+                    cursor: 2,
+                },
+                "{case}"
+            );
+            assert_eq!(saved(&db), Some(2), "{case}");
+
+            // serve starts again, and the sink that was down answers this time.
+            let (mended, mended_took) = recorder(Duration::ZERO, false);
+            let Started { follower, stop, .. } = start(&db, vec![mended]);
+            let (drained, _) = run_for(follower, &stop, Duration::from_secs(1));
+            assert_eq!(
+                rules_of(&taken(&mended_took)),
+                [(Critical, AdminChange, 3), (Warning, Replay, 4)],
+                "{case}"
+            );
+            assert_eq!((drained.undelivered, drained.cursor), (0, 4), "{case}");
+        }
     }
 }

@@ -416,6 +416,38 @@ impl Rules {
     }
 }
 
+/// Whether a pass that starts at the event that raised an alert of `rule` raises it
+/// again: so for the rules that look at that event alone (a quiet period starts afresh
+/// with the pass). Not so for those that need the events before it (a burst, a new
+/// address or symbol, a rate, each judged against what the pass has seen), nor for alerts
+/// no event raises (what an exchange or the gateway says, a test).
+///
+/// The monitor relies on it when it stops with alerts undelivered: it keeps its place
+/// before the event of the first that this says is raised again.
+pub(crate) fn is_raised_again_by_its_event(rule: AlertRule) -> bool {
+    match rule {
+        AlertRule::Withdrawal
+        | AlertRule::Transfer
+        | AlertRule::OutcomeUnknown
+        | AlertRule::DeadKeyUsed
+        | AlertRule::ForeignSource
+        | AlertRule::Replay
+        | AlertRule::AdminChange
+        | AlertRule::EventsLost
+        | AlertRule::LogUnreadable => true,
+        AlertRule::DenialBurst
+        | AlertRule::NewSource
+        | AlertRule::NewSymbol
+        | AlertRule::RateSpike
+        | AlertRule::UnreconciledWithdrawal
+        | AlertRule::UnreconciledOrder
+        | AlertRule::ReconcileFailed
+        | AlertRule::AuditUnavailable
+        | AlertRule::ReloadFailed
+        | AlertRule::Test => false,
+    }
+}
+
 /// A withdrawal or transfer: every one forwarded is worth knowing about, and one denied
 /// is someone trying to move funds that policy keeps where they are.
 fn funds_movement(request: &RequestEvent) -> Option<(Severity, AlertRule, String)> {
@@ -1002,5 +1034,108 @@ mod tests {
         assert!(rules.evaluate(4, &lost(109)).is_empty());
         let quiet = Thresholds::default().quiet_period.as_millis() as u64;
         assert_eq!(rules.evaluate(5, &lost(9 + quiet)).len(), 1);
+    }
+
+    /// What the monitor relies on when it stops with alerts undelivered: it keeps its
+    /// place before the event of the first that `is_raised_again_by_its_event` says a pass
+    /// from that event raises again. Checked against the rules themselves, over a log that
+    /// raises each rule that reads events (`log_unreadable` is the monitor's, not theirs).
+    #[test]
+    fn a_pass_from_an_alerts_event_raises_it_again_just_for_the_rules_that_say_so() {
+        let thresholds = Thresholds {
+            denial_burst: 3,
+            ..Thresholds::default()
+        };
+        let with = |mut event: Event, change: &dyn Fn(&mut RequestEvent)| {
+            if let EventBody::Request(request) = &mut event.body {
+                change(request);
+            }
+            event
+        };
+        let bot1 = Some("bot1");
+        let mut events = vec![
+            // Seen at one address, then at another.
+            request(1_000, bot1, ActionKind::Read, None),
+            with(request(2_000, bot1, ActionKind::Read, None), &|r| {
+                r.source_ip = "10.9.9.9".into()
+            }),
+            // Trades one symbol, then another.
+            with(request(3_000, bot1, ActionKind::Trade, None), &|r| {
+                r.symbol = Some("BTCUSDT".into())
+            }),
+            with(request(4_000, bot1, ActionKind::Trade, None), &|r| {
+                r.symbol = Some("ETHUSDT".into())
+            }),
+            request(5_000, bot1, ActionKind::Withdraw, Some(Rule::Scope)),
+            request(6_000, bot1, ActionKind::Transfer, None),
+            request(7_000, bot1, ActionKind::Read, Some(Rule::Revoked)),
+            // The third denial in the window: a burst too.
+            request(8_000, bot1, ActionKind::Read, Some(Rule::SourceIp)),
+            request(9_000, bot1, ActionKind::Read, Some(Rule::Replay)),
+            with(request(10_000, bot1, ActionKind::Trade, None), &|r| {
+                r.outcome = Outcome::Unknown
+            }),
+            Event {
+                ts_ms: 11_000,
+                body: EventBody::Admin(AdminEvent {
+                    actor: "cli".into(),
+                    change: "vault.panic".into(),
+                    target: "clients".into(),
+                    detail: serde_json::Value::Null,
+                }),
+            },
+            Event {
+                ts_ms: 12_000,
+                body: EventBody::Lost(keygate_core::LostEvents {
+                    count: 7,
+                    first_ms: 11_500,
+                    last_ms: 12_000,
+                    clients: Default::default(),
+                }),
+            },
+        ];
+        // bot2: a request a minute for half an hour and more, then a spike.
+        let minute = 60_000;
+        events.extend((1..=32).map(|m| request(m * minute, Some("bot2"), ActionKind::Read, None)));
+        events.extend(
+            (0..121).map(|i| request(33 * minute + i, Some("bot2"), ActionKind::Read, None)),
+        );
+        let mut pass = Rules::new(thresholds);
+        let mut raised = std::collections::HashSet::new();
+        for (seq, event) in (1..).zip(&events) {
+            for alert in pass.evaluate(seq, event) {
+                let mut from_it = Rules::new(thresholds);
+                let again = from_it
+                    .evaluate(seq, event)
+                    .iter()
+                    .any(|a| (a.severity, a.rule) == (alert.severity, alert.rule));
+                assert_eq!(
+                    again,
+                    is_raised_again_by_its_event(alert.rule),
+                    "{:?} of event {seq}",
+                    alert.rule
+                );
+                raised.insert(alert.rule.as_str());
+            }
+        }
+        let mut raised: Vec<&str> = raised.into_iter().collect();
+        raised.sort_unstable();
+        assert_eq!(
+            raised,
+            [
+                "admin_change",
+                "dead_key_used",
+                "denial_burst",
+                "events_lost",
+                "foreign_source",
+                "new_source",
+                "new_symbol",
+                "outcome_unknown",
+                "rate_spike",
+                "replay",
+                "transfer",
+                "withdrawal",
+            ]
+        );
     }
 }

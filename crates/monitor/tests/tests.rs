@@ -526,3 +526,48 @@ fn stopping_behind_a_receiver_that_never_answers_takes_seconds_not_minutes() {
     assert!(took < Duration::from_secs(30), "{took:?}");
     drop(silent);
 }
+
+/// A regression test: an operator ran `keygate panic` and restarted serve while the
+/// webhook never answered. The stop cut the delivery short at its deadline but had saved
+/// the monitor's place past the panic's event, so the next serve never raised it again:
+/// the `vault.panic` alert reached no sink. The place stays before that event now.
+#[test]
+fn a_panic_a_stop_left_undelivered_is_sent_when_serve_starts_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, log) = log_in(dir.path());
+    // The kernel completes each connection; nobody ever reads or answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let down = AlertsConfig {
+        webhooks: vec![WebhookConfig {
+            url: format!("http://{}/hooks/s3cretpath", silent.local_addr().unwrap()),
+            secret_file: None,
+            min_severity: Some(Severity::Critical),
+        }],
+        ..AlertsConfig::default()
+    };
+    let monitor = Monitor::start(&db, down.settings().unwrap()).unwrap();
+    log.append_blocking(panic_event(10)).unwrap();
+    // Stopped once it has read the panic, while the webhook holds its delivery.
+    let waited = std::time::Instant::now();
+    while monitor.metrics().last_seq() < 1 {
+        assert!(
+            waited.elapsed() < Duration::from_secs(15),
+            "the panic was not read"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    monitor.stop();
+    drop(silent);
+
+    // serve starts again, and the webhook answers this time.
+    let receiver = Receiver::start(&[]);
+    let settings = config(&receiver, None, Severity::Warning).settings();
+    let monitor = Monitor::start(&db, settings.unwrap()).unwrap();
+    let got = receiver.wait_for(1);
+    monitor.stop();
+    assert_eq!(got.len(), 1, "{got:?}");
+    let alert = json(&got[0]);
+    assert_eq!(alert["rule"], "admin_change", "{alert}");
+    assert_eq!(alert["severity"], "critical", "{alert}");
+    assert_eq!(alert["event_seq"], 1, "{alert}");
+}

@@ -645,7 +645,7 @@ fn serve_alerts_a_signed_webhook_and_alerts_list_recomputes_what_it_sent() {
     assert_eq!(status, 200);
     assert!(
         metrics.lines().any(|l| l.starts_with(&format!(
-            "keygate_exchange_used_weight{{upstream=\"{}/api\"}} ",
+            "keygate_exchange_used_weight{{upstream=\"{}\",pool=\"/api\"}} ",
             exchange.url()
         ))),
         "{metrics}"

@@ -74,8 +74,8 @@ async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
     write_gauge(
         &mut text,
         "keygate_exchange_used_weight",
-        "Request weight each exchange host reports used this minute.",
-        "upstream",
+        "Request weight each exchange host reports used this minute, by weight pool.",
+        ["upstream", "pool"],
         &state.weight.this_minute(crate::now_ms()),
     );
     (

@@ -145,19 +145,19 @@ impl WeightGauge {
         }
     }
 
-    /// The weight used this minute of each pool of each upstream, named by base URL and
-    /// pool (`https://api.binance.com/sapi`); those that reported none this minute are
+    /// The weight used this minute of each pool of each upstream, by base URL and pool
+    /// (`["https://api.binance.com", "/sapi"]`); those that reported none this minute are
     /// left out: their window has turned.
-    pub fn this_minute(&self, now_ms: u64) -> Vec<(String, u64)> {
+    pub fn this_minute(&self, now_ms: u64) -> Vec<([String; 2], u64)> {
         let state = self.lock();
-        let mut used: Vec<(String, u64)> = state
+        let mut used: Vec<([String; 2], u64)> = state
             .reported
             .iter()
             .flat_map(|(upstream, pools)| {
                 pools
                     .iter()
                     .filter(|(_, r)| r.minute == now_ms / 60_000)
-                    .map(move |(pool, r)| (format!("{upstream}{pool}"), r.used))
+                    .map(move |(pool, r)| ([upstream.clone(), (*pool).to_owned()], r.used))
             })
             .collect();
         used.sort();
@@ -263,8 +263,8 @@ mod tests {
         assert_eq!(
             gauge.this_minute(minute + 60_003),
             [
-                ("https://api/api".to_owned(), 10),
-                ("https://fapi/fapi".to_owned(), 7)
+                (["https://api".to_owned(), "/api".to_owned()], 10),
+                (["https://fapi".to_owned(), "/fapi".to_owned()], 7)
             ]
         );
         assert!(gauge.this_minute(minute + 120_000).is_empty());
@@ -335,8 +335,8 @@ mod tests {
         assert_eq!(
             gauge.this_minute(now + 3),
             [
-                ("http://sim/api".to_owned(), 120),
-                ("http://sim/fapi".to_owned(), 3)
+                (["http://sim".to_owned(), "/api".to_owned()], 120),
+                (["http://sim".to_owned(), "/fapi".to_owned()], 3)
             ]
         );
     }

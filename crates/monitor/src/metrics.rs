@@ -265,19 +265,24 @@ impl Metrics {
     }
 }
 
-/// Appends a gauge family whose samples differ by one label to `out`, in the text
-/// format: for figures that are not counted from the audit log (the exchanges' request
-/// weight, say).
-pub fn write_gauge(
+/// Appends a gauge family whose samples differ by the values of `labels` to `out`, in
+/// the text format: for figures that are not counted from the audit log (the exchanges'
+/// request weight, say).
+pub fn write_gauge<const N: usize>(
     out: &mut String,
     name: &str,
     help: &str,
-    label: &str,
-    samples: &[(String, u64)],
+    labels: [&str; N],
+    samples: &[([String; N], u64)],
 ) {
     family(out, name, "gauge", help);
-    for (value, n) in samples {
-        sample(out, name, &[(label, value)], *n);
+    for (values, n) in samples {
+        let pairs: Vec<(&str, &str)> = labels
+            .iter()
+            .zip(values)
+            .map(|(label, value)| (*label, value.as_str()))
+            .collect();
+        sample(out, name, &pairs, *n);
     }
 }
 

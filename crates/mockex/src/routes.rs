@@ -196,6 +196,20 @@ impl Endpoint {
     }
 }
 
+/// The weight of a call that names no symbol where the table's weight is for one: Binance
+/// weighs `openOrders` 6 (spot) or 1 (USD-M) for one symbol, 80 or 40 for every symbol.
+fn weight_without_symbol(endpoint: Endpoint, query: &str) -> Option<u32> {
+    let names_symbol = query
+        .split('&')
+        .any(|pair| pair.split('=').next() == Some("symbol"));
+    match endpoint {
+        Endpoint::OpenOrders(_) if names_symbol => None,
+        Endpoint::OpenOrders(Product::Spot) => Some(80),
+        Endpoint::OpenOrders(Product::UsdM) => Some(40),
+        _ => None,
+    }
+}
+
 /// The endpoint table: (method, path) → security, request weight, endpoint.
 fn route(method: &Method, path: &str) -> Option<(Security, u32, Endpoint)> {
     use Endpoint as E;
@@ -290,6 +304,7 @@ async fn handle(
             (status, value, 1)
         }
         Some((security, weight, endpoint)) => {
+            let weight = weight_without_symbol(endpoint, &query).unwrap_or(weight);
             // Binance reads the parameters of a GET from its query string alone
             // (NOTES §1.1): a body it carries is neither parameters nor signed.
             let body: &[u8] = if method == Method::GET || method == Method::HEAD {

@@ -1247,6 +1247,24 @@ mod limits {
         assert_eq!(used(&headers, "x-sapi-used-ip-weight-1m"), Some(2));
     }
 
+    /// Regression: `openOrders` weighed the same whether it named a symbol or not, where
+    /// Binance weighs every symbol's open orders 80 (spot) and 40 (USD-M), one symbol's 6
+    /// and 1.
+    #[tokio::test]
+    async fn open_orders_of_every_symbol_weigh_what_binance_says() {
+        let sim = start().await;
+        clear_of_a_turn().await;
+        let call = |path, params| signed_for_headers(&sim, Method::GET, path, params);
+        let (_, headers, _) = call("/api/v3/openOrders", "symbol=BTCUSDT").await;
+        assert_eq!(used(&headers, "x-mbx-used-weight-1m"), Some(6));
+        let (_, headers, _) = call("/api/v3/openOrders", "").await;
+        assert_eq!(used(&headers, "x-mbx-used-weight-1m"), Some(86));
+        let (_, headers, _) = call("/fapi/v1/openOrders", "symbol=BTCUSDT").await;
+        assert_eq!(used(&headers, "x-mbx-used-weight-1m"), Some(1));
+        let (_, headers, _) = call("/fapi/v1/openOrders", "").await;
+        assert_eq!(used(&headers, "x-mbx-used-weight-1m"), Some(41));
+    }
+
     /// Binance tells a key's orders in every successful spot order answer
     /// (`X-MBX-ORDER-COUNT-10S`, `X-MBX-ORDER-COUNT-1D`), counted per account; the
     /// simulator told none.

@@ -11,7 +11,7 @@
 //! credential sets.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use base64::Engine as _;
@@ -277,22 +277,7 @@ impl Engine {
         // with its Ed25519 secret) and that has none within the pairing window is no
         // candidate: it must not take the place of another rule's candidate for the same
         // value below.
-        let partnered: Vec<bool> = cands
-            .iter()
-            .map(|c| {
-                let requires = self.requires(c);
-                requires.is_empty()
-                    || cands.iter().any(|d| {
-                        d.rule.is_some_and(|r| requires.contains(&r))
-                            && d.line.abs_diff(c.line) <= PAIR_WINDOW
-                    })
-            })
-            .collect();
-        let mut cands: Vec<Cand> = cands
-            .into_iter()
-            .zip(partnered)
-            .filter_map(|(c, ok)| ok.then_some(c))
-            .collect();
+        self.drop_unpartnered(&mut cands);
         // One value, one candidate: keep the exchange whose keyword is nearest; a managed
         // match is merged into the rule candidate at the same place.
         cands.sort_by_key(|c| (c.start, c.dist));
@@ -320,7 +305,45 @@ impl Engine {
             }
         }
         self.passphrase_cands(&ctx, &mut merged);
-        self.pair(path, data, &lines, merged, redact_values)
+        // The lines that carry `keygate:allow`, found in one pass: searching a value's line
+        // for each finding cost the length of that line each time, n² on a one-line file.
+        let mut allowed: Vec<usize> = memchr::memmem::find_iter(data, ALLOW_MARKER)
+            .map(|o| lines.line_of(o))
+            .collect();
+        allowed.dedup();
+        self.pair(path, &allowed, merged, redact_values)
+    }
+
+    /// Removes the candidates whose rule `requires` a partner rule of which no candidate
+    /// lies within [`PAIR_WINDOW`] lines. The lines of each rule's candidates are sorted
+    /// once, so each check is one binary search per required rule: a pass over all
+    /// candidates for each one made a JSON file of 50 000 `"id": "<uuid>"` records under
+    /// `cdp/` cost 50 000² steps.
+    fn drop_unpartnered(&self, cands: &mut Vec<Cand>) {
+        if cands.iter().all(|c| self.requires(c).is_empty()) {
+            return;
+        }
+        let mut lines_of: HashMap<usize, Vec<usize>> = HashMap::new();
+        for c in cands.iter() {
+            if let Some(r) = c.rule {
+                lines_of.entry(r).or_default().push(c.line);
+            }
+        }
+        for lines in lines_of.values_mut() {
+            lines.sort_unstable();
+        }
+        cands.retain(|c| {
+            pair_steps(1);
+            let requires = self.requires(c);
+            requires.is_empty()
+                || requires.iter().any(|r| {
+                    lines_of.get(r).is_some_and(|lines| {
+                        pair_steps(search_steps(lines.len()));
+                        let first = lines.partition_point(|&l| l + PAIR_WINDOW < c.line);
+                        lines.get(first).is_some_and(|&l| l <= c.line + PAIR_WINDOW)
+                    })
+                })
+        });
     }
 
     fn token_cand(&self, ctx: &Context<'_>, ri: usize, start: usize, token: &[u8]) -> Option<Cand> {
@@ -473,6 +496,8 @@ impl Engine {
         }
         wanted.sort_unstable();
         wanted.dedup();
+        // Where values are already: a passphrase found there is another rule's value.
+        let mut taken: HashSet<usize> = cands.iter().map(|c| c.start).collect();
         for (line, ri) in wanted {
             let rule = &self.rules.rules()[ri];
             let text = ctx.lines.text(ctx.data, line);
@@ -486,7 +511,8 @@ impl Engine {
                     continue;
                 }
                 let start = ctx.lines.start(line) + value.start();
-                if cands.iter().any(|c| c.start == start) {
+                pair_steps(1);
+                if !taken.insert(start) {
                     continue;
                 }
                 cands.push(Cand {
@@ -506,76 +532,38 @@ impl Engine {
         }
     }
 
+    /// Pairs candidates into findings; `allowed` are the lines that carry `keygate:allow`,
+    /// in order.
     fn pair(
         &self,
         path: &str,
-        data: &[u8],
-        lines: &LineIndex,
+        allowed: &[usize],
         mut cands: Vec<Cand>,
         redact_values: bool,
     ) -> Vec<Finding> {
         cands.sort_by_key(|c| (c.exchange, c.line, c.col));
         let mut findings = Vec::new();
         let mut used = vec![false; cands.len()];
-        // Unlabelled values of a rule that fits key and secret: position decides.
-        for i in 0..cands.len() {
-            if cands[i].role != Role::Any {
-                continue;
-            }
-            let ex = cands[i].exchange;
-            let near = |c: &Cand, r: Role| {
-                c.exchange == ex && c.role == r && c.line.abs_diff(cands[i].line) <= PAIR_WINDOW
-            };
-            let next_any = (i + 1..cands.len()).find(|&j| {
-                cands[j].exchange == ex
-                    && cands[j].role == Role::Any
-                    && cands[j].line.abs_diff(cands[i].line) <= PAIR_WINDOW
-            });
-            if let Some(j) = next_any {
-                cands[i].role = Role::Key;
-                cands[j].role = Role::Secret;
-            } else if cands.iter().any(|c| near(c, Role::Key)) {
-                cands[i].role = Role::Secret;
-            } else if cands.iter().any(|c| near(c, Role::Secret)) {
-                cands[i].role = Role::Key;
-            } else {
-                cands[i].role = Role::Secret;
-            }
-        }
-        // A part that requires partners of certain rules only joins a set with one of them.
-        let joins = |cands: &[Cand], j: usize, i: usize| {
-            let requires = self.requires(&cands[j]);
-            requires.is_empty() || cands[i].rule.is_some_and(|r| requires.contains(&r))
-        };
-        let nearest = |cands: &[Cand], used: &[bool], i: usize, role: Role| -> Option<usize> {
-            (0..cands.len())
-                .filter(|&j| {
-                    !used[j]
-                        && j != i
-                        && cands[j].role == role
-                        && cands[j].exchange == cands[i].exchange
-                        && cands[j].exchange.is_some()
-                        && cands[j].line.abs_diff(cands[i].line) <= PAIR_WINDOW
-                        && joins(cands, j, i)
-                        && joins(cands, i, j)
-                })
-                .min_by_key(|&j| cands[j].line.abs_diff(cands[i].line))
-        };
+        self.assign_any_roles(&mut cands);
+        let mut unused = Unused::new(&cands);
         for primary_role in [Role::Secret, Role::Key] {
             for i in 0..cands.len() {
                 if used[i] || cands[i].role != primary_role {
                     continue;
                 }
                 used[i] = true;
+                unused.take(&cands, i);
                 let mut group = vec![i];
                 if primary_role == Role::Secret {
-                    if let Some(k) = nearest(&cands, &used, i, Role::Key) {
+                    if let Some(k) = unused.nearest(self, &cands, i, Role::Key) {
                         used[k] = true;
+                        unused.take(&cands, k);
                         group.push(k);
                     }
                 }
-                if let Some(p) = nearest(&cands, &used, i, Role::Passphrase) {
+                if let Some(p) = unused.nearest(self, &cands, i, Role::Passphrase) {
                     used[p] = true;
+                    unused.take(&cands, p);
                     group.push(p);
                 }
                 if group.len() == 1 && cands[i].needs_partner && cands[i].managed.is_none() {
@@ -586,7 +574,9 @@ impl Engine {
                 let unmet = |&m: &usize| {
                     !self.requires(&cands[m]).is_empty()
                         && cands[m].managed.is_none()
-                        && !group.iter().any(|&o| o != m && joins(&cands, m, o))
+                        && !group
+                            .iter()
+                            .any(|&o| o != m && self.joins(cands[m].rule, cands[o].rule))
                 };
                 if group.iter().any(unmet) {
                     continue;
@@ -597,21 +587,73 @@ impl Engine {
                     .iter()
                     .partition(|&&j| self.is_documentation_example(&cands[j]));
                 if examples.is_empty() || real.iter().all(|&j| cands[j].role == Role::Passphrase) {
-                    findings.push(self.finding(path, data, lines, &cands, &group, redact_values));
+                    findings.push(self.finding(path, allowed, &cands, &group, redact_values));
                 } else {
-                    findings.push(self.finding(path, data, lines, &cands, &real, redact_values));
-                    findings.push(self.finding(
-                        path,
-                        data,
-                        lines,
-                        &cands,
-                        &examples,
-                        redact_values,
-                    ));
+                    findings.push(self.finding(path, allowed, &cands, &real, redact_values));
+                    findings.push(self.finding(path, allowed, &cands, &examples, redact_values));
                 }
             }
         }
         findings
+    }
+
+    /// Gives each unlabelled value of a rule that fits key and secret (`Role::Any`) its
+    /// role, by position: the first of two such values within the pairing window is the
+    /// key, the second the secret; a value alone is the secret beside a key, the key beside
+    /// a secret, else the secret. `cands` are sorted by exchange, line and column. The
+    /// values still unassigned and the lines of each exchange's keys and secrets are kept
+    /// in ordered sets, so each value costs a few searches, not passes over all candidates.
+    fn assign_any_roles(&self, cands: &mut [Cand]) {
+        let mut any: BTreeSet<usize> = (0..cands.len())
+            .filter(|&i| cands[i].role == Role::Any)
+            .collect();
+        if any.is_empty() {
+            return;
+        }
+        // Lines of the keys and of the secrets of each exchange, with their counts.
+        let mut lines: HashMap<(Option<usize>, Role), BTreeMap<usize, usize>> = HashMap::new();
+        let add = |lines: &mut HashMap<_, BTreeMap<usize, usize>>, c: &Cand| {
+            let set = lines.entry((c.exchange, c.role)).or_default();
+            pair_steps(search_steps(set.len()));
+            *set.entry(c.line).or_default() += 1;
+        };
+        for c in cands.iter() {
+            if matches!(c.role, Role::Key | Role::Secret) {
+                add(&mut lines, c);
+            }
+        }
+        for i in 0..cands.len() {
+            if !any.remove(&i) {
+                continue;
+            }
+            let (ex, line) = (cands[i].exchange, cands[i].line);
+            pair_steps(search_steps(any.len()));
+            // Sorted: if the next unassigned value is of another exchange or too far down,
+            // so is every later one.
+            let next_any = any.range(i + 1..).next().copied().filter(|&j| {
+                cands[j].exchange == ex && cands[j].line.abs_diff(line) <= PAIR_WINDOW
+            });
+            let near = |lines: &HashMap<_, BTreeMap<usize, usize>>, role: Role| {
+                lines.get(&(ex, role)).is_some_and(|set| {
+                    pair_steps(search_steps(set.len()));
+                    let window = line.saturating_sub(PAIR_WINDOW)..=line + PAIR_WINDOW;
+                    set.range(window).next().is_some()
+                })
+            };
+            if let Some(j) = next_any {
+                any.remove(&j);
+                cands[i].role = Role::Key;
+                cands[j].role = Role::Secret;
+                add(&mut lines, &cands[j]);
+            } else if near(&lines, Role::Key) {
+                cands[i].role = Role::Secret;
+            } else if near(&lines, Role::Secret) {
+                cands[i].role = Role::Key;
+            } else {
+                cands[i].role = Role::Secret;
+            }
+            add(&mut lines, &cands[i]);
+        }
     }
 
     /// The rules one of which must give another part of `c`'s set (see `requires` in the
@@ -619,6 +661,13 @@ impl Engine {
     fn requires(&self, c: &Cand) -> &[usize] {
         c.rule
             .map_or(&[][..], |r| self.rules.rules()[r].requires.as_slice())
+    }
+
+    /// True when a value of rule `a` may be in a set with a value of rule `b`: `a` requires
+    /// nothing, or `b` is one of the rules it requires.
+    fn joins(&self, a: Option<usize>, b: Option<usize>) -> bool {
+        let requires = a.map_or(&[][..], |r| self.rules.rules()[r].requires.as_slice());
+        requires.is_empty() || b.is_some_and(|r| requires.contains(&r))
     }
 
     /// True when the value is published in its exchange's documentation. A passphrase is
@@ -635,8 +684,7 @@ impl Engine {
     fn finding(
         &self,
         path: &str,
-        data: &[u8],
-        lines: &LineIndex,
+        allowed: &[usize],
         cands: &[Cand],
         group: &[usize],
         redact_values: bool,
@@ -710,10 +758,10 @@ impl Engine {
             && group.iter().any(|&i| cands[i].role != Role::Passphrase)
         {
             Some(Suppression::DocumentationExample)
-        } else if group
-            .iter()
-            .all(|&i| memchr::memmem::find(lines.text(data, cands[i].line), ALLOW_MARKER).is_some())
-        {
+        } else if group.iter().all(|&i| {
+            pair_steps(search_steps(allowed.len()));
+            allowed.binary_search(&cands[i].line).is_ok()
+        }) {
             Some(Suppression::InlineAllow)
         } else {
             None
@@ -742,6 +790,106 @@ impl Engine {
             fix,
         }
     }
+}
+
+/// The candidates not yet in a set, by exchange and role, then by rule, each as ordered
+/// `(line, index)` pairs: the nearest partner of a value is found with a few searches per
+/// rule, where a pass over all candidates for each value cost n² on a file with many
+/// values of one exchange. Candidates without an exchange (managed keys no rule matched)
+/// are never partners and are left out.
+struct Unused {
+    by_role: HashMap<(usize, Role), ByRule>,
+}
+
+/// The unused candidates of one exchange and role, per rule: `(line, index)` in order.
+type ByRule = Vec<(Option<usize>, BTreeSet<(usize, usize)>)>;
+
+impl Unused {
+    fn new(cands: &[Cand]) -> Unused {
+        let mut by_role: HashMap<_, ByRule> = HashMap::new();
+        for (i, c) in cands.iter().enumerate() {
+            let Some(ex) = c.exchange else { continue };
+            let rules = by_role.entry((ex, c.role)).or_default();
+            let k = match rules.iter().position(|(r, _)| *r == c.rule) {
+                Some(k) => k,
+                None => {
+                    rules.push((c.rule, BTreeSet::new()));
+                    rules.len() - 1
+                }
+            };
+            pair_steps(rules.len() + search_steps(rules[k].1.len()));
+            rules[k].1.insert((c.line, i));
+        }
+        Unused { by_role }
+    }
+
+    /// Marks candidate `i` as used.
+    fn take(&mut self, cands: &[Cand], i: usize) {
+        let c = &cands[i];
+        let Some(rules) = c
+            .exchange
+            .and_then(|ex| self.by_role.get_mut(&(ex, c.role)))
+        else {
+            return;
+        };
+        if let Some((_, set)) = rules.iter_mut().find(|(r, _)| *r == c.rule) {
+            pair_steps(search_steps(set.len()));
+            set.remove(&(c.line, i));
+        }
+    }
+
+    /// The unused candidate of `role` and of the exchange of `cands[i]` nearest to it,
+    /// within [`PAIR_WINDOW`] lines, that may be in a set with it (see [`Engine::joins`]);
+    /// of two as near, the first in `cands`' order (exchange, line, column).
+    fn nearest(&self, engine: &Engine, cands: &[Cand], i: usize, role: Role) -> Option<usize> {
+        let c = &cands[i];
+        let rules = self.by_role.get(&(c.exchange?, role))?;
+        let line = c.line;
+        let mut best: Option<(usize, usize)> = None;
+        for (rule, set) in rules {
+            if !engine.joins(*rule, c.rule) || !engine.joins(c.rule, *rule) {
+                continue;
+            }
+            pair_steps(3 * search_steps(set.len()));
+            // The nearest line at or above `line` and the nearest at or below, each with
+            // its first candidate.
+            let above = set
+                .range(..=(line, usize::MAX))
+                .next_back()
+                .and_then(|&(l, _)| set.range((l, 0)..).next());
+            let below = set.range((line, 0)..).next();
+            for &(l, j) in above.into_iter().chain(below) {
+                let d = l.abs_diff(line);
+                if d <= PAIR_WINDOW && best.is_none_or(|b| (d, j) < b) {
+                    best = Some((d, j));
+                }
+            }
+        }
+        best.map(|(_, j)| j)
+    }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Steps of the searches that pair candidates and make findings of them (the partner
+    /// check, role assignment, the nearest partner, the `keygate:allow` lookup), counted
+    /// in unit tests only: they check that this work grows like n log n with the number
+    /// of candidates n, not like n² (or like n times the length of a line).
+    static PAIR_STEPS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Counts `n` steps of pairing work; nothing outside unit tests.
+#[inline]
+fn pair_steps(n: usize) {
+    #[cfg(test)]
+    PAIR_STEPS.with(|s| s.set(s.get() + n as u64));
+    #[cfg(not(test))]
+    let _ = n;
+}
+
+/// The steps of a binary search among `len` items: ⌊log₂ len⌋ + 1.
+fn search_steps(len: usize) -> usize {
+    (usize::BITS - len.leading_zeros()) as usize
 }
 
 struct Context<'a> {
@@ -1154,6 +1302,128 @@ mod tests {
         }
         for l in ["apiKeyId", "key_id", "access_id", "api_id", "secret", "key"] {
             assert!(!is_record_id_label(l.as_bytes()), "{l}");
+        }
+    }
+
+    /// Random values for the pairing-work tests.
+    struct Values(rand::rngs::StdRng);
+
+    impl Values {
+        fn new(seed: u64) -> Values {
+            Values(rand::SeedableRng::seed_from_u64(seed))
+        }
+
+        fn pick(&mut self, alphabet: &[u8], n: usize) -> String {
+            use rand::Rng as _;
+            (0..n)
+                .map(|_| char::from(alphabet[self.0.gen_range(0..alphabet.len())]))
+                .collect()
+        }
+
+        fn alnum(&mut self, n: usize) -> String {
+            self.pick(
+                b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789",
+                n,
+            )
+        }
+
+        fn uuid(&mut self) -> String {
+            let h = self.pick(b"0123456789abcdef", 32);
+            format!(
+                "{}-{}-4{}-a{}-{}",
+                &h[..8],
+                &h[8..12],
+                &h[13..16],
+                &h[17..20],
+                &h[20..]
+            )
+        }
+
+        fn b64(&mut self, bytes: usize) -> String {
+            use rand::Rng as _;
+            let raw: Vec<u8> = (0..bytes).map(|_| self.0.gen()).collect();
+            base64::engine::general_purpose::STANDARD.encode(raw)
+        }
+    }
+
+    /// Scans `text` as `path`; returns the findings and the pairing steps counted.
+    fn scan_counting(path: &str, text: &str) -> (Vec<Finding>, u64) {
+        let engine = Engine::new(RuleSet::builtin());
+        PAIR_STEPS.with(|s| s.set(0));
+        let findings = engine.scan(path, path, text.as_bytes(), None, false);
+        (findings, PAIR_STEPS.with(std::cell::Cell::get))
+    }
+
+    /// At most `per_value` binary searches over `n` values for each of them: n log n.
+    fn n_log_n(n: usize, per_value: usize) -> u64 {
+        (n * per_value * search_steps(n)) as u64
+    }
+
+    /// Regression: each candidate whose rule requires a partner (a CDP key id) looked at
+    /// every candidate for one, so a JSON file of `"id": "<uuid>"` records under `cdp/`
+    /// without any Ed25519 secret cost n² steps (50 000 records: 2.5 billion). The check is
+    /// a binary search per candidate now; the steps are counted, not timed (the machine
+    /// running the tests may be busy).
+    #[test]
+    fn many_cdp_record_ids_are_checked_for_a_secret_in_n_log_n_steps() {
+        let n = 50_000;
+        let mut v = Values::new(7);
+        let mut multi = String::from("[\n");
+        let mut one = String::from("[");
+        for _ in 0..n {
+            let id = v.uuid();
+            multi.push_str(&format!(
+                "  {{\n    \"id\": \"{id}\",\n    \"n\": 1\n  }},\n"
+            ));
+            one.push_str(&format!("{{\"id\": \"{id}\"}},"));
+        }
+        // With one secret, at the top: it and the nearest id are one finding; the other ids
+        // within its pairing window have it as a partner, but it is taken.
+        let with_secret = format!("{{\"privateKey\": \"{}\"}}\n{multi}", v.b64(64));
+        for (text, sets) in [(multi, 0), (one, 0), (with_secret, 1)] {
+            let (findings, steps) = scan_counting("cdp/records.json", &text);
+            assert_eq!(findings.len(), sets, "{findings:#?}");
+            assert!(steps <= n_log_n(n, 2), "{steps} steps for {n} ids");
+        }
+    }
+
+    /// Regression: pairing looked at every candidate for the partners of each value (and
+    /// for the role of each unlabelled one, and for a value already where a passphrase
+    /// is), so a file with many values of one exchange cost n² steps, on one line or
+    /// many: CDP key ids beside one Ed25519 secret, Binance keys without labels, OKX
+    /// secrets with passphrases. And each finding searched its values' lines for
+    /// `keygate:allow`: n times the length of the line when all are on one line.
+    #[test]
+    fn many_values_of_one_exchange_are_paired_in_n_log_n_steps() {
+        let n = 5_000;
+        let mut v = Values::new(8);
+        let secret = v.b64(64);
+        let ids: String = (0..n)
+            .map(|_| format!("{{\"id\": \"{}\"}}, ", v.uuid()))
+            .collect();
+        let cdp = format!("[{ids}{{\"privateKey\": \"{secret}\"}}]\n");
+        let binance: String = (0..n).map(|_| format!("\"{}\", ", v.alnum(64))).collect();
+        let binance_lines: String = (0..n)
+            .map(|_| format!("BINANCE_API_KEY={}\n", v.alnum(64)))
+            .collect();
+        let okx: String = (0..n)
+            .map(|_| {
+                let secret = v.pick(b"0123456789ABCDEF", 32);
+                format!("okx_secret={secret} passphrase=Hunter2x\n")
+            })
+            .collect();
+        for (path, text, sets) in [
+            ("cdp/keys.json", cdp, 1),
+            ("binance/keys.json", binance, n / 2),
+            ("binance.env", binance_lines, n),
+            ("okx.env", okx, n),
+        ] {
+            let (findings, steps) = scan_counting(path, &text);
+            assert_eq!(findings.len(), sets, "{path}");
+            assert!(
+                steps <= n_log_n(n, 16),
+                "{path}: {steps} steps for {n} values"
+            );
         }
     }
 }

@@ -8,7 +8,8 @@
 //! nested YAML/JSON block, validated offline (base64 length, P-256 parse, hex case), and
 //! paired into credential sets (key + secret + passphrase). Published documentation
 //! examples are reported as suppressed. Files and blobs in UTF-16 with a byte-order mark
-//! are decoded and scanned as text. With [`ManagedKeys`], an exact occurrence of a key
+//! are decoded and scanned as text (a BOM in front of text without NUL bytes is not UTF-16,
+//! and does not hide that text). With [`ManagedKeys`], an exact occurrence of a key
 //! keygate manages is a critical finding, matched by keyed fingerprint only.
 //!
 //! It is not a general secret scanner (no AWS, GitHub or database credentials), and it never
@@ -60,7 +61,8 @@ pub use rules::{Exchange, LabelMode, Role, Rule, RuleSet, BUILTIN_RULE_FILES};
 pub type ProgressFn = dyn Fn(u64, u64) + Send + Sync;
 
 /// Called with a warning that does not stop the scan (an unreadable file, a shallow
-/// clone). It names paths, never file content.
+/// clone). It names paths, never file content; control characters in it are escaped
+/// (`\x1b`), so it can be printed as it is.
 pub type WarningFn = dyn Fn(&str) + Send + Sync;
 
 /// Configures a [`Scanner`].
@@ -204,8 +206,8 @@ impl Scanner {
     }
 
     /// Scans one buffer; `path` names it in findings and counts as context. A buffer that
-    /// starts with a UTF-16 byte-order mark is decoded first: lines and columns are those
-    /// of the decoded text.
+    /// starts with a UTF-16 byte-order mark and has a NUL byte in its first 8 KiB is
+    /// decoded first: lines and columns are those of the decoded text.
     pub fn scan_bytes(&self, path: &str, data: &[u8]) -> Vec<Finding> {
         let text = text::decode(data);
         let mut f = self
@@ -217,8 +219,9 @@ impl Scanner {
 
     /// Scans files and directory trees, honouring `.gitignore` (a root named explicitly is
     /// scanned even if ignored), decoding UTF-16 files that start with a byte-order mark,
-    /// skipping binary and oversized files and following no symbolic links. A file or directory that cannot be read is counted as skipped and
-    /// named in a warning; only a root that does not exist is an error.
+    /// skipping binary and oversized files and following no symbolic links. A file or
+    /// directory that cannot be read is counted as skipped and named in a warning; only a
+    /// root that does not exist is an error.
     pub fn scan_paths<P: AsRef<Path>>(&self, paths: &[P]) -> Result<Report, Error> {
         let roots: Vec<PathBuf> = paths.iter().map(|p| p.as_ref().to_path_buf()).collect();
         self.run(|c| self.walk(&roots, c))
@@ -271,10 +274,12 @@ impl Scanner {
         }
     }
 
-    /// Reports a warning that does not stop the scan.
+    /// Reports a warning that does not stop the scan. A warning names paths, which come
+    /// from the scanned tree: control characters in it are escaped, as in the human report.
     fn warn(&self, message: &str) {
+        let message = report::escape_controls(message);
         match &self.warning {
-            Some(f) => f(message),
+            Some(f) => f(&message),
             None => eprintln!("keygate scan: warning: {message}"),
         }
     }

@@ -1,5 +1,6 @@
 //! Findings and reports: human text, JSON and SARIF 2.1.0.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fmt::Write as _;
 
@@ -177,6 +178,13 @@ impl Report {
     }
 
     /// Human-readable text: one block per active finding, one line per suppressed one.
+    ///
+    /// Paths, values and commit ids come from the scanned files and repository, and a
+    /// file name may hold any byte but `/` and NUL: every control character in the text
+    /// printed is escaped (C0 and DEL as `\x1b`, C1 as `\u{9b}`), so that a committed file
+    /// named `\x1b]0;…` cannot write escape sequences (or forge lines) on the terminal or
+    /// CI log of whoever runs the scan. JSON and SARIF keep the exact text, in their own
+    /// encoding.
     pub fn to_human(&self) -> String {
         let mut out = String::new();
         for f in self.active() {
@@ -188,7 +196,11 @@ impl Report {
             let _ = writeln!(
                 out,
                 "{sev} {}:{}:{}  {}  [{}]",
-                f.path, f.line, f.column, f.title, f.rule
+                escape_controls(&f.path),
+                f.line,
+                f.column,
+                escape_controls(&f.title),
+                escape_controls(&f.rule)
             );
             for p in &f.parts {
                 let role = match p.role {
@@ -197,25 +209,41 @@ impl Report {
                     Role::Passphrase => "passphrase",
                     Role::Any => "value",
                 };
-                let shown = p.value.as_deref().unwrap_or(&p.redacted);
+                // A full value (`--no-redact`) of a PEM key keeps its line breaks: the engine
+                // writes that text itself, base64 lines from the decoded key. Any other line
+                // break is escaped like every control character.
+                let shown = match &p.value {
+                    Some(v) if v.starts_with("-----BEGIN ") => v
+                        .split('\n')
+                        .map(escape_controls)
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                    Some(v) => escape_controls(v).into_owned(),
+                    None => escape_controls(&p.redacted).into_owned(),
+                };
                 let _ = writeln!(out, "    {role:<10} line {:<5} {shown}", p.line);
             }
             if let Some(p) = &f.provenance {
                 let _ = writeln!(
                     out,
                     "    introduced in commit {} ({}, author time {})",
-                    p.commit, p.path, p.author_time
+                    escape_controls(&p.commit),
+                    escape_controls(&p.path),
+                    p.author_time
                 );
             }
-            let _ = writeln!(out, "    fix: {}", f.fix);
-            let _ = writeln!(out, "    fingerprint: {}", f.fingerprint);
+            let _ = writeln!(out, "    fix: {}", escape_controls(&f.fix));
+            let _ = writeln!(out, "    fingerprint: {}", escape_controls(&f.fingerprint));
         }
         for f in self.findings.iter().filter(|f| !f.is_active()) {
             let why = f.suppressed.map_or("", Suppression::text);
             let _ = writeln!(
                 out,
                 "suppressed ({why}): {}:{}  {}  [{}]",
-                f.path, f.line, f.title, f.rule
+                escape_controls(&f.path),
+                f.line,
+                escape_controls(&f.title),
+                escape_controls(&f.rule)
             );
         }
         let active = self.active().count();
@@ -308,6 +336,30 @@ impl Report {
     }
 }
 
+/// `text` with every control character escaped, for human-readable output: C0 (including
+/// tab, line feed and carriage return) and DEL as `\xNN`, C1 (U+0080 to U+009F, which
+/// some terminals read as ESC sequences too: U+009B is CSI) as `\u{NN}`. Nothing else
+/// changes (a backslash stays as it is, so Windows paths read as usual); text without a
+/// control character is borrowed as it is.
+pub(crate) fn escape_controls(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match u32::from(c) {
+            n @ (0..=0x1f | 0x7f) => {
+                let _ = write!(out, "\\x{n:02x}");
+            }
+            n @ 0x80..=0x9f => {
+                let _ = write!(out, "\\u{{{n:x}}}");
+            }
+            _ => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
 /// The path of a finding as a SARIF `artifactLocation.uri`: an RFC 3986 relative reference
 /// (resolved against `%SRCROOT%`). Every byte of the UTF-8 path other than an unreserved
 /// character (`A-Z a-z 0-9 - . _ ~`) or `/` is percent-encoded, so a space, `%`, `#`, `?`,
@@ -316,9 +368,9 @@ impl Report {
 /// would start an authority (a network-path reference) instead of a path.
 pub(crate) fn sarif_uri(path: &str) -> String {
     let path = if cfg!(windows) {
-        std::borrow::Cow::Owned(path.replace('\\', "/"))
+        Cow::Owned(path.replace('\\', "/"))
     } else {
-        std::borrow::Cow::Borrowed(path)
+        Cow::Borrowed(path)
     };
     let absolute = path.starts_with('/');
     let mut path = path.trim_start_matches('/');
@@ -341,7 +393,18 @@ pub(crate) fn sarif_uri(path: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::sarif_uri;
+    use super::{escape_controls, sarif_uri};
+
+    #[test]
+    fn control_characters_are_escaped_and_nothing_else() {
+        assert_eq!(
+            escape_controls("a\x1b]0;x\x07b\tc\n\r\x7f\u{9b}31m\u{85}"),
+            "a\\x1b]0;x\\x07b\\x09c\\x0a\\x0d\\x7f\\u{9b}31m\\u{85}"
+        );
+        for plain in ["clés/ü #1?.env", "C:\\keys\\.env", "\u{a0}密钥\u{202f}", ""] {
+            assert!(matches!(escape_controls(plain), std::borrow::Cow::Borrowed(p) if p == plain));
+        }
+    }
 
     #[test]
     fn sarif_uri_encodes_everything_but_unreserved_and_slash() {

@@ -23,8 +23,8 @@ impl Scanner {
     /// Scans one file or blob, its findings suppressed as the ignore file and baseline say;
     /// `context_path` is the part of `path` searched for exchange keywords (see
     /// [`context_path`]). UTF-16 with a byte-order mark is decoded before the binary check
-    /// (its ASCII characters come with NUL bytes); the size limit and the byte counter are
-    /// about the bytes as stored.
+    /// (its ASCII characters come with NUL bytes; see `text::decode`); the size limit and
+    /// the byte counter are about the bytes as stored.
     fn scan_counted(
         &self,
         counters: &Counters,

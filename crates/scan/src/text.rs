@@ -1,18 +1,28 @@
-//! Text encodings: a buffer that starts with a UTF-16 byte-order mark is decoded to UTF-8.
+//! Text encodings: a buffer that starts with a UTF-16 byte-order mark, and is UTF-16, is
+//! decoded to UTF-8.
 //!
 //! Windows PowerShell (`Out-File`, `>` redirection), `regedit` exports (`.reg`) and some
 //! configuration exports write UTF-16 with a BOM. Scanned as bytes, every ASCII character
 //! of such a file is followed or preceded by a NUL: the file looks binary and no key in it
-//! is a token. Only a BOM selects UTF-16; there is no guessing from content, so the cost on
-//! every other file is a two-byte comparison.
+//! is a token. A BOM alone does not make a file UTF-16, though: `FF FE` in front of a
+//! UTF-8 `.env` is read by dotenv loaders as a stray first line, and decoding that file as
+//! UTF-16 would turn every key in it into CJK characters. So the BOM selects UTF-16 only
+//! when the bytes look binary as they are (a NUL byte in the first 8 KiB, the test that
+//! skips binary files): UTF-16 of any text with ASCII in it (a line break will do) has
+//! NUL bytes, and a buffer that looks binary would not be scanned as bytes anyway, so a
+//! BOM gives no way to hide a key that a NUL byte does not give already. There is no
+//! other guessing from content.
 
 use std::borrow::Cow;
 
+use crate::engine::is_binary;
+
 /// The text to scan: `data` itself, or its UTF-8 decoding when it starts with a UTF-16
-/// BOM (`FF FE` little-endian, `FE FF` big-endian; the BOM is dropped). Unpaired
-/// surrogates and an odd trailing byte become U+FFFD. `FF FE 00 00` is the UTF-32LE BOM,
-/// not UTF-16: such a buffer is returned as it is (and is skipped as binary by file and
-/// blob scans).
+/// BOM (`FF FE` little-endian, `FE FF` big-endian; the BOM is dropped) and has a NUL byte
+/// in its first 8 KiB. Unpaired surrogates and an odd trailing byte become U+FFFD.
+/// `FF FE 00 00` is the UTF-32LE BOM, not UTF-16: such a buffer is returned as it is (and
+/// is skipped as binary by file and blob scans). A BOM followed by text without NUL bytes
+/// (UTF-8 or ASCII behind a stray or forged BOM) is returned as it is and scanned as bytes.
 pub(crate) fn decode(data: &[u8]) -> Cow<'_, [u8]> {
     let (big_endian, body) = match data {
         [0xFF, 0xFE, 0, 0, ..] => return Cow::Borrowed(data),
@@ -20,6 +30,9 @@ pub(crate) fn decode(data: &[u8]) -> Cow<'_, [u8]> {
         [0xFE, 0xFF, body @ ..] => (true, body),
         _ => return Cow::Borrowed(data),
     };
+    if !is_binary(data) {
+        return Cow::Borrowed(data);
+    }
     let units = body.chunks_exact(2).map(|p| {
         let pair = [p[0], p[1]];
         if big_endian {
@@ -74,6 +87,8 @@ mod tests {
             b"",
             b"\xFF",
             b"k\x00e\x00y\x00",
+            b"\xFF\xFEKEY=value\n",
+            b"\xFE\xFF# \xC3\xA9\nKEY=value\n",
         ] {
             assert!(matches!(decode(data), std::borrow::Cow::Borrowed(d) if d == data));
         }

@@ -31,6 +31,44 @@ fn warned() -> (
 /// `#`, `?`, non-ASCII) and one that git quotes even with `core.quotePath=false` (`"`).
 const AWKWARD_NAME: &str = "100% #1? clés \"prod\".env";
 
+/// A file name with control characters a terminal acts on: an OSC title sequence ended
+/// by BEL, "erase line" and carriage return (to overwrite what was printed), a line feed
+/// (to forge a line), tab, DEL and the C1 CSI (U+009B, an ESC `[` of its own).
+const CONTROL_NAME: &str = "ok\x1b]0;pwned\x07\x1b[2K\r\n\t\x7f\u{9b}31m.env";
+
+/// [`CONTROL_NAME`] as the human report shows it.
+const CONTROL_NAME_SHOWN: &str = "ok\\x1b]0;pwned\\x07\\x1b[2K\\x0d\\x0a\\x09\\x7f\\u{9b}31m.env";
+
+/// Checks that the human report of `report` holds no control character but its own line
+/// ends, and is exactly the report of the same findings with [`CONTROL_NAME`] shown as
+/// [`CONTROL_NAME_SHOWN`] in their paths (at the finding and in its provenance); and that
+/// JSON and SARIF keep the exact paths.
+fn assert_paths_escaped_for_humans(report: &keygate_scan::Report) {
+    let human = report.to_human();
+    assert!(
+        !human.chars().any(|c| c.is_control() && c != '\n'),
+        "{human:?}"
+    );
+    assert!(human.contains(CONTROL_NAME_SHOWN), "{human}");
+    let mut shown = report.clone();
+    for f in &mut shown.findings {
+        f.path = f.path.replace(CONTROL_NAME, CONTROL_NAME_SHOWN);
+        if let Some(p) = &mut f.provenance {
+            p.path = p.path.replace(CONTROL_NAME, CONTROL_NAME_SHOWN);
+        }
+    }
+    assert_eq!(human, shown.to_human());
+    let paths: Vec<String> = report.findings.iter().map(|f| f.path.clone()).collect();
+    assert!(paths.iter().all(|p| p.ends_with(CONTROL_NAME)), "{paths:?}");
+    let back = keygate_scan::Report::from_json(&report.to_json()).unwrap();
+    let back: Vec<String> = back.findings.into_iter().map(|f| f.path).collect();
+    assert_eq!(back, paths);
+    let relative: Vec<&str> = paths.iter().map(|p| p.trim_start_matches('/')).collect();
+    let sarif: Vec<String> = sarif_paths(report);
+    let sarif: Vec<&str> = sarif.iter().map(|p| p.trim_start_matches('/')).collect();
+    assert_eq!(sarif, relative);
+}
+
 /// `text` as UTF-16 with a byte-order mark, little- or big-endian.
 fn utf16(text: &str, big_endian: bool) -> Vec<u8> {
     let mut out = if big_endian {
@@ -705,6 +743,141 @@ mod files {
                     (utf8[0].line, utf8[0].column, &utf8[0].fingerprint)
                 );
             }
+        }
+    }
+
+    /// Regression: anything starting with `FF FE` or `FE FF` was decoded as UTF-16, so a
+    /// UTF-16 BOM put in front of a UTF-8 `.env` (dotenv loaders read it as a stray first
+    /// line) turned its keys into CJK characters: nothing was found. Bytes without a NUL
+    /// are not UTF-16 of any text with ASCII in it; they are scanned as they are.
+    #[test]
+    fn utf16_bom_in_front_of_utf8_does_not_hide_keys() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(46);
+        for ex in ["binance", "okx"] {
+            let (name, env) = layouts(&cred(ex, 0, &mut rng)).remove(0);
+            let utf8 = Scanner::new().scan_bytes(&name, env.as_bytes());
+            assert_eq!(utf8.len(), 1, "{utf8:#?}");
+            for bom in [[0xFF, 0xFE], [0xFE, 0xFF]] {
+                let data = [&bom[..], env.as_bytes()].concat();
+                let dir = tempfile::tempdir().unwrap();
+                fs::write(dir.path().join(&name), &data).unwrap();
+                let report = Scanner::new().scan_paths(&[dir.path()]).unwrap();
+                let direct = Scanner::new().scan_bytes(&name, &data);
+                for found in [&report.findings, &direct] {
+                    assert_eq!(found.len(), 1, "{ex} {bom:02X?}: {found:#?}");
+                    assert!(found[0].is_active());
+                    assert_eq!(
+                        (found[0].line, found[0].column, &found[0].fingerprint),
+                        (utf8[0].line, utf8[0].column, &utf8[0].fingerprint)
+                    );
+                    assert_eq!(found[0].parts.len(), utf8[0].parts.len());
+                }
+            }
+        }
+    }
+}
+
+/// Human-readable output and warnings of scanned data.
+mod escapes {
+    use std::fs;
+
+    use keygate_scan::Scanner;
+    use rand::SeedableRng;
+
+    use super::synth::{cred, layouts};
+
+    /// Regression: the human report printed paths as they are, so a file named with
+    /// escape sequences (`\x1b]0;…\x07`, CSI) in a scanned tree wrote them to the terminal
+    /// or CI log, at an active finding and at a suppressed one. They are escaped; JSON and
+    /// SARIF keep the exact path.
+    #[test]
+    fn control_characters_in_a_file_name_are_escaped_in_human_output() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(61);
+        let (_, env) = layouts(&cred("kraken", 0, &mut rng)).remove(0);
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("docs");
+        fs::create_dir(&sub).unwrap();
+        fs::write(dir.path().join(super::CONTROL_NAME), &env).unwrap();
+        // Binance's documentation example: a suppressed finding, on a line of its own.
+        fs::write(
+            sub.join(super::CONTROL_NAME),
+            "BINANCE_API_KEY=vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A\n",
+        )
+        .unwrap();
+        let report = Scanner::new().scan_paths(&[dir.path()]).unwrap();
+        assert_eq!(report.findings.len(), 2, "{report:#?}");
+        assert_eq!(report.active().count(), 1, "{report:#?}");
+        super::assert_paths_escaped_for_humans(&report);
+    }
+
+    /// Regression: a passphrase is any run of non-blank characters after its label, and
+    /// `--no-redact` printed it as it is: an escape sequence in a scanned file reached the
+    /// terminal through the value. Values are escaped like paths; a PEM key keeps its lines.
+    #[test]
+    fn control_characters_in_a_value_are_escaped_in_human_output() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(62);
+        let mut c = cred("okx", 0, &mut rng);
+        // Clear the screen, move up a line, clear it (ESC and C1 CSI).
+        c.passphrase = Some("pa\x1b[2J\x1b[1Ass\u{9b}2K".to_owned());
+        let (_, env) = layouts(&c).remove(0);
+        let scanner = Scanner::builder().redact(false).build();
+        let mut findings = scanner.scan_bytes(".env", env.as_bytes());
+        assert_eq!(findings.len(), 1, "{findings:#?}");
+        let values: Vec<_> = findings[0]
+            .parts
+            .iter()
+            .filter_map(|p| p.value.clone())
+            .collect();
+        assert!(
+            values.contains(&c.passphrase.clone().unwrap()),
+            "{values:?}"
+        );
+        let (_, pem) = layouts(&cred("coinbase", 0, &mut rng)).remove(0);
+        findings.extend(scanner.scan_bytes("cdp.env", pem.as_bytes()));
+        assert_eq!(findings.len(), 2, "{findings:#?}");
+        let report = keygate_scan::Report {
+            findings,
+            stats: Default::default(),
+        };
+        let human = report.to_human();
+        assert!(
+            !human.chars().any(|c| c.is_control() && c != '\n'),
+            "{human:?}"
+        );
+        assert!(
+            human.contains(" pa\\x1b[2J\\x1b[1Ass\\u{9b}2K\n"),
+            "{human}"
+        );
+        assert!(
+            human.contains("-----BEGIN EC PRIVATE KEY-----\n"),
+            "{human}"
+        );
+    }
+
+    /// Regression: a warning names a path of the scanned tree and was printed as it is
+    /// (to standard error, or by the caller of `on_warning`), escape sequences and all.
+    /// A path longer than `PATH_MAX` cannot be listed by anyone, root included.
+    #[test]
+    fn control_characters_in_a_warned_path_are_escaped() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("tree");
+        fs::create_dir(&root).unwrap();
+        let part = format!("{}\x1b]0;pwned\x07\u{9b}2J", "d".repeat(240));
+        let shown = format!("{}\\x1b]0;pwned\\x07\\u{{9b}}2J", "d".repeat(240));
+        let (chain, wrap) = (root.join("chain"), root.join("wrap"));
+        fs::create_dir(&chain).unwrap();
+        for _ in 0..20 {
+            fs::create_dir(&wrap).unwrap();
+            fs::rename(&chain, wrap.join(&part)).unwrap();
+            fs::rename(&wrap, &chain).unwrap();
+        }
+        let (builder, warnings) = super::warned();
+        builder.build().scan_paths(&[&root]).unwrap();
+        let warnings = warnings.lock().unwrap();
+        assert!(!warnings.is_empty());
+        for w in warnings.iter() {
+            assert!(!w.chars().any(char::is_control), "{w:?}");
+            assert!(w.contains(&shown), "{w}");
         }
     }
 }
@@ -1402,5 +1575,59 @@ mod git {
             (utf8[0].line, &utf8[0].fingerprint)
         );
         assert_eq!(f.parts.len(), 3, "{f:#?}");
+    }
+
+    /// Regression: a committed file named with escape sequences (`\x1b]0;…\x07`, CSI)
+    /// came out of `git log` quoted, was unquoted to its raw bytes, and the human report
+    /// printed it as it is, at the finding and in its provenance line: `keygate scan --git`
+    /// on someone else's repository wrote their escape sequences to the terminal or CI log.
+    #[test]
+    fn control_characters_in_a_committed_path_are_escaped_in_human_output() {
+        let dir = repo();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(31);
+        let (_, text) = layouts(&cred("bybit", 0, &mut rng)).remove(0);
+        std::fs::write(dir.path().join(super::CONTROL_NAME), &text).unwrap();
+        git(dir.path(), &["add", "."]);
+        git(dir.path(), &["commit", "-q", "-m", "add"]);
+        let staged = repo();
+        std::fs::write(staged.path().join(super::CONTROL_NAME), &text).unwrap();
+        git(staged.path(), &["add", "."]);
+        for report in [
+            Scanner::new().scan_git_history(dir.path()).unwrap(),
+            Scanner::new().scan_staged(staged.path()).unwrap(),
+        ] {
+            assert_eq!(report.findings.len(), 1, "{report:#?}");
+            assert_eq!(report.findings[0].path, super::CONTROL_NAME);
+            super::assert_paths_escaped_for_humans(&report);
+        }
+        let history = Scanner::new().scan_git_history(dir.path()).unwrap();
+        let p = history.findings[0].provenance.as_ref().unwrap();
+        assert_eq!(p.path, super::CONTROL_NAME);
+        assert!(history.to_human().contains(&format!(
+            "introduced in commit {} ({}, author time",
+            p.commit,
+            super::CONTROL_NAME_SHOWN
+        )));
+    }
+
+    /// Regression: a blob starting with a UTF-16 BOM was decoded as UTF-16 whatever
+    /// followed, so `FF FE` in front of a committed UTF-8 `.env` hid its keys in history.
+    #[test]
+    fn utf16_bom_in_front_of_a_utf8_blob_does_not_hide_keys() {
+        let dir = repo();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(32);
+        let (name, text) = layouts(&cred("kucoin", 0, &mut rng)).remove(0);
+        let data = [&[0xFF, 0xFE][..], text.as_bytes()].concat();
+        std::fs::write(dir.path().join(&name), data).unwrap();
+        git(dir.path(), &["add", "."]);
+        git(dir.path(), &["commit", "-q", "-m", "add"]);
+        let report = Scanner::new().scan_git_history(dir.path()).unwrap();
+        assert_eq!(report.active().count(), 1, "{report:#?}");
+        let utf8 = Scanner::new().scan_bytes(&name, text.as_bytes());
+        let f = &report.findings[0];
+        assert_eq!(
+            (f.line, &f.fingerprint),
+            (utf8[0].line, &utf8[0].fingerprint)
+        );
     }
 }

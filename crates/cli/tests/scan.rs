@@ -170,7 +170,18 @@ fn a_tampered_ciphertext_is_detected_and_named() {
     )
     .unwrap();
 
-    let out = kg.fails(&["scan", "--managed", kg.path("").to_str().unwrap()], "", 2);
+    // The edit breaks the seal over the client and account tables first: no real key is
+    // used until `keygate upgrade` has shown the account and sealed the tables again.
+    let home = kg.path("");
+    let scan = ["scan", "--managed", home.to_str().unwrap()];
+    let out = kg.fails(&scan, "", 2);
+    assert!(
+        out.stderr.contains("do not match their seal"),
+        "{}",
+        out.stderr
+    );
+    kg.ok(&["upgrade", "--yes"], "");
+    let out = kg.fails(&scan, "", 2);
     let said = out.stderr;
     assert!(
         said.contains("account-secret") && said.contains("\"main\"") && said.contains("tampered"),

@@ -232,6 +232,7 @@ pub(crate) fn reconcile(
                         }
                         Err(reason) => listed.failures.push(format!("open orders: {reason}")),
                     }
+                    leave_out_forced(&pacer, market, &mut listed, since_ms, until_ms);
                     orders.add(listed, market);
                     asked_symbols.extend(symbols.iter().map(|s| market.listed_symbol(s)));
                 }
@@ -272,7 +273,6 @@ pub(crate) fn reconcile(
             orders: listed_orders.len(),
             orders_not_through_keygate: listed_orders
                 .into_iter()
-                .filter(|(_, o)| !Binance.is_placed_by_exchange(o))
                 .filter(|(market, o)| !forwarded.order_forwarded(&label, *market, o))
                 .map(|(market, o)| UnmatchedOrder {
                     id: o.id,
@@ -445,6 +445,38 @@ fn list_withdrawals(pacer: &Pacer<'_>, since_ms: u64) -> Result<Vec<ExchangeWith
 fn key_permissions(pacer: &Pacer<'_>) -> Option<KeyPermissions> {
     let body = pacer.read(Binance.permissions_path(), "").ok()?;
     Binance.parse_permissions(&body)
+}
+
+/// Leaves out of `listed` the orders the exchange placed itself (liquidations), once it
+/// lists them as such: an order is not taken for one by its client order id alone, which
+/// whoever holds the key may choose. The read is made only when an order looks forced;
+/// should it fail, those orders stay in, to be reported.
+fn leave_out_forced(
+    pacer: &Pacer<'_>,
+    market: Market,
+    listed: &mut Partial<ExchangeOrder>,
+    since_ms: u64,
+    until_ms: u64,
+) {
+    if !listed.items.iter().any(|o| Binance.may_be_forced(o)) {
+        return;
+    }
+    let Some((path, query)) = Binance.forced_orders(market, since_ms, until_ms) else {
+        return;
+    };
+    let forced = pacer.read(path, &query).and_then(|body| {
+        Binance
+            .parse_order_history(&body)
+            .ok_or_else(|| "its list does not read".to_owned())
+    });
+    match forced {
+        Ok(forced) => listed
+            .items
+            .retain(|o| !forced.iter().any(|f| f.id == o.id && f.symbol == o.symbol)),
+        Err(reason) => listed
+            .failures
+            .push(format!("orders the exchange placed itself: {reason}")),
+    }
 }
 
 /// The account's open orders in `market`, in every symbol, whoever placed them: the

@@ -480,6 +480,13 @@ fn reconcile_finds_the_futures_orders_keygate_never_forwarded() {
         "/fapi/v1/order",
         "symbol=BTCUSDT&side=SELL&type=LIMIT&timeInForce=GTC&quantity=0.01&price=90000",
     );
+    // A client order id like those of the exchange's liquidations, chosen by whoever
+    // holds the key: the exchange does not list it among the orders it placed itself.
+    let disguised = placed_behind_its_back(
+        &exchange.url(),
+        "/fapi/v1/order",
+        "symbol=BTCUSDT&side=SELL&type=LIMIT&timeInForce=GTC&quantity=0.01&price=95000&newClientOrderId=autoclose-1701234567890",
+    );
     // Orders are reconciled once they are a few seconds old.
     std::thread::sleep(Duration::from_millis(5500));
     drop(serve);
@@ -488,15 +495,24 @@ fn reconcile_finds_the_futures_orders_keygate_never_forwarded() {
         .fails(&["reconcile", "--since", "1h", "--json"], "", 1);
     let report: Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(report[0]["symbols"], json!(["usdm:BTCUSDT"]), "{report}");
-    assert_eq!(report[0]["orders"], 2, "{report}");
+    assert_eq!(report[0]["orders"], 3, "{report}");
     let unmatched = report[0]["orders_not_through_keygate"].as_array().unwrap();
-    assert_eq!(unmatched.len(), 1, "{report}");
-    assert_eq!(
-        unmatched[0]["id"].as_str(),
-        Some(leaked.as_str()),
-        "{report}"
+    let ids: Vec<&str> = unmatched
+        .iter()
+        .map(|o| o["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [leaked.as_str(), disguised.as_str()], "{report}");
+    assert!(unmatched.iter().all(|o| o["market"] == "usdm"), "{report}");
+    let asked: Vec<String> = exchange
+        .simulator()
+        .requests()
+        .into_iter()
+        .map(|r| r.path)
+        .collect();
+    assert!(
+        asked.iter().any(|p| p == "/fapi/v1/forceOrders"),
+        "{asked:?}"
     );
-    assert_eq!(unmatched[0]["market"], "usdm", "{report}");
     let human = home.kg.fails(&["reconcile", "--since", "1h"], "", 1).stdout;
     assert!(
         human.contains(&format!("{leaked} SELL LIMIT 0.01 usdm:BTCUSDT at 90000")),

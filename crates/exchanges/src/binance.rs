@@ -564,14 +564,29 @@ impl Adapter for Binance {
     fn parse_order_history(&self, body: &[u8]) -> Option<Vec<ExchangeOrder>> {
         parse_all_orders(body)
     }
-    fn is_placed_by_exchange(&self, order: &ExchangeOrder) -> bool {
+    fn may_be_forced(&self, order: &ExchangeOrder) -> bool {
         // Futures liquidations (`autoclose-…`), auto-deleveraging (`adl_autoclose…`) and
         // delivery settlements (`settlement_autoclose-…`), by the client order ids Binance
-        // gives them.
+        // gives them; nothing in Binance's id rule keeps a key from choosing one.
         let id = order.client_order_id.as_str();
         id.starts_with("autoclose-")
             || id.starts_with("adl_autoclose")
             || id.starts_with("settlement_autoclose-")
+    }
+    fn forced_orders(
+        &self,
+        market: Market,
+        from_ms: u64,
+        to_ms: u64,
+    ) -> Option<(&'static str, String)> {
+        // "User's Force Orders": liquidations and ADL, every symbol, 100 at most.
+        match market {
+            Market::Usdm => Some((
+                "/fapi/v1/forceOrders",
+                format!("startTime={from_ms}&endTime={to_ms}&limit={FORCED_ORDERS_LIMIT}"),
+            )),
+            Market::Spot | Market::Coinm => None,
+        }
     }
     fn weight_pool(&self, path: &str) -> &'static str {
         let first = path.split('/').nth(1).unwrap_or_default();
@@ -801,8 +816,12 @@ fn parse_api_restrictions(body: &[u8]) -> Option<KeyPermissions> {
 /// may leave some out.
 pub const WITHDRAW_HISTORY_LIMIT: usize = 1000;
 
-/// The most orders `GET /api/v3/allOrders` lists at once.
+/// The most orders `GET /api/v3/allOrders` (or `/fapi/v1/allOrders`) lists at once.
 pub const ORDER_HISTORY_LIMIT: usize = 1000;
+
+/// The most orders `GET /fapi/v1/forceOrders` lists at once: past it, liquidations left
+/// out are reported as orders no key of keygate's placed, never the other way round.
+pub const FORCED_ORDERS_LIMIT: usize = 100;
 
 /// Every `orderId` in an answer, at any depth: a single order's answer has one at its top,
 /// an order list's has one per order (`orders`, `orderReports`), a cancel-replace's one
@@ -2447,7 +2466,7 @@ mod tests {
         }
     }
     #[test]
-    fn futures_liquidations_are_placed_by_the_exchange() {
+    fn futures_liquidations_may_be_known_by_their_client_order_ids() {
         let order = |client_order_id: &str| ExchangeOrder {
             id: "1".into(),
             client_order_id: client_order_id.into(),
@@ -2463,11 +2482,15 @@ mod tests {
             "adl_autoclose",
             "settlement_autoclose-1701234567",
         ] {
-            assert!(Binance.is_placed_by_exchange(&order(by_exchange)));
+            assert!(Binance.may_be_forced(&order(by_exchange)));
         }
         for by_a_key in ["x-abc", "web_autoclose", "bot-1", ""] {
-            assert!(!Binance.is_placed_by_exchange(&order(by_a_key)));
+            assert!(!Binance.may_be_forced(&order(by_a_key)));
         }
+        let (path, query) = Binance.forced_orders(Market::Usdm, 1, 2).unwrap();
+        assert_eq!(path, "/fapi/v1/forceOrders");
+        assert_eq!(query, "startTime=1&endTime=2&limit=100");
+        assert_eq!(Binance.forced_orders(Market::Spot, 1, 2), None);
     }
 
     /// A regression test: only `X-MBX-USED-WEIGHT-1M` was read, so `/sapi` answers, which

@@ -228,9 +228,20 @@ pub trait Adapter: Send + Sync + 'static {
     /// Reads the answer of [`Adapter::order_history`]'s endpoint or of
     /// [`Adapter::open_orders`]'s.
     fn parse_order_history(&self, body: &[u8]) -> Option<Vec<ExchangeOrder>>;
-    /// Whether the exchange placed `order` itself (a futures liquidation), so that no key,
-    /// leaked or not, did.
-    fn is_placed_by_exchange(&self, order: &ExchangeOrder) -> bool;
+    /// Whether `order` looks like one the exchange placed itself (a futures liquidation),
+    /// by its client order id. A hint only: a key may choose such an id, so only an order
+    /// the exchange lists among [`Adapter::forced_orders`] is the exchange's.
+    fn may_be_forced(&self, order: &ExchangeOrder) -> bool;
+    /// The signed read (native path and query) listing the orders the exchange placed
+    /// itself in the account's `market` from `from_ms` to `to_ms` (liquidations,
+    /// auto-deleveraging), read as [`Adapter::parse_order_history`] reads; `None` for a
+    /// market where it places none keygate lists.
+    fn forced_orders(
+        &self,
+        market: Market,
+        from_ms: u64,
+        to_ms: u64,
+    ) -> Option<(&'static str, String)>;
 }
 
 /// An error reading a client's request. Each variant maps to the exchange's own error code.

@@ -136,6 +136,7 @@ enum Endpoint {
     CancelOrder(Product),
     OpenOrders(Product),
     AllOrders(Product),
+    ForceOrders,
     MyTrades(Product),
     CapitalConfig,
     MarginPairs { isolated: bool },
@@ -181,6 +182,7 @@ impl Endpoint {
             | Endpoint::CancelOrder(Product::UsdM)
             | Endpoint::OpenOrders(Product::UsdM)
             | Endpoint::AllOrders(Product::UsdM)
+            | Endpoint::ForceOrders
             | Endpoint::MyTrades(Product::UsdM)
             | Endpoint::FuturesAccount
             | Endpoint::FuturesBalance => Some(Permission::Futures),
@@ -253,6 +255,7 @@ fn route(method: &Method, path: &str) -> Option<(Security, u32, Endpoint)> {
         "/fapi/v1/order" if delete => (Signed, 1, E::CancelOrder(Product::UsdM)),
         "/fapi/v1/openOrders" if get => (Signed, 1, E::OpenOrders(Product::UsdM)),
         "/fapi/v1/allOrders" if get => (Signed, 5, E::AllOrders(Product::UsdM)),
+        "/fapi/v1/forceOrders" if get => (Signed, 50, E::ForceOrders),
         "/fapi/v1/userTrades" if get => (Signed, 5, E::MyTrades(Product::UsdM)),
         _ => return None,
     };
@@ -675,6 +678,22 @@ fn private(
                 })
                 .collect(),
             ))
+        }
+        // The simulator liquidates nothing, so it lists no forced order: an order a key
+        // placed with an `autoclose-` client order id stays that key's.
+        Endpoint::ForceOrders => {
+            let from = params.integer("startTime")?;
+            let to = params.integer("endTime")?;
+            if let (Some(from), Some(to)) = (from, to) {
+                if to < from || to - from > 7 * 24 * 3600 * 1000 {
+                    return Err(ApiError::new(
+                        400,
+                        -1127,
+                        "The time between startTime and endTime must be less than 7 days.",
+                    ));
+                }
+            }
+            Ok(Value::Array(Vec::new()))
         }
         Endpoint::AllOrders(product) => {
             let m = symbol(params, product)?;

@@ -48,6 +48,9 @@ struct ForwardedOrders {
     /// (symbol, the exchange's id) of each order placed, from the answers: the exchange
     /// numbers orders per symbol.
     placed: HashSet<(String, String)>,
+    /// The exchange's ids of orders a request naming no one symbol placed (a batch), whose
+    /// symbols the log does not give: known by id alone.
+    placed_by_batch: HashSet<String>,
     /// Orders sent whose answer named none, by request id: it timed out, the client hung
     /// up, or it has not come yet. Each may stand for one order the exchange lists.
     unanswered: HashMap<String, Unanswered>,
@@ -56,7 +59,8 @@ struct ForwardedOrders {
 /// An order (or order list) keygate sent and has no answer for.
 #[derive(Debug)]
 struct Unanswered {
-    symbol: String,
+    /// `None` for a batch, whose orders are known only by the ids of its answer.
+    symbol: Option<String>,
     side: Option<Side>,
     client_order_id: Option<String>,
     ts_ms: u64,
@@ -71,7 +75,7 @@ impl Unanswered {
     /// so a list's are known by symbol and time alone.
     fn may_be(&self, o: &ExchangeOrder, side: Option<Side>) -> bool {
         self.legs > 0
-            && self.symbol == o.symbol
+            && self.symbol.as_ref() == Some(&o.symbol)
             && self.ts_ms <= o.placed_ms + CLOCK_SKEW_MS
             && self.ts_ms + FORWARDED_BEFORE_MS >= o.placed_ms
             && (self.legs > 1
@@ -120,11 +124,13 @@ impl Forwarded {
                     return;
                 };
                 if !o.order_ids.is_empty() {
-                    let placed = o
-                        .order_ids
-                        .iter()
-                        .map(|id| (sent.symbol.clone(), id.clone()));
-                    orders.placed.extend(placed);
+                    match &sent.symbol {
+                        Some(symbol) => {
+                            let placed = o.order_ids.iter().map(|id| (symbol.clone(), id.clone()));
+                            orders.placed.extend(placed);
+                        }
+                        None => orders.placed_by_batch.extend(o.order_ids.iter().cloned()),
+                    }
                 } else if o.outcome == Outcome::Unknown {
                     orders.unanswered.insert(o.request_id.clone(), sent);
                 }
@@ -157,19 +163,22 @@ impl Forwarded {
                 }
             }
             ActionKind::Trade => {
-                let (Some(listed), Some(market)) = (&r.symbol, order_market(&r.path)) else {
+                let Some(market) = order_market(&r.path) else {
                     return;
                 };
                 // The log names a symbol as a client's list does (`usdm:BTCUSDT`); the
-                // exchange lists it bare.
+                // exchange lists it bare. A batch names none.
                 let prefix = market.listed_symbol("");
-                let symbol = listed.strip_prefix(prefix.as_str()).unwrap_or(listed);
+                let symbol = r
+                    .symbol
+                    .as_deref()
+                    .map(|listed| listed.strip_prefix(prefix.as_str()).unwrap_or(listed));
                 let orders = self.orders.entry((account.clone(), market)).or_default();
-                orders.symbols.insert(symbol.to_owned());
+                orders.symbols.extend(symbol.map(str::to_owned));
                 orders.unanswered.insert(
                     r.request_id.clone(),
                     Unanswered {
-                        symbol: symbol.to_owned(),
+                        symbol: symbol.map(str::to_owned),
                         side: r.side,
                         client_order_id: r.client_order_id.clone(),
                         ts_ms: event.ts_ms,
@@ -221,7 +230,9 @@ impl Forwarded {
         let Some(orders) = self.orders.get_mut(&(account.to_owned(), market)) else {
             return false;
         };
-        if orders.placed.contains(&(o.symbol.clone(), o.id.clone())) {
+        if orders.placed.contains(&(o.symbol.clone(), o.id.clone()))
+            || orders.placed_by_batch.contains(&o.id)
+        {
             return true;
         }
         let side = match o.side.as_str() {
@@ -239,13 +250,16 @@ impl Forwarded {
     }
 }
 
-/// Whether `symbol` is a spot symbol as Binance writes them (`BTCUSDT`): what keygate puts
-/// into a request of its own, signed with the real key, must be no more than that.
-pub fn is_spot_symbol(symbol: &str) -> bool {
+/// Whether `symbol` is one of `market`'s as Binance writes them in a query without
+/// encoding: `BTCUSDT` on spot, and also `BTCUSDT_250328` (a dated contract) on USD-M.
+/// What keygate puts into a request of its own, signed with the real key, must be no
+/// more than that.
+pub fn is_plain_symbol(market: Market, symbol: &str) -> bool {
+    let dated = market != Market::Spot;
     (1..=32).contains(&symbol.len())
         && symbol
             .bytes()
-            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || (dated && b == b'_'))
 }
 
 #[cfg(test)]
@@ -255,19 +269,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_plain_spot_symbols_go_into_a_request_of_keygate_s_own() {
-        assert!(is_spot_symbol("BTCUSDT"));
-        assert!(is_spot_symbol("1000SATSUSDT"));
-        for bad in [
-            "",
-            "btcusdt",
-            "BTCUSDT&limit=1",
-            "BTC/USDT",
-            "BTCUSDT_250328",
-            "A B",
-        ] {
-            assert!(!is_spot_symbol(bad), "{bad:?}");
+    fn only_plain_symbols_go_into_a_request_of_keygate_s_own() {
+        for market in [Market::Spot, Market::Usdm] {
+            assert!(is_plain_symbol(market, "BTCUSDT"));
+            assert!(is_plain_symbol(market, "1000SATSUSDT"));
+            for bad in [
+                "",
+                "btcusdt",
+                "BTCUSDT&limit=1",
+                "BTC/USDT",
+                "A B",
+                "币安人生USDT",
+            ] {
+                assert!(!is_plain_symbol(market, bad), "{bad:?}");
+            }
         }
+        // A dated contract is a futures symbol only.
+        assert!(is_plain_symbol(Market::Usdm, "BTCUSDT_250328"));
+        assert!(!is_plain_symbol(Market::Spot, "BTCUSDT_250328"));
     }
 
     fn order_sent(request_id: &str, client_order_id: Option<&str>, ts_ms: u64) -> Event {
@@ -414,6 +433,35 @@ mod tests {
         assert!(!forwarded.order_forwarded("main", Market::Spot, &order));
         // COIN-M orders are not reconciled: none is recorded.
         assert!(forwarded.symbols("main", Market::Coinm).is_empty());
+    }
+
+    /// A regression test: a batch (`/fapi/v1/batchOrders`) names no one symbol, so its
+    /// request was not recorded, and the orders its answer placed were reported as
+    /// placed behind keygate's back.
+    #[test]
+    fn the_orders_a_batch_placed_are_known_by_their_ids() {
+        let mut forwarded = Forwarded::default();
+        let mut batch = sent_to("/fapi/v1/batchOrders", "r1", None, 1_000_000);
+        if let EventBody::Request(r) = &mut batch.body {
+            r.symbol = None;
+        }
+        forwarded.note(&batch);
+        forwarded.note(&answered("r1", Outcome::Answered, &["7", "8"], 1_000_010));
+        for id in ["7", "8"] {
+            let order = listed("ETHUSDT", id, "x", 1_000_000);
+            assert!(forwarded.order_forwarded("main", Market::Usdm, &order));
+        }
+        assert!(!forwarded.order_forwarded(
+            "main",
+            Market::Usdm,
+            &listed("ETHUSDT", "9", "x", 1_000_000)
+        ));
+        assert!(!forwarded.order_forwarded(
+            "main",
+            Market::Spot,
+            &listed("ETHUSDT", "7", "x", 1_000_000)
+        ));
+        assert!(forwarded.symbols("main", Market::Usdm).is_empty());
     }
 
     #[test]

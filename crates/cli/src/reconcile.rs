@@ -29,7 +29,7 @@ use clap::Args;
 use keygate_audit::Filter;
 use keygate_core::{ClientStatus, Exchange, ExchangeOrder, ExchangeWithdrawal, Market, Scope};
 use keygate_exchanges::{binance, Adapter, Binance, KeyPermissions};
-use keygate_monitor::reconcile::{is_spot_symbol, Forwarded, FORWARDED_BEFORE_MS};
+use keygate_monitor::reconcile::{is_plain_symbol, Forwarded, FORWARDED_BEFORE_MS};
 use keygate_monitor::{Alert, AlertRule, Alerter, Severity};
 use keygate_store::Store;
 use keygate_vault::MasterKey;
@@ -209,15 +209,26 @@ pub(crate) fn reconcile(
                     // keygate's own symbols first: should the open orders name more symbols
                     // than can be listed, those are the ones left for the next run.
                     let mut symbols: Vec<String> = Vec::new();
+                    let mut unlisted: BTreeSet<String> = BTreeSet::new();
                     let known = traded.symbols(&label, market);
                     let allowed = tradable_in(&tradable, &label, market);
                     let resting = open.iter().flatten().map(|o| o.symbol.clone());
                     for symbol in known.into_iter().chain(allowed).chain(resting) {
-                        if is_spot_symbol(&symbol) && !symbols.contains(&symbol) {
+                        if !is_plain_symbol(market, &symbol) {
+                            unlisted.insert(symbol);
+                        } else if !symbols.contains(&symbol) {
                             symbols.push(symbol);
                         }
                     }
                     let mut listed = list_orders(&pacer, market, &symbols, since_ms, until_ms);
+                    if !unlisted.is_empty() {
+                        let names: Vec<&str> = unlisted.iter().map(String::as_str).collect();
+                        listed.failures.push(format!(
+                            "not asked for, as keygate puts no such symbol into a request of \
+                             its own: {}",
+                            names.join(", ")
+                        ));
+                    }
                     match open {
                         // An open order placed in the window stands on its own, listed by
                         // its symbol or not.
@@ -225,7 +236,8 @@ pub(crate) fn reconcile(
                             let placed_in_window =
                                 |o: &ExchangeOrder| (since_ms..=until_ms).contains(&o.placed_ms);
                             for o in open.into_iter().filter(placed_in_window) {
-                                if !listed.items.iter().any(|l| l.id == o.id) {
+                                let same = |l: &ExchangeOrder| l.id == o.id && l.symbol == o.symbol;
+                                if !listed.items.iter().any(same) {
                                     listed.items.push(o);
                                 }
                             }
@@ -511,10 +523,14 @@ fn list_orders(
     // and the others are still checked.
     let mut asked = asked.iter();
     for symbol in asked.by_ref() {
-        match list_symbol_orders(pacer, market, symbol, since_ms, until_ms) {
-            Ok(orders) => listed.items.extend(orders),
-            Err(reason) => listed.failures.push(format!("{symbol}: {reason}")),
-        }
+        let symbol_listed = list_symbol_orders(pacer, market, symbol, since_ms, until_ms);
+        listed.items.extend(symbol_listed.items);
+        listed.failures.extend(
+            symbol_listed
+                .failures
+                .into_iter()
+                .map(|reason| format!("{symbol}: {reason}")),
+        );
         if pacer.gave_up.get() {
             break;
         }
@@ -536,40 +552,55 @@ fn list_orders(
     listed
 }
 
-/// The account's orders in `symbol` of `market` placed from `since_ms` to `until_ms`.
+/// The account's orders in `symbol` of `market` placed from `since_ms` to `until_ms`, a
+/// day at a time: what was listed, and why the rest was not. A full day's list is kept
+/// (its orders are reported like any) and said to be full: a flood of orders in one
+/// symbol must not make those already listed vanish.
 fn list_symbol_orders(
     pacer: &Pacer<'_>,
     market: Market,
     symbol: &str,
     since_ms: u64,
     until_ms: u64,
-) -> Result<Vec<ExchangeOrder>, String> {
-    let mut orders = Vec::new();
+) -> Partial<ExchangeOrder> {
+    let mut orders = Partial::default();
     let mut from_ms = since_ms;
     while from_ms < until_ms {
         let to_ms = (from_ms + ORDER_SPAN_MS - 1).min(until_ms);
-        let (path, query) = Binance
-            .order_history(market, symbol, from_ms, to_ms)
-            .ok_or("keygate cannot list this market's orders")?;
-        let body = pacer.read(path, &query)?;
         let listed = Binance
-            .parse_order_history(&body)
-            .ok_or("its list does not read")?;
+            .order_history(market, symbol, from_ms, to_ms)
+            .ok_or_else(|| "keygate cannot list this market's orders".to_owned())
+            .and_then(|(path, query)| pacer.read(path, &query))
+            .and_then(|body| {
+                Binance
+                    .parse_order_history(&body)
+                    .ok_or_else(|| "its list does not read".to_owned())
+            });
+        let listed = match listed {
+            Ok(listed) => listed,
+            Err(reason) => {
+                orders.failures.push(reason);
+                return orders;
+            }
+        };
         if listed.len() >= binance::ORDER_HISTORY_LIMIT {
-            return Err(format!(
-                "it listed {} orders in one day, as many as it lists at once",
-                listed.len()
+            orders.failures.push(format!(
+                "it listed {} orders placed from {}, as many as it lists at once: those \
+                 after them to {} are not listed",
+                listed.len(),
+                rfc3339(from_ms),
+                rfc3339(to_ms)
             ));
         }
         // The span is the exchange's to honour; keep only what falls in it.
-        orders.extend(
+        orders.items.extend(
             listed
                 .into_iter()
                 .filter(|o| (from_ms..=to_ms).contains(&o.placed_ms)),
         );
         from_ms = to_ms + 1;
     }
-    Ok(orders)
+    orders
 }
 
 /// What keygate forwarded since `since_ms`, from the audit log.
@@ -754,14 +785,13 @@ impl Watch {
                     let since_ms = now_ms().saturating_sub(window.as_millis() as u64);
                     let reconciled =
                         reconcile(&store, &master, &exchanges, since_ms, &wait, &stopping);
-                    if stopping() {
-                        return;
-                    }
+                    // What a run found is told even when it was cut short by a stop.
                     match reconciled {
                         Ok(reports) => watched.alert(reports, &alerter),
-                        Err(e) => {
-                            tracing::error!(error = %format!("{e:#}"), "reconciliation failed")
-                        }
+                        Err(e) => watched.run_failed(&e, &alerter),
+                    }
+                    if stopping() {
+                        return;
                     }
                     window = (every * 2).max(MIN_WINDOW);
                     match stopped.recv_timeout(every) {
@@ -798,10 +828,28 @@ struct Watched {
     reported: HashSet<(String, String)>,
     /// Accounts whose exchange could not be asked, and how many times in a row.
     failing: HashMap<String, u32>,
+    /// Runs that failed as a whole (the accounts could not be read, their seal does not
+    /// hold), in a row.
+    runs_failing: u32,
 }
 
 impl Watched {
+    /// A run that checked no account: logged each time, and alerted once it fails
+    /// [`FAILURES_BEFORE_ALERT`] times in a row, as an account that cannot be asked is.
+    fn run_failed(&mut self, error: &anyhow::Error, alerter: &Alerter) {
+        tracing::error!(error = %format!("{error:#}"), "reconciliation failed");
+        self.runs_failing += 1;
+        if self.runs_failing == FAILURES_BEFORE_ALERT {
+            alerter.raise(Alert::outside_log(
+                Severity::Warning,
+                AlertRule::ReconcileFailed,
+                format!("no account can be checked at its exchange: {error:#}"),
+            ));
+        }
+    }
+
     fn alert(&mut self, reports: Vec<AccountReport>, alerter: &Alerter) {
+        self.runs_failing = 0;
         for report in reports {
             let account = report.account;
             let alert = |severity, rule, summary| Alert {
@@ -830,10 +878,10 @@ impl Watched {
                 }
             }
             for o in report.orders_not_through_keygate {
-                if self
-                    .reported
-                    .insert((account.clone(), format!("order {} {}", o.market, o.id)))
-                {
+                if self.reported.insert((
+                    account.clone(),
+                    format!("order {} {} {}", o.market, o.symbol, o.id),
+                )) {
                     alerter.raise(alert(
                         Severity::Critical,
                         AlertRule::UnreconciledOrder,
@@ -1006,6 +1054,62 @@ mod tests {
         .unwrap_err();
         assert_eq!(exchange.asked.get(), 1, "read on after the stop");
         assert!(reason.contains("keygate is stopping"), "{reason}");
+    }
+
+    /// A regression test: in `serve`, a run that could check no account (its accounts'
+    /// seal broken, say) was only logged, so reconciliation stopped without an alert.
+    #[test]
+    fn runs_that_check_no_account_are_alerted_once_in_a_row() {
+        let (alerter, alerts) = Alerter::channel();
+        let mut watched = Watched::default();
+        let failure = anyhow::anyhow!("the client and account tables do not match their seal");
+        for _ in 0..3 {
+            watched.run_failed(&failure, &alerter);
+        }
+        let raised: Vec<Alert> = alerts.try_iter().collect();
+        assert_eq!(raised.len(), 1, "{raised:?}");
+        assert_eq!(raised[0].rule, AlertRule::ReconcileFailed);
+        assert!(raised[0].summary.contains("do not match their seal"));
+        // A run that checks the accounts starts the count again.
+        watched.alert(Vec::new(), &alerter);
+        for _ in 0..FAILURES_BEFORE_ALERT {
+            watched.run_failed(&failure, &alerter);
+        }
+        assert_eq!(alerts.try_iter().count(), 1);
+    }
+
+    /// A regression test: a day that listed as many orders as Binance lists at once
+    /// threw away every order of its symbol, so a leaked key that placed a thousand cheap
+    /// orders beside its real one turned the critical alert into one failure warning.
+    #[test]
+    fn a_full_day_keeps_what_it_listed_and_says_it_is_full() {
+        let one = |n: usize| {
+            format!(
+                r#"{{"orderId":{n},"clientOrderId":"x{n}","symbol":"BTCUSDT","side":"BUY","type":"LIMIT","origQty":"1","price":"1","time":500}}"#
+            )
+        };
+        let full = format!(
+            "[{}]",
+            (0..binance::ORDER_HISTORY_LIMIT)
+                .map(one)
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let read = |_: &str, _: &str| {
+            Ok(Answer {
+                body: full.clone().into_bytes(),
+                used_weight: Some(20),
+            })
+        };
+        let pacer = Pacer::new(&read, &|| true, &|| false, 3_000);
+        let listed = list_orders(&pacer, Market::Spot, &symbols(&["BTCUSDT"]), 0, 1_000);
+        assert_eq!(listed.items.len(), binance::ORDER_HISTORY_LIMIT);
+        assert_eq!(listed.failures.len(), 1, "{:?}", listed.failures);
+        assert!(
+            listed.failures[0].starts_with("BTCUSDT: it listed 1000 orders"),
+            "{:?}",
+            listed.failures
+        );
     }
 
     /// A regression test: more symbols than [`MAX_ORDER_QUERIES`] lists allow (which the

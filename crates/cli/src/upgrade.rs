@@ -435,8 +435,10 @@ fn refuse_shared_keys(rows: &[Result<Client, keygate_store::Error>]) -> anyhow::
 fn print_client(c: &Client, verified: Option<bool>) -> anyhow::Result<()> {
     let policy = serde_json::to_string(&c.policy).context("encoding a policy")?;
     let previous = match (&c.previous_api_key, c.previous_until_ms) {
-        (Some(key), Some(until)) => format!("{} until {}", redact(key), rfc3339(until)),
-        (Some(key), None) => redact(key),
+        (Some(key), Some(until)) => {
+            format!("{} until {}", escape_controls(&redact(key)), rfc3339(until))
+        }
+        (Some(key), None) => escape_controls(&redact(key)).into_owned(),
         _ => "none".into(),
     };
     let warning = match verified {
@@ -450,7 +452,7 @@ fn print_client(c: &Client, verified: Option<bool>) -> anyhow::Result<()> {
         account = c.account,
         status = c.status.as_str(),
         key_type = c.key_type.as_str(),
-        key = redact(&c.api_key),
+        key = escape_controls(&redact(&c.api_key)),
         created = rfc3339(c.created_ms),
         expires = c.expires_ms.map_or_else(|| "never".into(), rfc3339),
     );

@@ -94,6 +94,10 @@ const POLL_INTERVAL: Duration = Duration::from_millis(250);
 /// however slow their receivers. What is left is logged and counted, and the next start
 /// raises again those of the log's alerts that a pass from their event raises.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
+/// How much of [`DRAIN_DEADLINE`] reading the rest of the log may take: the rest is for
+/// delivering, since what is not read is read at the next start, while an alert raised
+/// outside the log and not delivered is gone.
+const DRAIN_READING: Duration = Duration::from_secs(2);
 /// Events read at a time.
 const PAGE: u64 = 1000;
 /// The meta key of the monitor's place in the log.
@@ -728,7 +732,7 @@ impl Follower {
         let deadline = seen + DRAIN_DEADLINE;
         // While stopping, what `send` would deliver joins the outbox, and `advance` does
         // not save the place it reaches: the end of the drain does.
-        while Instant::now() < deadline {
+        while Instant::now() < seen + DRAIN_READING {
             self.send_raised().await;
             if !self.step().await {
                 break;

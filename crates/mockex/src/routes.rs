@@ -606,15 +606,17 @@ fn private(
             };
             let client_order_id = match params.get("newClientOrderId") {
                 Some(id) if !id.is_empty() => {
+                    // Spot takes letters, digits, `-` and `_`; USD-M also `.`, `:` and `/`.
+                    let (extra, pattern): (&[u8], &str) = match product {
+                        Product::Spot => (b"_-", "^[a-zA-Z0-9-_]{1,36}$"),
+                        Product::UsdM => (b".:/_-", "^[\\.A-Z\\:/a-z0-9_-]{1,36}$"),
+                    };
                     let legal = id.len() <= 36
                         && id
                             .bytes()
-                            .all(|b| b.is_ascii_alphanumeric() || b".:/_-".contains(&b));
+                            .all(|b| b.is_ascii_alphanumeric() || extra.contains(&b));
                     if !legal {
-                        return Err(ApiError::illegal_chars(
-                            "newClientOrderId",
-                            "^[\\.A-Z\\:/a-z0-9_-]{1,36}$",
-                        ));
+                        return Err(ApiError::illegal_chars("newClientOrderId", pattern));
                     }
                     id.to_owned()
                 }
@@ -628,7 +630,11 @@ fn private(
                 time_in_force,
                 price: params.decimal("price")?,
                 quantity: params.decimal("quantity")?,
-                quote_order_qty: params.decimal("quoteOrderQty")?,
+                // USD-M orders have no quoteOrderQty: Binance reads a quantity only.
+                quote_order_qty: match product {
+                    Product::Spot => params.decimal("quoteOrderQty")?,
+                    Product::UsdM => None,
+                },
                 client_order_id,
             };
             let order_id = ids.next_order_id;

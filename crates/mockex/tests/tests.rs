@@ -434,6 +434,47 @@ mod auth {
         }
     }
 
+    /// Regression: spot took the client order ids USD-M takes (`.`, `:`, `/`), which
+    /// Binance spot refuses, and USD-M read a `quoteOrderQty`, which Binance's USD-M
+    /// order has not: it wants a quantity.
+    #[tokio::test]
+    async fn client_order_ids_and_quote_quantities_as_each_market_takes_them() {
+        let sim = start().await;
+        let limit = "side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=50000";
+        let response = signed(
+            &sim,
+            Method::POST,
+            "/api/v3/order",
+            &format!("symbol=BTCUSDT&{limit}&newClientOrderId=bot.1:a/b"),
+        )
+        .await;
+        assert_code(&response, 400, -1100);
+        assert!(
+            response.1["msg"]
+                .as_str()
+                .unwrap()
+                .contains("^[a-zA-Z0-9-_]{1,36}$"),
+            "{}",
+            response.1
+        );
+        let response = signed(
+            &sim,
+            Method::POST,
+            "/fapi/v1/order",
+            &format!("symbol=BTCUSDT&{limit}&newClientOrderId=bot.1:a/b"),
+        )
+        .await;
+        assert_eq!(response.0, 200, "{}", response.1);
+        let response = signed(
+            &sim,
+            Method::POST,
+            "/fapi/v1/order",
+            "symbol=BTCUSDT&side=BUY&type=MARKET&quoteOrderQty=1000",
+        )
+        .await;
+        assert_code(&response, 400, -1102);
+    }
+
     /// Regression: numbers were read with Rust's parsers, so `+1`, `1e-2`, `.5` or ` 1`
     /// were taken where Binance refuses them with -1100 and the pattern it checks.
     #[tokio::test]

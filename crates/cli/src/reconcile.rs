@@ -627,18 +627,11 @@ fn tradable_in<'t>(
     account: &str,
     market: Market,
 ) -> impl Iterator<Item = String> + 't {
-    let prefix = match market {
-        Market::Spot => String::new(),
-        market => format!("{}:", market.as_str()),
-    };
     tradable
         .get(account)
         .into_iter()
         .flatten()
-        .filter_map(move |listed| {
-            let symbol = listed.strip_prefix(prefix.as_str())?;
-            (!symbol.contains(':')).then(|| symbol.to_owned())
-        })
+        .filter_map(move |listed| market.unlisted_symbol(listed).map(str::to_owned))
 }
 
 fn tradable_symbols(store: &Store) -> anyhow::Result<HashMap<String, BTreeSet<String>>> {

@@ -114,6 +114,19 @@ impl Market {
             market => format!("{}:{symbol}", market.as_str()),
         }
     }
+
+    /// The symbol that `listed`, as a client's symbol list names it, names in this market
+    /// (the inverse of [`Market::listed_symbol`]): `BTCUSDT` for `usdm:BTCUSDT` on USD-M;
+    /// `None` when `listed` names a symbol of another market.
+    pub fn unlisted_symbol(self, listed: &str) -> Option<&str> {
+        let symbol = match self {
+            Market::Spot => listed,
+            market => listed
+                .strip_prefix(market.as_str())
+                .and_then(|rest| rest.strip_prefix(':'))?,
+        };
+        (!symbol.contains(':')).then_some(symbol)
+    }
 }
 
 /// Whether the symbol id `symbol` is quoted in `asset`: the id, less a dated future's
@@ -274,6 +287,18 @@ impl Action {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_listed_symbol_names_its_market_s_symbol_only() {
+        for market in [Market::Spot, Market::Usdm, Market::Coinm] {
+            let listed = market.listed_symbol("BTCUSDT");
+            assert_eq!(market.unlisted_symbol(&listed), Some("BTCUSDT"));
+        }
+        assert_eq!(Market::Spot.unlisted_symbol("usdm:BTCUSDT"), None);
+        assert_eq!(Market::Usdm.unlisted_symbol("BTCUSDT"), None);
+        assert_eq!(Market::Usdm.unlisted_symbol("coinm:BTCUSD_PERP"), None);
+        assert_eq!(Market::Usdm.unlisted_symbol("usdmx:BTCUSDT"), None);
+    }
 
     fn order(side: Side, quantity: Option<i64>, price: Option<i64>, quote: Option<i64>) -> Action {
         Action {

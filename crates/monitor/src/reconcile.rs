@@ -168,11 +168,10 @@ impl Forwarded {
                 };
                 // The log names a symbol as a client's list does (`usdm:BTCUSDT`); the
                 // exchange lists it bare. A batch names none.
-                let prefix = market.listed_symbol("");
                 let symbol = r
                     .symbol
                     .as_deref()
-                    .map(|listed| listed.strip_prefix(prefix.as_str()).unwrap_or(listed));
+                    .map(|listed| market.unlisted_symbol(listed).unwrap_or(listed));
                 let orders = self.orders.entry((account.clone(), market)).or_default();
                 orders.symbols.extend(symbol.map(str::to_owned));
                 orders.unanswered.insert(

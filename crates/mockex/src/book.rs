@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use rust_decimal::Decimal;
 
+use crate::algo::AlgoOrder;
 use crate::market::{self, Market, Product};
 use crate::routes::ApiError;
 
@@ -82,6 +83,8 @@ pub(crate) struct Order {
     pub(crate) update_time: u64,
     /// Amount reserved for a resting spot order (quote for BUY, base for SELL).
     pub(crate) reserved: Decimal,
+    /// USD-M `reduceOnly`: set only on the order a reduce-only conditional order places.
+    pub(crate) reduce_only: bool,
 }
 
 impl Order {
@@ -113,6 +116,9 @@ pub(crate) struct Account {
     /// Signed position size per USD-M symbol.
     pub(crate) positions: BTreeMap<&'static str, Decimal>,
     pub(crate) orders: Vec<Order>,
+    /// USD-M conditional orders, kept apart from `orders` as Binance's algo service keeps
+    /// them, oldest (lowest `algoId`) first.
+    pub(crate) algo_orders: Vec<AlgoOrder>,
     pub(crate) trades: Vec<Trade>,
     pub(crate) withdrawals: Vec<Withdrawal>,
 }
@@ -150,6 +156,7 @@ impl Account {
             futures: wallet(market::starting_futures_balances()),
             positions: BTreeMap::new(),
             orders: Vec::new(),
+            algo_orders: Vec::new(),
             trades: Vec::new(),
             withdrawals: Vec::new(),
         }
@@ -181,6 +188,9 @@ pub(crate) struct NewOrder {
     pub(crate) quantity: Option<Decimal>,
     pub(crate) quote_order_qty: Option<Decimal>,
     pub(crate) client_order_id: String,
+    /// USD-M `reduceOnly`: exempt from the minimum notional, as Binance's -4164 message
+    /// says. The simulator does not check that such an order reduces a position.
+    pub(crate) reduce_only: bool,
 }
 
 /// Is `value` a whole multiple of `step`?
@@ -262,8 +272,9 @@ impl Failure {
 }
 
 /// Applies the price filter, the lot size and the minimum notional (on USD-M, after the
-/// price and quantity precision), returning the price to check and the quantity to trade.
-fn check_filters(order: &NewOrder) -> Result<(Decimal, Decimal), ApiError> {
+/// price and quantity precision; not for a reduce-only order), returning the price to
+/// check and the quantity to trade.
+pub(crate) fn check_filters(order: &NewOrder) -> Result<(Decimal, Decimal), ApiError> {
     let m = order.market;
     let fail = |failure: Failure| failure.error(m);
     let futures = m.product == Product::UsdM;
@@ -316,7 +327,8 @@ fn check_filters(order: &NewOrder) -> Result<(Decimal, Decimal), ApiError> {
     if !is_multiple(quantity, m.step_size) {
         return Err(fail(Failure::QuantityOffStep));
     }
-    if quantity * exec_price < m.min_notional {
+    let exempt = futures && order.reduce_only;
+    if quantity * exec_price < m.min_notional && !exempt {
         return Err(fail(Failure::Notional));
     }
     Ok((exec_price, quantity))
@@ -373,6 +385,7 @@ pub(crate) fn place(
         time: now,
         update_time: now,
         reserved: Decimal::ZERO,
+        reduce_only: order.reduce_only,
     };
     match m.product {
         Product::Spot => {
@@ -492,7 +505,7 @@ pub(crate) fn cancel(
     by: &OrderRef<'_>,
     now: u64,
 ) -> Result<Order, ApiError> {
-    let unknown = || ApiError::new(400, -2011, "Unknown order sent.");
+    let unknown = ApiError::unknown_order;
     let m = market::find(product, symbol).ok_or_else(ApiError::invalid_symbol)?;
     let order = find(account, product, symbol, by).ok_or_else(unknown)?;
     if !order.is_open() {
@@ -534,6 +547,7 @@ mod tests {
             quantity: Some(qty.parse().unwrap()),
             quote_order_qty: None,
             client_order_id: "c1".into(),
+            reduce_only: false,
         }
     }
 

@@ -24,7 +24,18 @@
 //! *before* validation, with every header it carried, so a test can prove that a request
 //! denied by the gateway never arrived, or what arrived of one it forwarded
 //! (`GET /__mock/requests`, cleared by `POST /__mock/reset`; `POST /__mock/reset?state=1`
-//! also restores balances and forgets orders).
+//! also restores balances and forgets orders, conditional ones included).
+//!
+//! USD-M conditional orders (`STOP_MARKET`, `TAKE_PROFIT_MARKET`, `STOP`, `TAKE_PROFIT`)
+//! go through Binance's algo service endpoints, as they must since 2025-12-09:
+//! `POST`/`DELETE /fapi/v1/algoOrder`, `GET /fapi/v1/openAlgoOrders` and
+//! `GET /fapi/v1/allAlgoOrders`, with `algoId`s numbered apart from `orderId`s (from
+//! 1 000 001). As prices never move, nothing triggers by itself:
+//! `POST /__mock/trigger?algoId=N` triggers one as if the market had reached its trigger
+//! price, placing its order in the futures book as `POST /fapi/v1/order` would, with an
+//! `orderId` and a `clientOrderId` of its own, and answers the conditional order as
+//! `openAlgoOrders` lists one (400 -2011 for an unknown one or one no longer `NEW`). Like
+//! the other `/__mock` endpoints it is never recorded.
 //!
 //! For tests of what a client does when the exchange misbehaves, a simulator can run its
 //! clock ahead of or behind the machine's ([`Simulator::set_clock_offset_ms`]) and refuse
@@ -32,9 +43,10 @@
 //!
 //! **What it is not.** Not a matching engine: every order that crosses a fixed reference
 //! price (BTCUSDT 60000, ETHUSDT 3000, BNBUSDT 600, DOGEUSDT 0.1, ETHBTC 0.05) fills there in
-//! full, with zero commission; nothing else ever fills. Of the filters it announces, it
-//! checks price, lot size and minimum notional only (no maximum price or quantity, no
-//! percent price). No COIN-M, options, margin, transfers, RSA keys, WebSocket streams or
+//! full, with zero commission; nothing else ever fills, and a conditional order triggers
+//! only when a test says so. Of the filters it announces, it checks price, lot size and
+//! minimum notional only (no maximum price or quantity, no percent price, no maximum
+//! number of orders or conditional orders). No COIN-M, options, margin, transfers, RSA keys, WebSocket streams or
 //! real rate limiting (the rate-limit headers only report). A key's IP restriction is
 //! reported, not checked. It never opens an outbound connection.
 //!
@@ -64,6 +76,7 @@
 //! # }
 //! ```
 
+mod algo;
 mod auth;
 mod book;
 mod limits;
@@ -415,6 +428,7 @@ impl State {
                 next_order_id: 1,
                 next_trade_id: 1,
                 next_withdraw_id: 1,
+                next_algo_id: algo::FIRST_ALGO_ID,
             },
         }
     }
@@ -523,7 +537,8 @@ impl Simulator {
         lock(&self.inner.withheld).contains(symbol)
     }
 
-    /// Clears the request record; with `state`, also restores balances and forgets orders.
+    /// Clears the request record; with `state`, also restores balances and forgets orders,
+    /// conditional orders among them (and restarts every id counter).
     pub fn reset(&self, state: bool) {
         lock(&self.inner.record).clear();
         if state {
@@ -567,6 +582,20 @@ impl Simulator {
             .get_mut(api_key)
             .ok_or_else(ApiError::rejected_key)?;
         f(account, ids)
+    }
+
+    /// Runs `f` on the account `holds` is true of (the first such, in no set order), if
+    /// there is one: for a control endpoint that names something of an account, not the
+    /// account.
+    pub(crate) fn with_account_where<T>(
+        &self,
+        holds: impl Fn(&Account) -> bool,
+        f: impl FnOnce(&mut Account, &mut Ids) -> T,
+    ) -> Option<T> {
+        let mut state = lock(&self.inner.state);
+        let State { accounts, ids } = &mut *state;
+        let account = accounts.values_mut().find(|account| holds(account))?;
+        Some(f(account, ids))
     }
 }
 

@@ -10,6 +10,7 @@ use axum::Router;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 
+use crate::algo;
 use crate::auth::{self, Params};
 use crate::book::{self, Account, NewOrder, Order, OrderRef, OrderType, Side, Trade};
 use crate::limits::{Family, ORDER_COUNT_HEADERS};
@@ -64,6 +65,20 @@ impl ApiError {
 
     pub(crate) fn overflow(name: &str) -> ApiError {
         ApiError::new(400, -1108, format!("Parameter '{name}' overflowed."))
+    }
+
+    /// -1130: a value of a known form that the parameter does not take.
+    pub(crate) fn invalid_parameter(name: &str) -> ApiError {
+        ApiError::new(
+            400,
+            -1130,
+            format!("Data sent for parameter '{name}' is not valid."),
+        )
+    }
+
+    /// -2011: no order, or none that may be cancelled, answers to the ids sent.
+    pub(crate) fn unknown_order() -> ApiError {
+        ApiError::new(400, -2011, "Unknown order sent.")
     }
 
     /// -2015: an unknown key, or one without the permission the endpoint needs.
@@ -145,6 +160,10 @@ enum Endpoint {
     ApiRestrictions,
     FuturesAccount,
     FuturesBalance,
+    NewAlgoOrder,
+    CancelAlgoOrder,
+    OpenAlgoOrders,
+    AllAlgoOrders,
 }
 
 /// A permission of an API key beyond reading (see [`crate::Restrictions`]).
@@ -185,7 +204,11 @@ impl Endpoint {
             | Endpoint::ForceOrders
             | Endpoint::MyTrades(Product::UsdM)
             | Endpoint::FuturesAccount
-            | Endpoint::FuturesBalance => Some(Permission::Futures),
+            | Endpoint::FuturesBalance
+            | Endpoint::NewAlgoOrder
+            | Endpoint::CancelAlgoOrder
+            | Endpoint::OpenAlgoOrders
+            | Endpoint::AllAlgoOrders => Some(Permission::Futures),
             Endpoint::Withdraw => Some(Permission::Withdrawals),
             _ => None,
         }
@@ -199,15 +222,16 @@ impl Endpoint {
 }
 
 /// The weight of a call that names no symbol where the table's weight is for one: Binance
-/// weighs `openOrders` 6 (spot) or 1 (USD-M) for one symbol, 80 or 40 for every symbol.
+/// weighs `openOrders` 6 (spot) or 1 (USD-M) for one symbol, 80 or 40 for every symbol,
+/// and USD-M `openAlgoOrders` 1 or 40.
 fn weight_without_symbol(endpoint: Endpoint, query: &str) -> Option<u32> {
     let names_symbol = query
         .split('&')
         .any(|pair| pair.split('=').next() == Some("symbol"));
     match endpoint {
-        Endpoint::OpenOrders(_) if names_symbol => None,
+        Endpoint::OpenOrders(_) | Endpoint::OpenAlgoOrders if names_symbol => None,
         Endpoint::OpenOrders(Product::Spot) => Some(80),
-        Endpoint::OpenOrders(Product::UsdM) => Some(40),
+        Endpoint::OpenOrders(Product::UsdM) | Endpoint::OpenAlgoOrders => Some(40),
         _ => None,
     }
 }
@@ -257,6 +281,11 @@ fn route(method: &Method, path: &str) -> Option<(Security, u32, Endpoint)> {
         "/fapi/v1/allOrders" if get => (Signed, 5, E::AllOrders(Product::UsdM)),
         "/fapi/v1/forceOrders" if get => (Signed, 50, E::ForceOrders),
         "/fapi/v1/userTrades" if get => (Signed, 5, E::MyTrades(Product::UsdM)),
+        // Binance weighs a new conditional order 0, and so does the simulator.
+        "/fapi/v1/algoOrder" if post => (Signed, 0, E::NewAlgoOrder),
+        "/fapi/v1/algoOrder" if delete => (Signed, 1, E::CancelAlgoOrder),
+        "/fapi/v1/openAlgoOrders" if get => (Signed, 1, E::OpenAlgoOrders),
+        "/fapi/v1/allAlgoOrders" if get => (Signed, 5, E::AllAlgoOrders),
         _ => return None,
     };
     Some(found)
@@ -363,21 +392,42 @@ fn with_weight(mut response: Response, family: Family, used: u64) -> Response {
     response
 }
 
-/// `/__mock/requests` and `/__mock/reset`; never recorded.
+/// `/__mock/requests`, `/__mock/reset` and `/__mock/trigger`; never recorded.
 fn mock_control(simulator: &Simulator, method: &Method, control: &str, query: &str) -> Response {
-    match (method.as_str(), control) {
-        ("GET", "requests") => axum::Json(simulator.received()).into_response(),
+    let result = match (method.as_str(), control) {
+        ("GET", "requests") => return axum::Json(simulator.received()).into_response(),
         ("POST", "reset") => {
             let everything = form_urlencoded::parse(query.as_bytes())
                 .any(|(name, value)| name == "state" && value == "1");
             simulator.reset(everything);
-            axum::Json(json!({})).into_response()
+            Ok(json!({}))
         }
-        _ => {
-            let (status, value) = ApiError::new(404, -1000, "Unknown endpoint.").into_parts();
+        ("POST", "trigger") => mock_trigger(simulator, query),
+        _ => Err(ApiError::new(404, -1000, "Unknown endpoint.")),
+    };
+    match result {
+        Ok(value) => axum::Json(value).into_response(),
+        Err(error) => {
+            let (status, value) = error.into_parts();
             (status, axum::Json(value)).into_response()
         }
     }
+}
+
+/// `POST /__mock/trigger?algoId=N`: triggers conditional order `N`, whichever account
+/// holds it, as if the market had reached its trigger price (see [`algo::trigger`]).
+fn mock_trigger(simulator: &Simulator, query: &str) -> Result<Value, ApiError> {
+    let params = Params::parse(query, "")?;
+    let algo_id = params
+        .integer("algoId")?
+        .ok_or_else(|| ApiError::mandatory("algoId"))?;
+    let now = simulator.clock_ms();
+    simulator
+        .with_account_where(
+            |account| algo::holds(account, algo_id),
+            |account, ids| algo::trigger(account, ids, algo_id, now),
+        )
+        .unwrap_or_else(|| Err(ApiError::unknown_order()))
 }
 
 /// Parses parameters and, for signed endpoints, checks key, signature and time, in that order.
@@ -445,7 +495,10 @@ fn permit(
 }
 
 /// Validates `symbol`: characters first (-1100), then existence (-1121).
-fn symbol(params: &Params, product: Product) -> Result<&'static market::Market, ApiError> {
+pub(crate) fn symbol(
+    params: &Params,
+    product: Product,
+) -> Result<&'static market::Market, ApiError> {
     let raw = params.required("symbol")?;
     let legal = raw.len() <= 20
         && raw
@@ -528,12 +581,35 @@ fn dispatch(
     })
 }
 
-/// Order and trade id counters shared by all accounts.
+/// Order, trade, withdrawal and conditional order id counters shared by all accounts.
 #[derive(Debug)]
 pub(crate) struct Ids {
     pub(crate) next_order_id: u64,
     pub(crate) next_trade_id: u64,
     pub(crate) next_withdraw_id: u64,
+    /// The next `algoId`: a counter of its own, as Binance's algo service numbers its
+    /// orders apart from the order book (starting at [`algo::FIRST_ALGO_ID`]).
+    pub(crate) next_algo_id: u64,
+}
+
+/// The client order id the simulator gives the next order placed without one.
+pub(crate) fn made_up_client_order_id(ids: &Ids) -> String {
+    format!("mockex{:016}", ids.next_order_id)
+}
+
+/// Places a validated order in `account`'s book under the next order id: what
+/// `POST /api/v3/order` and `POST /fapi/v1/order` do once they have read the request, and
+/// what a conditional order does when it triggers.
+pub(crate) fn place_order(
+    account: &mut Account,
+    ids: &mut Ids,
+    order: NewOrder,
+    now: u64,
+) -> Result<(Order, Vec<Trade>), ApiError> {
+    let order_id = ids.next_order_id;
+    let placed = book::place(account, order, order_id, &mut ids.next_trade_id, now)?;
+    ids.next_order_id += 1;
+    Ok(placed)
 }
 
 /// One object for `symbol=…`, else a list over all markets of the product. A market
@@ -620,7 +696,7 @@ fn private(
                     }
                     id.to_owned()
                 }
-                _ => format!("mockex{:016}", ids.next_order_id),
+                _ => made_up_client_order_id(ids),
             };
             let resp_type = params.get("newOrderRespType").unwrap_or("FULL").to_owned();
             let new = NewOrder {
@@ -636,10 +712,9 @@ fn private(
                     Product::UsdM => None,
                 },
                 client_order_id,
+                reduce_only: false,
             };
-            let order_id = ids.next_order_id;
-            let (order, fills) = book::place(account, new, order_id, &mut ids.next_trade_id, now)?;
-            ids.next_order_id += 1;
+            let (order, fills) = place_order(account, ids, new, now)?;
             Ok(match product {
                 Product::Spot => spot_new_order(&order, &fills, &resp_type, now),
                 Product::UsdM => futures_order(&order),
@@ -842,6 +917,10 @@ fn private(
                     .collect(),
             ))
         }
+        Endpoint::NewAlgoOrder => algo::place(account, ids, params, now),
+        Endpoint::CancelAlgoOrder => algo::cancel(account, params, now),
+        Endpoint::OpenAlgoOrders => algo::open(account, params),
+        Endpoint::AllAlgoOrders => algo::all(account, params, now),
         Endpoint::FuturesAccount => Ok(futures_account(account, now)),
         Endpoint::FuturesBalance => Ok(Value::Array(
             account
@@ -1184,7 +1263,7 @@ fn futures_order(o: &Order) -> Value {
         "timeInForce": o.time_in_force,
         "type": o.order_type.as_str(),
         "origType": o.order_type.as_str(),
-        "reduceOnly": false,
+        "reduceOnly": o.reduce_only,
         "closePosition": false,
         "side": o.side.as_str(),
         "positionSide": "BOTH",

@@ -7,7 +7,10 @@
 //! each market on its own (each numbers its orders apart). Binance lists orders one symbol
 //! at a time, so only some symbols of each market are asked for: those the account traded
 //! through keygate in the window, those its trading clients may trade, and those it has an
-//! open order in now, whoever placed it (one account-wide read per market). A leaked key
+//! open order in now, whoever placed it (one account-wide read per market). USD-M
+//! conditional orders (Binance's algo orders) are listed in the same symbols, plus those
+//! with one waiting, and checked first: the order one keygate forwarded placed when it
+//! triggered is known by the id the exchange lists it with. A leaked key
 //! trading another symbol and leaving no order open there, or trading COIN-M futures, is
 //! not seen here.
 //!
@@ -27,7 +30,10 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use keygate_audit::Filter;
-use keygate_core::{ClientStatus, Exchange, ExchangeOrder, ExchangeWithdrawal, Market, Scope};
+use keygate_core::{
+    ClientStatus, Exchange, ExchangeConditionalOrder, ExchangeOrder, ExchangeWithdrawal, Market,
+    Scope,
+};
 use keygate_exchanges::{binance, Adapter, Binance, KeyPermissions};
 use keygate_monitor::reconcile::{is_plain_symbol, Forwarded, FORWARDED_BEFORE_MS};
 use keygate_monitor::{Alert, AlertRule, Alerter, Severity};
@@ -104,6 +110,10 @@ pub(crate) struct UnmatchedOrder {
     pub id: String,
     /// Its market: `spot` or `usdm`.
     pub market: &'static str,
+    /// A conditional order (Binance's USD-M algo orders), waiting for its trigger price
+    /// apart from the order book: `id` is its `algoId`, `client_order_id` its
+    /// `clientAlgoId`, `price` its trigger price.
+    pub conditional: bool,
     pub client_order_id: String,
     pub symbol: String,
     pub side: String,
@@ -115,6 +125,41 @@ pub(crate) struct UnmatchedOrder {
 }
 
 impl UnmatchedOrder {
+    fn new(market: Market, o: ExchangeOrder, conditional: bool) -> UnmatchedOrder {
+        UnmatchedOrder {
+            id: o.id,
+            market: market.as_str(),
+            conditional,
+            client_order_id: o.client_order_id,
+            symbol: o.symbol,
+            side: o.side,
+            order_type: o.order_type,
+            quantity: o.quantity.normalize().to_string(),
+            price: o.price.normalize().to_string(),
+            placed_at: rfc3339(o.placed_ms),
+        }
+    }
+
+    /// What it is, in a sentence: `order 7 (BUY LIMIT 1 BTCUSDT at 50000)`, or for a
+    /// conditional order `conditional order 1000001 (SELL STOP_MARKET 1 usdm:BTCUSDT,
+    /// triggered at 60000)`.
+    fn what(&self) -> String {
+        let (book, at) = if self.conditional {
+            ("conditional order", ", triggered")
+        } else {
+            ("order", "")
+        };
+        format!(
+            "{book} {} ({} {} {} {}{at} at {})",
+            self.id,
+            self.side,
+            self.order_type,
+            self.quantity,
+            self.listed_symbol(),
+            self.price
+        )
+    }
+
     /// Its symbol as a client's symbol list names it: `usdm:BTCUSDT` for a futures order.
     fn listed_symbol(&self) -> String {
         match self.market {
@@ -202,10 +247,12 @@ pub(crate) fn reconcile(
                     .into_iter()
                     .filter(|(market, _)| *market != Market::Usdm || futures);
                 let mut orders = Partial::default();
+                let mut conditional_orders = Partial::default();
                 for (market, ceiling) in markets {
                     // Each market's weight is its own: a pacer each.
                     let pacer = Pacer::new(&signed_read, wait, stopping, ceiling);
                     let open = open_orders(&pacer, market);
+                    let open_conditional = open_conditional_orders(&pacer, market);
                     // keygate's own symbols first: should the open orders name more symbols
                     // than can be listed, those are the ones left for the next run.
                     let mut symbols: Vec<String> = Vec::new();
@@ -213,6 +260,8 @@ pub(crate) fn reconcile(
                     let known = traded.symbols(&label, market);
                     let allowed = tradable_in(&tradable, &label, market);
                     let resting = open.iter().flatten().map(|o| o.symbol.clone());
+                    let waiting = open_conditional.iter().flatten().flatten();
+                    let resting = resting.chain(waiting.map(|c| c.order.symbol.clone()));
                     for symbol in known.into_iter().chain(allowed).chain(resting) {
                         if !is_plain_symbol(market, &symbol) {
                             unlisted.insert(symbol);
@@ -246,13 +295,45 @@ pub(crate) fn reconcile(
                     }
                     leave_out_forced(&pacer, market, &mut listed, since_ms, until_ms);
                     orders.add(listed, market);
-                    asked_symbols.extend(symbols.iter().map(|s| market.listed_symbol(s)));
+                    if let Some(open) = open_conditional {
+                        let mut listed = list_in_symbols(
+                            &pacer,
+                            market,
+                            &symbols,
+                            since_ms,
+                            until_ms,
+                            &CONDITIONAL_ORDERS,
+                        );
+                        match open {
+                            Ok(open) => {
+                                let placed_in_window = |c: &ExchangeConditionalOrder| {
+                                    (since_ms..=until_ms).contains(&c.order.placed_ms)
+                                };
+                                for c in open.into_iter().filter(placed_in_window) {
+                                    let same = |l: &ExchangeConditionalOrder| {
+                                        l.order.id == c.order.id && l.order.symbol == c.order.symbol
+                                    };
+                                    if !listed.items.iter().any(same) {
+                                        listed.items.push(c);
+                                    }
+                                }
+                            }
+                            Err(reason) => listed
+                                .failures
+                                .push(format!("open conditional orders: {reason}")),
+                        }
+                        conditional_orders.add(listed, market);
+                    }
+                    // Those past the cap are named in the failures, not as asked for.
+                    let (_, fit, _) = symbols_that_fit(&symbols, since_ms, until_ms);
+                    asked_symbols.extend(fit.iter().map(|s| market.listed_symbol(s)));
                 }
-                (withdrawals, orders)
+                orders.failures.append(&mut conditional_orders.failures);
+                (withdrawals, orders, conditional_orders.items)
             }
             other => {
                 let cannot = format!("keygate cannot ask {other} yet");
-                (Err(cannot.clone()), Partial::failed(cannot))
+                (Err(cannot.clone()), Partial::failed(cannot), Vec::new())
             }
         };
         asked.push((label, asked_symbols, lists));
@@ -261,12 +342,26 @@ pub(crate) fn reconcile(
     // before they listed it, and its request event was durable before it was sent.
     let mut forwarded = forwarded(store, log_from)?;
     let mut reports = Vec::new();
-    for (label, symbols, (withdrawals, listed_orders)) in asked {
+    for (label, symbols, (withdrawals, listed_orders, conditional_orders)) in asked {
         // One list that cannot be had does not hide the other.
         let (withdrawals, error) = listed(withdrawals);
         let orders_error =
             (!listed_orders.failures.is_empty()).then(|| listed_orders.failures.join("; "));
         let listed_orders = listed_orders.items;
+        // Conditional orders first: the order one keygate forwarded placed on triggering
+        // is known by what the exchange lists of it.
+        let listed_count = listed_orders.len() + conditional_orders.len();
+        let mut not_forwarded: Vec<UnmatchedOrder> = conditional_orders
+            .into_iter()
+            .filter(|(market, c)| !forwarded.conditional_order_forwarded(&label, *market, c))
+            .map(|(market, c)| UnmatchedOrder::new(market, c.order, true))
+            .collect();
+        not_forwarded.extend(
+            listed_orders
+                .into_iter()
+                .filter(|(market, o)| !forwarded.order_forwarded(&label, *market, o))
+                .map(|(market, o)| UnmatchedOrder::new(market, o, false)),
+        );
         reports.push(AccountReport {
             withdrawals: withdrawals.len(),
             not_through_keygate: withdrawals
@@ -282,22 +377,8 @@ pub(crate) fn reconcile(
                 .collect(),
             error,
             symbols,
-            orders: listed_orders.len(),
-            orders_not_through_keygate: listed_orders
-                .into_iter()
-                .filter(|(market, o)| !forwarded.order_forwarded(&label, *market, o))
-                .map(|(market, o)| UnmatchedOrder {
-                    id: o.id,
-                    market: market.as_str(),
-                    client_order_id: o.client_order_id,
-                    symbol: o.symbol,
-                    side: o.side,
-                    order_type: o.order_type,
-                    quantity: o.quantity.normalize().to_string(),
-                    price: o.price.normalize().to_string(),
-                    placed_at: rfc3339(o.placed_ms),
-                })
-                .collect(),
+            orders: listed_count,
+            orders_not_through_keygate: not_forwarded,
             orders_error,
             account: label,
         });
@@ -332,9 +413,9 @@ impl<T> Partial<T> {
     }
 }
 
-impl Partial<(Market, ExchangeOrder)> {
+impl<T> Partial<(Market, T)> {
     /// Adds what was listed of `market`, its failures named by the market but for spot's.
-    fn add(&mut self, listed: Partial<ExchangeOrder>, market: Market) {
+    fn add(&mut self, listed: Partial<T>, market: Market) {
         self.items
             .extend(listed.items.into_iter().map(|o| (market, o)));
         self.failures
@@ -503,6 +584,48 @@ fn open_orders(pacer: &Pacer<'_>, market: Market) -> Result<Vec<ExchangeOrder>, 
         .ok_or_else(|| "its list does not read".to_owned())
 }
 
+/// The signed read (path and query) listing one symbol of a market over a span, for the
+/// kinds of list that have one.
+type ListRead = fn(&Binance, Market, &str, u64, u64) -> Option<(&'static str, String)>;
+
+/// What one kind of list holds: orders, or conditional orders, each with the exchange's
+/// endpoint listing them for one symbol and how to read its answer.
+struct Kind<T> {
+    history: ListRead,
+    parse: fn(&Binance, &[u8]) -> Option<Vec<T>>,
+    placed_ms: fn(&T) -> u64,
+    /// What it lists, in messages.
+    noun: &'static str,
+}
+
+const ORDERS: Kind<ExchangeOrder> = Kind {
+    history: <Binance as Adapter>::order_history,
+    parse: <Binance as Adapter>::parse_order_history,
+    placed_ms: |o| o.placed_ms,
+    noun: "orders",
+};
+
+const CONDITIONAL_ORDERS: Kind<ExchangeConditionalOrder> = Kind {
+    history: <Binance as Adapter>::conditional_order_history,
+    parse: <Binance as Adapter>::parse_conditional_orders,
+    placed_ms: |c| c.order.placed_ms,
+    noun: "conditional orders",
+};
+
+/// The account's conditional orders in `market` waiting for their trigger, in every
+/// symbol, whoever placed them; `None` for a market without conditional orders.
+fn open_conditional_orders(
+    pacer: &Pacer<'_>,
+    market: Market,
+) -> Option<Result<Vec<ExchangeConditionalOrder>, String>> {
+    let (path, query) = Binance.open_conditional_orders(market)?;
+    Some(pacer.read(path, &query).and_then(|body| {
+        Binance
+            .parse_conditional_orders(&body)
+            .ok_or_else(|| "its list does not read".to_owned())
+    }))
+}
+
 /// The account's orders in `symbols` of `market` placed from `since_ms` to `until_ms`, a
 /// day at a time, in the order given, as many symbols as [`MAX_ORDER_QUERIES`] lists
 /// allow: what was listed, and why the rest was not.
@@ -513,17 +636,40 @@ fn list_orders(
     since_ms: u64,
     until_ms: u64,
 ) -> Partial<ExchangeOrder> {
+    list_in_symbols(pacer, market, symbols, since_ms, until_ms, &ORDERS)
+}
+
+/// How many days (lists per symbol) the window from `since_ms` to `until_ms` takes, the
+/// first of `symbols` whose lists fit in [`MAX_ORDER_QUERIES`], and the rest.
+fn symbols_that_fit(
+    symbols: &[String],
+    since_ms: u64,
+    until_ms: u64,
+) -> (usize, &[String], &[String]) {
     let days = until_ms
         .saturating_sub(since_ms)
         .div_ceil(ORDER_SPAN_MS)
         .max(1) as usize;
     let (asked, over) = symbols.split_at((MAX_ORDER_QUERIES / days).min(symbols.len()));
+    (days, asked, over)
+}
+
+/// What [`list_orders`] lists, of `kind`.
+fn list_in_symbols<T>(
+    pacer: &Pacer<'_>,
+    market: Market,
+    symbols: &[String],
+    since_ms: u64,
+    until_ms: u64,
+    kind: &Kind<T>,
+) -> Partial<T> {
+    let (days, asked, over) = symbols_that_fit(symbols, since_ms, until_ms);
     let mut listed = Partial::default();
     // A symbol that cannot be listed (one the exchange does not know, say) is reported,
     // and the others are still checked.
     let mut asked = asked.iter();
     for symbol in asked.by_ref() {
-        let symbol_listed = list_symbol_orders(pacer, market, symbol, since_ms, until_ms);
+        let symbol_listed = list_symbol_orders(pacer, market, symbol, since_ms, until_ms, kind);
         listed.items.extend(symbol_listed.items);
         listed.failures.extend(
             symbol_listed
@@ -543,8 +689,9 @@ fn list_orders(
     }
     if !over.is_empty() {
         listed.failures.push(format!(
-            "listing the orders of {} symbols over {days} day(s) takes more than \
+            "listing the {} of {} symbols over {days} day(s) takes more than \
              {MAX_ORDER_QUERIES} requests: {} not asked for; narrow --since",
+            kind.noun,
             symbols.len(),
             over.join(", ")
         ));
@@ -556,25 +703,24 @@ fn list_orders(
 /// day at a time: what was listed, and why the rest was not. A full day's list is kept
 /// (its orders are reported like any) and said to be full: a flood of orders in one
 /// symbol must not make those already listed vanish.
-fn list_symbol_orders(
+fn list_symbol_orders<T>(
     pacer: &Pacer<'_>,
     market: Market,
     symbol: &str,
     since_ms: u64,
     until_ms: u64,
-) -> Partial<ExchangeOrder> {
+    kind: &Kind<T>,
+) -> Partial<T> {
     let mut orders = Partial::default();
     let mut from_ms = since_ms;
     while from_ms < until_ms {
         let to_ms = (from_ms + ORDER_SPAN_MS - 1).min(until_ms);
-        let listed = Binance
-            .order_history(market, symbol, from_ms, to_ms)
-            .ok_or_else(|| "keygate cannot list this market's orders".to_owned())
+        let listed = (kind.history)(&Binance, market, symbol, from_ms, to_ms)
+            .ok_or_else(|| format!("keygate cannot list this market's {}", kind.noun))
             .and_then(|(path, query)| pacer.read(path, &query))
             .and_then(|body| {
-                Binance
-                    .parse_order_history(&body)
-                    .ok_or_else(|| "its list does not read".to_owned())
+                (kind.parse)(&Binance, &body)
+                    .ok_or_else(|| format!("its list of {} does not read", kind.noun))
             });
         let listed = match listed {
             Ok(listed) => listed,
@@ -585,9 +731,10 @@ fn list_symbol_orders(
         };
         if listed.len() >= binance::ORDER_HISTORY_LIMIT {
             orders.failures.push(format!(
-                "it listed {} orders placed from {}, as many as it lists at once: those \
+                "it listed {} {} placed from {}, as many as it lists at once: those \
                  after them to {} are not listed",
                 listed.len(),
+                kind.noun,
                 rfc3339(from_ms),
                 rfc3339(to_ms)
             ));
@@ -596,7 +743,7 @@ fn list_symbol_orders(
         orders.items.extend(
             listed
                 .into_iter()
-                .filter(|o| (from_ms..=to_ms).contains(&o.placed_ms)),
+                .filter(|o| (from_ms..=to_ms).contains(&(kind.placed_ms)(o))),
         );
         from_ms = to_ms + 1;
     }
@@ -714,13 +861,8 @@ fn print(reports: &[AccountReport], since_ms: u64) {
             );
             for o in &r.orders_not_through_keygate {
                 println!(
-                    "    {} {} {} {} {} at {} (client order id {}) at {}",
-                    o.id,
-                    o.side,
-                    o.order_type,
-                    o.quantity,
-                    o.listed_symbol(),
-                    o.price,
+                    "    {} (client order id {}) at {}",
+                    o.what(),
                     o.client_order_id,
                     o.placed_at
                 );
@@ -871,24 +1013,23 @@ impl Watched {
                 }
             }
             for o in report.orders_not_through_keygate {
+                let book = if o.conditional {
+                    "conditional order"
+                } else {
+                    "order"
+                };
                 if self.reported.insert((
                     account.clone(),
-                    format!("order {} {} {}", o.market, o.symbol, o.id),
+                    format!("{book} {} {} {}", o.market, o.symbol, o.id),
                 )) {
                     alerter.raise(alert(
                         Severity::Critical,
                         AlertRule::UnreconciledOrder,
                         format!(
-                            "account {account} placed order {} ({} {} {} {} at {}, at {}), and \
-                             keygate never forwarded it: unless someone placed it by hand on \
-                             the exchange, the real key has leaked; disable it at the exchange \
-                             now",
-                            o.id,
-                            o.side,
-                            o.order_type,
-                            o.quantity,
-                            o.listed_symbol(),
-                            o.price,
+                            "account {account} placed {} at {}, and keygate never forwarded \
+                             it: unless someone placed it by hand on the exchange, the real \
+                             key has leaked; disable it at the exchange now",
+                            o.what(),
                             o.placed_at
                         ),
                     ));

@@ -28,7 +28,7 @@ mod policy;
 
 pub use action::{is_quoted_in, Action, ActionKind, Market, Side};
 pub use event::{AdminEvent, Event, EventBody, LostEvents, Outcome, OutcomeEvent, RequestEvent};
-pub use listed::{ExchangeOrder, ExchangeWithdrawal};
+pub use listed::{ExchangeConditionalOrder, ExchangeOrder, ExchangeWithdrawal};
 pub use name::Name;
 pub use policy::{
     source_network, ClientStatus, Decision, Denial, Policy, Rule, Scope, Scopes,

@@ -38,3 +38,16 @@ pub struct ExchangeOrder {
     /// When the exchange placed it, in milliseconds since the epoch.
     pub placed_ms: u64,
 }
+
+/// A conditional order as the exchange lists it (Binance's USD-M "algo" orders): it waits
+/// for its trigger price apart from the order book, numbered apart from orders, and once
+/// triggered places an order of its own.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExchangeConditionalOrder {
+    /// The conditional order: `id` is the exchange's id for it (`algoId`), numbered apart
+    /// from orders; `client_order_id` the id its client gave it (`clientAlgoId`); `price`
+    /// its trigger price; `placed_ms` when it was placed.
+    pub order: ExchangeOrder,
+    /// The exchange's id of the order it placed when it triggered, if it did.
+    pub triggered_order_id: Option<String>,
+}

@@ -14,7 +14,9 @@ use std::ops::Range;
 use ed25519_dalek::{Signature, Verifier};
 use hmac::{Hmac, Mac};
 use http::HeaderMap;
-use keygate_core::{Action, ActionKind, Exchange, Market, Side, WithdrawalDestination};
+use keygate_core::{
+    Action, ActionKind, Exchange, ExchangeConditionalOrder, Market, Side, WithdrawalDestination,
+};
 use rust_decimal::Decimal;
 use sha2::Sha256;
 
@@ -368,7 +370,13 @@ impl SignedRequest {
                 };
                 action.order_type = self.param("type").map(str::to_ascii_uppercase);
                 if kind == ActionKind::Trade {
-                    action.client_order_id = self.param("newClientOrderId").map(str::to_owned);
+                    // A conditional (algo) order's id is `clientAlgoId`.
+                    let name = if is_algo_order_path(path) {
+                        "clientAlgoId"
+                    } else {
+                        "newClientOrderId"
+                    };
+                    action.client_order_id = self.param(name).map(str::to_owned);
                 }
                 // An order list's legs name their own quantities (OTO, OTOCO, OPO,
                 // OPOCO: `workingQuantity`, `pendingQuantity`), and both the working and
@@ -587,6 +595,34 @@ impl Adapter for Binance {
             )),
             Market::Spot | Market::Coinm => None,
         }
+    }
+    fn conditional_order_history(
+        &self,
+        market: Market,
+        symbol: &str,
+        from_ms: u64,
+        to_ms: u64,
+    ) -> Option<(&'static str, String)> {
+        // "Query All Algo Orders": one symbol, a span under 7 days, 1000 at most.
+        match market {
+            Market::Usdm => Some((
+                "/fapi/v1/allAlgoOrders",
+                format!(
+                    "symbol={symbol}&startTime={from_ms}&endTime={to_ms}&limit={ORDER_HISTORY_LIMIT}"
+                ),
+            )),
+            Market::Spot | Market::Coinm => None,
+        }
+    }
+    fn open_conditional_orders(&self, market: Market) -> Option<(&'static str, String)> {
+        // Without a symbol: every symbol's, at a weight of 40.
+        match market {
+            Market::Usdm => Some(("/fapi/v1/openAlgoOrders", String::new())),
+            Market::Spot | Market::Coinm => None,
+        }
+    }
+    fn parse_conditional_orders(&self, body: &[u8]) -> Option<Vec<ExchangeConditionalOrder>> {
+        parse_algo_orders(body)
     }
     fn weight_pool(&self, path: &str) -> &'static str {
         let first = path.split('/').nth(1).unwrap_or_default();
@@ -823,15 +859,22 @@ pub const ORDER_HISTORY_LIMIT: usize = 1000;
 /// out are reported as orders no key of keygate's placed, never the other way round.
 pub const FORCED_ORDERS_LIMIT: usize = 100;
 
-/// Every `orderId` in an answer, at any depth: a single order's answer has one at its top,
-/// an order list's has one per order (`orders`, `orderReports`), a cancel-replace's one
-/// under `newOrderResponse`, a batch's one per element.
+/// Whether `path` places USD-M conditional orders, which Binance's algo service numbers
+/// apart from orders (`algoId`) until one triggers and places an order.
+fn is_algo_order_path(path: &str) -> bool {
+    path == "/fapi/v1/algoOrder"
+}
+
+/// Every `orderId` (or, in a conditional order's answer, `algoId`) in an answer, at any
+/// depth: a single order's answer has one at its top, an order list's has one per order
+/// (`orders`, `orderReports`), a cancel-replace's one under `newOrderResponse`, a batch's
+/// one per element.
 fn collect_order_ids(value: &serde_json::Value, ids: &mut Vec<String>) {
     match value {
         serde_json::Value::Object(fields) => {
             for (name, field) in fields {
                 match field {
-                    serde_json::Value::Number(n) if name == "orderId" => {
+                    serde_json::Value::Number(n) if name == "orderId" || name == "algoId" => {
                         let id = n.to_string();
                         if !ids.contains(&id) {
                             ids.push(id);
@@ -869,6 +912,41 @@ fn parse_all_orders(body: &[u8]) -> Option<Vec<ExchangeOrder>> {
                 quantity: text("origQty")?.parse().ok()?,
                 price: text("price")?.parse().ok()?,
                 placed_ms: o.get("time")?.as_u64()?,
+            })
+        })
+        .collect()
+}
+
+/// Reads an `allAlgoOrders` or `openAlgoOrders` answer (a list of conditional orders
+/// alike). An entry that does not read makes the whole answer unreadable, as for orders.
+/// Its trigger price stands for its price: a conditional market order has none.
+fn parse_algo_orders(body: &[u8]) -> Option<Vec<ExchangeConditionalOrder>> {
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    value
+        .as_array()?
+        .iter()
+        .map(|o| {
+            let text = |name: &str| o.get(name).and_then(|v| v.as_str());
+            // `actualOrderId` is a string, empty until the order triggers.
+            let triggered_order_id = match o.get("actualOrderId") {
+                None | Some(serde_json::Value::Null) => None,
+                Some(serde_json::Value::String(id)) if id.is_empty() => None,
+                Some(serde_json::Value::String(id)) => Some(id.parse::<u64>().ok()?.to_string()),
+                Some(serde_json::Value::Number(id)) => Some(id.as_u64()?.to_string()),
+                Some(_) => return None,
+            };
+            Some(ExchangeConditionalOrder {
+                order: ExchangeOrder {
+                    id: o.get("algoId")?.as_u64()?.to_string(),
+                    client_order_id: text("clientAlgoId")?.to_owned(),
+                    symbol: text("symbol")?.to_owned(),
+                    side: text("side")?.to_owned(),
+                    order_type: text("orderType")?.to_owned(),
+                    quantity: text("quantity")?.parse().ok()?,
+                    price: text("triggerPrice")?.parse().ok()?,
+                    placed_ms: o.get("createTime")?.as_u64()?,
+                },
+                triggered_order_id,
             })
         })
         .collect()
@@ -1485,6 +1563,72 @@ mod tests {
         assert_eq!(
             Binance.open_orders(Market::Usdm),
             Some(("/fapi/v1/openOrders", String::new()))
+        );
+    }
+
+    /// USD-M conditional orders: placed at `/fapi/v1/algoOrder` under a `clientAlgoId`,
+    /// answered with an `algoId`, listed by `allAlgoOrders` with the id of the order each
+    /// placed when it triggered (`actualOrderId`, a string, empty until then).
+    #[test]
+    fn conditional_orders_are_known_by_their_algo_ids_and_list_what_they_placed() {
+        let action = SignedRequest::parse(
+            "algoType=CONDITIONAL&symbol=BTCUSDT&side=SELL&type=STOP_MARKET&quantity=1\
+             &triggerPrice=60000&clientAlgoId=bot-stop-1&newClientOrderId=other",
+            b"",
+            None,
+        )
+        .unwrap()
+        .classify("POST", "/fapi/v1/algoOrder");
+        assert_eq!(action.kind, ActionKind::Trade);
+        assert_eq!(action.client_order_id.as_deref(), Some("bot-stop-1"));
+        assert_eq!(
+            Binance.placed_order_ids(
+                br#"{"algoId":2146760,"clientAlgoId":"6B2I9XVcJpCjqPAJ4YoFX7","algoType":"CONDITIONAL"}"#
+            ),
+            ["2146760"]
+        );
+        // As documented, but for a triggered entry beside the waiting one.
+        let listed = br#"[
+            {"algoId":2146760,"clientAlgoId":"6B2I9XVcJpCjqPAJ4YoFX7","algoType":"CONDITIONAL",
+             "orderType":"TAKE_PROFIT","symbol":"BNBUSDT","side":"SELL","positionSide":"BOTH",
+             "timeInForce":"GTC","quantity":"0.01","algoStatus":"NEW","actualOrderId":"",
+             "actualPrice":"0.00000","triggerPrice":"750.000","price":"750.000",
+             "icebergQuantity":null,"createTime":1750514941540,"updateTime":1750514941540,
+             "triggerTime":0,"goodTillDate":0},
+            {"algoId":2146761,"clientAlgoId":"bot-stop-1","algoType":"CONDITIONAL",
+             "orderType":"STOP_MARKET","symbol":"BTCUSDT","side":"SELL","quantity":"1",
+             "algoStatus":"TRIGGERED","actualOrderId":"8389765519993908929",
+             "triggerPrice":"60000.00","price":"0.00","createTime":1750514941600}
+        ]"#;
+        let orders = Binance.parse_conditional_orders(listed).unwrap();
+        assert_eq!(orders.len(), 2);
+        assert_eq!(orders[0].order.id, "2146760");
+        assert_eq!(orders[0].order.client_order_id, "6B2I9XVcJpCjqPAJ4YoFX7");
+        assert_eq!(orders[0].order.order_type, "TAKE_PROFIT");
+        assert_eq!(orders[0].order.price, Decimal::from(750));
+        assert_eq!(orders[0].order.placed_ms, 1750514941540);
+        assert_eq!(orders[0].triggered_order_id, None);
+        assert_eq!(
+            orders[1].triggered_order_id.as_deref(),
+            Some("8389765519993908929")
+        );
+        // One entry that does not read (an id that is no number) spoils the list.
+        let spoiled = std::str::from_utf8(listed)
+            .unwrap()
+            .replace(r#""8389765519993908929""#, r#""89x""#);
+        assert_eq!(Binance.parse_conditional_orders(spoiled.as_bytes()), None);
+        let (path, query) = Binance
+            .conditional_order_history(Market::Usdm, "BTCUSDT", 1, 2)
+            .unwrap();
+        assert_eq!(path, "/fapi/v1/allAlgoOrders");
+        assert_eq!(query, "symbol=BTCUSDT&startTime=1&endTime=2&limit=1000");
+        assert_eq!(
+            Binance.conditional_order_history(Market::Spot, "BTCUSDT", 1, 2),
+            None
+        );
+        assert_eq!(
+            Binance.open_conditional_orders(Market::Usdm),
+            Some(("/fapi/v1/openAlgoOrders", String::new()))
         );
     }
 

@@ -31,7 +31,7 @@
 pub mod binance;
 
 pub use binance::Binance;
-pub use keygate_core::{ExchangeOrder, ExchangeWithdrawal};
+pub use keygate_core::{ExchangeConditionalOrder, ExchangeOrder, ExchangeWithdrawal};
 
 use std::borrow::Cow;
 
@@ -242,6 +242,23 @@ pub trait Adapter: Send + Sync + 'static {
         from_ms: u64,
         to_ms: u64,
     ) -> Option<(&'static str, String)>;
+    /// The signed read (native path and query) listing the account's conditional orders
+    /// in `symbol` of `market` placed from `from_ms` to `to_ms` (at most a day apart, as
+    /// for [`Adapter::order_history`]), whatever became of them; `None` for a market
+    /// without conditional orders of their own.
+    fn conditional_order_history(
+        &self,
+        market: Market,
+        symbol: &str,
+        from_ms: u64,
+        to_ms: u64,
+    ) -> Option<(&'static str, String)>;
+    /// The signed read (a native path and query) listing the account's conditional orders
+    /// of `market` waiting for their trigger, in every symbol; `None` as for
+    /// [`Adapter::conditional_order_history`].
+    fn open_conditional_orders(&self, market: Market) -> Option<(&'static str, String)>;
+    /// Reads the answer of either of those endpoints.
+    fn parse_conditional_orders(&self, body: &[u8]) -> Option<Vec<ExchangeConditionalOrder>>;
 }
 
 /// An error reading a client's request. Each variant maps to the exchange's own error code.

@@ -3,12 +3,16 @@
 //! for them, so one keygate never forwarded was made with a leaked key (or by hand on the
 //! exchange's own site).
 //!
+//! Conditional orders (Binance's USD-M algo orders) are numbered apart from orders; one
+//! keygate forwarded makes the order it placed on triggering known too.
+//!
 //! This module only matches; asking the exchange is the caller's business.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use keygate_core::{
-    ActionKind, Event, EventBody, ExchangeOrder, ExchangeWithdrawal, Market, Outcome, Side,
+    ActionKind, Event, EventBody, ExchangeConditionalOrder, ExchangeOrder, ExchangeWithdrawal,
+    Market, Outcome, Side,
 };
 use rust_decimal::Decimal;
 
@@ -25,9 +29,15 @@ pub struct Forwarded {
     withdrawals: Vec<ForwardedWithdrawal>,
     /// By account and market: each market numbers its orders apart.
     orders: HashMap<(String, Market), ForwardedOrders>,
-    /// The account and market of each order request, by request id, for its outcome.
-    order_accounts: HashMap<String, (String, Market)>,
+    /// Conditional orders, by account and market: numbered apart from orders.
+    conditional: HashMap<(String, Market), ForwardedOrders>,
+    /// Where each order request's orders are kept, by request id, for its outcome.
+    order_accounts: HashMap<String, Book>,
 }
+
+/// Where an order request's orders are kept: its account, market, and whether they are
+/// conditional orders.
+type Book = (String, Market, bool);
 
 /// A withdrawal keygate forwarded.
 #[derive(Debug)]
@@ -98,6 +108,12 @@ fn order_market(path: &str) -> Option<Market> {
     }
 }
 
+/// Whether a trade request to `path` places a conditional order (Binance's USD-M algo
+/// orders), which the exchange numbers apart from orders until it triggers.
+fn is_conditional(path: &str) -> bool {
+    path == "/fapi/v1/algoOrder"
+}
+
 /// How many orders a request to `path` places: three for a list with a working order
 /// and two pending ones, two for the other lists, one otherwise.
 fn legs_of(path: &str) -> u8 {
@@ -116,10 +132,12 @@ impl Forwarded {
         let r = match &event.body {
             EventBody::Request(r) => r,
             EventBody::Outcome(o) => {
-                let Some(account_market) = self.order_accounts.remove(&o.request_id) else {
+                let Some((account, market, conditional)) =
+                    self.order_accounts.remove(&o.request_id)
+                else {
                     return;
                 };
-                let orders = self.orders.entry(account_market).or_default();
+                let orders = self.book(account, market, conditional);
                 let Some(sent) = orders.unanswered.remove(&o.request_id) else {
                     return;
                 };
@@ -172,7 +190,8 @@ impl Forwarded {
                     .symbol
                     .as_deref()
                     .map(|listed| market.unlisted_symbol(listed).unwrap_or(listed));
-                let orders = self.orders.entry((account.clone(), market)).or_default();
+                let conditional = is_conditional(&r.path);
+                let orders = self.book(account.clone(), market, conditional);
                 orders.symbols.extend(symbol.map(str::to_owned));
                 orders.unanswered.insert(
                     r.request_id.clone(),
@@ -185,18 +204,31 @@ impl Forwarded {
                     },
                 );
                 self.order_accounts
-                    .insert(r.request_id.clone(), (account.clone(), market));
+                    .insert(r.request_id.clone(), (account.clone(), market, conditional));
             }
             _ => {}
         }
     }
 
-    /// The symbols of `market` that `account` traded through keygate.
+    /// The orders (or the conditional orders) of `account` in `market`.
+    fn book(&mut self, account: String, market: Market, conditional: bool) -> &mut ForwardedOrders {
+        let books = if conditional {
+            &mut self.conditional
+        } else {
+            &mut self.orders
+        };
+        books.entry((account, market)).or_default()
+    }
+
+    /// The symbols of `market` that `account` traded through keygate, with orders or
+    /// conditional orders.
     pub fn symbols(&self, account: &str, market: Market) -> BTreeSet<String> {
-        self.orders
-            .get(&(account.to_owned(), market))
-            .map(|orders| orders.symbols.clone())
-            .unwrap_or_default()
+        let key = (account.to_owned(), market);
+        [&self.orders, &self.conditional]
+            .into_iter()
+            .filter_map(|books| books.get(&key))
+            .flat_map(|orders| orders.symbols.iter().cloned())
+            .collect()
     }
 
     /// Whether keygate forwarded `w`, a withdrawal of `account`: one like it (same asset,
@@ -229,8 +261,37 @@ impl Forwarded {
         let Some(orders) = self.orders.get_mut(&(account.to_owned(), market)) else {
             return false;
         };
-        if orders.placed.contains(&(o.symbol.clone(), o.id.clone()))
-            || orders.placed_by_batch.contains(&o.id)
+        orders.forwarded(o)
+    }
+
+    /// Whether keygate forwarded `c`, a conditional order of `account` in `market`, as
+    /// [`Forwarded::order_forwarded`] tells for orders. When it did, the order `c` placed
+    /// on triggering counts as forwarded too: ask about conditional orders first.
+    pub fn conditional_order_forwarded(
+        &mut self,
+        account: &str,
+        market: Market,
+        c: &ExchangeConditionalOrder,
+    ) -> bool {
+        let key = (account.to_owned(), market);
+        let forwarded = self
+            .conditional
+            .get_mut(&key)
+            .is_some_and(|orders| orders.forwarded(&c.order));
+        if let (true, Some(id)) = (forwarded, &c.triggered_order_id) {
+            let orders = self.orders.entry(key).or_default();
+            orders.placed.insert((c.order.symbol.clone(), id.clone()));
+        }
+        forwarded
+    }
+}
+
+impl ForwardedOrders {
+    /// Whether `o` is one of these orders: by the exchange's id from an answer, or as an
+    /// order sent without one (taken once).
+    fn forwarded(&mut self, o: &ExchangeOrder) -> bool {
+        if self.placed.contains(&(o.symbol.clone(), o.id.clone()))
+            || self.placed_by_batch.contains(&o.id)
         {
             return true;
         }
@@ -239,7 +300,7 @@ impl Forwarded {
             "SELL" => Some(Side::Sell),
             _ => None,
         };
-        match orders.unanswered.values_mut().find(|u| u.may_be(o, side)) {
+        match self.unanswered.values_mut().find(|u| u.may_be(o, side)) {
             Some(u) => {
                 u.legs -= 1;
                 true
@@ -432,6 +493,67 @@ mod tests {
         assert!(!forwarded.order_forwarded("main", Market::Spot, &order));
         // COIN-M orders are not reconciled: none is recorded.
         assert!(forwarded.symbols("main", Market::Coinm).is_empty());
+    }
+
+    /// A regression test: a USD-M conditional order (`/fapi/v1/algoOrder`) is answered with
+    /// an `algoId`, numbered apart from orders; when it triggered, the order it placed was
+    /// reported as placed behind keygate's back. Now a conditional order keygate
+    /// forwarded is known by its algo id (or, unanswered, its `clientAlgoId`), and the
+    /// order it placed by the id the exchange lists it with.
+    #[test]
+    fn the_order_a_forwarded_conditional_order_placed_is_known() {
+        let mut forwarded = Forwarded::default();
+        forwarded.note(&sent_to(
+            "/fapi/v1/algoOrder",
+            "r1",
+            Some("stop-1"),
+            1_000_000,
+        ));
+        forwarded.note(&answered("r1", Outcome::Answered, &["1000001"], 1_000_010));
+        forwarded.note(&sent_to(
+            "/fapi/v1/algoOrder",
+            "r2",
+            Some("stop-2"),
+            1_000_000,
+        ));
+        forwarded.note(&answered("r2", Outcome::Unknown, &[], 1_000_010));
+        let conditional =
+            |id: &str, client: &str, triggered: Option<&str>| ExchangeConditionalOrder {
+                order: listed("BTCUSDT", id, client, 1_000_100),
+                triggered_order_id: triggered.map(str::to_owned),
+            };
+        let placed = listed("BTCUSDT", "77", "made-up-by-the-exchange", 1_500_000);
+        // Asked about first, the order a stranger's conditional order placed stays unknown.
+        let stranger = conditional("1000009", "x", Some("77"));
+        assert!(!forwarded.conditional_order_forwarded("main", Market::Usdm, &stranger));
+        assert!(!forwarded.order_forwarded("main", Market::Usdm, &placed));
+        // Conditional ids are not order ids, nor the other way round.
+        assert!(!forwarded.order_forwarded(
+            "main",
+            Market::Usdm,
+            &listed("BTCUSDT", "1000001", "x", 1_000_100)
+        ));
+        // keygate's, by its algo id from the answer: the order it placed is known.
+        let ours = conditional("1000001", "stop-1", Some("78"));
+        assert!(forwarded.conditional_order_forwarded("main", Market::Usdm, &ours));
+        let triggered = listed("BTCUSDT", "78", "made-up-by-the-exchange", 1_500_000);
+        assert!(forwarded.order_forwarded("main", Market::Usdm, &triggered));
+        // In its own market only.
+        assert!(!forwarded.order_forwarded("main", Market::Spot, &triggered));
+        // The unanswered one, by its clientAlgoId, once.
+        let unanswered = conditional("1000002", "stop-2", Some("79"));
+        assert!(forwarded.conditional_order_forwarded("main", Market::Usdm, &unanswered));
+        let again = conditional("1000003", "stop-2", None);
+        assert!(!forwarded.conditional_order_forwarded("main", Market::Usdm, &again));
+        assert!(forwarded.order_forwarded(
+            "main",
+            Market::Usdm,
+            &listed("BTCUSDT", "79", "y", 1_500_000)
+        ));
+        assert_eq!(
+            forwarded.symbols("main", Market::Usdm),
+            BTreeSet::from(["BTCUSDT".into()])
+        );
     }
 
     /// A regression test: a batch (`/fapi/v1/batchOrders`) names no one symbol, so its

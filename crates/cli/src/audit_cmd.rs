@@ -454,6 +454,6 @@ mod tests {
         };
         let line = human_line(1, &event);
         assert!(!line.contains('\u{1b}'), "{line}");
-        assert!(line.contains("symbol=BTC\\u{1b}[2J"), "{line}");
+        assert!(line.contains("symbol=BTC\\x1b[2J"), "{line}");
     }
 }

@@ -29,24 +29,11 @@ pub fn span(ms: u64) -> String {
     }
 }
 
-/// `text` with its control characters escaped (`\u{1b}`), for a terminal: text that came
-/// from a bot, the exchange or the database must not move the cursor or recolour the
-/// operator's screen.
-pub fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
-    if !text.chars().any(char::is_control) {
-        return std::borrow::Cow::Borrowed(text);
-    }
-    text.chars()
-        .map(|c| {
-            if c.is_control() {
-                c.escape_default().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect::<String>()
-        .into()
-}
+/// `text` with its control characters escaped (`\x1b`), for a terminal: text that came
+/// from a bot, the exchange or the database must not move the cursor, recolour the
+/// operator's screen or reorder the line. The scanner's escaping, so that every terminal
+/// line keygate writes escapes the same characters the same way.
+pub use keygate_scan::escape_controls;
 
 /// Prints `value` as pretty JSON on standard output.
 pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {

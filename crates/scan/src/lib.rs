@@ -54,7 +54,9 @@ pub use error::Error;
 pub use hook::{hook_script, install_hook};
 pub use managed::ManagedKeys;
 pub use redact::redact;
-pub use report::{Finding, Part, Provenance, Report, Severity, Stats, Suppression};
+pub use report::{
+    escape_controls, Finding, Part, Provenance, Report, Severity, Stats, Suppression,
+};
 pub use rules::{Exchange, LabelMode, Role, Rule, RuleSet, BUILTIN_RULE_FILES};
 
 /// Called from worker threads after each file or blob with (files scanned, bytes scanned).

@@ -1291,6 +1291,11 @@ const FAPI_READ: &[&str] = &[
     "leverageBracket",
     "positionSide/dual",
     "multiAssetsMargin",
+    // Conditional orders (Binance's algo service): what ccxt's fetchOrder,
+    // fetchOpenOrders and fetchOrders call for them.
+    "algoOrder",
+    "openAlgoOrders",
+    "allAlgoOrders",
 ];
 
 const FAPI_TRADE_POST: &[&str] = &[
@@ -2146,6 +2151,18 @@ mod tests {
             classify_endpoint("POST", "/fapi/v1/order"),
             ActionKind::Trade
         );
+        // Conditional orders: placed, cancelled and read as ccxt does.
+        for (method, path, kind) in [
+            ("POST", "/fapi/v1/algoOrder", ActionKind::Trade),
+            ("DELETE", "/fapi/v1/algoOrder", ActionKind::Cancel),
+            ("DELETE", "/fapi/v1/algoOpenOrders", ActionKind::Cancel),
+            ("GET", "/fapi/v1/algoOrder", ActionKind::Read),
+            ("GET", "/fapi/v1/openAlgoOrders", ActionKind::Read),
+            ("GET", "/fapi/v1/allAlgoOrders", ActionKind::Read),
+            ("PUT", "/fapi/v1/algoOrder", ActionKind::Unknown),
+        ] {
+            assert_eq!(classify_endpoint(method, path), kind, "{method} {path}");
+        }
         // Every host's market data (what ccxt's fapiPublicV2, eapiPublic and papi call).
         for public in [
             "/fapi/v2/ticker/price",

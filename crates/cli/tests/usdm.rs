@@ -77,6 +77,16 @@ def main():
     summary["fetch_my_trades"] = "ok"
     summary["ids"] = {"resting": resting["id"], "filled": filled["id"]}
 
+    # A stop: ccxt places it as a conditional order (POST /fapi/v1/algoOrder), lists it
+    # and cancels it with the `trigger` flag.
+    stop = exchange.create_order(SYMBOL, "market", "sell", 0.01, None, {"triggerPrice": 40000})
+    assert stop["status"] == "open" and stop["triggerPrice"] == 40000, stop
+    waiting = exchange.fetch_open_orders(SYMBOL, None, None, {"trigger": True})
+    assert [o["id"] for o in waiting] == [stop["id"]], waiting
+    exchange.cancel_order(stop["id"], SYMBOL, {"trigger": True})
+    assert exchange.fetch_open_orders(SYMBOL, None, None, {"trigger": True}) == []
+    summary["create_order_trigger"] = "ok"
+
     # 0.1 BTC at 50000 is 5000 USDT, over the client's limit: keygate answers Binance's
     # -2015, which ccxt raises as the exception its table maps -2015 to.
     try:
@@ -145,6 +155,7 @@ fn ccxt_binanceusdm_trades_usdm_through_keygate() {
         "cancel_order",
         "create_order_market",
         "fetch_my_trades",
+        "create_order_trigger",
     ] {
         assert_eq!(summary[call], "ok", "{summary}");
     }
@@ -177,6 +188,9 @@ fn ccxt_binanceusdm_trades_usdm_through_keygate() {
         ("GET", "/fapi/v1/openOrders"),
         ("DELETE", "/fapi/v1/order"),
         ("GET", "/fapi/v1/userTrades"),
+        ("POST", "/fapi/v1/algoOrder"),
+        ("GET", "/fapi/v1/openAlgoOrders"),
+        ("DELETE", "/fapi/v1/algoOrder"),
     ] {
         assert!(
             seen.iter().any(|r| r.method == method && r.path == path),

@@ -208,8 +208,7 @@ impl Scanner {
     }
 
     /// Scans one buffer; `path` names it in findings and counts as context. A buffer that
-    /// starts with a UTF-16 byte-order mark and has a NUL byte in its first 8 KiB is
-    /// decoded first: lines and columns are those of the decoded text.
+    /// starts with a UTF-16 byte-order mark and has a NUL byte is decoded first: lines and columns are those of the decoded text.
     pub fn scan_bytes(&self, path: &str, data: &[u8]) -> Vec<Finding> {
         let text = text::decode(data);
         let mut f = self

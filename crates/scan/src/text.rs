@@ -7,19 +7,16 @@
 //! is a token. A BOM alone does not make a file UTF-16, though: `FF FE` in front of a
 //! UTF-8 `.env` is read by dotenv loaders as a stray first line, and decoding that file as
 //! UTF-16 would turn every key in it into CJK characters. So the BOM selects UTF-16 only
-//! when the bytes look binary as they are (a NUL byte in the first 8 KiB, the test that
-//! skips binary files): UTF-16 of any text with ASCII in it (a line break will do) has
-//! NUL bytes, and a buffer that looks binary would not be scanned as bytes anyway, so a
-//! BOM gives no way to hide a key that a NUL byte does not give already. There is no
-//! other guessing from content.
+//! when the bytes hold a NUL byte, anywhere: every ASCII character in UTF-16 comes with
+//! one, so a UTF-16 file that holds a key (keys are ASCII) has NUL bytes, even when its
+//! first pages are all CJK; and UTF-8 text behind a stray or forged BOM has none, so a BOM
+//! gives no way to hide a key. There is no other guessing from content.
 
 use std::borrow::Cow;
 
-use crate::engine::is_binary;
-
 /// The text to scan: `data` itself, or its UTF-8 decoding when it starts with a UTF-16
 /// BOM (`FF FE` little-endian, `FE FF` big-endian; the BOM is dropped) and has a NUL byte
-/// in its first 8 KiB. Unpaired surrogates and an odd trailing byte become U+FFFD.
+/// anywhere. Unpaired surrogates and an odd trailing byte become U+FFFD.
 /// `FF FE 00 00` is the UTF-32LE BOM, not UTF-16: such a buffer is returned as it is (and
 /// is skipped as binary by file and blob scans). A BOM followed by text without NUL bytes
 /// (UTF-8 or ASCII behind a stray or forged BOM) is returned as it is and scanned as bytes.
@@ -30,7 +27,7 @@ pub(crate) fn decode(data: &[u8]) -> Cow<'_, [u8]> {
         [0xFE, 0xFF, body @ ..] => (true, body),
         _ => return Cow::Borrowed(data),
     };
-    if !is_binary(data) {
+    if memchr::memchr(0, body).is_none() {
         return Cow::Borrowed(data);
     }
     let units = body.chunks_exact(2).map(|p| {
@@ -91,6 +88,20 @@ mod tests {
             b"\xFE\xFF# \xC3\xA9\nKEY=value\n",
         ] {
             assert!(matches!(decode(data), std::borrow::Cow::Borrowed(d) if d == data));
+        }
+    }
+
+    /// A regression test: the BOM selected UTF-16 only with a NUL byte in the first 8 KiB,
+    /// so a UTF-16 file whose first 4096 characters were all outside ASCII (CJK, say)
+    /// was scanned as bytes, and a key further down, its characters each beside a NUL
+    /// byte, was never a token.
+    #[test]
+    fn utf16_without_ascii_in_its_first_pages_is_decoded_too() {
+        let text = format!("{}\nkey = ABCDEF0123456789\n", "密钥".repeat(4096));
+        for be in [false, true] {
+            let data = utf16(&text, be);
+            assert!(!data[..8192].contains(&0));
+            assert_eq!(&*decode(&data), text.as_bytes());
         }
     }
 

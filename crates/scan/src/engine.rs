@@ -10,7 +10,7 @@
 //! path below the scan root. (4) Candidates of one exchange close together are paired into
 //! credential sets.
 
-use std::cell::RefCell;
+use std::cell::OnceCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
@@ -206,7 +206,7 @@ impl Engine {
             lines: &lines,
             kw_lines: &kw_lines,
             path_hit: &path_hit,
-            ancestors: RefCell::new(HashMap::new()),
+            blocks: OnceCell::new(),
         };
         let mut cands = Vec::new();
         // PEM blocks first: their base64 lines must not be mistaken for API keys.
@@ -897,7 +897,7 @@ struct Context<'a> {
     lines: &'a LineIndex,
     kw_lines: &'a [Vec<usize>],
     path_hit: &'a [bool],
-    ancestors: RefCell<HashMap<usize, Vec<usize>>>,
+    blocks: OnceCell<Blocks>,
 }
 
 impl Context<'_> {
@@ -915,11 +915,11 @@ impl Context<'_> {
             if best.is_some() {
                 return best;
             }
-            let mut cache = self.ancestors.borrow_mut();
-            let anc = cache
-                .entry(line)
-                .or_insert_with(|| self.lines.ancestors(self.data, line));
-            if let Some(&a) = anc.iter().find(|a| kl.binary_search(a).is_ok()) {
+            let blocks = self
+                .blocks
+                .get_or_init(|| Blocks::new(self.data, self.lines));
+            let enclosing = blocks.ancestors(line);
+            if let Some(&a) = enclosing.iter().find(|a| kl.binary_search(a).is_ok()) {
                 return Some(line - a);
             }
         }
@@ -959,35 +959,69 @@ impl LineIndex {
         let end = self.starts.get(line + 1).map_or(self.len, |&s| s - 1);
         &data[self.starts[line]..end.max(self.starts[line])]
     }
+}
 
-    /// The lines that open the blocks enclosing `line`, nearest first: by indentation
-    /// (YAML, JSON, indented TOML), then the nearest TOML/INI section header above it
-    /// (`[exchanges.kraken]`, `[[accounts]]` at column 0), which encloses every line up
-    /// to the next header although nothing in the section is indented.
-    fn ancestors(&self, data: &[u8], line: usize) -> Vec<usize> {
+/// The block structure of a buffer, for [`Blocks::ancestors`]: built once per buffer, the
+/// first time a value needs the lines enclosing it, in one pass over the lines.
+struct Blocks {
+    /// For each line, the nearest line above with less indentation (blank lines skipped),
+    /// or [`NO_LINE`]: the line that opens its block.
+    parent: Vec<usize>,
+    /// For each line, the nearest TOML/INI section header at or above it, or [`NO_LINE`].
+    header: Vec<usize>,
+}
+
+/// No line.
+const NO_LINE: usize = usize::MAX;
+
+impl Blocks {
+    fn new(data: &[u8], lines: &LineIndex) -> Blocks {
         let indent = |t: &[u8]| t.iter().take_while(|b| **b == b' ' || **b == b'\t').count();
-        let mut out = Vec::new();
-        let mut cur = indent(self.text(data, line));
-        let stop = line.saturating_sub(ANCESTOR_SCAN);
-        let mut j = line;
-        while cur > 0 && j > stop {
-            j -= 1;
-            let t = self.text(data, j);
+        let count = lines.count();
+        let mut parent = vec![NO_LINE; count];
+        let mut header = vec![NO_LINE; count];
+        // The lines that may still open a block, with their indentation, deepest last.
+        let mut open: Vec<(usize, usize)> = Vec::new();
+        let mut last_header = NO_LINE;
+        for line in 0..count {
+            let t = lines.text(data, line);
+            if is_section_header(t) {
+                last_header = line;
+            }
+            header[line] = last_header;
             if t.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
             let ind = indent(t);
-            if ind < cur {
-                out.push(j);
-                cur = ind;
+            while open.last().is_some_and(|&(i, _)| i >= ind) {
+                open.pop();
             }
+            parent[line] = open.last().map_or(NO_LINE, |&(_, l)| l);
+            open.push((ind, line));
+        }
+        Blocks { parent, header }
+    }
+
+    /// The lines that open the blocks enclosing `line`, nearest first, within
+    /// [`ANCESTOR_SCAN`] lines above it: by indentation (YAML, JSON, indented TOML), then
+    /// the nearest TOML/INI section header above it (`[exchanges.kraken]`, `[[accounts]]`
+    /// at column 0), which encloses every line up to the next header although nothing in
+    /// the section is indented. As many steps as there are blocks, however far apart.
+    fn ancestors(&self, line: usize) -> Vec<usize> {
+        let stop = line.saturating_sub(ANCESTOR_SCAN);
+        let mut out = Vec::new();
+        let mut at = self.parent[line];
+        while at != NO_LINE && at >= stop {
+            out.push(at);
+            at = self.parent[at];
         }
         // The nearest header is the section's own: a later header would have ended it. Any
         // indentation ancestor found above lies below that header (a header is a column-0
-        // line, where the walk stops), so the order stays nearest first.
-        if let Some(h) = (stop..line)
-            .rev()
-            .find(|&j| is_section_header(self.text(data, j)))
+        // line, where the chain ends), so the order stays nearest first.
+        if let Some(h) = line
+            .checked_sub(1)
+            .map(|above| self.header[above])
+            .filter(|&h| h != NO_LINE && h >= stop)
         {
             if !out.contains(&h) {
                 out.push(h);
@@ -1223,11 +1257,85 @@ mod tests {
         assert_eq!(label_role(b"order"), None);
     }
 
+    /// The enclosing blocks of `line` in `text`.
+    fn ancestors(text: &[u8], line: usize) -> Vec<usize> {
+        Blocks::new(text, &LineIndex::new(text)).ancestors(line)
+    }
+
     #[test]
     fn ancestors_follow_indentation() {
         let text = b"kraken:\n  auth:\n\n    key: x\n";
-        let li = LineIndex::new(text);
-        assert_eq!(li.ancestors(text, 3), vec![1, 0]);
+        assert_eq!(ancestors(text, 3), vec![1, 0]);
+    }
+
+    /// The enclosing blocks of `line` found by walking up from it, line by line, as the
+    /// scanner did before it built [`Blocks`] (up to [`ANCESTOR_SCAN`] lines for every
+    /// value, which made a large nested file slow): what `Blocks` must still find.
+    fn walked_ancestors(data: &[u8], lines: &LineIndex, line: usize) -> Vec<usize> {
+        let indent = |t: &[u8]| t.iter().take_while(|b| **b == b' ' || **b == b'\t').count();
+        let mut out = Vec::new();
+        let mut cur = indent(lines.text(data, line));
+        let stop = line.saturating_sub(ANCESTOR_SCAN);
+        let mut j = line;
+        while cur > 0 && j > stop {
+            j -= 1;
+            let t = lines.text(data, j);
+            if t.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let ind = indent(t);
+            if ind < cur {
+                out.push(j);
+                cur = ind;
+            }
+        }
+        if let Some(h) = (stop..line)
+            .rev()
+            .find(|&j| is_section_header(lines.text(data, j)))
+        {
+            if !out.contains(&h) {
+                out.push(h);
+            }
+        }
+        out
+    }
+
+    /// Random nested text (indentation, blank lines, tabs, CRLF, section headers), longer
+    /// than [`ANCESTOR_SCAN`] so that the bound is crossed: every non-blank line has the
+    /// ancestors the line-by-line walk finds.
+    #[test]
+    fn blocks_find_what_walking_up_line_by_line_finds() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for _ in 0..20 {
+            let mut text = Vec::new();
+            for _ in 0..rng.gen_range(1..3 * ANCESTOR_SCAN) {
+                match rng.gen_range(0..20) {
+                    0 => text.extend_from_slice(b"\n"),
+                    1 => text.extend_from_slice(b"  \r\n"),
+                    2 => text.extend_from_slice(b"[section.a]\n"),
+                    3 => text.extend_from_slice(b"[[list]]\r\n"),
+                    _ => {
+                        let depth = rng.gen_range(0..6);
+                        let pad = if rng.gen_bool(0.1) { b'\t' } else { b' ' };
+                        text.extend(std::iter::repeat_n(pad, depth * 2));
+                        text.extend_from_slice(b"key: value\n");
+                    }
+                }
+            }
+            let lines = LineIndex::new(&text);
+            let blocks = Blocks::new(&text, &lines);
+            for line in 0..lines.count() {
+                if lines.text(&text, line).iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                assert_eq!(
+                    blocks.ancestors(line),
+                    walked_ancestors(&text, &lines, line),
+                    "line {line}"
+                );
+            }
+        }
     }
 
     /// Regression: TOML/INI sections are not indented, so their header was never an
@@ -1235,10 +1343,9 @@ mod tests {
     #[test]
     fn toml_section_header_is_an_ancestor_until_the_next_header() {
         let text = b"[a]\nx = 1\n\n[[b.c]]\ny = 2\nz = [\n  3,\n]\n[d]\nw = 4\n";
-        let li = LineIndex::new(text);
-        assert_eq!(li.ancestors(text, 4), vec![3]);
-        assert_eq!(li.ancestors(text, 6), vec![5, 3]);
-        assert_eq!(li.ancestors(text, 9), vec![8]);
+        assert_eq!(ancestors(text, 4), vec![3]);
+        assert_eq!(ancestors(text, 6), vec![5, 3]);
+        assert_eq!(ancestors(text, 9), vec![8]);
         assert!(is_section_header(b"[exchanges.kraken]\r"));
         assert!(!is_section_header(b" [a]"));
         assert!(!is_section_header(b"[]"));

@@ -43,7 +43,7 @@ use serde::Serialize;
 
 use crate::audit_cmd::for_each_event;
 use crate::home::{now_ms, parse_duration, Unlocked};
-use crate::output::{print_json, rfc3339};
+use crate::output::{escape_controls, print_json, rfc3339};
 use crate::remote::{Answer, Exchanges};
 
 /// How long after an order keygate forwarded its record is surely in the audit log: the
@@ -52,6 +52,11 @@ use crate::remote::{Answer, Exchanges};
 const ORDER_SETTLE_MS: u64 = 5_000;
 /// The longest span Binance lists orders of at once.
 const ORDER_SPAN_MS: u64 = 24 * 3600 * 1000;
+/// The longest span Binance lists conditional orders of at once: less than seven days.
+const CONDITIONAL_SPAN_MS: u64 = 6 * ORDER_SPAN_MS;
+/// How long before the window conditional orders are listed: the order a stop placed then
+/// and triggered in the window is known by it. An older stop's order is reported.
+const TRIGGER_LOOKBACK_MS: u64 = CONDITIONAL_SPAN_MS;
 /// The most order lists one account's reconciliation asks for (symbols × days, each
 /// `allOrders` call weighing 20 of Binance's 6000 a minute).
 const MAX_ORDER_QUERIES: usize = 60;
@@ -142,15 +147,15 @@ impl UnmatchedOrder {
 
     /// What it is, in a sentence: `order 7 (BUY LIMIT 1 BTCUSDT at 50000)`, or for a
     /// conditional order `conditional order 1000001 (SELL STOP_MARKET 1 usdm:BTCUSDT,
-    /// triggered at 60000)`.
+    /// trigger price 60000)`.
     fn what(&self) -> String {
         let (book, at) = if self.conditional {
-            ("conditional order", ", triggered")
+            ("conditional order", ", trigger price")
         } else {
-            ("order", "")
+            ("order", " at")
         };
         format!(
-            "{book} {} ({} {} {} {}{at} at {})",
+            "{book} {} ({} {} {} {}{at} {})",
             self.id,
             self.side,
             self.order_type,
@@ -269,6 +274,39 @@ pub(crate) fn reconcile(
                             symbols.push(symbol);
                         }
                     }
+                    // Conditional orders first: should the weight run out, the orders
+                    // keygate's stops placed are still known.
+                    if let Some(open) = open_conditional {
+                        // Back past the window too: a stop placed before it may have
+                        // triggered in it, and the order it placed is known by it.
+                        let mut listed = list_in_symbols(
+                            &pacer,
+                            market,
+                            &symbols,
+                            since_ms.saturating_sub(TRIGGER_LOOKBACK_MS),
+                            until_ms,
+                            &CONDITIONAL_ORDERS,
+                        );
+                        match open {
+                            Ok(open) => {
+                                let placed_in_window = |c: &ExchangeConditionalOrder| {
+                                    (since_ms..=until_ms).contains(&c.order.placed_ms)
+                                };
+                                for c in open.into_iter().filter(placed_in_window) {
+                                    let same = |l: &ExchangeConditionalOrder| {
+                                        l.order.id == c.order.id && l.order.symbol == c.order.symbol
+                                    };
+                                    if !listed.items.iter().any(same) {
+                                        listed.items.push(c);
+                                    }
+                                }
+                            }
+                            Err(reason) => listed
+                                .failures
+                                .push(format!("open conditional orders: {reason}")),
+                        }
+                        conditional_orders.add(listed, market);
+                    }
                     let mut listed = list_orders(&pacer, market, &symbols, since_ms, until_ms);
                     if !unlisted.is_empty() {
                         let names: Vec<&str> = unlisted.iter().map(String::as_str).collect();
@@ -295,37 +333,8 @@ pub(crate) fn reconcile(
                     }
                     leave_out_forced(&pacer, market, &mut listed, since_ms, until_ms);
                     orders.add(listed, market);
-                    if let Some(open) = open_conditional {
-                        let mut listed = list_in_symbols(
-                            &pacer,
-                            market,
-                            &symbols,
-                            since_ms,
-                            until_ms,
-                            &CONDITIONAL_ORDERS,
-                        );
-                        match open {
-                            Ok(open) => {
-                                let placed_in_window = |c: &ExchangeConditionalOrder| {
-                                    (since_ms..=until_ms).contains(&c.order.placed_ms)
-                                };
-                                for c in open.into_iter().filter(placed_in_window) {
-                                    let same = |l: &ExchangeConditionalOrder| {
-                                        l.order.id == c.order.id && l.order.symbol == c.order.symbol
-                                    };
-                                    if !listed.items.iter().any(same) {
-                                        listed.items.push(c);
-                                    }
-                                }
-                            }
-                            Err(reason) => listed
-                                .failures
-                                .push(format!("open conditional orders: {reason}")),
-                        }
-                        conditional_orders.add(listed, market);
-                    }
                     // Those past the cap are named in the failures, not as asked for.
-                    let (_, fit, _) = symbols_that_fit(&symbols, since_ms, until_ms);
+                    let (_, fit, _) = symbols_that_fit(&symbols, since_ms, until_ms, &ORDERS);
                     asked_symbols.extend(fit.iter().map(|s| market.listed_symbol(s)));
                 }
                 orders.failures.append(&mut conditional_orders.failures);
@@ -349,7 +358,31 @@ pub(crate) fn reconcile(
             (!listed_orders.failures.is_empty()).then(|| listed_orders.failures.join("; "));
         let listed_orders = listed_orders.items;
         // Conditional orders first: the order one keygate forwarded placed on triggering
-        // is known by what the exchange lists of it.
+        // is known by what the exchange lists of it. Those placed before the window are
+        // not reported (an earlier run did); the log around each one whose order is
+        // listed here tells whether keygate forwarded it.
+        let (conditional_orders, earlier): (Vec<_>, Vec<_>) = conditional_orders
+            .into_iter()
+            .partition(|(_, c)| c.order.placed_ms >= since_ms);
+        for (market, c) in earlier {
+            let Some(id) = &c.triggered_order_id else {
+                continue;
+            };
+            let placed_here = |(m, o): &(Market, ExchangeOrder)| {
+                *m == market && o.id == *id && o.symbol == c.order.symbol
+            };
+            if !listed_orders.iter().any(placed_here) {
+                continue;
+            }
+            let mut around = forwarded_between(
+                store,
+                c.order.placed_ms.saturating_sub(FORWARDED_BEFORE_MS),
+                c.order.placed_ms + FORWARDED_BEFORE_MS,
+            )?;
+            if around.conditional_order_forwarded(&label, market, &c) {
+                forwarded.add_triggered_by(&label, market, &c);
+            }
+        }
         let listed_count = listed_orders.len() + conditional_orders.len();
         let mut not_forwarded: Vec<UnmatchedOrder> = conditional_orders
             .into_iter()
@@ -592,6 +625,8 @@ type ListRead = fn(&Binance, Market, &str, u64, u64) -> Option<(&'static str, St
 /// endpoint listing them for one symbol and how to read its answer.
 struct Kind<T> {
     history: ListRead,
+    /// The longest span one list may cover.
+    span_ms: u64,
     parse: fn(&Binance, &[u8]) -> Option<Vec<T>>,
     placed_ms: fn(&T) -> u64,
     /// What it lists, in messages.
@@ -600,6 +635,7 @@ struct Kind<T> {
 
 const ORDERS: Kind<ExchangeOrder> = Kind {
     history: <Binance as Adapter>::order_history,
+    span_ms: ORDER_SPAN_MS,
     parse: <Binance as Adapter>::parse_order_history,
     placed_ms: |o| o.placed_ms,
     noun: "orders",
@@ -607,6 +643,7 @@ const ORDERS: Kind<ExchangeOrder> = Kind {
 
 const CONDITIONAL_ORDERS: Kind<ExchangeConditionalOrder> = Kind {
     history: <Binance as Adapter>::conditional_order_history,
+    span_ms: CONDITIONAL_SPAN_MS,
     parse: <Binance as Adapter>::parse_conditional_orders,
     placed_ms: |c| c.order.placed_ms,
     noun: "conditional orders",
@@ -639,19 +676,20 @@ fn list_orders(
     list_in_symbols(pacer, market, symbols, since_ms, until_ms, &ORDERS)
 }
 
-/// How many days (lists per symbol) the window from `since_ms` to `until_ms` takes, the
+/// How many lists of `kind` per symbol the window from `since_ms` to `until_ms` takes, the
 /// first of `symbols` whose lists fit in [`MAX_ORDER_QUERIES`], and the rest.
-fn symbols_that_fit(
-    symbols: &[String],
+fn symbols_that_fit<'s, T>(
+    symbols: &'s [String],
     since_ms: u64,
     until_ms: u64,
-) -> (usize, &[String], &[String]) {
-    let days = until_ms
+    kind: &Kind<T>,
+) -> (usize, &'s [String], &'s [String]) {
+    let spans = until_ms
         .saturating_sub(since_ms)
-        .div_ceil(ORDER_SPAN_MS)
+        .div_ceil(kind.span_ms)
         .max(1) as usize;
-    let (asked, over) = symbols.split_at((MAX_ORDER_QUERIES / days).min(symbols.len()));
-    (days, asked, over)
+    let (asked, over) = symbols.split_at((MAX_ORDER_QUERIES / spans).min(symbols.len()));
+    (spans, asked, over)
 }
 
 /// What [`list_orders`] lists, of `kind`.
@@ -663,7 +701,7 @@ fn list_in_symbols<T>(
     until_ms: u64,
     kind: &Kind<T>,
 ) -> Partial<T> {
-    let (days, asked, over) = symbols_that_fit(symbols, since_ms, until_ms);
+    let (spans, asked, over) = symbols_that_fit(symbols, since_ms, until_ms, kind);
     let mut listed = Partial::default();
     // A symbol that cannot be listed (one the exchange does not know, say) is reported,
     // and the others are still checked.
@@ -689,7 +727,7 @@ fn list_in_symbols<T>(
     }
     if !over.is_empty() {
         listed.failures.push(format!(
-            "listing the {} of {} symbols over {days} day(s) takes more than \
+            "listing the {} of {} symbols, {spans} request(s) each, takes more than \
              {MAX_ORDER_QUERIES} requests: {} not asked for; narrow --since",
             kind.noun,
             symbols.len(),
@@ -714,7 +752,7 @@ fn list_symbol_orders<T>(
     let mut orders = Partial::default();
     let mut from_ms = since_ms;
     while from_ms < until_ms {
-        let to_ms = (from_ms + ORDER_SPAN_MS - 1).min(until_ms);
+        let to_ms = (from_ms + kind.span_ms - 1).min(until_ms);
         let listed = (kind.history)(&Binance, market, symbol, from_ms, to_ms)
             .ok_or_else(|| format!("keygate cannot list this market's {}", kind.noun))
             .and_then(|(path, query)| pacer.read(path, &query))
@@ -749,6 +787,32 @@ fn list_symbol_orders<T>(
     }
     orders
 }
+
+/// What keygate forwarded from `from_ms` to about `to_ms`, from the audit log: the events
+/// of that stretch, read from an index near its start, a page at a time, until a page
+/// reaches past its end.
+fn forwarded_between(store: &Store, from_ms: u64, to_ms: u64) -> anyhow::Result<Forwarded> {
+    let mut forwarded = Forwarded::default();
+    let mut from = keygate_audit::seq_near(store, from_ms).context("reading the audit log")?;
+    loop {
+        let page =
+            keygate_audit::read(store, from, EVENTS_PER_PAGE).context("reading the audit log")?;
+        let Some((last, last_event)) = page.last() else {
+            return Ok(forwarded);
+        };
+        let past_the_end = last_event.ts_ms > to_ms;
+        from = last + 1;
+        for (_, event) in &page {
+            forwarded.note(event);
+        }
+        if past_the_end {
+            return Ok(forwarded);
+        }
+    }
+}
+
+/// Events read at once by [`forwarded_between`].
+const EVENTS_PER_PAGE: u64 = 1_000;
 
 /// What keygate forwarded since `since_ms`, from the audit log.
 fn forwarded(store: &Store, since_ms: u64) -> anyhow::Result<Forwarded> {
@@ -798,36 +862,39 @@ fn tradable_symbols(store: &Store) -> anyhow::Result<HashMap<String, BTreeSet<St
     Ok(tradable)
 }
 
+/// The human report. Text from outside (exchange errors, symbols and client order ids a
+/// client or a leaked key chose) is shown with its control characters escaped.
 fn print(reports: &[AccountReport], since_ms: u64) {
-    println!(
+    let say = |line: String| println!("{}", escape_controls(&line));
+    say(format!(
         "withdrawals and orders since {}, at each exchange and in keygate's audit log:",
         rfc3339(since_ms)
-    );
+    ));
     for r in reports {
         if let Some(error) = &r.error {
-            println!(
+            say(format!(
                 "  {}: FAILED: cannot ask the exchange for its withdrawals: {error}",
                 r.account
-            );
+            ));
         } else if r.not_through_keygate.is_empty() {
-            println!(
+            say(format!(
                 "  {}: {} withdrawal(s), all through keygate",
                 r.account, r.withdrawals
-            );
+            ));
         } else {
-            println!(
+            say(format!(
                 "  {}: {} withdrawal(s) NOT THROUGH KEYGATE: unless someone made them by hand \
                  on the exchange, its real key was used elsewhere. Disable the key at the \
                  exchange now, then `keygate account rotate {}`:",
                 r.account,
                 r.not_through_keygate.len(),
                 r.account
-            );
+            ));
             for w in &r.not_through_keygate {
-                println!(
+                say(format!(
                     "    {} {} {} to {} at {}",
                     w.id, w.amount, w.asset, w.destination, w.applied_at
-                );
+                ));
             }
         }
         let symbols = if r.symbols.is_empty() {
@@ -837,35 +904,35 @@ fn print(reports: &[AccountReport], since_ms: u64) {
         };
         // What could be listed is reported even when not all could be.
         if let Some(error) = &r.orders_error {
-            println!(
+            say(format!(
                 "  {}: FAILED: cannot ask the exchange for all of its orders in {symbols}: \
                  {error}",
                 r.account
-            );
+            ));
         }
         if r.orders_not_through_keygate.is_empty() {
             if r.orders_error.is_none() {
-                println!(
+                say(format!(
                     "  {}: {} order(s), all through keygate (symbols asked for: {symbols})",
                     r.account, r.orders
-                );
+                ));
             }
         } else {
-            println!(
+            say(format!(
                 "  {}: {} order(s) NOT THROUGH KEYGATE (symbols asked for: {symbols}): unless \
                  someone placed them by hand on the exchange, its real key was used elsewhere. \
                  Disable the key at the exchange now, then `keygate account rotate {}`:",
                 r.account,
                 r.orders_not_through_keygate.len(),
                 r.account
-            );
+            ));
             for o in &r.orders_not_through_keygate {
-                println!(
+                say(format!(
                     "    {} (client order id {}) at {}",
                     o.what(),
                     o.client_order_id,
                     o.placed_at
-                );
+                ));
             }
         }
     }

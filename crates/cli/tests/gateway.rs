@@ -554,17 +554,7 @@ fn reconcile_knows_what_keygate_s_conditional_orders_placed() {
     assert_eq!(status, 200, "{placed}");
     let ours = placed["algoId"].to_string();
     // The market reaches the trigger price: the exchange places an order of its own.
-    let triggered: Value = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(async {
-            let url = format!("{}/__mock/trigger?algoId={ours}", exchange.url());
-            let answer = reqwest::Client::new().post(url).send().await.unwrap();
-            serde_json::from_slice(&answer.bytes().await.unwrap()).unwrap()
-        });
-    let triggered_order = triggered["actualOrderId"].as_str().unwrap().to_owned();
-    assert!(!triggered_order.is_empty(), "{triggered}");
+    let triggered_order = trigger(&exchange.url(), &ours);
     let (status, leaked) = signed(
         reqwest::Method::POST,
         &exchange.url(),
@@ -600,7 +590,7 @@ fn reconcile_knows_what_keygate_s_conditional_orders_placed() {
     let human = home.kg.fails(&["reconcile", "--since", "1h"], "", 1).stdout;
     assert!(
         human.contains(&format!(
-            "conditional order {leaked} (SELL STOP_MARKET 1 usdm:ETHUSDT, triggered at 1000)"
+            "conditional order {leaked} (SELL STOP_MARKET 1 usdm:ETHUSDT, trigger price 1000)"
         )),
         "{human}"
     );
@@ -608,6 +598,86 @@ fn reconcile_knows_what_keygate_s_conditional_orders_placed() {
         !human.contains(&format!("order {triggered_order} (")),
         "{human}"
     );
+}
+
+/// Triggers conditional order `algo_id` at the simulator, as the market reaching its
+/// trigger price would: the id of the order it placed.
+fn trigger(exchange: &str, algo_id: &str) -> String {
+    let triggered: Value = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let url = format!("{exchange}/__mock/trigger?algoId={algo_id}");
+            let answer = reqwest::Client::new().post(url).send().await.unwrap();
+            serde_json::from_slice(&answer.bytes().await.unwrap()).unwrap()
+        });
+    let id = triggered["actualOrderId"].as_str().unwrap_or_default();
+    assert!(!id.is_empty(), "{triggered}");
+    id.to_owned()
+}
+
+/// A regression test (from a review): a stop placed before the window was not listed, so
+/// when it triggered inside the window the order it placed was reported as a leak; and
+/// `serve` reconciles a window of twice its interval, so every stop that waited longer
+/// than that did so. Conditional orders are now listed back a week past the window, and
+/// the log around each older one whose order is listed tells whether keygate forwarded
+/// it. A leaked key's older stop still shows: the order it placed is reported.
+#[test]
+fn reconcile_knows_the_order_of_a_stop_placed_before_the_window() {
+    let (_runtime, exchange) = simulator(vec![Credential::hmac(REAL_KEY, REAL_SECRET)]);
+    let mut home = Home::with_account(&exchange.url());
+    let issued: Value = home.issue(
+        "trader",
+        &["--scope", "read,trade", "--symbols", "usdm:BTCUSDT"],
+    );
+    let serve = Serve::start(&home.kg);
+    let stop = |base: &str, key: &str, secret: &str, trigger_price: &str| {
+        let (status, placed) = signed(
+            reqwest::Method::POST,
+            base,
+            "/fapi/v1/algoOrder",
+            &format!(
+                "algoType=CONDITIONAL&symbol=BTCUSDT&side=SELL&type=STOP_MARKET&quantity=0.01&triggerPrice={trigger_price}"
+            ),
+            key,
+            secret,
+        );
+        assert_eq!(status, 200, "{placed}");
+        placed["algoId"].to_string()
+    };
+    let ours = stop(
+        &format!("http://{}/binance", serve.addr),
+        issued["api_key"].as_str().unwrap(),
+        issued["secret"].as_str().unwrap(),
+        "40000",
+    );
+    let leaked = stop(&exchange.url(), REAL_KEY, REAL_SECRET, "41000");
+    // The window starts between the stops and their triggering.
+    std::thread::sleep(Duration::from_secs(4));
+    let ours_placed = trigger(&exchange.url(), &ours);
+    let leaked_placed = trigger(&exchange.url(), &leaked);
+    drop(serve);
+    // Orders are reconciled once they are a few seconds old.
+    std::thread::sleep(Duration::from_secs(6));
+    let out = home
+        .kg
+        .fails(&["reconcile", "--since", "8s", "--json"], "", 1);
+    let report: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(report[0]["orders_error"], Value::Null, "{report}");
+    // The two orders the stops placed; the stops themselves are older than the window.
+    assert_eq!(report[0]["orders"], 2, "{report}");
+    let unmatched = report[0]["orders_not_through_keygate"].as_array().unwrap();
+    let ids: Vec<&str> = unmatched
+        .iter()
+        .map(|o| o["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        [leaked_placed.as_str()],
+        "ours: {ours_placed}; {report}"
+    );
+    assert_eq!(unmatched[0]["conditional"], false, "{report}");
 }
 
 /// A key that may not trade futures has placed no futures order, and the exchange refuses

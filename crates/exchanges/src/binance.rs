@@ -537,10 +537,21 @@ impl Adapter for Binance {
     fn parse_withdrawal_history(&self, body: &[u8]) -> Option<Vec<ExchangeWithdrawal>> {
         parse_withdraw_history(body)
     }
-    fn placed_order_ids(&self, body: &[u8]) -> Vec<String> {
+    fn placed_order_ids(&self, path: &str, body: &[u8]) -> Vec<String> {
         let mut ids = Vec::new();
         if let Ok(answer) = serde_json::from_slice::<serde_json::Value>(body) {
-            collect_order_ids(&answer, &mut ids);
+            if is_algo_order_path(path) {
+                // One conditional order, its id at the top; nothing else in the answer
+                // is an id of the same kind.
+                ids.extend(
+                    answer
+                        .get("algoId")
+                        .and_then(|id| id.as_u64())
+                        .map(|id| id.to_string()),
+                );
+            } else {
+                collect_order_ids(&answer, &mut ids);
+            }
         }
         ids
     }
@@ -865,16 +876,15 @@ fn is_algo_order_path(path: &str) -> bool {
     path == "/fapi/v1/algoOrder"
 }
 
-/// Every `orderId` (or, in a conditional order's answer, `algoId`) in an answer, at any
-/// depth: a single order's answer has one at its top, an order list's has one per order
-/// (`orders`, `orderReports`), a cancel-replace's one under `newOrderResponse`, a batch's
-/// one per element.
+/// Every `orderId` in an answer, at any depth: a single order's answer has one at its top,
+/// an order list's has one per order (`orders`, `orderReports`), a cancel-replace's one
+/// under `newOrderResponse`, a batch's one per element.
 fn collect_order_ids(value: &serde_json::Value, ids: &mut Vec<String>) {
     match value {
         serde_json::Value::Object(fields) => {
             for (name, field) in fields {
                 match field {
-                    serde_json::Value::Number(n) if name == "orderId" || name == "algoId" => {
+                    serde_json::Value::Number(n) if name == "orderId" => {
                         let id = n.to_string();
                         if !ids.contains(&id) {
                             ids.push(id);
@@ -919,7 +929,10 @@ fn parse_all_orders(body: &[u8]) -> Option<Vec<ExchangeOrder>> {
 
 /// Reads an `allAlgoOrders` or `openAlgoOrders` answer (a list of conditional orders
 /// alike). An entry that does not read makes the whole answer unreadable, as for orders.
-/// Its trigger price stands for its price: a conditional market order has none.
+/// Its trigger price stands for its price: a conditional market order has none. A
+/// trailing stop names no trigger price and an order closing the position no quantity:
+/// those missing, null or empty read as zero (anything else that does not read spoils
+/// the list), so that one such order cannot make every list unreadable.
 fn parse_algo_orders(body: &[u8]) -> Option<Vec<ExchangeConditionalOrder>> {
     let value: serde_json::Value = serde_json::from_slice(body).ok()?;
     value
@@ -927,6 +940,12 @@ fn parse_algo_orders(body: &[u8]) -> Option<Vec<ExchangeConditionalOrder>> {
         .iter()
         .map(|o| {
             let text = |name: &str| o.get(name).and_then(|v| v.as_str());
+            let decimal_or_zero = |name: &str| match o.get(name) {
+                None | Some(serde_json::Value::Null) => Some(Decimal::ZERO),
+                Some(serde_json::Value::String(t)) if t.is_empty() => Some(Decimal::ZERO),
+                Some(serde_json::Value::String(t)) => t.parse().ok(),
+                Some(_) => None,
+            };
             // `actualOrderId` is a string, empty until the order triggers.
             let triggered_order_id = match o.get("actualOrderId") {
                 None | Some(serde_json::Value::Null) => None,
@@ -942,8 +961,8 @@ fn parse_algo_orders(body: &[u8]) -> Option<Vec<ExchangeConditionalOrder>> {
                     symbol: text("symbol")?.to_owned(),
                     side: text("side")?.to_owned(),
                     order_type: text("orderType")?.to_owned(),
-                    quantity: text("quantity")?.parse().ok()?,
-                    price: text("triggerPrice")?.parse().ok()?,
+                    quantity: decimal_or_zero("quantity")?,
+                    price: decimal_or_zero("triggerPrice")?,
                     placed_ms: o.get("createTime")?.as_u64()?,
                 },
                 triggered_order_id,
@@ -1510,7 +1529,7 @@ mod tests {
 
     #[test]
     fn the_orders_an_answer_placed_are_read_at_any_depth() {
-        let ids = |body: &[u8]| Binance.placed_order_ids(body);
+        let ids = |body: &[u8]| Binance.placed_order_ids("/api/v3/order", body);
         // A single order (ACK), as Binance documents it.
         assert_eq!(
             ids(br#"{"symbol":"BTCUSDT","orderId":28,"orderListId":-1,"clientOrderId":"6gCrw2kRUAF9CvJDGP16IP","transactTime":1507725176595}"#),
@@ -1586,12 +1605,16 @@ mod tests {
         .classify("POST", "/fapi/v1/algoOrder");
         assert_eq!(action.kind, ActionKind::Trade);
         assert_eq!(action.client_order_id.as_deref(), Some("bot-stop-1"));
+        let answer = br#"{"algoId":2146760,"clientAlgoId":"6B2I9XVcJpCjqPAJ4YoFX7","orderId":5}"#;
         assert_eq!(
-            Binance.placed_order_ids(
-                br#"{"algoId":2146760,"clientAlgoId":"6B2I9XVcJpCjqPAJ4YoFX7","algoType":"CONDITIONAL"}"#
-            ),
+            Binance.placed_order_ids("/fapi/v1/algoOrder", answer),
             ["2146760"]
         );
+        // An algo id in any other answer is no order's.
+        assert_eq!(Binance.placed_order_ids("/fapi/v1/order", answer), ["5"]);
+        assert!(Binance
+            .placed_order_ids("/fapi/v1/order", br#"{"algoId":2146760}"#)
+            .is_empty());
         // As documented, but for a triggered entry beside the waiting one.
         let listed = br#"[
             {"algoId":2146760,"clientAlgoId":"6B2I9XVcJpCjqPAJ4YoFX7","algoType":"CONDITIONAL",
@@ -1617,6 +1640,13 @@ mod tests {
             orders[1].triggered_order_id.as_deref(),
             Some("8389765519993908929")
         );
+        // A trailing stop (no trigger price) closing the position (no quantity) reads.
+        let trailing = br#"[{"algoId":7,"clientAlgoId":"t","orderType":"TRAILING_STOP_MARKET",
+            "symbol":"BTCUSDT","side":"SELL","quantity":"","triggerPrice":"","activatePrice":"61000",
+            "callbackRate":"1","closePosition":true,"actualOrderId":"","createTime":5}]"#;
+        let trailing = Binance.parse_conditional_orders(trailing).unwrap();
+        assert_eq!(trailing[0].order.quantity, Decimal::ZERO);
+        assert_eq!(trailing[0].order.price, Decimal::ZERO);
         // One entry that does not read (an id that is no number) spoils the list.
         let spoiled = std::str::from_utf8(listed)
             .unwrap()

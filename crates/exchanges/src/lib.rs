@@ -206,10 +206,11 @@ pub trait Adapter: Send + Sync + 'static {
     fn withdrawal_history(&self, since_ms: u64) -> (&'static str, String);
     /// Reads that endpoint's answer.
     fn parse_withdrawal_history(&self, body: &[u8]) -> Option<Vec<ExchangeWithdrawal>>;
-    /// The exchange's ids of the orders a successful trade request placed, from its
-    /// answer: one for a single order, several for an order list; none when the answer
-    /// names none.
-    fn placed_order_ids(&self, body: &[u8]) -> Vec<String>;
+    /// The exchange's ids of the orders a successful trade request to `path` (a native
+    /// path) placed, from its answer: one for a single order, several for an order list;
+    /// for a conditional order, its own id (numbered apart from orders); none when the
+    /// answer names none.
+    fn placed_order_ids(&self, path: &str, body: &[u8]) -> Vec<String>;
     /// The signed read (native path and query, without timestamp) listing the real key's
     /// account's orders in `symbol` of `market` placed from `from_ms` to `to_ms` (at most
     /// a day apart: Binance lists no longer span of spot orders at once); `None` for a

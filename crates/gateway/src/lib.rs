@@ -691,7 +691,7 @@ impl Gateway {
                 // one that failed in part (a cancel-replace whose cancel failed) may
                 // still have placed an order.
                 let order_ids = if places_orders {
-                    adapter.placed_order_ids(&answer.body)
+                    adapter.placed_order_ids(in_flight.path(), &answer.body)
                 } else {
                     Vec::new()
                 };

@@ -286,6 +286,23 @@ impl Forwarded {
     }
 }
 
+impl Forwarded {
+    /// Counts the order `c` placed when it triggered as forwarded: `c` is a conditional
+    /// order of `account` in `market` that keygate forwarded, as another part of the log
+    /// told (one placed before the window this log was read for).
+    pub fn add_triggered_by(
+        &mut self,
+        account: &str,
+        market: Market,
+        c: &ExchangeConditionalOrder,
+    ) {
+        if let Some(id) = &c.triggered_order_id {
+            let orders = self.orders.entry((account.to_owned(), market)).or_default();
+            orders.placed.insert((c.order.symbol.clone(), id.clone()));
+        }
+    }
+}
+
 impl ForwardedOrders {
     /// Whether `o` is one of these orders: by the exchange's id from an answer, or as an
     /// order sent without one (taken once).

@@ -534,6 +534,11 @@ mod tests {
             1_000_000,
         ));
         forwarded.note(&answered("r2", Outcome::Unknown, &[], 1_000_010));
+        // An order whose id is a number a conditional order also has, and a spot order.
+        forwarded.note(&sent_to("/fapi/v1/order", "r3", Some("o-3"), 1_000_000));
+        forwarded.note(&answered("r3", Outcome::Answered, &["1000009"], 1_000_010));
+        forwarded.note(&sent_to("/api/v3/order", "r4", Some("o-4"), 1_000_000));
+        forwarded.note(&answered("r4", Outcome::Answered, &["5"], 1_000_010));
         let conditional =
             |id: &str, client: &str, triggered: Option<&str>| ExchangeConditionalOrder {
                 order: listed("BTCUSDT", id, client, 1_000_100),
@@ -545,6 +550,8 @@ mod tests {
         assert!(!forwarded.conditional_order_forwarded("main", Market::Usdm, &stranger));
         assert!(!forwarded.order_forwarded("main", Market::Usdm, &placed));
         // Conditional ids are not order ids, nor the other way round.
+        let same_number = conditional("1000009", "x", None);
+        assert!(!forwarded.conditional_order_forwarded("main", Market::Usdm, &same_number));
         assert!(!forwarded.order_forwarded(
             "main",
             Market::Usdm,

@@ -162,6 +162,7 @@ enum Endpoint {
     FuturesBalance,
     NewAlgoOrder,
     CancelAlgoOrder,
+    QueryAlgoOrder,
     OpenAlgoOrders,
     AllAlgoOrders,
 }
@@ -207,6 +208,7 @@ impl Endpoint {
             | Endpoint::FuturesBalance
             | Endpoint::NewAlgoOrder
             | Endpoint::CancelAlgoOrder
+            | Endpoint::QueryAlgoOrder
             | Endpoint::OpenAlgoOrders
             | Endpoint::AllAlgoOrders => Some(Permission::Futures),
             Endpoint::Withdraw => Some(Permission::Withdrawals),
@@ -284,6 +286,7 @@ fn route(method: &Method, path: &str) -> Option<(Security, u32, Endpoint)> {
         // Binance weighs a new conditional order 0, and so does the simulator.
         "/fapi/v1/algoOrder" if post => (Signed, 0, E::NewAlgoOrder),
         "/fapi/v1/algoOrder" if delete => (Signed, 1, E::CancelAlgoOrder),
+        "/fapi/v1/algoOrder" if get => (Signed, 1, E::QueryAlgoOrder),
         "/fapi/v1/openAlgoOrders" if get => (Signed, 1, E::OpenAlgoOrders),
         "/fapi/v1/allAlgoOrders" if get => (Signed, 5, E::AllAlgoOrders),
         _ => return None,
@@ -919,6 +922,7 @@ fn private(
         }
         Endpoint::NewAlgoOrder => algo::place(account, ids, params, now),
         Endpoint::CancelAlgoOrder => algo::cancel(account, params, now),
+        Endpoint::QueryAlgoOrder => algo::query(account, params),
         Endpoint::OpenAlgoOrders => algo::open(account, params),
         Endpoint::AllAlgoOrders => algo::all(account, params, now),
         Endpoint::FuturesAccount => Ok(futures_account(account, now)),

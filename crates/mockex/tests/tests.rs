@@ -114,6 +114,20 @@ async fn signed(
     send(sim, method, &signed_target(path, params), Some(KEY), None).await
 }
 
+/// A request signed for `key` with `secret`, every parameter in the query.
+async fn signed_as(
+    sim: &RunningSimulator,
+    (key, secret): (&str, &str),
+    method: reqwest::Method,
+    path: &str,
+    params: &str,
+) -> (u16, Value) {
+    let sep = if params.is_empty() { "" } else { "&" };
+    let query = format!("{params}{sep}timestamp={}", now_ms());
+    let target = format!("{path}?{query}&signature={}", hmac_hex(secret, &query));
+    send(sim, method, &target, Some(key), None).await
+}
+
 fn assert_code(response: &(u16, Value), status: u16, code: i64) {
     assert_eq!(response.0, status, "{:?}", response.1);
     assert_eq!(response.1["code"], code, "{:?}", response.1);
@@ -1008,6 +1022,688 @@ mod trading {
     }
 }
 
+mod conditional {
+    use super::*;
+    use reqwest::Method;
+    use serde_json::json;
+
+    /// A key that may do everything but use futures.
+    const NO_FUTURES: (&str, &str) = ("noFutures", "nf");
+
+    async fn post_algo(sim: &RunningSimulator, params: &str) -> (u16, Value) {
+        signed(sim, Method::POST, "/fapi/v1/algoOrder", params).await
+    }
+
+    async fn get(sim: &RunningSimulator, path: &str, params: &str) -> (u16, Value) {
+        signed(sim, Method::GET, path, params).await
+    }
+
+    /// `POST /__mock/trigger?algoId=…`, unsigned, as a test calls it.
+    async fn trigger(sim: &RunningSimulator, algo_id: &Value) -> (u16, Value) {
+        send(
+            sim,
+            Method::POST,
+            &format!("/__mock/trigger?algoId={algo_id}"),
+            None,
+            None,
+        )
+        .await
+    }
+
+    /// The `algoId` a fresh simulator gives its first conditional order (the counter's
+    /// start is the crate's own): what the tests below count from.
+    async fn first_algo_id() -> u64 {
+        let (status, placed) = post_algo(&start().await, STOP_MARKET).await;
+        assert_eq!(status, 200, "{placed}");
+        placed["algoId"].as_u64().unwrap()
+    }
+
+    #[track_caller]
+    fn assert_error(response: &(u16, Value), status: u16, code: i64, msg: &str) {
+        assert_eq!(response.0, status, "{}", response.1);
+        assert_eq!(
+            response.1,
+            json!({"code": code, "msg": msg}),
+            "{}",
+            response.1
+        );
+    }
+
+    fn ids(list: &Value) -> Vec<u64> {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["algoId"].as_u64().unwrap())
+            .collect()
+    }
+
+    const TAKE_PROFIT: &str = "algoType=CONDITIONAL&symbol=BTCUSDT&side=SELL&type=TAKE_PROFIT\
+        &quantity=0.01&price=65000&triggerPrice=65000";
+    const STOP_MARKET: &str =
+        "algoType=CONDITIONAL&symbol=BTCUSDT&side=SELL&type=STOP_MARKET&quantity=0.01\
+        &triggerPrice=55000";
+
+    /// `GET /fapi/v1/algoOrder`: one conditional order by its id or its client id,
+    /// whatever symbol is named and whatever became of it (the gateway asks it which
+    /// symbol an order it is told to cancel is in).
+    #[tokio::test]
+    async fn one_conditional_order_is_read_by_its_ids_alone() {
+        let sim = start().await;
+        let (status, placed) = post_algo(&sim, &format!("{STOP_MARKET}&clientAlgoId=s-1")).await;
+        assert_eq!(status, 200, "{placed}");
+        let id = &placed["algoId"];
+        for by in [format!("algoId={id}"), "clientAlgoId=s-1".to_owned()] {
+            let (status, read) =
+                get(&sim, "/fapi/v1/algoOrder", &format!("symbol=ETHUSDT&{by}")).await;
+            assert_eq!(status, 200, "{read}");
+            assert_eq!((&read["algoId"], &read["symbol"]), (id, &json!("BTCUSDT")));
+            assert_eq!(read["algoStatus"], "NEW");
+        }
+        let (status, _) = signed(
+            &sim,
+            Method::DELETE,
+            "/fapi/v1/algoOrder",
+            &format!("algoId={id}"),
+        )
+        .await;
+        assert_eq!(status, 200);
+        let (_, read) = get(&sim, "/fapi/v1/algoOrder", &format!("algoId={id}")).await;
+        assert_eq!(read["algoStatus"], "CANCELED", "{read}");
+        assert_error(
+            &get(&sim, "/fapi/v1/algoOrder", "algoId=42").await,
+            400,
+            -2011,
+            "Unknown order sent.",
+        );
+        assert_eq!(get(&sim, "/fapi/v1/algoOrder", "").await.1["code"], -1102);
+    }
+
+    #[tokio::test]
+    async fn a_conditional_order_is_placed_listed_and_cancelled() {
+        let first_algo_id = first_algo_id().await;
+        let sim = start().await;
+        // A futures order first: the conditional order's id comes from a counter of its own.
+        let limit = "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=50000";
+        let (status, first) = signed(&sim, Method::POST, "/fapi/v1/order", limit).await;
+        assert_eq!(
+            (status, first["orderId"].as_u64()),
+            (200, Some(1)),
+            "{first}"
+        );
+
+        let (status, placed) = post_algo(&sim, &format!("{TAKE_PROFIT}&clientAlgoId=tp-1")).await;
+        assert_eq!(status, 200, "{placed}");
+        let created = placed["createTime"].as_u64().unwrap();
+        assert!(u128::from(created).abs_diff(now_ms()) < 5_000, "{placed}");
+        assert_eq!(
+            placed,
+            json!({
+                "algoId": first_algo_id, "clientAlgoId": "tp-1", "algoType": "CONDITIONAL",
+                "orderType": "TAKE_PROFIT", "symbol": "BTCUSDT", "side": "SELL",
+                "positionSide": "BOTH", "timeInForce": "GTC", "quantity": "0.010",
+                "algoStatus": "NEW", "triggerPrice": "65000.00", "price": "65000.00",
+                "icebergQuantity": null, "selfTradePreventionMode": "EXPIRE_MAKER",
+                "workingType": "CONTRACT_PRICE", "priceMatch": "NONE", "closePosition": false,
+                "priceProtect": false, "reduceOnly": false, "activatePrice": "",
+                "callbackRate": "", "createTime": created, "updateTime": created,
+                "triggerTime": 0, "goodTillDate": 0
+            })
+        );
+        // Without a clientAlgoId, Binance makes up 22 letters and digits.
+        let (status, stop) =
+            post_algo(&sim, &format!("{STOP_MARKET}&workingType=MARK_PRICE")).await;
+        assert_eq!(status, 200, "{stop}");
+        assert_eq!(stop["algoId"], first_algo_id + 1);
+        let made_up = stop["clientAlgoId"].as_str().unwrap();
+        assert_eq!(made_up.len(), 22, "{made_up}");
+        assert!(
+            made_up.bytes().all(|b| b.is_ascii_alphanumeric()),
+            "{made_up}"
+        );
+        assert_eq!(
+            (&stop["orderType"], &stop["price"], &stop["workingType"]),
+            (&json!("STOP_MARKET"), &json!("0.00"), &json!("MARK_PRICE"))
+        );
+        // The order book's counter went on from where it was.
+        let (status, second) = signed(&sim, Method::POST, "/fapi/v1/order", limit).await;
+        assert_eq!(
+            (status, second["orderId"].as_u64()),
+            (200, Some(2)),
+            "{second}"
+        );
+        // The two are numbered apart: no algo id is an order id, so a client that takes
+        // one id for the other is caught.
+        assert!(
+            first_algo_id > 2,
+            "algoId {first_algo_id} among orderIds 1, 2"
+        );
+
+        // Listed open, with symbol, without, and not under another symbol.
+        let both = [first_algo_id, first_algo_id + 1];
+        for params in ["symbol=BTCUSDT", ""] {
+            let (status, open) = get(&sim, "/fapi/v1/openAlgoOrders", params).await;
+            assert_eq!(status, 200, "{open}");
+            assert_eq!(ids(&open), both, "{params}: {open}");
+            let listed = &open[0];
+            for (field, value) in [
+                ("clientAlgoId", json!("tp-1")),
+                ("algoStatus", json!("NEW")),
+                ("actualOrderId", json!("")),
+                ("actualPrice", json!("0.00000")),
+                ("tpTriggerPrice", json!("0.000")),
+                ("tpPrice", json!("0.000")),
+                ("slTriggerPrice", json!("0.000")),
+                ("slPrice", json!("0.000")),
+                ("tpOrderType", json!("")),
+                ("triggerPrice", json!("65000.00")),
+            ] {
+                assert_eq!(listed[field], value, "{field}: {listed}");
+            }
+        }
+        let (_, other) = get(&sim, "/fapi/v1/openAlgoOrders", "symbol=ETHUSDT").await;
+        assert_eq!(other, json!([]));
+        let (_, one) = get(
+            &sim,
+            "/fapi/v1/openAlgoOrders",
+            &format!("algoId={}", first_algo_id + 1),
+        )
+        .await;
+        assert_eq!(ids(&one), [first_algo_id + 1]);
+        let (status, all) = get(&sim, "/fapi/v1/allAlgoOrders", "symbol=BTCUSDT").await;
+        assert_eq!((status, ids(&all)), (200, both.to_vec()), "{all}");
+        assert_eq!(all[1]["clientAlgoId"], made_up);
+        let missing = get(&sim, "/fapi/v1/allAlgoOrders", "").await;
+        assert_error(
+            &missing,
+            400,
+            -1102,
+            "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed.",
+        );
+
+        // A client algo id in use by an open conditional order is refused.
+        let duplicate = post_algo(&sim, &format!("{TAKE_PROFIT}&clientAlgoId=tp-1")).await;
+        assert_error(&duplicate, 400, -4116, "ClientOrderId is duplicated.");
+
+        let sim_ref = &sim;
+        let cancel = |params: String| async move {
+            signed(sim_ref, Method::DELETE, "/fapi/v1/algoOrder", &params).await
+        };
+        let (status, cancelled) = cancel(format!("algoId={first_algo_id}")).await;
+        assert_eq!(status, 200, "{cancelled}");
+        assert_eq!(
+            cancelled,
+            json!({"algoId": first_algo_id, "clientAlgoId": "tp-1", "code": "200", "msg": "success"})
+        );
+        let (_, open) = get(&sim, "/fapi/v1/openAlgoOrders", "").await;
+        assert_eq!(ids(&open), [first_algo_id + 1]);
+        let (_, all) = get(&sim, "/fapi/v1/allAlgoOrders", "symbol=BTCUSDT").await;
+        assert_eq!(ids(&all), both);
+        assert_eq!(
+            (&all[0]["algoStatus"], &all[1]["algoStatus"]),
+            (&json!("CANCELED"), &json!("NEW"))
+        );
+        // Cancelled once is cancelled: not again, by either id.
+        let again = cancel(format!("algoId={first_algo_id}")).await;
+        assert_error(&again, 400, -2011, "Unknown order sent.");
+        let again = cancel("clientAlgoId=tp-1".to_owned()).await;
+        assert_error(&again, 400, -2011, "Unknown order sent.");
+        let neither = cancel(String::new()).await;
+        assert_error(
+            &neither,
+            400,
+            -1102,
+            "Mandatory parameter 'algoId' was not sent, was empty/null, or malformed.",
+        );
+        // By client algo id; and the id is free again once its order is cancelled.
+        let (status, by_client) = cancel(format!("clientAlgoId={made_up}")).await;
+        assert_eq!(
+            (status, &by_client["algoId"]),
+            (200, &json!(first_algo_id + 1))
+        );
+        let (status, reused) = post_algo(&sim, &format!("{TAKE_PROFIT}&clientAlgoId=tp-1")).await;
+        assert_eq!(
+            (status, &reused["algoId"]),
+            (200, &json!(first_algo_id + 2)),
+            "{reused}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_triggered_conditional_order_places_a_futures_order_of_its_own() {
+        let first_algo_id = first_algo_id().await;
+        let sim = start().await;
+        let (_, stop) = post_algo(&sim, &format!("{STOP_MARKET}&clientAlgoId=sl-1")).await;
+        let (_, take) = post_algo(&sim, &format!("{TAKE_PROFIT}&clientAlgoId=tp-1")).await;
+        let (stop_id, take_id) = (&stop["algoId"], &take["algoId"]);
+        assert_eq!(
+            (stop_id, take_id),
+            (&json!(first_algo_id), &json!(first_algo_id + 1))
+        );
+
+        // The stop places a market order, which fills at once: FINISHED.
+        let (status, triggered) = trigger(&sim, stop_id).await;
+        assert_eq!(status, 200, "{triggered}");
+        assert_eq!(triggered["algoStatus"], "FINISHED", "{triggered}");
+        assert_eq!(triggered["actualPrice"], "60000.00000", "{triggered}");
+        assert!(
+            triggered["triggerTime"].as_u64().unwrap() > 0,
+            "{triggered}"
+        );
+        let stop_order: u64 = triggered["actualOrderId"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        // The take profit places a limit sell at 65 000, which rests: TRIGGERED.
+        let (status, triggered) = trigger(&sim, take_id).await;
+        assert_eq!(status, 200, "{triggered}");
+        assert_eq!(triggered["algoStatus"], "TRIGGERED", "{triggered}");
+        assert_eq!(triggered["actualPrice"], "0.00000", "{triggered}");
+        let take_order: u64 = triggered["actualOrderId"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!((stop_order, take_order), (1, 2));
+
+        let (status, orders) = get(&sim, "/fapi/v1/allOrders", "symbol=BTCUSDT").await;
+        assert_eq!(status, 200, "{orders}");
+        let order = |id: u64| {
+            orders
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|o| o["orderId"] == id)
+                .unwrap_or_else(|| panic!("no order {id} in {orders}"))
+                .clone()
+        };
+        let (market, limit) = (order(stop_order), order(take_order));
+        for (placed, ty, status, price, client_algo_id) in [
+            (&market, "MARKET", "FILLED", "0", "sl-1"),
+            (&limit, "LIMIT", "NEW", "65000", "tp-1"),
+        ] {
+            assert_eq!(
+                (&placed["type"], &placed["status"], &placed["price"]),
+                (&json!(ty), &json!(status), &json!(price)),
+                "{placed}"
+            );
+            assert_eq!(
+                (&placed["side"], &placed["origQty"], &placed["reduceOnly"]),
+                (&json!("SELL"), &json!("0.01"), &json!(false)),
+                "{placed}"
+            );
+            let client = placed["clientOrderId"].as_str().unwrap();
+            assert!(!client.is_empty() && client != client_algo_id, "{placed}");
+        }
+        assert_eq!(limit["timeInForce"], "GTC");
+
+        // Neither is open any more; both are listed with their orders.
+        let (_, open) = get(&sim, "/fapi/v1/openAlgoOrders", "").await;
+        assert_eq!(open, json!([]));
+        let (_, all) = get(&sim, "/fapi/v1/allAlgoOrders", "symbol=BTCUSDT").await;
+        let statuses: Vec<(&Value, &Value)> = all
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| (&a["algoStatus"], &a["actualOrderId"]))
+            .collect();
+        assert_eq!(
+            statuses,
+            [
+                (&json!("FINISHED"), &json!(stop_order.to_string())),
+                (&json!("TRIGGERED"), &json!(take_order.to_string()))
+            ]
+        );
+
+        // Triggered once is triggered; an unknown id is unknown; neither can be cancelled.
+        for id in [stop_id, take_id, &json!(42)] {
+            assert_error(&trigger(&sim, id).await, 400, -2011, "Unknown order sent.");
+        }
+        let cancel = signed(
+            &sim,
+            Method::DELETE,
+            "/fapi/v1/algoOrder",
+            &format!("algoId={take_id}"),
+        )
+        .await;
+        assert_error(&cancel, 400, -2011, "Unknown order sent.");
+
+        // Once the order it placed is cancelled, the take profit is FINISHED.
+        let (status, _) = signed(
+            &sim,
+            Method::DELETE,
+            "/fapi/v1/order",
+            &format!("symbol=BTCUSDT&orderId={take_order}"),
+        )
+        .await;
+        assert_eq!(status, 200);
+        let (_, all) = get(&sim, "/fapi/v1/allAlgoOrders", "symbol=BTCUSDT").await;
+        assert_eq!(all[1]["algoStatus"], "FINISHED", "{all}");
+
+        // The control endpoint is not recorded.
+        let paths: Vec<String> = sim
+            .simulator()
+            .requests()
+            .into_iter()
+            .map(|r| r.path)
+            .collect();
+        assert!(paths.iter().all(|p| !p.starts_with("/__mock")), "{paths:?}");
+    }
+
+    #[tokio::test]
+    async fn a_conditional_order_the_book_refuses_is_rejected() {
+        let sim = start().await;
+        // 50 BTC at 60 000 needs 150 000 USDT of margin at 20x: more than the wallet's
+        // 100 000. The algo service takes it; the book refuses it when it triggers.
+        let big = "algoType=CONDITIONAL&symbol=BTCUSDT&side=BUY&type=STOP_MARKET&quantity=50\
+            &triggerPrice=61000&reduceOnly=true";
+        let (status, placed) = post_algo(&sim, big).await;
+        assert_eq!(status, 200, "{placed}");
+        assert_eq!(placed["reduceOnly"], true);
+        let refused = trigger(&sim, &placed["algoId"]).await;
+        assert_error(&refused, 400, -2019, "Margin is insufficient.");
+        let (_, all) = get(&sim, "/fapi/v1/allAlgoOrders", "symbol=BTCUSDT").await;
+        assert_eq!(all[0]["algoStatus"], "REJECTED", "{all}");
+        assert_eq!(all[0]["actualOrderId"], "", "{all}");
+        let (_, orders) = get(&sim, "/fapi/v1/allOrders", "symbol=BTCUSDT").await;
+        assert_eq!(orders, json!([]));
+        assert_error(
+            &trigger(&sim, &placed["algoId"]).await,
+            400,
+            -2011,
+            "Unknown order sent.",
+        );
+        // A reduce-only order is not held to the minimum notional (Binance's -4164 says
+        // so), and the order it places carries reduceOnly.
+        let small = "algoType=CONDITIONAL&symbol=BTCUSDT&side=SELL&type=STOP_MARKET\
+            &quantity=0.001&triggerPrice=50000";
+        let refused = post_algo(&sim, small).await;
+        assert_eq!(refused.1["code"], -4164, "{}", refused.1);
+        let (status, placed) = post_algo(&sim, &format!("{small}&reduceOnly=TRUE")).await;
+        assert_eq!(status, 200, "{placed}");
+        let (status, triggered) = trigger(&sim, &placed["algoId"]).await;
+        assert_eq!(status, 200, "{triggered}");
+        let (_, orders) = get(&sim, "/fapi/v1/allOrders", "symbol=BTCUSDT").await;
+        assert_eq!(orders[0]["reduceOnly"], true, "{orders}");
+        assert_eq!(
+            orders[0]["orderId"].to_string(),
+            triggered["actualOrderId"].as_str().unwrap()
+        );
+    }
+
+    #[tokio::test]
+    async fn parameters_binance_refuses_are_refused() {
+        let first_algo_id = first_algo_id().await;
+        let sim = start().await;
+        let base = |ty: &str| {
+            format!("algoType=CONDITIONAL&symbol=BTCUSDT&side=SELL&type={ty}&quantity=0.01")
+        };
+        let cases: Vec<(String, i64, &str)> =
+            vec![
+            (
+                "symbol=BTCUSDT&side=SELL&type=STOP_MARKET&quantity=0.01&triggerPrice=55000"
+                    .into(),
+                -1102,
+                "Mandatory parameter 'algoType' was not sent, was empty/null, or malformed.",
+            ),
+            (
+                format!("{}&triggerPrice=55000", base("STOP_MARKET")).replace("CONDITIONAL", "VP"),
+                -1130,
+                "Data sent for parameter 'algoType' is not valid.",
+            ),
+            (
+                format!("{}&triggerPrice=55000", base("STOP_MARKET"))
+                    .replace("BTCUSDT", "DOGEUSDT"),
+                -1121,
+                "Invalid symbol.",
+            ),
+            (
+                format!("{}&triggerPrice=55000", base("TRAILING_STOP_MARKET")),
+                -1116,
+                "Invalid orderType.",
+            ),
+            (format!("{}&triggerPrice=55000", base("LIMIT")), -1116, "Invalid orderType."),
+            (
+                base("STOP_MARKET"),
+                -1102,
+                "Mandatory parameter 'triggerPrice' was not sent, was empty/null, or malformed.",
+            ),
+            (
+                format!("{}&triggerPrice=55000", base("STOP")),
+                -1102,
+                "Mandatory parameter 'price' was not sent, was empty/null, or malformed.",
+            ),
+            (
+                format!("{}&triggerPrice=55000&price=55000", base("STOP_MARKET")),
+                -1106,
+                "Parameter 'price' sent when not required.",
+            ),
+            (
+                format!("{}&triggerPrice=55000.05", base("STOP_MARKET")),
+                -4014,
+                "Price not increased by tick size.",
+            ),
+            (
+                format!("{}&triggerPrice=55000&price=55000.123", base("STOP")),
+                -1111,
+                "Precision is over the maximum defined for this asset.",
+            ),
+            (
+                format!("{}&triggerPrice=55000", base("STOP_MARKET")).replace("0.01", "0.0015"),
+                -1111,
+                "Precision is over the maximum defined for this asset.",
+            ),
+            (
+                format!("{}&triggerPrice=65000", base("STOP_MARKET")),
+                -2021,
+                "Order would immediately trigger.",
+            ),
+            (
+                format!("{}&triggerPrice=55000", base("TAKE_PROFIT_MARKET")),
+                -2021,
+                "Order would immediately trigger.",
+            ),
+            (
+                format!("{}&triggerPrice=55000&positionSide=LONG", base("STOP_MARKET")),
+                -4061,
+                "Order's position side does not match user's setting.",
+            ),
+            (
+                format!("{}&triggerPrice=55000&reduceOnly=yes", base("STOP_MARKET")),
+                -1130,
+                "Data sent for parameter 'reduceOnly' is not valid.",
+            ),
+            (
+                format!("{}&triggerPrice=55000&price=55000&timeInForce=GTD", base("STOP")),
+                -1115,
+                "Invalid timeInForce.",
+            ),
+            (
+                format!("{}&triggerPrice=55000&clientAlgoId=a%20b", base("STOP_MARKET")),
+                -1100,
+                "Illegal characters found in parameter 'clientAlgoId'; legal range is \
+                 '^[\\.A-Z\\:/a-z0-9_-]{1,36}$'.",
+            ),
+            (
+                format!(
+                    "{}&triggerPrice=55000&clientAlgoId={}",
+                    base("STOP_MARKET"),
+                    "a".repeat(37)
+                ),
+                -1100,
+                "Illegal characters found in parameter 'clientAlgoId'; legal range is \
+                 '^[\\.A-Z\\:/a-z0-9_-]{1,36}$'.",
+            ),
+        ];
+        for (params, code, msg) in &cases {
+            let response = post_algo(&sim, params).await;
+            assert_eq!(response.1["code"], *code, "{params}: {}", response.1);
+            assert_error(&response, 400, *code, msg);
+        }
+        let closing = post_algo(
+            &sim,
+            "algoType=CONDITIONAL&symbol=BTCUSDT&side=SELL&type=STOP_MARKET&triggerPrice=55000\
+             &closePosition=true",
+        )
+        .await;
+        assert_eq!((closing.0, &closing.1["code"]), (400, &json!(-1000)));
+        // None of them was kept, and none used an algo id.
+        let (_, open) = get(&sim, "/fapi/v1/openAlgoOrders", "").await;
+        assert_eq!(open, json!([]));
+        let (status, placed) = post_algo(
+            &sim,
+            &format!(
+                "{}&triggerPrice=55000&clientAlgoId=.A:/z0_-",
+                base("STOP_MARKET")
+            ),
+        )
+        .await;
+        assert_eq!(
+            (status, &placed["algoId"]),
+            (200, &json!(first_algo_id)),
+            "{placed}"
+        );
+
+        for (params, code, msg) in [
+            (
+                "symbol=BTCUSDT&limit=1001",
+                -1130,
+                "Data sent for parameter 'limit' is not valid.",
+            ),
+            (
+                "symbol=BTCUSDT&startTime=0&endTime=604800000",
+                -1127,
+                "The time between startTime and endTime must be less than 7 days.",
+            ),
+        ] {
+            let response = get(&sim, "/fapi/v1/allAlgoOrders", params).await;
+            assert_error(&response, 400, code, msg);
+        }
+        // Less than 7 days apart, around now, it is listed; a week ago, it is not.
+        let now = now_ms();
+        let (_, listed) = get(
+            &sim,
+            "/fapi/v1/allAlgoOrders",
+            &format!(
+                "symbol=BTCUSDT&startTime={}&endTime={}",
+                now - 60_000,
+                now + 60_000
+            ),
+        )
+        .await;
+        assert_eq!(ids(&listed), [first_algo_id], "{listed}");
+        let (_, old) = get(
+            &sim,
+            "/fapi/v1/allAlgoOrders",
+            &format!("symbol=BTCUSDT&endTime={}", now - 600_000),
+        )
+        .await;
+        assert_eq!(old, json!([]));
+        let (_, after) = get(
+            &sim,
+            "/fapi/v1/allAlgoOrders",
+            &format!("symbol=BTCUSDT&algoId={}", first_algo_id + 1),
+        )
+        .await;
+        assert_eq!(after, json!([]));
+    }
+
+    #[tokio::test]
+    async fn a_key_without_futures_is_refused_conditional_orders() {
+        let first_algo_id = first_algo_id().await;
+        let no_futures = Restrictions {
+            futures: false,
+            ..Restrictions::default()
+        };
+        let sim = spawn(
+            "127.0.0.1:0".parse().unwrap(),
+            vec![
+                Credential::hmac(KEY, SECRET),
+                Credential::hmac(NO_FUTURES.0, NO_FUTURES.1).with_restrictions(no_futures),
+            ],
+        )
+        .await
+        .unwrap();
+        for (method, path, params) in [
+            (
+                Method::POST,
+                "/fapi/v1/algoOrder",
+                format!("{STOP_MARKET}&clientAlgoId=x"),
+            ),
+            (
+                Method::DELETE,
+                "/fapi/v1/algoOrder",
+                format!("algoId={first_algo_id}"),
+            ),
+            (Method::GET, "/fapi/v1/openAlgoOrders", String::new()),
+            (
+                Method::GET,
+                "/fapi/v1/allAlgoOrders",
+                "symbol=BTCUSDT".to_owned(),
+            ),
+        ] {
+            let response = signed_as(&sim, NO_FUTURES, method.clone(), path, &params).await;
+            assert_eq!(response.0, 401, "{method} {path}: {}", response.1);
+            assert_error(
+                &response,
+                401,
+                -2015,
+                "Invalid API-key, IP, or permissions for action.",
+            );
+        }
+        // Nothing was placed: the first order the full key places has the first algo id.
+        let (status, placed) = post_algo(&sim, STOP_MARKET).await;
+        assert_eq!(
+            (status, &placed["algoId"]),
+            (200, &json!(first_algo_id)),
+            "{placed}"
+        );
+    }
+
+    #[tokio::test]
+    async fn reset_with_state_forgets_conditional_orders() {
+        let first_algo_id = first_algo_id().await;
+        let sim = start().await;
+        let (_, placed) = post_algo(&sim, STOP_MARKET).await;
+        assert_eq!(placed["algoId"], first_algo_id);
+        // A plain reset clears the record only.
+        send(&sim, Method::POST, "/__mock/reset", None, None).await;
+        let (_, open) = get(&sim, "/fapi/v1/openAlgoOrders", "").await;
+        assert_eq!(ids(&open), [first_algo_id]);
+        let (status, _) = send(&sim, Method::POST, "/__mock/reset?state=1", None, None).await;
+        assert_eq!(status, 200);
+        let (_, open) = get(&sim, "/fapi/v1/openAlgoOrders", "").await;
+        assert_eq!(open, json!([]));
+        let (_, all) = get(&sim, "/fapi/v1/allAlgoOrders", "symbol=BTCUSDT").await;
+        assert_eq!(all, json!([]));
+        assert_error(
+            &trigger(&sim, &placed["algoId"]).await,
+            400,
+            -2011,
+            "Unknown order sent.",
+        );
+        let (_, placed) = post_algo(&sim, STOP_MARKET).await;
+        assert_eq!(placed["algoId"], first_algo_id);
+    }
+
+    #[tokio::test]
+    async fn made_up_client_algo_ids_are_22_letters_and_digits_each_its_own() {
+        // The ids the simulator makes up for 1000 orders sent without a clientAlgoId.
+        let sim = start().await;
+        let mut ids = std::collections::HashSet::new();
+        for _ in 0..1000 {
+            let (status, placed) = post_algo(&sim, STOP_MARKET).await;
+            assert_eq!(status, 200, "{placed}");
+            ids.insert(placed["clientAlgoId"].as_str().unwrap().to_owned());
+        }
+        assert_eq!(ids.len(), 1000);
+        for id in &ids {
+            assert_eq!(id.len(), 22);
+            assert!(id.bytes().all(|b| b.is_ascii_alphanumeric()), "{id}");
+        }
+    }
+}
+
 mod restrictions {
     use super::*;
     use reqwest::Method;
@@ -1039,20 +1735,6 @@ mod restrictions {
         )
         .await
         .unwrap()
-    }
-
-    /// A request signed for `key` with `secret`, every parameter in the query.
-    async fn signed_as(
-        sim: &RunningSimulator,
-        (key, secret): (&str, &str),
-        method: Method,
-        path: &str,
-        params: &str,
-    ) -> (u16, Value) {
-        let sep = if params.is_empty() { "" } else { "&" };
-        let query = format!("{params}{sep}timestamp={}", now_ms());
-        let target = format!("{path}?{query}&signature={}", hmac_hex(secret, &query));
-        send(sim, method, &target, Some(key), None).await
     }
 
     /// Regression: `apiRestrictions` answered the same fixed permissions for every key,

@@ -471,6 +471,22 @@ impl ClientRequest for SignedRequest {
     fn resign(&self, api_key: &str, secret: &[u8], timestamp_ms: u64) -> Forward {
         SignedRequest::resign(self, api_key, secret, timestamp_ms)
     }
+    fn symbol_lookup(&self, method: &str, path: &str) -> Option<(&'static str, String)> {
+        // "Cancel Algo Order" and "Query Algo Order" take `algoId` or `clientAlgoId`,
+        // numbered account-wide, and no symbol. The lookup names the same ids, as sent.
+        if !is_algo_order_path(path) || !matches!(method, "DELETE" | "GET") {
+            return None;
+        }
+        let mut query = String::new();
+        for p in &self.params {
+            if matches!(text(&self.raw, &p.name), "algoId" | "clientAlgoId") {
+                query.push_str(&self.raw[p.raw.clone()]);
+                query.push('&');
+            }
+        }
+        query.push_str("timestamp=0");
+        Some(("/fapi/v1/algoOrder", query))
+    }
 }
 
 /// The Binance adapter.
@@ -526,6 +542,10 @@ impl Adapter for Binance {
     }
     fn parse_permissions(&self, body: &[u8]) -> Option<KeyPermissions> {
         parse_api_restrictions(body)
+    }
+    fn parse_order_symbol(&self, body: &[u8]) -> Option<String> {
+        let answer: serde_json::Value = serde_json::from_slice(body).ok()?;
+        Some(answer.get("symbol")?.as_str()?.to_ascii_uppercase())
     }
     fn withdrawal_history(&self, since_ms: u64) -> (&'static str, String) {
         // Binance lists 90 days at most per call, and WITHDRAW_HISTORY_LIMIT entries.

@@ -128,6 +128,12 @@ pub trait ClientRequest: Send + Sync {
     fn classify(&self, method: &str, path: &str) -> Action;
     /// The same request signed with the real key, stamped `timestamp_ms`.
     fn resign(&self, api_key: &str, secret: &[u8], timestamp_ms: u64) -> Forward;
+    /// For a request at `method path` that the exchange takes by an account-wide id
+    /// whatever symbol it names (Binance: cancelling or reading one conditional order),
+    /// the signed read that says which symbol that order is in: a native path and a query
+    /// to parse and re-sign (its timestamp a placeholder); `None` for any other request,
+    /// whose symbol binds it.
+    fn symbol_lookup(&self, method: &str, path: &str) -> Option<(&'static str, String)>;
 }
 
 /// What a real key may do, as the exchange reports it (`keygate doctor --exchange`).
@@ -201,6 +207,8 @@ pub trait Adapter: Send + Sync + 'static {
     fn permissions_path(&self) -> &'static str;
     /// Reads that endpoint's answer.
     fn parse_permissions(&self, body: &[u8]) -> Option<KeyPermissions>;
+    /// Reads the symbol out of the answer of a [`ClientRequest::symbol_lookup`] read.
+    fn parse_order_symbol(&self, body: &[u8]) -> Option<String>;
     /// The signed read (native path and query, without timestamp) listing the real key's
     /// account's withdrawals applied for from `since_ms` on.
     fn withdrawal_history(&self, since_ms: u64) -> (&'static str, String);

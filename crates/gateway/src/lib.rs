@@ -574,6 +574,43 @@ async fn handle<A: Adapter>(
         return audit.deny(refuse(Refusal::Denied(&msg)), denial.rule, &denial.message);
     }
     debug_assert_eq!(client.status, ClientStatus::Active);
+    // A request the exchange takes by an account-wide id names a symbol it ignores (a
+    // conditional order's cancel): for a client held to a symbol list, the exchange is
+    // asked first which symbol that order is in.
+    if let (Some(_), Some(lookup)) = (
+        &client.policy.symbols,
+        signed.symbol_lookup(method.as_str(), native),
+    ) {
+        let named = audit.action.as_ref().and_then(|a| a.symbol.clone());
+        let found = gw
+            .order_symbol(
+                adapter,
+                account.api_key.expose_secret(),
+                account.secret.expose_secret().as_bytes(),
+                &base,
+                lookup,
+            )
+            .await;
+        if found.is_none() || found != named {
+            let msg = match found {
+                Some(found) => format!(
+                    "the order this request names is in symbol {found}, not the one it names, \
+                     and client {} is limited to a symbol list",
+                    client.name
+                ),
+                None => format!(
+                    "the exchange did not say which symbol the order this request names is \
+                     in, and client {} is limited to a symbol list",
+                    client.name
+                ),
+            };
+            return audit.deny(
+                refuse(Refusal::Denied(&format!("keygate: {msg}"))),
+                Rule::Symbol,
+                &msg,
+            );
+        }
+    }
 
     // 5. Re-sign with the real key and a fresh timestamp on the exchange's clock.
     let timestamp = gw
@@ -643,6 +680,34 @@ fn refusal_response<A: Adapter>(adapter: &A, refusal: Refusal<'_>) -> Response {
 }
 
 impl Gateway {
+    /// Which symbol the order a [`ClientRequest::symbol_lookup`] read names is in, as the
+    /// exchange says when asked with the real key; `None` when it does not say.
+    async fn order_symbol<A: Adapter>(
+        &self,
+        adapter: &A,
+        api_key: &str,
+        secret: &[u8],
+        base: &str,
+        (path, query): (&str, String),
+    ) -> Option<String> {
+        let read = adapter.parse(&query, b"", None).ok()?;
+        let timestamp = self
+            .upstream
+            .exchange_time_ms(adapter, base, path, now_ms())
+            .await;
+        let forward = read.resign(api_key, secret, timestamp);
+        let url = format!("{base}{path}?{}", forward.query);
+        let answer = self
+            .upstream
+            .send(&Method::GET, &url, &forward.headers, b"")
+            .await
+            .ok()?;
+        if !answer.status.is_success() {
+            return None;
+        }
+        adapter.parse_order_symbol(&answer.body)
+    }
+
     /// Step 6: audit (durably first when the action moves money), send once to `url`,
     /// note the request weight it reports as used in `pool` (settling the public call's
     /// `weight` reservation), audit the outcome.

@@ -662,6 +662,76 @@ struct Attack {
 const DUPLICATE: (u16, i64, &str) = (400, -1101, "Duplicate values for a parameter detected.");
 const NOT_CANONICAL: (u16, i64, &str) = (400, -1100, "keygate: path is not canonical");
 
+/// A regression test (from a review): Binance cancels a conditional order by its
+/// account-wide id (`algoId`, `clientAlgoId`) whatever symbol the request names, so a
+/// client held to `usdm:BTCUSDT` could cancel another bot's ETHUSDT stop by naming
+/// BTCUSDT. keygate now asks the exchange first which symbol the order is in.
+#[tokio::test]
+async fn a_conditional_order_is_cancelled_only_in_a_symbol_the_client_may_trade() {
+    let policy = Policy {
+        symbols: Some(["usdm:BTCUSDT".to_owned()].into_iter().collect()),
+        ..trading_policy()
+    };
+    let env = setup(policy, None, Duration::from_secs(10)).await;
+    // Stops placed at the exchange with the real key, as another bot of the account would.
+    let stop = |symbol: &str, trigger: &str| {
+        format!(
+            "algoType=CONDITIONAL&symbol={symbol}&side=SELL&type=STOP_MARKET&quantity=1\
+             &triggerPrice={trigger}"
+        )
+    };
+    let mut placed = Vec::new();
+    for params in [stop("ETHUSDT", "1000"), stop("BTCUSDT", "40000")] {
+        let (status, body) = raw(
+            env.exchange.addr,
+            &http_as(
+                REAL_KEY,
+                "POST",
+                "/fapi/v1/algoOrder",
+                "",
+                &sign(&params, REAL_SECRET),
+            ),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        placed.push(body["algoId"].to_string());
+    }
+    let cancel = |params: String| async move {
+        raw(
+            env.gateway,
+            &http(
+                "DELETE",
+                "/binance/fapi/v1/algoOrder",
+                "",
+                &sign(&params, BOT_SECRET),
+            ),
+        )
+        .await
+    };
+    let (status, body) = cancel(format!("symbol=BTCUSDT&algoId={}", placed[0])).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(
+        body["msg"],
+        "keygate: the order this request names is in symbol ETHUSDT, not the one it names, \
+         and client bot1 is limited to a symbol list"
+    );
+    // An id the exchange does not know: it cannot say, so the cancel is refused too.
+    let (status, body) = cancel("symbol=BTCUSDT&algoId=42".to_owned()).await;
+    assert_eq!(status, 401, "{body}");
+    let deletes = |env: &Env| {
+        env.exchange
+            .simulator()
+            .requests()
+            .iter()
+            .filter(|r| r.method == "DELETE" && r.path == "/fapi/v1/algoOrder")
+            .count()
+    };
+    assert_eq!(deletes(&env), 0);
+    let (status, body) = cancel(format!("symbol=BTCUSDT&algoId={}", placed[1])).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(deletes(&env), 1);
+}
+
 #[tokio::test]
 async fn attacks_are_refused_and_never_forwarded() {
     let env = default_env().await;

@@ -680,6 +680,28 @@ fn reconcile_knows_the_order_of_a_stop_placed_before_the_window() {
     assert_eq!(unmatched[0]["conditional"], false, "{report}");
 }
 
+/// When the exchange cannot list the conditional orders waiting in every symbol, the
+/// check of the orders is reported as failed in part (exit 2), never passed: the symbols
+/// a leaked key's stops wait in would go unasked.
+#[test]
+fn reconcile_reports_open_conditional_orders_it_cannot_list() {
+    let (_runtime, exchange) = simulator(vec![Credential::hmac(REAL_KEY, REAL_SECRET)]);
+    let home = Home::with_account(&exchange.url());
+    exchange
+        .simulator()
+        .fail_endpoint("/fapi/v1/openAlgoOrders");
+    let out = home
+        .kg
+        .fails(&["reconcile", "--since", "1h", "--json"], "", 2);
+    let report: Value = serde_json::from_str(&out.stdout).unwrap();
+    let error = report[0]["orders_error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("usdm: open conditional orders: "),
+        "{report}"
+    );
+    assert_eq!(report[0]["error"], Value::Null, "{report}");
+}
+
 /// A key that may not trade futures has placed no futures order, and the exchange refuses
 /// it a read of them: its account's futures are not asked for, and that is no failure.
 #[test]

@@ -39,7 +39,8 @@
 //!
 //! For tests of what a client does when the exchange misbehaves, a simulator can run its
 //! clock ahead of or behind the machine's ([`Simulator::set_clock_offset_ms`]) and refuse
-//! to tell the price of a symbol ([`Simulator::withhold_price`]).
+//! to tell the price of a symbol ([`Simulator::withhold_price`]) or to answer an endpoint
+//! at all ([`Simulator::fail_endpoint`]).
 //!
 //! **What it is not.** Not a matching engine: every order that crosses a fixed reference
 //! price (BTCUSDT 60000, ETHUSDT 3000, BNBUSDT 600, DOGEUSDT 0.1, ETHBTC 0.05) fills there in
@@ -413,6 +414,8 @@ struct Inner {
     clock_offset_ms: AtomicI64,
     /// Symbols whose price the public endpoints do not tell.
     withheld: Mutex<HashSet<String>>,
+    /// Paths every request to which fails.
+    failing: Mutex<HashSet<String>>,
 }
 
 struct State {
@@ -488,6 +491,7 @@ impl Simulator {
                 started_ms: now_ms(),
                 clock_offset_ms: AtomicI64::new(0),
                 withheld: Mutex::new(HashSet::new()),
+                failing: Mutex::new(HashSet::new()),
             }),
         }
     }
@@ -535,6 +539,16 @@ impl Simulator {
 
     pub(crate) fn is_price_withheld(&self, symbol: &str) -> bool {
         lock(&self.inner.withheld).contains(symbol)
+    }
+
+    /// Makes every later request to `path` fail as an exchange under load may: HTTP 503
+    /// with code -1001, after it is recorded and before anything else is looked at.
+    pub fn fail_endpoint(&self, path: &str) {
+        lock(&self.inner.failing).insert(path.to_owned());
+    }
+
+    pub(crate) fn is_failing(&self, path: &str) -> bool {
+        lock(&self.inner.failing).contains(path)
     }
 
     /// Clears the request record; with `state`, also restores balances and forgets orders,

@@ -331,6 +331,15 @@ async fn handle(
             })
             .collect(),
     });
+    if simulator.is_failing(&path) {
+        let (status, value) = ApiError::new(
+            503,
+            -1001,
+            "Internal error; unable to process your request. Please try again.",
+        )
+        .into_parts();
+        return (status, axum::Json(value)).into_response();
+    }
     let found = route(&method, &path);
     let family = Family::of(&path, found.is_some_and(|(_, _, e)| e.is_uid_weighted()));
     let (status, value, weight) = match found {

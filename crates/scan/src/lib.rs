@@ -208,12 +208,17 @@ impl Scanner {
     }
 
     /// Scans one buffer; `path` names it in findings and counts as context. A buffer that
-    /// starts with a UTF-16 byte-order mark and has a NUL byte is decoded first: lines and columns are those of the decoded text.
+    /// starts with a UTF-16 byte-order mark and has a NUL byte is decoded first: lines and
+    /// columns are those of the decoded text (and when that NUL byte comes after the first
+    /// 8 KiB, the bytes as they are are scanned too).
     pub fn scan_bytes(&self, path: &str, data: &[u8]) -> Vec<Finding> {
-        let text = text::decode(data);
-        let mut f = self
-            .engine
-            .scan(path, path, &text, self.managed.as_ref(), self.redact);
+        let mut f = Vec::new();
+        for text in text::readings(data) {
+            f.extend(
+                self.engine
+                    .scan(path, path, &text, self.managed.as_ref(), self.redact),
+            );
+        }
         self.suppress(&mut f);
         f
     }

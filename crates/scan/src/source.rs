@@ -36,8 +36,9 @@ impl Scanner {
             counters.skipped.fetch_add(1, Ordering::Relaxed);
             return Vec::new();
         }
-        let text = crate::text::decode(data);
-        if crate::engine::is_binary(&text) {
+        let mut texts = crate::text::readings(data);
+        texts.retain(|text| !crate::engine::is_binary(text));
+        if texts.is_empty() {
             counters.skipped.fetch_add(1, Ordering::Relaxed);
             return Vec::new();
         }
@@ -49,13 +50,16 @@ impl Scanner {
         if let Some(p) = &self.progress {
             p(scanned, bytes);
         }
-        let mut findings = self.engine.scan(
-            path,
-            context_path,
-            &text,
-            self.managed.as_ref(),
-            self.redact,
-        );
+        let mut findings = Vec::new();
+        for text in &texts {
+            findings.extend(self.engine.scan(
+                path,
+                context_path,
+                text,
+                self.managed.as_ref(),
+                self.redact,
+            ));
+        }
         self.suppress(&mut findings);
         findings
     }

@@ -14,6 +14,22 @@
 
 use std::borrow::Cow;
 
+use crate::engine::is_binary;
+
+/// What to scan of `data`: [`decode`]'s reading, and also the bytes as they are when
+/// [`decode`] decoded a buffer whose first 8 KiB hold no NUL byte (so that, as bytes, it
+/// would be scanned as text too): UTF-8 behind a forged BOM with a NUL byte further down
+/// must not hide its keys. A key is found in one reading at most.
+pub(crate) fn readings(data: &[u8]) -> Vec<Cow<'_, [u8]>> {
+    let decoded = decode(data);
+    let both = matches!(decoded, Cow::Owned(_)) && !is_binary(data);
+    let mut readings = vec![decoded];
+    if both {
+        readings.push(Cow::Borrowed(data));
+    }
+    readings
+}
+
 /// The text to scan: `data` itself, or its UTF-8 decoding when it starts with a UTF-16
 /// BOM (`FF FE` little-endian, `FE FF` big-endian; the BOM is dropped) and has a NUL byte
 /// anywhere. Unpaired surrogates and an odd trailing byte become U+FFFD.

@@ -772,6 +772,16 @@ mod files {
                     );
                     assert_eq!(found[0].parts.len(), utf8[0].parts.len());
                 }
+                // A NUL byte past the first 8 KiB makes the BOM select UTF-16, and the
+                // bytes as they are are scanned too: the key is still found, once.
+                let nul_later = [&data[..], "\n#".repeat(5000).as_bytes(), b"\0"].concat();
+                fs::write(dir.path().join(&name), &nul_later).unwrap();
+                let report = Scanner::new().scan_paths(&[dir.path()]).unwrap();
+                let direct = Scanner::new().scan_bytes(&name, &nul_later);
+                for found in [&report.findings, &direct] {
+                    assert_eq!(found.len(), 1, "{ex} {bom:02X?} NUL later: {found:#?}");
+                    assert_eq!(found[0].fingerprint, utf8[0].fingerprint);
+                }
             }
         }
     }

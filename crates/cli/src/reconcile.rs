@@ -29,7 +29,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use keygate_audit::Filter;
 use keygate_core::{
     ClientStatus, Exchange, ExchangeConditionalOrder, ExchangeOrder, ExchangeWithdrawal, Market,
     Scope,
@@ -41,7 +40,6 @@ use keygate_store::Store;
 use keygate_vault::MasterKey;
 use serde::Serialize;
 
-use crate::audit_cmd::for_each_event;
 use crate::home::{now_ms, parse_duration, Unlocked};
 use crate::output::{escape_controls, print_json, rfc3339};
 use crate::remote::{Answer, Exchanges};
@@ -287,24 +285,7 @@ pub(crate) fn reconcile(
                             until_ms,
                             &CONDITIONAL_ORDERS,
                         );
-                        match open {
-                            Ok(open) => {
-                                let placed_in_window = |c: &ExchangeConditionalOrder| {
-                                    (since_ms..=until_ms).contains(&c.order.placed_ms)
-                                };
-                                for c in open.into_iter().filter(placed_in_window) {
-                                    let same = |l: &ExchangeConditionalOrder| {
-                                        l.order.id == c.order.id && l.order.symbol == c.order.symbol
-                                    };
-                                    if !listed.items.iter().any(same) {
-                                        listed.items.push(c);
-                                    }
-                                }
-                            }
-                            Err(reason) => listed
-                                .failures
-                                .push(format!("open conditional orders: {reason}")),
-                        }
+                        add_open(&mut listed, open, since_ms, until_ms, &CONDITIONAL_ORDERS);
                         conditional_orders.add(listed, market);
                     }
                     let mut listed = list_orders(&pacer, market, &symbols, since_ms, until_ms);
@@ -316,21 +297,7 @@ pub(crate) fn reconcile(
                             names.join(", ")
                         ));
                     }
-                    match open {
-                        // An open order placed in the window stands on its own, listed by
-                        // its symbol or not.
-                        Ok(open) => {
-                            let placed_in_window =
-                                |o: &ExchangeOrder| (since_ms..=until_ms).contains(&o.placed_ms);
-                            for o in open.into_iter().filter(placed_in_window) {
-                                let same = |l: &ExchangeOrder| l.id == o.id && l.symbol == o.symbol;
-                                if !listed.items.iter().any(same) {
-                                    listed.items.push(o);
-                                }
-                            }
-                        }
-                        Err(reason) => listed.failures.push(format!("open orders: {reason}")),
-                    }
+                    add_open(&mut listed, open, since_ms, until_ms, &ORDERS);
                     leave_out_forced(&pacer, market, &mut listed, since_ms, until_ms);
                     orders.add(listed, market);
                     // Those past the cap are named in the failures, not as asked for.
@@ -628,7 +595,8 @@ struct Kind<T> {
     /// The longest span one list may cover.
     span_ms: u64,
     parse: fn(&Binance, &[u8]) -> Option<Vec<T>>,
-    placed_ms: fn(&T) -> u64,
+    /// The order (for a conditional order, its own fields) of an item listed.
+    order: fn(&T) -> &ExchangeOrder,
     /// What it lists, in messages.
     noun: &'static str,
 }
@@ -637,7 +605,7 @@ const ORDERS: Kind<ExchangeOrder> = Kind {
     history: <Binance as Adapter>::order_history,
     span_ms: ORDER_SPAN_MS,
     parse: <Binance as Adapter>::parse_order_history,
-    placed_ms: |o| o.placed_ms,
+    order: |o| o,
     noun: "orders",
 };
 
@@ -645,7 +613,7 @@ const CONDITIONAL_ORDERS: Kind<ExchangeConditionalOrder> = Kind {
     history: <Binance as Adapter>::conditional_order_history,
     span_ms: CONDITIONAL_SPAN_MS,
     parse: <Binance as Adapter>::parse_conditional_orders,
-    placed_ms: |c| c.order.placed_ms,
+    order: |c| &c.order,
     noun: "conditional orders",
 };
 
@@ -781,16 +749,47 @@ fn list_symbol_orders<T>(
         orders.items.extend(
             listed
                 .into_iter()
-                .filter(|o| (from_ms..=to_ms).contains(&(kind.placed_ms)(o))),
+                .filter(|o| (from_ms..=to_ms).contains(&(kind.order)(o).placed_ms)),
         );
         from_ms = to_ms + 1;
     }
     orders
 }
 
+/// Adds to `listed` the open ones of `kind` (all symbols') placed from `since_ms` to
+/// `until_ms` that it lacks: one stands on its own, listed by its symbol or not. When they
+/// could not be had, says so.
+fn add_open<T>(
+    listed: &mut Partial<T>,
+    open: Result<Vec<T>, String>,
+    since_ms: u64,
+    until_ms: u64,
+    kind: &Kind<T>,
+) {
+    let open = match open {
+        Ok(open) => open,
+        Err(reason) => {
+            listed
+                .failures
+                .push(format!("open {}: {reason}", kind.noun));
+            return;
+        }
+    };
+    for item in open {
+        let o = (kind.order)(&item);
+        let same = |l: &T| {
+            let l = (kind.order)(l);
+            l.id == o.id && l.symbol == o.symbol
+        };
+        if (since_ms..=until_ms).contains(&o.placed_ms) && !listed.items.iter().any(same) {
+            listed.items.push(item);
+        }
+    }
+}
+
 /// What keygate forwarded from `from_ms` to about `to_ms`, from the audit log: the events
-/// of that stretch, read from an index near its start, a page at a time, until a page
-/// reaches past its end.
+/// from `from_ms` on, read from an index near it, a page at a time, until a page reaches
+/// past `to_ms` (or the end of the log).
 fn forwarded_between(store: &Store, from_ms: u64, to_ms: u64) -> anyhow::Result<Forwarded> {
     let mut forwarded = Forwarded::default();
     let mut from = keygate_audit::seq_near(store, from_ms).context("reading the audit log")?;
@@ -802,7 +801,7 @@ fn forwarded_between(store: &Store, from_ms: u64, to_ms: u64) -> anyhow::Result<
         };
         let past_the_end = last_event.ts_ms > to_ms;
         from = last + 1;
-        for (_, event) in &page {
+        for (_, event) in page.iter().filter(|(_, e)| e.ts_ms >= from_ms) {
             forwarded.note(event);
         }
         if past_the_end {
@@ -812,22 +811,11 @@ fn forwarded_between(store: &Store, from_ms: u64, to_ms: u64) -> anyhow::Result<
 }
 
 /// Events read at once by [`forwarded_between`].
-const EVENTS_PER_PAGE: u64 = 1_000;
+const EVENTS_PER_PAGE: u64 = 10_000;
 
 /// What keygate forwarded since `since_ms`, from the audit log.
 fn forwarded(store: &Store, since_ms: u64) -> anyhow::Result<Forwarded> {
-    let filter = Filter {
-        since_ms: Some(since_ms),
-        ..Filter::default()
-    };
-    let mut forwarded = Forwarded::default();
-    for_each_event(store, &filter, |page| {
-        for (_, event) in page {
-            forwarded.note(event);
-        }
-        Ok(())
-    })?;
-    Ok(forwarded)
+    forwarded_between(store, since_ms, u64::MAX)
 }
 
 /// By account, the symbols its active clients that may trade are allowed to trade.

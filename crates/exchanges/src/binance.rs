@@ -485,7 +485,7 @@ impl ClientRequest for SignedRequest {
             }
         }
         query.push_str("timestamp=0");
-        Some(("/fapi/v1/algoOrder", query))
+        Some((ALGO_ORDER_PATH, query))
     }
 }
 
@@ -890,10 +890,14 @@ pub const ORDER_HISTORY_LIMIT: usize = 1000;
 /// out are reported as orders no key of keygate's placed, never the other way round.
 pub const FORCED_ORDERS_LIMIT: usize = 100;
 
-/// Whether `path` places USD-M conditional orders, which Binance's algo service numbers
-/// apart from orders (`algoId`) until one triggers and places an order.
+/// Where USD-M conditional orders are placed, cancelled and read one by one: Binance's
+/// algo service numbers them apart from orders (`algoId`) until one triggers and places
+/// an order.
+const ALGO_ORDER_PATH: &str = "/fapi/v1/algoOrder";
+
+/// Whether `path` is [`ALGO_ORDER_PATH`].
 fn is_algo_order_path(path: &str) -> bool {
-    path == "/fapi/v1/algoOrder"
+    path == ALGO_ORDER_PATH
 }
 
 /// Every `orderId` in an answer, at any depth: a single order's answer has one at its top,

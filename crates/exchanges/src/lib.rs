@@ -252,9 +252,9 @@ pub trait Adapter: Send + Sync + 'static {
         to_ms: u64,
     ) -> Option<(&'static str, String)>;
     /// The signed read (native path and query) listing the account's conditional orders
-    /// in `symbol` of `market` placed from `from_ms` to `to_ms` (at most a day apart, as
-    /// for [`Adapter::order_history`]), whatever became of them; `None` for a market
-    /// without conditional orders of their own.
+    /// in `symbol` of `market` placed from `from_ms` to `to_ms` (less than seven days
+    /// apart: Binance lists no longer span of them at once), whatever became of them;
+    /// `None` for a market without conditional orders of their own.
     fn conditional_order_history(
         &self,
         market: Market,

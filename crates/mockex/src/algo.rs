@@ -1,5 +1,5 @@
 //! USD-M conditional orders, which Binance keeps in its "algo service" (since 2025-12-09):
-//! `POST` and `DELETE /fapi/v1/algoOrder`, `GET /fapi/v1/openAlgoOrders`,
+//! `POST`, `DELETE` and `GET /fapi/v1/algoOrder`, `GET /fapi/v1/openAlgoOrders`,
 //! `GET /fapi/v1/allAlgoOrders`, and the test control `POST /__mock/trigger`.
 //!
 //! A conditional order waits in the algo service, apart from the order book, under ids of
@@ -148,18 +148,22 @@ fn status(account: &Account, algo: &AlgoOrder) -> &'static str {
         AlgoStatus::Canceled => "CANCELED",
         AlgoStatus::Rejected => "REJECTED",
         AlgoStatus::Triggered => {
-            let open = account
-                .orders
-                .iter()
-                .find(|o| o.product == Product::UsdM && Some(o.order_id) == algo.actual_order_id)
-                .is_some_and(book::Order::is_open);
-            if open {
+            if placed_order(account, algo).is_some_and(book::Order::is_open) {
                 "TRIGGERED"
             } else {
                 "FINISHED"
             }
         }
     }
+}
+
+/// The order `algo` placed in `account`'s book when it triggered, if it did.
+fn placed_order<'a>(account: &'a Account, algo: &AlgoOrder) -> Option<&'a book::Order> {
+    let id = algo.actual_order_id?;
+    account
+        .orders
+        .iter()
+        .find(|o| o.product == Product::UsdM && o.order_id == id)
 }
 
 /// A boolean parameter: `true` or `false` in any case, false when not sent, else -1130.
@@ -561,13 +565,7 @@ fn answer(algo: &AlgoOrder, status: &str) -> Value {
 /// order's average fill price, 5 decimals; empty and zero until then).
 fn listed(account: &Account, algo: &AlgoOrder) -> Value {
     let mut value = answer(algo, status(account, algo));
-    let actual = algo.actual_order_id.and_then(|id| {
-        account
-            .orders
-            .iter()
-            .find(|o| o.product == Product::UsdM && o.order_id == id)
-    });
-    let average = actual
+    let average = placed_order(account, algo)
         .filter(|o| !o.executed_qty.is_zero())
         .map(|o| o.cumulative_quote / o.executed_qty)
         .unwrap_or(Decimal::ZERO);

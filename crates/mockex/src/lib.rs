@@ -28,7 +28,7 @@
 //!
 //! USD-M conditional orders (`STOP_MARKET`, `TAKE_PROFIT_MARKET`, `STOP`, `TAKE_PROFIT`)
 //! go through Binance's algo service endpoints, as they must since 2025-12-09:
-//! `POST`/`DELETE /fapi/v1/algoOrder`, `GET /fapi/v1/openAlgoOrders` and
+//! `POST`/`DELETE`/`GET /fapi/v1/algoOrder`, `GET /fapi/v1/openAlgoOrders` and
 //! `GET /fapi/v1/allAlgoOrders`, with `algoId`s numbered apart from `orderId`s (from
 //! 1 000 001). As prices never move, nothing triggers by itself:
 //! `POST /__mock/trigger?algoId=N` triggers one as if the market had reached its trigger

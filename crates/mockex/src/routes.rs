@@ -76,6 +76,15 @@ impl ApiError {
         )
     }
 
+    /// -1001 (HTTP 503): the exchange cannot answer now, as under load.
+    pub(crate) fn unavailable() -> ApiError {
+        ApiError::new(
+            503,
+            -1001,
+            "Internal error; unable to process your request. Please try again.",
+        )
+    }
+
     /// -2011: no order, or none that may be cancelled, answers to the ids sent.
     pub(crate) fn unknown_order() -> ApiError {
         ApiError::new(400, -2011, "Unknown order sent.")
@@ -332,12 +341,7 @@ async fn handle(
             .collect(),
     });
     if simulator.is_failing(&path) {
-        let (status, value) = ApiError::new(
-            503,
-            -1001,
-            "Internal error; unable to process your request. Please try again.",
-        )
-        .into_parts();
+        let (status, value) = ApiError::unavailable().into_parts();
         return (status, axum::Json(value)).into_response();
     }
     let found = route(&method, &path);
@@ -635,11 +639,7 @@ fn per_symbol(
     if params.get("symbol").is_some() {
         let m = symbol(params, product)?;
         if withheld(m) {
-            return Err(ApiError::new(
-                503,
-                -1001,
-                "Internal error; unable to process your request. Please try again.",
-            ));
+            return Err(ApiError::unavailable());
         }
         return Ok(one(m));
     }

@@ -273,20 +273,16 @@ impl Forwarded {
         market: Market,
         c: &ExchangeConditionalOrder,
     ) -> bool {
-        let key = (account.to_owned(), market);
         let forwarded = self
             .conditional
-            .get_mut(&key)
+            .get_mut(&(account.to_owned(), market))
             .is_some_and(|orders| orders.forwarded(&c.order));
-        if let (true, Some(id)) = (forwarded, &c.triggered_order_id) {
-            let orders = self.orders.entry(key).or_default();
-            orders.placed.insert((c.order.symbol.clone(), id.clone()));
+        if forwarded {
+            self.add_triggered_by(account, market, c);
         }
         forwarded
     }
-}
 
-impl Forwarded {
     /// Counts the order `c` placed when it triggered as forwarded: `c` is a conditional
     /// order of `account` in `market` that keygate forwarded, as another part of the log
     /// told (one placed before the window this log was read for).

@@ -135,14 +135,36 @@ fn add(vault: &mut Unlocked, args: &AddArgs) -> anyhow::Result<()> {
 
 fn list(vault: &Unlocked, args: &ListArgs) -> anyhow::Result<()> {
     let accounts = vault.store.accounts().context("reading accounts")?;
+    // Each row may verify on its own while the table does not: one was put back.
+    if let Err(e @ keygate_store::Error::Unsealed { .. }) = vault.store.check_seal(&vault.master) {
+        eprintln!("keygate: {e}");
+    }
+    // Clients that can still be used: a revoked one stays listed under its account's
+    // label, and may be from an account of that label removed before this one was added.
+    let revoked: Vec<(Name, Name)> = vault
+        .store
+        .client_rows()
+        .context("reading clients")?
+        .into_iter()
+        .flatten()
+        .filter(|c| c.status == ClientStatus::Revoked)
+        .map(|c| (c.account, c.name))
+        .collect();
     let mut counts = Vec::with_capacity(accounts.len());
     for account in &accounts {
+        let names = vault
+            .store
+            .client_names_bound_to(&account.label)
+            .context("reading clients")?;
         counts.push(
-            vault
-                .store
-                .client_names_bound_to(&account.label)
-                .context("reading clients")?
-                .len(),
+            names
+                .iter()
+                .filter(|name| {
+                    !revoked
+                        .iter()
+                        .any(|(a, n)| *a == account.label && n.as_str() == name.as_str())
+                })
+                .count(),
         );
     }
     let now = now_ms();

@@ -12,7 +12,7 @@ use keygate_store::Store;
 use serde::Serialize;
 
 use crate::home::{now_ms, parse_duration, Unlocked};
-use crate::output::rfc3339;
+use crate::output::{rfc3339, STDOUT_WRITE};
 
 /// Events read from the database per page.
 const PAGE: u64 = 10_000;
@@ -242,9 +242,9 @@ fn print_events(events: &[(u64, Event)], json: bool) -> anyhow::Result<()> {
         } else {
             human_line(*seq, event)
         };
-        writeln!(out, "{line}").context("writing to standard output")?;
+        writeln!(out, "{line}").context(STDOUT_WRITE)?;
     }
-    out.flush().context("writing to standard output")
+    out.flush().context(STDOUT_WRITE)
 }
 
 /// One event on one line: seq, time, type, client, action, decision or rule, status.
@@ -405,15 +405,14 @@ fn export(vault: &Unlocked, args: &ExportArgs) -> anyhow::Result<()> {
         Format::Jsonl => for_each_event(&vault.store, &filter, |events| print_events(events, true)),
         Format::Csv => {
             let mut out = std::io::stdout().lock();
-            writeln!(out, "{}", csv_header()).context("writing to standard output")?;
+            writeln!(out, "{}", csv_header()).context(STDOUT_WRITE)?;
             for_each_event(&vault.store, &filter, |events| {
                 for (seq, event) in events {
-                    writeln!(out, "{}", csv_line(*seq, event))
-                        .context("writing to standard output")?;
+                    writeln!(out, "{}", csv_line(*seq, event)).context(STDOUT_WRITE)?;
                 }
                 Ok(())
             })?;
-            out.flush().context("writing to standard output")
+            out.flush().context(STDOUT_WRITE)
         }
     }
 }

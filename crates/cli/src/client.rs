@@ -20,7 +20,7 @@ use rust_decimal::Decimal;
 use serde_json::json;
 
 use crate::home::{admin_event, now_ms, parse_duration, Unlocked};
-use crate::output::{print_json, print_table, rfc3339, SecretOutput};
+use crate::output::{escape_controls, print_json, print_table, rfc3339, SecretOutput};
 
 /// Length of generated virtual API keys and HMAC secrets (Binance's format).
 const KEY_LEN: usize = 64;
@@ -699,7 +699,10 @@ fn show(vault: &Unlocked, args: &ShowArgs) -> anyhow::Result<()> {
         );
     }
     println!("key type:           {}", c.key_type.as_str());
-    println!("api key:            {}", redact(&c.api_key));
+    println!(
+        "api key:            {}",
+        escape_controls(&redact(&c.api_key))
+    );
     println!("created:            {}", rfc3339(c.created_ms));
     println!(
         "expires:            {}",
@@ -708,7 +711,7 @@ fn show(vault: &Unlocked, args: &ShowArgs) -> anyhow::Result<()> {
     if let (Some(prev), Some(until)) = (&c.previous_api_key, c.previous_until_ms) {
         println!(
             "previous key:       {} (valid until {})",
-            redact(prev),
+            escape_controls(&redact(prev)),
             rfc3339(until)
         );
     }

@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 
+use crate::output::STDOUT_WRITE;
+
 /// `keygate dev …`
 #[derive(Subcommand, Debug)]
 pub enum DevCmd {
@@ -93,9 +95,8 @@ fn mock_exchange(args: &MockExchangeArgs) -> anyhow::Result<()> {
         let addr = listener.local_addr().context("reading the bound address")?;
         {
             let mut out = std::io::stdout().lock();
-            writeln!(out, "mock binance listening on http://{addr}")
-                .context("writing to standard output")?;
-            out.flush().context("writing to standard output")?;
+            writeln!(out, "mock binance listening on http://{addr}").context(STDOUT_WRITE)?;
+            out.flush().context(STDOUT_WRITE)?;
         }
         tracing::info!(%addr, keys = credentials.len(), "mock exchange started");
         keygate_mockex::serve(listener, credentials, crate::serve::shutdown_signal())

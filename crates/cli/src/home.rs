@@ -1,7 +1,7 @@
 //! The home directory: where the database and config live, `init`, and unlocking the vault.
 
 use std::fs;
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -12,6 +12,7 @@ use keygate_monitor::AlertsConfig;
 use keygate_store::Store;
 use keygate_vault::{HsmKey, KdfParams, MasterKey, SecretString, VaultFormat};
 use serde::{Deserialize, Serialize};
+use zeroize::Zeroize;
 
 /// Meta key holding the Argon2id parameters of a passphrase vault (JSON).
 const META_KDF: &str = "kdf";
@@ -637,7 +638,21 @@ pub fn unlock(home: Home, how: &UnlockArgs) -> anyhow::Result<Unlocked> {
     let db = home.db_path();
     let store = Store::open(&db).context("opening the database")?;
     let config = home.config()?;
-    let master = match (&how.master_key_file, config.master_key.provider) {
+    let provider = config.master_key.provider;
+    // Read nothing meant for another provider: a passphrase left on standard input would
+    // be taken for the next thing read there (an account's API key).
+    if (how.passphrase_stdin || how.passphrase_file.is_some())
+        && how.master_key_file.is_none()
+        && how.master_key_env.is_none()
+        && provider != Provider::Passphrase
+    {
+        bail!(
+            "this vault's master key comes from its {} provider (config.toml), not a \
+             passphrase: drop --passphrase-stdin / --passphrase-file (nothing was read or changed)",
+            provider.as_str()
+        );
+    }
+    let master = match (&how.master_key_file, provider) {
         (Some(path), _) => MasterKey::from_key_file(path)
             .with_context(|| format!("reading key file {}", path.display()))?,
         (None, _) if how.master_key_env.is_some() => {
@@ -773,10 +788,9 @@ fn read_passphrase(how: &UnlockArgs, confirm: bool) -> anyhow::Result<SecretStri
         first_line_of_secret_file(path, "passphrase")?
     } else if how.passphrase_stdin && !std::io::stdin().is_terminal() {
         read_stdin_line("passphrase")?
-    } else if how.passphrase_stdin {
-        // Standard input is a terminal: read it without echo, as the prompt below does.
-        SecretString::new(rpassword::read_password().context("reading the passphrase")?)
     } else if std::io::stdin().is_terminal() {
+        // With --passphrase-stdin too: a terminal is read without echo, and a new
+        // passphrase typed there is confirmed.
         let first = SecretString::new(
             rpassword::prompt_password("Vault passphrase: ").context("reading the passphrase")?,
         );
@@ -799,26 +813,51 @@ fn read_passphrase(how: &UnlockArgs, confirm: bool) -> anyhow::Result<SecretStri
     Ok(passphrase)
 }
 
-/// The buffer a secret read from standard input starts with.
+/// The longest secret line read from standard input, line ending included.
 const STDIN_LINE_CAPACITY: usize = 4096;
 
 /// Reads one line from standard input, without its line ending. Errors never quote it.
+///
+/// Byte by byte from the file descriptor, past std's `Stdin` buffer: that buffer lives as
+/// long as the process (all of `serve`) and is never zeroized, while this reads into one
+/// zeroizing buffer sized for any key, secret or passphrase up front (a buffer that grew
+/// would leave the copies it outgrew behind). The lines after this one stay unread.
 pub fn read_stdin_line(what: &str) -> anyhow::Result<SecretString> {
-    // Room for any key, secret or passphrase up front: a buffer that grew while reading
-    // would leave the copies it outgrew behind, unzeroized.
-    let mut buf = String::with_capacity(STDIN_LINE_CAPACITY);
-    let read = std::io::stdin().lock().read_line(&mut buf);
-    // Owned by a zeroizing secret from here on, whatever happens next.
-    let raw = SecretString::new(buf);
-    let n = read.with_context(|| format!("reading the {what} from standard input"))?;
-    if n == 0 {
-        bail!("standard input ended before the {what} was read");
+    use std::io::Read;
+    use std::os::fd::AsFd;
+    let reading = || format!("reading the {what} from standard input");
+    let mut input = fs::File::from(
+        std::io::stdin()
+            .as_fd()
+            .try_clone_to_owned()
+            .with_context(reading)?,
+    );
+    let mut line = zeroize::Zeroizing::new(Vec::with_capacity(STDIN_LINE_CAPACITY));
+    let mut byte = [0u8; 1];
+    loop {
+        match input.read(&mut byte) {
+            Ok(0) if line.is_empty() => bail!("standard input ended before the {what} was read"),
+            Ok(0) => break,
+            Ok(_) if byte[0] == b'\n' => break,
+            Ok(_) if line.len() + 1 == STDIN_LINE_CAPACITY => {
+                bail!("the {what} on standard input is longer than {STDIN_LINE_CAPACITY} bytes")
+            }
+            Ok(_) => line.push(byte[0]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e).with_context(reading),
+        }
     }
-    Ok(SecretString::new(
-        raw.expose_secret()
-            .trim_end_matches(['\n', '\r'])
-            .to_owned(),
-    ))
+    byte.zeroize();
+    while line.last() == Some(&b'\r') {
+        line.pop();
+    }
+    match String::from_utf8(std::mem::take(&mut *line)) {
+        Ok(text) => Ok(SecretString::new(text)),
+        Err(e) => {
+            e.into_bytes().zeroize();
+            bail!("the {what} on standard input is not UTF-8")
+        }
+    }
 }
 
 /// Milliseconds since the Unix epoch.

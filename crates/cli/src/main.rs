@@ -156,6 +156,7 @@ fn main() {
     init_logging(&cli.global);
     let code = match run(cli) {
         Ok(code) => code,
+        Err(e) if reader_went_away(&e) => 0,
         Err(e) => {
             eprintln!("keygate: error: {e:#}");
             EXIT_ERROR
@@ -202,12 +203,45 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
     }
 }
 
+/// Whether `error` is a write to standard output whose reader has gone (`keygate audit
+/// export | head`): the command ends there, as Unix tools do, without an error.
+fn reader_went_away(error: &anyhow::Error) -> bool {
+    let mut causes = error.chain().map(|cause| {
+        (
+            cause.to_string() == output::STDOUT_WRITE,
+            cause
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe),
+        )
+    });
+    // The write's own context, directly over its broken pipe: a broken pipe elsewhere
+    // (a webhook, the exchange) stays an error.
+    let mut previous_was_stdout = false;
+    causes.any(|(is_stdout_write, is_broken_pipe)| {
+        let found = previous_was_stdout && is_broken_pipe;
+        previous_was_stdout = is_stdout_write;
+        found
+    })
+}
+
 /// Replaces Rust's report of a panic with one that says where it happened, not what it
 /// said: a panic's message may be built from any value in reach, a secret included, and
 /// standard error ends up in logs. A backtrace (`RUST_BACKTRACE=1`) holds no values, so
 /// it is still printed when asked for.
 fn withhold_panic_messages() {
     std::panic::set_hook(Box::new(|info| {
+        // `println!` panics when standard output is a pipe whose reader has gone
+        // (`keygate client show bot1 | head -1`): not a bug, the end of the command.
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied());
+        if message.is_some_and(|m| {
+            m.starts_with("failed printing to stdout") && m.contains("os error 32")
+        }) {
+            std::process::exit(0);
+        }
         let place = info.location().map_or_else(
             || "an unknown place".to_owned(),
             |l| format!("{}:{}", l.file(), l.line()),

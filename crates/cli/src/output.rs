@@ -35,11 +35,16 @@ pub fn span(ms: u64) -> String {
 /// line keygate writes escapes the same characters the same way.
 pub use keygate_scan::escape_controls;
 
+/// The context of a failed write of ordinary output to standard output: `main` ends the
+/// command quietly when its cause is a reader that went away. Output that must arrive
+/// (credentials shown once) says otherwise, and fails.
+pub const STDOUT_WRITE: &str = "writing to standard output";
+
 /// Prints `value` as pretty JSON on standard output.
 pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     let text = serde_json::to_string_pretty(value).context("encoding JSON output")?;
     let mut out = std::io::stdout().lock();
-    writeln!(out, "{text}").context("writing to standard output")
+    writeln!(out, "{text}").context(STDOUT_WRITE)
 }
 
 /// Text that holds a secret, on its way to standard output.
@@ -70,14 +75,14 @@ impl SecretOutput {
         stdout
             .lock()
             .flush()
-            .context("writing to standard output")?;
+            .context("writing the credentials to standard output")?;
         let descriptor = stdout
             .as_fd()
             .try_clone_to_owned()
             .context("duplicating the standard output descriptor")?;
         std::fs::File::from(descriptor)
             .write_all(&self.text)
-            .context("writing to standard output")
+            .context("writing the credentials to standard output")
     }
 
     /// Writes everything gathered to standard output, then zeroizes it (through std's
@@ -88,7 +93,7 @@ impl SecretOutput {
         stdout
             .write_all(&self.text)
             .and_then(|()| stdout.flush())
-            .context("writing to standard output")
+            .context("writing the credentials to standard output")
     }
 }
 
@@ -113,8 +118,18 @@ impl Write for SecretOutput {
 
 /// Prints rows as left-aligned columns under `header`.
 pub fn print_table(header: &[&str], rows: &[Vec<String>]) -> anyhow::Result<()> {
+    // Cells come from the database, which anyone who can write it fills: no cell may move
+    // the cursor, retitle the window or reorder the line.
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|row| {
+            row.iter()
+                .map(|cell| escape_controls(cell).into_owned())
+                .collect()
+        })
+        .collect();
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-    for row in rows {
+    for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
@@ -131,10 +146,10 @@ pub fn print_table(header: &[&str], rows: &[Vec<String>]) -> anyhow::Result<()> 
         s.trim_end().to_owned()
     };
     let mut out = std::io::stdout().lock();
-    writeln!(out, "{}", line(header.to_vec())).context("writing to standard output")?;
-    for row in rows {
+    writeln!(out, "{}", line(header.to_vec())).context(STDOUT_WRITE)?;
+    for row in &rows {
         writeln!(out, "{}", line(row.iter().map(String::as_str).collect()))
-            .context("writing to standard output")?;
+            .context(STDOUT_WRITE)?;
     }
     Ok(())
 }

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use keygate_scan::{ManagedKeys, Report, Scanner};
 
+use crate::output::STDOUT_WRITE;
+
 /// Output formats.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
@@ -163,10 +165,9 @@ fn scan(args: &ScanArgs, managed: Option<ManagedKeys>) -> anyhow::Result<i32> {
             .with_context(|| format!("cannot write {}", path.display()))?,
         None => {
             let mut out = std::io::stdout().lock();
-            out.write_all(text.as_bytes())
-                .context("cannot write to standard output")?;
+            out.write_all(text.as_bytes()).context(STDOUT_WRITE)?;
             if !text.ends_with('\n') {
-                writeln!(out).context("cannot write to standard output")?;
+                writeln!(out).context(STDOUT_WRITE)?;
             }
         }
     }

@@ -586,9 +586,11 @@ mod init {
             env!("CARGO_BIN_EXE_keygate"),
             kg.home().display()
         );
-        // Typed three seconds after start, once the terminal is set up; kept open until
-        // the command is done, since script ends the session when its input does.
-        let typed = format!("(sleep 3; printf '{passphrase}\\n'; sleep 6) | script --quiet --return --command \"{command}\" /dev/null");
+        // Typed three seconds after start, once the terminal is set up, and again when
+        // asked to confirm it (a new passphrase mistyped at a terminal would lock the vault
+        // for good); kept open until the command is done, since script ends the session
+        // when its input does.
+        let typed = format!("(sleep 3; printf '{passphrase}\\n'; sleep 1; printf '{passphrase}\\n'; sleep 6) | script --quiet --return --command \"{command}\" /dev/null");
         let out = std::process::Command::new("sh")
             .args(["-c", &typed])
             .output()
@@ -596,6 +598,7 @@ mod init {
         let screen = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "{screen}");
         assert!(screen.contains("initialized keygate vault"), "{screen}");
+        assert!(screen.contains("Repeat passphrase"), "{screen}");
         assert!(!screen.contains(passphrase), "echoed: {screen}");
         kg.ok(
             &["--passphrase-stdin", "account", "list"],
@@ -850,6 +853,64 @@ mod init {
 
 mod account {
     use super::*;
+
+    /// A regression test: on a key-file vault `--passphrase-stdin` was ignored, and the
+    /// passphrase line became the account's API key (its ends shown and audited).
+    #[test]
+    fn a_passphrase_for_a_vault_that_takes_none_is_refused_before_reading() {
+        let kg = Kg::with_key_file();
+        let out = kg.fails(
+            &[
+                "--passphrase-stdin",
+                "account",
+                "add",
+                "--exchange",
+                "binance",
+                "--label",
+                "main",
+            ],
+            &format!("MyOldPassphrase2024\n{REAL_KEY}\n{REAL_SECRET}\n"),
+            2,
+        );
+        assert!(out.stderr.contains("key-file provider"), "{}", out.stderr);
+        assert!(!out.all().contains("MyOl"), "{out:#?}");
+        let list = kg.ok(&["account", "list", "--json"], "").json();
+        assert_eq!(list, json!([]));
+        let export = kg.ok(&["audit", "export", "--format", "jsonl"], "");
+        assert!(!export.stdout.contains("MyOl"), "{}", export.stdout);
+    }
+
+    /// Text in the database reaches the terminal escaped: an escape sequence planted in an
+    /// account's fingerprint cannot drive it.
+    #[test]
+    fn account_list_escapes_what_the_database_holds() {
+        let kg = Kg::with_key_file();
+        kg.add_account("main", REAL_KEY, REAL_SECRET);
+        db(&kg)
+            .execute(
+                "UPDATE accounts SET fingerprint = ?1",
+                ["APIK\u{1b}[31mFAKE\u{1b}]0;pwned\u{7}"],
+            )
+            .unwrap();
+        let out = kg.ok(&["account", "list"], "");
+        assert!(!out.stdout.contains('\u{1b}'), "{}", out.stdout);
+        assert!(out.stdout.contains("APIK\\x1b[31mFAKE"), "{}", out.stdout);
+    }
+
+    /// Revoked clients, of this account or of a removed one of the same label, are not
+    /// counted as bound to it.
+    #[test]
+    fn account_list_counts_clients_that_can_still_be_used() {
+        let kg = Kg::with_key_file();
+        kg.add_account("main", REAL_KEY, REAL_SECRET);
+        kg.issue("main", "bot1", &[]);
+        kg.issue("main", "bot2", &[]);
+        kg.ok(&["account", "remove", "main", "--force"], "");
+        kg.add_account("main", REAL_KEY, REAL_SECRET);
+        kg.issue("main", "bot3", &[]);
+        let list = kg.ok(&["account", "list", "--json"], "").json();
+        assert_eq!(list[0]["clients"], 1, "{list}");
+    }
 
     #[test]
     fn add_reads_stdin_and_never_prints_the_key() {
@@ -3249,6 +3310,40 @@ mod doctor {
 
 mod cli {
     use super::*;
+
+    /// A regression test: `keygate ... | head` made `client show` report an internal error
+    /// with a backtrace (exit 101), and `audit export` an error (exit 2).
+    #[test]
+    fn output_into_a_closed_pipe_ends_the_command_quietly() {
+        let kg = Kg::with_key_file();
+        kg.add_account("main", REAL_KEY, REAL_SECRET);
+        kg.issue("main", "bot1", &[]);
+        for args in [
+            &["client", "show", "bot1"][..],
+            &["client", "list"],
+            &["audit", "export", "--format", "jsonl"],
+            &["audit", "query", "--json"],
+            &["doctor"],
+        ] {
+            let out = kg.run_without_reader(args);
+            assert!(
+                out.stderr.is_empty() && matches!(out.code, 0 | 1),
+                "keygate {args:?} into a closed pipe: {out:#?}"
+            );
+        }
+    }
+
+    /// The credentials of a new client are shown once: when they cannot be written, that
+    /// is an error, not a quiet end.
+    #[test]
+    fn credentials_that_cannot_be_shown_are_an_error() {
+        let kg = Kg::with_key_file();
+        kg.add_account("main", REAL_KEY, REAL_SECRET);
+        let out =
+            kg.run_without_reader(&["client", "issue", "--account", "main", "--name", "bot1"]);
+        assert_eq!(out.code, 2, "{out:#?}");
+        assert!(out.stderr.contains("credentials"), "{}", out.stderr);
+    }
 
     #[test]
     fn commands_without_a_vault_fail_with_a_hint() {

@@ -102,6 +102,30 @@ impl Kg {
         )
     }
 
+    /// Runs `keygate --home HOME ARGS` with its standard output a pipe whose reader has
+    /// already gone, as in `keygate ... | head -0`; its standard output is not captured.
+    pub fn run_without_reader(&self, args: &[&str]) -> Out {
+        let (reader, writer) = std::io::pipe().expect("create a pipe");
+        drop(reader);
+        let out = Command::new(env!("CARGO_BIN_EXE_keygate"))
+            .arg("--home")
+            .arg(self.home())
+            .args(args)
+            .env("HOME", self.dir.path())
+            .env_remove("KEYGATE_HOME")
+            .env_remove("KEYGATE_LOG")
+            .stdin(Stdio::null())
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .output()
+            .expect("run keygate");
+        Out {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::new(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
     /// Like [`Kg::run`], asserting success.
     pub fn ok(&self, args: &[&str], stdin: &str) -> Out {
         let out = self.run(args, stdin);

@@ -5,6 +5,7 @@ use std::io::Write as _;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use base64::Engine;
@@ -169,6 +170,10 @@ pub struct UpdateArgs {
     /// What changes.
     #[command(flatten)]
     pub policy: PolicyArgs,
+    /// Make the key expire this long from now (`90d`), an expired key too: the bot keeps
+    /// its credentials.
+    #[arg(long, value_name = "DURATION")]
+    pub expires: Option<String>,
     /// Print the new policy as JSON.
     #[arg(long)]
     pub json: bool,
@@ -211,10 +216,8 @@ fn issue(vault: &mut Unlocked, args: &IssueArgs) -> anyhow::Result<()> {
     let name: Name = args.name.parse()?;
     let account: Name = args.account.parse()?;
     let policy = args.policy.apply(&Policy::default())?;
-    let lifetime = parse_duration(&args.expires).context("--expires")?;
-    if lifetime.is_zero() {
-        bail!("--expires must be longer than zero");
-    }
+    let now = now_ms();
+    let expires_ms = expiry_from_now(&args.expires, now)?;
     let (material, secret) = match (args.key_type, &args.public_key) {
         (KeyTypeArg::Hmac, Some(_)) => bail!("--public-key is for --key-type ed25519"),
         (KeyTypeArg::Hmac, None) => {
@@ -228,8 +231,6 @@ fn issue(vault: &mut Unlocked, args: &IssueArgs) -> anyhow::Result<()> {
             (ClientKeyMaterial::Ed25519(read_public_key(path)?), None)
         }
     };
-    let now = now_ms();
-    let expires_ms = now.saturating_add(lifetime.as_millis() as u64);
     let api_key = random_alphanumeric();
     let new = NewClient {
         name: name.clone(),
@@ -272,6 +273,22 @@ fn issue(vault: &mut Unlocked, args: &IssueArgs) -> anyhow::Result<()> {
         args.json,
         None,
     )
+}
+
+/// The longest lifetime a key is given: a key that outlives its bot by decades is a key
+/// nobody will remember to revoke.
+const MAX_KEY_LIFETIME: Duration = Duration::from_secs(10 * 366 * 24 * 3600);
+
+/// When a key given `--expires` (`90d`) from `now_ms` expires.
+fn expiry_from_now(expires: &str, now_ms: u64) -> anyhow::Result<u64> {
+    let lifetime = parse_duration(expires).context("--expires")?;
+    if lifetime.is_zero() {
+        bail!("--expires must be longer than zero");
+    }
+    if lifetime > MAX_KEY_LIFETIME {
+        bail!("--expires is at most ten years (3660d); issue a new key when it ends");
+    }
+    Ok(now_ms.saturating_add(lifetime.as_millis() as u64))
 }
 
 impl PolicyArgs {
@@ -346,10 +363,11 @@ impl PolicyArgs {
                 .collect();
             if !elsewhere.is_empty() {
                 bail!(
-                    "the notional limits count in {asset}, and {} not quoted in it: every order \
-                     in {} would be denied; list symbols quoted in {asset}, or pass \
+                    "the notional limits count in {asset}, and {} {} not quoted in it: every \
+                     order in {} would be denied; list symbols quoted in {asset}, or pass \
                      --notional-asset",
                     elsewhere.join(", "),
+                    if elsewhere.len() == 1 { "is" } else { "are" },
                     if elsewhere.len() == 1 { "it" } else { "them" }
                 );
             }
@@ -830,24 +848,45 @@ fn update(vault: &mut Unlocked, args: &UpdateArgs) -> anyhow::Result<()> {
         .client(&name)
         .with_context(|| format!("looking up client {name}"))?;
     let policy = args.policy.apply(&c.policy)?;
-    if policy == c.policy {
+    let expires_ms = args
+        .expires
+        .as_deref()
+        .map(|expires| expiry_from_now(expires, now_ms()))
+        .transpose()?;
+    let policy_changes = policy != c.policy;
+    if !policy_changes && expires_ms.is_none() {
         println!("client {name} unchanged");
         return Ok(());
     }
-    let changed = admin_event(
-        "client.update",
-        name.as_str(),
-        json!({ "from": c.policy, "to": policy }),
-    );
+    let mut detail = json!({ "from": c.policy, "to": policy });
+    if let Some(expires_ms) = expires_ms {
+        detail["expires_at"] = json!({
+            "from": c.expires_ms.map(rfc3339),
+            "to": rfc3339(expires_ms),
+        });
+    }
+    let changed = admin_event("client.update", name.as_str(), detail);
     vault
         .change(&[changed], |s, master| {
-            s.set_client_policy(&name, &policy, master)
+            if policy_changes {
+                s.set_client_policy(&name, &policy, master)?;
+            }
+            match expires_ms {
+                Some(expires_ms) => s.set_client_expiry(&name, expires_ms, master),
+                None => Ok(()),
+            }
         })
         .with_context(|| format!("updating client {name}"))?;
+    let expires_at = expires_ms.or(c.expires_ms).map(rfc3339);
     if args.json {
-        return print_json(&json!({ "name": name.as_str(), "policy": policy }));
+        return print_json(
+            &json!({ "name": name.as_str(), "policy": policy, "expires_at": expires_at }),
+        );
     }
     println!("client {name} updated; `keygate client show {name}` shows its policy");
+    if let Some(expires_ms) = expires_ms {
+        println!("its key now expires at {}", rfc3339(expires_ms));
+    }
     Ok(())
 }
 
@@ -860,6 +899,14 @@ fn rotate(vault: &mut Unlocked, args: &RotateArgs) -> anyhow::Result<()> {
         .with_context(|| format!("looking up client {name}"))?;
     if c.status == ClientStatus::Revoked {
         bail!("client {name} is revoked; revocation is final");
+    }
+    // New credentials that would be refused from the first request help nobody.
+    if let Some(expired) = c.expires_ms.filter(|&e| e <= now_ms()) {
+        bail!(
+            "client {name} expired at {}; extend it first with `keygate client update {name} \
+             --expires 90d` (its key works again), then rotate it if you want a new key",
+            rfc3339(expired)
+        );
     }
     let (material, secret) = match (c.key_type, &args.public_key) {
         (KeyType::Hmac, Some(_)) => bail!("--public-key is for Ed25519 clients"),

@@ -271,7 +271,7 @@ fn clients(vault: &Unlocked) -> Vec<Check> {
             "expiry",
             Verdict::Warn,
             format!(
-                "{expiring} client(s) expire within 7 days; `keygate client rotate` or reissue"
+                "{expiring} client(s) expire within 7 days; extend them with `keygate client update NAME --expires 90d`"
             ),
         ));
     }

@@ -653,8 +653,7 @@ pub fn unlock(home: Home, how: &UnlockArgs) -> anyhow::Result<Unlocked> {
         );
     }
     let master = match (&how.master_key_file, provider) {
-        (Some(path), _) => MasterKey::from_key_file(path)
-            .with_context(|| format!("reading key file {}", path.display()))?,
+        (Some(path), _) => MasterKey::from_key_file(path).context("reading the master key file")?,
         (None, _) if how.master_key_env.is_some() => {
             master_key_from_env(how.master_key_env.as_deref().unwrap_or_default())?
         }
@@ -691,8 +690,7 @@ pub fn unlock(home: Home, how: &UnlockArgs) -> anyhow::Result<Unlocked> {
                 .key_file
                 .as_deref()
                 .context("config.toml names no key file; pass --master-key-file")?;
-            MasterKey::from_key_file(path)
-                .with_context(|| format!("reading key file {}", path.display()))?
+            MasterKey::from_key_file(path).context("reading the master key file")?
         }
         (None, Provider::Passphrase) => {
             let raw = store
@@ -773,7 +771,7 @@ fn read_hsm_pin(how: &UnlockArgs, token: &str) -> anyhow::Result<SecretString> {
 /// the checks of a key file: a file its group or others can read is refused.
 fn first_line_of_secret_file(path: &Path, what: &str) -> anyhow::Result<SecretString> {
     let raw = keygate_vault::read_secret_file(path)
-        .with_context(|| format!("reading the {what} file {}", path.display()))?;
+        .with_context(|| format!("reading the {what} file"))?;
     let text = raw
         .into_string()
         .with_context(|| format!("the {what} file is not UTF-8"))?;

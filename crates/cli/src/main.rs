@@ -129,8 +129,8 @@ enum Command {
     /// Incident response: what happened, from the audit log.
     #[command(subcommand)]
     Incident(report::IncidentCmd),
-    /// Find withdrawals from an account that keygate never forwarded (a leaked key, unless
-    /// made by hand on the exchange).
+    /// Find withdrawals and orders of an account that keygate never forwarded (a leaked
+    /// key, unless made by hand on the exchange).
     Reconcile(reconcile::ReconcileArgs),
     /// Check file permissions, the vault, clients, accounts and the audit log.
     Doctor(doctor::DoctorArgs),
@@ -324,7 +324,8 @@ fn parse_log_filter(filter: &str) -> Result<String, String> {
 /// Logs to standard error: `--log-level`/`KEYGATE_LOG` if given, else by `-v` count.
 fn init_logging(g: &GlobalArgs) {
     let default = match g.verbose {
-        0 => "warn",
+        // Every alert reaches the log, information ones (an administrative change) too.
+        0 => "warn,keygate::alert=info",
         1 => "info",
         2 => "debug",
         _ => "trace",
@@ -334,6 +335,8 @@ fn init_logging(g: &GlobalArgs) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // No colour codes in a log file.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }
 

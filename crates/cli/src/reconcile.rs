@@ -77,7 +77,7 @@ pub struct ReconcileArgs {
     /// 90 days and 1000 withdrawals at most).
     #[arg(long, value_name = "DURATION", default_value = "24h")]
     pub since: String,
-    /// Print one JSON object per account.
+    /// Print JSON: an array of one object per account.
     #[arg(long)]
     pub json: bool,
 }
@@ -886,14 +886,16 @@ fn print(reports: &[AccountReport], since_ms: u64) {
             }
         }
         let symbols = if r.symbols.is_empty() {
-            "none traded through keygate, allowed to its clients or with an order open".to_owned()
+            "none: no symbol was traded through keygate, allowed to its clients or has an \
+             order open"
+                .to_owned()
         } else {
             r.symbols.join(", ")
         };
         // What could be listed is reported even when not all could be.
         if let Some(error) = &r.orders_error {
             say(format!(
-                "  {}: FAILED: cannot ask the exchange for all of its orders in {symbols}: \
+                "  {}: FAILED: cannot list all of its orders (symbols asked for: {symbols}): \
                  {error}",
                 r.account
             ));
@@ -902,6 +904,11 @@ fn print(reports: &[AccountReport], since_ms: u64) {
             if r.orders_error.is_none() {
                 say(format!(
                     "  {}: {} order(s), all through keygate (symbols asked for: {symbols})",
+                    r.account, r.orders
+                ));
+            } else {
+                say(format!(
+                    "  {}: {} order(s) listed, all through keygate",
                     r.account, r.orders
                 ));
             }

@@ -63,8 +63,8 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u64).range(1..))]
     pub public_weight_cap: u64,
     /// Ask each exchange this often (and once at start, for the last 24 hours) for each
-    /// account's withdrawals; one keygate never forwarded raises a critical alert (a
-    /// leaked key, unless made by hand on the exchange). `off` never asks.
+    /// account's withdrawals and orders; one keygate never forwarded raises a critical alert
+    /// (a leaked key, unless made by hand on the exchange). `off` never asks.
     #[arg(long, value_name = "DURATION|off", default_value = "10m", value_parser = reconcile_interval)]
     pub reconcile_every: ReconcileEvery,
     /// Serve `GET /healthz` and `GET /metrics` (Prometheus) on this address, apart from

@@ -1546,7 +1546,7 @@ mod client {
         assert!(
             refused
                 .stderr
-                .contains("count in USDT, and ETHBTC not quoted in it"),
+                .contains("count in USDT, and ETHBTC is not quoted in it"),
             "{}",
             refused.stderr
         );
@@ -1624,6 +1624,7 @@ mod client {
             &["--max-order-notional", "-5"],
             &["--rate", "0/s"],
             &["--expires", "forever"],
+            &["--expires", "100000d"],
             &["--key-type", "ed25519"],
         ] {
             let mut args = vec!["client", "issue", "--account", "main", "--name", "bad"];
@@ -2532,6 +2533,47 @@ mod client {
         kg.issue("main", "bot1", &["--expires", "1s"]);
         std::thread::sleep(Duration::from_millis(1100));
         assert_eq!(kg.status("bot1"), "expired");
+    }
+
+    /// An expired key is extended, not rotated: rotating it printed new credentials that
+    /// the gateway refused from the first request.
+    #[test]
+    fn an_expired_client_is_extended_by_update_and_not_rotated() {
+        let kg = Kg::with_key_file();
+        kg.add_account("main", REAL_KEY, REAL_SECRET);
+        let issued = kg.issue("main", "bot1", &["--expires", "1s"]);
+        std::thread::sleep(Duration::from_millis(1100));
+        let refused = kg.fails(&["client", "rotate", "bot1"], "", 2);
+        assert!(
+            refused.stderr.contains("expired") && refused.stderr.contains("--expires"),
+            "{}",
+            refused.stderr
+        );
+        let updated = kg
+            .ok(
+                &["client", "update", "bot1", "--expires", "30d", "--json"],
+                "",
+            )
+            .json();
+        assert_eq!(kg.status("bot1"), "active");
+        let shown = kg.ok(&["client", "show", "bot1", "--json"], "").json();
+        // The bot keeps its key: the one shown (its ends only) is the one issued.
+        let (key, shown_key) = (
+            issued["api_key"].as_str().unwrap(),
+            shown["api_key"].as_str().unwrap(),
+        );
+        assert!(
+            key.starts_with(&shown_key[..4]) && key.ends_with(&shown_key[shown_key.len() - 4..]),
+            "{shown_key}"
+        );
+        assert_eq!(shown["expires_at"], updated["expires_at"]);
+        let events = kg.ok(&["audit", "export", "--format", "jsonl"], "").stdout;
+        let update = events
+            .lines()
+            .find(|l| l.contains("client.update"))
+            .expect("the update is audited");
+        assert!(update.contains("expires_at"), "{update}");
+        kg.ok(&["audit", "verify"], "");
     }
 
     #[test]

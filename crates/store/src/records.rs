@@ -834,6 +834,27 @@ impl Store {
         self.rewrite_client(&mut client, master)
     }
 
+    /// Sets when a client expires: its key works until `expires_ms` (milliseconds since the
+    /// Unix epoch), an expired one again if that is later than now.
+    pub fn set_client_expiry(
+        &self,
+        name: &Name,
+        expires_ms: u64,
+        master: &MasterKey,
+    ) -> Result<(), Error> {
+        let mut client = self.client(name)?;
+        client.verify_record(master)?;
+        if client.status == ClientStatus::Revoked {
+            return Err(Error::Conflict {
+                kind: "client",
+                name: name.to_string(),
+                reason: "it is revoked, and revocation is final".into(),
+            });
+        }
+        client.expires_ms = Some(expires_ms);
+        self.rewrite_client(&mut client, master)
+    }
+
     /// Writes `client`'s changed columns with a new tag, over the row as it was read: the
     /// old tag covers every column, so a row another command changed meanwhile does not
     /// match and is left alone.
@@ -844,7 +865,7 @@ impl Store {
         let n = self
             .connection()
             .execute(
-                "UPDATE clients SET status = ?2, api_key = ?3, key_material = ?4, previous_api_key = ?5, previous_material = ?6, previous_until_ms = ?7, tag = ?8, policy = ?10 WHERE name = ?1 AND tag IS ?9",
+                "UPDATE clients SET status = ?2, api_key = ?3, key_material = ?4, previous_api_key = ?5, previous_material = ?6, previous_until_ms = ?7, tag = ?8, policy = ?10, expires_ms = ?11 WHERE name = ?1 AND tag IS ?9",
                 params![
                     client.name.as_str(),
                     client.status.as_str(),
@@ -856,6 +877,7 @@ impl Store {
                     client.tag,
                     read_tag,
                     client.policy_json,
+                    client.expires_ms.map(|v| v as i64),
                 ],
             )
             .map_err(|e| {

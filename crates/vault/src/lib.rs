@@ -131,14 +131,15 @@ pub enum Error {
         reason: &'static str,
     },
     /// Reading or writing a key file failed.
-    #[error("{action} {path}: {source}")]
+    #[error("{action} {path}: {cause}")]
     Io {
         /// What was being done.
         action: &'static str,
         /// The file.
         path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
+        /// The cause: in the message, not a source of its own, so that a report of the
+        /// whole chain names it once.
+        cause: std::io::Error,
     },
 }
 
@@ -317,7 +318,7 @@ impl MasterKey {
     /// or that its group or others can read. The checks and the read are on one open
     /// file, so the file cannot be swapped in between.
     pub fn from_key_file(path: &Path) -> Result<MasterKey, Error> {
-        let (bytes, len) = read_owner_only(path, KEY_LEN)?;
+        let (bytes, len) = read_owner_only(path, KEY_LEN, "reading key file")?;
         if len != KEY_LEN {
             return Err(Error::KeyFileLength {
                 path: path.to_owned(),
@@ -370,10 +371,10 @@ impl MasterKey {
     /// how a vault made with another provider moves to a key file. Fails if the file
     /// exists.
     pub fn write_key_file(&self, path: &Path) -> Result<(), Error> {
-        let io = |source| Error::Io {
+        let io = |cause| Error::Io {
             action: "creating key file",
             path: path.to_owned(),
-            source,
+            cause,
         };
         let mut options = fs::OpenOptions::new();
         options.write(true).create_new(true);
@@ -552,7 +553,7 @@ pub const MAX_SECRET_FILE_LEN: usize = 4096;
 /// part of the secret. An empty file, or one longer than [`MAX_SECRET_FILE_LEN`], is
 /// refused.
 pub fn read_secret_file(path: &Path) -> Result<SecretBytes, Error> {
-    let (bytes, len) = read_owner_only(path, MAX_SECRET_FILE_LEN)?;
+    let (bytes, len) = read_owner_only(path, MAX_SECRET_FILE_LEN, "reading")?;
     let secret = bytes.expose_secret();
     let kept = secret
         .strip_suffix(b"\n")
@@ -575,11 +576,15 @@ pub fn read_secret_file(path: &Path) -> Result<SecretBytes, Error> {
 /// file, so the file cannot be swapped in between; a symlink is followed (mounted
 /// secrets often are one) and the file it leads to is checked. Returns the bytes and the file's
 /// length (more than `limit` when the file is longer).
-fn read_owner_only(path: &Path, limit: usize) -> Result<(SecretBytes, usize), Error> {
-    let io = |source| Error::Io {
-        action: "reading key file",
+fn read_owner_only(
+    path: &Path,
+    limit: usize,
+    action: &'static str,
+) -> Result<(SecretBytes, usize), Error> {
+    let io = |cause| Error::Io {
+        action,
         path: path.to_owned(),
-        source,
+        cause,
     };
     let mut options = fs::OpenOptions::new();
     options.read(true);

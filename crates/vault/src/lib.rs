@@ -382,7 +382,21 @@ impl MasterKey {
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
         let mut file = options.open(path).map_err(io)?;
         file.write_all(self.key()).map_err(io)?;
-        file.sync_all().map_err(io)
+        file.sync_all().map_err(io)?;
+        // The file's name too: the vault may be made to rely on this file alone (its
+        // passphrase's parameters deleted) as soon as this returns, and a crash that kept
+        // the data but lost the directory entry would leave no way in.
+        #[cfg(unix)]
+        {
+            let parent = match path.parent() {
+                Some(dir) if !dir.as_os_str().is_empty() => dir,
+                _ => Path::new("."),
+            };
+            fs::File::open(parent)
+                .and_then(|dir| dir.sync_all())
+                .map_err(io)?;
+        }
+        Ok(())
     }
 
     /// Seals `plaintext` for the record `id` under a fresh data key.

@@ -285,8 +285,8 @@ impl Decider {
         }
         let limited = policy.max_order_notional.is_some() || policy.max_daily_notional.is_some();
         let notional = if action.kind == ActionKind::Trade && limited {
-            if let (Some(asset), Some(symbol)) = (&policy.notional_asset, &action.symbol) {
-                if !action.is_quoted_in(asset) {
+            match (&policy.notional_asset, &action.symbol) {
+                (Some(asset), Some(symbol)) if !action.is_quoted_in(asset) => {
                     return deny(
                         Rule::OrderNotional,
                         format!(
@@ -295,6 +295,18 @@ impl Decider {
                         ),
                     );
                 }
+                // Without a symbol, nothing says what asset a notional is in.
+                (Some(asset), None) => {
+                    return deny(
+                        Rule::OrderNotional,
+                        format!(
+                            "{} names no symbol, so its notional cannot be counted in {asset}, \
+                             the asset of the notional limits of client {client}",
+                            action.endpoint
+                        ),
+                    );
+                }
+                _ => {}
             }
             match r.notional {
                 // A negative or zero notional (a negative quantity or price) would lower
@@ -621,6 +633,14 @@ mod tests {
             ..limited.clone()
         };
         assert_eq!(rule(d.decide(&request(&unlimited, &in_btc, n, 0))), None);
+        // An order that names no symbol names no asset either: its notional is not
+        // counted as if it were in USDT.
+        let mut no_symbol = order("BTCUSDT");
+        no_symbol.symbol = None;
+        assert_eq!(
+            rule(d.decide(&request(&limited, &no_symbol, n, 0))),
+            Some(Rule::OrderNotional)
+        );
     }
 
     /// A regression test: `--symbols BTC/USDT` listed `BTCUSDT`, which also let the

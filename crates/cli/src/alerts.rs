@@ -83,7 +83,9 @@ pub fn list(vault: &Unlocked, args: &ListArgs) -> anyhow::Result<i32> {
         ..Filter::default()
     };
     let min: Severity = args.min_severity.into();
-    let mut rules = Rules::new(thresholds);
+    // The lists as they stand: a client issued before the window has its list from here.
+    let lists = keygate_monitor::symbol_lists(&vault.store).context("reading clients")?;
+    let mut rules = Rules::new(thresholds).with_symbol_lists(lists);
     let mut alerts: Vec<Alert> = Vec::new();
     for_each_event(&vault.store, &filter, |events| {
         for (seq, event) in events {

@@ -86,7 +86,9 @@ pub fn run(vault: &Unlocked, args: &ReportArgs) -> anyhow::Result<()> {
     let mut pending: HashMap<String, String> = HashMap::new();
     // Thresholds that do not parse are `doctor`'s and `serve`'s to report; the report
     // still comes, with the default ones.
-    let mut rules = Rules::new(crate::alerts::thresholds(&vault.home).unwrap_or_default());
+    let lists = keygate_monitor::symbol_lists(&vault.store).context("reading clients")?;
+    let mut rules = Rules::new(crate::alerts::thresholds(&vault.home).unwrap_or_default())
+        .with_symbol_lists(lists);
     for_each_event(&vault.store, &filter, |page| {
         for (seq, event) in page {
             report.add(*seq, event, &mut pending);

@@ -13,7 +13,7 @@
 //! | `replay` | warning | a signature is sent again |
 //! | `denial_burst` | warning | many denials of one client, or of unknown keys together, in a short window |
 //! | `new_source` | warning | a client seen at one address is used from another (anomaly) |
-//! | `new_symbol` | warning | a client that trades places an order in a symbol it never traded (anomaly) |
+//! | `new_symbol` | warning | a client that trades places an order in a symbol it never traded and that is not on its symbol list (anomaly) |
 //! | `rate_spike` | warning | a client sends ten times its usual rate in a minute (anomaly) |
 //! | `admin_change` | critical for `keygate panic`, warning for a grant of withdraw or transfer, info otherwise | an operator's change |
 //! | `events_lost` | critical | the audit writer fell so far behind that background events (reads, denials) were counted, not kept |
@@ -68,7 +68,7 @@ mod sink;
 pub use config::{AlertsConfig, EmailConfig, Settings, WebhookConfig};
 pub use email::{Email, EmailSettings, SmtpSecurity};
 pub use metrics::{write_gauge, Metrics};
-pub use rules::{Rules, Thresholds};
+pub use rules::{symbol_lists, Rules, Thresholds};
 pub use sink::{sign, Sink, Webhook};
 
 use std::cmp::Reverse;
@@ -187,7 +187,8 @@ pub enum AlertRule {
     NewSource,
     /// A client sent many times more requests in a minute than it usually does.
     RateSpike,
-    /// A client that trades placed an order in a symbol it had not traded before.
+    /// A client that trades placed an order in a symbol it had not traded before, and
+    /// that is not on its symbol list.
     NewSymbol,
     /// An operator changed accounts, clients or the vault.
     AdminChange,
@@ -413,7 +414,8 @@ impl Alerter {
 
 impl Monitor {
     /// Starts following the log in `db` from where it last stopped (the log's end, the
-    /// first time).
+    /// first time). The clients' symbol lists are read from `db` here, as they stand
+    /// ([`symbol_lists`]); the log tells of every change to them from then on.
     pub fn start(db: &Path, settings: Settings) -> Result<Monitor, Error> {
         let store = Store::open(db)?;
         let cursor = match store.meta(CURSOR_KEY)? {
@@ -435,10 +437,11 @@ impl Monitor {
         let (stop, stopping) = watch::channel(false);
         let (alerter, raised) = Alerter::channel();
         let metrics = Arc::new(Metrics::after(cursor));
+        let rules = Rules::new(settings.thresholds).with_symbol_lists(symbol_lists(&store)?);
         let follower = Follower::new(
             store,
             cursor,
-            Rules::new(settings.thresholds),
+            rules,
             outlet,
             raised,
             stopping,

@@ -1,12 +1,13 @@
 //! The alert rules: a pass over audit events, in log order, that says which ones a person
 //! must see.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
 
 use keygate_core::{ActionKind, AdminEvent, Event, EventBody, Outcome, RequestEvent, Rule};
+use keygate_store::Store;
 
-use crate::{Alert, AlertRule, Severity};
+use crate::{Alert, AlertRule, Error, Severity};
 
 /// The thresholds of the rules that count.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,7 +26,7 @@ pub struct Thresholds {
     pub source_memory: Duration,
     /// How long a symbol a client traded is remembered after its last order there. A
     /// client that traded and places an order in a symbol it has not traded within this
-    /// time raises [`AlertRule::NewSymbol`].
+    /// time, and that is not on its symbol list, raises [`AlertRule::NewSymbol`].
     pub symbol_memory: Duration,
 }
 
@@ -71,6 +72,10 @@ const RATE_SMOOTHING: f64 = 1.0 / 30.0;
 /// [`AlertRule::NewSymbol`] compare with the addresses and symbols seen since the pass
 /// began (since `serve` started, or since the start of what `alerts list` reads), so each
 /// pass learns a client's first address and first symbol without raising anything.
+///
+/// [`AlertRule::NewSymbol`] also needs the clients' symbol lists, which the log tells of
+/// only for clients issued or updated since the pass began: the others' come from
+/// [`Rules::with_symbol_lists`] ([`symbol_lists`] reads them from the store).
 #[derive(Debug, Default)]
 pub struct Rules {
     thresholds: Thresholds,
@@ -79,7 +84,28 @@ pub struct Rules {
     pending: HashMap<String, (u64, String)>,
     sources: Sightings,
     symbols: Sightings,
+    /// The symbol lists of the clients that have one, by client name, as the lists and the
+    /// audit events name symbols (`BTCUSDT`, `usdm:BTCUSDT`).
+    symbol_lists: HashMap<String, BTreeSet<String>>,
     rates: HashMap<String, Rate>,
+}
+
+/// The symbol list of each client in `store` that has one, by client name, for
+/// [`Rules::with_symbol_lists`]. A client whose row does not read is left out: for it
+/// [`AlertRule::NewSymbol`] raises as for a client that may trade anything, which is noise
+/// at worst, never silence.
+///
+/// The rows are read without the master key, so their seal is not checked here; the
+/// gateway checks it when it loads them, and serves no client from a table that does not
+/// match it, so a list written into the table by hand to quiet this rule comes with no
+/// order to quiet it for.
+pub fn symbol_lists(store: &Store) -> Result<HashMap<String, BTreeSet<String>>, Error> {
+    Ok(store
+        .client_rows()?
+        .into_iter()
+        .flatten()
+        .filter_map(|client| Some((client.name.to_string(), client.policy.symbols?)))
+        .collect())
 }
 
 /// What each client was seen with (source addresses, or symbols), and when last.
@@ -167,6 +193,19 @@ impl Rules {
         }
     }
 
+    /// These rules, knowing the symbol list of each client in `lists` (client name, and
+    /// the symbols as a client's list names them): an order in a symbol on its client's
+    /// list raises no [`AlertRule::NewSymbol`]. Meant for the clients as they stand when
+    /// the pass begins ([`symbol_lists`]); the `client.issue` and `client.update` events
+    /// the pass reads then replace a client's list, or lift it, as they did in the store.
+    pub fn with_symbol_lists(
+        mut self,
+        lists: impl IntoIterator<Item = (String, BTreeSet<String>)>,
+    ) -> Rules {
+        self.symbol_lists.extend(lists);
+        self
+    }
+
     /// The alerts that event `seq` raises, given every event before it that was passed in.
     pub fn evaluate(&mut self, seq: u64, event: &Event) -> Vec<Alert> {
         let mut alerts = Vec::new();
@@ -209,6 +248,7 @@ impl Rules {
                 }
             }
             EventBody::Admin(admin) => {
+                self.learn_symbol_list(admin);
                 let (severity, summary) = admin_alert(admin);
                 raise(severity, AlertRule::AdminChange, summary, None);
             }
@@ -297,7 +337,18 @@ impl Rules {
                     let memory = self.thresholds.symbol_memory;
                     // No quiet period: each symbol is new once, and a quiet period per
                     // client hid a second new symbol traded soon after the first.
-                    if let Some(known) = self.symbols.note(client, symbol, ts_ms, memory) {
+                    let known = self.symbols.note(client, symbol, ts_ms, memory);
+                    // A symbol on the client's own list is one the operator allowed it:
+                    // expected, and an alert there taught operators to ignore this one.
+                    // (A client with a list cannot trade off it at all, so the market a
+                    // stolen key would pump is closed to it anyway.) The symbol is still
+                    // noted above, so that once a list is lifted, the client's history
+                    // is known.
+                    let is_listed = self
+                        .symbol_lists
+                        .get(client)
+                        .is_some_and(|list| list.contains(symbol));
+                    if let Some(known) = known.filter(|_| !is_listed) {
                         alerts.push((
                             Severity::Warning,
                             AlertRule::NewSymbol,
@@ -362,6 +413,26 @@ impl Rules {
             }
         }
         alerts
+    }
+
+    /// Keeps the symbol lists as the log changes them: `client.issue` records the client's
+    /// policy, `client.update` the policy before and after, each with its list (`null`
+    /// for none). A list that does not read counts as none, so that the rule raises for
+    /// that client rather than keep quiet.
+    fn learn_symbol_list(&mut self, admin: &AdminEvent) {
+        let policy = match admin.change.as_str() {
+            "client.issue" => &admin.detail["policy"],
+            "client.update" => &admin.detail["to"],
+            _ => return,
+        };
+        match serde_json::from_value::<Option<BTreeSet<String>>>(policy["symbols"].clone()) {
+            Ok(Some(list)) => {
+                self.symbol_lists.insert(admin.target.clone(), list);
+            }
+            Ok(None) | Err(_) => {
+                self.symbol_lists.remove(&admin.target);
+            }
+        }
     }
 
     /// Whether `rule` may be raised again for `key` at `ts_ms`; if so, notes that it is.
@@ -888,6 +959,68 @@ mod tests {
             at(3_800_000, "bot1", ActionKind::Trade, "BTCUSDT"),
             [(Severity::Warning, AlertRule::NewSymbol)]
         );
+    }
+
+    /// A regression test: bot1, issued with `--symbols BTC/USDT,ETHUSDT`, raised
+    /// new_symbol on its first ETHUSDT order, a symbol the operator had allowed it. A
+    /// symbol on the client's own list raises nothing; a client without a list still
+    /// raises, and so does a symbol its list names in another market only.
+    #[test]
+    fn a_symbol_on_the_clients_own_list_is_not_a_new_symbol() {
+        /// How many new_symbol alerts an allowed order of `client` in `symbol` raises.
+        fn new_symbols(rules: &mut Rules, ts_ms: u64, client: &str, symbol: &str) -> usize {
+            let mut event = request(ts_ms, Some(client), ActionKind::Trade, None);
+            if let EventBody::Request(r) = &mut event.body {
+                r.symbol = Some(symbol.into());
+            }
+            rules_of(&rules.evaluate(ts_ms, &event))
+                .iter()
+                .filter(|(_, rule)| *rule == AlertRule::NewSymbol)
+                .count()
+        }
+        let listed = |symbols: &[&str]| -> BTreeSet<String> {
+            symbols.iter().map(|s| (*s).to_owned()).collect()
+        };
+        // bot1's list as the store holds it: `BTC/USDT` became the exchange's id.
+        let mut rules = Rules::new(Thresholds::default()).with_symbol_lists([(
+            "bot1".to_owned(),
+            listed(&["BTCUSDT", "ETHUSDT", "usdm:SOLUSDT"]),
+        )]);
+        assert_eq!(new_symbols(&mut rules, 1_000, "bot1", "BTCUSDT"), 0);
+        assert_eq!(new_symbols(&mut rules, 2_000, "bot1", "ETHUSDT"), 0);
+        assert_eq!(new_symbols(&mut rules, 3_000, "bot1", "usdm:SOLUSDT"), 0);
+        // Compared as the events carry symbols: the list names SOLUSDT on USD-M only.
+        assert_eq!(new_symbols(&mut rules, 4_000, "bot1", "SOLUSDT"), 1);
+        // Without a list, a second symbol is still news.
+        assert_eq!(new_symbols(&mut rules, 5_000, "bot2", "BTCUSDT"), 0);
+        assert_eq!(new_symbols(&mut rules, 6_000, "bot2", "ETHUSDT"), 1);
+
+        // A client issued or updated during the pass: the log's events give its list, as
+        // `keygate client issue` and `client update` record the policy.
+        let admin = |ts_ms: u64, change: &str, detail: serde_json::Value| Event {
+            ts_ms,
+            body: EventBody::Admin(AdminEvent {
+                actor: "cli".into(),
+                change: change.into(),
+                target: "bot3".into(),
+                detail,
+            }),
+        };
+        let policy = |symbols: Option<&[&str]>| keygate_core::Policy {
+            symbols: symbols.map(listed),
+            ..keygate_core::Policy::default()
+        };
+        let with_list = policy(Some(&["BTCUSDT", "ETHUSDT"]));
+        let issued = serde_json::json!({ "account": "main", "policy": with_list });
+        rules.evaluate(7, &admin(7_000, "client.issue", issued));
+        assert_eq!(new_symbols(&mut rules, 8_000, "bot3", "BTCUSDT"), 0);
+        assert_eq!(new_symbols(&mut rules, 9_000, "bot3", "ETHUSDT"), 0);
+        // Its list lifted (`--symbols any`): what it traded meanwhile is known, and a
+        // symbol it never traded is news again.
+        let lifted = serde_json::json!({ "from": with_list, "to": policy(None) });
+        rules.evaluate(10, &admin(10_000, "client.update", lifted));
+        assert_eq!(new_symbols(&mut rules, 11_000, "bot3", "ETHUSDT"), 0);
+        assert_eq!(new_symbols(&mut rules, 12_000, "bot3", "DOGEUSDT"), 1);
     }
 
     /// A regression test: with no quiet period, a bot trading more markets than the

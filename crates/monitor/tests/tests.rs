@@ -571,3 +571,96 @@ fn a_panic_a_stop_left_undelivered_is_sent_when_serve_starts_again() {
     assert_eq!(alert["severity"], "critical", "{alert}");
     assert_eq!(alert["event_seq"], 1, "{alert}");
 }
+
+/// A regression test: bot1, issued with `--symbols BTC/USDT,ETHUSDT` before serve started,
+/// raised new_symbol on its first ETHUSDT order, a symbol the operator had allowed it. The
+/// monitor reads the clients' symbol lists from the store as it starts; a client without
+/// one still raises.
+#[test]
+fn the_monitor_raises_no_new_symbol_for_a_symbol_on_the_clients_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, log) = log_in(dir.path());
+    let store = Store::open(&db).unwrap();
+    let master = keygate_vault::MasterKey::generate();
+    store
+        .insert_account(
+            &keygate_store::NewAccount {
+                label: "main".parse().unwrap(),
+                exchange: keygate_core::Exchange::Binance,
+                upstream: None,
+                rotate_every_s: None,
+                api_key: keygate_vault::SecretString::new("real-key".into()),
+                secret: keygate_vault::SecretString::new("real-secret".into()),
+            },
+            &master,
+            1,
+        )
+        .unwrap();
+    let policy = keygate_core::Policy {
+        scopes: [keygate_core::Scope::Read, keygate_core::Scope::Trade]
+            .into_iter()
+            .collect(),
+        // As `--symbols BTC/USDT,ETHUSDT` stores it.
+        symbols: Some(["BTCUSDT".to_owned(), "ETHUSDT".to_owned()].into()),
+        ..keygate_core::Policy::default()
+    };
+    store
+        .insert_client(
+            &keygate_store::NewClient {
+                name: "bot1".parse().unwrap(),
+                account: "main".parse().unwrap(),
+                api_key: "bot1-key".into(),
+                material: keygate_store::ClientKeyMaterial::Hmac(keygate_vault::SecretString::new(
+                    "bot1-secret".into(),
+                )),
+                policy,
+                expires_ms: None,
+            },
+            &master,
+            1,
+        )
+        .unwrap();
+    let receiver = Receiver::start(&[]);
+    let settings = config(&receiver, None, Severity::Warning).settings();
+    let monitor = Monitor::start(&db, settings.unwrap()).unwrap();
+
+    let order = |ts_ms: u64, client: &str, symbol: &str| {
+        let mut event = request(ts_ms, ActionKind::Trade, None);
+        if let EventBody::Request(r) = &mut event.body {
+            r.client = Some(client.into());
+            r.symbol = Some(symbol.into());
+        }
+        event
+    };
+    for event in [
+        order(10, "bot1", "BTCUSDT"),
+        order(11, "bot1", "ETHUSDT"),
+        order(12, "bot2", "BTCUSDT"),
+        order(13, "bot2", "ETHUSDT"),
+    ] {
+        log.append_blocking(event).unwrap();
+    }
+    let waited = std::time::Instant::now();
+    while monitor.metrics().last_seq() < 4 {
+        assert!(
+            waited.elapsed() < Duration::from_secs(15),
+            "the orders were not read"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Stopping delivers whatever the orders raised.
+    monitor.stop();
+    let raised: Vec<(String, String)> = receiver
+        .receiver
+        .hooks()
+        .iter()
+        .map(|hook| {
+            let body = json(hook);
+            (
+                body["rule"].as_str().unwrap().to_owned(),
+                body["client"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(raised, [("new_symbol".to_owned(), "bot2".to_owned())]);
+}

@@ -534,8 +534,8 @@ impl Adapter for Binance {
         let safe = !symbol.is_empty() && symbol.bytes().all(|b| b.is_ascii_alphanumeric());
         safe.then(|| format!("{}?symbol={symbol}", ticker_path(path)))
     }
-    fn parse_ticker_price(&self, body: &[u8]) -> Option<Decimal> {
-        parse_ticker_price(body)
+    fn parse_ticker_price(&self, body: &[u8], symbol: &str) -> Option<Decimal> {
+        parse_ticker_price(body, symbol)
     }
     fn permissions_path(&self) -> &'static str {
         "/sapi/v1/account/apiRestrictions"
@@ -857,9 +857,15 @@ fn time_path(path: &str) -> &'static str {
     }
 }
 
-/// Reads the price out of a `ticker/price` response (`{"symbol":"BTCUSDT","price":"…"}`).
-fn parse_ticker_price(body: &[u8]) -> Option<Decimal> {
+/// Reads the price of `symbol` out of a `ticker/price` response
+/// (`{"symbol":"BTCUSDT","price":"…"}`). An answer that names another symbol, or none, is
+/// no price of `symbol`: whatever answered (a proxy, a cache, a misrouted call), an order
+/// must not be bounded by another market's price.
+fn parse_ticker_price(body: &[u8], symbol: &str) -> Option<Decimal> {
     let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    if value.get("symbol")?.as_str()? != symbol {
+        return None;
+    }
     value.get("price")?.as_str()?.parse().ok()
 }
 
@@ -1523,6 +1529,34 @@ mod tests {
             })
         );
         assert_eq!(parse_api_restrictions(b"[]"), None);
+    }
+
+    /// A regression test: a ticker answer was read for its price alone, so an answer
+    /// pricing another symbol than the one asked for bounded the order all the same.
+    #[test]
+    fn a_ticker_answer_prices_only_the_symbol_it_names() {
+        let binance = Binance;
+        let answer = br#"{"symbol":"BTCUSDT","price":"60000.50"}"#;
+        assert_eq!(
+            binance.parse_ticker_price(answer, "BTCUSDT"),
+            Some(Decimal::new(6_000_050, 2))
+        );
+        assert_eq!(binance.parse_ticker_price(answer, "ETHUSDT"), None);
+        // Binance names symbols in upper case, as keygate asks for them.
+        assert_eq!(binance.parse_ticker_price(answer, "btcusdt"), None);
+        for other in [
+            &br#"{"price":"60000.50"}"#[..],
+            br#"{"symbol":null,"price":"60000.50"}"#,
+            br#"{"symbol":"BTCUSDTX","price":"60000.50"}"#,
+            br#"[{"symbol":"BTCUSDT","price":"60000.50"}]"#,
+        ] {
+            assert_eq!(
+                binance.parse_ticker_price(other, "BTCUSDT"),
+                None,
+                "{}",
+                String::from_utf8_lossy(other)
+            );
+        }
     }
 
     #[test]

@@ -8,7 +8,8 @@
 //!    anything ambiguous (path tricks, method overrides, big bodies, a body on a GET or
 //!    HEAD);
 //! 2. authenticate: the client by its API key, its signature over the raw bytes, the
-//!    timestamp window, the replay cache;
+//!    timestamp window (checked again before forwarding, should keygate's own calls to
+//!    the exchange have outlasted it), the replay cache;
 //! 3. classify what the request would do (unknown endpoints are denied);
 //! 4. decide against the client's policy;
 //! 5. audit: durably, before forwarding, for trades, cancels, withdrawals and transfers;
@@ -613,10 +614,16 @@ async fn handle<A: Adapter>(
     }
 
     // 5. Re-sign with the real key and a fresh timestamp on the exchange's clock.
-    let timestamp = gw
-        .upstream
-        .exchange_time_ms(adapter, &base, native, now_ms())
-        .await;
+    let timestamp = gw.upstream.exchange_time_ms(adapter, &base, native).await;
+    // The exchange calls since the timestamp was checked (pricing the order, the symbol
+    // of the order it names, the clock) may have taken seconds, and the exchange takes
+    // the re-signed request by its new timestamp: a request past the bot's own window
+    // would execute though the bot may have given up on it, and sent it again. So the
+    // window is checked again, after the last of those calls.
+    if let Err(e) = signed.check_freshness(now_ms()) {
+        let msg = format!("{e} by the time keygate was to forward it");
+        return audit.deny(refuse(Refusal::Invalid(&e)), Rule::Authentication, &msg);
+    }
     let forward = signed.resign(
         account.api_key.expose_secret(),
         account.secret.expose_secret().as_bytes(),
@@ -691,10 +698,7 @@ impl Gateway {
         (path, query): (&str, String),
     ) -> Option<String> {
         let read = adapter.parse(&query, b"", None).ok()?;
-        let timestamp = self
-            .upstream
-            .exchange_time_ms(adapter, base, path, now_ms())
-            .await;
+        let timestamp = self.upstream.exchange_time_ms(adapter, base, path).await;
         let forward = read.resign(api_key, secret, timestamp);
         let url = format!("{base}{path}?{}", forward.query);
         let answer = self

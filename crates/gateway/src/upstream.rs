@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -24,6 +24,13 @@ use crate::wire::{self, WriteFailure};
 pub const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a measured clock offset is trusted.
 const CLOCK_TTL: Duration = Duration::from_secs(300);
+/// How soon a clock measurement that failed is tried again. Meanwhile the last offset
+/// measured stands, or, when there is none, local time.
+const CLOCK_RETRY: Duration = Duration::from_secs(10);
+/// The longest round trip of a clock sample that is believed: the midpoint it is read at
+/// may be off by up to half of it, and Binance refuses a timestamp more than a second
+/// ahead of its clock (-1021).
+const MAX_CLOCK_ROUND_TRIP: Duration = Duration::from_secs(1);
 /// How long a ticker lookup, its price or its failure, stands for the orders priced after
 /// it: many orders in one symbol within a second cost the exchange one ticker call, not
 /// one each, whether the exchange can price that symbol or not.
@@ -76,8 +83,52 @@ pub struct Upstream {
     tls: TlsConnector,
     pool: Mutex<HashMap<String, Vec<Idle>>>,
     timeout: Duration,
-    offsets: Arc<RwLock<HashMap<String, (i64, Instant)>>>,
+    /// The exchange clocks, by base URL.
+    clocks: Arc<Mutex<HashMap<String, Arc<Clock>>>>,
     prices: Arc<Mutex<Prices>>,
+}
+
+/// What is known of one exchange clock, shared by every worker.
+#[derive(Default)]
+struct Clock {
+    known: Mutex<KnownOffset>,
+    /// Held by the one measurement running, so that requests arriving when the offset is
+    /// due do not all measure at once.
+    measuring: tokio::sync::Mutex<()>,
+}
+
+/// The last clock offset measured, and when to measure again.
+#[derive(Default)]
+struct KnownOffset {
+    /// The exchange's clock minus ours, in milliseconds; `None` until a measurement
+    /// succeeds.
+    offset_ms: Option<i64>,
+    /// When the next measurement is due: [`CLOCK_TTL`] after a success, [`CLOCK_RETRY`]
+    /// after a failure; `None` (at once) before the first.
+    due: Option<Instant>,
+}
+
+impl Clock {
+    /// The last offset measured, and whether a measurement is due.
+    fn read(&self) -> (Option<i64>, bool) {
+        let known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        let is_due = known.due.is_none_or(|due| Instant::now() >= due);
+        (known.offset_ms, is_due)
+    }
+
+    /// Records a measurement's result. A failure keeps the offset measured before: the
+    /// exchange's clock has not moved because its time endpoint did not answer.
+    fn record(&self, measured: Option<i64>) {
+        let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        let again_in = match measured {
+            Some(offset_ms) => {
+                known.offset_ms = Some(offset_ms);
+                CLOCK_TTL
+            }
+            None => CLOCK_RETRY,
+        };
+        known.due = Some(Instant::now() + again_in);
+    }
 }
 
 /// The last lookup of each (base URL, ticker path): its price (`None` when it failed), and
@@ -228,7 +279,7 @@ impl Upstream {
             tls: TlsConnector::from(Arc::new(config)),
             pool: Mutex::new(HashMap::new()),
             timeout,
-            offsets: Arc::new(RwLock::new(HashMap::new())),
+            clocks: Arc::new(Mutex::new(HashMap::new())),
             prices: Arc::new(Mutex::new(HashMap::new())),
         })
     }
@@ -242,7 +293,7 @@ impl Upstream {
             tls: self.tls.clone(),
             pool: Mutex::new(HashMap::new()),
             timeout: self.timeout,
-            offsets: self.offsets.clone(),
+            clocks: self.clocks.clone(),
             prices: self.prices.clone(),
         }
     }
@@ -408,48 +459,108 @@ impl Upstream {
         })
     }
 
-    /// The exchange's clock for `base`: local time corrected by the last measured offset,
-    /// measured again when older than five minutes. Falls back to local time. One offset
-    /// per base URL: the hosts behind one base share the exchange's clock.
+    /// The exchange's clock for `base`, in milliseconds: local time, read once the offset
+    /// is known, corrected by the last offset measured. One offset per base URL: the hosts
+    /// behind one base share the exchange's clock.
+    ///
+    /// The offset is measured again when five minutes old, or ten seconds after a
+    /// measurement failed (until then the offset before stands; with none, local time).
+    /// One measurement per base URL runs at a time: requests arriving meanwhile use the
+    /// offset before, or, when there is none yet, wait for that measurement.
     pub async fn exchange_time_ms<A: Adapter>(
         &self,
         adapter: &A,
         base: &str,
         native_path: &str,
-        now_ms: u64,
     ) -> u64 {
-        let cached = self
-            .offsets
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(base)
-            .copied();
-        let offset = match cached {
-            Some((offset, at)) if at.elapsed() < CLOCK_TTL => offset,
-            _ => {
-                let url = format!("{base}{}", adapter.time_path(native_path));
-                let offset = self.measure_offset(adapter, &url).await.unwrap_or(0);
-                self.offsets
-                    .write()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(base.to_owned(), (offset, Instant::now()));
-                offset
-            }
-        };
-        now_ms.saturating_add_signed(offset)
+        let offset_ms = self.clock_offset_ms(adapter, base, native_path).await;
+        // Read only now: a measurement may have taken seconds.
+        crate::now_ms().saturating_add_signed(offset_ms.unwrap_or(0))
     }
 
-    /// The exchange's clock minus ours, in milliseconds, measured at the midpoint of one
-    /// round trip. `None` if it cannot be had or is beyond [`MAX_CLOCK_OFFSET_MS`]: an
-    /// exchange whose clock is an hour off is more likely an answer misread.
+    /// The offset of `base`'s clock, measured first if due; see
+    /// [`Upstream::exchange_time_ms`].
+    async fn clock_offset_ms<A: Adapter>(
+        &self,
+        adapter: &A,
+        base: &str,
+        native_path: &str,
+    ) -> Option<i64> {
+        let clock = self.clock(base);
+        let (offset_ms, is_due) = clock.read();
+        if !is_due {
+            return offset_ms;
+        }
+        let _measuring = match clock.measuring.try_lock() {
+            Ok(measuring) => measuring,
+            Err(_) if offset_ms.is_some() => return offset_ms,
+            Err(_) => clock.measuring.lock().await,
+        };
+        // The measurement waited for, or one that ended since the read above, may have
+        // made this one needless.
+        let (offset_ms, is_due) = clock.read();
+        if !is_due {
+            return offset_ms;
+        }
+        let url = format!("{base}{}", adapter.time_path(native_path));
+        let measured = self.measure_offset(adapter, &url).await;
+        if measured.is_none() {
+            tracing::warn!(
+                %url,
+                "the exchange clock could not be measured; the offset measured before \
+                 (else local time) stands until it is tried again"
+            );
+        }
+        clock.record(measured);
+        measured.or(offset_ms)
+    }
+
+    /// The clock of `base`, shared by every worker.
+    fn clock(&self, base: &str) -> Arc<Clock> {
+        let mut clocks = self.clocks.lock().unwrap_or_else(|p| p.into_inner());
+        match clocks.get(base) {
+            Some(clock) => clock.clone(),
+            None => clocks.entry(base.to_owned()).or_default().clone(),
+        }
+    }
+
+    /// The exchange's clock minus ours, in milliseconds, from the quicker of two samples
+    /// on one connection. `None` if it cannot be had, if even the quicker round trip took
+    /// longer than [`MAX_CLOCK_ROUND_TRIP`], or if it is beyond [`MAX_CLOCK_OFFSET_MS`]:
+    /// an exchange whose clock is an hour off is more likely an answer misread.
+    ///
+    /// The first call usually opens a connection (the pool keeps one idle for a minute,
+    /// an offset stands for five), and the DNS, TCP and TLS setup it waits for would put
+    /// half its time into the offset, so forwarded timestamps would run ahead of the
+    /// exchange. The second goes over the connection the first left in the pool.
     async fn measure_offset<A: Adapter>(&self, adapter: &A, url: &str) -> Option<i64> {
+        let first = self.clock_sample(adapter, url).await?;
+        let quicker = match self.clock_sample(adapter, url).await {
+            Some(second) if second.round_trip < first.round_trip => second,
+            _ => first,
+        };
+        let believed = quicker.round_trip <= MAX_CLOCK_ROUND_TRIP
+            && quicker.offset_ms.abs() <= MAX_CLOCK_OFFSET_MS;
+        believed.then_some(quicker.offset_ms)
+    }
+
+    /// One reading of the exchange's clock at `url`, taken to be at the midpoint of the
+    /// round trip.
+    async fn clock_sample<A: Adapter>(&self, adapter: &A, url: &str) -> Option<ClockSample> {
         let sent = Instant::now();
         let sent_ms = i64::try_from(crate::now_ms()).ok()?;
         let response = self.send(&Method::GET, url, &[], b"").await.ok()?;
-        let round_trip_ms = i64::try_from(sent.elapsed().as_millis()).ok()?;
-        let server = i64::try_from(adapter.parse_server_time(&response.body)?).ok()?;
-        let offset = server.checked_sub(sent_ms.checked_add(round_trip_ms / 2)?)?;
-        (offset.abs() <= MAX_CLOCK_OFFSET_MS).then_some(offset)
+        let round_trip = sent.elapsed();
+        if !response.status.is_success() {
+            return None;
+        }
+        let server_ms = i64::try_from(adapter.parse_server_time(&response.body)?).ok()?;
+        let round_trip_ms = i64::try_from(round_trip.as_millis()).ok()?;
+        let offset_ms = server_ms.checked_sub(sent_ms.checked_add(round_trip_ms / 2)?)?;
+        Some(ClockSample {
+            offset_ms,
+            round_trip,
+        })
     }
 
     /// The last price of `symbol` from the exchange's public ticker, by a lookup at most
@@ -494,7 +605,7 @@ impl Upstream {
                     reservation.settle();
                 }
                 if response.status.is_success() {
-                    adapter.parse_ticker_price(&response.body)
+                    adapter.parse_ticker_price(&response.body, symbol)
                 } else {
                     None
                 }
@@ -510,6 +621,13 @@ impl Upstream {
         }
         Ok(price)
     }
+}
+
+/// One reading of an exchange clock.
+struct ClockSample {
+    /// The exchange's clock minus ours, in milliseconds.
+    offset_ms: i64,
+    round_trip: Duration,
 }
 
 /// Where a request goes, from a checked URL.
@@ -598,7 +716,7 @@ impl<'a> Target<'a> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
@@ -742,6 +860,226 @@ mod tests {
         weight.record(spot, 100, crate::now_ms());
         assert!(price("ZZZZ2USDT").await.is_err());
         assert_eq!(requests.load(Ordering::SeqCst), 1);
+    }
+
+    /// A fake exchange clock on loopback: answers every request with `{"serverTime": …}`
+    /// on kept-alive connections, as Binance's `GET /api/v3/time` does.
+    #[derive(Clone, Default)]
+    struct FakeClock {
+        /// Its clock minus the machine's, in milliseconds.
+        offset_ms: Arc<AtomicI64>,
+        /// How long the first answer on each new connection is held back before the
+        /// clock is read: the time opening a connection (DNS, TCP, TLS) takes before a
+        /// request reaches the exchange.
+        setup_ms: Arc<AtomicU64>,
+        /// How long each answer takes; the clock is read halfway through.
+        answer_ms: Arc<AtomicU64>,
+        /// Answers 503 without a time.
+        failing: Arc<AtomicBool>,
+        requests: Arc<AtomicUsize>,
+    }
+
+    impl FakeClock {
+        /// A clock `offset_ms` ahead of the machine's.
+        fn ahead_by(offset_ms: i64) -> FakeClock {
+            let clock = FakeClock::default();
+            clock.offset_ms.store(offset_ms, Ordering::SeqCst);
+            clock
+        }
+
+        /// Serves, and returns the base URL.
+        async fn serve(&self) -> String {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let base = format!("http://{}", listener.local_addr().unwrap());
+            let clock = self.clone();
+            tokio::spawn(async move {
+                while let Ok((stream, _)) = listener.accept().await {
+                    tokio::spawn(clock.clone().answer(stream));
+                }
+            });
+            base
+        }
+
+        async fn answer(self, mut stream: TcpStream) {
+            let ms = |v: &AtomicU64| Duration::from_millis(v.load(Ordering::SeqCst));
+            let mut first = true;
+            let mut buf = [0u8; 1024];
+            loop {
+                let mut seen = Vec::new();
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                self.requests.fetch_add(1, Ordering::SeqCst);
+                if std::mem::take(&mut first) {
+                    tokio::time::sleep(ms(&self.setup_ms)).await;
+                }
+                let half = ms(&self.answer_ms) / 2;
+                tokio::time::sleep(half).await;
+                let offset = self.offset_ms.load(Ordering::SeqCst);
+                let now = crate::now_ms().saturating_add_signed(offset);
+                tokio::time::sleep(half).await;
+                let answer = if self.failing.load(Ordering::SeqCst) {
+                    let body = r#"{"code":-1001,"msg":"Internal error"}"#;
+                    format!(
+                        "HTTP/1.1 503 Service Unavailable\r\ncontent-length: {}\r\n\r\n{body}",
+                        body.len()
+                    )
+                } else {
+                    let body = format!(r#"{{"serverTime":{now}}}"#);
+                    format!(
+                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+                        body.len()
+                    )
+                };
+                if stream.write_all(answer.as_bytes()).await.is_err() {
+                    return;
+                }
+            }
+        }
+
+        fn requests(&self) -> usize {
+            self.requests.load(Ordering::SeqCst)
+        }
+    }
+
+    /// Makes the clock of `base` due for a measurement, as five minutes would.
+    fn make_due(upstream: &Upstream, base: &str) {
+        upstream.clock(base).known.lock().unwrap().due = Some(Instant::now());
+    }
+
+    /// Asserts that `ms` is `expected_ms`, give or take `slack_ms`.
+    #[track_caller]
+    fn assert_near(ms: i64, expected_ms: i64, slack_ms: i64) {
+        assert!(
+            ms.abs_diff(expected_ms) <= slack_ms.unsigned_abs(),
+            "{ms} is not within {slack_ms} ms of {expected_ms}"
+        );
+    }
+
+    /// The exchange time `upstream` gives for `base`, minus the machine's time right after.
+    async fn time_ahead_ms(upstream: &Upstream, base: &str) -> i64 {
+        let binance = keygate_exchanges::Binance;
+        let exchange = upstream
+            .exchange_time_ms(&binance, base, "/api/v3/order")
+            .await;
+        exchange as i64 - crate::now_ms() as i64
+    }
+
+    /// A regression test: the clock's round trip was timed from before connecting, and
+    /// a new connection is the usual case (an offset stands five minutes, an idle
+    /// connection one). Half of the connection's setup went into the offset, and
+    /// forwarded timestamps ran ahead of the exchange's clock by it.
+    #[tokio::test]
+    async fn connection_setup_does_not_count_in_the_clock_offset() {
+        let clock = FakeClock::ahead_by(30_000);
+        clock.setup_ms.store(800, Ordering::SeqCst);
+        let base = clock.serve().await;
+        let upstream = Upstream::new(Duration::from_secs(5)).unwrap();
+        let binance = keygate_exchanges::Binance;
+        let url = format!("{base}/api/v3/time");
+        let offset = upstream.measure_offset(&binance, &url).await.unwrap();
+        assert_near(offset, 30_000, 100);
+    }
+
+    /// A regression test: a clock sample was believed however long its round trip, and
+    /// the midpoint it is read at may be off by half of it.
+    #[tokio::test]
+    async fn a_clock_sample_with_a_long_round_trip_is_not_believed() {
+        let clock = FakeClock::ahead_by(30_000);
+        clock.answer_ms.store(
+            MAX_CLOCK_ROUND_TRIP.as_millis() as u64 + 200,
+            Ordering::SeqCst,
+        );
+        let base = clock.serve().await;
+        let upstream = Upstream::new(Duration::from_secs(5)).unwrap();
+        let binance = keygate_exchanges::Binance;
+        let url = format!("{base}/api/v3/time");
+        assert_eq!(upstream.measure_offset(&binance, &url).await, None);
+        assert!(clock.requests() >= 1);
+    }
+
+    /// A regression test: the exchange time was local time read before the clock was
+    /// measured, and so old by as long as the measurement took.
+    #[tokio::test]
+    async fn the_exchange_time_is_read_once_the_clock_is_measured() {
+        let clock = FakeClock::ahead_by(30_000);
+        // Two samples of 400 ms each: the old reading would be 800 ms behind.
+        clock.answer_ms.store(400, Ordering::SeqCst);
+        let base = clock.serve().await;
+        let upstream = Upstream::new(Duration::from_secs(5)).unwrap();
+        assert_near(time_ahead_ms(&upstream, &base).await, 30_000, 200);
+        assert_eq!(clock.requests(), 2);
+    }
+
+    /// A regression test: a failed clock measurement was cached as offset 0 for the five
+    /// minutes a good one stands, in place of the offset measured before.
+    #[tokio::test]
+    async fn a_failed_clock_measurement_keeps_the_last_offset_and_is_retried_soon() {
+        let clock = FakeClock::ahead_by(30_000);
+        let base = clock.serve().await;
+        let upstream = Upstream::new(Duration::from_secs(5)).unwrap();
+        assert_near(time_ahead_ms(&upstream, &base).await, 30_000, 200);
+        assert_eq!(clock.requests(), 2);
+
+        clock.failing.store(true, Ordering::SeqCst);
+        make_due(&upstream, &base);
+        assert_near(time_ahead_ms(&upstream, &base).await, 30_000, 200);
+        // One sample failed, so there was no second; the next try is in ten seconds, not
+        // five minutes, and not at once.
+        assert_eq!(clock.requests(), 3);
+        let due = upstream.clock(&base).known.lock().unwrap().due.unwrap();
+        let retry_in = due.saturating_duration_since(Instant::now());
+        assert!(
+            retry_in <= CLOCK_RETRY && retry_in > CLOCK_RETRY / 2,
+            "{retry_in:?}"
+        );
+        assert_near(time_ahead_ms(&upstream, &base).await, 30_000, 200);
+        assert_eq!(clock.requests(), 3);
+
+        // Once the exchange answers again, the retry measures anew.
+        clock.failing.store(false, Ordering::SeqCst);
+        clock.offset_ms.store(40_000, Ordering::SeqCst);
+        make_due(&upstream, &base);
+        assert_near(time_ahead_ms(&upstream, &base).await, 40_000, 200);
+        assert_eq!(clock.requests(), 5);
+    }
+
+    /// A regression test: every request that found the offset due measured the clock
+    /// itself, so a burst of requests when it expired was a burst of clock calls.
+    #[tokio::test]
+    async fn concurrent_requests_share_one_clock_measurement() {
+        const REQUESTS: usize = 8;
+        let clock = FakeClock::ahead_by(30_000);
+        clock.answer_ms.store(300, Ordering::SeqCst);
+        let base = clock.serve().await;
+        let upstream = Arc::new(Upstream::new(Duration::from_secs(5)).unwrap());
+        let at_once = || {
+            let mut requests = tokio::task::JoinSet::new();
+            for _ in 0..REQUESTS {
+                let (upstream, base) = (upstream.clone(), base.clone());
+                requests.spawn(async move { time_ahead_ms(&upstream, &base).await });
+            }
+            requests.join_all()
+        };
+        // No offset yet: all wait for the one measurement, and use what it measured.
+        for ahead in at_once().await {
+            assert_near(ahead, 30_000, 200);
+        }
+        assert_eq!(clock.requests(), 2);
+
+        // An offset that is due: one request measures, and the others, meanwhile, use
+        // the offset before.
+        clock.offset_ms.store(40_000, Ordering::SeqCst);
+        make_due(&upstream, &base);
+        let ahead = at_once().await;
+        assert_eq!(clock.requests(), 4);
+        let measured = ahead.iter().filter(|a| a.abs_diff(40_000) <= 200).count();
+        let before = ahead.iter().filter(|a| a.abs_diff(30_000) <= 200).count();
+        assert!(measured >= 1 && before >= 1, "{ahead:?}");
+        assert_eq!(measured + before, REQUESTS, "{ahead:?}");
     }
 
     #[tokio::test]

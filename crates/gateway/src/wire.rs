@@ -378,17 +378,7 @@ async fn read_chunked<S: AsyncRead + Unpin>(
     let mut body = BytesMut::new();
     loop {
         let line = read_line(stream, buf).await?;
-        let size_text = line.split(|b| *b == b';').next().unwrap_or_default();
-        let size_text = size_text.trim_ascii();
-        if size_text.is_empty()
-            || size_text.len() > 15
-            || !size_text.iter().all(u8::is_ascii_hexdigit)
-        {
-            return Err(WireError::Malformed("bad chunk size"));
-        }
-        let size = size_text.iter().fold(0usize, |n, d| {
-            n * 16 + (*d as char).to_digit(16).unwrap_or(0) as usize
-        });
+        let size = chunk_size(&line).ok_or(WireError::Malformed("bad chunk size"))?;
         if size == 0 {
             let mut trailers = 0;
             loop {
@@ -402,7 +392,12 @@ async fn read_chunked<S: AsyncRead + Unpin>(
                 }
             }
         }
-        if body.len() + size > MAX_BODY_BYTES {
+        // Checked: a stated size may be near `usize::MAX` on a 32-bit target.
+        if body
+            .len()
+            .checked_add(size)
+            .is_none_or(|total| total > MAX_BODY_BYTES)
+        {
             return Err(WireError::TooLarge);
         }
         while buf.len() < size + 2 {
@@ -414,6 +409,21 @@ async fn read_chunked<S: AsyncRead + Unpin>(
         body.extend_from_slice(&buf[..size]);
         buf.advance(size + 2);
     }
+}
+
+/// The size a chunk-size line (`size[;extensions]`) states; `None` unless it is one to
+/// fifteen hex digits whose value fits a `usize`. Fifteen digits fit 64 bits but not 32,
+/// so the arithmetic is checked rather than trusted to the length limit.
+fn chunk_size(line: &[u8]) -> Option<usize> {
+    let size_text = line.split(|b| *b == b';').next()?.trim_ascii();
+    if size_text.is_empty() || size_text.len() > 15 {
+        return None;
+    }
+    size_text.iter().try_fold(0usize, |size, byte| {
+        let digit = char::from(*byte).to_digit(16)?;
+        size.checked_mul(16)?
+            .checked_add(usize::try_from(digit).ok()?)
+    })
 }
 
 /// The next CRLF-terminated line, without its CRLF.
@@ -768,6 +778,32 @@ mod tests {
             let answer = answer_of(wire, 5, method).await.unwrap();
             assert!(!answer.keep_alive, "{}", String::from_utf8_lossy(wire));
         }
+    }
+
+    /// A regression test: the chunk-size parser took up to fifteen hex digits and summed
+    /// them unchecked, which overflows a 32-bit `usize` (a panic in a debug build, a
+    /// wrapped size in a release one). The expectations hold on either width: a size is
+    /// read when it fits a `usize`, refused when it does not.
+    #[test]
+    fn chunk_sizes_that_do_not_fit_a_usize_are_refused_not_wrapped() {
+        assert_eq!(chunk_size(b"0"), Some(0));
+        assert_eq!(chunk_size(b"1a;ext=1"), Some(26));
+        assert_eq!(chunk_size(b" FF "), Some(255));
+        for bad in [&b""[..], b";ext", b"g", b"1 2", b"-1", b"+1", b"0x10"] {
+            assert_eq!(chunk_size(bad), None, "{}", String::from_utf8_lossy(bad));
+        }
+        // Fifteen digits: 2^60 - 1, a `usize` on 64 bits only.
+        assert_eq!(
+            chunk_size(b"fffffffffffffff"),
+            usize::try_from(0x0fff_ffff_ffff_ffff_u64).ok()
+        );
+        // The largest `usize` is read where it has at most fifteen digits (32 bits), and
+        // one more than it, 2^BITS, never is.
+        let max = format!("{:x}", usize::MAX);
+        let max_fits = max.len() <= 15;
+        assert_eq!(chunk_size(max.as_bytes()), max_fits.then_some(usize::MAX));
+        let past_max = format!("1{}", "0".repeat(usize::BITS as usize / 4));
+        assert_eq!(chunk_size(past_max.as_bytes()), None);
     }
 
     #[test]

@@ -350,7 +350,8 @@ async fn a_path_naming_a_binance_host_reaches_that_host_and_no_other_does() {
         let (status, body) = get(&env, path, "").await;
         assert_eq!(status, 404, "{why}: {body}");
     }
-    // The account read, and the exchange clock keygate asked for before re-signing it.
+    // The account read, and the exchange clock keygate asked for before re-signing it
+    // (twice: the second time over the connection the first opened).
     let paths: Vec<String> = env
         .exchange
         .simulator()
@@ -358,7 +359,7 @@ async fn a_path_naming_a_binance_host_reaches_that_host_and_no_other_does() {
         .into_iter()
         .map(|r| r.path)
         .collect();
-    assert_eq!(paths, ["/api/v3/time", "/api/v3/account"]);
+    assert_eq!(paths, ["/api/v3/time", "/api/v3/time", "/api/v3/account"]);
     // The log names the path the exchange was sent, as reconciliation reads it.
     let logged = events_where(&env, 1, |e| e["action"] == "read").await;
     assert_eq!(logged[0]["path"], "/api/v3/account", "{logged:?}");
@@ -1492,6 +1493,74 @@ async fn a_market_order_whose_price_cannot_be_had_is_refused() {
     assert_eq!(exchange_saw(&env, "/api/v3/order"), 1);
 }
 
+/// A regression test: the timestamp window was checked only when a request arrived, and
+/// the re-signed request carries a fresh timestamp with the bot's recvWindow. An order
+/// that keygate spent longer than that window pricing reached the exchange and executed,
+/// though the bot had given up on it and may have sent it again: two orders.
+#[tokio::test]
+async fn an_order_that_outlives_its_window_while_keygate_prices_it_is_not_forwarded() {
+    let env = default_env().await;
+    let recv_window_ms = 1000;
+    let ticker_delay = Duration::from_millis(recv_window_ms + 1000);
+    env.exchange
+        .simulator()
+        .delay_endpoint("/api/v3/ticker/price", ticker_delay);
+    // A market order in base quantity, for a client with a notional limit: keygate asks
+    // the ticker for its price. 0.01 BTC is about 600 USDT, well inside the limit.
+    let order = |recv_window_ms: u64| {
+        let payload = format!(
+            "timestamp={}&symbol=BTCUSDT&side=BUY&type=MARKET&quantity=0.01\
+             &recvWindow={recv_window_ms}",
+            keygate_gateway::now_ms()
+        );
+        http(
+            "POST",
+            "/binance/api/v3/order",
+            "",
+            &sign_exactly(&payload, BOT_SECRET),
+        )
+    };
+    let (status, body) = raw(env.gateway, &order(recv_window_ms)).await;
+    assert_eq!(
+        (status, body["code"].as_i64()),
+        (400, Some(-1021)),
+        "{body}"
+    );
+    assert_eq!(
+        body["msg"], "Timestamp for this request is outside of the recvWindow.",
+        "{body}"
+    );
+    // It was fresh when it arrived (keygate went on to price it), and was never sent.
+    let paths: Vec<String> = env
+        .exchange
+        .simulator()
+        .requests()
+        .into_iter()
+        .map(|r| r.path)
+        .collect();
+    assert!(
+        paths.iter().any(|p| p == "/api/v3/ticker/price"),
+        "{paths:?}"
+    );
+    assert!(!paths.iter().any(|p| p == "/api/v3/order"), "{paths:?}");
+    let refused = events_where(&env, 1, |e| e["path"] == "/api/v3/order").await;
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0]["allowed"], false, "{refused:?}");
+    assert_eq!(refused[0]["rule"], "authentication", "{refused:?}");
+    assert_eq!(refused[0]["outcome"], "not_forwarded", "{refused:?}");
+    assert!(
+        refused[0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("by the time keygate was to forward it")),
+        "{refused:?}"
+    );
+
+    // The same order with a window the lookup fits in goes through.
+    let (status, body) = raw(env.gateway, &order(recv_window_ms + 5000)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(exchange_saw(&env, "/api/v3/order"), 1);
+}
+
 /// A regression test: a market order in base quantity for a symbol the exchange does not
 /// list had keygate ask the exchange for its price, was denied for want of one, and so
 /// never counted against its client's rate; the failed lookup was not remembered either.
@@ -1599,8 +1668,12 @@ async fn requests_are_signed_on_the_exchange_clock() {
         assert_eq!(status, 200, "offset {offset_ms}: {body}");
         let seen = env.exchange.simulator().requests();
         let paths: Vec<&str> = seen.iter().map(|r| r.path.as_str()).collect();
-        assert_eq!(paths, ["/api/v3/time", "/api/v3/account"], "{offset_ms}");
-        let timestamp: u64 = seen[1]
+        assert_eq!(
+            paths,
+            ["/api/v3/time", "/api/v3/time", "/api/v3/account"],
+            "{offset_ms}"
+        );
+        let timestamp: u64 = seen[2]
             .query
             .split('&')
             .find_map(|p| p.strip_prefix("timestamp="))

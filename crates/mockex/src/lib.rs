@@ -39,8 +39,9 @@
 //!
 //! For tests of what a client does when the exchange misbehaves, a simulator can run its
 //! clock ahead of or behind the machine's ([`Simulator::set_clock_offset_ms`]) and refuse
-//! to tell the price of a symbol ([`Simulator::withhold_price`]) or to answer an endpoint
-//! at all ([`Simulator::fail_endpoint`]).
+//! to tell the price of a symbol ([`Simulator::withhold_price`]), to answer an endpoint
+//! at all ([`Simulator::fail_endpoint`]) or to answer it in time
+//! ([`Simulator::delay_endpoint`]).
 //!
 //! **What it is not.** Not a matching engine: every order that crosses a fixed reference
 //! price (BTCUSDT 60000, ETHUSDT 3000, BNBUSDT 600, DOGEUSDT 0.1, ETHBTC 0.05) fills there in
@@ -416,6 +417,8 @@ struct Inner {
     withheld: Mutex<HashSet<String>>,
     /// Paths every request to which fails.
     failing: Mutex<HashSet<String>>,
+    /// Paths every request to which is answered this much later.
+    delayed: Mutex<HashMap<String, Duration>>,
 }
 
 struct State {
@@ -492,6 +495,7 @@ impl Simulator {
                 clock_offset_ms: AtomicI64::new(0),
                 withheld: Mutex::new(HashSet::new()),
                 failing: Mutex::new(HashSet::new()),
+                delayed: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -549,6 +553,24 @@ impl Simulator {
 
     pub(crate) fn is_failing(&self, path: &str) -> bool {
         lock(&self.inner.failing).contains(path)
+    }
+
+    /// Makes every later request to `path` wait `delay` before it is handled, as an
+    /// exchange under load may: it is recorded when it arrives, and then answered (or
+    /// failed, see [`Simulator::fail_endpoint`]) as usual, its signature's `timestamp`
+    /// window checked at that later time. A zero `delay` answers `path` at once again.
+    pub fn delay_endpoint(&self, path: &str, delay: Duration) {
+        let mut delayed = lock(&self.inner.delayed);
+        if delay.is_zero() {
+            delayed.remove(path);
+        } else {
+            delayed.insert(path.to_owned(), delay);
+        }
+    }
+
+    /// How long requests to `path` wait before they are handled, if at all.
+    pub(crate) fn delay_of(&self, path: &str) -> Option<Duration> {
+        lock(&self.inner.delayed).get(path).copied()
     }
 
     /// Clears the request record; with `state`, also restores balances and forgets orders,

@@ -340,6 +340,9 @@ async fn handle(
             })
             .collect(),
     });
+    if let Some(delay) = simulator.delay_of(&path) {
+        tokio::time::sleep(delay).await;
+    }
     if simulator.is_failing(&path) {
         let (status, value) = ApiError::unavailable().into_parts();
         return (status, axum::Json(value)).into_response();

@@ -1,7 +1,7 @@
 //! Integration tests: a real loopback socket, requests signed here, independently of the crate.
 #![allow(clippy::unwrap_used)] // Tests may panic.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use ed25519_dalek::{Signer as _, SigningKey};
@@ -2096,6 +2096,34 @@ mod record {
         let (_, account) = signed(&sim, Method::GET, "/api/v3/account", "").await;
         assert_eq!(balance(&account, "BTC").0, "10.00000000");
         assert_eq!(sim.simulator().requests().len(), 1);
+    }
+
+    /// `delay_endpoint` holds back the answers of one path, not their record, and not the
+    /// answers of any other path.
+    #[tokio::test]
+    async fn a_delayed_endpoint_is_recorded_at_once_and_answered_late() {
+        let sim = start().await;
+        let delay = Duration::from_millis(800);
+        let ticker = "/api/v3/ticker/price?symbol=BTCUSDT";
+        sim.simulator()
+            .delay_endpoint("/api/v3/ticker/price", delay);
+        let started = Instant::now();
+        let ((status, price), recorded_meanwhile) =
+            tokio::join!(send(&sim, Method::GET, ticker, None, None), async {
+                tokio::time::sleep(delay / 2).await;
+                sim.simulator().requests().len()
+            });
+        assert_eq!((status, &price["symbol"]), (200, &Value::from("BTCUSDT")));
+        assert!(started.elapsed() >= delay, "{:?}", started.elapsed());
+        assert_eq!(recorded_meanwhile, 1);
+        // Other paths, and the same one once the delay is lifted, answer at once.
+        sim.simulator()
+            .delay_endpoint("/api/v3/ticker/price", Duration::ZERO);
+        for path in ["/api/v3/time", ticker] {
+            let started = Instant::now();
+            assert_eq!(send(&sim, Method::GET, path, None, None).await.0, 200);
+            assert!(started.elapsed() < delay, "{path}: {:?}", started.elapsed());
+        }
     }
 }
 

@@ -385,6 +385,15 @@ impl SignedRequest {
                     .iter()
                     .filter_map(|name| decimal(name))
                     .reduce(|total, q| total.checked_add(q).unwrap_or(Decimal::MAX));
+                // An OPO's pending orders name no quantity: they trade what the working
+                // order filled, so the list can trade its working quantity twice.
+                if path.ends_with("/orderList/opo") || path.ends_with("/orderList/opoco") {
+                    if let Some(working) = decimal("workingQuantity") {
+                        action.quantity = action
+                            .quantity
+                            .map(|q| q.checked_add(working).unwrap_or(Decimal::MAX));
+                    }
+                }
                 // The price that bounds the fill, and so states a buy's notional, only where
                 // the order type says it does (a limit, or a stop that becomes a limit); a
                 // quote quantity only on a spot market order.
@@ -400,7 +409,15 @@ impl SignedRequest {
                         "TAKE_PROFIT_LIMIT",
                     ]
                 };
-                if limit_types.contains(&order_type) {
+                // A pegged order (spot `pegPriceType`, futures `priceMatch`) fills at a
+                // price the exchange sets from the book; its `price` is only checked
+                // against the filters, so it bounds nothing and the order is priced from
+                // the market like one without a limit.
+                let pegged = PEG_PARAMETERS.iter().any(|name| self.param(name).is_some())
+                    || self
+                        .param("priceMatch")
+                        .is_some_and(|m| !m.eq_ignore_ascii_case("NONE"));
+                if limit_types.contains(&order_type) && !pegged {
                     action.price = decimal("price");
                 }
                 if !futures && order_type == "MARKET" {
@@ -755,16 +772,41 @@ fn decode_pair(pair: &str, start: usize) -> Result<(Text, Text), Error> {
         return Err(malformed("empty parameter name"));
     }
     let value_start = start + name.len() + 1;
-    Ok((
-        decode_component(name, start)?,
-        decode_component(value, value_start)?,
-    ))
+    let decoded_name = decode_component(name, start)?;
+    // Binance names its parameters in letters, digits and `_` only. A name with anything
+    // else (`symbol%20`, `s%C4%B1de`) could be read by the exchange, trimming or folding
+    // it, as one keygate did not classify.
+    let name_text = match &decoded_name {
+        Text::Raw(_) => name,
+        Text::Decoded(decoded) => decoded,
+    };
+    if !name_text
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    {
+        return Err(malformed(
+            "a parameter name holds a character other than a letter, a digit or _",
+        ));
+    }
+    Ok((decoded_name, decode_component(value, value_start)?))
 }
 
 /// `component`, which starts at `start` of the raw text, percent-decoded (`+` is a space).
+/// A `%` not followed by two hex digits is refused: decoders differ on it (kept as it is,
+/// an error, `%uXXXX`), so the exchange could read it otherwise than keygate.
 fn decode_component(component: &str, start: usize) -> Result<Text, Error> {
     if !component.bytes().any(|b| b == b'+' || b == b'%') {
         return Ok(Text::Raw(start..start + component.len()));
+    }
+    let bytes = component.as_bytes();
+    let well_formed = bytes.iter().enumerate().all(|(i, &b)| {
+        b != b'%'
+            || bytes
+                .get(i + 1..i + 3)
+                .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit))
+    });
+    if !well_formed {
+        return Err(malformed("a % is not followed by two hex digits"));
     }
     let spaced = component.replace('+', " ");
     percent_encoding::percent_decode_str(&spaced)
@@ -1240,6 +1282,10 @@ const ORDER_PRICES: &[&str] = &[
 /// [`QUOTE_QUANTITY`]: they are added up for the order's notional
 /// ([`SignedRequest::classify`]), so one below zero would lower it.
 const BASE_QUANTITIES: &[&str] = &["quantity", "workingQuantity", "pendingQuantity"];
+
+/// The parameters that make a spot order pegged: it fills at a price the exchange takes
+/// from the book (plus an offset), whatever its `price` says.
+const PEG_PARAMETERS: &[&str] = &["pegPriceType", "pegOffsetType", "pegOffsetValue"];
 
 /// The parameter that sizes a spot market order in the quote asset.
 const QUOTE_QUANTITY: &str = "quoteOrderQty";
@@ -1886,6 +1932,67 @@ mod tests {
         assert_eq!(buy.priced_notional(market), Some(Decimal::from(200_000)));
     }
 
+    /// A regression test: a pegged LIMIT buy (`pegPriceType=MARKET_PEG`) stated its
+    /// notional as `price × quantity`, though Binance fills it at the book's price and only
+    /// checks `price` against the filters: 0.01 BTC at a stated 20000 counted 200 USDT and
+    /// bought for about 1000. A pegged order, spot or futures (`priceMatch`), is now priced
+    /// from the market, at no less than any price it names.
+    #[test]
+    fn a_pegged_order_is_priced_from_the_market_not_by_its_price() {
+        let market = Decimal::from(100_000);
+        let order = |method: &str, path: &str, params: &str| {
+            SignedRequest::parse(params, b"", None)
+                .unwrap()
+                .classify(method, path)
+        };
+        for (path, peg) in [
+            ("/api/v3/order", "&pegPriceType=MARKET_PEG"),
+            (
+                "/api/v3/order",
+                "&pegPriceType=PRIMARY_PEG&pegOffsetType=PRICE_LEVEL&pegOffsetValue=5",
+            ),
+            ("/api/v3/order/test", "&pegOffsetValue=1"),
+            ("/fapi/v1/order", "&priceMatch=OPPONENT_5"),
+        ] {
+            let pegged = order(
+                "POST",
+                path,
+                &format!("symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=20000{peg}"),
+            );
+            assert_eq!(pegged.stated_notional(), None, "{path}{peg}");
+            assert_eq!(
+                pegged.priced_notional(market),
+                Some(Decimal::from(1_000)),
+                "{path}{peg}"
+            );
+        }
+        // Not pegged: the limit price bounds a buy, as before.
+        let plain = order(
+            "POST",
+            "/fapi/v1/order",
+            "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=20000&priceMatch=NONE",
+        );
+        assert_eq!(plain.stated_notional(), Some(Decimal::from(200)));
+    }
+
+    /// A regression test: an OPO's pending orders name no quantity and trade what the
+    /// working order filled, so only half of what the list can trade counted towards the
+    /// daily notional.
+    #[test]
+    fn an_opo_counts_its_working_quantity_for_each_side() {
+        for path in ["/api/v3/orderList/opo", "/api/v3/orderList/opoco"] {
+            let list = SignedRequest::parse(
+                "symbol=BTCUSDT&workingType=LIMIT&workingSide=BUY&workingPrice=100&workingQuantity=1\
+                 &pendingSide=SELL&pendingType=MARKET",
+                b"",
+                None,
+            )
+            .unwrap()
+            .classify("POST", path);
+            assert_eq!(list.quantity, Some(Decimal::from(2)), "{path}");
+        }
+    }
+
     /// Regression: the deprecated `POST /api/v3/order/oco` names no `type`, so neither its
     /// take-profit `price` nor its `stopLimitPrice` counted; nor did the working and
     /// pending prices of the OTO, OTOCO, OPO and OPOCO lists, nor an algo order's
@@ -2171,6 +2278,36 @@ mod tests {
         assert!(fwd
             .query
             .starts_with("symbol=BTCUSDT&newClientOrderId=a%2Fb+c&signature="));
+    }
+
+    /// A regression test: a broken escape (`sym%zzbol`, `%u0073ymbol`) was kept as it
+    /// stood, and a name could decode to characters no Binance name has (`symbol%20`,
+    /// `s%C4%B1de`): a server that decodes, trims or folds them otherwise would read a
+    /// parameter keygate did not classify.
+    #[test]
+    fn names_and_escapes_a_server_could_read_otherwise_are_refused() {
+        for query in [
+            "sym%zzbol=BTCUSDT&timestamp=1",
+            "%u0073ymbol=BTCUSDT&timestamp=1",
+            "symbol%20=BTCUSDT&timestamp=1",
+            "s%C4%B1de=BUY&timestamp=1",
+            "symbol=BTC%2&timestamp=1",
+            "symbol=BTCUSDT%&timestamp=1",
+            "sym-bol=BTCUSDT&timestamp=1",
+            "symbol+=BTCUSDT&timestamp=1",
+        ] {
+            assert!(
+                matches!(
+                    SignedRequest::parse(query, b"", None),
+                    Err(Error::Malformed { .. })
+                ),
+                "{query}"
+            );
+        }
+        // An escaped name that decodes to letters is a name as any other.
+        let req =
+            SignedRequest::parse("sym%62ol=BTCUSDT&new_name=1&timestamp=1", b"", None).unwrap();
+        assert_eq!(req.param("symbol"), Some("BTCUSDT"));
     }
 
     #[test]
@@ -2488,11 +2625,23 @@ mod tests {
             vec(char, len).prop_map(String::from_iter)
         }
 
+        /// A parameter name as Binance's are: letters, digits and `_` (encoded or not, as
+        /// a `Given`'s spelling says).
+        fn name(len: Range<usize>) -> impl Strategy<Value = String> {
+            let char = prop_oneof![
+                8 => prop::char::range('a', 'z'),
+                2 => prop::char::range('A', 'Z'),
+                2 => prop::char::range('0', '9'),
+                1 => Just('_'),
+            ];
+            vec(char, len).prop_map(String::from_iter)
+        }
+
         /// Parameters with distinct names (ignoring ASCII case, as the parser compares
         /// them), none of them `signature`.
         fn given_params() -> impl Strategy<Value = Vec<Given>> {
             let name = prop_oneof![
-                4 => decoded(1..8),
+                4 => name(1..8),
                 1 => select(vec!["symbol", "timestamp", "recvWindow", "side"])
                     .prop_map(String::from),
             ];

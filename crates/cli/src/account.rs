@@ -5,12 +5,14 @@ use std::io::IsTerminal;
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use keygate_core::{ClientStatus, Exchange, Name};
+use keygate_exchanges::Binance;
 use keygate_store::NewAccount;
 use keygate_vault::{redact, SecretString};
 use serde_json::json;
 
 use crate::home::{admin_event, now_ms, parse_duration, read_stdin_line, Unlocked};
-use crate::output::{print_json, print_table, rfc3339, span};
+use crate::output::{escape_controls, print_json, print_table, rfc3339, span};
+use crate::remote::Exchanges;
 
 /// `keygate account …`
 #[derive(Subcommand, Debug)]
@@ -40,6 +42,9 @@ pub struct AddArgs {
     /// How often the key should be rotated (`90d`).
     #[arg(long, value_name = "DURATION")]
     pub rotate_every: Option<String>,
+    /// Store the key without asking the exchange whether it takes it.
+    #[arg(long)]
+    pub no_check: bool,
 }
 
 /// `account list`
@@ -55,6 +60,10 @@ pub struct ListArgs {
 pub struct RotateArgs {
     /// The account's label.
     pub label: String,
+    /// Swap in the new key without asking the exchange whether it takes it (bots fail
+    /// from then on if it does not).
+    #[arg(long)]
+    pub no_check: bool,
 }
 
 /// `account remove`
@@ -99,6 +108,9 @@ fn add(vault: &mut Unlocked, args: &AddArgs) -> anyhow::Result<()> {
         .transpose()
         .context("--rotate-every")?;
     let (api_key, secret) = read_credentials(exchange)?;
+    if !args.no_check {
+        check_with_exchange(exchange, upstream.as_deref(), &api_key, &secret)?;
+    }
     let new = NewAccount {
         label: label.clone(),
         exchange,
@@ -239,6 +251,15 @@ fn rotate(vault: &mut Unlocked, args: &RotateArgs) -> anyhow::Result<()> {
         .account(&label)
         .with_context(|| format!("looking up account {label}"))?;
     let (api_key, secret) = read_credentials(before.exchange)?;
+    if !args.no_check {
+        // The bots switch to the new key at once: one the exchange refuses stops them all.
+        check_with_exchange(
+            before.exchange,
+            before.upstream.as_deref(),
+            &api_key,
+            &secret,
+        )?;
+    }
     let now = now_ms();
     let after = redact(api_key.expose_secret());
     let rotated = admin_event(
@@ -352,6 +373,29 @@ fn remove(vault: &mut Unlocked, args: &RemoveArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Asks `exchange` (or `upstream`, which replaces its hosts) whether it takes the key:
+/// a mistyped key, a swapped key and secret, or a key deleted at the exchange is refused
+/// here rather than by the exchange on every bot request after.
+fn check_with_exchange(
+    exchange: Exchange,
+    upstream: Option<&str>,
+    api_key: &SecretString,
+    secret: &SecretString,
+) -> anyhow::Result<()> {
+    let exchanges = Exchanges::new()?;
+    let checked = match exchange {
+        Exchange::Binance => exchanges.check_key(&Binance, upstream, api_key, secret),
+        other => Err(format!("keygate cannot ask {other} yet")),
+    };
+    checked.map_err(|reason| {
+        anyhow::anyhow!(
+            "the exchange did not take the key: {}; nothing was changed (check the key and \
+             secret, or pass --no-check to store it without asking)",
+            escape_controls(&reason)
+        )
+    })
 }
 
 /// Reads an API key and secret: two lines of standard input when it is not a terminal,

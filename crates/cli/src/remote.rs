@@ -1,12 +1,13 @@
 //! Signed reads from an exchange with a real key, for the commands that ask the exchange
-//! itself (`doctor --exchange`, `reconcile`). Never a write: nothing here can move money.
+//! itself (`account add` and `rotate`, `doctor --exchange`, `reconcile`). Never a write:
+//! nothing here can move money.
 
 use anyhow::Context;
 use http::Method;
 use keygate_exchanges::{Adapter, ClientRequest};
 use keygate_gateway::upstream::{Failure, Upstream, UPSTREAM_TIMEOUT};
 use keygate_store::Account;
-use keygate_vault::MasterKey;
+use keygate_vault::{MasterKey, SecretString};
 
 use crate::home::now_ms;
 
@@ -56,6 +57,31 @@ impl Exchanges {
             query,
         ))
     }
+
+    /// Asks the exchange (or `upstream`, which replaces its hosts) whether it takes the
+    /// key `api_key` with `secret`, by reading what the key may do with it. Errors say
+    /// what failed: the exchange refused it, or could not be asked.
+    pub fn check_key<A: Adapter>(
+        &self,
+        adapter: &A,
+        upstream: Option<&str>,
+        api_key: &SecretString,
+        secret: &SecretString,
+    ) -> Result<(), String> {
+        let path = adapter.permissions_path();
+        let answer = self.runtime.block_on(read_signed_with(
+            adapter,
+            &self.upstream,
+            upstream,
+            (api_key, secret),
+            path,
+            "",
+        ))?;
+        adapter
+            .parse_permissions(&answer.body)
+            .map(|_| ())
+            .ok_or_else(|| "its answer does not read".to_owned())
+    }
 }
 
 async fn signed_read<A: Adapter>(
@@ -66,15 +92,36 @@ async fn signed_read<A: Adapter>(
     path: &str,
     query: &str,
 ) -> Result<Answer, String> {
-    let base = match &account.upstream {
-        Some(base) => base.clone(),
+    let api_key = account.open_api_key(master).map_err(|e| e.to_string())?;
+    let secret = account.open_secret(master).map_err(|e| e.to_string())?;
+    read_signed_with(
+        adapter,
+        upstream,
+        account.upstream.as_deref(),
+        (&api_key, &secret),
+        path,
+        query,
+    )
+    .await
+}
+
+/// GETs `path?query` signed with `(api_key, secret)` from the exchange host serving it,
+/// or from `base` when one replaces them.
+async fn read_signed_with<A: Adapter>(
+    adapter: &A,
+    upstream: &Upstream,
+    base: Option<&str>,
+    (api_key, secret): (&SecretString, &SecretString),
+    path: &str,
+    query: &str,
+) -> Result<Answer, String> {
+    let base = match base {
+        Some(base) => base.to_owned(),
         None => adapter
             .route(path)
             .map(|r| r.base.to_owned())
             .ok_or("no exchange host serves it")?,
     };
-    let api_key = account.open_api_key(master).map_err(|e| e.to_string())?;
-    let secret = account.open_secret(master).map_err(|e| e.to_string())?;
     let now = now_ms();
     let params = match query {
         "" => format!("timestamp={now}&recvWindow=10000"),

@@ -100,7 +100,15 @@ mod init {
         );
         // Later commands find the variable through config.toml.
         let (code, out) = run(
-            &["account", "add", "--exchange", "binance", "--label", "main"],
+            &[
+                "account",
+                "add",
+                "--exchange",
+                "binance",
+                "--label",
+                "main",
+                "--no-check",
+            ],
             Some(KEY),
             &format!("{REAL_KEY}\n{REAL_SECRET}\n"),
         );
@@ -175,7 +183,15 @@ mod init {
         }
         let out = run(
             &joined(
-                &["account", "add", "--exchange", "binance", "--label", "main"],
+                &[
+                    "account",
+                    "add",
+                    "--exchange",
+                    "binance",
+                    "--label",
+                    "main",
+                    "--no-check",
+                ],
                 &pin_arg,
             ),
             &format!("{REAL_KEY}\n{REAL_SECRET}\n"),
@@ -433,6 +449,7 @@ mod init {
                 "binance",
                 "--label",
                 "main",
+                "--no-check",
             ],
             &format!("correct horse battery staple\n{REAL_KEY}\n{REAL_SECRET}\n"),
         );
@@ -658,6 +675,7 @@ mod init {
                 "binance",
                 "--label",
                 "main",
+                "--no-check",
             ],
             &format!("correct horse battery staple\n{REAL_KEY}\n{REAL_SECRET}\n"),
         );
@@ -961,7 +979,15 @@ mod account {
     fn add_validates_credentials_and_options() {
         let kg = Kg::with_key_file();
         let add = |label: &str, extra: &[&str], stdin: &str| {
-            let mut args = vec!["account", "add", "--exchange", "binance", "--label", label];
+            let mut args = vec![
+                "account",
+                "add",
+                "--exchange",
+                "binance",
+                "--label",
+                label,
+                "--no-check",
+            ];
             args.extend_from_slice(extra);
             kg.run(&args, stdin)
         };
@@ -1040,7 +1066,7 @@ mod account {
         let issued = kg.issue("main", "bot1", &[]);
         let new_key = "NEWKzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzNEW9";
         let out = kg.ok(
-            &["account", "rotate", "main"],
+            &["account", "rotate", "main", "--no-check"],
             &format!("{new_key}\nnewsecret123\n"),
         );
         assert!(!out.all().contains(new_key));
@@ -1094,7 +1120,7 @@ mod account {
             )
             .unwrap();
         let refused = kg.fails(
-            &["account", "rotate", "main"],
+            &["account", "rotate", "main", "--no-check"],
             &format!("{REAL_KEY}\nnewsecret123\n"),
             2,
         );
@@ -2340,7 +2366,7 @@ mod client {
             .unwrap();
         let new_key = "NEWKzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzNEW9";
         kg.ok(
-            &["account", "rotate", "main"],
+            &["account", "rotate", "main", "--no-check"],
             &format!("{new_key}\nnewsecret123\n"),
         );
         kg.ok(&["audit", "verify"], "");
@@ -2407,7 +2433,7 @@ mod client {
         // which nothing binds to the sealed key: old sealed credentials put back under the
         // new key's fingerprint showed a row that matched the log.
         kg.ok(
-            &["account", "rotate", "main"],
+            &["account", "rotate", "main", "--no-check"],
             &format!("{new_key}\nnewsecret123\n"),
         );
         db(&kg)

@@ -38,7 +38,9 @@ impl Home {
         home
     }
 
-    /// A new home with the account `main`, the planted real key, in front of `upstream`.
+    /// A new home with the account `main`, the planted real key, in front of `upstream`,
+    /// stored unchecked (some upstreams here answer nothing; the check has tests of its
+    /// own).
     fn with_account(upstream: &str) -> Home {
         let mut home = Home::new();
         home.ok(
@@ -51,6 +53,7 @@ impl Home {
                 "main",
                 "--upstream",
                 upstream,
+                "--no-check",
             ],
             Some(&format!("{REAL_KEY}\n{REAL_SECRET}\n")),
         );
@@ -143,6 +146,61 @@ fn eventually<T>(mut check: impl FnMut() -> Option<T>) -> Option<T> {
             return None;
         }
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `account add` asks the exchange whether it takes the key before storing it: a key it
+/// does not take, or an exchange that cannot be asked, stores nothing.
+#[test]
+fn account_add_stores_only_a_key_the_exchange_takes() {
+    let (_runtime, exchange) = simulator(vec![Credential::hmac(REAL_KEY, REAL_SECRET)]);
+    let kg = Kg::with_key_file();
+    let add = |label: &str, upstream: &str, secret: &str| {
+        kg.run(
+            &[
+                "account",
+                "add",
+                "--exchange",
+                "binance",
+                "--label",
+                label,
+                "--upstream",
+                upstream,
+            ],
+            &format!("{REAL_KEY}\n{secret}\n"),
+        )
+    };
+    let wrong = add("swapped", &exchange.url(), "not-the-secret");
+    assert_eq!(wrong.code, 2, "{wrong:#?}");
+    assert!(
+        wrong.stderr.contains("the exchange did not take the key")
+            && wrong.stderr.contains("--no-check"),
+        "{}",
+        wrong.stderr
+    );
+    let unreachable = add("nowhere", "http://127.0.0.1:9", REAL_SECRET);
+    assert_eq!(unreachable.code, 2, "{unreachable:#?}");
+    assert!(
+        unreachable.stderr.contains("unreachable"),
+        "{}",
+        unreachable.stderr
+    );
+    let list = kg.ok(&["account", "list", "--json"], "").json();
+    assert_eq!(list, json!([]));
+
+    let added = add("main", &exchange.url(), REAL_SECRET);
+    assert_eq!(added.code, 0, "{added:#?}");
+    // Asked with the key itself, signed as the exchange documents.
+    let asked: Vec<_> = exchange
+        .simulator()
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/sapi/v1/account/apiRestrictions")
+        .collect();
+    assert_eq!(asked.len(), 2, "{asked:?}");
+    assert!(asked.iter().all(|r| r.api_key.as_deref() == Some(REAL_KEY)));
+    for out in [&wrong, &unreachable, &added] {
+        assert!(!out.all().contains(REAL_SECRET), "{out:#?}");
     }
 }
 
@@ -1373,7 +1431,32 @@ fn ccxt_trades_through_keygate_and_the_cli_administers_it_live() {
     }
     assert_eq!(summary["symbol_outside_policy"], -2015, "{summary}");
 
-    // The real key rotates under a running gateway; the bot's virtual key keeps working.
+    // A new key the exchange does not take (a mistyped secret) is refused before the
+    // bots switch to it: nothing changes.
+    let refused = home.kg.run(
+        &["account", "rotate", "main"],
+        &format!("{ROTATED_KEY}\nnot-{ROTATED_SECRET}\n"),
+    );
+    assert_eq!(refused.code, 2, "{refused:#?}");
+    assert!(
+        refused.stderr.contains("the exchange did not take the key")
+            && refused.stderr.contains("nothing was changed"),
+        "{}",
+        refused.stderr
+    );
+    assert!(!refused.all().contains(ROTATED_SECRET), "{refused:#?}");
+    let (status, body) = signed_get(&serve.addr, "/api/v3/account", &bot_key, &bot_secret);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        exchange
+            .simulator()
+            .requests()
+            .last()
+            .and_then(|r| r.api_key.as_deref()),
+        Some(REAL_KEY)
+    );
+    // The real key rotates under a running gateway, checked with the exchange first; the
+    // bot's virtual key keeps working.
     home.ok(
         &["account", "rotate", "main"],
         Some(&format!("{ROTATED_KEY}\n{ROTATED_SECRET}\n")),

@@ -24,6 +24,7 @@ fn listings_read_as_documented() {
         "main",
         "--rotate-every",
         "90d",
+        "--no-check",
     ];
     kg.ok(&account, &format!("{key}\n{}\n", "s".repeat(64)));
     kg.issue(

@@ -104,7 +104,8 @@ pub struct PolicyArgs {
     pub allow_ip: Vec<String>,
     /// Symbols the client may trade, each in one market: spot as exchange ids (BTCUSDT)
     /// or ccxt form (BTC/USDT); futures in ccxt form (BTC/USDT:USDT, a USD-M perpetual)
-    /// or prefixed (usdm:BTCUSDT, coinm:BTCUSD_PERP); `any` for no list.
+    /// or prefixed (usdm:BTCUSDT); `any` for no list. (COIN-M's private endpoints are
+    /// denied whatever the list.)
     #[arg(long, value_delimiter = ',')]
     pub symbols: Vec<String>,
     /// Largest quote notional of one order (`none` for no limit).
@@ -460,8 +461,8 @@ fn parse_net(s: &str) -> anyhow::Result<IpNet> {
 /// A symbol as the policy lists it ([`Market::listed_symbol`]): the market's id, prefixed
 /// with its market unless spot. `BTCUSDT`, `btcusdt`, `BTC/USDT` → `BTCUSDT` (spot);
 /// `BTC/USDT:USDT`, `usdm:BTCUSDT` → `usdm:BTCUSDT` (USD-M perpetual);
-/// `BTC/USDT:USDT-250328` → `usdm:BTCUSDT_250328` (dated); `BTC/USD:BTC` →
-/// `coinm:BTCUSD_PERP`.
+/// `BTC/USDT:USDT-250328` → `usdm:BTCUSDT_250328` (dated). A COIN-M symbol (`BTC/USD:BTC`,
+/// `coinm:BTCUSD_PERP`) is refused: keygate denies COIN-M's private endpoints.
 fn normalize_symbol(s: &str) -> anyhow::Result<String> {
     let s = s.trim();
     let bad = || {
@@ -500,6 +501,12 @@ fn normalize_symbol(s: &str) -> anyhow::Result<String> {
     let id = id.to_ascii_uppercase();
     if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
         return Err(bad());
+    }
+    if market == Market::Coinm {
+        bail!(
+            "--symbols {s:?} is a COIN-M symbol: keygate does not classify COIN-M's private \
+             endpoints yet and denies them all, so listing it would allow nothing"
+        );
     }
     Ok(market.listed_symbol(&id))
 }
@@ -1096,11 +1103,14 @@ mod tests {
             n("BTC/USDT:USDT-250328").as_deref(),
             Some("usdm:BTCUSDT_250328")
         );
-        assert_eq!(n("BTC/USD:BTC").as_deref(), Some("coinm:BTCUSD_PERP"));
-        assert_eq!(
-            n("BTC/USD:BTC-250328").as_deref(),
-            Some("coinm:BTCUSD_250328")
-        );
+        // COIN-M's private endpoints are all denied: a COIN-M symbol would allow nothing.
+        for coinm in ["BTC/USD:BTC", "BTC/USD:BTC-250328", "coinm:BTCUSD_PERP"] {
+            let refused = normalize_symbol(coinm).err().map(|e| e.to_string());
+            assert!(
+                refused.as_deref().is_some_and(|e| e.contains("COIN-M")),
+                "{coinm}: {refused:?}"
+            );
+        }
         for bad in [
             "",
             "BTC USDT",

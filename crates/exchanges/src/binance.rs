@@ -699,7 +699,15 @@ impl Adapter for Binance {
         let (status, code, msg): (u16, i32, std::borrow::Cow<'_, str>) = match refusal {
             // -2015 with 401, as Binance answers "Invalid API-key, IP, or permissions".
             Refusal::Denied(msg) => (401, -2015, msg.into()),
-            Refusal::MissingKey => (401, -2014, "API-key format invalid.".into()),
+            // Binance's code, which clients map to an authentication error; the message
+            // says why, since a mistyped public path (`/api/v3/TIME`) ends here too.
+            Refusal::MissingKey => (
+                401,
+                -2014,
+                "keygate: no API key (one X-MBX-APIKEY header): the endpoint is not a public \
+                 one keygate knows, so it needs a key"
+                    .into(),
+            ),
             Refusal::UnknownRoute => (404, -1000, "keygate: unknown endpoint".into()),
             Refusal::Malformed(msg) => (400, -1100, format!("keygate: {msg}").into()),
             Refusal::TooLarge => (413, -1100, "keygate: request body too large".into()),

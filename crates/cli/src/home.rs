@@ -539,6 +539,9 @@ pub fn init(home: Home, how: &UnlockArgs, args: &InitArgs) -> anyhow::Result<()>
     };
 
     create_private_dir(&home.dir)?;
+    // A home that existed already keeps its mode otherwise (0755, say), which doctor then
+    // fails: the vault's directory is its owner's alone.
+    set_mode(&home.dir, 0o700)?;
     // What this run created, and only that, is removed if it fails: another `init`
     // racing this one may have made the rest.
     let mut created: Vec<PathBuf> = Vec::new();

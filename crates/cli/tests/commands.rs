@@ -779,10 +779,11 @@ mod init {
     }
 
     /// The README's first command names a key file in `~/.config/keygate`, which a fresh
-    /// machine does not have; and `--home` may name a directory that exists.
+    /// machine does not have; and `--home` may name a directory that exists, which is
+    /// made its owner's alone (it was left 0755, and `keygate doctor` then failed).
     #[cfg(unix)]
     #[test]
-    fn init_makes_the_key_files_directory_and_leaves_an_existing_home_as_it_is() {
+    fn init_makes_the_key_files_directory_and_an_existing_home_private() {
         use std::os::unix::fs::PermissionsExt;
         let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         let kg = Kg::empty();
@@ -802,8 +803,9 @@ mod init {
             &["init", "--master-key-file", kg.key_file().to_str().unwrap()],
             "",
         );
-        assert_eq!(mode(&kg.home()), 0o750);
+        assert_eq!(mode(&kg.home()), 0o700);
         assert_eq!(mode(&kg.db()), 0o600);
+        kg.ok(&["doctor"], "");
     }
 
     /// A regression test: `--trusted-proxy 0.0.0.0/0` let any peer name its own address in

@@ -737,6 +737,19 @@ mod tests {
     }
 
     /// A one-route HTTP server on loopback; counts connections and requests.
+    /// Reads one request head off `stream`; `None` once the stream ends.
+    async fn read_head(stream: &mut TcpStream) -> Option<Vec<u8>> {
+        let mut buf = [0u8; 1024];
+        let mut seen = Vec::new();
+        while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+            }
+        }
+        Some(seen)
+    }
+
     async fn fake_exchange(then: Then) -> (String, Arc<AtomicUsize>, Arc<AtomicUsize>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/api/v3/time", listener.local_addr().unwrap());
@@ -749,14 +762,9 @@ mod tests {
                 c.fetch_add(1, Ordering::SeqCst);
                 let r = r.clone();
                 tokio::spawn(async move {
-                    let mut buf = [0u8; 1024];
                     loop {
-                        let mut seen = Vec::new();
-                        while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
-                            match stream.read(&mut buf).await {
-                                Ok(0) | Err(_) => return,
-                                Ok(n) => seen.extend_from_slice(&buf[..n]),
-                            }
+                        if read_head(&mut stream).await.is_none() {
+                            return;
                         }
                         r.fetch_add(1, Ordering::SeqCst);
                         if let Then::Hang = then {
@@ -903,14 +911,9 @@ mod tests {
         async fn answer(self, mut stream: TcpStream) {
             let ms = |v: &AtomicU64| Duration::from_millis(v.load(Ordering::SeqCst));
             let mut first = true;
-            let mut buf = [0u8; 1024];
             loop {
-                let mut seen = Vec::new();
-                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => seen.extend_from_slice(&buf[..n]),
-                    }
+                if read_head(&mut stream).await.is_none() {
+                    return;
                 }
                 self.requests.fetch_add(1, Ordering::SeqCst);
                 if std::mem::take(&mut first) {

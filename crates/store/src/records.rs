@@ -817,15 +817,7 @@ impl Store {
         policy: &Policy,
         master: &MasterKey,
     ) -> Result<(), Error> {
-        let mut client = self.client(name)?;
-        client.verify_record(master)?;
-        if client.status == ClientStatus::Revoked {
-            return Err(Error::Conflict {
-                kind: "client",
-                name: name.to_string(),
-                reason: "it is revoked, and revocation is final".into(),
-            });
-        }
+        let mut client = self.client_to_change(name, master)?;
         client.policy_json = serde_json::to_string(policy).map_err(|e| Error::Corrupt {
             what: "client policy",
             reason: e.to_string(),
@@ -842,7 +834,14 @@ impl Store {
         expires_ms: u64,
         master: &MasterKey,
     ) -> Result<(), Error> {
-        let mut client = self.client(name)?;
+        let mut client = self.client_to_change(name, master)?;
+        client.expires_ms = Some(expires_ms);
+        self.rewrite_client(&mut client, master)
+    }
+
+    /// The client `name`, to change: its row verified, and not revoked.
+    fn client_to_change(&self, name: &Name, master: &MasterKey) -> Result<Client, Error> {
+        let client = self.client(name)?;
         client.verify_record(master)?;
         if client.status == ClientStatus::Revoked {
             return Err(Error::Conflict {
@@ -851,8 +850,7 @@ impl Store {
                 reason: "it is revoked, and revocation is final".into(),
             });
         }
-        client.expires_ms = Some(expires_ms);
-        self.rewrite_client(&mut client, master)
+        Ok(client)
     }
 
     /// Writes `client`'s changed columns with a new tag, over the row as it was read: the

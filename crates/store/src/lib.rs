@@ -27,7 +27,7 @@ pub use records::{Account, Client, ClientKeyMaterial, EventRow, KeyType, NewAcco
 use std::path::{Path, PathBuf};
 
 use keygate_core::ClientStatus;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{config::DbConfig, params, Connection, OptionalExtension};
 
 /// The client table's columns, in this build's schema and in the upgrade that rebuilds it.
 macro_rules! client_columns {
@@ -358,6 +358,15 @@ impl Store {
             .map_err(sql)?;
         conn.busy_timeout(std::time::Duration::from_secs(2))
             .map_err(sql)?;
+        // Whoever can write the database file could otherwise plant a trigger that drops
+        // audit rows as they are inserted (`RAISE(IGNORE)`), or rewrite them, behind a
+        // log that still verifies. keygate's schema has no triggers: none ever fires on
+        // keygate's own connections, and defensive mode refuses schema surgery through
+        // them.
+        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_TRIGGER, false)
+            .map_err(sql)?;
+        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DEFENSIVE, true)
+            .map_err(sql)?;
         Ok(Store {
             conn,
             path: path.to_owned(),
@@ -411,8 +420,14 @@ impl Store {
     pub fn set_meta(&self, key: &str, value: &[u8]) -> Result<(), Error> {
         self.conn
             .execute("INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value", params![key, value])
-            .map(drop)
             .map_err(|e| self.sql(e))
+            .and_then(|written| match written {
+                1 => Ok(()),
+                _ => Err(Error::Corrupt {
+                    what: "metadata",
+                    reason: format!("writing {key} changed {written} rows"),
+                }),
+            })
     }
 
     /// Removes a metadata value, if there is one.
@@ -1299,5 +1314,37 @@ mod tests {
             })
         ));
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// A regression test: a trigger planted by whoever could write the database file
+    /// dropped audit rows as they were inserted (and the head with them), so requests
+    /// counted as audited while the log stayed consistent without them.
+    #[test]
+    fn a_planted_trigger_cannot_drop_audit_events() {
+        let (dir, store) = temp_store();
+        let planter = Connection::open(store.path()).unwrap();
+        planter
+            .execute_batch(
+                "CREATE TRIGGER drop_events BEFORE INSERT ON events BEGIN SELECT RAISE(IGNORE); END;
+                 CREATE TRIGGER keep_head BEFORE UPDATE ON meta BEGIN SELECT RAISE(IGNORE); END;",
+            )
+            .unwrap();
+        let store = Store::open(store.path()).unwrap();
+        let row = |seq: u64| EventRow {
+            seq,
+            ts_ms: seq,
+            body: format!("{{\"seq\":{seq}}}"),
+            hash: vec![seq as u8; 32],
+            mac: vec![0; 32],
+        };
+        for seq in 1..=2 {
+            store
+                .append_events(|_| (vec![row(seq)], ()), |r| r.mac.clone())
+                .unwrap();
+        }
+        let stored: Vec<u64> = store.events(1, 10).unwrap().iter().map(|r| r.seq).collect();
+        assert_eq!(stored, [1, 2]);
+        assert_eq!(store.audit_head().unwrap().unwrap().seq, 2);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

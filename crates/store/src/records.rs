@@ -992,8 +992,17 @@ impl Store {
             )
             .map_err(|e| self.error(e))?;
         for r in &rows {
-            stmt.execute(params![r.seq as i64, r.ts_ms as i64, r.body, r.hash, r.mac])
+            let written = stmt
+                .execute(params![r.seq as i64, r.ts_ms as i64, r.body, r.hash, r.mac])
                 .map_err(|e| self.error(e))?;
+            // One row or an error: anything else means the database is not as keygate
+            // made it, and an event that was not written must not count as audited.
+            if written != 1 {
+                return Err(Error::Corrupt {
+                    what: "audit log",
+                    reason: format!("writing event {} changed {written} rows", r.seq),
+                });
+            }
         }
         if let Some(last) = rows.last() {
             self.set_meta(

@@ -2975,6 +2975,40 @@ mod audit {
         assert_verify_fails_at(&kg, 5);
     }
 
+    /// A regression test: the events after an earlier head were removed and that head,
+    /// copied from an earlier backup of the database, put back; the log verified. An
+    /// administrative change after that head still shows the cut: the tables' seal names
+    /// its event.
+    #[test]
+    fn truncating_back_to_an_earlier_head_past_the_seal_is_caught() {
+        let kg = busy_vault();
+        let earlier_head: Vec<u8> = db(&kg)
+            .query_row("SELECT value FROM meta WHERE key = 'audit_head'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        let cut_at = u64::from_be_bytes(earlier_head[..8].try_into().unwrap());
+        kg.ok(&["client", "freeze", "bot1"], "");
+        let c = db(&kg);
+        c.execute("DELETE FROM events WHERE seq > ?1", [cut_at as i64])
+            .unwrap();
+        c.execute(
+            "UPDATE meta SET value = ?1 WHERE key = 'audit_head'",
+            [&earlier_head],
+        )
+        .unwrap();
+        let out = kg.fails(&["audit", "verify"], "", 1);
+        assert!(
+            out.stderr.contains(&format!("after event {cut_at}"))
+                && out.stderr.contains("cut off"),
+            "{}",
+            out.stderr
+        );
+        // And no client is served from tables that claim a change the log lost.
+        let doctor = kg.fails(&["doctor"], "", 1);
+        assert!(doctor.stdout.contains("cut off"), "{}", doctor.stdout);
+    }
+
     #[test]
     fn emptying_the_log_is_caught() {
         let kg = busy_vault();

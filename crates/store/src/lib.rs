@@ -1004,6 +1004,16 @@ mod tests {
             })
             .unwrap();
         assert_eq!(store.check_seal(&master).unwrap(), 7);
+        assert_eq!(store.check_seal_is_latest(&master).unwrap(), 7);
+        // A log cut short before the seal's event refuses every client.
+        store
+            .connection()
+            .execute("DELETE FROM events WHERE seq = 7", [])
+            .unwrap();
+        assert!(matches!(
+            store.check_seal_is_latest(&master),
+            Err(Error::Unsealed { reason }) if reason.contains("cut off")
+        ));
         std::fs::remove_dir_all(dir).unwrap();
     }
 

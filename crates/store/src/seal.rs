@@ -77,6 +77,8 @@ const UNSEALED: &str = "are not sealed (they were made by an earlier keygate, or
      removed)";
 const BROKEN: &str = "do not match their seal: a client or account row was put back as it was \
      earlier, added or removed without the master key";
+const CUT_SHORT: &str = "were sealed at an audit event that the log no longer holds: events were \
+     cut off the log's end";
 const STALE: &str = "were put back, seal and all, as they were before a later administrative \
      change in the audit log";
 
@@ -115,16 +117,23 @@ impl Store {
     /// fail, never pass.
     pub fn check_seal_is_latest(&self, master: &MasterKey) -> Result<u64, Error> {
         let sealed = self.check_seal(master)?;
-        let later_admin: bool = self
+        let (later_admin, last_seq): (bool, i64) = self
             .connection()
             .query_row(
-                r#"SELECT EXISTS (SELECT 1 FROM events WHERE seq > ?1 AND body LIKE '%"type":"admin"%')"#,
+                r#"SELECT EXISTS (SELECT 1 FROM events WHERE seq > ?1 AND body LIKE '%"type":"admin"%'),
+                          coalesce(max(seq), 0) FROM events"#,
                 [sealed as i64],
-                |r| r.get(0),
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .map_err(|e| self.error(e))?;
         if later_admin {
             return Err(Error::Unsealed { reason: STALE });
+        }
+        // The seal names the last event when it was made, and events are only ever
+        // added: a log that ends before it was cut short, its head put back from an
+        // earlier copy.
+        if sealed > last_seq as u64 {
+            return Err(Error::Unsealed { reason: CUT_SHORT });
         }
         Ok(sealed)
     }

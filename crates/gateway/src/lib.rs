@@ -571,7 +571,8 @@ async fn handle<A: Adapter>(
     audit.notional = notional;
     audit.action = Some(action);
     if let Decision::Deny(denial) = decision {
-        let msg = format!("keygate: {}", denial.message);
+        // The message may quote what the request named (a symbol), at any length.
+        let msg = bounded(format!("keygate: {}", denial.message));
         return audit.deny(refuse(Refusal::Denied(&msg)), denial.rule, &denial.message);
     }
     debug_assert_eq!(client.status, ClientStatus::Active);
@@ -613,13 +614,37 @@ async fn handle<A: Adapter>(
         }
     }
 
-    // 5. Re-sign with the real key and a fresh timestamp on the exchange's clock.
-    let timestamp = gw.upstream.exchange_time_ms(adapter, &base, native).await;
     // The exchange calls since the timestamp was checked (pricing the order, the symbol
-    // of the order it names, the clock) may have taken seconds, and the exchange takes
-    // the re-signed request by its new timestamp: a request past the bot's own window
-    // would execute though the bot may have given up on it, and sent it again. So the
-    // window is checked again, after the last of those calls.
+    // of the order it names) may have taken seconds, and the exchange takes the
+    // re-signed request by its new timestamp: a request past the bot's own window would
+    // execute though the bot may have given up on it, and sent it again. So the window
+    // is checked again before the request is recorded as about to be sent, and after
+    // the last wait (step 6).
+    if let Err(e) = signed.check_freshness(now_ms()) {
+        let msg = format!("{e} by the time keygate was to forward it");
+        return audit.deny(refuse(Refusal::Invalid(&e)), Rule::Authentication, &msg);
+    }
+
+    // 5. Audit: an order, a withdrawal or a transfer is durable in the log before
+    //    anything is sent; the rest is recorded with its outcome.
+    if audit.action.as_ref().is_some_and(|a| a.kind.is_sensitive()) {
+        if let Err(reason) = audit.write_pending().await {
+            tracing::error!(%reason, "audit log unavailable; request not forwarded");
+            gw.alert_audit_unavailable(&reason);
+            // Should the pending event still land (a write that timed out), this one
+            // follows it and says the request was not forwarded.
+            let message = format!("audit log unavailable: {reason}");
+            return audit.deny(
+                refuse(Refusal::AuditUnavailable),
+                Rule::AuditUnavailable,
+                &message,
+            );
+        }
+    }
+
+    // 6. Re-sign with the real key and a fresh timestamp on the exchange's clock.
+    let timestamp = gw.upstream.exchange_time_ms(adapter, &base, native).await;
+    // The durable write and the clock may have taken seconds too.
     if let Err(e) = signed.check_freshness(now_ms()) {
         let msg = format!("{e} by the time keygate was to forward it");
         return audit.deny(refuse(Refusal::Invalid(&e)), Rule::Authentication, &msg);
@@ -712,9 +737,9 @@ impl Gateway {
         adapter.parse_order_symbol(&answer.body)
     }
 
-    /// Step 6: audit (durably first when the action moves money), send once to `url`,
-    /// note the request weight it reports as used in `pool` (settling the public call's
-    /// `weight` reservation), audit the outcome.
+    /// Step 7: send once to `url`, note the request weight it reports as used in `pool`
+    /// (settling the public call's `weight` reservation), audit the outcome. An action
+    /// that moves money is sent only when its pending event is durable (step 5).
     #[allow(clippy::too_many_arguments)]
     async fn forward<A: Adapter>(
         &self,
@@ -733,16 +758,14 @@ impl Gateway {
             .action
             .as_ref()
             .is_some_and(|a| a.kind == ActionKind::Trade);
-        if sensitive {
-            if let Err(reason) = audit.write_pending().await {
-                tracing::error!(%reason, "audit log unavailable; request not forwarded");
-                self.alert_audit_unavailable(&reason);
-                // Should the pending event still land (a write that timed out), this one
-                // follows it and says the request was not forwarded.
-                let message = format!("audit log unavailable: {reason}");
-                let response = refusal_response(adapter, Refusal::AuditUnavailable);
-                return audit.deny(response, Rule::AuditUnavailable, &message);
-            }
+        if sensitive && !audit.pending_written {
+            tracing::error!("an action that moves money reached the upstream call unaudited");
+            let response = refusal_response(adapter, Refusal::Internal);
+            return audit.deny(
+                response,
+                Rule::Internal,
+                "not forwarded: its event was not durable",
+            );
         }
         // From here the exchange may have the request: should this future be dropped all
         // the same (the request path panicked), the guard still records it, with its
@@ -948,8 +971,9 @@ fn source_ip(trusted: &[IpNet], peer: IpAddr, headers: &HeaderMap) -> Option<IpA
     Some(source)
 }
 
-/// The most of a method, path or message an event keeps: whoever reaches the listener
-/// chooses them, key or not, and a refused request must not cost the log kilobytes.
+/// The most of any text a request names (method, path, symbol, client order id, asset,
+/// destination) or a message an event keeps: whoever reaches the listener chooses them,
+/// and a refused request must not cost the log kilobytes.
 const MAX_EVENT_TEXT: usize = 512;
 
 /// `text`, cut to [`MAX_EVENT_TEXT`] bytes (at a character boundary) with a note of its
@@ -1059,13 +1083,13 @@ impl<'a> Audit<'a> {
                 method: bounded(std::mem::take(&mut self.method)),
                 path: bounded(std::mem::take(&mut self.path)),
                 action: action.kind,
-                symbol: action.listed_symbol(),
+                symbol: action.listed_symbol().map(bounded),
                 side: action.side,
-                client_order_id: action.client_order_id,
+                client_order_id: action.client_order_id.map(bounded),
                 notional: self.notional,
                 amount: action.amount,
-                asset: action.asset,
-                destination,
+                asset: action.asset.map(bounded),
+                destination: destination.map(bounded),
                 allowed,
                 rule: denial.as_ref().map(|d| d.rule),
                 message: denial.map(|d| bounded(d.message)),

@@ -1561,6 +1561,79 @@ async fn an_order_that_outlives_its_window_while_keygate_prices_it_is_not_forwar
     assert_eq!(exchange_saw(&env, "/api/v3/order"), 1);
 }
 
+/// A regression test: the method, path and message of an event were cut to a bound, but
+/// not the symbol or client order id a request names: a bot (or whoever holds its key)
+/// could make every refused request cost the log tens of kilobytes.
+#[tokio::test]
+async fn what_a_request_names_is_kept_in_its_event_up_to_a_bound() {
+    let env = default_env().await;
+    let symbol = "X".repeat(20_000);
+    let order_id = "y".repeat(20_000);
+    let (status, body) = post(
+        &env,
+        "/api/v3/order",
+        &format!(
+            "symbol={symbol}&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1&price=1\
+             &newClientOrderId={order_id}"
+        ),
+    )
+    .await;
+    assert_eq!((status, body["code"].as_i64()), (401, Some(-2015)), "{body}");
+    let events = events_where(&env, 1, |e| e["path"] == "/api/v3/order").await;
+    let event = &events[0];
+    for field in ["symbol", "client_order_id"] {
+        let text = event[field].as_str().unwrap_or_default();
+        assert!(
+            text.len() < 600 && text.ends_with("(20000 bytes)"),
+            "{field}: {} bytes",
+            text.len()
+        );
+    }
+    assert!(body.to_string().len() < 2_000, "{} bytes", body.to_string().len());
+}
+
+/// A regression test: the window was checked again after the exchange calls, but before
+/// the wait for the order's durable audit event (up to seconds on a busy disk), so an
+/// order that outlived its window there was still sent.
+#[tokio::test]
+async fn an_order_that_outlives_its_window_while_its_event_is_written_is_not_forwarded() {
+    let env = default_env().await;
+    // Another connection holds the write lock for longer than the order's window, and
+    // less than the writer waits for it: the event is written, late.
+    let blocker = rusqlite::Connection::open(&env.db).unwrap();
+    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let payload = format!(
+        "timestamp={}&symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01\
+         &price=50000&recvWindow=500",
+        keygate_gateway::now_ms()
+    );
+    let order = http(
+        "POST",
+        "/binance/api/v3/order",
+        "",
+        &sign_exactly(&payload, BOT_SECRET),
+    );
+    let gateway = env.gateway;
+    let sent = tokio::spawn(async move { raw(gateway, &order).await });
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    blocker.execute_batch("ROLLBACK").unwrap();
+    let (status, body) = sent.await.unwrap();
+    assert_eq!(
+        (status, body["code"].as_i64()),
+        (400, Some(-1021)),
+        "{body}"
+    );
+    assert_eq!(exchange_saw(&env, "/api/v3/order"), 0);
+    // Its durable event is followed by one that says it was not sent, and why.
+    let events = events_where(&env, 2, |e| e["path"] == "/api/v3/order").await;
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!(events[0]["outcome"], "pending", "{events:?}");
+    assert_eq!(events[1]["request_id"], events[0]["request_id"], "{events:?}");
+    assert_eq!(events[1]["allowed"], false, "{events:?}");
+    assert_eq!(events[1]["rule"], "authentication", "{events:?}");
+    assert_eq!(events[1]["outcome"], "not_forwarded", "{events:?}");
+}
+
 /// A regression test: a market order in base quantity for a symbol the exchange does not
 /// list had keygate ask the exchange for its price, was denied for want of one, and so
 /// never counted against its client's rate; the failed lookup was not remembered either.

@@ -289,7 +289,12 @@ impl Rules {
         let mut alerts = Vec::new();
         let who = who(request);
         if let Some(alert) = funds_movement(request) {
-            alerts.push(alert);
+            // Every forwarded one is told. A key that tries again and again after a
+            // denial (a script, or a thief finding out what the key may do) would flood
+            // the receivers with critical alerts: the first tells, the rest are in the log.
+            if request.allowed || self.is_due(alert.1, &who, ts_ms) {
+                alerts.push(alert);
+            }
         }
         if let Some(client) = &request.client {
             let spike = self.rates.entry(client.clone()).or_default().count(ts_ms);
@@ -540,7 +545,9 @@ fn funds_movement(request: &RequestEvent) -> Option<(Severity, AlertRule, String
             Severity::Critical,
             rule,
             format!(
-                "{what} by {who} from {} denied by rule {}",
+                "{what} by {who} from {} denied by rule {} (more denied by {who} within \
+                 the quiet period are not alerted on; `keygate audit query --decision \
+                 denied` lists them)",
                 request.source_ip,
                 request.rule.map_or("?", Rule::as_str)
             ),
@@ -622,15 +629,27 @@ fn describe(request: &RequestEvent) -> String {
         other => other.as_str().to_owned(),
     };
     if let (Some(amount), Some(asset)) = (&request.amount, &request.asset) {
-        text.push_str(&format!(" of {amount} {asset}"));
+        text.push_str(&format!(" of {amount} {}", named(asset)));
     }
     if let Some(destination) = &request.destination {
-        text.push_str(&format!(" to {destination}"));
+        text.push_str(&format!(" to {}", named(destination)));
     }
     if let Some(symbol) = &request.symbol {
-        text.push_str(&format!(" {symbol}"));
+        text.push_str(&format!(" {}", named(symbol)));
     }
     text
+}
+
+/// The most of one thing a request names (an asset, an address, a symbol) that a summary
+/// shows, in characters: a long one must not push out what the alert is about.
+const MAX_NAMED_CHARS: usize = 100;
+
+/// `text`, cut to [`MAX_NAMED_CHARS`].
+fn named(text: &str) -> String {
+    match text.char_indices().nth(MAX_NAMED_CHARS) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_owned(),
+    }
 }
 
 /// The longest summary an alert carries, in characters.
@@ -638,18 +657,33 @@ const MAX_SUMMARY_CHARS: usize = 500;
 
 /// `summary` safe to put in a log line, an email header or a chat message: what a bot
 /// sent (a withdrawal address, an asset) may hold line breaks or escape codes meant to
-/// forge a line or a header, so control characters become U+FFFD; and a bot's very long
-/// parameter does not make a very long alert.
+/// forge a line or a header, or direction overrides meant to show an address reversed,
+/// so those characters become U+FFFD; and a bot's very long parameter does not make a
+/// very long alert.
 pub(crate) fn printable(summary: &str) -> String {
     let mut text: String = summary
         .chars()
         .take(MAX_SUMMARY_CHARS)
-        .map(|c| if c.is_control() { '\u{FFFD}' } else { c })
+        .map(|c| if is_unprintable(c) { '\u{FFFD}' } else { c })
         .collect();
     if summary.chars().nth(MAX_SUMMARY_CHARS).is_some() {
         text.push('…');
     }
     text
+}
+
+/// Control characters, line and paragraph separators, and the invisible format
+/// characters that reorder or hide text (bidirectional overrides and isolates, zero-width
+/// characters, the byte-order mark).
+fn is_unprintable(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{200B}'..='\u{200F}'
+                | '\u{2028}'..='\u{202E}'
+                | '\u{2060}'..='\u{2069}'
+                | '\u{FEFF}'
+        )
 }
 
 fn millis(d: Duration) -> u64 {
@@ -710,12 +744,25 @@ mod tests {
             rules_of(&denied),
             [(Severity::Critical, AlertRule::Withdrawal)]
         );
-        assert_eq!(
-            denied[0].summary,
-            "withdrawal of 0.5 BTC to bc1qexample by client bot1 from 127.0.0.1 denied by rule scope"
+        assert!(
+            denied[0].summary.starts_with(
+                "withdrawal of 0.5 BTC to bc1qexample by client bot1 from 127.0.0.1 denied by rule scope"
+            ),
+            "{}",
+            denied[0].summary
         );
         assert_eq!(denied[0].client.as_deref(), Some("bot1"));
         assert_eq!(denied[0].event_seq, 1);
+        // A regression test: each denied withdrawal raised a critical alert, which no cap
+        // holds back, so a key trying again and again flooded the receivers. Another
+        // client's is still told; this one's again after the quiet period.
+        let again = request(1_500, Some("bot1"), ActionKind::Withdraw, Some(Rule::Scope));
+        assert!(rules.evaluate(2, &again).is_empty());
+        let other = request(1_600, Some("bot2"), ActionKind::Withdraw, Some(Rule::Scope));
+        assert_eq!(rules_of(&rules.evaluate(3, &other)).len(), 1);
+        let quiet = Thresholds::default().quiet_period.as_millis() as u64;
+        let later = request(1_000 + quiet, Some("bot1"), ActionKind::Withdraw, Some(Rule::Scope));
+        assert_eq!(rules_of(&rules.evaluate(4, &later)).len(), 1);
         let allowed = rules.evaluate(2, &request(2_000, Some("bot1"), ActionKind::Withdraw, None));
         assert_eq!(
             rules_of(&allowed),
@@ -1074,13 +1121,13 @@ mod tests {
         let mut event = request(1_000, Some("bot1"), ActionKind::Withdraw, Some(Rule::Scope));
         if let EventBody::Request(r) = &mut event.body {
             r.destination = Some(format!(
-                "bc1q\r\nBcc: thief@example.com\u{1b}[2J{}",
+                "bc1q\r\nBcc: thief@example.com\u{1b}[2J\u{202E}\u{2028}{}",
                 "X".repeat(2_000)
             ));
         }
         let alert = &rules.evaluate(1, &event)[0];
         assert!(
-            !alert.summary.chars().any(char::is_control),
+            !alert.summary.chars().any(is_unprintable),
             "{:?}",
             alert.summary
         );
@@ -1089,8 +1136,17 @@ mod tests {
             "{:?}",
             alert.summary
         );
-        assert_eq!(alert.summary.chars().count(), MAX_SUMMARY_CHARS + 1);
-        assert!(alert.summary.ends_with('…'));
+        // A regression test: the address took the whole summary, and what the alert is
+        // about (who, from where, which rule denied it) was cut off.
+        assert!(
+            alert.summary.contains("by client bot1 from 127.0.0.1 denied by rule scope"),
+            "{:?}",
+            alert.summary
+        );
+
+        let long = "Y".repeat(2 * MAX_SUMMARY_CHARS);
+        assert_eq!(printable(&long).chars().count(), MAX_SUMMARY_CHARS + 1);
+        assert!(printable(&long).ends_with('…'));
     }
 
     #[test]

@@ -214,16 +214,47 @@ struct Payload<'a> {
 impl Payload<'_> {
     fn of(alert: &Alert) -> Payload<'_> {
         Payload {
-            text: format!("[keygate {}] {}", alert.severity.as_str(), alert.summary),
+            text: format!(
+                "[keygate {}] {}",
+                alert.severity.as_str(),
+                chat_escaped(&alert.summary)
+            ),
             alert,
         }
     }
+}
+
+/// `summary` with `&`, `<` and `>` escaped as Slack and Mattermost ask: a summary quotes
+/// what a bot sent, and `<https://…|text>` there would show as a link of the bot's making
+/// in the operator's alert channel.
+fn chat_escaped(summary: &str) -> String {
+    summary
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::{AlertRule, AlertsConfig, EmailConfig, SmtpSecurity};
+
+    #[test]
+    fn a_webhook_message_shows_no_link_a_bot_made() {
+        let alert = Alert::outside_log(
+            Severity::Info,
+            AlertRule::Test,
+            "withdrawal to <https://phish.example|your keygate> & more".into(),
+        );
+        let payload = serde_json::to_value(Payload::of(&alert)).unwrap();
+        assert_eq!(
+            payload["text"],
+            "[keygate info] withdrawal to &lt;https://phish.example|your keygate&gt; &amp; more"
+        );
+        // The alert's own fields are as raised: receivers that read them escape for
+        // themselves.
+        assert_eq!(payload["summary"], alert.summary);
+    }
 
     /// A regression test: lettre's timeout bounds the connection only, so a mail server
     /// that took the connection and never answered held the monitor thread, and with it

@@ -74,6 +74,7 @@ const CSV_COLUMNS: &[&str] = &[
     "lost_count",
     "lost_first_ms",
     "lost_last_ms",
+    "detail",
 ];
 
 /// The CSV header matching [`csv_line`].
@@ -136,6 +137,11 @@ pub fn csv_line(seq: u64, event: &Event) -> String {
             set("change", a.change.clone());
             set("target", a.target.clone());
             set("actor", a.actor.clone());
+            // What changed (a policy before and after, a rotation's fingerprints), as
+            // the JSON `audit export --format jsonl` gives it.
+            if !a.detail.is_null() {
+                set("detail", a.detail.to_string());
+            }
         }
         EventBody::Lost(l) => {
             set("type", "lost".into());
@@ -250,6 +256,23 @@ mod tests {
         assert_eq!(cell(&lines[0], "destination"), "bc1qdest/7");
         assert_eq!(cell(&lines[0], "side"), "buy");
         assert_eq!(cell(&lines[1], "order_ids"), "11 12");
+    }
+
+    /// A regression test: the CSV export left out what an administrative change changed
+    /// (a policy before and after), which the JSON export had.
+    #[test]
+    fn an_admin_change_keeps_its_detail_in_csv() {
+        let admin = EventBody::Admin(AdminEvent {
+            actor: "cli".into(),
+            change: "client.update".into(),
+            target: "bot1".into(),
+            detail: serde_json::json!({ "from": { "scopes": ["read"] }, "to": { "scopes": ["read", "trade"] } }),
+        });
+        let line = csv_line(7, &Event { ts_ms: 1, body: admin });
+        assert!(
+            line.ends_with(r#""{""from"":{""scopes"":[""read""]},""to"":{""scopes"":[""read"",""trade""]}}""#),
+            "{line}"
+        );
     }
 
     #[test]

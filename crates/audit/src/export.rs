@@ -268,9 +268,17 @@ mod tests {
             target: "bot1".into(),
             detail: serde_json::json!({ "from": { "scopes": ["read"] }, "to": { "scopes": ["read", "trade"] } }),
         });
-        let line = csv_line(7, &Event { ts_ms: 1, body: admin });
+        let line = csv_line(
+            7,
+            &Event {
+                ts_ms: 1,
+                body: admin,
+            },
+        );
         assert!(
-            line.ends_with(r#""{""from"":{""scopes"":[""read""]},""to"":{""scopes"":[""read"",""trade""]}}""#),
+            line.ends_with(
+                r#""{""from"":{""scopes"":[""read""]},""to"":{""scopes"":[""read"",""trade""]}}""#
+            ),
             "{line}"
         );
     }

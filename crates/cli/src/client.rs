@@ -109,10 +109,10 @@ pub struct PolicyArgs {
     #[arg(long, value_delimiter = ',')]
     pub symbols: Vec<String>,
     /// Largest quote notional of one order (`none` for no limit).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub max_order_notional: Option<String>,
     /// Largest quote notional of all orders in one UTC day (`none` for no limit).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub max_daily_notional: Option<String>,
     /// The asset the notional limits count in; orders in symbols quoted in another are
     /// denied while a limit applies. USDT when a limit is set without it.

@@ -1659,6 +1659,28 @@ mod client {
             args.extend_from_slice(bad);
             kg.fails(&args, "", 2);
         }
+        // A negative limit is a value, refused for what it is, not an unknown flag.
+        let negative = kg.fails(
+            &[
+                "client",
+                "issue",
+                "--account",
+                "main",
+                "--name",
+                "bad",
+                "--max-daily-notional",
+                "-5",
+            ],
+            "",
+            2,
+        );
+        assert!(
+            negative
+                .stderr
+                .contains("--max-daily-notional must be greater than zero"),
+            "{}",
+            negative.stderr
+        );
         kg.fails(
             &["client", "issue", "--account", "nosuch", "--name", "bot9"],
             "",
@@ -2999,8 +3021,7 @@ mod audit {
         .unwrap();
         let out = kg.fails(&["audit", "verify"], "", 1);
         assert!(
-            out.stderr.contains(&format!("after event {cut_at}"))
-                && out.stderr.contains("cut off"),
+            out.stderr.contains(&format!("after event {cut_at}")) && out.stderr.contains("cut off"),
             "{}",
             out.stderr
         );

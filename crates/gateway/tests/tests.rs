@@ -1578,7 +1578,11 @@ async fn what_a_request_names_is_kept_in_its_event_up_to_a_bound() {
         ),
     )
     .await;
-    assert_eq!((status, body["code"].as_i64()), (401, Some(-2015)), "{body}");
+    assert_eq!(
+        (status, body["code"].as_i64()),
+        (401, Some(-2015)),
+        "{body}"
+    );
     let events = events_where(&env, 1, |e| e["path"] == "/api/v3/order").await;
     let event = &events[0];
     for field in ["symbol", "client_order_id"] {
@@ -1589,7 +1593,11 @@ async fn what_a_request_names_is_kept_in_its_event_up_to_a_bound() {
             text.len()
         );
     }
-    assert!(body.to_string().len() < 2_000, "{} bytes", body.to_string().len());
+    assert!(
+        body.to_string().len() < 2_000,
+        "{} bytes",
+        body.to_string().len()
+    );
 }
 
 /// A regression test: the window was checked again after the exchange calls, but before
@@ -1628,7 +1636,10 @@ async fn an_order_that_outlives_its_window_while_its_event_is_written_is_not_for
     let events = events_where(&env, 2, |e| e["path"] == "/api/v3/order").await;
     assert_eq!(events.len(), 2, "{events:?}");
     assert_eq!(events[0]["outcome"], "pending", "{events:?}");
-    assert_eq!(events[1]["request_id"], events[0]["request_id"], "{events:?}");
+    assert_eq!(
+        events[1]["request_id"], events[0]["request_id"],
+        "{events:?}"
+    );
     assert_eq!(events[1]["allowed"], false, "{events:?}");
     assert_eq!(events[1]["rule"], "authentication", "{events:?}");
     assert_eq!(events[1]["outcome"], "not_forwarded", "{events:?}");

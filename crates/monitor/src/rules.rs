@@ -761,7 +761,12 @@ mod tests {
         let other = request(1_600, Some("bot2"), ActionKind::Withdraw, Some(Rule::Scope));
         assert_eq!(rules_of(&rules.evaluate(3, &other)).len(), 1);
         let quiet = Thresholds::default().quiet_period.as_millis() as u64;
-        let later = request(1_000 + quiet, Some("bot1"), ActionKind::Withdraw, Some(Rule::Scope));
+        let later = request(
+            1_000 + quiet,
+            Some("bot1"),
+            ActionKind::Withdraw,
+            Some(Rule::Scope),
+        );
         assert_eq!(rules_of(&rules.evaluate(4, &later)).len(), 1);
         let allowed = rules.evaluate(2, &request(2_000, Some("bot1"), ActionKind::Withdraw, None));
         assert_eq!(
@@ -1139,7 +1144,9 @@ mod tests {
         // A regression test: the address took the whole summary, and what the alert is
         // about (who, from where, which rule denied it) was cut off.
         assert!(
-            alert.summary.contains("by client bot1 from 127.0.0.1 denied by rule scope"),
+            alert
+                .summary
+                .contains("by client bot1 from 127.0.0.1 denied by rule scope"),
             "{:?}",
             alert.summary
         );

@@ -75,6 +75,7 @@ const CSV_COLUMNS: &[&str] = &[
     "lost_first_ms",
     "lost_last_ms",
     "detail",
+    "network",
 ];
 
 /// The CSV header matching [`csv_line`].
@@ -119,6 +120,7 @@ pub fn csv_line(seq: u64, event: &Event) -> String {
             set("amount", shown(r.amount));
             set("asset", shown(r.asset.as_deref()));
             set("destination", shown(r.destination.as_deref()));
+            set("network", shown(r.network.as_deref()));
             set("message", shown(r.message.as_deref()));
         }
         EventBody::Outcome(o) => {
@@ -217,6 +219,7 @@ mod tests {
             amount: None,
             asset: None,
             destination: Some("bc1qdest/7".into()),
+            network: None,
             allowed: true,
             rule: None,
             message: None,
@@ -277,7 +280,7 @@ mod tests {
         );
         assert!(
             line.ends_with(
-                r#""{""from"":{""scopes"":[""read""]},""to"":{""scopes"":[""read"",""trade""]}}""#
+                r#""{""from"":{""scopes"":[""read""]},""to"":{""scopes"":[""read"",""trade""]}}","#
             ),
             "{line}"
         );

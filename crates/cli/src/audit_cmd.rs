@@ -300,6 +300,9 @@ fn event_line(seq: u64, event: &Event) -> String {
             if let Some(destination) = &r.destination {
                 s.push_str(&format!(" to={destination}"));
             }
+            if let Some(network) = &r.network {
+                s.push_str(&format!(" network={network}"));
+            }
             s.push_str(&format!(" from={}", r.source_ip));
             s.push_str(&format!(" {}", outcome_text(r.outcome, r.upstream_status)));
             s
@@ -461,6 +464,7 @@ mod tests {
                 amount: None,
                 asset: None,
                 destination: None,
+                network: None,
                 allowed: false,
                 rule: None,
                 message: None,

@@ -2705,6 +2705,7 @@ mod audit {
                     amount: None,
                     asset: None,
                     destination: None,
+                    network: None,
                     allowed: *allowed,
                     rule: (!allowed).then_some(Rule::Symbol),
                     message: None,
@@ -2750,6 +2751,7 @@ mod audit {
                 amount: Some(5.into()),
                 asset: Some("BTC".into()),
                 destination: Some("bc1qattacker".into()),
+                network: Some("BTC".into()),
                 allowed,
                 rule: (!allowed).then_some(Rule::WithdrawalAddress),
                 message: None,
@@ -2787,7 +2789,10 @@ mod audit {
         let unknown = report["outcome_unknown"].as_array().unwrap();
         assert_eq!(unknown.len(), 1, "{report}");
         assert!(
-            unknown[0].as_str().unwrap().contains("to=bc1qattacker"),
+            unknown[0]
+                .as_str()
+                .unwrap()
+                .contains("to=bc1qattacker network=BTC"),
             "{report}"
         );
         assert_eq!(report["sources"]["10.9.8.7"], 2, "{report}");
@@ -2805,7 +2810,7 @@ mod audit {
             "{report}"
         );
         assert!(
-            alerts[0].contains("critical withdrawal: withdrawal of 5 BTC to bc1qattacker"),
+            alerts[0].contains("critical withdrawal: withdrawal of 5 BTC to bc1qattacker on BTC"),
             "{report}"
         );
         assert!(alerts[1].contains("warning withdrawal:"), "{report}");

@@ -90,6 +90,11 @@ pub struct RequestEvent {
     /// Withdrawal destination, `ADDRESS` or `ADDRESS/TAG`, as the request named it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub destination: Option<String>,
+    /// The network of a withdrawal (`ETH`, `TRX`), as the request named it; none when it
+    /// named none (the exchange takes the asset's default network). Events written
+    /// before keygate recorded it have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
     /// Whether the request was allowed.
     pub allowed: bool,
     /// The rule that denied it.

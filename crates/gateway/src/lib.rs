@@ -1090,6 +1090,7 @@ impl<'a> Audit<'a> {
                 amount: action.amount,
                 asset: action.asset.map(bounded),
                 destination: destination.map(bounded),
+                network: action.network.map(bounded),
                 allowed,
                 rule: denial.as_ref().map(|d| d.rule),
                 message: denial.map(|d| bounded(d.message)),

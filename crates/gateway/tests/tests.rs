@@ -404,7 +404,7 @@ async fn withdrawals_reach_the_exchange_only_for_listed_addresses() {
     // Each is on record with where it was going, allowed or not.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let store = Store::open(&env.db).unwrap();
-    let destinations: Vec<(bool, String)> = keygate_audit::read(&store, 1, 100)
+    let destinations: Vec<(bool, String, Value)> = keygate_audit::read(&store, 1, 100)
         .unwrap()
         .iter()
         .map(|(_, e)| serde_json::to_value(e).unwrap())
@@ -413,19 +413,21 @@ async fn withdrawals_reach_the_exchange_only_for_listed_addresses() {
             (
                 e["allowed"] == true,
                 e["destination"].as_str().unwrap().to_owned(),
+                e["network"].clone(),
             )
         })
         .collect();
+    let trx = Value::from("TRX");
     assert_eq!(
         destinations,
         [
-            (true, "TColdWallet1".to_owned()),
-            (true, "rSharedHot/4242".to_owned()),
-            (false, "TAttacker".to_owned()),
-            (false, "rSharedHot/666".to_owned()),
-            (false, "rSharedHot".to_owned()),
-            (false, "TColdWallet1".to_owned()),
-            (false, "TColdWallet1".to_owned()),
+            (true, "TColdWallet1".to_owned(), trx.clone()),
+            (true, "rSharedHot/4242".to_owned(), trx.clone()),
+            (false, "TAttacker".to_owned(), trx),
+            (false, "rSharedHot/666".to_owned(), Value::from("XRP")),
+            (false, "rSharedHot".to_owned(), Value::from("XRP")),
+            (false, "TColdWallet1".to_owned(), Value::from("BSC")),
+            (false, "TColdWallet1".to_owned(), Value::Null),
         ]
     );
 }

@@ -1004,6 +1004,7 @@ mod tests {
                 amount: None,
                 asset: None,
                 destination: None,
+                network: None,
                 allowed: false,
                 rule: Some(Rule::Replay),
                 message: None,

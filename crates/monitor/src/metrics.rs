@@ -337,6 +337,7 @@ mod tests {
                 amount: None,
                 asset: None,
                 destination: None,
+                network: None,
                 allowed,
                 rule: (!allowed).then_some(Rule::Symbol),
                 message: None,

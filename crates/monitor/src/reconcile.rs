@@ -385,6 +385,7 @@ mod tests {
                 amount: None,
                 asset: None,
                 destination: None,
+                network: None,
                 allowed: true,
                 rule: None,
                 message: None,

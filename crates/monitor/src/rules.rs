@@ -621,7 +621,7 @@ fn who(request: &RequestEvent) -> String {
     }
 }
 
-/// The request in a few words: `withdrawal of 0.5 BTC to ADDRESS`, `trade BTCUSDT`.
+/// The request in a few words: `withdrawal of 0.5 BTC to ADDRESS on BTC`, `trade BTCUSDT`.
 fn describe(request: &RequestEvent) -> String {
     let mut text = match request.action {
         ActionKind::Withdraw => "withdrawal".to_owned(),
@@ -633,6 +633,9 @@ fn describe(request: &RequestEvent) -> String {
     }
     if let Some(destination) = &request.destination {
         text.push_str(&format!(" to {}", named(destination)));
+    }
+    if let Some(network) = &request.network {
+        text.push_str(&format!(" on {}", named(network)));
     }
     if let Some(symbol) = &request.symbol {
         text.push_str(&format!(" {}", named(symbol)));
@@ -715,6 +718,7 @@ mod tests {
                 amount: Some(Decimal::new(5, 1)),
                 asset: Some("BTC".into()),
                 destination: Some("bc1qexample".into()),
+                network: None,
                 allowed: rule.is_none(),
                 rule,
                 message: None,

@@ -78,6 +78,7 @@ fn request(ts_ms: u64, action: ActionKind, rule: Option<Rule>) -> Event {
             amount: None,
             asset: None,
             destination: None,
+            network: None,
             allowed: rule.is_none(),
             rule,
             message: None,

@@ -939,6 +939,7 @@ mod tests {
                 amount: Some(Decimal::new(4, 1)),
                 asset: Some("BTC".into()),
                 destination: None,
+                network: None,
                 allowed,
                 rule: None,
                 message: None,

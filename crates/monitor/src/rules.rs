@@ -567,7 +567,17 @@ fn counts_toward_bursts(rule: Option<Rule>) -> bool {
 fn admin_alert(admin: &AdminEvent) -> (Severity, String) {
     let summary = format!("{} by {} on {}", admin.change, admin.actor, admin.target);
     match admin.change.as_str() {
-        "vault.panic" => (Severity::Critical, summary),
+        "vault.panic" => {
+            let frozen: Vec<&str> = admin.detail["frozen_clients"]
+                .as_array()
+                .map(|names| names.iter().filter_map(|n| n.as_str()).collect())
+                .unwrap_or_default();
+            let summary = match frozen.len() {
+                0 => format!("{summary}: no active client to freeze"),
+                n => format!("{summary}: froze {n} client(s): {}", frozen.join(", ")),
+            };
+            (Severity::Critical, summary)
+        }
         "client.update" => {
             let scopes = |side: &str| -> Vec<String> {
                 admin.detail[side]["scopes"]
@@ -1204,6 +1214,20 @@ mod tests {
         assert_eq!(
             rules_of(&rules.evaluate(1, &admin("vault.panic"))),
             [(Severity::Critical, AlertRule::AdminChange)]
+        );
+        // The panic's alert names whom it froze.
+        let panic = Event {
+            ts_ms: 5,
+            body: EventBody::Admin(AdminEvent {
+                actor: "cli".into(),
+                change: "vault.panic".into(),
+                target: "clients".into(),
+                detail: serde_json::json!({ "frozen_clients": ["bot1", "bot2"] }),
+            }),
+        };
+        assert_eq!(
+            rules.evaluate(2, &panic)[0].summary,
+            "vault.panic by cli on clients: froze 2 client(s): bot1, bot2"
         );
         assert_eq!(
             rules_of(&rules.evaluate(2, &admin("account.rotate"))),

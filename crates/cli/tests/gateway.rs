@@ -1589,7 +1589,7 @@ fn the_demo_tells_the_whole_story_and_verifies_its_log() {
         "✘ denied  withdraw",
         "✘ denied  read balances with the revoked key → HTTP 401 keygate: client bot1 is revoked",
         "the simulator received 1 order(s) and 0 withdrawal(s)",
-        "⚑ critical withdrawal of 1000 USDT to TXYZattacker by client bot1",
+        "⚑ critical withdrawal of 1000 USDT to TXYZattacker on TRX by client bot1",
         "⚑ warning  the revoked key of client bot1 was used",
         "denied:revoked",
         "audit log verified",

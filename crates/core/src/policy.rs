@@ -366,6 +366,9 @@ pub enum Rule {
     AuditUnavailable,
     /// The client closed its connection before the request was forwarded.
     ClientGone,
+    /// The client's policy changed while the request waited to be sent (for a price, the
+    /// audit log, the exchange's clock): it was decided by rules that no longer hold.
+    PolicyChanged,
     /// keygate failed while handling the request (a bug); it was not forwarded.
     Internal,
 }
@@ -394,6 +397,7 @@ impl Rule {
             Rule::WeightReserved => "weight_reserved",
             Rule::AuditUnavailable => "audit_unavailable",
             Rule::ClientGone => "client_gone",
+            Rule::PolicyChanged => "policy_changed",
             Rule::Internal => "internal",
         }
     }

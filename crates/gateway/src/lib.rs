@@ -79,7 +79,7 @@ use keygate_policy::Decider;
 use rand::Rng;
 use rust_decimal::Decimal;
 
-use crate::registry::{Live, Verifier};
+use crate::registry::{ClientEntry, Live, Registry, Verifier};
 use crate::replay::ReplayCache;
 use crate::upstream::{Failure, Upstream};
 use crate::weight::{OverCap, Pool, Reservation, WeightGauge};
@@ -614,15 +614,26 @@ async fn handle<A: Adapter>(
         }
     }
 
-    // The exchange calls since the timestamp was checked (pricing the order, the symbol
-    // of the order it names) may have taken seconds, and the exchange takes the
-    // re-signed request by its new timestamp: a request past the bot's own window would
-    // execute though the bot may have given up on it, and sent it again. So the window
-    // is checked again before the request is recorded as about to be sent, and after
-    // the last wait (step 6).
-    if let Err(e) = signed.check_freshness(now_ms()) {
-        let msg = format!("{e} by the time keygate was to forward it");
-        return audit.deny(refuse(Refusal::Invalid(&e)), Rule::Authentication, &msg);
+    // What the request waited for since it was checked and decided (its price, the
+    // symbol of the order it names; then its audit event and the exchange's clock) may
+    // have taken seconds. The exchange takes the re-signed request by its new timestamp:
+    // one past the bot's own window would execute though the bot may have given up on
+    // it, and sent it again. And a freeze, a revoke, a panic or a new policy made
+    // meanwhile holds for this request too, not only for those after it. So both are
+    // checked again before the request is recorded as about to be sent, and after the
+    // last wait.
+    let refusal_since_decided = || -> Option<(Response, Rule, String)> {
+        if let Err(e) = signed.check_freshness(now_ms()) {
+            let msg = format!("{e} by the time keygate was to forward it");
+            let response = refusal_response(adapter, Refusal::Invalid(&e));
+            return Some((response, Rule::Authentication, msg));
+        }
+        let (rule, msg) = changed_while_waiting(&gw.live.snapshot(), api_key, &client)?;
+        let text = format!("keygate: {msg}");
+        Some((refusal_response(adapter, Refusal::Denied(&text)), rule, msg))
+    };
+    if let Some((response, rule, msg)) = refusal_since_decided() {
+        return audit.deny(response, rule, &msg);
     }
 
     // 5. Audit: an order, a withdrawal or a transfer is durable in the log before
@@ -644,10 +655,8 @@ async fn handle<A: Adapter>(
 
     // 6. Re-sign with the real key and a fresh timestamp on the exchange's clock.
     let timestamp = gw.upstream.exchange_time_ms(adapter, &base, native).await;
-    // The durable write and the clock may have taken seconds too.
-    if let Err(e) = signed.check_freshness(now_ms()) {
-        let msg = format!("{e} by the time keygate was to forward it");
-        return audit.deny(refuse(Refusal::Invalid(&e)), Rule::Authentication, &msg);
+    if let Some((response, rule, msg)) = refusal_since_decided() {
+        return audit.deny(response, rule, &msg);
     }
     let forward = signed.resign(
         account.api_key.expose_secret(),
@@ -685,6 +694,49 @@ async fn handle<A: Adapter>(
         None,
     )
     .await
+}
+
+/// Why a request decided for `decided` (the client of `api_key` as it was) may no longer
+/// be sent, by `registry` as it is now: the client was frozen, revoked or changed, its key
+/// or itself expired, or its account is gone (every client is gone while a reload fails).
+fn changed_while_waiting(
+    registry: &Registry,
+    api_key: &str,
+    decided: &Arc<ClientEntry>,
+) -> Option<(Rule, String)> {
+    let name = &decided.name;
+    let Some(client) = registry.client(api_key) else {
+        return Some((
+            Rule::Revoked,
+            format!("the key of client {name} was withdrawn while the request waited"),
+        ));
+    };
+    let now = now_ms();
+    let (rule, what) = match client.status {
+        ClientStatus::Frozen => (Rule::Frozen, "frozen"),
+        ClientStatus::Revoked => (Rule::Revoked, "revoked"),
+        ClientStatus::Active if client.name != *name => (Rule::Revoked, "replaced"),
+        ClientStatus::Active if client.expires_ms.is_some_and(|at| now >= at) => {
+            (Rule::Expired, "expired")
+        }
+        ClientStatus::Active if client.key_valid_until_ms.is_some_and(|at| now >= at) => {
+            (Rule::Expired, "rotated, and this key's grace period ended,")
+        }
+        // The same entry unless the registry was reloaded: then the policy may differ.
+        ClientStatus::Active
+            if !Arc::ptr_eq(&client, decided) && client.policy != decided.policy =>
+        {
+            (Rule::PolicyChanged, "given another policy")
+        }
+        ClientStatus::Active if registry.account(&client.account).is_none() => {
+            (Rule::Revoked, "left without its account")
+        }
+        ClientStatus::Active => return None,
+    };
+    Some((
+        rule,
+        format!("client {name} was {what} while the request waited; it was not sent"),
+    ))
 }
 
 /// Why `what` (a public call) is refused at the public weight `cap`.
@@ -744,7 +796,7 @@ impl Gateway {
     async fn forward<A: Adapter>(
         &self,
         adapter: &A,
-        mut audit: Audit<'_>,
+        audit: Audit<'_>,
         method: &Method,
         pool: Pool<'_>,
         url: &str,

@@ -1563,6 +1563,56 @@ async fn an_order_that_outlives_its_window_while_keygate_prices_it_is_not_forwar
     assert_eq!(exchange_saw(&env, "/api/v3/order"), 1);
 }
 
+/// A regression test: the client's status was read once, when the request arrived, so an
+/// order that waited seconds for its price (or its audit event, or the exchange's clock)
+/// was sent though its client was frozen meanwhile: a freeze or `keygate panic` did not
+/// stop what was already on its way.
+#[tokio::test]
+async fn a_freeze_made_while_an_order_waits_for_its_price_stops_it() {
+    let env = default_env().await;
+    env.exchange
+        .simulator()
+        .delay_endpoint("/api/v3/ticker/price", Duration::from_millis(2500));
+    // A market order in base quantity under a notional limit: keygate asks its price.
+    let order = http(
+        "POST",
+        "/binance/api/v3/order",
+        "",
+        &sign(
+            "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=0.01",
+            BOT_SECRET,
+        ),
+    );
+    let gateway = env.gateway;
+    let sent = tokio::spawn(async move { raw(gateway, &order).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut store = Store::open(&env.db).unwrap();
+    let master = env.master();
+    let bot: Name = "bot1".parse().unwrap();
+    store
+        .transaction(|s| {
+            s.set_client_status(&bot, ClientStatus::Active, ClientStatus::Frozen, &master)
+        })
+        .unwrap();
+    let (status, body) = sent.await.unwrap();
+    assert_eq!(
+        (status, body["code"].as_i64()),
+        (401, Some(-2015)),
+        "{body}"
+    );
+    assert!(
+        body["msg"]
+            .as_str()
+            .is_some_and(|m| m.contains("client bot1 was frozen while the request waited")),
+        "{body}"
+    );
+    assert_eq!(exchange_saw(&env, "/api/v3/order"), 0);
+    let refused = events_where(&env, 1, |e| e["path"] == "/api/v3/order").await;
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0]["rule"], "frozen", "{refused:?}");
+    assert_eq!(refused[0]["outcome"], "not_forwarded", "{refused:?}");
+}
+
 /// A regression test: the method, path and message of an event were cut to a bound, but
 /// not the symbol or client order id a request names: a bot (or whoever holds its key)
 /// could make every refused request cost the log tens of kilobytes.

@@ -238,12 +238,16 @@ impl AsyncWrite for Stream {
 /// Whether an answer header is passed back to the bot: the content type, Binance's
 /// rate-limit counters and `Retry-After`. Binance reports `/api` and `/fapi` weight and
 /// order counts in `X-MBX-*` headers, and `/sapi` weight in `X-SAPI-USED-IP-WEIGHT-1M` or,
-/// for endpoints weighted per account, `X-SAPI-USED-UID-WEIGHT-1M`.
+/// for endpoints weighted per account, `X-SAPI-USED-UID-WEIGHT-1M`. Never the header
+/// that carries an API key, should a proxy on the way echo the real key back.
 fn is_passed_back(name: &str) -> bool {
     let starts_with = |prefix: &str| {
         name.get(..prefix.len())
             .is_some_and(|start| start.eq_ignore_ascii_case(prefix))
     };
+    if name.eq_ignore_ascii_case("x-mbx-apikey") {
+        return false;
+    }
     name.eq_ignore_ascii_case("content-type")
         || starts_with("x-mbx-")
         || starts_with("x-sapi-used-")
@@ -1171,6 +1175,7 @@ mod tests {
             "x-mbx",
             "x-cache",
             "content-length",
+            "X-MBX-APIKEY",
         ] {
             assert!(!is_passed_back(name), "{name}");
         }

@@ -441,7 +441,7 @@ async fn serve_http<S>(
         // sends nor closes.
         .half_close(true)
         .serve_connection(
-            TokioIo::new(WriteDeadline::new(stream, header_timeout)),
+            TokioIo::new(WriteDeadline::new(stream, header_timeout, MIN_READ_RATE)),
             service,
         );
     tokio::pin!(connection);
@@ -459,25 +459,43 @@ async fn serve_http<S>(
     }
 }
 
-/// A client connection whose writes may stall for at most `timeout`: a client that stops
-/// reading its answers loses its connection instead of holding it (and its slot) forever.
+/// The slowest a client may read its answers, in bytes per second, once its answers have
+/// been held up for a timeout: an answer is kept whole in memory until it is written, and
+/// a reader taking a byte now and then would otherwise hold megabytes (a public
+/// `exchangeInfo` needs no key) for hours.
+const MIN_READ_RATE: u64 = 16 * 1024;
+
+/// A client connection whose writes may stall for at most `timeout`, and that must take
+/// its answers at `min_rate` bytes per second or more while they are held up: a client
+/// that stops reading its answers, or reads them a trickle at a time, loses its
+/// connection instead of holding it (its slot, and its answer's memory) for ever.
 struct WriteDeadline<S> {
     stream: S,
     timeout: Duration,
+    min_rate: u64,
     /// Running while a write is stalled.
     stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Bytes written on this connection.
+    written: u64,
+    /// While writes are held up (the client is not taking them as fast as they come):
+    /// since when, and how much had been written by then.
+    held_up: Option<(tokio::time::Instant, u64)>,
 }
 
 impl<S> WriteDeadline<S> {
-    fn new(stream: S, timeout: Duration) -> WriteDeadline<S> {
+    fn new(stream: S, timeout: Duration, min_rate: u64) -> WriteDeadline<S> {
         WriteDeadline {
             stream,
             timeout,
+            min_rate,
             stalled: None,
+            written: 0,
+            held_up: None,
         }
     }
 
-    /// Passes on a write's `result`, turning a stall longer than the timeout into an error.
+    /// Passes on a write's `result`, turning a stall longer than the timeout, or writes
+    /// held up for longer than it at less than the minimum rate, into an error.
     fn bound<T>(
         &mut self,
         cx: &mut Context<'_>,
@@ -486,6 +504,24 @@ impl<S> WriteDeadline<S> {
         if result.is_ready() {
             self.stalled = None;
             return result;
+        }
+        let now = tokio::time::Instant::now();
+        match self.held_up {
+            None => self.held_up = Some((now, self.written)),
+            Some((since, written_then)) if now.duration_since(since) >= self.timeout => {
+                let taken = self.written - written_then;
+                let held_ms =
+                    u64::try_from(now.duration_since(since).as_millis()).unwrap_or(u64::MAX);
+                let wanted = self.min_rate.saturating_mul(held_ms) / 1000;
+                if taken < wanted {
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "the client reads its answers too slowly",
+                    )));
+                }
+                self.held_up = Some((now, self.written));
+            }
+            Some(_) => {}
         }
         let timeout = self.timeout;
         let stalled = self
@@ -498,6 +534,13 @@ impl<S> WriteDeadline<S> {
             )));
         }
         Poll::Pending
+    }
+
+    /// Counts what a write wrote.
+    fn count(&mut self, result: &Poll<io::Result<usize>>) {
+        if let Poll::Ready(Ok(n)) = result {
+            self.written = self.written.saturating_add(*n as u64);
+        }
     }
 }
 
@@ -519,6 +562,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<S> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let result = Pin::new(&mut this.stream).poll_write(cx, buf);
+        this.count(&result);
         this.bound(cx, result)
     }
 
@@ -529,6 +573,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<S> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let result = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
+        this.count(&result);
         this.bound(cx, result)
     }
 
@@ -539,6 +584,11 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<S> {
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let result = Pin::new(&mut this.stream).poll_flush(cx);
+        // Flushed: what was queued is all taken, and the connection waits for the next
+        // request, not for its reader.
+        if matches!(result, Poll::Ready(Ok(()))) {
+            this.held_up = None;
+        }
         this.bound(cx, result)
     }
 
@@ -578,7 +628,7 @@ mod tests {
     #[tokio::test]
     async fn a_write_the_client_never_reads_fails_after_the_timeout() {
         let (near, _far) = tokio::io::duplex(64);
-        let mut bounded = WriteDeadline::new(near, Duration::from_millis(100));
+        let mut bounded = WriteDeadline::new(near, Duration::from_millis(100), MIN_READ_RATE);
         let started = Instant::now();
         let result = tokio::time::timeout(Duration::from_secs(5), bounded.write_all(&[b'x'; 4096]))
             .await
@@ -590,7 +640,8 @@ mod tests {
     #[tokio::test]
     async fn writes_that_progress_are_not_cut_off() {
         let (near, mut far) = tokio::io::duplex(64);
-        let mut bounded = WriteDeadline::new(near, Duration::from_millis(200));
+        // At 64 bytes every 20 ms the reader takes 3200 bytes a second.
+        let mut bounded = WriteDeadline::new(near, Duration::from_millis(200), 100);
         let reader = tokio::spawn(async move {
             let mut all = Vec::new();
             let mut chunk = [0u8; 64];
@@ -607,5 +658,36 @@ mod tests {
         bounded.shutdown().await.unwrap();
         drop(bounded);
         assert_eq!(reader.await.unwrap().len(), 1024);
+    }
+
+    /// A regression test: a write stalled for a timeout failed, but every byte the
+    /// client took started the timeout afresh, so a reader taking a few bytes now and
+    /// then held its answer (megabytes, for a public `exchangeInfo`) in memory for hours.
+    #[tokio::test]
+    async fn a_client_that_reads_a_trickle_at_a_time_is_cut_off() {
+        let (near, mut far) = tokio::io::duplex(64);
+        let mut bounded = WriteDeadline::new(near, Duration::from_millis(300), 5000);
+        let reader = tokio::spawn(async move {
+            let mut chunk = [0u8; 50];
+            let mut taken = 0;
+            loop {
+                // 50 bytes every 100 ms: 500 bytes a second, each pause within the timeout.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                match tokio::io::AsyncReadExt::read(&mut far, &mut chunk).await {
+                    Ok(0) | Err(_) => return taken,
+                    Ok(n) => taken += n,
+                }
+            }
+        });
+        let started = tokio::time::Instant::now();
+        let result =
+            tokio::time::timeout(Duration::from_secs(20), bounded.write_all(&[b'z'; 1 << 20]))
+                .await
+                .expect("the write ends by itself");
+        assert_eq!(result.unwrap_err().kind(), io::ErrorKind::TimedOut);
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(5), "{took:?}");
+        drop(bounded);
+        assert!(reader.await.unwrap() < 5_000);
     }
 }

@@ -2,9 +2,14 @@
 //! their own, apart from the bots' listener. Read-only; it holds no key and changes
 //! nothing.
 
+use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::thread;
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -14,10 +19,21 @@ use axum::{Json, Router};
 use keygate_audit::AuditLog;
 use keygate_monitor::{write_gauge, Metrics};
 
+use axum::serve::Listener;
+use serde_json::json;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
+
 use crate::registry::Live;
 use crate::weight::WeightGauge;
-use serde_json::json;
-use tokio::sync::oneshot;
+
+/// Admin connections served at once; more wait in the kernel's queue until one ends.
+const MAX_CONNECTIONS: usize = 16;
+/// How long one admin connection may last, whatever it does. A scrape takes milliseconds;
+/// a connection that sends nothing, or reads nothing, must not keep its slot (nor a file
+/// descriptor the gateway needs) for longer.
+const CONNECTION_LIFETIME: Duration = Duration::from_secs(30);
 
 /// What the admin endpoints read.
 #[derive(Clone)]
@@ -108,8 +124,10 @@ impl AdminServer {
             .name("keygate-admin".into())
             .spawn(move || {
                 runtime.block_on(async move {
-                    let served = match tokio::net::TcpListener::from_std(listener) {
+                    let served = match TcpListener::from_std(listener) {
                         Ok(listener) => {
+                            let listener =
+                                Bounded::new(listener, MAX_CONNECTIONS, CONNECTION_LIFETIME);
                             axum::serve(listener, admin_app(state))
                                 .with_graceful_shutdown(async move {
                                     let _ = stopped.await;
@@ -144,5 +162,146 @@ impl Drop for AdminServer {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+/// A listener that serves at most `slots` connections at once, each for at most
+/// `lifetime`: axum's server sets no timeout of its own.
+struct Bounded {
+    listener: TcpListener,
+    slots: Arc<Semaphore>,
+    lifetime: Duration,
+}
+
+impl Bounded {
+    fn new(listener: TcpListener, slots: usize, lifetime: Duration) -> Bounded {
+        Bounded {
+            listener,
+            slots: Arc::new(Semaphore::new(slots)),
+            lifetime,
+        }
+    }
+}
+
+impl Listener for Bounded {
+    type Io = BoundedStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (BoundedStream, SocketAddr) {
+        // A slot first: past the bound, connections wait unaccepted.
+        let slot = match self.slots.clone().acquire_owned().await {
+            Ok(slot) => slot,
+            // Never closed; were it, nothing more would be accepted.
+            Err(_) => std::future::pending().await,
+        };
+        let (stream, addr) = Listener::accept(&mut self.listener).await;
+        let stream = BoundedStream {
+            stream,
+            ends: Box::pin(tokio::time::sleep(self.lifetime)),
+            _slot: slot,
+        };
+        (stream, addr)
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+}
+
+/// A connection that fails every read and write once its lifetime is over, and gives
+/// its slot back when dropped.
+struct BoundedStream {
+    stream: TcpStream,
+    ends: Pin<Box<tokio::time::Sleep>>,
+    _slot: OwnedSemaphorePermit,
+}
+
+impl BoundedStream {
+    /// An error once the lifetime is over; else registers to be woken when it is.
+    fn check(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        match self.ends.as_mut().poll(cx) {
+            Poll::Ready(()) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the admin connection outlived its time",
+            )),
+            Poll::Pending => Ok(()),
+        }
+    }
+}
+
+impl AsyncRead for BoundedStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        this.check(cx)?;
+        Pin::new(&mut this.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for BoundedStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        this.check(cx)?;
+        Pin::new(&mut this.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        this.check(cx)?;
+        Pin::new(&mut this.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncReadExt;
+
+    use super::*;
+
+    /// A regression test: axum's server has no header timeout, so a local process could
+    /// open admin connections that sent nothing until the gateway ran out of file
+    /// descriptors.
+    #[tokio::test]
+    async fn an_admin_connection_that_sends_nothing_is_closed() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let bounded = Bounded::new(listener, 1, Duration::from_millis(200));
+        let app = Router::new().route("/healthz", get(|| async { "ok" }));
+        tokio::spawn(async move { axum::serve(bounded, app).await });
+        let mut idle = TcpStream::connect(addr).await.unwrap();
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), idle.read_to_end(&mut rest))
+            .await
+            .expect("closed by the server");
+        assert!(read.is_ok_and(|n| n == 0) && rest.is_empty());
+        // Its slot is free again: the next connection is served.
+        let mut next = TcpStream::connect(addr).await.unwrap();
+        tokio::io::AsyncWriteExt::write_all(
+            &mut next,
+            b"GET /healthz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), next.read_to_end(&mut answer))
+            .await
+            .expect("answered")
+            .unwrap();
+        assert!(
+            answer.starts_with(b"HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&answer)
+        );
     }
 }

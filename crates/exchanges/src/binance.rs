@@ -168,9 +168,10 @@ impl SignedRequest {
                 // A price or quantity that does not read, or a quantity below zero, would
                 // otherwise be left out of the order's notional or lower it, and the
                 // exchange might still read it.
-                if (ORDER_PRICES.contains(&name_text)
-                    || BASE_QUANTITIES.contains(&name_text)
-                    || name_text == QUOTE_QUANTITY)
+                let is = |known: &str| known.eq_ignore_ascii_case(name_text);
+                if (ORDER_PRICES.iter().any(|n| is(n))
+                    || BASE_QUANTITIES.iter().any(|n| is(n))
+                    || is(QUOTE_QUANTITY))
                     && positive_decimal(text(&raw, &value)).is_none()
                 {
                     return Err(Error::Malformed {
@@ -197,11 +198,13 @@ impl SignedRequest {
         })
     }
 
-    /// The decoded value of `name`.
+    /// The decoded value of `name`, in any case: should the exchange fold the case of
+    /// names, `PriceMatch` is its `priceMatch`, and keygate must read it so. (Names that
+    /// differ only in case are refused at parsing, so there is one at most.)
     pub fn param(&self, name: &str) -> Option<&str> {
         self.params
             .iter()
-            .find(|p| text(&self.raw, &p.name) == name)
+            .find(|p| text(&self.raw, &p.name).eq_ignore_ascii_case(name))
             .map(|p| text(&self.raw, &p.value))
     }
 
@@ -1961,6 +1964,9 @@ mod tests {
             ),
             ("/api/v3/order/test", "&pegOffsetValue=1"),
             ("/fapi/v1/order", "&priceMatch=OPPONENT_5"),
+            // Names in another case, read as the exchange would if it folded case.
+            ("/fapi/v1/order", "&PriceMatch=OPPONENT"),
+            ("/api/v3/order", "&PEGPRICETYPE=MARKET_PEG"),
         ] {
             let pegged = order(
                 "POST",
@@ -1981,6 +1987,8 @@ mod tests {
             "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=20000&priceMatch=NONE",
         );
         assert_eq!(plain.stated_notional(), Some(Decimal::from(200)));
+        // A price in another case is a price: it must read as a positive number too.
+        assert!(SignedRequest::parse("symbol=BTCUSDT&Price=-1", b"", None).is_err());
     }
 
     /// A regression test: an OPO's pending orders name no quantity and trade what the

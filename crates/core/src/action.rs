@@ -182,6 +182,11 @@ pub struct Action {
     /// price can only raise it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trigger_price: Option<Decimal>,
+    /// How far a trailing stop may trail the market before it fires, in percent: a
+    /// trailing buy fills up to that much above the lowest price it saw, which may be
+    /// today's market price.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trail_percent: Option<Decimal>,
     /// Quote quantity of an order, when the client gave one (`quoteOrderQty`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub quote_quantity: Option<Decimal>,
@@ -241,6 +246,7 @@ impl Action {
             quantity: None,
             price: None,
             trigger_price: None,
+            trail_percent: None,
             quote_quantity: None,
             asset: None,
             amount: None,
@@ -268,14 +274,18 @@ impl Action {
     /// The order's notional at the market price `market`: its quantity at the highest of
     /// `market`, its own price (a sell fills at its price or better, a marketable one
     /// near the market) and its trigger price (a stop-market buy fills at its trigger or
-    /// above, however far the market is below it), and at least its quote quantity.
-    /// `None` without a quantity.
+    /// above, however far the market is below it), raised by its trail for a trailing
+    /// stop, and at least its quote quantity. `None` without a quantity.
     pub fn priced_notional(&self, market: Decimal) -> Option<Decimal> {
         let quantity = self.quantity?;
-        let price = [self.price, self.trigger_price]
+        let mut price = [self.price, self.trigger_price]
             .into_iter()
             .flatten()
             .fold(market, Decimal::max);
+        if let Some(trail) = self.trail_percent {
+            let factor = Decimal::ONE.checked_add(trail.checked_div(Decimal::ONE_HUNDRED)?)?;
+            price = price.checked_mul(factor)?;
+        }
         let notional = price.checked_mul(quantity)?;
         Some(
             self.quote_quantity
@@ -308,6 +318,17 @@ mod tests {
             quote_quantity: quote.map(Decimal::from),
             ..Action::new(ActionKind::Trade, "POST /api/v3/order")
         }
+    }
+
+    #[test]
+    fn a_trailing_stop_is_priced_as_far_above_the_market_as_it_may_trail() {
+        let mut trailing_buy = order(Side::Buy, Some(2), None, None);
+        trailing_buy.trail_percent = Some(Decimal::from(10));
+        assert_eq!(trailing_buy.stated_notional(), None);
+        assert_eq!(
+            trailing_buy.priced_notional(Decimal::from(100)),
+            Some(Decimal::from(220))
+        );
     }
 
     #[test]

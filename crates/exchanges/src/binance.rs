@@ -171,6 +171,7 @@ impl SignedRequest {
                 let is = |known: &str| known.eq_ignore_ascii_case(name_text);
                 if (ORDER_PRICES.iter().any(|n| is(n))
                     || BASE_QUANTITIES.iter().any(|n| is(n))
+                    || TRAILS.iter().any(|n| is(n))
                     || is(QUOTE_QUANTITY))
                     && positive_decimal(text(&raw, &value)).is_none()
                 {
@@ -420,10 +421,14 @@ impl SignedRequest {
                     || self
                         .param("priceMatch")
                         .is_some_and(|m| !m.eq_ignore_ascii_case("NONE"));
-                if limit_types.contains(&order_type) && !pegged {
+                // An order list's legs each name their own type and prices; a `type` or a
+                // `price` of the list itself (which Binance does not take) bounds nothing.
+                let order_list =
+                    path.starts_with("/api/v3/order/oco") || path.starts_with("/api/v3/orderList/");
+                if limit_types.contains(&order_type) && !pegged && !order_list {
                     action.price = decimal("price");
                 }
-                if !futures && order_type == "MARKET" {
+                if !futures && order_type == "MARKET" && !order_list {
                     action.quote_quantity = decimal(QUOTE_QUANTITY);
                 }
                 // Every other price the order or one of its legs names counts too, whatever
@@ -432,6 +437,14 @@ impl SignedRequest {
                 // is the trigger price, which only ever raises the notional priced from
                 // the market, so a price the exchange ignores costs a limit nothing. All
                 // of them read as positive numbers, or the request would not have parsed.
+                // A trailing stop fills up to its trail above the lowest price it saw.
+                action.trail_percent = [
+                    decimal("callbackRate"),
+                    decimal("trailingDelta").map(|bips| bips / Decimal::ONE_HUNDRED),
+                ]
+                .into_iter()
+                .flatten()
+                .max();
                 let limit_price = action.price.is_some().then_some("price");
                 action.trigger_price = ORDER_PRICES
                     .iter()
@@ -1298,6 +1311,12 @@ const BASE_QUANTITIES: &[&str] = &["quantity", "workingQuantity", "pendingQuanti
 /// from the book (plus an offset), whatever its `price` says.
 const PEG_PARAMETERS: &[&str] = &["pegPriceType", "pegOffsetType", "pegOffsetValue"];
 
+/// How far a trailing stop trails: futures `callbackRate` in percent, spot
+/// `trailingDelta` in basis points. Each must be a positive decimal number
+/// ([`SignedRequest::parse`]): one that did not read would leave the trail out of the
+/// order's notional.
+const TRAILS: &[&str] = &["callbackRate", "trailingDelta"];
+
 /// The parameter that sizes a spot market order in the quote asset.
 const QUOTE_QUANTITY: &str = "quoteOrderQty";
 
@@ -1989,6 +2008,48 @@ mod tests {
         assert_eq!(plain.stated_notional(), Some(Decimal::from(200)));
         // A price in another case is a price: it must read as a positive number too.
         assert!(SignedRequest::parse("symbol=BTCUSDT&Price=-1", b"", None).is_err());
+    }
+
+    /// A regression test (found by review): an order list took a `type=LIMIT` and a
+    /// `price` of its own, which Binance does not read, as the bound of the whole list,
+    /// whose stop leg could buy at its far higher trigger. And a trailing stop was priced
+    /// at the market, though it buys up to its trail above it.
+    #[test]
+    fn an_order_list_s_own_price_bounds_nothing_and_a_trail_raises_the_price() {
+        let market = Decimal::from(100_000);
+        let oco = SignedRequest::parse(
+            "symbol=BTCUSDT&side=BUY&quantity=10&price=1&stopPrice=70000&stopLimitPrice=1000000\
+             &type=LIMIT",
+            b"",
+            None,
+        )
+        .unwrap()
+        .classify("POST", "/api/v3/order/oco");
+        assert_eq!(oco.stated_notional(), None);
+        assert!(oco.priced_notional(market).unwrap() >= Decimal::from(10 * 1_000_000));
+
+        for (path, trail) in [
+            (
+                "/fapi/v1/order",
+                "type=TRAILING_STOP_MARKET&callbackRate=10",
+            ),
+            ("/api/v3/order", "type=STOP_LOSS&trailingDelta=1000"),
+        ] {
+            let trailing = SignedRequest::parse(
+                &format!("symbol=BTCUSDT&side=BUY&quantity=1&{trail}"),
+                b"",
+                None,
+            )
+            .unwrap()
+            .classify("POST", path);
+            assert_eq!(trailing.stated_notional(), None, "{path}");
+            assert_eq!(
+                trailing.priced_notional(market),
+                Some(Decimal::from(110_000)),
+                "{path}"
+            );
+        }
+        assert!(SignedRequest::parse("symbol=BTCUSDT&callbackRate=-5", b"", None).is_err());
     }
 
     /// A regression test: an OPO's pending orders name no quantity and trade what the

@@ -105,7 +105,8 @@ pub struct ClientLimits {
     pub max_connections_per_source: usize,
     /// Public market data, which needs no key, is refused while the exchange host reports
     /// this much request weight or more used in the current minute, so that it cannot
-    /// spend the weight signed requests need.
+    /// spend the weight signed requests need. The ticker calls that price clients' orders
+    /// go on to half as much again.
     pub public_weight_cap: u64,
 }
 
@@ -550,7 +551,9 @@ async fn handle<A: Adapter>(
         Some(symbol),
     ) = (&decision, &action.symbol)
     {
-        let cap = gw.limits.public_weight_cap;
+        // A price for a client's order goes on half as far again past the cap that
+        // pauses public data: callers without a key cannot keep orders from being priced.
+        let cap = gw.limits.public_weight_cap.saturating_mul(3) / 2;
         match gw
             .upstream
             .price(adapter, &base, native, symbol, &gw.weight, cap)

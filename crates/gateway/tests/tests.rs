@@ -451,6 +451,17 @@ async fn public_market_data_pauses_before_it_spends_the_weight_orders_need() {
     assert_eq!(body["code"], -1003, "{body}");
     assert!(body["msg"].as_str().unwrap().contains("60"), "{body}");
     assert_eq!(exchange_saw(&env, "/api/v3/exchangeInfo"), 3);
+    // A regression test (found by review): the ticker calls that price clients' orders
+    // stopped at the same cap, so callers without a key could keep every market order of
+    // a client with a notional limit from being decided. They go on past it.
+    let (status, body) = post(
+        &env,
+        "/api/v3/order",
+        "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=0.01",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(exchange_saw(&env, "/api/v3/ticker/price"), 1);
     // Signed requests go on: the weight was kept for them.
     let (status, body) = get(&env, "/api/v3/account", "").await;
     assert_eq!(status, 200, "{body}");
@@ -1749,9 +1760,9 @@ async fn market_orders_for_an_unknown_symbol_cannot_flood_the_exchange_with_pric
 
 /// A regression test: the ticker calls keygate makes to price orders were not held to
 /// the public weight cap, so orders that need pricing kept spending the weight the cap
-/// keeps for signed requests.
+/// keeps for signed requests. They pause at half as much again as public data does.
 #[tokio::test]
-async fn pricing_an_order_pauses_at_the_public_weight_cap() {
+async fn pricing_an_order_pauses_past_the_public_weight_cap() {
     clear_of_a_minute_turn().await;
     let limits = ClientLimits {
         public_weight_cap: 45,
@@ -1760,10 +1771,12 @@ async fn pricing_an_order_pauses_at_the_public_weight_cap() {
     let env = with_limits(limits).await;
     let exchange_info =
         b"GET /binance/api/v3/exchangeInfo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
-    // Weight 20 each: 60 reported, past the cap of 45.
+    // Weight 20 each: 60 reported, past the cap of 45; a signed read takes it past the
+    // 67 that pricing may go to.
     for _ in 0..3 {
         assert_eq!(raw(env.gateway, exchange_info).await.0, 200);
     }
+    assert_eq!(get(&env, "/api/v3/account", "").await.0, 200);
     // 0.01 BTC is about 600 USDT, inside the limit: but pricing it would take weight.
     let (status, body) = post(
         &env,
@@ -1776,7 +1789,10 @@ async fn pricing_an_order_pauses_at_the_public_weight_cap() {
         (429, Some(-1003)),
         "{body}"
     );
-    assert!(body["msg"].as_str().unwrap().contains("60"), "{body}");
+    assert!(
+        body["msg"].as_str().unwrap().contains("cap of 67"),
+        "{body}"
+    );
     assert_eq!(exchange_saw(&env, "/api/v3/ticker/price"), 0);
     assert_eq!(exchange_saw(&env, "/api/v3/order"), 0);
     let refused = events_where(&env, 1, |e| e["path"] == "/api/v3/order").await;

@@ -88,7 +88,7 @@ mod smtp;
 mod webhook;
 
 pub use smtp::{spawn_smtp_sink, Mail, SmtpSink};
-pub use webhook::{spawn_receiver, Hook, WebhookReceiver};
+pub use webhook::{spawn_receiver, Hook, WebhookReceiver, RETRY_AFTER_S};
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;

@@ -1,13 +1,15 @@
 //! A webhook receiver for tests: takes every request on loopback, keeps it, and answers
-//! with the statuses it was told to (then 200), as a chat service or pager would.
+//! with the statuses it was told to (then 200), as a chat service or pager would: a 429
+//! says when to come back in `Retry-After`, as Slack's does.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::{header, HeaderMap, StatusCode, Uri};
+use axum::response::IntoResponse;
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -23,7 +25,12 @@ pub struct Hook {
     pub headers: HeaderMap,
     /// The body, as sent.
     pub body: Vec<u8>,
+    /// When it arrived.
+    pub at: Instant,
 }
+
+/// The `Retry-After` of a 429, in seconds.
+pub const RETRY_AFTER_S: u64 = 2;
 
 impl Hook {
     /// A header's value, when present and text.
@@ -103,7 +110,7 @@ async fn receive(
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
-) -> StatusCode {
+) -> impl IntoResponse {
     let mut received = lock(&received);
     received.hooks.push(Hook {
         path: uri
@@ -111,11 +118,17 @@ async fn receive(
             .map_or_else(|| uri.path().to_owned(), |p| p.as_str().to_owned()),
         headers,
         body: body.to_vec(),
+        at: Instant::now(),
     });
     let status = if received.statuses.is_empty() {
         200
     } else {
         received.statuses.remove(0)
     };
-    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut answer = HeaderMap::new();
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        answer.insert(header::RETRY_AFTER, RETRY_AFTER_S.into());
+    }
+    (status, answer)
 }

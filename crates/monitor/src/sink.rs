@@ -18,6 +18,26 @@ pub(crate) const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
 /// The waits before each further attempt at a delivery that failed. Alerts are not
 /// orders: sending one twice is better than not at all.
 const RETRY_DELAYS: [Duration; 2] = [Duration::from_secs(1), Duration::from_secs(3)];
+/// The longest wait a receiver's `Retry-After` gets before the next attempt: the alerts
+/// behind this one wait too.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(10);
+
+/// A failed attempt at a delivery.
+struct Failed {
+    /// What went wrong, without a credential.
+    reason: String,
+    /// How long the receiver asked to be left alone (`Retry-After`, in seconds).
+    retry_after: Option<Duration>,
+}
+
+impl From<String> for Failed {
+    fn from(reason: String) -> Failed {
+        Failed {
+            reason,
+            retry_after: None,
+        }
+    }
+}
 
 /// Somewhere alerts go, besides serve's log.
 pub enum Sink {
@@ -56,23 +76,32 @@ impl Sink {
             let attempt = async {
                 match self {
                     Sink::Webhook(hook) => hook.post(http, alert).await,
-                    Sink::Email(email) => email.send(alert).await,
+                    Sink::Email(email) => email.send(alert).await.map_err(Failed::from),
                 }
             };
             let attempt = tokio::time::timeout(DELIVERY_TIMEOUT, attempt)
                 .await
                 .unwrap_or_else(|_| {
-                    Err(format!("no answer within {} s", DELIVERY_TIMEOUT.as_secs()))
+                    Err(format!("no answer within {} s", DELIVERY_TIMEOUT.as_secs()).into())
                 });
             match (attempt, delays.next()) {
                 (Ok(()), _) => return Ok(()),
-                (Err(_), Some(delay)) => tokio::time::sleep(*delay).await,
-                (Err(failure), None) => {
+                (Err(failed), Some(delay)) => {
+                    let asked = failed
+                        .retry_after
+                        .map_or(Duration::ZERO, |asked| asked.min(MAX_RETRY_AFTER));
+                    tokio::time::sleep((*delay).max(asked)).await;
+                }
+                (Err(failed), None) => {
                     let kind = match self {
                         Sink::Webhook(_) => "webhook",
                         Sink::Email(_) => "email to",
                     };
-                    return Err(format!("{kind} {} failed: {failure}", self.destination()));
+                    return Err(format!(
+                        "{kind} {} failed: {}",
+                        self.destination(),
+                        failed.reason
+                    ));
                 }
             }
         }
@@ -139,7 +168,7 @@ impl Webhook {
     }
 
     /// POSTs `alert` once.
-    async fn post(&self, http: &reqwest::Client, alert: &Alert) -> Result<(), String> {
+    async fn post(&self, http: &reqwest::Client, alert: &Alert) -> Result<(), Failed> {
         let body = serde_json::to_vec(&Payload::of(alert)).map_err(|e| e.to_string())?;
         let mut request = http
             .post(self.url.clone())
@@ -163,10 +192,19 @@ impl Webhook {
             .map_err(|e| e.without_url().to_string())?;
         let status = response.status();
         if status.is_success() {
-            Ok(())
-        } else {
-            Err(format!("answered {status}"))
+            return Ok(());
         }
+        // Seconds only: the HTTP-date form is read as no wish at all.
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        Err(Failed {
+            reason: format!("answered {status}"),
+            retry_after,
+        })
     }
 }
 

@@ -304,6 +304,27 @@ fn a_webhook_that_fails_is_tried_again_and_one_below_its_severity_gets_nothing()
     assert!(critical_only.receiver.hooks().is_empty());
 }
 
+/// A regression test (found by review): a receiver that said when to come back (429
+/// with `Retry-After`, as Slack does) was tried again after a second all the same.
+#[test]
+fn a_webhook_that_asks_for_time_gets_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, log) = log_in(dir.path());
+    let busy_once = Receiver::start(&[429]);
+    let config = config(&busy_once, None, Severity::Info);
+    let monitor = Monitor::start(&db, config.settings().unwrap()).unwrap();
+    log.append_blocking(request(10, ActionKind::Read, Some(Rule::Replay)))
+        .unwrap();
+    let got = busy_once.wait_for(2);
+    monitor.stop();
+    assert_eq!(got.len(), 2, "one refused attempt, then the delivery");
+    let waited = got[1].at.duration_since(got[0].at);
+    assert!(
+        waited >= Duration::from_secs(keygate_mockex::RETRY_AFTER_S),
+        "{waited:?}"
+    );
+}
+
 #[test]
 fn settings_refuse_what_a_careful_operator_would_not_mean() {
     let hook = |url: &str| AlertsConfig {

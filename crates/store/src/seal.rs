@@ -21,11 +21,17 @@
 //! Every write to either table keeps the seal, but only a seal that held before the write
 //! ([`Store::reseal`]): a write never vouches for rows someone else put back.
 //!
-//! Schema version 3 sealed the client table alone (the meta key `clients_seal`). On such a
-//! database that seal is the one checked, so that the audited change bringing it to
-//! version 4 reseals both tables if, and only if, the client table's seal held.
+//! Since version 5 the seal also covers the hash of the audit event it names, as stored:
+//! a log cut back behind that event and grown again by later appends has another event at
+//! its seq, and the seal no longer holds.
+//!
+//! Schema version 3 sealed the client table alone (the meta key `clients_seal`), version 4
+//! both tables bound to a seq alone. On such a database that seal is the one checked, so
+//! that the audited change bringing it to this version reseals the tables if, and only
+//! if, the earlier seal held.
 
 use rusqlite::types::ValueRef;
+use rusqlite::OptionalExtension;
 
 use keygate_vault::{MasterKey, RecordId};
 
@@ -34,14 +40,18 @@ use crate::{Error, Store};
 
 /// The first schema version whose seal covers the account table too.
 const SEALS_ACCOUNTS_SINCE: i64 = 4;
+/// The first schema version whose seal covers the hash of the event it names.
+const SEALS_EVENT_SINCE: i64 = 5;
 
 /// What a seal covers, and where it is kept: by schema version.
 #[derive(Clone, Copy, PartialEq)]
 enum Coverage {
     /// Version 3: the client table alone.
     Clients,
-    /// Since version 4: the client and account tables.
+    /// Version 4: the client and account tables.
     ClientsAndAccounts,
+    /// Since version 5: the client and account tables, and the event the seal names.
+    TablesAndEvent,
 }
 
 impl Coverage {
@@ -49,25 +59,29 @@ impl Coverage {
     fn of(schema_version: i64) -> Coverage {
         if schema_version < SEALS_ACCOUNTS_SINCE {
             Coverage::Clients
-        } else {
+        } else if schema_version < SEALS_EVENT_SINCE {
             Coverage::ClientsAndAccounts
+        } else {
+            Coverage::TablesAndEvent
         }
     }
 
     /// The meta key holding the seal: the audit seq it was made at (8 bytes, big-endian)
-    /// followed by the tag.
+    /// followed by the tag. Versions 4 and 5 keep theirs under one key: their record ids
+    /// differ, so a version-4 seal left on a version-5 database does not hold.
     fn meta_key(self) -> &'static str {
         match self {
             Coverage::Clients => "clients_seal",
-            Coverage::ClientsAndAccounts => "tables_seal",
+            Coverage::ClientsAndAccounts | Coverage::TablesAndEvent => "tables_seal",
         }
     }
 
-    /// The record the tag is bound to: one seal never verifies as the other.
+    /// The record the tag is bound to: one seal never verifies as another.
     fn record_id(self) -> RecordId {
         match self {
             Coverage::Clients => RecordId::new("client-table-seal", "", ""),
             Coverage::ClientsAndAccounts => RecordId::new("table-seal", "clients,accounts", ""),
+            Coverage::TablesAndEvent => RecordId::new("table-seal", "clients,accounts,event", ""),
         }
     }
 }
@@ -76,7 +90,8 @@ impl Coverage {
 const UNSEALED: &str = "are not sealed (they were made by an earlier keygate, or their seal was \
      removed)";
 const BROKEN: &str = "do not match their seal: a client or account row was put back as it was \
-     earlier, added or removed without the master key";
+     earlier, added or removed without the master key, or the audit event the seal names \
+     was replaced (the log cut back behind it and grown again)";
 const CUT_SHORT: &str = "were sealed at an audit event that the log no longer holds: events were \
      cut off the log's end";
 const STALE: &str = "were put back, seal and all, as they were before a later administrative \
@@ -100,12 +115,27 @@ impl Store {
             Some((seq, tag)) => (u64::from_be_bytes(*seq), tag),
             None => return Err(broken),
         };
+        // Events are only ever added: a log that ends before the seal's event was cut
+        // short (said first, as the likelier story than a forged seal).
+        if seq > self.last_seq()? {
+            return Err(Error::Unsealed { reason: CUT_SHORT });
+        }
         let fields = self.sealed_fields(coverage, seq)?;
         let fields: Vec<&[u8]> = fields.iter().map(Vec::as_slice).collect();
         master
             .verify_record(&coverage.record_id(), &fields, tag)
             .map_err(|_| broken)?;
         Ok(seq)
+    }
+
+    /// The seq of the log's last event, or 0.
+    fn last_seq(&self) -> Result<u64, Error> {
+        self.connection()
+            .query_row("SELECT coalesce(max(seq), 0) FROM events", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map(|seq| seq as u64)
+            .map_err(|e| self.error(e))
     }
 
     /// [`Store::check_seal`], and also that no administrative event in the log came after
@@ -117,23 +147,16 @@ impl Store {
     /// fail, never pass.
     pub fn check_seal_is_latest(&self, master: &MasterKey) -> Result<u64, Error> {
         let sealed = self.check_seal(master)?;
-        let (later_admin, last_seq): (bool, i64) = self
+        let later_admin: bool = self
             .connection()
             .query_row(
-                r#"SELECT EXISTS (SELECT 1 FROM events WHERE seq > ?1 AND body LIKE '%"type":"admin"%'),
-                          coalesce(max(seq), 0) FROM events"#,
+                r#"SELECT EXISTS (SELECT 1 FROM events WHERE seq > ?1 AND body LIKE '%"type":"admin"%')"#,
                 [sealed as i64],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| r.get(0),
             )
             .map_err(|e| self.error(e))?;
         if later_admin {
             return Err(Error::Unsealed { reason: STALE });
-        }
-        // The seal names the last event when it was made, and events are only ever
-        // added: a log that ends before it was cut short, its head put back from an
-        // earlier copy.
-        if sealed > last_seq as u64 {
-            return Err(Error::Unsealed { reason: CUT_SHORT });
         }
         Ok(sealed)
     }
@@ -156,12 +179,7 @@ impl Store {
     /// to the operator first.
     pub fn seal_as_they_are(&self, master: &MasterKey) -> Result<(), Error> {
         let coverage = Coverage::of(self.schema_version()?);
-        let seq: u64 = self
-            .connection()
-            .query_row("SELECT coalesce(max(seq), 0) FROM events", [], |r| {
-                r.get::<_, i64>(0)
-            })
-            .map_err(|e| self.error(e))? as u64;
+        let seq = self.last_seq()?;
         let fields = self.sealed_fields(coverage, seq)?;
         let fields: Vec<&[u8]> = fields.iter().map(Vec::as_slice).collect();
         let tag = master.tag_record(&coverage.record_id(), &fields);
@@ -169,7 +187,7 @@ impl Store {
             coverage.meta_key(),
             &[&seq.to_be_bytes()[..], &tag].concat(),
         )?;
-        if coverage == Coverage::ClientsAndAccounts {
+        if coverage != Coverage::Clients {
             self.delete_meta(Coverage::Clients.meta_key())?;
         }
         Ok(())
@@ -179,7 +197,7 @@ impl Store {
     fn row_count(&self, coverage: Coverage) -> Result<u64, Error> {
         let sql = match coverage {
             Coverage::Clients => "SELECT count(*) FROM clients",
-            Coverage::ClientsAndAccounts => {
+            Coverage::ClientsAndAccounts | Coverage::TablesAndEvent => {
                 "SELECT (SELECT count(*) FROM clients) + (SELECT count(*) FROM accounts)"
             }
         };
@@ -196,6 +214,21 @@ impl Store {
     /// column reads as an account's.
     fn sealed_fields(&self, coverage: Coverage, seq: u64) -> Result<Vec<Vec<u8>>, Error> {
         let mut fields = vec![seq.to_be_bytes().to_vec()];
+        if coverage == Coverage::TablesAndEvent {
+            // The event's hash as stored, or NULL when there is none at `seq` (no event
+            // yet, or the log was cut back behind it).
+            let hash = self
+                .connection()
+                .query_row(
+                    "SELECT hash FROM events WHERE seq = ?1",
+                    [seq as i64],
+                    |r| r.get_ref(0).map(encode),
+                )
+                .optional()
+                .map_err(|e| self.error(e))?
+                .unwrap_or_else(|| encode(ValueRef::Null));
+            fields.push(hash);
+        }
         let clients = self.columns("SELECT name, tag FROM clients ORDER BY name", 2)?;
         if coverage == Coverage::Clients {
             fields.extend(clients.into_iter().flatten());

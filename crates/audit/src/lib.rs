@@ -1016,6 +1016,68 @@ pub fn verify_checkpoints(
     })?
 }
 
+/// [`read`], but only events keygate wrote, where it wrote them: each is chained to the
+/// one before it, from the event before `from` on, and its MAC verifies with `key`.
+/// For what decides on the log (reconciliation: what keygate forwarded), which must not
+/// take a row edited behind keygate's back for an event. The event before `from` is
+/// vouched for by its MAC and by the chain of the next: a MAC-valid hash taken from
+/// another place in the log does not chain to the row at `from`.
+pub fn read_verified(
+    store: &Store,
+    key: &AuditKey,
+    from: u64,
+    limit: u64,
+) -> Result<Vec<(u64, Event)>, Error> {
+    let from = from.max(1);
+    store.read_snapshot(|store| {
+        Ok((|| {
+            let mut prev = if from == 1 {
+                GENESIS.to_vec()
+            } else {
+                let anchor = events(store, from - 1, 1)?
+                    .into_iter()
+                    .next()
+                    .filter(|row| row.seq == from - 1)
+                    .ok_or_else(|| Error::Tampered {
+                        seq: from - 1,
+                        reason: "missing".into(),
+                    })?;
+                if !bool::from(key.mac(&anchor.hash).ct_eq(&anchor.mac)) {
+                    return Err(Error::Tampered {
+                        seq: anchor.seq,
+                        reason: "MAC does not verify with this vault's audit key".into(),
+                    });
+                }
+                anchor.hash
+            };
+            let mut read = Vec::new();
+            for (expected, row) in (from..).zip(events(store, from, limit)?) {
+                let bad = |reason: &str| Error::Tampered {
+                    seq: expected,
+                    reason: reason.to_owned(),
+                };
+                if row.seq != expected {
+                    return Err(bad("missing"));
+                }
+                let hash = chain_hash(&prev, row.seq, row.ts_ms, &row.body);
+                if !bool::from(hash.ct_eq(&row.hash)) {
+                    return Err(bad(
+                        "content or order does not match the chain (edited, reordered or replaced)",
+                    ));
+                }
+                if !bool::from(key.mac(&hash).ct_eq(&row.mac)) {
+                    return Err(bad("MAC does not verify with this vault's audit key"));
+                }
+                let event = serde_json::from_str::<Event>(&row.body)
+                    .map_err(|e| bad(&format!("body is not a keygate event: {e}")))?;
+                read.push((row.seq, event));
+                prev = hash;
+            }
+            Ok(read)
+        })())
+    })?
+}
+
 /// Reads events with `seq >= from`, decoded, with their seq.
 pub fn read(store: &Store, from: u64, limit: u64) -> Result<Vec<(u64, Event)>, Error> {
     events(store, from, limit)?

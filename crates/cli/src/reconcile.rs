@@ -29,6 +29,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use keygate_audit::AuditKey;
 use keygate_core::{
     ClientStatus, Exchange, ExchangeConditionalOrder, ExchangeOrder, ExchangeWithdrawal, Market,
     Scope,
@@ -228,8 +229,9 @@ pub(crate) fn reconcile(
     wait: &dyn Fn() -> bool,
     stopping: &dyn Fn() -> bool,
 ) -> anyhow::Result<Vec<AccountReport>> {
+    let key = crate::home::audit_key(master);
     let log_from = since_ms.saturating_sub(FORWARDED_BEFORE_MS);
-    let traded = forwarded(store, log_from)?;
+    let traded = forwarded(store, &key, log_from)?;
     let tradable = tradable_symbols(store)?;
     let until_ms = now_ms().saturating_sub(ORDER_SETTLE_MS);
     let mut asked = Vec::new();
@@ -316,7 +318,7 @@ pub(crate) fn reconcile(
     }
     // The log again, now that the exchanges have answered: what they listed was sent
     // before they listed it, and its request event was durable before it was sent.
-    let mut forwarded = forwarded(store, log_from)?;
+    let mut forwarded = forwarded(store, &key, log_from)?;
     let mut reports = Vec::new();
     for (label, symbols, (withdrawals, listed_orders, conditional_orders)) in asked {
         // One list that cannot be had does not hide the other.
@@ -343,6 +345,7 @@ pub(crate) fn reconcile(
             }
             let mut around = forwarded_between(
                 store,
+                &key,
                 c.order.placed_ms.saturating_sub(FORWARDED_BEFORE_MS),
                 c.order.placed_ms + FORWARDED_BEFORE_MS,
             )?;
@@ -789,13 +792,20 @@ fn add_open<T>(
 
 /// What keygate forwarded from `from_ms` to about `to_ms`, from the audit log: the events
 /// from `from_ms` on, read from an index near it, a page at a time, until a page reaches
-/// past `to_ms` (or the end of the log).
-fn forwarded_between(store: &Store, from_ms: u64, to_ms: u64) -> anyhow::Result<Forwarded> {
+/// past `to_ms` (or the end of the log). Only events that verify with `key` are read: a
+/// row edited behind keygate's back (a withdrawal made with a leaked key, written in as
+/// if keygate had forwarded it) is an error, not a match.
+fn forwarded_between(
+    store: &Store,
+    key: &AuditKey,
+    from_ms: u64,
+    to_ms: u64,
+) -> anyhow::Result<Forwarded> {
     let mut forwarded = Forwarded::default();
     let mut from = keygate_audit::seq_near(store, from_ms).context("reading the audit log")?;
     loop {
-        let page =
-            keygate_audit::read(store, from, EVENTS_PER_PAGE).context("reading the audit log")?;
+        let page = keygate_audit::read_verified(store, key, from, EVENTS_PER_PAGE)
+            .context("reading the audit log")?;
         let Some((last, last_event)) = page.last() else {
             return Ok(forwarded);
         };
@@ -814,8 +824,8 @@ fn forwarded_between(store: &Store, from_ms: u64, to_ms: u64) -> anyhow::Result<
 const EVENTS_PER_PAGE: u64 = 10_000;
 
 /// What keygate forwarded since `since_ms`, from the audit log.
-fn forwarded(store: &Store, since_ms: u64) -> anyhow::Result<Forwarded> {
-    forwarded_between(store, since_ms, u64::MAX)
+fn forwarded(store: &Store, key: &AuditKey, since_ms: u64) -> anyhow::Result<Forwarded> {
+    forwarded_between(store, key, since_ms, u64::MAX)
 }
 
 /// By account, the symbols its active clients that may trade are allowed to trade.
@@ -1028,6 +1038,9 @@ struct Watched {
     /// Runs that failed as a whole (the accounts could not be read, their seal does not
     /// hold), in a row.
     runs_failing: u32,
+    /// A run failed because the audit log does not verify, and that was alerted; until
+    /// a run succeeds.
+    told_tampered: bool,
 }
 
 impl Watched {
@@ -1035,6 +1048,25 @@ impl Watched {
     /// [`FAILURES_BEFORE_ALERT`] times in a row, as an account that cannot be asked is.
     fn run_failed(&mut self, error: &anyhow::Error, alerter: &Alerter) {
         tracing::error!(error = %format!("{error:#}"), "reconciliation failed");
+        // A log that does not verify hides what keygate forwarded: that is no exchange
+        // being slow to answer, and it is told at once.
+        let tampered = error.chain().any(|cause| {
+            matches!(
+                cause.downcast_ref::<keygate_audit::Error>(),
+                Some(keygate_audit::Error::Tampered { .. })
+            )
+        });
+        if tampered && !self.told_tampered {
+            self.told_tampered = true;
+            alerter.raise(Alert::outside_log(
+                Severity::Critical,
+                AlertRule::LogUnreadable,
+                format!(
+                    "reconciliation cannot trust the audit log, so withdrawals and orders at \
+                     the exchanges go unchecked: {error:#}; run `keygate audit verify`"
+                ),
+            ));
+        }
         self.runs_failing += 1;
         if self.runs_failing == FAILURES_BEFORE_ALERT {
             alerter.raise(Alert::outside_log(
@@ -1047,6 +1079,7 @@ impl Watched {
 
     fn alert(&mut self, reports: Vec<AccountReport>, alerter: &Alerter) {
         self.runs_failing = 0;
+        self.told_tampered = false;
         for report in reports {
             let account = report.account;
             let alert = |severity, rule, summary| Alert {

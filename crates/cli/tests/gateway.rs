@@ -281,6 +281,31 @@ fn reconcile_finds_the_withdrawal_keygate_never_forwarded() {
     assert_eq!(unmatched[0]["amount"], "7");
     let human = home.kg.fails(&["reconcile", "--since", "1h"], "", 1).stdout;
     assert!(human.contains("NOT THROUGH KEYGATE"), "{human}");
+    // A regression test (found by review): reconciliation read the log without checking
+    // it, so whoever held the leaked key and could write the database made the leak look
+    // forwarded by rewriting a row. Such a row is an error, never a match.
+    let db = rusqlite::Connection::open(home.kg.db()).unwrap();
+    let rewritten = db
+        .execute(
+            r#"UPDATE events SET body = replace(replace(body, '"TColdWallet1"', '"TLeakedTo"'), '"amount":"10"', '"amount":"7"')
+               WHERE body LIKE '%"outcome":"pending"%' AND body LIKE '%TColdWallet1%'"#,
+            [],
+        )
+        .unwrap();
+    assert_eq!(rewritten, 1);
+    let refused = home.kg.fails(&["reconcile", "--since", "1h"], "", 2);
+    assert!(
+        refused.stderr.contains("reading the audit log")
+            && !refused.stdout.contains("all through keygate"),
+        "{refused:?}"
+    );
+    db.execute(
+        r#"UPDATE events SET body = replace(replace(body, '"TLeakedTo"', '"TColdWallet1"'), '"amount":"7"', '"amount":"10"')
+           WHERE body LIKE '%"outcome":"pending"%' AND body LIKE '%TLeakedTo%'"#,
+        [],
+    )
+    .unwrap();
+    home.kg.ok(&["audit", "verify"], "");
     // A full answer (Binance lists 1000 at most) may leave one out: not a pass.
     for _ in 2..1000 {
         let (status, body) = signed(

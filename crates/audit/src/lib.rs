@@ -56,7 +56,7 @@ use std::time::{Duration, Instant};
 use hmac::{Hmac, Mac};
 use keygate_core::{Event, EventBody, LostEvents};
 use keygate_store::{EventRow, Store};
-use keygate_vault::SecretBytes;
+use keygate_vault::{MasterKey, SecretBytes};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -121,6 +121,11 @@ pub enum Error {
 pub struct AuditKey(SecretBytes);
 
 impl AuditKey {
+    /// The audit key of the vault whose master key is `master`.
+    pub fn of_vault(master: &MasterKey) -> AuditKey {
+        AuditKey::from_bytes(master.derive_subkey("audit-mac").expose_secret())
+    }
+
     /// Wraps 32 key bytes; input of another length is hashed down to 32.
     pub fn from_bytes(bytes: &[u8]) -> AuditKey {
         if bytes.len() == 32 {
@@ -1028,54 +1033,80 @@ pub fn read_verified(
     from: u64,
     limit: u64,
 ) -> Result<Vec<(u64, Event)>, Error> {
+    store.read_snapshot(|store| Ok(read_verified_within(store, key, from, limit)))?
+}
+
+/// Whether an administrative event follows event `seq` in the log, reading only events
+/// that verify with `key` ([`read_verified`]), inside the caller's read transaction.
+/// Tables sealed at `seq` with a change after it were put back from before the change.
+pub fn admin_change_after(store: &Store, key: &AuditKey, seq: u64) -> Result<bool, Error> {
+    let mut from = seq + 1;
+    loop {
+        let page = read_verified_within(store, key, from, 10_000)?;
+        let Some((last, _)) = page.last() else {
+            return Ok(false);
+        };
+        if page
+            .iter()
+            .any(|(_, event)| matches!(event.body, EventBody::Admin(_)))
+        {
+            return Ok(true);
+        }
+        from = last + 1;
+    }
+}
+
+/// [`read_verified`] inside the caller's read transaction.
+fn read_verified_within(
+    store: &Store,
+    key: &AuditKey,
+    from: u64,
+    limit: u64,
+) -> Result<Vec<(u64, Event)>, Error> {
     let from = from.max(1);
-    store.read_snapshot(|store| {
-        Ok((|| {
-            let mut prev = if from == 1 {
-                GENESIS.to_vec()
-            } else {
-                let anchor = events(store, from - 1, 1)?
-                    .into_iter()
-                    .next()
-                    .filter(|row| row.seq == from - 1)
-                    .ok_or_else(|| Error::Tampered {
-                        seq: from - 1,
-                        reason: "missing".into(),
-                    })?;
-                if !bool::from(key.mac(&anchor.hash).ct_eq(&anchor.mac)) {
-                    return Err(Error::Tampered {
-                        seq: anchor.seq,
-                        reason: "MAC does not verify with this vault's audit key".into(),
-                    });
-                }
-                anchor.hash
-            };
-            let mut read = Vec::new();
-            for (expected, row) in (from..).zip(events(store, from, limit)?) {
-                let bad = |reason: &str| Error::Tampered {
-                    seq: expected,
-                    reason: reason.to_owned(),
-                };
-                if row.seq != expected {
-                    return Err(bad("missing"));
-                }
-                let hash = chain_hash(&prev, row.seq, row.ts_ms, &row.body);
-                if !bool::from(hash.ct_eq(&row.hash)) {
-                    return Err(bad(
-                        "content or order does not match the chain (edited, reordered or replaced)",
-                    ));
-                }
-                if !bool::from(key.mac(&hash).ct_eq(&row.mac)) {
-                    return Err(bad("MAC does not verify with this vault's audit key"));
-                }
-                let event = serde_json::from_str::<Event>(&row.body)
-                    .map_err(|e| bad(&format!("body is not a keygate event: {e}")))?;
-                read.push((row.seq, event));
-                prev = hash;
-            }
-            Ok(read)
-        })())
-    })?
+    let mut prev = if from == 1 {
+        GENESIS.to_vec()
+    } else {
+        let anchor = events(store, from - 1, 1)?
+            .into_iter()
+            .next()
+            .filter(|row| row.seq == from - 1)
+            .ok_or_else(|| Error::Tampered {
+                seq: from - 1,
+                reason: "missing".into(),
+            })?;
+        if !bool::from(key.mac(&anchor.hash).ct_eq(&anchor.mac)) {
+            return Err(Error::Tampered {
+                seq: anchor.seq,
+                reason: "MAC does not verify with this vault's audit key".into(),
+            });
+        }
+        anchor.hash
+    };
+    let mut read = Vec::new();
+    for (expected, row) in (from..).zip(events(store, from, limit)?) {
+        let bad = |reason: &str| Error::Tampered {
+            seq: expected,
+            reason: reason.to_owned(),
+        };
+        if row.seq != expected {
+            return Err(bad("missing"));
+        }
+        let hash = chain_hash(&prev, row.seq, row.ts_ms, &row.body);
+        if !bool::from(hash.ct_eq(&row.hash)) {
+            return Err(bad(
+                "content or order does not match the chain (edited, reordered or replaced)",
+            ));
+        }
+        if !bool::from(key.mac(&hash).ct_eq(&row.mac)) {
+            return Err(bad("MAC does not verify with this vault's audit key"));
+        }
+        let event = serde_json::from_str::<Event>(&row.body)
+            .map_err(|e| bad(&format!("body is not a keygate event: {e}")))?;
+        read.push((row.seq, event));
+        prev = hash;
+    }
+    Ok(read)
 }
 
 /// Reads events with `seq >= from`, decoded, with their seq.

@@ -730,18 +730,13 @@ pub fn unlock(home: Home, how: &UnlockArgs) -> anyhow::Result<Unlocked> {
     Ok(unlocked)
 }
 
-/// The key of the vault's audit log, derived from its master key.
-pub fn audit_key(master: &MasterKey) -> AuditKey {
-    AuditKey::from_bytes(master.derive_subkey("audit-mac").expose_secret())
-}
-
 fn open_with(
     home: Home,
     store: Store,
     master: MasterKey,
     format: VaultFormat,
 ) -> anyhow::Result<Unlocked> {
-    let audit_key = audit_key(&master);
+    let audit_key = AuditKey::of_vault(&master);
     let audit =
         AuditLog::start(&home.db_path(), audit_key.clone()).context("starting the audit log")?;
     Ok(Unlocked {

@@ -229,7 +229,7 @@ pub(crate) fn reconcile(
     wait: &dyn Fn() -> bool,
     stopping: &dyn Fn() -> bool,
 ) -> anyhow::Result<Vec<AccountReport>> {
-    let key = crate::home::audit_key(master);
+    let key = AuditKey::of_vault(master);
     let log_from = since_ms.saturating_sub(FORWARDED_BEFORE_MS);
     let traded = forwarded(store, &key, log_from)?;
     let tradable = tradable_symbols(store)?;

@@ -5,6 +5,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use ed25519_dalek::VerifyingKey;
+use keygate_audit::AuditKey;
 use keygate_core::{ClientStatus, Exchange, Name, Policy};
 use keygate_monitor::{Alert, AlertRule, Alerter, Severity};
 use keygate_store::{ClientKeyMaterial, Store};
@@ -51,6 +52,13 @@ pub struct AccountEntry {
     pub upstream: Option<String>,
 }
 
+/// Why tables are refused whose seal an administrative event in the log follows.
+const PREDATE: &str = "were put back, seal and all, as they were before a later \
+     administrative change in the audit log";
+/// Why tables are refused when the events after their seal do not verify.
+const UNVERIFIED: &str = "were sealed before audit events that do not verify (the log was \
+     edited behind keygate's back; `keygate audit verify` names where)";
+
 /// A consistent snapshot of every client and account.
 #[derive(Default)]
 pub struct Registry {
@@ -68,7 +76,16 @@ impl Registry {
     /// tables put back whole), are an error: no client can then be trusted.
     pub fn load(store: &Store, master: &MasterKey) -> Result<Registry, keygate_store::Error> {
         store.read_snapshot(|store| {
-            store.check_seal_is_latest(master)?;
+            let sealed = store.check_seal_is_latest(master)?;
+            // That check reads the events after the seal as they are stored; these are
+            // read again where they verify, so that an administrative event edited or
+            // removed behind keygate's back cannot hide that the tables predate it.
+            match keygate_audit::admin_change_after(store, &AuditKey::of_vault(master), sealed) {
+                Ok(false) => {}
+                Ok(true) => return Err(keygate_store::Error::Unsealed { reason: PREDATE }),
+                Err(keygate_audit::Error::Store(e)) => return Err(e),
+                Err(_) => return Err(keygate_store::Error::Unsealed { reason: UNVERIFIED }),
+            }
             Registry::load_snapshot(store, master)
         })
     }

@@ -2121,6 +2121,21 @@ async fn a_client_table_put_back_with_its_seal_is_refused() {
     let (code, body) = get(&env, "/api/v3/account", "").await;
     assert_eq!(code, 401, "{body}");
     assert!(env.exchange.simulator().requests().is_empty());
+    // A regression test (found by review): the later administrative event was looked for
+    // in the rows as stored, so one edited to read otherwise hid it, and the revoked
+    // client was served again. Events after the seal are read where they verify.
+    env.edit_by_hand(
+        r#"UPDATE events SET body = replace(body, '"type":"admin"', '"type": "admin"')
+           WHERE body LIKE '%client.revoke%'"#,
+    )
+    .await;
+    assert!(
+        store.check_seal_is_latest(&master).is_ok(),
+        "the rows as stored hide it"
+    );
+    let (code, body) = get(&env, "/api/v3/account", "").await;
+    assert_eq!(code, 401, "{body}");
+    assert!(env.exchange.simulator().requests().is_empty());
 }
 
 /// A regression test: with the generation counter gone, the reloader logged an error

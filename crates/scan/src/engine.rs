@@ -370,9 +370,13 @@ impl Engine {
         if label.is_some_and(is_hash_label) {
             return None;
         }
-        // An optional label still has to be plausible: `orderId`, `clientOid`, `id` name
-        // records, not keys, unless the name itself says key (`apiKeyId`).
-        if rule.label == LabelMode::Optional && label.is_some_and(is_record_id_label) {
+        // An optional or paired label still has to be plausible: `orderId`, `clientOid`,
+        // `id`, `order_ids` name records, not keys, unless the name itself says key
+        // (`apiKeyId`). Only a rule that requires its label and a partner (a CDP key's
+        // `"id"` beside its `"privateKey"`) takes a bare `id`.
+        if matches!(rule.label, LabelMode::Optional | LabelMode::Paired)
+            && label.is_some_and(is_record_id_label)
+        {
             return None;
         }
         let label_role = if rule.label == LabelMode::None {
@@ -1128,7 +1132,8 @@ fn label_words(name: &[u8]) -> Vec<Vec<u8>> {
 }
 
 /// True when a field name labels a digest: `md5`, `sha1`, `sha256sum`, `checksum`,
-/// `commit_hash`, `digest`, `integrity`, `etag`, `commit`.
+/// `commit_hash`, `digest`, `integrity`, `etag`, `commit`, and a signature (`API-Sign`,
+/// `signature`), a MAC as long as some secrets.
 fn is_hash_label(name: &[u8]) -> bool {
     label_words(name).iter().any(|w| {
         let w = w
@@ -1140,7 +1145,15 @@ fn is_hash_label(name: &[u8]) -> bool {
             .is_some_and(|rest| rest.iter().all(u8::is_ascii_digit));
         sha || matches!(
             w,
-            b"md5" | b"check" | b"hash" | b"digest" | b"integrity" | b"commit" | b"etag"
+            b"md5"
+                | b"check"
+                | b"hash"
+                | b"digest"
+                | b"integrity"
+                | b"commit"
+                | b"etag"
+                | b"sign"
+                | b"signature"
         )
     })
 }
@@ -1153,7 +1166,7 @@ fn is_record_id_label(name: &[u8]) -> bool {
     let has = |w: &[u8]| memchr::memmem::find(&n, w).is_some();
     let names_key =
         has(b"key") || has(b"access") || n.ends_with(b"api_id") || n.ends_with(b"apiid");
-    n.ends_with(b"id") && !names_key
+    (n.ends_with(b"id") || n.ends_with(b"ids")) && !names_key
 }
 
 /// The role a field name announces: `api_secret` → secret, `passphrase` → passphrase.

@@ -117,8 +117,8 @@ pub struct Exchange {
 pub(crate) enum Validator {
     /// Standard base64 decoding to exactly this many bytes.
     Base64Len(usize),
-    /// A SEC1 `EC PRIVATE KEY` that parses as a P-256 secret key.
-    P256Sec1,
+    /// A P-256 secret key: SEC1 (`EC PRIVATE KEY`) or PKCS#8 (`PRIVATE KEY`).
+    P256,
     /// A PKCS#8 Ed25519 or RSA key, or a PKCS#1 RSA key.
     Pkcs8Ed25519OrRsa,
 }
@@ -301,7 +301,7 @@ impl RuleSet {
 
 fn parse_validator(name: &str) -> Option<Validator> {
     match name {
-        "p256-sec1" => Some(Validator::P256Sec1),
+        "p256" => Some(Validator::P256),
         "pkcs8-ed25519-or-rsa" => Some(Validator::Pkcs8Ed25519OrRsa),
         _ => name
             .strip_prefix("base64-len:")?
@@ -335,7 +335,7 @@ impl Rule {
                 .decode(token)
                 .is_ok_and(|d| d.len() == *n),
             // PEM validators run on decoded DER, see `accepts_der`.
-            Validator::P256Sec1 | Validator::Pkcs8Ed25519OrRsa => true,
+            Validator::P256 | Validator::Pkcs8Ed25519OrRsa => true,
         })
     }
 
@@ -343,10 +343,19 @@ impl Rule {
     pub(crate) fn accepts_der(&self, label: &str, der: &[u8]) -> bool {
         self.pem.iter().any(|l| l == label)
             && self.validators.iter().all(|v| match v {
-                Validator::P256Sec1 => p256::SecretKey::from_sec1_der(der).is_ok(),
+                Validator::P256 => is_p256(label, der),
                 Validator::Pkcs8Ed25519OrRsa => is_ed25519_or_rsa(label, der),
                 Validator::Base64Len(_) => true,
             })
+    }
+}
+
+fn is_p256(label: &str, der: &[u8]) -> bool {
+    use p256::pkcs8::DecodePrivateKey;
+    if label == "EC PRIVATE KEY" {
+        p256::SecretKey::from_sec1_der(der).is_ok()
+    } else {
+        p256::SecretKey::from_pkcs8_der(der).is_ok()
     }
 }
 

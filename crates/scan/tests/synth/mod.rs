@@ -56,8 +56,23 @@ pub fn pem_p256(rng: &mut impl Rng) -> String {
     }
 }
 
+/// A P-256 private key as PKCS#8 PEM (`PRIVATE KEY`), as `openssl pkcs8 -topk8` makes it.
+pub fn pem_p256_pkcs8(rng: &mut impl Rng) -> String {
+    use p256::pkcs8::EncodePrivateKey;
+    loop {
+        let bytes: [u8; 32] = rng.gen();
+        if let Ok(k) = p256::SecretKey::from_slice(&bytes) {
+            return k
+                .to_pkcs8_pem(p256::pkcs8::LineEnding::LF)
+                .unwrap()
+                .to_string();
+        }
+    }
+}
+
 /// Expands `${alnum:N}`, `${hexlower:N}`, `${hexupper:N}`, `${b64:BYTES}`, `${uuid}`,
-/// `${pem-ed25519}`, `${pem-p256}` and `${pem-p256-json}` (newlines as `\n` escapes).
+/// `${pem-ed25519}`, `${pem-p256}`, `${pem-p256-pkcs8}` and `${pem-p256-json}` (newlines
+/// as `\n` escapes).
 pub fn expand(template: &str, rng: &mut impl Rng) -> String {
     let mut out = String::new();
     let mut rest = template;
@@ -75,6 +90,7 @@ pub fn expand(template: &str, rng: &mut impl Rng) -> String {
             "uuid" => uuid(rng),
             "pem-ed25519" => pem_ed25519(rng),
             "pem-p256" => pem_p256(rng),
+            "pem-p256-pkcs8" => pem_p256_pkcs8(rng),
             "pem-p256-json" => pem_p256(rng).replace('\n', "\\n"),
             other => panic!("unknown placeholder {other}"),
         });

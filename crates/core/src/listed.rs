@@ -14,6 +14,8 @@ pub struct ExchangeWithdrawal {
     pub amount: Decimal,
     /// `ADDRESS` or `ADDRESS/TAG`, as keygate's audit events write it.
     pub destination: String,
+    /// The network it went on (`TRX`, `ETH`), upper case, when the exchange says.
+    pub network: Option<String>,
     /// When it was applied for, in milliseconds since the epoch.
     pub applied_ms: u64,
 }

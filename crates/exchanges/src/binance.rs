@@ -1083,6 +1083,9 @@ fn parse_withdraw_history(body: &[u8]) -> Option<Vec<ExchangeWithdrawal>> {
                 asset: text("coin")?.to_ascii_uppercase(),
                 amount: text("amount")?.parse().ok()?,
                 destination,
+                network: text("network")
+                    .filter(|n| !n.is_empty())
+                    .map(str::to_ascii_uppercase),
                 applied_ms: parse_utc_datetime(text("applyTime")?)?,
             })
         })

@@ -42,10 +42,13 @@ type Book = (String, Market, bool);
 /// A withdrawal keygate forwarded.
 #[derive(Debug)]
 struct ForwardedWithdrawal {
+    request_id: String,
     account: String,
     asset: String,
     amount: Decimal,
     destination: String,
+    /// As the request named it; none for the asset's default network.
+    network: Option<String>,
     ts_ms: u64,
     matched: bool,
 }
@@ -132,6 +135,16 @@ impl Forwarded {
         let r = match &event.body {
             EventBody::Request(r) => r,
             EventBody::Outcome(o) => {
+                // A withdrawal the exchange refused, or never got, made none: it must
+                // not stand for one made behind keygate's back.
+                let refused = match o.outcome {
+                    Outcome::Answered => !o.upstream_status.is_some_and(is_success),
+                    Outcome::NotForwarded | Outcome::UpstreamUnreachable => true,
+                    Outcome::Pending | Outcome::Unknown => false,
+                };
+                if refused {
+                    self.withdrawals.retain(|w| w.request_id != o.request_id);
+                }
                 let Some((account, market, conditional)) =
                     self.order_accounts.remove(&o.request_id)
                 else {
@@ -167,14 +180,17 @@ impl Forwarded {
         };
         match r.action {
             ActionKind::Withdraw => {
-                if let (Some(asset), Some(amount), Some(destination)) =
-                    (&r.asset, r.amount, &r.destination)
+                let answered_no = r.upstream_status.is_some_and(|status| !is_success(status));
+                if let (Some(asset), Some(amount), Some(destination), false) =
+                    (&r.asset, r.amount, &r.destination, answered_no)
                 {
                     self.withdrawals.push(ForwardedWithdrawal {
+                        request_id: r.request_id.clone(),
                         account: account.clone(),
                         asset: asset.clone(),
                         amount,
                         destination: destination.clone(),
+                        network: r.network.as_deref().map(str::to_ascii_uppercase),
                         ts_ms: event.ts_ms,
                         matched: false,
                     });
@@ -232,8 +248,8 @@ impl Forwarded {
     }
 
     /// Whether keygate forwarded `w`, a withdrawal of `account`: one like it (same asset,
-    /// amount and destination) shortly before the exchange applied it, not already taken
-    /// for another.
+    /// amount, destination and network, where both name one) shortly before the exchange
+    /// applied it, that the exchange did not refuse, not already taken for another.
     pub fn withdrawal_forwarded(&mut self, account: &str, w: &ExchangeWithdrawal) -> bool {
         let found = self.withdrawals.iter_mut().find(|f| {
             !f.matched
@@ -241,6 +257,10 @@ impl Forwarded {
                 && f.asset == w.asset
                 && f.amount == w.amount
                 && f.destination == w.destination
+                && match (&f.network, &w.network) {
+                    (Some(sent), Some(listed)) => sent == listed,
+                    _ => true,
+                }
                 && f.ts_ms <= w.applied_ms + CLOCK_SKEW_MS
                 && f.ts_ms + FORWARDED_BEFORE_MS >= w.applied_ms
         });
@@ -335,6 +355,11 @@ pub fn is_plain_symbol(market: Market, symbol: &str) -> bool {
             .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || (dated && b == b'_'))
 }
 
+/// Whether an HTTP status says the exchange did what it was asked.
+fn is_success(status: u16) -> bool {
+    (200..300).contains(&status)
+}
+
 #[cfg(test)]
 mod tests {
     use keygate_core::{OutcomeEvent, RequestEvent};
@@ -421,6 +446,57 @@ mod tests {
             price: Decimal::ONE,
             placed_ms,
         }
+    }
+
+    fn withdrawal_sent(request_id: &str, network: Option<&str>, ts_ms: u64) -> Event {
+        let mut event = sent_to("/sapi/v1/capital/withdraw/apply", request_id, None, ts_ms);
+        if let EventBody::Request(r) = &mut event.body {
+            r.action = ActionKind::Withdraw;
+            r.symbol = None;
+            r.side = None;
+            r.asset = Some("USDT".into());
+            r.amount = Some(Decimal::TEN);
+            r.destination = Some("TColdWallet1".into());
+            r.network = network.map(str::to_owned);
+        }
+        event
+    }
+
+    fn withdrawn(id: &str, network: Option<&str>, applied_ms: u64) -> ExchangeWithdrawal {
+        ExchangeWithdrawal {
+            id: id.into(),
+            asset: "USDT".into(),
+            amount: Decimal::TEN,
+            destination: "TColdWallet1".into(),
+            network: network.map(str::to_owned),
+            applied_ms,
+        }
+    }
+
+    /// A regression test (found by review): the network was not compared, so a
+    /// withdrawal made with a leaked key to a listed address on another network passed as
+    /// one keygate forwarded; nor was the exchange's answer, so one it refused did too.
+    #[test]
+    fn a_withdrawal_matches_on_its_network_and_only_if_the_exchange_took_it() {
+        let mut forwarded = Forwarded::default();
+        forwarded.note(&withdrawal_sent("w1", Some("TRX"), 1_000_000));
+        assert!(!forwarded.withdrawal_forwarded("main", &withdrawn("x1", Some("BSC"), 1_000_100)));
+        assert!(forwarded.withdrawal_forwarded("main", &withdrawn("x2", Some("TRX"), 1_000_100)));
+
+        let mut forwarded = Forwarded::default();
+        forwarded.note(&withdrawal_sent("w2", None, 1_000_000));
+        let mut refused = answered("w2", Outcome::Answered, &[], 1_000_010);
+        if let EventBody::Outcome(o) = &mut refused.body {
+            o.upstream_status = Some(400);
+        }
+        forwarded.note(&refused);
+        assert!(!forwarded.withdrawal_forwarded("main", &withdrawn("x3", Some("TRX"), 1_000_100)));
+
+        // Named no network (the asset's default): any the exchange reports fits.
+        let mut forwarded = Forwarded::default();
+        forwarded.note(&withdrawal_sent("w3", None, 1_000_000));
+        forwarded.note(&answered("w3", Outcome::Unknown, &[], 1_010_000));
+        assert!(forwarded.withdrawal_forwarded("main", &withdrawn("x4", Some("TRX"), 1_000_100)));
     }
 
     #[test]

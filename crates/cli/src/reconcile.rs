@@ -948,6 +948,18 @@ fn print(reports: &[AccountReport], since_ms: u64) {
 const FIRST_WINDOW: Duration = Duration::from_secs(24 * 3600);
 /// The shortest window of the later ones.
 const MIN_WINDOW: Duration = Duration::from_secs(3600);
+/// The furthest back a run goes to catch up with what failed runs left unchecked.
+const MAX_CATCH_UP: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Where a run starts: `window` back from `now_ms`, or further, from where the first of
+/// the failed runs before it started (`unchecked_since`), at most [`MAX_CATCH_UP`] back.
+/// Without it, runs failing for longer than a window (an exchange down, or kept busy by
+/// whoever holds a leaked key) left the oldest part of the outage never checked.
+fn run_start(window: Duration, unchecked_since: Option<u64>, now_ms: u64) -> u64 {
+    let usual = now_ms.saturating_sub(window.as_millis() as u64);
+    let earliest = now_ms.saturating_sub(MAX_CATCH_UP.as_millis() as u64);
+    unchecked_since.map_or(usual, |since| since.min(usual).max(earliest))
+}
 
 /// Reconciliation while `serve` runs: every interval, each account's withdrawals at its
 /// exchange against the audit log. A withdrawal keygate never forwarded raises a critical
@@ -988,10 +1000,17 @@ impl Watch {
                         Ok(()) | Err(mpsc::TryRecvError::Disconnected)
                     )
                 };
+                let mut unchecked_since = None;
                 loop {
-                    let since_ms = now_ms().saturating_sub(window.as_millis() as u64);
+                    let since_ms = run_start(window, unchecked_since, now_ms());
                     let reconciled =
                         reconcile(&store, &master, &exchanges, since_ms, &wait, &stopping);
+                    let complete = reconciled.as_ref().is_ok_and(|reports| {
+                        reports
+                            .iter()
+                            .all(|r| r.error.is_none() && r.orders_error.is_none())
+                    });
+                    unchecked_since = (!complete).then_some(since_ms);
                     // What a run found is told even when it was cut short by a stop.
                     match reconciled {
                         Ok(reports) => watched.alert(reports, &alerter),
@@ -1154,6 +1173,26 @@ impl Watched {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A regression test (found by review): each run looked back its window from now,
+    /// whether the one before it had checked anything, so the oldest part of an outage
+    /// longer than a window was never checked.
+    #[test]
+    fn a_run_after_failed_ones_starts_where_the_first_of_them_did() {
+        let hour = 3_600_000;
+        let now = 1_000 * hour;
+        let window = Duration::from_secs(3600);
+        assert_eq!(run_start(window, None, now), now - hour);
+        // Failed runs since five hours ago: the next goes back there.
+        assert_eq!(run_start(window, Some(now - 5 * hour), now), now - 5 * hour);
+        // Not further than a week.
+        assert_eq!(
+            run_start(window, Some(now - 500 * hour), now),
+            now - 168 * hour
+        );
+        // A failure within the usual window changes nothing.
+        assert_eq!(run_start(window, Some(now - hour / 2), now), now - hour);
+    }
 
     /// An exchange that answers every order list with no orders and the weights in
     /// `weights`, one per answer (the last one from then on), and counts what was asked.

@@ -59,6 +59,10 @@ pub struct ScanArgs {
     /// A fingerprint ignore file (default: .keygateignore in the scanned root, if present).
     #[arg(long, value_name = "FILE")]
     pub ignore_file: Vec<PathBuf>,
+    /// Scan what .gitignore and .ignore files leave out too: a file committed before it
+    /// was ignored is published all the same, and an ignored .env still holds its keys.
+    #[arg(long, conflicts_with_all = ["git", "staged"])]
+    pub no_ignore: bool,
     /// Worker threads (default: one per core).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
@@ -97,7 +101,9 @@ fn scan(args: &ScanArgs, managed: Option<ManagedKeys>) -> anyhow::Result<i32> {
     if (args.git || args.staged) && roots.len() != 1 {
         bail!("--git and --staged take one repository path");
     }
-    let mut builder = Scanner::builder().redact(!args.no_redact);
+    let mut builder = Scanner::builder()
+        .redact(!args.no_redact)
+        .respect_ignore_files(!args.no_ignore);
     if let Some(m) = managed {
         builder = builder.managed(m);
     }

@@ -76,6 +76,7 @@ pub struct ScannerBuilder {
     baseline: HashSet<String>,
     threads: usize,
     max_file_size: u64,
+    respect_ignore_files: bool,
     progress: Option<Arc<ProgressFn>>,
     warning: Option<Arc<WarningFn>>,
 }
@@ -97,6 +98,7 @@ impl ScannerBuilder {
             baseline: HashSet::new(),
             threads: std::thread::available_parallelism().map_or(2, usize::from),
             max_file_size: 64 * 1024 * 1024,
+            respect_ignore_files: true,
             progress: None,
             warning: None,
         }
@@ -144,6 +146,14 @@ impl ScannerBuilder {
         self
     }
 
+    /// Whether a directory walk leaves out what `.gitignore`, `.ignore` and git's exclude
+    /// files leave out (the default), or scans everything: a file committed before it was
+    /// ignored is published all the same, and an ignored `.env` still holds its keys.
+    pub fn respect_ignore_files(mut self, respect: bool) -> Self {
+        self.respect_ignore_files = respect;
+        self
+    }
+
     /// Reports progress to `f`.
     pub fn progress(mut self, f: Arc<ProgressFn>) -> Self {
         self.progress = Some(f);
@@ -166,6 +176,7 @@ impl ScannerBuilder {
             baseline: self.baseline,
             threads: self.threads,
             max_file_size: self.max_file_size,
+            respect_ignore_files: self.respect_ignore_files,
             progress: self.progress,
             warning: self.warning,
         }
@@ -181,6 +192,7 @@ pub struct Scanner {
     baseline: HashSet<String>,
     threads: usize,
     max_file_size: u64,
+    respect_ignore_files: bool,
     progress: Option<Arc<ProgressFn>>,
     warning: Option<Arc<WarningFn>>,
 }

@@ -249,12 +249,14 @@ impl Report {
         let active = self.active().count();
         let _ = writeln!(
             out,
-            "{} finding(s), {} suppressed; scanned {} file(s), {:.1} MiB in {} ms",
+            "{} finding(s), {} suppressed; scanned {} file(s), {:.1} MiB in {} ms; skipped {} \
+             (binary, too large or unreadable)",
             active,
             self.findings.len() - active,
             self.stats.scanned,
             self.stats.bytes as f64 / (1024.0 * 1024.0),
-            self.stats.elapsed_ms
+            self.stats.elapsed_ms,
+            self.stats.skipped
         );
         out
     }

@@ -64,7 +64,8 @@ impl Scanner {
         findings
     }
 
-    /// Walks `roots` in parallel, honouring `.gitignore`, skipping `.git`, following no symlinks.
+    /// Walks `roots` in parallel, honouring `.gitignore` unless told not to, skipping `.git`,
+    /// following no symlinks.
     /// A root that does not exist is an error; a file or directory that cannot be read is
     /// skipped with a warning, so one bad entry does not cost the report of all the others.
     pub(crate) fn walk(
@@ -87,10 +88,16 @@ impl Scanner {
         for r in &roots[1..] {
             builder.add(r);
         }
+        let respect = self.respect_ignore_files;
         builder
             .hidden(false)
             .follow_links(false)
             .require_git(false)
+            .git_ignore(respect)
+            .git_exclude(respect)
+            .git_global(respect)
+            .ignore(respect)
+            .parents(respect)
             .threads(self.threads)
             .filter_entry(|e| e.file_name() != ".git");
         let found = Mutex::new(Vec::new());

@@ -650,7 +650,7 @@ mod files {
     }
 
     /// Pins what `docs/scan.md` says: a `.env` listed in `.gitignore` is skipped by a
-    /// directory scan, and scanned when named.
+    /// directory scan, and scanned when named or with the ignore rules off.
     #[test]
     fn gitignored_env_is_skipped_unless_named() {
         let (_dir, root) = planted(44);
@@ -658,6 +658,13 @@ mod files {
         assert!(!Scanner::new().scan_paths(&[&root]).unwrap().has_active());
         let named = Scanner::new().scan_paths(&[root.join(".env")]).unwrap();
         assert_eq!(named.active().count(), 1);
+        // And with the ignore rules turned off (`--no-ignore`).
+        let everything = Scanner::builder()
+            .respect_ignore_files(false)
+            .build()
+            .scan_paths(&[&root])
+            .unwrap();
+        assert_eq!(everything.active().count(), 1);
     }
 
     /// Regression: keyword context was taken from the path as typed, so

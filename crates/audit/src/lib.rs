@@ -872,21 +872,7 @@ fn verify_snapshot(store: &Store, key: &AuditKey) -> Result<Verified, Error> {
                 seq: expected_seq,
                 reason: reason.to_owned(),
             };
-            if row.seq != expected_seq {
-                return Err(bad(&format!(
-                    "missing; the next event present is {}",
-                    row.seq
-                )));
-            }
-            let hash = chain_hash(&prev, row.seq, row.ts_ms, &row.body);
-            if !bool::from(hash.ct_eq(&row.hash)) {
-                return Err(bad(
-                    "content or order does not match the chain (edited, reordered or replaced)",
-                ));
-            }
-            if !bool::from(key.mac(&hash).ct_eq(&row.mac)) {
-                return Err(bad("MAC does not verify with this vault's audit key"));
-            }
+            let hash = chained(&prev, &row, expected_seq, key)?;
             match serde_json::from_str::<Event>(&row.body) {
                 Ok(Event {
                     body: EventBody::Admin(_),
@@ -1056,6 +1042,31 @@ pub fn admin_change_after(store: &Store, key: &AuditKey, seq: u64) -> Result<boo
     }
 }
 
+/// The chain hash of `row`, checked: it is event `expected`, chained to `prev` (the hash
+/// of the event before it) and MACed with `key`.
+fn chained(prev: &[u8], row: &EventRow, expected: u64, key: &AuditKey) -> Result<Vec<u8>, Error> {
+    let bad = |reason: String| Error::Tampered {
+        seq: expected,
+        reason,
+    };
+    if row.seq != expected {
+        return Err(bad(format!(
+            "missing; the next event present is {}",
+            row.seq
+        )));
+    }
+    let hash = chain_hash(prev, row.seq, row.ts_ms, &row.body);
+    if !bool::from(hash.ct_eq(&row.hash)) {
+        return Err(bad(
+            "content or order does not match the chain (edited, reordered or replaced)".into(),
+        ));
+    }
+    if !bool::from(key.mac(&hash).ct_eq(&row.mac)) {
+        return Err(bad("MAC does not verify with this vault's audit key".into()));
+    }
+    Ok(hash)
+}
+
 /// [`read_verified`] inside the caller's read transaction.
 fn read_verified_within(
     store: &Store,
@@ -1085,24 +1096,11 @@ fn read_verified_within(
     };
     let mut read = Vec::new();
     for (expected, row) in (from..).zip(events(store, from, limit)?) {
-        let bad = |reason: &str| Error::Tampered {
+        let hash = chained(&prev, &row, expected, key)?;
+        let event = serde_json::from_str::<Event>(&row.body).map_err(|e| Error::Tampered {
             seq: expected,
-            reason: reason.to_owned(),
-        };
-        if row.seq != expected {
-            return Err(bad("missing"));
-        }
-        let hash = chain_hash(&prev, row.seq, row.ts_ms, &row.body);
-        if !bool::from(hash.ct_eq(&row.hash)) {
-            return Err(bad(
-                "content or order does not match the chain (edited, reordered or replaced)",
-            ));
-        }
-        if !bool::from(key.mac(&hash).ct_eq(&row.mac)) {
-            return Err(bad("MAC does not verify with this vault's audit key"));
-        }
-        let event = serde_json::from_str::<Event>(&row.body)
-            .map_err(|e| bad(&format!("body is not a keygate event: {e}")))?;
+            reason: format!("body is not a keygate event: {e}"),
+        })?;
         read.push((row.seq, event));
         prev = hash;
     }

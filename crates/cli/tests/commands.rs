@@ -3003,21 +3003,17 @@ mod audit {
         assert_verify_fails_at(&kg, 5);
     }
 
-    /// A regression test: the events after an earlier head were removed and that head,
-    /// copied from an earlier backup of the database, put back; the log verified. An
-    /// administrative change after that head still shows the cut: the tables' seal names
-    /// its event.
-    #[test]
-    fn truncating_back_to_an_earlier_head_past_the_seal_is_caught() {
-        let kg = busy_vault();
-        let earlier_head: Vec<u8> = db(&kg)
+    /// Freezes bot1, then cuts the log back to where it ended before, and puts the head of
+    /// then back (as kept in an earlier copy of the database).
+    fn cut_back_behind_a_change(kg: &Kg) {
+        let earlier_head: Vec<u8> = db(kg)
             .query_row("SELECT value FROM meta WHERE key = 'audit_head'", [], |r| {
                 r.get(0)
             })
             .unwrap();
         let cut_at = u64::from_be_bytes(earlier_head[..8].try_into().unwrap());
         kg.ok(&["client", "freeze", "bot1"], "");
-        let c = db(&kg);
+        let c = db(kg);
         c.execute("DELETE FROM events WHERE seq > ?1", [cut_at as i64])
             .unwrap();
         c.execute(
@@ -3025,6 +3021,16 @@ mod audit {
             [&earlier_head],
         )
         .unwrap();
+    }
+
+    /// A regression test: the events after an earlier head were removed and that head,
+    /// copied from an earlier backup of the database, put back; the log verified. An
+    /// administrative change after that head still shows the cut: the tables' seal names
+    /// its event.
+    #[test]
+    fn truncating_back_to_an_earlier_head_past_the_seal_is_caught() {
+        let kg = busy_vault();
+        cut_back_behind_a_change(&kg);
         let out = kg.fails(&["audit", "verify"], "", 1);
         assert!(out.stderr.contains("cut off"), "{}", out.stderr);
         // And no client is served from tables that claim a change the log lost.
@@ -3038,21 +3044,7 @@ mod audit {
     #[test]
     fn a_log_cut_back_behind_a_change_and_grown_again_is_caught() {
         let kg = busy_vault();
-        let earlier_head: Vec<u8> = db(&kg)
-            .query_row("SELECT value FROM meta WHERE key = 'audit_head'", [], |r| {
-                r.get(0)
-            })
-            .unwrap();
-        let cut_at = u64::from_be_bytes(earlier_head[..8].try_into().unwrap());
-        kg.ok(&["client", "freeze", "bot1"], "");
-        let c = db(&kg);
-        c.execute("DELETE FROM events WHERE seq > ?1", [cut_at as i64])
-            .unwrap();
-        c.execute(
-            "UPDATE meta SET value = ?1 WHERE key = 'audit_head'",
-            [&earlier_head],
-        )
-        .unwrap();
+        cut_back_behind_a_change(&kg);
         // The gateway goes on appending: the log ends at a head keygate wrote.
         let now = now_ms();
         append_requests(&kg, &[("bot2", false, now), ("bot2", false, now)]);

@@ -168,11 +168,24 @@ impl SignedRequest {
                 // A price or quantity that does not read, or a quantity below zero, would
                 // otherwise be left out of the order's notional or lower it, and the
                 // exchange might still read it.
-                let is = |known: &str| known.eq_ignore_ascii_case(name_text);
-                if (ORDER_PRICES.iter().any(|n| is(n))
-                    || BASE_QUANTITIES.iter().any(|n| is(n))
-                    || TRAILS.iter().any(|n| is(n))
-                    || is(QUOTE_QUANTITY))
+                // A name keygate reads, spelt in another case (`PriceMatch`, `Network`,
+                // `AddressTag`): whether the exchange reads it as that parameter or ignores
+                // it, keygate would decide on something else than what is executed.
+                if let Some(known) = READ_PARAMETERS
+                    .iter()
+                    .find(|known| known.eq_ignore_ascii_case(name_text) && **known != name_text)
+                {
+                    return Err(Error::Malformed {
+                        reason: format!(
+                            "parameter '{name_text}' is not '{known}': Binance's parameter \
+                             names are spelt in one case"
+                        ),
+                    });
+                }
+                if (ORDER_PRICES.contains(&name_text)
+                    || BASE_QUANTITIES.contains(&name_text)
+                    || TRAILS.contains(&name_text)
+                    || name_text == QUOTE_QUANTITY)
                     && positive_decimal(text(&raw, &value)).is_none()
                 {
                     return Err(Error::Malformed {
@@ -199,13 +212,12 @@ impl SignedRequest {
         })
     }
 
-    /// The decoded value of `name`, in any case: should the exchange fold the case of
-    /// names, `PriceMatch` is its `priceMatch`, and keygate must read it so. (Names that
-    /// differ only in case are refused at parsing, so there is one at most.)
+    /// The decoded value of `name`, spelt exactly so (a name keygate reads, spelt in
+    /// another case, was refused at parsing).
     pub fn param(&self, name: &str) -> Option<&str> {
         self.params
             .iter()
-            .find(|p| text(&self.raw, &p.name).eq_ignore_ascii_case(name))
+            .find(|p| text(&self.raw, &p.name) == name)
             .map(|p| text(&self.raw, &p.value))
     }
 
@@ -1314,6 +1326,52 @@ const BASE_QUANTITIES: &[&str] = &["quantity", "workingQuantity", "pendingQuanti
 /// from the book (plus an offset), whatever its `price` says.
 const PEG_PARAMETERS: &[&str] = &["pegPriceType", "pegOffsetType", "pegOffsetValue"];
 
+/// Every parameter keygate reads to classify, decide and re-sign, besides the prices,
+/// quantities and trails above: one of these spelt in another case is refused.
+const READ_PARAMETERS: &[&str] = &[
+    "symbol",
+    "side",
+    "type",
+    "timestamp",
+    "recvWindow",
+    "newClientOrderId",
+    "clientAlgoId",
+    "algoId",
+    "priceMatch",
+    "pegPriceType",
+    "pegOffsetType",
+    "pegOffsetValue",
+    "coin",
+    "asset",
+    "amount",
+    "address",
+    "addressTag",
+    "network",
+    "price",
+    "stopPrice",
+    "stopLimitPrice",
+    "triggerPrice",
+    "activationPrice",
+    "activatePrice",
+    "abovePrice",
+    "aboveStopPrice",
+    "belowPrice",
+    "belowStopPrice",
+    "workingPrice",
+    "pendingPrice",
+    "pendingStopPrice",
+    "pendingAbovePrice",
+    "pendingAboveStopPrice",
+    "pendingBelowPrice",
+    "pendingBelowStopPrice",
+    "quantity",
+    "workingQuantity",
+    "pendingQuantity",
+    "quoteOrderQty",
+    "callbackRate",
+    "trailingDelta",
+];
+
 /// How far a trailing stop trails: futures `callbackRate` in percent, spot
 /// `trailingDelta` in basis points. Each must be a positive decimal number
 /// ([`SignedRequest::parse`]): one that did not read would leave the trail out of the
@@ -1986,9 +2044,6 @@ mod tests {
             ),
             ("/api/v3/order/test", "&pegOffsetValue=1"),
             ("/fapi/v1/order", "&priceMatch=OPPONENT_5"),
-            // Names in another case, read as the exchange would if it folded case.
-            ("/fapi/v1/order", "&PriceMatch=OPPONENT"),
-            ("/api/v3/order", "&PEGPRICETYPE=MARKET_PEG"),
         ] {
             let pegged = order(
                 "POST",
@@ -2009,8 +2064,24 @@ mod tests {
             "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=20000&priceMatch=NONE",
         );
         assert_eq!(plain.stated_notional(), Some(Decimal::from(200)));
-        // A price in another case is a price: it must read as a positive number too.
-        assert!(SignedRequest::parse("symbol=BTCUSDT&Price=-1", b"", None).is_err());
+        // A regression test (found by review): a name keygate reads, spelt in another
+        // case, is refused, whether the exchange would read it (a pegged order, a
+        // negative price) or ignore it (a withdrawal's tag or network, a timestamp).
+        for spelt in [
+            "PriceMatch=OPPONENT",
+            "PEGPRICETYPE=MARKET_PEG",
+            "Price=-1",
+            "AddressTag=4242",
+            "Network=TRX",
+            "TIMESTAMP=1",
+            "AlgoId=5",
+        ] {
+            let parsed = SignedRequest::parse(&format!("symbol=BTCUSDT&{spelt}"), b"", None);
+            assert!(
+                matches!(&parsed, Err(Error::Malformed { reason }) if reason.contains("one case")),
+                "{spelt}: {parsed:?}"
+            );
+        }
     }
 
     /// A regression test (found by review): an order list took a `type=LIMIT` and a
@@ -2706,7 +2777,8 @@ mod tests {
         }
 
         /// A parameter name as Binance's are: letters, digits and `_` (encoded or not, as
-        /// a `Given`'s spelling says).
+        /// a `Given`'s spelling says). Never one keygate reads (a price must be a number,
+        /// and another case of one is refused): those are chosen by name.
         fn name(len: Range<usize>) -> impl Strategy<Value = String> {
             let char = prop_oneof![
                 8 => prop::char::range('a', 'z'),
@@ -2714,7 +2786,17 @@ mod tests {
                 2 => prop::char::range('0', '9'),
                 1 => Just('_'),
             ];
-            vec(char, len).prop_map(String::from_iter)
+            vec(char, len).prop_map(|chars| {
+                let name = String::from_iter(chars);
+                if READ_PARAMETERS
+                    .iter()
+                    .any(|known| known.eq_ignore_ascii_case(&name))
+                {
+                    format!("x{name}")
+                } else {
+                    name
+                }
+            })
         }
 
         /// Parameters with distinct names (ignoring ASCII case, as the parser compares
@@ -2922,11 +3004,16 @@ mod tests {
                     // A second signature may also be refused for not being last.
                     prop_assert!(outcome.is_err(), "{sent:?}: {outcome:?}");
                 } else {
+                    // A twin of a name keygate reads, spelt in another case, may be
+                    // refused for its case before it is found twice.
                     prop_assert!(
                         matches!(
                             &outcome,
                             Err(Error::DuplicateParameter { name: reported })
                                 if reported.eq_ignore_ascii_case(name)
+                        ) || matches!(
+                            &outcome,
+                            Err(Error::Malformed { reason }) if reason.contains("one case")
                         ),
                         "{sent:?}: {outcome:?}"
                     );

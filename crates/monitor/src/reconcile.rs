@@ -170,11 +170,23 @@ impl Forwarded {
             }
             EventBody::Admin(_) | EventBody::Lost(_) => return,
         };
-        let sent = r.allowed
-            && matches!(
-                r.outcome,
-                Outcome::Pending | Outcome::Answered | Outcome::Unknown
-            );
+        // A denial that follows a request's pending event (its window ran out, or its
+        // client was frozen, while its event was written; the audit log failed) says it
+        // was not sent after all.
+        if !r.allowed {
+            self.withdrawals.retain(|w| w.request_id != r.request_id);
+            if let Some((account, market, conditional)) = self.order_accounts.remove(&r.request_id)
+            {
+                self.book(account, market, conditional)
+                    .unanswered
+                    .remove(&r.request_id);
+            }
+            return;
+        }
+        let sent = matches!(
+            r.outcome,
+            Outcome::Pending | Outcome::Answered | Outcome::Unknown
+        );
         let Some(account) = r.account.as_ref().filter(|_| sent) else {
             return;
         };
@@ -497,6 +509,32 @@ mod tests {
         forwarded.note(&withdrawal_sent("w3", None, 1_000_000));
         forwarded.note(&answered("w3", Outcome::Unknown, &[], 1_010_000));
         assert!(forwarded.withdrawal_forwarded("main", &withdrawn("x4", Some("TRX"), 1_000_100)));
+    }
+
+    /// A regression test (found by review): a request whose pending event was followed
+    /// by its denial (not sent after all) still stood for a withdrawal or an order made
+    /// behind keygate's back.
+    #[test]
+    fn a_pending_request_denied_afterwards_stands_for_nothing() {
+        let mut forwarded = Forwarded::default();
+        forwarded.note(&withdrawal_sent("w1", Some("TRX"), 1_000_000));
+        let mut denied = withdrawal_sent("w1", Some("TRX"), 1_000_010);
+        if let EventBody::Request(r) = &mut denied.body {
+            r.allowed = false;
+            r.outcome = Outcome::NotForwarded;
+        }
+        forwarded.note(&denied);
+        assert!(!forwarded.withdrawal_forwarded("main", &withdrawn("x1", Some("TRX"), 1_000_100)));
+
+        forwarded.note(&order_sent("r1", Some("bot-1"), 1_000_000));
+        let mut denied = order_sent("r1", Some("bot-1"), 1_000_010);
+        if let EventBody::Request(r) = &mut denied.body {
+            r.allowed = false;
+            r.outcome = Outcome::NotForwarded;
+        }
+        forwarded.note(&denied);
+        let order = listed("BTCUSDT", "9", "bot-1", 1_000_100);
+        assert!(!forwarded.order_forwarded("main", Market::Spot, &order));
     }
 
     #[test]

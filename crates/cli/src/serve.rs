@@ -58,7 +58,7 @@ pub struct ServeArgs {
     pub max_connections_per_source: u32,
     /// Pause public market data (which needs no key) while the exchange reports this much
     /// request weight or more used this minute, keeping the rest for signed requests
-    /// (prices for clients' orders go on to half as much again). Raise it for bots that
+    /// (prices for clients' orders go on to half as much again, up to 2000). Raise it for bots that
     /// read much market data through keygate.
     #[arg(long, value_name = "WEIGHT", default_value_t = 1200,
           value_parser = clap::value_parser!(u64).range(1..))]

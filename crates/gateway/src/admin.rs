@@ -15,11 +15,10 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
+use axum::serve::Listener;
 use axum::{Json, Router};
 use keygate_audit::AuditLog;
 use keygate_monitor::{write_gauge, Metrics};
-
-use axum::serve::Listener;
 use serde_json::json;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -29,11 +28,12 @@ use crate::registry::Live;
 use crate::weight::WeightGauge;
 
 /// Admin connections served at once; more wait in the kernel's queue until one ends.
-const MAX_CONNECTIONS: usize = 16;
-/// How long one admin connection may last, whatever it does. A scrape takes milliseconds;
-/// a connection that sends nothing, or reads nothing, must not keep its slot (nor a file
+const MAX_CONNECTIONS: usize = 32;
+/// How long one admin connection may last, whatever it does. A scrape or a health check
+/// takes milliseconds (a scraper that keeps its connection open opens another); a
+/// connection that sends nothing, or reads nothing, must not keep its slot (nor a file
 /// descriptor the gateway needs) for longer.
-const CONNECTION_LIFETIME: Duration = Duration::from_secs(30);
+const CONNECTION_LIFETIME: Duration = Duration::from_secs(10);
 
 /// What the admin endpoints read.
 #[derive(Clone)]

@@ -552,8 +552,11 @@ async fn handle<A: Adapter>(
     ) = (&decision, &action.symbol)
     {
         // A price for a client's order goes on half as far again past the cap that
-        // pauses public data: callers without a key cannot keep orders from being priced.
-        let cap = gw.limits.public_weight_cap.saturating_mul(3) / 2;
+        // pauses public data (callers without a key cannot keep orders from being
+        // priced), but not past 2000 on that account: Binance's futures limit is 2400,
+        // and a ban for weight would stop cancels too.
+        let public_cap = gw.limits.public_weight_cap;
+        let cap = (public_cap.saturating_mul(3) / 2).min(public_cap.max(PRICING_CEILING));
         match gw
             .upstream
             .price(adapter, &base, native, symbol, &gw.weight, cap)
@@ -741,6 +744,10 @@ fn changed_while_waiting(
         format!("client {name} was {what} while the request waited; it was not sent"),
     ))
 }
+
+/// The request weight past which ticker calls that price orders pause even when the
+/// public cap would allow half as much again (unless the public cap itself is higher).
+const PRICING_CEILING: u64 = 2000;
 
 /// Why `what` (a public call) is refused at the public weight `cap`.
 fn weight_paused(what: &str, over: OverCap, cap: u64) -> String {

@@ -1596,7 +1596,15 @@ async fn a_freeze_made_while_an_order_waits_for_its_price_stops_it() {
     );
     let gateway = env.gateway;
     let sent = tokio::spawn(async move { raw(gateway, &order).await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Frozen once the order is decided and waits for its price, however slow the machine.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while exchange_saw(&env, "/api/v3/ticker/price") == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the price was never asked"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let mut store = Store::open(&env.db).unwrap();
     let master = env.master();
     let bot: Name = "bot1".parse().unwrap();
@@ -1673,10 +1681,12 @@ async fn an_order_that_outlives_its_window_while_its_event_is_written_is_not_for
     // less than the writer waits for it: the event is written, late.
     let blocker = rusqlite::Connection::open(&env.db).unwrap();
     blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    // The window (800 ms) leaves time to check and decide the order on a slow machine;
+    // the lock is released past it (1100 ms), well within the writer's 2 s wait.
+    let signed_at = keygate_gateway::now_ms();
     let payload = format!(
-        "timestamp={}&symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01\
-         &price=50000&recvWindow=500",
-        keygate_gateway::now_ms()
+        "timestamp={signed_at}&symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01\
+         &price=50000&recvWindow=800"
     );
     let order = http(
         "POST",
@@ -1686,7 +1696,11 @@ async fn an_order_that_outlives_its_window_while_its_event_is_written_is_not_for
     );
     let gateway = env.gateway;
     let sent = tokio::spawn(async move { raw(gateway, &order).await });
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let release_at = signed_at + 1100;
+    tokio::time::sleep(Duration::from_millis(
+        release_at.saturating_sub(keygate_gateway::now_ms()),
+    ))
+    .await;
     blocker.execute_batch("ROLLBACK").unwrap();
     let (status, body) = sent.await.unwrap();
     assert_eq!(

@@ -350,6 +350,7 @@ impl Rule {
     }
 }
 
+/// Whether `der` is a P-256 secret key: SEC1 under `EC PRIVATE KEY`, PKCS#8 otherwise.
 fn is_p256(label: &str, der: &[u8]) -> bool {
     use p256::pkcs8::DecodePrivateKey;
     if label == "EC PRIVATE KEY" {

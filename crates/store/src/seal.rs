@@ -207,7 +207,8 @@ impl Store {
             .map_err(|e| self.error(e))
     }
 
-    /// The seq; then each client row's name and tag in name order; then, since version 4,
+    /// The seq; since version 5, the hash of the event at it as stored (NULL for none);
+    /// then each client row's name and tag in name order; then, since version 4,
     /// the number of account rows and every column of each in label order. Every column
     /// as stored: a row that does not decode is sealed all the same (and refused on its
     /// own account). The client rows' count comes first in version 4, so that no client

@@ -1042,6 +1042,24 @@ pub fn admin_change_after(store: &Store, key: &AuditKey, seq: u64) -> Result<boo
     }
 }
 
+/// [`admin_change_after`] as the tables' seal check takes it
+/// ([`Store::verify_admin_changes_with`]): events after the seal that do not verify are
+/// the store's [`keygate_store::Error::Unsealed`], tables resting on an edited log.
+pub fn admin_change_after_seal(
+    store: &Store,
+    key: &AuditKey,
+    seq: u64,
+) -> Result<bool, keygate_store::Error> {
+    match admin_change_after(store, key, seq) {
+        Ok(found) => Ok(found),
+        Err(Error::Store(e)) => Err(e),
+        Err(_) => Err(keygate_store::Error::Unsealed {
+            reason: "were sealed before audit events that do not verify (the log was edited \
+                     behind keygate's back; `keygate audit verify` names where)",
+        }),
+    }
+}
+
 /// What the body of every administrative event holds, and no other's does.
 const ADMIN_MARK: &str = r#""type":"admin""#;
 

@@ -737,6 +737,13 @@ fn open_with(
     format: VaultFormat,
 ) -> anyhow::Result<Unlocked> {
     let audit_key = AuditKey::of_vault(&master);
+    // Every write that reseals the tables asks the log, read where it verifies, whether
+    // they were put back from before a change.
+    let mut store = store;
+    let key = audit_key.clone();
+    store.verify_admin_changes_with(std::sync::Arc::new(move |store, seq| {
+        keygate_audit::admin_change_after_seal(store, &key, seq)
+    }));
     let audit =
         AuditLog::start(&home.db_path(), audit_key.clone()).context("starting the audit log")?;
     Ok(Unlocked {

@@ -2093,6 +2093,42 @@ mod client {
             .unwrap();
     }
 
+    /// A regression test (found by review): the tables put back with their seal, and the
+    /// revoke's event edited so that a search of the rows as stored missed it, were
+    /// sealed again by the next routine change, and the revoked client served again.
+    /// Every reseal now asks the log where it verifies.
+    #[test]
+    fn a_routine_change_does_not_reseal_tables_put_back_behind_an_edited_event() {
+        let kg = Kg::with_key_file();
+        kg.add_account("main", REAL_KEY, REAL_SECRET);
+        kg.issue("main", "bot1", &[]);
+        kg.issue("main", "bot2", &[]);
+        save_client_table(&kg);
+        kg.ok(&["client", "revoke", "bot1"], "");
+        db(&kg)
+            .execute_batch(
+                r#"DELETE FROM clients; INSERT INTO clients SELECT * FROM saved;
+                   DELETE FROM meta WHERE key = 'tables_seal'; INSERT INTO meta SELECT * FROM saved_seal;
+                   UPDATE events SET body = replace(body, '"type":"admin"', '"type": "admin"')
+                   WHERE body LIKE '%client.revoke%';"#,
+            )
+            .unwrap();
+        let seal = || -> Vec<u8> {
+            db(&kg)
+                .query_row(
+                    "SELECT value FROM meta WHERE key = 'tables_seal'",
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap()
+        };
+        let put_back = seal();
+        let frozen = kg.ok(&["client", "freeze", "bot2"], "");
+        assert!(frozen.stderr.contains("do not verify"), "{}", frozen.stderr);
+        assert_eq!(seal(), put_back, "the put-back tables were sealed again");
+        kg.fails(&["audit", "verify"], "", 1);
+    }
+
     #[test]
     fn a_client_put_back_as_it_was_breaks_the_seal_until_upgrade_reviews_it() {
         let kg = Kg::with_key_file();

@@ -55,9 +55,6 @@ pub struct AccountEntry {
 /// Why tables are refused whose seal an administrative event in the log follows.
 const PREDATE: &str = "were put back, seal and all, as they were before a later \
      administrative change in the audit log";
-/// Why tables are refused when the events after their seal do not verify.
-const UNVERIFIED: &str = "were sealed before audit events that do not verify (the log was \
-     edited behind keygate's back; `keygate audit verify` names where)";
 
 /// A consistent snapshot of every client and account.
 #[derive(Default)]
@@ -77,14 +74,12 @@ impl Registry {
     pub fn load(store: &Store, master: &MasterKey) -> Result<Registry, keygate_store::Error> {
         store.read_snapshot(|store| {
             let sealed = store.check_seal_is_latest(master)?;
-            // That check reads the events after the seal as they are stored; these are
-            // read again where they verify, so that an administrative event edited or
+            // That check may have read the events after the seal as they are stored; these
+            // are read again where they verify, so that an administrative event edited or
             // removed behind keygate's back cannot hide that the tables predate it.
-            match keygate_audit::admin_change_after(store, &AuditKey::of_vault(master), sealed) {
-                Ok(false) => {}
-                Ok(true) => return Err(keygate_store::Error::Unsealed { reason: PREDATE }),
-                Err(keygate_audit::Error::Store(e)) => return Err(e),
-                Err(_) => return Err(keygate_store::Error::Unsealed { reason: UNVERIFIED }),
+            let key = AuditKey::of_vault(master);
+            if keygate_audit::admin_change_after_seal(store, &key, sealed)? {
+                return Err(keygate_store::Error::Unsealed { reason: PREDATE });
             }
             Registry::load_snapshot(store, master)
         })

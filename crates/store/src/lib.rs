@@ -25,6 +25,7 @@ mod seal;
 pub use records::{Account, Client, ClientKeyMaterial, EventRow, KeyType, NewAccount, NewClient};
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use keygate_core::ClientStatus;
 use rusqlite::{config::DbConfig, params, Connection, OptionalExtension};
@@ -220,7 +221,15 @@ fn seq_or_none(seq: Option<u64>) -> String {
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    /// How [`Store::check_seal_is_latest`] learns whether an administrative event follows
+    /// the tables' seal, when the caller holds the audit key ([`Store::verify_admin_changes_with`]).
+    admin_change_after: Option<Arc<AdminChangeAfter>>,
 }
+
+/// Whether an administrative event follows the given seq in the log, read from events
+/// that verify with the audit key (which this crate does not hold: `keygate-audit`
+/// does). An error when they do not verify.
+pub type AdminChangeAfter = dyn Fn(&Store, u64) -> Result<bool, Error> + Send + Sync;
 
 impl Store {
     /// Creates a new database at `path`, refusing to overwrite one. The file is created
@@ -372,6 +381,7 @@ impl Store {
         Ok(Store {
             conn,
             path: path.to_owned(),
+            admin_change_after: None,
         })
     }
 
@@ -383,6 +393,14 @@ impl Store {
         self.conn
             .pragma_update(None, "synchronous", mode)
             .map_err(|e| self.sql(e))
+    }
+
+    /// Has [`Store::check_seal_is_latest`], and so every write that reseals the tables,
+    /// ask `check` whether an administrative event follows the seal, instead of looking
+    /// for one in the rows as stored: an event edited behind keygate's back to read
+    /// otherwise could hide there that the tables were put back from before it.
+    pub fn verify_admin_changes_with(&mut self, check: Arc<AdminChangeAfter>) {
+        self.admin_change_after = Some(check);
     }
 
     /// The database file.

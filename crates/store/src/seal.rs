@@ -144,17 +144,21 @@ impl Store {
     /// requests: about 0.7 s per million events, measured), looking for the
     /// `"type":"admin"` that `keygate-audit` writes into an administrative event's body;
     /// a row that only claims it (an attacker can write rows, not their MACs) makes this
-    /// fail, never pass.
+    /// fail, never pass. With [`Store::verify_admin_changes_with`], it asks that check
+    /// instead, which reads only events that verify.
     pub fn check_seal_is_latest(&self, master: &MasterKey) -> Result<u64, Error> {
         let sealed = self.check_seal(master)?;
-        let later_admin: bool = self
-            .connection()
-            .query_row(
-                r#"SELECT EXISTS (SELECT 1 FROM events WHERE seq > ?1 AND body LIKE '%"type":"admin"%')"#,
-                [sealed as i64],
-                |r| r.get(0),
-            )
-            .map_err(|e| self.error(e))?;
+        let later_admin = match &self.admin_change_after {
+            Some(verified) => verified(self, sealed)?,
+            None => self
+                .connection()
+                .query_row(
+                    r#"SELECT EXISTS (SELECT 1 FROM events WHERE seq > ?1 AND body LIKE '%"type":"admin"%')"#,
+                    [sealed as i64],
+                    |r| r.get(0),
+                )
+                .map_err(|e| self.error(e))?,
+        };
         if later_admin {
             return Err(Error::Unsealed { reason: STALE });
         }

@@ -2093,6 +2093,17 @@ mod client {
             .unwrap();
     }
 
+    /// The rows and their seal, from a copy of the database taken by [`save_client_table`].
+    fn put_back_client_table_and_seal(kg: &Kg) {
+        put_back_client_rows(kg);
+        db(kg)
+            .execute_batch(
+                "DELETE FROM meta WHERE key = 'tables_seal';
+                 INSERT INTO meta SELECT * FROM saved_seal;",
+            )
+            .unwrap();
+    }
+
     /// A regression test (found by review): the tables put back with their seal, and the
     /// revoke's event edited so that a search of the rows as stored missed it, were
     /// sealed again by the next routine change, and the revoked client served again.
@@ -2105,11 +2116,10 @@ mod client {
         kg.issue("main", "bot2", &[]);
         save_client_table(&kg);
         kg.ok(&["client", "revoke", "bot1"], "");
+        put_back_client_table_and_seal(&kg);
         db(&kg)
             .execute_batch(
-                r#"DELETE FROM clients; INSERT INTO clients SELECT * FROM saved;
-                   DELETE FROM meta WHERE key = 'tables_seal'; INSERT INTO meta SELECT * FROM saved_seal;
-                   UPDATE events SET body = replace(body, '"type":"admin"', '"type": "admin"')
+                r#"UPDATE events SET body = replace(body, '"type":"admin"', '"type": "admin"')
                    WHERE body LIKE '%client.revoke%';"#,
             )
             .unwrap();
@@ -2210,13 +2220,7 @@ mod client {
         kg.ok(&["client", "revoke", "bot1"], "");
         kg.ok(&["audit", "verify"], "");
         // The rows and their seal, from a copy of the database taken before the revoke.
-        put_back_client_rows(&kg);
-        db(&kg)
-            .execute_batch(
-                "DELETE FROM meta WHERE key = 'tables_seal';
-                 INSERT INTO meta SELECT * FROM saved_seal;",
-            )
-            .unwrap();
+        put_back_client_table_and_seal(&kg);
         assert_eq!(kg.status("bot1"), "active");
         // The table matches its seal, but the log records a later change to it.
         assert!(!kg.ok(&["client", "list"], "").stderr.contains("seal"));

@@ -171,9 +171,8 @@ impl SignedRequest {
                 // A name keygate reads, spelt in another case (`PriceMatch`, `Network`,
                 // `AddressTag`): whether the exchange reads it as that parameter or ignores
                 // it, keygate would decide on something else than what is executed.
-                if let Some(known) = READ_PARAMETERS
-                    .iter()
-                    .find(|known| known.eq_ignore_ascii_case(name_text) && **known != name_text)
+                if let Some(known) =
+                    read_parameter_like(name_text).filter(|known| *known != name_text)
                 {
                     return Err(Error::Malformed {
                         reason: format!(
@@ -1326,9 +1325,9 @@ const BASE_QUANTITIES: &[&str] = &["quantity", "workingQuantity", "pendingQuanti
 /// from the book (plus an offset), whatever its `price` says.
 const PEG_PARAMETERS: &[&str] = &["pegPriceType", "pegOffsetType", "pegOffsetValue"];
 
-/// Every parameter keygate reads to classify, decide and re-sign, besides the prices,
-/// quantities and trails above: one of these spelt in another case is refused.
-const READ_PARAMETERS: &[&str] = &[
+/// The parameters keygate reads to classify, decide and re-sign, besides the prices,
+/// quantities, pegs and trails of the lists around it ([`read_parameter_like`]).
+const OTHER_READ_PARAMETERS: &[&str] = &[
     "symbol",
     "side",
     "type",
@@ -1338,39 +1337,30 @@ const READ_PARAMETERS: &[&str] = &[
     "clientAlgoId",
     "algoId",
     "priceMatch",
-    "pegPriceType",
-    "pegOffsetType",
-    "pegOffsetValue",
     "coin",
     "asset",
     "amount",
     "address",
     "addressTag",
     "network",
-    "price",
-    "stopPrice",
-    "stopLimitPrice",
-    "triggerPrice",
-    "activationPrice",
-    "activatePrice",
-    "abovePrice",
-    "aboveStopPrice",
-    "belowPrice",
-    "belowStopPrice",
-    "workingPrice",
-    "pendingPrice",
-    "pendingStopPrice",
-    "pendingAbovePrice",
-    "pendingAboveStopPrice",
-    "pendingBelowPrice",
-    "pendingBelowStopPrice",
-    "quantity",
-    "workingQuantity",
-    "pendingQuantity",
-    "quoteOrderQty",
-    "callbackRate",
-    "trailingDelta",
+    QUOTE_QUANTITY,
 ];
+
+/// Whether keygate reads a parameter spelt `name` in any case: one of these spelt in
+/// another case is refused ([`SignedRequest::parse`]).
+fn read_parameter_like(name: &str) -> Option<&'static str> {
+    [
+        ORDER_PRICES,
+        BASE_QUANTITIES,
+        PEG_PARAMETERS,
+        TRAILS,
+        OTHER_READ_PARAMETERS,
+    ]
+    .into_iter()
+    .flatten()
+    .copied()
+    .find(|known| known.eq_ignore_ascii_case(name))
+}
 
 /// How far a trailing stop trails: futures `callbackRate` in percent, spot
 /// `trailingDelta` in basis points. Each must be a positive decimal number
@@ -2788,10 +2778,7 @@ mod tests {
             ];
             vec(char, len).prop_map(|chars| {
                 let name = String::from_iter(chars);
-                if READ_PARAMETERS
-                    .iter()
-                    .any(|known| known.eq_ignore_ascii_case(&name))
-                {
+                if read_parameter_like(&name).is_some() {
                     format!("x{name}")
                 } else {
                     name

@@ -73,10 +73,10 @@ impl Registry {
     /// tables put back whole), are an error: no client can then be trusted.
     pub fn load(store: &Store, master: &MasterKey) -> Result<Registry, keygate_store::Error> {
         store.read_snapshot(|store| {
-            let sealed = store.check_seal_is_latest(master)?;
-            // That check may have read the events after the seal as they are stored; these
-            // are read again where they verify, so that an administrative event edited or
-            // removed behind keygate's back cannot hide that the tables predate it.
+            // As `Store::check_seal_is_latest`, but reading the events after the seal only
+            // where they verify: an administrative event edited or removed behind
+            // keygate's back cannot hide that the tables predate it.
+            let sealed = store.check_seal(master)?;
             let key = AuditKey::of_vault(master);
             if keygate_audit::admin_change_after_seal(store, &key, sealed)? {
                 return Err(keygate_store::Error::Unsealed { reason: PREDATE });

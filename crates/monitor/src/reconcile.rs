@@ -516,23 +516,21 @@ mod tests {
     /// behind keygate's back.
     #[test]
     fn a_pending_request_denied_afterwards_stands_for_nothing() {
+        // The denied event that follows a pending one: the same request, not forwarded.
+        let denied = |mut event: Event| {
+            if let EventBody::Request(r) = &mut event.body {
+                r.allowed = false;
+                r.outcome = Outcome::NotForwarded;
+            }
+            event
+        };
         let mut forwarded = Forwarded::default();
         forwarded.note(&withdrawal_sent("w1", Some("TRX"), 1_000_000));
-        let mut denied = withdrawal_sent("w1", Some("TRX"), 1_000_010);
-        if let EventBody::Request(r) = &mut denied.body {
-            r.allowed = false;
-            r.outcome = Outcome::NotForwarded;
-        }
-        forwarded.note(&denied);
+        forwarded.note(&denied(withdrawal_sent("w1", Some("TRX"), 1_000_010)));
         assert!(!forwarded.withdrawal_forwarded("main", &withdrawn("x1", Some("TRX"), 1_000_100)));
 
         forwarded.note(&order_sent("r1", Some("bot-1"), 1_000_000));
-        let mut denied = order_sent("r1", Some("bot-1"), 1_000_010);
-        if let EventBody::Request(r) = &mut denied.body {
-            r.allowed = false;
-            r.outcome = Outcome::NotForwarded;
-        }
-        forwarded.note(&denied);
+        forwarded.note(&denied(order_sent("r1", Some("bot-1"), 1_000_010)));
         let order = listed("BTCUSDT", "9", "bot-1", 1_000_100);
         assert!(!forwarded.order_forwarded("main", Market::Spot, &order));
     }

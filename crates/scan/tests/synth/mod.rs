@@ -44,30 +44,30 @@ pub fn pem_ed25519(rng: &mut impl Rng) -> String {
     format!("-----BEGIN PRIVATE KEY-----\n{b}\n-----END PRIVATE KEY-----\n")
 }
 
-pub fn pem_p256(rng: &mut impl Rng) -> String {
+/// A random P-256 secret key.
+fn p256_key(rng: &mut impl Rng) -> p256::SecretKey {
     loop {
         let bytes: [u8; 32] = rng.gen();
         if let Ok(k) = p256::SecretKey::from_slice(&bytes) {
-            return k
-                .to_sec1_pem(p256::pkcs8::LineEnding::LF)
-                .unwrap()
-                .to_string();
+            return k;
         }
     }
+}
+
+pub fn pem_p256(rng: &mut impl Rng) -> String {
+    p256_key(rng)
+        .to_sec1_pem(p256::pkcs8::LineEnding::LF)
+        .unwrap()
+        .to_string()
 }
 
 /// A P-256 private key as PKCS#8 PEM (`PRIVATE KEY`), as `openssl pkcs8 -topk8` makes it.
 pub fn pem_p256_pkcs8(rng: &mut impl Rng) -> String {
     use p256::pkcs8::EncodePrivateKey;
-    loop {
-        let bytes: [u8; 32] = rng.gen();
-        if let Ok(k) = p256::SecretKey::from_slice(&bytes) {
-            return k
-                .to_pkcs8_pem(p256::pkcs8::LineEnding::LF)
-                .unwrap()
-                .to_string();
-        }
-    }
+    p256_key(rng)
+        .to_pkcs8_pem(p256::pkcs8::LineEnding::LF)
+        .unwrap()
+        .to_string()
 }
 
 /// Expands `${alnum:N}`, `${hexlower:N}`, `${hexupper:N}`, `${b64:BYTES}`, `${uuid}`,

@@ -63,7 +63,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use axum::body::Body;
+use axum::body::{Body, HttpBody as _};
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
@@ -340,12 +340,15 @@ async fn handle<A: Adapter>(
     // `/api.binance.com/api/v3/order` as ccxt's host-named URLs have it), as the
     // reconciliation and the alerts read it.
     audit.path = native.to_owned();
-    let body = match tokio::time::timeout(
-        gw.limits.timeout,
-        axum::body::to_bytes(body, MAX_BODY_BYTES),
-    )
-    .await
-    {
+    // A request without a body (a signed GET) is complete once its head is read: no timer
+    // is armed to wait for bytes that are not coming.
+    let body = if body.is_end_stream() {
+        Ok(Ok(bytes::Bytes::new()))
+    } else {
+        tokio::time::timeout(gw.limits.timeout, axum::body::to_bytes(body, MAX_BODY_BYTES))
+            .await
+    };
+    let body = match body {
         Ok(Ok(body)) => body,
         Ok(Err(e)) if is_length_limit(&e) => {
             return audit.deny(

@@ -43,8 +43,10 @@
 //! # std::fs::remove_dir_all(&dir).unwrap();
 //! ```
 
+mod after_seal;
 mod export;
 
+pub use after_seal::{admin_change_after, admin_change_after_seal, mark_admin_free};
 pub use export::{csv_header, csv_line, Filter};
 
 use std::collections::{BTreeMap, HashMap};
@@ -1007,6 +1009,29 @@ pub fn verify_checkpoints(
     })?
 }
 
+/// The chain hash that event `from` must chain to: the hash of the event before it, whose
+/// MAC verifies, or the genesis hash for the first event.
+fn anchor(store: &Store, key: &AuditKey, from: u64) -> Result<Vec<u8>, Error> {
+    if from <= 1 {
+        return Ok(GENESIS.to_vec());
+    }
+    let anchor = events(store, from - 1, 1)?
+        .into_iter()
+        .next()
+        .filter(|row| row.seq == from - 1)
+        .ok_or_else(|| Error::Tampered {
+            seq: from - 1,
+            reason: "missing".into(),
+        })?;
+    if !bool::from(key.mac(&anchor.hash).ct_eq(&anchor.mac)) {
+        return Err(Error::Tampered {
+            seq: anchor.seq,
+            reason: "MAC does not verify with this vault's audit key".into(),
+        });
+    }
+    Ok(anchor.hash)
+}
+
 /// [`read`], but only events keygate wrote, where it wrote them: each is chained to the
 /// one before it, from the event before `from` on, and its MAC verifies with `key`.
 /// For what decides on the log (reconciliation: what keygate forwarded), which must not
@@ -1021,47 +1046,6 @@ pub fn read_verified(
 ) -> Result<Vec<(u64, Event)>, Error> {
     store.read_snapshot(|store| Ok(read_verified_within(store, key, from, limit)))?
 }
-
-/// Whether an administrative event follows event `seq` in the log, reading only events
-/// that verify with `key` ([`read_verified`]), inside the caller's read transaction.
-/// Tables sealed at `seq` with a change after it were put back from before the change.
-pub fn admin_change_after(store: &Store, key: &AuditKey, seq: u64) -> Result<bool, Error> {
-    let mut from = seq + 1;
-    loop {
-        let page = verified_rows_within(store, key, from, 10_000)?;
-        let Some(last) = page.last() else {
-            return Ok(false);
-        };
-        // The rows verified, so their bodies are as keygate wrote them: an administrative
-        // event's says so, and no other's can (a quote inside a JSON string is escaped).
-        // Cheaper than decoding every event after the seal, of which there may be millions.
-        if page.iter().any(|row| row.body.contains(ADMIN_MARK)) {
-            return Ok(true);
-        }
-        from = last.seq + 1;
-    }
-}
-
-/// [`admin_change_after`] as the tables' seal check takes it
-/// ([`Store::verify_admin_changes_with`]): events after the seal that do not verify are
-/// the store's [`keygate_store::Error::Unsealed`], tables resting on an edited log.
-pub fn admin_change_after_seal(
-    store: &Store,
-    key: &AuditKey,
-    seq: u64,
-) -> Result<bool, keygate_store::Error> {
-    match admin_change_after(store, key, seq) {
-        Ok(found) => Ok(found),
-        Err(Error::Store(e)) => Err(e),
-        Err(_) => Err(keygate_store::Error::Unsealed {
-            reason: "were sealed before audit events that do not verify (the log was edited \
-                     behind keygate's back; `keygate audit verify` names where)",
-        }),
-    }
-}
-
-/// What the body of every administrative event holds, and no other's does.
-const ADMIN_MARK: &str = r#""type":"admin""#;
 
 /// The chain hash of `row`, checked: it is event `expected`, chained to `prev` (the hash
 /// of the event before it) and MACed with `key`.
@@ -1117,25 +1101,7 @@ fn verified_rows_within(
     limit: u64,
 ) -> Result<Vec<EventRow>, Error> {
     let from = from.max(1);
-    let mut prev = if from == 1 {
-        GENESIS.to_vec()
-    } else {
-        let anchor = events(store, from - 1, 1)?
-            .into_iter()
-            .next()
-            .filter(|row| row.seq == from - 1)
-            .ok_or_else(|| Error::Tampered {
-                seq: from - 1,
-                reason: "missing".into(),
-            })?;
-        if !bool::from(key.mac(&anchor.hash).ct_eq(&anchor.mac)) {
-            return Err(Error::Tampered {
-                seq: anchor.seq,
-                reason: "MAC does not verify with this vault's audit key".into(),
-            });
-        }
-        anchor.hash
-    };
+    let mut prev = anchor(store, key, from)?;
     let rows = events(store, from, limit)?;
     for (expected, row) in (from..).zip(&rows) {
         prev = chained(&prev, row, expected, key)?;

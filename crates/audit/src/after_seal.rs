@@ -1,0 +1,341 @@
+//! Whether the log holds an administrative change after the client and account tables'
+//! seal: tables sealed at an event with a change after it were put back, seal and all,
+//! from before that change.
+//!
+//! The answer reads every event after the seal, and a gateway may append millions of
+//! them between two administrative changes: after a week of requests, a `client freeze`
+//! would spend its first seconds reading them, holding the store's write lock (and with
+//! it every order's audit event) meanwhile. So the gateway marks, now and then, how far
+//! it found the events after the seal verified and free of administrative changes
+//! ([`mark_admin_free`]), and the next check of that seal starts after the mark.
+//!
+//! The mark lives in the database beside the log, MACed with the audit key, so only this
+//! vault makes one. It states something about the log up to its event alone: the chain
+//! hash it names commits to every event before it, and the events after it are read and
+//! verified as before. Someone who can write the database can only keep a mark or drop
+//! it. Dropped, the check reads from the seal again. Kept beside tables put back from
+//! before a later change, it does not hide the change: the mark was made when no
+//! change followed the seal, so the change comes after the mark's event, where the check
+//! still reads. A log cut back or rebuilt no longer holds the mark's event as it was, and
+//! the mark is not used.
+
+use keygate_store::Store;
+use subtle::ConstantTimeEq;
+
+use crate::{anchor, chained, events, AuditKey, Error};
+
+/// What the body of every administrative event holds, and no other's does.
+const ADMIN_MARK: &str = r#""type":"admin""#;
+
+/// The meta key under which the [`AdminFree`] mark is kept.
+const META_KEY: &str = "audit_admin_free";
+
+/// What the mark's MAC covers before the mark itself.
+const LABEL: &[u8] = b"keygate audit admin-free v1\0";
+
+/// Events read and verified at a time.
+const PAGE: u64 = 10_000;
+
+/// Whether an administrative event follows event `seq` in the log, reading only events
+/// that verify with `key` ([`crate::read_verified`]), inside the caller's read
+/// transaction. Tables sealed at `seq` with a change after it were put back from before
+/// the change. Starts after the mark of [`mark_admin_free`] when one was made for this
+/// seal and the log still holds its event.
+pub fn admin_change_after(store: &Store, key: &AuditKey, seq: u64) -> Result<bool, Error> {
+    Ok(matches!(scan(store, key, seq)?, Scan::AdminChange))
+}
+
+/// [`admin_change_after`] as the tables' seal check takes it
+/// ([`Store::verify_admin_changes_with`]): events after the seal that do not verify are
+/// the store's [`keygate_store::Error::Unsealed`], tables resting on an edited log.
+pub fn admin_change_after_seal(
+    store: &Store,
+    key: &AuditKey,
+    seq: u64,
+) -> Result<bool, keygate_store::Error> {
+    match admin_change_after(store, key, seq) {
+        Ok(found) => Ok(found),
+        Err(Error::Store(e)) => Err(e),
+        Err(_) => Err(keygate_store::Error::Unsealed {
+            reason: "were sealed before audit events that do not verify (the log was edited \
+                     behind keygate's back; `keygate audit verify` names where)",
+        }),
+    }
+}
+
+/// Reads the events after the tables' seal at event `sealed` as [`admin_change_after`]
+/// does, in one read transaction, and when they verify and hold no administrative
+/// change, marks the last of them so that later checks of this seal start after it.
+/// Returns whether an administrative change follows the seal (then nothing is marked).
+///
+/// `sealed` is read by the caller ([`Store::check_seal`]). Had the tables been resealed
+/// since, the mark names a seal that is no longer the tables' and is not used.
+pub fn mark_admin_free(store: &Store, key: &AuditKey, sealed: u64) -> Result<bool, Error> {
+    let scan = store.read_snapshot(|store| Ok(scan(store, key, sealed)))??;
+    match scan {
+        Scan::AdminChange => Ok(true),
+        Scan::Clean { last: None } => Ok(false),
+        Scan::Clean {
+            last: Some((through, hash)),
+        } => {
+            let mark = AdminFree {
+                sealed,
+                through,
+                hash,
+            };
+            store.set_meta(META_KEY, &mark.encode(key))?;
+            Ok(false)
+        }
+    }
+}
+
+/// What reading the events after a seal found.
+enum Scan {
+    AdminChange,
+    /// No administrative change; `last` is the last event read past the mark or the
+    /// seal (its seq and chain hash), if any was.
+    Clean {
+        last: Option<(u64, Vec<u8>)>,
+    },
+}
+
+fn scan(store: &Store, key: &AuditKey, sealed: u64) -> Result<Scan, Error> {
+    let (mut from, mut prev) = match AdminFree::read(store, key, sealed)? {
+        Some(mark) => (mark.through + 1, mark.hash),
+        None => (sealed + 1, anchor(store, key, sealed + 1)?),
+    };
+    let mut last = None;
+    loop {
+        let page = events(store, from, PAGE)?;
+        let Some(tail) = page.last() else {
+            return Ok(Scan::Clean { last });
+        };
+        for (expected, row) in (from..).zip(&page) {
+            prev = chained(&prev, row, expected, key)?;
+        }
+        // The rows verified, so their bodies are as keygate wrote them: an administrative
+        // event's says so, and no other's can (a quote inside a JSON string is escaped).
+        // Cheaper than decoding every event after the seal, of which there may be millions.
+        if page.iter().any(|row| row.body.contains(ADMIN_MARK)) {
+            return Ok(Scan::AdminChange);
+        }
+        from = tail.seq + 1;
+        last = Some((tail.seq, prev.clone()));
+    }
+}
+
+/// The events after the seal at event `sealed`, through event `through` (chain hash
+/// `hash`), verified and held no administrative change.
+struct AdminFree {
+    sealed: u64,
+    through: u64,
+    hash: Vec<u8>,
+}
+
+impl AdminFree {
+    /// `sealed ‖ through ‖ hash ‖ MAC`, the MAC being
+    /// `HMAC(audit_key, "keygate audit admin-free v1\0" ‖ through ‖ sealed ‖ hash)`.
+    fn encode(&self, key: &AuditKey) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16 + 2 * 32);
+        out.extend_from_slice(&self.sealed.to_be_bytes());
+        out.extend_from_slice(&self.through.to_be_bytes());
+        out.extend_from_slice(&self.hash);
+        out.extend_from_slice(&Self::mac(key, self.sealed, self.through, &self.hash));
+        out
+    }
+
+    fn mac(key: &AuditKey, sealed: u64, through: u64, hash: &[u8]) -> Vec<u8> {
+        let mut covered = Vec::with_capacity(8 + hash.len());
+        covered.extend_from_slice(&sealed.to_be_bytes());
+        covered.extend_from_slice(hash);
+        key.labelled_mac(LABEL, through, &covered)
+    }
+
+    /// The mark for the seal at `sealed`, if one was made with `key` for that seal and the
+    /// log still holds its event as it was. Any other mark is ignored, not an error: the
+    /// check then reads from the seal, as it would without one.
+    fn read(store: &Store, key: &AuditKey, sealed: u64) -> Result<Option<AdminFree>, Error> {
+        let Some(raw) = store.meta(META_KEY)? else {
+            return Ok(None);
+        };
+        let Some(mark) = AdminFree::decode(&raw, key) else {
+            tracing::warn!(
+                "the audit log's admin-free mark does not verify; reading from the seal"
+            );
+            return Ok(None);
+        };
+        if mark.sealed != sealed || mark.through <= sealed {
+            return Ok(None);
+        }
+        let holds = events(store, mark.through, 1)?
+            .first()
+            .is_some_and(|row| row.seq == mark.through && bool::from(row.hash.ct_eq(&mark.hash)));
+        Ok(holds.then_some(mark))
+    }
+
+    fn decode(raw: &[u8], key: &AuditKey) -> Option<AdminFree> {
+        let (sealed, rest) = raw.split_first_chunk::<8>()?;
+        let (through, rest) = rest.split_first_chunk::<8>()?;
+        let (hash, mac) = rest.split_first_chunk::<32>()?;
+        let (sealed, through) = (u64::from_be_bytes(*sealed), u64::from_be_bytes(*through));
+        let expected = Self::mac(key, sealed, through, hash);
+        bool::from(expected.ct_eq(mac)).then(|| AdminFree {
+            sealed,
+            through,
+            hash: hash.to_vec(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use keygate_core::{AdminEvent, Event, EventBody, LostEvents};
+
+    use super::*;
+    use crate::{append_within, verify};
+
+    fn request() -> Event {
+        Event {
+            ts_ms: 1,
+            body: EventBody::Lost(LostEvents {
+                count: 1,
+                first_ms: 1,
+                last_ms: 1,
+                clients: BTreeMap::new(),
+            }),
+        }
+    }
+
+    fn admin() -> Event {
+        Event {
+            ts_ms: 1,
+            body: EventBody::Admin(AdminEvent {
+                actor: "test".into(),
+                change: "client.freeze".into(),
+                target: "bot1".into(),
+                detail: serde_json::Value::Null,
+            }),
+        }
+    }
+
+    /// A store whose log holds an administrative event (1) then `requests` others.
+    fn log_with(requests: usize) -> (tempfile::TempDir, Store, AuditKey) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("keygate.db");
+        let store = Store::create(&db).unwrap();
+        let key = AuditKey::from_bytes(&[5; 32]);
+        let mut events = vec![admin()];
+        events.extend((0..requests).map(|_| request()));
+        append_within(&store, &key, &events).unwrap();
+        (dir, store, key)
+    }
+
+    fn edit_body(store: &Store, seq: u64) {
+        store
+            .connection()
+            .execute(
+                "UPDATE events SET body = replace(body, '\"count\":1', '\"count\":2') WHERE seq = ?1",
+                [seq as i64],
+            )
+            .unwrap();
+    }
+
+    #[test]
+    fn a_check_starts_after_the_mark_of_its_seal() {
+        let (_dir, store, key) = log_with(5);
+        assert!(!mark_admin_free(&store, &key, 1).unwrap());
+        // An event before the mark, edited: the check no longer reads it (the full
+        // verification still names it), while one from another seal reads it and fails.
+        edit_body(&store, 3);
+        assert!(!admin_change_after(&store, &key, 1).unwrap());
+        assert!(matches!(
+            verify(&store, &key),
+            Err(Error::Tampered { seq: 3, .. })
+        ));
+        assert!(matches!(
+            admin_change_after(&store, &key, 2),
+            Err(Error::Tampered { seq: 3, .. })
+        ));
+    }
+
+    #[test]
+    fn a_change_after_the_mark_is_found() {
+        let (_dir, store, key) = log_with(3);
+        assert!(!mark_admin_free(&store, &key, 1).unwrap());
+        append_within(&store, &key, &[request(), admin(), request()]).unwrap();
+        assert!(admin_change_after(&store, &key, 1).unwrap());
+        // And events after the mark are still verified.
+        edit_body(&store, 5);
+        assert!(matches!(
+            admin_change_after(&store, &key, 1),
+            Err(Error::Tampered { seq: 5, .. })
+        ));
+    }
+
+    #[test]
+    fn nothing_is_marked_past_a_change() {
+        let (_dir, store, key) = log_with(2);
+        append_within(&store, &key, &[admin(), request()]).unwrap();
+        assert!(mark_admin_free(&store, &key, 1).unwrap());
+        assert!(store.meta(META_KEY).unwrap().is_none());
+        assert!(admin_change_after(&store, &key, 1).unwrap());
+    }
+
+    #[test]
+    fn a_mark_that_does_not_hold_is_not_used() {
+        let (_dir, store, key) = log_with(4);
+        assert!(!mark_admin_free(&store, &key, 1).unwrap());
+        edit_body(&store, 2);
+        let mark = store.meta(META_KEY).unwrap().unwrap();
+
+        // Made with another key.
+        let other = AuditKey::from_bytes(&[6; 32]);
+        let decoded = AdminFree::decode(&mark, &key).unwrap();
+        store.set_meta(META_KEY, &decoded.encode(&other)).unwrap();
+        assert!(matches!(
+            admin_change_after(&store, &key, 1),
+            Err(Error::Tampered { seq: 2, .. })
+        ));
+
+        // Its fields altered under the old MAC.
+        let mut altered = mark.clone();
+        altered[15] -= 1;
+        store.set_meta(META_KEY, &altered).unwrap();
+        assert!(admin_change_after(&store, &key, 1).is_err());
+
+        // Its event rewritten (the log rebuilt): the mark no longer names it.
+        store.set_meta(META_KEY, &mark).unwrap();
+        assert!(!admin_change_after(&store, &key, 1).unwrap());
+        store
+            .connection()
+            .execute("UPDATE events SET hash = zeroblob(32) WHERE seq = 5", [])
+            .unwrap();
+        assert!(admin_change_after(&store, &key, 1).is_err());
+
+        // The log cut back before the mark's event.
+        store
+            .connection()
+            .execute("DELETE FROM events WHERE seq >= 4", [])
+            .unwrap();
+        assert!(matches!(
+            admin_change_after(&store, &key, 1),
+            Err(Error::Tampered { seq: 2, .. })
+        ));
+    }
+
+    #[test]
+    fn a_mark_grows_with_the_log() {
+        let (_dir, store, key) = log_with(2);
+        assert!(!mark_admin_free(&store, &key, 1).unwrap());
+        append_within(&store, &key, &[request(), request()]).unwrap();
+        assert!(!mark_admin_free(&store, &key, 1).unwrap());
+        let mark = AdminFree::decode(&store.meta(META_KEY).unwrap().unwrap(), &key).unwrap();
+        assert_eq!((mark.sealed, mark.through), (1, 5));
+        // A log with nothing after the seal marks nothing.
+        let (_dir, store, key) = log_with(0);
+        assert!(!mark_admin_free(&store, &key, 1).unwrap());
+        assert!(store.meta(META_KEY).unwrap().is_none());
+    }
+}

@@ -10,7 +10,7 @@ use anyhow::{bail, Context};
 use ipnet::IpNet;
 use keygate_audit::Filter;
 use keygate_gateway::admin::{AdminServer, AdminState};
-use keygate_gateway::registry::{spawn_reloader, Live, Registry};
+use keygate_gateway::registry::{spawn_admin_free_marker, spawn_reloader, Live, Registry};
 use keygate_gateway::{ClientLimits, Gateway, Server};
 use keygate_monitor::Monitor;
 use keygate_store::Store;
@@ -172,6 +172,9 @@ pub fn run(unlocked: Unlocked, args: &ServeArgs) -> anyhow::Result<()> {
         Some(monitor.alerter()),
     )
     .context("starting the reload thread")?;
+    let marker_store = Store::open(&db).context("opening the store for the audit marker")?;
+    spawn_admin_free_marker(marker_store, Arc::clone(&master), &live)
+        .context("starting the audit marker thread")?;
     let workers = args.workers.map_or_else(
         || std::thread::available_parallelism().map_or(1, |n| n.get()),
         usize::from,

@@ -345,8 +345,11 @@ async fn handle<A: Adapter>(
     let body = if body.is_end_stream() {
         Ok(Ok(bytes::Bytes::new()))
     } else {
-        tokio::time::timeout(gw.limits.timeout, axum::body::to_bytes(body, MAX_BODY_BYTES))
-            .await
+        tokio::time::timeout(
+            gw.limits.timeout,
+            axum::body::to_bytes(body, MAX_BODY_BYTES),
+        )
+        .await
     };
     let body = match body {
         Ok(Ok(body)) => body,

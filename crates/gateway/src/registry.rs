@@ -62,6 +62,9 @@ pub struct Registry {
     clients: HashMap<String, Arc<ClientEntry>>,
     accounts: HashMap<Name, Arc<AccountEntry>>,
     public_upstream: HashMap<Exchange, String>,
+    /// The store's generation in the snapshot this was loaded from; `None` when it was
+    /// not loaded from a store.
+    generation: Option<u64>,
 }
 
 impl Registry {
@@ -81,7 +84,11 @@ impl Registry {
             if keygate_audit::admin_change_after_seal(store, &key, sealed)? {
                 return Err(keygate_store::Error::Unsealed { reason: PREDATE });
             }
-            Registry::load_snapshot(store, master)
+            let generation = store.generation()?;
+            Ok(Registry {
+                generation: Some(generation),
+                ..Registry::load_snapshot(store, master)?
+            })
         })
     }
 
@@ -250,12 +257,59 @@ impl Live {
     }
 }
 
+/// How often [`spawn_admin_free_marker`] marks the audit log.
+pub const MARK_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Marks, every [`MARK_INTERVAL`], how far the audit events after the client and account
+/// tables' seal verify and hold no administrative change
+/// ([`keygate_audit::mark_admin_free`]), until `live` is dropped by everyone else. Every
+/// check of the seal (this gateway's reloads, each change made with the command line)
+/// then reads only the events after the mark, instead of every request since the last
+/// change: after a long run, millions, read while a change holds the store's write lock.
+///
+/// On a thread of its own, with a connection of its own, so that a long first read never
+/// delays a reload past [`RELOAD_INTERVAL`]. A mark that cannot be made is logged; the
+/// checks then read from the seal, as they would without one, and report what they find.
+pub fn spawn_admin_free_marker(
+    store: Store,
+    master: Arc<MasterKey>,
+    live: &Arc<Live>,
+) -> std::io::Result<()> {
+    let live = Arc::downgrade(live);
+    let key = AuditKey::of_vault(&master);
+    std::thread::Builder::new()
+        .name("keygate-mark".into())
+        .spawn(move || {
+            let mut marked_at = None::<std::time::Instant>;
+            while live.strong_count() > 0 {
+                if marked_at.is_none_or(|at| at.elapsed() >= MARK_INTERVAL) {
+                    marked_at = Some(std::time::Instant::now());
+                    let marked = store
+                        .read_snapshot(|store| store.check_seal(&master))
+                        .map_err(keygate_audit::Error::from)
+                        .and_then(|sealed| keygate_audit::mark_admin_free(&store, &key, sealed));
+                    match marked {
+                        Ok(false) => tracing::debug!("marked the audit log after the seal"),
+                        Ok(true) => tracing::debug!(
+                            "an administrative change follows the seal; nothing marked"
+                        ),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot mark the audit log after the seal")
+                        }
+                    }
+                }
+                std::thread::sleep(RELOAD_INTERVAL);
+            }
+        })?;
+    Ok(())
+}
+
 /// Polls `store` and reloads `live` whenever the generation changes, until `live` is the
 /// only one left holding it.
 ///
-/// The first poll reloads whatever the generation: `live` was loaded before this was
-/// called, and a change committed in between (a revoke as the server starts) must not
-/// wait for the next one. A reload that fails leaves no client at all until one
+/// The first poll compares with the generation `live` was loaded at: a change committed
+/// since (a revoke as the server starts) is loaded then, and none is loaded twice. A
+/// view not loaded from a store is reloaded at the first poll. A reload that fails leaves no client at all until one
 /// succeeds: the change it could not read may have been a revoke, so every request is
 /// refused meanwhile rather than judged on a view known to be stale. A row that does not
 /// read takes only itself out, tables that do not match their seal all of them
@@ -267,7 +321,7 @@ pub fn spawn_reloader(
     live: Arc<Live>,
     alerter: Option<Alerter>,
 ) -> std::io::Result<()> {
-    let mut seen = None;
+    let mut seen = live.snapshot().generation;
     let mut warned_unlocked = !keygate_vault::secrets_locked();
     std::thread::Builder::new()
         .name("keygate-reload".into())
@@ -318,4 +372,61 @@ pub fn spawn_reloader(
             }
         })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::Instant;
+
+    use keygate_core::{Event, EventBody, LostEvents};
+
+    use super::*;
+
+    fn request() -> Event {
+        Event {
+            ts_ms: 1,
+            body: EventBody::Lost(LostEvents {
+                count: 1,
+                first_ms: 1,
+                last_ms: 1,
+                clients: BTreeMap::new(),
+            }),
+        }
+    }
+
+    #[test]
+    fn the_marker_marks_the_log_and_loads_start_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("keygate.db");
+        let master = MasterKey::create_key_file(&dir.path().join("master.key")).unwrap();
+        let store = Store::create(&db).unwrap();
+        let key = AuditKey::of_vault(&master);
+        let requests: Vec<Event> = (0..50).map(|_| request()).collect();
+        keygate_audit::append_within(&store, &key, &requests).unwrap();
+        let live = Arc::new(Live::new(Registry::load(&store, &master).unwrap()));
+        assert_eq!(
+            live.snapshot().generation,
+            Some(store.generation().unwrap())
+        );
+
+        spawn_admin_free_marker(Store::open(&db).unwrap(), Arc::new(master), &live).unwrap();
+        let started = Instant::now();
+        while store.meta("audit_admin_free").unwrap().is_none() {
+            assert!(started.elapsed() < Duration::from_secs(10), "never marked");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // An event before the mark is no longer read by the seal's check (a full
+        // verification still names it): the check starts after the mark.
+        store
+            .connection()
+            .execute(
+                "UPDATE events SET body = replace(body, '\"count\":1', '\"count\":2') WHERE seq = 7",
+                [],
+            )
+            .unwrap();
+        assert!(!keygate_audit::admin_change_after(&store, &key, 0).unwrap());
+        assert!(keygate_audit::verify(&store, &key).is_err());
+        drop(live);
+    }
 }

@@ -10,14 +10,18 @@
 //! ([`mark_admin_free`]), and the next check of that seal starts after the mark.
 //!
 //! The mark lives in the database beside the log, MACed with the audit key, so only this
-//! vault makes one. It states something about the log up to its event alone: the chain
-//! hash it names commits to every event before it, and the events after it are read and
-//! verified as before. Someone who can write the database can only keep a mark or drop
-//! it. Dropped, the check reads from the seal again. Kept beside tables put back from
-//! before a later change, it does not hide the change: the mark was made when no
-//! change followed the seal, so the change comes after the mark's event, where the check
-//! still reads. A log cut back or rebuilt no longer holds the mark's event as it was, and
-//! the mark is not used.
+//! vault makes one. It states something about the log up to its event alone: that the
+//! events from the seal's to its own held no administrative change when it was made. The
+//! chain hash it names commits to all of them, and the events after it are read and
+//! verified as before. Someone who can write the database can drop a mark (the check then
+//! reads from the seal) or put back an older one (it reads from there): neither hides a
+//! change, which, the mark having been made when none followed the seal, comes after the
+//! mark's event, where the check still reads. A log cut back or rebuilt no longer holds
+//! the mark's chain hash at its event, and the mark is not used.
+//!
+//! What a mark gives up: an event before it, edited after it was made, is no longer seen
+//! by these checks (only by `keygate audit verify`) until the gateway reads from the seal
+//! again ([`MarkFrom::Seal`], hourly), finds the edit and removes the mark.
 
 use keygate_store::Store;
 use subtle::ConstantTimeEq;
@@ -42,7 +46,10 @@ const PAGE: u64 = 10_000;
 /// the change. Starts after the mark of [`mark_admin_free`] when one was made for this
 /// seal and the log still holds its event.
 pub fn admin_change_after(store: &Store, key: &AuditKey, seq: u64) -> Result<bool, Error> {
-    Ok(matches!(scan(store, key, seq)?, Scan::AdminChange))
+    Ok(matches!(
+        scan(store, key, seq, MarkFrom::LastMark)?,
+        Scan::AdminChange
+    ))
 }
 
 /// [`admin_change_after`] as the tables' seal check takes it
@@ -63,15 +70,38 @@ pub fn admin_change_after_seal(
     }
 }
 
+/// Where [`mark_admin_free`] starts reading.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MarkFrom {
+    /// After the mark for this seal, when one holds: only what was appended since.
+    LastMark,
+    /// After the seal, every event again. Events before the mark edited since it was
+    /// made are found this way, and the mark is then removed, so that every check reads
+    /// them again and refuses the tables as it would have without a mark.
+    Seal,
+}
+
 /// Reads the events after the tables' seal at event `sealed` as [`admin_change_after`]
 /// does, in one read transaction, and when they verify and hold no administrative
 /// change, marks the last of them so that later checks of this seal start after it.
 /// Returns whether an administrative change follows the seal (then nothing is marked).
 ///
-/// `sealed` is read by the caller ([`Store::check_seal`]). Had the tables been resealed
-/// since, the mark names a seal that is no longer the tables' and is not used.
-pub fn mark_admin_free(store: &Store, key: &AuditKey, sealed: u64) -> Result<bool, Error> {
-    let scan = store.read_snapshot(|store| Ok(scan(store, key, sealed)))??;
+/// `sealed` is read by the caller ([`Store::check_seal`]). A mark names the seal by its
+/// event: once the tables are sealed again at a later event, it is not used.
+pub fn mark_admin_free(
+    store: &Store,
+    key: &AuditKey,
+    sealed: u64,
+    from: MarkFrom,
+) -> Result<bool, Error> {
+    let scan = store.read_snapshot(|store| Ok(scan(store, key, sealed, from)))?;
+    let scan = match scan {
+        Err(e @ Error::Tampered { .. }) if from == MarkFrom::Seal => {
+            store.delete_meta(META_KEY)?;
+            return Err(e);
+        }
+        scan => scan?,
+    };
     match scan {
         Scan::AdminChange => Ok(true),
         Scan::Clean { last: None } => Ok(false),
@@ -99,8 +129,12 @@ enum Scan {
     },
 }
 
-fn scan(store: &Store, key: &AuditKey, sealed: u64) -> Result<Scan, Error> {
-    let (mut from, mut prev) = match AdminFree::read(store, key, sealed)? {
+fn scan(store: &Store, key: &AuditKey, sealed: u64, start: MarkFrom) -> Result<Scan, Error> {
+    let mark = match start {
+        MarkFrom::LastMark => AdminFree::read(store, key, sealed)?,
+        MarkFrom::Seal => None,
+    };
+    let (mut from, mut prev) = match mark {
         Some(mark) => (mark.through + 1, mark.hash),
         None => (sealed + 1, anchor(store, key, sealed + 1)?),
     };
@@ -245,7 +279,7 @@ mod tests {
     #[test]
     fn a_check_starts_after_the_mark_of_its_seal() {
         let (_dir, store, key) = log_with(5);
-        assert!(!mark_admin_free(&store, &key, 1).unwrap());
+        assert!(!mark_admin_free(&store, &key, 1, MarkFrom::LastMark).unwrap());
         // An event before the mark, edited: the check no longer reads it (the full
         // verification still names it), while one from another seal reads it and fails.
         edit_body(&store, 3);
@@ -261,9 +295,26 @@ mod tests {
     }
 
     #[test]
+    fn reading_from_the_seal_again_finds_an_edit_before_the_mark_and_drops_it() {
+        let (_dir, store, key) = log_with(5);
+        assert!(!mark_admin_free(&store, &key, 1, MarkFrom::LastMark).unwrap());
+        edit_body(&store, 3);
+        assert!(!mark_admin_free(&store, &key, 1, MarkFrom::LastMark).unwrap());
+        assert!(matches!(
+            mark_admin_free(&store, &key, 1, MarkFrom::Seal),
+            Err(Error::Tampered { seq: 3, .. })
+        ));
+        assert!(store.meta(META_KEY).unwrap().is_none());
+        assert!(matches!(
+            admin_change_after(&store, &key, 1),
+            Err(Error::Tampered { seq: 3, .. })
+        ));
+    }
+
+    #[test]
     fn a_change_after_the_mark_is_found() {
         let (_dir, store, key) = log_with(3);
-        assert!(!mark_admin_free(&store, &key, 1).unwrap());
+        assert!(!mark_admin_free(&store, &key, 1, MarkFrom::LastMark).unwrap());
         append_within(&store, &key, &[request(), admin(), request()]).unwrap();
         assert!(admin_change_after(&store, &key, 1).unwrap());
         // And events after the mark are still verified.
@@ -278,7 +329,7 @@ mod tests {
     fn nothing_is_marked_past_a_change() {
         let (_dir, store, key) = log_with(2);
         append_within(&store, &key, &[admin(), request()]).unwrap();
-        assert!(mark_admin_free(&store, &key, 1).unwrap());
+        assert!(mark_admin_free(&store, &key, 1, MarkFrom::LastMark).unwrap());
         assert!(store.meta(META_KEY).unwrap().is_none());
         assert!(admin_change_after(&store, &key, 1).unwrap());
     }
@@ -286,7 +337,7 @@ mod tests {
     #[test]
     fn a_mark_that_does_not_hold_is_not_used() {
         let (_dir, store, key) = log_with(4);
-        assert!(!mark_admin_free(&store, &key, 1).unwrap());
+        assert!(!mark_admin_free(&store, &key, 1, MarkFrom::LastMark).unwrap());
         edit_body(&store, 2);
         let mark = store.meta(META_KEY).unwrap().unwrap();
 
@@ -328,14 +379,14 @@ mod tests {
     #[test]
     fn a_mark_grows_with_the_log() {
         let (_dir, store, key) = log_with(2);
-        assert!(!mark_admin_free(&store, &key, 1).unwrap());
+        assert!(!mark_admin_free(&store, &key, 1, MarkFrom::LastMark).unwrap());
         append_within(&store, &key, &[request(), request()]).unwrap();
-        assert!(!mark_admin_free(&store, &key, 1).unwrap());
+        assert!(!mark_admin_free(&store, &key, 1, MarkFrom::LastMark).unwrap());
         let mark = AdminFree::decode(&store.meta(META_KEY).unwrap().unwrap(), &key).unwrap();
         assert_eq!((mark.sealed, mark.through), (1, 5));
         // A log with nothing after the seal marks nothing.
         let (_dir, store, key) = log_with(0);
-        assert!(!mark_admin_free(&store, &key, 1).unwrap());
+        assert!(!mark_admin_free(&store, &key, 1, MarkFrom::LastMark).unwrap());
         assert!(store.meta(META_KEY).unwrap().is_none());
     }
 }

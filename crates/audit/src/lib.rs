@@ -46,7 +46,7 @@
 mod after_seal;
 mod export;
 
-pub use after_seal::{admin_change_after, admin_change_after_seal, mark_admin_free};
+pub use after_seal::{admin_change_after, admin_change_after_seal, mark_admin_free, MarkFrom};
 pub use export::{csv_header, csv_line, Filter};
 
 use std::collections::{BTreeMap, HashMap};

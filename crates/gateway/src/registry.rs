@@ -2,10 +2,10 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ed25519_dalek::VerifyingKey;
-use keygate_audit::AuditKey;
+use keygate_audit::{AuditKey, MarkFrom};
 use keygate_core::{ClientStatus, Exchange, Name, Policy};
 use keygate_monitor::{Alert, AlertRule, Alerter, Severity};
 use keygate_store::{ClientKeyMaterial, Store};
@@ -260,6 +260,9 @@ impl Live {
 /// How often [`spawn_admin_free_marker`] marks the audit log.
 pub const MARK_INTERVAL: Duration = Duration::from_secs(60);
 
+/// How often [`spawn_admin_free_marker`] reads every event after the seal again.
+pub const REREAD_INTERVAL: Duration = Duration::from_secs(3600);
+
 /// Marks, every [`MARK_INTERVAL`], how far the audit events after the client and account
 /// tables' seal verify and hold no administrative change
 /// ([`keygate_audit::mark_admin_free`]), until `live` is dropped by everyone else. Every
@@ -267,9 +270,13 @@ pub const MARK_INTERVAL: Duration = Duration::from_secs(60);
 /// then reads only the events after the mark, instead of every request since the last
 /// change: after a long run, millions, read while a change holds the store's write lock.
 ///
-/// On a thread of its own, with a connection of its own, so that a long first read never
-/// delays a reload past [`RELOAD_INTERVAL`]. A mark that cannot be made is logged; the
-/// checks then read from the seal, as they would without one, and report what they find.
+/// Once at start and every [`REREAD_INTERVAL`], it reads every event after the seal
+/// again ([`MarkFrom::Seal`]): an event before the mark edited since it was made is then
+/// found, the mark removed, and every check reads from the seal again and refuses the
+/// tables, as it would have without a mark. On a thread of its own, with a connection of
+/// its own, so that a long read never delays a reload past [`RELOAD_INTERVAL`]. A mark
+/// that cannot be made is logged; the checks then read from the seal, as they would
+/// without one, and report what they find.
 pub fn spawn_admin_free_marker(
     store: Store,
     master: Arc<MasterKey>,
@@ -280,14 +287,23 @@ pub fn spawn_admin_free_marker(
     std::thread::Builder::new()
         .name("keygate-mark".into())
         .spawn(move || {
-            let mut marked_at = None::<std::time::Instant>;
+            let mut marked_at = None::<Instant>;
+            let mut reread_at = None::<Instant>;
             while live.strong_count() > 0 {
                 if marked_at.is_none_or(|at| at.elapsed() >= MARK_INTERVAL) {
-                    marked_at = Some(std::time::Instant::now());
+                    marked_at = Some(Instant::now());
+                    let from = if reread_at.is_none_or(|at| at.elapsed() >= REREAD_INTERVAL) {
+                        reread_at = marked_at;
+                        MarkFrom::Seal
+                    } else {
+                        MarkFrom::LastMark
+                    };
                     let marked = store
                         .read_snapshot(|store| store.check_seal(&master))
                         .map_err(keygate_audit::Error::from)
-                        .and_then(|sealed| keygate_audit::mark_admin_free(&store, &key, sealed));
+                        .and_then(|sealed| {
+                            keygate_audit::mark_admin_free(&store, &key, sealed, from)
+                        });
                     match marked {
                         Ok(false) => tracing::debug!("marked the audit log after the seal"),
                         Ok(true) => tracing::debug!(
@@ -377,7 +393,6 @@ pub fn spawn_reloader(
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
-    use std::time::Instant;
 
     use keygate_core::{Event, EventBody, LostEvents};
 

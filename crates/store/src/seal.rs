@@ -145,7 +145,9 @@ impl Store {
     /// `"type":"admin"` that `keygate-audit` writes into an administrative event's body;
     /// a row that only claims it (an attacker can write rows, not their MACs) makes this
     /// fail, never pass. With [`Store::verify_admin_changes_with`], it asks that check
-    /// instead, which reads only events that verify.
+    /// instead, which reads only events that verify, and only those after the last point
+    /// a running gateway found free of administrative changes
+    /// (`keygate_audit::mark_admin_free`).
     pub fn check_seal_is_latest(&self, master: &MasterKey) -> Result<u64, Error> {
         let sealed = self.check_seal(master)?;
         let later_admin = match &self.admin_change_after {

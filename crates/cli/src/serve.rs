@@ -63,6 +63,12 @@ pub struct ServeArgs {
     #[arg(long, value_name = "WEIGHT", default_value_t = 1200,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub public_weight_cap: u64,
+    /// Refuse public market data and signed reads (429, rule `answer_backlog`) while
+    /// answers of 16 KiB or more held for clients that have not read them yet add up to
+    /// this many MiB; orders, cancels, withdrawals and transfers are never refused for it.
+    #[arg(long, value_name = "MIB", default_value_t = 256,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_answer_mib: u32,
     /// Ask each exchange this often (and once at start, for the last 24 hours) for each
     /// account's withdrawals and orders; one keygate never forwarded raises a critical alert
     /// (a leaked key, unless made by hand on the exchange). `off` never asks.
@@ -161,6 +167,7 @@ pub fn run(unlocked: Unlocked, args: &ServeArgs) -> anyhow::Result<()> {
         max_connections: args.max_connections as usize,
         max_connections_per_source: args.max_connections_per_source as usize,
         public_weight_cap: args.public_weight_cap,
+        max_answer_bytes: args.max_answer_mib as usize * 1024 * 1024,
     })
     .with_alerter(monitor.alerter());
     count_today(&gateway, &store)?;

@@ -362,6 +362,9 @@ pub enum Rule {
     WithdrawalLimit,
     /// Public market data would spend request weight that signed requests need.
     WeightReserved,
+    /// Large answers held for clients that read them slowly reached their limit, so a read
+    /// or public call, which may bring another, was not sent.
+    AnswerBacklog,
     /// The audit log could not be written, so the request was not forwarded.
     AuditUnavailable,
     /// The client closed its connection before the request was forwarded.
@@ -395,6 +398,7 @@ impl Rule {
             Rule::WithdrawalAddress => "withdrawal_address",
             Rule::WithdrawalLimit => "withdrawal_limit",
             Rule::WeightReserved => "weight_reserved",
+            Rule::AnswerBacklog => "answer_backlog",
             Rule::AuditUnavailable => "audit_unavailable",
             Rule::ClientGone => "client_gone",
             Rule::PolicyChanged => "policy_changed",

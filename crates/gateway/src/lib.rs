@@ -44,6 +44,7 @@
 //! ```
 
 pub mod admin;
+mod answers;
 pub mod registry;
 mod replay;
 mod server;
@@ -79,6 +80,7 @@ use keygate_policy::Decider;
 use rand::Rng;
 use rust_decimal::Decimal;
 
+use crate::answers::AnswerBudget;
 use crate::registry::{ClientEntry, Live, Registry, Verifier};
 use crate::replay::ReplayCache;
 use crate::upstream::{Failure, Upstream};
@@ -108,19 +110,25 @@ pub struct ClientLimits {
     /// spend the weight signed requests need. The ticker calls that price clients' orders
     /// go on to half as much again.
     pub public_weight_cap: u64,
+    /// Large answers (16 KiB and more) held for clients that have not taken them yet, in
+    /// bytes over all connections: at this or more, public market data and signed reads
+    /// are refused (429, rule `answer_backlog`) until clients take what is held. Orders,
+    /// cancels, withdrawals and transfers are never refused for it.
+    pub max_answer_bytes: usize,
 }
 
 impl Default for ClientLimits {
     /// 30 seconds, as nginx gives a client to send its headers; 1024 connections, 256 from
     /// one address; public
     /// calls paused from 1200 weight a minute (a fifth of Binance's spot limit of 6000,
-    /// half of its futures limit of 2400).
+    /// half of its futures limit of 2400); 256 MiB of large answers held for clients.
     fn default() -> ClientLimits {
         ClientLimits {
             timeout: Duration::from_secs(30),
             max_connections: 1024,
             max_connections_per_source: 256,
             public_weight_cap: 1200,
+            max_answer_bytes: 256 * 1024 * 1024,
         }
     }
 }
@@ -148,6 +156,8 @@ pub struct Gateway {
     weight: Arc<WeightGauge>,
     trusted_proxies: Arc<[IpNet]>,
     limits: ClientLimits,
+    /// Large answers held for clients, over all workers.
+    answers: Arc<AnswerBudget>,
     binance: Binance,
     alerter: Option<Alerter>,
     /// When the last audit-unavailable alert was raised (ms; 0 for never).
@@ -175,6 +185,7 @@ impl Gateway {
             weight: Arc::default(),
             trusted_proxies: trusted_proxies.into(),
             limits: ClientLimits::default(),
+            answers: AnswerBudget::new(ClientLimits::default().max_answer_bytes),
             binance: Binance,
             alerter: None,
             audit_alerted_ms: Arc::default(),
@@ -184,6 +195,7 @@ impl Gateway {
     /// The same gateway with other [`ClientLimits`] than the defaults.
     pub fn with_client_limits(mut self, limits: ClientLimits) -> Gateway {
         self.limits = limits;
+        self.answers = AnswerBudget::new(limits.max_answer_bytes);
         self
     }
 
@@ -253,6 +265,7 @@ impl Gateway {
             weight: self.weight.clone(),
             trusted_proxies: self.trusted_proxies.clone(),
             limits: self.limits,
+            answers: Arc::clone(&self.answers),
             binance: Binance,
             alerter: self.alerter.clone(),
             audit_alerted_ms: self.audit_alerted_ms.clone(),
@@ -403,6 +416,10 @@ async fn handle<A: Adapter>(
         if !body.is_empty() || signed.is_signed() {
             let msg = "public endpoints take no body and no signature";
             return audit.deny(refuse(Refusal::Malformed(msg)), Rule::Malformed, msg);
+        }
+        if gw.answers.is_spent() {
+            let msg = ANSWER_BACKLOG;
+            return audit.deny(refuse(Refusal::TooMany(msg)), Rule::AnswerBacklog, msg);
         }
         let registry = gw.live.snapshot();
         let base = registry.public_upstream(exchange).unwrap_or(default_base);
@@ -586,6 +603,16 @@ async fn handle<A: Adapter>(
         // The message may quote what the request named (a symbol), at any length.
         let msg = bounded(format!("keygate: {}", denial.message));
         return audit.deny(refuse(Refusal::Denied(&msg)), denial.rule, &denial.message);
+    }
+    // Reads wait while large answers pile up for slow clients; nothing that trades,
+    // cancels or moves money is held back by them.
+    let is_read = audit
+        .action
+        .as_ref()
+        .is_some_and(|a| a.kind == ActionKind::Read);
+    if is_read && gw.answers.is_spent() {
+        let msg = ANSWER_BACKLOG;
+        return audit.deny(refuse(Refusal::TooMany(msg)), Rule::AnswerBacklog, msg);
     }
     debug_assert_eq!(client.status, ClientStatus::Active);
     // A request the exchange takes by an account-wide id names a symbol it ignores (a
@@ -866,7 +893,7 @@ impl Gateway {
                         reservation.settle();
                     }
                 }
-                let mut response = Response::new(Body::from(answer.body));
+                let mut response = Response::new(self.answers.body(answer.body));
                 *response.status_mut() = answer.status;
                 *response.headers_mut() = answer.headers;
                 response
@@ -965,6 +992,11 @@ fn check_path(path: &str) -> Result<(), &'static str> {
         Err("path is not canonical (encoded characters, dot or empty segments, or parameters)")
     }
 }
+
+/// Why public data and signed reads are refused while [`ClientLimits::max_answer_bytes`]
+/// is held.
+const ANSWER_BACKLOG: &str =
+    "keygate: too many large answers are waiting for clients that read them slowly; try again shortly";
 
 /// Whether reading a body failed because it passed [`MAX_BODY_BYTES`].
 fn is_length_limit(error: &axum::Error) -> bool {

@@ -2765,3 +2765,122 @@ async fn connections_past_the_limit_are_closed_until_others_end() {
     }
     assert!(served, "no connection was served after the others closed");
 }
+
+/// An exchange on 127.0.0.1 that answers `exchangeInfo` with `size` bytes, its clock with
+/// the time, and anything else with `{}`, on kept-alive connections.
+async fn exchange_with_a_large_answer(size: usize) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let large = Arc::new(vec![b' '; size]);
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let large = Arc::clone(&large);
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while stream.read_exact(&mut byte).await.is_ok() {
+                    head.push(byte[0]);
+                    if !head.ends_with(b"\r\n\r\n") {
+                        continue;
+                    }
+                    let target = String::from_utf8_lossy(&head).into_owned();
+                    head.clear();
+                    let body = if target.contains("/exchangeInfo") {
+                        large.to_vec()
+                    } else if target.contains("/time") {
+                        format!(r#"{{"serverTime":{}}}"#, keygate_gateway::now_ms()).into_bytes()
+                    } else {
+                        b"{}".to_vec()
+                    };
+                    let answer_head = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                        body.len()
+                    );
+                    if stream.write_all(answer_head.as_bytes()).await.is_err()
+                        || stream.write_all(&body).await.is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+/// A regression test: answers were held whole for clients reading them slowly, with no
+/// bound over all connections, so a few slow readers of a large public answer could hold
+/// gigabytes. Past `max_answer_bytes` held, public data and signed reads are refused
+/// before they are sent, orders are not, and once the slow client is gone reads go on.
+#[tokio::test]
+async fn reads_wait_while_large_answers_pile_up_for_slow_clients() {
+    let upstream = exchange_with_a_large_answer(16 * 1024 * 1024).await;
+    let limits = ClientLimits {
+        max_answer_bytes: 1024 * 1024,
+        ..ClientLimits::default()
+    };
+    let material = ClientKeyMaterial::Hmac(SecretString::new(BOT_SECRET.into()));
+    let env = setup_with(
+        trading_policy(),
+        Some(upstream),
+        Duration::from_secs(10),
+        material,
+        limits,
+        vec![],
+    )
+    .await;
+    let time = b"GET /binance/api/v3/time HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    assert_eq!(raw(env.gateway, time).await.0, 200);
+
+    // A client that asks for the large answer and reads none of it: its small receive
+    // buffer and the gateway's send buffer take a few MiB, the rest stays held.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut slow = socket.connect(env.gateway).await.unwrap();
+    slow.write_all(b"GET /binance/api/v3/exchangeInfo HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut refused = None;
+    for _ in 0..100 {
+        let (status, body) = raw(env.gateway, time).await;
+        if status != 200 {
+            refused = Some((status, body));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, body) = refused.expect("public data was never held back");
+    assert_eq!(
+        (status, body["code"].as_i64()),
+        (429, Some(-1003)),
+        "{body}"
+    );
+    assert!(
+        body["msg"].as_str().unwrap().contains("read them slowly"),
+        "{body}"
+    );
+    let (status, body) = get(&env, "/api/v3/account", "").await;
+    assert_eq!(status, 429, "{body}");
+    // An order is never held back for it.
+    let (status, body) = post(
+        &env,
+        "/api/v3/order",
+        "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=50000",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let backlog = events_where(&env, 2, |e| e["rule"] == "answer_backlog").await;
+    assert!(backlog.len() >= 2, "{backlog:?}");
+
+    // The slow client goes away: what it held is given back, and reads go on.
+    drop(slow);
+    let mut served = false;
+    for _ in 0..100 {
+        if raw(env.gateway, time).await.0 == 200 {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(served, "reads stayed refused after the slow client left");
+}

@@ -555,10 +555,13 @@ fn funds_movement(request: &RequestEvent) -> Option<(Severity, AlertRule, String
     })
 }
 
-/// Denials that say something about the client; a client that hung up, or public data
-/// paused to keep weight for orders, does not.
+/// Denials that say something about the client; a client that hung up, public data paused
+/// to keep weight for orders, or a read held back while others' answers pile up, does not.
 fn counts_toward_bursts(rule: Option<Rule>) -> bool {
-    !matches!(rule, Some(Rule::ClientGone | Rule::WeightReserved))
+    !matches!(
+        rule,
+        Some(Rule::ClientGone | Rule::WeightReserved | Rule::AnswerBacklog)
+    )
 }
 
 /// An operator's change: `keygate panic` is critical; a change that lets a client move

@@ -52,6 +52,8 @@ pub(crate) struct Engine {
     ac: AhoCorasick,
     patterns: Vec<Pattern>,
     by_len: Vec<Vec<usize>>,
+    /// Token lengths that base64 of a value some rule matches has, padded or not.
+    encoded_len: Vec<bool>,
     pem_rules: Vec<usize>,
     pem_re: regex::bytes::Regex,
     label_re: regex::bytes::Regex,
@@ -73,6 +75,9 @@ struct Cand {
     value: String,
     der: Option<Vec<u8>>,
     managed: Option<String>,
+    /// Whether the value was found base64-encoded (a Kubernetes secret's `data:`), and
+    /// `value` is what it decodes to.
+    base64: bool,
 }
 
 static TOKEN_BYTE: [bool; 256] = {
@@ -125,6 +130,14 @@ impl Engine {
                 passphrase_rule[r.exchange] = Some(i);
             }
         }
+        let mut encoded_len = vec![false; MAX_TOKEN + 1];
+        for len in (0..=MAX_TOKEN).filter(|&len| !by_len[len].is_empty()) {
+            for encoded in [len.div_ceil(3) * 4, (len * 4).div_ceil(3)] {
+                if let Some(slot) = encoded_len.get_mut(encoded) {
+                    *slot = true;
+                }
+            }
+        }
         // Fixed patterns, covered by every test; they cannot fail to compile.
         #[allow(clippy::expect_used)]
         let re = |p: &str| regex::bytes::Regex::new(p).expect("fixed pattern");
@@ -133,6 +146,7 @@ impl Engine {
             ac,
             patterns,
             by_len,
+            encoded_len,
             pem_rules,
             pem_re: re(r"-----BEGIN ((?:EC |RSA |OPENSSH |ENCRYPTED )?PRIVATE KEY)-----"),
             label_re: re(
@@ -252,6 +266,18 @@ impl Engine {
                     }
                 }
             }
+            // A value written base64-encoded, as a Kubernetes secret's `data:` holds it: the
+            // decoded value is checked where the token stands, with the token's label and
+            // keywords around it.
+            if any_hit && self.encoded_len[len] && !is_glued_to_letter(data, start, end) {
+                if let Some(decoded) = decode_printable(token) {
+                    for &ri in &self.by_len[decoded.len()] {
+                        if let Some(c) = self.token_cand(&ctx, ri, start, &decoded) {
+                            cands.push(Cand { base64: true, ..c });
+                        }
+                    }
+                }
+            }
             if let Some(m) = managed {
                 if len >= MIN_MANAGED_TOKEN {
                     if let Some(account) = m.lookup(token) {
@@ -268,6 +294,7 @@ impl Engine {
                             value: String::from_utf8_lossy(token).into_owned(),
                             der: None,
                             managed: Some(account.to_owned()),
+                            base64: false,
                         });
                     }
                 }
@@ -409,6 +436,7 @@ impl Engine {
             value: String::from_utf8_lossy(token).into_owned(),
             der: None,
             managed: None,
+            base64: false,
         })
     }
 
@@ -461,6 +489,7 @@ impl Engine {
                     value: value.clone(),
                     der: Some(der.clone()),
                     managed: None,
+                    base64: false,
                 });
             }
             if !found {
@@ -477,6 +506,7 @@ impl Engine {
                         value,
                         der: Some(der),
                         managed: Some(account.to_owned()),
+                        base64: false,
                     });
                 }
             }
@@ -531,6 +561,7 @@ impl Engine {
                     value: String::from_utf8_lossy(value.as_bytes()).into_owned(),
                     der: None,
                     managed: None,
+                    base64: false,
                 });
             }
         }
@@ -715,6 +746,7 @@ impl Engine {
                         redact(&c.value)
                     },
                     value: (!redact_values).then(|| c.value.clone()),
+                    encoding: c.base64.then(|| "base64".to_owned()),
                 }
             })
             .collect();
@@ -730,6 +762,9 @@ impl Engine {
             .collect();
         let title = match (&managed, exchange) {
             (Some(account), _) => format!("key managed by keygate (account {account})"),
+            (None, Some(ex)) if group.iter().any(|&i| cands[i].base64) => {
+                format!("{} API {} (base64-encoded)", ex.display, roles.join(" + "))
+            }
             (None, Some(ex)) => format!("{} API {}", ex.display, roles.join(" + ")),
             (None, None) => "secret".to_owned(),
         };
@@ -1200,6 +1235,18 @@ fn is_plausible_passphrase(v: &[u8]) -> bool {
         && !v.contains(&b'(')
         && memchr::memmem::find(&lower, b"your").is_none()
         && memchr::memmem::find(&lower, b"env").is_none()
+}
+
+/// What a base64 token decodes to, when that is text a credential could be: printable
+/// ASCII without spaces, and no longer than any rule's value. Padding may be there or not.
+fn decode_printable(token: &[u8]) -> Option<Vec<u8>> {
+    let engine = base64::engine::GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        base64::engine::GeneralPurposeConfig::new()
+            .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+    );
+    let decoded = engine.decode(token).ok()?;
+    (decoded.len() <= MAX_TOKEN && decoded.iter().all(u8::is_ascii_graphic)).then_some(decoded)
 }
 
 /// Decodes the base64 body of a PEM block written raw, in a JSON/YAML string with `\n`

@@ -9,7 +9,8 @@
 //! paired into credential sets (key + secret + passphrase). Published documentation
 //! examples are reported as suppressed. Files and blobs in UTF-16 with a byte-order mark
 //! are decoded and scanned as text (a BOM in front of text without NUL bytes is not UTF-16,
-//! and does not hide that text). With [`ManagedKeys`], an exact occurrence of a key
+//! and does not hide that text); values written base64-encoded (a Kubernetes secret's
+//! `data:`) are decoded where they stand. With [`ManagedKeys`], an exact occurrence of a key
 //! keygate manages is a critical finding, matched by keyed fingerprint only.
 //!
 //! It is not a general secret scanner (no AWS, GitHub or database credentials), and it never

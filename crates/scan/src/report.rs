@@ -62,6 +62,10 @@ pub struct Part {
     /// The full value, only when redaction was turned off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
+    /// How the value was written, when not as itself (`base64`); `value` and `redacted`
+    /// are then of the decoded value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoding: Option<String>,
 }
 
 /// Where in git history a finding first appeared.

@@ -1648,3 +1648,75 @@ mod git {
         );
     }
 }
+
+/// Values written base64-encoded, as a Kubernetes secret's `data:` holds them.
+mod encoded {
+    use base64::Engine as _;
+    use keygate_scan::{Role, Scanner};
+    use rand::SeedableRng;
+
+    use super::synth::{cred, EXCHANGES};
+
+    fn b64(value: &str) -> String {
+        base64::engine::general_purpose::STANDARD.encode(value)
+    }
+
+    /// A regression test: a key and secret committed in a Kubernetes secret were missed,
+    /// their base64 matching no rule's shape.
+    #[test]
+    fn every_exchange_is_found_in_a_kubernetes_secret() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(41);
+        let scanner = Scanner::builder().redact(false).build();
+        for exchange in EXCHANGES {
+            // Coinbase's Ed25519 key: its id and base64 secret fit on one line each.
+            let c = cred(exchange, 1, &mut rng);
+            let manifest = format!(
+                "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {}-bot\ntype: Opaque\ndata:\n  \
+                 {env}_API_KEY: {}\n  {env}_API_SECRET: {}\n  LOG_LEVEL: {}\n",
+                c.id,
+                b64(&c.key),
+                b64(&c.secret),
+                b64("debug"),
+                env = c.env,
+            );
+            let findings = scanner.scan_bytes("deploy/secret.yaml", manifest.as_bytes());
+            assert_eq!(findings.len(), 1, "{exchange}: {manifest}\n{findings:#?}");
+            let f = &findings[0];
+            assert_eq!(f.exchange, *exchange);
+            assert!(f.is_active());
+            assert!(f.title.ends_with("(base64-encoded)"), "{}", f.title);
+            let parts = [
+                (Role::Key, &c.key, 7, "_API_KEY"),
+                (Role::Secret, &c.secret, 8, "_API_SECRET"),
+            ];
+            for (role, value, line, label) in parts {
+                let part = f.parts.iter().find(|p| p.role == role);
+                let part = part.unwrap_or_else(|| panic!("{exchange}: no {role:?} in {f:#?}"));
+                assert_eq!(part.value.as_ref(), Some(value), "{exchange}");
+                assert_eq!(part.encoding.as_deref(), Some("base64"));
+                // `  ENV_API_KEY: ` comes before the encoded value.
+                let column = 2 + c.env.len() + label.len() + 2 + 1;
+                assert_eq!((part.line, part.column), (line, column), "{exchange}");
+            }
+            // The finding is the key's, however it was written: one fingerprint for both.
+            let plain = format!("{}:\n  api_key: {}\n  secret: {}\n", c.id, c.key, c.secret);
+            let plain = scanner.scan_bytes("config.yaml", plain.as_bytes());
+            assert_eq!(plain.len(), 1, "{exchange}: {plain:#?}");
+            assert_eq!(plain[0].fingerprint, f.fingerprint, "{exchange}");
+        }
+    }
+
+    #[test]
+    fn other_encoded_values_are_not_findings() {
+        let scanner = Scanner::new();
+        let manifest = format!(
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: binance-bot\ndata:\n  \
+             DATABASE_URL: {}\n  BINANCE_TESTNET: {}\n  BINANCE_NOTE: {}\n",
+            b64("postgres://bot:hunter2@db.internal:5432/trades"),
+            b64("true"),
+            b64("rotate the keys of the trading account every ninety days"),
+        );
+        let findings = scanner.scan_bytes("deploy/secret.yaml", manifest.as_bytes());
+        assert!(findings.is_empty(), "{findings:#?}");
+    }
+}

@@ -63,9 +63,10 @@ pub struct ServeArgs {
     #[arg(long, value_name = "WEIGHT", default_value_t = 1200,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub public_weight_cap: u64,
-    /// Refuse public market data and signed reads (429, rule `answer_backlog`) while
-    /// answers of 16 KiB or more held for clients that have not read them yet add up to
-    /// this many MiB; orders, cancels, withdrawals and transfers are never refused for it.
+    /// Refuse public market data (429, rule `answer_backlog`) while answers of 16 KiB or
+    /// more not yet written whole to their clients add up to this many MiB, and signed
+    /// reads while answers to signed requests alone do; orders, cancels, withdrawals and
+    /// transfers are never refused for it.
     #[arg(long, value_name = "MIB", default_value_t = 256,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_answer_mib: u32,

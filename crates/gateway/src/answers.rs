@@ -3,138 +3,150 @@
 //! An answer is read whole from the exchange, then written to its client as fast as the
 //! client takes it. A client must take it at [`server`](crate::server)'s minimum read
 //! rate, but an answer can be tens of megabytes (Binance's `exchangeInfo` needs no key),
-//! and many clients reading slowly at once would hold many of them. So large answers are
-//! counted while they are held, and while the count is at its limit the requests that
-//! bring large answers (public market data and signed reads) are refused before they are
-//! sent; orders, cancels, withdrawals and transfers never are. A small answer (under
-//! [`COUNTED_FROM`]) is not counted: the connection limit bounds those.
+//! and many clients reading slowly at once would hold many of them for a long time. So
+//! large answers are counted from when they arrive until their last byte is written (or
+//! their connection is gone), and while the count is at its limit the requests that
+//! bring large answers are refused before they are sent:
+//!
+//! - public market data, while all large answers held reach the limit;
+//! - signed reads, while those held for signed requests alone reach it, so that callers
+//!   without a key, reading public answers slowly, cannot hold back the bots' reads.
+//!
+//! Orders, cancels, withdrawals and transfers are never refused for it: their answers are
+//! small, and a cancel must always go through.
+//!
+//! The limit is checked before a request is sent and the answer counted when it comes, so
+//! requests sent at the same moment all pass: what it bounds is answers piling up over
+//! time for slow readers. A burst is bounded by the connection limits and the largest
+//! answer keygate reads (64 MiB). A small answer (under [`COUNTED_FROM`]) is not counted:
+//! the connection limits bound those.
 
-use std::convert::Infallible;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use axum::body::Body;
 use bytes::Bytes;
-use hyper::body::{Frame, SizeHint};
 
 /// Answers from this size on are counted.
 pub(crate) const COUNTED_FROM: usize = 16 * 1024;
 
-/// A large answer is handed to the connection this much at a time, so that the
-/// connection asks for more only as its client takes it: the answer stays counted until
-/// the last of it has been handed over.
-const FRAME: usize = 64 * 1024;
+/// Whose answer: a public call's, or a signed request's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Caller {
+    Public,
+    Signed,
+}
 
 /// The bytes of large answers held for clients, and their limit.
 #[derive(Debug)]
 pub(crate) struct AnswerBudget {
-    held: AtomicUsize,
+    public: AtomicUsize,
+    signed: AtomicUsize,
     limit: usize,
 }
 
 impl AnswerBudget {
     pub(crate) fn new(limit: usize) -> Arc<AnswerBudget> {
         Arc::new(AnswerBudget {
-            held: AtomicUsize::new(0),
+            public: AtomicUsize::new(0),
+            signed: AtomicUsize::new(0),
             limit,
         })
     }
 
-    /// Whether large answers already hold the limit or more.
-    pub(crate) fn is_spent(&self) -> bool {
-        self.held.load(Ordering::Relaxed) >= self.limit
+    fn held(&self, caller: Caller) -> &AtomicUsize {
+        match caller {
+            Caller::Public => &self.public,
+            Caller::Signed => &self.signed,
+        }
     }
 
-    /// The body of an answer of `bytes`, counted until the connection has taken it all
-    /// or is gone.
-    pub(crate) fn body(self: &Arc<Self>, bytes: Bytes) -> Body {
+    /// Whether a request of `caller` that may bring a large answer is refused now.
+    pub(crate) fn refuses(&self, caller: Caller) -> bool {
+        let signed = self.signed.load(Ordering::Relaxed);
+        match caller {
+            Caller::Signed => signed >= self.limit,
+            Caller::Public => {
+                signed.saturating_add(self.public.load(Ordering::Relaxed)) >= self.limit
+            }
+        }
+    }
+
+    /// The body of an answer of `bytes` for `caller`, counted until the last reference
+    /// to its bytes is dropped: once the connection has written all of it, or is gone.
+    pub(crate) fn body(self: &Arc<Self>, bytes: Bytes, caller: Caller) -> Body {
         if bytes.len() < COUNTED_FROM {
             return Body::from(bytes);
         }
-        let counted = bytes.len();
-        self.held.fetch_add(counted, Ordering::Relaxed);
-        Body::new(HeldAnswer {
-            rest: bytes,
-            counted,
+        self.held(caller).fetch_add(bytes.len(), Ordering::Relaxed);
+        Body::from(Bytes::from_owner(HeldAnswer {
+            bytes,
+            caller,
             budget: Arc::clone(self),
-        })
+        }))
     }
 }
 
-/// A large answer, counted in its [`AnswerBudget`] until dropped.
+/// A large answer's bytes, counted in its [`AnswerBudget`] until dropped.
 struct HeldAnswer {
-    rest: Bytes,
-    counted: usize,
+    bytes: Bytes,
+    caller: Caller,
     budget: Arc<AnswerBudget>,
 }
 
-impl hyper::body::Body for HeldAnswer {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        if self.rest.is_empty() {
-            return Poll::Ready(None);
-        }
-        let n = self.rest.len().min(FRAME);
-        Poll::Ready(Some(Ok(Frame::data(self.rest.split_to(n)))))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.rest.is_empty()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        SizeHint::with_exact(self.rest.len() as u64)
+impl AsRef<[u8]> for HeldAnswer {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes
     }
 }
 
 impl Drop for HeldAnswer {
     fn drop(&mut self) {
-        self.budget.held.fetch_sub(self.counted, Ordering::Relaxed);
+        self.budget
+            .held(self.caller)
+            .fetch_sub(self.bytes.len(), Ordering::Relaxed);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use http_body_util::BodyExt;
-    use hyper::body::Body as _;
 
     use super::*;
 
+    fn held(budget: &AnswerBudget) -> (usize, usize) {
+        (
+            budget.public.load(Ordering::Relaxed),
+            budget.signed.load(Ordering::Relaxed),
+        )
+    }
+
     #[tokio::test]
-    async fn a_large_answer_is_counted_until_it_is_taken_in_frames() {
+    async fn a_large_answer_is_counted_until_its_last_byte_is_let_go() {
         let budget = AnswerBudget::new(300 * 1024);
-        let small = budget.body(Bytes::from(vec![b'x'; COUNTED_FROM - 1]));
-        assert_eq!(
-            budget.held.load(Ordering::Relaxed),
-            0,
-            "small answers are not counted"
-        );
-        drop(small);
+        drop(budget.body(Bytes::from(vec![b'x'; COUNTED_FROM - 1]), Caller::Public));
+        assert_eq!(held(&budget), (0, 0), "small answers are not counted");
 
         let answer: Vec<u8> = (0..200 * 1024).map(|i| i as u8).collect();
-        let first = budget.body(Bytes::from(answer.clone()));
-        let second = budget.body(Bytes::from(answer.clone()));
-        assert!(budget.is_spent(), "400 KiB held against a limit of 300");
-        drop(second);
-        assert!(!budget.is_spent());
+        let public = budget.body(Bytes::from(answer.clone()), Caller::Public);
+        let signed = budget.body(Bytes::from(answer.clone()), Caller::Signed);
+        assert_eq!(held(&budget), (answer.len(), answer.len()));
+        // Public data is refused past the limit of all answers held; signed reads only
+        // past that of signed answers.
+        assert!(budget.refuses(Caller::Public));
+        assert!(!budget.refuses(Caller::Signed));
+        drop(public);
+        assert!(!budget.refuses(Caller::Public));
 
-        let mut body = first;
-        assert_eq!(body.size_hint().exact(), Some(answer.len() as u64));
-        let mut taken = Vec::new();
-        while let Some(frame) = body.frame().await {
-            let data = frame.unwrap().into_data().unwrap();
-            assert!(data.len() <= FRAME);
-            taken.extend_from_slice(&data);
-        }
-        assert_eq!(taken, answer);
-        drop(body);
-        assert_eq!(budget.held.load(Ordering::Relaxed), 0);
+        // Taken out of its body, the answer stays counted as long as its bytes are held
+        // (a connection's write queue holds them until they are written).
+        let bytes = signed.collect().await.unwrap().to_bytes();
+        assert_eq!(bytes, answer);
+        assert_eq!(held(&budget), (0, answer.len()));
+        let tail = bytes.slice(answer.len() - 10..);
+        drop(bytes);
+        assert_eq!(held(&budget), (0, answer.len()));
+        drop(tail);
+        assert_eq!(held(&budget), (0, 0));
     }
 }

@@ -80,7 +80,7 @@ use keygate_policy::Decider;
 use rand::Rng;
 use rust_decimal::Decimal;
 
-use crate::answers::AnswerBudget;
+use crate::answers::{AnswerBudget, Caller};
 use crate::registry::{ClientEntry, Live, Registry, Verifier};
 use crate::replay::ReplayCache;
 use crate::upstream::{Failure, Upstream};
@@ -110,10 +110,11 @@ pub struct ClientLimits {
     /// spend the weight signed requests need. The ticker calls that price clients' orders
     /// go on to half as much again.
     pub public_weight_cap: u64,
-    /// Large answers (16 KiB and more) held for clients that have not taken them yet, in
-    /// bytes over all connections: at this or more, public market data and signed reads
-    /// are refused (429, rule `answer_backlog`) until clients take what is held. Orders,
-    /// cancels, withdrawals and transfers are never refused for it.
+    /// Large answers (16 KiB and more) held until their last byte is written to their
+    /// client, in bytes over all connections: at this or more, public market data is
+    /// refused (429, rule `answer_backlog`), and signed reads too once answers to signed
+    /// requests alone hold this much. Orders, cancels, withdrawals and transfers are
+    /// never refused for it. See `answers.rs` for what it bounds and what it does not.
     pub max_answer_bytes: usize,
 }
 
@@ -417,7 +418,7 @@ async fn handle<A: Adapter>(
             let msg = "public endpoints take no body and no signature";
             return audit.deny(refuse(Refusal::Malformed(msg)), Rule::Malformed, msg);
         }
-        if gw.answers.is_spent() {
+        if gw.answers.refuses(Caller::Public) {
             let msg = ANSWER_BACKLOG;
             return audit.deny(refuse(Refusal::TooMany(msg)), Rule::AnswerBacklog, msg);
         }
@@ -541,8 +542,16 @@ async fn handle<A: Adapter>(
     }
     audit.attributed = true;
 
-    // 3. Classify, from the same parsed parameters that will be forwarded.
+    // 3. Classify, from the same parsed parameters that will be forwarded. A read is
+    //    refused while large answers to signed requests pile up for slow clients (before
+    //    it counts against the client's rate); nothing that trades, cancels or moves money
+    //    is held back by them.
     let action = signed.classify(method.as_str(), native);
+    if action.kind == ActionKind::Read && gw.answers.refuses(Caller::Signed) {
+        let msg = ANSWER_BACKLOG;
+        audit.action = Some(action);
+        return audit.deny(refuse(Refusal::TooMany(msg)), Rule::AnswerBacklog, msg);
+    }
     let base = account
         .upstream
         .clone()
@@ -603,16 +612,6 @@ async fn handle<A: Adapter>(
         // The message may quote what the request named (a symbol), at any length.
         let msg = bounded(format!("keygate: {}", denial.message));
         return audit.deny(refuse(Refusal::Denied(&msg)), denial.rule, &denial.message);
-    }
-    // Reads wait while large answers pile up for slow clients; nothing that trades,
-    // cancels or moves money is held back by them.
-    let is_read = audit
-        .action
-        .as_ref()
-        .is_some_and(|a| a.kind == ActionKind::Read);
-    if is_read && gw.answers.is_spent() {
-        let msg = ANSWER_BACKLOG;
-        return audit.deny(refuse(Refusal::TooMany(msg)), Rule::AnswerBacklog, msg);
     }
     debug_assert_eq!(client.status, ClientStatus::Active);
     // A request the exchange takes by an account-wide id names a symbol it ignores (a
@@ -853,6 +852,10 @@ impl Gateway {
             .action
             .as_ref()
             .is_some_and(|a| a.kind == ActionKind::Trade);
+        let caller = match audit.action.as_ref().map(|a| a.kind) {
+            Some(ActionKind::Public) => Caller::Public,
+            _ => Caller::Signed,
+        };
         if sensitive && !audit.pending_written {
             tracing::error!("an action that moves money reached the upstream call unaudited");
             let response = refusal_response(adapter, Refusal::Internal);
@@ -893,7 +896,7 @@ impl Gateway {
                         reservation.settle();
                     }
                 }
-                let mut response = Response::new(self.answers.body(answer.body));
+                let mut response = Response::new(self.answers.body(answer.body, caller));
                 *response.status_mut() = answer.status;
                 *response.headers_mut() = answer.headers;
                 response

@@ -2766,9 +2766,10 @@ async fn connections_past_the_limit_are_closed_until_others_end() {
     assert!(served, "no connection was served after the others closed");
 }
 
-/// An exchange on 127.0.0.1 that answers `exchangeInfo` with `size` bytes, its clock with
-/// the time, and anything else with `{}`, on kept-alive connections.
-async fn exchange_with_a_large_answer(size: usize) -> String {
+/// An exchange on 127.0.0.1 that answers `exchangeInfo` and `allOrders` with `size`
+/// bytes, its clock with the time, and anything else with `{}`, on kept-alive
+/// connections.
+async fn exchange_with_large_answers(size: usize) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let large = Arc::new(vec![b' '; size]);
@@ -2783,9 +2784,18 @@ async fn exchange_with_a_large_answer(size: usize) -> String {
                     if !head.ends_with(b"\r\n\r\n") {
                         continue;
                     }
-                    let target = String::from_utf8_lossy(&head).into_owned();
+                    let target = String::from_utf8_lossy(&head).to_ascii_lowercase();
                     head.clear();
-                    let body = if target.contains("/exchangeInfo") {
+                    let length = target
+                        .lines()
+                        .find_map(|line| line.strip_prefix("content-length:"))
+                        .map_or(0, |n| n.trim().parse::<usize>().unwrap());
+                    let mut request_body = vec![0u8; length];
+                    if stream.read_exact(&mut request_body).await.is_err() {
+                        return;
+                    }
+                    let body = if target.contains("/exchangeinfo") || target.contains("/allorders")
+                    {
                         large.to_vec()
                     } else if target.contains("/time") {
                         format!(r#"{{"serverTime":{}}}"#, keygate_gateway::now_ms()).into_bytes()
@@ -2808,13 +2818,37 @@ async fn exchange_with_a_large_answer(size: usize) -> String {
     format!("http://{addr}")
 }
 
+/// A connection that sends `request` and reads nothing of its answer: its small receive
+/// buffer and the gateway's send buffer take a few MiB of it, the rest stays held.
+async fn slow_reader(env: &Env, request: &[u8]) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stream = socket.connect(env.gateway).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    stream
+}
+
+/// Polls `request` until it is answered other than 200 (`refused`) or with 200.
+async fn until_answered(env: &Env, request: &[u8], refused: bool) -> (u16, Value) {
+    for _ in 0..100 {
+        let (status, body) = raw(env.gateway, request).await;
+        if (status != 200) == refused {
+            return (status, body);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("never {}", if refused { "refused" } else { "served" });
+}
+
 /// A regression test: answers were held whole for clients reading them slowly, with no
 /// bound over all connections, so a few slow readers of a large public answer could hold
-/// gigabytes. Past `max_answer_bytes` held, public data and signed reads are refused
-/// before they are sent, orders are not, and once the slow client is gone reads go on.
+/// gigabytes. Past `max_answer_bytes` held, public data is refused before it is sent, and
+/// signed reads too once answers to signed requests alone hold that much: callers without
+/// a key cannot hold the bots' reads back. Orders never are, and once the slow readers
+/// are gone everything goes on.
 #[tokio::test]
 async fn reads_wait_while_large_answers_pile_up_for_slow_clients() {
-    let upstream = exchange_with_a_large_answer(16 * 1024 * 1024).await;
+    let upstream = exchange_with_large_answers(16 * 1024 * 1024).await;
     let limits = ClientLimits {
         max_answer_bytes: 1024 * 1024,
         ..ClientLimits::default()
@@ -2830,26 +2864,17 @@ async fn reads_wait_while_large_answers_pile_up_for_slow_clients() {
     )
     .await;
     let time = b"GET /binance/api/v3/time HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let order = "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=50000";
     assert_eq!(raw(env.gateway, time).await.0, 200);
 
-    // A client that asks for the large answer and reads none of it: its small receive
-    // buffer and the gateway's send buffer take a few MiB, the rest stays held.
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let mut slow = socket.connect(env.gateway).await.unwrap();
-    slow.write_all(b"GET /binance/api/v3/exchangeInfo HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
-    let mut refused = None;
-    for _ in 0..100 {
-        let (status, body) = raw(env.gateway, time).await;
-        if status != 200 {
-            refused = Some((status, body));
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let (status, body) = refused.expect("public data was never held back");
+    // A caller without a key reads a large public answer slowly: public data waits, the
+    // bot's reads and orders do not.
+    let public = slow_reader(
+        &env,
+        b"GET /binance/api/v3/exchangeInfo HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    .await;
+    let (status, body) = until_answered(&env, time, true).await;
     assert_eq!(
         (status, body["code"].as_i64()),
         (429, Some(-1003)),
@@ -2859,28 +2884,41 @@ async fn reads_wait_while_large_answers_pile_up_for_slow_clients() {
         body["msg"].as_str().unwrap().contains("read them slowly"),
         "{body}"
     );
-    let (status, body) = get(&env, "/api/v3/account", "").await;
-    assert_eq!(status, 429, "{body}");
-    // An order is never held back for it.
-    let (status, body) = post(
-        &env,
-        "/api/v3/order",
-        "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=50000",
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    let backlog = events_where(&env, 2, |e| e["rule"] == "answer_backlog").await;
-    assert!(backlog.len() >= 2, "{backlog:?}");
+    assert_eq!(get(&env, "/api/v3/account", "").await.0, 200);
+    assert_eq!(post(&env, "/api/v3/order", order).await.0, 200);
 
-    // The slow client goes away: what it held is given back, and reads go on.
-    drop(slow);
-    let mut served = false;
+    // A bot reads a large signed answer slowly: now signed reads wait too, orders not.
+    let all_orders = http(
+        "GET",
+        &format!(
+            "/binance/api/v3/allOrders?{}",
+            sign("symbol=BTCUSDT", BOT_SECRET)
+        ),
+        "",
+        "",
+    );
+    let signed = slow_reader(&env, &all_orders).await;
+    let mut refused = None;
     for _ in 0..100 {
-        if raw(env.gateway, time).await.0 == 200 {
-            served = true;
+        let (status, body) = get(&env, "/api/v3/account", "").await;
+        if status != 200 {
+            refused = Some((status, body));
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(served, "reads stayed refused after the slow client left");
+    let (status, body) = refused.expect("signed reads were never held back");
+    assert_eq!(
+        (status, body["code"].as_i64()),
+        (429, Some(-1003)),
+        "{body}"
+    );
+    assert_eq!(post(&env, "/api/v3/order", order).await.0, 200);
+    let backlog = events_where(&env, 2, |e| e["rule"] == "answer_backlog").await;
+    assert!(backlog.len() >= 2, "{backlog:?}");
+
+    // The slow readers go away: what they held is given back, and reads go on.
+    drop((public, signed));
+    until_answered(&env, time, false).await;
+    assert_eq!(get(&env, "/api/v3/account", "").await.0, 200);
 }

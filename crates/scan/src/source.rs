@@ -148,7 +148,9 @@ impl Scanner {
             .unwrap_or_else(std::sync::PoisonError::into_inner))
     }
 
-    /// Every unique blob reachable from any ref, each with the first commit that has it.
+    /// Every unique blob reachable from any ref or reflog entry (a commit amended or
+    /// rebased away, an older stash: still in the repository until its reflog expires),
+    /// each with the first commit that has it.
     pub(crate) fn history(&self, repo: &Path, counters: &Counters) -> Result<Vec<Finding>, Error> {
         if git(repo, &["rev-parse", "--is-shallow-repository"]).is_ok_and(|o| o.trim() == "true") {
             self.warn(&format!(
@@ -158,6 +160,9 @@ impl Scanner {
             ));
         }
         // `--root` shows the root commits' files as added, whatever `log.showRoot` says.
+        // `--topo-order` with `--reverse` lists a commit after its parents even when their
+        // times tie (the reflog's entries would otherwise come in another order), so that
+        // of two commits with the same author time the ancestor is named.
         let log = git(
             repo,
             &[
@@ -165,6 +170,8 @@ impl Scanner {
                 "core.quotePath=false",
                 "log",
                 "--all",
+                "--reflog",
+                "--topo-order",
                 "--root",
                 "--reverse",
                 "--no-renames",

@@ -1265,6 +1265,39 @@ mod git {
         dir
     }
 
+    /// A regression test: a key committed and then amended away, or stashed and dropped
+    /// from the newest stash, was no longer reachable from any ref and was not scanned,
+    /// though it stays in the repository (and its reflogs) until they expire.
+    #[test]
+    fn keys_in_amended_commits_and_older_stashes_are_found() {
+        let dir = repo();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(22);
+        let (name, text) = layouts(&cred("binance", 0, &mut rng)).remove(0);
+        std::fs::write(dir.path().join(&name), &text).unwrap();
+        git(dir.path(), &["add", "."]);
+        git(dir.path(), &["commit", "-q", "-m", "add config"]);
+        let amended_away = git(dir.path(), &["rev-parse", "HEAD"]);
+        std::fs::write(dir.path().join(&name), "# keys come from the vault\n").unwrap();
+        git(
+            dir.path(),
+            &["commit", "-q", "-a", "--amend", "-m", "add config"],
+        );
+
+        // Stashed, then buried under a newer stash: only the stash reflog has it.
+        let (stashed_name, stashed_text) = layouts(&cred("kraken", 0, &mut rng)).remove(0);
+        std::fs::write(dir.path().join(&stashed_name), &stashed_text).unwrap();
+        git(dir.path(), &["stash", "push", "-q", "-u"]);
+        std::fs::write(dir.path().join("notes.txt"), "nothing\n").unwrap();
+        git(dir.path(), &["stash", "push", "-q", "-u"]);
+
+        let report = Scanner::new().scan_git_history(dir.path()).unwrap();
+        let exchanges: Vec<&str> = report.active().map(|f| f.exchange.as_str()).collect();
+        assert_eq!(exchanges.len(), 2, "{report:#?}");
+        assert!(exchanges.contains(&"binance") && exchanges.contains(&"kraken"));
+        let binance = report.active().find(|f| f.exchange == "binance").unwrap();
+        assert_eq!(binance.provenance.as_ref().unwrap().commit, amended_away);
+    }
+
     #[test]
     fn key_added_then_deleted_is_found_in_history_with_its_commit() {
         let dir = repo();

@@ -130,11 +130,15 @@ impl Engine {
                 passphrase_rule[r.exchange] = Some(i);
             }
         }
+        // With a line end or two encoded after the value too (`echo $KEY | base64`, a
+        // file given to `kubectl create secret --from-file`).
         let mut encoded_len = vec![false; MAX_TOKEN + 1];
         for len in (0..=MAX_TOKEN).filter(|&len| !by_len[len].is_empty()) {
-            for encoded in [len.div_ceil(3) * 4, (len * 4).div_ceil(3)] {
-                if let Some(slot) = encoded_len.get_mut(encoded) {
-                    *slot = true;
+            for with_end in len..=len + 2 {
+                for encoded in [with_end.div_ceil(3) * 4, (with_end * 4).div_ceil(3)] {
+                    if let Some(slot) = encoded_len.get_mut(encoded) {
+                        *slot = true;
+                    }
                 }
             }
         }
@@ -305,9 +309,11 @@ impl Engine {
         // candidate: it must not take the place of another rule's candidate for the same
         // value below.
         self.drop_unpartnered(&mut cands);
-        // One value, one candidate: keep the exchange whose keyword is nearest; a managed
-        // match is merged into the rule candidate at the same place.
-        cands.sort_by_key(|c| (c.start, c.dist));
+        // One value, one candidate: a token that decodes to a value some rule takes is
+        // that value (base64 of a key is no random Kraken or Ed25519 secret, which decode
+        // to bytes that are not text); else keep the exchange whose keyword is nearest. A
+        // managed match is merged into the rule candidate at the same place.
+        cands.sort_by_key(|c| (c.start, !c.base64, c.dist));
         let mut merged: Vec<Cand> = Vec::with_capacity(cands.len());
         for c in cands {
             if let Some(last) = merged.last_mut() {
@@ -517,6 +523,8 @@ impl Engine {
     /// Passphrases are only looked for next to a key or secret of an exchange that has them.
     fn passphrase_cands(&self, ctx: &Context<'_>, cands: &mut Vec<Cand>) {
         let mut wanted: Vec<(usize, usize)> = Vec::new();
+        // Near a value found base64-encoded, a passphrase is decoded too, where it is.
+        let mut encoded_near: HashSet<(usize, usize)> = HashSet::new();
         for c in cands.iter() {
             if let Some(ex) = c.exchange {
                 if let Some(ri) = self.passphrase_rule[ex] {
@@ -524,6 +532,9 @@ impl Engine {
                     let hi = (c.line + PAIR_WINDOW).min(ctx.lines.count().saturating_sub(1));
                     for l in lo..=hi {
                         wanted.push((l, ri));
+                        if c.base64 {
+                            encoded_near.insert((l, ri));
+                        }
                     }
                 }
             }
@@ -539,9 +550,15 @@ impl Engine {
                 let (Some(name), Some(value)) = (caps.get(1), caps.get(2)) else {
                     continue;
                 };
-                if label_role(name.as_bytes()) != Some(Role::Passphrase)
-                    || !is_plausible_passphrase(value.as_bytes())
-                {
+                if label_role(name.as_bytes()) != Some(Role::Passphrase) {
+                    continue;
+                }
+                let decoded = encoded_near
+                    .contains(&(line, ri))
+                    .then(|| decode_printable(value.as_bytes()))
+                    .flatten()
+                    .filter(|v| is_plausible_passphrase(v));
+                if decoded.is_none() && !is_plausible_passphrase(value.as_bytes()) {
                     continue;
                 }
                 let start = ctx.lines.start(line) + value.start();
@@ -558,10 +575,11 @@ impl Engine {
                     col: value.start(),
                     start,
                     dist: 0,
-                    value: String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                    value: String::from_utf8_lossy(decoded.as_deref().unwrap_or(value.as_bytes()))
+                        .into_owned(),
                     der: None,
                     managed: None,
-                    base64: false,
+                    base64: decoded.is_some(),
                 });
             }
         }
@@ -1237,16 +1255,22 @@ fn is_plausible_passphrase(v: &[u8]) -> bool {
         && memchr::memmem::find(&lower, b"env").is_none()
 }
 
+/// Standard base64, padded or not.
+const BASE64_ANY_PADDING: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    base64::engine::GeneralPurposeConfig::new()
+        .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+);
+
 /// What a base64 token decodes to, when that is text a credential could be: printable
-/// ASCII without spaces, and no longer than any rule's value. Padding may be there or not.
+/// ASCII without spaces, after one line end (`\n` or `\r\n`) is taken off its end.
+/// Padding may be there or not; the URL-safe alphabet is not decoded.
 fn decode_printable(token: &[u8]) -> Option<Vec<u8>> {
-    let engine = base64::engine::GeneralPurpose::new(
-        &base64::alphabet::STANDARD,
-        base64::engine::GeneralPurposeConfig::new()
-            .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
-    );
-    let decoded = engine.decode(token).ok()?;
-    (decoded.len() <= MAX_TOKEN && decoded.iter().all(u8::is_ascii_graphic)).then_some(decoded)
+    let mut decoded = [0u8; MAX_TOKEN];
+    let n = BASE64_ANY_PADDING.decode_slice(token, &mut decoded).ok()?;
+    let text = decoded[..n].strip_suffix(b"\n").unwrap_or(&decoded[..n]);
+    let text = text.strip_suffix(b"\r").unwrap_or(text);
+    (!text.is_empty() && text.iter().all(u8::is_ascii_graphic)).then(|| text.to_vec())
 }
 
 /// Decodes the base64 body of a PEM block written raw, in a JSON/YAML string with `\n`

@@ -1739,15 +1739,81 @@ mod encoded {
         }
     }
 
+    /// `echo $KEY | base64` and `kubectl create secret --from-file` encode a line end too.
+    #[test]
+    fn a_value_encoded_with_its_line_end_is_found() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(42);
+        let scanner = Scanner::builder().redact(false).build();
+        for end in ["\n", "\r\n"] {
+            let c = cred("binance", 0, &mut rng);
+            let manifest = format!(
+                "data:\n  BINANCE_API_KEY: {}\n  BINANCE_API_SECRET: {}\n",
+                b64(&format!("{}{end}", c.key)),
+                b64(&format!("{}{end}", c.secret)),
+            );
+            let findings = scanner.scan_bytes("secret.yaml", manifest.as_bytes());
+            assert_eq!(findings.len(), 1, "{end:?}: {findings:#?}");
+            let values: Vec<_> = findings[0].parts.iter().map(|p| p.value.clone()).collect();
+            assert_eq!(values, [Some(c.key), Some(c.secret)], "{end:?}");
+        }
+    }
+
+    #[test]
+    fn a_passphrase_beside_encoded_values_is_decoded_too() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(43);
+        let scanner = Scanner::builder().redact(false).build();
+        for exchange in ["okx", "kucoin"] {
+            let c = cred(exchange, 0, &mut rng);
+            let passphrase = c.passphrase.clone().unwrap();
+            let manifest = format!(
+                "data:\n  {env}_API_KEY: {}\n  {env}_API_SECRET: {}\n  {env}_API_PASSPHRASE: {}\n",
+                b64(&c.key),
+                b64(&c.secret),
+                b64(&passphrase),
+                env = c.env,
+            );
+            let findings = scanner.scan_bytes("secret.yaml", manifest.as_bytes());
+            assert_eq!(findings.len(), 1, "{exchange}: {findings:#?}");
+            let part = findings[0]
+                .parts
+                .iter()
+                .find(|p| p.role == Role::Passphrase);
+            let part = part.unwrap_or_else(|| panic!("{exchange}: {findings:#?}"));
+            assert_eq!(part.value.as_ref(), Some(&passphrase), "{exchange}");
+            assert_eq!(part.encoding.as_deref(), Some("base64"), "{exchange}");
+        }
+    }
+
+    /// Base64 of a 64-character key has the shape of a Kraken private key (88 base64
+    /// characters, 64 bytes): where both exchanges are named, the decoded reading wins.
+    #[test]
+    fn the_decoded_reading_wins_over_a_random_secret_of_the_encoded_shape() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(44);
+        let c = cred("binance", 0, &mut rng);
+        let text = format!(
+            "# kraken and binance bots\nKRAKEN_OR_BINANCE_SECRET: {}\n",
+            b64(&c.secret)
+        );
+        let findings = Scanner::new().scan_bytes("secret.yaml", text.as_bytes());
+        assert_eq!(findings.len(), 1, "{findings:#?}");
+        assert_eq!(findings[0].exchange, "binance", "{findings:#?}");
+    }
+
     #[test]
     fn other_encoded_values_are_not_findings() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(45);
         let scanner = Scanner::new();
+        let sha256_hex = super::synth::hex_lower(&mut rng, 64);
         let manifest = format!(
             "apiVersion: v1\nkind: Secret\nmetadata:\n  name: binance-bot\ndata:\n  \
-             DATABASE_URL: {}\n  BINANCE_TESTNET: {}\n  BINANCE_NOTE: {}\n",
+             DATABASE_URL: {}\n  BINANCE_TESTNET: {}\n  BINANCE_NOTE: {}\n  \
+             BINANCE_BUNDLE_SHA256: {}\n  KUCOIN_ORDER_ID: {}\n  BINANCE_LAST_ORDER_IDS: {}\n",
             b64("postgres://bot:hunter2@db.internal:5432/trades"),
             b64("true"),
             b64("rotate the keys of the trading account every ninety days"),
+            b64(&sha256_hex),
+            b64(&super::synth::uuid(&mut rng)),
+            b64(&super::synth::alnum(&mut rng, 64)),
         );
         let findings = scanner.scan_bytes("deploy/secret.yaml", manifest.as_bytes());
         assert!(findings.is_empty(), "{findings:#?}");

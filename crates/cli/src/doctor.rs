@@ -2,11 +2,12 @@
 
 use std::path::Path;
 
+use anyhow::Context as _;
 use clap::Args;
 use keygate_audit::Verified;
 use keygate_core::{ClientStatus, Exchange, Scope};
 use keygate_exchanges::{Adapter, Binance};
-use keygate_vault::VaultFormat;
+use keygate_vault::{KdfParams, VaultFormat};
 use serde::Serialize;
 
 use crate::home::{now_ms, wal_path, Provider, Unlocked};
@@ -181,12 +182,52 @@ fn master_key(vault: &Unlocked) -> anyhow::Result<Check> {
                 config.env_var.as_deref().unwrap_or("?")
             ),
         ),
+        (Provider::Passphrase, _, _) => passphrase_kdf(vault)?,
         (provider, _, _) => check(
             "master key",
             Verdict::Ok,
             format!("from its {}", provider.as_str()),
         ),
     })
+}
+
+/// A passphrase vault's Argon2id cost: below the recommended one (a vault made with
+/// `--insecure-fast-kdf`, for tests), a copy of the database is attacked that much faster.
+fn passphrase_kdf(vault: &Unlocked) -> anyhow::Result<Check> {
+    let raw = vault
+        .store
+        .meta(crate::home::META_KDF)?
+        .context("the vault has no key-derivation parameters")?;
+    let params: KdfParams =
+        serde_json::from_slice(&raw).context("decoding the key-derivation parameters")?;
+    let recommended = KdfParams::recommended();
+    let cost = format!(
+        "Argon2id with {} MiB and {} passes",
+        params.m_cost / 1024,
+        params.t_cost
+    );
+    Ok(
+        if params.m_cost < recommended.m_cost || params.t_cost < recommended.t_cost {
+            check(
+                "master key",
+                Verdict::Warn,
+                format!(
+                    "from its passphrase, by {cost}, below the recommended {} MiB and {} passes \
+                 (a vault made with --insecure-fast-kdf): a copy of the database is attacked \
+                 that much faster; move the key (keygate vault move-key --to-key-file PATH) \
+                 or start a vault without that flag",
+                    recommended.m_cost / 1024,
+                    recommended.t_cost
+                ),
+            )
+        } else {
+            check(
+                "master key",
+                Verdict::Ok,
+                format!("from its passphrase, by {cost}"),
+            )
+        },
+    )
 }
 
 fn vault_format(vault: &Unlocked) -> Check {

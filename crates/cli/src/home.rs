@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroize;
 
 /// Meta key holding the Argon2id parameters of a passphrase vault (JSON).
-const META_KDF: &str = "kdf";
+pub(crate) const META_KDF: &str = "kdf";
 /// Meta key holding the sealed check value that tells a wrong key from a right one.
 pub const META_CHECK: &str = "check";
 /// Meta key naming the master-key provider (`passphrase`, `key-file`, `env`, `hsm`).
@@ -55,15 +55,21 @@ impl Home {
         self.dir.join("config.toml")
     }
 
-    /// Reads the config file.
+    /// Reads the config file. It names the PKCS#11 module keygate loads and hands the
+    /// token's PIN, and where the master key is: one that another user owns or may write
+    /// is refused, whatever the home directory's mode.
     pub fn config(&self) -> anyhow::Result<Config> {
         let path = self.config_path();
-        let text = fs::read_to_string(&path).with_context(|| {
+        let mut file = fs::File::open(&path).with_context(|| {
             format!(
                 "reading {} (run `keygate init` first, or pass --home)",
                 path.display()
             )
         })?;
+        check_not_writable_by_others(&path, &file.metadata()?)?;
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut file, &mut text)
+            .with_context(|| format!("reading {}", path.display()))?;
         toml::from_str(&text).map_err(|e| {
             anyhow::anyhow!(
                 "parsing {}{}: {}",
@@ -790,8 +796,43 @@ fn first_line_of_secret_file(path: &Path, what: &str) -> anyhow::Result<SecretSt
     ))
 }
 
-/// Reads the passphrase from the file, stdin or a prompt (confirmed twice when `confirm`).
-fn read_passphrase(how: &UnlockArgs, confirm: bool) -> anyhow::Result<SecretString> {
+/// Refuses a file that another user owns, or that its group or others may write.
+#[cfg(target_os = "linux")]
+fn check_not_writable_by_others(path: &Path, meta: &fs::Metadata) -> anyhow::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let me = rustix::process::geteuid().as_raw();
+    if meta.uid() != me {
+        bail!(
+            "{} belongs to another user (uid {}); keygate reads its configuration only from \
+             its own files",
+            path.display(),
+            meta.uid()
+        );
+    }
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o022 != 0 {
+        bail!(
+            "{} may be written by group or others (mode {mode:o}); run chmod 600 on it",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn check_not_writable_by_others(_path: &Path, _meta: &fs::Metadata) -> anyhow::Result<()> {
+    Ok(())
+}
+
+/// The fewest characters a new vault's passphrase may have. Argon2id slows each guess, but
+/// a short passphrase still falls to a search of all of them once someone has a copy of
+/// the database (a backup): the passphrase is then all that stands between the copy and
+/// the keys.
+const MIN_PASSPHRASE_CHARS: usize = 12;
+
+/// Reads the passphrase from the file, stdin or a prompt. A `new` one (at `init`) is
+/// typed twice at a prompt and must have [`MIN_PASSPHRASE_CHARS`] characters or more.
+fn read_passphrase(how: &UnlockArgs, new: bool) -> anyhow::Result<SecretString> {
     let passphrase = if let Some(path) = &how.passphrase_file {
         first_line_of_secret_file(path, "passphrase")?
     } else if how.passphrase_stdin && !std::io::stdin().is_terminal() {
@@ -802,7 +843,7 @@ fn read_passphrase(how: &UnlockArgs, confirm: bool) -> anyhow::Result<SecretStri
         let first = SecretString::new(
             rpassword::prompt_password("Vault passphrase: ").context("reading the passphrase")?,
         );
-        if confirm {
+        if new {
             let again = SecretString::new(
                 rpassword::prompt_password("Repeat passphrase: ")
                     .context("reading the passphrase")?,
@@ -817,6 +858,12 @@ fn read_passphrase(how: &UnlockArgs, confirm: bool) -> anyhow::Result<SecretStri
     };
     if passphrase.expose_secret().is_empty() {
         bail!("the passphrase is empty");
+    }
+    if new && passphrase.expose_secret().chars().count() < MIN_PASSPHRASE_CHARS {
+        bail!(
+            "the passphrase is too short: a new vault's needs {MIN_PASSPHRASE_CHARS} characters \
+             or more (four or five random words make a good one)"
+        );
     }
     Ok(passphrase)
 }

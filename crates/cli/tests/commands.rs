@@ -623,6 +623,68 @@ mod init {
         );
     }
 
+    /// A regression test: config.toml names the PKCS#11 module keygate loads and hands
+    /// the PIN, yet was read whoever could write it.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_config_file_others_may_write_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let kg = Kg::with_key_file();
+        let config = kg.home().join("config.toml");
+        kg.ok(&["account", "list"], "");
+        std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o620)).unwrap();
+        let out = kg.run(&["account", "list"], "");
+        assert_ne!(out.code, 0, "{out:#?}");
+        assert!(
+            out.stderr.contains("may be written by group or others"),
+            "{}",
+            out.stderr
+        );
+        // Readable by others is no risk: it holds no secret.
+        std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
+        kg.ok(&["account", "list"], "");
+    }
+
+    /// A new vault's passphrase has 12 characters or more, and `doctor` warns of a vault
+    /// whose Argon2id cost is below the recommended one (made with `--insecure-fast-kdf`).
+    #[test]
+    fn a_short_passphrase_is_refused_and_a_cheap_key_derivation_is_warned_of() {
+        let kg = Kg::empty();
+        let short = kg.path("short.txt");
+        write_owner_only(&short, "hunter2-abc\n");
+        let out = kg.run(&["init", "--passphrase-file", short.to_str().unwrap()], "");
+        assert_ne!(out.code, 0, "{out:#?}");
+        assert!(out.stderr.contains("too short"), "{}", out.stderr);
+        assert!(!out.stderr.contains("hunter2"), "{}", out.stderr);
+        assert!(!kg.home().join("keygate.db").exists());
+
+        let good = kg.path("pass.txt");
+        write_owner_only(&good, "correct horse battery staple\n");
+        let good = good.to_str().unwrap();
+        kg.ok(
+            &["init", "--insecure-fast-kdf", "--passphrase-file", good],
+            "",
+        );
+        let doctor = kg
+            .run(&["--passphrase-file", good, "doctor", "--json"], "")
+            .json();
+        let check = doctor
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["check"] == "master key")
+            .cloned()
+            .unwrap();
+        assert_eq!(check["verdict"], "warn", "{check}");
+        assert!(
+            check["detail"]
+                .as_str()
+                .unwrap()
+                .contains("8 MiB and 1 passes"),
+            "{check}"
+        );
+    }
+
     #[test]
     fn passphrase_vault_opens_with_the_right_passphrase_only() {
         let kg = Kg::empty();

@@ -10,7 +10,9 @@
 //! 2. authenticate: the client by its API key, its signature over the raw bytes, the
 //!    timestamp window (checked again before forwarding, should keygate's own calls to
 //!    the exchange have outlasted it), the replay cache;
-//! 3. classify what the request would do (unknown endpoints are denied);
+//! 3. classify what the request would do (unknown endpoints are denied; a read is
+//!    refused while large answers to signed requests pile up for slow clients, see
+//!    `answers.rs`);
 //! 4. decide against the client's policy;
 //! 5. audit: durably, before forwarding, for trades, cancels, withdrawals and transfers;
 //! 6. re-sign with the real key and forward, never retrying; return the answer as it came.
@@ -18,7 +20,8 @@
 //! Public market data needs no key: nothing authenticates or decides it (steps 2 and 4),
 //! it is audited like the rest, and it pauses while the exchange reports its request
 //! weight used past a cap, which is kept for signed requests. So do the ticker calls
-//! keygate makes itself to price orders (step 4).
+//! keygate makes itself to price orders (step 4). It is also refused while large answers
+//! held for slow clients reach [`ClientLimits::max_answer_bytes`].
 //!
 //! Denials answer in the exchange's own error shape (for Binance,
 //! `{"code": -2015, "msg": "keygate: …"}`).

@@ -2847,7 +2847,7 @@ async fn until_answered(env: &Env, request: &[u8], refused: bool) -> (u16, Value
 /// a key cannot hold the bots' reads back. Orders never are, and once the slow readers
 /// are gone everything goes on.
 #[tokio::test]
-async fn reads_wait_while_large_answers_pile_up_for_slow_clients() {
+async fn reads_are_refused_while_large_answers_pile_up_for_slow_clients() {
     let upstream = exchange_with_large_answers(16 * 1024 * 1024).await;
     let limits = ClientLimits {
         max_answer_bytes: 1024 * 1024,
@@ -2867,8 +2867,8 @@ async fn reads_wait_while_large_answers_pile_up_for_slow_clients() {
     let order = "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=50000";
     assert_eq!(raw(env.gateway, time).await.0, 200);
 
-    // A caller without a key reads a large public answer slowly: public data waits, the
-    // bot's reads and orders do not.
+    // A caller without a key reads a large public answer slowly: public data is refused,
+    // the bot's reads and orders are not.
     let public = slow_reader(
         &env,
         b"GET /binance/api/v3/exchangeInfo HTTP/1.1\r\nHost: x\r\n\r\n",
@@ -2887,7 +2887,7 @@ async fn reads_wait_while_large_answers_pile_up_for_slow_clients() {
     assert_eq!(get(&env, "/api/v3/account", "").await.0, 200);
     assert_eq!(post(&env, "/api/v3/order", order).await.0, 200);
 
-    // A bot reads a large signed answer slowly: now signed reads wait too, orders not.
+    // A bot reads a large signed answer slowly: now signed reads are refused too, orders not.
     let all_orders = http(
         "GET",
         &format!(

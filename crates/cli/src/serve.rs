@@ -181,8 +181,13 @@ pub fn run(unlocked: Unlocked, args: &ServeArgs) -> anyhow::Result<()> {
     )
     .context("starting the reload thread")?;
     let marker_store = Store::open(&db).context("opening the store for the audit marker")?;
-    spawn_admin_free_marker(marker_store, Arc::clone(&master), &live)
-        .context("starting the audit marker thread")?;
+    spawn_admin_free_marker(
+        marker_store,
+        Arc::clone(&master),
+        &live,
+        Some(monitor.alerter()),
+    )
+    .context("starting the audit marker thread")?;
     let workers = args.workers.map_or_else(
         || std::thread::available_parallelism().map_or(1, |n| n.get()),
         usize::from,

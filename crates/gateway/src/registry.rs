@@ -276,11 +276,14 @@ pub const REREAD_INTERVAL: Duration = Duration::from_secs(3600);
 /// tables, as it would have without a mark. On a thread of its own, with a connection of
 /// its own, so that a long read never delays a reload past [`RELOAD_INTERVAL`]. A mark
 /// that cannot be made is logged; the checks then read from the seal, as they would
-/// without one, and report what they find.
+/// without one, and report what they find. Events that do not verify also raise a
+/// critical `log_unreadable` alert through `alerter`, once until a mark is made again:
+/// no request reads those old events, so nothing else would say the log was edited.
 pub fn spawn_admin_free_marker(
     store: Store,
     master: Arc<MasterKey>,
     live: &Arc<Live>,
+    alerter: Option<Alerter>,
 ) -> std::io::Result<()> {
     let live = Arc::downgrade(live);
     let key = AuditKey::of_vault(&master);
@@ -289,6 +292,7 @@ pub fn spawn_admin_free_marker(
         .spawn(move || {
             let mut marked_at = None::<Instant>;
             let mut reread_at = None::<Instant>;
+            let mut alerted = false;
             while live.strong_count() > 0 {
                 if marked_at.is_none_or(|at| at.elapsed() >= MARK_INTERVAL) {
                     marked_at = Some(Instant::now());
@@ -304,7 +308,7 @@ pub fn spawn_admin_free_marker(
                         .and_then(|sealed| {
                             keygate_audit::mark_admin_free(&store, &key, sealed, from)
                         });
-                    match marked {
+                    match &marked {
                         Ok(false) => tracing::debug!("marked the audit log after the seal"),
                         Ok(true) => tracing::debug!(
                             "an administrative change follows the seal; nothing marked"
@@ -312,6 +316,23 @@ pub fn spawn_admin_free_marker(
                         Err(e) => {
                             tracing::warn!(error = %e, "cannot mark the audit log after the seal")
                         }
+                    }
+                    match (&marked, &alerter) {
+                        (Ok(_), _) => alerted = false,
+                        (Err(e @ keygate_audit::Error::Tampered { .. }), Some(alerter))
+                            if !alerted =>
+                        {
+                            alerted = true;
+                            alerter.raise(Alert::outside_log(
+                                Severity::Critical,
+                                AlertRule::LogUnreadable,
+                                format!(
+                                    "the audit log was edited behind keygate's back ({e}); \
+                                     `keygate audit verify` names where"
+                                ),
+                            ));
+                        }
+                        _ => {}
                     }
                 }
                 std::thread::sleep(RELOAD_INTERVAL);
@@ -425,7 +446,7 @@ mod tests {
             Some(store.generation().unwrap())
         );
 
-        spawn_admin_free_marker(Store::open(&db).unwrap(), Arc::new(master), &live).unwrap();
+        spawn_admin_free_marker(Store::open(&db).unwrap(), Arc::new(master), &live, None).unwrap();
         let started = Instant::now();
         while store.meta("audit_admin_free").unwrap().is_none() {
             assert!(started.elapsed() < Duration::from_secs(10), "never marked");
@@ -442,6 +463,44 @@ mod tests {
             .unwrap();
         assert!(!keygate_audit::admin_change_after(&store, &key, 0).unwrap());
         assert!(keygate_audit::verify(&store, &key).is_err());
+        drop(live);
+    }
+
+    /// An edited event that no request reads again (older than any reconciliation) is
+    /// still told of: the marker's reading from the seal raises a critical alert.
+    #[test]
+    fn the_marker_raises_an_alert_when_the_log_was_edited() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("keygate.db");
+        let master = MasterKey::create_key_file(&dir.path().join("master.key")).unwrap();
+        let store = Store::create(&db).unwrap();
+        let key = AuditKey::of_vault(&master);
+        let requests: Vec<Event> = (0..5).map(|_| request()).collect();
+        keygate_audit::append_within(&store, &key, &requests).unwrap();
+        let live = Arc::new(Live::new(Registry::load(&store, &master).unwrap()));
+        store
+            .connection()
+            .execute(
+                "UPDATE events SET body = replace(body, '\"count\":1', '\"count\":2') WHERE seq = 2",
+                [],
+            )
+            .unwrap();
+
+        let (alerter, alerts) = Alerter::channel();
+        spawn_admin_free_marker(
+            Store::open(&db).unwrap(),
+            Arc::new(master),
+            &live,
+            Some(alerter),
+        )
+        .unwrap();
+        let alert = alerts.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!(
+            (alert.severity, alert.rule),
+            (Severity::Critical, AlertRule::LogUnreadable)
+        );
+        assert!(alert.summary.contains("audit verify"), "{}", alert.summary);
+        assert!(store.meta("audit_admin_free").unwrap().is_none());
         drop(live);
     }
 }

@@ -150,7 +150,10 @@ impl Scanner {
 
     /// Every unique blob reachable from any ref or reflog entry (a commit amended or
     /// rebased away, an older stash: still in the repository until its reflog expires),
-    /// each with the first commit that has it.
+    /// each with the first commit that has it; then the blobs nothing reaches (added and
+    /// never committed, or in commits whose reflog entries expired), which stay in the
+    /// repository, and in every copy of it, until `git gc` prunes them. Those have no
+    /// commit and no path: their finding's path says `(unreachable blob ID)`.
     pub(crate) fn history(&self, repo: &Path, counters: &Counters) -> Result<Vec<Finding>, Error> {
         if git(repo, &["rev-parse", "--is-shallow-repository"]).is_ok_and(|o| o.trim() == "true") {
             self.warn(&format!(
@@ -225,14 +228,22 @@ impl Scanner {
                 }
             }
         }
-        let found = self.blobs(
-            repo,
-            blobs
-                .into_iter()
-                .map(|(b, p)| (b, p.path.clone(), Some(p)))
-                .collect(),
-            counters,
-        )?;
+        let mut blobs: Vec<(String, String, Option<Provenance>)> = blobs
+            .into_iter()
+            .map(|(b, p)| (b, p.path.clone(), Some(p)))
+            .collect();
+        match unreachable_blobs(repo) {
+            Ok(ids) => blobs.extend(
+                ids.into_iter()
+                    .filter(|id| !seen.contains_key(id))
+                    .map(|id| (id.clone(), unreachable_path(&id), None)),
+            ),
+            Err(e) => self.warn(&format!(
+                "blobs no commit reaches in {} are not scanned: {e}",
+                repo.display()
+            )),
+        }
+        let found = self.blobs(repo, blobs, counters)?;
         // Each occurrence is suppressed or not already, so that de-duplication can keep a
         // live one.
         Ok(dedup_history(found, &head_blobs(repo)))
@@ -446,7 +457,8 @@ fn head_blobs(repo: &Path) -> HashMap<String, Vec<String>> {
 /// oldest. The provenance is that of the oldest occurrence, active or not: when it leaked.
 fn dedup_history(mut found: Vec<Finding>, head: &HashMap<String, Vec<String>>) -> Vec<Finding> {
     let key = |f: &Finding| (f.fingerprint.clone(), f.rule.clone());
-    let time = |f: &Finding| f.provenance.as_ref().map_or(0, |p| p.author_time);
+    // An unreachable blob (no provenance) comes after every commit that has the same key.
+    let time = |f: &Finding| f.provenance.as_ref().map_or(i64::MAX, |p| p.author_time);
     let mut first: HashMap<(String, String), Provenance> = HashMap::new();
     for f in &found {
         let Some(p) = &f.provenance else { continue };
@@ -567,6 +579,29 @@ pub(crate) fn git(repo: &Path, args: &[&str]) -> Result<String, Error> {
         });
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The ids of the blobs that no ref, reflog entry or index entry reaches.
+fn unreachable_blobs(repo: &Path) -> Result<Vec<String>, Error> {
+    let listed = git(
+        repo,
+        &[
+            "fsck",
+            "--unreachable",
+            "--connectivity-only",
+            "--no-progress",
+        ],
+    )?;
+    Ok(listed
+        .lines()
+        .filter_map(|line| line.strip_prefix("unreachable blob "))
+        .map(|id| id.trim().to_owned())
+        .collect())
+}
+
+/// What an unreachable blob's finding gives as its path.
+fn unreachable_path(id: &str) -> String {
+    format!("(unreachable blob {})", id.get(..12).unwrap_or(id))
 }
 
 /// Locks a mutex, going on with the data even if another worker panicked.

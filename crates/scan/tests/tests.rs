@@ -1298,6 +1298,41 @@ mod git {
         assert_eq!(binance.provenance.as_ref().unwrap().commit, amended_away);
     }
 
+    /// A regression test: a key `git add`ed and then unstaged, or in a commit whose reflog
+    /// entries expired, stays in the repository (and in every copy of it, a Docker build
+    /// context, a tarball) as a blob nothing reaches until `git gc` prunes it, and was not
+    /// scanned.
+    #[test]
+    fn keys_in_blobs_nothing_reaches_are_found() {
+        let dir = repo();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(23);
+        let (name, text) = layouts(&cred("okx", 0, &mut rng)).remove(0);
+        std::fs::write(dir.path().join(&name), &text).unwrap();
+        git(dir.path(), &["add", "."]);
+        git(dir.path(), &["rm", "-q", "--cached", &name]);
+        std::fs::remove_file(dir.path().join(&name)).unwrap();
+
+        let (amended, amended_text) = layouts(&cred("bybit", 0, &mut rng)).remove(0);
+        std::fs::write(dir.path().join(&amended), &amended_text).unwrap();
+        git(dir.path(), &["add", "."]);
+        git(dir.path(), &["commit", "-q", "-m", "add config"]);
+        std::fs::write(dir.path().join(&amended), "# from the vault\n").unwrap();
+        git(
+            dir.path(),
+            &["commit", "-q", "-a", "--amend", "-m", "add config"],
+        );
+        git(dir.path(), &["reflog", "expire", "--expire=now", "--all"]);
+
+        let report = Scanner::new().scan_git_history(dir.path()).unwrap();
+        let mut exchanges: Vec<&str> = report.active().map(|f| f.exchange.as_str()).collect();
+        exchanges.sort_unstable();
+        assert_eq!(exchanges, ["bybit", "okx"], "{report:#?}");
+        for f in report.active() {
+            assert!(f.path.starts_with("(unreachable blob "), "{f:#?}");
+            assert!(f.provenance.is_none(), "{f:#?}");
+        }
+    }
+
     #[test]
     fn key_added_then_deleted_is_found_in_history_with_its_commit() {
         let dir = repo();

@@ -505,6 +505,9 @@ pub fn init(home: Home, how: &UnlockArgs, args: &InitArgs) -> anyhow::Result<()>
         bail!("--hsm-module chooses the master key's provider; it cannot go with a passphrase, a key file or --master-key-env");
     }
     // Obtain the key first, so that a failed prompt or a bad key file leaves nothing behind.
+    // What this run creates, and only that, is removed if it fails: another `init` racing
+    // this one may have made the rest.
+    let mut created = MadeByThisRun(Vec::new());
     let mut hsm_wrapped = None;
     let (master, provider, key_file, kdf) = match &how.master_key_file {
         None if hsm.is_some() => {
@@ -526,8 +529,11 @@ pub fn init(home: Home, how: &UnlockArgs, args: &InitArgs) -> anyhow::Result<()>
                     .with_context(|| format!("using key file {}", path.display()))?
             } else {
                 create_parent_dir(&path)?;
-                MasterKey::create_key_file(&path)
-                    .with_context(|| format!("creating key file {}", path.display()))?
+                let master = MasterKey::create_key_file(&path)
+                    .with_context(|| format!("creating key file {}", path.display()))?;
+                // A key that no vault was made with opens nothing: it goes if this fails.
+                created.0.push(path.clone());
+                master
             };
             (master, Provider::KeyFile, Some(path), None)
         }
@@ -548,12 +554,11 @@ pub fn init(home: Home, how: &UnlockArgs, args: &InitArgs) -> anyhow::Result<()>
     // A home that existed already keeps its mode otherwise (0755, say), which doctor then
     // fails: the vault's directory is its owner's alone.
     set_mode(&home.dir, 0o700)?;
-    // What this run created, and only that, is removed if it fails: another `init`
-    // racing this one may have made the rest.
-    let mut created: Vec<PathBuf> = Vec::new();
     let result = (|| {
         let store = Store::create(&db).context("creating the database")?;
-        created.extend([db.clone(), wal_path(&db, "-wal"), wal_path(&db, "-shm")]);
+        created
+            .0
+            .extend([db.clone(), wal_path(&db, "-wal"), wal_path(&db, "-shm")]);
         restrict_db_files(&db)?;
         let config = Config {
             version: 1,
@@ -567,7 +572,7 @@ pub fn init(home: Home, how: &UnlockArgs, args: &InitArgs) -> anyhow::Result<()>
         };
         let text = toml::to_string_pretty(&config).context("encoding the config")?;
         write_private_file(&config_path, text.as_bytes())?;
-        created.push(config_path.clone());
+        created.0.push(config_path.clone());
         let mut unlocked = open_with(home.clone(), store, master, VaultFormat::Current)?;
         let initialized = admin_event(
             "vault.init",
@@ -596,13 +601,10 @@ pub fn init(home: Home, how: &UnlockArgs, args: &InitArgs) -> anyhow::Result<()>
         restrict_db_files(&db)?;
         Ok::<_, anyhow::Error>(())
     })();
-    if let Err(e) = result {
-        // Leave no half-made vault behind: a second `init` would refuse to run.
-        for p in created {
-            let _ = fs::remove_file(p);
-        }
-        return Err(e);
-    }
+    // Leave no half-made vault behind (a second `init` would refuse to run), and no key
+    // file made for it.
+    result?;
+    created.keep();
     println!("initialized keygate vault in {}", home.dir.display());
     match (provider, key_file) {
         (Provider::KeyFile, Some(path)) => {
@@ -628,6 +630,24 @@ pub fn init(home: Home, how: &UnlockArgs, args: &InitArgs) -> anyhow::Result<()>
         _ => println!("master key: derived from your passphrase with Argon2id"),
     }
     Ok(())
+}
+
+/// Files one `init` created, removed when it is dropped before [`MadeByThisRun::keep`]:
+/// whatever way the `init` fails.
+struct MadeByThisRun(Vec<PathBuf>);
+
+impl MadeByThisRun {
+    fn keep(mut self) {
+        self.0.clear();
+    }
+}
+
+impl Drop for MadeByThisRun {
+    fn drop(&mut self) {
+        for path in &self.0 {
+            let _ = fs::remove_file(path);
+        }
+    }
 }
 
 /// The master key in environment variable `var`, which is then removed from this

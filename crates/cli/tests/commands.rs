@@ -623,6 +623,35 @@ mod init {
         );
     }
 
+    /// A regression test: an `init` that failed after making a new key file left the file
+    /// behind, a master key no vault was made with.
+    #[test]
+    fn a_failed_init_leaves_no_key_file_behind() {
+        let kg = Kg::empty();
+        // The home directory cannot be made: a file stands where it should be.
+        std::fs::write(kg.home(), "not a directory").unwrap();
+        let out = kg.run(
+            &["init", "--master-key-file", kg.key_file().to_str().unwrap()],
+            "",
+        );
+        assert_ne!(out.code, 0, "{out:#?}");
+        assert!(!kg.key_file().exists(), "{out:#?}");
+        // A key file that was there before is kept.
+        std::fs::remove_file(kg.home()).unwrap();
+        kg.ok(
+            &["init", "--master-key-file", kg.key_file().to_str().unwrap()],
+            "",
+        );
+        let other = Kg::empty();
+        std::fs::write(other.home(), "not a directory").unwrap();
+        let out = other.run(
+            &["init", "--master-key-file", kg.key_file().to_str().unwrap()],
+            "",
+        );
+        assert_ne!(out.code, 0, "{out:#?}");
+        assert!(kg.key_file().exists());
+    }
+
     /// A regression test: config.toml names the PKCS#11 module keygate loads and hands
     /// the PIN, yet was read whoever could write it.
     #[cfg(target_os = "linux")]

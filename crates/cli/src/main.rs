@@ -154,6 +154,8 @@ fn main() {
         }
     };
     init_logging(&cli.global);
+    // serve says so in its log and doctor in its report; any other command, here.
+    let tells_of_unlocked_secrets = !matches!(cli.command, Command::Serve(_) | Command::Doctor(_));
     let code = match run(cli) {
         Ok(code) => code,
         Err(e) if reader_went_away(&e) => 0,
@@ -162,6 +164,12 @@ fn main() {
             EXIT_ERROR
         }
     };
+    if tells_of_unlocked_secrets && !keygate_vault::secrets_locked() {
+        eprintln!(
+            "keygate: warning: some secrets could not be locked in memory (see `ulimit -l`); \
+             they may have been written to swap"
+        );
+    }
     std::process::exit(code);
 }
 

@@ -246,9 +246,10 @@ impl Scanner {
         self.run(|c| self.walk(&roots, c))
     }
 
-    /// Scans every unique blob of every commit reachable from any ref of the repository
-    /// at `repo`, root commits included; each secret is reported once, naming the first
-    /// commit that contains it (see `docs/scan.md` for which occurrence gives the location).
+    /// Scans every unique blob of every commit reachable from any ref or reflog entry of
+    /// the repository at `repo`, root commits included, and the blobs nothing reaches;
+    /// each secret is reported once, naming the first commit that contains it (see
+    /// `docs/scan.md` for which occurrence gives the location).
     pub fn scan_git_history(&self, repo: &Path) -> Result<Report, Error> {
         self.run(|c| self.history(repo, c))
     }

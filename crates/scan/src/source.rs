@@ -152,8 +152,9 @@ impl Scanner {
     /// rebased away, an older stash: still in the repository until its reflog expires),
     /// each with the first commit that has it; then the blobs nothing reaches (added and
     /// never committed, or in commits whose reflog entries expired), which stay in the
-    /// repository, and in every copy of it, until `git gc` prunes them. Those have no
-    /// commit and no path: their finding's path says `(unreachable blob ID)`.
+    /// repository's directory (and in a tarball or a Docker build context of it, not in a
+    /// clone) until `git gc` prunes them. Those have no commit and no path of their own:
+    /// their finding's path says `(unreachable blob ID)`.
     pub(crate) fn history(&self, repo: &Path, counters: &Counters) -> Result<Vec<Finding>, Error> {
         if git(repo, &["rev-parse", "--is-shallow-repository"]).is_ok_and(|o| o.trim() == "true") {
             self.warn(&format!(
@@ -163,18 +164,17 @@ impl Scanner {
             ));
         }
         // `--root` shows the root commits' files as added, whatever `log.showRoot` says.
-        // `--topo-order` with `--reverse` lists a commit after its parents even when their
-        // times tie (the reflog's entries would otherwise come in another order), so that
-        // of two commits with the same author time the ancestor is named.
-        let log = git(
-            repo,
-            &[
-                "-c",
-                "core.quotePath=false",
-                "log",
-                "--all",
-                "--reflog",
-                "--topo-order",
+        // `--date-order` with `--reverse` lists a commit after its parents even when their
+        // times tie (the reflog's entries would otherwise come in another order), and
+        // otherwise oldest first, so that of two commits with the same author time the
+        // ancestor, or the earlier (a cherry-pick's original), is named.
+        let log_args = |reflog: bool| {
+            let mut args = vec!["-c", "core.quotePath=false", "log", "--all"];
+            if reflog {
+                args.push("--reflog");
+            }
+            args.extend([
+                "--date-order",
                 "--root",
                 "--reverse",
                 "--no-renames",
@@ -183,8 +183,21 @@ impl Scanner {
                 "--no-abbrev",
                 "--diff-filter=AMT",
                 "--format=%x01%H %at",
-            ],
-        )?;
+            ]);
+            args
+        };
+        // A reflog entry whose commit cannot be read (a corrupted repository) fails the
+        // walk: then what the refs reach is scanned, and the rest is said not to be.
+        let log = match git(repo, &log_args(true)) {
+            Ok(log) => log,
+            Err(e) => {
+                self.warn(&format!(
+                    "commits only reflogs reach in {} are not scanned: {e}",
+                    repo.display()
+                ));
+                git(repo, &log_args(false))?
+            }
+        };
         let mut blobs: Vec<(String, Provenance)> = Vec::new();
         let mut seen: HashMap<String, usize> = HashMap::new();
         let (mut commit, mut time) = (String::new(), 0i64);
@@ -232,16 +245,17 @@ impl Scanner {
             .into_iter()
             .map(|(b, p)| (b, p.path.clone(), Some(p)))
             .collect();
-        match unreachable_blobs(repo) {
-            Ok(ids) => blobs.extend(
-                ids.into_iter()
-                    .filter(|id| !seen.contains_key(id))
-                    .map(|id| (id.clone(), unreachable_path(&id), None)),
-            ),
-            Err(e) => self.warn(&format!(
-                "blobs no commit reaches in {} are not scanned: {e}",
+        let (ids, trouble) = unreachable_blobs(repo);
+        blobs.extend(
+            ids.into_iter()
+                .filter(|id| !seen.contains_key(id))
+                .map(|id| (id.clone(), unreachable_path(&id), None)),
+        );
+        if let Some(trouble) = trouble {
+            self.warn(&format!(
+                "blobs no commit reaches in {}: {trouble}",
                 repo.display()
-            )),
+            ));
         }
         let found = self.blobs(repo, blobs, counters)?;
         // Each occurrence is suppressed or not already, so that de-duplication can keep a
@@ -581,22 +595,58 @@ pub(crate) fn git(repo: &Path, args: &[&str]) -> Result<String, Error> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// The ids of the blobs that no ref, reflog entry or index entry reaches.
-fn unreachable_blobs(repo: &Path) -> Result<Vec<String>, Error> {
-    let listed = git(
-        repo,
-        &[
+/// The ids of the blobs that no ref, reflog entry or index entry reaches, and what kept
+/// some from being listed. A repository that borrows objects from another (alternates:
+/// `git clone --shared`, `--reference`) is not asked: `fsck` would list the other's
+/// blobs as this one's. `fsck` lists what it can even when it finds the repository
+/// damaged, and says so with its exit status.
+fn unreachable_blobs(repo: &Path) -> (Vec<String>, Option<String>) {
+    let borrows = std::env::var_os("GIT_ALTERNATE_OBJECT_DIRECTORIES").is_some()
+        || git(
+            repo,
+            &["rev-parse", "--git-path", "objects/info/alternates"],
+        )
+        .ok()
+        .map(|path| repo.join(path.trim()))
+        .and_then(|path| std::fs::metadata(path).ok())
+        .is_some_and(|meta| meta.len() > 0);
+    if borrows {
+        let why = "not scanned: the repository borrows objects from another (alternates)";
+        return (Vec::new(), Some(why.to_owned()));
+    }
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(repo)
+        .args([
             "fsck",
             "--unreachable",
             "--connectivity-only",
             "--no-progress",
-        ],
-    )?;
-    Ok(listed
+        ])
+        // fsck's messages are translated; the lines read here must be git's own.
+        .env("LC_ALL", "C")
+        .env_remove("LANGUAGE")
+        .output();
+    let out = match out {
+        Ok(out) => out,
+        Err(e) => return (Vec::new(), Some(format!("not scanned: git fsck: {e}"))),
+    };
+    let ids = String::from_utf8_lossy(&out.stdout)
         .lines()
-        .filter_map(|line| line.strip_prefix("unreachable blob "))
+        // A repository without any ref calls them dangling.
+        .filter_map(|line| {
+            line.strip_prefix("unreachable blob ")
+                .or_else(|| line.strip_prefix("dangling blob "))
+        })
         .map(|id| id.trim().to_owned())
-        .collect())
+        .collect();
+    let trouble = (!out.status.success()).then(|| {
+        format!(
+            "git fsck found the repository damaged, and some may not be scanned: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )
+    });
+    (ids, trouble)
 }
 
 /// What an unreachable blob's finding gives as its path.

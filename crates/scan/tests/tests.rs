@@ -1333,6 +1333,74 @@ mod git {
         }
     }
 
+    /// A repository that borrows objects from another (`git clone --shared`, a CI
+    /// reference mirror) would have fsck list the other's unreachable blobs as its own.
+    #[test]
+    fn unreachable_blobs_of_another_repository_are_not_scanned() {
+        let source = repo();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(24);
+        let (name, text) = layouts(&cred("gate", 0, &mut rng)).remove(0);
+        std::fs::write(source.path().join(&name), &text).unwrap();
+        git(source.path(), &["add", "."]);
+        git(source.path(), &["rm", "-q", "--cached", &name]);
+        std::fs::remove_file(source.path().join(&name)).unwrap();
+
+        let report = Scanner::new().scan_git_history(source.path()).unwrap();
+        assert_eq!(report.active().count(), 1, "{report:#?}");
+
+        let shared = tempfile::tempdir().unwrap();
+        let clone = shared.path().join("clone");
+        git(
+            shared.path(),
+            &[
+                "clone",
+                "-q",
+                "--shared",
+                source.path().to_str().unwrap(),
+                "clone",
+            ],
+        );
+        let (builder, warnings) = super::warned();
+        let report = builder.build().scan_git_history(&clone).unwrap();
+        assert_eq!(report.active().count(), 0, "{report:#?}");
+        let warnings = warnings.lock().unwrap();
+        assert!(
+            warnings.iter().any(|w| w.contains("alternates")),
+            "{warnings:?}"
+        );
+    }
+
+    /// fsck lists what it can in a damaged repository, and says so by its exit status:
+    /// a missing object elsewhere must not hide the unreachable blobs it listed.
+    #[test]
+    fn unreachable_blobs_are_scanned_in_a_damaged_repository() {
+        let dir = repo();
+        let readme = git(dir.path(), &["rev-parse", "HEAD:README.md"]);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(25);
+        let (name, text) = layouts(&cred("bitfinex", 0, &mut rng)).remove(0);
+        std::fs::write(dir.path().join(&name), &text).unwrap();
+        git(dir.path(), &["add", "."]);
+        git(dir.path(), &["rm", "-q", "--cached", &name]);
+        std::fs::remove_file(dir.path().join(&name)).unwrap();
+        let object = dir
+            .path()
+            .join(".git/objects")
+            .join(&readme[..2])
+            .join(&readme[2..]);
+        std::fs::remove_file(object).unwrap();
+
+        let (builder, warnings) = super::warned();
+        let report = builder.build().scan_git_history(dir.path());
+        let report = report.unwrap();
+        assert_eq!(report.active().count(), 1, "{report:#?}");
+        assert_eq!(report.findings[0].exchange, "bitfinex");
+        let warnings = warnings.lock().unwrap();
+        assert!(
+            warnings.iter().any(|w| w.contains("damaged")),
+            "{warnings:?}"
+        );
+    }
+
     #[test]
     fn key_added_then_deleted_is_found_in_history_with_its_commit() {
         let dir = repo();

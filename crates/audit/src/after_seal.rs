@@ -26,10 +26,10 @@
 use keygate_store::Store;
 use subtle::ConstantTimeEq;
 
-use crate::{anchor, chained, events, AuditKey, Error};
+use crate::{anchor, events, rows_chained_to, AuditKey, Error};
 
 /// What the body of every administrative event holds, and no other's does.
-const ADMIN_MARK: &str = r#""type":"admin""#;
+const ADMIN_TYPE_TAG: &str = r#""type":"admin""#;
 
 /// The meta key under which the [`AdminFree`] mark is kept.
 const META_KEY: &str = "audit_admin_free";
@@ -41,14 +41,14 @@ const LABEL: &[u8] = b"keygate audit admin-free v1\0";
 const PAGE: u64 = 10_000;
 
 /// Whether an administrative event follows event `seq` in the log, reading only events
-/// that verify with `key` ([`crate::read_verified`]), inside the caller's read
+/// that verify with `key` (chained, and MACed with it), inside the caller's read
 /// transaction. Tables sealed at `seq` with a change after it were put back from before
 /// the change. Starts after the mark of [`mark_admin_free`] when one was made for this
 /// seal and the log still holds its event.
 pub fn admin_change_after(store: &Store, key: &AuditKey, seq: u64) -> Result<bool, Error> {
     Ok(matches!(
-        scan(store, key, seq, MarkFrom::LastMark)?,
-        Scan::AdminChange
+        read_after_seal(store, key, seq, MarkFrom::LastMark)?,
+        AfterSeal::AdminChange
     ))
 }
 
@@ -81,10 +81,27 @@ pub enum MarkFrom {
     Seal,
 }
 
+/// What [`mark_admin_free`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Marking {
+    /// The events after the seal verify and hold no administrative change, and the mark
+    /// now names the last of them.
+    Marked {
+        /// The seq of the event the mark names.
+        through: u64,
+    },
+    /// They verify and hold no administrative change, and none came since the mark (or
+    /// the seal): the mark is as it was.
+    NothingNew,
+    /// An administrative change follows the seal: the tables predate it, and the checks
+    /// refuse them. Nothing is marked.
+    AdminChange,
+}
+
 /// Reads the events after the tables' seal at event `sealed` as [`admin_change_after`]
 /// does, in one read transaction, and when they verify and hold no administrative
 /// change, marks the last of them so that later checks of this seal start after it.
-/// Returns whether an administrative change follows the seal (then nothing is marked).
+/// Events that do not verify are an error; read from the seal, they also remove the mark.
 ///
 /// `sealed` is read by the caller ([`Store::check_seal`]). A mark names the seal by its
 /// event: once the tables are sealed again at a later event, it is not used.
@@ -92,20 +109,20 @@ pub fn mark_admin_free(
     store: &Store,
     key: &AuditKey,
     sealed: u64,
-    from: MarkFrom,
-) -> Result<bool, Error> {
-    let scan = store.read_snapshot(|store| Ok(scan(store, key, sealed, from)))?;
-    let scan = match scan {
-        Err(e @ Error::Tampered { .. }) if from == MarkFrom::Seal => {
+    start: MarkFrom,
+) -> Result<Marking, Error> {
+    let found = store.read_snapshot(|store| Ok(read_after_seal(store, key, sealed, start)))?;
+    let found = match found {
+        Err(e @ Error::Tampered { .. }) if start == MarkFrom::Seal => {
             store.delete_meta(META_KEY)?;
             return Err(e);
         }
-        scan => scan?,
+        found => found?,
     };
-    match scan {
-        Scan::AdminChange => Ok(true),
-        Scan::Clean { last: None } => Ok(false),
-        Scan::Clean {
+    Ok(match found {
+        AfterSeal::AdminChange => Marking::AdminChange,
+        AfterSeal::Clean { last: None } => Marking::NothingNew,
+        AfterSeal::Clean {
             last: Some((through, hash)),
         } => {
             let mark = AdminFree {
@@ -114,13 +131,13 @@ pub fn mark_admin_free(
                 hash,
             };
             store.set_meta(META_KEY, &mark.encode(key))?;
-            Ok(false)
+            Marking::Marked { through }
         }
-    }
+    })
 }
 
 /// What reading the events after a seal found.
-enum Scan {
+enum AfterSeal {
     AdminChange,
     /// No administrative change; `last` is the last event read past the mark or the
     /// seal (its seq and chain hash), if any was.
@@ -129,32 +146,35 @@ enum Scan {
     },
 }
 
-fn scan(store: &Store, key: &AuditKey, sealed: u64, start: MarkFrom) -> Result<Scan, Error> {
+fn read_after_seal(
+    store: &Store,
+    key: &AuditKey,
+    sealed: u64,
+    start: MarkFrom,
+) -> Result<AfterSeal, Error> {
     let mark = match start {
         MarkFrom::LastMark => AdminFree::read(store, key, sealed)?,
         MarkFrom::Seal => None,
     };
-    let (mut from, mut prev) = match mark {
+    let (mut next, mut prev) = match mark {
         Some(mark) => (mark.through + 1, mark.hash),
         None => (sealed + 1, anchor(store, key, sealed + 1)?),
     };
     let mut last = None;
     loop {
-        let page = events(store, from, PAGE)?;
+        let (page, hash) = rows_chained_to(store, key, prev, next, PAGE)?;
         let Some(tail) = page.last() else {
-            return Ok(Scan::Clean { last });
+            return Ok(AfterSeal::Clean { last });
         };
-        for (expected, row) in (from..).zip(&page) {
-            prev = chained(&prev, row, expected, key)?;
-        }
         // The rows verified, so their bodies are as keygate wrote them: an administrative
         // event's says so, and no other's can (a quote inside a JSON string is escaped).
         // Cheaper than decoding every event after the seal, of which there may be millions.
-        if page.iter().any(|row| row.body.contains(ADMIN_MARK)) {
-            return Ok(Scan::AdminChange);
+        if page.iter().any(|row| row.body.contains(ADMIN_TYPE_TAG)) {
+            return Ok(AfterSeal::AdminChange);
         }
-        from = tail.seq + 1;
-        last = Some((tail.seq, prev.clone()));
+        next = tail.seq + 1;
+        last = Some((tail.seq, hash.clone()));
+        prev = hash;
     }
 }
 
@@ -279,7 +299,10 @@ mod tests {
     #[test]
     fn a_check_starts_after_the_mark_of_its_seal() {
         let (_dir, store, key) = log_with(5);
-        assert!(!mark_admin_free(&store, &key, 1, MarkFrom::LastMark).unwrap());
+        assert!(matches!(
+            mark_admin_free(&store, &key, 1, MarkFrom::LastMark).unwrap(),
+            Marking::Marked { .. }
+        ));
         // An event before the mark, edited: the check no longer reads it (the full
         // verification still names it), while one from another seal reads it and fails.
         edit_body(&store, 3);
@@ -297,9 +320,15 @@ mod tests {
     #[test]
     fn reading_from_the_seal_again_finds_an_edit_before_the_mark_and_drops_it() {
         let (_dir, store, key) = log_with(5);
-        assert!(!mark_admin_free(&store, &key, 1, MarkFrom::LastMark).unwrap());
+        assert!(matches!(
+            mark_admin_free(&store, &key, 1, MarkFrom::LastMark).unwrap(),
+            Marking::Marked { .. }
+        ));
         edit_body(&store, 3);
-        assert!(!mark_admin_free(&store, &key, 1, MarkFrom::LastMark).unwrap());
+        assert_eq!(
+            mark_admin_free(&store, &key, 1, MarkFrom::LastMark).unwrap(),
+            Marking::NothingNew
+        );
         assert!(matches!(
             mark_admin_free(&store, &key, 1, MarkFrom::Seal),
             Err(Error::Tampered { seq: 3, .. })
@@ -314,7 +343,10 @@ mod tests {
     #[test]
     fn a_change_after_the_mark_is_found() {
         let (_dir, store, key) = log_with(3);
-        assert!(!mark_admin_free(&store, &key, 1, MarkFrom::LastMark).unwrap());
+        assert!(matches!(
+            mark_admin_free(&store, &key, 1, MarkFrom::LastMark).unwrap(),
+            Marking::Marked { .. }
+        ));
         append_within(&store, &key, &[request(), admin(), request()]).unwrap();
         assert!(admin_change_after(&store, &key, 1).unwrap());
         // And events after the mark are still verified.
@@ -329,7 +361,10 @@ mod tests {
     fn nothing_is_marked_past_a_change() {
         let (_dir, store, key) = log_with(2);
         append_within(&store, &key, &[admin(), request()]).unwrap();
-        assert!(mark_admin_free(&store, &key, 1, MarkFrom::LastMark).unwrap());
+        assert_eq!(
+            mark_admin_free(&store, &key, 1, MarkFrom::LastMark).unwrap(),
+            Marking::AdminChange
+        );
         assert!(store.meta(META_KEY).unwrap().is_none());
         assert!(admin_change_after(&store, &key, 1).unwrap());
     }
@@ -337,7 +372,10 @@ mod tests {
     #[test]
     fn a_mark_that_does_not_hold_is_not_used() {
         let (_dir, store, key) = log_with(4);
-        assert!(!mark_admin_free(&store, &key, 1, MarkFrom::LastMark).unwrap());
+        assert!(matches!(
+            mark_admin_free(&store, &key, 1, MarkFrom::LastMark).unwrap(),
+            Marking::Marked { .. }
+        ));
         edit_body(&store, 2);
         let mark = store.meta(META_KEY).unwrap().unwrap();
 
@@ -350,11 +388,20 @@ mod tests {
             Err(Error::Tampered { seq: 2, .. })
         ));
 
-        // Its fields altered under the old MAC.
+        // Its fields altered under the old MAC: naming an earlier event, with that event's
+        // own hash, it would skip less, yet still past the edit.
+        let hash_of_3: Vec<u8> = store
+            .connection()
+            .query_row("SELECT hash FROM events WHERE seq = 3", [], |r| r.get(0))
+            .unwrap();
         let mut altered = mark.clone();
-        altered[15] -= 1;
+        altered[8..16].copy_from_slice(&3u64.to_be_bytes());
+        altered[16..48].copy_from_slice(&hash_of_3);
         store.set_meta(META_KEY, &altered).unwrap();
-        assert!(admin_change_after(&store, &key, 1).is_err());
+        assert!(matches!(
+            admin_change_after(&store, &key, 1),
+            Err(Error::Tampered { seq: 2, .. })
+        ));
 
         // Its event rewritten (the log rebuilt): the mark no longer names it.
         store.set_meta(META_KEY, &mark).unwrap();
@@ -379,14 +426,23 @@ mod tests {
     #[test]
     fn a_mark_grows_with_the_log() {
         let (_dir, store, key) = log_with(2);
-        assert!(!mark_admin_free(&store, &key, 1, MarkFrom::LastMark).unwrap());
+        assert!(matches!(
+            mark_admin_free(&store, &key, 1, MarkFrom::LastMark).unwrap(),
+            Marking::Marked { .. }
+        ));
         append_within(&store, &key, &[request(), request()]).unwrap();
-        assert!(!mark_admin_free(&store, &key, 1, MarkFrom::LastMark).unwrap());
+        assert!(matches!(
+            mark_admin_free(&store, &key, 1, MarkFrom::LastMark).unwrap(),
+            Marking::Marked { .. }
+        ));
         let mark = AdminFree::decode(&store.meta(META_KEY).unwrap().unwrap(), &key).unwrap();
         assert_eq!((mark.sealed, mark.through), (1, 5));
         // A log with nothing after the seal marks nothing.
         let (_dir, store, key) = log_with(0);
-        assert!(!mark_admin_free(&store, &key, 1, MarkFrom::LastMark).unwrap());
+        assert_eq!(
+            mark_admin_free(&store, &key, 1, MarkFrom::LastMark).unwrap(),
+            Marking::NothingNew
+        );
         assert!(store.meta(META_KEY).unwrap().is_none());
     }
 }

@@ -46,7 +46,9 @@
 mod after_seal;
 mod export;
 
-pub use after_seal::{admin_change_after, admin_change_after_seal, mark_admin_free, MarkFrom};
+pub use after_seal::{
+    admin_change_after, admin_change_after_seal, mark_admin_free, MarkFrom, Marking,
+};
 pub use export::{csv_header, csv_line, Filter};
 
 use std::collections::{BTreeMap, HashMap};
@@ -1101,12 +1103,25 @@ fn verified_rows_within(
     limit: u64,
 ) -> Result<Vec<EventRow>, Error> {
     let from = from.max(1);
-    let mut prev = anchor(store, key, from)?;
+    let prev = anchor(store, key, from)?;
+    Ok(rows_chained_to(store, key, prev, from, limit)?.0)
+}
+
+/// Rows with `seq >= from`, at most `limit`, the first chained to `prev` (the chain hash
+/// of the event before `from`), each chained to the one before and MAC-verified; with
+/// the chain hash of the last (`prev` when there is none).
+fn rows_chained_to(
+    store: &Store,
+    key: &AuditKey,
+    mut prev: Vec<u8>,
+    from: u64,
+    limit: u64,
+) -> Result<(Vec<EventRow>, Vec<u8>), Error> {
     let rows = events(store, from, limit)?;
     for (expected, row) in (from..).zip(&rows) {
         prev = chained(&prev, row, expected, key)?;
     }
-    Ok(rows)
+    Ok((rows, prev))
 }
 
 /// Reads events with `seq >= from`, decoded, with their seq.

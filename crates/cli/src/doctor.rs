@@ -196,7 +196,8 @@ fn master_key(vault: &Unlocked) -> anyhow::Result<Check> {
 fn passphrase_kdf(vault: &Unlocked) -> anyhow::Result<Check> {
     let raw = vault
         .store
-        .meta(crate::home::META_KDF)?
+        .meta(crate::home::META_KDF)
+        .context("reading the vault's key-derivation parameters")?
         .context("the vault has no key-derivation parameters")?;
     let params: KdfParams =
         serde_json::from_slice(&raw).context("decoding the key-derivation parameters")?;

@@ -66,7 +66,10 @@ impl Home {
                 path.display()
             )
         })?;
-        check_not_writable_by_others(&path, &file.metadata()?)?;
+        let meta = file
+            .metadata()
+            .with_context(|| format!("reading {}", path.display()))?;
+        check_config_owner_and_mode(&path, &meta)?;
         let mut text = String::new();
         std::io::Read::read_to_string(&mut file, &mut text)
             .with_context(|| format!("reading {}", path.display()))?;
@@ -532,7 +535,7 @@ pub fn init(home: Home, how: &UnlockArgs, args: &InitArgs) -> anyhow::Result<()>
                 let master = MasterKey::create_key_file(&path)
                     .with_context(|| format!("creating key file {}", path.display()))?;
                 // A key that no vault was made with opens nothing: it goes if this fails.
-                created.0.push(path.clone());
+                created.add(path.clone());
                 master
             };
             (master, Provider::KeyFile, Some(path), None)
@@ -556,9 +559,9 @@ pub fn init(home: Home, how: &UnlockArgs, args: &InitArgs) -> anyhow::Result<()>
     set_mode(&home.dir, 0o700)?;
     let result = (|| {
         let store = Store::create(&db).context("creating the database")?;
-        created
-            .0
-            .extend([db.clone(), wal_path(&db, "-wal"), wal_path(&db, "-shm")]);
+        for made in [db.clone(), wal_path(&db, "-wal"), wal_path(&db, "-shm")] {
+            created.add(made);
+        }
         restrict_db_files(&db)?;
         let config = Config {
             version: 1,
@@ -572,7 +575,7 @@ pub fn init(home: Home, how: &UnlockArgs, args: &InitArgs) -> anyhow::Result<()>
         };
         let text = toml::to_string_pretty(&config).context("encoding the config")?;
         write_private_file(&config_path, text.as_bytes())?;
-        created.0.push(config_path.clone());
+        created.add(config_path.clone());
         let mut unlocked = open_with(home.clone(), store, master, VaultFormat::Current)?;
         let initialized = admin_event(
             "vault.init",
@@ -637,6 +640,10 @@ pub fn init(home: Home, how: &UnlockArgs, args: &InitArgs) -> anyhow::Result<()>
 struct MadeByThisRun(Vec<PathBuf>);
 
 impl MadeByThisRun {
+    fn add(&mut self, path: PathBuf) {
+        self.0.push(path);
+    }
+
     fn keep(mut self) {
         self.0.clear();
     }
@@ -816,9 +823,10 @@ fn first_line_of_secret_file(path: &Path, what: &str) -> anyhow::Result<SecretSt
     ))
 }
 
-/// Refuses a file that another user owns, or that its group or others may write.
+/// Refuses a configuration file that another user owns, or that its group or others may
+/// write. Linux only: elsewhere keygate has no way to ask for its own user id.
 #[cfg(target_os = "linux")]
-fn check_not_writable_by_others(path: &Path, meta: &fs::Metadata) -> anyhow::Result<()> {
+fn check_config_owner_and_mode(path: &Path, meta: &fs::Metadata) -> anyhow::Result<()> {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let me = rustix::process::geteuid().as_raw();
     if meta.uid() != me {
@@ -840,7 +848,7 @@ fn check_not_writable_by_others(path: &Path, meta: &fs::Metadata) -> anyhow::Res
 }
 
 #[cfg(not(target_os = "linux"))]
-fn check_not_writable_by_others(_path: &Path, _meta: &fs::Metadata) -> anyhow::Result<()> {
+fn check_config_owner_and_mode(_path: &Path, _meta: &fs::Metadata) -> anyhow::Result<()> {
     Ok(())
 }
 

@@ -22,6 +22,17 @@ fn now_ms() -> u64 {
         .as_millis() as u64
 }
 
+/// The check named `name` in `doctor --json`'s report.
+fn doctor_check(doctor: &Value, name: &str) -> Value {
+    doctor
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("no {name} check: {doctor}"))
+}
+
 fn db(kg: &Kg) -> rusqlite::Connection {
     rusqlite::Connection::open(kg.db()).unwrap()
 }
@@ -492,13 +503,7 @@ mod init {
     fn doctor_warns_of_a_key_file_inside_the_home_directory() {
         let verdict = |kg: &Kg| {
             let doctor = kg.ok(&["doctor", "--json"], "").json();
-            let check = doctor
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|c| c["check"] == "master key")
-                .cloned()
-                .unwrap_or_else(|| panic!("no master key check: {doctor}"));
+            let check = doctor_check(&doctor, "master key");
             (
                 check["verdict"].as_str().unwrap().to_owned(),
                 check["detail"].as_str().unwrap().to_owned(),
@@ -697,13 +702,7 @@ mod init {
         let doctor = kg
             .run(&["--passphrase-file", good, "doctor", "--json"], "")
             .json();
-        let check = doctor
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["check"] == "master key")
-            .cloned()
-            .unwrap();
+        let check = doctor_check(&doctor, "master key");
         assert_eq!(check["verdict"], "warn", "{check}");
         assert!(
             check["detail"]
@@ -2254,12 +2253,7 @@ mod client {
             verify.stderr
         );
         let doctor = kg.fails(&["doctor", "--json"], "", 1).json();
-        let table = doctor
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["check"] == "client and account tables")
-            .unwrap();
+        let table = doctor_check(&doctor, "client and account tables");
         assert_eq!(table["verdict"], "fail", "{doctor}");
         // A change made meanwhile does not vouch for the table, and says so.
         let frozen = kg.ok(&["client", "freeze", "bot2"], "");
@@ -2556,13 +2550,7 @@ mod client {
             );
         }
         let doctor = kg.fails(&["doctor", "--json", "--exchange"], "", 1).json();
-        let key = doctor
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["check"] == "exchange key")
-            .cloned()
-            .unwrap();
+        let key = doctor_check(&doctor, "exchange key");
         assert_eq!(key["verdict"], "fail", "{key}");
         assert!(
             key["detail"].as_str().unwrap().starts_with("not asked"),

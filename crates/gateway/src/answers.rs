@@ -5,8 +5,8 @@
 //! rate, but an answer can be tens of megabytes (Binance's `exchangeInfo` needs no key),
 //! and many clients reading slowly at once would hold many of them for a long time. So
 //! large answers are counted from when they arrive until their last byte is written (or
-//! their connection is gone), and while the count is at its limit the requests that
-//! bring large answers are refused before they are sent:
+//! their connection is gone), and while the count is at its limit the requests that may
+//! bring one are refused before they are sent, whatever the size of their own answer:
 //!
 //! - public market data, while all large answers held reach the limit;
 //! - signed reads, while those held for signed requests alone reach it, so that callers

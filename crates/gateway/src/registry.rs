@@ -5,7 +5,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::VerifyingKey;
-use keygate_audit::{AuditKey, MarkFrom};
+use keygate_audit::{AuditKey, MarkFrom, Marking};
 use keygate_core::{ClientStatus, Exchange, Name, Policy};
 use keygate_monitor::{Alert, AlertRule, Alerter, Severity};
 use keygate_store::{ClientKeyMaterial, Store};
@@ -277,8 +277,8 @@ pub const REREAD_INTERVAL: Duration = Duration::from_secs(3600);
 /// its own, so that a long read never delays a reload past [`RELOAD_INTERVAL`]. A mark
 /// that cannot be made is logged; the checks then read from the seal, as they would
 /// without one, and report what they find. Events that do not verify also raise a
-/// critical `log_unreadable` alert through `alerter`, once until a mark is made again:
-/// no request reads those old events, so nothing else would say the log was edited.
+/// critical `log_unreadable` alert through `alerter`, once until a reading verifies
+/// again: no request reads old events, so nothing else would say the log was edited.
 pub fn spawn_admin_free_marker(
     store: Store,
     master: Arc<MasterKey>,
@@ -292,53 +292,62 @@ pub fn spawn_admin_free_marker(
         .spawn(move || {
             let mut marked_at = None::<Instant>;
             let mut reread_at = None::<Instant>;
-            let mut alerted = false;
+            let mut told_of_edit = false;
             while live.strong_count() > 0 {
                 if marked_at.is_none_or(|at| at.elapsed() >= MARK_INTERVAL) {
                     marked_at = Some(Instant::now());
-                    let from = if reread_at.is_none_or(|at| at.elapsed() >= REREAD_INTERVAL) {
+                    let start = if reread_at.is_none_or(|at| at.elapsed() >= REREAD_INTERVAL) {
                         reread_at = marked_at;
                         MarkFrom::Seal
                     } else {
                         MarkFrom::LastMark
                     };
-                    let marked = store
-                        .read_snapshot(|store| store.check_seal(&master))
-                        .map_err(keygate_audit::Error::from)
-                        .and_then(|sealed| {
-                            keygate_audit::mark_admin_free(&store, &key, sealed, from)
-                        });
-                    match &marked {
-                        Ok(false) => tracing::debug!("marked the audit log after the seal"),
-                        Ok(true) => tracing::debug!(
-                            "an administrative change follows the seal; nothing marked"
-                        ),
-                        Err(e) => {
-                            tracing::warn!(error = %e, "cannot mark the audit log after the seal")
+                    match mark_once(&store, &master, &key, start) {
+                        Ok(()) => told_of_edit = false,
+                        Err(e @ keygate_audit::Error::Tampered { .. }) => {
+                            if let (false, Some(alerter)) = (told_of_edit, &alerter) {
+                                told_of_edit = true;
+                                alerter.raise(Alert::outside_log(
+                                    Severity::Critical,
+                                    AlertRule::LogUnreadable,
+                                    format!(
+                                        "the audit log was edited behind keygate's back ({e}); \
+                                         `keygate audit verify` names where"
+                                    ),
+                                ));
+                            }
                         }
-                    }
-                    match (&marked, &alerter) {
-                        (Ok(_), _) => alerted = false,
-                        (Err(e @ keygate_audit::Error::Tampered { .. }), Some(alerter))
-                            if !alerted =>
-                        {
-                            alerted = true;
-                            alerter.raise(Alert::outside_log(
-                                Severity::Critical,
-                                AlertRule::LogUnreadable,
-                                format!(
-                                    "the audit log was edited behind keygate's back ({e}); \
-                                     `keygate audit verify` names where"
-                                ),
-                            ));
-                        }
-                        _ => {}
+                        Err(_) => {}
                     }
                 }
                 std::thread::sleep(RELOAD_INTERVAL);
             }
         })?;
     Ok(())
+}
+
+/// One marking from `start`, logged.
+fn mark_once(
+    store: &Store,
+    master: &MasterKey,
+    key: &AuditKey,
+    start: MarkFrom,
+) -> Result<(), keygate_audit::Error> {
+    let marked = store
+        .read_snapshot(|store| store.check_seal(master))
+        .map_err(keygate_audit::Error::from)
+        .and_then(|sealed| keygate_audit::mark_admin_free(store, key, sealed, start));
+    match &marked {
+        Ok(Marking::Marked { through }) => {
+            tracing::debug!(through, "marked the audit log after the seal")
+        }
+        Ok(Marking::NothingNew) => {}
+        Ok(Marking::AdminChange) => {
+            tracing::debug!("an administrative change follows the seal; nothing marked")
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot mark the audit log after the seal"),
+    }
+    marked.map(|_| ())
 }
 
 /// Polls `store` and reloads `live` whenever the generation changes, until `live` is the
@@ -432,7 +441,7 @@ mod tests {
     }
 
     #[test]
-    fn the_marker_marks_the_log_and_loads_start_after_it() {
+    fn the_marker_marks_the_log_and_checks_start_after_it() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("keygate.db");
         let master = MasterKey::create_key_file(&dir.path().join("master.key")).unwrap();
@@ -478,6 +487,9 @@ mod tests {
         let requests: Vec<Event> = (0..5).map(|_| request()).collect();
         keygate_audit::append_within(&store, &key, &requests).unwrap();
         let live = Arc::new(Live::new(Registry::load(&store, &master).unwrap()));
+        // Marked, then an event before the mark edited: only a reading from the seal sees it.
+        keygate_audit::mark_admin_free(&store, &key, 0, MarkFrom::LastMark).unwrap();
+        assert!(store.meta("audit_admin_free").unwrap().is_some());
         store
             .connection()
             .execute(
@@ -485,6 +497,7 @@ mod tests {
                 [],
             )
             .unwrap();
+        assert!(!keygate_audit::admin_change_after(&store, &key, 0).unwrap());
 
         let (alerter, alerts) = Alerter::channel();
         spawn_admin_free_marker(

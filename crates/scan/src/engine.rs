@@ -52,8 +52,8 @@ pub(crate) struct Engine {
     ac: AhoCorasick,
     patterns: Vec<Pattern>,
     by_len: Vec<Vec<usize>>,
-    /// Token lengths that base64 of a value some rule matches has, padded or not.
-    encoded_len: Vec<bool>,
+    /// By token length: whether base64 of a value some rule matches has that length.
+    is_encoded_len: Vec<bool>,
     pem_rules: Vec<usize>,
     pem_re: regex::bytes::Regex,
     label_re: regex::bytes::Regex,
@@ -132,11 +132,11 @@ impl Engine {
         }
         // With a line end or two encoded after the value too (`echo $KEY | base64`, a
         // file given to `kubectl create secret --from-file`).
-        let mut encoded_len = vec![false; MAX_TOKEN + 1];
+        let mut is_encoded_len = vec![false; MAX_TOKEN + 1];
         for len in (0..=MAX_TOKEN).filter(|&len| !by_len[len].is_empty()) {
             for with_end in len..=len + 2 {
-                for encoded in [with_end.div_ceil(3) * 4, (with_end * 4).div_ceil(3)] {
-                    if let Some(slot) = encoded_len.get_mut(encoded) {
+                for encoded in base64_lengths(with_end) {
+                    if let Some(slot) = is_encoded_len.get_mut(encoded) {
                         *slot = true;
                     }
                 }
@@ -150,7 +150,7 @@ impl Engine {
             ac,
             patterns,
             by_len,
-            encoded_len,
+            is_encoded_len,
             pem_rules,
             pem_re: re(r"-----BEGIN ((?:EC |RSA |OPENSSH |ENCRYPTED )?PRIVATE KEY)-----"),
             label_re: re(
@@ -273,7 +273,7 @@ impl Engine {
             // A value written base64-encoded, as a Kubernetes secret's `data:` holds it: the
             // decoded value is checked where the token stands, with the token's label and
             // keywords around it.
-            if any_hit && self.encoded_len[len] && !is_glued_to_letter(data, start, end) {
+            if any_hit && self.is_encoded_len[len] && !is_glued_to_letter(data, start, end) {
                 if let Some(decoded) = decode_printable(token) {
                     for &ri in &self.by_len[decoded.len()] {
                         if let Some(c) = self.token_cand(&ctx, ri, start, &decoded) {
@@ -1253,6 +1253,11 @@ fn is_plausible_passphrase(v: &[u8]) -> bool {
         && !v.contains(&b'(')
         && memchr::memmem::find(&lower, b"your").is_none()
         && memchr::memmem::find(&lower, b"env").is_none()
+}
+
+/// The lengths of `n` bytes in base64: padded with `=` to a multiple of 4, and not.
+fn base64_lengths(n: usize) -> [usize; 2] {
+    [n.div_ceil(3) * 4, (n * 4).div_ceil(3)]
 }
 
 /// Standard base64, padded or not.

@@ -601,16 +601,7 @@ pub(crate) fn git(repo: &Path, args: &[&str]) -> Result<String, Error> {
 /// blobs as this one's. `fsck` lists what it can even when it finds the repository
 /// damaged, and says so with its exit status.
 fn unreachable_blobs(repo: &Path) -> (Vec<String>, Option<String>) {
-    let borrows = std::env::var_os("GIT_ALTERNATE_OBJECT_DIRECTORIES").is_some()
-        || git(
-            repo,
-            &["rev-parse", "--git-path", "objects/info/alternates"],
-        )
-        .ok()
-        .map(|path| repo.join(path.trim()))
-        .and_then(|path| std::fs::metadata(path).ok())
-        .is_some_and(|meta| meta.len() > 0);
-    if borrows {
+    if borrows_objects(repo) {
         let why = "not scanned: the repository borrows objects from another (alternates)";
         return (Vec::new(), Some(why.to_owned()));
     }
@@ -647,6 +638,19 @@ fn unreachable_blobs(repo: &Path) -> (Vec<String>, Option<String>) {
         )
     });
     (ids, trouble)
+}
+
+/// Whether the repository at `repo` reads objects from another's object store too.
+fn borrows_objects(repo: &Path) -> bool {
+    std::env::var_os("GIT_ALTERNATE_OBJECT_DIRECTORIES").is_some()
+        || git(
+            repo,
+            &["rev-parse", "--git-path", "objects/info/alternates"],
+        )
+        .ok()
+        .map(|path| repo.join(path.trim()))
+        .and_then(|path| std::fs::metadata(path).ok())
+        .is_some_and(|meta| meta.len() > 0)
 }
 
 /// What an unreachable blob's finding gives as its path.

@@ -199,6 +199,7 @@ pub fn run(unlocked: Unlocked, args: &ServeArgs) -> anyhow::Result<()> {
                 audit: audit_log.clone(),
                 live: Arc::clone(&live),
                 weight: gateway.weight_gauge(),
+                answers: gateway.answers_held(),
             };
             let admin = AdminServer::start(addr, state)
                 .with_context(|| format!("binding the admin listener {addr}"))?;

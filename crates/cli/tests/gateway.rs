@@ -932,6 +932,8 @@ fn serve_alerts_a_signed_webhook_and_alerts_list_recomputes_what_it_sent() {
         "{metrics}"
     );
     for line in [
+        "keygate_answer_bytes_held{caller=\"public\"} 0",
+        "keygate_answer_bytes_held{caller=\"signed\"} 0",
         "keygate_requests_total{client=\"bot1\",action=\"withdraw\",decision=\"denied\",rule=\"scope\"} 1",
         "keygate_alerts_total{rule=\"withdrawal\",severity=\"critical\"} 1",
     ] {

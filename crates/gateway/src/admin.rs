@@ -26,6 +26,7 @@ use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
 use crate::registry::Live;
 use crate::weight::WeightGauge;
+use crate::AnswersHeld;
 
 /// Admin connections served at once; more wait in the kernel's queue until one ends.
 const MAX_CONNECTIONS: usize = 32;
@@ -46,6 +47,8 @@ pub struct AdminState {
     pub live: Arc<Live>,
     /// The request weight the exchanges report used.
     pub weight: Arc<WeightGauge>,
+    /// The large answers held for slow clients.
+    pub answers: AnswersHeld,
 }
 
 /// The admin endpoints, for tests to drive with `oneshot` and for [`AdminServer`] to serve.
@@ -93,6 +96,20 @@ async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
         "Request weight each exchange host reports used this minute, by weight pool.",
         ["upstream", "pool"],
         &state.weight.this_minute(crate::now_ms()),
+    );
+    let held: Vec<([String; 1], u64)> = state
+        .answers
+        .bytes()
+        .iter()
+        .map(|(caller, n)| ([(*caller).to_owned()], *n as u64))
+        .collect();
+    write_gauge(
+        &mut text,
+        "keygate_answer_bytes_held",
+        "Bytes of large answers (16 KiB and more) not yet written to their clients, by caller; \
+         public data is refused at --max-answer-mib in all, signed reads at that in signed.",
+        ["caller"],
+        &held,
     );
     (
         [(

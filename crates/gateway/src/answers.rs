@@ -37,6 +37,28 @@ pub(crate) enum Caller {
     Signed,
 }
 
+impl Caller {
+    /// As the metrics name it.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Caller::Public => "public",
+            Caller::Signed => "signed",
+        }
+    }
+}
+
+/// What the admin listener reads of the answers held: the bytes of large answers not yet
+/// written to their clients, by caller.
+#[derive(Clone, Debug)]
+pub struct AnswersHeld(pub(crate) Arc<AnswerBudget>);
+
+impl AnswersHeld {
+    /// `(caller, bytes)` for public calls and signed requests.
+    pub fn bytes(&self) -> [(&'static str, usize); 2] {
+        self.0.held_now().map(|(caller, n)| (caller.as_str(), n))
+    }
+}
+
 /// The bytes of large answers held for clients, and their limit.
 #[derive(Debug)]
 pub(crate) struct AnswerBudget {
@@ -59,6 +81,12 @@ impl AnswerBudget {
             Caller::Public => &self.public,
             Caller::Signed => &self.signed,
         }
+    }
+
+    /// The bytes of large answers held now, for public calls and for signed requests.
+    pub(crate) fn held_now(&self) -> [(Caller, usize); 2] {
+        [Caller::Public, Caller::Signed]
+            .map(|caller| (caller, self.held(caller).load(Ordering::Relaxed)))
     }
 
     /// Whether a request of `caller` that may bring a large answer is refused now.
@@ -131,6 +159,10 @@ mod tests {
         let public = budget.body(Bytes::from(answer.clone()), Caller::Public);
         let signed = budget.body(Bytes::from(answer.clone()), Caller::Signed);
         assert_eq!(held(&budget), (answer.len(), answer.len()));
+        assert_eq!(
+            AnswersHeld(Arc::clone(&budget)).bytes(),
+            [("public", answer.len()), ("signed", answer.len())]
+        );
         // Public data is refused past the limit of all answers held; signed reads only
         // past that of signed answers.
         assert!(budget.refuses(Caller::Public));

@@ -48,6 +48,8 @@
 
 pub mod admin;
 mod answers;
+
+pub use answers::AnswersHeld;
 pub mod registry;
 mod replay;
 mod server;
@@ -201,6 +203,11 @@ impl Gateway {
         self.limits = limits;
         self.answers = AnswerBudget::new(limits.max_answer_bytes);
         self
+    }
+
+    /// The large answers held for slow clients, for the admin listener's metrics.
+    pub fn answers_held(&self) -> AnswersHeld {
+        AnswersHeld(Arc::clone(&self.answers))
     }
 
     /// The request weight each exchange host reported used this minute, by base URL, for

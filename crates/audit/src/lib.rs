@@ -1081,17 +1081,7 @@ fn read_verified_within(
     from: u64,
     limit: u64,
 ) -> Result<Vec<(u64, Event)>, Error> {
-    verified_rows_within(store, key, from, limit)?
-        .into_iter()
-        .map(|row| {
-            serde_json::from_str::<Event>(&row.body)
-                .map(|event| (row.seq, event))
-                .map_err(|e| Error::Tampered {
-                    seq: row.seq,
-                    reason: format!("body is not a keygate event: {e}"),
-                })
-        })
-        .collect()
+    decoded(verified_rows_within(store, key, from, limit)?)
 }
 
 /// Rows with `seq >= from`, at most `limit`, each chained from the MAC-verified row before
@@ -1126,11 +1116,15 @@ fn rows_chained_to(
 
 /// Reads events with `seq >= from`, decoded, with their seq.
 pub fn read(store: &Store, from: u64, limit: u64) -> Result<Vec<(u64, Event)>, Error> {
-    events(store, from, limit)?
-        .into_iter()
+    decoded(events(store, from, limit)?)
+}
+
+/// `rows` decoded, each with its seq; a body that is not an event is tampering.
+fn decoded(rows: Vec<EventRow>) -> Result<Vec<(u64, Event)>, Error> {
+    rows.into_iter()
         .map(|row| {
             serde_json::from_str::<Event>(&row.body)
-                .map(|e| (row.seq, e))
+                .map(|event| (row.seq, event))
                 .map_err(|e| Error::Tampered {
                     seq: row.seq,
                     reason: format!("body is not a keygate event: {e}"),

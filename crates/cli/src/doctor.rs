@@ -2,7 +2,6 @@
 
 use std::path::Path;
 
-use anyhow::Context as _;
 use clap::Args;
 use keygate_audit::Verified;
 use keygate_core::{ClientStatus, Exchange, Scope};
@@ -194,13 +193,7 @@ fn master_key(vault: &Unlocked) -> anyhow::Result<Check> {
 /// A passphrase vault's Argon2id cost: below the recommended one (a vault made with
 /// `--insecure-fast-kdf`, for tests), a copy of the database is attacked that much faster.
 fn passphrase_kdf(vault: &Unlocked) -> anyhow::Result<Check> {
-    let raw = vault
-        .store
-        .meta(crate::home::META_KDF)
-        .context("reading the vault's key-derivation parameters")?
-        .context("the vault has no key-derivation parameters")?;
-    let params: KdfParams =
-        serde_json::from_slice(&raw).context("decoding the key-derivation parameters")?;
+    let params = crate::home::stored_kdf_params(&vault.store)?;
     let recommended = KdfParams::recommended();
     let cost = format!(
         "Argon2id with {} MiB and {} passes",

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroize;
 
 /// Meta key holding the Argon2id parameters of a passphrase vault (JSON).
-pub(crate) const META_KDF: &str = "kdf";
+const META_KDF: &str = "kdf";
 /// Meta key holding the sealed check value that tells a wrong key from a right one.
 pub const META_CHECK: &str = "check";
 /// Meta key naming the master-key provider (`passphrase`, `key-file`, `env`, `hsm`).
@@ -729,12 +729,7 @@ pub fn unlock(home: Home, how: &UnlockArgs) -> anyhow::Result<Unlocked> {
             MasterKey::from_key_file(path).context("reading the master key file")?
         }
         (None, Provider::Passphrase) => {
-            let raw = store
-                .meta(META_KDF)
-                .context("reading the vault's key-derivation parameters")?
-                .context("the vault has no key-derivation parameters; is it a key-file vault?")?;
-            let params: KdfParams =
-                serde_json::from_slice(&raw).context("decoding the key-derivation parameters")?;
+            let params = stored_kdf_params(&store)?;
             let passphrase = read_passphrase(how, false)?;
             MasterKey::from_passphrase(&passphrase, &params)
                 .context("deriving the master key from the passphrase")?
@@ -850,6 +845,15 @@ fn check_config_owner_and_mode(path: &Path, meta: &fs::Metadata) -> anyhow::Resu
 #[cfg(not(target_os = "linux"))]
 fn check_config_owner_and_mode(_path: &Path, _meta: &fs::Metadata) -> anyhow::Result<()> {
     Ok(())
+}
+
+/// The Argon2id parameters a passphrase vault was made with, as stored beside it.
+pub(crate) fn stored_kdf_params(store: &Store) -> anyhow::Result<KdfParams> {
+    let raw = store
+        .meta(META_KDF)
+        .context("reading the vault's key-derivation parameters")?
+        .context("the vault has no key-derivation parameters; is it a key-file vault?")?;
+    serde_json::from_slice(&raw).context("decoding the key-derivation parameters")
 }
 
 /// The fewest characters a new vault's passphrase may have. Argon2id slows each guess, but

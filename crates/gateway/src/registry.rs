@@ -440,22 +440,59 @@ mod tests {
         }
     }
 
+    /// A vault whose log holds `requests` events and no client or account.
+    struct Vault {
+        dir: tempfile::TempDir,
+        master: Arc<MasterKey>,
+        store: Store,
+        key: AuditKey,
+    }
+
+    impl Vault {
+        fn with_requests(requests: usize) -> Vault {
+            let dir = tempfile::tempdir().unwrap();
+            let master = MasterKey::create_key_file(&dir.path().join("master.key")).unwrap();
+            let store = Store::create(&dir.path().join("keygate.db")).unwrap();
+            let key = AuditKey::of_vault(&master);
+            let events: Vec<Event> = (0..requests).map(|_| request()).collect();
+            keygate_audit::append_within(&store, &key, &events).unwrap();
+            Vault {
+                dir,
+                master: Arc::new(master),
+                store,
+                key,
+            }
+        }
+
+        /// Another connection to the vault's database, for the marker.
+        fn connection(&self) -> Store {
+            Store::open(&self.dir.path().join("keygate.db")).unwrap()
+        }
+
+        /// Edits event `seq` behind keygate's back.
+        fn edit(&self, seq: u64) {
+            self.store
+                .connection()
+                .execute(
+                    "UPDATE events SET body = replace(body, '\"count\":1', '\"count\":2') WHERE seq = ?1",
+                    [seq as i64],
+                )
+                .unwrap();
+        }
+    }
+
     #[test]
     fn the_marker_marks_the_log_and_checks_start_after_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("keygate.db");
-        let master = MasterKey::create_key_file(&dir.path().join("master.key")).unwrap();
-        let store = Store::create(&db).unwrap();
-        let key = AuditKey::of_vault(&master);
-        let requests: Vec<Event> = (0..50).map(|_| request()).collect();
-        keygate_audit::append_within(&store, &key, &requests).unwrap();
-        let live = Arc::new(Live::new(Registry::load(&store, &master).unwrap()));
+        let vault = Vault::with_requests(50);
+        let (store, key) = (&vault.store, &vault.key);
+        let live = Arc::new(Live::new(Registry::load(store, &vault.master).unwrap()));
         assert_eq!(
             live.snapshot().generation,
             Some(store.generation().unwrap())
         );
 
-        spawn_admin_free_marker(Store::open(&db).unwrap(), Arc::new(master), &live, None).unwrap();
+        spawn_admin_free_marker(vault.connection(), Arc::clone(&vault.master), &live, None)
+            .unwrap();
         let started = Instant::now();
         while store.meta("audit_admin_free").unwrap().is_none() {
             assert!(started.elapsed() < Duration::from_secs(10), "never marked");
@@ -463,15 +500,9 @@ mod tests {
         }
         // An event before the mark is no longer read by the seal's check (a full
         // verification still names it): the check starts after the mark.
-        store
-            .connection()
-            .execute(
-                "UPDATE events SET body = replace(body, '\"count\":1', '\"count\":2') WHERE seq = 7",
-                [],
-            )
-            .unwrap();
-        assert!(!keygate_audit::admin_change_after(&store, &key, 0).unwrap());
-        assert!(keygate_audit::verify(&store, &key).is_err());
+        vault.edit(7);
+        assert!(!keygate_audit::admin_change_after(store, key, 0).unwrap());
+        assert!(keygate_audit::verify(store, key).is_err());
         drop(live);
     }
 
@@ -479,30 +510,19 @@ mod tests {
     /// still told of: the marker's reading from the seal raises a critical alert.
     #[test]
     fn the_marker_raises_an_alert_when_the_log_was_edited() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("keygate.db");
-        let master = MasterKey::create_key_file(&dir.path().join("master.key")).unwrap();
-        let store = Store::create(&db).unwrap();
-        let key = AuditKey::of_vault(&master);
-        let requests: Vec<Event> = (0..5).map(|_| request()).collect();
-        keygate_audit::append_within(&store, &key, &requests).unwrap();
-        let live = Arc::new(Live::new(Registry::load(&store, &master).unwrap()));
+        let vault = Vault::with_requests(5);
+        let (store, key) = (&vault.store, &vault.key);
+        let live = Arc::new(Live::new(Registry::load(store, &vault.master).unwrap()));
         // Marked, then an event before the mark edited: only a reading from the seal sees it.
-        keygate_audit::mark_admin_free(&store, &key, 0, MarkFrom::LastMark).unwrap();
+        keygate_audit::mark_admin_free(store, key, 0, MarkFrom::LastMark).unwrap();
         assert!(store.meta("audit_admin_free").unwrap().is_some());
-        store
-            .connection()
-            .execute(
-                "UPDATE events SET body = replace(body, '\"count\":1', '\"count\":2') WHERE seq = 2",
-                [],
-            )
-            .unwrap();
-        assert!(!keygate_audit::admin_change_after(&store, &key, 0).unwrap());
+        vault.edit(2);
+        assert!(!keygate_audit::admin_change_after(store, key, 0).unwrap());
 
         let (alerter, alerts) = Alerter::channel();
         spawn_admin_free_marker(
-            Store::open(&db).unwrap(),
-            Arc::new(master),
+            vault.connection(),
+            Arc::clone(&vault.master),
             &live,
             Some(alerter),
         )

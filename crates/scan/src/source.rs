@@ -301,9 +301,7 @@ impl Scanner {
         if blobs.is_empty() {
             return Ok(Vec::new());
         }
-        let mut child = Command::new("git")
-            .arg("-C")
-            .arg(repo)
+        let mut child = git_in(repo)
             .args(["cat-file", "--batch"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -577,15 +575,10 @@ pub(crate) fn git(repo: &Path, args: &[&str]) -> Result<String, Error> {
         .copied()
         .collect::<Vec<_>>()
         .join(" ");
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(repo)
-        .args(args)
-        .output()
-        .map_err(|e| Error::Git {
-            command: command.clone(),
-            message: e.to_string(),
-        })?;
+    let out = git_in(repo).args(args).output().map_err(|e| Error::Git {
+        command: command.clone(),
+        message: e.to_string(),
+    })?;
     if !out.status.success() {
         return Err(Error::Git {
             command,
@@ -593,6 +586,18 @@ pub(crate) fn git(repo: &Path, args: &[&str]) -> Result<String, Error> {
         });
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// A git command run in `repo`, in the C locale: some of git's output that is read here
+/// (fsck's lines) is translated in others.
+fn git_in(repo: &Path) -> Command {
+    let mut command = Command::new("git");
+    command
+        .arg("-C")
+        .arg(repo)
+        .env("LC_ALL", "C")
+        .env_remove("LANGUAGE");
+    command
 }
 
 /// The ids of the blobs that no ref, reflog entry or index entry reaches, and what kept
@@ -605,18 +610,13 @@ fn unreachable_blobs(repo: &Path) -> (Vec<String>, Option<String>) {
         let why = "not scanned: the repository borrows objects from another (alternates)";
         return (Vec::new(), Some(why.to_owned()));
     }
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(repo)
+    let out = git_in(repo)
         .args([
             "fsck",
             "--unreachable",
             "--connectivity-only",
             "--no-progress",
         ])
-        // fsck's messages are translated; the lines read here must be git's own.
-        .env("LC_ALL", "C")
-        .env_remove("LANGUAGE")
         .output();
     let out = match out {
         Ok(out) => out,

@@ -24,6 +24,10 @@ use crate::rules::{LabelMode, Role, RuleSet};
 
 /// Longest token any rule can match.
 pub(crate) const MAX_TOKEN: usize = 256;
+/// "-----BEGIN" base64-encoded, as a text that starts with a PEM block begins.
+const ENCODED_PEM_START: &str = "LS0tLS1CRUdJTi";
+/// Longest base64 text decoded in search of a PEM block (a 16 KiB block, encoded).
+const MAX_ENCODED_PEM: usize = 24 * 1024;
 /// Lines before a value searched for an exchange keyword.
 const WINDOW_BEFORE: usize = 6;
 /// Lines after a value searched for an exchange keyword.
@@ -44,6 +48,8 @@ enum Pattern {
     Keyword(usize),
     Prefilter,
     Pem,
+    /// The start of a PEM block written base64-encoded (`LS0tLS1CRUdJTi`, "-----BEGIN").
+    EncodedPem,
 }
 
 /// Compiled matching state shared by all threads.
@@ -91,6 +97,25 @@ static TOKEN_BYTE: [bool; 256] = {
     t
 };
 
+static BASE64_BYTE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'=';
+        i += 1;
+    }
+    t
+};
+
+/// Where a candidate is reported: the offset of its value in the scanned buffer, and
+/// whether the value was written there base64-encoded.
+#[derive(Clone, Copy)]
+struct Place {
+    start: usize,
+    base64: bool,
+}
+
 impl Engine {
     pub(crate) fn new(rules: &'static RuleSet) -> Engine {
         let mut words: Vec<String> = Vec::new();
@@ -109,6 +134,8 @@ impl Engine {
         }
         words.push("private key-----".to_owned());
         patterns.push(Pattern::Pem);
+        words.push(ENCODED_PEM_START.to_ascii_lowercase());
+        patterns.push(Pattern::EncodedPem);
         // Built from literal strings only; construction cannot fail for them.
         #[allow(clippy::expect_used)]
         let ac = AhoCorasickBuilder::new()
@@ -183,6 +210,7 @@ impl Engine {
         let mut kw_offsets: Vec<Vec<usize>> = vec![Vec::new(); nex];
         let mut any_hit = false;
         let mut pem_hit = false;
+        let mut encoded_pems = Vec::new();
         for m in self.ac.find_iter(data) {
             match self.patterns[m.pattern().as_usize()] {
                 Pattern::Keyword(ex) => {
@@ -195,6 +223,14 @@ impl Engine {
                 Pattern::Pem => {
                     pem_hit = true;
                     any_hit = true;
+                }
+                Pattern::EncodedPem => {
+                    if data[m.range()] == *ENCODED_PEM_START.as_bytes()
+                        && (m.start() == 0 || !BASE64_BYTE[data[m.start() - 1] as usize])
+                    {
+                        encoded_pems.push(m.start());
+                        any_hit = true;
+                    }
                 }
             }
         }
@@ -228,11 +264,15 @@ impl Engine {
         };
         let mut cands = Vec::new();
         // PEM blocks first: their base64 lines must not be mistaken for API keys.
-        let pem_spans = if pem_hit {
+        let mut pem_spans = if pem_hit {
             self.pem_cands(&ctx, managed, &mut cands)
         } else {
             Vec::new()
         };
+        if !encoded_pems.is_empty() {
+            pem_spans.extend(self.encoded_pem_cands(&ctx, &encoded_pems, managed, &mut cands));
+            pem_spans.sort_unstable();
+        }
         let mut in_pem = pem_spans.iter().peekable();
         let mut i = 0;
         let n = data.len();
@@ -453,25 +493,70 @@ impl Engine {
         managed: Option<&ManagedKeys>,
         out: &mut Vec<Cand>,
     ) -> Vec<(usize, usize)> {
-        let data = ctx.data;
+        let at = |start| Place {
+            start,
+            base64: false,
+        };
+        self.pem_blocks(ctx, ctx.data, at, managed, out)
+    }
+
+    /// Finds PEM private keys written base64-encoded, as a Kubernetes secret's `data:`
+    /// holds a key file: at each of `starts` (where `LS0tLS1CRUdJTi` begins a token), the
+    /// base64 text is decoded and its PEM blocks are found where the text stands. Returns
+    /// the byte spans of the encoded texts that held a block.
+    fn encoded_pem_cands(
+        &self,
+        ctx: &Context<'_>,
+        starts: &[usize],
+        managed: Option<&ManagedKeys>,
+        out: &mut Vec<Cand>,
+    ) -> Vec<(usize, usize)> {
         let mut spans = Vec::new();
-        for caps in self.pem_re.captures_iter(data) {
+        for &start in starts {
+            let (end, decoded) = decode_wrapped_base64_at(ctx.data, start);
+            let Some(decoded) = decoded else {
+                continue;
+            };
+            let at = |_| Place {
+                start,
+                base64: true,
+            };
+            if !self.pem_blocks(ctx, &decoded, at, managed, out).is_empty() {
+                spans.push((start, end));
+            }
+        }
+        spans
+    }
+
+    /// The PEM private keys in `text`, as candidates at the place `at` gives for a block's
+    /// offset in `text`; returns the spans of the blocks that decode, in `text`.
+    fn pem_blocks(
+        &self,
+        ctx: &Context<'_>,
+        text: &[u8],
+        at: impl Fn(usize) -> Place,
+        managed: Option<&ManagedKeys>,
+        out: &mut Vec<Cand>,
+    ) -> Vec<(usize, usize)> {
+        let mut spans = Vec::new();
+        for caps in self.pem_re.captures_iter(text) {
             let (Some(whole), Some(label)) = (caps.get(0), caps.get(1)) else {
                 continue;
             };
             let label = String::from_utf8_lossy(label.as_bytes()).into_owned();
             let footer = format!("-----END {label}-----");
-            let limit = data.len().min(whole.end() + 16 * 1024);
-            let Some(rel) = memchr::memmem::find(&data[whole.end()..limit], footer.as_bytes())
+            let limit = text.len().min(whole.end() + 16 * 1024);
+            let Some(rel) = memchr::memmem::find(&text[whole.end()..limit], footer.as_bytes())
             else {
                 continue;
             };
-            let Some(der) = decode_pem_body(&data[whole.end()..whole.end() + rel]) else {
+            let Some(der) = decode_pem_body(&text[whole.end()..whole.end() + rel]) else {
                 continue;
             };
             spans.push((whole.start(), whole.end() + rel + footer.len()));
-            let line = ctx.lines.line_of(whole.start());
-            let col = whole.start() - ctx.lines.start(line);
+            let Place { start, base64 } = at(whole.start());
+            let line = ctx.lines.line_of(start);
+            let col = start - ctx.lines.start(line);
             let value = pem_text(&label, &der);
             let mut found = false;
             for &ri in &self.pem_rules {
@@ -490,12 +575,12 @@ impl Engine {
                     needs_partner: false,
                     line,
                     col,
-                    start: whole.start(),
+                    start,
                     dist,
                     value: value.clone(),
                     der: Some(der.clone()),
                     managed: None,
-                    base64: false,
+                    base64,
                 });
             }
             if !found {
@@ -507,12 +592,12 @@ impl Engine {
                         needs_partner: false,
                         line,
                         col,
-                        start: whole.start(),
+                        start,
                         dist: usize::MAX,
                         value,
                         der: Some(der),
                         managed: Some(account.to_owned()),
-                        base64: false,
+                        base64,
                     });
                 }
             }
@@ -1276,6 +1361,58 @@ fn decode_printable(token: &[u8]) -> Option<Vec<u8>> {
     let text = decoded[..n].strip_suffix(b"\n").unwrap_or(&decoded[..n]);
     let text = text.strip_suffix(b"\r").unwrap_or(text);
     (!text.is_empty() && text.iter().all(u8::is_ascii_graphic)).then(|| text.to_vec())
+}
+
+/// Decodes the base64 text that starts at `start` and returns where it ends. The text is
+/// a run of base64 characters, continued over line ends where the tools that wrap it
+/// break lines (`base64` at 76 characters, `openssl base64` at 64): after a first line of
+/// at least 60 characters, a multiple of 4, without padding, each following line holding
+/// base64 alone (indentation aside) continues it, as long as the lines before it had the
+/// first one's width. Where the text so continued does not decode (a value of that width
+/// followed by a line holding one word), its first line alone is decoded.
+fn decode_wrapped_base64_at(data: &[u8], start: usize) -> (usize, Option<Vec<u8>>) {
+    let run_end = |from: usize| {
+        let limit = data.len().min(from + MAX_ENCODED_PEM);
+        from + data[from..limit]
+            .iter()
+            .take_while(|&&b| BASE64_BYTE[b as usize])
+            .count()
+    };
+    let first_end = run_end(start);
+    let width = first_end - start;
+    let mut text = data[start..first_end].to_vec();
+    let mut end = first_end;
+    let mut last_width = width;
+    let wraps = width >= 60 && width.is_multiple_of(4) && !data[start..first_end].contains(&b'=');
+    while wraps && last_width == width && text.len() < MAX_ENCODED_PEM {
+        let mut next = end;
+        if data.get(next) == Some(&b'\r') {
+            next += 1;
+        }
+        if data.get(next) != Some(&b'\n') {
+            break;
+        }
+        next += 1;
+        while matches!(data.get(next), Some(b' ' | b'\t')) {
+            next += 1;
+        }
+        let next_end = run_end(next);
+        let alone = matches!(data.get(next_end), None | Some(b'\r' | b'\n'));
+        if next_end == next || next_end - next > width || !alone {
+            break;
+        }
+        text.extend_from_slice(&data[next..next_end]);
+        last_width = next_end - next;
+        end = next_end;
+    }
+    match BASE64_ANY_PADDING.decode(&text) {
+        Ok(decoded) => (end, Some(decoded)),
+        Err(_) if end != first_end => (
+            first_end,
+            BASE64_ANY_PADDING.decode(&data[start..first_end]).ok(),
+        ),
+        Err(_) => (end, None),
+    }
 }
 
 /// Decodes the base64 body of a PEM block written raw, in a JSON/YAML string with `\n`

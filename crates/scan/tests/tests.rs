@@ -1791,7 +1791,7 @@ mod encoded {
     use keygate_scan::{Role, Scanner};
     use rand::SeedableRng;
 
-    use super::synth::{cred, EXCHANGES};
+    use super::synth::{cred, pem_p256, EXCHANGES};
 
     fn b64(value: &str) -> String {
         base64::engine::general_purpose::STANDARD.encode(value)
@@ -1900,6 +1900,101 @@ mod encoded {
         let findings = Scanner::new().scan_bytes("secret.yaml", text.as_bytes());
         assert_eq!(findings.len(), 1, "{findings:#?}");
         assert_eq!(findings[0].exchange, "binance", "{findings:#?}");
+    }
+
+    /// Line and column (from 1) where `needle` first stands in `text`.
+    fn place_of(text: &str, needle: &str) -> (usize, usize) {
+        let offset = text.find(needle).unwrap();
+        let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+        (
+            text[..offset].matches('\n').count() + 1,
+            offset - line_start + 1,
+        )
+    }
+
+    /// A regression test: a Coinbase CDP key whose PEM file was put in a Kubernetes
+    /// secret, or encoded with `base64` (lines wrapped at 76) or `openssl base64` (at 64),
+    /// was missed: the encoded block matched no rule.
+    #[test]
+    fn a_pem_key_written_base64_encoded_is_found() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(46);
+        let scanner = Scanner::builder().redact(false).build();
+        let c = cred("coinbase", 0, &mut rng);
+        let encoded = b64(&c.secret);
+        let wrapped = |width: usize, end: &str, indent: &str| -> String {
+            let lines = encoded.as_bytes().chunks(width);
+            lines
+                .map(|l| format!("{indent}{}{end}", std::str::from_utf8(l).unwrap()))
+                .collect()
+        };
+        let layouts = [
+            (
+                "deploy/secret.yaml",
+                format!(
+                    "apiVersion: v1\nkind: Secret\nmetadata:\n  name: coinbase-bot\ndata:\n  \
+                     COINBASE_KEY_NAME: {}\n  cdp_api_key.pem: {encoded}\n",
+                    b64(&c.key)
+                ),
+                true,
+            ),
+            ("keys/cdp_api_key.pem.b64", wrapped(76, "\n", ""), false),
+            ("keys/cdp_api_key.pem.b64", wrapped(64, "\r\n", ""), false),
+            (
+                "values.yaml",
+                format!(
+                    "coinbase:\n  keyName: {}\n  privateKeyBase64: |\n{}  logLevel: debug\n",
+                    c.key,
+                    wrapped(76, "\n", "    ")
+                ),
+                true,
+            ),
+        ];
+        for (path, text, with_key) in layouts {
+            let findings = scanner.scan_bytes(path, text.as_bytes());
+            assert_eq!(findings.len(), 1, "{path}:\n{text}\n{findings:#?}");
+            let f = &findings[0];
+            assert_eq!(f.exchange, "coinbase", "{path}");
+            assert!(f.title.ends_with("(base64-encoded)"), "{}", f.title);
+            let secret = f.parts.iter().find(|p| p.role == Role::Secret).unwrap();
+            assert_eq!(secret.value.as_deref(), Some(c.secret.trim_end()), "{path}");
+            assert_eq!(secret.encoding.as_deref(), Some("base64"), "{path}");
+            let first_line = &encoded[..60];
+            assert_eq!((secret.line, secret.column), place_of(&text, first_line));
+            let key = f.parts.iter().find(|p| p.role == Role::Key);
+            assert_eq!(
+                key.and_then(|k| k.value.as_deref()),
+                with_key.then_some(c.key.as_str())
+            );
+        }
+    }
+
+    #[test]
+    fn an_encoded_pem_key_is_no_finding_without_its_exchange_or_whole() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(47);
+        let scanner = Scanner::new();
+        // A TLS key, as every Kubernetes TLS secret holds one: no exchange named.
+        let tls = format!(
+            "kind: Secret\ntype: kubernetes.io/tls\ndata:\n  tls.key: {}\n",
+            b64(&pem_p256(&mut rng))
+        );
+        let findings = scanner.scan_bytes("deploy/tls.yaml", tls.as_bytes());
+        assert!(findings.is_empty(), "{findings:#?}");
+        // Cut short, or followed on the next line by a word: nothing decodes to a key,
+        // and nothing panics.
+        let encoded = b64(&pem_p256(&mut rng));
+        for text in [
+            format!("coinbase:\n  key: {}\n", &encoded[..encoded.len() / 2]),
+            format!("coinbase:\n  key: {}\n", &encoded[..76]),
+            format!("coinbase:\n  key: {}\nbinance\n", &encoded[..76]),
+            format!("coinbase:\n  key: {}", &encoded[..14]),
+        ] {
+            let findings = scanner.scan_bytes("values.yaml", text.as_bytes());
+            assert!(findings.is_empty(), "{text}\n{findings:#?}");
+        }
+        // A whole one followed on the next line by a word is still found.
+        let text = format!("coinbase:\n  key: {encoded}\nbinance\n");
+        let findings = scanner.scan_bytes("values.yaml", text.as_bytes());
+        assert_eq!(findings.len(), 1, "{text}\n{findings:#?}");
     }
 
     #[test]

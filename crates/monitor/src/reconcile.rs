@@ -79,6 +79,8 @@ struct Unanswered {
     ts_ms: u64,
     /// How many listed orders it may still stand for: one, or one per leg of a list.
     legs: u8,
+    /// Whether it is an order list, whatever number of its legs is left.
+    is_list: bool,
 }
 
 impl Unanswered {
@@ -91,7 +93,7 @@ impl Unanswered {
             && self.symbol.as_ref() == Some(&o.symbol)
             && self.ts_ms <= o.placed_ms + CLOCK_SKEW_MS
             && self.ts_ms + FORWARDED_BEFORE_MS >= o.placed_ms
-            && (self.legs > 1
+            && (self.is_list
                 || match &self.client_order_id {
                     Some(id) => *id == o.client_order_id,
                     None => self.side.is_some() && self.side == side,
@@ -229,6 +231,7 @@ impl Forwarded {
                         client_order_id: r.client_order_id.clone(),
                         ts_ms: event.ts_ms,
                         legs: legs_of(&r.path),
+                        is_list: legs_of(&r.path) > 1,
                     },
                 );
                 self.order_accounts
@@ -735,6 +738,23 @@ mod tests {
         ));
         assert!(!forwarded.order_forwarded("main", Market::Spot, &sell("3")));
         assert_eq!(legs_of("/api/v3/orderList/otoco"), 3);
+        // A regression test: an OTO names its sides `workingSide` and `pendingSide`, so
+        // the log has no side for it, and its last leg, matched once one leg was left by
+        // side or client order id, was reported as an order keygate never sent.
+        let mut forwarded = Forwarded::default();
+        let mut oto = sent_to("/api/v3/orderList/oto", "r2", Some("list-id"), 2_000_000);
+        if let EventBody::Request(r) = &mut oto.body {
+            r.side = None;
+        }
+        forwarded.note(&oto);
+        forwarded.note(&answered("r2", Outcome::Unknown, &[], 2_010_000));
+        let leg = |id: &str, side: &str| ExchangeOrder {
+            side: side.into(),
+            ..listed("BTCUSDT", id, &format!("leg-{id}"), 2_000_100)
+        };
+        assert!(forwarded.order_forwarded("main", Market::Spot, &leg("4", "SELL")));
+        assert!(forwarded.order_forwarded("main", Market::Spot, &leg("5", "BUY")));
+        assert!(!forwarded.order_forwarded("main", Market::Spot, &leg("6", "BUY")));
         assert_eq!(legs_of("/api/v3/orderList/oto"), 2);
         assert_eq!(legs_of("/api/v3/order/oco"), 2);
         assert_eq!(legs_of("/api/v3/order"), 1);

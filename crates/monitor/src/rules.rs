@@ -441,15 +441,20 @@ impl Rules {
     }
 
     /// Whether `rule` may be raised again for `key` at `ts_ms`; if so, notes that it is.
+    ///
+    /// An event dated before the last time the alert was raised re-arms it: the clock
+    /// was stepped back (a host that ran a day ahead until NTP corrected it), and
+    /// counting that as inside the quiet period would silence the alert for the length
+    /// of the step.
     fn is_due(&mut self, rule: AlertRule, key: &str, ts_ms: u64) -> bool {
         let quiet = millis(self.thresholds.quiet_period);
+        let is_quiet = |last: u64| last <= ts_ms && ts_ms - last < quiet;
         match self.last_raised.get(&(rule, key.to_owned())) {
-            Some(&last) if ts_ms.saturating_sub(last) < quiet => false,
+            Some(&last) if is_quiet(last) => false,
             _ => {
                 self.last_raised.insert((rule, key.to_owned()), ts_ms);
                 if self.last_raised.len() > MAX_COUNTED_SOURCES {
-                    self.last_raised
-                        .retain(|_, &mut last| ts_ms.saturating_sub(last) < quiet);
+                    self.last_raised.retain(|_, &mut last| is_quiet(last));
                 }
                 true
             }
@@ -792,6 +797,23 @@ mod tests {
         );
         let transfer = rules.evaluate(3, &request(3_000, Some("bot1"), ActionKind::Transfer, None));
         assert_eq!(rules_of(&transfer), [(Severity::Info, AlertRule::Transfer)]);
+    }
+
+    /// A regression test: a denied withdrawal logged while the clock ran a day ahead
+    /// silenced the alert for every later one of that client until the clock caught up.
+    #[test]
+    fn a_clock_stepped_back_does_not_silence_a_denied_withdrawal() {
+        let mut rules = Rules::new(Thresholds::default());
+        let deny = |ts_ms| request(ts_ms, Some("bot1"), ActionKind::Withdraw, Some(Rule::Scope));
+        let day_ahead = 1_000 + 86_400_000;
+        assert_eq!(rules_of(&rules.evaluate(1, &deny(day_ahead))).len(), 1);
+        let corrected = rules.evaluate(2, &deny(1_000));
+        assert_eq!(
+            rules_of(&corrected),
+            [(Severity::Critical, AlertRule::Withdrawal)]
+        );
+        // And the quiet period runs from the corrected time.
+        assert!(rules.evaluate(3, &deny(1_500)).is_empty());
     }
 
     #[test]

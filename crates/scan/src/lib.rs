@@ -9,8 +9,8 @@
 //! paired into credential sets (key + secret + passphrase). Published documentation
 //! examples are reported as suppressed. Files and blobs in UTF-16 with a byte-order mark
 //! are decoded and scanned as text (a BOM in front of text without NUL bytes is not UTF-16,
-//! and does not hide that text); values written base64-encoded (a Kubernetes secret's
-//! `data:`) are decoded where they stand. With [`ManagedKeys`], an exact occurrence of a key
+//! and does not hide that text); values and PEM keys written base64-encoded (a Kubernetes
+//! secret's `data:`) are decoded where they stand. With [`ManagedKeys`], an exact occurrence of a key
 //! keygate manages is a critical finding, matched by keyed fingerprint only.
 //!
 //! It is not a general secret scanner (no AWS, GitHub or database credentials), and it never
@@ -333,4 +333,67 @@ pub fn read_baseline(path: &Path) -> Result<Report, Error> {
         path: path.to_path_buf(),
         message: e.to_string(),
     })
+}
+
+/// Scans `data` for the `scan_bytes` fuzz target (see `fuzz/`), with a path that names
+/// every exchange so that every rule looks at every value; returns how many findings
+/// were made.
+///
+/// Panics only if the scanner does, or if a finding stands outside `data`: a line past
+/// the buffer's last, or a line or column 0.
+#[cfg(any(test, feature = "fuzzing"))]
+pub fn fuzz_scan(data: &[u8]) -> usize {
+    static SCANNER: std::sync::OnceLock<Scanner> = std::sync::OnceLock::new();
+    let scanner = SCANNER.get_or_init(|| Scanner::builder().redact(false).build());
+    let path = "binance/coinbase/kraken/okx/bybit/kucoin/gate/bitfinex.env";
+    let findings = scanner.scan_bytes(path, data);
+    // A decoded UTF-16 reading has no more line ends than the buffer has 0x0A bytes.
+    let last_line = memchr::memchr_iter(b'\n', data).count() + 1;
+    for f in &findings {
+        for (line, column) in
+            std::iter::once((f.line, f.column)).chain(f.parts.iter().map(|p| (p.line, p.column)))
+        {
+            assert!((1..=last_line).contains(&line) && column >= 1, "{f:?}");
+        }
+    }
+    findings.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fuzz_scan;
+
+    #[test]
+    fn fuzz_scan_survives_a_corpus_of_tricky_inputs() {
+        let key = "vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A";
+        let secret = "NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j";
+        let env = format!("BINANCE_API_KEY={key}\nBINANCE_API_SECRET={secret}\n");
+        let cases: [(&[u8], usize); 10] = [
+            (b"", 0),
+            (b"LS0tLS1CRUdJTi", 0),
+            (b"LS0tLS1CRUdJTiBFQyBQUklWQVRFIEtFWS0tLS0t\n", 0),
+            (b"-----BEGIN EC PRIVATE KEY-----\nMHcC", 0),
+            (
+                b"-----BEGIN EC PRIVATE KEY-----\n-----END EC PRIVATE KEY-----",
+                0,
+            ),
+            (b"\xff\xfe\x00\x00\n\n", 0),
+            (b"\xfe\xff\x00L\x00S\x000\x00t\x00\n", 0),
+            (b"key: \xc3\x28\xa0\xa1 =====", 0),
+            (
+                b"LS0tLS1CRUdJTiBFQyBQUklWQVRFIEtFWS0tLS0tCk1IY0NBUUVFSUFBQUFBQUFBQUFB\n\
+                  QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBb0FvR0NDcUdTTTQ5\n",
+                0,
+            ),
+            (env.as_bytes(), 1),
+        ];
+        for (data, expected) in cases {
+            assert_eq!(
+                fuzz_scan(data),
+                expected,
+                "{}",
+                String::from_utf8_lossy(data)
+            );
+        }
+    }
 }

@@ -26,6 +26,7 @@ pub use records::{Account, Client, ClientKeyMaterial, EventRow, KeyType, NewAcco
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use keygate_core::ClientStatus;
 use rusqlite::{config::DbConfig, params, Connection, OptionalExtension};
@@ -107,6 +108,10 @@ ALTER TABLE clients_v3 RENAME TO clients;
 /// no table: its seal covers the hash of the audit event it names too, made at the same
 /// audited change if the version-4 seal held.
 const SCHEMA_VERSION: i64 = 5;
+
+/// How long [`Store::transaction`] keeps asking for the write lock while another
+/// connection holds it.
+pub const WRITE_LOCK_PATIENCE: Duration = Duration::from_secs(30);
 
 /// An error from the store.
 #[derive(Debug, thiserror::Error)]
@@ -490,13 +495,27 @@ impl Store {
     /// Runs `f` in one immediate transaction; every change inside bumps the generation once.
     /// `f` may fail with an error of its own (such as the audit log's, for a change
     /// audited in the same transaction).
+    ///
+    /// The write lock is waited for up to [`WRITE_LOCK_PATIENCE`]: a running gateway's
+    /// audit writer commits again and again under load, when a freeze or `keygate panic`
+    /// matters most, and SQLite's busy handler alone gives no turn within its timeout.
     pub fn transaction<T, E: From<Error>>(
         &mut self,
         f: impl FnOnce(&Store) -> Result<T, E>,
     ) -> Result<T, E> {
-        self.conn
-            .execute_batch("BEGIN IMMEDIATE")
-            .map_err(|e| self.sql(e))?;
+        let waiting_since = Instant::now();
+        loop {
+            match self.conn.execute_batch("BEGIN IMMEDIATE") {
+                Ok(()) => break,
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if e.code == rusqlite::ErrorCode::DatabaseBusy
+                        && waiting_since.elapsed() < WRITE_LOCK_PATIENCE =>
+                {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(e) => return Err(self.sql(e).into()),
+            }
+        }
         let result = f(self).and_then(|value| {
             self.bump_generation()?;
             self.conn.execute_batch("COMMIT").map_err(|e| self.sql(e))?;
@@ -1385,6 +1404,35 @@ mod tests {
         let stored: Vec<u64> = store.events(1, 10).unwrap().iter().map(|r| r.seq).collect();
         assert_eq!(stored, [1, 2]);
         assert_eq!(store.audit_head().unwrap().unwrap().seq, 2);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A regression test: a change made while another connection kept the write lock
+    /// longer than SQLite's busy timeout failed, so `keygate panic` under load froze
+    /// nothing.
+    #[test]
+    fn a_change_waits_for_a_write_lock_held_past_the_busy_timeout() {
+        let (dir, mut store) = temp_store();
+        let db = dir.join("keygate.db");
+        let holder = Store::open(&db).unwrap();
+        holder.conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let (held, release) = std::sync::mpsc::channel::<()>();
+        let releaser = std::thread::spawn(move || {
+            let _ = release.recv_timeout(Duration::from_secs(3));
+            holder.conn.execute_batch("COMMIT").unwrap();
+        });
+        let master = MasterKey::generate();
+        let started = Instant::now();
+        store
+            .transaction(|s| s.insert_account(&account("main"), &master, 1_000))
+            .unwrap();
+        assert!(
+            started.elapsed() >= Duration::from_secs(2),
+            "the lock was not held"
+        );
+        drop(held);
+        releaser.join().unwrap();
+        assert!(store.account(&"main".parse().unwrap()).is_ok());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -449,13 +449,13 @@ impl SignedRequest {
                 // the market, so a price the exchange ignores costs a limit nothing. All
                 // of them read as positive numbers, or the request would not have parsed.
                 // A trailing stop fills up to its trail above the lowest price it saw.
-                action.trail_percent = [
-                    decimal("callbackRate"),
-                    decimal("trailingDelta").map(|bips| bips / Decimal::ONE_HUNDRED),
-                ]
-                .into_iter()
-                .flatten()
-                .max();
+                action.trail_percent = TRAILS
+                    .iter()
+                    .filter_map(|&name| match decimal(name)? {
+                        percent if name == FUTURES_TRAIL => Some(percent),
+                        bips => Some(bips / Decimal::ONE_HUNDRED),
+                    })
+                    .max();
                 let limit_price = action.price.is_some().then_some("price");
                 action.trigger_price = ORDER_PRICES
                     .iter()
@@ -1362,11 +1362,23 @@ fn read_parameter_like(name: &str) -> Option<&'static str> {
     .find(|known| known.eq_ignore_ascii_case(name))
 }
 
-/// How far a trailing stop trails: futures `callbackRate` in percent, spot
-/// `trailingDelta` in basis points. Each must be a positive decimal number
-/// ([`SignedRequest::parse`]): one that did not read would leave the trail out of the
-/// order's notional.
-const TRAILS: &[&str] = &["callbackRate", "trailingDelta"];
+/// How far a trailing stop trails: futures `callbackRate` in percent ([`FUTURES_TRAIL`]),
+/// the others in basis points: a spot order's `trailingDelta`, and the stop legs' of the
+/// order lists (OCO above and below, OTO and OPO pending, OTOCO and OPOCO pending above
+/// and below). Each must be a positive decimal number ([`SignedRequest::parse`]): one
+/// that did not read would leave the trail out of the order's notional.
+const TRAILS: &[&str] = &[
+    FUTURES_TRAIL,
+    "trailingDelta",
+    "aboveTrailingDelta",
+    "belowTrailingDelta",
+    "pendingTrailingDelta",
+    "pendingAboveTrailingDelta",
+    "pendingBelowTrailingDelta",
+];
+
+/// The one trail in [`TRAILS`] given in percent.
+const FUTURES_TRAIL: &str = "callbackRate";
 
 /// The parameter that sizes a spot market order in the quote asset.
 const QUOTE_QUANTITY: &str = "quoteOrderQty";
@@ -2114,6 +2126,59 @@ mod tests {
             );
         }
         assert!(SignedRequest::parse("symbol=BTCUSDT&callbackRate=-5", b"", None).is_err());
+    }
+
+    /// A regression test: the stop legs of order lists name their trails apart
+    /// (`aboveTrailingDelta`…), and a leg trailing 20 % with no stop price was priced at
+    /// the market, so a notional limit let through a fifth more than it allows.
+    #[test]
+    fn a_trailing_leg_of_an_order_list_raises_its_price() {
+        let market = Decimal::from(100_000);
+        for (path, legs) in [
+            (
+                "/api/v3/orderList/oco",
+                "quantity=1&aboveType=STOP_LOSS&aboveTrailingDelta=2000\
+                 &belowType=LIMIT_MAKER&belowPrice=50000",
+            ),
+            (
+                "/api/v3/orderList/oco",
+                "quantity=1&aboveType=LIMIT_MAKER&abovePrice=50000\
+                 &belowType=STOP_LOSS&belowTrailingDelta=2000",
+            ),
+            (
+                "/api/v3/orderList/oto",
+                "workingType=LIMIT&workingPrice=50000&workingQuantity=1\
+                 &pendingType=STOP_LOSS&pendingQuantity=1&pendingTrailingDelta=2000",
+            ),
+            (
+                "/api/v3/orderList/otoco",
+                "workingType=LIMIT&workingPrice=50000&workingQuantity=1&pendingQuantity=1\
+                 &pendingAboveType=STOP_LOSS&pendingAboveTrailingDelta=2000\
+                 &pendingBelowType=LIMIT_MAKER&pendingBelowPrice=40000",
+            ),
+            (
+                "/api/v3/orderList/otoco",
+                "workingType=LIMIT&workingPrice=50000&workingQuantity=1&pendingQuantity=1\
+                 &pendingAboveType=LIMIT_MAKER&pendingAbovePrice=40000\
+                 &pendingBelowType=STOP_LOSS&pendingBelowTrailingDelta=2000",
+            ),
+        ] {
+            let request = format!("symbol=BTCUSDT&side=BUY&{legs}");
+            let list = SignedRequest::parse(&request, b"", None)
+                .unwrap()
+                .classify("POST", path);
+            let quantity = list.quantity.unwrap();
+            assert_eq!(
+                list.priced_notional(market),
+                Some(quantity * Decimal::from(120_000)),
+                "{path}: {legs}"
+            );
+            let negative = request.replace("TrailingDelta=2000", "TrailingDelta=-1");
+            assert!(
+                SignedRequest::parse(&negative, b"", None).is_err(),
+                "{legs}"
+            );
+        }
     }
 
     /// A regression test: an OPO's pending orders name no quantity and trade what the

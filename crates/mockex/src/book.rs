@@ -207,6 +207,8 @@ enum Failure {
     PriceNotPositive,
     /// A price under the minimum (the tick).
     PriceBelowMin,
+    /// A price over the maximum.
+    PriceAboveMax,
     /// A price off the tick.
     PriceOffTick,
     /// A quantity with more decimals than the market's quantity precision (USD-M only).
@@ -215,6 +217,10 @@ enum Failure {
     QuantityNotPositive,
     /// A quantity under the minimum.
     QuantityBelowMin,
+    /// A quantity over the maximum of a limit order.
+    QuantityAboveMax,
+    /// A quantity over the maximum of a market order.
+    MarketQuantityAboveMax,
     /// A quantity off the step.
     QuantityOffStep,
     /// Price times quantity under the minimum notional.
@@ -231,11 +237,14 @@ impl Failure {
                 Failure::PricePrecision
                 | Failure::PriceNotPositive
                 | Failure::PriceBelowMin
+                | Failure::PriceAboveMax
                 | Failure::PriceOffTick => "PRICE_FILTER",
                 Failure::QuantityPrecision
                 | Failure::QuantityNotPositive
                 | Failure::QuantityBelowMin
+                | Failure::QuantityAboveMax
                 | Failure::QuantityOffStep => "LOT_SIZE",
+                Failure::MarketQuantityAboveMax => "MARKET_LOT_SIZE",
                 Failure::Notional => "NOTIONAL",
             }),
             Product::UsdM => match self {
@@ -246,6 +255,12 @@ impl Failure {
                 Failure::PriceNotPositive => ApiError::futures_filter(-4001, "Price less than 0."),
                 Failure::PriceBelowMin => {
                     ApiError::futures_filter(-4013, "Price less than min price.")
+                }
+                Failure::PriceAboveMax => {
+                    ApiError::futures_filter(-4016, "Price more than max price.")
+                }
+                Failure::QuantityAboveMax | Failure::MarketQuantityAboveMax => {
+                    ApiError::futures_filter(-4005, "Quantity greater than max quantity.")
                 }
                 Failure::PriceOffTick => {
                     ApiError::futures_filter(-4014, "Price not increased by tick size.")
@@ -290,6 +305,9 @@ pub(crate) fn check_filters(order: &NewOrder) -> Result<(Decimal, Decimal), ApiE
             if price < m.tick_size {
                 return Err(fail(Failure::PriceBelowMin));
             }
+            if price > m.product.max_price() {
+                return Err(fail(Failure::PriceAboveMax));
+            }
             if !is_multiple(price, m.tick_size) {
                 return Err(fail(Failure::PriceOffTick));
             }
@@ -323,6 +341,15 @@ pub(crate) fn check_filters(order: &NewOrder) -> Result<(Decimal, Decimal), ApiE
     }
     if quantity < m.min_qty {
         return Err(fail(Failure::QuantityBelowMin));
+    }
+    // Checked before any product: price and quantity within their maxima cannot overflow.
+    let market_order = order.order_type == OrderType::Market;
+    if quantity > m.product.max_quantity(market_order) {
+        return Err(fail(if market_order {
+            Failure::MarketQuantityAboveMax
+        } else {
+            Failure::QuantityAboveMax
+        }));
     }
     if !is_multiple(quantity, m.step_size) {
         return Err(fail(Failure::QuantityOffStep));

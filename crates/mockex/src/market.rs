@@ -12,6 +12,26 @@ pub(crate) enum Product {
     UsdM,
 }
 
+impl Product {
+    /// The highest price an order may name: the `maxPrice` of `PRICE_FILTER`.
+    pub(crate) fn max_price(self) -> Decimal {
+        match self {
+            Product::Spot => dec(1_000_000, 0),
+            Product::UsdM => dec(4_529_764, 0),
+        }
+    }
+
+    /// The largest quantity of a limit order (`LOT_SIZE`) or of a market order
+    /// (`MARKET_LOT_SIZE`): their `maxQty`.
+    pub(crate) fn max_quantity(self, market_order: bool) -> Decimal {
+        match (self, market_order) {
+            (Product::Spot, _) => dec(9_000_000, 0),
+            (Product::UsdM, false) => dec(1_000, 0),
+            (Product::UsdM, true) => dec(120, 0),
+        }
+    }
+}
+
 /// One tradable symbol with its filters and fixed reference price.
 #[derive(Debug)]
 pub(crate) struct Market {
@@ -218,10 +238,10 @@ pub(crate) fn spot_exchange_info(server_time: u64) -> Value {
                 "isSpotTradingAllowed": true,
                 "isMarginTradingAllowed": true,
                 "filters": [
-                    {"filterType": "PRICE_FILTER", "minPrice": fmt(m.tick_size, 8), "maxPrice": "1000000.00000000", "tickSize": fmt(m.tick_size, 8)},
-                    {"filterType": "LOT_SIZE", "minQty": fmt(m.min_qty, 8), "maxQty": "9000000.00000000", "stepSize": fmt(m.step_size, 8)},
+                    {"filterType": "PRICE_FILTER", "minPrice": fmt(m.tick_size, 8), "maxPrice": fmt(Product::Spot.max_price(), 8), "tickSize": fmt(m.tick_size, 8)},
+                    {"filterType": "LOT_SIZE", "minQty": fmt(m.min_qty, 8), "maxQty": fmt(Product::Spot.max_quantity(false), 8), "stepSize": fmt(m.step_size, 8)},
                     {"filterType": "ICEBERG_PARTS", "limit": 10},
-                    {"filterType": "MARKET_LOT_SIZE", "minQty": "0.00000000", "maxQty": "9000000.00000000", "stepSize": "0.00000000"},
+                    {"filterType": "MARKET_LOT_SIZE", "minQty": "0.00000000", "maxQty": fmt(Product::Spot.max_quantity(true), 8), "stepSize": "0.00000000"},
                     {"filterType": "TRAILING_DELTA", "minTrailingAboveDelta": 10, "maxTrailingAboveDelta": 2000, "minTrailingBelowDelta": 10, "maxTrailingBelowDelta": 2000},
                     {"filterType": "PERCENT_PRICE_BY_SIDE", "bidMultiplierUp": "5", "bidMultiplierDown": "0.2", "askMultiplierUp": "5", "askMultiplierDown": "0.2", "avgPriceMins": 5},
                     {"filterType": "NOTIONAL", "minNotional": fmt(m.min_notional, 8), "applyMinToMarket": true, "maxNotional": "9000000.00000000", "applyMaxToMarket": false, "avgPriceMins": 5},
@@ -272,9 +292,9 @@ pub(crate) fn usdm_exchange_info(server_time: u64) -> Value {
                 "marketTakeBound": "0.05",
                 "maxMoveOrderLimit": 10000,
                 "filters": [
-                    {"filterType": "PRICE_FILTER", "minPrice": m.tick_size.to_string(), "maxPrice": "4529764", "tickSize": m.tick_size.to_string()},
-                    {"filterType": "LOT_SIZE", "minQty": m.min_qty.to_string(), "maxQty": "1000", "stepSize": m.step_size.to_string()},
-                    {"filterType": "MARKET_LOT_SIZE", "minQty": m.min_qty.to_string(), "maxQty": "120", "stepSize": m.step_size.to_string()},
+                    {"filterType": "PRICE_FILTER", "minPrice": m.tick_size.to_string(), "maxPrice": Product::UsdM.max_price().to_string(), "tickSize": m.tick_size.to_string()},
+                    {"filterType": "LOT_SIZE", "minQty": m.min_qty.to_string(), "maxQty": Product::UsdM.max_quantity(false).to_string(), "stepSize": m.step_size.to_string()},
+                    {"filterType": "MARKET_LOT_SIZE", "minQty": m.min_qty.to_string(), "maxQty": Product::UsdM.max_quantity(true).to_string(), "stepSize": m.step_size.to_string()},
                     {"filterType": "MAX_NUM_ORDERS", "limit": 200},
                     {"filterType": "MAX_NUM_ALGO_ORDERS", "limit": 10},
                     {"filterType": "MIN_NOTIONAL", "notional": m.min_notional.to_string()},

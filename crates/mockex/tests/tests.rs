@@ -843,6 +843,70 @@ mod trading {
         assert_eq!(spot.1["msg"], "Filter failure: PRICE_FILTER");
     }
 
+    /// A regression test: price times quantity overflowed and the simulator panicked,
+    /// dropping the connection, on an order Binance refuses for its filters' maxima: the
+    /// gateway saw an unknown outcome where the exchange answers a filter failure.
+    #[tokio::test]
+    async fn orders_past_the_filters_maxima_are_refused_as_binance_refuses_them() {
+        let sim = start().await;
+        let huge = "99999999999999999999";
+        let limit = "side=BUY&type=LIMIT&timeInForce=GTC";
+        for (path, params, code, msg) in [
+            (
+                "/api/v3/order",
+                format!("symbol=BTCUSDT&{limit}&quantity={huge}&price={huge}"),
+                -1013,
+                "Filter failure: PRICE_FILTER",
+            ),
+            (
+                "/api/v3/order",
+                format!("symbol=BTCUSDT&{limit}&quantity={huge}&price=60000"),
+                -1013,
+                "Filter failure: LOT_SIZE",
+            ),
+            (
+                "/api/v3/order",
+                format!("symbol=DOGEUSDT&side=BUY&type=MARKET&quantity={huge}"),
+                -1013,
+                "Filter failure: MARKET_LOT_SIZE",
+            ),
+            (
+                "/fapi/v1/order",
+                format!("symbol=BTCUSDT&{limit}&quantity={huge}&price={huge}"),
+                -4016,
+                "Price more than max price.",
+            ),
+            (
+                "/fapi/v1/order",
+                "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=121".to_owned(),
+                -4005,
+                "Quantity greater than max quantity.",
+            ),
+            (
+                "/fapi/v1/algoOrder",
+                format!(
+                    "algoType=CONDITIONAL&symbol=BTCUSDT&side=BUY&type=STOP_MARKET\
+                     &quantity={huge}&triggerPrice={huge}"
+                ),
+                -4016,
+                "Price more than max price.",
+            ),
+        ] {
+            let response = signed(&sim, Method::POST, path, &params).await;
+            assert_code(&response, 400, code);
+            assert_eq!(response.1["msg"], msg, "{path}?{params}");
+        }
+        // A market order within the maxima still fills.
+        let fills = signed(
+            &sim,
+            Method::POST,
+            "/fapi/v1/order",
+            "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=0.01",
+        )
+        .await;
+        assert_eq!(fills.0, 200, "{}", fills.1);
+    }
+
     #[tokio::test]
     async fn futures_order_and_balance() {
         let sim = start().await;

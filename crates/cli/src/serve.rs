@@ -4,7 +4,7 @@ use std::fs::{File, OpenOptions, TryLockError};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use ipnet::IpNet;
@@ -137,6 +137,7 @@ pub fn run(unlocked: Unlocked, args: &ServeArgs) -> anyhow::Result<()> {
         }
     }
     let _only_gateway = hold_serve_lock(&unlocked.home)?;
+    let locked_at = Instant::now();
     let alerts = alerts::settings(&unlocked.home)?;
     let Unlocked {
         store,
@@ -157,6 +158,11 @@ pub fn run(unlocked: Unlocked, args: &ServeArgs) -> anyhow::Result<()> {
     }
     let live = Arc::new(Live::new(registry));
     let audit_log = audit.clone();
+    // A gateway that held the lock until just now took requests signed up to
+    // MAX_TIMESTAMP_AHEAD_MS ahead of its clock, and the replay cache made here vouches
+    // for every request signed after it is made: it is made once those have come of age.
+    let ahead = Duration::from_millis(keygate_exchanges::MAX_TIMESTAMP_AHEAD_MS);
+    std::thread::sleep(ahead.saturating_sub(locked_at.elapsed()));
     let gateway = Gateway::new(
         Arc::clone(&live),
         audit,

@@ -110,7 +110,25 @@ fn signed(
         params => format!("{params}&{timestamp}"),
     };
     let signature = binance::hmac_signature(secret.as_bytes(), payload.as_bytes());
-    let signed = format!("{payload}&signature={signature}");
+    send_signed(
+        method,
+        base,
+        path,
+        &format!("{payload}&signature={signature}"),
+        key,
+    )
+}
+
+/// Sends `signed` parameters (signature included) to `base` + `path` with `key`: in the
+/// query for a GET, as a form otherwise.
+fn send_signed(
+    method: reqwest::Method,
+    base: &str,
+    path: &str,
+    signed: &str,
+    key: &str,
+) -> (u16, Value) {
+    let signed = signed.to_owned();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -1249,6 +1267,44 @@ fn a_second_gateway_on_the_same_vault_is_refused() {
     drop(first);
     // The lock goes with the process: the next gateway starts.
     let _next = Serve::start(&home.kg);
+}
+
+/// A regression test: a request signed a moment ahead of the clock (Binance takes a
+/// timestamp up to a second ahead), taken by a gateway that then stopped, was taken again
+/// by the gateway started just after it, whose replay cache vouched for every request
+/// signed after it was made.
+#[test]
+fn a_request_signed_ahead_is_not_taken_again_by_the_next_gateway() {
+    let (_runtime, exchange) = simulator(vec![Credential::hmac(REAL_KEY, REAL_SECRET)]);
+    let mut home = Home::with_account(&exchange.url());
+    let bot = home.issue("bot1", &[]);
+    let first = Serve::start_with(&home.kg, &["--reconcile-every", "off"]);
+    let payload = format!(
+        "timestamp={}&recvWindow=10000",
+        keygate_gateway::now_ms() + 950
+    );
+    let secret = bot["secret"].as_str().unwrap();
+    let signature = binance::hmac_signature(secret.as_bytes(), payload.as_bytes());
+    let send = |serve: &Serve| {
+        send_signed(
+            reqwest::Method::GET,
+            &format!("http://{}/binance", serve.addr),
+            "/api/v3/account",
+            &format!("{payload}&signature={signature}"),
+            bot["api_key"].as_str().unwrap(),
+        )
+    };
+    let (status, body) = send(&first);
+    assert_eq!(status, 200, "{body}");
+    drop(first);
+    let next = Serve::start_with(&home.kg, &["--reconcile-every", "off"]);
+    let (status, body) = send(&next);
+    assert_eq!(status, 400, "the captured request was taken twice: {body}");
+    assert_eq!(body["code"], -1021, "{body}");
+    drop(next);
+    let reads = exchange.simulator().requests();
+    let reads = reads.iter().filter(|r| r.path == "/api/v3/account");
+    assert_eq!(reads.count(), 1);
 }
 
 /// A real key whose ciphertext was changed without the master key breaks the seal over

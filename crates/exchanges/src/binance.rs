@@ -312,7 +312,8 @@ impl SignedRequest {
             }
         };
         let now_us = now_ms.saturating_mul(1000);
-        if ts_us < now_us + 1_000_000 && now_us.saturating_sub(ts_us) <= window_us {
+        let ahead_us = crate::MAX_TIMESTAMP_AHEAD_MS * 1000;
+        if ts_us < now_us + ahead_us && now_us.saturating_sub(ts_us) <= window_us {
             Ok(ts_us)
         } else {
             Err(Error::StaleTimestamp)
@@ -565,8 +566,7 @@ impl Adapter for Binance {
         SignedRequest::parse(query, body, content_type)
     }
     fn max_signature_age_ms(&self) -> u64 {
-        // The largest recvWindow, plus the second a timestamp may run ahead.
-        MAX_RECV_WINDOW_MS + 1_000
+        MAX_RECV_WINDOW_MS + crate::MAX_TIMESTAMP_AHEAD_MS
     }
     fn time_path(&self, path: &str) -> &'static str {
         time_path(path)

@@ -33,6 +33,11 @@ pub mod binance;
 pub use binance::Binance;
 pub use keygate_core::{ExchangeConditionalOrder, ExchangeOrder, ExchangeWithdrawal};
 
+/// The furthest ahead of keygate's clock a request's timestamp may run and still be
+/// fresh, with every exchange (Binance: one second): a keygate that ran before may have
+/// taken a request signed up to this long after it stopped.
+pub const MAX_TIMESTAMP_AHEAD_MS: u64 = 1_000;
+
 use std::borrow::Cow;
 
 use ed25519_dalek::VerifyingKey;

@@ -44,7 +44,9 @@ pub enum Outcome {
     Answered,
     /// The upstream could not be reached; nothing was sent.
     UpstreamUnreachable,
-    /// The upstream timed out after the request was sent: it may or may not have executed.
+    /// The request was sent and may or may not have executed: the upstream timed out, or
+    /// answered that it does not know (a 5xx, Binance's -1007) to an action that moves
+    /// money.
     Unknown,
 }
 

@@ -33,6 +33,9 @@ pub const API_KEY_HEADER: &str = "x-mbx-apikey";
 pub const MAX_RECV_WINDOW_MS: u64 = 60_000;
 
 const DEFAULT_RECV_WINDOW_MS: u64 = 5_000;
+/// Binance's error code for "Timeout waiting for response from backend server. Send status
+/// unknown; execution status unknown."
+const EXECUTION_UNKNOWN: i64 = -1007;
 
 /// The most parameters one request may carry, query and body together, `signature` aside.
 ///
@@ -600,6 +603,16 @@ impl Adapter for Binance {
     }
     fn parse_withdrawal_history(&self, body: &[u8]) -> Option<Vec<ExchangeWithdrawal>> {
         parse_withdraw_history(body)
+    }
+    fn is_execution_unknown(&self, status: http::StatusCode, body: &[u8]) -> bool {
+        // Binance: a 5XX "is NOT a failure operation; the execution status is UNKNOWN and
+        // could have been a success", and -1007 says as much whatever its status.
+        #[derive(serde::Deserialize)]
+        struct Code {
+            code: i64,
+        }
+        status.is_server_error()
+            || serde_json::from_slice::<Code>(body).is_ok_and(|c| c.code == EXECUTION_UNKNOWN)
     }
     fn placed_order_ids(&self, path: &str, body: &[u8]) -> Vec<String> {
         let mut ids = Vec::new();
@@ -2126,6 +2139,36 @@ mod tests {
             );
         }
         assert!(SignedRequest::parse("symbol=BTCUSDT&callbackRate=-5", b"", None).is_err());
+    }
+
+    #[test]
+    fn an_answer_of_unknown_execution_is_known_as_such() {
+        use http::StatusCode;
+        let timeout = br#"{"code":-1007,"msg":"Timeout waiting for response from backend server. Send status unknown; execution status unknown."}"#;
+        let unknown = [
+            (StatusCode::SERVICE_UNAVAILABLE, &timeout[..]),
+            (StatusCode::BAD_REQUEST, &timeout[..]),
+            (StatusCode::BAD_GATEWAY, b"<html>bad gateway</html>"),
+            (StatusCode::INTERNAL_SERVER_ERROR, b""),
+        ];
+        for (status, body) in unknown {
+            assert!(Binance.is_execution_unknown(status, body), "{status}");
+        }
+        let known = [
+            (StatusCode::OK, &br#"{"orderId":5}"#[..]),
+            (
+                StatusCode::BAD_REQUEST,
+                br#"{"code":-2010,"msg":"Account has insufficient balance."}"#,
+            ),
+            (
+                StatusCode::TOO_MANY_REQUESTS,
+                br#"{"code":-1003,"msg":"Too many requests."}"#,
+            ),
+            (StatusCode::OK, br#"[{"code":-1007}]"#),
+        ];
+        for (status, body) in known {
+            assert!(!Binance.is_execution_unknown(status, body), "{status}");
+        }
     }
 
     /// A regression test: the stop legs of order lists name their trails apart

@@ -225,6 +225,10 @@ pub trait Adapter: Send + Sync + 'static {
     /// for a conditional order, its own id (numbered apart from orders); none when the
     /// answer names none.
     fn placed_order_ids(&self, path: &str, body: &[u8]) -> Vec<String>;
+    /// Whether an answer of `status` with `body` says that the exchange does not know
+    /// whether the request executed: an order or a withdrawal so answered may have gone
+    /// through, and is recorded with its outcome unknown.
+    fn is_execution_unknown(&self, status: http::StatusCode, body: &[u8]) -> bool;
     /// The signed read (native path and query, without timestamp) listing the real key's
     /// account's orders in `symbol` of `market` placed from `from_ms` to `to_ms` (at most
     /// a day apart: Binance lists no longer span of spot orders at once); `None` for a

@@ -895,11 +895,22 @@ impl Gateway {
                 } else {
                     Vec::new()
                 };
-                in_flight.finish_placing(
-                    Some(answer.status.as_u16()),
-                    Outcome::Answered,
-                    order_ids,
-                );
+                // An answer that says the exchange does not know whether the request
+                // executed (a 5xx, Binance's -1007) leaves an order or a withdrawal
+                // unknown, as a timeout does; the bot gets the answer as it came.
+                let outcome =
+                    if sensitive && adapter.is_execution_unknown(answer.status, &answer.body) {
+                        tracing::error!(
+                            path = in_flight.path(),
+                            status = answer.status.as_u16(),
+                            "the exchange answered that it does not know whether the request \
+                         executed; outcome unknown, not retried"
+                        );
+                        Outcome::Unknown
+                    } else {
+                        Outcome::Answered
+                    };
+                in_flight.finish_placing(Some(answer.status.as_u16()), outcome, order_ids);
                 if let Some(used) = adapter.used_weight(pool.name, &answer.headers) {
                     self.weight.record(pool, used, now_ms());
                     if let Some(reservation) = weight {

@@ -18,7 +18,7 @@ use keygate_mockex::{Credential, RunningSimulator};
 use keygate_monitor::{Alert, AlertRule, Alerter, Severity};
 use keygate_store::{ClientKeyMaterial, NewClient, Store};
 use keygate_vault::{MasterKey, SecretString};
-use serde_json::Value;
+use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::{
@@ -2299,6 +2299,66 @@ async fn an_upstream_timeout_is_a_504_with_outcome_unknown_and_no_retry() {
         keygate_audit::verify(&store, &env.audit_key).unwrap() as usize,
         events.len()
     );
+}
+
+/// A regression test: an order answered 503 -1007 ("execution status unknown"), as
+/// Binance answers when its matching engine times out, was recorded as answered: no
+/// outcome-unknown alert, and reconciliation took it for an order the exchange refused.
+/// The bot gets the exchange's answer as it came; a read so answered is just answered.
+#[tokio::test]
+async fn an_order_the_exchange_cannot_say_it_executed_is_recorded_unknown() {
+    const UNKNOWN: &str = "{\"code\":-1007,\"msg\":\"Timeout waiting for response from backend \
+                           server. Send status unknown; execution status unknown.\"}";
+    // An exchange that tells the time and answers everything else 503 -1007.
+    let exchange = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let exchange_addr = exchange.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = exchange.accept().await {
+            tokio::spawn(async move {
+                let mut head = [0u8; 4096];
+                while let Ok(n @ 1..) = socket.read(&mut head).await {
+                    let (status, body) = if head[..n].starts_with(b"GET /api/v3/time") {
+                        let time = format!("{{\"serverTime\":{}}}", keygate_gateway::now_ms());
+                        ("200 OK", time)
+                    } else {
+                        ("503 Service Unavailable", UNKNOWN.to_owned())
+                    };
+                    let answer = format!(
+                        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\n\
+                         content-length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    if socket.write_all(answer.as_bytes()).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    let env = setup(
+        trading_policy(),
+        Some(format!("http://{exchange_addr}")),
+        Duration::from_secs(2),
+    )
+    .await;
+    let (status, body) = post(
+        &env,
+        "/api/v3/order",
+        "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=50000",
+    )
+    .await;
+    assert_eq!((status, &body["code"]), (503, &json!(-1007)), "{body}");
+    let (status, _) = get(&env, "/api/v3/account", "").await;
+    assert_eq!(status, 503);
+    let outcomes = events_where(&env, 1, |e| e["type"] == "outcome").await;
+    let outcomes: Vec<_> = outcomes
+        .iter()
+        .map(|o| (o["outcome"].clone(), o["upstream_status"].clone()))
+        .collect();
+    assert_eq!(outcomes, [(json!("unknown"), json!(503))], "{outcomes:?}");
+    let reads = events_where(&env, 1, |e| e["path"] == "/api/v3/account").await;
+    assert_eq!(reads[0]["outcome"], "answered", "{reads:?}");
+    assert_eq!(reads[0]["upstream_status"], 503, "{reads:?}");
 }
 
 /// A regression test: a request whose client hung up while the exchange had it left no

@@ -234,12 +234,19 @@ impl Rules {
                 let action = self.pending.remove(&outcome.request_id).map(|(_, a)| a);
                 if outcome.outcome == Outcome::Unknown {
                     let what = action.unwrap_or_else(|| "a request".to_owned());
+                    let how = match outcome.upstream_status {
+                        Some(status) => format!(
+                            "was answered HTTP {status} by the exchange, which does not know \
+                             whether it executed"
+                        ),
+                        None => "timed out at the exchange after it was sent".to_owned(),
+                    };
                     raise(
                         Severity::Critical,
                         AlertRule::OutcomeUnknown,
                         format!(
-                            "{what} of client {} timed out at the exchange after it was sent; \
-                             it may have executed: check the exchange (request {})",
+                            "{what} of client {} {how}; it may have executed: check the \
+                             exchange (request {})",
                             outcome.client.as_deref().unwrap_or("?"),
                             outcome.request_id
                         ),
@@ -848,6 +855,25 @@ mod tests {
             alerts[0].summary
         );
         assert!(alerts[0].summary.contains("request r3000"));
+        assert!(alerts[0].summary.contains("timed out"));
+        // An answer saying the exchange does not know is told as such.
+        rules.evaluate(5, &request(5_000, Some("bot1"), ActionKind::Trade, None));
+        let mut answered = outcome("r5000", Outcome::Unknown);
+        if let EventBody::Outcome(o) = &mut answered.body {
+            o.upstream_status = Some(503);
+        }
+        let alerts = rules.evaluate(6, &answered);
+        assert_eq!(
+            rules_of(&alerts),
+            [(Severity::Critical, AlertRule::OutcomeUnknown)]
+        );
+        assert!(
+            alerts[0]
+                .summary
+                .contains("was answered HTTP 503 by the exchange, which does not know"),
+            "{}",
+            alerts[0].summary
+        );
     }
 
     #[test]

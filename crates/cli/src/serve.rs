@@ -27,6 +27,8 @@ pub struct ServeArgs {
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
     /// A proxy whose X-Forwarded-For is believed (CIDR; repeatable). None by default.
+    /// Name only proxies: a request from one of these addresses without the header is
+    /// refused, as its source is unknown.
     #[arg(long = "trusted-proxy", value_name = "CIDR", value_parser = trusted_proxy)]
     pub trusted_proxies: Vec<IpNet>,
     /// Serve HTTPS with this certificate chain (PEM). With it, a non-loopback address

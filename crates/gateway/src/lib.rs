@@ -336,7 +336,8 @@ async fn handle<A: Adapter>(
         native,
     );
     if source.is_none() {
-        let msg = "keygate: the source address cannot be read from X-Forwarded-For";
+        let msg = "keygate: the request came through a trusted proxy, and its \
+                   X-Forwarded-For does not name the source address";
         return audit.deny(refuse(Refusal::Denied(msg)), Rule::SourceIp, msg);
     }
     if let Err(reason) = check_path(native) {
@@ -1071,8 +1072,10 @@ fn query_suffix(query: &str) -> String {
 /// The address a request comes from: the peer, unless the peer is a trusted proxy. Then
 /// `X-Forwarded-For` is read from the right, hop by hop, and the first address that is not
 /// a trusted proxy is the source (or the left-most, if every hop is a trusted proxy).
-/// `None` when the hops the trusted proxies added cannot be read: the source is then
-/// unknown, and the request is refused rather than credited to the proxy.
+/// `None` when a trusted proxy sent no `X-Forwarded-For`, or hops the trusted proxies
+/// added cannot be read: the source is then unknown, and the request is refused rather
+/// than credited to the proxy (a loopback TLS terminator that adds no header would
+/// otherwise make every client a loopback one, which the default allow list takes).
 fn source_ip(trusted: &[IpNet], peer: IpAddr, headers: &HeaderMap) -> Option<IpAddr> {
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
     // An IPv4 peer of a dual-stack listener arrives as `::ffff:a.b.c.d`; allow lists
@@ -1084,6 +1087,9 @@ fn source_ip(trusted: &[IpNet], peer: IpAddr, headers: &HeaderMap) -> Option<IpA
     let mut hops: Vec<&str> = Vec::new();
     for value in headers.get_all("x-forwarded-for") {
         hops.extend(value.to_str().ok()?.split(','));
+    }
+    if hops.is_empty() {
+        return None;
     }
     let mut source = peer;
     for hop in hops.iter().rev() {
@@ -1404,18 +1410,24 @@ mod tests {
             source("10.0.0.1", &["junk, 203.0.113.9"]),
             Some(ip("203.0.113.9"))
         );
-        // Every hop a trusted proxy: the left-most; no header: the proxy itself.
+        // Every hop a trusted proxy: the left-most.
         assert_eq!(
             source("10.0.0.1", &["10.0.0.3, 10.0.0.2"]),
             Some(ip("10.0.0.3"))
         );
-        assert_eq!(source("10.0.0.1", &[]), Some(ip("10.0.0.1")));
+        // A regression test: a trusted proxy that sent no header was taken for the
+        // client, so a loopback TLS terminator adding none made every client loopback.
+        assert_eq!(source("10.0.0.1", &[]), None);
+        assert_eq!(source("127.0.0.1", &[]), Some(ip("127.0.0.1")));
         // Hops the trusted proxies added that cannot be read: unknown, never the proxy.
         assert_eq!(source("10.0.0.1", &["1.2.3.4, junk"]), None);
         assert_eq!(source("10.0.0.1", &["1.2.3.4:5678"]), None);
         assert_eq!(source("10.0.0.1", &["10.0.0.2, junk, 10.0.0.3"]), None);
         // A dual-stack listener's IPv4 peers and hops are IPv4, as allow lists name them.
-        assert_eq!(source("::ffff:127.0.0.1", &[]), Some(ip("127.0.0.1")));
+        assert_eq!(
+            source("::ffff:127.0.0.1", &["1.2.3.4"]),
+            Some(ip("127.0.0.1"))
+        );
         assert_eq!(
             source("::ffff:10.0.0.1", &["::ffff:1.2.3.4"]),
             Some(ip("1.2.3.4"))

@@ -500,6 +500,15 @@ async fn handle<A: Adapter>(
     }
     audit.client = Some(client.name.to_string());
     audit.account = Some(client.account.to_string());
+    // The allow list before the replay cache: a captured request sent first from an
+    // address its client may not use is refused without spending its signature, and the
+    // bot's own copy still goes through.
+    if let Err(denial) =
+        keygate_policy::check_source(client.name.as_str(), &client.policy, audit.source_ip)
+    {
+        let msg = format!("keygate: {}", denial.message);
+        return audit.deny(refuse(Refusal::Denied(&msg)), denial.rule, &denial.message);
+    }
     // No account: removed (`account remove` keeps its clients only once they are
     // revoked) or one that does not open (logged when the registry was loaded).
     let Some(account) = account else {

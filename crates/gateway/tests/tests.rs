@@ -1135,11 +1135,44 @@ async fn behind_proxy_env() -> Env {
     .await
 }
 
+/// A regression test: a captured request sent first from an address its client may not
+/// use was refused, but its signature was spent already, and the bot's own copy was
+/// refused as a replay.
+#[tokio::test]
+async fn a_request_refused_for_its_source_does_not_spend_its_signature() {
+    let env = behind_proxy_env().await;
+    let signed = sign_nth(1, BOT_SECRET);
+    let from = |forwarded: &str| {
+        http(
+            "GET",
+            &format!("/binance/api/v3/account?{signed}"),
+            &format!("X-Forwarded-For: {forwarded}\r\n"),
+            "",
+        )
+    };
+    let (status, body) = raw(env.gateway, &from("10.9.9.9")).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(
+        body["msg"]
+            .as_str()
+            .unwrap()
+            .contains("10.9.9.9 is not allowed"),
+        "{body}"
+    );
+    let (status, body) = raw(env.gateway, &from("10.1.2.3")).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = raw(env.gateway, &from("10.1.2.3")).await;
+    assert!(
+        body["msg"].as_str().unwrap().contains("already used"),
+        "{status} {body}"
+    );
+    assert_eq!(exchange_saw(&env, "/api/v3/account"), 1);
+}
+
 #[tokio::test]
 async fn forwarded_for_from_a_trusted_proxy_names_the_source() {
     let env = behind_proxy_env().await;
-    // Refused for their source only after their signature is checked and remembered:
-    // each is signed differently.
+    // Each is signed differently, as a bot signs each request.
     let sent = std::cell::Cell::new(0);
     let account = |forwarded: &str| {
         sent.set(sent.get() + 1);

@@ -170,19 +170,7 @@ impl Decider {
         if r.expires_at_ms.is_some_and(|at| r.now_ms >= at) {
             return deny(Rule::Expired, format!("client {client} has expired"));
         }
-        if !policy
-            .allow_ips
-            .iter()
-            .any(|net| net.contains(&r.source_ip))
-        {
-            return deny(
-                Rule::SourceIp,
-                format!(
-                    "source address {} is not allowed for client {client}",
-                    r.source_ip
-                ),
-            );
-        }
+        check_source(client, policy, r.source_ip)?;
         let scope = match action.kind {
             ActionKind::Public => None,
             ActionKind::Unknown => {
@@ -482,6 +470,19 @@ impl Decider {
             _ => {}
         }
     }
+}
+
+/// Whether `policy` lets its client `client` call from `source_ip`: the allow list,
+/// which [`Decider::decide`] checks too. A gateway checks it on its own as soon as the
+/// client is known, before anything is remembered of the request.
+pub fn check_source(client: &str, policy: &Policy, source_ip: IpAddr) -> Result<(), Denial> {
+    if policy.allow_ips.iter().any(|net| net.contains(&source_ip)) {
+        return Ok(());
+    }
+    deny(
+        Rule::SourceIp,
+        format!("source address {source_ip} is not allowed for client {client}"),
+    )
 }
 
 fn deny(rule: Rule, message: String) -> Result<(), Denial> {

@@ -713,7 +713,12 @@ impl Adapter for Binance {
         parse_algo_orders(body)
     }
     fn weight_pool(&self, path: &str) -> &'static str {
-        let first = path.split('/').nth(1).unwrap_or_default();
+        // `/futures/data/…` draws from the weight of the futures host, which `route`
+        // takes to be USD-M's.
+        let first = match path.split('/').nth(1).unwrap_or_default() {
+            "futures" => "fapi",
+            first => first,
+        };
         WEIGHT_POOLS
             .iter()
             .find(|pool| pool[1..] == *first)
@@ -1224,7 +1229,7 @@ fn classify_endpoint(method: &str, path: &str) -> ActionKind {
         ) => KeyManagement,
         // USD-M and COIN-M futures.
         ("GET", "/fapi/v1" | "/dapi/v1", p) if FUTURES_PUBLIC.contains(&p) => Public,
-        ("GET", "/futures/data", _) => Public,
+        ("GET", "/futures/data", p) if FUTURES_DATA_PUBLIC.contains(&p) => Public,
         ("GET", "/fapi/v2", "ticker/price") => Public,
         // Options and portfolio margin: market data only; their private calls are unknown.
         ("GET", "/eapi/v1", p) if OPTIONS_PUBLIC.contains(&p) => Public,
@@ -1438,6 +1443,19 @@ const SAPI_TRANSFER: &[&str] = &[
     "margin/transfer",
     "margin/isolated/transfer",
     "managed-subaccount/deposit",
+];
+
+/// The futures hosts' statistics (`/futures/data/…`), USD-M's and COIN-M's, as ccxt lists
+/// them: market data, no key.
+const FUTURES_DATA_PUBLIC: &[&str] = &[
+    "delivery-price",
+    "openInterestHist",
+    "topLongShortAccountRatio",
+    "topLongShortPositionRatio",
+    "globalLongShortAccountRatio",
+    "takerlongshortRatio",
+    "takerBuySellVol",
+    "basis",
 ];
 
 const FUTURES_PUBLIC: &[&str] = &[
@@ -2644,11 +2662,21 @@ mod tests {
             "/eapi/v1/exchangeInfo",
             "/eapi/v1/mark",
             "/papi/v1/ping",
+            "/futures/data/openInterestHist",
+            "/futures/data/takerBuySellVol",
         ] {
             assert_eq!(
                 classify_endpoint("GET", public),
                 ActionKind::Public,
                 "{public}"
+            );
+        }
+        // A regression test: any path under `/futures/data/` was public, and forwarded.
+        for unknown in ["/futures/data/anything", "/futures/data/basis/x"] {
+            assert_eq!(
+                classify_endpoint("GET", unknown),
+                ActionKind::Unknown,
+                "{unknown}"
             );
         }
         // Their private endpoints are not classified, so denied.
@@ -3163,7 +3191,7 @@ mod tests {
         assert_eq!(pool("/sapi/v1/system/status"), "/sapi");
         assert_eq!(pool("/fapi/v2/balance"), "/fapi");
         assert_eq!(pool("/dapi/v1/ping"), "/dapi");
-        assert_eq!(pool("/futures/data/openInterestHist"), "");
+        assert_eq!(pool("/futures/data/openInterestHist"), "/fapi");
         assert_eq!(pool("/apix/v3/time"), "");
         let mut headers = HeaderMap::new();
         headers.insert("x-mbx-used-weight-1m", "9".parse().unwrap());

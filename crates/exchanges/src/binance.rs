@@ -1129,11 +1129,13 @@ fn parse_utc_datetime(text: &str) -> Option<u64> {
     let (year, month, day) = (d.next()??, d.next()??, d.next()??);
     let mut t = time.splitn(3, ':').map(number);
     let (hour, minute, second) = (t.next()??, t.next()??, t.next()??);
-    if !(1..=12).contains(&month)
+    // Years of four digits: the arithmetic below cannot overflow, whatever an answer says.
+    if !(1970..=9999).contains(&year)
+        || !(1..=12).contains(&month)
         || !(1..=31).contains(&day)
-        || hour > 23
-        || minute > 59
-        || second > 60
+        || !(0..=23).contains(&hour)
+        || !(0..=59).contains(&minute)
+        || !(0..=60).contains(&second)
     {
         return None;
     }
@@ -1753,6 +1755,20 @@ mod tests {
         assert_eq!(listed[1].applied_ms, 951_868_799_000);
         assert_eq!(parse_withdraw_history(br#"[{"id":"x"}]"#), None);
         assert_eq!(parse_utc_datetime("2019-13-12 11:12:02"), None);
+        // A regression test: a year of ten digits overflowed the day count.
+        for out_of_range in [
+            "9999999999-01-01 00:00:00",
+            "-9223372036854775808-01-01 00:00:00",
+            "1969-12-31 23:59:59",
+            "2019-10-12 -1:12:02",
+            "2019-10-12 11:-1:02",
+        ] {
+            assert_eq!(parse_utc_datetime(out_of_range), None, "{out_of_range}");
+        }
+        assert_eq!(
+            parse_utc_datetime("9999-12-31 23:59:59"),
+            Some(253_402_300_799_000)
+        );
     }
 
     #[test]

@@ -129,6 +129,8 @@ pub(crate) struct Params {
     signed_body: String,
     /// Raw `signature` value (not percent-decoded).
     raw_signature: Option<String>,
+    /// Whether a parameter follows a `signature` in its part.
+    is_signature_followed: bool,
 }
 
 impl Params {
@@ -165,6 +167,7 @@ impl Params {
                 if !seen.insert(name.clone()) {
                     return Err(ApiError::duplicate());
                 }
+                params.is_signature_followed |= signature_at.is_some();
                 if name == "signature" {
                     params.raw_signature.get_or_insert_with(|| value.to_owned());
                     signature_at = Some(at);
@@ -256,6 +259,12 @@ impl Params {
     /// The raw signature value, if one was sent.
     pub(crate) fn raw_signature(&self) -> Option<&str> {
         self.raw_signature.as_deref()
+    }
+
+    /// Whether every `signature` is the last parameter of its part, as Binance asks ("make
+    /// sure the `signature` is the end part of your query string or request body").
+    pub(crate) fn is_signature_last(&self) -> bool {
+        !self.is_signature_followed
     }
 }
 

@@ -484,7 +484,7 @@ fn authenticate(
         .raw_signature()
         .filter(|s| !s.is_empty())
         .ok_or_else(|| ApiError::mandatory("signature"))?;
-    if !key.material.verify(&params.payload(), signature) {
+    if !params.is_signature_last() || !key.material.verify(&params.payload(), signature) {
         return Err(ApiError::new(
             400,
             -1022,

@@ -359,6 +359,39 @@ mod auth {
         assert_code(&response, 400, -1022);
     }
 
+    /// A regression test: the simulator took a `signature` anywhere in its part, where
+    /// Binance asks for it last, so a gateway that forwarded it elsewhere passed its tests.
+    #[tokio::test]
+    async fn a_signature_followed_by_a_parameter_is_refused() {
+        let sim = start().await;
+        let timestamp = format!("timestamp={}", now_ms());
+        let sig = hmac_hex(SECRET, &format!("{timestamp}&recvWindow=5000"));
+        for query in [
+            format!("{timestamp}&signature={sig}&recvWindow=5000"),
+            format!("signature={sig}&{timestamp}&recvWindow=5000"),
+        ] {
+            let response = send(
+                &sim,
+                Method::GET,
+                &format!("/api/v3/account?{query}"),
+                Some(KEY),
+                None,
+            )
+            .await;
+            assert_code(&response, 400, -1022);
+        }
+        let last = format!("{timestamp}&recvWindow=5000&signature={sig}");
+        let response = send(
+            &sim,
+            Method::GET,
+            &format!("/api/v3/account?{last}"),
+            Some(KEY),
+            None,
+        )
+        .await;
+        assert_eq!(response.0, 200, "{}", response.1);
+    }
+
     /// Regression: the simulator read a form body on any method, where Binance reads the
     /// parameters of a GET from the query string alone: a GET signed in its body is
     /// missing its signature (-1102), and a body beside a signed query changes nothing.

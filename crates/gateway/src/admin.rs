@@ -60,8 +60,9 @@ pub fn admin_app(state: AdminState) -> Router {
 }
 
 /// 200 while the gateway serves; 503 when the audit writer is gone (every order,
-/// withdrawal and transfer is then refused) or the last reload of accounts and clients
-/// failed (every request is then refused).
+/// withdrawal and transfer is then refused), the last reload of accounts and clients
+/// failed (every request is then refused), or the monitor cannot read the audit log (no
+/// alert is raised from it).
 async fn healthz(State(state): State<AdminState>) -> impl IntoResponse {
     let monitor_seq = state.metrics.last_seq();
     let problem = if let Some(reason) = state.live.failure() {
@@ -74,7 +75,10 @@ async fn healthz(State(state): State<AdminState>) -> impl IntoResponse {
                 .to_owned(),
         )
     } else {
-        None
+        state
+            .metrics
+            .log_unreadable()
+            .map(|reason| format!("{reason}: no alert is raised from it"))
     };
     match problem {
         None => (

@@ -89,6 +89,9 @@ use crate::cap::Cap;
 
 /// How often the monitor looks for new events.
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
+/// How long the monitor fails to read the audit log before it raises a critical alert
+/// and `/healthz` says so: long enough to ride out a moment's contention.
+pub const READ_FAILURE_GRACE: Duration = Duration::from_secs(5);
 /// How long the monitor has, once asked to stop, to read the rest of the log and deliver
 /// the alerts still to go: `keygate serve` stops in seconds, however many alerts wait and
 /// however slow their receivers. What is left is logged and counted, and the next start
@@ -664,6 +667,8 @@ struct Follower {
     /// Once asked to stop, the alerts still to go: delivered by the deadline, critical
     /// alerts first.
     outbox: Vec<Pending>,
+    /// Since when reading the log has failed, and whether that was alerted.
+    failing: Option<(Instant, bool)>,
 }
 
 impl Follower {
@@ -687,6 +692,7 @@ impl Follower {
             stop,
             stop_seen: None,
             outbox: Vec::new(),
+            failing: None,
         }
     }
 
@@ -848,15 +854,48 @@ impl Follower {
             }
             Err(e) => {
                 tracing::error!(error = %e, "the monitor cannot read the audit log");
+                self.read_failed(&e).await;
                 return false;
             }
         };
+        if self.failing.take().is_some_and(|(_, alerted)| alerted) {
+            tracing::warn!("the monitor reads the audit log again");
+            self.metrics.set_log_unreadable(None);
+        }
         let Some(last) = page.last().map(|(seq, _)| *seq) else {
             return self.check_not_cut_short().await;
         };
         self.evaluate(&page).await;
         self.advance(last);
         page.len() as u64 == PAGE
+    }
+
+    /// Notes a failed read of the log; once reads have failed for [`READ_FAILURE_GRACE`],
+    /// raises one critical alert and tells `/healthz`: until the log reads again, nothing
+    /// in it is alerted.
+    async fn read_failed(&mut self, error: &keygate_audit::Error) {
+        let (since, alerted) = *self.failing.get_or_insert((Instant::now(), false));
+        if alerted || since.elapsed() < READ_FAILURE_GRACE {
+            return;
+        }
+        self.failing = Some((since, true));
+        let reason = format!("the monitor cannot read the audit log ({error})");
+        self.metrics.set_log_unreadable(Some(reason.clone()));
+        let alert = Alert {
+            severity: Severity::Critical,
+            rule: AlertRule::LogUnreadable,
+            summary: format!(
+                "{reason} for {} s: no alert is raised from the log until it reads again; \
+                 run keygate audit verify",
+                READ_FAILURE_GRACE.as_secs()
+            ),
+            client: None,
+            account: None,
+            source_ip: None,
+            event_seq: self.cursor + 1,
+            ts_ms: 0,
+        };
+        self.send(alert, None).await;
     }
 
     /// With nothing new to read: a log that now ends before the place the monitor had read

@@ -44,6 +44,8 @@ struct Counts {
     failed_deliveries: BTreeMap<String, u64>,
     /// The last audit event read.
     last_seq: u64,
+    /// Why the monitor cannot read the audit log, once it has failed for a while.
+    unreadable: Option<String>,
 }
 
 impl Metrics {
@@ -129,6 +131,17 @@ impl Metrics {
     /// The last audit event counted.
     pub fn last_seq(&self) -> u64 {
         self.lock().last_seq
+    }
+
+    /// Why the monitor cannot read the audit log, when it has failed to for
+    /// [`READ_FAILURE_GRACE`](crate::READ_FAILURE_GRACE) running: no alert is raised
+    /// from the log meanwhile.
+    pub fn log_unreadable(&self) -> Option<String> {
+        self.lock().unreadable.clone()
+    }
+
+    pub(crate) fn set_log_unreadable(&self, reason: Option<String>) {
+        self.lock().unreadable = reason;
     }
 
     /// Everything, in Prometheus's text exposition format (version 0.0.4).

@@ -280,6 +280,53 @@ fn a_log_cut_short_behind_the_monitors_place_is_alerted_and_followed_from_its_en
     assert_eq!(json(&got[2])["event_seq"], 1);
 }
 
+/// A regression test: a log the monitor could not read (other than an event that does
+/// not verify) was only logged, every 250 ms: no alert, and `/healthz` stayed green
+/// while nothing in the log was alerted.
+#[test]
+fn a_log_the_monitor_cannot_read_for_a_while_is_alerted_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, log) = log_in(dir.path());
+    let receiver = Receiver::start(&[]);
+    let monitor = Monitor::start(
+        &db,
+        config(&receiver, None, Severity::Warning)
+            .settings()
+            .unwrap(),
+    )
+    .unwrap();
+    log.append_blocking(request(10, ActionKind::Withdraw, Some(Rule::Scope)))
+        .unwrap();
+    assert_eq!(receiver.wait_for(1).len(), 1);
+    let store = Store::open(&db).unwrap();
+    let rename = |from: &str, to: &str| {
+        let sql = format!("ALTER TABLE {from} RENAME TO {to}");
+        store.connection().execute_batch(&sql).unwrap();
+    };
+    rename("events", "events_away");
+    let started = std::time::Instant::now();
+    let got = receiver.wait_for(2);
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(started.elapsed() >= keygate_monitor::READ_FAILURE_GRACE);
+    let unreadable = json(&got[1]);
+    assert_eq!(unreadable["rule"], "log_unreadable");
+    assert_eq!(unreadable["severity"], "critical");
+    let summary = unreadable["summary"].as_str().unwrap();
+    assert!(summary.contains("cannot read the audit log"), "{summary}");
+    let metrics = monitor.metrics();
+    assert!(metrics.log_unreadable().is_some());
+    // Once, not every poll; and when the log reads again, it is followed again.
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    assert_eq!(receiver.receiver.hooks().len(), 2);
+    rename("events_away", "events");
+    log.append_blocking(request(20, ActionKind::Transfer, Some(Rule::Scope)))
+        .unwrap();
+    let got = receiver.wait_for(3);
+    monitor.stop();
+    assert_eq!(json(&got[2])["rule"], "transfer", "{got:?}");
+    assert!(metrics.log_unreadable().is_none());
+}
+
 #[test]
 fn a_webhook_that_fails_is_tried_again_and_one_below_its_severity_gets_nothing() {
     let dir = tempfile::tempdir().unwrap();

@@ -528,6 +528,14 @@ enum Target {
 }
 
 impl Target {
+    fn destination(&self) -> String {
+        match self {
+            Target::Sink(sink) => sink.destination(),
+            #[cfg(test)]
+            Target::Recorder { .. } => "recorder".into(),
+        }
+    }
+
     fn wants(&self, alert: &Alert) -> bool {
         match self {
             Target::Sink(sink) => sink.wants(alert),
@@ -566,49 +574,127 @@ impl Target {
 }
 
 impl Outlet {
-    /// Delivers `alert` to every target that wants it, all at once.
-    async fn deliver(&self, alert: &Alert) -> Vec<Delivery> {
-        let wanting = self.targets.iter().filter(|target| target.wants(alert));
-        join_all(
-            wanting
-                .map(|target| target.deliver(&self.http, alert))
-                .collect(),
-        )
-        .await
-    }
-
-    /// Delivers `alerts` until `deadline`: each target goes through them in their order
-    /// on its own, so one that is slow or down holds back none of the others. Says, for
-    /// each alert, whether every target that wants it took it; a failure after every
-    /// attempt, or the deadline, counts as not.
+    /// Delivers each target's `alerts` (one list per target, in the targets' order)
+    /// until `deadline`: each target goes through its own in their order, so one that is
+    /// slow or down holds back none of the others. Says, for each alert of each list,
+    /// whether the target took it; a failure after every attempt, or the deadline,
+    /// counts as not.
     async fn deliver_until(
         &self,
-        alerts: &[&Alert],
+        alerts: &[Vec<Arc<Pending>>],
         deadline: Instant,
         metrics: &Metrics,
-    ) -> Vec<bool> {
-        let queues = self.targets.iter().map(|target| async move {
-            // Those it does not want count as taken.
-            let mut taken: Vec<bool> = alerts.iter().map(|a| !target.wants(a)).collect();
-            for (alert, taken) in alerts.iter().zip(taken.iter_mut()) {
-                if *taken {
-                    continue;
-                }
-                let delivery = target.deliver(&self.http, alert);
-                match tokio::time::timeout_at(deadline, delivery).await {
-                    Ok(delivery) => {
-                        *taken = delivery.result.is_ok();
-                        metrics.delivered(std::slice::from_ref(&delivery));
+    ) -> Vec<Vec<bool>> {
+        let queues = self
+            .targets
+            .iter()
+            .zip(alerts)
+            .map(|(target, alerts)| async move {
+                let mut taken = vec![false; alerts.len()];
+                for (pending, taken) in alerts.iter().zip(taken.iter_mut()) {
+                    let delivery = target.deliver(&self.http, &pending.alert);
+                    match tokio::time::timeout_at(deadline, delivery).await {
+                        Ok(delivery) => {
+                            *taken = delivery.result.is_ok();
+                            metrics.delivered(std::slice::from_ref(&delivery));
+                        }
+                        Err(_) => break,
                     }
-                    Err(_) => break,
+                }
+                taken
+            });
+        join_all(queues.collect()).await
+    }
+}
+
+/// Most alerts one target's lane holds waiting for it: past that, the oldest that is not
+/// critical (or, when all are, the oldest) is dropped, counted as a failed delivery.
+const MAX_LANE_BACKLOG: usize = 1000;
+
+/// One target's deliveries while the monitor runs: a task of its own that takes its
+/// alerts in their order, so that a target that is slow or down holds back neither the
+/// other targets nor the reading of the log.
+struct Lane {
+    state: Arc<LaneState>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Default)]
+struct LaneState {
+    /// Waiting for the target, oldest first.
+    backlog: std::sync::Mutex<std::collections::VecDeque<Arc<Pending>>>,
+    /// Being delivered.
+    in_flight: std::sync::Mutex<Option<Arc<Pending>>>,
+    wake: tokio::sync::Notify,
+}
+
+fn locked<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Lane {
+    /// Starts the lane of `outlet`'s target `index` on the current runtime.
+    fn start(outlet: &Arc<Outlet>, index: usize, metrics: &Arc<Metrics>) -> Lane {
+        let state = Arc::new(LaneState::default());
+        let task = tokio::spawn({
+            let (outlet, state, metrics) = (Arc::clone(outlet), state.clone(), metrics.clone());
+            async move {
+                loop {
+                    let next = locked(&state.backlog).pop_front();
+                    let Some(pending) = next else {
+                        state.wake.notified().await;
+                        continue;
+                    };
+                    *locked(&state.in_flight) = Some(Arc::clone(&pending));
+                    let target = &outlet.targets[index];
+                    let delivery = target.deliver(&outlet.http, &pending.alert).await;
+                    *locked(&state.in_flight) = None;
+                    metrics.delivered(std::slice::from_ref(&delivery));
                 }
             }
-            taken
         });
-        let taken = join_all(queues.collect()).await;
-        (0..alerts.len())
-            .map(|n| taken.iter().all(|by_target| by_target[n]))
-            .collect()
+        Lane { state, task }
+    }
+
+    /// Queues `pending` for the target; `Some(dropped)` when the backlog was full and an
+    /// older alert was dropped for it.
+    fn push(&self, pending: Arc<Pending>) -> Option<Arc<Pending>> {
+        let mut backlog = locked(&self.state.backlog);
+        let dropped = (backlog.len() >= MAX_LANE_BACKLOG).then(|| {
+            let victim = backlog
+                .iter()
+                .position(|p| p.alert.severity != Severity::Critical)
+                .unwrap_or(0);
+            backlog.remove(victim)
+        });
+        backlog.push_back(pending);
+        drop(backlog);
+        self.state.wake.notify_one();
+        dropped.flatten()
+    }
+
+    /// The first audit event whose alert, raised again by a pass from it, the lane still
+    /// holds for its target (waiting or being delivered).
+    fn first_event_waiting(&self) -> Option<u64> {
+        let in_flight = locked(&self.state.in_flight).as_ref().and_then(|p| p.again);
+        let waiting = locked(&self.state.backlog)
+            .iter()
+            .filter_map(|p| p.again)
+            .min();
+        in_flight.into_iter().chain(waiting).min()
+    }
+
+    /// Stops the lane where it is: what it was delivering (cut short) and what waited,
+    /// in their order, to go in the drain.
+    async fn stop(self) -> Vec<Arc<Pending>> {
+        self.task.abort();
+        // Cancelled, or ended on its own: either way the state is final once it is.
+        let _ = self.task.await;
+        let in_flight = locked(&self.state.in_flight).take();
+        let backlog = std::mem::take(&mut *locked(&self.state.backlog));
+        in_flight.into_iter().chain(backlog).collect()
     }
 }
 
@@ -657,7 +743,9 @@ struct Follower {
     store: Store,
     rules: Rules,
     cap: Cap,
-    outlet: Outlet,
+    outlet: Arc<Outlet>,
+    /// One per target of the outlet, in its order, once the monitor runs.
+    lanes: Vec<Lane>,
     /// The last event read; saved in the store as the monitor's place, but while stopping
     /// (see [`Follower::drain`]).
     cursor: u64,
@@ -687,7 +775,8 @@ impl Follower {
             store,
             rules,
             cap: Cap::default(),
-            outlet,
+            outlet: Arc::new(outlet),
+            lanes: Vec::new(),
             cursor,
             stop,
             stop_seen: None,
@@ -697,6 +786,9 @@ impl Follower {
     }
 
     async fn run(mut self) -> Drained {
+        self.lanes = (0..self.outlet.targets.len())
+            .map(|index| Lane::start(&self.outlet, index, &self.metrics))
+            .collect();
         loop {
             // Alerts raised outside the log go out between pages, not after a backlog of
             // them.
@@ -751,18 +843,50 @@ impl Follower {
         for summary in self.cap.release(Instant::now()) {
             self.summarize(summary).await;
         }
-        let mut outbox = std::mem::take(&mut self.outbox);
-        // Stable: alerts of one rank keep the order they came in.
-        outbox.sort_by_key(|pending| Reverse(pending.rank()));
-        let alerts: Vec<&Alert> = outbox.iter().map(|pending| &pending.alert).collect();
+        // Each target's lane stops where it is: what it holds goes to that target alone,
+        // with the outbox's alerts that it wants.
+        let outbox: Vec<Arc<Pending>> = std::mem::take(&mut self.outbox)
+            .into_iter()
+            .map(Arc::new)
+            .collect();
+        let mut lists = Vec::with_capacity(self.lanes.len());
+        for (target, lane) in self
+            .outlet
+            .targets
+            .iter()
+            .zip(std::mem::take(&mut self.lanes))
+        {
+            let mut list = lane.stop().await;
+            list.extend(
+                outbox
+                    .iter()
+                    .filter(|pending| target.wants(&pending.alert))
+                    .cloned(),
+            );
+            // Stable: alerts of one rank keep the order they came in.
+            list.sort_by_key(|pending| Reverse(pending.rank()));
+            lists.push(list);
+        }
         let taken = self
             .outlet
-            .deliver_until(&alerts, deadline, &self.metrics)
+            .deliver_until(&lists, deadline, &self.metrics)
             .await;
-        let left: Vec<&Pending> = outbox
+        // Every alert still to go, once, and whether some target did not take it.
+        let mut still_to_go: Vec<(Arc<Pending>, bool)> = Vec::new();
+        for (list, taken) in lists.iter().zip(&taken) {
+            for (pending, &taken) in list.iter().zip(taken) {
+                match still_to_go
+                    .iter_mut()
+                    .find(|(p, _)| Arc::ptr_eq(p, pending))
+                {
+                    Some((_, left)) => *left |= !taken,
+                    None => still_to_go.push((Arc::clone(pending), !taken)),
+                }
+            }
+        }
+        let left: Vec<&Pending> = still_to_go
             .iter()
-            .zip(&taken)
-            .filter_map(|(pending, taken)| (!taken).then_some(pending))
+            .filter_map(|(pending, left)| left.then_some(&**pending))
             .collect();
         let unread = keygate_audit::last_seq(&self.store).is_ok_and(|end| end > self.cursor);
         if unread {
@@ -813,7 +937,7 @@ impl Follower {
         }
         self.save();
         Drained {
-            delivered: outbox.len() - left.len(),
+            delivered: still_to_go.len() - left.len(),
             undelivered: left.len(),
             lost: lost.len(),
             unread,
@@ -977,23 +1101,30 @@ impl Follower {
         .await;
     }
 
-    /// Delivers an alert to the sinks; once asked to stop, even in the middle of it, puts
+    /// Hands an alert to the lane of each target that wants it; once asked to stop, puts
     /// it in the outbox instead, to go with the rest by the deadline.
     async fn deliver(&mut self, pending: Pending) {
         if self.is_stopping() {
             self.outbox.push(pending);
             return;
         }
-        let mut stop = self.stop.clone();
-        let deliveries = tokio::select! {
-            deliveries = self.outlet.deliver(&pending.alert) => Some(deliveries),
-            _ = stop.wait_for(|stop| *stop) => None,
-        };
-        match deliveries {
-            Some(deliveries) => self.metrics.delivered(&deliveries),
-            None => {
-                self.is_stopping();
-                self.outbox.push(pending);
+        let pending = Arc::new(pending);
+        for (target, lane) in self.outlet.targets.iter().zip(&self.lanes) {
+            if !target.wants(&pending.alert) {
+                continue;
+            }
+            if let Some(dropped) = lane.push(Arc::clone(&pending)) {
+                let destination = target.destination();
+                tracing::error!(
+                    sink = %destination,
+                    rule = dropped.alert.rule.as_str(),
+                    "{MAX_LANE_BACKLOG} alerts wait for this sink: the oldest one that is \
+                     not critical is dropped"
+                );
+                self.metrics.delivered(&[Delivery {
+                    destination,
+                    result: Err("dropped: too many alerts waiting for this sink".into()),
+                }]);
             }
         }
     }
@@ -1007,8 +1138,17 @@ impl Follower {
         }
     }
 
+    /// Saves the monitor's place: where it read to, but, while it runs, no further than
+    /// just before the first event whose alert a lane still holds, so that serve killed
+    /// meanwhile raises that alert again when it starts again.
     fn save(&self) {
-        if let Err(e) = self.store.set_meta(CURSOR_KEY, &self.cursor.to_be_bytes()) {
+        let waiting = self
+            .lanes
+            .iter()
+            .filter_map(Lane::first_event_waiting)
+            .min();
+        let place = waiting.map_or(self.cursor, |seq| self.cursor.min(seq.saturating_sub(1)));
+        if let Err(e) = self.store.set_meta(CURSOR_KEY, &place.to_be_bytes()) {
             tracing::error!(error = %e, "the monitor cannot save its place in the log");
         }
     }
@@ -1408,6 +1548,36 @@ mod tests {
         assert_eq!(saved(&db), Some(1));
     }
 
+    #[test]
+    fn a_full_lane_drops_its_oldest_alert_that_is_not_critical() {
+        paused().block_on(async {
+            let lane = Lane {
+                state: Arc::new(LaneState::default()),
+                task: tokio::spawn(std::future::pending()),
+            };
+            let pending = |severity, n: u64| {
+                let mut alert = Alert::outside_log(severity, AlertRule::AdminChange, n.to_string());
+                alert.event_seq = n;
+                Arc::new(Pending {
+                    alert,
+                    again: Some(n),
+                })
+            };
+            assert!(lane.push(pending(Severity::Critical, 1)).is_none());
+            for n in 2..=MAX_LANE_BACKLOG as u64 {
+                assert!(lane.push(pending(Severity::Warning, n)).is_none());
+            }
+            let dropped = lane.push(pending(Severity::Critical, 5000)).unwrap();
+            assert_eq!(dropped.alert.event_seq, 2);
+            assert_eq!(lane.first_event_waiting(), Some(1));
+            let left = lane.stop().await;
+            assert_eq!(left.len(), MAX_LANE_BACKLOG);
+            assert_eq!(left[0].alert.event_seq, 1);
+            assert_eq!(left[1].alert.event_seq, 3);
+            assert_eq!(left.last().unwrap().alert.event_seq, 5000);
+        });
+    }
+
     /// A regression test: an operator runs `keygate panic` and restarts serve while a
     /// webhook never answers, or refuses every attempt. A sink that never answered kept
     /// each alert from the other sinks until it gave up; and on stop the monitor saved its
@@ -1453,16 +1623,12 @@ mod tests {
                 };
                 tokio::join!(follower.run(), stopper)
             });
-            // Killed in the middle of the stop, serve would start again where it was.
-            assert_eq!(in_the_stop, None, "{case}");
+            // Killed in the middle of the stop, serve would start again before the panic,
+            // whose alert the bad sink's lane still holds.
+            assert_eq!(in_the_stop, Some(2), "{case}");
+            // The good sink got every alert at once, whatever the bad one did.
             assert_eq!(
                 rules_of(&at_stop),
-                [(Critical, UnreconciledWithdrawal, 0)],
-                "{case}"
-            );
-            // The alert cut short goes again with the rest, in their order.
-            assert_eq!(
-                rules_of(&taken(&good_took)[1..]),
                 [
                     (Critical, UnreconciledWithdrawal, 0),
                     (Critical, AdminChange, 3),
@@ -1470,6 +1636,7 @@ mod tests {
                 ],
                 "{case}"
             );
+            assert_eq!(taken(&good_took).len(), 3, "{case}");
             assert!(taken(&bad_took).is_empty(), "{case}");
             assert_eq!(
                 drained,

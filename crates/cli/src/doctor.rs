@@ -473,6 +473,7 @@ fn exchange_keys(vault: &Unlocked) -> Vec<Check> {
                     Binance.permissions_path(),
                     "",
                 )
+                .map_err(String::from)
                 .and_then(|answer| {
                     Binance
                         .parse_permissions(&answer.body)

@@ -43,7 +43,7 @@ use serde::Serialize;
 
 use crate::home::{now_ms, parse_duration, Unlocked};
 use crate::output::{escape_controls, print_json, rfc3339};
-use crate::remote::{Answer, Exchanges};
+use crate::remote::{Answer, Exchanges, ReadError};
 
 /// How long after an order keygate forwarded its record is surely in the audit log: the
 /// exchange's id of it comes in an outcome event written in the background, within a
@@ -105,6 +105,10 @@ pub(crate) struct AccountReport {
     /// Why the exchange could not be asked for the orders.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub orders_error: Option<String>,
+    /// Whether asking again may list the orders that could not be: then the next run of
+    /// `serve`'s watch goes back for them.
+    #[serde(skip)]
+    pub orders_may_pass: bool,
 }
 
 /// An order the exchange placed that keygate did not forward.
@@ -301,12 +305,14 @@ pub(crate) fn reconcile(
                     }
                     add_open(&mut listed, open, since_ms, until_ms, &ORDERS);
                     leave_out_forced(&pacer, market, &mut listed, since_ms, until_ms);
+                    listed.may_pass |= pacer.may_pass();
                     orders.add(listed, market);
                     // Those past the cap are named in the failures, not as asked for.
                     let (_, fit, _) = symbols_that_fit(&symbols, since_ms, until_ms, &ORDERS);
                     asked_symbols.extend(fit.iter().map(|s| market.listed_symbol(s)));
                 }
                 orders.failures.append(&mut conditional_orders.failures);
+                orders.may_pass |= conditional_orders.may_pass;
                 (withdrawals, orders, conditional_orders.items)
             }
             other => {
@@ -325,6 +331,7 @@ pub(crate) fn reconcile(
         let (withdrawals, error) = listed(withdrawals);
         let orders_error =
             (!listed_orders.failures.is_empty()).then(|| listed_orders.failures.join("; "));
+        let orders_may_pass = orders_error.is_some() && listed_orders.may_pass;
         let listed_orders = listed_orders.items;
         // Conditional orders first: the order one keygate forwarded placed on triggering
         // is known by what the exchange lists of it. Those placed before the window are
@@ -383,6 +390,7 @@ pub(crate) fn reconcile(
             orders: listed_count,
             orders_not_through_keygate: not_forwarded,
             orders_error,
+            orders_may_pass,
             account: label,
         });
     }
@@ -395,6 +403,10 @@ pub(crate) fn reconcile(
 struct Partial<T> {
     items: Vec<T>,
     failures: Vec<String>,
+    /// Whether asking again may list what failed: the exchange was down or busy, or the
+    /// weight ran out. Not for what lasts (a symbol the exchange refuses, too many symbols
+    /// for the window, a symbol keygate does not ask for).
+    may_pass: bool,
 }
 
 impl<T> Default for Partial<T> {
@@ -402,16 +414,18 @@ impl<T> Default for Partial<T> {
         Partial {
             items: Vec::new(),
             failures: Vec::new(),
+            may_pass: false,
         }
     }
 }
 
 impl<T> Partial<T> {
-    /// Nothing listed, for `reason`.
+    /// Nothing listed, for `reason`, which lasts.
     fn failed(reason: String) -> Partial<T> {
         Partial {
             items: Vec::new(),
             failures: vec![reason],
+            may_pass: false,
         }
     }
 }
@@ -419,6 +433,7 @@ impl<T> Partial<T> {
 impl<T> Partial<(Market, T)> {
     /// Adds what was listed of `market`, its failures named by the market but for spot's.
     fn add(&mut self, listed: Partial<T>, market: Market) {
+        self.may_pass |= listed.may_pass;
         self.items
             .extend(listed.items.into_iter().map(|o| (market, o)));
         self.failures
@@ -438,7 +453,7 @@ fn listed<T>(list: Result<Vec<T>, String>) -> (Vec<T>, Option<String>) {
 }
 
 /// A signed read at the account's exchange: the answer, or why there is none.
-type SignedRead<'a> = dyn Fn(&str, &str) -> Result<Answer, String> + 'a;
+type SignedRead<'a> = dyn Fn(&str, &str) -> Result<Answer, ReadError> + 'a;
 
 /// One account's signed reads in one weight pool, kept under a ceiling: when the last
 /// answer said the ceiling was reached, the next read waits for the next minute first, at
@@ -456,6 +471,9 @@ struct Pacer<'a> {
     used: Cell<Option<u64>>,
     waits: Cell<u32>,
     gave_up: Cell<bool>,
+    /// Whether a read failed for a reason that may pass ([`ReadError::may_pass`]), or was
+    /// not made for the weight or a stop.
+    may_pass: Cell<bool>,
 }
 
 impl<'a> Pacer<'a> {
@@ -473,13 +491,20 @@ impl<'a> Pacer<'a> {
             used: Cell::new(None),
             waits: Cell::new(0),
             gave_up: Cell::new(false),
+            may_pass: Cell::new(false),
         }
+    }
+
+    /// Whether asking again may list what these reads could not.
+    fn may_pass(&self) -> bool {
+        self.may_pass.get()
     }
 
     /// The body of a signed read of `path?query`, once the weight allows it.
     fn read(&self, path: &str, query: &str) -> Result<Vec<u8>, String> {
         let stopped = || {
             self.gave_up.set(true);
+            self.may_pass.set(true);
             Err("keygate is stopping; left for the next run".to_owned())
         };
         if (self.stopping)() {
@@ -488,6 +513,7 @@ impl<'a> Pacer<'a> {
         if let Some(used) = self.used.get().filter(|u| *u >= self.ceiling) {
             if self.waits.get() >= MAX_WEIGHT_WAITS {
                 self.gave_up.set(true);
+                self.may_pass.set(true);
                 return Err(format!(
                     "the exchange reported {used} request weight used, at or past \
                      reconciliation's ceiling of {}, {MAX_WEIGHT_WAITS} minutes \
@@ -502,7 +528,10 @@ impl<'a> Pacer<'a> {
         } else {
             self.waits.set(0);
         }
-        let answer = (self.read)(path, query)?;
+        let answer = (self.read)(path, query).map_err(|e| {
+            self.may_pass.set(self.may_pass.get() || e.may_pass);
+            e.reason
+        })?;
         self.used.set(answer.used_weight);
         Ok(answer.body)
     }
@@ -961,6 +990,19 @@ fn run_start(window: Duration, unchecked_since: Option<u64>, now_ms: u64) -> u64
     unchecked_since.map_or(usual, |since| since.min(usual).max(earliest))
 }
 
+/// Whether a run leaves its window to the next: it failed as a whole, could not list an
+/// account's withdrawals, or failed to list orders for a reason that may pass. One that
+/// failed only for what lasts (a symbol the exchange refuses, more symbols than fit the
+/// window) does not: the next would start where it did, every window after it would be
+/// wider, and fewer symbols fit a wider one.
+fn is_left_for_later(reconciled: &anyhow::Result<Vec<AccountReport>>) -> bool {
+    reconciled.as_ref().map_or(true, |reports| {
+        reports
+            .iter()
+            .any(|r| r.error.is_some() || r.orders_may_pass)
+    })
+}
+
 /// Reconciliation while `serve` runs: every interval, each account's withdrawals at its
 /// exchange against the audit log. A withdrawal keygate never forwarded raises a critical
 /// alert, once; an exchange that cannot be asked [`FAILURES_BEFORE_ALERT`] times in a row
@@ -1005,12 +1047,7 @@ impl Watch {
                     let since_ms = run_start(window, unchecked_since, now_ms());
                     let reconciled =
                         reconcile(&store, &master, &exchanges, since_ms, &wait, &stopping);
-                    let complete = reconciled.as_ref().is_ok_and(|reports| {
-                        reports
-                            .iter()
-                            .all(|r| r.error.is_none() && r.orders_error.is_none())
-                    });
-                    unchecked_since = (!complete).then_some(since_ms);
+                    unchecked_since = is_left_for_later(&reconciled).then_some(since_ms);
                     // What a run found is told even when it was cut short by a stop.
                     match reconciled {
                         Ok(reports) => watched.alert(reports, &alerter),
@@ -1202,7 +1239,7 @@ mod tests {
     }
 
     impl Exchange<'_> {
-        fn read(&self, _path: &str, _query: &str) -> Result<Answer, String> {
+        fn read(&self, _path: &str, _query: &str) -> Result<Answer, ReadError> {
             let n = self.asked.get();
             self.asked.set(n + 1);
             Ok(Answer {
@@ -1399,6 +1436,79 @@ mod tests {
             "{:?}",
             listed.failures
         );
+    }
+
+    /// A regression test: any failure kept `serve`'s next run starting where the failed
+    /// one had, so a symbol the exchange refuses (delisted: -1121) widened every window
+    /// after it to seven days, where only 8 symbols fit the list cap, and most symbols
+    /// went unchecked for good. Only what may pass by asking again is left for later.
+    #[test]
+    fn only_failures_that_may_pass_are_left_for_the_next_run() {
+        let answer = |status: u16| {
+            move |_: &str, query: &str| {
+                if query.contains("symbol=GONEUSDT") || status == 503 {
+                    Err(ReadError {
+                        reason: format!("it answered HTTP {status}"),
+                        may_pass: status != 400,
+                    })
+                } else {
+                    Ok(Answer {
+                        body: b"[]".to_vec(),
+                        used_weight: Some(1),
+                    })
+                }
+            }
+        };
+        let list = |read: &SignedRead<'_>, names: &[String]| {
+            let pacer = Pacer::new(read, &|| true, &|| false, 3_000);
+            let mut listed = list_orders(&pacer, Market::Spot, names, 0, 1);
+            listed.may_pass |= pacer.may_pass();
+            listed
+        };
+        let refused = answer(400);
+        let listed = list(&refused, &symbols(&["BTCUSDT", "GONEUSDT"]));
+        assert_eq!(listed.failures, ["GONEUSDT: it answered HTTP 400"]);
+        assert!(!listed.may_pass);
+        let down = answer(503);
+        let listed = list(&down, &symbols(&["BTCUSDT"]));
+        assert_eq!(listed.failures.len(), 1);
+        assert!(listed.may_pass);
+        // More symbols than fit: what is past the cap stays so on the next run.
+        let names: Vec<String> = (0..MAX_ORDER_QUERIES + 1)
+            .map(|i| format!("S{i:03}USDT"))
+            .collect();
+        let fine = answer(200);
+        let listed = list(&fine, &names);
+        assert_eq!(listed.failures.len(), 1, "{:?}", listed.failures);
+        assert!(!listed.may_pass);
+        // And the watch goes back only for what may pass.
+        let report = |error: Option<&str>, orders_error: Option<&str>, may_pass| AccountReport {
+            account: "main".into(),
+            withdrawals: 0,
+            error: error.map(str::to_owned),
+            not_through_keygate: Vec::new(),
+            symbols: Vec::new(),
+            orders: 0,
+            orders_not_through_keygate: Vec::new(),
+            orders_error: orders_error.map(str::to_owned),
+            orders_may_pass: may_pass,
+        };
+        let run = |reports| is_left_for_later(&Ok(reports));
+        assert!(!run(vec![report(None, None, false)]));
+        assert!(!run(vec![report(
+            None,
+            Some("GONEUSDT: it answered HTTP 400"),
+            false
+        )]));
+        assert!(run(vec![report(
+            None,
+            Some("BTCUSDT: it answered HTTP 503"),
+            true
+        )]));
+        assert!(run(vec![report(Some("unreachable"), None, false)]));
+        assert!(is_left_for_later(&Err(anyhow::anyhow!(
+            "the seal does not hold"
+        ))));
     }
 
     /// A regression test: a stop was looked at only while waiting for the exchange's

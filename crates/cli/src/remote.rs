@@ -11,6 +11,39 @@ use keygate_vault::{MasterKey, SecretString};
 
 use crate::home::now_ms;
 
+/// Why a signed read has no answer to use. Its text names no key and no signature.
+pub struct ReadError {
+    /// What failed.
+    pub reason: String,
+    /// Whether asking the same again may do: the exchange was not reached, did not
+    /// answer, failed (HTTP 5xx) or asked to slow down (418, 429). Not when it refused
+    /// the request itself (any other 4xx: a symbol it does not know, a permission the key
+    /// lacks), nor when keygate could not make it.
+    pub may_pass: bool,
+}
+
+impl ReadError {
+    fn lasting(reason: impl Into<String>) -> ReadError {
+        ReadError {
+            reason: reason.into(),
+            may_pass: false,
+        }
+    }
+
+    fn passing(reason: String) -> ReadError {
+        ReadError {
+            reason,
+            may_pass: true,
+        }
+    }
+}
+
+impl From<ReadError> for String {
+    fn from(error: ReadError) -> String {
+        error.reason
+    }
+}
+
 /// A successful answer to a signed read.
 pub struct Answer {
     /// Its body.
@@ -47,7 +80,7 @@ impl Exchanges {
         account: &Account,
         path: &str,
         query: &str,
-    ) -> Result<Answer, String> {
+    ) -> Result<Answer, ReadError> {
         self.runtime.block_on(signed_read(
             adapter,
             &self.upstream,
@@ -91,9 +124,13 @@ async fn signed_read<A: Adapter>(
     account: &Account,
     path: &str,
     query: &str,
-) -> Result<Answer, String> {
-    let api_key = account.open_api_key(master).map_err(|e| e.to_string())?;
-    let secret = account.open_secret(master).map_err(|e| e.to_string())?;
+) -> Result<Answer, ReadError> {
+    let api_key = account
+        .open_api_key(master)
+        .map_err(|e| ReadError::lasting(e.to_string()))?;
+    let secret = account
+        .open_secret(master)
+        .map_err(|e| ReadError::lasting(e.to_string()))?;
     read_signed_with(
         adapter,
         upstream,
@@ -114,13 +151,13 @@ async fn read_signed_with<A: Adapter>(
     (api_key, secret): (&SecretString, &SecretString),
     path: &str,
     query: &str,
-) -> Result<Answer, String> {
+) -> Result<Answer, ReadError> {
     let base = match base {
         Some(base) => base.to_owned(),
         None => adapter
             .route(path)
             .map(|r| r.base.to_owned())
-            .ok_or("no exchange host serves it")?,
+            .ok_or_else(|| ReadError::lasting("no exchange host serves it"))?,
     };
     let now = now_ms();
     let params = match query {
@@ -129,7 +166,7 @@ async fn read_signed_with<A: Adapter>(
     };
     let request = adapter
         .parse(&params, b"", None)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| ReadError::lasting(e.to_string()))?;
     let signed = request.resign(
         api_key.expose_secret(),
         secret.expose_secret().as_bytes(),
@@ -139,15 +176,24 @@ async fn read_signed_with<A: Adapter>(
     let answer = upstream
         .send(&Method::GET, &url, &signed.headers, b"")
         .await
-        .map_err(|failure| match failure {
-            Failure::Unreachable(reason) | Failure::Refused(reason) => {
-                format!("unreachable: {reason}")
-            }
-            Failure::NoAnswer(reason) => format!("no answer: {reason}"),
-            Failure::TimedOut => "no answer in time".to_owned(),
+        .map_err(|failure| {
+            ReadError::passing(match failure {
+                Failure::Unreachable(reason) | Failure::Refused(reason) => {
+                    format!("unreachable: {reason}")
+                }
+                Failure::NoAnswer(reason) => format!("no answer: {reason}"),
+                Failure::TimedOut => "no answer in time".to_owned(),
+            })
         })?;
-    if !answer.status.is_success() {
-        return Err(format!("it answered HTTP {}", answer.status.as_u16()));
+    let status = answer.status;
+    if !status.is_success() {
+        let reason = format!("it answered HTTP {}", status.as_u16());
+        let slow_down = matches!(status.as_u16(), 418 | 429);
+        return Err(if status.is_server_error() || slow_down {
+            ReadError::passing(reason)
+        } else {
+            ReadError::lasting(reason)
+        });
     }
     Ok(Answer {
         used_weight: adapter.used_weight(adapter.weight_pool(path), &answer.headers),

@@ -6,6 +6,7 @@ use clap::Args;
 use keygate_audit::Verified;
 use keygate_core::{ClientStatus, Exchange, Scope};
 use keygate_exchanges::{Adapter, Binance};
+use keygate_monitor::{Sink, SmtpSecurity};
 use keygate_vault::{KdfParams, VaultFormat};
 use serde::Serialize;
 
@@ -520,8 +521,8 @@ fn exchange_keys(vault: &Unlocked) -> Vec<Check> {
     checks
 }
 
-/// Whether the secrets read so far (every client's key above) could be locked in memory.
-/// Whether `[alerts]` would let `serve` start, and whether alerts reach anyone but its log.
+/// Whether `[alerts]` would let `serve` start, whether alerts reach anyone but its log,
+/// and whether a machine in the middle could make an email count as sent that was not.
 fn alerts(vault: &Unlocked) -> Check {
     match crate::alerts::settings(&vault.home) {
         Err(e) => check(
@@ -536,15 +537,41 @@ fn alerts(vault: &Unlocked) -> Check {
         ),
         Ok(settings) => {
             let sinks: Vec<String> = settings.sinks.iter().map(|s| s.destination()).collect();
+            let starttls: Vec<String> = settings
+                .sinks
+                .iter()
+                .filter_map(|sink| match sink {
+                    Sink::Email(email) if email.security() == SmtpSecurity::Starttls => {
+                        Some(email.destination())
+                    }
+                    _ => None,
+                })
+                .collect();
+            if starttls.is_empty() {
+                return check(
+                    "alerts",
+                    Verdict::Ok,
+                    format!("sent to {}", sinks.join(", ")),
+                );
+            }
             check(
                 "alerts",
-                Verdict::Ok,
-                format!("sent to {}", sinks.join(", ")),
+                Verdict::Warn,
+                format!(
+                    "sent to {}; email to {} uses STARTTLS (the default), whose first \
+                     replies come in plain text: the SMTP client keygate uses keeps what a \
+                     machine in the middle slips in before the upgrade, which can make an \
+                     alert count as sent that never was; set security = \"tls\" (port 465) \
+                     where the server offers it",
+                    sinks.join(", "),
+                    starttls.join(", ")
+                ),
             )
         }
     }
 }
 
+/// Whether the secrets read so far (every client's key above) could be locked in memory.
 fn memory() -> Check {
     if keygate_vault::secrets_locked() {
         check(

@@ -3552,6 +3552,22 @@ mod doctor {
             "{}",
             out.stdout
         );
+        // Email over STARTTLS (the default) is a warning: its first replies are plain text.
+        for (security, verdict) in [("", "WARN"), ("security = \"tls\"\n", "ok  ")] {
+            std::fs::write(
+                &config,
+                format!(
+                    "{before}\n[[alerts.email]]\nserver = \"mail.example.com:587\"\n{security}\
+                     from = \"keygate@example.com\"\nto = [\"oncall@example.com\"]\n"
+                ),
+            )
+            .unwrap();
+            let out = kg.ok(&["doctor"], "");
+            let line = format!("{verdict} alerts: sent to smtp://mail.example.com:587");
+            assert!(out.stdout.contains(&line), "{}", out.stdout);
+            let warned = out.stdout.contains("uses STARTTLS");
+            assert_eq!(warned, verdict == "WARN", "{}", out.stdout);
+        }
         std::fs::write(&config, before).unwrap();
 
         #[cfg(unix)]

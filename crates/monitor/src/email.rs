@@ -31,6 +31,7 @@ pub struct Email {
     to: Vec<Mailbox>,
     min_severity: Severity,
     destination: String,
+    security: SmtpSecurity,
 }
 
 /// What [`Email::new`] needs.
@@ -102,7 +103,13 @@ impl Email {
             to,
             min_severity: settings.min_severity,
             destination: format!("smtp://{host}:{port}"),
+            security: settings.security,
         })
+    }
+
+    /// How the connection to the mail server is protected.
+    pub fn security(&self) -> SmtpSecurity {
+        self.security
     }
 
     /// The mail server, as `smtp://HOST:PORT`.

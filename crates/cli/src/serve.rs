@@ -81,6 +81,11 @@ pub struct ServeArgs {
     /// the bots' listener (127.0.0.1:8081, say). Off unless given.
     #[arg(long, value_name = "ADDR")]
     pub admin_listen: Option<SocketAddr>,
+    /// Serve the admin listener on a non-loopback address: without TLS or authentication,
+    /// its metrics (client names, request counts) cross the network in the clear. The
+    /// bots' listener is not affected.
+    #[arg(long, requires = "admin_listen")]
+    pub insecure_admin_non_loopback: bool,
 }
 
 /// A trusted proxy's network. `0.0.0.0/0` or `::/0` is refused: it would trust every peer's
@@ -132,9 +137,9 @@ pub fn run(unlocked: Unlocked, args: &ServeArgs) -> anyhow::Result<()> {
         );
     }
     if let Some(admin) = args.admin_listen {
-        if !admin.ip().is_loopback() && !args.insecure_listen_non_loopback {
+        if !admin.ip().is_loopback() && !args.insecure_admin_non_loopback {
             bail!(
-                "refusing to serve metrics on {admin} without TLS; use a loopback address, or pass --insecure-listen-non-loopback"
+                "refusing to serve metrics on {admin} without TLS or authentication; use a loopback address, or pass --insecure-admin-non-loopback"
             );
         }
     }

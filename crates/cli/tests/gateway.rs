@@ -1049,6 +1049,9 @@ fn serve_alerts_a_signed_webhook_and_alerts_list_recomputes_what_it_sent() {
         !written.contains(HOOK_SECRET),
         "the webhook secret was written"
     );
+    // A regression test: one flag lifted both listeners' checks, so an operator who
+    // wanted remote metrics also let the bots' listener go without TLS unnoticed. The
+    // bots' flag no longer opens the admin listener.
     let open_metrics = home.kg.fails(
         &[
             "serve",
@@ -1056,6 +1059,7 @@ fn serve_alerts_a_signed_webhook_and_alerts_list_recomputes_what_it_sent() {
             "127.0.0.1:0",
             "--admin-listen",
             "0.0.0.0:0",
+            "--insecure-listen-non-loopback",
         ],
         "",
         2,
@@ -1063,7 +1067,10 @@ fn serve_alerts_a_signed_webhook_and_alerts_list_recomputes_what_it_sent() {
     assert!(
         open_metrics
             .stderr
-            .contains("refusing to serve metrics on 0.0.0.0:0"),
+            .contains("refusing to serve metrics on 0.0.0.0:0")
+            && open_metrics
+                .stderr
+                .contains("--insecure-admin-non-loopback"),
         "{}",
         open_metrics.stderr
     );

@@ -72,6 +72,7 @@ pub use rules::{symbol_lists, Rules, Thresholds};
 pub use sink::{sign, Sink, Webhook};
 
 use std::cmp::Reverse;
+use std::collections::HashMap;
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
@@ -608,8 +609,15 @@ impl Outlet {
 }
 
 /// Most alerts one target's lane holds waiting for it: past that, the oldest that is not
-/// critical (or, when all are, the oldest) is dropped, counted as a failed delivery.
+/// critical is dropped for a new one (a new one that is not critical, when all waiting are
+/// critical), counted as a failed delivery. Critical alerts are never dropped.
 const MAX_LANE_BACKLOG: usize = 1000;
+/// Most critical alerts one lane holds: past that, the reading of the log waits for room,
+/// as it waited for every delivery before lanes, rather than hold them without bound.
+const MAX_LANE_CRITICAL: usize = 10 * MAX_LANE_BACKLOG;
+/// How long, once the monitor stops, a lane's delivery in progress may take to end before
+/// it is cut short and goes again with the rest.
+const LANE_STOP_GRACE: Duration = Duration::from_secs(1);
 
 /// One target's deliveries while the monitor runs: a task of its own that takes its
 /// alerts in their order, so that a target that is slow or down holds back neither the
@@ -625,7 +633,12 @@ struct LaneState {
     backlog: std::sync::Mutex<std::collections::VecDeque<Arc<Pending>>>,
     /// Being delivered.
     in_flight: std::sync::Mutex<Option<Arc<Pending>>>,
+    /// Told when an alert is queued.
     wake: tokio::sync::Notify,
+    /// Told when an alert is taken from the backlog.
+    room: tokio::sync::Notify,
+    /// Set when the monitor stops: the task ends after the delivery in progress.
+    closing: std::sync::atomic::AtomicBool,
 }
 
 fn locked<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -641,12 +654,13 @@ impl Lane {
         let task = tokio::spawn({
             let (outlet, state, metrics) = (Arc::clone(outlet), state.clone(), metrics.clone());
             async move {
-                loop {
+                while !state.closing.load(std::sync::atomic::Ordering::Acquire) {
                     let next = locked(&state.backlog).pop_front();
                     let Some(pending) = next else {
                         state.wake.notified().await;
                         continue;
                     };
+                    state.room.notify_waiters();
                     *locked(&state.in_flight) = Some(Arc::clone(&pending));
                     let target = &outlet.targets[index];
                     let delivery = target.deliver(&outlet.http, &pending.alert).await;
@@ -659,20 +673,36 @@ impl Lane {
     }
 
     /// Queues `pending` for the target; `Some(dropped)` when the backlog was full and an
-    /// older alert was dropped for it.
+    /// alert that is not critical was dropped: an older one, or this one.
     fn push(&self, pending: Arc<Pending>) -> Option<Arc<Pending>> {
         let mut backlog = locked(&self.state.backlog);
-        let dropped = (backlog.len() >= MAX_LANE_BACKLOG).then(|| {
-            let victim = backlog
-                .iter()
-                .position(|p| p.alert.severity != Severity::Critical)
-                .unwrap_or(0);
-            backlog.remove(victim)
-        });
+        let mut dropped = None;
+        if backlog.len() >= MAX_LANE_BACKLOG {
+            let not_critical = |p: &Arc<Pending>| p.alert.severity != Severity::Critical;
+            match backlog.iter().position(not_critical) {
+                Some(oldest) => dropped = backlog.remove(oldest),
+                None if not_critical(&pending) => return Some(pending),
+                None => {}
+            }
+        }
         backlog.push_back(pending);
         drop(backlog);
         self.state.wake.notify_one();
-        dropped.flatten()
+        dropped
+    }
+
+    /// Waits until the lane holds fewer than [`MAX_LANE_CRITICAL`] alerts.
+    async fn room(&self) {
+        loop {
+            let taken = self.state.room.notified();
+            tokio::pin!(taken);
+            // Registered before the count is read: a take in between is not missed.
+            taken.as_mut().enable();
+            if locked(&self.state.backlog).len() < MAX_LANE_CRITICAL {
+                return;
+            }
+            taken.await;
+        }
     }
 
     /// The first audit event whose alert, raised again by a pass from it, the lane still
@@ -686,12 +716,22 @@ impl Lane {
         in_flight.into_iter().chain(waiting).min()
     }
 
-    /// Stops the lane where it is: what it was delivering (cut short) and what waited,
-    /// in their order, to go in the drain.
-    async fn stop(self) -> Vec<Arc<Pending>> {
-        self.task.abort();
-        // Cancelled, or ended on its own: either way the state is final once it is.
-        let _ = self.task.await;
+    /// Stops the lane once the delivery in progress ends, or is cut short at `deadline`:
+    /// what it was delivering if cut short, and what waited, in their order, to go in the
+    /// drain.
+    async fn stop(mut self, deadline: Instant) -> Vec<Arc<Pending>> {
+        self.state
+            .closing
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.state.wake.notify_one();
+        if tokio::time::timeout_at(deadline, &mut self.task)
+            .await
+            .is_err()
+        {
+            self.task.abort();
+            // Cancelled, or ended on its own: either way the state is final once it is.
+            let _ = (&mut self.task).await;
+        }
         let in_flight = locked(&self.state.in_flight).take();
         let backlog = std::mem::take(&mut *locked(&self.state.backlog));
         in_flight.into_iter().chain(backlog).collect()
@@ -757,6 +797,8 @@ struct Follower {
     outbox: Vec<Pending>,
     /// Since when reading the log has failed, and whether that was alerted.
     failing: Option<(Instant, bool)>,
+    /// The place last saved, if the monitor saved one.
+    saved: Option<u64>,
 }
 
 impl Follower {
@@ -782,6 +824,7 @@ impl Follower {
             stop_seen: None,
             outbox: Vec::new(),
             failing: None,
+            saved: None,
         }
     }
 
@@ -797,6 +840,12 @@ impl Follower {
                 if self.is_stopping() || !self.step().await {
                     break;
                 }
+                // A catch-up reads page after page: the lanes deliver in between.
+                tokio::task::yield_now().await;
+            }
+            if !self.is_stopping() {
+                // The lanes moved on since the last page: the saved place follows them.
+                self.save();
             }
             if self.is_stopping() {
                 return self.drain().await;
@@ -849,14 +898,14 @@ impl Follower {
             .into_iter()
             .map(Arc::new)
             .collect();
-        let mut lists = Vec::with_capacity(self.lanes.len());
-        for (target, lane) in self
-            .outlet
-            .targets
-            .iter()
-            .zip(std::mem::take(&mut self.lanes))
-        {
-            let mut list = lane.stop().await;
+        // A delivery in progress gets a moment to end, so that it is not sent twice.
+        let in_progress_until = deadline.min(Instant::now() + LANE_STOP_GRACE);
+        let stopped = std::mem::take(&mut self.lanes)
+            .into_iter()
+            .map(|lane| lane.stop(in_progress_until))
+            .collect();
+        let mut lists = Vec::with_capacity(self.outlet.targets.len());
+        for (target, mut list) in self.outlet.targets.iter().zip(join_all(stopped).await) {
             list.extend(
                 outbox
                     .iter()
@@ -873,15 +922,14 @@ impl Follower {
             .await;
         // Every alert still to go, once, and whether some target did not take it.
         let mut still_to_go: Vec<(Arc<Pending>, bool)> = Vec::new();
+        let mut index: HashMap<*const Pending, usize> = HashMap::new();
         for (list, taken) in lists.iter().zip(&taken) {
             for (pending, &taken) in list.iter().zip(taken) {
-                match still_to_go
-                    .iter_mut()
-                    .find(|(p, _)| Arc::ptr_eq(p, pending))
-                {
-                    Some((_, left)) => *left |= !taken,
-                    None => still_to_go.push((Arc::clone(pending), !taken)),
-                }
+                let at = *index.entry(Arc::as_ptr(pending)).or_insert_with(|| {
+                    still_to_go.push((Arc::clone(pending), false));
+                    still_to_go.len() - 1
+                });
+                still_to_go[at].1 |= !taken;
             }
         }
         let left: Vec<&Pending> = still_to_go
@@ -1113,6 +1161,12 @@ impl Follower {
             if !target.wants(&pending.alert) {
                 continue;
             }
+            let mut stop = self.stop.clone();
+            tokio::select! {
+                () = lane.room() => {}
+                // Stopping: the drain takes what the lane holds, this one with it.
+                _ = stop.wait_for(|stop| *stop) => {}
+            }
             if let Some(dropped) = lane.push(Arc::clone(&pending)) {
                 let destination = target.destination();
                 tracing::error!(
@@ -1141,13 +1195,17 @@ impl Follower {
     /// Saves the monitor's place: where it read to, but, while it runs, no further than
     /// just before the first event whose alert a lane still holds, so that serve killed
     /// meanwhile raises that alert again when it starts again.
-    fn save(&self) {
+    fn save(&mut self) {
         let waiting = self
             .lanes
             .iter()
             .filter_map(Lane::first_event_waiting)
             .min();
         let place = waiting.map_or(self.cursor, |seq| self.cursor.min(seq.saturating_sub(1)));
+        if self.saved == Some(place) {
+            return;
+        }
+        self.saved = Some(place);
         if let Err(e) = self.store.set_meta(CURSOR_KEY, &place.to_be_bytes()) {
             tracing::error!(error = %e, "the monitor cannot save its place in the log");
         }
@@ -1464,7 +1522,8 @@ mod tests {
                 failed,
             ));
         }
-        // Asked to stop before it read anything: it all goes out, or not, in the drain.
+        // Asked to stop as it began: the delivery in progress ends, and the rest goes
+        // out, or not, in the drain.
         let (drained, took) = run_for(follower, &stop, Duration::ZERO);
         assert!(took <= DRAIN_DEADLINE, "{took:?}");
         let alerts = taken(&delivered);
@@ -1475,10 +1534,10 @@ mod tests {
         assert_eq!(
             got[..6],
             [
+                (Warning, ReconcileFailed, 0),
                 (Critical, AdminChange, 11),
                 (Critical, AdminChange, 12),
                 (Critical, AdminChange, 13),
-                (Warning, ReconcileFailed, 0),
                 (Warning, ReconcileFailed, 0),
                 (Warning, DenialBurst, 10),
             ],
@@ -1495,7 +1554,8 @@ mod tests {
         assert_eq!(
             drained,
             Drained {
-                delivered: alerts.len(),
+                // The first was delivered by its lane, before the drain.
+                delivered: alerts.len() - 1,
                 undelivered: 3 + 2 + 11 + 4 - alerts.len(),
                 lost: 0,
                 unread: false,
@@ -1548,8 +1608,33 @@ mod tests {
         assert_eq!(saved(&db), Some(1));
     }
 
+    /// A regression test (from the review of lanes): a catch-up of many pages of
+    /// critical alerts, faster than a healthy but slow sink takes them, overflowed its
+    /// lane and dropped the oldest; and no lane ran until the reading was done.
     #[test]
-    fn a_full_lane_drops_its_oldest_alert_that_is_not_critical() {
+    fn a_slow_sink_gets_every_critical_alert_of_a_long_catch_up() {
+        let count = 2 * MAX_LANE_BACKLOG as u64 + 500;
+        let events: Vec<Event> = (0..count)
+            .map(|i| admin(1_000 + i, "vault.panic"))
+            .collect();
+        let Setup {
+            follower,
+            delivered,
+            stop,
+            _dir,
+            ..
+        } = setup(events, Duration::from_millis(10));
+        let ten_ms_each = Duration::from_millis(10 * count + 1_000);
+        let (drained, _) = run_for(follower, &stop, ten_ms_each);
+        let alerts = taken(&delivered);
+        assert_eq!(alerts.len() as u64, count);
+        let seqs: Vec<u64> = alerts.iter().map(|a| a.event_seq).collect();
+        assert_eq!(seqs, (1..=count).collect::<Vec<_>>());
+        assert_eq!((drained.undelivered, drained.cursor), (0, count));
+    }
+
+    #[test]
+    fn a_full_lane_drops_alerts_that_are_not_critical_only() {
         paused().block_on(async {
             let lane = Lane {
                 state: Arc::new(LaneState::default()),
@@ -1570,11 +1655,25 @@ mod tests {
             let dropped = lane.push(pending(Severity::Critical, 5000)).unwrap();
             assert_eq!(dropped.alert.event_seq, 2);
             assert_eq!(lane.first_event_waiting(), Some(1));
-            let left = lane.stop().await;
+            let left = lane.stop(Instant::now()).await;
             assert_eq!(left.len(), MAX_LANE_BACKLOG);
             assert_eq!(left[0].alert.event_seq, 1);
             assert_eq!(left[1].alert.event_seq, 3);
             assert_eq!(left.last().unwrap().alert.event_seq, 5000);
+
+            // Full of critical alerts: a new warning is the one dropped; a critical one
+            // is never dropped.
+            let lane = Lane {
+                state: Arc::new(LaneState::default()),
+                task: tokio::spawn(std::future::pending()),
+            };
+            for n in 1..=MAX_LANE_BACKLOG as u64 {
+                assert!(lane.push(pending(Severity::Critical, n)).is_none());
+            }
+            let dropped = lane.push(pending(Severity::Warning, 6000)).unwrap();
+            assert_eq!(dropped.alert.event_seq, 6000);
+            assert!(lane.push(pending(Severity::Critical, 7000)).is_none());
+            assert_eq!(lane.stop(Instant::now()).await.len(), MAX_LANE_BACKLOG + 1);
         });
     }
 
@@ -1638,12 +1737,16 @@ mod tests {
             );
             assert_eq!(taken(&good_took).len(), 3, "{case}");
             assert!(taken(&bad_took).is_empty(), "{case}");
+            // The attempt in progress at the stop is cut short after a second, and goes
+            // again in the drain, if it does not end by then; one that ends in a failure
+            // is a failed delivery like any, and the alert missed that sink.
+            let (undelivered, lost) = if fails { (2, 0) } else { (3, 1) };
             assert_eq!(
                 drained,
                 Drained {
                     delivered: 0,
-                    undelivered: 3,
-                    lost: 1,
+                    undelivered,
+                    lost,
                     unread: false,
                     cursor: 2,
                 },

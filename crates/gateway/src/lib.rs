@@ -500,15 +500,6 @@ async fn handle<A: Adapter>(
     }
     audit.client = Some(client.name.to_string());
     audit.account = Some(client.account.to_string());
-    // The allow list before the replay cache: a captured request sent first from an
-    // address its client may not use is refused without spending its signature, and the
-    // bot's own copy still goes through.
-    if let Err(denial) =
-        keygate_policy::check_source(client.name.as_str(), &client.policy, audit.source_ip)
-    {
-        let msg = format!("keygate: {}", denial.message);
-        return audit.deny(refuse(Refusal::Denied(&msg)), denial.rule, &denial.message);
-    }
     // No account: removed (`account remove` keeps its clients only once they are
     // revoked) or one that does not open (logged when the registry was loaded).
     let Some(account) = account else {
@@ -542,6 +533,22 @@ async fn handle<A: Adapter>(
             client.name
         );
         return audit.deny(refuse(Refusal::Denied(&msg)), Rule::Expired, &msg);
+    }
+    // Who may call at all (status, expiry, allow list) before the replay cache: a
+    // captured request sent first from an address its client may not use is refused
+    // without spending its signature, and the bot's own copy still goes through. After
+    // the freshness check, which remembers nothing: a stale capture is a stale request,
+    // not a foreign address.
+    if let Err(denial) = keygate_policy::check_standing(&keygate_policy::Standing {
+        client: client.name.as_str(),
+        status: client.status,
+        expires_at_ms: client.expires_ms,
+        policy: &client.policy,
+        source_ip: audit.source_ip,
+        now_ms: now,
+    }) {
+        let msg = format!("keygate: {}", denial.message);
+        return audit.deny(refuse(Refusal::Denied(&msg)), denial.rule, &denial.message);
     }
     if !gw.replay.remembers(signed_at_us) {
         // Answered as a stale timestamp, which clients know to sign again.

@@ -1167,6 +1167,24 @@ async fn a_request_refused_for_its_source_does_not_spend_its_signature() {
         "{status} {body}"
     );
     assert_eq!(exchange_saw(&env, "/api/v3/account"), 1);
+    // A capture sent long after, from anywhere, is a stale request: it says nothing of
+    // the client's address (no source denial, which would alert as a foreign use).
+    let stale = sign_exactly(
+        &format!("timestamp={}", keygate_gateway::now_ms() - 120_000),
+        BOT_SECRET,
+    );
+    let request = http(
+        "GET",
+        &format!("/binance/api/v3/account?{stale}"),
+        "X-Forwarded-For: 10.9.9.9\r\n",
+        "",
+    );
+    let (status, body) = raw(env.gateway, &request).await;
+    assert_eq!((status, &body["code"]), (400, &json!(-1021)), "{body}");
+    let refused = events_where(&env, 1, |e| e["rule"] == "authentication").await;
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    let foreign = events_where(&env, 1, |e| e["rule"] == "source_ip").await;
+    assert_eq!(foreign.len(), 1, "only the first was a foreign address: {foreign:?}");
 }
 
 #[tokio::test]

@@ -158,19 +158,14 @@ impl Decider {
         let client = r.client;
         let action = r.action;
         let policy = r.policy;
-        match r.status {
-            ClientStatus::Active => {}
-            ClientStatus::Frozen => {
-                return deny(Rule::Frozen, format!("client {client} is frozen"))
-            }
-            ClientStatus::Revoked => {
-                return deny(Rule::Revoked, format!("client {client} is revoked"))
-            }
-        }
-        if r.expires_at_ms.is_some_and(|at| r.now_ms >= at) {
-            return deny(Rule::Expired, format!("client {client} has expired"));
-        }
-        check_source(client, policy, r.source_ip)?;
+        check_standing(&Standing {
+            client,
+            status: r.status,
+            expires_at_ms: r.expires_at_ms,
+            policy,
+            source_ip: r.source_ip,
+            now_ms: r.now_ms,
+        })?;
         let scope = match action.kind {
             ActionKind::Public => None,
             ActionKind::Unknown => {
@@ -472,16 +467,51 @@ impl Decider {
     }
 }
 
-/// Whether `policy` lets its client `client` call from `source_ip`: the allow list,
-/// which [`Decider::decide`] checks too. A gateway checks it on its own as soon as the
-/// client is known, before anything is remembered of the request.
-pub fn check_source(client: &str, policy: &Policy, source_ip: IpAddr) -> Result<(), Denial> {
-    if policy.allow_ips.iter().any(|net| net.contains(&source_ip)) {
+/// Who is calling, from where and when: what [`check_standing`] needs.
+#[derive(Clone, Copy, Debug)]
+pub struct Standing<'a> {
+    /// The client's name, for messages.
+    pub client: &'a str,
+    /// Its stored status.
+    pub status: ClientStatus,
+    /// When it expires.
+    pub expires_at_ms: Option<u64>,
+    /// Its policy, for its allow list.
+    pub policy: &'a Policy,
+    /// The address the request came from.
+    pub source_ip: IpAddr,
+    /// The gateway's clock.
+    pub now_ms: u64,
+}
+
+/// Whether the client may call at all: its status, its expiry, and its allow list, in
+/// that order, the first checks [`Decider::decide`] runs. A gateway runs them on their own
+/// as soon as the client is known and the request fresh, before anything is remembered of
+/// the request: a captured request sent from an address the client may not use must not
+/// spend its signature.
+pub fn check_standing(s: &Standing<'_>) -> Result<(), Denial> {
+    let client = s.client;
+    match s.status {
+        ClientStatus::Active => {}
+        ClientStatus::Frozen => return deny(Rule::Frozen, format!("client {client} is frozen")),
+        ClientStatus::Revoked => return deny(Rule::Revoked, format!("client {client} is revoked")),
+    }
+    if s.expires_at_ms.is_some_and(|at| s.now_ms >= at) {
+        return deny(Rule::Expired, format!("client {client} has expired"));
+    }
+    if s.policy
+        .allow_ips
+        .iter()
+        .any(|net| net.contains(&s.source_ip))
+    {
         return Ok(());
     }
     deny(
         Rule::SourceIp,
-        format!("source address {source_ip} is not allowed for client {client}"),
+        format!(
+            "source address {} is not allowed for client {client}",
+            s.source_ip
+        ),
     )
 }
 

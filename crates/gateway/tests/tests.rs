@@ -1184,7 +1184,11 @@ async fn a_request_refused_for_its_source_does_not_spend_its_signature() {
     let refused = events_where(&env, 1, |e| e["rule"] == "authentication").await;
     assert_eq!(refused.len(), 1, "{refused:?}");
     let foreign = events_where(&env, 1, |e| e["rule"] == "source_ip").await;
-    assert_eq!(foreign.len(), 1, "only the first was a foreign address: {foreign:?}");
+    assert_eq!(
+        foreign.len(),
+        1,
+        "only the first was a foreign address: {foreign:?}"
+    );
 }
 
 #[tokio::test]

@@ -512,8 +512,14 @@ impl Engine {
         out: &mut Vec<Cand>,
     ) -> Vec<(usize, usize)> {
         let mut spans = Vec::new();
+        // A start inside a text already decoded is one of its lines: decoded with it.
+        let mut decoded_to = 0;
         for &start in starts {
+            if start < decoded_to {
+                continue;
+            }
             let (end, decoded) = decode_wrapped_base64_at(ctx.data, start);
+            decoded_to = end;
             let Some(decoded) = decoded else {
                 continue;
             };
@@ -539,13 +545,21 @@ impl Engine {
         out: &mut Vec<Cand>,
     ) -> Vec<(usize, usize)> {
         let mut spans = Vec::new();
-        for caps in self.pem_re.captures_iter(text) {
+        let headers: Vec<_> = self.pem_re.captures_iter(text).collect();
+        for (n, caps) in headers.iter().enumerate() {
             let (Some(whole), Some(label)) = (caps.get(0), caps.get(1)) else {
                 continue;
             };
             let label = String::from_utf8_lossy(label.as_bytes()).into_owned();
             let footer = format!("-----END {label}-----");
-            let limit = text.len().min(whole.end() + 16 * 1024);
+            // Up to the next header: a file of headers without footers costs its length
+            // once, not 16 KiB a header.
+            let next_header = headers
+                .get(n + 1)
+                .and_then(|next| next.get(0))
+                .map_or(text.len(), |next| next.start());
+            let limit = next_header.min(whole.end() + 16 * 1024);
+            pem_steps(limit - whole.end());
             let Some(rel) = memchr::memmem::find(&text[whole.end()..limit], footer.as_bytes())
             else {
                 continue;
@@ -1029,6 +1043,21 @@ fn pair_steps(n: usize) {
     let _ = n;
 }
 
+thread_local! {
+    /// Bytes of base64 decoded and searched for PEM footers, counted in unit tests only:
+    /// they check that this work grows with the length of the file, whatever it holds.
+    static PEM_STEPS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Counts `n` bytes of PEM work; nothing outside unit tests.
+#[inline]
+fn pem_steps(n: usize) {
+    #[cfg(test)]
+    PEM_STEPS.with(|s| s.set(s.get() + n as u64));
+    #[cfg(not(test))]
+    let _ = n;
+}
+
 /// The steps of a binary search among `len` items: ⌊log₂ len⌋ + 1.
 fn search_steps(len: usize) -> usize {
     (usize::BITS - len.leading_zeros()) as usize
@@ -1382,6 +1411,8 @@ fn decode_wrapped_base64_at(data: &[u8], start: usize) -> (usize, Option<Vec<u8>
     let width = first_end - start;
     let mut text = data[start..first_end].to_vec();
     let mut end = first_end;
+    // Where the text ended, and its length, before its last line was added.
+    let mut before_last = (first_end, text.len());
     let mut last_width = width;
     let wraps = width >= 60 && width.is_multiple_of(4) && !data[start..first_end].contains(&b'=');
     while wraps && last_width == width && text.len() < MAX_ENCODED_PEM {
@@ -1401,18 +1432,23 @@ fn decode_wrapped_base64_at(data: &[u8], start: usize) -> (usize, Option<Vec<u8>
         if next_end == next || next_end - next > width || !alone {
             break;
         }
+        before_last = (end, text.len());
         text.extend_from_slice(&data[next..next_end]);
         last_width = next_end - next;
         end = next_end;
     }
-    match BASE64_ANY_PADDING.decode(&text) {
-        Ok(decoded) => (end, Some(decoded)),
-        Err(_) if end != first_end => (
-            first_end,
-            BASE64_ANY_PADDING.decode(&data[start..first_end]).ok(),
-        ),
-        Err(_) => (end, None),
+    pem_steps(text.len());
+    if let Ok(decoded) = BASE64_ANY_PADDING.decode(&text) {
+        return (end, Some(decoded));
     }
+    // A value of that width followed by a line of base64 alone that is not part of it (a
+    // word): the text without that line.
+    let (end, len) = before_last;
+    if end == first_end {
+        return (end, None);
+    }
+    pem_steps(len);
+    (end, BASE64_ANY_PADDING.decode(&text[..len]).ok())
 }
 
 /// Decodes the base64 body of a PEM block written raw, in a JSON/YAML string with `\n`
@@ -1685,6 +1721,53 @@ mod tests {
         PAIR_STEPS.with(|s| s.set(0));
         let findings = engine.scan(path, path, text.as_bytes(), None, false);
         (findings, PAIR_STEPS.with(std::cell::Cell::get))
+    }
+
+    /// A regression test (from a review): each line starting with `LS0tLS1CRUdJTi`
+    /// decoded the lines after it again, up to 24 KiB, and each `-----BEGIN … PRIVATE
+    /// KEY-----` searched 16 KiB for its footer: a file of encoded headers without
+    /// footers cost its length times thousands. Now each byte is decoded once, and a
+    /// footer is looked for up to the next header.
+    #[test]
+    fn encoded_pem_headers_without_footers_cost_the_length_of_the_file() {
+        use base64::Engine as _;
+        let engine = Engine::new(RuleSet::builtin());
+        let header = b"-----BEGIN RSA PRIVATE KEY-----coinbase12345";
+        let line = base64::engine::general_purpose::STANDARD.encode(header);
+        assert_eq!(line.len(), 60);
+        for text in [
+            // Wrapped: one text of many lines.
+            format!("coinbase:\n{}", format!("{line}\n").repeat(4000)),
+            // Each its own value.
+            format!("coinbase:\n{}", format!("  key: {line}\n").repeat(4000)),
+            // Raw headers, no footer.
+            format!(
+                "coinbase\n{}",
+                "-----BEGIN EC PRIVATE KEY-----\n".repeat(8000)
+            ),
+        ] {
+            PEM_STEPS.with(|s| s.set(0));
+            let findings = engine.scan("values.yaml", "values.yaml", text.as_bytes(), None, false);
+            assert!(findings.is_empty());
+            let steps = PEM_STEPS.with(std::cell::Cell::get);
+            assert!(
+                steps <= 2 * text.len() as u64,
+                "{steps} for {} bytes",
+                text.len()
+            );
+        }
+    }
+
+    /// A regression test (from a review): wrapped base64 whose last line is full and is
+    /// followed by a word alone on its line did not decode with that word, and then only
+    /// its first line was decoded.
+    #[test]
+    fn wrapped_base64_followed_by_a_word_decodes_without_the_word() {
+        let line = "QUFB".repeat(16);
+        let text = format!("{line}\n{line}\n{line}\nsummary\n");
+        let (end, decoded) = decode_wrapped_base64_at(text.as_bytes(), 0);
+        assert_eq!(end, 3 * 65 - 1);
+        assert_eq!(decoded, Some(vec![b'A'; 144]));
     }
 
     /// At most `per_value` binary searches over `n` values for each of them: n log n.

@@ -1991,10 +1991,28 @@ mod encoded {
             let findings = scanner.scan_bytes("values.yaml", text.as_bytes());
             assert!(findings.is_empty(), "{text}\n{findings:#?}");
         }
-        // A whole one followed on the next line by a word is still found.
+        // A whole one followed on the next line by a word is still found, on one line
+        // or wrapped, its last line full or not.
         let text = format!("coinbase:\n  key: {encoded}\nbinance\n");
         let findings = scanner.scan_bytes("values.yaml", text.as_bytes());
         assert_eq!(findings.len(), 1, "{text}\n{findings:#?}");
+        for width in [64, 76] {
+            let padded = encoded.trim_end_matches('=');
+            let full = &padded[..padded.len() / width * width];
+            let wrapped: String = full
+                .as_bytes()
+                .chunks(width)
+                .map(|l| format!("{}\n", std::str::from_utf8(l).unwrap()))
+                .collect();
+            let rest = &encoded[full.len()..];
+            // A word of seven letters: base64 alone on its line, which does not decode.
+            for tail in [format!("{rest}\nsummary\n"), "summary\n".to_owned()] {
+                let text = format!("# coinbase\n{wrapped}{tail}");
+                let findings = scanner.scan_bytes("key.b64", text.as_bytes());
+                let whole = tail.len() > "summary\n".len() || rest.is_empty();
+                assert_eq!(findings.len(), usize::from(whole), "{text}\n{findings:#?}");
+            }
+        }
     }
 
     #[test]

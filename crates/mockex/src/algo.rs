@@ -298,6 +298,13 @@ pub(crate) fn place(
     if let Some(price) = price {
         book::check_filters(&limit_at(price))?;
     }
+    // A market order on triggering: its quantity is held to the market maximum now.
+    if order_type.is_market() && quantity > m.product.max_quantity(true) {
+        return Err(ApiError::futures_filter(
+            -4005,
+            "Quantity greater than max quantity.",
+        ));
+    }
     if order_type.triggers_at(side, trigger_price, m.price) {
         return Err(ApiError::new(
             400,

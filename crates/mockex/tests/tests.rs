@@ -929,6 +929,16 @@ mod trading {
             assert_code(&response, 400, code);
             assert_eq!(response.1["msg"], msg, "{path}?{params}");
         }
+        // A stop that places a market order is held to the market maximum when placed.
+        let response = signed(
+            &sim,
+            Method::POST,
+            "/fapi/v1/algoOrder",
+            "algoType=CONDITIONAL&symbol=BTCUSDT&side=BUY&type=STOP_MARKET&quantity=121\
+             &triggerPrice=70000",
+        )
+        .await;
+        assert_code(&response, 400, -4005);
         // A market order within the maxima still fills.
         let fills = signed(
             &sim,

@@ -29,9 +29,8 @@
 //! use keygate_audit::{verify, AuditKey, AuditLog};
 //! use keygate_core::{AdminEvent, Event, EventBody};
 //!
-//! let dir = std::env::temp_dir().join(format!("kg-audit-doc-{}", std::process::id()));
-//! std::fs::create_dir_all(&dir).unwrap();
-//! let db = dir.join("keygate.db");
+//! let dir = tempfile::tempdir().unwrap();
+//! let db = dir.path().join("keygate.db");
 //! keygate_store::Store::create(&db).unwrap();
 //! let key = AuditKey::from_bytes(&[7; 32]);
 //! let log = AuditLog::start(&db, key.clone()).unwrap();
@@ -40,7 +39,6 @@
 //! log.append_blocking(event).unwrap();
 //! let store = keygate_store::Store::open(&db).unwrap();
 //! assert_eq!(verify(&store, &key).unwrap(), 1);
-//! # std::fs::remove_dir_all(&dir).unwrap();
 //! ```
 
 mod after_seal;
@@ -940,7 +938,7 @@ pub struct Checkpoint {
 /// Verifies the whole log, then takes a [`Checkpoint`] of its last event: a checkpoint of
 /// a log that does not verify would anchor nothing.
 pub fn checkpoint(store: &Store, key: &AuditKey) -> Result<Checkpoint, Error> {
-    store.read_snapshot(|store| {
+    let checkpoint = store.read_snapshot(|store| {
         Ok((|| {
             let count = verify_snapshot(store, key)?.events;
             let head =
@@ -951,13 +949,18 @@ pub fn checkpoint(store: &Store, key: &AuditKey) -> Result<Checkpoint, Error> {
                         seq: 1,
                         reason: "the log is empty".into(),
                     })?;
-            Ok(Checkpoint {
+            Ok::<_, Error>(Checkpoint {
                 seq: head.seq,
                 hash: hex::encode(&head.hash),
                 mac: hex::encode(key.checkpoint_mac(head.seq, &head.hash)),
             })
         })())
-    })?
+    })??;
+    // The head may be a read's event, committed without a sync of its own: a power cut
+    // would then lose it, and the log would no longer hold what the checkpoint names,
+    // which reads as tampering. A synced commit now syncs every event before it.
+    store.sync_to_disk()?;
+    Ok(checkpoint)
 }
 
 /// Verifies the whole log, and that it still holds each checkpoint's event as it was: a

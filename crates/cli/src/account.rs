@@ -273,6 +273,14 @@ fn rotate(vault: &mut Unlocked, args: &RotateArgs) -> anyhow::Result<()> {
     );
     vault
         .change(&[rotated], |s, master| {
+            // The event names the key read above as the one replaced.
+            if !s.account(&label)?.same_row_as(&before) {
+                return Err(keygate_store::Error::Conflict {
+                    kind: "account",
+                    name: label.to_string(),
+                    reason: "another command changed it meanwhile; run this again".into(),
+                });
+            }
             s.replace_account_credentials(&label, &api_key, &secret, master, now)
         })
         .with_context(|| format!("rotating account {label}"))?;

@@ -14,7 +14,7 @@ use ipnet::IpNet;
 use keygate_core::{
     is_quoted_in, ClientStatus, Market, Name, Policy, Scope, Scopes, WithdrawalDestination,
 };
-use keygate_store::{Client, ClientKeyMaterial, KeyType, NewClient};
+use keygate_store::{Client, ClientKeyMaterial, KeyType, NewClient, Store};
 use keygate_vault::{redact, SecretString};
 use rand::distributions::{Alphanumeric, DistString};
 use rust_decimal::Decimal;
@@ -877,6 +877,9 @@ fn update(vault: &mut Unlocked, args: &UpdateArgs) -> anyhow::Result<()> {
     let changed = admin_event("client.update", name.as_str(), detail);
     vault
         .change(&[changed], |s, master| {
+            // The new policy was made from the row read above: another command that
+            // changed it since would be undone without a word.
+            unchanged_since_read(s, &c)?;
             if policy_changes {
                 s.set_client_policy(&name, &policy, master)?;
             }
@@ -945,6 +948,8 @@ fn rotate(vault: &mut Unlocked, args: &RotateArgs) -> anyhow::Result<()> {
     );
     vault
         .change(&[rotated], |s, master| {
+            // The event names the key read above as the one kept for the grace period.
+            unchanged_since_read(s, &c)?;
             s.rotate_client(&name, &api_key, &material, master, grace_until)
         })
         .with_context(|| format!("rotating client {name}"))?;
@@ -962,6 +967,19 @@ fn rotate(vault: &mut Unlocked, args: &RotateArgs) -> anyhow::Result<()> {
         args.json,
         Some(grace_until),
     )
+}
+
+/// Refuses a change made from `read` when the client's row is no longer that row: another
+/// command changed it between the read and this transaction.
+fn unchanged_since_read(store: &Store, read: &Client) -> Result<(), keygate_store::Error> {
+    if store.client(&read.name)?.same_row_as(read) {
+        return Ok(());
+    }
+    Err(keygate_store::Error::Conflict {
+        kind: "client",
+        name: read.name.to_string(),
+        reason: "another command changed it meanwhile; run this again".into(),
+    })
 }
 
 /// Credentials to print once.
@@ -1090,6 +1108,58 @@ fn print_credentials(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A regression test (from a review): `client update` made the new policy from a row
+    /// read before its transaction, so an update another operator committed in between
+    /// (narrowing the scopes during an incident, say) was undone without a word.
+    #[test]
+    fn a_change_made_from_a_row_changed_since_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::create(&dir.path().join("keygate.db")).unwrap();
+        let master = keygate_vault::MasterKey::generate();
+        let name: Name = "bot1".parse().unwrap();
+        store
+            .transaction(|s| {
+                s.insert_account(
+                    &keygate_store::NewAccount {
+                        label: "main".parse().unwrap(),
+                        exchange: keygate_core::Exchange::Binance,
+                        upstream: None,
+                        rotate_every_s: None,
+                        api_key: SecretString::new("real-key".into()),
+                        secret: SecretString::new("real-secret".into()),
+                    },
+                    &master,
+                    1,
+                )?;
+                s.insert_client(
+                    &NewClient {
+                        name: name.clone(),
+                        account: "main".parse().unwrap(),
+                        api_key: "bot1-key".into(),
+                        material: ClientKeyMaterial::Hmac(SecretString::new("s".into())),
+                        policy: Policy::default(),
+                        expires_ms: None,
+                    },
+                    &master,
+                    1,
+                )
+            })
+            .unwrap();
+        let read = store.client(&name).unwrap();
+        assert!(unchanged_since_read(&store, &read).is_ok());
+        let narrowed = Policy {
+            symbols: Some(["BTCUSDT".to_owned()].into()),
+            ..Policy::default()
+        };
+        store
+            .transaction(|s| s.set_client_policy(&name, &narrowed, &master))
+            .unwrap();
+        assert!(matches!(
+            unchanged_since_read(&store, &read),
+            Err(keygate_store::Error::Conflict { .. })
+        ));
+    }
 
     #[test]
     fn symbols_accept_exchange_ids_and_ccxt_form() {

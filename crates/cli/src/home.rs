@@ -233,7 +233,7 @@ impl Unlocked {
     ) -> Result<(T, Option<keygate_store::Error>), keygate_audit::Error> {
         let (master, key) = (&self.master, &self.audit_key);
         self.store.transaction(|s| {
-            let sealed = s.check_seal_is_latest(master);
+            let sealed = s.seal_before_change(master)?;
             let (value, events) = make(s, master)?;
             keygate_audit::append_within(s, key, &events)?;
             s.reseal(master, &sealed)?;

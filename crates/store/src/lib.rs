@@ -12,11 +12,9 @@
 //! ```
 //! use keygate_store::Store;
 //!
-//! let dir = std::env::temp_dir().join(format!("kg-store-doc-{}", std::process::id()));
-//! std::fs::create_dir_all(&dir).unwrap();
-//! let store = Store::create(&dir.join("keygate.db")).unwrap();
+//! let dir = tempfile::tempdir().unwrap();
+//! let store = Store::create(&dir.path().join("keygate.db")).unwrap();
 //! assert_eq!(store.generation().unwrap(), 0);
-//! # std::fs::remove_dir_all(&dir).unwrap();
 //! ```
 
 mod records;
@@ -260,7 +258,13 @@ impl Store {
             }
         }
         let created = Store::connect(path).and_then(|store| {
-            store.conn.execute_batch(SCHEMA).map_err(|e| store.sql(e))?;
+            // One transaction: a database killed halfway through has no tables at all,
+            // rather than some, which neither `init` nor `open` would take.
+            let schema = format!("BEGIN IMMEDIATE;\n{SCHEMA}\nCOMMIT;");
+            store
+                .conn
+                .execute_batch(&schema)
+                .map_err(|e| store.sql(e))?;
             Ok(store)
         });
         if created.is_err() {
@@ -527,6 +531,19 @@ impl Store {
             let _ = self.conn.execute_batch("ROLLBACK");
         }
         result
+    }
+
+    /// Runs `f` on one consistent view: a snapshot of its own ([`Store::read_snapshot`]),
+    /// unless a transaction is open on this connection, whose view already holds still.
+    pub(crate) fn consistently<T>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        if self.conn.is_autocommit() {
+            self.read_snapshot(f)
+        } else {
+            f(self)
+        }
     }
 
     /// Runs `f` on one consistent snapshot of the database: writes that other

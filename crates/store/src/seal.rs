@@ -102,6 +102,12 @@ impl Store {
     /// and returns the audit seq the seal was made at. Empty tables with no seal hold (a
     /// new vault).
     pub fn check_seal(&self, master: &MasterKey) -> Result<u64, Error> {
+        // Seal, schema version, event and rows read apart would see a change made between
+        // them half: a false "does not match its seal".
+        self.consistently(|store| store.check_seal_now(master))
+    }
+
+    fn check_seal_now(&self, master: &MasterKey) -> Result<u64, Error> {
         let coverage = Coverage::of(self.schema_version()?);
         let Some(seal) = self.meta(coverage.meta_key())? else {
             return if self.row_count(coverage)? == 0 {
@@ -149,7 +155,11 @@ impl Store {
     /// a running gateway found free of administrative changes
     /// (`keygate_audit::mark_admin_free`).
     pub fn check_seal_is_latest(&self, master: &MasterKey) -> Result<u64, Error> {
-        let sealed = self.check_seal(master)?;
+        self.consistently(|store| store.check_seal_is_latest_now(master))
+    }
+
+    fn check_seal_is_latest_now(&self, master: &MasterKey) -> Result<u64, Error> {
+        let sealed = self.check_seal_now(master)?;
         let later_admin = match &self.admin_change_after {
             Some(verified) => verified(self, sealed)?,
             None => self
@@ -165,6 +175,18 @@ impl Store {
             return Err(Error::Unsealed { reason: STALE });
         }
         Ok(sealed)
+    }
+
+    /// What [`Store::check_seal_is_latest`] says before a change, for [`Store::reseal`]
+    /// after it: `Ok(Ok(seq))` when the seal held, `Ok(Err(Unsealed))` when it did not.
+    /// Any other error (the database could not be read) fails the change: committed, it
+    /// would leave the tables unsealed, and every client refused, without a word.
+    pub fn seal_before_change(&self, master: &MasterKey) -> Result<Result<u64, Error>, Error> {
+        match self.check_seal_is_latest(master) {
+            Err(Error::Unsealed { reason }) => Ok(Err(Error::Unsealed { reason })),
+            Err(other) => Err(other),
+            Ok(seq) => Ok(Ok(seq)),
+        }
     }
 
     /// Seals the tables again after a write, bound to the last audit event, if their seal

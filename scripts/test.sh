@@ -44,7 +44,12 @@ command -v softhsm2-util >/dev/null 2>&1 || apt_install softhsm2
 # The PKCS#11 tests fail instead of skipping when SoftHSM2 cannot be found.
 export KEYGATE_REQUIRE_SOFTHSM=1
 export KEYGATE_TEST_PYTHON="$PWD/.venv/bin/python"
-echo "==> ccxt $("$KEYGATE_TEST_PYTHON" -c 'import ccxt; print(ccxt.__version__)'), python-binance $("$KEYGATE_TEST_PYTHON" -c 'import binance; print(binance.__version__)')"
+# Every test talks to 127.0.0.1 only: a proxy from the environment must not carry it.
+export NO_PROXY=127.0.0.1,localhost,::1 no_proxy=127.0.0.1,localhost,::1
+ccxt=$("$KEYGATE_TEST_PYTHON" -c 'import ccxt; print(ccxt.__version__)')
+binance=$("$KEYGATE_TEST_PYTHON" -c 'import binance; print(binance.__version__)')
+echo "==> ccxt $ccxt, python-binance $binance"
 
 echo "==> cargo test"
-cargo test --workspace --locked "$@"
+# Bounded: a test that hangs fails the run rather than eat the whole of CI's budget.
+timeout --signal=TERM 40m cargo test --workspace --locked "$@"

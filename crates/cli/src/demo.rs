@@ -162,7 +162,11 @@ async fn story(home: &Path) -> anyhow::Result<()> {
     style.command("keygate serve --listen 127.0.0.1:0");
     let mut server = Server::start(&exe, home)?;
     let bot = Bot {
-        http: reqwest::Client::new(),
+        // Loopback only: a proxy from the environment must not carry it elsewhere.
+        http: reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .context("starting the bot's HTTP client")?,
         base: format!("http://{}/binance", server.addr),
         api_key: bot_key,
         secret: bot_secret,
@@ -362,12 +366,8 @@ impl Server {
             return;
         }
         self.stopped = true;
-        let asked = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .is_ok_and(|s| s.success());
-        if !asked {
-            // No `kill` command: the demo only needs it gone.
+        if !terminate(&self.child) {
+            // No SIGTERM to send: the demo only needs it gone.
             let _ = self.child.kill();
         }
         let _ = self.child.wait();
@@ -416,4 +416,20 @@ impl Bot {
         let body = serde_json::from_slice(&response.bytes().await?).unwrap_or(Value::Null);
         Ok((status, body))
     }
+}
+
+/// Sends SIGTERM to `child` (it drains and flushes its audit log); whether it was sent.
+#[cfg(target_os = "linux")]
+fn terminate(child: &Child) -> bool {
+    use rustix::process::{kill_process, Pid, Signal};
+    kill_process(Pid::from_child(child), Signal::TERM).is_ok()
+}
+
+/// Sends SIGTERM to `child` with the `kill` command; whether it was sent.
+#[cfg(not(target_os = "linux"))]
+fn terminate(child: &Child) -> bool {
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .is_ok_and(|s| s.success())
 }

@@ -812,9 +812,8 @@ mod tests {
     #[test]
     fn key_files_must_be_private_regular_files_of_one_key() {
         use std::os::unix::fs::PermissionsExt;
-        let dir = std::env::temp_dir().join(format!("keygate-vault-test-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("master.key");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("master.key");
         let _ = fs::remove_file(&path);
         let created = MasterKey::create_key_file(&path).unwrap();
         let read = MasterKey::from_key_file(&path).unwrap();
@@ -837,11 +836,11 @@ mod tests {
             Err(Error::KeyFileLength { len: 1000, .. })
         ));
         assert!(matches!(
-            MasterKey::from_key_file(&dir),
+            MasterKey::from_key_file(dir.path()),
             Err(Error::KeyFileNotOwned { .. }) | Err(Error::Io { .. })
         ));
         // A FIFO where the key file should be is refused at once, not waited on.
-        let fifo = dir.join("fifo.key");
+        let fifo = dir.path().join("fifo.key");
         let made = std::process::Command::new("mkfifo")
             .arg("-m")
             .arg("600")
@@ -859,7 +858,7 @@ mod tests {
         });
         let refused = rx.recv_timeout(std::time::Duration::from_secs(10));
         assert_eq!(refused, Ok(true), "a FIFO key file hung or was not refused");
-        fs::remove_dir_all(&dir).unwrap();
+        drop(dir);
     }
 
     #[test]

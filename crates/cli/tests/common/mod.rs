@@ -335,9 +335,11 @@ impl Serve {
 impl Drop for Serve {
     /// SIGTERM, as an operator would stop it: it drains and flushes its audit log.
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
+        // In-process: a machine without the `kill` command would otherwise wait forever.
+        use rustix::process::{kill_process, Pid, Signal};
+        if kill_process(Pid::from_child(&self.child), Signal::TERM).is_err() {
+            let _ = self.child.kill();
+        }
         let _ = self.child.wait();
     }
 }

@@ -758,6 +758,16 @@ pub fn unlock(home: Home, how: &UnlockArgs) -> anyhow::Result<Unlocked> {
     Ok(unlocked)
 }
 
+/// Makes every seal check of `store` ask the log, read where it verifies and from the
+/// last admin-free mark, whether the tables were put back from before a change; without
+/// it, the check searches every event since the seal for an admin event's text, and an
+/// edited one goes unseen.
+pub(crate) fn verify_admin_changes(store: &mut Store, key: AuditKey) {
+    store.verify_admin_changes_with(std::sync::Arc::new(move |store, seq| {
+        keygate_audit::admin_change_after_seal(store, &key, seq)
+    }));
+}
+
 fn open_with(
     home: Home,
     store: Store,
@@ -765,13 +775,8 @@ fn open_with(
     format: VaultFormat,
 ) -> anyhow::Result<Unlocked> {
     let audit_key = AuditKey::of_vault(&master);
-    // Every write that reseals the tables asks the log, read where it verifies, whether
-    // they were put back from before a change.
     let mut store = store;
-    let key = audit_key.clone();
-    store.verify_admin_changes_with(std::sync::Arc::new(move |store, seq| {
-        keygate_audit::admin_change_after_seal(store, &key, seq)
-    }));
+    verify_admin_changes(&mut store, audit_key.clone());
     let audit =
         AuditLog::start(&home.db_path(), audit_key.clone()).context("starting the audit log")?;
     Ok(Unlocked {

@@ -1020,7 +1020,9 @@ impl Watch {
         every: Duration,
         alerter: Alerter,
     ) -> anyhow::Result<Watch> {
-        let store = Store::open(db).context("opening the database for reconciliation")?;
+        let mut store = Store::open(db).context("opening the database for reconciliation")?;
+        // Its accounts are read once their seal holds: checked as every other command's.
+        crate::home::verify_admin_changes(&mut store, AuditKey::of_vault(&master));
         let exchanges = Exchanges::new()?;
         let (stop, stopped) = mpsc::channel::<()>();
         let thread = thread::Builder::new()

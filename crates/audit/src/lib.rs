@@ -1602,11 +1602,33 @@ mod tests {
         assert_eq!(lost_of_bot1 as usize + of("bot1"), 100);
     }
 
+    /// A regression test (from a review): the writer gave up on the write lock after the
+    /// store's 2 s busy timeout, so an administrative change that held it longer made
+    /// the orders waiting on their durable events fail.
+    #[test]
+    fn a_durable_event_waits_out_a_write_lock_held_past_the_busy_timeout() {
+        let (_dir, db, key) = open();
+        let log = AuditLog::start(&db, key.clone()).unwrap();
+        let held = hold_write_lock(&db);
+        let releaser = thread::spawn(move || {
+            thread::sleep(Duration::from_secs(3));
+            release(held);
+        });
+        let started = Instant::now();
+        let seq = log.append_blocking(event(1)).unwrap();
+        assert!(
+            started.elapsed() >= Duration::from_secs(2),
+            "the lock was not held"
+        );
+        assert_eq!(seq, 1);
+        releaser.join().unwrap();
+    }
+
     #[test]
     fn events_whose_commit_fails_are_counted_as_lost() {
         let (_dir, db, key) = open();
         let log = AuditLog::start(&db, key.clone()).unwrap();
-        // Held past the store's busy timeout: the writer's commit fails.
+        // Held past the writer's patience: its commit fails.
         let stalled = hold_write_lock(&db);
         for n in 0..10 {
             log.append(event(n));

@@ -111,6 +111,11 @@ const SCHEMA_VERSION: i64 = 5;
 /// connection holds it.
 pub const WRITE_LOCK_PATIENCE: Duration = Duration::from_secs(30);
 
+/// How long [`Store::append_events`] keeps asking for the write lock: an administrative
+/// change holding it for seconds must not make orders fail, but an order waiting on its
+/// durable event should hear of a stuck database in time.
+pub const AUDIT_LOCK_PATIENCE: Duration = Duration::from_secs(5);
+
 /// An error from the store.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -323,9 +328,7 @@ impl Store {
         if self.schema_version()? == SCHEMA_VERSION {
             return Ok(());
         }
-        self.conn
-            .execute_batch("BEGIN IMMEDIATE")
-            .map_err(|e| self.sql(e))?;
+        self.begin_immediate(WRITE_LOCK_PATIENCE)?;
         let upgraded = self
             .upgrade_schema_within()
             .and_then(|_| self.conn.execute_batch("COMMIT").map_err(|e| self.sql(e)));
@@ -507,19 +510,7 @@ impl Store {
         &mut self,
         f: impl FnOnce(&Store) -> Result<T, E>,
     ) -> Result<T, E> {
-        let waiting_since = Instant::now();
-        loop {
-            match self.conn.execute_batch("BEGIN IMMEDIATE") {
-                Ok(()) => break,
-                Err(rusqlite::Error::SqliteFailure(e, _))
-                    if e.code == rusqlite::ErrorCode::DatabaseBusy
-                        && waiting_since.elapsed() < WRITE_LOCK_PATIENCE =>
-                {
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                Err(e) => return Err(self.sql(e).into()),
-            }
-        }
+        self.begin_immediate(WRITE_LOCK_PATIENCE)?;
         let result = f(self).and_then(|value| {
             self.bump_generation()?;
             self.conn.execute_batch("COMMIT").map_err(|e| self.sql(e))?;
@@ -531,6 +522,25 @@ impl Store {
             let _ = self.conn.execute_batch("ROLLBACK");
         }
         result
+    }
+
+    /// Begins a write transaction, asking again for the write lock while another
+    /// connection holds it, for up to `patience`: SQLite's busy handler alone gives no turn
+    /// within its timeout to a connection that commits again and again.
+    pub(crate) fn begin_immediate(&self, patience: Duration) -> Result<(), Error> {
+        let waiting_since = Instant::now();
+        loop {
+            match self.conn.execute_batch("BEGIN IMMEDIATE") {
+                Ok(()) => return Ok(()),
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if e.code == rusqlite::ErrorCode::DatabaseBusy
+                        && waiting_since.elapsed() < patience =>
+                {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(e) => return Err(self.sql(e)),
+            }
+        }
     }
 
     /// Runs `f` on one consistent view: a snapshot of its own ([`Store::read_snapshot`]),

@@ -946,8 +946,7 @@ impl Store {
         head_mac: impl Fn(&EventRow) -> Vec<u8>,
     ) -> Result<T, Error> {
         let conn = self.connection();
-        conn.execute_batch("BEGIN IMMEDIATE")
-            .map_err(|e| self.error(e))?;
+        self.begin_immediate(crate::AUDIT_LOCK_PATIENCE)?;
         let result = self
             .append_events_within(build, head_mac)
             .and_then(|value| {

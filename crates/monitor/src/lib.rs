@@ -610,10 +610,12 @@ impl Outlet {
 
 /// Most alerts one target's lane holds waiting for it: past that, the oldest that is not
 /// critical is dropped for a new one (a new one that is not critical, when all waiting are
-/// critical), counted as a failed delivery. Critical alerts are never dropped.
+/// critical), counted as a failed delivery.
 const MAX_LANE_BACKLOG: usize = 1000;
-/// Most critical alerts one lane holds: past that, the reading of the log waits for room,
-/// as it waited for every delivery before lanes, rather than hold them without bound.
+/// Most critical alerts one lane holds: a sink that many behind (days, at the slowest
+/// delivery) is down, and holding more would only grow memory; a new critical alert is
+/// then dropped for that sink, counted as a failed delivery. The reading of the log never
+/// waits for a lane, so one sink never holds back the others.
 const MAX_LANE_CRITICAL: usize = 10 * MAX_LANE_BACKLOG;
 /// How long, once the monitor stops, a lane's delivery in progress may take to end before
 /// it is cut short and goes again with the rest.
@@ -635,8 +637,6 @@ struct LaneState {
     in_flight: std::sync::Mutex<Option<Arc<Pending>>>,
     /// Told when an alert is queued.
     wake: tokio::sync::Notify,
-    /// Told when an alert is taken from the backlog.
-    room: tokio::sync::Notify,
     /// Set when the monitor stops: the task ends after the delivery in progress.
     closing: std::sync::atomic::AtomicBool,
 }
@@ -660,11 +660,18 @@ impl Lane {
                         state.wake.notified().await;
                         continue;
                     };
-                    state.room.notify_waiters();
                     *locked(&state.in_flight) = Some(Arc::clone(&pending));
                     let target = &outlet.targets[index];
                     let delivery = target.deliver(&outlet.http, &pending.alert).await;
                     *locked(&state.in_flight) = None;
+                    if delivery.result.is_err()
+                        && state.closing.load(std::sync::atomic::Ordering::Acquire)
+                    {
+                        // Failed in the stop's grace: tried again in the drain, and
+                        // counted there if it fails again.
+                        locked(&state.backlog).push_front(pending);
+                        break;
+                    }
                     metrics.delivered(std::slice::from_ref(&delivery));
                 }
             }
@@ -673,10 +680,13 @@ impl Lane {
     }
 
     /// Queues `pending` for the target; `Some(dropped)` when the backlog was full and an
-    /// alert that is not critical was dropped: an older one, or this one.
+    /// alert was dropped: an older one that is not critical, or this one.
     fn push(&self, pending: Arc<Pending>) -> Option<Arc<Pending>> {
         let mut backlog = locked(&self.state.backlog);
         let mut dropped = None;
+        if backlog.len() >= MAX_LANE_CRITICAL {
+            return Some(pending);
+        }
         if backlog.len() >= MAX_LANE_BACKLOG {
             let not_critical = |p: &Arc<Pending>| p.alert.severity != Severity::Critical;
             match backlog.iter().position(not_critical) {
@@ -689,20 +699,6 @@ impl Lane {
         drop(backlog);
         self.state.wake.notify_one();
         dropped
-    }
-
-    /// Waits until the lane holds fewer than [`MAX_LANE_CRITICAL`] alerts.
-    async fn room(&self) {
-        loop {
-            let taken = self.state.room.notified();
-            tokio::pin!(taken);
-            // Registered before the count is read: a take in between is not missed.
-            taken.as_mut().enable();
-            if locked(&self.state.backlog).len() < MAX_LANE_CRITICAL {
-                return;
-            }
-            taken.await;
-        }
     }
 
     /// The first audit event whose alert, raised again by a pass from it, the lane still
@@ -1161,19 +1157,13 @@ impl Follower {
             if !target.wants(&pending.alert) {
                 continue;
             }
-            let mut stop = self.stop.clone();
-            tokio::select! {
-                () = lane.room() => {}
-                // Stopping: the drain takes what the lane holds, this one with it.
-                _ = stop.wait_for(|stop| *stop) => {}
-            }
             if let Some(dropped) = lane.push(Arc::clone(&pending)) {
                 let destination = target.destination();
                 tracing::error!(
                     sink = %destination,
                     rule = dropped.alert.rule.as_str(),
-                    "{MAX_LANE_BACKLOG} alerts wait for this sink: the oldest one that is \
-                     not critical is dropped"
+                    "too many alerts wait for this sink: one is dropped for it (the oldest \
+                     that is not critical, or the new one)"
                 );
                 self.metrics.delivered(&[Delivery {
                     destination,
@@ -1634,7 +1624,7 @@ mod tests {
     }
 
     #[test]
-    fn a_full_lane_drops_alerts_that_are_not_critical_only() {
+    fn a_full_lane_drops_alerts_that_are_not_critical_first() {
         paused().block_on(async {
             let lane = Lane {
                 state: Arc::new(LaneState::default()),
@@ -1662,7 +1652,7 @@ mod tests {
             assert_eq!(left.last().unwrap().alert.event_seq, 5000);
 
             // Full of critical alerts: a new warning is the one dropped; a critical one
-            // is never dropped.
+            // is kept, up to the critical bound, past which the new one is dropped.
             let lane = Lane {
                 state: Arc::new(LaneState::default()),
                 task: tokio::spawn(std::future::pending()),
@@ -1670,10 +1660,14 @@ mod tests {
             for n in 1..=MAX_LANE_BACKLOG as u64 {
                 assert!(lane.push(pending(Severity::Critical, n)).is_none());
             }
-            let dropped = lane.push(pending(Severity::Warning, 6000)).unwrap();
-            assert_eq!(dropped.alert.event_seq, 6000);
-            assert!(lane.push(pending(Severity::Critical, 7000)).is_none());
-            assert_eq!(lane.stop(Instant::now()).await.len(), MAX_LANE_BACKLOG + 1);
+            let dropped = lane.push(pending(Severity::Warning, 20_000)).unwrap();
+            assert_eq!(dropped.alert.event_seq, 20_000);
+            for n in MAX_LANE_BACKLOG as u64 + 1..=MAX_LANE_CRITICAL as u64 {
+                assert!(lane.push(pending(Severity::Critical, n)).is_none());
+            }
+            let dropped = lane.push(pending(Severity::Critical, 30_000)).unwrap();
+            assert_eq!(dropped.alert.event_seq, 30_000);
+            assert_eq!(lane.stop(Instant::now()).await.len(), MAX_LANE_CRITICAL);
         });
     }
 
@@ -1737,16 +1731,15 @@ mod tests {
             );
             assert_eq!(taken(&good_took).len(), 3, "{case}");
             assert!(taken(&bad_took).is_empty(), "{case}");
-            // The attempt in progress at the stop is cut short after a second, and goes
-            // again in the drain, if it does not end by then; one that ends in a failure
-            // is a failed delivery like any, and the alert missed that sink.
-            let (undelivered, lost) = if fails { (2, 0) } else { (3, 1) };
+            // The attempt in progress at the stop goes again in the drain, whether it was
+            // cut short after a second or failed within it; it fails there again, and
+            // counts as lost (raised outside the log, no later start raises it).
             assert_eq!(
                 drained,
                 Drained {
                     delivered: 0,
-                    undelivered,
-                    lost,
+                    undelivered: 3,
+                    lost: 1,
                     unread: false,
                     cursor: 2,
                 },

@@ -216,9 +216,17 @@ impl Unlocked {
     ) -> Result<T, keygate_audit::Error> {
         let (value, unsealed) =
             self.audited_change(|s, master| Ok((make(s, master)?, events.to_vec())))?;
-        // Made, but the gateway serves no client until the table is reviewed.
-        if let Some(e @ keygate_store::Error::Unsealed { .. }) = unsealed {
-            eprintln!("keygate: warning: {e}");
+        // Made, but the gateway serves no client until the table is reviewed. A seal that
+        // could not be checked at all is not made again either: said so, not silently.
+        // The change itself goes ahead: `keygate panic` must not wait on the seal.
+        match unsealed {
+            Some(e @ keygate_store::Error::Unsealed { .. }) => eprintln!("keygate: warning: {e}"),
+            Some(e) => eprintln!(
+                "keygate: warning: the client and account tables' seal could not be checked \
+                 ({e}); the change was made, but the tables were not sealed again: every \
+                 client is refused until `keygate upgrade` has shown and sealed them"
+            ),
+            None => {}
         }
         Ok(value)
     }
@@ -233,7 +241,7 @@ impl Unlocked {
     ) -> Result<(T, Option<keygate_store::Error>), keygate_audit::Error> {
         let (master, key) = (&self.master, &self.audit_key);
         self.store.transaction(|s| {
-            let sealed = s.seal_before_change(master)?;
+            let sealed = s.check_seal_is_latest(master);
             let (value, events) = make(s, master)?;
             keygate_audit::append_within(s, key, &events)?;
             s.reseal(master, &sealed)?;

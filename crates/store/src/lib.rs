@@ -114,7 +114,7 @@ pub const WRITE_LOCK_PATIENCE: Duration = Duration::from_secs(30);
 /// How long [`Store::append_events`] keeps asking for the write lock: an administrative
 /// change holding it for seconds must not make orders fail, but an order waiting on its
 /// durable event should hear of a stuck database in time.
-pub const AUDIT_LOCK_PATIENCE: Duration = Duration::from_secs(5);
+pub const AUDIT_LOCK_PATIENCE: Duration = Duration::from_secs(3);
 
 /// An error from the store.
 #[derive(Debug, thiserror::Error)]
@@ -445,7 +445,16 @@ impl Store {
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        self.set_meta("synced_at", &now_ms.to_be_bytes())
+        // Under load the audit writer commits again and again: the lock is asked for
+        // until it is had, as the writer asks for it.
+        self.begin_immediate(AUDIT_LOCK_PATIENCE)?;
+        let synced = self
+            .set_meta("synced_at", &now_ms.to_be_bytes())
+            .and_then(|()| self.conn.execute_batch("COMMIT").map_err(|e| self.sql(e)));
+        if synced.is_err() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+        synced
     }
 
     /// Writes a metadata value.

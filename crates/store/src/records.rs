@@ -442,7 +442,7 @@ impl Store {
         master: &MasterKey,
         now_ms: u64,
     ) -> Result<(), Error> {
-        let sealed = self.seal_before_change(master)?;
+        let sealed = self.check_seal_is_latest(master);
         let draft = Account {
             label: new.label.clone(),
             exchange: new.exchange,
@@ -558,7 +558,7 @@ impl Store {
         master: &MasterKey,
         now_ms: u64,
     ) -> Result<(), Error> {
-        let sealed = self.seal_before_change(master)?;
+        let sealed = self.check_seal_is_latest(master);
         let account = self.account(label)?;
         // The new credentials are bound to the row's upstream: a row edited to point
         // elsewhere no longer opens, and must not be made to open by a rotation.
@@ -591,7 +591,7 @@ impl Store {
         unreadable: &[&str],
         master: &MasterKey,
     ) -> Result<(), Error> {
-        let sealed = self.seal_before_change(master)?;
+        let sealed = self.check_seal_is_latest(master);
         for name in unreadable {
             let n = self
                 .connection()
@@ -645,7 +645,7 @@ impl Store {
         now_ms: u64,
     ) -> Result<(), Error> {
         self.account(&new.account)?;
-        let sealed = self.seal_before_change(master)?;
+        let sealed = self.check_seal_is_latest(master);
         let policy_json = serde_json::to_string(&new.policy).map_err(|e| Error::Corrupt {
             what: "client policy",
             reason: e.to_string(),
@@ -859,7 +859,7 @@ impl Store {
     /// old tag covers every column, so a row another command changed meanwhile does not
     /// match and is left alone.
     fn rewrite_client(&self, client: &mut Client, master: &MasterKey) -> Result<(), Error> {
-        let sealed = self.seal_before_change(master)?;
+        let sealed = self.check_seal_is_latest(master);
         let read_tag = client.tag.take();
         client.retag(master);
         let n = self
@@ -908,7 +908,7 @@ impl Store {
         shown: &[Client],
         master: &MasterKey,
     ) -> Result<Vec<Name>, Error> {
-        let sealed = self.seal_before_change(master)?;
+        let sealed = self.check_seal_is_latest(master);
         let mut tagged = Vec::new();
         for seen in shown.iter().filter(|c| c.tag.is_none()) {
             let mut now = self.client(&seen.name)?;

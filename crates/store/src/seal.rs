@@ -177,18 +177,6 @@ impl Store {
         Ok(sealed)
     }
 
-    /// What [`Store::check_seal_is_latest`] says before a change, for [`Store::reseal`]
-    /// after it: `Ok(Ok(seq))` when the seal held, `Ok(Err(Unsealed))` when it did not.
-    /// Any other error (the database could not be read) fails the change: committed, it
-    /// would leave the tables unsealed, and every client refused, without a word.
-    pub fn seal_before_change(&self, master: &MasterKey) -> Result<Result<u64, Error>, Error> {
-        match self.check_seal_is_latest(master) {
-            Err(Error::Unsealed { reason }) => Ok(Err(Error::Unsealed { reason })),
-            Err(other) => Err(other),
-            Ok(seq) => Ok(Ok(seq)),
-        }
-    }
-
     /// Seals the tables again after a write, bound to the last audit event, if their seal
     /// held before the write: `before` is what [`Store::check_seal_is_latest`] said then.
     /// A seal that did not hold, or held but was older than an administrative event (the

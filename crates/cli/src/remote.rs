@@ -16,9 +16,10 @@ pub struct ReadError {
     /// What failed.
     pub reason: String,
     /// Whether asking the same again may do: the exchange was not reached, did not
-    /// answer, failed (HTTP 5xx) or asked to slow down (418, 429). Not when it refused
-    /// the request itself (any other 4xx: a symbol it does not know, a permission the key
-    /// lacks), nor when keygate could not make it.
+    /// answer, or refused for a reason that passes
+    /// ([`Adapter::may_pass_when_asked_again`]: a failure, the weight, a clock off). Not
+    /// when it refused the request itself (a symbol it does not know, a permission the
+    /// key lacks), nor when keygate could not make it.
     pub may_pass: bool,
 }
 
@@ -188,8 +189,7 @@ async fn read_signed_with<A: Adapter>(
     let status = answer.status;
     if !status.is_success() {
         let reason = format!("it answered HTTP {}", status.as_u16());
-        let slow_down = matches!(status.as_u16(), 418 | 429);
-        return Err(if status.is_server_error() || slow_down {
+        return Err(if adapter.may_pass_when_asked_again(status, &answer.body) {
             ReadError::passing(reason)
         } else {
             ReadError::lasting(reason)

@@ -614,6 +614,23 @@ impl Adapter for Binance {
         status.is_server_error()
             || serde_json::from_slice::<Code>(body).is_ok_and(|c| c.code == EXECUTION_UNKNOWN)
     }
+    fn may_pass_when_asked_again(&self, status: http::StatusCode, body: &[u8]) -> bool {
+        #[derive(serde::Deserialize)]
+        struct Code {
+            code: i64,
+        }
+        // 403: the web application firewall; 408: a timeout; 418 and 429: the weight.
+        // The codes: unknown, disconnected, too many requests, unexpected answer,
+        // timeout, busy, too many orders, and a timestamp off the window (clock drift).
+        status.is_server_error()
+            || matches!(status.as_u16(), 403 | 408 | 418 | 429)
+            || serde_json::from_slice::<Code>(body).is_ok_and(|c| {
+                matches!(
+                    c.code,
+                    -1000 | -1001 | -1003 | -1006 | -1007 | -1008 | -1015 | -1021
+                )
+            })
+    }
     fn placed_order_ids(&self, path: &str, body: &[u8]) -> Vec<String> {
         let mut ids = Vec::new();
         if let Ok(answer) = serde_json::from_slice::<serde_json::Value>(body) {
@@ -2202,6 +2219,36 @@ mod tests {
         ];
         for (status, body) in known {
             assert!(!Binance.is_execution_unknown(status, body), "{status}");
+        }
+    }
+
+    /// A regression test (from a review): reconciliation took a -1021 (a clock off the
+    /// window) or the firewall's 403 for a refusal that lasts, and moved on past a window
+    /// it never listed.
+    #[test]
+    fn refusals_that_may_pass_are_told_from_those_that_last() {
+        use http::StatusCode;
+        let answer = |code: i64| format!(r#"{{"code":{code},"msg":"x"}}"#).into_bytes();
+        let passing = [
+            (StatusCode::BAD_REQUEST, answer(-1021)),
+            (StatusCode::BAD_REQUEST, answer(-1001)),
+            (StatusCode::FORBIDDEN, b"<html>WAF</html>".to_vec()),
+            (StatusCode::TOO_MANY_REQUESTS, answer(-1003)),
+            (StatusCode::SERVICE_UNAVAILABLE, Vec::new()),
+        ];
+        for (status, body) in passing {
+            assert!(Binance.may_pass_when_asked_again(status, &body), "{status}");
+        }
+        let lasting = [
+            (StatusCode::BAD_REQUEST, answer(-1121)),
+            (StatusCode::UNAUTHORIZED, answer(-2015)),
+            (StatusCode::BAD_REQUEST, answer(-1102)),
+        ];
+        for (status, body) in lasting {
+            assert!(
+                !Binance.may_pass_when_asked_again(status, &body),
+                "{status}"
+            );
         }
     }
 

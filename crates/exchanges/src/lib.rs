@@ -229,6 +229,10 @@ pub trait Adapter: Send + Sync + 'static {
     /// whether the request executed: an order or a withdrawal so answered may have gone
     /// through, and is recorded with its outcome unknown.
     fn is_execution_unknown(&self, status: http::StatusCode, body: &[u8]) -> bool;
+    /// Whether a read refused with `status` and `body` may succeed when asked again: the
+    /// exchange was busy, failed, or found the request's time off, rather than refusing
+    /// the request itself (a symbol it does not know, a permission the key lacks).
+    fn may_pass_when_asked_again(&self, status: http::StatusCode, body: &[u8]) -> bool;
     /// The signed read (native path and query, without timestamp) listing the real key's
     /// account's orders in `symbol` of `market` placed from `from_ms` to `to_ms` (at most
     /// a day apart: Binance lists no longer span of spot orders at once); `None` for a

@@ -335,13 +335,28 @@ impl Serve {
 impl Drop for Serve {
     /// SIGTERM, as an operator would stop it: it drains and flushes its audit log.
     fn drop(&mut self) {
-        // In-process: a machine without the `kill` command would otherwise wait forever.
-        use rustix::process::{kill_process, Pid, Signal};
-        if kill_process(Pid::from_child(&self.child), Signal::TERM).is_err() {
+        if !terminate(&self.child) {
             let _ = self.child.kill();
         }
         let _ = self.child.wait();
     }
+}
+
+/// Sends SIGTERM to `child`, in-process: a machine without the `kill` command would
+/// otherwise wait forever. Whether it was sent.
+#[cfg(target_os = "linux")]
+fn terminate(child: &Child) -> bool {
+    use rustix::process::{kill_process, Pid, Signal};
+    kill_process(Pid::from_child(child), Signal::TERM).is_ok()
+}
+
+/// Sends SIGTERM to `child` with the `kill` command; whether it was sent.
+#[cfg(not(target_os = "linux"))]
+fn terminate(child: &Child) -> bool {
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// The Binance simulator on loopback, accepting `credentials`, on a runtime that the

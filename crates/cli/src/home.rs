@@ -216,18 +216,7 @@ impl Unlocked {
     ) -> Result<T, keygate_audit::Error> {
         let (value, unsealed) =
             self.audited_change(|s, master| Ok((make(s, master)?, events.to_vec())))?;
-        // Made, but the gateway serves no client until the table is reviewed. A seal that
-        // could not be checked at all is not made again either: said so, not silently.
-        // The change itself goes ahead: `keygate panic` must not wait on the seal.
-        match unsealed {
-            Some(e @ keygate_store::Error::Unsealed { .. }) => eprintln!("keygate: warning: {e}"),
-            Some(e) => eprintln!(
-                "keygate: warning: the client and account tables' seal could not be checked \
-                 ({e}); the change was made, but the tables were not sealed again: every \
-                 client is refused until `keygate upgrade` has shown and sealed them"
-            ),
-            None => {}
-        }
+        warn_if_unsealed(unsealed);
         Ok(value)
     }
 
@@ -272,6 +261,22 @@ impl Unlocked {
         })
         .context("bringing a vault made by an earlier keygate to this one's schema")?;
         Ok(())
+    }
+}
+
+/// Says why a change left the client and account tables unsealed, if it did: made, but
+/// the gateway serves no client until the tables are reviewed. A seal that could not be
+/// checked at all is not made again either; the change itself goes ahead, since
+/// `keygate panic` must not wait on the seal.
+pub(crate) fn warn_if_unsealed(unsealed: Option<keygate_store::Error>) {
+    match unsealed {
+        Some(e @ keygate_store::Error::Unsealed { .. }) => eprintln!("keygate: warning: {e}"),
+        Some(e) => eprintln!(
+            "keygate: warning: the client and account tables' seal could not be checked \
+             ({e}); the change was made, but the tables were not sealed again: every client \
+             is refused until `keygate upgrade` has shown and sealed them"
+        ),
+        None => {}
     }
 }
 

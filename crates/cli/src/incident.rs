@@ -22,7 +22,7 @@ pub struct PanicArgs {
 /// record fails verification: the gateway refuses those already, and freezing them would
 /// mean tagging what someone else wrote. Undo it client by client with `client unfreeze`.
 pub fn run(mut vault: Unlocked, args: &PanicArgs) -> anyhow::Result<()> {
-    let ((frozen, refused_already), _) = vault
+    let ((frozen, refused_already), unsealed) = vault
         .audited_change(|s, master| {
             let mut frozen = Vec::new();
             let mut refused_already = 0_usize;
@@ -62,6 +62,7 @@ pub fn run(mut vault: Unlocked, args: &PanicArgs) -> anyhow::Result<()> {
             Ok(((frozen, refused_already), events))
         })
         .context("freezing every client")?;
+    crate::home::warn_if_unsealed(unsealed);
     if args.json {
         return print_json(&json!({
             "frozen": frozen,

@@ -513,6 +513,16 @@ impl ClientRequest for SignedRequest {
     fn check_freshness(&self, now_ms: u64) -> Result<u64, Error> {
         SignedRequest::check_freshness(self, now_ms)
     }
+    fn check_for_path(&self, path: &str) -> Result<(), Error> {
+        // Spot reads up to three decimals of a millisecond; the other APIs an integer.
+        let decimal = self.param("recvWindow").is_some_and(|w| w.contains('.'));
+        if decimal && !path.starts_with("/api/") {
+            return Err(malformed(
+                "recvWindow must be a whole number of milliseconds outside spot",
+            ));
+        }
+        Ok(())
+    }
     fn classify(&self, method: &str, path: &str) -> Action {
         SignedRequest::classify(self, method, path)
     }
@@ -2250,6 +2260,22 @@ mod tests {
                 "{status}"
             );
         }
+    }
+
+    /// A regression test (from a review): a decimal `recvWindow`, which spot reads, was
+    /// forwarded to USD-M futures, which refuse it as malformed.
+    #[test]
+    fn a_decimal_recv_window_is_for_spot_only() {
+        let request = SignedRequest::parse("timestamp=1&recvWindow=5000.5", b"", None).unwrap();
+        assert!(request.check_for_path("/api/v3/account").is_ok());
+        for path in ["/fapi/v2/account", "/sapi/v1/capital/config/getall"] {
+            assert!(matches!(
+                request.check_for_path(path),
+                Err(Error::Malformed { .. })
+            ));
+        }
+        let whole = SignedRequest::parse("timestamp=1&recvWindow=5000", b"", None).unwrap();
+        assert!(whole.check_for_path("/fapi/v2/account").is_ok());
     }
 
     /// A regression test: the stop legs of order lists name their trails apart

@@ -410,7 +410,10 @@ async fn handle<A: Adapter>(
         .headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
-    let signed = match adapter.parse(query, &body, content_type) {
+    let signed = match adapter
+        .parse(query, &body, content_type)
+        .and_then(|signed| signed.check_for_path(native).map(|()| signed))
+    {
         Ok(r) => r,
         Err(e) => {
             return audit.deny(

@@ -2413,6 +2413,21 @@ async fn an_order_the_exchange_cannot_say_it_executed_is_recorded_unknown() {
     assert_eq!(reads[0]["upstream_status"], 503, "{reads:?}");
 }
 
+/// A regression test (from a review): a decimal `recvWindow`, which spot reads, was
+/// forwarded to USD-M futures, which refuse it as malformed.
+#[tokio::test]
+async fn a_decimal_recv_window_reaches_spot_only() {
+    let env = default_env().await;
+    for (path, status) in [("/fapi/v2/account", 400), ("/api/v3/account", 200)] {
+        let payload = format!("timestamp={}&recvWindow=5000.5", keygate_gateway::now_ms());
+        let target = format!("/binance{path}?{}", sign_exactly(&payload, BOT_SECRET));
+        let (got, body) = raw(env.gateway, &http("GET", &target, "", "")).await;
+        assert_eq!(got, status, "{path}: {body}");
+    }
+    assert_eq!(exchange_saw(&env, "/fapi/v2/account"), 0);
+    assert_eq!(exchange_saw(&env, "/api/v3/account"), 1);
+}
+
 /// A regression test: a request whose client hung up while the exchange had it left no
 /// event at all. (The request now runs to its end whatever its client does, see
 /// `a_client_that_half_closes_after_its_order_still_gets_the_answer`: here, until the

@@ -550,6 +550,9 @@ async fn handle<A: Adapter>(
         source_ip: audit.source_ip,
         now_ms: now,
     }) {
+        // Recorded with what it would have done: a frozen key's withdrawal is a
+        // withdrawal denied, which the monitor raises as critical.
+        audit.action = Some(signed.classify(method.as_str(), native));
         let msg = format!("keygate: {}", denial.message);
         return audit.deny(refuse(Refusal::Denied(&msg)), denial.rule, &denial.message);
     }

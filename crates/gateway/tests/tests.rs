@@ -1159,6 +1159,10 @@ async fn a_request_refused_for_its_source_does_not_spend_its_signature() {
             .contains("10.9.9.9 is not allowed"),
         "{body}"
     );
+    // Recorded with what it would have done (the monitor alerts on a denied withdrawal
+    // by its action).
+    let foreign = events_where(&env, 1, |e| e["rule"] == "source_ip").await;
+    assert_eq!(foreign[0]["action"], "read", "{foreign:?}");
     let (status, body) = raw(env.gateway, &from("10.1.2.3")).await;
     assert_eq!(status, 200, "{body}");
     let (status, body) = raw(env.gateway, &from("10.1.2.3")).await;

@@ -832,8 +832,8 @@ impl Follower {
             // Alerts raised outside the log go out between pages, not after a backlog of
             // them.
             loop {
-                self.send_raised().await;
-                if self.is_stopping() || !self.step().await {
+                self.send_raised();
+                if self.is_stopping() || !self.step() {
                     break;
                 }
                 // A catch-up reads page after page: the lanes deliver in between.
@@ -847,7 +847,7 @@ impl Follower {
                 return self.drain().await;
             }
             for summary in self.cap.turned(Instant::now()) {
-                self.summarize(summary).await;
+                self.summarize(summary);
             }
             let mut stop = self.stop.clone();
             tokio::select! {
@@ -879,14 +879,14 @@ impl Follower {
         // While stopping, what `send` would deliver joins the outbox, and `advance` does
         // not save the place it reaches: the end of the drain does.
         while Instant::now() < seen + DRAIN_READING {
-            self.send_raised().await;
-            if !self.step().await {
+            self.send_raised();
+            if !self.step() {
                 break;
             }
         }
-        self.send_raised().await;
+        self.send_raised();
         for summary in self.cap.release(Instant::now()) {
-            self.summarize(summary).await;
+            self.summarize(summary);
         }
         // Each target's lane stops where it is: what it holds goes to that target alone,
         // with the outbox's alerts that it wants.
@@ -991,7 +991,7 @@ impl Follower {
 
     /// Reads one page of new events and dispatches their alerts; whether there may be
     /// more right away.
-    async fn step(&mut self) -> bool {
+    fn step(&mut self) -> bool {
         let page = match keygate_audit::read(&self.store, self.cursor + 1, PAGE) {
             Ok(page) => page,
             Err(keygate_audit::Error::Tampered { seq, reason }) => {
@@ -1001,7 +1001,7 @@ impl Follower {
                 if let Ok(mut readable) = keygate_audit::read(&self.store, self.cursor + 1, before)
                 {
                     readable.retain(|(at, _)| *at < seq);
-                    self.evaluate(&readable).await;
+                    self.evaluate(&readable);
                 }
                 let alert = Alert {
                     severity: Severity::Critical,
@@ -1016,13 +1016,13 @@ impl Follower {
                     ts_ms: 0,
                 };
                 // Read again, the event is as unreadable as now.
-                self.send(alert, Some(seq)).await;
+                self.send(alert, Some(seq));
                 self.advance(seq);
                 return true;
             }
             Err(e) => {
                 tracing::error!(error = %e, "the monitor cannot read the audit log");
-                self.read_failed(&e).await;
+                self.read_failed(&e);
                 return false;
             }
         };
@@ -1031,9 +1031,9 @@ impl Follower {
             self.metrics.set_log_unreadable(None);
         }
         let Some(last) = page.last().map(|(seq, _)| *seq) else {
-            return self.check_not_cut_short().await;
+            return self.check_not_cut_short();
         };
-        self.evaluate(&page).await;
+        self.evaluate(&page);
         self.advance(last);
         page.len() as u64 == PAGE
     }
@@ -1041,7 +1041,7 @@ impl Follower {
     /// Notes a failed read of the log; once reads have failed for [`READ_FAILURE_GRACE`],
     /// raises one critical alert and tells `/healthz`: until the log reads again, nothing
     /// in it is alerted.
-    async fn read_failed(&mut self, error: &keygate_audit::Error) {
+    fn read_failed(&mut self, error: &keygate_audit::Error) {
         let (since, alerted) = *self.failing.get_or_insert((Instant::now(), false));
         if alerted || since.elapsed() < READ_FAILURE_GRACE {
             return;
@@ -1063,13 +1063,13 @@ impl Follower {
             event_seq: self.cursor + 1,
             ts_ms: 0,
         };
-        self.send(alert, None).await;
+        self.send(alert, None);
     }
 
     /// With nothing new to read: a log that now ends before the place the monitor had read
     /// to was cut short behind keygate's back. Says so, and follows the log from where it
     /// ends; whether there may be more right away.
-    async fn check_not_cut_short(&mut self) -> bool {
+    fn check_not_cut_short(&mut self) -> bool {
         let end = match keygate_audit::last_seq(&self.store) {
             Ok(end) if end < self.cursor => end,
             _ => return false,
@@ -1089,7 +1089,7 @@ impl Follower {
             ts_ms: 0,
         };
         // No event raises it: once the place is moved back, nothing says the log was cut.
-        self.send(alert, None).await;
+        self.send(alert, None);
         self.advance(end);
         true
     }
@@ -1097,7 +1097,7 @@ impl Follower {
     /// Evaluates `events` and sends their alerts, the most severe first: behind a slow
     /// sink, a page of warnings (denials from many sources, say) must not hold up the
     /// alert of a withdrawal.
-    async fn evaluate(&mut self, events: &[(u64, keygate_core::Event)]) {
+    fn evaluate(&mut self, events: &[(u64, keygate_core::Event)]) {
         let mut alerts = Vec::new();
         for (seq, event) in events {
             self.metrics.event(*seq, event);
@@ -1107,47 +1107,46 @@ impl Follower {
         alerts.sort_by_key(|alert| Reverse(alert.severity));
         for alert in alerts {
             let event = alert.event_seq;
-            self.send(alert, Some(event)).await;
+            self.send(alert, Some(event));
         }
     }
 
     /// Sends the alerts raised outside the log (by the gateway, by reconciliation).
-    async fn send_raised(&mut self) {
+    fn send_raised(&mut self) {
         while let Ok(alert) = self.raised.try_recv() {
-            self.send(alert, None).await;
+            self.send(alert, None);
         }
     }
 
     /// Logs `alert`, counts it, and delivers it unless the cap of its rule and severity
     /// holds it back. `event` is the audit event that raised it, if one did.
-    async fn send(&mut self, alert: Alert, event: Option<u64>) {
+    fn send(&mut self, alert: Alert, event: Option<u64>) {
         log(&alert);
         self.metrics.raised(&alert);
         let admitted = self.cap.admit(&alert, Instant::now());
         if let Some(summary) = admitted.summary {
-            self.summarize(summary).await;
+            self.summarize(summary);
         }
         if admitted.send {
             let again = event.filter(|_| rules::is_raised_again_by_its_event(alert.rule));
-            self.deliver(Pending { alert, again }).await;
+            self.deliver(Pending { alert, again });
         } else {
             self.metrics.held(&alert);
         }
     }
 
     /// Logs and delivers the summary of alerts the cap held back.
-    async fn summarize(&mut self, summary: Alert) {
+    fn summarize(&mut self, summary: Alert) {
         log(&summary);
         self.deliver(Pending {
             alert: summary,
             again: None,
-        })
-        .await;
+        });
     }
 
     /// Hands an alert to the lane of each target that wants it; once asked to stop, puts
     /// it in the outbox instead, to go with the rest by the deadline.
-    async fn deliver(&mut self, pending: Pending) {
+    fn deliver(&mut self, pending: Pending) {
         if self.is_stopping() {
             self.outbox.push(pending);
             return;

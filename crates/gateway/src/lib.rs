@@ -537,22 +537,27 @@ async fn handle<A: Adapter>(
         );
         return audit.deny(refuse(Refusal::Denied(&msg)), Rule::Expired, &msg);
     }
-    // Who may call at all (status, expiry, allow list) before the replay cache: a
-    // captured request sent first from an address its client may not use is refused
-    // without spending its signature, and the bot's own copy still goes through. After
-    // the freshness check, which remembers nothing: a stale capture is a stale request,
-    // not a foreign address.
-    if let Err(denial) = keygate_policy::check_standing(&keygate_policy::Standing {
+
+    // 3. Classify, from the same parsed parameters that will be forwarded.
+    let action = signed.classify(method.as_str(), native);
+    let request = |notional: Option<Decimal>| keygate_policy::Request {
         client: client.name.as_str(),
         status: client.status,
         expires_at_ms: client.expires_ms,
         policy: &client.policy,
         source_ip: audit.source_ip,
+        action: &action,
+        notional,
         now_ms: now,
-    }) {
-        // Recorded with what it would have done: a frozen key's withdrawal is a
-        // withdrawal denied, which the monitor raises as critical.
-        audit.action = Some(signed.classify(method.as_str(), native));
+    };
+    // Who may call at all (status, expiry, allow list) before the replay cache: a
+    // captured request sent first from an address its client may not use is refused
+    // without spending its signature, and the bot's own copy still goes through. After
+    // the freshness check, which remembers nothing: a stale capture is a stale request,
+    // not a foreign address. Recorded with what it would have done: a frozen key's
+    // withdrawal is a withdrawal denied, which the monitor raises as critical.
+    if let Err(denial) = keygate_policy::check_standing(&request(None)) {
+        audit.action = Some(action);
         let msg = format!("keygate: {}", denial.message);
         return audit.deny(refuse(Refusal::Denied(&msg)), denial.rule, &denial.message);
     }
@@ -574,12 +579,9 @@ async fn handle<A: Adapter>(
         return audit.deny(refuse(Refusal::Denied(msg)), Rule::Replay, msg);
     }
     audit.attributed = true;
-
-    // 3. Classify, from the same parsed parameters that will be forwarded. A read is
-    //    refused while large answers to signed requests pile up for slow clients (before
-    //    it counts against the client's rate); nothing that trades, cancels or moves money
-    //    is held back by them.
-    let action = signed.classify(method.as_str(), native);
+    // A read is refused while large answers to signed requests pile up for slow clients
+    // (before it counts against the client's rate); nothing that trades, cancels or moves
+    // money is held back by them.
     if action.kind == ActionKind::Read && gw.answers.refuses(Caller::Signed) {
         let msg = ANSWER_BACKLOG;
         audit.action = Some(action);
@@ -596,16 +598,6 @@ async fn handle<A: Adapter>(
     //    scope causes no traffic at all. One that is priced has counted against its
     //    client's rate, whatever the final decision; its ticker lookup, failed or not,
     //    stands for a second, and a lookup is a public call, paused at the weight cap.
-    let request = |notional: Option<Decimal>| keygate_policy::Request {
-        client: client.name.as_str(),
-        status: client.status,
-        expires_at_ms: client.expires_ms,
-        policy: &client.policy,
-        source_ip: audit.source_ip,
-        action: &action,
-        notional,
-        now_ms: now,
-    };
     let mut notional = action.stated_notional().map(|n| n.normalize());
     let mut decision = gw.decider.decide(&request(notional));
     if let (

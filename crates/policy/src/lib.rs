@@ -158,14 +158,7 @@ impl Decider {
         let client = r.client;
         let action = r.action;
         let policy = r.policy;
-        check_standing(&Standing {
-            client,
-            status: r.status,
-            expires_at_ms: r.expires_at_ms,
-            policy,
-            source_ip: r.source_ip,
-            now_ms: r.now_ms,
-        })?;
+        check_standing(r)?;
         let scope = match action.kind {
             ActionKind::Public => None,
             ActionKind::Unknown => {
@@ -467,42 +460,25 @@ impl Decider {
     }
 }
 
-/// Who is calling, from where and when: what [`check_standing`] needs.
-#[derive(Clone, Copy, Debug)]
-pub struct Standing<'a> {
-    /// The client's name, for messages.
-    pub client: &'a str,
-    /// Its stored status.
-    pub status: ClientStatus,
-    /// When it expires.
-    pub expires_at_ms: Option<u64>,
-    /// Its policy, for its allow list.
-    pub policy: &'a Policy,
-    /// The address the request came from.
-    pub source_ip: IpAddr,
-    /// The gateway's clock.
-    pub now_ms: u64,
-}
-
 /// Whether the client may call at all: its status, its expiry, and its allow list, in
 /// that order, the first checks [`Decider::decide`] runs. A gateway runs them on their own
 /// as soon as the client is known and the request fresh, before anything is remembered of
 /// the request: a captured request sent from an address the client may not use must not
 /// spend its signature.
-pub fn check_standing(s: &Standing<'_>) -> Result<(), Denial> {
-    let client = s.client;
-    match s.status {
+pub fn check_standing(r: &Request<'_>) -> Result<(), Denial> {
+    let client = r.client;
+    match r.status {
         ClientStatus::Active => {}
         ClientStatus::Frozen => return deny(Rule::Frozen, format!("client {client} is frozen")),
         ClientStatus::Revoked => return deny(Rule::Revoked, format!("client {client} is revoked")),
     }
-    if s.expires_at_ms.is_some_and(|at| s.now_ms >= at) {
+    if r.expires_at_ms.is_some_and(|at| r.now_ms >= at) {
         return deny(Rule::Expired, format!("client {client} has expired"));
     }
-    if s.policy
+    if r.policy
         .allow_ips
         .iter()
-        .any(|net| net.contains(&s.source_ip))
+        .any(|net| net.contains(&r.source_ip))
     {
         return Ok(());
     }
@@ -510,7 +486,7 @@ pub fn check_standing(s: &Standing<'_>) -> Result<(), Denial> {
         Rule::SourceIp,
         format!(
             "source address {} is not allowed for client {client}",
-            s.source_ip
+            r.source_ip
         ),
     )
 }

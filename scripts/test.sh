@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test keygate has: the Rust workspace (unit, integration, doc tests) and the
 # end-to-end tests that drive the gateway with unmodified Python ccxt and python-binance.
-# Creates .venv with both from PyPI, at the versions tests/requirements.txt pins, on first
-# use (and again when .venv holds other versions), and installs what is missing from
+# Creates .venv with both from PyPI, at the versions tests/requirements.txt pins (and what
+# they need at those of tests/constraints.txt), on first use (and again when .venv holds other versions), and installs what is missing from
 # Debian: python3-venv, when python3 cannot make a virtual environment, and SoftHSM2
 # (softhsm2, for the PKCS#11 master-key tests).
 # Usage: bash scripts/test.sh [cargo test args]
@@ -21,14 +21,16 @@ apt_install() {
 }
 
 # Whether .venv holds the versions the tests were written against (ccxt maps exchange
-# errors to its own exception classes, which the tests name): tests/requirements.txt.
+# errors to its own exception classes, which the tests name): tests/requirements.txt, and
+# every package below them at the version tests/constraints.txt pins.
 venv_is_current() {
     [ -x .venv/bin/python ] && .venv/bin/python - 2>/dev/null <<'PY'
 import importlib.metadata, sys
-for line in open("tests/requirements.txt"):
-    name, _, version = line.strip().partition("==")
-    if name and importlib.metadata.version(name) != version:
-        sys.exit(1)
+for path in ("tests/requirements.txt", "tests/constraints.txt"):
+    for line in open(path):
+        name, _, version = line.split("#")[0].strip().partition("==")
+        if name and importlib.metadata.version(name) != version:
+            sys.exit(1)
 PY
 }
 
@@ -38,7 +40,8 @@ if ! venv_is_current; then
     python3 -c 'import ensurepip' 2>/dev/null || apt_install python3-venv
     rm -rf .venv
     python3 -m venv .venv
-    .venv/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+    .venv/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt \
+        -c tests/constraints.txt
 fi
 command -v softhsm2-util >/dev/null 2>&1 || apt_install softhsm2
 # The PKCS#11 tests fail instead of skipping when SoftHSM2 cannot be found.

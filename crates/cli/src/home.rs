@@ -506,6 +506,16 @@ pub fn init(home: Home, how: &UnlockArgs, args: &InitArgs) -> anyhow::Result<()>
     let db = home.db_path();
     let config_path = home.config_path();
     if db.exists() || config_path.exists() {
+        if is_unfinished(&db) {
+            bail!(
+                "an earlier `keygate init` in {} did not finish: its database has no check \
+                 value, so it holds no key and no event. Make sure no other init runs, remove \
+                 {} (and its -wal and -shm files) and {}, then run init again",
+                home.dir.display(),
+                db.display(),
+                config_path.display()
+            );
+        }
         bail!(
             "a keygate vault already exists in {}; refusing to overwrite it",
             home.dir.display()
@@ -648,6 +658,18 @@ pub fn init(home: Home, how: &UnlockArgs, args: &InitArgs) -> anyhow::Result<()>
     Ok(())
 }
 
+/// Whether `db` is what an `init` stopped before its end leaves (killed, or out of disk
+/// between creating the tables and writing the check value in the same transaction as
+/// the first event): a database without a check value, or none at all beside a config.
+/// Such a database holds no key and no event, but `init` does not remove it itself: it
+/// may be another `init` still at work.
+fn is_unfinished(db: &Path) -> bool {
+    if !db.exists() {
+        return true;
+    }
+    Store::open(db).is_ok_and(|store| matches!(store.meta(META_CHECK), Ok(None)))
+}
+
 /// Files one `init` created, removed when it is dropped before [`MadeByThisRun::keep`]:
 /// whatever way the `init` fails.
 struct MadeByThisRun(Vec<PathBuf>);
@@ -751,7 +773,10 @@ pub fn unlock(home: Home, how: &UnlockArgs) -> anyhow::Result<Unlocked> {
     let check = store
         .meta(META_CHECK)
         .context("reading the vault check value")?
-        .context("the vault has no check value; the database is incomplete")?;
+        .context(
+            "the vault has no check value; the database is incomplete (an interrupted \
+             `keygate init`? run init again to be told what to remove)",
+        )?;
     let Ok(format) = master.verify_check(&check) else {
         bail!("wrong passphrase or master key: the vault did not open (nothing was changed)");
     };

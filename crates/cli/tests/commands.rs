@@ -959,6 +959,24 @@ mod init {
         assert!(out.stderr.contains("already exists"), "{}", out.stderr);
         assert_eq!(db_state(&kg), before);
     }
+
+    /// An `init` killed before its end left a database without a check value, on which
+    /// the next `init` said only "already exists", and every other command "incomplete".
+    #[test]
+    fn init_names_a_vault_an_earlier_init_did_not_finish() {
+        let kg = Kg::with_key_file();
+        db(&kg)
+            .execute("DELETE FROM meta WHERE key = 'check'", [])
+            .unwrap();
+        let out = kg.fails(
+            &["init", "--master-key-file", kg.key_file().to_str().unwrap()],
+            "",
+            2,
+        );
+        assert!(out.stderr.contains("did not finish"), "{}", out.stderr);
+        assert!(out.stderr.contains("keygate.db"), "{}", out.stderr);
+        assert!(kg.db().exists(), "init removes nothing itself");
+    }
 }
 
 mod account {

@@ -506,6 +506,14 @@ pub fn init(home: Home, how: &UnlockArgs, args: &InitArgs) -> anyhow::Result<()>
     let db = home.db_path();
     let config_path = home.config_path();
     if db.exists() || config_path.exists() {
+        if lacks_check_value(&db) && !is_unfinished(&db) {
+            bail!(
+                "the vault in {} has no check value, yet it holds keys or events: it was \
+                 altered. Restore {} from a backup; nothing was changed",
+                home.dir.display(),
+                db.display()
+            );
+        }
         if is_unfinished(&db) {
             bail!(
                 "an earlier `keygate init` in {} did not finish: its database has no check \
@@ -660,13 +668,23 @@ pub fn init(home: Home, how: &UnlockArgs, args: &InitArgs) -> anyhow::Result<()>
 
 /// Whether `db` is what an `init` stopped before its end leaves (killed, or out of disk
 /// between creating the tables and writing the check value in the same transaction as
-/// the first event): a database without a check value, or none at all beside a config.
-/// Such a database holds no key and no event, but `init` does not remove it itself: it
-/// may be another `init` still at work.
+/// the first event): no database at all beside a config, or one without a check value,
+/// account, client or event. `init` does not remove it itself: it may be another `init`
+/// still at work.
 fn is_unfinished(db: &Path) -> bool {
     if !db.exists() {
         return true;
     }
+    Store::open(db).is_ok_and(|store| {
+        matches!(store.meta(META_CHECK), Ok(None))
+            && matches!(store.last_event(), Ok(None))
+            && store.accounts().is_ok_and(|accounts| accounts.is_empty())
+            && store.client_rows().is_ok_and(|clients| clients.is_empty())
+    })
+}
+
+/// Whether `db` opens and has no check value (whatever else it holds).
+fn lacks_check_value(db: &Path) -> bool {
     Store::open(db).is_ok_and(|store| matches!(store.meta(META_CHECK), Ok(None)))
 }
 
@@ -775,7 +793,7 @@ pub fn unlock(home: Home, how: &UnlockArgs) -> anyhow::Result<Unlocked> {
         .context("reading the vault check value")?
         .context(
             "the vault has no check value; the database is incomplete (an interrupted \
-             `keygate init`? run init again to be told what to remove)",
+             `keygate init`? run init again: it tells an unfinished vault from an altered one)",
         )?;
     let Ok(format) = master.verify_check(&check) else {
         bail!("wrong passphrase or master key: the vault did not open (nothing was changed)");

@@ -965,8 +965,10 @@ mod init {
     #[test]
     fn init_names_a_vault_an_earlier_init_did_not_finish() {
         let kg = Kg::with_key_file();
+        // What an init killed before its first change leaves: tables, and no check
+        // value, account, client or event.
         db(&kg)
-            .execute("DELETE FROM meta WHERE key = 'check'", [])
+            .execute_batch("DELETE FROM meta WHERE key = 'check'; DELETE FROM events;")
             .unwrap();
         let out = kg.fails(
             &["init", "--master-key-file", kg.key_file().to_str().unwrap()],
@@ -976,6 +978,24 @@ mod init {
         assert!(out.stderr.contains("did not finish"), "{}", out.stderr);
         assert!(out.stderr.contains("keygate.db"), "{}", out.stderr);
         assert!(kg.db().exists(), "init removes nothing itself");
+    }
+
+    /// A regression test: a vault that holds keys and whose check value was deleted was
+    /// taken for an unfinished init, and the operator told to remove the database.
+    #[test]
+    fn init_does_not_call_a_vault_with_keys_unfinished() {
+        let kg = Kg::with_key_file();
+        kg.add_account("main", REAL_KEY, REAL_SECRET);
+        db(&kg)
+            .execute("DELETE FROM meta WHERE key = 'check'", [])
+            .unwrap();
+        let out = kg.fails(
+            &["init", "--master-key-file", kg.key_file().to_str().unwrap()],
+            "",
+            2,
+        );
+        assert!(out.stderr.contains("it was altered"), "{}", out.stderr);
+        assert!(!out.stderr.contains("remove"), "{}", out.stderr);
     }
 }
 

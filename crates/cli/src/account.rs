@@ -250,6 +250,22 @@ fn rotate(vault: &mut Unlocked, args: &RotateArgs) -> anyhow::Result<()> {
         .store
         .account(&label)
         .with_context(|| format!("looking up account {label}"))?;
+    if !args.no_check {
+        // The new key is about to be sent to the account's upstream: only to one keygate
+        // set, as `doctor --exchange` sends a key, never to a host someone wrote into the
+        // table. The seal holds the row as keygate last left it, and the old credentials
+        // are bound to its upstream (they open only at the host they were sealed for).
+        vault
+            .store
+            .check_seal_is_latest(&vault.master)
+            .context("the new key was not sent to the exchange")?;
+        before
+            .open_api_key(&vault.master)
+            .and_then(|_| before.open_secret(&vault.master))
+            .with_context(|| {
+                format!("account {label} does not open; the new key was not sent to its upstream")
+            })?;
+    }
     let (api_key, secret) = read_credentials(before.exchange)?;
     if !args.no_check {
         // The bots switch to the new key at once: one the exchange refuses stops them all.

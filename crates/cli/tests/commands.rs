@@ -1258,6 +1258,35 @@ mod account {
         assert_eq!(sealed(&kg), before, "the credentials were sealed anew");
     }
 
+    /// A regression test: with its check, a rotation sent the new key, and a request
+    /// signed with the new secret, to the row's upstream before anything checked the
+    /// row: an upstream written into the database received the operator's new real key.
+    #[test]
+    fn rotate_sends_the_new_key_to_no_upstream_written_into_the_database() {
+        let kg = Kg::with_key_file();
+        kg.add_account("main", REAL_KEY, REAL_SECRET);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let upstream = format!("http://{}", listener.local_addr().unwrap());
+        db(&kg)
+            .execute(
+                "UPDATE accounts SET upstream = ?1 WHERE label = 'main'",
+                [&upstream],
+            )
+            .unwrap();
+        let refused = kg.fails(
+            &["account", "rotate", "main"],
+            &format!("{REAL_KEY}\nnewsecret123\n"),
+            2,
+        );
+        assert!(refused.stderr.contains("not sent"), "{}", refused.stderr);
+        assert_eq!(
+            listener.accept().map(|_| ()).unwrap_err().kind(),
+            std::io::ErrorKind::WouldBlock,
+            "the written upstream was called"
+        );
+    }
+
     #[test]
     fn remove_refuses_with_bound_clients_unless_forced_and_keeps_them_revoked() {
         let kg = Kg::with_key_file();

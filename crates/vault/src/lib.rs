@@ -189,10 +189,13 @@ impl RecordId {
 }
 
 /// Bounds on the Argon2id parameters read back from a vault; see `KdfParams::check`.
+/// keygate writes 64 MiB and 3 passes (or 8 MiB and 1 for tests); the ceiling is a
+/// generous multiple of that, low enough that a parameter row edited in the database
+/// cannot make every unlock, `serve`'s included, fill gigabytes or run for minutes.
 const MIN_KDF_MEMORY_KIB: u32 = 1024;
-const MAX_KDF_MEMORY_KIB: u32 = 4 * 1024 * 1024;
-const MAX_KDF_PASSES: u32 = 16;
-const MAX_KDF_LANES: u32 = 16;
+const MAX_KDF_MEMORY_KIB: u32 = 1024 * 1024;
+const MAX_KDF_PASSES: u32 = 10;
+const MAX_KDF_LANES: u32 = 4;
 const MIN_SALT_LEN: usize = 16;
 const MAX_SALT_LEN: usize = 64;
 
@@ -775,6 +778,12 @@ mod tests {
         for bad in [
             KdfParams {
                 m_cost: u32::MAX,
+                ..good.clone()
+            },
+            KdfParams {
+                m_cost: 4 * 1024 * 1024,
+                t_cost: 16,
+                p_cost: 16,
                 ..good.clone()
             },
             KdfParams {

@@ -799,11 +799,10 @@ pub fn unlock(home: Home, how: &UnlockArgs) -> anyhow::Result<Unlocked> {
         bail!("wrong passphrase or master key: the vault did not open (nothing was changed)");
     };
     if format == VaultFormat::Untagged {
-        // Only the empty column: tagging rows is `keygate upgrade`'s (audited), after the
-        // operator has seen them, since the check value itself could have been put back.
-        store
-            .upgrade_schema()
-            .context("adding client tags to a vault made by an earlier keygate")?;
+        // The schema is brought up to date below, audited like any other vault's; that
+        // adds the tag column, empty: tagging rows is `keygate upgrade`'s (audited), after
+        // the operator has seen them, since the check value itself could have been put
+        // back.
         eprintln!(
             "keygate: this vault was made by an earlier keygate: its clients are refused \
              until you review and tag them with `keygate upgrade`"

@@ -2143,6 +2143,12 @@ mod client {
         // Until the operator runs `keygate upgrade`, the old clients are refused.
         let out = kg.ok(&["client", "list", "--json"], "");
         assert!(out.stderr.contains("keygate upgrade"), "{}", out.stderr);
+        // The schema was brought up to date by that first unlock, and the log says so.
+        let export = kg.ok(&["audit", "export"], "").stdout;
+        assert!(
+            export.contains("\"change\":\"vault.schema\"") && export.contains("\"from\":1"),
+            "{export}"
+        );
         assert_eq!(out.json()[0]["record_verified"], false);
         assert_eq!(kg.status("bot1"), "untagged");
         kg.fails(&["client", "freeze", "bot1"], "", 2);

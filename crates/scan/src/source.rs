@@ -178,7 +178,10 @@ impl Scanner {
                 "--root",
                 "--reverse",
                 "--no-renames",
-                "-m",
+                // Each merge against each parent, whatever `log.diffMerges` the repository
+                // sets (`combined` lists no blob ids `--raw` can be read for).
+                "--diff-merges=separate",
+                "--no-show-signature",
                 "--raw",
                 "--no-abbrev",
                 "--diff-filter=AMT",
@@ -187,75 +190,53 @@ impl Scanner {
             args
         };
         // A reflog entry whose commit cannot be read (a corrupted repository) fails the
-        // walk: then what the refs reach is scanned, and the rest is said not to be.
-        let log = match git(repo, &log_args(true)) {
-            Ok(log) => log,
-            Err(e) => {
-                self.warn(&format!(
-                    "commits only reflogs reach in {} are not scanned: {e}",
-                    repo.display()
-                ));
-                git(repo, &log_args(false))?
-            }
-        };
-        let mut blobs: Vec<(String, Provenance)> = Vec::new();
-        let mut seen: HashMap<String, usize> = HashMap::new();
-        let (mut commit, mut time) = (String::new(), 0i64);
-        for line in log.lines() {
-            if let Some(h) = line.strip_prefix('\u{1}') {
-                let mut it = h.split(' ');
-                commit = it.next().unwrap_or_default().to_owned();
-                time = it.next().and_then(|t| t.parse().ok()).unwrap_or(0);
-            } else if let Some(raw) = line.strip_prefix(':') {
-                let Some((meta, quoted)) = raw.split_once('\t') else {
-                    continue;
-                };
-                let f: Vec<&str> = meta.split(' ').collect();
-                if f.len() < 5 || f[1] == "160000" || f[3].bytes().all(|b| b == b'0') {
-                    continue;
-                }
-                let path = unquote_path(quoted);
-                let blob = f[3].to_owned();
-                match seen.get(&blob) {
-                    Some(&i) if blobs[i].1.author_time <= time => {}
-                    Some(&i) => {
-                        blobs[i].1 = Provenance {
-                            commit: commit.clone(),
-                            path,
-                            author_time: time,
-                            blob: blob.clone(),
-                        }
-                    }
-                    None => {
-                        seen.insert(blob.clone(), blobs.len());
-                        blobs.push((
-                            blob.clone(),
-                            Provenance {
-                                commit: commit.clone(),
-                                path,
-                                author_time: time,
-                                blob,
-                            },
-                        ));
-                    }
-                }
-            }
+        // walk: then what the refs reach is scanned, and the rest is said not to be. The
+        // log is read as it comes: a long history's is never held whole.
+        let mut listed = Listed::default();
+        if let Err(e) = git_lines(repo, &log_args(true), |line| listed.read(line)) {
+            self.warn(&format!(
+                "commits only reflogs reach in {} are not scanned: {e}",
+                repo.display()
+            ));
+            listed = Listed::default();
+            git_lines(repo, &log_args(false), |line| listed.read(line))?;
         }
+        let Listed {
+            blobs, mut seen, ..
+        } = listed;
         let mut blobs: Vec<(String, String, Option<Provenance>)> = blobs
             .into_iter()
             .map(|(b, p)| (b, p.path.clone(), Some(p)))
             .collect();
+        // Staged and in no commit: named by their path.
+        for (id, path) in index_blobs(repo) {
+            if seen.insert(id.clone(), blobs.len()).is_none() {
+                blobs.push((id, path, None));
+            }
+        }
         let (ids, trouble) = unreachable_blobs(repo);
-        blobs.extend(
-            ids.into_iter()
-                .filter(|id| !seen.contains_key(id))
-                .map(|id| (id.clone(), unreachable_path(&id), None)),
-        );
+        for id in ids {
+            if seen.insert(id.clone(), blobs.len()).is_none() {
+                blobs.push((id.clone(), unreachable_path(&id), None));
+            }
+        }
         if let Some(trouble) = trouble {
             self.warn(&format!(
                 "blobs no commit reaches in {}: {trouble}",
                 repo.display()
             ));
+        }
+        // Whatever else the object store holds: a blob or a tree only a tag names, which
+        // is pushed and cloned with the tag, and which neither the log nor fsck lists.
+        match other_blobs(repo, &seen) {
+            Ok(ids) => blobs.extend(ids.into_iter().map(|id| {
+                let path = unlisted_path(&id);
+                (id, path, None)
+            })),
+            Err(trouble) => self.warn(&format!(
+                "blobs no commit has in {}: {trouble}",
+                repo.display()
+            )),
         }
         let found = self.blobs(repo, blobs, counters)?;
         // Each occurrence is suppressed or not already, so that de-duplication can keep a
@@ -567,14 +548,18 @@ fn cat_err(e: &std::io::Error) -> Error {
     }
 }
 
-/// Runs `git -C repo args...` and returns its standard output.
-pub(crate) fn git(repo: &Path, args: &[&str]) -> Result<String, Error> {
-    let command = args
-        .iter()
+/// `args` as an error names the command: without the `-c` settings.
+fn describe(args: &[&str]) -> String {
+    args.iter()
         .filter(|a| !a.starts_with("core.") && **a != "-c")
         .copied()
         .collect::<Vec<_>>()
-        .join(" ");
+        .join(" ")
+}
+
+/// Runs `git -C repo args...` and returns its standard output.
+pub(crate) fn git(repo: &Path, args: &[&str]) -> Result<String, Error> {
+    let command = describe(args);
     let out = git_in(repo).args(args).output().map_err(|e| Error::Git {
         command: command.clone(),
         message: e.to_string(),
@@ -590,12 +575,31 @@ pub(crate) fn git(repo: &Path, args: &[&str]) -> Result<String, Error> {
 
 /// A git command run in `repo`, in the C locale: some of git's output that is read here
 /// (fsck's lines) is translated in others.
+///
+/// The repository is untrusted (a tarball, a Docker build context, a pull request's
+/// clone), and so is its own config: nothing it names is run, and nothing is fetched.
+/// No fsmonitor (reading the index would start it), no signature check (`log` would
+/// start `gpg.program` for a signed commit), no pager, no network (a partial
+/// clone would fetch each missing blob, prompting for credentials); and objects are
+/// read as they are, not as `refs/replace/` would swap them.
 fn git_in(repo: &Path) -> Command {
     let mut command = Command::new("git");
     command
         .arg("-C")
         .arg(repo)
+        .args([
+            "-c",
+            "core.fsmonitor=false",
+            "-c",
+            "log.showSignature=false",
+            "-c",
+            "protocol.allow=never",
+            "--no-replace-objects",
+            "--no-pager",
+        ])
         .env("LC_ALL", "C")
+        .env("GIT_NO_LAZY_FETCH", "1")
+        .env("GIT_TERMINAL_PROMPT", "0")
         .env_remove("LANGUAGE");
     command
 }
@@ -651,6 +655,150 @@ fn borrows_objects(repo: &Path) -> bool {
         .map(|path| repo.join(path.trim()))
         .and_then(|path| std::fs::metadata(path).ok())
         .is_some_and(|meta| meta.len() > 0)
+}
+
+/// The blobs `git log --raw` names, each with the first commit that has it.
+#[derive(Default)]
+struct Listed {
+    blobs: Vec<(String, Provenance)>,
+    seen: HashMap<String, usize>,
+    commit: String,
+    time: i64,
+}
+
+impl Listed {
+    /// Takes one line of the log: a commit's header (`\x01<id> <author time>`) or one of
+    /// its `--raw` lines.
+    fn read(&mut self, line: &str) {
+        if let Some(h) = line.strip_prefix('\u{1}') {
+            let mut it = h.split(' ');
+            self.commit = it.next().unwrap_or_default().to_owned();
+            self.time = it.next().and_then(|t| t.parse().ok()).unwrap_or(0);
+            return;
+        }
+        let Some((meta, quoted)) = line.strip_prefix(':').and_then(|raw| raw.split_once('\t'))
+        else {
+            return;
+        };
+        let f: Vec<&str> = meta.split(' ').collect();
+        if f.len() < 5 || f[1] == "160000" || f[3].bytes().all(|b| b == b'0') {
+            return;
+        }
+        let provenance = || Provenance {
+            commit: self.commit.clone(),
+            path: unquote_path(quoted),
+            author_time: self.time,
+            blob: f[3].to_owned(),
+        };
+        match self.seen.get(f[3]) {
+            Some(&i) if self.blobs[i].1.author_time <= self.time => {}
+            Some(&i) => self.blobs[i].1 = provenance(),
+            None => {
+                self.seen.insert(f[3].to_owned(), self.blobs.len());
+                self.blobs.push((f[3].to_owned(), provenance()));
+            }
+        }
+    }
+}
+
+/// Runs `git args...` in `repo` and hands `each` every line of its standard output as it
+/// comes (lossily decoded, without its newline).
+fn git_lines(repo: &Path, args: &[&str], mut each: impl FnMut(&str)) -> Result<(), Error> {
+    let command = describe(args);
+    let failed = |message: String| Error::Git {
+        command: command.clone(),
+        message,
+    };
+    let mut child = git_in(repo)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| failed(e.to_string()))?;
+    let (Some(stdout), Some(mut stderr)) = (child.stdout.take(), child.stderr.take()) else {
+        return Err(failed("no pipes".into()));
+    };
+    // Read aside, so that git never waits on a full error pipe while its output is read.
+    let errors = std::thread::spawn(move || {
+        let mut text = Vec::new();
+        let _ = (&mut stderr).take(64 * 1024).read_to_end(&mut text);
+        let _ = io::copy(&mut stderr, &mut io::sink());
+        String::from_utf8_lossy(&text).trim().to_owned()
+    });
+    let mut reader = BufReader::with_capacity(1 << 20, stdout);
+    let mut line = Vec::new();
+    let read = loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line) {
+            Ok(0) => break Ok(()),
+            Ok(_) => {
+                let text = String::from_utf8_lossy(&line);
+                each(text.strip_suffix('\n').unwrap_or(&text));
+            }
+            Err(e) => break Err(failed(e.to_string())),
+        }
+    };
+    drop(reader);
+    let status = child.wait().map_err(|e| failed(e.to_string()))?;
+    let message = errors.join().unwrap_or_default();
+    read?;
+    if !status.success() {
+        return Err(failed(message));
+    }
+    Ok(())
+}
+
+/// The blobs the index holds, with their paths (none in a bare repository).
+fn index_blobs(repo: &Path) -> Vec<(String, String)> {
+    let mut blobs = Vec::new();
+    let _ = git_lines(
+        repo,
+        &["-c", "core.quotePath=false", "ls-files", "--stage"],
+        |line| {
+            let Some((meta, path)) = line.split_once('\t') else {
+                return;
+            };
+            let f: Vec<&str> = meta.split(' ').collect();
+            if f.len() == 3 && f[0] != "160000" {
+                blobs.push((f[1].to_owned(), unquote_path(path)));
+            }
+        },
+    );
+    blobs
+}
+
+/// Every blob in the repository's object store, loose or packed, that is not in `seen`.
+/// A repository that borrows objects from another is not asked (see
+/// [`unreachable_blobs`]).
+fn other_blobs(repo: &Path, seen: &HashMap<String, usize>) -> Result<Vec<String>, String> {
+    if borrows_objects(repo) {
+        return Err("not scanned: the repository borrows objects from another (alternates)".into());
+    }
+    let mut ids = Vec::new();
+    git_lines(
+        repo,
+        &[
+            "cat-file",
+            "--batch-check=%(objecttype) %(objectname)",
+            "--batch-all-objects",
+            "--unordered",
+        ],
+        |line| {
+            if let Some(id) = line.strip_prefix("blob ") {
+                if !seen.contains_key(id) {
+                    ids.push(id.to_owned());
+                }
+            }
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(ids)
+}
+
+/// What the finding of a blob that only a tag (or nothing git lists) holds gives as its
+/// path.
+fn unlisted_path(id: &str) -> String {
+    format!("(blob {} in no commit)", id.get(..12).unwrap_or(id))
 }
 
 /// What an unreachable blob's finding gives as its path.

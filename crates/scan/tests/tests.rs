@@ -1333,6 +1333,108 @@ mod git {
         }
     }
 
+    /// A regression test: keys that the log of every ref and fsck's unreachable list both
+    /// miss were not scanned, though a clone or a copy of the repository holds them: a
+    /// blob only a tag names, a blob staged and in no commit, a blob `git replace`
+    /// shows as another, and a file an evil merge adds in a repository that sets
+    /// `log.diffMerges=combined`.
+    #[test]
+    fn keys_only_a_tag_the_index_a_replacement_or_a_merge_holds_are_found() {
+        let dir = repo();
+        let path = dir.path();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(26);
+        let mut planted = |exchange: &str| layouts(&cred(exchange, 0, &mut rng)).remove(0);
+
+        let (name, text) = planted("binance");
+        std::fs::write(path.join(&name), &text).unwrap();
+        let tagged = git(path, &["hash-object", "-w", &name]);
+        git(path, &["tag", "only-a-blob", &tagged]);
+        std::fs::remove_file(path.join(&name)).unwrap();
+
+        let (name, text) = planted("okx");
+        std::fs::write(path.join(&name), &text).unwrap();
+        git(path, &["add", "."]);
+        git(path, &["commit", "-q", "-m", "config"]);
+        let secret = git(path, &["rev-parse", &format!("HEAD:{name}")]);
+        std::fs::write(path.join("clean.txt"), "nothing here\n").unwrap();
+        let clean = git(path, &["hash-object", "-w", "clean.txt"]);
+        std::fs::remove_file(path.join("clean.txt")).unwrap();
+        git(path, &["replace", &secret, &clean]);
+        git(path, &["rm", "-q", &name]);
+        git(path, &["commit", "-q", "-m", "no config"]);
+
+        git(path, &["config", "log.diffMerges", "combined"]);
+        git(path, &["checkout", "-q", "-b", "side"]);
+        std::fs::write(path.join("side.txt"), "side\n").unwrap();
+        git(path, &["add", "."]);
+        git(path, &["commit", "-q", "-m", "side"]);
+        git(path, &["checkout", "-q", "main"]);
+        git(path, &["merge", "-q", "--no-ff", "--no-commit", "side"]);
+        let (name, text) = planted("bybit");
+        std::fs::write(path.join(&name), &text).unwrap();
+        git(path, &["add", "."]);
+        git(path, &["commit", "-q", "-m", "merge side"]);
+        git(path, &["rm", "-q", &name]);
+        git(path, &["commit", "-q", "-m", "no config"]);
+
+        let (name, text) = planted("kraken");
+        std::fs::write(path.join(&name), &text).unwrap();
+        git(path, &["add", "."]);
+        std::fs::remove_file(path.join(&name)).unwrap();
+
+        let report = Scanner::new().scan_git_history(path).unwrap();
+        let mut exchanges: Vec<&str> = report.active().map(|f| f.exchange.as_str()).collect();
+        exchanges.sort_unstable();
+        assert_eq!(exchanges, ["binance", "bybit", "kraken", "okx"], "{report:#?}");
+        let tagged_finding = report.active().find(|f| f.exchange == "binance").unwrap();
+        assert!(
+            tagged_finding.path.contains("in no commit"),
+            "{tagged_finding:#?}"
+        );
+    }
+
+    /// A regression test: the repository's own config named programs that scanning it
+    /// ran: an fsmonitor (fsck and the index read it) and, for a signed commit, a
+    /// `gpg.program` (`log.showSignature`). A scanned tarball or build context is
+    /// untrusted; nothing it names may run.
+    #[cfg(unix)]
+    #[test]
+    fn a_scanned_repository_runs_no_program_its_config_names() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = repo();
+        let path = dir.path();
+        let marker = path.join("ran");
+        let program = path.join("program.sh");
+        std::fs::write(
+            &program,
+            format!("#!/bin/sh\ntouch '{}'\n", marker.display()),
+        )
+        .unwrap();
+        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let tree = git(path, &["rev-parse", "HEAD^{tree}"]);
+        let parent = git(path, &["rev-parse", "HEAD"]);
+        let signed = format!(
+            "tree {tree}\nparent {parent}\nauthor t <t@t> 1704164645 +0000\n\
+             committer t <t@t> 1704164645 +0000\ngpgsig -----BEGIN PGP SIGNATURE-----\n \n \
+             iQEzBAABCAAdFiEE\n -----END PGP SIGNATURE-----\n\nsigned\n"
+        );
+        std::fs::write(path.join("commit.txt"), signed).unwrap();
+        let commit = git(
+            path,
+            &["hash-object", "-t", "commit", "-w", "--literally", "commit.txt"],
+        );
+        std::fs::remove_file(path.join("commit.txt")).unwrap();
+        git(path, &["update-ref", "refs/heads/signed", &commit]);
+        let program = program.to_str().unwrap();
+        git(path, &["config", "core.fsmonitor", program]);
+        git(path, &["config", "log.showSignature", "true"]);
+        git(path, &["config", "gpg.program", program]);
+
+        Scanner::new().scan_git_history(path).unwrap();
+        Scanner::new().scan_staged(path).unwrap();
+        assert!(!marker.exists(), "scanning the repository ran its program");
+    }
+
     /// A repository that borrows objects from another (`git clone --shared`, a CI
     /// reference mirror) would have fsck list the other's unreachable blobs as its own.
     #[test]

@@ -22,6 +22,46 @@ use crate::redact::redact;
 use crate::report::{Finding, Part, Severity, Suppression};
 use crate::rules::{LabelMode, Role, RuleSet};
 
+/// How every PEM block's header begins.
+const PEM_BEGIN: &str = "-----BEGIN ";
+
+/// The spans of the PEM blocks in `data` whose label is not a private key's (`PUBLIC KEY`,
+/// `CERTIFICATE`, `PGP PUBLIC KEY BLOCK`), header to footer. A footer is looked for up to
+/// the next header and at most 64 KiB on, so that a file of headers costs its length once.
+fn public_pem_spans(data: &[u8]) -> Vec<(usize, usize)> {
+    const MAX_LABEL: usize = 64;
+    const MAX_BODY: usize = 64 * 1024;
+    let starts: Vec<usize> = memchr::memmem::find_iter(data, PEM_BEGIN.as_bytes()).collect();
+    let mut spans = Vec::new();
+    for (n, &start) in starts.iter().enumerate() {
+        let label_start = start + PEM_BEGIN.len();
+        let near = &data[label_start..data.len().min(label_start + MAX_LABEL)];
+        let Some(dashes) = memchr::memmem::find(near, b"-----") else {
+            continue;
+        };
+        let label = &near[..dashes];
+        let is_label = !label.is_empty()
+            && label
+                .iter()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || *b == b' ');
+        if !is_label || label.ends_with(b"PRIVATE KEY") {
+            continue;
+        }
+        let body = label_start + dashes + "-----".len();
+        let limit = starts
+            .get(n + 1)
+            .copied()
+            .unwrap_or(data.len())
+            .min(body + MAX_BODY)
+            .max(body);
+        let footer = [b"-----END ", label, b"-----"].concat();
+        if let Some(rel) = memchr::memmem::find(&data[body..limit], &footer) {
+            spans.push((start, body + rel + footer.len()));
+        }
+    }
+    spans
+}
+
 /// Longest token any rule can match.
 pub(crate) const MAX_TOKEN: usize = 256;
 /// "-----BEGIN" base64-encoded, as a text that starts with a PEM block begins.
@@ -48,6 +88,8 @@ enum Pattern {
     Keyword(usize),
     Prefilter,
     Pem,
+    /// The start of any PEM block (`-----BEGIN `): a public key, a certificate, armour.
+    PemBegin,
     /// The start of a PEM block written base64-encoded (`LS0tLS1CRUdJTi`, "-----BEGIN").
     EncodedPem,
 }
@@ -134,6 +176,8 @@ impl Engine {
         }
         words.push("private key-----".to_owned());
         patterns.push(Pattern::Pem);
+        words.push(PEM_BEGIN.to_ascii_lowercase());
+        patterns.push(Pattern::PemBegin);
         words.push(ENCODED_PEM_START.to_ascii_lowercase());
         patterns.push(Pattern::EncodedPem);
         // Built from literal strings only; construction cannot fail for them.
@@ -210,6 +254,7 @@ impl Engine {
         let mut kw_offsets: Vec<Vec<usize>> = vec![Vec::new(); nex];
         let mut any_hit = false;
         let mut pem_hit = false;
+        let mut armour_hit = false;
         let mut encoded_pems = Vec::new();
         for m in self.ac.find_iter(data) {
             match self.patterns[m.pattern().as_usize()] {
@@ -224,6 +269,7 @@ impl Engine {
                     pem_hit = true;
                     any_hit = true;
                 }
+                Pattern::PemBegin => armour_hit = true,
                 Pattern::EncodedPem => {
                     if data[m.range()] == *ENCODED_PEM_START.as_bytes()
                         && (m.start() == 0 || !BASE64_BYTE[data[m.start() - 1] as usize])
@@ -271,8 +317,13 @@ impl Engine {
         };
         if !encoded_pems.is_empty() {
             pem_spans.extend(self.encoded_pem_cands(&ctx, &encoded_pems, managed, &mut cands));
-            pem_spans.sort_unstable();
         }
+        // Nor are a public key's, a certificate's or PGP armour's (Binance's RSA keys
+        // have their public half committed beside the bot, `binance_rsa_public.pem`).
+        if armour_hit {
+            pem_spans.extend(public_pem_spans(data));
+        }
+        pem_spans.sort_unstable();
         let mut in_pem = pem_spans.iter().peekable();
         let mut i = 0;
         let n = data.len();

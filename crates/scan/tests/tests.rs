@@ -521,6 +521,36 @@ mod corpus {
     }
 }
 
+mod armour {
+    use keygate_scan::Scanner;
+    use rand::SeedableRng;
+
+    use super::synth::alnum;
+
+    /// A regression test: the lines of a public key, a certificate or PGP armour beside
+    /// an exchange's name (Binance's RSA keys have their public half committed as
+    /// `binance_rsa_public.pem`) were reported as API secrets; about one line in eight of
+    /// random base64 is all letters and digits.
+    #[test]
+    fn public_keys_certificates_and_armour_are_no_api_keys() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(61);
+        let scanner = Scanner::new();
+        for label in ["PUBLIC KEY", "CERTIFICATE", "PGP PUBLIC KEY BLOCK"] {
+            let body = format!("{}\n{}\n", alnum(&mut rng, 64), alnum(&mut rng, 64));
+            let text = format!("-----BEGIN {label}-----\n{body}-----END {label}-----\n");
+            let f = scanner.scan_bytes("keys/binance_rsa_public.pem", text.as_bytes());
+            assert!(f.is_empty(), "{label}: {f:#?}");
+            // The same lines outside a block are what a secret looks like.
+            let f = scanner.scan_bytes("keys/binance_rsa_public.pem", body.as_bytes());
+            assert!(!f.is_empty(), "{label}: the lines alone are not found");
+        }
+        // A block without its footer proves nothing: its lines are read as any others.
+        let body = alnum(&mut rng, 64);
+        let text = format!("-----BEGIN PUBLIC KEY-----\n{body}\n");
+        assert!(!scanner.scan_bytes("binance.pem", text.as_bytes()).is_empty());
+    }
+}
+
 mod files {
     use std::fs;
 

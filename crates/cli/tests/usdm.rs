@@ -1,6 +1,7 @@
 //! Unmodified Python ccxt's `binanceusdm` through the real `keygate serve` in front of the
 //! Binance simulator: USD-M markets, balance, orders and fills, and an order over the
-//! client's notional limit that keygate denies and the exchange never sees.
+//! client's notional limit that keygate denies and the exchange never sees, and a
+//! leverage setting, which that limit does not apply to.
 
 use std::process::Command;
 
@@ -66,6 +67,11 @@ def main():
     assert cancelled["status"] == "canceled", cancelled
     assert exchange.fetch_open_orders(SYMBOL) == [], "the cancelled order is gone"
     summary["cancel_order"] = "ok"
+
+    # A setting, not an order: the notional limit does not apply to it.
+    leverage = exchange.set_leverage(5, SYMBOL)
+    assert leverage["leverage"] == 5, leverage
+    summary["set_leverage"] = "ok"
 
     filled = exchange.create_order(SYMBOL, "market", "buy", 0.01)
     assert filled["status"] == "closed", filled
@@ -153,6 +159,7 @@ fn ccxt_binanceusdm_trades_usdm_through_keygate() {
         "create_order_limit",
         "fetch_open_orders",
         "cancel_order",
+        "set_leverage",
         "create_order_market",
         "fetch_my_trades",
         "create_order_trigger",

@@ -206,6 +206,11 @@ pub struct Action {
     /// one deposit address (XRP, XLM, EOS…) and tell them apart by it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub address_tag: Option<String>,
+    /// A trade call that places no order: it changes the account's trading settings
+    /// (leverage, margin type, position mode, a countdown that cancels all orders). It
+    /// needs the trade scope and keeps to the symbol list; it has no notional to limit.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub settings_only: bool,
 }
 
 impl Action {
@@ -253,6 +258,7 @@ impl Action {
             address: None,
             network: None,
             address_tag: None,
+            settings_only: false,
         }
     }
 

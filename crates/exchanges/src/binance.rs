@@ -389,6 +389,7 @@ impl SignedRequest {
                 };
                 action.order_type = self.param("type").map(str::to_ascii_uppercase);
                 if kind == ActionKind::Trade {
+                    action.settings_only = is_trade_setting(path);
                     // A conditional (algo) order's id is `clientAlgoId`.
                     let name = if is_algo_order_path(path) {
                         "clientAlgoId"
@@ -1266,7 +1267,11 @@ fn classify_endpoint(method: &str, path: &str) -> ActionKind {
         ("GET", "/fapi/v2" | "/fapi/v3", "account" | "balance" | "positionRisk") => Read,
         ("GET", "/fapi/v1", p) if FAPI_READ.contains(&p) => Read,
         ("POST" | "PUT", "/fapi/v1", "order" | "batchOrders") => Trade,
-        ("POST", "/fapi/v1", p) if FAPI_TRADE_POST.contains(&p) => Trade,
+        ("POST", "/fapi/v1", p)
+            if FAPI_TRADE_POST.contains(&p) || FAPI_TRADE_SETTINGS.contains(&p) =>
+        {
+            Trade
+        }
         // Converting one asset into another moves funds, as the wallet's convert does.
         ("POST", "/fapi/v1", "convert/getQuote" | "convert/acceptQuote") => Transfer,
         (
@@ -1276,6 +1281,13 @@ fn classify_endpoint(method: &str, path: &str) -> ActionKind {
         ) => Cancel,
         _ => Unknown,
     }
+}
+
+/// Whether `path` is a call that needs the trade scope and places no order
+/// ([`FAPI_TRADE_SETTINGS`]).
+fn is_trade_setting(path: &str) -> bool {
+    split_version(path)
+        .is_some_and(|(prefix, rest)| prefix == "/fapi/v1" && FAPI_TRADE_SETTINGS.contains(&rest))
 }
 
 /// The market a path's symbol is in: spot for the spot and wallet APIs, USD-M for
@@ -1547,6 +1559,14 @@ const FAPI_READ: &[&str] = &[
 ];
 
 const FAPI_TRADE_POST: &[&str] = &[
+    "algoOrder",
+    "order/test",
+];
+
+/// USD-M calls that need the trade scope and place no order: the account's trading
+/// settings, and the countdown that cancels every open order of a symbol (a dead man's
+/// switch). ccxt's `setLeverage`, `setMarginMode`, `setPositionMode`, `addMargin`.
+const FAPI_TRADE_SETTINGS: &[&str] = &[
     "countdownCancelAll",
     "leverage",
     "marginType",
@@ -1554,8 +1574,6 @@ const FAPI_TRADE_POST: &[&str] = &[
     "positionSide/dual",
     "multiAssetsMargin",
     "feeBurn",
-    "algoOrder",
-    "order/test",
 ];
 
 /// Parses `data` as a request and uses everything the parsed request offers, for the
@@ -1951,6 +1969,23 @@ mod tests {
         assert_eq!(market("/dapi/v1/order"), Some(Market::Coinm));
         assert_eq!(market("/sapi/v1/margin/myTrades"), Some(Market::Spot));
         assert_eq!(market("/papi/v1/um/order"), None);
+    }
+
+    #[test]
+    fn futures_settings_calls_are_trades_that_place_no_order() {
+        let req = SignedRequest::parse("symbol=BTCUSDT&leverage=5", b"", None).unwrap();
+        for path in [
+            "/fapi/v1/leverage",
+            "/fapi/v1/marginType",
+            "/fapi/v1/countdownCancelAll",
+        ] {
+            let action = req.classify("POST", path);
+            assert_eq!(action.kind, ActionKind::Trade, "{path}");
+            assert!(action.settings_only, "{path}");
+        }
+        for path in ["/fapi/v1/order", "/fapi/v1/order/test", "/api/v3/order"] {
+            assert!(!req.classify("POST", path).settings_only, "{path}");
+        }
     }
 
     #[test]

@@ -115,6 +115,9 @@ pub(crate) struct Account {
     pub(crate) futures: BTreeMap<String, Balance>,
     /// Signed position size per USD-M symbol.
     pub(crate) positions: BTreeMap<&'static str, Decimal>,
+    /// The leverage set per USD-M symbol (`POST /fapi/v1/leverage`); [`DEFAULT_LEVERAGE`]
+    /// where none was set.
+    pub(crate) leverage: BTreeMap<&'static str, u32>,
     pub(crate) orders: Vec<Order>,
     /// USD-M conditional orders, kept apart from `orders` as Binance's algo service keeps
     /// them, oldest (lowest `algoId`) first.
@@ -155,11 +158,20 @@ impl Account {
             spot: wallet(market::starting_spot_balances()),
             futures: wallet(market::starting_futures_balances()),
             positions: BTreeMap::new(),
+            leverage: BTreeMap::new(),
             orders: Vec::new(),
             algo_orders: Vec::new(),
             trades: Vec::new(),
             withdrawals: Vec::new(),
         }
+    }
+
+    /// The leverage of USD-M `symbol`.
+    pub(crate) fn leverage_of(&self, symbol: &str) -> u32 {
+        self.leverage
+            .get(symbol)
+            .copied()
+            .unwrap_or(DEFAULT_LEVERAGE)
     }
 
     fn spot_balance(&mut self, asset: &str) -> &mut Balance {
@@ -361,8 +373,10 @@ pub(crate) fn check_filters(order: &NewOrder) -> Result<(Decimal, Decimal), ApiE
     Ok((exec_price, quantity))
 }
 
-/// Futures leverage used for the margin check.
-const LEVERAGE: i64 = 20;
+/// The leverage of a USD-M symbol until one is set, as Binance starts an account at.
+pub(crate) const DEFAULT_LEVERAGE: u32 = 20;
+/// The highest leverage the simulator's USD-M symbols take (Binance's BTCUSDT bracket).
+pub(crate) const MAX_LEVERAGE: u64 = 125;
 
 /// Places an order: fills at the reference price when it crosses, else rests (and, on spot,
 /// reserves the balance). Returns the order and its fills.
@@ -446,8 +460,9 @@ pub(crate) fn place(
         }
         Product::UsdM => {
             let notional = quantity * limit_price;
+            let leverage = Decimal::from(account.leverage_of(m.symbol));
             let wallet = account.futures.entry(m.quote.to_owned()).or_default();
-            if notional / Decimal::from(LEVERAGE) > wallet.free {
+            if notional / leverage > wallet.free {
                 return Err(ApiError::new(400, -2019, "Margin is insufficient."));
             }
             if crosses {

@@ -169,6 +169,7 @@ enum Endpoint {
     ApiRestrictions,
     FuturesAccount,
     FuturesBalance,
+    Leverage,
     NewAlgoOrder,
     CancelAlgoOrder,
     QueryAlgoOrder,
@@ -215,6 +216,7 @@ impl Endpoint {
             | Endpoint::MyTrades(Product::UsdM)
             | Endpoint::FuturesAccount
             | Endpoint::FuturesBalance
+            | Endpoint::Leverage
             | Endpoint::NewAlgoOrder
             | Endpoint::CancelAlgoOrder
             | Endpoint::QueryAlgoOrder
@@ -292,6 +294,7 @@ fn route(method: &Method, path: &str) -> Option<(Security, u32, Endpoint)> {
         "/fapi/v1/allOrders" if get => (Signed, 5, E::AllOrders(Product::UsdM)),
         "/fapi/v1/forceOrders" if get => (Signed, 50, E::ForceOrders),
         "/fapi/v1/userTrades" if get => (Signed, 5, E::MyTrades(Product::UsdM)),
+        "/fapi/v1/leverage" if post => (Signed, 1, E::Leverage),
         // Binance weighs a new conditional order 0, and so does the simulator.
         "/fapi/v1/algoOrder" if post => (Signed, 0, E::NewAlgoOrder),
         "/fapi/v1/algoOrder" if delete => (Signed, 1, E::CancelAlgoOrder),
@@ -938,6 +941,26 @@ fn private(
         Endpoint::OpenAlgoOrders => algo::open(account, params),
         Endpoint::AllAlgoOrders => algo::all(account, params, now),
         Endpoint::FuturesAccount => Ok(futures_account(account, now)),
+        Endpoint::Leverage => {
+            let m = symbol(params, Product::UsdM)?;
+            let leverage = params.integer("leverage")?;
+            let Some(leverage) = leverage.filter(|l| (1..=crate::book::MAX_LEVERAGE).contains(l))
+            else {
+                let given = params.required("leverage")?;
+                return Err(ApiError::new(
+                    400,
+                    -4028,
+                    format!("Leverage {given} is not valid"),
+                ));
+            };
+            let leverage = u32::try_from(leverage).unwrap_or(crate::book::DEFAULT_LEVERAGE);
+            account.leverage.insert(m.symbol, leverage);
+            Ok(json!({
+                "leverage": leverage,
+                "maxNotionalValue": "1000000",
+                "symbol": m.symbol,
+            }))
+        }
         Endpoint::FuturesBalance => Ok(Value::Array(
             account
                 .futures
@@ -1110,7 +1133,7 @@ fn futures_account(account: &Account, now: u64) -> Value {
                 "unrealizedProfit": "0.00000000",
                 "positionInitialMargin": "0",
                 "openOrderInitialMargin": "0",
-                "leverage": "20",
+                "leverage": account.leverage_of(m.symbol).to_string(),
                 "isolated": false,
                 "entryPrice": if amount.is_zero() { "0.0".to_owned() } else { m.price.to_string() },
                 "maxNotional": "250000",

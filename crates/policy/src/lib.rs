@@ -260,7 +260,7 @@ impl Decider {
             }
         }
         let limited = policy.max_order_notional.is_some() || policy.max_daily_notional.is_some();
-        let notional = if action.kind == ActionKind::Trade && limited {
+        let notional = if action.kind == ActionKind::Trade && !action.settings_only && limited {
             match (&policy.notional_asset, &action.symbol) {
                 (Some(asset), Some(symbol)) if !action.is_quoted_in(asset) => {
                     return deny(
@@ -523,6 +523,46 @@ mod tests {
         a.symbol = Some(symbol.to_owned());
         a.market = Some(Market::Usdm);
         a
+    }
+
+    /// A regression test: a futures settings call (leverage, margin type, the countdown
+    /// that cancels all) names no quantity, so under a notional limit it was denied as an
+    /// order whose notional cannot be determined, after a ticker call for nothing: ccxt's
+    /// `setLeverage` failed for every client with a notional limit.
+    #[test]
+    fn a_settings_call_is_no_order_to_price_but_keeps_to_scope_and_symbols() {
+        let d = Decider::new();
+        let p = Policy {
+            symbols: Some(["usdm:BTCUSDT".to_owned()].into_iter().collect()),
+            ..trading_policy()
+        };
+        let setting = |symbol: &str| {
+            let mut a = futures_order(symbol);
+            a.endpoint = "POST /fapi/v1/leverage".into();
+            a.settings_only = true;
+            a
+        };
+        assert_eq!(
+            rule(d.decide(&request(&p, &setting("BTCUSDT"), None, 0))),
+            None
+        );
+        assert_eq!(
+            rule(d.decide(&request(&p, &setting("ETHUSDT"), None, 10))),
+            Some(Rule::Symbol)
+        );
+        let read_only = Policy {
+            scopes: [Scope::Read].into_iter().collect::<Scopes>(),
+            ..p.clone()
+        };
+        assert_eq!(
+            rule(d.decide(&request(&read_only, &setting("BTCUSDT"), None, 20))),
+            Some(Rule::Scope)
+        );
+        // An order is priced as before.
+        assert_eq!(
+            rule(d.decide(&request(&p, &futures_order("BTCUSDT"), None, 1_000))),
+            Some(Rule::PriceUnavailable)
+        );
     }
 
     /// A regression test: an order that needs pricing was denied for its price before its

@@ -1558,10 +1558,7 @@ const FAPI_READ: &[&str] = &[
     "allAlgoOrders",
 ];
 
-const FAPI_TRADE_POST: &[&str] = &[
-    "algoOrder",
-    "order/test",
-];
+const FAPI_TRADE_POST: &[&str] = &["algoOrder", "order/test"];
 
 /// USD-M calls that need the trade scope and place no order: the account's trading
 /// settings, and the countdown that cancels every open order of a symbol (a dead man's

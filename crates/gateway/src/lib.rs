@@ -76,12 +76,12 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use ipnet::IpNet;
 use keygate_audit::AuditLog;
 use keygate_core::{
-    Action, ActionKind, ClientStatus, Decision, Denial, Event, EventBody, Outcome, OutcomeEvent,
+    Action, ActionKind, ClientStatus, Denial, Event, EventBody, Outcome, OutcomeEvent,
     RequestEvent, Rule,
 };
 use keygate_exchanges::{Adapter, Binance, ClientKey, ClientRequest, Refusal, Route};
 use keygate_monitor::{Alert, AlertRule, Alerter, Severity};
-use keygate_policy::Decider;
+use keygate_policy::{DailyReservation, Decider};
 use rand::Rng;
 use rust_decimal::Decimal;
 
@@ -599,9 +599,9 @@ async fn handle<A: Adapter>(
     //    client's rate, whatever the final decision; its ticker lookup, failed or not,
     //    stands for a second, and a lookup is a public call, paused at the weight cap.
     let mut notional = action.stated_notional().map(|n| n.normalize());
-    let mut decision = gw.decider.decide(&request(notional));
+    let mut decision = gw.decider.reserve(&request(notional));
     if let (
-        Decision::Deny(Denial {
+        Err(Denial {
             rule: Rule::PriceUnavailable,
             ..
         }),
@@ -621,7 +621,7 @@ async fn handle<A: Adapter>(
         {
             Ok(Some(market)) => {
                 notional = action.priced_notional(market).map(|n| n.normalize());
-                decision = gw.decider.decide_priced(&request(notional));
+                decision = gw.decider.reserve_priced(&request(notional));
             }
             Ok(None) => {}
             Err(over) => {
@@ -633,10 +633,15 @@ async fn handle<A: Adapter>(
     }
     audit.notional = notional;
     audit.action = Some(action);
-    if let Decision::Deny(denial) = decision {
-        // The message may quote what the request named (a symbol), at any length.
-        let msg = bounded(format!("keygate: {}", denial.message));
-        return audit.deny(refuse(Refusal::Denied(&msg)), denial.rule, &denial.message);
+    match decision {
+        // Handed back if the request is refused from here on, or never reaches the
+        // exchange.
+        Ok(reservation) => audit.reservation = Some(reservation),
+        Err(denial) => {
+            // The message may quote what the request named (a symbol), at any length.
+            let msg = bounded(format!("keygate: {}", denial.message));
+            return audit.deny(refuse(Refusal::Denied(&msg)), denial.rule, &denial.message);
+        }
     }
     debug_assert_eq!(client.status, ClientStatus::Active);
     // A request the exchange takes by an account-wide id names a symbol it ignores (a
@@ -893,7 +898,7 @@ impl Gateway {
         // From here the exchange may have the request: should this future be dropped all
         // the same (the request path panicked), the guard still records it, with its
         // outcome unknown. A client that hangs up does not drop it (see `server.rs`).
-        let in_flight = InFlight {
+        let mut in_flight = InFlight {
             audit: Some(audit),
             sensitive,
             started,
@@ -952,6 +957,11 @@ impl Gateway {
             }
             Err(Failure::Unreachable(reason) | Failure::Refused(reason)) => {
                 tracing::error!(%reason, "upstream unreachable");
+                // Nothing was sent: what the request reserved of its client's daily
+                // limits is free again.
+                if let Some(audit) = in_flight.audit.as_mut() {
+                    audit.release_reservation();
+                }
                 in_flight.finish(None, Outcome::UpstreamUnreachable);
                 refusal_response(adapter, Refusal::Unreachable)
             }
@@ -1163,6 +1173,9 @@ struct Audit<'a> {
     account: Option<String>,
     action: Option<Action>,
     notional: Option<Decimal>,
+    /// What the decision reserved of the client's daily limits, until the request is
+    /// forwarded.
+    reservation: Option<DailyReservation>,
     /// The signature verified, was fresh and was seen for the first time: the request is
     /// the client's own (a stale or replayed one could be anyone's who saw it once).
     attributed: bool,
@@ -1194,6 +1207,7 @@ impl<'a> Audit<'a> {
             account: None,
             action: None,
             notional: None,
+            reservation: None,
             attributed: false,
             pending_queued: false,
             pending_written: false,
@@ -1247,8 +1261,9 @@ impl<'a> Audit<'a> {
 
     /// Records a denial (in the background: nothing is forwarded, so nothing waits) and
     /// answers the client.
-    fn deny(self, response: Response, rule: Rule, message: &str) -> Response {
+    fn deny(mut self, response: Response, rule: Rule, message: &str) -> Response {
         tracing::debug!(rule = %rule, path = %self.path, "denied");
+        self.release_reservation();
         let gw = self.gw;
         let lane = self.lane();
         let event = self.into_event(
@@ -1260,6 +1275,14 @@ impl<'a> Audit<'a> {
         );
         gw.append_event(event, lane);
         response
+    }
+
+    /// Hands back what the decision reserved of the client's daily limits: the request
+    /// does not reach the exchange.
+    fn release_reservation(&mut self) {
+        if let Some(reservation) = self.reservation.take() {
+            self.gw.decider.release(reservation);
+        }
     }
 
     /// How this request's events are queued.
@@ -1353,6 +1376,7 @@ impl Drop for Audit<'_> {
                 "the connection ended before the request was forwarded",
             )
         };
+        self.release_reservation();
         let gw = self.gw;
         let event = self.clone().into_event(
             false,

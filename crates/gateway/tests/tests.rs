@@ -365,6 +365,33 @@ async fn a_path_naming_a_binance_host_reaches_that_host_and_no_other_does() {
     assert_eq!(logged[0]["path"], "/api/v3/account", "{logged:?}");
 }
 
+/// A regression test: a withdrawal the exchange never received (it could not be reached)
+/// kept its amount reserved against the client's daily limit, so every retry that day was
+/// refused for the limit.
+#[tokio::test]
+async fn a_withdrawal_that_never_reached_the_exchange_leaves_the_daily_limit_whole() {
+    let policy = Policy {
+        scopes: [Scope::Read, Scope::Withdraw].into_iter().collect(),
+        withdrawal_addresses: ["TRX:TColdWallet1".parse().unwrap()].into_iter().collect(),
+        max_daily_withdrawal: [("USDT".to_owned(), rust_decimal::Decimal::from(10))]
+            .into_iter()
+            .collect(),
+        ..Policy::default()
+    };
+    let env = setup(
+        policy,
+        Some("http://127.0.0.1:9".into()),
+        Duration::from_secs(10),
+    )
+    .await;
+    let path = "/sapi/v1/capital/withdraw/apply";
+    let all = "coin=USDT&network=TRX&address=TColdWallet1&amount=10";
+    let (first, body) = post(&env, path, all).await;
+    assert_eq!(first, 502, "{body}");
+    let (again, body) = post(&env, path, all).await;
+    assert_eq!(again, 502, "the retry was refused for the limit: {body}");
+}
+
 #[tokio::test]
 async fn withdrawals_reach_the_exchange_only_for_listed_addresses() {
     let policy = Policy {

@@ -11,8 +11,10 @@
 //! The decider keeps the counters that limits need (requests per second, notional and
 //! amounts withdrawn per UTC day) in memory, per client; an allowed order or withdrawal
 //! reserves its amount at once, so two concurrent ones cannot both slip under a daily
-//! limit. It is not a store: a process that starts again learns the day so far from the
-//! audit log ([`Decider::count_earlier`]).
+//! limit. A request that then never reaches the exchange (refused after its decision, or
+//! the exchange unreachable) hands its reservation back ([`Decider::release`]). It is not
+//! a store: a process that starts again learns the day so far from the audit log
+//! ([`Decider::count_earlier`]).
 //!
 //! An order whose notional the request alone does not tell is denied with
 //! [`Rule::PriceUnavailable`] for its caller to price at the exchange, and decided again
@@ -77,6 +79,27 @@ pub struct Request<'a> {
 #[derive(Debug, Default)]
 pub struct Decider {
     counters: Mutex<HashMap<String, Counters>>,
+    /// What earlier requests read back from the audit log reserved, by request id, while
+    /// their outcome is not read yet: one the exchange never had hands it back.
+    earlier_unsettled: Mutex<HashMap<String, DailyReservation>>,
+}
+
+/// What an allowed request counted against its client's daily limits: its order's
+/// notional, or its withdrawal's amount. Handed back with [`Decider::release`] when the
+/// request never reaches the exchange. Empty for most requests.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DailyReservation {
+    client: String,
+    day: u64,
+    notional: Option<Decimal>,
+    withdrawal: Option<(String, Decimal)>,
+}
+
+impl DailyReservation {
+    /// Whether it reserved nothing.
+    pub fn is_empty(&self) -> bool {
+        self.notional.is_none() && self.withdrawal.is_none()
+    }
 }
 
 #[derive(Debug, Default)]
@@ -137,6 +160,43 @@ impl Decider {
         Decider::decision(self.check(r, false))
     }
 
+    /// As [`Decider::decide`], with what an allowed request reserved of its client's daily
+    /// limits, for [`Decider::release`] should it never reach the exchange.
+    pub fn reserve(&self, r: &Request<'_>) -> Result<DailyReservation, Denial> {
+        self.check(r, false)
+    }
+
+    /// As [`Decider::decide_priced`], with what an allowed request reserved.
+    pub fn reserve_priced(&self, r: &Request<'_>) -> Result<DailyReservation, Denial> {
+        self.check(r, true)
+    }
+
+    /// Hands back what `reservation` counted, on the day it was counted (a new day has
+    /// started from nothing anyway): the request never reached the exchange.
+    pub fn release(&self, reservation: DailyReservation) {
+        if reservation.is_empty() {
+            return;
+        }
+        let mut counters = self
+            .counters
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let Some(c) = counters.get_mut(&reservation.client) else {
+            return;
+        };
+        if c.day != reservation.day {
+            return;
+        }
+        if let Some(n) = reservation.notional {
+            c.day_notional = (c.day_notional - n).max(Decimal::ZERO);
+        }
+        if let Some((asset, amount)) = reservation.withdrawal {
+            if let Some(total) = c.day_withdrawn.get_mut(&asset) {
+                *total = (*total - amount).max(Decimal::ZERO);
+            }
+        }
+    }
+
     /// Decides again a request that [`Decider::decide`] denied with
     /// [`Rule::PriceUnavailable`], now with its notional priced from the market (or still
     /// `None` if no price could be had), without counting it against its client's rate a
@@ -145,16 +205,16 @@ impl Decider {
         Decider::decision(self.check(r, true))
     }
 
-    fn decision(checked: Result<(), Denial>) -> Decision {
+    fn decision(checked: Result<DailyReservation, Denial>) -> Decision {
         match checked {
-            Ok(()) => Decision::Allow,
+            Ok(_) => Decision::Allow,
             Err(denial) => Decision::Deny(denial),
         }
     }
 
     /// Runs the checks in order. `rate_counted`: the request counted against its client's
     /// rate when it was found to need a price, and is neither checked nor counted again.
-    fn check(&self, r: &Request<'_>, rate_counted: bool) -> Result<(), Denial> {
+    fn check(&self, r: &Request<'_>, rate_counted: bool) -> Result<DailyReservation, Denial> {
         let client = r.client;
         let action = r.action;
         let policy = r.policy;
@@ -340,7 +400,7 @@ impl Decider {
 
         if policy.rate_per_second.is_none() && notional.is_none() && withdrawal.is_none() {
             // Nothing to count: most reads end here without taking the lock.
-            return Ok(());
+            return Ok(DailyReservation::default());
         }
         let mut counters = self
             .counters
@@ -399,7 +459,12 @@ impl Decider {
             // informs, and saturates rather than overflows.
             c.day_notional = c.day_notional.saturating_add(n);
         }
-        Ok(())
+        Ok(DailyReservation {
+            client: client.to_owned(),
+            day: c.day,
+            notional,
+            withdrawal: withdrawal.map(|(asset, amount, _)| (asset.to_owned(), amount)),
+        })
     }
 }
 
@@ -422,10 +487,28 @@ impl Decider {
     /// Counts a request decided earlier, as [`Decider::decide`] counted it then, when it
     /// falls on the UTC day of `now_ms`: an allowed order's notional and an allowed
     /// withdrawal's amount. A gateway that starts again passes it the day's request events
-    /// from the audit log, so that a restart does not reset the daily limits.
+    /// from the audit log, in order, so that a restart does not reset the daily limits. An
+    /// order or a withdrawal is written before it is sent and its outcome after: one whose
+    /// outcome says the exchange was never reached is handed back, as it was when it
+    /// happened.
     pub fn count_earlier(&self, event: &Event, now_ms: u64) {
-        let EventBody::Request(request) = &event.body else {
-            return;
+        let request = match &event.body {
+            EventBody::Request(request) => request,
+            EventBody::Outcome(outcome) => {
+                let mut unsettled = self
+                    .earlier_unsettled
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                let reservation = unsettled.remove(&outcome.request_id);
+                drop(unsettled);
+                if let (Some(reservation), Outcome::UpstreamUnreachable) =
+                    (reservation, outcome.outcome)
+                {
+                    self.release(reservation);
+                }
+                return;
+            }
+            _ => return,
         };
         let Some(client) = request.client.as_deref() else {
             return;
@@ -443,19 +526,33 @@ impl Decider {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let c = counters.entry(client.to_owned()).or_default();
         c.roll_to(now_ms);
+        let mut reservation = DailyReservation {
+            client: client.to_owned(),
+            day: c.day,
+            ..DailyReservation::default()
+        };
         match request.action {
             ActionKind::Trade => {
                 if let Some(n) = request.notional.filter(|n| *n > Decimal::ZERO) {
                     c.day_notional = c.day_notional.saturating_add(n);
+                    reservation.notional = Some(n);
                 }
             }
             ActionKind::Withdraw => {
                 if let (Some(asset), Some(amount)) = (&request.asset, request.amount) {
                     let total = c.day_withdrawn.entry(asset.clone()).or_default();
                     *total = total.saturating_add(amount);
+                    reservation.withdrawal = Some((asset.clone(), amount));
                 }
             }
             _ => {}
+        }
+        drop(counters);
+        if request.outcome == Outcome::Pending && !reservation.is_empty() {
+            self.earlier_unsettled
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .insert(request.request_id.clone(), reservation);
         }
     }
 }
@@ -491,7 +588,7 @@ pub fn check_standing(r: &Request<'_>) -> Result<(), Denial> {
     )
 }
 
-fn deny(rule: Rule, message: String) -> Result<(), Denial> {
+fn deny<T>(rule: Rule, message: String) -> Result<T, Denial> {
     Err(Denial::new(rule, message))
 }
 
@@ -962,6 +1059,91 @@ mod tests {
         assert_eq!(
             rule(decider.decide(&lasting(request(&unlimited, &large, None, 6_000)))),
             None
+        );
+    }
+
+    /// A regression test: what an allowed withdrawal or order reserved of the day's limits
+    /// stayed reserved when it never reached the exchange (refused after its decision,
+    /// or the exchange unreachable), so each retry that day was refused, live and after a
+    /// restart alike.
+    #[test]
+    fn a_request_that_never_reached_the_exchange_hands_its_reservation_back() {
+        use keygate_core::{OutcomeEvent, RequestEvent};
+        let policy = withdrawing_policy();
+        let half = withdrawal("BTC", Some(Decimal::new(5, 1)));
+        let decider = Decider::new();
+        let reserved = decider
+            .reserve(&lasting(request(&policy, &half, None, 1_000)))
+            .unwrap();
+        assert!(!reserved.is_empty());
+        assert_eq!(
+            rule(decider.decide(&lasting(request(&policy, &half, None, 2_000)))),
+            Some(Rule::WithdrawalLimit)
+        );
+        decider.release(reserved);
+        let again = decider.reserve(&lasting(request(&policy, &half, None, 3_000)));
+        assert!(again.is_ok(), "{again:?}");
+
+        // After a restart: the pending event, then its outcome.
+        let pending = |id: &str, ts_ms: u64| Event {
+            ts_ms,
+            body: EventBody::Request(RequestEvent {
+                request_id: id.into(),
+                exchange: "binance".into(),
+                client: Some("bot1".into()),
+                account: Some("main".into()),
+                source_ip: "127.0.0.1".into(),
+                method: "POST".into(),
+                path: "/sapi/v1/capital/withdraw/apply".into(),
+                action: ActionKind::Withdraw,
+                symbol: None,
+                side: None,
+                client_order_id: None,
+                notional: None,
+                amount: Some(Decimal::new(5, 1)),
+                asset: Some("BTC".into()),
+                destination: None,
+                network: None,
+                allowed: true,
+                rule: None,
+                message: None,
+                upstream_status: None,
+                latency_us: None,
+                outcome: Outcome::Pending,
+            }),
+        };
+        let outcome = |id: &str, ts_ms: u64, outcome: Outcome| Event {
+            ts_ms,
+            body: EventBody::Outcome(OutcomeEvent {
+                request_id: id.into(),
+                client: Some("bot1".into()),
+                upstream_status: None,
+                latency_us: 10,
+                outcome,
+                order_ids: Vec::new(),
+            }),
+        };
+        let now = 10_000;
+        let restarted = Decider::new();
+        for earlier in [
+            pending("never-sent", 100),
+            outcome("never-sent", 200, Outcome::UpstreamUnreachable),
+        ] {
+            restarted.count_earlier(&earlier, now);
+        }
+        let decided = restarted.reserve(&lasting(request(&policy, &half, None, now)));
+        assert!(decided.is_ok(), "{decided:?}");
+        // One the exchange answered stays counted.
+        let restarted = Decider::new();
+        for earlier in [
+            pending("sent", 100),
+            outcome("sent", 200, Outcome::Answered),
+        ] {
+            restarted.count_earlier(&earlier, now);
+        }
+        assert_eq!(
+            rule(restarted.decide(&lasting(request(&policy, &half, None, now)))),
+            Some(Rule::WithdrawalLimit)
         );
     }
 

@@ -547,7 +547,9 @@ mod armour {
         // A block without its footer proves nothing: its lines are read as any others.
         let body = alnum(&mut rng, 64);
         let text = format!("-----BEGIN PUBLIC KEY-----\n{body}\n");
-        assert!(!scanner.scan_bytes("binance.pem", text.as_bytes()).is_empty());
+        assert!(!scanner
+            .scan_bytes("binance.pem", text.as_bytes())
+            .is_empty());
     }
 }
 
@@ -1415,7 +1417,11 @@ mod git {
         let report = Scanner::new().scan_git_history(path).unwrap();
         let mut exchanges: Vec<&str> = report.active().map(|f| f.exchange.as_str()).collect();
         exchanges.sort_unstable();
-        assert_eq!(exchanges, ["binance", "bybit", "kraken", "okx"], "{report:#?}");
+        assert_eq!(
+            exchanges,
+            ["binance", "bybit", "kraken", "okx"],
+            "{report:#?}"
+        );
         let tagged_finding = report.active().find(|f| f.exchange == "binance").unwrap();
         assert!(
             tagged_finding.path.contains("in no commit"),
@@ -1451,7 +1457,14 @@ mod git {
         std::fs::write(path.join("commit.txt"), signed).unwrap();
         let commit = git(
             path,
-            &["hash-object", "-t", "commit", "-w", "--literally", "commit.txt"],
+            &[
+                "hash-object",
+                "-t",
+                "commit",
+                "-w",
+                "--literally",
+                "commit.txt",
+            ],
         );
         std::fs::remove_file(path.join("commit.txt")).unwrap();
         git(path, &["update-ref", "refs/heads/signed", &commit]);

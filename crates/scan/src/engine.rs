@@ -10,6 +10,7 @@
 //! path below the scan root. (4) Candidates of one exchange close together are paired into
 //! credential sets.
 
+use std::borrow::Cow;
 use std::cell::OnceCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -21,6 +22,20 @@ use crate::managed::ManagedKeys;
 use crate::redact::redact;
 use crate::report::{Finding, Part, Severity, Suppression};
 use crate::rules::{LabelMode, Role, RuleSet};
+
+/// The byte a JSON or C string escape at the start of `rest` stands for, and its width,
+/// for the escapes that split a key's value: `\/`, and `\u002B` or `\u002F` (either case).
+fn json_escape(rest: &[u8]) -> Option<(u8, usize)> {
+    match rest {
+        [b'\\', b'/', ..] => Some((b'/', 2)),
+        [b'\\', b'u', b'0', b'0', b'2', last, ..] => match last.to_ascii_uppercase() {
+            b'B' => Some((b'+', 6)),
+            b'F' => Some((b'/', 6)),
+            _ => None,
+        },
+        _ => None,
+    }
+}
 
 /// How every PEM block's header begins.
 const PEM_BEGIN: &str = "-----BEGIN ";
@@ -225,7 +240,7 @@ impl Engine {
             pem_rules,
             pem_re: re(r"-----BEGIN ((?:EC |RSA |OPENSSH |ENCRYPTED )?PRIVATE KEY)-----"),
             label_re: re(
-                r#"([A-Za-z_][A-Za-z0-9_.\-]*)\\?["'`]?\s*(?:=>|:=|=|:)\s*[\[({]?\s*[bru]?\\?["'`]?\s*$"#,
+                r#"([A-Za-z_][A-Za-z0-9_.\-]*)\\?["'`]?\s*(?:=>|:=|:-|=|:)\s*[\[({]?\s*[bru]?\\?["'`]?\s*$"#,
             ),
             assign_re: re(
                 r#"([A-Za-z_][A-Za-z0-9_.\-]*)\\?["'`]?\s*(?:=>|:=|=|:)\s*\\?["'`]?([^\s"'`\\,;})\]]{1,128})"#,
@@ -332,20 +347,48 @@ impl Engine {
                 i += 1;
                 continue;
             }
-            let start = i;
+            let mut start = i;
             while i < n && TOKEN_BYTE[data[i] as usize] {
                 i += 1;
+            }
+            // A default in `${VAR:-value}` (shell, docker-compose) is `value`, not `-value`.
+            if data[start] == b'-' && start > 0 && data[start - 1] == b':' {
+                start += 1;
+            }
+            // JSON and C strings may escape `/` (`\/`: PHP's `json_encode`) and `+`
+            // (`\u002B`: .NET's `System.Text.Json`): such a value is read unescaped.
+            let mut unescaped = None;
+            if json_escape(&data[i..]).is_some() {
+                let mut value = data[start..i].to_vec();
+                while i < n {
+                    if TOKEN_BYTE[data[i] as usize] {
+                        value.push(data[i]);
+                        i += 1;
+                    } else if let Some((byte, width)) = json_escape(&data[i..]) {
+                        value.push(byte);
+                        i += width;
+                    } else {
+                        break;
+                    }
+                }
+                unescaped = Some(value);
             }
             let mut end = i;
             while end < n && end - i < 2 && data[end] == b'=' {
                 end += 1;
             }
+            let token: Cow<'_, [u8]> = match unescaped {
+                None => Cow::Borrowed(&data[start..end]),
+                Some(mut value) => {
+                    value.extend_from_slice(&data[i..end]);
+                    Cow::Owned(value)
+                }
+            };
             i = end;
-            let len = end - start;
+            let len = token.len();
             if len > MAX_TOKEN {
                 continue;
             }
-            let token = &data[start..end];
             while in_pem.peek().is_some_and(|&&(_, e)| e <= start) {
                 in_pem.next();
             }
@@ -356,7 +399,7 @@ impl Engine {
             // is not a value of that shape: the value has a character outside the alphabet.
             if any_hit && !self.by_len[len].is_empty() && !is_glued_to_letter(data, start, end) {
                 for &ri in &self.by_len[len] {
-                    if let Some(c) = self.token_cand(&ctx, ri, start, token) {
+                    if let Some(c) = self.token_cand(&ctx, ri, start, &token) {
                         cands.push(c);
                     }
                 }
@@ -365,7 +408,7 @@ impl Engine {
             // decoded value is checked where the token stands, with the token's label and
             // keywords around it.
             if any_hit && self.is_encoded_len[len] && !is_glued_to_letter(data, start, end) {
-                if let Some(decoded) = decode_printable(token) {
+                if let Some(decoded) = decode_printable(&token) {
                     for &ri in &self.by_len[decoded.len()] {
                         if let Some(c) = self.token_cand(&ctx, ri, start, &decoded) {
                             cands.push(Cand { base64: true, ..c });
@@ -375,7 +418,7 @@ impl Engine {
             }
             if let Some(m) = managed {
                 if len >= MIN_MANAGED_TOKEN {
-                    if let Some(account) = m.lookup(token) {
+                    if let Some(account) = m.lookup(&token) {
                         let line = lines.line_of(start);
                         cands.push(Cand {
                             rule: None,
@@ -386,7 +429,7 @@ impl Engine {
                             col: start - lines.start(line),
                             start,
                             dist: usize::MAX,
-                            value: String::from_utf8_lossy(token).into_owned(),
+                            value: String::from_utf8_lossy(&token).into_owned(),
                             der: None,
                             managed: Some(account.to_owned()),
                             base64: false,

@@ -521,6 +521,69 @@ mod corpus {
     }
 }
 
+/// Values as configuration files and serializers write them.
+mod written {
+    use keygate_scan::Scanner;
+    use rand::SeedableRng;
+
+    use super::synth::{alnum, b64};
+
+    fn values(f: &keygate_scan::Finding) -> Vec<String> {
+        let mut values: Vec<String> = f.parts.iter().filter_map(|p| p.value.clone()).collect();
+        values.sort();
+        values
+    }
+
+    /// A regression test: a default in `${VAR:-value}` (docker-compose, shell) was read
+    /// with its `-`, one character too long for any rule.
+    #[test]
+    fn defaults_of_shell_and_compose_variables_are_found() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(71);
+        let (key, secret) = (alnum(&mut rng, 64), alnum(&mut rng, 64));
+        let text = format!(
+            "services:\n  bot:\n    environment:\n      \
+             BINANCE_API_KEY: ${{BINANCE_API_KEY:-{key}}}\n      \
+             BINANCE_API_SECRET: ${{BINANCE_API_SECRET:-{secret}}}\n"
+        );
+        let scanner = Scanner::builder().redact(false).build();
+        let f = scanner.scan_bytes("docker-compose.yml", text.as_bytes());
+        assert_eq!(f.len(), 1, "{text}\n{f:#?}");
+        assert_eq!(f[0].title, "Binance API key + secret");
+        let mut want = vec![key, secret];
+        want.sort();
+        assert_eq!(values(&f[0]), want);
+    }
+
+    /// A regression test: JSON that escapes `/` (`\/`, PHP's `json_encode`) or `+`
+    /// (`\u002B`, .NET's `System.Text.Json`) cut a base64 secret into pieces no rule took.
+    #[test]
+    fn values_with_escaped_slashes_and_pluses_in_json_are_found() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(72);
+        let scanner = Scanner::builder().redact(false).build();
+        let mut found = 0;
+        for _ in 0..8 {
+            let (key, secret) = (b64(&mut rng, 42), b64(&mut rng, 64));
+            if !secret.contains('/') && !secret.contains('+') {
+                continue;
+            }
+            let escape = |v: &str| v.replace('/', "\\/").replace('+', "\\u002B");
+            let text = format!(
+                "{{\"kraken\": {{\"apiKey\": \"{}\", \"secret\": \"{}\"}}}}\n",
+                escape(&key),
+                escape(&secret)
+            );
+            let f = scanner.scan_bytes("config.json", text.as_bytes());
+            assert_eq!(f.len(), 1, "{text}\n{f:#?}");
+            assert_eq!(f[0].title, "Kraken API key + secret");
+            let mut want = vec![key, secret];
+            want.sort();
+            assert_eq!(values(&f[0]), want);
+            found += 1;
+        }
+        assert!(found > 0, "no secret had a / or a +");
+    }
+}
+
 mod armour {
     use keygate_scan::Scanner;
     use rand::SeedableRng;

@@ -300,6 +300,7 @@ impl Scanner {
         };
         let ids: Vec<String> = blobs.iter().map(|b| b.0.clone()).collect();
         let found = Mutex::new(Vec::new());
+        let mut missing = 0u64;
         let (tx, rx) = mpsc::sync_channel::<(Vec<u8>, usize)>(self.threads * 4);
         let rx = Mutex::new(rx);
         let result = std::thread::scope(|s| {
@@ -332,6 +333,8 @@ impl Scanner {
                 reader.read_line(&mut header).map_err(|e| cat_err(&e))?;
                 let parts: Vec<&str> = header.split_whitespace().collect();
                 if parts.get(1) == Some(&"missing") {
+                    missing += 1;
+                    counters.skipped.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
                 let size: u64 =
@@ -373,6 +376,13 @@ impl Scanner {
         });
         let _ = child.wait();
         result?;
+        if missing > 0 {
+            self.warn(&format!(
+                "{missing} blob(s) named in {} are not in its object store (a partial clone, \
+                 whose blobs keygate does not fetch, or a damaged repository): not scanned",
+                repo.display()
+            ));
+        }
         // Back in log order (oldest commit first), whatever order the workers finished in.
         let mut found = found
             .into_inner()

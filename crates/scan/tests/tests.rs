@@ -1761,6 +1761,45 @@ mod git {
         assert!(warnings[0].contains("shallow"), "{warnings:?}");
     }
 
+    /// A regression test: in a partial clone (`--filter=blob:none`), reading each blob
+    /// fetched it from the remote, one round trip (or credential prompt) per blob; and a
+    /// blob that could not be had was skipped without a word, so the scan said "clean".
+    #[test]
+    fn a_partial_clone_fetches_nothing_and_says_what_it_could_not_scan() {
+        let dir = repo();
+        git(dir.path(), &["config", "uploadpack.allowFilter", "true"]);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(29);
+        let (name, text) = layouts(&cred("binance", 0, &mut rng)).remove(0);
+        std::fs::write(dir.path().join(&name), text).unwrap();
+        git(dir.path(), &["add", "."]);
+        git(dir.path(), &["commit", "-q", "-m", "config"]);
+        let clones = tempfile::tempdir().unwrap();
+        let url = format!("file://{}", dir.path().display());
+        git(
+            clones.path(),
+            &[
+                "clone",
+                "-q",
+                "--no-checkout",
+                "--filter=blob:none",
+                &url,
+                "partial",
+            ],
+        );
+        let partial = clones.path().join("partial");
+        let objects = || git(&partial, &["count-objects", "-v"]);
+        let before = objects();
+        let (builder, warnings) = super::warned();
+        let report = builder.build().scan_git_history(&partial).unwrap();
+        assert_eq!(objects(), before, "blobs were fetched");
+        assert!(report.stats.skipped >= 2, "{:?}", report.stats);
+        let warnings = warnings.lock().unwrap();
+        assert!(
+            warnings.iter().any(|w| w.contains("partial clone")),
+            "{warnings:?}"
+        );
+    }
+
     /// Regression: every git blob was allocated at its full size before its size was
     /// checked, so one huge blob in history cost its size in memory.
     #[cfg(target_os = "linux")]

@@ -431,19 +431,41 @@ fn move_key(mut vault: Unlocked, how: &UnlockArgs, args: &MoveKeyArgs) -> anyhow
         &vault.home.dir.display().to_string(),
         detail,
     );
-    let moved = vault
-        .change(&[event], |s, _| match &wrapped {
-            Some(wrapped) => s.set_meta(META_HSM_WRAPPED, wrapped),
-            None => Ok(()),
-        })
-        .context("recording the move")
-        .and_then(|()| replace_master_key_config(&vault.home, &config));
+    // The new config is written aside before the move is recorded, so that once it is,
+    // only a rename is left to fail.
+    let next = next_master_key_config(&vault.home, &config);
+    let moved = next.and_then(|next| {
+        vault
+            .change(&[event], |s, _| match &wrapped {
+                Some(wrapped) => s.set_meta(META_HSM_WRAPPED, wrapped),
+                None => Ok(()),
+            })
+            .context("recording the move")?;
+        fs::rename(&next, vault.home.config_path())
+            .with_context(|| format!("replacing {}", vault.home.config_path().display()))
+    });
     if let Err(e) = moved {
         // The vault still opens as before; leave no extra copy of its key behind.
+        let _ = fs::remove_file(vault.home.config_path().with_extension("toml.next"));
         if let Some(path) = &config.master_key.key_file {
             let _ = fs::remove_file(path);
         }
         return Err(e);
+    }
+    // The rename itself reaches the disk before the old provider's data is removed. If it
+    // cannot be made sure of, the move is made all the same: the config names the new
+    // provider, and its key file is kept.
+    if let Err(e) = fs::File::open(&vault.home.dir).and_then(|dir| dir.sync_all()) {
+        eprintln!(
+            "keygate: warning: {} could not be synced ({e}); the old provider's data is kept",
+            vault.home.dir.display()
+        );
+        println!(
+            "the master key moved from {} to {}",
+            from.as_str(),
+            to.as_str()
+        );
+        return Ok(());
     }
     // Only now does nothing need the old provider's material.
     let cleanup = (|| {
@@ -478,9 +500,9 @@ fn move_key(mut vault: Unlocked, how: &UnlockArgs, args: &MoveKeyArgs) -> anyhow
     Ok(())
 }
 
-/// Replaces the `[master_key]` table of `config.toml`, keeping the rest of the file (and
-/// its comments) as it is; the new file takes the old one's place by a rename.
-fn replace_master_key_config(home: &Home, config: &Config) -> anyhow::Result<()> {
+/// Writes `config.toml.next`: `config.toml` with its `[master_key]` table replaced, the rest
+/// of the file (and its comments) as it is, to take the old one's place by a rename.
+fn next_master_key_config(home: &Home, config: &Config) -> anyhow::Result<PathBuf> {
     let path = home.config_path();
     let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     let mut document: toml_edit::DocumentMut = text
@@ -494,11 +516,7 @@ fn replace_master_key_config(home: &Home, config: &Config) -> anyhow::Result<()>
     let next = path.with_extension("toml.next");
     let _ = fs::remove_file(&next);
     write_private_file(&next, document.to_string().as_bytes())?;
-    fs::rename(&next, &path).with_context(|| format!("replacing {}", path.display()))?;
-    // The rename itself reaches the disk before the old provider's data is removed.
-    fs::File::open(&home.dir)
-        .and_then(|dir| dir.sync_all())
-        .with_context(|| format!("syncing {}", home.dir.display()))
+    Ok(next)
 }
 
 /// Creates the home directory, the database and the config file.

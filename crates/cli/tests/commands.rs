@@ -488,6 +488,44 @@ mod init {
         assert!(kg.ok(&["account", "list"], "").stdout.contains("main"));
     }
 
+    /// A regression test: a move whose new config could not be written was recorded as
+    /// made (`vault.move_key` in the log) while the vault kept its old provider.
+    #[test]
+    fn a_move_that_cannot_write_its_config_is_not_recorded() {
+        let kg = Kg::empty();
+        let passphrase = kg.path("pass.txt");
+        write_owner_only(&passphrase, "correct horse battery staple\n");
+        let passphrase = passphrase.to_str().unwrap();
+        kg.ok(
+            &[
+                "init",
+                "--insecure-fast-kdf",
+                "--passphrase-file",
+                passphrase,
+            ],
+            "",
+        );
+        std::fs::create_dir(kg.home().join("config.toml.next")).unwrap();
+        let key = kg.path("moved.key");
+        kg.fails(
+            &[
+                "--passphrase-file",
+                passphrase,
+                "vault",
+                "move-key",
+                "--to-key-file",
+                key.to_str().unwrap(),
+            ],
+            "",
+            2,
+        );
+        assert!(!key.exists(), "the new key file was left behind");
+        let export = kg
+            .ok(&["--passphrase-file", passphrase, "audit", "export"], "")
+            .stdout;
+        assert!(!export.contains("vault.move_key"), "{export}");
+    }
+
     fn write_owner_only(path: &std::path::Path, text: &str) {
         std::fs::write(path, text).unwrap();
         #[cfg(unix)]

@@ -426,14 +426,8 @@ fn check_with_exchange(
 /// otherwise two no-echo prompts. Never from argv.
 fn read_credentials(exchange: Exchange) -> anyhow::Result<(SecretString, SecretString)> {
     let (key, secret) = if std::io::stdin().is_terminal() {
-        let key = SecretString::new(
-            rpassword::prompt_password(format!("{exchange} API key: "))
-                .context("reading the API key")?,
-        );
-        let secret = SecretString::new(
-            rpassword::prompt_password(format!("{exchange} API secret: "))
-                .context("reading the API secret")?,
-        );
+        let key = crate::home::prompt_secret(&format!("{exchange} API key: "), "API key")?;
+        let secret = crate::home::prompt_secret(&format!("{exchange} API secret: "), "API secret")?;
         (key, secret)
     } else {
         (read_stdin_line("API key")?, read_stdin_line("API secret")?)

@@ -868,10 +868,7 @@ fn read_hsm_pin(how: &UnlockArgs, token: &str) -> anyhow::Result<SecretString> {
     let pin = if let Some(path) = &how.hsm_pin_file {
         first_line_of_secret_file(path, "PIN")?
     } else if std::io::stdin().is_terminal() {
-        SecretString::new(
-            rpassword::prompt_password(format!("PIN of token {token:?}: "))
-                .context("reading the PIN")?,
-        )
+        prompt_secret(&format!("PIN of token {token:?}: "), "PIN")?
     } else {
         bail!(
             "no PIN for token {token:?}: standard input is not a terminal; use --hsm-pin-file FILE"
@@ -950,14 +947,9 @@ fn read_passphrase(how: &UnlockArgs, new: bool) -> anyhow::Result<SecretString> 
     } else if std::io::stdin().is_terminal() {
         // With --passphrase-stdin too: a terminal is read without echo, and a new
         // passphrase typed there is confirmed.
-        let first = SecretString::new(
-            rpassword::prompt_password("Vault passphrase: ").context("reading the passphrase")?,
-        );
+        let first = prompt_secret("Vault passphrase: ", "passphrase")?;
         if new {
-            let again = SecretString::new(
-                rpassword::prompt_password("Repeat passphrase: ")
-                    .context("reading the passphrase")?,
-            );
+            let again = prompt_secret("Repeat passphrase: ", "passphrase")?;
             if !first.ct_eq(again.expose_secret()) {
                 bail!("the passphrases do not match");
             }
@@ -988,7 +980,6 @@ const STDIN_LINE_CAPACITY: usize = 4096;
 /// zeroizing buffer sized for any key, secret or passphrase up front (a buffer that grew
 /// would leave the copies it outgrew behind). The lines after this one stay unread.
 pub fn read_stdin_line(what: &str) -> anyhow::Result<SecretString> {
-    use std::io::Read;
     use std::os::fd::AsFd;
     let reading = || format!("reading the {what} from standard input");
     let mut input = fs::File::from(
@@ -997,15 +988,52 @@ pub fn read_stdin_line(what: &str) -> anyhow::Result<SecretString> {
             .try_clone_to_owned()
             .with_context(reading)?,
     );
+    read_secret_line(&mut input, what, "standard input")
+}
+
+/// Asks for the `what` at the terminal (`/dev/tty`) with `prompt`, and reads it without
+/// echo, into a zeroizing buffer as [`read_stdin_line`] does (a prompt library's growing
+/// string would leave copies of what was typed in freed memory). The terminal's settings
+/// are put back however the read ends.
+pub fn prompt_secret(prompt: &str, what: &str) -> anyhow::Result<SecretString> {
+    use rustix::termios::{self, LocalModes, OptionalActions};
+    use std::io::Write;
+    let mut tty = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")
+        .with_context(|| format!("opening the terminal to ask for the {what}"))?;
+    let before = termios::tcgetattr(&tty).context("reading the terminal's settings")?;
+    let mut quiet = before.clone();
+    quiet.local_modes.remove(LocalModes::ECHO);
+    quiet.local_modes.insert(LocalModes::ECHONL);
+    tty.write_all(prompt.as_bytes())
+        .and_then(|()| tty.flush())
+        .context("writing to the terminal")?;
+    termios::tcsetattr(&tty, OptionalActions::Now, &quiet)
+        .context("turning the terminal's echo off")?;
+    let line = read_secret_line(&mut tty, what, "the terminal");
+    // Back as it was, even when the read failed: a terminal left without echo is broken.
+    let restored = termios::tcsetattr(&tty, OptionalActions::Now, &before);
+    let line = line?;
+    restored.context("turning the terminal's echo back on")?;
+    Ok(line)
+}
+
+/// Reads one line of `input` (named `from` in errors) byte by byte into one zeroizing
+/// buffer of [`STDIN_LINE_CAPACITY`], without its line ending. Errors never quote it.
+fn read_secret_line(input: &mut fs::File, what: &str, from: &str) -> anyhow::Result<SecretString> {
+    use std::io::Read;
+    let reading = || format!("reading the {what} from {from}");
     let mut line = zeroize::Zeroizing::new(Vec::with_capacity(STDIN_LINE_CAPACITY));
     let mut byte = [0u8; 1];
     loop {
         match input.read(&mut byte) {
-            Ok(0) if line.is_empty() => bail!("standard input ended before the {what} was read"),
+            Ok(0) if line.is_empty() => bail!("{from} ended before the {what} was read"),
             Ok(0) => break,
             Ok(_) if byte[0] == b'\n' => break,
             Ok(_) if line.len() + 1 == STDIN_LINE_CAPACITY => {
-                bail!("the {what} on standard input is longer than {STDIN_LINE_CAPACITY} bytes")
+                bail!("the {what} on {from} is longer than {STDIN_LINE_CAPACITY} bytes")
             }
             Ok(_) => line.push(byte[0]),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -1020,7 +1048,7 @@ pub fn read_stdin_line(what: &str) -> anyhow::Result<SecretString> {
         Ok(text) => Ok(SecretString::new(text)),
         Err(e) => {
             e.into_bytes().zeroize();
-            bail!("the {what} on standard input is not UTF-8")
+            bail!("the {what} on {from} is not UTF-8")
         }
     }
 }

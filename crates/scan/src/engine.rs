@@ -1546,8 +1546,11 @@ fn decode_wrapped_base64_at(data: &[u8], start: usize) -> (usize, Option<Vec<u8>
 }
 
 /// Decodes the base64 body of a PEM block written raw, in a JSON/YAML string with `\n`
-/// escapes, or split over quoted lines.
+/// escapes (and `/` or `+` escaped, `\/`, `\u002B`), or split over quoted lines, joined
+/// or not by `+` (`"…\n" +` in JavaScript, Java, Go, C#).
 pub(crate) fn decode_pem_body(body: &[u8]) -> Option<Vec<u8>> {
+    let is_quote = |b: &u8| matches!(b, b'"' | b'\'' | b'`');
+    let is_blank = |b: &&u8| matches!(b, b' ' | b'\t');
     let mut clean = Vec::with_capacity(body.len());
     let mut i = 0;
     while i < body.len() {
@@ -1556,7 +1559,23 @@ pub(crate) fn decode_pem_body(body: &[u8]) -> Option<Vec<u8>> {
             i += 2;
             continue;
         }
-        if b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'=' {
+        if let Some((byte, width)) = json_escape(&body[i..]) {
+            clean.push(byte);
+            i += width;
+            continue;
+        }
+        // A `+` beside a quote joins two string literals; base64 has none beside one.
+        let joins_literals = b == b'+'
+            && (body[..i]
+                .iter()
+                .rev()
+                .find(|b| !is_blank(b))
+                .is_some_and(is_quote)
+                || body[i + 1..]
+                    .iter()
+                    .find(|b| !is_blank(b))
+                    .is_some_and(is_quote));
+        if (b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'=') && !joins_literals {
             clean.push(b);
         }
         i += 1;

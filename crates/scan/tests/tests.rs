@@ -582,6 +582,39 @@ mod written {
         }
         assert!(found > 0, "no secret had a / or a +");
     }
+
+    /// A regression test: a PEM key written as string literals joined by `+` (JavaScript,
+    /// Java, Go, C#) had each `+` read into its base64, which then did not decode.
+    #[test]
+    fn a_pem_key_in_concatenated_string_literals_is_found() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(73);
+        let pem = super::synth::pem_p256(&mut rng);
+        let quoted = |escape_plus: bool| -> Vec<String> {
+            pem.lines()
+                .map(|line| {
+                    let line = if escape_plus {
+                        line.replace('+', "\\u002B")
+                    } else {
+                        line.to_owned()
+                    };
+                    format!("  \"{line}\\n\"")
+                })
+                .collect()
+        };
+        // Joined at the end of each line; then at the start, with `+` escaped as JSON
+        // writes it for .NET.
+        for joined in [quoted(false).join(" +\n"), quoted(true).join("\n  + ")] {
+            let text = format!("// coinbase CDP key\nconst privateKey =\n{joined};\n");
+            let f = Scanner::new().scan_bytes("src/exchange.js", text.as_bytes());
+            assert!(
+                f.iter().any(|f| f
+                    .parts
+                    .iter()
+                    .any(|p| p.rule == "coinbase.cdp-ec-private-key")),
+                "{text}\n{f:#?}"
+            );
+        }
+    }
 }
 
 mod armour {

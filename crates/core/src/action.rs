@@ -206,11 +206,13 @@ pub struct Action {
     /// one deposit address (XRP, XLM, EOS…) and tell them apart by it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub address_tag: Option<String>,
-    /// A trade call that places no order: it changes the account's trading settings
-    /// (leverage, margin type, position mode, a countdown that cancels all orders). It
-    /// needs the trade scope and keeps to the symbol list; it has no notional to limit.
+    /// A trade call that places no order and can add nothing to what orders fill: a
+    /// change to the account's trading settings (leverage, margin type, position mode, a
+    /// countdown that cancels all orders), or an amendment that can only lower an open
+    /// order's quantity. It needs the trade scope and keeps to the symbol list; it has no
+    /// notional to limit.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub settings_only: bool,
+    pub places_no_order: bool,
 }
 
 impl Action {
@@ -258,7 +260,7 @@ impl Action {
             address: None,
             network: None,
             address_tag: None,
-            settings_only: false,
+            places_no_order: false,
         }
     }
 

@@ -187,7 +187,8 @@ impl SignedRequest {
                 if (ORDER_PRICES.contains(&name_text)
                     || BASE_QUANTITIES.contains(&name_text)
                     || TRAILS.contains(&name_text)
-                    || name_text == QUOTE_QUANTITY)
+                    || name_text == QUOTE_QUANTITY
+                    || name_text == AMENDED_QUANTITY)
                     && positive_decimal(text(&raw, &value)).is_none()
                 {
                     return Err(Error::Malformed {
@@ -389,7 +390,7 @@ impl SignedRequest {
                 };
                 action.order_type = self.param("type").map(str::to_ascii_uppercase);
                 if kind == ActionKind::Trade {
-                    action.settings_only = is_trade_setting(path);
+                    action.places_no_order = places_no_order(method, path);
                     // A conditional (algo) order's id is `clientAlgoId`.
                     let name = if is_algo_order_path(path) {
                         "clientAlgoId"
@@ -1283,11 +1284,16 @@ fn classify_endpoint(method: &str, path: &str) -> ActionKind {
     }
 }
 
-/// Whether `path` is a call that needs the trade scope and places no order
-/// ([`FAPI_TRADE_SETTINGS`]).
-fn is_trade_setting(path: &str) -> bool {
-    split_version(path)
-        .is_some_and(|(prefix, rest)| prefix == "/fapi/v1" && FAPI_TRADE_SETTINGS.contains(&rest))
+/// Whether `method path` is a call that needs the trade scope, places no order and adds
+/// nothing to what orders fill: the USD-M settings ([`FAPI_TRADE_SETTINGS`]), and spot's
+/// amendment, which can only lower an open order's quantity (Binance refuses a `newQty`
+/// that is not below it).
+fn places_no_order(method: &str, path: &str) -> bool {
+    match split_version(path) {
+        Some(("/fapi/v1", rest)) => method == "POST" && FAPI_TRADE_SETTINGS.contains(&rest),
+        Some(("/api/v3", "order/amend/keepPriority")) => method == "PUT",
+        _ => false,
+    }
 }
 
 /// The market a path's symbol is in: spot for the spot and wallet APIs, USD-M for
@@ -1379,6 +1385,9 @@ const ORDER_PRICES: &[&str] = &[
 /// [`QUOTE_QUANTITY`]: they are added up for the order's notional
 /// ([`SignedRequest::classify`]), so one below zero would lower it.
 const BASE_QUANTITIES: &[&str] = &["quantity", "workingQuantity", "pendingQuantity"];
+
+/// The quantity an amendment lowers an open order to; a positive decimal number too.
+const AMENDED_QUANTITY: &str = "newQty";
 
 /// The parameters that make a spot order pegged: it fills at a price the exchange takes
 /// from the book (plus an offset), whatever its `price` says.
@@ -1969,7 +1978,7 @@ mod tests {
     }
 
     #[test]
-    fn futures_settings_calls_are_trades_that_place_no_order() {
+    fn settings_calls_and_amendments_are_trades_that_place_no_order() {
         let req = SignedRequest::parse("symbol=BTCUSDT&leverage=5", b"", None).unwrap();
         for path in [
             "/fapi/v1/leverage",
@@ -1978,11 +1987,17 @@ mod tests {
         ] {
             let action = req.classify("POST", path);
             assert_eq!(action.kind, ActionKind::Trade, "{path}");
-            assert!(action.settings_only, "{path}");
+            assert!(action.places_no_order, "{path}");
         }
         for path in ["/fapi/v1/order", "/fapi/v1/order/test", "/api/v3/order"] {
-            assert!(!req.classify("POST", path).settings_only, "{path}");
+            assert!(!req.classify("POST", path).places_no_order, "{path}");
         }
+        let amend = SignedRequest::parse("symbol=BTCUSDT&orderId=1&newQty=0.5", b"", None)
+            .unwrap()
+            .classify("PUT", "/api/v3/order/amend/keepPriority");
+        assert_eq!(amend.kind, ActionKind::Trade);
+        assert!(amend.places_no_order);
+        assert!(SignedRequest::parse("symbol=BTCUSDT&orderId=1&newQty=-1", b"", None).is_err());
     }
 
     #[test]

@@ -320,7 +320,7 @@ impl Decider {
             }
         }
         let limited = policy.max_order_notional.is_some() || policy.max_daily_notional.is_some();
-        let notional = if action.kind == ActionKind::Trade && !action.settings_only && limited {
+        let notional = if action.kind == ActionKind::Trade && !action.places_no_order && limited {
             match (&policy.notional_asset, &action.symbol) {
                 (Some(asset), Some(symbol)) if !action.is_quoted_in(asset) => {
                     return deny(
@@ -636,7 +636,7 @@ mod tests {
         let setting = |symbol: &str| {
             let mut a = futures_order(symbol);
             a.endpoint = "POST /fapi/v1/leverage".into();
-            a.settings_only = true;
+            a.places_no_order = true;
             a
         };
         assert_eq!(

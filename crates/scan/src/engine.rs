@@ -37,6 +37,49 @@ fn json_escape(rest: &[u8]) -> Option<(u8, usize)> {
     }
 }
 
+/// The longest text written base64-encoded as a whole that is decoded (1 MiB, encoded).
+const MAX_ENCODED_FILE: usize = 1 << 20;
+
+/// What a finding's title says of values written base64-encoded.
+const BASE64_TITLE: &str = " (base64-encoded)";
+
+/// Where text written base64-encoded as a whole was found.
+struct EncodedFile<'a> {
+    path: &'a str,
+    context_path: &'a str,
+    data: &'a [u8],
+    lines: &'a LineIndex,
+}
+
+/// The base64 forms of an exchange's id (`binance`, when it has five letters or more), in
+/// lower and upper case as configuration files write it (`"name": "binance"`,
+/// `BINANCE_API_KEY=`), at each of the three places in a group of three bytes it can
+/// start: only the characters that its bytes alone decide, so that it is found whatever
+/// surrounds it. Six characters or more each, so that random base64 (an image, a hash)
+/// holds one about once in 64^6 places. Few, since each pattern slows every file's
+/// keyword search.
+fn encoded_names(id: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    if id.len() >= 5 {
+        for name in [id.to_ascii_lowercase(), id.to_ascii_uppercase()] {
+            for align in 0..3usize {
+                let mut bytes = vec![0u8; align];
+                bytes.extend_from_slice(name.as_bytes());
+                let encoded = base64::engine::general_purpose::STANDARD_NO_PAD.encode(&bytes);
+                // Character k holds bits 6k..6k+6: those within the name's bits alone.
+                let first = (8 * align).div_ceil(6);
+                let last = (8 * (align + name.len())) / 6;
+                if let Some(core) = encoded.get(first..last).filter(|c| c.len() >= 6) {
+                    out.push(core.to_owned());
+                }
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
 /// How every PEM block's header begins.
 const PEM_BEGIN: &str = "-----BEGIN ";
 
@@ -107,6 +150,8 @@ enum Pattern {
     PemBegin,
     /// The start of a PEM block written base64-encoded (`LS0tLS1CRUdJTi`, "-----BEGIN").
     EncodedPem,
+    /// An exchange's name inside text written base64-encoded (see [`encoded_keywords`]).
+    EncodedKeyword,
 }
 
 /// Compiled matching state shared by all threads.
@@ -195,6 +240,12 @@ impl Engine {
         patterns.push(Pattern::PemBegin);
         words.push(ENCODED_PEM_START.to_ascii_lowercase());
         patterns.push(Pattern::EncodedPem);
+        for ex in rules.exchanges() {
+            for encoded in encoded_names(&ex.id) {
+                words.push(encoded);
+                patterns.push(Pattern::EncodedKeyword);
+            }
+        }
         // Built from literal strings only; construction cannot fail for them.
         #[allow(clippy::expect_used)]
         let ac = AhoCorasickBuilder::new()
@@ -265,12 +316,27 @@ impl Engine {
         managed: Option<&ManagedKeys>,
         redact_values: bool,
     ) -> Vec<Finding> {
+        self.scan_text(path, context_path, data, managed, redact_values, true)
+    }
+
+    /// [`Engine::scan`]; `decode_files`: whether text written base64-encoded as a whole
+    /// is decoded and scanned too (not within such a text: one layer only).
+    fn scan_text(
+        &self,
+        path: &str,
+        context_path: &str,
+        data: &[u8],
+        managed: Option<&ManagedKeys>,
+        redact_values: bool,
+        decode_files: bool,
+    ) -> Vec<Finding> {
         let nex = self.rules.exchanges().len();
         let mut kw_offsets: Vec<Vec<usize>> = vec![Vec::new(); nex];
         let mut any_hit = false;
         let mut pem_hit = false;
         let mut armour_hit = false;
         let mut encoded_pems = Vec::new();
+        let mut encoded_names = Vec::new();
         for m in self.ac.find_iter(data) {
             match self.patterns[m.pattern().as_usize()] {
                 Pattern::Keyword(ex) => {
@@ -293,6 +359,11 @@ impl Engine {
                         any_hit = true;
                     }
                 }
+                Pattern::EncodedKeyword if decode_files => {
+                    encoded_names.push(m.start());
+                    any_hit = true;
+                }
+                Pattern::EncodedKeyword => {}
             }
         }
         let mut path_hit = vec![false; nex];
@@ -478,7 +549,92 @@ impl Engine {
             .map(|o| lines.line_of(o))
             .collect();
         allowed.dedup();
-        self.pair(path, &allowed, merged, redact_values)
+        let mut findings = self.pair(path, &allowed, merged, redact_values);
+        if !encoded_names.is_empty() {
+            let at = EncodedFile {
+                path,
+                context_path,
+                data,
+                lines: &lines,
+            };
+            findings.extend(self.encoded_file_findings(
+                &at,
+                &encoded_names,
+                managed,
+                redact_values,
+            ));
+        }
+        findings
+    }
+
+    /// The keys in text written base64-encoded as a whole (a Kubernetes secret made with
+    /// `--from-file=config.json`, Helm's `b64enc`, `base64 -w0 .env`), found where an
+    /// exchange's name is encoded (`offsets`): each base64 run longer than any value that
+    /// holds one, of at most [`MAX_ENCODED_FILE`] bytes, is decoded once and, if it is
+    /// text, scanned as a file of its own. Its findings are placed at the run, and their
+    /// values marked base64.
+    fn encoded_file_findings(
+        &self,
+        at: &EncodedFile<'_>,
+        offsets: &[usize],
+        managed: Option<&ManagedKeys>,
+        redact_values: bool,
+    ) -> Vec<Finding> {
+        let data = at.data;
+        let mut out = Vec::new();
+        let mut decoded_to = 0;
+        for &offset in offsets {
+            if offset < decoded_to {
+                continue;
+            }
+            let floor = offset.saturating_sub(MAX_ENCODED_FILE);
+            let start = offset
+                - data[floor..offset]
+                    .iter()
+                    .rev()
+                    .take_while(|&&b| BASE64_BYTE[b as usize])
+                    .count();
+            let ceiling = data.len().min(start + MAX_ENCODED_FILE);
+            let end = offset
+                + data[offset..ceiling]
+                    .iter()
+                    .take_while(|&&b| BASE64_BYTE[b as usize])
+                    .count();
+            decoded_to = end;
+            if end - start <= MAX_TOKEN {
+                continue;
+            }
+            let Ok(decoded) = BASE64_ANY_PADDING.decode(&data[start..end]) else {
+                continue;
+            };
+            if is_binary(&decoded) || std::str::from_utf8(&decoded).is_err() {
+                continue;
+            }
+            let line = at.lines.line_of(start);
+            let column = start - at.lines.start(line);
+            let nested = self.scan_text(
+                at.path,
+                at.context_path,
+                &decoded,
+                managed,
+                redact_values,
+                false,
+            );
+            for mut finding in nested {
+                finding.line = line + 1;
+                finding.column = column + 1;
+                for part in &mut finding.parts {
+                    part.line = line + 1;
+                    part.column = column + 1;
+                    part.encoding = Some("base64".to_owned());
+                }
+                if !finding.title.ends_with(BASE64_TITLE) {
+                    finding.title.push_str(BASE64_TITLE);
+                }
+                out.push(finding);
+            }
+        }
+        out
     }
 
     /// Removes the candidates whose rule `requires` a partner rule of which no candidate

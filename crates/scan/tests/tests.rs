@@ -2077,6 +2077,55 @@ mod encoded {
         base64::engine::general_purpose::STANDARD.encode(value)
     }
 
+    /// A regression test: a whole configuration file written base64-encoded (a
+    /// Kubernetes secret made with `kubectl create secret generic --from-file`, Helm's
+    /// `b64enc`) was never decoded: only single values and PEM blocks were.
+    #[test]
+    fn keys_in_a_whole_file_written_base64_encoded_are_found() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(81);
+        let (key, secret) = (
+            super::synth::alnum(&mut rng, 64),
+            super::synth::alnum(&mut rng, 64),
+        );
+        let config = format!(
+            "{{\n  \"max_open_trades\": 3,\n  \"stake_currency\": \"USDT\",\n  \
+             \"exchange\": {{\n    \"name\": \"binance\",\n    \"key\": \"{key}\",\n    \
+             \"secret\": \"{secret}\"\n  }}\n}}\n"
+        );
+        for padding in ["", " ", "  "] {
+            // The name at each of the three places in a group of three bytes.
+            let config = format!("{padding}{config}");
+            let manifest = format!(
+                "apiVersion: v1\nkind: Secret\nmetadata:\n  name: bot-config\ntype: Opaque\n\
+                 data:\n  config.json: {}\n",
+                b64(&config)
+            );
+            let scanner = Scanner::builder().redact(false).build();
+            let f = scanner.scan_bytes("deploy/secret.yaml", manifest.as_bytes());
+            assert_eq!(f.len(), 1, "{manifest}\n{f:#?}");
+            assert_eq!(f[0].title, "Binance API key + secret (base64-encoded)");
+            assert_eq!((f[0].line, f[0].column), (7, 16), "{f:#?}");
+            let mut values: Vec<_> = f[0].parts.iter().filter_map(|p| p.value.clone()).collect();
+            values.sort();
+            let mut want = vec![key.clone(), secret.clone()];
+            want.sort();
+            assert_eq!(values, want);
+            assert!(f[0]
+                .parts
+                .iter()
+                .all(|p| p.encoding.as_deref() == Some("base64")));
+        }
+        // Base64 of anything else (bytes, text without a name) finds nothing.
+        let noise: Vec<u8> = (0..30_000u32).map(|i| (i * 7919 % 251) as u8).collect();
+        let text = format!(
+            "data:\n  blob: {}\n",
+            base64::engine::general_purpose::STANDARD.encode(&noise)
+        );
+        assert!(Scanner::new()
+            .scan_bytes("secret.yaml", text.as_bytes())
+            .is_empty());
+    }
+
     /// A regression test: a key and secret committed in a Kubernetes secret were missed,
     /// their base64 matching no rule's shape.
     #[test]

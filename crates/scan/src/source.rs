@@ -282,6 +282,22 @@ impl Scanner {
         if blobs.is_empty() {
             return Ok(Vec::new());
         }
+        let mut missing = 0u64;
+        // A partial clone's absent blobs are never asked for: a git older than 2.45 knows
+        // no GIT_NO_LAZY_FETCH and would try to fetch each (refused: see `git_in`), and
+        // stop at the first.
+        let blobs = if is_partial_clone(repo) {
+            let present = present_blobs(repo)?;
+            let (present, absent): (Vec<_>, Vec<_>) =
+                blobs.into_iter().partition(|b| present.contains(&b.0));
+            missing += absent.len() as u64;
+            counters
+                .skipped
+                .fetch_add(absent.len() as u64, Ordering::Relaxed);
+            present
+        } else {
+            blobs
+        };
         let mut child = git_in(repo)
             .args(["cat-file", "--batch"])
             .stdin(Stdio::piped())
@@ -300,7 +316,6 @@ impl Scanner {
         };
         let ids: Vec<String> = blobs.iter().map(|b| b.0.clone()).collect();
         let found = Mutex::new(Vec::new());
-        let mut missing = 0u64;
         let (tx, rx) = mpsc::sync_channel::<(Vec<u8>, usize)>(self.threads * 4);
         let rx = Mutex::new(rx);
         let result = std::thread::scope(|s| {
@@ -608,6 +623,9 @@ fn git_in(repo: &Path) -> Command {
             "--no-pager",
         ])
         .env("LC_ALL", "C")
+        // No transport at all, whatever `protocol.*.allow` the repository sets: a
+        // partial clone's promisor remote could name `ext::` (a command) as its URL.
+        .env("GIT_ALLOW_PROTOCOL", "none")
         .env("GIT_NO_LAZY_FETCH", "1")
         .env("GIT_TERMINAL_PROMPT", "0")
         .env_remove("LANGUAGE");
@@ -756,6 +774,40 @@ fn git_lines(repo: &Path, args: &[&str], mut each: impl FnMut(&str)) -> Result<(
         return Err(failed(message));
     }
     Ok(())
+}
+
+/// Whether the repository at `repo` is a partial clone: one whose objects a promisor
+/// remote may lack, which git would fetch on demand.
+fn is_partial_clone(repo: &Path) -> bool {
+    git(
+        repo,
+        &[
+            "config",
+            "--get-regexp",
+            r"^(extensions\.partialclone|remote\..*\.promisor)$",
+        ],
+    )
+    .is_ok_and(|found| !found.trim().is_empty())
+}
+
+/// The ids of every blob the object store holds (listing never fetches).
+fn present_blobs(repo: &Path) -> Result<HashSet<String>, Error> {
+    let mut present = HashSet::new();
+    git_lines(
+        repo,
+        &[
+            "cat-file",
+            "--batch-check=%(objecttype) %(objectname)",
+            "--batch-all-objects",
+            "--unordered",
+        ],
+        |line| {
+            if let Some(id) = line.strip_prefix("blob ") {
+                present.insert(id.to_owned());
+            }
+        },
+    )?;
+    Ok(present)
 }
 
 /// The blobs the index holds, with their paths (none in a bare repository).

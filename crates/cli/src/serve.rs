@@ -278,13 +278,13 @@ fn tls(
     )?)
 }
 
-/// Passes today's (UTC) allowed requests to the gateway, so that the daily notional and
-/// withdrawal limits count what was allowed before this start.
+/// Passes today's (UTC) events to the gateway, so that the daily notional and withdrawal
+/// limits count what was allowed before this start (and not what was then never sent:
+/// denials and outcomes say so).
 fn count_today(gateway: &Gateway, store: &Store) -> anyhow::Result<()> {
     const DAY_MS: u64 = 86_400_000;
     let today = Filter {
         since_ms: Some(keygate_gateway::now_ms() / DAY_MS * DAY_MS),
-        allowed: Some(true),
         ..Filter::default()
     };
     for_each_event(store, &today, |events| {

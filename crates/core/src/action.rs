@@ -268,8 +268,12 @@ impl Action {
     /// quantity (a market order given in quote), or `price × quantity` for a buy, which
     /// never pays more than its price. `None` otherwise: a sell can fill above its price,
     /// and an order in base quantity without a bounding price has to be priced from the
-    /// market ([`Action::priced_notional`]).
+    /// market ([`Action::priced_notional`]). `None` for a call that places no order,
+    /// whatever order-like parameters it names.
     pub fn stated_notional(&self) -> Option<Decimal> {
+        if self.places_no_order {
+            return None;
+        }
         match (self.quote_quantity, self.quantity) {
             (Some(quote), None) => Some(quote),
             (None, Some(quantity)) if self.side == Some(Side::Buy) => {
@@ -283,8 +287,12 @@ impl Action {
     /// `market`, its own price (a sell fills at its price or better, a marketable one
     /// near the market) and its trigger price (a stop-market buy fills at its trigger or
     /// above, however far the market is below it), raised by its trail for a trailing
-    /// stop, and at least its quote quantity. `None` without a quantity.
+    /// stop, and at least its quote quantity. `None` without a quantity, and for a call
+    /// that places no order.
     pub fn priced_notional(&self, market: Decimal) -> Option<Decimal> {
+        if self.places_no_order {
+            return None;
+        }
         let quantity = self.quantity?;
         let mut price = [self.price, self.trigger_price]
             .into_iter()

@@ -391,6 +391,11 @@ impl SignedRequest {
                 action.order_type = self.param("type").map(str::to_ascii_uppercase);
                 if kind == ActionKind::Trade {
                     action.places_no_order = places_no_order(method, path);
+                    // A setting of the whole account names no symbol, whatever `symbol`
+                    // the request adds: a client held to a symbol list may not change it.
+                    if FAPI_ACCOUNT_SETTINGS.iter().any(|s| path.ends_with(s)) {
+                        action.symbol = None;
+                    }
                     // A conditional (algo) order's id is `clientAlgoId`.
                     let name = if is_algo_order_path(path) {
                         "clientAlgoId"
@@ -1569,6 +1574,14 @@ const FAPI_READ: &[&str] = &[
 
 const FAPI_TRADE_POST: &[&str] = &["algoOrder", "order/test"];
 
+/// The USD-M settings of the whole account rather than of one symbol: position mode,
+/// multi-assets margin, paying fees in BNB.
+const FAPI_ACCOUNT_SETTINGS: &[&str] = &[
+    "/fapi/v1/positionSide/dual",
+    "/fapi/v1/multiAssetsMargin",
+    "/fapi/v1/feeBurn",
+];
+
 /// USD-M calls that need the trade scope and place no order: the account's trading
 /// settings, and the countdown that cancels every open order of a symbol (a dead man's
 /// switch). ccxt's `setLeverage`, `setMarginMode`, `setPositionMode`, `addMargin`.
@@ -1992,6 +2005,15 @@ mod tests {
         for path in ["/fapi/v1/order", "/fapi/v1/order/test", "/api/v3/order"] {
             assert!(!req.classify("POST", path).places_no_order, "{path}");
         }
+        // A setting of the whole account names no symbol, even when the request adds one.
+        assert_eq!(
+            req.classify("POST", "/fapi/v1/positionSide/dual").symbol,
+            None
+        );
+        assert_eq!(
+            req.classify("POST", "/fapi/v1/leverage").symbol.as_deref(),
+            Some("BTCUSDT")
+        );
         let amend = SignedRequest::parse("symbol=BTCUSDT&orderId=1&newQty=0.5", b"", None)
             .unwrap()
             .classify("PUT", "/api/v3/order/amend/keepPriority");

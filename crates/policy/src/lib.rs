@@ -486,13 +486,29 @@ impl Decider {
 
     /// Counts a request decided earlier, as [`Decider::decide`] counted it then, when it
     /// falls on the UTC day of `now_ms`: an allowed order's notional and an allowed
-    /// withdrawal's amount. A gateway that starts again passes it the day's request events
-    /// from the audit log, in order, so that a restart does not reset the daily limits. An
+    /// withdrawal's amount. A gateway that starts again passes it the day's events from
+    /// the audit log, in order, so that a restart does not reset the daily limits. An
     /// order or a withdrawal is written before it is sent and its outcome after: one whose
-    /// outcome says the exchange was never reached is handed back, as it was when it
+    /// outcome says the exchange was never reached, or that was refused after it was
+    /// written (a denial with its request id follows), is handed back, as it was when it
     /// happened.
     pub fn count_earlier(&self, event: &Event, now_ms: u64) {
         let request = match &event.body {
+            EventBody::Request(request) if !request.allowed => {
+                // Refused after its pending event was written (stale by the time it was
+                // to be sent, its client frozen meanwhile, the log late): never sent.
+                if request.outcome == Outcome::NotForwarded {
+                    let reservation = self
+                        .earlier_unsettled
+                        .lock()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner())
+                        .remove(&request.request_id);
+                    if let Some(reservation) = reservation {
+                        self.release(reservation);
+                    }
+                }
+                return;
+            }
             EventBody::Request(request) => request,
             EventBody::Outcome(outcome) => {
                 let mut unsettled = self
@@ -1085,7 +1101,7 @@ mod tests {
         assert!(again.is_ok(), "{again:?}");
 
         // After a restart: the pending event, then its outcome.
-        let pending = |id: &str, ts_ms: u64| Event {
+        let withdrawal_event = |id: &str, ts_ms: u64, allowed: bool, outcome: Outcome| Event {
             ts_ms,
             body: EventBody::Request(RequestEvent {
                 request_id: id.into(),
@@ -1104,14 +1120,15 @@ mod tests {
                 asset: Some("BTC".into()),
                 destination: None,
                 network: None,
-                allowed: true,
+                allowed,
                 rule: None,
                 message: None,
                 upstream_status: None,
                 latency_us: None,
-                outcome: Outcome::Pending,
+                outcome,
             }),
         };
+        let pending = |id: &str, ts_ms: u64| withdrawal_event(id, ts_ms, true, Outcome::Pending);
         let outcome = |id: &str, ts_ms: u64, outcome: Outcome| Event {
             ts_ms,
             body: EventBody::Outcome(OutcomeEvent {
@@ -1128,6 +1145,16 @@ mod tests {
         for earlier in [
             pending("never-sent", 100),
             outcome("never-sent", 200, Outcome::UpstreamUnreachable),
+        ] {
+            restarted.count_earlier(&earlier, now);
+        }
+        let decided = restarted.reserve(&lasting(request(&policy, &half, None, now)));
+        assert!(decided.is_ok(), "{decided:?}");
+        // Nor one refused after its pending event was written.
+        let restarted = Decider::new();
+        for earlier in [
+            pending("refused", 100),
+            withdrawal_event("refused", 200, false, Outcome::NotForwarded),
         ] {
             restarted.count_earlier(&earlier, now);
         }
@@ -1153,7 +1180,7 @@ mod tests {
         let event = |ts_ms: u64, action: ActionKind, allowed: bool, outcome: Outcome| Event {
             ts_ms,
             body: EventBody::Request(RequestEvent {
-                request_id: "r".into(),
+                request_id: format!("r{ts_ms}"),
                 exchange: "binance".into(),
                 client: Some("bot1".into()),
                 account: Some("main".into()),

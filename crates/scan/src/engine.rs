@@ -414,7 +414,8 @@ impl Engine {
         let mut i = 0;
         let n = data.len();
         while i < n {
-            if !TOKEN_BYTE[data[i] as usize] {
+            // A value may begin with an escape too (`\u002B…`).
+            if !TOKEN_BYTE[data[i] as usize] && json_escape(&data[i..]).is_none() {
                 i += 1;
                 continue;
             }

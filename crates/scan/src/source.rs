@@ -195,7 +195,8 @@ impl Scanner {
         let mut listed = Listed::default();
         if let Err(e) = git_lines(repo, &log_args(true), |line| listed.read(line)) {
             self.warn(&format!(
-                "commits only reflogs reach in {} are not scanned: {e}",
+                "the commits only reflogs reach in {} could not be walked ({e}): their \
+                 blobs are scanned, without the commit and path they came in",
                 repo.display()
             ));
             listed = Listed::default();
@@ -857,10 +858,10 @@ fn other_blobs(repo: &Path, seen: &HashMap<String, usize>) -> Result<Vec<String>
     Ok(ids)
 }
 
-/// What the finding of a blob that only a tag (or nothing git lists) holds gives as its
-/// path.
+/// What the finding of a blob in no commit the log listed (one only a tag names, or one
+/// of a commit only a reflog that could not be walked reaches) gives as its path.
 fn unlisted_path(id: &str) -> String {
-    format!("(blob {} in no commit)", id.get(..12).unwrap_or(id))
+    format!("(blob {} in no listed commit)", id.get(..12).unwrap_or(id))
 }
 
 /// What an unreachable blob's finding gives as its path.

@@ -581,6 +581,18 @@ mod written {
             found += 1;
         }
         assert!(found > 0, "no secret had a / or a +");
+        // One that begins with an escape.
+        let key = b64(&mut rng, 42);
+        let secret = format!("+{}", &b64(&mut rng, 64)[1..]);
+        let text = format!(
+            "{{\"kraken\": {{\"apiKey\": \"{key}\", \"secret\": \"{}\"}}}}\n",
+            secret.replace('+', "\\u002B").replace('/', "\\/")
+        );
+        let f = scanner.scan_bytes("config.json", text.as_bytes());
+        assert_eq!(f.len(), 1, "{text}\n{f:#?}");
+        let mut want = vec![key, secret];
+        want.sort();
+        assert_eq!(values(&f[0]), want);
     }
 
     /// A regression test: a PEM key written as string literals joined by `+` (JavaScript,
@@ -1520,7 +1532,7 @@ mod git {
         );
         let tagged_finding = report.active().find(|f| f.exchange == "binance").unwrap();
         assert!(
-            tagged_finding.path.contains("in no commit"),
+            tagged_finding.path.contains("in no listed commit"),
             "{tagged_finding:#?}"
         );
     }

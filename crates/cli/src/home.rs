@@ -434,19 +434,24 @@ fn move_key(mut vault: Unlocked, how: &UnlockArgs, args: &MoveKeyArgs) -> anyhow
     // The new config is written aside before the move is recorded, so that once it is,
     // only a rename is left to fail.
     let next = next_master_key_config(&vault.home, &config);
-    let moved = next.and_then(|next| {
-        vault
-            .change(&[event], |s, _| match &wrapped {
-                Some(wrapped) => s.set_meta(META_HSM_WRAPPED, wrapped),
-                None => Ok(()),
-            })
-            .context("recording the move")?;
-        fs::rename(&next, vault.home.config_path())
-            .with_context(|| format!("replacing {}", vault.home.config_path().display()))
-    });
+    let moved = next
+        .as_ref()
+        .map_err(|e| anyhow::anyhow!("{e:#}"))
+        .and_then(|next| {
+            vault
+                .change(&[event], |s, _| match &wrapped {
+                    Some(wrapped) => s.set_meta(META_HSM_WRAPPED, wrapped),
+                    None => Ok(()),
+                })
+                .context("recording the move")?;
+            fs::rename(next, vault.home.config_path())
+                .with_context(|| format!("replacing {}", vault.home.config_path().display()))
+        });
     if let Err(e) = moved {
         // The vault still opens as before; leave no extra copy of its key behind.
-        let _ = fs::remove_file(vault.home.config_path().with_extension("toml.next"));
+        if let Ok(next) = &next {
+            let _ = fs::remove_file(next);
+        }
         if let Some(path) = &config.master_key.key_file {
             let _ = fs::remove_file(path);
         }
@@ -500,8 +505,9 @@ fn move_key(mut vault: Unlocked, how: &UnlockArgs, args: &MoveKeyArgs) -> anyhow
     Ok(())
 }
 
-/// Writes `config.toml.next`: `config.toml` with its `[master_key]` table replaced, the rest
-/// of the file (and its comments) as it is, to take the old one's place by a rename.
+/// Writes `config.toml` with its `[master_key]` table replaced, the rest of the file (and
+/// its comments) as it is, beside it under a name of this run's own (another run's file
+/// is never touched), to take the old one's place by a rename.
 fn next_master_key_config(home: &Home, config: &Config) -> anyhow::Result<PathBuf> {
     let path = home.config_path();
     let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
@@ -513,8 +519,7 @@ fn next_master_key_config(home: &Home, config: &Config) -> anyhow::Result<PathBu
         .parse()
         .context("encoding the master key's settings")?;
     document["master_key"] = toml_edit::Item::Table(table.as_table().clone());
-    let next = path.with_extension("toml.next");
-    let _ = fs::remove_file(&next);
+    let next = path.with_extension(format!("toml.next-{:016x}", rand::random::<u64>()));
     write_private_file(&next, document.to_string().as_bytes())?;
     Ok(next)
 }

@@ -189,12 +189,13 @@ impl RecordId {
 }
 
 /// Bounds on the Argon2id parameters read back from a vault; see `KdfParams::check`.
-/// keygate writes 64 MiB and 3 passes (or 8 MiB and 1 for tests); the ceiling is a
-/// generous multiple of that, low enough that a parameter row edited in the database
-/// cannot make every unlock, `serve`'s included, fill gigabytes or run for minutes.
+/// keygate writes 64 MiB, 3 passes and 1 lane (or 8 MiB and 1 pass for tests); the
+/// ceiling is a small multiple of that, low enough that a parameter row edited in the
+/// database cannot make every unlock, `serve`'s included, fill a small container's memory
+/// or run for a minute.
 const MIN_KDF_MEMORY_KIB: u32 = 1024;
-const MAX_KDF_MEMORY_KIB: u32 = 1024 * 1024;
-const MAX_KDF_PASSES: u32 = 10;
+const MAX_KDF_MEMORY_KIB: u32 = 256 * 1024;
+const MAX_KDF_PASSES: u32 = 8;
 const MAX_KDF_LANES: u32 = 4;
 const MIN_SALT_LEN: usize = 16;
 const MAX_SALT_LEN: usize = 64;
@@ -784,6 +785,10 @@ mod tests {
                 m_cost: 4 * 1024 * 1024,
                 t_cost: 16,
                 p_cost: 16,
+                ..good.clone()
+            },
+            KdfParams {
+                m_cost: 512 * 1024,
                 ..good.clone()
             },
             KdfParams {

@@ -636,7 +636,7 @@ async fn handle<A: Adapter>(
     match decision {
         // Handed back if the request is refused from here on, or never reaches the
         // exchange.
-        Ok(reservation) => audit.reservation = Some(reservation),
+        Ok(reservation) => audit.reservation = HeldReservation(Some(reservation)),
         Err(denial) => {
             // The message may quote what the request named (a symbol), at any length.
             let msg = bounded(format!("keygate: {}", denial.message));
@@ -1175,7 +1175,7 @@ struct Audit<'a> {
     notional: Option<Decimal>,
     /// What the decision reserved of the client's daily limits, until the request is
     /// forwarded.
-    reservation: Option<DailyReservation>,
+    reservation: HeldReservation,
     /// The signature verified, was fresh and was seen for the first time: the request is
     /// the client's own (a stale or replayed one could be anyone's who saw it once).
     attributed: bool,
@@ -1207,7 +1207,7 @@ impl<'a> Audit<'a> {
             account: None,
             action: None,
             notional: None,
-            reservation: None,
+            reservation: HeldReservation(None),
             attributed: false,
             pending_queued: false,
             pending_written: false,
@@ -1280,7 +1280,7 @@ impl<'a> Audit<'a> {
     /// Hands back what the decision reserved of the client's daily limits: the request
     /// does not reach the exchange.
     fn release_reservation(&mut self) {
-        if let Some(reservation) = self.reservation.take() {
+        if let Some(reservation) = self.reservation.0.take() {
             self.gw.decider.release(reservation);
         }
     }
@@ -1355,6 +1355,17 @@ impl<'a> Audit<'a> {
                 order_ids,
             }),
         }
+    }
+}
+
+/// What a decision reserved of its client's daily limits, held by one [`Audit`] only: a
+/// copy of the audit (made to write its pending event) holds none, so that the
+/// reservation is handed back once at most.
+struct HeldReservation(Option<DailyReservation>);
+
+impl Clone for HeldReservation {
+    fn clone(&self) -> HeldReservation {
+        HeldReservation(None)
     }
 }
 

@@ -87,7 +87,9 @@ pub struct Decider {
 /// What an allowed request counted against its client's daily limits: its order's
 /// notional, or its withdrawal's amount. Handed back with [`Decider::release`] when the
 /// request never reaches the exchange. Empty for most requests.
-#[derive(Clone, Debug, Default, PartialEq)]
+///
+/// Not `Clone`: it is handed back once at most.
+#[derive(Debug, Default, PartialEq)]
 pub struct DailyReservation {
     client: String,
     day: u64,

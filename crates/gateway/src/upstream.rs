@@ -45,8 +45,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Idle connections kept per exchange host and worker; more are closed when they free up.
 const POOL_MAX_IDLE: usize = 256;
-/// The largest read buffer an idle connection keeps.
-const IDLE_BUFFER_MAX: usize = 64 * 1024;
 
 /// An answer from the exchange.
 pub struct Response {
@@ -379,10 +377,19 @@ impl Upstream {
         })
     }
 
+    /// Drops the connections at the front of `idle` (the oldest: each goes back at the
+    /// end) that idled out, without a system call: a burst's extra connections are not
+    /// kept until the pool next fills.
+    fn forget_idled_out(idle: &mut Vec<Idle>) {
+        let stale = idle.partition_point(|c| c.since.elapsed() >= POOL_IDLE_TIMEOUT);
+        idle.drain(..stale);
+    }
+
     /// A reusable idle connection to `origin`, the most recently used first.
     fn checkout(&self, origin: &str) -> Option<Connection> {
         let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
         let idle = pool.get_mut(origin)?;
+        Self::forget_idled_out(idle);
         while let Some(mut idle) = idle.pop() {
             if idle.since.elapsed() < POOL_IDLE_TIMEOUT && idle.connection.is_reusable() {
                 return Some(idle.connection);
@@ -397,15 +404,16 @@ impl Upstream {
         if !connection.is_quiet() {
             return;
         }
-        // A large answer grew the buffer; an idle connection does not keep that memory.
-        if connection.buf.capacity() > IDLE_BUFFER_MAX {
-            connection.buf = BytesMut::new();
-        }
+        // An idle connection holds no buffer: what is left of the last one may share the
+        // allocation of the answer it read (a body is split off it), which would then
+        // outlive the answer, uncounted by the bound on answers held.
+        connection.buf = BytesMut::new();
         let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
         let idle = match pool.get_mut(origin) {
             Some(idle) => idle,
             None => pool.entry(origin.to_owned()).or_default(),
         };
+        Self::forget_idled_out(idle);
         if idle.len() >= POOL_MAX_IDLE {
             // Full: forget the connections that closed or idled out since they came back.
             idle.retain_mut(|c| {
@@ -847,6 +855,39 @@ mod tests {
         }
         assert_eq!(requests.load(Ordering::SeqCst), 5);
         assert_eq!(connections.load(Ordering::SeqCst), 1);
+    }
+
+    /// A regression test: an idle connection kept what was left of its read buffer,
+    /// which may share the last answer's allocation; and idle connections past their
+    /// timeout stayed until the pool next filled, however long that took.
+    #[tokio::test]
+    async fn idle_connections_hold_no_buffer_and_idle_out() {
+        let (url, connections, _) = fake_exchange(Then::KeepAlive).await;
+        let upstream = Upstream::new(Duration::from_secs(5)).unwrap();
+        let (a, b, c) = tokio::join!(
+            get(&upstream, &url),
+            get(&upstream, &url),
+            get(&upstream, &url)
+        );
+        assert!(a.is_ok() && b.is_ok() && c.is_ok());
+        assert_eq!(connections.load(Ordering::SeqCst), 3);
+        let origin = {
+            let pool = upstream.pool.lock().unwrap();
+            let (origin, idle) = pool.iter().next().unwrap();
+            assert_eq!(idle.len(), 3);
+            assert!(idle.iter().all(|i| i.connection.buf.capacity() == 0));
+            origin.clone()
+        };
+        {
+            let mut pool = upstream.pool.lock().unwrap();
+            for idle in &mut pool.get_mut(&origin).unwrap()[..2] {
+                idle.since = Instant::now()
+                    .checked_sub(POOL_IDLE_TIMEOUT + Duration::from_secs(1))
+                    .unwrap();
+            }
+        }
+        assert!(get(&upstream, &url).await.is_ok());
+        assert_eq!(upstream.pool.lock().unwrap()[&origin].len(), 1);
     }
 
     /// A regression test: a ticker lookup that failed was not remembered, so each order

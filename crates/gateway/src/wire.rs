@@ -432,7 +432,10 @@ async fn read_line<S: AsyncRead + Unpin>(
     buf: &mut BytesMut,
 ) -> Result<Bytes, WireError> {
     loop {
-        if let Some(end) = buf.windows(2).position(|w| w == b"\r\n") {
+        // Looked for in the line's bound only: a line's end further on (in a buffer that
+        // holds a large chunk) does not make a longer line acceptable.
+        let within = &buf[..buf.len().min(MAX_LINE_BYTES + 2)];
+        if let Some(end) = within.windows(2).position(|w| w == b"\r\n") {
             let line = buf.split_to(end).freeze();
             buf.advance(2);
             return Ok(line);
@@ -720,6 +723,16 @@ mod tests {
         trailers.extend_from_slice(b"\r\n");
         assert!(matches!(
             answer_of(&trailers, 4096, Method::GET).await,
+            Err(WireError::TooLarge)
+        ));
+
+        // A chunk-size line over the bound, whose end came in the same read.
+        let long = format!(
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n1;{}\r\nx\r\n0\r\n\r\n",
+            "a".repeat(5000)
+        );
+        assert!(matches!(
+            answer_of(long.as_bytes(), usize::MAX, Method::GET).await,
             Err(WireError::TooLarge)
         ));
     }

@@ -90,9 +90,12 @@ pub(crate) struct AccountReport {
     pub account: String,
     /// Withdrawals the exchange listed in the window.
     pub withdrawals: usize,
-    /// Why the exchange could not be asked for its withdrawals.
+    /// Why the exchange could not be asked for its withdrawals, or for all of them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Whether asking again may list the withdrawals that could not be.
+    #[serde(skip)]
+    pub withdrawals_may_pass: bool,
     /// The withdrawals keygate did not forward.
     pub not_through_keygate: Vec<Unmatched>,
     /// The symbols whose orders were asked for, as a client's symbol list names them:
@@ -317,7 +320,11 @@ pub(crate) fn reconcile(
             }
             other => {
                 let cannot = format!("keygate cannot ask {other} yet");
-                (Err(cannot.clone()), Partial::failed(cannot), Vec::new())
+                (
+                    Partial::failed(cannot.clone()),
+                    Partial::failed(cannot),
+                    Vec::new(),
+                )
             }
         };
         asked.push((label, asked_symbols, lists));
@@ -327,8 +334,10 @@ pub(crate) fn reconcile(
     let mut forwarded = forwarded(store, &key, log_from)?;
     let mut reports = Vec::new();
     for (label, symbols, (withdrawals, listed_orders, conditional_orders)) in asked {
-        // One list that cannot be had does not hide the other.
-        let (withdrawals, error) = listed(withdrawals);
+        // One list that cannot be had does not hide the other, nor what part of it was.
+        let error = (!withdrawals.failures.is_empty()).then(|| withdrawals.failures.join("; "));
+        let withdrawals_may_pass = error.is_some() && withdrawals.may_pass;
+        let withdrawals = withdrawals.items;
         let orders_error =
             (!listed_orders.failures.is_empty()).then(|| listed_orders.failures.join("; "));
         let orders_may_pass = orders_error.is_some() && listed_orders.may_pass;
@@ -386,6 +395,7 @@ pub(crate) fn reconcile(
                 })
                 .collect(),
             error,
+            withdrawals_may_pass,
             symbols,
             orders: listed_count,
             orders_not_through_keygate: not_forwarded,
@@ -441,14 +451,6 @@ impl<T> Partial<(Market, T)> {
                 Market::Spot => reason,
                 market => format!("{}: {reason}", market.as_str()),
             }));
-    }
-}
-
-/// What a list holds, or, when it could not be had, nothing and why.
-fn listed<T>(list: Result<Vec<T>, String>) -> (Vec<T>, Option<String>) {
-    match list {
-        Ok(items) => (items, None),
-        Err(reason) => (Vec::new(), Some(reason)),
     }
 }
 
@@ -549,21 +551,47 @@ fn wait_for_the_next_minute() -> bool {
     true
 }
 
-/// The account's withdrawals applied for since `since_ms`.
-fn list_withdrawals(pacer: &Pacer<'_>, since_ms: u64) -> Result<Vec<ExchangeWithdrawal>, String> {
-    let (path, query) = Binance.withdrawal_history(since_ms);
-    let body = pacer.read(path, &query)?;
-    let listed = Binance
-        .parse_withdrawal_history(&body)
-        .ok_or("its answer does not read")?;
-    // A full answer may have left some out: say so rather than pass.
-    if listed.len() >= binance::WITHDRAW_HISTORY_LIMIT {
-        return Err(format!(
-            "it listed {} withdrawals, as many as it lists at once; narrow --since",
-            listed.len()
-        ));
+/// The most pages of withdrawals one run lists for an account (a thousand each): past
+/// that, what it listed is checked and the rest is said not to be.
+const MAX_WITHDRAWAL_PAGES: usize = 100;
+
+/// The account's withdrawals applied for since `since_ms`, page after page while a page
+/// comes back full: what could be listed, and why the rest could not. A withdrawal
+/// applied for while the pages are read moves the later ones down a place: one listed
+/// twice is kept once.
+fn list_withdrawals(pacer: &Pacer<'_>, since_ms: u64) -> Partial<ExchangeWithdrawal> {
+    let mut listed = Partial::default();
+    let mut seen = HashSet::new();
+    let mut offset = 0;
+    for _ in 0..MAX_WITHDRAWAL_PAGES {
+        let (path, query) = Binance.withdrawal_history(since_ms, offset);
+        let page = pacer.read(path, &query).and_then(|body| {
+            Binance
+                .parse_withdrawal_history(&body)
+                .ok_or_else(|| "its answer does not read".to_owned())
+        });
+        let page = match page {
+            Ok(page) => page,
+            Err(reason) => {
+                listed.failures.push(reason);
+                listed.may_pass = pacer.may_pass();
+                return listed;
+            }
+        };
+        let full = page.len() >= binance::WITHDRAW_HISTORY_LIMIT;
+        offset += page.len();
+        listed
+            .items
+            .extend(page.into_iter().filter(|w| seen.insert(w.id.clone())));
+        if !full {
+            return listed;
+        }
     }
-    Ok(listed)
+    listed.failures.push(format!(
+        "it listed {offset} withdrawals, {MAX_WITHDRAWAL_PAGES} pages, and more may follow; \
+         narrow --since"
+    ));
+    listed
 }
 
 /// What the account's key may do, as the exchange says; `None` when it cannot be had.
@@ -990,16 +1018,16 @@ fn run_start(window: Duration, unchecked_since: Option<u64>, now_ms: u64) -> u64
     unchecked_since.map_or(usual, |since| since.min(usual).max(earliest))
 }
 
-/// Whether a run leaves its window to the next: it failed as a whole, could not list an
-/// account's withdrawals, or failed to list orders for a reason that may pass. One that
-/// failed only for what lasts (a symbol the exchange refuses, more symbols than fit the
-/// window) does not: the next would start where it did, every window after it would be
-/// wider, and fewer symbols fit a wider one.
+/// Whether a run leaves its window to the next: it failed as a whole, or failed to list
+/// an account's withdrawals or orders for a reason that may pass. One that failed only
+/// for what lasts (a symbol the exchange refuses, more symbols than fit the window, more
+/// withdrawals than a run lists) does not: the next would start where it did, every
+/// window after it would be wider, and fewer symbols fit a wider one.
 fn is_left_for_later(reconciled: &anyhow::Result<Vec<AccountReport>>) -> bool {
     reconciled.as_ref().map_or(true, |reports| {
         reports
             .iter()
-            .any(|r| r.error.is_some() || r.orders_may_pass)
+            .any(|r| r.withdrawals_may_pass || r.orders_may_pass)
     })
 }
 
@@ -1419,6 +1447,50 @@ mod tests {
         );
     }
 
+    /// A regression test: a full page of withdrawals (a thousand) made the whole list an
+    /// error, so a leaked key's thousand withdrawals were none of them reported; the
+    /// history is now read page after page, and one listed twice (the pages moved while
+    /// they were read) is kept once.
+    #[test]
+    fn withdrawals_are_listed_page_after_page() {
+        let one = |n: usize| {
+            format!(
+                r#"{{"id":"w{n}","amount":"1","coin":"USDT","network":"TRX","address":"T{n}","applyTime":"2026-01-01 00:00:00"}}"#
+            )
+        };
+        let page = |from: usize, count: usize| {
+            format!(
+                "[{}]",
+                (from..from + count).map(one).collect::<Vec<_>>().join(",")
+            )
+        };
+        let offsets = std::cell::RefCell::new(Vec::new());
+        let read = |_: &str, query: &str| {
+            let offset: usize = query
+                .split('&')
+                .find_map(|p| p.strip_prefix("offset="))
+                .unwrap()
+                .parse()
+                .unwrap();
+            offsets.borrow_mut().push(offset);
+            // The second page starts one back: a new withdrawal moved them down.
+            let body = match offset {
+                0 => page(0, binance::WITHDRAW_HISTORY_LIMIT),
+                _ => page(offset - 1, 2),
+            };
+            Ok(Answer {
+                body: body.into_bytes(),
+                used_weight: Some(20),
+            })
+        };
+        let pacer = Pacer::new(&read, &|| true, &|| false, 3_000);
+        let listed = list_withdrawals(&pacer, 0);
+        assert!(listed.failures.is_empty(), "{:?}", listed.failures);
+        assert_eq!(*offsets.borrow(), [0, binance::WITHDRAW_HISTORY_LIMIT]);
+        assert_eq!(listed.items.len(), binance::WITHDRAW_HISTORY_LIMIT + 1);
+        assert_eq!(listed.items.last().unwrap().id, "w1000");
+    }
+
     /// A regression test: more symbols than [`MAX_ORDER_QUERIES`] lists allow (which the
     /// orders a leaked key leaves open can name) made the whole account's orders go
     /// unlisted; now the first symbols given (keygate's own) are listed, the rest named.
@@ -1488,12 +1560,13 @@ mod tests {
             account: "main".into(),
             withdrawals: 0,
             error: error.map(str::to_owned),
+            withdrawals_may_pass: may_pass && error.is_some(),
             not_through_keygate: Vec::new(),
             symbols: Vec::new(),
             orders: 0,
             orders_not_through_keygate: Vec::new(),
             orders_error: orders_error.map(str::to_owned),
-            orders_may_pass: may_pass,
+            orders_may_pass: may_pass && orders_error.is_some(),
         };
         let run = |reports| is_left_for_later(&Ok(reports));
         assert!(!run(vec![report(None, None, false)]));
@@ -1507,7 +1580,12 @@ mod tests {
             Some("BTCUSDT: it answered HTTP 503"),
             true
         )]));
-        assert!(run(vec![report(Some("unreachable"), None, false)]));
+        assert!(run(vec![report(Some("unreachable"), None, true)]));
+        assert!(!run(vec![report(
+            Some("it listed 100000 withdrawals, 100 pages, and more may follow"),
+            None,
+            false
+        )]));
         assert!(is_left_for_later(&Err(anyhow::anyhow!(
             "the seal does not hold"
         ))));

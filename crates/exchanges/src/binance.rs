@@ -611,11 +611,12 @@ impl Adapter for Binance {
         let answer: serde_json::Value = serde_json::from_slice(body).ok()?;
         Some(answer.get("symbol")?.as_str()?.to_ascii_uppercase())
     }
-    fn withdrawal_history(&self, since_ms: u64) -> (&'static str, String) {
-        // Binance lists 90 days at most per call, and WITHDRAW_HISTORY_LIMIT entries.
+    fn withdrawal_history(&self, since_ms: u64, offset: usize) -> (&'static str, String) {
+        // Binance lists 90 days at most per call, and WITHDRAW_HISTORY_LIMIT entries from
+        // `offset` on.
         (
             "/sapi/v1/capital/withdraw/history",
-            format!("startTime={since_ms}&limit={WITHDRAW_HISTORY_LIMIT}"),
+            format!("startTime={since_ms}&offset={offset}&limit={WITHDRAW_HISTORY_LIMIT}"),
         )
     }
     fn parse_withdrawal_history(&self, body: &[u8]) -> Option<Vec<ExchangeWithdrawal>> {
@@ -1015,7 +1016,7 @@ fn parse_api_restrictions(body: &[u8]) -> Option<KeyPermissions> {
 }
 
 /// The most withdrawals one `capital/withdraw/history` answer lists: an answer this long
-/// may leave some out.
+/// may leave some out, listed from the next `offset`.
 pub const WITHDRAW_HISTORY_LIMIT: usize = 1000;
 
 /// The most orders `GET /api/v3/allOrders` (or `/fapi/v1/allOrders`) lists at once.

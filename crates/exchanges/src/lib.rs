@@ -220,8 +220,9 @@ pub trait Adapter: Send + Sync + 'static {
     /// Reads the symbol out of the answer of a [`ClientRequest::symbol_lookup`] read.
     fn parse_order_symbol(&self, body: &[u8]) -> Option<String>;
     /// The signed read (native path and query, without timestamp) listing the real key's
-    /// account's withdrawals applied for from `since_ms` on.
-    fn withdrawal_history(&self, since_ms: u64) -> (&'static str, String);
+    /// account's withdrawals applied for from `since_ms` on, newest first, the first
+    /// `offset` left out: a full answer is followed by the next page.
+    fn withdrawal_history(&self, since_ms: u64, offset: usize) -> (&'static str, String);
     /// Reads that endpoint's answer.
     fn parse_withdrawal_history(&self, body: &[u8]) -> Option<Vec<ExchangeWithdrawal>>;
     /// The exchange's ids of the orders a successful trade request to `path` (a native

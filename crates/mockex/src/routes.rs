@@ -902,6 +902,9 @@ fn private(
         }
         Endpoint::WithdrawHistory => {
             let (start, end) = (params.integer("startTime")?, params.integer("endTime")?);
+            // Newest first, `limit` (1000 by default and at most) from `offset` on.
+            let offset = params.integer("offset")?.unwrap_or(0);
+            let limit = params.integer("limit")?.unwrap_or(1000).clamp(1, 1000);
             Ok(Value::Array(
                 account
                     .withdrawals
@@ -909,6 +912,8 @@ fn private(
                     .rev()
                     .filter(|w| start.is_none_or(|s| w.apply_ms >= s))
                     .filter(|w| end.is_none_or(|e| w.apply_ms <= e))
+                    .skip(usize::try_from(offset).unwrap_or(usize::MAX))
+                    .take(usize::try_from(limit).unwrap_or(1000))
                     .map(|w| {
                         let mut entry = json!({
                             "id": w.id,

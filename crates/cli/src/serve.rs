@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use ipnet::IpNet;
-use keygate_audit::Filter;
+use keygate_audit::AuditKey;
 use keygate_gateway::admin::{AdminServer, AdminState};
 use keygate_gateway::registry::{spawn_admin_free_marker, spawn_reloader, Live, Registry};
 use keygate_gateway::{ClientLimits, Gateway, Server};
@@ -16,7 +16,6 @@ use keygate_monitor::Monitor;
 use keygate_store::Store;
 
 use crate::alerts;
-use crate::audit_cmd::for_each_event;
 use crate::home::{parse_duration, Home, Unlocked};
 use crate::reconcile::Watch;
 
@@ -150,6 +149,7 @@ pub fn run(unlocked: Unlocked, args: &ServeArgs) -> anyhow::Result<()> {
         store,
         master,
         audit,
+        audit_key,
         ..
     } = unlocked;
     let db = store.path().to_owned();
@@ -184,7 +184,7 @@ pub fn run(unlocked: Unlocked, args: &ServeArgs) -> anyhow::Result<()> {
         max_answer_bytes: args.max_answer_mib as usize * 1024 * 1024,
     })
     .with_alerter(monitor.alerter());
-    count_today(&gateway, &store)?;
+    count_today(&gateway, &store, &audit_key)?;
     let master = Arc::new(master);
     spawn_reloader(
         store,
@@ -280,19 +280,38 @@ fn tls(
 
 /// Passes today's (UTC) events to the gateway, so that the daily notional and withdrawal
 /// limits count what was allowed before this start (and not what was then never sent:
-/// denials and outcomes say so).
-fn count_today(gateway: &Gateway, store: &Store) -> anyhow::Result<()> {
+/// denials and outcomes say so). Only events that verify with `key`, chained from one
+/// before today: a log edited to forget the day's withdrawals (rows deleted, a decision
+/// turned, a timestamp moved to hide where the day starts) does not give its clients a
+/// fresh allowance; the gateway does not start on it.
+fn count_today(gateway: &Gateway, store: &Store, key: &AuditKey) -> anyhow::Result<()> {
     const DAY_MS: u64 = 86_400_000;
-    let today = Filter {
-        since_ms: Some(keygate_gateway::now_ms() / DAY_MS * DAY_MS),
-        ..Filter::default()
-    };
-    for_each_event(store, &today, |events| {
-        events
-            .iter()
-            .for_each(|(_, event)| gateway.count_earlier(event));
-        Ok(())
-    })
+    const EVENTS_PER_PAGE: u64 = 10_000;
+    let since_ms = keygate_gateway::now_ms() / DAY_MS * DAY_MS;
+    let tampered = "the audit log does not verify, so today's daily limits cannot be counted; \
+                    `keygate audit verify` names where";
+    let mut from = keygate_audit::seq_near(store, since_ms).context("reading the audit log")?;
+    // The index is a hint: the event before `from`, verified, must be from before today.
+    let mut step = 1;
+    while from > 1 {
+        let before = keygate_audit::read_verified(store, key, from - 1, 1).context(tampered)?;
+        if before.first().is_none_or(|(_, e)| e.ts_ms < since_ms) {
+            break;
+        }
+        from = from.saturating_sub(step).max(1);
+        step = step.saturating_mul(2);
+    }
+    loop {
+        let page =
+            keygate_audit::read_verified(store, key, from, EVENTS_PER_PAGE).context(tampered)?;
+        let Some((last, _)) = page.last() else {
+            return Ok(());
+        };
+        from = last + 1;
+        for (_, event) in page.iter().filter(|(_, e)| e.ts_ms >= since_ms) {
+            gateway.count_earlier(event);
+        }
+    }
 }
 
 /// Locks `serve.lock` in the home directory for as long as the returned file lives (the

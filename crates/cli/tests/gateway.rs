@@ -1183,6 +1183,80 @@ fn daily_withdrawal_limits_hold_across_a_restart() {
     assert_eq!(applied, 3, "denied withdrawals reached the exchange");
 }
 
+/// A regression test: serve counted the day so far from audit rows it never verified,
+/// so a log edited to forget the day's withdrawals (rows deleted before the admin-free
+/// mark, which the registry's check starts after) gave the client a fresh allowance. It
+/// does not start on such a log.
+#[test]
+fn serve_does_not_count_the_day_from_an_edited_log() {
+    let (_runtime, exchange) = simulator(vec![Credential::hmac(REAL_KEY, REAL_SECRET)]);
+    let mut home = Home::with_account(&exchange.url());
+    let issued: Value = home.issue(
+        "payout",
+        &[
+            "--scope",
+            "read,withdraw",
+            "--withdraw-address",
+            "TRX:TColdWallet1",
+            "--max-daily-withdrawal",
+            "USDT=15",
+        ],
+    );
+    let serve = Serve::start_with(&home.kg, &["--reconcile-every", "off"]);
+    let (status, body) = signed(
+        reqwest::Method::POST,
+        &format!("http://{}/binance", serve.addr),
+        "/sapi/v1/capital/withdraw/apply",
+        "coin=USDT&network=TRX&address=TColdWallet1&amount=10",
+        issued["api_key"].as_str().unwrap(),
+        issued["secret"].as_str().unwrap(),
+    );
+    assert_eq!(status, 200, "{body}");
+    drop(serve);
+    // A start marks the log after the seal as checked, through the withdrawal.
+    let serve = Serve::start_with(&home.kg, &["--reconcile-every", "off"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    drop(serve);
+    let db = rusqlite::Connection::open(home.kg.db()).unwrap();
+    let deleted = db
+        .execute(
+            r#"DELETE FROM events WHERE body LIKE '%"action":"withdraw"%'
+               AND seq < (SELECT max(seq) FROM events)"#,
+            [],
+        )
+        .unwrap();
+    assert!(deleted > 0);
+    drop(db);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_keygate"))
+        .arg("--home")
+        .arg(home.kg.home())
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--reconcile-every",
+            "off",
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    if !line.is_empty() {
+        let _ = child.kill();
+        panic!("serve started on an edited log: {line}");
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("does not verify"), "{stderr}");
+}
+
 /// With a certificate and key, serve speaks HTTPS only, on loopback or off it; a key
 /// file others can read is refused.
 #[test]

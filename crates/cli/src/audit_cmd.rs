@@ -334,12 +334,18 @@ fn outcome_text(outcome: Outcome, status: Option<u16>) -> String {
 fn tail(vault: &Unlocked, args: &TailArgs) -> anyhow::Result<()> {
     let last = keygate_audit::last_seq(&vault.store).context("reading the audit log")?;
     let from = last.saturating_sub(args.n).saturating_add(1).max(1);
-    let events = if args.n == 0 {
-        Vec::new()
-    } else {
-        keygate_audit::read(&vault.store, from, args.n).context("reading the audit log")?
-    };
-    print_events(&events, args.json)?;
+    // Up to `last` only, a page at a time: events appended meanwhile are the follow's,
+    // and a large `-n` does not load the whole log at once.
+    let mut next = from;
+    while args.n > 0 && next <= last {
+        let events = keygate_audit::read(&vault.store, next, PAGE.min(last + 1 - next))
+            .context("reading the audit log")?;
+        let Some((seq, _)) = events.last() else {
+            break;
+        };
+        next = seq + 1;
+        print_events(&events, args.json)?;
+    }
     if !args.follow {
         return Ok(());
     }

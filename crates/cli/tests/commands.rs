@@ -3238,6 +3238,18 @@ mod audit {
         assert_verify_fails_at(&kg, 5);
     }
 
+    /// A regression test: a head that does not read (of another length) made `audit
+    /// verify` exit 2, as an error of its own, instead of naming tampering.
+    #[test]
+    fn a_head_that_does_not_read_is_tampering() {
+        let kg = busy_vault();
+        db(&kg)
+            .execute("UPDATE meta SET value = x'00' WHERE key = 'audit_head'", [])
+            .unwrap();
+        let out = kg.fails(&["audit", "verify"], "", 1);
+        assert!(out.stderr.contains("does not read"), "{}", out.stderr);
+    }
+
     /// Freezes bot1, then cuts the log back to where it ended before, and puts the head of
     /// then back (as kept in an earlier copy of the database).
     fn cut_back_behind_a_change(kg: &Kg) {

@@ -16,12 +16,11 @@ pub struct Filter {
 impl Filter {
     /// Whether `event` passes.
     pub fn matches(&self, event: &Event) -> bool {
-        let about_client = |c: &str| match &event.body {
-            // A record of losses concerns the clients whose events it counts.
-            EventBody::Lost(lost) => lost.clients.contains_key(c),
-            _ => event.client() == Some(c),
-        };
-        if self.client.as_deref().is_some_and(|c| !about_client(c)) {
+        if self
+            .client
+            .as_deref()
+            .is_some_and(|c| !event.concerns_client(c))
+        {
             return false;
         }
         if self.since_ms.is_some_and(|t| event.ts_ms < t) {
@@ -190,6 +189,40 @@ fn quote(v: &str) -> String {
 mod tests {
     use super::*;
     use keygate_core::{ActionKind, AdminEvent, Outcome, OutcomeEvent, RequestEvent, Side};
+
+    /// A regression test: `--client bot1` left out the administrative changes that name
+    /// bot1 among others, such as the seal that took a put-back bot1 in again.
+    #[test]
+    fn changes_that_name_a_client_among_others_are_about_it() {
+        let admin = |change: &str, detail: serde_json::Value| Event {
+            ts_ms: 1,
+            body: EventBody::Admin(AdminEvent {
+                actor: "cli".into(),
+                change: change.into(),
+                target: "clients".into(),
+                detail,
+            }),
+        };
+        let bot1 = Filter {
+            client: Some("bot1".into()),
+            ..Filter::default()
+        };
+        let seal = admin(
+            "vault.seal",
+            serde_json::json!({ "clients": [{ "name": "bot1", "status": "active" }] }),
+        );
+        assert!(bot1.matches(&seal));
+        let removed = admin(
+            "account.remove",
+            serde_json::json!({ "revoked_clients": ["bot2"], "deleted_clients": ["bot1"] }),
+        );
+        assert!(bot1.matches(&removed));
+        let other = admin(
+            "vault.panic",
+            serde_json::json!({ "frozen_clients": ["bot2"] }),
+        );
+        assert!(!bot1.matches(&other));
+    }
 
     #[test]
     fn cells_a_spreadsheet_would_evaluate_stay_text() {

@@ -177,4 +177,30 @@ impl Event {
             EventBody::Admin(_) | EventBody::Lost(_) => None,
         }
     }
+
+    /// Whether the event concerns client `name`: its own requests and changes, an
+    /// administrative change that names it among others (`vault.seal`'s `clients`,
+    /// `vault.upgrade`'s `tagged_clients`, `vault.panic`'s `frozen_clients`,
+    /// `account.remove`'s `revoked_clients` and `deleted_clients`), and a record of lost
+    /// events that counts some of its own.
+    pub fn concerns_client(&self, name: &str) -> bool {
+        match &self.body {
+            EventBody::Lost(lost) => lost.clients.contains_key(name),
+            EventBody::Admin(admin) if !admin.change.starts_with("client.") => [
+                "clients",
+                "tagged_clients",
+                "frozen_clients",
+                "revoked_clients",
+                "deleted_clients",
+            ]
+            .iter()
+            .filter_map(|field| admin.detail.get(field)?.as_array())
+            .flatten()
+            .any(|listed| {
+                listed.as_str() == Some(name)
+                    || listed.get("name").and_then(|n| n.as_str()) == Some(name)
+            }),
+            _ => self.client() == Some(name),
+        }
+    }
 }

@@ -25,7 +25,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::Path;
 use std::sync::{mpsc, Arc};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Args;
@@ -96,6 +96,9 @@ pub(crate) struct AccountReport {
     /// Whether asking again may list the withdrawals that could not be.
     #[serde(skip)]
     pub withdrawals_may_pass: bool,
+    /// Each failure of the run, withdrawals' and orders', named by its list.
+    #[serde(skip)]
+    pub failures: Vec<String>,
     /// The withdrawals keygate did not forward.
     pub not_through_keygate: Vec<Unmatched>,
     /// The symbols whose orders were asked for, as a client's symbol list names them:
@@ -335,6 +338,17 @@ pub(crate) fn reconcile(
     let mut reports = Vec::new();
     for (label, symbols, (withdrawals, listed_orders, conditional_orders)) in asked {
         // One list that cannot be had does not hide the other, nor what part of it was.
+        let failures: Vec<String> = withdrawals
+            .failures
+            .iter()
+            .map(|f| format!("withdrawals: {f}"))
+            .chain(
+                listed_orders
+                    .failures
+                    .iter()
+                    .map(|f| format!("orders: {f}")),
+            )
+            .collect();
         let error = (!withdrawals.failures.is_empty()).then(|| withdrawals.failures.join("; "));
         let withdrawals_may_pass = error.is_some() && withdrawals.may_pass;
         let withdrawals = withdrawals.items;
@@ -396,6 +410,7 @@ pub(crate) fn reconcile(
                 .collect(),
             error,
             withdrawals_may_pass,
+            failures,
             symbols,
             orders: listed_count,
             orders_not_through_keygate: not_forwarded,
@@ -1118,9 +1133,11 @@ const FAILURES_BEFORE_ALERT: u32 = 2;
 #[derive(Default)]
 struct Watched {
     /// (account, `withdrawal ID` or `order ID` as the exchange numbers them).
-    reported: HashSet<(String, String)>,
-    /// Accounts whose exchange could not be asked, and how many times in a row.
-    failing: HashMap<String, u32>,
+    reported: HashMap<(String, String), Instant>,
+    /// By account, each way its exchange could not be asked and in how many runs in a
+    /// row: each is alerted once per streak, so that one failure that lasts (a delisted
+    /// symbol on a client's list) does not hide a later one (the withdrawals).
+    failing: HashMap<String, HashMap<String, u32>>,
     /// Runs that failed as a whole (the accounts could not be read, their seal does not
     /// hold), in a row.
     runs_failing: u32,
@@ -1166,32 +1183,32 @@ impl Watched {
     fn alert(&mut self, reports: Vec<AccountReport>, alerter: &Alerter) {
         self.runs_failing = 0;
         self.told_tampered = false;
+        // What no window can list again (the widest goes back a week, and a week more
+        // for a stop that triggered in it) is forgotten: a long-running serve does not
+        // keep every id it ever reported.
+        self.reported
+            .retain(|_, at| at.elapsed() < MAX_CATCH_UP + MAX_CATCH_UP);
         for report in reports {
             let account = report.account;
             let alert = |severity, rule, summary| Alert {
                 account: Some(account.clone()),
                 ..Alert::outside_log(severity, rule, summary)
             };
-            let failed = [
-                report.error.map(|e| format!("withdrawals: {e}")),
-                report.orders_error.map(|e| format!("orders: {e}")),
-            ];
-            let failed: Vec<String> = failed.into_iter().flatten().collect();
-            if failed.is_empty() {
-                self.failing.remove(&account);
-            } else {
-                let failures = self.failing.entry(account.clone()).or_default();
-                *failures += 1;
-                if *failures == FAILURES_BEFORE_ALERT {
+            let streaks = self.failing.entry(account.clone()).or_default();
+            streaks.retain(|failure, _| report.failures.contains(failure));
+            for failure in &report.failures {
+                let runs = streaks.entry(failure.clone()).or_default();
+                *runs += 1;
+                if *runs == FAILURES_BEFORE_ALERT {
                     alerter.raise(alert(
                         Severity::Warning,
                         AlertRule::ReconcileFailed,
-                        format!(
-                            "cannot check account {account} at its exchange: {}",
-                            failed.join("; ")
-                        ),
+                        format!("cannot check account {account} at its exchange: {failure}"),
                     ));
                 }
+            }
+            if streaks.is_empty() {
+                self.failing.remove(&account);
             }
             for o in report.orders_not_through_keygate {
                 let book = if o.conditional {
@@ -1199,10 +1216,17 @@ impl Watched {
                 } else {
                     "order"
                 };
-                if self.reported.insert((
-                    account.clone(),
-                    format!("{book} {} {} {}", o.market, o.symbol, o.id),
-                )) {
+                if self
+                    .reported
+                    .insert(
+                        (
+                            account.clone(),
+                            format!("{book} {} {} {}", o.market, o.symbol, o.id),
+                        ),
+                        Instant::now(),
+                    )
+                    .is_none()
+                {
                     alerter.raise(alert(
                         Severity::Critical,
                         AlertRule::UnreconciledOrder,
@@ -1219,7 +1243,11 @@ impl Watched {
             for w in report.not_through_keygate {
                 if self
                     .reported
-                    .insert((account.clone(), format!("withdrawal {}", w.id)))
+                    .insert(
+                        (account.clone(), format!("withdrawal {}", w.id)),
+                        Instant::now(),
+                    )
+                    .is_none()
                 {
                     alerter.raise(alert(
                         Severity::Critical,
@@ -1413,6 +1441,43 @@ mod tests {
         assert_eq!(alerts.try_iter().count(), 1);
     }
 
+    /// A regression test: the failure warning was raised once per streak of failed runs
+    /// of an account, and a failure that lasts (a delisted symbol on a client's list, or
+    /// a symbol a client made up) kept the streak going for good, so a later failure (the
+    /// withdrawals could not be listed) was never told. Each failure is told once.
+    #[test]
+    fn each_way_an_account_cannot_be_checked_is_alerted() {
+        let (alerter, alerts) = Alerter::channel();
+        let mut watched = Watched::default();
+        let report = |failures: &[&str]| AccountReport {
+            account: "main".into(),
+            withdrawals: 0,
+            error: None,
+            withdrawals_may_pass: false,
+            failures: failures.iter().map(|f| (*f).to_owned()).collect(),
+            not_through_keygate: Vec::new(),
+            symbols: Vec::new(),
+            orders: 0,
+            orders_not_through_keygate: Vec::new(),
+            orders_error: None,
+            orders_may_pass: false,
+        };
+        let gone = "orders: GONEUSDT: it answered HTTP 400";
+        let unreachable = "withdrawals: the exchange cannot be reached";
+        for failures in [
+            vec![gone],
+            vec![gone],
+            vec![gone, unreachable],
+            vec![gone, unreachable],
+        ] {
+            watched.alert(vec![report(&failures)], &alerter);
+        }
+        let told: Vec<String> = alerts.try_iter().map(|a| a.summary).collect();
+        assert_eq!(told.len(), 2, "{told:?}");
+        assert!(told[0].contains("GONEUSDT"), "{told:?}");
+        assert!(told[1].contains("cannot be reached"), "{told:?}");
+    }
+
     /// A regression test: a day that listed as many orders as Binance lists at once
     /// threw away every order of its symbol, so a leaked key that placed a thousand cheap
     /// orders beside its real one turned the critical alert into one failure warning.
@@ -1561,6 +1626,7 @@ mod tests {
             withdrawals: 0,
             error: error.map(str::to_owned),
             withdrawals_may_pass: may_pass && error.is_some(),
+            failures: Vec::new(),
             not_through_keygate: Vec::new(),
             symbols: Vec::new(),
             orders: 0,

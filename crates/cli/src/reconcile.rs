@@ -780,10 +780,18 @@ fn list_in_symbols<T>(
     listed
 }
 
+/// The most lists read for one symbol in one run beyond its spans: a span that comes
+/// back full is listed again in the parts its list did not cover.
+const MAX_EXTRA_LISTS: usize = 10;
+
 /// The account's orders in `symbol` of `market` placed from `since_ms` to `until_ms`, a
-/// day at a time: what was listed, and why the rest was not. A full day's list is kept
-/// (its orders are reported like any) and said to be full: a flood of orders in one
-/// symbol must not make those already listed vanish.
+/// day at a time: what was listed, and why the rest was not. A span whose list comes back
+/// full (as many as the exchange lists at once) covered only part of it, from its first
+/// order's time to its last's, whichever end the exchange listed from: the parts before
+/// and after are listed again (an order listed twice, at a boundary, is kept once), up
+/// to [`MAX_EXTRA_LISTS`] more lists; past that, what was listed is kept and the rest is
+/// said not to be. A flood of orders in one symbol must not make those already listed
+/// vanish.
 fn list_symbol_orders<T>(
     pacer: &Pacer<'_>,
     market: Market,
@@ -793,9 +801,18 @@ fn list_symbol_orders<T>(
     kind: &Kind<T>,
 ) -> Partial<T> {
     let mut orders = Partial::default();
+    let mut seen = HashSet::new();
+    let mut spans: Vec<(u64, u64)> = Vec::new();
     let mut from_ms = since_ms;
     while from_ms < until_ms {
         let to_ms = (from_ms + kind.span_ms - 1).min(until_ms);
+        spans.push((from_ms, to_ms));
+        from_ms = to_ms + 1;
+    }
+    spans.reverse();
+    let mut extra_lists = 0;
+    let mut told_full = false;
+    while let Some((from_ms, to_ms)) = spans.pop() {
         let listed = (kind.history)(&Binance, market, symbol, from_ms, to_ms)
             .ok_or_else(|| format!("keygate cannot list this market's {}", kind.noun))
             .and_then(|(path, query)| pacer.read(path, &query))
@@ -811,22 +828,34 @@ fn list_symbol_orders<T>(
             }
         };
         if listed.len() >= binance::ORDER_HISTORY_LIMIT {
-            orders.failures.push(format!(
-                "it listed {} {} placed from {}, as many as it lists at once: those \
-                 after them to {} are not listed",
-                listed.len(),
-                kind.noun,
-                rfc3339(from_ms),
-                rfc3339(to_ms)
-            ));
+            let times = listed.iter().map(|o| (kind.order)(o).placed_ms);
+            let first = times.clone().min().unwrap_or(from_ms).max(from_ms);
+            let last = times.max().unwrap_or(to_ms).min(to_ms);
+            if (first > from_ms || last < to_ms) && extra_lists < MAX_EXTRA_LISTS {
+                extra_lists += 1;
+                if last < to_ms {
+                    spans.push((last, to_ms));
+                }
+                if first > from_ms {
+                    spans.push((from_ms, first));
+                }
+            } else if !told_full {
+                told_full = true;
+                orders.failures.push(format!(
+                    "it listed {} {} placed from {}, as many as it lists at once, again and \
+                     again: some to {} are not listed",
+                    listed.len(),
+                    kind.noun,
+                    rfc3339(from_ms),
+                    rfc3339(to_ms)
+                ));
+            }
         }
         // The span is the exchange's to honour; keep only what falls in it.
-        orders.items.extend(
-            listed
-                .into_iter()
-                .filter(|o| (from_ms..=to_ms).contains(&(kind.order)(o).placed_ms)),
-        );
-        from_ms = to_ms + 1;
+        orders.items.extend(listed.into_iter().filter(|o| {
+            let order = (kind.order)(o);
+            (from_ms..=to_ms).contains(&order.placed_ms) && seen.insert(order.id.clone())
+        }));
     }
     orders
 }
@@ -1554,6 +1583,52 @@ mod tests {
         assert_eq!(*offsets.borrow(), [0, binance::WITHDRAW_HISTORY_LIMIT]);
         assert_eq!(listed.items.len(), binance::WITHDRAW_HISTORY_LIMIT + 1);
         assert_eq!(listed.items.last().unwrap().id, "w1000");
+    }
+
+    /// A regression test: a full list of a day's orders was kept and the rest of the day
+    /// never listed; the parts of the day it did not cover are now listed too, whichever
+    /// end the exchange lists from.
+    #[test]
+    fn a_full_day_is_listed_again_where_its_list_did_not_reach() {
+        let placed: Vec<u64> = (0..1500).collect();
+        for newest_first in [false, true] {
+            let read = |_: &str, query: &str| {
+                let param = |name: &str| -> u64 {
+                    query
+                        .split('&')
+                        .find_map(|p| p.strip_prefix(name))
+                        .unwrap()
+                        .parse()
+                        .unwrap()
+                };
+                let (start, end) = (param("startTime="), param("endTime="));
+                let mut within: Vec<u64> = placed
+                    .iter()
+                    .copied()
+                    .filter(|t| (start..=end).contains(t))
+                    .collect();
+                if newest_first {
+                    within.reverse();
+                }
+                within.truncate(binance::ORDER_HISTORY_LIMIT);
+                let orders: Vec<String> = within
+                    .iter()
+                    .map(|t| {
+                        format!(
+                            r#"{{"orderId":{t},"clientOrderId":"x{t}","symbol":"BTCUSDT","side":"BUY","type":"LIMIT","origQty":"1","price":"1","time":{t}}}"#
+                        )
+                    })
+                    .collect();
+                Ok(Answer {
+                    body: format!("[{}]", orders.join(",")).into_bytes(),
+                    used_weight: Some(20),
+                })
+            };
+            let pacer = Pacer::new(&read, &|| true, &|| false, 3_000);
+            let listed = list_orders(&pacer, Market::Spot, &symbols(&["BTCUSDT"]), 0, 1_499);
+            assert!(listed.failures.is_empty(), "{:?}", listed.failures);
+            assert_eq!(listed.items.len(), 1500, "newest first: {newest_first}");
+        }
     }
 
     /// A regression test: more symbols than [`MAX_ORDER_QUERIES`] lists allow (which the

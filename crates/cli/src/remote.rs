@@ -9,8 +9,6 @@ use keygate_gateway::upstream::{Failure, Upstream, UPSTREAM_TIMEOUT};
 use keygate_store::Account;
 use keygate_vault::{MasterKey, SecretString};
 
-use crate::home::now_ms;
-
 /// Why a signed read has no answer to use. Its text names no key and no signature.
 pub struct ReadError {
     /// What failed.
@@ -160,7 +158,9 @@ async fn read_signed_with<A: Adapter>(
             .map(|r| r.base.to_owned())
             .ok_or_else(|| ReadError::lasting("no exchange host serves it"))?,
     };
-    let now = now_ms();
+    // On the exchange's clock, as the gateway signs: a host clock a second ahead would
+    // have every read refused as signed in the future (-1021).
+    let now = upstream.exchange_time_ms(adapter, &base, path).await;
     let params = match query {
         "" => format!("timestamp={now}&recvWindow=10000"),
         query => format!("{query}&timestamp={now}&recvWindow=10000"),

@@ -345,6 +345,18 @@ fn reconcile_finds_the_withdrawal_keygate_never_forwarded() {
     );
 }
 
+/// A regression test: reconciliation signed its reads with the machine's clock, so a
+/// machine a second or more ahead of the exchange had every read refused (-1021) while
+/// the gateway, which signs on the exchange's clock, kept trading.
+#[test]
+fn reconcile_signs_on_the_exchanges_clock() {
+    let (_runtime, exchange) = simulator(vec![Credential::hmac(REAL_KEY, REAL_SECRET)]);
+    let home = Home::with_account(&exchange.url());
+    exchange.simulator().set_clock_offset_ms(-30_000);
+    let out = home.kg.ok(&["reconcile", "--since", "1h"], "").stdout;
+    assert!(out.contains("0 withdrawal(s)"), "{out}");
+}
+
 /// An order placed at the exchange with the real key, as whoever leaked it would: its id.
 fn placed_behind_its_back(exchange: &str, path: &str, params: &str) -> String {
     let (status, body) = signed(

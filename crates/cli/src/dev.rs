@@ -43,8 +43,9 @@ pub struct MockExchangeArgs {
     /// JSON list of {"api_key", "secret"} or {"api_key", "ed25519_public_key"}, each with
     /// optional restrictions as `GET /sapi/v1/account/apiRestrictions` reports and the
     /// simulator enforces them: "ip_restrict", "spot_trading", "futures", "withdrawals",
-    /// "internal_transfer", "universal_transfer" (true or false; by default an
-    /// IP-restricted key that may trade spot and futures and withdraw, not transfer).
+    /// "internal_transfer", "universal_transfer", "margin" (true or false; by default an
+    /// IP-restricted key that may trade spot and futures and withdraw, not transfer, and
+    /// not use margin).
     #[arg(long, value_name = "FILE")]
     pub credentials: PathBuf,
 }

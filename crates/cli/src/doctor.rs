@@ -504,6 +504,15 @@ fn exchange_keys(vault: &Unlocked) -> Vec<Check> {
         if !permissions.ip_restricted {
             excess.push("it works from any address: restrict it to this host's");
         }
+        let unwatched = permissions.unwatched_markets();
+        let unwatched = (!unwatched.is_empty()).then(|| {
+            format!(
+                "it may trade {}, which no client can and no reconciliation checks: turn \
+                 that off for it",
+                unwatched.join(", ")
+            )
+        });
+        excess.extend(unwatched.as_deref());
         checks.push(if excess.is_empty() {
             check(
                 "exchange key",

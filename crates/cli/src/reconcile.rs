@@ -257,7 +257,8 @@ pub(crate) fn reconcile(
                 let withdrawals = list_withdrawals(&pacer, since_ms);
                 // A key that may not trade futures placed no futures order (and is refused
                 // a read of them). When that cannot be told, they are asked for.
-                let futures = key_permissions(&pacer).is_none_or(|p| p.can_trade_futures);
+                let permissions = key_permissions(&pacer);
+                let futures = permissions.is_none_or(|p| p.can_trade_futures);
                 let markets = ORDER_MARKETS
                     .into_iter()
                     .filter(|(market, _)| *market != Market::Usdm || futures);
@@ -318,6 +319,18 @@ pub(crate) fn reconcile(
                     asked_symbols.extend(fit.iter().map(|s| market.listed_symbol(s)));
                 }
                 orders.failures.append(&mut conditional_orders.failures);
+                // What this key may trade beyond what keygate reconciles is checked by
+                // nothing: said on every run, as a lasting failure.
+                let unwatched = permissions
+                    .map(|p| p.unwatched_markets())
+                    .unwrap_or_default();
+                if !unwatched.is_empty() {
+                    orders.failures.push(format!(
+                        "the key may also trade {}, where keygate forwards nothing and no \
+                         order is listed: take that permission away at the exchange",
+                        unwatched.join(", ")
+                    ));
+                }
                 orders.may_pass |= conditional_orders.may_pass;
                 (withdrawals, orders, conditional_orders.items)
             }

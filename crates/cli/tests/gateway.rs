@@ -345,6 +345,24 @@ fn reconcile_finds_the_withdrawal_keygate_never_forwarded() {
     );
 }
 
+/// A regression test: a key that may use margin (or trade options) could place orders
+/// there that reconciliation never lists, and nothing said so. Each run now does.
+#[test]
+fn reconcile_says_what_the_key_may_trade_that_it_cannot_check() {
+    let margin = keygate_mockex::Restrictions {
+        margin: true,
+        ..keygate_mockex::Restrictions::default()
+    };
+    let (_runtime, exchange) = simulator(vec![
+        Credential::hmac(REAL_KEY, REAL_SECRET).with_restrictions(margin)
+    ]);
+    let home = Home::with_account(&exchange.url());
+    let out = home.kg.fails(&["reconcile", "--since", "1h"], "", 2).stdout;
+    assert!(out.contains("may also trade margin"), "{out}");
+    let doctor = home.kg.ok(&["doctor", "--exchange"], "").stdout;
+    assert!(doctor.contains("may trade margin"), "{doctor}");
+}
+
 /// A regression test: reconciliation signed its reads with the machine's clock, so a
 /// machine a second or more ahead of the exchange had every read refused (-1021) while
 /// the gateway, which signs on the exchange's clock, kept trading.

@@ -1011,6 +1011,9 @@ fn parse_api_restrictions(body: &[u8]) -> Option<KeyPermissions> {
         can_transfer: flag("enableInternalTransfer", true)
             || flag("permitsUniversalTransfer", true),
         can_trade_futures: flag("enableFutures", true),
+        can_use_margin: flag("enableMargin", true),
+        can_trade_options: flag("enableVanillaOptions", true),
+        can_use_portfolio_margin: flag("enablePortfolioMarginTrading", true),
         ip_restricted: flag("ipRestrict", false),
     })
 }
@@ -1753,6 +1756,9 @@ mod tests {
                 can_withdraw: false,
                 can_transfer: false,
                 can_trade_futures: false,
+                can_use_margin: false,
+                can_trade_options: false,
+                can_use_portfolio_margin: false,
                 ip_restricted: false,
             })
         );
@@ -1762,6 +1768,9 @@ mod tests {
                 can_withdraw: true,
                 can_transfer: true,
                 can_trade_futures: true,
+                can_use_margin: true,
+                can_trade_options: true,
+                can_use_portfolio_margin: true,
                 ip_restricted: true,
             })
         );

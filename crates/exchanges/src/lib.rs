@@ -154,8 +154,29 @@ pub struct KeyPermissions {
     pub can_transfer: bool,
     /// It may trade USD-M futures (and so have placed orders there).
     pub can_trade_futures: bool,
+    /// It may use the margin account.
+    pub can_use_margin: bool,
+    /// It may trade options.
+    pub can_trade_options: bool,
+    /// It may trade with portfolio margin.
+    pub can_use_portfolio_margin: bool,
     /// It works only from the addresses the exchange was told.
     pub ip_restricted: bool,
+}
+
+impl KeyPermissions {
+    /// The markets the key may trade in that keygate neither forwards to nor reconciles:
+    /// an order a leaked key placed there is found by nothing.
+    pub fn unwatched_markets(&self) -> Vec<&'static str> {
+        [
+            (self.can_use_margin, "margin"),
+            (self.can_trade_options, "options"),
+            (self.can_use_portfolio_margin, "portfolio margin"),
+        ]
+        .into_iter()
+        .filter_map(|(may, market)| may.then_some(market))
+        .collect()
+    }
 }
 
 /// Where a native path goes on the exchange.

@@ -203,6 +203,9 @@ pub struct Restrictions {
     pub internal_transfer: bool,
     /// `permitsUniversalTransfer`: `POST /sapi/v1/asset/transfer` (reported only).
     pub universal_transfer: bool,
+    /// `enableMargin`: the margin account (reported only; the simulator has no margin
+    /// endpoint).
+    pub margin: bool,
 }
 
 impl Default for Restrictions {
@@ -214,6 +217,7 @@ impl Default for Restrictions {
             withdrawals: true,
             internal_transfer: false,
             universal_transfer: false,
+            margin: false,
         }
     }
 }
@@ -249,6 +253,8 @@ struct CredentialEntry {
     internal_transfer: Option<bool>,
     #[serde(default)]
     universal_transfer: Option<bool>,
+    #[serde(default)]
+    margin: Option<bool>,
 }
 
 impl From<CredentialEntry> for Credential {
@@ -267,6 +273,7 @@ impl From<CredentialEntry> for Credential {
                 universal_transfer: entry
                     .universal_transfer
                     .unwrap_or(default.universal_transfer),
+                margin: entry.margin.unwrap_or(default.margin),
             },
         }
     }
@@ -797,6 +804,7 @@ mod tests {
                 withdrawals: false,
                 internal_transfer: true,
                 universal_transfer: true,
+                margin: false,
             }
         );
 

@@ -588,7 +588,7 @@ fn dispatch(
             "enableReading": true,
             "enableWithdrawals": r.withdrawals,
             "enableInternalTransfer": r.internal_transfer,
-            "enableMargin": false,
+            "enableMargin": r.margin,
             "enableFutures": r.futures,
             "permitsUniversalTransfer": r.universal_transfer,
             "enableVanillaOptions": false,

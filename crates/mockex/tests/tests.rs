@@ -1827,6 +1827,7 @@ mod restrictions {
             withdrawals: false,
             internal_transfer: false,
             universal_transfer: false,
+            margin: false,
         };
         spawn(
             "127.0.0.1:0".parse().unwrap(),

@@ -58,11 +58,27 @@ struct Report {
     money_out: Vec<String>,
     /// Requests the exchange may have executed without keygate knowing the result.
     outcome_unknown: Vec<String>,
-    /// Requests by source address.
+    /// Requests by source address, for the first [`MAX_SOURCES`] addresses seen.
     sources: BTreeMap<String, u64>,
+    /// Requests from addresses past those: a flood from many addresses (rotating IPv6
+    /// ones) must not make the report itself too large to make.
+    #[serde(skip_serializing_if = "is_zero")]
+    other_sources: u64,
     /// The warnings and critical alerts the window's events raise, as `keygate alerts
-    /// list` shows them.
+    /// list` shows them: the first [`MAX_ALERTS`].
     alerts: Vec<String>,
+    /// How many more there were.
+    #[serde(skip_serializing_if = "is_zero")]
+    more_alerts: u64,
+}
+
+/// The most source addresses the report counts requests of one by one.
+const MAX_SOURCES: usize = 1000;
+/// The most alerts the report lists.
+const MAX_ALERTS: usize = 10_000;
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Builds the report of the window and prints it.
@@ -92,22 +108,21 @@ pub fn run(vault: &Unlocked, args: &ReportArgs) -> anyhow::Result<()> {
     for_each_event(&vault.store, &filter, |page| {
         for (seq, event) in page {
             report.add(*seq, event, &mut pending);
-            report.alerts.extend(
-                rules
-                    .evaluate(*seq, event)
-                    .into_iter()
-                    .filter(|a| a.severity >= Severity::Warning)
-                    .map(|a| {
-                        format!(
-                            "#{} {} {} {}: {}",
-                            a.event_seq,
-                            rfc3339(a.ts_ms),
-                            a.severity.as_str(),
-                            a.rule.as_str(),
-                            a.summary
-                        )
-                    }),
-            );
+            let raised = rules.evaluate(*seq, event);
+            for a in raised.iter().filter(|a| a.severity >= Severity::Warning) {
+                if report.alerts.len() >= MAX_ALERTS {
+                    report.more_alerts += 1;
+                    continue;
+                }
+                report.alerts.push(format!(
+                    "#{} {} {} {}: {}",
+                    a.event_seq,
+                    rfc3339(a.ts_ms),
+                    a.severity.as_str(),
+                    a.rule.as_str(),
+                    a.summary
+                ));
+            }
         }
         Ok(())
     })?;
@@ -132,7 +147,14 @@ impl Report {
             EventBody::Admin(_) => self.admin_changes.push(line()),
             EventBody::Lost(lost) => self.lost += lost.count,
             EventBody::Request(r) => {
-                *self.sources.entry(r.source_ip.clone()).or_default() += 1;
+                let room = self.sources.len() < MAX_SOURCES;
+                match self.sources.get_mut(&r.source_ip) {
+                    Some(n) => *n += 1,
+                    None if room => {
+                        self.sources.insert(r.source_ip.clone(), 1);
+                    }
+                    None => self.other_sources += 1,
+                }
                 if r.allowed {
                     self.allowed += 1;
                 } else {
@@ -198,6 +220,9 @@ impl Report {
             println!("  {client}: {}", rules.join(", "));
         }
         section("alerts (warnings and critical)", &self.alerts);
+        if self.more_alerts > 0 {
+            println!("  … and {} more", self.more_alerts);
+        }
         section("withdrawals and transfers", &self.money_out);
         section(
             "outcome unknown (may have executed: check at the exchange)",
@@ -206,6 +231,12 @@ impl Report {
         println!("\nrequests by source address:");
         for (source, n) in &self.sources {
             println!("  {source}: {n}");
+        }
+        if self.other_sources > 0 {
+            println!(
+                "  {} more from other addresses (past the first {MAX_SOURCES})",
+                self.other_sources
+            );
         }
     }
 }
@@ -217,5 +248,53 @@ fn section(title: &str, lines: &[String]) {
     }
     for line in lines {
         println!("  {line}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use keygate_core::RequestEvent;
+
+    use super::*;
+
+    /// A regression test: every source address got an entry of its own, so a flood from
+    /// rotating IPv6 addresses made `incident report` (the tool for that very incident)
+    /// build and print a map of millions.
+    #[test]
+    fn sources_past_the_first_thousand_are_counted_together() {
+        let mut report = Report::default();
+        let mut pending = HashMap::new();
+        for i in 0..2 * MAX_SOURCES as u64 {
+            let event = Event {
+                ts_ms: i,
+                body: EventBody::Request(RequestEvent {
+                    request_id: format!("r{i}"),
+                    exchange: "binance".into(),
+                    client: None,
+                    account: None,
+                    source_ip: format!("2001:db8::{i:x}"),
+                    method: "GET".into(),
+                    path: "/api/v3/account".into(),
+                    action: ActionKind::Read,
+                    symbol: None,
+                    side: None,
+                    client_order_id: None,
+                    notional: None,
+                    amount: None,
+                    asset: None,
+                    destination: None,
+                    network: None,
+                    allowed: false,
+                    rule: None,
+                    message: None,
+                    upstream_status: None,
+                    latency_us: None,
+                    outcome: Outcome::NotForwarded,
+                }),
+            };
+            report.add(i + 1, &event, &mut pending);
+        }
+        assert_eq!(report.sources.len(), MAX_SOURCES);
+        assert_eq!(report.other_sources, MAX_SOURCES as u64);
     }
 }

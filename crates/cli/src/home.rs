@@ -747,6 +747,26 @@ fn master_key_from_env(var: &str) -> anyhow::Result<MasterKey> {
 
 /// Opens the vault in `home` with the key `how` describes.
 pub fn unlock(home: Home, how: &UnlockArgs) -> anyhow::Result<Unlocked> {
+    unlock_as(home, how, Schema::BringUpToDate)
+}
+
+/// [`unlock`] for a command that only reads the audit log (`audit verify`, `tail`,
+/// `query`, `export`, `checkpoint`): the schema of a vault made by an earlier keygate is
+/// left as it is, since bringing it up to date appends an event, which a log cut short
+/// refuses (so the command that names where it was cut could not run) and which would
+/// change a backup copy being checked.
+pub fn unlock_to_read_log(home: Home, how: &UnlockArgs) -> anyhow::Result<Unlocked> {
+    unlock_as(home, how, Schema::AsItIs)
+}
+
+/// Whether an unlock brings an earlier keygate's schema up to date.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Schema {
+    BringUpToDate,
+    AsItIs,
+}
+
+fn unlock_as(home: Home, how: &UnlockArgs, schema: Schema) -> anyhow::Result<Unlocked> {
     let db = home.db_path();
     let store = Store::open(&db).context("opening the database")?;
     let config = home.config()?;
@@ -832,7 +852,9 @@ pub fn unlock(home: Home, how: &UnlockArgs) -> anyhow::Result<Unlocked> {
         );
     }
     let mut unlocked = open_with(home, store, master, format)?;
-    unlocked.upgrade_schema()?;
+    if schema == Schema::BringUpToDate {
+        unlocked.upgrade_schema()?;
+    }
     Ok(unlocked)
 }
 

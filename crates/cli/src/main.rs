@@ -188,7 +188,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Account(cmd) => account::run(home::unlock(home()?, &how)?, cmd).map(|()| 0),
         Command::Client(cmd) => client::run(home::unlock(home()?, &how)?, cmd).map(|()| 0),
         Command::Serve(args) => serve::run(home::unlock(home()?, &how)?, args).map(|()| 0),
-        Command::Audit(cmd) => audit_cmd::run(home::unlock(home()?, &how)?, cmd),
+        Command::Audit(cmd) => audit_cmd::run(home::unlock_to_read_log(home()?, &how)?, cmd),
         Command::Demo(args) => demo::run(args).map(|()| 0),
         Command::Dev(cmd) => dev::run(cmd, || home::unlock(home()?, &how)).map(|()| 0),
         Command::Scan(args) if args.managed => {

@@ -3238,6 +3238,37 @@ mod audit {
         assert_verify_fails_at(&kg, 5);
     }
 
+    /// A regression test: unlocking a vault of an earlier schema for `audit verify`
+    /// appended the schema's upgrade event first, which a log cut short refuses: the
+    /// command that names where it was cut could not run (and checking a backup copy
+    /// changed it). The audit commands leave the schema as it is.
+    #[test]
+    fn audit_verify_names_a_cut_in_an_earlier_schemas_log_and_changes_nothing() {
+        let kg = busy_vault();
+        let c = db(&kg);
+        let last: i64 = c
+            .query_row("SELECT max(seq) FROM events", [], |r| r.get(0))
+            .unwrap();
+        c.execute_batch(&format!(
+            "UPDATE meta SET value = 4 WHERE key = 'schema_version';
+             DELETE FROM events WHERE seq = {last};"
+        ))
+        .unwrap();
+        drop(c);
+        let before = db_state(&kg);
+        let out = kg.fails(&["audit", "verify"], "", 1);
+        assert!(out.stderr.contains("truncated"), "{}", out.stderr);
+        assert_eq!(db_state(&kg), before);
+        let version: i64 = db(&kg)
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'schema_version'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(version, 4);
+    }
+
     /// A regression test: a head that does not read (of another length) made `audit
     /// verify` exit 2, as an error of its own, instead of naming tampering.
     #[test]

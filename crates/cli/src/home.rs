@@ -612,7 +612,17 @@ pub fn init(home: Home, how: &UnlockArgs, args: &InitArgs) -> anyhow::Result<()>
     // fails: the vault's directory is its owner's alone.
     set_mode(&home.dir, 0o700)?;
     let result = (|| {
-        let store = Store::create(&db).context("creating the database")?;
+        let store = match Store::create(&db) {
+            Ok(store) => store,
+            Err(e) => {
+                // Another init made the database first, maybe with this run's new key
+                // file, found there, as its own: the file stays.
+                if matches!(e, keygate_store::Error::AlreadyInitialized { .. }) {
+                    created.keep();
+                }
+                return Err(e).context("creating the database");
+            }
+        };
         for made in [db.clone(), wal_path(&db, "-wal"), wal_path(&db, "-shm")] {
             created.add(made);
         }
@@ -720,7 +730,7 @@ impl MadeByThisRun {
         self.0.push(path);
     }
 
-    fn keep(mut self) {
+    fn keep(&mut self) {
         self.0.clear();
     }
 }

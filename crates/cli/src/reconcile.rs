@@ -1064,6 +1064,17 @@ const FIRST_WINDOW: Duration = Duration::from_secs(24 * 3600);
 const MIN_WINDOW: Duration = Duration::from_secs(3600);
 /// The furthest back a run goes to catch up with what failed runs left unchecked.
 const MAX_CATCH_UP: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Where, in the store's meta table, `serve` keeps how far its reconciliation has
+/// checked everything: a `serve` that starts again after more than [`FIRST_WINDOW`] down
+/// goes back there (at most [`MAX_CATCH_UP`]). Only ever a hint towards checking more: a
+/// value written ahead of time makes the first run look back its usual day, no less.
+const RECONCILED_THROUGH_KEY: &str = "reconciled_through";
+
+/// How far `serve`'s reconciliation last checked everything, in milliseconds.
+fn reconciled_through(store: &Store) -> Option<u64> {
+    let value = store.meta(RECONCILED_THROUGH_KEY).ok()??;
+    Some(u64::from_be_bytes(value.as_slice().try_into().ok()?))
+}
 
 /// Where a run starts: `window` back from `now_ms`, or further, from where the first of
 /// the failed runs before it started (`unchecked_since`), at most [`MAX_CATCH_UP`] back.
@@ -1129,12 +1140,24 @@ impl Watch {
                         Ok(()) | Err(mpsc::TryRecvError::Disconnected)
                     )
                 };
-                let mut unchecked_since = None;
+                // Back to where the last serve left off, when that is further than a day:
+                // what happened while keygate was down is checked too.
+                let mut unchecked_since = reconciled_through(&store);
                 loop {
-                    let since_ms = run_start(window, unchecked_since, now_ms());
+                    let began_ms = now_ms();
+                    let since_ms = run_start(window, unchecked_since, began_ms);
                     let reconciled =
                         reconcile(&store, &master, &exchanges, since_ms, &wait, &stopping);
-                    unchecked_since = is_left_for_later(&reconciled).then_some(since_ms);
+                    let left = is_left_for_later(&reconciled);
+                    unchecked_since = left.then_some(since_ms);
+                    if !left {
+                        let through = began_ms.saturating_sub(ORDER_SETTLE_MS);
+                        if let Err(e) =
+                            store.set_meta(RECONCILED_THROUGH_KEY, &through.to_be_bytes())
+                        {
+                            tracing::warn!(error = %e, "cannot record how far reconciliation checked");
+                        }
+                    }
                     // What a run found is told even when it was cut short by a stop.
                     match reconciled {
                         Ok(reports) => watched.alert(reports, &alerter),

@@ -345,6 +345,64 @@ fn reconcile_finds_the_withdrawal_keygate_never_forwarded() {
     );
 }
 
+/// A regression test: every start of `serve` reconciled the last day only, so what a
+/// leaked key did while keygate was down for longer was never checked. A start goes back
+/// to where the last serve's reconciliation had checked everything (a week at most).
+#[test]
+fn serve_reconciles_back_to_where_it_last_checked() {
+    const DAY_MS: u64 = 86_400_000;
+    let (runtime, exchange) = simulator(vec![Credential::hmac(REAL_KEY, REAL_SECRET)]);
+    let (home, receiver) = home_alerting_a_webhook(&runtime, &exchange.url());
+    // Two days ago, on the exchange's clock: a withdrawal keygate never forwarded.
+    let two_days_ago = keygate_gateway::now_ms() - 2 * DAY_MS;
+    exchange.simulator().set_clock_offset_ms(-2 * DAY_MS as i64);
+    let payload = format!(
+        "coin=USDT&network=TRX&address=TLeakedTo&amount=7&timestamp={two_days_ago}&recvWindow=10000"
+    );
+    let signature = binance::hmac_signature(REAL_SECRET.as_bytes(), payload.as_bytes());
+    let (status, body) = send_signed(
+        reqwest::Method::POST,
+        &exchange.url(),
+        "/sapi/v1/capital/withdraw/apply",
+        &format!("{payload}&signature={signature}"),
+        REAL_KEY,
+    );
+    assert_eq!(status, 200, "{body}");
+    exchange.simulator().set_clock_offset_ms(0);
+    // The last serve had checked everything up to three days ago.
+    let through = keygate_gateway::now_ms() - 3 * DAY_MS;
+    rusqlite::Connection::open(home.kg.db())
+        .unwrap()
+        .execute(
+            "INSERT INTO meta (key, value) VALUES ('reconciled_through', ?1)",
+            [through.to_be_bytes().to_vec()],
+        )
+        .unwrap();
+    let serve = Serve::start_with(&home.kg, &["--reconcile-every", "1s"]);
+    receiver.wait_for(1, Duration::from_secs(10));
+    drop(serve);
+    let alerts: Vec<Value> = receiver
+        .hooks()
+        .iter()
+        .map(|h| serde_json::from_slice(&h.body).unwrap())
+        .collect();
+    assert!(
+        alerts.iter().any(|a| a["rule"] == "unreconciled_withdrawal"
+            && a["summary"].as_str().unwrap().contains("TLeakedTo")),
+        "{alerts:?}"
+    );
+    // And it records how far it has now checked.
+    let recorded: Vec<u8> = rusqlite::Connection::open(home.kg.db())
+        .unwrap()
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'reconciled_through'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(u64::from_be_bytes(recorded.try_into().unwrap()) > through);
+}
+
 /// A regression test: a key that may use margin (or trade options) could place orders
 /// there that reconciliation never lists, and nothing said so. Each run now does.
 #[test]

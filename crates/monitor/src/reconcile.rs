@@ -113,6 +113,22 @@ fn order_market(path: &str) -> Option<Market> {
     }
 }
 
+/// Whether a trade request `method path` places a new order (or orders): not one that
+/// changes the account's settings, tests an order, or modifies one in place.
+fn places_new_order(method: &str, path: &str) -> bool {
+    method == "POST"
+        && (matches!(
+            path,
+            "/api/v3/order"
+                | "/api/v3/sor/order"
+                | "/api/v3/order/oco"
+                | "/api/v3/order/cancelReplace"
+                | "/fapi/v1/order"
+                | "/fapi/v1/batchOrders"
+                | "/fapi/v1/algoOrder"
+        ) || path.starts_with("/api/v3/orderList/"))
+}
+
 /// Whether a trade request to `path` places a conditional order (Binance's USD-M algo
 /// orders), which the exchange numbers apart from orders until it triggers.
 fn is_conditional(path: &str) -> bool {
@@ -223,17 +239,23 @@ impl Forwarded {
                 let conditional = is_conditional(&r.path);
                 let orders = self.book(account.clone(), market, conditional);
                 orders.symbols.extend(symbol.map(str::to_owned));
-                orders.unanswered.insert(
-                    r.request_id.clone(),
-                    Unanswered {
-                        symbol: symbol.map(str::to_owned),
-                        side: r.side,
-                        client_order_id: r.client_order_id.clone(),
-                        ts_ms: event.ts_ms,
-                        legs: legs_of(&r.path),
-                        is_list: legs_of(&r.path) > 1,
-                    },
-                );
+                // Only a request that places a new order stands for one the exchange
+                // lists should its answer not come: a timed-out leverage call, order
+                // test or modification (which keeps its order's id) must not absorb an
+                // order placed behind keygate's back.
+                if places_new_order(&r.method, &r.path) {
+                    orders.unanswered.insert(
+                        r.request_id.clone(),
+                        Unanswered {
+                            symbol: symbol.map(str::to_owned),
+                            side: r.side,
+                            client_order_id: r.client_order_id.clone(),
+                            ts_ms: event.ts_ms,
+                            legs: legs_of(&r.path),
+                            is_list: legs_of(&r.path) > 1,
+                        },
+                    );
+                }
                 self.order_accounts
                     .insert(r.request_id.clone(), (account.clone(), market, conditional));
             }
@@ -536,6 +558,41 @@ mod tests {
         forwarded.note(&denied(order_sent("r1", Some("bot-1"), 1_000_010)));
         let order = listed("BTCUSDT", "9", "bot-1", 1_000_100);
         assert!(!forwarded.order_forwarded("main", Market::Spot, &order));
+    }
+
+    /// A regression test: any timed-out trade request stood for an order the exchange
+    /// lists, so a leverage call, an order test or a modification (which keeps its
+    /// order's id) that got no answer absorbed an order placed behind keygate's back.
+    #[test]
+    fn only_a_request_that_places_an_order_stands_for_one() {
+        let mut forwarded = Forwarded::default();
+        for (i, path) in ["/fapi/v1/leverage", "/fapi/v1/order/test"]
+            .iter()
+            .enumerate()
+        {
+            let id = format!("s{i}");
+            forwarded.note(&sent_to(path, &id, None, 1_000_000));
+            forwarded.note(&answered(&id, Outcome::Unknown, &[], 1_010_000));
+        }
+        let mut modify = sent_to("/fapi/v1/order", "m", None, 1_000_000);
+        if let EventBody::Request(r) = &mut modify.body {
+            r.method = "PUT".into();
+        }
+        forwarded.note(&modify);
+        forwarded.note(&answered("m", Outcome::Unknown, &[], 1_010_000));
+        assert!(!forwarded.order_forwarded(
+            "main",
+            Market::Usdm,
+            &listed("BTCUSDT", "7", "x", 1_000_100)
+        ));
+        // A new order that timed out still stands for one.
+        forwarded.note(&sent_to("/fapi/v1/order", "n", None, 1_000_000));
+        forwarded.note(&answered("n", Outcome::Unknown, &[], 1_010_000));
+        assert!(forwarded.order_forwarded(
+            "main",
+            Market::Usdm,
+            &listed("BTCUSDT", "7", "x", 1_000_100)
+        ));
     }
 
     #[test]

@@ -259,6 +259,7 @@ mod tests {
             upstream_status: Some(200),
             latency_us: Some(5),
             outcome: Outcome::Answered,
+            validates_only: false,
         });
         let outcome = EventBody::Outcome(OutcomeEvent {
             request_id: "r1".into(),

@@ -459,6 +459,7 @@ mod tests {
                 upstream_status: None,
                 latency_us: None,
                 outcome: Outcome::NotForwarded,
+                validates_only: false,
             }),
         };
         let line = human_line(1, &event);

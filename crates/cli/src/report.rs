@@ -290,6 +290,7 @@ mod tests {
                     upstream_status: None,
                     latency_us: None,
                     outcome: Outcome::NotForwarded,
+                    validates_only: false,
                 }),
             };
             report.add(i + 1, &event, &mut pending);

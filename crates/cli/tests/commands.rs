@@ -2952,6 +2952,7 @@ mod audit {
                     } else {
                         Outcome::NotForwarded
                     },
+                    validates_only: false,
                 }),
             };
             log.append_blocking(event).unwrap();
@@ -2994,6 +2995,7 @@ mod audit {
                 upstream_status: None,
                 latency_us: None,
                 outcome,
+                validates_only: false,
             }),
         };
         // One refused; one written before forwarding whose outcome never came.

@@ -213,6 +213,11 @@ pub struct Action {
     /// notional to limit.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub places_no_order: bool,
+    /// A test order: the exchange checks it as an order and places nothing. It keeps to
+    /// scope, symbol list and the per-order notional limit, and counts against no daily
+    /// total.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub validates_only: bool,
 }
 
 impl Action {
@@ -261,6 +266,7 @@ impl Action {
             network: None,
             address_tag: None,
             places_no_order: false,
+            validates_only: false,
         }
     }
 

@@ -113,6 +113,10 @@ pub struct RequestEvent {
     pub latency_us: Option<u64>,
     /// What became of it.
     pub outcome: Outcome,
+    /// A test order (`order/test`): the exchange checks it and places nothing, so its
+    /// notional counts against no daily total.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub validates_only: bool,
 }
 
 /// The upstream result of a request written with [`Outcome::Pending`].

@@ -391,6 +391,7 @@ impl SignedRequest {
                 action.order_type = self.param("type").map(str::to_ascii_uppercase);
                 if kind == ActionKind::Trade {
                     action.places_no_order = places_no_order(method, path);
+                    action.validates_only = path.ends_with("/order/test");
                     // A setting of the whole account names no symbol, whatever `symbol`
                     // the request adds: a client held to a symbol list may not change it.
                     if FAPI_ACCOUNT_SETTINGS.iter().any(|s| path.ends_with(s)) {
@@ -2015,6 +2016,14 @@ mod tests {
         for path in ["/fapi/v1/order", "/fapi/v1/order/test", "/api/v3/order"] {
             assert!(!req.classify("POST", path).places_no_order, "{path}");
         }
+        for path in [
+            "/api/v3/order/test",
+            "/api/v3/sor/order/test",
+            "/fapi/v1/order/test",
+        ] {
+            assert!(req.classify("POST", path).validates_only, "{path}");
+        }
+        assert!(!req.classify("POST", "/api/v3/order").validates_only);
         // A setting of the whole account names no symbol, even when the request adds one.
         assert_eq!(
             req.classify("POST", "/fapi/v1/positionSide/dual").symbol,

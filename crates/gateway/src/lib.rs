@@ -1255,6 +1255,7 @@ impl<'a> Audit<'a> {
                 upstream_status,
                 latency_us,
                 outcome,
+                validates_only: action.validates_only,
             }),
         }
     }

@@ -1237,6 +1237,7 @@ mod tests {
                 upstream_status: None,
                 latency_us: None,
                 outcome: Outcome::NotForwarded,
+                validates_only: false,
             }),
         }
     }

@@ -361,6 +361,7 @@ mod tests {
                 } else {
                     Outcome::NotForwarded
                 },
+                validates_only: false,
             }),
         }
     }

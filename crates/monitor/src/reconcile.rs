@@ -454,6 +454,7 @@ mod tests {
                 upstream_status: None,
                 latency_us: None,
                 outcome: Outcome::Pending,
+                validates_only: false,
             }),
         }
     }

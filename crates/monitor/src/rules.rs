@@ -754,6 +754,7 @@ mod tests {
                 } else {
                     Outcome::NotForwarded
                 },
+                validates_only: false,
             }),
         }
     }

@@ -89,6 +89,7 @@ fn request(ts_ms: u64, action: ActionKind, rule: Option<Rule>) -> Event {
             } else {
                 Outcome::NotForwarded
             },
+            validates_only: false,
         }),
     }
 }

@@ -418,7 +418,9 @@ impl Decider {
             c.within_rate(client, policy, r.now_ms)?;
         }
         c.roll_to(r.now_ms);
-        if let (Some(n), Some(max)) = (notional, policy.max_daily_notional) {
+        // A test order places nothing: its notional counts against no daily total.
+        let daily = notional.filter(|_| !action.validates_only);
+        if let (Some(n), Some(max)) = (daily, policy.max_daily_notional) {
             let Some(total) = c.day_notional.checked_add(n) else {
                 return deny(
                     Rule::DailyNotional,
@@ -456,7 +458,7 @@ impl Decider {
         if policy.rate_per_second.is_some() && !rate_counted {
             c.rate_count += 1;
         }
-        if let Some(n) = notional {
+        if let Some(n) = daily {
             // Checked above when a daily limit applies; without one the total only
             // informs, and saturates rather than overflows.
             c.day_notional = c.day_notional.saturating_add(n);
@@ -464,7 +466,7 @@ impl Decider {
         Ok(DailyReservation {
             client: client.to_owned(),
             day: c.day,
-            notional,
+            notional: daily,
             withdrawal: withdrawal.map(|(asset, amount, _)| (asset.to_owned(), amount)),
         })
     }
@@ -550,7 +552,7 @@ impl Decider {
             ..DailyReservation::default()
         };
         match request.action {
-            ActionKind::Trade => {
+            ActionKind::Trade if !request.validates_only => {
                 if let Some(n) = request.notional.filter(|n| *n > Decimal::ZERO) {
                     c.day_notional = c.day_notional.saturating_add(n);
                     reservation.notional = Some(n);
@@ -638,6 +640,35 @@ mod tests {
         a.symbol = Some(symbol.to_owned());
         a.market = Some(Market::Usdm);
         a
+    }
+
+    /// A regression test: a test order (`order/test`), which places nothing, used up the
+    /// day's notional like an order, live and after a restart.
+    #[test]
+    fn a_test_order_keeps_to_the_order_limit_and_counts_against_no_day() {
+        let d = Decider::new();
+        let p = Policy {
+            rate_per_second: None,
+            ..trading_policy()
+        };
+        let mut test = order("BTCUSDT");
+        test.endpoint = "POST /api/v3/order/test".into();
+        test.validates_only = true;
+        let n = |v: i64| Some(Decimal::from(v));
+        assert_eq!(rule(d.decide(&request(&p, &test, n(1000), 0))), None);
+        assert_eq!(
+            rule(d.decide(&request(&p, &test, n(2000), 10))),
+            Some(Rule::OrderNotional)
+        );
+        // The day's 1500 are all there for real orders.
+        assert_eq!(
+            rule(d.decide(&request(&p, &order("BTCUSDT"), n(1000), 20))),
+            None
+        );
+        assert_eq!(
+            rule(d.decide(&request(&p, &order("BTCUSDT"), n(600), 30))),
+            Some(Rule::DailyNotional)
+        );
     }
 
     /// A regression test: a futures settings call (leverage, margin type, the countdown
@@ -1128,6 +1159,7 @@ mod tests {
                 upstream_status: None,
                 latency_us: None,
                 outcome,
+                validates_only: false,
             }),
         };
         let pending = |id: &str, ts_ms: u64| withdrawal_event(id, ts_ms, true, Outcome::Pending);
@@ -1204,6 +1236,7 @@ mod tests {
                 upstream_status: None,
                 latency_us: None,
                 outcome,
+                validates_only: false,
             }),
         };
         let now = DAY_MS + 5_000;

@@ -143,9 +143,30 @@ impl Scanner {
                 ignore::WalkState::Continue
             })
         });
-        Ok(found
+        let mut found = found
             .into_inner()
-            .unwrap_or_else(std::sync::PoisonError::into_inner))
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // A file git tracks is published whatever .gitignore says of it (added with
+        // `--force`, or before the rule): the walk skipped it, so it is read here.
+        if respect {
+            for root in roots.iter().filter(|r| r.is_dir()) {
+                for path in tracked_but_ignored(root) {
+                    let full = root.join(&path);
+                    match read_limited(&full, self.max_file_size) {
+                        Ok(Some(data)) => {
+                            let name = full.to_string_lossy();
+                            let depth = Path::new(&path).components().count();
+                            let context = context_path(&full, depth);
+                            found.extend(self.scan_counted(counters, &name, &context, &data));
+                        }
+                        Ok(None) | Err(_) => {
+                            counters.skipped.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(found)
     }
 
     /// Every unique blob reachable from any ref or reflog entry (a commit amended or
@@ -775,6 +796,32 @@ fn git_lines(repo: &Path, args: &[&str], mut each: impl FnMut(&str)) -> Result<(
         return Err(failed(message));
     }
     Ok(())
+}
+
+/// The files under `dir` that its git repository tracks and its ignore rules match, as
+/// paths relative to `dir`; none when `dir` is in no repository (or git cannot say).
+fn tracked_but_ignored(dir: &Path) -> Vec<String> {
+    let Ok(out) = git_in(dir)
+        .args([
+            "ls-files",
+            "-z",
+            "--cached",
+            "--ignored",
+            "--exclude-standard",
+        ])
+        .stderr(Stdio::null())
+        .output()
+    else {
+        return Vec::new();
+    };
+    if !out.status.success() {
+        return Vec::new();
+    }
+    out.stdout
+        .split(|&b| b == 0)
+        .filter(|p| !p.is_empty())
+        .map(|p| String::from_utf8_lossy(p).into_owned())
+        .collect()
 }
 
 /// Whether the repository at `repo` is a partial clone: one whose objects a promisor

@@ -1806,6 +1806,27 @@ mod git {
         assert!(warnings[0].contains("shallow"), "{warnings:?}");
     }
 
+    /// A regression test: a file git tracks though .gitignore matches it (added with
+    /// `--force`, or before the rule) is published, yet `keygate scan .` skipped it: a
+    /// pull request adding `.env` and a rule for it passed a CI scan.
+    #[test]
+    fn a_tracked_file_gitignore_matches_is_scanned() {
+        let dir = repo();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(30);
+        let (_, text) = layouts(&cred("binance", 0, &mut rng)).remove(0);
+        std::fs::write(dir.path().join(".gitignore"), "secrets.env\nlocal.env\n").unwrap();
+        std::fs::write(dir.path().join("secrets.env"), &text).unwrap();
+        git(dir.path(), &["add", "-f", "secrets.env", ".gitignore"]);
+        git(dir.path(), &["commit", "-q", "-m", "config"]);
+        // An ignored file git does not track stays skipped.
+        let (_, other) = layouts(&cred("kraken", 0, &mut rng)).remove(0);
+        std::fs::write(dir.path().join("local.env"), other).unwrap();
+        let report = Scanner::new().scan_paths(&[dir.path()]).unwrap();
+        let exchanges: Vec<&str> = report.active().map(|f| f.exchange.as_str()).collect();
+        assert_eq!(exchanges, ["binance"], "{report:#?}");
+        assert!(report.findings[0].path.ends_with("secrets.env"));
+    }
+
     /// A regression test: in a partial clone (`--filter=blob:none`), reading each blob
     /// fetched it from the remote, one round trip (or credential prompt) per blob; and a
     /// blob that could not be had was skipped without a word, so the scan said "clean".

@@ -340,6 +340,7 @@ impl Scanner {
         let found = Mutex::new(Vec::new());
         let (tx, rx) = mpsc::sync_channel::<(Vec<u8>, usize)>(self.threads * 4);
         let rx = Mutex::new(rx);
+        let in_flight = Budget::default();
         let result = std::thread::scope(|s| {
             s.spawn(move || {
                 for id in ids {
@@ -352,6 +353,8 @@ impl Scanner {
                 s.spawn(|| loop {
                     let next = lock(&rx).recv();
                     let Ok((data, i)) = next else { break };
+                    // Given back however the scan ends.
+                    let _scanned = Spent(&in_flight, data.len());
                     let (_, path, prov) = &blobs[i];
                     // Paths in a repository are relative to its root already.
                     let mut f = self.scan_counted(counters, path, path, &data);
@@ -401,8 +404,12 @@ impl Scanner {
                     }
                     continue;
                 };
+                in_flight.take(len);
                 let mut data = vec![0u8; len + 1];
-                reader.read_exact(&mut data).map_err(|e| cat_err(&e))?;
+                if let Err(e) = reader.read_exact(&mut data) {
+                    in_flight.give(len);
+                    return Err(cat_err(&e));
+                }
                 data.truncate(len);
                 if tx.send((data, i)).is_err() {
                     break;
@@ -426,6 +433,46 @@ impl Scanner {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         found.sort_by_key(|(i, _)| *i);
         Ok(found.into_iter().map(|(_, f)| f).collect())
+    }
+}
+
+/// The most bytes of blobs read and not yet scanned at once: the queue to the workers
+/// holds a few blobs each, of up to the size limit (64 MiB) each.
+const MAX_BLOB_BYTES_IN_FLIGHT: usize = 256 << 20;
+
+/// The bytes of blobs read and not yet scanned, kept under [`MAX_BLOB_BYTES_IN_FLIGHT`].
+#[derive(Default)]
+struct Budget {
+    used: Mutex<usize>,
+    freed: std::sync::Condvar,
+}
+
+impl Budget {
+    /// Waits until `n` more bytes fit (one blob always does when none is in flight).
+    fn take(&self, n: usize) {
+        let mut used = lock(&self.used);
+        while *used > 0 && used.saturating_add(n) > MAX_BLOB_BYTES_IN_FLIGHT {
+            used = self
+                .freed
+                .wait(used)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        *used += n;
+    }
+
+    fn give(&self, n: usize) {
+        let mut used = lock(&self.used);
+        *used = used.saturating_sub(n);
+        self.freed.notify_all();
+    }
+}
+
+/// A blob's bytes, given back to the budget when its scan ends, however it ends.
+struct Spent<'a>(&'a Budget, usize);
+
+impl Drop for Spent<'_> {
+    fn drop(&mut self) {
+        self.0.give(self.1);
     }
 }
 
@@ -923,7 +970,30 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 #[cfg(test)]
 mod tests {
-    use super::unquote_path;
+    use super::{unquote_path, Budget, MAX_BLOB_BYTES_IN_FLIGHT};
+
+    /// A regression test: the blobs queued for the workers were bounded by count (four
+    /// per thread), so blobs near the 64 MiB limit could hold gigabytes at once. The
+    /// bytes in flight are bounded; one blob always fits when none is in flight.
+    #[test]
+    fn blob_bytes_in_flight_are_bounded() {
+        let budget = Budget::default();
+        budget.take(MAX_BLOB_BYTES_IN_FLIGHT - 10);
+        let taken = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                budget.take(64 << 20);
+                taken.store(true, std::sync::atomic::Ordering::SeqCst);
+            });
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            assert!(!taken.load(std::sync::atomic::Ordering::SeqCst));
+            budget.give(MAX_BLOB_BYTES_IN_FLIGHT - 10);
+        });
+        assert!(taken.load(std::sync::atomic::Ordering::SeqCst));
+        // Larger than the bound, alone: taken at once.
+        let alone = Budget::default();
+        alone.take(2 * MAX_BLOB_BYTES_IN_FLIGHT);
+    }
 
     #[test]
     fn git_quoted_paths_are_unquoted() {

@@ -1258,6 +1258,14 @@ mod tests {
                 true,
                 Outcome::UpstreamUnreachable,
             ),
+            // Nor a test order, which placed nothing.
+            {
+                let mut test = event(DAY_MS + 50, ActionKind::Trade, true, Outcome::Answered);
+                if let EventBody::Request(r) = &mut test.body {
+                    r.validates_only = true;
+                }
+                test
+            },
         ] {
             decider.count_earlier(&earlier, now);
         }

@@ -1164,6 +1164,41 @@ pub fn seq_near(store: &Store, ts_ms: u64) -> Result<u64, Error> {
     Ok(low)
 }
 
+/// Hands `each` every event written from about `since_ms` on, in order, a page at a
+/// time, each verified as [`read_verified`] verifies them, until `each` says to stop
+/// (`false`) or the log ends. Events a little before `since_ms` may come too; `each`
+/// filters by time. The time index ([`seq_near`]) is only a hint: the verified event
+/// before where it points must be older than `since_ms`, else the reading starts further
+/// back, so that a timestamp edited ahead cannot hide where the period starts.
+pub fn for_each_verified_since(
+    store: &Store,
+    key: &AuditKey,
+    since_ms: u64,
+    mut each: impl FnMut(&[(u64, Event)]) -> bool,
+) -> Result<(), Error> {
+    const EVENTS_PER_PAGE: u64 = 10_000;
+    let mut from = seq_near(store, since_ms)?;
+    let mut step = 1;
+    while from > 1 {
+        let before = read_verified(store, key, from - 1, 1)?;
+        if before.first().is_none_or(|(_, e)| e.ts_ms < since_ms) {
+            break;
+        }
+        from = from.saturating_sub(step).max(1);
+        step = step.saturating_mul(2);
+    }
+    loop {
+        let page = read_verified(store, key, from, EVENTS_PER_PAGE)?;
+        let Some((last, _)) = page.last() else {
+            return Ok(());
+        };
+        from = last + 1;
+        if !each(&page) {
+            return Ok(());
+        }
+    }
+}
+
 /// The seq of the last event, or 0.
 pub fn last_seq(store: &Store) -> Result<u64, Error> {
     Ok(store.last_event()?.map_or(0, |r| r.seq))

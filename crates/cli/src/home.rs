@@ -529,7 +529,8 @@ pub fn init(home: Home, how: &UnlockArgs, args: &InitArgs) -> anyhow::Result<()>
     let db = home.db_path();
     let config_path = home.config_path();
     if db.exists() || config_path.exists() {
-        if lacks_check_value(&db) && !is_unfinished(&db) {
+        let found = found_vault(&db);
+        if found == Found::Altered {
             bail!(
                 "the vault in {} has no check value, yet it holds keys or events: it was \
                  altered. Restore {} from a backup; nothing was changed",
@@ -537,7 +538,7 @@ pub fn init(home: Home, how: &UnlockArgs, args: &InitArgs) -> anyhow::Result<()>
                 db.display()
             );
         }
-        if is_unfinished(&db) {
+        if found == Found::Unfinished {
             bail!(
                 "an earlier `keygate init` in {} did not finish: its database has no check \
                  value, so it holds no key and no event. Make sure no other init runs, remove \
@@ -699,26 +700,40 @@ pub fn init(home: Home, how: &UnlockArgs, args: &InitArgs) -> anyhow::Result<()>
     Ok(())
 }
 
-/// Whether `db` is what an `init` stopped before its end leaves (killed, or out of disk
-/// between creating the tables and writing the check value in the same transaction as
-/// the first event): no database at all beside a config, or one without a check value,
-/// account, client or event. `init` does not remove it itself: it may be another `init`
-/// still at work.
-fn is_unfinished(db: &Path) -> bool {
-    if !db.exists() {
-        return true;
-    }
-    Store::open(db).is_ok_and(|store| {
-        matches!(store.meta(META_CHECK), Ok(None))
-            && matches!(store.last_event(), Ok(None))
-            && store.accounts().is_ok_and(|accounts| accounts.is_empty())
-            && store.client_rows().is_ok_and(|clients| clients.is_empty())
-    })
+/// What stands where `init` would make a vault.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Found {
+    /// What an `init` stopped before its end leaves (killed, or out of disk between
+    /// creating the tables and writing the check value in the same transaction as the
+    /// first event): no database at all beside a config, or one without a check value,
+    /// account, client or event. `init` does not remove it itself: it may be another
+    /// `init` still at work.
+    Unfinished,
+    /// A database without a check value that holds keys or events.
+    Altered,
+    /// A vault, or a database that does not open (its own error says why elsewhere).
+    Vault,
 }
 
-/// Whether `db` opens and has no check value (whatever else it holds).
-fn lacks_check_value(db: &Path) -> bool {
-    Store::open(db).is_ok_and(|store| matches!(store.meta(META_CHECK), Ok(None)))
+/// What stands at `db`.
+fn found_vault(db: &Path) -> Found {
+    if !db.exists() {
+        return Found::Unfinished;
+    }
+    let Ok(store) = Store::open(db) else {
+        return Found::Vault;
+    };
+    if !matches!(store.meta(META_CHECK), Ok(None)) {
+        return Found::Vault;
+    }
+    let empty = matches!(store.last_event(), Ok(None))
+        && store.accounts().is_ok_and(|accounts| accounts.is_empty())
+        && store.client_rows().is_ok_and(|clients| clients.is_empty());
+    if empty {
+        Found::Unfinished
+    } else {
+        Found::Altered
+    }
 }
 
 /// Files one `init` created, removed when it is dropped before [`MadeByThisRun::keep`]:

@@ -916,26 +916,15 @@ fn forwarded_between(
     to_ms: u64,
 ) -> anyhow::Result<Forwarded> {
     let mut forwarded = Forwarded::default();
-    let mut from = keygate_audit::seq_near(store, from_ms).context("reading the audit log")?;
-    loop {
-        let page = keygate_audit::read_verified(store, key, from, EVENTS_PER_PAGE)
-            .context("reading the audit log")?;
-        let Some((last, last_event)) = page.last() else {
-            return Ok(forwarded);
-        };
-        let past_the_end = last_event.ts_ms > to_ms;
-        from = last + 1;
+    keygate_audit::for_each_verified_since(store, key, from_ms, |page| {
         for (_, event) in page.iter().filter(|(_, e)| e.ts_ms >= from_ms) {
             forwarded.note(event);
         }
-        if past_the_end {
-            return Ok(forwarded);
-        }
-    }
+        page.last().is_some_and(|(_, last)| last.ts_ms <= to_ms)
+    })
+    .context("reading the audit log")?;
+    Ok(forwarded)
 }
-
-/// Events read at once by [`forwarded_between`].
-const EVENTS_PER_PAGE: u64 = 10_000;
 
 /// What keygate forwarded since `since_ms`, from the audit log.
 fn forwarded(store: &Store, key: &AuditKey, since_ms: u64) -> anyhow::Result<Forwarded> {

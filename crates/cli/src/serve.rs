@@ -286,32 +286,17 @@ fn tls(
 /// fresh allowance; the gateway does not start on it.
 fn count_today(gateway: &Gateway, store: &Store, key: &AuditKey) -> anyhow::Result<()> {
     const DAY_MS: u64 = 86_400_000;
-    const EVENTS_PER_PAGE: u64 = 10_000;
     let since_ms = keygate_gateway::now_ms() / DAY_MS * DAY_MS;
-    let tampered = "the audit log does not verify, so today's daily limits cannot be counted; \
-                    `keygate audit verify` names where";
-    let mut from = keygate_audit::seq_near(store, since_ms).context("reading the audit log")?;
-    // The index is a hint: the event before `from`, verified, must be from before today.
-    let mut step = 1;
-    while from > 1 {
-        let before = keygate_audit::read_verified(store, key, from - 1, 1).context(tampered)?;
-        if before.first().is_none_or(|(_, e)| e.ts_ms < since_ms) {
-            break;
-        }
-        from = from.saturating_sub(step).max(1);
-        step = step.saturating_mul(2);
-    }
-    loop {
-        let page =
-            keygate_audit::read_verified(store, key, from, EVENTS_PER_PAGE).context(tampered)?;
-        let Some((last, _)) = page.last() else {
-            return Ok(());
-        };
-        from = last + 1;
+    keygate_audit::for_each_verified_since(store, key, since_ms, |page| {
         for (_, event) in page.iter().filter(|(_, e)| e.ts_ms >= since_ms) {
             gateway.count_earlier(event);
         }
-    }
+        true
+    })
+    .context(
+        "the audit log does not verify, so today's daily limits cannot be counted; \
+         `keygate audit verify` names where",
+    )
 }
 
 /// Locks `serve.lock` in the home directory for as long as the returned file lives (the

@@ -888,6 +888,15 @@ fn is_partial_clone(repo: &Path) -> bool {
 /// The ids of every blob the object store holds (listing never fetches).
 fn present_blobs(repo: &Path) -> Result<HashSet<String>, Error> {
     let mut present = HashSet::new();
+    each_stored_blob(repo, |id| {
+        present.insert(id.to_owned());
+    })?;
+    Ok(present)
+}
+
+/// Hands `each` the id of every blob the object store holds, loose or packed (listing
+/// never fetches).
+fn each_stored_blob(repo: &Path, mut each: impl FnMut(&str)) -> Result<(), Error> {
     git_lines(
         repo,
         &[
@@ -898,11 +907,10 @@ fn present_blobs(repo: &Path) -> Result<HashSet<String>, Error> {
         ],
         |line| {
             if let Some(id) = line.strip_prefix("blob ") {
-                present.insert(id.to_owned());
+                each(id);
             }
         },
-    )?;
-    Ok(present)
+    )
 }
 
 /// The blobs the index holds, with their paths (none in a bare repository).
@@ -932,22 +940,11 @@ fn other_blobs(repo: &Path, seen: &HashMap<String, usize>) -> Result<Vec<String>
         return Err("not scanned: the repository borrows objects from another (alternates)".into());
     }
     let mut ids = Vec::new();
-    git_lines(
-        repo,
-        &[
-            "cat-file",
-            "--batch-check=%(objecttype) %(objectname)",
-            "--batch-all-objects",
-            "--unordered",
-        ],
-        |line| {
-            if let Some(id) = line.strip_prefix("blob ") {
-                if !seen.contains_key(id) {
-                    ids.push(id.to_owned());
-                }
-            }
-        },
-    )
+    each_stored_blob(repo, |id| {
+        if !seen.contains_key(id) {
+            ids.push(id.to_owned());
+        }
+    })
     .map_err(|e| e.to_string())?;
     Ok(ids)
 }

@@ -844,10 +844,7 @@ fn events(store: &Store, from: u64, limit: u64) -> Result<Vec<EventRow>, Error> 
 /// before, every MAC made with `key`, and the recorded head equal to the last row.
 /// Returns the number of events.
 pub fn verify(store: &Store, key: &AuditKey) -> Result<u64, Error> {
-    // One snapshot: events appended while this runs are not half seen.
-    store
-        .read_snapshot(|store| Ok(verify_snapshot(store, key)))?
-        .map(|verified| verified.events)
+    verify_then(store, key, VERIFY_PAGE, |_, verified| Ok(verified.events))
 }
 
 /// What a verified log holds.
@@ -860,37 +857,90 @@ pub struct Verified {
     pub last_admin_seq: u64,
 }
 
-fn verify_snapshot(store: &Store, key: &AuditKey) -> Result<Verified, Error> {
-    let mut prev = GENESIS.to_vec();
-    let mut expected_seq = 1;
-    let mut last_admin_seq = 0;
-    loop {
-        let page = events(store, expected_seq, 10_000)?;
-        if page.is_empty() {
-            break;
-        }
-        for row in page {
-            let bad = |reason: &str| Error::Tampered {
-                seq: expected_seq,
-                reason: reason.to_owned(),
-            };
-            let hash = chained(&prev, &row, expected_seq, key)?;
-            match serde_json::from_str::<Event>(&row.body) {
-                Ok(Event {
-                    body: EventBody::Admin(_),
-                    ..
-                }) => last_admin_seq = row.seq,
-                Ok(_) => {}
-                Err(_) => return Err(bad("body is not a keygate event")),
+/// Events verified in one read snapshot. A log of millions of events is walked in many:
+/// SQLite cannot reset its write-ahead log past the oldest snapshot still open, so one
+/// snapshot held for the minutes such a walk takes would let the WAL file grow with every
+/// event `serve` writes meanwhile.
+const VERIFY_PAGE: u64 = 10_000;
+
+/// How far a walk along the chain has come.
+struct Walk {
+    /// The chain hash of the last event verified (the genesis hash before the first).
+    prev: Vec<u8>,
+    /// The seq the next event must have.
+    next_seq: u64,
+    last_admin_seq: u64,
+}
+
+impl Walk {
+    /// Takes in the next row: chained to the one before, MACed with `key`, a keygate
+    /// event.
+    fn take(&mut self, row: &EventRow, key: &AuditKey) -> Result<(), Error> {
+        let hash = chained(&self.prev, row, self.next_seq, key)?;
+        match serde_json::from_str::<Event>(&row.body) {
+            Ok(Event {
+                body: EventBody::Admin(_),
+                ..
+            }) => self.last_admin_seq = row.seq,
+            Ok(_) => {}
+            Err(_) => {
+                return Err(Error::Tampered {
+                    seq: self.next_seq,
+                    reason: "body is not a keygate event".into(),
+                })
             }
-            prev = hash;
-            expected_seq += 1;
+        }
+        self.prev = hash;
+        self.next_seq += 1;
+        Ok(())
+    }
+}
+
+/// Verifies the whole log, `page` events per read snapshot, then calls `at_end` inside
+/// the snapshot that reached the last event, with what the log holds: the last events,
+/// the recorded head and whatever `at_end` reads are seen together, however many events
+/// were appended while the walk went on. An event rewritten behind the walk (in a page
+/// already verified) is for the next verification to find, as one rewritten after a
+/// verification ends would be.
+fn verify_then<T>(
+    store: &Store,
+    key: &AuditKey,
+    page: u64,
+    mut at_end: impl FnMut(&Store, Verified) -> Result<T, Error>,
+) -> Result<T, Error> {
+    let mut walk = Walk {
+        prev: GENESIS.to_vec(),
+        next_seq: 1,
+        last_admin_seq: 0,
+    };
+    loop {
+        let step = store.read_snapshot(|store| {
+            Ok((|| {
+                let rows = events(store, walk.next_seq, page)?;
+                let more = rows.len() as u64 == page;
+                for row in &rows {
+                    walk.take(row, key)?;
+                }
+                if more {
+                    return Ok(None);
+                }
+                let verified = check_head(store, key, &walk)?;
+                at_end(store, verified).map(Some)
+            })())
+        })??;
+        if let Some(done) = step {
+            return Ok(done);
         }
     }
-    let count = expected_seq - 1;
+}
+
+/// Whether the recorded head names the last event `walk` verified.
+fn check_head(store: &Store, key: &AuditKey, walk: &Walk) -> Result<Verified, Error> {
+    let count = walk.next_seq - 1;
+    let prev = &walk.prev;
     let verified = Verified {
         events: count,
-        last_admin_seq,
+        last_admin_seq: walk.last_admin_seq,
     };
     // A head of another length was written by no keygate: tampering, named as such, not
     // an error of the tool.
@@ -916,8 +966,8 @@ fn verify_snapshot(store: &Store, key: &AuditKey) -> Result<Verified, Error> {
         }),
         Some(head)
             if head.seq < count
-                || !bool::from(head.hash.ct_eq(&prev))
-                || !bool::from(key.head_mac(head.seq, &prev).ct_eq(&head.mac)) =>
+                || !bool::from(head.hash.ct_eq(prev))
+                || !bool::from(key.head_mac(head.seq, prev).ct_eq(&head.mac)) =>
         {
             Err(Error::Tampered {
                 seq: head.seq.min(count),
@@ -947,24 +997,20 @@ pub struct Checkpoint {
 /// Verifies the whole log, then takes a [`Checkpoint`] of its last event: a checkpoint of
 /// a log that does not verify would anchor nothing.
 pub fn checkpoint(store: &Store, key: &AuditKey) -> Result<Checkpoint, Error> {
-    let checkpoint = store.read_snapshot(|store| {
-        Ok((|| {
-            let count = verify_snapshot(store, key)?.events;
-            let head =
-                store
-                    .audit_head()?
-                    .filter(|_| count > 0)
-                    .ok_or_else(|| Error::Tampered {
-                        seq: 1,
-                        reason: "the log is empty".into(),
-                    })?;
-            Ok::<_, Error>(Checkpoint {
-                seq: head.seq,
-                hash: hex::encode(&head.hash),
-                mac: hex::encode(key.checkpoint_mac(head.seq, &head.hash)),
-            })
-        })())
-    })??;
+    let checkpoint = verify_then(store, key, VERIFY_PAGE, |store, verified| {
+        let head = store
+            .audit_head()?
+            .filter(|_| verified.events > 0)
+            .ok_or_else(|| Error::Tampered {
+                seq: 1,
+                reason: "the log is empty".into(),
+            })?;
+        Ok(Checkpoint {
+            seq: head.seq,
+            hash: hex::encode(&head.hash),
+            mac: hex::encode(key.checkpoint_mac(head.seq, &head.hash)),
+        })
+    })?;
     // The head may be a read's event, committed without a sync of its own: a power cut
     // would then lose it, and the log would no longer hold what the checkpoint names,
     // which reads as tampering. A synced commit now syncs every event before it.
@@ -995,32 +1041,28 @@ pub fn verify_checkpoints(
         }
         anchors.push((checkpoint.seq, hash));
     }
-    store.read_snapshot(|store| {
-        Ok((|| {
-            let verified = verify_snapshot(store, key)?;
-            let count = verified.events;
-            for (seq, hash) in &anchors {
-                if count < *seq {
-                    return Err(Error::Tampered {
-                        seq: count + 1,
-                        reason: format!(
-                            "rolled back or cut short: the log ends at event {count}, before \
-                             the checkpoint's event {seq}"
-                        ),
-                    });
-                }
-                let row = events(store, *seq, 1)?.into_iter().next();
-                if !row.is_some_and(|row| bool::from(row.hash.ct_eq(hash))) {
-                    return Err(Error::Tampered {
-                        seq: *seq,
-                        reason: "rewritten: the event differs from the one a checkpoint names"
-                            .into(),
-                    });
-                }
+    verify_then(store, key, VERIFY_PAGE, |store, verified| {
+        let count = verified.events;
+        for (seq, hash) in &anchors {
+            if count < *seq {
+                return Err(Error::Tampered {
+                    seq: count + 1,
+                    reason: format!(
+                        "rolled back or cut short: the log ends at event {count}, before \
+                         the checkpoint's event {seq}"
+                    ),
+                });
             }
-            Ok(verified)
-        })())
-    })?
+            let row = events(store, *seq, 1)?.into_iter().next();
+            if !row.is_some_and(|row| bool::from(row.hash.ct_eq(hash))) {
+                return Err(Error::Tampered {
+                    seq: *seq,
+                    reason: "rewritten: the event differs from the one a checkpoint names".into(),
+                });
+            }
+        }
+        Ok(verified)
+    })
 }
 
 /// The chain hash that event `from` must chain to: the hash of the event before it, whose
@@ -1353,6 +1395,88 @@ mod tests {
             admin_change_after(&store, &key, 1),
             Err(Error::Tampered { seq: 1, .. })
         ));
+    }
+
+    /// `verify`, walking `page` events per snapshot.
+    fn verify_paged(store: &Store, key: &AuditKey, page: u64) -> Result<u64, Error> {
+        verify_then(store, key, page, |_, verified| Ok(verified.events))
+    }
+
+    #[test]
+    fn a_log_verified_page_by_page_is_checked_across_page_ends() {
+        let (_dir, db, key) = open();
+        let store = Store::open(&db).unwrap();
+        let events: Vec<Event> = (0..7).map(event).collect();
+        append_within(&store, &key, &events).unwrap();
+        // A last page cut short, and pages that end exactly at the last event.
+        for page in [1, 2, 3, 7, 8] {
+            assert_eq!(verify_paged(&store, &key, page).unwrap(), 7, "page {page}");
+        }
+        // An event edited in a later page than the first is named.
+        store
+            .connection()
+            .execute("UPDATE events SET body = body || ' ' WHERE seq = 5", [])
+            .unwrap();
+        for page in [2, 3, 4] {
+            assert!(
+                matches!(
+                    verify_paged(&store, &key, page),
+                    Err(Error::Tampered { seq: 5, .. })
+                ),
+                "page {page}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_log_cut_short_at_a_page_end_is_caught() {
+        let (_dir, db, key) = open();
+        let store = Store::open(&db).unwrap();
+        let events: Vec<Event> = (0..6).map(event).collect();
+        append_within(&store, &key, &events).unwrap();
+        store
+            .connection()
+            .execute("DELETE FROM events WHERE seq > 4", [])
+            .unwrap();
+        for page in [2, 4, 5] {
+            assert!(
+                matches!(
+                    verify_paged(&store, &key, page),
+                    Err(Error::Tampered { seq: 5, .. })
+                ),
+                "page {page}"
+            );
+        }
+    }
+
+    /// A regression test: verification held one read snapshot for the whole log, which
+    /// keeps SQLite from resetting its write-ahead log for as long (minutes for a long
+    /// log, while `serve` writes). Walked page by page, events appended meanwhile must
+    /// not read as a log cut short (the head and the last page are read together).
+    #[test]
+    fn events_appended_while_a_log_is_verified_page_by_page_do_not_read_as_tampering() {
+        let (_dir, db, key) = open();
+        let log = AuditLog::start(&db, key.clone()).unwrap();
+        for n in 0..300 {
+            log.append(event(n));
+        }
+        log.flush().unwrap();
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                let mut n = 1000;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    log.append_blocking(event(n)).unwrap();
+                    n += 1;
+                }
+            });
+            let store = Store::open(&db).unwrap();
+            for _ in 0..5 {
+                let verified = verify_paged(&store, &key, 1).unwrap();
+                assert!(verified >= 300, "{verified}");
+            }
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        });
     }
 
     #[test]

@@ -440,6 +440,10 @@ async fn serve_http<S>(
         // input and closes it, or the header-read timeout does if the client neither
         // sends nor closes.
         .half_close(true)
+        // hyper's default lets a request head take about 400 KiB of buffer before it is
+        // refused (431), and a last read may add as much again: per connection, from
+        // clients that need no key. A head fits in a few kilobytes.
+        .max_buf_size(MAX_READ_BUFFER)
         .serve_connection(
             TokioIo::new(WriteDeadline::new(stream, header_timeout, MIN_READ_RATE)),
             service,
@@ -458,6 +462,12 @@ async fn serve_http<S>(
         tracing::debug!(error = %e, "connection ended with an error");
     }
 }
+
+/// The most a connection's read buffer grows to while a request head is incomplete (a
+/// last read may take it up to twice this): a head past it is refused with 431. The
+/// body is read apart, under its own limit. hyper also bounds the answer bytes it queues
+/// for writing by this, a bound on queueing, not on an answer's size.
+const MAX_READ_BUFFER: usize = 64 * 1024;
 
 /// The slowest a client may read its answers, in bytes per second, once its answers have
 /// been held up for a timeout: an answer is kept whole in memory until it is written, and

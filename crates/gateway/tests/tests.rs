@@ -3083,3 +3083,26 @@ async fn reads_are_refused_while_large_answers_pile_up_for_slow_clients() {
     until_answered(&env, time, false).await;
     assert_eq!(get(&env, "/api/v3/account", "").await.0, 200);
 }
+
+/// A regression test: hyper's default read buffer let a request head grow to about
+/// 400 KiB, and more in one last read: that much memory per connection, for as many
+/// connections as are allowed, from clients that need no key. A head far past 64 KiB is
+/// now refused (431) before anything reads it as a request, and nothing is forwarded.
+#[tokio::test]
+async fn an_oversized_request_head_is_refused_and_never_forwarded() {
+    let env = default_env().await;
+    let target = format!("/binance/api/v3/account?{}", sign("", BOT_SECRET));
+    let padding = format!("X-Padding: {}\r\n", "a".repeat(300 * 1024));
+    let answer = exchange_raw(env.gateway, &http("GET", &target, &padding, "")).await;
+    assert_eq!(answer.status, 431, "{:?}", answer.headers);
+    let probe = format!(
+        "GET /__mock/requests HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        env.exchange.addr
+    );
+    let reached = exchange_raw(env.exchange.addr, probe.as_bytes()).await;
+    assert_eq!(reached.json(), serde_json::json!([]), "{}", reached.body);
+    // An ordinary head of a few kilobytes is read as ever.
+    let padding = format!("X-Padding: {}\r\n", "a".repeat(4 * 1024));
+    let answer = exchange_raw(env.gateway, &http("GET", &target, &padding, "")).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+}

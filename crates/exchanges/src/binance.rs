@@ -328,8 +328,16 @@ impl SignedRequest {
     /// `timestamp` replaced by `timestamp_ms`, the real key's HMAC signature appended last
     /// to the part the client put its own in, and the real API key in its header.
     pub fn resign(&self, api_key: &str, secret: &[u8], timestamp_ms: u64) -> Forward {
-        let mut query = String::new();
-        let mut body = String::new();
+        // The part the signature goes in gets room for the parameters as received, a
+        // longer timestamp and the signature.
+        let room = self.raw.len() + 96;
+        let (query_room, body_room) = if self.signature_in_body {
+            (0, room)
+        } else {
+            (room, 0)
+        };
+        let mut query = String::with_capacity(query_room);
+        let mut body = String::with_capacity(body_room);
         for p in &self.params {
             let out = if p.in_body { &mut body } else { &mut query };
             if !out.is_empty() {
@@ -342,10 +350,10 @@ impl SignedRequest {
                 out.push_str(&self.raw[p.raw.clone()]);
             }
         }
-        let mut payload = Vec::with_capacity(query.len() + body.len());
-        payload.extend_from_slice(query.as_bytes());
-        payload.extend_from_slice(body.as_bytes());
-        let signature = hmac_signature(secret, &payload);
+        // Signed over the query followed by the body, as the exchange reads them.
+        let mut mac = hmac_sha256(secret, query.as_bytes());
+        mac.update(body.as_bytes());
+        let signature = hex::encode(mac.finalize().into_bytes());
         let out = if self.signature_in_body {
             &mut body
         } else {

@@ -452,7 +452,7 @@ async fn handle<A: Adapter>(
                 return audit.deny(refuse(Refusal::TooMany(&msg)), Rule::WeightReserved, &msg);
             }
         };
-        let url = format!("{base}{native}{}", query_suffix(query));
+        let url = upstream_url(base, native, query);
         return gw
             .forward(
                 adapter,
@@ -501,8 +501,8 @@ async fn handle<A: Adapter>(
         let msg = format!("{e} (for the API key of client {})", client.name);
         return audit.deny(refuse(Refusal::Invalid(&e)), Rule::Authentication, &msg);
     }
-    audit.client = Some(client.name.to_string());
-    audit.account = Some(client.account.to_string());
+    audit.client = Some(client.name.as_str().to_owned());
+    audit.account = Some(client.account.as_str().to_owned());
     // No account: removed (`account remove` keeps its clients only once they are
     // revoked) or one that does not open (logged when the registry was loaded).
     let Some(account) = account else {
@@ -746,7 +746,7 @@ async fn handle<A: Adapter>(
             "invalid upstream header",
         );
     }
-    let url = format!("{base}{native}{}", query_suffix(&forward.query));
+    let url = upstream_url(&base, native, &forward.query);
     gw.forward(
         adapter,
         audit,
@@ -1085,12 +1085,17 @@ fn caused_by(
     false
 }
 
-fn query_suffix(query: &str) -> String {
-    if query.is_empty() {
-        String::new()
-    } else {
-        format!("?{query}")
+/// `base` (scheme and host), `path`, and `?query` unless the query is empty, in one
+/// allocation: every forwarded request makes one.
+fn upstream_url(base: &str, path: &str, query: &str) -> String {
+    let mut url = String::with_capacity(base.len() + path.len() + 1 + query.len());
+    url.push_str(base);
+    url.push_str(path);
+    if !query.is_empty() {
+        url.push('?');
+        url.push_str(query);
     }
+    url
 }
 
 /// The address a request comes from: the peer, unless the peer is a trusted proxy. Then
@@ -1199,7 +1204,7 @@ impl<'a> Audit<'a> {
         Audit {
             gw,
             exchange,
-            request_id: format!("{:016x}", rand::thread_rng().gen::<u64>()),
+            request_id: hex::encode(rand::thread_rng().gen::<u64>().to_be_bytes()),
             source_ip,
             method: method.as_str().to_owned(),
             path: path.to_owned(),

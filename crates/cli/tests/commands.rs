@@ -3501,8 +3501,10 @@ mod audit {
         );
     }
 
+    /// Also a regression test: with `-n N -f`, the last N events were printed, then
+    /// printed again by the follow. Each event is printed once, in order.
     #[test]
-    fn tail_follow_prints_new_events() {
+    fn tail_follow_prints_the_last_events_then_new_ones_once() {
         let kg = busy_vault();
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_keygate"))
             .args([
@@ -3511,7 +3513,7 @@ mod audit {
                 "audit",
                 "tail",
                 "-n",
-                "0",
+                "2",
                 "-f",
                 "--json",
             ])
@@ -3520,23 +3522,34 @@ mod audit {
             .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(400));
-        kg.ok(&["client", "unfreeze", "bot2"], "");
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             use std::io::BufRead;
-            let mut line = String::new();
-            let _ = std::io::BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
         });
-        let line = rx.recv_timeout(Duration::from_secs(5));
+        let next = || rx.recv_timeout(Duration::from_secs(5)).ok();
+        let backlog = [next(), next()];
+        kg.ok(&["client", "unfreeze", "bot2"], "");
+        let followed = next();
+        // Anything more within a follow interval or two would be a repeat.
+        let extra = rx.recv_timeout(Duration::from_millis(1500)).ok();
         child.kill().unwrap();
         child.wait().unwrap();
-        let event: Value =
-            serde_json::from_str(&line.expect("tail -f printed nothing within 5 s")).unwrap();
-        assert_eq!(event["seq"], 9);
-        assert_eq!(event["change"], "client.unfreeze");
+        let seq = |line: &Option<String>| {
+            let line = line.as_deref().expect("tail -f printed nothing within 5 s");
+            serde_json::from_str::<Value>(line).unwrap()["seq"].clone()
+        };
+        assert_eq!([seq(&backlog[0]), seq(&backlog[1])], [json!(7), json!(8)]);
+        let event: Value = serde_json::from_str(followed.as_deref().unwrap_or("")).unwrap();
+        assert_eq!(event["seq"], 9, "{event}");
+        assert_eq!(event["change"], "client.unfreeze", "{event}");
+        assert_eq!(extra, None, "an event printed twice");
     }
 }
 

@@ -8,7 +8,8 @@
 //! a window of lines around it, or on an enclosing line of a nested YAML/JSON block (found
 //! by indentation) or TOML/INI section (found by its `[header]`), or in the part of the file
 //! path below the scan root. (4) Candidates of one exchange close together are paired into
-//! credential sets.
+//! credential sets. A binary buffer is first reduced to the printable runs in it (see
+//! [`crate::binary`]), which go through the same stages, one run a line.
 
 use std::borrow::Cow;
 use std::cell::OnceCell;
@@ -18,6 +19,7 @@ use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
+use crate::binary::Strings;
 use crate::managed::ManagedKeys;
 use crate::redact::redact;
 use crate::report::{Finding, Part, Severity, Suppression};
@@ -126,10 +128,54 @@ pub(crate) const MAX_TOKEN: usize = 256;
 const ENCODED_PEM_START: &str = "LS0tLS1CRUdJTi";
 /// Longest base64 text decoded in search of a PEM block (a 16 KiB block, encoded).
 const MAX_ENCODED_PEM: usize = 24 * 1024;
-/// Lines before a value searched for an exchange keyword.
-const WINDOW_BEFORE: usize = 6;
-/// Lines after a value searched for an exchange keyword.
-const WINDOW_AFTER: usize = 3;
+/// Lines before and after a value searched for an exchange keyword.
+#[derive(Clone, Copy)]
+struct Window {
+    before: usize,
+    after: usize,
+}
+
+/// The keyword window of text: six lines before a value, three after.
+const TEXT_WINDOW: Window = Window {
+    before: 6,
+    after: 3,
+};
+
+/// The keyword window of a binary file's printable text, where a line is a run: a
+/// compiled Python module keeps the names of all its constants after all their values
+/// (`KRAKEN_API_KEY` comes after the last constant), a SQLite page keeps a row's
+/// columns in one run but the table's name pages away.
+const BINARY_WINDOW: Window = Window {
+    before: 24,
+    after: 24,
+};
+
+/// How a buffer is read: whether text written base64-encoded as a whole is decoded and
+/// scanned too (not within such a text: one layer only), and the lines around a value
+/// searched for a keyword.
+#[derive(Clone, Copy)]
+struct Mode {
+    decode_files: bool,
+    window: Window,
+}
+
+/// A text file or blob.
+const TEXT: Mode = Mode {
+    decode_files: true,
+    window: TEXT_WINDOW,
+};
+
+/// Text found written base64-encoded as a whole, in a text file.
+const DECODED: Mode = Mode {
+    decode_files: false,
+    window: TEXT_WINDOW,
+};
+
+/// The printable text of a binary file or blob.
+const BINARY: Mode = Mode {
+    decode_files: true,
+    window: BINARY_WINDOW,
+};
 /// Lines within which a key, a secret and a passphrase form one credential set.
 const PAIR_WINDOW: usize = 10;
 /// Lines walked back looking for the enclosing blocks of a nested value.
@@ -160,6 +206,8 @@ pub(crate) struct Engine {
     ac: AhoCorasick,
     patterns: Vec<Pattern>,
     by_len: Vec<Vec<usize>>,
+    /// The length of the shortest value a rule with a shape takes.
+    shortest_value: usize,
     /// By token length: whether base64 of a value some rule matches has that length.
     is_encoded_len: Vec<bool>,
     pem_rules: Vec<usize>,
@@ -282,11 +330,16 @@ impl Engine {
         // Fixed patterns, covered by every test; they cannot fail to compile.
         #[allow(clippy::expect_used)]
         let re = |p: &str| regex::bytes::Regex::new(p).expect("fixed pattern");
+        let shortest_value = by_len
+            .iter()
+            .position(|rules| !rules.is_empty())
+            .unwrap_or(MAX_TOKEN);
         Engine {
             rules,
             ac,
             patterns,
             by_len,
+            shortest_value,
             is_encoded_len,
             pem_rules,
             pem_re: re(r"-----BEGIN ((?:EC |RSA |OPENSSH |ENCRYPTED )?PRIVATE KEY)-----"),
@@ -316,11 +369,85 @@ impl Engine {
         managed: Option<&ManagedKeys>,
         redact_values: bool,
     ) -> Vec<Finding> {
-        self.scan_text(path, context_path, data, managed, redact_values, true)
+        self.scan_text(path, context_path, data, managed, redact_values, TEXT)
     }
 
-    /// [`Engine::scan`]; `decode_files`: whether text written base64-encoded as a whole
-    /// is decoded and scanned too (not within such a text: one layer only).
+    /// Scans a binary buffer (see [`is_binary`]) as the printable text in it (see
+    /// [`crate::binary`]), with the same rules as text. A buffer where no keyword, rule
+    /// prefix or PEM header is found, under a path without keywords, is done after that
+    /// one search (unless managed keys are looked for). Findings stand where their values
+    /// are in `data`: `offset` is the byte offset, and `line` and `column` count line
+    /// feeds and bytes as in a text file. A value found both in a run and in a string cut
+    /// out of it is reported once, from the run.
+    pub(crate) fn scan_binary(
+        &self,
+        path: &str,
+        context_path: &str,
+        data: &[u8],
+        managed: Option<&ManagedKeys>,
+        redact_values: bool,
+    ) -> Vec<Finding> {
+        let mut hits = self.ac.find_iter(data).map(|m| m.start()).peekable();
+        let path_hit = self
+            .ac
+            .find_iter(context_path.as_bytes())
+            .any(|m| matches!(self.patterns[m.pattern().as_usize()], Pattern::Keyword(_)));
+        if hits.peek().is_none() && !path_hit && managed.is_none() {
+            return Vec::new();
+        }
+        let min_len = if managed.is_some() {
+            self.shortest_value.min(MIN_MANAGED_TOKEN)
+        } else {
+            self.shortest_value
+        };
+        let strings = Strings::new(data, min_len, hits);
+        let found = self.scan_text(
+            path,
+            context_path,
+            &strings.text,
+            managed,
+            redact_values,
+            BINARY,
+        );
+        if found.is_empty() {
+            return found;
+        }
+        let text_lines = LineIndex::new(&strings.text);
+        let data_lines = LineIndex::new(data);
+        // A 1-based line and column of the text: 1-based line and column in `data`, the
+        // offset there, and whether the line is a string cut out of a run.
+        let place = |line: usize, column: usize| {
+            let (at, carved) = strings.locate(text_lines.start(line - 1) + column - 1);
+            let l = data_lines.line_of(at);
+            (l + 1, at - data_lines.start(l) + 1, at as u64, carved)
+        };
+        let mut placed: Vec<(Finding, bool)> = found
+            .into_iter()
+            .map(|mut f| {
+                let (line, column, offset, carved) = place(f.line, f.column);
+                (f.line, f.column, f.offset) = (line, column, Some(offset));
+                for p in &mut f.parts {
+                    let (line, column, offset, _) = place(p.line, p.column);
+                    (p.line, p.column, p.offset) = (line, column, Some(offset));
+                }
+                (f, carved)
+            })
+            .collect();
+        placed.sort_by_key(|&(_, carved)| carved);
+        let mut reported = HashSet::new();
+        let mut out = Vec::with_capacity(placed.len());
+        for (f, carved) in placed {
+            let offsets: Vec<u64> = f.parts.iter().filter_map(|p| p.offset).collect();
+            if carved && offsets.iter().any(|o| reported.contains(o)) {
+                continue;
+            }
+            reported.extend(offsets);
+            out.push(f);
+        }
+        out
+    }
+
+    /// [`Engine::scan`], reading `data` as `mode` says.
     fn scan_text(
         &self,
         path: &str,
@@ -328,7 +455,7 @@ impl Engine {
         data: &[u8],
         managed: Option<&ManagedKeys>,
         redact_values: bool,
-        decode_files: bool,
+        mode: Mode,
     ) -> Vec<Finding> {
         let nex = self.rules.exchanges().len();
         let mut kw_offsets: Vec<Vec<usize>> = vec![Vec::new(); nex];
@@ -359,7 +486,7 @@ impl Engine {
                         any_hit = true;
                     }
                 }
-                Pattern::EncodedKeyword if decode_files => {
+                Pattern::EncodedKeyword if mode.decode_files => {
                     encoded_names.push(m.start());
                     any_hit = true;
                 }
@@ -392,6 +519,7 @@ impl Engine {
             lines: &lines,
             kw_lines: &kw_lines,
             path_hit: &path_hit,
+            window: mode.window,
             blocks: OnceCell::new(),
         };
         let mut cands = Vec::new();
@@ -619,7 +747,7 @@ impl Engine {
                 &decoded,
                 managed,
                 redact_values,
-                false,
+                DECODED,
             );
             for mut finding in nested {
                 finding.line = line + 1;
@@ -1115,6 +1243,7 @@ impl Engine {
                     },
                     value: (!redact_values).then(|| c.value.clone()),
                     encoding: c.base64.then(|| "base64".to_owned()),
+                    offset: None,
                 }
             })
             .collect();
@@ -1189,6 +1318,7 @@ impl Engine {
             path: path.to_owned(),
             line: primary.line + 1,
             column: primary.col + 1,
+            offset: None,
             parts,
             fingerprint,
             suppressed,
@@ -1319,6 +1449,7 @@ struct Context<'a> {
     lines: &'a LineIndex,
     kw_lines: &'a [Vec<usize>],
     path_hit: &'a [bool],
+    window: Window,
     blocks: OnceCell<Blocks>,
 }
 
@@ -1327,11 +1458,11 @@ impl Context<'_> {
     fn distance(&self, ex: usize, line: usize) -> Option<usize> {
         let kl = &self.kw_lines[ex];
         if !kl.is_empty() {
-            let lo = line.saturating_sub(WINDOW_BEFORE);
+            let lo = line.saturating_sub(self.window.before);
             let first = kl.partition_point(|&l| l < lo);
             let best = kl[first..]
                 .iter()
-                .take_while(|&&l| l <= line + WINDOW_AFTER)
+                .take_while(|&&l| l <= line + self.window.after)
                 .map(|&l| l.abs_diff(line))
                 .min();
             if best.is_some() {
@@ -1756,7 +1887,8 @@ fn pem_text(label: &str, der: &[u8]) -> String {
     s
 }
 
-/// True when the first 8 KiB contain a NUL byte.
+/// True when the first 8 KiB contain a NUL byte: the buffer is scanned as the printable
+/// text in it ([`Engine::scan_binary`]).
 pub(crate) fn is_binary(data: &[u8]) -> bool {
     memchr::memchr(0, &data[..data.len().min(8192)]).is_some()
 }

@@ -39,6 +39,33 @@ fn json_escape(rest: &[u8]) -> Option<(u8, usize)> {
     }
 }
 
+/// The byte a URL's percent-encoding at the start of `rest` stands for, and its width,
+/// for the escapes that split a base64 value: `%2B` (`+`), `%2F` (`/`) and `%3D` (`=`),
+/// either case. A query string, a form body or a DSN's user part writes them so
+/// (`secret=abc%2Bdef%3D%3D`, `kraken://KEY:SECRET%3D%3D@host`); other escapes (`%20`)
+/// end a value, as the characters they stand for would.
+fn percent_escape(rest: &[u8]) -> Option<(u8, usize)> {
+    match rest {
+        [b'%', b'2', last, ..] => match last.to_ascii_uppercase() {
+            b'B' => Some((b'+', 3)),
+            b'F' => Some((b'/', 3)),
+            _ => None,
+        },
+        [b'%', b'3', last, ..] if last.eq_ignore_ascii_case(&b'D') => Some((b'=', 3)),
+        _ => None,
+    }
+}
+
+/// An escape that stands for a character of a value: JSON's ([`json_escape`]) or a URL's
+/// ([`percent_escape`]). One comparison for any byte that starts neither.
+fn value_escape(rest: &[u8]) -> Option<(u8, usize)> {
+    match rest.first() {
+        Some(b'\\') => json_escape(rest),
+        Some(b'%') => percent_escape(rest),
+        _ => None,
+    }
+}
+
 /// The longest text written base64-encoded as a whole that is decoded (1 MiB, encoded).
 const MAX_ENCODED_FILE: usize = 1 << 20;
 
@@ -541,11 +568,22 @@ impl Engine {
         let mut in_pem = pem_spans.iter().peekable();
         let mut i = 0;
         let n = data.len();
+        // An escape of a value's character inside it; `=` is padding, only at its end.
+        let inner_escape = |rest: &[u8]| value_escape(rest).filter(|&(byte, _)| byte != b'=');
         while i < n {
-            // A value may begin with an escape too (`\u002B…`).
-            if !TOKEN_BYTE[data[i] as usize] && json_escape(&data[i..]).is_none() {
-                i += 1;
-                continue;
+            // A value may begin with an escape too (`\u002B…`, `%2F…`), not with padding.
+            if !TOKEN_BYTE[data[i] as usize] {
+                match value_escape(&data[i..]) {
+                    Some((b'=', width)) => {
+                        i += width;
+                        continue;
+                    }
+                    Some(_) => {}
+                    None => {
+                        i += 1;
+                        continue;
+                    }
+                }
             }
             let mut start = i;
             while i < n && TOKEN_BYTE[data[i] as usize] {
@@ -555,16 +593,26 @@ impl Engine {
             if data[start] == b'-' && start > 0 && data[start - 1] == b':' {
                 start += 1;
             }
+            // After a URL's `scheme:`, `//` begins the authority: in a DSN
+            // (`kraken://KEY:SECRET@host`) the key is `KEY`, not `//KEY`.
+            if data[start..i].starts_with(b"//")
+                && start + 2 < i
+                && start > 0
+                && data[start - 1] == b':'
+            {
+                start += 2;
+            }
             // JSON and C strings may escape `/` (`\/`: PHP's `json_encode`) and `+`
-            // (`\u002B`: .NET's `System.Text.Json`): such a value is read unescaped.
+            // (`\u002B`: .NET's `System.Text.Json`), and URLs percent-encode `+` and `/`
+            // (`%2B`, `%2F`): such a value is read unescaped.
             let mut unescaped = None;
-            if json_escape(&data[i..]).is_some() {
+            if inner_escape(&data[i..]).is_some() {
                 let mut value = data[start..i].to_vec();
                 while i < n {
                     if TOKEN_BYTE[data[i] as usize] {
                         value.push(data[i]);
                         i += 1;
-                    } else if let Some((byte, width)) = json_escape(&data[i..]) {
+                    } else if let Some((byte, width)) = inner_escape(&data[i..]) {
                         value.push(byte);
                         i += width;
                     } else {
@@ -573,14 +621,26 @@ impl Engine {
                 }
                 unescaped = Some(value);
             }
+            // Up to two `=` of padding, as they are or percent-encoded (`%3D`).
             let mut end = i;
-            while end < n && end - i < 2 && data[end] == b'=' {
-                end += 1;
+            let mut padding = 0;
+            let mut encoded_padding = false;
+            while padding < 2 && end < n {
+                if data[end] == b'=' {
+                    end += 1;
+                } else if data[end] == b'%' && percent_escape(&data[end..]) == Some((b'=', 3)) {
+                    end += 3;
+                    encoded_padding = true;
+                } else {
+                    break;
+                }
+                padding += 1;
             }
-            let token: Cow<'_, [u8]> = match unescaped {
-                None => Cow::Borrowed(&data[start..end]),
-                Some(mut value) => {
-                    value.extend_from_slice(&data[i..end]);
+            let token: Cow<'_, [u8]> = match (unescaped, encoded_padding) {
+                (None, false) => Cow::Borrowed(&data[start..end]),
+                (value, _) => {
+                    let mut value = value.unwrap_or_else(|| data[start..i].to_vec());
+                    value.resize(value.len() + padding, b'=');
                     Cow::Owned(value)
                 }
             };
@@ -1024,22 +1084,28 @@ impl Engine {
         for (line, ri) in wanted {
             let rule = &self.rules.rules()[ri];
             let text = ctx.lines.text(ctx.data, line);
-            for caps in self.assign_re.captures_iter(text) {
+            let assignments = parameters(text).flat_map(|(at, part)| {
+                self.assign_re
+                    .captures_iter(part)
+                    .map(move |caps| (at, caps))
+            });
+            for (at, caps) in assignments {
                 let (Some(name), Some(value)) = (caps.get(1), caps.get(2)) else {
                     continue;
                 };
                 if label_role(name.as_bytes()) != Some(Role::Passphrase) {
                     continue;
                 }
+                let written = percent_decoded(value.as_bytes());
                 let decoded = encoded_near
                     .contains(&(line, ri))
-                    .then(|| decode_printable(value.as_bytes()))
+                    .then(|| decode_printable(&written))
                     .flatten()
                     .filter(|v| is_plausible_passphrase(v));
-                if decoded.is_none() && !is_plausible_passphrase(value.as_bytes()) {
+                if decoded.is_none() && !is_plausible_passphrase(&written) {
                     continue;
                 }
-                let start = ctx.lines.start(line) + value.start();
+                let start = ctx.lines.start(line) + at + value.start();
                 pair_steps(1);
                 if !taken.insert(start) {
                     continue;
@@ -1050,10 +1116,10 @@ impl Engine {
                     role: Role::Passphrase,
                     needs_partner: true,
                     line,
-                    col: value.start(),
+                    col: at + value.start(),
                     start,
                     dist: 0,
-                    value: String::from_utf8_lossy(decoded.as_deref().unwrap_or(value.as_bytes()))
+                    value: String::from_utf8_lossy(decoded.as_deref().unwrap_or(&written))
                         .into_owned(),
                     der: None,
                     managed: None,
@@ -1736,6 +1802,52 @@ fn label_role(name: &[u8]) -> Option<Role> {
     } else {
         None
     }
+}
+
+/// The parameters of a query string or form body on a line (`key=…&secret=…&passphrase=…`),
+/// each with its offset: the line is cut before each `&` that a parameter's name and `=`
+/// follow, so that a value ends where the next parameter begins. A line without such an
+/// `&` is one part (a passphrase `a&b` in a `.env` file stays whole).
+fn parameters(line: &[u8]) -> impl Iterator<Item = (usize, &[u8])> {
+    let mut cuts: Vec<usize> = memchr::memchr_iter(b'&', line)
+        .filter(|&amp| {
+            let name = line[amp + 1..]
+                .iter()
+                .take_while(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+                .count();
+            name > 0 && line.get(amp + 1 + name) == Some(&b'=')
+        })
+        .collect();
+    cuts.push(line.len());
+    let mut from = 0;
+    cuts.into_iter().map(move |cut| {
+        let part = (from, &line[from..cut]);
+        from = cut;
+        part
+    })
+}
+
+/// `v` with `%2B`, `%2F` and `%3D` decoded (see [`percent_escape`]); borrowed when it has
+/// none.
+fn percent_decoded(v: &[u8]) -> Cow<'_, [u8]> {
+    if memchr::memchr(b'%', v).is_none() {
+        return Cow::Borrowed(v);
+    }
+    let mut out = Vec::with_capacity(v.len());
+    let mut i = 0;
+    while i < v.len() {
+        match percent_escape(&v[i..]) {
+            Some((byte, width)) => {
+                out.push(byte);
+                i += width;
+            }
+            None => {
+                out.push(v[i]);
+                i += 1;
+            }
+        }
+    }
+    Cow::Owned(out)
 }
 
 fn is_plausible_passphrase(v: &[u8]) -> bool {

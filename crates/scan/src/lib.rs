@@ -10,10 +10,12 @@
 //! examples are reported as suppressed. Files and blobs in UTF-16 with a byte-order mark
 //! are decoded and scanned as text (a BOM in front of text without NUL bytes is not UTF-16,
 //! and does not hide that text); values and PEM keys written base64-encoded (a Kubernetes
-//! secret's `data:`) are decoded where they stand. Binary files (a SQLite database, a
-//! `.pyc`, a `.class`) are scanned as the printable text in them, as `strings` would show
-//! it, and their findings give the byte offset of each value. With [`ManagedKeys`], an exact occurrence of a key
-//! keygate manages is a critical finding, matched by keyed fingerprint only.
+//! secret's `data:`) are decoded where they stand, and so are the `%2B`, `%2F` and `%3D`
+//! of a value percent-encoded in a URL, a form body or a DSN. Binary files (a SQLite
+//! database, a `.pyc`, a `.class`) are scanned as the printable text in them, as `strings`
+//! would show it, and their findings give the byte offset of each value. With
+//! [`ManagedKeys`], an exact occurrence of a key keygate manages is a critical finding,
+//! matched by keyed fingerprint only.
 //!
 //! It is not a general secret scanner (no AWS, GitHub or database credentials), and it never
 //! contacts an exchange to check whether a key is live.

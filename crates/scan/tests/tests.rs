@@ -595,6 +595,99 @@ mod written {
         assert_eq!(values(&f[0]), want);
     }
 
+    /// A regression test: a secret in a URL's query string, a form body or a DSN is
+    /// percent-encoded (`+`, `/` and `=` as `%2B`, `%2F` and `%3D`), which cut a base64
+    /// secret into pieces no rule took. Such a value is read decoded, upper- or lower-case
+    /// hex alike: found, shown and fingerprinted as the same value written plainly, and a
+    /// passphrase ends where the next parameter begins.
+    #[test]
+    fn percent_encoded_secrets_in_urls_form_bodies_and_dsns_are_found() {
+        use super::synth::{hex_lower, percent_encoded};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(74);
+        let scanner = Scanner::builder().redact(false).build();
+        let mut escaped = [false; 3];
+        for round in 0..8 {
+            let lower = round % 2 == 1;
+            let enc = |v: &str| percent_encoded(v, lower);
+            let (key, secret) = (b64(&mut rng, 42), b64(&mut rng, 64));
+            let (cb_key, cb_secret) = (hex_lower(&mut rng, 32), b64(&mut rng, 64));
+            let passphrase = "Tr4d+3r/x=";
+            for (i, c) in ['+', '/', '='].into_iter().enumerate() {
+                escaped[i] |= key.contains(c) || secret.contains(c);
+            }
+            let plain = format!("KRAKEN_API_KEY={key}\nKRAKEN_API_SECRET={secret}\n");
+            let plain = scanner.scan_bytes(".env", plain.as_bytes());
+            let cases = [
+                (
+                    "connect.sh",
+                    format!(
+                        "curl -s 'https://bot.example/connect?exchange=kraken&apiKey={}&secret={}'\n",
+                        enc(&key),
+                        enc(&secret)
+                    ),
+                    "kraken",
+                    vec![key.clone(), secret.clone()],
+                ),
+                (
+                    "docker-compose.yml",
+                    format!(
+                        "services:\n  bot:\n    environment:\n      \
+                         EXCHANGE_DSN: kraken://{}:{}@api.kraken.com\n",
+                        enc(&key),
+                        enc(&secret)
+                    ),
+                    "kraken",
+                    vec![key.clone(), secret.clone()],
+                ),
+                (
+                    "deploy.sh",
+                    format!(
+                        "# coinbase exchange\ncurl -d 'key={cb_key}&secret={}&passphrase={}&ts=1' \
+                         https://bot.example/keys\n",
+                        enc(&cb_secret),
+                        enc(passphrase)
+                    ),
+                    "coinbase",
+                    vec![cb_key.clone(), cb_secret.clone(), passphrase.to_owned()],
+                ),
+            ];
+            for (path, text, exchange, mut want) in cases {
+                let f = scanner.scan_bytes(path, text.as_bytes());
+                assert_eq!(f.len(), 1, "{text}\n{f:#?}");
+                assert_eq!(f[0].exchange, exchange, "{text}");
+                want.sort();
+                assert_eq!(values(&f[0]), want, "{text}");
+                for p in f[0].parts.iter().filter(|p| p.redacted != "****") {
+                    let value = p.value.as_deref().unwrap();
+                    assert_eq!(p.redacted, keygate_scan::redact(value), "{text}");
+                }
+                if exchange == "kraken" {
+                    assert_eq!(f[0].fingerprint, plain[0].fingerprint, "{text}");
+                }
+            }
+        }
+        assert_eq!(escaped, [true; 3], "no value had a +, a / and a =");
+    }
+
+    /// Ordinary URLs with percent-encoded spaces and slashes next to an exchange's name are
+    /// no keys: `%20` ends a value, and a path read with its `%2F` decoded is what the same
+    /// path written plainly is.
+    #[test]
+    fn ordinary_urls_with_percent_escapes_are_no_keys() {
+        let scanner = Scanner::new();
+        for text in [
+            "binance docs: https://developers.binance.com/docs/binance-spot-api-docs%2Frest-api%2Fgeneral-endpoints%20v3\n",
+            "# kraken\nSEE=https://support.kraken.com/hc/en-us/articles/360000919966-How%20to%20create%20an%20API%20key%2FPrivate%20key%2FPermissions\n",
+            "okx: https://www.okx.com/docs-v5/en/%23overview-rest-authentication%2Fmaking-requests%3Flang%3Den%26v%3D5\n",
+            "coinbase: https://docs.cdp.coinbase.com/api-reference%2Fadvanced-trade-api%2Frest-api%20overview\n",
+            "kucoin: https://www.google.com/search?q=kucoin%2Bapi%2Bkey%2Bpassphrase%2Bsetup%2Bguide%2Bpython%2Bbot&hl=en\n",
+            "bybit webhook: https://hooks.example/bybit%2Forders%2F2024%2F05%2F01%2Fexport%20all%20fills.csv\n",
+        ] {
+            let f = scanner.scan_bytes("notes.md", text.as_bytes());
+            assert!(f.is_empty(), "{text}\n{f:#?}");
+        }
+    }
+
     /// A regression test: a PEM key written as string literals joined by `+` (JavaScript,
     /// Java, Go, C#) had each `+` read into its base64, which then did not decode.
     #[test]

@@ -1091,7 +1091,8 @@ mod binary {
 
     /// A SQLite database of three 4 KiB pages, reduced to what its bytes look like: the
     /// 100-byte file header, the schema page with the table's `CREATE TABLE`, and a table
-    /// leaf page whose cells sit at its end, after a gap of zeros.
+    /// leaf page whose cells sit at its end, after a gap of zeros, each found by its
+    /// pointer after the page header.
     pub(crate) fn sqlite_db(sql: &str, rows: &[Vec<Column<'_>>]) -> Vec<u8> {
         let page = |cells: Vec<Vec<u8>>, first: bool| {
             let mut p = vec![0u8; 4096];
@@ -1103,10 +1104,13 @@ mod binary {
             p[header] = 0x0d;
             p[header + 3..header + 5].copy_from_slice(&(cells.len() as u16).to_be_bytes());
             let mut at = 4096;
-            for c in cells.iter().rev() {
+            for (i, c) in cells.iter().enumerate() {
                 at -= c.len();
                 p[at..at + c.len()].copy_from_slice(c);
+                let pointer = header + 8 + 2 * i;
+                p[pointer..pointer + 2].copy_from_slice(&(at as u16).to_be_bytes());
             }
+            p[header + 5..header + 7].copy_from_slice(&(at as u16).to_be_bytes());
             p
         };
         let schema = cell(
@@ -1226,6 +1230,59 @@ mod binary {
         assert_eq!(direct[0].fingerprint, f.fingerprint);
         let back = keygate_scan::Report::from_json(&report.to_json()).unwrap();
         assert_eq!(back.findings[0].offset, f.offset);
+    }
+
+    /// A regression test: the text columns of a SQLite row are stored side by side, their
+    /// lengths only in the record's header, so `binance`, a key and its secret were one
+    /// run, one token of 135 characters that no rule took. The records are read, and
+    /// each column is a value of its own.
+    #[test]
+    fn keys_in_side_by_side_columns_of_a_sqlite_row_are_found() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(94);
+        let (key, secret) = (alnum(&mut rng, 64), alnum(&mut rng, 64));
+        let (kraken_key, kraken_secret) = (b64(&mut rng, 42), b64(&mut rng, 64));
+        let db = sqlite_db(
+            "CREATE TABLE accounts (id INTEGER PRIMARY KEY, exchange TEXT, api_key TEXT, \
+             api_secret TEXT, leverage INTEGER)",
+            &[
+                vec![
+                    Column::RowId,
+                    Column::Text("binance"),
+                    Column::Text(&key),
+                    Column::Text(&secret),
+                    Column::Small(3),
+                ],
+                vec![
+                    Column::RowId,
+                    Column::Text("kraken"),
+                    Column::Text(&kraken_key),
+                    Column::Text(&kraken_secret),
+                    Column::Small(2),
+                ],
+            ],
+        );
+        // Read as `strings` reads it, each row is one run.
+        let row = format!("binance{key}{secret}");
+        assert!(db.windows(row.len()).any(|w| w == row.as_bytes()));
+        let report = scan_file("bot.db", &db);
+        let mut found: Vec<(&str, Vec<Option<u64>>)> = report
+            .findings
+            .iter()
+            .map(|f| (f.title.as_str(), f.parts.iter().map(|p| p.offset).collect()))
+            .collect();
+        found.sort();
+        let at = |v: &str| Some(offset(&db, v));
+        assert_eq!(
+            found,
+            [
+                ("Binance API key + secret", vec![at(&key), at(&secret)]),
+                (
+                    "Kraken API key + secret",
+                    vec![at(&kraken_key), at(&kraken_secret)]
+                ),
+            ],
+            "{report:#?}"
+        );
     }
 
     /// A regression test: a compiled Python module (`__pycache__/settings.cpython-313.pyc`)

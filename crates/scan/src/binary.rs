@@ -37,8 +37,8 @@ fn is_marshal_short_string(b: u8) -> bool {
     matches!(b, b'z' | b'Z')
 }
 
-/// A byte that ends a token (see `engine::TOKEN_BYTE`): where a string ends before one,
-/// its last character is not glued to what follows.
+/// A byte a token is made of (see `engine::TOKEN_BYTE`), or its `=` padding: a string
+/// beside one is glued to it, read in its run.
 fn is_token_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'_' | b'-' | b'=')
 }
@@ -292,9 +292,8 @@ impl Strings {
         self.text.extend_from_slice(&data[start..end]);
     }
 
-    /// Writes as lines of their own the strings of the run `start..end` that a one-byte
-    /// length in front of them delimits, when the run glues them to a token character
-    /// (so that, read in the run, they are part of a longer token). The first string's
+    /// Writes, after `run`, the strings in it that a one-byte length in front of them
+    /// delimits (see [`Strings::cut`] for which are written). The first string's
     /// length is the byte before the run (marshal's type byte and a length that is not
     /// printable), or the run's first byte (Java's two-byte length, or a marshal type
     /// with its reference flag, leave the length printable), or its second after a

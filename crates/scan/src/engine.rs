@@ -8,7 +8,8 @@
 //! a window of lines around it, or on an enclosing line of a nested YAML/JSON block (found
 //! by indentation) or TOML/INI section (found by its `[header]`), or in the part of the file
 //! path below the scan root. (4) Candidates of one exchange close together are paired into
-//! credential sets.
+//! credential sets. A binary buffer is first reduced to the printable runs in it (see
+//! [`crate::binary`]), which go through the same stages, one run a line.
 
 use std::borrow::Cow;
 use std::cell::OnceCell;
@@ -18,6 +19,7 @@ use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
+use crate::binary::Strings;
 use crate::managed::ManagedKeys;
 use crate::redact::redact;
 use crate::report::{Finding, Part, Severity, Suppression};
@@ -33,6 +35,33 @@ fn json_escape(rest: &[u8]) -> Option<(u8, usize)> {
             b'F' => Some((b'/', 6)),
             _ => None,
         },
+        _ => None,
+    }
+}
+
+/// The byte a URL's percent-encoding at the start of `rest` stands for, and its width,
+/// for the escapes that split a base64 value: `%2B` (`+`), `%2F` (`/`) and `%3D` (`=`),
+/// either case. A query string, a form body or a DSN's user part writes them so
+/// (`secret=abc%2Bdef%3D%3D`, `kraken://KEY:SECRET%3D%3D@host`); other escapes (`%20`)
+/// end a value, as the characters they stand for would.
+fn percent_escape(rest: &[u8]) -> Option<(u8, usize)> {
+    match rest {
+        [b'%', b'2', last, ..] => match last.to_ascii_uppercase() {
+            b'B' => Some((b'+', 3)),
+            b'F' => Some((b'/', 3)),
+            _ => None,
+        },
+        [b'%', b'3', last, ..] if last.eq_ignore_ascii_case(&b'D') => Some((b'=', 3)),
+        _ => None,
+    }
+}
+
+/// An escape that stands for a character of a value: JSON's ([`json_escape`]) or a URL's
+/// ([`percent_escape`]). One comparison for any byte that starts neither.
+fn value_escape(rest: &[u8]) -> Option<(u8, usize)> {
+    match rest.first() {
+        Some(b'\\') => json_escape(rest),
+        Some(b'%') => percent_escape(rest),
         _ => None,
     }
 }
@@ -126,10 +155,54 @@ pub(crate) const MAX_TOKEN: usize = 256;
 const ENCODED_PEM_START: &str = "LS0tLS1CRUdJTi";
 /// Longest base64 text decoded in search of a PEM block (a 16 KiB block, encoded).
 const MAX_ENCODED_PEM: usize = 24 * 1024;
-/// Lines before a value searched for an exchange keyword.
-const WINDOW_BEFORE: usize = 6;
-/// Lines after a value searched for an exchange keyword.
-const WINDOW_AFTER: usize = 3;
+/// Lines before and after a value searched for an exchange keyword.
+#[derive(Clone, Copy)]
+struct Window {
+    before: usize,
+    after: usize,
+}
+
+/// The keyword window of text: six lines before a value, three after.
+const TEXT_WINDOW: Window = Window {
+    before: 6,
+    after: 3,
+};
+
+/// The keyword window of a binary file's printable text, where a line is a run: a
+/// compiled Python module keeps the names of all its constants after all their values
+/// (`KRAKEN_API_KEY` comes after the last constant), a SQLite page keeps a row's
+/// columns in one run but the table's name pages away.
+const BINARY_WINDOW: Window = Window {
+    before: 24,
+    after: 24,
+};
+
+/// How a buffer is read: whether text written base64-encoded as a whole is decoded and
+/// scanned too (not within such a text: one layer only), and the lines around a value
+/// searched for a keyword.
+#[derive(Clone, Copy)]
+struct Mode {
+    decode_files: bool,
+    window: Window,
+}
+
+/// A text file or blob.
+const TEXT: Mode = Mode {
+    decode_files: true,
+    window: TEXT_WINDOW,
+};
+
+/// Text found written base64-encoded as a whole, in a text file.
+const DECODED: Mode = Mode {
+    decode_files: false,
+    window: TEXT_WINDOW,
+};
+
+/// The printable text of a binary file or blob.
+const BINARY: Mode = Mode {
+    decode_files: true,
+    window: BINARY_WINDOW,
+};
 /// Lines within which a key, a secret and a passphrase form one credential set.
 const PAIR_WINDOW: usize = 10;
 /// Lines walked back looking for the enclosing blocks of a nested value.
@@ -160,6 +233,8 @@ pub(crate) struct Engine {
     ac: AhoCorasick,
     patterns: Vec<Pattern>,
     by_len: Vec<Vec<usize>>,
+    /// The length of the shortest value a rule with a shape takes.
+    shortest_value: usize,
     /// By token length: whether base64 of a value some rule matches has that length.
     is_encoded_len: Vec<bool>,
     pem_rules: Vec<usize>,
@@ -282,11 +357,16 @@ impl Engine {
         // Fixed patterns, covered by every test; they cannot fail to compile.
         #[allow(clippy::expect_used)]
         let re = |p: &str| regex::bytes::Regex::new(p).expect("fixed pattern");
+        let shortest_value = by_len
+            .iter()
+            .position(|rules| !rules.is_empty())
+            .unwrap_or(MAX_TOKEN);
         Engine {
             rules,
             ac,
             patterns,
             by_len,
+            shortest_value,
             is_encoded_len,
             pem_rules,
             pem_re: re(r"-----BEGIN ((?:EC |RSA |OPENSSH |ENCRYPTED )?PRIVATE KEY)-----"),
@@ -316,11 +396,85 @@ impl Engine {
         managed: Option<&ManagedKeys>,
         redact_values: bool,
     ) -> Vec<Finding> {
-        self.scan_text(path, context_path, data, managed, redact_values, true)
+        self.scan_text(path, context_path, data, managed, redact_values, TEXT)
     }
 
-    /// [`Engine::scan`]; `decode_files`: whether text written base64-encoded as a whole
-    /// is decoded and scanned too (not within such a text: one layer only).
+    /// Scans a binary buffer (see [`is_binary`]) as the printable text in it (see
+    /// [`crate::binary`]), with the same rules as text. A buffer where no keyword, rule
+    /// prefix or PEM header is found, under a path without keywords, is done after that
+    /// one search (unless managed keys are looked for). Findings stand where their values
+    /// are in `data`: `offset` is the byte offset, and `line` and `column` count line
+    /// feeds and bytes as in a text file. A value found both in a run and in a string cut
+    /// out of it is reported once, from the run.
+    pub(crate) fn scan_binary(
+        &self,
+        path: &str,
+        context_path: &str,
+        data: &[u8],
+        managed: Option<&ManagedKeys>,
+        redact_values: bool,
+    ) -> Vec<Finding> {
+        let mut hits = self.ac.find_iter(data).map(|m| m.start()).peekable();
+        let path_hit = self
+            .ac
+            .find_iter(context_path.as_bytes())
+            .any(|m| matches!(self.patterns[m.pattern().as_usize()], Pattern::Keyword(_)));
+        if hits.peek().is_none() && !path_hit && managed.is_none() {
+            return Vec::new();
+        }
+        let min_len = if managed.is_some() {
+            self.shortest_value.min(MIN_MANAGED_TOKEN)
+        } else {
+            self.shortest_value
+        };
+        let strings = Strings::new(data, min_len, hits);
+        let found = self.scan_text(
+            path,
+            context_path,
+            &strings.text,
+            managed,
+            redact_values,
+            BINARY,
+        );
+        if found.is_empty() {
+            return found;
+        }
+        let text_lines = LineIndex::new(&strings.text);
+        let data_lines = LineIndex::new(data);
+        // A 1-based line and column of the text: 1-based line and column in `data`, the
+        // offset there, and whether the line is a string cut out of a run.
+        let place = |line: usize, column: usize| {
+            let (at, carved) = strings.locate(text_lines.start(line - 1) + column - 1);
+            let l = data_lines.line_of(at);
+            (l + 1, at - data_lines.start(l) + 1, at as u64, carved)
+        };
+        let mut placed: Vec<(Finding, bool)> = found
+            .into_iter()
+            .map(|mut f| {
+                let (line, column, offset, carved) = place(f.line, f.column);
+                (f.line, f.column, f.offset) = (line, column, Some(offset));
+                for p in &mut f.parts {
+                    let (line, column, offset, _) = place(p.line, p.column);
+                    (p.line, p.column, p.offset) = (line, column, Some(offset));
+                }
+                (f, carved)
+            })
+            .collect();
+        placed.sort_by_key(|&(_, carved)| carved);
+        let mut reported = HashSet::new();
+        let mut out = Vec::with_capacity(placed.len());
+        for (f, carved) in placed {
+            let offsets: Vec<u64> = f.parts.iter().filter_map(|p| p.offset).collect();
+            if carved && offsets.iter().any(|o| reported.contains(o)) {
+                continue;
+            }
+            reported.extend(offsets);
+            out.push(f);
+        }
+        out
+    }
+
+    /// [`Engine::scan`], reading `data` as `mode` says.
     fn scan_text(
         &self,
         path: &str,
@@ -328,7 +482,7 @@ impl Engine {
         data: &[u8],
         managed: Option<&ManagedKeys>,
         redact_values: bool,
-        decode_files: bool,
+        mode: Mode,
     ) -> Vec<Finding> {
         let nex = self.rules.exchanges().len();
         let mut kw_offsets: Vec<Vec<usize>> = vec![Vec::new(); nex];
@@ -359,7 +513,7 @@ impl Engine {
                         any_hit = true;
                     }
                 }
-                Pattern::EncodedKeyword if decode_files => {
+                Pattern::EncodedKeyword if mode.decode_files => {
                     encoded_names.push(m.start());
                     any_hit = true;
                 }
@@ -392,6 +546,7 @@ impl Engine {
             lines: &lines,
             kw_lines: &kw_lines,
             path_hit: &path_hit,
+            window: mode.window,
             blocks: OnceCell::new(),
         };
         let mut cands = Vec::new();
@@ -413,11 +568,22 @@ impl Engine {
         let mut in_pem = pem_spans.iter().peekable();
         let mut i = 0;
         let n = data.len();
+        // An escape of a value's character inside it; `=` is padding, only at its end.
+        let inner_escape = |rest: &[u8]| value_escape(rest).filter(|&(byte, _)| byte != b'=');
         while i < n {
-            // A value may begin with an escape too (`\u002B…`).
-            if !TOKEN_BYTE[data[i] as usize] && json_escape(&data[i..]).is_none() {
-                i += 1;
-                continue;
+            // A value may begin with an escape too (`\u002B…`, `%2F…`), not with padding.
+            if !TOKEN_BYTE[data[i] as usize] {
+                match value_escape(&data[i..]) {
+                    Some((b'=', width)) => {
+                        i += width;
+                        continue;
+                    }
+                    Some(_) => {}
+                    None => {
+                        i += 1;
+                        continue;
+                    }
+                }
             }
             let mut start = i;
             while i < n && TOKEN_BYTE[data[i] as usize] {
@@ -427,16 +593,26 @@ impl Engine {
             if data[start] == b'-' && start > 0 && data[start - 1] == b':' {
                 start += 1;
             }
+            // After a URL's `scheme:`, `//` begins the authority: in a DSN
+            // (`kraken://KEY:SECRET@host`) the key is `KEY`, not `//KEY`.
+            if data[start..i].starts_with(b"//")
+                && start + 2 < i
+                && start > 0
+                && data[start - 1] == b':'
+            {
+                start += 2;
+            }
             // JSON and C strings may escape `/` (`\/`: PHP's `json_encode`) and `+`
-            // (`\u002B`: .NET's `System.Text.Json`): such a value is read unescaped.
+            // (`\u002B`: .NET's `System.Text.Json`), and URLs percent-encode `+` and `/`
+            // (`%2B`, `%2F`): such a value is read unescaped.
             let mut unescaped = None;
-            if json_escape(&data[i..]).is_some() {
+            if inner_escape(&data[i..]).is_some() {
                 let mut value = data[start..i].to_vec();
                 while i < n {
                     if TOKEN_BYTE[data[i] as usize] {
                         value.push(data[i]);
                         i += 1;
-                    } else if let Some((byte, width)) = json_escape(&data[i..]) {
+                    } else if let Some((byte, width)) = inner_escape(&data[i..]) {
                         value.push(byte);
                         i += width;
                     } else {
@@ -445,14 +621,26 @@ impl Engine {
                 }
                 unescaped = Some(value);
             }
+            // Up to two `=` of padding, as they are or percent-encoded (`%3D`).
             let mut end = i;
-            while end < n && end - i < 2 && data[end] == b'=' {
-                end += 1;
+            let mut padding = 0;
+            let mut encoded_padding = false;
+            while padding < 2 && end < n {
+                if data[end] == b'=' {
+                    end += 1;
+                } else if data[end] == b'%' && percent_escape(&data[end..]) == Some((b'=', 3)) {
+                    end += 3;
+                    encoded_padding = true;
+                } else {
+                    break;
+                }
+                padding += 1;
             }
-            let token: Cow<'_, [u8]> = match unescaped {
-                None => Cow::Borrowed(&data[start..end]),
-                Some(mut value) => {
-                    value.extend_from_slice(&data[i..end]);
+            let token: Cow<'_, [u8]> = match (unescaped, encoded_padding) {
+                (None, false) => Cow::Borrowed(&data[start..end]),
+                (value, _) => {
+                    let mut value = value.unwrap_or_else(|| data[start..i].to_vec());
+                    value.resize(value.len() + padding, b'=');
                     Cow::Owned(value)
                 }
             };
@@ -619,7 +807,7 @@ impl Engine {
                 &decoded,
                 managed,
                 redact_values,
-                false,
+                DECODED,
             );
             for mut finding in nested {
                 finding.line = line + 1;
@@ -896,22 +1084,28 @@ impl Engine {
         for (line, ri) in wanted {
             let rule = &self.rules.rules()[ri];
             let text = ctx.lines.text(ctx.data, line);
-            for caps in self.assign_re.captures_iter(text) {
+            let assignments = parameters(text).flat_map(|(at, part)| {
+                self.assign_re
+                    .captures_iter(part)
+                    .map(move |caps| (at, caps))
+            });
+            for (at, caps) in assignments {
                 let (Some(name), Some(value)) = (caps.get(1), caps.get(2)) else {
                     continue;
                 };
                 if label_role(name.as_bytes()) != Some(Role::Passphrase) {
                     continue;
                 }
+                let written = percent_decoded(value.as_bytes());
                 let decoded = encoded_near
                     .contains(&(line, ri))
-                    .then(|| decode_printable(value.as_bytes()))
+                    .then(|| decode_printable(&written))
                     .flatten()
                     .filter(|v| is_plausible_passphrase(v));
-                if decoded.is_none() && !is_plausible_passphrase(value.as_bytes()) {
+                if decoded.is_none() && !is_plausible_passphrase(&written) {
                     continue;
                 }
-                let start = ctx.lines.start(line) + value.start();
+                let start = ctx.lines.start(line) + at + value.start();
                 pair_steps(1);
                 if !taken.insert(start) {
                     continue;
@@ -922,10 +1116,10 @@ impl Engine {
                     role: Role::Passphrase,
                     needs_partner: true,
                     line,
-                    col: value.start(),
+                    col: at + value.start(),
                     start,
                     dist: 0,
-                    value: String::from_utf8_lossy(decoded.as_deref().unwrap_or(value.as_bytes()))
+                    value: String::from_utf8_lossy(decoded.as_deref().unwrap_or(&written))
                         .into_owned(),
                     der: None,
                     managed: None,
@@ -1115,6 +1309,7 @@ impl Engine {
                     },
                     value: (!redact_values).then(|| c.value.clone()),
                     encoding: c.base64.then(|| "base64".to_owned()),
+                    offset: None,
                 }
             })
             .collect();
@@ -1189,6 +1384,7 @@ impl Engine {
             path: path.to_owned(),
             line: primary.line + 1,
             column: primary.col + 1,
+            offset: None,
             parts,
             fingerprint,
             suppressed,
@@ -1319,6 +1515,7 @@ struct Context<'a> {
     lines: &'a LineIndex,
     kw_lines: &'a [Vec<usize>],
     path_hit: &'a [bool],
+    window: Window,
     blocks: OnceCell<Blocks>,
 }
 
@@ -1327,11 +1524,11 @@ impl Context<'_> {
     fn distance(&self, ex: usize, line: usize) -> Option<usize> {
         let kl = &self.kw_lines[ex];
         if !kl.is_empty() {
-            let lo = line.saturating_sub(WINDOW_BEFORE);
+            let lo = line.saturating_sub(self.window.before);
             let first = kl.partition_point(|&l| l < lo);
             let best = kl[first..]
                 .iter()
-                .take_while(|&&l| l <= line + WINDOW_AFTER)
+                .take_while(|&&l| l <= line + self.window.after)
                 .map(|&l| l.abs_diff(line))
                 .min();
             if best.is_some() {
@@ -1607,6 +1804,52 @@ fn label_role(name: &[u8]) -> Option<Role> {
     }
 }
 
+/// The parameters of a query string or form body on a line (`key=…&secret=…&passphrase=…`),
+/// each with its offset: the line is cut before each `&` that a parameter's name and `=`
+/// follow, so that a value ends where the next parameter begins. A line without such an
+/// `&` is one part (a passphrase `a&b` in a `.env` file stays whole).
+fn parameters(line: &[u8]) -> impl Iterator<Item = (usize, &[u8])> {
+    let mut cuts: Vec<usize> = memchr::memchr_iter(b'&', line)
+        .filter(|&amp| {
+            let name = line[amp + 1..]
+                .iter()
+                .take_while(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+                .count();
+            name > 0 && line.get(amp + 1 + name) == Some(&b'=')
+        })
+        .collect();
+    cuts.push(line.len());
+    let mut from = 0;
+    cuts.into_iter().map(move |cut| {
+        let part = (from, &line[from..cut]);
+        from = cut;
+        part
+    })
+}
+
+/// `v` with `%2B`, `%2F` and `%3D` decoded (see [`percent_escape`]); borrowed when it has
+/// none.
+fn percent_decoded(v: &[u8]) -> Cow<'_, [u8]> {
+    if memchr::memchr(b'%', v).is_none() {
+        return Cow::Borrowed(v);
+    }
+    let mut out = Vec::with_capacity(v.len());
+    let mut i = 0;
+    while i < v.len() {
+        match percent_escape(&v[i..]) {
+            Some((byte, width)) => {
+                out.push(byte);
+                i += width;
+            }
+            None => {
+                out.push(v[i]);
+                i += 1;
+            }
+        }
+    }
+    Cow::Owned(out)
+}
+
 fn is_plausible_passphrase(v: &[u8]) -> bool {
     let lower = v.to_ascii_lowercase();
     v.len() >= 3
@@ -1756,7 +1999,8 @@ fn pem_text(label: &str, der: &[u8]) -> String {
     s
 }
 
-/// True when the first 8 KiB contain a NUL byte.
+/// True when the first 8 KiB contain a NUL byte: the buffer is scanned as the printable
+/// text in it ([`Engine::scan_binary`]).
 pub(crate) fn is_binary(data: &[u8]) -> bool {
     memchr::memchr(0, &data[..data.len().min(8192)]).is_some()
 }

@@ -10,8 +10,12 @@
 //! examples are reported as suppressed. Files and blobs in UTF-16 with a byte-order mark
 //! are decoded and scanned as text (a BOM in front of text without NUL bytes is not UTF-16,
 //! and does not hide that text); values and PEM keys written base64-encoded (a Kubernetes
-//! secret's `data:`) are decoded where they stand. With [`ManagedKeys`], an exact occurrence of a key
-//! keygate manages is a critical finding, matched by keyed fingerprint only.
+//! secret's `data:`) are decoded where they stand, and so are the `%2B`, `%2F` and `%3D`
+//! of a value percent-encoded in a URL, a form body or a DSN. Binary files (a SQLite
+//! database, a `.pyc`, a `.class`) are scanned as the printable text in them, as `strings`
+//! would show it, and their findings give the byte offset of each value. With
+//! [`ManagedKeys`], an exact occurrence of a key keygate manages is a critical finding,
+//! matched by keyed fingerprint only.
 //!
 //! It is not a general secret scanner (no AWS, GitHub or database credentials), and it never
 //! contacts an exchange to check whether a key is live.
@@ -35,6 +39,7 @@
 //!
 //! Design notes and the command line live in `docs/scan.md`.
 
+mod binary;
 mod engine;
 mod error;
 mod hook;
@@ -223,22 +228,46 @@ impl Scanner {
     /// Scans one buffer; `path` names it in findings and counts as context. A buffer that
     /// starts with a UTF-16 byte-order mark and has a NUL byte is decoded first: lines and
     /// columns are those of the decoded text (and when that NUL byte comes after the first
-    /// 8 KiB, the bytes as they are are scanned too).
+    /// 8 KiB, the bytes as they are are scanned too). A binary buffer (a NUL byte in the
+    /// first 8 KiB) is scanned as the printable text in it, and its findings carry the
+    /// byte offset of their values ([`Finding::offset`]).
     pub fn scan_bytes(&self, path: &str, data: &[u8]) -> Vec<Finding> {
-        let mut f = Vec::new();
-        for text in text::readings(data) {
-            f.extend(
-                self.engine
-                    .scan(path, path, &text, self.managed.as_ref(), self.redact),
-            );
-        }
+        let (mut f, _) = self.scan_readings(path, path, data);
         self.suppress(&mut f);
         f
     }
 
+    /// Scans each reading of `data` (see `text::readings`): text as text, and binary as
+    /// the printable text in it. Returns the findings, not yet suppressed, and whether a
+    /// reading was binary.
+    fn scan_readings(&self, path: &str, context_path: &str, data: &[u8]) -> (Vec<Finding>, bool) {
+        let mut findings = Vec::new();
+        let mut binary = false;
+        for text in text::readings(data) {
+            let managed = self.managed.as_ref();
+            if engine::is_binary(&text) {
+                binary = true;
+                findings.extend(self.engine.scan_binary(
+                    path,
+                    context_path,
+                    &text,
+                    managed,
+                    self.redact,
+                ));
+            } else {
+                findings.extend(
+                    self.engine
+                        .scan(path, context_path, &text, managed, self.redact),
+                );
+            }
+        }
+        (findings, binary)
+    }
+
     /// Scans files and directory trees, honouring `.gitignore` (a root named explicitly is
     /// scanned even if ignored), decoding UTF-16 files that start with a byte-order mark,
-    /// skipping binary and oversized files and following no symbolic links. A file or
+    /// scanning binary files as the printable text in them, skipping oversized files and
+    /// following no symbolic links. A file or
     /// directory that cannot be read is counted as skipped and named in a warning; only a
     /// root that does not exist is an error.
     pub fn scan_paths<P: AsRef<Path>>(&self, paths: &[P]) -> Result<Report, Error> {
@@ -271,6 +300,7 @@ impl Scanner {
             findings,
             stats: Stats {
                 scanned: counters.scanned.load(Ordering::Relaxed),
+                binary: counters.binary.load(Ordering::Relaxed),
                 bytes: counters.bytes.load(Ordering::Relaxed),
                 skipped: counters.skipped.load(Ordering::Relaxed),
                 elapsed_ms: u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX),

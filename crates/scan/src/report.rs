@@ -66,6 +66,10 @@ pub struct Part {
     /// are then of the decoded value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encoding: Option<String>,
+    /// For a value found in a binary file: its 0-based byte offset in the file (`line`
+    /// and `column` then count line-feed bytes and bytes as if the file were text).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
 }
 
 /// Where in git history a finding first appeared.
@@ -98,6 +102,11 @@ pub struct Finding {
     pub line: usize,
     /// 1-based column of the main part.
     pub column: usize,
+    /// For a finding in a binary file: the 0-based byte offset of the main part in the
+    /// file, which is what locates it there (`line` and `column` count line-feed bytes
+    /// and bytes as if the file were text).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
     /// The values of the set.
     pub parts: Vec<Part>,
     /// Path-independent fingerprint, for ignore files and baselines: the first 128 bits of
@@ -128,10 +137,14 @@ impl Finding {
 pub struct Stats {
     /// Files or blobs scanned.
     pub scanned: u64,
+    /// Of those, the binary ones (a NUL byte in the first 8 KiB), scanned as the printable
+    /// text in them.
+    #[serde(default)]
+    pub binary: u64,
     /// Bytes scanned.
     pub bytes: u64,
-    /// Files or blobs skipped as binary, too large, or unreadable (each unreadable one is
-    /// also named in a warning).
+    /// Files or blobs skipped as too large or unreadable (each unreadable one is also
+    /// named in a warning).
     pub skipped: u64,
     /// Wall-clock time in milliseconds.
     pub elapsed_ms: u64,
@@ -199,10 +212,8 @@ impl Report {
             };
             let _ = writeln!(
                 out,
-                "{sev} {}:{}:{}  {}  [{}]",
-                escape_controls(&f.path),
-                f.line,
-                f.column,
+                "{sev} {}  {}  [{}]",
+                location(f, true),
                 escape_controls(&f.title),
                 escape_controls(&f.rule)
             );
@@ -225,7 +236,12 @@ impl Report {
                     Some(v) => escape_controls(v).into_owned(),
                     None => escape_controls(&p.redacted).into_owned(),
                 };
-                let _ = writeln!(out, "    {role:<10} line {:<5} {shown}", p.line);
+                // In a binary file, a line number finds nothing: the byte offset does.
+                let at = match p.offset {
+                    Some(offset) => format!("byte {offset:<5}"),
+                    None => format!("line {:<5}", p.line),
+                };
+                let _ = writeln!(out, "    {role:<10} {at} {shown}");
             }
             if let Some(p) = &f.provenance {
                 let _ = writeln!(
@@ -243,9 +259,8 @@ impl Report {
             let why = f.suppressed.map_or("", Suppression::text);
             let _ = writeln!(
                 out,
-                "suppressed ({why}): {}:{}  {}  [{}]",
-                escape_controls(&f.path),
-                f.line,
+                "suppressed ({why}): {}  {}  [{}]",
+                location(f, false),
                 escape_controls(&f.title),
                 escape_controls(&f.rule)
             );
@@ -253,11 +268,12 @@ impl Report {
         let active = self.active().count();
         let _ = writeln!(
             out,
-            "{} finding(s), {} suppressed; scanned {} file(s), {:.1} MiB in {} ms; skipped {} \
-             (binary, too large or unreadable)",
+            "{} finding(s), {} suppressed; scanned {} file(s) ({} binary), {:.1} MiB in {} ms; \
+             skipped {} (too large or unreadable)",
             active,
             self.findings.len() - active,
             self.stats.scanned,
+            self.stats.binary,
             self.stats.bytes as f64 / (1024.0 * 1024.0),
             self.stats.elapsed_ms,
             self.stats.skipped
@@ -318,6 +334,9 @@ impl Report {
                     let kind = if s == Suppression::InlineAllow { "inSource" } else { "external" };
                     r["suppressions"] = json!([{ "kind": kind, "justification": s.text() }]);
                 }
+                if let Some(offset) = f.offset {
+                    r["locations"][0]["physicalLocation"]["region"]["byteOffset"] = json!(offset);
+                }
                 if let Some(p) = &f.provenance {
                     r["properties"]["commit"] = json!(p.commit);
                     r["properties"]["authorTime"] = json!(p.author_time);
@@ -339,6 +358,17 @@ impl Report {
             }]
         });
         serde_json::to_string_pretty(&doc).unwrap_or_default()
+    }
+}
+
+/// Where a finding is, for the human report: `path:line:column` (or `path:line`) in a
+/// text file, and `path: byte N (binary file)` in a binary one, where lines mean nothing.
+fn location(f: &Finding, column: bool) -> String {
+    let path = escape_controls(&f.path);
+    match f.offset {
+        Some(offset) => format!("{path}: byte {offset} (binary file)"),
+        None if column => format!("{path}:{}:{}", f.line, f.column),
+        None => format!("{path}:{}", f.line),
     }
 }
 

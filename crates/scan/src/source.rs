@@ -15,6 +15,7 @@ use crate::{Error, Scanner};
 #[derive(Default)]
 pub(crate) struct Counters {
     pub(crate) scanned: AtomicU64,
+    pub(crate) binary: AtomicU64,
     pub(crate) bytes: AtomicU64,
     pub(crate) skipped: AtomicU64,
 }
@@ -23,8 +24,9 @@ impl Scanner {
     /// Scans one file or blob, its findings suppressed as the ignore file and baseline say;
     /// `context_path` is the part of `path` searched for exchange keywords (see
     /// [`context_path`]). UTF-16 with a byte-order mark is decoded before the binary check
-    /// (its ASCII characters come with NUL bytes; see `text::decode`); the size limit and
-    /// the byte counter are about the bytes as stored.
+    /// (its ASCII characters come with NUL bytes; see `text::decode`), and a binary one is
+    /// scanned as the printable text in it (see [`crate::binary`]); the size limit and the
+    /// byte counter are about the bytes as stored.
     fn scan_counted(
         &self,
         counters: &Counters,
@@ -36,11 +38,9 @@ impl Scanner {
             counters.skipped.fetch_add(1, Ordering::Relaxed);
             return Vec::new();
         }
-        let mut texts = crate::text::readings(data);
-        texts.retain(|text| !crate::engine::is_binary(text));
-        if texts.is_empty() {
-            counters.skipped.fetch_add(1, Ordering::Relaxed);
-            return Vec::new();
+        let (mut findings, binary) = self.scan_readings(path, context_path, data);
+        if binary {
+            counters.binary.fetch_add(1, Ordering::Relaxed);
         }
         let scanned = counters.scanned.fetch_add(1, Ordering::Relaxed) + 1;
         let bytes = counters
@@ -49,16 +49,6 @@ impl Scanner {
             + data.len() as u64;
         if let Some(p) = &self.progress {
             p(scanned, bytes);
-        }
-        let mut findings = Vec::new();
-        for text in &texts {
-            findings.extend(self.engine.scan(
-                path,
-                context_path,
-                text,
-                self.managed.as_ref(),
-                self.redact,
-            ));
         }
         self.suppress(&mut findings);
         findings

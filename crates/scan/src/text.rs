@@ -34,7 +34,7 @@ pub(crate) fn readings(data: &[u8]) -> Vec<Cow<'_, [u8]>> {
 /// BOM (`FF FE` little-endian, `FE FF` big-endian; the BOM is dropped) and has a NUL byte
 /// anywhere. Unpaired surrogates and an odd trailing byte become U+FFFD.
 /// `FF FE 00 00` is the UTF-32LE BOM, not UTF-16: such a buffer is returned as it is (and
-/// is skipped as binary by file and blob scans). A BOM followed by text without NUL bytes
+/// is scanned as binary, for the printable ASCII in it). A BOM followed by text without NUL bytes
 /// (UTF-8 or ASCII behind a stray or forged BOM) is returned as it is and scanned as bytes.
 pub(crate) fn decode(data: &[u8]) -> Cow<'_, [u8]> {
     let (big_endian, body) = match data {

@@ -595,6 +595,99 @@ mod written {
         assert_eq!(values(&f[0]), want);
     }
 
+    /// A regression test: a secret in a URL's query string, a form body or a DSN is
+    /// percent-encoded (`+`, `/` and `=` as `%2B`, `%2F` and `%3D`), which cut a base64
+    /// secret into pieces no rule took. Such a value is read decoded, upper- or lower-case
+    /// hex alike: found, shown and fingerprinted as the same value written plainly, and a
+    /// passphrase ends where the next parameter begins.
+    #[test]
+    fn percent_encoded_secrets_in_urls_form_bodies_and_dsns_are_found() {
+        use super::synth::{hex_lower, percent_encoded};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(74);
+        let scanner = Scanner::builder().redact(false).build();
+        let mut escaped = [false; 3];
+        for round in 0..8 {
+            let lower = round % 2 == 1;
+            let enc = |v: &str| percent_encoded(v, lower);
+            let (key, secret) = (b64(&mut rng, 42), b64(&mut rng, 64));
+            let (cb_key, cb_secret) = (hex_lower(&mut rng, 32), b64(&mut rng, 64));
+            let passphrase = "Tr4d+3r/x=";
+            for (i, c) in ['+', '/', '='].into_iter().enumerate() {
+                escaped[i] |= key.contains(c) || secret.contains(c);
+            }
+            let plain = format!("KRAKEN_API_KEY={key}\nKRAKEN_API_SECRET={secret}\n");
+            let plain = scanner.scan_bytes(".env", plain.as_bytes());
+            let cases = [
+                (
+                    "connect.sh",
+                    format!(
+                        "curl -s 'https://bot.example/connect?exchange=kraken&apiKey={}&secret={}'\n",
+                        enc(&key),
+                        enc(&secret)
+                    ),
+                    "kraken",
+                    vec![key.clone(), secret.clone()],
+                ),
+                (
+                    "docker-compose.yml",
+                    format!(
+                        "services:\n  bot:\n    environment:\n      \
+                         EXCHANGE_DSN: kraken://{}:{}@api.kraken.com\n",
+                        enc(&key),
+                        enc(&secret)
+                    ),
+                    "kraken",
+                    vec![key.clone(), secret.clone()],
+                ),
+                (
+                    "deploy.sh",
+                    format!(
+                        "# coinbase exchange\ncurl -d 'key={cb_key}&secret={}&passphrase={}&ts=1' \
+                         https://bot.example/keys\n",
+                        enc(&cb_secret),
+                        enc(passphrase)
+                    ),
+                    "coinbase",
+                    vec![cb_key.clone(), cb_secret.clone(), passphrase.to_owned()],
+                ),
+            ];
+            for (path, text, exchange, mut want) in cases {
+                let f = scanner.scan_bytes(path, text.as_bytes());
+                assert_eq!(f.len(), 1, "{text}\n{f:#?}");
+                assert_eq!(f[0].exchange, exchange, "{text}");
+                want.sort();
+                assert_eq!(values(&f[0]), want, "{text}");
+                for p in f[0].parts.iter().filter(|p| p.redacted != "****") {
+                    let value = p.value.as_deref().unwrap();
+                    assert_eq!(p.redacted, keygate_scan::redact(value), "{text}");
+                }
+                if exchange == "kraken" {
+                    assert_eq!(f[0].fingerprint, plain[0].fingerprint, "{text}");
+                }
+            }
+        }
+        assert_eq!(escaped, [true; 3], "no value had a +, a / and a =");
+    }
+
+    /// Ordinary URLs with percent-encoded spaces and slashes next to an exchange's name are
+    /// no keys: `%20` ends a value, and a path read with its `%2F` decoded is what the same
+    /// path written plainly is.
+    #[test]
+    fn ordinary_urls_with_percent_escapes_are_no_keys() {
+        let scanner = Scanner::new();
+        for text in [
+            "binance docs: https://developers.binance.com/docs/binance-spot-api-docs%2Frest-api%2Fgeneral-endpoints%20v3\n",
+            "# kraken\nSEE=https://support.kraken.com/hc/en-us/articles/360000919966-How%20to%20create%20an%20API%20key%2FPrivate%20key%2FPermissions\n",
+            "okx: https://www.okx.com/docs-v5/en/%23overview-rest-authentication%2Fmaking-requests%3Flang%3Den%26v%3D5\n",
+            "coinbase: https://docs.cdp.coinbase.com/api-reference%2Fadvanced-trade-api%2Frest-api%20overview\n",
+            "kucoin: https://www.google.com/search?q=kucoin%2Bapi%2Bkey%2Bpassphrase%2Bsetup%2Bguide%2Bpython%2Bbot&hl=en\n",
+            "bybit webhook: https://hooks.example/bybit%2Forders%2F2024%2F05%2F01%2Fexport%20all%20fills.csv\n",
+        ] {
+            let f = scanner.scan_bytes("notes.md", text.as_bytes());
+            assert!(f.is_empty(), "{text}\n{f:#?}");
+        }
+    }
+
     /// A regression test: a PEM key written as string literals joined by `+` (JavaScript,
     /// Java, Go, C#) had each `+` read into its base64, which then did not decode.
     #[test]
@@ -670,7 +763,7 @@ mod files {
     use super::synth::{cred, layouts};
 
     #[test]
-    fn directory_scan_respects_gitignore_skips_binaries_and_symlinks() {
+    fn directory_scan_respects_gitignore_scans_binaries_and_skips_symlinks() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("tree");
         fs::create_dir_all(root.join("src")).unwrap();
@@ -688,9 +781,15 @@ mod files {
         std::os::unix::fs::symlink(&outside, root.join("link.env")).unwrap();
         let report = Scanner::new().scan_paths(&[&root]).unwrap();
         let paths: Vec<&str> = report.findings.iter().map(|f| f.path.as_str()).collect();
-        assert_eq!(paths.len(), 1, "{paths:?}");
+        assert_eq!(paths.len(), 2, "{paths:?}");
         assert!(paths[0].ends_with(".env") && !paths[0].contains("ignored"));
-        assert_eq!(report.stats.skipped, 1);
+        // The binary file is scanned for the text in it, no longer skipped.
+        assert!(paths[1].ends_with("src/blob.bin"), "{paths:?}");
+        let secret_at = 1 + env.find(&c.secret).unwrap() as u64;
+        assert_eq!(report.findings[1].offset, Some(secret_at));
+        assert_eq!(report.stats.skipped, 0);
+        // `.gitignore`, `.env` and the binary file.
+        assert_eq!((report.stats.scanned, report.stats.binary), (3, 1));
         assert_eq!(report.exit_code(), 1);
     }
 
@@ -930,6 +1029,339 @@ mod files {
                     assert_eq!(found[0].fingerprint, utf8[0].fingerprint);
                 }
             }
+        }
+    }
+}
+
+/// Binary files: a SQLite database, a compiled Python module, anything with NUL bytes.
+mod binary {
+    use std::fs;
+
+    use keygate_scan::Scanner;
+    use rand::{Rng, SeedableRng};
+
+    use super::synth::{alnum, b64};
+
+    /// A column of a SQLite record.
+    pub(crate) enum Column<'a> {
+        /// An integer primary key, stored as the row id (NULL in the record).
+        RowId,
+        /// An integer from 2 to 127: one byte in the record's body.
+        Small(u8),
+        Text(&'a str),
+    }
+
+    /// SQLite's variable-length integer (big-endian groups of seven bits).
+    fn varint(mut n: u64) -> Vec<u8> {
+        let mut out = vec![(n & 0x7f) as u8];
+        n >>= 7;
+        while n > 0 {
+            out.insert(0, (n & 0x7f) as u8 | 0x80);
+            n >>= 7;
+        }
+        out
+    }
+
+    /// A table b-tree leaf cell as SQLite writes one: payload size, row id, then the
+    /// record (header size, serial types, body).
+    fn cell(rowid: u64, columns: &[Column<'_>]) -> Vec<u8> {
+        let mut types = Vec::new();
+        let mut body = Vec::new();
+        for c in columns {
+            match c {
+                Column::RowId => types.push(0),
+                Column::Small(n) => {
+                    types.push(1);
+                    body.push(*n);
+                }
+                Column::Text(t) => {
+                    types.extend(varint(t.len() as u64 * 2 + 13));
+                    body.extend_from_slice(t.as_bytes());
+                }
+            }
+        }
+        let mut record = vec![(types.len() + 1) as u8];
+        record.extend(types);
+        record.extend(body);
+        let mut out = varint(record.len() as u64);
+        out.extend(varint(rowid));
+        out.extend(record);
+        out
+    }
+
+    /// A SQLite database of three 4 KiB pages, reduced to what its bytes look like: the
+    /// 100-byte file header, the schema page with the table's `CREATE TABLE`, and a table
+    /// leaf page whose cells sit at its end, after a gap of zeros, each found by its
+    /// pointer after the page header.
+    pub(crate) fn sqlite_db(sql: &str, rows: &[Vec<Column<'_>>]) -> Vec<u8> {
+        let page = |cells: Vec<Vec<u8>>, first: bool| {
+            let mut p = vec![0u8; 4096];
+            if first {
+                p[..16].copy_from_slice(b"SQLite format 3\0");
+                p[16..24].copy_from_slice(&[0x10, 0, 1, 1, 0, 0x40, 0x20, 0x20]);
+            }
+            let header = if first { 100 } else { 0 };
+            p[header] = 0x0d;
+            p[header + 3..header + 5].copy_from_slice(&(cells.len() as u16).to_be_bytes());
+            let mut at = 4096;
+            for (i, c) in cells.iter().enumerate() {
+                at -= c.len();
+                p[at..at + c.len()].copy_from_slice(c);
+                let pointer = header + 8 + 2 * i;
+                p[pointer..pointer + 2].copy_from_slice(&(at as u16).to_be_bytes());
+            }
+            p[header + 5..header + 7].copy_from_slice(&(at as u16).to_be_bytes());
+            p
+        };
+        let schema = cell(
+            1,
+            &[
+                Column::Text("table"),
+                Column::Text("accounts"),
+                Column::Text("accounts"),
+                Column::Small(2),
+                Column::Text(sql),
+            ],
+        );
+        let cells = rows
+            .iter()
+            .enumerate()
+            .map(|(i, r)| cell(i as u64 + 1, r))
+            .collect();
+        [
+            page(vec![schema], true),
+            page(cells, false),
+            vec![0u8; 4096],
+        ]
+        .concat()
+    }
+
+    /// Scans `data` as the file `name` in a directory of its own.
+    fn scan_file(name: &str, data: &[u8]) -> keygate_scan::Report {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(name), data).unwrap();
+        let report = Scanner::builder()
+            .redact(false)
+            .build()
+            .scan_paths(&[dir.path()])
+            .unwrap();
+        assert_eq!(report.stats.skipped, 0, "{report:#?}");
+        assert_eq!((report.stats.scanned, report.stats.binary), (1, 1));
+        report
+    }
+
+    /// The offset of `needle` in `data`.
+    fn offset(data: &[u8], needle: &str) -> u64 {
+        data.windows(needle.len())
+            .position(|w| w == needle.as_bytes())
+            .unwrap() as u64
+    }
+
+    /// A regression test: a file with a NUL byte in its first 8 KiB was skipped as
+    /// binary, so a bot's SQLite database committed by mistake (`bot.db`) hid the keys in
+    /// it. It is scanned for its printable text, and the finding gives the byte offset.
+    #[test]
+    fn a_key_pair_in_a_sqlite_database_is_found_at_its_byte_offset() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(91);
+        let (key, secret) = (alnum(&mut rng, 64), alnum(&mut rng, 64));
+        let config = format!(
+            "{{\"exchange\": \"binance\", \"apiKey\": \"{key}\", \"secret\": \"{secret}\"}}"
+        );
+        let db = sqlite_db(
+            "CREATE TABLE settings (id INTEGER PRIMARY KEY, name TEXT, value TEXT)",
+            &[
+                vec![
+                    Column::RowId,
+                    Column::Text("telegram_chat"),
+                    Column::Text("-1001"),
+                ],
+                vec![
+                    Column::RowId,
+                    Column::Text("exchange"),
+                    Column::Text(&config),
+                ],
+            ],
+        );
+        let report = scan_file("bot.db", &db);
+        assert_eq!(report.findings.len(), 1, "{report:#?}");
+        let f = &report.findings[0];
+        assert!(f.is_active());
+        assert_eq!(f.title, "Binance API key + secret");
+        assert_eq!(f.offset, Some(offset(&db, &secret)));
+        let parts: Vec<(Option<u64>, Option<&str>)> = f
+            .parts
+            .iter()
+            .map(|p| (p.offset, p.value.as_deref()))
+            .collect();
+        assert_eq!(
+            parts,
+            [
+                (Some(offset(&db, &key)), Some(key.as_str())),
+                (Some(offset(&db, &secret)), Some(secret.as_str()))
+            ]
+        );
+        // Line and column count line feeds and bytes, as for text.
+        let before = &db[..offset(&db, &secret) as usize];
+        let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+        let column = before.len()
+            - before
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |i| i + 1)
+            + 1;
+        assert_eq!((f.line, f.column), (line, column));
+        // What a reader is shown is the byte offset; SARIF has it too.
+        let human = report.to_human();
+        let at = offset(&db, &secret);
+        assert!(
+            human.contains(&format!("bot.db: byte {at} (binary file)")),
+            "{human}"
+        );
+        assert!(human.contains(&format!("secret     byte {at}")), "{human}");
+        assert!(human.contains("scanned 1 file(s) (1 binary)"), "{human}");
+        let sarif: serde_json::Value =
+            serde_json::from_str(&report.to_sarif(keygate_scan::RuleSet::builtin())).unwrap();
+        let region = &sarif["runs"][0]["results"][0]["locations"][0]["physicalLocation"]["region"];
+        assert_eq!(region["byteOffset"], at);
+        assert_eq!(region["startLine"], line);
+        // The same through `scan_bytes`; and what the report says survives a round trip.
+        let direct = Scanner::new().scan_bytes("bot.db", &db);
+        assert_eq!(direct.len(), 1);
+        assert_eq!(direct[0].fingerprint, f.fingerprint);
+        let back = keygate_scan::Report::from_json(&report.to_json()).unwrap();
+        assert_eq!(back.findings[0].offset, f.offset);
+    }
+
+    /// A regression test: the text columns of a SQLite row are stored side by side, their
+    /// lengths only in the record's header, so `binance`, a key and its secret were one
+    /// run, one token of 135 characters that no rule took. The records are read, and
+    /// each column is a value of its own.
+    #[test]
+    fn keys_in_side_by_side_columns_of_a_sqlite_row_are_found() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(94);
+        let (key, secret) = (alnum(&mut rng, 64), alnum(&mut rng, 64));
+        let (kraken_key, kraken_secret) = (b64(&mut rng, 42), b64(&mut rng, 64));
+        let db = sqlite_db(
+            "CREATE TABLE accounts (id INTEGER PRIMARY KEY, exchange TEXT, api_key TEXT, \
+             api_secret TEXT, leverage INTEGER)",
+            &[
+                vec![
+                    Column::RowId,
+                    Column::Text("binance"),
+                    Column::Text(&key),
+                    Column::Text(&secret),
+                    Column::Small(3),
+                ],
+                vec![
+                    Column::RowId,
+                    Column::Text("kraken"),
+                    Column::Text(&kraken_key),
+                    Column::Text(&kraken_secret),
+                    Column::Small(2),
+                ],
+            ],
+        );
+        // Read as `strings` reads it, each row is one run.
+        let row = format!("binance{key}{secret}");
+        assert!(db.windows(row.len()).any(|w| w == row.as_bytes()));
+        let report = scan_file("bot.db", &db);
+        let mut found: Vec<(&str, Vec<Option<u64>>)> = report
+            .findings
+            .iter()
+            .map(|f| (f.title.as_str(), f.parts.iter().map(|p| p.offset).collect()))
+            .collect();
+        found.sort();
+        let at = |v: &str| Some(offset(&db, v));
+        assert_eq!(
+            found,
+            [
+                ("Binance API key + secret", vec![at(&key), at(&secret)]),
+                (
+                    "Kraken API key + secret",
+                    vec![at(&kraken_key), at(&kraken_secret)]
+                ),
+            ],
+            "{report:#?}"
+        );
+    }
+
+    /// A regression test: a compiled Python module (`__pycache__/settings.cpython-313.pyc`)
+    /// was skipped as binary; and read as `strings` reads it, the module's constants stand
+    /// side by side, each behind a type byte `z` and a one-byte length (`8` for 56), so
+    /// a Kraken key and secret were one token of 148 characters.
+    #[test]
+    fn keys_in_a_compiled_python_module_are_found() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(92);
+        let (key, secret) = (b64(&mut rng, 42), b64(&mut rng, 64));
+        // As CPython 3.13 marshals `KRAKEN_API_KEY = "…"` and `KRAKEN_API_SECRET = "…"`:
+        // the magic number and header, the code object, its constants (two short ASCII
+        // strings and None), its names (interned, with the reference flag) and file name.
+        let mut pyc = vec![0xf3, 0x0d, 0x0d, 0x0a, 0, 0, 0, 0, 0x44, 0x54, 0x13, 0x6b];
+        pyc.extend([
+            0x5c, 0x01, 0, 0, 0xe3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x02,
+        ]);
+        pyc.extend([
+            0, 0, 0, 0xf3, 0x0c, 0, 0, 0, 0x97, 0, 0x64, 0, 0x5a, 0, 0x64, 0x01,
+        ]);
+        pyc.extend([0x5a, 0x01, 0x79, 0x02, 0x29, 0x03]);
+        pyc.push(b'z');
+        pyc.push(key.len() as u8);
+        pyc.extend_from_slice(key.as_bytes());
+        pyc.push(b'z');
+        pyc.push(secret.len() as u8);
+        pyc.extend_from_slice(secret.as_bytes());
+        pyc.extend([b'N', 0x29, 0x02, 0xda, 14]);
+        pyc.extend_from_slice(b"KRAKEN_API_KEY");
+        pyc.extend([0xda, 17]);
+        pyc.extend_from_slice(b"KRAKEN_API_SECRET");
+        pyc.extend([0xa9, 0, 0xfa, 11]);
+        pyc.extend_from_slice(b"settings.py");
+        pyc.extend([0xfa, 8]);
+        pyc.extend_from_slice(b"<module>");
+        pyc.extend([0x72, 0x0c, 0, 0, 0, 0x01, 0, 0, 0, 0x73, 0x0c, 0, 0, 0]);
+        let report = scan_file("settings.cpython-313.pyc", &pyc);
+        assert_eq!(report.findings.len(), 1, "{report:#?}");
+        let f = &report.findings[0];
+        assert_eq!(f.title, "Kraken API key + secret");
+        let parts: Vec<(Option<u64>, Option<&str>)> = f
+            .parts
+            .iter()
+            .map(|p| (p.offset, p.value.as_deref()))
+            .collect();
+        assert_eq!(
+            parts,
+            [
+                (Some(offset(&pyc, &key)), Some(key.as_str())),
+                (Some(offset(&pyc, &secret)), Some(secret.as_str()))
+            ]
+        );
+    }
+
+    /// Binary files full of printable noise, strings that name exchanges, URLs, hashes
+    /// and identifiers: no finding, however the bytes fall.
+    #[test]
+    fn a_binary_file_without_a_key_has_no_finding() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(93);
+        for round in 0..4 {
+            let mut data: Vec<u8> = (0..256 * 1024).map(|_| rng.gen()).collect();
+            let strings = [
+                "https://api.binance.com/api/v3/account?timestamp=1704164645000".to_owned(),
+                "BINANCE_API_KEY".to_owned(),
+                "kraken".to_owned(),
+                format!("sha256:{}", super::synth::hex_lower(&mut rng, 64)),
+                format!("order {}", super::synth::uuid(&mut rng)),
+                "Lorem ipsum dolor sit amet, consectetur adipiscing elit".to_owned(),
+                "organizations/{org_id}/apiKeys/{key_id}".to_owned(),
+            ];
+            for (i, s) in strings.iter().enumerate() {
+                let at = 1000 + i * 4096 + round;
+                data[at - 1] = 0;
+                data[at..at + s.len()].copy_from_slice(s.as_bytes());
+                data[at + s.len()] = 0;
+            }
+            data[0] = 0;
+            let report = scan_file("binance-kraken-bot.bin", &data);
+            assert!(report.findings.is_empty(), "{:#?}", report.findings);
         }
     }
 }
@@ -2015,6 +2447,44 @@ mod git {
             }
             assert_eq!(super::sarif_paths(&report), [rel.as_str()]);
         }
+    }
+
+    /// A regression test: a binary blob (a bot's SQLite database, committed and then
+    /// deleted) was skipped, so `--git` missed the keys in it.
+    #[test]
+    fn a_key_in_a_binary_file_in_history_is_found() {
+        use super::binary::{sqlite_db, Column};
+        let dir = repo();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(31);
+        let (key, secret) = (
+            super::synth::alnum(&mut rng, 64),
+            super::synth::alnum(&mut rng, 64),
+        );
+        let config = format!("BINANCE_API_KEY={key}\nBINANCE_API_SECRET={secret}\n");
+        let db = sqlite_db(
+            "CREATE TABLE settings (id INTEGER PRIMARY KEY, name TEXT, value TEXT)",
+            &[vec![
+                Column::RowId,
+                Column::Text(".env"),
+                Column::Text(&config),
+            ]],
+        );
+        std::fs::write(dir.path().join("bot.db"), &db).unwrap();
+        git(dir.path(), &["add", "."]);
+        git(dir.path(), &["commit", "-q", "-m", "add database"]);
+        let added = git(dir.path(), &["rev-parse", "HEAD"]);
+        git(dir.path(), &["rm", "-q", "bot.db"]);
+        git(dir.path(), &["commit", "-q", "-m", "remove database"]);
+        let report = Scanner::new().scan_git_history(dir.path()).unwrap();
+        assert_eq!(report.stats.skipped, 0, "{report:#?}");
+        assert_eq!(report.stats.binary, 1, "{report:#?}");
+        assert_eq!(report.active().count(), 1, "{report:#?}");
+        let f = &report.findings[0];
+        assert_eq!(f.path, "bot.db");
+        let at = db.windows(64).position(|w| w == secret.as_bytes()).unwrap();
+        assert_eq!(f.offset, Some(at as u64));
+        assert_eq!(f.provenance.as_ref().unwrap().commit, added);
+        assert_eq!(f.parts.len(), 2, "{f:#?}");
     }
 
     /// Regression: a UTF-16 blob was skipped as binary, so a key committed in a PowerShell

@@ -70,9 +70,26 @@ pub fn pem_p256_pkcs8(rng: &mut impl Rng) -> String {
         .to_string()
 }
 
-/// Expands `${alnum:N}`, `${hexlower:N}`, `${hexupper:N}`, `${b64:BYTES}`, `${uuid}`,
-/// `${pem-ed25519}`, `${pem-p256}`, `${pem-p256-pkcs8}` and `${pem-p256-json}` (newlines
-/// as `\n` escapes).
+/// `value` as a URL's query string or form body writes it: `+`, `/` and `=` as `%2B`,
+/// `%2F` and `%3D` (upper-case hex, or lower-case with `lower`).
+pub fn percent_encoded(value: &str, lower: bool) -> String {
+    let encoded = value
+        .replace('+', "%2B")
+        .replace('/', "%2F")
+        .replace('=', "%3D");
+    if lower {
+        encoded
+            .replace("%2B", "%2b")
+            .replace("%2F", "%2f")
+            .replace("%3D", "%3d")
+    } else {
+        encoded
+    }
+}
+
+/// Expands `${alnum:N}`, `${hexlower:N}`, `${hexupper:N}`, `${b64:BYTES}`, `${b64pct:BYTES}`
+/// (base64 with `+`, `/` and `=` percent-encoded), `${uuid}`, `${pem-ed25519}`,
+/// `${pem-p256}`, `${pem-p256-pkcs8}` and `${pem-p256-json}` (newlines as `\n` escapes).
 pub fn expand(template: &str, rng: &mut impl Rng) -> String {
     let mut out = String::new();
     let mut rest = template;
@@ -87,6 +104,7 @@ pub fn expand(template: &str, rng: &mut impl Rng) -> String {
             "hexlower" => hex_lower(rng, n),
             "hexupper" => hex_lower(rng, n).to_ascii_uppercase(),
             "b64" => b64(rng, n),
+            "b64pct" => percent_encoded(&b64(rng, n), false),
             "uuid" => uuid(rng),
             "pem-ed25519" => pem_ed25519(rng),
             "pem-p256" => pem_p256(rng),

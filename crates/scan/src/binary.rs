@@ -1,0 +1,452 @@
+//! Binary files: the printable text in them, as `strings` finds it, one run a line.
+//!
+//! A SQLite database, a Python `.pyc`, a Java `.class` or a pickle committed by mistake
+//! holds its strings as they are, between bytes that are not text. Such a buffer is
+//! scanned as the text made of its printable runs (ASCII 0x20–0x7E, tab, line feed and
+//! carriage return), each run a line of its own, so that the keyword window counts runs;
+//! a run is kept when it is at least as long as the shortest value any rule takes, or
+//! when an exchange keyword is in it (a column `binance` beside a key column). The text
+//! maps back to the offset of each byte in the buffer.
+//!
+//! Strings stored with a one-byte length in front of them (Python's marshal format in a
+//! `.pyc`, a Java class file's constant pool) may have that length, or the next string's
+//! type byte, glued to them as a letter or a digit: a 56-character Kraken key is `8`
+//! followed by the key, and `settings.py`'s constants follow one another, each as `z`,
+//! its length and its bytes. Where such a length says exactly where a string ends, the
+//! string is also written on the run's line, after a space (see [`Strings::carve`]). A
+//! SQLite row's text columns stand side by side with their lengths in the record's header
+//! (`binance`, the key and the secret are one run): a database's leaf pages are read for
+//! the spans of those columns (see [`sqlite_text_columns`]), written the same way. Two
+//! strings side by side with no length anywhere (a pickle's, say) stay one.
+
+/// Whether a byte belongs to a printable run.
+static PRINTABLE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = (b >= 0x20 && b < 0x7f) || b == b'\t' || b == b'\n' || b == b'\r';
+        i += 1;
+    }
+    t
+};
+
+/// Python marshal's type bytes of a string with a one-byte length (`z`: short ASCII,
+/// `Z`: short ASCII interned), as they stand between one constant and the next.
+fn is_marshal_short_string(b: u8) -> bool {
+    matches!(b, b'z' | b'Z')
+}
+
+/// A byte a token is made of (see `engine::TOKEN_BYTE`), or its `=` padding: a string
+/// beside one is glued to it, read in its run.
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'_' | b'-' | b'=')
+}
+
+/// A printable run being written: its bounds in the buffer, the shortest piece worth
+/// writing, and the offsets in it where keywords start.
+struct Run<'a> {
+    start: usize,
+    end: usize,
+    min_len: usize,
+    keywords: &'a [usize],
+}
+
+/// The spans of the non-empty text columns of the records on a SQLite database's b-tree
+/// leaf pages, in order; none for a buffer that is not a SQLite database. The columns of
+/// a row are stored side by side, their lengths only in the record's header (`binance`,
+/// a key and its secret are one run of printable bytes), so the records are read: each
+/// leaf page's cell pointers, each cell's record header (serial types), each text
+/// column's span. A column that runs past the cell's part on its page (the rest is on an
+/// overflow page) is left out; so are free blocks (deleted rows), which are still read
+/// as runs. The cells of a page do not overlap, so their headers hold at most the page's
+/// bytes: no more serial types than that are read on a page, however its cell pointers
+/// are forged.
+fn sqlite_text_columns(data: &[u8]) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    if !data.starts_with(b"SQLite format 3\0") || data.len() < 100 {
+        return out;
+    }
+    let page_size = match u16::from_be_bytes([data[16], data[17]]) {
+        1 => 65536,
+        n if n >= 512 && n.is_power_of_two() => usize::from(n),
+        _ => return out,
+    };
+    // The usable size of a page: the page less the bytes reserved at its end.
+    let usable = page_size - usize::from(data[20]);
+    for (index, page) in data.chunks(page_size).enumerate() {
+        let base = index * page_size;
+        let header = if index == 0 { 100 } else { 0 };
+        let table = match page.get(header) {
+            Some(0x0d) => true,
+            Some(0x0a) => false,
+            _ => continue,
+        };
+        let Some(count) = page.get(header + 3..header + 5) else {
+            continue;
+        };
+        let count = usize::from(u16::from_be_bytes([count[0], count[1]]));
+        let mut budget = page.len();
+        for cell in 0..count {
+            let at = header + 8 + 2 * cell;
+            let Some(pointer) = page.get(at..at + 2) else {
+                break;
+            };
+            let pointer = usize::from(u16::from_be_bytes([pointer[0], pointer[1]]));
+            if let Some(columns) = record_text_columns(page, pointer, table, usable, &mut budget) {
+                out.extend(columns.into_iter().map(|(s, e)| (base + s, base + e)));
+            }
+        }
+    }
+    out.sort_unstable();
+    out
+}
+
+/// The spans, in `page`, of the non-empty text columns of the record in the cell at
+/// `cell` of a table (`table`) or index b-tree leaf page whose usable size is `usable`;
+/// `None` where the bytes are no such cell, or once `budget` serial types have been read.
+fn record_text_columns(
+    page: &[u8],
+    cell: usize,
+    table: bool,
+    usable: usize,
+    budget: &mut usize,
+) -> Option<Vec<(usize, usize)>> {
+    let (payload, width) = varint(page.get(cell..)?)?;
+    let payload = usize::try_from(payload).ok()?;
+    let mut at = cell + width;
+    if table {
+        at += varint(page.get(at..)?)?.1;
+    }
+    // What of the payload is on this page (SQLite's file format, "Cell Payload Overflow
+    // Pages"): all of it up to a limit, else a part, the rest on overflow pages.
+    let max_local = if table {
+        usable.checked_sub(35)?
+    } else {
+        ((usable.checked_sub(12)? * 64) / 255).checked_sub(23)?
+    };
+    let local = if payload <= max_local {
+        payload
+    } else {
+        let min_local = ((usable - 12) * 32 / 255).checked_sub(23)?;
+        let k = min_local + (payload - min_local) % (usable - 4);
+        if k <= max_local {
+            k
+        } else {
+            min_local
+        }
+    };
+    let end = page.len().min(at.checked_add(local)?);
+    let (header_len, width) = varint(page.get(at..end)?)?;
+    let header_end = at.checked_add(usize::try_from(header_len).ok()?)?;
+    if header_end > end {
+        return None;
+    }
+    let mut types = at + width;
+    let mut body = header_end;
+    let mut out = Vec::new();
+    while types < header_end {
+        *budget = budget.checked_sub(1)?;
+        let (serial, width) = varint(&page[types..header_end])?;
+        types += width;
+        let size = match serial {
+            0 | 8 | 9 => 0,
+            1..=4 => serial as usize,
+            5 => 6,
+            6 | 7 => 8,
+            10 | 11 => return None,
+            n => usize::try_from((n - 12) / 2).ok()?,
+        };
+        let stop = body.checked_add(size)?;
+        if serial >= 13 && serial % 2 == 1 && size > 0 && stop <= end {
+            out.push((body, stop));
+        }
+        body = stop;
+    }
+    Some(out)
+}
+
+/// A SQLite variable-length integer at the start of `bytes` (big-endian, seven bits a
+/// byte while the high bit is set, the ninth byte whole), and its width.
+fn varint(bytes: &[u8]) -> Option<(u64, usize)> {
+    let mut value = 0u64;
+    for (i, &b) in bytes.iter().take(9).enumerate() {
+        if i == 8 {
+            return Some(((value << 8) | u64::from(b), 9));
+        }
+        value = (value << 7) | u64::from(b & 0x7f);
+        if b & 0x80 == 0 {
+            return Some((value, i + 1));
+        }
+    }
+    None
+}
+
+/// The printable text of a binary buffer, and where each of its lines came from.
+pub(crate) struct Strings {
+    /// The runs, each on a line of its own, followed by the strings cut out of it.
+    pub(crate) text: Vec<u8>,
+    /// Where each run or string cut out of one is in `text`, in order.
+    pieces: Vec<Piece>,
+}
+
+/// A run, or a string cut out of one: where it starts in [`Strings::text`], where it
+/// starts in the buffer, and which of the two it is.
+#[derive(Clone, Copy)]
+struct Piece {
+    text: usize,
+    data: usize,
+    carved: bool,
+}
+
+impl Strings {
+    /// The printable runs of `data` of at least `min_len` bytes, or with a keyword
+    /// starting in them; `keywords` are the offsets where keywords start, in order.
+    pub(crate) fn new(
+        data: &[u8],
+        min_len: usize,
+        keywords: impl Iterator<Item = usize>,
+    ) -> Strings {
+        let mut out = Strings {
+            text: Vec::new(),
+            pieces: Vec::new(),
+        };
+        let mut keywords = keywords.peekable();
+        let mut in_run = Vec::new();
+        let columns = sqlite_text_columns(data);
+        let mut columns = columns.iter().peekable();
+        let n = data.len();
+        let mut i = 0;
+        while i < n {
+            if !PRINTABLE[data[i] as usize] {
+                i += 1;
+                continue;
+            }
+            let start = i;
+            while i < n && PRINTABLE[data[i] as usize] {
+                i += 1;
+            }
+            in_run.clear();
+            while let Some(&k) = keywords.peek() {
+                if k >= i {
+                    break;
+                }
+                if k >= start {
+                    in_run.push(k);
+                }
+                keywords.next();
+            }
+            let mut in_columns = Vec::new();
+            while let Some(&&(at, stop)) = columns.peek() {
+                if at >= i {
+                    break;
+                }
+                if at >= start && stop <= i {
+                    in_columns.push((at, stop));
+                }
+                columns.next();
+            }
+            if i - start < min_len && in_run.is_empty() {
+                continue;
+            }
+            out.push(data, start, i, false);
+            let run = Run {
+                start,
+                end: i,
+                min_len,
+                keywords: &in_run,
+            };
+            out.carve(data, &run);
+            for (at, stop) in in_columns {
+                out.cut(data, &run, at, stop);
+            }
+            out.text.push(b'\n');
+        }
+        out
+    }
+
+    /// Writes `data[at..stop]`, a string of `run` delimited by its format, as a piece of
+    /// its own when the run glues it to a token character (read in the run, it is part of
+    /// a longer token) and it is long enough for a value or holds a keyword.
+    fn cut(&mut self, data: &[u8], run: &Run<'_>, at: usize, stop: usize) {
+        let glued = (at > run.start && is_token_byte(data[at - 1]))
+            || (stop < run.end && is_token_byte(data[stop]));
+        let wanted =
+            stop - at >= run.min_len || run.keywords.iter().any(|&k| (at..stop).contains(&k));
+        if glued && wanted {
+            self.push(data, at, stop, true);
+        }
+    }
+
+    /// Writes `data[start..end]`: a run, or a string cut out of it, on the run's line after
+    /// a space (so that it counts as near what the run is near).
+    fn push(&mut self, data: &[u8], start: usize, end: usize, carved: bool) {
+        if carved {
+            self.text.push(b' ');
+        }
+        self.pieces.push(Piece {
+            text: self.text.len(),
+            data: start,
+            carved,
+        });
+        self.text.extend_from_slice(&data[start..end]);
+    }
+
+    /// Writes, after `run`, the strings in it that a one-byte length in front of them
+    /// delimits (see [`Strings::cut`] for which are written). The first string's
+    /// length is the byte before the run (marshal's type byte and a length that is not
+    /// printable), or the run's first byte (Java's two-byte length, or a marshal type
+    /// with its reference flag, leave the length printable), or its second after a
+    /// marshal type byte `z` or `Z`; a string followed by `z` or `Z` and a length is
+    /// followed by another. A string after a marshal type byte is taken as its length
+    /// says; any other ends at the end of the run or before a byte that is no token
+    /// character (a Java constant is followed by the next one's tag, not printable), so
+    /// that ordinary text whose first byte happens to count some of it is not cut.
+    fn carve(&mut self, data: &[u8], run: &Run<'_>) {
+        let (start, end) = (run.start, run.end);
+        // A marshal string type byte with its reference flag (0x80) set.
+        let flagged = |i: Option<usize>| {
+            i.and_then(|i| data.get(i))
+                .is_some_and(|&b| b & 0x80 != 0 && is_marshal_short_string(b & 0x7f))
+        };
+        let mut firsts = Vec::with_capacity(3);
+        if let Some(&len) = start.checked_sub(1).and_then(|i| data.get(i)) {
+            firsts.push((start, usize::from(len), flagged(start.checked_sub(2))));
+        }
+        firsts.push((
+            start + 1,
+            usize::from(data[start]),
+            flagged(start.checked_sub(1)),
+        ));
+        if is_marshal_short_string(data[start]) && start + 1 < end {
+            firsts.push((start + 2, usize::from(data[start + 1]), true));
+        }
+        for (mut at, mut len, mut marshal) in firsts {
+            while len > 0 && at + len <= end {
+                let stop = at + len;
+                let next = data.get(stop).copied().filter(|_| stop < end);
+                let chained = next.is_some_and(is_marshal_short_string) && stop + 2 <= end;
+                if !marshal && !chained && next.is_some_and(is_token_byte) {
+                    break;
+                }
+                self.cut(data, run, at, stop);
+                if !chained {
+                    break;
+                }
+                len = usize::from(data[stop + 1]);
+                at = stop + 2;
+                marshal = true;
+            }
+        }
+    }
+
+    /// Where the byte at `offset` in [`Strings::text`] is in the buffer, and whether it is
+    /// in a string cut out of a run. `offset` must not be a line feed or space this text
+    /// added between pieces (no value starts on one).
+    pub(crate) fn locate(&self, offset: usize) -> (usize, bool) {
+        let i = self
+            .pieces
+            .partition_point(|l| l.text <= offset)
+            .saturating_sub(1);
+        match self.pieces.get(i) {
+            Some(l) => (l.data + (offset - l.text), l.carved),
+            None => (offset, false),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Strings;
+
+    /// The runs of `data` and the strings cut out of them, and where each starts in
+    /// `data`.
+    fn lines(data: &[u8], min_len: usize) -> Vec<(String, usize)> {
+        let s = Strings::new(data, min_len, std::iter::empty());
+        s.text
+            .split(|&b| b == b'\n' || b == b' ')
+            .zip(s.pieces.iter())
+            .map(|(l, at)| (String::from_utf8_lossy(l).into_owned(), at.data))
+            .collect()
+    }
+
+    #[test]
+    fn runs_shorter_than_the_minimum_are_dropped_unless_a_keyword_starts_in_them() {
+        let data = b"\x00\x01short\x00a_run_of_twenty_bytes\xff\x02binance\x00";
+        assert_eq!(lines(data, 16), [("a_run_of_twenty_bytes".to_owned(), 8)]);
+        let keyword = data.windows(7).position(|w| w == b"binance").unwrap();
+        let s = Strings::new(data, 16, [keyword].into_iter());
+        assert_eq!(s.text, b"a_run_of_twenty_bytes\nbinance\n");
+        assert_eq!(s.locate(22), (keyword, false));
+        assert_eq!(s.locate(3), (11, false));
+    }
+
+    #[test]
+    fn marshal_constants_side_by_side_are_cut_at_their_lengths() {
+        // As CPython 3.13 writes a module's constants: `0xDA` (interned, with its
+        // reference flag) + length, then `z` + length + string for each next one.
+        let a = "A".repeat(64);
+        let b = "b".repeat(56);
+        let data = [&[1, 0xDA][..], format!("@{a}z8{b}N)").as_bytes()].concat();
+        let got = lines(&data, 16);
+        assert_eq!(got[0].0, format!("@{a}z8{b}N)"));
+        assert_eq!(got[1..], [(a, 3), (b, 69)]);
+        // A length byte that is not printable: `0xDA 0x06 kraken z 8 …`.
+        let data = [
+            &[0xDA, 6][..],
+            format!("krakenz8{})", "c".repeat(56)).as_bytes(),
+        ]
+        .concat();
+        let keyword = 2;
+        let s = Strings::new(&data, 16, [keyword].into_iter());
+        let text = String::from_utf8(s.text).unwrap();
+        assert_eq!(
+            text,
+            format!("krakenz8{c}) kraken {c}\n", c = "c".repeat(56))
+        );
+    }
+
+    #[test]
+    fn a_java_constant_whose_length_is_a_digit_is_cut_from_it() {
+        // CONSTANT_Utf8: tag 1, a two-byte length (0x00, 0x38 = `8`), the bytes.
+        let key = "k".repeat(56);
+        let data = format!("\u{1}\u{0}8{key}\u{1}\u{0}\u{5}hello").into_bytes();
+        assert_eq!(lines(&data, 16), [(format!("8{key}"), 2), (key, 3)]);
+    }
+
+    /// A page whose cell pointers all point at one cell with a long header costs the
+    /// page's length in serial types, not the number of pointers times that.
+    #[test]
+    fn forged_sqlite_cell_pointers_cost_one_page() {
+        let mut db = vec![0u8; 8192];
+        db[..16].copy_from_slice(b"SQLite format 3\0");
+        db[16] = 0x10;
+        let page = &mut db[4096..];
+        page[0] = 0x0d;
+        page[3..5].copy_from_slice(&2000u16.to_be_bytes());
+        for i in 0..2000 {
+            page[8 + 2 * i..10 + 2 * i].copy_from_slice(&4000u16.to_be_bytes());
+        }
+        // Payload 90, row id 1, a header of 40 bytes: 39 texts of length 0 … and a body.
+        page[4000..4003].copy_from_slice(&[90, 1, 40]);
+        page[4003..4042].fill(13);
+        let mut budget = 4096;
+        let page = &db[4096..];
+        let cells = (0..2000)
+            .take_while(|_| {
+                super::record_text_columns(page, 4000, true, 4096, &mut budget).is_some()
+            })
+            .count();
+        assert_eq!(cells, 4096 / 39);
+        assert!(super::sqlite_text_columns(&db).is_empty());
+    }
+
+    #[test]
+    fn ordinary_text_is_not_cut() {
+        // The first byte `(` is 40: whatever the forty bytes after it end before, that
+        // string is glued to nothing a token continues.
+        let text = "(ordinary_text_whose_first_byte_is_forty;and_more_words_after_it";
+        let data = [b"\x00", text.as_bytes(), b"\x00"].concat();
+        assert_eq!(lines(&data, 16), [(text.to_owned(), 1)]);
+    }
+}

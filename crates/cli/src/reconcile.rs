@@ -6,13 +6,15 @@
 //! Withdrawals are listed account-wide. Orders are listed in spot and in USD-M futures,
 //! each market on its own (each numbers its orders apart). Binance lists orders one symbol
 //! at a time, so only some symbols of each market are asked for: those the account traded
-//! through keygate in the window, those its trading clients may trade, and those it has an
-//! open order in now, whoever placed it (one account-wide read per market). USD-M
-//! conditional orders (Binance's algo orders) are listed in the same symbols, plus those
-//! with one waiting, and checked first: the order one keygate forwarded placed when it
-//! triggered is known by the id the exchange lists it with. A leaked key
-//! trading another symbol and leaving no order open there, or trading COIN-M futures, is
-//! not seen here.
+//! through keygate in the window, those its trading clients may trade, those it has an
+//! open order in now, whoever placed it (one account-wide read per market), and on spot
+//! those whose two assets' holdings both changed since the last run (a trade changes
+//! both; [`symbols_of_changed_holdings`]). USD-M conditional orders (Binance's algo
+//! orders) are listed in the same symbols, plus those with one waiting, and checked
+//! first: the order one keygate forwarded placed when it triggered is known by the id the
+//! exchange lists it with. A leaked key that bought and sold a coin back between two runs,
+//! or traded another USD-M symbol leaving no order open there, or COIN-M futures, is not
+//! seen here.
 //!
 //! Reconciliation spends request weight the bots need too, so it keeps to a ceiling of
 //! its own ([`Pacer`]): past it, it waits for the exchange's minute to turn.
@@ -21,7 +23,7 @@
 //! this module asks the exchanges, reports, and runs the watch inside `serve`.
 
 use std::cell::Cell;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::Path;
 use std::sync::{mpsc, Arc};
 use std::thread;
@@ -39,6 +41,7 @@ use keygate_monitor::reconcile::{is_plain_symbol, Forwarded, FORWARDED_BEFORE_MS
 use keygate_monitor::{Alert, AlertRule, Alerter, Severity};
 use keygate_store::Store;
 use keygate_vault::MasterKey;
+use rust_decimal::Decimal;
 use serde::Serialize;
 
 use crate::home::{now_ms, parse_duration, Unlocked};
@@ -273,12 +276,30 @@ pub(crate) fn reconcile(
                     // than can be listed, those are the ones left for the next run.
                     let mut symbols: Vec<String> = Vec::new();
                     let mut unlisted: BTreeSet<String> = BTreeSet::new();
+                    let mut holdings_failure = None;
                     let known = traded.symbols(&label, market);
                     let allowed = tradable_in(&tradable, &label, market);
                     let resting = open.iter().flatten().map(|o| o.symbol.clone());
                     let waiting = open_conditional.iter().flatten().flatten();
                     let resting = resting.chain(waiting.map(|c| c.order.symbol.clone()));
-                    for symbol in known.into_iter().chain(allowed).chain(resting) {
+                    // Last, the symbols of assets whose holdings changed together since the
+                    // last run: a leaked key's market order leaves no order open.
+                    let changed = match symbols_of_changed_holdings(
+                        store,
+                        exchanges,
+                        &account,
+                        &pacer,
+                        market,
+                        now_ms(),
+                    ) {
+                        Ok(symbols) => symbols,
+                        Err(reason) => {
+                            holdings_failure = Some(reason);
+                            Vec::new()
+                        }
+                    };
+                    let known = known.into_iter().chain(allowed).chain(resting);
+                    for symbol in known.chain(changed) {
                         if !is_plain_symbol(market, &symbol) {
                             unlisted.insert(symbol);
                         } else if !symbols.contains(&symbol) {
@@ -309,6 +330,13 @@ pub(crate) fn reconcile(
                              its own: {}",
                             names.join(", ")
                         ));
+                    }
+                    if let Some(reason) = holdings_failure {
+                        listed.failures.push(format!(
+                            "what the account holds, whose changes point to symbols traded \
+                             behind keygate's back, could not be read: {reason}"
+                        ));
+                        listed.may_pass = true;
                     }
                     add_open(&mut listed, open, since_ms, until_ms, &ORDERS);
                     leave_out_forced(&pacer, market, &mut listed, since_ms, until_ms);
@@ -929,6 +957,105 @@ fn forwarded_between(
 /// What keygate forwarded since `since_ms`, from the audit log.
 fn forwarded(store: &Store, key: &AuditKey, since_ms: u64) -> anyhow::Result<Forwarded> {
     forwarded_between(store, key, since_ms, u64::MAX)
+}
+
+/// Where, in the store's meta table, reconciliation keeps what each account held at its
+/// last run, and the symbols changes of those holdings pointed to ([`Holdings`]).
+const HOLDINGS_KEY: &str = "reconcile_holdings";
+/// How long a symbol a change of holdings pointed to is listed by every run: as far back
+/// as a run may look, so that a run (`keygate reconcile` by hand) that read the change
+/// does not hide it from the next (`serve`'s).
+const CHANGED_SYMBOL_KEPT_MS: u64 = MAX_CATCH_UP.as_millis() as u64;
+
+/// What reconciliation knows of one account's holdings in one market.
+#[derive(Debug, Default, Serialize, serde::Deserialize)]
+struct Holdings {
+    /// Each asset held at the last run, with what was held of it.
+    held: BTreeMap<String, Decimal>,
+    /// The symbols whose two assets both changed between two runs, with when that was
+    /// first seen.
+    symbols: BTreeMap<String, u64>,
+}
+
+/// The symbols of `market` a trade behind keygate's back may have used since the last
+/// run, from what `account` holds: a trade changes both assets of its symbol, so each
+/// symbol of the exchange pairing two assets whose holdings both changed is listed (a
+/// key bought a coin keygate never traded, with a market order that left nothing open),
+/// and every such symbol found in the past week. The first run of an account has nothing
+/// to compare with; a coin bought and sold again between two runs changes nothing. What
+/// is held now is kept for the next run once the symbols are known.
+fn symbols_of_changed_holdings(
+    store: &Store,
+    exchanges: &Exchanges,
+    account: &keygate_store::Account,
+    pacer: &Pacer<'_>,
+    market: Market,
+    now_ms: u64,
+) -> Result<Vec<String>, String> {
+    let Some((path, query)) = Binance.holdings(market) else {
+        return Ok(Vec::new());
+    };
+    let body = pacer.read(path, &query)?;
+    let held = Binance
+        .parse_holdings(&body)
+        .ok_or("its answer does not read")?;
+    let mut all = saved_holdings(store);
+    let key = format!("{}/{}", account.label, market.as_str());
+    let first_run = !all.contains_key(&key);
+    let holdings = all.entry(key).or_default();
+    let changed: BTreeSet<&String> = held
+        .iter()
+        .filter(|(asset, amount)| holdings.held.get(*asset) != Some(amount))
+        .map(|(asset, _)| asset)
+        .chain(
+            holdings
+                .held
+                .keys()
+                .filter(|asset| !held.contains_key(*asset)),
+        )
+        .collect();
+    if !first_run && changed.len() >= 2 {
+        let (path, query) = Binance
+            .symbol_list(market)
+            .ok_or("keygate cannot list this market's symbols")?;
+        let listed = exchanges
+            .public_read(&Binance, account, path, &query)
+            .map_err(|e| format!("its symbols: {}", e.reason))?;
+        let symbols: HashSet<String> = Binance
+            .parse_symbol_list(&listed.body)
+            .ok_or("its symbols do not read")?
+            .into_iter()
+            .collect();
+        for base in &changed {
+            for quote in &changed {
+                let symbol = format!("{base}{quote}");
+                if base != quote && symbols.contains(&symbol) {
+                    holdings.symbols.entry(symbol).or_insert(now_ms);
+                }
+            }
+        }
+    }
+    holdings
+        .symbols
+        .retain(|_, seen| now_ms.saturating_sub(*seen) < CHANGED_SYMBOL_KEPT_MS);
+    holdings.held = held;
+    let symbols = holdings.symbols.keys().cloned().collect();
+    let saved = serde_json::to_vec(&all).map_err(|e| e.to_string())?;
+    store
+        .set_meta(HOLDINGS_KEY, &saved)
+        .map_err(|e| format!("keeping what it holds for the next run: {e}"))?;
+    Ok(symbols)
+}
+
+/// What the last runs kept of each account's holdings, by `label/market`; none when
+/// nothing was kept or it does not read (the next run starts afresh).
+fn saved_holdings(store: &Store) -> BTreeMap<String, Holdings> {
+    store
+        .meta(HOLDINGS_KEY)
+        .ok()
+        .flatten()
+        .and_then(|saved| serde_json::from_slice(&saved).ok())
+        .unwrap_or_default()
 }
 
 /// By account, the symbols its active clients that may trade are allowed to trade.

@@ -90,6 +90,32 @@ impl Exchanges {
         ))
     }
 
+    /// GETs the public `path?query` from `account`'s exchange (from its upstream, when
+    /// one replaces the exchange's hosts), with no key.
+    pub fn public_read<A: Adapter>(
+        &self,
+        adapter: &A,
+        account: &Account,
+        path: &str,
+        query: &str,
+    ) -> Result<Answer, ReadError> {
+        let base = match account.upstream.as_deref() {
+            Some(base) => base.to_owned(),
+            None => adapter
+                .route(path)
+                .map(|r| r.base.to_owned())
+                .ok_or_else(|| ReadError::lasting("no exchange host serves it"))?,
+        };
+        let url = match query {
+            "" => format!("{base}{path}"),
+            query => format!("{base}{path}?{query}"),
+        };
+        let answer = self
+            .runtime
+            .block_on(self.upstream.send(&Method::GET, &url, &[], b""));
+        answered(adapter, path, answer)
+    }
+
     /// Asks the exchange (or `upstream`, which replaces its hosts) whether it takes the
     /// key `api_key` with `secret`, by reading what the key may do with it. Errors say
     /// what failed: the exchange refused it, or could not be asked.
@@ -176,16 +202,26 @@ async fn read_signed_with<A: Adapter>(
     let url = format!("{base}{path}?{}", signed.query);
     let answer = upstream
         .send(&Method::GET, &url, &signed.headers, b"")
-        .await
-        .map_err(|failure| {
-            ReadError::passing(match failure {
-                Failure::Unreachable(reason) | Failure::Refused(reason) => {
-                    format!("unreachable: {reason}")
-                }
-                Failure::NoAnswer(reason) => format!("no answer: {reason}"),
-                Failure::TimedOut => "no answer in time".to_owned(),
-            })
-        })?;
+        .await;
+    answered(adapter, path, answer)
+}
+
+/// A read's answer, or why there is none: the exchange was not reached, did not answer,
+/// or refused (for a reason that may pass, or for one that lasts).
+fn answered<A: Adapter>(
+    adapter: &A,
+    path: &str,
+    answer: Result<keygate_gateway::upstream::Response, Failure>,
+) -> Result<Answer, ReadError> {
+    let answer = answer.map_err(|failure| {
+        ReadError::passing(match failure {
+            Failure::Unreachable(reason) | Failure::Refused(reason) => {
+                format!("unreachable: {reason}")
+            }
+            Failure::NoAnswer(reason) => format!("no answer: {reason}"),
+            Failure::TimedOut => "no answer in time".to_owned(),
+        })
+    })?;
     let status = answer.status;
     if !status.is_success() {
         let reason = format!("it answered HTTP {}", status.as_u16());

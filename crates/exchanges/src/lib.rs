@@ -39,6 +39,7 @@ pub use keygate_core::{ExchangeConditionalOrder, ExchangeOrder, ExchangeWithdraw
 pub const MAX_TIMESTAMP_AHEAD_MS: u64 = 1_000;
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 
 use ed25519_dalek::VerifyingKey;
 use http::HeaderMap;
@@ -238,6 +239,17 @@ pub trait Adapter: Send + Sync + 'static {
     fn permissions_path(&self) -> &'static str;
     /// Reads that endpoint's answer.
     fn parse_permissions(&self, body: &[u8]) -> Option<KeyPermissions>;
+    /// The signed read (a native path and query) of what the account holds in `market`,
+    /// asset by asset; `None` for a market whose holdings keygate does not read.
+    fn holdings(&self, market: Market) -> Option<(&'static str, String)>;
+    /// Reads that endpoint's answer: each asset held, with what is held of it (free and
+    /// locked together), above zero.
+    fn parse_holdings(&self, body: &[u8]) -> Option<BTreeMap<String, Decimal>>;
+    /// The public read (a native path and query) that names every symbol of `market`;
+    /// `None` as for [`Adapter::holdings`].
+    fn symbol_list(&self, market: Market) -> Option<(&'static str, String)>;
+    /// Reads that endpoint's answer: the symbols, as the exchange names them.
+    fn parse_symbol_list(&self, body: &[u8]) -> Option<Vec<String>>;
     /// Reads the symbol out of the answer of a [`ClientRequest::symbol_lookup`] read.
     fn parse_order_symbol(&self, body: &[u8]) -> Option<String>;
     /// The signed read (native path and query, without timestamp) listing the real key's

@@ -666,7 +666,10 @@ fn private(
     now: u64,
 ) -> Result<Value, ApiError> {
     match endpoint {
-        Endpoint::Account => Ok(spot_account(account, now)),
+        Endpoint::Account => {
+            let omit_zero = params.get("omitZeroBalances") == Some("true");
+            Ok(spot_account(account, omit_zero, now))
+        }
         Endpoint::NewOrder(product) => {
             let m = symbol(params, product)?;
             let side = Side::parse(params.required("side")?)?;
@@ -1078,10 +1081,13 @@ fn order_ref(params: &Params) -> Result<OrderRef<'_>, ApiError> {
     }
 }
 
-fn spot_account(account: &Account, now: u64) -> Value {
+/// A spot `account` answer; with `omit_zero` (`omitZeroBalances=true`), without the
+/// assets of which nothing is held, free or locked.
+fn spot_account(account: &Account, omit_zero: bool, now: u64) -> Value {
     let balances: Vec<Value> = account
         .spot
         .iter()
+        .filter(|(_, b)| !omit_zero || !(b.free + b.locked).is_zero())
         .map(|(asset, b)| json!({"asset": asset, "free": fmt(b.free, 8), "locked": fmt(b.locked, 8)}))
         .collect();
     json!({

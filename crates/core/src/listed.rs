@@ -12,6 +12,11 @@ pub struct ExchangeWithdrawal {
     pub asset: String,
     /// The amount.
     pub amount: Decimal,
+    /// The fee the exchange charged for it, when it says. Binance lists `amount` and
+    /// `transactionFee` apart and does not document whether `amount` is what was asked
+    /// for or what was sent once the fee was taken: a withdrawal keygate forwarded is
+    /// known by either.
+    pub fee: Option<Decimal>,
     /// `ADDRESS` or `ADDRESS/TAG`, as keygate's audit events write it.
     pub destination: String,
     /// The network it went on (`TRX`, `ETH`), upper case, when the exchange says.

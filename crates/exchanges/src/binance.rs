@@ -1195,6 +1195,7 @@ fn parse_withdraw_history(body: &[u8]) -> Option<Vec<ExchangeWithdrawal>> {
                 id: text("id")?.to_owned(),
                 asset: text("coin")?.to_ascii_uppercase(),
                 amount: text("amount")?.parse().ok()?,
+                fee: text("transactionFee").and_then(|fee| fee.parse().ok()),
                 destination,
                 network: text("network")
                     .filter(|n| !n.is_empty())

@@ -285,14 +285,15 @@ impl Forwarded {
     }
 
     /// Whether keygate forwarded `w`, a withdrawal of `account`: one like it (same asset,
-    /// amount, destination and network, where both name one) shortly before the exchange
-    /// applied it, that the exchange did not refuse, not already taken for another.
+    /// amount, listed as asked or once its fee was taken, destination and network, where
+    /// both name one) shortly before the exchange applied it, that the exchange did not refuse, not already taken for another.
     pub fn withdrawal_forwarded(&mut self, account: &str, w: &ExchangeWithdrawal) -> bool {
         let found = self.withdrawals.iter_mut().find(|f| {
             !f.matched
                 && f.account == account
                 && f.asset == w.asset
-                && f.amount == w.amount
+                && (f.amount == w.amount
+                    || w.fee.and_then(|fee| w.amount.checked_add(fee)) == Some(f.amount))
                 && f.destination == w.destination
                 && match (&f.network, &w.network) {
                     (Some(sent), Some(listed)) => sent == listed,
@@ -505,10 +506,28 @@ mod tests {
             id: id.into(),
             asset: "USDT".into(),
             amount: Decimal::TEN,
+            fee: None,
             destination: "TColdWallet1".into(),
             network: network.map(str::to_owned),
             applied_ms,
         }
+    }
+
+    /// A withdrawal the exchange lists with the amount sent once its fee was taken is the
+    /// one keygate forwarded for the amount asked (whichever Binance's `amount` is); an
+    /// amount off by anything else is not.
+    #[test]
+    fn a_withdrawal_listed_net_of_its_fee_matches_the_amount_asked_for() {
+        let mut forwarded = Forwarded::default();
+        forwarded.note(&withdrawal_sent("w1", Some("TRX"), 1_000_000));
+        let mut off = withdrawn("x1", Some("TRX"), 1_000_100);
+        off.amount = Decimal::new(9, 0);
+        off.fee = Some(Decimal::new(5, 1));
+        assert!(!forwarded.withdrawal_forwarded("main", &off));
+        let mut net = withdrawn("x2", Some("TRX"), 1_000_100);
+        net.amount = Decimal::new(9, 0);
+        net.fee = Some(Decimal::ONE);
+        assert!(forwarded.withdrawal_forwarded("main", &net));
     }
 
     /// A regression test (found by review): the network was not compared, so a

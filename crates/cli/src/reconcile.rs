@@ -7,14 +7,14 @@
 //! each market on its own (each numbers its orders apart). Binance lists orders one symbol
 //! at a time, so only some symbols of each market are asked for: those the account traded
 //! through keygate in the window, those its trading clients may trade, those it has an
-//! open order in now, whoever placed it (one account-wide read per market), and on spot
-//! those whose two assets' holdings both changed since the last run (a trade changes
-//! both; [`symbols_of_changed_holdings`]). USD-M conditional orders (Binance's algo
-//! orders) are listed in the same symbols, plus those with one waiting, and checked
-//! first: the order one keygate forwarded placed when it triggered is known by the id the
-//! exchange lists it with. A leaked key that bought and sold a coin back between two runs,
-//! or traded another USD-M symbol leaving no order open there, or COIN-M futures, is not
-//! seen here.
+//! open order in now, whoever placed it (one account-wide read per market), and those a
+//! trade left a trace in: on spot, two assets whose holdings both changed since the last
+//! run (a trade changes both; [`symbols_of_changed_holdings`]), on USD-M, a trade's fee
+//! paid ([`symbols_with_trade_fees`]). USD-M conditional orders (Binance's algo orders)
+//! are listed in the same symbols, plus those with one waiting, and checked first: the
+//! order one keygate forwarded placed when it triggered is known by the id the exchange
+//! lists it with. A leaked key that bought and sold a spot coin back between two runs, or
+//! traded COIN-M futures, is not seen here.
 //!
 //! Reconciliation spends request weight the bots need too, so it keeps to a ceiling of
 //! its own ([`Pacer`]): past it, it waits for the exchange's minute to turn.
@@ -276,30 +276,25 @@ pub(crate) fn reconcile(
                     // than can be listed, those are the ones left for the next run.
                     let mut symbols: Vec<String> = Vec::new();
                     let mut unlisted: BTreeSet<String> = BTreeSet::new();
-                    let mut holdings_failure = None;
                     let known = traded.symbols(&label, market);
                     let allowed = tradable_in(&tradable, &label, market);
                     let resting = open.iter().flatten().map(|o| o.symbol.clone());
                     let waiting = open_conditional.iter().flatten().flatten();
                     let resting = resting.chain(waiting.map(|c| c.order.symbol.clone()));
-                    // Last, the symbols of assets whose holdings changed together since the
-                    // last run: a leaked key's market order leaves no order open.
-                    let changed = match symbols_of_changed_holdings(
+                    // Last, the symbols where a trade behind keygate's back left a trace
+                    // though no order is open: on spot, two assets whose holdings changed
+                    // together since the last run; on USD-M, a trade's fee paid.
+                    let mut traced = symbols_of_changed_holdings(
                         store,
                         exchanges,
                         &account,
                         &pacer,
                         market,
                         now_ms(),
-                    ) {
-                        Ok(symbols) => symbols,
-                        Err(reason) => {
-                            holdings_failure = Some(reason);
-                            Vec::new()
-                        }
-                    };
+                    );
+                    traced.extend(symbols_with_trade_fees(&pacer, market, since_ms, until_ms));
                     let known = known.into_iter().chain(allowed).chain(resting);
-                    for symbol in known.chain(changed) {
+                    for symbol in known.chain(traced.items) {
                         if !is_plain_symbol(market, &symbol) {
                             unlisted.insert(symbol);
                         } else if !symbols.contains(&symbol) {
@@ -331,13 +326,8 @@ pub(crate) fn reconcile(
                             names.join(", ")
                         ));
                     }
-                    if let Some(reason) = holdings_failure {
-                        listed.failures.push(format!(
-                            "what the account holds, whose changes point to symbols traded \
-                             behind keygate's back, could not be read: {reason}"
-                        ));
-                        listed.may_pass = true;
-                    }
+                    listed.failures.append(&mut traced.failures);
+                    listed.may_pass |= traced.may_pass;
                     add_open(&mut listed, open, since_ms, until_ms, &ORDERS);
                     leave_out_forced(&pacer, market, &mut listed, since_ms, until_ms);
                     listed.may_pass |= pacer.may_pass();
@@ -493,6 +483,15 @@ impl<T> Partial<T> {
             failures: vec![reason],
             may_pass: false,
         }
+    }
+}
+
+impl<T> Partial<T> {
+    /// Takes in what `other` listed, and why it could not list the rest.
+    fn extend(&mut self, other: Partial<T>) {
+        self.items.extend(other.items);
+        self.failures.extend(other.failures);
+        self.may_pass |= other.may_pass;
     }
 }
 
@@ -991,14 +990,27 @@ fn symbols_of_changed_holdings(
     pacer: &Pacer<'_>,
     market: Market,
     now_ms: u64,
-) -> Result<Vec<String>, String> {
+) -> Partial<String> {
     let Some((path, query)) = Binance.holdings(market) else {
-        return Ok(Vec::new());
+        return Partial::default();
     };
-    let body = pacer.read(path, &query)?;
-    let held = Binance
-        .parse_holdings(&body)
-        .ok_or("its answer does not read")?;
+    let failed = |reason: String, may_pass: bool| Partial {
+        items: Vec::new(),
+        failures: vec![format!(
+            "what the account holds, whose changes point to symbols traded behind \
+             keygate's back, could not be read: {reason}"
+        )],
+        may_pass,
+    };
+    // A read the weight or a stop held back is the pacer's to report as one that may pass.
+    let held = match pacer
+        .read(path, &query)
+        .map(|body| Binance.parse_holdings(&body))
+    {
+        Ok(Some(held)) => held,
+        Ok(None) => return failed("its answer does not read".into(), false),
+        Err(reason) => return failed(reason, false),
+    };
     let mut all = saved_holdings(store);
     let key = format!("{}/{}", account.label, market.as_str());
     let first_run = !all.contains_key(&key);
@@ -1015,17 +1027,17 @@ fn symbols_of_changed_holdings(
         )
         .collect();
     if !first_run && changed.len() >= 2 {
-        let (path, query) = Binance
-            .symbol_list(market)
-            .ok_or("keygate cannot list this market's symbols")?;
-        let listed = exchanges
-            .public_read(&Binance, account, path, &query)
-            .map_err(|e| format!("its symbols: {}", e.reason))?;
-        let symbols: HashSet<String> = Binance
-            .parse_symbol_list(&listed.body)
-            .ok_or("its symbols do not read")?
-            .into_iter()
-            .collect();
+        let Some((path, query)) = Binance.symbol_list(market) else {
+            return failed("keygate cannot list this market's symbols".into(), false);
+        };
+        let symbols = match exchanges.public_read(&Binance, account, path, &query) {
+            Ok(listed) => Binance.parse_symbol_list(&listed.body),
+            Err(e) => return failed(format!("its symbols: {}", e.reason), e.may_pass),
+        };
+        let Some(symbols) = symbols else {
+            return failed("its symbols do not read".into(), false);
+        };
+        let symbols: HashSet<String> = symbols.into_iter().collect();
         for base in &changed {
             for quote in &changed {
                 let symbol = format!("{base}{quote}");
@@ -1039,12 +1051,75 @@ fn symbols_of_changed_holdings(
         .symbols
         .retain(|_, seen| now_ms.saturating_sub(*seen) < CHANGED_SYMBOL_KEPT_MS);
     holdings.held = held;
-    let symbols = holdings.symbols.keys().cloned().collect();
-    let saved = serde_json::to_vec(&all).map_err(|e| e.to_string())?;
-    store
-        .set_meta(HOLDINGS_KEY, &saved)
-        .map_err(|e| format!("keeping what it holds for the next run: {e}"))?;
-    Ok(symbols)
+    let items = holdings.symbols.keys().cloned().collect();
+    let kept = serde_json::to_vec(&all)
+        .map_err(|e| e.to_string())
+        .and_then(|saved| {
+            store
+                .set_meta(HOLDINGS_KEY, &saved)
+                .map_err(|e| e.to_string())
+        });
+    Partial {
+        items,
+        // The symbols are listed all the same; the next run compares with older holdings.
+        failures: kept
+            .err()
+            .map(|e| format!("what the account holds could not be kept for the next run: {e}"))
+            .into_iter()
+            .collect(),
+        may_pass: false,
+    }
+}
+
+/// The most pages of trade fees one market's run reads.
+const MAX_TRADE_FEE_PAGES: u32 = 10;
+
+/// The symbols of `market` in which the account paid a trade's fee from `since_ms` to
+/// `until_ms` (USD-M futures, where the exchange lists every symbol's fees at once): a
+/// leaked key that opened and closed a position in a symbol keygate never traded left no
+/// order open there, but paid for both trades. None for a market without such a list.
+fn symbols_with_trade_fees(
+    pacer: &Pacer<'_>,
+    market: Market,
+    since_ms: u64,
+    until_ms: u64,
+) -> Partial<String> {
+    let mut paid = Partial::default();
+    for page in 1..=MAX_TRADE_FEE_PAGES {
+        let Some((path, query)) = Binance.trade_fees(market, since_ms, until_ms, page) else {
+            return paid;
+        };
+        // A read the weight or a stop held back is the pacer's to report as one that may
+        // pass.
+        let read = pacer.read(path, &query);
+        let fees = match read.map(|body| Binance.parse_trade_fee_symbols(&body)) {
+            Ok(Some(fees)) => fees,
+            Ok(None) => {
+                paid.failures
+                    .push("trade fees: their list does not read".into());
+                return paid;
+            }
+            Err(reason) => {
+                paid.failures.push(format!("trade fees: {reason}"));
+                return paid;
+            }
+        };
+        let full = fees.len() >= keygate_exchanges::TRADE_FEES_PAGE;
+        for symbol in fees {
+            if !paid.items.contains(&symbol) {
+                paid.items.push(symbol);
+            }
+        }
+        if !full {
+            return paid;
+        }
+    }
+    paid.failures.push(format!(
+        "trade fees: more than {} in the window, more than a run reads; the symbols of \
+         the rest are not asked for",
+        MAX_TRADE_FEE_PAGES as usize * keygate_exchanges::TRADE_FEES_PAGE
+    ));
+    paid
 }
 
 /// What the last runs kept of each account's holdings, by `label/market`; none when

@@ -484,7 +484,10 @@ fn reconcile_finds_the_orders_keygate_never_forwarded() {
         issued["api_key"].as_str().unwrap(),
         issued["secret"].as_str().unwrap(),
     );
-    let serve = Serve::start_with(&home.kg, &["--reconcile-every", "1s"]);
+    // Every 3 s: runs every second spend more request weight than reconciliation's
+    // ceiling within the minute (each reads the account's holdings and futures fees too),
+    // and one that reaches it waits for the next minute.
+    let serve = Serve::start_with(&home.kg, &["--reconcile-every", "3s"]);
     let through_keygate = |params: &str| {
         let (status, body) = signed(
             reqwest::Method::POST,
@@ -758,6 +761,47 @@ fn reconcile_finds_the_futures_orders_keygate_never_forwarded() {
         )),
         "{human}"
     );
+}
+
+/// A regression test: a leaked key that opened and closed a USD-M position in a symbol
+/// keygate never traded left no order open there and went unseen. Every trade pays a fee,
+/// which the exchange lists for every symbol at once: ETHUSDT is listed, and both orders
+/// found.
+#[test]
+fn reconcile_finds_futures_trades_in_a_symbol_keygate_never_traded_by_their_fees() {
+    let (_runtime, exchange) = simulator(vec![Credential::hmac(REAL_KEY, REAL_SECRET)]);
+    let home = Home::with_account(&exchange.url());
+    let opened = placed_behind_its_back(
+        &exchange.url(),
+        "/fapi/v1/order",
+        "symbol=ETHUSDT&side=BUY&type=MARKET&quantity=1",
+    );
+    let closed = placed_behind_its_back(
+        &exchange.url(),
+        "/fapi/v1/order",
+        "symbol=ETHUSDT&side=SELL&type=MARKET&quantity=1&reduceOnly=true",
+    );
+    // Orders are reconciled once they are a few seconds old.
+    std::thread::sleep(Duration::from_millis(5500));
+    let out = home
+        .kg
+        .fails(&["reconcile", "--since", "1h", "--json"], "", 1);
+    let report: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(report[0]["symbols"], json!(["usdm:ETHUSDT"]), "{report}");
+    let unmatched = report[0]["orders_not_through_keygate"].as_array().unwrap();
+    let ids: Vec<&str> = unmatched
+        .iter()
+        .map(|o| o["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [opened.as_str(), closed.as_str()], "{report}");
+    assert_eq!(report[0]["orders_error"], Value::Null, "{report}");
+    let asked: Vec<String> = exchange
+        .simulator()
+        .requests()
+        .into_iter()
+        .map(|r| r.path)
+        .collect();
+    assert!(asked.iter().any(|p| p == "/fapi/v1/income"), "{asked:?}");
 }
 
 /// A regression test: a USD-M conditional order (`/fapi/v1/algoOrder`, Binance's only way

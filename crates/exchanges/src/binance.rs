@@ -628,6 +628,31 @@ impl Adapter for Binance {
         // Every symbol's last price, at a weight of 4: far lighter than `exchangeInfo`.
         (market == Market::Spot).then(|| ("/api/v3/ticker/price", String::new()))
     }
+    fn trade_fees(
+        &self,
+        market: Market,
+        from_ms: u64,
+        to_ms: u64,
+        page: u32,
+    ) -> Option<(&'static str, String)> {
+        // Weight 30; every trade pays a COMMISSION, in whatever symbol.
+        (market == Market::Usdm).then(|| {
+            let query = format!(
+                "incomeType=COMMISSION&startTime={from_ms}&endTime={to_ms}&page={page}&limit={}",
+                crate::TRADE_FEES_PAGE
+            );
+            ("/fapi/v1/income", query)
+        })
+    }
+    fn parse_trade_fee_symbols(&self, body: &[u8]) -> Option<Vec<String>> {
+        let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+        value
+            .as_array()?
+            .iter()
+            .filter(|fee| fee.get("incomeType").and_then(|t| t.as_str()) == Some("COMMISSION"))
+            .map(|fee| Some(fee.get("symbol")?.as_str()?.to_ascii_uppercase()))
+            .collect()
+    }
     fn parse_symbol_list(&self, body: &[u8]) -> Option<Vec<String>> {
         let value: serde_json::Value = serde_json::from_slice(body).ok()?;
         value
@@ -1808,6 +1833,25 @@ mod tests {
         assert_eq!(Binance.parse_holdings(odd), None);
         assert_eq!(Binance.parse_holdings(b"{}"), None);
         assert_eq!(Binance.holdings(Market::Usdm), None);
+    }
+
+    #[test]
+    fn trade_fees_are_listed_for_usdm_every_symbol_at_once() {
+        let (path, query) = Binance.trade_fees(Market::Usdm, 10, 20, 2).unwrap();
+        assert_eq!(path, "/fapi/v1/income");
+        assert_eq!(
+            query,
+            "incomeType=COMMISSION&startTime=10&endTime=20&page=2&limit=1000"
+        );
+        assert_eq!(Binance.trade_fees(Market::Spot, 10, 20, 1), None);
+        let answer = br#"[
+            {"symbol":"ethusdt","incomeType":"COMMISSION","income":"-0.01","asset":"USDT"},
+            {"symbol":"","incomeType":"TRANSFER","income":"5","asset":"USDT"}]"#;
+        assert_eq!(
+            Binance.parse_trade_fee_symbols(answer),
+            Some(vec!["ETHUSDT".to_owned()])
+        );
+        assert_eq!(Binance.parse_trade_fee_symbols(br#"{"code":-1021}"#), None);
     }
 
     #[test]

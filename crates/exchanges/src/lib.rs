@@ -250,6 +250,19 @@ pub trait Adapter: Send + Sync + 'static {
     fn symbol_list(&self, market: Market) -> Option<(&'static str, String)>;
     /// Reads that endpoint's answer: the symbols, as the exchange names them.
     fn parse_symbol_list(&self, body: &[u8]) -> Option<Vec<String>>;
+    /// The signed read (a native path and query) listing the fees the account paid for
+    /// its trades in `market` from `from_ms` to `to_ms`, every symbol's, one a trade: the
+    /// `page`th page (from 1) of at most [`TRADE_FEES_PAGE`]. `None` for a market whose
+    /// fees keygate does not read.
+    fn trade_fees(
+        &self,
+        market: Market,
+        from_ms: u64,
+        to_ms: u64,
+        page: u32,
+    ) -> Option<(&'static str, String)>;
+    /// Reads that endpoint's answer: the symbol of each fee listed.
+    fn parse_trade_fee_symbols(&self, body: &[u8]) -> Option<Vec<String>>;
     /// Reads the symbol out of the answer of a [`ClientRequest::symbol_lookup`] read.
     fn parse_order_symbol(&self, body: &[u8]) -> Option<String>;
     /// The signed read (native path and query, without timestamp) listing the real key's
@@ -321,6 +334,10 @@ pub trait Adapter: Send + Sync + 'static {
     /// Reads the answer of either of those endpoints.
     fn parse_conditional_orders(&self, body: &[u8]) -> Option<Vec<ExchangeConditionalOrder>>;
 }
+
+/// The most fees one page of [`Adapter::trade_fees`] lists: a full page is followed by the
+/// next.
+pub const TRADE_FEES_PAGE: usize = 1000;
 
 /// An error reading a client's request. Each variant maps to the exchange's own error code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

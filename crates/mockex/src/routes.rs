@@ -162,6 +162,7 @@ enum Endpoint {
     AllOrders(Product),
     ForceOrders,
     MyTrades(Product),
+    Income,
     CapitalConfig,
     MarginPairs { isolated: bool },
     Withdraw,
@@ -214,6 +215,7 @@ impl Endpoint {
             | Endpoint::AllOrders(Product::UsdM)
             | Endpoint::ForceOrders
             | Endpoint::MyTrades(Product::UsdM)
+            | Endpoint::Income
             | Endpoint::FuturesAccount
             | Endpoint::FuturesBalance
             | Endpoint::Leverage
@@ -294,6 +296,7 @@ fn route(method: &Method, path: &str) -> Option<(Security, u32, Endpoint)> {
         "/fapi/v1/allOrders" if get => (Signed, 5, E::AllOrders(Product::UsdM)),
         "/fapi/v1/forceOrders" if get => (Signed, 50, E::ForceOrders),
         "/fapi/v1/userTrades" if get => (Signed, 5, E::MyTrades(Product::UsdM)),
+        "/fapi/v1/income" if get => (Signed, 30, E::Income),
         "/fapi/v1/leverage" if post => (Signed, 1, E::Leverage),
         // Binance weighs a new conditional order 0, and so does the simulator.
         "/fapi/v1/algoOrder" if post => (Signed, 0, E::NewAlgoOrder),
@@ -857,6 +860,41 @@ fn private(
                     )
                     .into_iter()
                     .map(futures_trade)
+                    .collect(),
+            ))
+        }
+        Endpoint::Income => {
+            // Each USD-M trade's commission (zero here, as every fee of this simulator),
+            // oldest first, `limit` (100 by default, at most 1000) a page from `page` 1;
+            // the last 7 days without a time.
+            let start = params.integer("startTime")?;
+            let end = params.integer("endTime")?;
+            let start = start.unwrap_or_else(|| now.saturating_sub(7 * 24 * 3600 * 1000));
+            let end = end.unwrap_or(now);
+            let kind = params.get("incomeType");
+            let limit = params.integer("limit")?.unwrap_or(100).clamp(1, 1000);
+            let page = params.integer("page")?.unwrap_or(1).max(1);
+            let skip = (page - 1).saturating_mul(limit);
+            Ok(Value::Array(
+                account
+                    .trades
+                    .iter()
+                    .filter(|t| t.product == Product::UsdM && (start..=end).contains(&t.time))
+                    .filter(|_| kind.is_none_or(|k| k == "COMMISSION"))
+                    .skip(usize::try_from(skip).unwrap_or(usize::MAX))
+                    .take(usize::try_from(limit).unwrap_or(1000))
+                    .map(|t| {
+                        json!({
+                            "symbol": t.symbol,
+                            "incomeType": "COMMISSION",
+                            "income": fmt(Decimal::ZERO, 8),
+                            "asset": t.commission_asset,
+                            "info": "COMMISSION",
+                            "time": t.time,
+                            "tranId": t.id,
+                            "tradeId": t.id.to_string()
+                        })
+                    })
                     .collect(),
             ))
         }

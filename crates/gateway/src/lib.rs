@@ -1256,6 +1256,7 @@ impl<'a> Audit<'a> {
                 latency_us,
                 outcome,
                 validates_only: action.validates_only,
+                orders: Vec::new(),
             }),
         }
     }

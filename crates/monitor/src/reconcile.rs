@@ -455,6 +455,7 @@ mod tests {
                 latency_us: None,
                 outcome: Outcome::Pending,
                 validates_only: false,
+                orders: Vec::new(),
             }),
         }
     }

@@ -755,6 +755,7 @@ mod tests {
                     Outcome::NotForwarded
                 },
                 validates_only: false,
+                orders: Vec::new(),
             }),
         }
     }

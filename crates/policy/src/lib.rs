@@ -1160,6 +1160,7 @@ mod tests {
                 latency_us: None,
                 outcome,
                 validates_only: false,
+                orders: Vec::new(),
             }),
         };
         let pending = |id: &str, ts_ms: u64| withdrawal_event(id, ts_ms, true, Outcome::Pending);
@@ -1237,6 +1238,7 @@ mod tests {
                 latency_us: None,
                 outcome,
                 validates_only: false,
+                orders: Vec::new(),
             }),
         };
         let now = DAY_MS + 5_000;

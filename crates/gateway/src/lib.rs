@@ -412,8 +412,11 @@ async fn handle<A: Adapter>(
         .and_then(|v| v.to_str().ok());
     let signed = match adapter
         .parse(query, &body, content_type)
-        .and_then(|signed| signed.check_for_path(native).map(|()| signed))
-    {
+        .and_then(|signed| {
+            signed
+                .check_for_path(method.as_str(), native)
+                .map(|()| signed)
+        }) {
         Ok(r) => r,
         Err(e) => {
             return audit.deny(

@@ -551,6 +551,7 @@ async fn handle<A: Adapter>(
         source_ip: audit.source_ip,
         action: &action,
         notional,
+        order_notionals: &[],
         now_ms: now,
     };
     // Who may call at all (status, expiry, allow list) before the replay cache: a

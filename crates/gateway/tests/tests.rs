@@ -661,19 +661,27 @@ async fn orders_inside_policy_are_forwarded_and_outside_are_not() {
         "keygate: symbol usdm:BTCUSDT is not allowed for client bot1"
     );
     assert_eq!(exchange_saw(&env, "/fapi/v1/order"), 0);
-    // The orders of a batch are a JSON list keygate does not read: top-level parameters
-    // do not vouch for them.
+    // The orders of a batch are decided each on its own: top-level parameters do not
+    // vouch for them, and a batch whose orders do not read is malformed.
     let (status, body) = post(
         &env,
         "/fapi/v1/batchOrders",
-        "symbol=BTCUSDT&side=BUY&type=LIMIT&quantity=0.001&price=1&batchOrders=%5B%7B%22symbol%22%3A%22DOGEUSDT%22%7D%5D",
+        "symbol=BTCUSDT&side=BUY&type=LIMIT&quantity=0.001&price=1&batchOrders=%5B%7B%22symbol%22%3A%22DOGEUSDT%22%2C%22side%22%3A%22BUY%22%2C%22type%22%3A%22MARKET%22%2C%22quantity%22%3A%221%22%7D%5D",
     )
     .await;
     assert_eq!(status, 401, "{body}");
-    assert!(
-        body["msg"].as_str().unwrap().contains("names no symbol"),
-        "{body}"
+    assert_eq!(
+        body["msg"],
+        "keygate: order 1 of 1 in the batch (usdm:DOGEUSDT): symbol usdm:DOGEUSDT is not \
+         allowed for client bot1"
     );
+    let (status, body) = post(
+        &env,
+        "/fapi/v1/batchOrders",
+        "batchOrders=%5B%7B%22symbol%22%3A%22DOGEUSDT%22%7D%5D",
+    )
+    .await;
+    assert_eq!((status, body["code"].clone()), (400, Value::from(-1100)));
     assert_eq!(exchange_saw(&env, "/fapi/v1/batchOrders"), 0);
     let (status, body) = post(
         &env,

@@ -260,6 +260,7 @@ mod tests {
             latency_us: Some(5),
             outcome: Outcome::Answered,
             validates_only: false,
+            orders: Vec::new(),
         });
         let outcome = EventBody::Outcome(OutcomeEvent {
             request_id: "r1".into(),

@@ -460,6 +460,7 @@ mod tests {
                 latency_us: None,
                 outcome: Outcome::NotForwarded,
                 validates_only: false,
+                orders: Vec::new(),
             }),
         };
         let line = human_line(1, &event);

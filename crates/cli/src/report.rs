@@ -291,6 +291,7 @@ mod tests {
                     latency_us: None,
                     outcome: Outcome::NotForwarded,
                     validates_only: false,
+                    orders: Vec::new(),
                 }),
             };
             report.add(i + 1, &event, &mut pending);

@@ -2953,6 +2953,7 @@ mod audit {
                         Outcome::NotForwarded
                     },
                     validates_only: false,
+                    orders: Vec::new(),
                 }),
             };
             log.append_blocking(event).unwrap();
@@ -2996,6 +2997,7 @@ mod audit {
                 latency_us: None,
                 outcome,
                 validates_only: false,
+                orders: Vec::new(),
             }),
         };
         // One refused; one written before forwarding whose outcome never came.

@@ -218,6 +218,12 @@ pub struct Action {
     /// total.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub validates_only: bool,
+    /// The orders of a batch (Binance's `batchOrders`), each described as the request
+    /// would describe it on its own; empty for anything else. A batch's own symbol, side,
+    /// quantity and prices are then none: what it does is what its orders do, and
+    /// [`Action::orders`] lists them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub batch: Vec<Action>,
 }
 
 impl Action {
@@ -267,7 +273,23 @@ impl Action {
             address_tag: None,
             places_no_order: false,
             validates_only: false,
+            batch: Vec::new(),
         }
+    }
+
+    /// The orders the action stands for: a batch's, or the action itself. Policy and the
+    /// audit look at each of them as at a single order.
+    pub fn orders(&self) -> &[Action] {
+        if self.batch.is_empty() {
+            std::slice::from_ref(self)
+        } else {
+            &self.batch
+        }
+    }
+
+    /// Whether the action is a batch of orders ([`Action::batch`]).
+    pub fn is_batch(&self) -> bool {
+        !self.batch.is_empty()
     }
 
     /// The most the order can be worth when the request alone bounds it: its quote
@@ -319,6 +341,25 @@ impl Action {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batch_stands_for_its_orders_and_anything_else_for_itself() {
+        let single = order(Side::Buy, Some(1), Some(10), None);
+        assert!(!single.is_batch());
+        assert_eq!(single.orders(), std::slice::from_ref(&single));
+        let batch = Action {
+            batch: vec![single.clone(), order(Side::Sell, Some(2), None, None)],
+            ..Action::new(ActionKind::Trade, "POST /fapi/v1/batchOrders")
+        };
+        assert!(batch.is_batch());
+        assert_eq!(batch.orders().len(), 2);
+        assert_eq!(batch.orders()[1].side, Some(Side::Sell));
+        // An action that is no batch serializes as it did before batches were read.
+        let json = serde_json::to_value(&single).unwrap();
+        assert!(json.get("batch").is_none(), "{json}");
+        let back: Action = serde_json::from_value(json).unwrap();
+        assert_eq!(back, single);
+    }
 
     #[test]
     fn a_listed_symbol_names_its_market_s_symbol_only() {

@@ -117,6 +117,44 @@ pub struct RequestEvent {
     /// notional counts against no daily total.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub validates_only: bool,
+    /// The orders of a batch (Binance's `batchOrders`), as each names itself: `symbol`,
+    /// `side` and `client_order_id` above are then none, and `notional` is the batch's
+    /// total. Empty for any other request, and in events written before keygate read
+    /// batches.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub orders: Vec<BatchOrder>,
+}
+
+impl RequestEvent {
+    /// What each order the request named says of itself: a batch's orders, or the
+    /// request's own symbol, side and client order id (none of them for a request that
+    /// names no symbol).
+    pub fn named_orders(&self) -> Vec<BatchOrder> {
+        if !self.orders.is_empty() {
+            return self.orders.clone();
+        }
+        match &self.symbol {
+            Some(symbol) => vec![BatchOrder {
+                symbol: symbol.clone(),
+                side: self.side,
+                client_order_id: self.client_order_id.clone(),
+            }],
+            None => Vec::new(),
+        }
+    }
+}
+
+/// One order of a batch, as its [`RequestEvent`] records it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchOrder {
+    /// Its symbol, as symbol lists name it (`usdm:BTCUSDT`).
+    pub symbol: String,
+    /// Its side, when it names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub side: Option<Side>,
+    /// The id the client gave it, when it gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_order_id: Option<String>,
 }
 
 /// The upstream result of a request written with [`Outcome::Pending`].
@@ -206,5 +244,67 @@ impl Event {
             }),
             _ => self.client() == Some(name),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An order event as keygate wrote it before it read batches.
+    const OLD_ORDER: &str = r#"{"ts_ms":1,"type":"request","request_id":"r1","exchange":"binance","client":"bot1","account":"main","source_ip":"127.0.0.1","method":"POST","path":"/fapi/v1/order","action":"trade","symbol":"usdm:BTCUSDT","side":"buy","client_order_id":"c1","notional":"100","allowed":true,"outcome":"pending"}"#;
+
+    #[test]
+    fn an_event_written_before_batches_were_read_reads_and_writes_back_the_same() {
+        let event: Event = serde_json::from_str(OLD_ORDER).unwrap();
+        let EventBody::Request(request) = &event.body else {
+            panic!("not a request: {event:?}");
+        };
+        assert!(request.orders.is_empty());
+        assert_eq!(
+            request.named_orders(),
+            vec![BatchOrder {
+                symbol: "usdm:BTCUSDT".into(),
+                side: Some(Side::Buy),
+                client_order_id: Some("c1".into()),
+            }]
+        );
+        // The hash chain covers the text: it must come back byte for byte.
+        assert_eq!(serde_json::to_string(&event).unwrap(), OLD_ORDER);
+    }
+
+    #[test]
+    fn a_batch_event_records_each_order_and_reads_back() {
+        let mut event: Event = serde_json::from_str(OLD_ORDER).unwrap();
+        let EventBody::Request(request) = &mut event.body else {
+            panic!("not a request");
+        };
+        request.path = "/fapi/v1/batchOrders".into();
+        request.symbol = None;
+        request.side = None;
+        request.client_order_id = None;
+        request.orders = vec![
+            BatchOrder {
+                symbol: "usdm:BTCUSDT".into(),
+                side: Some(Side::Buy),
+                client_order_id: Some("a".into()),
+            },
+            BatchOrder {
+                symbol: "usdm:ETHUSDT".into(),
+                side: Some(Side::Sell),
+                client_order_id: None,
+            },
+        ];
+        let text = serde_json::to_string(&event).unwrap();
+        assert!(
+            text.contains(r#""orders":[{"symbol":"usdm:BTCUSDT","side":"buy","client_order_id":"a"},{"symbol":"usdm:ETHUSDT","side":"sell"}]"#),
+            "{text}"
+        );
+        let back: Event = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, event);
+        let EventBody::Request(request) = &back.body else {
+            panic!("not a request");
+        };
+        assert_eq!(request.named_orders().len(), 2);
     }
 }

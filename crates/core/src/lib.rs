@@ -27,7 +27,9 @@ mod name;
 mod policy;
 
 pub use action::{is_quoted_in, Action, ActionKind, Market, Side};
-pub use event::{AdminEvent, Event, EventBody, LostEvents, Outcome, OutcomeEvent, RequestEvent};
+pub use event::{
+    AdminEvent, BatchOrder, Event, EventBody, LostEvents, Outcome, OutcomeEvent, RequestEvent,
+};
 pub use listed::{ExchangeConditionalOrder, ExchangeOrder, ExchangeWithdrawal};
 pub use name::Name;
 pub use policy::{

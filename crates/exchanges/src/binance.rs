@@ -169,35 +169,7 @@ impl SignedRequest {
                         name: name_text.to_owned(),
                     });
                 }
-                // A price or quantity that does not read, or a quantity below zero, would
-                // otherwise be left out of the order's notional or lower it, and the
-                // exchange might still read it.
-                // A name keygate reads, spelt in another case (`PriceMatch`, `Network`,
-                // `AddressTag`): whether the exchange reads it as that parameter or ignores
-                // it, keygate would decide on something else than what is executed.
-                if let Some(known) =
-                    read_parameter_like(name_text).filter(|known| *known != name_text)
-                {
-                    return Err(Error::Malformed {
-                        reason: format!(
-                            "parameter '{name_text}' is not '{known}': Binance's parameter \
-                             names are spelt in one case"
-                        ),
-                    });
-                }
-                if (ORDER_PRICES.contains(&name_text)
-                    || BASE_QUANTITIES.contains(&name_text)
-                    || TRAILS.contains(&name_text)
-                    || name_text == QUOTE_QUANTITY
-                    || name_text == AMENDED_QUANTITY)
-                    && positive_decimal(text(&raw, &value)).is_none()
-                {
-                    return Err(Error::Malformed {
-                        reason: format!(
-                            "parameter '{name_text}' must be a positive decimal number"
-                        ),
-                    });
-                }
+                check_parameter(name_text, text(&raw, &value))?;
                 params.push(Param {
                     raw: range,
                     name,
@@ -379,110 +351,118 @@ impl SignedRequest {
         }
     }
 
-    /// What the request would do at `method path`.
+    /// The orders of a batch sent with `method` (`POST`: new orders; `PUT`: modifications)
+    /// to [`BATCH_ORDERS_PATH`], read strictly from its `batchOrders` parameter: a JSON
+    /// list of 1 to [`MAX_BATCH_ORDERS`] objects whose values are strings, `true`/`false`,
+    /// or numbers written as plain decimals. Each order must name its symbol and side, and
+    /// its type when new (its quantity, its price and the order it modifies when a
+    /// modification); each of its keys is held to what a parameter of a single order is
+    /// held to ([`SignedRequest::parse`]), and none may appear twice in any case.
+    /// Anything else is malformed: keygate does not guess what the exchange would make of
+    /// it.
+    pub fn batch(&self, method: &str) -> Result<Vec<BatchOrderParams>, Error> {
+        let json = self
+            .param(BATCH_ORDERS)
+            .ok_or(Error::MissingParameter { name: BATCH_ORDERS })?;
+        let orders: Vec<BatchOrderParams> = serde_json::from_str(json)
+            .map_err(|_| malformed("batchOrders must be a JSON list of orders, each an object whose values are strings, booleans or plain decimal numbers"))?;
+        if !(1..=MAX_BATCH_ORDERS).contains(&orders.len()) {
+            return Err(Error::Malformed {
+                reason: format!("batchOrders must list 1 to {MAX_BATCH_ORDERS} orders"),
+            });
+        }
+        let required: &[&str] = match method {
+            "POST" => &["symbol", "side", "type"],
+            _ => &["symbol", "side", "quantity", "price"],
+        };
+        for (number, order) in (1..).zip(&orders) {
+            let bad = |what: String| Error::Malformed {
+                reason: format!("order {number} of batchOrders: {what}"),
+            };
+            if order.params.len() > MAX_PARAMETERS {
+                return Err(bad(format!("more than {MAX_PARAMETERS} keys")));
+            }
+            for (i, (name, value)) in order.params.iter().enumerate() {
+                if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                {
+                    return Err(bad(
+                        "a key holds a character other than a letter, a digit or _".to_owned(),
+                    ));
+                }
+                if order.params[..i]
+                    .iter()
+                    .any(|(earlier, _)| earlier.eq_ignore_ascii_case(name))
+                {
+                    return Err(bad(format!("key '{name}' appears twice")));
+                }
+                check_parameter(name, value).map_err(|e| match e {
+                    Error::Malformed { reason } => bad(reason),
+                    other => other,
+                })?;
+            }
+            if let Some(missing) = required
+                .iter()
+                .find(|name| order.param(name).is_none_or(str::is_empty))
+            {
+                return Err(bad(format!("no '{missing}'")));
+            }
+            if method != "POST"
+                && order.param("orderId").is_none()
+                && order.param("origClientOrderId").is_none()
+            {
+                return Err(bad("no 'orderId' or 'origClientOrderId'".to_owned()));
+            }
+            let side = order.param("side").unwrap_or_default();
+            if !side.eq_ignore_ascii_case("BUY") && !side.eq_ignore_ascii_case("SELL") {
+                return Err(bad("a side other than BUY or SELL".to_owned()));
+            }
+        }
+        Ok(orders)
+    }
+
+    /// Checks what `method path` asks of the parameters beyond what every path asks:
+    /// futures take a whole `recvWindow`, spot a decimal one; a batch of orders must read
+    /// ([`SignedRequest::batch`]).
+    pub fn check_for_path(&self, method: &str, path: &str) -> Result<(), Error> {
+        // Spot reads up to three decimals of a millisecond; the other APIs an integer.
+        let decimal = self.param("recvWindow").is_some_and(|w| w.contains('.'));
+        if decimal && !path.starts_with("/api/") {
+            return Err(malformed(
+                "recvWindow must be a whole number of milliseconds outside spot",
+            ));
+        }
+        if is_batch_path(path) && matches!(method, "POST" | "PUT") {
+            self.batch(method)?;
+        }
+        Ok(())
+    }
+
+    /// What the request would do at `method path`. A batch whose orders do not read
+    /// ([`SignedRequest::check_for_path`] refuses it) is [`ActionKind::Unknown`], which
+    /// nothing allows.
     pub fn classify(&self, method: &str, path: &str) -> Action {
         let kind = classify_endpoint(method, path);
         let mut action = Action::new(kind, format!("{method} {path}"));
         let decimal = |name| self.param(name).and_then(|v| v.parse::<Decimal>().ok());
         match kind {
-            // The orders of a batch are in a JSON list keygate does not read: the batch
-            // names no symbol and no notional, so a symbol list or a notional limit denies
-            // it, whatever its top-level parameters say.
-            ActionKind::Trade if path.ends_with("/batchOrders") => {}
+            // The orders of a batch are in a JSON list: each is described as the same
+            // order sent on its own would be.
+            ActionKind::Trade if is_batch_path(path) => match self.batch(method) {
+                Ok(orders) => {
+                    action.market = market(path);
+                    action.batch = orders
+                        .iter()
+                        .map(|order| {
+                            let mut a = Action::new(kind, format!("{method} {path}"));
+                            describe_order(&mut a, method, path, |name| order.param(name));
+                            a
+                        })
+                        .collect();
+                }
+                Err(_) => action.kind = ActionKind::Unknown,
+            },
             ActionKind::Trade | ActionKind::Cancel | ActionKind::Read => {
-                action.symbol = self.param("symbol").map(str::to_ascii_uppercase);
-                action.market = market(path);
-                action.side = match self.param("side") {
-                    Some(s) if s.eq_ignore_ascii_case("BUY") => Some(Side::Buy),
-                    Some(s) if s.eq_ignore_ascii_case("SELL") => Some(Side::Sell),
-                    _ => None,
-                };
-                action.order_type = self.param("type").map(str::to_ascii_uppercase);
-                if kind == ActionKind::Trade {
-                    action.places_no_order = places_no_order(method, path);
-                    action.validates_only = path.ends_with("/order/test");
-                    // A setting of the whole account names no symbol, whatever `symbol`
-                    // the request adds: a client held to a symbol list may not change it.
-                    if FAPI_ACCOUNT_SETTINGS.iter().any(|s| path.ends_with(s)) {
-                        action.symbol = None;
-                    }
-                    // A conditional (algo) order's id is `clientAlgoId`.
-                    let name = if is_algo_order_path(path) {
-                        "clientAlgoId"
-                    } else {
-                        "newClientOrderId"
-                    };
-                    action.client_order_id = self.param(name).map(str::to_owned);
-                }
-                // An order list's legs name their own quantities (OTO, OTOCO, OPO,
-                // OPOCO: `workingQuantity`, `pendingQuantity`), and both the working and
-                // a pending order can fill: together they are the list's quantity.
-                action.quantity = BASE_QUANTITIES
-                    .iter()
-                    .filter_map(|name| decimal(name))
-                    .reduce(|total, q| total.checked_add(q).unwrap_or(Decimal::MAX));
-                // An OPO's pending orders name no quantity: they trade what the working
-                // order filled, so the list can trade its working quantity twice.
-                if path.ends_with("/orderList/opo") || path.ends_with("/orderList/opoco") {
-                    if let Some(working) = decimal("workingQuantity") {
-                        action.quantity = action
-                            .quantity
-                            .map(|q| q.checked_add(working).unwrap_or(Decimal::MAX));
-                    }
-                }
-                // The price that bounds the fill, and so states a buy's notional, only where
-                // the order type says it does (a limit, or a stop that becomes a limit); a
-                // quote quantity only on a spot market order.
-                let futures = path.starts_with("/fapi/") || path.starts_with("/dapi/");
-                let order_type = action.order_type.as_deref().unwrap_or("");
-                let limit_types: &[&str] = if futures {
-                    &["LIMIT", "STOP", "TAKE_PROFIT"]
-                } else {
-                    &[
-                        "LIMIT",
-                        "LIMIT_MAKER",
-                        "STOP_LOSS_LIMIT",
-                        "TAKE_PROFIT_LIMIT",
-                    ]
-                };
-                // A pegged order (spot `pegPriceType`, futures `priceMatch`) fills at a
-                // price the exchange sets from the book; its `price` is only checked
-                // against the filters, so it bounds nothing and the order is priced from
-                // the market like one without a limit.
-                let pegged = PEG_PARAMETERS.iter().any(|name| self.param(name).is_some())
-                    || self
-                        .param("priceMatch")
-                        .is_some_and(|m| !m.eq_ignore_ascii_case("NONE"));
-                // An order list's legs each name their own type and prices; a `type` or a
-                // `price` of the list itself (which Binance does not take) bounds nothing.
-                let order_list =
-                    path.starts_with("/api/v3/order/oco") || path.starts_with("/api/v3/orderList/");
-                if limit_types.contains(&order_type) && !pegged && !order_list {
-                    action.price = decimal("price");
-                }
-                if !futures && order_type == "MARKET" && !order_list {
-                    action.quote_quantity = decimal(QUOTE_QUANTITY);
-                }
-                // Every other price the order or one of its legs names counts too, whatever
-                // the type: triggers, the legs of order lists, and a `price` whose order
-                // names no limit type (a modify order names no type at all). The highest
-                // is the trigger price, which only ever raises the notional priced from
-                // the market, so a price the exchange ignores costs a limit nothing. All
-                // of them read as positive numbers, or the request would not have parsed.
-                // A trailing stop fills up to its trail above the lowest price it saw.
-                action.trail_percent = TRAILS
-                    .iter()
-                    .filter_map(|&name| match decimal(name)? {
-                        percent if name == FUTURES_TRAIL => Some(percent),
-                        bips => Some(bips / Decimal::ONE_HUNDRED),
-                    })
-                    .max();
-                let limit_price = action.price.is_some().then_some("price");
-                action.trigger_price = ORDER_PRICES
-                    .iter()
-                    .filter(|name| Some(**name) != limit_price)
-                    .filter_map(|name| decimal(name))
-                    .max();
+                describe_order(&mut action, method, path, |name| self.param(name));
             }
             ActionKind::Withdraw => {
                 action.asset = self.param("coin").map(str::to_ascii_uppercase);
@@ -530,15 +510,8 @@ impl ClientRequest for SignedRequest {
     fn check_freshness(&self, now_ms: u64) -> Result<u64, Error> {
         SignedRequest::check_freshness(self, now_ms)
     }
-    fn check_for_path(&self, path: &str) -> Result<(), Error> {
-        // Spot reads up to three decimals of a millisecond; the other APIs an integer.
-        let decimal = self.param("recvWindow").is_some_and(|w| w.contains('.'));
-        if decimal && !path.starts_with("/api/") {
-            return Err(malformed(
-                "recvWindow must be a whole number of milliseconds outside spot",
-            ));
-        }
-        Ok(())
+    fn check_for_path(&self, method: &str, path: &str) -> Result<(), Error> {
+        SignedRequest::check_for_path(self, method, path)
     }
     fn classify(&self, method: &str, path: &str) -> Action {
         SignedRequest::classify(self, method, path)
@@ -874,6 +847,219 @@ impl Adapter for Binance {
         let body = serde_json::json!({ "code": code, "msg": msg });
         (status, body.to_string().into_bytes())
     }
+}
+
+/// Refuses a parameter (of a request, or a key of one order of a batch) named `name`
+/// whose value keygate would misread: a name keygate reads spelt in another case
+/// (`PriceMatch`, `Network`, `AddressTag`), whichever the exchange then reads, would have
+/// keygate decide on something else than what is executed; a price or quantity that does
+/// not read, or one below zero, would be left out of the order's notional or lower it,
+/// and the exchange might still read it.
+fn check_parameter(name: &str, value: &str) -> Result<(), Error> {
+    if let Some(known) = read_parameter_like(name).filter(|known| *known != name) {
+        return Err(Error::Malformed {
+            reason: format!(
+                "parameter '{name}' is not '{known}': Binance's parameter names are spelt in \
+                 one case"
+            ),
+        });
+    }
+    if (ORDER_PRICES.contains(&name)
+        || BASE_QUANTITIES.contains(&name)
+        || TRAILS.contains(&name)
+        || name == QUOTE_QUANTITY
+        || name == AMENDED_QUANTITY)
+        && positive_decimal(value).is_none()
+    {
+        return Err(Error::Malformed {
+            reason: format!("parameter '{name}' must be a positive decimal number"),
+        });
+    }
+    Ok(())
+}
+
+/// Where USD-M orders are placed, modified and cancelled in batches.
+pub const BATCH_ORDERS_PATH: &str = "/fapi/v1/batchOrders";
+
+/// The parameter that lists a batch's orders, as JSON.
+const BATCH_ORDERS: &str = "batchOrders";
+
+/// The most orders Binance takes in one batch.
+pub const MAX_BATCH_ORDERS: usize = 5;
+
+/// Whether `path` is [`BATCH_ORDERS_PATH`].
+fn is_batch_path(path: &str) -> bool {
+    path == BATCH_ORDERS_PATH
+}
+
+/// One order of a batch: its keys and values as sent, in their order, values as text
+/// (`true`/`false` for booleans, a number as its digits). Read by
+/// [`SignedRequest::batch`], which refuses what does not read unambiguously.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BatchOrderParams {
+    params: Vec<(String, String)>,
+}
+
+impl BatchOrderParams {
+    /// The value of key `name`, spelt exactly so.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for BatchOrderParams {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = BatchOrderParams;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an order: an object of strings, booleans and decimal numbers")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut map: M,
+            ) -> Result<BatchOrderParams, M::Error> {
+                use serde::de::Error as _;
+                // Every key is kept, duplicates too: [`SignedRequest::batch`] refuses them.
+                let mut params = Vec::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    if params.len() > MAX_PARAMETERS {
+                        return Err(M::Error::custom("too many keys"));
+                    }
+                    let raw: &serde_json::value::RawValue = map.next_value()?;
+                    let value = batch_value(raw.get())
+                        .ok_or_else(|| M::Error::custom("a value keygate does not read"))?;
+                    params.push((key, value));
+                }
+                Ok(BatchOrderParams { params })
+            }
+        }
+        deserializer.deserialize_map(Visitor)
+    }
+}
+
+/// A value of a batch's order, as text: a string's own, `true` or `false`, or a number
+/// written as digits with at most one decimal point. `None` for anything else (`null`,
+/// lists, objects, signs, exponents), which the exchange might read otherwise than
+/// keygate.
+fn batch_value(raw: &str) -> Option<String> {
+    match raw {
+        "true" | "false" => Some(raw.to_owned()),
+        _ if raw.starts_with('"') => serde_json::from_str(raw).ok(),
+        _ => {
+            let (whole, fraction) = raw.split_once('.').unwrap_or((raw, "0"));
+            let digits = |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
+            (digits(whole) && digits(fraction)).then(|| raw.to_owned())
+        }
+    }
+}
+
+/// Describes one order, or a symbol-scoped cancel or read, into `action` (of its kind, at
+/// `method path`) from its parameters as `param` gives them: a request's own, or those of
+/// one order of a batch. One description for both, so that an order in a batch is
+/// decided as the same order sent alone.
+fn describe_order<'a>(
+    action: &mut Action,
+    method: &str,
+    path: &str,
+    param: impl Fn(&str) -> Option<&'a str>,
+) {
+    let kind = action.kind;
+    let decimal = |name| param(name).and_then(|v| v.parse::<Decimal>().ok());
+    action.symbol = param("symbol").map(str::to_ascii_uppercase);
+    action.market = market(path);
+    action.side = match param("side") {
+        Some(s) if s.eq_ignore_ascii_case("BUY") => Some(Side::Buy),
+        Some(s) if s.eq_ignore_ascii_case("SELL") => Some(Side::Sell),
+        _ => None,
+    };
+    action.order_type = param("type").map(str::to_ascii_uppercase);
+    if kind == ActionKind::Trade {
+        action.places_no_order = places_no_order(method, path);
+        action.validates_only = path.ends_with("/order/test");
+        // A setting of the whole account names no symbol, whatever `symbol`
+        // the request adds: a client held to a symbol list may not change it.
+        if FAPI_ACCOUNT_SETTINGS.iter().any(|s| path.ends_with(s)) {
+            action.symbol = None;
+        }
+        // A conditional (algo) order's id is `clientAlgoId`.
+        let name = if is_algo_order_path(path) {
+            "clientAlgoId"
+        } else {
+            "newClientOrderId"
+        };
+        action.client_order_id = param(name).map(str::to_owned);
+    }
+    // An order list's legs name their own quantities (OTO, OTOCO, OPO,
+    // OPOCO: `workingQuantity`, `pendingQuantity`), and both the working and
+    // a pending order can fill: together they are the list's quantity.
+    action.quantity = BASE_QUANTITIES
+        .iter()
+        .filter_map(|name| decimal(name))
+        .reduce(|total, q| total.checked_add(q).unwrap_or(Decimal::MAX));
+    // An OPO's pending orders name no quantity: they trade what the working
+    // order filled, so the list can trade its working quantity twice.
+    if path.ends_with("/orderList/opo") || path.ends_with("/orderList/opoco") {
+        if let Some(working) = decimal("workingQuantity") {
+            action.quantity = action
+                .quantity
+                .map(|q| q.checked_add(working).unwrap_or(Decimal::MAX));
+        }
+    }
+    // The price that bounds the fill, and so states a buy's notional, only where
+    // the order type says it does (a limit, or a stop that becomes a limit); a
+    // quote quantity only on a spot market order.
+    let futures = path.starts_with("/fapi/") || path.starts_with("/dapi/");
+    let order_type = action.order_type.as_deref().unwrap_or("");
+    let limit_types: &[&str] = if futures {
+        &["LIMIT", "STOP", "TAKE_PROFIT"]
+    } else {
+        &[
+            "LIMIT",
+            "LIMIT_MAKER",
+            "STOP_LOSS_LIMIT",
+            "TAKE_PROFIT_LIMIT",
+        ]
+    };
+    // A pegged order (spot `pegPriceType`, futures `priceMatch`) fills at a
+    // price the exchange sets from the book; its `price` is only checked
+    // against the filters, so it bounds nothing and the order is priced from
+    // the market like one without a limit.
+    let pegged = PEG_PARAMETERS.iter().any(|name| param(name).is_some())
+        || param("priceMatch").is_some_and(|m| !m.eq_ignore_ascii_case("NONE"));
+    // An order list's legs each name their own type and prices; a `type` or a
+    // `price` of the list itself (which Binance does not take) bounds nothing.
+    let order_list =
+        path.starts_with("/api/v3/order/oco") || path.starts_with("/api/v3/orderList/");
+    if limit_types.contains(&order_type) && !pegged && !order_list {
+        action.price = decimal("price");
+    }
+    if !futures && order_type == "MARKET" && !order_list {
+        action.quote_quantity = decimal(QUOTE_QUANTITY);
+    }
+    // Every other price the order or one of its legs names counts too, whatever
+    // the type: triggers, the legs of order lists, and a `price` whose order
+    // names no limit type (a modify order names no type at all). The highest
+    // is the trigger price, which only ever raises the notional priced from
+    // the market, so a price the exchange ignores costs a limit nothing. All
+    // of them read as positive numbers, or the request would not have parsed.
+    // A trailing stop fills up to its trail above the lowest price it saw.
+    action.trail_percent = TRAILS
+        .iter()
+        .filter_map(|&name| match decimal(name)? {
+            percent if name == FUTURES_TRAIL => Some(percent),
+            bips => Some(bips / Decimal::ONE_HUNDRED),
+        })
+        .max();
+    let limit_price = action.price.is_some().then_some("price");
+    action.trigger_price = ORDER_PRICES
+        .iter()
+        .filter(|name| Some(**name) != limit_price)
+        .filter_map(|name| decimal(name))
+        .max();
 }
 
 /// Computes a Binance HMAC-SHA256 signature: lowercase hex.
@@ -1493,6 +1679,7 @@ const OTHER_READ_PARAMETERS: &[&str] = &[
     "addressTag",
     "network",
     QUOTE_QUANTITY,
+    BATCH_ORDERS,
 ];
 
 /// Whether keygate reads a parameter spelt `name` in any case: one of these spelt in
@@ -1700,7 +1887,10 @@ pub fn fuzz_parse(data: &[u8]) -> bool {
         ("POST", "/fapi/v1/order"),
         ("POST", "/sapi/v1/capital/withdraw/apply"),
         ("POST", "/sapi/v1/asset/transfer"),
+        ("POST", BATCH_ORDERS_PATH),
+        ("PUT", BATCH_ORDERS_PATH),
     ] {
+        let _ = request.check_for_path(method, path);
         let _ = request.classify(method, path);
     }
     assert_resigns_faithfully(&request);
@@ -2476,15 +2666,15 @@ mod tests {
     #[test]
     fn a_decimal_recv_window_is_for_spot_only() {
         let request = SignedRequest::parse("timestamp=1&recvWindow=5000.5", b"", None).unwrap();
-        assert!(request.check_for_path("/api/v3/account").is_ok());
+        assert!(request.check_for_path("GET", "/api/v3/account").is_ok());
         for path in ["/fapi/v2/account", "/sapi/v1/capital/config/getall"] {
             assert!(matches!(
-                request.check_for_path(path),
+                request.check_for_path("GET", path),
                 Err(Error::Malformed { .. })
             ));
         }
         let whole = SignedRequest::parse("timestamp=1&recvWindow=5000", b"", None).unwrap();
-        assert!(whole.check_for_path("/fapi/v2/account").is_ok());
+        assert!(whole.check_for_path("GET", "/fapi/v2/account").is_ok());
     }
 
     /// A regression test: the stop legs of order lists name their trails apart
@@ -3500,6 +3690,186 @@ mod tests {
         assert_eq!(Binance.used_weight("/sapi", &headers), Some(5));
         headers.remove("x-sapi-used-ip-weight-1m");
         assert_eq!(Binance.used_weight("/sapi", &headers), None);
+    }
+
+    /// `batchOrders=<json>` percent-encoded as ccxt sends it, with a timestamp.
+    fn batch_request(json: &str) -> SignedRequest {
+        let encoded: String =
+            percent_encoding::utf8_percent_encode(json, percent_encoding::NON_ALPHANUMERIC)
+                .to_string();
+        SignedRequest::parse(
+            "",
+            format!("batchOrders={encoded}&timestamp=1").as_bytes(),
+            Some("application/x-www-form-urlencoded"),
+        )
+        .unwrap()
+    }
+
+    /// A regression test: the orders of `POST /fapi/v1/batchOrders` were not read, so a
+    /// batch named no symbol and no notional: always denied to a client with a symbol
+    /// list or a notional limit, and recorded with no symbol for anyone else.
+    #[test]
+    fn each_order_of_a_batch_is_described_as_the_same_order_alone() {
+        let json = r#"[{"symbol":"btcusdt","side":"BUY","type":"LIMIT","quantity":"2","price":"100","timeInForce":"GTC","newClientOrderId":"a1"},{"symbol":"ETHUSDT","side":"SELL","type":"MARKET","quantity":3,"reduceOnly":true}]"#;
+        let request = batch_request(json);
+        request.check_for_path("POST", BATCH_ORDERS_PATH).unwrap();
+        let batch = request.classify("POST", BATCH_ORDERS_PATH);
+        assert_eq!(batch.kind, ActionKind::Trade);
+        assert_eq!(batch.market, Some(Market::Usdm));
+        assert!(batch.is_batch());
+        assert_eq!(batch.symbol, None);
+        let orders = batch.orders();
+        assert_eq!(orders.len(), 2);
+        // The first is what `POST /fapi/v1/order` with the same parameters is.
+        let alone = SignedRequest::parse(
+            "symbol=btcusdt&side=BUY&type=LIMIT&quantity=2&price=100&timeInForce=GTC&newClientOrderId=a1&timestamp=1",
+            b"",
+            None,
+        )
+        .unwrap()
+        .classify("POST", "/fapi/v1/order");
+        assert_eq!(
+            Action {
+                endpoint: alone.endpoint.clone(),
+                ..orders[0].clone()
+            },
+            alone
+        );
+        assert_eq!(orders[0].symbol.as_deref(), Some("BTCUSDT"));
+        assert_eq!(orders[0].client_order_id.as_deref(), Some("a1"));
+        assert_eq!(orders[0].stated_notional(), Some(Decimal::from(200)));
+        assert_eq!(orders[1].symbol.as_deref(), Some("ETHUSDT"));
+        assert_eq!(orders[1].side, Some(Side::Sell));
+        assert_eq!(orders[1].order_type.as_deref(), Some("MARKET"));
+        assert_eq!(orders[1].quantity, Some(Decimal::from(3)));
+        assert_eq!(orders[1].stated_notional(), None);
+        assert_eq!(
+            orders[1].listed_symbol().as_deref(),
+            Some("usdm:ETHUSDT"),
+            "each order is in the batch's market"
+        );
+        // Forwarded as it came: the JSON is not encoded again.
+        let forward = request.resign("key", b"secret", 2);
+        assert_eq!(
+            forward.body,
+            format!(
+                "batchOrders={}&timestamp=2",
+                percent_encoding::utf8_percent_encode(json, percent_encoding::NON_ALPHANUMERIC)
+            )
+        );
+    }
+
+    #[test]
+    fn a_batch_that_does_not_read_is_malformed_and_classified_as_nothing_allowed() {
+        let order =
+            r#"{"symbol":"BTCUSDT","side":"BUY","type":"LIMIT","quantity":"1","price":"1"}"#;
+        let six = format!("[{}]", [order; 6].join(","));
+        let cases: Vec<(String, &str)> = vec![
+            ("[]".into(), "no order"),
+            (six, "six orders"),
+            (order.into(), "an object, not a list"),
+            ("[1]".into(), "not an object"),
+            (r#"[{"symbol":"BTCUSDT","side":"BUY","quantity":"1"}]"#.into(), "no type"),
+            (r#"[{"side":"BUY","type":"MARKET","quantity":"1"}]"#.into(), "no symbol"),
+            (r#"[{"symbol":"BTCUSDT","type":"MARKET","quantity":"1"}]"#.into(), "no side"),
+            (r#"[{"symbol":"","side":"BUY","type":"MARKET","quantity":"1"}]"#.into(), "empty symbol"),
+            (r#"[{"symbol":"BTCUSDT","side":"HOLD","type":"MARKET","quantity":"1"}]"#.into(), "a side that is none"),
+            (r#"[{"symbol":"BTCUSDT","symbol":"ETHUSDT","side":"BUY","type":"MARKET","quantity":"1"}]"#.into(), "a duplicate key"),
+            (r#"[{"symbol":"BTCUSDT","SYMBOL":"ETHUSDT","side":"BUY","type":"MARKET","quantity":"1"}]"#.into(), "a duplicate key in another case"),
+            (r#"[{"symbol":"BTCUSDT","side":"BUY","type":"MARKET","Quantity":"1"}]"#.into(), "a key keygate reads, in another case"),
+            (r#"[{"symbol":"BTCUSDT","side":"BUY","type":"LIMIT","quantity":"1","price":"-1"}]"#.into(), "a negative price"),
+            (r#"[{"symbol":"BTCUSDT","side":"BUY","type":"LIMIT","quantity":"1","price":1e9}]"#.into(), "an exponent"),
+            (r#"[{"symbol":"BTCUSDT","side":"BUY","type":"LIMIT","quantity":"1","price":-1}]"#.into(), "a signed number"),
+            (r#"[{"symbol":"BTCUSDT","side":"BUY","type":"MARKET","quantity":null}]"#.into(), "null"),
+            (r#"[{"symbol":"BTCUSDT","side":"BUY","type":"MARKET","quantity":["1"]}]"#.into(), "a list value"),
+            (r#"[{"symbol":"BTCUSDT","side":"BUY","type":"MARKET","quantity":"1","x y":"1"}]"#.into(), "a key with a space"),
+            (r#"[{"symbol":"BTCUSDT","side":"BUY","type":"MARKET","quantity":"1"}] x"#.into(), "trailing text"),
+            ("not json".into(), "no JSON"),
+        ];
+        for (json, why) in cases {
+            let request = batch_request(&json);
+            assert!(
+                matches!(
+                    request.check_for_path("POST", BATCH_ORDERS_PATH),
+                    Err(Error::Malformed { .. })
+                ),
+                "{why}: {json}"
+            );
+            assert_eq!(
+                request.classify("POST", BATCH_ORDERS_PATH).kind,
+                ActionKind::Unknown,
+                "{why}"
+            );
+        }
+        // Without the list at all.
+        let none = SignedRequest::parse("timestamp=1", b"", None).unwrap();
+        assert_eq!(
+            none.check_for_path("POST", BATCH_ORDERS_PATH),
+            Err(Error::MissingParameter {
+                name: "batchOrders"
+            })
+        );
+        assert_eq!(
+            none.classify("POST", BATCH_ORDERS_PATH).kind,
+            ActionKind::Unknown
+        );
+        // Refused in Binance's error shape, as malformed.
+        let (status, body) = Binance.refusal(Refusal::Invalid(
+            &batch_request("[]")
+                .check_for_path("POST", BATCH_ORDERS_PATH)
+                .unwrap_err(),
+        ));
+        assert_eq!(status, 400);
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["code"], -1100);
+    }
+
+    #[test]
+    fn a_batch_of_modifications_is_a_trade_in_each_symbol_priced_at_its_own_price() {
+        let json = r#"[{"symbol":"BTCUSDT","side":"SELL","orderId":"1","quantity":"2","price":"1000000"},{"symbol":"ETHUSDT","side":"BUY","origClientOrderId":"b","quantity":"1","price":"10"}]"#;
+        let request = batch_request(json);
+        request.check_for_path("PUT", BATCH_ORDERS_PATH).unwrap();
+        let batch = request.classify("PUT", BATCH_ORDERS_PATH);
+        assert_eq!(batch.kind, ActionKind::Trade);
+        let orders = batch.orders();
+        assert_eq!(orders.len(), 2);
+        assert_eq!(orders[0].listed_symbol().as_deref(), Some("usdm:BTCUSDT"));
+        // As `PUT /fapi/v1/order`: no type, so its price counts as a trigger that only
+        // raises what the market prices it at.
+        assert_eq!(
+            orders[0].priced_notional(Decimal::from(100_000)),
+            Some(Decimal::from(2_000_000))
+        );
+        assert_eq!(orders[1].listed_symbol().as_deref(), Some("usdm:ETHUSDT"));
+        // A modification names the order it modifies, and its quantity and price.
+        for json in [
+            r#"[{"symbol":"BTCUSDT","side":"SELL","quantity":"2","price":"1"}]"#,
+            r#"[{"symbol":"BTCUSDT","side":"SELL","orderId":"1","price":"1"}]"#,
+            r#"[{"symbol":"BTCUSDT","side":"SELL","orderId":"1","quantity":"2"}]"#,
+        ] {
+            assert!(
+                matches!(
+                    batch_request(json).check_for_path("PUT", BATCH_ORDERS_PATH),
+                    Err(Error::Malformed { .. })
+                ),
+                "{json}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_batch_cancel_names_its_top_level_symbol() {
+        let request = SignedRequest::parse(
+            "symbol=ethusdt&orderIdList=%5B1%2C2%5D&timestamp=1",
+            b"",
+            None,
+        )
+        .unwrap();
+        request.check_for_path("DELETE", BATCH_ORDERS_PATH).unwrap();
+        let cancel = request.classify("DELETE", BATCH_ORDERS_PATH);
+        assert_eq!(cancel.kind, ActionKind::Cancel);
+        assert!(!cancel.is_batch());
+        assert_eq!(cancel.listed_symbol().as_deref(), Some("usdm:ETHUSDT"));
     }
 
     #[test]

@@ -130,10 +130,11 @@ pub trait ClientRequest: Send + Sync {
     fn verify(&self, key: ClientKey<'_>) -> Result<(), Error>;
     /// Checks the request's timestamp against `now_ms`, and returns it in microseconds.
     fn check_freshness(&self, now_ms: u64) -> Result<u64, Error>;
-    /// Checks what the native `path` the request goes to asks of its parameters beyond
-    /// what every path asks (Binance: futures take an integer `recvWindow`, spot a
-    /// decimal one): a request the exchange would refuse as malformed is not sent.
-    fn check_for_path(&self, path: &str) -> Result<(), Error>;
+    /// Checks what `method` at the native `path` the request goes to asks of its
+    /// parameters beyond what every path asks (Binance: futures take an integer
+    /// `recvWindow`, spot a decimal one; a batch's list of orders must read): a request
+    /// the exchange would refuse as malformed, or that keygate cannot read, is not sent.
+    fn check_for_path(&self, method: &str, path: &str) -> Result<(), Error>;
     /// What the request would do at `method path`.
     fn classify(&self, method: &str, path: &str) -> Action;
     /// The same request signed with the real key, stamped `timestamp_ms`.

@@ -60,6 +60,7 @@ fn request_path(
         source_ip,
         action: &action,
         notional,
+        order_notionals: &[],
         now_ms,
     });
     assert_eq!(decision, Decision::Allow);
@@ -111,6 +112,7 @@ fn bench(c: &mut Criterion) {
                 source_ip: ip,
                 action: black_box(&action),
                 notional: action.stated_notional(),
+                order_notionals: &[],
                 now_ms: now,
             })
         })

@@ -76,7 +76,7 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use ipnet::IpNet;
 use keygate_audit::AuditLog;
 use keygate_core::{
-    Action, ActionKind, ClientStatus, Denial, Event, EventBody, Outcome, OutcomeEvent,
+    Action, ActionKind, BatchOrder, ClientStatus, Denial, Event, EventBody, Outcome, OutcomeEvent,
     RequestEvent, Rule,
 };
 use keygate_exchanges::{Adapter, Binance, ClientKey, ClientRequest, Refusal, Route};
@@ -412,8 +412,11 @@ async fn handle<A: Adapter>(
         .and_then(|v| v.to_str().ok());
     let signed = match adapter
         .parse(query, &body, content_type)
-        .and_then(|signed| signed.check_for_path(native).map(|()| signed))
-    {
+        .and_then(|signed| {
+            signed
+                .check_for_path(method.as_str(), native)
+                .map(|()| signed)
+        }) {
         Ok(r) => r,
         Err(e) => {
             return audit.deny(
@@ -548,6 +551,7 @@ async fn handle<A: Adapter>(
         source_ip: audit.source_ip,
         action: &action,
         notional,
+        order_notionals: &[],
         now_ms: now,
     };
     // Who may call at all (status, expiry, allow list) before the replay cache: a
@@ -598,15 +602,20 @@ async fn handle<A: Adapter>(
     //    scope causes no traffic at all. One that is priced has counted against its
     //    client's rate, whatever the final decision; its ticker lookup, failed or not,
     //    stands for a second, and a lookup is a public call, paused at the weight cap.
-    let mut notional = action.stated_notional().map(|n| n.normalize());
-    let mut decision = gw.decider.reserve(&request(notional));
-    if let (
-        Err(Denial {
-            rule: Rule::PriceUnavailable,
-            ..
-        }),
-        Some(symbol),
-    ) = (&decision, &action.symbol)
+    //    A batch is decided order by order, each priced as it would be alone (one lookup
+    //    per symbol, at most five).
+    let mut notionals: Vec<_> = action
+        .orders()
+        .iter()
+        .map(|order| order.stated_notional().map(|n| n.normalize()))
+        .collect();
+    let mut decision = gw
+        .decider
+        .reserve(&request(None).with_order_notionals(&notionals));
+    if let Err(Denial {
+        rule: Rule::PriceUnavailable,
+        ..
+    }) = &decision
     {
         // A price for a client's order goes on half as far again past the cap that
         // pauses public data (callers without a key cannot keep orders from being
@@ -616,14 +625,15 @@ async fn handle<A: Adapter>(
         let cap = (public_cap.saturating_mul(3) / 2).min(public_cap.max(PRICING_CEILING));
         match gw
             .upstream
-            .price(adapter, &base, native, symbol, &gw.weight, cap)
+            .price_orders(adapter, &base, native, &action, &gw.weight, cap)
             .await
         {
-            Ok(Some(market)) => {
-                notional = action.priced_notional(market).map(|n| n.normalize());
-                decision = gw.decider.reserve_priced(&request(notional));
+            Ok(priced) => {
+                notionals = priced;
+                decision = gw
+                    .decider
+                    .reserve_priced(&request(None).with_order_notionals(&notionals));
             }
-            Ok(None) => {}
             Err(over) => {
                 let msg = weight_paused("pricing orders from the exchange's ticker", over, cap);
                 audit.action = Some(action);
@@ -631,7 +641,7 @@ async fn handle<A: Adapter>(
             }
         }
     }
-    audit.notional = notional;
+    audit.notional = keygate_policy::total_notional(&notionals);
     audit.action = Some(action);
     match decision {
         // Handed back if the request is refused from here on, or never reaches the
@@ -1261,6 +1271,15 @@ impl<'a> Audit<'a> {
                 latency_us,
                 outcome,
                 validates_only: action.validates_only,
+                orders: action
+                    .batch
+                    .iter()
+                    .map(|order| BatchOrder {
+                        symbol: bounded(order.listed_symbol().unwrap_or_default()),
+                        side: order.side,
+                        client_order_id: order.client_order_id.clone().map(bounded),
+                    })
+                    .collect(),
             }),
         }
     }

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, Method, StatusCode};
+use keygate_core::Action;
 use keygate_exchanges::Adapter;
 use rust_decimal::Decimal;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -633,7 +634,52 @@ impl Upstream {
         }
         Ok(price)
     }
+
+    /// The notional of each order of `action` ([`Action::orders`]: a batch's, or the
+    /// action itself), in order: stated where the request bounds it, else priced at the
+    /// market price of its symbol ([`Upstream::price`], asked once per symbol and for at
+    /// most [`MAX_PRICED_SYMBOLS`] symbols); `None` where neither is known.
+    pub async fn price_orders<A: Adapter>(
+        &self,
+        adapter: &A,
+        base: &str,
+        native_path: &str,
+        action: &Action,
+        weight: &WeightGauge,
+        cap: u64,
+    ) -> Result<Vec<Option<Decimal>>, OverCap> {
+        let mut markets: Vec<(&str, Option<Decimal>)> = Vec::new();
+        let mut notionals = Vec::with_capacity(action.orders().len());
+        for order in action.orders() {
+            let notional = match (order.stated_notional(), order.symbol.as_deref()) {
+                (Some(stated), _) => Some(stated),
+                (None, Some(symbol)) => {
+                    let market = match markets.iter().find(|(known, _)| *known == symbol) {
+                        Some((_, market)) => *market,
+                        // Past the bound, an order is left unpriced, and so denied.
+                        None if markets.len() >= MAX_PRICED_SYMBOLS => None,
+                        None => {
+                            let market = self
+                                .price(adapter, base, native_path, symbol, weight, cap)
+                                .await?;
+                            markets.push((symbol, market));
+                            market
+                        }
+                    };
+                    market.and_then(|market| order.priced_notional(market))
+                }
+                (None, None) => None,
+            };
+            notionals.push(notional.map(|n| n.normalize()));
+        }
+        Ok(notionals)
+    }
 }
+
+/// The most symbols one request's orders are priced in ([`Upstream::price_orders`]):
+/// Binance's batches hold five orders at most, and a request keygate could not bound
+/// so must not cost the exchange's request weight without end.
+pub const MAX_PRICED_SYMBOLS: usize = 5;
 
 /// One reading of an exchange clock.
 struct ClockSample {

@@ -661,19 +661,27 @@ async fn orders_inside_policy_are_forwarded_and_outside_are_not() {
         "keygate: symbol usdm:BTCUSDT is not allowed for client bot1"
     );
     assert_eq!(exchange_saw(&env, "/fapi/v1/order"), 0);
-    // The orders of a batch are a JSON list keygate does not read: top-level parameters
-    // do not vouch for them.
+    // The orders of a batch are decided each on its own: top-level parameters do not
+    // vouch for them, and a batch whose orders do not read is malformed.
     let (status, body) = post(
         &env,
         "/fapi/v1/batchOrders",
-        "symbol=BTCUSDT&side=BUY&type=LIMIT&quantity=0.001&price=1&batchOrders=%5B%7B%22symbol%22%3A%22DOGEUSDT%22%7D%5D",
+        "symbol=BTCUSDT&side=BUY&type=LIMIT&quantity=0.001&price=1&batchOrders=%5B%7B%22symbol%22%3A%22DOGEUSDT%22%2C%22side%22%3A%22BUY%22%2C%22type%22%3A%22MARKET%22%2C%22quantity%22%3A%221%22%7D%5D",
     )
     .await;
     assert_eq!(status, 401, "{body}");
-    assert!(
-        body["msg"].as_str().unwrap().contains("names no symbol"),
-        "{body}"
+    assert_eq!(
+        body["msg"],
+        "keygate: order 1 of 1 in the batch (usdm:DOGEUSDT): symbol usdm:DOGEUSDT is not \
+         allowed for client bot1"
     );
+    let (status, body) = post(
+        &env,
+        "/fapi/v1/batchOrders",
+        "batchOrders=%5B%7B%22symbol%22%3A%22DOGEUSDT%22%7D%5D",
+    )
+    .await;
+    assert_eq!((status, body["code"].clone()), (400, Value::from(-1100)));
     assert_eq!(exchange_saw(&env, "/fapi/v1/batchOrders"), 0);
     let (status, body) = post(
         &env,
@@ -688,6 +696,154 @@ async fn orders_inside_policy_are_forwarded_and_outside_are_not() {
         "denied orders never reach the exchange"
     );
     assert_eq!(exchange_saw(&env, "/sapi/v1/capital/withdraw/apply"), 0);
+}
+
+/// `batchOrders=<json>`, percent-encoded as ccxt's `create_orders` sends it.
+fn batch_orders(json: &str) -> String {
+    let encoded = percent_encoding::utf8_percent_encode(json, percent_encoding::NON_ALPHANUMERIC);
+    format!("batchOrders={encoded}")
+}
+
+/// A regression test: `POST /fapi/v1/batchOrders` (ccxt's `create_orders` on
+/// binanceusdm) was denied to every client with a symbol list or a notional limit,
+/// whatever its orders, since keygate did not read them. A batch is now allowed when each
+/// of its orders would be, forwarded as the bot sent it, and recorded order by order; one
+/// order off the list or over the limit denies it, and nothing reaches the exchange.
+#[tokio::test]
+async fn a_batch_is_forwarded_when_each_order_would_be_and_denied_when_one_would_not() {
+    let policy = Policy {
+        symbols: Some(
+            ["usdm:BTCUSDT".to_owned(), "usdm:ETHUSDT".to_owned()]
+                .into_iter()
+                .collect(),
+        ),
+        ..trading_policy()
+    };
+    let env = setup(policy, None, Duration::from_secs(10)).await;
+    // A limit buy the request bounds (500 USDT) and a market sell priced from the ticker
+    // (0.5 ETH at 3000).
+    let json = r#"[{"symbol":"BTCUSDT","side":"BUY","type":"LIMIT","timeInForce":"GTC","quantity":"0.01","price":"50000","newClientOrderId":"b-1"},{"symbol":"ETHUSDT","side":"SELL","type":"MARKET","quantity":"0.5"}]"#;
+    let batch = batch_orders(json);
+    let (status, body) = post(&env, "/fapi/v1/batchOrders", &batch).await;
+    assert_eq!(status, 200, "{body}");
+    let answers = body.as_array().unwrap();
+    assert_eq!(answers.len(), 2, "{body}");
+    assert_eq!(answers[0]["clientOrderId"], "b-1", "{body}");
+    assert_eq!(answers[1]["symbol"], "ETHUSDT", "{body}");
+    // The list went on byte for byte, re-signed with the real key.
+    let forwarded: Vec<_> = env
+        .exchange
+        .simulator()
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/fapi/v1/batchOrders")
+        .collect();
+    assert_eq!(forwarded.len(), 1);
+    assert!(
+        forwarded[0].body.contains(&format!("&{batch}&")),
+        "{}",
+        forwarded[0].body
+    );
+    assert_eq!(forwarded[0].api_key.as_deref(), Some(REAL_KEY));
+    // One ticker lookup, for the one order the request does not bound.
+    assert_eq!(exchange_saw(&env, "/fapi/v1/ticker/price"), 1);
+    let events = events_where(&env, 1, |e| {
+        e["type"] == "request" && e["path"] == "/fapi/v1/batchOrders" && e["allowed"] == true
+    })
+    .await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(
+        events[0]["orders"],
+        json!([
+            {"symbol": "usdm:BTCUSDT", "side": "buy", "client_order_id": "b-1"},
+            {"symbol": "usdm:ETHUSDT", "side": "sell"}
+        ])
+    );
+    assert_eq!(events[0]["notional"], "2000", "{events:?}");
+
+    let denied = [
+        (
+            r#"[{"symbol":"BTCUSDT","side":"BUY","type":"LIMIT","timeInForce":"GTC","quantity":"0.01","price":"50000"},{"symbol":"DOGEUSDT","side":"BUY","type":"MARKET","quantity":"100"}]"#,
+            "keygate: order 2 of 2 in the batch (usdm:DOGEUSDT): symbol usdm:DOGEUSDT is not allowed for client bot1",
+        ),
+        // 0.1 BTC at 60000 states 6000, over the limit of 5000.
+        (
+            r#"[{"symbol":"ETHUSDT","side":"BUY","type":"LIMIT","timeInForce":"GTC","quantity":"0.1","price":"3000"},{"symbol":"BTCUSDT","side":"BUY","type":"LIMIT","timeInForce":"GTC","quantity":"0.1","price":"60000"}]"#,
+            "keygate: order 2 of 2 in the batch (usdm:BTCUSDT): order notional 6000 exceeds the limit 5000 of client bot1",
+        ),
+        // A market order in base quantity is priced from the ticker, as alone.
+        (
+            r#"[{"symbol":"BTCUSDT","side":"BUY","type":"MARKET","quantity":"0.1"}]"#,
+            "keygate: order 1 of 1 in the batch (usdm:BTCUSDT): order notional 6000 exceeds the limit 5000 of client bot1",
+        ),
+    ];
+    for (json, msg) in denied {
+        let (status, body) = post(&env, "/fapi/v1/batchOrders", &batch_orders(json)).await;
+        assert_eq!(status, 401, "{json}: {body}");
+        assert_eq!(body["code"], -2015);
+        assert_eq!(body["msg"], msg);
+    }
+    assert_eq!(
+        exchange_saw(&env, "/fapi/v1/batchOrders"),
+        1,
+        "denied batches never reach the exchange"
+    );
+}
+
+/// Modifying orders in a batch (`PUT /fapi/v1/batchOrders`) is a trade in each symbol it
+/// names, and cancelling a batch (`DELETE`) names its top-level symbol: a client held to
+/// a symbol list modifies or cancels nothing outside it.
+#[tokio::test]
+async fn a_batch_modify_or_cancel_keeps_to_the_symbol_list() {
+    let policy = Policy {
+        symbols: Some(["usdm:BTCUSDT".to_owned()].into_iter().collect()),
+        max_order_notional: None,
+        ..trading_policy()
+    };
+    let env = setup(policy, None, Duration::from_secs(10)).await;
+    let send = |method: &'static str, params: String| {
+        let env = &env;
+        async move {
+            let request = http(
+                method,
+                "/binance/fapi/v1/batchOrders",
+                "",
+                &sign(&params, BOT_SECRET),
+            );
+            raw(env.gateway, &request).await
+        }
+    };
+    let modify = |symbol: &str| {
+        batch_orders(&format!(
+            r#"[{{"symbol":"BTCUSDT","side":"BUY","orderId":"1","quantity":"0.01","price":"50000"}},{{"symbol":"{symbol}","side":"SELL","orderId":"2","quantity":"1","price":"3000"}}]"#
+        ))
+    };
+    let (status, body) = send("PUT", modify("ETHUSDT")).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(
+        body["msg"],
+        "keygate: order 2 of 2 in the batch (usdm:ETHUSDT): symbol usdm:ETHUSDT is not \
+         allowed for client bot1"
+    );
+    let (status, body) = send("DELETE", "symbol=ETHUSDT&orderIdList=%5B1%2C2%5D".into()).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(
+        body["msg"],
+        "keygate: symbol usdm:ETHUSDT is not allowed for client bot1"
+    );
+    assert_eq!(exchange_saw(&env, "/fapi/v1/batchOrders"), 0);
+    // Within the list, both go on (the simulator does not answer them itself).
+    send("PUT", modify("BTCUSDT")).await;
+    send("DELETE", "symbol=BTCUSDT&orderIdList=%5B1%2C2%5D".into()).await;
+    let methods: Vec<String> = env
+        .exchange
+        .simulator()
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/fapi/v1/batchOrders")
+        .map(|r| r.method)
+        .collect();
+    assert_eq!(methods, ["PUT", "DELETE"]);
 }
 
 /// A request that must be refused before it reaches the exchange, and how.

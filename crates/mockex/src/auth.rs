@@ -197,6 +197,15 @@ impl Params {
         Ok(params)
     }
 
+    /// Parameters given as decoded names and values, as one order of a batch gives them
+    /// (nothing signed: the batch around them was).
+    pub(crate) fn from_values(values: BTreeMap<String, String>) -> Params {
+        Params {
+            values,
+            ..Params::default()
+        }
+    }
+
     /// The decoded value of `name`, if present.
     pub(crate) fn get(&self, name: &str) -> Option<&str> {
         self.values.get(name).map(String::as_str)

@@ -37,6 +37,11 @@
 //! `openAlgoOrders` lists one (400 -2011 for an unknown one or one no longer `NEW`). Like
 //! the other `/__mock` endpoints it is never recorded.
 //!
+//! `POST /fapi/v1/batchOrders` takes up to five USD-M orders as a JSON list, signed and
+//! permission-checked as one order, and places each as `POST /fapi/v1/order` would,
+//! answering a list with each order's answer or its `{"code","msg"}` in its place
+//! (-1130 for a list that does not read or holds more than five).
+//!
 //! For tests of what a client does when the exchange misbehaves, a simulator can run its
 //! clock ahead of or behind the machine's ([`Simulator::set_clock_offset_ms`]) and refuse
 //! to tell the price of a symbol ([`Simulator::withhold_price`]), to answer an endpoint

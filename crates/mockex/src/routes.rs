@@ -156,6 +156,8 @@ enum Endpoint {
     Depth,
     Account,
     NewOrder(Product),
+    /// `POST /fapi/v1/batchOrders`: up to five USD-M orders.
+    BatchOrders,
     QueryOrder(Product),
     CancelOrder(Product),
     OpenOrders(Product),
@@ -164,7 +166,9 @@ enum Endpoint {
     MyTrades(Product),
     Income,
     CapitalConfig,
-    MarginPairs { isolated: bool },
+    MarginPairs {
+        isolated: bool,
+    },
     Withdraw,
     WithdrawHistory,
     ApiRestrictions,
@@ -209,6 +213,7 @@ impl Endpoint {
                 Some(Permission::SpotTrading)
             }
             Endpoint::NewOrder(Product::UsdM)
+            | Endpoint::BatchOrders
             | Endpoint::QueryOrder(Product::UsdM)
             | Endpoint::CancelOrder(Product::UsdM)
             | Endpoint::OpenOrders(Product::UsdM)
@@ -290,6 +295,7 @@ fn route(method: &Method, path: &str) -> Option<(Security, u32, Endpoint)> {
         "/fapi/v2/account" | "/fapi/v3/account" if get => (Signed, 5, E::FuturesAccount),
         "/fapi/v2/balance" | "/fapi/v3/balance" if get => (Signed, 5, E::FuturesBalance),
         "/fapi/v1/order" if post => (Signed, 1, E::NewOrder(Product::UsdM)),
+        "/fapi/v1/batchOrders" if post => (Signed, 5, E::BatchOrders),
         "/fapi/v1/order" if get => (Signed, 1, E::QueryOrder(Product::UsdM)),
         "/fapi/v1/order" if delete => (Signed, 1, E::CancelOrder(Product::UsdM)),
         "/fapi/v1/openOrders" if get => (Signed, 1, E::OpenOrders(Product::UsdM)),
@@ -606,6 +612,120 @@ fn dispatch(
     })
 }
 
+/// `POST /api/v3/order` and `POST /fapi/v1/order`: reads and places one new order.
+fn new_order(
+    account: &mut Account,
+    ids: &mut Ids,
+    product: Product,
+    params: &Params,
+    now: u64,
+) -> Result<Value, ApiError> {
+    let m = symbol(params, product)?;
+    let side = Side::parse(params.required("side")?)?;
+    let order_type = OrderType::parse(params.required("type")?)?;
+    let time_in_force = match order_type {
+        OrderType::Limit => {
+            let tif = params.required("timeInForce")?;
+            // GTX (post only) is a futures time in force; spot has LIMIT_MAKER.
+            let known: &[&str] = match product {
+                Product::Spot => &["GTC", "IOC", "FOK"],
+                Product::UsdM => &["GTC", "IOC", "FOK", "GTX"],
+            };
+            if !known.contains(&tif) {
+                return Err(ApiError::new(400, -1115, "Invalid timeInForce."));
+            }
+            tif.to_owned()
+        }
+        OrderType::Market => {
+            // Binance refuses what a market order does not take.
+            for name in ["price", "timeInForce"] {
+                if params.get(name).is_some() {
+                    return Err(ApiError::new(
+                        400,
+                        -1106,
+                        format!("Parameter '{name}' sent when not required."),
+                    ));
+                }
+            }
+            "GTC".to_owned()
+        }
+    };
+    let client_order_id = match params.get("newClientOrderId") {
+        Some(id) if !id.is_empty() => {
+            // Spot takes letters, digits, `-` and `_`; USD-M also `.`, `:` and `/`.
+            let (extra, pattern): (&[u8], &str) = match product {
+                Product::Spot => (b"_-", "^[a-zA-Z0-9-_]{1,36}$"),
+                Product::UsdM => (b".:/_-", "^[\\.A-Z\\:/a-z0-9_-]{1,36}$"),
+            };
+            let legal = id.len() <= 36
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || extra.contains(&b));
+            if !legal {
+                return Err(ApiError::illegal_chars("newClientOrderId", pattern));
+            }
+            id.to_owned()
+        }
+        _ => made_up_client_order_id(ids),
+    };
+    let resp_type = params.get("newOrderRespType").unwrap_or("FULL").to_owned();
+    let new = NewOrder {
+        market: m,
+        side,
+        order_type,
+        time_in_force,
+        price: params.decimal("price")?,
+        quantity: params.decimal("quantity")?,
+        // USD-M orders have no quoteOrderQty: Binance reads a quantity only.
+        quote_order_qty: match product {
+            Product::Spot => params.decimal("quoteOrderQty")?,
+            Product::UsdM => None,
+        },
+        client_order_id,
+        reduce_only: false,
+    };
+    let (order, fills) = place_order(account, ids, new, now)?;
+    Ok(match product {
+        Product::Spot => spot_new_order(&order, &fills, &resp_type, now),
+        Product::UsdM => futures_order(&order),
+    })
+}
+
+/// The most orders `POST /fapi/v1/batchOrders` takes.
+const MAX_BATCH_ORDERS: usize = 5;
+
+/// The orders of `batchOrders`, each as the parameters of a single order: a JSON list of
+/// 1 to [`MAX_BATCH_ORDERS`] objects whose values are strings, booleans or numbers (each
+/// read as its text). Anything else is -1130, as Binance answers data it cannot read.
+fn batch_orders(params: &Params) -> Result<Vec<Params>, ApiError> {
+    let invalid = || {
+        ApiError::new(
+            400,
+            -1130,
+            "Data sent for parameter 'batchOrders' is not valid.",
+        )
+    };
+    let list: Vec<serde_json::Map<String, Value>> =
+        serde_json::from_str(params.required("batchOrders")?).map_err(|_| invalid())?;
+    if list.is_empty() || list.len() > MAX_BATCH_ORDERS {
+        return Err(invalid());
+    }
+    list.into_iter()
+        .map(|order| {
+            let values = order
+                .into_iter()
+                .map(|(name, value)| match value {
+                    Value::String(text) => Ok((name, text)),
+                    Value::Bool(flag) => Ok((name, flag.to_string())),
+                    Value::Number(number) => Ok((name, number.to_string())),
+                    _ => Err(invalid()),
+                })
+                .collect::<Result<_, _>>()?;
+            Ok(Params::from_values(values))
+        })
+        .collect()
+}
+
 /// Order, trade, withdrawal and conditional order id counters shared by all accounts.
 #[derive(Debug)]
 pub(crate) struct Ids {
@@ -673,76 +793,20 @@ fn private(
             let omit_zero = params.get("omitZeroBalances") == Some("true");
             Ok(spot_account(account, omit_zero, now))
         }
-        Endpoint::NewOrder(product) => {
-            let m = symbol(params, product)?;
-            let side = Side::parse(params.required("side")?)?;
-            let order_type = OrderType::parse(params.required("type")?)?;
-            let time_in_force = match order_type {
-                OrderType::Limit => {
-                    let tif = params.required("timeInForce")?;
-                    // GTX (post only) is a futures time in force; spot has LIMIT_MAKER.
-                    let known: &[&str] = match product {
-                        Product::Spot => &["GTC", "IOC", "FOK"],
-                        Product::UsdM => &["GTC", "IOC", "FOK", "GTX"],
-                    };
-                    if !known.contains(&tif) {
-                        return Err(ApiError::new(400, -1115, "Invalid timeInForce."));
-                    }
-                    tif.to_owned()
-                }
-                OrderType::Market => {
-                    // Binance refuses what a market order does not take.
-                    for name in ["price", "timeInForce"] {
-                        if params.get(name).is_some() {
-                            return Err(ApiError::new(
-                                400,
-                                -1106,
-                                format!("Parameter '{name}' sent when not required."),
-                            ));
-                        }
-                    }
-                    "GTC".to_owned()
-                }
-            };
-            let client_order_id = match params.get("newClientOrderId") {
-                Some(id) if !id.is_empty() => {
-                    // Spot takes letters, digits, `-` and `_`; USD-M also `.`, `:` and `/`.
-                    let (extra, pattern): (&[u8], &str) = match product {
-                        Product::Spot => (b"_-", "^[a-zA-Z0-9-_]{1,36}$"),
-                        Product::UsdM => (b".:/_-", "^[\\.A-Z\\:/a-z0-9_-]{1,36}$"),
-                    };
-                    let legal = id.len() <= 36
-                        && id
-                            .bytes()
-                            .all(|b| b.is_ascii_alphanumeric() || extra.contains(&b));
-                    if !legal {
-                        return Err(ApiError::illegal_chars("newClientOrderId", pattern));
-                    }
-                    id.to_owned()
-                }
-                _ => made_up_client_order_id(ids),
-            };
-            let resp_type = params.get("newOrderRespType").unwrap_or("FULL").to_owned();
-            let new = NewOrder {
-                market: m,
-                side,
-                order_type,
-                time_in_force,
-                price: params.decimal("price")?,
-                quantity: params.decimal("quantity")?,
-                // USD-M orders have no quoteOrderQty: Binance reads a quantity only.
-                quote_order_qty: match product {
-                    Product::Spot => params.decimal("quoteOrderQty")?,
-                    Product::UsdM => None,
-                },
-                client_order_id,
-                reduce_only: false,
-            };
-            let (order, fills) = place_order(account, ids, new, now)?;
-            Ok(match product {
-                Product::Spot => spot_new_order(&order, &fills, &resp_type, now),
-                Product::UsdM => futures_order(&order),
-            })
+        Endpoint::NewOrder(product) => new_order(account, ids, product, params, now),
+        // Each order of the list as `POST /fapi/v1/order` would take it alone, in order;
+        // one refused is answered in its place with its error, and the rest go on.
+        Endpoint::BatchOrders => {
+            let answers = batch_orders(params)?
+                .iter()
+                .map(
+                    |order| match new_order(account, ids, Product::UsdM, order, now) {
+                        Ok(placed) => placed,
+                        Err(error) => error.into_parts().1,
+                    },
+                )
+                .collect();
+            Ok(Value::Array(answers))
         }
         Endpoint::QueryOrder(product) => {
             let m = symbol(params, product)?;

@@ -591,6 +591,72 @@ mod trading {
     use super::*;
     use reqwest::Method;
 
+    /// `batchOrders=<json>`, percent-encoded as ccxt sends it.
+    fn batch_param(json: &str) -> String {
+        let encoded =
+            percent_encoding::utf8_percent_encode(json, percent_encoding::NON_ALPHANUMERIC);
+        format!("batchOrders={encoded}")
+    }
+
+    #[tokio::test]
+    async fn a_batch_answers_each_order_in_its_place_or_its_error() {
+        let sim = start().await;
+        let json = r#"[{"symbol":"BTCUSDT","side":"BUY","type":"LIMIT","timeInForce":"GTC","quantity":"0.01","price":"50000","newClientOrderId":"b-1"},{"symbol":"NOPEUSDT","side":"BUY","type":"MARKET","quantity":"1"},{"symbol":"ETHUSDT","side":"SELL","type":"LIMIT","timeInForce":"GTC","quantity":0.5,"price":"9000","reduceOnly":false}]"#;
+        let (status, answers) = signed(
+            &sim,
+            Method::POST,
+            "/fapi/v1/batchOrders",
+            &batch_param(json),
+        )
+        .await;
+        assert_eq!(status, 200, "{answers}");
+        let answers = answers.as_array().unwrap();
+        assert_eq!(answers.len(), 3, "{answers:?}");
+        assert_eq!(answers[0]["symbol"], "BTCUSDT");
+        assert_eq!(answers[0]["clientOrderId"], "b-1");
+        assert_eq!(answers[0]["status"], "NEW");
+        assert!(answers[0]["orderId"].is_u64(), "{answers:?}");
+        // The one the exchange refuses is its error, in its place; the others go on.
+        assert_eq!(answers[1]["code"], -1121, "{answers:?}");
+        assert!(answers[1]["msg"].is_string());
+        assert_eq!(answers[2]["symbol"], "ETHUSDT");
+        assert_eq!(answers[2]["origQty"], "0.5", "{answers:?}");
+        // Both placed orders rest on the USD-M book.
+        let (status, open) = signed(&sim, Method::GET, "/fapi/v1/openOrders", "").await;
+        assert_eq!(status, 200, "{open}");
+        let mut ids: Vec<&Value> = open
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| &o["orderId"])
+            .collect();
+        ids.sort_by_key(|id| id.as_u64());
+        assert_eq!(ids, [&answers[0]["orderId"], &answers[2]["orderId"]]);
+        // A list that does not read, or holds more than five orders, places nothing.
+        let one = r#"{"symbol":"BTCUSDT","side":"BUY","type":"MARKET","quantity":"0.01"}"#;
+        let six = format!("[{}]", [one; 6].join(","));
+        for json in ["[]", six.as_str(), "[{\"symbol\":null}]", "not json"] {
+            let refused = signed(
+                &sim,
+                Method::POST,
+                "/fapi/v1/batchOrders",
+                &batch_param(json),
+            )
+            .await;
+            assert_code(&refused, 400, -1130);
+        }
+        let missing = signed(&sim, Method::POST, "/fapi/v1/batchOrders", "").await;
+        assert_code(&missing, 400, -1102);
+        let (_, open) = signed(&sim, Method::GET, "/fapi/v1/openOrders", "").await;
+        assert_eq!(open.as_array().unwrap().len(), 2, "{open}");
+        // Signed like every order: a wrong signature is refused before anything else.
+        let target = signed_target("/fapi/v1/batchOrders", &batch_param(one));
+        let (path, signature) = target.rsplit_once("&signature=").unwrap();
+        let forged = format!("{path}&signature={}", "0".repeat(signature.len()));
+        let refused = send(&sim, Method::POST, &forged, Some(KEY), None).await;
+        assert_code(&refused, 400, -1022);
+    }
+
     #[tokio::test]
     async fn limit_order_rests_appears_and_cancels() {
         let sim = start().await;
@@ -1907,6 +1973,17 @@ mod restrictions {
                 format!("symbol=BTCUSDT&orderId={}", placed["orderId"]),
             ),
             (Method::POST, "/fapi/v1/order", order.to_owned()),
+            (
+                Method::POST,
+                "/fapi/v1/batchOrders",
+                format!(
+                    "batchOrders={}",
+                    percent_encoding::utf8_percent_encode(
+                        r#"[{"symbol":"BTCUSDT","side":"BUY","type":"MARKET","quantity":"0.01"}]"#,
+                        percent_encoding::NON_ALPHANUMERIC
+                    )
+                ),
+            ),
             (Method::GET, "/fapi/v2/account", String::new()),
             (Method::GET, "/fapi/v2/balance", String::new()),
             (Method::GET, "/fapi/v1/openOrders", String::new()),

@@ -1238,6 +1238,7 @@ mod tests {
                 latency_us: None,
                 outcome: Outcome::NotForwarded,
                 validates_only: false,
+                orders: Vec::new(),
             }),
         }
     }

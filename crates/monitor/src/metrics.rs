@@ -362,6 +362,7 @@ mod tests {
                     Outcome::NotForwarded
                 },
                 validates_only: false,
+                orders: Vec::new(),
             }),
         }
     }

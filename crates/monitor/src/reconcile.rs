@@ -11,8 +11,8 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use keygate_core::{
-    ActionKind, Event, EventBody, ExchangeConditionalOrder, ExchangeOrder, ExchangeWithdrawal,
-    Market, Outcome, Side,
+    ActionKind, BatchOrder, Event, EventBody, ExchangeConditionalOrder, ExchangeOrder,
+    ExchangeWithdrawal, Market, Outcome, Side,
 };
 use rust_decimal::Decimal;
 
@@ -61,19 +61,21 @@ struct ForwardedOrders {
     /// (symbol, the exchange's id) of each order placed, from the answers: the exchange
     /// numbers orders per symbol.
     placed: HashSet<(String, String)>,
-    /// The exchange's ids of orders a request naming no one symbol placed (a batch), whose
-    /// symbols the log does not give: known by id alone.
+    /// The exchange's ids of orders a request naming more than one order placed (a
+    /// batch), whose answer does not say which id is in which of their symbols: known by
+    /// id alone.
     placed_by_batch: HashSet<String>,
     /// Orders sent whose answer named none, by request id: it timed out, the client hung
-    /// up, or it has not come yet. Each may stand for one order the exchange lists.
-    unanswered: HashMap<String, Unanswered>,
+    /// up, or it has not come yet. Each may stand for one order the exchange lists (a
+    /// batch for each of its orders).
+    unanswered: HashMap<String, Vec<Unanswered>>,
 }
 
-/// An order (or order list) keygate sent and has no answer for.
+/// An order (or order list, or one order of a batch) keygate sent and has no answer for.
 #[derive(Debug)]
 struct Unanswered {
-    /// `None` for a batch, whose orders are known only by the ids of its answer.
-    symbol: Option<String>,
+    /// Its symbol, as the exchange lists it.
+    symbol: String,
     side: Option<Side>,
     client_order_id: Option<String>,
     ts_ms: u64,
@@ -90,7 +92,7 @@ impl Unanswered {
     /// so a list's are known by symbol and time alone.
     fn may_be(&self, o: &ExchangeOrder, side: Option<Side>) -> bool {
         self.legs > 0
-            && self.symbol.as_ref() == Some(&o.symbol)
+            && self.symbol == o.symbol
             && self.ts_ms <= o.placed_ms + CLOCK_SKEW_MS
             && self.ts_ms + FORWARDED_BEFORE_MS >= o.placed_ms
             && (self.is_list
@@ -173,12 +175,17 @@ impl Forwarded {
                     return;
                 };
                 if !o.order_ids.is_empty() {
-                    match &sent.symbol {
-                        Some(symbol) => {
-                            let placed = o.order_ids.iter().map(|id| (symbol.clone(), id.clone()));
+                    match sent.as_slice() {
+                        // One order, or the legs of one list: all in its symbol.
+                        [one] => {
+                            let placed = o
+                                .order_ids
+                                .iter()
+                                .map(|id| (one.symbol.clone(), id.clone()));
                             orders.placed.extend(placed);
                         }
-                        None => orders.placed_by_batch.extend(o.order_ids.iter().cloned()),
+                        // A batch (or one from before keygate recorded a batch's orders).
+                        _ => orders.placed_by_batch.extend(o.order_ids.iter().cloned()),
                     }
                 } else if o.outcome == Outcome::Unknown {
                     orders.unanswered.insert(o.request_id.clone(), sent);
@@ -231,30 +238,39 @@ impl Forwarded {
                     return;
                 };
                 // The log names a symbol as a client's list does (`usdm:BTCUSDT`); the
-                // exchange lists it bare. A batch names none.
-                let symbol = r
-                    .symbol
-                    .as_deref()
-                    .map(|listed| market.unlisted_symbol(listed).unwrap_or(listed));
+                // exchange lists it bare. A batch names each of its orders' (none, in an
+                // event written before keygate recorded them).
+                let named: Vec<(String, BatchOrder)> = r
+                    .named_orders()
+                    .into_iter()
+                    .map(|order| {
+                        let listed = order.symbol.as_str();
+                        let bare = market.unlisted_symbol(listed).unwrap_or(listed).to_owned();
+                        (bare, order)
+                    })
+                    .collect();
                 let conditional = is_conditional(&r.path);
                 let orders = self.book(account.clone(), market, conditional);
-                orders.symbols.extend(symbol.map(str::to_owned));
+                orders
+                    .symbols
+                    .extend(named.iter().map(|(symbol, _)| symbol.clone()));
                 // Only a request that places a new order stands for one the exchange
                 // lists should its answer not come: a timed-out leverage call, order
                 // test or modification (which keeps its order's id) must not absorb an
                 // order placed behind keygate's back.
                 if places_new_order(&r.method, &r.path) {
-                    orders.unanswered.insert(
-                        r.request_id.clone(),
-                        Unanswered {
-                            symbol: symbol.map(str::to_owned),
-                            side: r.side,
-                            client_order_id: r.client_order_id.clone(),
+                    let sent = named
+                        .into_iter()
+                        .map(|(symbol, order)| Unanswered {
+                            symbol,
+                            side: order.side,
+                            client_order_id: order.client_order_id,
                             ts_ms: event.ts_ms,
                             legs: legs_of(&r.path),
                             is_list: legs_of(&r.path) > 1,
-                        },
-                    );
+                        })
+                        .collect();
+                    orders.unanswered.insert(r.request_id.clone(), sent);
                 }
                 self.order_accounts
                     .insert(r.request_id.clone(), (account.clone(), market, conditional));
@@ -371,7 +387,8 @@ impl ForwardedOrders {
             "SELL" => Some(Side::Sell),
             _ => None,
         };
-        match self.unanswered.values_mut().find(|u| u.may_be(o, side)) {
+        let sent = self.unanswered.values_mut().flatten();
+        match sent.into_iter().find(|u| u.may_be(o, side)) {
             Some(u) => {
                 u.legs -= 1;
                 true
@@ -456,6 +473,7 @@ mod tests {
                 latency_us: None,
                 outcome: Outcome::Pending,
                 validates_only: false,
+                orders: Vec::new(),
             }),
         }
     }
@@ -796,6 +814,94 @@ mod tests {
             &listed("ETHUSDT", "7", "x", 1_000_000)
         ));
         assert!(forwarded.symbols("main", Market::Usdm).is_empty());
+    }
+
+    /// A regression test: a batch whose answer never came (a timeout: outcome unknown)
+    /// was kept as one order in no symbol, which matched nothing the exchange listed, so
+    /// the batch's own orders were reported as placed behind keygate's back: a false
+    /// critical alert.
+    #[test]
+    fn an_unanswered_batch_stands_for_each_of_its_orders() {
+        let mut forwarded = Forwarded::default();
+        let mut batch = sent_to("/fapi/v1/batchOrders", "r1", None, 1_000_000);
+        if let EventBody::Request(r) = &mut batch.body {
+            r.symbol = None;
+            r.side = None;
+            r.orders = vec![
+                BatchOrder {
+                    symbol: "usdm:BTCUSDT".into(),
+                    side: Some(Side::Buy),
+                    client_order_id: Some("a".into()),
+                },
+                BatchOrder {
+                    symbol: "usdm:ETHUSDT".into(),
+                    side: Some(Side::Buy),
+                    client_order_id: None,
+                },
+            ];
+        }
+        forwarded.note(&batch);
+        forwarded.note(&answered("r1", Outcome::Unknown, &[], 1_010_000));
+        // The exchange lists the symbols the batch traded in.
+        assert_eq!(
+            forwarded.symbols("main", Market::Usdm),
+            BTreeSet::from(["BTCUSDT".into(), "ETHUSDT".into()])
+        );
+        // Each of its orders, by client order id or (without one) by symbol and side.
+        assert!(forwarded.order_forwarded(
+            "main",
+            Market::Usdm,
+            &listed("BTCUSDT", "11", "a", 1_000_100)
+        ));
+        assert!(forwarded.order_forwarded(
+            "main",
+            Market::Usdm,
+            &listed("ETHUSDT", "12", "made-up", 1_000_100)
+        ));
+        // Each once; and not an order under another client order id, in another symbol,
+        // or in the other market.
+        for (i, (market, symbol, client)) in [
+            (Market::Usdm, "BTCUSDT", "b"),
+            (Market::Usdm, "ETHUSDT", "made-up-2"),
+            (Market::Usdm, "SOLUSDT", "a"),
+            (Market::Spot, "BTCUSDT", "a"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let order = listed(symbol, &format!("2{i}"), client, 1_000_100);
+            assert!(
+                !forwarded.order_forwarded("main", market, &order),
+                "{market} {symbol} {client}"
+            );
+        }
+    }
+
+    /// A batch of one order answered with its id is known in its symbol.
+    #[test]
+    fn a_batch_of_one_answered_is_known_by_symbol_and_id() {
+        let mut forwarded = Forwarded::default();
+        let mut batch = sent_to("/fapi/v1/batchOrders", "r1", None, 1_000_000);
+        if let EventBody::Request(r) = &mut batch.body {
+            r.symbol = None;
+            r.orders = vec![BatchOrder {
+                symbol: "usdm:BTCUSDT".into(),
+                side: Some(Side::Buy),
+                client_order_id: None,
+            }];
+        }
+        forwarded.note(&batch);
+        forwarded.note(&answered("r1", Outcome::Answered, &["7"], 1_000_010));
+        assert!(forwarded.order_forwarded(
+            "main",
+            Market::Usdm,
+            &listed("BTCUSDT", "7", "x", 1_000_000)
+        ));
+        assert!(!forwarded.order_forwarded(
+            "main",
+            Market::Usdm,
+            &listed("ETHUSDT", "7", "x", 1_000_000)
+        ));
     }
 
     #[test]

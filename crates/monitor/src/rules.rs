@@ -345,7 +345,18 @@ impl Rules {
                         ),
                     ));
                 }
-                if let (ActionKind::Trade, Some(symbol)) = (request.action, &request.symbol) {
+                // Each order of a batch is an order in its symbol, as if it came alone.
+                let orders = match request.action {
+                    ActionKind::Trade => request.named_orders(),
+                    _ => Vec::new(),
+                };
+                let mut symbols: Vec<&str> = Vec::new();
+                for order in &orders {
+                    let symbol = order.symbol.as_str();
+                    if symbols.contains(&symbol) {
+                        continue;
+                    }
+                    symbols.push(symbol);
                     let memory = self.thresholds.symbol_memory;
                     // No quiet period: each symbol is new once, and a quiet period per
                     // client hid a second new symbol traded soon after the first.
@@ -665,6 +676,17 @@ fn describe(request: &RequestEvent) -> String {
     if let Some(symbol) = &request.symbol {
         text.push_str(&format!(" {}", named(symbol)));
     }
+    // A batch: each order's symbol, once.
+    let mut symbols: Vec<&str> = Vec::new();
+    for order in &request.orders {
+        if !symbols.contains(&order.symbol.as_str()) {
+            symbols.push(&order.symbol);
+        }
+    }
+    if !symbols.is_empty() {
+        let named: Vec<String> = symbols.iter().map(|s| named(s)).collect();
+        text.push_str(&format!(" {}", named.join(",")));
+    }
     text
 }
 
@@ -721,7 +743,7 @@ fn millis(d: Duration) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use keygate_core::OutcomeEvent;
+    use keygate_core::{BatchOrder, OutcomeEvent, Side};
     use rust_decimal::Decimal;
 
     fn request(ts_ms: u64, client: Option<&str>, action: ActionKind, rule: Option<Rule>) -> Event {
@@ -755,6 +777,7 @@ mod tests {
                     Outcome::NotForwarded
                 },
                 validates_only: false,
+                orders: Vec::new(),
             }),
         }
     }
@@ -1077,6 +1100,50 @@ mod tests {
             at(3_800_000, "bot1", ActionKind::Trade, "BTCUSDT"),
             [(Severity::Warning, AlertRule::NewSymbol)]
         );
+    }
+
+    /// A regression test: a batch (`POST /fapi/v1/batchOrders`) was recorded with no
+    /// symbol, so new_symbol never saw the symbols its orders traded in: a key in other
+    /// hands could pump a new market through batches unnoticed.
+    #[test]
+    fn each_symbol_of_a_batch_is_seen_by_the_new_symbol_rule() {
+        let mut rules = Rules::new(Thresholds::default());
+        let mut first = request(1_000, Some("bot1"), ActionKind::Trade, None);
+        if let EventBody::Request(r) = &mut first.body {
+            r.symbol = Some("usdm:BTCUSDT".into());
+        }
+        assert!(rules_of(&rules.evaluate(1_000, &first)).is_empty());
+        let mut batch = request(2_000, Some("bot1"), ActionKind::Trade, None);
+        if let EventBody::Request(r) = &mut batch.body {
+            r.path = "/fapi/v1/batchOrders".into();
+            r.symbol = None;
+            r.orders = ["usdm:BTCUSDT", "usdm:PUMPUSDT", "usdm:PUMPUSDT"]
+                .into_iter()
+                .map(|symbol| BatchOrder {
+                    symbol: symbol.into(),
+                    side: Some(Side::Buy),
+                    client_order_id: None,
+                })
+                .collect();
+        }
+        let alerts = rules.evaluate(2_000, &batch);
+        // Once for the new symbol, however many of its orders are in it.
+        assert_eq!(
+            rules_of(&alerts),
+            [(Severity::Warning, AlertRule::NewSymbol)]
+        );
+        assert!(
+            alerts[0]
+                .summary
+                .contains("client bot1 traded usdm:PUMPUSDT for the first time"),
+            "{alerts:?}"
+        );
+        // Known now, alone or in a batch.
+        let mut again = request(3_000, Some("bot1"), ActionKind::Trade, None);
+        if let EventBody::Request(r) = &mut again.body {
+            r.symbol = Some("usdm:PUMPUSDT".into());
+        }
+        assert!(rules_of(&rules.evaluate(3_000, &again)).is_empty());
     }
 
     /// A regression test: bot1, issued with `--symbols BTC/USDT,ETHUSDT`, raised

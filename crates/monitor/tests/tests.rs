@@ -90,6 +90,7 @@ fn request(ts_ms: u64, action: ActionKind, rule: Option<Rule>) -> Event {
                 Outcome::NotForwarded
             },
             validates_only: false,
+            orders: Vec::new(),
         }),
     }
 }

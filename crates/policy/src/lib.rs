@@ -37,6 +37,7 @@
 //!     source_ip: "127.0.0.1".parse().unwrap(),
 //!     action: &read,
 //!     notional: None,
+//!     order_notionals: &[],
 //!     now_ms: 0,
 //! };
 //! assert_eq!(decider.decide(&request), Decision::Allow);
@@ -70,9 +71,44 @@ pub struct Request<'a> {
     /// What the request would do.
     pub action: &'a Action,
     /// The order's quote notional, stated or priced from the market; `None` when unknown.
+    /// For a batch, the total of its orders' when each is known (the audit records it;
+    /// the decision reads `order_notionals`).
     pub notional: Option<Decimal>,
+    /// For a batch ([`Action::batch`]), the quote notional of each of its orders, in
+    /// order, stated or priced as `notional` is for a single order; `None` where unknown.
+    /// Empty for anything else ([`Request::with_order_notionals`] fills both).
+    pub order_notionals: &'a [Option<Decimal>],
     /// The gateway's clock.
     pub now_ms: u64,
+}
+
+impl<'a> Request<'a> {
+    /// The same request with the notional of each of its action's orders
+    /// ([`Action::orders`]), in order: a batch's become `order_notionals`, and `notional`
+    /// their total; a single order's is `notional`.
+    pub fn with_order_notionals<'b>(self, notionals: &'b [Option<Decimal>]) -> Request<'b>
+    where
+        'a: 'b,
+    {
+        let (notional, order_notionals) = if self.action.is_batch() {
+            (total_notional(notionals), notionals)
+        } else {
+            (notionals.first().copied().flatten(), &[][..])
+        };
+        Request {
+            notional,
+            order_notionals,
+            ..self
+        }
+    }
+}
+
+/// The total of `notionals` when each is known (and the sum does not overflow); `None`
+/// otherwise.
+pub fn total_notional(notionals: &[Option<Decimal>]) -> Option<Decimal> {
+    notionals
+        .iter()
+        .try_fold(Decimal::ZERO, |total, n| total.checked_add((*n)?))
 }
 
 /// Decides requests and keeps the counters that rate and daily limits need.
@@ -284,98 +320,48 @@ impl Decider {
                 }
             }
         }
-        if let Some(allowed) = &policy.symbols {
-            if matches!(action.kind, ActionKind::Trade | ActionKind::Cancel)
-                || action.symbol.is_some()
-            {
-                // A symbol is allowed in the market the list names it in only: `BTCUSDT`
-                // on spot, `usdm:BTCUSDT` on USD-M. A symbol whose market the adapter
-                // cannot tell is allowed in none.
-                match (action.listed_symbol(), action.market) {
-                    (Some(s), Some(_)) if allowed.contains(&s) => {}
-                    (Some(s), Some(_)) => {
+        // Each order on its own, as if it were sent alone (a batch's in turn): the first
+        // that fails denies the request. One whose notional must be priced at the
+        // exchange is left for last, so that a request another order of it denies causes
+        // no traffic.
+        let orders = action.orders();
+        let mut notional: Option<Decimal> = None;
+        let mut unpriced = false;
+        for (i, order) in orders.iter().enumerate() {
+            let stated = if action.is_batch() {
+                r.order_notionals.get(i).copied().flatten()
+            } else {
+                r.notional
+            };
+            let checked = check_order(client, policy, order, stated).map_err(|denial| {
+                if action.is_batch() {
+                    in_batch(denial, i, orders.len(), order)
+                } else {
+                    denial
+                }
+            })?;
+            match checked {
+                OrderNotional::Unlimited => {}
+                OrderNotional::Unknown => unpriced = true,
+                OrderNotional::Known(n) => {
+                    let Some(total) = notional.unwrap_or_default().checked_add(n) else {
                         return deny(
-                            Rule::Symbol,
-                            format!("symbol {s} is not allowed for client {client}"),
-                        )
-                    }
-                    (Some(s), None) => {
-                        return deny(
-                            Rule::Symbol,
-                            format!(
-                                "the market of symbol {s} at {} is not known; client {client} \
-                                 is limited to a symbol list",
-                                action.endpoint
-                            ),
-                        )
-                    }
-                    (None, _) => {
-                        return deny(
-                            Rule::Symbol,
-                            format!(
-                                "{} names no symbol; client {client} is limited to a symbol list",
-                                action.endpoint
-                            ),
-                        )
-                    }
+                            Rule::OrderNotional,
+                            format!("the notional of this batch overflows for client {client}"),
+                        );
+                    };
+                    notional = Some(total);
                 }
             }
         }
-        let limited = policy.max_order_notional.is_some() || policy.max_daily_notional.is_some();
-        let notional = if action.kind == ActionKind::Trade && !action.places_no_order && limited {
-            match (&policy.notional_asset, &action.symbol) {
-                (Some(asset), Some(symbol)) if !action.is_quoted_in(asset) => {
-                    return deny(
-                        Rule::OrderNotional,
-                        format!(
-                            "symbol {symbol} is not quoted in {asset}, the asset of the \
-                             notional limits of client {client}"
-                        ),
-                    );
-                }
-                // Without a symbol, nothing says what asset a notional is in.
-                (Some(asset), None) => {
-                    return deny(
-                        Rule::OrderNotional,
-                        format!(
-                            "{} names no symbol, so its notional cannot be counted in {asset}, \
-                             the asset of the notional limits of client {client}",
-                            action.endpoint
-                        ),
-                    );
-                }
-                _ => {}
+        if unpriced {
+            // The caller prices the order at the exchange and asks again: only for a
+            // client within its rate, and counted against it now, whatever comes of it,
+            // so that a client cannot buy itself more upstream calls.
+            if !rate_counted {
+                self.count_rate(client, policy, r.now_ms)?;
             }
-            match r.notional {
-                // A negative or zero notional (a negative quantity or price) would lower
-                // the day's total instead of adding to it.
-                Some(n) if n <= Decimal::ZERO => {
-                    return deny(
-                        Rule::Malformed,
-                        format!("order notional {n} is not positive"),
-                    );
-                }
-                Some(n) => Some(n),
-                None => {
-                    // The caller prices the order at the exchange and asks again: only for
-                    // a client within its rate, and counted against it now, whatever comes
-                    // of it, so that a client cannot buy itself more upstream calls.
-                    if !rate_counted {
-                        self.count_rate(client, policy, r.now_ms)?;
-                    }
-                    return deny(Rule::PriceUnavailable, format!("the notional of this order cannot be determined and client {client} has a notional limit"));
-                }
-            }
-        } else {
-            None
-        };
-        if let (Some(n), Some(max)) = (notional, policy.max_order_notional) {
-            if n > max {
-                return deny(
-                    Rule::OrderNotional,
-                    format!("order notional {n} exceeds the limit {max} of client {client}"),
-                );
-            }
+            return deny(Rule::PriceUnavailable, format!("the notional of this order cannot be determined and client {client} has a notional limit"));
         }
 
         let withdrawal =
@@ -577,6 +563,121 @@ impl Decider {
     }
 }
 
+/// What one order's notional counts for, once its symbol and limits are checked.
+enum OrderNotional {
+    /// No notional limit applies to it, or it places no order.
+    Unlimited,
+    /// Its notional, within the per-order limit.
+    Known(Decimal),
+    /// It must be priced at the exchange first.
+    Unknown,
+}
+
+/// Checks one order (or a request that is no order: a read, a cancel) as a request of its
+/// own would be: the symbol list, the asset of the notional limits, and the per-order
+/// notional limit, `notional` being its stated or priced notional.
+fn check_order(
+    client: &str,
+    policy: &Policy,
+    order: &Action,
+    notional: Option<Decimal>,
+) -> Result<OrderNotional, Denial> {
+    if let Some(allowed) = &policy.symbols {
+        if matches!(order.kind, ActionKind::Trade | ActionKind::Cancel) || order.symbol.is_some() {
+            // A symbol is allowed in the market the list names it in only: `BTCUSDT`
+            // on spot, `usdm:BTCUSDT` on USD-M. A symbol whose market the adapter
+            // cannot tell is allowed in none.
+            match (order.listed_symbol(), order.market) {
+                (Some(s), Some(_)) if allowed.contains(&s) => {}
+                (Some(s), Some(_)) => {
+                    return deny(
+                        Rule::Symbol,
+                        format!("symbol {s} is not allowed for client {client}"),
+                    )
+                }
+                (Some(s), None) => {
+                    return deny(
+                        Rule::Symbol,
+                        format!(
+                            "the market of symbol {s} at {} is not known; client {client} \
+                             is limited to a symbol list",
+                            order.endpoint
+                        ),
+                    )
+                }
+                (None, _) => {
+                    return deny(
+                        Rule::Symbol,
+                        format!(
+                            "{} names no symbol; client {client} is limited to a symbol list",
+                            order.endpoint
+                        ),
+                    )
+                }
+            }
+        }
+    }
+    let limited = policy.max_order_notional.is_some() || policy.max_daily_notional.is_some();
+    if order.kind != ActionKind::Trade || order.places_no_order || !limited {
+        return Ok(OrderNotional::Unlimited);
+    }
+    match (&policy.notional_asset, &order.symbol) {
+        (Some(asset), Some(symbol)) if !order.is_quoted_in(asset) => {
+            return deny(
+                Rule::OrderNotional,
+                format!(
+                    "symbol {symbol} is not quoted in {asset}, the asset of the notional \
+                     limits of client {client}"
+                ),
+            );
+        }
+        // Without a symbol, nothing says what asset a notional is in.
+        (Some(asset), None) => {
+            return deny(
+                Rule::OrderNotional,
+                format!(
+                    "{} names no symbol, so its notional cannot be counted in {asset}, the \
+                     asset of the notional limits of client {client}",
+                    order.endpoint
+                ),
+            );
+        }
+        _ => {}
+    }
+    match notional {
+        // A negative or zero notional (a negative quantity or price) would lower the
+        // day's total instead of adding to it.
+        Some(n) if n <= Decimal::ZERO => deny(
+            Rule::Malformed,
+            format!("order notional {n} is not positive"),
+        ),
+        Some(n) => match policy.max_order_notional {
+            Some(max) if n > max => deny(
+                Rule::OrderNotional,
+                format!("order notional {n} exceeds the limit {max} of client {client}"),
+            ),
+            _ => Ok(OrderNotional::Known(n)),
+        },
+        None => Ok(OrderNotional::Unknown),
+    }
+}
+
+/// `denial` of the order at `index` of a batch of `count`, saying which order it is and
+/// its symbol, so that the client knows which one to change.
+fn in_batch(denial: Denial, index: usize, count: usize, order: &Action) -> Denial {
+    let symbol = order
+        .listed_symbol()
+        .map_or_else(String::new, |symbol| format!(" ({symbol})"));
+    Denial::new(
+        denial.rule,
+        format!(
+            "order {} of {count} in the batch{symbol}: {}",
+            index + 1,
+            denial.message
+        ),
+    )
+}
+
 /// Whether the client may call at all: its status, its expiry, and its allow list, in
 /// that order, the first checks [`Decider::decide`] runs. A gateway runs them on their own
 /// as soon as the client is known and the request fresh, before anything is remembered of
@@ -615,7 +716,7 @@ fn deny<T>(rule: Rule, message: String) -> Result<T, Denial> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use keygate_core::{Market, Scope, Scopes};
+    use keygate_core::{Market, Scope, Scopes, Side};
 
     fn trading_policy() -> Policy {
         Policy {
@@ -640,6 +741,179 @@ mod tests {
         a.symbol = Some(symbol.to_owned());
         a.market = Some(Market::Usdm);
         a
+    }
+
+    /// A batch of USD-M orders, each named by symbol and side.
+    fn batch(orders: &[(&str, Side)]) -> Action {
+        Action {
+            market: Some(Market::Usdm),
+            batch: orders
+                .iter()
+                .map(|&(symbol, side)| Action {
+                    side: Some(side),
+                    ..futures_order(symbol)
+                })
+                .collect(),
+            ..Action::new(ActionKind::Trade, "POST /fapi/v1/batchOrders")
+        }
+    }
+
+    fn futures_trading_policy() -> Policy {
+        Policy {
+            symbols: Some(
+                ["usdm:BTCUSDT".to_owned(), "usdm:ETHUSDT".to_owned()]
+                    .into_iter()
+                    .collect(),
+            ),
+            rate_per_second: None,
+            ..trading_policy()
+        }
+    }
+
+    fn batch_request<'a>(
+        policy: &'a Policy,
+        action: &'a Action,
+        notionals: &'a [Option<Decimal>],
+        now_ms: u64,
+    ) -> Request<'a> {
+        request(policy, action, None, now_ms).with_order_notionals(notionals)
+    }
+
+    /// A regression test: the orders of a batch were not read, so a client with a symbol
+    /// list or a notional limit was denied every batch (ccxt's `create_orders` on
+    /// binanceusdm), whatever its orders.
+    #[test]
+    fn a_batch_is_allowed_when_each_of_its_orders_would_be() {
+        let d = Decider::new();
+        let p = futures_trading_policy();
+        let both = batch(&[("BTCUSDT", Side::Buy), ("ETHUSDT", Side::Sell)]);
+        let n = |v: i64| Some(Decimal::from(v));
+        let decided = d.reserve(&batch_request(&p, &both, &[n(400), n(500)], 0));
+        // The day counts the sum of its orders.
+        assert_eq!(decided.map(|r| r.notional), Ok(Some(Decimal::from(900))));
+        assert_eq!(
+            rule(d.decide(&request(&p, &futures_order("BTCUSDT"), n(601), 10))),
+            Some(Rule::DailyNotional),
+            "900 of 1500 were used by the batch"
+        );
+        assert_eq!(
+            rule(d.decide(&request(&p, &futures_order("BTCUSDT"), n(600), 20))),
+            None
+        );
+    }
+
+    #[test]
+    fn a_batch_is_denied_by_its_first_order_that_would_be_denied_alone() {
+        let d = Decider::new();
+        let p = futures_trading_policy();
+        let n = |v: i64| Some(Decimal::from(v));
+        let denial = |action: &Action, notionals: &[Option<Decimal>]| match d
+            .decide(&batch_request(&p, action, notionals, 0))
+        {
+            Decision::Deny(denial) => denial,
+            Decision::Allow => panic!("allowed: {action:?}"),
+        };
+        // A symbol off the list, in any order of it.
+        let off_list = batch(&[
+            ("BTCUSDT", Side::Buy),
+            ("DOGEUSDT", Side::Buy),
+            ("SOLUSDT", Side::Buy),
+        ]);
+        let d1 = denial(&off_list, &[n(1), n(1), n(1)]);
+        assert_eq!(d1.rule, Rule::Symbol);
+        assert!(
+            d1.message
+                .starts_with("order 2 of 3 in the batch (usdm:DOGEUSDT): symbol usdm:DOGEUSDT"),
+            "{}",
+            d1.message
+        );
+        // One order over the per-order limit, though the batch's total is within the day.
+        let big = batch(&[("BTCUSDT", Side::Buy), ("ETHUSDT", Side::Buy)]);
+        let d2 = denial(&big, &[n(100), n(1001)]);
+        assert_eq!(d2.rule, Rule::OrderNotional);
+        assert!(
+            d2.message
+                .contains("order 2 of 2 in the batch (usdm:ETHUSDT)"),
+            "{}",
+            d2.message
+        );
+        // Each within its limit, but together past the day's.
+        let d3 = denial(&big, &[n(1000), n(600)]);
+        assert_eq!(d3.rule, Rule::DailyNotional);
+        // Denied batches counted nothing: the day's 1500 are all there.
+        assert_eq!(
+            rule(d.decide(&batch_request(&p, &big, &[n(1000), n(500)], 0))),
+            None
+        );
+        // A batch without the trade scope.
+        let read_only = Policy {
+            scopes: [Scope::Read].into_iter().collect::<Scopes>(),
+            ..p.clone()
+        };
+        assert_eq!(
+            rule(d.decide(&batch_request(&read_only, &big, &[n(1), n(1)], 0))),
+            Some(Rule::Scope)
+        );
+    }
+
+    #[test]
+    fn a_batch_order_without_a_stated_notional_is_priced_after_the_others_pass() {
+        let d = Decider::new();
+        let p = Policy {
+            rate_per_second: Some(10),
+            ..futures_trading_policy()
+        };
+        let n = |v: i64| Some(Decimal::from(v));
+        let mixed = batch(&[("BTCUSDT", Side::Buy), ("ETHUSDT", Side::Sell)]);
+        // An order the request bounds past the limit denies before any price is asked.
+        assert_eq!(
+            rule(d.decide(&batch_request(&p, &mixed, &[n(1001), None], 0))),
+            Some(Rule::OrderNotional)
+        );
+        assert_eq!(
+            rule(d.decide(&batch_request(&p, &mixed, &[n(100), None], 0))),
+            Some(Rule::PriceUnavailable)
+        );
+        // Priced: decided as a single order priced from the market would be.
+        assert_eq!(
+            rule(d.decide_priced(&batch_request(&p, &mixed, &[n(100), n(1200)], 0))),
+            Some(Rule::OrderNotional)
+        );
+        assert_eq!(
+            rule(d.decide_priced(&batch_request(&p, &mixed, &[n(100), None], 0))),
+            Some(Rule::PriceUnavailable)
+        );
+        assert_eq!(
+            rule(d.decide_priced(&batch_request(&p, &mixed, &[n(100), n(200)], 0))),
+            None
+        );
+        // Without a notional limit, nothing is priced; the symbol list still holds.
+        let unlimited = Policy {
+            max_order_notional: None,
+            max_daily_notional: None,
+            ..p.clone()
+        };
+        assert_eq!(
+            rule(d.decide(&batch_request(&unlimited, &mixed, &[None, None], 0))),
+            None
+        );
+    }
+
+    #[test]
+    fn a_batch_s_notional_is_the_total_of_its_orders_when_each_is_known() {
+        let p = futures_trading_policy();
+        let n = |v: i64| Some(Decimal::from(v));
+        let two = batch(&[("BTCUSDT", Side::Buy), ("ETHUSDT", Side::Buy)]);
+        let notionals = [n(1), n(2)];
+        let r = batch_request(&p, &two, &notionals, 0);
+        assert_eq!(r.notional, n(3));
+        assert_eq!(r.order_notionals, &notionals);
+        assert_eq!(total_notional(&[n(1), None]), None);
+        assert_eq!(total_notional(&[Some(Decimal::MAX), n(1)]), None);
+        // A single order's is its own.
+        let single = futures_order("BTCUSDT");
+        let r = request(&p, &single, None, 0).with_order_notionals(&notionals[..1]);
+        assert_eq!((r.notional, r.order_notionals.len()), (n(1), 0));
     }
 
     /// A regression test: a test order (`order/test`), which places nothing, used up the
@@ -898,6 +1172,7 @@ mod tests {
             source_ip: "127.0.0.1".parse().unwrap(),
             action,
             notional,
+            order_notionals: &[],
             now_ms,
         }
     }
@@ -1160,6 +1435,7 @@ mod tests {
                 latency_us: None,
                 outcome,
                 validates_only: false,
+                orders: Vec::new(),
             }),
         };
         let pending = |id: &str, ts_ms: u64| withdrawal_event(id, ts_ms, true, Outcome::Pending);
@@ -1237,6 +1513,7 @@ mod tests {
                 latency_us: None,
                 outcome,
                 validates_only: false,
+                orders: Vec::new(),
             }),
         };
         let now = DAY_MS + 5_000;

@@ -103,6 +103,25 @@ def main():
         summary["notional_over_limit"] = type(error).__name__
     else:
         raise AssertionError("the order over the notional limit was not denied")
+
+    # Orders in one request (POST /fapi/v1/batchOrders): each is decided as it would be
+    # alone, and one over the limit denies the whole batch.
+    def two_orders(second_amount):
+        return [
+            {"symbol": SYMBOL, "type": "limit", "side": "buy", "amount": 0.01, "price": 50000},
+            {"symbol": SYMBOL, "type": "limit", "side": "buy", "amount": second_amount, "price": 49000},
+        ]
+
+    batch = exchange.create_orders(two_orders(0.01))
+    assert [o["status"] for o in batch] == ["open", "open"], batch
+    summary["create_orders"] = "ok"
+    try:
+        exchange.create_orders(two_orders(0.1))
+    except ccxt.BaseError as error:
+        assert "keygate:" in str(error) and "order 2 of 2" in str(error), error
+        summary["create_orders_over_limit"] = type(error).__name__
+    else:
+        raise AssertionError("the batch with an order over the notional limit was not denied")
     print(json.dumps(summary, sort_keys=True))
 
 
@@ -163,11 +182,13 @@ fn ccxt_binanceusdm_trades_usdm_through_keygate() {
         "create_order_market",
         "fetch_my_trades",
         "create_order_trigger",
+        "create_orders",
     ] {
         assert_eq!(summary[call], "ok", "{summary}");
     }
     // What ccxt's table maps Binance's -2015 to (the script checks it is that class).
     assert_eq!(summary["notional_over_limit"], "AuthenticationError");
+    assert_eq!(summary["create_orders_over_limit"], "AuthenticationError");
 
     // The simulator saw the two orders keygate allowed, signed with the real key, and
     // nothing of the third; every call above reached it through keygate.
@@ -204,6 +225,12 @@ fn ccxt_binanceusdm_trades_usdm_through_keygate() {
             "{method} {path} never reached the exchange"
         );
     }
+    // The batch within the limit reached it, as ccxt wrote it; the other did not.
+    let batches: Vec<_> = seen
+        .iter()
+        .filter(|r| r.method == "POST" && r.path == "/fapi/v1/batchOrders")
+        .collect();
+    assert_eq!(batches.len(), 1, "{batches:#?}");
     drop(serve);
     let audit = kg.ok(&["audit", "export", "--format", "jsonl"], "").stdout;
     let denied: Vec<Value> = audit
@@ -211,5 +238,15 @@ fn ccxt_binanceusdm_trades_usdm_through_keygate() {
         .map(|l| serde_json::from_str::<Value>(l).unwrap())
         .filter(|e| e["rule"] == "order_notional")
         .collect();
-    assert_eq!(denied.len(), 1, "{audit}");
+    assert_eq!(denied.len(), 2, "{audit}");
+    // The batch denied is recorded with each of its orders.
+    let batch = &denied[1];
+    assert_eq!(batch["path"], "/fapi/v1/batchOrders", "{batch}");
+    let symbols: Vec<&Value> = batch["orders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| &o["symbol"])
+        .collect();
+    assert_eq!(symbols, ["usdm:BTCUSDT", "usdm:BTCUSDT"], "{batch}");
 }

@@ -115,6 +115,10 @@ def main():
     batch = exchange.create_orders(two_orders(0.01))
     assert [o["status"] for o in batch] == ["open", "open"], batch
     summary["create_orders"] = "ok"
+    cancelled = exchange.cancel_orders([o["id"] for o in batch], SYMBOL)
+    assert [o["status"] for o in cancelled] == ["canceled", "canceled"], cancelled
+    assert exchange.fetch_open_orders(SYMBOL) == [], "the batch's orders are gone"
+    summary["cancel_orders"] = "ok"
     try:
         exchange.create_orders(two_orders(0.1))
     except ccxt.BaseError as error:
@@ -183,6 +187,7 @@ fn ccxt_binanceusdm_trades_usdm_through_keygate() {
         "fetch_my_trades",
         "create_order_trigger",
         "create_orders",
+        "cancel_orders",
     ] {
         assert_eq!(summary[call], "ok", "{summary}");
     }
@@ -219,6 +224,7 @@ fn ccxt_binanceusdm_trades_usdm_through_keygate() {
         ("POST", "/fapi/v1/algoOrder"),
         ("GET", "/fapi/v1/openAlgoOrders"),
         ("DELETE", "/fapi/v1/algoOrder"),
+        ("DELETE", "/fapi/v1/batchOrders"),
     ] {
         assert!(
             seen.iter().any(|r| r.method == method && r.path == path),

@@ -40,7 +40,11 @@
 //! `POST /fapi/v1/batchOrders` takes up to five USD-M orders as a JSON list, signed and
 //! permission-checked as one order, and places each as `POST /fapi/v1/order` would,
 //! answering a list with each order's answer or its `{"code","msg"}` in its place
-//! (-1130 for a list that does not read or holds more than five).
+//! (-1130 for a list that does not read or holds more than five). `DELETE
+//! /fapi/v1/batchOrders` cancels up to ten orders of one symbol named by `orderIdList`
+//! or `origClientOrderIdList` (in lower case too, as ccxt sends them), each answered in
+//! its place. `GET /fapi/v1/income` lists each USD-M trade's commission (zero here), and
+//! `GET /api/v3/account` takes `omitZeroBalances`.
 //!
 //! For tests of what a client does when the exchange misbehaves, a simulator can run its
 //! clock ahead of or behind the machine's ([`Simulator::set_clock_offset_ms`]) and refuse

@@ -158,6 +158,7 @@ enum Endpoint {
     NewOrder(Product),
     /// `POST /fapi/v1/batchOrders`: up to five USD-M orders.
     BatchOrders,
+    CancelBatchOrders,
     QueryOrder(Product),
     CancelOrder(Product),
     OpenOrders(Product),
@@ -214,6 +215,7 @@ impl Endpoint {
             }
             Endpoint::NewOrder(Product::UsdM)
             | Endpoint::BatchOrders
+            | Endpoint::CancelBatchOrders
             | Endpoint::QueryOrder(Product::UsdM)
             | Endpoint::CancelOrder(Product::UsdM)
             | Endpoint::OpenOrders(Product::UsdM)
@@ -296,6 +298,7 @@ fn route(method: &Method, path: &str) -> Option<(Security, u32, Endpoint)> {
         "/fapi/v2/balance" | "/fapi/v3/balance" if get => (Signed, 5, E::FuturesBalance),
         "/fapi/v1/order" if post => (Signed, 1, E::NewOrder(Product::UsdM)),
         "/fapi/v1/batchOrders" if post => (Signed, 5, E::BatchOrders),
+        "/fapi/v1/batchOrders" if delete => (Signed, 1, E::CancelBatchOrders),
         "/fapi/v1/order" if get => (Signed, 1, E::QueryOrder(Product::UsdM)),
         "/fapi/v1/order" if delete => (Signed, 1, E::CancelOrder(Product::UsdM)),
         "/fapi/v1/openOrders" if get => (Signed, 1, E::OpenOrders(Product::UsdM)),
@@ -726,6 +729,65 @@ fn batch_orders(params: &Params) -> Result<Vec<Params>, ApiError> {
         .collect()
 }
 
+/// An order a batch cancel names: by id, or by client order id.
+enum Named {
+    Id(u64),
+    Client(String),
+}
+
+impl Named {
+    fn as_ref(&self) -> OrderRef<'_> {
+        match self {
+            Named::Id(id) => OrderRef::Id(*id),
+            Named::Client(id) => OrderRef::Client(id),
+        }
+    }
+}
+
+/// The orders `DELETE /fapi/v1/batchOrders` names: `orderIdList` (a JSON list of up to
+/// 10 ids) or `origClientOrderIdList` (of client order ids), one of them, each name also
+/// in lower case as ccxt sends it (`orderidlist`), which Binance takes. Anything else is
+/// Binance's -1130 for the list, or -1102 when neither is sent.
+fn batch_cancels(params: &Params) -> Result<Vec<Named>, ApiError> {
+    let invalid = |name: &str| {
+        ApiError::new(
+            400,
+            -1130,
+            format!("Data sent for parameter '{name}' is not valid."),
+        )
+    };
+    let named = |name: &str| {
+        params
+            .get(name)
+            .or_else(|| params.get(&name.to_ascii_lowercase()))
+            .filter(|l| !l.is_empty())
+    };
+    let (name, list) = match (named("orderIdList"), named("origClientOrderIdList")) {
+        (Some(list), None) => ("orderIdList", list),
+        (None, Some(list)) => ("origClientOrderIdList", list),
+        _ => {
+            return Err(ApiError::new(
+                400,
+                -1102,
+                "Param 'orderIdList' or 'origClientOrderIdList' must be sent, but both were empty/null!",
+            ))
+        }
+    };
+    let values: Vec<Value> = serde_json::from_str(list).map_err(|_| invalid(name))?;
+    if values.is_empty() || values.len() > 10 {
+        return Err(invalid(name));
+    }
+    values
+        .into_iter()
+        .map(|value| match (name, value) {
+            ("orderIdList", Value::Number(id)) => id.as_u64().map(Named::Id),
+            ("origClientOrderIdList", Value::String(id)) => Some(Named::Client(id)),
+            _ => None,
+        })
+        .map(|order| order.ok_or_else(|| invalid(name)))
+        .collect()
+}
+
 /// Order, trade, withdrawal and conditional order id counters shared by all accounts.
 #[derive(Debug)]
 pub(crate) struct Ids {
@@ -817,6 +879,21 @@ fn private(
                 Product::Spot => spot_order(order),
                 Product::UsdM => futures_order(order),
             })
+        }
+        // Each order named, in turn, as `DELETE /fapi/v1/order` would cancel it alone; one
+        // that cannot be is answered in its place with its error.
+        Endpoint::CancelBatchOrders => {
+            let m = symbol(params, Product::UsdM)?;
+            let answers = batch_cancels(params)?
+                .iter()
+                .map(|named| {
+                    match book::cancel(account, Product::UsdM, m.symbol, &named.as_ref(), now) {
+                        Ok(order) => futures_order(&order),
+                        Err(error) => error.into_parts().1,
+                    }
+                })
+                .collect();
+            Ok(Value::Array(answers))
         }
         Endpoint::CancelOrder(product) => {
             let m = symbol(params, product)?;

@@ -96,11 +96,32 @@ fn sqlite_text_columns(data: &[u8]) -> Vec<(usize, usize)> {
             if let Some(columns) = record_text_columns(page, pointer, table, usable, &mut budget) {
                 out.extend(columns.into_iter().map(|(s, e)| (base + s, base + e)));
             }
+            if out.len() >= MAX_SQLITE_COLUMNS {
+                break;
+            }
+        }
+        if out.len() >= MAX_SQLITE_COLUMNS {
+            break;
         }
     }
     out.sort_unstable();
+    // The cells of a database do not overlap: a column that overlaps the one before it was
+    // reached through a forged cell pointer (several pointing at one cell), and is read
+    // once. The columns then hold each byte of the file once at most.
+    let mut covered = 0;
+    out.retain(|&(at, stop)| {
+        let first = at >= covered;
+        if first {
+            covered = stop;
+        }
+        first
+    });
     out
 }
+
+/// The most text columns read out of one database (16 MiB of spans): past them, what is
+/// left is scanned as printable runs only, a key glued to its neighbour column unread.
+const MAX_SQLITE_COLUMNS: usize = 1 << 20;
 
 /// The spans, in `page`, of the non-empty text columns of the record in the cell at
 /// `cell` of a table (`table`) or index b-tree leaf page whose usable size is `usable`;
@@ -271,8 +292,11 @@ impl Strings {
     fn cut(&mut self, data: &[u8], run: &Run<'_>, at: usize, stop: usize) {
         let glued = (at > run.start && is_token_byte(data[at - 1]))
             || (stop < run.end && is_token_byte(data[stop]));
-        let wanted =
-            stop - at >= run.min_len || run.keywords.iter().any(|&k| (at..stop).contains(&k));
+        // `keywords` are in order: one binary search, however many columns the run has.
+        let wanted = stop - at >= run.min_len || {
+            let first = run.keywords.partition_point(|&k| k < at);
+            run.keywords.get(first).is_some_and(|&k| k < stop)
+        };
         if glued && wanted {
             self.push(data, at, stop, true);
         }
@@ -439,6 +463,44 @@ mod tests {
             .count();
         assert_eq!(cells, 4096 / 39);
         assert!(super::sqlite_text_columns(&db).is_empty());
+    }
+
+    /// A regression test (found by review): cell pointers forged to point at one cell
+    /// with a long text column had that column copied once per pointer: a 64 KiB page
+    /// made hundreds of megabytes of text. A column is read once, and the text stays
+    /// within a few times the file's size.
+    #[test]
+    fn forged_cell_pointers_to_one_long_column_copy_it_once() {
+        let mut db = vec![b'A'; 2 * 65536];
+        db[..100].fill(0);
+        db[..16].copy_from_slice(b"SQLite format 3\0");
+        db[16..18].copy_from_slice(&1u16.to_be_bytes()); // 64 KiB pages
+        let page = &mut db[65536..];
+        page[0] = 0x0d;
+        let cells = 15_000usize;
+        page[3..5].copy_from_slice(&(cells as u16).to_be_bytes());
+        let cell = 0x7594usize;
+        for i in 0..cells {
+            page[8 + 2 * i..10 + 2 * i].copy_from_slice(&(cell as u16).to_be_bytes());
+        }
+        // Payload 10 010 (two varint bytes) and row id 1; the record's header, 5 bytes
+        // long: a text of 10 000 bytes (serial type 20 013) and one of 5 (serial type 23)
+        // that glues it to a token character.
+        page[cell..cell + 3].copy_from_slice(&[0xce, 0x1a, 0x01]);
+        page[cell + 3..cell + 8].copy_from_slice(&[0x05, 0x81, 0x9c, 0x2d, 0x17]);
+        let body = cell + 8;
+        page[body + 10_000..body + 10_005].copy_from_slice(b"yyyyy");
+        let columns = super::sqlite_text_columns(&db);
+        let at = 65536 + body;
+        assert_eq!(columns.len(), 2, "one column per cell, not per pointer");
+        assert_eq!(columns[..], [(at, at + 10_000), (at + 10_000, at + 10_005)]);
+        let strings = Strings::new(&db, 16, std::iter::empty());
+        assert!(
+            strings.text.len() <= 2 * db.len(),
+            "{} bytes of text from a file of {}",
+            strings.text.len(),
+            db.len()
+        );
     }
 
     #[test]

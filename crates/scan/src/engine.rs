@@ -56,6 +56,26 @@ fn percent_escape(rest: &[u8]) -> Option<(u8, usize)> {
     }
 }
 
+/// Whether `rest` begins with a URL's percent-encoding of a byte: `%` and two hex digits.
+fn is_percent_escape(rest: &[u8]) -> bool {
+    matches!(rest, [b'%', high, low, ..] if high.is_ascii_hexdigit() && low.is_ascii_hexdigit())
+}
+
+/// Whether the text before the `:` at `colon` is a URL's scheme: a letter, then at most
+/// fifteen letters, digits, `+`, `-` or `.`, with nothing a token goes on with before it.
+/// A key before a colon (`KEY:SECRET`) is longer than any scheme.
+fn is_scheme_before(data: &[u8], colon: usize) -> bool {
+    let is_scheme_byte = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.');
+    let start = data[..colon]
+        .iter()
+        .rposition(|&b| !is_scheme_byte(b))
+        .map_or(0, |i| i + 1);
+    let scheme = &data[start..colon];
+    (1..=16).contains(&scheme.len())
+        && scheme[0].is_ascii_alphabetic()
+        && (start == 0 || !TOKEN_BYTE[data[start - 1] as usize])
+}
+
 /// An escape that stands for a character of a value: JSON's ([`json_escape`]) or a URL's
 /// ([`percent_escape`]). One comparison for any byte that starts neither.
 fn value_escape(rest: &[u8]) -> Option<(u8, usize)> {
@@ -579,6 +599,13 @@ impl Engine {
                         continue;
                     }
                     Some(_) => {}
+                    // Any other URL escape (`%22`, `%3A`) stands for a character that is
+                    // no part of a value: its two hex digits do not begin one either
+                    // (`%22KEY%22`, a JSON body written into a query string).
+                    None if is_percent_escape(&data[i..]) => {
+                        i += 3;
+                        continue;
+                    }
                     None => {
                         i += 1;
                         continue;
@@ -594,11 +621,13 @@ impl Engine {
                 start += 1;
             }
             // After a URL's `scheme:`, `//` begins the authority: in a DSN
-            // (`kraken://KEY:SECRET@host`) the key is `KEY`, not `//KEY`.
+            // (`kraken://KEY:SECRET@host`) the key is `KEY`, not `//KEY`. Only after a
+            // scheme: in `KEY://SECRET` a secret that begins with `//` keeps it.
             if data[start..i].starts_with(b"//")
                 && start + 2 < i
                 && start > 0
                 && data[start - 1] == b':'
+                && is_scheme_before(data, start - 1)
             {
                 start += 2;
             }

@@ -672,6 +672,45 @@ mod written {
     /// Ordinary URLs with percent-encoded spaces and slashes next to an exchange's name are
     /// no keys: `%20` ends a value, and a path read with its `%2F` decoded is what the same
     /// path written plainly is.
+    /// A regression test (found by review): the `//` after a URL's scheme was dropped
+    /// after any colon, so a Kraken secret that begins with `//` in `KEY://SECRET` (a
+    /// colon pair, or a DSN's user part) lost two characters and was missed.
+    #[test]
+    fn a_secret_that_begins_with_two_slashes_after_a_colon_keeps_them() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(75);
+        let scanner = Scanner::builder().redact(false).build();
+        let key = b64(&mut rng, 42);
+        let secret = format!("//{}", &b64(&mut rng, 64)[2..]);
+        for text in [
+            format!("# kraken\n{key}:{secret}\n"),
+            format!("KRAKEN_DSN=kraken://{key}:{secret}@api.kraken.com\n"),
+        ] {
+            let f = scanner.scan_bytes("creds.txt", text.as_bytes());
+            assert_eq!(f.len(), 1, "{text}\n{f:#?}");
+            let mut want = vec![key.clone(), secret.clone()];
+            want.sort();
+            assert_eq!(values(&f[0]), want, "{text}");
+        }
+    }
+
+    /// A regression test (found by review): the two hex digits of an escape that stands
+    /// for no character of a value began the next token, so a key after `%22` (a JSON
+    /// body written into a query string) was read with `22` in front and missed.
+    #[test]
+    fn a_key_in_a_json_body_written_into_a_query_string_is_found() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(76);
+        let scanner = Scanner::builder().redact(false).build();
+        let (key, secret) = (alnum(&mut rng, 64), alnum(&mut rng, 64));
+        let text = format!(
+            "GET /hook?exchange=binance&body=%7B%22apiKey%22%3A%22{key}%22%2C%22secret%22%3A%22{secret}%22%7D\n"
+        );
+        let f = scanner.scan_bytes("access.log", text.as_bytes());
+        assert_eq!(f.len(), 1, "{text}\n{f:#?}");
+        let mut want = vec![key, secret];
+        want.sort();
+        assert_eq!(values(&f[0]), want, "{text}");
+    }
+
     #[test]
     fn ordinary_urls_with_percent_escapes_are_no_keys() {
         let scanner = Scanner::new();

@@ -281,20 +281,26 @@ pub(crate) fn reconcile(
                     let resting = open.iter().flatten().map(|o| o.symbol.clone());
                     let waiting = open_conditional.iter().flatten().flatten();
                     let resting = resting.chain(waiting.map(|c| c.order.symbol.clone()));
-                    // Last, the symbols where a trade behind keygate's back left a trace
+                    // Then the symbols where a trade behind keygate's back left a trace
                     // though no order is open: on spot, two assets whose holdings changed
-                    // together since the last run; on USD-M, a trade's fee paid.
+                    // together since the last run; on USD-M, a trade's fee paid. Ahead of
+                    // those the clients may trade: they are where a trade was made.
                     let mut traced = symbols_of_changed_holdings(
                         store,
                         exchanges,
                         &account,
                         &pacer,
                         market,
+                        &known,
                         now_ms(),
                     );
                     traced.extend(symbols_with_trade_fees(&pacer, market, since_ms, until_ms));
-                    let known = known.into_iter().chain(allowed).chain(resting);
-                    for symbol in known.chain(traced.items) {
+                    let candidates = known
+                        .into_iter()
+                        .chain(traced.items)
+                        .chain(allowed)
+                        .chain(resting);
+                    for symbol in candidates {
                         if !is_plain_symbol(market, &symbol) {
                             unlisted.insert(symbol);
                         } else if !symbols.contains(&symbol) {
@@ -958,8 +964,10 @@ fn forwarded(store: &Store, key: &AuditKey, since_ms: u64) -> anyhow::Result<For
     forwarded_between(store, key, since_ms, u64::MAX)
 }
 
-/// Where, in the store's meta table, reconciliation keeps what each account held at its
-/// last run, and the symbols changes of those holdings pointed to ([`Holdings`]).
+/// Where, in the store's meta table, reconciliation keeps what an account held at its
+/// last run in a market, and the symbols changes of those holdings pointed to
+/// ([`Holdings`]): this, then `/label/market`. One entry per account and market, so that
+/// runs of two accounts at once do not write over each other's.
 const HOLDINGS_KEY: &str = "reconcile_holdings";
 /// How long a symbol a change of holdings pointed to is listed by every run: as far back
 /// as a run may look, so that a run (`keygate reconcile` by hand) that read the change
@@ -972,7 +980,7 @@ struct Holdings {
     /// Each asset held at the last run, with what was held of it.
     held: BTreeMap<String, Decimal>,
     /// The symbols whose two assets both changed between two runs, with when that was
-    /// first seen.
+    /// last seen.
     symbols: BTreeMap<String, u64>,
 }
 
@@ -980,27 +988,50 @@ struct Holdings {
 /// run, from what `account` holds: a trade changes both assets of its symbol, so each
 /// symbol of the exchange pairing two assets whose holdings both changed is listed (a
 /// key bought a coin keygate never traded, with a market order that left nothing open),
-/// and every such symbol found in the past week. The first run of an account has nothing
-/// to compare with; a coin bought and sold again between two runs changes nothing. What
-/// is held now is kept for the next run once the symbols are known.
+/// unless keygate's own trades in the window (`known`, its symbols) account for both
+/// assets; and every such symbol seen in the past week, whatever this run could read.
+/// The first run of an account has nothing to compare with; a coin bought and sold again
+/// between two runs changes nothing. What is held now is kept for the next run once the
+/// symbols are known.
 fn symbols_of_changed_holdings(
     store: &Store,
     exchanges: &Exchanges,
     account: &keygate_store::Account,
     pacer: &Pacer<'_>,
     market: Market,
+    known: &BTreeSet<String>,
     now_ms: u64,
 ) -> Partial<String> {
     let Some((path, query)) = Binance.holdings(market) else {
         return Partial::default();
     };
-    let failed = |reason: String, may_pass: bool| Partial {
-        items: Vec::new(),
-        failures: vec![format!(
+    let key = format!("{HOLDINGS_KEY}/{}/{}", account.label, market.as_str());
+    let saved = store.meta(&key).map(|saved| {
+        saved
+            .map(|saved| serde_json::from_slice::<Holdings>(&saved))
+            .transpose()
+    });
+    let (mut holdings, first_run) = match saved {
+        Ok(Ok(Some(holdings))) => (holdings, false),
+        Ok(Ok(None)) => (Holdings::default(), true),
+        // Started afresh: the next run compares with what this one reads.
+        Ok(Err(_)) | Err(_) => (Holdings::default(), true),
+    };
+    holdings
+        .symbols
+        .retain(|_, seen| now_ms.saturating_sub(*seen) < CHANGED_SYMBOL_KEPT_MS);
+    // What was found before is listed even when what is held now cannot be read.
+    let mut traced = Partial {
+        items: holdings.symbols.keys().cloned().collect(),
+        failures: Vec::new(),
+        may_pass: false,
+    };
+    let mut fail = |reason: String, may_pass: bool| {
+        traced.failures.push(format!(
             "what the account holds, whose changes point to symbols traded behind \
              keygate's back, could not be read: {reason}"
-        )],
-        may_pass,
+        ));
+        traced.may_pass |= may_pass;
     };
     // A read the weight or a stop held back is the pacer's to report as one that may pass.
     let held = match pacer
@@ -1008,13 +1039,15 @@ fn symbols_of_changed_holdings(
         .map(|body| Binance.parse_holdings(&body))
     {
         Ok(Some(held)) => held,
-        Ok(None) => return failed("its answer does not read".into(), false),
-        Err(reason) => return failed(reason, false),
+        Ok(None) => {
+            fail("its answer does not read".into(), false);
+            return traced;
+        }
+        Err(reason) => {
+            fail(reason, false);
+            return traced;
+        }
     };
-    let mut all = saved_holdings(store);
-    let key = format!("{}/{}", account.label, market.as_str());
-    let first_run = !all.contains_key(&key);
-    let holdings = all.entry(key).or_default();
     let changed: BTreeSet<&String> = held
         .iter()
         .filter(|(asset, amount)| holdings.held.get(*asset) != Some(amount))
@@ -1028,47 +1061,53 @@ fn symbols_of_changed_holdings(
         .collect();
     if !first_run && changed.len() >= 2 {
         let Some((path, query)) = Binance.symbol_list(market) else {
-            return failed("keygate cannot list this market's symbols".into(), false);
+            fail("keygate cannot list this market's symbols".into(), false);
+            return traced;
         };
         let symbols = match exchanges.public_read(&Binance, account, path, &query) {
             Ok(listed) => Binance.parse_symbol_list(&listed.body),
-            Err(e) => return failed(format!("its symbols: {}", e.reason), e.may_pass),
+            Err(e) => {
+                fail(format!("its symbols: {}", e.reason), e.may_pass);
+                return traced;
+            }
         };
         let Some(symbols) = symbols else {
-            return failed("its symbols do not read".into(), false);
+            fail("its symbols do not read".into(), false);
+            return traced;
         };
         let symbols: HashSet<String> = symbols.into_iter().collect();
-        for base in &changed {
-            for quote in &changed {
-                let symbol = format!("{base}{quote}");
-                if base != quote && symbols.contains(&symbol) {
-                    holdings.symbols.entry(symbol).or_insert(now_ms);
-                }
+        let pairs = || {
+            changed.iter().flat_map(|base| {
+                changed
+                    .iter()
+                    .filter(move |quote| base != *quote)
+                    .map(move |quote| (*base, *quote, format!("{base}{quote}")))
+            })
+        };
+        // An asset keygate's own trades changed: a pair of two such is theirs.
+        let explained: HashSet<&String> = pairs()
+            .filter(|(_, _, symbol)| known.contains(symbol))
+            .flat_map(|(base, quote, _)| [base, quote])
+            .collect();
+        for (base, quote, symbol) in pairs() {
+            let unexplained = !explained.contains(base) || !explained.contains(quote);
+            if unexplained && symbols.contains(&symbol) {
+                holdings.symbols.insert(symbol, now_ms);
             }
         }
     }
-    holdings
-        .symbols
-        .retain(|_, seen| now_ms.saturating_sub(*seen) < CHANGED_SYMBOL_KEPT_MS);
     holdings.held = held;
-    let items = holdings.symbols.keys().cloned().collect();
-    let kept = serde_json::to_vec(&all)
+    traced.items = holdings.symbols.keys().cloned().collect();
+    let kept = serde_json::to_vec(&holdings)
         .map_err(|e| e.to_string())
-        .and_then(|saved| {
-            store
-                .set_meta(HOLDINGS_KEY, &saved)
-                .map_err(|e| e.to_string())
-        });
-    Partial {
-        items,
+        .and_then(|saved| store.set_meta(&key, &saved).map_err(|e| e.to_string()));
+    if let Err(e) = kept {
         // The symbols are listed all the same; the next run compares with older holdings.
-        failures: kept
-            .err()
-            .map(|e| format!("what the account holds could not be kept for the next run: {e}"))
-            .into_iter()
-            .collect(),
-        may_pass: false,
+        traced.failures.push(format!(
+            "what the account holds could not be kept for the next run: {e}"
+        ));
     }
+    traced
 }
 
 /// The most pages of trade fees one market's run reads.
@@ -1120,17 +1159,6 @@ fn symbols_with_trade_fees(
         MAX_TRADE_FEE_PAGES as usize * keygate_exchanges::TRADE_FEES_PAGE
     ));
     paid
-}
-
-/// What the last runs kept of each account's holdings, by `label/market`; none when
-/// nothing was kept or it does not read (the next run starts afresh).
-fn saved_holdings(store: &Store) -> BTreeMap<String, Holdings> {
-    store
-        .meta(HOLDINGS_KEY)
-        .ok()
-        .flatten()
-        .and_then(|saved| serde_json::from_slice(&saved).ok())
-        .unwrap_or_default()
 }
 
 /// By account, the symbols its active clients that may trade are allowed to trade.

@@ -382,12 +382,19 @@ impl SignedRequest {
             if order.params.len() > MAX_PARAMETERS {
                 return Err(bad(format!("more than {MAX_PARAMETERS} keys")));
             }
+            let known: &[&str] = match method {
+                "POST" => BATCH_NEW_ORDER_KEYS,
+                _ => BATCH_MODIFY_ORDER_KEYS,
+            };
             for (i, (name, value)) in order.params.iter().enumerate() {
-                if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-                {
-                    return Err(bad(
-                        "a key holds a character other than a letter, a digit or _".to_owned(),
-                    ));
+                // Only the keys Binance documents, as it spells them: a key keygate
+                // does not read could be read by the exchange (a reader that folds case
+                // or ignores `_` would take `quan_tity` for `quantity`).
+                if !known.contains(&name.as_str()) {
+                    return Err(bad(format!(
+                        "key '{}' is not one Binance takes in a batch",
+                        name.escape_debug()
+                    )));
                 }
                 if order.params[..i]
                     .iter()
@@ -651,13 +658,23 @@ impl Adapter for Binance {
     }
     fn is_execution_unknown(&self, status: http::StatusCode, body: &[u8]) -> bool {
         // Binance: a 5XX "is NOT a failure operation; the execution status is UNKNOWN and
-        // could have been a success", and -1007 says as much whatever its status.
+        // could have been a success", and -1007 says as much whatever its status; in a
+        // batch's answer (a list, 200), for the order in whose place it stands.
         #[derive(serde::Deserialize)]
-        struct Code {
-            code: i64,
+        #[serde(untagged)]
+        enum Answer {
+            Error { code: i64 },
+            Batch(Vec<serde_json::Value>),
         }
+        let is_unknown = |code: Option<i64>| code == Some(EXECUTION_UNKNOWN);
         status.is_server_error()
-            || serde_json::from_slice::<Code>(body).is_ok_and(|c| c.code == EXECUTION_UNKNOWN)
+            || match serde_json::from_slice::<Answer>(body) {
+                Ok(Answer::Error { code }) => is_unknown(Some(code)),
+                Ok(Answer::Batch(answers)) => answers
+                    .iter()
+                    .any(|answer| is_unknown(answer.get("code").and_then(|c| c.as_i64()))),
+                Err(_) => false,
+            }
     }
     fn may_pass_when_asked_again(&self, status: http::StatusCode, body: &[u8]) -> bool {
         #[derive(serde::Deserialize)]
@@ -881,6 +898,39 @@ fn check_parameter(name: &str, value: &str) -> Result<(), Error> {
 /// Where USD-M orders are placed, modified and cancelled in batches.
 pub const BATCH_ORDERS_PATH: &str = "/fapi/v1/batchOrders";
 
+/// The keys an order of `POST /fapi/v1/batchOrders` may have, as Binance documents them.
+const BATCH_NEW_ORDER_KEYS: &[&str] = &[
+    "symbol",
+    "side",
+    "positionSide",
+    "type",
+    "timeInForce",
+    "quantity",
+    "reduceOnly",
+    "price",
+    "newClientOrderId",
+    "stopPrice",
+    "activationPrice",
+    "callbackRate",
+    "workingType",
+    "priceProtect",
+    "newOrderRespType",
+    "priceMatch",
+    "selfTradePreventionMode",
+    "goodTillDate",
+];
+
+/// The keys an order of `PUT /fapi/v1/batchOrders` (a modification) may have.
+const BATCH_MODIFY_ORDER_KEYS: &[&str] = &[
+    "orderId",
+    "origClientOrderId",
+    "symbol",
+    "side",
+    "quantity",
+    "price",
+    "priceMatch",
+];
+
 /// The parameter that lists a batch's orders, as JSON.
 const BATCH_ORDERS: &str = "batchOrders";
 
@@ -976,7 +1026,11 @@ fn describe_order<'a>(
         Some(s) if s.eq_ignore_ascii_case("SELL") => Some(Side::Sell),
         _ => None,
     };
-    action.order_type = param("type").map(str::to_ascii_uppercase);
+    // A modification (PUT) keeps its order's type, whatever `type` it names: it is priced
+    // as an order of no stated type, from the market.
+    action.order_type = param("type")
+        .filter(|_| method != "PUT")
+        .map(str::to_ascii_uppercase);
     if kind == ActionKind::Trade {
         action.places_no_order = places_no_order(method, path);
         action.validates_only = path.ends_with("/order/test");
@@ -2025,6 +2079,23 @@ mod tests {
         assert_eq!(Binance.holdings(Market::Usdm), None);
     }
 
+    /// A regression test (found by review): a batch is answered 200 with a list, an
+    /// error object in place of each order that failed; -1007 there (execution unknown)
+    /// was not read, and the request was recorded as answered.
+    #[test]
+    fn an_order_of_a_batch_whose_execution_is_unknown_leaves_the_outcome_unknown() {
+        let ok = http::StatusCode::OK;
+        let placed = br#"{"orderId":11,"symbol":"BTCUSDT","status":"NEW"}"#;
+        let unknown = br#"{"code":-1007,"msg":"Timeout waiting for response from backend server. Send status unknown; execution status unknown."}"#;
+        let refused = br#"{"code":-2019,"msg":"Margin is insufficient."}"#;
+        let list = |items: &[&[u8]]| [b"[".as_slice(), &items.join(&b","[..]), b"]"].concat();
+        assert!(Binance.is_execution_unknown(ok, &list(&[placed, unknown])));
+        assert!(!Binance.is_execution_unknown(ok, &list(&[placed, refused])));
+        assert!(Binance.is_execution_unknown(ok, unknown));
+        assert!(!Binance.is_execution_unknown(ok, placed));
+        assert!(Binance.is_execution_unknown(http::StatusCode::BAD_GATEWAY, b""));
+    }
+
     #[test]
     fn trade_fees_are_listed_for_usdm_every_symbol_at_once() {
         let (path, query) = Binance.trade_fees(Market::Usdm, 10, 20, 2).unwrap();
@@ -2496,6 +2567,17 @@ mod tests {
         let buy = modify("BUY", "50000");
         assert_eq!(buy.stated_notional(), None);
         assert_eq!(buy.priced_notional(market), Some(Decimal::from(200_000)));
+        // Found by review: a `type=LIMIT` the modification adds (it takes none) made its
+        // price a limit, stated at 2 × 1 = 2; it is ignored.
+        let typed = SignedRequest::parse(
+            "symbol=BTCUSDT&side=BUY&type=LIMIT&orderId=1&quantity=2&price=1",
+            b"",
+            None,
+        )
+        .unwrap()
+        .classify("PUT", "/fapi/v1/order");
+        assert_eq!(typed.stated_notional(), None);
+        assert_eq!(typed.priced_notional(market), Some(Decimal::from(200_000)));
     }
 
     /// A regression test: a pegged LIMIT buy (`pegPriceType=MARKET_PEG`) stated its
@@ -2624,7 +2706,6 @@ mod tests {
                 StatusCode::TOO_MANY_REQUESTS,
                 br#"{"code":-1003,"msg":"Too many requests."}"#,
             ),
-            (StatusCode::OK, br#"[{"code":-1007}]"#),
         ];
         for (status, body) in known {
             assert!(!Binance.is_execution_unknown(status, body), "{status}");
@@ -3783,6 +3864,11 @@ mod tests {
             (r#"[{"symbol":"BTCUSDT","side":"BUY","type":"MARKET","quantity":null}]"#.into(), "null"),
             (r#"[{"symbol":"BTCUSDT","side":"BUY","type":"MARKET","quantity":["1"]}]"#.into(), "a list value"),
             (r#"[{"symbol":"BTCUSDT","side":"BUY","type":"MARKET","quantity":"1","x y":"1"}]"#.into(), "a key with a space"),
+            // Found by review: a reader that ignores `_` or case would take these for
+            // `quantity`; only the keys Binance documents pass.
+            (r#"[{"symbol":"BTCUSDT","side":"BUY","type":"LIMIT","quantity":"0.001","price":"50000","quan_tity":"100"}]"#.into(), "a key Binance does not document"),
+            (r#"[{"symbol":"BTCUSDT","side":"BUY","type":"MARKET","quantity":"1","x":"1"}]"#.into(), "an unknown key"),
+            (r#"[{"symbol":"BTCUSDT","side":"BUY","type":"MARKET","quantity":"1","orderId":"1"}]"#.into(), "a modification's key in a new order"),
             (r#"[{"symbol":"BTCUSDT","side":"BUY","type":"MARKET","quantity":"1"}] x"#.into(), "trailing text"),
             ("not json".into(), "no JSON"),
         ];
@@ -3841,6 +3927,13 @@ mod tests {
             Some(Decimal::from(2_000_000))
         );
         assert_eq!(orders[1].listed_symbol().as_deref(), Some("usdm:ETHUSDT"));
+        // Found by review: a `type` would have made its price a limit that bounds it; a
+        // modification takes none, so one that names it is refused.
+        let typed = r#"[{"symbol":"BTCUSDT","side":"BUY","type":"LIMIT","orderId":"1","quantity":"10","price":"1"}]"#;
+        assert!(matches!(
+            batch_request(typed).check_for_path("PUT", BATCH_ORDERS_PATH),
+            Err(Error::Malformed { .. })
+        ));
         // A modification names the order it modifies, and its quantity and price.
         for json in [
             r#"[{"symbol":"BTCUSDT","side":"SELL","quantity":"2","price":"1"}]"#,

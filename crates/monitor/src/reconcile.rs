@@ -59,11 +59,12 @@ struct ForwardedOrders {
     /// The symbols they were in.
     symbols: BTreeSet<String>,
     /// (symbol, the exchange's id) of each order placed, from the answers: the exchange
-    /// numbers orders per symbol.
+    /// numbers orders per symbol. A batch's ids are read from its answer without their
+    /// symbols, so each stands in each symbol of the batch (five at most), never in
+    /// another.
     placed: HashSet<(String, String)>,
-    /// The exchange's ids of orders a request naming more than one order placed (a
-    /// batch), whose answer does not say which id is in which of their symbols: known by
-    /// id alone.
+    /// The exchange's ids of orders a batch placed whose event, written before keygate
+    /// recorded a batch's orders, names none of their symbols: known by id alone.
     placed_by_batch: HashSet<String>,
     /// Orders sent whose answer named none, by request id: it timed out, the client hung
     /// up, or it has not come yet. Each may stand for one order the exchange lists (a
@@ -174,23 +175,21 @@ impl Forwarded {
                 let Some(sent) = orders.unanswered.remove(&o.request_id) else {
                     return;
                 };
-                if !o.order_ids.is_empty() {
-                    match sent.as_slice() {
-                        // One order, or the legs of one list: all in its symbol.
-                        [one] => {
-                            let placed = o
-                                .order_ids
-                                .iter()
-                                .map(|id| (one.symbol.clone(), id.clone()));
-                            orders.placed.extend(placed);
-                        }
-                        // A batch (or one from before keygate recorded a batch's orders).
-                        _ => orders.placed_by_batch.extend(o.order_ids.iter().cloned()),
-                    }
-                } else if o.outcome == Outcome::Unknown {
+                if sent.is_empty() {
+                    orders.placed_by_batch.extend(o.order_ids.iter().cloned());
+                }
+                let symbols: BTreeSet<&String> = sent.iter().map(|order| &order.symbol).collect();
+                for symbol in symbols {
+                    let placed = o.order_ids.iter().map(|id| (symbol.clone(), id.clone()));
+                    orders.placed.extend(placed);
+                }
+                // Whatever it placed, an outcome unknown leaves its orders standing for
+                // what the exchange lists: a batch answered in part (one order placed, one
+                // whose execution the exchange does not know) may have placed the rest.
+                if o.outcome == Outcome::Unknown {
                     orders.unanswered.insert(o.request_id.clone(), sent);
                 }
-                // Otherwise the exchange answered and placed nothing, or was never reached.
+                // Otherwise the exchange answered, or was never reached.
                 return;
             }
             EventBody::Admin(_) | EventBody::Lost(_) => return,
@@ -820,6 +819,62 @@ mod tests {
     /// was kept as one order in no symbol, which matched nothing the exchange listed, so
     /// the batch's own orders were reported as placed behind keygate's back: a false
     /// critical alert.
+    /// The event of a batch of a BTCUSDT buy (client order id `a`) and an ETHUSDT buy.
+    fn batch_of_two(request_id: &str, ts_ms: u64) -> Event {
+        let mut batch = sent_to("/fapi/v1/batchOrders", request_id, None, ts_ms);
+        if let EventBody::Request(r) = &mut batch.body {
+            r.symbol = None;
+            r.side = None;
+            r.orders = vec![
+                BatchOrder {
+                    symbol: "usdm:BTCUSDT".into(),
+                    side: Some(Side::Buy),
+                    client_order_id: Some("a".into()),
+                },
+                BatchOrder {
+                    symbol: "usdm:ETHUSDT".into(),
+                    side: Some(Side::Buy),
+                    client_order_id: None,
+                },
+            ];
+        }
+        batch
+    }
+
+    /// A regression test (found by review): the ids a batch's answer gave were taken in
+    /// any symbol, so a leaked key's order with the same id in another symbol (each
+    /// symbol numbers its orders) passed as keygate's. They stand in the batch's symbols.
+    #[test]
+    fn an_id_from_a_batch_is_known_in_the_batch_s_symbols_only() {
+        let mut forwarded = Forwarded::default();
+        forwarded.note(&batch_of_two("r1", 1_000_000));
+        forwarded.note(&answered("r1", Outcome::Answered, &["123"], 1_000_010));
+        let order = |symbol| listed(symbol, "123", "other", 1_000_100);
+        assert!(!forwarded.order_forwarded("main", Market::Usdm, &order("SOLUSDT")));
+        assert!(forwarded.order_forwarded("main", Market::Usdm, &order("ETHUSDT")));
+    }
+
+    /// A regression test (found by review): a batch answered in part, one order placed
+    /// and one whose execution the exchange does not know (outcome unknown), stood for
+    /// nothing more once an id came back: the second order, placed after all, was
+    /// reported as placed behind keygate's back.
+    #[test]
+    fn a_batch_answered_in_part_with_its_outcome_unknown_still_stands_for_its_orders() {
+        let mut forwarded = Forwarded::default();
+        forwarded.note(&batch_of_two("r1", 1_000_000));
+        forwarded.note(&answered("r1", Outcome::Unknown, &["11"], 1_000_010));
+        assert!(forwarded.order_forwarded(
+            "main",
+            Market::Usdm,
+            &listed("BTCUSDT", "11", "a", 1_000_100)
+        ));
+        assert!(forwarded.order_forwarded(
+            "main",
+            Market::Usdm,
+            &listed("ETHUSDT", "12", "made-up", 1_000_100)
+        ));
+    }
+
     #[test]
     fn an_unanswered_batch_stands_for_each_of_its_orders() {
         let mut forwarded = Forwarded::default();

@@ -166,7 +166,15 @@ impl Counters {
 
     /// Denies a client that has used up its rate in the current one-second window,
     /// starting a new window when the last one is over.
-    fn within_rate(&mut self, client: &str, policy: &Policy, now_ms: u64) -> Result<(), Denial> {
+    /// Whether a request that counts `cost` (see [`rate_cost`]) fits in the client's
+    /// rate this second.
+    fn within_rate(
+        &mut self,
+        client: &str,
+        policy: &Policy,
+        now_ms: u64,
+        cost: u32,
+    ) -> Result<(), Denial> {
         let Some(rate) = policy.rate_per_second else {
             return Ok(());
         };
@@ -174,10 +182,15 @@ impl Counters {
             self.rate_window_ms = now_ms;
             self.rate_count = 0;
         }
-        if self.rate_count >= rate {
+        if self.rate_count.saturating_add(cost) > rate {
+            let batch = if cost > 1 {
+                format!(" (a batch counts each of its {cost} orders)")
+            } else {
+                String::new()
+            };
             return deny(
                 Rule::Rate,
-                format!("client {client} exceeds its rate of {rate} requests per second"),
+                format!("client {client} exceeds its rate of {rate} requests per second{batch}"),
             );
         }
         Ok(())
@@ -359,7 +372,7 @@ impl Decider {
             // client within its rate, and counted against it now, whatever comes of it,
             // so that a client cannot buy itself more upstream calls.
             if !rate_counted {
-                self.count_rate(client, policy, r.now_ms)?;
+                self.count_rate(client, policy, r.now_ms, rate_cost(action))?;
             }
             return deny(Rule::PriceUnavailable, format!("the notional of this order cannot be determined and client {client} has a notional limit"));
         }
@@ -401,7 +414,7 @@ impl Decider {
             .get_mut(client)
             .expect("the client's counters were inserted just above, under the same lock");
         if !rate_counted {
-            c.within_rate(client, policy, r.now_ms)?;
+            c.within_rate(client, policy, r.now_ms, rate_cost(action))?;
         }
         c.roll_to(r.now_ms);
         // A test order places nothing: its notional counts against no daily total.
@@ -442,7 +455,7 @@ impl Decider {
             c.day_withdrawn.insert(asset.to_owned(), total);
         }
         if policy.rate_per_second.is_some() && !rate_counted {
-            c.rate_count += 1;
+            c.rate_count = c.rate_count.saturating_add(rate_cost(action));
         }
         if let Some(n) = daily {
             // Checked above when a daily limit applies; without one the total only
@@ -460,7 +473,13 @@ impl Decider {
 
 impl Decider {
     /// Denies a client past its rate, or counts one request against it.
-    fn count_rate(&self, client: &str, policy: &Policy, now_ms: u64) -> Result<(), Denial> {
+    fn count_rate(
+        &self,
+        client: &str,
+        policy: &Policy,
+        now_ms: u64,
+        cost: u32,
+    ) -> Result<(), Denial> {
         if policy.rate_per_second.is_none() {
             return Ok(());
         }
@@ -469,8 +488,8 @@ impl Decider {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let c = counters.entry(client.to_owned()).or_default();
-        c.within_rate(client, policy, now_ms)?;
-        c.rate_count += 1;
+        c.within_rate(client, policy, now_ms, cost)?;
+        c.rate_count = c.rate_count.saturating_add(cost);
         Ok(())
     }
 
@@ -561,6 +580,15 @@ impl Decider {
                 .insert(request.request_id.clone(), reservation);
         }
     }
+}
+
+/// What a request counts against its client's rate: one, or a batch's number of orders,
+/// so that a rate bounds the orders a client places (and the prices looked up for them)
+/// however they are sent.
+fn rate_cost(action: &Action) -> u32 {
+    u32::try_from(action.orders().len())
+        .unwrap_or(u32::MAX)
+        .max(1)
 }
 
 /// What one order's notional counts for, once its symbol and limits are checked.
@@ -798,6 +826,40 @@ mod tests {
         );
         assert_eq!(
             rule(d.decide(&request(&p, &futures_order("BTCUSDT"), n(600), 20))),
+            None
+        );
+    }
+
+    /// A regression test (found by review): a batch counted once against its client's
+    /// rate, so a client held to a rate of N requests a second placed 5N orders, and
+    /// had as many prices looked up. Each of its orders counts.
+    #[test]
+    fn a_batch_counts_each_of_its_orders_against_the_rate() {
+        let d = Decider::new();
+        let p = Policy {
+            rate_per_second: Some(2),
+            ..futures_trading_policy()
+        };
+        let n = |v: i64| Some(Decimal::from(v));
+        let three = batch(&[
+            ("BTCUSDT", Side::Buy),
+            ("ETHUSDT", Side::Buy),
+            ("BTCUSDT", Side::Sell),
+        ]);
+        let denied = d.decide(&batch_request(&p, &three, &[n(1), n(1), n(1)], 0));
+        assert_eq!(rule(denied), Some(Rule::Rate));
+        let two = batch(&[("BTCUSDT", Side::Buy), ("ETHUSDT", Side::Buy)]);
+        assert_eq!(
+            rule(d.decide(&batch_request(&p, &two, &[n(1), n(1)], 10))),
+            None
+        );
+        assert_eq!(
+            rule(d.decide(&request(&p, &futures_order("BTCUSDT"), n(1), 20))),
+            Some(Rule::Rate),
+            "the batch of two used the second's rate"
+        );
+        assert_eq!(
+            rule(d.decide(&request(&p, &futures_order("BTCUSDT"), n(1), 1_010))),
             None
         );
     }

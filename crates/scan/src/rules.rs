@@ -299,6 +299,24 @@ impl RuleSet {
     }
 }
 
+/// Whether `token` is words run together in camel case (`createOrderWithTakeProfitAnd`,
+/// `CancelAllOrdersAfterTimeout`): at least 24 letters and nothing else, at least two
+/// capitals, each followed by a small letter. A library's method names have the shapes
+/// of keys (ccxt's source has a 36-letter one beside `bybit`); a random value of 24
+/// letters and digits is written so about once in a hundred thousand, a longer one far
+/// more rarely (shorter keys, 18 characters, are left alone: one in 1 500 would be).
+fn is_camel_case_words(token: &[u8]) -> bool {
+    let capitals = token.iter().filter(|b| b.is_ascii_uppercase()).count();
+    token.len() >= 24
+        && capitals >= 2
+        && token.iter().all(u8::is_ascii_alphabetic)
+        && token
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.is_ascii_uppercase())
+            .all(|(i, _)| token.get(i + 1).is_some_and(u8::is_ascii_lowercase))
+}
+
 fn parse_validator(name: &str) -> Option<Validator> {
     match name {
         "p256" => Some(Validator::P256),
@@ -312,8 +330,12 @@ fn parse_validator(name: &str) -> Option<Validator> {
 }
 
 impl Rule {
-    /// Character-class and entropy checks on a value whose shape matched.
+    /// Character-class and entropy checks on a value whose shape matched; and no value
+    /// made of words ([`is_camel_case_words`]).
     pub(crate) fn accepts_token(&self, token: &[u8]) -> bool {
+        if is_camel_case_words(token) {
+            return false;
+        }
         for class in &self.classes {
             let ok = match class {
                 CharClass::Upper => token.iter().any(u8::is_ascii_uppercase),
@@ -398,6 +420,29 @@ pub(crate) fn shannon_entropy(data: &[u8]) -> f64 {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// A regression test (found scanning compiled ccxt modules): ccxt's `bybit.py` names
+    /// methods such as `createOrderWithTakeProfitAndStopLoss`, 36 letters, a Bybit
+    /// secret's shape, beside an 18-letter one and the word `bybit`: a false positive in
+    /// every project that vendors ccxt. Words in camel case are no key.
+    #[test]
+    fn method_names_in_camel_case_are_no_keys() {
+        for name in [
+            "createOrderWithTakeProfitAndStopLoss",
+            "CancelAllOrdersAfterTimeout",
+        ] {
+            assert!(is_camel_case_words(name.as_bytes()), "{name}");
+        }
+        for key in [
+            "vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A",
+            "XKqlPqQWNmHRNgVNRHtXzvNDAwzrEHaTuj",
+            "abcdefghijklmnopqr",
+            "cancelOrdersForSym",
+            "createOrderWithTPAndSLPlease",
+        ] {
+            assert!(!is_camel_case_words(key.as_bytes()), "{key}");
+        }
+    }
 
     #[test]
     fn builtin_rules_load() {

@@ -102,7 +102,8 @@ pub fn csv_line(seq: u64, event: &Event) -> String {
             set("method", r.method.clone());
             set("path", r.path.clone());
             set("action", r.action.as_str().into());
-            set("symbol", shown(r.symbol.as_deref()));
+            // A batch's orders' symbols, separated by spaces.
+            set("symbol", shown(r.symbols_named().as_deref()));
             set("notional", shown(r.notional));
             set("allowed", r.allowed.to_string());
             set(

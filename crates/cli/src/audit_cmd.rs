@@ -270,8 +270,13 @@ fn event_line(seq: u64, event: &Event) -> String {
                 r.method,
                 r.path
             );
-            if let Some(sym) = &r.symbol {
-                s.push_str(&format!(" symbol={sym}"));
+            match (&r.symbol, r.orders.len()) {
+                (Some(sym), _) => s.push_str(&format!(" symbol={sym}")),
+                (None, 0) => {}
+                (None, _) => {
+                    let symbols = r.symbols_named().unwrap_or_default().replace(' ', ",");
+                    s.push_str(&format!(" symbols={symbols}"));
+                }
             }
             if let Some(n) = r.notional {
                 s.push_str(&format!(" notional={n}"));

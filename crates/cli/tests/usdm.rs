@@ -255,4 +255,19 @@ fn ccxt_binanceusdm_trades_usdm_through_keygate() {
         .map(|o| &o["symbol"])
         .collect();
     assert_eq!(symbols, ["usdm:BTCUSDT", "usdm:BTCUSDT"], "{batch}");
+    // The CSV export and the one-line view name a batch's symbols too (found by review:
+    // they showed none).
+    let csv = kg.ok(&["audit", "export", "--format", "csv"], "").stdout;
+    assert!(
+        csv.lines().any(|l| l.contains("/fapi/v1/batchOrders")
+            && l.contains(",usdm:BTCUSDT usdm:BTCUSDT,")
+            && l.contains("order_notional")),
+        "{csv}"
+    );
+    let tail = kg.ok(&["audit", "tail", "-n", "1000"], "").stdout;
+    assert!(
+        tail.lines().any(|l| l.contains("/fapi/v1/batchOrders")
+            && l.contains(" symbols=usdm:BTCUSDT,usdm:BTCUSDT ")),
+        "{tail}"
+    );
 }

@@ -142,6 +142,17 @@ impl RequestEvent {
             None => Vec::new(),
         }
     }
+
+    /// The symbol the request names, or a batch's: each of its orders' symbols, in
+    /// order, separated by spaces (`usdm:BTCUSDT usdm:ETHUSDT`); `None` when it names
+    /// none. For what shows an event on one line or in one column.
+    pub fn symbols_named(&self) -> Option<String> {
+        if self.orders.is_empty() {
+            return self.symbol.clone();
+        }
+        let symbols: Vec<&str> = self.orders.iter().map(|o| o.symbol.as_str()).collect();
+        Some(symbols.join(" "))
+    }
 }
 
 /// One order of a batch, as its [`RequestEvent`] records it.

@@ -339,7 +339,8 @@ impl Decider {
         // no traffic.
         let orders = action.orders();
         let mut notional: Option<Decimal> = None;
-        let mut unpriced = false;
+        // The first order that must be priced at the exchange.
+        let mut unpriced: Option<usize> = None;
         for (i, order) in orders.iter().enumerate() {
             let stated = if action.is_batch() {
                 r.order_notionals.get(i).copied().flatten()
@@ -355,7 +356,9 @@ impl Decider {
             })?;
             match checked {
                 OrderNotional::Unlimited => {}
-                OrderNotional::Unknown => unpriced = true,
+                OrderNotional::Unknown => {
+                    unpriced.get_or_insert(i);
+                }
                 OrderNotional::Known(n) => {
                     let Some(total) = notional.unwrap_or_default().checked_add(n) else {
                         return deny(
@@ -367,14 +370,33 @@ impl Decider {
                 }
             }
         }
-        if unpriced {
+        if let Some(first) = unpriced {
+            // The orders of a batch that state their notional may already take the
+            // client past its day: then nothing is priced.
+            if let (Some(known), Some(max)) = (notional, policy.max_daily_notional) {
+                let used = self.day_notional(client, r.now_ms);
+                if !action.validates_only && used.checked_add(known).is_none_or(|t| t > max) {
+                    return deny(
+                        Rule::DailyNotional,
+                        format!("the orders of this batch that state their notional, {known}, would take client {client} past its daily limit {max} ({used} used today)"),
+                    );
+                }
+            }
             // The caller prices the order at the exchange and asks again: only for a
             // client within its rate, and counted against it now, whatever comes of it,
             // so that a client cannot buy itself more upstream calls.
             if !rate_counted {
                 self.count_rate(client, policy, r.now_ms, rate_cost(action))?;
             }
-            return deny(Rule::PriceUnavailable, format!("the notional of this order cannot be determined and client {client} has a notional limit"));
+            let denial = Denial::new(
+                Rule::PriceUnavailable,
+                format!("the notional of this order cannot be determined and client {client} has a notional limit"),
+            );
+            return Err(if action.is_batch() {
+                in_batch(denial, first, orders.len(), &orders[first])
+            } else {
+                denial
+            });
         }
 
         let withdrawal =
@@ -473,6 +495,18 @@ impl Decider {
 
 impl Decider {
     /// Denies a client past its rate, or counts one request against it.
+    /// The notional `client` has used on `now_ms`'s UTC day.
+    fn day_notional(&self, client: &str, now_ms: u64) -> Decimal {
+        let counters = self
+            .counters
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        counters
+            .get(client)
+            .filter(|c| c.day >= now_ms / DAY_MS)
+            .map_or(Decimal::ZERO, |c| c.day_notional)
+    }
+
     fn count_rate(
         &self,
         client: &str,
@@ -916,6 +950,39 @@ mod tests {
             rule(d.decide(&batch_request(&read_only, &big, &[n(1), n(1)], 0))),
             Some(Rule::Scope)
         );
+    }
+
+    /// Found by review: a batch whose stated orders alone take its client past the day
+    /// was priced at the exchange all the same, and a batch that could not be priced
+    /// said "this order" without saying which.
+    #[test]
+    fn a_batch_past_the_day_by_its_stated_orders_is_denied_before_pricing() {
+        let d = Decider::new();
+        let p = futures_trading_policy();
+        let n = |v: i64| Some(Decimal::from(v));
+        assert_eq!(
+            rule(d.decide(&request(&p, &futures_order("BTCUSDT"), n(1000), 0))),
+            None
+        );
+        let mixed = batch(&[("BTCUSDT", Side::Buy), ("ETHUSDT", Side::Sell)]);
+        assert_eq!(
+            rule(d.decide(&batch_request(&p, &mixed, &[n(600), None], 10))),
+            Some(Rule::DailyNotional),
+            "1000 of 1500 used, 600 stated: no price is needed to deny it"
+        );
+        match d.decide(&batch_request(&p, &mixed, &[n(100), None], 20)) {
+            Decision::Deny(denial) => {
+                assert_eq!(denial.rule, Rule::PriceUnavailable);
+                assert!(
+                    denial
+                        .message
+                        .starts_with("order 2 of 2 in the batch (usdm:ETHUSDT): "),
+                    "{}",
+                    denial.message
+                );
+            }
+            Decision::Allow => panic!("allowed without a price"),
+        }
     }
 
     #[test]

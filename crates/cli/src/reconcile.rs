@@ -285,13 +285,14 @@ pub(crate) fn reconcile(
                     // though no order is open: on spot, two assets whose holdings changed
                     // together since the last run; on USD-M, a trade's fee paid. Ahead of
                     // those the clients may trade: they are where a trade was made.
+                    let placed = traded.placing_symbols(&label, market);
                     let mut traced = symbols_of_changed_holdings(
                         store,
                         exchanges,
                         &account,
                         &pacer,
                         market,
-                        &known,
+                        &placed,
                         now_ms(),
                     );
                     traced.extend(symbols_with_trade_fees(&pacer, market, since_ms, until_ms));
@@ -988,8 +989,8 @@ struct Holdings {
 /// run, from what `account` holds: a trade changes both assets of its symbol, so each
 /// symbol of the exchange pairing two assets whose holdings both changed is listed (a
 /// key bought a coin keygate never traded, with a market order that left nothing open),
-/// unless keygate's own trades in the window (`known`, its symbols) account for both
-/// assets; and every such symbol seen in the past week, whatever this run could read.
+/// unless keygate's own orders in the window (`placed`, the symbols it placed orders in)
+/// account for both assets; and every such symbol seen in the past week, whatever this run could read.
 /// The first run of an account has nothing to compare with; a coin bought and sold again
 /// between two runs changes nothing. What is held now is kept for the next run once the
 /// symbols are known.
@@ -999,7 +1000,7 @@ fn symbols_of_changed_holdings(
     account: &keygate_store::Account,
     pacer: &Pacer<'_>,
     market: Market,
-    known: &BTreeSet<String>,
+    placed: &BTreeSet<String>,
     now_ms: u64,
 ) -> Partial<String> {
     let Some((path, query)) = Binance.holdings(market) else {
@@ -1014,8 +1015,18 @@ fn symbols_of_changed_holdings(
     let (mut holdings, first_run) = match saved {
         Ok(Ok(Some(holdings))) => (holdings, false),
         Ok(Ok(None)) => (Holdings::default(), true),
-        // Started afresh: the next run compares with what this one reads.
-        Ok(Err(_)) | Err(_) => (Holdings::default(), true),
+        // Written by no keygate: started afresh, the next run comparing with this one's.
+        Ok(Err(_)) => (Holdings::default(), true),
+        // What was kept is there, but cannot be read now: it is not written over.
+        Err(e) => {
+            return Partial {
+                items: Vec::new(),
+                failures: vec![format!(
+                    "what the account held at the last run could not be read: {e}"
+                )],
+                may_pass: true,
+            }
+        }
     };
     holdings
         .symbols
@@ -1086,7 +1097,7 @@ fn symbols_of_changed_holdings(
         };
         // An asset keygate's own trades changed: a pair of two such is theirs.
         let explained: HashSet<&String> = pairs()
-            .filter(|(_, _, symbol)| known.contains(symbol))
+            .filter(|(_, _, symbol)| placed.contains(symbol))
             .flat_map(|(base, quote, _)| [base, quote])
             .collect();
         for (base, quote, symbol) in pairs() {

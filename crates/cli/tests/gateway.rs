@@ -701,6 +701,65 @@ fn reconcile_finds_a_market_order_in_a_symbol_keygate_never_traded_by_the_holdin
     }
 }
 
+/// Found by review: what explained a change of holdings was every symbol keygate sent an
+/// order in, those the exchange refused included: a bot that traded BTCUSDT and had an
+/// ETHUSDT order refused hid a leaked key's ETHBTC trade. Only symbols keygate placed
+/// orders in explain one.
+#[test]
+fn reconcile_lists_a_pair_that_keygate_s_refused_orders_do_not_explain() {
+    let (_runtime, exchange) = simulator(vec![Credential::hmac(REAL_KEY, REAL_SECRET)]);
+    let mut home = Home::with_account(&exchange.url());
+    let issued: Value = home.issue("trader", &["--scope", "read,trade"]);
+    let reconcile = |code: i32| -> Value {
+        let args = ["reconcile", "--since", "1h", "--json"];
+        let out = if code == 0 {
+            home.kg.ok(&args, "")
+        } else {
+            home.kg.fails(&args, "", code)
+        };
+        serde_json::from_str(&out.stdout).unwrap()
+    };
+    reconcile(0);
+    let serve = Serve::start_with(&home.kg, &["--reconcile-every", "off"]);
+    let through_keygate = |method: reqwest::Method, params: &str| {
+        signed(
+            method,
+            &format!("http://{}/binance", serve.addr),
+            "/api/v3/order",
+            params,
+            issued["api_key"].as_str().unwrap(),
+            issued["secret"].as_str().unwrap(),
+        )
+    };
+    let (status, body) = through_keygate(
+        reqwest::Method::POST,
+        "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=0.01",
+    );
+    assert_eq!(status, 200, "{body}");
+    // An order the exchange refuses (more than the account holds): placed nothing.
+    let (status, body) = through_keygate(
+        reqwest::Method::POST,
+        "symbol=ETHUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=100000&price=3000",
+    );
+    assert_eq!(status, 400, "{body}");
+    let leaked = placed_behind_its_back(
+        &exchange.url(),
+        "/api/v3/order",
+        "symbol=ETHBTC&side=BUY&type=MARKET&quantity=1",
+    );
+    std::thread::sleep(Duration::from_millis(5500));
+    drop(serve);
+    let report = reconcile(1);
+    let symbols = report[0]["symbols"].as_array().unwrap();
+    assert!(symbols.contains(&json!("ETHBTC")), "{report}");
+    let unmatched = report[0]["orders_not_through_keygate"].as_array().unwrap();
+    let ids: Vec<&str> = unmatched
+        .iter()
+        .map(|o| o["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [leaked.as_str()], "{report}");
+}
+
 /// What keygate's own orders changed is theirs: a bot trading BTCUSDT and ETHUSDT through
 /// keygate changes BTC, ETH and USDT, and ETHBTC, which pairs two of them, is not listed
 /// for it (a bot trading twenty coins would otherwise list every cross pair for a week).

@@ -183,10 +183,17 @@ impl Forwarded {
                     let placed = o.order_ids.iter().map(|id| (symbol.clone(), id.clone()));
                     orders.placed.extend(placed);
                 }
-                // Whatever it placed, an outcome unknown leaves its orders standing for
-                // what the exchange lists: a batch answered in part (one order placed, one
-                // whose execution the exchange does not know) may have placed the rest.
+                // An outcome unknown leaves its orders standing for what the exchange
+                // lists: a batch answered in part (one order placed, one whose execution the
+                // exchange does not know) may have placed the rest. When ids came back, which
+                // order each is does not say: only orders known by their client order id
+                // stand, so that one placed behind keygate's back in the same symbol and
+                // side cannot take the place of an order the answer placed.
                 if o.outcome == Outcome::Unknown {
+                    let mut sent = sent;
+                    if !o.order_ids.is_empty() {
+                        sent.retain(|order| order.client_order_id.is_some());
+                    }
                     orders.unanswered.insert(o.request_id.clone(), sent);
                 }
                 // Otherwise the exchange answered, or was never reached.
@@ -286,6 +293,23 @@ impl Forwarded {
             &mut self.orders
         };
         books.entry((account, market)).or_default()
+    }
+
+    /// The symbols of `market` in which keygate placed orders (or conditional orders) for
+    /// `account`, or sent some whose answer has not said: not those it only cancelled,
+    /// tested, or had refused. What changed the account's holdings, as far as keygate
+    /// knows.
+    pub fn placing_symbols(&self, account: &str, market: Market) -> BTreeSet<String> {
+        let key = (account.to_owned(), market);
+        [&self.orders, &self.conditional]
+            .into_iter()
+            .filter_map(|books| books.get(&key))
+            .flat_map(|orders| {
+                let placed = orders.placed.iter().map(|(symbol, _)| symbol.clone());
+                let sent = orders.unanswered.values().flatten();
+                placed.chain(sent.map(|order| order.symbol.clone()))
+            })
+            .collect()
     }
 
     /// The symbols of `market` that `account` traded through keygate, with orders or
@@ -815,10 +839,6 @@ mod tests {
         assert!(forwarded.symbols("main", Market::Usdm).is_empty());
     }
 
-    /// A regression test: a batch whose answer never came (a timeout: outcome unknown)
-    /// was kept as one order in no symbol, which matched nothing the exchange listed, so
-    /// the batch's own orders were reported as placed behind keygate's back: a false
-    /// critical alert.
     /// The event of a batch of a BTCUSDT buy (client order id `a`) and an ETHUSDT buy.
     fn batch_of_two(request_id: &str, ts_ms: u64) -> Event {
         let mut batch = sent_to("/fapi/v1/batchOrders", request_id, None, ts_ms);
@@ -861,7 +881,11 @@ mod tests {
     #[test]
     fn a_batch_answered_in_part_with_its_outcome_unknown_still_stands_for_its_orders() {
         let mut forwarded = Forwarded::default();
-        forwarded.note(&batch_of_two("r1", 1_000_000));
+        let mut batch = batch_of_two("r1", 1_000_000);
+        if let EventBody::Request(r) = &mut batch.body {
+            r.orders[1].client_order_id = Some("b".into());
+        }
+        forwarded.note(&batch);
         forwarded.note(&answered("r1", Outcome::Unknown, &["11"], 1_000_010));
         assert!(forwarded.order_forwarded(
             "main",
@@ -871,10 +895,39 @@ mod tests {
         assert!(forwarded.order_forwarded(
             "main",
             Market::Usdm,
-            &listed("ETHUSDT", "12", "made-up", 1_000_100)
+            &listed("ETHUSDT", "12", "b", 1_000_100)
         ));
     }
 
+    /// Found by review: with ids back and the outcome unknown, every order of the batch
+    /// stood again, and one the answer placed (known by its id) left its place free for
+    /// an order of the same symbol and side placed behind keygate's back. Only orders
+    /// known by their client order id stand then.
+    #[test]
+    fn a_batch_answered_in_part_leaves_no_place_an_order_behind_its_back_can_take() {
+        let mut forwarded = Forwarded::default();
+        let mut batch = batch_of_two("r1", 1_000_000);
+        if let EventBody::Request(r) = &mut batch.body {
+            r.orders[0].client_order_id = None;
+        }
+        forwarded.note(&batch);
+        forwarded.note(&answered("r1", Outcome::Unknown, &["11"], 1_000_010));
+        assert!(forwarded.order_forwarded(
+            "main",
+            Market::Usdm,
+            &listed("BTCUSDT", "11", "made-up", 1_000_100)
+        ));
+        assert!(!forwarded.order_forwarded(
+            "main",
+            Market::Usdm,
+            &listed("BTCUSDT", "99", "made-up-2", 1_000_200)
+        ));
+    }
+
+    /// A regression test: a batch whose answer never came (a timeout: outcome unknown)
+    /// was kept as one order in no symbol, which matched nothing the exchange listed, so
+    /// the batch's own orders were reported as placed behind keygate's back: a false
+    /// critical alert.
     #[test]
     fn an_unanswered_batch_stands_for_each_of_its_orders() {
         let mut forwarded = Forwarded::default();

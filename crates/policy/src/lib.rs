@@ -182,7 +182,10 @@ impl Counters {
             self.rate_window_ms = now_ms;
             self.rate_count = 0;
         }
-        if self.rate_count.saturating_add(cost) > rate {
+        // A batch larger than the rate is let through in a second with nothing counted
+        // yet (it counts in full, and the requests after it that second are refused): it
+        // could never pass otherwise.
+        if self.rate_count.saturating_add(cost.min(rate)) > rate {
             let batch = if cost > 1 {
                 format!(" (a batch counts each of its {cost} orders)")
             } else {
@@ -494,7 +497,6 @@ impl Decider {
 }
 
 impl Decider {
-    /// Denies a client past its rate, or counts one request against it.
     /// The notional `client` has used on `now_ms`'s UTC day.
     fn day_notional(&self, client: &str, now_ms: u64) -> Decimal {
         let counters = self
@@ -507,6 +509,7 @@ impl Decider {
             .map_or(Decimal::ZERO, |c| c.day_notional)
     }
 
+    /// Denies a client past its rate, or counts a request of `cost` against it.
     fn count_rate(
         &self,
         client: &str,
@@ -875,27 +878,27 @@ mod tests {
             ..futures_trading_policy()
         };
         let n = |v: i64| Some(Decimal::from(v));
+        let single = |at| rule(d.decide(&request(&p, &futures_order("BTCUSDT"), n(1), at)));
+        let two = batch(&[("BTCUSDT", Side::Buy), ("ETHUSDT", Side::Buy)]);
         let three = batch(&[
             ("BTCUSDT", Side::Buy),
             ("ETHUSDT", Side::Buy),
             ("BTCUSDT", Side::Sell),
         ]);
-        let denied = d.decide(&batch_request(&p, &three, &[n(1), n(1), n(1)], 0));
-        assert_eq!(rule(denied), Some(Rule::Rate));
-        let two = batch(&[("BTCUSDT", Side::Buy), ("ETHUSDT", Side::Buy)]);
+        // After one order, a batch of two would make three in the second.
+        assert_eq!(single(0), None);
         assert_eq!(
             rule(d.decide(&batch_request(&p, &two, &[n(1), n(1)], 10))),
+            Some(Rule::Rate)
+        );
+        // A batch larger than the rate passes in a second with nothing counted yet (it
+        // could never pass otherwise), and counts in full: nothing more that second.
+        assert_eq!(
+            rule(d.decide(&batch_request(&p, &three, &[n(1), n(1), n(1)], 1_000))),
             None
         );
-        assert_eq!(
-            rule(d.decide(&request(&p, &futures_order("BTCUSDT"), n(1), 20))),
-            Some(Rule::Rate),
-            "the batch of two used the second's rate"
-        );
-        assert_eq!(
-            rule(d.decide(&request(&p, &futures_order("BTCUSDT"), n(1), 1_010))),
-            None
-        );
+        assert_eq!(single(1_010), Some(Rule::Rate));
+        assert_eq!(single(2_000), None);
     }
 
     #[test]

@@ -56,14 +56,26 @@ fn percent_escape(rest: &[u8]) -> Option<(u8, usize)> {
     }
 }
 
-/// Whether `rest` begins with a URL's percent-encoding of a byte: `%` and two hex digits.
+/// Whether `rest` begins with a URL's percent-encoding of an ASCII character that no
+/// token holds (`%22`, `%3A`, `%20`, `%0A`): `%`, then two hex digits.
 fn is_percent_escape(rest: &[u8]) -> bool {
-    matches!(rest, [b'%', high, low, ..] if high.is_ascii_hexdigit() && low.is_ascii_hexdigit())
+    let [b'%', high, low, ..] = rest else {
+        return false;
+    };
+    let digit = |b: &u8| (*b as char).to_digit(16);
+    match (digit(high), digit(low)) {
+        (Some(high), Some(low)) => {
+            let byte = high * 16 + low;
+            byte < 0x80 && !TOKEN_BYTE[byte as usize]
+        }
+        _ => false,
+    }
 }
 
 /// Whether the text before the `:` at `colon` is a URL's scheme: a letter, then at most
-/// fifteen letters, digits, `+`, `-` or `.`, with nothing a token goes on with before it.
-/// A key before a colon (`KEY:SECRET`) is longer than any scheme.
+/// 31 letters, digits, `+`, `-` or `.` (`binance-futures-testnet`), with nothing a token
+/// goes on with before it. A key before a colon (`KEY:SECRET`) that could hold a `/` is
+/// longer than any scheme.
 fn is_scheme_before(data: &[u8], colon: usize) -> bool {
     let is_scheme_byte = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.');
     let start = data[..colon]
@@ -71,7 +83,7 @@ fn is_scheme_before(data: &[u8], colon: usize) -> bool {
         .rposition(|&b| !is_scheme_byte(b))
         .map_or(0, |i| i + 1);
     let scheme = &data[start..colon];
-    (1..=16).contains(&scheme.len())
+    (1..=32).contains(&scheme.len())
         && scheme[0].is_ascii_alphabetic()
         && (start == 0 || !TOKEN_BYTE[data[start - 1] as usize])
 }
@@ -599,9 +611,10 @@ impl Engine {
                         continue;
                     }
                     Some(_) => {}
-                    // Any other URL escape (`%22`, `%3A`) stands for a character that is
-                    // no part of a value: its two hex digits do not begin one either
-                    // (`%22KEY%22`, a JSON body written into a query string).
+                    // A URL escape of any other ASCII character no value holds (`%22`,
+                    // `%3A`, `%20`): its two hex digits do not begin a value either
+                    // (`%22KEY%22`, a JSON body written into a query string). A `%` before
+                    // anything else (`100%ABCDEF…`, `LIKE '%e4f0…'`) is a `%`.
                     None if is_percent_escape(&data[i..]) => {
                         i += 3;
                         continue;

@@ -303,8 +303,9 @@ impl RuleSet {
 /// `CancelAllOrdersAfterTimeout`): at least 24 letters and nothing else, at least two
 /// capitals, each followed by a small letter. A library's method names have the shapes
 /// of keys (ccxt's source has a 36-letter one beside `bybit`); a random value of 24
-/// letters and digits is written so about once in a hundred thousand, a longer one far
-/// more rarely (shorter keys, 18 characters, are left alone: one in 1 500 would be).
+/// letters and digits is written so about once in fifteen thousand, one of 32 (the
+/// shortest mixed-case key shape this long) once in three hundred thousand, longer ones
+/// far more rarely (shorter keys, 18 characters, are left alone: one in 1 500 would be).
 fn is_camel_case_words(token: &[u8]) -> bool {
     let capitals = token.iter().filter(|b| b.is_ascii_uppercase()).count();
     token.len() >= 24

@@ -669,9 +669,6 @@ mod written {
         assert_eq!(escaped, [true; 3], "no value had a +, a / and a =");
     }
 
-    /// Ordinary URLs with percent-encoded spaces and slashes next to an exchange's name are
-    /// no keys: `%20` ends a value, and a path read with its `%2F` decoded is what the same
-    /// path written plainly is.
     /// A regression test (found by review): the `//` after a URL's scheme was dropped
     /// after any colon, so a Kraken secret that begins with `//` in `KEY://SECRET` (a
     /// colon pair, or a DSN's user part) lost two characters and was missed.
@@ -706,11 +703,25 @@ mod written {
         );
         let f = scanner.scan_bytes("access.log", text.as_bytes());
         assert_eq!(f.len(), 1, "{text}\n{f:#?}");
+        let mut want = vec![key.clone(), secret.clone()];
+        want.sort();
+        assert_eq!(values(&f[0]), want, "{text}");
+        // A `%` before what an escape of a token character would be is a `%`: the value
+        // after it keeps its first two characters (found by review).
+        let key = format!("e4{}", &key[2..]);
+        let text = format!(
+            "-- binance\nSELECT * FROM keys WHERE api_key LIKE '%{key}' AND secret = '{secret}';\n"
+        );
+        let f = scanner.scan_bytes("audit.sql", text.as_bytes());
+        assert_eq!(f.len(), 1, "{text}\n{f:#?}");
         let mut want = vec![key, secret];
         want.sort();
         assert_eq!(values(&f[0]), want, "{text}");
     }
 
+    /// Ordinary URLs with percent-encoded spaces and slashes next to an exchange's name are
+    /// no keys: `%20` ends a value, and a path read with its `%2F` decoded is what the same
+    /// path written plainly is.
     #[test]
     fn ordinary_urls_with_percent_escapes_are_no_keys() {
         let scanner = Scanner::new();

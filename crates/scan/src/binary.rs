@@ -87,35 +87,37 @@ fn sqlite_text_columns(data: &[u8]) -> Vec<(usize, usize)> {
         };
         let count = usize::from(u16::from_be_bytes([count[0], count[1]]));
         let mut budget = page.len();
+        let mut columns = Vec::new();
         for cell in 0..count {
             let at = header + 8 + 2 * cell;
             let Some(pointer) = page.get(at..at + 2) else {
                 break;
             };
             let pointer = usize::from(u16::from_be_bytes([pointer[0], pointer[1]]));
-            if let Some(columns) = record_text_columns(page, pointer, table, usable, &mut budget) {
-                out.extend(columns.into_iter().map(|(s, e)| (base + s, base + e)));
-            }
-            if out.len() >= MAX_SQLITE_COLUMNS {
-                break;
+            if let Some(found) = record_text_columns(page, pointer, table, usable, &mut budget) {
+                columns.extend(found.into_iter().map(|(s, e)| (base + s, base + e)));
             }
         }
+        // The cells of a database do not overlap: a column that overlaps the one before
+        // it was reached through a forged cell pointer (several pointing at one cell), and
+        // is read once, before it counts against the budget. The columns then hold each
+        // byte of the file once at most.
+        columns.sort_unstable();
+        let mut covered = 0;
+        columns.retain(|&(at, stop)| {
+            let first = at >= covered;
+            if first {
+                covered = stop;
+            }
+            first
+        });
+        let room = MAX_SQLITE_COLUMNS - out.len();
+        columns.truncate(room);
+        out.extend(columns);
         if out.len() >= MAX_SQLITE_COLUMNS {
             break;
         }
     }
-    out.sort_unstable();
-    // The cells of a database do not overlap: a column that overlaps the one before it was
-    // reached through a forged cell pointer (several pointing at one cell), and is read
-    // once. The columns then hold each byte of the file once at most.
-    let mut covered = 0;
-    out.retain(|&(at, stop)| {
-        let first = at >= covered;
-        if first {
-            covered = stop;
-        }
-        first
-    });
     out
 }
 
@@ -465,31 +467,38 @@ mod tests {
         assert!(super::sqlite_text_columns(&db).is_empty());
     }
 
+    /// A database of 64 KiB pages: a header page, then `pages` table leaf pages, each
+    /// with `pointers` cell pointers to one cell of two text columns, 10 000 bytes and 5
+    /// (the second glues the first to a token character). With where that cell's body
+    /// starts in each page.
+    fn forged_database(pages: usize, pointers: usize) -> (Vec<u8>, usize) {
+        let mut db = vec![b'A'; (1 + pages) * 65536];
+        db[..100].fill(0);
+        db[..16].copy_from_slice(b"SQLite format 3\0");
+        db[16..18].copy_from_slice(&1u16.to_be_bytes()); // 64 KiB pages
+        let cell = 0x7594usize;
+        for page in db[65536..].chunks_mut(65536) {
+            page[0] = 0x0d;
+            page[3..5].copy_from_slice(&(pointers as u16).to_be_bytes());
+            for i in 0..pointers {
+                page[8 + 2 * i..10 + 2 * i].copy_from_slice(&(cell as u16).to_be_bytes());
+            }
+            // Payload 10 010 (two varint bytes) and row id 1; the record's header, 5 bytes
+            // long: a text of 10 000 bytes (serial type 20 013) and one of 5 (type 23).
+            page[cell..cell + 3].copy_from_slice(&[0xce, 0x1a, 0x01]);
+            page[cell + 3..cell + 8].copy_from_slice(&[0x05, 0x81, 0x9c, 0x2d, 0x17]);
+            page[cell + 8 + 10_000..cell + 8 + 10_005].copy_from_slice(b"yyyyy");
+        }
+        (db, cell + 8)
+    }
+
     /// A regression test (found by review): cell pointers forged to point at one cell
     /// with a long text column had that column copied once per pointer: a 64 KiB page
     /// made hundreds of megabytes of text. A column is read once, and the text stays
     /// within a few times the file's size.
     #[test]
     fn forged_cell_pointers_to_one_long_column_copy_it_once() {
-        let mut db = vec![b'A'; 2 * 65536];
-        db[..100].fill(0);
-        db[..16].copy_from_slice(b"SQLite format 3\0");
-        db[16..18].copy_from_slice(&1u16.to_be_bytes()); // 64 KiB pages
-        let page = &mut db[65536..];
-        page[0] = 0x0d;
-        let cells = 15_000usize;
-        page[3..5].copy_from_slice(&(cells as u16).to_be_bytes());
-        let cell = 0x7594usize;
-        for i in 0..cells {
-            page[8 + 2 * i..10 + 2 * i].copy_from_slice(&(cell as u16).to_be_bytes());
-        }
-        // Payload 10 010 (two varint bytes) and row id 1; the record's header, 5 bytes
-        // long: a text of 10 000 bytes (serial type 20 013) and one of 5 (serial type 23)
-        // that glues it to a token character.
-        page[cell..cell + 3].copy_from_slice(&[0xce, 0x1a, 0x01]);
-        page[cell + 3..cell + 8].copy_from_slice(&[0x05, 0x81, 0x9c, 0x2d, 0x17]);
-        let body = cell + 8;
-        page[body + 10_000..body + 10_005].copy_from_slice(b"yyyyy");
+        let (db, body) = forged_database(1, 15_000);
         let columns = super::sqlite_text_columns(&db);
         let at = 65536 + body;
         assert_eq!(columns.len(), 2, "one column per cell, not per pointer");
@@ -501,6 +510,19 @@ mod tests {
             strings.text.len(),
             db.len()
         );
+    }
+
+    /// A regression test (found by review): the columns forged pointers repeat counted
+    /// against the million a database may have before they were found to be repeats, so
+    /// seventy such pages left every later column unread.
+    #[test]
+    fn repeated_columns_do_not_use_up_the_columns_read() {
+        let pages = super::MAX_SQLITE_COLUMNS / 15_000 + 2;
+        let (db, body) = forged_database(pages, 15_000);
+        let columns = super::sqlite_text_columns(&db);
+        assert_eq!(columns.len(), 2 * pages);
+        let last = pages * 65536 + body;
+        assert_eq!(columns.last(), Some(&(last + 10_000, last + 10_005)));
     }
 
     #[test]

@@ -99,13 +99,7 @@ impl Exchanges {
         path: &str,
         query: &str,
     ) -> Result<Answer, ReadError> {
-        let base = match account.upstream.as_deref() {
-            Some(base) => base.to_owned(),
-            None => adapter
-                .route(path)
-                .map(|r| r.base.to_owned())
-                .ok_or_else(|| ReadError::lasting("no exchange host serves it"))?,
-        };
+        let base = base_for(adapter, account.upstream.as_deref(), path)?;
         let url = match query {
             "" => format!("{base}{path}"),
             query => format!("{base}{path}?{query}"),
@@ -167,6 +161,22 @@ async fn signed_read<A: Adapter>(
     .await
 }
 
+/// Where `path` is asked: `upstream` when one replaces the exchange's hosts, else the
+/// exchange host that serves it.
+fn base_for<A: Adapter>(
+    adapter: &A,
+    upstream: Option<&str>,
+    path: &str,
+) -> Result<String, ReadError> {
+    match upstream {
+        Some(base) => Ok(base.to_owned()),
+        None => adapter
+            .route(path)
+            .map(|r| r.base.to_owned())
+            .ok_or_else(|| ReadError::lasting("no exchange host serves it")),
+    }
+}
+
 /// GETs `path?query` signed with `(api_key, secret)` from the exchange host serving it,
 /// or from `base` when one replaces them.
 async fn read_signed_with<A: Adapter>(
@@ -177,13 +187,7 @@ async fn read_signed_with<A: Adapter>(
     path: &str,
     query: &str,
 ) -> Result<Answer, ReadError> {
-    let base = match base {
-        Some(base) => base.to_owned(),
-        None => adapter
-            .route(path)
-            .map(|r| r.base.to_owned())
-            .ok_or_else(|| ReadError::lasting("no exchange host serves it"))?,
-    };
+    let base = base_for(adapter, base, path)?;
     // On the exchange's clock, as the gateway signs: a host clock a second ahead would
     // have every read refused as signed in the future (-1021).
     let now = upstream.exchange_time_ms(adapter, &base, path).await;

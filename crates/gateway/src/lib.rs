@@ -859,7 +859,7 @@ impl Gateway {
         let read = adapter.parse(&query, b"", None).ok()?;
         let timestamp = self.upstream.exchange_time_ms(adapter, base, path).await;
         let forward = read.resign(api_key, secret, timestamp);
-        let url = format!("{base}{path}?{}", forward.query);
+        let url = upstream_url(base, path, &forward.query);
         let answer = self
             .upstream
             .send(&Method::GET, &url, &forward.headers, b"")

@@ -736,7 +736,7 @@ enum Named {
 }
 
 impl Named {
-    fn as_ref(&self) -> OrderRef<'_> {
+    fn order_ref(&self) -> OrderRef<'_> {
         match self {
             Named::Id(id) => OrderRef::Id(*id),
             Named::Client(id) => OrderRef::Client(id),
@@ -887,7 +887,7 @@ fn private(
             let answers = batch_cancels(params)?
                 .iter()
                 .map(|named| {
-                    match book::cancel(account, Product::UsdM, m.symbol, &named.as_ref(), now) {
+                    match book::cancel(account, Product::UsdM, m.symbol, &named.order_ref(), now) {
                         Ok(order) => futures_order(&order),
                         Err(error) => error.into_parts().1,
                     }

@@ -723,6 +723,17 @@ fn check_order(
             ),
             _ => Ok(OrderNotional::Known(n)),
         },
+        // Nothing to price: an order that names no quantity (a USD-M stop with
+        // `closePosition`, which closes whatever position there is when it triggers)
+        // is worth what is not known yet. Denied here, before a ticker call for nothing.
+        None if order.quantity.is_none() && order.quote_quantity.is_none() => deny(
+            Rule::OrderNotional,
+            format!(
+                "{} names no quantity, so its notional cannot be counted and client {client} \
+                 has a notional limit; give a quantity (with reduceOnly to close a position)",
+                order.endpoint
+            ),
+        ),
         None => Ok(OrderNotional::Unknown),
     }
 }
@@ -798,6 +809,7 @@ mod tests {
         let mut a = Action::new(ActionKind::Trade, "POST /api/v3/order");
         a.symbol = Some(symbol.to_owned());
         a.market = Some(Market::Spot);
+        a.quantity = Some(Decimal::ONE);
         a
     }
 
@@ -805,6 +817,7 @@ mod tests {
         let mut a = Action::new(ActionKind::Trade, "POST /fapi/v1/order");
         a.symbol = Some(symbol.to_owned());
         a.market = Some(Market::Usdm);
+        a.quantity = Some(Decimal::ONE);
         a
     }
 
@@ -1113,6 +1126,49 @@ mod tests {
         // An order is priced as before.
         assert_eq!(
             rule(d.decide(&request(&p, &futures_order("BTCUSDT"), None, 1_000))),
+            Some(Rule::PriceUnavailable)
+        );
+    }
+
+    /// A regression test: a USD-M stop with `closePosition` names no quantity, so under a
+    /// notional limit it was sent to be priced (a ticker call, counted against the rate)
+    /// and then denied as a price that could not be had, which is not why.
+    #[test]
+    fn an_order_without_quantity_is_denied_for_it_before_any_pricing() {
+        let d = Decider::new();
+        let p = futures_trading_policy();
+        let close_position = || {
+            let mut a = futures_order("BTCUSDT");
+            a.endpoint = "POST /fapi/v1/algoOrder".into();
+            a.side = Some(Side::Sell);
+            a.trigger_price = Some(Decimal::from(60_000));
+            a.quantity = None;
+            a
+        };
+        let Decision::Deny(denial) = d.decide(&request(&p, &close_position(), None, 0)) else {
+            panic!("an order without quantity was allowed under a notional limit");
+        };
+        assert_eq!(denial.rule, Rule::OrderNotional);
+        assert!(
+            denial.message.contains("names no quantity"),
+            "{}",
+            denial.message
+        );
+        // Without a notional limit, nothing needs counting.
+        let unlimited = Policy {
+            max_order_notional: None,
+            max_daily_notional: None,
+            ..p.clone()
+        };
+        assert_eq!(
+            rule(d.decide(&request(&unlimited, &close_position(), None, 10))),
+            None
+        );
+        // With a quantity it is priced as any order.
+        let mut with_quantity = close_position();
+        with_quantity.quantity = Some(Decimal::ONE);
+        assert_eq!(
+            rule(d.decide(&request(&p, &with_quantity, None, 20))),
             Some(Rule::PriceUnavailable)
         );
     }

@@ -566,6 +566,12 @@ impl<'a> Pacer<'a> {
 
     /// The body of a signed read of `path?query`, once the weight allows it.
     fn read(&self, path: &str, query: &str) -> Result<Vec<u8>, String> {
+        self.paced(|| (self.read)(path, query))
+    }
+
+    /// The body `read` answers, read once the weight allows it: a read in this pool that
+    /// is not signed (public market data) counts against the same minute.
+    fn paced(&self, read: impl FnOnce() -> Result<Answer, ReadError>) -> Result<Vec<u8>, String> {
         let stopped = || {
             self.gave_up.set(true);
             self.may_pass.set(true);
@@ -592,7 +598,7 @@ impl<'a> Pacer<'a> {
         } else {
             self.waits.set(0);
         }
-        let answer = (self.read)(path, query).map_err(|e| {
+        let answer = read().map_err(|e| {
             self.may_pass.set(self.may_pass.get() || e.may_pass);
             e.reason
         })?;
@@ -1075,10 +1081,12 @@ fn symbols_of_changed_holdings(
             fail("keygate cannot list this market's symbols".into(), false);
             return traced;
         };
-        let symbols = match exchanges.public_read(&Binance, account, path, &query) {
-            Ok(listed) => Binance.parse_symbol_list(&listed.body),
-            Err(e) => {
-                fail(format!("its symbols: {}", e.reason), e.may_pass);
+        // Public, but in the weight pool of the signed reads.
+        let listed = pacer.paced(|| exchanges.public_read(&Binance, account, path, &query));
+        let symbols = match listed {
+            Ok(listed) => Binance.parse_symbol_list(&listed),
+            Err(reason) => {
+                fail(format!("its symbols: {reason}"), false);
                 return traced;
             }
         };
@@ -1664,6 +1672,28 @@ mod tests {
         assert!(listed.unwrap().is_empty());
         assert_eq!(exchange.asked.get(), 4);
         assert_eq!(*waits_at.borrow(), [2], "one wait, before the third read");
+    }
+
+    /// A regression test: the public read of every symbol's price, which the holdings
+    /// check makes, went out whatever weight the signed reads before it had reported.
+    #[test]
+    fn a_public_read_keeps_to_the_ceiling_of_its_pool() {
+        let exchange = exchange(&[3_000, 50, 60]);
+        let read = |path: &str, query: &str| exchange.read(path, query);
+        let waits_at = std::cell::RefCell::new(Vec::new());
+        let wait = || {
+            waits_at.borrow_mut().push(exchange.asked.get());
+            true
+        };
+        let pacer = Pacer::new(&read, &wait, &|| false, 3_000);
+        pacer.read("/api/v3/account", "").unwrap();
+        pacer
+            .paced(|| exchange.read("/api/v3/ticker/price", ""))
+            .unwrap();
+        assert_eq!(*waits_at.borrow(), [1], "one wait, before the public read");
+        // What the public read reported counts for the next one.
+        pacer.read("/api/v3/myTrades", "symbol=BTCUSDT").unwrap();
+        assert_eq!((exchange.asked.get(), waits_at.borrow().len()), (3, 1));
     }
 
     #[test]

@@ -8,6 +8,7 @@ use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 
 use crate::output::STDOUT_WRITE;
+use crate::stop::StopSignals;
 
 /// `keygate dev …`
 #[derive(Subcommand, Debug)]
@@ -84,6 +85,7 @@ fn mock_exchange(args: &MockExchangeArgs) -> anyhow::Result<()> {
     }
     let credentials = keygate_mockex::load_credentials(&args.credentials)
         .with_context(|| format!("loading credentials from {}", args.credentials.display()))?;
+    let stop = StopSignals::catch()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -100,7 +102,7 @@ fn mock_exchange(args: &MockExchangeArgs) -> anyhow::Result<()> {
             out.flush().context(STDOUT_WRITE)?;
         }
         tracing::info!(%addr, keys = credentials.len(), "mock exchange started");
-        keygate_mockex::serve(listener, credentials, crate::serve::shutdown_signal())
+        keygate_mockex::serve(listener, credentials, stop.waited())
             .await
             .context("serving the simulator")
     })

@@ -35,6 +35,7 @@ mod remote;
 mod report;
 mod scan_cmd;
 mod serve;
+mod stop;
 mod upgrade;
 
 use std::path::PathBuf;

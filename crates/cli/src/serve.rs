@@ -18,6 +18,7 @@ use keygate_store::Store;
 use crate::alerts;
 use crate::home::{parse_duration, Home, Unlocked};
 use crate::reconcile::Watch;
+use crate::stop::StopSignals;
 
 /// Options of `keygate serve`.
 #[derive(clap::Args, Debug)]
@@ -142,6 +143,9 @@ pub fn run(unlocked: Unlocked, args: &ServeArgs) -> anyhow::Result<()> {
             );
         }
     }
+    // Caught from here on: a stop sent while the gateway starts (from the moment its
+    // process id is in `serve.lock`) is acted on once it serves, as any stop is.
+    let stop = StopSignals::catch()?;
     let _only_gateway = hold_serve_lock(&unlocked.home)?;
     let locked_at = Instant::now();
     let alerts = alerts::settings(&unlocked.home)?;
@@ -247,11 +251,7 @@ pub fn run(unlocked: Unlocked, args: &ServeArgs) -> anyhow::Result<()> {
         server.local_addr()
     );
 
-    let signals = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the signal handler")?;
-    signals.block_on(shutdown_signal());
+    stop.wait();
     eprintln!("keygate: shutting down");
     let served = server.shutdown().context("serving");
     // Requests have drained; their audit events may still wait for a batch.
@@ -333,28 +333,4 @@ fn hold_serve_lock(home: &Home) -> anyhow::Result<File> {
         .and_then(|()| writeln!(file, "{}", std::process::id()))
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(file)
-}
-
-/// Completes on Ctrl-C or, on Unix, SIGTERM.
-pub(crate) async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
-    }
 }

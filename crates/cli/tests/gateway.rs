@@ -10,7 +10,7 @@ use keygate_exchanges::binance;
 use keygate_mockex::Credential;
 use serde_json::{json, Value};
 
-use crate::common::{python, simulator, Kg, Serve};
+use crate::common::{python, simulator, terminate, Kg, Serve};
 
 const REAL_KEY: &str = "RealKey1RealKey1RealKey1RealKey1RealKey1RealKey1RealKey1RealKey1";
 const REAL_SECRET: &str = "PlantedRealSecret1PlantedRealSecret1PlantedRealSecret1Planted001";
@@ -1634,6 +1634,71 @@ fn a_second_gateway_on_the_same_vault_is_refused() {
     drop(first);
     // The lock goes with the process: the next gateway starts.
     let _next = Serve::start(&home.kg);
+}
+
+/// A regression test: `serve` listened for SIGTERM only once it had said it listened, and
+/// tokio dropped a SIGTERM that came while that listener was being set up: a gateway
+/// stopped just after it started went on serving until killed (a test hung on it), and
+/// one stopped while it started was killed before it could flush anything. A stop sent
+/// while serve starts is now acted on once it serves, as any stop: drained, flushed, exit 0.
+#[test]
+fn a_stop_sent_while_serve_starts_stops_it_cleanly() {
+    use std::io::Read;
+    use std::process::Stdio;
+
+    let home = Home::with_account("http://127.0.0.1:9");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_keygate"))
+        .arg("--home")
+        .arg(home.kg.home())
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--reconcile-every",
+            "off",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Its process id is written to `serve.lock` a second before it serves (it waits out
+    // the window of requests signed ahead): stopped then.
+    let lock = home.kg.home().join("serve.lock");
+    let pid = child.id().to_string();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while std::fs::read_to_string(&lock).map_or(true, |held| held.trim() != pid) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "serve never took its lock"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "serve ended before it started"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(terminate(&child));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("serve did not stop within 60 s of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut rest = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut rest)
+        .unwrap();
+    assert!(status.success(), "{status}: {rest}");
+    assert!(rest.contains("keygate: shutting down"), "{rest}");
 }
 
 /// A regression test: a request signed a moment ahead of the clock (Binance takes a

@@ -345,14 +345,14 @@ impl Drop for Serve {
 /// Sends SIGTERM to `child`, in-process: a machine without the `kill` command would
 /// otherwise wait forever. Whether it was sent.
 #[cfg(target_os = "linux")]
-fn terminate(child: &Child) -> bool {
+pub fn terminate(child: &Child) -> bool {
     use rustix::process::{kill_process, Pid, Signal};
     kill_process(Pid::from_child(child), Signal::TERM).is_ok()
 }
 
 /// Sends SIGTERM to `child` with the `kill` command; whether it was sent.
 #[cfg(not(target_os = "linux"))]
-fn terminate(child: &Child) -> bool {
+pub fn terminate(child: &Child) -> bool {
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

@@ -1799,6 +1799,13 @@ const SAPI_READ: &[&str] = &[
     "asset/tradeFee",
     "margin/allPairs",
     "margin/isolated/allPairs",
+    // History of the account's own wallet moves, read by ccxt's fetchTransfers,
+    // fetchMyDustTrades and fetchConvertTradeHistory; the balance of each wallet. The
+    // moves themselves are POSTs to the first two paths, classified as transfers.
+    "asset/transfer",
+    "asset/dribblet",
+    "convert/tradeFlow",
+    "asset/wallet/balance",
 ];
 
 const SAPI_TRANSFER: &[&str] = &[
@@ -1887,6 +1894,18 @@ const FAPI_READ: &[&str] = &[
     "algoOrder",
     "openAlgoOrders",
     "allAlgoOrders",
+    // The account's liquidations (ccxt's fetchMyLiquidations), margin changes
+    // (fetchMarginAdjustments), orders' modifications, auto-deleverage ranks, its order
+    // rate limits, whether it pays fees in BNB, and a futures conversion's status. Not
+    // the `…/asyn` downloads of whole histories, which weigh 1000 each: three of them
+    // would spend the address's weight for the minute and hold back its orders.
+    "forceOrders",
+    "positionMargin/history",
+    "orderAmendment",
+    "adlQuantile",
+    "rateLimit/order",
+    "feeBurn",
+    "convert/orderStatus",
 ];
 
 const FAPI_TRADE_POST: &[&str] = &["algoOrder", "order/test"];
@@ -3221,6 +3240,31 @@ mod tests {
             ("GET", "/fapi/v1/openAlgoOrders", ActionKind::Read),
             ("GET", "/fapi/v1/allAlgoOrders", ActionKind::Read),
             ("PUT", "/fapi/v1/algoOrder", ActionKind::Unknown),
+        ] {
+            assert_eq!(classify_endpoint(method, path), kind, "{method} {path}");
+        }
+        // Reads of ccxt's unified methods beyond orders and balances; the same paths
+        // written to stay what they were, and the heavy history downloads stay unknown.
+        for (method, path, kind) in [
+            ("GET", "/sapi/v1/asset/transfer", ActionKind::Read),
+            ("GET", "/sapi/v1/asset/dribblet", ActionKind::Read),
+            ("GET", "/sapi/v1/convert/tradeFlow", ActionKind::Read),
+            ("GET", "/sapi/v1/asset/wallet/balance", ActionKind::Read),
+            ("GET", "/fapi/v1/forceOrders", ActionKind::Read),
+            ("GET", "/fapi/v1/positionMargin/history", ActionKind::Read),
+            ("GET", "/fapi/v1/orderAmendment", ActionKind::Read),
+            ("GET", "/fapi/v1/adlQuantile", ActionKind::Read),
+            ("GET", "/fapi/v1/rateLimit/order", ActionKind::Read),
+            ("GET", "/fapi/v1/feeBurn", ActionKind::Read),
+            ("GET", "/fapi/v1/convert/orderStatus", ActionKind::Read),
+            ("POST", "/sapi/v1/asset/dust", ActionKind::Transfer),
+            ("POST", "/fapi/v1/feeBurn", ActionKind::Trade),
+            ("POST", "/fapi/v1/positionMargin", ActionKind::Trade),
+            ("POST", "/sapi/v1/asset/dribblet", ActionKind::Unknown),
+            ("DELETE", "/sapi/v1/asset/transfer", ActionKind::Unknown),
+            ("GET", "/fapi/v1/income/asyn", ActionKind::Unknown),
+            ("GET", "/fapi/v1/order/asyn", ActionKind::Unknown),
+            ("GET", "/fapi/v1/trade/asyn", ActionKind::Unknown),
         ] {
             assert_eq!(classify_endpoint(method, path), kind, "{method} {path}");
         }

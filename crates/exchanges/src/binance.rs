@@ -1562,6 +1562,10 @@ fn classify_endpoint(method: &str, path: &str) -> ActionKind {
         ("DELETE", "/api/v3", "order" | "openOrders" | "orderList") => Cancel,
         // Wallet.
         ("GET", "/sapi/v1", p) if SAPI_READ.contains(&p) => Read,
+        // Reads Binance takes as POSTs: the funding wallet's and every wallet's assets
+        // (ccxt's fetchBalance of type `funding`).
+        ("POST", "/sapi/v1", "asset/get-funding-asset")
+        | ("POST", "/sapi/v3", "asset/getUserAsset") => Read,
         ("GET", "/sapi/v1", "system/status") => Public,
         ("POST", "/sapi/v1", "capital/withdraw/apply" | "managed-subaccount/withdraw") => Withdraw,
         ("POST", "/sapi/v1", p) if SAPI_TRANSFER.contains(&p) || p.starts_with("convert/") => {
@@ -3257,6 +3261,13 @@ mod tests {
             ("GET", "/fapi/v1/rateLimit/order", ActionKind::Read),
             ("GET", "/fapi/v1/feeBurn", ActionKind::Read),
             ("GET", "/fapi/v1/convert/orderStatus", ActionKind::Read),
+            ("POST", "/sapi/v1/asset/get-funding-asset", ActionKind::Read),
+            ("POST", "/sapi/v3/asset/getUserAsset", ActionKind::Read),
+            (
+                "GET",
+                "/sapi/v1/asset/get-funding-asset",
+                ActionKind::Unknown,
+            ),
             ("POST", "/sapi/v1/asset/dust", ActionKind::Transfer),
             ("POST", "/fapi/v1/feeBurn", ActionKind::Trade),
             ("POST", "/fapi/v1/positionMargin", ActionKind::Trade),

@@ -334,6 +334,31 @@ async fn an_allowed_read_reaches_the_exchange_signed_with_the_real_key() {
     assert!(!account.query.contains(BOT_KEY));
 }
 
+/// A regression test: Binance reads the funding wallet with a POST
+/// (`/sapi/v1/asset/get-funding-asset`, ccxt's `fetch_balance({"type": "funding"})`),
+/// which was unknown and so denied to every client. It is a read, and forwarded as one,
+/// its body re-signed with the real key.
+#[tokio::test]
+async fn a_read_binance_takes_as_a_post_is_forwarded_as_a_read() {
+    let env = default_env().await;
+    let (status, body) = post(&env, "/sapi/v1/asset/get-funding-asset", "asset=USDT").await;
+    assert_ne!(body["code"], -2015, "{status} {body}");
+    let seen = env.exchange.simulator().requests();
+    let read = seen
+        .iter()
+        .find(|r| r.path == "/sapi/v1/asset/get-funding-asset")
+        .expect("forwarded");
+    assert_eq!(read.method, "POST");
+    assert_eq!(read.api_key.as_deref(), Some(REAL_KEY));
+    assert!(read.body.contains("&asset=USDT&"), "{}", read.body);
+    let events = events_where(&env, 1, |e| {
+        e["path"] == "/sapi/v1/asset/get-funding-asset" && e["allowed"] == true
+    })
+    .await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["action"], "read", "{}", events[0]);
+}
+
 #[tokio::test]
 async fn a_path_naming_a_binance_host_reaches_that_host_and_no_other_does() {
     let env = default_env().await;

@@ -1509,21 +1509,7 @@ fn serve_does_not_count_the_day_from_an_edited_log() {
         .unwrap();
     assert!(deleted > 0);
     drop(db);
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_keygate"))
-        .arg("--home")
-        .arg(home.kg.home())
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--reconcile-every",
-            "off",
-        ])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = serve_process(&home);
     let mut line = String::new();
     std::io::BufRead::read_line(
         &mut std::io::BufReader::new(child.stdout.take().unwrap()),
@@ -1636,6 +1622,22 @@ fn a_second_gateway_on_the_same_vault_is_refused() {
     let _next = Serve::start(&home.kg);
 }
 
+/// `keygate serve` on `home`, on a free loopback port, without reconciliation, its
+/// standard output and error piped; for the tests that watch it start (or not) closely.
+fn serve_process(home: &Home) -> std::process::Child {
+    use std::process::Stdio;
+    Command::new(env!("CARGO_BIN_EXE_keygate"))
+        .arg("--home")
+        .arg(home.kg.home())
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(["--reconcile-every", "off"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 /// A regression test: `serve` listened for SIGTERM only once it had said it listened, and
 /// tokio dropped a SIGTERM that came while that listener was being set up: a gateway
 /// stopped just after it started went on serving until killed (a test hung on it), and
@@ -1644,24 +1646,9 @@ fn a_second_gateway_on_the_same_vault_is_refused() {
 #[test]
 fn a_stop_sent_while_serve_starts_stops_it_cleanly() {
     use std::io::Read;
-    use std::process::Stdio;
 
     let home = Home::with_account("http://127.0.0.1:9");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_keygate"))
-        .arg("--home")
-        .arg(home.kg.home())
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--reconcile-every",
-            "off",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = serve_process(&home);
     // Its process id is written to `serve.lock` a second before it serves (it waits out
     // the window of requests signed ahead): stopped then.
     let lock = home.kg.home().join("serve.lock");

@@ -40,7 +40,8 @@
 //! `POST /fapi/v1/batchOrders` takes up to five USD-M orders as a JSON list, signed and
 //! permission-checked as one order, and places each as `POST /fapi/v1/order` would,
 //! answering a list with each order's answer or its `{"code","msg"}` in its place
-//! (-1130 for a list that does not read or holds more than five). `DELETE
+//! (-1130 for a list that does not read, holds more than five, or has an order with a
+//! key twice). `DELETE
 //! /fapi/v1/batchOrders` cancels up to ten orders of one symbol named by `orderIdList`
 //! or `origClientOrderIdList` (in lower case too, as ccxt sends them), each answered in
 //! its place. `GET /fapi/v1/income` lists each USD-M trade's commission (zero here), and

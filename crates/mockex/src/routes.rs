@@ -1,6 +1,7 @@
 //! HTTP front: request record, endpoint table, authentication order and Binance-shaped replies.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -8,6 +9,8 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use rust_decimal::Decimal;
+use serde::de::{Error as _, MapAccess};
+use serde::{Deserialize, Deserializer};
 use serde_json::{json, Value};
 
 use crate::algo;
@@ -699,7 +702,9 @@ const MAX_BATCH_ORDERS: usize = 5;
 
 /// The orders of `batchOrders`, each as the parameters of a single order: a JSON list of
 /// 1 to [`MAX_BATCH_ORDERS`] objects whose values are strings, booleans or numbers (each
-/// read as its text). Anything else is -1130, as Binance answers data it cannot read.
+/// read as its text), none with a key twice. Anything else is -1130, as Binance answers
+/// data it cannot read. Binance documents no value for a key sent twice, so the
+/// simulator takes neither, where a plain JSON reader would silently keep the last.
 fn batch_orders(params: &Params) -> Result<Vec<Params>, ApiError> {
     let invalid = || {
         ApiError::new(
@@ -708,25 +713,50 @@ fn batch_orders(params: &Params) -> Result<Vec<Params>, ApiError> {
             "Data sent for parameter 'batchOrders' is not valid.",
         )
     };
-    let list: Vec<serde_json::Map<String, Value>> =
+    let list: Vec<BatchEntry> =
         serde_json::from_str(params.required("batchOrders")?).map_err(|_| invalid())?;
     if list.is_empty() || list.len() > MAX_BATCH_ORDERS {
         return Err(invalid());
     }
-    list.into_iter()
-        .map(|order| {
-            let values = order
-                .into_iter()
-                .map(|(name, value)| match value {
-                    Value::String(text) => Ok((name, text)),
-                    Value::Bool(flag) => Ok((name, flag.to_string())),
-                    Value::Number(number) => Ok((name, number.to_string())),
-                    _ => Err(invalid()),
-                })
-                .collect::<Result<_, _>>()?;
-            Ok(Params::from_values(values))
-        })
-        .collect()
+    Ok(list
+        .into_iter()
+        .map(|BatchEntry(values)| Params::from_values(values))
+        .collect())
+}
+
+/// One order of `batchOrders`: its keys and their values as text. Reading refuses a
+/// value that is not a string, a boolean or a number, and a key that comes twice.
+struct BatchEntry(BTreeMap<String, String>);
+
+impl<'de> Deserialize<'de> for BatchEntry {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<BatchEntry, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = BatchEntry;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an order: an object of strings, booleans and numbers")
+            }
+
+            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<BatchEntry, M::Error> {
+                let mut values = BTreeMap::new();
+                while let Some(name) = map.next_key::<String>()? {
+                    let text = match map.next_value::<Value>()? {
+                        Value::String(text) => text,
+                        Value::Bool(flag) => flag.to_string(),
+                        Value::Number(number) => number.to_string(),
+                        _ => return Err(M::Error::custom("a value of another kind")),
+                    };
+                    if values.contains_key(&name) {
+                        return Err(M::Error::custom(format!("key '{name}' twice")));
+                    }
+                    values.insert(name, text);
+                }
+                Ok(BatchEntry(values))
+            }
+        }
+        deserializer.deserialize_map(Visitor)
+    }
 }
 
 /// An order a batch cancel names: by id, or by client order id.

@@ -657,6 +657,26 @@ mod trading {
         assert_code(&refused, 400, -1022);
     }
 
+    /// Regression: the batch reader took a key sent twice at its last value (a JSON map
+    /// keeps the last), where Binance documents no such value and keygate refuses the batch
+    /// as malformed; a simulator that reads what keygate refuses cannot show that the two
+    /// agree. It is now -1130, as any batch that does not read, and nothing is placed.
+    #[tokio::test]
+    async fn a_batch_order_with_a_key_twice_is_refused() {
+        let sim = start().await;
+        let twice = r#"[{"symbol":"BTCUSDT","side":"BUY","type":"LIMIT","timeInForce":"GTC","quantity":"0.01","quantity":"1","price":"40000"}]"#;
+        let refused = signed(
+            &sim,
+            Method::POST,
+            "/fapi/v1/batchOrders",
+            &batch_param(twice),
+        )
+        .await;
+        assert_code(&refused, 400, -1130);
+        let (_, open) = signed(&sim, Method::GET, "/fapi/v1/openOrders", "").await;
+        assert_eq!(open, serde_json::json!([]));
+    }
+
     #[tokio::test]
     async fn limit_order_rests_appears_and_cancels() {
         let sim = start().await;

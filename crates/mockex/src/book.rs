@@ -476,32 +476,138 @@ pub(crate) fn place(
     }
     let mut trades = Vec::new();
     if crosses {
-        placed.executed_qty = quantity;
-        placed.cumulative_quote = fill_quote;
-        placed.status = "FILLED";
-        let trade = Trade {
-            product: m.product,
-            symbol: m.symbol,
-            id: *next_trade_id,
-            order_id,
-            price: m.price,
-            qty: quantity,
-            // Spot pays commission in what it receives; USD-M in the margin asset.
-            commission_asset: match (m.product, order.side) {
-                (Product::Spot, Side::Buy) => m.base,
-                (Product::Spot, Side::Sell) | (Product::UsdM, _) => m.quote,
-            },
-            time: now,
-            is_buyer: order.side == Side::Buy,
-        };
-        *next_trade_id += 1;
-        account.trades.push(trade.clone());
-        trades.push(trade);
+        trades.push(fill(account, &mut placed, m, next_trade_id, now));
     } else if placed.time_in_force != "GTC" {
         placed.status = "EXPIRED";
     }
     account.orders.push(placed.clone());
     Ok((placed, trades))
+}
+
+/// Fills `order` in full at its market's reference price and records the trade; the
+/// caller moves the balances or the position.
+fn fill(
+    account: &mut Account,
+    order: &mut Order,
+    m: &Market,
+    next_trade_id: &mut u64,
+    now: u64,
+) -> Trade {
+    order.executed_qty = order.orig_qty;
+    order.cumulative_quote = order.orig_qty * m.price;
+    order.status = "FILLED";
+    let trade = Trade {
+        product: m.product,
+        symbol: m.symbol,
+        id: *next_trade_id,
+        order_id: order.order_id,
+        price: m.price,
+        qty: order.orig_qty,
+        // Spot pays commission in what it receives; USD-M in the margin asset.
+        commission_asset: match (m.product, order.side) {
+            (Product::Spot, Side::Buy) => m.base,
+            (Product::Spot, Side::Sell) | (Product::UsdM, _) => m.quote,
+        },
+        time: now,
+        is_buyer: order.side == Side::Buy,
+    };
+    *next_trade_id += 1;
+    account.trades.push(trade.clone());
+    trade
+}
+
+/// A USD-M modification as `PUT /fapi/v1/order` states it: the side the order has, and
+/// its new quantity and price (Binance's USD-M endpoint requires both).
+#[derive(Debug)]
+pub(crate) struct Modification {
+    pub(crate) side: Side,
+    pub(crate) quantity: Decimal,
+    pub(crate) price: Decimal,
+}
+
+/// Modifies an open USD-M limit order in place, as Binance's Modify Order does: same
+/// `orderId` and `clientOrderId`, the new price and quantity, a new `updateTime`, and
+/// the order matched again at its new price, so that one which now crosses fills.
+///
+/// Refused, the order staying as it was (USD-M error codes, 50xx): an order that is
+/// not open, or none at all, -2013 "Order does not exist." (the simulator keeps no
+/// archive, so a finished order is as gone as an unknown one); an order that is not a
+/// limit order, -5025; a modification that changes nothing, -5027; a side other than
+/// the order's, -1130 (Binance documents no code for it and does not flip a side); a
+/// price or quantity the filters refuse, with the new order's code, except the minimum
+/// notional, which a modification fails with -5029; more margin than the wallet has,
+/// -2019. Binance cancels an order modified to a quantity at or below what it filled,
+/// but the simulator's orders never fill in part, so that cannot arise; nor can
+/// modifying a post-only (GTX) order, which never rests here.
+pub(crate) fn modify(
+    account: &mut Account,
+    symbol: &str,
+    by: &OrderRef<'_>,
+    change: Modification,
+    next_trade_id: &mut u64,
+    now: u64,
+) -> Result<(Order, Vec<Trade>), ApiError> {
+    let m = market::find(Product::UsdM, symbol).ok_or_else(ApiError::invalid_symbol)?;
+    let index = find_index(account, Product::UsdM, symbol, by)
+        .filter(|&i| account.orders[i].is_open())
+        .ok_or_else(|| ApiError::new(400, -2013, "Order does not exist."))?;
+    let mut order = account.orders[index].clone();
+    if order.order_type != OrderType::Limit {
+        return Err(ApiError::new(400, -5025, "Only limit order is supported."));
+    }
+    if change.side != order.side {
+        return Err(ApiError::invalid_parameter("side"));
+    }
+    if change.price == order.price && change.quantity == order.orig_qty {
+        return Err(ApiError::new(400, -5027, "No need to modify the order."));
+    }
+    let check = NewOrder {
+        market: m,
+        side: order.side,
+        order_type: OrderType::Limit,
+        time_in_force: order.time_in_force.clone(),
+        price: Some(change.price),
+        quantity: Some(change.quantity),
+        quote_order_qty: None,
+        client_order_id: order.client_order_id.clone(),
+        reduce_only: order.reduce_only,
+    };
+    check_filters(&check).map_err(|error| match error.code {
+        -4164 => ApiError::futures_filter(
+            -5029,
+            format!(
+                "Order's notional must be no smaller than {}",
+                m.min_notional.normalize()
+            ),
+        ),
+        _ => error,
+    })?;
+    let leverage = Decimal::from(account.leverage_of(m.symbol));
+    let free = account
+        .futures
+        .get(m.quote)
+        .map_or(Decimal::ZERO, |b| b.free);
+    if change.quantity * change.price / leverage > free {
+        return Err(ApiError::new(400, -2019, "Margin is insufficient."));
+    }
+    order.price = change.price;
+    order.orig_qty = change.quantity;
+    order.update_time = now;
+    let crosses = match order.side {
+        Side::Buy => order.price >= m.price,
+        Side::Sell => order.price <= m.price,
+    };
+    let mut trades = Vec::new();
+    if crosses {
+        let delta = match order.side {
+            Side::Buy => order.orig_qty,
+            Side::Sell => -order.orig_qty,
+        };
+        *account.positions.entry(m.symbol).or_default() += delta;
+        trades.push(fill(account, &mut order, m, next_trade_id, now));
+    }
+    account.orders[index] = order.clone();
+    Ok((order, trades))
 }
 
 /// How a request names an order.
@@ -520,6 +626,17 @@ pub(crate) fn find<'a>(
     symbol: &str,
     by: &OrderRef<'_>,
 ) -> Option<&'a mut Order> {
+    let index = find_index(account, product, symbol, by)?;
+    account.orders.get_mut(index)
+}
+
+/// Where in `account.orders` the order [`find`] finds is.
+fn find_index(
+    account: &Account,
+    product: Product,
+    symbol: &str,
+    by: &OrderRef<'_>,
+) -> Option<usize> {
     let named = |o: &Order| {
         o.product == product
             && o.symbol == symbol
@@ -528,15 +645,14 @@ pub(crate) fn find<'a>(
                 OrderRef::Client(client) => o.client_order_id == *client,
             }
     };
-    let index = match by {
+    match by {
         OrderRef::Id(_) => account.orders.iter().position(named),
         OrderRef::Client(_) => account
             .orders
             .iter()
             .position(|o| named(o) && o.is_open())
             .or_else(|| account.orders.iter().rposition(named)),
-    }?;
-    account.orders.get_mut(index)
+    }
 }
 
 /// Cancels an open order and releases its reservation, or -2011.

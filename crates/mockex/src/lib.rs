@@ -40,7 +40,16 @@
 //! `POST /fapi/v1/batchOrders` takes up to five USD-M orders as a JSON list, signed and
 //! permission-checked as one order, and places each as `POST /fapi/v1/order` would,
 //! answering a list with each order's answer or its `{"code","msg"}` in its place
-//! (-1130 for a list that does not read or holds more than five). `DELETE
+//! (-1130 for a list that does not read, holds more than five, or has an order with a
+//! key twice). `PUT /fapi/v1/order` modifies an open USD-M limit order (named by
+//! `orderId` or `origClientOrderId`) to a new `quantity` and `price`, keeping its ids,
+//! and matches it again, so one that now crosses fills (-2013 for an order not open,
+//! -5027 for no change, -5029 under the minimum notional; `priceMatch` only as `NONE`);
+//! `PUT /fapi/v1/batchOrders` makes up to five such modifications, each answered in its
+//! place. `POST /api/v3/order/cancelReplace` cancels a spot order (`cancelOrderId` or
+//! `cancelOrigClientOrderId`) and places a new one, in `STOP_ON_FAILURE` or
+//! `ALLOW_FAILURE` mode, answering both results, or -2021 (409) or -2022 (400) with them
+//! in `data`, as Binance documents. `DELETE
 //! /fapi/v1/batchOrders` cancels up to ten orders of one symbol named by `orderIdList`
 //! or `origClientOrderIdList` (in lower case too, as ccxt sends them), each answered in
 //! its place. `GET /fapi/v1/income` lists each USD-M trade's commission (zero here), and

@@ -1,6 +1,7 @@
 //! HTTP front: request record, endpoint table, authentication order and Binance-shaped replies.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -8,21 +9,25 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use rust_decimal::Decimal;
+use serde::de::{Error as _, MapAccess};
+use serde::{Deserialize, Deserializer};
 use serde_json::{json, Value};
 
 use crate::algo;
 use crate::auth::{self, Params};
-use crate::book::{self, Account, NewOrder, Order, OrderRef, OrderType, Side, Trade};
+use crate::book::{self, Account, Modification, NewOrder, Order, OrderRef, OrderType, Side, Trade};
 use crate::limits::{Family, ORDER_COUNT_HEADERS};
 use crate::market::{self, fmt, Product};
 use crate::{Received, RecordedRequest, Simulator};
 
-/// A Binance error reply: HTTP status plus `{"code": N, "msg": "..."}`.
+/// A Binance error reply: HTTP status plus `{"code": N, "msg": "..."}`, and the `data`
+/// that a cancel-replace's failure adds.
 #[derive(Debug)]
 pub(crate) struct ApiError {
     status: u16,
     pub(crate) code: i64,
     pub(crate) msg: Cow<'static, str>,
+    data: Option<Value>,
 }
 
 impl ApiError {
@@ -31,7 +36,14 @@ impl ApiError {
             status,
             code,
             msg: msg.into(),
+            data: None,
         }
+    }
+
+    /// The same error with `data` beside its code and message.
+    fn with_data(mut self, data: Value) -> ApiError {
+        self.data = Some(data);
+        self
     }
 
     pub(crate) fn duplicate() -> ApiError {
@@ -124,7 +136,11 @@ impl ApiError {
 
     fn into_parts(self) -> (StatusCode, Value) {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::BAD_REQUEST);
-        (status, json!({"code": self.code, "msg": self.msg}))
+        let mut body = json!({"code": self.code, "msg": self.msg});
+        if let Some(data) = self.data {
+            body["data"] = data;
+        }
+        (status, body)
     }
 }
 
@@ -156,8 +172,14 @@ enum Endpoint {
     Depth,
     Account,
     NewOrder(Product),
+    /// `PUT /fapi/v1/order`: modify a USD-M limit order.
+    ModifyOrder,
+    /// `POST /api/v3/order/cancelReplace`: cancel a spot order and place another.
+    CancelReplace,
     /// `POST /fapi/v1/batchOrders`: up to five USD-M orders.
     BatchOrders,
+    /// `PUT /fapi/v1/batchOrders`: up to five USD-M modifications.
+    ModifyBatchOrders,
     CancelBatchOrders,
     QueryOrder(Product),
     CancelOrder(Product),
@@ -210,11 +232,13 @@ impl Endpoint {
     /// without it cannot use `/fapi` at all); a withdrawal needs withdrawals.
     fn permission(self) -> Option<Permission> {
         match self {
-            Endpoint::NewOrder(Product::Spot) | Endpoint::CancelOrder(Product::Spot) => {
-                Some(Permission::SpotTrading)
-            }
+            Endpoint::NewOrder(Product::Spot)
+            | Endpoint::CancelOrder(Product::Spot)
+            | Endpoint::CancelReplace => Some(Permission::SpotTrading),
             Endpoint::NewOrder(Product::UsdM)
+            | Endpoint::ModifyOrder
             | Endpoint::BatchOrders
+            | Endpoint::ModifyBatchOrders
             | Endpoint::CancelBatchOrders
             | Endpoint::QueryOrder(Product::UsdM)
             | Endpoint::CancelOrder(Product::UsdM)
@@ -264,6 +288,7 @@ fn route(method: &Method, path: &str) -> Option<(Security, u32, Endpoint)> {
     use Security::{None as Public, Signed};
     let get = method == Method::GET;
     let post = method == Method::POST;
+    let put = method == Method::PUT;
     let delete = method == Method::DELETE;
     let found = match path {
         "/api/v3/ping" | "/fapi/v1/ping" | "/dapi/v1/ping" if get => (Public, 1, E::Ping),
@@ -283,6 +308,7 @@ fn route(method: &Method, path: &str) -> Option<(Security, u32, Endpoint)> {
         "/api/v3/order" if post => (Signed, 1, E::NewOrder(Product::Spot)),
         "/api/v3/order" if get => (Signed, 4, E::QueryOrder(Product::Spot)),
         "/api/v3/order" if delete => (Signed, 1, E::CancelOrder(Product::Spot)),
+        "/api/v3/order/cancelReplace" if post => (Signed, 1, E::CancelReplace),
         "/api/v3/openOrders" if get => (Signed, 6, E::OpenOrders(Product::Spot)),
         "/api/v3/allOrders" if get => (Signed, 20, E::AllOrders(Product::Spot)),
         "/api/v3/myTrades" if get => (Signed, 20, E::MyTrades(Product::Spot)),
@@ -297,7 +323,11 @@ fn route(method: &Method, path: &str) -> Option<(Security, u32, Endpoint)> {
         "/fapi/v2/account" | "/fapi/v3/account" if get => (Signed, 5, E::FuturesAccount),
         "/fapi/v2/balance" | "/fapi/v3/balance" if get => (Signed, 5, E::FuturesBalance),
         "/fapi/v1/order" if post => (Signed, 1, E::NewOrder(Product::UsdM)),
+        // Binance's page counts a modification 1 against each order rate limit and 0
+        // against the IP weight, as it does a new order; the simulator weighs both 1.
+        "/fapi/v1/order" if put => (Signed, 1, E::ModifyOrder),
         "/fapi/v1/batchOrders" if post => (Signed, 5, E::BatchOrders),
+        "/fapi/v1/batchOrders" if put => (Signed, 5, E::ModifyBatchOrders),
         "/fapi/v1/batchOrders" if delete => (Signed, 1, E::CancelBatchOrders),
         "/fapi/v1/order" if get => (Signed, 1, E::QueryOrder(Product::UsdM)),
         "/fapi/v1/order" if delete => (Signed, 1, E::CancelOrder(Product::UsdM)),
@@ -403,10 +433,17 @@ async fn handle(
     // Weight per account is counted for the account the key names, signed or not.
     let account = api_key.as_deref().filter(|k| simulator.key(k).is_some());
     let used = simulator.add_weight(family, account, weight);
+    // Every successful spot order answer tells the key's orders, as Binance's does; a
+    // cancel-replace counts its new order once it got as far as the cancel, placed or
+    // not ("A new order that was not attempted … will still increase the unfilled order
+    // count by 1"), which its `data` shows.
+    let counts_order = match found {
+        Some((_, _, Endpoint::NewOrder(Product::Spot))) => status.is_success(),
+        Some((_, _, Endpoint::CancelReplace)) => status.is_success() || value.get("data").is_some(),
+        _ => false,
+    };
     let mut response = with_weight((status, axum::Json(value)).into_response(), family, used);
-    // Every successful spot order answer tells the key's orders, as Binance's does.
-    let spot_order = matches!(found, Some((_, _, Endpoint::NewOrder(Product::Spot))));
-    if let (true, true, Some(key)) = (spot_order, status.is_success(), account) {
+    if let (true, Some(key)) = (counts_order, account) {
         let counts = simulator.add_order(key);
         for (name, count) in ORDER_COUNT_HEADERS.into_iter().zip(counts) {
             response
@@ -623,6 +660,21 @@ fn new_order(
     params: &Params,
     now: u64,
 ) -> Result<Value, ApiError> {
+    let (new, resp_type) = read_new_order(ids, product, params)?;
+    let (order, fills) = place_order(account, ids, new, now)?;
+    Ok(match product {
+        Product::Spot => spot_new_order(&order, &fills, &resp_type, now),
+        Product::UsdM => futures_order(&order),
+    })
+}
+
+/// The new order `params` describe, and the answer it asks for (`newOrderRespType`), as
+/// `POST /api/v3/order` and `POST /fapi/v1/order` read them.
+fn read_new_order(
+    ids: &Ids,
+    product: Product,
+    params: &Params,
+) -> Result<(NewOrder, String), ApiError> {
     let m = symbol(params, product)?;
     let side = Side::parse(params.required("side")?)?;
     let order_type = OrderType::parse(params.required("type")?)?;
@@ -687,19 +739,151 @@ fn new_order(
         client_order_id,
         reduce_only: false,
     };
-    let (order, fills) = place_order(account, ids, new, now)?;
-    Ok(match product {
-        Product::Spot => spot_new_order(&order, &fills, &resp_type, now),
-        Product::UsdM => futures_order(&order),
-    })
+    Ok((new, resp_type))
+}
+
+/// `PUT /fapi/v1/order`, and each order of `PUT /fapi/v1/batchOrders`: reads one
+/// modification and applies it ([`book::modify`]), answering the order as it now is.
+/// The simulator has no book to peg a price to, so it takes `priceMatch` only as `NONE`.
+fn modify_order(
+    account: &mut Account,
+    ids: &mut Ids,
+    params: &Params,
+    now: u64,
+) -> Result<Value, ApiError> {
+    let m = symbol(params, Product::UsdM)?;
+    let by = order_ref(params)?;
+    let side = Side::parse(params.required("side")?)?;
+    if params.get("priceMatch").is_some_and(|p| p != "NONE") {
+        return Err(ApiError::invalid_parameter("priceMatch"));
+    }
+    let change = Modification {
+        side,
+        quantity: params
+            .decimal("quantity")?
+            .ok_or_else(|| ApiError::mandatory("quantity"))?,
+        price: params
+            .decimal("price")?
+            .ok_or_else(|| ApiError::mandatory("price"))?,
+    };
+    let (order, _) = book::modify(account, m.symbol, &by, change, &mut ids.next_trade_id, now)?;
+    Ok(futures_order(&order))
+}
+
+/// `POST /api/v3/order/cancelReplace`: cancels a spot order and places a new one on the
+/// same symbol, as Binance documents it. The new order is read and held to the filters
+/// first, so one that fails them is refused with its own error and nothing is
+/// cancelled. Then, with `cancelReplaceMode=STOP_ON_FAILURE`, a cancel that fails stops
+/// there (400, -2022, the new order `NOT_ATTEMPTED`); with `ALLOW_FAILURE` the new
+/// order is tried anyway. Both done: 200 with both answers; one of them failed: 409,
+/// -2021; both failed: 400, -2022; each failure with its `{"code","msg"}` in `data`.
+/// `cancelOrderId` and `cancelOrigClientOrderId` together name an order only if it has
+/// both, else the cancel fails (-2011).
+fn cancel_replace(
+    account: &mut Account,
+    ids: &mut Ids,
+    params: &Params,
+    now: u64,
+) -> Result<Value, ApiError> {
+    let m = symbol(params, Product::Spot)?;
+    let stop_on_failure = match params.required("cancelReplaceMode")? {
+        "STOP_ON_FAILURE" => true,
+        "ALLOW_FAILURE" => false,
+        _ => return Err(ApiError::invalid_parameter("cancelReplaceMode")),
+    };
+    let cancel_id = params.integer("cancelOrderId")?;
+    let cancel_client = params
+        .get("cancelOrigClientOrderId")
+        .filter(|c| !c.is_empty());
+    let by = match (cancel_id, cancel_client) {
+        (Some(id), _) => OrderRef::Id(id),
+        (None, Some(client)) => OrderRef::Client(client),
+        (None, None) => {
+            return Err(ApiError::new(
+                400,
+                -1102,
+                "Param 'cancelOrigClientOrderId' or 'cancelOrderId' must be sent, but both were empty/null!",
+            ))
+        }
+    };
+    let (new, resp_type) = read_new_order(ids, Product::Spot, params)?;
+    book::check_filters(&new)?;
+    let named_both = |account: &mut Account| match (cancel_id, cancel_client) {
+        (Some(_), Some(client)) => book::find(account, Product::Spot, m.symbol, &by)
+            .is_some_and(|o| o.client_order_id == client),
+        _ => true,
+    };
+    let cancelled = if named_both(account) {
+        book::cancel(account, Product::Spot, m.symbol, &by, now)
+    } else {
+        Err(ApiError::unknown_order())
+    }
+    .map(|order| {
+        let mut answer = spot_cancelled(&order, now);
+        if let Some(id) = params
+            .get("cancelNewClientOrderId")
+            .filter(|c| !c.is_empty())
+        {
+            answer["clientOrderId"] = json!(id);
+        }
+        answer
+    });
+    let outcome = |result: &Result<Value, ApiError>| match result {
+        Ok(_) => "SUCCESS",
+        Err(_) => "FAILURE",
+    };
+    let answer = |result: Result<Value, ApiError>| result.unwrap_or_else(|e| e.into_parts().1);
+    if stop_on_failure && cancelled.is_err() {
+        return Err(
+            ApiError::new(400, -2022, "Order cancel-replace failed.").with_data(json!({
+                "cancelResult": "FAILURE",
+                "newOrderResult": "NOT_ATTEMPTED",
+                "cancelResponse": answer(cancelled),
+                "newOrderResponse": null
+            })),
+        );
+    }
+    let placed = place_order(account, ids, new, now)
+        .map(|(order, fills)| spot_new_order(&order, &fills, &resp_type, now));
+    let results = json!({
+        "cancelResult": outcome(&cancelled),
+        "newOrderResult": outcome(&placed),
+    });
+    let error = match (cancelled.is_ok(), placed.is_ok()) {
+        (true, true) => None,
+        (false, false) => Some(ApiError::new(400, -2022, "Order cancel-replace failed.")),
+        _ => Some(ApiError::new(
+            409,
+            -2021,
+            "Order cancel-replace partially failed.",
+        )),
+    };
+    let mut body = results;
+    body["cancelResponse"] = answer(cancelled);
+    body["newOrderResponse"] = answer(placed);
+    match error {
+        None => Ok(body),
+        Some(error) => Err(error.with_data(body)),
+    }
+}
+
+/// A spot order's answer once cancelled, as `DELETE /api/v3/order` gives it.
+fn spot_cancelled(order: &Order, now: u64) -> Value {
+    let mut v = spot_order(order);
+    v["origClientOrderId"] = json!(order.client_order_id);
+    v["transactTime"] = json!(now);
+    v
 }
 
 /// The most orders `POST /fapi/v1/batchOrders` takes.
 const MAX_BATCH_ORDERS: usize = 5;
 
-/// The orders of `batchOrders`, each as the parameters of a single order: a JSON list of
-/// 1 to [`MAX_BATCH_ORDERS`] objects whose values are strings, booleans or numbers (each
-/// read as its text). Anything else is -1130, as Binance answers data it cannot read.
+/// The orders of `batchOrders` (new ones for `POST`, modifications for `PUT`), each as
+/// the parameters of a single order: a JSON list of 1 to [`MAX_BATCH_ORDERS`] objects
+/// whose values are strings, booleans or numbers (each read as its text), none with a
+/// key twice. Anything else is -1130, as Binance answers data it cannot read. Binance
+/// documents no value for a key sent twice, so the simulator takes neither, where a
+/// plain JSON reader would silently keep the last.
 fn batch_orders(params: &Params) -> Result<Vec<Params>, ApiError> {
     let invalid = || {
         ApiError::new(
@@ -708,25 +892,50 @@ fn batch_orders(params: &Params) -> Result<Vec<Params>, ApiError> {
             "Data sent for parameter 'batchOrders' is not valid.",
         )
     };
-    let list: Vec<serde_json::Map<String, Value>> =
+    let list: Vec<BatchEntry> =
         serde_json::from_str(params.required("batchOrders")?).map_err(|_| invalid())?;
     if list.is_empty() || list.len() > MAX_BATCH_ORDERS {
         return Err(invalid());
     }
-    list.into_iter()
-        .map(|order| {
-            let values = order
-                .into_iter()
-                .map(|(name, value)| match value {
-                    Value::String(text) => Ok((name, text)),
-                    Value::Bool(flag) => Ok((name, flag.to_string())),
-                    Value::Number(number) => Ok((name, number.to_string())),
-                    _ => Err(invalid()),
-                })
-                .collect::<Result<_, _>>()?;
-            Ok(Params::from_values(values))
-        })
-        .collect()
+    Ok(list
+        .into_iter()
+        .map(|BatchEntry(values)| Params::from_values(values))
+        .collect())
+}
+
+/// One order of `batchOrders`: its keys and their values as text. Reading refuses a
+/// value that is not a string, a boolean or a number, and a key that comes twice.
+struct BatchEntry(BTreeMap<String, String>);
+
+impl<'de> Deserialize<'de> for BatchEntry {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<BatchEntry, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = BatchEntry;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an order: an object of strings, booleans and numbers")
+            }
+
+            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<BatchEntry, M::Error> {
+                let mut values = BTreeMap::new();
+                while let Some(name) = map.next_key::<String>()? {
+                    let text = match map.next_value::<Value>()? {
+                        Value::String(text) => text,
+                        Value::Bool(flag) => flag.to_string(),
+                        Value::Number(number) => number.to_string(),
+                        _ => return Err(M::Error::custom("a value of another kind")),
+                    };
+                    if values.contains_key(&name) {
+                        return Err(M::Error::custom(format!("key '{name}' twice")));
+                    }
+                    values.insert(name, text);
+                }
+                Ok(BatchEntry(values))
+            }
+        }
+        deserializer.deserialize_map(Visitor)
+    }
 }
 
 /// An order a batch cancel names: by id, or by client order id.
@@ -856,6 +1065,8 @@ fn private(
             Ok(spot_account(account, omit_zero, now))
         }
         Endpoint::NewOrder(product) => new_order(account, ids, product, params, now),
+        Endpoint::ModifyOrder => modify_order(account, ids, params, now),
+        Endpoint::CancelReplace => cancel_replace(account, ids, params, now),
         // Each order of the list as `POST /fapi/v1/order` would take it alone, in order;
         // one refused is answered in its place with its error, and the rest go on.
         Endpoint::BatchOrders => {
@@ -867,6 +1078,18 @@ fn private(
                         Err(error) => error.into_parts().1,
                     },
                 )
+                .collect();
+            Ok(Value::Array(answers))
+        }
+        // Each modification of the list as `PUT /fapi/v1/order` would make it alone, in
+        // order; one refused is answered in its place with its error.
+        Endpoint::ModifyBatchOrders => {
+            let answers = batch_orders(params)?
+                .iter()
+                .map(|order| match modify_order(account, ids, order, now) {
+                    Ok(modified) => modified,
+                    Err(error) => error.into_parts().1,
+                })
                 .collect();
             Ok(Value::Array(answers))
         }
@@ -900,12 +1123,7 @@ fn private(
             let by = order_ref(params)?;
             let order = book::cancel(account, product, m.symbol, &by, now)?;
             Ok(match product {
-                Product::Spot => {
-                    let mut v = spot_order(&order);
-                    v["origClientOrderId"] = json!(order.client_order_id);
-                    v["transactTime"] = json!(now);
-                    v
-                }
+                Product::Spot => spot_cancelled(&order, now),
                 Product::UsdM => futures_order(&order),
             })
         }

@@ -1974,6 +1974,50 @@ pub fn fuzz_parse(data: &[u8]) -> bool {
     true
 }
 
+/// Entry point of the fuzz target `binance_batch`: `data` (as UTF-8, lossily) is the JSON
+/// of a `batchOrders` parameter, sent percent-encoded in a query as a bot would, and read
+/// as a batch of new orders and of modifications. Returns whether either read it.
+///
+/// Panics only if the batch reader or classification does, or if an accepted batch breaks
+/// what the reader promises: 1 to [`MAX_BATCH_ORDERS`] orders, each with a symbol and a
+/// side of BUY or SELL, only keys Binance documents for the method, none twice in any
+/// case; and classified as a batch of as many orders, forwarded as it came.
+#[cfg(any(test, feature = "fuzzing"))]
+pub fn fuzz_batch(data: &[u8]) -> bool {
+    let json = String::from_utf8_lossy(data);
+    let encoded = percent_encoding::utf8_percent_encode(&json, percent_encoding::NON_ALPHANUMERIC);
+    let query = format!("{BATCH_ORDERS}={encoded}&timestamp=1700000000000");
+    let Ok(request) = SignedRequest::parse(&query, b"", None) else {
+        return false;
+    };
+    let mut accepted = false;
+    for (method, known) in [
+        ("POST", BATCH_NEW_ORDER_KEYS),
+        ("PUT", BATCH_MODIFY_ORDER_KEYS),
+    ] {
+        let Ok(orders) = request.batch(method) else {
+            continue;
+        };
+        accepted = true;
+        assert!((1..=MAX_BATCH_ORDERS).contains(&orders.len()));
+        for order in &orders {
+            assert!(order.param("symbol").is_some_and(|s| !s.is_empty()));
+            let side = order.param("side").unwrap_or_default();
+            assert!(side.eq_ignore_ascii_case("BUY") || side.eq_ignore_ascii_case("SELL"));
+            for (i, (name, _)) in order.params.iter().enumerate() {
+                assert!(known.contains(&name.as_str()), "{name}");
+                assert!(!order.params[..i]
+                    .iter()
+                    .any(|(earlier, _)| earlier.eq_ignore_ascii_case(name)));
+            }
+        }
+        let action = request.classify(method, BATCH_ORDERS_PATH);
+        assert_eq!(action.orders().len(), orders.len());
+        assert_resigns_faithfully(&request);
+    }
+    accepted
+}
+
 /// Asserts that `request` re-signs into a request that parses back to the same parameters
 /// in the same order (but for the new `timestamp`) and verifies under the real secret.
 #[cfg(any(test, feature = "fuzzing"))]
@@ -3368,6 +3412,53 @@ mod tests {
                 String::from_utf8_lossy(data)
             );
         }
+    }
+
+    #[test]
+    fn fuzz_batch_accepts_or_refuses_a_corpus_of_tricky_batches() {
+        let corpus: &[(&str, bool)] = &[
+            (
+                r#"[{"symbol":"BTCUSDT","side":"BUY","type":"LIMIT","quantity":"1","price":"1"}]"#,
+                true,
+            ),
+            (
+                r#"[{"symbol":"BTCUSDT","side":"sell","quantity":"1","price":"2","orderId":7}]"#,
+                true,
+            ),
+            (
+                r#"[{"symbol":"BTCUSDT","side":"BUY","type":"MARKET","quantity":1e3}]"#,
+                false,
+            ),
+            (
+                r#"[{"symbol":"BTCUSDT","side":"BUY","type":"MARKET","Symbol":"ETHUSDT"}]"#,
+                false,
+            ),
+            (
+                r#"[{"symbol":"BTCUSDT","side":"HOLD","type":"MARKET"}]"#,
+                false,
+            ),
+            (r#"[{"symbol":"","side":"BUY","type":"MARKET"}]"#, false),
+            (
+                r#"[{"symbol":"BTCUSDT","side":"BUY","type":"MARKET","x":{"y":1}}]"#,
+                false,
+            ),
+            (r#"[]"#, false),
+            (
+                r#"{"symbol":"BTCUSDT","side":"BUY","type":"MARKET"}"#,
+                false,
+            ),
+            // Read as written, as a `%00` in a query is: a symbol list compares it whole.
+            (
+                r#"[{"symbol":"BTC\u0000","side":"BUY","type":"MARKET"}]"#,
+                true,
+            ),
+            ("\u{fffd}", false),
+        ];
+        for (json, reads) in corpus {
+            assert_eq!(fuzz_batch(json.as_bytes()), *reads, "{json}");
+        }
+        let six = vec![r#"{"symbol":"A","side":"BUY","type":"MARKET"}"#; 6].join(",");
+        assert!(!fuzz_batch(format!("[{six}]").as_bytes()));
     }
 
     /// Properties: requests built from arbitrary parameters parse back to them, their

@@ -405,6 +405,17 @@ pub(crate) fn place(
         (OrderType::Limit, Side::Buy) => limit_price >= m.price,
         (OrderType::Limit, Side::Sell) => limit_price <= m.price,
     };
+    // Post only (USD-M's GTX): one that would take is refused and not recorded, as
+    // Binance answers it; one that would not rests as a GTC order does.
+    let post_only = order.time_in_force == "GTX";
+    if post_only && crosses {
+        return Err(ApiError::new(
+            400,
+            -5022,
+            "Due to the order could not be executed as maker, the Post Only order will be \
+             rejected. The order will not be recorded in the order history",
+        ));
+    }
     let fill_quote = quantity * m.price;
     let mut placed = Order {
         product: m.product,
@@ -477,7 +488,7 @@ pub(crate) fn place(
     let mut trades = Vec::new();
     if crosses {
         trades.push(fill(account, &mut placed, m, next_trade_id, now));
-    } else if placed.time_in_force != "GTC" {
+    } else if !post_only && placed.time_in_force != "GTC" {
         placed.status = "EXPIRED";
     }
     account.orders.push(placed.clone());
@@ -536,9 +547,9 @@ pub(crate) struct Modification {
 /// the order's, -1130 (Binance documents no code for it and does not flip a side); a
 /// price or quantity the filters refuse, with the new order's code, except the minimum
 /// notional, which a modification fails with -5029; more margin than the wallet has,
-/// -2019. Binance cancels an order modified to a quantity at or below what it filled,
-/// but the simulator's orders never fill in part, so that cannot arise; nor can
-/// modifying a post-only (GTX) order, which never rests here.
+/// -2019. A post-only (GTX) order modified to a price that would take is cancelled, as
+/// Binance does. Binance cancels an order modified to a quantity at or below what it
+/// filled too, but the simulator's orders never fill in part, so that cannot arise.
 pub(crate) fn modify(
     account: &mut Account,
     symbol: &str,
@@ -598,7 +609,9 @@ pub(crate) fn modify(
         Side::Sell => order.price <= m.price,
     };
     let mut trades = Vec::new();
-    if crosses {
+    if crosses && order.time_in_force == "GTX" {
+        order.status = "CANCELED";
+    } else if crosses {
         let delta = match order.side {
             Side::Buy => order.orig_qty,
             Side::Sell => -order.orig_qty,

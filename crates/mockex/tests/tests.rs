@@ -1268,6 +1268,51 @@ mod editing {
         format!("symbol=BTCUSDT&orderId={id}&side=BUY&quantity={quantity}&price={price}")
     }
 
+    /// Regression: a post-only (GTX) USD-M order that would take was filled, and one that
+    /// would not expired, the opposite of post only: Binance refuses the first (-5022,
+    /// unrecorded) and rests the second, and cancels one modified to a price that takes.
+    #[tokio::test]
+    async fn a_post_only_order_rests_or_is_refused_and_a_modification_that_takes_cancels_it() {
+        let sim = start().await;
+        let post_only = |price: &str| {
+            format!(
+                "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTX&quantity=0.01&price={price}"
+            )
+        };
+        let taker = signed(&sim, Method::POST, "/fapi/v1/order", &post_only("61000")).await;
+        assert_code(&taker, 400, -5022);
+        let (status, all) = signed(&sim, Method::GET, "/fapi/v1/allOrders", "symbol=BTCUSDT").await;
+        assert_eq!(
+            (status, all.as_array().map(Vec::len)),
+            (200, Some(0)),
+            "{all}"
+        );
+        let (status, maker) =
+            signed(&sim, Method::POST, "/fapi/v1/order", &post_only("59000")).await;
+        assert_eq!(
+            (status, &maker["status"]),
+            (200, &Value::from("NEW")),
+            "{maker}"
+        );
+        assert_eq!(open_orders(&sim, "/fapi/v1").await.len(), 1);
+        let id = maker["orderId"].as_u64().unwrap();
+        let (status, taken) = signed(
+            &sim,
+            Method::PUT,
+            "/fapi/v1/order",
+            &modify(id, "61000", "0.01"),
+        )
+        .await;
+        assert_eq!(
+            (status, &taken["status"]),
+            (200, &Value::from("CANCELED")),
+            "{taken}"
+        );
+        assert!(open_orders(&sim, "/fapi/v1").await.is_empty());
+        let (_, trades) = signed(&sim, Method::GET, "/fapi/v1/userTrades", "symbol=BTCUSDT").await;
+        assert_eq!(trades.as_array().map(Vec::len), Some(0), "{trades}");
+    }
+
     #[tokio::test]
     async fn a_usdm_limit_order_is_modified_in_place() {
         let sim = start().await;

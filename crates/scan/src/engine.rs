@@ -19,7 +19,7 @@ use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
-use crate::binary::Strings;
+use crate::binary::{Strings, Wide};
 use crate::managed::ManagedKeys;
 use crate::redact::redact;
 use crate::report::{Finding, Part, Severity, Suppression};
@@ -267,6 +267,8 @@ pub(crate) struct Engine {
     by_len: Vec<Vec<usize>>,
     /// The length of the shortest value a rule with a shape takes.
     shortest_value: usize,
+    /// The length of the shortest word the keyword automaton looks for.
+    shortest_word: usize,
     /// By token length: whether base64 of a value some rule matches has that length.
     is_encoded_len: Vec<bool>,
     pem_rules: Vec<usize>,
@@ -353,6 +355,7 @@ impl Engine {
                 patterns.push(Pattern::EncodedKeyword);
             }
         }
+        let shortest_word = words.iter().map(String::len).min().unwrap_or(1);
         // Built from literal strings only; construction cannot fail for them.
         #[allow(clippy::expect_used)]
         let ac = AhoCorasickBuilder::new()
@@ -399,6 +402,7 @@ impl Engine {
             patterns,
             by_len,
             shortest_value,
+            shortest_word,
             is_encoded_len,
             pem_rules,
             pem_re: re(r"-----BEGIN ((?:EC |RSA |OPENSSH |ENCRYPTED )?PRIVATE KEY)-----"),
@@ -431,13 +435,13 @@ impl Engine {
         self.scan_text(path, context_path, data, managed, redact_values, TEXT)
     }
 
-    /// Scans a binary buffer (see [`is_binary`]) as the printable text in it (see
-    /// [`crate::binary`]), with the same rules as text. A buffer where no keyword, rule
-    /// prefix or PEM header is found, under a path without keywords, is done after that
-    /// one search (unless managed keys are looked for). Findings stand where their values
-    /// are in `data`: `offset` is the byte offset, and `line` and `column` count line
-    /// feeds and bytes as in a text file. A value found both in a run and in a string cut
-    /// out of it is reported once, from the run.
+    /// Scans a binary buffer (see [`is_binary`]) as the printable text in it, in ASCII
+    /// and in UTF-16 (see [`crate::binary`]), with the same rules as text. A buffer where
+    /// no keyword, rule prefix or PEM header is found, in either, under a path without
+    /// keywords, is done after that search (unless managed keys are looked for).
+    /// Findings stand where their values are in `data`: `offset` is the byte offset, and
+    /// `line` and `column` count line feeds and bytes as in a text file. A value found
+    /// both in a run and in a string cut out of it is reported once, from the run.
     pub(crate) fn scan_binary(
         &self,
         path: &str,
@@ -447,11 +451,15 @@ impl Engine {
         redact_values: bool,
     ) -> Vec<Finding> {
         let mut hits = self.ac.find_iter(data).map(|m| m.start()).peekable();
+        // The UTF-16 runs long enough to hold a word the automaton looks for, and those
+        // words in them: a keyword there counts as in an ASCII run.
+        let wide = Wide::new(data, self.shortest_word);
+        let wide_hits: Vec<usize> = self.ac.find_iter(wide.text()).map(|m| m.start()).collect();
         let path_hit = self
             .ac
             .find_iter(context_path.as_bytes())
             .any(|m| matches!(self.patterns[m.pattern().as_usize()], Pattern::Keyword(_)));
-        if hits.peek().is_none() && !path_hit && managed.is_none() {
+        if hits.peek().is_none() && wide_hits.is_empty() && !path_hit && managed.is_none() {
             return Vec::new();
         }
         let min_len = if managed.is_some() {
@@ -459,7 +467,7 @@ impl Engine {
         } else {
             self.shortest_value
         };
-        let strings = Strings::new(data, min_len, hits);
+        let strings = Strings::new(data, min_len, hits, &wide, &wide_hits);
         let found = self.scan_text(
             path,
             context_path,

@@ -1387,6 +1387,91 @@ mod binary {
         );
     }
 
+    /// `text` in UTF-16 without a byte-order mark, as an executable holds its strings.
+    fn utf16_bare(text: &str, big_endian: bool) -> Vec<u8> {
+        super::utf16(text, big_endian).split_off(2)
+    }
+
+    /// A regression test: a C# bot built with Binance.Net keeps its string literals in
+    /// the `#US` heap of its executable, in UTF-16LE (a NUL byte after each ASCII
+    /// character), so read as `strings` reads it, no key in it was a token. The UTF-16
+    /// runs are read too, in either byte order, and the finding gives the offset of the
+    /// value's first code unit in the file.
+    #[test]
+    fn a_key_pair_in_utf16_strings_of_an_executable_is_found_at_its_byte_offset() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(95);
+        let (key, secret) = (alnum(&mut rng, 64), alnum(&mut rng, 64));
+        for big_endian in [false, true] {
+            // A DOS header, a PE header, then as a .NET assembly's metadata holds them:
+            // the `#Strings` heap (type and namespace names, ASCII, each ended by a NUL)
+            // and the `#US` heap (each literal behind its length, 129 = 0x80 0x81, in
+            // UTF-16, followed by a flag byte).
+            let mut exe = b"MZ\x90\x00\x03\x00\x00\x00\x04\x00\x00\x00\xff\xff".to_vec();
+            exe.resize(0x80, 0);
+            exe.extend_from_slice(b"PE\0\0\x4c\x01\x03\x00");
+            exe.resize(0x400, 0);
+            exe.extend_from_slice(
+                b"\0<Module>\0Binance.Net\0BinanceRestClient\0ApiCredentials\0Main\0\0\0",
+            );
+            let mut at = Vec::new();
+            for literal in [&key, &secret] {
+                exe.extend_from_slice(&[0x80, 0x81]);
+                at.push(exe.len() as u64);
+                exe.extend_from_slice(&utf16_bare(literal, big_endian));
+                exe.push(0x01);
+            }
+            exe.resize(exe.len() + 512, 0);
+            let report = scan_file("TradingBot.exe", &exe);
+            assert_eq!(report.findings.len(), 1, "{report:#?}");
+            let f = &report.findings[0];
+            assert!(f.is_active());
+            assert_eq!(f.title, "Binance API key + secret");
+            let parts: Vec<(Option<u64>, Option<&str>)> = f
+                .parts
+                .iter()
+                .map(|p| (p.offset, p.value.as_deref()))
+                .collect();
+            assert_eq!(
+                parts,
+                [
+                    (Some(at[0]), Some(key.as_str())),
+                    (Some(at[1]), Some(secret.as_str()))
+                ],
+                "big endian: {big_endian}"
+            );
+            assert_eq!(f.offset, Some(at[1]));
+        }
+    }
+
+    /// The exchange's name in UTF-16 only (a registry value's name, a resource string)
+    /// gives the keys beside it their context, as it would in ASCII.
+    #[test]
+    fn a_keyword_in_utf16_only_gives_context() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(96);
+        let (key, secret) = (b64(&mut rng, 42), b64(&mut rng, 64));
+        for big_endian in [false, true] {
+            let mut data = b"regf\x01\x00\x00\x00".to_vec();
+            data.resize(0x1000, 0);
+            let mut at = Vec::new();
+            for text in ["Kraken", key.as_str(), secret.as_str()] {
+                data.extend_from_slice(&[0xff, 0xfe, 0xfd, 0xfc]);
+                at.push(data.len() as u64);
+                data.extend_from_slice(&utf16_bare(text, big_endian));
+                data.extend_from_slice(&[0x80, 0x81]);
+            }
+            let report = scan_file("NTUSER.DAT", &data);
+            assert_eq!(report.findings.len(), 1, "{report:#?}");
+            let f = &report.findings[0];
+            assert_eq!(f.title, "Kraken API key + secret");
+            let offsets: Vec<Option<u64>> = f.parts.iter().map(|p| p.offset).collect();
+            assert_eq!(
+                offsets,
+                [Some(at[1]), Some(at[2])],
+                "big endian: {big_endian}"
+            );
+        }
+    }
+
     /// Binary files full of printable noise, strings that name exchanges, URLs, hashes
     /// and identifiers: no finding, however the bytes fall.
     #[test]

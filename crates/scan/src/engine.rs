@@ -583,6 +583,7 @@ impl Engine {
             .collect();
         let ctx = Context {
             data,
+            dotenv: is_dotenv_path(path),
             lines: &lines,
             kw_lines: &kw_lines,
             path_hit: &path_hit,
@@ -1134,7 +1135,7 @@ impl Engine {
         for (line, ri) in wanted {
             let rule = &self.rules.rules()[ri];
             let text = ctx.lines.text(ctx.data, line);
-            let assignments = parameters(text).flat_map(|(at, part)| {
+            let assignments = parameters(text, ctx.dotenv).flat_map(|(at, part)| {
                 self.assign_re
                     .captures_iter(part)
                     .map(move |caps| (at, caps))
@@ -1562,6 +1563,8 @@ fn search_steps(len: usize) -> usize {
 
 struct Context<'a> {
     data: &'a [u8],
+    /// Whether the buffer is a dotenv file (see [`is_dotenv_path`]).
+    dotenv: bool,
     lines: &'a LineIndex,
     kw_lines: &'a [Vec<usize>],
     path_hit: &'a [bool],
@@ -1857,9 +1860,18 @@ fn label_role(name: &[u8]) -> Option<Role> {
 /// The parameters of a query string or form body on a line (`key=…&secret=…&passphrase=…`),
 /// each with its offset: the line is cut before each `&` that a parameter's name and `=`
 /// follow, so that a value ends where the next parameter begins. A line without such an
-/// `&` is one part (a passphrase `a&b` in a `.env` file stays whole).
-fn parameters(line: &[u8]) -> impl Iterator<Item = (usize, &[u8])> {
+/// `&` is one part (a passphrase `a&b` in a `.env` file stays whole). A line of a dotenv
+/// file (`dotenv`) that assigns a variable is cut only where its value is a query or a
+/// form body (see [`dotenv_parameters_start`]): `KUCOIN_PASSPHRASE=ab&name=cd` gives the
+/// variable the rest of its line, as dotenv loaders do.
+fn parameters(line: &[u8], dotenv: bool) -> impl Iterator<Item = (usize, &[u8])> {
+    let from = if dotenv {
+        dotenv_parameters_start(line)
+    } else {
+        0
+    };
     let mut cuts: Vec<usize> = memchr::memchr_iter(b'&', line)
+        .filter(|&amp| amp >= from)
         .filter(|&amp| {
             let name = line[amp + 1..]
                 .iter()
@@ -1875,6 +1887,64 @@ fn parameters(line: &[u8]) -> impl Iterator<Item = (usize, &[u8])> {
         from = cut;
         part
     })
+}
+
+/// Whether `path` names a dotenv file: `.env`, `.env.local`, `prod.env` (its name is
+/// `.env`, begins with `.env.` or ends with `.env`).
+fn is_dotenv_path(path: &str) -> bool {
+    let name = path.rsplit(['/', '\\']).next().unwrap_or(path);
+    name.ends_with(".env") || name.starts_with(".env.")
+}
+
+/// Where the parameters of a query string or form body may begin on a line of a dotenv
+/// file. A line that assigns a variable (`NAME=value`, `export NAME="value"`) gives it the
+/// rest of the line, `&` included, so its `&`s separate parameters only where its value is
+/// a URL with a query (after the `?`: `KUCOIN_URL=https://host/path?key=…&passphrase=…`)
+/// or a form body (from its start: `BODY=key=…&passphrase=…`); elsewhere, from its end.
+/// Any other line is read as in any file, from its start.
+fn dotenv_parameters_start(line: &[u8]) -> usize {
+    let is_name = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-');
+    let indent = line.iter().take_while(|b| b.is_ascii_whitespace()).count();
+    let mut at = indent;
+    if let Some(rest) = line[at..].strip_prefix(b"export") {
+        let blanks = rest
+            .iter()
+            .take_while(|b| matches!(b, b' ' | b'\t'))
+            .count();
+        if blanks > 0 {
+            at += b"export".len() + blanks;
+        }
+    }
+    let name = line[at..].iter().take_while(|b| is_name(b)).count();
+    if name == 0 || line[at].is_ascii_digit() {
+        return 0;
+    }
+    at += name;
+    at += line[at..]
+        .iter()
+        .take_while(|b| matches!(b, b' ' | b'\t'))
+        .count();
+    if line.get(at) != Some(&b'=') {
+        return 0;
+    }
+    at += 1;
+    at += line[at..]
+        .iter()
+        .take_while(|b| matches!(b, b' ' | b'\t'))
+        .count();
+    if matches!(line.get(at), Some(b'"' | b'\'')) {
+        at += 1;
+    }
+    let value = &line[at..];
+    let first = value.iter().take_while(|b| is_name(b)).count();
+    if first > 0 && value.get(first) == Some(&b'=') {
+        return at;
+    }
+    let is_url = value.starts_with(b"/") || memchr::memmem::find(value, b"://").is_some();
+    match memchr::memchr(b'?', value) {
+        Some(query) if is_url => at + query,
+        _ => line.len(),
+    }
 }
 
 /// `v` with `%2B`, `%2F` and `%3D` decoded (see [`percent_escape`]); borrowed when it has

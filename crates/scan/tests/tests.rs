@@ -669,6 +669,46 @@ mod written {
         assert_eq!(escaped, [true; 3], "no value had a +, a / and a =");
     }
 
+    /// A regression test: a passphrase in a `.env` file was cut at `&name=`, read as the
+    /// next parameter of a query string, though a dotenv loader gives the variable the
+    /// rest of its line. On a dotenv line the query reading applies only inside a value
+    /// that is a URL with a query or a form body; elsewhere it applies as before.
+    #[test]
+    fn a_dotenv_passphrase_holding_an_ampersand_and_a_name_is_read_whole() {
+        use super::synth::{hex_lower, uuid};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(76);
+        let scanner = Scanner::builder().redact(false).build();
+        let (key, secret) = (hex_lower(&mut rng, 24), uuid(&mut rng));
+        let creds = format!("KUCOIN_API_KEY={key}\nKUCOIN_API_SECRET={secret}\n");
+        let cases = [
+            (".env", "KUCOIN_API_PASSPHRASE=ab&name=cd9", "ab&name=cd9"),
+            (
+                "config/prod.env",
+                "export KUCOIN_API_PASSPHRASE=\"Tr4&d3r=x&sig=1\"",
+                "Tr4&d3r=x&sig=1",
+            ),
+            (
+                ".env.local",
+                "KUCOIN_CONNECT=https://bot.example/kucoin?apiKey=k&passphrase=Tr4d3r&ts=1",
+                "Tr4d3r",
+            ),
+            (".env", "KUCOIN_BODY=key=k&passphrase=Tr4d3r&ts=1", "Tr4d3r"),
+            (
+                "kucoin.txt",
+                "key=k&secret=s&passphrase=Tr4d3r&name=bot",
+                "Tr4d3r",
+            ),
+        ];
+        for (path, line, passphrase) in cases {
+            let text = format!("{creds}{line}\n");
+            let f = scanner.scan_bytes(path, text.as_bytes());
+            assert_eq!(f.len(), 1, "{text}\n{f:#?}");
+            let mut want = vec![key.clone(), secret.clone(), passphrase.to_owned()];
+            want.sort();
+            assert_eq!(values(&f[0]), want, "{path}: {line}");
+        }
+    }
+
     /// A regression test (found by review): the `//` after a URL's scheme was dropped
     /// after any colon, so a Kraken secret that begins with `//` in `KEY://SECRET` (a
     /// colon pair, or a DSN's user part) lost two characters and was missed.

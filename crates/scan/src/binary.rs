@@ -18,6 +18,13 @@
 //! (`binance`, the key and the secret are one run): a database's leaf pages are read for
 //! the spans of those columns (see [`sqlite_text_columns`]), written the same way. Two
 //! strings side by side with no length anywhere (a pickle's, say) stay one.
+//!
+//! Windows and .NET keep their strings in UTF-16: a C# bot's literals in its executable's
+//! `#US` heap, a registry hive's values, many Windows applications' databases. Each ASCII
+//! character of such a string comes with a NUL byte, so no run of it is longer than one
+//! character. The buffer is also read for its UTF-16 runs (see [`Wide`]), little- or
+//! big-endian, which are written in the text as the characters they hold, one run a
+//! line, among the printable runs in the order they stand in the buffer.
 
 /// Whether a byte belongs to a printable run.
 static PRINTABLE: [bool; 256] = {
@@ -30,6 +37,109 @@ static PRINTABLE: [bool; 256] = {
     }
     t
 };
+
+/// The UTF-16 runs of a buffer: runs of printable ASCII characters each with a NUL byte
+/// beside it, as UTF-16 writes them (see [`Wide::new`]), and their characters.
+pub(crate) struct Wide {
+    /// The characters of the runs, each run followed by a line feed.
+    text: Vec<u8>,
+    /// The runs, in order.
+    runs: Vec<WideRun>,
+}
+
+/// A run of printable ASCII written in UTF-16.
+#[derive(Clone, Copy)]
+struct WideRun {
+    /// Where its characters start in [`Wide::text`].
+    text: usize,
+    /// Where its first character's byte is in the buffer.
+    first: usize,
+    /// How many characters it has (at least two).
+    len: usize,
+    /// Whether it reads as big-endian only: its last character is not followed by a NUL
+    /// byte, its first is preceded by one. Its first code unit then starts a byte before
+    /// its first character.
+    big_endian: bool,
+}
+
+impl Wide {
+    /// The runs of at least `min_len` characters (and two) in `data`: printable ASCII
+    /// characters (as in a printable run) two bytes apart with a NUL byte between each
+    /// two, as UTF-16 writes them, little-endian (`k\0e\0y\0`) or big-endian
+    /// (`\0k\0e\0y`). The two read the same characters out of the same bytes but at
+    /// the ends (a NUL byte before or after), so the bytes are read once, for both: a
+    /// string is one run, whichever its byte order. Any other code unit (a NUL, a
+    /// character outside printable ASCII) ends a run.
+    pub(crate) fn new(data: &[u8], min_len: usize) -> Wide {
+        let mut out = Wide {
+            text: Vec::new(),
+            runs: Vec::new(),
+        };
+        let min_len = min_len.max(2);
+        let n = data.len();
+        let mut i = 0;
+        // A run starts with a character, a NUL byte and a character. Eight bytes at a
+        // time are first tested for a NUL between two bytes that are not NUL and below
+        // 0x80 (see [`nul_between_ascii`]): where there is none, no run starts in their
+        // first six, and most of a binary is passed over so.
+        while i + 2 < n {
+            if let Some(word) = data[i..].first_chunk::<8>() {
+                match nul_between_ascii(u64::from_le_bytes(*word)) {
+                    0 => {
+                        i += 6;
+                        continue;
+                    }
+                    // The NUL's byte in the word, 1 to 6; its character is the one before.
+                    mid => i += (mid.trailing_zeros() / 8) as usize - 1,
+                }
+            }
+            if data[i + 1] != 0 || !PRINTABLE[data[i] as usize] || !PRINTABLE[data[i + 2] as usize]
+            {
+                i += 1;
+                continue;
+            }
+            let first = i;
+            let mut last = i + 2;
+            while last + 2 < n && data[last + 1] == 0 && PRINTABLE[data[last + 2] as usize] {
+                last += 2;
+            }
+            i = last + 1;
+            let len = (last - first) / 2 + 1;
+            if len < min_len {
+                continue;
+            }
+            let big_endian = data.get(last + 1) != Some(&0) && first > 0 && data[first - 1] == 0;
+            out.runs.push(WideRun {
+                text: out.text.len(),
+                first,
+                len,
+                big_endian,
+            });
+            out.text.extend(data[first..=last].iter().step_by(2));
+            out.text.push(b'\n');
+        }
+        out
+    }
+
+    /// The characters of the runs, each run on a line of its own.
+    pub(crate) fn text(&self) -> &[u8] {
+        &self.text
+    }
+}
+
+/// The bytes of `word` (read little-endian: byte `j` is bits `8j..8j + 8`) that are NUL
+/// with a byte below 0x80 and not NUL on each side of them, in the word: the high bit of
+/// each such byte set, the other bits clear. Bytes 0 and 7 are never set (a side is
+/// outside the word). The test is looser than a run's (control characters pass), so it
+/// misses no run's NUL.
+fn nul_between_ascii(word: u64) -> u64 {
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    const LOW: u64 = !HIGH;
+    // A byte's low seven bits plus 0x7F carry into its high bit unless they are all 0.
+    let nul = !(((word & LOW) + LOW) | word) & HIGH;
+    let ascii = !word & HIGH & !nul;
+    nul & (ascii << 8) & (ascii >> 8)
+}
 
 /// Python marshal's type bytes of a string with a one-byte length (`z`: short ASCII,
 /// `Z`: short ASCII interned), as they stand between one constant and the next.
@@ -214,21 +324,27 @@ pub(crate) struct Strings {
 }
 
 /// A run, or a string cut out of one: where it starts in [`Strings::text`], where it
-/// starts in the buffer, and which of the two it is.
+/// starts in the buffer, which of the two it is, and whether it is written in UTF-16 (a
+/// character every two bytes of the buffer).
 #[derive(Clone, Copy)]
 struct Piece {
     text: usize,
     data: usize,
     carved: bool,
+    wide: bool,
 }
 
 impl Strings {
     /// The printable runs of `data` of at least `min_len` bytes, or with a keyword
-    /// starting in them; `keywords` are the offsets where keywords start, in order.
+    /// starting in them, and those of `wide`, the UTF-16 runs of `data`, likewise, all
+    /// in the order they stand in `data`; `keywords` are the offsets where keywords start
+    /// in `data`, `wide_keywords` those in `wide`'s text, in order.
     pub(crate) fn new(
         data: &[u8],
         min_len: usize,
         keywords: impl Iterator<Item = usize>,
+        wide: &Wide,
+        wide_keywords: &[usize],
     ) -> Strings {
         let mut out = Strings {
             text: Vec::new(),
@@ -238,6 +354,7 @@ impl Strings {
         let mut in_run = Vec::new();
         let columns = sqlite_text_columns(data);
         let mut columns = columns.iter().peekable();
+        let mut wide_runs = wide.runs.iter().peekable();
         let n = data.len();
         let mut i = 0;
         while i < n {
@@ -248,6 +365,9 @@ impl Strings {
             let start = i;
             while i < n && PRINTABLE[data[i] as usize] {
                 i += 1;
+            }
+            while let Some(run) = wide_runs.next_if(|r| r.first < start) {
+                out.push_wide(data, wide, run, min_len, wide_keywords);
             }
             in_run.clear();
             while let Some(&k) = keywords.peek() {
@@ -285,7 +405,71 @@ impl Strings {
             }
             out.text.push(b'\n');
         }
+        for run in wide_runs {
+            out.push_wide(data, wide, run, min_len, wide_keywords);
+        }
         out
+    }
+
+    /// Writes `run`, a UTF-16 run of `wide`, on a line of its own when it has at least
+    /// `min_len` characters or a keyword starts in it (`keywords`: offsets in `wide`'s
+    /// text, in order). Its end characters may belong to the text beside it instead:
+    /// `abc\0k\0e\0y\0`, a C string and a NUL before a UTF-16LE string, reads as the
+    /// run `ckey`; its last character as the first of a string after a UTF-16BE one. So a
+    /// run whose first character has a printable byte before it (not the NUL a UTF-16BE
+    /// character has), or whose last has one after it, is also written without that
+    /// character, after a space, when it is glued to the next by a token character and
+    /// the rest is long enough or holds a keyword (as [`Strings::cut`] does). The first
+    /// character can be the run's own: .NET writes a string's length in front of it, one
+    /// byte, printable for 16 to 62 characters.
+    fn push_wide(
+        &mut self,
+        data: &[u8],
+        wide: &Wide,
+        run: &WideRun,
+        min_len: usize,
+        keywords: &[usize],
+    ) {
+        let chars = &wide.text[run.text..run.text + run.len];
+        let has_keyword = |from: usize, to: usize| {
+            let first = keywords.partition_point(|&k| k < run.text + from);
+            keywords.get(first).is_some_and(|&k| k < run.text + to)
+        };
+        if run.len < min_len && !has_keyword(0, run.len) {
+            return;
+        }
+        let unit = run.first - usize::from(run.big_endian);
+        self.push_wide_piece(unit, chars, false);
+        let last = run.first + 2 * (run.len - 1);
+        let is_text = |b: Option<&u8>| b.is_some_and(|&b| b != 0 && PRINTABLE[b as usize]);
+        let glued = |a: u8, b: u8| is_token_byte(a) && is_token_byte(b);
+        let mut cuts = Vec::with_capacity(2);
+        if is_text(run.first.checked_sub(1).and_then(|i| data.get(i))) && glued(chars[0], chars[1])
+        {
+            cuts.push((1, run.len));
+        }
+        if is_text(data.get(last + 1)) && glued(chars[run.len - 1], chars[run.len - 2]) {
+            cuts.push((0, run.len - 1));
+        }
+        for (from, to) in cuts {
+            if to - from >= min_len || has_keyword(from, to) {
+                self.text.push(b' ');
+                self.push_wide_piece(unit + 2 * from, &chars[from..to], true);
+            }
+        }
+        self.text.push(b'\n');
+    }
+
+    /// Writes `chars`, characters of a UTF-16 run whose first code unit is at `unit` in
+    /// the buffer.
+    fn push_wide_piece(&mut self, unit: usize, chars: &[u8], carved: bool) {
+        self.pieces.push(Piece {
+            text: self.text.len(),
+            data: unit,
+            carved,
+            wide: true,
+        });
+        self.text.extend_from_slice(chars);
     }
 
     /// Writes `data[at..stop]`, a string of `run` delimited by its format, as a piece of
@@ -314,6 +498,7 @@ impl Strings {
             text: self.text.len(),
             data: start,
             carved,
+            wide: false,
         });
         self.text.extend_from_slice(&data[start..end]);
     }
@@ -375,7 +560,10 @@ impl Strings {
             .partition_point(|l| l.text <= offset)
             .saturating_sub(1);
         match self.pieces.get(i) {
-            Some(l) => (l.data + (offset - l.text), l.carved),
+            Some(l) => {
+                let width = if l.wide { 2 } else { 1 };
+                (l.data + (offset - l.text) * width, l.carved)
+            }
             None => (offset, false),
         }
     }
@@ -383,12 +571,12 @@ impl Strings {
 
 #[cfg(test)]
 mod tests {
-    use super::Strings;
+    use super::{Strings, Wide};
 
     /// The runs of `data` and the strings cut out of them, and where each starts in
     /// `data`.
     fn lines(data: &[u8], min_len: usize) -> Vec<(String, usize)> {
-        let s = Strings::new(data, min_len, std::iter::empty());
+        let s = Strings::new(data, min_len, std::iter::empty(), &Wide::new(data, 2), &[]);
         s.text
             .split(|&b| b == b'\n' || b == b' ')
             .zip(s.pieces.iter())
@@ -401,7 +589,7 @@ mod tests {
         let data = b"\x00\x01short\x00a_run_of_twenty_bytes\xff\x02binance\x00";
         assert_eq!(lines(data, 16), [("a_run_of_twenty_bytes".to_owned(), 8)]);
         let keyword = data.windows(7).position(|w| w == b"binance").unwrap();
-        let s = Strings::new(data, 16, [keyword].into_iter());
+        let s = Strings::new(data, 16, [keyword].into_iter(), &Wide::new(data, 2), &[]);
         assert_eq!(s.text, b"a_run_of_twenty_bytes\nbinance\n");
         assert_eq!(s.locate(22), (keyword, false));
         assert_eq!(s.locate(3), (11, false));
@@ -424,7 +612,7 @@ mod tests {
         ]
         .concat();
         let keyword = 2;
-        let s = Strings::new(&data, 16, [keyword].into_iter());
+        let s = Strings::new(&data, 16, [keyword].into_iter(), &Wide::new(&data, 2), &[]);
         let text = String::from_utf8(s.text).unwrap();
         assert_eq!(
             text,
@@ -503,7 +691,7 @@ mod tests {
         let at = 65536 + body;
         assert_eq!(columns.len(), 2, "one column per cell, not per pointer");
         assert_eq!(columns[..], [(at, at + 10_000), (at + 10_000, at + 10_005)]);
-        let strings = Strings::new(&db, 16, std::iter::empty());
+        let strings = Strings::new(&db, 16, std::iter::empty(), &Wide::new(&db, 2), &[]);
         assert!(
             strings.text.len() <= 2 * db.len(),
             "{} bytes of text from a file of {}",
@@ -523,6 +711,184 @@ mod tests {
         assert_eq!(columns.len(), 2 * pages);
         let last = pages * 65536 + body;
         assert_eq!(columns.last(), Some(&(last + 10_000, last + 10_005)));
+    }
+
+    /// `text` in UTF-16, little-endian or big-endian, without a byte-order mark.
+    fn utf16(text: &str, big_endian: bool) -> Vec<u8> {
+        text.encode_utf16()
+            .flat_map(|u| {
+                if big_endian {
+                    u.to_be_bytes()
+                } else {
+                    u.to_le_bytes()
+                }
+            })
+            .collect()
+    }
+
+    /// The runs of `data`, and where each starts, read with keywords found as the engine
+    /// finds them (by `find`) in the ASCII and in the UTF-16 text.
+    fn lines_with_keywords(data: &[u8], min_len: usize, word: &str) -> Vec<(String, usize)> {
+        let find = |text: &[u8]| -> Vec<usize> {
+            text.windows(word.len())
+                .enumerate()
+                .filter(|(_, w)| *w == word.as_bytes())
+                .map(|(i, _)| i)
+                .collect()
+        };
+        let wide = Wide::new(data, word.len());
+        let s = Strings::new(
+            data,
+            min_len,
+            find(data).into_iter(),
+            &wide,
+            &find(wide.text()),
+        );
+        s.text
+            .split(|&b| b == b'\n' || b == b' ')
+            .zip(s.pieces.iter())
+            .map(|(l, at)| (String::from_utf8_lossy(l).into_owned(), at.data))
+            .collect()
+    }
+
+    /// The word test finds every NUL between two ASCII bytes, wherever it stands in the
+    /// word, and nothing else.
+    #[test]
+    fn nul_between_ascii_flags_exactly_those_bytes() {
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..100_000 {
+            // xorshift; bytes drawn mostly from NUL, ASCII and high bytes.
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            let bytes = rng.to_le_bytes().map(|b| match b % 4 {
+                0 => 0,
+                1 | 2 => b % 0x80,
+                _ => b | 0x80,
+            });
+            let got = super::nul_between_ascii(u64::from_le_bytes(bytes));
+            let ascii = |b: u8| b != 0 && b < 0x80;
+            for j in 0..8 {
+                let want =
+                    j > 0 && j < 7 && bytes[j] == 0 && ascii(bytes[j - 1]) && ascii(bytes[j + 1]);
+                assert_eq!(
+                    got >> (8 * j) & 0xff,
+                    if want { 0x80 } else { 0 },
+                    "{bytes:?}"
+                );
+            }
+        }
+    }
+
+    /// The runs [`Wide::new`] finds, eight bytes at a time, are those a test of every
+    /// byte finds, in buffers of random NULs, characters and other bytes.
+    #[test]
+    fn utf16_runs_are_those_a_byte_by_byte_reading_finds() {
+        let printable = |b: u8| super::PRINTABLE[b as usize];
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..2000 {
+            let data: Vec<u8> = (0..200)
+                .map(|_| {
+                    rng ^= rng << 13;
+                    rng ^= rng >> 7;
+                    rng ^= rng << 17;
+                    match rng % 5 {
+                        0 | 1 => 0,
+                        2 | 3 => b'a' + (rng >> 8) as u8 % 26,
+                        _ => (rng >> 8) as u8,
+                    }
+                })
+                .collect();
+            let mut want = Vec::new();
+            let mut i = 0;
+            while i + 2 < data.len() {
+                if data[i + 1] != 0 || !printable(data[i]) || !printable(data[i + 2]) {
+                    i += 1;
+                    continue;
+                }
+                let mut last = i + 2;
+                while last + 2 < data.len() && data[last + 1] == 0 && printable(data[last + 2]) {
+                    last += 2;
+                }
+                want.push((i, (last - i) / 2 + 1));
+                i = last + 1;
+            }
+            let got: Vec<(usize, usize)> = Wide::new(&data, 2)
+                .runs
+                .iter()
+                .map(|r| (r.first, r.len))
+                .collect();
+            assert_eq!(got, want, "{data:?}");
+        }
+    }
+
+    #[test]
+    fn utf16_runs_are_read_in_either_byte_order_at_their_offsets() {
+        let key = "K".repeat(20);
+        for big_endian in [false, true] {
+            // A length byte that is no character, the string, a flag byte, as .NET's `#US`
+            // heap writes them; an ASCII run after it.
+            let data = [
+                &b"\x01\x02\x81"[..],
+                &utf16(&key, big_endian),
+                b"\x01\x02an_ascii_run_of_twenty\x00",
+            ]
+            .concat();
+            let got = lines_with_keywords(&data, 16, "binance");
+            assert_eq!(
+                got,
+                [(key.clone(), 3), ("an_ascii_run_of_twenty".to_owned(), 45)],
+                "big endian: {big_endian}"
+            );
+            let s = Strings::new(&data, 16, std::iter::empty(), &Wide::new(&data, 2), &[]);
+            // The fifth character is in the buffer at 3 + 2 × 4, whichever the byte order.
+            assert_eq!(s.locate(4), (11, false), "big endian: {big_endian}");
+        }
+    }
+
+    #[test]
+    fn a_utf16_run_cut_by_a_code_unit_outside_printable_ascii_is_two_runs() {
+        // `é`, a NUL and a control character: each ends a run.
+        for unit in ["é", "\u{0}", "\u{1}"] {
+            let text = format!("{}{unit}{}", "a".repeat(20), "b".repeat(20));
+            let data = [&b"\x01"[..], &utf16(&text, false), b"\x01"].concat();
+            let got = lines_with_keywords(&data, 16, "binance");
+            assert_eq!(got, [("a".repeat(20), 1), ("b".repeat(20), 43)], "{unit:?}");
+        }
+    }
+
+    #[test]
+    fn short_utf16_runs_are_kept_when_a_keyword_is_in_them() {
+        let data = [
+            &b"\x01"[..],
+            &utf16("Binance", false),
+            b"\x01",
+            &utf16("Other", false),
+            b"\x01",
+        ]
+        .concat();
+        assert_eq!(
+            lines_with_keywords(&data, 16, "Binance"),
+            [("Binance".to_owned(), 1)]
+        );
+    }
+
+    #[test]
+    fn a_utf16_run_glued_to_the_ascii_before_it_is_also_read_without_that_character() {
+        // A C string and its NUL, then a UTF-16LE string: `c`, the NUL and `K` read as
+        // the start of the run.
+        let key = "K".repeat(20);
+        let data = [&b"\x01abc\x00"[..], &utf16(&key, false), b"\x01"].concat();
+        assert_eq!(
+            lines_with_keywords(&data, 16, "binance"),
+            [(format!("c{key}"), 3), (key.clone(), 5)]
+        );
+        // A UTF-16BE string, a NUL, then a C string: its first character ends the run.
+        let data = [&b"\x01"[..], &utf16(&key, true), b"\x00xyz\x00"].concat();
+        assert_eq!(
+            lines_with_keywords(&data, 16, "binance"),
+            [(format!("{key}x"), 1), (key.clone(), 1)]
+        );
     }
 
     #[test]

@@ -19,7 +19,7 @@ use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
-use crate::binary::Strings;
+use crate::binary::{Strings, Wide};
 use crate::managed::ManagedKeys;
 use crate::redact::redact;
 use crate::report::{Finding, Part, Severity, Suppression};
@@ -267,6 +267,8 @@ pub(crate) struct Engine {
     by_len: Vec<Vec<usize>>,
     /// The length of the shortest value a rule with a shape takes.
     shortest_value: usize,
+    /// The length of the shortest word the keyword automaton looks for.
+    shortest_word: usize,
     /// By token length: whether base64 of a value some rule matches has that length.
     is_encoded_len: Vec<bool>,
     pem_rules: Vec<usize>,
@@ -353,6 +355,7 @@ impl Engine {
                 patterns.push(Pattern::EncodedKeyword);
             }
         }
+        let shortest_word = words.iter().map(String::len).min().unwrap_or(1);
         // Built from literal strings only; construction cannot fail for them.
         #[allow(clippy::expect_used)]
         let ac = AhoCorasickBuilder::new()
@@ -399,6 +402,7 @@ impl Engine {
             patterns,
             by_len,
             shortest_value,
+            shortest_word,
             is_encoded_len,
             pem_rules,
             pem_re: re(r"-----BEGIN ((?:EC |RSA |OPENSSH |ENCRYPTED )?PRIVATE KEY)-----"),
@@ -431,13 +435,13 @@ impl Engine {
         self.scan_text(path, context_path, data, managed, redact_values, TEXT)
     }
 
-    /// Scans a binary buffer (see [`is_binary`]) as the printable text in it (see
-    /// [`crate::binary`]), with the same rules as text. A buffer where no keyword, rule
-    /// prefix or PEM header is found, under a path without keywords, is done after that
-    /// one search (unless managed keys are looked for). Findings stand where their values
-    /// are in `data`: `offset` is the byte offset, and `line` and `column` count line
-    /// feeds and bytes as in a text file. A value found both in a run and in a string cut
-    /// out of it is reported once, from the run.
+    /// Scans a binary buffer (see [`is_binary`]) as the printable text in it, in ASCII
+    /// and in UTF-16 (see [`crate::binary`]), with the same rules as text. A buffer where
+    /// no keyword, rule prefix or PEM header is found, in either, under a path without
+    /// keywords, is done after that search (unless managed keys are looked for).
+    /// Findings stand where their values are in `data`: `offset` is the byte offset, and
+    /// `line` and `column` count line feeds and bytes as in a text file. A value found
+    /// both in a run and in a string cut out of it is reported once, from the run.
     pub(crate) fn scan_binary(
         &self,
         path: &str,
@@ -447,11 +451,15 @@ impl Engine {
         redact_values: bool,
     ) -> Vec<Finding> {
         let mut hits = self.ac.find_iter(data).map(|m| m.start()).peekable();
+        // The UTF-16 runs long enough to hold a word the automaton looks for, and those
+        // words in them: a keyword there counts as in an ASCII run.
+        let wide = Wide::new(data, self.shortest_word);
+        let wide_hits: Vec<usize> = self.ac.find_iter(wide.text()).map(|m| m.start()).collect();
         let path_hit = self
             .ac
             .find_iter(context_path.as_bytes())
             .any(|m| matches!(self.patterns[m.pattern().as_usize()], Pattern::Keyword(_)));
-        if hits.peek().is_none() && !path_hit && managed.is_none() {
+        if hits.peek().is_none() && wide_hits.is_empty() && !path_hit && managed.is_none() {
             return Vec::new();
         }
         let min_len = if managed.is_some() {
@@ -459,7 +467,7 @@ impl Engine {
         } else {
             self.shortest_value
         };
-        let strings = Strings::new(data, min_len, hits);
+        let strings = Strings::new(data, min_len, hits, &wide, &wide_hits);
         let found = self.scan_text(
             path,
             context_path,
@@ -575,6 +583,7 @@ impl Engine {
             .collect();
         let ctx = Context {
             data,
+            dotenv: is_dotenv_path(path),
             lines: &lines,
             kw_lines: &kw_lines,
             path_hit: &path_hit,
@@ -1126,7 +1135,7 @@ impl Engine {
         for (line, ri) in wanted {
             let rule = &self.rules.rules()[ri];
             let text = ctx.lines.text(ctx.data, line);
-            let assignments = parameters(text).flat_map(|(at, part)| {
+            let assignments = parameters(text, ctx.dotenv).flat_map(|(at, part)| {
                 self.assign_re
                     .captures_iter(part)
                     .map(move |caps| (at, caps))
@@ -1554,6 +1563,8 @@ fn search_steps(len: usize) -> usize {
 
 struct Context<'a> {
     data: &'a [u8],
+    /// Whether the buffer is a dotenv file (see [`is_dotenv_path`]).
+    dotenv: bool,
     lines: &'a LineIndex,
     kw_lines: &'a [Vec<usize>],
     path_hit: &'a [bool],
@@ -1849,9 +1860,18 @@ fn label_role(name: &[u8]) -> Option<Role> {
 /// The parameters of a query string or form body on a line (`key=…&secret=…&passphrase=…`),
 /// each with its offset: the line is cut before each `&` that a parameter's name and `=`
 /// follow, so that a value ends where the next parameter begins. A line without such an
-/// `&` is one part (a passphrase `a&b` in a `.env` file stays whole).
-fn parameters(line: &[u8]) -> impl Iterator<Item = (usize, &[u8])> {
+/// `&` is one part (a passphrase `a&b` in a `.env` file stays whole). A line of a dotenv
+/// file (`dotenv`) that assigns a variable is cut only where its value is a query or a
+/// form body (see [`dotenv_parameters_start`]): `KUCOIN_PASSPHRASE=ab&name=cd` gives the
+/// variable the rest of its line, as dotenv loaders do.
+fn parameters(line: &[u8], dotenv: bool) -> impl Iterator<Item = (usize, &[u8])> {
+    let from = if dotenv {
+        dotenv_parameters_start(line)
+    } else {
+        0
+    };
     let mut cuts: Vec<usize> = memchr::memchr_iter(b'&', line)
+        .filter(|&amp| amp >= from)
         .filter(|&amp| {
             let name = line[amp + 1..]
                 .iter()
@@ -1867,6 +1887,64 @@ fn parameters(line: &[u8]) -> impl Iterator<Item = (usize, &[u8])> {
         from = cut;
         part
     })
+}
+
+/// Whether `path` names a dotenv file: `.env`, `.env.local`, `prod.env` (its name is
+/// `.env`, begins with `.env.` or ends with `.env`).
+fn is_dotenv_path(path: &str) -> bool {
+    let name = path.rsplit(['/', '\\']).next().unwrap_or(path);
+    name.ends_with(".env") || name.starts_with(".env.")
+}
+
+/// Where the parameters of a query string or form body may begin on a line of a dotenv
+/// file. A line that assigns a variable (`NAME=value`, `export NAME="value"`) gives it the
+/// rest of the line, `&` included, so its `&`s separate parameters only where its value is
+/// a URL with a query (after the `?`: `KUCOIN_URL=https://host/path?key=…&passphrase=…`)
+/// or a form body (from its start: `BODY=key=…&passphrase=…`); elsewhere, from its end.
+/// Any other line is read as in any file, from its start.
+fn dotenv_parameters_start(line: &[u8]) -> usize {
+    let is_name = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-');
+    let indent = line.iter().take_while(|b| b.is_ascii_whitespace()).count();
+    let mut at = indent;
+    if let Some(rest) = line[at..].strip_prefix(b"export") {
+        let blanks = rest
+            .iter()
+            .take_while(|b| matches!(b, b' ' | b'\t'))
+            .count();
+        if blanks > 0 {
+            at += b"export".len() + blanks;
+        }
+    }
+    let name = line[at..].iter().take_while(|b| is_name(b)).count();
+    if name == 0 || line[at].is_ascii_digit() {
+        return 0;
+    }
+    at += name;
+    at += line[at..]
+        .iter()
+        .take_while(|b| matches!(b, b' ' | b'\t'))
+        .count();
+    if line.get(at) != Some(&b'=') {
+        return 0;
+    }
+    at += 1;
+    at += line[at..]
+        .iter()
+        .take_while(|b| matches!(b, b' ' | b'\t'))
+        .count();
+    if matches!(line.get(at), Some(b'"' | b'\'')) {
+        at += 1;
+    }
+    let value = &line[at..];
+    let first = value.iter().take_while(|b| is_name(b)).count();
+    if first > 0 && value.get(first) == Some(&b'=') {
+        return at;
+    }
+    let is_url = value.starts_with(b"/") || memchr::memmem::find(value, b"://").is_some();
+    match memchr::memchr(b'?', value) {
+        Some(query) if is_url => at + query,
+        _ => line.len(),
+    }
 }
 
 /// `v` with `%2B`, `%2F` and `%3D` decoded (see [`percent_escape`]); borrowed when it has

@@ -12,8 +12,9 @@
 //! and does not hide that text); values and PEM keys written base64-encoded (a Kubernetes
 //! secret's `data:`) are decoded where they stand, and so are the `%2B`, `%2F` and `%3D`
 //! of a value percent-encoded in a URL, a form body or a DSN. Binary files (a SQLite
-//! database, a `.pyc`, a `.class`) are scanned as the printable text in them, as `strings`
-//! would show it, and their findings give the byte offset of each value. With
+//! database, a `.pyc`, a `.class`, an executable) are scanned as the printable text in
+//! them, as `strings` would show it, in ASCII and in UTF-16 (a .NET executable's string
+//! literals, a registry hive), and their findings give the byte offset of each value. With
 //! [`ManagedKeys`], an exact occurrence of a key keygate manages is a critical finding,
 //! matched by keyed fingerprint only.
 //!

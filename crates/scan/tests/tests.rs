@@ -669,6 +669,46 @@ mod written {
         assert_eq!(escaped, [true; 3], "no value had a +, a / and a =");
     }
 
+    /// A regression test: a passphrase in a `.env` file was cut at `&name=`, read as the
+    /// next parameter of a query string, though a dotenv loader gives the variable the
+    /// rest of its line. On a dotenv line the query reading applies only inside a value
+    /// that is a URL with a query or a form body; elsewhere it applies as before.
+    #[test]
+    fn a_dotenv_passphrase_holding_an_ampersand_and_a_name_is_read_whole() {
+        use super::synth::{hex_lower, uuid};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(76);
+        let scanner = Scanner::builder().redact(false).build();
+        let (key, secret) = (hex_lower(&mut rng, 24), uuid(&mut rng));
+        let creds = format!("KUCOIN_API_KEY={key}\nKUCOIN_API_SECRET={secret}\n");
+        let cases = [
+            (".env", "KUCOIN_API_PASSPHRASE=ab&name=cd9", "ab&name=cd9"),
+            (
+                "config/prod.env",
+                "export KUCOIN_API_PASSPHRASE=\"Tr4&d3r=x&sig=1\"",
+                "Tr4&d3r=x&sig=1",
+            ),
+            (
+                ".env.local",
+                "KUCOIN_CONNECT=https://bot.example/kucoin?apiKey=k&passphrase=Tr4d3r&ts=1",
+                "Tr4d3r",
+            ),
+            (".env", "KUCOIN_BODY=key=k&passphrase=Tr4d3r&ts=1", "Tr4d3r"),
+            (
+                "kucoin.txt",
+                "key=k&secret=s&passphrase=Tr4d3r&name=bot",
+                "Tr4d3r",
+            ),
+        ];
+        for (path, line, passphrase) in cases {
+            let text = format!("{creds}{line}\n");
+            let f = scanner.scan_bytes(path, text.as_bytes());
+            assert_eq!(f.len(), 1, "{text}\n{f:#?}");
+            let mut want = vec![key.clone(), secret.clone(), passphrase.to_owned()];
+            want.sort();
+            assert_eq!(values(&f[0]), want, "{path}: {line}");
+        }
+    }
+
     /// A regression test (found by review): the `//` after a URL's scheme was dropped
     /// after any colon, so a Kraken secret that begins with `//` in `KEY://SECRET` (a
     /// colon pair, or a DSN's user part) lost two characters and was missed.
@@ -1385,6 +1425,91 @@ mod binary {
                 (Some(offset(&pyc, &secret)), Some(secret.as_str()))
             ]
         );
+    }
+
+    /// `text` in UTF-16 without a byte-order mark, as an executable holds its strings.
+    fn utf16_bare(text: &str, big_endian: bool) -> Vec<u8> {
+        super::utf16(text, big_endian).split_off(2)
+    }
+
+    /// A regression test: a C# bot built with Binance.Net keeps its string literals in
+    /// the `#US` heap of its executable, in UTF-16LE (a NUL byte after each ASCII
+    /// character), so read as `strings` reads it, no key in it was a token. The UTF-16
+    /// runs are read too, in either byte order, and the finding gives the offset of the
+    /// value's first code unit in the file.
+    #[test]
+    fn a_key_pair_in_utf16_strings_of_an_executable_is_found_at_its_byte_offset() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(95);
+        let (key, secret) = (alnum(&mut rng, 64), alnum(&mut rng, 64));
+        for big_endian in [false, true] {
+            // A DOS header, a PE header, then as a .NET assembly's metadata holds them:
+            // the `#Strings` heap (type and namespace names, ASCII, each ended by a NUL)
+            // and the `#US` heap (each literal behind its length, 129 = 0x80 0x81, in
+            // UTF-16, followed by a flag byte).
+            let mut exe = b"MZ\x90\x00\x03\x00\x00\x00\x04\x00\x00\x00\xff\xff".to_vec();
+            exe.resize(0x80, 0);
+            exe.extend_from_slice(b"PE\0\0\x4c\x01\x03\x00");
+            exe.resize(0x400, 0);
+            exe.extend_from_slice(
+                b"\0<Module>\0Binance.Net\0BinanceRestClient\0ApiCredentials\0Main\0\0\0",
+            );
+            let mut at = Vec::new();
+            for literal in [&key, &secret] {
+                exe.extend_from_slice(&[0x80, 0x81]);
+                at.push(exe.len() as u64);
+                exe.extend_from_slice(&utf16_bare(literal, big_endian));
+                exe.push(0x01);
+            }
+            exe.resize(exe.len() + 512, 0);
+            let report = scan_file("TradingBot.exe", &exe);
+            assert_eq!(report.findings.len(), 1, "{report:#?}");
+            let f = &report.findings[0];
+            assert!(f.is_active());
+            assert_eq!(f.title, "Binance API key + secret");
+            let parts: Vec<(Option<u64>, Option<&str>)> = f
+                .parts
+                .iter()
+                .map(|p| (p.offset, p.value.as_deref()))
+                .collect();
+            assert_eq!(
+                parts,
+                [
+                    (Some(at[0]), Some(key.as_str())),
+                    (Some(at[1]), Some(secret.as_str()))
+                ],
+                "big endian: {big_endian}"
+            );
+            assert_eq!(f.offset, Some(at[1]));
+        }
+    }
+
+    /// The exchange's name in UTF-16 only (a registry value's name, a resource string)
+    /// gives the keys beside it their context, as it would in ASCII.
+    #[test]
+    fn a_keyword_in_utf16_only_gives_context() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(96);
+        let (key, secret) = (b64(&mut rng, 42), b64(&mut rng, 64));
+        for big_endian in [false, true] {
+            let mut data = b"regf\x01\x00\x00\x00".to_vec();
+            data.resize(0x1000, 0);
+            let mut at = Vec::new();
+            for text in ["Kraken", key.as_str(), secret.as_str()] {
+                data.extend_from_slice(&[0xff, 0xfe, 0xfd, 0xfc]);
+                at.push(data.len() as u64);
+                data.extend_from_slice(&utf16_bare(text, big_endian));
+                data.extend_from_slice(&[0x80, 0x81]);
+            }
+            let report = scan_file("NTUSER.DAT", &data);
+            assert_eq!(report.findings.len(), 1, "{report:#?}");
+            let f = &report.findings[0];
+            assert_eq!(f.title, "Kraken API key + secret");
+            let offsets: Vec<Option<u64>> = f.parts.iter().map(|p| p.offset).collect();
+            assert_eq!(
+                offsets,
+                [Some(at[1]), Some(at[2])],
+                "big endian: {big_endian}"
+            );
+        }
     }
 
     /// Binary files full of printable noise, strings that name exchanges, URLs, hashes

@@ -1638,19 +1638,10 @@ fn serve_process(home: &Home) -> std::process::Child {
         .unwrap()
 }
 
-/// A regression test: `serve` listened for SIGTERM only once it had said it listened, and
-/// tokio dropped a SIGTERM that came while that listener was being set up: a gateway
-/// stopped just after it started went on serving until killed (a test hung on it), and
-/// one stopped while it started was killed before it could flush anything. A stop sent
-/// while serve starts is now acted on once it serves, as any stop: drained, flushed, exit 0.
-#[test]
-fn a_stop_sent_while_serve_starts_stops_it_cleanly() {
-    use std::io::Read;
-
-    let home = Home::with_account("http://127.0.0.1:9");
-    let mut child = serve_process(&home);
-    // Its process id is written to `serve.lock` a second before it serves (it waits out
-    // the window of requests signed ahead): stopped then.
+/// `serve` on `home`, once its process id is in `serve.lock`: a second before it serves
+/// (it waits out the window of requests signed ahead).
+fn serve_holding_its_lock(home: &Home) -> std::process::Child {
+    let mut child = serve_process(home);
     let lock = home.kg.home().join("serve.lock");
     let pid = child.id().to_string();
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
@@ -1665,7 +1656,11 @@ fn a_stop_sent_while_serve_starts_stops_it_cleanly() {
         );
         std::thread::sleep(Duration::from_millis(5));
     }
-    assert!(terminate(&child));
+    child
+}
+
+/// How `child` ended, within a minute; with what it printed (standard output, error).
+fn ended(mut child: std::process::Child) -> (std::process::ExitStatus, String, String) {
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -1673,19 +1668,52 @@ fn a_stop_sent_while_serve_starts_stops_it_cleanly() {
         }
         if std::time::Instant::now() > deadline {
             let _ = child.kill();
-            panic!("serve did not stop within 60 s of SIGTERM");
+            panic!("serve did not stop within 60 s of being told to");
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    let mut rest = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut rest)
-        .unwrap();
-    assert!(status.success(), "{status}: {rest}");
-    assert!(rest.contains("keygate: shutting down"), "{rest}");
+    let out = child.wait_with_output().unwrap();
+    let printed = |bytes: Vec<u8>| String::from_utf8_lossy(&bytes).into_owned();
+    (status, printed(out.stdout), printed(out.stderr))
+}
+
+/// A regression test: `serve` listened for SIGTERM only once it had said it listened, and
+/// tokio dropped a SIGTERM that came while that listener was being set up: a gateway
+/// stopped just after it started went on serving until killed (a test hung on it), and
+/// one stopped while it started was killed before it could flush anything. A stop sent
+/// while serve starts is now acted on once it serves, as any stop: it drains, flushes
+/// the audit log and exits 0, the log verifying.
+#[test]
+fn a_stop_sent_while_serve_starts_stops_it_cleanly() {
+    let home = Home::with_account("http://127.0.0.1:9");
+    let child = serve_holding_its_lock(&home);
+    assert!(terminate(&child));
+    let (status, stdout, stderr) = ended(child);
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(stdout.contains("keygate listening on"), "{stdout}");
+    assert!(stderr.contains("keygate: shutting down"), "{stderr}");
+    home.kg.ok(&["audit", "verify"], "");
+}
+
+/// A second stop ends serve at once, as the signal's default action would, whatever the
+/// first was waiting for: an operator's way out of a stop that does not finish.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_second_stop_ends_serve_at_once() {
+    use rustix::process::{kill_process, Pid, Signal};
+    use std::os::unix::process::ExitStatusExt;
+
+    let home = Home::with_account("http://127.0.0.1:9");
+    let child = serve_holding_its_lock(&home);
+    let pid = Pid::from_child(&child);
+    kill_process(pid, Signal::TERM).unwrap();
+    kill_process(pid, Signal::INT).unwrap();
+    let (status, _, stderr) = ended(child);
+    // Whichever of the two came second ended it.
+    assert!(
+        matches!(status.signal(), Some(2 | 15)),
+        "{status}: {stderr}"
+    );
 }
 
 /// A regression test: a request signed a moment ahead of the clock (Binance takes a

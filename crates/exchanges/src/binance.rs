@@ -1804,8 +1804,8 @@ const SAPI_READ: &[&str] = &[
     "margin/allPairs",
     "margin/isolated/allPairs",
     // History of the account's own wallet moves, read by ccxt's fetchTransfers,
-    // fetchMyDustTrades and fetchConvertTradeHistory; the balance of each wallet. The
-    // moves themselves are POSTs to the first two paths, classified as transfers.
+    // fetchMyDustTrades and fetchConvertTradeHistory; the balance of each wallet. A POST
+    // to `asset/transfer` makes a move, and is a transfer.
     "asset/transfer",
     "asset/dribblet",
     "convert/tradeFlow",
@@ -2000,10 +2000,20 @@ pub fn fuzz_batch(data: &[u8]) -> bool {
         };
         accepted = true;
         assert!((1..=MAX_BATCH_ORDERS).contains(&orders.len()));
+        let named =
+            |order: &BatchOrderParams, name| order.param(name).is_some_and(|v| !v.is_empty());
         for order in &orders {
-            assert!(order.param("symbol").is_some_and(|s| !s.is_empty()));
+            assert!(named(order, "symbol"));
             let side = order.param("side").unwrap_or_default();
             assert!(side.eq_ignore_ascii_case("BUY") || side.eq_ignore_ascii_case("SELL"));
+            if method == "POST" {
+                assert!(named(order, "type"));
+            } else {
+                assert!(named(order, "quantity") && named(order, "price"));
+                assert!(
+                    order.param("orderId").is_some() || order.param("origClientOrderId").is_some()
+                );
+            }
             for (i, (name, _)) in order.params.iter().enumerate() {
                 assert!(known.contains(&name.as_str()), "{name}");
                 assert!(!order.params[..i]
@@ -2013,6 +2023,10 @@ pub fn fuzz_batch(data: &[u8]) -> bool {
         }
         let action = request.classify(method, BATCH_ORDERS_PATH);
         assert_eq!(action.orders().len(), orders.len());
+        for (decided, order) in action.orders().iter().zip(&orders) {
+            assert_eq!(decided.symbol.as_deref(), order.param("symbol"));
+            assert!(decided.side.is_some());
+        }
         assert_resigns_faithfully(&request);
     }
     accepted
@@ -3457,7 +3471,7 @@ mod tests {
         for (json, reads) in corpus {
             assert_eq!(fuzz_batch(json.as_bytes()), *reads, "{json}");
         }
-        let six = vec![r#"{"symbol":"A","side":"BUY","type":"MARKET"}"#; 6].join(",");
+        let six = [r#"{"symbol":"A","side":"BUY","type":"MARKET"}"#; 6].join(",");
         assert!(!fuzz_batch(format!("[{six}]").as_bytes()));
     }
 

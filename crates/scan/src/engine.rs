@@ -1858,8 +1858,9 @@ fn label_role(name: &[u8]) -> Option<Role> {
 }
 
 /// The parameters of a query string or form body on a line (`key=…&secret=…&passphrase=…`),
-/// each with its offset: the line is cut before each `&` that a parameter's name and `=`
-/// follow, so that a value ends where the next parameter begins. A line without such an
+/// each with its offset: the line is cut before each `&` or `?` that a parameter's name
+/// and `=` follow, so that a value ends where the next parameter begins, and a query's
+/// first parameter is one of its own. A line without such an
 /// `&` is one part (a passphrase `a&b` in a `.env` file stays whole). A line of a dotenv
 /// file (`dotenv`) that assigns a variable is cut only where its value is a query or a
 /// form body (see [`dotenv_parameters_start`]): `KUCOIN_PASSPHRASE=ab&name=cd` gives the
@@ -1870,14 +1871,15 @@ fn parameters(line: &[u8], dotenv: bool) -> impl Iterator<Item = (usize, &[u8])>
     } else {
         0
     };
-    let mut cuts: Vec<usize> = memchr::memchr_iter(b'&', line)
-        .filter(|&amp| amp >= from)
-        .filter(|&amp| {
-            let name = line[amp + 1..]
+    // A query's first parameter follows its `?`, the others an `&`.
+    let mut cuts: Vec<usize> = memchr::memchr2_iter(b'&', b'?', line)
+        .filter(|&sep| sep >= from)
+        .filter(|&sep| {
+            let name = line[sep + 1..]
                 .iter()
                 .take_while(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
                 .count();
-            name > 0 && line.get(amp + 1 + name) == Some(&b'=')
+            name > 0 && line.get(sep + 1 + name) == Some(&b'=')
         })
         .collect();
     cuts.push(line.len());
@@ -1900,7 +1902,8 @@ fn is_dotenv_path(path: &str) -> bool {
 /// file. A line that assigns a variable (`NAME=value`, `export NAME="value"`) gives it the
 /// rest of the line, `&` included, so its `&`s separate parameters only where its value is
 /// a URL with a query (after the `?`: `KUCOIN_URL=https://host/path?key=…&passphrase=…`)
-/// or a form body (from its start: `BODY=key=…&passphrase=…`); elsewhere, from its end.
+/// or a form body (from its start: `BODY=key=…&passphrase=…`), and never in a variable
+/// named for a passphrase; elsewhere, from its end.
 /// Any other line is read as in any file, from its start.
 fn dotenv_parameters_start(line: &[u8]) -> usize {
     let is_name = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-');
@@ -1918,6 +1921,10 @@ fn dotenv_parameters_start(line: &[u8]) -> usize {
     let name = line[at..].iter().take_while(|b| is_name(b)).count();
     if name == 0 || line[at].is_ascii_digit() {
         return 0;
+    }
+    // A passphrase's variable holds the passphrase, `&` and `=` included: no query.
+    if label_role(&line[at..at + name]) == Some(Role::Passphrase) {
+        return line.len();
     }
     at += name;
     at += line[at..]

@@ -693,6 +693,23 @@ mod written {
                 "Tr4d3r",
             ),
             (".env", "KUCOIN_BODY=key=k&passphrase=Tr4d3r&ts=1", "Tr4d3r"),
+            // Found by review: a passphrase holding `=` read as a form body and cut; a
+            // query's first parameter never read as one of its own.
+            (
+                ".env",
+                "KUCOIN_API_PASSPHRASE=Tr4=d3r&sig=1",
+                "Tr4=d3r&sig=1",
+            ),
+            (
+                ".env",
+                "KUCOIN_URL=https://h.example/p?passphrase=Tr4d3r&key=k",
+                "Tr4d3r",
+            ),
+            (
+                "kucoin.txt",
+                "https://h.example/p?passphrase=Tr4d3r&ts=1",
+                "Tr4d3r",
+            ),
             (
                 "kucoin.txt",
                 "key=k&secret=s&passphrase=Tr4d3r&name=bot",

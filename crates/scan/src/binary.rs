@@ -857,13 +857,15 @@ mod tests {
         }
     }
 
+    /// A short run is kept for the keyword in it, and only then: `ShortOther` is long
+    /// enough for the search of keywords (seven characters) but shorter than a value.
     #[test]
     fn short_utf16_runs_are_kept_when_a_keyword_is_in_them() {
         let data = [
             &b"\x01"[..],
             &utf16("Binance", false),
             b"\x01",
-            &utf16("Other", false),
+            &utf16("ShortOther", false),
             b"\x01",
         ]
         .concat();

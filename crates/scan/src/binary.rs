@@ -56,10 +56,6 @@ struct WideRun {
     first: usize,
     /// How many characters it has (at least two).
     len: usize,
-    /// Whether it reads as big-endian only: its last character is not followed by a NUL
-    /// byte, its first is preceded by one. Its first code unit then starts a byte before
-    /// its first character.
-    big_endian: bool,
 }
 
 impl Wide {
@@ -108,12 +104,10 @@ impl Wide {
             if len < min_len {
                 continue;
             }
-            let big_endian = data.get(last + 1) != Some(&0) && first > 0 && data[first - 1] == 0;
             out.runs.push(WideRun {
                 text: out.text.len(),
                 first,
                 len,
-                big_endian,
             });
             out.text.extend(data[first..=last].iter().step_by(2));
             out.text.push(b'\n');
@@ -139,6 +133,27 @@ fn nul_between_ascii(word: u64) -> u64 {
     let nul = !(((word & LOW) + LOW) | word) & HIGH;
     let ascii = !word & HIGH & !nul;
     nul & (ascii << 8) & (ascii >> 8)
+}
+
+/// Where the first code unit is of the UTF-16 characters whose first and last
+/// characters' bytes are at `first` and `last` in `data`: at `first` if they read as
+/// little-endian (`k\0e\0y\0`), a byte before it if they read as big-endian
+/// (`\0k\0e\0y`). Each piece of a run is read so, by its own ends: a run that reads as
+/// big-endian for the ASCII character glued after it (`\0k\0e\0y\0abc`) is
+/// little-endian without it. Little-endian unless there is a NUL byte before the first
+/// character and, after the last, no NUL byte, or a NUL code unit that ends a big-endian
+/// string (`\0y\0\0`) where a little-endian one would not end (`y\0\0` then a byte
+/// that is not NUL: little-endian, that would be a character outside ASCII). Bytes that
+/// read as either stay ambiguous, and are taken as little-endian: `\0k\0e\0y\0` between
+/// bytes that are not NUL, or followed by NULs (`\0y\0\0\0`).
+fn first_unit(data: &[u8], first: usize, last: usize) -> usize {
+    let nul_before = first > 0 && data[first - 1] == 0;
+    let big_endian = nul_before
+        && match data.get(last + 1) {
+            Some(0) => data.get(last + 2) == Some(&0) && data.get(last + 3) != Some(&0),
+            _ => true,
+        };
+    first - usize::from(big_endian)
 }
 
 /// Python marshal's type bytes of a string with a one-byte length (`z`: short ASCII,
@@ -438,9 +453,8 @@ impl Strings {
         if run.len < min_len && !has_keyword(0, run.len) {
             return;
         }
-        let unit = run.first - usize::from(run.big_endian);
-        self.push_wide_piece(unit, chars, false);
         let last = run.first + 2 * (run.len - 1);
+        self.push_wide_piece(first_unit(data, run.first, last), chars, false);
         let is_text = |b: Option<&u8>| b.is_some_and(|&b| b != 0 && PRINTABLE[b as usize]);
         let glued = |a: u8, b: u8| is_token_byte(a) && is_token_byte(b);
         let mut cuts = Vec::with_capacity(2);
@@ -454,7 +468,9 @@ impl Strings {
         for (from, to) in cuts {
             if to - from >= min_len || has_keyword(from, to) {
                 self.text.push(b' ');
-                self.push_wide_piece(unit + 2 * from, &chars[from..to], true);
+                let first = run.first + 2 * from;
+                let unit = first_unit(data, first, run.first + 2 * (to - 1));
+                self.push_wide_piece(unit, &chars[from..to], true);
             }
         }
         self.text.push(b'\n');
@@ -886,10 +902,37 @@ mod tests {
             [(format!("c{key}"), 3), (key.clone(), 5)]
         );
         // A UTF-16BE string, a NUL, then a C string: its first character ends the run.
+        // Without it, the string has a NUL byte on each side and reads as either byte
+        // order (the bytes of a UTF-16LE string with a NUL before it): little-endian.
         let data = [&b"\x01"[..], &utf16(&key, true), b"\x00xyz\x00"].concat();
         assert_eq!(
             lines_with_keywords(&data, 16, "binance"),
-            [(format!("{key}x"), 1), (key.clone(), 1)]
+            [(format!("{key}x"), 1), (key.clone(), 2)]
+        );
+    }
+
+    /// A regression test (found by review): a little-endian string with a NUL before it
+    /// and an ASCII character glued after it read as big-endian, for the run that holds
+    /// that character, and was reported a byte early; a big-endian string ending with a
+    /// NUL code unit read as little-endian, a byte late.
+    #[test]
+    fn a_utf16_string_is_located_by_its_own_ends() {
+        let key = "K".repeat(20);
+        let data = [&b"\x01\x00"[..], &utf16(&key, false), b"xyz\x00"].concat();
+        assert_eq!(
+            lines_with_keywords(&data, 16, "binance"),
+            [(format!("{key}x"), 1), (key.clone(), 2)]
+        );
+        let data = [&b"\x01"[..], &utf16(&key, true), b"\x00\x00\x01"].concat();
+        assert_eq!(
+            lines_with_keywords(&data, 16, "binance"),
+            [(key.clone(), 1)]
+        );
+        // Followed by a NUL code unit in either byte order, it reads as little-endian.
+        let data = [&b"\x01\x00"[..], &utf16(&key, false), b"\x00\x00\x01"].concat();
+        assert_eq!(
+            lines_with_keywords(&data, 16, "binance"),
+            [(key.clone(), 2)]
         );
     }
 

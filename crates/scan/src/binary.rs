@@ -24,7 +24,8 @@
 //! character of such a string comes with a NUL byte, so no run of it is longer than one
 //! character. The buffer is also read for its UTF-16 runs (see [`Wide`]), little- or
 //! big-endian, which are written in the text as the characters they hold, one run a
-//! line, among the printable runs in the order they stand in the buffer.
+//! line, among the printable runs in the order they stand in the buffer. A SQLite
+//! database whose text is UTF-16 has its text columns cut out of those runs.
 
 /// Whether a byte belongs to a printable run.
 static PRINTABLE: [bool; 256] = {
@@ -246,6 +247,16 @@ fn sqlite_text_columns(data: &[u8]) -> Vec<(usize, usize)> {
     out
 }
 
+/// Whether a buffer that is a SQLite database stores its text in UTF-16: the text
+/// encoding in its header (a big-endian four-byte number at offset 56) is 2
+/// (UTF-16le) or 3 (UTF-16be), not 1 (UTF-8).
+fn sqlite_is_utf16(data: &[u8]) -> bool {
+    data.starts_with(b"SQLite format 3\0")
+        && data
+            .get(56..60)
+            .is_some_and(|e| matches!(u32::from_be_bytes([e[0], e[1], e[2], e[3]]), 2 | 3))
+}
+
 /// The most text columns read out of one database (16 MiB of spans): past them, what is
 /// left is scanned as printable runs only, a key glued to its neighbour column unread.
 const MAX_SQLITE_COLUMNS: usize = 1 << 20;
@@ -367,8 +378,16 @@ impl Strings {
         };
         let mut keywords = keywords.peekable();
         let mut in_run = Vec::new();
-        let columns = sqlite_text_columns(data);
+        // A database's text columns are in its text encoding: cut out of the printable
+        // runs, or out of the UTF-16 runs.
+        let mut columns = sqlite_text_columns(data);
+        let wide_columns = if sqlite_is_utf16(data) {
+            std::mem::take(&mut columns)
+        } else {
+            Vec::new()
+        };
         let mut columns = columns.iter().peekable();
+        let mut wide_columns = wide_columns.iter().peekable();
         let mut wide_runs = wide.runs.iter().peekable();
         let n = data.len();
         let mut i = 0;
@@ -382,7 +401,7 @@ impl Strings {
                 i += 1;
             }
             while let Some(run) = wide_runs.next_if(|r| r.first < start) {
-                out.push_wide(data, wide, run, min_len, wide_keywords);
+                out.push_wide(data, wide, run, min_len, wide_keywords, &mut wide_columns);
             }
             in_run.clear();
             while let Some(&k) = keywords.peek() {
@@ -421,7 +440,7 @@ impl Strings {
             out.text.push(b'\n');
         }
         for run in wide_runs {
-            out.push_wide(data, wide, run, min_len, wide_keywords);
+            out.push_wide(data, wide, run, min_len, wide_keywords, &mut wide_columns);
         }
         out
     }
@@ -436,7 +455,10 @@ impl Strings {
     /// character, after a space, when it is glued to the next by a token character and
     /// the rest is long enough or holds a keyword (as [`Strings::cut`] does). The first
     /// character can be the run's own: .NET writes a string's length in front of it, one
-    /// byte, printable for 16 to 62 characters.
+    /// byte, printable for 16 to 62 characters. The text columns of a UTF-16 SQLite
+    /// database (`columns`, spans in the buffer in order, taken from as far as this run
+    /// reaches) are cut out of the run as [`Strings::cut`] cuts them out of a printable
+    /// run.
     fn push_wide(
         &mut self,
         data: &[u8],
@@ -444,16 +466,32 @@ impl Strings {
         run: &WideRun,
         min_len: usize,
         keywords: &[usize],
+        columns: &mut std::iter::Peekable<std::slice::Iter<'_, (usize, usize)>>,
     ) {
         let chars = &wide.text[run.text..run.text + run.len];
         let has_keyword = |from: usize, to: usize| {
             let first = keywords.partition_point(|&k| k < run.text + from);
             keywords.get(first).is_some_and(|&k| k < run.text + to)
         };
+        let last = run.first + 2 * (run.len - 1);
+        // The columns that start in the run (a column of a big-endian database starts at
+        // the NUL byte before its first character), as characters of the run: those that
+        // the run holds whole.
+        let mut in_columns = Vec::new();
+        while let Some(&(at, stop)) = columns.next_if(|&&(at, _)| at <= last) {
+            // The first of the column's bytes that is a character's.
+            let char_at = at + (at + run.first) % 2;
+            let count = (stop - at) / 2;
+            if char_at >= run.first && count > 0 {
+                let from = (char_at - run.first) / 2;
+                if from + count <= run.len {
+                    in_columns.push((at, from, from + count));
+                }
+            }
+        }
         if run.len < min_len && !has_keyword(0, run.len) {
             return;
         }
-        let last = run.first + 2 * (run.len - 1);
         self.push_wide_piece(first_unit(data, run.first, last), chars, false);
         let is_text = |b: Option<&u8>| b.is_some_and(|&b| b != 0 && PRINTABLE[b as usize]);
         let glued = |a: u8, b: u8| is_token_byte(a) && is_token_byte(b);
@@ -471,6 +509,15 @@ impl Strings {
                 let first = run.first + 2 * from;
                 let unit = first_unit(data, first, run.first + 2 * (to - 1));
                 self.push_wide_piece(unit, &chars[from..to], true);
+            }
+        }
+        // A column's first code unit is where the database says it is.
+        for (at, from, to) in in_columns {
+            let glued = (from > 0 && is_token_byte(chars[from - 1]))
+                || (to < run.len && is_token_byte(chars[to]));
+            if glued && (to - from >= min_len || has_keyword(from, to)) {
+                self.text.push(b' ');
+                self.push_wide_piece(at, &chars[from..to], true);
             }
         }
         self.text.push(b'\n');

@@ -455,7 +455,10 @@ impl Strings {
     /// character, after a space, when it is glued to the next by a token character and
     /// the rest is long enough or holds a keyword (as [`Strings::cut`] does). The first
     /// character can be the run's own: .NET writes a string's length in front of it, one
-    /// byte, printable for 16 to 62 characters. The text columns of a UTF-16 SQLite
+    /// byte, printable for 16 to 62 characters. It can also be a length with a NUL beside
+    /// it (a two-byte length, `8\0` before 56 characters of UTF-16LE), which no printable
+    /// byte betrays: a first character that counts the characters after it, or twice as
+    /// many (their bytes), is also cut off. The text columns of a UTF-16 SQLite
     /// database (`columns`, spans in the buffer in order, taken from as far as this run
     /// reaches) are cut out of the run as [`Strings::cut`] cuts them out of a printable
     /// run.
@@ -495,8 +498,11 @@ impl Strings {
         self.push_wide_piece(first_unit(data, run.first, last), chars, false);
         let is_text = |b: Option<&u8>| b.is_some_and(|&b| b != 0 && PRINTABLE[b as usize]);
         let glued = |a: u8, b: u8| is_token_byte(a) && is_token_byte(b);
+        let rest = run.len - 1;
+        let is_length = matches!(usize::from(chars[0]), n if n == rest || n == 2 * rest);
         let mut cuts = Vec::with_capacity(2);
-        if is_text(run.first.checked_sub(1).and_then(|i| data.get(i))) && glued(chars[0], chars[1])
+        if (is_length || is_text(run.first.checked_sub(1).and_then(|i| data.get(i))))
+            && glued(chars[0], chars[1])
         {
             cuts.push((1, run.len));
         }
@@ -955,6 +961,31 @@ mod tests {
         assert_eq!(
             lines_with_keywords(&data, 16, "binance"),
             [(format!("{key}x"), 1), (key.clone(), 2)]
+        );
+    }
+
+    /// A regression test (found by review): a UTF-16 string after a two-byte length has
+    /// a NUL beside the length's character, not a printable byte, so it was never cut off:
+    /// `8` and a 56-character key were one token of 57. A first character that counts
+    /// the characters after it, or their bytes, is also cut off; another is not.
+    #[test]
+    fn a_utf16_string_after_a_two_byte_length_is_cut_from_it() {
+        let key = "K".repeat(56);
+        let data = [&b"\x01"[..], &utf16(&format!("8{key}"), false), b"\x01"].concat();
+        assert_eq!(
+            lines_with_keywords(&data, 16, "binance"),
+            [(format!("8{key}"), 1), (key.clone(), 3)]
+        );
+        // 112 (`p`) bytes, big-endian.
+        let data = [&b"\x01"[..], &utf16(&format!("p{key}"), true), b"\x01"].concat();
+        assert_eq!(
+            lines_with_keywords(&data, 16, "binance"),
+            [(format!("p{key}"), 1), (key.clone(), 3)]
+        );
+        let data = [&b"\x01"[..], &utf16(&format!("x{key}"), false), b"\x01"].concat();
+        assert_eq!(
+            lines_with_keywords(&data, 16, "binance"),
+            [(format!("x{key}"), 1)]
         );
     }
 

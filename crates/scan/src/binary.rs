@@ -24,7 +24,8 @@
 //! character of such a string comes with a NUL byte, so no run of it is longer than one
 //! character. The buffer is also read for its UTF-16 runs (see [`Wide`]), little- or
 //! big-endian, which are written in the text as the characters they hold, one run a
-//! line, among the printable runs in the order they stand in the buffer.
+//! line, among the printable runs in the order they stand in the buffer. A SQLite
+//! database whose text is UTF-16 has its text columns cut out of those runs.
 
 /// Whether a byte belongs to a printable run.
 static PRINTABLE: [bool; 256] = {
@@ -38,44 +39,66 @@ static PRINTABLE: [bool; 256] = {
     t
 };
 
-/// The UTF-16 runs of a buffer: runs of printable ASCII characters each with a NUL byte
-/// beside it, as UTF-16 writes them (see [`Wide::new`]), and their characters.
+use aho_corasick::AhoCorasick;
+
+/// The UTF-16 runs of a buffer worth writing: runs of printable ASCII characters each
+/// with a NUL byte beside it, as UTF-16 writes them (see [`Wide::new`]), their
+/// characters and the words found in them. Only the runs that are kept are stored (a
+/// buffer of `c\0c\0c\0` and a byte, over and over, stores none), eight bytes each.
 pub(crate) struct Wide {
     /// The characters of the runs, each run followed by a line feed.
     text: Vec<u8>,
     /// The runs, in order.
     runs: Vec<WideRun>,
+    /// Where the words found in the runs start in `text`, in order.
+    hits: Vec<u32>,
 }
 
-/// A run of printable ASCII written in UTF-16.
+/// A run of printable ASCII written in UTF-16. Its characters start in [`Wide::text`]
+/// after those of the runs before it and their line feeds.
 #[derive(Clone, Copy)]
 struct WideRun {
-    /// Where its characters start in [`Wide::text`].
-    text: usize,
     /// Where its first character's byte is in the buffer.
-    first: usize,
+    first: u32,
     /// How many characters it has (at least two).
-    len: usize,
-    /// Whether it reads as big-endian only: its last character is not followed by a NUL
-    /// byte, its first is preceded by one. Its first code unit then starts a byte before
-    /// its first character.
-    big_endian: bool,
+    len: u32,
 }
 
+impl WideRun {
+    /// Where its first character's byte is in the buffer.
+    fn first(self) -> usize {
+        self.first as usize
+    }
+
+    /// How many characters it has.
+    fn chars(self) -> usize {
+        self.len as usize
+    }
+}
+
+/// How much of a buffer is read for UTF-16 runs: offsets in it fit in a `u32`. The
+/// scanner's files are at most 64 MiB unless it is told otherwise; past 4 GiB, a
+/// buffer is read for its printable runs only.
+const MAX_WIDE: usize = u32::MAX as usize;
+
 impl Wide {
-    /// The runs of at least `min_len` characters (and two) in `data`: printable ASCII
+    /// The runs in `data` of at least `min_len` characters (and two), or in which
+    /// `words` finds a word, and the words found: printable ASCII
     /// characters (as in a printable run) two bytes apart with a NUL byte between each
     /// two, as UTF-16 writes them, little-endian (`k\0e\0y\0`) or big-endian
     /// (`\0k\0e\0y`). The two read the same characters out of the same bytes but at
     /// the ends (a NUL byte before or after), so the bytes are read once, for both: a
     /// string is one run, whichever its byte order. Any other code unit (a NUL, a
     /// character outside printable ASCII) ends a run.
-    pub(crate) fn new(data: &[u8], min_len: usize) -> Wide {
+    pub(crate) fn new(data: &[u8], min_len: usize, words: &AhoCorasick) -> Wide {
         let mut out = Wide {
             text: Vec::new(),
             runs: Vec::new(),
+            hits: Vec::new(),
         };
+        let data = &data[..data.len().min(MAX_WIDE)];
         let min_len = min_len.max(2);
+        let shortest_word = words.min_pattern_len().max(2);
         let n = data.len();
         let mut i = 0;
         // A run starts with a character, a NUL byte and a character. Eight bytes at a
@@ -105,25 +128,37 @@ impl Wide {
             }
             i = last + 1;
             let len = (last - first) / 2 + 1;
-            if len < min_len {
+            if len < min_len.min(shortest_word) {
                 continue;
             }
-            let big_endian = data.get(last + 1) != Some(&0) && first > 0 && data[first - 1] == 0;
-            out.runs.push(WideRun {
-                text: out.text.len(),
-                first,
-                len,
-                big_endian,
-            });
+            // Written, then searched for words; taken back if it is short and holds none.
+            let at = out.text.len();
             out.text.extend(data[first..=last].iter().step_by(2));
+            let hits = out.hits.len();
+            // The buffer's offsets fit in a u32 (see `MAX_WIDE`), and so do the text's:
+            // a run of `len` characters is written in `len + 1` bytes, and takes at
+            // least `2 * len - 1` of the buffer's.
+            out.hits.extend(
+                words
+                    .find_iter(&out.text[at..])
+                    .map(|m| (at + m.start()) as u32),
+            );
+            if len < min_len && out.hits.len() == hits {
+                out.text.truncate(at);
+                continue;
+            }
             out.text.push(b'\n');
+            out.runs.push(WideRun {
+                first: first as u32,
+                len: len as u32,
+            });
         }
         out
     }
 
-    /// The characters of the runs, each run on a line of its own.
-    pub(crate) fn text(&self) -> &[u8] {
-        &self.text
+    /// Whether a word was found in the runs.
+    pub(crate) fn has_hits(&self) -> bool {
+        !self.hits.is_empty()
     }
 }
 
@@ -139,6 +174,27 @@ fn nul_between_ascii(word: u64) -> u64 {
     let nul = !(((word & LOW) + LOW) | word) & HIGH;
     let ascii = !word & HIGH & !nul;
     nul & (ascii << 8) & (ascii >> 8)
+}
+
+/// Where the first code unit is of the UTF-16 characters whose first and last
+/// characters' bytes are at `first` and `last` in `data`: at `first` if they read as
+/// little-endian (`k\0e\0y\0`), a byte before it if they read as big-endian
+/// (`\0k\0e\0y`). Each piece of a run is read so, by its own ends: a run that reads as
+/// big-endian for the ASCII character glued after it (`\0k\0e\0y\0abc`) is
+/// little-endian without it. Little-endian unless there is a NUL byte before the first
+/// character and, after the last, no NUL byte, or a NUL code unit that ends a big-endian
+/// string (`\0y\0\0`) where a little-endian one would not end (`y\0\0` then a byte
+/// that is not NUL: little-endian, that would be a character outside ASCII). Bytes that
+/// read as either stay ambiguous, and are taken as little-endian: `\0k\0e\0y\0` between
+/// bytes that are not NUL, or followed by NULs (`\0y\0\0\0`).
+fn first_unit(data: &[u8], first: usize, last: usize) -> usize {
+    let nul_before = first > 0 && data[first - 1] == 0;
+    let big_endian = nul_before
+        && match data.get(last + 1) {
+            Some(0) => data.get(last + 2) == Some(&0) && data.get(last + 3) != Some(&0),
+            _ => true,
+        };
+    first - usize::from(big_endian)
 }
 
 /// Python marshal's type bytes of a string with a one-byte length (`z`: short ASCII,
@@ -229,6 +285,16 @@ fn sqlite_text_columns(data: &[u8]) -> Vec<(usize, usize)> {
         }
     }
     out
+}
+
+/// Whether a buffer that is a SQLite database stores its text in UTF-16: the text
+/// encoding in its header (a big-endian four-byte number at offset 56) is 2
+/// (UTF-16le) or 3 (UTF-16be), not 1 (UTF-8).
+fn sqlite_is_utf16(data: &[u8]) -> bool {
+    data.starts_with(b"SQLite format 3\0")
+        && data
+            .get(56..60)
+            .is_some_and(|e| matches!(u32::from_be_bytes([e[0], e[1], e[2], e[3]]), 2 | 3))
 }
 
 /// The most text columns read out of one database (16 MiB of spans): past them, what is
@@ -336,15 +402,14 @@ struct Piece {
 
 impl Strings {
     /// The printable runs of `data` of at least `min_len` bytes, or with a keyword
-    /// starting in them, and those of `wide`, the UTF-16 runs of `data`, likewise, all
-    /// in the order they stand in `data`; `keywords` are the offsets where keywords start
-    /// in `data`, `wide_keywords` those in `wide`'s text, in order.
+    /// starting in them, and those of `wide`, the UTF-16 runs of `data` (read with the
+    /// same `min_len`), all in the order they stand in `data`; `keywords` are the offsets
+    /// where keywords start in `data`, in order. `wide` is dropped once read.
     pub(crate) fn new(
         data: &[u8],
         min_len: usize,
         keywords: impl Iterator<Item = usize>,
-        wide: &Wide,
-        wide_keywords: &[usize],
+        wide: Wide,
     ) -> Strings {
         let mut out = Strings {
             text: Vec::new(),
@@ -352,9 +417,26 @@ impl Strings {
         };
         let mut keywords = keywords.peekable();
         let mut in_run = Vec::new();
-        let columns = sqlite_text_columns(data);
+        // A database's text columns are in its text encoding: cut out of the printable
+        // runs, or out of the UTF-16 runs.
+        let mut columns = sqlite_text_columns(data);
+        let wide_columns = if sqlite_is_utf16(data) {
+            std::mem::take(&mut columns)
+        } else {
+            Vec::new()
+        };
         let mut columns = columns.iter().peekable();
-        let mut wide_runs = wide.runs.iter().peekable();
+        let mut wide_columns = wide_columns.iter().peekable();
+        // Each UTF-16 run, and where its characters start in `wide`'s text.
+        let mut wide_runs = wide
+            .runs
+            .iter()
+            .scan(0, |text, &run| {
+                let at = *text;
+                *text += run.chars() + 1;
+                Some((at, run))
+            })
+            .peekable();
         let n = data.len();
         let mut i = 0;
         while i < n {
@@ -366,8 +448,8 @@ impl Strings {
             while i < n && PRINTABLE[data[i] as usize] {
                 i += 1;
             }
-            while let Some(run) = wide_runs.next_if(|r| r.first < start) {
-                out.push_wide(data, wide, run, min_len, wide_keywords);
+            while let Some((text, run)) = wide_runs.next_if(|(_, r)| r.first() < start) {
+                out.push_wide(data, &wide, text, run, min_len, &mut wide_columns);
             }
             in_run.clear();
             while let Some(&k) = keywords.peek() {
@@ -405,56 +487,87 @@ impl Strings {
             }
             out.text.push(b'\n');
         }
-        for run in wide_runs {
-            out.push_wide(data, wide, run, min_len, wide_keywords);
+        for (text, run) in wide_runs {
+            out.push_wide(data, &wide, text, run, min_len, &mut wide_columns);
         }
         out
     }
 
-    /// Writes `run`, a UTF-16 run of `wide`, on a line of its own when it has at least
-    /// `min_len` characters or a keyword starts in it (`keywords`: offsets in `wide`'s
-    /// text, in order). Its end characters may belong to the text beside it instead:
-    /// `abc\0k\0e\0y\0`, a C string and a NUL before a UTF-16LE string, reads as the
-    /// run `ckey`; its last character as the first of a string after a UTF-16BE one. So a
-    /// run whose first character has a printable byte before it (not the NUL a UTF-16BE
+    /// Writes `run`, a UTF-16 run of `wide` whose characters start at `text` in `wide`'s
+    /// text, on a line of its own (`wide` holds the runs with at least `min_len` characters
+    /// or a keyword in them). Its end characters may belong to the text beside it instead:
+    /// `abc\0k\0e\0y\0`, a C string and a NUL before a UTF-16LE string, reads as the run
+    /// `ckey`; its last character as the first of a string after a UTF-16BE one. So a run
+    /// whose first character has a printable byte before it (not the NUL a UTF-16BE
     /// character has), or whose last has one after it, is also written without that
-    /// character, after a space, when it is glued to the next by a token character and
-    /// the rest is long enough or holds a keyword (as [`Strings::cut`] does). The first
+    /// character, after a space, when it is glued to the next by a token character and the
+    /// rest is long enough or holds a keyword (as [`Strings::cut`] does). The first
     /// character can be the run's own: .NET writes a string's length in front of it, one
-    /// byte, printable for 16 to 62 characters.
+    /// byte, printable for 16 to 62 characters. It can also be a length with a NUL beside
+    /// it (a two-byte length, `8\0` before 56 characters of UTF-16LE), which no printable
+    /// byte betrays: a first character that counts the characters after it, or twice as
+    /// many (their bytes), is also cut off. The text columns of a UTF-16 SQLite database
+    /// (`columns`, spans in the buffer in order, taken from as far as this run reaches) are
+    /// cut out of the run as [`Strings::cut`] cuts them out of a printable run.
     fn push_wide(
         &mut self,
         data: &[u8],
         wide: &Wide,
-        run: &WideRun,
+        text: usize,
+        run: WideRun,
         min_len: usize,
-        keywords: &[usize],
+        columns: &mut std::iter::Peekable<std::slice::Iter<'_, (usize, usize)>>,
     ) {
-        let chars = &wide.text[run.text..run.text + run.len];
+        let (first, len) = (run.first(), run.chars());
+        let chars = &wide.text[text..text + len];
         let has_keyword = |from: usize, to: usize| {
-            let first = keywords.partition_point(|&k| k < run.text + from);
-            keywords.get(first).is_some_and(|&k| k < run.text + to)
+            let at = wide.hits.partition_point(|&k| (k as usize) < text + from);
+            wide.hits.get(at).is_some_and(|&k| (k as usize) < text + to)
         };
-        if run.len < min_len && !has_keyword(0, run.len) {
-            return;
+        let last = first + 2 * (len - 1);
+        // The columns that start in the run (a column of a big-endian database starts at
+        // the NUL byte before its first character), as characters of the run: those that
+        // the run holds whole.
+        let mut in_columns = Vec::new();
+        while let Some(&(at, stop)) = columns.next_if(|&&(at, _)| at <= last) {
+            // The first of the column's bytes that is a character's.
+            let char_at = at + (at + first) % 2;
+            let count = (stop - at) / 2;
+            if char_at >= first && count > 0 {
+                let from = (char_at - first) / 2;
+                if from + count <= len {
+                    in_columns.push((at, from, from + count));
+                }
+            }
         }
-        let unit = run.first - usize::from(run.big_endian);
-        self.push_wide_piece(unit, chars, false);
-        let last = run.first + 2 * (run.len - 1);
+        self.push_wide_piece(first_unit(data, first, last), chars, false);
         let is_text = |b: Option<&u8>| b.is_some_and(|&b| b != 0 && PRINTABLE[b as usize]);
         let glued = |a: u8, b: u8| is_token_byte(a) && is_token_byte(b);
+        let rest = len - 1;
+        let is_length = matches!(usize::from(chars[0]), n if n == rest || n == 2 * rest);
         let mut cuts = Vec::with_capacity(2);
-        if is_text(run.first.checked_sub(1).and_then(|i| data.get(i))) && glued(chars[0], chars[1])
+        if (is_length || is_text(first.checked_sub(1).and_then(|i| data.get(i))))
+            && glued(chars[0], chars[1])
         {
-            cuts.push((1, run.len));
+            cuts.push((1, len));
         }
-        if is_text(data.get(last + 1)) && glued(chars[run.len - 1], chars[run.len - 2]) {
-            cuts.push((0, run.len - 1));
+        if is_text(data.get(last + 1)) && glued(chars[len - 1], chars[len - 2]) {
+            cuts.push((0, len - 1));
         }
         for (from, to) in cuts {
             if to - from >= min_len || has_keyword(from, to) {
                 self.text.push(b' ');
-                self.push_wide_piece(unit + 2 * from, &chars[from..to], true);
+                let unit = first_unit(data, first + 2 * from, first + 2 * (to - 1));
+                self.push_wide_piece(unit, &chars[from..to], true);
+            }
+        }
+        // A column's first code unit is where the database says it is.
+        for (at, from, to) in in_columns {
+            let glued = (from > 0 && is_token_byte(chars[from - 1]))
+                || (to < len && is_token_byte(chars[to]));
+            if glued && (to - from >= min_len || has_keyword(from, to)) {
+                self.text.push(b' ');
+                self.push_wide_piece(at, &chars[from..to], true);
             }
         }
         self.text.push(b'\n');
@@ -571,12 +684,30 @@ impl Strings {
 
 #[cfg(test)]
 mod tests {
+    use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+
     use super::{Strings, Wide};
+
+    /// An automaton for `word`, built as the engine builds its own.
+    fn words(word: &str) -> AhoCorasick {
+        AhoCorasickBuilder::new()
+            .ascii_case_insensitive(true)
+            .match_kind(MatchKind::LeftmostLongest)
+            .build([word])
+            .unwrap()
+    }
+
+    /// The printable and UTF-16 text of `data`, read as the engine reads it, with
+    /// keywords starting at `keywords`.
+    fn read(data: &[u8], min_len: usize, keywords: &[usize]) -> Strings {
+        let wide = Wide::new(data, min_len, &words("binance"));
+        Strings::new(data, min_len, keywords.iter().copied(), wide)
+    }
 
     /// The runs of `data` and the strings cut out of them, and where each starts in
     /// `data`.
     fn lines(data: &[u8], min_len: usize) -> Vec<(String, usize)> {
-        let s = Strings::new(data, min_len, std::iter::empty(), &Wide::new(data, 2), &[]);
+        let s = read(data, min_len, &[]);
         s.text
             .split(|&b| b == b'\n' || b == b' ')
             .zip(s.pieces.iter())
@@ -589,7 +720,7 @@ mod tests {
         let data = b"\x00\x01short\x00a_run_of_twenty_bytes\xff\x02binance\x00";
         assert_eq!(lines(data, 16), [("a_run_of_twenty_bytes".to_owned(), 8)]);
         let keyword = data.windows(7).position(|w| w == b"binance").unwrap();
-        let s = Strings::new(data, 16, [keyword].into_iter(), &Wide::new(data, 2), &[]);
+        let s = read(data, 16, &[keyword]);
         assert_eq!(s.text, b"a_run_of_twenty_bytes\nbinance\n");
         assert_eq!(s.locate(22), (keyword, false));
         assert_eq!(s.locate(3), (11, false));
@@ -612,7 +743,7 @@ mod tests {
         ]
         .concat();
         let keyword = 2;
-        let s = Strings::new(&data, 16, [keyword].into_iter(), &Wide::new(&data, 2), &[]);
+        let s = read(&data, 16, &[keyword]);
         let text = String::from_utf8(s.text).unwrap();
         assert_eq!(
             text,
@@ -691,7 +822,7 @@ mod tests {
         let at = 65536 + body;
         assert_eq!(columns.len(), 2, "one column per cell, not per pointer");
         assert_eq!(columns[..], [(at, at + 10_000), (at + 10_000, at + 10_005)]);
-        let strings = Strings::new(&db, 16, std::iter::empty(), &Wide::new(&db, 2), &[]);
+        let strings = read(&db, 16, &[]);
         assert!(
             strings.text.len() <= 2 * db.len(),
             "{} bytes of text from a file of {}",
@@ -736,14 +867,8 @@ mod tests {
                 .map(|(i, _)| i)
                 .collect()
         };
-        let wide = Wide::new(data, word.len());
-        let s = Strings::new(
-            data,
-            min_len,
-            find(data).into_iter(),
-            &wide,
-            &find(wide.text()),
-        );
+        let wide = Wide::new(data, min_len, &words(word));
+        let s = Strings::new(data, min_len, find(data).into_iter(), wide);
         s.text
             .split(|&b| b == b'\n' || b == b' ')
             .zip(s.pieces.iter())
@@ -813,13 +938,35 @@ mod tests {
                 want.push((i, (last - i) / 2 + 1));
                 i = last + 1;
             }
-            let got: Vec<(usize, usize)> = Wide::new(&data, 2)
+            let got: Vec<(usize, usize)> = Wide::new(&data, 2, &words("binance"))
                 .runs
                 .iter()
-                .map(|r| (r.first, r.len))
+                .map(|r| (r.first(), r.chars()))
                 .collect();
             assert_eq!(got, want, "{data:?}");
         }
+    }
+
+    /// A regression test (found by review): every UTF-16 run of three characters or more
+    /// was kept, 32 bytes each: a buffer of `c\0c\0c` and a byte, over and over, kept a
+    /// run for every six bytes, several times its own size. Only runs long enough for a
+    /// value, or holding a word, are kept.
+    #[test]
+    fn short_utf16_runs_without_a_word_are_not_kept() {
+        let min_len = 16;
+        let short = [&utf16("ccc", false)[..], b"\x01"].concat().repeat(200_000);
+        let almost = [&utf16(&"c".repeat(min_len - 1), false)[..], b"\x01"]
+            .concat()
+            .repeat(20_000);
+        for data in [short, almost] {
+            let wide = Wide::new(&data, min_len, &words("okx"));
+            assert_eq!((wide.runs.len(), wide.text.len()), (0, 0));
+        }
+        // A run for each word: as many as the words, and no more.
+        let data = [&utf16("okx", false)[..], b"\x01"].concat().repeat(100_000);
+        let wide = Wide::new(&data, min_len, &words("okx"));
+        assert_eq!((wide.runs.len(), wide.hits.len()), (100_000, 100_000));
+        assert_eq!(std::mem::size_of::<super::WideRun>(), 8);
     }
 
     #[test]
@@ -840,7 +987,7 @@ mod tests {
                 [(key.clone(), 3), ("an_ascii_run_of_twenty".to_owned(), 45)],
                 "big endian: {big_endian}"
             );
-            let s = Strings::new(&data, 16, std::iter::empty(), &Wide::new(&data, 2), &[]);
+            let s = read(&data, 16, &[]);
             // The fifth character is in the buffer at 3 + 2 × 4, whichever the byte order.
             assert_eq!(s.locate(4), (11, false), "big endian: {big_endian}");
         }
@@ -857,13 +1004,15 @@ mod tests {
         }
     }
 
+    /// A short run is kept for the keyword in it, and only then: `ShortOther` is long
+    /// enough for the search of keywords (seven characters) but shorter than a value.
     #[test]
     fn short_utf16_runs_are_kept_when_a_keyword_is_in_them() {
         let data = [
             &b"\x01"[..],
             &utf16("Binance", false),
             b"\x01",
-            &utf16("Other", false),
+            &utf16("ShortOther", false),
             b"\x01",
         ]
         .concat();
@@ -884,10 +1033,62 @@ mod tests {
             [(format!("c{key}"), 3), (key.clone(), 5)]
         );
         // A UTF-16BE string, a NUL, then a C string: its first character ends the run.
+        // Without it, the string has a NUL byte on each side and reads as either byte
+        // order (the bytes of a UTF-16LE string with a NUL before it): little-endian.
         let data = [&b"\x01"[..], &utf16(&key, true), b"\x00xyz\x00"].concat();
         assert_eq!(
             lines_with_keywords(&data, 16, "binance"),
-            [(format!("{key}x"), 1), (key.clone(), 1)]
+            [(format!("{key}x"), 1), (key.clone(), 2)]
+        );
+    }
+
+    /// A regression test (found by review): a UTF-16 string after a two-byte length has
+    /// a NUL beside the length's character, not a printable byte, so it was never cut off:
+    /// `8` and a 56-character key were one token of 57. A first character that counts
+    /// the characters after it, or their bytes, is also cut off; another is not.
+    #[test]
+    fn a_utf16_string_after_a_two_byte_length_is_cut_from_it() {
+        let key = "K".repeat(56);
+        let data = [&b"\x01"[..], &utf16(&format!("8{key}"), false), b"\x01"].concat();
+        assert_eq!(
+            lines_with_keywords(&data, 16, "binance"),
+            [(format!("8{key}"), 1), (key.clone(), 3)]
+        );
+        // 112 (`p`) bytes, big-endian.
+        let data = [&b"\x01"[..], &utf16(&format!("p{key}"), true), b"\x01"].concat();
+        assert_eq!(
+            lines_with_keywords(&data, 16, "binance"),
+            [(format!("p{key}"), 1), (key.clone(), 3)]
+        );
+        let data = [&b"\x01"[..], &utf16(&format!("x{key}"), false), b"\x01"].concat();
+        assert_eq!(
+            lines_with_keywords(&data, 16, "binance"),
+            [(format!("x{key}"), 1)]
+        );
+    }
+
+    /// A regression test (found by review): a little-endian string with a NUL before it
+    /// and an ASCII character glued after it read as big-endian, for the run that holds
+    /// that character, and was reported a byte early; a big-endian string ending with a
+    /// NUL code unit read as little-endian, a byte late.
+    #[test]
+    fn a_utf16_string_is_located_by_its_own_ends() {
+        let key = "K".repeat(20);
+        let data = [&b"\x01\x00"[..], &utf16(&key, false), b"xyz\x00"].concat();
+        assert_eq!(
+            lines_with_keywords(&data, 16, "binance"),
+            [(format!("{key}x"), 1), (key.clone(), 2)]
+        );
+        let data = [&b"\x01"[..], &utf16(&key, true), b"\x00\x00\x01"].concat();
+        assert_eq!(
+            lines_with_keywords(&data, 16, "binance"),
+            [(key.clone(), 1)]
+        );
+        // Followed by a NUL code unit in either byte order, it reads as little-endian.
+        let data = [&b"\x01\x00"[..], &utf16(&key, false), b"\x00\x00\x01"].concat();
+        assert_eq!(
+            lines_with_keywords(&data, 16, "binance"),
+            [(key.clone(), 2)]
         );
     }
 

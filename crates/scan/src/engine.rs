@@ -267,8 +267,6 @@ pub(crate) struct Engine {
     by_len: Vec<Vec<usize>>,
     /// The length of the shortest value a rule with a shape takes.
     shortest_value: usize,
-    /// The length of the shortest word the keyword automaton looks for.
-    shortest_word: usize,
     /// By token length: whether base64 of a value some rule matches has that length.
     is_encoded_len: Vec<bool>,
     pem_rules: Vec<usize>,
@@ -355,7 +353,6 @@ impl Engine {
                 patterns.push(Pattern::EncodedKeyword);
             }
         }
-        let shortest_word = words.iter().map(String::len).min().unwrap_or(1);
         // Built from literal strings only; construction cannot fail for them.
         #[allow(clippy::expect_used)]
         let ac = AhoCorasickBuilder::new()
@@ -402,7 +399,6 @@ impl Engine {
             patterns,
             by_len,
             shortest_value,
-            shortest_word,
             is_encoded_len,
             pem_rules,
             pem_re: re(r"-----BEGIN ((?:EC |RSA |OPENSSH |ENCRYPTED )?PRIVATE KEY)-----"),
@@ -451,23 +447,23 @@ impl Engine {
         redact_values: bool,
     ) -> Vec<Finding> {
         let mut hits = self.ac.find_iter(data).map(|m| m.start()).peekable();
-        // The UTF-16 runs long enough to hold a word the automaton looks for, and those
-        // words in them: a keyword there counts as in an ASCII run.
-        let wide = Wide::new(data, self.shortest_word);
-        let wide_hits: Vec<usize> = self.ac.find_iter(wide.text()).map(|m| m.start()).collect();
-        let path_hit = self
-            .ac
-            .find_iter(context_path.as_bytes())
-            .any(|m| matches!(self.patterns[m.pattern().as_usize()], Pattern::Keyword(_)));
-        if hits.peek().is_none() && wide_hits.is_empty() && !path_hit && managed.is_none() {
-            return Vec::new();
-        }
         let min_len = if managed.is_some() {
             self.shortest_value.min(MIN_MANAGED_TOKEN)
         } else {
             self.shortest_value
         };
-        let strings = Strings::new(data, min_len, hits, &wide, &wide_hits);
+        // The UTF-16 runs long enough for a value or holding a word the automaton looks
+        // for, and those words in them: a keyword there counts as in an ASCII run.
+        let wide = Wide::new(data, min_len, &self.ac);
+        let path_hit = self
+            .ac
+            .find_iter(context_path.as_bytes())
+            .any(|m| matches!(self.patterns[m.pattern().as_usize()], Pattern::Keyword(_)));
+        if hits.peek().is_none() && !wide.has_hits() && !path_hit && managed.is_none() {
+            return Vec::new();
+        }
+        // `wide` is dropped here, once written into `strings`.
+        let strings = Strings::new(data, min_len, hits, wide);
         let found = self.scan_text(
             path,
             context_path,

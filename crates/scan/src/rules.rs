@@ -441,8 +441,6 @@ pub(crate) fn shannon_entropy(data: &[u8]) -> f64 {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use rand::{Rng, SeedableRng};
-
     use super::*;
 
     /// A regression test (found scanning compiled ccxt modules): ccxt's `bybit.py` names
@@ -500,28 +498,143 @@ mod tests {
         ] {
             assert!(!is_camel_case_words(key.as_bytes()), "{key}");
         }
-        // Random keys of the lengths of a Bybit secret, a Bitfinex key and a Binance key,
-        // and of 36 characters holding a `V` and a digit side by side: at the odds above,
-        // none of these (a fixed seed) reads as words.
-        const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-        for len in [36, 43, 64] {
-            for _ in 0..10_000 {
-                let mut key: Vec<u8> = (0..len)
-                    .map(|_| ALNUM[rng.gen_range(0..ALNUM.len())])
-                    .collect();
-                if len == 36 {
-                    let at = rng.gen_range(0..len - 1);
-                    key[at] = b'V';
-                    key[at + 1] = b'0' + rng.gen_range(0..10u8);
+    }
+
+    /// The rule of [`is_camel_case_words`] as a grammar, one character class at a time:
+    /// what of `[a-z]`, `[A-Z][a-z]` and a version tag (`V` or, first, `v`, then one or two
+    /// digits, then a capital or the end) a prefix may be in, as a set of states, and the
+    /// capitals so far (up to two).
+    mod camel {
+        /// Ready for the next word (a prefix of words; accepting).
+        pub const WORD: u8 = 1;
+        /// After a capital that starts a word: a small letter must follow.
+        pub const CAPITAL: u8 = 2;
+        /// After a tag's `V`: a digit must follow.
+        pub const TAG: u8 = 4;
+        /// After a tag's first digit (accepting).
+        pub const DIGIT: u8 = 8;
+        /// After a tag's second digit (accepting).
+        pub const DIGITS: u8 = 16;
+        pub const ACCEPTING: u8 = WORD | DIGIT | DIGITS;
+
+        /// The states after `c` at `position`, from `states`; `tags`: whether version tags
+        /// are words.
+        pub fn step(states: u8, c: u8, position: usize, tags: bool) -> u8 {
+            let capital = |c: u8| CAPITAL | if c == b'V' && tags { TAG } else { 0 };
+            let mut out = 0;
+            if states & WORD != 0 {
+                if c.is_ascii_lowercase() {
+                    out |= WORD;
                 }
-                assert!(
-                    !is_camel_case_words(&key),
+                if c == b'v' && position == 0 && tags {
+                    out |= TAG;
+                }
+            }
+            if states & (WORD | DIGIT | DIGITS) != 0 && c.is_ascii_uppercase() {
+                out |= capital(c);
+            }
+            if states & CAPITAL != 0 && c.is_ascii_lowercase() {
+                out |= WORD;
+            }
+            if states & TAG != 0 && c.is_ascii_digit() {
+                out |= DIGIT;
+            }
+            if states & DIGIT != 0 && c.is_ascii_digit() {
+                out |= DIGITS;
+            }
+            out
+        }
+
+        /// Whether the grammar takes `token` (and its length and capitals pass).
+        pub fn takes(token: &[u8]) -> bool {
+            let mut states = WORD;
+            for (i, &c) in token.iter().enumerate() {
+                states = step(states, c, i, true);
+            }
+            let capitals = token.iter().filter(|c| c.is_ascii_uppercase()).count();
+            states & ACCEPTING != 0 && capitals >= 2 && token.len() >= 24
+        }
+
+        /// The share of the strings of `len` letters and digits that the grammar takes
+        /// (the length floor aside), counted by character class: small letters but `v`,
+        /// `v`, capitals but `V`, `V`, digits.
+        pub fn odds(len: usize, tags: bool) -> f64 {
+            const CLASSES: [(u8, f64); 5] = [
+                (b'a', 25.0),
+                (b'v', 1.0),
+                (b'B', 25.0),
+                (b'V', 1.0),
+                (b'0', 10.0),
+            ];
+            // Probability by (states, capitals up to two).
+            let mut now = std::collections::HashMap::from([((WORD, 0usize), 1.0f64)]);
+            for position in 0..len {
+                let mut next = std::collections::HashMap::new();
+                for (&(states, capitals), &p) in &now {
+                    for (c, weight) in CLASSES {
+                        let states = step(states, c, position, tags);
+                        if states != 0 {
+                            let capitals = (capitals + usize::from(c.is_ascii_uppercase())).min(2);
+                            *next.entry((states, capitals)).or_insert(0.0) += p * weight / 62.0;
+                        }
+                    }
+                }
+                now = next;
+            }
+            now.iter()
+                .filter(|&(&(states, capitals), _)| states & ACCEPTING != 0 && capitals == 2)
+                .map(|(_, p)| p)
+                .sum()
+        }
+    }
+
+    /// The odds [`is_camel_case_words`]' comment states are those of its grammar.
+    #[test]
+    fn camel_case_odds_are_as_documented() {
+        let once_in = |len, tags| 1.0 / camel::odds(len, tags);
+        let near = |got: f64, want: f64, within: f64| (got / want - 1.0).abs() <= within;
+        for (len, want, within) in [
+            (18, 1_500.0, 0.05),
+            (24, 14_500.0, 0.01),
+            (32, 300_000.0, 0.1),
+            (36, 1_500_000.0, 0.05),
+        ] {
+            let got = once_in(len, true);
+            assert!(near(got, want, within), "{len}: once in {got}");
+        }
+        let got = once_in(24, false);
+        assert!(near(got, 15_200.0, 0.01), "24 without tags: once in {got}");
+    }
+
+    /// A regression test (found by review): random keys, at odds of one in fifteen
+    /// thousand, could not tell a looser rule from this one. [`is_camel_case_words`] takes
+    /// exactly what its grammar takes, for every string of small letters around seven
+    /// characters of every class (a small letter, `v`, a capital, `V`, a digit, another
+    /// byte) at the start, in the middle and at the end, at 24 characters, and nothing at
+    /// 23.
+    #[test]
+    fn camel_case_words_are_exactly_the_grammar() {
+        const CLASSES: [u8; 6] = [b'a', b'v', b'B', b'V', b'0', b'_'];
+        let mut taken = 0;
+        for (before, after) in [(0, 17), (8, 9), (17, 0), (0, 16), (16, 0)] {
+            for mut n in 0..CLASSES.len().pow(7) {
+                let mut token = vec![b'x'; before];
+                for _ in 0..7 {
+                    token.push(CLASSES[n % CLASSES.len()]);
+                    n /= CLASSES.len();
+                }
+                token.resize(before + 7 + after, b'x');
+                let want = camel::takes(&token);
+                taken += usize::from(want);
+                assert_eq!(
+                    is_camel_case_words(&token),
+                    want,
                     "{}",
-                    String::from_utf8_lossy(&key)
+                    String::from_utf8_lossy(&token)
                 );
             }
         }
+        assert!(taken > 100, "{taken}");
     }
 
     #[test]

@@ -1169,9 +1169,19 @@ mod binary {
         out
     }
 
-    /// A table b-tree leaf cell as SQLite writes one: payload size, row id, then the
-    /// record (header size, serial types, body).
-    fn cell(rowid: u64, columns: &[Column<'_>]) -> Vec<u8> {
+    /// `text` as a database of text encoding `encoding` stores it (1: UTF-8, 2: UTF-16le,
+    /// 3: UTF-16be).
+    fn encode(text: &str, encoding: u32) -> Vec<u8> {
+        match encoding {
+            1 => text.as_bytes().to_vec(),
+            2 => text.encode_utf16().flat_map(u16::to_le_bytes).collect(),
+            _ => text.encode_utf16().flat_map(u16::to_be_bytes).collect(),
+        }
+    }
+
+    /// A table b-tree leaf cell as SQLite writes one, its text in `encoding`: payload
+    /// size, row id, then the record (header size, serial types, body).
+    fn cell(rowid: u64, columns: &[Column<'_>], encoding: u32) -> Vec<u8> {
         let mut types = Vec::new();
         let mut body = Vec::new();
         for c in columns {
@@ -1182,8 +1192,9 @@ mod binary {
                     body.push(*n);
                 }
                 Column::Text(t) => {
+                    let t = encode(t, encoding);
                     types.extend(varint(t.len() as u64 * 2 + 13));
-                    body.extend_from_slice(t.as_bytes());
+                    body.extend_from_slice(&t);
                 }
             }
         }
@@ -1201,11 +1212,17 @@ mod binary {
     /// leaf page whose cells sit at its end, after a gap of zeros, each found by its
     /// pointer after the page header.
     pub(crate) fn sqlite_db(sql: &str, rows: &[Vec<Column<'_>>]) -> Vec<u8> {
+        sqlite_db_encoded(1, sql, rows)
+    }
+
+    /// [`sqlite_db`] with its text in `encoding` (see [`encode`]), as its header says.
+    fn sqlite_db_encoded(encoding: u32, sql: &str, rows: &[Vec<Column<'_>>]) -> Vec<u8> {
         let page = |cells: Vec<Vec<u8>>, first: bool| {
             let mut p = vec![0u8; 4096];
             if first {
                 p[..16].copy_from_slice(b"SQLite format 3\0");
                 p[16..24].copy_from_slice(&[0x10, 0, 1, 1, 0, 0x40, 0x20, 0x20]);
+                p[56..60].copy_from_slice(&encoding.to_be_bytes());
             }
             let header = if first { 100 } else { 0 };
             p[header] = 0x0d;
@@ -1229,11 +1246,12 @@ mod binary {
                 Column::Small(2),
                 Column::Text(sql),
             ],
+            encoding,
         );
         let cells = rows
             .iter()
             .enumerate()
-            .map(|(i, r)| cell(i as u64 + 1, r))
+            .map(|(i, r)| cell(i as u64 + 1, r, encoding))
             .collect();
         [
             page(vec![schema], true),
@@ -1390,6 +1408,43 @@ mod binary {
             ],
             "{report:#?}"
         );
+    }
+
+    /// A regression test (found by review): in a database whose text is UTF-16 (`PRAGMA
+    /// encoding='UTF-16le'`, or `be`), a row's columns are one UTF-16 run, and the spans
+    /// of its text columns were cut out of ASCII runs only: `binance`, a key and its
+    /// secret were one token of 135 characters that no rule took. They are cut out of the
+    /// UTF-16 run, and found at their first code units.
+    #[test]
+    fn keys_in_side_by_side_columns_of_a_utf16_sqlite_row_are_found() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(95);
+        let (key, secret) = (alnum(&mut rng, 64), alnum(&mut rng, 64));
+        for encoding in [2, 3] {
+            let db = sqlite_db_encoded(
+                encoding,
+                "CREATE TABLE accounts (exchange TEXT, api_key TEXT, api_secret TEXT)",
+                &[vec![
+                    Column::Text("binance"),
+                    Column::Text(&key),
+                    Column::Text(&secret),
+                ]],
+            );
+            let at = |v: &str| {
+                let v = encode(v, encoding);
+                db.windows(v.len()).position(|w| w == v).map(|i| i as u64)
+            };
+            let report = scan_file("bot.db", &db);
+            let found: Vec<(&str, Vec<Option<u64>>)> = report
+                .findings
+                .iter()
+                .map(|f| (f.title.as_str(), f.parts.iter().map(|p| p.offset).collect()))
+                .collect();
+            assert_eq!(
+                found,
+                [("Binance API key + secret", vec![at(&key), at(&secret)])],
+                "encoding {encoding}: {report:#?}"
+            );
+        }
     }
 
     /// A regression test: a compiled Python module (`__pycache__/settings.cpython-313.pyc`)

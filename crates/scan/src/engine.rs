@@ -1856,8 +1856,8 @@ fn label_role(name: &[u8]) -> Option<Role> {
 /// The parameters of a query string or form body on a line (`key=…&secret=…&passphrase=…`),
 /// each with its offset: the line is cut before each `&` or `?` that a parameter's name
 /// and `=` follow, so that a value ends where the next parameter begins, and a query's
-/// first parameter is one of its own. A line without such an
-/// `&` is one part (a passphrase `a&b` in a `.env` file stays whole). A line of a dotenv
+/// first parameter is one of its own. A line without such an `&` is one part (a
+/// passphrase `a&b` in a `.env` file stays whole). A line of a dotenv
 /// file (`dotenv`) that assigns a variable is cut only where its value is a query or a
 /// form body (see [`dotenv_parameters_start`]): `KUCOIN_PASSPHRASE=ab&name=cd` gives the
 /// variable the rest of its line, as dotenv loaders do.

@@ -1559,7 +1559,7 @@ fn search_steps(len: usize) -> usize {
 
 struct Context<'a> {
     data: &'a [u8],
-    /// Whether the buffer is a dotenv file (see [`is_dotenv_path`]).
+    /// Whether the buffer is a file of environment variables (see [`is_dotenv_path`]).
     dotenv: bool,
     lines: &'a LineIndex,
     kw_lines: &'a [Vec<usize>],
@@ -1887,11 +1887,20 @@ fn parameters(line: &[u8], dotenv: bool) -> impl Iterator<Item = (usize, &[u8])>
     })
 }
 
-/// Whether `path` names a dotenv file: `.env`, `.env.local`, `prod.env` (its name is
-/// `.env`, begins with `.env.` or ends with `.env`).
+/// Whether `path` names a file of environment variables, whose lines give a variable the
+/// rest of the line: a dotenv file (`.env`, `.env.local`, `prod.env`: its name is `.env`,
+/// begins with `.env.` or ends with `.env`), a Compose file (`docker-compose.yml`,
+/// `compose.prod.yaml`: its `environment:` lists) or a Dockerfile (its `ENV` lines).
 fn is_dotenv_path(path: &str) -> bool {
     let name = path.rsplit(['/', '\\']).next().unwrap_or(path);
-    name.ends_with(".env") || name.starts_with(".env.")
+    let compose = (name.starts_with("docker-compose") || name.starts_with("compose"))
+        && (name.ends_with(".yml") || name.ends_with(".yaml"));
+    name.ends_with(".env")
+        || name.starts_with(".env.")
+        || compose
+        || name == "Dockerfile"
+        || name.starts_with("Dockerfile.")
+        || name.ends_with(".dockerfile")
 }
 
 /// Where the parameters of a query string or form body may begin on a line of a dotenv
@@ -1905,13 +1914,23 @@ fn dotenv_parameters_start(line: &[u8]) -> usize {
     let is_name = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-');
     let indent = line.iter().take_while(|b| b.is_ascii_whitespace()).count();
     let mut at = indent;
-    if let Some(rest) = line[at..].strip_prefix(b"export") {
-        let blanks = rest
+    // A Compose list item (`- NAME=value`, quoted or not) or a Dockerfile's `ENV`.
+    if let Some(rest) = line[at..].strip_prefix(b"- ") {
+        at = line.len() - rest.len();
+        at += line[at..]
             .iter()
-            .take_while(|b| matches!(b, b' ' | b'\t'))
+            .take_while(|b| matches!(b, b' ' | b'"' | b'\''))
             .count();
-        if blanks > 0 {
-            at += b"export".len() + blanks;
+    }
+    for word in [&b"export"[..], b"ENV"] {
+        if let Some(rest) = line[at..].strip_prefix(word) {
+            let blanks = rest
+                .iter()
+                .take_while(|b| matches!(b, b' ' | b'\t'))
+                .count();
+            if blanks > 0 {
+                at += word.len() + blanks;
+            }
         }
     }
     let name = line[at..].iter().take_while(|b| is_name(b)).count();

@@ -710,6 +710,32 @@ mod written {
                 "https://h.example/p?passphrase=Tr4d3r&ts=1",
                 "Tr4d3r",
             ),
+            // Compose files' environment lists and Dockerfiles' ENV lines likewise.
+            (
+                "deploy/docker-compose.yml",
+                "      - KUCOIN_API_PASSPHRASE=ab&name=cd9",
+                "ab&name=cd9",
+            ),
+            (
+                "compose.prod.yaml",
+                "      - \"KUCOIN_API_PASSPHRASE=ab&name=cd9\"",
+                "ab&name=cd9",
+            ),
+            (
+                "compose.yaml",
+                "      KUCOIN_API_PASSPHRASE: ab&name=cd9",
+                "ab&name=cd9",
+            ),
+            (
+                "Dockerfile",
+                "ENV KUCOIN_API_PASSPHRASE=ab&name=cd9",
+                "ab&name=cd9",
+            ),
+            (
+                "docker-compose.yml",
+                "      - KUCOIN_URL=https://h.example/p?passphrase=Tr4d3r&key=k",
+                "Tr4d3r",
+            ),
             (
                 "kucoin.txt",
                 "key=k&secret=s&passphrase=Tr4d3r&name=bot",

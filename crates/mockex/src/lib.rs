@@ -48,8 +48,8 @@
 //! `PUT /fapi/v1/batchOrders` makes up to five such modifications, each answered in its
 //! place. `POST /api/v3/order/cancelReplace` cancels a spot order (`cancelOrderId` or
 //! `cancelOrigClientOrderId`) and places a new one, in `STOP_ON_FAILURE` or
-//! `ALLOW_FAILURE` mode, answering both results, or -2021 (409) or -2022 (400) with them
-//! in `data`, as Binance documents. `DELETE
+//! `ALLOW_FAILURE` mode and keeping to `cancelRestrictions`, answering both results, or
+//! -2021 (409) or -2022 (400) with them in `data`, as Binance documents. `DELETE
 //! /fapi/v1/batchOrders` cancels up to ten orders of one symbol named by `orderIdList`
 //! or `origClientOrderIdList` (in lower case too, as ccxt sends them), each answered in
 //! its place. `GET /fapi/v1/income` lists each USD-M trade's commission (zero here), and

@@ -778,7 +778,9 @@ fn modify_order(
 /// order is tried anyway. Both done: 200 with both answers; one of them failed: 409,
 /// -2021; both failed: 400, -2022; each failure with its `{"code","msg"}` in `data`.
 /// `cancelOrderId` and `cancelOrigClientOrderId` together name an order only if it has
-/// both, else the cancel fails (-2011).
+/// both, else the cancel fails (-2011); so does one whose status `cancelRestrictions`
+/// excludes (`ONLY_NEW`, `ONLY_PARTIALLY_FILLED`: the simulator's open orders are all
+/// new, none filled in part).
 fn cancel_replace(
     account: &mut Account,
     ids: &mut Ids,
@@ -806,6 +808,12 @@ fn cancel_replace(
             ))
         }
     };
+    let only_status = match params.get("cancelRestrictions") {
+        None => None,
+        Some("ONLY_NEW") => Some("NEW"),
+        Some("ONLY_PARTIALLY_FILLED") => Some("PARTIALLY_FILLED"),
+        Some(_) => return Err(ApiError::invalid_parameter("cancelRestrictions")),
+    };
     let (new, resp_type) = read_new_order(ids, Product::Spot, params)?;
     book::check_filters(&new)?;
     let named_both = |account: &mut Account| match (cancel_id, cancel_client) {
@@ -813,10 +821,22 @@ fn cancel_replace(
             .is_some_and(|o| o.client_order_id == client),
         _ => true,
     };
-    let cancelled = if named_both(account) {
-        book::cancel(account, Product::Spot, m.symbol, &by, now)
-    } else {
+    let restricted = |account: &mut Account| {
+        only_status.is_some_and(|status| {
+            book::find(account, Product::Spot, m.symbol, &by)
+                .is_some_and(|o| o.is_open() && o.status != status)
+        })
+    };
+    let cancelled = if !named_both(account) {
         Err(ApiError::unknown_order())
+    } else if restricted(account) {
+        Err(ApiError::new(
+            400,
+            -2011,
+            "Order was not canceled due to cancel restrictions.",
+        ))
+    } else {
+        book::cancel(account, Product::Spot, m.symbol, &by, now)
     }
     .map(|order| {
         let mut answer = spot_cancelled(&order, now);

@@ -1590,6 +1590,48 @@ mod editing {
         assert!(open_orders(&sim, "/api/v3").await.is_empty());
     }
 
+    /// `cancelRestrictions` cancels only an order of the status it names: the simulator's
+    /// open orders are all new, so `ONLY_PARTIALLY_FILLED` cancels none (-2011, with its
+    /// own message), and `ONLY_NEW` cancels as without it.
+    #[tokio::test]
+    async fn cancel_replace_keeps_to_its_cancel_restrictions() {
+        let sim = start().await;
+        let old = resting_spot(&sim, "old-1").await;
+        let path = "/api/v3/order/cancelReplace";
+        let cancel = format!("cancelOrderId={old}");
+        let restricted = format!(
+            "{}&cancelRestrictions=ONLY_PARTIALLY_FILLED",
+            replace("STOP_ON_FAILURE", &cancel, "51000")
+        );
+        let (status, answer) = signed(&sim, Method::POST, path, &restricted).await;
+        assert_eq!(
+            (status, &answer["code"]),
+            (400, &(-2022).into()),
+            "{answer}"
+        );
+        let data = &answer["data"];
+        assert_eq!(data["newOrderResult"], "NOT_ATTEMPTED");
+        assert_eq!(data["cancelResponse"]["code"], -2011);
+        assert_eq!(
+            data["cancelResponse"]["msg"],
+            "Order was not canceled due to cancel restrictions."
+        );
+        assert_eq!(open_orders(&sim, "/api/v3").await.len(), 1);
+        let bad = format!(
+            "{}&cancelRestrictions=ONLY_FILLED",
+            replace("STOP_ON_FAILURE", &cancel, "51000")
+        );
+        let refused = signed(&sim, Method::POST, path, &bad).await;
+        assert_code(&refused, 400, -1130);
+        let only_new = format!(
+            "{}&cancelRestrictions=ONLY_NEW",
+            replace("STOP_ON_FAILURE", &cancel, "51000")
+        );
+        let (status, answer) = signed(&sim, Method::POST, path, &only_new).await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer["cancelResult"], "SUCCESS");
+    }
+
     #[tokio::test]
     async fn cancel_replace_failures_answer_as_binance_documents() {
         let sim = start().await;

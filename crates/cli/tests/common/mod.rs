@@ -333,12 +333,25 @@ impl Serve {
 }
 
 impl Drop for Serve {
-    /// SIGTERM, as an operator would stop it: it drains and flushes its audit log.
+    /// SIGTERM, as an operator would stop it: it drains and flushes its audit log. One
+    /// that has not stopped a minute later is killed, and the test fails (unless it is
+    /// failing already): a stop that hangs is a bug, not a reason for CI to wait.
     fn drop(&mut self) {
         if !terminate(&self.child) {
             let _ = self.child.kill();
         }
-        let _ = self.child.wait();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while matches!(self.child.try_wait(), Ok(None)) {
+            if std::time::Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                if !std::thread::panicking() {
+                    panic!("keygate serve did not stop within 60 s of SIGTERM");
+                }
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
     }
 }
 

@@ -10,7 +10,7 @@ use std::process::Command;
 use keygate_mockex::{Credential, RecordedRequest, RunningSimulator};
 use serde_json::Value;
 
-use crate::common::{python, simulator, Kg, Serve};
+use crate::common::{python, script_summary, simulator, Kg, Serve};
 
 const REAL_KEY: &str = "EditReal1EditReal1EditReal1EditReal1EditReal1EditReal1EditReal1E";
 const REAL_SECRET: &str = "EditPlantedSecret1EditPlantedSecret1EditPlantedSecret1EditPlant";
@@ -49,14 +49,7 @@ fn edit_through_keygate(exchange: &str) -> (Value, Vec<RecordedRequest>, Vec<Val
         .env("EXCHANGE", exchange)
         .output()
         .unwrap();
-    let out = String::from_utf8_lossy(&run.stdout).into_owned();
-    assert!(
-        run.status.success(),
-        "{out}\n{}\nserve log:\n{}",
-        String::from_utf8_lossy(&run.stderr),
-        std::fs::read_to_string(kg.path("serve.log")).unwrap_or_default()
-    );
-    let summary: Value = serde_json::from_str(out.trim()).unwrap();
+    let summary = script_summary(&run, &kg);
     let seen = sim.simulator().requests();
     drop(serve);
     let audit = kg.ok(&["audit", "export", "--format", "jsonl"], "").stdout;

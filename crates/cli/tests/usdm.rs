@@ -8,7 +8,7 @@ use std::process::Command;
 use keygate_mockex::Credential;
 use serde_json::Value;
 
-use crate::common::{python, simulator, Kg, Serve};
+use crate::common::{python, script_summary, simulator, Kg, Serve};
 
 const REAL_KEY: &str = "UsdmReal1UsdmReal1UsdmReal1UsdmReal1UsdmReal1UsdmReal1UsdmReal1U";
 const REAL_SECRET: &str = "UsdmPlantedSecret1UsdmPlantedSecret1UsdmPlantedSecret1UsdmPlant";
@@ -168,14 +168,7 @@ fn ccxt_binanceusdm_trades_usdm_through_keygate() {
         .env("KEYGATE_SECRET", issued["secret"].as_str().unwrap())
         .output()
         .unwrap();
-    let out = String::from_utf8_lossy(&run.stdout).into_owned();
-    assert!(
-        run.status.success(),
-        "{out}\n{}\nserve log:\n{}",
-        String::from_utf8_lossy(&run.stderr),
-        std::fs::read_to_string(kg.path("serve.log")).unwrap_or_default()
-    );
-    let summary: Value = serde_json::from_str(out.trim()).unwrap();
+    let summary = script_summary(&run, &kg);
     for call in [
         "load_markets",
         "fetch_balance",

@@ -400,11 +400,7 @@ pub(crate) fn place(
         });
     }
     let (limit_price, quantity) = check_filters(&order)?;
-    let crosses = match (order.order_type, order.side) {
-        (OrderType::Market, _) => true,
-        (OrderType::Limit, Side::Buy) => limit_price >= m.price,
-        (OrderType::Limit, Side::Sell) => limit_price <= m.price,
-    };
+    let crosses = order.order_type == OrderType::Market || crosses(order.side, limit_price, m);
     // Post only (USD-M's GTX): one that would take is refused and not recorded, as
     // Binance answers it; one that would not rests as a GTC order does.
     let post_only = order.time_in_force == "GTX";
@@ -477,11 +473,7 @@ pub(crate) fn place(
                 return Err(ApiError::new(400, -2019, "Margin is insufficient."));
             }
             if crosses {
-                let delta = match order.side {
-                    Side::Buy => quantity,
-                    Side::Sell => -quantity,
-                };
-                *account.positions.entry(m.symbol).or_default() += delta;
+                move_position(account, m, order.side, quantity);
             }
         }
     }
@@ -493,6 +485,23 @@ pub(crate) fn place(
     }
     account.orders.push(placed.clone());
     Ok((placed, trades))
+}
+
+/// Whether a limit order on `side` at `price` takes at `m`'s reference price.
+fn crosses(side: Side, price: Decimal, m: &Market) -> bool {
+    match side {
+        Side::Buy => price >= m.price,
+        Side::Sell => price <= m.price,
+    }
+}
+
+/// Moves the USD-M position in `m` by a fill of `quantity` on `side`.
+fn move_position(account: &mut Account, m: &Market, side: Side, quantity: Decimal) {
+    let delta = match side {
+        Side::Buy => quantity,
+        Side::Sell => -quantity,
+    };
+    *account.positions.entry(m.symbol).or_default() += delta;
 }
 
 /// Fills `order` in full at its market's reference price and records the trade; the
@@ -604,19 +613,12 @@ pub(crate) fn modify(
     order.price = change.price;
     order.orig_qty = change.quantity;
     order.update_time = now;
-    let crosses = match order.side {
-        Side::Buy => order.price >= m.price,
-        Side::Sell => order.price <= m.price,
-    };
+    let crosses = crosses(order.side, order.price, m);
     let mut trades = Vec::new();
     if crosses && order.time_in_force == "GTX" {
         order.status = "CANCELED";
     } else if crosses {
-        let delta = match order.side {
-            Side::Buy => order.orig_qty,
-            Side::Sell => -order.orig_qty,
-        };
-        *account.positions.entry(m.symbol).or_default() += delta;
+        move_position(account, m, order.side, order.orig_qty);
         trades.push(fill(account, &mut order, m, next_trade_id, now));
     }
     account.orders[index] = order.clone();

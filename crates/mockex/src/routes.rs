@@ -816,20 +816,17 @@ fn cancel_replace(
     };
     let (new, resp_type) = read_new_order(ids, Product::Spot, params)?;
     book::check_filters(&new)?;
-    let named_both = |account: &mut Account| match (cancel_id, cancel_client) {
-        (Some(_), Some(client)) => book::find(account, Product::Spot, m.symbol, &by)
-            .is_some_and(|o| o.client_order_id == client),
+    // The order both ids name (when both are given), of a status the restrictions allow.
+    let named = book::find(account, Product::Spot, m.symbol, &by).map(|o| &*o);
+    let named_both = match (cancel_id, cancel_client) {
+        (Some(_), Some(client)) => named.is_some_and(|o| o.client_order_id == client),
         _ => true,
     };
-    let restricted = |account: &mut Account| {
-        only_status.is_some_and(|status| {
-            book::find(account, Product::Spot, m.symbol, &by)
-                .is_some_and(|o| o.is_open() && o.status != status)
-        })
-    };
-    let cancelled = if !named_both(account) {
+    let restricted =
+        only_status.is_some_and(|status| named.is_some_and(|o| o.is_open() && o.status != status));
+    let cancelled = if !named_both {
         Err(ApiError::unknown_order())
-    } else if restricted(account) {
+    } else if restricted {
         Err(ApiError::new(
             400,
             -2011,

@@ -287,6 +287,19 @@ pub fn softhsm_tokens(dir: &Path, labels: &[&str], pin: &str) -> PathBuf {
     conf
 }
 
+/// The JSON summary a Python script run against `kg`'s serve printed on its last line of
+/// standard output; the script's output and serve's log are shown if it failed.
+pub fn script_summary(run: &std::process::Output, kg: &Kg) -> serde_json::Value {
+    let out = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{out}\n{}\nserve log:\n{}",
+        String::from_utf8_lossy(&run.stderr),
+        std::fs::read_to_string(kg.path("serve.log")).unwrap_or_default()
+    );
+    serde_json::from_str(out.trim()).unwrap()
+}
+
 /// `keygate serve` on a free loopback port, logging at trace level to `serve.log` in the
 /// test's directory; stopped with SIGTERM on drop, as an operator stops it.
 pub struct Serve {

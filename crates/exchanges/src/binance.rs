@@ -387,6 +387,15 @@ impl SignedRequest {
                 _ => BATCH_MODIFY_ORDER_KEYS,
             };
             for (i, (name, value)) in order.params.iter().enumerate() {
+                if order.params[..i]
+                    .iter()
+                    .any(|(earlier, _)| earlier.eq_ignore_ascii_case(name))
+                {
+                    // Refused as a parameter given twice is (-1101), not as malformed.
+                    return Err(Error::DuplicateParameter {
+                        name: format!("{} (order {number} of batchOrders)", name.escape_debug()),
+                    });
+                }
                 // Only the keys Binance documents, as it spells them: a key keygate
                 // does not read could be read by the exchange (a reader that folds case
                 // or ignores `_` would take `quan_tity` for `quantity`).
@@ -395,12 +404,6 @@ impl SignedRequest {
                         "key '{}' is not one Binance takes in a batch",
                         name.escape_debug()
                     )));
-                }
-                if order.params[..i]
-                    .iter()
-                    .any(|(earlier, _)| earlier.eq_ignore_ascii_case(name))
-                {
-                    return Err(bad(format!("key '{name}' appears twice")));
                 }
                 check_parameter(name, value).map_err(|e| match e {
                     Error::Malformed { reason } => bad(reason),
@@ -4025,8 +4028,6 @@ mod tests {
             (r#"[{"symbol":"BTCUSDT","type":"MARKET","quantity":"1"}]"#.into(), "no side"),
             (r#"[{"symbol":"","side":"BUY","type":"MARKET","quantity":"1"}]"#.into(), "empty symbol"),
             (r#"[{"symbol":"BTCUSDT","side":"HOLD","type":"MARKET","quantity":"1"}]"#.into(), "a side that is none"),
-            (r#"[{"symbol":"BTCUSDT","symbol":"ETHUSDT","side":"BUY","type":"MARKET","quantity":"1"}]"#.into(), "a duplicate key"),
-            (r#"[{"symbol":"BTCUSDT","SYMBOL":"ETHUSDT","side":"BUY","type":"MARKET","quantity":"1"}]"#.into(), "a duplicate key in another case"),
             (r#"[{"symbol":"BTCUSDT","side":"BUY","type":"MARKET","Quantity":"1"}]"#.into(), "a key keygate reads, in another case"),
             (r#"[{"symbol":"BTCUSDT","side":"BUY","type":"LIMIT","quantity":"1","price":"-1"}]"#.into(), "a negative price"),
             (r#"[{"symbol":"BTCUSDT","side":"BUY","type":"LIMIT","quantity":"1","price":1e9}]"#.into(), "an exponent"),
@@ -4056,6 +4057,40 @@ mod tests {
                 ActionKind::Unknown,
                 "{why}"
             );
+        }
+        // Regression (from a review): a key given twice in one order was answered as
+        // malformed (-1100), where a parameter given twice is a duplicate (-1101).
+        for (json, why) in [
+            (
+                r#"[{"symbol":"BTCUSDT","symbol":"ETHUSDT","side":"BUY","type":"MARKET","quantity":"1"}]"#,
+                "a duplicate key",
+            ),
+            (
+                r#"[{"symbol":"BTCUSDT","side":"BUY","type":"MARKET","quantity":"1","quantity":"2"}]"#,
+                "a duplicate quantity",
+            ),
+            (
+                r#"[{"symbol":"BTCUSDT","side":"BUY","type":"MARKET","quantity":"1","QUANTITY":"2"}]"#,
+                "a duplicate key in another case",
+            ),
+        ] {
+            let request = batch_request(json);
+            let refused = request
+                .check_for_path("POST", BATCH_ORDERS_PATH)
+                .unwrap_err();
+            assert!(
+                matches!(refused, Error::DuplicateParameter { .. }),
+                "{why}: {refused:?}"
+            );
+            assert_eq!(
+                request.classify("POST", BATCH_ORDERS_PATH).kind,
+                ActionKind::Unknown,
+                "{why}"
+            );
+            let (status, body) = Binance.refusal(Refusal::Invalid(&refused));
+            assert_eq!(status, 400);
+            let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(body["code"], -1101, "{why}");
         }
         // Without the list at all.
         let none = SignedRequest::parse("timestamp=1", b"", None).unwrap();

@@ -291,6 +291,25 @@ pub fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// Microseconds since the Unix epoch.
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// The timestamp to forward a request with that its bot signed at `signed_at_us` (on
+/// keygate's clock, which its freshness was checked against), when that clock reads
+/// `now_us` and the exchange's `exchange_now_ms`: the exchange's now, less the time the
+/// request has been on its way, rounded up to the millisecond. The exchange counts the
+/// request's window from it, so the window closes where the bot's closes. A bot's clock
+/// ahead of keygate's (as far as freshness allows) gains it nothing: never later than the
+/// exchange's now.
+fn timestamp_as_old_as(exchange_now_ms: u64, signed_at_us: u64, now_us: u64) -> u64 {
+    let age_ms = now_us.saturating_sub(signed_at_us).div_ceil(1000);
+    exchange_now_ms.saturating_sub(age_ms)
+}
+
 /// Picks the exchange adapter by the path's first segment. A new exchange is one line here.
 async fn route(gw: &Gateway, peer: SocketAddr, request: Request) -> Response {
     let path = request.uri().path();
@@ -731,11 +750,15 @@ async fn handle<A: Adapter>(
         }
     }
 
-    // 6. Re-sign with the real key and a fresh timestamp on the exchange's clock.
-    let timestamp = gw.upstream.exchange_time_ms(adapter, &base, native).await;
+    // 6. Re-sign with the real key and a timestamp on the exchange's clock, as old as
+    //    the bot's was when keygate stamps it: the exchange then takes the request until
+    //    the end of the bot's own window and no later, however long the connection to it
+    //    takes from here.
+    let exchange_now_ms = gw.upstream.exchange_time_ms(adapter, &base, native).await;
     if let Some((response, rule, msg)) = refusal_since_decided() {
         return audit.deny(response, rule, &msg);
     }
+    let timestamp = timestamp_as_old_as(exchange_now_ms, signed_at_us, now_us());
     let forward = signed.resign(
         account.api_key.expose_secret(),
         account.secret.expose_secret().as_bytes(),
@@ -1429,6 +1452,26 @@ impl Drop for Audit<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_forwarded_timestamp_is_as_old_as_the_bots() {
+        let exchange_now_ms = 1_700_000_010_000;
+        let now_us = 1_700_000_000_000_000;
+        // Signed 3.2005 s ago: 3201 ms older than the exchange's now.
+        assert_eq!(
+            timestamp_as_old_as(exchange_now_ms, now_us - 3_200_500, now_us),
+            exchange_now_ms - 3_201
+        );
+        assert_eq!(
+            timestamp_as_old_as(exchange_now_ms, now_us, now_us),
+            exchange_now_ms
+        );
+        // A bot ahead of keygate's clock: the exchange's now, not later.
+        assert_eq!(
+            timestamp_as_old_as(exchange_now_ms, now_us + 800_000, now_us),
+            exchange_now_ms
+        );
+    }
 
     #[test]
     fn long_event_texts_are_cut_with_their_length() {

@@ -2086,6 +2086,57 @@ async fn pricing_an_order_pauses_past_the_public_weight_cap() {
     assert_eq!(status, 200, "{body}");
 }
 
+/// Regression (from a review): the forwarded request was stamped with the exchange's now
+/// and kept the bot's recvWindow, so the exchange took it until a whole window after
+/// keygate stamped it. A connection to the exchange that took seconds to open could bring
+/// an order there after the bot's own window had closed, when the bot may have given up
+/// on it and sent it again. Now its timestamp is as old as the bot's was.
+#[tokio::test]
+async fn a_request_is_forwarded_as_old_as_its_bot_signed_it() {
+    let env = default_env().await;
+    // keygate refuses what was signed before it started (a keygate before it may have
+    // taken it): the bot signs a second before now, once keygate is older than that.
+    let age_ms = 1_000;
+    tokio::time::sleep(Duration::from_millis(age_ms + 100)).await;
+    let signed_at = keygate_gateway::now_ms() - age_ms;
+    let payload = format!("timestamp={signed_at}&recvWindow=5000");
+    let (status, body) = raw(
+        env.gateway,
+        &http(
+            "GET",
+            &format!(
+                "/binance/api/v3/account?{}",
+                sign_exactly(&payload, BOT_SECRET)
+            ),
+            "",
+            "",
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let seen = env.exchange.simulator().requests();
+    let account = seen
+        .iter()
+        .find(|r| r.path == "/api/v3/account")
+        .expect("forwarded");
+    let forwarded: u64 = account
+        .query
+        .split('&')
+        .find_map(|p| p.strip_prefix("timestamp="))
+        .expect("a timestamp")
+        .parse()
+        .unwrap();
+    assert!(
+        forwarded.abs_diff(signed_at) < 300,
+        "forwarded timestamp {forwarded}, signed at {signed_at}"
+    );
+    assert!(
+        account.query.contains("recvWindow=5000"),
+        "{}",
+        account.query
+    );
+}
+
 #[tokio::test]
 async fn requests_are_signed_on_the_exchange_clock() {
     for offset_ms in [30_000i64, -30_000] {

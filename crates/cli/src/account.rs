@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::home::{admin_event, now_ms, parse_duration, read_stdin_line, Unlocked};
 use crate::output::{escape_controls, print_json, print_table, rfc3339, span};
-use crate::remote::Exchanges;
+use crate::remote::{Exchanges, ReadError};
 
 /// `keygate account …`
 #[derive(Subcommand, Debug)]
@@ -108,6 +108,12 @@ fn add(vault: &mut Unlocked, args: &AddArgs) -> anyhow::Result<()> {
         .transpose()
         .context("--rotate-every")?;
     let (api_key, secret) = read_credentials(exchange)?;
+    if let Some(holder) = account_holding(vault, &api_key)? {
+        bail!(
+            "account {holder} holds this API key already; nothing was changed (one account \
+             per key: a second copy would go stale when the first is rotated)"
+        );
+    }
     if !args.no_check {
         check_with_exchange(exchange, upstream.as_deref(), &api_key, &secret)?;
     }
@@ -267,6 +273,25 @@ fn rotate(vault: &mut Unlocked, args: &RotateArgs) -> anyhow::Result<()> {
             })?;
     }
     let (api_key, secret) = read_credentials(before.exchange)?;
+    // The same key with another secret is a rotation: it mends a secret stored mistyped.
+    let unchanged = before
+        .open_api_key(&vault.master)
+        .and_then(|held| Ok((held, before.open_secret(&vault.master)?)))
+        .is_ok_and(|(held_key, held_secret)| {
+            held_key.ct_eq(api_key.expose_secret()) && held_secret.ct_eq(secret.expose_secret())
+        });
+    if unchanged {
+        bail!(
+            "account {label} holds this key and secret already; nothing was changed (give the \
+             new key and secret the exchange issued)"
+        );
+    }
+    match account_holding(vault, &api_key)? {
+        Some(holder) if holder != label => {
+            bail!("account {holder} holds this API key; nothing was changed (one account per key)")
+        }
+        _ => {}
+    }
     if !args.no_check {
         // The bots switch to the new key at once: one the exchange refuses stops them all.
         check_with_exchange(
@@ -399,6 +424,16 @@ fn remove(vault: &mut Unlocked, args: &RemoveArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The account that holds `api_key`, if one does (compared in constant time; accounts that
+/// do not open are passed over).
+fn account_holding(vault: &Unlocked, api_key: &SecretString) -> anyhow::Result<Option<Name>> {
+    let accounts = vault.store.account_rows().context("reading accounts")?;
+    Ok(accounts.into_iter().flatten().find_map(|account| {
+        let held = account.open_api_key(&vault.master).ok()?;
+        held.ct_eq(api_key.expose_secret()).then_some(account.label)
+    }))
+}
+
 /// Asks `exchange` (or `upstream`, which replaces its hosts) whether it takes the key:
 /// a mistyped key, a swapped key and secret, or a key deleted at the exchange is refused
 /// here rather than by the exchange on every bot request after.
@@ -411,14 +446,25 @@ fn check_with_exchange(
     let exchanges = Exchanges::new()?;
     let checked = match exchange {
         Exchange::Binance => exchanges.check_key(&Binance, upstream, api_key, secret),
-        other => Err(format!("keygate cannot ask {other} yet")),
+        other => Err(ReadError::lasting(format!(
+            "keygate cannot ask {other} yet"
+        ))),
     };
-    checked.map_err(|reason| {
-        anyhow::anyhow!(
-            "the exchange did not take the key: {}; nothing was changed (check the key and \
-             secret, or pass --no-check to store it without asking)",
-            escape_controls(&reason)
-        )
+    checked.map_err(|e| {
+        let reason = escape_controls(&e.reason);
+        if e.may_pass {
+            // Not reached, no answer, or busy: nothing is known of the key yet.
+            anyhow::anyhow!(
+                "the exchange could not be asked whether it takes the key: {reason}; nothing \
+                 was changed (check --upstream and the network and try again, or pass \
+                 --no-check to store it without asking)"
+            )
+        } else {
+            anyhow::anyhow!(
+                "the exchange did not take the key: {reason}; nothing was changed (check the \
+                 key and secret, or pass --no-check to store it without asking)"
+            )
+        }
     })
 }
 

@@ -408,9 +408,17 @@ pub(crate) fn for_each_event(
 
 fn query(vault: &Unlocked, args: &QueryArgs) -> anyhow::Result<()> {
     let filter = filter_from(&args.filter)?;
+    let mut matched = 0usize;
     for_each_event(&vault.store, &filter, |events| {
+        matched += events.len();
         print_events(events, args.json)
-    })
+    })?;
+    // A name mistyped reads as an empty log otherwise. On standard error: the JSON on
+    // standard output stays a list of events, empty.
+    if matched == 0 {
+        eprintln!("no event matches");
+    }
+    Ok(())
 }
 
 fn export(vault: &Unlocked, args: &ExportArgs) -> anyhow::Result<()> {

@@ -190,6 +190,10 @@ pub struct RotateArgs {
     /// How long the old key keeps working (`24h`); the default ends it at once.
     #[arg(long, value_name = "DURATION", default_value = "0s")]
     pub grace: String,
+    /// Rotate even while the key before the last rotation is in its grace period, which
+    /// this ends at once (a client has one old key at a time).
+    #[arg(long)]
+    pub force: bool,
     /// For Ed25519 clients: the new public key (default: keep the current one).
     #[arg(long, value_name = "FILE")]
     pub public_key: Option<PathBuf>,
@@ -298,6 +302,32 @@ impl PolicyArgs {
     /// `base` with the options given applied over it, checked as a whole: the withdraw
     /// scope needs addresses, and addresses and amounts need the scope. When the options
     /// take the withdraw scope away, `base`'s addresses and amounts go with it.
+    /// Whether no option was given: applied, the policy stays as it is.
+    fn changes_nothing(&self) -> bool {
+        let PolicyArgs {
+            scope,
+            allow_ip,
+            symbols,
+            max_order_notional,
+            max_daily_notional,
+            notional_asset,
+            rate,
+            withdraw_addresses,
+            insecure_withdraw_on_any_network,
+            max_daily_withdrawals,
+        } = self;
+        scope.is_empty()
+            && allow_ip.is_empty()
+            && symbols.is_empty()
+            && max_order_notional.is_none()
+            && max_daily_notional.is_none()
+            && notional_asset.is_none()
+            && rate.is_none()
+            && withdraw_addresses.is_empty()
+            && !insecure_withdraw_on_any_network
+            && max_daily_withdrawals.is_empty()
+    }
+
     fn apply(&self, base: &Policy) -> anyhow::Result<Policy> {
         let mut policy = base.clone();
         if !self.scope.is_empty() {
@@ -452,7 +482,17 @@ fn unless_none<T>(
 fn parse_net(s: &str) -> anyhow::Result<IpNet> {
     let s = s.trim();
     if let Ok(net) = s.parse::<IpNet>() {
-        return Ok(net.trunc());
+        // `10.0.0.1/8` is a typo for one of two very different allow lists: which one is
+        // for the operator to say, not for keygate to guess.
+        if net.trunc() != net {
+            bail!(
+                "--allow-ip {s}: the address has bits set past the prefix; write the network \
+                 ({}) or the one address ({})",
+                net.trunc(),
+                IpNet::from(net.addr())
+            );
+        }
+        return Ok(net);
     }
     let addr: IpAddr = s
         .parse()
@@ -546,7 +586,7 @@ fn parse_rate(s: &str) -> anyhow::Result<u32> {
     let n = s.trim().strip_suffix("/s").unwrap_or(s.trim());
     let n: u32 = n
         .parse()
-        .with_context(|| format!("--rate {s:?}: use N/s, such as 10/s"))?;
+        .map_err(|_| anyhow::anyhow!("--rate {s:?}: use requests per second, N/s, such as 10/s"))?;
     if n == 0 {
         bail!("--rate must be at least 1/s");
     }
@@ -571,7 +611,15 @@ fn read_public_key(path: &Path) -> anyhow::Result<[u8; 32]> {
     } else {
         let raw = base64::engine::general_purpose::STANDARD
             .decode(text.trim())
-            .with_context(|| format!("{} is neither PEM nor base64", path.display()))?;
+            // The decoder's error would quote a character of the file, which may be
+            // the wrong file, holding a secret.
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "{} is not an Ed25519 public key: give a PEM PUBLIC KEY or the base64 of \
+                     its 32 bytes",
+                    path.display()
+                )
+            })?;
         let bytes: [u8; 32] = raw.as_slice().try_into().map_err(|_| {
             anyhow::anyhow!(
                 "{} decodes to {} bytes; an Ed25519 public key has 32",
@@ -606,6 +654,17 @@ fn effective_status(c: &Client, now: u64, verified: bool) -> &'static str {
         ClientStatus::Active if c.expires_ms.is_some_and(|e| e <= now) => "expired",
         s => s.as_str(),
     }
+}
+
+/// Whether the account `c` was issued for is still there. An account removed and added
+/// again under its label is another account: the clients the removal revoked, issued
+/// before the new one was added, stay the removed one's. (Revoked clients only, so that a
+/// clock set back between `account add` and `client issue` cannot disown a working one.)
+fn has_its_account(c: &Client, accounts: &[(String, u64)]) -> bool {
+    accounts.iter().any(|(label, created_ms)| {
+        label == c.account.as_str()
+            && !(c.status == ClientStatus::Revoked && c.created_ms < *created_ms)
+    })
 }
 
 /// A client's account as `client list` and `show` print it: marked when it was removed
@@ -650,7 +709,7 @@ fn list(vault: &Unlocked, args: &ListArgs) -> anyhow::Result<()> {
         eprintln!("keygate: {e}");
     }
     let accounts = vault.store.account_labels().context("reading accounts")?;
-    let account_exists = |c: &Client| accounts.iter().any(|a| a == c.account.as_str());
+    let account_exists = |c: &Client| has_its_account(c, &accounts);
     let now = now_ms();
     if args.json {
         let items: Vec<_> = clients
@@ -696,11 +755,8 @@ fn show(vault: &Unlocked, args: &ShowArgs) -> anyhow::Result<()> {
         .with_context(|| format!("looking up client {name}"))?;
     let now = now_ms();
     let verified = c.verify_record(&vault.master).is_ok();
-    let account_exists = vault
-        .store
-        .account_labels()
-        .context("reading accounts")?
-        .contains(&c.account.to_string());
+    let accounts = vault.store.account_labels().context("reading accounts")?;
+    let account_exists = has_its_account(&c, &accounts);
     let mut value = client_json(&c, now, verified, account_exists);
     value["policy"] = serde_json::to_value(&c.policy).context("encoding the policy")?;
     if args.json {
@@ -856,6 +912,15 @@ fn update(vault: &mut Unlocked, args: &UpdateArgs) -> anyhow::Result<()> {
         .store
         .client(&name)
         .with_context(|| format!("looking up client {name}"))?;
+    if args.policy.changes_nothing() && args.expires.is_none() {
+        bail!(
+            "nothing to change: give what changes, such as --max-order-notional N or \
+             --expires 90d (`keygate client update --help` lists them)"
+        );
+    }
+    if c.status == ClientStatus::Revoked {
+        bail!("client {name} is revoked; revocation is final (issue a new client instead)");
+    }
     let policy = args.policy.apply(&c.policy)?;
     let expires_ms = args
         .expires
@@ -920,6 +985,22 @@ fn rotate(vault: &mut Unlocked, args: &RotateArgs) -> anyhow::Result<()> {
             rfc3339(expired)
         );
     }
+    // A client keeps one old key: a second rotation would drop the one whose grace
+    // period the first promised, under bots that may still sign with it.
+    let now = now_ms();
+    let in_grace = match (&c.previous_api_key, c.previous_until_ms) {
+        (Some(previous), Some(until)) if until > now => Some((previous, until)),
+        _ => None,
+    };
+    if let Some((previous, until)) = in_grace.filter(|_| !args.force) {
+        bail!(
+            "client {name}'s key before its last rotation ({}) works until {}, as that \
+             rotation promised; rotating again would end it at once. Wait until then, or \
+             pass --force to rotate now and end it",
+            redact(previous),
+            rfc3339(until)
+        );
+    }
     let (material, secret) = match (c.key_type, &args.public_key) {
         (KeyType::Hmac, Some(_)) => bail!("--public-key is for Ed25519 clients"),
         (KeyType::Hmac, None) => {
@@ -936,16 +1017,16 @@ fn rotate(vault: &mut Unlocked, args: &RotateArgs) -> anyhow::Result<()> {
         ),
     };
     let api_key = random_alphanumeric();
-    let grace_until = now_ms().saturating_add(grace.as_millis() as u64);
-    let rotated = admin_event(
-        "client.rotate",
-        name.as_str(),
-        json!({
-            "old_api_key": redact(&c.api_key),
-            "new_api_key": redact(&api_key),
-            "old_key_valid_until": rfc3339(grace_until),
-        }),
-    );
+    let grace_until = now.saturating_add(grace.as_millis() as u64);
+    let mut detail = json!({
+        "old_api_key": redact(&c.api_key),
+        "new_api_key": redact(&api_key),
+        "old_key_valid_until": rfc3339(grace_until),
+    });
+    if let Some((previous, _)) = in_grace {
+        detail["grace_ended_of"] = json!(redact(previous));
+    }
+    let rotated = admin_event("client.rotate", name.as_str(), detail);
     vault
         .change(&[rotated], |s, master| {
             // The event names the key read above as the one kept for the grace period.
@@ -953,6 +1034,12 @@ fn rotate(vault: &mut Unlocked, args: &RotateArgs) -> anyhow::Result<()> {
             s.rotate_client(&name, &api_key, &material, master, grace_until)
         })
         .with_context(|| format!("rotating client {name}"))?;
+    if let Some((previous, _)) = in_grace {
+        eprintln!(
+            "the key before the last rotation ({}) no longer works",
+            redact(previous)
+        );
+    }
     print_credentials(
         &Issued {
             name: &name,

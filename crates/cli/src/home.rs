@@ -1160,6 +1160,9 @@ fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
 /// Creates `dir` and any missing parent, each owner-only (0700). A directory that exists
 /// is left as it is: `--home .` must not change the permissions of someone's project.
 fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    if dir.exists() && !dir.is_dir() {
+        bail!("{} is a file, not a directory", dir.display());
+    }
     let mut builder = fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]

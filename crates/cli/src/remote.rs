@@ -22,7 +22,7 @@ pub struct ReadError {
 }
 
 impl ReadError {
-    fn lasting(reason: impl Into<String>) -> ReadError {
+    pub fn lasting(reason: impl Into<String>) -> ReadError {
         ReadError {
             reason: reason.into(),
             may_pass: false,
@@ -119,7 +119,7 @@ impl Exchanges {
         upstream: Option<&str>,
         api_key: &SecretString,
         secret: &SecretString,
-    ) -> Result<(), String> {
+    ) -> Result<(), ReadError> {
         let path = adapter.permissions_path();
         let answer = self.runtime.block_on(read_signed_with(
             adapter,
@@ -132,7 +132,7 @@ impl Exchanges {
         adapter
             .parse_permissions(&answer.body)
             .map(|_| ())
-            .ok_or_else(|| "its answer does not read".to_owned())
+            .ok_or_else(|| ReadError::lasting("its answer does not read"))
     }
 }
 
@@ -228,7 +228,10 @@ fn answered<A: Adapter>(
     })?;
     let status = answer.status;
     if !status.is_success() {
-        let reason = format!("it answered HTTP {}", status.as_u16());
+        let reason = match adapter.error_text(&answer.body) {
+            Some(text) => format!("it answered HTTP {} ({text})", status.as_u16()),
+            None => format!("it answered HTTP {}", status.as_u16()),
+        };
         return Err(if adapter.may_pass_when_asked_again(status, &answer.body) {
             ReadError::passing(reason)
         } else {

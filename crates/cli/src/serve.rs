@@ -111,7 +111,9 @@ pub struct ReconcileEvery(Option<Duration>);
 fn reconcile_interval(s: &str) -> Result<ReconcileEvery, String> {
     match s {
         "off" => Ok(ReconcileEvery(None)),
-        s => positive_duration(s).map(|d| ReconcileEvery(Some(d))),
+        s => positive_duration(s)
+            .map(|d| ReconcileEvery(Some(d)))
+            .map_err(|e| format!("{e} (give a duration such as 10m, or off)")),
     }
 }
 

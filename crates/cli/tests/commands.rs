@@ -1003,6 +1003,23 @@ mod init {
         assert_eq!(db_state(&kg), before);
     }
 
+    /// Regression (from a review): a home that is a file was refused as "File exists".
+    #[test]
+    fn init_says_a_home_that_is_a_file_is_no_directory() {
+        let kg = Kg::empty();
+        std::fs::write(kg.home(), "not a directory").unwrap();
+        let out = kg.fails(
+            &["init", "--master-key-file", kg.key_file().to_str().unwrap()],
+            "",
+            2,
+        );
+        assert!(
+            out.stderr.contains("is a file, not a directory"),
+            "{}",
+            out.stderr
+        );
+    }
+
     /// An `init` killed before its end left a database without a check value, on which
     /// the next `init` said only "already exists", and every other command "incomplete".
     #[test]
@@ -1330,11 +1347,65 @@ mod account {
         );
     }
 
+    /// Regression (from a review): one real key could be stored under several labels,
+    /// each copy going stale when another was rotated, and `account rotate` took the key
+    /// and secret the account already held as a new one.
+    #[test]
+    fn a_key_is_held_by_one_account_and_a_rotation_needs_a_new_key_or_secret() {
+        let kg = Kg::with_key_file();
+        kg.add_account("main", REAL_KEY, REAL_SECRET);
+        let twice = kg.fails(
+            &[
+                "account",
+                "add",
+                "--exchange",
+                "binance",
+                "--label",
+                "second",
+                "--no-check",
+            ],
+            &format!("{REAL_KEY}\nanother-secret\n"),
+            2,
+        );
+        assert!(
+            twice.stderr.contains("account main holds this API key"),
+            "{}",
+            twice.stderr
+        );
+        let same = kg.fails(
+            &["account", "rotate", "main", "--no-check"],
+            &format!("{REAL_KEY}\n{REAL_SECRET}\n"),
+            2,
+        );
+        assert!(
+            same.stderr.contains("holds this key and secret already"),
+            "{}",
+            same.stderr
+        );
+        kg.add_account("spare", "SPAREKEY0123456789", "SPARESECRET0123456789");
+        let taken = kg.fails(
+            &["account", "rotate", "spare", "--no-check"],
+            &format!("{REAL_KEY}\n{REAL_SECRET}\n"),
+            2,
+        );
+        assert!(
+            taken.stderr.contains("account main holds this API key"),
+            "{}",
+            taken.stderr
+        );
+        assert!(!format!("{twice:?}{same:?}{taken:?}").contains(REAL_SECRET));
+        // The same key with another secret mends a secret stored mistyped.
+        kg.ok(
+            &["account", "rotate", "main", "--no-check"],
+            &format!("{REAL_KEY}\nmended-secret\n"),
+        );
+    }
+
     #[test]
     fn remove_refuses_with_bound_clients_unless_forced_and_keeps_them_revoked() {
         let kg = Kg::with_key_file();
         kg.add_account("main", REAL_KEY, REAL_SECRET);
-        kg.add_account("spare", REAL_KEY, REAL_SECRET);
+        kg.add_account("spare", "SPAREKEY0123456789", "SPARESECRET0123456789");
         kg.issue("main", "bot1", &[]);
         kg.issue("main", "bot2", &[]);
         let before = db_state(&kg);
@@ -1412,6 +1483,25 @@ mod account {
         kg.add_account("main", REAL_KEY, REAL_SECRET);
         kg.issue("main", "bot4", &[]);
         kg.ok(&["client", "revoke", "bot4"], "");
+        // Regression: a new account under a removed one's label took over its revoked
+        // clients in `client list` and `show` ("main", not "main (removed)").
+        let removed = |name: &str| {
+            kg.ok(&["client", "show", name, "--json"], "").json()["account_removed"]
+                .as_bool()
+                .unwrap()
+        };
+        assert!(removed("bot1") && removed("bot2"));
+        assert!(!removed("bot4"));
+        let table = kg.ok(&["client", "list"], "").stdout;
+        let row = |name: &str| {
+            table
+                .lines()
+                .find(|l| l.starts_with(name))
+                .unwrap()
+                .to_owned()
+        };
+        assert!(row("bot1").contains("main (removed)"), "{table}");
+        assert!(!row("bot4").contains("(removed)"), "{table}");
         kg.ok(&["account", "remove", "main"], "");
         assert_eq!(kg.status("bot4"), "revoked");
     }
@@ -1469,6 +1559,13 @@ mod client {
         assert_eq!(cleared["policy"]["max_order_notional"], "100");
         let same = kg.ok(&["client", "update", "bot1", "--rate", "none"], "");
         assert_eq!(same.stdout.trim(), "client bot1 unchanged");
+        // Regression: with no option at all it said "unchanged" and exited 0.
+        let nothing = kg.fails(&["client", "update", "bot1"], "", 2);
+        assert!(
+            nothing.stderr.contains("nothing to change"),
+            "{}",
+            nothing.stderr
+        );
         // The key is the one issued (shown by its first and last four characters), and
         // the row still verifies.
         let key = issued["api_key"].as_str().unwrap();
@@ -1504,7 +1601,8 @@ mod client {
         kg.ok(&["client", "revoke", "bot1"], "");
         let refused = kg.fails(&["client", "update", "bot1", "--rate", "1/s"], "", 2);
         assert!(
-            refused.stderr.contains("revocation is final"),
+            refused.stderr.contains("revocation is final")
+                && !refused.stderr.contains("changed meanwhile"),
             "{}",
             refused.stderr
         );
@@ -1848,6 +1946,9 @@ mod client {
         for bad in [
             &["--scope", "admin"][..],
             &["--allow-ip", "example.com"],
+            // Regression: stored as 10.0.0.0/8 without a word; it may have meant one address.
+            &["--allow-ip", "10.0.0.1/8"],
+            &["--allow-ip", "2001:db8::1/32"],
             &["--symbols", "BTC USDT"],
             &["--max-order-notional", "-5"],
             &["--rate", "0/s"],
@@ -2882,11 +2983,55 @@ mod client {
         assert_eq!(stored.previous_api_key.as_deref(), old["api_key"].as_str());
         let grace = stored.previous_until_ms.unwrap().saturating_sub(now_ms());
         assert!(grace > 23 * 3_600_000 && grace <= 24 * 3_600_000, "{grace}");
-        let human = kg.ok(&["client", "rotate", "bot1"], "").stdout;
+        let human = kg.ok(&["client", "rotate", "bot1", "--force"], "").stdout;
         assert!(
             human.contains("api key: ") && human.contains("ccxt.binance("),
             "{human}"
         );
+    }
+
+    /// Regression: a second rotation inside the first one's grace period replaced the key
+    /// kept for that grace without a word, so bots still signing with it were refused at
+    /// once although the first rotation had printed that it worked for a day.
+    #[test]
+    fn a_second_rotation_does_not_silently_end_the_first_ones_grace() {
+        let kg = Kg::with_key_file();
+        kg.add_account("main", REAL_KEY, REAL_SECRET);
+        let first = kg.issue("main", "bot1", &[]);
+        let second = kg
+            .ok(&["client", "rotate", "bot1", "--grace", "1h", "--json"], "")
+            .json();
+        let refused = kg.fails(&["client", "rotate", "bot1", "--grace", "1h"], "", 2);
+        assert!(
+            refused.stderr.contains("works until") && refused.stderr.contains("--force"),
+            "{refused:#?}"
+        );
+        let store = keygate_store::Store::open(&kg.db()).unwrap();
+        let kept = store.client(&"bot1".parse().unwrap()).unwrap();
+        assert_eq!(kept.api_key, second["api_key"].as_str().unwrap());
+        assert_eq!(kept.previous_api_key.as_deref(), first["api_key"].as_str());
+
+        let forced = kg.ok(
+            &[
+                "client", "rotate", "bot1", "--grace", "1h", "--force", "--json",
+            ],
+            "",
+        );
+        assert!(
+            forced.stderr.contains("no longer works"),
+            "{:#?}",
+            forced.stderr
+        );
+        let third = forced.json();
+        let rotated = store.client(&"bot1".parse().unwrap()).unwrap();
+        assert_eq!(rotated.api_key, third["api_key"].as_str().unwrap());
+        assert_eq!(
+            rotated.previous_api_key.as_deref(),
+            second["api_key"].as_str()
+        );
+        let export = kg.ok(&["audit", "export", "--format", "jsonl"], "").stdout;
+        assert!(export.contains("grace_ended_of"), "{export}");
+        kg.ok(&["audit", "verify"], "");
     }
 }
 
@@ -3408,6 +3553,12 @@ mod audit {
 
         let bot1 = q(&["--client", "bot1"]);
         assert_eq!(bot1.len(), 3, "{bot1:?}"); // issue + 2 requests
+                                               // Regression: a name no event carries printed nothing at all, as an empty log would.
+        let nobody = kg.ok(&["audit", "query", "--client", "nobody"], "");
+        assert_eq!(
+            (nobody.stdout.as_str(), nobody.stderr.trim()),
+            ("", "no event matches")
+        );
         assert!(bot1
             .iter()
             .all(|e| e["client"] == "bot1" || e["target"] == "bot1"));

@@ -196,10 +196,23 @@ fn account_add_stores_only_a_key_the_exchange_takes() {
         "{}",
         wrong.stderr
     );
+    // Regression (from a review): the exchange's own code and words were dropped, so a
+    // wrong secret, a wrong key and an address restriction all read "HTTP 400".
+    assert!(
+        wrong
+            .stderr
+            .contains("(-1022: Signature for this request is not valid.)"),
+        "{}",
+        wrong.stderr
+    );
     let unreachable = add("nowhere", "http://127.0.0.1:9", REAL_SECRET);
     assert_eq!(unreachable.code, 2, "{unreachable:#?}");
+    // Regression: an exchange not reached was reported as one that refused the key,
+    // with advice to check the key and secret.
     assert!(
-        unreachable.stderr.contains("unreachable"),
+        unreachable.stderr.contains("unreachable")
+            && unreachable.stderr.contains("could not be asked")
+            && !unreachable.stderr.contains("did not take the key"),
         "{}",
         unreachable.stderr
     );

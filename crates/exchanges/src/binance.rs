@@ -696,6 +696,20 @@ impl Adapter for Binance {
                 )
             })
     }
+    fn error_text(&self, body: &[u8]) -> Option<String> {
+        #[derive(serde::Deserialize)]
+        struct Refusal {
+            code: i64,
+            msg: String,
+        }
+        let refusal = serde_json::from_slice::<Refusal>(body).ok()?;
+        let text: String = format!("{}: {}", refusal.code, refusal.msg)
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(crate::MAX_ERROR_TEXT)
+            .collect();
+        Some(text)
+    }
     fn placed_order_ids(&self, path: &str, body: &[u8]) -> Vec<String> {
         let mut ids = Vec::new();
         if let Ok(answer) = serde_json::from_slice::<serde_json::Value>(body) {

@@ -38,6 +38,10 @@ pub use keygate_core::{ExchangeConditionalOrder, ExchangeOrder, ExchangeWithdraw
 /// taken a request signed up to this long after it stopped.
 pub const MAX_TIMESTAMP_AHEAD_MS: u64 = 1_000;
 
+/// The most characters of an exchange's own error text ([`Adapter::error_text`]) that
+/// keygate repeats: an answer is the exchange's to write, and not always short.
+pub const MAX_ERROR_TEXT: usize = 200;
+
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
@@ -285,6 +289,11 @@ pub trait Adapter: Send + Sync + 'static {
     /// exchange was busy, failed, or found the request's time off, rather than refusing
     /// the request itself (a symbol it does not know, a permission the key lacks).
     fn may_pass_when_asked_again(&self, status: http::StatusCode, body: &[u8]) -> bool;
+    /// What a refusal's `body` says in the exchange's own words (Binance: `-2015: Invalid
+    /// API-key, IP, or permissions for action.`), at most [`MAX_ERROR_TEXT`] characters
+    /// of it, control characters left out; `None` when it is not in the exchange's error
+    /// shape.
+    fn error_text(&self, body: &[u8]) -> Option<String>;
     /// The signed read (native path and query, without timestamp) listing the real key's
     /// account's orders in `symbol` of `market` placed from `from_ms` to `to_ms` (at most
     /// a day apart: Binance lists no longer span of spot orders at once); `None` for a

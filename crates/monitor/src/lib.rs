@@ -131,9 +131,10 @@ pub enum Error {
         /// Why.
         reason: String,
     },
-    /// A webhook's secret file or a mail server's password file could not be read.
+    /// A webhook's secret file or a mail server's password file could not be read. (Its
+    /// message is the vault's, not its source as well: a chain of both said it twice.)
     #[error("secret file: {0}")]
-    Secret(#[from] keygate_vault::Error),
+    Secret(keygate_vault::Error),
     /// The audit log could not be read.
     #[error(transparent)]
     Audit(#[from] keygate_audit::Error),
@@ -143,6 +144,12 @@ pub enum Error {
     /// The monitor's thread or runtime could not start.
     #[error("cannot start the monitor: {0}")]
     Start(std::io::Error),
+}
+
+impl From<keygate_vault::Error> for Error {
+    fn from(e: keygate_vault::Error) -> Error {
+        Error::Secret(e)
+    }
 }
 
 /// How much attention an alert needs.
@@ -1210,6 +1217,24 @@ mod tests {
     use keygate_core::{ActionKind, AdminEvent, Event, EventBody, Outcome, RequestEvent, Rule};
 
     use super::*;
+
+    /// Regression: `alerts test` with a secret file open to others said why twice, once as
+    /// the message and once as its source.
+    #[cfg(unix)]
+    #[test]
+    fn a_secret_file_error_says_why_once() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("webhook.secret");
+        std::fs::write(&path, "a-webhook-secret\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let Err(refused) = keygate_vault::read_secret_file(&path) else {
+            panic!("a secret file open to others was read");
+        };
+        let error = Error::from(refused);
+        assert!(std::error::Error::source(&error).is_none());
+        assert_eq!(error.to_string().matches("chmod 600").count(), 1, "{error}");
+    }
 
     fn replay_from(ts_ms: u64, source: String) -> Event {
         Event {

@@ -188,8 +188,9 @@ impl Webhook {
             .body(body)
             .send()
             .await
-            // reqwest's errors quote the URL, which may hold the webhook's credential.
-            .map_err(|e| e.without_url().to_string())?;
+            // reqwest's errors quote the URL, which may hold the webhook's credential; the
+            // errors under it say why (connection refused, a certificate), not where.
+            .map_err(|e| with_causes(&e.without_url()))?;
         let status = response.status();
         if status.is_success() {
             return Ok(());
@@ -272,6 +273,22 @@ fn chat_escaped(summary: &str) -> String {
         .replace('>', "&gt;")
 }
 
+/// An error and, after it, each error under it: reqwest's own says only "error sending
+/// request".
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        let more = e.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = e.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -292,6 +309,36 @@ mod tests {
         // The alert's own fields are as raised: receivers that read them escape for
         // themselves.
         assert_eq!(payload["summary"], alert.summary);
+    }
+
+    /// Regression (from a review): a webhook nobody listens at failed with "error sending
+    /// request", without why.
+    #[tokio::test]
+    async fn a_failed_post_says_why_and_not_the_path() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = closed.local_addr().unwrap().port();
+        drop(closed);
+        let hook = Webhook::new(
+            &format!("http://127.0.0.1:{port}/hook-credential-path"),
+            None,
+            Severity::Info,
+        )
+        .unwrap();
+        let alert = Alert::outside_log(Severity::Info, AlertRule::Test, "test".into());
+        let failed = hook
+            .post(&reqwest::Client::new(), &alert)
+            .await
+            .unwrap_err();
+        assert!(
+            failed.reason.to_lowercase().contains("connection refused"),
+            "{}",
+            failed.reason
+        );
+        assert!(
+            !failed.reason.contains("hook-credential-path"),
+            "{}",
+            failed.reason
+        );
     }
 
     /// A regression test: lettre's timeout bounds the connection only, so a mail server

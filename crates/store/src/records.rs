@@ -501,17 +501,18 @@ impl Store {
         })
     }
 
-    /// The label of every account, rows that do not read included.
-    pub fn account_labels(&self) -> Result<Vec<String>, Error> {
+    /// The label and creation time (ms) of every account, rows that do not otherwise
+    /// read included.
+    pub fn account_labels(&self) -> Result<Vec<(String, u64)>, Error> {
         let mut stmt = self
             .connection()
-            .prepare("SELECT label FROM accounts ORDER BY label")
+            .prepare("SELECT label, created_ms FROM accounts ORDER BY label")
             .map_err(|e| self.error(e))?;
         let labels = stmt
-            .query_map([], |r| r.get(0))
+            .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)?.max(0) as u64)))
             .map_err(|e| self.error(e))?;
         labels
-            .collect::<rusqlite::Result<Vec<String>>>()
+            .collect::<rusqlite::Result<Vec<(String, u64)>>>()
             .map_err(|e| self.error(e))
     }
 

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
-use keygate_scan::{ManagedKeys, Report, Scanner};
+use keygate_scan::{Finding, ManagedKeys, Report, Role, Scanner};
 
 use crate::output::STDOUT_WRITE;
 
@@ -160,7 +160,10 @@ fn scan(args: &ScanArgs, managed: Option<ManagedKeys>) -> anyhow::Result<i32> {
     if show_progress {
         eprint!("\r\x1b[2K");
     }
-    let report: Report = report.context("scan failed")?;
+    let mut report: Report = report.context("scan failed")?;
+    for finding in &mut report.findings {
+        describe_managed(finding);
+    }
     let text = match args.format {
         Format::Human => report.to_human(),
         Format::Json => report.to_json(),
@@ -185,7 +188,8 @@ fn scan(args: &ScanArgs, managed: Option<ManagedKeys>) -> anyhow::Result<i32> {
 
 /// Keyed fingerprints of every key in the vault (real API keys and secrets, virtual HMAC
 /// secrets), for `--managed`. The scanner compares fingerprints of what it finds against
-/// these, so no plaintext key is held by it or written anywhere.
+/// these, so no plaintext key is held by it or written anywhere. Each entry is named by
+/// [`VaultKey::entry_name`], which [`describe_managed`] reads back.
 pub fn managed_keys(unlocked: &crate::home::Unlocked) -> anyhow::Result<ManagedKeys> {
     let subkey = unlocked.master.derive_subkey("scan-fingerprint");
     let key: [u8; 32] = subkey
@@ -194,15 +198,15 @@ pub fn managed_keys(unlocked: &crate::home::Unlocked) -> anyhow::Result<ManagedK
         .context("fingerprint key has the wrong length")?;
     let mut entries = Vec::new();
     for account in unlocked.store.sealed_accounts(&unlocked.master)? {
-        let name = format!("account {}", account.label);
+        let label = account.label.as_str();
         let api_key = account.open_api_key(&unlocked.master)?;
         let secret = account.open_secret(&unlocked.master)?;
         entries.push((
-            name.clone(),
+            VaultKey::AccountApiKey(label).entry_name(),
             ManagedKeys::fingerprint_secret(&key, api_key.expose_secret()),
         ));
         entries.push((
-            name,
+            VaultKey::AccountSecret(label).entry_name(),
             ManagedKeys::fingerprint_secret(&key, secret.expose_secret()),
         ));
     }
@@ -219,14 +223,120 @@ pub fn managed_keys(unlocked: &crate::home::Unlocked) -> anyhow::Result<ManagedK
             }
         };
         if let keygate_store::ClientKeyMaterial::Hmac(secret) = material {
-            let name = format!("client {}", client.name);
             entries.push((
-                name,
+                VaultKey::ClientSecret(client.name.as_str()).entry_name(),
                 ManagedKeys::fingerprint_secret(&key, secret.expose_secret()),
             ));
         }
     }
     Ok(ManagedKeys::new(key, entries))
+}
+
+/// A key in the vault, as its entry in [`ManagedKeys`] names it: the scanner hands that
+/// name back in a finding (`managed_account`) and knows nothing more of it, so the name
+/// says whose key it is and which half. Account and client names hold no space
+/// (`[A-Za-z0-9._-]`), so the words of a name read back unambiguously.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum VaultKey<'a> {
+    /// The API key of a real account (at the exchange), by its label.
+    AccountApiKey(&'a str),
+    /// The secret of a real account, by its label.
+    AccountSecret(&'a str),
+    /// The HMAC secret of a client (a virtual key keygate issued), by its name.
+    ClientSecret(&'a str),
+}
+
+impl<'a> VaultKey<'a> {
+    /// Its entry's name: `account main api-key`, `account main secret`, `client bot2 secret`.
+    fn entry_name(self) -> String {
+        match self {
+            VaultKey::AccountApiKey(label) => format!("account {label} api-key"),
+            VaultKey::AccountSecret(label) => format!("account {label} secret"),
+            VaultKey::ClientSecret(name) => format!("client {name} secret"),
+        }
+    }
+
+    /// The key an entry's name names; `None` for a name [`VaultKey::entry_name`] does not make.
+    fn from_entry_name(name: &'a str) -> Option<VaultKey<'a>> {
+        let words: Vec<&str> = name.split(' ').collect();
+        match words[..] {
+            ["account", label, "api-key"] => Some(VaultKey::AccountApiKey(label)),
+            ["account", label, "secret"] => Some(VaultKey::AccountSecret(label)),
+            ["client", name, "secret"] => Some(VaultKey::ClientSecret(name)),
+            _ => None,
+        }
+    }
+
+    /// Whose it is: `account main`, `client bot2`.
+    fn owner(self) -> String {
+        match self {
+            VaultKey::AccountApiKey(label) | VaultKey::AccountSecret(label) => {
+                format!("account {label}")
+            }
+            VaultKey::ClientSecret(name) => format!("client {name}"),
+        }
+    }
+
+    /// Which half of a credential it is.
+    fn role(self) -> Role {
+        match self {
+            VaultKey::AccountApiKey(_) => Role::Key,
+            VaultKey::AccountSecret(_) | VaultKey::ClientSecret(_) => Role::Secret,
+        }
+    }
+
+    /// What to do about it. A real account's key is replaced at the exchange and then in
+    /// the vault; a client's secret is keygate's own, and only keygate can replace it.
+    fn fix(self) -> String {
+        match self {
+            VaultKey::AccountApiKey(label) | VaultKey::AccountSecret(label) => format!(
+                "this is the real key of keygate account {label}: make a new API key at the \
+                 exchange and delete this one there now, then `keygate account rotate {label}`, \
+                 and remove it from this file"
+            ),
+            VaultKey::ClientSecret(name) => format!(
+                "this is the secret of keygate client {name} (a virtual key, not the \
+                 exchange's): `keygate client rotate {name}` now (the leaked one stops \
+                 working at once), and remove it from this file"
+            ),
+        }
+    }
+}
+
+/// Rewrites a finding of a key in the vault (`--managed`) to say what the vault knows of
+/// it: whose key it is (the scanner only repeats the entry's name), which half (a value
+/// no rule took is a `secret` to the scanner, an API key too) and how to replace it.
+/// Other findings are left as they are.
+fn describe_managed(finding: &mut Finding) {
+    let Some(name) = finding.managed_account.take() else {
+        return;
+    };
+    let Some(key) = VaultKey::from_entry_name(&name) else {
+        finding.managed_account = Some(name);
+        return;
+    };
+    // A set of several parts is a rule's, which told their roles; a lone value is the
+    // vault's key itself.
+    if let [part] = &mut finding.parts[..] {
+        part.role = key.role();
+    }
+    let roles: Vec<&str> = [Role::Key, Role::Secret, Role::Passphrase, Role::Any]
+        .into_iter()
+        .filter(|role| finding.parts.iter().any(|p| p.role == *role))
+        .map(|role| match role {
+            Role::Key => "API key",
+            Role::Secret => "secret",
+            Role::Passphrase => "passphrase",
+            Role::Any => "value",
+        })
+        .collect();
+    finding.title = format!(
+        "key managed by keygate: {} of {}",
+        roles.join(" + "),
+        key.owner()
+    );
+    finding.fix = key.fix();
+    finding.managed_account = Some(key.owner());
 }
 
 /// Writes a report readable by its owner only: one made with `--no-redact` holds live
@@ -243,4 +353,109 @@ fn write_owner_only(path: &std::path::Path, text: &[u8], unredacted: bool) -> st
         file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
     }
     file.write_all(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use keygate_scan::{Part, Severity};
+
+    use super::*;
+
+    fn finding(managed: Option<&str>, roles: &[Role]) -> Finding {
+        let parts = roles
+            .iter()
+            .enumerate()
+            .map(|(i, role)| Part {
+                role: *role,
+                rule: "keygate.managed".to_owned(),
+                line: i + 1,
+                column: 1,
+                redacted: "abcd…wxyz".to_owned(),
+                value: None,
+                encoding: None,
+                offset: None,
+            })
+            .collect();
+        Finding {
+            rule: "keygate.managed".to_owned(),
+            exchange: "managed".to_owned(),
+            title: "key managed by keygate (account x)".to_owned(),
+            severity: Severity::Critical,
+            path: "keys.json".to_owned(),
+            line: 1,
+            column: 1,
+            offset: None,
+            parts,
+            fingerprint: "00".to_owned(),
+            suppressed: None,
+            managed_account: managed.map(str::to_owned),
+            provenance: None,
+            fix: "rotate it".to_owned(),
+        }
+    }
+
+    #[test]
+    fn entry_names_read_back() {
+        for key in [
+            VaultKey::AccountApiKey("main"),
+            VaultKey::AccountSecret("main.2"),
+            VaultKey::ClientSecret("bot_2-a"),
+        ] {
+            assert_eq!(VaultKey::from_entry_name(&key.entry_name()), Some(key));
+        }
+        for other in ["account main", "client bot2", "account main api-key x", ""] {
+            assert_eq!(VaultKey::from_entry_name(other), None, "{other}");
+        }
+    }
+
+    /// A regression test: findings of keys in the vault read "(account account main)" and
+    /// "(account client bot2)", an account's API key was called a secret, and a client's
+    /// secret was to be rotated "at the exchange", which knows nothing of it.
+    #[test]
+    fn a_managed_finding_says_whose_key_it_is_which_half_and_how_to_replace_it() {
+        let mut api_key = finding(Some("account main api-key"), &[Role::Secret]);
+        describe_managed(&mut api_key);
+        assert_eq!(
+            api_key.title,
+            "key managed by keygate: API key of account main"
+        );
+        assert_eq!(api_key.parts[0].role, Role::Key);
+        assert_eq!(api_key.managed_account.as_deref(), Some("account main"));
+        assert!(
+            api_key.fix.contains("at the exchange")
+                && api_key.fix.contains("`keygate account rotate main`"),
+            "{}",
+            api_key.fix
+        );
+
+        let mut client = finding(Some("client bot2 secret"), &[Role::Secret]);
+        describe_managed(&mut client);
+        assert_eq!(
+            client.title,
+            "key managed by keygate: secret of client bot2"
+        );
+        assert_eq!(client.parts[0].role, Role::Secret);
+        assert_eq!(client.managed_account.as_deref(), Some("client bot2"));
+        assert!(
+            client.fix.contains("`keygate client rotate bot2`")
+                && !client.fix.contains("at the exchange"),
+            "{}",
+            client.fix
+        );
+
+        // A rule's set keeps the roles the rule gave its parts.
+        let mut set = finding(Some("account main secret"), &[Role::Key, Role::Secret]);
+        describe_managed(&mut set);
+        assert_eq!(
+            set.title,
+            "key managed by keygate: API key + secret of account main"
+        );
+        assert_eq!(set.parts[0].role, Role::Key);
+
+        // A finding of no key in the vault is left alone.
+        let mut other = finding(None, &[Role::Secret]);
+        describe_managed(&mut other);
+        assert_eq!(other.title, "key managed by keygate (account x)");
+        assert_eq!(other.fix, "rotate it");
+    }
 }

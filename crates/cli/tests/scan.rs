@@ -195,3 +195,93 @@ fn a_tampered_ciphertext_is_detected_and_named() {
         "{said}"
     );
 }
+
+/// A regression test: `scan --managed` named keys in the vault "(account account main)"
+/// and "(account client bot2)", showed an account's API key on a line labelled `secret`,
+/// and told to rotate a client's secret at the exchange, which never saw it: `keygate
+/// client rotate` replaces it.
+#[test]
+fn a_managed_finding_says_whose_key_it_is_which_half_and_how_to_replace_it() {
+    let kg = Kg::with_key_file();
+    let (key, secret) = (random(), random());
+    kg.add_account("main", &key, &secret);
+    let issued = kg.issue("main", "bot2", &[]);
+    let client_secret = issued["secret"].as_str().unwrap();
+    let code = kg.path("code");
+    std::fs::create_dir_all(&code).unwrap();
+    std::fs::write(
+        code.join("keys.json"),
+        format!("[{{\"api_key\": \"{key}\", \"secret\": \"{secret}\"}}]\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        code.join("bot.py"),
+        format!("SECRET = \"{client_secret}\"\n"),
+    )
+    .unwrap();
+    let scan = ["scan", "--managed", code.to_str().unwrap()];
+
+    let out = kg.fails(&[&scan[..], &["--format", "json"]].concat(), "", 1);
+    let report = out.json();
+    let findings: Vec<(&str, &str, &str, &str)> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["title"].as_str().unwrap(),
+                f["parts"][0]["role"].as_str().unwrap(),
+                f["managed_account"].as_str().unwrap(),
+                f["fix"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(findings.len(), 3, "{report}");
+    let (title, role, owner, fix) = findings[0];
+    assert_eq!(
+        (title, role, owner),
+        (
+            "key managed by keygate: secret of client bot2",
+            "secret",
+            "client bot2"
+        )
+    );
+    assert!(
+        fix.contains("`keygate client rotate bot2`") && !fix.contains("at the exchange"),
+        "{fix}"
+    );
+    let (title, role, owner, fix) = findings[1];
+    assert_eq!(
+        (title, role, owner),
+        (
+            "key managed by keygate: API key of account main",
+            "key",
+            "account main"
+        )
+    );
+    assert!(
+        fix.contains("at the exchange") && fix.contains("`keygate account rotate main`"),
+        "{fix}"
+    );
+    let (title, role, owner, _) = findings[2];
+    assert_eq!(
+        (title, role, owner),
+        (
+            "key managed by keygate: secret of account main",
+            "secret",
+            "account main"
+        )
+    );
+
+    let human = kg.fails(&scan, "", 1).stdout;
+    assert!(
+        !human.contains("account account") && !human.contains("account client"),
+        "{human}"
+    );
+    let key_line = format!("    key        line 1     {}…{}", &key[..4], &key[60..]);
+    assert!(human.contains(&key_line), "{human}");
+    for value in [key.as_str(), secret.as_str(), client_secret] {
+        assert!(!out.all().contains(value), "printed in full");
+        assert!(!human.contains(value), "printed in full");
+    }
+}

@@ -54,8 +54,12 @@ struct Report {
     admin_changes: Vec<String>,
     /// Denied requests by client and rule.
     denials: BTreeMap<String, BTreeMap<String, u64>>,
-    /// Every withdrawal and transfer, allowed or not.
+    /// Every withdrawal and transfer, allowed or not; one forwarded, with its outcome
+    /// when the log has it (`request … pending → outcome … answered status=200`).
     money_out: Vec<String>,
+    /// Of `money_out`, the entries forwarded whose outcome has not come yet, by request id.
+    #[serde(skip)]
+    money_out_pending: HashMap<String, usize>,
     /// Requests the exchange may have executed without keygate knowing the result.
     outcome_unknown: Vec<String>,
     /// Requests by source address, for the first [`MAX_SOURCES`] addresses seen.
@@ -126,11 +130,7 @@ pub fn run(vault: &Unlocked, args: &ReportArgs) -> anyhow::Result<()> {
         }
         Ok(())
     })?;
-    report
-        .outcome_unknown
-        .extend(pending.into_values().map(|line| {
-            format!("{line} (no outcome recorded: keygate stopped, or it is still in flight)")
-        }));
+    report.no_outcome_recorded(pending);
     if args.json {
         print_json(&report)
     } else {
@@ -169,6 +169,12 @@ impl Report {
                         .or_default() += 1;
                 }
                 if matches!(r.action, ActionKind::Withdraw | ActionKind::Transfer) {
+                    // Written before it was forwarded: what came of it is in the outcome
+                    // event that follows, if any.
+                    if r.outcome == Outcome::Pending {
+                        self.money_out_pending
+                            .insert(r.request_id.clone(), self.money_out.len());
+                    }
                     self.money_out.push(line());
                 }
                 match r.outcome {
@@ -180,6 +186,10 @@ impl Report {
                 }
             }
             EventBody::Outcome(o) => {
+                if let Some(i) = self.money_out_pending.remove(&o.request_id) {
+                    let requested = &mut self.money_out[i];
+                    *requested = format!("{requested} → {}", line());
+                }
                 let requested = pending.remove(&o.request_id);
                 if o.outcome == Outcome::Unknown {
                     let requested =
@@ -189,6 +199,22 @@ impl Report {
                 }
             }
         }
+    }
+
+    /// Says of each request still `pending` at the end of the window (`pending`, by
+    /// request id) that its outcome was never recorded, among the withdrawals and
+    /// transfers too.
+    fn no_outcome_recorded(&mut self, pending: HashMap<String, String>) {
+        const NO_OUTCOME: &str = "(no outcome recorded: keygate stopped, or it is still in flight)";
+        for i in std::mem::take(&mut self.money_out_pending).into_values() {
+            let requested = &mut self.money_out[i];
+            *requested = format!("{requested} {NO_OUTCOME}");
+        }
+        self.outcome_unknown.extend(
+            pending
+                .into_values()
+                .map(|line| format!("{line} {NO_OUTCOME}")),
+        );
     }
 
     fn print(&self) {
@@ -253,9 +279,88 @@ fn section(title: &str, lines: &[String]) {
 
 #[cfg(test)]
 mod tests {
-    use keygate_core::RequestEvent;
+    use keygate_core::{OutcomeEvent, RequestEvent};
 
     use super::*;
+
+    /// A withdrawal of bot1's, written before it was forwarded.
+    fn withdrawal(request_id: &str, ts_ms: u64) -> Event {
+        Event {
+            ts_ms,
+            body: EventBody::Request(RequestEvent {
+                request_id: request_id.into(),
+                exchange: "binance".into(),
+                client: Some("bot1".into()),
+                account: Some("main".into()),
+                source_ip: "127.0.0.1".into(),
+                method: "POST".into(),
+                path: "/sapi/v1/capital/withdraw/apply".into(),
+                action: ActionKind::Withdraw,
+                symbol: None,
+                side: None,
+                client_order_id: None,
+                notional: None,
+                amount: Some(5.into()),
+                asset: Some("USDT".into()),
+                destination: Some("TColdWallet1".into()),
+                network: Some("TRX".into()),
+                allowed: true,
+                rule: None,
+                message: None,
+                upstream_status: None,
+                latency_us: None,
+                outcome: Outcome::Pending,
+                validates_only: false,
+                orders: Vec::new(),
+            }),
+        }
+    }
+
+    /// A regression test: a withdrawal keygate forwarded was listed as `pending` among
+    /// the withdrawals and transfers though its outcome event (the exchange answered
+    /// 200) was in the log. It is shown with its outcome; one whose outcome never came
+    /// says so.
+    #[test]
+    fn a_forwarded_withdrawal_is_shown_with_its_outcome() {
+        let mut report = Report::default();
+        let mut pending = HashMap::new();
+        report.add(1, &withdrawal("w-1", 1_000), &mut pending);
+        report.add(2, &withdrawal("w-2", 2_000), &mut pending);
+        let answered = Event {
+            ts_ms: 3_000,
+            body: EventBody::Outcome(OutcomeEvent {
+                request_id: "w-1".into(),
+                client: Some("bot1".into()),
+                upstream_status: Some(200),
+                latency_us: 1500,
+                outcome: Outcome::Answered,
+                order_ids: Vec::new(),
+            }),
+        };
+        report.add(3, &answered, &mut pending);
+        report.no_outcome_recorded(pending);
+        assert_eq!(report.money_out.len(), 2, "{:?}", report.money_out);
+        let (first, second) = (&report.money_out[0], &report.money_out[1]);
+        assert!(
+            first.starts_with("#1 ")
+                && first.ends_with("→ #3 1970-01-01T00:00:03.000Z outcome bot1 request=w-1 answered status=200 latency=1500us"),
+            "{first}"
+        );
+        assert!(
+            second.starts_with("#2 ")
+                && second.ends_with(
+                    "pending (no outcome recorded: keygate stopped, or it is still in flight)"
+                ),
+            "{second}"
+        );
+        assert_eq!(
+            report.outcome_unknown.len(),
+            1,
+            "{:?}",
+            report.outcome_unknown
+        );
+        assert!(report.outcome_unknown[0].starts_with("#2 "));
+    }
 
     /// A regression test: every source address got an entry of its own, so a flood from
     /// rotating IPv6 addresses made `incident report` (the tool for that very incident)

@@ -4,7 +4,7 @@
 use std::time::{Duration, SystemTime};
 
 use keygate_audit::{AuditKey, AuditLog};
-use keygate_core::{ActionKind, Event, EventBody, Outcome, RequestEvent, Rule};
+use keygate_core::{ActionKind, Event, EventBody, Outcome, OutcomeEvent, RequestEvent, Rule};
 use keygate_vault::MasterKey;
 use serde_json::{json, Value};
 
@@ -3205,6 +3205,79 @@ mod audit {
             human.contains("outcome unknown (may have executed: check at the exchange):"),
             "{human}"
         );
+    }
+
+    /// A regression test: `incident report` listed a withdrawal keygate forwarded as
+    /// `pending` under "withdrawals and transfers" though its outcome event (the
+    /// exchange answered 200) was in the log.
+    #[test]
+    fn incident_report_shows_a_forwarded_withdrawal_with_its_outcome() {
+        let kg = Kg::with_key_file();
+        kg.add_account("main", REAL_KEY, REAL_SECRET);
+        let log = gateway_log(&kg);
+        let now = now_ms();
+        log.append_blocking(Event {
+            ts_ms: now,
+            body: EventBody::Request(RequestEvent {
+                request_id: "w-ok".into(),
+                exchange: "binance".into(),
+                client: Some("payout".into()),
+                account: Some("main".into()),
+                source_ip: "127.0.0.1".into(),
+                method: "POST".into(),
+                path: "/sapi/v1/capital/withdraw/apply".into(),
+                action: ActionKind::Withdraw,
+                symbol: None,
+                side: None,
+                client_order_id: None,
+                notional: None,
+                amount: Some(10.into()),
+                asset: Some("USDT".into()),
+                destination: Some("TColdWallet1".into()),
+                network: Some("TRX".into()),
+                allowed: true,
+                rule: None,
+                message: None,
+                upstream_status: None,
+                latency_us: None,
+                outcome: Outcome::Pending,
+                validates_only: false,
+                orders: Vec::new(),
+            }),
+        })
+        .unwrap();
+        log.append_blocking(Event {
+            ts_ms: now + 1,
+            body: EventBody::Outcome(OutcomeEvent {
+                request_id: "w-ok".into(),
+                client: Some("payout".into()),
+                upstream_status: Some(200),
+                latency_us: 2500,
+                outcome: Outcome::Answered,
+                order_ids: Vec::new(),
+            }),
+        })
+        .unwrap();
+        drop(log);
+        let human = kg.ok(&["incident", "report", "--since", "2h"], "").stdout;
+        let section = human
+            .split("withdrawals and transfers:\n")
+            .nth(1)
+            .and_then(|rest| rest.split("\n\n").next())
+            .unwrap_or_else(|| panic!("no withdrawals section: {human}"));
+        let lines: Vec<&str> = section.lines().collect();
+        assert_eq!(lines.len(), 1, "{human}");
+        assert!(
+            lines[0].contains("withdraw POST /sapi/v1/capital/withdraw/apply allowed")
+                && lines[0].contains("outcome payout request=w-ok answered status=200"),
+            "{human}"
+        );
+        assert!(!lines[0].contains("no outcome recorded"), "{human}");
+        let unknown = human
+            .split("outcome unknown (may have executed: check at the exchange):\n")
+            .nth(1)
+            .unwrap_or_default();
+        assert!(unknown.starts_with("  none\n"), "{human}");
     }
 
     #[test]

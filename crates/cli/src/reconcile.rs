@@ -107,6 +107,10 @@ pub(crate) struct AccountReport {
     /// The symbols whose orders were asked for, as a client's symbol list names them:
     /// `BTCUSDT` on spot, `usdm:BTCUSDT` on USD-M.
     pub symbols: Vec<String>,
+    /// The symbols whose orders were to be asked for and were not (more than the list
+    /// cap allows for the window, the weight spent, or no plain symbol), named the same
+    /// way: why is in `orders_error`.
+    pub symbols_not_asked: Vec<String>,
     /// Orders the exchange listed in those symbols in the window.
     pub orders: usize,
     /// The orders keygate did not forward.
@@ -251,6 +255,7 @@ pub(crate) fn reconcile(
     for account in store.sealed_accounts(master).context("reading accounts")? {
         let label = account.label.to_string();
         let mut asked_symbols = Vec::new();
+        let mut unasked_symbols = Vec::new();
         let lists = match account.exchange {
             Exchange::Binance => {
                 let signed_read = |path: &str, query: &str| {
@@ -325,6 +330,22 @@ pub(crate) fn reconcile(
                         conditional_orders.add(listed, market);
                     }
                     let mut listed = list_orders(&pacer, market, &symbols, since_ms, until_ms);
+                    // What was asked for, and what was to be but was not: those past the
+                    // cap or left when the reads gave up, and those keygate never asks.
+                    let unasked: HashSet<&String> = listed.unasked.iter().collect();
+                    asked_symbols.extend(
+                        symbols
+                            .iter()
+                            .filter(|s| !unasked.contains(s))
+                            .map(|s| market.listed_symbol(s)),
+                    );
+                    unasked_symbols.extend(
+                        listed
+                            .unasked
+                            .iter()
+                            .chain(&unlisted)
+                            .map(|s| market.listed_symbol(s)),
+                    );
                     if !unlisted.is_empty() {
                         let names: Vec<&str> = unlisted.iter().map(String::as_str).collect();
                         listed.failures.push(format!(
@@ -339,9 +360,6 @@ pub(crate) fn reconcile(
                     leave_out_forced(&pacer, market, &mut listed, since_ms, until_ms);
                     listed.may_pass |= pacer.may_pass();
                     orders.add(listed, market);
-                    // Those past the cap are named in the failures, not as asked for.
-                    let (_, fit, _) = symbols_that_fit(&symbols, since_ms, until_ms, &ORDERS);
-                    asked_symbols.extend(fit.iter().map(|s| market.listed_symbol(s)));
                 }
                 orders.failures.append(&mut conditional_orders.failures);
                 // What this key may trade beyond what keygate reconciles is checked by
@@ -368,13 +386,15 @@ pub(crate) fn reconcile(
                 )
             }
         };
-        asked.push((label, asked_symbols, lists));
+        asked.push((label, (asked_symbols, unasked_symbols), lists));
     }
     // The log again, now that the exchanges have answered: what they listed was sent
     // before they listed it, and its request event was durable before it was sent.
     let mut forwarded = forwarded(store, &key, log_from)?;
     let mut reports = Vec::new();
-    for (label, symbols, (withdrawals, listed_orders, conditional_orders)) in asked {
+    for (label, (symbols, symbols_not_asked), (withdrawals, listed_orders, conditional_orders)) in
+        asked
+    {
         // One list that cannot be had does not hide the other, nor what part of it was.
         let failures: Vec<String> = withdrawals
             .failures
@@ -450,6 +470,7 @@ pub(crate) fn reconcile(
             withdrawals_may_pass,
             failures,
             symbols,
+            symbols_not_asked,
             orders: listed_count,
             orders_not_through_keygate: not_forwarded,
             orders_error,
@@ -470,6 +491,9 @@ struct Partial<T> {
     /// weight ran out. Not for what lasts (a symbol the exchange refuses, too many symbols
     /// for the window, a symbol keygate does not ask for).
     may_pass: bool,
+    /// Of a list by symbol, the symbols given that were not asked for (past the list cap,
+    /// or once the reads gave up), in the order given: why is in `failures`.
+    unasked: Vec<String>,
 }
 
 impl<T> Default for Partial<T> {
@@ -478,6 +502,7 @@ impl<T> Default for Partial<T> {
             items: Vec::new(),
             failures: Vec::new(),
             may_pass: false,
+            unasked: Vec::new(),
         }
     }
 }
@@ -486,9 +511,8 @@ impl<T> Partial<T> {
     /// Nothing listed, for `reason`, which lasts.
     fn failed(reason: String) -> Partial<T> {
         Partial {
-            items: Vec::new(),
             failures: vec![reason],
-            may_pass: false,
+            ..Partial::default()
         }
     }
 }
@@ -823,14 +847,25 @@ fn list_in_symbols<T>(
     }
     if !over.is_empty() {
         listed.failures.push(format!(
-            "listing the {} of {} symbols, {spans} request(s) each, takes more than \
-             {MAX_ORDER_QUERIES} requests: {} not asked for; narrow --since",
+            "listing the {} of {}, {} each, takes more than {MAX_ORDER_QUERIES} requests: {} \
+             not asked for; narrow --since",
             kind.noun,
-            symbols.len(),
+            counted(symbols.len(), "symbol", "symbols"),
+            counted(spans, "request", "requests"),
             over.join(", ")
         ));
     }
+    listed.unasked = unasked
+        .into_iter()
+        .map(str::to_owned)
+        .chain(over.iter().cloned())
+        .collect();
     listed
+}
+
+/// `n` and the noun that agrees with it: `1 symbol`, `2 symbols`.
+fn counted(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// The most lists read for one symbol in one run beyond its spans: a span that comes
@@ -1026,11 +1061,11 @@ fn symbols_of_changed_holdings(
         // What was kept is there, but cannot be read now: it is not written over.
         Err(e) => {
             return Partial {
-                items: Vec::new(),
                 failures: vec![format!(
                     "what the account held at the last run could not be read: {e}"
                 )],
                 may_pass: true,
+                ..Partial::default()
             }
         }
     };
@@ -1040,8 +1075,7 @@ fn symbols_of_changed_holdings(
     // What was found before is listed even when what is held now cannot be read.
     let mut traced = Partial {
         items: holdings.symbols.keys().cloned().collect(),
-        failures: Vec::new(),
-        may_pass: false,
+        ..Partial::default()
     };
     let mut fail = |reason: String, may_pass: bool| {
         traced.failures.push(format!(
@@ -1215,30 +1249,33 @@ fn tradable_symbols(store: &Store) -> anyhow::Result<HashMap<String, BTreeSet<St
 /// The human report. Text from outside (exchange errors, symbols and client order ids a
 /// client or a leaked key chose) is shown with its control characters escaped.
 fn print(reports: &[AccountReport], since_ms: u64) {
-    let say = |line: String| println!("{}", escape_controls(&line));
-    say(format!(
+    for line in report_lines(reports, since_ms) {
+        println!("{}", escape_controls(&line));
+    }
+}
+
+/// The lines of the human report, as they come. Each list says why it could not be had in
+/// full before what was found in the part that was; what was found outside keygate is
+/// listed whatever failed; and no line says "all through keygate" of a list that failed.
+fn report_lines(reports: &[AccountReport], since_ms: u64) -> Vec<String> {
+    let mut lines = vec![format!(
         "withdrawals and orders since {}, at each exchange and in keygate's audit log:",
         rfc3339(since_ms)
-    ));
+    )];
+    let mut say = |line: String| lines.push(line);
     for r in reports {
+        let account = &r.account;
         if let Some(error) = &r.error {
             say(format!(
-                "  {}: FAILED: cannot ask the exchange for its withdrawals: {error}",
-                r.account
+                "  {account}: FAILED: cannot list all of its withdrawals: {error}"
             ));
-        } else if r.not_through_keygate.is_empty() {
+        }
+        if !r.not_through_keygate.is_empty() {
             say(format!(
-                "  {}: {} withdrawal(s), all through keygate",
-                r.account, r.withdrawals
-            ));
-        } else {
-            say(format!(
-                "  {}: {} withdrawal(s) NOT THROUGH KEYGATE: unless someone made them by hand \
-                 on the exchange, its real key was used elsewhere. Disable the key at the \
-                 exchange now, then `keygate account rotate {}`:",
-                r.account,
+                "  {account}: {} withdrawal(s) NOT THROUGH KEYGATE: unless someone made them by \
+                 hand on the exchange, its real key was used elsewhere. Disable the key at the \
+                 exchange now, then `keygate account rotate {account}`:",
                 r.not_through_keygate.len(),
-                r.account
             ));
             for w in &r.not_through_keygate {
                 say(format!(
@@ -1246,42 +1283,54 @@ fn print(reports: &[AccountReport], since_ms: u64) {
                     w.id, w.amount, w.asset, w.destination, w.applied_at
                 ));
             }
-        }
-        let symbols = if r.symbols.is_empty() {
-            "none: no symbol was traded through keygate, allowed to its clients or has an \
-             order open"
-                .to_owned()
-        } else {
-            r.symbols.join(", ")
-        };
-        // What could be listed is reported even when not all could be.
-        if let Some(error) = &r.orders_error {
+        } else if r.error.is_none() {
             say(format!(
-                "  {}: FAILED: cannot list all of its orders (symbols asked for: {symbols}): \
-                 {error}",
-                r.account
+                "  {account}: {} withdrawal(s), all through keygate",
+                r.withdrawals
+            ));
+        } else if r.withdrawals > 0 {
+            say(format!(
+                "  {account}: {} withdrawal(s) listed, each through keygate; those that could \
+                 not be listed are not checked",
+                r.withdrawals
             ));
         }
-        if r.orders_not_through_keygate.is_empty() {
-            if r.orders_error.is_none() {
-                say(format!(
-                    "  {}: {} order(s), all through keygate (symbols asked for: {symbols})",
-                    r.account, r.orders
-                ));
+        // What was asked for, and what was to be but was not (why is in the failure).
+        let mut symbols = format!(
+            "symbols asked for: {}",
+            if r.symbols.is_empty() {
+                "none".to_owned()
             } else {
-                say(format!(
-                    "  {}: {} order(s) listed, all through keygate",
-                    r.account, r.orders
-                ));
+                r.symbols.join(", ")
             }
-        } else {
+        );
+        if !r.symbols_not_asked.is_empty() {
+            symbols.push_str(&format!(
+                "; not asked for: {}",
+                r.symbols_not_asked.join(", ")
+            ));
+        } else if r.symbols.is_empty() && r.orders_error.is_none() {
+            symbols.push_str(
+                ": no symbol was traded through keygate, allowed to its clients or has an \
+                 order open",
+            );
+        }
+        if let Some(error) = &r.orders_error {
             say(format!(
-                "  {}: {} order(s) NOT THROUGH KEYGATE (symbols asked for: {symbols}): unless \
-                 someone placed them by hand on the exchange, its real key was used elsewhere. \
-                 Disable the key at the exchange now, then `keygate account rotate {}`:",
-                r.account,
+                "  {account}: FAILED: cannot list all of its orders ({symbols}): {error}"
+            ));
+        }
+        if !r.orders_not_through_keygate.is_empty() {
+            // The symbols are on the line of the failure, if there is one.
+            let asked = match r.orders_error {
+                None => format!(" ({symbols})"),
+                Some(_) => String::new(),
+            };
+            say(format!(
+                "  {account}: {} order(s) NOT THROUGH KEYGATE{asked}: unless someone placed them \
+                 by hand on the exchange, its real key was used elsewhere. Disable the key at \
+                 the exchange now, then `keygate account rotate {account}`:",
                 r.orders_not_through_keygate.len(),
-                r.account
             ));
             for o in &r.orders_not_through_keygate {
                 say(format!(
@@ -1291,8 +1340,24 @@ fn print(reports: &[AccountReport], since_ms: u64) {
                     o.placed_at
                 ));
             }
+        } else if r.orders_error.is_none() {
+            say(format!(
+                "  {account}: {} order(s), all through keygate ({symbols})",
+                r.orders
+            ));
+        } else if r.orders == 0 {
+            say(format!(
+                "  {account}: no order listed; those that could not be listed are not checked"
+            ));
+        } else {
+            say(format!(
+                "  {account}: {} order(s) listed, each through keygate; those that could not \
+                 be listed are not checked",
+                r.orders
+            ));
         }
     }
+    lines
 }
 
 /// How far back the first reconciliation of a `serve` looks: what happened while keygate
@@ -1782,6 +1847,7 @@ mod tests {
             failures: failures.iter().map(|f| (*f).to_owned()).collect(),
             not_through_keygate: Vec::new(),
             symbols: Vec::new(),
+            symbols_not_asked: Vec::new(),
             orders: 0,
             orders_not_through_keygate: Vec::new(),
             orders_error: None,
@@ -2000,6 +2066,7 @@ mod tests {
             failures: Vec::new(),
             not_through_keygate: Vec::new(),
             symbols: Vec::new(),
+            symbols_not_asked: Vec::new(),
             orders: 0,
             orders_not_through_keygate: Vec::new(),
             orders_error: orders_error.map(str::to_owned),
@@ -2050,6 +2117,150 @@ mod tests {
         assert!(
             reason.starts_with("B: keygate is stopping") && reason.ends_with("as above: C"),
             "{reason}"
+        );
+    }
+
+    /// A regression test (found by review): a symbol past the list cap made "listing the
+    /// orders of 1 symbols", and was counted among the symbols asked for by nothing but
+    /// that message.
+    #[test]
+    fn a_symbol_past_the_cap_is_named_as_not_asked_for() {
+        let exchange = exchange(&[100]);
+        let read = |path: &str, query: &str| exchange.read(path, query);
+        let pacer = Pacer::new(&read, &|| true, &|| false, 3_000);
+        let days = MAX_ORDER_QUERIES as u64 + 1;
+        let listed = list_orders(
+            &pacer,
+            Market::Spot,
+            &symbols(&["BTCUSDT"]),
+            0,
+            days * ORDER_SPAN_MS,
+        );
+        assert_eq!(exchange.asked.get(), 0);
+        assert_eq!(listed.unasked, ["BTCUSDT"]);
+        assert_eq!(
+            listed.failures,
+            [format!(
+                "listing the orders of 1 symbol, {days} requests each, takes more than \
+                 {MAX_ORDER_QUERIES} requests: BTCUSDT not asked for; narrow --since"
+            )]
+        );
+    }
+
+    /// An account's report with nothing found and nothing failed.
+    fn clean_report() -> AccountReport {
+        AccountReport {
+            account: "main".into(),
+            withdrawals: 0,
+            error: None,
+            withdrawals_may_pass: false,
+            failures: Vec::new(),
+            not_through_keygate: Vec::new(),
+            symbols: Vec::new(),
+            symbols_not_asked: Vec::new(),
+            orders: 0,
+            orders_not_through_keygate: Vec::new(),
+            orders_error: None,
+            orders_may_pass: false,
+        }
+    }
+
+    /// The report's lines for the account, without the heading.
+    fn lines_of(report: AccountReport) -> Vec<String> {
+        report_lines(&[report], 0).split_off(1)
+    }
+
+    /// A regression test (found by review): a run whose order lists failed said "symbols
+    /// asked for: none: no symbol was traded through keygate…" beside the symbols it had
+    /// not asked for, then "0 order(s) listed, all through keygate" right after its FAILED
+    /// line.
+    #[test]
+    fn a_list_that_failed_never_reads_as_all_through_keygate() {
+        let clean = lines_of(clean_report());
+        assert_eq!(
+            clean,
+            [
+                "  main: 0 withdrawal(s), all through keygate",
+                "  main: 0 order(s), all through keygate (symbols asked for: none: no symbol \
+                 was traded through keygate, allowed to its clients or has an order open)",
+            ]
+        );
+
+        let over = "listing the orders of 2 symbols, 70 requests each, takes more than 60 \
+                    requests: BTCUSDT, ETHUSDT not asked for; narrow --since";
+        let none_asked = lines_of(AccountReport {
+            symbols_not_asked: symbols(&["BTCUSDT", "ETHUSDT"]),
+            orders_error: Some(over.into()),
+            ..clean_report()
+        });
+        assert_eq!(
+            none_asked,
+            [
+                "  main: 0 withdrawal(s), all through keygate".to_owned(),
+                format!(
+                    "  main: FAILED: cannot list all of its orders (symbols asked for: none; \
+                     not asked for: BTCUSDT, ETHUSDT): {over}"
+                ),
+                "  main: no order listed; those that could not be listed are not checked"
+                    .to_owned(),
+            ]
+        );
+
+        let some_asked = lines_of(AccountReport {
+            symbols: symbols(&["BTCUSDT"]),
+            orders: 3,
+            orders_error: Some("ETHUSDT: it answered HTTP 400".into()),
+            ..clean_report()
+        });
+        assert_eq!(
+            some_asked[1..],
+            [
+                "  main: FAILED: cannot list all of its orders (symbols asked for: BTCUSDT): \
+                 ETHUSDT: it answered HTTP 400",
+                "  main: 3 order(s) listed, each through keygate; those that could not be \
+                 listed are not checked",
+            ]
+        );
+    }
+
+    /// A regression test: when the withdrawals could not all be listed, those listed that
+    /// keygate never forwarded were not printed at all, only the failure.
+    #[test]
+    fn withdrawals_found_outside_keygate_are_listed_though_the_rest_failed() {
+        let more = "it listed 100000 withdrawals, 100 pages, and more may follow; narrow --since";
+        let lines = lines_of(AccountReport {
+            withdrawals: 100_000,
+            error: Some(more.into()),
+            not_through_keygate: vec![Unmatched {
+                id: "w-7".into(),
+                asset: "USDT".into(),
+                amount: "7".into(),
+                destination: "TLeakedTo".into(),
+                applied_at: "2026-01-01T00:00:00.000Z".into(),
+            }],
+            ..clean_report()
+        });
+        assert_eq!(
+            lines[..3],
+            [
+                format!("  main: FAILED: cannot list all of its withdrawals: {more}"),
+                "  main: 1 withdrawal(s) NOT THROUGH KEYGATE: unless someone made them by hand \
+                 on the exchange, its real key was used elsewhere. Disable the key at the \
+                 exchange now, then `keygate account rotate main`:"
+                    .to_owned(),
+                "    w-7 7 USDT to TLeakedTo at 2026-01-01T00:00:00.000Z".to_owned(),
+            ]
+        );
+
+        let listed_some = lines_of(AccountReport {
+            withdrawals: 5,
+            error: Some("the exchange cannot be reached".into()),
+            ..clean_report()
+        });
+        assert_eq!(
+            listed_some[1],
+            "  main: 5 withdrawal(s) listed, each through keygate; those that could not be \
+             listed are not checked"
         );
     }
 }

@@ -434,6 +434,57 @@ fn reconcile_says_what_the_key_may_trade_that_it_cannot_check() {
     assert!(doctor.contains("may trade margin"), "{doctor}");
 }
 
+/// A regression test (found by review): over a window too long for any symbol's order
+/// lists to fit the cap, `reconcile` said "symbols asked for: none: no symbol was traded
+/// through keygate…" beside "BTCUSDT, ETHUSDT not asked for", "0 order(s) listed, all
+/// through keygate" right after its FAILED line, and "1 symbols".
+#[test]
+fn reconcile_says_what_it_did_not_ask_for() {
+    let (_runtime, exchange) = simulator(vec![Credential::hmac(REAL_KEY, REAL_SECRET)]);
+    let mut home = Home::with_account(&exchange.url());
+    home.issue(
+        "trader",
+        &[
+            "--scope",
+            "read,trade",
+            "--symbols",
+            "BTCUSDT,ETHUSDT,usdm:BTCUSDT",
+        ],
+    );
+    let out = home
+        .kg
+        .fails(&["reconcile", "--since", "70d"], "", 2)
+        .stdout;
+    assert!(
+        out.contains(
+            "main: FAILED: cannot list all of its orders (symbols asked for: none; not asked \
+             for: BTCUSDT, ETHUSDT, usdm:BTCUSDT): listing the orders of 2 symbols, 70 \
+             requests each"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("usdm: listing the orders of 1 symbol, 70 requests each"),
+        "{out}"
+    );
+    assert!(!out.contains("no symbol was traded"), "{out}");
+    assert!(!out.contains("1 symbols"), "{out}");
+    let orders: Vec<&str> = out.lines().filter(|l| l.contains("order")).collect();
+    assert!(
+        orders.iter().all(|l| !l.contains("all through keygate")),
+        "{out}"
+    );
+    assert!(
+        out.contains("main: no order listed; those that could not be listed are not checked"),
+        "{out}"
+    );
+    // The withdrawals were listed in full.
+    assert!(
+        out.contains("main: 0 withdrawal(s), all through keygate"),
+        "{out}"
+    );
+}
+
 /// A regression test: reconciliation signed its reads with the machine's clock, so a
 /// machine a second or more ahead of the exchange had every read refused (-1021) while
 /// the gateway, which signs on the exchange's clock, kept trading.

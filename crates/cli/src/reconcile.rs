@@ -74,11 +74,17 @@ const ORDER_MARKETS: [(Market, u64); 2] = [(Market::Spot, 3_000), (Market::Usdm,
 /// leaves the rest of its lists to the next run.
 const MAX_WEIGHT_WAITS: u32 = 2;
 
+/// The longest window `keygate reconcile --since` takes. Binance lists an account's
+/// withdrawals over 90 days at most (`capital/withdraw/history`, asked from `startTime`
+/// to now, answers no longer span), so a longer window could not be read in full: it is
+/// refused rather than checked in part.
+const MAX_WINDOW: Duration = Duration::from_secs(90 * 24 * 3600);
+
 /// `keygate reconcile`
 #[derive(Args, Debug)]
 pub struct ReconcileArgs {
-    /// The window: withdrawals applied for from this long ago (`24h`, `7d`; Binance lists
-    /// 90 days and 1000 withdrawals at most).
+    /// The window: withdrawals applied for and orders placed from this long ago (`24h`,
+    /// `7d`; at most `90d`, the longest Binance lists withdrawals over).
     #[arg(long, value_name = "DURATION", default_value = "24h")]
     pub since: String,
     /// Print JSON: an array of one object per account.
@@ -206,6 +212,13 @@ pub(crate) struct Unmatched {
 /// exchange could not be asked, so that a cron job tells a leak from an outage.
 pub fn run(vault: &Unlocked, args: &ReconcileArgs) -> anyhow::Result<i32> {
     let since = parse_duration(&args.since).context("--since")?;
+    if since > MAX_WINDOW {
+        anyhow::bail!(
+            "--since {}: Binance lists an account's withdrawals over the last 90 days at \
+             most, so a longer window cannot be read in full; use 90d or less",
+            args.since.trim()
+        );
+    }
     let since_ms = now_ms().saturating_sub(since.as_millis() as u64);
     let exchanges = Exchanges::new()?;
     let reports = reconcile(

@@ -485,6 +485,35 @@ fn reconcile_says_what_it_did_not_ask_for() {
     );
 }
 
+/// A regression test (found by review): `reconcile --since 100d` ran as if it could read
+/// the window, though Binance lists withdrawals over 90 days at most. It is refused
+/// before the exchange is asked anything.
+#[test]
+fn reconcile_refuses_a_window_longer_than_binance_lists_withdrawals_over() {
+    let (_runtime, exchange) = simulator(vec![Credential::hmac(REAL_KEY, REAL_SECRET)]);
+    let home = Home::with_account(&exchange.url());
+    let refused = home.kg.fails(&["reconcile", "--since", "100d"], "", 2);
+    assert!(
+        refused.stderr.contains(
+            "--since 100d: Binance lists an account's withdrawals over the last 90 days at \
+             most, so a longer window cannot be read in full; use 90d or less"
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(refused.stdout, "", "{refused:?}");
+    assert_eq!(
+        exchange.simulator().requests().len(),
+        0,
+        "the exchange was asked"
+    );
+    // 90 days are read.
+    let out = home.kg.ok(&["reconcile", "--since", "90d"], "").stdout;
+    assert!(
+        out.contains("main: 0 withdrawal(s), all through keygate"),
+        "{out}"
+    );
+}
+
 /// A regression test: reconciliation signed its reads with the machine's clock, so a
 /// machine a second or more ahead of the exchange had every read refused (-1021) while
 /// the gateway, which signs on the exchange's clock, kept trading.

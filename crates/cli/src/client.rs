@@ -1288,7 +1288,13 @@ mod tests {
     fn bare_addresses_become_host_networks() {
         assert_eq!(parse_net("10.0.0.1").ok(), "10.0.0.1/32".parse().ok());
         assert_eq!(parse_net("::1").ok(), "::1/128".parse().ok());
-        assert_eq!(parse_net("10.1.2.3/8").ok(), "10.0.0.0/8".parse().ok());
+        assert_eq!(parse_net("10.0.0.0/8").ok(), "10.0.0.0/8".parse().ok());
+        // One address or its whole network: the operator says which.
+        let refused = parse_net("10.1.2.3/8").unwrap_err().to_string();
+        assert!(
+            refused.contains("10.0.0.0/8") && refused.contains("10.1.2.3/32"),
+            "{refused}"
+        );
         assert!(parse_net("example.com").is_err());
     }
 

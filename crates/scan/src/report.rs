@@ -292,7 +292,10 @@ impl Report {
                     Some(r) => (r.description.clone(), rules.exchange_of(r).fix.clone()),
                     None => (
                         "A key or secret managed by keygate".to_owned(),
-                        "rotate the key at the exchange and update keygate's vault".to_owned(),
+                        "a real account's key: make a new one at the exchange, delete this \
+                         one there, then `keygate account rotate LABEL`; a client's secret: \
+                         `keygate client rotate NAME`"
+                            .to_owned(),
                     ),
                 };
                 json!({

@@ -14,6 +14,11 @@ use keygate_vault::{MasterKey, SecretBytes, SecretString};
 /// How often the store's generation is polled; a freeze or revoke takes effect within this.
 pub const RELOAD_INTERVAL: Duration = Duration::from_millis(200);
 
+/// How often the registry is loaded again though the generation is the one loaded. The
+/// counter is a row that anyone who may write the file can put back, to hide a revoke,
+/// a freeze or a panic from a running gateway: one hidden so still reaches it within this.
+pub const FULL_RELOAD_INTERVAL: Duration = Duration::from_secs(5);
+
 /// What verifies one client key.
 pub enum Verifier {
     /// HMAC secret.
@@ -350,8 +355,9 @@ fn mark_once(
     marked.map(|_| ())
 }
 
-/// Polls `store` and reloads `live` whenever the generation changes, until `live` is the
-/// only one left holding it.
+/// Polls `store` and reloads `live` whenever the generation changes, and every
+/// [`FULL_RELOAD_INTERVAL`] whatever it says, until `live` is the only one left holding it.
+/// A database file put in the place of the one `store` opened is a failed reload.
 ///
 /// The first poll compares with the generation `live` was loaded at: a change committed
 /// since (a revoke as the server starts) is loaded then, and none is loaded twice. A
@@ -368,6 +374,8 @@ pub fn spawn_reloader(
     alerter: Option<Alerter>,
 ) -> std::io::Result<()> {
     let mut seen = live.snapshot().generation;
+    let mut loaded_at = Instant::now();
+    let opened = FileIdentity::of(store.path());
     let mut warned_unlocked = !keygate_vault::secrets_locked();
     std::thread::Builder::new()
         .name("keygate-reload".into())
@@ -375,7 +383,9 @@ pub fn spawn_reloader(
             // Every request is refused from the first failure until a reload succeeds.
             let refuse_all = |reason: String| {
                 let first = live.failure().is_none();
-                tracing::error!(error = %reason, "reload failed; refusing every request until it succeeds");
+                if first {
+                    tracing::error!(error = %reason, "reload failed; refusing every request until it succeeds");
+                }
                 live.refuse_all(reason.clone());
                 if let (true, Some(alerter)) = (first, &alerter) {
                     alerter.raise(Alert::outside_log(
@@ -390,6 +400,18 @@ pub fn spawn_reloader(
             };
             while Arc::strong_count(&live) > 1 {
                 std::thread::sleep(RELOAD_INTERVAL);
+                // A database put in the place of the one opened (or moved away) holds the
+                // changes made from now on, which this gateway would never see, and the
+                // audit events it writes would go to a file no longer anyone's.
+                if FileIdentity::of(store.path()) != opened {
+                    refuse_all(format!(
+                        "{} is no longer the database this keygate opened (it was replaced \
+                         or moved); restart serve",
+                        store.path().display()
+                    ));
+                    seen = None;
+                    continue;
+                }
                 // Without the generation no change can be seen: a revoke would never
                 // reach this gateway, so that is a failed reload too.
                 let generation = match store.generation() {
@@ -400,14 +422,17 @@ pub fn spawn_reloader(
                         continue;
                     }
                 };
-                if Some(generation) == seen {
+                if Some(generation) == seen && loaded_at.elapsed() < FULL_RELOAD_INTERVAL {
                     continue;
                 }
                 match Registry::load(&store, &master) {
                     Ok(registry) => {
                         live.replace(registry);
+                        loaded_at = Instant::now();
+                        if Some(generation) != seen {
+                            tracing::info!(generation, "reloaded accounts and clients");
+                        }
                         seen = Some(generation);
-                        tracing::info!(generation, "reloaded accounts and clients");
                         if !warned_unlocked && !keygate_vault::secrets_locked() {
                             warned_unlocked = true;
                             tracing::warn!("secrets read since start-up could not be locked in memory (see `ulimit -l`); they may be written to swap");
@@ -418,6 +443,24 @@ pub fn spawn_reloader(
             }
         })?;
     Ok(())
+}
+
+/// Which file a path names (device and inode), to tell a database replaced under a
+/// running gateway from the one it opened; `None` where it cannot be told.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct FileIdentity(Option<(u64, u64)>);
+
+impl FileIdentity {
+    #[cfg(unix)]
+    fn of(path: &std::path::Path) -> FileIdentity {
+        use std::os::unix::fs::MetadataExt;
+        FileIdentity(std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino())))
+    }
+
+    #[cfg(not(unix))]
+    fn of(_path: &std::path::Path) -> FileIdentity {
+        FileIdentity(None)
+    }
 }
 
 #[cfg(test)]

@@ -2493,6 +2493,52 @@ async fn a_store_without_its_generation_counter_is_refused_and_changes_nothing()
     ));
 }
 
+/// Regression (from a review): the registry was reloaded only when the generation
+/// counter changed, and anyone who may write the database could put the counter back
+/// after a revoke: the running gateway went on serving the revoked key, without a word.
+#[tokio::test]
+async fn a_revoke_hidden_by_putting_the_generation_back_still_takes_effect() {
+    let env = default_env().await;
+    assert_eq!(get(&env, "/api/v3/account", "").await.0, 200);
+    let store = Store::open(&env.db).unwrap();
+    let generation = store.generation().unwrap();
+    env.revoke(&"bot1".parse().unwrap());
+    store
+        .connection()
+        .execute(
+            "UPDATE meta SET value = ?1 WHERE key = 'generation'",
+            [generation as i64],
+        )
+        .unwrap();
+    let deadline = std::time::Instant::now() + keygate_gateway::registry::FULL_RELOAD_INTERVAL;
+    tokio::time::sleep_until((deadline + Duration::from_millis(1000)).into()).await;
+    env.exchange.simulator().reset(false);
+    let (code, body) = get(&env, "/api/v3/account", "").await;
+    assert_eq!(code, 401, "{body}");
+    assert!(env.exchange.simulator().requests().is_empty());
+}
+
+/// Regression (from a review): a database put in the place of the one `serve` opened
+/// (a copy renamed over it) went unnoticed: changes made on the path never reached the
+/// gateway, and its audit events went to a file no longer anyone's.
+#[tokio::test]
+async fn a_database_replaced_under_the_gateway_has_every_client_refused() {
+    let env = default_env().await;
+    assert_eq!(get(&env, "/api/v3/account", "").await.0, 200);
+    let copy = env.dir.path().join("copy.db");
+    Store::open(&env.db)
+        .unwrap()
+        .connection()
+        .execute("VACUUM INTO ?1", [copy.to_str().unwrap()])
+        .unwrap();
+    std::fs::rename(&copy, &env.db).unwrap();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    env.exchange.simulator().reset(false);
+    let (code, body) = get(&env, "/api/v3/account", "").await;
+    assert_ne!(code, 200, "{body}");
+    assert!(env.exchange.simulator().requests().is_empty());
+}
+
 #[tokio::test]
 async fn a_client_changed_in_the_database_without_the_master_key_is_refused() {
     let env = default_env().await;

@@ -764,7 +764,14 @@ fn master_key_from_env(var: &str) -> anyhow::Result<MasterKey> {
     let Some(value) = std::env::var_os(var) else {
         bail!("the master key is to come from ${var}, which is not set");
     };
-    let value = SecretString::new(value.into_string().unwrap_or_default());
+    // Not UTF-8 (raw bytes), it is no key; its bytes are wiped all the same.
+    let value = match value.into_string() {
+        Ok(text) => SecretString::new(text),
+        Err(raw) => {
+            zeroize::Zeroize::zeroize(&mut raw.into_encoded_bytes());
+            SecretString::new(String::new())
+        }
+    };
     std::env::remove_var(var);
     MasterKey::from_encoded(value.expose_secret())
         .with_context(|| format!("reading the master key from ${var}"))

@@ -836,6 +836,9 @@ impl Adapter for Binance {
     fn public_weight(&self, path: &str, query: &str) -> u64 {
         public_weight(path, query)
     }
+    fn signed_read_weight(&self, path: &str, query: &str) -> u64 {
+        signed_read_weight(path, query)
+    }
     fn refusal(&self, refusal: Refusal<'_>) -> (u16, Vec<u8>) {
         let (status, code, msg): (u16, i32, std::borrow::Cow<'_, str>) = match refusal {
             // -2015 with 401, as Binance answers "Invalid API-key, IP, or permissions".
@@ -1531,18 +1534,7 @@ fn parse_server_time(body: &[u8]) -> Option<u64> {
 /// documents 1 to 5 for most. Names and values are read percent-decoded, as Binance
 /// reads them.
 fn public_weight(path: &str, query: &str) -> u64 {
-    let decoded = |text: &str| {
-        percent_encoding::percent_decode_str(&text.replace('+', " "))
-            .decode_utf8_lossy()
-            .into_owned()
-    };
-    let param = |name: &str| {
-        query
-            .split('&')
-            .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
-            .find(|(key, _)| decoded(key) == name)
-            .map(|(_, value)| decoded(value))
-    };
+    let param = |name| query_param(query, name);
     let one_symbol = param("symbol").is_some() && param("symbols").is_none();
     match path.rsplit_once('/').map_or(path, |(_, last)| last) {
         "depth" => match param("limit").map(|l| l.parse::<u64>()) {
@@ -1557,6 +1549,62 @@ fn public_weight(path: &str, query: &str) -> u64 {
         "exchangeInfo" => 20,
         "trades" | "historicalTrades" | "aggTrades" => 25,
         _ => 10,
+    }
+}
+
+/// The value of the parameter `name` in `query`, both read percent-decoded as Binance
+/// reads them (`+` a space); the first, should it be repeated.
+fn query_param(query: &str, name: &str) -> Option<String> {
+    let decoded = |text: &str| {
+        percent_encoding::percent_decode_str(&text.replace('+', " "))
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    query
+        .split('&')
+        .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
+        .find(|(key, _)| decoded(key) == name)
+        .map(|(_, value)| decoded(value))
+}
+
+/// An upper estimate of a signed read's weight, from Binance's documented weights: spot's
+/// REST API (`account` 20, `openOrders` 6 for one symbol and 80 for every symbol, the
+/// order and trade histories 20, one order or order list 4, `rateLimit/order` 40), USD-M's
+/// (`account`, `balance` and `positionRisk` 5, `openOrders` and `openAlgoOrders` 1 for
+/// one symbol and 40 for every symbol, the order and trade histories 5, `income` 30, one
+/// order 1, `forceOrders` 20 for one symbol and 50 for every symbol as portfolio margin's
+/// twin documents it, the account-wide settings 30 as COIN-M's twin of
+/// `positionSide/dual` documents it) and the wallet's (`asset/wallet/balance` 60, from
+/// the `/sapi` IP pool). A read with no figure here (`myFilters`; USD-M's
+/// `commissionRate`, `leverageBracket`…; most `/sapi` reads, which are documented at 1 to
+/// 10) is reserved at 20, a conservative default: should one weigh more, its answer
+/// still reports what it used, and only a burst sent before that report can pass the
+/// cap by the difference. A symbol is read from the query alone: a signed read is a GET
+/// (but for `/sapi` ones whose weight names none), and a GET carries no body.
+fn signed_read_weight(path: &str, query: &str) -> u64 {
+    // Only where the weight depends on it: the decoding allocates.
+    let one_symbol = || query_param(query, "symbol").is_some_and(|s| !s.is_empty());
+    let Some((prefix, rest)) = split_version(path) else {
+        return 20;
+    };
+    match (prefix, rest) {
+        ("/api/v3", "openOrders") if one_symbol() => 6,
+        ("/api/v3", "openOrders") => 80,
+        ("/api/v3", "order" | "orderList" | "order/amendments") => 4,
+        ("/api/v3", "openOrderList") => 6,
+        ("/api/v3", "rateLimit/order" | "myFilters") => 40,
+        ("/fapi/v2" | "/fapi/v3", "account" | "balance" | "positionRisk") => 5,
+        ("/fapi/v1", "openOrders" | "openAlgoOrders") if one_symbol() => 1,
+        ("/fapi/v1", "openOrders" | "openAlgoOrders") => 40,
+        ("/fapi/v1", "forceOrders") if one_symbol() => 20,
+        ("/fapi/v1", "forceOrders") => 50,
+        ("/fapi/v1", "order" | "openOrder" | "algoOrder") => 1,
+        ("/fapi/v1", "allOrders" | "allAlgoOrders" | "userTrades") => 5,
+        ("/fapi/v1", "income" | "positionSide/dual" | "multiAssetsMargin" | "feeBurn") => 30,
+        ("/sapi/v1", "asset/wallet/balance") => 60,
+        // Spot's `account`, `allOrders`, `myTrades`, `allOrderList`, `myPreventedMatches`
+        // (by order), `myAllocations` and `account/commission` are documented at 20.
+        _ => 20,
     }
 }
 
@@ -4206,5 +4254,46 @@ mod tests {
         assert_eq!(w("/api/v3/klines", "symbol=BTCUSDT&interval=1m"), 10);
         // A parameter is a whole name: `mysymbol` is not `symbol`.
         assert_eq!(w("/api/v3/ticker/24hr", "mysymbol=BTCUSDT"), 80);
+    }
+
+    #[test]
+    fn signed_reads_are_reserved_at_no_less_than_their_documented_weight() {
+        let w = |path, query| Binance.signed_read_weight(path, query);
+        let signed = "timestamp=1&recvWindow=5000&signature=ab";
+        // Every symbol's open orders weigh far more than one symbol's.
+        assert_eq!(w("/api/v3/openOrders", signed), 80);
+        assert_eq!(w("/api/v3/openOrders", "symbol=BTCUSDT&timestamp=1"), 6);
+        assert_eq!(w("/fapi/v1/openOrders", signed), 40);
+        assert_eq!(w("/fapi/v1/openOrders", "timestamp=1&symbol=BTCUSDT"), 1);
+        assert_eq!(w("/fapi/v1/openAlgoOrders", ""), 40);
+        assert_eq!(w("/fapi/v1/forceOrders", ""), 50);
+        assert_eq!(w("/fapi/v1/forceOrders", "symbol=BTCUSDT"), 20);
+        // Read as Binance reads it: percent-decoded; an empty symbol names none.
+        assert_eq!(w("/api/v3/openOrders", "%73ymbol=BTCUSDT"), 6);
+        assert_eq!(w("/api/v3/openOrders", "symbol=&timestamp=1"), 80);
+        assert_eq!(w("/api/v3/openOrders", "mysymbol=BTCUSDT"), 80);
+        for (path, weight) in [
+            ("/api/v3/account", 20),
+            ("/api/v3/allOrders", 20),
+            ("/api/v3/myTrades", 20),
+            ("/api/v3/order", 4),
+            ("/api/v3/rateLimit/order", 40),
+            ("/api/v3/allOrderList", 20),
+            ("/api/v3/openOrderList", 6),
+            ("/fapi/v2/account", 5),
+            ("/fapi/v3/account", 5),
+            ("/fapi/v2/balance", 5),
+            ("/fapi/v3/positionRisk", 5),
+            ("/fapi/v1/allOrders", 5),
+            ("/fapi/v1/userTrades", 5),
+            ("/fapi/v1/income", 30),
+            ("/fapi/v1/order", 1),
+            ("/sapi/v1/asset/wallet/balance", 60),
+            // No figure kept: the conservative default.
+            ("/sapi/v1/capital/config/getall", 20),
+            ("/fapi/v1/commissionRate", 20),
+        ] {
+            assert_eq!(w(path, signed), weight, "{path}");
+        }
     }
 }

@@ -240,6 +240,11 @@ pub trait Adapter: Send + Sync + 'static {
     /// gateway reserves while the call is in flight, so that a burst of public calls sent
     /// before any answer reports its weight cannot pass the cap all at once.
     fn public_weight(&self, path: &str, query: &str) -> u64;
+    /// An upper estimate of the request weight of the signed read `path?query` (an
+    /// [`ActionKind::Read`]), which the gateway reserves while the read is in flight, as it
+    /// does [`Adapter::public_weight`]'s, so that reads cannot spend the weight that
+    /// pricing orders needs.
+    fn signed_read_weight(&self, path: &str, query: &str) -> u64;
     /// The signed read (a native path) that reports what the real key may do.
     fn permissions_path(&self) -> &'static str;
     /// Reads that endpoint's answer.

@@ -360,7 +360,8 @@ pub enum Rule {
     /// The withdrawal would take the client past its daily amount of the asset, or the
     /// asset is not one it may withdraw.
     WithdrawalLimit,
-    /// Public market data would spend request weight that signed requests need.
+    /// Public market data, a signed read or the ticker call that prices an order would
+    /// spend request weight that orders and cancels need.
     WeightReserved,
     /// Large answers held for clients that read them slowly reached their limit, so a read
     /// or public call, which may bring another, was not sent.

@@ -19,9 +19,11 @@
 //!
 //! Public market data needs no key: nothing authenticates or decides it (steps 2 and 4),
 //! it is audited like the rest, and it pauses while the exchange reports its request
-//! weight used past a cap, which is kept for signed requests. So do the ticker calls
-//! keygate makes itself to price orders (step 4). It is also refused while large answers
-//! held for slow clients reach [`ClientLimits::max_answer_bytes`].
+//! weight used past a cap, which is kept for signed requests. So do signed reads (step
+//! 3) and the ticker calls keygate makes itself to price orders (step 4), each at a
+//! higher cap (see `weight.rs`); orders, cancels, withdrawals and transfers never do.
+//! Public data is also refused while large answers held for slow clients reach
+//! [`ClientLimits::max_answer_bytes`].
 //!
 //! Denials answer in the exchange's own error shape (for Binance,
 //! `{"code": -2015, "msg": "keygate: …"}`).
@@ -113,7 +115,9 @@ pub struct ClientLimits {
     /// Public market data, which needs no key, is refused while the exchange host reports
     /// this much request weight or more used in the current minute, so that it cannot
     /// spend the weight signed requests need. The ticker calls that price clients' orders
-    /// go on to half as much again.
+    /// go on to half as much again (up to 2000), and signed reads halfway to that: no
+    /// client's reads can keep others' orders from being priced. Orders, cancels,
+    /// withdrawals and transfers are never refused for weight.
     pub public_weight_cap: u64,
     /// Large answers (16 KiB and more) held until their last byte is written to their
     /// client, in bytes over all connections: at this or more, public market data is
@@ -127,7 +131,8 @@ impl Default for ClientLimits {
     /// 30 seconds, as nginx gives a client to send its headers; 1024 connections, 256 from
     /// one address; public
     /// calls paused from 1200 weight a minute (a fifth of Binance's spot limit of 6000,
-    /// half of its futures limit of 2400); 256 MiB of large answers held for clients.
+    /// half of its futures limit of 2400), so signed reads from 1500 and pricing from
+    /// 1800; 256 MiB of large answers held for clients.
     fn default() -> ClientLimits {
         ClientLimits {
             timeout: Duration::from_secs(30),
@@ -470,7 +475,7 @@ async fn handle<A: Adapter>(
         let reservation = match gw.weight.reserve(pool, cap, weight, now_ms()) {
             Ok(reservation) => reservation,
             Err(over) => {
-                let msg = weight_paused("public market data", over, cap);
+                let msg = weight_paused("public market data is", over, cap, "signed requests");
                 return audit.deny(refuse(Refusal::TooMany(&msg)), Rule::WeightReserved, &msg);
             }
         };
@@ -614,6 +619,27 @@ async fn handle<A: Adapter>(
         .upstream
         .clone()
         .unwrap_or_else(|| default_base.to_owned());
+    // A read reserves its weight as public data does (also before it counts against its
+    // client's rate), at a cap between public data's and pricing's: a client's rate counts
+    // requests, not their weight, so reads of every symbol's orders could otherwise spend
+    // the weight that prices other clients' orders. Handed back if the read is refused
+    // from here on; nothing that trades, cancels or moves money is held back for weight.
+    if action.kind == ActionKind::Read {
+        let cap = signed_read_weight_cap(gw.limits.public_weight_cap);
+        let pool = Pool {
+            upstream: &base,
+            name: adapter.weight_pool(native),
+        };
+        let weight = adapter.signed_read_weight(native, query);
+        match gw.weight.reserve(pool, cap, weight, now_ms()) {
+            Ok(reservation) => audit.weight = Held(Some(reservation)),
+            Err(over) => {
+                let msg = weight_paused("signed reads are", over, cap, "orders and cancels");
+                audit.action = Some(action);
+                return audit.deny(refuse(Refusal::TooMany(&msg)), Rule::WeightReserved, &msg);
+            }
+        }
+    }
 
     // 4. Decide. An order the request alone does not bound (a sell, a market order in
     //    base quantity) is priced from the public ticker when a notional limit applies,
@@ -636,12 +662,7 @@ async fn handle<A: Adapter>(
         ..
     }) = &decision
     {
-        // A price for a client's order goes on half as far again past the cap that
-        // pauses public data (callers without a key cannot keep orders from being
-        // priced), but not past 2000 on that account: Binance's futures limit is 2400,
-        // and a ban for weight would stop cancels too.
-        let public_cap = gw.limits.public_weight_cap;
-        let cap = (public_cap.saturating_mul(3) / 2).min(public_cap.max(PRICING_CEILING));
+        let cap = pricing_weight_cap(gw.limits.public_weight_cap);
         match gw
             .upstream
             .price_orders(adapter, &base, native, &action, &gw.weight, cap)
@@ -654,7 +675,12 @@ async fn handle<A: Adapter>(
                     .reserve_priced(&request(None).with_order_notionals(&notionals));
             }
             Err(over) => {
-                let msg = weight_paused("pricing orders from the exchange's ticker", over, cap);
+                let msg = weight_paused(
+                    "pricing orders from the exchange's ticker is",
+                    over,
+                    cap,
+                    "orders that need no price, and cancels",
+                );
                 audit.action = Some(action);
                 return audit.deny(refuse(Refusal::TooMany(&msg)), Rule::WeightReserved, &msg);
             }
@@ -665,7 +691,7 @@ async fn handle<A: Adapter>(
     match decision {
         // Handed back if the request is refused from here on, or never reaches the
         // exchange.
-        Ok(reservation) => audit.reservation = HeldReservation(Some(reservation)),
+        Ok(reservation) => audit.reservation = Held(Some(reservation)),
         Err(denial) => {
             // The message may quote what the request named (a symbol), at any length.
             let msg = bounded(format!("keygate: {}", denial.message));
@@ -844,13 +870,30 @@ fn changed_while_waiting(
 /// public cap would allow half as much again (unless the public cap itself is higher).
 const PRICING_CEILING: u64 = 2000;
 
-/// Why `what` (a public call) is refused at the public weight `cap`.
-fn weight_paused(what: &str, over: OverCap, cap: u64) -> String {
+/// The request weight at which the ticker calls that price clients' orders pause: half
+/// as far again past the cap that pauses public data (callers without a key cannot keep
+/// orders from being priced), but not past 2000 on that account: Binance's futures limit
+/// is 2400, and a ban for weight would stop cancels too.
+fn pricing_weight_cap(public_cap: u64) -> u64 {
+    (public_cap.saturating_mul(3) / 2).min(public_cap.max(PRICING_CEILING))
+}
+
+/// The request weight at which signed reads pause: halfway from the cap that pauses
+/// public data to the one that pauses pricing, so that neither callers without a key nor
+/// a client's reads can keep other clients' orders from being priced (1500 by default).
+fn signed_read_weight_cap(public_cap: u64) -> u64 {
+    let pricing = pricing_weight_cap(public_cap);
+    public_cap + pricing.saturating_sub(public_cap) / 2
+}
+
+/// Why `what` (a public call or a signed read; "… is" or "… are") is refused at the
+/// weight `cap`, below which the weight is kept for `kept_for`.
+fn weight_paused(what: &str, over: OverCap, cap: u64, kept_for: &str) -> String {
     format!(
-        "keygate: {what} is paused: the exchange reports {} request weight used this \
-         minute, and public calls without an answer yet (or without a report of their \
-         weight) count {} more, at or past keygate's cap of {cap} (the rest is kept for \
-         signed requests)",
+        "keygate: {what} paused: the exchange reports {} request weight used this minute, \
+         and calls without an answer yet (or without a report of their weight) count {} \
+         more, at or past keygate's cap of {cap} for them (the rest is kept for \
+         {kept_for})",
         over.reported, over.reserved
     )
 }
@@ -895,13 +938,14 @@ impl Gateway {
     }
 
     /// Step 7: send once to `url`, note the request weight it reports as used in `pool`
-    /// (settling the public call's `weight` reservation), audit the outcome. An action
-    /// that moves money is sent only when its pending event is durable (step 5).
+    /// (settling the public call's `weight` reservation, or the one a signed read's audit
+    /// holds), audit the outcome. An action that moves money is sent only when its
+    /// pending event is durable (step 5).
     #[allow(clippy::too_many_arguments)]
     async fn forward<A: Adapter>(
         &self,
         adapter: &A,
-        audit: Audit<'_>,
+        mut audit: Audit<'_>,
         method: &Method,
         pool: Pool<'_>,
         url: &str,
@@ -910,6 +954,8 @@ impl Gateway {
         started: Instant,
         weight: Option<Reservation<'_>>,
     ) -> Response {
+        // A signed read's reservation, held by its audit until now.
+        let weight = weight.or_else(|| audit.weight.0.take());
         let sensitive = audit.action.as_ref().is_some_and(|a| a.kind.is_sensitive());
         let places_orders = audit
             .action
@@ -1213,7 +1259,9 @@ struct Audit<'a> {
     notional: Option<Decimal>,
     /// What the decision reserved of the client's daily limits, until the request is
     /// forwarded.
-    reservation: HeldReservation,
+    reservation: Held<DailyReservation>,
+    /// The request weight a signed read reserved, until it is forwarded.
+    weight: Held<Reservation<'a>>,
     /// The signature verified, was fresh and was seen for the first time: the request is
     /// the client's own (a stale or replayed one could be anyone's who saw it once).
     attributed: bool,
@@ -1245,7 +1293,8 @@ impl<'a> Audit<'a> {
             account: None,
             action: None,
             notional: None,
-            reservation: HeldReservation(None),
+            reservation: Held(None),
+            weight: Held(None),
             attributed: false,
             pending_queued: false,
             pending_written: false,
@@ -1325,11 +1374,14 @@ impl<'a> Audit<'a> {
         response
     }
 
-    /// Hands back what the decision reserved of the client's daily limits: the request
-    /// does not reach the exchange.
+    /// Hands back what the decision reserved of the client's daily limits, and the
+    /// weight a read reserved: the request does not reach the exchange.
     fn release_reservation(&mut self) {
         if let Some(reservation) = self.reservation.0.take() {
             self.gw.decider.release(reservation);
+        }
+        if let Some(weight) = self.weight.0.take() {
+            weight.release();
         }
     }
 
@@ -1406,14 +1458,14 @@ impl<'a> Audit<'a> {
     }
 }
 
-/// What a decision reserved of its client's daily limits, held by one [`Audit`] only: a
-/// copy of the audit (made to write its pending event) holds none, so that the
-/// reservation is handed back once at most.
-struct HeldReservation(Option<DailyReservation>);
+/// What a request reserved (of its client's daily limits, of the request weight), held
+/// by one [`Audit`] only: a copy of the audit (made to write its pending event) holds
+/// none, so that the reservation is handed back once at most.
+struct Held<T>(Option<T>);
 
-impl Clone for HeldReservation {
-    fn clone(&self) -> HeldReservation {
-        HeldReservation(None)
+impl<T> Clone for Held<T> {
+    fn clone(&self) -> Held<T> {
+        Held(None)
     }
 }
 
@@ -1481,6 +1533,17 @@ mod tests {
         assert!(cut.ends_with("… (800 bytes)"), "{cut}");
         assert!(cut.len() < MAX_EVENT_TEXT + 20);
         assert!(long.starts_with(cut.trim_end_matches("… (800 bytes)")));
+    }
+
+    #[test]
+    fn signed_reads_pause_between_public_data_and_pricing() {
+        let caps = |public| (signed_read_weight_cap(public), pricing_weight_cap(public));
+        assert_eq!(caps(1200), (1500, 1800));
+        assert_eq!(caps(45), (56, 67));
+        // Pricing stops at 2000, and reads halfway to it.
+        assert_eq!(caps(1600), (1800, 2000));
+        // A public cap above that is every cap.
+        assert_eq!(caps(3000), (3000, 3000));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The request weight each exchange host reports used, so that public market data, which
-//! needs no key and no client, cannot spend the weight that orders and cancels need.
+//! needs no key and no client, and signed reads cannot spend the weight that orders and
+//! cancels need.
 //!
 //! An exchange limits the request weight an address may use per minute, and says in each
 //! answer how much it has used (Binance: `X-MBX-USED-WEIGHT-1M`, or
@@ -10,23 +11,26 @@
 //! refuses everything from the address, signed requests included, and bans it for a
 //! while if it goes on. keygate forwards public calls from anything that reaches its
 //! listener, so it stops forwarding them while the host reports a cap or more used in
-//! the current minute; signed requests are bounded by their clients' own rates.
+//! the current minute. A client's rate bounds how many requests it sends, not what they
+//! weigh, and a client may have none: one with only the read scope could send reads of
+//! every symbol's open orders (weight 80 each on spot) until the address's weight is
+//! gone. So signed reads stop at a cap of their own, higher than public data's; the
+//! ticker calls that price orders stop higher still; orders, cancels, withdrawals and
+//! transfers are never held back for weight (the rest of the limit is theirs).
 //!
-//! A report comes only with an answer, so a burst of public calls sent at once would all
-//! pass a cap checked against reports alone. Each public call therefore reserves an upper
-//! estimate of its weight until its answer (and the weight that answer reports) is in,
-//! and the cap counts what is reported and what is reserved. A call that ends without a
-//! report (the exchange did not answer or said nothing of its weight) may still have
-//! cost what it was estimated at: that estimate counts as spent until the minute turns.
-//!
-//! The ticker calls keygate makes itself to price orders are public calls too, held to
-//! the same cap.
+//! A report comes only with an answer, so a burst of calls sent at once would all pass a
+//! cap checked against reports alone. Each public call and signed read therefore
+//! reserves an upper estimate of its weight until its answer (and the weight that answer
+//! reports) is in, and the cap counts what is reported and what is reserved. A call that
+//! ends without a report (the exchange did not answer or said nothing of its weight) may
+//! still have cost what it was estimated at: that estimate counts as spent until the
+//! minute turns. One refused before it was sent [releases](Reservation::release) it.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
-/// The last weight each upstream reported, and the weight public calls in flight to it
-/// hold, by base URL and weight pool.
+/// The last weight each upstream reported, and the weight public calls and signed reads
+/// in flight to it hold, by base URL and weight pool.
 #[derive(Default)]
 pub struct WeightGauge {
     state: Mutex<State>,
@@ -70,8 +74,10 @@ fn get<'m, T>(map: &'m ByPool<T>, upstream: &str, pool: &str) -> Option<&'m T> {
     map.get(upstream).and_then(|pools| pools.get(pool))
 }
 
-/// Weight a public call holds until it is dropped. [`Reservation::settle`] it once its
-/// answer's report is recorded; dropped unsettled, its estimate counts as spent.
+/// Weight a public call or a signed read holds until it is dropped.
+/// [`Reservation::settle`] it once its answer's report is recorded, or
+/// [`Reservation::release`] it if it was never sent; dropped otherwise, its estimate
+/// counts as spent.
 pub struct Reservation<'g> {
     gauge: &'g WeightGauge,
     upstream: String,
@@ -84,6 +90,11 @@ impl Reservation<'_> {
     /// The exchange reported the weight used with the call's answer: the estimate is no
     /// longer needed.
     pub fn settle(mut self) {
+        self.settled = true;
+    }
+
+    /// The call was refused before it was sent: it spent nothing.
+    pub fn release(mut self) {
         self.settled = true;
     }
 }
@@ -113,14 +124,14 @@ impl Drop for Reservation<'_> {
     }
 }
 
-/// Why a public call may not go now: the weight the exchange reported used this minute
-/// and the weight reserved by public calls in flight together reach the cap.
+/// Why a public call or a signed read may not go now: the weight the exchange reported
+/// used this minute and the weight reserved by calls in flight together reach the cap.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OverCap {
     /// Reported used this minute.
     pub reported: u64,
-    /// Held by public calls not yet answered, and estimated for calls that ended
-    /// without a report this minute.
+    /// Held by public calls and signed reads not yet answered, and estimated for calls
+    /// that ended without a report this minute.
     pub reserved: u64,
 }
 
@@ -164,7 +175,7 @@ impl WeightGauge {
         used
     }
 
-    /// Reserves `weight` of `pool` for a public call about to be sent,
+    /// Reserves `weight` of `pool` for a public call or a signed read about to be sent,
     /// unless the weight that pool reported used this minute and the weight reserved in
     /// it by calls in flight already reach `cap` (the call that crosses the cap still
     /// goes, as it would with reports alone). A report from an earlier minute no longer
@@ -287,6 +298,9 @@ mod tests {
         );
         // Another host is not held back by these.
         drop(gauge.reserve(FAPI, 50, 20, now).unwrap());
+        // One refused before it was sent gives back its weight and spent nothing.
+        gauge.reserve(API, 100, 20, now).unwrap().release();
+        assert!(!gauge.lock().unreported.contains_key("https://api"));
         // An answer is in: its report counts, its reservation no longer does.
         gauge.record(API, 25, now + 1);
         first.settle();

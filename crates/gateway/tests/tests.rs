@@ -514,9 +514,21 @@ async fn public_market_data_pauses_before_it_spends_the_weight_orders_need() {
     .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(exchange_saw(&env, "/api/v3/ticker/price"), 1);
-    // Signed requests go on: the weight was kept for them.
-    let (status, body) = get(&env, "/api/v3/account", "").await;
+    // Orders go on: the weight was kept for them. Signed reads stop at a cap of their
+    // own, halfway to pricing's (56, which the 65 used is past).
+    let (status, body) = post(
+        &env,
+        "/api/v3/order",
+        "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=50000",
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
+    let (status, body) = get(&env, "/api/v3/account", "").await;
+    assert_eq!(status, 429, "{body}");
+    assert!(
+        body["msg"].as_str().unwrap().contains("cap of 56"),
+        "{body}"
+    );
 }
 
 /// An exchange on loopback that accepts connections and never answers: its URL, and how
@@ -2049,12 +2061,12 @@ async fn pricing_an_order_pauses_past_the_public_weight_cap() {
     let env = with_limits(limits).await;
     let exchange_info =
         b"GET /binance/api/v3/exchangeInfo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
-    // Weight 20 each: 60 reported, past the cap of 45; a signed read takes it past the
-    // 67 that pricing may go to.
-    for _ in 0..3 {
+    // Weight 20 each: 40 reported, below the cap of 45 and the 56 signed reads stop at; a
+    // read of every symbol's open orders (80) takes it past the 67 that pricing may go to.
+    for _ in 0..2 {
         assert_eq!(raw(env.gateway, exchange_info).await.0, 200);
     }
-    assert_eq!(get(&env, "/api/v3/account", "").await.0, 200);
+    assert_eq!(get(&env, "/api/v3/openOrders", "").await.0, 200);
     // 0.01 BTC is about 600 USDT, inside the limit: but pricing it would take weight.
     let (status, body) = post(
         &env,
@@ -2135,6 +2147,104 @@ async fn a_request_is_forwarded_as_old_as_its_bot_signed_it() {
         "{}",
         account.query
     );
+}
+
+/// A regression test (found by review): signed reads reserved no weight and stopped at no
+/// cap, "bounded by their clients' rates"; but a rate counts requests, not weight, and a
+/// client may have none. A client with only the read scope could read every symbol's
+/// open orders (weight 80) until the weight reported passed the cap that pricing stops
+/// at: every other client's order that needs a price was refused until the minute
+/// turned, and kept up, the address would be banned. Reads now stop at a cap of their own
+/// (1500 by default, halfway from public data's 1200 to pricing's 1800); orders and
+/// cancels never stop for weight.
+#[tokio::test]
+async fn a_client_s_heavy_reads_cannot_spend_the_weight_that_prices_others_orders() {
+    const READER_KEY: &str = "readerKEYreaderKEYreaderKEYreaderKEYreaderKEYreaderKEYreader0001";
+    const READER_SECRET: &str = "readerSECRETreaderSECRETreaderSECRETreaderSECRETreaderSECRET0001";
+    clear_of_a_minute_turn().await;
+    let env = default_env().await;
+    // A second client of the same account, issued with the read scope and no rate.
+    let master = env.master();
+    Store::open(&env.db)
+        .unwrap()
+        .transaction(|s| {
+            s.insert_client(
+                &NewClient {
+                    name: "reader".parse().unwrap(),
+                    account: "main".parse().unwrap(),
+                    api_key: READER_KEY.into(),
+                    material: ClientKeyMaterial::Hmac(SecretString::new(READER_SECRET.into())),
+                    policy: Policy {
+                        scopes: [Scope::Read].into_iter().collect(),
+                        ..Policy::default()
+                    },
+                    expires_ms: Some(keygate_gateway::now_ms() + 3_600_000),
+                },
+                &master,
+                keygate_gateway::now_ms(),
+            )
+        })
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // Every symbol's open orders, weight 80 each: 25 of them would be 2000.
+    let mut answers = Vec::new();
+    for n in 0..25 {
+        let target = format!("/binance/api/v3/openOrders?{}", sign_nth(n, READER_SECRET));
+        answers.push(raw(env.gateway, &http_as(READER_KEY, "GET", &target, "", "")).await);
+    }
+    // Each goes while less than 1500 is used: the 19th takes it to 1520, and the rest wait.
+    let forwarded = answers
+        .iter()
+        .take_while(|(status, _)| *status == 200)
+        .count();
+    assert_eq!(forwarded, 19, "{answers:?}");
+    for (status, body) in &answers[19..] {
+        assert_eq!(
+            (status, body["code"].as_i64()),
+            (&429, Some(-1003)),
+            "{body}"
+        );
+        assert!(
+            body["msg"].as_str().unwrap().contains("cap of 1500"),
+            "{body}"
+        );
+    }
+    assert_eq!(exchange_saw(&env, "/api/v3/openOrders"), 19);
+    let refused = events_where(&env, 6, |e| {
+        e["path"] == "/api/v3/openOrders" && e["allowed"] == false
+    })
+    .await;
+    assert_eq!(refused.len(), 6, "{refused:?}");
+    assert!(refused
+        .iter()
+        .all(|e| e["rule"] == "weight_reserved" && e["client"] == "reader"));
+    // The other client's market order is still priced (1520 is below pricing's 1800) and
+    // forwarded.
+    let (status, body) = post(
+        &env,
+        "/api/v3/order",
+        "symbol=BTCUSDT&side=SELL&type=MARKET&quantity=0.01",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(exchange_saw(&env, "/api/v3/ticker/price"), 1);
+    // An order resting on the book, and its cancel: neither is held back for weight.
+    let (status, body) = post(
+        &env,
+        "/api/v3/order",
+        "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=50000",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let order_id = body["orderId"].as_u64().unwrap();
+    let params = format!("symbol=BTCUSDT&orderId={order_id}");
+    let target = format!("/binance/api/v3/order?{}", sign(&params, BOT_SECRET));
+    let (status, body) = raw(env.gateway, &http("DELETE", &target, "", "")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "CANCELED", "{body}");
+    // The trading client's own reads wait too: the cap is the address's, not a client's.
+    let (status, body) = get(&env, "/api/v3/account", "").await;
+    assert_eq!(status, 429, "{body}");
 }
 
 #[tokio::test]

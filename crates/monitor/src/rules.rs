@@ -578,8 +578,9 @@ fn funds_movement(request: &RequestEvent) -> Option<(Severity, AlertRule, String
     })
 }
 
-/// Denials that say something about the client; a client that hung up, public data paused
-/// to keep weight for orders, or a read held back while others' answers pile up, does not.
+/// Denials that say something about the client; a client that hung up, public data or a
+/// read paused to keep weight for orders (the weight is the address's, spent by every
+/// client), or a read held back while others' answers pile up, does not.
 fn counts_toward_bursts(rule: Option<Rule>) -> bool {
     !matches!(
         rule,

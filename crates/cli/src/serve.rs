@@ -59,9 +59,11 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections_per_source: u32,
     /// Pause public market data (which needs no key) while the exchange reports this much
-    /// request weight or more used this minute, keeping the rest for signed requests
-    /// (prices for clients' orders go on to half as much again, up to 2000). Raise it for bots that
-    /// read much market data through keygate.
+    /// request weight or more used this minute, keeping the rest for signed requests:
+    /// prices for clients' orders go on to half as much again (up to 2000), signed reads
+    /// halfway to that (1500 by default); orders, cancels, withdrawals and transfers never
+    /// pause. Raise it for bots that read much through keygate (from 2000, reads, prices
+    /// and public data share this one cap).
     #[arg(long, value_name = "WEIGHT", default_value_t = 1200,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub public_weight_cap: u64,

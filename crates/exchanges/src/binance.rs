@@ -1370,9 +1370,12 @@ fn is_algo_order_path(path: &str) -> bool {
     path == ALGO_ORDER_PATH
 }
 
-/// Every `orderId` in an answer, at any depth: a single order's answer has one at its top,
-/// an order list's has one per order (`orders`, `orderReports`), a cancel-replace's one
-/// under `newOrderResponse`, a batch's one per element.
+/// Every `orderId` of an order an answer placed, at any depth: a single order's answer has
+/// one at its top, an order list's has one per order (`orders`, `orderReports`), a
+/// cancel-replace's one under `newOrderResponse`, a batch's one per element. Not the order
+/// a cancel-replace cancelled (`cancelResponse`, also under a failure's `data`): any open
+/// order can be named there, one a leaked key placed included, which would then pass for
+/// keygate's own.
 fn collect_order_ids(value: &serde_json::Value, ids: &mut Vec<String>) {
     match value {
         serde_json::Value::Object(fields) => {
@@ -1384,6 +1387,7 @@ fn collect_order_ids(value: &serde_json::Value, ids: &mut Vec<String>) {
                             ids.push(id);
                         }
                     }
+                    _ if name == "cancelResponse" => {}
                     other => collect_order_ids(other, ids),
                 }
             }
@@ -2393,11 +2397,15 @@ mod tests {
                 "orderReports":[{"symbol":"LTCBTC","orderId":2,"price":"1"},{"symbol":"LTCBTC","orderId":3,"price":"2"}]}"#),
             ["2", "3"]
         );
-        // A cancel-replace: the cancelled order's id too, which it placed earlier.
+        // A cancel-replace: the new order's id alone. Regression (from a review): the
+        // cancelled order's id was read too, so a client that may trade could name an
+        // order a leaked key placed, in a replacement meant to fail, and have it pass for
+        // one keygate placed.
         assert_eq!(
             ids(br#"{"cancelResult":"SUCCESS","newOrderResult":"SUCCESS","cancelResponse":{"orderId":9},"newOrderResponse":{"orderId":10}}"#),
-            ["9", "10"]
+            ["10"]
         );
+        assert!(ids(br#"{"code":-2021,"msg":"Order cancel-replace partially failed.","data":{"cancelResult":"SUCCESS","newOrderResult":"FAILURE","cancelResponse":{"symbol":"BTCUSDT","orderId":9},"newOrderResponse":{"code":-1013,"msg":"Filter failure: LOT_SIZE"}}}"#).is_empty());
         assert!(ids(br#"{"code":-2010,"msg":"Account has insufficient balance"}"#).is_empty());
         assert!(ids(b"not json").is_empty());
     }

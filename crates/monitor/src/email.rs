@@ -143,8 +143,9 @@ impl Email {
 /// `[keygate critical] withdrawal: ...`, the summary cut to keep the subject one line.
 fn subject(alert: &Alert) -> String {
     const MAX_SUMMARY: usize = 120;
-    let mut summary: String = alert.summary.chars().take(MAX_SUMMARY).collect();
-    if summary.len() < alert.summary.len() {
+    let whole = crate::sink::defanged(&alert.summary);
+    let mut summary: String = whole.chars().take(MAX_SUMMARY).collect();
+    if summary.len() < whole.len() {
         summary.push('…');
     }
     format!(
@@ -157,7 +158,7 @@ fn subject(alert: &Alert) -> String {
 fn body(alert: &Alert) -> String {
     let mut text = format!(
         "{}\n\nseverity:  {}\nrule:      {}\n",
-        alert.summary,
+        crate::sink::defanged(&alert.summary),
         alert.severity.as_str(),
         alert.rule.as_str()
     );

@@ -263,14 +263,24 @@ impl Payload<'_> {
     }
 }
 
-/// `summary` with `&`, `<` and `>` escaped as Slack and Mattermost ask: a summary quotes
-/// what a bot sent, and `<https://…|text>` there would show as a link of the bot's making
-/// in the operator's alert channel.
+/// `summary` with `&`, `<` and `>` escaped as Slack and Mattermost ask, and [`defanged`]:
+/// a summary quotes what a bot sent, and `<https://…|text>` there would show as a link
+/// of the bot's making in the operator's alert channel.
 fn chat_escaped(summary: &str) -> String {
-    summary
-        .replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
+    defanged(
+        &summary
+            .replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;"),
+    )
+}
+
+/// `text` with the links a bot could have written into it broken, as security teams write
+/// an address not to be followed: a Markdown link's `](` becomes `] (`, which no Markdown
+/// reads as a link (Mattermost renders `[Re-approve keygate](https://…)`), and `://`
+/// becomes `[:]//`, which chat and mail clients do not turn into a link.
+pub(crate) fn defanged(text: &str) -> String {
+    text.replace("](", "] (").replace("://", "[:]//")
 }
 
 /// An error and, after it, each error under it: reqwest's own says only "error sending
@@ -294,6 +304,22 @@ mod tests {
     use super::*;
     use crate::{AlertRule, AlertsConfig, EmailConfig, SmtpSecurity};
 
+    /// Regression (from a review): only `&<>` were escaped, so a withdrawal address of
+    /// `[Re-approve keygate](https://evil.example/a)` showed in Mattermost as a link of the
+    /// bot's making, and a bare URL became one in Slack and mail.
+    #[test]
+    fn markdown_links_and_urls_a_bot_wrote_are_broken() {
+        let alert = Alert::outside_log(
+            Severity::Critical,
+            AlertRule::Test,
+            "withdrawal to [Re-approve keygate](https://evil.example/a) denied".into(),
+        );
+        let payload = serde_json::to_value(Payload::of(&alert)).unwrap();
+        let text = payload["text"].as_str().unwrap();
+        assert!(!text.contains("](") && !text.contains("://"), "{text}");
+        assert!(text.contains("https[:]//evil.example/a"), "{text}");
+    }
+
     #[test]
     fn a_webhook_message_shows_no_link_a_bot_made() {
         let alert = Alert::outside_log(
@@ -304,7 +330,7 @@ mod tests {
         let payload = serde_json::to_value(Payload::of(&alert)).unwrap();
         assert_eq!(
             payload["text"],
-            "[keygate info] withdrawal to &lt;https://phish.example|your keygate&gt; &amp; more"
+            "[keygate info] withdrawal to &lt;https[:]//phish.example|your keygate&gt; &amp; more"
         );
         // The alert's own fields are as raised: receivers that read them escape for
         // themselves.

@@ -1392,14 +1392,42 @@ fn reconciled_through(store: &Store) -> Option<u64> {
     Some(u64::from_be_bytes(value.as_slice().try_into().ok()?))
 }
 
-/// Where a run starts: `window` back from `now_ms`, or further, from where the first of
-/// the failed runs before it started (`unchecked_since`), at most [`MAX_CATCH_UP`] back.
-/// Without it, runs failing for longer than a window (an exchange down, or kept busy by
-/// whoever holds a leaked key) left the oldest part of the outage never checked.
+/// Where a run starts: `window` back from `now_ms`, or further, from where what is not
+/// yet checked begins (`unchecked_since`: where the last run that checked everything
+/// ended, or where the first of the failed runs since started), at most [`MAX_CATCH_UP`]
+/// back. Without it, runs failing for longer than a window (an exchange down, or kept
+/// busy by whoever holds a leaked key) left the oldest part of the outage never checked.
 fn run_start(window: Duration, unchecked_since: Option<u64>, now_ms: u64) -> u64 {
     let usual = now_ms.saturating_sub(window.as_millis() as u64);
     let earliest = now_ms.saturating_sub(MAX_CATCH_UP.as_millis() as u64);
     unchecked_since.map_or(usual, |since| since.min(usual).max(earliest))
+}
+
+/// Where the watch has checked to, run after run: each run starts from the earlier of
+/// its window back from now and where what is unchecked begins ([`run_start`]).
+struct Schedule {
+    /// How far back from its start a run looks at the least.
+    window: Duration,
+    /// Where what is not yet checked begins: where the last run that checked everything
+    /// listed to, or where the first of the failed runs since started; at first, where
+    /// the last `serve` had checked to ([`reconciled_through`]).
+    unchecked_since: Option<u64>,
+}
+
+impl Schedule {
+    /// Where a run beginning at `now_ms` starts.
+    fn start(&self, now_ms: u64) -> u64 {
+        run_start(self.window, self.unchecked_since, now_ms)
+    }
+
+    /// Takes in a run that started at `since_ms` and listed orders to `through_ms`: when it
+    /// left its window for later, the next starts where it did; otherwise, no later than
+    /// where it ended, so that a run that took longer than the window less the interval
+    /// leaves no time that no run lists. The next window is `window`.
+    fn ran(&mut self, since_ms: u64, through_ms: u64, left: bool, window: Duration) {
+        self.unchecked_since = Some(if left { since_ms } else { through_ms });
+        self.window = window;
+    }
 }
 
 /// Whether a run leaves its window to the next: it failed as a whole, or failed to list
@@ -1441,7 +1469,6 @@ impl Watch {
             .name("keygate-reconcile".into())
             .spawn(move || {
                 let mut watched = Watched::default();
-                let mut window = FIRST_WINDOW;
                 // Waits for the next minute, or for a stop: `serve` is not kept from
                 // stopping by an exchange's weight.
                 let wait = || {
@@ -1458,16 +1485,21 @@ impl Watch {
                 };
                 // Back to where the last serve left off, when that is further than a day:
                 // what happened while keygate was down is checked too.
-                let mut unchecked_since = reconciled_through(&store);
+                let mut schedule = Schedule {
+                    window: FIRST_WINDOW,
+                    unchecked_since: reconciled_through(&store),
+                };
                 loop {
                     let began_ms = now_ms();
-                    let since_ms = run_start(window, unchecked_since, began_ms);
+                    let since_ms = schedule.start(began_ms);
                     let reconciled =
                         reconcile(&store, &master, &exchanges, since_ms, &wait, &stopping);
                     let left = is_left_for_later(&reconciled);
-                    unchecked_since = left.then_some(since_ms);
+                    // Orders are listed to where the run began, less the time they settle
+                    // in (a little earlier than `reconcile`'s own end of the window).
+                    let through = began_ms.saturating_sub(ORDER_SETTLE_MS);
+                    schedule.ran(since_ms, through, left, (every * 2).max(MIN_WINDOW));
                     if !left {
-                        let through = began_ms.saturating_sub(ORDER_SETTLE_MS);
                         if let Err(e) =
                             store.set_meta(RECONCILED_THROUGH_KEY, &through.to_be_bytes())
                         {
@@ -1482,7 +1514,6 @@ impl Watch {
                     if stopping() {
                         return;
                     }
-                    window = (every * 2).max(MIN_WINDOW);
                     match stopped.recv_timeout(every) {
                         Err(mpsc::RecvTimeoutError::Timeout) => continue,
                         _ => return,
@@ -1668,6 +1699,44 @@ mod tests {
         );
         // A failure within the usual window changes nothing.
         assert_eq!(run_start(window, Some(now - hour / 2), now), now - hour);
+    }
+
+    /// A regression test (found by review): each run of the watch started its window back
+    /// from now, whatever the last run had listed to, so a run that took longer than the
+    /// window less the interval (waiting for the weight, a slow exchange) left a gap that
+    /// no run listed. The next starts where the last ended, at the latest.
+    #[test]
+    fn a_run_after_a_slow_one_starts_where_it_ended() {
+        let minute = 60_000;
+        let start = 1_000_000 * minute;
+        let every = Duration::from_secs(600);
+        let window = (every * 2).max(MIN_WINDOW);
+        let mut schedule = Schedule {
+            window: FIRST_WINDOW,
+            unchecked_since: None,
+        };
+        assert_eq!(schedule.start(start), start - 24 * 60 * minute);
+        // A run that checked everything and took 90 minutes: the next begins 10 minutes
+        // after it ended, 100 minutes after the first began, more than its hour's window.
+        let through = start - ORDER_SETTLE_MS;
+        schedule.ran(start - 24 * 60 * minute, through, false, window);
+        let next = start + 100 * minute;
+        assert_eq!(schedule.start(next), through);
+        // A quick run leaves the usual window, which reaches further back.
+        schedule.ran(through, next - ORDER_SETTLE_MS, false, window);
+        assert_eq!(
+            schedule.start(next + 10 * minute),
+            next + 10 * minute - 60 * minute
+        );
+        // A run left for later makes the next start where it started, as before.
+        let since = schedule.start(next + 10 * minute);
+        schedule.ran(since, next + 10 * minute, true, window);
+        assert_eq!(schedule.start(next + 200 * minute), since);
+        // Not further back than a week.
+        assert_eq!(
+            schedule.start(next + 20 * 24 * 60 * minute),
+            next + 20 * 24 * 60 * minute - MAX_CATCH_UP.as_millis() as u64
+        );
     }
 
     /// An exchange that answers every order list with no orders and the weights in

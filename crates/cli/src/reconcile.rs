@@ -107,7 +107,7 @@ pub(crate) struct AccountReport {
     pub withdrawals_may_pass: bool,
     /// Each failure of the run, withdrawals' and orders', named by its list.
     #[serde(skip)]
-    pub failures: Vec<String>,
+    pub failures: Vec<Failure>,
     /// The withdrawals keygate did not forward.
     pub not_through_keygate: Vec<Unmatched>,
     /// The symbols whose orders were asked for, as a client's symbol list names them:
@@ -361,10 +361,10 @@ pub(crate) fn reconcile(
                     );
                     if !unlisted.is_empty() {
                         let names: Vec<&str> = unlisted.iter().map(String::as_str).collect();
-                        listed.failures.push(format!(
+                        listed.failures.push(Failure::new(
                             "not asked for, as keygate puts no such symbol into a request of \
-                             its own: {}",
-                            names.join(", ")
+                             its own",
+                            names.join(", "),
                         ));
                     }
                     listed.failures.append(&mut traced.failures);
@@ -381,17 +381,17 @@ pub(crate) fn reconcile(
                     .map(|p| p.unwatched_markets())
                     .unwrap_or_default();
                 if !unwatched.is_empty() {
-                    orders.failures.push(format!(
+                    orders.failures.push(Failure::fixed(format!(
                         "the key may also trade {}, where keygate forwards nothing and no \
                          order is listed: take that permission away at the exchange",
                         unwatched.join(", ")
-                    ));
+                    )));
                 }
                 orders.may_pass |= conditional_orders.may_pass;
                 (withdrawals, orders, conditional_orders.items)
             }
             other => {
-                let cannot = format!("keygate cannot ask {other} yet");
+                let cannot = Failure::fixed(format!("keygate cannot ask {other} yet"));
                 (
                     Partial::failed(cannot.clone()),
                     Partial::failed(cannot),
@@ -409,22 +409,12 @@ pub(crate) fn reconcile(
         asked
     {
         // One list that cannot be had does not hide the other, nor what part of it was.
-        let failures: Vec<String> = withdrawals
-            .failures
-            .iter()
-            .map(|f| format!("withdrawals: {f}"))
-            .chain(
-                listed_orders
-                    .failures
-                    .iter()
-                    .map(|f| format!("orders: {f}")),
-            )
-            .collect();
-        let error = (!withdrawals.failures.is_empty()).then(|| withdrawals.failures.join("; "));
+        let failures = failures_of(&withdrawals.failures, &listed_orders.failures);
+        let error = (!withdrawals.failures.is_empty()).then(|| told(&withdrawals.failures));
         let withdrawals_may_pass = error.is_some() && withdrawals.may_pass;
         let withdrawals = withdrawals.items;
         let orders_error =
-            (!listed_orders.failures.is_empty()).then(|| listed_orders.failures.join("; "));
+            (!listed_orders.failures.is_empty()).then(|| told(&listed_orders.failures));
         let orders_may_pass = orders_error.is_some() && listed_orders.may_pass;
         let listed_orders = listed_orders.items;
         // Conditional orders first: the order one keygate forwarded placed on triggering
@@ -494,12 +484,120 @@ pub(crate) fn reconcile(
     Ok(reports)
 }
 
+/// Why something could not be listed: what is told, and the kind of failure it is, which
+/// names the list and the cause but nothing that changes from run to run (a weight, a
+/// time, a count, the symbols left over). `serve` keeps its streaks of failed runs by
+/// kind: keyed by what is told, a failure that repeats every run with another weight in
+/// its words never made a streak, and was never alerted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Failure {
+    /// The list and the cause: `orders: usdm: BTCUSDT: it answered HTTP 400`.
+    kind: String,
+    /// What is told: `orders: usdm: BTCUSDT: it answered HTTP 400 (Invalid symbol.)`.
+    text: String,
+    /// Whether it struck the reads of a whole weight pool (the weight spent, a stop), not
+    /// the list it came in: its kind does not name the symbol it happened to strike.
+    of_the_pool: bool,
+}
+
+impl Failure {
+    /// One whose words do not change from run to run: its kind is what it tells.
+    fn fixed(text: impl Into<String>) -> Failure {
+        let text = text.into();
+        Failure {
+            kind: text.clone(),
+            text,
+            of_the_pool: false,
+        }
+    }
+
+    /// One of kind `kind`, told as `kind: detail`.
+    fn new(kind: impl Into<String>, detail: impl std::fmt::Display) -> Failure {
+        let kind = kind.into();
+        Failure {
+            text: format!("{kind}: {detail}"),
+            kind,
+            of_the_pool: false,
+        }
+    }
+
+    /// A read that failed, for `reason`: what failed comes first (`unreachable`, `no
+    /// answer`, `it answered HTTP 503`), then, after `: ` or ` (`, its detail (an address,
+    /// the exchange's own words, which may hold a time or a weight), left out of the kind.
+    fn of_read(reason: String) -> Failure {
+        let cut = [": ", " ("]
+            .iter()
+            .filter_map(|sep| reason.find(sep))
+            .min()
+            .unwrap_or(reason.len());
+        Failure {
+            kind: reason[..cut].to_owned(),
+            text: reason,
+            of_the_pool: false,
+        }
+    }
+
+    /// The same, as one that struck a whole weight pool.
+    fn of_the_pool(self) -> Failure {
+        Failure {
+            of_the_pool: true,
+            ..self
+        }
+    }
+
+    /// The same, of the list `list`: `list: …`.
+    fn of(self, list: &str) -> Failure {
+        Failure {
+            kind: format!("{list}: {}", self.kind),
+            text: format!("{list}: {}", self.text),
+            of_the_pool: self.of_the_pool,
+        }
+    }
+
+    /// The same, of the list of `symbol`: its kind names the symbol unless it struck the
+    /// whole pool (the weight ran out while listing it, and may run out at another symbol
+    /// the next run).
+    fn in_symbol(self, symbol: &str) -> Failure {
+        if self.of_the_pool {
+            Failure {
+                text: format!("{symbol}: {}", self.text),
+                ..self
+            }
+        } else {
+            self.of(symbol)
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// What `failures` tell, one after the other.
+fn told(failures: &[Failure]) -> String {
+    let told: Vec<&str> = failures.iter().map(|f| f.text.as_str()).collect();
+    told.join("; ")
+}
+
+/// A run's failures for one account, each named by its list: the withdrawals' and the
+/// orders'.
+fn failures_of(withdrawals: &[Failure], orders: &[Failure]) -> Vec<Failure> {
+    let named = |list: &'static str| move |f: &Failure| f.clone().of(list);
+    withdrawals
+        .iter()
+        .map(named("withdrawals"))
+        .chain(orders.iter().map(named("orders")))
+        .collect()
+}
+
 /// What could be listed, and why the rest could not: one list that fails in part does
 /// not hide what the rest of it holds.
 #[derive(Debug)]
 struct Partial<T> {
     items: Vec<T>,
-    failures: Vec<String>,
+    failures: Vec<Failure>,
     /// Whether asking again may list what failed: the exchange was down or busy, or the
     /// weight ran out. Not for what lasts (a symbol the exchange refuses, too many symbols
     /// for the window, a symbol keygate does not ask for).
@@ -522,7 +620,7 @@ impl<T> Default for Partial<T> {
 
 impl<T> Partial<T> {
     /// Nothing listed, for `reason`, which lasts.
-    fn failed(reason: String) -> Partial<T> {
+    fn failed(reason: Failure) -> Partial<T> {
         Partial {
             failures: vec![reason],
             ..Partial::default()
@@ -548,7 +646,7 @@ impl<T> Partial<(Market, T)> {
         self.failures
             .extend(listed.failures.into_iter().map(|reason| match market {
                 Market::Spot => reason,
-                market => format!("{}: {reason}", market.as_str()),
+                market => reason.of(market.as_str()),
             }));
     }
 }
@@ -602,17 +700,17 @@ impl<'a> Pacer<'a> {
     }
 
     /// The body of a signed read of `path?query`, once the weight allows it.
-    fn read(&self, path: &str, query: &str) -> Result<Vec<u8>, String> {
+    fn read(&self, path: &str, query: &str) -> Result<Vec<u8>, Failure> {
         self.paced(|| (self.read)(path, query))
     }
 
     /// The body `read` answers, read once the weight allows it: a read in this pool that
     /// is not signed (public market data) counts against the same minute.
-    fn paced(&self, read: impl FnOnce() -> Result<Answer, ReadError>) -> Result<Vec<u8>, String> {
+    fn paced(&self, read: impl FnOnce() -> Result<Answer, ReadError>) -> Result<Vec<u8>, Failure> {
         let stopped = || {
             self.gave_up.set(true);
             self.may_pass.set(true);
-            Err("keygate is stopping; left for the next run".to_owned())
+            Err(Failure::fixed("keygate is stopping; left for the next run").of_the_pool())
         };
         if (self.stopping)() {
             return stopped();
@@ -621,12 +719,20 @@ impl<'a> Pacer<'a> {
             if self.waits.get() >= MAX_WEIGHT_WAITS {
                 self.gave_up.set(true);
                 self.may_pass.set(true);
-                return Err(format!(
-                    "the exchange reported {used} request weight used, at or past \
-                     reconciliation's ceiling of {}, {MAX_WEIGHT_WAITS} minutes \
-                     running; left for the next run",
-                    self.ceiling
-                ));
+                return Err(Failure {
+                    kind: format!(
+                        "the exchange's request weight stayed at or past reconciliation's \
+                         ceiling of {}",
+                        self.ceiling
+                    ),
+                    text: format!(
+                        "the exchange reported {used} request weight used, at or past \
+                         reconciliation's ceiling of {}, {MAX_WEIGHT_WAITS} minutes \
+                         running; left for the next run",
+                        self.ceiling
+                    ),
+                    of_the_pool: true,
+                });
             }
             self.waits.set(self.waits.get() + 1);
             if !(self.wait)() {
@@ -637,7 +743,7 @@ impl<'a> Pacer<'a> {
         }
         let answer = read().map_err(|e| {
             self.may_pass.set(self.may_pass.get() || e.may_pass);
-            e.reason
+            Failure::of_read(e.reason)
         })?;
         self.used.set(answer.used_weight);
         Ok(answer.body)
@@ -673,7 +779,7 @@ fn list_withdrawals(pacer: &Pacer<'_>, since_ms: u64) -> Partial<ExchangeWithdra
         let page = pacer.read(path, &query).and_then(|body| {
             Binance
                 .parse_withdrawal_history(&body)
-                .ok_or_else(|| "its answer does not read".to_owned())
+                .ok_or_else(|| Failure::fixed("its answer does not read"))
         });
         let page = match page {
             Ok(page) => page,
@@ -692,10 +798,14 @@ fn list_withdrawals(pacer: &Pacer<'_>, since_ms: u64) -> Partial<ExchangeWithdra
             return listed;
         }
     }
-    listed.failures.push(format!(
-        "it listed {offset} withdrawals, {MAX_WITHDRAWAL_PAGES} pages, and more may follow; \
-         narrow --since"
-    ));
+    listed.failures.push(Failure {
+        kind: format!("it listed {MAX_WITHDRAWAL_PAGES} pages of withdrawals, and more may follow"),
+        text: format!(
+            "it listed {offset} withdrawals, {MAX_WITHDRAWAL_PAGES} pages, and more may \
+             follow; narrow --since"
+        ),
+        of_the_pool: false,
+    });
     listed
 }
 
@@ -725,7 +835,7 @@ fn leave_out_forced(
     let forced = pacer.read(path, &query).and_then(|body| {
         Binance
             .parse_order_history(&body)
-            .ok_or_else(|| "its list does not read".to_owned())
+            .ok_or_else(|| Failure::fixed("its list does not read"))
     });
     match forced {
         Ok(forced) => listed
@@ -733,20 +843,20 @@ fn leave_out_forced(
             .retain(|o| !forced.iter().any(|f| f.id == o.id && f.symbol == o.symbol)),
         Err(reason) => listed
             .failures
-            .push(format!("orders the exchange placed itself: {reason}")),
+            .push(reason.of("orders the exchange placed itself")),
     }
 }
 
 /// The account's open orders in `market`, in every symbol, whoever placed them: the
 /// orders a leaked key leaves resting name symbols keygate may know nothing of.
-fn open_orders(pacer: &Pacer<'_>, market: Market) -> Result<Vec<ExchangeOrder>, String> {
+fn open_orders(pacer: &Pacer<'_>, market: Market) -> Result<Vec<ExchangeOrder>, Failure> {
     let (path, query) = Binance
         .open_orders(market)
-        .ok_or("keygate cannot list this market's orders")?;
+        .ok_or_else(|| Failure::fixed("keygate cannot list this market's orders"))?;
     let body = pacer.read(path, &query)?;
     Binance
         .parse_order_history(&body)
-        .ok_or_else(|| "its list does not read".to_owned())
+        .ok_or_else(|| Failure::fixed("its list does not read"))
 }
 
 /// The signed read (path and query) listing one symbol of a market over a span, for the
@@ -787,12 +897,12 @@ const CONDITIONAL_ORDERS: Kind<ExchangeConditionalOrder> = Kind {
 fn open_conditional_orders(
     pacer: &Pacer<'_>,
     market: Market,
-) -> Option<Result<Vec<ExchangeConditionalOrder>, String>> {
+) -> Option<Result<Vec<ExchangeConditionalOrder>, Failure>> {
     let (path, query) = Binance.open_conditional_orders(market)?;
     Some(pacer.read(path, &query).and_then(|body| {
         Binance
             .parse_conditional_orders(&body)
-            .ok_or_else(|| "its list does not read".to_owned())
+            .ok_or_else(|| Failure::fixed("its list does not read"))
     }))
 }
 
@@ -846,7 +956,7 @@ fn list_in_symbols<T>(
             symbol_listed
                 .failures
                 .into_iter()
-                .map(|reason| format!("{symbol}: {reason}")),
+                .map(|reason| reason.in_symbol(symbol)),
         );
         if pacer.gave_up.get() {
             break;
@@ -856,17 +966,24 @@ fn list_in_symbols<T>(
     if !unasked.is_empty() {
         listed
             .failures
-            .push(format!("not asked for, as above: {}", unasked.join(", ")));
+            .push(Failure::new("not asked for, as above", unasked.join(", ")));
     }
     if !over.is_empty() {
-        listed.failures.push(format!(
-            "listing the {} of {}, {} each, takes more than {MAX_ORDER_QUERIES} requests: {} \
-             not asked for; narrow --since",
-            kind.noun,
-            counted(symbols.len(), "symbol", "symbols"),
-            counted(spans, "request", "requests"),
-            over.join(", ")
-        ));
+        listed.failures.push(Failure {
+            kind: format!(
+                "listing the {} takes more than {MAX_ORDER_QUERIES} requests",
+                kind.noun
+            ),
+            text: format!(
+                "listing the {} of {}, {} each, takes more than {MAX_ORDER_QUERIES} \
+                 requests: {} not asked for; narrow --since",
+                kind.noun,
+                counted(symbols.len(), "symbol", "symbols"),
+                counted(spans, "request", "requests"),
+                over.join(", ")
+            ),
+            of_the_pool: false,
+        });
     }
     listed.unasked = unasked
         .into_iter()
@@ -915,11 +1032,14 @@ fn list_symbol_orders<T>(
     let mut told_full = false;
     while let Some((from_ms, to_ms)) = spans.pop() {
         let listed = (kind.history)(&Binance, market, symbol, from_ms, to_ms)
-            .ok_or_else(|| format!("keygate cannot list this market's {}", kind.noun))
+            .ok_or_else(|| {
+                Failure::fixed(format!("keygate cannot list this market's {}", kind.noun))
+            })
             .and_then(|(path, query)| pacer.read(path, &query))
             .and_then(|body| {
-                (kind.parse)(&Binance, &body)
-                    .ok_or_else(|| format!("its list of {} does not read", kind.noun))
+                (kind.parse)(&Binance, &body).ok_or_else(|| {
+                    Failure::fixed(format!("its list of {} does not read", kind.noun))
+                })
             });
         let listed = match listed {
             Ok(listed) => listed,
@@ -942,14 +1062,21 @@ fn list_symbol_orders<T>(
                 }
             } else if !told_full {
                 told_full = true;
-                orders.failures.push(format!(
-                    "it listed {} {} placed from {}, as many as it lists at once, again and \
-                     again: some to {} are not listed",
-                    listed.len(),
-                    kind.noun,
-                    rfc3339(from_ms),
-                    rfc3339(to_ms)
-                ));
+                orders.failures.push(Failure {
+                    kind: format!(
+                        "it listed as many {} as it lists at once, again and again",
+                        kind.noun
+                    ),
+                    text: format!(
+                        "it listed {} {} placed from {}, as many as it lists at once, again \
+                         and again: some to {} are not listed",
+                        listed.len(),
+                        kind.noun,
+                        rfc3339(from_ms),
+                        rfc3339(to_ms)
+                    ),
+                    of_the_pool: false,
+                });
             }
         }
         // The span is the exchange's to honour; keep only what falls in it.
@@ -966,7 +1093,7 @@ fn list_symbol_orders<T>(
 /// could not be had, says so.
 fn add_open<T>(
     listed: &mut Partial<T>,
-    open: Result<Vec<T>, String>,
+    open: Result<Vec<T>, Failure>,
     since_ms: u64,
     until_ms: u64,
     kind: &Kind<T>,
@@ -976,7 +1103,7 @@ fn add_open<T>(
         Err(reason) => {
             listed
                 .failures
-                .push(format!("open {}: {reason}", kind.noun));
+                .push(reason.of(&format!("open {}", kind.noun)));
             return;
         }
     };
@@ -1074,8 +1201,9 @@ fn symbols_of_changed_holdings(
         // What was kept is there, but cannot be read now: it is not written over.
         Err(e) => {
             return Partial {
-                failures: vec![format!(
-                    "what the account held at the last run could not be read: {e}"
+                failures: vec![Failure::new(
+                    "what the account held at the last run could not be read",
+                    e,
                 )],
                 may_pass: true,
                 ..Partial::default()
@@ -1090,10 +1218,10 @@ fn symbols_of_changed_holdings(
         items: holdings.symbols.keys().cloned().collect(),
         ..Partial::default()
     };
-    let mut fail = |reason: String, may_pass: bool| {
-        traced.failures.push(format!(
+    let mut fail = |reason: Failure, may_pass: bool| {
+        traced.failures.push(reason.of(
             "what the account holds, whose changes point to symbols traded behind \
-             keygate's back, could not be read: {reason}"
+             keygate's back, could not be read",
         ));
         traced.may_pass |= may_pass;
     };
@@ -1104,7 +1232,7 @@ fn symbols_of_changed_holdings(
     {
         Ok(Some(held)) => held,
         Ok(None) => {
-            fail("its answer does not read".into(), false);
+            fail(Failure::fixed("its answer does not read"), false);
             return traced;
         }
         Err(reason) => {
@@ -1125,7 +1253,10 @@ fn symbols_of_changed_holdings(
         .collect();
     if !first_run && changed.len() >= 2 {
         let Some((path, query)) = Binance.symbol_list(market) else {
-            fail("keygate cannot list this market's symbols".into(), false);
+            fail(
+                Failure::fixed("keygate cannot list this market's symbols"),
+                false,
+            );
             return traced;
         };
         // Public, but in the weight pool of the signed reads.
@@ -1133,12 +1264,12 @@ fn symbols_of_changed_holdings(
         let symbols = match listed {
             Ok(listed) => Binance.parse_symbol_list(&listed),
             Err(reason) => {
-                fail(format!("its symbols: {reason}"), false);
+                fail(reason.of("its symbols"), false);
                 return traced;
             }
         };
         let Some(symbols) = symbols else {
-            fail("its symbols do not read".into(), false);
+            fail(Failure::fixed("its symbols do not read"), false);
             return traced;
         };
         let symbols: HashSet<String> = symbols.into_iter().collect();
@@ -1169,8 +1300,9 @@ fn symbols_of_changed_holdings(
         .and_then(|saved| store.set_meta(&key, &saved).map_err(|e| e.to_string()));
     if let Err(e) = kept {
         // The symbols are listed all the same; the next run compares with older holdings.
-        traced.failures.push(format!(
-            "what the account holds could not be kept for the next run: {e}"
+        traced.failures.push(Failure::new(
+            "what the account holds could not be kept for the next run",
+            e,
         ));
     }
     traced
@@ -1201,11 +1333,11 @@ fn symbols_with_trade_fees(
             Ok(Some(fees)) => fees,
             Ok(None) => {
                 paid.failures
-                    .push("trade fees: their list does not read".into());
+                    .push(Failure::fixed("trade fees: their list does not read"));
                 return paid;
             }
             Err(reason) => {
-                paid.failures.push(format!("trade fees: {reason}"));
+                paid.failures.push(reason.of("trade fees"));
                 return paid;
             }
         };
@@ -1219,11 +1351,11 @@ fn symbols_with_trade_fees(
             return paid;
         }
     }
-    paid.failures.push(format!(
+    paid.failures.push(Failure::fixed(format!(
         "trade fees: more than {} in the window, more than a run reads; the symbols of \
          the rest are not asked for",
         MAX_TRADE_FEE_PAGES as usize * keygate_exchanges::TRADE_FEES_PAGE
-    ));
+    )));
     paid
 }
 
@@ -1546,8 +1678,9 @@ const FAILURES_BEFORE_ALERT: u32 = 2;
 struct Watched {
     /// (account, `withdrawal ID` or `order ID` as the exchange numbers them).
     reported: HashMap<(String, String), Instant>,
-    /// By account, each way its exchange could not be asked and in how many runs in a
-    /// row: each is alerted once per streak, so that one failure that lasts (a delisted
+    /// By account, each kind of way its exchange could not be asked ([`Failure`]'s kind:
+    /// the list and the cause, not the words, which may change from run to run) and in
+    /// how many runs in a row: each is alerted once per streak, so that one failure that lasts (a delisted
     /// symbol on a client's list) does not hide a later one (the withdrawals).
     failing: HashMap<String, HashMap<String, u32>>,
     /// Runs that failed as a whole (the accounts could not be read, their seal does not
@@ -1592,6 +1725,8 @@ impl Watched {
         }
     }
 
+    /// A run that checked the accounts of `reports`: every failure is logged, those that
+    /// make a streak alerted, and what keygate never forwarded alerted once.
     fn alert(&mut self, reports: Vec<AccountReport>, alerter: &Alerter) {
         self.runs_failing = 0;
         self.told_tampered = false;
@@ -1606,10 +1741,23 @@ impl Watched {
                 account: Some(account.clone()),
                 ..Alert::outside_log(severity, rule, summary)
             };
-            let streaks = self.failing.entry(account.clone()).or_default();
-            streaks.retain(|failure, _| report.failures.contains(failure));
+            // Every run's failures are logged, whether or not they make an alert.
             for failure in &report.failures {
-                let runs = streaks.entry(failure.clone()).or_default();
+                tracing::warn!(
+                    account = %escape_controls(&account),
+                    failure = %escape_controls(&failure.text),
+                    "reconciliation could not check all of an account at its exchange"
+                );
+            }
+            // Streaks are kept by kind: the words may change from run to run.
+            let streaks = self.failing.entry(account.clone()).or_default();
+            streaks.retain(|kind, _| report.failures.iter().any(|f| f.kind == *kind));
+            let mut counted = HashSet::new();
+            for failure in &report.failures {
+                if !counted.insert(&failure.kind) {
+                    continue;
+                }
+                let runs = streaks.entry(failure.kind.clone()).or_default();
                 *runs += 1;
                 if *runs == FAILURES_BEFORE_ALERT {
                     alerter.raise(alert(
@@ -1773,7 +1921,7 @@ mod tests {
         if listed.failures.is_empty() {
             Ok(listed.items)
         } else {
-            Err(listed.failures.join("; "))
+            Err(told(&listed.failures))
         }
     }
 
@@ -1926,7 +2074,10 @@ mod tests {
             withdrawals: 0,
             error: None,
             withdrawals_may_pass: false,
-            failures: failures.iter().map(|f| (*f).to_owned()).collect(),
+            failures: failures
+                .iter()
+                .map(|f| Failure::of_read((*f).to_owned()))
+                .collect(),
             not_through_keygate: Vec::new(),
             symbols: Vec::new(),
             symbols_not_asked: Vec::new(),
@@ -1949,6 +2100,144 @@ mod tests {
         assert_eq!(told.len(), 2, "{told:?}");
         assert!(told[0].contains("GONEUSDT"), "{told:?}");
         assert!(told[1].contains("cannot be reached"), "{told:?}");
+    }
+
+    /// What a run of the watch logs, as `serve` writes it.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Captured {
+        /// `f` run with what it logs captured here.
+        fn logging<R>(&self, f: impl FnOnce() -> R) -> R {
+            let writer = self.clone();
+            let subscriber = tracing_subscriber::fmt()
+                .with_writer(move || writer.clone())
+                .with_ansi(false)
+                .finish();
+            tracing::subscriber::with_default(subscriber, f)
+        }
+
+        fn lines(&self) -> Vec<String> {
+            String::from_utf8(self.0.lock().unwrap().clone())
+                .unwrap()
+                .lines()
+                .map(str::to_owned)
+                .collect()
+        }
+    }
+
+    /// A report of account `main` that failed for `failures` of the orders' lists.
+    fn failed_report(failures: &[Failure]) -> AccountReport {
+        AccountReport {
+            failures: failures_of(&[], failures),
+            orders_error: Some(told(failures)),
+            ..clean_report()
+        }
+    }
+
+    /// A regression test (found by review): streaks of failed runs were kept by what a
+    /// failure told, and some failures tell what changes every run (the weight the
+    /// exchange reported, the symbol the weight ran out at, the time a full list starts
+    /// at), so one that repeated every run never made a streak and `reconcile_failed`
+    /// was never raised; and serve logged no run's failures. Streaks are kept by kind, and
+    /// every run's failures are logged.
+    #[test]
+    fn a_failure_repeated_in_other_words_makes_a_streak_and_is_logged_every_run() {
+        let (alerter, alerts) = Alerter::channel();
+        let mut watched = Watched::default();
+        let log = Captured::default();
+        // The weight stays past the ceiling: the reads give up at the fourth symbol, with
+        // another weight and at another symbol each run.
+        for (used, names) in [(5_000, ["A", "B", "C", "D"]), (5_400, ["B", "C", "D", "E"])] {
+            let weights = [used];
+            let exchange = exchange(&weights);
+            let read = |path: &str, query: &str| exchange.read(path, query);
+            let pacer = Pacer::new(&read, &|| true, &|| false, 3_000);
+            let listed = list_orders(&pacer, Market::Spot, &symbols(&names), 0, 1);
+            assert!(told(&listed.failures).contains(&format!("reported {used} request weight")));
+            log.logging(|| watched.alert(vec![failed_report(&listed.failures)], &alerter));
+        }
+        let raised: Vec<Alert> = alerts.try_iter().collect();
+        assert_eq!(raised.len(), 1, "{raised:?}");
+        assert_eq!(raised[0].rule, AlertRule::ReconcileFailed);
+        assert!(
+            raised[0].summary.contains("E: the exchange reported 5400"),
+            "{raised:?}"
+        );
+        // Each run's failure is in serve's log, with its account.
+        let logged: Vec<String> = log
+            .lines()
+            .into_iter()
+            .filter(|l| l.contains("WARN") && l.contains("account=main"))
+            .collect();
+        assert_eq!(logged.len(), 2, "{logged:?}");
+        assert!(
+            logged[0].contains("D: the exchange reported 5000"),
+            "{logged:?}"
+        );
+        assert!(
+            logged[1].contains("E: the exchange reported 5400"),
+            "{logged:?}"
+        );
+
+        // A day listed full, again and again, tells the time it starts at.
+        let full = format!(
+            "[{}]",
+            (0..binance::ORDER_HISTORY_LIMIT)
+                .map(|n| format!(
+                    r#"{{"orderId":{n},"clientOrderId":"x{n}","symbol":"BTCUSDT","side":"BUY","type":"LIMIT","origQty":"1","price":"1","time":500}}"#
+                ))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let read = |_: &str, _: &str| {
+            Ok(Answer {
+                body: full.clone().into_bytes(),
+                used_weight: Some(20),
+            })
+        };
+        let mut watched = Watched::default();
+        for since in [0, 100] {
+            let pacer = Pacer::new(&read, &|| true, &|| false, 3_000);
+            let listed = list_orders(&pacer, Market::Spot, &symbols(&["BTCUSDT"]), since, 1_000);
+            assert!(
+                told(&listed.failures).contains(&rfc3339(since)),
+                "{:?}",
+                listed.failures
+            );
+            watched.alert(vec![failed_report(&listed.failures)], &alerter);
+        }
+        let raised: Vec<Alert> = alerts.try_iter().collect();
+        assert_eq!(raised.len(), 1, "{raised:?}");
+        assert!(raised[0].summary.contains("BTCUSDT: it listed 1000 orders"));
+    }
+
+    /// Failures of a read are of a kind by what failed, not by the detail after it.
+    #[test]
+    fn a_read_failure_is_of_a_kind_by_what_failed() {
+        let kind = |reason: &str| Failure::of_read(reason.to_owned()).kind;
+        assert_eq!(
+            kind("it answered HTTP 418 (Way too much request weight used; IP banned until 1764756000000.)"),
+            "it answered HTTP 418"
+        );
+        assert_eq!(kind("unreachable: 10.0.0.1:443: refused"), "unreachable");
+        assert_eq!(kind("no answer in time"), "no answer in time");
+        let gone = Failure::of_read("it answered HTTP 400 (Invalid symbol.)".into());
+        assert_eq!(
+            gone.in_symbol("GONEUSDT").of("usdm").of("orders").kind,
+            "orders: usdm: GONEUSDT: it answered HTTP 400"
+        );
     }
 
     /// A regression test: a day that listed as many orders as Binance lists at once
@@ -1979,7 +2268,9 @@ mod tests {
         assert_eq!(listed.items.len(), binance::ORDER_HISTORY_LIMIT);
         assert_eq!(listed.failures.len(), 1, "{:?}", listed.failures);
         assert!(
-            listed.failures[0].starts_with("BTCUSDT: it listed 1000 orders"),
+            listed.failures[0]
+                .text
+                .starts_with("BTCUSDT: it listed 1000 orders"),
             "{:?}",
             listed.failures
         );
@@ -2090,7 +2381,9 @@ mod tests {
         assert_eq!(exchange.asked.get(), MAX_ORDER_QUERIES);
         assert_eq!(listed.failures.len(), 1, "{:?}", listed.failures);
         assert!(
-            listed.failures[0].contains("S060USDT, S061USDT not asked for"),
+            listed.failures[0]
+                .text
+                .contains("S060USDT, S061USDT not asked for"),
             "{:?}",
             listed.failures
         );
@@ -2125,7 +2418,7 @@ mod tests {
         };
         let refused = answer(400);
         let listed = list(&refused, &symbols(&["BTCUSDT", "GONEUSDT"]));
-        assert_eq!(listed.failures, ["GONEUSDT: it answered HTTP 400"]);
+        assert_eq!(told(&listed.failures), "GONEUSDT: it answered HTTP 400");
         assert!(!listed.may_pass);
         let down = answer(503);
         let listed = list(&down, &symbols(&["BTCUSDT"]));
@@ -2221,11 +2514,11 @@ mod tests {
         assert_eq!(exchange.asked.get(), 0);
         assert_eq!(listed.unasked, ["BTCUSDT"]);
         assert_eq!(
-            listed.failures,
-            [format!(
+            told(&listed.failures),
+            format!(
                 "listing the orders of 1 symbol, {days} requests each, takes more than \
                  {MAX_ORDER_QUERIES} requests: BTCUSDT not asked for; narrow --since"
-            )]
+            )
         );
     }
 

@@ -1725,8 +1725,9 @@ impl Watched {
         }
     }
 
-    /// A run that checked the accounts of `reports`: every failure is logged, those that
-    /// make a streak alerted, and what keygate never forwarded alerted once.
+    /// A run that checked the accounts of `reports`: the withdrawals keygate never
+    /// forwarded are alerted first, one by one, then each account's orders, in one alert
+    /// per account, then the failures that make a streak; every failure is logged.
     fn alert(&mut self, reports: Vec<AccountReport>, alerter: &Alerter) {
         self.runs_failing = 0;
         self.told_tampered = false;
@@ -1735,16 +1736,59 @@ impl Watched {
         // keep every id it ever reported.
         self.reported
             .retain(|_, at| at.elapsed() < MAX_CATCH_UP + MAX_CATCH_UP);
-        for report in reports {
-            let account = report.account;
-            let alert = |severity, rule, summary| Alert {
-                account: Some(account.clone()),
-                ..Alert::outside_log(severity, rule, summary)
-            };
+        // Withdrawals first, every account's: a leaked key that places thousands of cheap
+        // orders and then withdraws must not bury the withdrawal's alert behind theirs in
+        // a sink's queue, nor have it dropped past the queue's bound.
+        for report in &reports {
+            for w in &report.not_through_keygate {
+                if self.is_new(&report.account, format!("withdrawal {}", w.id)) {
+                    alerter.raise(account_alert(
+                        &report.account,
+                        Severity::Critical,
+                        AlertRule::UnreconciledWithdrawal,
+                        format!(
+                            "account {} withdrew {} {} to {} at {} (id {}), and keygate \
+                             never forwarded it: unless someone made it by hand on the \
+                             exchange, the real key has leaked; disable it at the exchange now",
+                            report.account, w.amount, w.asset, w.destination, w.applied_at, w.id
+                        ),
+                    ));
+                }
+            }
+        }
+        // Then one alert per account for the orders not alerted before, however many.
+        for report in &reports {
+            let account = &report.account;
+            let new: Vec<&UnmatchedOrder> = report
+                .orders_not_through_keygate
+                .iter()
+                .filter(|o| {
+                    let book = if o.conditional {
+                        "conditional order"
+                    } else {
+                        "order"
+                    };
+                    self.is_new(
+                        account,
+                        format!("{book} {} {} {}", o.market, o.symbol, o.id),
+                    )
+                })
+                .collect();
+            if let Some(summary) = orders_summary(account, &new) {
+                alerter.raise(account_alert(
+                    account,
+                    Severity::Critical,
+                    AlertRule::UnreconciledOrder,
+                    summary,
+                ));
+            }
+        }
+        for report in &reports {
+            let account = &report.account;
             // Every run's failures are logged, whether or not they make an alert.
             for failure in &report.failures {
                 tracing::warn!(
-                    account = %escape_controls(&account),
+                    account = %escape_controls(account),
                     failure = %escape_controls(&failure.text),
                     "reconciliation could not check all of an account at its exchange"
                 );
@@ -1760,7 +1804,8 @@ impl Watched {
                 let runs = streaks.entry(failure.kind.clone()).or_default();
                 *runs += 1;
                 if *runs == FAILURES_BEFORE_ALERT {
-                    alerter.raise(alert(
+                    alerter.raise(account_alert(
+                        account,
                         Severity::Warning,
                         AlertRule::ReconcileFailed,
                         format!("cannot check account {account} at its exchange: {failure}"),
@@ -1768,60 +1813,77 @@ impl Watched {
                 }
             }
             if streaks.is_empty() {
-                self.failing.remove(&account);
-            }
-            for o in report.orders_not_through_keygate {
-                let book = if o.conditional {
-                    "conditional order"
-                } else {
-                    "order"
-                };
-                if self
-                    .reported
-                    .insert(
-                        (
-                            account.clone(),
-                            format!("{book} {} {} {}", o.market, o.symbol, o.id),
-                        ),
-                        Instant::now(),
-                    )
-                    .is_none()
-                {
-                    alerter.raise(alert(
-                        Severity::Critical,
-                        AlertRule::UnreconciledOrder,
-                        format!(
-                            "account {account} placed {} at {}, and keygate never forwarded \
-                             it: unless someone placed it by hand on the exchange, the real \
-                             key has leaked; disable it at the exchange now",
-                            o.what(),
-                            o.placed_at
-                        ),
-                    ));
-                }
-            }
-            for w in report.not_through_keygate {
-                if self
-                    .reported
-                    .insert(
-                        (account.clone(), format!("withdrawal {}", w.id)),
-                        Instant::now(),
-                    )
-                    .is_none()
-                {
-                    alerter.raise(alert(
-                        Severity::Critical,
-                        AlertRule::UnreconciledWithdrawal,
-                        format!(
-                            "account {account} withdrew {} {} to {} at {} (id {}), and keygate \
-                             never forwarded it: unless someone made it by hand on the \
-                             exchange, the real key has leaked; disable it at the exchange now",
-                            w.amount, w.asset, w.destination, w.applied_at, w.id
-                        ),
-                    ));
-                }
+                self.failing.remove(account);
             }
         }
+    }
+
+    /// Whether `what` (`withdrawal ID`, `order MARKET SYMBOL ID`) of `account` is alerted
+    /// for the first time; it is noted as alerted.
+    fn is_new(&mut self, account: &str, what: String) -> bool {
+        self.reported
+            .insert((account.to_owned(), what), Instant::now())
+            .is_none()
+    }
+}
+
+/// An alert of reconciliation's about `account`.
+fn account_alert(account: &str, severity: Severity, rule: AlertRule, summary: String) -> Alert {
+    Alert {
+        account: Some(account.to_owned()),
+        ..Alert::outside_log(severity, rule, summary)
+    }
+}
+
+/// How many of the orders an `unreconciled_order` alert names by id, and of their symbols:
+/// the alert says how many there are, and `keygate reconcile` lists them all.
+const ORDERS_NAMED: usize = 5;
+const SYMBOLS_NAMED: usize = 8;
+
+/// What one alert says of the orders of `account` keygate never forwarded that no alert
+/// told of before: how many, the first few ids, and their symbols (one order is told in
+/// full); `None` for none. One
+/// alert per account and run, not one per order: a leaked key's thousands of cheap
+/// orders would otherwise fill the sinks' queues.
+fn orders_summary(account: &str, orders: &[&UnmatchedOrder]) -> Option<String> {
+    match orders {
+        [] => None,
+        [o] => Some(format!(
+            "account {account} placed {} at {}, and keygate never forwarded it: unless \
+             someone placed it by hand on the exchange, the real key has leaked; disable it \
+             at the exchange now",
+            o.what(),
+            o.placed_at
+        )),
+        // What matters most first: an alert's summary is cut at 500 characters.
+        orders => {
+            let ids: Vec<String> = orders
+                .iter()
+                .map(|o| match o.conditional {
+                    true => format!("conditional {}", o.id),
+                    false => o.id.clone(),
+                })
+                .collect();
+            let symbols: BTreeSet<String> = orders.iter().map(|o| o.listed_symbol()).collect();
+            let symbols: Vec<String> = symbols.into_iter().collect();
+            Some(format!(
+                "account {account} placed {} orders that keygate never forwarded: unless \
+                 someone placed them by hand on the exchange, the real key has leaked; disable \
+                 it at the exchange now (`keygate reconcile` lists them all); ids {}, in {}",
+                orders.len(),
+                some_of(&ids, ORDERS_NAMED),
+                some_of(&symbols, SYMBOLS_NAMED),
+            ))
+        }
+    }
+}
+
+/// The first `most` of `items`, and how many more: `A, B, C and 7 more`.
+fn some_of(items: &[String], most: usize) -> String {
+    let shown = items[..items.len().min(most)].join(", ");
+    match items.len().saturating_sub(most) {
+        0 => shown,
+        more => format!("{shown} and {more} more"),
     }
 }
 
@@ -2237,6 +2299,90 @@ mod tests {
         assert_eq!(
             gone.in_symbol("GONEUSDT").of("usdm").of("orders").kind,
             "orders: usdm: GONEUSDT: it answered HTTP 400"
+        );
+    }
+
+    /// A regression test (found by review): each order keygate never forwarded raised a
+    /// critical alert of its own, ahead of the withdrawals' alerts, so a leaked key that
+    /// placed thousands of cheap orders and then withdrew buried the withdrawal's alert
+    /// behind theirs in the sinks' queues (or, past a queue's bound, had it dropped).
+    /// Every account's withdrawals are alerted first; the orders in one alert per account
+    /// and run, with how many, the first few and their symbols.
+    #[test]
+    fn withdrawals_are_alerted_first_and_orders_once_per_account_and_run() {
+        let order = |n: usize| UnmatchedOrder {
+            id: n.to_string(),
+            market: "spot",
+            conditional: false,
+            client_order_id: format!("x{n}"),
+            symbol: if n.is_multiple_of(2) {
+                "BTCUSDT"
+            } else {
+                "ETHUSDT"
+            }
+            .into(),
+            side: "BUY".into(),
+            order_type: "LIMIT".into(),
+            quantity: "1".into(),
+            price: "1".into(),
+            placed_at: "2026-01-01T00:00:00Z".into(),
+        };
+        let withdrawal = |id: &str| Unmatched {
+            id: id.into(),
+            asset: "USDT".into(),
+            amount: "5000".into(),
+            destination: "TLeakedTo".into(),
+            applied_at: "2026-01-01T00:01:00Z".into(),
+        };
+        let report =
+            |account: &str, orders: std::ops::Range<usize>, withdrawals: &[&str]| AccountReport {
+                account: account.into(),
+                orders_not_through_keygate: orders.map(order).collect(),
+                not_through_keygate: withdrawals.iter().map(|id| withdrawal(id)).collect(),
+                ..clean_report()
+            };
+        let (alerter, alerts) = Alerter::channel();
+        let mut watched = Watched::default();
+        watched.alert(
+            vec![
+                report("main", 0..3_000, &["w1"]),
+                report("other", 0..0, &["w2"]),
+            ],
+            &alerter,
+        );
+        let raised: Vec<Alert> = alerts.try_iter().collect();
+        let rules: Vec<(AlertRule, Option<&str>)> = raised
+            .iter()
+            .map(|a| (a.rule, a.account.as_deref()))
+            .collect();
+        assert_eq!(
+            rules,
+            [
+                (AlertRule::UnreconciledWithdrawal, Some("main")),
+                (AlertRule::UnreconciledWithdrawal, Some("other")),
+                (AlertRule::UnreconciledOrder, Some("main")),
+            ]
+        );
+        assert!(raised.iter().all(|a| a.severity == Severity::Critical));
+        let orders = &raised[2].summary;
+        assert!(
+            orders.starts_with("account main placed 3000 orders that keygate never forwarded: "),
+            "{orders}"
+        );
+        assert!(
+            orders
+                .ends_with("lists them all); ids 0, 1, 2, 3, 4 and 2995 more, in BTCUSDT, ETHUSDT"),
+            "{orders}"
+        );
+        // The next run alerts the new order alone; those told of are not told again.
+        watched.alert(vec![report("main", 0..3_001, &["w1"])], &alerter);
+        let raised: Vec<Alert> = alerts.try_iter().collect();
+        assert_eq!(raised.len(), 1, "{raised:?}");
+        assert!(
+            raised[0]
+                .summary
+                .starts_with("account main placed order 3000 (BUY LIMIT 1 BTCUSDT at 1) at"),
+            "{raised:?}"
         );
     }
 

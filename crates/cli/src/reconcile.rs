@@ -68,8 +68,10 @@ const MAX_ORDER_QUERIES: usize = 60;
 /// spot 6000 (reconciliation itself uses at most 1200 there), USD-M 2400.
 const SAPI_WEIGHT_CEILING: u64 = 6_000;
 /// The markets whose orders reconciliation lists, each with its pool's ceiling (see
-/// [`SAPI_WEIGHT_CEILING`]).
-const ORDER_MARKETS: [(Market, u64); 2] = [(Market::Spot, 3_000), (Market::Usdm, 1_200)];
+/// [`SAPI_WEIGHT_CEILING`]). USD-M's is three quarters of its 2400, above where the
+/// gateway pauses the bots' signed reads (1500 by default): reads, which a bot with the
+/// read scope alone can make, must not keep the check for a leaked key from running.
+const ORDER_MARKETS: [(Market, u64); 2] = [(Market::Spot, 3_000), (Market::Usdm, 1_800)];
 /// How many minutes in a row reconciliation waits for the weight to come down before it
 /// leaves the rest of its lists to the next run.
 const MAX_WEIGHT_WAITS: u32 = 2;
@@ -2006,6 +2008,19 @@ mod tests {
         ));
         assert!(listed.unwrap().is_empty());
         assert_eq!((exchange.asked.get(), waited.get()), (3, 0));
+    }
+
+    /// Regression (from a review): USD-M's ceiling (1200) was below the weight the
+    /// gateway lets the bots' signed reads use (1500), so a bot with the read scope alone
+    /// could keep the check for a leaked key's futures orders from ever running.
+    #[test]
+    fn the_bots_reads_cannot_hold_the_weight_past_reconciliations_ceilings() {
+        let limits = keygate_gateway::ClientLimits::default();
+        let reads = keygate_gateway::signed_read_weight_cap(limits.public_weight_cap);
+        for (market, ceiling) in ORDER_MARKETS {
+            assert!(ceiling > reads, "{market:?}: {ceiling} <= {reads}");
+        }
+        assert!(SAPI_WEIGHT_CEILING > reads);
     }
 
     #[test]

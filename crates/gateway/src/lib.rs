@@ -881,7 +881,7 @@ fn pricing_weight_cap(public_cap: u64) -> u64 {
 /// The request weight at which signed reads pause: halfway from the cap that pauses
 /// public data to the one that pauses pricing, so that neither callers without a key nor
 /// a client's reads can keep other clients' orders from being priced (1500 by default).
-fn signed_read_weight_cap(public_cap: u64) -> u64 {
+pub fn signed_read_weight_cap(public_cap: u64) -> u64 {
     let pricing = pricing_weight_cap(public_cap);
     public_cap + pricing.saturating_sub(public_cap) / 2
 }

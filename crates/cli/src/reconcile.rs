@@ -2269,15 +2269,7 @@ mod tests {
         );
 
         // A day listed full, again and again, tells the time it starts at.
-        let full = format!(
-            "[{}]",
-            (0..binance::ORDER_HISTORY_LIMIT)
-                .map(|n| format!(
-                    r#"{{"orderId":{n},"clientOrderId":"x{n}","symbol":"BTCUSDT","side":"BUY","type":"LIMIT","origQty":"1","price":"1","time":500}}"#
-                ))
-                .collect::<Vec<_>>()
-                .join(",")
-        );
+        let full = full_day_of_orders();
         let read = |_: &str, _: &str| {
             Ok(Answer {
                 body: full.clone().into_bytes(),
@@ -2401,23 +2393,23 @@ mod tests {
         );
     }
 
-    /// A regression test: a day that listed as many orders as Binance lists at once
-    /// threw away every order of its symbol, so a leaked key that placed a thousand cheap
-    /// orders beside its real one turned the critical alert into one failure warning.
-    #[test]
-    fn a_full_day_keeps_what_it_listed_and_says_it_is_full() {
+    /// An `allOrders` answer as long as Binance lists at once: BTCUSDT buys, all placed at 500.
+    fn full_day_of_orders() -> String {
         let one = |n: usize| {
             format!(
                 r#"{{"orderId":{n},"clientOrderId":"x{n}","symbol":"BTCUSDT","side":"BUY","type":"LIMIT","origQty":"1","price":"1","time":500}}"#
             )
         };
-        let full = format!(
-            "[{}]",
-            (0..binance::ORDER_HISTORY_LIMIT)
-                .map(one)
-                .collect::<Vec<_>>()
-                .join(",")
-        );
+        let orders: Vec<String> = (0..binance::ORDER_HISTORY_LIMIT).map(one).collect();
+        format!("[{}]", orders.join(","))
+    }
+
+    /// A regression test: a day that listed as many orders as Binance lists at once
+    /// threw away every order of its symbol, so a leaked key that placed a thousand cheap
+    /// orders beside its real one turned the critical alert into one failure warning.
+    #[test]
+    fn a_full_day_keeps_what_it_listed_and_says_it_is_full() {
+        let full = full_day_of_orders();
         let read = |_: &str, _: &str| {
             Ok(Answer {
                 body: full.clone().into_bytes(),

@@ -291,9 +291,7 @@ impl Gateway {
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    now_us() / 1000
 }
 
 /// Microseconds since the Unix epoch.

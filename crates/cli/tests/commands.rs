@@ -2685,7 +2685,7 @@ mod client {
             .collect();
         assert_eq!(upgrades.len(), 1, "{export}");
         assert_eq!(upgrades[0]["detail"]["from"], 2);
-        assert_eq!(upgrades[0]["detail"]["to"], 5);
+        assert_eq!(upgrades[0]["detail"]["to"], 6);
         assert_eq!(kg.status("bot1"), "active");
         kg.ok(&["audit", "verify"], "");
         // Schema 3: the account goes, its revoked client stays.

@@ -504,12 +504,18 @@ async fn handle<A: Adapter>(
     };
     let registry = gw.live.snapshot();
     let Some(client) = registry.client(api_key) else {
+        // A retired key is refused as any unknown one (its sender learns nothing), but
+        // recorded as a dead key: whoever sent it holds an old key of that client. Not
+        // under the client's name: nothing can verify its signature any more.
+        let (rule, reason) = match registry.retired_key_holder(api_key) {
+            Some(name) => (
+                Rule::Expired,
+                format!("a key of client {name} that a rotation retired"),
+            ),
+            None => (Rule::Authentication, "unknown API key".to_owned()),
+        };
         let msg = "keygate: invalid API-key";
-        return audit.deny(
-            refuse(Refusal::Denied(msg)),
-            Rule::Authentication,
-            "unknown API key",
-        );
+        return audit.deny(refuse(Refusal::Denied(msg)), rule, &reason);
     };
     let account = registry.account(&client.account);
     if account.as_ref().is_some_and(|a| a.exchange != exchange) {

@@ -66,6 +66,8 @@ const PREDATE: &str = "were put back, seal and all, as they were before a later 
 pub struct Registry {
     clients: HashMap<String, Arc<ClientEntry>>,
     accounts: HashMap<Name, Arc<AccountEntry>>,
+    /// Keys a rotation took out of use for good, by hash, with their client.
+    retired: HashMap<[u8; 32], Name>,
     public_upstream: HashMap<Exchange, String>,
     /// The store's generation in the snapshot this was loaded from; `None` when it was
     /// not loaded from a store.
@@ -196,6 +198,7 @@ impl Registry {
         for api_key in claimed_twice {
             registry.clients.remove(&api_key);
         }
+        registry.retired = store.retired_keys()?.into_iter().collect();
         Ok(registry)
     }
 
@@ -203,6 +206,16 @@ impl Registry {
     /// the secret behind it is compared in constant time).
     pub fn client(&self, api_key: &str) -> Option<Arc<ClientEntry>> {
         self.clients.get(api_key).cloned()
+    }
+
+    /// The client whose key `api_key` was until a rotation retired it for good, when it
+    /// is such a key. Nothing verifies a request signed with it any more (its secret is
+    /// gone), so this says only whose key someone still holds, not that they sent it.
+    pub fn retired_key_holder(&self, api_key: &str) -> Option<&Name> {
+        if self.retired.is_empty() {
+            return None;
+        }
+        self.retired.get(&keygate_store::retired_key_hash(api_key))
     }
 
     /// Where public market data of `exchange` goes, when the accounts agree on an upstream.

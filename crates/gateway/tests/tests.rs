@@ -2347,6 +2347,74 @@ async fn a_rotated_key_is_accepted_until_its_grace_period_ends() {
     assert_eq!(read_account_as(&env, NEW_KEY, NEW_SECRET).await.0, 200);
 }
 
+/// A regression test: a client's row keeps its current and its previous key, so its
+/// first key, after a second rotation, was refused as a stranger's: nothing told the
+/// operator that someone still held and used it.
+#[tokio::test]
+async fn a_key_two_rotations_old_is_refused_as_unknown_and_recorded_as_dead() {
+    const THIRD_KEY: &str = "thirdkeyTHIRDKEYthirdkeyTHIRDKEYthirdkeyTHIRDKEYthirdkeyTHIRD03";
+    let env = default_env().await;
+    let bot: Name = "bot1".parse().unwrap();
+    let master = env.master();
+    let mut store = Store::open(&env.db).unwrap();
+    for (key, secret) in [(NEW_KEY, NEW_SECRET), (THIRD_KEY, NEW_SECRET)] {
+        store
+            .transaction(|s| {
+                s.rotate_client(
+                    &bot,
+                    key,
+                    &ClientKeyMaterial::Hmac(SecretString::new(secret.into())),
+                    &master,
+                    keygate_gateway::now_ms() + 60_000,
+                )
+            })
+            .unwrap();
+    }
+    let mut third = (0, Value::Null);
+    for _ in 0..40 {
+        third = read_account_as(&env, THIRD_KEY, NEW_SECRET).await;
+        if third.0 == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(third.0, 200, "the newest key: {}", third.1);
+
+    let (first, stranger) = (
+        read_account_as(&env, BOT_KEY, BOT_SECRET).await,
+        read_account_as(
+            &env,
+            "neverIssuedNEVERissuedneverISSUEDneverissuedNEVERISSUEDnever0001",
+            BOT_SECRET,
+        )
+        .await,
+    );
+    // The sender learns nothing: the same answer as a key that never was.
+    assert_eq!(first.0, 401, "{}", first.1);
+    assert_eq!((first.0, &first.1), (stranger.0, &stranger.1));
+    assert_eq!(first.1["code"], -2015);
+    let dead = events_where(&env, 1, |e| e["rule"] == "expired").await;
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(
+        dead[0]["client"],
+        Value::Null,
+        "its signature was not checked"
+    );
+    assert_eq!(
+        dead[0]["message"],
+        "a key of client bot1 that a rotation retired"
+    );
+    // The stranger's key, sent after it, stays a stranger's (the polls for the newest key
+    // while the gateway reloaded were strangers' too).
+    let unknown = events_where(&env, 1, |e| e["message"] == "unknown API key").await;
+    assert!(
+        unknown
+            .last()
+            .is_some_and(|e| e["ts_ms"].as_u64() >= dead[0]["ts_ms"].as_u64()),
+        "{unknown:?}"
+    );
+}
+
 /// A row added by hand breaks the client table's seal, so every client is refused, the
 /// one revoked meanwhile among them.
 #[tokio::test]

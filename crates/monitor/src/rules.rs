@@ -388,6 +388,16 @@ impl Rules {
         let rule = request.rule;
         let from = &request.source_ip;
         let single = match rule {
+            // A key no client has any more (a rotation retired it): the event names whose
+            // it was in its message, not as its client, since its signature went unchecked.
+            Some(Rule::Expired) if request.client.is_none() => Some((
+                AlertRule::DeadKeyUsed,
+                format!(
+                    "{} was used from {from}: whoever sent this holds it (its signature \
+                     can no longer be checked)",
+                    request.message.as_deref().unwrap_or("a retired key")
+                ),
+            )),
             Some(Rule::Revoked | Rule::Expired | Rule::Frozen) => Some((
                 AlertRule::DeadKeyUsed,
                 format!(
@@ -999,6 +1009,27 @@ mod tests {
             &request(3_000, None, ActionKind::Read, Some(Rule::SourceIp)),
         );
         assert!(anonymous.is_empty(), "{anonymous:?}");
+    }
+
+    #[test]
+    fn a_retired_key_is_a_dead_key_named_by_its_event() {
+        let mut rules = Rules::new(Thresholds::default());
+        let mut event = request(1_000, None, ActionKind::Read, Some(Rule::Expired));
+        if let EventBody::Request(r) = &mut event.body {
+            r.message = Some("a key of client bot1 that a rotation retired".into());
+        }
+        let alerts = rules.evaluate(1, &event);
+        assert_eq!(
+            rules_of(&alerts),
+            [(Severity::Warning, AlertRule::DeadKeyUsed)]
+        );
+        assert!(
+            alerts[0].summary.starts_with(
+                "a key of client bot1 that a rotation retired was used from 127.0.0.1"
+            ),
+            "{}",
+            alerts[0].summary
+        );
     }
 
     #[test]

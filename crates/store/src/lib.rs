@@ -20,7 +20,9 @@
 mod records;
 mod seal;
 
-pub use records::{Account, Client, ClientKeyMaterial, EventRow, KeyType, NewAccount, NewClient};
+pub use records::{
+    retired_key_hash, Account, Client, ClientKeyMaterial, EventRow, KeyType, NewAccount, NewClient,
+};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -46,6 +48,22 @@ macro_rules! client_columns {
     previous_material   BLOB,
     previous_until_ms   INTEGER,
     tag                 BLOB
+"
+    };
+}
+
+/// Client API keys a rotation took out of use for good (the key before the one in its
+/// grace period), kept as SHA-256 hashes with their client's name: a request signed with
+/// one can no longer be verified, but it says whose key someone still holds. It opens
+/// nothing and is not sealed: editing it can only hide or invent such a warning.
+macro_rules! retired_keys_table {
+    () => {
+        "
+CREATE TABLE IF NOT EXISTS retired_keys (
+    key_hash   BLOB PRIMARY KEY,
+    client     TEXT NOT NULL,
+    retired_ms INTEGER NOT NULL
+);
 "
     };
 }
@@ -77,8 +95,9 @@ CREATE TABLE events (
     hash  BLOB NOT NULL,
     mac   BLOB NOT NULL
 );
-INSERT INTO meta (key, value) VALUES ('schema_version', 5), ('generation', 0);
-"#
+INSERT INTO meta (key, value) VALUES ('schema_version', 6), ('generation', 0);
+"#,
+    retired_keys_table!()
 );
 
 /// Version 3's client table, built beside the old one and filled from it by
@@ -104,8 +123,9 @@ ALTER TABLE clients_v3 RENAME TO clients;
 /// covers the account table as well (the `seal` module), and the audited change that
 /// brings a database to it reseals both if the client table's seal held. Version 5 changes
 /// no table: its seal covers the hash of the audit event it names too, made at the same
-/// audited change if the version-4 seal held.
-const SCHEMA_VERSION: i64 = 5;
+/// audited change if the version-4 seal held. Version 6 adds the table of retired client
+/// keys, empty.
+const SCHEMA_VERSION: i64 = 6;
 
 /// How long [`Store::transaction`] keeps asking for the write lock while another
 /// connection holds it.
@@ -354,6 +374,11 @@ impl Store {
         if version < 3 {
             self.conn
                 .execute_batch(CLIENTS_V3)
+                .map_err(|e| self.sql(e))?;
+        }
+        if version < 6 {
+            self.conn
+                .execute_batch(retired_keys_table!())
                 .map_err(|e| self.sql(e))?;
         }
         self.conn
@@ -882,6 +907,38 @@ mod tests {
     }
 
     #[test]
+    fn a_second_rotation_retires_the_first_key_in_a_version_5_database_too() {
+        let (dir, mut store) = temp_store();
+        let master = MasterKey::generate();
+        let bot: keygate_core::Name = "bot1".parse().unwrap();
+        add_main_and_bot1(&mut store, &master);
+        store
+            .connection()
+            .execute_batch(
+                "DROP TABLE retired_keys; UPDATE meta SET value = 5 WHERE key = 'schema_version'",
+            )
+            .unwrap();
+        store.upgrade_schema().unwrap();
+        let first = store.client(&bot).unwrap().api_key;
+        let material = ClientKeyMaterial::Hmac(SecretString::new("new".into()));
+        store
+            .transaction(|s| s.rotate_client(&bot, "second", &material, &master, 9))
+            .unwrap();
+        assert!(
+            store.retired_keys().unwrap().is_empty(),
+            "the first key is in its grace"
+        );
+        store
+            .transaction(|s| s.rotate_client(&bot, "third", &material, &master, 9))
+            .unwrap();
+        assert_eq!(
+            store.retired_keys().unwrap(),
+            [(retired_key_hash(&first), bot.clone())]
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
     fn a_tampered_client_can_be_revoked_and_nothing_else() {
         let (dir, mut store) = temp_store();
         let master = MasterKey::generate();
@@ -1397,7 +1454,10 @@ mod tests {
         let (dir, store) = temp_store();
         store
             .connection()
-            .execute("UPDATE meta SET value = 6 WHERE key = 'schema_version'", [])
+            .execute(
+                "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
+                [SCHEMA_VERSION + 1],
+            )
             .unwrap();
         let path = store.path().to_owned();
         drop(store);

@@ -7,6 +7,12 @@ use subtle::ConstantTimeEq;
 
 use crate::{is_unique_violation, status_from_sql, Error, Store};
 
+/// The SHA-256 of a client API key, as the table of retired keys keeps it.
+pub fn retired_key_hash(api_key: &str) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(api_key.as_bytes()).into()
+}
+
 /// A real exchange key to add.
 pub struct NewAccount {
     /// Its label.
@@ -803,13 +809,55 @@ impl Store {
                 ),
             });
         }
-        client.previous_api_key = Some(std::mem::replace(&mut client.api_key, api_key.into()));
+        let retired = client
+            .previous_api_key
+            .replace(std::mem::replace(&mut client.api_key, api_key.into()));
         client.previous_material = Some(std::mem::replace(
             &mut client.material,
             material.seal(master, api_key),
         ));
         client.previous_until_ms = Some(grace_until_ms);
-        self.rewrite_client(&mut client, master)
+        self.rewrite_client(&mut client, master)?;
+        match retired {
+            Some(retired) => self.retire_key(&retired, name),
+            None => Ok(()),
+        }
+    }
+
+    /// Remembers that `api_key`, a key of client `name`, is out of use for good.
+    fn retire_key(&self, api_key: &str, name: &Name) -> Result<(), Error> {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        self.connection()
+            .execute(
+                "INSERT OR REPLACE INTO retired_keys (key_hash, client, retired_ms) VALUES (?1, ?2, ?3)",
+                params![retired_key_hash(api_key).as_slice(), name.as_str(), now_ms],
+            )
+            .map_err(|e| self.error(e))?;
+        Ok(())
+    }
+
+    /// Every retired client key: its hash ([`retired_key_hash`]) and its client's name.
+    /// A row whose hash or name does not read is left out: it names no key anyone holds.
+    pub fn retired_keys(&self) -> Result<Vec<([u8; 32], Name)>, Error> {
+        let mut stmt = self
+            .connection()
+            .prepare("SELECT key_hash, client FROM retired_keys")
+            .map_err(|e| self.error(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, String>(1)?))
+            })
+            .map_err(|e| self.error(e))?;
+        let mut keys = Vec::new();
+        for row in rows {
+            let (hash, name) = row.map_err(|e| self.error(e))?;
+            if let (Ok(hash), Ok(name)) = (<[u8; 32]>::try_from(hash), name.parse()) {
+                keys.push((hash, name));
+            }
+        }
+        Ok(keys)
     }
 
     /// Replaces a client's policy. A revoked client keeps the policy it had; a client

@@ -526,6 +526,19 @@ async fn handle<A: Adapter>(
         Verifier::Hmac(secret) => ClientKey::Hmac(secret.expose_secret()),
         Verifier::Ed25519(public) => ClientKey::Ed25519(public),
     };
+    // An endpoint keygate does not know, sent unsigned (Binance's user data streams,
+    // `listenKey`, take the API key alone): refused as unknown, as it would be signed,
+    // rather than told to add a signature that would change nothing.
+    if !signed.is_signed()
+        && adapter.classify_endpoint(method.as_str(), native) == ActionKind::Unknown
+    {
+        let msg = format!("endpoint {method} {native} is not known to keygate");
+        return audit.deny(
+            refuse(Refusal::Denied(&format!("keygate: {msg}"))),
+            Rule::UnknownEndpoint,
+            &msg,
+        );
+    }
     if let Err(e) = signed.verify(key) {
         // Not recorded as the client's own request: an API key is no secret, and anyone
         // holding one could otherwise write events under the client's name.

@@ -1158,6 +1158,18 @@ async fn attacks_are_refused_and_never_forwarded() {
             ),
             "unknown_endpoint",
         ),
+        // A regression test: an unsigned call of an endpoint keygate does not know (a
+        // futures user data stream takes the API key alone) was told to add a signature.
+        attack(
+            "unknown endpoint, unsigned",
+            http("POST", "/binance/fapi/v1/listenKey", "", ""),
+            (
+                401,
+                -2015,
+                "keygate: endpoint POST /fapi/v1/listenKey is not known to keygate",
+            ),
+            "unknown_endpoint",
+        ),
         attack(
             "key management",
             http(

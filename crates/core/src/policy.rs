@@ -370,8 +370,9 @@ pub enum Rule {
     AuditUnavailable,
     /// The client closed its connection before the request was forwarded.
     ClientGone,
-    /// The client's policy changed while the request waited to be sent (for a price, the
-    /// audit log, the exchange's clock): it was decided by rules that no longer hold.
+    /// The client changed while the request waited to be sent (for a price, the audit
+    /// log, the exchange's clock): frozen, revoked, expired or given another policy. It
+    /// was decided by rules that no longer hold.
     PolicyChanged,
     /// keygate failed while handling the request (a bug); it was not forwarded.
     Internal,

@@ -768,9 +768,10 @@ async fn handle<A: Adapter>(
             let response = refusal_response(adapter, Refusal::Invalid(&e));
             return Some((response, Rule::Authentication, msg));
         }
-        let (rule, msg) = changed_while_waiting(&gw.live.snapshot(), api_key, &client)?;
+        let msg = changed_while_waiting(&gw.live.snapshot(), api_key, &client)?;
         let text = format!("keygate: {msg}");
-        Some((refusal_response(adapter, Refusal::Denied(&text)), rule, msg))
+        let response = refusal_response(adapter, Refusal::Denied(&text));
+        Some((response, Rule::PolicyChanged, msg))
     };
     if let Some((response, rule, msg)) = refusal_since_decided() {
         return audit.deny(response, rule, &msg);
@@ -843,43 +844,44 @@ async fn handle<A: Adapter>(
 /// Why a request decided for `decided` (the client of `api_key` as it was) may no longer
 /// be sent, by `registry` as it is now: the client was frozen, revoked or changed, its key
 /// or itself expired, or its account is gone (every client is gone while a reload fails).
+///
+/// Each is denied by [`Rule::PolicyChanged`], not by the rule a new request would meet
+/// (`frozen`, `revoked`): this one was signed and sent before the change, and the alert
+/// a dead key raises ("whoever sent this still holds it") would read, in the middle of
+/// an incident, as the key being used after it was frozen.
 fn changed_while_waiting(
     registry: &Registry,
     api_key: &str,
     decided: &Arc<ClientEntry>,
-) -> Option<(Rule, String)> {
+) -> Option<String> {
     let name = &decided.name;
     let Some(client) = registry.client(api_key) else {
-        return Some((
-            Rule::Revoked,
-            format!("the key of client {name} was withdrawn while the request waited"),
+        return Some(format!(
+            "the key of client {name} was withdrawn while the request waited; it was not sent"
         ));
     };
     let now = now_ms();
-    let (rule, what) = match client.status {
-        ClientStatus::Frozen => (Rule::Frozen, "frozen"),
-        ClientStatus::Revoked => (Rule::Revoked, "revoked"),
-        ClientStatus::Active if client.name != *name => (Rule::Revoked, "replaced"),
-        ClientStatus::Active if client.expires_ms.is_some_and(|at| now >= at) => {
-            (Rule::Expired, "expired")
-        }
+    let what = match client.status {
+        ClientStatus::Frozen => "frozen",
+        ClientStatus::Revoked => "revoked",
+        ClientStatus::Active if client.name != *name => "replaced",
+        ClientStatus::Active if client.expires_ms.is_some_and(|at| now >= at) => "expired",
         ClientStatus::Active if client.key_valid_until_ms.is_some_and(|at| now >= at) => {
-            (Rule::Expired, "rotated, and this key's grace period ended,")
+            "rotated, and this key's grace period ended,"
         }
         // The same entry unless the registry was reloaded: then the policy may differ.
         ClientStatus::Active
             if !Arc::ptr_eq(&client, decided) && client.policy != decided.policy =>
         {
-            (Rule::PolicyChanged, "given another policy")
+            "given another policy"
         }
         ClientStatus::Active if registry.account(&client.account).is_none() => {
-            (Rule::Revoked, "left without its account")
+            "left without its account"
         }
         ClientStatus::Active => return None,
     };
-    Some((
-        rule,
-        format!("client {name} was {what} while the request waited; it was not sent"),
+    Some(format!(
+        "client {name} was {what} while the request waited; it was not sent"
     ))
 }
 

@@ -1247,6 +1247,14 @@ async fn attacks_are_refused_and_never_forwarded() {
         (401, -2015, "keygate: this signature was already used"),
         "replay",
     ));
+    // And with every digit percent-encoded, which decodes to the same signature.
+    let encoded: String = signature.bytes().map(|b| format!("%{b:02X}")).collect();
+    attacks.push(attack(
+        "replayed signature percent-encoded",
+        get(format!("{signed}&signature={encoded}")),
+        (401, -2015, "keygate: this signature was already used"),
+        "replay",
+    ));
 
     env.exchange.simulator().reset(false);
     for Attack {
@@ -3165,6 +3173,30 @@ async fn every_request_is_audited_and_the_log_verifies() {
         assert!(
             !all.windows(secret.len()).any(|w| w == secret.as_bytes()),
             "a secret is in the database file"
+        );
+    }
+    // Nor a signature: the bot's (the forged one's, whose bytes the test knows) or one
+    // keygate made with the real key (as the exchange received them).
+    let signature_of = |params: &str| {
+        params
+            .split('&')
+            .find_map(|p| p.strip_prefix("signature="))
+            .map(str::to_owned)
+    };
+    let mut signatures: Vec<String> = env
+        .exchange
+        .simulator()
+        .requests()
+        .iter()
+        .filter_map(|r| signature_of(&r.query).or_else(|| signature_of(&r.body)))
+        .collect();
+    assert!(signatures.len() >= 2, "{signatures:?}");
+    signatures.extend(signature_of(forged.split_once('?').map_or("", |(_, q)| q)));
+    for signature in &signatures {
+        assert!(
+            !all.windows(signature.len())
+                .any(|w| w == signature.as_bytes()),
+            "a signature is in the database file: {signature}"
         );
     }
 }

@@ -7,7 +7,7 @@ use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde::{Deserialize, Serialize};
 
-use crate::sink::{is_loopback, DELIVERY_TIMEOUT};
+use crate::sink::{loopback_address, DELIVERY_TIMEOUT};
 use crate::{Alert, Error, Severity};
 
 /// How the connection to the mail server is protected.
@@ -82,14 +82,15 @@ impl Email {
                 .tls(Tls::Required(tls()?)),
             SmtpSecurity::Tls => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
                 .tls(Tls::Wrapper(tls()?)),
-            SmtpSecurity::None if is_loopback(host) => {
-                AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host).tls(Tls::None)
-            }
-            SmtpSecurity::None => {
-                return Err(bad(
-                    "security = \"none\" is allowed to a loopback server only".into(),
-                ))
-            }
+            SmtpSecurity::None => match loopback_address(host) {
+                Some(ip) => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(ip.to_string())
+                    .tls(Tls::None),
+                None => {
+                    return Err(bad(
+                        "security = \"none\" is allowed to a loopback server only".into(),
+                    ))
+                }
+            },
         };
         let mut builder = builder.port(port).timeout(Some(DELIVERY_TIMEOUT));
         if let Some((user, password)) = settings.credentials {

@@ -132,11 +132,15 @@ impl Webhook {
         let bad = |reason: &str| Error::BadWebhook {
             reason: reason.to_owned(),
         };
-        let url = Url::parse(url).map_err(|e| bad(&format!("not a URL ({e})")))?;
+        let mut url = Url::parse(url).map_err(|e| bad(&format!("not a URL ({e})")))?;
         match url.scheme() {
             "https" => {}
-            "http" if is_loopback(url.host_str().unwrap_or("")) => {}
-            "http" => return Err(bad("plain http is allowed to loopback addresses only")),
+            "http" => match loopback_address(url.host_str().unwrap_or("")) {
+                Some(ip) => url
+                    .set_ip_host(ip)
+                    .map_err(|()| bad("the URL cannot take an address as its host"))?,
+                None => return Err(bad("plain http is allowed to loopback addresses only")),
+            },
             _ => {
                 return Err(bad(
                     "the scheme must be https (or http to a loopback address)",
@@ -231,14 +235,31 @@ pub(crate) fn http_client() -> Result<reqwest::Client, Error> {
         })
 }
 
-/// Whether `host` (an IP address, bracketed or not, or a name) is this machine: the only
-/// place alerts may go without TLS.
-pub(crate) fn is_loopback(host: &str) -> bool {
+/// The loopback address to reach `host` (an IP address, bracketed or not, or a name) at
+/// without TLS, when it is this machine: the only place alerts may go in plain text. A
+/// name counts only when every address it resolves to is loopback, and the address is
+/// taken then, so that what was checked is what is connected to: `localhost` in a hosts
+/// file that sends it elsewhere is refused, not trusted for its name.
+pub(crate) fn loopback_address(host: &str) -> Option<std::net::IpAddr> {
+    use std::net::ToSocketAddrs;
     let unbracketed = host.trim_start_matches('[').trim_end_matches(']');
-    match unbracketed.parse::<std::net::IpAddr>() {
-        Ok(ip) => ip.is_loopback(),
-        Err(_) => host.eq_ignore_ascii_case("localhost"),
+    if let Ok(ip) = unbracketed.parse::<std::net::IpAddr>() {
+        return ip.is_loopback().then_some(ip);
     }
+    if !host.eq_ignore_ascii_case("localhost") {
+        return None;
+    }
+    let resolved: Vec<std::net::IpAddr> =
+        (host, 0).to_socket_addrs().ok()?.map(|a| a.ip()).collect();
+    if resolved.is_empty() || !resolved.iter().all(|ip| ip.is_loopback()) {
+        return None;
+    }
+    // IPv4 first: every loopback server listens there.
+    resolved
+        .iter()
+        .find(|ip| ip.is_ipv4())
+        .or(resolved.first())
+        .copied()
 }
 
 /// The JSON a webhook receives: the alert, plus `text`, which chat services (Slack,
@@ -436,6 +457,26 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    /// A regression test (found by review): `localhost` was trusted by its name, so a
+    /// hosts file sending it elsewhere sent alerts there in plain text. It is resolved,
+    /// and the loopback address it resolved to is what the webhook connects to.
+    #[test]
+    fn a_plain_webhook_to_localhost_connects_to_the_address_checked() {
+        let hook = Webhook::new("http://localhost:81/alerts", None, Severity::Warning).unwrap();
+        let host = hook.url.host_str().unwrap_or_default();
+        let ip: std::net::IpAddr = host
+            .trim_matches(|c| c == '[' || c == ']')
+            .parse()
+            .unwrap_or_else(|e| panic!("{host}: {e}"));
+        assert!(ip.is_loopback(), "{ip}");
+        assert_eq!(hook.url.path(), "/alerts");
+        assert_eq!(loopback_address("localhost.example.com"), None);
+        assert_eq!(
+            loopback_address("[::1]"),
+            Some(std::net::Ipv6Addr::LOCALHOST.into())
+        );
     }
 
     #[test]

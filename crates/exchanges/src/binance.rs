@@ -1074,6 +1074,12 @@ fn describe_order<'a>(
         .iter()
         .filter_map(|name| decimal(name))
         .reduce(|total, q| total.checked_add(q).unwrap_or(Decimal::MAX));
+    // A USD-M stop with `closePosition` closes the whole position when it triggers,
+    // whatever quantity it names (Binance documents that it takes none, and refuses one,
+    // but keygate does not rest a limit on that): it counts as naming none.
+    if param("closePosition").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
+        action.quantity = None;
+    }
     // An OPO's pending orders name no quantity: they trade what the working
     // order filled, so the list can trade its working quantity twice.
     if path.ends_with("/orderList/opo") || path.ends_with("/orderList/opoco") {
@@ -2737,6 +2743,37 @@ mod tests {
         .classify("PUT", "/fapi/v1/order");
         assert_eq!(typed.stated_notional(), None);
         assert_eq!(typed.priced_notional(market), Some(Decimal::from(200_000)));
+    }
+
+    /// Found by review: a USD-M stop naming both `closePosition=true` and a quantity was
+    /// counted at that quantity, though it closes the whole position when it triggers.
+    #[test]
+    fn a_close_position_stop_counts_as_naming_no_quantity() {
+        for (path, params) in [
+            (
+                "/fapi/v1/order",
+                "symbol=BTCUSDT&side=SELL&type=STOP_MARKET&stopPrice=50000&closePosition=true&quantity=0.001",
+            ),
+            (
+                "/fapi/v1/algoOrder",
+                "algoType=CONDITIONAL&symbol=BTCUSDT&side=SELL&type=STOP_MARKET&triggerPrice=50000&closePosition=TRUE&quantity=0.001",
+            ),
+        ] {
+            let action = SignedRequest::parse(params, b"", None)
+                .unwrap()
+                .classify("POST", path);
+            assert_eq!(action.kind, ActionKind::Trade, "{path}");
+            assert_eq!(action.quantity, None, "{path}");
+            assert_eq!(action.priced_notional(Decimal::from(60_000)), None, "{path}");
+        }
+        let reduce_only = SignedRequest::parse(
+            "symbol=BTCUSDT&side=SELL&type=STOP_MARKET&stopPrice=50000&closePosition=false&quantity=0.001",
+            b"",
+            None,
+        )
+        .unwrap()
+        .classify("POST", "/fapi/v1/order");
+        assert_eq!(reduce_only.quantity, Some(Decimal::new(1, 3)));
     }
 
     /// A regression test: a pegged LIMIT buy (`pegPriceType=MARKET_PEG`) stated its

@@ -111,6 +111,10 @@ enum Command {
     #[command(subcommand)]
     Client(client::ClientCmd),
     /// Run the signing gateway.
+    ///
+    /// It stops on SIGTERM, SIGINT (Ctrl-C) or SIGHUP (its terminal or ssh session
+    /// closing) alike: it stops taking requests, lets those in flight finish, writes
+    /// their outcomes to the audit log and exits 0. A second signal ends it at once.
     Serve(serve::ServeArgs),
     /// The tamper-evident audit log.
     #[command(subcommand)]

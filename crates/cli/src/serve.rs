@@ -128,7 +128,8 @@ fn positive_duration(s: &str) -> Result<Duration, String> {
     }
 }
 
-/// Runs the gateway until Ctrl-C or SIGTERM, then drains in-flight requests.
+/// Runs the gateway until SIGTERM, SIGINT (Ctrl-C) or SIGHUP, then drains in-flight
+/// requests.
 pub fn run(unlocked: Unlocked, args: &ServeArgs) -> anyhow::Result<()> {
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(tls(cert, key)?),

@@ -1,7 +1,13 @@
 //! The signals that stop a command that runs until told to (`serve`, `dev
-//! mock-exchange`): SIGTERM and SIGINT, caught from the moment [`StopSignals::catch`]
-//! returns (on Unix) and kept until they are waited for. A second one ends the process as
-//! the signal's default action would, for a stop that does not finish.
+//! mock-exchange`): SIGTERM, SIGINT and SIGHUP, caught from the moment
+//! [`StopSignals::catch`] returns (on Unix) and kept until they are waited for. A second
+//! one ends the process as the signal's default action would, for a stop that does not
+//! finish.
+//!
+//! SIGHUP stops as SIGTERM does, draining first: it comes when the ssh session or
+//! terminal of a foreground `serve` closes, and operators send it out of habit (to reload,
+//! which keygate does not do this way). Its default action killed the gateway with
+//! requests in flight: an order already forwarded was left with no outcome event.
 //!
 //! A command catches them before it says it is ready, so that whoever reads that line and
 //! then stops it is heard. tokio's signal streams were set up inside the wait for them,
@@ -13,22 +19,22 @@ use std::thread;
 use anyhow::Context;
 use tokio::sync::oneshot;
 
-/// SIGTERM and SIGINT, caught since [`StopSignals::catch`].
+/// SIGTERM, SIGINT and SIGHUP, caught since [`StopSignals::catch`].
 pub(crate) struct StopSignals {
     /// Sent to by the thread that waits for them, once the first has come.
     came: oneshot::Receiver<()>,
 }
 
 impl StopSignals {
-    /// Catches SIGTERM and SIGINT from now on, in place of their default action, on a
-    /// thread of its own (on other systems, Ctrl-C once that thread has started).
+    /// Catches SIGTERM, SIGINT and SIGHUP from now on, in place of their default action,
+    /// on a thread of its own (on other systems, Ctrl-C once that thread has started).
     pub(crate) fn catch() -> anyhow::Result<StopSignals> {
         let (first, came) = oneshot::channel();
         #[cfg(unix)]
         let waiting = {
-            use signal_hook::consts::{SIGINT, SIGTERM};
-            let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
-                .context("catching SIGTERM and SIGINT")?;
+            use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+            let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
+                .context("catching SIGTERM, SIGINT and SIGHUP")?;
             move || {
                 let mut first = Some(first);
                 for signal in signals.forever() {
@@ -60,7 +66,7 @@ impl StopSignals {
         thread::Builder::new()
             .name("keygate-signals".into())
             .spawn(waiting)
-            .context("starting the thread that waits for SIGTERM and SIGINT")?;
+            .context("starting the thread that waits for SIGTERM, SIGINT and SIGHUP")?;
         Ok(StopSignals { came })
     }
 

@@ -1849,6 +1849,66 @@ fn a_second_stop_ends_serve_at_once() {
     );
 }
 
+/// A regression test: SIGHUP (the terminal or ssh session of a foreground serve closing,
+/// or an operator's habit) killed serve at once, exit 129: an order already forwarded was
+/// left with its `pending` event alone, no outcome and no "outcome unknown" alert. It
+/// drains as SIGTERM does: the order is answered, its outcome written, and serve exits 0.
+#[cfg(target_os = "linux")]
+#[test]
+fn sighup_drains_serve_as_sigterm_does() {
+    use rustix::process::{kill_process, Pid, Signal};
+    use std::io::BufRead;
+
+    let (_runtime, exchange) = simulator(vec![Credential::hmac(REAL_KEY, REAL_SECRET)]);
+    let mut home = Home::with_account(&exchange.url());
+    let issued: Value = home.issue("trader", &["--scope", "read,trade", "--symbols", "BTCUSDT"]);
+    let (key, secret) = (
+        issued["api_key"].as_str().unwrap().to_owned(),
+        issued["secret"].as_str().unwrap().to_owned(),
+    );
+    // The exchange takes its time: the order is in flight when the signal comes.
+    exchange
+        .simulator()
+        .delay_endpoint("/api/v3/order", Duration::from_secs(2));
+    let mut child = serve_process(&home);
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let base = line
+        .trim()
+        .strip_prefix("keygate listening on ")
+        .unwrap_or_else(|| panic!("unexpected serve output {line:?}"))
+        .to_owned();
+    let order = std::thread::spawn(move || {
+        signed(
+            reqwest::Method::POST,
+            &base,
+            "/api/v3/order",
+            "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=20000",
+            &key,
+            &secret,
+        )
+    });
+    let forwarded = eventually(|| {
+        let requests = exchange.simulator().requests();
+        requests
+            .iter()
+            .any(|r| r.path == "/api/v3/order")
+            .then_some(())
+    });
+    assert!(forwarded.is_some(), "the order never reached the exchange");
+    kill_process(Pid::from_child(&child), Signal::HUP).unwrap();
+    let (status, _, stderr) = ended(child);
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(stderr.contains("keygate: shutting down"), "{stderr}");
+    let (code, body) = order.join().unwrap();
+    assert_eq!(code, 200, "{body}");
+    let report = home.kg.ok(&["incident", "report", "--json"], "").json();
+    assert_eq!(report["log_verified"], true, "{report}");
+    assert_eq!(report["outcome_unknown"], json!([]), "{report}");
+    home.kg.ok(&["audit", "verify"], "");
+}
+
 /// A regression test: a request signed a moment ahead of the clock (Binance takes a
 /// timestamp up to a second ahead), taken by a gateway that then stopped, was taken again
 /// by the gateway started just after it, whose replay cache vouched for every request

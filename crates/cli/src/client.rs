@@ -276,6 +276,7 @@ fn issue(vault: &mut Unlocked, args: &IssueArgs) -> anyhow::Result<()> {
             key_type,
             expires_ms: Some(expires_ms),
             gateway_url: &args.gateway_url,
+            frozen: false,
         },
         args.json,
         None,
@@ -1050,6 +1051,7 @@ fn rotate(vault: &mut Unlocked, args: &RotateArgs) -> anyhow::Result<()> {
             key_type: c.key_type,
             expires_ms: c.expires_ms,
             gateway_url: &args.gateway_url,
+            frozen: c.status == ClientStatus::Frozen,
         },
         args.json,
         Some(grace_until),
@@ -1079,6 +1081,8 @@ struct Issued<'a> {
     key_type: KeyType,
     expires_ms: Option<u64>,
     gateway_url: &'a str,
+    /// Frozen (a rotation does not unfreeze): neither key works until `client unfreeze`.
+    frozen: bool,
 }
 
 /// What `client issue --json` and `client rotate --json` print.
@@ -1096,6 +1100,8 @@ struct CredentialsJson<'a> {
     gateway: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     previous_key_valid_until: Option<String>,
+    /// `active`, or `frozen`: then neither key works until `client unfreeze`.
+    status: &'static str,
 }
 
 /// The secret itself, written by the serializer to its output and nowhere else.
@@ -1115,7 +1121,14 @@ fn print_credentials(
     old_valid_until: Option<u64>,
 ) -> anyhow::Result<()> {
     let gateway = format!("{}/binance", c.gateway_url.trim_end_matches('/'));
+    let neither_works = format!(
+        "neither the new key nor the old one works until `keygate client unfreeze {}`",
+        c.name
+    );
     if as_json {
+        if c.frozen {
+            eprintln!("client {} is FROZEN: {neither_works}", c.name);
+        }
         let credentials = CredentialsJson {
             name: c.name,
             account: c.account,
@@ -1127,6 +1140,11 @@ fn print_credentials(
             expires_at: c.expires_ms.map(rfc3339),
             gateway,
             previous_key_valid_until: old_valid_until.map(rfc3339),
+            status: if c.frozen {
+                ClientStatus::Frozen.as_str()
+            } else {
+                ClientStatus::Active.as_str()
+            },
         };
         // Serialized straight into the output: no JSON value or string holds the secret.
         let mut out = SecretOutput::new();
@@ -1137,6 +1155,14 @@ fn print_credentials(
     let expires = c.expires_ms.map_or_else(|| "never".into(), rfc3339);
     let mut out = SecretOutput::new();
     match old_valid_until {
+        // The grace runs meanwhile: once unfrozen, the old key works what is left of it.
+        Some(until) if c.frozen => writeln!(
+            out,
+            "rotated client {}, which is FROZEN: {neither_works} (then the old key works \
+             until {} at the latest)",
+            c.name,
+            rfc3339(until)
+        )?,
         Some(until) => writeln!(
             out,
             "rotated client {} (the old key works until {})",

@@ -2990,6 +2990,62 @@ mod client {
         );
     }
 
+    /// A regression test: rotating a frozen client printed "the old key works until …",
+    /// but neither key works while it is frozen (a rotation does not unfreeze). It says so,
+    /// and that `client unfreeze` is what makes them work.
+    #[test]
+    fn rotating_a_frozen_client_says_neither_key_works() {
+        let kg = Kg::with_key_file();
+        kg.add_account("main", REAL_KEY, REAL_SECRET);
+        kg.issue("main", "bot2", &[]);
+        kg.ok(&["client", "freeze", "bot2"], "");
+        let human = kg
+            .ok(&["client", "rotate", "bot2", "--grace", "1h"], "")
+            .stdout;
+        let first = human.lines().next().unwrap();
+        assert!(
+            first.starts_with(
+                "rotated client bot2, which is FROZEN: neither the new key nor the old one \
+                 works until `keygate client unfreeze bot2` (then the old key works until "
+            ),
+            "{human}"
+        );
+        assert_eq!(kg.status("bot2"), "frozen");
+        let json = kg.ok(
+            &[
+                "client", "rotate", "bot2", "--grace", "1h", "--force", "--json",
+            ],
+            "",
+        );
+        assert_eq!(json.json()["status"], "frozen", "{json:#?}");
+        assert!(
+            json.stderr
+                .contains("client bot2 is FROZEN: neither the new key nor the old one works"),
+            "{json:#?}"
+        );
+        // Active again: the old key's grace is what the rotation said.
+        kg.ok(&["client", "unfreeze", "bot2"], "");
+        let human = kg
+            .ok(
+                &["client", "rotate", "bot2", "--grace", "1h", "--force"],
+                "",
+            )
+            .stdout;
+        assert!(
+            human.starts_with("rotated client bot2 (the old key works until "),
+            "{human}"
+        );
+        let json = kg
+            .ok(
+                &[
+                    "client", "rotate", "bot2", "--grace", "1h", "--force", "--json",
+                ],
+                "",
+            )
+            .json();
+        assert_eq!(json["status"], "active", "{json}");
+    }
+
     /// Regression: a second rotation inside the first one's grace period replaced the key
     /// kept for that grace without a word, so bots still signing with it were refused at
     /// once although the first rotation had printed that it worked for a day.

@@ -1,9 +1,15 @@
 //! `keygate alerts`: the alerts the audit log raises, and a test of where they go.
 
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Read, Write};
+
 use anyhow::{bail, Context};
 use clap::Args;
 use keygate_audit::Filter;
-use keygate_monitor::{dispatch_blocking, Alert, AlertRule, Rules, Settings, Severity, Thresholds};
+use keygate_monitor::{
+    dispatch_blocking, Alert, AlertRule, AlertsConfig, Rules, Settings, Severity, Thresholds,
+};
+use sha2::{Digest, Sha256};
 
 use crate::audit_cmd::for_each_event;
 use crate::home::{now_ms, parse_duration, Home, Unlocked};
@@ -16,7 +22,8 @@ pub enum AlertsCmd {
     /// `keygate serve` sent, including anything a webhook missed.
     List(ListArgs),
     /// Send a critical test alert to every webhook and email in config.toml and say what
-    /// became of each. Exit 1 if any delivery failed.
+    /// became of each. Exit 1 if any delivery failed. A running `serve` uses the alert
+    /// settings it started with: this warns when config.toml's differ from them.
     Test,
 }
 
@@ -61,6 +68,126 @@ pub fn settings(home: &Home) -> anyhow::Result<Settings> {
         .alerts
         .settings()
         .with_context(|| format!("[alerts] in {}", home.config_path().display()))
+}
+
+/// The file next to `serve.lock` in which a running `serve` records a digest of the
+/// alert settings it started with, and holds a shared lock for as long as it runs.
+const SERVE_ALERTS: &str = "serve.alerts";
+
+/// The `[alerts]` settings of `home`'s config.toml, for `serve`, and a digest of them
+/// to record with [`record_serve_settings`], made from the same reading of the file.
+pub fn serve_settings(home: &Home) -> anyhow::Result<(Settings, String)> {
+    let config = home.config()?.alerts;
+    // Before the secret files are read: a file replaced meanwhile makes a warning too
+    // many, never one too few.
+    let digest = digest(&config);
+    let settings = config
+        .settings()
+        .with_context(|| format!("[alerts] in {}", home.config_path().display()))?;
+    Ok((settings, digest))
+}
+
+/// A digest of `[alerts]` as written and of when each secret file it names last changed,
+/// to tell whether a running `serve` alerts as config.toml now says. Not of what the
+/// secret files hold: no digest of a password is written to disk, where a backup of the
+/// home could take it to be guessed at.
+fn digest(config: &AlertsConfig) -> String {
+    let mut hash = Sha256::new();
+    // Serializing a struct of strings, numbers and paths cannot fail; an empty digest
+    // input would only make a warning too many.
+    hash.update(serde_json::to_vec(config).unwrap_or_default());
+    let secret_files = config
+        .webhooks
+        .iter()
+        .filter_map(|w| w.secret_file.as_deref())
+        .chain(
+            config
+                .emails
+                .iter()
+                .filter_map(|e| e.password_file.as_deref()),
+        );
+    for file in secret_files {
+        let changed = std::fs::metadata(file).ok().map(|m| {
+            let modified = m
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_nanos());
+            (m.len(), modified)
+        });
+        hash.update(format!("\n{}: {changed:?}", file.display()));
+    }
+    hex::encode(hash.finalize())
+}
+
+/// Records, for as long as the returned file lives, that a `serve` of `home` runs with the
+/// alert settings whose digest is `digest`; called by `serve` once it holds `serve.lock`.
+/// `doctor` and `alerts test` read it: a running serve does not read config.toml again,
+/// and what they check there is not what it does.
+pub fn record_serve_settings(home: &Home, digest: &str) -> anyhow::Result<File> {
+    let path = home.dir.join(SERVE_ALERTS);
+    let mut options = OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    // Written before it is locked: until then, it says no serve runs. Only the holder of
+    // `serve.lock` writes it.
+    file.set_len(0)
+        .and_then(|()| writeln!(file, "pid {}\nalerts {digest}", std::process::id()))
+        .with_context(|| format!("writing {}", path.display()))?;
+    // Shared, and waited for: a `doctor` looking whether serve runs holds it a moment.
+    file.lock_shared()
+        .with_context(|| format!("locking {}", path.display()))?;
+    Ok(file)
+}
+
+/// A running `serve` of this home whose alert settings are not config.toml's now.
+pub struct StaleServe {
+    /// Its process id.
+    pub pid: String,
+}
+
+impl StaleServe {
+    /// What to tell the operator.
+    pub fn warning(&self) -> String {
+        format!(
+            "the running `keygate serve` (pid {}) uses the alert settings it started with, \
+             and config.toml's [alerts] (or a secret file it names) changed since: it does \
+             not alert as they now say; restart it to apply them",
+            self.pid
+        )
+    }
+}
+
+/// The `serve` of `home` that is running, if one is and its alert settings differ from
+/// config.toml's now (those that do not read differ too). `None` when none runs, or it
+/// alerts as config.toml says.
+pub fn stale_serve(home: &Home) -> Option<StaleServe> {
+    let path = home.dir.join(SERVE_ALERTS);
+    let mut file = File::open(&path).ok()?;
+    let mut recorded = String::new();
+    file.read_to_string(&mut recorded).ok()?;
+    match file.try_lock() {
+        // Nobody holds it: no serve runs (the file is a stopped one's).
+        Ok(()) => return None,
+        Err(TryLockError::WouldBlock) => {}
+        Err(TryLockError::Error(_)) => return None,
+    }
+    let field = |name: &str| {
+        recorded
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .map(str::to_owned)
+    };
+    let pid = field("pid").unwrap_or_else(|| "?".to_owned());
+    let now = home.config().ok().map(|config| digest(&config.alerts));
+    if now.is_some() && now == field("alerts") {
+        return None;
+    }
+    Some(StaleServe { pid })
 }
 
 /// The rules' thresholds from `home`'s config.toml (no secret file is read).
@@ -140,6 +267,10 @@ pub fn test(home: &Home) -> anyhow::Result<i32> {
                 println!("{failure}");
             }
         }
+    }
+    // What was reached is what config.toml says, not where a running serve sends.
+    if let Some(stale) = stale_serve(home) {
+        eprintln!("keygate: warning: {}", stale.warning());
     }
     Ok(i32::from(failed))
 }

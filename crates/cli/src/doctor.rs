@@ -531,8 +531,22 @@ fn exchange_keys(vault: &Unlocked) -> Vec<Check> {
 }
 
 /// Whether `[alerts]` would let `serve` start, whether alerts reach anyone but its log,
-/// and whether a machine in the middle could make an email count as sent that was not.
+/// whether a machine in the middle could make an email count as sent that was not, and
+/// whether a running serve alerts as they say (it read them when it started).
 fn alerts(vault: &Unlocked) -> Check {
+    let mut check = alerts_in_config(vault);
+    // What is checked above is config.toml, which a running serve read when it started.
+    if let Some(stale) = crate::alerts::stale_serve(&vault.home) {
+        check.detail = format!("{}; but {}", check.detail, stale.warning());
+        if check.verdict == Verdict::Ok {
+            check.verdict = Verdict::Warn;
+        }
+    }
+    check
+}
+
+/// The `[alerts]` settings of config.toml, as [`alerts`] checks them.
+fn alerts_in_config(vault: &Unlocked) -> Check {
     match crate::alerts::settings(&vault.home) {
         Err(e) => check(
             "alerts",

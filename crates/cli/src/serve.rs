@@ -153,7 +153,10 @@ pub fn run(unlocked: Unlocked, args: &ServeArgs) -> anyhow::Result<()> {
     let stop = StopSignals::catch()?;
     let _only_gateway = hold_serve_lock(&unlocked.home)?;
     let locked_at = Instant::now();
-    let alerts = alerts::settings(&unlocked.home)?;
+    // Read once: a change to config.toml is applied by a restart, and `doctor` and
+    // `alerts test` say when the settings there are not these.
+    let (alerts, alerts_digest) = alerts::serve_settings(&unlocked.home)?;
+    let _alerts_recorded = alerts::record_serve_settings(&unlocked.home, &alerts_digest)?;
     let Unlocked {
         store,
         master,

@@ -1499,6 +1499,75 @@ fn serve_alerts_a_signed_webhook_and_alerts_list_recomputes_what_it_sent() {
     );
 }
 
+/// A regression test: `serve` reads its alert settings once, when it starts, yet `alerts
+/// test` printed "delivered" and `doctor` "ok alerts" for a webhook added to config.toml
+/// afterwards, which the running serve never alerts. Both now say that the running serve
+/// uses the settings it started with, and only while config.toml's differ from them.
+#[test]
+fn doctor_and_alerts_test_say_when_the_running_serve_alerts_otherwise() {
+    let (runtime, exchange) = simulator(vec![Credential::hmac(REAL_KEY, REAL_SECRET)]);
+    let (home, _first) = home_alerting_a_webhook(&runtime, &exchange.url());
+    let second = runtime
+        .block_on(keygate_mockex::spawn_receiver(
+            "127.0.0.1:0".parse().unwrap(),
+            vec![],
+        ))
+        .unwrap();
+    let alerts_check = || {
+        let doctor = home.kg.run(&["doctor", "--json"], "").json();
+        doctor
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["check"] == "alerts")
+            .unwrap()
+            .clone()
+    };
+    let serve = Serve::start_with(&home.kg, &["--reconcile-every", "off"]);
+    let stale = format!(
+        "the running `keygate serve` (pid {}) uses the alert settings it started with",
+        serve.child.id()
+    );
+    // As serve started: nothing to say.
+    let tested = home.kg.ok(&["alerts", "test"], "");
+    assert!(!tested.all().contains("restart"), "{tested:#?}");
+    assert_eq!(alerts_check()["verdict"], "ok", "{}", alerts_check());
+
+    let config_path = home.path().join("config.toml");
+    let mut config = std::fs::read_to_string(&config_path).unwrap();
+    config.push_str(&format!(
+        "\n[[alerts.webhook]]\nurl = \"{}\"\n",
+        second.url("/hook")
+    ));
+    std::fs::write(&config_path, config).unwrap();
+    let tested = home.kg.ok(&["alerts", "test"], "");
+    assert_eq!(
+        tested.stdout.matches(": delivered").count(),
+        2,
+        "{tested:#?}"
+    );
+    assert!(
+        tested.stderr.contains(&stale) && tested.stderr.contains("restart it to apply them"),
+        "{tested:#?}"
+    );
+    let check = alerts_check();
+    assert_eq!(check["verdict"], "warn", "{check}");
+    assert!(
+        check["detail"].as_str().unwrap().contains(&stale),
+        "{check}"
+    );
+    drop(serve);
+
+    // Stopped: config.toml is what the next serve reads.
+    let tested = home.kg.ok(&["alerts", "test"], "");
+    assert!(!tested.all().contains("restart"), "{tested:#?}");
+    assert_eq!(alerts_check()["verdict"], "ok", "{}", alerts_check());
+    // A serve started now alerts both, and nothing is said.
+    let _serve = Serve::start_with(&home.kg, &["--reconcile-every", "off"]);
+    let tested = home.kg.ok(&["alerts", "test"], "");
+    assert!(!tested.all().contains("restart"), "{tested:#?}");
+}
+
 /// A client's daily withdrawal allowance holds per asset, and a restart of the gateway
 /// does not renew it: serve learns the day so far from the audit log.
 #[test]

@@ -11,7 +11,7 @@ use keygate_monitor::{
 };
 use sha2::{Digest, Sha256};
 
-use crate::audit_cmd::for_each_event;
+use crate::audit_cmd::{for_each_event, log_problem};
 use crate::home::{now_ms, parse_duration, Home, Unlocked};
 use crate::output::{print_json, rfc3339};
 
@@ -19,7 +19,8 @@ use crate::output::{print_json, rfc3339};
 #[derive(clap::Subcommand, Debug)]
 pub enum AlertsCmd {
     /// The alerts that the audit log's events raise, recomputed from the log: what
-    /// `keygate serve` sent, including anything a webhook missed.
+    /// `keygate serve` sent, including anything a webhook missed. Exit 1 if the log does
+    /// not verify (the alerts are still listed).
     List(ListArgs),
     /// Send a critical test alert to every webhook and email in config.toml and say what
     /// became of each. Exit 1 if any delivery failed. A running `serve` uses the alert
@@ -198,10 +199,14 @@ pub fn thresholds(home: &Home) -> anyhow::Result<Thresholds> {
         .with_context(|| format!("[alerts] in {}", home.config_path().display()))
 }
 
-/// Runs `keygate alerts list`.
+/// Runs `keygate alerts list`: exit 1 when the audit log does not verify (the alerts are
+/// still listed, from what it holds, and the first bad event named on standard error),
+/// as `audit verify` exits.
 pub fn list(vault: &Unlocked, args: &ListArgs) -> anyhow::Result<i32> {
     let thresholds = thresholds(&vault.home)?;
     let since = parse_duration(&args.since).context("--since")?;
+    // The alerts a webhook missed are looked for here: an edited log would hide them.
+    let problem = log_problem(vault);
     let since_ms = now_ms().saturating_sub(since.as_millis() as u64);
     // Start one denial window early, so that a burst begun before `since` counts whole.
     let window = thresholds.denial_window.as_millis() as u64;
@@ -241,7 +246,16 @@ pub fn list(vault: &Unlocked, args: &ListArgs) -> anyhow::Result<i32> {
             );
         }
     }
-    Ok(0)
+    Ok(match problem {
+        None => 0,
+        Some(problem) => {
+            eprintln!(
+                "keygate: warning: the audit log DOES NOT VERIFY ({problem}): these alerts are \
+                 recomputed from what it holds, which may have been edited to hide some"
+            );
+            1
+        }
+    })
 }
 
 /// Runs `keygate alerts test`.

@@ -205,6 +205,30 @@ fn verify(vault: &Unlocked, args: &VerifyArgs) -> anyhow::Result<i32> {
     }
 }
 
+/// What is wrong with the audit log, when it does not verify: the first bad event named,
+/// as `audit verify` names it. For the commands that rebuild what happened from the log
+/// (`incident report`, `alerts list`): they still show what it holds, but say this, and
+/// exit 1 as `audit verify` does, since what they show may have been edited.
+pub(crate) fn log_problem(vault: &Unlocked) -> Option<String> {
+    match keygate_audit::verify(&vault.store, &vault.audit_key) {
+        Ok(0) => Some(
+            "audit log verification failed at event 1: the log is empty, but every vault's \
+             log begins with its vault.init event"
+                .to_owned(),
+        ),
+        Ok(_) => match begins_with_init(&vault.store) {
+            Ok(true) => None,
+            Ok(false) => Some(
+                "audit log verification failed at event 1: it is not the vault's vault.init \
+                 event (the log was emptied and written anew)"
+                    .to_owned(),
+            ),
+            Err(e) => Some(format!("{e:#}")),
+        },
+        Err(e) => Some(e.to_string()),
+    }
+}
+
 /// Whether the log's first event is the `vault.init` event `keygate init` writes.
 fn begins_with_init(store: &Store) -> anyhow::Result<bool> {
     let first = keygate_audit::read(store, 1, 1).context("reading the first audit event")?;

@@ -12,7 +12,8 @@
 //! # Exit codes
 //!
 //! - `0`: success.
-//! - `1`: the command ran and the answer is "no": `audit verify` found a tampered event,
+//! - `1`: the command ran and the answer is "no": `audit verify` found a tampered event
+//!   (and `incident report` and `alerts list`, which still show what the log holds),
 //!   `scan` found leaked keys, `doctor` found a check that fails, `reconcile` found a
 //!   withdrawal or order keygate never forwarded, `alerts test` could not deliver to a
 //!   destination.
@@ -60,7 +61,7 @@ const EXIT_ERROR: i32 = 2;
     version,
     about,
     propagate_version = true,
-    after_help = "Exit codes: 0 success; 1 audit verification failed, scan findings, a failed doctor check, an order or withdrawal reconcile found keygate never forwarded, or an alert destination alerts test could not reach; 2 usage error or failure."
+    after_help = "Exit codes: 0 success; 1 audit verification failed (audit verify, incident report, alerts list), scan findings, a failed doctor check, an order or withdrawal reconcile found keygate never forwarded, or an alert destination alerts test could not reach; 2 usage error or failure."
 )]
 struct Cli {
     #[command(flatten)]
@@ -206,7 +207,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Vault(cmd) => home::vault(home::unlock(home()?, &how)?, &how, cmd).map(|()| 0),
         Command::Reconcile(args) => reconcile::run(&home::unlock(home()?, &how)?, args),
         Command::Incident(report::IncidentCmd::Report(args)) => {
-            report::run(&home::unlock(home()?, &how)?, args).map(|()| 0)
+            report::run(&home::unlock(home()?, &how)?, args)
         }
         Command::Doctor(args) => doctor::run(&home::unlock(home()?, &how)?, args),
         Command::Alerts(alerts::AlertsCmd::List(args)) => {

@@ -10,7 +10,7 @@ use keygate_core::{ActionKind, Event, EventBody, Outcome};
 use keygate_monitor::{Rules, Severity};
 use serde::Serialize;
 
-use crate::audit_cmd::{for_each_event, human_line};
+use crate::audit_cmd::{for_each_event, human_line, log_problem};
 use crate::home::{now_ms, parse_duration, Unlocked};
 use crate::output::{print_json, rfc3339};
 
@@ -19,7 +19,8 @@ use crate::output::{print_json, rfc3339};
 pub enum IncidentCmd {
     /// What happened in a window of the audit log: administrative changes, denials by
     /// client and rule, withdrawals and transfers, requests whose outcome is unknown, and
-    /// the source addresses seen.
+    /// the source addresses seen. Exit 1 if the log does not verify (the report still
+    /// comes, from what it holds).
     Report(ReportArgs),
 }
 
@@ -85,18 +86,18 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
-/// Builds the report of the window and prints it.
-pub fn run(vault: &Unlocked, args: &ReportArgs) -> anyhow::Result<()> {
+/// Builds the report of the window and prints it; the exit code: 1 when the audit log
+/// does not verify (the report still comes, built from what the log holds, the warning
+/// on top of it and on standard error), as `audit verify` exits.
+pub fn run(vault: &Unlocked, args: &ReportArgs) -> anyhow::Result<i32> {
     let since = parse_duration(&args.since).context("--since")?;
     let since_ms = now_ms().saturating_sub(since.as_millis() as u64);
     let mut report = Report {
         since: rfc3339(since_ms),
         ..Report::default()
     };
-    match keygate_audit::verify(&vault.store, &vault.audit_key) {
-        Ok(_) => report.log_verified = true,
-        Err(e) => report.log_problem = Some(e.to_string()),
-    }
+    report.log_problem = log_problem(vault);
+    report.log_verified = report.log_problem.is_none();
     let filter = Filter {
         client: args.client.clone(),
         since_ms: Some(since_ms),
@@ -132,11 +133,20 @@ pub fn run(vault: &Unlocked, args: &ReportArgs) -> anyhow::Result<()> {
     })?;
     report.no_outcome_recorded(pending);
     if args.json {
-        print_json(&report)
+        print_json(&report)?;
     } else {
         report.print();
-        Ok(())
     }
+    Ok(match &report.log_problem {
+        None => 0,
+        Some(problem) => {
+            eprintln!(
+                "keygate: warning: the audit log DOES NOT VERIFY ({problem}): this report is \
+                 built from what it holds, which may have been edited"
+            );
+            1
+        }
+    })
 }
 
 impl Report {

@@ -3347,6 +3347,64 @@ mod audit {
         );
     }
 
+    /// `busy_vault` with its fourth event (bot2's issue) edited to name bot9.
+    fn edited_vault() -> Kg {
+        let kg = busy_vault();
+        db(&kg)
+            .execute(
+                "UPDATE events SET body = replace(body, 'bot2', 'bot9') WHERE seq = 4",
+                [],
+            )
+            .unwrap();
+        assert_verify_fails_at(&kg, 4);
+        kg
+    }
+
+    /// A regression test: `incident report` read a log that does not verify and exited
+    /// 0, its "DOES NOT VERIFY" one line among many. It still reports what the log holds,
+    /// names the first bad event on standard error too, and exits 1, as `audit verify`.
+    #[test]
+    fn incident_report_exits_1_on_a_log_that_does_not_verify() {
+        let kg = edited_vault();
+        let report = kg.fails(&["incident", "report"], "", 1);
+        assert!(
+            report
+                .stdout
+                .contains("audit log: DOES NOT VERIFY (audit log verification failed at event 4:"),
+            "{report:#?}"
+        );
+        assert!(report.stdout.contains("event(s); requests:"), "{report:#?}");
+        assert!(
+            report.stderr.contains("the audit log DOES NOT VERIFY")
+                && report.stderr.contains("at event 4:"),
+            "{report:#?}"
+        );
+        let json = kg.fails(&["incident", "report", "--json"], "", 1).json();
+        assert_eq!(json["log_verified"], false, "{json}");
+    }
+
+    /// A regression test: `alerts list`, where the alerts a webhook missed are looked
+    /// for, recomputed them from a log that does not verify without a word, and exited 0.
+    /// It still lists them, names the first bad event on standard error and exits 1, as
+    /// `audit verify` does.
+    #[test]
+    fn alerts_list_exits_1_on_a_log_that_does_not_verify() {
+        let kg = busy_vault();
+        let listed = kg.ok(&["alerts", "list"], "");
+        assert!(!listed.stderr.contains("DOES NOT VERIFY"), "{listed:#?}");
+        let kg = edited_vault();
+        let listed = kg.fails(&["alerts", "list"], "", 1);
+        assert!(
+            listed.stderr.contains("the audit log DOES NOT VERIFY")
+                && listed.stderr.contains("at event 4:"),
+            "{listed:#?}"
+        );
+        // Still listed: the freeze of bot2, an operator change.
+        assert!(listed.stdout.contains("client.freeze"), "{listed:#?}");
+        let json = kg.fails(&["alerts", "list", "--json"], "", 1).json();
+        assert!(!json.as_array().unwrap().is_empty(), "{json}");
+    }
+
     fn assert_verify_fails_at(kg: &Kg, seq: u64) {
         let out = kg.fails(&["audit", "verify"], "", 1);
         assert!(

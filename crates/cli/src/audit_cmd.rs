@@ -229,6 +229,29 @@ pub(crate) fn log_problem(vault: &Unlocked) -> Option<String> {
     }
 }
 
+/// Refuses a `--client` filter that names no client: clients are never deleted (revoked
+/// ones stay), so such a name is mistyped, and its filter would show a log with nothing
+/// in it, as if the client had done nothing. The error is `client show`'s. A row that
+/// does not read is still a client's: its log is what an incident is looked into with.
+pub(crate) fn check_client_exists(store: &Store, name: &str) -> anyhow::Result<()> {
+    let not_found = || keygate_store::Error::NotFound {
+        kind: "client",
+        name: name.to_owned(),
+    };
+    let result = match name.parse::<keygate_core::Name>() {
+        Ok(parsed) => store.client(&parsed).map(drop),
+        // No client can have a name that does not parse.
+        Err(_) => Err(not_found()),
+    };
+    match result {
+        Err(e @ keygate_store::Error::NotFound { .. }) => {
+            Err(e).with_context(|| format!("looking up client {name}"))
+        }
+        // Found, whether or not its row reads.
+        _ => Ok(()),
+    }
+}
+
 /// Whether the log's first event is the `vault.init` event `keygate init` writes.
 fn begins_with_init(store: &Store) -> anyhow::Result<bool> {
     let first = keygate_audit::read(store, 1, 1).context("reading the first audit event")?;
@@ -390,7 +413,10 @@ fn tail(vault: &Unlocked, args: &TailArgs) -> anyhow::Result<()> {
     }
 }
 
-fn filter_from(args: &FilterArgs) -> anyhow::Result<Filter> {
+fn filter_from(store: &Store, args: &FilterArgs) -> anyhow::Result<Filter> {
+    if let Some(client) = &args.client {
+        check_client_exists(store, client)?;
+    }
     let since_ms = args
         .since
         .as_deref()
@@ -431,7 +457,7 @@ pub(crate) fn for_each_event(
 }
 
 fn query(vault: &Unlocked, args: &QueryArgs) -> anyhow::Result<()> {
-    let filter = filter_from(&args.filter)?;
+    let filter = filter_from(&vault.store, &args.filter)?;
     let mut matched = 0usize;
     for_each_event(&vault.store, &filter, |events| {
         matched += events.len();
@@ -446,7 +472,7 @@ fn query(vault: &Unlocked, args: &QueryArgs) -> anyhow::Result<()> {
 }
 
 fn export(vault: &Unlocked, args: &ExportArgs) -> anyhow::Result<()> {
-    let filter = filter_from(&args.filter)?;
+    let filter = filter_from(&vault.store, &args.filter)?;
     match args.format {
         Format::Jsonl => for_each_event(&vault.store, &filter, |events| print_events(events, true)),
         Format::Csv => {

@@ -18,8 +18,8 @@
 //!   withdrawal or order keygate never forwarded, `alerts test` could not deliver to a
 //!   destination.
 //! - `2`: usage error (bad arguments) or failure (wrong passphrase or master key, missing
-//!   vault, I/O error, an exchange `reconcile` could not ask, refused change such as
-//!   removing an account with bound clients).
+//!   vault, I/O error, an exchange `reconcile` could not ask, a client or account that
+//!   does not exist, refused change such as removing an account with bound clients).
 
 mod account;
 mod alerts;

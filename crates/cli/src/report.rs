@@ -10,7 +10,7 @@ use keygate_core::{ActionKind, Event, EventBody, Outcome};
 use keygate_monitor::{Rules, Severity};
 use serde::Serialize;
 
-use crate::audit_cmd::{for_each_event, human_line, log_problem};
+use crate::audit_cmd::{check_client_exists, for_each_event, human_line, log_problem};
 use crate::home::{now_ms, parse_duration, Unlocked};
 use crate::output::{print_json, rfc3339};
 
@@ -92,6 +92,9 @@ fn is_zero(n: &u64) -> bool {
 pub fn run(vault: &Unlocked, args: &ReportArgs) -> anyhow::Result<i32> {
     let since = parse_duration(&args.since).context("--since")?;
     let since_ms = now_ms().saturating_sub(since.as_millis() as u64);
+    if let Some(client) = &args.client {
+        check_client_exists(&vault.store, client)?;
+    }
     let mut report = Report {
         since: rfc3339(since_ms),
         ..Report::default()

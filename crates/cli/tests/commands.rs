@@ -3405,6 +3405,43 @@ mod audit {
         assert!(!json.as_array().unwrap().is_empty(), "{json}");
     }
 
+    /// A regression test: `--client` with a name no client ever had (`bto1` for `bot1`)
+    /// showed an empty window ("0 event(s)", "no event matches") and exited 0, as if the
+    /// client had done nothing. It is refused as `client show` refuses it; a client that
+    /// is frozen or revoked is still one.
+    #[test]
+    fn a_client_filter_naming_no_client_is_refused() {
+        let kg = busy_vault();
+        kg.ok(&["client", "revoke", "bot1"], "");
+        for args in [
+            &["incident", "report", "--client", "bto1"][..],
+            &["audit", "query", "--client", "bto1"],
+            &["audit", "export", "--client", "bto1"],
+            &["client", "show", "bto1"],
+        ] {
+            let out = kg.fails(args, "", 2);
+            assert!(
+                out.stderr
+                    .contains("looking up client bto1: no client named bto1"),
+                "{args:?}: {out:#?}"
+            );
+            assert_eq!(out.stdout, "", "{args:?}");
+        }
+        let out = kg.fails(&["audit", "query", "--client", "not a name"], "", 2);
+        assert!(
+            out.stderr.contains("no client named not a name"),
+            "{out:#?}"
+        );
+        for client in ["bot1", "bot2"] {
+            let report = kg
+                .ok(&["incident", "report", "--client", client, "--json"], "")
+                .json();
+            assert_ne!(report["events"], 0, "{client}: {report}");
+            let query = kg.ok(&["audit", "query", "--client", client], "");
+            assert!(query.stdout.contains(client), "{query:#?}");
+        }
+    }
+
     fn assert_verify_fails_at(kg: &Kg, seq: u64) {
         let out = kg.fails(&["audit", "verify"], "", 1);
         assert!(
@@ -3739,13 +3776,26 @@ mod audit {
         );
 
         let bot1 = q(&["--client", "bot1"]);
-        assert_eq!(bot1.len(), 3, "{bot1:?}"); // issue + 2 requests
-                                               // Regression: a name no event carries printed nothing at all, as an empty log would.
-        let nobody = kg.ok(&["audit", "query", "--client", "nobody"], "");
+        // Its issue and 2 requests.
+        assert_eq!(bot1.len(), 3, "{bot1:?}");
+        // Regression: a filter no event passes printed nothing at all, as an empty log would.
+        let none = kg.ok(
+            &[
+                "audit",
+                "query",
+                "--client",
+                "bot2",
+                "--decision",
+                "allowed",
+            ],
+            "",
+        );
         assert_eq!(
-            (nobody.stdout.as_str(), nobody.stderr.trim()),
+            (none.stdout.as_str(), none.stderr.trim()),
             ("", "no event matches")
         );
+        // A name no client has is refused (`a_client_filter_naming_no_client_is_refused`).
+        kg.fails(&["audit", "query", "--client", "nobody"], "", 2);
         assert!(bot1
             .iter()
             .all(|e| e["client"] == "bot1" || e["target"] == "bot1"));

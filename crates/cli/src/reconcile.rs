@@ -1166,6 +1166,67 @@ struct Holdings {
     /// The symbols whose two assets both changed between two runs, with when that was
     /// last seen.
     symbols: BTreeMap<String, u64>,
+    /// What the change a symbol was listed for was worth then, in [`VALUATION_ASSET`]:
+    /// the smaller of its two assets' changes, valued at the exchange's last prices. None
+    /// for a symbol whose change could not be valued, and for those kept by a keygate
+    /// that did not value them.
+    #[serde(default)]
+    worth: BTreeMap<String, Decimal>,
+}
+
+impl Holdings {
+    /// The symbols to list, those whose changes were worth the most first, and first of
+    /// all those that could not be valued: when more are traced than fit the list cap,
+    /// what is left for the next run is the small changes. A key that trades one coin
+    /// behind keygate's back and converts dust into dozens of others, to push the traded
+    /// symbol past the cap, has to convert as much as it traded into each.
+    fn ranked_symbols(&self) -> Vec<String> {
+        let mut ranked: Vec<(&String, Decimal)> = self
+            .symbols
+            .keys()
+            .map(|symbol| {
+                let worth = self.worth.get(symbol).copied();
+                (symbol, worth.unwrap_or(Decimal::MAX))
+            })
+            .collect();
+        ranked.sort_by(|(a, a_worth), (b, b_worth)| b_worth.cmp(a_worth).then(a.cmp(b)));
+        ranked
+            .into_iter()
+            .map(|(symbol, _)| symbol.clone())
+            .collect()
+    }
+}
+
+/// The asset changes of holdings are valued in, to rank them.
+const VALUATION_ASSET: &str = "USDT";
+
+/// What one unit of `asset` is worth in [`VALUATION_ASSET`], at `prices` (the exchange's
+/// last price of each symbol): directly, or through BTC.
+fn unit_worth(asset: &str, prices: &HashMap<String, Decimal>) -> Option<Decimal> {
+    if asset == VALUATION_ASSET {
+        return Some(Decimal::ONE);
+    }
+    let price = |symbol: String| prices.get(&symbol).copied();
+    price(format!("{asset}{VALUATION_ASSET}")).or_else(|| {
+        price(format!("{asset}BTC"))?.checked_mul(price(format!("BTC{VALUATION_ASSET}"))?)
+    })
+}
+
+/// What a trade in `symbol` (of `base` against `quote`, last priced at `price`) that
+/// changed the holdings by `base_change` and `quote_change` could have been worth, in
+/// [`VALUATION_ASSET`]: the smaller of the two changes, since a trade changes both by the
+/// same worth and one asset may have changed for other trades too.
+fn change_worth(
+    base_change: Decimal,
+    quote_change: Decimal,
+    price: Option<Decimal>,
+    quote: &str,
+    prices: &HashMap<String, Decimal>,
+) -> Option<Decimal> {
+    let base_in_quote = base_change.abs().checked_mul(price?)?;
+    base_in_quote
+        .min(quote_change.abs())
+        .checked_mul(unit_worth(quote, prices)?)
 }
 
 /// The symbols of `market` a trade behind keygate's back may have used since the last
@@ -1174,6 +1235,8 @@ struct Holdings {
 /// key bought a coin keygate never traded, with a market order that left nothing open),
 /// unless keygate's own orders in the window (`placed`, the symbols it placed orders in)
 /// account for both assets; and every such symbol seen in the past week, whatever this run could read.
+/// They come ranked ([`Holdings::ranked_symbols`]): should more be traced than can be
+/// listed, the changes worth least are the ones left for the next run.
 /// The first run of an account has nothing to compare with; a coin bought and sold again
 /// between two runs changes nothing. What is held now is kept for the next run once the
 /// symbols are known.
@@ -1215,9 +1278,13 @@ fn symbols_of_changed_holdings(
     holdings
         .symbols
         .retain(|_, seen| now_ms.saturating_sub(*seen) < CHANGED_SYMBOL_KEPT_MS);
+    let kept_symbols = &holdings.symbols;
+    holdings
+        .worth
+        .retain(|symbol, _| kept_symbols.contains_key(symbol));
     // What was found before is listed even when what is held now cannot be read.
     let mut traced = Partial {
-        items: holdings.symbols.keys().cloned().collect(),
+        items: holdings.ranked_symbols(),
         ..Partial::default()
     };
     let mut fail = |reason: Failure, may_pass: bool| {
@@ -1274,7 +1341,16 @@ fn symbols_of_changed_holdings(
             fail(Failure::fixed("its symbols do not read"), false);
             return traced;
         };
-        let symbols: HashSet<String> = symbols.into_iter().collect();
+        let prices: HashMap<String, Decimal> = symbols
+            .iter()
+            .filter_map(|(symbol, price)| Some((symbol.clone(), (*price)?)))
+            .collect();
+        let symbols: HashMap<String, Option<Decimal>> = symbols.into_iter().collect();
+        let change = |asset: &String| {
+            let before = holdings.held.get(asset).copied().unwrap_or_default();
+            let now = held.get(asset).copied().unwrap_or_default();
+            now - before
+        };
         let pairs = || {
             changed.iter().flat_map(|base| {
                 changed
@@ -1288,15 +1364,24 @@ fn symbols_of_changed_holdings(
             .filter(|(_, _, symbol)| placed.contains(symbol))
             .flat_map(|(base, quote, _)| [base, quote])
             .collect();
+        let mut found = Vec::new();
         for (base, quote, symbol) in pairs() {
             let unexplained = !explained.contains(base) || !explained.contains(quote);
-            if unexplained && symbols.contains(&symbol) {
-                holdings.symbols.insert(symbol, now_ms);
+            if let (true, Some(price)) = (unexplained, symbols.get(&symbol)) {
+                let worth = change_worth(change(base), change(quote), *price, quote, &prices);
+                found.push((symbol, worth));
             }
+        }
+        for (symbol, worth) in found {
+            match worth {
+                Some(worth) => holdings.worth.insert(symbol.clone(), worth),
+                None => holdings.worth.remove(&symbol),
+            };
+            holdings.symbols.insert(symbol, now_ms);
         }
     }
     holdings.held = held;
-    traced.items = holdings.symbols.keys().cloned().collect();
+    traced.items = holdings.ranked_symbols();
     let kept = serde_json::to_vec(&holdings)
         .map_err(|e| e.to_string())
         .and_then(|saved| store.set_meta(&key, &saved).map_err(|e| e.to_string()));
@@ -1892,6 +1977,65 @@ fn some_of(items: &[String], most: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by review: traced symbols were listed in name order, so a key that traded
+    /// BTCUSDT behind keygate's back and converted a little USDT into sixty coins named
+    /// A… pushed BTCUSDT past the list cap (a warning, where the order is critical).
+    /// They are listed by what their change was worth, the largest first.
+    #[test]
+    fn traced_symbols_are_listed_by_what_their_change_was_worth() {
+        let dec = |s: &str| s.parse::<Decimal>().unwrap();
+        let prices: HashMap<String, Decimal> = [
+            ("BTCUSDT", "60000"),
+            ("ETHBTC", "0.05"),
+            ("A00USDT", "2"),
+            ("A01USDT", "2"),
+        ]
+        .into_iter()
+        .map(|(s, p)| (s.to_owned(), dec(p)))
+        .collect();
+        // 0.1 BTC bought for 6000 USDT, and 2 USDT converted into each decoy coin; USDT
+        // changed by all of it together.
+        let usdt = dec("-6004");
+        let btc = change_worth(dec("0.1"), usdt, Some(dec("60000")), "USDT", &prices);
+        assert_eq!(btc, Some(dec("6000")));
+        let decoy = change_worth(dec("1"), usdt, Some(dec("2")), "USDT", &prices);
+        assert_eq!(decoy, Some(dec("2")));
+        // A quote valued through BTC; one that cannot be valued at all stays unknown.
+        let eth = change_worth(dec("1"), dec("-0.05"), Some(dec("0.05")), "BTC", &prices);
+        assert_eq!(eth, Some(dec("3000")));
+        assert_eq!(
+            change_worth(dec("1"), dec("1"), Some(dec("1")), "XYZ", &prices),
+            None
+        );
+        assert_eq!(
+            change_worth(dec("1"), dec("1"), None, "USDT", &prices),
+            None
+        );
+
+        let mut holdings = Holdings::default();
+        for (symbol, worth) in [
+            ("A00USDT", decoy),
+            ("A01USDT", decoy),
+            ("BTCUSDT", btc),
+            ("ETHBTC", eth),
+            ("ODDXYZ", None),
+            ("A02USDT", decoy),
+        ] {
+            holdings.symbols.insert(symbol.to_owned(), 1);
+            if let Some(worth) = worth {
+                holdings.worth.insert(symbol.to_owned(), worth);
+            }
+        }
+        assert_eq!(
+            holdings.ranked_symbols(),
+            ["ODDXYZ", "BTCUSDT", "ETHBTC", "A00USDT", "A01USDT", "A02USDT"]
+        );
+        // Kept by a keygate that did not value them: they read, unvalued.
+        let old: Holdings =
+            serde_json::from_str(r#"{"held":{"BTC":"1"},"symbols":{"BTCUSDT":5}}"#).unwrap();
+        assert_eq!(old.ranked_symbols(), ["BTCUSDT"]);
+    }
 
     /// A regression test (found by review): each run looked back its window from now,
     /// whether the one before it had checked anything, so the oldest part of an outage

@@ -636,12 +636,19 @@ impl Adapter for Binance {
             .map(|fee| Some(fee.get("symbol")?.as_str()?.to_ascii_uppercase()))
             .collect()
     }
-    fn parse_symbol_list(&self, body: &[u8]) -> Option<Vec<String>> {
+    fn parse_symbol_list(&self, body: &[u8]) -> Option<Vec<(String, Option<Decimal>)>> {
         let value: serde_json::Value = serde_json::from_slice(body).ok()?;
         value
             .as_array()?
             .iter()
-            .map(|t| Some(t.get("symbol")?.as_str()?.to_owned()))
+            .map(|t| {
+                let symbol = t.get("symbol")?.as_str()?.to_owned();
+                let price = t
+                    .get("price")
+                    .and_then(|p| p.as_str())
+                    .and_then(|p| p.parse::<Decimal>().ok());
+                Some((symbol, price))
+            })
             .collect()
     }
     fn parse_order_symbol(&self, body: &[u8]) -> Option<String> {
@@ -2278,11 +2285,15 @@ mod tests {
 
     #[test]
     fn the_symbol_list_is_read_from_every_symbols_price() {
-        let answer =
-            br#"[{"symbol":"BTCUSDT","price":"60000"},{"symbol":"DOGEUSDT","price":"0.1"}]"#;
+        let answer = br#"[{"symbol":"BTCUSDT","price":"60000"},{"symbol":"DOGEUSDT","price":"0.1"},
+            {"symbol":"ODDUSDT","price":"n/a"}]"#;
         assert_eq!(
             Binance.parse_symbol_list(answer),
-            Some(vec!["BTCUSDT".to_owned(), "DOGEUSDT".to_owned()])
+            Some(vec![
+                ("BTCUSDT".to_owned(), Some(Decimal::from(60_000))),
+                ("DOGEUSDT".to_owned(), Some(Decimal::new(1, 1))),
+                ("ODDUSDT".to_owned(), None),
+            ])
         );
         assert_eq!(Binance.parse_symbol_list(br#"[{"price":"1"}]"#), None);
     }

@@ -258,8 +258,9 @@ pub trait Adapter: Send + Sync + 'static {
     /// The public read (a native path and query) that names every symbol of `market`;
     /// `None` as for [`Adapter::holdings`].
     fn symbol_list(&self, market: Market) -> Option<(&'static str, String)>;
-    /// Reads that endpoint's answer: the symbols, as the exchange names them.
-    fn parse_symbol_list(&self, body: &[u8]) -> Option<Vec<String>>;
+    /// Reads that endpoint's answer: the symbols, as the exchange names them, each with
+    /// its last price when the answer gives one that reads.
+    fn parse_symbol_list(&self, body: &[u8]) -> Option<Vec<(String, Option<Decimal>)>>;
     /// The signed read (a native path and query) listing the fees the account paid for
     /// its trades in `market` from `from_ms` to `to_ms`, every symbol's, one a trade: the
     /// `page`th page (from 1) of at most [`TRADE_FEES_PAGE`]. `None` for a market whose

@@ -262,6 +262,7 @@ mod tests {
             outcome: Outcome::Answered,
             validates_only: false,
             orders: Vec::new(),
+            terms: None,
         });
         let outcome = EventBody::Outcome(OutcomeEvent {
             request_id: "r1".into(),

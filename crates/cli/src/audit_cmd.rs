@@ -524,6 +524,7 @@ mod tests {
                 outcome: Outcome::NotForwarded,
                 validates_only: false,
                 orders: Vec::new(),
+                terms: None,
             }),
         };
         let line = human_line(1, &event);

@@ -13,8 +13,10 @@
 //! paid ([`symbols_with_trade_fees`]). USD-M conditional orders (Binance's algo orders)
 //! are listed in the same symbols, plus those with one waiting, and checked first: the
 //! order one keygate forwarded placed when it triggered is known by the id the exchange
-//! lists it with. A leaked key that bought and sold a spot coin back between two runs, or
-//! traded COIN-M futures, is not seen here.
+//! lists it with. A USD-M order keygate placed is also checked for a price or quantity
+//! keygate never sent for it: USD-M modifies an order in place, keeping its id. A leaked
+//! key that bought and sold a spot coin back between two runs, or traded COIN-M futures,
+//! is not seen here.
 //!
 //! Reconciliation spends request weight the bots need too, so it keeps to a ceiling of
 //! its own ([`Pacer`]): past it, it waits for the exchange's minute to turn.
@@ -151,6 +153,10 @@ pub(crate) struct UnmatchedOrder {
     pub quantity: String,
     pub price: String,
     pub placed_at: String,
+    /// An order keygate placed, listed with a price or quantity keygate never sent for
+    /// it: modified in place behind its back (USD-M's `PUT /fapi/v1/order`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub modified_outside_keygate: bool,
 }
 
 impl UnmatchedOrder {
@@ -166,6 +172,15 @@ impl UnmatchedOrder {
             quantity: o.quantity.normalize().to_string(),
             price: o.price.normalize().to_string(),
             placed_at: rfc3339(o.placed_ms),
+            modified_outside_keygate: false,
+        }
+    }
+
+    /// An order keygate placed that was modified behind its back to what `o` says.
+    fn modified(market: Market, o: ExchangeOrder) -> UnmatchedOrder {
+        UnmatchedOrder {
+            modified_outside_keygate: true,
+            ..UnmatchedOrder::new(market, o, false)
         }
     }
 
@@ -178,8 +193,12 @@ impl UnmatchedOrder {
         } else {
             ("order", " at")
         };
+        let modified = match self.modified_outside_keygate {
+            true => ", which keygate placed, MODIFIED to this outside keygate",
+            false => "",
+        };
         format!(
-            "{book} {} ({} {} {} {}{at} {})",
+            "{book} {} ({} {} {} {}{at} {}{modified})",
             self.id,
             self.side,
             self.order_type,
@@ -452,12 +471,15 @@ pub(crate) fn reconcile(
             .filter(|(market, c)| !forwarded.conditional_order_forwarded(&label, *market, c))
             .map(|(market, c)| UnmatchedOrder::new(market, c.order, true))
             .collect();
-        not_forwarded.extend(
-            listed_orders
-                .into_iter()
-                .filter(|(market, o)| !forwarded.order_forwarded(&label, *market, o))
-                .map(|(market, o)| UnmatchedOrder::new(market, o, false)),
-        );
+        not_forwarded.extend(listed_orders.into_iter().filter_map(|(market, o)| {
+            if !forwarded.order_forwarded(&label, market, &o) {
+                Some(UnmatchedOrder::new(market, o, false))
+            } else if forwarded.order_modified_elsewhere(&label, market, &o) {
+                Some(UnmatchedOrder::modified(market, o))
+            } else {
+                None
+            }
+        }));
         reports.push(AccountReport {
             withdrawals: withdrawals.len(),
             not_through_keygate: withdrawals
@@ -1935,6 +1957,12 @@ const SYMBOLS_NAMED: usize = 8;
 fn orders_summary(account: &str, orders: &[&UnmatchedOrder]) -> Option<String> {
     match orders {
         [] => None,
+        [o] if o.modified_outside_keygate => Some(format!(
+            "account {account} has {} placed at {}: unless someone modified it by hand on \
+             the exchange, the real key has leaked; disable it at the exchange now",
+            o.what(),
+            o.placed_at
+        )),
         [o] => Some(format!(
             "account {account} placed {} at {}, and keygate never forwarded it: unless \
              someone placed it by hand on the exchange, the real key has leaked; disable it \
@@ -1953,10 +1981,15 @@ fn orders_summary(account: &str, orders: &[&UnmatchedOrder]) -> Option<String> {
                 .collect();
             let symbols: BTreeSet<String> = orders.iter().map(|o| o.listed_symbol()).collect();
             let symbols: Vec<String> = symbols.into_iter().collect();
+            let modified = match orders.iter().any(|o| o.modified_outside_keygate) {
+                true => " (or modified behind its back)",
+                false => "",
+            };
             Some(format!(
-                "account {account} placed {} orders that keygate never forwarded: unless \
-                 someone placed them by hand on the exchange, the real key has leaked; disable \
-                 it at the exchange now (`keygate reconcile` lists them all); ids {}, in {}",
+                "account {account} placed {} orders that keygate never forwarded{modified}: \
+                 unless someone placed them by hand on the exchange, the real key has leaked; \
+                 disable it at the exchange now (`keygate reconcile` lists them all); ids {}, \
+                 in {}",
                 orders.len(),
                 some_of(&ids, ORDERS_NAMED),
                 some_of(&symbols, SYMBOLS_NAMED),
@@ -2477,6 +2510,7 @@ mod tests {
             quantity: "1".into(),
             price: "1".into(),
             placed_at: "2026-01-01T00:00:00Z".into(),
+            modified_outside_keygate: false,
         };
         let withdrawal = |id: &str| Unmatched {
             id: id.into(),

@@ -325,6 +325,7 @@ mod tests {
                 outcome: Outcome::Pending,
                 validates_only: false,
                 orders: Vec::new(),
+                terms: None,
             }),
         }
     }
@@ -410,6 +411,7 @@ mod tests {
                     outcome: Outcome::NotForwarded,
                     validates_only: false,
                     orders: Vec::new(),
+                    terms: None,
                 }),
             };
             report.add(i + 1, &event, &mut pending);

@@ -3155,6 +3155,7 @@ mod audit {
                     },
                     validates_only: false,
                     orders: Vec::new(),
+                    terms: None,
                 }),
             };
             log.append_blocking(event).unwrap();
@@ -3199,6 +3200,7 @@ mod audit {
                 outcome,
                 validates_only: false,
                 orders: Vec::new(),
+                terms: None,
             }),
         };
         // One refused; one written before forwarding whose outcome never came.
@@ -3299,6 +3301,7 @@ mod audit {
                 outcome: Outcome::Pending,
                 validates_only: false,
                 orders: Vec::new(),
+                terms: None,
             }),
         })
         .unwrap();

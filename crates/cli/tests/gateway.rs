@@ -1005,6 +1005,84 @@ fn reconcile_finds_the_futures_orders_keygate_never_forwarded() {
     );
 }
 
+/// A regression test (found by review): USD-M modifies an order in place, keeping its id,
+/// so a leaked key could move an order keygate placed to a price of its choosing and
+/// reconciliation counted it as keygate's. An order keygate placed is now listed with a
+/// price and quantity keygate sent for it (placed with, or modified to through keygate),
+/// or it is reported.
+#[test]
+fn reconcile_finds_a_futures_order_modified_behind_keygate_s_back() {
+    let (_runtime, exchange) = simulator(vec![Credential::hmac(REAL_KEY, REAL_SECRET)]);
+    let mut home = Home::with_account(&exchange.url());
+    let issued: Value = home.issue(
+        "trader",
+        &["--scope", "read,trade", "--symbols", "usdm:BTCUSDT"],
+    );
+    let serve = Serve::start(&home.kg);
+    let through_keygate = |method: reqwest::Method, params: &str| {
+        let (status, body) = signed(
+            method,
+            &format!("http://{}/binance", serve.addr),
+            "/fapi/v1/order",
+            params,
+            issued["api_key"].as_str().unwrap(),
+            issued["secret"].as_str().unwrap(),
+        );
+        assert_eq!(status, 200, "{body}");
+        body["orderId"].to_string()
+    };
+    let place = |price: &str| {
+        through_keygate(
+            reqwest::Method::POST,
+            &format!(
+                "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price={price}"
+            ),
+        )
+    };
+    // Modified through keygate: its new price is keygate's too.
+    let repriced = place("50000");
+    through_keygate(
+        reqwest::Method::PUT,
+        &format!("symbol=BTCUSDT&side=BUY&orderId={repriced}&quantity=0.02&price=50500"),
+    );
+    // Modified with the real key, behind keygate's back.
+    let moved = place("48000");
+    let (status, body) = signed(
+        reqwest::Method::PUT,
+        &exchange.url(),
+        "/fapi/v1/order",
+        &format!("symbol=BTCUSDT&side=BUY&orderId={moved}&quantity=0.01&price=59000"),
+        REAL_KEY,
+        REAL_SECRET,
+    );
+    assert_eq!(status, 200, "{body}");
+    // Orders are reconciled once they are a few seconds old.
+    std::thread::sleep(Duration::from_millis(5500));
+    drop(serve);
+    let out = home
+        .kg
+        .fails(&["reconcile", "--since", "1h", "--json"], "", 1);
+    let report: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(report[0]["orders"], 2, "{report}");
+    let unmatched = report[0]["orders_not_through_keygate"].as_array().unwrap();
+    assert_eq!(unmatched.len(), 1, "{report}");
+    assert_eq!(
+        unmatched[0]["id"].as_str(),
+        Some(moved.as_str()),
+        "{report}"
+    );
+    assert_eq!(unmatched[0]["price"], "59000", "{report}");
+    assert_eq!(unmatched[0]["modified_outside_keygate"], true, "{report}");
+    let human = home.kg.fails(&["reconcile", "--since", "1h"], "", 1).stdout;
+    assert!(
+        human.contains(&format!(
+            "order {moved} (BUY LIMIT 0.01 usdm:BTCUSDT at 59000, which keygate placed, \
+             MODIFIED to this outside keygate)"
+        )),
+        "{human}"
+    );
+}
+
 /// A regression test: a leaked key that opened and closed a USD-M position in a symbol
 /// keygate never traded left no order open there and went unseen. Every trade pays a fee,
 /// which the exchange lists for every symbol at once: ETHUSDT is listed, and both orders

@@ -224,6 +224,37 @@ pub struct Action {
     /// [`Action::orders`] lists them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub batch: Vec<Action>,
+    /// For an order the exchange lets be modified in place (a USD-M limit order), the
+    /// price and quantity it is placed or modified to, and for a modification the order
+    /// it changes: what reconciliation checks the exchange's listing against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub terms: Option<OrderTerms>,
+}
+
+/// The price and quantity an order is placed with or modified to, as the request names
+/// them, and for a modification the order it modifies. Reconciliation compares an order
+/// the exchange lists with every such terms keygate sent for it: an order keygate placed
+/// whose price or quantity is none of them was modified behind keygate's back.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderTerms {
+    /// The limit price; none when the exchange sets it from the book (`priceMatch`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price: Option<Decimal>,
+    /// The quantity.
+    pub quantity: Decimal,
+    /// For a modification: the order it modifies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modifies: Option<OrderRef>,
+}
+
+/// How a request names an order it acts on: by the exchange's id, or by its client's.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderRef {
+    /// The exchange's id (Binance's `orderId`).
+    OrderId(String),
+    /// The id its client gave it (Binance's `origClientOrderId`).
+    ClientOrderId(String),
 }
 
 impl Action {
@@ -273,6 +304,7 @@ impl Action {
             address_tag: None,
             places_no_order: false,
             validates_only: false,
+            terms: None,
             batch: Vec::new(),
         }
     }

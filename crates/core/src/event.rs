@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use crate::{ActionKind, Rule, Side};
+use crate::{ActionKind, OrderTerms, Rule, Side};
 
 /// One audit record as appended to the log.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -123,6 +123,12 @@ pub struct RequestEvent {
     /// batches.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub orders: Vec<BatchOrder>,
+    /// For an order the exchange lets be modified in place (a USD-M limit order), its
+    /// price and quantity, and for a modification the order it modifies
+    /// ([`OrderTerms`]); a batch's orders each carry their own. None in events written
+    /// before keygate recorded them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub terms: Option<OrderTerms>,
 }
 
 impl RequestEvent {
@@ -138,6 +144,7 @@ impl RequestEvent {
                 symbol: symbol.clone(),
                 side: self.side,
                 client_order_id: self.client_order_id.clone(),
+                terms: self.terms.clone(),
             }],
             None => Vec::new(),
         }
@@ -166,6 +173,9 @@ pub struct BatchOrder {
     /// The id the client gave it, when it gave one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_order_id: Option<String>,
+    /// Its price and quantity, and the order it modifies, as [`RequestEvent::terms`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub terms: Option<OrderTerms>,
 }
 
 /// The upstream result of a request written with [`Outcome::Pending`].
@@ -278,6 +288,7 @@ mod tests {
                 symbol: "usdm:BTCUSDT".into(),
                 side: Some(Side::Buy),
                 client_order_id: Some("c1".into()),
+                terms: None,
             }]
         );
         // The hash chain covers the text: it must come back byte for byte.
@@ -299,11 +310,13 @@ mod tests {
                 symbol: "usdm:BTCUSDT".into(),
                 side: Some(Side::Buy),
                 client_order_id: Some("a".into()),
+                terms: None,
             },
             BatchOrder {
                 symbol: "usdm:ETHUSDT".into(),
                 side: Some(Side::Sell),
                 client_order_id: None,
+                terms: None,
             },
         ];
         let text = serde_json::to_string(&event).unwrap();

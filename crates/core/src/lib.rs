@@ -26,7 +26,7 @@ mod listed;
 mod name;
 mod policy;
 
-pub use action::{is_quoted_in, Action, ActionKind, Market, Side};
+pub use action::{is_quoted_in, Action, ActionKind, Market, OrderRef, OrderTerms, Side};
 pub use event::{
     AdminEvent, BatchOrder, Event, EventBody, LostEvents, Outcome, OutcomeEvent, RequestEvent,
 };

@@ -16,7 +16,8 @@ use ed25519_dalek::{Signature, Verifier};
 use hmac::{Hmac, Mac};
 use http::HeaderMap;
 use keygate_core::{
-    Action, ActionKind, Exchange, ExchangeConditionalOrder, Market, Side, WithdrawalDestination,
+    Action, ActionKind, Exchange, ExchangeConditionalOrder, Market, OrderRef, OrderTerms, Side,
+    WithdrawalDestination,
 };
 use rust_decimal::Decimal;
 use sha2::Sha256;
@@ -1147,6 +1148,26 @@ fn describe_order<'a>(
         .filter(|name| Some(**name) != limit_price)
         .filter_map(|name| decimal(name))
         .max();
+    // USD-M lets a limit order be modified in place (`PUT`): what it is placed with and
+    // modified to is kept, for reconciliation to tell a modification made behind
+    // keygate's back. A pegged price is the exchange's to set, so none is kept.
+    let modifiable = matches!(path, "/fapi/v1/order" | BATCH_ORDERS_PATH);
+    let placed_limit = method == "POST" && order_type == "LIMIT";
+    if kind == ActionKind::Trade && modifiable && (placed_limit || method == "PUT") {
+        let modifies = match (param("orderId"), param("origClientOrderId")) {
+            // The exchange takes `orderId` when both are sent.
+            (Some(id), _) => Some(OrderRef::OrderId(id.to_owned())),
+            (None, Some(id)) => Some(OrderRef::ClientOrderId(id.to_owned())),
+            (None, None) => None,
+        };
+        action.terms = decimal("quantity")
+            .filter(|_| method == "POST" || modifies.is_some())
+            .map(|quantity| OrderTerms {
+                price: decimal("price").filter(|_| !pegged),
+                quantity,
+                modifies: modifies.filter(|_| method == "PUT"),
+            });
+    }
 }
 
 /// Computes a Binance HMAC-SHA256 signature: lowercase hex.
@@ -2754,6 +2775,88 @@ mod tests {
         .classify("PUT", "/fapi/v1/order");
         assert_eq!(typed.stated_notional(), None);
         assert_eq!(typed.priced_notional(market), Some(Decimal::from(200_000)));
+    }
+
+    /// What reconciliation checks the exchange's listing against: a USD-M limit order's
+    /// price and quantity as placed, and each modification's with the order it names.
+    #[test]
+    fn a_usdm_limit_order_and_its_modifications_keep_their_terms() {
+        let terms = |method: &str, path: &str, params: &str| {
+            SignedRequest::parse(params, b"", None)
+                .unwrap()
+                .classify(method, path)
+                .terms
+        };
+        let dec = |s: &str| s.parse::<Decimal>().unwrap();
+        assert_eq!(
+            terms(
+                "POST",
+                "/fapi/v1/order",
+                "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.010&price=50000&newClientOrderId=a"
+            ),
+            Some(OrderTerms {
+                price: Some(dec("50000")),
+                quantity: dec("0.01"),
+                modifies: None
+            })
+        );
+        assert_eq!(
+            terms(
+                "PUT",
+                "/fapi/v1/order",
+                "symbol=BTCUSDT&side=BUY&orderId=7&origClientOrderId=a&quantity=0.02&price=49000"
+            ),
+            Some(OrderTerms {
+                price: Some(dec("49000")),
+                quantity: dec("0.02"),
+                modifies: Some(OrderRef::OrderId("7".into()))
+            })
+        );
+        assert_eq!(
+            terms(
+                "PUT",
+                "/fapi/v1/order",
+                "symbol=BTCUSDT&side=BUY&origClientOrderId=a&quantity=0.02&priceMatch=QUEUE"
+            ),
+            Some(OrderTerms {
+                price: None,
+                quantity: dec("0.02"),
+                modifies: Some(OrderRef::ClientOrderId("a".into()))
+            })
+        );
+        // Nothing to modify in place: a market order, a spot order, a stop.
+        for (path, params) in [
+            (
+                "/fapi/v1/order",
+                "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=0.01",
+            ),
+            (
+                "/api/v3/order",
+                "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=50000",
+            ),
+            (
+                "/fapi/v1/order",
+                "symbol=BTCUSDT&side=BUY&type=STOP&quantity=0.01&price=50000&stopPrice=49000",
+            ),
+        ] {
+            assert_eq!(terms("POST", path, params), None, "{path} {params}");
+        }
+        let batch = batch_request(
+            r#"[{"symbol":"BTCUSDT","side":"SELL","orderId":"1","quantity":"2","price":"70000"},{"symbol":"ETHUSDT","side":"BUY","origClientOrderId":"b","quantity":"1","price":"10"}]"#,
+        )
+        .classify("PUT", BATCH_ORDERS_PATH);
+        let modifies: Vec<Option<OrderRef>> = batch
+            .orders()
+            .iter()
+            .map(|o| o.terms.clone().and_then(|t| t.modifies))
+            .collect();
+        assert_eq!(
+            modifies,
+            [
+                Some(OrderRef::OrderId("1".into())),
+                Some(OrderRef::ClientOrderId("b".into()))
+            ]
+        );
     }
 
     /// Found by review: a USD-M stop naming both `closePosition=true` and a quantity was

@@ -78,8 +78,8 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use ipnet::IpNet;
 use keygate_audit::AuditLog;
 use keygate_core::{
-    Action, ActionKind, BatchOrder, ClientStatus, Denial, Event, EventBody, Outcome, OutcomeEvent,
-    RequestEvent, Rule,
+    Action, ActionKind, BatchOrder, ClientStatus, Denial, Event, EventBody, OrderRef, OrderTerms,
+    Outcome, OutcomeEvent, RequestEvent, Rule,
 };
 use keygate_exchanges::{Adapter, Binance, ClientKey, ClientRequest, Refusal, Route};
 use keygate_monitor::{Alert, AlertRule, Alerter, Severity};
@@ -1246,6 +1246,16 @@ fn bounded(text: String) -> String {
     format!("{}… ({} bytes)", &text[..end], text.len())
 }
 
+/// `terms` with the id of the order it modifies [`bounded`] as any text an event takes
+/// from a request.
+fn bounded_terms(mut terms: OrderTerms) -> OrderTerms {
+    terms.modifies = terms.modifies.map(|order| match order {
+        OrderRef::OrderId(id) => OrderRef::OrderId(bounded(id)),
+        OrderRef::ClientOrderId(id) => OrderRef::ClientOrderId(bounded(id)),
+    });
+    terms
+}
+
 /// How a request's event is queued for the audit log.
 #[derive(Clone, Copy)]
 enum AuditLane {
@@ -1369,8 +1379,10 @@ impl<'a> Audit<'a> {
                         symbol: bounded(order.listed_symbol().unwrap_or_default()),
                         side: order.side,
                         client_order_id: order.client_order_id.clone().map(bounded),
+                        terms: order.terms.clone().map(bounded_terms),
                     })
                     .collect(),
+                terms: action.terms.map(bounded_terms),
             }),
         }
     }

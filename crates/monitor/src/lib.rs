@@ -1275,6 +1275,7 @@ mod tests {
                 outcome: Outcome::NotForwarded,
                 validates_only: false,
                 orders: Vec::new(),
+                terms: None,
             }),
         }
     }

@@ -363,6 +363,7 @@ mod tests {
                 },
                 validates_only: false,
                 orders: Vec::new(),
+                terms: None,
             }),
         }
     }

@@ -12,7 +12,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use keygate_core::{
     ActionKind, BatchOrder, Event, EventBody, ExchangeConditionalOrder, ExchangeOrder,
-    ExchangeWithdrawal, Market, Outcome, Side,
+    ExchangeWithdrawal, Market, OrderRef, Outcome, Side,
 };
 use rust_decimal::Decimal;
 
@@ -70,6 +70,23 @@ struct ForwardedOrders {
     /// up, or it has not come yet. Each may stand for one order the exchange lists (a
     /// batch for each of its orders).
     unanswered: HashMap<String, Vec<Unanswered>>,
+    /// The price and quantity of each order that can be modified in place (a USD-M limit
+    /// order), as keygate placed it and as it modified it since, by symbol and id.
+    terms: HashMap<(String, OrderKey), Vec<SentTerms>>,
+    /// The terms of an order placed without a client order id, by request id, until the
+    /// answer names the exchange's id for it.
+    terms_unplaced: HashMap<String, (String, Option<Decimal>, Decimal)>,
+}
+
+/// A price (none when the exchange sets it from the book) and a quantity keygate sent
+/// for an order.
+type SentTerms = (Option<Decimal>, Decimal);
+
+/// How an order is known: by the exchange's id, or by its client's.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum OrderKey {
+    Id(String),
+    Client(String),
 }
 
 /// An order (or order list, or one order of a batch) keygate sent and has no answer for.
@@ -172,6 +189,13 @@ impl Forwarded {
                     return;
                 };
                 let orders = self.book(account, market, conditional);
+                if let Some((symbol, price, quantity)) = orders.terms_unplaced.remove(&o.request_id)
+                {
+                    if let [id] = o.order_ids.as_slice() {
+                        let key = (symbol, OrderKey::Id(id.clone()));
+                        orders.terms.entry(key).or_default().push((price, quantity));
+                    }
+                }
                 let Some(sent) = orders.unanswered.remove(&o.request_id) else {
                     return;
                 };
@@ -260,6 +284,9 @@ impl Forwarded {
                 orders
                     .symbols
                     .extend(named.iter().map(|(symbol, _)| symbol.clone()));
+                for (symbol, order) in &named {
+                    orders.note_terms(&r.request_id, symbol, order, named.len());
+                }
                 // Only a request that places a new order stands for one the exchange
                 // lists should its answer not come: a timed-out leverage call, order
                 // test or modification (which keeps its order's id) must not absorb an
@@ -361,6 +388,20 @@ impl Forwarded {
         orders.forwarded(o)
     }
 
+    /// Whether `o`, an order of `account` in `market` that keygate forwarded, is listed
+    /// with a price or quantity keygate never sent for it: a key behind keygate's back
+    /// modified it in place (USD-M's `PUT /fapi/v1/order`), keeping its id.
+    pub fn order_modified_elsewhere(
+        &self,
+        account: &str,
+        market: Market,
+        o: &ExchangeOrder,
+    ) -> bool {
+        self.orders
+            .get(&(account.to_owned(), market))
+            .is_some_and(|orders| orders.modified_elsewhere(o))
+    }
+
     /// Whether keygate forwarded `c`, a conditional order of `account` in `market`, as
     /// [`Forwarded::order_forwarded`] tells for orders. When it did, the order `c` placed
     /// on triggering counts as forwarded too: ask about conditional orders first.
@@ -397,6 +438,54 @@ impl Forwarded {
 }
 
 impl ForwardedOrders {
+    /// Keeps the price and quantity `order` (one of `count` a request sent, in `symbol`)
+    /// was placed with or modified to, by the order it names: the one it modifies, or its
+    /// own client order id; an order placed alone without one, by the id its answer names.
+    fn note_terms(&mut self, request_id: &str, symbol: &str, order: &BatchOrder, count: usize) {
+        let Some(terms) = &order.terms else {
+            return;
+        };
+        let key = match (&terms.modifies, &order.client_order_id) {
+            (Some(OrderRef::OrderId(id)), _) => OrderKey::Id(id.clone()),
+            (Some(OrderRef::ClientOrderId(id)), _) | (None, Some(id)) => {
+                OrderKey::Client(id.clone())
+            }
+            (None, None) => {
+                if count == 1 {
+                    let unplaced = (symbol.to_owned(), terms.price, terms.quantity);
+                    self.terms_unplaced.insert(request_id.to_owned(), unplaced);
+                }
+                return;
+            }
+        };
+        self.terms
+            .entry((symbol.to_owned(), key))
+            .or_default()
+            .push((terms.price, terms.quantity));
+    }
+
+    /// Whether `o`, one of these orders, has a price or quantity keygate never sent for
+    /// it: modified behind keygate's back. `false` for an order whose terms keygate did
+    /// not keep (a market order, or one placed before keygate kept them); a price the
+    /// exchange sets from the book (`priceMatch`) matches any.
+    fn modified_elsewhere(&self, o: &ExchangeOrder) -> bool {
+        let keys = [
+            OrderKey::Id(o.id.clone()),
+            OrderKey::Client(o.client_order_id.clone()),
+        ];
+        let mut sent = keys
+            .into_iter()
+            .filter_map(|key| self.terms.get(&(o.symbol.clone(), key)))
+            .flatten()
+            .peekable();
+        if sent.peek().is_none() {
+            return false;
+        }
+        !sent.any(|(price, quantity)| {
+            *quantity == o.quantity && price.is_none_or(|price| price == o.price)
+        })
+    }
+
     /// Whether `o` is one of these orders: by the exchange's id from an answer, or as an
     /// order sent without one (taken once).
     fn forwarded(&mut self, o: &ExchangeOrder) -> bool {
@@ -497,6 +586,7 @@ mod tests {
                 outcome: Outcome::Pending,
                 validates_only: false,
                 orders: Vec::new(),
+                terms: None,
             }),
         }
     }
@@ -526,6 +616,77 @@ mod tests {
             price: Decimal::ONE,
             placed_ms,
         }
+    }
+
+    /// A USD-M limit order (or, with `modifies`, a modification) keygate sent, with its
+    /// price and quantity.
+    fn usdm_terms_sent(
+        request_id: &str,
+        client_order_id: Option<&str>,
+        price: u32,
+        quantity: u32,
+        modifies: Option<OrderRef>,
+        ts_ms: u64,
+    ) -> Event {
+        let mut event = sent_to("/fapi/v1/order", request_id, client_order_id, ts_ms);
+        if let EventBody::Request(r) = &mut event.body {
+            if modifies.is_some() {
+                r.method = "PUT".into();
+                r.client_order_id = None;
+            }
+            r.symbol = Some("usdm:BTCUSDT".into());
+            r.terms = Some(keygate_core::OrderTerms {
+                price: Some(Decimal::from(price)),
+                quantity: Decimal::from(quantity),
+                modifies,
+            });
+        }
+        event
+    }
+
+    /// A regression test (found by review): a leaked key could modify an order keygate
+    /// placed (USD-M modifies in place, keeping the id), and reconciliation counted the
+    /// order as keygate's. Its price and quantity must be ones keygate sent for it.
+    #[test]
+    fn an_order_modified_behind_keygate_s_back_is_told_apart() {
+        let listed_at = |id: &str, client: &str, price: u32, quantity: u32| ExchangeOrder {
+            price: Decimal::from(price),
+            quantity: Decimal::from(quantity),
+            ..listed("BTCUSDT", id, client, 1_000)
+        };
+        let mut forwarded = Forwarded::default();
+        forwarded.note(&usdm_terms_sent("r1", Some("a"), 50_000, 2, None, 1_000));
+        forwarded.note(&answered("r1", Outcome::Answered, &["7"], 1_001));
+        // Placed without a client id: known by the id its answer names.
+        forwarded.note(&usdm_terms_sent("r2", None, 40_000, 1, None, 1_002));
+        forwarded.note(&answered("r2", Outcome::Answered, &["8"], 1_003));
+        let modified = |f: &mut Forwarded, o: &ExchangeOrder| {
+            assert!(f.order_forwarded("main", Market::Usdm, o), "{o:?}");
+            f.order_modified_elsewhere("main", Market::Usdm, o)
+        };
+        assert!(!modified(&mut forwarded, &listed_at("7", "a", 50_000, 2)));
+        assert!(!modified(
+            &mut forwarded,
+            &listed_at("8", "web_x", 40_000, 1)
+        ));
+        assert!(modified(&mut forwarded, &listed_at("7", "a", 1, 2)));
+        assert!(modified(&mut forwarded, &listed_at("7", "a", 50_000, 20)));
+        assert!(modified(
+            &mut forwarded,
+            &listed_at("8", "web_x", 40_000, 3)
+        ));
+        // Modified through keygate, by either id: the new terms are keygate's too.
+        let by_id = Some(OrderRef::OrderId("7".into()));
+        forwarded.note(&usdm_terms_sent("r3", None, 51_000, 2, by_id, 1_004));
+        let by_client = Some(OrderRef::ClientOrderId("a".into()));
+        forwarded.note(&usdm_terms_sent("r4", None, 52_000, 3, by_client, 1_005));
+        assert!(!modified(&mut forwarded, &listed_at("7", "a", 51_000, 2)));
+        assert!(!modified(&mut forwarded, &listed_at("7", "a", 52_000, 3)));
+        assert!(modified(&mut forwarded, &listed_at("7", "a", 53_000, 3)));
+        // An order keygate kept no terms of (a market order) is not judged.
+        forwarded.note(&sent_to("/fapi/v1/order", "r5", Some("m"), 1_006));
+        forwarded.note(&answered("r5", Outcome::Answered, &["9"], 1_007));
+        assert!(!modified(&mut forwarded, &listed_at("9", "m", 0, 5)));
     }
 
     fn withdrawal_sent(request_id: &str, network: Option<&str>, ts_ms: u64) -> Event {
@@ -850,11 +1011,13 @@ mod tests {
                     symbol: "usdm:BTCUSDT".into(),
                     side: Some(Side::Buy),
                     client_order_id: Some("a".into()),
+                    terms: None,
                 },
                 BatchOrder {
                     symbol: "usdm:ETHUSDT".into(),
                     side: Some(Side::Buy),
                     client_order_id: None,
+                    terms: None,
                 },
             ];
         }
@@ -940,11 +1103,13 @@ mod tests {
                     symbol: "usdm:BTCUSDT".into(),
                     side: Some(Side::Buy),
                     client_order_id: Some("a".into()),
+                    terms: None,
                 },
                 BatchOrder {
                     symbol: "usdm:ETHUSDT".into(),
                     side: Some(Side::Buy),
                     client_order_id: None,
+                    terms: None,
                 },
             ];
         }
@@ -996,6 +1161,7 @@ mod tests {
                 symbol: "usdm:BTCUSDT".into(),
                 side: Some(Side::Buy),
                 client_order_id: None,
+                terms: None,
             }];
         }
         forwarded.note(&batch);

@@ -789,6 +789,7 @@ mod tests {
                 },
                 validates_only: false,
                 orders: Vec::new(),
+                terms: None,
             }),
         }
     }
@@ -1155,6 +1156,7 @@ mod tests {
                     symbol: symbol.into(),
                     side: Some(Side::Buy),
                     client_order_id: None,
+                    terms: None,
                 })
                 .collect();
         }

@@ -91,6 +91,7 @@ fn request(ts_ms: u64, action: ActionKind, rule: Option<Rule>) -> Event {
             },
             validates_only: false,
             orders: Vec::new(),
+            terms: None,
         }),
     }
 }

@@ -1624,6 +1624,7 @@ mod tests {
                 outcome,
                 validates_only: false,
                 orders: Vec::new(),
+                terms: None,
             }),
         };
         let pending = |id: &str, ts_ms: u64| withdrawal_event(id, ts_ms, true, Outcome::Pending);
@@ -1702,6 +1703,7 @@ mod tests {
                 outcome,
                 validates_only: false,
                 orders: Vec::new(),
+                terms: None,
             }),
         };
         let now = DAY_MS + 5_000;

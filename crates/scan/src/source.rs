@@ -110,8 +110,16 @@ impl Scanner {
                 if !entry.file_type().is_some_and(|t| t.is_file()) {
                     return ignore::WalkState::Continue;
                 }
-                match read_limited(entry.path(), self.max_file_size) {
-                    Ok(Some(data)) => {
+                // A root is read as the user named it, through a link; what the walk
+                // finds is not (the walk reports a link as a link, not as a file, but it
+                // may have been put in place of the file since).
+                let links = if entry.depth() == 0 {
+                    Links::Follow
+                } else {
+                    Links::Refuse
+                };
+                match read_regular(entry.path(), self.max_file_size, links) {
+                    Ok(FileRead::Bytes(data)) => {
                         let name = entry.path().to_string_lossy();
                         let context = context_path(entry.path(), entry.depth());
                         let f = self.scan_counted(counters, &name, &context, &data);
@@ -119,9 +127,10 @@ impl Scanner {
                             lock(&found).extend(f);
                         }
                     }
-                    Ok(None) => {
+                    Ok(FileRead::TooLarge) => {
                         counters.skipped.fetch_add(1, Ordering::Relaxed);
                     }
+                    Ok(FileRead::NotRegular) => {}
                     Err(e) => {
                         counters.skipped.fetch_add(1, Ordering::Relaxed);
                         self.warn(&format!(
@@ -142,15 +151,24 @@ impl Scanner {
             for root in roots.iter().filter(|r| r.is_dir()) {
                 for path in tracked_but_ignored(root) {
                     let full = root.join(&path);
-                    match read_limited(&full, self.max_file_size) {
-                        Ok(Some(data)) => {
+                    match read_regular(&full, self.max_file_size, Links::Refuse) {
+                        Ok(FileRead::Bytes(data)) => {
                             let name = full.to_string_lossy();
                             let depth = Path::new(&path).components().count();
                             let context = context_path(&full, depth);
                             found.extend(self.scan_counted(counters, &name, &context, &data));
                         }
-                        Ok(None) | Err(_) => {
+                        Ok(FileRead::TooLarge) => {
                             counters.skipped.fetch_add(1, Ordering::Relaxed);
+                        }
+                        // A committed symbolic link is published as the path it holds,
+                        // not as what it points to.
+                        Ok(FileRead::NotRegular) => {}
+                        // Tracked, and deleted from the working tree: nothing to read.
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                        Err(e) => {
+                            counters.skipped.fetch_add(1, Ordering::Relaxed);
+                            self.warn(&format!("cannot read {}: {e}; skipped", full.display()));
                         }
                     }
                 }
@@ -466,9 +484,6 @@ impl Drop for Spent<'_> {
     }
 }
 
-/// Reads a regular file of at most `max` bytes; `None` when it is larger. The size is
-/// checked before anything is read, and at most `max + 1` bytes are read in case the file
-/// grows meanwhile, so a huge (or sparse) file costs no memory.
 /// The part of a walked file's path that counts as keyword context: the components below
 /// the scan root it was found under (`depth` of them), or its file name when it is a root
 /// itself. The root's own path is how the user typed it (`~/src/binance-bot`, `.`) and
@@ -483,18 +498,80 @@ fn context_path(path: &Path, depth: usize) -> String {
         .join("/")
 }
 
-fn read_limited(path: &Path, max: u64) -> io::Result<Option<Vec<u8>>> {
-    let file = File::open(path)?;
-    let len = file.metadata()?.len();
-    if len > max {
-        return Ok(None);
+/// What reading a file gave.
+enum FileRead {
+    /// The bytes of a regular file of at most the size limit.
+    Bytes(Vec<u8>),
+    /// A regular file over the size limit, of which nothing was kept.
+    TooLarge,
+    /// Not a regular file (a symbolic link not followed, a FIFO, a device, a directory):
+    /// nothing was read.
+    NotRegular,
+}
+
+/// Whether a symbolic link at the path read is followed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Links {
+    /// Followed: the path was named by the user (a root of the walk).
+    Follow,
+    /// Not followed: the path was found in the tree, whose links may point anywhere
+    /// (`/dev/stdin`, a FIFO, `../outside/secret.env`).
+    Refuse,
+}
+
+/// Reads the regular file at `path` if it holds at most `max` bytes. Anything else is
+/// not opened, or if it became something else since it was looked at, not read: the
+/// file is opened without following a link (with `Links::Refuse`) and without blocking
+/// (a FIFO put in its place would block `open`), and what was opened must be a regular
+/// file. The size is checked before anything is read, and at most `max + 1` bytes are
+/// read in case the file grows meanwhile, so a huge (or sparse) file costs no memory.
+fn read_regular(path: &Path, max: u64, links: Links) -> io::Result<FileRead> {
+    if links == Links::Refuse && !std::fs::symlink_metadata(path)?.is_file() {
+        return Ok(FileRead::NotRegular);
     }
-    let mut data = Vec::with_capacity(usize::try_from(len).unwrap_or(0).saturating_add(1));
+    let Some(file) = open_without_blocking(path, links)? else {
+        return Ok(FileRead::NotRegular);
+    };
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Ok(FileRead::NotRegular);
+    }
+    if meta.len() > max {
+        return Ok(FileRead::TooLarge);
+    }
+    let mut data = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0).saturating_add(1));
     file.take(max.saturating_add(1)).read_to_end(&mut data)?;
     if data.len() as u64 > max {
-        return Ok(None);
+        return Ok(FileRead::TooLarge);
     }
-    Ok(Some(data))
+    Ok(FileRead::Bytes(data))
+}
+
+/// Opens `path` for reading with `O_NONBLOCK` (reads of a regular file are not changed by
+/// it) and, with `Links::Refuse`, `O_NOFOLLOW`; `None` when `path` is a symbolic link
+/// that is not followed.
+#[cfg(unix)]
+fn open_without_blocking(path: &Path, links: Links) -> io::Result<Option<File>> {
+    use rustix::fs::{Mode, OFlags};
+
+    let mut flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY;
+    if links == Links::Refuse {
+        flags |= OFlags::NOFOLLOW;
+    }
+    match rustix::fs::open(path, flags, Mode::empty()) {
+        Ok(fd) => Ok(Some(File::from(fd))),
+        // What `O_NOFOLLOW` gives for a symbolic link.
+        Err(rustix::io::Errno::LOOP) if links == Links::Refuse => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Opens `path` for reading. Without `O_NOFOLLOW` and `O_NONBLOCK`, a link or FIFO put in
+/// place of a regular file after [`read_regular`] looked at it is opened, and is then not
+/// read (it is not a regular file).
+#[cfg(not(unix))]
+fn open_without_blocking(path: &Path, _links: Links) -> io::Result<Option<File>> {
+    File::open(path).map(Some)
 }
 
 /// The blobs of `HEAD`'s tree with their paths. Empty when there is no `HEAD` (a

@@ -2532,6 +2532,73 @@ mod git {
         assert!(report.findings[0].path.ends_with("secrets.env"));
     }
 
+    /// A regression test: the pass that reads the files git tracks though an ignore rule
+    /// matches them opened each with `File::open`, which follows a symbolic link: a
+    /// committed `build.log -> /dev/stdin` or a link to a FIFO hung the scan, a link to
+    /// `../outside/secret.env` read a file outside the tree, and one to `/dev/zero` read
+    /// 64 MiB. No symbolic link is followed, and only regular files are read.
+    #[cfg(unix)]
+    #[test]
+    fn tracked_symlinks_an_ignore_rule_matches_are_not_followed() {
+        use std::os::unix::fs::symlink;
+
+        let base = tempfile::tempdir().unwrap();
+        let dir = base.path().join("repo");
+        let outside = base.path().join("outside");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::create_dir(&outside).unwrap();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(33);
+        let (_, text) = layouts(&cred("kraken", 0, &mut rng)).remove(0);
+        std::fs::write(outside.join("secret.env"), text).unwrap();
+        let fifo = base.path().join("fifo");
+        let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+        assert!(made.success());
+        git(&dir, &["init", "-q"]);
+        std::fs::write(dir.join(".gitignore"), "*.log\n").unwrap();
+        symlink("/dev/stdin", dir.join("build.log")).unwrap();
+        symlink(&fifo, dir.join("fifo.log")).unwrap();
+        symlink("../outside/secret.env", dir.join("secret.log")).unwrap();
+        symlink("/dev/zero", dir.join("zero.log")).unwrap();
+        git(&dir, &["add", "-f", "."]);
+        git(&dir, &["commit", "-q", "-m", "links"]);
+
+        let (builder, warnings) = super::warned();
+        let scanner = builder.build();
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || done.send(scanner.scan_paths(&[&dir]).unwrap()));
+        let report = finished
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("the scan hangs on a symbolic link");
+        assert!(report.findings.is_empty(), "{report:#?}");
+        // `.gitignore` only: nothing read through a link, nothing counted as skipped.
+        assert_eq!((report.stats.scanned, report.stats.skipped), (1, 0));
+        assert!(report.stats.bytes < 1024, "{:?}", report.stats);
+        assert!(warnings.lock().unwrap().is_empty());
+    }
+
+    /// A regression test: a tracked file that could not be read in the pass for tracked
+    /// files was skipped without a word (the walk names such a file in a warning). The
+    /// index holds a name longer than a file name may be, which no one can open.
+    #[test]
+    fn a_tracked_file_that_cannot_be_read_is_named_in_a_warning() {
+        let dir = repo();
+        std::fs::write(dir.path().join(".gitignore"), "*.env\n").unwrap();
+        let blob = git(dir.path(), &["hash-object", "-w", ".gitignore"]);
+        let long = format!("{}.env", "n".repeat(300));
+        let entry = format!("100644,{blob},{long}");
+        git(
+            dir.path(),
+            &["update-index", "--add", "--cacheinfo", &entry],
+        );
+        git(dir.path(), &["commit", "-q", "-m", "long"]);
+        let (builder, warnings) = super::warned();
+        let report = builder.build().scan_paths(&[dir.path()]).unwrap();
+        assert_eq!(report.stats.skipped, 1, "{:?}", report.stats);
+        let warnings = warnings.lock().unwrap();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains(&long), "{warnings:?}");
+    }
+
     /// A regression test: in a partial clone (`--filter=blob:none`), reading each blob
     /// fetched it from the remote, one round trip (or credential prompt) per blob; and a
     /// blob that could not be had was skipped without a word, so the scan said "clean".

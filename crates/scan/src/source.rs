@@ -58,6 +58,14 @@ impl Scanner {
     /// following no symlinks.
     /// A root that does not exist is an error; a file or directory that cannot be read is
     /// skipped with a warning, so one bad entry does not cost the report of all the others.
+    ///
+    /// Ignore rules only skip files git does not track: a tracked file is published
+    /// whatever an ignore file says of it (added with `--force` or before the rule, listed
+    /// in `.ignore`, which git does not read, or matched by a `.gitignore` above the
+    /// repository, which git does not read either). The files git tracks in each root and
+    /// in each repository the walk comes to are listed as it comes to them, before their
+    /// directory is read; those the walk never comes to are read after it, so each is
+    /// read once.
     pub(crate) fn walk(
         &self,
         roots: &[PathBuf],
@@ -91,6 +99,7 @@ impl Scanner {
             .threads(self.threads)
             .filter_entry(|e| e.file_name() != ".git");
         let found = Mutex::new(Vec::new());
+        let unwalked = Unwalked::default();
         builder.build_parallel().run(|| {
             Box::new(|entry| {
                 let entry = match entry {
@@ -107,6 +116,9 @@ impl Scanner {
                         return ignore::WalkState::Continue;
                     }
                 };
+                if respect {
+                    unwalked.come_to(&entry);
+                }
                 if !entry.file_type().is_some_and(|t| t.is_file()) {
                     return ignore::WalkState::Continue;
                 }
@@ -145,32 +157,28 @@ impl Scanner {
         let mut found = found
             .into_inner()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        // A file git tracks is published whatever .gitignore says of it (added with
-        // `--force`, or before the rule): the walk skipped it, so it is read here.
-        if respect {
-            for root in roots.iter().filter(|r| r.is_dir()) {
-                for path in tracked_but_ignored(root) {
-                    let full = root.join(&path);
-                    match read_regular(&full, self.max_file_size, Links::Refuse) {
-                        Ok(FileRead::Bytes(data)) => {
-                            let name = full.to_string_lossy();
-                            let depth = Path::new(&path).components().count();
-                            let context = context_path(&full, depth);
-                            found.extend(self.scan_counted(counters, &name, &context, &data));
-                        }
-                        Ok(FileRead::TooLarge) => {
-                            counters.skipped.fetch_add(1, Ordering::Relaxed);
-                        }
-                        // A committed symbolic link is published as the path it holds,
-                        // not as what it points to.
-                        Ok(FileRead::NotRegular) => {}
-                        // Tracked, and deleted from the working tree: nothing to read.
-                        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                        Err(e) => {
-                            counters.skipped.fetch_add(1, Ordering::Relaxed);
-                            self.warn(&format!("cannot read {}: {e}; skipped", full.display()));
-                        }
-                    }
+        // The tracked files an ignore rule hid from the walk, in a stable order.
+        let mut unwalked: Vec<(PathBuf, usize)> = unwalked.into_files().into_iter().collect();
+        unwalked.sort();
+        for (full, depth) in unwalked {
+            match read_regular(&full, self.max_file_size, Links::Refuse) {
+                Ok(FileRead::Bytes(data)) => {
+                    let name = full.to_string_lossy();
+                    let context = context_path(&full, depth);
+                    found.extend(self.scan_counted(counters, &name, &context, &data));
+                }
+                Ok(FileRead::TooLarge) => {
+                    counters.skipped.fetch_add(1, Ordering::Relaxed);
+                }
+                // A committed symbolic link is published as the path it holds, not as
+                // what it points to; a submodule is walked as the repository it is.
+                Ok(FileRead::NotRegular) => {}
+                // Tracked, and deleted from the working tree (or outside a sparse
+                // checkout): nothing to read. `--staged` and `--git` read what git holds.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    counters.skipped.fetch_add(1, Ordering::Relaxed);
+                    self.warn(&format!("cannot read {}: {e}; skipped", full.display()));
                 }
             }
         }
@@ -496,6 +504,44 @@ fn context_path(path: &Path, depth: usize) -> String {
         .map(|c| c.as_os_str().to_string_lossy())
         .collect::<Vec<_>>()
         .join("/")
+}
+
+/// The files git tracks under the walked directories that the walk has not come to:
+/// after the walk, those an ignore rule hid from it. Each is kept with its depth below
+/// the root it was found under (see [`context_path`]).
+#[derive(Default)]
+struct Unwalked {
+    files: Mutex<HashMap<PathBuf, usize>>,
+}
+
+impl Unwalked {
+    /// Takes note that the walk came to `entry`. A directory given to the walk, or one at
+    /// the top of a git work tree (a `.git` in it), has the files its repository tracks
+    /// under it listed first: the walk reads a directory's entries only after coming to
+    /// it, so none of them has been come to yet. A nested repository's files are not
+    /// listed by the one around it (it tracks the nested one as a whole, if at all).
+    fn come_to(&self, entry: &ignore::DirEntry) {
+        let path = entry.path();
+        let is_dir = entry.file_type().is_some_and(|t| t.is_dir());
+        let listed =
+            if is_dir && (entry.depth() == 0 || path.join(".git").symlink_metadata().is_ok()) {
+                tracked_files(path)
+            } else {
+                Vec::new()
+            };
+        let mut files = lock(&self.files);
+        for tracked in listed {
+            let depth = entry.depth() + tracked.components().count();
+            files.entry(path.join(tracked)).or_insert(depth);
+        }
+        files.remove(path);
+    }
+
+    fn into_files(self) -> HashMap<PathBuf, usize> {
+        self.files
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 /// What reading a file gave.
@@ -912,17 +958,12 @@ fn git_lines(repo: &Path, args: &[&str], mut each: impl FnMut(&str)) -> Result<(
     Ok(())
 }
 
-/// The files under `dir` that its git repository tracks and its ignore rules match, as
-/// paths relative to `dir`; none when `dir` is in no repository (or git cannot say).
-fn tracked_but_ignored(dir: &Path) -> Vec<String> {
+/// The files under `dir` that its git repository tracks, as paths relative to `dir`;
+/// none when `dir` is in no work tree (or git cannot say). A file's path in the index is
+/// bytes; on Unix it is kept as it is.
+fn tracked_files(dir: &Path) -> Vec<PathBuf> {
     let Ok(out) = git_in(dir)
-        .args([
-            "ls-files",
-            "-z",
-            "--cached",
-            "--ignored",
-            "--exclude-standard",
-        ])
+        .args(["ls-files", "-z", "--cached"])
         .stderr(Stdio::null())
         .output()
     else {
@@ -934,8 +975,22 @@ fn tracked_but_ignored(dir: &Path) -> Vec<String> {
     out.stdout
         .split(|&b| b == 0)
         .filter(|p| !p.is_empty())
-        .map(|p| String::from_utf8_lossy(p).into_owned())
+        .map(path_from_git)
         .collect()
+}
+
+/// A path git printed with `-z` (neither quoted nor escaped).
+#[cfg(unix)]
+fn path_from_git(bytes: &[u8]) -> PathBuf {
+    use std::os::unix::ffi::OsStrExt;
+
+    PathBuf::from(std::ffi::OsStr::from_bytes(bytes))
+}
+
+/// A path git printed with `-z` (neither quoted nor escaped): UTF-8 on other systems.
+#[cfg(not(unix))]
+fn path_from_git(bytes: &[u8]) -> PathBuf {
+    PathBuf::from(String::from_utf8_lossy(bytes).into_owned())
 }
 
 /// Whether the repository at `repo` is a partial clone: one whose objects a promisor

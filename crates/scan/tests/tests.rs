@@ -2532,6 +2532,70 @@ mod git {
         assert!(report.findings[0].path.ends_with("secrets.env"));
     }
 
+    /// A regression test: a `.gitignore` in a directory above the repository hid the
+    /// files it matches though the repository tracks them (the walk reads ignore files up
+    /// to `/`, and the pass for tracked files only asked git's own rules), so a key
+    /// committed in `prod.env` was not reported. Ignore rules only skip untracked files.
+    #[test]
+    fn a_gitignore_above_the_repository_does_not_hide_tracked_files() {
+        let base = tempfile::tempdir().unwrap();
+        std::fs::write(base.path().join(".gitignore"), "*.env\n").unwrap();
+        let dir = base.path().join("repo");
+        std::fs::create_dir(&dir).unwrap();
+        git(&dir, &["init", "-q"]);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(31);
+        let (_, text) = layouts(&cred("binance", 0, &mut rng)).remove(0);
+        std::fs::write(dir.join("prod.env"), &text).unwrap();
+        git(&dir, &["add", "prod.env"]);
+        git(&dir, &["commit", "-q", "-m", "config"]);
+        // Untracked, and matched by the rule above: still skipped.
+        let (_, other) = layouts(&cred("kraken", 0, &mut rng)).remove(0);
+        std::fs::write(dir.join("local.env"), other).unwrap();
+        // Scanned from the repository, and from the directory above it (no repository
+        // there: the one below is found by the walk).
+        for root in [dir.as_path(), base.path()] {
+            let report = Scanner::new().scan_paths(&[root]).unwrap();
+            let found: Vec<(&str, &str)> = report
+                .findings
+                .iter()
+                .map(|f| (f.exchange.as_str(), f.path.as_str()))
+                .collect();
+            assert_eq!(found.len(), 1, "{found:?}");
+            assert_eq!(found[0].0, "binance");
+            assert!(found[0].1.ends_with("repo/prod.env"), "{found:?}");
+            // `.gitignore` (from the base only) and `prod.env`, each once.
+            let expected = if root == dir.as_path() { 1 } else { 2 };
+            assert_eq!(report.stats.scanned, expected, "{:?}", report.stats);
+        }
+    }
+
+    /// A regression test: a tracked file listed in `.ignore` (a rule file git does not
+    /// read) was never scanned, so `echo prod.env > .ignore` silenced a committed key in
+    /// a CI scan.
+    #[test]
+    fn a_tracked_file_listed_in_dot_ignore_is_scanned() {
+        let dir = repo();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(32);
+        let (_, text) = layouts(&cred("binance", 0, &mut rng)).remove(0);
+        std::fs::create_dir(dir.path().join("deploy")).unwrap();
+        std::fs::write(dir.path().join("deploy/prod.env"), &text).unwrap();
+        std::fs::write(dir.path().join(".ignore"), "prod.env\nlocal.env\n").unwrap();
+        git(dir.path(), &["add", "."]);
+        git(dir.path(), &["commit", "-q", "-m", "config"]);
+        let (_, other) = layouts(&cred("kraken", 0, &mut rng)).remove(0);
+        std::fs::write(dir.path().join("local.env"), other).unwrap();
+        let report = Scanner::new().scan_paths(&[dir.path()]).unwrap();
+        let exchanges: Vec<&str> = report
+            .findings
+            .iter()
+            .map(|f| f.exchange.as_str())
+            .collect();
+        assert_eq!(exchanges, ["binance"], "{report:#?}");
+        assert!(report.findings[0].path.ends_with("deploy/prod.env"));
+        // `README.md`, `.ignore` and `deploy/prod.env`, each once.
+        assert_eq!(report.stats.scanned, 3, "{:?}", report.stats);
+    }
+
     /// A regression test: the pass that reads the files git tracks though an ignore rule
     /// matches them opened each with `File::open`, which follows a symbolic link: a
     /// committed `build.log -> /dev/stdin` or a link to a FIFO hung the scan, a link to

@@ -384,6 +384,7 @@ mod tests {
             path: "keys.json".to_owned(),
             line: 1,
             column: 1,
+            utf16_column: None,
             offset: None,
             parts,
             fingerprint: "00".to_owned(),

@@ -1431,6 +1431,7 @@ impl Engine {
             path: path.to_owned(),
             line: primary.line + 1,
             column: primary.col + 1,
+            utf16_column: None,
             offset: None,
             parts,
             fingerprint,
@@ -1619,7 +1620,7 @@ impl LineIndex {
         self.starts[line]
     }
 
-    fn count(&self) -> usize {
+    pub(crate) fn count(&self) -> usize {
         self.starts.len()
     }
 

@@ -257,10 +257,11 @@ impl Scanner {
                     self.redact,
                 ));
             } else {
-                findings.extend(
-                    self.engine
-                        .scan(path, context_path, &text, managed, self.redact),
-                );
+                let mut found = self
+                    .engine
+                    .scan(path, context_path, &text, managed, self.redact);
+                text::set_editor_columns(&text, &mut found);
+                findings.extend(found);
             }
         }
         (findings, binary)

@@ -55,7 +55,7 @@ pub struct Part {
     pub rule: String,
     /// 1-based line.
     pub line: usize,
-    /// 1-based byte column.
+    /// 1-based byte column (a UTF-8 byte-order mark does not count).
     pub column: usize,
     /// The value redacted for display.
     pub redacted: String,
@@ -100,8 +100,14 @@ pub struct Finding {
     pub path: String,
     /// 1-based line of the main part.
     pub line: usize,
-    /// 1-based column of the main part.
+    /// 1-based byte column of the main part (a UTF-8 byte-order mark does not count).
     pub column: usize,
+    /// 1-based column of the main part in UTF-16 code units, as SARIF and most editors
+    /// count (the line's bytes before it read as UTF-8, an invalid byte as U+FFFD). `None`
+    /// in a binary file, where `offset` locates the part, and in a report written before
+    /// it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub utf16_column: Option<usize>,
     /// For a finding in a binary file: the 0-based byte offset of the main part in the
     /// file, which is what locates it there (`line` and `column` count line-feed bytes
     /// and bytes as if the file were text).
@@ -327,7 +333,10 @@ impl Report {
                     "locations": [{
                         "physicalLocation": {
                             "artifactLocation": { "uri": uri, "uriBaseId": "%SRCROOT%" },
-                            "region": { "startLine": f.line, "startColumn": f.column }
+                            "region": {
+                                "startLine": f.line,
+                                "startColumn": f.utf16_column.unwrap_or(f.column)
+                            }
                         }
                     }],
                     "partialFingerprints": { "keygate/v1": f.fingerprint },
@@ -357,6 +366,10 @@ impl Report {
                     "informationUri": "https://example.invalid/keygate/docs/scan.md",
                     "rules": rule_objs
                 }},
+                // SARIF's default unit, said so that no reader has to know the default.
+                // (A binary file's columns count bytes: its `byteOffset` is what
+                // locates a finding there.)
+                "columnKind": "utf16CodeUnits",
                 "results": results
             }]
         });

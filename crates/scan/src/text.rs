@@ -14,7 +14,46 @@
 
 use std::borrow::Cow;
 
-use crate::engine::is_binary;
+use crate::engine::{is_binary, LineIndex};
+use crate::report::Finding;
+
+/// The UTF-8 byte-order mark, which no editor shows as part of the first line.
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// Makes the columns of the findings in `text` (a reading scanned as text) count as
+/// editors and code-scanning tools do: a UTF-8 byte-order mark at the start is no part of
+/// the first line, so byte columns there lose its three bytes; and each finding gets its
+/// column in UTF-16 code units ([`Finding::utf16_column`]), SARIF's unit, in which `é` is
+/// one and `😀` two where they are two and four bytes.
+pub(crate) fn set_editor_columns(text: &[u8], findings: &mut [Finding]) {
+    if findings.is_empty() {
+        return;
+    }
+    let bom = if text.starts_with(UTF8_BOM) {
+        UTF8_BOM.len()
+    } else {
+        0
+    };
+    let lines = LineIndex::new(text);
+    for f in findings {
+        if bom > 0 {
+            if f.line == 1 {
+                f.column = f.column.saturating_sub(bom).max(1);
+            }
+            for p in f.parts.iter_mut().filter(|p| p.line == 1) {
+                p.column = p.column.saturating_sub(bom).max(1);
+            }
+        }
+        let Some(index) = f.line.checked_sub(1).filter(|&l| l < lines.count()) else {
+            continue;
+        };
+        let skip = if index == 0 { bom } else { 0 };
+        let before = lines
+            .text(text, index)
+            .get(skip..skip + f.column.saturating_sub(1));
+        f.utf16_column = before.map(|b| String::from_utf8_lossy(b).encode_utf16().count() + 1);
+    }
+}
 
 /// What to scan of `data`: [`decode`]'s reading, and also the bytes as they are when
 /// [`decode`] decoded a buffer whose first 8 KiB hold no NUL byte (so that, as bytes, it

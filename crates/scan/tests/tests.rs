@@ -2063,6 +2063,71 @@ mod output {
         assert!(paths[1].ends_with(super::AWKWARD_NAME), "{paths:?}");
         assert_eq!(super::sarif_paths(&report), paths);
     }
+
+    /// A regression test: SARIF columns were UTF-8 byte columns, while SARIF 2.1.0 counts
+    /// UTF-16 code units unless `run.columnKind` says otherwise, so GitHub highlighted the
+    /// wrong span on a line with non-ASCII text before the key.
+    #[test]
+    fn sarif_columns_count_utf16_code_units() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(15);
+        let c = cred("binance", 0, &mut rng);
+        let line = format!(
+            "const ex = new ccxt.binance({{ note: 'clé 😀 ключ', apiKey: '{}', secret: '{}' }});",
+            c.key, c.secret
+        );
+        let text = format!("const ccxt = require('ccxt');\n{line}\n");
+        let findings = Scanner::new().scan_bytes("bot.js", text.as_bytes());
+        assert_eq!(findings.len(), 1, "{findings:#?}");
+        let f = &findings[0];
+        assert_eq!(f.line, 2);
+        let before = &line[..f.column - 1];
+        assert!(before.ends_with("'"), "{before}");
+        let utf16 = before.encode_utf16().count() + 1;
+        assert!(
+            utf16 < f.column,
+            "the line has no text that tells them apart"
+        );
+        let report = Report {
+            findings,
+            stats: Default::default(),
+        };
+        let sarif: serde_json::Value =
+            serde_json::from_str(&report.to_sarif(Scanner::new().rules())).unwrap();
+        assert_eq!(sarif["runs"][0]["columnKind"], "utf16CodeUnits");
+        let region = &sarif["runs"][0]["results"][0]["locations"][0]["physicalLocation"]["region"];
+        assert_eq!(region["startColumn"], utf16, "{region}");
+    }
+
+    /// A regression test: a UTF-8 byte-order mark counted as three columns of the first
+    /// line, in every format; editors and GitHub do not count it.
+    #[test]
+    fn a_utf8_byte_order_mark_does_not_count_as_columns() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(16);
+        let c = cred("binance", 0, &mut rng);
+        let text = format!(
+            "\u{feff}BINANCE_API_SECRET={}\nBINANCE_API_KEY={}\n",
+            c.secret, c.key
+        );
+        let findings = Scanner::new().scan_bytes(".env", text.as_bytes());
+        assert_eq!(findings.len(), 1, "{findings:#?}");
+        let on_first_line: Vec<usize> = findings[0]
+            .parts
+            .iter()
+            .filter(|p| p.line == 1)
+            .map(|p| p.column)
+            .collect();
+        let column = "BINANCE_API_SECRET=".len() + 1;
+        assert_eq!(on_first_line, [column], "{findings:#?}");
+        assert_eq!((findings[0].line, findings[0].column), (1, column));
+        let report = Report {
+            findings,
+            stats: Default::default(),
+        };
+        let sarif: serde_json::Value =
+            serde_json::from_str(&report.to_sarif(Scanner::new().rules())).unwrap();
+        let region = &sarif["runs"][0]["results"][0]["locations"][0]["physicalLocation"]["region"];
+        assert_eq!(region["startColumn"], column, "{region}");
+    }
 }
 
 mod git {

@@ -280,8 +280,10 @@ impl Scanner {
 
     /// Scans every unique blob of every commit reachable from any ref or reflog entry of
     /// the repository at `repo`, root commits included, and the blobs nothing reaches;
-    /// each secret is reported once, naming the first commit that contains it (see
-    /// `docs/scan.md` for which occurrence gives the location).
+    /// each secret is reported once, naming the first commit that contains it, but at each
+    /// path in `HEAD` that still holds it, and again where it came with a part (a key)
+    /// no reported occurrence has (see `docs/scan.md` for which occurrence gives the
+    /// location).
     pub fn scan_git_history(&self, repo: &Path) -> Result<Report, Error> {
         self.run(|c| self.history(repo, c))
     }

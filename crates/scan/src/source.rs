@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Mutex};
 
 use crate::report::{Finding, Provenance};
-use crate::{Error, Scanner};
+use crate::{Error, Role, Scanner};
 
 /// Counters shared by the worker threads.
 #[derive(Default)]
@@ -651,11 +651,22 @@ fn head_blobs(repo: &Path) -> HashMap<String, Vec<String>> {
     map
 }
 
-/// One finding per secret and rule across history. The occurrence kept is an active one
-/// if there is any (an allowed fixture must not hide the same secret in `config/.env`);
-/// among those, one still in `HEAD` (its path there, where it has to be removed), else the
-/// oldest. The provenance is that of the oldest occurrence, active or not: when it leaked.
-fn dedup_history(mut found: Vec<Finding>, head: &HashMap<String, Vec<String>>) -> Vec<Finding> {
+/// One finding per secret and rule across history, but for what reporting it once would
+/// hide:
+///
+/// - each path in `HEAD` that holds the secret is reported, since it has to be removed
+///   from each (a blob at several paths in `HEAD` gives a finding at each);
+/// - an occurrence with a part no occurrence kept has (the key beside a secret that was
+///   committed alone before) is reported too. A part is known by its rule, role and value
+///   as shown (redacted, and in full with `--no-redact`), so that every passphrase,
+///   shown as `****`, is one.
+///
+/// Occurrences are taken active ones first (an allowed fixture must not hide the same
+/// secret in `config/.env`), then those still in `HEAD` (at their paths there), then
+/// oldest first; the first of each secret and rule is always kept. The provenance of
+/// each finding kept is that of the secret's oldest occurrence, active or not: when it
+/// leaked.
+fn dedup_history(found: Vec<Finding>, head: &HashMap<String, Vec<String>>) -> Vec<Finding> {
     let key = |f: &Finding| (f.fingerprint.clone(), f.rule.clone());
     // An unreachable blob (no provenance) comes after every commit that has the same key.
     let time = |f: &Finding| f.provenance.as_ref().map_or(i64::MAX, |p| p.author_time);
@@ -667,37 +678,69 @@ fn dedup_history(mut found: Vec<Finding>, head: &HashMap<String, Vec<String>>) -
             *slot = p.clone();
         }
     }
-    let mut in_head = HashSet::new();
-    for (i, f) in found.iter_mut().enumerate() {
-        let Some(paths) = f.provenance.as_ref().and_then(|p| head.get(&p.blob)) else {
-            continue;
-        };
-        in_head.insert(i);
-        if !paths.contains(&f.path) {
-            if let Some(p) = paths.first() {
-                f.path.clone_from(p);
-            }
+    // Each occurrence of a blob in HEAD, at each of its paths there; whether it is in HEAD.
+    let mut occurrences: Vec<(Finding, bool)> = Vec::with_capacity(found.len());
+    for f in found {
+        let paths = f
+            .provenance
+            .as_ref()
+            .and_then(|p| head.get(&p.blob))
+            .filter(|paths| !paths.is_empty());
+        match paths {
+            Some(paths) => occurrences.extend(paths.iter().map(|path| {
+                let mut at = f.clone();
+                at.path.clone_from(path);
+                (at, true)
+            })),
+            None => occurrences.push((f, false)),
         }
     }
     // Stable: among equals (same author time), log order, i.e. the oldest commit first.
-    let mut order: Vec<usize> = (0..found.len()).collect();
+    let mut order: Vec<usize> = (0..occurrences.len()).collect();
     order.sort_by_key(|&i| {
-        (
-            !found[i].is_active(),
-            !in_head.contains(&i),
-            time(&found[i]),
-        )
+        let (f, in_head) = &occurrences[i];
+        (!f.is_active(), !in_head, time(f))
     });
-    let mut seen = HashSet::new();
-    let keep: HashSet<usize> = order
+    /// What the findings kept of one secret and rule cover.
+    #[derive(Default)]
+    struct Covered<'a> {
+        head_paths: HashSet<&'a str>,
+        parts: HashSet<(Role, &'a str, &'a str, Option<&'a str>)>,
+    }
+    let mut covered: HashMap<(String, String), Covered<'_>> = HashMap::new();
+    let mut keep = vec![false; occurrences.len()];
+    for i in order {
+        let (f, in_head) = &occurrences[i];
+        let group = covered.entry(key(f)).or_default();
+        let is_first = group.head_paths.is_empty() && group.parts.is_empty();
+        let is_new_place = *in_head && !group.head_paths.contains(f.path.as_str());
+        let parts: Vec<_> = f
+            .parts
+            .iter()
+            .map(|p| {
+                (
+                    p.role,
+                    p.rule.as_str(),
+                    p.redacted.as_str(),
+                    p.value.as_deref(),
+                )
+            })
+            .collect();
+        let has_new_part = parts.iter().any(|p| !group.parts.contains(p));
+        if is_first || is_new_place || has_new_part {
+            keep[i] = true;
+            if *in_head {
+                group.head_paths.insert(f.path.as_str());
+            }
+            group.parts.extend(parts);
+        }
+    }
+    drop(covered);
+    occurrences
         .into_iter()
-        .filter(|&i| seen.insert(key(&found[i])))
-        .collect();
-    found
-        .into_iter()
-        .enumerate()
-        .filter(|(i, _)| keep.contains(i))
-        .map(|(_, mut f)| {
+        .zip(keep)
+        .filter(|(_, keep)| *keep)
+        .map(|((mut f, _), _)| {
             if let Some(p) = first.get(&key(&f)) {
                 f.provenance = Some(p.clone());
             }

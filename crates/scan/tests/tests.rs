@@ -2534,6 +2534,96 @@ mod git {
         assert_eq!(report.findings[0].path, "moved.env");
     }
 
+    /// A regression test: `--git` kept one finding per secret and rule, so the same
+    /// secret in another file still in `HEAD` (where it has to be removed too), and the
+    /// key beside it there, were not reported.
+    #[test]
+    fn the_same_secret_in_several_files_in_head_is_reported_in_each() {
+        let dir = repo();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(34);
+        let c = cred("binance", 0, &mut rng);
+        std::fs::write(
+            dir.path().join("a.env"),
+            format!("BINANCE_API_SECRET={}\n", c.secret),
+        )
+        .unwrap();
+        git(dir.path(), &["add", "."]);
+        git(dir.path(), &["commit", "-q", "-m", "secret"]);
+        let pair = format!(
+            "BINANCE_API_KEY={}\nBINANCE_API_SECRET={}\n",
+            c.key, c.secret
+        );
+        std::fs::write(dir.path().join("b.env"), &pair).unwrap();
+        // The same blob at a second path.
+        std::fs::write(dir.path().join("c.env"), &pair).unwrap();
+        git(dir.path(), &["add", "."]);
+        git(dir.path(), &["commit", "-q", "-m", "pair"]);
+
+        let report = Scanner::new().scan_git_history(dir.path()).unwrap();
+        let found: Vec<(&str, usize)> = report
+            .active()
+            .map(|f| (f.path.as_str(), f.parts.len()))
+            .collect();
+        assert_eq!(
+            found,
+            [("a.env", 1), ("b.env", 2), ("c.env", 2)],
+            "{report:#?}"
+        );
+        let fingerprints: std::collections::HashSet<&str> = report
+            .findings
+            .iter()
+            .map(|f| f.fingerprint.as_str())
+            .collect();
+        assert_eq!(fingerprints.len(), 1);
+        // Each names when the secret leaked: with `a.env`.
+        for f in &report.findings {
+            assert_eq!(f.provenance.as_ref().unwrap().path, "a.env");
+        }
+    }
+
+    /// A regression test: of two occurrences of a secret no longer in `HEAD`, the one
+    /// kept had no key while the other had one: the key was reported nowhere.
+    #[test]
+    fn a_key_beside_a_secret_seen_before_is_not_dropped() {
+        let dir = repo();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(35);
+        let c = cred("binance", 0, &mut rng);
+        std::fs::write(
+            dir.path().join("a.env"),
+            format!("BINANCE_API_SECRET={}\n", c.secret),
+        )
+        .unwrap();
+        git(dir.path(), &["add", "."]);
+        git(dir.path(), &["commit", "-q", "-m", "secret"]);
+        std::fs::write(
+            dir.path().join("a.env"),
+            format!(
+                "BINANCE_API_KEY={}\nBINANCE_API_SECRET={}\n",
+                c.key, c.secret
+            ),
+        )
+        .unwrap();
+        git(dir.path(), &["commit", "-q", "-am", "pair"]);
+        git(dir.path(), &["rm", "-q", "a.env"]);
+        git(dir.path(), &["commit", "-q", "-m", "removed"]);
+
+        let report = Scanner::new().scan_git_history(dir.path()).unwrap();
+        let parts: Vec<usize> = report.active().map(|f| f.parts.len()).collect();
+        assert_eq!(parts, [1, 2], "{report:#?}");
+        // A further version with nothing new is still reported once.
+        std::fs::write(
+            dir.path().join("b.env"),
+            format!("# moved\nBINANCE_API_SECRET={}\n", c.secret),
+        )
+        .unwrap();
+        git(dir.path(), &["add", "."]);
+        git(dir.path(), &["commit", "-q", "-m", "again"]);
+        git(dir.path(), &["rm", "-q", "b.env"]);
+        git(dir.path(), &["commit", "-q", "-m", "removed again"]);
+        let report = Scanner::new().scan_git_history(dir.path()).unwrap();
+        assert_eq!(report.active().count(), 2, "{report:#?}");
+    }
+
     /// Regression: `git log` without `--root` hides the root commit's files when the
     /// user's configuration says `log.showRoot = false`, so a key committed first was missed.
     #[test]

@@ -39,6 +39,7 @@ mod serve;
 mod stop;
 mod upgrade;
 
+use std::io::Write as _;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
@@ -166,7 +167,9 @@ fn main() {
         Ok(code) => code,
         Err(e) if reader_went_away(&e) => 0,
         Err(e) => {
-            eprintln!("keygate: error: {e:#}");
+            // Not `eprintln!`, which panics when standard error is gone (a terminal that
+            // hung up): the exit code still says what happened.
+            let _ = writeln!(std::io::stderr(), "keygate: error: {e:#}");
             EXIT_ERROR
         }
     };

@@ -260,7 +260,9 @@ pub fn run(unlocked: Unlocked, args: &ServeArgs) -> anyhow::Result<()> {
     );
 
     stop.wait();
-    eprintln!("keygate: shutting down");
+    // Not `eprintln!`: after a SIGHUP the terminal is gone, writing to it fails, and a
+    // panic here would end serve before the requests in flight are drained.
+    let _ = writeln!(std::io::stderr(), "keygate: shutting down");
     let served = server.shutdown().context("serving");
     // Requests have drained; their audit events may still wait for a batch.
     audit_log.flush().context("flushing the audit log")?;

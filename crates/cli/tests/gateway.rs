@@ -2003,6 +2003,21 @@ fn a_second_stop_ends_serve_at_once() {
 #[cfg(target_os = "linux")]
 #[test]
 fn sighup_drains_serve_as_sigterm_does() {
+    drains_on_sighup(false);
+}
+
+/// Found by review: a SIGHUP comes when serve's terminal or ssh session is gone, and
+/// writing "shutting down" there failed, which `eprintln!` turns into a panic: serve
+/// died before it drained. Here its output pipes are closed before the signal.
+#[test]
+fn sighup_drains_serve_whose_terminal_is_gone() {
+    drains_on_sighup(true);
+}
+
+/// Sends SIGHUP to a serve with an order in flight (with its standard output and error
+/// closed first when `terminal_gone`) and checks it drained: the order answered, its
+/// outcome in the log.
+fn drains_on_sighup(terminal_gone: bool) {
     use rustix::process::{kill_process, Pid, Signal};
     use std::io::BufRead;
 
@@ -2044,10 +2059,16 @@ fn sighup_drains_serve_as_sigterm_does() {
             .then_some(())
     });
     assert!(forwarded.is_some(), "the order never reached the exchange");
+    if terminal_gone {
+        drop(stdout);
+        drop(child.stderr.take());
+    }
     kill_process(Pid::from_child(&child), Signal::HUP).unwrap();
     let (status, _, stderr) = ended(child);
     assert!(status.success(), "{status}: {stderr}");
-    assert!(stderr.contains("keygate: shutting down"), "{stderr}");
+    if !terminal_gone {
+        assert!(stderr.contains("keygate: shutting down"), "{stderr}");
+    }
     let (code, body) = order.join().unwrap();
     assert_eq!(code, 200, "{body}");
     let report = home.kg.ok(&["incident", "report", "--json"], "").json();

@@ -792,7 +792,9 @@ async fn a_batch_is_forwarded_when_each_order_would_be_and_denied_when_one_would
     assert_eq!(
         events[0]["orders"],
         json!([
-            {"symbol": "usdm:BTCUSDT", "side": "buy", "client_order_id": "b-1"},
+            // A limit order, which USD-M can modify in place: its terms are kept.
+            {"symbol": "usdm:BTCUSDT", "side": "buy", "client_order_id": "b-1",
+             "terms": {"price": "50000", "quantity": "0.01"}},
             {"symbol": "usdm:ETHUSDT", "side": "sell"}
         ])
     );

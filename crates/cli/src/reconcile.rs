@@ -1223,32 +1223,39 @@ impl Holdings {
 const VALUATION_ASSET: &str = "USDT";
 
 /// What one unit of `asset` is worth in [`VALUATION_ASSET`], at `prices` (the exchange's
-/// last price of each symbol): directly, or through BTC.
+/// last price of each symbol): directly, the other way round (a fiat currency, `USDTTRY`),
+/// or through BTC.
 fn unit_worth(asset: &str, prices: &HashMap<String, Decimal>) -> Option<Decimal> {
     if asset == VALUATION_ASSET {
         return Some(Decimal::ONE);
     }
     let price = |symbol: String| prices.get(&symbol).copied();
-    price(format!("{asset}{VALUATION_ASSET}")).or_else(|| {
-        price(format!("{asset}BTC"))?.checked_mul(price(format!("BTC{VALUATION_ASSET}"))?)
-    })
+    price(format!("{asset}{VALUATION_ASSET}"))
+        .or_else(|| {
+            let inverse = price(format!("{VALUATION_ASSET}{asset}"))?;
+            Decimal::ONE.checked_div(inverse)
+        })
+        .or_else(|| {
+            price(format!("{asset}BTC"))?.checked_mul(price(format!("BTC{VALUATION_ASSET}"))?)
+        })
 }
 
-/// What a trade in `symbol` (of `base` against `quote`, last priced at `price`) that
+/// What a trade in a symbol of `base` against `quote`, last priced at `price`, that
 /// changed the holdings by `base_change` and `quote_change` could have been worth, in
 /// [`VALUATION_ASSET`]: the smaller of the two changes, since a trade changes both by the
-/// same worth and one asset may have changed for other trades too.
+/// same worth and one asset may have changed for other trades too; the base's own change
+/// when the quote cannot be valued. `None` when neither can.
 fn change_worth(
-    base_change: Decimal,
-    quote_change: Decimal,
+    (base, base_change): (&str, Decimal),
+    (quote, quote_change): (&str, Decimal),
     price: Option<Decimal>,
-    quote: &str,
     prices: &HashMap<String, Decimal>,
 ) -> Option<Decimal> {
-    let base_in_quote = base_change.abs().checked_mul(price?)?;
-    base_in_quote
-        .min(quote_change.abs())
-        .checked_mul(unit_worth(quote, prices)?)
+    if let (Some(price), Some(unit)) = (price, unit_worth(quote, prices)) {
+        let base_in_quote = base_change.abs().checked_mul(price)?;
+        return base_in_quote.min(quote_change.abs()).checked_mul(unit);
+    }
+    base_change.abs().checked_mul(unit_worth(base, prices)?)
 }
 
 /// The symbols of `market` a trade behind keygate's back may have used since the last
@@ -1390,7 +1397,12 @@ fn symbols_of_changed_holdings(
         for (base, quote, symbol) in pairs() {
             let unexplained = !explained.contains(base) || !explained.contains(quote);
             if let (true, Some(price)) = (unexplained, symbols.get(&symbol)) {
-                let worth = change_worth(change(base), change(quote), *price, quote, &prices);
+                let worth = change_worth(
+                    (base, change(base)),
+                    (quote, change(quote)),
+                    *price,
+                    &prices,
+                );
                 found.push((symbol, worth));
             }
         }
@@ -2023,26 +2035,33 @@ mod tests {
             ("ETHBTC", "0.05"),
             ("A00USDT", "2"),
             ("A01USDT", "2"),
+            ("USDTTRY", "40"),
+            ("A00TRY", "80"),
         ]
         .into_iter()
         .map(|(s, p)| (s.to_owned(), dec(p)))
         .collect();
         // 0.1 BTC bought for 6000 USDT, and 2 USDT converted into each decoy coin; USDT
         // changed by all of it together.
-        let usdt = dec("-6004");
-        let btc = change_worth(dec("0.1"), usdt, Some(dec("60000")), "USDT", &prices);
+        let usdt = ("USDT", dec("-6004"));
+        let btc = change_worth(("BTC", dec("0.1")), usdt, Some(dec("60000")), &prices);
         assert_eq!(btc, Some(dec("6000")));
-        let decoy = change_worth(dec("1"), usdt, Some(dec("2")), "USDT", &prices);
+        let decoy = change_worth(("A00", dec("1")), usdt, Some(dec("2")), &prices);
         assert_eq!(decoy, Some(dec("2")));
-        // A quote valued through BTC; one that cannot be valued at all stays unknown.
-        let eth = change_worth(dec("1"), dec("-0.05"), Some(dec("0.05")), "BTC", &prices);
+        // A quote valued through BTC, or the other way round (found by review: decoys in
+        // TRY, quoted against USDT only as USDTTRY, were all unvalued, and ranked first).
+        let btc_quote = ("BTC", dec("-0.05"));
+        let eth = change_worth(("ETH", dec("1")), btc_quote, Some(dec("0.05")), &prices);
         assert_eq!(eth, Some(dec("3000")));
+        let try_quote = ("TRY", dec("-80"));
+        let in_try = change_worth(("A00", dec("1")), try_quote, Some(dec("80")), &prices);
+        assert_eq!(in_try, Some(dec("2")));
+        // A quote that cannot be valued: the base's own change; neither: unknown.
+        let odd = ("XYZ", dec("1"));
+        let by_base = change_worth(("A00", dec("3")), odd, Some(dec("1")), &prices);
+        assert_eq!(by_base, Some(dec("6")));
         assert_eq!(
-            change_worth(dec("1"), dec("1"), Some(dec("1")), "XYZ", &prices),
-            None
-        );
-        assert_eq!(
-            change_worth(dec("1"), dec("1"), None, "USDT", &prices),
+            change_worth(("QQQ", dec("1")), odd, Some(dec("1")), &prices),
             None
         );
 

@@ -532,7 +532,10 @@ async fn handle<A: Adapter>(
     if !signed.is_signed()
         && adapter.classify_endpoint(method.as_str(), native) == ActionKind::Unknown
     {
-        let msg = format!("endpoint {method} {native} is not known to keygate");
+        // The path is the sender's, of any length: bounded in the answer as in the event.
+        let msg = bounded(format!(
+            "endpoint {method} {native} is not known to keygate"
+        ));
         return audit.deny(
             refuse(Refusal::Denied(&format!("keygate: {msg}"))),
             Rule::UnknownEndpoint,

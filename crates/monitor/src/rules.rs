@@ -416,7 +416,13 @@ impl Rules {
             _ => None,
         };
         if let Some((alert_rule, summary)) = single {
-            let key = format!("{who} {from}");
+            // A key no client has any more is told apart by whose it was, which its
+            // event names in its message (`who` is then the sender's address alone).
+            let whose = match &request.client {
+                Some(_) => who.clone(),
+                None => request.message.clone().unwrap_or_else(|| who.clone()),
+            };
+            let key = format!("{whose} {from}");
             if self.is_due(alert_rule, &key, ts_ms) {
                 alerts.push((Severity::Warning, alert_rule, summary));
             }
@@ -1024,6 +1030,14 @@ mod tests {
             rules_of(&alerts),
             [(Severity::Warning, AlertRule::DeadKeyUsed)]
         );
+        // Another client's retired key from the same address is told too (found by
+        // review: both were throttled as one unknown key's); the same one again is not.
+        let mut other = request(1_001, None, ActionKind::Read, Some(Rule::Expired));
+        if let EventBody::Request(r) = &mut other.body {
+            r.message = Some("a key of client bot2 that a rotation retired".into());
+        }
+        assert_eq!(rules_of(&rules.evaluate(2, &other)).len(), 1);
+        assert!(rules.evaluate(3, &event).is_empty());
         assert!(
             alerts[0].summary.starts_with(
                 "a key of client bot1 that a rotation retired was used from 127.0.0.1"

@@ -73,14 +73,17 @@ struct ForwardedOrders {
     /// The price and quantity of each order that can be modified in place (a USD-M limit
     /// order), as keygate placed it and as it modified it since, by symbol and id.
     terms: HashMap<(String, OrderKey), Vec<SentTerms>>,
+    /// Where each request's terms were kept, by request id: a denial that follows its
+    /// pending event (it was not sent after all) takes them back.
+    terms_of_request: HashMap<String, Vec<(String, OrderKey)>>,
     /// The terms of an order placed without a client order id, by request id, until the
     /// answer names the exchange's id for it.
     terms_unplaced: HashMap<String, (String, Option<Decimal>, Decimal)>,
 }
 
 /// A price (none when the exchange sets it from the book) and a quantity keygate sent
-/// for an order.
-type SentTerms = (Option<Decimal>, Decimal);
+/// for an order, with the id of the request that sent them.
+type SentTerms = (String, Option<Decimal>, Decimal);
 
 /// How an order is known: by the exchange's id, or by its client's.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -193,7 +196,12 @@ impl Forwarded {
                 {
                     if let [id] = o.order_ids.as_slice() {
                         let key = (symbol, OrderKey::Id(id.clone()));
-                        orders.terms.entry(key).or_default().push((price, quantity));
+                        let request_id = o.request_id.clone();
+                        orders
+                            .terms
+                            .entry(key)
+                            .or_default()
+                            .push((request_id, price, quantity));
                     }
                 }
                 let Some(sent) = orders.unanswered.remove(&o.request_id) else {
@@ -232,9 +240,9 @@ impl Forwarded {
             self.withdrawals.retain(|w| w.request_id != r.request_id);
             if let Some((account, market, conditional)) = self.order_accounts.remove(&r.request_id)
             {
-                self.book(account, market, conditional)
-                    .unanswered
-                    .remove(&r.request_id);
+                let orders = self.book(account, market, conditional);
+                orders.unanswered.remove(&r.request_id);
+                orders.take_back_terms(&r.request_id);
             }
             return;
         }
@@ -458,10 +466,23 @@ impl ForwardedOrders {
                 return;
             }
         };
-        self.terms
-            .entry((symbol.to_owned(), key))
+        let key = (symbol.to_owned(), key);
+        let sent = (request_id.to_owned(), terms.price, terms.quantity);
+        self.terms.entry(key.clone()).or_default().push(sent);
+        self.terms_of_request
+            .entry(request_id.to_owned())
             .or_default()
-            .push((terms.price, terms.quantity));
+            .push(key);
+    }
+
+    /// Forgets the terms request `request_id` sent: it was not sent after all.
+    fn take_back_terms(&mut self, request_id: &str) {
+        self.terms_unplaced.remove(request_id);
+        for key in self.terms_of_request.remove(request_id).unwrap_or_default() {
+            if let Some(sent) = self.terms.get_mut(&key) {
+                sent.retain(|(id, _, _)| id != request_id);
+            }
+        }
     }
 
     /// Whether `o`, one of these orders, has a price or quantity keygate never sent for
@@ -481,7 +502,7 @@ impl ForwardedOrders {
         if sent.peek().is_none() {
             return false;
         }
-        !sent.any(|(price, quantity)| {
+        !sent.any(|(_, price, quantity)| {
             *quantity == o.quantity && price.is_none_or(|price| price == o.price)
         })
     }
@@ -683,6 +704,18 @@ mod tests {
         assert!(!modified(&mut forwarded, &listed_at("7", "a", 51_000, 2)));
         assert!(!modified(&mut forwarded, &listed_at("7", "a", 52_000, 3)));
         assert!(modified(&mut forwarded, &listed_at("7", "a", 53_000, 3)));
+        // A modification denied after its pending event (not sent after all) stands
+        // for nothing (found by review).
+        let by_id = Some(OrderRef::OrderId("7".into()));
+        let sent = usdm_terms_sent("r6", None, 99_000, 3, by_id, 1_008);
+        let mut denied = sent.clone();
+        if let EventBody::Request(r) = &mut denied.body {
+            r.allowed = false;
+            r.outcome = Outcome::NotForwarded;
+        }
+        forwarded.note(&sent);
+        forwarded.note(&denied);
+        assert!(modified(&mut forwarded, &listed_at("7", "a", 99_000, 3)));
         // An order keygate kept no terms of (a market order) is not judged.
         forwarded.note(&sent_to("/fapi/v1/order", "r5", Some("m"), 1_006));
         forwarded.note(&answered("r5", Outcome::Answered, &["9"], 1_007));

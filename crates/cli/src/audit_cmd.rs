@@ -229,26 +229,40 @@ pub(crate) fn log_problem(vault: &Unlocked) -> Option<String> {
     }
 }
 
-/// Refuses a `--client` filter that names no client: clients are never deleted (revoked
-/// ones stay), so such a name is mistyped, and its filter would show a log with nothing
-/// in it, as if the client had done nothing. The error is `client show`'s. A row that
-/// does not read is still a client's: its log is what an incident is looked into with.
+/// Refuses a `--client` filter that names no client: such a name is mistyped, and its
+/// filter would show a log with nothing in it, as if the client had done nothing. The
+/// error is `client show`'s. A name the store has no client of counts when an event of
+/// the log concerns it: vaults before schema version 3 deleted a removed account's
+/// clients, whose events remain, and those are what an incident is looked into with.
+/// So does a row that does not read; a store that cannot be read is an error.
 pub(crate) fn check_client_exists(store: &Store, name: &str) -> anyhow::Result<()> {
-    let not_found = || keygate_store::Error::NotFound {
+    let looking_up = || format!("looking up client {name}");
+    let not_found = keygate_store::Error::NotFound {
         kind: "client",
         name: name.to_owned(),
     };
-    let result = match name.parse::<keygate_core::Name>() {
-        Ok(parsed) => store.client(&parsed).map(drop),
-        // No client can have a name that does not parse.
-        Err(_) => Err(not_found()),
-    };
-    match result {
-        Err(e @ keygate_store::Error::NotFound { .. }) => {
-            Err(e).with_context(|| format!("looking up client {name}"))
+    // No client can have a name that does not parse.
+    if let Ok(parsed) = name.parse::<keygate_core::Name>() {
+        match store.client(&parsed) {
+            Err(keygate_store::Error::NotFound { .. }) => {}
+            Err(e @ keygate_store::Error::Sqlite { .. }) => {
+                return Err(e).with_context(looking_up);
+            }
+            // Found, whether or not its row reads.
+            _ => return Ok(()),
         }
-        // Found, whether or not its row reads.
-        _ => Ok(()),
+    }
+    // Only for a name the store has none of: read until an event concerns it.
+    let mut from = 1;
+    loop {
+        let page = keygate_audit::read(store, from, PAGE).context("reading the audit log")?;
+        let Some((last, _)) = page.last() else {
+            return Err(not_found).with_context(looking_up);
+        };
+        if page.iter().any(|(_, event)| event.concerns_client(name)) {
+            return Ok(());
+        }
+        from = last + 1;
     }
 }
 

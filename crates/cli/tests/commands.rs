@@ -3443,6 +3443,13 @@ mod audit {
             let query = kg.ok(&["audit", "query", "--client", client], "");
             assert!(query.stdout.contains(client), "{query:#?}");
         }
+        // Found by review: vaults before schema 3 deleted a removed account's clients;
+        // their events remain, and a name the log knows is no typo.
+        db(&kg)
+            .execute("DELETE FROM clients WHERE name = 'bot2'", [])
+            .unwrap();
+        let query = kg.ok(&["audit", "query", "--client", "bot2"], "");
+        assert!(query.stdout.contains("bot2"), "{query:#?}");
     }
 
     fn assert_verify_fails_at(kg: &Kg, seq: u64) {

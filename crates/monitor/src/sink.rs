@@ -132,15 +132,13 @@ impl Webhook {
         let bad = |reason: &str| Error::BadWebhook {
             reason: reason.to_owned(),
         };
-        let mut url = Url::parse(url).map_err(|e| bad(&format!("not a URL ({e})")))?;
+        let url = Url::parse(url).map_err(|e| bad(&format!("not a URL ({e})")))?;
         match url.scheme() {
             "https" => {}
-            "http" => match loopback_address(url.host_str().unwrap_or("")) {
-                Some(ip) => url
-                    .set_ip_host(ip)
-                    .map_err(|()| bad("the URL cannot take an address as its host"))?,
-                None => return Err(bad("plain http is allowed to loopback addresses only")),
-            },
+            // `localhost` is connected to at the loopback addresses it resolves to only
+            // ([`LocalhostOnLoopback`]), whatever the hosts file says at delivery.
+            "http" if loopback_address(url.host_str().unwrap_or("")).is_some() => {}
+            "http" => return Err(bad("plain http is allowed to loopback addresses only")),
             _ => {
                 return Err(bad(
                     "the scheme must be https (or http to a loopback address)",
@@ -229,17 +227,45 @@ pub(crate) fn http_client() -> Result<reqwest::Client, Error> {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
+        .dns_resolver(std::sync::Arc::new(LocalhostOnLoopback))
         .build()
         .map_err(|e| Error::BadWebhook {
             reason: format!("cannot build the HTTP client: {}", e.without_url()),
         })
 }
 
+/// The webhooks' name resolution: the system's, but `localhost` resolves to its loopback
+/// addresses only, and to nothing without one. A plain-http webhook to `localhost` was
+/// accepted for being loopback ([`loopback_address`]); a hosts file changed since must
+/// not send its alerts elsewhere in plain text.
+struct LocalhostOnLoopback;
+
+impl reqwest::dns::Resolve for LocalhostOnLoopback {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let resolved = tokio::net::lookup_host((host.as_str(), 0)).await?;
+            let addresses: Vec<std::net::SocketAddr> = if host.eq_ignore_ascii_case("localhost") {
+                resolved.filter(|a| a.ip().is_loopback()).collect()
+            } else {
+                resolved.collect()
+            };
+            if addresses.is_empty() {
+                let reason = format!("{host} resolves to no address alerts may go to");
+                return Err(reason.into());
+            }
+            let addresses: reqwest::dns::Addrs = Box::new(addresses.into_iter());
+            Ok(addresses)
+        })
+    }
+}
+
 /// The loopback address to reach `host` (an IP address, bracketed or not, or a name) at
 /// without TLS, when it is this machine: the only place alerts may go in plain text. A
-/// name counts only when every address it resolves to is loopback, and the address is
-/// taken then, so that what was checked is what is connected to: `localhost` in a hosts
-/// file that sends it elsewhere is refused, not trusted for its name.
+/// name counts only when every address it resolves to is loopback: `localhost` in a hosts
+/// file that sends it elsewhere is refused, not trusted for its name (and the webhooks
+/// connect to it at loopback addresses only, [`LocalhostOnLoopback`]; an email server, at
+/// the address returned here).
 pub(crate) fn loopback_address(host: &str) -> Option<std::net::IpAddr> {
     use std::net::ToSocketAddrs;
     let unbracketed = host.trim_start_matches('[').trim_end_matches(']');
@@ -460,18 +486,26 @@ mod tests {
     }
 
     /// A regression test (found by review): `localhost` was trusted by its name, so a
-    /// hosts file sending it elsewhere sent alerts there in plain text. It is resolved,
-    /// and the loopback address it resolved to is what the webhook connects to.
+    /// hosts file sending it elsewhere sent alerts there in plain text. It is resolved
+    /// when the webhook is made, and again, to loopback addresses only, at delivery.
     #[test]
-    fn a_plain_webhook_to_localhost_connects_to_the_address_checked() {
+    fn a_plain_webhook_to_localhost_goes_to_loopback_addresses_only() {
+        use reqwest::dns::Resolve;
         let hook = Webhook::new("http://localhost:81/alerts", None, Severity::Warning).unwrap();
-        let host = hook.url.host_str().unwrap_or_default();
-        let ip: std::net::IpAddr = host
-            .trim_matches(|c| c == '[' || c == ']')
-            .parse()
-            .unwrap_or_else(|e| panic!("{host}: {e}"));
-        assert!(ip.is_loopback(), "{ip}");
-        assert_eq!(hook.url.path(), "/alerts");
+        assert_eq!(hook.url.host_str(), Some("localhost"));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let resolved: Vec<std::net::SocketAddr> = runtime
+            .block_on(LocalhostOnLoopback.resolve("localhost".parse().unwrap()))
+            .unwrap()
+            .collect();
+        assert!(!resolved.is_empty());
+        assert!(
+            resolved.iter().all(|a| a.ip().is_loopback()),
+            "{resolved:?}"
+        );
         assert_eq!(loopback_address("localhost.example.com"), None);
         assert_eq!(
             loopback_address("[::1]"),

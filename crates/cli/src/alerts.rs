@@ -1,6 +1,6 @@
 //! `keygate alerts`: the alerts the audit log raises, and a test of where they go.
 
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::{File, TryLockError};
 use std::io::{Read, Write};
 
 use anyhow::{bail, Context};
@@ -127,13 +127,7 @@ fn digest(config: &AlertsConfig) -> String {
 /// and what they check there is not what it does.
 pub fn record_serve_settings(home: &Home, digest: &str) -> anyhow::Result<File> {
     let path = home.dir.join(SERVE_ALERTS);
-    let mut options = OpenOptions::new();
-    options.read(true).write(true).create(true).truncate(false);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options
-        .open(&path)
-        .with_context(|| format!("opening {}", path.display()))?;
+    let mut file = crate::home::open_owner_only(&path)?;
     // Written before it is locked: until then, it says no serve runs. Only the holder of
     // `serve.lock` writes it.
     file.set_len(0)

@@ -280,6 +280,18 @@ pub(crate) fn warn_if_unsealed(unsealed: Option<keygate_store::Error>) {
     }
 }
 
+/// Opens `path` to read and write, created owner-only if it is not there and kept as it
+/// is if it is: the lock files `serve` holds in the home directory.
+pub(crate) fn open_owner_only(path: &Path) -> anyhow::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))
+}
+
 /// The audit event of an administrative change made from the command line.
 pub fn admin_event(change: &str, target: &str, detail: serde_json::Value) -> Event {
     Event {

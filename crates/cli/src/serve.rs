@@ -1,6 +1,6 @@
 //! `keygate serve`: the gateway on a local listener.
 
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::{File, TryLockError};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -315,13 +315,7 @@ fn count_today(gateway: &Gateway, store: &Store, key: &AuditKey) -> anyhow::Resu
 /// once more by the other, so it is refused.
 fn hold_serve_lock(home: &Home) -> anyhow::Result<File> {
     let path = home.dir.join("serve.lock");
-    let mut options = OpenOptions::new();
-    options.read(true).write(true).create(true).truncate(false);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options
-        .open(&path)
-        .with_context(|| format!("opening {}", path.display()))?;
+    let mut file = crate::home::open_owner_only(&path)?;
     match file.try_lock() {
         Ok(()) => {}
         Err(TryLockError::WouldBlock) => {

@@ -167,7 +167,7 @@ fn placed_order<'a>(account: &'a Account, algo: &AlgoOrder) -> Option<&'a book::
 }
 
 /// A boolean parameter: `true` or `false` in any case, false when not sent, else -1130.
-fn flag(params: &Params, name: &str) -> Result<bool, ApiError> {
+pub(crate) fn flag(params: &Params, name: &str) -> Result<bool, ApiError> {
     match params.get(name).filter(|v| !v.is_empty()) {
         None => Ok(false),
         Some(v) if v.eq_ignore_ascii_case("true") => Ok(true),

@@ -83,7 +83,7 @@ pub(crate) struct Order {
     pub(crate) update_time: u64,
     /// Amount reserved for a resting spot order (quote for BUY, base for SELL).
     pub(crate) reserved: Decimal,
-    /// USD-M `reduceOnly`: set only on the order a reduce-only conditional order places.
+    /// USD-M `reduceOnly`, as the order was placed with it.
     pub(crate) reduce_only: bool,
 }
 
@@ -201,7 +201,7 @@ pub(crate) struct NewOrder {
     pub(crate) quote_order_qty: Option<Decimal>,
     pub(crate) client_order_id: String,
     /// USD-M `reduceOnly`: exempt from the minimum notional, as Binance's -4164 message
-    /// says. The simulator does not check that such an order reduces a position.
+    /// says, and refused when it would not reduce the position ([`place`]).
     pub(crate) reduce_only: bool,
 }
 
@@ -466,11 +466,25 @@ pub(crate) fn place(
             }
         }
         Product::UsdM => {
-            let notional = quantity * limit_price;
-            let leverage = Decimal::from(account.leverage_of(m.symbol));
-            let wallet = account.futures.entry(m.quote.to_owned()).or_default();
-            if notional / leverage > wallet.free {
-                return Err(ApiError::new(400, -2019, "Margin is insufficient."));
+            if order.reduce_only {
+                // One-way mode: only an order against the position reduces it. One that
+                // would open or grow a position is refused, and not recorded, as Binance
+                // answers it; it takes no margin, for it frees what the position holds.
+                let position = account.positions.get(m.symbol).copied().unwrap_or_default();
+                let reduces = match order.side {
+                    Side::Buy => position < Decimal::ZERO,
+                    Side::Sell => position > Decimal::ZERO,
+                };
+                if !reduces {
+                    return Err(ApiError::new(400, -2022, "ReduceOnly Order is rejected."));
+                }
+            } else {
+                let notional = quantity * limit_price;
+                let leverage = Decimal::from(account.leverage_of(m.symbol));
+                let wallet = account.futures.entry(m.quote.to_owned()).or_default();
+                if notional / leverage > wallet.free {
+                    return Err(ApiError::new(400, -2019, "Margin is insufficient."));
+                }
             }
             if crosses {
                 move_position(account, m, order.side, quantity);

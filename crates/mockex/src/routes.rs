@@ -737,7 +737,11 @@ fn read_new_order(
             Product::UsdM => None,
         },
         client_order_id,
-        reduce_only: false,
+        // Spot has no reduce-only order; USD-M reads `reduceOnly` as `true` or `false`.
+        reduce_only: match product {
+            Product::Spot => false,
+            Product::UsdM => algo::flag(params, "reduceOnly")?,
+        },
     };
     Ok((new, resp_type))
 }

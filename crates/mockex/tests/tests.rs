@@ -2152,10 +2152,10 @@ mod conditional {
         // 50 BTC at 60 000 needs 150 000 USDT of margin at 20x: more than the wallet's
         // 100 000. The algo service takes it; the book refuses it when it triggers.
         let big = "algoType=CONDITIONAL&symbol=BTCUSDT&side=BUY&type=STOP_MARKET&quantity=50\
-            &triggerPrice=61000&reduceOnly=true";
+            &triggerPrice=61000";
         let (status, placed) = post_algo(&sim, big).await;
         assert_eq!(status, 200, "{placed}");
-        assert_eq!(placed["reduceOnly"], true);
+        assert_eq!(placed["reduceOnly"], false);
         let refused = trigger(&sim, &placed["algoId"]).await;
         assert_error(&refused, 400, -2019, "Margin is insufficient.");
         let (_, all) = get(&sim, "/fapi/v1/allAlgoOrders", "symbol=BTCUSDT").await;
@@ -2170,7 +2170,16 @@ mod conditional {
             "Unknown order sent.",
         );
         // A reduce-only order is not held to the minimum notional (Binance's -4164 says
-        // so), and the order it places carries reduceOnly.
+        // so), and the order it places carries reduceOnly. It reduces a long, which a
+        // market order opens first (a reduce-only order with nothing to reduce is refused).
+        let (status, opened) = signed(
+            &sim,
+            Method::POST,
+            "/fapi/v1/order",
+            "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=0.01",
+        )
+        .await;
+        assert_eq!(status, 200, "{opened}");
         let small = "algoType=CONDITIONAL&symbol=BTCUSDT&side=SELL&type=STOP_MARKET\
             &quantity=0.001&triggerPrice=50000";
         let refused = post_algo(&sim, small).await;
@@ -2180,9 +2189,9 @@ mod conditional {
         let (status, triggered) = trigger(&sim, &placed["algoId"]).await;
         assert_eq!(status, 200, "{triggered}");
         let (_, orders) = get(&sim, "/fapi/v1/allOrders", "symbol=BTCUSDT").await;
-        assert_eq!(orders[0]["reduceOnly"], true, "{orders}");
+        assert_eq!(orders[1]["reduceOnly"], true, "{orders}");
         assert_eq!(
-            orders[0]["orderId"].to_string(),
+            orders[1]["orderId"].to_string(),
             triggered["actualOrderId"].as_str().unwrap()
         );
     }
@@ -3082,5 +3091,104 @@ mod ccxt {
             "{stdout}\n{}",
             String::from_utf8_lossy(&output.stderr)
         );
+    }
+}
+
+/// Regressions where the simulator answered what Binance does not (a reviewer's findings).
+mod fidelity {
+    use super::*;
+    use reqwest::Method;
+
+    #[track_caller]
+    fn assert_error(response: &(u16, Value), status: u16, code: i64, msg: &str) {
+        assert_eq!(response.0, status, "{}", response.1);
+        assert_eq!(response.1["code"], code, "{}", response.1);
+        assert_eq!(response.1["msg"], msg, "{}", response.1);
+    }
+
+    /// The signed position in USD-M BTCUSDT, as `GET /fapi/v2/account` lists it.
+    async fn btc_position(sim: &RunningSimulator) -> String {
+        let (_, account) = signed(sim, Method::GET, "/fapi/v2/account", "").await;
+        let position = account["positions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["symbol"] == "BTCUSDT")
+            .unwrap();
+        position["positionAmt"].as_str().unwrap().to_owned()
+    }
+
+    /// Regression: USD-M `reduceOnly` was read as false whatever was sent, so an order
+    /// that grew a position went through and a small closing order met the minimum
+    /// notional. Binance refuses a reduce-only order that would open or grow the
+    /// position (-2022), exempts one that reduces it from the minimum notional, and
+    /// echoes `reduceOnly`.
+    #[tokio::test]
+    async fn usdm_reduce_only_is_read() {
+        let sim = start().await;
+        let order =
+            |params: &str| format!("symbol=BTCUSDT&type=MARKET&newOrderRespType=RESULT&{params}");
+        let rejected = "ReduceOnly Order is rejected.";
+        // No position: nothing to reduce, either way.
+        for side in ["BUY", "SELL"] {
+            let response = signed(
+                &sim,
+                Method::POST,
+                "/fapi/v1/order",
+                &order(&format!("side={side}&quantity=0.01&reduceOnly=true")),
+            )
+            .await;
+            assert_error(&response, 400, -2022, rejected);
+        }
+        let (status, opened) = signed(
+            &sim,
+            Method::POST,
+            "/fapi/v1/order",
+            &order("side=BUY&quantity=0.01"),
+        )
+        .await;
+        assert_eq!(status, 200, "{opened}");
+        assert_eq!(opened["reduceOnly"], false, "{opened}");
+        assert_eq!(btc_position(&sim).await, "0.01");
+        // A long grows with a buy: refused, and the position stays.
+        let grows = signed(
+            &sim,
+            Method::POST,
+            "/fapi/v1/order",
+            &order("side=BUY&quantity=0.01&reduceOnly=true"),
+        )
+        .await;
+        assert_error(&grows, 400, -2022, rejected);
+        assert_eq!(btc_position(&sim).await, "0.01");
+        // 0.001 at 60 000 is 60, under the minimum notional of 100: refused unless it
+        // is reduce-only.
+        let small = signed(
+            &sim,
+            Method::POST,
+            "/fapi/v1/order",
+            &order("side=SELL&quantity=0.001&reduceOnly=false"),
+        )
+        .await;
+        assert_eq!(small.1["code"], -4164, "{}", small.1);
+        let (status, reduced) = signed(
+            &sim,
+            Method::POST,
+            "/fapi/v1/order",
+            &order("side=SELL&quantity=0.001&reduceOnly=true"),
+        )
+        .await;
+        assert_eq!(status, 200, "{reduced}");
+        assert_eq!(reduced["reduceOnly"], true, "{reduced}");
+        assert_eq!(reduced["status"], "FILLED", "{reduced}");
+        assert_eq!(btc_position(&sim).await, "0.009");
+        // The order keeps it: queried, it is still reduce-only.
+        let (_, queried) = signed(
+            &sim,
+            Method::GET,
+            "/fapi/v1/order",
+            &format!("symbol=BTCUSDT&orderId={}", reduced["orderId"]),
+        )
+        .await;
+        assert_eq!(queried["reduceOnly"], true, "{queried}");
     }
 }

@@ -663,9 +663,46 @@ fn new_order(
     let (new, resp_type) = read_new_order(ids, product, params)?;
     let (order, fills) = place_order(account, ids, new, now)?;
     Ok(match product {
-        Product::Spot => spot_new_order(&order, &fills, &resp_type, now),
+        Product::Spot => spot_new_order(&order, &fills, resp_type, now),
+        Product::UsdM if resp_type == RespType::Ack => futures_order(&acknowledged(&order)),
         Product::UsdM => futures_order(&order),
     })
+}
+
+/// What a new order's answer holds, as `newOrderRespType` asks: the order as it was
+/// acknowledged (`ACK`), as it stands after matching (`RESULT`), or that and its fills
+/// (`FULL`, spot only).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RespType {
+    Ack,
+    Result,
+    Full,
+}
+
+impl RespType {
+    /// Reads `newOrderRespType`. Spot takes `ACK`, `RESULT` and `FULL`, and answers a
+    /// `MARKET` or `LIMIT` order (the only types the simulator has) `FULL` by default;
+    /// USD-M takes `ACK` and `RESULT`, `ACK` by default. Anything else is -1136.
+    fn parse(params: &Params, product: Product) -> Result<RespType, ApiError> {
+        match (product, params.get("newOrderRespType")) {
+            (Product::Spot, None) => Ok(RespType::Full),
+            (Product::UsdM, None) | (_, Some("ACK")) => Ok(RespType::Ack),
+            (_, Some("RESULT")) => Ok(RespType::Result),
+            (Product::Spot, Some("FULL")) => Ok(RespType::Full),
+            (_, Some(_)) => Err(ApiError::new(400, -1136, "Invalid newOrderRespType")),
+        }
+    }
+}
+
+/// A USD-M order as Binance acknowledges it, before it is matched: new, nothing filled.
+fn acknowledged(order: &Order) -> Order {
+    Order {
+        status: "NEW",
+        executed_qty: Decimal::ZERO,
+        cumulative_quote: Decimal::ZERO,
+        update_time: order.time,
+        ..order.clone()
+    }
 }
 
 /// The new order `params` describe, and the answer it asks for (`newOrderRespType`), as
@@ -674,7 +711,7 @@ fn read_new_order(
     ids: &Ids,
     product: Product,
     params: &Params,
-) -> Result<(NewOrder, String), ApiError> {
+) -> Result<(NewOrder, RespType), ApiError> {
     let m = symbol(params, product)?;
     let side = Side::parse(params.required("side")?)?;
     let order_type = OrderType::parse(params.required("type")?)?;
@@ -723,7 +760,7 @@ fn read_new_order(
         }
         _ => made_up_client_order_id(ids),
     };
-    let resp_type = params.get("newOrderRespType").unwrap_or("FULL").to_owned();
+    let resp_type = RespType::parse(params, product)?;
     let new = NewOrder {
         market: m,
         side,
@@ -865,7 +902,7 @@ fn cancel_replace(
         );
     }
     let placed = place_order(account, ids, new, now)
-        .map(|(order, fills)| spot_new_order(&order, &fills, &resp_type, now));
+        .map(|(order, fills)| spot_new_order(&order, &fills, resp_type, now));
     let results = json!({
         "cancelResult": outcome(&cancelled),
         "newOrderResult": outcome(&placed),
@@ -1624,7 +1661,7 @@ fn spot_order(o: &Order) -> Value {
 }
 
 /// `POST /api/v3/order` reply for ACK, RESULT or FULL.
-fn spot_new_order(o: &Order, fills: &[Trade], resp_type: &str, now: u64) -> Value {
+fn spot_new_order(o: &Order, fills: &[Trade], resp_type: RespType, now: u64) -> Value {
     let mut v = json!({
         "symbol": o.symbol,
         "orderId": o.order_id,
@@ -1632,7 +1669,7 @@ fn spot_new_order(o: &Order, fills: &[Trade], resp_type: &str, now: u64) -> Valu
         "clientOrderId": o.client_order_id,
         "transactTime": now
     });
-    if resp_type == "ACK" {
+    if resp_type == RespType::Ack {
         return v;
     }
     let full = spot_order(o);
@@ -1651,7 +1688,7 @@ fn spot_new_order(o: &Order, fills: &[Trade], resp_type: &str, now: u64) -> Valu
     ] {
         v[field] = full[field].clone();
     }
-    if resp_type == "FULL" {
+    if resp_type == RespType::Full {
         v["fills"] = Value::Array(
             fills
                 .iter()

@@ -1043,7 +1043,7 @@ mod trading {
             &sim,
             Method::POST,
             "/fapi/v1/order",
-            "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=0.01",
+            "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=0.01&newOrderRespType=RESULT",
         )
         .await;
         assert_eq!(status, 200, "{order}");
@@ -1074,7 +1074,7 @@ mod trading {
         .await;
         assert_eq!(status, 200, "{spot}");
         let (status, sold) =
-            place("symbol=BTCUSDT&side=SELL&type=LIMIT&timeInForce=GTC&quantity=0.004&price=59000")
+            place("symbol=BTCUSDT&side=SELL&type=LIMIT&timeInForce=GTC&quantity=0.004&price=59000&newOrderRespType=RESULT")
                 .await;
         assert_eq!((status, &sold["status"]), (200, &Value::from("FILLED")));
         let (_, eth) = place("symbol=ETHUSDT&side=SELL&type=MARKET&quantity=0.1").await;
@@ -3190,5 +3190,93 @@ mod fidelity {
         )
         .await;
         assert_eq!(queried["reduceOnly"], true, "{queried}");
+    }
+
+    /// Regression: `newOrderRespType` was not checked (spot answered any unknown value
+    /// as RESULT) and USD-M ignored it, answering every order as it stood after matching.
+    /// Binance refuses another value with -1136; spot takes ACK, RESULT and FULL (FULL by
+    /// default for MARKET and LIMIT), USD-M ACK and RESULT, ACK by default: the order as
+    /// acknowledged, before it is matched.
+    #[tokio::test]
+    async fn new_order_resp_type_is_checked_and_usdm_defaults_to_ack() {
+        let sim = start().await;
+        let spot = "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.001&price=50000";
+        for value in ["BOGUS", "ack"] {
+            let response = signed(
+                &sim,
+                Method::POST,
+                "/api/v3/order",
+                &format!("{spot}&newOrderRespType={value}"),
+            )
+            .await;
+            assert_error(&response, 400, -1136, "Invalid newOrderRespType");
+        }
+        let (_, open) = signed(&sim, Method::GET, "/api/v3/openOrders", "").await;
+        assert_eq!(open, serde_json::json!([]), "refused orders are not placed");
+        let (status, full) = signed(&sim, Method::POST, "/api/v3/order", spot).await;
+        assert_eq!(status, 200, "{full}");
+        assert!(full["fills"].is_array(), "FULL by default: {full}");
+        let (_, result) = signed(
+            &sim,
+            Method::POST,
+            "/api/v3/order",
+            &format!("{spot}&newOrderRespType=RESULT"),
+        )
+        .await;
+        assert_eq!(result["status"], "NEW", "{result}");
+        assert!(result.get("fills").is_none(), "{result}");
+        let (_, ack) = signed(
+            &sim,
+            Method::POST,
+            "/api/v3/order",
+            &format!("{spot}&newOrderRespType=ACK"),
+        )
+        .await;
+        assert!(
+            ack["orderId"].is_u64() && ack.get("status").is_none(),
+            "{ack}"
+        );
+
+        let usdm = "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=0.01";
+        for value in ["FULL", "XYZ"] {
+            let response = signed(
+                &sim,
+                Method::POST,
+                "/fapi/v1/order",
+                &format!("{usdm}&newOrderRespType={value}"),
+            )
+            .await;
+            assert_error(&response, 400, -1136, "Invalid newOrderRespType");
+        }
+        assert_eq!(btc_position(&sim).await, "0");
+        let (status, acked) = signed(&sim, Method::POST, "/fapi/v1/order", usdm).await;
+        assert_eq!(status, 200, "{acked}");
+        assert_eq!(
+            (&acked["status"], &acked["executedQty"], &acked["cumQuote"]),
+            (&"NEW".into(), &"0".into(), &"0".into()),
+            "ACK by default: {acked}"
+        );
+        // Acknowledged before matching; the market order filled all the same.
+        let (_, queried) = signed(
+            &sim,
+            Method::GET,
+            "/fapi/v1/order",
+            &format!("symbol=BTCUSDT&orderId={}", acked["orderId"]),
+        )
+        .await;
+        assert_eq!(queried["status"], "FILLED", "{queried}");
+        let (_, result) = signed(
+            &sim,
+            Method::POST,
+            "/fapi/v1/order",
+            &format!("{usdm}&newOrderRespType=RESULT"),
+        )
+        .await;
+        assert_eq!(
+            (&result["status"], &result["executedQty"]),
+            (&"FILLED".into(), &"0.01".into()),
+            "{result}"
+        );
+        assert_eq!(btc_position(&sim).await, "0.02");
     }
 }

@@ -261,7 +261,7 @@ impl Endpoint {
     }
 
     /// Whether Binance counts this endpoint's weight per account (UID) rather than per
-    /// IP: of the simulator's `/sapi` endpoints, only the withdrawal ("Weight(UID): 600").
+    /// IP: of the simulator's `/sapi` endpoints, only the withdrawal ("Weight(UID): 900").
     fn is_uid_weighted(self) -> bool {
         matches!(self, Endpoint::Withdraw)
     }
@@ -317,15 +317,15 @@ fn route(method: &Method, path: &str) -> Option<(Security, u32, Endpoint)> {
         "/sapi/v1/margin/isolated/allPairs" if get => {
             (Signed, 10, E::MarginPairs { isolated: true })
         }
-        "/sapi/v1/capital/withdraw/apply" if post => (Signed, 600, E::Withdraw),
+        "/sapi/v1/capital/withdraw/apply" if post => (Signed, 900, E::Withdraw),
         "/sapi/v1/account/apiRestrictions" if get => (Signed, 1, E::ApiRestrictions),
         "/sapi/v1/capital/withdraw/history" if get => (Signed, 18, E::WithdrawHistory),
         "/fapi/v2/account" | "/fapi/v3/account" if get => (Signed, 5, E::FuturesAccount),
         "/fapi/v2/balance" | "/fapi/v3/balance" if get => (Signed, 5, E::FuturesBalance),
-        "/fapi/v1/order" if post => (Signed, 1, E::NewOrder(Product::UsdM)),
-        // Binance's page counts a modification 1 against each order rate limit and 0
-        // against the IP weight, as it does a new order; the simulator weighs both 1.
-        "/fapi/v1/order" if put => (Signed, 1, E::ModifyOrder),
+        // Binance's pages count a new order and a modification 1 against each order rate
+        // limit and 0 against the IP weight; so does the simulator's weight.
+        "/fapi/v1/order" if post => (Signed, 0, E::NewOrder(Product::UsdM)),
+        "/fapi/v1/order" if put => (Signed, 0, E::ModifyOrder),
         "/fapi/v1/batchOrders" if post => (Signed, 5, E::BatchOrders),
         "/fapi/v1/batchOrders" if put => (Signed, 5, E::ModifyBatchOrders),
         "/fapi/v1/batchOrders" if delete => (Signed, 1, E::CancelBatchOrders),

@@ -2753,7 +2753,7 @@ mod limits {
         let (status, headers, body) =
             call(Method::POST, "/sapi/v1/capital/withdraw/apply", withdraw).await;
         assert_eq!(status, 200, "{body}");
-        assert_eq!(used(&headers, "x-sapi-used-uid-weight-1m"), Some(600));
+        assert_eq!(used(&headers, "x-sapi-used-uid-weight-1m"), Some(900));
         assert!(
             !headers.contains_key("x-sapi-used-ip-weight-1m"),
             "{headers:?}"
@@ -2850,8 +2850,9 @@ mod limits {
         );
     }
 
-    /// Binance weighs a modification 1 (as the simulator weighs a new USD-M order), a
-    /// batch of them 5 and a cancel-replace 1; a cancel-replace counts its new order in
+    /// Binance weighs a new USD-M order and a modification 0 against the IP weight (they
+    /// count against the order rate limits only), a batch of modifications 5 and a
+    /// cancel-replace 1; a cancel-replace counts its new order in
     /// the key's orders even when it did not attempt it. `GET /__mock/requests` records
     /// each call.
     #[tokio::test]
@@ -2862,13 +2863,13 @@ mod limits {
         let order = "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=50000";
         let (_, headers, futures) =
             signed_for_headers(&sim, Method::POST, "/fapi/v1/order", order).await;
-        assert_eq!(weight(&headers), Some(1));
+        assert_eq!(weight(&headers), Some(0));
         let id = &futures["orderId"];
         let modify = format!("symbol=BTCUSDT&orderId={id}&side=BUY&quantity=0.01&price=51000");
         let (status, headers, body) =
             signed_for_headers(&sim, Method::PUT, "/fapi/v1/order", &modify).await;
         assert_eq!(status, 200, "{body}");
-        assert_eq!(weight(&headers), Some(2));
+        assert_eq!(weight(&headers), Some(0));
         let batch = format!(
             r#"[{{"orderId":{id},"symbol":"BTCUSDT","side":"BUY","quantity":"0.01","price":"52000"}}]"#
         );
@@ -2879,7 +2880,7 @@ mod limits {
         let (status, headers, body) =
             signed_for_headers(&sim, Method::PUT, "/fapi/v1/batchOrders", &batch).await;
         assert_eq!(status, 200, "{body}");
-        assert_eq!(weight(&headers), Some(7));
+        assert_eq!(weight(&headers), Some(5));
 
         let (_, headers, spot) =
             signed_for_headers(&sim, Method::POST, "/api/v3/order", order).await;

@@ -495,7 +495,8 @@ pub(crate) fn now_ms() -> u64 {
 
 impl Simulator {
     /// Creates a simulator accepting `credentials`, each with fresh starting balances
-    /// (10 BTC, 100 ETH, 1 000 000 USDT, 1000 BNB on spot; 100 000 USDT on USD-M).
+    /// (10 BTC, 100 ETH, 1 000 000 USDT, 1000 BNB, 10 000 XRP on spot; 100 000 USDT on
+    /// USD-M).
     ///
     /// A credential that is unusable (see [`load_credentials`]), restrictions no Binance
     /// key can have included, is skipped with a warning, so requests with its key get -2015.

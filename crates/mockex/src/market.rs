@@ -172,6 +172,7 @@ pub(crate) fn starting_spot_balances() -> Vec<(&'static str, Decimal)> {
         ("USDT", dec(1_000_000, 0)),
         ("BNB", dec(1_000, 0)),
         ("DOGE", dec(0, 0)),
+        ("XRP", dec(10_000, 0)),
     ]
 }
 
@@ -369,28 +370,138 @@ pub(crate) fn depth(m: &Market, limit: usize) -> Value {
     })
 }
 
+/// A coin that can be withdrawn, with its networks, the default one first.
+#[derive(Debug)]
+pub(crate) struct Coin {
+    pub(crate) coin: &'static str,
+    pub(crate) name: &'static str,
+    pub(crate) networks: &'static [Network],
+}
+
+/// A network a coin is withdrawn on.
+#[derive(Debug)]
+pub(crate) struct Network {
+    pub(crate) network: &'static str,
+    /// Whether a withdrawal on it takes a memo (`addressTag`), as an XRP one does.
+    pub(crate) has_memo: bool,
+}
+
+impl Coin {
+    /// The network `name` of this coin, or its default network when none is named.
+    pub(crate) fn network(&self, name: Option<&str>) -> Option<&'static Network> {
+        match name {
+            None => self.networks.first(),
+            Some(name) => self.networks.iter().find(|n| n.network == name),
+        }
+    }
+}
+
+const fn plain(network: &'static str) -> Network {
+    Network {
+        network,
+        has_memo: false,
+    }
+}
+
 /// Known coins for `GET /sapi/v1/capital/config/getall` and withdrawals.
-pub(crate) static COINS: &[(&str, &str, &str)] = &[
-    ("BTC", "Bitcoin", "BTC"),
-    ("ETH", "Ethereum", "ETH"),
-    ("USDT", "TetherUS", "ETH"),
-    ("BNB", "BNB", "BSC"),
-    ("DOGE", "Dogecoin", "DOGE"),
+pub(crate) static COINS: &[Coin] = &[
+    Coin {
+        coin: "BTC",
+        name: "Bitcoin",
+        networks: &[plain("BTC")],
+    },
+    Coin {
+        coin: "ETH",
+        name: "Ethereum",
+        networks: &[plain("ETH")],
+    },
+    Coin {
+        coin: "USDT",
+        name: "TetherUS",
+        networks: &[plain("ETH"), plain("TRX"), plain("BSC")],
+    },
+    Coin {
+        coin: "BNB",
+        name: "BNB",
+        networks: &[plain("BSC")],
+    },
+    Coin {
+        coin: "DOGE",
+        name: "Dogecoin",
+        networks: &[plain("DOGE")],
+    },
+    Coin {
+        coin: "XRP",
+        name: "Ripple",
+        networks: &[Network {
+            network: "XRP",
+            has_memo: true,
+        }],
+    },
 ];
 
+/// The coin `coin`, if the simulator knows it.
+pub(crate) fn coin(coin: &str) -> Option<&'static Coin> {
+    COINS.iter().find(|c| c.coin == coin)
+}
+
+/// The fewest and most characters of a withdrawal address on every network, as
+/// [`ADDRESS_REGEX`] announces it.
+pub(crate) const ADDRESS_CHARS: std::ops::RangeInclusive<usize> = 10..=100;
+/// Every network's `addressRegex`.
+pub(crate) const ADDRESS_REGEX: &str = "^.{10,100}$";
+/// The `memoRegex` of a network that takes a memo: 1 to 10 digits, as [`is_memo`] checks.
+pub(crate) const MEMO_REGEX: &str = "^[0-9]{1,10}$";
+/// Every network's `withdrawIntegerMultiple`: an amount is a whole multiple of it.
+pub(crate) const WITHDRAW_MULTIPLE: Decimal = dec(1, 8);
+
+/// Whether `tag` is a memo [`MEMO_REGEX`] accepts.
+pub(crate) fn is_memo(tag: &str) -> bool {
+    (1..=10).contains(&tag.len()) && tag.bytes().all(|b| b.is_ascii_digit())
+}
+
 /// One entry of `GET /sapi/v1/capital/config/getall`.
-pub(crate) fn coin_config(
-    coin: &str,
-    name: &str,
-    network: &str,
-    free: Decimal,
-    locked: Decimal,
-) -> Value {
+pub(crate) fn coin_config(coin: &Coin, free: Decimal, locked: Decimal) -> Value {
+    let networks: Vec<Value> = coin
+        .networks
+        .iter()
+        .enumerate()
+        .map(|(i, network)| {
+            json!({
+                "network": network.network,
+                "coin": coin.coin,
+                "withdrawIntegerMultiple": WITHDRAW_MULTIPLE.to_string(),
+                "isDefault": i == 0,
+                "depositEnable": true,
+                "withdrawEnable": true,
+                "depositDesc": "",
+                "withdrawDesc": "",
+                "specialTips": "",
+                "specialWithdrawTips": "",
+                "name": coin.name,
+                "resetAddressStatus": false,
+                "addressRegex": ADDRESS_REGEX,
+                "memoRegex": if network.has_memo { MEMO_REGEX } else { "" },
+                "withdrawTag": network.has_memo,
+                "withdrawFee": "0",
+                "withdrawMin": WITHDRAW_MULTIPLE.to_string(),
+                "withdrawMax": "10000000",
+                "depositDust": "0.00000001",
+                "minConfirm": 1,
+                "unLockConfirm": 2,
+                "sameAddress": network.has_memo,
+                "estimatedArrivalTime": 5,
+                "busy": false,
+                "contractAddressUrl": "",
+                "contractAddress": ""
+            })
+        })
+        .collect();
     json!({
-        "coin": coin,
+        "coin": coin.coin,
         "depositAllEnable": true,
         "withdrawAllEnable": true,
-        "name": name,
+        "name": coin.name,
         "free": free.normalize().to_string(),
         "locked": locked.normalize().to_string(),
         "freeze": "0",
@@ -400,33 +511,7 @@ pub(crate) fn coin_config(
         "storage": "0",
         "isLegalMoney": false,
         "trading": true,
-        "networkList": [{
-            "network": network,
-            "coin": coin,
-            "withdrawIntegerMultiple": "0.00000001",
-            "isDefault": true,
-            "depositEnable": true,
-            "withdrawEnable": true,
-            "depositDesc": "",
-            "withdrawDesc": "",
-            "specialTips": "",
-            "specialWithdrawTips": "",
-            "name": name,
-            "resetAddressStatus": false,
-            "addressRegex": "^.{10,100}$",
-            "memoRegex": "",
-            "withdrawFee": "0",
-            "withdrawMin": "0.00000001",
-            "withdrawMax": "10000000",
-            "depositDust": "0.00000001",
-            "minConfirm": 1,
-            "unLockConfirm": 2,
-            "sameAddress": false,
-            "estimatedArrivalTime": 5,
-            "busy": false,
-            "contractAddressUrl": "",
-            "contractAddress": ""
-        }]
+        "networkList": networks
     })
 }
 

@@ -3280,4 +3280,92 @@ mod fidelity {
         );
         assert_eq!(btc_position(&sim).await, "0.02");
     }
+
+    /// Regression: a withdrawal was taken whatever its network, address, tag or amount,
+    /// though `capital/config/getall` announces each coin's networks, an address regex,
+    /// which networks take a memo and `withdrawIntegerMultiple`. Each rule is now held.
+    #[tokio::test]
+    async fn withdrawals_keep_the_rules_the_coin_config_announces() {
+        let sim = start().await;
+        let path = "/sapi/v1/capital/withdraw/apply";
+        let (_, config) = signed(&sim, Method::GET, "/sapi/v1/capital/config/getall", "").await;
+        let coin = |name: &str| {
+            config
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["coin"] == name)
+                .unwrap()
+                .clone()
+        };
+        let btc = &coin("BTC")["networkList"];
+        assert_eq!(btc.as_array().unwrap().len(), 1, "{btc}");
+        assert_eq!(
+            (
+                &btc[0]["network"],
+                &btc[0]["addressRegex"],
+                &btc[0]["memoRegex"]
+            ),
+            (&"BTC".into(), &"^.{10,100}$".into(), &"".into())
+        );
+        assert_eq!(btc[0]["withdrawIntegerMultiple"], "0.00000001");
+        assert_eq!(btc[0]["withdrawTag"], false);
+        let xrp = &coin("XRP")["networkList"][0];
+        assert_eq!(xrp["withdrawTag"], true, "{xrp}");
+        assert_ne!(xrp["memoRegex"], "");
+        let address = "bc1qexampleexampleexample";
+        for (params, code, msg) in [
+            (
+                format!("coin=BTC&network=TRX&address={address}&amount=0.1"),
+                -1130,
+                "Data sent for parameter 'network' is not valid.",
+            ),
+            (
+                "coin=BTC&address=bc1qshort&amount=0.1".to_owned(),
+                -1100,
+                "Illegal characters found in parameter 'address'; legal range is '^.{10,100}$'.",
+            ),
+            (
+                format!("coin=BTC&address={address}&amount=0.000000001"),
+                -1111,
+                "Parameter 'amount' has too much precision.",
+            ),
+            (
+                format!("coin=BTC&network=BTC&address={address}&addressTag=123&amount=0.1"),
+                -4106,
+                "Tag is not supported for this network.",
+            ),
+            (
+                "coin=XRP&network=XRP&address=rExampleExampleExample&addressTag=tag&amount=1"
+                    .to_owned(),
+                -1100,
+                "Illegal characters found in parameter 'addressTag'; legal range is '^[0-9]{1,10}$'.",
+            ),
+        ] {
+            let response = signed(&sim, Method::POST, path, &params).await;
+            assert_error(&response, 400, code, msg);
+        }
+        let (_, account) = signed(&sim, Method::GET, "/api/v3/account", "").await;
+        assert_eq!(
+            balance(&account, "BTC").0,
+            "10.00000000",
+            "nothing was debited"
+        );
+        // On a network the coin has, and on its default one when none is named.
+        for params in [
+            "coin=USDT&network=TRX&address=TColdWallet1&amount=10",
+            "coin=USDT&address=0xExampleExampleExample&amount=10.5",
+        ] {
+            let (status, reply) = signed(&sim, Method::POST, path, params).await;
+            assert_eq!(status, 200, "{params}: {reply}");
+        }
+        let (_, history) = signed(&sim, Method::GET, "/sapi/v1/capital/withdraw/history", "").await;
+        let networks: Vec<&Value> = history
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| &w["network"])
+            .collect();
+        assert_eq!(networks, [&Value::from("ETH"), &Value::from("TRX")]);
+    }
 }

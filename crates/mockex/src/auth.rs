@@ -292,7 +292,9 @@ fn decode_component(raw: &str) -> String {
 
 /// Applies Binance's timing rule to `timestamp` and `recvWindow`.
 ///
-/// `allow_micros` is true for spot (`/api`, `/sapi`), which accepts microsecond timestamps.
+/// `allow_micros` is true for spot (`/api`, `/sapi`), which accepts microsecond timestamps
+/// and a `recvWindow` of up to three decimals (microseconds), more being -1111; USD-M
+/// (`/fapi`) takes both as whole milliseconds only (a LONG), a fraction being -1100.
 pub(crate) fn check_timestamp(
     params: &Params,
     server_time_ms: u64,
@@ -307,9 +309,16 @@ pub(crate) fn check_timestamp(
     } else {
         Decimal::from(timestamp)
     };
-    let recv_window = params
-        .decimal("recvWindow")?
-        .unwrap_or_else(|| Decimal::from(5000));
+    let recv_window = if allow_micros {
+        let window = params.decimal("recvWindow")?;
+        if window.is_some_and(|w| w.normalize().scale() > 3) {
+            return Err(ApiError::too_much_precision("recvWindow"));
+        }
+        window
+    } else {
+        params.integer("recvWindow")?.map(Decimal::from)
+    }
+    .unwrap_or_else(|| Decimal::from(5000));
     if recv_window > Decimal::from(60_000) || recv_window.is_sign_negative() {
         return Err(ApiError::new(
             400,

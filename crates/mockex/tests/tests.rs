@@ -3368,4 +3368,31 @@ mod fidelity {
             .collect();
         assert_eq!(networks, [&Value::from("ETH"), &Value::from("TRX")]);
     }
+
+    /// Regression: `recvWindow` was read as any decimal everywhere. Spot takes at most
+    /// three decimals (microseconds), USD-M a whole number of milliseconds only.
+    #[tokio::test]
+    async fn recv_window_precision_is_the_products() {
+        let sim = start().await;
+        let call = |path: &'static str, window: &'static str| {
+            let query = format!("timestamp={}&recvWindow={window}", now_ms());
+            let target = format!("{path}?{query}&signature={}", hmac_hex(SECRET, &query));
+            let sim = &sim;
+            async move { send(sim, Method::GET, &target, Some(KEY), None).await }
+        };
+        assert_eq!(call("/api/v3/account", "5000.123").await.0, 200);
+        assert_error(
+            &call("/api/v3/account", "5000.1234").await,
+            400,
+            -1111,
+            "Parameter 'recvWindow' has too much precision.",
+        );
+        assert_eq!(call("/fapi/v2/balance", "5000").await.0, 200);
+        assert_error(
+            &call("/fapi/v2/balance", "5000.5").await,
+            400,
+            -1100,
+            "Illegal characters found in parameter 'recvWindow'; legal range is '^[0-9]{1,20}$'.",
+        );
+    }
 }

@@ -206,6 +206,17 @@ impl Params {
         }
     }
 
+    /// How many parameters were sent, `signature` included; a name in both the query and
+    /// the body counts once.
+    pub(crate) fn count(&self) -> usize {
+        self.values.len() + usize::from(self.raw_signature.is_some())
+    }
+
+    /// The decoded names sent, `signature` aside.
+    pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
+        self.values.keys().map(String::as_str)
+    }
+
     /// The decoded value of `name`, if present.
     pub(crate) fn get(&self, name: &str) -> Option<&str> {
         self.values.get(name).map(String::as_str)

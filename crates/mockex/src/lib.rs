@@ -14,7 +14,12 @@
 //! answer to `GET /sapi/v1/account/apiRestrictions`), reads numbers only in the form
 //! Binance takes (`^([0-9]{1,20})(\.[0-9]{1,20})?$`, `^[0-9]{1,20}$`, else -1100), refuses
 //! orders that fail a filter with each product's own codes (spot -1013 "Filter failure:
-//! …"; USD-M -1111, -4001, -4003, -4004, -4013, -4014, -4023, -4164), answers with
+//! …"; USD-M -1111, -4001, -4003, -4004, -4013, -4014, -4023, -4164; a USD-M
+//! `reduceOnly` order that would not reduce the one-way position -2022),
+//! checks `newOrderRespType` (-1136; USD-M answers `ACK` by default), refuses a parameter
+//! spot's `POST /api/v3/order` or `GET /api/v3/account` does not read (-1104), holds a
+//! withdrawal to the networks, address pattern, tags and amount multiple that
+//! `GET /sapi/v1/capital/config/getall` announces, answers with
 //! Binance's error shape `{"code": N, "msg": "..."}` and statuses, reports the request
 //! weight used in each API family's own headers (`X-MBX-USED-WEIGHT-1M` for `/api`,
 //! `/fapi` and `/dapi`, each counted apart; `X-SAPI-USED-IP-WEIGHT-1M` or, for

@@ -652,6 +652,55 @@ fn dispatch(
     })
 }
 
+/// Every parameter spot's `POST /api/v3/order` reads, as Binance's New order page lists
+/// them. The simulator acts on those it simulates and takes the others (`strategyId`,
+/// `selfTradePreventionMode`, the peg parameters, …) as read without acting on them.
+const SPOT_NEW_ORDER_PARAMS: &[&str] = &[
+    "symbol",
+    "side",
+    "type",
+    "timeInForce",
+    "quantity",
+    "quoteOrderQty",
+    "price",
+    "newClientOrderId",
+    "strategyId",
+    "strategyType",
+    "stopPrice",
+    "trailingDelta",
+    "icebergQty",
+    "newOrderRespType",
+    "selfTradePreventionMode",
+    "pegPriceType",
+    "pegOffsetValue",
+    "pegOffsetType",
+    "recvWindow",
+    "timestamp",
+];
+
+/// Every parameter `GET /api/v3/account` reads, as Binance's Account information page
+/// lists them.
+const SPOT_ACCOUNT_PARAMS: &[&str] = &["omitZeroBalances", "recvWindow", "timestamp"];
+
+/// -1104, as spot answers a request that sends a parameter its endpoint does not read
+/// (`read`, with `signature`): Binance counts what it read against what was sent. Only
+/// the endpoints whose every parameter the simulator knows from Binance's pages check it.
+fn check_all_read(params: &Params, read: &[&str]) -> Result<(), ApiError> {
+    let unread = params.names().filter(|name| !read.contains(name)).count();
+    if unread == 0 {
+        return Ok(());
+    }
+    let sent = params.count();
+    Err(ApiError::new(
+        400,
+        -1104,
+        format!(
+            "Not all sent parameters were read; read '{}' parameter(s) but was sent '{sent}'.",
+            sent - unread
+        ),
+    ))
+}
+
 /// `POST /api/v3/order` and `POST /fapi/v1/order`: reads and places one new order.
 fn new_order(
     account: &mut Account,
@@ -660,6 +709,9 @@ fn new_order(
     params: &Params,
     now: u64,
 ) -> Result<Value, ApiError> {
+    if product == Product::Spot {
+        check_all_read(params, SPOT_NEW_ORDER_PARAMS)?;
+    }
     let (new, resp_type) = read_new_order(ids, product, params)?;
     let (order, fills) = place_order(account, ids, new, now)?;
     Ok(match product {
@@ -1119,6 +1171,7 @@ fn private(
 ) -> Result<Value, ApiError> {
     match endpoint {
         Endpoint::Account => {
+            check_all_read(params, SPOT_ACCOUNT_PARAMS)?;
             let omit_zero = params.get("omitZeroBalances") == Some("true");
             Ok(spot_account(account, omit_zero, now))
         }

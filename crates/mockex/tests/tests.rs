@@ -3395,4 +3395,52 @@ mod fidelity {
             "Illegal characters found in parameter 'recvWindow'; legal range is '^[0-9]{1,20}$'.",
         );
     }
+
+    /// Regression: spot took any parameter it did not know, as if it were not sent, where
+    /// Binance answers -1104 for a parameter the endpoint does not read: a misspelt name
+    /// (`timeInforce`) is refused, not ignored.
+    #[tokio::test]
+    async fn spot_refuses_parameters_it_does_not_read() {
+        let sim = start().await;
+        // `signed` sends timestamp and recvWindow, and the signature: 3 read beside these.
+        let typo = signed(
+            &sim,
+            Method::POST,
+            "/api/v3/order",
+            "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=0.001&timeInforce=GTC",
+        )
+        .await;
+        assert_error(
+            &typo,
+            400,
+            -1104,
+            "Not all sent parameters were read; read '7' parameter(s) but was sent '8'.",
+        );
+        let (_, open) = signed(&sim, Method::GET, "/api/v3/allOrders", "symbol=BTCUSDT").await;
+        assert_eq!(open, serde_json::json!([]), "nothing was placed");
+        assert_error(
+            &signed(&sim, Method::GET, "/api/v3/account", "foo=1").await,
+            400,
+            -1104,
+            "Not all sent parameters were read; read '3' parameter(s) but was sent '4'.",
+        );
+        // Every documented one is read, whether the simulator acts on it or not.
+        let (status, account) = signed(
+            &sim,
+            Method::GET,
+            "/api/v3/account",
+            "omitZeroBalances=true",
+        )
+        .await;
+        assert_eq!(status, 200, "{account}");
+        let (status, placed) = signed(
+            &sim,
+            Method::POST,
+            "/api/v3/order",
+            "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.001&price=50000\
+                &newClientOrderId=doc-1&newOrderRespType=RESULT&selfTradePreventionMode=NONE",
+        )
+        .await;
+        assert_eq!(status, 200, "{placed}");
+    }
 }

@@ -1751,7 +1751,7 @@ async fn rate_limit_headers_of_sapi_reads_spot_orders_and_withdrawals_reach_the_
     assert_eq!(answer.status, 200, "{}", answer.body);
     assert_eq!(
         answer.header("x-sapi-used-uid-weight-1m"),
-        ["600"],
+        ["900"],
         "{:?}",
         answer.headers
     );

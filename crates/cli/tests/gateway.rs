@@ -271,7 +271,7 @@ fn reconcile_finds_the_withdrawal_keygate_never_forwarded() {
         reqwest::Method::POST,
         &exchange.url(),
         withdraw,
-        "coin=USDT&network=TRX&address=TLeakedTo&amount=7",
+        "coin=USDT&network=TRX&address=TLeakedTo01&amount=7",
         REAL_KEY,
         REAL_SECRET,
     );
@@ -297,7 +297,7 @@ fn reconcile_finds_the_withdrawal_keygate_never_forwarded() {
     assert_eq!(leaked[0]["account"], "main");
     let summary = leaked[0]["summary"].as_str().unwrap();
     assert!(
-        summary.contains("withdrew 7 USDT to TLeakedTo"),
+        summary.contains("withdrew 7 USDT to TLeakedTo01"),
         "{summary}"
     );
     let out = home
@@ -308,7 +308,7 @@ fn reconcile_finds_the_withdrawal_keygate_never_forwarded() {
     assert_eq!(report[0]["withdrawals"], 2, "{report}");
     let unmatched = report[0]["not_through_keygate"].as_array().unwrap();
     assert_eq!(unmatched.len(), 1, "{report}");
-    assert_eq!(unmatched[0]["destination"], "TLeakedTo");
+    assert_eq!(unmatched[0]["destination"], "TLeakedTo01");
     assert_eq!(unmatched[0]["amount"], "7");
     let human = home.kg.fails(&["reconcile", "--since", "1h"], "", 1).stdout;
     assert!(human.contains("NOT THROUGH KEYGATE"), "{human}");
@@ -318,7 +318,7 @@ fn reconcile_finds_the_withdrawal_keygate_never_forwarded() {
     let db = rusqlite::Connection::open(home.kg.db()).unwrap();
     let rewritten = db
         .execute(
-            r#"UPDATE events SET body = replace(replace(body, '"TColdWallet1"', '"TLeakedTo"'), '"amount":"10"', '"amount":"7"')
+            r#"UPDATE events SET body = replace(replace(body, '"TColdWallet1"', '"TLeakedTo01"'), '"amount":"10"', '"amount":"7"')
                WHERE body LIKE '%"outcome":"pending"%' AND body LIKE '%TColdWallet1%'"#,
             [],
         )
@@ -331,8 +331,8 @@ fn reconcile_finds_the_withdrawal_keygate_never_forwarded() {
         "{refused:?}"
     );
     db.execute(
-        r#"UPDATE events SET body = replace(replace(body, '"TLeakedTo"', '"TColdWallet1"'), '"amount":"7"', '"amount":"10"')
-           WHERE body LIKE '%"outcome":"pending"%' AND body LIKE '%TLeakedTo%'"#,
+        r#"UPDATE events SET body = replace(replace(body, '"TLeakedTo01"', '"TColdWallet1"'), '"amount":"7"', '"amount":"10"')
+           WHERE body LIKE '%"outcome":"pending"%' AND body LIKE '%TLeakedTo01%'"#,
         [],
     )
     .unwrap();
@@ -344,7 +344,7 @@ fn reconcile_finds_the_withdrawal_keygate_never_forwarded() {
             reqwest::Method::POST,
             &exchange.url(),
             withdraw,
-            "coin=USDT&network=TRX&address=TLeakedTo&amount=1",
+            "coin=USDT&network=TRX&address=TLeakedTo01&amount=1",
             REAL_KEY,
             REAL_SECRET,
         );
@@ -370,7 +370,7 @@ fn serve_reconciles_back_to_where_it_last_checked() {
     let two_days_ago = keygate_gateway::now_ms() - 2 * DAY_MS;
     exchange.simulator().set_clock_offset_ms(-2 * DAY_MS as i64);
     let payload = format!(
-        "coin=USDT&network=TRX&address=TLeakedTo&amount=7&timestamp={two_days_ago}&recvWindow=10000"
+        "coin=USDT&network=TRX&address=TLeakedTo01&amount=7&timestamp={two_days_ago}&recvWindow=10000"
     );
     let signature = binance::hmac_signature(REAL_SECRET.as_bytes(), payload.as_bytes());
     let (status, body) = send_signed(
@@ -401,7 +401,7 @@ fn serve_reconciles_back_to_where_it_last_checked() {
         .collect();
     assert!(
         alerts.iter().any(|a| a["rule"] == "unreconciled_withdrawal"
-            && a["summary"].as_str().unwrap().contains("TLeakedTo")),
+            && a["summary"].as_str().unwrap().contains("TLeakedTo01")),
         "{alerts:?}"
     );
     // And it records how far it has now checked.

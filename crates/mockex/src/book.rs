@@ -124,6 +124,9 @@ pub(crate) struct Account {
     pub(crate) algo_orders: Vec<AlgoOrder>,
     pub(crate) trades: Vec<Trade>,
     pub(crate) withdrawals: Vec<Withdrawal>,
+    /// Spot orders that filled as they were placed, not yet taken off the key's unfilled
+    /// order count (see [`crate::limits::Counters::fill_order`]).
+    pub(crate) unreported_fills: u64,
 }
 
 /// A withdrawal applied for, as `capital/withdraw/history` reports it.
@@ -163,6 +166,7 @@ impl Account {
             algo_orders: Vec::new(),
             trades: Vec::new(),
             withdrawals: Vec::new(),
+            unreported_fills: 0,
         }
     }
 

@@ -637,6 +637,20 @@ impl Simulator {
         lock(&self.inner.limits).add_order(api_key, now_ms())
     }
 
+    /// Takes the spot orders of `api_key` that filled as they were placed off its unfilled
+    /// order count, once each.
+    pub(crate) fn count_fills(&self, api_key: &str) {
+        let fills = self
+            .with_account(api_key, |account, _| {
+                Ok(std::mem::take(&mut account.unreported_fills))
+            })
+            .unwrap_or(0);
+        let mut limits = lock(&self.inner.limits);
+        for _ in 0..fills {
+            limits.fill_order(api_key, now_ms());
+        }
+    }
+
     /// Runs `f` on the account of a known key.
     pub(crate) fn with_account<T>(
         &self,

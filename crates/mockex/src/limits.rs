@@ -121,6 +121,25 @@ impl Counters {
             bump(&mut count.day, DAY_MS),
         ]
     }
+
+    /// Takes one order off `api_key`'s unfilled order count in every interval, as Binance
+    /// does when an order fills for the first time (spot FAQ "Spot Unfilled Order Count
+    /// Rules"): never below zero, and only the current intervals' counts. Binance may take
+    /// more off for an order that first fills as a maker; the simulator's orders fill only
+    /// as takers, when placed.
+    pub(crate) fn fill_order(&mut self, api_key: &str, now_ms: u64) {
+        let Some(count) = self.orders.get_mut(api_key) else {
+            return;
+        };
+        for ((window, n), length) in [
+            (&mut count.ten_seconds, TEN_SECONDS_MS),
+            (&mut count.day, DAY_MS),
+        ] {
+            if *window == now_ms / length {
+                *n = n.saturating_sub(1);
+            }
+        }
+    }
 }
 
 #[cfg(test)]

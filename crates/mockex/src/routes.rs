@@ -450,6 +450,10 @@ async fn handle(
                 .headers_mut()
                 .insert(name, HeaderValue::from(count));
         }
+        // An order that filled comes off the count after its answer told it, as Binance
+        // takes a fill off "a short delay" later (its FAQ's examples show the count with
+        // the order in it first).
+        simulator.count_fills(key);
     }
     response
 }
@@ -714,6 +718,9 @@ fn new_order(
     }
     let (new, resp_type) = read_new_order(ids, product, params)?;
     let (order, fills) = place_order(account, ids, new, now)?;
+    if product == Product::Spot && !fills.is_empty() {
+        account.unreported_fills += 1;
+    }
     Ok(match product {
         Product::Spot => spot_new_order(&order, &fills, resp_type, now),
         Product::UsdM if resp_type == RespType::Ack => futures_order(&acknowledged(&order)),
@@ -953,8 +960,12 @@ fn cancel_replace(
             })),
         );
     }
-    let placed = place_order(account, ids, new, now)
-        .map(|(order, fills)| spot_new_order(&order, &fills, resp_type, now));
+    let placed = place_order(account, ids, new, now).map(|(order, fills)| {
+        if !fills.is_empty() {
+            account.unreported_fills += 1;
+        }
+        spot_new_order(&order, &fills, resp_type, now)
+    });
     let results = json!({
         "cancelResult": outcome(&cancelled),
         "newOrderResult": outcome(&placed),

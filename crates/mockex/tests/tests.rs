@@ -2850,6 +2850,42 @@ mod limits {
         );
     }
 
+    /// Regression: a spot order that filled stayed in the key's unfilled order count,
+    /// where Binance takes an order off it when it first fills (spot FAQ "Spot Unfilled
+    /// Order Count Rules"): after the answer that counts it, and never below zero.
+    #[tokio::test]
+    async fn a_spot_order_that_fills_comes_off_the_unfilled_order_count() {
+        let sim = start().await;
+        clear_of_a_turn().await;
+        let count = |headers: &reqwest::header::HeaderMap| {
+            (
+                used(headers, "x-mbx-order-count-10s"),
+                used(headers, "x-mbx-order-count-1d"),
+            )
+        };
+        let place =
+            |order: &'static str| signed_for_headers(&sim, Method::POST, "/api/v3/order", order);
+        let taker = "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=0.001";
+        let resting =
+            "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=50000";
+        // The filled order is counted in its own answer, then taken off: the count never
+        // goes past 1 however many fill.
+        for _ in 0..3 {
+            let (status, headers, body) = place(taker).await;
+            assert_eq!(status, 200, "{body}");
+            assert_eq!(count(&headers), (Some(1), Some(1)), "{headers:?}");
+        }
+        // Orders that rest stay counted.
+        for n in 1..=2 {
+            let (_, headers, _) = place(resting).await;
+            assert_eq!(count(&headers), (Some(n), Some(n)), "{headers:?}");
+        }
+        let (_, headers, _) = place(taker).await;
+        assert_eq!(count(&headers), (Some(3), Some(3)), "{headers:?}");
+        let (_, headers, _) = place(resting).await;
+        assert_eq!(count(&headers), (Some(3), Some(3)), "{headers:?}");
+    }
+
     /// Binance weighs a new USD-M order and a modification 0 against the IP weight (they
     /// count against the order rate limits only), a batch of modifications 5 and a
     /// cancel-replace 1; a cancel-replace counts its new order in

@@ -252,17 +252,19 @@ pub(crate) fn check_client_exists(store: &Store, name: &str) -> anyhow::Result<(
             _ => return Ok(()),
         }
     }
-    // Only for a name the store has none of: read until an event concerns it.
-    let mut from = 1;
-    loop {
-        let page = keygate_audit::read(store, from, PAGE).context("reading the audit log")?;
-        let Some((last, _)) = page.last() else {
-            return Err(not_found).with_context(looking_up);
-        };
-        if page.iter().any(|(_, event)| event.concerns_client(name)) {
-            return Ok(());
-        }
-        from = last + 1;
+    // Only for a name the store has none of: whether an event of the log concerns it.
+    let filter = Filter {
+        client: Some(name.to_owned()),
+        ..Filter::default()
+    };
+    let mut in_the_log = false;
+    for_each_event(store, &filter, |events| {
+        in_the_log |= !events.is_empty();
+        Ok(())
+    })?;
+    match in_the_log {
+        true => Ok(()),
+        false => Err(not_found).with_context(looking_up),
     }
 }
 

@@ -1160,7 +1160,9 @@ fn describe_order<'a>(
             (None, Some(id)) => Some(OrderRef::ClientOrderId(id.to_owned())),
             (None, None) => None,
         };
-        action.terms = decimal("quantity")
+        // The order's quantity as read above (on USD-M, `quantity` alone).
+        action.terms = action
+            .quantity
             .filter(|_| method == "POST" || modifies.is_some())
             .map(|quantity| OrderTerms {
                 price: decimal("price").filter(|_| !pegged),

@@ -73,9 +73,6 @@ struct ForwardedOrders {
     /// The price and quantity of each order that can be modified in place (a USD-M limit
     /// order), as keygate placed it and as it modified it since, by symbol and id.
     terms: HashMap<(String, OrderKey), Vec<SentTerms>>,
-    /// Where each request's terms were kept, by request id: a denial that follows its
-    /// pending event (it was not sent after all) takes them back.
-    terms_of_request: HashMap<String, Vec<(String, OrderKey)>>,
     /// The terms of an order placed without a client order id, by request id, until the
     /// answer names the exchange's id for it.
     terms_unplaced: HashMap<String, (String, Option<Decimal>, Decimal)>,
@@ -466,22 +463,19 @@ impl ForwardedOrders {
                 return;
             }
         };
-        let key = (symbol.to_owned(), key);
         let sent = (request_id.to_owned(), terms.price, terms.quantity);
-        self.terms.entry(key.clone()).or_default().push(sent);
-        self.terms_of_request
-            .entry(request_id.to_owned())
+        self.terms
+            .entry((symbol.to_owned(), key))
             .or_default()
-            .push(key);
+            .push(sent);
     }
 
-    /// Forgets the terms request `request_id` sent: it was not sent after all.
+    /// Forgets the terms request `request_id` sent: it was not sent after all (a denial
+    /// that follows a pending event, which is rare enough to look through them all).
     fn take_back_terms(&mut self, request_id: &str) {
         self.terms_unplaced.remove(request_id);
-        for key in self.terms_of_request.remove(request_id).unwrap_or_default() {
-            if let Some(sent) = self.terms.get_mut(&key) {
-                sent.retain(|(id, _, _)| id != request_id);
-            }
+        for sent in self.terms.values_mut() {
+            sent.retain(|(id, _, _)| id != request_id);
         }
     }
 

@@ -22,6 +22,12 @@
 //! What a mark gives up: an event before it, edited after it was made, is no longer seen
 //! by these checks (only by `keygate audit verify`) until the gateway reads from the seal
 //! again ([`MarkFrom::Seal`], hourly), finds the edit and removes the mark.
+//!
+//! A reader that checks the same seal again and again (the gateway reloads its clients
+//! every few seconds) also keeps a mark of its own, in memory ([`ReadSoFar`]): each check
+//! then reads only what was appended since its last, not everything since the database's
+//! mark, which at a thousand requests a second would be up to sixty thousand events every
+//! few seconds. It states and gives up what the database's mark does.
 
 use keygate_store::Store;
 use subtle::ConstantTimeEq;
@@ -46,8 +52,21 @@ const PAGE: u64 = 10_000;
 /// the change. Starts after the mark of [`mark_admin_free`] when one was made for this
 /// seal and the log still holds its event.
 pub fn admin_change_after(store: &Store, key: &AuditKey, seq: u64) -> Result<bool, Error> {
+    admin_change_after_read(store, key, seq, &mut ReadSoFar::default())
+}
+
+/// [`admin_change_after`], starting after `so_far` too when it names a later event of
+/// this seal that the log still holds as it was, and moving `so_far` to the last event
+/// read. A reader that passes the same `so_far` to each of its checks reads each event
+/// once.
+pub fn admin_change_after_read(
+    store: &Store,
+    key: &AuditKey,
+    seq: u64,
+    so_far: &mut ReadSoFar,
+) -> Result<bool, Error> {
     Ok(matches!(
-        read_after_seal(store, key, seq, MarkFrom::LastMark)?,
+        read_after_seal(store, key, seq, MarkFrom::LastMark, so_far)?,
         AfterSeal::AdminChange
     ))
 }
@@ -60,7 +79,18 @@ pub fn admin_change_after_seal(
     key: &AuditKey,
     seq: u64,
 ) -> Result<bool, keygate_store::Error> {
-    match admin_change_after(store, key, seq) {
+    admin_change_after_seal_read(store, key, seq, &mut ReadSoFar::default())
+}
+
+/// [`admin_change_after_seal`] with a reader's own mark, as
+/// [`admin_change_after_read`].
+pub fn admin_change_after_seal_read(
+    store: &Store,
+    key: &AuditKey,
+    seq: u64,
+    so_far: &mut ReadSoFar,
+) -> Result<bool, keygate_store::Error> {
+    match admin_change_after_read(store, key, seq, so_far) {
         Ok(found) => Ok(found),
         Err(Error::Store(e)) => Err(e),
         Err(_) => Err(keygate_store::Error::Unsealed {
@@ -111,7 +141,15 @@ pub fn mark_admin_free(
     sealed: u64,
     start: MarkFrom,
 ) -> Result<Marking, Error> {
-    let found = store.read_snapshot(|store| Ok(read_after_seal(store, key, sealed, start)))?;
+    let found = store.read_snapshot(|store| {
+        Ok(read_after_seal(
+            store,
+            key,
+            sealed,
+            start,
+            &mut ReadSoFar::default(),
+        ))
+    })?;
     let found = match found {
         Err(e @ Error::Tampered { .. }) if start == MarkFrom::Seal => {
             store.delete_meta(META_KEY)?;
@@ -146,24 +184,53 @@ enum AfterSeal {
     },
 }
 
+/// Where one reader last found the events after a seal verified and free of
+/// administrative changes: a mark of its own, in memory, for
+/// [`admin_change_after_read`]. It starts empty (the reader then reads from the
+/// database's mark, or the seal) and is used only for the seal it was made for and while
+/// the log still holds its event as it was.
+#[derive(Default)]
+pub struct ReadSoFar(Option<AdminFree>);
+
+/// Reads the events after the seal at event `sealed`, from the later of the database's
+/// mark (read from the seal: neither) and `so_far`, and leaves in `so_far` the last event
+/// found clean, or nothing when a change was found or an event did not verify.
 fn read_after_seal(
     store: &Store,
     key: &AuditKey,
     sealed: u64,
     start: MarkFrom,
+    so_far: &mut ReadSoFar,
 ) -> Result<AfterSeal, Error> {
+    let remembered = match so_far.0.take() {
+        Some(mark) if mark.sealed == sealed && mark.holds(store)? => Some(mark),
+        _ => None,
+    };
     let mark = match start {
         MarkFrom::LastMark => AdminFree::read(store, key, sealed)?,
         MarkFrom::Seal => None,
     };
-    let (mut next, mut prev) = match mark {
-        Some(mark) => (mark.through + 1, mark.hash),
+    let from = match (mark, remembered) {
+        (Some(mark), Some(remembered)) if remembered.through > mark.through => Some(remembered),
+        (Some(mark), _) => Some(mark),
+        (None, remembered) => remembered,
+    };
+    let (mut next, mut prev) = match &from {
+        Some(mark) => (mark.through + 1, mark.hash.clone()),
         None => (sealed + 1, anchor(store, key, sealed + 1)?),
     };
-    let mut last = None;
+    let mut last: Option<(u64, Vec<u8>)> = None;
     loop {
         let (page, hash) = rows_chained_to(store, key, prev, next, PAGE)?;
         let Some(tail) = page.last() else {
+            so_far.0 = match &last {
+                Some((through, hash)) => Some(AdminFree {
+                    sealed,
+                    through: *through,
+                    hash: hash.clone(),
+                }),
+                None => from,
+            };
             return Ok(AfterSeal::Clean { last });
         };
         // The rows verified, so their bodies are as keygate wrote them: an administrative
@@ -218,13 +285,20 @@ impl AdminFree {
             );
             return Ok(None);
         };
-        if mark.sealed != sealed || mark.through <= sealed {
+        if mark.sealed != sealed {
             return Ok(None);
         }
-        let holds = events(store, mark.through, 1)?
+        Ok(mark.holds(store)?.then_some(mark))
+    }
+
+    /// Whether the log still holds the event this mark names, past its seal, as it was.
+    fn holds(&self, store: &Store) -> Result<bool, Error> {
+        if self.through <= self.sealed {
+            return Ok(false);
+        }
+        Ok(events(store, self.through, 1)?
             .first()
-            .is_some_and(|row| row.seq == mark.through && bool::from(row.hash.ct_eq(&mark.hash)));
-        Ok(holds.then_some(mark))
+            .is_some_and(|row| row.seq == self.through && bool::from(row.hash.ct_eq(&self.hash))))
     }
 
     fn decode(raw: &[u8], key: &AuditKey) -> Option<AdminFree> {
@@ -421,6 +495,79 @@ mod tests {
             admin_change_after(&store, &key, 1),
             Err(Error::Tampered { seq: 2, .. })
         ));
+    }
+
+    #[test]
+    fn a_readers_own_mark_reads_only_what_came_since() {
+        let (_dir, store, key) = log_with(3);
+        let mut so_far = ReadSoFar::default();
+        assert!(!admin_change_after_read(&store, &key, 1, &mut so_far).unwrap());
+        // An event it read, edited since: it is not read again (only a fresh reader, or
+        // `verify`, finds it), as with the database's mark.
+        edit_body(&store, 3);
+        assert!(!admin_change_after_read(&store, &key, 1, &mut so_far).unwrap());
+        assert!(matches!(
+            admin_change_after(&store, &key, 1),
+            Err(Error::Tampered { seq: 3, .. })
+        ));
+        // What came since is read, verified, and moves it on.
+        append_within(&store, &key, &[request(), request()]).unwrap();
+        assert!(!admin_change_after_read(&store, &key, 1, &mut so_far).unwrap());
+        assert_eq!(so_far.0.as_ref().map(|m| m.through), Some(6));
+        append_within(&store, &key, &[request(), admin()]).unwrap();
+        edit_body(&store, 7);
+        assert!(matches!(
+            admin_change_after_read(&store, &key, 1, &mut so_far),
+            Err(Error::Tampered { seq: 7, .. })
+        ));
+        assert!(so_far.0.is_none());
+    }
+
+    #[test]
+    fn a_readers_own_mark_holds_only_for_its_seal_and_its_event() {
+        let (_dir, store, key) = log_with(4);
+        let mut so_far = ReadSoFar::default();
+        assert!(!admin_change_after_read(&store, &key, 1, &mut so_far).unwrap());
+        edit_body(&store, 3);
+        // Another seal reads from itself.
+        assert!(matches!(
+            admin_change_after_read(&store, &key, 2, &mut so_far),
+            Err(Error::Tampered { seq: 3, .. })
+        ));
+        // Its event rewritten (the log rebuilt): it is not used.
+        let mut so_far = ReadSoFar(Some(AdminFree {
+            sealed: 1,
+            through: 5,
+            hash: vec![0; 32],
+        }));
+        assert!(matches!(
+            admin_change_after_read(&store, &key, 1, &mut so_far),
+            Err(Error::Tampered { seq: 3, .. })
+        ));
+        // An administrative change found clears it, and is found again.
+        let (_dir, store, key) = log_with(1);
+        let mut so_far = ReadSoFar::default();
+        assert!(!admin_change_after_read(&store, &key, 1, &mut so_far).unwrap());
+        append_within(&store, &key, &[admin(), request()]).unwrap();
+        assert!(admin_change_after_read(&store, &key, 1, &mut so_far).unwrap());
+        assert!(so_far.0.is_none());
+        assert!(admin_change_after_read(&store, &key, 1, &mut so_far).unwrap());
+    }
+
+    #[test]
+    fn a_check_starts_after_the_later_of_the_two_marks() {
+        let (_dir, store, key) = log_with(2);
+        let mut so_far = ReadSoFar::default();
+        assert!(!admin_change_after_read(&store, &key, 1, &mut so_far).unwrap());
+        append_within(&store, &key, &[request(), request()]).unwrap();
+        assert!(matches!(
+            mark_admin_free(&store, &key, 1, MarkFrom::LastMark).unwrap(),
+            Marking::Marked { through: 5 }
+        ));
+        // Event 4 lies after the reader's mark (3) but before the database's (5).
+        edit_body(&store, 4);
+        assert!(!admin_change_after_read(&store, &key, 1, &mut so_far).unwrap());
+        assert_eq!(so_far.0.as_ref().map(|m| m.through), Some(5));
     }
 
     #[test]

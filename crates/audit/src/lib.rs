@@ -45,7 +45,8 @@ mod after_seal;
 mod export;
 
 pub use after_seal::{
-    admin_change_after, admin_change_after_seal, mark_admin_free, MarkFrom, Marking,
+    admin_change_after, admin_change_after_read, admin_change_after_seal,
+    admin_change_after_seal_read, mark_admin_free, MarkFrom, Marking, ReadSoFar,
 };
 pub use export::{csv_header, csv_line, Filter};
 

@@ -5,7 +5,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::VerifyingKey;
-use keygate_audit::{AuditKey, MarkFrom, Marking};
+use keygate_audit::{AuditKey, MarkFrom, Marking, ReadSoFar};
 use keygate_core::{ClientStatus, Exchange, Name, Policy};
 use keygate_monitor::{Alert, AlertRule, Alerter, Severity};
 use keygate_store::{ClientKeyMaterial, Store};
@@ -82,13 +82,24 @@ impl Registry {
     /// whose seal is older than the last administrative event in the audit log (the
     /// tables put back whole), are an error: no client can then be trusted.
     pub fn load(store: &Store, master: &MasterKey) -> Result<Registry, keygate_store::Error> {
+        Registry::load_after(store, master, &mut ReadSoFar::default())
+    }
+
+    /// [`Registry::load`] for a reader that loads again and again: the audit events after
+    /// the tables' seal are read from where the last load left off (`so_far`), not from the
+    /// last mark in the database ([`keygate_audit::admin_change_after_read`]).
+    fn load_after(
+        store: &Store,
+        master: &MasterKey,
+        so_far: &mut ReadSoFar,
+    ) -> Result<Registry, keygate_store::Error> {
         store.read_snapshot(|store| {
             // As `Store::check_seal_is_latest`, but reading the events after the seal only
             // where they verify: an administrative event edited or removed behind
             // keygate's back cannot hide that the tables predate it.
             let sealed = store.check_seal(master)?;
             let key = AuditKey::of_vault(master);
-            if keygate_audit::admin_change_after_seal(store, &key, sealed)? {
+            if keygate_audit::admin_change_after_seal_read(store, &key, sealed, so_far)? {
                 return Err(keygate_store::Error::Unsealed { reason: PREDATE });
             }
             let generation = store.generation()?;
@@ -396,6 +407,7 @@ pub fn spawn_reloader(
 ) -> std::io::Result<()> {
     let mut seen = live.snapshot().generation;
     let mut loaded_at = Instant::now();
+    let mut read_so_far = ReadSoFar::default();
     let opened = FileIdentity::of(store.path());
     let mut warned_unlocked = !keygate_vault::secrets_locked();
     std::thread::Builder::new()
@@ -446,7 +458,7 @@ pub fn spawn_reloader(
                 if Some(generation) == seen && loaded_at.elapsed() < FULL_RELOAD_INTERVAL {
                     continue;
                 }
-                match Registry::load(&store, &master) {
+                match Registry::load_after(&store, &master, &mut read_so_far) {
                     Ok(registry) => {
                         live.replace(registry);
                         loaded_at = Instant::now();
@@ -568,6 +580,22 @@ mod tests {
         assert!(!keygate_audit::admin_change_after(store, key, 0).unwrap());
         assert!(keygate_audit::verify(store, key).is_err());
         drop(live);
+    }
+
+    /// The reloader reads each audit event after the seal once, not every event since the
+    /// database's last mark at every load (up to a minute of requests every few seconds).
+    #[test]
+    fn each_load_reads_the_events_after_the_last() {
+        let vault = Vault::with_requests(5);
+        let mut so_far = ReadSoFar::default();
+        Registry::load_after(&vault.store, &vault.master, &mut so_far).unwrap();
+        vault.edit(3);
+        Registry::load_after(&vault.store, &vault.master, &mut so_far).unwrap();
+        assert!(Registry::load(&vault.store, &vault.master).is_err());
+        // What is appended since is read, and verified.
+        keygate_audit::append_within(&vault.store, &vault.key, &[request(), request()]).unwrap();
+        vault.edit(7);
+        assert!(Registry::load_after(&vault.store, &vault.master, &mut so_far).is_err());
     }
 
     /// An edited event that no request reads again (older than any reconciliation) is

@@ -24,12 +24,15 @@
 //! weight used in each API family's own headers (`X-MBX-USED-WEIGHT-1M` for `/api`,
 //! `/fapi` and `/dapi`, each counted apart; `X-SAPI-USED-IP-WEIGHT-1M` or, for
 //! withdrawals, the per-key `X-SAPI-USED-UID-WEIGHT-1M` for `/sapi`) and a key's spot
-//! orders (`X-MBX-ORDER-COUNT-10S`, `X-MBX-ORDER-COUNT-1D`), and keeps per-key spot
-//! balances, futures wallets, orders and trades. Every request that reaches it is recorded
-//! *before* validation, with every header it carried, so a test can prove that a request
-//! denied by the gateway never arrived, or what arrived of one it forwarded
+//! orders (`X-MBX-ORDER-COUNT-10S`, `X-MBX-ORDER-COUNT-1D`), refuses weight past each
+//! family's limit as Binance does (429, then IP bans, 418; see below), and keeps per-key
+//! spot balances, futures wallets, orders and trades. Every request that reaches it is
+//! recorded *before* validation, with every header it carried, so a test can prove that
+//! a request denied by the gateway never arrived, or what arrived of one it forwarded
 //! (`GET /__mock/requests`, cleared by `POST /__mock/reset`; `POST /__mock/reset?state=1`
-//! also restores balances and forgets orders, conditional ones included).
+//! also restores balances and forgets orders, conditional ones included, and restores the
+//! default weight limits and lifts IP bans). A request refused for its weight is recorded
+//! like any other: it reached the simulator.
 //!
 //! USD-M conditional orders (`STOP_MARKET`, `TAKE_PROFIT_MARKET`, `STOP`, `TAKE_PROFIT`)
 //! go through Binance's algo service endpoints, as they must since 2025-12-09:
@@ -66,13 +69,38 @@
 //! at all ([`Simulator::fail_endpoint`]) or to answer it in time
 //! ([`Simulator::delay_endpoint`]).
 //!
+//! **Request-weight limits.** The whole simulator is one IP, and each API family's weight
+//! is counted in windows that start on the minute of the simulator's clock. A request
+//! whose weight takes its family's count past the limit (`/api` 6000, as spot's
+//! `exchangeInfo` says; the IP-weighted `/sapi` 12000; `/fapi` 2400; `/dapi` 2400) does
+//! not run and is answered 429, with `Retry-After` in whole seconds until the window
+//! turns and the used-weight headers counting its weight too:
+//! `{"code":-1003,"msg":"Too much request weight used; current limit is 6000 request
+//! weight per 1 MINUTE. Please use WebSocket Streams for live updates to avoid polling the
+//! API."}`. Any request to the same host (`/api` and `/sapi` are `api.binance.com`,
+//! `/fapi` and `/dapi` hosts of their own) before that window turns bans the IP from the
+//! host: that request and every later one to it until the ban ends does not run and is
+//! answered 418, with `Retry-After` in whole seconds until the ban ends:
+//! `{"code":-1003,"msg":"Way too much request weight used; IP banned until 1593741600000.
+//! Please use WebSocket Streams for live updates to avoid bans."}` (the ban's end in ms).
+//! A first ban lasts 120 s, each later one on the host twice the one before, up to three
+//! days. Withdrawals, weighted per account, are never refused for their weight. For
+//! tests, `POST /__mock/weight-limit?limit=N&ban=S` sets every family's limit per minute
+//! to `N` and the first ban's length to `S` seconds (each optional, each at least 1; it
+//! answers the limits in force, and lifts no ban), as do [`Simulator::set_weight_limit`]
+//! and [`Simulator::set_first_ban_s`]; `POST /__mock/reset?state=1` restores the
+//! defaults, lifts every ban and forgets earlier ones and the weight used. As the windows
+//! and bans follow the simulator's clock, [`Simulator::set_clock_offset_ms`] moves a test
+//! past them without waiting. Each `exchangeInfo` announces the limit in force for its
+//! family. The order-rate limits (-1015) and `RAW_REQUESTS` are not enforced.
+//!
 //! **What it is not.** Not a matching engine: every order that crosses a fixed reference
 //! price (BTCUSDT 60000, ETHUSDT 3000, BNBUSDT 600, DOGEUSDT 0.1, ETHBTC 0.05) fills there in
 //! full, with zero commission; nothing else ever fills, and a conditional order triggers
 //! only when a test says so. Of the filters it announces, it checks price, lot size and
 //! minimum notional only (no maximum price or quantity, no percent price, no maximum
 //! number of orders or conditional orders). No COIN-M, options, margin, transfers, RSA keys, WebSocket streams or
-//! real rate limiting (the rate-limit headers only report). A key's IP restriction is
+//! order-rate limiting (the order-count headers only report). A key's IP restriction is
 //! reported, not checked. It never opens an outbound connection.
 //!
 //! Main types: [`Simulator`] (the shared state and its [`Simulator::router`]),
@@ -127,7 +155,7 @@ use tokio::sync::oneshot;
 
 use crate::auth::{Key, KeyMaterial};
 use crate::book::Account;
-use crate::limits::{Counters, Family};
+use crate::limits::{Admission, Counters, Family, WeightLimits};
 use crate::routes::{ApiError, Ids};
 
 /// How long a graceful shutdown waits for open connections before giving up on them.
@@ -438,7 +466,8 @@ struct Inner {
     keys: HashMap<String, Key>,
     state: Mutex<State>,
     record: Mutex<Vec<Received>>,
-    /// Request weight and spot orders counted, as the rate-limit headers report them.
+    /// Request weight and spot orders counted, as the rate-limit headers report them,
+    /// with the weight limits and each host's 429s and bans.
     limits: Mutex<Counters>,
     started_ms: u64,
     /// The simulator's clock minus the machine's, in milliseconds.
@@ -604,12 +633,42 @@ impl Simulator {
         lock(&self.inner.delayed).get(path).copied()
     }
 
+    /// Sets the request-weight limit per minute of every API family (`/api`, the
+    /// IP-weighted `/sapi`, `/fapi`, `/dapi`) to `limit`, from now on; the weight already
+    /// used this minute, and any ban, stand. For tests of what a client does past the
+    /// limit (a small `limit`), or of load that Binance would refuse (`u64::MAX`, no
+    /// limit). See the crate documentation for what happens past it.
+    pub fn set_weight_limit(&self, limit: u64) {
+        let mut counters = lock(&self.inner.limits);
+        let limits = counters.limits().each(limit);
+        counters.set_limits(limits);
+    }
+
+    /// Sets the length of a host's first IP ban to `seconds` (at least 1; Binance's is 120),
+    /// from the next ban on; each later ban lasts twice the one before, three days at most.
+    pub fn set_first_ban_s(&self, seconds: u64) {
+        let mut counters = lock(&self.inner.limits);
+        let limits = WeightLimits {
+            first_ban_s: seconds.max(1),
+            ..counters.limits()
+        };
+        counters.set_limits(limits);
+    }
+
+    /// The limits in force: each family's weight per minute and the first ban's length.
+    pub(crate) fn weight_limits(&self) -> WeightLimits {
+        lock(&self.inner.limits).limits()
+    }
+
     /// Clears the request record; with `state`, also restores balances and forgets orders,
-    /// conditional orders among them (and restarts every id counter).
+    /// conditional orders among them (and restarts every id counter), and restores the
+    /// default weight limits and first ban, lifts every ban and forgets earlier ones, and
+    /// forgets the weight used this minute.
     pub fn reset(&self, state: bool) {
         lock(&self.inner.record).clear();
         if state {
             *lock(&self.inner.state) = State::new(self.inner.keys.keys());
+            lock(&self.inner.limits).reset_limits();
         }
     }
 
@@ -625,10 +684,20 @@ impl Simulator {
         self.inner.started_ms
     }
 
-    /// Adds request weight to `family`'s counter for the current minute (`api_key`'s
-    /// counter, for weight counted per account) and returns the minute's total.
+    /// Adds request weight to `family`'s counter for the current minute of the
+    /// simulator's clock (`api_key`'s counter, for weight counted per account) and returns
+    /// the minute's total, refusing nothing.
     pub(crate) fn add_weight(&self, family: Family, api_key: Option<&str>, weight: u32) -> u64 {
-        lock(&self.inner.limits).add_weight(family, api_key, weight, now_ms())
+        let now = self.clock_ms();
+        lock(&self.inner.limits).add_weight(family, api_key, weight, now)
+    }
+
+    /// Decides whether a request of `weight` to `family` runs, by its IP's weight this
+    /// minute on the simulator's clock and the host's bans, and counts its weight unless
+    /// it is banned (see [`Admission`]).
+    pub(crate) fn admit(&self, family: Family, api_key: Option<&str>, weight: u32) -> Admission {
+        let now = self.clock_ms();
+        lock(&self.inner.limits).admit(family, api_key, weight, now)
     }
 
     /// Counts a spot order placed with `api_key`; returns its orders in the current 10

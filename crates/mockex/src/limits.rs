@@ -1,4 +1,38 @@
-//! Binance's rate-limit counters: request weight per API family, spot orders per key.
+//! Binance's rate limits: request weight per API family, refused past its limit per IP and
+//! host (429, then IP bans, 418); spot orders per key, counted and reported only.
+//!
+//! The model, in Binance's words where it has them (spot "LIMITS", USD-M "Limits"):
+//!
+//! - Weight is counted per API family in windows that start on the minute of the
+//!   simulator's clock ([`crate::Simulator::clock_ms`]), and the whole simulator is one
+//!   IP. A request whose weight takes its family's count past the family's limit (`/api`
+//!   6000, IP-weighted `/sapi` 12000, `/fapi` 2400, `/dapi` 2400 by default) is refused
+//!   with 429 and -1003 "Too much request weight used; …", and a `Retry-After` of the whole
+//!   seconds until the window turns; it does not run, but its weight is counted, as
+//!   Binance counts it. So is any request, whatever its weight, while the count stands
+//!   past the limit without a 429 answered yet (after a test lowered the limit, or a ban
+//!   ended, within the window).
+//! - Limits and bans are per host: `/api` and `/sapi` are `api.binance.com`, `/fapi`
+//!   `fapi.binance.com`, `/dapi` `dapi.binance.com`. A client that calls a host again in
+//!   the window in which it was answered a 429 (so did not wait the `Retry-After`),
+//!   while the family refused is still past its limit, has the IP banned from that host:
+//!   that request and every later one to the host, whatever its family or weight, is
+//!   answered 418 and -1003 "Way too much request weight used; IP banned until …", with a
+//!   `Retry-After` of the whole seconds until the ban ends, and does not run. The first
+//!   ban lasts two minutes (or what a test sets), each later one on the same host twice
+//!   the one before, up to three days ("IP bans are tracked and scale in duration for
+//!   repeat offenders, from 2 minutes to 3 days").
+//! - UID-weighted `/sapi` endpoints (the withdrawal) are counted per account and never
+//!   refused for their weight; an IP ban of `api.binance.com` refuses them all the same.
+//!
+//! What it leaves out: Binance's own rule for when to ban is not published, so the
+//! simulator bans at the first request that does not wait out a 429, and forgets a host's
+//! earlier bans only on `POST /__mock/reset?state=1`; a request refused with 418 counts no
+//! weight; after a ban the count goes on in its window, so the first request past the
+//! limit gets a 429 again before another ban. `/sapi` has one IP counter and one limit
+//! for all its IP-weighted endpoints, where Binance gives some endpoints limits of their
+//! own. The `RAW_REQUESTS` limit, the order-rate limits (-1015) and WebSocket API limits
+//! are not enforced; spot orders are only counted, for their headers.
 
 use std::collections::HashMap;
 
@@ -10,8 +44,8 @@ use std::collections::HashMap;
 /// their own.
 ///
 /// Binance documents each `/sapi` endpoint's limit as its own; the simulator keeps one
-/// counter for all IP-weighted ones and one per account for the UID-weighted ones, as it
-/// enforces no limit and the headers only report.
+/// counter and one limit for all IP-weighted ones and one counter per account for the
+/// UID-weighted ones, which it does not limit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Family {
     Api,
@@ -40,6 +74,15 @@ impl Family {
         }
     }
 
+    /// The host this family's endpoints live on, whose limits and bans it shares.
+    pub(crate) fn host(self) -> Host {
+        match self {
+            Family::Api | Family::SapiIp | Family::SapiUid => Host::Api,
+            Family::Fapi => Host::Fapi,
+            Family::Dapi => Host::Dapi,
+        }
+    }
+
     /// The headers that report this family's weight used in the current minute.
     pub(crate) fn headers(self) -> &'static [&'static str] {
         match self {
@@ -52,6 +95,108 @@ impl Family {
     }
 }
 
+/// A Binance host: an IP's limits and bans are the host's own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Host {
+    /// `api.binance.com`: `/api` and `/sapi`.
+    Api,
+    /// `fapi.binance.com`: `/fapi`.
+    Fapi,
+    /// `dapi.binance.com`: `/dapi`.
+    Dapi,
+}
+
+/// The per-minute IP weight limits of each family, as Binance sets them, and how long a
+/// first ban lasts; tests may lower them (`POST /__mock/weight-limit`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct WeightLimits {
+    /// `/api` (Binance spot's `exchangeInfo` says 6000).
+    pub(crate) api: u64,
+    /// The IP-weighted `/sapi` endpoints.
+    pub(crate) sapi_ip: u64,
+    /// `/fapi` (Binance USD-M's `exchangeInfo` says 2400).
+    pub(crate) fapi: u64,
+    /// `/dapi`.
+    pub(crate) dapi: u64,
+    /// The length of a host's first ban, in seconds; each later one is twice the one
+    /// before.
+    pub(crate) first_ban_s: u64,
+}
+
+impl Default for WeightLimits {
+    fn default() -> WeightLimits {
+        WeightLimits {
+            api: 6000,
+            sapi_ip: 12_000,
+            fapi: 2400,
+            dapi: 2400,
+            first_ban_s: 120,
+        }
+    }
+}
+
+impl WeightLimits {
+    /// `family`'s limit per minute; none for weight counted per account.
+    pub(crate) fn of(&self, family: Family) -> Option<u64> {
+        match family {
+            Family::Api => Some(self.api),
+            Family::SapiIp => Some(self.sapi_ip),
+            Family::SapiUid => None,
+            Family::Fapi => Some(self.fapi),
+            Family::Dapi => Some(self.dapi),
+        }
+    }
+
+    /// The same limits with every family's set to `limit`.
+    pub(crate) fn each(self, limit: u64) -> WeightLimits {
+        WeightLimits {
+            api: limit,
+            sapi_ip: limit,
+            fapi: limit,
+            dapi: limit,
+            ..self
+        }
+    }
+}
+
+/// The longest ban, in seconds: Binance's bans "scale in duration for repeat offenders,
+/// from 2 minutes to 3 days".
+const LONGEST_BAN_S: u64 = 3 * 86_400;
+
+/// What becomes of a request, by the weight of its IP on its host.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Admission {
+    /// Within the limit: it runs. `used` is its family's weight this minute, its own
+    /// included.
+    Admitted { used: u64 },
+    /// Past the family's `limit`: 429, come back in `retry_after_s`, when the window turns.
+    /// `used` counts this request's weight too.
+    TooMuchWeight {
+        used: u64,
+        limit: u64,
+        retry_after_s: u64,
+    },
+    /// The IP is banned from the host until `until_ms`: 418, come back in `retry_after_s`.
+    /// `used` is the family's weight this minute, this request not counted.
+    Banned {
+        used: u64,
+        until_ms: u64,
+        retry_after_s: u64,
+    },
+}
+
+/// One host's account of the IP: the last 429 it answered and its bans.
+#[derive(Debug, Default)]
+struct Standing {
+    /// The minute since the epoch in which the host last answered a 429, and the family
+    /// it refused; cleared when a ban starts.
+    warned: Option<(u64, Family)>,
+    /// When the current (or last) ban ends, in ms since the epoch.
+    banned_until_ms: u64,
+    /// Bans so far: the next lasts the first ban's length times two to this power.
+    bans: u32,
+}
+
 /// The headers that report a key's spot orders in the current 10 seconds and UTC day.
 pub(crate) const ORDER_COUNT_HEADERS: [&str; 2] = ["x-mbx-order-count-10s", "x-mbx-order-count-1d"];
 
@@ -60,7 +205,8 @@ const TEN_SECONDS_MS: u64 = 10_000;
 const DAY_MS: u64 = 86_400_000;
 
 /// Weight used this minute and spot orders placed, as Binance counts them: in windows
-/// that start on the minute, on the 10 seconds and at midnight UTC, not sliding ones.
+/// that start on the minute, on the 10 seconds and at midnight UTC, not sliding ones; the
+/// weight limits and each host's 429s and bans.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     /// The minute since the epoch that `weight` counts.
@@ -70,6 +216,10 @@ pub(crate) struct Counters {
     weight: HashMap<(Family, String), u64>,
     /// Spot orders placed, by API key.
     orders: HashMap<String, OrderCount>,
+    /// The limits in force.
+    limits: WeightLimits,
+    /// Each host's 429s and bans.
+    standing: HashMap<Host, Standing>,
 }
 
 /// One key's spot orders: (window index, orders in it) for 10 seconds and for a day.
@@ -81,7 +231,7 @@ struct OrderCount {
 
 impl Counters {
     /// Adds `weight` to `family`'s counter (`api_key`'s, for [`Family::SapiUid`]) at
-    /// `now_ms` and returns the counter's total for the minute.
+    /// `now_ms` and returns the counter's total for the minute. Limits no request.
     pub(crate) fn add_weight(
         &mut self,
         family: Family,
@@ -89,18 +239,118 @@ impl Counters {
         weight: u32,
         now_ms: u64,
     ) -> u64 {
+        self.turn_minute(now_ms);
+        let used = self.weight.entry(owner(family, api_key)).or_default();
+        *used += u64::from(weight);
+        *used
+    }
+
+    /// Decides a request of `weight` to `family` (by `api_key`, which matters for
+    /// [`Family::SapiUid`]) at `now_ms`, counting its weight unless it is refused for a
+    /// ban (see the module documentation).
+    pub(crate) fn admit(
+        &mut self,
+        family: Family,
+        api_key: Option<&str>,
+        weight: u32,
+        now_ms: u64,
+    ) -> Admission {
+        let minute = self.turn_minute(now_ms);
+        let host = family.host();
+        let standing = self.standing.entry(host).or_default();
+        let banned_until_ms = standing.banned_until_ms;
+        let warned = standing.warned;
+        if banned_until_ms > now_ms {
+            return Admission::Banned {
+                used: self.used(family, api_key),
+                until_ms: banned_until_ms,
+                retry_after_s: whole_seconds(banned_until_ms - now_ms),
+            };
+        }
+        let unheeded = warned.is_some_and(|(warned_minute, refused)| {
+            warned_minute == minute && self.is_past_limit(refused)
+        });
+        if unheeded {
+            let until_ms = self.ban(host, now_ms);
+            return Admission::Banned {
+                used: self.used(family, api_key),
+                until_ms,
+                retry_after_s: whole_seconds(until_ms - now_ms),
+            };
+        }
+        let used = self.add_weight(family, api_key, weight, now_ms);
+        match self.limits.of(family) {
+            Some(limit) if used > limit => {
+                self.standing.entry(host).or_default().warned = Some((minute, family));
+                let window_ends_ms = (minute + 1) * MINUTE_MS;
+                Admission::TooMuchWeight {
+                    used,
+                    limit,
+                    retry_after_s: whole_seconds(window_ends_ms - now_ms),
+                }
+            }
+            _ => Admission::Admitted { used },
+        }
+    }
+
+    /// The limits in force.
+    pub(crate) fn limits(&self) -> WeightLimits {
+        self.limits
+    }
+
+    /// Puts `limits` in force from now on; the weight already used and bans already
+    /// started stand.
+    pub(crate) fn set_limits(&mut self, limits: WeightLimits) {
+        self.limits = limits;
+    }
+
+    /// Restores the default limits, lifts every ban, forgets past 429s and bans and the
+    /// weight used this minute. Spot order counts stand.
+    pub(crate) fn reset_limits(&mut self) {
+        self.limits = WeightLimits::default();
+        self.standing.clear();
+        self.weight.clear();
+    }
+
+    /// Starts the minute of `now_ms` if it is a new one (counting from zero again);
+    /// returns it.
+    fn turn_minute(&mut self, now_ms: u64) -> u64 {
         let minute = now_ms / MINUTE_MS;
         if minute != self.minute {
             self.minute = minute;
             self.weight.clear();
         }
-        let owner = match family {
-            Family::SapiUid => api_key.unwrap_or_default().to_owned(),
-            _ => String::new(),
-        };
-        let used = self.weight.entry((family, owner)).or_default();
-        *used += u64::from(weight);
-        *used
+        minute
+    }
+
+    /// `family`'s weight this minute (`api_key`'s, for [`Family::SapiUid`]).
+    fn used(&self, family: Family, api_key: Option<&str>) -> u64 {
+        self.weight
+            .get(&owner(family, api_key))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Whether `family`'s weight this minute stands past its limit.
+    fn is_past_limit(&self, family: Family) -> bool {
+        self.limits
+            .of(family)
+            .is_some_and(|limit| self.used(family, None) > limit)
+    }
+
+    /// Bans the IP from `host` from `now_ms`, for twice as long as its last ban there
+    /// (the first ban's length the first time), three days at most; returns the ban's end.
+    fn ban(&mut self, host: Host, now_ms: u64) -> u64 {
+        let first_s = self.limits.first_ban_s;
+        let standing = self.standing.entry(host).or_default();
+        let length_s = 2_u64
+            .checked_pow(standing.bans)
+            .and_then(|factor| first_s.checked_mul(factor))
+            .map_or(LONGEST_BAN_S, |s| s.min(LONGEST_BAN_S));
+        standing.bans = standing.bans.saturating_add(1);
+        standing.warned = None;
+        standing.banned_until_ms = now_ms.saturating_add(length_s * 1000);
+        standing.banned_until_ms
     }
 
     /// Counts one spot order placed with `api_key` at `now_ms`; returns the key's orders
@@ -142,6 +392,20 @@ impl Counters {
     }
 }
 
+/// The key of `family`'s counter: `api_key` for weight counted per account, else none.
+fn owner(family: Family, api_key: Option<&str>) -> (Family, String) {
+    match family {
+        Family::SapiUid => (family, api_key.unwrap_or_default().to_owned()),
+        _ => (family, String::new()),
+    }
+}
+
+/// `ms` in whole seconds, rounded up and at least 1: a `Retry-After` that, heeded, is
+/// never too early.
+fn whole_seconds(ms: u64) -> u64 {
+    ms.div_ceil(1000).max(1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,6 +437,144 @@ mod tests {
         assert_eq!(counters.add_order("b", t + 9_999), [1, 1]);
         assert_eq!(counters.add_order("a", t + TEN_SECONDS_MS), [1, 3]);
         assert_eq!(counters.add_order("a", t + DAY_MS), [1, 1]);
+    }
+
+    /// The limits a test sets: 10 a minute on every family, bans from 100 s.
+    fn limited() -> Counters {
+        let mut counters = Counters::default();
+        counters.set_limits(WeightLimits {
+            first_ban_s: 100,
+            ..WeightLimits::default().each(10)
+        });
+        counters
+    }
+
+    #[test]
+    fn weight_past_the_limit_is_refused_until_the_window_turns() {
+        let mut counters = limited();
+        let t = 7 * MINUTE_MS + 15_500;
+        assert_eq!(
+            counters.admit(Family::Api, None, 10, t),
+            Admission::Admitted { used: 10 }
+        );
+        // 44.5 s to the next minute: 45 whole seconds.
+        assert_eq!(
+            counters.admit(Family::Api, None, 1, t),
+            Admission::TooMuchWeight {
+                used: 11,
+                limit: 10,
+                retry_after_s: 45
+            }
+        );
+        // Another host counts its own.
+        assert_eq!(
+            counters.admit(Family::Fapi, None, 10, t),
+            Admission::Admitted { used: 10 }
+        );
+        // Waiting out the `Retry-After`: a new window.
+        assert_eq!(
+            counters.admit(Family::Api, None, 1, t + 45_000),
+            Admission::Admitted { used: 1 }
+        );
+        // The last millisecond of a window still says one second.
+        counters.admit(Family::Api, None, 10, 10 * MINUTE_MS - 1);
+        assert!(matches!(
+            counters.admit(Family::Api, None, 1, 10 * MINUTE_MS - 1),
+            Admission::TooMuchWeight {
+                retry_after_s: 1,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn not_waiting_after_a_429_bans_the_host_longer_each_time() {
+        let mut counters = limited();
+        let mut t = 3 * MINUTE_MS;
+        for expected_s in [100, 200, 400, 800] {
+            counters.admit(Family::Api, None, 11, t);
+            // Any family of the host, any weight: the client did not back off.
+            assert_eq!(
+                counters.admit(Family::SapiIp, None, 0, t + 1),
+                Admission::Banned {
+                    used: 0,
+                    until_ms: t + 1 + expected_s * 1000,
+                    retry_after_s: expected_s
+                }
+            );
+            // During the ban, the next minute too, every request is refused, uncounted.
+            assert_eq!(
+                counters.admit(Family::Api, None, 1, t + MINUTE_MS),
+                Admission::Banned {
+                    used: 0,
+                    until_ms: t + 1 + expected_s * 1000,
+                    retry_after_s: expected_s - 59
+                }
+            );
+            assert_eq!(
+                counters.admit(Family::Dapi, None, 1, t + 2),
+                Admission::Admitted { used: 1 }
+            );
+            t += (expected_s / 60 + 2) * MINUTE_MS;
+            assert_eq!(
+                counters.admit(Family::Api, None, 1, t),
+                Admission::Admitted { used: 1 }
+            );
+            t += MINUTE_MS;
+        }
+    }
+
+    #[test]
+    fn bans_stop_growing_at_three_days() {
+        let mut counters = Counters::default();
+        counters.set_limits(WeightLimits {
+            first_ban_s: 86_400,
+            ..WeightLimits::default().each(1)
+        });
+        let mut t = MINUTE_MS;
+        for expected_s in [86_400, 172_800, LONGEST_BAN_S, LONGEST_BAN_S] {
+            counters.admit(Family::Fapi, None, 2, t);
+            let Admission::Banned { retry_after_s, .. } = counters.admit(Family::Fapi, None, 1, t)
+            else {
+                panic!("not banned");
+            };
+            assert_eq!(retry_after_s, expected_s);
+            t += (LONGEST_BAN_S + 60) * 1000;
+        }
+    }
+
+    #[test]
+    fn a_429_answered_before_the_limit_was_raised_bans_no_one() {
+        let mut counters = limited();
+        let t = 11 * MINUTE_MS;
+        counters.admit(Family::Api, None, 11, t);
+        counters.set_limits(WeightLimits::default());
+        assert_eq!(
+            counters.admit(Family::Api, None, 1, t),
+            Admission::Admitted { used: 12 }
+        );
+    }
+
+    #[test]
+    fn withdrawals_are_not_limited_by_weight_but_share_the_hosts_ban() {
+        let mut counters = limited();
+        let t = 13 * MINUTE_MS;
+        assert_eq!(
+            counters.admit(Family::SapiUid, Some("a"), 900, t),
+            Admission::Admitted { used: 900 }
+        );
+        counters.admit(Family::Api, None, 11, t);
+        counters.admit(Family::Api, None, 1, t);
+        assert!(matches!(
+            counters.admit(Family::SapiUid, Some("a"), 900, t),
+            Admission::Banned { used: 900, .. }
+        ));
+        counters.reset_limits();
+        assert_eq!(
+            counters.admit(Family::SapiUid, Some("a"), 900, t),
+            Admission::Admitted { used: 900 }
+        );
+        assert_eq!(counters.limits(), WeightLimits::default());
     }
 
     #[test]

@@ -205,17 +205,19 @@ pub(crate) fn places(value: Decimal) -> u32 {
     value.normalize().scale()
 }
 
-fn rate_limits() -> Value {
+/// The `rateLimits` of an `exchangeInfo`, announcing `weight_limit`, the request-weight
+/// limit per minute in force for its API family.
+fn rate_limits(weight_limit: u64) -> Value {
     json!([
-        {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 6000},
+        {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": weight_limit},
         {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 100},
         {"rateLimitType": "ORDERS", "interval": "DAY", "intervalNum": 1, "limit": 200000},
         {"rateLimitType": "RAW_REQUESTS", "interval": "MINUTE", "intervalNum": 5, "limit": 61000}
     ])
 }
 
-/// `GET /api/v3/exchangeInfo`.
-pub(crate) fn spot_exchange_info(server_time: u64) -> Value {
+/// `GET /api/v3/exchangeInfo`, announcing `weight_limit` per minute.
+pub(crate) fn spot_exchange_info(server_time: u64, weight_limit: u64) -> Value {
     let symbols: Vec<Value> = of(Product::Spot)
         .map(|m| {
             json!({
@@ -259,14 +261,14 @@ pub(crate) fn spot_exchange_info(server_time: u64) -> Value {
     json!({
         "timezone": "UTC",
         "serverTime": server_time,
-        "rateLimits": rate_limits(),
+        "rateLimits": rate_limits(weight_limit),
         "exchangeFilters": [],
         "symbols": symbols
     })
 }
 
-/// `GET /fapi/v1/exchangeInfo`.
-pub(crate) fn usdm_exchange_info(server_time: u64) -> Value {
+/// `GET /fapi/v1/exchangeInfo`, announcing `weight_limit` per minute.
+pub(crate) fn usdm_exchange_info(server_time: u64, weight_limit: u64) -> Value {
     let symbols: Vec<Value> = of(Product::UsdM)
         .map(|m| {
             json!({
@@ -311,19 +313,20 @@ pub(crate) fn usdm_exchange_info(server_time: u64) -> Value {
         "timezone": "UTC",
         "serverTime": server_time,
         "futuresType": "U_MARGINED",
-        "rateLimits": rate_limits(),
+        "rateLimits": rate_limits(weight_limit),
         "exchangeFilters": [],
         "assets": [{"asset": "USDT", "marginAvailable": true, "autoAssetExchange": "-10000"}],
         "symbols": symbols
     })
 }
 
-/// `GET /dapi/v1/exchangeInfo`: COIN-M is not simulated, so the symbol list is empty.
-pub(crate) fn coinm_exchange_info(server_time: u64) -> Value {
+/// `GET /dapi/v1/exchangeInfo`, announcing `weight_limit` per minute: COIN-M is not
+/// simulated, so the symbol list is empty.
+pub(crate) fn coinm_exchange_info(server_time: u64, weight_limit: u64) -> Value {
     json!({
         "timezone": "UTC",
         "serverTime": server_time,
-        "rateLimits": rate_limits(),
+        "rateLimits": rate_limits(weight_limit),
         "exchangeFilters": [],
         "symbols": []
     })

@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use crate::algo;
 use crate::auth::{self, Params};
 use crate::book::{self, Account, Modification, NewOrder, Order, OrderRef, OrderType, Side, Trade};
-use crate::limits::{Family, ORDER_COUNT_HEADERS};
+use crate::limits::{Admission, Family, ORDER_COUNT_HEADERS};
 use crate::market::{self, fmt, Product};
 use crate::{Received, RecordedRequest, Simulator};
 
@@ -94,6 +94,32 @@ impl ApiError {
             503,
             -1001,
             "Internal error; unable to process your request. Please try again.",
+        )
+    }
+
+    /// -1003 (HTTP 429): the request's weight takes its family's count past `limit`, as
+    /// Binance words it.
+    pub(crate) fn too_much_weight(limit: u64) -> ApiError {
+        ApiError::new(
+            429,
+            -1003,
+            format!(
+                "Too much request weight used; current limit is {limit} request weight per 1 \
+                 MINUTE. Please use WebSocket Streams for live updates to avoid polling the API."
+            ),
+        )
+    }
+
+    /// -1003 (HTTP 418): the IP is banned from the host until `until_ms` (ms since the
+    /// epoch), as Binance words it.
+    pub(crate) fn ip_banned(until_ms: u64) -> ApiError {
+        ApiError::new(
+            418,
+            -1003,
+            format!(
+                "Way too much request weight used; IP banned until {until_ms}. Please use \
+                 WebSocket Streams for live updates to avoid bans."
+            ),
         )
     }
 
@@ -394,13 +420,38 @@ async fn handle(
     }
     let found = route(&method, &path);
     let family = Family::of(&path, found.is_some_and(|(_, _, e)| e.is_uid_weighted()));
-    let (status, value, weight) = match found {
-        None => {
-            let (status, value) = ApiError::new(404, -1000, "Unknown endpoint.").into_parts();
-            (status, value, 1)
+    let weight = match found {
+        // A path the simulator does not know weighs 1.
+        None => 1,
+        Some((_, weight, endpoint)) => weight_without_symbol(endpoint, &query).unwrap_or(weight),
+    };
+    // Weight per account is counted for the account the key names, signed or not.
+    let account = api_key.as_deref().filter(|k| simulator.key(k).is_some());
+    // The weight is judged before the request is read, at Binance's front: a refused
+    // request does not run, however it is signed.
+    let used = match simulator.admit(family, account, weight) {
+        Admission::Admitted { used } => used,
+        Admission::TooMuchWeight {
+            used,
+            limit,
+            retry_after_s,
+        } => {
+            return refused(
+                ApiError::too_much_weight(limit),
+                retry_after_s,
+                family,
+                used,
+            )
         }
-        Some((security, weight, endpoint)) => {
-            let weight = weight_without_symbol(endpoint, &query).unwrap_or(weight);
+        Admission::Banned {
+            used,
+            until_ms,
+            retry_after_s,
+        } => return refused(ApiError::ip_banned(until_ms), retry_after_s, family, used),
+    };
+    let (status, value) = match found {
+        None => ApiError::new(404, -1000, "Unknown endpoint.").into_parts(),
+        Some((security, _, endpoint)) => {
             // Binance reads the parameters of a GET from its query string alone
             // (NOTES §1.1): a body it carries is neither parameters nor signed.
             let body: &[u8] = if method == Method::GET || method == Method::HEAD {
@@ -422,17 +473,11 @@ async fn handle(
                 dispatch(&simulator, endpoint, &params, key.as_deref())
             });
             match result {
-                Ok(value) => (StatusCode::OK, value, weight),
-                Err(error) => {
-                    let (status, value) = error.into_parts();
-                    (status, value, weight)
-                }
+                Ok(value) => (StatusCode::OK, value),
+                Err(error) => error.into_parts(),
             }
         }
     };
-    // Weight per account is counted for the account the key names, signed or not.
-    let account = api_key.as_deref().filter(|k| simulator.key(k).is_some());
-    let used = simulator.add_weight(family, account, weight);
     // Every successful spot order answer tells the key's orders, as Binance's does; a
     // cancel-replace counts its new order once it got as far as the cancel, placed or
     // not ("A new order that was not attempted … will still increase the unfilled order
@@ -458,6 +503,18 @@ async fn handle(
     response
 }
 
+/// The answer to a request refused for its IP's request weight: `error` (429 or 418) with
+/// `Retry-After` in whole seconds and, as usual, the headers that report `family`'s
+/// weight `used` this minute.
+fn refused(error: ApiError, retry_after_s: u64, family: Family, used: u64) -> Response {
+    let (status, value) = error.into_parts();
+    let mut response = with_weight((status, axum::Json(value)).into_response(), family, used);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_s));
+    response
+}
+
 /// Adds the headers that report `family`'s request weight `used` this minute.
 fn with_weight(mut response: Response, family: Family, used: u64) -> Response {
     let used = HeaderValue::from(used);
@@ -467,7 +524,8 @@ fn with_weight(mut response: Response, family: Family, used: u64) -> Response {
     response
 }
 
-/// `/__mock/requests`, `/__mock/reset` and `/__mock/trigger`; never recorded.
+/// `/__mock/requests`, `/__mock/reset`, `/__mock/trigger` and `/__mock/weight-limit`;
+/// never recorded.
 fn mock_control(simulator: &Simulator, method: &Method, control: &str, query: &str) -> Response {
     let result = match (method.as_str(), control) {
         ("GET", "requests") => return axum::Json(simulator.received()).into_response(),
@@ -478,6 +536,7 @@ fn mock_control(simulator: &Simulator, method: &Method, control: &str, query: &s
             Ok(json!({}))
         }
         ("POST", "trigger") => mock_trigger(simulator, query),
+        ("POST", "weight-limit") => mock_weight_limit(simulator, query),
         _ => Err(ApiError::new(404, -1000, "Unknown endpoint.")),
     };
     match result {
@@ -503,6 +562,36 @@ fn mock_trigger(simulator: &Simulator, query: &str) -> Result<Value, ApiError> {
             |account, ids| algo::trigger(account, ids, algo_id, now),
         )
         .unwrap_or_else(|| Err(ApiError::unknown_order()))
+}
+
+/// `POST /__mock/weight-limit?limit=N&ban=S`: sets every family's request-weight limit per
+/// minute to `N` and the length of a first IP ban to `S` seconds, each optional and at
+/// least 1 (-1130 otherwise); answers the limits in force.
+fn mock_weight_limit(simulator: &Simulator, query: &str) -> Result<Value, ApiError> {
+    let params = Params::parse(query, "")?;
+    let positive = |name: &str| -> Result<Option<u64>, ApiError> {
+        match params.integer(name)? {
+            Some(0) => Err(ApiError::invalid_parameter(name)),
+            value => Ok(value),
+        }
+    };
+    let (limit, ban) = (positive("limit")?, positive("ban")?);
+    if let Some(limit) = limit {
+        simulator.set_weight_limit(limit);
+    }
+    if let Some(ban) = ban {
+        simulator.set_first_ban_s(ban);
+    }
+    let limits = simulator.weight_limits();
+    Ok(json!({
+        "limits": {
+            "api": limits.api,
+            "sapi": limits.sapi_ip,
+            "fapi": limits.fapi,
+            "dapi": limits.dapi,
+        },
+        "ban": limits.first_ban_s,
+    }))
 }
 
 /// Parses parameters and, for signed endpoints, checks key, signature and time, in that order.
@@ -597,9 +686,18 @@ fn dispatch(
     let public = match endpoint {
         Endpoint::Ping => Some(json!({})),
         Endpoint::Time => Some(json!({"serverTime": now})),
-        Endpoint::SpotExchangeInfo => Some(market::spot_exchange_info(now)),
-        Endpoint::UsdmExchangeInfo => Some(market::usdm_exchange_info(now)),
-        Endpoint::CoinmExchangeInfo => Some(market::coinm_exchange_info(now)),
+        Endpoint::SpotExchangeInfo => Some(market::spot_exchange_info(
+            now,
+            simulator.weight_limits().api,
+        )),
+        Endpoint::UsdmExchangeInfo => Some(market::usdm_exchange_info(
+            now,
+            simulator.weight_limits().fapi,
+        )),
+        Endpoint::CoinmExchangeInfo => Some(market::coinm_exchange_info(
+            now,
+            simulator.weight_limits().dapi,
+        )),
         Endpoint::TickerPrice(product) => Some(per_symbol(params, product, withheld, |m| {
             let mut v = json!({"symbol": m.symbol, "price": fmt(m.price, 8)});
             if product == Product::UsdM {

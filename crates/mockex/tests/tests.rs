@@ -2973,6 +2973,337 @@ mod limits {
     }
 }
 
+mod weight_limits {
+    use super::*;
+    use reqwest::header::HeaderMap;
+    use reqwest::Method;
+
+    const MINUTE_MS: u64 = 60_000;
+    const RESTING_ORDER: &str =
+        "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=50000";
+
+    /// Sets the simulator's clock one second into the next minute, so that a test has 59 s
+    /// of one window to itself; returns the clock offset that does it.
+    fn into_a_minute(sim: &RunningSimulator) -> i64 {
+        let now = now_ms() as i64;
+        let minute = MINUTE_MS as i64;
+        let offset = minute - now % minute + 1_000;
+        sim.simulator().set_clock_offset_ms(offset);
+        offset
+    }
+
+    /// `path?params&timestamp=…&signature=…`, signed with `SECRET` at the simulator's
+    /// clock (which these tests run ahead of the machine's).
+    fn signed_on_its_clock(sim: &RunningSimulator, path: &str, params: &str) -> String {
+        let sep = if params.is_empty() { "" } else { "&" };
+        let query = format!("{params}{sep}timestamp={}", sim.simulator().clock_ms());
+        format!("{path}?{query}&signature={}", hmac_hex(SECRET, &query))
+    }
+
+    /// Sends a request (signed at the simulator's clock when `signed`); (status, headers,
+    /// JSON body).
+    async fn call(
+        sim: &RunningSimulator,
+        method: Method,
+        path: &str,
+        params: &str,
+        signed: bool,
+    ) -> (u16, HeaderMap, Value) {
+        let target = if signed {
+            signed_on_its_clock(sim, path, params)
+        } else if params.is_empty() {
+            path.to_owned()
+        } else {
+            format!("{path}?{params}")
+        };
+        send_for_headers(sim, method, &target, Some(KEY), None).await
+    }
+
+    /// `POST /__mock/weight-limit?query`; (status, JSON body).
+    async fn set_limits(sim: &RunningSimulator, query: &str) -> (u16, Value) {
+        let path = format!("/__mock/weight-limit?{query}");
+        send(sim, Method::POST, &path, None, None).await
+    }
+
+    /// The value of header `name` as a number.
+    fn number(headers: &HeaderMap, name: &str) -> Option<u64> {
+        headers
+            .get(name)
+            .map(|v| v.to_str().unwrap().parse().unwrap())
+    }
+
+    /// The whole seconds from `clock_ms` to the next minute, rounded up.
+    fn to_next_minute(clock_ms: u64) -> u64 {
+        (MINUTE_MS - clock_ms % MINUTE_MS).div_ceil(1000)
+    }
+
+    /// Asserts a 429 for weight past `limit`, with a `Retry-After` to the next minute as
+    /// it was between `before` and `after` on the simulator's clock.
+    fn assert_too_much_weight(
+        (status, headers, body): &(u16, HeaderMap, Value),
+        limit: u64,
+        (before, after): (u64, u64),
+    ) {
+        assert_eq!(*status, 429, "{body}");
+        assert_eq!(
+            body,
+            &serde_json::json!({
+                "code": -1003,
+                "msg": format!("Too much request weight used; current limit is {limit} request \
+                    weight per 1 MINUTE. Please use WebSocket Streams for live updates to avoid \
+                    polling the API.")
+            })
+        );
+        let retry = number(headers, "retry-after").expect("no Retry-After");
+        assert!(
+            (to_next_minute(after)..=to_next_minute(before)).contains(&retry),
+            "Retry-After {retry} at {before}..{after}"
+        );
+    }
+
+    /// Asserts a 418 for an IP ban and returns (the ban's end in ms, `Retry-After`).
+    fn assert_banned((status, headers, body): &(u16, HeaderMap, Value)) -> (u64, u64) {
+        assert_eq!(*status, 418, "{body}");
+        assert_eq!(body["code"], -1003, "{body}");
+        let msg = body["msg"].as_str().unwrap();
+        let until = msg
+            .strip_prefix("Way too much request weight used; IP banned until ")
+            .and_then(|rest| {
+                rest.strip_suffix(". Please use WebSocket Streams for live updates to avoid bans.")
+            })
+            .unwrap_or_else(|| panic!("not a ban: {msg}"));
+        let retry = number(headers, "retry-after").expect("no Retry-After");
+        (until.parse().unwrap(), retry)
+    }
+
+    /// The spot orders open on BTCUSDT, read in a window of its own.
+    async fn open_spot_orders(sim: &RunningSimulator) -> Vec<Value> {
+        let (status, _, body) = call(
+            sim,
+            Method::GET,
+            "/api/v3/openOrders",
+            "symbol=BTCUSDT",
+            true,
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        body.as_array().unwrap().clone()
+    }
+
+    /// A request whose weight takes `/api` past its limit is answered 429 with
+    /// `Retry-After` and Binance's -1003, does not run (no order is placed), is counted,
+    /// and is recorded; once the window turns, service resumes.
+    #[tokio::test]
+    async fn weight_past_the_limit_is_refused_with_retry_after_until_the_window_turns() {
+        let sim = start().await;
+        let offset = into_a_minute(&sim);
+        let (status, body) = set_limits(&sim, "limit=20").await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(
+            body,
+            serde_json::json!({
+                "limits": {"api": 20, "sapi": 20, "fapi": 20, "dapi": 20},
+                "ban": 120
+            })
+        );
+        // Up to the limit, and not past it: served.
+        let (status, headers, body) = call(&sim, Method::GET, "/api/v3/account", "", true).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(number(&headers, "x-mbx-used-weight-1m"), Some(20));
+
+        let before = sim.simulator().clock_ms();
+        let refused = call(&sim, Method::POST, "/api/v3/order", RESTING_ORDER, true).await;
+        let after = sim.simulator().clock_ms();
+        assert_too_much_weight(&refused, 20, (before, after));
+        let headers = &refused.1;
+        // Its weight counts, as Binance counts it; it placed no order to count.
+        assert_eq!(number(headers, "x-mbx-used-weight-1m"), Some(21));
+        assert_eq!(number(headers, "x-mbx-used-weight"), Some(21));
+        assert!(
+            !headers.contains_key("x-mbx-order-count-10s"),
+            "{headers:?}"
+        );
+        // It reached the simulator, so it is recorded.
+        let (_, list) = send(&sim, Method::GET, "/__mock/requests", None, None).await;
+        let seen: Vec<(&str, &str)> = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r["method"].as_str().unwrap(), r["path"].as_str().unwrap()))
+            .collect();
+        assert_eq!(
+            seen,
+            [("GET", "/api/v3/account"), ("POST", "/api/v3/order")]
+        );
+
+        // The window turns, as the `Retry-After` said: served again, from zero.
+        sim.simulator()
+            .set_clock_offset_ms(offset + MINUTE_MS as i64);
+        assert_eq!(open_spot_orders(&sim).await, Vec::<Value>::new());
+        let (status, headers, body) =
+            call(&sim, Method::GET, "/fapi/v1/exchangeInfo", "", false).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(number(&headers, "x-mbx-used-weight-1m"), Some(1));
+        // Each `exchangeInfo` announces the limit in force.
+        assert_eq!(body["rateLimits"][0]["rateLimitType"], "REQUEST_WEIGHT");
+        assert_eq!(body["rateLimits"][0]["limit"], 20);
+    }
+
+    /// A request to the same host before the `Retry-After` of a 429 has passed bans the IP
+    /// from that host (418, `Retry-After` to the ban's end): every request to it is refused
+    /// and does not run until the ban ends, the window's turn notwithstanding; another
+    /// host serves on.
+    #[tokio::test]
+    async fn not_waiting_after_a_429_bans_the_ip_from_that_host_alone() {
+        let sim = start().await;
+        let offset = into_a_minute(&sim);
+        assert_eq!(set_limits(&sim, "limit=1").await.0, 200);
+        let ping = |path: &'static str| call(&sim, Method::GET, path, "", false);
+        assert_eq!(ping("/api/v3/ping").await.0, 200);
+        let before = sim.simulator().clock_ms();
+        let refused = ping("/api/v3/ping").await;
+        assert_too_much_weight(&refused, 1, (before, sim.simulator().clock_ms()));
+
+        // `/sapi` is on the same host: not waiting, the client is banned, for 120 s.
+        let before = sim.simulator().clock_ms();
+        let banned = call(
+            &sim,
+            Method::GET,
+            "/sapi/v1/account/apiRestrictions",
+            "",
+            true,
+        )
+        .await;
+        let after = sim.simulator().clock_ms();
+        let (until, retry) = assert_banned(&banned);
+        assert!(
+            (before + 120_000..=after + 120_000).contains(&until),
+            "banned until {until}, at {before}..{after}"
+        );
+        assert_eq!(retry, 120);
+        assert_eq!(
+            number(&banned.1, "x-sapi-used-ip-weight-1m"),
+            Some(0),
+            "{:?}",
+            banned.1
+        );
+
+        // `fapi.binance.com` is another host, with its own count.
+        let (status, headers, body) = ping("/fapi/v1/ping").await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(number(&headers, "x-mbx-used-weight-1m"), Some(1));
+
+        // Every request to the banned host is refused: signed or not, known or not, of
+        // any weight; an order is not placed.
+        for (method, path, params, signed) in [
+            (Method::POST, "/api/v3/order", RESTING_ORDER, true),
+            (Method::GET, "/api/v3/nothing", "", false),
+            (Method::GET, "/api/v3/time", "", false),
+        ] {
+            let answer = call(&sim, method, path, params, signed).await;
+            let (same_ban, retry) = assert_banned(&answer);
+            assert_eq!(same_ban, until, "{path}");
+            assert!((119..=120).contains(&retry), "{path}: {retry}");
+        }
+        // A new window does not end the ban.
+        sim.simulator()
+            .set_clock_offset_ms(offset + MINUTE_MS as i64);
+        let (same_ban, retry) = assert_banned(&ping("/api/v3/ping").await);
+        assert_eq!(same_ban, until);
+        let left = until - sim.simulator().clock_ms();
+        assert!(
+            (left.div_ceil(1000)..=left.div_ceil(1000) + 1).contains(&retry),
+            "Retry-After {retry} with {left} ms left"
+        );
+
+        // Once the ban is over, service resumes; the order refused was never placed.
+        sim.simulator()
+            .set_clock_offset_ms(offset + 3 * MINUTE_MS as i64);
+        assert_eq!(ping("/api/v3/ping").await.0, 200);
+        assert_eq!(set_limits(&sim, "limit=100").await.0, 200);
+        assert_eq!(open_spot_orders(&sim).await, Vec::<Value>::new());
+        assert_eq!(
+            sim.simulator()
+                .requests()
+                .iter()
+                .filter(|r| r.path == "/api/v3/order")
+                .count(),
+            1
+        );
+    }
+
+    /// A repeat offender's ban is twice as long each time; `POST /__mock/reset?state=1`
+    /// lifts the ban, restores the default limits and forgets the earlier bans.
+    #[tokio::test]
+    async fn bans_double_for_a_repeat_offender_until_a_reset() {
+        let sim = start().await;
+        let offset = into_a_minute(&sim);
+        let (status, body) = set_limits(&sim, "limit=1&ban=2").await;
+        assert_eq!((status, &body["ban"]), (200, &Value::from(2)), "{body}");
+        let ping = || call(&sim, Method::GET, "/fapi/v1/ping", "", false);
+        for (n, expected) in [2, 4, 8, 16].into_iter().enumerate() {
+            // A window of its own, long after the last ban ended.
+            sim.simulator()
+                .set_clock_offset_ms(offset + n as i64 * MINUTE_MS as i64);
+            assert_eq!(ping().await.0, 200, "offence {n}");
+            assert_eq!(ping().await.0, 429, "offence {n}");
+            let (_, retry) = assert_banned(&ping().await);
+            assert_eq!(retry, expected, "offence {n}");
+        }
+        // Still banned: the reset lifts it.
+        assert_eq!(ping().await.0, 418);
+        let (status, _) = send(&sim, Method::POST, "/__mock/reset?state=1", None, None).await;
+        assert_eq!(status, 200);
+        let (status, headers, body) =
+            call(&sim, Method::GET, "/fapi/v1/exchangeInfo", "", false).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(number(&headers, "x-mbx-used-weight-1m"), Some(1));
+        assert_eq!(body["rateLimits"][0]["limit"], 2400);
+        let (_, _, body) = call(&sim, Method::GET, "/api/v3/exchangeInfo", "", false).await;
+        assert_eq!(body["rateLimits"][0]["limit"], 6000);
+        // The earlier bans are forgotten: the next one is a first, of 120 s.
+        assert_eq!(set_limits(&sim, "limit=1").await.0, 200);
+        assert_eq!(ping().await.0, 429);
+        assert_eq!(assert_banned(&ping().await).1, 120);
+    }
+
+    /// The control takes whole numbers of at least 1, and lifts no ban.
+    #[tokio::test]
+    async fn the_weight_limit_control_takes_positive_whole_numbers() {
+        let sim = start().await;
+        for (query, code) in [
+            ("limit=0", -1130),
+            ("ban=0", -1130),
+            ("limit=x", -1100),
+            ("limit=10&ban=-1", -1100),
+        ] {
+            let (status, _, body) = send_for_headers(
+                &sim,
+                Method::POST,
+                &format!("/__mock/weight-limit?{query}"),
+                None,
+                None,
+            )
+            .await;
+            assert_eq!(
+                (status, &body["code"]),
+                (400, &Value::from(code)),
+                "{query}: {body}"
+            );
+        }
+        // Nothing was set by a refused control.
+        let (status, body) = set_limits(&sim, "").await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["limits"]["api"], 6000);
+        assert_eq!(body["limits"]["sapi"], 12_000);
+        assert_eq!(body["limits"]["fapi"], 2400);
+        assert_eq!(body["limits"]["dapi"], 2400);
+        assert_eq!(body["ban"], 120);
+        // The controls are not recorded.
+        assert!(sim.simulator().requests().is_empty());
+    }
+}
+
 mod record {
     use super::*;
     use keygate_mockex::RecordedRequest;

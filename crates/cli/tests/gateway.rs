@@ -2173,6 +2173,67 @@ fn a_tampered_account_refuses_its_clients_and_is_named_in_the_log() {
     assert!(!log.contains(REAL_KEY) && !log.contains(REAL_SECRET));
 }
 
+/// Unmodified ccxt, when the exchange's request weight runs out: after the exchange's own
+/// 429 every call (a read, an order, public data) is answered by keygate as the exchange
+/// would answer it, so ccxt raises its usual error, and nothing more reaches the exchange
+/// until `Retry-After` has passed (see the script). The operator is told.
+#[test]
+fn ccxt_is_held_back_while_the_exchange_asks_to_wait() {
+    let (_runtime, exchange) = simulator(vec![Credential::hmac(REAL_KEY, REAL_SECRET)]);
+    let mut home = Home::with_account(&exchange.url());
+    let issued: Value = home.issue(
+        "bot1",
+        &[
+            "--scope",
+            "read,trade",
+            "--symbols",
+            "BTC/USDT",
+            "--max-order-notional",
+            "5000",
+        ],
+    );
+    let serve = Serve::start(&home.kg);
+    let run = Command::new(python())
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/ccxt_back_off_e2e.py"))
+        .env("KEYGATE_URL", format!("http://{}", serve.addr))
+        .env("KEYGATE_API_KEY", issued["api_key"].as_str().unwrap())
+        .env("KEYGATE_SECRET", issued["secret"].as_str().unwrap())
+        .env("MOCK_URL", exchange.url())
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{out}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let summary: Value = serde_json::from_str(out.trim()).unwrap();
+    for call in [
+        "exchange_429",
+        "fetch_balance",
+        "create_order",
+        "fetch_ticker",
+    ] {
+        assert_eq!(summary[call], "DDoSProtection", "{summary}");
+    }
+    assert_eq!(summary["held_back_not_sent"], "ok", "{summary}");
+    let held = home
+        .kg
+        .ok(&["audit", "query", "--decision", "denied", "--json"], "")
+        .stdout;
+    let rules: Vec<String> = held
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap())
+        .filter_map(|e| e["rule"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(rules, ["exchange_back_off"; 3], "{held}");
+    let log = std::fs::read_to_string(&serve.log).unwrap();
+    assert!(
+        log.contains("exchange_back_off") && log.contains("HTTP 429"),
+        "{log}"
+    );
+}
+
 #[test]
 fn ccxt_trades_through_keygate_and_the_cli_administers_it_live() {
     let (_runtime, exchange) = simulator(vec![

@@ -363,6 +363,9 @@ pub enum Rule {
     /// Public market data, a signed read or the ticker call that prices an order would
     /// spend request weight that orders and cancels need.
     WeightReserved,
+    /// The exchange asked keygate's address to send nothing more for a while (its request
+    /// weight used up, or a ban), and that while is not over: sending would prolong it.
+    ExchangeBackOff,
     /// Large answers held for clients that read them slowly reached their limit, so a read
     /// or public call, which may bring another, was not sent.
     AnswerBacklog,
@@ -400,6 +403,7 @@ impl Rule {
             Rule::WithdrawalAddress => "withdrawal_address",
             Rule::WithdrawalLimit => "withdrawal_limit",
             Rule::WeightReserved => "weight_reserved",
+            Rule::ExchangeBackOff => "exchange_back_off",
             Rule::AnswerBacklog => "answer_backlog",
             Rule::AuditUnavailable => "audit_unavailable",
             Rule::ClientGone => "client_gone",

@@ -23,8 +23,8 @@ use rust_decimal::Decimal;
 use sha2::Sha256;
 
 use crate::{
-    Adapter, ClientRequest, Error, ExchangeOrder, ExchangeWithdrawal, KeyPermissions, Refusal,
-    Route,
+    Adapter, BackOff, ClientRequest, Error, ExchangeOrder, ExchangeWithdrawal, KeyPermissions,
+    Refusal, Route,
 };
 pub use crate::{ClientKey, Forward};
 
@@ -38,6 +38,13 @@ const DEFAULT_RECV_WINDOW_MS: u64 = 5_000;
 /// Binance's error code for "Timeout waiting for response from backend server. Send status
 /// unknown; execution status unknown."
 const EXECUTION_UNKNOWN: i64 = -1007;
+
+/// The shortest ban Binance gives an address (2 minutes): how long a 418 that does not
+/// say is taken to last.
+const SHORTEST_BAN_S: u64 = 120;
+
+/// The longest (3 days): a `Retry-After` past it is read as it.
+const LONGEST_BAN_S: u64 = 3 * 24 * 3600;
 
 /// The most parameters one request may carry, query and body together, `signature` aside.
 ///
@@ -687,6 +694,28 @@ impl Adapter for Binance {
                 Err(_) => false,
             }
     }
+    fn back_off(&self, status: http::StatusCode, headers: &HeaderMap) -> Option<BackOff> {
+        // Binance: a 429 "when either rate limit is violated", with `Retry-After` when the
+        // address's request weight is used up (the order-count limits, which are the
+        // account's, answer 429 without it); a 418 when the address is banned for going
+        // on after 429s, `Retry-After` saying until when. Bans last "from 2 minutes to 3
+        // days".
+        let retry_after = headers
+            .get(http::header::RETRY_AFTER)
+            .map(|v| v.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok()));
+        let (seconds, banned) = match (status.as_u16(), retry_after) {
+            (418, Some(Some(seconds))) => (seconds, true),
+            (418, _) => (SHORTEST_BAN_S, true),
+            (429, Some(Some(seconds))) => (seconds, false),
+            // Present, but not a number of seconds: until the weight's minute turns.
+            (429, Some(None)) => (60, false),
+            _ => return None,
+        };
+        Some(BackOff {
+            seconds: seconds.clamp(1, LONGEST_BAN_S),
+            banned,
+        })
+    }
     fn may_pass_when_asked_again(&self, status: http::StatusCode, body: &[u8]) -> bool {
         #[derive(serde::Deserialize)]
         struct Code {
@@ -873,6 +902,11 @@ impl Adapter for Binance {
             Refusal::Internal => (500, -1001, "keygate: internal error".into()),
             // -1003 with 429, as Binance answers "Too many requests".
             Refusal::TooMany(msg) => (429, -1003, msg.into()),
+            // As Binance answers while the weight is used up, or while the address is
+            // banned (418): clients map them to their rate-limit and DDoS errors.
+            Refusal::ExchangeBackOff { message, banned } => {
+                (if banned { 418 } else { 429 }, -1003, message.into())
+            }
             Refusal::Invalid(e) => match e {
                 Error::DuplicateParameter { .. } => (400, -1101, "Duplicate values for a parameter detected.".into()),
                 Error::TooManyParameters { .. } => {
@@ -3027,6 +3061,33 @@ mod tests {
     /// A regression test (from a review): reconciliation took a -1021 (a clock off the
     /// window) or the firewall's 403 for a refusal that lasts, and moved on past a window
     /// it never listed.
+    #[test]
+    fn answers_that_ask_the_address_to_back_off_say_how_long() {
+        use http::StatusCode;
+        let back_off = |status: u16, retry_after: Option<&str>| {
+            let mut headers = HeaderMap::new();
+            if let Some(value) = retry_after {
+                headers.insert(http::header::RETRY_AFTER, value.parse().unwrap());
+            }
+            Binance.back_off(StatusCode::from_u16(status).unwrap(), &headers)
+        };
+        let wait = |seconds, banned| Some(BackOff { seconds, banned });
+        // The weight used up: wait as asked.
+        assert_eq!(back_off(429, Some("17")), wait(17, false));
+        assert_eq!(back_off(429, Some("soon")), wait(60, false));
+        // The order-count limits are the account's, answered without Retry-After.
+        assert_eq!(back_off(429, None), None);
+        // Banned: as long as it says, at least Binance's shortest ban when it does not,
+        // at most its longest.
+        assert_eq!(back_off(418, Some("300")), wait(300, true));
+        assert_eq!(back_off(418, None), wait(SHORTEST_BAN_S, true));
+        assert_eq!(back_off(418, Some("0")), wait(1, true));
+        assert_eq!(back_off(418, Some("99999999")), wait(LONGEST_BAN_S, true));
+        for status in [200, 400, 401, 403, 500, 503] {
+            assert_eq!(back_off(status, Some("5")), None, "{status}");
+        }
+    }
+
     #[test]
     fn refusals_that_may_pass_are_told_from_those_that_last() {
         use http::StatusCode;

@@ -119,6 +119,26 @@ pub enum Refusal<'a> {
     Internal,
     /// Too many requests: the message starts with `keygate:` and says which limit.
     TooMany(&'a str),
+    /// The exchange asked this address to send nothing more for a while (a [`BackOff`]
+    /// not yet over): the message starts with `keygate:` and says until when; `banned`
+    /// when the exchange banned the address rather than asked it to wait.
+    ExchangeBackOff {
+        /// Why, and until when.
+        message: &'a str,
+        /// Whether the address is banned.
+        banned: bool,
+    },
+}
+
+/// An exchange's answer asking the address that sent it to send nothing more for a while:
+/// its request weight is used up, or it is banned for having gone on regardless.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BackOff {
+    /// How long, in seconds, as the exchange said (`Retry-After`).
+    pub seconds: u64,
+    /// Whether the address is banned from the exchange's whole host (every weight pool
+    /// on it), not only asked to let one pool's weight recover.
+    pub banned: bool,
 }
 
 /// A client's request, parsed once and then verified, classified and re-signed from that
@@ -291,6 +311,10 @@ pub trait Adapter: Send + Sync + 'static {
     /// whether the request executed: an order or a withdrawal so answered may have gone
     /// through, and is recorded with its outcome unknown.
     fn is_execution_unknown(&self, status: http::StatusCode, body: &[u8]) -> bool;
+    /// Whether an answer of `status` with `headers` asks the address to back off, and for
+    /// how long: sending more before then prolongs or brings on a ban that stops every
+    /// client behind keygate.
+    fn back_off(&self, status: http::StatusCode, headers: &HeaderMap) -> Option<BackOff>;
     /// Whether a read refused with `status` and `body` may succeed when asked again: the
     /// exchange was busy, failed, or found the request's time off, rather than refusing
     /// the request itself (a symbol it does not know, a permission the key lacks).

@@ -81,7 +81,7 @@ use keygate_core::{
     Action, ActionKind, BatchOrder, ClientStatus, Denial, Event, EventBody, OrderRef, OrderTerms,
     Outcome, OutcomeEvent, RequestEvent, Rule,
 };
-use keygate_exchanges::{Adapter, Binance, ClientKey, ClientRequest, Refusal, Route};
+use keygate_exchanges::{Adapter, BackOff, Binance, ClientKey, ClientRequest, Refusal, Route};
 use keygate_monitor::{Alert, AlertRule, Alerter, Severity};
 use keygate_policy::{DailyReservation, Decider};
 use rand::Rng;
@@ -90,8 +90,8 @@ use rust_decimal::Decimal;
 use crate::answers::{AnswerBudget, Caller};
 use crate::registry::{ClientEntry, Live, Registry, Verifier};
 use crate::replay::ReplayCache;
-use crate::upstream::{Failure, Upstream};
-use crate::weight::{OverCap, Pool, Reservation, WeightGauge};
+use crate::upstream::{Failure, PriceBudget, Upstream};
+use crate::weight::{OverCap, Paused, Pool, Reservation, WeightGauge};
 
 /// Largest request body accepted, in bytes. Binance's own requests are far smaller.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -268,6 +268,53 @@ impl Gateway {
                 ),
             ));
         }
+    }
+
+    /// Holds back everything for `pool` (its whole upstream, for a ban) for as long as
+    /// `back_off` says, and raises [`AlertRule::ExchangeBackOff`] when this starts a pause
+    /// (requests in flight when the first such answer came bring more of them).
+    fn back_off(&self, pool: Pool<'_>, back_off: BackOff) {
+        if !self.weight.back_off(pool, back_off, now_ms()) {
+            return;
+        }
+        let BackOff { seconds, banned } = back_off;
+        tracing::warn!(
+            upstream = pool.upstream,
+            pool = pool.name,
+            seconds,
+            banned,
+            "the exchange asked this address to back off; nothing is sent there until then"
+        );
+        let Some(alerter) = &self.alerter else {
+            return;
+        };
+        let (severity, what) = if banned {
+            (
+                Severity::Critical,
+                format!(
+                    "banned keygate's address from {} for {seconds} s (HTTP 418)",
+                    pool.upstream
+                ),
+            )
+        } else {
+            (
+                Severity::Warning,
+                format!(
+                    "answered that keygate's address used up its request weight for {} on {} \
+                     (HTTP 429) and asked it to wait {seconds} s",
+                    pool.name, pool.upstream
+                ),
+            )
+        };
+        alerter.raise(Alert::outside_log(
+            severity,
+            AlertRule::ExchangeBackOff,
+            format!(
+                "the exchange {what}: until then keygate refuses every request there, \
+                 orders and cancels included (rule exchange_back_off), rather than make it \
+                 worse; `keygate audit query --decision denied` lists them"
+            ),
+        ));
     }
 
     /// The same gateway with a pool of upstream connections of its own, for one worker.
@@ -469,6 +516,10 @@ async fn handle<A: Adapter>(
             upstream: base,
             name: adapter.weight_pool(native),
         };
+        if let Some(paused) = gw.weight.paused(pool, now_ms()) {
+            let (response, msg) = held_back(adapter, pool, paused, now_ms());
+            return audit.deny(response, Rule::ExchangeBackOff, &msg);
+        }
         // Settled once the answer's weight is recorded; else its estimate counts as spent.
         let reservation = match gw.weight.reserve(pool, cap, weight, now_ms()) {
             Ok(reservation) => reservation,
@@ -639,6 +690,18 @@ async fn handle<A: Adapter>(
         .upstream
         .clone()
         .unwrap_or_else(|| default_base.to_owned());
+    let pool = Pool {
+        upstream: &base,
+        name: adapter.weight_pool(native),
+    };
+    // While the exchange asks the address to back off, nothing is sent, not even an order
+    // or a cancel: the exchange would refuse it, and count it towards a ban (or a longer
+    // one) that stops every client.
+    if let Some(paused) = gw.weight.paused(pool, now) {
+        audit.action = Some(action);
+        let (response, msg) = held_back(adapter, pool, paused, now);
+        return audit.deny(response, Rule::ExchangeBackOff, &msg);
+    }
     // A read reserves its weight as public data does (also before it counts against its
     // client's rate), at a cap between public data's and pricing's: a client's rate counts
     // requests, not their weight, so reads of every symbol's orders could otherwise spend
@@ -646,10 +709,6 @@ async fn handle<A: Adapter>(
     // from here on; nothing that trades, cancels or moves money is held back for weight.
     if action.kind == ActionKind::Read {
         let cap = signed_read_weight_cap(gw.limits.public_weight_cap);
-        let pool = Pool {
-            upstream: &base,
-            name: adapter.weight_pool(native),
-        };
         let weight = adapter.signed_read_weight(native, query);
         match gw.weight.reserve(pool, cap, weight, now_ms()) {
             Ok(reservation) => audit.weight = Held(Some(reservation)),
@@ -685,7 +744,17 @@ async fn handle<A: Adapter>(
         let cap = pricing_weight_cap(gw.limits.public_weight_cap);
         match gw
             .upstream
-            .price_orders(adapter, &base, native, &action, &gw.weight, cap)
+            .price_orders(
+                adapter,
+                &base,
+                native,
+                &action,
+                &PriceBudget {
+                    weight: &gw.weight,
+                    cap,
+                    backed_off: &|pool, back_off| gw.back_off(pool, back_off),
+                },
+            )
             .await
         {
             Ok(priced) => {
@@ -762,14 +831,18 @@ async fn handle<A: Adapter>(
     // have taken seconds. The exchange takes the re-signed request by its new timestamp:
     // one past the bot's own window would execute though the bot may have given up on
     // it, and sent it again. And a freeze, a revoke, a panic or a new policy made
-    // meanwhile holds for this request too, not only for those after it. So both are
-    // checked again before the request is recorded as about to be sent, and after the
-    // last wait.
+    // meanwhile holds for this request too, not only for those after it, as does the
+    // exchange asking to back off. So these are checked again before the request is
+    // recorded as about to be sent, and after the last wait.
     let refusal_since_decided = || -> Option<(Response, Rule, String)> {
         if let Err(e) = signed.check_freshness(now_ms()) {
             let msg = format!("{e} by the time keygate was to forward it");
             let response = refusal_response(adapter, Refusal::Invalid(&e));
             return Some((response, Rule::Authentication, msg));
+        }
+        if let Some(paused) = gw.weight.paused(pool, now_ms()) {
+            let (response, msg) = held_back(adapter, pool, paused, now_ms());
+            return Some((response, Rule::ExchangeBackOff, msg));
         }
         let msg = changed_while_waiting(&gw.live.snapshot(), api_key, &client)?;
         let text = format!("keygate: {msg}");
@@ -831,10 +904,7 @@ async fn handle<A: Adapter>(
         adapter,
         audit,
         &method,
-        Pool {
-            upstream: &base,
-            name: adapter.weight_pool(native),
-        },
+        pool,
         &url,
         &forward.headers,
         forward.body.as_bytes(),
@@ -920,6 +990,46 @@ fn weight_paused(what: &str, over: OverCap, cap: u64, kept_for: &str) -> String 
     )
 }
 
+/// The answer to a request held back while the exchange asks `pool`'s address to back off
+/// (`paused`, at `now_ms`), as the exchange itself answers meanwhile (429, or 418 for a
+/// ban) with how long is left in `Retry-After`; and the reason, for its event.
+fn held_back<A: Adapter>(
+    adapter: &A,
+    pool: Pool<'_>,
+    paused: Paused,
+    now_ms: u64,
+) -> (Response, String) {
+    let message = if paused.banned {
+        format!(
+            "keygate: the exchange banned this address (HTTP 418) until {} (ms since the \
+             epoch); nothing is sent to it until then, which would make the ban longer",
+            paused.until_ms
+        )
+    } else {
+        let pool = if pool.name.is_empty() {
+            "these endpoints"
+        } else {
+            pool.name
+        };
+        format!(
+            "keygate: the exchange answered that this address used up its request weight \
+             for {pool} (HTTP 429) and asked for nothing more until {} (ms since the \
+             epoch); nothing is sent to it until then, which would bring on a ban",
+            paused.until_ms
+        )
+    };
+    let refusal = Refusal::ExchangeBackOff {
+        message: &message,
+        banned: paused.banned,
+    };
+    let mut response = refusal_response(adapter, refusal);
+    let seconds_left = paused.until_ms.saturating_sub(now_ms).div_ceil(1000).max(1);
+    response
+        .headers_mut()
+        .insert(http::header::RETRY_AFTER, HeaderValue::from(seconds_left));
+    (response, message)
+}
+
 /// A refusal in the exchange's own error shape.
 fn refusal_response<A: Adapter>(adapter: &A, refusal: Refusal<'_>) -> Response {
     let (status, body) = adapter.refusal(refusal);
@@ -945,6 +1055,10 @@ impl Gateway {
         (path, query): (&str, String),
     ) -> Option<String> {
         let read = adapter.parse(&query, b"", None).ok()?;
+        let pool = Pool {
+            upstream: base,
+            name: adapter.weight_pool(path),
+        };
         let timestamp = self.upstream.exchange_time_ms(adapter, base, path).await;
         let forward = read.resign(api_key, secret, timestamp);
         let url = upstream_url(base, path, &forward.query);
@@ -953,6 +1067,9 @@ impl Gateway {
             .send(&Method::GET, &url, &forward.headers, b"")
             .await
             .ok()?;
+        if let Some(back_off) = adapter.back_off(answer.status, &answer.headers) {
+            self.back_off(pool, back_off);
+        }
         if !answer.status.is_success() {
             return None;
         }
@@ -1032,6 +1149,9 @@ impl Gateway {
                         Outcome::Answered
                     };
                 in_flight.finish_placing(Some(answer.status.as_u16()), outcome, order_ids);
+                if let Some(back_off) = adapter.back_off(answer.status, &answer.headers) {
+                    self.back_off(pool, back_off);
+                }
                 if let Some(used) = adapter.used_weight(pool.name, &answer.headers) {
                     self.weight.record(pool, used, now_ms());
                     if let Some(reservation) = weight {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, Method, StatusCode};
 use keygate_core::Action;
-use keygate_exchanges::Adapter;
+use keygate_exchanges::{Adapter, BackOff};
 use rust_decimal::Decimal;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -590,9 +590,9 @@ impl Upstream {
         base: &str,
         native_path: &str,
         symbol: &str,
-        weight: &WeightGauge,
-        cap: u64,
+        budget: &PriceBudget<'_>,
     ) -> Result<Option<Decimal>, OverCap> {
+        let weight = budget.weight;
         let Some(path) = adapter.ticker_path(native_path, symbol) else {
             return Ok(None);
         };
@@ -608,11 +608,18 @@ impl Upstream {
             upstream: base,
             name: adapter.weight_pool(path),
         };
+        // The exchange asked the address to back off: no price, and nothing sent.
+        if weight.paused(pool, crate::now_ms()).is_some() {
+            return Ok(None);
+        }
         // Settled once the answer's weight is recorded; else its estimate counts as spent.
-        let reservation = weight.reserve(pool, cap, estimate, crate::now_ms())?;
+        let reservation = weight.reserve(pool, budget.cap, estimate, crate::now_ms())?;
         let url = format!("{base}{}", key.1);
         let price = match self.send(&Method::GET, &url, &[], b"").await {
             Ok(response) => {
+                if let Some(back_off) = adapter.back_off(response.status, &response.headers) {
+                    (budget.backed_off)(pool, back_off);
+                }
                 if let Some(used) = adapter.used_weight(pool.name, &response.headers) {
                     weight.record(pool, used, crate::now_ms());
                     reservation.settle();
@@ -645,8 +652,7 @@ impl Upstream {
         base: &str,
         native_path: &str,
         action: &Action,
-        weight: &WeightGauge,
-        cap: u64,
+        budget: &PriceBudget<'_>,
     ) -> Result<Vec<Option<Decimal>>, OverCap> {
         let mut markets: Vec<(&str, Option<Decimal>)> = Vec::new();
         let mut notionals = Vec::with_capacity(action.orders().len());
@@ -660,7 +666,7 @@ impl Upstream {
                         None if markets.len() >= MAX_PRICED_SYMBOLS => None,
                         None => {
                             let market = self
-                                .price(adapter, base, native_path, symbol, weight, cap)
+                                .price(adapter, base, native_path, symbol, budget)
                                 .await?;
                             markets.push((symbol, market));
                             market
@@ -674,6 +680,17 @@ impl Upstream {
         }
         Ok(notionals)
     }
+}
+
+/// What the ticker lookups that price orders may spend, and what they do when the exchange
+/// answers one asking the address to back off.
+pub struct PriceBudget<'a> {
+    /// The weight gauge the lookups reserve from.
+    pub weight: &'a WeightGauge,
+    /// The weight at which lookups pause.
+    pub cap: u64,
+    /// Told of an answer asking to back off, with the pool it came from.
+    pub backed_off: &'a (dyn Fn(Pool<'_>, BackOff) + Sync),
 }
 
 /// The most symbols one request's orders are priced in ([`Upstream::price_orders`]):
@@ -946,7 +963,12 @@ mod tests {
         let upstream = Upstream::new(Duration::from_secs(5)).unwrap();
         let weight = WeightGauge::default();
         let binance = keygate_exchanges::Binance;
-        let price = |symbol| upstream.price(&binance, base, "/api/v3/order", symbol, &weight, 100);
+        let budget = PriceBudget {
+            weight: &weight,
+            cap: 100,
+            backed_off: &|_, _| {},
+        };
+        let price = |symbol| upstream.price(&binance, base, "/api/v3/order", symbol, &budget);
         for _ in 0..3 {
             assert_eq!(price("ZZZZ1USDT").await, Ok(None));
         }

@@ -25,15 +25,29 @@
 //! ends without a report (the exchange did not answer or said nothing of its weight) may
 //! still have cost what it was estimated at: that estimate counts as spent until the
 //! minute turns. One refused before it was sent [releases](Reservation::release) it.
+//!
+//! The exchange may also say, in an answer, that the address must send nothing more for a
+//! while ([`BackOff`]): a pool's weight used up (Binance: 429 and `Retry-After`), or the
+//! address banned from the host for going on (418). Binance bans an address that goes on
+//! sending after a 429, for longer each time, and a ban stops every client behind
+//! keygate, orders and cancels included. So the gauge also keeps until when each pool, or
+//! each upstream, is [paused](WeightGauge::paused), and the gateway sends nothing there
+//! until then, answering as the exchange would have.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
+
+use keygate_exchanges::BackOff;
 
 /// The last weight each upstream reported, and the weight public calls and signed reads
 /// in flight to it hold, by base URL and weight pool.
 #[derive(Default)]
 pub struct WeightGauge {
     state: Mutex<State>,
+    /// The end of the latest pause (ms since the epoch; 0: none was ever asked for):
+    /// before it, [`WeightGauge::paused`] looks at the state; after it, at nothing.
+    paused_until_ms: AtomicU64,
 }
 
 /// One pool of request weight: an upstream (base URL), and the pool of its endpoints a
@@ -55,6 +69,20 @@ struct State {
     reserved: ByPool<u64>,
     /// Estimates of calls that ended without a report, this minute.
     unreported: ByPool<Report>,
+    /// Until when (ms since the epoch) the exchange asked that nothing be sent to a pool.
+    waits: ByPool<u64>,
+    /// Until when it banned the address from an upstream, every pool of it.
+    bans: HashMap<String, u64>,
+}
+
+/// The exchange asked that nothing more be sent, until `until_ms` (since the epoch).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Paused {
+    /// When the pause ends.
+    pub until_ms: u64,
+    /// Whether the address is banned from the whole upstream, not asked to let one pool's
+    /// weight recover.
+    pub banned: bool,
 }
 
 /// The entry of `upstream` and `pool` in `map`, made from `T::default()` if there is
@@ -211,6 +239,51 @@ impl WeightGauge {
         })
     }
 
+    /// Records that the exchange answered a call drawing from `pool` at `now_ms` asking
+    /// to back off: nothing is sent to the pool (to the whole upstream, for a ban) until
+    /// the time it gave has passed. Returns whether this starts a pause, rather than
+    /// lengthening one already running (calls in flight when the first answer came back
+    /// bring the same answer).
+    pub fn back_off(&self, pool: Pool<'_>, back_off: BackOff, now_ms: u64) -> bool {
+        let until_ms = now_ms.saturating_add(back_off.seconds.saturating_mul(1000));
+        let already = self.paused(pool, now_ms);
+        let mut state = self.lock();
+        let until = if back_off.banned {
+            if !state.bans.contains_key(pool.upstream) {
+                state.bans.insert(pool.upstream.to_owned(), 0);
+            }
+            state
+                .bans
+                .get_mut(pool.upstream)
+                .expect("inserted above if it was missing")
+        } else {
+            entry(&mut state.waits, pool.upstream, pool.name)
+        };
+        *until = (*until).max(until_ms);
+        self.paused_until_ms.fetch_max(until_ms, Ordering::Relaxed);
+        already.is_none_or(|paused| back_off.banned && !paused.banned)
+    }
+
+    /// Whether the exchange asked that nothing be sent to `pool` at `now_ms`, and until
+    /// when: its upstream banned, or the pool told to wait.
+    pub fn paused(&self, pool: Pool<'_>, now_ms: u64) -> Option<Paused> {
+        if now_ms >= self.paused_until_ms.load(Ordering::Relaxed) {
+            return None;
+        }
+        let state = self.lock();
+        let running = |until: Option<&u64>| until.copied().filter(|until| *until > now_ms);
+        if let Some(until_ms) = running(state.bans.get(pool.upstream)) {
+            return Some(Paused {
+                until_ms,
+                banned: true,
+            });
+        }
+        running(get(&state.waits, pool.upstream, pool.name)).map(|until_ms| Paused {
+            until_ms,
+            banned: false,
+        })
+    }
+
     /// The state, even if a thread panicked while holding it: each change is one insert
     /// or one update.
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -245,6 +318,50 @@ mod tests {
             .reserve(pool, cap, 1, now_ms)
             .map(Reservation::settle)
             .err()
+    }
+
+    #[test]
+    fn a_pool_asked_to_wait_and_an_upstream_banned_are_paused_until_then() {
+        let gauge = WeightGauge::default();
+        let now = 60_000 * 1_000;
+        let wait = |seconds| BackOff {
+            seconds,
+            banned: false,
+        };
+        let ban = |seconds| BackOff {
+            seconds,
+            banned: true,
+        };
+        assert_eq!(gauge.paused(SIM_API, now), None);
+        assert!(gauge.back_off(SIM_API, wait(10), now));
+        let waiting = Some(Paused {
+            until_ms: now + 10_000,
+            banned: false,
+        });
+        assert_eq!(gauge.paused(SIM_API, now + 1), waiting);
+        // Another pool of the upstream, and another upstream, go on.
+        assert_eq!(gauge.paused(SIM_FAPI, now + 1), None);
+        assert_eq!(gauge.paused(API, now + 1), None);
+        // A second answer of the same kind lengthens the pause without starting one; a
+        // shorter one shortens nothing.
+        assert!(!gauge.back_off(SIM_API, wait(20), now + 2));
+        assert!(!gauge.back_off(SIM_API, wait(1), now + 3));
+        assert_eq!(
+            gauge.paused(SIM_API, now + 4).unwrap().until_ms,
+            now + 20_002
+        );
+        assert_eq!(gauge.paused(SIM_API, now + 20_002), None);
+        // A ban pauses every pool of the upstream, and is one even while a wait runs.
+        assert!(gauge.back_off(SIM_API, wait(5), now + 30_000));
+        assert!(gauge.back_off(SIM_API, ban(120), now + 30_001));
+        let banned = Some(Paused {
+            until_ms: now + 150_001,
+            banned: true,
+        });
+        assert_eq!(gauge.paused(SIM_FAPI, now + 40_000), banned);
+        assert_eq!(gauge.paused(SIM_API, now + 40_000), banned);
+        assert_eq!(gauge.paused(API, now + 40_000), None);
+        assert_eq!(gauge.paused(SIM_FAPI, now + 150_001), None);
     }
 
     #[test]

@@ -3612,3 +3612,142 @@ async fn an_oversized_request_head_is_refused_and_never_forwarded() {
     let answer = exchange_raw(env.gateway, &http("GET", &target, &padding, "")).await;
     assert_eq!(answer.status, 200, "{}", answer.body);
 }
+
+/// Sends the simulator's test control `path_and_query` (a POST without a body).
+async fn control_simulator(env: &Env, path_and_query: &str) {
+    let sim: SocketAddr = env
+        .exchange
+        .url()
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap();
+    let request = format!(
+        "POST {path_and_query} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    let answer = exchange_raw(sim, request.as_bytes()).await;
+    assert_eq!(answer.status, 200, "{path_and_query}: {}", answer.body);
+}
+
+/// The seconds a `Retry-After` of `answer` asks for.
+fn retry_after(answer: &Answer) -> u64 {
+    let values = answer.header("retry-after");
+    assert_eq!(values.len(), 1, "{:?}", answer.headers);
+    values[0].parse().unwrap()
+}
+
+/// Binance answers 429 with `Retry-After` once the address's request weight is used up,
+/// and bans the address (418) when it goes on sending: a ban that stops every client
+/// behind keygate, orders and cancels included. So after such an answer keygate sends
+/// nothing more to that pool until `Retry-After` has passed, answering each request as the
+/// exchange would, and tells the operator once.
+#[tokio::test]
+async fn after_a_429_nothing_more_goes_to_the_pool_until_it_has_waited() {
+    clear_of_a_minute_turn().await;
+    let env = default_env().await;
+    control_simulator(&env, "/__mock/weight-limit?limit=45").await;
+    // An account read weighs 20: the third takes the minute's weight past 45.
+    for _ in 0..2 {
+        assert_eq!(get(&env, "/api/v3/account", "").await.0, 200);
+    }
+    let read = |n: u64| {
+        http(
+            "GET",
+            &format!("/binance/api/v3/account?{}", sign_nth(n, BOT_SECRET)),
+            "",
+            "",
+        )
+    };
+    let answer = exchange_raw(env.gateway, &read(0)).await;
+    assert_eq!(answer.status, 429, "{}", answer.body);
+    assert!((1..=60).contains(&retry_after(&answer)));
+    let sent = env.exchange.simulator().requests().len();
+
+    // A read, an order and public data for the same pool: answered by keygate, as the
+    // exchange would, with the time left; none sent.
+    let order = http(
+        "POST",
+        "/binance/api/v3/order",
+        "",
+        &sign(
+            "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=50000",
+            BOT_SECRET,
+        ),
+    );
+    let public =
+        b"GET /binance/api/v3/exchangeInfo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    for request in [read(1), order, public.to_vec()] {
+        let held = exchange_raw(env.gateway, &request).await;
+        assert_eq!(held.status, 429, "{}", held.body);
+        assert_eq!(held.json()["code"], -1003, "{}", held.body);
+        let msg = held.json()["msg"].as_str().unwrap().to_owned();
+        assert!(msg.contains("used up its request weight for /api"), "{msg}");
+        assert!((1..=60).contains(&retry_after(&held)));
+    }
+    assert_eq!(env.exchange.simulator().requests().len(), sent);
+    let held = events_where(&env, 3, |e| e["rule"] == "exchange_back_off").await;
+    assert_eq!(held.len(), 3, "{held:?}");
+    assert!(held.iter().any(|e| e["action"] == "trade"), "{held:?}");
+
+    // Another pool has its own weight and goes on.
+    assert_eq!(get(&env, "/fapi/v2/account", "").await.0, 200);
+    // One alert, a warning, for the pause.
+    let alert = env.alerts.try_recv().expect("an exchange_back_off alert");
+    assert_eq!(
+        (alert.rule, alert.severity),
+        (AlertRule::ExchangeBackOff, Severity::Warning)
+    );
+    assert!(alert.summary.contains("HTTP 429"), "{}", alert.summary);
+    assert!(env.alerts.try_recv().is_err());
+}
+
+/// A ban (418) keeps keygate from sending anything to that upstream, whichever pool,
+/// until it ends: each request would make it longer.
+#[tokio::test]
+async fn after_a_ban_nothing_more_goes_to_the_upstream_until_it_ends() {
+    clear_of_a_minute_turn().await;
+    let env = default_env().await;
+    control_simulator(&env, "/__mock/weight-limit?limit=45&ban=300").await;
+    // Another program on the same address spends the weight and goes on after its 429.
+    let sim: SocketAddr = env
+        .exchange
+        .url()
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap();
+    let info = b"GET /api/v3/exchangeInfo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let mut statuses = Vec::new();
+    while statuses.last() != Some(&418) && statuses.len() < 10 {
+        statuses.push(exchange_raw(sim, info).await.status);
+    }
+    assert_eq!(statuses.last(), Some(&418), "{statuses:?}");
+    // The bot's next read meets the ban, as it came.
+    let (status, body) = get(&env, "/api/v3/account", "").await;
+    assert_eq!(
+        (status, body["code"].as_i64()),
+        (418, Some(-1003)),
+        "{body}"
+    );
+    let sent = env.exchange.simulator().requests().len();
+    // From then on nothing goes to the upstream, another pool of it included.
+    let read = http(
+        "GET",
+        &format!("/binance/fapi/v2/account?{}", sign("", BOT_SECRET)),
+        "",
+        "",
+    );
+    let held = exchange_raw(env.gateway, &read).await;
+    assert_eq!(held.status, 418, "{}", held.body);
+    assert_eq!(held.json()["code"], -1003, "{}", held.body);
+    assert!(
+        (250..=300).contains(&retry_after(&held)),
+        "{:?}",
+        held.headers
+    );
+    assert_eq!(env.exchange.simulator().requests().len(), sent);
+    let alert = env.alerts.try_recv().expect("an exchange_back_off alert");
+    assert_eq!(
+        (alert.rule, alert.severity),
+        (AlertRule::ExchangeBackOff, Severity::Critical)
+    );
+    assert!(alert.summary.contains("HTTP 418"), "{}", alert.summary);
+}

@@ -22,9 +22,10 @@
 //! Alerts found outside the log, such as a withdrawal or an order the exchange made that
 //! keygate never forwarded (`unreconciled_withdrawal`, `unreconciled_order`, critical;
 //! the matching is [`reconcile`]'s), an audit log that cannot be
-//! written (`audit_unavailable`) or a reload that leaves every client refused
-//! (`reload_failed`, both critical and raised by the gateway), go through an [`Alerter`]
-//! the same way.
+//! written (`audit_unavailable`), a reload that leaves every client refused
+//! (`reload_failed`, both critical and raised by the gateway) or an exchange asking
+//! keygate's address to back off (`exchange_back_off`, critical for a ban, warning for a
+//! wait; raised by the gateway), go through an [`Alerter`] the same way.
 //!
 //! The alerts of the log are derived from the tamper-evident log and from nothing else,
 //! so they can be recomputed by passing the log through [`Rules`] again (`keygate alerts
@@ -218,6 +219,9 @@ pub enum AlertRule {
     /// Accounts and clients could not be reloaded (a client table that does not match its
     /// seal, say): every request is refused.
     ReloadFailed,
+    /// The exchange asked keygate's address to send nothing more for a while: its request
+    /// weight is used up, or it is banned. The gateway holds back what it would have sent.
+    ExchangeBackOff,
     /// Background events were counted instead of kept: the audit writer fell that far
     /// behind (a flood of requests, or a stalled disk).
     EventsLost,
@@ -246,6 +250,7 @@ impl AlertRule {
             AlertRule::ReconcileFailed => "reconcile_failed",
             AlertRule::AuditUnavailable => "audit_unavailable",
             AlertRule::ReloadFailed => "reload_failed",
+            AlertRule::ExchangeBackOff => "exchange_back_off",
             AlertRule::EventsLost => "events_lost",
             AlertRule::Test => "test",
         }

@@ -559,6 +559,7 @@ pub(crate) fn is_raised_again_by_its_event(rule: AlertRule) -> bool {
         | AlertRule::ReconcileFailed
         | AlertRule::AuditUnavailable
         | AlertRule::ReloadFailed
+        | AlertRule::ExchangeBackOff
         | AlertRule::Test => false,
     }
 }
@@ -596,11 +597,12 @@ fn funds_movement(request: &RequestEvent) -> Option<(Severity, AlertRule, String
 
 /// Denials that say something about the client; a client that hung up, public data or a
 /// read paused to keep weight for orders (the weight is the address's, spent by every
-/// client), or a read held back while others' answers pile up, does not.
+/// client), a request held back while the exchange asks the address to back off, or a
+/// read held back while others' answers pile up, does not.
 fn counts_toward_bursts(rule: Option<Rule>) -> bool {
     !matches!(
         rule,
-        Some(Rule::ClientGone | Rule::WeightReserved | Rule::AnswerBacklog)
+        Some(Rule::ClientGone | Rule::WeightReserved | Rule::ExchangeBackOff | Rule::AnswerBacklog)
     )
 }
 

@@ -1059,6 +1059,11 @@ impl Gateway {
             upstream: base,
             name: adapter.weight_pool(path),
         };
+        // Made for a cancel, which is never held back for weight, so never refused for it
+        // either; but its weight is reserved like a read's, for the caps of the calls
+        // that are held back to count it.
+        let estimate = adapter.signed_read_weight(path, &query);
+        let reservation = self.weight.reserve(pool, u64::MAX, estimate, now_ms()).ok();
         let timestamp = self.upstream.exchange_time_ms(adapter, base, path).await;
         let forward = read.resign(api_key, secret, timestamp);
         let url = upstream_url(base, path, &forward.query);
@@ -1069,6 +1074,12 @@ impl Gateway {
             .ok()?;
         if let Some(back_off) = adapter.back_off(answer.status, &answer.headers) {
             self.back_off(pool, back_off);
+        }
+        if let Some(used) = adapter.used_weight(pool.name, &answer.headers) {
+            self.weight.record(pool, used, now_ms());
+            if let Some(reservation) = reservation {
+                reservation.settle();
+            }
         }
         if !answer.status.is_success() {
             return None;

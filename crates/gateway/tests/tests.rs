@@ -13,6 +13,7 @@ use ipnet::IpNet;
 use keygate_audit::AuditKey;
 use keygate_core::{AdminEvent, ClientStatus, Event, EventBody, Name, Policy, Scope};
 use keygate_exchanges::binance;
+use keygate_gateway::weight::WeightGauge;
 use keygate_gateway::{ClientLimits, Server};
 use keygate_mockex::{Credential, RunningSimulator};
 use keygate_monitor::{Alert, AlertRule, Alerter, Severity};
@@ -34,6 +35,8 @@ struct Env {
     audit_key: AuditKey,
     /// What the gateway raised through its alerter.
     alerts: std::sync::mpsc::Receiver<Alert>,
+    /// The request weight the gateway saw reported.
+    weight: Arc<WeightGauge>,
 }
 
 async fn setup(policy: Policy, upstream: Option<String>, upstream_timeout: Duration) -> Env {
@@ -103,6 +106,7 @@ async fn setup_with(
     // workers, so replay and policy state are checked across them.
     let server = Server::start("127.0.0.1:0".parse().unwrap(), 2, &gateway).unwrap();
     Env {
+        weight: gateway.weight_gauge(),
         dir,
         db,
         exchange,
@@ -952,6 +956,13 @@ async fn a_conditional_order_is_cancelled_only_in_a_symbol_the_client_may_trade(
         "keygate: the order this request names is in symbol ETHUSDT, not the one it names, \
          and client bot1 is limited to a symbol list"
     );
+    // The lookup's weight counts, as the exchange reported it.
+    let fapi = env
+        .weight
+        .this_minute(keygate_gateway::now_ms())
+        .into_iter()
+        .find(|(pool, _)| pool[1] == "/fapi");
+    assert!(fapi.as_ref().is_some_and(|(_, used)| *used > 0), "{fapi:?}");
     // An id the exchange does not know: it cannot say, so the cancel is refused too.
     let (status, body) = cancel("symbol=BTCUSDT&algoId=42".to_owned()).await;
     assert_eq!(status, 401, "{body}");

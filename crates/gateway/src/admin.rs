@@ -101,6 +101,14 @@ async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
         ["upstream", "pool"],
         &state.weight.this_minute(crate::now_ms()),
     );
+    write_gauge(
+        &mut text,
+        "keygate_exchange_back_off_seconds",
+        "Seconds left of each pause the exchange asked for (429 with Retry-After: the pool; \
+         418: every pool of the upstream, pool \"*\"), during which nothing is sent there.",
+        ["upstream", "pool"],
+        &state.weight.pauses(crate::now_ms()),
+    );
     let held: Vec<([String; 1], u64)> = state
         .answers
         .bytes()

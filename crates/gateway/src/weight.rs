@@ -248,6 +248,12 @@ impl WeightGauge {
         let until_ms = now_ms.saturating_add(back_off.seconds.saturating_mul(1000));
         let already = self.paused(pool, now_ms);
         let mut state = self.lock();
+        // Pauses that are over go, so that the maps hold running ones only.
+        state.bans.retain(|_, until| *until > now_ms);
+        state.waits.retain(|_, pools| {
+            pools.retain(|_, until| *until > now_ms);
+            !pools.is_empty()
+        });
         let until = if back_off.banned {
             if !state.bans.contains_key(pool.upstream) {
                 state.bans.insert(pool.upstream.to_owned(), 0);
@@ -282,6 +288,27 @@ impl WeightGauge {
             until_ms,
             banned: false,
         })
+    }
+
+    /// The pauses running at `now_ms` and how many seconds each has left, by base URL and
+    /// pool (`*` for a ban, which pauses every pool of its upstream).
+    pub fn pauses(&self, now_ms: u64) -> Vec<([String; 2], u64)> {
+        let state = self.lock();
+        let left = |until: u64| until.saturating_sub(now_ms).div_ceil(1000);
+        let bans = state
+            .bans
+            .iter()
+            .filter(|(_, until)| **until > now_ms)
+            .map(|(upstream, until)| ([upstream.clone(), "*".to_owned()], left(*until)));
+        let waits = state.waits.iter().flat_map(|(upstream, pools)| {
+            pools
+                .iter()
+                .filter(|(_, until)| **until > now_ms)
+                .map(move |(pool, until)| ([upstream.clone(), (*pool).to_owned()], left(*until)))
+        });
+        let mut pauses: Vec<_> = bans.chain(waits).collect();
+        pauses.sort();
+        pauses
     }
 
     /// The state, even if a thread panicked while holding it: each change is one insert
@@ -361,7 +388,16 @@ mod tests {
         assert_eq!(gauge.paused(SIM_FAPI, now + 40_000), banned);
         assert_eq!(gauge.paused(SIM_API, now + 40_000), banned);
         assert_eq!(gauge.paused(API, now + 40_000), None);
+        assert_eq!(
+            gauge.pauses(now + 40_000),
+            [(["http://sim".to_owned(), "*".to_owned()], 111)]
+        );
         assert_eq!(gauge.paused(SIM_FAPI, now + 150_001), None);
+        assert!(gauge.pauses(now + 150_001).is_empty());
+        // Pauses that are over are dropped as the next begins.
+        gauge.back_off(API, wait(1), now + 150_002);
+        let state = gauge.lock();
+        assert!(state.bans.is_empty() && !state.waits.contains_key("http://sim"));
     }
 
     #[test]

@@ -248,7 +248,7 @@ pub struct OrderTerms {
 }
 
 /// How a request names an order it acts on: by the exchange's id, or by its client's.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OrderRef {
     /// The exchange's id (Binance's `orderId`).

@@ -3762,3 +3762,46 @@ async fn after_a_ban_nothing_more_goes_to_the_upstream_until_it_ends() {
     );
     assert!(alert.summary.contains("HTTP 418"), "{}", alert.summary);
 }
+
+/// A USD-M order moved again and again counts towards its client's day once, at the
+/// highest it was counted at, not once per move: a market maker's quote repriced all day
+/// would otherwise spend the daily limit in a few moves.
+#[tokio::test]
+async fn moving_a_usdm_order_counts_towards_the_day_once() {
+    let policy = Policy {
+        symbols: Some(["usdm:BTCUSDT".to_owned()].into_iter().collect()),
+        max_order_notional: None,
+        max_daily_notional: Some(rust_decimal::Decimal::from(2500)),
+        ..trading_policy()
+    };
+    let env = setup(policy, None, Duration::from_secs(10)).await;
+    let (status, placed) = post(
+        &env,
+        "/fapi/v1/order",
+        "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=40000",
+    )
+    .await;
+    assert_eq!(status, 200, "{placed}");
+    let order_id = placed["orderId"].to_string();
+    for price in [41000, 42000, 41500, 40500, 42000, 41000, 40000, 41000] {
+        let params =
+            format!("symbol=BTCUSDT&side=BUY&orderId={order_id}&quantity=0.01&price={price}");
+        let request = http(
+            "PUT",
+            "/binance/fapi/v1/order",
+            "",
+            &sign(&params, BOT_SECRET),
+        );
+        let (status, body) = raw(env.gateway, &request).await;
+        assert_eq!(status, 200, "{price}: {body}");
+    }
+    assert_eq!(
+        env.exchange
+            .simulator()
+            .requests()
+            .iter()
+            .filter(|r| r.method == "PUT" && r.path == "/fapi/v1/order")
+            .count(),
+        8
+    );
+}

@@ -16,6 +16,13 @@
 //! a store: a process that starts again learns the day so far from the audit log
 //! ([`Decider::count_earlier`]).
 //!
+//! An order modified in place (a USD-M limit order, `PUT`) is worth its new notional, and
+//! holds no more than the highest of its notionals at any time; what it fills is bounded
+//! by that highest. So a modification counts towards the day only what it adds above the
+//! highest notional its client's modifications of that order were counted at today (the
+//! first counts in full, as the order's placement did): a bot that moves its quotes all
+//! day spends its daily limit on what it quotes, not on how often it moves.
+//!
 //! An order whose notional the request alone does not tell is denied with
 //! [`Rule::PriceUnavailable`] for its caller to price at the exchange, and decided again
 //! with [`Decider::decide_priced`]. Each such order may cost a call to the exchange, so it
@@ -48,8 +55,8 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 
 use keygate_core::{
-    Action, ActionKind, ClientStatus, Decision, Denial, Event, EventBody, Outcome, Policy, Rule,
-    WithdrawalDestination,
+    Action, ActionKind, ClientStatus, Decision, Denial, Event, EventBody, OrderRef, Outcome,
+    Policy, RequestEvent, Rule, WithdrawalDestination,
 };
 use rust_decimal::Decimal;
 
@@ -131,12 +138,27 @@ pub struct DailyReservation {
     day: u64,
     notional: Option<Decimal>,
     withdrawal: Option<(String, Decimal)>,
+    /// The highest notionals of modified orders this request raised, in the order raised:
+    /// put back as they were when it is handed back.
+    raised_peaks: Vec<RaisedPeak>,
+}
+
+/// An order modified in place, as its client's requests name it: its symbol (as symbol
+/// lists name it: `usdm:BTCUSDT`) and the id the modification gives.
+type ModifiedOrder = (String, OrderRef);
+
+/// A modification that raised its order's highest notional counted today.
+#[derive(Debug, PartialEq)]
+struct RaisedPeak {
+    order: ModifiedOrder,
+    before: Option<Decimal>,
+    after: Decimal,
 }
 
 impl DailyReservation {
     /// Whether it reserved nothing.
     pub fn is_empty(&self) -> bool {
-        self.notional.is_none() && self.withdrawal.is_none()
+        self.notional.is_none() && self.withdrawal.is_none() && self.raised_peaks.is_empty()
     }
 }
 
@@ -149,6 +171,9 @@ struct Counters {
     day: u64,
     day_notional: Decimal,
     day_withdrawn: HashMap<String, Decimal>,
+    /// The highest notional each order this client modified in place was counted at
+    /// today: a later modification of it counts only what it adds above.
+    day_modified_peaks: HashMap<ModifiedOrder, Decimal>,
 }
 
 impl Counters {
@@ -161,7 +186,43 @@ impl Counters {
             self.day = today;
             self.day_notional = Decimal::ZERO;
             self.day_withdrawn.clear();
+            self.day_modified_peaks.clear();
         }
+    }
+
+    /// What orders of `notional` in all count towards the day, `modifications` (each
+    /// modified order and its new notional) among them: each modification only what it
+    /// adds above its order's highest today. (Two modifications of one order in one batch
+    /// each count what they add above the highest before the batch: more, not less.)
+    fn counted_towards_day(
+        &self,
+        notional: Decimal,
+        modifications: &[(ModifiedOrder, Decimal)],
+    ) -> Decimal {
+        modifications
+            .iter()
+            .filter_map(|(order, new)| Some((*new).min(*self.day_modified_peaks.get(order)?)))
+            .fold(notional, |counted, already| {
+                (counted - already).max(Decimal::ZERO)
+            })
+    }
+
+    /// Raises the highest notional of each order `modifications` modified to its new
+    /// notional, where that is higher, and returns how to put them back.
+    fn raise_peaks(&mut self, modifications: Vec<(ModifiedOrder, Decimal)>) -> Vec<RaisedPeak> {
+        let mut raised = Vec::new();
+        for (order, new) in modifications {
+            let before = self.day_modified_peaks.get(&order).copied();
+            if before.is_none_or(|peak| new > peak) {
+                self.day_modified_peaks.insert(order.clone(), new);
+                raised.push(RaisedPeak {
+                    order,
+                    before,
+                    after: new,
+                });
+            }
+        }
+        raised
     }
 
     /// Denies a client that has used up its rate in the current one-second window,
@@ -247,6 +308,15 @@ impl Decider {
         if let Some((asset, amount)) = reservation.withdrawal {
             if let Some(total) = c.day_withdrawn.get_mut(&asset) {
                 *total = (*total - amount).max(Decimal::ZERO);
+            }
+        }
+        // Put back as they were, unless a later modification raised them again.
+        for raised in reservation.raised_peaks.into_iter().rev() {
+            if c.day_modified_peaks.get(&raised.order) == Some(&raised.after) {
+                match raised.before {
+                    Some(before) => c.day_modified_peaks.insert(raised.order, before),
+                    None => c.day_modified_peaks.remove(&raised.order),
+                };
             }
         }
     }
@@ -342,6 +412,8 @@ impl Decider {
         // no traffic.
         let orders = action.orders();
         let mut notional: Option<Decimal> = None;
+        // Orders modified in place, with their new notionals.
+        let mut modifications: Vec<(ModifiedOrder, Decimal)> = Vec::new();
         // The first order that must be priced at the exchange.
         let mut unpriced: Option<usize> = None;
         for (i, order) in orders.iter().enumerate() {
@@ -370,6 +442,9 @@ impl Decider {
                         );
                     };
                     notional = Some(total);
+                    if let Some(modified) = modified_order(order) {
+                        modifications.push((modified, n));
+                    }
                 }
             }
         }
@@ -442,8 +517,11 @@ impl Decider {
             c.within_rate(client, policy, r.now_ms, rate_cost(action))?;
         }
         c.roll_to(r.now_ms);
-        // A test order places nothing: its notional counts against no daily total.
-        let daily = notional.filter(|_| !action.validates_only);
+        // A test order places nothing: its notional counts against no daily total. A
+        // modification counts what it adds above its order's highest today.
+        let daily = notional
+            .filter(|_| !action.validates_only)
+            .map(|n| c.counted_towards_day(n, &modifications));
         if let (Some(n), Some(max)) = (daily, policy.max_daily_notional) {
             let Some(total) = c.day_notional.checked_add(n) else {
                 return deny(
@@ -482,16 +560,19 @@ impl Decider {
         if policy.rate_per_second.is_some() && !rate_counted {
             c.rate_count = c.rate_count.saturating_add(rate_cost(action));
         }
+        let mut raised_peaks = Vec::new();
         if let Some(n) = daily {
             // Checked above when a daily limit applies; without one the total only
             // informs, and saturates rather than overflows.
             c.day_notional = c.day_notional.saturating_add(n);
+            raised_peaks = c.raise_peaks(modifications);
         }
         Ok(DailyReservation {
             client: client.to_owned(),
             day: c.day,
             notional: daily,
             withdrawal: withdrawal.map(|(asset, amount, _)| (asset.to_owned(), amount)),
+            raised_peaks,
         })
     }
 }
@@ -596,8 +677,11 @@ impl Decider {
         match request.action {
             ActionKind::Trade if !request.validates_only => {
                 if let Some(n) = request.notional.filter(|n| *n > Decimal::ZERO) {
-                    c.day_notional = c.day_notional.saturating_add(n);
-                    reservation.notional = Some(n);
+                    let modifications = modifications_recorded(request, n);
+                    let counted = c.counted_towards_day(n, &modifications);
+                    c.day_notional = c.day_notional.saturating_add(counted);
+                    reservation.notional = Some(counted);
+                    reservation.raised_peaks = c.raise_peaks(modifications);
                 }
             }
             ActionKind::Withdraw => {
@@ -641,6 +725,36 @@ enum OrderNotional {
 /// Checks one order (or a request that is no order: a read, a cancel) as a request of its
 /// own would be: the symbol list, the asset of the notional limits, and the per-order
 /// notional limit, `notional` being its stated or priced notional.
+/// The orders `request` (an order or a batch of `notional` in all) modified in place, with
+/// their new notionals, as its audit event records them: a single modification's is the
+/// request's; a batch's each its price times its quantity (one priced at the market, with
+/// no price of its own, is left out: it counts in full, as more rather than less).
+fn modifications_recorded(
+    request: &RequestEvent,
+    notional: Decimal,
+) -> Vec<(ModifiedOrder, Decimal)> {
+    let single = request.orders.is_empty();
+    request
+        .named_orders()
+        .into_iter()
+        .filter_map(|order| {
+            let terms = order.terms?;
+            let new = if single {
+                notional
+            } else {
+                terms.price?.checked_mul(terms.quantity)?
+            };
+            Some(((order.symbol, terms.modifies?), new))
+        })
+        .collect()
+}
+
+/// The order `order` modifies in place, when it is a modification that names one.
+fn modified_order(order: &Action) -> Option<ModifiedOrder> {
+    let modifies = order.terms.as_ref()?.modifies.clone()?;
+    Some((order.listed_symbol()?, modifies))
+}
+
 fn check_order(
     client: &str,
     policy: &Policy,
@@ -1767,6 +1881,188 @@ mod tests {
                 now
             )))),
             None
+        );
+    }
+
+    /// A USD-M limit order modified (`PUT`) to `quantity` at `price`, naming order `id`.
+    fn modification(id: &str, price: i64, quantity: i64) -> Action {
+        let mut a = futures_order("BTCUSDT");
+        a.endpoint = "PUT /fapi/v1/order".into();
+        a.quantity = Some(Decimal::from(quantity));
+        a.trigger_price = Some(Decimal::from(price));
+        a.terms = Some(keygate_core::OrderTerms {
+            price: Some(Decimal::from(price)),
+            quantity: Decimal::from(quantity),
+            modifies: Some(OrderRef::OrderId(id.into())),
+        });
+        a
+    }
+
+    /// The decision on `modification` at `now_ms`, at its own price.
+    fn modify<'a>(policy: &'a Policy, modification: &'a Action, now_ms: u64) -> Request<'a> {
+        let terms = modification.terms.as_ref().unwrap();
+        Request {
+            expires_at_ms: None,
+            ..request(
+                policy,
+                modification,
+                Some(terms.price.unwrap() * terms.quantity),
+                now_ms,
+            )
+        }
+    }
+
+    fn daily_limit(max: i64) -> Policy {
+        Policy {
+            max_order_notional: None,
+            max_daily_notional: Some(Decimal::from(max)),
+            ..futures_trading_policy()
+        }
+    }
+
+    /// A regression test: every modification of a USD-M order counted its whole notional
+    /// towards the day, so a bot that moved one 500 USDT quote a thousand times a day was
+    /// cut off after its limit's worth of moves. A modification now counts what it adds
+    /// above the highest notional that order was counted at today.
+    #[test]
+    fn a_modification_counts_what_it_adds_above_its_order_s_highest_today() {
+        let p = daily_limit(2000);
+        let d = Decider::new();
+        let decide = |a: &Action, now| d.reserve(&modify(&p, a, now)).map(|r| r.notional);
+        // The first modification of an order counts in full (500); moves at or below its
+        // highest count nothing; a move up counts what it adds.
+        assert_eq!(
+            decide(&modification("7", 500, 1), 0),
+            Ok(Some(Decimal::from(500)))
+        );
+        for now in 1..100 {
+            let price = 400 + (now as i64 % 100);
+            assert_eq!(
+                decide(&modification("7", price, 1), now),
+                Ok(Some(Decimal::ZERO))
+            );
+        }
+        assert_eq!(
+            decide(&modification("7", 800, 1), 100),
+            Ok(Some(Decimal::from(300)))
+        );
+        assert_eq!(d.day_notional("bot1", 100), Decimal::from(800));
+        // Another order, and the same id in another symbol, are orders of their own.
+        assert_eq!(
+            decide(&modification("8", 700, 1), 101),
+            Ok(Some(Decimal::from(700)))
+        );
+        let mut eth = modification("7", 600, 1);
+        eth.symbol = Some("ETHUSDT".into());
+        assert_eq!(
+            d.reserve(&modify(&p, &eth, 102)).map(|r| r.notional),
+            Err(Denial::new(
+                Rule::DailyNotional,
+                "order notional 600 would take client bot1 past its daily limit 2000 \
+                 (1500 used today)"
+            ))
+        );
+        // A new day starts from nothing, its orders' highest too.
+        assert_eq!(
+            decide(&modification("7", 500, 1), DAY_MS),
+            Ok(Some(Decimal::from(500)))
+        );
+    }
+
+    /// A modification handed back (never sent) puts its order's highest back: the next
+    /// one would otherwise count less than the order was ever counted at.
+    #[test]
+    fn a_modification_handed_back_puts_its_order_s_highest_back() {
+        let p = daily_limit(10_000);
+        let d = Decider::new();
+        let reserve = |a: &Action| d.reserve(&modify(&p, a, 0)).unwrap();
+        let first = reserve(&modification("7", 500, 1));
+        let raised = reserve(&modification("7", 900, 1));
+        d.release(raised);
+        assert_eq!(
+            reserve(&modification("7", 900, 1)).notional,
+            Some(Decimal::from(400))
+        );
+        d.release(first);
+        // A release that comes after a later raise leaves the later one.
+        let d = Decider::new();
+        let reserve = |a: &Action| d.reserve(&modify(&p, a, 0)).unwrap();
+        let first = reserve(&modification("9", 500, 1));
+        let _later = reserve(&modification("9", 900, 1));
+        d.release(first);
+        assert_eq!(
+            reserve(&modification("9", 900, 1)).notional,
+            Some(Decimal::ZERO)
+        );
+    }
+
+    /// After a restart the modifications of the day count as they did.
+    #[test]
+    fn modifications_read_back_from_the_log_count_as_they_did() {
+        use keygate_core::{BatchOrder, RequestEvent};
+        let event = |n: u64, notional: i64, terms, orders| Event {
+            ts_ms: DAY_MS + n,
+            body: EventBody::Request(RequestEvent {
+                request_id: format!("r{n}"),
+                exchange: "binance".into(),
+                client: Some("bot1".into()),
+                account: Some("main".into()),
+                source_ip: "127.0.0.1".into(),
+                method: "PUT".into(),
+                path: "/fapi/v1/order".into(),
+                action: ActionKind::Trade,
+                symbol: Some("usdm:BTCUSDT".into()),
+                side: None,
+                client_order_id: None,
+                notional: Some(Decimal::from(notional)),
+                amount: None,
+                asset: None,
+                destination: None,
+                network: None,
+                allowed: true,
+                rule: None,
+                message: None,
+                upstream_status: Some(200),
+                latency_us: None,
+                outcome: Outcome::Answered,
+                validates_only: false,
+                orders,
+                terms,
+            }),
+        };
+        let terms = |id: &str, price: i64| {
+            Some(keygate_core::OrderTerms {
+                price: Some(Decimal::from(price)),
+                quantity: Decimal::ONE,
+                modifies: Some(OrderRef::OrderId(id.into())),
+            })
+        };
+        let batched = |id: &str, price: i64| BatchOrder {
+            symbol: "usdm:BTCUSDT".into(),
+            side: None,
+            client_order_id: None,
+            terms: terms(id, price),
+        };
+        let restarted = Decider::new();
+        let now = DAY_MS + 1_000;
+        for earlier in [
+            event(1, 500, terms("7", 500), Vec::new()),
+            event(2, 450, terms("7", 450), Vec::new()),
+            event(3, 600, terms("7", 600), Vec::new()),
+            // A batch moving order 7 below its highest and order 8 for the first time.
+            event(4, 1100, None, vec![batched("7", 400), batched("8", 700)]),
+        ] {
+            restarted.count_earlier(&earlier, now);
+        }
+        // 500, then 100 more for order 7; 700 for order 8.
+        assert_eq!(restarted.day_notional("bot1", now), Decimal::from(1300));
+        let p = daily_limit(10_000);
+        let again = modification("8", 700, 1);
+        assert_eq!(
+            restarted
+                .reserve(&modify(&p, &again, now))
+                .map(|r| r.notional),
+            Ok(Some(Decimal::ZERO))
         );
     }
 

@@ -39,6 +39,7 @@ use keygate_core::{
     Scope,
 };
 use keygate_exchanges::{binance, Adapter, Binance, KeyPermissions};
+use keygate_gateway::weight::WeightGauge;
 use keygate_monitor::reconcile::{is_plain_symbol, Forwarded, FORWARDED_BEFORE_MS};
 use keygate_monitor::{Alert, AlertRule, Alerter, Severity};
 use keygate_store::Store;
@@ -1707,16 +1708,19 @@ pub(crate) struct Watch {
 
 impl Watch {
     /// Starts reconciling now, then every `every`.
+    /// Keeps to the pauses the exchange asks for in `weight`, the gateway's: both send from
+    /// one address.
     pub(crate) fn start(
         db: &Path,
         master: Arc<MasterKey>,
         every: Duration,
         alerter: Alerter,
+        weight: Arc<WeightGauge>,
     ) -> anyhow::Result<Watch> {
         let mut store = Store::open(db).context("opening the database for reconciliation")?;
         // Its accounts are read once their seal holds: checked as every other command's.
         crate::home::verify_admin_changes(&mut store, AuditKey::of_vault(&master));
-        let exchanges = Exchanges::new()?;
+        let exchanges = Exchanges::sharing(weight)?;
         let (stop, stopped) = mpsc::channel::<()>();
         let thread = thread::Builder::new()
             .name("keygate-reconcile".into())

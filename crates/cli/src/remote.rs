@@ -5,7 +5,10 @@
 use anyhow::Context;
 use http::Method;
 use keygate_exchanges::{Adapter, ClientRequest};
+use std::sync::Arc;
+
 use keygate_gateway::upstream::{Failure, Upstream, UPSTREAM_TIMEOUT};
+use keygate_gateway::weight::{Pool, WeightGauge};
 use keygate_store::Account;
 use keygate_vault::{MasterKey, SecretString};
 
@@ -52,21 +55,32 @@ pub struct Answer {
 }
 
 /// The exchanges, as a command reaches them: keygate's own upstream client, driven to
-/// completion one read at a time.
+/// completion one read at a time. Nothing is sent to an upstream while the exchange asks
+/// the address to back off ([`WeightGauge::paused`]): a read then fails at once, as one
+/// that may pass.
 pub struct Exchanges {
     runtime: tokio::runtime::Runtime,
     upstream: Upstream,
+    weight: Arc<WeightGauge>,
 }
 
 impl Exchanges {
-    /// The client, with the gateway's upstream timeout.
+    /// The client, with the gateway's upstream timeout, keeping its own pauses.
     pub fn new() -> anyhow::Result<Exchanges> {
+        Exchanges::sharing(Arc::default())
+    }
+
+    /// The client, keeping to the pauses of `weight` and telling it of the answers that
+    /// ask for one: `serve`'s reconciliation shares the gateway's, since both send from
+    /// the same address.
+    pub fn sharing(weight: Arc<WeightGauge>) -> anyhow::Result<Exchanges> {
         Ok(Exchanges {
             runtime: tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .context("starting the HTTP client")?,
             upstream: Upstream::new(UPSTREAM_TIMEOUT).context("starting the HTTP client")?,
+            weight,
         })
     }
 
@@ -82,7 +96,7 @@ impl Exchanges {
     ) -> Result<Answer, ReadError> {
         self.runtime.block_on(signed_read(
             adapter,
-            &self.upstream,
+            (&self.upstream, &self.weight),
             master,
             account,
             path,
@@ -100,6 +114,7 @@ impl Exchanges {
         query: &str,
     ) -> Result<Answer, ReadError> {
         let base = base_for(adapter, account.upstream.as_deref(), path)?;
+        let pool = not_paused(adapter, &self.weight, &base, path)?;
         let url = match query {
             "" => format!("{base}{path}"),
             query => format!("{base}{path}?{query}"),
@@ -107,7 +122,7 @@ impl Exchanges {
         let answer = self
             .runtime
             .block_on(self.upstream.send(&Method::GET, &url, &[], b""));
-        answered(adapter, path, answer)
+        answered(adapter, path, answer, (&self.weight, pool))
     }
 
     /// Asks the exchange (or `upstream`, which replaces its hosts) whether it takes the
@@ -123,7 +138,7 @@ impl Exchanges {
         let path = adapter.permissions_path();
         let answer = self.runtime.block_on(read_signed_with(
             adapter,
-            &self.upstream,
+            (&self.upstream, &self.weight),
             upstream,
             (api_key, secret),
             path,
@@ -138,7 +153,7 @@ impl Exchanges {
 
 async fn signed_read<A: Adapter>(
     adapter: &A,
-    upstream: &Upstream,
+    upstream: (&Upstream, &WeightGauge),
     master: &MasterKey,
     account: &Account,
     path: &str,
@@ -181,16 +196,21 @@ fn base_for<A: Adapter>(
 /// or from `base` when one replaces them.
 async fn read_signed_with<A: Adapter>(
     adapter: &A,
-    upstream: &Upstream,
+    (upstream, weight): (&Upstream, &WeightGauge),
     base: Option<&str>,
     (api_key, secret): (&SecretString, &SecretString),
     path: &str,
     query: &str,
 ) -> Result<Answer, ReadError> {
     let base = base_for(adapter, base, path)?;
+    let pool = not_paused(adapter, weight, &base, path)?;
     // On the exchange's clock, as the gateway signs: a host clock a second ahead would
     // have every read refused as signed in the future (-1021).
-    let now = upstream.exchange_time_ms(adapter, &base, path).await;
+    let now = upstream
+        .exchange_time_ms(adapter, &base, path, weight)
+        .await;
+    // The clock's answer may have asked for a pause.
+    let pool = not_paused(adapter, weight, &base, path).map(|_| pool)?;
     let params = match query {
         "" => format!("timestamp={now}&recvWindow=10000"),
         query => format!("{query}&timestamp={now}&recvWindow=10000"),
@@ -207,7 +227,30 @@ async fn read_signed_with<A: Adapter>(
     let answer = upstream
         .send(&Method::GET, &url, &signed.headers, b"")
         .await;
-    answered(adapter, path, answer)
+    answered(adapter, path, answer, (weight, pool))
+}
+
+/// The weight pool a read of `path` from `base` draws from, unless the exchange asks the
+/// address to send nothing there now: then why not.
+fn not_paused<'a, A: Adapter>(
+    adapter: &A,
+    weight: &WeightGauge,
+    base: &'a str,
+    path: &str,
+) -> Result<Pool<'a>, ReadError> {
+    let pool = Pool {
+        upstream: base,
+        name: adapter.weight_pool(path),
+    };
+    match weight.paused(pool, keygate_gateway::now_ms()) {
+        Some(paused) => Err(ReadError::passing(format!(
+            "not sent: the exchange asked keygate's address to back off (HTTP {}) until {} \
+             (ms since the epoch)",
+            if paused.banned { 418 } else { 429 },
+            paused.until_ms
+        ))),
+        None => Ok(pool),
+    }
 }
 
 /// A read's answer, or why there is none: the exchange was not reached, did not answer,
@@ -216,6 +259,7 @@ fn answered<A: Adapter>(
     adapter: &A,
     path: &str,
     answer: Result<keygate_gateway::upstream::Response, Failure>,
+    (weight, pool): (&WeightGauge, Pool<'_>),
 ) -> Result<Answer, ReadError> {
     let answer = answer.map_err(|failure| {
         ReadError::passing(match failure {
@@ -227,6 +271,9 @@ fn answered<A: Adapter>(
         })
     })?;
     let status = answer.status;
+    if let Some(back_off) = adapter.back_off(status, &answer.headers, &answer.body) {
+        weight.back_off(pool, back_off, keygate_gateway::now_ms());
+    }
     if !status.is_success() {
         let reason = match adapter.error_text(&answer.body) {
             Some(text) => format!("it answered HTTP {} ({text})", status.as_u16()),
@@ -242,4 +289,68 @@ fn answered<A: Adapter>(
         used_weight: adapter.used_weight(adapter.weight_pool(path), &answer.headers),
         body: answer.body.to_vec(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use keygate_exchanges::Binance;
+    use keygate_mockex::Credential;
+
+    use super::*;
+
+    /// A regression test (from a review): `serve`'s reconciliation had a client of its own,
+    /// which knew nothing of the pauses the exchange asked the gateway for, and sent its
+    /// reads into a ban. It now keeps to the gateway's pauses and tells it of the answers
+    /// that ask for one.
+    #[test]
+    fn nothing_is_read_while_the_exchange_asks_to_back_off() {
+        // Clear of a minute's turn, when the simulator's weight starts again.
+        let into_minute = keygate_gateway::now_ms() % 60_000;
+        if into_minute > 55_000 {
+            std::thread::sleep(std::time::Duration::from_millis(60_100 - into_minute));
+        }
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let exchange = runtime
+            .block_on(keygate_mockex::spawn(
+                "127.0.0.1:0".parse().unwrap(),
+                vec![Credential::hmac("KEY", "SECRET")],
+            ))
+            .unwrap();
+        // The clock's second sample takes the weight past 1: the exchange asks to wait.
+        exchange.simulator().set_weight_limit(1);
+        let weight = Arc::new(WeightGauge::default());
+        let exchanges = Exchanges::sharing(Arc::clone(&weight)).unwrap();
+        let (key, secret) = (
+            SecretString::new("KEY".into()),
+            SecretString::new("SECRET".into()),
+        );
+        let url = exchange.url();
+        let not_sent = |read: Result<(), ReadError>| {
+            read.is_err_and(|e| e.may_pass && e.reason.starts_with("not sent"))
+        };
+        assert!(not_sent(exchanges.check_key(
+            &Binance,
+            Some(&url),
+            &key,
+            &secret
+        )));
+        let paths = || -> Vec<String> {
+            let requests = exchange.simulator().requests();
+            requests.into_iter().map(|r| r.path).collect()
+        };
+        assert_eq!(paths(), ["/api/v3/time", "/api/v3/time"]);
+        let pool = Pool {
+            upstream: &url,
+            name: "/sapi",
+        };
+        assert!(weight.paused(pool, keygate_gateway::now_ms()).is_some());
+        // Nothing at all while it lasts, the clock included.
+        assert!(not_sent(exchanges.check_key(
+            &Binance,
+            Some(&url),
+            &key,
+            &secret
+        )));
+        assert_eq!(paths().len(), 2);
+    }
 }

@@ -237,7 +237,13 @@ pub fn run(unlocked: Unlocked, args: &ServeArgs) -> anyhow::Result<()> {
         None => None,
     };
     let reconciling = match args.reconcile_every.0 {
-        Some(every) => Some(Watch::start(&db, master, every, monitor.alerter())?),
+        Some(every) => Some(Watch::start(
+            &db,
+            master,
+            every,
+            monitor.alerter(),
+            gateway.weight_gauge(),
+        )?),
         None => None,
     };
     eprintln!(

@@ -39,6 +39,9 @@ const DEFAULT_RECV_WINDOW_MS: u64 = 5_000;
 /// unknown; execution status unknown."
 const EXECUTION_UNKNOWN: i64 = -1007;
 
+/// Binance's "Too many new orders": an account's order-count limit, not the address's.
+const TOO_MANY_ORDERS: i64 = -1015;
+
 /// The shortest ban Binance gives an address (2 minutes): how long a 418 that does not
 /// say is taken to last.
 const SHORTEST_BAN_S: u64 = 120;
@@ -694,12 +697,27 @@ impl Adapter for Binance {
                 Err(_) => false,
             }
     }
-    fn back_off(&self, status: http::StatusCode, headers: &HeaderMap) -> Option<BackOff> {
+    fn back_off(
+        &self,
+        status: http::StatusCode,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Option<BackOff> {
         // Binance: a 429 "when either rate limit is violated", with `Retry-After` when the
-        // address's request weight is used up (the order-count limits, which are the
-        // account's, answer 429 without it); a 418 when the address is banned for going
-        // on after 429s, `Retry-After` saying until when. Bans last "from 2 minutes to 3
-        // days".
+        // address's request weight is used up (-1003; the order-count limits, -1015,
+        // are the account's and answer 429 without it on spot); a 418 when the address
+        // is banned for going on after 429s, `Retry-After` saying until when. Bans last
+        // "from 2 minutes to 3 days". A 429 that says it is an account's order count is
+        // no reason to hold back the other accounts, whatever its headers.
+        #[derive(serde::Deserialize)]
+        struct Code {
+            code: i64,
+        }
+        if status.as_u16() == 429
+            && serde_json::from_slice::<Code>(body).is_ok_and(|c| c.code == TOO_MANY_ORDERS)
+        {
+            return None;
+        }
         let retry_after = headers
             .get(http::header::RETRY_AFTER)
             .map(|v| v.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok()));
@@ -3064,13 +3082,15 @@ mod tests {
     #[test]
     fn answers_that_ask_the_address_to_back_off_say_how_long() {
         use http::StatusCode;
-        let back_off = |status: u16, retry_after: Option<&str>| {
+        let answer = |status: u16, retry_after: Option<&str>, body: &[u8]| {
             let mut headers = HeaderMap::new();
             if let Some(value) = retry_after {
                 headers.insert(http::header::RETRY_AFTER, value.parse().unwrap());
             }
-            Binance.back_off(StatusCode::from_u16(status).unwrap(), &headers)
+            Binance.back_off(StatusCode::from_u16(status).unwrap(), &headers, body)
         };
+        let weight = br#"{"code":-1003,"msg":"Too much request weight used"}"#;
+        let back_off = |status: u16, retry_after: Option<&str>| answer(status, retry_after, weight);
         let wait = |seconds, banned| Some(BackOff { seconds, banned });
         // The weight used up: wait as asked.
         assert_eq!(back_off(429, Some("17")), wait(17, false));
@@ -3086,6 +3106,11 @@ mod tests {
         for status in [200, 400, 401, 403, 500, 503] {
             assert_eq!(back_off(status, Some("5")), None, "{status}");
         }
+        // An account's order count is not the address's, whatever its headers; a body
+        // that does not say is taken as the address's.
+        let orders = br#"{"code":-1015,"msg":"Too many new orders"}"#;
+        assert_eq!(answer(429, Some("10"), orders), None);
+        assert_eq!(answer(429, Some("10"), b"<html>"), wait(10, false));
     }
 
     #[test]

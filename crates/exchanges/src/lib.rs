@@ -311,10 +311,16 @@ pub trait Adapter: Send + Sync + 'static {
     /// whether the request executed: an order or a withdrawal so answered may have gone
     /// through, and is recorded with its outcome unknown.
     fn is_execution_unknown(&self, status: http::StatusCode, body: &[u8]) -> bool;
-    /// Whether an answer of `status` with `headers` asks the address to back off, and for
-    /// how long: sending more before then prolongs or brings on a ban that stops every
-    /// client behind keygate.
-    fn back_off(&self, status: http::StatusCode, headers: &HeaderMap) -> Option<BackOff>;
+    /// Whether an answer of `status` with `headers` and `body` asks the address to back
+    /// off, and for how long: sending more before then prolongs or brings on a ban that
+    /// stops every client behind keygate. A limit of one account (its orders) is not the
+    /// address's, and asks nothing of the others.
+    fn back_off(
+        &self,
+        status: http::StatusCode,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Option<BackOff>;
     /// Whether a read refused with `status` and `body` may succeed when asked again: the
     /// exchange was busy, failed, or found the request's time off, rather than refusing
     /// the request itself (a symbol it does not know, a permission the key lacks).

@@ -104,9 +104,9 @@ async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
     write_gauge(
         &mut text,
         "keygate_exchange_back_off_seconds",
-        "Seconds left of each pause the exchange asked for (429 with Retry-After: the pool; \
-         418: every pool of the upstream, pool \"*\"), during which nothing is sent there.",
-        ["upstream", "pool"],
+        "Seconds left of each pause the exchange asked for (status 429: a wait, with \
+         Retry-After; 418: a ban), during which nothing is sent to that upstream.",
+        ["upstream", "status"],
         &state.weight.pauses(crate::now_ms()),
     );
     let held: Vec<([String; 1], u64)> = state

@@ -81,7 +81,7 @@ use keygate_core::{
     Action, ActionKind, BatchOrder, ClientStatus, Denial, Event, EventBody, OrderRef, OrderTerms,
     Outcome, OutcomeEvent, RequestEvent, Rule,
 };
-use keygate_exchanges::{Adapter, BackOff, Binance, ClientKey, ClientRequest, Refusal, Route};
+use keygate_exchanges::{Adapter, Binance, ClientKey, ClientRequest, Refusal, Route};
 use keygate_monitor::{Alert, AlertRule, Alerter, Severity};
 use keygate_policy::{DailyReservation, Decider};
 use rand::Rng;
@@ -231,6 +231,7 @@ impl Gateway {
     /// The same gateway, raising an alert through `alerter` when the audit log cannot be
     /// written (at most one a minute): the log cannot say so itself.
     pub fn with_alerter(mut self, alerter: Alerter) -> Gateway {
+        self.weight.alert_through(alerter.clone());
         self.alerter = Some(alerter);
         self
     }
@@ -268,53 +269,6 @@ impl Gateway {
                 ),
             ));
         }
-    }
-
-    /// Holds back everything for `pool` (its whole upstream, for a ban) for as long as
-    /// `back_off` says, and raises [`AlertRule::ExchangeBackOff`] when this starts a pause
-    /// (requests in flight when the first such answer came bring more of them).
-    fn back_off(&self, pool: Pool<'_>, back_off: BackOff) {
-        if !self.weight.back_off(pool, back_off, now_ms()) {
-            return;
-        }
-        let BackOff { seconds, banned } = back_off;
-        tracing::warn!(
-            upstream = pool.upstream,
-            pool = pool.name,
-            seconds,
-            banned,
-            "the exchange asked this address to back off; nothing is sent there until then"
-        );
-        let Some(alerter) = &self.alerter else {
-            return;
-        };
-        let (severity, what) = if banned {
-            (
-                Severity::Critical,
-                format!(
-                    "banned keygate's address from {} for {seconds} s (HTTP 418)",
-                    pool.upstream
-                ),
-            )
-        } else {
-            (
-                Severity::Warning,
-                format!(
-                    "answered that keygate's address used up its request weight for {} on {} \
-                     (HTTP 429) and asked it to wait {seconds} s",
-                    pool.name, pool.upstream
-                ),
-            )
-        };
-        alerter.raise(Alert::outside_log(
-            severity,
-            AlertRule::ExchangeBackOff,
-            format!(
-                "the exchange {what}: until then keygate refuses every request there, \
-                 orders and cancels included (rule exchange_back_off), rather than make it \
-                 worse; `keygate audit query --decision denied` lists them"
-            ),
-        ));
     }
 
     /// The same gateway with a pool of upstream connections of its own, for one worker.
@@ -517,7 +471,7 @@ async fn handle<A: Adapter>(
             name: adapter.weight_pool(native),
         };
         if let Some(paused) = gw.weight.paused(pool, now_ms()) {
-            let (response, msg) = held_back(adapter, pool, paused, now_ms());
+            let (response, msg) = held_back(adapter, paused, now_ms());
             return audit.deny(response, Rule::ExchangeBackOff, &msg);
         }
         // Settled once the answer's weight is recorded; else its estimate counts as spent.
@@ -699,7 +653,7 @@ async fn handle<A: Adapter>(
     // one) that stops every client.
     if let Some(paused) = gw.weight.paused(pool, now) {
         audit.action = Some(action);
-        let (response, msg) = held_back(adapter, pool, paused, now);
+        let (response, msg) = held_back(adapter, paused, now);
         return audit.deny(response, Rule::ExchangeBackOff, &msg);
     }
     // A read reserves its weight as public data does (also before it counts against its
@@ -752,7 +706,6 @@ async fn handle<A: Adapter>(
                 &PriceBudget {
                     weight: &gw.weight,
                     cap,
-                    backed_off: &|pool, back_off| gw.back_off(pool, back_off),
                 },
             )
             .await
@@ -777,6 +730,14 @@ async fn handle<A: Adapter>(
     }
     audit.notional = keygate_policy::total_notional(&notionals);
     audit.action = Some(action);
+    // A price lookup the exchange answered asking to back off leaves the order unpriced:
+    // it is held back for that, not denied for its price.
+    if decision.is_err() {
+        if let Some(paused) = gw.weight.paused(pool, now_ms()) {
+            let (response, msg) = held_back(adapter, paused, now_ms());
+            return audit.deny(response, Rule::ExchangeBackOff, &msg);
+        }
+    }
     match decision {
         // Handed back if the request is refused from here on, or never reaches the
         // exchange.
@@ -805,6 +766,12 @@ async fn handle<A: Adapter>(
                 lookup,
             )
             .await;
+        if found.is_none() {
+            if let Some(paused) = gw.weight.paused(pool, now_ms()) {
+                let (response, msg) = held_back(adapter, paused, now_ms());
+                return audit.deny(response, Rule::ExchangeBackOff, &msg);
+            }
+        }
         if found.is_none() || found != named {
             let msg = match found {
                 Some(found) => format!(
@@ -841,7 +808,7 @@ async fn handle<A: Adapter>(
             return Some((response, Rule::Authentication, msg));
         }
         if let Some(paused) = gw.weight.paused(pool, now_ms()) {
-            let (response, msg) = held_back(adapter, pool, paused, now_ms());
+            let (response, msg) = held_back(adapter, paused, now_ms());
             return Some((response, Rule::ExchangeBackOff, msg));
         }
         let msg = changed_while_waiting(&gw.live.snapshot(), api_key, &client)?;
@@ -874,7 +841,10 @@ async fn handle<A: Adapter>(
     //    the bot's was when keygate stamps it: the exchange then takes the request until
     //    the end of the bot's own window and no later, however long the connection to it
     //    takes from here.
-    let exchange_now_ms = gw.upstream.exchange_time_ms(adapter, &base, native).await;
+    let exchange_now_ms = gw
+        .upstream
+        .exchange_time_ms(adapter, &base, native, &gw.weight)
+        .await;
     if let Some((response, rule, msg)) = refusal_since_decided() {
         return audit.deny(response, rule, &msg);
     }
@@ -990,15 +960,10 @@ fn weight_paused(what: &str, over: OverCap, cap: u64, kept_for: &str) -> String 
     )
 }
 
-/// The answer to a request held back while the exchange asks `pool`'s address to back off
+/// The answer to a request held back while the exchange asks the address to back off
 /// (`paused`, at `now_ms`), as the exchange itself answers meanwhile (429, or 418 for a
 /// ban) with how long is left in `Retry-After`; and the reason, for its event.
-fn held_back<A: Adapter>(
-    adapter: &A,
-    pool: Pool<'_>,
-    paused: Paused,
-    now_ms: u64,
-) -> (Response, String) {
+fn held_back<A: Adapter>(adapter: &A, paused: Paused, now_ms: u64) -> (Response, String) {
     let message = if paused.banned {
         format!(
             "keygate: the exchange banned this address (HTTP 418) until {} (ms since the \
@@ -1006,15 +971,10 @@ fn held_back<A: Adapter>(
             paused.until_ms
         )
     } else {
-        let pool = if pool.name.is_empty() {
-            "these endpoints"
-        } else {
-            pool.name
-        };
         format!(
             "keygate: the exchange answered that this address used up its request weight \
-             for {pool} (HTTP 429) and asked for nothing more until {} (ms since the \
-             epoch); nothing is sent to it until then, which would bring on a ban",
+             (HTTP 429) and asked for nothing more until {} (ms since the epoch); nothing \
+             is sent to it until then, which would bring on a ban",
             paused.until_ms
         )
     };
@@ -1064,7 +1024,10 @@ impl Gateway {
         // that are held back to count it.
         let estimate = adapter.signed_read_weight(path, &query);
         let reservation = self.weight.reserve(pool, u64::MAX, estimate, now_ms()).ok();
-        let timestamp = self.upstream.exchange_time_ms(adapter, base, path).await;
+        let timestamp = self
+            .upstream
+            .exchange_time_ms(adapter, base, path, &self.weight)
+            .await;
         let forward = read.resign(api_key, secret, timestamp);
         let url = upstream_url(base, path, &forward.query);
         let answer = self
@@ -1072,8 +1035,8 @@ impl Gateway {
             .send(&Method::GET, &url, &forward.headers, b"")
             .await
             .ok()?;
-        if let Some(back_off) = adapter.back_off(answer.status, &answer.headers) {
-            self.back_off(pool, back_off);
+        if let Some(back_off) = adapter.back_off(answer.status, &answer.headers, &answer.body) {
+            self.weight.back_off(pool, back_off, now_ms());
         }
         if let Some(used) = adapter.used_weight(pool.name, &answer.headers) {
             self.weight.record(pool, used, now_ms());
@@ -1160,8 +1123,10 @@ impl Gateway {
                         Outcome::Answered
                     };
                 in_flight.finish_placing(Some(answer.status.as_u16()), outcome, order_ids);
-                if let Some(back_off) = adapter.back_off(answer.status, &answer.headers) {
-                    self.back_off(pool, back_off);
+                if let Some(back_off) =
+                    adapter.back_off(answer.status, &answer.headers, &answer.body)
+                {
+                    self.weight.back_off(pool, back_off, now_ms());
                 }
                 if let Some(used) = adapter.used_weight(pool.name, &answer.headers) {
                     self.weight.record(pool, used, now_ms());

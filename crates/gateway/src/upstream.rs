@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, Method, StatusCode};
 use keygate_core::Action;
-use keygate_exchanges::{Adapter, BackOff};
+use keygate_exchanges::Adapter;
 use rust_decimal::Decimal;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -479,14 +479,19 @@ impl Upstream {
     /// The offset is measured again when five minutes old, or ten seconds after a
     /// measurement failed (until then the offset before stands; with none, local time).
     /// One measurement per base URL runs at a time: requests arriving meanwhile use the
-    /// offset before, or, when there is none yet, wait for that measurement.
+    /// offset before, or, when there is none yet, wait for that measurement. None is made
+    /// while the exchange asks the address to back off (`weight`, which is told of such an
+    /// answer to a measurement).
     pub async fn exchange_time_ms<A: Adapter>(
         &self,
         adapter: &A,
         base: &str,
         native_path: &str,
+        weight: &WeightGauge,
     ) -> u64 {
-        let offset_ms = self.clock_offset_ms(adapter, base, native_path).await;
+        let offset_ms = self
+            .clock_offset_ms(adapter, base, native_path, weight)
+            .await;
         // Read only now: a measurement may have taken seconds.
         crate::now_ms().saturating_add_signed(offset_ms.unwrap_or(0))
     }
@@ -498,10 +503,16 @@ impl Upstream {
         adapter: &A,
         base: &str,
         native_path: &str,
+        weight: &WeightGauge,
     ) -> Option<i64> {
         let clock = self.clock(base);
         let (offset_ms, is_due) = clock.read();
-        if !is_due {
+        let time_path = adapter.time_path(native_path);
+        let pool = Pool {
+            upstream: base,
+            name: adapter.weight_pool(time_path),
+        };
+        if !is_due || weight.paused(pool, crate::now_ms()).is_some() {
             return offset_ms;
         }
         let _measuring = match clock.measuring.try_lock() {
@@ -515,8 +526,8 @@ impl Upstream {
         if !is_due {
             return offset_ms;
         }
-        let url = format!("{base}{}", adapter.time_path(native_path));
-        let measured = self.measure_offset(adapter, &url).await;
+        let url = format!("{base}{time_path}");
+        let measured = self.measure_offset(adapter, &url, pool, weight).await;
         if measured.is_none() {
             tracing::warn!(
                 %url,
@@ -546,9 +557,15 @@ impl Upstream {
     /// an offset stands for five), and the DNS, TCP and TLS setup it waits for would put
     /// half its time into the offset, so forwarded timestamps would run ahead of the
     /// exchange. The second goes over the connection the first left in the pool.
-    async fn measure_offset<A: Adapter>(&self, adapter: &A, url: &str) -> Option<i64> {
-        let first = self.clock_sample(adapter, url).await?;
-        let quicker = match self.clock_sample(adapter, url).await {
+    async fn measure_offset<A: Adapter>(
+        &self,
+        adapter: &A,
+        url: &str,
+        pool: Pool<'_>,
+        weight: &WeightGauge,
+    ) -> Option<i64> {
+        let first = self.clock_sample(adapter, url, pool, weight).await?;
+        let quicker = match self.clock_sample(adapter, url, pool, weight).await {
             Some(second) if second.round_trip < first.round_trip => second,
             _ => first,
         };
@@ -559,11 +576,21 @@ impl Upstream {
 
     /// One reading of the exchange's clock at `url`, taken to be at the midpoint of the
     /// round trip.
-    async fn clock_sample<A: Adapter>(&self, adapter: &A, url: &str) -> Option<ClockSample> {
+    async fn clock_sample<A: Adapter>(
+        &self,
+        adapter: &A,
+        url: &str,
+        pool: Pool<'_>,
+        weight: &WeightGauge,
+    ) -> Option<ClockSample> {
         let sent = Instant::now();
         let sent_ms = i64::try_from(crate::now_ms()).ok()?;
         let response = self.send(&Method::GET, url, &[], b"").await.ok()?;
         let round_trip = sent.elapsed();
+        if let Some(back_off) = adapter.back_off(response.status, &response.headers, &response.body)
+        {
+            weight.back_off(pool, back_off, crate::now_ms());
+        }
         if !response.status.is_success() {
             return None;
         }
@@ -617,8 +644,10 @@ impl Upstream {
         let url = format!("{base}{}", key.1);
         let price = match self.send(&Method::GET, &url, &[], b"").await {
             Ok(response) => {
-                if let Some(back_off) = adapter.back_off(response.status, &response.headers) {
-                    (budget.backed_off)(pool, back_off);
+                if let Some(back_off) =
+                    adapter.back_off(response.status, &response.headers, &response.body)
+                {
+                    weight.back_off(pool, back_off, crate::now_ms());
                 }
                 if let Some(used) = adapter.used_weight(pool.name, &response.headers) {
                     weight.record(pool, used, crate::now_ms());
@@ -682,15 +711,12 @@ impl Upstream {
     }
 }
 
-/// What the ticker lookups that price orders may spend, and what they do when the exchange
-/// answers one asking the address to back off.
+/// What the ticker lookups that price orders may spend.
 pub struct PriceBudget<'a> {
-    /// The weight gauge the lookups reserve from.
+    /// The weight gauge the lookups reserve from, and tell of answers asking to back off.
     pub weight: &'a WeightGauge,
     /// The weight at which lookups pause.
     pub cap: u64,
-    /// Told of an answer asking to back off, with the pool it came from.
-    pub backed_off: &'a (dyn Fn(Pool<'_>, BackOff) + Sync),
 }
 
 /// The most symbols one request's orders are priced in ([`Upstream::price_orders`]):
@@ -966,7 +992,6 @@ mod tests {
         let budget = PriceBudget {
             weight: &weight,
             cap: 100,
-            backed_off: &|_, _| {},
         };
         let price = |symbol| upstream.price(&binance, base, "/api/v3/order", symbol, &budget);
         for _ in 0..3 {
@@ -1075,11 +1100,23 @@ mod tests {
         );
     }
 
+    /// The clock offset `upstream` measures at `url`.
+    async fn measure(upstream: &Upstream, url: &str) -> Option<i64> {
+        let pool = Pool {
+            upstream: url,
+            name: "/api",
+        };
+        let weight = WeightGauge::default();
+        upstream
+            .measure_offset(&keygate_exchanges::Binance, url, pool, &weight)
+            .await
+    }
+
     /// The exchange time `upstream` gives for `base`, minus the machine's time right after.
     async fn time_ahead_ms(upstream: &Upstream, base: &str) -> i64 {
         let binance = keygate_exchanges::Binance;
         let exchange = upstream
-            .exchange_time_ms(&binance, base, "/api/v3/order")
+            .exchange_time_ms(&binance, base, "/api/v3/order", &WeightGauge::default())
             .await;
         exchange as i64 - crate::now_ms() as i64
     }
@@ -1094,9 +1131,8 @@ mod tests {
         clock.setup_ms.store(800, Ordering::SeqCst);
         let base = clock.serve().await;
         let upstream = Upstream::new(Duration::from_secs(5)).unwrap();
-        let binance = keygate_exchanges::Binance;
         let url = format!("{base}/api/v3/time");
-        let offset = upstream.measure_offset(&binance, &url).await.unwrap();
+        let offset = measure(&upstream, &url).await.unwrap();
         assert_near(offset, 30_000, 100);
     }
 
@@ -1111,9 +1147,8 @@ mod tests {
         );
         let base = clock.serve().await;
         let upstream = Upstream::new(Duration::from_secs(5)).unwrap();
-        let binance = keygate_exchanges::Binance;
         let url = format!("{base}/api/v3/time");
-        assert_eq!(upstream.measure_offset(&binance, &url).await, None);
+        assert_eq!(measure(&upstream, &url).await, None);
         assert!(clock.requests() >= 1);
     }
 

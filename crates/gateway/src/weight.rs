@@ -29,16 +29,19 @@
 //! The exchange may also say, in an answer, that the address must send nothing more for a
 //! while ([`BackOff`]): a pool's weight used up (Binance: 429 and `Retry-After`), or the
 //! address banned from the host for going on (418). Binance bans an address that goes on
-//! sending after a 429, for longer each time, and a ban stops every client behind
-//! keygate, orders and cancels included. So the gauge also keeps until when each pool, or
-//! each upstream, is [paused](WeightGauge::paused), and the gateway sends nothing there
-//! until then, answering as the exchange would have.
+//! sending after a 429, for longer each time, and does not say what counts as going on;
+//! a ban stops every client behind keygate, orders and cancels included. So the gauge
+//! also keeps until when each upstream is [paused](WeightGauge::paused), whichever pool's
+//! answer asked, and nothing is sent there until then (the gateway answers as the
+//! exchange would have; reconciliation skips its reads). The first answer of a pause
+//! raises `exchange_back_off` through the gauge's [`Alerter`], if it has one.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use keygate_exchanges::BackOff;
+use keygate_monitor::{Alert, AlertRule, Alerter, Severity};
 
 /// The last weight each upstream reported, and the weight public calls and signed reads
 /// in flight to it hold, by base URL and weight pool.
@@ -48,6 +51,8 @@ pub struct WeightGauge {
     /// The end of the latest pause (ms since the epoch; 0: none was ever asked for):
     /// before it, [`WeightGauge::paused`] looks at the state; after it, at nothing.
     paused_until_ms: AtomicU64,
+    /// Where the first answer of each pause is told.
+    alerter: Mutex<Option<Alerter>>,
 }
 
 /// One pool of request weight: an upstream (base URL), and the pool of its endpoints a
@@ -69,10 +74,8 @@ struct State {
     reserved: ByPool<u64>,
     /// Estimates of calls that ended without a report, this minute.
     unreported: ByPool<Report>,
-    /// Until when (ms since the epoch) the exchange asked that nothing be sent to a pool.
-    waits: ByPool<u64>,
-    /// Until when it banned the address from an upstream, every pool of it.
-    bans: HashMap<String, u64>,
+    /// The pauses the exchange asked for, by base URL.
+    pauses: HashMap<String, Paused>,
 }
 
 /// The exchange asked that nothing more be sent, until `until_ms` (since the epoch).
@@ -80,8 +83,7 @@ struct State {
 pub struct Paused {
     /// When the pause ends.
     pub until_ms: u64,
-    /// Whether the address is banned from the whole upstream, not asked to let one pool's
-    /// weight recover.
+    /// Whether the address is banned, not asked to let a pool's weight recover.
     pub banned: bool,
 }
 
@@ -239,74 +241,109 @@ impl WeightGauge {
         })
     }
 
-    /// Records that the exchange answered a call drawing from `pool` at `now_ms` asking
-    /// to back off: nothing is sent to the pool (to the whole upstream, for a ban) until
-    /// the time it gave has passed. Returns whether this starts a pause, rather than
-    /// lengthening one already running (calls in flight when the first answer came back
-    /// bring the same answer).
-    pub fn back_off(&self, pool: Pool<'_>, back_off: BackOff, now_ms: u64) -> bool {
-        let until_ms = now_ms.saturating_add(back_off.seconds.saturating_mul(1000));
-        let already = self.paused(pool, now_ms);
-        let mut state = self.lock();
-        // Pauses that are over go, so that the maps hold running ones only.
-        state.bans.retain(|_, until| *until > now_ms);
-        state.waits.retain(|_, pools| {
-            pools.retain(|_, until| *until > now_ms);
-            !pools.is_empty()
-        });
-        let until = if back_off.banned {
-            if !state.bans.contains_key(pool.upstream) {
-                state.bans.insert(pool.upstream.to_owned(), 0);
-            }
-            state
-                .bans
-                .get_mut(pool.upstream)
-                .expect("inserted above if it was missing")
-        } else {
-            entry(&mut state.waits, pool.upstream, pool.name)
-        };
-        *until = (*until).max(until_ms);
-        self.paused_until_ms.fetch_max(until_ms, Ordering::Relaxed);
-        already.is_none_or(|paused| back_off.banned && !paused.banned)
+    /// Raises `exchange_back_off` through `alerter` when a pause begins.
+    pub fn alert_through(&self, alerter: Alerter) {
+        *self.alerter.lock().unwrap_or_else(|p| p.into_inner()) = Some(alerter);
     }
 
-    /// Whether the exchange asked that nothing be sent to `pool` at `now_ms`, and until
-    /// when: its upstream banned, or the pool told to wait.
+    /// Records that the exchange answered a call drawing from `pool` at `now_ms` asking
+    /// to back off: nothing is sent to its upstream until the time it gave has passed (a
+    /// ban's, if one runs). The first answer of a pause (calls in flight when it came
+    /// bring more) is logged and alerted; returns whether this was it.
+    pub fn back_off(&self, pool: Pool<'_>, back_off: BackOff, now_ms: u64) -> bool {
+        let until_ms = now_ms.saturating_add(back_off.seconds.saturating_mul(1000));
+        let begins = {
+            let mut state = self.lock();
+            // Pauses that are over go, so that the map holds running ones only.
+            state.pauses.retain(|_, paused| paused.until_ms > now_ms);
+            let running = state.pauses.get(pool.upstream).copied();
+            let paused = Paused {
+                until_ms: running.map_or(until_ms, |p| p.until_ms.max(until_ms)),
+                banned: back_off.banned || running.is_some_and(|p| p.banned),
+            };
+            state.pauses.insert(pool.upstream.to_owned(), paused);
+            self.paused_until_ms.fetch_max(until_ms, Ordering::Relaxed);
+            // A ban that follows a wait begins something worse, and is told too.
+            running.is_none_or(|running| back_off.banned && !running.banned)
+        };
+        if begins {
+            self.tell(pool, back_off);
+        }
+        begins
+    }
+
+    /// Logs and alerts the first answer of a pause.
+    fn tell(&self, pool: Pool<'_>, BackOff { seconds, banned }: BackOff) {
+        tracing::warn!(
+            upstream = pool.upstream,
+            pool = pool.name,
+            seconds,
+            banned,
+            "the exchange asked this address to back off; nothing is sent there until then"
+        );
+        let alerter = self.alerter.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(alerter) = alerter.as_ref() else {
+            return;
+        };
+        let (severity, what) = if banned {
+            (
+                Severity::Critical,
+                format!(
+                    "banned keygate's address from {} for {seconds} s (HTTP 418)",
+                    pool.upstream
+                ),
+            )
+        } else {
+            (
+                Severity::Warning,
+                format!(
+                    "answered that keygate's address used up its request weight for {} on {} \
+                     (HTTP 429) and asked it to wait {seconds} s",
+                    pool.name, pool.upstream
+                ),
+            )
+        };
+        alerter.raise(Alert::outside_log(
+            severity,
+            AlertRule::ExchangeBackOff,
+            format!(
+                "the exchange {what}: until then keygate sends nothing there, refusing every \
+                 request, orders and cancels included (rule exchange_back_off), rather than \
+                 make it worse; `keygate audit query --decision denied` lists them"
+            ),
+        ));
+    }
+
+    /// Whether the exchange asked that nothing be sent to `pool`'s upstream at `now_ms`,
+    /// and until when.
     pub fn paused(&self, pool: Pool<'_>, now_ms: u64) -> Option<Paused> {
         if now_ms >= self.paused_until_ms.load(Ordering::Relaxed) {
             return None;
         }
         let state = self.lock();
-        let running = |until: Option<&u64>| until.copied().filter(|until| *until > now_ms);
-        if let Some(until_ms) = running(state.bans.get(pool.upstream)) {
-            return Some(Paused {
-                until_ms,
-                banned: true,
-            });
-        }
-        running(get(&state.waits, pool.upstream, pool.name)).map(|until_ms| Paused {
-            until_ms,
-            banned: false,
-        })
+        state
+            .pauses
+            .get(pool.upstream)
+            .copied()
+            .filter(|paused| paused.until_ms > now_ms)
     }
 
     /// The pauses running at `now_ms` and how many seconds each has left, by base URL and
-    /// pool (`*` for a ban, which pauses every pool of its upstream).
+    /// whether it is a ban (`418`) or a wait (`429`).
     pub fn pauses(&self, now_ms: u64) -> Vec<([String; 2], u64)> {
         let state = self.lock();
-        let left = |until: u64| until.saturating_sub(now_ms).div_ceil(1000);
-        let bans = state
-            .bans
+        let mut pauses: Vec<_> = state
+            .pauses
             .iter()
-            .filter(|(_, until)| **until > now_ms)
-            .map(|(upstream, until)| ([upstream.clone(), "*".to_owned()], left(*until)));
-        let waits = state.waits.iter().flat_map(|(upstream, pools)| {
-            pools
-                .iter()
-                .filter(|(_, until)| **until > now_ms)
-                .map(move |(pool, until)| ([upstream.clone(), (*pool).to_owned()], left(*until)))
-        });
-        let mut pauses: Vec<_> = bans.chain(waits).collect();
+            .filter(|(_, paused)| paused.until_ms > now_ms)
+            .map(|(upstream, paused)| {
+                let status = if paused.banned { "418" } else { "429" };
+                (
+                    [upstream.clone(), status.to_owned()],
+                    paused.until_ms.saturating_sub(now_ms).div_ceil(1000),
+                )
+            })
+            .collect();
         pauses.sort();
         pauses
     }
@@ -348,8 +385,10 @@ mod tests {
     }
 
     #[test]
-    fn a_pool_asked_to_wait_and_an_upstream_banned_are_paused_until_then() {
+    fn an_upstream_asked_to_wait_or_banned_is_paused_until_then() {
         let gauge = WeightGauge::default();
+        let (alerter, alerts) = Alerter::channel();
+        gauge.alert_through(alerter);
         let now = 60_000 * 1_000;
         let wait = |seconds| BackOff {
             seconds,
@@ -365,39 +404,72 @@ mod tests {
             until_ms: now + 10_000,
             banned: false,
         });
+        // Every pool of the upstream waits (Binance does not say what counts as going on
+        // after a 429); another upstream goes on.
         assert_eq!(gauge.paused(SIM_API, now + 1), waiting);
-        // Another pool of the upstream, and another upstream, go on.
-        assert_eq!(gauge.paused(SIM_FAPI, now + 1), None);
+        assert_eq!(gauge.paused(SIM_FAPI, now + 1), waiting);
         assert_eq!(gauge.paused(API, now + 1), None);
-        // A second answer of the same kind lengthens the pause without starting one; a
+        // A second answer of the same kind lengthens the pause without beginning one; a
         // shorter one shortens nothing.
-        assert!(!gauge.back_off(SIM_API, wait(20), now + 2));
+        assert!(!gauge.back_off(SIM_FAPI, wait(20), now + 2));
         assert!(!gauge.back_off(SIM_API, wait(1), now + 3));
         assert_eq!(
             gauge.paused(SIM_API, now + 4).unwrap().until_ms,
             now + 20_002
         );
         assert_eq!(gauge.paused(SIM_API, now + 20_002), None);
-        // A ban pauses every pool of the upstream, and is one even while a wait runs.
+        // A ban is told even while a wait runs, and a later wait does not end it.
         assert!(gauge.back_off(SIM_API, wait(5), now + 30_000));
         assert!(gauge.back_off(SIM_API, ban(120), now + 30_001));
+        assert!(!gauge.back_off(SIM_API, wait(1), now + 30_002));
         let banned = Some(Paused {
             until_ms: now + 150_001,
             banned: true,
         });
         assert_eq!(gauge.paused(SIM_FAPI, now + 40_000), banned);
-        assert_eq!(gauge.paused(SIM_API, now + 40_000), banned);
         assert_eq!(gauge.paused(API, now + 40_000), None);
         assert_eq!(
             gauge.pauses(now + 40_000),
-            [(["http://sim".to_owned(), "*".to_owned()], 111)]
+            [(["http://sim".to_owned(), "418".to_owned()], 111)]
         );
         assert_eq!(gauge.paused(SIM_FAPI, now + 150_001), None);
         assert!(gauge.pauses(now + 150_001).is_empty());
         // Pauses that are over are dropped as the next begins.
         gauge.back_off(API, wait(1), now + 150_002);
-        let state = gauge.lock();
-        assert!(state.bans.is_empty() && !state.waits.contains_key("http://sim"));
+        assert!(!gauge.lock().pauses.contains_key("http://sim"));
+        // One alert per beginning: the first wait, the second, the ban, the last wait.
+        let told: Vec<Severity> = alerts.try_iter().map(|alert| alert.severity).collect();
+        assert_eq!(
+            told,
+            [
+                Severity::Warning,
+                Severity::Warning,
+                Severity::Critical,
+                Severity::Warning
+            ]
+        );
+    }
+
+    /// A regression test (from a review): two workers answered at once could both see no
+    /// pause and both alert; the pause is now begun under one lock.
+    #[test]
+    fn answers_arriving_together_begin_one_pause() {
+        let gauge = std::sync::Arc::new(WeightGauge::default());
+        let now = 60_000 * 1_000;
+        let wait = BackOff {
+            seconds: 10,
+            banned: false,
+        };
+        let begun: usize = (0..8)
+            .map(|_| {
+                let gauge = std::sync::Arc::clone(&gauge);
+                std::thread::spawn(move || gauge.back_off(SIM_API, wait, now))
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|worker| usize::from(worker.join().unwrap()))
+            .sum();
+        assert_eq!(begun, 1);
     }
 
     #[test]

@@ -3686,21 +3686,28 @@ async fn after_a_429_nothing_more_goes_to_the_pool_until_it_has_waited() {
     );
     let public =
         b"GET /binance/api/v3/exchangeInfo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
-    for request in [read(1), order, public.to_vec()] {
+    // And any other pool of the host: Binance does not say what counts as going on.
+    let sapi = http(
+        "GET",
+        &format!(
+            "/binance/sapi/v1/account/apiRestrictions?{}",
+            sign_nth(2, BOT_SECRET)
+        ),
+        "",
+        "",
+    );
+    for request in [read(1), order, public.to_vec(), sapi] {
         let held = exchange_raw(env.gateway, &request).await;
         assert_eq!(held.status, 429, "{}", held.body);
         assert_eq!(held.json()["code"], -1003, "{}", held.body);
         let msg = held.json()["msg"].as_str().unwrap().to_owned();
-        assert!(msg.contains("used up its request weight for /api"), "{msg}");
+        assert!(msg.contains("used up its request weight"), "{msg}");
         assert!((1..=60).contains(&retry_after(&held)));
     }
     assert_eq!(env.exchange.simulator().requests().len(), sent);
-    let held = events_where(&env, 3, |e| e["rule"] == "exchange_back_off").await;
-    assert_eq!(held.len(), 3, "{held:?}");
+    let held = events_where(&env, 4, |e| e["rule"] == "exchange_back_off").await;
+    assert_eq!(held.len(), 4, "{held:?}");
     assert!(held.iter().any(|e| e["action"] == "trade"), "{held:?}");
-
-    // Another pool has its own weight and goes on.
-    assert_eq!(get(&env, "/fapi/v2/account", "").await.0, 200);
     // One alert, a warning, for the pause.
     let alert = env.alerts.try_recv().expect("an exchange_back_off alert");
     assert_eq!(
@@ -3709,6 +3716,45 @@ async fn after_a_429_nothing_more_goes_to_the_pool_until_it_has_waited() {
     );
     assert!(alert.summary.contains("HTTP 429"), "{}", alert.summary);
     assert!(env.alerts.try_recv().is_err());
+}
+
+/// A price lookup the exchange answers asking to back off holds its order back as such
+/// (429, `exchange_back_off`), not as an order that could not be priced (401): the bot's
+/// library then waits, as it would for the exchange's own 429.
+#[tokio::test]
+async fn an_order_whose_price_lookup_meets_a_429_is_held_back() {
+    clear_of_a_minute_turn().await;
+    let env = default_env().await;
+    let answer = exchange_raw(
+        env.gateway,
+        &http(
+            "GET",
+            &format!("/binance/api/v3/account?{}", sign("", BOT_SECRET)),
+            "",
+            "",
+        ),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let used: u64 = answer.header("x-mbx-used-weight-1m")[0].parse().unwrap();
+    control_simulator(&env, &format!("/__mock/weight-limit?limit={}", used + 1)).await;
+    // 0.01 BTC at the market needs a price under the 5000 limit: the lookup takes the
+    // weight past the limit.
+    let (status, body) = post(
+        &env,
+        "/api/v3/order",
+        "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=0.01",
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_i64()),
+        (429, Some(-1003)),
+        "{body}"
+    );
+    assert_eq!(exchange_saw(&env, "/api/v3/ticker/price"), 1);
+    assert_eq!(exchange_saw(&env, "/api/v3/order"), 0);
+    let held = events_where(&env, 1, |e| e["path"] == "/api/v3/order").await;
+    assert_eq!(held[0]["rule"], "exchange_back_off", "{held:?}");
 }
 
 /// A ban (418) keeps keygate from sending anything to that upstream, whichever pool,

@@ -78,8 +78,8 @@
 //! `{"code":-1003,"msg":"Too much request weight used; current limit is 6000 request
 //! weight per 1 MINUTE. Please use WebSocket Streams for live updates to avoid polling the
 //! API."}`. Any request to the same host (`/api` and `/sapi` are `api.binance.com`,
-//! `/fapi` and `/dapi` hosts of their own) before that window turns bans the IP from the
-//! host: that request and every later one to it until the ban ends does not run and is
+//! `/fapi` and `/dapi` hosts of their own) before that window turns, while the refused
+//! family is still past its limit, bans the IP from the host: that request and every later one to it until the ban ends does not run and is
 //! answered 418, with `Retry-After` in whole seconds until the ban ends:
 //! `{"code":-1003,"msg":"Way too much request weight used; IP banned until 1593741600000.
 //! Please use WebSocket Streams for live updates to avoid bans."}` (the ban's end in ms).

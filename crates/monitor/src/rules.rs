@@ -565,7 +565,9 @@ pub(crate) fn is_raised_again_by_its_event(rule: AlertRule) -> bool {
 }
 
 /// A withdrawal or transfer: every one forwarded is worth knowing about, and one denied
-/// is someone trying to move funds that policy keeps where they are.
+/// is someone trying to move funds that policy keeps where they are. One held back while
+/// the exchange asks the address to back off was allowed by policy, and is told as one
+/// forwarded would be, saying that it was not.
 fn funds_movement(request: &RequestEvent) -> Option<(Severity, AlertRule, String)> {
     let rule = match request.action {
         ActionKind::Withdraw => AlertRule::Withdrawal,
@@ -574,12 +576,26 @@ fn funds_movement(request: &RequestEvent) -> Option<(Severity, AlertRule, String
     };
     let who = who(request);
     let what = describe(request);
+    let allowed_severity = match rule {
+        AlertRule::Withdrawal => Severity::Warning,
+        _ => Severity::Info,
+    };
+    if request.rule == Some(Rule::ExchangeBackOff) {
+        return Some((
+            allowed_severity,
+            rule,
+            format!(
+                "{what} for {who} not sent: the exchange asked keygate's address to back off \
+                 (rule exchange_back_off)"
+            ),
+        ));
+    }
     Some(if request.allowed {
-        let severity = match rule {
-            AlertRule::Withdrawal => Severity::Warning,
-            _ => Severity::Info,
-        };
-        (severity, rule, format!("{what} forwarded for {who}"))
+        (
+            allowed_severity,
+            rule,
+            format!("{what} forwarded for {who}"),
+        )
     } else {
         (
             Severity::Critical,
@@ -804,6 +820,30 @@ mod tests {
 
     fn rules_of(alerts: &[Alert]) -> Vec<(Severity, AlertRule)> {
         alerts.iter().map(|a| (a.severity, a.rule)).collect()
+    }
+
+    /// A regression test (from a review): a withdrawal held back while the exchange asked
+    /// the address to back off raised the critical alert of one denied by policy, which
+    /// reads mid-incident as someone trying to move funds.
+    #[test]
+    fn a_withdrawal_held_back_for_the_exchange_is_no_denial_by_policy() {
+        let mut rules = Rules::new(Thresholds::default());
+        let held = request(
+            1_000,
+            Some("bot1"),
+            ActionKind::Withdraw,
+            Some(Rule::ExchangeBackOff),
+        );
+        let alerts = rules.evaluate(1, &held);
+        assert_eq!(
+            rules_of(&alerts),
+            [(Severity::Warning, AlertRule::Withdrawal)]
+        );
+        assert!(
+            alerts[0].summary.contains("not sent: the exchange asked"),
+            "{}",
+            alerts[0].summary
+        );
     }
 
     #[test]

@@ -18,10 +18,12 @@
 //!
 //! An order modified in place (a USD-M limit order, `PUT`) is worth its new notional, and
 //! holds no more than the highest of its notionals at any time; what it fills is bounded
-//! by that highest. So a modification counts towards the day only what it adds above the
-//! highest notional its client's modifications of that order were counted at today (the
-//! first counts in full, as the order's placement did): a bot that moves its quotes all
-//! day spends its daily limit on what it quotes, not on how often it moves.
+//! by that highest. So a modification that names its order by the exchange's id counts
+//! towards the day only what it adds above the highest notional its client's
+//! modifications of that order were counted at today (the first counts in full, as the
+//! order's placement did): a bot that moves its quotes all day spends its daily limit on
+//! what it quotes, not on how often it moves. One that names its order by the client's
+//! id counts in full: that id may be given again to a new order once the first is closed.
 //!
 //! An order whose notional the request alone does not tell is denied with
 //! [`Rule::PriceUnavailable`] for its caller to price at the exchange, and decided again
@@ -144,7 +146,8 @@ pub struct DailyReservation {
 }
 
 /// An order modified in place, as its client's requests name it: its symbol (as symbol
-/// lists name it: `usdm:BTCUSDT`) and the id the modification gives.
+/// lists name it: `usdm:BTCUSDT`) and the exchange's id of it, which no other order of
+/// the symbol ever has.
 type ModifiedOrder = (String, OrderRef);
 
 /// A modification that raised its order's highest notional counted today.
@@ -744,15 +747,25 @@ fn modifications_recorded(
             } else {
                 terms.price?.checked_mul(terms.quantity)?
             };
-            Some(((order.symbol, terms.modifies?), new))
+            Some((by_exchange_id(order.symbol, terms.modifies?)?, new))
         })
         .collect()
 }
 
-/// The order `order` modifies in place, when it is a modification that names one.
+/// The order `order` modifies in place, when it is a modification that names one by the
+/// exchange's id. Not by the client's: a client order id may be given again to a new
+/// order once the one that had it is closed, and that order's highest would then count
+/// for the new one's moves.
 fn modified_order(order: &Action) -> Option<ModifiedOrder> {
-    let modifies = order.terms.as_ref()?.modifies.clone()?;
-    Some((order.listed_symbol()?, modifies))
+    by_exchange_id(
+        order.listed_symbol()?,
+        order.terms.as_ref()?.modifies.clone()?,
+    )
+}
+
+/// `(symbol, modifies)`, when `modifies` is the exchange's own id of the order.
+fn by_exchange_id(symbol: String, modifies: OrderRef) -> Option<ModifiedOrder> {
+    matches!(modifies, OrderRef::OrderId(_)).then_some((symbol, modifies))
 }
 
 fn check_order(
@@ -1967,6 +1980,28 @@ mod tests {
             decide(&modification("7", 500, 1), DAY_MS),
             Ok(Some(Decimal::from(500)))
         );
+    }
+
+    /// A regression test (found while reviewing): a client order id may be given again to
+    /// a new order once the one that had it is closed, so a highest kept by it let each
+    /// new order be moved up to the first one's highest for nothing. A modification that
+    /// names its order by the client's id counts in full.
+    #[test]
+    fn a_modification_by_client_order_id_counts_in_full() {
+        let p = daily_limit(10_000);
+        let d = Decider::new();
+        let by_client_id = || {
+            let mut a = modification("0", 1000, 1);
+            a.terms.as_mut().unwrap().modifies = Some(OrderRef::ClientOrderId("x".into()));
+            a
+        };
+        for now in 0..3 {
+            assert_eq!(
+                d.reserve(&modify(&p, &by_client_id(), now))
+                    .map(|r| r.notional),
+                Ok(Some(Decimal::from(1000)))
+            );
+        }
     }
 
     /// A modification handed back (never sent) puts its order's highest back: the next

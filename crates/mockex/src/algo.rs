@@ -196,12 +196,13 @@ fn made_up_client_algo_id(algo_id: u64) -> String {
 
 /// `POST /fapi/v1/algoOrder`: checks a conditional order as Binance does and keeps it.
 ///
-/// The quantity and prices pass the filters `POST /fapi/v1/order` applies (same codes):
-/// the order it will place, at `price` or, for a `*_MARKET` type, at the trigger price;
-/// and the trigger price itself. Like Binance it refuses (-2021) an order whose trigger
-/// price the market has already reached. It checks no margin: the book does, when the
-/// order triggers. `closePosition=true` is refused (-1000): the simulator does not close
-/// positions.
+/// The quantity and prices pass the filters `POST /fapi/v1/order` applies (same codes): the
+/// order it will place, at `price` or, for a `*_MARKET` type, at the trigger price; and the
+/// trigger price itself. The percent price filter is not among them: the mark price it is
+/// judged against is the one of the moment the order triggers ([`trigger`]). Like Binance
+/// it refuses (-2021) an order whose trigger price the market has already reached. It
+/// checks no margin: the book does, when the order triggers. `closePosition=true` is
+/// refused (-1000): the simulator does not close positions.
 pub(crate) fn place(
     account: &mut Account,
     ids: &mut Ids,
@@ -293,6 +294,8 @@ pub(crate) fn place(
         quote_order_qty: None,
         client_order_id: String::new(),
         reduce_only,
+        // Not read: the percent price filter applies to the order placed on triggering.
+        reference_price: m.price,
     };
     book::check_filters(&limit_at(trigger_price))?;
     if let Some(price) = price {
@@ -472,11 +475,13 @@ pub(crate) fn all(account: &Account, params: &Params, now: u64) -> Result<Value,
     ))
 }
 
-/// Triggers `NEW` conditional order `algo_id` of `account` as if the market had reached
-/// its trigger price: places its order (a `MARKET` order for the `*_MARKET` types, else a
+/// Triggers `NEW` conditional order `algo_id` of `account` as if the market had reached its
+/// trigger price: places its order (a `MARKET` order for the `*_MARKET` types, else a
 /// `LIMIT` order at its price and time in force; its side, quantity and `reduceOnly`) in
 /// the book as `POST /fapi/v1/order` does, under the next `orderId` and a client order id
-/// the simulator makes up, never the `clientAlgoId`. The conditional order becomes
+/// the simulator makes up, never the `clientAlgoId`. Its limit price is held to the percent
+/// price filter around the trigger price, the mark price it has just reached (it fills, if
+/// it crosses, at the reference price as every order does). The conditional order becomes
 /// `TRIGGERED` (`FINISHED` at once if its order is no longer open), or `REJECTED` with the
 /// book's error if the book refuses the order. Answers it as `openAlgoOrders` lists one;
 /// -2011 if it is not `NEW`.
@@ -510,6 +515,9 @@ pub(crate) fn trigger(
         quote_order_qty: None,
         client_order_id: routes::made_up_client_order_id(ids),
         reduce_only: algo.reduce_only,
+        // The market has reached the trigger price: a limit price is held to the band
+        // around it, as Binance holds it to the mark price of that moment.
+        reference_price: algo.trigger_price,
     };
     let placed = routes::place_order(account, ids, order, now);
     let stored = account

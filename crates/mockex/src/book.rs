@@ -2,10 +2,10 @@
 
 use std::collections::BTreeMap;
 
-use rust_decimal::Decimal;
+use rust_decimal::{Decimal, RoundingStrategy};
 
 use crate::algo::AlgoOrder;
-use crate::market::{self, Market, Product};
+use crate::market::{self, fmt, Market, Product};
 use crate::routes::ApiError;
 
 /// Free and reserved amount of one asset.
@@ -207,6 +207,11 @@ pub(crate) struct NewOrder {
     /// USD-M `reduceOnly`: exempt from the minimum notional, as Binance's -4164 message
     /// says, and refused when it would not reduce the position ([`place`]).
     pub(crate) reduce_only: bool,
+    /// The price a limit price is held to by the percent price filter ([`check_order`]):
+    /// the market's reference price, which stands for spot's average price and USD-M's
+    /// mark price; for the order a conditional order places when it triggers, its
+    /// trigger price, which the market has just reached.
+    pub(crate) reference_price: Decimal,
 }
 
 /// Is `value` a whole multiple of `step`?
@@ -241,6 +246,10 @@ enum Failure {
     QuantityOffStep,
     /// Price times quantity under the minimum notional.
     Notional,
+    /// A limit price over the percent price filter's cap, which it carries.
+    PriceAboveBand(Decimal),
+    /// A limit price under the percent price filter's floor, which it carries.
+    PriceBelowBand(Decimal),
 }
 
 impl Failure {
@@ -262,6 +271,9 @@ impl Failure {
                 | Failure::QuantityOffStep => "LOT_SIZE",
                 Failure::MarketQuantityAboveMax => "MARKET_LOT_SIZE",
                 Failure::Notional => "NOTIONAL",
+                Failure::PriceAboveBand(_) | Failure::PriceBelowBand(_) => {
+                    "PERCENT_PRICE_BY_SIDE"
+                }
             }),
             Product::UsdM => match self {
                 Failure::PricePrecision | Failure::QuantityPrecision => ApiError::futures_filter(
@@ -295,6 +307,35 @@ impl Failure {
                     format!(
                         "Order's notional must be no smaller than {} (unless you choose reduce only).",
                         m.min_notional.normalize()
+                    ),
+                ),
+                // The codes of Binance's list (PRICE_HIGHTER_THAN_MULTIPLIER_UP,
+                // PRICE_LOWER_THAN_MULTIPLIER_DOWN), in the words Binance sends: the bound
+                // to the market's price precision, cut towards the band.
+                Failure::PriceAboveBand(cap) => ApiError::futures_filter(
+                    -4016,
+                    format!(
+                        "Limit price can't be higher than {}.",
+                        fmt(
+                            cap.round_dp_with_strategy(
+                                m.price_precision,
+                                RoundingStrategy::ToZero
+                            ),
+                            m.price_precision
+                        )
+                    ),
+                ),
+                Failure::PriceBelowBand(floor) => ApiError::futures_filter(
+                    -4024,
+                    format!(
+                        "Limit price can't be lower than {}.",
+                        fmt(
+                            floor.round_dp_with_strategy(
+                                m.price_precision,
+                                RoundingStrategy::AwayFromZero
+                            ),
+                            m.price_precision
+                        )
                     ),
                 ),
             },
@@ -377,13 +418,58 @@ pub(crate) fn check_filters(order: &NewOrder) -> Result<(Decimal, Decimal), ApiE
     Ok((exec_price, quantity))
 }
 
+/// Every filter a new order is held to: [`check_filters`], then, for a limit order, the
+/// percent price filter ([`check_percent_price`]); returns what [`check_filters`] does.
+/// Binance does not say in which order it applies its filters; the simulator checks the
+/// band last.
+pub(crate) fn check_order(order: &NewOrder) -> Result<(Decimal, Decimal), ApiError> {
+    let (price, quantity) = check_filters(order)?;
+    if order.order_type == OrderType::Limit {
+        check_percent_price(order.market, order.side, price, order.reference_price)?;
+    }
+    Ok((price, quantity))
+}
+
+/// Holds a limit price on `side` to `m`'s percent price filter around `reference` (see
+/// [`Product::price_band`]): spot's `PERCENT_PRICE_BY_SIDE`, refused with -1013 "Filter
+/// failure: PERCENT_PRICE_BY_SIDE"; USD-M's `PERCENT_PRICE`, a buy over its cap refused
+/// with -4016, a sell under its floor with -4024, each naming the bound.
+///
+/// It is not applied to a conditional order's prices when it is placed (Binance holds
+/// those to its trigger price by other multipliers, which the simulator does not
+/// model), only to the order it places when it triggers.
+pub(crate) fn check_percent_price(
+    m: &Market,
+    side: Side,
+    price: Decimal,
+    reference: Decimal,
+) -> Result<(), ApiError> {
+    let band = m.product.price_band();
+    let bounds = match side {
+        Side::Buy => band.bid,
+        Side::Sell => band.ask,
+    };
+    if let Some(cap) = bounds.up.map(|up| reference * up) {
+        if price > cap {
+            return Err(Failure::PriceAboveBand(cap).error(m));
+        }
+    }
+    if let Some(floor) = bounds.down.map(|down| reference * down) {
+        if price < floor {
+            return Err(Failure::PriceBelowBand(floor).error(m));
+        }
+    }
+    Ok(())
+}
+
 /// The leverage of a USD-M symbol until one is set, as Binance starts an account at.
 pub(crate) const DEFAULT_LEVERAGE: u32 = 20;
 /// The highest leverage the simulator's USD-M symbols take (Binance's BTCUSDT bracket).
 pub(crate) const MAX_LEVERAGE: u64 = 125;
 
-/// Places an order: fills at the reference price when it crosses, else rests (and, on spot,
-/// reserves the balance). Returns the order and its fills.
+/// Places an order once it passes every filter ([`check_order`]): fills at the reference
+/// price when it crosses, else rests (and, on spot, reserves the balance). Returns the
+/// order and its fills.
 pub(crate) fn place(
     account: &mut Account,
     order: NewOrder,
@@ -403,7 +489,7 @@ pub(crate) fn place(
             Product::UsdM => ApiError::new(400, -4116, "ClientOrderId is duplicated."),
         });
     }
-    let (limit_price, quantity) = check_filters(&order)?;
+    let (limit_price, quantity) = check_order(&order)?;
     let crosses = order.order_type == OrderType::Market || crosses(order.side, limit_price, m);
     // Post only (USD-M's GTX): one that would take is refused and not recorded, as
     // Binance answers it; one that would not rests as a GTC order does.
@@ -567,16 +653,17 @@ pub(crate) struct Modification {
 /// `orderId` and `clientOrderId`, the new price and quantity, a new `updateTime`, and
 /// the order matched again at its new price, so that one which now crosses fills.
 ///
-/// Refused, the order staying as it was (USD-M error codes, 50xx): an order that is
-/// not open, or none at all, -2013 "Order does not exist." (the simulator keeps no
-/// archive, so a finished order is as gone as an unknown one); an order that is not a
-/// limit order, -5025; a modification that changes nothing, -5027; a side other than
-/// the order's, -1130 (Binance documents no code for it and does not flip a side); a
-/// price or quantity the filters refuse, with the new order's code, except the minimum
-/// notional, which a modification fails with -5029; more margin than the wallet has,
-/// -2019. A post-only (GTX) order modified to a price that would take is cancelled, as
-/// Binance does. Binance cancels an order modified to a quantity at or below what it
-/// filled too, but the simulator's orders never fill in part, so that cannot arise.
+/// Refused, the order staying as it was (USD-M error codes, 50xx): an order that is not
+/// open, or none at all, -2013 "Order does not exist." (the simulator keeps no archive, so
+/// a finished order is as gone as an unknown one); an order that is not a limit order,
+/// -5025; a modification that changes nothing, -5027; a side other than the order's, -1130
+/// (Binance documents no code for it and does not flip a side); a price or quantity the
+/// filters refuse (the percent price filter among them), with the new order's code, except
+/// the minimum notional, which a modification fails with -5029; more margin than the wallet
+/// has, -2019. A post-only (GTX) order modified to a price that would take is cancelled, as
+/// Binance does. Binance cancels an order modified to a
+/// quantity at or below what it filled too, but the simulator's orders never fill in part,
+/// so that cannot arise.
 pub(crate) fn modify(
     account: &mut Account,
     symbol: &str,
@@ -609,8 +696,9 @@ pub(crate) fn modify(
         quote_order_qty: None,
         client_order_id: order.client_order_id.clone(),
         reduce_only: order.reduce_only,
+        reference_price: m.price,
     };
-    check_filters(&check).map_err(|error| match error.code {
+    check_order(&check).map_err(|error| match error.code {
         -4164 => ApiError::futures_filter(
             -5029,
             format!(
@@ -739,6 +827,7 @@ mod tests {
             quote_order_qty: None,
             client_order_id: "c1".into(),
             reduce_only: false,
+            reference_price: market::find(Product::Spot, symbol).unwrap().price,
         }
     }
 
@@ -846,6 +935,40 @@ mod tests {
         }
     }
 
+    /// The percent price filter's bounds, on each side of each product, and the bound a
+    /// USD-M refusal names: to the price precision, cut towards the band, so that a price
+    /// at the bound named passes.
+    #[test]
+    fn percent_price_bounds_are_each_products() {
+        let spot = market::find(Product::Spot, "BTCUSDT").unwrap();
+        let usdm = market::find(Product::UsdM, "BTCUSDT").unwrap();
+        let at = |m: &Market, side: Side, price: &str, reference: &str| {
+            check_percent_price(m, side, price.parse().unwrap(), reference.parse().unwrap())
+                .map_err(|e| (e.code, e.msg.into_owned()))
+        };
+        let spot_refusal = Err((-1013, "Filter failure: PERCENT_PRICE_BY_SIDE".to_owned()));
+        for side in [Side::Buy, Side::Sell] {
+            assert_eq!(at(spot, side, "20", "100"), Ok(()));
+            assert_eq!(at(spot, side, "500", "100"), Ok(()));
+            assert_eq!(at(spot, side, "19.99", "100"), spot_refusal);
+            assert_eq!(at(spot, side, "500.01", "100"), spot_refusal);
+        }
+        // USD-M caps a buy and floors a sell, nothing else.
+        assert_eq!(at(usdm, Side::Buy, "1", "60000"), Ok(()));
+        assert_eq!(at(usdm, Side::Sell, "4000000", "60000"), Ok(()));
+        // 100.07 × 1.05 = 105.0735 and × 0.95 = 95.0665.
+        assert_eq!(at(usdm, Side::Buy, "105.07", "100.07"), Ok(()));
+        assert_eq!(
+            at(usdm, Side::Buy, "105.08", "100.07"),
+            Err((-4016, "Limit price can't be higher than 105.07.".to_owned()))
+        );
+        assert_eq!(at(usdm, Side::Sell, "95.07", "100.07"), Ok(()));
+        assert_eq!(
+            at(usdm, Side::Sell, "95.06", "100.07"),
+            Err((-4024, "Limit price can't be lower than 95.07.".to_owned()))
+        );
+    }
+
     #[test]
     fn resting_order_reserves_and_cancel_releases() {
         let mut account = Account::new();
@@ -908,7 +1031,7 @@ mod tests {
         let mut trade_id = 1;
         let (order, trades) = place(
             &mut account,
-            new_order("BTCUSDT", Side::Sell, Some("1000"), "2"),
+            new_order("BTCUSDT", Side::Sell, Some("13000"), "2"),
             1,
             &mut trade_id,
             0,

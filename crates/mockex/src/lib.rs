@@ -14,9 +14,10 @@
 //! answer to `GET /sapi/v1/account/apiRestrictions`), reads numbers only in the form
 //! Binance takes (`^([0-9]{1,20})(\.[0-9]{1,20})?$`, `^[0-9]{1,20}$`, else -1100), refuses
 //! orders that fail a filter with each product's own codes (spot -1013 "Filter failure:
-//! …"; USD-M -1111, -4001, -4003, -4004, -4013, -4014, -4023, -4164; a USD-M
-//! `reduceOnly` order that would not reduce the one-way position -2022),
-//! checks `newOrderRespType` (-1136; USD-M answers `ACK` by default), refuses a parameter
+//! …"; USD-M -1111, -4001, -4003, -4004, -4013, -4014, -4016, -4023, -4024, -4164),
+//! the percent price filter among them (below); a USD-M `reduceOnly` order that would not
+//! reduce the one-way position -2022), checks `newOrderRespType` (-1136; USD-M answers
+//! `ACK` by default), refuses a parameter
 //! spot's `POST /api/v3/order` or `GET /api/v3/account` does not read (-1104), holds a
 //! withdrawal to the networks, address pattern, tags and amount multiple that
 //! `GET /sapi/v1/capital/config/getall` announces, answers with
@@ -63,6 +64,23 @@
 //! its place. `GET /fapi/v1/income` lists each USD-M trade's commission (zero here), and
 //! `GET /api/v3/account` takes `omitZeroBalances`.
 //!
+//! **Price bands.** A limit price is held to the percent price filter each `exchangeInfo`
+//! announces, as Binance documents it, the simulator's reference price standing for the
+//! market (spot's weighted average price over `avgPriceMins`, USD-M's mark price). Spot's
+//! `PERCENT_PRICE_BY_SIDE` keeps a buy between `bidMultiplierDown` and `bidMultiplierUp`
+//! times it and a sell between `askMultiplierDown` and `askMultiplierUp` (0.2 and 5 on
+//! every symbol, as on Binance's BTCUSDT), else -1013 "Filter failure:
+//! PERCENT_PRICE_BY_SIDE". USD-M's `PERCENT_PRICE` has one bound a side: a buy at most
+//! `multiplierUp` (1.05) times the mark price, else -4016 "Limit price can't be higher
+//! than 63000.00.", a sell at least `multiplierDown` (0.95) times it, else -4024 "Limit
+//! price can't be lower than 57000.00." (the bound at the symbol's price precision); a
+//! buy far under the mark, or a sell far over it, is taken. Every path that takes a limit
+//! price is held to it: spot's new order and cancel-replace (before anything is
+//! cancelled); USD-M's new order, batch orders, modification and batch of modifications;
+//! and the order a conditional order places when it triggers, judged against its trigger
+//! price, the mark price it has just reached (a conditional order's own prices are not
+//! held to it when it is placed). The simulator has no spot `order/test` or order lists.
+//!
 //! For tests of what a client does when the exchange misbehaves, a simulator can run its
 //! clock ahead of or behind the machine's ([`Simulator::set_clock_offset_ms`]) and refuse
 //! to tell the price of a symbol ([`Simulator::withhold_price`]), to answer an endpoint
@@ -97,11 +115,13 @@
 //! **What it is not.** Not a matching engine: every order that crosses a fixed reference
 //! price (BTCUSDT 60000, ETHUSDT 3000, BNBUSDT 600, DOGEUSDT 0.1, ETHBTC 0.05) fills there in
 //! full, with zero commission; nothing else ever fills, and a conditional order triggers
-//! only when a test says so. Of the filters it announces, it checks price, lot size and
-//! minimum notional only (no maximum price or quantity, no percent price, no maximum
-//! number of orders or conditional orders). No COIN-M, options, margin, transfers, RSA keys, WebSocket streams or
-//! order-rate limiting (the order-count headers only report). A key's IP restriction is
-//! reported, not checked. It never opens an outbound connection.
+//! only when a test says so. Of the filters it announces, it checks price, lot size,
+//! market lot size, minimum notional and percent price only (not spot's maximum
+//! notional, USD-M's `marketTakeBound` for market orders or the stop price multipliers
+//! for conditional orders, nor the maximum number of orders or conditional orders). No
+//! COIN-M, options, margin, transfers, RSA keys, WebSocket streams or order-rate limiting
+//! (the order-count headers only report). A key's IP restriction is reported, not
+//! checked. It never opens an outbound connection.
 //!
 //! Main types: [`Simulator`] (the shared state and its [`Simulator::router`]),
 //! [`RunningSimulator`] (returned by [`spawn`]), [`Credential`] and its [`Restrictions`],

@@ -30,6 +30,70 @@ impl Product {
             (Product::UsdM, true) => dec(120, 0),
         }
     }
+
+    /// How far from the market a limit order's price may be, as `exchangeInfo` announces
+    /// it: spot's `PERCENT_PRICE_BY_SIDE` and USD-M's `PERCENT_PRICE`.
+    pub(crate) fn price_band(self) -> PriceBand {
+        match self {
+            Product::Spot => {
+                let both = Multipliers {
+                    down: Some(SPOT_MULTIPLIER_DOWN),
+                    up: Some(SPOT_MULTIPLIER_UP),
+                };
+                PriceBand {
+                    bid: both,
+                    ask: both,
+                }
+            }
+            // Binance's USD-M filter has one bound a side: "BUY: price <= markPrice *
+            // multiplierUp; SELL: price >= markPrice * multiplierDown" (Common Definition,
+            // Filters). A buy far under the mark, or a sell far over it, is taken.
+            Product::UsdM => PriceBand {
+                bid: Multipliers {
+                    down: None,
+                    up: Some(USDM_MULTIPLIER_UP),
+                },
+                ask: Multipliers {
+                    down: Some(USDM_MULTIPLIER_DOWN),
+                    up: None,
+                },
+            },
+        }
+    }
+}
+
+/// Spot's `PERCENT_PRICE_BY_SIDE`, the same on both sides as on Binance's BTCUSDT: a price
+/// from a fifth of the average price to five times it.
+const SPOT_MULTIPLIER_DOWN: Decimal = dec(2, 1);
+const SPOT_MULTIPLIER_UP: Decimal = dec(5, 0);
+/// The minutes spot's average price is taken over (`avgPriceMins`): announced only, as
+/// the simulator's price never moves and its average is the reference price.
+const SPOT_AVG_PRICE_MINS: u32 = 5;
+/// USD-M's `PERCENT_PRICE`, as on Binance's BTCUSDT perpetual: a buy at most 5% over the
+/// mark price, a sell at most 5% under it.
+const USDM_MULTIPLIER_UP: Decimal = dec(10_500, 4);
+const USDM_MULTIPLIER_DOWN: Decimal = dec(9_500, 4);
+/// The decimals of USD-M's multipliers (`multiplierDecimal`), which Binance says is not
+/// used in the check.
+const USDM_MULTIPLIER_DECIMAL: u32 = 4;
+
+/// The multipliers of the reference price between which a limit order's price must be on
+/// each side (see [`Product::price_band`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PriceBand {
+    /// For a buy.
+    pub(crate) bid: Multipliers,
+    /// For a sell.
+    pub(crate) ask: Multipliers,
+}
+
+/// A floor and a cap, as multipliers of the reference price; `None` where there is none.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Multipliers {
+    /// The lowest price is the reference price times this.
+    pub(crate) down: Option<Decimal>,
+    /// The highest price is the reference price times this.
+    pub(crate) up: Option<Decimal>,
 }
 
 /// One tradable symbol with its filters and fixed reference price.
@@ -218,6 +282,9 @@ fn rate_limits(weight_limit: u64) -> Value {
 
 /// `GET /api/v3/exchangeInfo`, announcing `weight_limit` per minute.
 pub(crate) fn spot_exchange_info(server_time: u64, weight_limit: u64) -> Value {
+    let band = Product::Spot.price_band();
+    // Written as Binance writes them ("5", "0.2"); spot has a bound of each kind a side.
+    let multiplier = |m: Option<Decimal>| m.unwrap_or_default().normalize().to_string();
     let symbols: Vec<Value> = of(Product::Spot)
         .map(|m| {
             json!({
@@ -246,7 +313,7 @@ pub(crate) fn spot_exchange_info(server_time: u64, weight_limit: u64) -> Value {
                     {"filterType": "ICEBERG_PARTS", "limit": 10},
                     {"filterType": "MARKET_LOT_SIZE", "minQty": "0.00000000", "maxQty": fmt(Product::Spot.max_quantity(true), 8), "stepSize": "0.00000000"},
                     {"filterType": "TRAILING_DELTA", "minTrailingAboveDelta": 10, "maxTrailingAboveDelta": 2000, "minTrailingBelowDelta": 10, "maxTrailingBelowDelta": 2000},
-                    {"filterType": "PERCENT_PRICE_BY_SIDE", "bidMultiplierUp": "5", "bidMultiplierDown": "0.2", "askMultiplierUp": "5", "askMultiplierDown": "0.2", "avgPriceMins": 5},
+                    {"filterType": "PERCENT_PRICE_BY_SIDE", "bidMultiplierUp": multiplier(band.bid.up), "bidMultiplierDown": multiplier(band.bid.down), "askMultiplierUp": multiplier(band.ask.up), "askMultiplierDown": multiplier(band.ask.down), "avgPriceMins": SPOT_AVG_PRICE_MINS},
                     {"filterType": "NOTIONAL", "minNotional": fmt(m.min_notional, 8), "applyMinToMarket": true, "maxNotional": "9000000.00000000", "applyMaxToMarket": false, "avgPriceMins": 5},
                     {"filterType": "MAX_NUM_ORDERS", "maxNumOrders": 200},
                     {"filterType": "MAX_NUM_ALGO_ORDERS", "maxNumAlgoOrders": 5}
@@ -301,7 +368,7 @@ pub(crate) fn usdm_exchange_info(server_time: u64, weight_limit: u64) -> Value {
                     {"filterType": "MAX_NUM_ORDERS", "limit": 200},
                     {"filterType": "MAX_NUM_ALGO_ORDERS", "limit": 10},
                     {"filterType": "MIN_NOTIONAL", "notional": m.min_notional.to_string()},
-                    {"filterType": "PERCENT_PRICE", "multiplierUp": "1.0500", "multiplierDown": "0.9500", "multiplierDecimal": "4"}
+                    {"filterType": "PERCENT_PRICE", "multiplierUp": fmt(USDM_MULTIPLIER_UP, USDM_MULTIPLIER_DECIMAL), "multiplierDown": fmt(USDM_MULTIPLIER_DOWN, USDM_MULTIPLIER_DECIMAL), "multiplierDecimal": USDM_MULTIPLIER_DECIMAL.to_string()}
                 ],
                 "orderTypes": ["LIMIT", "MARKET", "STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET", "TRAILING_STOP_MARKET"],
                 "timeInForce": ["GTC", "IOC", "FOK", "GTX", "GTD"],

@@ -936,6 +936,7 @@ fn read_new_order(
             Product::Spot => false,
             Product::UsdM => algo::flag(params, "reduceOnly")?,
         },
+        reference_price: m.price,
     };
     Ok((new, resp_type))
 }
@@ -970,15 +971,15 @@ fn modify_order(
 
 /// `POST /api/v3/order/cancelReplace`: cancels a spot order and places a new one on the
 /// same symbol, as Binance documents it. The new order is read and held to the filters
-/// first, so one that fails them is refused with its own error and nothing is
-/// cancelled. Then, with `cancelReplaceMode=STOP_ON_FAILURE`, a cancel that fails stops
-/// there (400, -2022, the new order `NOT_ATTEMPTED`); with `ALLOW_FAILURE` the new
-/// order is tried anyway. Both done: 200 with both answers; one of them failed: 409,
-/// -2021; both failed: 400, -2022; each failure with its `{"code","msg"}` in `data`.
-/// `cancelOrderId` and `cancelOrigClientOrderId` together name an order only if it has
-/// both, else the cancel fails (-2011); so does one whose status `cancelRestrictions`
-/// excludes (`ONLY_NEW`, `ONLY_PARTIALLY_FILLED`: the simulator's open orders are all
-/// new, none filled in part).
+/// first (the percent price filter among them), so one that fails them is refused with its
+/// own error and nothing is cancelled. Then, with `cancelReplaceMode=STOP_ON_FAILURE`, a
+/// cancel that fails stops there (400, -2022, the new order `NOT_ATTEMPTED`); with
+/// `ALLOW_FAILURE` the new order is tried anyway. Both done: 200 with both answers; one of
+/// them failed: 409, -2021; both failed: 400, -2022; each failure with its `{"code","msg"}`
+/// in `data`. `cancelOrderId` and `cancelOrigClientOrderId` together name an order only if
+/// it has both, else the cancel fails (-2011); so does one whose status
+/// `cancelRestrictions` excludes (`ONLY_NEW`, `ONLY_PARTIALLY_FILLED`: the simulator's open
+/// orders are all new, none filled in part).
 fn cancel_replace(
     account: &mut Account,
     ids: &mut Ids,
@@ -1013,7 +1014,7 @@ fn cancel_replace(
         Some(_) => return Err(ApiError::invalid_parameter("cancelRestrictions")),
     };
     let (new, resp_type) = read_new_order(ids, Product::Spot, params)?;
-    book::check_filters(&new)?;
+    book::check_order(&new)?;
     // The order both ids name (when both are given), of a status the restrictions allow.
     let named = book::find(account, Product::Spot, m.symbol, &by).map(|o| &*o);
     let named_both = match (cancel_id, cancel_client) {

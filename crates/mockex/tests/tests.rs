@@ -3462,6 +3462,300 @@ mod ccxt {
     }
 }
 
+mod percent_price {
+    //! How far from the market a limit price may be: spot's `PERCENT_PRICE_BY_SIDE` and
+    //! USD-M's `PERCENT_PRICE`, as each `exchangeInfo` announces them, on every path that
+    //! takes a limit price.
+    use super::trading::batch_param;
+    use super::*;
+    use reqwest::Method;
+    use serde_json::json;
+
+    #[track_caller]
+    fn assert_error(response: &(u16, Value), status: u16, code: i64, msg: &str) {
+        assert_eq!(response.0, status, "{}", response.1);
+        assert_eq!(
+            response.1,
+            json!({"code": code, "msg": msg}),
+            "{}",
+            response.1
+        );
+    }
+
+    /// The filter `kind` of `symbol` in an `exchangeInfo` answer.
+    fn filter<'a>(info: &'a Value, symbol: &str, kind: &str) -> &'a Value {
+        info["symbols"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["symbol"] == symbol)
+            .and_then(|s| {
+                s["filters"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|f| f["filterType"] == kind)
+            })
+            .unwrap_or_else(|| panic!("no {kind} for {symbol} in {info}"))
+    }
+
+    /// The statuses of `path`'s orders of BTCUSDT (`/api/v3` or `/fapi/v1`), oldest first.
+    async fn statuses(sim: &RunningSimulator, product_path: &str) -> Vec<Value> {
+        let path = format!("{product_path}/allOrders");
+        let (status, all) = signed(sim, Method::GET, &path, "symbol=BTCUSDT").await;
+        assert_eq!(status, 200, "{all}");
+        all.as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["status"].clone())
+            .collect()
+    }
+
+    /// Regression: spot took a limit order at any price, where Binance refuses one outside
+    /// `PERCENT_PRICE_BY_SIDE` (-1013 "Filter failure: PERCENT_PRICE_BY_SIDE"), which the
+    /// simulator announced without applying. Around BTCUSDT's 60 000 both sides may go
+    /// from a fifth (12 000) to five times (300 000); a cancel-replace whose new order is
+    /// outside cancels nothing.
+    #[tokio::test]
+    async fn spot_limit_prices_are_held_to_percent_price_by_side() {
+        let sim = start().await;
+        let (_, info) = send(&sim, Method::GET, "/api/v3/exchangeInfo", None, None).await;
+        assert_eq!(
+            filter(&info, "BTCUSDT", "PERCENT_PRICE_BY_SIDE"),
+            &json!({"filterType": "PERCENT_PRICE_BY_SIDE", "bidMultiplierUp": "5",
+                    "bidMultiplierDown": "0.2", "askMultiplierUp": "5",
+                    "askMultiplierDown": "0.2", "avgPriceMins": 5})
+        );
+        let order = |side: &str, price: &str| {
+            format!("symbol=BTCUSDT&side={side}&type=LIMIT&timeInForce=GTC&quantity=0.001&price={price}")
+        };
+        let refused = "Filter failure: PERCENT_PRICE_BY_SIDE";
+        for (side, price) in [
+            ("BUY", "11999.99"),
+            ("BUY", "300000.01"),
+            ("SELL", "11999.99"),
+            ("SELL", "300000.01"),
+        ] {
+            let response = signed(&sim, Method::POST, "/api/v3/order", &order(side, price)).await;
+            assert_error(&response, 400, -1013, refused);
+        }
+        assert!(statuses(&sim, "/api/v3").await.is_empty(), "nothing placed");
+        // At the bounds: the buy at 12 000 and the sell at 300 000 rest, the buy at
+        // 300 000 and the sell at 12 000 fill at the market.
+        for (side, price, status) in [
+            ("BUY", "12000", "NEW"),
+            ("SELL", "300000", "NEW"),
+            ("BUY", "300000", "FILLED"),
+            ("SELL", "12000", "FILLED"),
+        ] {
+            let (code, placed) =
+                signed(&sim, Method::POST, "/api/v3/order", &order(side, price)).await;
+            assert_eq!((code, &placed["status"]), (200, &json!(status)), "{placed}");
+        }
+        // Another symbol's band is around its own price: ETHBTC's 0.05.
+        let ethbtc = |price: &str| {
+            format!("symbol=ETHBTC&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.1&price={price}")
+        };
+        let response = signed(&sim, Method::POST, "/api/v3/order", &ethbtc("0.00999")).await;
+        assert_error(&response, 400, -1013, refused);
+        let (status, placed) = signed(&sim, Method::POST, "/api/v3/order", &ethbtc("0.01")).await;
+        assert_eq!(status, 200, "{placed}");
+
+        // Cancel-replace holds its new order to the filter before it cancels anything.
+        let resting = statuses(&sim, "/api/v3").await.len();
+        let (_, open) = signed(&sim, Method::GET, "/api/v3/openOrders", "symbol=BTCUSDT").await;
+        let old = &open[0]["orderId"];
+        let replace = |price: &str| {
+            format!(
+                "symbol=BTCUSDT&side=BUY&type=LIMIT&cancelReplaceMode=STOP_ON_FAILURE\
+                 &cancelOrderId={old}&timeInForce=GTC&quantity=0.001&price={price}"
+            )
+        };
+        let response = signed(
+            &sim,
+            Method::POST,
+            "/api/v3/order/cancelReplace",
+            &replace("11000"),
+        )
+        .await;
+        assert_error(&response, 400, -1013, refused);
+        let (_, still) = signed(&sim, Method::GET, "/api/v3/openOrders", "symbol=BTCUSDT").await;
+        assert_eq!(still, open, "the order to replace is still open");
+        let (status, answer) = signed(
+            &sim,
+            Method::POST,
+            "/api/v3/order/cancelReplace",
+            &replace("13000"),
+        )
+        .await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(statuses(&sim, "/api/v3").await.len(), resting + 1);
+    }
+
+    /// Regression: USD-M took a limit order at any price, where Binance holds a buy to at
+    /// most `multiplierUp` times the mark price (-4016) and a sell to at least
+    /// `multiplierDown` times it (-4024), answering the bound. Its filter has one bound a
+    /// side: a buy far under the mark, or a sell far over it, rests. Every path that takes
+    /// a limit price is held to it: a new order, a batch, a modification and a batch of
+    /// modifications.
+    #[tokio::test]
+    async fn usdm_limit_prices_are_held_to_percent_price_on_every_path() {
+        let sim = start().await;
+        let (_, info) = send(&sim, Method::GET, "/fapi/v1/exchangeInfo", None, None).await;
+        assert_eq!(
+            filter(&info, "BTCUSDT", "PERCENT_PRICE"),
+            &json!({"filterType": "PERCENT_PRICE", "multiplierUp": "1.0500",
+                    "multiplierDown": "0.9500", "multiplierDecimal": "4"})
+        );
+        let order = |symbol: &str, side: &str, quantity: &str, price: &str| {
+            format!(
+                "symbol={symbol}&side={side}&type=LIMIT&timeInForce=GTC&quantity={quantity}\
+                 &price={price}&newOrderRespType=RESULT"
+            )
+        };
+        let too_high = "Limit price can't be higher than 63000.00.";
+        let too_low = "Limit price can't be lower than 57000.00.";
+        for (params, code, msg) in [
+            (order("BTCUSDT", "BUY", "0.01", "63000.1"), -4016, too_high),
+            (order("BTCUSDT", "SELL", "0.01", "56999.9"), -4024, too_low),
+            (
+                order("ETHUSDT", "BUY", "0.1", "3150.01"),
+                -4016,
+                "Limit price can't be higher than 3150.00.",
+            ),
+            (
+                order("ETHUSDT", "SELL", "0.1", "2849.99"),
+                -4024,
+                "Limit price can't be lower than 2850.00.",
+            ),
+        ] {
+            let response = signed(&sim, Method::POST, "/fapi/v1/order", &params).await;
+            assert_error(&response, 400, code, msg);
+        }
+        assert!(
+            statuses(&sim, "/fapi/v1").await.is_empty(),
+            "nothing placed"
+        );
+        // At the bounds they fill at the market; far on the other side they rest.
+        for (side, quantity, price, status) in [
+            ("BUY", "0.01", "63000", "FILLED"),
+            ("SELL", "0.01", "57000", "FILLED"),
+            ("BUY", "0.1", "1000", "NEW"),
+            ("SELL", "0.01", "1000000", "NEW"),
+        ] {
+            let params = order("BTCUSDT", side, quantity, price);
+            let (code, placed) = signed(&sim, Method::POST, "/fapi/v1/order", &params).await;
+            assert_eq!((code, &placed["status"]), (200, &json!(status)), "{placed}");
+        }
+        let (_, resting) = signed(&sim, Method::GET, "/fapi/v1/openOrders", "symbol=BTCUSDT").await;
+        let buy = resting
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["side"] == "BUY")
+            .unwrap()["orderId"]
+            .clone();
+
+        // A batch: the order outside is answered in its place, the other placed.
+        let json = r#"[{"symbol":"BTCUSDT","side":"BUY","type":"LIMIT","timeInForce":"GTC","quantity":"0.01","price":"63000.1"},{"symbol":"BTCUSDT","side":"BUY","type":"LIMIT","timeInForce":"GTC","quantity":"0.01","price":"50000"}]"#;
+        let (status, answers) = signed(
+            &sim,
+            Method::POST,
+            "/fapi/v1/batchOrders",
+            &batch_param(json),
+        )
+        .await;
+        assert_eq!(status, 200, "{answers}");
+        assert_eq!(answers[0], json!({"code": -4016, "msg": too_high}));
+        assert_eq!(answers[1]["status"], "NEW", "{answers}");
+
+        // A modification to a price outside is refused, and the order stays as it was.
+        let modify = |price: &str| {
+            format!("symbol=BTCUSDT&orderId={buy}&side=BUY&quantity=0.1&price={price}")
+        };
+        let response = signed(&sim, Method::PUT, "/fapi/v1/order", &modify("63000.1")).await;
+        assert_error(&response, 400, -4016, too_high);
+        let edits = |price: &str| {
+            batch_param(&format!(
+                r#"[{{"orderId":{buy},"symbol":"BTCUSDT","side":"BUY","quantity":"0.1","price":"{price}"}}]"#
+            ))
+        };
+        let (status, answers) =
+            signed(&sim, Method::PUT, "/fapi/v1/batchOrders", &edits("70000")).await;
+        assert_eq!(status, 200, "{answers}");
+        assert_eq!(answers[0], json!({"code": -4016, "msg": too_high}));
+        let (_, queried) = signed(
+            &sim,
+            Method::GET,
+            "/fapi/v1/order",
+            &format!("symbol=BTCUSDT&orderId={buy}"),
+        )
+        .await;
+        assert_eq!(
+            (&queried["status"], &queried["price"]),
+            (&json!("NEW"), &json!("1000")),
+            "{queried}"
+        );
+        // Within the band both go through.
+        let (status, modified) = signed(&sim, Method::PUT, "/fapi/v1/order", &modify("2000")).await;
+        assert_eq!(
+            (status, &modified["price"]),
+            (200, &json!("2000")),
+            "{modified}"
+        );
+        let (status, answers) =
+            signed(&sim, Method::PUT, "/fapi/v1/batchOrders", &edits("3000")).await;
+        assert_eq!(
+            (status, &answers[0]["price"]),
+            (200, &json!("3000")),
+            "{answers}"
+        );
+    }
+
+    /// A conditional order's prices are not held to the band when it is placed: the mark
+    /// price it is judged against is the one of the moment it triggers, its trigger price.
+    /// A stop sell triggered at 55 000 may sell down to 52 250, not lower.
+    #[tokio::test]
+    async fn a_triggered_limit_order_is_held_to_the_band_around_its_trigger_price() {
+        let sim = start().await;
+        let stop = |price: &str| {
+            format!(
+                "algoType=CONDITIONAL&symbol=BTCUSDT&side=SELL&type=STOP&quantity=0.01\
+                 &price={price}&triggerPrice=55000"
+            )
+        };
+        let trigger = |algo_id: &Value| {
+            let target = format!("/__mock/trigger?algoId={algo_id}");
+            let sim = &sim;
+            async move { send(sim, Method::POST, &target, None, None).await }
+        };
+        // 52 250 is under the band around today's 60 000 (57 000), but not around 55 000.
+        let (status, within) =
+            signed(&sim, Method::POST, "/fapi/v1/algoOrder", &stop("52250")).await;
+        assert_eq!(status, 200, "{within}");
+        let (status, triggered) = trigger(&within["algoId"]).await;
+        assert_eq!(status, 200, "{triggered}");
+        assert_eq!(triggered["algoStatus"], "FINISHED", "{triggered}");
+        let (status, outside) =
+            signed(&sim, Method::POST, "/fapi/v1/algoOrder", &stop("52249.9")).await;
+        assert_eq!(status, 200, "{outside}");
+        assert_error(
+            &trigger(&outside["algoId"]).await,
+            400,
+            -4024,
+            "Limit price can't be lower than 52250.00.",
+        );
+        let (_, all) = signed(
+            &sim,
+            Method::GET,
+            "/fapi/v1/allAlgoOrders",
+            "symbol=BTCUSDT",
+        )
+        .await;
+        assert_eq!(all[1]["algoStatus"], "REJECTED", "{all}");
+    }
+}
+
 /// Regressions where the simulator answered what Binance does not (a reviewer's findings).
 mod fidelity {
     use super::*;

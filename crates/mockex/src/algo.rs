@@ -481,10 +481,10 @@ pub(crate) fn all(account: &Account, params: &Params, now: u64) -> Result<Value,
 /// the book as `POST /fapi/v1/order` does, under the next `orderId` and a client order id
 /// the simulator makes up, never the `clientAlgoId`. Its limit price is held to the percent
 /// price filter around the trigger price, the mark price it has just reached (it fills, if
-/// it crosses, at the reference price as every order does). The conditional order becomes
-/// `TRIGGERED` (`FINISHED` at once if its order is no longer open), or `REJECTED` with the
-/// book's error if the book refuses the order. Answers it as `openAlgoOrders` lists one;
-/// -2011 if it is not `NEW`.
+/// it crosses, at the reference price as every order does); a reduce-only order is held to
+/// the position as any is. The conditional order becomes `TRIGGERED` (`FINISHED` at once if
+/// its order is no longer open), or `REJECTED` with the book's error if the book refuses
+/// the order. Answers it as `openAlgoOrders` lists one; -2011 if it is not `NEW`.
 pub(crate) fn trigger(
     account: &mut Account,
     ids: &mut Ids,

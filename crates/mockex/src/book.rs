@@ -205,7 +205,7 @@ pub(crate) struct NewOrder {
     pub(crate) quote_order_qty: Option<Decimal>,
     pub(crate) client_order_id: String,
     /// USD-M `reduceOnly`: exempt from the minimum notional, as Binance's -4164 message
-    /// says, and refused when it would not reduce the position ([`place`]).
+    /// says, and held to the position it reduces ([`place`]).
     pub(crate) reduce_only: bool,
     /// The price a limit price is held to by the percent price filter ([`check_order`]):
     /// the market's reference price, which stands for spot's average price and USD-M's
@@ -462,14 +462,48 @@ pub(crate) fn check_percent_price(
     Ok(())
 }
 
+/// The quantity a USD-M reduce-only order of `quantity` on `side` trades, as Binance's
+/// FAQ "Summary of Failed Orders in Binance Futures" states it. In one-way mode only an
+/// order against the position reduces it: with no position, or on the position's side,
+/// it is refused; so is one larger than the position, except a market order, which has
+/// priority and closes the position, its quantity cut to the position's, so that it
+/// never opens the other side. Refusals are -2022 "ReduceOnly Order is rejected.".
+///
+/// The simulator weighs the position alone: Binance also counts the account's other
+/// open reduce-only orders against it, which the simulator does not.
+fn reduce_only_quantity(
+    account: &Account,
+    m: &Market,
+    side: Side,
+    order_type: OrderType,
+    quantity: Decimal,
+) -> Result<Decimal, ApiError> {
+    let position = account.positions.get(m.symbol).copied().unwrap_or_default();
+    // What the order can take off: a sell reduces a long, a buy a short.
+    let reducible = match side {
+        Side::Buy => -position,
+        Side::Sell => position,
+    };
+    let rejected = || ApiError::new(400, -2022, "ReduceOnly Order is rejected.");
+    if reducible <= Decimal::ZERO {
+        return Err(rejected());
+    }
+    match order_type {
+        _ if quantity <= reducible => Ok(quantity),
+        OrderType::Market => Ok(reducible),
+        OrderType::Limit => Err(rejected()),
+    }
+}
+
 /// The leverage of a USD-M symbol until one is set, as Binance starts an account at.
 pub(crate) const DEFAULT_LEVERAGE: u32 = 20;
 /// The highest leverage the simulator's USD-M symbols take (Binance's BTCUSDT bracket).
 pub(crate) const MAX_LEVERAGE: u64 = 125;
 
 /// Places an order once it passes every filter ([`check_order`]): fills at the reference
-/// price when it crosses, else rests (and, on spot, reserves the balance). Returns the
-/// order and its fills.
+/// price when it crosses, else rests (and, on spot, reserves the balance). A USD-M
+/// reduce-only order trades no more than the position ([`reduce_only_quantity`]).
+/// Returns the order and its fills.
 pub(crate) fn place(
     account: &mut Account,
     order: NewOrder,
@@ -502,6 +536,13 @@ pub(crate) fn place(
              rejected. The order will not be recorded in the order history",
         ));
     }
+    // A reduce-only order is held to the position (refused, and not recorded, as Binance
+    // answers it, or cut to it); it takes no margin, for it frees what the position holds.
+    let quantity = if m.product == Product::UsdM && order.reduce_only {
+        reduce_only_quantity(account, m, order.side, order.order_type, quantity)?
+    } else {
+        quantity
+    };
     let fill_quote = quantity * m.price;
     let mut placed = Order {
         product: m.product,
@@ -556,19 +597,7 @@ pub(crate) fn place(
             }
         }
         Product::UsdM => {
-            if order.reduce_only {
-                // One-way mode: only an order against the position reduces it. One that
-                // would open or grow a position is refused, and not recorded, as Binance
-                // answers it; it takes no margin, for it frees what the position holds.
-                let position = account.positions.get(m.symbol).copied().unwrap_or_default();
-                let reduces = match order.side {
-                    Side::Buy => position < Decimal::ZERO,
-                    Side::Sell => position > Decimal::ZERO,
-                };
-                if !reduces {
-                    return Err(ApiError::new(400, -2022, "ReduceOnly Order is rejected."));
-                }
-            } else {
+            if !order.reduce_only {
                 let notional = quantity * limit_price;
                 let leverage = Decimal::from(account.leverage_of(m.symbol));
                 let wallet = account.futures.entry(m.quote.to_owned()).or_default();
@@ -660,8 +689,9 @@ pub(crate) struct Modification {
 /// (Binance documents no code for it and does not flip a side); a price or quantity the
 /// filters refuse (the percent price filter among them), with the new order's code, except
 /// the minimum notional, which a modification fails with -5029; more margin than the wallet
-/// has, -2019. A post-only (GTX) order modified to a price that would take is cancelled, as
-/// Binance does. Binance cancels an order modified to a
+/// has, -2019; a reduce-only order to more than the position it reduces (or with none left
+/// to reduce), -2022, as a new one is refused. A post-only (GTX) order modified to a price
+/// that would take is cancelled, as Binance does. Binance cancels an order modified to a
 /// quantity at or below what it filled too, but the simulator's orders never fill in part,
 /// so that cannot arise.
 pub(crate) fn modify(
@@ -708,13 +738,17 @@ pub(crate) fn modify(
         ),
         _ => error,
     })?;
-    let leverage = Decimal::from(account.leverage_of(m.symbol));
-    let free = account
-        .futures
-        .get(m.quote)
-        .map_or(Decimal::ZERO, |b| b.free);
-    if change.quantity * change.price / leverage > free {
-        return Err(ApiError::new(400, -2019, "Margin is insufficient."));
+    if order.reduce_only {
+        reduce_only_quantity(account, m, order.side, OrderType::Limit, change.quantity)?;
+    } else {
+        let leverage = Decimal::from(account.leverage_of(m.symbol));
+        let free = account
+            .futures
+            .get(m.quote)
+            .map_or(Decimal::ZERO, |b| b.free);
+        if change.quantity * change.price / leverage > free {
+            return Err(ApiError::new(400, -2019, "Margin is insufficient."));
+        }
     }
     order.price = change.price;
     order.orig_qty = change.quantity;
@@ -966,6 +1000,43 @@ mod tests {
         assert_eq!(
             at(usdm, Side::Sell, "95.06", "100.07"),
             Err((-4024, "Limit price can't be lower than 95.07.".to_owned()))
+        );
+    }
+
+    /// A reduce-only order against a long of 0.5: a buy, or nothing left, is refused; a
+    /// limit order larger than the long is refused, a market one cut to it.
+    #[test]
+    fn a_reduce_only_order_is_held_to_the_position() {
+        let m = market::find(Product::UsdM, "BTCUSDT").unwrap();
+        let mut account = Account::new();
+        let half = Decimal::new(5, 1);
+        let quantity = |account: &Account, side, order_type, quantity: &str| {
+            reduce_only_quantity(account, m, side, order_type, quantity.parse().unwrap())
+                .map_err(|e| e.code)
+        };
+        assert_eq!(
+            quantity(&account, Side::Sell, OrderType::Market, "0.1"),
+            Err(-2022)
+        );
+        account.positions.insert(m.symbol, half);
+        assert_eq!(
+            quantity(&account, Side::Buy, OrderType::Market, "0.1"),
+            Err(-2022)
+        );
+        for order_type in [OrderType::Limit, OrderType::Market] {
+            assert_eq!(quantity(&account, Side::Sell, order_type, "0.5"), Ok(half));
+            assert_eq!(
+                quantity(&account, Side::Sell, order_type, "0.2"),
+                Ok(Decimal::new(2, 1))
+            );
+        }
+        assert_eq!(
+            quantity(&account, Side::Sell, OrderType::Limit, "0.6"),
+            Err(-2022)
+        );
+        assert_eq!(
+            quantity(&account, Side::Sell, OrderType::Market, "9"),
+            Ok(half)
         );
     }
 

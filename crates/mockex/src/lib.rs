@@ -15,9 +15,9 @@
 //! Binance takes (`^([0-9]{1,20})(\.[0-9]{1,20})?$`, `^[0-9]{1,20}$`, else -1100), refuses
 //! orders that fail a filter with each product's own codes (spot -1013 "Filter failure:
 //! …"; USD-M -1111, -4001, -4003, -4004, -4013, -4014, -4016, -4023, -4024, -4164),
-//! the percent price filter among them (below); a USD-M `reduceOnly` order that would not
-//! reduce the one-way position -2022), checks `newOrderRespType` (-1136; USD-M answers
-//! `ACK` by default), refuses a parameter
+//! the percent price filter among them, holds a USD-M `reduceOnly` order to the one-way
+//! position it reduces (-2022; both below), checks `newOrderRespType` (-1136; USD-M
+//! answers `ACK` by default), refuses a parameter
 //! spot's `POST /api/v3/order` or `GET /api/v3/account` does not read (-1104), holds a
 //! withdrawal to the networks, address pattern, tags and amount multiple that
 //! `GET /sapi/v1/capital/config/getall` announces, answers with
@@ -80,6 +80,16 @@
 //! and the order a conditional order places when it triggers, judged against its trigger
 //! price, the mark price it has just reached (a conditional order's own prices are not
 //! held to it when it is placed). The simulator has no spot `order/test` or order lists.
+//!
+//! **Reduce-only orders.** A USD-M reduce-only order can only reduce the one-way
+//! position, as Binance's FAQ "Summary of Failed Orders in Binance Futures" states it:
+//! with no position, on the position's side, or as a limit order larger than the
+//! position, it is refused with -2022 "ReduceOnly Order is rejected." and not recorded; a
+//! market order larger than the position has priority and closes it, its quantity cut to
+//! the position's (`origQty` and `executedQty` are the position's size). A modification
+//! of a reduce-only order is held to the position too. The simulator weighs the position
+//! alone: Binance also counts the account's other open reduce-only orders against it and
+//! cancels them once the position is closed, which the simulator does not.
 //!
 //! For tests of what a client does when the exchange misbehaves, a simulator can run its
 //! clock ahead of or behind the machine's ([`Simulator::set_clock_offset_ms`]) and refuse

@@ -3854,6 +3854,102 @@ mod fidelity {
         assert_eq!(queried["reduceOnly"], true, "{queried}");
     }
 
+    /// Regression: a USD-M reduce-only order larger than the position filled in full and
+    /// flipped the position (only its direction was checked), where a reduce-only order
+    /// can only reduce. As Binance's FAQ "Summary of Failed Orders in Binance Futures"
+    /// states it, one larger than the position is refused (-2022), except a market order,
+    /// which closes the position: its quantity is cut to the position's. With the position
+    /// closed, nothing is left to reduce: -2022. A modification is held to it too.
+    #[tokio::test]
+    async fn a_reduce_only_order_never_takes_more_than_the_position() {
+        let sim = start().await;
+        let rejected = "ReduceOnly Order is rejected.";
+        let order = |params: &str| {
+            format!("symbol=BTCUSDT&newOrderRespType=RESULT&reduceOnly=true&{params}")
+        };
+        let place = |params: String| {
+            let sim = &sim;
+            async move { signed(sim, Method::POST, "/fapi/v1/order", &params).await }
+        };
+        let (status, opened) = place(
+            order("side=BUY&type=MARKET&quantity=0.01")
+                .replace("reduceOnly=true", "reduceOnly=false"),
+        )
+        .await;
+        assert_eq!(status, 200, "{opened}");
+        assert_eq!(btc_position(&sim).await, "0.01");
+        // A limit order for more than the long, whether it would fill now or rest.
+        for price in ["59000", "65000"] {
+            let larger = place(order(&format!(
+                "side=SELL&type=LIMIT&timeInForce=GTC&quantity=0.02&price={price}"
+            )))
+            .await;
+            assert_error(&larger, 400, -2022, rejected);
+        }
+        let (_, all) = signed(&sim, Method::GET, "/fapi/v1/allOrders", "symbol=BTCUSDT").await;
+        assert_eq!(all.as_array().unwrap().len(), 1, "not recorded: {all}");
+        // One within it rests, and may not be modified to more than the position.
+        let (status, resting) = place(order(
+            "side=SELL&type=LIMIT&timeInForce=GTC&quantity=0.005&price=65000",
+        ))
+        .await;
+        assert_eq!(
+            (status, &resting["status"]),
+            (200, &"NEW".into()),
+            "{resting}"
+        );
+        let id = &resting["orderId"];
+        let modify = |quantity: &str| {
+            format!("symbol=BTCUSDT&orderId={id}&side=SELL&quantity={quantity}&price=64000")
+        };
+        let grown = signed(&sim, Method::PUT, "/fapi/v1/order", &modify("0.02")).await;
+        assert_error(&grown, 400, -2022, rejected);
+        let (status, modified) = signed(&sim, Method::PUT, "/fapi/v1/order", &modify("0.01")).await;
+        assert_eq!(
+            (status, &modified["origQty"]),
+            (200, &"0.01".into()),
+            "{modified}"
+        );
+        // A market order for more closes the long, and no more.
+        let (status, closed) = place(order("side=SELL&type=MARKET&quantity=0.03")).await;
+        assert_eq!(status, 200, "{closed}");
+        assert_eq!(
+            (
+                &closed["status"],
+                &closed["origQty"],
+                &closed["executedQty"]
+            ),
+            (&"FILLED".into(), &"0.01".into(), &"0.01".into()),
+            "{closed}"
+        );
+        assert_eq!(btc_position(&sim).await, "0");
+        // Nothing left to reduce, on either side.
+        for side in ["SELL", "BUY"] {
+            let nothing = place(order(&format!("side={side}&type=MARKET&quantity=0.01"))).await;
+            assert_error(&nothing, 400, -2022, rejected);
+        }
+        // The same for a short: a market buy for more closes it.
+        let (status, _) = place(
+            order("side=SELL&type=MARKET&quantity=0.02")
+                .replace("reduceOnly=true", "reduceOnly=false"),
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert_eq!(btc_position(&sim).await, "-0.02");
+        let larger = place(order(
+            "side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.03&price=61000",
+        ))
+        .await;
+        assert_error(&larger, 400, -2022, rejected);
+        let (status, closed) = place(order("side=BUY&type=MARKET&quantity=1")).await;
+        assert_eq!(
+            (status, &closed["executedQty"]),
+            (200, &"0.02".into()),
+            "{closed}"
+        );
+        assert_eq!(btc_position(&sim).await, "0");
+    }
+
     /// Regression: `newOrderRespType` was not checked (spot answered any unknown value
     /// as RESULT) and USD-M ignored it, answering every order as it stood after matching.
     /// Binance refuses another value with -1136; spot takes ACK, RESULT and FULL (FULL by

@@ -1206,8 +1206,9 @@ fn describe_order<'a>(
     let modifiable = matches!(path, "/fapi/v1/order" | BATCH_ORDERS_PATH);
     let placed_limit = method == "POST" && order_type == "LIMIT";
     if kind == ActionKind::Trade && modifiable && (placed_limit || method == "PUT") {
-        let modifies = match (param("orderId"), param("origClientOrderId")) {
-            // The exchange takes `orderId` when both are sent.
+        let named = |name| param(name).filter(|id| !id.is_empty());
+        let modifies = match (named("orderId"), named("origClientOrderId")) {
+            // The exchange takes `orderId` when both are sent; an empty one is none.
             (Some(id), _) => Some(OrderRef::OrderId(id.to_owned())),
             (None, Some(id)) => Some(OrderRef::ClientOrderId(id.to_owned())),
             (None, None) => None,
@@ -1884,6 +1885,8 @@ const OTHER_READ_PARAMETERS: &[&str] = &[
     "timestamp",
     "recvWindow",
     "newClientOrderId",
+    "orderId",
+    "origClientOrderId",
     "clientAlgoId",
     "algoId",
     "priceMatch",
@@ -2878,6 +2881,25 @@ mod tests {
                 modifies: Some(OrderRef::ClientOrderId("a".into()))
             })
         );
+        // An empty `orderId` is none: the exchange then takes the client's id (found by
+        // a review: it was kept as an order id, the same for every order). A case variant
+        // of either is refused, as of every parameter keygate reads.
+        assert_eq!(
+            terms(
+                "PUT",
+                "/fapi/v1/order",
+                "symbol=BTCUSDT&side=BUY&orderId=&origClientOrderId=a&quantity=0.02&price=49000"
+            )
+            .and_then(|t| t.modifies),
+            Some(OrderRef::ClientOrderId("a".into()))
+        );
+        for variant in ["OrderId=7", "origclientorderid=a"] {
+            let params = format!("symbol=BTCUSDT&side=BUY&{variant}&quantity=0.02&price=49000");
+            assert!(
+                SignedRequest::parse(&params, b"", None).is_err(),
+                "{variant}"
+            );
+        }
         // Nothing to modify in place: a market order, a spot order, a stop.
         for (path, params) in [
             (

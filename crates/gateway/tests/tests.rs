@@ -3824,23 +3824,37 @@ async fn moving_a_usdm_order_counts_towards_the_day_once() {
     let (status, placed) = post(
         &env,
         "/fapi/v1/order",
-        "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=40000",
+        "symbol=BTCUSDT&side=SELL&type=LIMIT&timeInForce=GTC&quantity=0.01&price=61000",
     )
     .await;
     assert_eq!(status, 200, "{placed}");
     let order_id = placed["orderId"].to_string();
-    for price in [41000, 42000, 41500, 40500, 42000, 41000, 40000, 41000] {
-        let params =
-            format!("symbol=BTCUSDT&side=BUY&orderId={order_id}&quantity=0.01&price={price}");
+    let modify = |quantity: &str, price: u32| {
+        let params = format!(
+            "symbol=BTCUSDT&side=SELL&orderId={order_id}&quantity={quantity}&price={price}"
+        );
         let request = http(
             "PUT",
             "/binance/fapi/v1/order",
             "",
             &sign(&params, BOT_SECRET),
         );
-        let (status, body) = raw(env.gateway, &request).await;
+        let env = &env;
+        async move { raw(env.gateway, &request).await }
+    };
+    // A sell resting above the market (60000, the least it is priced at), placed at 610
+    // and moved about: the first move counts 615, the highest 5 more, the rest nothing.
+    // Counted in full, the moves alone would be 4900.
+    for price in [61500, 62000, 61500, 60500, 62000, 61000, 60500, 61000] {
+        let (status, body) = modify("0.01", price).await;
         assert_eq!(status, 200, "{price}: {body}");
     }
+    // Five times the quantity at the highest price adds 2480: past the 2500 of the day.
+    let (status, body) = modify("0.05", 62000).await;
+    assert_eq!(status, 401, "{body}");
+    let expected = "order notional 2480 would take client bot1 past its daily limit 2500 \
+                    (1230 used today)";
+    assert!(body["msg"].as_str().unwrap().contains(expected), "{body}");
     assert_eq!(
         env.exchange
             .simulator()

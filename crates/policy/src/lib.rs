@@ -16,14 +16,16 @@
 //! a store: a process that starts again learns the day so far from the audit log
 //! ([`Decider::count_earlier`]).
 //!
-//! An order modified in place (a USD-M limit order, `PUT`) is worth its new notional, and
-//! holds no more than the highest of its notionals at any time; what it fills is bounded
-//! by that highest. So a modification that names its order by the exchange's id counts
-//! towards the day only what it adds above the highest notional its client's
-//! modifications of that order were counted at today (the first counts in full, as the
+//! An order modified in place (a USD-M limit order, `PUT`) is worth its new notional. Its
+//! quantity is its total, what filled included, so what it fills over all its versions
+//! is at most its highest quantity at its highest price. So a modification that names its
+//! order by the exchange's id counts towards the day only what it adds to that product
+//! over its client's modifications of that order today (the first counts in full, as the
 //! order's placement did): a bot that moves its quotes all day spends its daily limit on
 //! what it quotes, not on how often it moves. One that names its order by the client's
 //! id counts in full: that id may be given again to a new order once the first is closed.
+//! A modification is never handed back: another of the same order may have been decided
+//! against what it counted.
 //!
 //! An order whose notional the request alone does not tell is denied with
 //! [`Rule::PriceUnavailable`] for its caller to price at the exchange, and decided again
@@ -140,28 +142,60 @@ pub struct DailyReservation {
     day: u64,
     notional: Option<Decimal>,
     withdrawal: Option<(String, Decimal)>,
-    /// The highest notionals of modified orders this request raised, in the order raised:
-    /// put back as they were when it is handed back.
-    raised_peaks: Vec<RaisedPeak>,
+    /// Whether it moved orders in place: it is then never handed back, since a later
+    /// modification of the same order may have been decided against what it counted.
+    moved_orders: bool,
 }
 
 /// An order modified in place, as its client's requests name it: its symbol (as symbol
 /// lists name it: `usdm:BTCUSDT`) and the exchange's id of it, which no other order of
 /// the symbol ever has.
-type ModifiedOrder = (String, OrderRef);
+type ModifiedOrder = (String, u64);
 
-/// A modification that raised its order's highest notional counted today.
-#[derive(Debug, PartialEq)]
-struct RaisedPeak {
-    order: ModifiedOrder,
-    before: Option<Decimal>,
-    after: Decimal,
+/// One version of an order modified in place: its quantity and its notional.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Version {
+    quantity: Decimal,
+    notional: Decimal,
+}
+
+/// The highest quantity and the highest price of an order's versions counted today. An
+/// order's quantity is its total, what filled included, so what it fills over all its
+/// versions is at most the highest quantity at the highest price: their product bounds
+/// it (the highest notional alone does not: a price lowered while the quantity grows
+/// fills more).
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Peak {
+    quantity: Decimal,
+    price: Decimal,
+}
+
+impl Peak {
+    fn of(version: Version) -> Option<Peak> {
+        Some(Peak {
+            quantity: version.quantity,
+            price: version.notional.checked_div(version.quantity)?,
+        })
+    }
+
+    fn with(self, other: Peak) -> Peak {
+        Peak {
+            quantity: self.quantity.max(other.quantity),
+            price: self.price.max(other.price),
+        }
+    }
+
+    fn bound(self) -> Decimal {
+        self.quantity
+            .checked_mul(self.price)
+            .unwrap_or(Decimal::MAX)
+    }
 }
 
 impl DailyReservation {
     /// Whether it reserved nothing.
     pub fn is_empty(&self) -> bool {
-        self.notional.is_none() && self.withdrawal.is_none() && self.raised_peaks.is_empty()
+        self.notional.is_none() && self.withdrawal.is_none()
     }
 }
 
@@ -174,9 +208,10 @@ struct Counters {
     day: u64,
     day_notional: Decimal,
     day_withdrawn: HashMap<String, Decimal>,
-    /// The highest notional each order this client modified in place was counted at
-    /// today: a later modification of it counts only what it adds above.
-    day_modified_peaks: HashMap<ModifiedOrder, Decimal>,
+    /// The highest quantity and price each order this client modified in place was
+    /// counted at today: a later modification of it counts only what it adds to their
+    /// product.
+    day_modified_peaks: HashMap<ModifiedOrder, Peak>,
 }
 
 impl Counters {
@@ -194,38 +229,41 @@ impl Counters {
     }
 
     /// What orders of `notional` in all count towards the day, `modifications` (each
-    /// modified order and its new notional) among them: each modification only what it
-    /// adds above its order's highest today. (Two modifications of one order in one batch
-    /// each count what they add above the highest before the batch: more, not less.)
-    fn counted_towards_day(
+    /// modified order and its new version) among them, and the orders' highest after
+    /// them: the first modification of an order today counts in full (its placement was
+    /// counted apart), a later one only what it adds to the product of the order's
+    /// highest quantity and highest price. Taken in turn, so that two of one order in a
+    /// batch count as they would one after the other.
+    fn count_modifications(
         &self,
         notional: Decimal,
-        modifications: &[(ModifiedOrder, Decimal)],
-    ) -> Decimal {
-        modifications
-            .iter()
-            .filter_map(|(order, new)| Some((*new).min(*self.day_modified_peaks.get(order)?)))
-            .fold(notional, |counted, already| {
-                (counted - already).max(Decimal::ZERO)
-            })
-    }
-
-    /// Raises the highest notional of each order `modifications` modified to its new
-    /// notional, where that is higher, and returns how to put them back.
-    fn raise_peaks(&mut self, modifications: Vec<(ModifiedOrder, Decimal)>) -> Vec<RaisedPeak> {
-        let mut raised = Vec::new();
-        for (order, new) in modifications {
-            let before = self.day_modified_peaks.get(&order).copied();
-            if before.is_none_or(|peak| new > peak) {
-                self.day_modified_peaks.insert(order.clone(), new);
-                raised.push(RaisedPeak {
-                    order,
-                    before,
-                    after: new,
-                });
-            }
+        modifications: &[(ModifiedOrder, Version)],
+    ) -> (Decimal, HashMap<ModifiedOrder, Peak>) {
+        let mut raised: HashMap<ModifiedOrder, Peak> = HashMap::new();
+        let mut counted = notional;
+        for (order, version) in modifications {
+            let Some(peak) = Peak::of(*version) else {
+                continue;
+            };
+            let before = raised
+                .get(order)
+                .or_else(|| self.day_modified_peaks.get(order))
+                .copied();
+            let (after, adds) = match before {
+                Some(before) => {
+                    let after = before.with(peak);
+                    (after, after.bound().saturating_sub(before.bound()))
+                }
+                None => (peak, version.notional),
+            };
+            // In place of the version's own notional, what it adds.
+            counted = counted
+                .saturating_sub(version.notional)
+                .max(Decimal::ZERO)
+                .saturating_add(adds);
+            raised.insert(order.clone(), after);
         }
-        raised
+        (counted.normalize(), raised)
     }
 
     /// Denies a client that has used up its rate in the current one-second window,
@@ -292,7 +330,9 @@ impl Decider {
     /// Hands back what `reservation` counted, on the day it was counted (a new day has
     /// started from nothing anyway): the request never reached the exchange.
     pub fn release(&self, reservation: DailyReservation) {
-        if reservation.is_empty() {
+        // A modification decided after this one may have counted nothing against the
+        // highest this one raised: what this one counted stays, sent or not.
+        if reservation.is_empty() || reservation.moved_orders {
             return;
         }
         let mut counters = self
@@ -311,15 +351,6 @@ impl Decider {
         if let Some((asset, amount)) = reservation.withdrawal {
             if let Some(total) = c.day_withdrawn.get_mut(&asset) {
                 *total = (*total - amount).max(Decimal::ZERO);
-            }
-        }
-        // Put back as they were, unless a later modification raised them again.
-        for raised in reservation.raised_peaks.into_iter().rev() {
-            if c.day_modified_peaks.get(&raised.order) == Some(&raised.after) {
-                match raised.before {
-                    Some(before) => c.day_modified_peaks.insert(raised.order, before),
-                    None => c.day_modified_peaks.remove(&raised.order),
-                };
             }
         }
     }
@@ -416,7 +447,7 @@ impl Decider {
         let orders = action.orders();
         let mut notional: Option<Decimal> = None;
         // Orders modified in place, with their new notionals.
-        let mut modifications: Vec<(ModifiedOrder, Decimal)> = Vec::new();
+        let mut modifications: Vec<(ModifiedOrder, Version)> = Vec::new();
         // The first order that must be priced at the exchange.
         let mut unpriced: Option<usize> = None;
         for (i, order) in orders.iter().enumerate() {
@@ -445,8 +476,14 @@ impl Decider {
                         );
                     };
                     notional = Some(total);
-                    if let Some(modified) = modified_order(order) {
-                        modifications.push((modified, n));
+                    if let (Some(modified), Some(quantity)) =
+                        (modified_order(order), order.quantity)
+                    {
+                        let version = Version {
+                            quantity,
+                            notional: n,
+                        };
+                        modifications.push((modified, version));
                     }
                 }
             }
@@ -524,7 +561,11 @@ impl Decider {
         // modification counts what it adds above its order's highest today.
         let daily = notional
             .filter(|_| !action.validates_only)
-            .map(|n| c.counted_towards_day(n, &modifications));
+            .map(|n| c.count_modifications(n, &modifications));
+        let (daily, raised_peaks) = match daily {
+            Some((counted, raised)) => (Some(counted), raised),
+            None => (None, HashMap::new()),
+        };
         if let (Some(n), Some(max)) = (daily, policy.max_daily_notional) {
             let Some(total) = c.day_notional.checked_add(n) else {
                 return deny(
@@ -563,19 +604,19 @@ impl Decider {
         if policy.rate_per_second.is_some() && !rate_counted {
             c.rate_count = c.rate_count.saturating_add(rate_cost(action));
         }
-        let mut raised_peaks = Vec::new();
+        let moved_orders = !raised_peaks.is_empty();
         if let Some(n) = daily {
             // Checked above when a daily limit applies; without one the total only
             // informs, and saturates rather than overflows.
             c.day_notional = c.day_notional.saturating_add(n);
-            raised_peaks = c.raise_peaks(modifications);
+            c.day_modified_peaks.extend(raised_peaks);
         }
         Ok(DailyReservation {
             client: client.to_owned(),
             day: c.day,
             notional: daily,
             withdrawal: withdrawal.map(|(asset, amount, _)| (asset.to_owned(), amount)),
-            raised_peaks,
+            moved_orders,
         })
     }
 }
@@ -681,10 +722,11 @@ impl Decider {
             ActionKind::Trade if !request.validates_only => {
                 if let Some(n) = request.notional.filter(|n| *n > Decimal::ZERO) {
                     let modifications = modifications_recorded(request, n);
-                    let counted = c.counted_towards_day(n, &modifications);
+                    let (counted, raised) = c.count_modifications(n, &modifications);
                     c.day_notional = c.day_notional.saturating_add(counted);
                     reservation.notional = Some(counted);
-                    reservation.raised_peaks = c.raise_peaks(modifications);
+                    reservation.moved_orders = !raised.is_empty();
+                    c.day_modified_peaks.extend(raised);
                 }
             }
             ActionKind::Withdraw => {
@@ -725,29 +767,31 @@ enum OrderNotional {
     Unknown,
 }
 
-/// Checks one order (or a request that is no order: a read, a cancel) as a request of its
-/// own would be: the symbol list, the asset of the notional limits, and the per-order
-/// notional limit, `notional` being its stated or priced notional.
 /// The orders `request` (an order or a batch of `notional` in all) modified in place, with
-/// their new notionals, as its audit event records them: a single modification's is the
-/// request's; a batch's each its price times its quantity (one priced at the market, with
-/// no price of its own, is left out: it counts in full, as more rather than less).
+/// their new versions, as its audit event records them: a single modification's notional
+/// is the request's; a batch's each its price times its quantity (one priced at the
+/// market, with no price of its own, is left out: it counts in full, as more rather than
+/// less).
 fn modifications_recorded(
     request: &RequestEvent,
     notional: Decimal,
-) -> Vec<(ModifiedOrder, Decimal)> {
+) -> Vec<(ModifiedOrder, Version)> {
     let single = request.orders.is_empty();
     request
         .named_orders()
         .into_iter()
         .filter_map(|order| {
             let terms = order.terms?;
-            let new = if single {
+            let notional = if single {
                 notional
             } else {
                 terms.price?.checked_mul(terms.quantity)?
             };
-            Some((by_exchange_id(order.symbol, terms.modifies?)?, new))
+            let version = Version {
+                quantity: terms.quantity,
+                notional,
+            };
+            Some((by_exchange_id(order.symbol, terms.modifies?)?, version))
         })
         .collect()
 }
@@ -763,11 +807,19 @@ fn modified_order(order: &Action) -> Option<ModifiedOrder> {
     )
 }
 
-/// `(symbol, modifies)`, when `modifies` is the exchange's own id of the order.
+/// `(symbol, id)`, when `modifies` is the exchange's own id of the order: a number, as
+/// Binance gives them (`007` is order 7; an id that is no number is no order of its).
 fn by_exchange_id(symbol: String, modifies: OrderRef) -> Option<ModifiedOrder> {
-    matches!(modifies, OrderRef::OrderId(_)).then_some((symbol, modifies))
+    let OrderRef::OrderId(id) = modifies else {
+        return None;
+    };
+    let digits = !id.is_empty() && id.len() <= 20 && id.bytes().all(|b| b.is_ascii_digit());
+    Some((symbol, id.parse().ok().filter(|_| digits)?))
 }
 
+/// Checks one order (or a request that is no order: a read, a cancel) as a request of its
+/// own would be: the symbol list, the asset of the notional limits, and the per-order
+/// notional limit, `notional` being its stated or priced notional.
 fn check_order(
     client: &str,
     policy: &Policy,
@@ -1925,6 +1977,14 @@ mod tests {
         }
     }
 
+    /// A new USD-M order of notional `notional`.
+    fn futures_order_at(notional: i64) -> Action {
+        let mut a = modification("0", notional, 1);
+        a.endpoint = "POST /fapi/v1/order".into();
+        a.terms.as_mut().unwrap().modifies = None;
+        a
+    }
+
     fn daily_limit(max: i64) -> Policy {
         Policy {
             max_order_notional: None,
@@ -2004,31 +2064,65 @@ mod tests {
         }
     }
 
-    /// A modification handed back (never sent) puts its order's highest back: the next
-    /// one would otherwise count less than the order was ever counted at.
+    /// A regression test (from a review): a modification handed back (never sent) put its
+    /// order's highest back, though another of the same order, decided while it waited,
+    /// had counted nothing against that highest and was sent: the order then rested at
+    /// it with nothing counted. What a modification counted now stays, sent or not.
     #[test]
-    fn a_modification_handed_back_puts_its_order_s_highest_back() {
+    fn a_modification_handed_back_stays_counted() {
         let p = daily_limit(10_000);
         let d = Decider::new();
         let reserve = |a: &Action| d.reserve(&modify(&p, a, 0)).unwrap();
-        let first = reserve(&modification("7", 500, 1));
-        let raised = reserve(&modification("7", 900, 1));
-        d.release(raised);
+        let waiting = reserve(&modification("7", 900, 1));
+        let sent = reserve(&modification("7", 900, 1));
+        assert_eq!(sent.notional, Some(Decimal::ZERO));
+        d.release(waiting);
+        assert_eq!(d.day_notional("bot1", 0), Decimal::from(900));
         assert_eq!(
             reserve(&modification("7", 900, 1)).notional,
-            Some(Decimal::from(400))
-        );
-        d.release(first);
-        // A release that comes after a later raise leaves the later one.
-        let d = Decider::new();
-        let reserve = |a: &Action| d.reserve(&modify(&p, a, 0)).unwrap();
-        let first = reserve(&modification("9", 500, 1));
-        let _later = reserve(&modification("9", 900, 1));
-        d.release(first);
-        assert_eq!(
-            reserve(&modification("9", 900, 1)).notional,
             Some(Decimal::ZERO)
         );
+        // An order that is no modification is handed back as before.
+        let placed = d.reserve(&modify(&p, &futures_order_at(100), 0)).unwrap();
+        d.release(placed);
+        assert_eq!(d.day_notional("bot1", 0), Decimal::from(900));
+    }
+
+    /// A regression test (from a review): what an order fills over its versions is bounded
+    /// by its highest quantity at its highest price, not by its highest notional: a price
+    /// lowered while the quantity grows fills more. A modification counts what it adds to
+    /// that product.
+    #[test]
+    fn a_modification_counts_what_it_adds_to_the_highest_quantity_at_the_highest_price() {
+        let p = daily_limit(100_000);
+        let d = Decider::new();
+        let counted = |id: &str, price: i64, quantity: i64| {
+            let a = modification(id, price, quantity);
+            d.reserve(&modify(&p, &a, 0)).unwrap().notional.unwrap()
+        };
+        assert_eq!(counted("7", 100, 1), Decimal::from(100));
+        // 2 at 50 is no larger a notional, but 2 at the highest price, 100, is 100 more.
+        assert_eq!(counted("7", 50, 2), Decimal::from(100));
+        assert_eq!(counted("7", 100, 2), Decimal::ZERO);
+        assert_eq!(counted("7", 25, 4), Decimal::from(200));
+    }
+
+    /// A regression test (from a review): an empty `orderId` (the exchange then takes the
+    /// client's id) was a key like any other, so one highest served every order moved by
+    /// it. Only a number names an order by the exchange's id; `007` is order 7.
+    #[test]
+    fn only_a_number_names_an_order_by_the_exchange_s_id() {
+        let p = daily_limit(100_000);
+        let d = Decider::new();
+        let counted = |id: &str| {
+            let a = modification(id, 1000, 1);
+            d.reserve(&modify(&p, &a, 0)).unwrap().notional.unwrap()
+        };
+        for id in ["", "", "x1", "x1", "-1", "-1", "1e3", "1e3"] {
+            assert_eq!(counted(id), Decimal::from(1000), "{id:?}");
+        }
+        assert_eq!(counted("7"), Decimal::from(1000));
+        assert_eq!(counted("007"), Decimal::ZERO);
     }
 
     /// After a restart the modifications of the day count as they did.

@@ -12,7 +12,8 @@
 //! amounts withdrawn per UTC day) in memory, per client; an allowed order or withdrawal
 //! reserves its amount at once, so two concurrent ones cannot both slip under a daily
 //! limit. A request that then never reaches the exchange (refused after its decision, or
-//! the exchange unreachable) hands its reservation back ([`Decider::release`]). It is not
+//! the exchange unreachable) hands its reservation back ([`Decider::release`]), but for a
+//! modification in place (below). It is not
 //! a store: a process that starts again learns the day so far from the audit log
 //! ([`Decider::count_earlier`]).
 //!
@@ -133,7 +134,8 @@ pub struct Decider {
 
 /// What an allowed request counted against its client's daily limits: its order's
 /// notional, or its withdrawal's amount. Handed back with [`Decider::release`] when the
-/// request never reaches the exchange. Empty for most requests.
+/// request never reaches the exchange, unless it moved orders in place (see the crate
+/// doc). Empty for most requests.
 ///
 /// Not `Clone`: it is handed back once at most.
 #[derive(Debug, Default, PartialEq)]
@@ -146,6 +148,10 @@ pub struct DailyReservation {
     /// modification of the same order may have been decided against what it counted.
     moved_orders: bool,
 }
+
+/// The most orders modified in place a client's counters keep the highest of in a day;
+/// past it, a modification of an order not kept counts in full.
+const MODIFIED_ORDERS_MAX: usize = 10_000;
 
 /// An order modified in place, as its client's requests name it: its symbol (as symbol
 /// lists name it: `usdm:BTCUSDT`) and the exchange's id of it, which no other order of
@@ -245,6 +251,12 @@ impl Counters {
             let Some(peak) = Peak::of(*version) else {
                 continue;
             };
+            // Past the bound, a new order counts in full and is not kept: made-up ids
+            // cost their sender little, and each would take memory for the day.
+            let known = self.day_modified_peaks.contains_key(order) || raised.contains_key(order);
+            if !known && self.day_modified_peaks.len() + raised.len() >= MODIFIED_ORDERS_MAX {
+                continue;
+            }
             let before = raised
                 .get(order)
                 .or_else(|| self.day_modified_peaks.get(order))
@@ -328,7 +340,8 @@ impl Decider {
     }
 
     /// Hands back what `reservation` counted, on the day it was counted (a new day has
-    /// started from nothing anyway): the request never reached the exchange.
+    /// started from nothing anyway): the request never reached the exchange. A request
+    /// that moved orders in place keeps what it counted.
     pub fn release(&self, reservation: DailyReservation) {
         // A modification decided after this one may have counted nothing against the
         // highest this one raised: what this one counted stays, sent or not.
@@ -655,8 +668,10 @@ impl Decider {
         Ok(())
     }
 
-    /// Counts a request decided earlier, as [`Decider::decide`] counted it then, when it
-    /// falls on the UTC day of `now_ms`: an allowed order's notional and an allowed
+    /// Counts a request decided earlier, as [`Decider::decide`] counted it then (a batch's
+    /// modifications in place from each order's price times its quantity, which may differ
+    /// from what the decision counted at the market's price, and still bounds the order's
+    /// fills), when it falls on the UTC day of `now_ms`: an allowed order's notional and an allowed
     /// withdrawal's amount. A gateway that starts again passes it the day's events from
     /// the audit log, in order, so that a restart does not reset the daily limits. An
     /// order or a withdrawal is written before it is sent and its outcome after: one whose
@@ -807,14 +822,16 @@ fn modified_order(order: &Action) -> Option<ModifiedOrder> {
     )
 }
 
-/// `(symbol, id)`, when `modifies` is the exchange's own id of the order: a number, as
-/// Binance gives them (`007` is order 7; an id that is no number is no order of its).
+/// `(symbol, id)`, when `modifies` is the exchange's own id of the order: a positive
+/// number, as Binance gives them (`007` is order 7; an id that is no such number, `0`
+/// included, which an exchange may read as none, is no order of its).
 fn by_exchange_id(symbol: String, modifies: OrderRef) -> Option<ModifiedOrder> {
     let OrderRef::OrderId(id) = modifies else {
         return None;
     };
     let digits = !id.is_empty() && id.len() <= 20 && id.bytes().all(|b| b.is_ascii_digit());
-    Some((symbol, id.parse().ok().filter(|_| digits)?))
+    let id: u64 = id.parse().ok().filter(|_| digits)?;
+    (id > 0).then_some((symbol, id))
 }
 
 /// Checks one order (or a request that is no order: a read, a cancel) as a request of its
@@ -1996,7 +2013,7 @@ mod tests {
     /// A regression test: every modification of a USD-M order counted its whole notional
     /// towards the day, so a bot that moved one 500 USDT quote a thousand times a day was
     /// cut off after its limit's worth of moves. A modification now counts what it adds
-    /// above the highest notional that order was counted at today.
+    /// to its order's highest quantity at its highest price today.
     #[test]
     fn a_modification_counts_what_it_adds_above_its_order_s_highest_today() {
         let p = daily_limit(2000);
@@ -2125,11 +2142,16 @@ mod tests {
         assert_eq!(counted("007"), Decimal::ZERO);
     }
 
-    /// After a restart the modifications of the day count as they did.
-    #[test]
-    fn modifications_read_back_from_the_log_count_as_they_did() {
-        use keygate_core::{BatchOrder, RequestEvent};
-        let event = |n: u64, notional: i64, terms, orders| Event {
+    /// The audit event of modification `n` (request id `r{n}`), allowed, with `outcome`.
+    fn modification_event(
+        n: u64,
+        notional: i64,
+        terms: Option<keygate_core::OrderTerms>,
+        orders: Vec<keygate_core::BatchOrder>,
+        outcome: Outcome,
+    ) -> Event {
+        use keygate_core::RequestEvent;
+        Event {
             ts_ms: DAY_MS + n,
             body: EventBody::Request(RequestEvent {
                 request_id: format!("r{n}"),
@@ -2153,11 +2175,29 @@ mod tests {
                 message: None,
                 upstream_status: Some(200),
                 latency_us: None,
-                outcome: Outcome::Answered,
+                outcome,
                 validates_only: false,
                 orders,
                 terms,
             }),
+        }
+    }
+
+    /// `OrderTerms` of a modification of order `id` to 1 at `price`.
+    fn moved_to(id: &str, price: i64) -> Option<keygate_core::OrderTerms> {
+        Some(keygate_core::OrderTerms {
+            price: Some(Decimal::from(price)),
+            quantity: Decimal::ONE,
+            modifies: Some(OrderRef::OrderId(id.into())),
+        })
+    }
+
+    /// After a restart the modifications of the day count as they did.
+    #[test]
+    fn modifications_read_back_from_the_log_count_as_they_did() {
+        use keygate_core::BatchOrder;
+        let event = |n, notional, terms, orders| {
+            modification_event(n, notional, terms, orders, Outcome::Answered)
         };
         let terms = |id: &str, price: i64| {
             Some(keygate_core::OrderTerms {
@@ -2193,6 +2233,117 @@ mod tests {
                 .map(|r| r.notional),
             Ok(Some(Decimal::ZERO))
         );
+    }
+
+    /// A modification read back from the log whose outcome says it never reached the
+    /// exchange keeps what it counted, as it did live: another of the same order, decided
+    /// while it waited, counted nothing against it.
+    #[test]
+    fn a_modification_read_back_as_never_sent_stays_counted() {
+        use keygate_core::OutcomeEvent;
+        let restarted = Decider::new();
+        let now = DAY_MS + 1_000;
+        let unreachable = Event {
+            ts_ms: DAY_MS + 3,
+            body: EventBody::Outcome(OutcomeEvent {
+                request_id: "r1".into(),
+                client: Some("bot1".into()),
+                upstream_status: None,
+                latency_us: 0,
+                outcome: Outcome::UpstreamUnreachable,
+                order_ids: Vec::new(),
+            }),
+        };
+        for earlier in [
+            modification_event(1, 900, moved_to("7", 900), Vec::new(), Outcome::Pending),
+            modification_event(2, 900, moved_to("7", 900), Vec::new(), Outcome::Answered),
+            unreachable,
+        ] {
+            restarted.count_earlier(&earlier, now);
+        }
+        assert_eq!(restarted.day_notional("bot1", now), Decimal::from(900));
+    }
+
+    /// A denied modification keeps no highest: the same again would otherwise count
+    /// nothing.
+    #[test]
+    fn a_denied_modification_raises_no_highest() {
+        let p = daily_limit(1000);
+        let d = Decider::new();
+        for now in 0..2 {
+            let past = modification("7", 1200, 1);
+            assert_eq!(
+                rule(d.decide(&modify(&p, &past, now))),
+                Some(Rule::DailyNotional)
+            );
+        }
+    }
+
+    /// Two modifications of one order in a batch count as they would one after the other:
+    /// each against the highest the one before left, not both against the highest before
+    /// the batch (10 at 100, then 1 at 1000, make 10 at 1000).
+    #[test]
+    fn two_modifications_of_one_order_in_a_batch_count_in_turn() {
+        let p = daily_limit(100_000);
+        let d = Decider::new();
+        d.reserve(&modify(&p, &modification("7", 100, 1), 0))
+            .unwrap();
+        let batch = Action {
+            market: Some(Market::Usdm),
+            batch: vec![modification("7", 100, 10), modification("7", 1000, 1)],
+            ..Action::new(ActionKind::Trade, "PUT /fapi/v1/batchOrders")
+        };
+        let notionals = [Some(Decimal::from(1000)), Some(Decimal::from(1000))];
+        let request = Request {
+            expires_at_ms: None,
+            ..batch_request(&p, &batch, &notionals, 0)
+        };
+        assert_eq!(
+            d.reserve(&request).map(|r| r.notional),
+            Ok(Some(Decimal::from(9900)))
+        );
+    }
+
+    /// An order's price is what its modification was decided at (the market's, when
+    /// higher than its own), not its own: a sell moved below the market fills there.
+    #[test]
+    fn a_modification_s_price_is_the_one_it_was_decided_at() {
+        let p = daily_limit(100_000);
+        let d = Decider::new();
+        let at_market = |quantity: i64| {
+            let a = modification("7", 500, quantity);
+            let request = Request {
+                expires_at_ms: None,
+                ..request(&p, &a, Some(Decimal::from(1000 * quantity)), 0)
+            };
+            d.reserve(&request).unwrap().notional.unwrap()
+        };
+        assert_eq!(at_market(1), Decimal::from(1000));
+        // 2 at the market's 1000, not at its own 500.
+        assert_eq!(at_market(2), Decimal::from(1000));
+    }
+
+    /// Made-up order ids cost little and each would take memory for the day: past
+    /// [`MODIFIED_ORDERS_MAX`] orders, a modification of one not kept counts in full.
+    /// Order id 0 is none.
+    #[test]
+    fn orders_past_the_bound_or_numbered_0_count_in_full() {
+        let p = daily_limit(i64::MAX);
+        let d = Decider::new();
+        let counted = |id: &str| {
+            let a = modification(id, 1, 1);
+            d.reserve(&modify(&p, &a, 0)).unwrap().notional.unwrap()
+        };
+        for id in ["0", "0", "000"] {
+            assert_eq!(counted(id), Decimal::ONE, "{id}");
+        }
+        for id in 1..=MODIFIED_ORDERS_MAX {
+            counted(&id.to_string());
+        }
+        assert_eq!(counted("1"), Decimal::ZERO);
+        let past = (MODIFIED_ORDERS_MAX + 1).to_string();
+        assert_eq!(counted(&past), Decimal::ONE);
+        assert_eq!(counted(&past), Decimal::ONE);
     }
 
     #[test]

@@ -455,6 +455,29 @@ impl SignedRequest {
         if is_batch_path(path) && matches!(method, "POST" | "PUT") {
             self.batch(method)?;
         }
+        // A modification names what Binance requires of it, as each of a batch's must:
+        // one without its price (or a `priceMatch`) would be priced from the market alone.
+        if method == "PUT" && path == "/fapi/v1/order" {
+            let named = |name| self.param(name).is_some_and(|v| !v.is_empty());
+            if let Some(missing) = ["symbol", "side", "quantity"]
+                .into_iter()
+                .find(|name| !named(name))
+            {
+                return Err(Error::Malformed {
+                    reason: format!("a modification names its '{missing}'"),
+                });
+            }
+            if !named("price") && !named("priceMatch") {
+                return Err(malformed(
+                    "a modification names its 'price' or 'priceMatch'",
+                ));
+            }
+            if !named("orderId") && !named("origClientOrderId") {
+                return Err(malformed(
+                    "a modification names its 'orderId' or 'origClientOrderId'",
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -2899,6 +2922,28 @@ mod tests {
                 SignedRequest::parse(&params, b"", None).is_err(),
                 "{variant}"
             );
+        }
+        // A single modification names what a batch's must (found by a review): one without
+        // a price would be priced from the market alone.
+        let checked = |params: &str| {
+            SignedRequest::parse(params, b"", None)
+                .unwrap()
+                .check_for_path("PUT", "/fapi/v1/order")
+        };
+        for params in [
+            "symbol=BTCUSDT&side=BUY&orderId=7&quantity=0.02",
+            "symbol=BTCUSDT&side=BUY&orderId=&quantity=0.02&price=1",
+            "symbol=BTCUSDT&orderId=7&quantity=0.02&price=1",
+            "side=BUY&orderId=7&quantity=0.02&price=1",
+            "symbol=BTCUSDT&side=BUY&orderId=7&price=1",
+        ] {
+            assert!(checked(params).is_err(), "{params}");
+        }
+        for params in [
+            "symbol=BTCUSDT&side=BUY&orderId=7&quantity=0.02&price=1",
+            "symbol=BTCUSDT&side=BUY&origClientOrderId=a&quantity=0.02&priceMatch=QUEUE",
+        ] {
+            assert!(checked(params).is_ok(), "{params}");
         }
         // Nothing to modify in place: a market order, a spot order, a stop.
         for (path, params) in [

@@ -15,7 +15,8 @@ import urllib.request
 
 import ccxt
 
-GW = os.environ["KEYGATE_URL"]
+from ccxt_e2e import gateway_urls
+
 MOCK = os.environ["MOCK_URL"]
 
 
@@ -30,12 +31,7 @@ def main():
         {
             "apiKey": os.environ["KEYGATE_API_KEY"],
             "secret": os.environ["KEYGATE_SECRET"],
-            "urls": {
-                "api": {
-                    name: url.replace("https://", GW + "/binance/") if isinstance(url, str) else url
-                    for name, url in ccxt.binance().urls["api"].items()
-                }
-            },
+            "urls": {"api": gateway_urls()},
         }
     )
     exchange.load_markets()

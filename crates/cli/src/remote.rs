@@ -210,7 +210,7 @@ async fn read_signed_with<A: Adapter>(
         .exchange_time_ms(adapter, &base, path, weight)
         .await;
     // The clock's answer may have asked for a pause.
-    let pool = not_paused(adapter, weight, &base, path).map(|_| pool)?;
+    not_paused(adapter, weight, &base, path)?;
     let params = match query {
         "" => format!("timestamp={now}&recvWindow=10000"),
         query => format!("{query}&timestamp={now}&recvWindow=10000"),

@@ -90,8 +90,8 @@ use rust_decimal::Decimal;
 use crate::answers::{AnswerBudget, Caller};
 use crate::registry::{ClientEntry, Live, Registry, Verifier};
 use crate::replay::ReplayCache;
-use crate::upstream::{Failure, PriceBudget, Upstream};
-use crate::weight::{OverCap, Paused, Pool, Reservation, WeightGauge};
+use crate::upstream::{Failure, Upstream};
+use crate::weight::{OverCap, Pool, Reservation, WeightGauge};
 
 /// Largest request body accepted, in bytes. Binance's own requests are far smaller.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -470,8 +470,7 @@ async fn handle<A: Adapter>(
             upstream: base,
             name: adapter.weight_pool(native),
         };
-        if let Some(paused) = gw.weight.paused(pool, now_ms()) {
-            let (response, msg) = held_back(adapter, paused, now_ms());
+        if let Some((response, msg)) = held_back(adapter, &gw.weight, pool) {
             return audit.deny(response, Rule::ExchangeBackOff, &msg);
         }
         // Settled once the answer's weight is recorded; else its estimate counts as spent.
@@ -651,9 +650,8 @@ async fn handle<A: Adapter>(
     // While the exchange asks the address to back off, nothing is sent, not even an order
     // or a cancel: the exchange would refuse it, and count it towards a ban (or a longer
     // one) that stops every client.
-    if let Some(paused) = gw.weight.paused(pool, now) {
+    if let Some((response, msg)) = held_back(adapter, &gw.weight, pool) {
         audit.action = Some(action);
-        let (response, msg) = held_back(adapter, paused, now);
         return audit.deny(response, Rule::ExchangeBackOff, &msg);
     }
     // A read reserves its weight as public data does (also before it counts against its
@@ -698,16 +696,7 @@ async fn handle<A: Adapter>(
         let cap = pricing_weight_cap(gw.limits.public_weight_cap);
         match gw
             .upstream
-            .price_orders(
-                adapter,
-                &base,
-                native,
-                &action,
-                &PriceBudget {
-                    weight: &gw.weight,
-                    cap,
-                },
-            )
+            .price_orders(adapter, &base, native, &action, &gw.weight, cap)
             .await
         {
             Ok(priced) => {
@@ -732,11 +721,8 @@ async fn handle<A: Adapter>(
     audit.action = Some(action);
     // A price lookup the exchange answered asking to back off leaves the order unpriced:
     // it is held back for that, not denied for its price.
-    if decision.is_err() {
-        if let Some(paused) = gw.weight.paused(pool, now_ms()) {
-            let (response, msg) = held_back(adapter, paused, now_ms());
-            return audit.deny(response, Rule::ExchangeBackOff, &msg);
-        }
+    if let (Err(_), Some((response, msg))) = (&decision, held_back(adapter, &gw.weight, pool)) {
+        return audit.deny(response, Rule::ExchangeBackOff, &msg);
     }
     match decision {
         // Handed back if the request is refused from here on, or never reaches the
@@ -766,11 +752,8 @@ async fn handle<A: Adapter>(
                 lookup,
             )
             .await;
-        if found.is_none() {
-            if let Some(paused) = gw.weight.paused(pool, now_ms()) {
-                let (response, msg) = held_back(adapter, paused, now_ms());
-                return audit.deny(response, Rule::ExchangeBackOff, &msg);
-            }
+        if let (None, Some((response, msg))) = (&found, held_back(adapter, &gw.weight, pool)) {
+            return audit.deny(response, Rule::ExchangeBackOff, &msg);
         }
         if found.is_none() || found != named {
             let msg = match found {
@@ -807,8 +790,7 @@ async fn handle<A: Adapter>(
             let response = refusal_response(adapter, Refusal::Invalid(&e));
             return Some((response, Rule::Authentication, msg));
         }
-        if let Some(paused) = gw.weight.paused(pool, now_ms()) {
-            let (response, msg) = held_back(adapter, paused, now_ms());
+        if let Some((response, msg)) = held_back(adapter, &gw.weight, pool) {
             return Some((response, Rule::ExchangeBackOff, msg));
         }
         let msg = changed_while_waiting(&gw.live.snapshot(), api_key, &client)?;
@@ -960,10 +942,16 @@ fn weight_paused(what: &str, over: OverCap, cap: u64, kept_for: &str) -> String 
     )
 }
 
-/// The answer to a request held back while the exchange asks the address to back off
-/// (`paused`, at `now_ms`), as the exchange itself answers meanwhile (429, or 418 for a
-/// ban) with how long is left in `Retry-After`; and the reason, for its event.
-fn held_back<A: Adapter>(adapter: &A, paused: Paused, now_ms: u64) -> (Response, String) {
+/// While the exchange asks `pool`'s address to back off ([`WeightGauge::paused`]), the
+/// answer to a request held back, as the exchange itself answers meanwhile (429, or 418
+/// for a ban) with how long is left in `Retry-After`, and the reason, for its event.
+fn held_back<A: Adapter>(
+    adapter: &A,
+    weight: &WeightGauge,
+    pool: Pool<'_>,
+) -> Option<(Response, String)> {
+    let now_ms = now_ms();
+    let paused = weight.paused(pool, now_ms)?;
     let message = if paused.banned {
         format!(
             "keygate: the exchange banned this address (HTTP 418) until {} (ms since the \
@@ -987,7 +975,7 @@ fn held_back<A: Adapter>(adapter: &A, paused: Paused, now_ms: u64) -> (Response,
     response
         .headers_mut()
         .insert(http::header::RETRY_AFTER, HeaderValue::from(seconds_left));
-    (response, message)
+    Some((response, message))
 }
 
 /// A refusal in the exchange's own error shape.

@@ -617,9 +617,9 @@ impl Upstream {
         base: &str,
         native_path: &str,
         symbol: &str,
-        budget: &PriceBudget<'_>,
+        weight: &WeightGauge,
+        cap: u64,
     ) -> Result<Option<Decimal>, OverCap> {
-        let weight = budget.weight;
         let Some(path) = adapter.ticker_path(native_path, symbol) else {
             return Ok(None);
         };
@@ -640,7 +640,7 @@ impl Upstream {
             return Ok(None);
         }
         // Settled once the answer's weight is recorded; else its estimate counts as spent.
-        let reservation = weight.reserve(pool, budget.cap, estimate, crate::now_ms())?;
+        let reservation = weight.reserve(pool, cap, estimate, crate::now_ms())?;
         let url = format!("{base}{}", key.1);
         let price = match self.send(&Method::GET, &url, &[], b"").await {
             Ok(response) => {
@@ -681,7 +681,8 @@ impl Upstream {
         base: &str,
         native_path: &str,
         action: &Action,
-        budget: &PriceBudget<'_>,
+        weight: &WeightGauge,
+        cap: u64,
     ) -> Result<Vec<Option<Decimal>>, OverCap> {
         let mut markets: Vec<(&str, Option<Decimal>)> = Vec::new();
         let mut notionals = Vec::with_capacity(action.orders().len());
@@ -695,7 +696,7 @@ impl Upstream {
                         None if markets.len() >= MAX_PRICED_SYMBOLS => None,
                         None => {
                             let market = self
-                                .price(adapter, base, native_path, symbol, budget)
+                                .price(adapter, base, native_path, symbol, weight, cap)
                                 .await?;
                             markets.push((symbol, market));
                             market
@@ -709,14 +710,6 @@ impl Upstream {
         }
         Ok(notionals)
     }
-}
-
-/// What the ticker lookups that price orders may spend.
-pub struct PriceBudget<'a> {
-    /// The weight gauge the lookups reserve from, and tell of answers asking to back off.
-    pub weight: &'a WeightGauge,
-    /// The weight at which lookups pause.
-    pub cap: u64,
 }
 
 /// The most symbols one request's orders are priced in ([`Upstream::price_orders`]):
@@ -989,11 +982,7 @@ mod tests {
         let upstream = Upstream::new(Duration::from_secs(5)).unwrap();
         let weight = WeightGauge::default();
         let binance = keygate_exchanges::Binance;
-        let budget = PriceBudget {
-            weight: &weight,
-            cap: 100,
-        };
-        let price = |symbol| upstream.price(&binance, base, "/api/v3/order", symbol, &budget);
+        let price = |symbol| upstream.price(&binance, base, "/api/v3/order", symbol, &weight, 100);
         for _ in 0..3 {
             assert_eq!(price("ZZZZ1USDT").await, Ok(None));
         }

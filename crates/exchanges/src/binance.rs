@@ -23,8 +23,8 @@ use rust_decimal::Decimal;
 use sha2::Sha256;
 
 use crate::{
-    Adapter, BackOff, ClientRequest, Error, ExchangeOrder, ExchangeWithdrawal, KeyPermissions,
-    Refusal, Route,
+    Adapter, BackOff, ClientRequest, Error, ExchangeOrder, ExchangeWithdrawal, Freshness,
+    KeyPermissions, Refusal, Route,
 };
 pub use crate::{ClientKey, Forward};
 
@@ -268,7 +268,7 @@ impl SignedRequest {
     /// `timestamp < now + 1000` and `now - timestamp <= recvWindow`, and returns the
     /// timestamp in microseconds. `timestamp` may be in milliseconds or microseconds;
     /// `recvWindow` may have three decimals.
-    pub fn check_freshness(&self, now_ms: u64) -> Result<u64, Error> {
+    pub fn check_freshness(&self, now_ms: u64) -> Result<Freshness, Error> {
         let raw = self
             .param("timestamp")
             .ok_or(Error::MissingParameter { name: "timestamp" })?;
@@ -302,7 +302,10 @@ impl SignedRequest {
         let now_us = now_ms.saturating_mul(1000);
         let ahead_us = crate::MAX_TIMESTAMP_AHEAD_MS * 1000;
         if ts_us < now_us + ahead_us && now_us.saturating_sub(ts_us) <= window_us {
-            Ok(ts_us)
+            Ok(Freshness {
+                signed_at_us: ts_us,
+                valid_through_us: ts_us.saturating_add(window_us),
+            })
         } else {
             Err(Error::StaleTimestamp)
         }
@@ -551,7 +554,7 @@ impl ClientRequest for SignedRequest {
     fn verify(&self, key: ClientKey<'_>) -> Result<(), Error> {
         SignedRequest::verify(self, key)
     }
-    fn check_freshness(&self, now_ms: u64) -> Result<u64, Error> {
+    fn check_freshness(&self, now_ms: u64) -> Result<Freshness, Error> {
         SignedRequest::check_freshness(self, now_ms)
     }
     fn check_for_path(&self, method: &str, path: &str) -> Result<(), Error> {
@@ -611,9 +614,6 @@ impl Adapter for Binance {
         content_type: Option<&str>,
     ) -> Result<SignedRequest, Error> {
         SignedRequest::parse(query, body, content_type)
-    }
-    fn max_signature_age_ms(&self) -> u64 {
-        MAX_RECV_WINDOW_MS + crate::MAX_TIMESTAMP_AHEAD_MS
     }
     fn time_path(&self, path: &str) -> &'static str {
         time_path(path)
@@ -3527,12 +3527,22 @@ mod tests {
             .is_err());
         assert_eq!(
             req(&format!("timestamp={}123", now - 10)).check_freshness(now),
-            Ok((now - 10) * 1000 + 123)
+            Ok(Freshness {
+                signed_at_us: (now - 10) * 1000 + 123,
+                valid_through_us: (now - 10 + 5000) * 1000 + 123,
+            })
         );
         assert_eq!(
-            req(&format!("timestamp={now}")).check_freshness(now),
-            Ok(now * 1000)
+            req(&format!("timestamp={now}&recvWindow=1500.5")).check_freshness(now),
+            Ok(Freshness {
+                signed_at_us: now * 1000,
+                valid_through_us: (now + 1500) * 1000 + 500,
+            })
         );
+        // The last instant it is taken at is the one it names.
+        let last = req(&format!("timestamp={now}&recvWindow=2000"));
+        assert!(last.check_freshness(now + 2000).is_ok());
+        assert!(last.check_freshness(now + 2001).is_err());
         assert_eq!(
             req(&format!("timestamp={now}&recvWindow=60001")).check_freshness(now),
             Err(Error::RecvWindowTooLarge)

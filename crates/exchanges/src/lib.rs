@@ -141,6 +141,16 @@ pub struct BackOff {
     pub banned: bool,
 }
 
+/// The time window of a fresh signed request, in microseconds since the epoch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Freshness {
+    /// Its timestamp.
+    pub signed_at_us: u64,
+    /// The last instant at which the exchange's timestamp check takes it: after that the
+    /// request is stale, so a copy of it is refused without being remembered.
+    pub valid_through_us: u64,
+}
+
 /// A client's request, parsed once and then verified, classified and re-signed from that
 /// one parsed form.
 pub trait ClientRequest: Send + Sync {
@@ -152,8 +162,9 @@ pub trait ClientRequest: Send + Sync {
     fn replay_id(&self) -> Option<Cow<'_, str>>;
     /// Verifies the client's signature over the bytes as received.
     fn verify(&self, key: ClientKey<'_>) -> Result<(), Error>;
-    /// Checks the request's timestamp against `now_ms`, and returns it in microseconds.
-    fn check_freshness(&self, now_ms: u64) -> Result<u64, Error>;
+    /// Checks the request's timestamp against `now_ms`: when it was signed, and until
+    /// when the exchange would take it.
+    fn check_freshness(&self, now_ms: u64) -> Result<Freshness, Error>;
     /// Checks what `method` at the native `path` the request goes to asks of its
     /// parameters beyond what every path asks (Binance: futures take an integer
     /// `recvWindow`, spot a decimal one; a batch's list of orders must read): a request
@@ -235,8 +246,6 @@ pub trait Adapter: Send + Sync + 'static {
         body: &[u8],
         content_type: Option<&str>,
     ) -> Result<Self::Request, Error>;
-    /// The longest a signature stays valid, for the replay cache.
-    fn max_signature_age_ms(&self) -> u64;
     /// The public endpoint reporting the exchange's clock for `path`'s host.
     fn time_path(&self, path: &str) -> &'static str;
     /// Reads the clock out of that endpoint's answer, in milliseconds.

@@ -571,8 +571,8 @@ async fn handle<A: Adapter>(
         );
     };
     let now = now_ms();
-    let signed_at_us = match signed.check_freshness(now) {
-        Ok(signed_at_us) => signed_at_us,
+    let freshness = match signed.check_freshness(now) {
+        Ok(freshness) => freshness,
         Err(e) => {
             return audit.deny(
                 refuse(Refusal::Invalid(&e)),
@@ -613,7 +613,7 @@ async fn handle<A: Adapter>(
         let msg = format!("keygate: {}", denial.message);
         return audit.deny(refuse(Refusal::Denied(&msg)), denial.rule, &denial.message);
     }
-    if !gw.replay.remembers(signed_at_us) {
+    if !gw.replay.remembers(freshness.signed_at_us) {
         // Answered as a stale timestamp, which clients know to sign again.
         return audit.deny(
             refuse(Refusal::Invalid(&keygate_exchanges::Error::StaleTimestamp)),
@@ -625,7 +625,7 @@ async fn handle<A: Adapter>(
     let replay_id = signed.replay_id().unwrap_or_default();
     if !gw
         .replay
-        .first_sighting(&replay_id, now, adapter.max_signature_age_ms())
+        .first_sighting(&replay_id, now, freshness.valid_through_us)
     {
         let msg = "keygate: this signature was already used";
         return audit.deny(refuse(Refusal::Denied(msg)), Rule::Replay, msg);
@@ -830,7 +830,7 @@ async fn handle<A: Adapter>(
     if let Some((response, rule, msg)) = refusal_since_decided() {
         return audit.deny(response, rule, &msg);
     }
-    let timestamp = timestamp_as_old_as(exchange_now_ms, signed_at_us, now_us());
+    let timestamp = timestamp_as_old_as(exchange_now_ms, freshness.signed_at_us, now_us());
     let forward = signed.resign(
         account.api_key.expose_secret(),
         account.secret.expose_secret().as_bytes(),

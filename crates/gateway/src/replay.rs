@@ -1,19 +1,24 @@
 //! Remembers recent signatures so that a captured request cannot be sent twice.
 
 use std::collections::hash_map::RandomState;
-use std::collections::{HashSet, VecDeque};
+use std::collections::{BTreeMap, HashSet};
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::sync::Mutex;
 
-/// Signatures seen inside their window, with their expiry in insertion order so that
-/// forgetting old ones costs O(1) per signature instead of a sweep under the lock.
+/// Signatures seen inside their window, each kept until its own window ends.
 ///
 /// A signature is remembered as a 128-bit fingerprint (two SipHash-1-3 with keys chosen
-/// at random when the process starts), not as its text: a minute of signatures at tens
-/// of thousands of requests a second is millions of entries, and fixed-size keys keep
-/// them small and cheap to rehash. Only signatures that verified get here, and two of
-/// them sharing a fingerprint has negligible odds; nobody outside the process knows the
-/// keys to aim for one.
+/// at random when the process starts), not as its text: tens of thousands of requests a
+/// second over windows of up to a minute are millions of entries, and fixed-size keys
+/// keep them small and cheap to rehash. Only signatures that verified get here, and two
+/// of them sharing a fingerprint has negligible odds; nobody outside the process knows
+/// the keys to aim for one.
+///
+/// Each is forgotten once its request's own window is over (Binance: its timestamp
+/// plus its `recvWindow`), when the timestamp check refuses a copy of it anyway: a bot
+/// that asks for five seconds costs five seconds of memory, not the longest window
+/// any request may ask for. Fingerprints are filed by the second their window ends in,
+/// so forgetting them costs O(1) each, with no sweep of the set under the lock.
 ///
 /// It remembers nothing from before it was made: a request signed before then may have
 /// been used already (by a keygate process that ran before this one), so
@@ -28,7 +33,10 @@ pub struct ReplayCache {
 #[derive(Default)]
 struct Seen {
     live: HashSet<u128, BuildHasherDefault<Prehashed>>,
-    expiry: VecDeque<(u64, u128)>,
+    /// The fingerprints whose windows end in each second (since the epoch), soonest first.
+    ending: BTreeMap<u64, Vec<u128>>,
+    /// Every fingerprint whose window ended before this second is forgotten.
+    forgotten_before_s: u64,
 }
 
 /// The set's hasher: a fingerprint is already a keyed hash, uniform and unknown outside
@@ -70,28 +78,41 @@ impl ReplayCache {
         signed_at_us >= self.since_us
     }
 
-    /// Records `signature` for `remember_ms` (the longest the exchange would accept it:
-    /// after that its timestamp check refuses it anyway) and says whether this is the
-    /// first time it was seen.
-    pub fn first_sighting(&self, signature: &str, now_ms: u64, remember_ms: u64) -> bool {
+    /// Records `signature`, whose request is valid through `valid_through_us`
+    /// (microseconds: after that the timestamp check refuses it), and says whether this
+    /// is the first time it was seen: `false` when it was seen before, or when the
+    /// cache can no longer tell because it has already forgotten the signatures of
+    /// windows ending when this one does (a request checked fresh on one thread just as
+    /// another, a moment later, found that window over).
+    pub fn first_sighting(&self, signature: &str, now_ms: u64, valid_through_us: u64) -> bool {
         let (high, low) = &self.fingerprint;
         let fingerprint =
             u128::from(high.hash_one(signature)) << 64 | u128::from(low.hash_one(signature));
+        // Kept through the whole second its window ends in, and so a little longer than
+        // needed, never shorter.
+        let ending_s = valid_through_us / 1_000_000;
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        while seen
-            .expiry
-            .front()
-            .is_some_and(|(until, _)| *until <= now_ms)
-        {
-            if let Some((_, old)) = seen.expiry.pop_front() {
+        let now_s = now_ms / 1000;
+        while let Some(entry) = seen.ending.first_entry() {
+            if *entry.key() >= now_s {
+                break;
+            }
+            for old in entry.remove() {
                 seen.live.remove(&old);
             }
         }
-        if !seen.live.insert(fingerprint) {
+        seen.forgotten_before_s = seen.forgotten_before_s.max(now_s);
+        if ending_s < seen.forgotten_before_s || !seen.live.insert(fingerprint) {
             return false;
         }
-        seen.expiry.push_back((now_ms + remember_ms, fingerprint));
+        seen.ending.entry(ending_s).or_default().push(fingerprint);
         true
+    }
+
+    /// How many signatures it holds.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.seen.lock().map(|seen| seen.live.len()).unwrap_or(0)
     }
 }
 
@@ -101,12 +122,47 @@ mod tests {
 
     #[test]
     fn a_signature_is_accepted_once_inside_its_window() {
-        const REMEMBER_MS: u64 = 61_000;
         let cache = ReplayCache::new(0);
-        assert!(cache.first_sighting("abc", 1_000, REMEMBER_MS));
-        assert!(!cache.first_sighting("abc", 30_000, REMEMBER_MS));
-        assert!(cache.first_sighting("def", 30_000, REMEMBER_MS));
-        assert!(cache.first_sighting("abc", 1_000 + REMEMBER_MS, REMEMBER_MS));
+        // Signed at 1 s with a minute's window: valid through 61 s.
+        let valid_through_us = 61_000_000;
+        assert!(cache.first_sighting("abc", 1_000, valid_through_us));
+        assert!(!cache.first_sighting("abc", 30_000, valid_through_us));
+        assert!(cache.first_sighting("def", 30_000, 35_000_000));
+        assert!(!cache.first_sighting("abc", 61_000, valid_through_us));
+        assert!(!cache.first_sighting("abc", 61_999, valid_through_us));
+        // Past its window the timestamp check refuses it: the cache may forget it.
+        assert!(cache.first_sighting("abc", 62_000, 70_000_000));
+    }
+
+    #[test]
+    fn each_signature_is_forgotten_when_its_own_window_ends() {
+        let cache = ReplayCache::new(0);
+        // Filed out of order: a long window first, then short ones.
+        assert!(cache.first_sighting("long", 1_000, 61_000_000));
+        assert!(cache.first_sighting("short", 1_000, 6_000_000));
+        assert!(cache.first_sighting("shorter", 1_000, 3_500_000));
+        assert_eq!(cache.len(), 3);
+        assert!(cache.first_sighting("later", 4_000, 9_000_000));
+        assert_eq!(cache.len(), 3, "the shorter window ended at 3.5 s");
+        assert!(!cache.first_sighting("short", 6_999, 6_000_000));
+        assert!(cache.first_sighting("other", 7_000, 12_000_000));
+        assert_eq!(cache.len(), 3, "the short window ended at 6 s");
+        assert!(!cache.first_sighting("long", 60_000, 61_000_000));
+        assert!(cache.first_sighting("last", 62_000, 70_000_000));
+        assert_eq!(cache.len(), 1, "every window but the last one ended");
+    }
+
+    #[test]
+    fn a_signature_whose_window_was_forgotten_meanwhile_is_refused() {
+        let cache = ReplayCache::new(0);
+        assert!(cache.first_sighting("first", 5_000, 5_500_000));
+        // Another thread, its clock read a moment later, forgets the windows that
+        // ended in second 5.
+        assert!(cache.first_sighting("other", 6_000, 9_000_000));
+        // A copy of the first, checked fresh at 5.4 s on a thread that was slower to
+        // get here: the cache cannot tell whether it saw it, so it says it did.
+        assert!(!cache.first_sighting("first", 5_400, 5_500_000));
+        assert!(!cache.first_sighting("never seen", 5_400, 5_500_000));
     }
 
     #[test]

@@ -933,8 +933,10 @@ impl Engine {
         // `id`, `order_ids` name records, not keys, unless the name itself says key
         // (`apiKeyId`). Only a rule that requires its label and a partner (a CDP key's
         // `"id"` beside its `"privateKey"`) takes a bare `id`.
-        if matches!(rule.label, LabelMode::Optional | LabelMode::Paired)
-            && label.is_some_and(is_record_id_label)
+        if matches!(
+            rule.label,
+            LabelMode::Optional | LabelMode::Paired | LabelMode::RoleOrNone
+        ) && label.is_some_and(is_record_id_label)
         {
             return None;
         }
@@ -955,6 +957,9 @@ impl Engine {
             (LabelMode::Paired, Some(r)) if fits(r) => (r, false),
             (LabelMode::Paired, Some(_)) => return None,
             (LabelMode::Paired, None) => (rule.role, true),
+            (LabelMode::RoleOrNone, Some(r)) if fits(r) => (r, false),
+            (LabelMode::RoleOrNone, _) if label.is_some() => return None,
+            (LabelMode::RoleOrNone, _) => (rule.role, false),
         };
         Some(Cand {
             rule: Some(ri),

@@ -45,6 +45,10 @@ pub enum LabelMode {
     Required,
     /// A field name naming the role, or another part of the same exchange nearby.
     Paired,
+    /// A field name naming the rule's role, or none at all: a value of the shape under
+    /// any other name (`orderNo`, `memo`) is something else, as KuCoin's record ids are
+    /// 24 lowercase hex like its keys.
+    RoleOrNone,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -223,6 +223,7 @@ fn read_after_seal(
     loop {
         let (page, hash) = rows_chained_to(store, key, prev, next, PAGE)?;
         let Some(tail) = page.last() else {
+            ends_at_head(store, key, next - 1, &hash)?;
             so_far.0 = match &last {
                 Some((through, hash)) => Some(AdminFree {
                     sealed,
@@ -242,6 +243,33 @@ fn read_after_seal(
         next = tail.seq + 1;
         last = Some((tail.seq, hash.clone()));
         prev = hash;
+    }
+}
+
+/// Whether the log ends where its last append left it: at event `seq`, of chain hash
+/// `hash`, the head recorded (and MACed) with that append. Events cut from the end of
+/// the log, an administrative change among them, leave a log that verifies up to where
+/// it now ends: only the head tells that it ended later.
+fn ends_at_head(store: &Store, key: &AuditKey, seq: u64, hash: &[u8]) -> Result<(), Error> {
+    let ends_there = match store.audit_head() {
+        Ok(None) => seq == 0,
+        Ok(Some(head)) => {
+            head.seq == seq
+                && bool::from(head.hash.ct_eq(hash))
+                && bool::from(key.head_mac(seq, hash).ct_eq(&head.mac))
+        }
+        // A head that does not read was written by no keygate.
+        Err(keygate_store::Error::Corrupt { .. }) => false,
+        Err(e) => return Err(e.into()),
+    };
+    if ends_there {
+        Ok(())
+    } else {
+        Err(Error::Tampered {
+            seq,
+            reason: "the log does not end at its recorded head (events were cut from its end)"
+                .into(),
+        })
     }
 }
 
@@ -411,6 +439,42 @@ mod tests {
         assert!(matches!(
             admin_change_after(&store, &key, 1),
             Err(Error::Tampered { seq: 3, .. })
+        ));
+    }
+
+    /// Found by review: events cut from the end of the log, an administrative change
+    /// among them, were not noticed: the events left verify, and the head the last
+    /// append recorded was never looked at. Tables put back from before a revoke, with
+    /// their seal, were then taken as the latest.
+    #[test]
+    fn a_change_cut_from_the_end_of_the_log_is_noticed() {
+        let (_dir, store, key) = log_with(2);
+        append_within(&store, &key, &[admin()]).unwrap();
+        assert!(admin_change_after(&store, &key, 4).is_ok_and(|found| !found));
+        assert!(admin_change_after(&store, &key, 1).is_ok_and(|found| found));
+        let mut so_far = ReadSoFar::default();
+        assert!(admin_change_after_read(&store, &key, 1, &mut so_far).is_ok());
+        store
+            .connection()
+            .execute("DELETE FROM events WHERE seq >= 4", [])
+            .unwrap();
+        for from in [MarkFrom::LastMark, MarkFrom::Seal] {
+            assert!(matches!(
+                mark_admin_free(&store, &key, 1, from),
+                Err(Error::Tampered { seq: 3, .. })
+            ));
+        }
+        assert!(matches!(
+            admin_change_after(&store, &key, 1),
+            Err(Error::Tampered { seq: 3, .. })
+        ));
+        assert!(matches!(
+            admin_change_after_read(&store, &key, 1, &mut so_far),
+            Err(Error::Tampered { .. })
+        ));
+        assert!(matches!(
+            admin_change_after_seal(&store, &key, 1),
+            Err(keygate_store::Error::Unsealed { .. })
         ));
     }
 

@@ -598,6 +598,30 @@ mod tests {
         assert!(Registry::load_after(&vault.store, &vault.master, &mut so_far).is_err());
     }
 
+    /// Found by review: tables put back, seal and all, from before an administrative
+    /// change that was then cut from the end of the log loaded as the latest (a revoked
+    /// client served again). The log no longer ends at the head its last append recorded.
+    #[test]
+    fn a_load_refuses_a_log_cut_short() {
+        let vault = Vault::with_requests(5);
+        let mut so_far = ReadSoFar::default();
+        Registry::load_after(&vault.store, &vault.master, &mut so_far).unwrap();
+        keygate_audit::append_within(&vault.store, &vault.key, &[request(), request()]).unwrap();
+        vault
+            .store
+            .connection()
+            .execute("DELETE FROM events WHERE seq >= 6", [])
+            .unwrap();
+        assert!(matches!(
+            Registry::load_after(&vault.store, &vault.master, &mut so_far),
+            Err(keygate_store::Error::Unsealed { .. })
+        ));
+        assert!(matches!(
+            Registry::load(&vault.store, &vault.master),
+            Err(keygate_store::Error::Unsealed { .. })
+        ));
+    }
+
     /// An edited event that no request reads again (older than any reconciliation) is
     /// still told of: the marker's reading from the seal raises a critical alert.
     #[test]

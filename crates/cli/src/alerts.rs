@@ -11,7 +11,7 @@ use keygate_monitor::{
 };
 use sha2::{Digest, Sha256};
 
-use crate::audit_cmd::{for_each_event, log_problem};
+use crate::audit_cmd::{exit_code_showing, for_each_event, log_problem};
 use crate::home::{now_ms, parse_duration, Home, Unlocked};
 use crate::output::{print_json, rfc3339};
 
@@ -240,16 +240,10 @@ pub fn list(vault: &Unlocked, args: &ListArgs) -> anyhow::Result<i32> {
             );
         }
     }
-    Ok(match problem {
-        None => 0,
-        Some(problem) => {
-            eprintln!(
-                "keygate: warning: the audit log DOES NOT VERIFY ({problem}): these alerts are \
-                 recomputed from what it holds, which may have been edited to hide some"
-            );
-            1
-        }
-    })
+    Ok(exit_code_showing(
+        problem.as_deref(),
+        "these alerts are recomputed from",
+    ))
 }
 
 /// Runs `keygate alerts test`.

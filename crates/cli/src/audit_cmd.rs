@@ -116,8 +116,8 @@ pub fn run(vault: Unlocked, cmd: &AuditCmd) -> anyhow::Result<i32> {
         AuditCmd::Verify(a) => verify(&vault, a),
         AuditCmd::Checkpoint => checkpoint(&vault).map(|()| 0),
         AuditCmd::Tail(a) => tail(&vault, a).map(|()| 0),
-        AuditCmd::Query(a) => query(&vault, a).map(|()| 0),
-        AuditCmd::Export(a) => export(&vault, a).map(|()| 0),
+        AuditCmd::Query(a) => query(&vault, a),
+        AuditCmd::Export(a) => export(&vault, a),
     }
 }
 
@@ -226,6 +226,22 @@ pub(crate) fn log_problem(vault: &Unlocked) -> Option<String> {
             Err(e) => Some(format!("{e:#}")),
         },
         Err(e) => Some(e.to_string()),
+    }
+}
+
+/// The exit code of a command that showed what the log holds, `shown` saying what it
+/// showed: 0, or 1 with a warning on standard error when the log does not verify
+/// (`problem`, from [`log_problem`]), as `audit verify` exits.
+pub(crate) fn exit_code_showing(problem: Option<&str>, shown: &str) -> i32 {
+    match problem {
+        None => 0,
+        Some(problem) => {
+            eprintln!(
+                "keygate: warning: the audit log DOES NOT VERIFY ({problem}): {shown} what it \
+                 holds, which may have been edited"
+            );
+            1
+        }
     }
 }
 
@@ -472,8 +488,11 @@ pub(crate) fn for_each_event(
     }
 }
 
-fn query(vault: &Unlocked, args: &QueryArgs) -> anyhow::Result<()> {
+/// Shows the events that pass the filter: exit 1 when the log does not verify (they are
+/// still shown, from what it holds).
+fn query(vault: &Unlocked, args: &QueryArgs) -> anyhow::Result<i32> {
     let filter = filter_from(&vault.store, &args.filter)?;
+    let problem = log_problem(vault);
     let mut matched = 0usize;
     for_each_event(&vault.store, &filter, |events| {
         matched += events.len();
@@ -484,13 +503,18 @@ fn query(vault: &Unlocked, args: &QueryArgs) -> anyhow::Result<()> {
     if matched == 0 {
         eprintln!("no event matches");
     }
-    Ok(())
+    Ok(exit_code_showing(problem.as_deref(), "these events are"))
 }
 
-fn export(vault: &Unlocked, args: &ExportArgs) -> anyhow::Result<()> {
+/// Writes the events that pass the filter: exit 1 when the log does not verify (they are
+/// still written, from what it holds), so that an edited log is not handed on as sound.
+fn export(vault: &Unlocked, args: &ExportArgs) -> anyhow::Result<i32> {
     let filter = filter_from(&vault.store, &args.filter)?;
+    let problem = log_problem(vault);
     match args.format {
-        Format::Jsonl => for_each_event(&vault.store, &filter, |events| print_events(events, true)),
+        Format::Jsonl => {
+            for_each_event(&vault.store, &filter, |events| print_events(events, true))?;
+        }
         Format::Csv => {
             let mut out = std::io::stdout().lock();
             writeln!(out, "{}", csv_header()).context(STDOUT_WRITE)?;
@@ -500,9 +524,10 @@ fn export(vault: &Unlocked, args: &ExportArgs) -> anyhow::Result<()> {
                 }
                 Ok(())
             })?;
-            out.flush().context(STDOUT_WRITE)
+            out.flush().context(STDOUT_WRITE)?;
         }
     }
+    Ok(exit_code_showing(problem.as_deref(), "these events are"))
 }
 
 #[cfg(test)]

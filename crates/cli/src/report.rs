@@ -10,7 +10,9 @@ use keygate_core::{ActionKind, Event, EventBody, Outcome};
 use keygate_monitor::{Rules, Severity};
 use serde::Serialize;
 
-use crate::audit_cmd::{check_client_exists, for_each_event, human_line, log_problem};
+use crate::audit_cmd::{
+    check_client_exists, exit_code_showing, for_each_event, human_line, log_problem,
+};
 use crate::home::{now_ms, parse_duration, Unlocked};
 use crate::output::{print_json, rfc3339};
 
@@ -140,16 +142,10 @@ pub fn run(vault: &Unlocked, args: &ReportArgs) -> anyhow::Result<i32> {
     } else {
         report.print();
     }
-    Ok(match &report.log_problem {
-        None => 0,
-        Some(problem) => {
-            eprintln!(
-                "keygate: warning: the audit log DOES NOT VERIFY ({problem}): this report is \
-                 built from what it holds, which may have been edited"
-            );
-            1
-        }
-    })
+    Ok(exit_code_showing(
+        report.log_problem.as_deref(),
+        "this report is built from",
+    ))
 }
 
 impl Report {

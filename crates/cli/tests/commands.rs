@@ -3408,6 +3408,40 @@ mod audit {
         assert!(!json.as_array().unwrap().is_empty(), "{json}");
     }
 
+    /// Found by review: `audit export` and `audit query` wrote the events of a log that
+    /// does not verify and exited 0, so an edited log could be handed to an auditor as
+    /// sound. They still write them, name the first bad event on standard error and exit
+    /// 1, as `audit verify` does.
+    #[test]
+    fn export_and_query_exit_1_on_a_log_that_does_not_verify() {
+        let kg = busy_vault();
+        for args in [
+            &["audit", "export"][..],
+            &["audit", "export", "--format", "csv"],
+            &["audit", "query"],
+        ] {
+            let out = kg.ok(args, "");
+            assert!(
+                !out.stderr.contains("DOES NOT VERIFY"),
+                "{args:?}: {out:#?}"
+            );
+        }
+        let kg = edited_vault();
+        for args in [
+            &["audit", "export"][..],
+            &["audit", "export", "--format", "csv"],
+            &["audit", "query", "--json"],
+        ] {
+            let out = kg.fails(args, "", 1);
+            assert!(
+                out.stderr.contains("the audit log DOES NOT VERIFY")
+                    && out.stderr.contains("at event 4:"),
+                "{args:?}: {out:#?}"
+            );
+            assert!(out.stdout.contains("bot9"), "{args:?}: {out:#?}");
+        }
+    }
+
     /// A regression test: `--client` with a name no client ever had (`bto1` for `bot1`)
     /// showed an empty window ("0 event(s)", "no event matches") and exited 0, as if the
     /// client had done nothing. It is refused as `client show` refuses it; a client that

@@ -28,9 +28,11 @@ pub enum AuditCmd {
     Checkpoint,
     /// Show the last events.
     Tail(TailArgs),
-    /// Show the events that match filters.
+    /// Show the events that match filters; exit 1 if the log does not verify (they still
+    /// come, from what it holds).
     Query(QueryArgs),
-    /// Write events to standard output as JSON lines or CSV.
+    /// Write events to standard output as JSON lines or CSV; exit 1 if the log does not
+    /// verify (they still come, from what it holds).
     Export(ExportArgs),
 }
 

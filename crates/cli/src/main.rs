@@ -13,7 +13,8 @@
 //!
 //! - `0`: success.
 //! - `1`: the command ran and the answer is "no": `audit verify` found a tampered event
-//!   (and `incident report` and `alerts list`, which still show what the log holds),
+//!   (and `incident report`, `alerts list`, `audit export` and `audit query`, which
+//!   still show what the log holds),
 //!   `scan` found leaked keys, `doctor` found a check that fails, `reconcile` found a
 //!   withdrawal or order keygate never forwarded, `alerts test` could not deliver to a
 //!   destination.
@@ -62,7 +63,7 @@ const EXIT_ERROR: i32 = 2;
     version,
     about,
     propagate_version = true,
-    after_help = "Exit codes: 0 success; 1 audit verification failed (audit verify, incident report, alerts list), scan findings, a failed doctor check, an order or withdrawal reconcile found keygate never forwarded, or an alert destination alerts test could not reach; 2 usage error or failure."
+    after_help = "Exit codes: 0 success; 1 audit verification failed (audit verify, incident report, alerts list, audit export, audit query), scan findings, a failed doctor check, an order or withdrawal reconcile found keygate never forwarded, or an alert destination alerts test could not reach; 2 usage error or failure."
 )]
 struct Cli {
     #[command(flatten)]

@@ -54,7 +54,12 @@ pub struct ScanArgs {
     #[arg(long)]
     pub managed: bool,
     /// Install a git pre-commit hook running `keygate scan --staged` in the current repository.
-    #[arg(long, exclusive = true)]
+    // Not `exclusive`: clap counts the global options, and those set from the environment
+    // (KEYGATE_HOME, KEYGATE_LOG), as conflicting with an exclusive one.
+    #[arg(long, conflicts_with_all = [
+        "paths", "git", "staged", "format", "output", "baseline", "managed", "ignore_file",
+        "no_ignore",
+    ])]
     pub install_hook: bool,
     /// A fingerprint ignore file (default: .keygateignore in the scanned root, if present).
     #[arg(long, value_name = "FILE")]

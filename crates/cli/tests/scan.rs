@@ -106,11 +106,21 @@ fn the_installed_hook_blocks_a_commit_with_a_key_and_lets_a_clean_one_through() 
         std::env::var("PATH").unwrap_or_default()
     );
     assert!(git(repo, &["init", "-q"], &path_env).status.success());
-    let installed = Command::new(env!("CARGO_BIN_EXE_keygate"))
-        .current_dir(repo)
-        .args(["scan", "--install-hook"])
-        .output()
-        .unwrap();
+    // Regression: with KEYGATE_HOME or KEYGATE_LOG set, clap took those global options
+    // as arguments `--install-hook` could not be used with, and nothing was installed.
+    let install = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_keygate"))
+            .current_dir(repo)
+            .env("KEYGATE_HOME", repo.join("no-vault-needed"))
+            .env("KEYGATE_LOG", "warn")
+            .args(["scan", "--install-hook"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let mixed = install(&["--git"]);
+    assert_eq!(mixed.status.code(), Some(2), "{mixed:?}");
+    let installed = install(&[]);
     assert!(
         installed.status.success(),
         "{}",

@@ -1,6 +1,7 @@
 //! The gateway's in-memory view of accounts and clients, reloaded when the store changes.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -254,6 +255,9 @@ pub struct Live {
     registry: RwLock<Arc<Registry>>,
     /// Why the last reload failed, while every client is refused because of it.
     failure: RwLock<Option<String>>,
+    /// Set when the marker found events after the seal that do not verify: the next
+    /// reload reads every event after the seal again, not only what came since its last.
+    read_from_seal: AtomicBool,
 }
 
 impl Live {
@@ -262,6 +266,7 @@ impl Live {
         Live {
             registry: RwLock::new(Arc::new(registry)),
             failure: RwLock::default(),
+            read_from_seal: AtomicBool::new(false),
         }
     }
 
@@ -342,6 +347,11 @@ pub fn spawn_admin_free_marker(
                     match mark_once(&store, &master, &key, start) {
                         Ok(()) => told_of_edit = false,
                         Err(e @ keygate_audit::Error::Tampered { .. }) => {
+                            // The reloader's own mark would otherwise keep it from
+                            // reading the edited event, as the database's did.
+                            if let Some(live) = live.upgrade() {
+                                live.read_from_seal.store(true, Ordering::Relaxed);
+                            }
                             if let (false, Some(alerter)) = (told_of_edit, &alerter) {
                                 told_of_edit = true;
                                 alerter.raise(Alert::outside_log(
@@ -455,7 +465,11 @@ pub fn spawn_reloader(
                         continue;
                     }
                 };
-                if Some(generation) == seen && loaded_at.elapsed() < FULL_RELOAD_INTERVAL {
+                let from_seal = live.read_from_seal.swap(false, Ordering::Relaxed);
+                if from_seal {
+                    read_so_far = ReadSoFar::default();
+                } else if Some(generation) == seen && loaded_at.elapsed() < FULL_RELOAD_INTERVAL
+                {
                     continue;
                 }
                 match Registry::load_after(&store, &master, &mut read_so_far) {
@@ -620,6 +634,46 @@ mod tests {
             Registry::load(&vault.store, &vault.master),
             Err(keygate_store::Error::Unsealed { .. })
         ));
+    }
+
+    /// Found by review: when the marker's reading from the seal found an event before
+    /// the marks edited, the database's mark was removed but the reloader kept its own,
+    /// and went on loading the tables as if the log verified. It reads from the seal
+    /// again then, and refuses every client, as a gateway started now would.
+    #[test]
+    fn the_reloader_reads_from_the_seal_when_the_marker_finds_an_edit() {
+        let vault = Vault::with_requests(5);
+        let (store, key) = (&vault.store, &vault.key);
+        // Not loaded from the store: the reloader loads at its first poll, and its own
+        // mark then names the last event.
+        let live = Arc::new(Live::new(Registry::default()));
+        spawn_reloader(
+            vault.connection(),
+            Arc::clone(&vault.master),
+            Arc::clone(&live),
+            None,
+        )
+        .unwrap();
+        let started = Instant::now();
+        while live.snapshot().generation.is_none() {
+            assert!(started.elapsed() < Duration::from_secs(10), "never loaded");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        keygate_audit::mark_admin_free(store, key, 0, MarkFrom::LastMark).unwrap();
+        vault.edit(2);
+
+        spawn_admin_free_marker(vault.connection(), Arc::clone(&vault.master), &live, None)
+            .unwrap();
+        // Well before the reloader's next full reload, which would not read the edit.
+        let started = Instant::now();
+        while live.failure().is_none() {
+            assert!(
+                started.elapsed() < FULL_RELOAD_INTERVAL - Duration::from_secs(1),
+                "the reloader still takes the tables"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(live.snapshot().clients.is_empty());
     }
 
     /// An edited event that no request reads again (older than any reconciliation) is

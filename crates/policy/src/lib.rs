@@ -292,9 +292,14 @@ impl Counters {
         let Some(rate) = policy.rate_per_second else {
             return Ok(());
         };
-        if now_ms.saturating_sub(self.rate_window_ms) >= 1000 {
+        let elapsed_s = now_ms.saturating_sub(self.rate_window_ms) / 1000;
+        if elapsed_s > 0 {
+            // What a batch larger than the rate counted past it is carried into the
+            // seconds after it: a batch of five at one a second costs five seconds.
+            let allowance = u64::from(rate).saturating_mul(elapsed_s);
+            let left = u64::from(self.rate_count).saturating_sub(allowance);
             self.rate_window_ms = now_ms;
-            self.rate_count = 0;
+            self.rate_count = u32::try_from(left).unwrap_or(u32::MAX);
         }
         // A batch larger than the rate is let through in a second with nothing counted
         // yet (it counts in full, and the requests after it that second are refused): it
@@ -459,6 +464,10 @@ impl Decider {
         // no traffic.
         let orders = action.orders();
         let mut notional: Option<Decimal> = None;
+        // What orders no notional limit applies to state, counted all the same: a limit
+        // set later in the day then counts the day so far, as a restart would
+        // ([`Decider::count_earlier`] counts every notional an event states).
+        let mut uncapped: Option<Decimal> = None;
         // Orders modified in place, with their new notionals.
         let mut modifications: Vec<(ModifiedOrder, Version)> = Vec::new();
         // The first order that must be priced at the exchange.
@@ -477,7 +486,12 @@ impl Decider {
                 }
             })?;
             match checked {
-                OrderNotional::Unlimited => {}
+                OrderNotional::Unlimited => {
+                    let counts = order.kind == ActionKind::Trade && !order.places_no_order;
+                    if let Some(n) = stated.filter(|n| counts && *n > Decimal::ZERO) {
+                        uncapped = Some(uncapped.unwrap_or_default().saturating_add(n));
+                    }
+                }
                 OrderNotional::Unknown => {
                     unpriced.get_or_insert(i);
                 }
@@ -530,8 +544,10 @@ impl Decider {
             });
         }
 
-        let withdrawal =
-            if action.kind == ActionKind::Withdraw && !policy.max_daily_withdrawal.is_empty() {
+        // A withdrawal is counted whether or not a daily limit applies to it, so that one
+        // set later in the day counts the day so far, as a restart would.
+        let withdrawal = match action.kind {
+            ActionKind::Withdraw if !policy.max_daily_withdrawal.is_empty() => {
                 let asset = action.asset.as_deref().unwrap_or("");
                 let Some(&max) = policy.max_daily_withdrawal.get(asset) else {
                     return deny(
@@ -540,7 +556,7 @@ impl Decider {
                     );
                 };
                 match action.amount {
-                    Some(amount) if amount > Decimal::ZERO => Some((asset, amount, max)),
+                    Some(amount) if amount > Decimal::ZERO => Some((asset, amount, Some(max))),
                     _ => {
                         return deny(
                             Rule::Malformed,
@@ -548,11 +564,22 @@ impl Decider {
                         )
                     }
                 }
-            } else {
-                None
-            };
+            }
+            ActionKind::Withdraw => match (action.asset.as_deref(), action.amount) {
+                (Some(asset), Some(amount)) if amount > Decimal::ZERO => {
+                    Some((asset, amount, None))
+                }
+                _ => None,
+            },
+            _ => None,
+        };
+        let uncapped = uncapped.filter(|_| !action.validates_only);
 
-        if policy.rate_per_second.is_none() && notional.is_none() && withdrawal.is_none() {
+        if policy.rate_per_second.is_none()
+            && notional.is_none()
+            && uncapped.is_none()
+            && withdrawal.is_none()
+        {
             // Nothing to count: most reads end here without taking the lock.
             return Ok(DailyReservation::default());
         }
@@ -577,7 +604,7 @@ impl Decider {
             .map(|n| c.count_modifications(n, &modifications));
         let (daily, raised_peaks) = match daily {
             Some((counted, raised)) => (Some(counted), raised),
-            None => (None, HashMap::new()),
+            None => (uncapped, HashMap::new()),
         };
         if let (Some(n), Some(max)) = (daily, policy.max_daily_notional) {
             let Some(total) = c.day_notional.checked_add(n) else {
@@ -596,9 +623,11 @@ impl Decider {
         let withdrawn = match withdrawal {
             Some((asset, amount, max)) => {
                 let before = c.day_withdrawn.get(asset).copied().unwrap_or_default();
-                match before.checked_add(amount) {
-                    Some(total) if total <= max => Some((asset, total)),
-                    _ => {
+                match (before.checked_add(amount), max) {
+                    (Some(total), Some(max)) if total <= max => Some((asset, total)),
+                    // Without a limit the total only informs, and saturates.
+                    (total, None) => Some((asset, total.unwrap_or(Decimal::MAX))),
+                    (_, Some(max)) => {
                         return deny(
                             Rule::WithdrawalLimit,
                             format!(
@@ -1768,6 +1797,86 @@ mod tests {
             rule(decider.decide(&lasting(request(&unlimited, &large, None, 6_000)))),
             None
         );
+    }
+
+    /// Found by review: withdrawals and orders were counted only while a daily limit
+    /// applied to them, so a limit set during the day (the day of an incident, most
+    /// often) ignored what was spent before it, unless `serve` happened to restart,
+    /// whose recount counts everything the log states.
+    #[test]
+    fn a_limit_set_during_the_day_counts_the_day_so_far() {
+        let decider = Decider::new();
+        let unlimited = Policy {
+            max_daily_withdrawal: Default::default(),
+            ..withdrawing_policy()
+        };
+        let two = withdrawal("BTC", Some(Decimal::from(2)));
+        let at = |now_ms| lasting(request(&unlimited, &two, None, now_ms));
+        assert_eq!(rule(decider.decide(&at(1_000))), None);
+        let limited = withdrawing_policy();
+        let half = withdrawal("BTC", Some(Decimal::new(5, 1)));
+        assert_eq!(
+            rule(decider.decide(&lasting(request(&limited, &half, None, 2_000)))),
+            Some(Rule::WithdrawalLimit),
+            "2 BTC were withdrawn today before the 0.5 BTC limit was set"
+        );
+
+        let uncapped = Policy {
+            max_order_notional: None,
+            max_daily_notional: None,
+            ..trading_policy()
+        };
+        let n = |v: i64| Some(Decimal::from(v));
+        let buy = order("BTCUSDT");
+        let bought = decider.decide(&lasting(request(&uncapped, &buy, n(1_400), 3_000)));
+        assert_eq!(rule(bought), None);
+        let capped = trading_policy();
+        assert_eq!(
+            rule(decider.decide(&lasting(request(&capped, &buy, n(200), 4_000)))),
+            Some(Rule::DailyNotional),
+            "1400 of 1500 were used before the limit was set"
+        );
+        assert_eq!(
+            rule(decider.decide(&lasting(request(&capped, &buy, n(100), 5_000)))),
+            None
+        );
+    }
+
+    /// Found by review: a batch larger than the client's rate passed in a second with
+    /// nothing counted yet, and the next second started from nothing, so a client held
+    /// to one order a second placed five a second in batches of five. What it counted
+    /// past the rate is carried into the seconds after it.
+    #[test]
+    fn a_batch_larger_than_the_rate_costs_the_seconds_it_takes() {
+        let d = Decider::new();
+        let p = Policy {
+            rate_per_second: Some(1),
+            ..futures_trading_policy()
+        };
+        let n = |v: i64| Some(Decimal::from(v));
+        let five = batch(&[
+            ("BTCUSDT", Side::Buy),
+            ("ETHUSDT", Side::Buy),
+            ("BTCUSDT", Side::Sell),
+            ("ETHUSDT", Side::Sell),
+            ("BTCUSDT", Side::Buy),
+        ]);
+        let notionals = [n(1), n(1), n(1), n(1), n(1)];
+        assert_eq!(
+            rule(d.decide(&batch_request(&p, &five, &notionals, 0))),
+            None
+        );
+        let single = |at| rule(d.decide(&request(&p, &futures_order("BTCUSDT"), n(1), at)));
+        for at in [1_000, 2_000, 3_000, 4_000, 4_999] {
+            assert_eq!(single(at), Some(Rule::Rate), "at {at} ms");
+        }
+        assert_eq!(single(5_000), None);
+        assert_eq!(
+            rule(d.decide(&batch_request(&p, &five, &notionals, 6_000))),
+            None,
+            "a second with nothing counted takes a batch again"
+        );
+        assert_eq!(single(7_000), Some(Rule::Rate));
     }
 
     /// A regression test: what an allowed withdrawal or order reserved of the day's limits

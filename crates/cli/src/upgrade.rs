@@ -144,6 +144,7 @@ fn seal(
                 "status": c.status.as_str(),
                 "api_key": redact(&c.api_key),
                 "policy": c.policy,
+                "expires_at": c.expires_ms.map(rfc3339),
             })
         })
         .collect();
@@ -204,6 +205,9 @@ struct Recorded {
     api_key: String,
     /// Its policy, when the log gives one (a `vault.seal` of an earlier keygate did not).
     policy: Option<Policy>,
+    /// When its key expires (RFC 3339), when the log gives it (a `vault.seal` of an
+    /// earlier keygate did not): a row put back with a later expiry would revive a key.
+    expires_at: Option<String>,
     /// The event that recorded it.
     seq: u64,
 }
@@ -247,6 +251,7 @@ fn recorded_in_log(
                             status: "active".into(),
                             api_key: text(&detail["api_key"]),
                             policy: policy(&detail["policy"]),
+                            expires_at: detail["expires_at"].as_str().map(str::to_owned),
                             seq,
                         },
                     );
@@ -255,6 +260,9 @@ fn recorded_in_log(
                 "client.update" => {
                     if let Some(r) = recorded.get_mut(target) {
                         r.policy = policy(&detail["to"]);
+                        if let Some(to) = detail["expires_at"]["to"].as_str() {
+                            r.expires_at = Some(to.to_owned());
+                        }
                         r.seq = seq;
                     }
                     continue;
@@ -309,6 +317,7 @@ fn recorded_in_log(
                                 status: text(&c["status"]),
                                 api_key: text(&c["api_key"]),
                                 policy: policy(&c["policy"]),
+                                expires_at: c["expires_at"].as_str().map(str::to_owned),
                                 seq,
                             },
                         );
@@ -344,6 +353,11 @@ fn differs_from_log(c: &Client, recorded: Option<&Recorded>) -> Option<String> {
     }
     if r.policy.as_ref().is_some_and(|p| *p != c.policy) {
         differences.push("its policy is not the one the audit log last gave it".into());
+    }
+    if let Some(recorded) = &r.expires_at {
+        if c.expires_ms.map(rfc3339).as_ref() != Some(recorded) {
+            differences.push(format!("the audit log last gave it the expiry {recorded}"));
+        }
     }
     (!differences.is_empty()).then(|| format!("{} (event {})", differences.join("; "), r.seq))
 }

@@ -2618,6 +2618,37 @@ mod client {
         );
     }
 
+    /// Found by review: a row put back with the later expiry it had before an update
+    /// shortened it was shown unmarked, since the expiry was not compared with the log;
+    /// accepted, it would revive a key its operator had cut short.
+    #[test]
+    fn an_expiry_put_back_is_marked_at_review() {
+        let kg = Kg::with_key_file();
+        kg.add_account("main", REAL_KEY, REAL_SECRET);
+        kg.issue("main", "bot1", &["--expires", "90d"]);
+        kg.issue("main", "bot2", &[]);
+        save_client_table(&kg);
+        kg.ok(&["client", "update", "bot1", "--expires", "1d"], "");
+        put_back_client_rows(&kg);
+        let sealed = kg.ok(&["upgrade", "--yes"], "");
+        assert_eq!(
+            sealed.stdout.matches("    PUT BACK?").count(),
+            1,
+            "{}",
+            sealed.stdout
+        );
+        assert!(
+            sealed
+                .stdout
+                .contains("PUT BACK? the audit log last gave it the expiry "),
+            "{}",
+            sealed.stdout
+        );
+        // Accepted, it is recorded with its expiry: the next review marks nothing.
+        let again = kg.ok(&["upgrade", "--yes"], "");
+        assert!(!again.stdout.contains("PUT BACK?"), "{}", again.stdout);
+    }
+
     /// A regression test: `keygate upgrade` recorded, as accepted, the state of a row
     /// changed without the master key (which stays refused), so that the same state put
     /// back later, with a valid old tag, was not marked at the next review.

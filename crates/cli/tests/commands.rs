@@ -2578,26 +2578,10 @@ mod client {
     /// was shown unmarked, since only status and key were compared with the log.
     #[test]
     fn a_policy_put_back_is_marked_at_review() {
-        let kg = Kg::with_key_file();
-        kg.add_account("main", REAL_KEY, REAL_SECRET);
-        kg.issue("main", "bot1", &["--scope", "read,trade"]);
-        kg.issue("main", "bot2", &[]);
-        save_client_table(&kg);
-        kg.ok(&["client", "update", "bot1", "--scope", "read"], "");
-        put_back_client_rows(&kg);
-        let sealed = kg.ok(&["upgrade", "--yes"], "");
-        assert_eq!(
-            sealed.stdout.matches("    PUT BACK?").count(),
-            1,
-            "{}",
-            sealed.stdout
-        );
-        assert!(
-            sealed
-                .stdout
-                .contains("PUT BACK? its policy is not the one the audit log last gave it"),
-            "{}",
-            sealed.stdout
+        let kg = put_back_and_review(
+            &["--scope", "read,trade"],
+            &["--scope", "read"],
+            "PUT BACK? its policy is not the one the audit log last gave it",
         );
         // What was accepted is recorded with its policy, for the next review.
         let export = kg.ok(&["audit", "export"], "").stdout;
@@ -2623,12 +2607,28 @@ mod client {
     /// accepted, it would revive a key its operator had cut short.
     #[test]
     fn an_expiry_put_back_is_marked_at_review() {
+        put_back_and_review(
+            &["--expires", "90d"],
+            &["--expires", "1d"],
+            "PUT BACK? the audit log last gave it the expiry ",
+        );
+    }
+
+    /// Issues bot1 (with `issue`) and bot2, saves the client table, updates bot1 (with
+    /// `update`), puts the saved rows back and reviews them with `keygate upgrade`, which
+    /// must mark bot1 alone, saying `marked`.
+    fn put_back_and_review(issue: &[&str], update: &[&str], marked: &str) -> Kg {
         let kg = Kg::with_key_file();
         kg.add_account("main", REAL_KEY, REAL_SECRET);
-        kg.issue("main", "bot1", &["--expires", "90d"]);
+        kg.issue("main", "bot1", issue);
         kg.issue("main", "bot2", &[]);
         save_client_table(&kg);
-        kg.ok(&["client", "update", "bot1", "--expires", "1d"], "");
+        let updating: Vec<&str> = ["client", "update", "bot1"]
+            .iter()
+            .chain(update)
+            .copied()
+            .collect();
+        kg.ok(&updating, "");
         put_back_client_rows(&kg);
         let sealed = kg.ok(&["upgrade", "--yes"], "");
         assert_eq!(
@@ -2637,16 +2637,8 @@ mod client {
             "{}",
             sealed.stdout
         );
-        assert!(
-            sealed
-                .stdout
-                .contains("PUT BACK? the audit log last gave it the expiry "),
-            "{}",
-            sealed.stdout
-        );
-        // Accepted, it is recorded with its expiry: the next review marks nothing.
-        let again = kg.ok(&["upgrade", "--yes"], "");
-        assert!(!again.stdout.contains("PUT BACK?"), "{}", again.stdout);
+        assert!(sealed.stdout.contains(marked), "{}", sealed.stdout);
+        kg
     }
 
     /// A regression test: `keygate upgrade` recorded, as accepted, the state of a row

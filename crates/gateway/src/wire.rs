@@ -142,7 +142,9 @@ fn push_value(out: &mut Vec<u8>, value: &str) -> Result<(), &'static str> {
 }
 
 /// Why a write failed, and whether the stream had accepted any byte of the request by
-/// then. A request of which nothing was accepted never left.
+/// then. A request of which nothing was accepted never left whole: on a plain socket no
+/// byte of it left; over TLS the first write can fail with part of its first record
+/// sent, but the exchange cannot act on a record it never received in full.
 #[derive(Debug)]
 pub(crate) struct WriteFailure {
     pub error: io::Error,

@@ -923,7 +923,8 @@ impl Engine {
             .label_re
             .captures(&ctx.data[from..start])
             .and_then(|c| c.get(1))
-            .map(|m| m.as_bytes());
+            .map(|m| m.as_bytes())
+            .or_else(|| self.list_label(ctx, line, &ctx.data[line_start..start]));
         // A value labelled as a hash (`sha256:`, `md5 =`, `integrity:`) is a digest, whatever
         // its shape and whatever exchange keyword is near: no rule takes it.
         if label.is_some_and(is_hash_label) {
@@ -975,6 +976,39 @@ impl Engine {
             managed: None,
             base64: false,
         })
+    }
+
+    /// The name of the list a value stands in alone on its line (`before` is what
+    /// precedes it there: blanks, comment marks, an opening quote), as in
+    /// `"cancelledOrderIds": [` a few lines up, over the list's earlier elements: the
+    /// name says what the value is as a label on its own line would.
+    fn list_label<'d>(&self, ctx: &Context<'d>, line: usize, before: &[u8]) -> Option<&'d [u8]> {
+        /// How many earlier elements are looked over for the list's opening line.
+        const MAX_ELEMENTS: usize = 64;
+        let is_mark = |b: &u8| b" \t#/*-\"'`".contains(b);
+        if !before.iter().all(is_mark) {
+            return None;
+        }
+        for above in (line.saturating_sub(MAX_ELEMENTS + 1)..line).rev() {
+            let text = ctx.lines.text(ctx.data, above);
+            let text = text.strip_suffix(b"\r").unwrap_or(text).trim_ascii_end();
+            if text.ends_with(b"[") {
+                return self
+                    .label_re
+                    .captures(text)
+                    .and_then(|c| c.get(1))
+                    .map(|m| m.as_bytes());
+            }
+            // An earlier element: marks, one quoted value, a comma.
+            let element = text.trim_ascii_end().strip_suffix(b",").unwrap_or(text);
+            let bare = element
+                .iter()
+                .all(|b| is_mark(b) || b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.'));
+            if !bare {
+                return None;
+            }
+        }
+        None
     }
 
     /// Finds PEM private keys; returns the byte spans of all decodable blocks, in order.

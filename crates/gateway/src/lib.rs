@@ -649,10 +649,14 @@ async fn handle<A: Adapter>(
     };
     // While the exchange asks the address to back off, nothing is sent, not even an order
     // or a cancel: the exchange would refuse it, and count it towards a ban (or a longer
-    // one) that stops every client.
-    if let Some((response, msg)) = held_back(adapter, &gw.weight, pool) {
-        audit.action = Some(action);
-        return audit.deny(response, Rule::ExchangeBackOff, &msg);
+    // one) that stops every client. A read is held back here, before it reserves weight;
+    // anything else once it is decided (below, and again just before it would be sent),
+    // so that a withdrawal its policy denies is recorded, and alerted, as denied.
+    if action.kind == ActionKind::Read {
+        if let Some((response, msg)) = held_back(adapter, &gw.weight, pool) {
+            audit.action = Some(action);
+            return audit.deny(response, Rule::ExchangeBackOff, &msg);
+        }
     }
     // A read reserves its weight as public data does (also before it counts against its
     // client's rate), at a cap between public data's and pricing's: a client's rate counts
@@ -719,9 +723,17 @@ async fn handle<A: Adapter>(
     }
     audit.notional = keygate_policy::total_notional(&notionals);
     audit.action = Some(action);
-    // A price lookup the exchange answered asking to back off leaves the order unpriced:
-    // it is held back for that, not denied for its price.
-    if let (Err(_), Some((response, msg))) = (&decision, held_back(adapter, &gw.weight, pool)) {
+    // A price lookup the exchange answered asking to back off (or none sent during a
+    // pause) leaves the order unpriced: it is held back for that, not denied for its
+    // price. Any other denial stands.
+    if let (
+        Err(Denial {
+            rule: Rule::PriceUnavailable,
+            ..
+        }),
+        Some((response, msg)),
+    ) = (&decision, held_back(adapter, &gw.weight, pool))
+    {
         return audit.deny(response, Rule::ExchangeBackOff, &msg);
     }
     match decision {

@@ -3718,6 +3718,45 @@ async fn after_a_429_nothing_more_goes_to_the_pool_until_it_has_waited() {
     assert!(env.alerts.try_recv().is_err());
 }
 
+/// Found by review: during a pause every signed request was held back before its
+/// decision, so a withdrawal its client may not make was recorded as held back (a
+/// warning, "not sent") rather than denied (critical), and the denial alert it should
+/// have raised was lost. Only reads are held back before their decision now.
+#[tokio::test]
+async fn a_withdrawal_denied_by_policy_during_a_pause_is_denied() {
+    clear_of_a_minute_turn().await;
+    let env = default_env().await;
+    control_simulator(&env, "/__mock/weight-limit?limit=45").await;
+    for _ in 0..2 {
+        assert_eq!(get(&env, "/api/v3/account", "").await.0, 200);
+    }
+    let read = http(
+        "GET",
+        &format!("/binance/api/v3/account?{}", sign_nth(0, BOT_SECRET)),
+        "",
+        "",
+    );
+    assert_eq!(exchange_raw(env.gateway, &read).await.status, 429);
+    let sent = env.exchange.simulator().requests().len();
+    let withdraw = http(
+        "POST",
+        "/binance/sapi/v1/capital/withdraw/apply",
+        "",
+        &sign(
+            "coin=USDT&network=TRX&address=TAttackerAddress&amount=1000",
+            BOT_SECRET,
+        ),
+    );
+    let denied = exchange_raw(env.gateway, &withdraw).await;
+    assert_eq!(denied.status, 401, "{}", denied.body);
+    assert_eq!(denied.json()["code"], -2015, "{}", denied.body);
+    assert_eq!(env.exchange.simulator().requests().len(), sent);
+    // Recorded as denied by its rule, which the monitor raises as critical.
+    let events = events_where(&env, 1, |e| e["action"] == "withdraw").await;
+    assert_eq!(events[0]["rule"], "scope", "{events:?}");
+    assert_eq!(events[0]["allowed"], false, "{events:?}");
+}
+
 /// A price lookup the exchange answers asking to back off holds its order back as such
 /// (429, `exchange_back_off`), not as an order that could not be priced (401): the bot's
 /// library then waits, as it would for the exchange's own 429.

@@ -299,7 +299,10 @@ impl Rules {
             // Every forwarded one is told. A key that tries again and again after a
             // denial (a script, or a thief finding out what the key may do) would flood
             // the receivers with critical alerts: the first tells, the rest are in the log.
-            if request.allowed || self.is_due(alert.1, &who, ts_ms) {
+            // One held back while the exchange asked keygate to back off was allowed by
+            // policy: it takes no denial's turn.
+            let held_back = request.rule == Some(Rule::ExchangeBackOff);
+            if request.allowed || held_back || self.is_due(alert.1, &who, ts_ms) {
                 alerts.push(alert);
             }
         }
@@ -843,6 +846,13 @@ mod tests {
             alerts[0].summary.contains("not sent: the exchange asked"),
             "{}",
             alerts[0].summary
+        );
+        // Found by review: the hold took the quiet period of denied withdrawals, so the
+        // client's next one, denied by policy, raised nothing.
+        let denied = request(2_000, Some("bot1"), ActionKind::Withdraw, Some(Rule::Scope));
+        assert_eq!(
+            rules_of(&rules.evaluate(2, &denied)),
+            [(Severity::Critical, AlertRule::Withdrawal)]
         );
     }
 

@@ -312,20 +312,15 @@ pub(crate) fn reconcile(
                     let pacer = Pacer::new(&signed_read, wait, stopping, ceiling);
                     let open = open_orders(&pacer, market);
                     let open_conditional = open_conditional_orders(&pacer, market);
-                    // keygate's own symbols first: should the open orders name more symbols
-                    // than can be listed, those are the ones left for the next run.
-                    let mut symbols: Vec<String> = Vec::new();
-                    let mut unlisted: BTreeSet<String> = BTreeSet::new();
                     let known = traded.symbols(&label, market);
                     let allowed = tradable_in(&tradable, &label, market);
                     let resting = open.iter().flatten().map(|o| o.symbol.clone());
                     let waiting = open_conditional.iter().flatten().flatten();
                     let resting = resting.chain(waiting.map(|c| c.order.symbol.clone()));
-                    // Then the symbols where a trade behind keygate's back left a trace
-                    // though no order is open: on spot, two assets whose holdings changed
-                    // together since the last run; on USD-M, a trade's fee paid. Ahead of
-                    // those the clients may trade: they are where a trade was made.
                     let placed = traded.placing_symbols(&label, market);
+                    // The symbols where a trade behind keygate's back left a trace though
+                    // no order is open: on spot, two assets whose holdings changed together
+                    // since the last run; on USD-M, a trade's fee paid.
                     let mut traced = symbols_of_changed_holdings(
                         store,
                         exchanges,
@@ -336,18 +331,16 @@ pub(crate) fn reconcile(
                         now_ms(),
                     );
                     traced.extend(symbols_with_trade_fees(&pacer, market, since_ms, until_ms));
-                    let candidates = known
-                        .into_iter()
-                        .chain(traced.items)
-                        .chain(allowed)
-                        .chain(resting);
-                    for symbol in candidates {
-                        if !is_plain_symbol(market, &symbol) {
-                            unlisted.insert(symbol);
-                        } else if !symbols.contains(&symbol) {
-                            symbols.push(symbol);
-                        }
-                    }
+                    let (symbols, unlisted) = symbols_to_ask(
+                        market,
+                        [
+                            placed.into_iter().collect(),
+                            traced.items,
+                            known.into_iter().collect(),
+                            allowed.into_iter().collect(),
+                            resting.collect(),
+                        ],
+                    );
                     // Conditional orders first: should the weight run out, the orders
                     // keygate's stops placed are still known.
                     if let Some(open) = open_conditional {
@@ -2023,6 +2016,25 @@ fn some_of(items: &[String], most: usize) -> String {
     }
 }
 
+/// The symbols of `market` to list orders in, in the order of `ranked`, the first that
+/// fit the cap being asked: where keygate placed orders, then where a trade left a trace
+/// (holdings, fees), then every other symbol keygate's requests named (order tests,
+/// settings, orders the exchange refused: a bot key can name as many as it likes, and
+/// must not push the others out), what the clients may trade, and where orders rest.
+/// Names that are no plain symbol are returned apart, never asked.
+fn symbols_to_ask(market: Market, ranked: [Vec<String>; 5]) -> (Vec<String>, BTreeSet<String>) {
+    let mut symbols: Vec<String> = Vec::new();
+    let mut unlisted: BTreeSet<String> = BTreeSet::new();
+    for symbol in ranked.into_iter().flatten() {
+        if !is_plain_symbol(market, &symbol) {
+            unlisted.insert(symbol);
+        } else if !symbols.contains(&symbol) {
+            symbols.push(symbol);
+        }
+    }
+    (symbols, unlisted)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -2991,5 +3003,31 @@ mod tests {
             "  main: 5 withdrawal(s) listed, each through keygate; those that could not be \
              listed are not checked"
         );
+    }
+
+    /// Found by review: every symbol keygate's requests named came first, so a bot key
+    /// naming sixty symbols in order tests pushed the symbol where a leaked key traded
+    /// (found through its holdings or fees) past the cap of order lists a run asks.
+    #[test]
+    fn symbols_where_orders_were_placed_or_traces_left_come_first() {
+        let names = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let junk: Vec<String> = (0..60).map(|i| format!("JUNK{i}USDT")).collect();
+        let (symbols, unlisted) = symbols_to_ask(
+            Market::Spot,
+            [
+                names(&["BTCUSDT"]),
+                names(&["SOLUSDT"]),
+                junk.iter()
+                    .cloned()
+                    .chain(names(&["BTCUSDT", "bad symbol"]))
+                    .collect(),
+                names(&["ETHUSDT"]),
+                names(&["SOLUSDT", "XRPUSDT"]),
+            ],
+        );
+        assert_eq!(&symbols[..2], ["BTCUSDT", "SOLUSDT"]);
+        assert_eq!(symbols.len(), 2 + 60 + 2);
+        assert_eq!(symbols[62..], ["ETHUSDT", "XRPUSDT"]);
+        assert_eq!(unlisted.into_iter().collect::<Vec<_>>(), ["bad symbol"]);
     }
 }

@@ -291,6 +291,9 @@ pub(crate) fn reconcile(
         let label = account.label.to_string();
         let mut asked_symbols = Vec::new();
         let mut unasked_symbols = Vec::new();
+        // USD-M orders still open that were placed before the window: not listed again,
+        // but a leaked key may have modified one in place since.
+        let mut resting_from_before: Vec<(Market, ExchangeOrder)> = Vec::new();
         let lists = match account.exchange {
             Exchange::Binance => {
                 let signed_read = |path: &str, query: &str| {
@@ -384,6 +387,10 @@ pub(crate) fn reconcile(
                     }
                     listed.failures.append(&mut traced.failures);
                     listed.may_pass |= traced.may_pass;
+                    if market == Market::Usdm {
+                        let before = open.iter().flatten().filter(|o| o.placed_ms < since_ms);
+                        resting_from_before.extend(before.map(|o| (market, o.clone())));
+                    }
                     add_open(&mut listed, open, since_ms, until_ms, &ORDERS);
                     leave_out_forced(&pacer, market, &mut listed, since_ms, until_ms);
                     listed.may_pass |= pacer.may_pass();
@@ -414,14 +421,23 @@ pub(crate) fn reconcile(
                 )
             }
         };
-        asked.push((label, (asked_symbols, unasked_symbols), lists));
+        asked.push((
+            label,
+            (asked_symbols, unasked_symbols),
+            lists,
+            resting_from_before,
+        ));
     }
     // The log again, now that the exchanges have answered: what they listed was sent
     // before they listed it, and its request event was durable before it was sent.
     let mut forwarded = forwarded(store, &key, log_from)?;
     let mut reports = Vec::new();
-    for (label, (symbols, symbols_not_asked), (withdrawals, listed_orders, conditional_orders)) in
-        asked
+    for (
+        label,
+        (symbols, symbols_not_asked),
+        (withdrawals, listed_orders, conditional_orders),
+        resting_from_before,
+    ) in asked
     {
         // One list that cannot be had does not hide the other, nor what part of it was.
         let failures = failures_of(&withdrawals.failures, &listed_orders.failures);
@@ -474,6 +490,20 @@ pub(crate) fn reconcile(
                 None
             }
         }));
+        // An order placed before the window (an earlier run checked how it was placed)
+        // and still open is checked against every price and quantity keygate sent for it
+        // since it was placed, the log read back that far (at most a week).
+        if let Some(first) = resting_from_before.iter().map(|(_, o)| o.placed_ms).min() {
+            let earliest = now_ms().saturating_sub(MAX_CATCH_UP.as_millis() as u64);
+            let from = first.saturating_sub(FORWARDED_BEFORE_MS).max(earliest);
+            let since_placed = forwarded_between(store, &key, from, u64::MAX)?;
+            not_forwarded.extend(
+                resting_from_before
+                    .into_iter()
+                    .filter(|(market, o)| since_placed.order_modified_elsewhere(&label, *market, o))
+                    .map(|(market, o)| UnmatchedOrder::modified(market, o)),
+            );
+        }
         reports.push(AccountReport {
             withdrawals: withdrawals.len(),
             not_through_keygate: withdrawals

@@ -1081,6 +1081,21 @@ fn reconcile_finds_a_futures_order_modified_behind_keygate_s_back() {
         )),
         "{human}"
     );
+    // Found by review: an order still open that was placed before the window was not
+    // checked, so a market maker's resting orders could be moved once they were older
+    // than the window. Both are older than this one.
+    let out = home
+        .kg
+        .fails(&["reconcile", "--since", "2s", "--json"], "", 1);
+    let report: Value = serde_json::from_str(&out.stdout).unwrap();
+    let unmatched = report[0]["orders_not_through_keygate"].as_array().unwrap();
+    assert_eq!(unmatched.len(), 1, "{report}");
+    assert_eq!(
+        unmatched[0]["id"].as_str(),
+        Some(moved.as_str()),
+        "{report}"
+    );
+    assert_eq!(unmatched[0]["modified_outside_keygate"], true, "{report}");
 }
 
 /// A regression test: a leaked key that opened and closed a USD-M position in a symbol

@@ -755,6 +755,10 @@ async fn handle<A: Adapter>(
         signed.symbol_lookup(method.as_str(), native),
     ) {
         let named = audit.action.as_ref().and_then(|a| a.symbol.clone());
+        // Nothing is sent while the exchange asks to back off, the lookup included.
+        if let Some((response, msg)) = held_back(adapter, &gw.weight, pool) {
+            return audit.deny(response, Rule::ExchangeBackOff, &msg);
+        }
         let found = gw
             .order_symbol(
                 adapter,

@@ -256,7 +256,7 @@ pub(crate) async fn read_answer<S: AsyncRead + Unpin>(
                         break;
                     }
                 }
-                buf.split().freeze()
+                held_exactly(buf.split())
             }
         };
         return Ok(Answer {

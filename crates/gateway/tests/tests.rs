@@ -980,6 +980,40 @@ async fn a_conditional_order_is_cancelled_only_in_a_symbol_the_client_may_trade(
     assert_eq!(deletes(&env), 1);
 }
 
+/// Found by review: once only reads were held back before their decision, a conditional
+/// order's cancel by a client held to a symbol list sent its symbol lookup to the exchange
+/// during a pause, each attempt bringing a ban nearer for every client.
+#[tokio::test]
+async fn a_conditional_cancel_sends_no_lookup_during_a_pause() {
+    clear_of_a_minute_turn().await;
+    let policy = Policy {
+        symbols: Some(["usdm:BTCUSDT".to_owned()].into_iter().collect()),
+        ..trading_policy()
+    };
+    let env = setup(policy, None, Duration::from_secs(10)).await;
+    control_simulator(&env, "/__mock/weight-limit?limit=45").await;
+    for n in 0..3 {
+        let read = http(
+            "GET",
+            &format!("/binance/api/v3/account?{}", sign_nth(n, BOT_SECRET)),
+            "",
+            "",
+        );
+        let status = exchange_raw(env.gateway, &read).await.status;
+        assert_eq!(status, if n < 2 { 200 } else { 429 }, "read {n}");
+    }
+    let sent = env.exchange.simulator().requests().len();
+    let cancel = http(
+        "DELETE",
+        "/binance/fapi/v1/algoOrder",
+        "",
+        &sign("symbol=BTCUSDT&algoId=7", BOT_SECRET),
+    );
+    let held = exchange_raw(env.gateway, &cancel).await;
+    assert_eq!(held.status, 429, "{}", held.body);
+    assert_eq!(env.exchange.simulator().requests().len(), sent);
+}
+
 #[tokio::test]
 async fn attacks_are_refused_and_never_forwarded() {
     let env = default_env().await;

@@ -959,8 +959,9 @@ impl Engine {
             (LabelMode::Paired, Some(_)) => return None,
             (LabelMode::Paired, None) => (rule.role, true),
             (LabelMode::RoleOrNone, Some(r)) if fits(r) => (r, false),
-            (LabelMode::RoleOrNone, _) if label.is_some() => return None,
-            (LabelMode::RoleOrNone, _) => (rule.role, false),
+            (LabelMode::RoleOrNone, Some(_)) => return None,
+            (LabelMode::RoleOrNone, None) if label.is_some_and(is_record_label) => return None,
+            (LabelMode::RoleOrNone, None) => (rule.role, false),
         };
         Some(Cand {
             rule: Some(ri),
@@ -1860,6 +1861,39 @@ fn is_hash_label(name: &[u8]) -> bool {
                 | b"signature"
         )
     })
+}
+
+/// True when a field name names a record or a field of one (`orderNo`, `bizNo`, `memo`,
+/// `loanRepayDetailNo`), as opposed to a name that says nothing of what its value is
+/// (`kucoin`, `creds`).
+fn is_record_label(name: &[u8]) -> bool {
+    const RECORD_WORDS: &[&[u8]] = &[
+        b"no",
+        b"num",
+        b"number",
+        b"memo",
+        b"order",
+        b"orders",
+        b"trade",
+        b"trades",
+        b"biz",
+        b"ref",
+        b"tx",
+        b"txid",
+        b"loan",
+        b"detail",
+        b"transfer",
+        b"deposit",
+        b"withdrawal",
+        b"user",
+        b"uid",
+        b"tag",
+        b"remark",
+    ];
+    is_record_id_label(name)
+        || label_words(name)
+            .iter()
+            .any(|w| RECORD_WORDS.contains(&w.as_slice()))
 }
 
 /// True when a field name identifies a record (`orderId`, `clientOid`, `trade_id`, `id`)

@@ -436,7 +436,7 @@ pub(crate) fn reconcile(
         label,
         (symbols, symbols_not_asked),
         (withdrawals, listed_orders, conditional_orders),
-        resting_from_before,
+        mut resting_from_before,
     ) in asked
     {
         // One list that cannot be had does not hide the other, nor what part of it was.
@@ -492,10 +492,13 @@ pub(crate) fn reconcile(
         }));
         // An order placed before the window (an earlier run checked how it was placed)
         // and still open is checked against every price and quantity keygate sent for it
-        // since it was placed, the log read back that far (at most a week).
+        // since it was placed, the log read back that far: a day at most, which a busy
+        // gateway's log takes seconds to read. One placed earlier is not checked, rather
+        // than checked against part of what keygate sent for it.
+        let earliest = now_ms().saturating_sub(RESTING_LOOKBACK_MS);
+        resting_from_before.retain(|(_, o)| o.placed_ms >= earliest + FORWARDED_BEFORE_MS);
         if let Some(first) = resting_from_before.iter().map(|(_, o)| o.placed_ms).min() {
-            let earliest = now_ms().saturating_sub(MAX_CATCH_UP.as_millis() as u64);
-            let from = first.saturating_sub(FORWARDED_BEFORE_MS).max(earliest);
+            let from = first.saturating_sub(FORWARDED_BEFORE_MS);
             let since_placed = forwarded_between(store, &key, from, u64::MAX)?;
             not_forwarded.extend(
                 resting_from_before
@@ -1188,6 +1191,9 @@ fn forwarded_between(
     .context("reading the audit log")?;
     Ok(forwarded)
 }
+
+/// How far back the log is read to check an open order placed before the window.
+const RESTING_LOOKBACK_MS: u64 = 24 * 3600 * 1000;
 
 /// What keygate forwarded since `since_ms`, from the audit log.
 fn forwarded(store: &Store, key: &AuditKey, since_ms: u64) -> anyhow::Result<Forwarded> {

@@ -5,6 +5,10 @@ use std::collections::{BTreeMap, HashSet};
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::sync::Mutex;
 
+/// How far ahead of a caller's clock the forgotten mark may be before it is taken for the
+/// system clock stepped back and let go: the longest window a request may ask for.
+const CLOCK_STEP_BACK_S: u64 = 61;
+
 /// Signatures seen inside their window, each kept until its own window ends.
 ///
 /// A signature is remembered as a 128-bit fingerprint (two SipHash-1-3 with keys chosen
@@ -101,6 +105,12 @@ impl ReplayCache {
                 seen.live.remove(&old);
             }
         }
+        // Far ahead of this caller's clock, the mark is a clock stepped back, not a
+        // thread a moment late: kept, it would refuse every request until the clock
+        // caught up again. Past a window's length it is let go.
+        if seen.forgotten_before_s > now_s + CLOCK_STEP_BACK_S {
+            seen.forgotten_before_s = now_s;
+        }
         seen.forgotten_before_s = seen.forgotten_before_s.max(now_s);
         if ending_s < seen.forgotten_before_s || !seen.live.insert(fingerprint) {
             return false;
@@ -150,6 +160,20 @@ mod tests {
         assert!(!cache.first_sighting("long", 60_000, 61_000_000));
         assert!(cache.first_sighting("last", 62_000, 70_000_000));
         assert_eq!(cache.len(), 1, "every window but the last one ended");
+    }
+
+    /// Found by review: the mark of what was forgotten followed the clock forward and
+    /// never back, so a clock stepped forward an hour and then corrected refused every
+    /// request, as a replay, for that hour.
+    #[test]
+    fn a_clock_stepped_back_refuses_for_at_most_a_window() {
+        let cache = ReplayCache::new(0);
+        assert!(cache.first_sighting("ahead", 3_600_000, 3_605_000_000));
+        // Back to 10 s: within a window of the mark the cache cannot tell, and refuses.
+        assert!(!cache.first_sighting("soon after", 3_580_000, 3_585_000_000));
+        // An hour behind it, it lets the mark go.
+        assert!(cache.first_sighting("corrected", 10_000, 15_000_000));
+        assert!(!cache.first_sighting("corrected", 11_000, 15_000_000));
     }
 
     #[test]

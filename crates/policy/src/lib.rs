@@ -490,6 +490,16 @@ impl Decider {
                     let counts = order.kind == ActionKind::Trade && !order.places_no_order;
                     if let Some(n) = stated.filter(|n| counts && *n > Decimal::ZERO) {
                         uncapped = Some(uncapped.unwrap_or_default().saturating_add(n));
+                        // A modification counts what it adds, as under a limit.
+                        if let (Some(modified), Some(quantity)) =
+                            (modified_order(order), order.quantity)
+                        {
+                            let version = Version {
+                                quantity,
+                                notional: n,
+                            };
+                            modifications.push((modified, version));
+                        }
                     }
                 }
                 OrderNotional::Unknown => {
@@ -600,11 +610,12 @@ impl Decider {
         // A test order places nothing: its notional counts against no daily total. A
         // modification counts what it adds above its order's highest today.
         let daily = notional
+            .or(uncapped)
             .filter(|_| !action.validates_only)
             .map(|n| c.count_modifications(n, &modifications));
         let (daily, raised_peaks) = match daily {
             Some((counted, raised)) => (Some(counted), raised),
-            None => (uncapped, HashMap::new()),
+            None => (None, HashMap::new()),
         };
         if let (Some(n), Some(max)) = (daily, policy.max_daily_notional) {
             let Some(total) = c.day_notional.checked_add(n) else {
@@ -2117,6 +2128,31 @@ mod tests {
             max_daily_notional: Some(Decimal::from(max)),
             ..futures_trading_policy()
         }
+    }
+
+    /// Found by review: without a limit, each modification counted its whole notional,
+    /// so a bot that moved one 1000 USDT quote fifty times was cut off at once when a
+    /// daily limit was then set, though a restart's recount counts what each adds.
+    #[test]
+    fn a_modification_without_a_limit_counts_what_it_adds() {
+        let unlimited = Policy {
+            max_order_notional: None,
+            max_daily_notional: None,
+            ..futures_trading_policy()
+        };
+        let d = Decider::new();
+        assert_eq!(
+            rule(d.decide(&modify(&unlimited, &modification("7", 1000, 1), 1_000))),
+            None
+        );
+        for at in 0..50 {
+            let moved = modification("7", 1000, 1);
+            assert_eq!(
+                rule(d.decide(&modify(&unlimited, &moved, 2_000 + at))),
+                None
+            );
+        }
+        assert_eq!(d.day_notional("bot1", 3_000), Decimal::from(1000));
     }
 
     /// A regression test: every modification of a USD-M order counted its whole notional

@@ -286,13 +286,19 @@ pub(crate) fn reconcile(
     let traded = forwarded(store, &key, log_from)?;
     let tradable = tradable_symbols(store)?;
     let until_ms = now_ms().saturating_sub(ORDER_SETTLE_MS);
+    // An order placed before the window (an earlier run checked how it was placed) and
+    // still open is checked for modification against the log back to its placing: a day
+    // at most, which a busy gateway's log takes seconds to read. One placed earlier is not
+    // checked, rather than checked against part of what keygate sent for it.
+    let checks_resting_since = now_ms().saturating_sub(RESTING_LOOKBACK_MS) + FORWARDED_BEFORE_MS;
     let mut asked = Vec::new();
     for account in store.sealed_accounts(master).context("reading accounts")? {
         let label = account.label.to_string();
         let mut asked_symbols = Vec::new();
         let mut unasked_symbols = Vec::new();
-        // USD-M orders still open that were placed before the window: not listed again,
-        // but a leaked key may have modified one in place since.
+        // USD-M orders still open that were placed before the window (since
+        // `checks_resting_since`): not listed again, but a leaked key may have modified one
+        // in place since.
         let mut resting_from_before: Vec<(Market, ExchangeOrder)> = Vec::new();
         let lists = match account.exchange {
             Exchange::Binance => {
@@ -388,7 +394,10 @@ pub(crate) fn reconcile(
                     listed.failures.append(&mut traced.failures);
                     listed.may_pass |= traced.may_pass;
                     if market == Market::Usdm {
-                        let before = open.iter().flatten().filter(|o| o.placed_ms < since_ms);
+                        let before = open
+                            .iter()
+                            .flatten()
+                            .filter(|o| (checks_resting_since..since_ms).contains(&o.placed_ms));
                         resting_from_before.extend(before.map(|o| (market, o.clone())));
                     }
                     add_open(&mut listed, open, since_ms, until_ms, &ORDERS);
@@ -431,12 +440,23 @@ pub(crate) fn reconcile(
     // The log again, now that the exchanges have answered: what they listed was sent
     // before they listed it, and its request event was durable before it was sent.
     let mut forwarded = forwarded(store, &key, log_from)?;
+    // And, once for every account, back to the placing of the earliest order still open
+    // from before the window: each is checked against every price and quantity keygate
+    // sent for it since.
+    let resting_from = asked
+        .iter()
+        .flat_map(|(_, _, _, resting)| resting)
+        .map(|(_, o)| o.placed_ms.saturating_sub(FORWARDED_BEFORE_MS))
+        .min();
+    let since_placed = resting_from
+        .map(|from| forwarded_between(store, &key, from, u64::MAX))
+        .transpose()?;
     let mut reports = Vec::new();
     for (
         label,
         (symbols, symbols_not_asked),
         (withdrawals, listed_orders, conditional_orders),
-        mut resting_from_before,
+        resting_from_before,
     ) in asked
     {
         // One list that cannot be had does not hide the other, nor what part of it was.
@@ -490,16 +510,7 @@ pub(crate) fn reconcile(
                 None
             }
         }));
-        // An order placed before the window (an earlier run checked how it was placed)
-        // and still open is checked against every price and quantity keygate sent for it
-        // since it was placed, the log read back that far: a day at most, which a busy
-        // gateway's log takes seconds to read. One placed earlier is not checked, rather
-        // than checked against part of what keygate sent for it.
-        let earliest = now_ms().saturating_sub(RESTING_LOOKBACK_MS);
-        resting_from_before.retain(|(_, o)| o.placed_ms >= earliest + FORWARDED_BEFORE_MS);
-        if let Some(first) = resting_from_before.iter().map(|(_, o)| o.placed_ms).min() {
-            let from = first.saturating_sub(FORWARDED_BEFORE_MS);
-            let since_placed = forwarded_between(store, &key, from, u64::MAX)?;
+        if let Some(since_placed) = &since_placed {
             not_forwarded.extend(
                 resting_from_before
                     .into_iter()

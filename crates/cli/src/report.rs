@@ -21,8 +21,8 @@ use crate::output::{print_json, rfc3339};
 pub enum IncidentCmd {
     /// What happened in a window of the audit log: administrative changes, denials by
     /// client and rule, the alerts the window raises, withdrawals and transfers, requests
-    /// whose outcome is unknown, and the source addresses seen. Exit 1 if the log does not verify (the report still
-    /// comes, from what it holds).
+    /// whose outcome is unknown, and the source addresses seen. Exit 1 if the log does not
+    /// verify (the report still comes, from what it holds).
     Report(ReportArgs),
 }
 

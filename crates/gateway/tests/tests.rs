@@ -991,17 +991,7 @@ async fn a_conditional_cancel_sends_no_lookup_during_a_pause() {
         ..trading_policy()
     };
     let env = setup(policy, None, Duration::from_secs(10)).await;
-    control_simulator(&env, "/__mock/weight-limit?limit=45").await;
-    for n in 0..3 {
-        let read = http(
-            "GET",
-            &format!("/binance/api/v3/account?{}", sign_nth(n, BOT_SECRET)),
-            "",
-            "",
-        );
-        let status = exchange_raw(env.gateway, &read).await.status;
-        assert_eq!(status, if n < 2 { 200 } else { 429 }, "read {n}");
-    }
+    pause_with_a_429(&env).await;
     let sent = env.exchange.simulator().requests().len();
     let cancel = http(
         "DELETE",
@@ -3752,6 +3742,23 @@ async fn after_a_429_nothing_more_goes_to_the_pool_until_it_has_waited() {
     assert!(env.alerts.try_recv().is_err());
 }
 
+/// Has the exchange ask keygate to back off: with the simulator's request weight limited
+/// to 45, the third account read (20 each) is answered 429, and keygate pauses the
+/// upstream.
+async fn pause_with_a_429(env: &Env) {
+    control_simulator(env, "/__mock/weight-limit?limit=45").await;
+    for n in 0..3 {
+        let read = http(
+            "GET",
+            &format!("/binance/api/v3/account?{}", sign_nth(n, BOT_SECRET)),
+            "",
+            "",
+        );
+        let status = exchange_raw(env.gateway, &read).await.status;
+        assert_eq!(status, if n < 2 { 200 } else { 429 }, "read {n}");
+    }
+}
+
 /// Found by review: during a pause every signed request was held back before its
 /// decision, so a withdrawal its client may not make was recorded as held back (a
 /// warning, "not sent") rather than denied (critical), and the denial alert it should
@@ -3760,17 +3767,7 @@ async fn after_a_429_nothing_more_goes_to_the_pool_until_it_has_waited() {
 async fn a_withdrawal_denied_by_policy_during_a_pause_is_denied() {
     clear_of_a_minute_turn().await;
     let env = default_env().await;
-    control_simulator(&env, "/__mock/weight-limit?limit=45").await;
-    for _ in 0..2 {
-        assert_eq!(get(&env, "/api/v3/account", "").await.0, 200);
-    }
-    let read = http(
-        "GET",
-        &format!("/binance/api/v3/account?{}", sign_nth(0, BOT_SECRET)),
-        "",
-        "",
-    );
-    assert_eq!(exchange_raw(env.gateway, &read).await.status, 429);
+    pause_with_a_429(&env).await;
     let sent = env.exchange.simulator().requests().len();
     let withdraw = http(
         "POST",

@@ -491,15 +491,7 @@ impl Decider {
                     if let Some(n) = stated.filter(|n| counts && *n > Decimal::ZERO) {
                         uncapped = Some(uncapped.unwrap_or_default().saturating_add(n));
                         // A modification counts what it adds, as under a limit.
-                        if let (Some(modified), Some(quantity)) =
-                            (modified_order(order), order.quantity)
-                        {
-                            let version = Version {
-                                quantity,
-                                notional: n,
-                            };
-                            modifications.push((modified, version));
-                        }
+                        modifications.extend(modification_of(order, n));
                     }
                 }
                 OrderNotional::Unknown => {
@@ -513,15 +505,7 @@ impl Decider {
                         );
                     };
                     notional = Some(total);
-                    if let (Some(modified), Some(quantity)) =
-                        (modified_order(order), order.quantity)
-                    {
-                        let version = Version {
-                            quantity,
-                            notional: n,
-                        };
-                        modifications.push((modified, version));
-                    }
+                    modifications.extend(modification_of(order, n));
                 }
             }
         }
@@ -851,15 +835,17 @@ fn modifications_recorded(
         .collect()
 }
 
-/// The order `order` modifies in place, when it is a modification that names one by the
-/// exchange's id. Not by the client's: a client order id may be given again to a new
-/// order once the one that had it is closed, and that order's highest would then count
-/// for the new one's moves.
-fn modified_order(order: &Action) -> Option<ModifiedOrder> {
-    by_exchange_id(
+/// The order `order` modifies in place, with its new version at `notional`, when it is a
+/// modification that names one by the exchange's id. Not by the client's: a client order
+/// id may be given again to a new order once the one that had it is closed, and that
+/// order's highest would then count for the new one's moves.
+fn modification_of(order: &Action, notional: Decimal) -> Option<(ModifiedOrder, Version)> {
+    let quantity = order.quantity?;
+    let modified = by_exchange_id(
         order.listed_symbol()?,
         order.terms.as_ref()?.modifies.clone()?,
-    )
+    )?;
+    Some((modified, Version { quantity, notional }))
 }
 
 /// `(symbol, id)`, when `modifies` is the exchange's own id of the order: a positive

@@ -1001,7 +1001,7 @@ impl Engine {
                     .map(|m| m.as_bytes());
             }
             // An earlier element: marks, one quoted value, a comma.
-            let element = text.trim_ascii_end().strip_suffix(b",").unwrap_or(text);
+            let element = text.strip_suffix(b",").unwrap_or(text);
             let bare = element
                 .iter()
                 .all(|b| is_mark(b) || b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.'));

@@ -32,7 +32,7 @@
 use keygate_store::Store;
 use subtle::ConstantTimeEq;
 
-use crate::{anchor, events, rows_chained_to, AuditKey, Error};
+use crate::{anchor, ends_at_head, events, rows_chained_to, AuditKey, Error};
 
 /// What the body of every administrative event holds, and no other's does.
 const ADMIN_TYPE_TAG: &str = r#""type":"admin""#;
@@ -243,33 +243,6 @@ fn read_after_seal(
         next = tail.seq + 1;
         last = Some((tail.seq, hash.clone()));
         prev = hash;
-    }
-}
-
-/// Whether the log ends where its last append left it: at event `seq`, of chain hash
-/// `hash`, the head recorded (and MACed) with that append. Events cut from the end of
-/// the log, an administrative change among them, leave a log that verifies up to where
-/// it now ends: only the head tells that it ended later.
-fn ends_at_head(store: &Store, key: &AuditKey, seq: u64, hash: &[u8]) -> Result<(), Error> {
-    let ends_there = match store.audit_head() {
-        Ok(None) => seq == 0,
-        Ok(Some(head)) => {
-            head.seq == seq
-                && bool::from(head.hash.ct_eq(hash))
-                && bool::from(key.head_mac(seq, hash).ct_eq(&head.mac))
-        }
-        // A head that does not read was written by no keygate.
-        Err(keygate_store::Error::Corrupt { .. }) => false,
-        Err(e) => return Err(e.into()),
-    };
-    if ends_there {
-        Ok(())
-    } else {
-        Err(Error::Tampered {
-            seq,
-            reason: "the log does not end at its recorded head (events were cut from its end)"
-                .into(),
-        })
     }
 }
 

@@ -845,7 +845,23 @@ fn events(store: &Store, from: u64, limit: u64) -> Result<Vec<EventRow>, Error> 
 /// before, every MAC made with `key`, and the recorded head equal to the last row.
 /// Returns the number of events.
 pub fn verify(store: &Store, key: &AuditKey) -> Result<u64, Error> {
-    verify_then(store, key, VERIFY_PAGE, |_, verified| Ok(verified.events))
+    verify_then(
+        store,
+        key,
+        1,
+        VERIFY_PAGE,
+        |_, verified| Ok(verified.events),
+    )
+}
+
+/// Verifies the log from event `from` to its end, without reading what comes before:
+/// each event chained to the one before it, from the event before `from` (whose MAC
+/// verifies), and the log ending at the head its last append recorded. What `audit tail`
+/// shows is vouched for so, however long the log. Returns the last event's seq.
+pub fn verify_from(store: &Store, key: &AuditKey, from: u64) -> Result<u64, Error> {
+    verify_then(store, key, from, VERIFY_PAGE, |_, verified| {
+        Ok(verified.events)
+    })
 }
 
 /// What a verified log holds.
@@ -897,21 +913,24 @@ impl Walk {
     }
 }
 
-/// Verifies the whole log, `page` events per read snapshot, then calls `at_end` inside
-/// the snapshot that reached the last event, with what the log holds: the last events,
-/// the recorded head and whatever `at_end` reads are seen together, however many events
-/// were appended while the walk went on. An event rewritten behind the walk (in a page
+/// Verifies the log from event `from` (1: the whole log), `page` events per read
+/// snapshot, then calls `at_end` inside the snapshot that reached the last event, with
+/// what the log holds (`events` is the last event's seq): the last events, the recorded
+/// head and whatever `at_end` reads are seen together, however many events were
+/// appended while the walk went on. An event rewritten behind the walk (in a page
 /// already verified) is for the next verification to find, as one rewritten after a
 /// verification ends would be.
 fn verify_then<T>(
     store: &Store,
     key: &AuditKey,
+    from: u64,
     page: u64,
     mut at_end: impl FnMut(&Store, Verified) -> Result<T, Error>,
 ) -> Result<T, Error> {
+    let from = from.max(1);
     let mut walk = Walk {
-        prev: GENESIS.to_vec(),
-        next_seq: 1,
+        prev: store.read_snapshot(|store| Ok(anchor(store, key, from)))??,
+        next_seq: from,
         last_admin_seq: 0,
     };
     loop {
@@ -998,7 +1017,7 @@ pub struct Checkpoint {
 /// Verifies the whole log, then takes a [`Checkpoint`] of its last event: a checkpoint of
 /// a log that does not verify would anchor nothing.
 pub fn checkpoint(store: &Store, key: &AuditKey) -> Result<Checkpoint, Error> {
-    let checkpoint = verify_then(store, key, VERIFY_PAGE, |store, verified| {
+    let checkpoint = verify_then(store, key, 1, VERIFY_PAGE, |store, verified| {
         let head = store
             .audit_head()?
             .filter(|_| verified.events > 0)
@@ -1042,7 +1061,7 @@ pub fn verify_checkpoints(
         }
         anchors.push((checkpoint.seq, hash));
     }
-    verify_then(store, key, VERIFY_PAGE, |store, verified| {
+    verify_then(store, key, 1, VERIFY_PAGE, |store, verified| {
         let count = verified.events;
         for (seq, hash) in &anchors {
             if count < *seq {
@@ -1169,6 +1188,38 @@ fn rows_chained_to(
     Ok((rows, prev))
 }
 
+/// Whether the log ends where its last append left it: at event `seq`, of chain hash
+/// `hash`, the head recorded (and MACed) with that append. Events cut from the end of
+/// the log, an administrative change among them, leave a log that verifies up to where
+/// it now ends: only the head tells that it ended later.
+pub(crate) fn ends_at_head(
+    store: &Store,
+    key: &AuditKey,
+    seq: u64,
+    hash: &[u8],
+) -> Result<(), Error> {
+    let ends_there = match store.audit_head() {
+        Ok(None) => seq == 0,
+        Ok(Some(head)) => {
+            head.seq == seq
+                && bool::from(head.hash.ct_eq(hash))
+                && bool::from(key.head_mac(seq, hash).ct_eq(&head.mac))
+        }
+        // A head that does not read was written by no keygate.
+        Err(keygate_store::Error::Corrupt { .. }) => false,
+        Err(e) => return Err(e.into()),
+    };
+    if ends_there {
+        Ok(())
+    } else {
+        Err(Error::Tampered {
+            seq,
+            reason: "the log does not end at its recorded head (events were cut from its end)"
+                .into(),
+        })
+    }
+}
+
 /// Reads events with `seq >= from`, decoded, with their seq.
 pub fn read(store: &Store, from: u64, limit: u64) -> Result<Vec<(u64, Event)>, Error> {
     decoded(events(store, from, limit)?)
@@ -1212,7 +1263,9 @@ pub fn seq_near(store: &Store, ts_ms: u64) -> Result<u64, Error> {
 /// (`false`) or the log ends. Events a little before `since_ms` may come too; `each`
 /// filters by time. The time index ([`seq_near`]) is only a hint: the verified event
 /// before where it points must be older than `since_ms`, else the reading starts further
-/// back, so that a timestamp edited ahead cannot hide where the period starts.
+/// back, so that a timestamp edited ahead cannot hide where the period starts. The log
+/// must end at the head its last append recorded: events cut from its end (the day's
+/// last withdrawals, say) are tampering, not a quieter day.
 pub fn for_each_verified_since(
     store: &Store,
     key: &AuditKey,
@@ -1231,7 +1284,16 @@ pub fn for_each_verified_since(
         step = step.saturating_mul(2);
     }
     loop {
-        let page = read_verified(store, key, from, EVENTS_PER_PAGE)?;
+        let page = store.read_snapshot(|store| {
+            Ok((|| {
+                let prev = anchor(store, key, from)?;
+                let (rows, last_hash) = rows_chained_to(store, key, prev, from, EVENTS_PER_PAGE)?;
+                if rows.is_empty() {
+                    ends_at_head(store, key, from - 1, &last_hash)?;
+                }
+                decoded(rows)
+            })())
+        })??;
         let Some((last, _)) = page.last() else {
             return Ok(());
         };
@@ -1400,7 +1462,7 @@ mod tests {
 
     /// `verify`, walking `page` events per snapshot.
     fn verify_paged(store: &Store, key: &AuditKey, page: u64) -> Result<u64, Error> {
-        verify_then(store, key, page, |_, verified| Ok(verified.events))
+        verify_then(store, key, 1, page, |_, verified| Ok(verified.events))
     }
 
     #[test]
@@ -1478,6 +1540,45 @@ mod tests {
             }
             stop.store(true, std::sync::atomic::Ordering::Relaxed);
         });
+    }
+
+    /// The day's events are read back to count the daily limits when `serve` starts: a
+    /// log whose last events were cut (the day's withdrawals) is tampering, not a day
+    /// with less in it.
+    #[test]
+    fn reading_a_period_back_refuses_a_log_cut_short() {
+        let (_dir, db, key) = open();
+        let store = Store::open(&db).unwrap();
+        let events: Vec<Event> = (0..5).map(event).collect();
+        append_within(&store, &key, &events).unwrap();
+        let count = |store: &Store| {
+            let mut seen = 0;
+            for_each_verified_since(store, &key, 0, |page| {
+                seen += page.len();
+                true
+            })
+            .map(|()| seen)
+        };
+        assert_eq!(count(&store).unwrap(), 5);
+        store
+            .connection()
+            .execute("DELETE FROM events WHERE seq >= 4", [])
+            .unwrap();
+        let cut = count(&store);
+        assert!(
+            matches!(cut, Err(Error::Tampered { seq: 3, .. })),
+            "{cut:?}"
+        );
+        // An empty log whose head says it had events, too.
+        store
+            .connection()
+            .execute("DELETE FROM events", [])
+            .unwrap();
+        let emptied = count(&store);
+        assert!(
+            matches!(emptied, Err(Error::Tampered { seq: 0, .. })),
+            "{emptied:?}"
+        );
     }
 
     #[test]

@@ -117,7 +117,7 @@ pub fn run(vault: Unlocked, cmd: &AuditCmd) -> anyhow::Result<i32> {
     match cmd {
         AuditCmd::Verify(a) => verify(&vault, a),
         AuditCmd::Checkpoint => checkpoint(&vault).map(|()| 0),
-        AuditCmd::Tail(a) => tail(&vault, a).map(|()| 0),
+        AuditCmd::Tail(a) => tail(&vault, a),
         AuditCmd::Query(a) => query(&vault, a),
         AuditCmd::Export(a) => export(&vault, a),
     }
@@ -218,16 +218,22 @@ pub(crate) fn log_problem(vault: &Unlocked) -> Option<String> {
              log begins with its vault.init event"
                 .to_owned(),
         ),
-        Ok(_) => match begins_with_init(&vault.store) {
-            Ok(true) => None,
-            Ok(false) => Some(
-                "audit log verification failed at event 1: it is not the vault's vault.init \
-                 event (the log was emptied and written anew)"
-                    .to_owned(),
-            ),
-            Err(e) => Some(format!("{e:#}")),
-        },
+        Ok(_) => log_begins_with_init(&vault.store),
         Err(e) => Some(e.to_string()),
+    }
+}
+
+/// What is wrong with a log that verifies, if it does not begin with the vault's init
+/// event: it was emptied and written anew.
+fn log_begins_with_init(store: &Store) -> Option<String> {
+    match begins_with_init(store) {
+        Ok(true) => None,
+        Ok(false) => Some(
+            "audit log verification failed at event 1: it is not the vault's vault.init \
+             event (the log was emptied and written anew)"
+                .to_owned(),
+        ),
+        Err(e) => Some(format!("{e:#}")),
     }
 }
 
@@ -417,7 +423,12 @@ fn outcome_text(outcome: Outcome, status: Option<u16>) -> String {
     }
 }
 
-fn tail(vault: &Unlocked, args: &TailArgs) -> anyhow::Result<()> {
+/// Shows the last events, and with `--follow` those written after them. Exit 1 with a
+/// warning when what is shown does not verify: the events from the first shown to the
+/// end, chained from the one before it, the log ending at the head its last append
+/// recorded (a tail does not read the whole log; `audit verify` does). A follow stops at
+/// the first event that does not chain.
+fn tail(vault: &Unlocked, args: &TailArgs) -> anyhow::Result<i32> {
     let last = keygate_audit::last_seq(&vault.store).context("reading the audit log")?;
     let from = last.saturating_sub(args.n).saturating_add(1).max(1);
     // Up to `last` only, a page at a time: events appended meanwhile are the follow's,
@@ -432,14 +443,26 @@ fn tail(vault: &Unlocked, args: &TailArgs) -> anyhow::Result<()> {
         next = seq + 1;
         print_events(&events, args.json)?;
     }
-    if !args.follow {
-        return Ok(());
+    let shown = "these events are";
+    let problem = match keygate_audit::verify_from(&vault.store, &vault.audit_key, from) {
+        Ok(_) if from == 1 => log_begins_with_init(&vault.store),
+        Ok(_) => None,
+        Err(e) => Some(e.to_string()),
+    };
+    if problem.is_some() || !args.follow {
+        return Ok(exit_code_showing(problem.as_deref(), shown));
     }
     let mut next = last + 1;
     loop {
         std::thread::sleep(FOLLOW_INTERVAL);
-        let events =
-            keygate_audit::read(&vault.store, next, PAGE).context("reading the audit log")?;
+        let events = match keygate_audit::read_verified(&vault.store, &vault.audit_key, next, PAGE)
+        {
+            Ok(events) => events,
+            Err(e @ keygate_audit::Error::Tampered { .. }) => {
+                return Ok(exit_code_showing(Some(&e.to_string()), shown));
+            }
+            Err(e) => return Err(e).context("reading the audit log"),
+        };
         if let Some((seq, _)) = events.last() {
             next = seq + 1;
         }

@@ -3465,6 +3465,39 @@ mod audit {
         }
     }
 
+    /// `audit tail` showed whatever the log held and exited 0. It verifies what it shows,
+    /// from the event before the first shown to the recorded head: an edit among those,
+    /// or events cut from the end, give the warning and exit 1. An edit further back is
+    /// for `audit verify`, which reads the whole log.
+    #[test]
+    fn tail_exits_1_when_what_it_shows_does_not_verify() {
+        let out = busy_vault().ok(&["audit", "tail"], "");
+        assert!(!out.stderr.contains("DOES NOT VERIFY"), "{out:#?}");
+        let kg = edited_vault();
+        let out = kg.fails(&["audit", "tail", "--json"], "", 1);
+        assert!(
+            out.stderr.contains("the audit log DOES NOT VERIFY")
+                && out.stderr.contains("at event 4:"),
+            "{out:#?}"
+        );
+        assert!(out.stdout.contains("bot9"), "{out:#?}");
+        kg.ok(&["audit", "tail", "-n", "2"], "");
+        db(&kg)
+            .execute(
+                "DELETE FROM events WHERE seq = (SELECT max(seq) FROM events)",
+                [],
+            )
+            .unwrap();
+        let out = kg.fails(&["audit", "tail", "-n", "2"], "", 1);
+        assert!(
+            out.stderr
+                .contains("truncated: the log ends at 7 but the last append wrote event 8"),
+            "{out:#?}"
+        );
+        let out = kg.fails(&["audit", "tail", "-n", "2", "--follow"], "", 1);
+        assert!(out.stderr.contains("DOES NOT VERIFY"), "{out:#?}");
+    }
+
     /// A regression test: `--client` with a name no client ever had (`bto1` for `bot1`)
     /// showed an empty window ("0 event(s)", "no event matches") and exited 0, as if the
     /// client had done nothing. It is refused as `client show` refuses it; a client that

@@ -579,6 +579,7 @@ pub fn init(home: Home, how: &UnlockArgs, args: &InitArgs) -> anyhow::Result<()>
     // this one may have made the rest.
     let mut created = MadeByThisRun(Vec::new());
     let mut hsm_wrapped = None;
+    let mut reused_key_file = false;
     let (master, provider, key_file, kdf) = match &how.master_key_file {
         None if hsm.is_some() => {
             let at = hsm.as_ref().context("checked above")?;
@@ -595,6 +596,7 @@ pub fn init(home: Home, how: &UnlockArgs, args: &InitArgs) -> anyhow::Result<()>
         Some(path) => {
             let path = absolute(path)?;
             let master = if path.exists() {
+                reused_key_file = true;
                 MasterKey::from_key_file(&path)
                     .with_context(|| format!("using key file {}", path.display()))?
             } else {
@@ -688,8 +690,15 @@ pub fn init(home: Home, how: &UnlockArgs, args: &InitArgs) -> anyhow::Result<()>
     println!("initialized keygate vault in {}", home.dir.display());
     match (provider, key_file) {
         (Provider::KeyFile, Some(path)) => {
+            // A file that was there already is used as it is: say so, so that a mistyped
+            // path that named another vault's key is not taken for a new key.
+            let made = if reused_key_file {
+                "existing, used as it is"
+            } else {
+                "new"
+            };
             println!(
-                "master key file: {} (keep it safe; it is the only way in)",
+                "master key file: {} ({made}; keep it safe; it is the only way in)",
                 path.display()
             )
         }

@@ -569,6 +569,24 @@ mod init {
             .contains("WARN master key:"));
     }
 
+    /// `init` makes a key file where none is, and uses one that is there as it is; it
+    /// says which, so that a path naming another vault's key by mistake shows.
+    #[test]
+    fn init_says_whether_it_made_the_key_file_or_found_one() {
+        let first = Kg::empty();
+        let key = first.key_file();
+        let made = first.ok(&["init", "--master-key-file", key.to_str().unwrap()], "");
+        assert!(made.stdout.contains("(new;"), "{}", made.stdout);
+        let second = Kg::empty();
+        let reused = second.ok(&["init", "--master-key-file", key.to_str().unwrap()], "");
+        assert!(
+            reused.stdout.contains("(existing, used as it is;"),
+            "{}",
+            reused.stdout
+        );
+        second.ok(&["account", "list"], "");
+    }
+
     #[test]
     fn key_file_vault_is_private_and_records_its_provider() {
         let kg = Kg::with_key_file();

@@ -495,10 +495,20 @@ fn move_key(mut vault: Unlocked, how: &UnlockArgs, args: &MoveKeyArgs) -> anyhow
         if from == Provider::Hsm && to != Provider::Hsm {
             vault.store.delete_meta(META_HSM_WRAPPED)?;
         }
-        Ok::<_, keygate_store::Error>(())
+        // The rows are overwritten in the database (secure delete), but the write-ahead
+        // log holds earlier copies of their page.
+        vault.store.truncate_wal()
     })();
-    if let Err(e) = cleanup {
-        eprintln!("keygate: warning: the old provider's data stays in the database: {e}");
+    match cleanup {
+        Ok(true) => {}
+        Ok(false) => eprintln!(
+            "keygate: warning: another process has the vault open (a running `keygate \
+             serve`?): the old provider's data leaves the database's write-ahead log \
+             (keygate.db-wal) when the last process using the vault stops"
+        ),
+        Err(e) => {
+            eprintln!("keygate: warning: the old provider's data stays in the database: {e}")
+        }
     }
     println!(
         "the master key moved from {} to {}",

@@ -464,6 +464,17 @@ mod init {
             ],
             &format!("correct horse battery staple\n{REAL_KEY}\n{REAL_SECRET}\n"),
         );
+        let salt = {
+            let kdf: Vec<u8> = db(&kg)
+                .query_row("SELECT value FROM meta WHERE key = 'kdf'", [], |r| r.get(0))
+                .unwrap();
+            let kdf: Value = serde_json::from_slice(&kdf).unwrap();
+            kdf["salt_hex"].as_str().unwrap().to_owned()
+        };
+        // Open as a running gateway holds it: the write-ahead log outlives the command.
+        let held = db(&kg);
+        held.query_row("SELECT count(*) FROM events", [], |r| r.get::<_, i64>(0))
+            .unwrap();
         let key = kg.path("moved.key");
         let out = kg.ok(
             &[
@@ -485,6 +496,16 @@ mod init {
             .query_row("SELECT value FROM meta WHERE key = 'kdf'", [], |r| r.get(0))
             .ok();
         assert_eq!(kdf, None);
+        // Found by review: the deleted row stayed in the page's free space and in the
+        // write-ahead log, and with it the passphrase opened the database still.
+        for file in ["keygate.db", "keygate.db-wal"] {
+            let bytes = std::fs::read(kg.home().join(file)).unwrap_or_default();
+            assert!(
+                !bytes.windows(salt.len()).any(|w| w == salt.as_bytes()),
+                "the old salt is still in {file}"
+            );
+        }
+        drop(held);
         assert!(kg.ok(&["account", "list"], "").stdout.contains("main"));
     }
 

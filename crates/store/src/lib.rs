@@ -404,6 +404,11 @@ impl Store {
             .map_err(sql)?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(sql)?;
+        // What is deleted or replaced is overwritten with zeros, not left in the page's
+        // free space: the salt of a passphrase that no longer opens the vault, sealed
+        // credentials a rotation replaced.
+        conn.pragma_update(None, "secure_delete", "ON")
+            .map_err(sql)?;
         conn.busy_timeout(std::time::Duration::from_secs(2))
             .map_err(sql)?;
         // Whoever can write the database file could otherwise plant a trigger that drops
@@ -502,6 +507,18 @@ impl Store {
             .execute("DELETE FROM meta WHERE key = ?1", [key])
             .map(drop)
             .map_err(|e| self.sql(e))
+    }
+
+    /// Copies the write-ahead log into the database and empties it, so that the older
+    /// copies of pages it holds (with what was since deleted) are gone. `false` when
+    /// another connection reads or writes meanwhile (a running gateway): SQLite then
+    /// empties it when the last connection to the database closes.
+    pub fn truncate_wal(&self) -> Result<bool, Error> {
+        let busy: i64 = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get(0))
+            .map_err(|e| self.sql(e))?;
+        Ok(busy == 0)
     }
 
     /// The administrative generation: it changes whenever an account or client changes.

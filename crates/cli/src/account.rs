@@ -6,8 +6,8 @@ use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use keygate_core::{ClientStatus, Exchange, Name};
 use keygate_exchanges::Binance;
-use keygate_store::NewAccount;
-use keygate_vault::{redact, SecretString};
+use keygate_store::{NewAccount, Store};
+use keygate_vault::{redact, MasterKey, SecretString};
 use serde_json::json;
 
 use crate::home::{admin_event, now_ms, parse_duration, read_stdin_line, Unlocked};
@@ -108,7 +108,9 @@ fn add(vault: &mut Unlocked, args: &AddArgs) -> anyhow::Result<()> {
         .transpose()
         .context("--rotate-every")?;
     let (api_key, secret) = read_credentials(exchange)?;
-    if let Some(holder) = account_holding(vault, &api_key)? {
+    if let Some(holder) =
+        account_holding(&vault.store, &vault.master, &api_key).context("reading accounts")?
+    {
         bail!(
             "account {holder} holds this API key already; nothing was changed (one account \
              per key: a second copy would go stale when the first is rotated)"
@@ -138,7 +140,10 @@ fn add(vault: &mut Unlocked, args: &AddArgs) -> anyhow::Result<()> {
         }),
     );
     vault
-        .change(&[added], |s, master| s.insert_account(&new, master, now))
+        .change(&[added], |s, master| {
+            check_no_other_holds(s, master, &new.api_key, &label)?;
+            s.insert_account(&new, master, now)
+        })
         .with_context(|| format!("adding account {label}"))?;
     let account = vault
         .store
@@ -286,7 +291,7 @@ fn rotate(vault: &mut Unlocked, args: &RotateArgs) -> anyhow::Result<()> {
              new key and secret the exchange issued)"
         );
     }
-    match account_holding(vault, &api_key)? {
+    match account_holding(&vault.store, &vault.master, &api_key).context("reading accounts")? {
         Some(holder) if holder != label => {
             bail!("account {holder} holds this API key; nothing was changed (one account per key)")
         }
@@ -322,6 +327,7 @@ fn rotate(vault: &mut Unlocked, args: &RotateArgs) -> anyhow::Result<()> {
                     reason: "another command changed it meanwhile; run this again".into(),
                 });
             }
+            check_no_other_holds(s, master, &api_key, &label)?;
             s.replace_account_credentials(&label, &api_key, &secret, master, now)
         })
         .with_context(|| format!("rotating account {label}"))?;
@@ -426,12 +432,34 @@ fn remove(vault: &mut Unlocked, args: &RemoveArgs) -> anyhow::Result<()> {
 
 /// The account that holds `api_key`, if one does (compared in constant time; accounts that
 /// do not open are passed over).
-fn account_holding(vault: &Unlocked, api_key: &SecretString) -> anyhow::Result<Option<Name>> {
-    let accounts = vault.store.account_rows().context("reading accounts")?;
+fn account_holding(
+    store: &Store,
+    master: &MasterKey,
+    api_key: &SecretString,
+) -> Result<Option<Name>, keygate_store::Error> {
+    let accounts = store.account_rows()?;
     Ok(accounts.into_iter().flatten().find_map(|account| {
-        let held = account.open_api_key(&vault.master).ok()?;
+        let held = account.open_api_key(master).ok()?;
         held.ct_eq(api_key.expose_secret()).then_some(account.label)
     }))
+}
+
+/// [`account_holding`] again inside the change's transaction, for an account other than
+/// `label`: two commands given the same key at once both passed the first look.
+fn check_no_other_holds(
+    store: &Store,
+    master: &MasterKey,
+    api_key: &SecretString,
+    label: &Name,
+) -> Result<(), keygate_store::Error> {
+    match account_holding(store, master, api_key)? {
+        Some(holder) if &holder != label => Err(keygate_store::Error::Conflict {
+            kind: "account",
+            name: holder.to_string(),
+            reason: "it now holds this API key (one account per key)".into(),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// Asks `exchange` (or `upstream`, which replaces its hosts) whether it takes the key:

@@ -8,7 +8,7 @@ use keygate_core::{ActionKind, Event, EventBody, Outcome, OutcomeEvent, RequestE
 use keygate_vault::MasterKey;
 use serde_json::{json, Value};
 
-use crate::common::Kg;
+use crate::common::{Kg, Out};
 
 const REAL_KEY: &str = "RkEy7xQ2pLmN8vBc3ZtY6wHs1JdF4gKe9UaIo0PrSqTuVwXyZaBcDeFgHiJkLmN5";
 const REAL_SECRET: &str = "SeCr3tSeCr3tPlantedInTheVaultSeCr3tSeCr3tPlantedInTheVault12345";
@@ -1125,6 +1125,46 @@ mod account {
         assert_eq!(list, json!([]));
         let export = kg.ok(&["audit", "export", "--format", "jsonl"], "");
         assert!(!export.stdout.contains("MyOl"), "{}", export.stdout);
+    }
+
+    /// Found by review: the one-account-per-key check ran before the change's
+    /// transaction, so two `account add` runs given the same key at once could both
+    /// store it. It is made again inside the transaction: one of them adds the key.
+    #[test]
+    fn the_same_key_added_at_once_under_two_labels_is_stored_once() {
+        let kg = Kg::with_key_file();
+        let labels = ["dupa", "dupb", "dupc", "dupd"];
+        let stdin = format!("{REAL_KEY}\n{REAL_SECRET}\n");
+        let outs: Vec<Out> = std::thread::scope(|scope| {
+            let runs: Vec<_> = labels
+                .iter()
+                .map(|label| {
+                    let (kg, stdin) = (&kg, &stdin);
+                    scope.spawn(move || {
+                        kg.run(
+                            &[
+                                "account",
+                                "add",
+                                "--exchange",
+                                "binance",
+                                "--label",
+                                label,
+                                "--no-check",
+                            ],
+                            stdin,
+                        )
+                    })
+                })
+                .collect();
+            runs.into_iter().map(|run| run.join().unwrap()).collect()
+        });
+        let added = outs.iter().filter(|out| out.code == 0).count();
+        assert_eq!(added, 1, "{outs:#?}");
+        for out in outs.iter().filter(|out| out.code != 0) {
+            assert!(out.stderr.contains("holds this API key"), "{out:#?}");
+        }
+        let list = kg.ok(&["account", "list", "--json"], "").json();
+        assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
     }
 
     /// Text in the database reaches the terminal escaped: an escape sequence planted in an

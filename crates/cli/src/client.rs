@@ -481,6 +481,23 @@ fn unless_none<T>(
 
 /// A CIDR, or a bare address meaning /32 (IPv4) or /128 (IPv6).
 fn parse_net(s: &str) -> anyhow::Result<IpNet> {
+    parse_net_as_written(s).map(ipv4_as_ipv4)
+}
+
+/// An IPv4-mapped IPv6 network (`::ffff:10.0.0.0/104`) as the IPv4 network it is
+/// (`10.0.0.0/8`): the gateway sees an IPv4 peer as such whatever socket it came in on,
+/// so the mapped form would never match.
+pub(crate) fn ipv4_as_ipv4(net: IpNet) -> IpNet {
+    match net {
+        IpNet::V6(v6) if v6.prefix_len() >= 96 => match v6.addr().to_ipv4_mapped() {
+            Some(v4) => ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96).map_or(net, IpNet::V4),
+            None => net,
+        },
+        net => net,
+    }
+}
+
+fn parse_net_as_written(s: &str) -> anyhow::Result<IpNet> {
     let s = s.trim();
     if let Ok(net) = s.parse::<IpNet>() {
         // `10.0.0.1/8` is a typo for one of two very different allow lists: which one is
@@ -1315,6 +1332,17 @@ mod tests {
         assert_eq!(parse_net("10.0.0.1").ok(), "10.0.0.1/32".parse().ok());
         assert_eq!(parse_net("::1").ok(), "::1/128".parse().ok());
         assert_eq!(parse_net("10.0.0.0/8").ok(), "10.0.0.0/8".parse().ok());
+        // Found by review: the IPv4-mapped form never matched, the gateway seeing an IPv4
+        // peer as IPv4 on every socket.
+        assert_eq!(
+            parse_net("::ffff:10.0.0.5").ok(),
+            "10.0.0.5/32".parse().ok()
+        );
+        assert_eq!(
+            parse_net("::ffff:10.0.0.0/104").ok(),
+            "10.0.0.0/8".parse().ok()
+        );
+        assert_eq!(parse_net("64:ff9b::/96").ok(), "64:ff9b::/96".parse().ok());
         // One address or its whole network: the operator says which.
         let refused = parse_net("10.1.2.3/8").unwrap_err().to_string();
         assert!(

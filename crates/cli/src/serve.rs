@@ -97,6 +97,7 @@ fn trusted_proxy(text: &str) -> Result<IpNet, String> {
         .trim()
         .parse()
         .map_err(|e| format!("{text:?} is not a CIDR: {e}"))?;
+    let net = crate::client::ipv4_as_ipv4(net);
     if net.prefix_len() == 0 {
         return Err(format!(
             "{net} would trust every peer's X-Forwarded-For; name the proxies' own addresses"
@@ -343,4 +344,25 @@ fn hold_serve_lock(home: &Home) -> anyhow::Result<File> {
         .and_then(|()| writeln!(file, "{}", std::process::id()))
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by review: an IPv4-mapped proxy address was kept as typed and never matched
+    /// (the gateway sees IPv4 peers as IPv4), so the proxy went silently untrusted.
+    #[test]
+    fn a_trusted_proxy_written_ipv4_mapped_is_its_ipv4_address() {
+        assert_eq!(
+            trusted_proxy("::ffff:127.0.0.1/128"),
+            Ok("127.0.0.1/32".parse().unwrap())
+        );
+        assert_eq!(
+            trusted_proxy("10.0.0.0/8"),
+            Ok("10.0.0.0/8".parse().unwrap())
+        );
+        // Every IPv4 peer, written mapped, is every peer.
+        assert!(trusted_proxy("::ffff:0:0/96").is_err());
+    }
 }

@@ -1163,6 +1163,10 @@ impl Gateway {
                 if let Some(audit) = in_flight.audit.as_mut() {
                     audit.release_reservation();
                 }
+                // Nor did it spend any request weight.
+                if let Some(reservation) = weight {
+                    reservation.release();
+                }
                 in_flight.finish(None, Outcome::UpstreamUnreachable);
                 refusal_response(adapter, Refusal::Unreachable)
             }

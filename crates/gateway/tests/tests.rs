@@ -536,6 +536,38 @@ async fn public_market_data_pauses_before_it_spends_the_weight_orders_need() {
     );
 }
 
+/// Found by review: a public call or signed read that never left keygate (the exchange
+/// unreachable) kept its weight estimate as spent for the rest of the minute, so after
+/// a short outage public data and reads stayed paused at the cap. It is handed back.
+#[tokio::test]
+async fn calls_that_could_not_be_sent_spend_no_weight() {
+    clear_of_a_minute_turn().await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_url = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let limits = ClientLimits {
+        public_weight_cap: 45,
+        ..ClientLimits::default()
+    };
+    let env = setup_with(
+        trading_policy(),
+        Some(closed_url),
+        Duration::from_secs(1),
+        ClientKeyMaterial::Hmac(SecretString::new(BOT_SECRET.into())),
+        limits,
+        vec![],
+    )
+    .await;
+    let exchange_info =
+        b"GET /binance/api/v3/exchangeInfo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    // Weight 20 each: three spent would pass the cap of 45, and the fourth be paused.
+    for _ in 0..4 {
+        let (status, body) = raw(env.gateway, exchange_info).await;
+        assert_eq!(status, 502, "{body}");
+        assert_eq!(body["code"], -1001, "{body}");
+    }
+}
+
 /// An exchange on loopback that accepts connections and never answers: its URL, and how
 /// many connections it accepted.
 async fn silent_exchange() -> (String, Arc<std::sync::atomic::AtomicUsize>) {

@@ -650,11 +650,17 @@ async fn handle<A: Adapter>(
     // While the exchange asks the address to back off, nothing is sent, not even an order
     // or a cancel: the exchange would refuse it, and count it towards a ban (or a longer
     // one) that stops every client. A read is held back here, before it reserves weight;
-    // anything else once it is decided (below, and again just before it would be sent),
-    // so that a withdrawal its policy denies is recorded, and alerted, as denied.
+    // anything else once it is decided (below, and again just before it would be sent).
+    // Either way a request its policy denies is recorded, and alerted, as denied: a read
+    // probing for symbols or scopes during a pause is decided first too.
     if action.kind == ActionKind::Read {
         if let Some((response, msg)) = held_back(adapter, &gw.weight, pool) {
+            let decided = gw.decider.reserve(&request(None));
             audit.action = Some(action);
+            if let Err(denial) = decided {
+                let msg = bounded(format!("keygate: {}", denial.message));
+                return audit.deny(refuse(Refusal::Denied(&msg)), denial.rule, &denial.message);
+            }
             return audit.deny(response, Rule::ExchangeBackOff, &msg);
         }
     }

@@ -3796,7 +3796,7 @@ async fn pause_with_a_429(env: &Env) {
 /// warning, "not sent") rather than denied (critical), and the denial alert it should
 /// have raised was lost. Only reads are held back before their decision now.
 #[tokio::test]
-async fn a_withdrawal_denied_by_policy_during_a_pause_is_denied() {
+async fn requests_denied_by_policy_during_a_pause_are_denied() {
     clear_of_a_minute_turn().await;
     let env = default_env().await;
     pause_with_a_429(&env).await;
@@ -3818,6 +3818,40 @@ async fn a_withdrawal_denied_by_policy_during_a_pause_is_denied() {
     let events = events_where(&env, 1, |e| e["action"] == "withdraw").await;
     assert_eq!(events[0]["rule"], "scope", "{events:?}");
     assert_eq!(events[0]["allowed"], false, "{events:?}");
+    // Found by review: a read its policy denies was held back before its decision, so
+    // symbol probing during a pause showed as back-off. Decided first, it is denied; a
+    // read the policy allows is held back.
+    let probe = http(
+        "GET",
+        &format!(
+            "/binance/api/v3/openOrders?{}",
+            sign("symbol=DOGEUSDT", BOT_SECRET)
+        ),
+        "",
+        "",
+    );
+    let denied = exchange_raw(env.gateway, &probe).await;
+    assert_eq!(denied.status, 401, "{}", denied.body);
+    assert!(
+        denied.body.contains("DOGEUSDT is not allowed"),
+        "{}",
+        denied.body
+    );
+    let allowed = http(
+        "GET",
+        &format!(
+            "/binance/api/v3/openOrders?{}",
+            sign("symbol=BTCUSDT", BOT_SECRET)
+        ),
+        "",
+        "",
+    );
+    let held = exchange_raw(env.gateway, &allowed).await;
+    assert_eq!(held.status, 429, "{}", held.body);
+    assert_eq!(env.exchange.simulator().requests().len(), sent);
+    let reads = events_where(&env, 2, |e| e["path"] == "/api/v3/openOrders").await;
+    assert_eq!(reads[0]["rule"], "symbol", "{reads:?}");
+    assert_eq!(reads[1]["rule"], "exchange_back_off", "{reads:?}");
 }
 
 /// A price lookup the exchange answers asking to back off holds its order back as such

@@ -258,6 +258,9 @@ struct Queue {
     closed: bool,
     /// The writer is gone: nothing queued from now on will be written.
     stopped: bool,
+    /// Why the last commit failed (or could not be synced to disk), until one succeeds:
+    /// meanwhile every order, withdrawal and transfer is refused.
+    failing: Option<String>,
 }
 
 impl Queue {
@@ -274,6 +277,7 @@ impl Queue {
             urgent: false,
             closed: false,
             stopped: false,
+            failing: None,
         }
     }
 
@@ -467,6 +471,13 @@ impl AuditLog {
         !lock(&self.handle.queue).stopped
     }
 
+    /// Why the writer's last commit failed, until one succeeds: while it fails, what
+    /// waits on it (orders, withdrawals and transfers) is refused, though the writer is
+    /// still there.
+    pub fn failing(&self) -> Option<String> {
+        lock(&self.handle.queue).failing.clone()
+    }
+
     /// Appends `event` and calls `on_durable` once it is committed or has failed.
     /// `false` when it was refused at once (the writer is gone, or [`MAX_QUEUED_KEPT`]
     /// events someone waits on already wait): `on_durable` has been told why.
@@ -632,7 +643,9 @@ fn writer(store: Store, key: AuditKey, queue: &Mutex<Queue>) {
             if chunk.is_empty() {
                 // The end of the batch: one attempt at recording its losses.
                 if let Some(record) = lost.take() {
-                    lost = commit(&store, &key, vec![lost_record(record)], &mut sync);
+                    let committed = commit(&store, &key, vec![lost_record(record)], &mut sync);
+                    lock(queue).failing = committed.failure;
+                    lost = committed.lost;
                 }
                 break;
             }
@@ -642,7 +655,9 @@ fn writer(store: Store, key: AuditKey, queue: &Mutex<Queue>) {
                     chunk.insert(chunk.len() - 1, lost_record(record));
                 }
             }
-            if let Some(failed) = commit(&store, &key, chunk, &mut sync) {
+            let committed = commit(&store, &key, chunk, &mut sync);
+            lock(queue).failing = committed.failure;
+            if let Some(failed) = committed.lost {
                 merge_lost(&mut lost, failed);
             }
         }
@@ -696,16 +711,19 @@ fn next_batch(queue: &Mutex<Queue>, batch: &mut Batch) -> bool {
     }
 }
 
+/// What came of one commit.
+struct Committed {
+    /// Events nobody waits on that were not written.
+    lost: Option<LostEvents>,
+    /// Why nothing could be written, or not made durable as asked.
+    failure: Option<String>,
+}
+
 /// Commits `jobs` in one transaction, chained after the last event, and tells whoever
 /// waits on them. Events nobody waits on that are not written (the commit failed, or
 /// one did not serialize) are returned counted as lost. A durable commit that writes no
 /// row (a barrier alone) syncs what earlier commits left unsynced.
-fn commit(
-    store: &Store,
-    key: &AuditKey,
-    jobs: Vec<Job>,
-    sync: &mut SyncState,
-) -> Option<LostEvents> {
+fn commit(store: &Store, key: &AuditKey, jobs: Vec<Job>, sync: &mut SyncState) -> Committed {
     let durable = jobs.iter().any(|j| j.on_durable.is_some());
     if durable != sync.full {
         match store.set_synchronous(durable) {
@@ -737,6 +755,7 @@ fn commit(
     // that promises it, the events are still written, but nobody is told they are durable.
     let unsynced = durable && !sync.full;
     let mut lost = None;
+    let mut failure = None;
     match result {
         Ok(seqs) => {
             if writes_rows || durable {
@@ -745,7 +764,9 @@ fn commit(
             for (job, seq) in jobs.into_iter().zip(seqs) {
                 match (job.on_durable, job.event) {
                     (Some(cb), _) if unsynced => {
-                        cb(Err("the audit log cannot be synced to disk".to_owned()))
+                        let reason = "the audit log cannot be synced to disk";
+                        failure = Some(reason.to_owned());
+                        cb(Err(reason.to_owned()))
                     }
                     (Some(cb), _) => cb(seq.ok_or_else(|| "event does not serialize".to_owned())),
                     (None, Some(event)) if seq.is_none() => {
@@ -758,6 +779,7 @@ fn commit(
         Err(e) => {
             tracing::error!(error = %e, events = jobs.len(), "audit append failed");
             let reason = e.to_string();
+            failure = Some(reason.clone());
             for job in jobs {
                 match (job.on_durable, job.event) {
                     (Some(cb), _) => cb(Err(reason.clone())),
@@ -769,7 +791,7 @@ fn commit(
             }
         }
     }
-    lost
+    Committed { lost, failure }
 }
 
 /// What one queued job puts in the log: nothing (a barrier), or an event's time and its
@@ -1540,6 +1562,27 @@ mod tests {
             }
             stop.store(true, std::sync::atomic::Ordering::Relaxed);
         });
+    }
+
+    /// Found by review: `/healthz` asked only whether the writer thread was there, so a
+    /// gateway whose every commit failed (the database locked, the disk full), and that
+    /// refused every order, looked healthy. The writer says why its last commit failed,
+    /// until one succeeds.
+    #[test]
+    fn the_log_says_while_its_commits_fail() {
+        let (_dir, db, key) = open();
+        let log = AuditLog::start(&db, key).unwrap();
+        log.append_blocking(event(1)).unwrap();
+        assert_eq!(log.failing(), None);
+        let blocker = Store::open(&db).unwrap();
+        blocker.connection().execute_batch("BEGIN IMMEDIATE").unwrap();
+        assert!(log.append_blocking(event(2)).is_err());
+        let failing = log.failing().expect("the failed commit's reason");
+        assert!(failing.contains("locked"), "{failing}");
+        assert!(log.is_writing());
+        blocker.connection().execute_batch("ROLLBACK").unwrap();
+        log.append_blocking(event(3)).unwrap();
+        assert_eq!(log.failing(), None);
     }
 
     /// The day's events are read back to count the daily limits when `serve` starts: a

@@ -59,8 +59,8 @@ pub fn admin_app(state: AdminState) -> Router {
         .with_state(state)
 }
 
-/// 200 while the gateway serves; 503 when the audit writer is gone (every order,
-/// withdrawal and transfer is then refused), the last reload of accounts and clients
+/// 200 while the gateway serves; 503 when the audit writer is gone or its last commit
+/// failed (every order, withdrawal and transfer is then refused), the last reload of accounts and clients
 /// failed (every request is then refused), or the monitor cannot read the audit log (no
 /// alert is raised from it).
 async fn healthz(State(state): State<AdminState>) -> impl IntoResponse {
@@ -74,6 +74,11 @@ async fn healthz(State(state): State<AdminState>) -> impl IntoResponse {
             "the audit writer has stopped: orders, withdrawals and transfers are refused"
                 .to_owned(),
         )
+    } else if let Some(reason) = state.audit.failing() {
+        Some(format!(
+            "the audit log cannot be written ({reason}): orders, withdrawals and transfers \
+             are refused"
+        ))
     } else {
         state
             .metrics

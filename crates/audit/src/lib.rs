@@ -1575,7 +1575,10 @@ mod tests {
         log.append_blocking(event(1)).unwrap();
         assert_eq!(log.failing(), None);
         let blocker = Store::open(&db).unwrap();
-        blocker.connection().execute_batch("BEGIN IMMEDIATE").unwrap();
+        blocker
+            .connection()
+            .execute_batch("BEGIN IMMEDIATE")
+            .unwrap();
         assert!(log.append_blocking(event(2)).is_err());
         let failing = log.failing().expect("the failed commit's reason");
         assert!(failing.contains("locked"), "{failing}");

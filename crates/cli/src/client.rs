@@ -281,6 +281,12 @@ fn issue(vault: &mut Unlocked, args: &IssueArgs) -> anyhow::Result<()> {
         args.json,
         None,
     )
+    .with_context(|| {
+        format!(
+            "client {name} was issued, but its credentials could not be shown; \
+             `keygate client rotate {name}` gives it new ones"
+        )
+    })
 }
 
 /// The longest lifetime a key is given: a key that outlives its bot by decades is a key
@@ -710,6 +716,8 @@ fn client_json(c: &Client, now: u64, verified: bool, account_exists: bool) -> se
         "expires_at": c.expires_ms.map(rfc3339),
         "previous_api_key": c.previous_api_key.as_deref().map(redact),
         "previous_valid_until": c.previous_until_ms.map(rfc3339),
+        // Whether that key still works: its grace period has not ended.
+        "previous_key_works": c.previous_until_ms.is_some_and(|until| until > now),
     })
 }
 
@@ -810,8 +818,13 @@ fn show(vault: &Unlocked, args: &ShowArgs) -> anyhow::Result<()> {
         c.expires_ms.map_or_else(|| "never".into(), rfc3339)
     );
     if let (Some(prev), Some(until)) = (&c.previous_api_key, c.previous_until_ms) {
+        let works = if until > now_ms() {
+            "valid until"
+        } else {
+            "ended"
+        };
         println!(
-            "previous key:       {} (valid until {})",
+            "previous key:       {} ({works} {})",
             escape_controls(&redact(prev)),
             rfc3339(until)
         );
@@ -988,6 +1001,9 @@ fn update(vault: &mut Unlocked, args: &UpdateArgs) -> anyhow::Result<()> {
 fn rotate(vault: &mut Unlocked, args: &RotateArgs) -> anyhow::Result<()> {
     let name: Name = args.name.parse()?;
     let grace = parse_duration(&args.grace).context("--grace")?;
+    if grace > MAX_KEY_LIFETIME {
+        bail!("--grace is at most ten years (3660d)");
+    }
     let c = vault
         .store
         .client(&name)
@@ -1035,7 +1051,8 @@ fn rotate(vault: &mut Unlocked, args: &RotateArgs) -> anyhow::Result<()> {
         ),
     };
     let api_key = random_alphanumeric();
-    let grace_until = now.saturating_add(grace.as_millis() as u64);
+    let grace_ms = u64::try_from(grace.as_millis()).context("--grace")?;
+    let grace_until = now.saturating_add(grace_ms);
     let mut detail = json!({
         "old_api_key": redact(&c.api_key),
         "new_api_key": redact(&api_key),
@@ -1058,6 +1075,15 @@ fn rotate(vault: &mut Unlocked, args: &RotateArgs) -> anyhow::Result<()> {
             redact(previous)
         );
     }
+    if c.key_type == KeyType::Ed25519 && args.public_key.is_none() {
+        // An API key names a client; it is no secret. Rotated because the bot's private
+        // key may have leaked, this would change nothing that matters.
+        eprintln!(
+            "keygate: warning: client {name} keeps its Ed25519 public key: only its API key \
+             changed, and the bot's private key still signs for it. If that key may have \
+             leaked, rotate again with --force --public-key FILE naming a new key pair"
+        );
+    }
     print_credentials(
         &Issued {
             name: &name,
@@ -1073,6 +1099,12 @@ fn rotate(vault: &mut Unlocked, args: &RotateArgs) -> anyhow::Result<()> {
         args.json,
         Some(grace_until),
     )
+    .with_context(|| {
+        format!(
+            "client {name} was rotated, but its new credentials could not be shown; \
+             `keygate client rotate {name} --force` gives it others"
+        )
+    })
 }
 
 /// Refuses a change made from `read` when the client's row is no longer that row: another

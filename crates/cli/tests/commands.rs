@@ -2136,6 +2136,40 @@ mod client {
         assert!(!out.stderr.contains("MC4CAQ"), "{}", out.stderr);
     }
 
+    /// Found by review: rotating an Ed25519 client without a new public key changes only
+    /// its API key, which is no secret; it says so, since a rotation made because the
+    /// bot's private key leaked would otherwise change nothing that matters.
+    #[test]
+    fn rotating_an_ed25519_client_without_a_new_key_warns() {
+        let kg = Kg::with_key_file();
+        kg.add_account("main", REAL_KEY, REAL_SECRET);
+        let pem = kg.path("bot.pub.pem");
+        std::fs::write(&pem, ED25519_PEM).unwrap();
+        let args = [
+            "--key-type",
+            "ed25519",
+            "--public-key",
+            pem.to_str().unwrap(),
+        ];
+        kg.issue("main", "edbot", &args);
+        let out = kg.ok(&["client", "rotate", "edbot"], "");
+        assert!(
+            out.stderr.contains("keeps its Ed25519 public key"),
+            "{out:#?}"
+        );
+        let out = kg.ok(
+            &[
+                "client",
+                "rotate",
+                "edbot",
+                "--public-key",
+                pem.to_str().unwrap(),
+            ],
+            "",
+        );
+        assert!(!out.stderr.contains("keeps its"), "{out:#?}");
+    }
+
     fn hex_of(b: &[u8]) -> String {
         b.iter().map(|x| format!("{x:02x}")).collect()
     }
@@ -3090,6 +3124,59 @@ mod client {
             human.contains("api key: ") && human.contains("ccxt.binance("),
             "{human}"
         );
+        // Found by review: a grace past what a duration holds in milliseconds wrapped
+        // to a few of them; one longer than a key may live is refused.
+        let out = kg.fails(
+            &[
+                "client",
+                "rotate",
+                "bot1",
+                "--force",
+                "--grace",
+                "18446744073709552s",
+            ],
+            "",
+            2,
+        );
+        assert!(out.stderr.contains("--grace is at most"), "{out:#?}");
+        // Found by review: `client show` told of an ended grace as running.
+        let shown = kg.ok(&["client", "show", "bot1"], "").stdout;
+        assert!(shown.contains("(ended "), "{shown}");
+        let listed = kg.ok(&["client", "list", "--json"], "").json();
+        assert_eq!(listed[0]["previous_key_works"], false, "{listed}");
+        kg.ok(
+            &["client", "rotate", "bot1", "--force", "--grace", "1h"],
+            "",
+        );
+        let shown = kg.ok(&["client", "show", "bot1"], "").stdout;
+        assert!(shown.contains("(valid until "), "{shown}");
+        let listed = kg.ok(&["client", "list", "--json"], "").json();
+        assert_eq!(listed[0]["previous_key_works"], true, "{listed}");
+    }
+
+    /// Found by review: credentials that could not be written (a full disk, a closed
+    /// pipe) left an issued client whose secret nobody has, with an error that did not
+    /// say so. The error names the client and the command that gives it new credentials.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn credentials_that_cannot_be_shown_say_how_to_get_others() {
+        let kg = Kg::with_key_file();
+        kg.add_account("main", REAL_KEY, REAL_SECRET);
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_keygate"))
+            .args(["client", "issue", "--account", "main", "--name", "bot9"])
+            .env("KEYGATE_HOME", kg.home())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::fs::File::create("/dev/full").unwrap())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{stderr}");
+        assert!(
+            stderr.contains("client bot9 was issued")
+                && stderr.contains("keygate client rotate bot9"),
+            "{stderr}"
+        );
+        assert!(kg.ok(&["client", "list"], "").stdout.contains("bot9"));
     }
 
     /// A regression test: rotating a frozen client printed "the old key works until …",

@@ -42,6 +42,9 @@ def expect_denied(exchange, what, call):
         call()
     except mapped as error:
         assert "keygate:" in str(error), f"{what}: {error}"
+        # The error as the bot sees it, for the test that looks for planted secrets in
+        # everything keygate wrote.
+        print(f"{what} denied: {error}", file=sys.stderr)
         return type(error).__name__
     raise AssertionError(f"{what} was not denied")
 

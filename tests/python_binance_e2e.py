@@ -31,6 +31,9 @@ def expect_denied(what, call):
     except BinanceAPIException as error:
         assert error.code == -2015, f"{what}: {error.code} {error.message}"
         assert error.message.startswith("keygate:"), f"{what}: {error.message}"
+        # The error as the bot sees it, for the test that looks for planted secrets in
+        # everything keygate wrote.
+        print(f"{what} denied: {error}", file=sys.stderr)
         return error.code
     raise AssertionError(f"{what} was not denied")
 

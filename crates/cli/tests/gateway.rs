@@ -2277,6 +2277,14 @@ fn ccxt_trades_through_keygate_and_the_cli_administers_it_live() {
     let bot_key = issued["api_key"].as_str().unwrap().to_owned();
     let bot_secret = issued["secret"].as_str().unwrap().to_owned();
     let serve = Serve::start(&home.kg);
+    // Every answer the test's own requests get, error bodies included, is searched for
+    // the planted secrets at the end.
+    let answers = std::cell::RefCell::new(Vec::<u8>::new());
+    let read_recorded = |path: &str, key: &str, secret: &str| {
+        let (status, body) = signed_get(&serve.addr, path, key, secret);
+        answers.borrow_mut().extend(body.to_string().as_bytes());
+        (status, body)
+    };
     #[cfg(target_os = "linux")]
     {
         let limits = std::fs::read_to_string(format!("/proc/{}/limits", serve.child.id())).unwrap();
@@ -2420,7 +2428,7 @@ fn ccxt_trades_through_keygate_and_the_cli_administers_it_live() {
         refused.stderr
     );
     assert!(!refused.all().contains(ROTATED_SECRET), "{refused:#?}");
-    let (status, body) = signed_get(&serve.addr, "/api/v3/account", &bot_key, &bot_secret);
+    let (status, body) = read_recorded("/api/v3/account", &bot_key, &bot_secret);
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         exchange
@@ -2438,7 +2446,7 @@ fn ccxt_trades_through_keygate_and_the_cli_administers_it_live() {
     );
     std::thread::sleep(Duration::from_millis(1000));
     exchange.simulator().reset(false);
-    let (status, body) = signed_get(&serve.addr, "/api/v3/account", &bot_key, &bot_secret);
+    let (status, body) = read_recorded("/api/v3/account", &bot_key, &bot_secret);
     assert_eq!(status, 200, "{body}");
     let seen = exchange.simulator().requests();
     assert_eq!(
@@ -2450,25 +2458,25 @@ fn ccxt_trades_through_keygate_and_the_cli_administers_it_live() {
     home.ok(&["client", "freeze", "bot1"], None);
     std::thread::sleep(Duration::from_millis(1000));
     assert_eq!(
-        signed_get(&serve.addr, "/api/v3/account", &bot_key, &bot_secret).0,
+        read_recorded("/api/v3/account", &bot_key, &bot_secret).0,
         401
     );
     home.ok(&["client", "unfreeze", "bot1"], None);
     std::thread::sleep(Duration::from_millis(1000));
     assert_eq!(
-        signed_get(&serve.addr, "/api/v3/account", &bot_key, &bot_secret).0,
+        read_recorded("/api/v3/account", &bot_key, &bot_secret).0,
         200
     );
     // So does `keygate panic`, for every client at once.
     home.ok(&["panic"], None);
     std::thread::sleep(Duration::from_millis(1000));
-    let (status, body) = signed_get(&serve.addr, "/api/v3/account", &bot_key, &bot_secret);
+    let (status, body) = read_recorded("/api/v3/account", &bot_key, &bot_secret);
     assert_eq!(status, 401);
     assert!(body["msg"].as_str().unwrap().contains("frozen"), "{body}");
     home.ok(&["client", "unfreeze", "bot1"], None);
     home.ok(&["client", "revoke", "bot1"], None);
     std::thread::sleep(Duration::from_millis(1000));
-    let (status, body) = signed_get(&serve.addr, "/api/v3/account", &bot_key, &bot_secret);
+    let (status, body) = read_recorded("/api/v3/account", &bot_key, &bot_secret);
     assert_eq!(status, 401);
     assert!(body["msg"].as_str().unwrap().contains("revoked"), "{body}");
     // Removing the account revokes its clients; their keys stay known, and refused as
@@ -2479,13 +2487,13 @@ fn ccxt_trades_through_keygate_and_the_cli_administers_it_live() {
         bot2["secret"].as_str().unwrap().to_owned(),
     );
     let answered = eventually(|| {
-        let (status, _) = signed_get(&serve.addr, "/api/v3/account", &bot2_key, &bot2_secret);
+        let (status, _) = read_recorded("/api/v3/account", &bot2_key, &bot2_secret);
         (status == 200).then_some(())
     });
     assert!(answered.is_some(), "the new client never worked");
     home.ok(&["account", "remove", "main", "--force"], None);
     std::thread::sleep(Duration::from_millis(1000));
-    let (status, body) = signed_get(&serve.addr, "/api/v3/account", &bot2_key, &bot2_secret);
+    let (status, body) = read_recorded("/api/v3/account", &bot2_key, &bot2_secret);
     assert_eq!(status, 401);
     assert_eq!(
         body["msg"], "keygate: client bot2 is revoked; its account was removed",
@@ -2504,14 +2512,17 @@ fn ccxt_trades_through_keygate_and_the_cli_administers_it_live() {
         "the denial is in the audit log"
     );
 
-    // The planted secrets appear nowhere: trace logs, CLI output, audit exports, error
-    // bodies seen by ccxt, or the database files.
+    // The planted secrets appear nowhere: trace logs, CLI output, audit exports, the
+    // errors ccxt and python-binance raised and the answers the test got, or the
+    // database files; neither as they are nor encoded (hex, base64, a byte array's debug
+    // form).
     let mut written: Vec<(String, Vec<u8>)> = vec![
         ("serve log".into(), std::fs::read(&serve_log).unwrap()),
         ("cli output".into(), home.printed.clone()),
         ("ccxt output".into(), ccxt_output),
         ("python-binance output".into(), python_binance_output),
         ("python-binance ed25519 output".into(), ed25519_output),
+        ("answers".into(), answers.take()),
     ];
     written.extend(
         exports
@@ -2529,20 +2540,59 @@ fn ccxt_trades_through_keygate_and_the_cli_administers_it_live() {
         log.contains("TRACE") || log.contains("DEBUG"),
         "serve logged at trace level"
     );
-    for (what, bytes) in &written {
-        for secret in [
-            REAL_SECRET,
-            ROTATED_SECRET,
-            REAL_KEY,
-            ROTATED_KEY,
-            bot_secret.as_str(),
-        ] {
-            assert!(
-                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
-                "a planted secret appears in {what}"
-            );
+    assert!(
+        written.iter().any(|(what, bytes)| what == "ccxt output"
+            && String::from_utf8_lossy(bytes).contains("withdraw denied: binance")),
+        "the errors the bots saw are searched"
+    );
+    let master_key = std::fs::read(home.kg.key_file()).unwrap();
+    let planted: [&[u8]; 7] = [
+        REAL_SECRET.as_bytes(),
+        ROTATED_SECRET.as_bytes(),
+        REAL_KEY.as_bytes(),
+        ROTATED_KEY.as_bytes(),
+        bot_secret.as_bytes(),
+        bot2_secret.as_bytes(),
+        &master_key,
+    ];
+    for secret in planted {
+        let forms = written_forms(secret);
+        for (what, bytes) in &written {
+            for form in &forms {
+                assert!(
+                    !bytes.windows(form.len()).any(|w| w == form.as_slice()),
+                    "a planted secret appears in {what}"
+                );
+            }
         }
     }
+}
+
+/// `secret` as a leak could write it: as it is, in hex (both cases), in base64 (with
+/// and without padding, standard and URL-safe) and as the start of a byte slice's debug
+/// form (`[80, 108, …`).
+fn written_forms(secret: &[u8]) -> Vec<Vec<u8>> {
+    use base64::Engine;
+    let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+    let engines = [
+        base64::engine::general_purpose::STANDARD,
+        base64::engine::general_purpose::STANDARD_NO_PAD,
+        base64::engine::general_purpose::URL_SAFE,
+        base64::engine::general_purpose::URL_SAFE_NO_PAD,
+    ];
+    let debug: Vec<String> = secret[..8].iter().map(u8::to_string).collect();
+    let mut forms = vec![
+        secret.to_vec(),
+        hex.clone().into_bytes(),
+        hex.to_uppercase().into_bytes(),
+        format!("[{}", debug.join(", ")).into_bytes(),
+    ];
+    // Base64 of the whole, less its last group (which depends on what follows).
+    forms.extend(engines.iter().map(|e| {
+        let encoded = e.encode(secret);
+        encoded.as_bytes()[..encoded.len().saturating_sub(4)].to_vec()
+    }));
+    forms
 }
 
 #[test]

@@ -65,8 +65,7 @@ impl From<SeverityArg> for Severity {
 
 /// The `[alerts]` settings of `home`'s config.toml.
 pub fn settings(home: &Home) -> anyhow::Result<Settings> {
-    home.config()?
-        .alerts
+    home.alerts_config()?
         .settings()
         .with_context(|| format!("[alerts] in {}", home.config_path().display()))
 }
@@ -78,7 +77,7 @@ const SERVE_ALERTS: &str = "serve.alerts";
 /// The `[alerts]` settings of `home`'s config.toml, for `serve`, and a digest of them
 /// to record with [`record_serve_settings`], made from the same reading of the file.
 pub fn serve_settings(home: &Home) -> anyhow::Result<(Settings, String)> {
-    let config = home.config()?.alerts;
+    let config = home.alerts_config()?;
     // Before the secret files are read: a file replaced meanwhile makes a warning too
     // many, never one too few.
     let digest = digest(&config);
@@ -178,7 +177,7 @@ pub fn stale_serve(home: &Home) -> Option<StaleServe> {
             .map(str::to_owned)
     };
     let pid = field("pid").unwrap_or_else(|| "?".to_owned());
-    let now = home.config().ok().map(|config| digest(&config.alerts));
+    let now = home.alerts_config().ok().map(|config| digest(&config));
     if now.is_some() && now == field("alerts") {
         return None;
     }
@@ -187,8 +186,7 @@ pub fn stale_serve(home: &Home) -> Option<StaleServe> {
 
 /// The rules' thresholds from `home`'s config.toml (no secret file is read).
 pub fn thresholds(home: &Home) -> anyhow::Result<Thresholds> {
-    home.config()?
-        .alerts
+    home.alerts_config()?
         .thresholds()
         .with_context(|| format!("[alerts] in {}", home.config_path().display()))
 }

@@ -59,6 +59,32 @@ impl Home {
     /// token's PIN, and where the master key is: one that another user owns or may write
     /// is refused, whatever the home directory's mode.
     pub fn config(&self) -> anyhow::Result<Config> {
+        self.parse_config()
+    }
+
+    /// The `[alerts]` settings of the config file, read only by the commands that alert:
+    /// a mistake there must not keep `panic`, `client freeze` or `doctor` from opening
+    /// the vault.
+    pub fn alerts_config(&self) -> anyhow::Result<AlertsConfig> {
+        /// The config file as the commands that alert read it: a key that belongs
+        /// nowhere (`[[alert.webhook]]`) is refused, a typo being an error rather than a
+        /// setting silently ignored. [`Config`] leaves it for these commands to find.
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct WithAlerts {
+            #[serde(rename = "version")]
+            _version: serde::de::IgnoredAny,
+            #[serde(rename = "master_key")]
+            _master_key: serde::de::IgnoredAny,
+            #[serde(default)]
+            alerts: AlertsConfig,
+        }
+        Ok(self.parse_config::<WithAlerts>()?.alerts)
+    }
+
+    /// Reads the config file into `T`, with an error that tells where the file is wrong
+    /// without quoting it.
+    fn parse_config<T: serde::de::DeserializeOwned>(&self) -> anyhow::Result<T> {
         let path = self.config_path();
         let mut file = fs::File::open(&path).with_context(|| {
             format!(
@@ -118,20 +144,28 @@ fn without_quoted_values(message: &str) -> String {
     out
 }
 
-/// What `config.toml` records.
+/// What `config.toml` records, as every command that opens the vault reads it: only
+/// `[master_key]` must be right for the vault to open (`keygate panic` must work
+/// whatever else is wrong there); the commands that alert read the rest
+/// ([`Home::alerts_config`]) and refuse what belongs nowhere.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Config {
     /// Config format version.
     pub version: u32,
     /// Where the master key comes from.
     pub master_key: MasterKeyConfig,
-    /// What raises an alert and where alerts go (`[alerts]`, `[[alerts.webhook]]`).
-    #[serde(default, skip_serializing_if = "AlertsConfig::is_empty")]
-    pub alerts: AlertsConfig,
+    /// What raises an alert and where alerts go (`[alerts]`, `[[alerts.webhook]]`), as
+    /// written: [`Home::alerts_config`] reads it.
+    #[serde(default, skip_serializing_if = "toml::Table::is_empty")]
+    pub alerts: toml::Table,
+    /// Whatever else the file holds, kept as it is when `vault move-key` rewrites it.
+    #[serde(flatten)]
+    pub other: toml::Table,
 }
 
 /// The master-key provider chosen at `init`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct MasterKeyConfig {
     /// Which provider.
     pub provider: Provider,
@@ -660,7 +694,8 @@ pub fn init(home: Home, how: &UnlockArgs, args: &InitArgs) -> anyhow::Result<()>
                 env_var: how.master_key_env.clone(),
                 hsm: hsm.clone(),
             },
-            alerts: AlertsConfig::default(),
+            alerts: toml::Table::new(),
+            other: toml::Table::new(),
         };
         let text = toml::to_string_pretty(&config).context("encoding the config")?;
         write_private_file(&config_path, text.as_bytes())?;

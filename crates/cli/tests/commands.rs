@@ -1008,7 +1008,7 @@ mod init {
             "\n[[alerts.webhook]]\nURL = \"https://hooks.example.com/services/T0/B0/SECRETPATH\"\n",
         );
         std::fs::write(&config, &text).unwrap();
-        let out = kg.fails(&["client", "list"], "", 2);
+        let out = kg.fails(&["alerts", "test"], "", 2);
         assert!(!out.all().contains("SECRETPATH"), "{}", out.stderr);
         let line = text.lines().count();
         assert!(
@@ -1024,9 +1024,41 @@ mod init {
             "\n[alerts]\nwebhook = \"https://hooks.example.com/services/T0/B0/SECRETPATH\"\n",
         );
         std::fs::write(&config, &text).unwrap();
-        let out = kg.fails(&["client", "list"], "", 2);
+        let out = kg.fails(&["alerts", "test"], "", 2);
         assert!(out.stderr.contains("invalid type"), "{}", out.stderr);
         assert!(!out.all().contains("SECRETPATH"), "{}", out.stderr);
+    }
+
+    /// Found by review: every command that opens the vault read `[alerts]` too, so one
+    /// wrong alert setting, or a table named wrong, stopped `keygate panic` and `client
+    /// freeze`. They open the vault with `[master_key]` alone; the commands that alert
+    /// (`serve`, `alerts test`, `doctor`) refuse the mistake, unknown keys included.
+    #[test]
+    fn a_mistake_in_the_alert_settings_does_not_stop_the_panic_button() {
+        let kg = Kg::with_key_file();
+        kg.add_account("main", REAL_KEY, REAL_SECRET);
+        kg.issue("main", "bot1", &[]);
+        let config = kg.home().join("config.toml");
+        let good = std::fs::read_to_string(&config).unwrap();
+        for mistake in [
+            "\n[[alerts.webhook]]\nurl = \"https://hooks.example.com/x\"\nmin_severity = \"warn\"\n",
+            "\n[[alert.webhook]]\nurl = \"https://hooks.example.com/x\"\n",
+        ] {
+            std::fs::write(&config, format!("{good}{mistake}")).unwrap();
+            kg.ok(&["client", "freeze", "bot1"], "");
+            kg.ok(&["client", "unfreeze", "bot1"], "");
+            kg.ok(&["panic"], "");
+            kg.ok(&["client", "unfreeze", "bot1"], "");
+            let out = kg.fails(&["alerts", "test"], "", 2);
+            assert!(out.stderr.contains("config.toml"), "{mistake}: {out:#?}");
+            let doctor = kg.run(&["doctor"], "");
+            assert!(
+                doctor.stdout.contains("FAIL alerts:"),
+                "{mistake}: {doctor:#?}"
+            );
+            let serve = kg.fails(&["serve", "--listen", "127.0.0.1:0"], "", 2);
+            assert!(serve.stderr.contains("config.toml"), "{mistake}: {serve:#?}");
+        }
     }
 
     #[test]

@@ -168,7 +168,7 @@ mod routes;
 mod smtp;
 mod webhook;
 
-pub use smtp::{spawn_smtp_sink, Mail, SmtpSink};
+pub use smtp::{spawn_smtp_sink, Mail, SmtpSink, GONE_DOMAIN};
 pub use webhook::{spawn_receiver, Hook, WebhookReceiver, RETRY_AFTER_S};
 
 use std::collections::{HashMap, HashSet};

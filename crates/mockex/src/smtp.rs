@@ -1,6 +1,8 @@
 //! An SMTP sink for tests: a mail server on loopback that speaks enough of RFC 5321
 //! (EHLO, AUTH PLAIN, MAIL, RCPT, DATA with dot-stuffing, RSET, NOOP, QUIT) for a real
-//! client library to deliver to it, and keeps every message. No TLS, no relaying.
+//! client library to deliver to it, and keeps every message. No TLS, no relaying. A
+//! recipient at [`GONE_DOMAIN`] is refused for good (550), as a server refuses a mailbox
+//! that no longer exists.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -12,6 +14,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 
 use crate::{lock, wait_for, Error};
+
+/// The domain whose mailboxes the sink refuses with `550 5.1.1`.
+pub const GONE_DOMAIN: &str = "gone.example";
 
 /// The longest line or message the sink takes; a client that sends more is cut off.
 const MAX_MESSAGE: usize = 1 << 20;
@@ -129,8 +134,13 @@ async fn session(stream: TcpStream, mails: &Mutex<Vec<Mail>>) -> std::io::Result
             if from.is_none() {
                 b"503 5.5.1 MAIL first\r\n"
             } else {
-                to.push(address(&line["RCPT TO:".len()..]));
-                b"250 2.1.5 ok\r\n"
+                let recipient = address(&line["RCPT TO:".len()..]);
+                if recipient.ends_with(&format!("@{GONE_DOMAIN}")) {
+                    b"550 5.1.1 mailbox unavailable\r\n"
+                } else {
+                    to.push(recipient);
+                    b"250 2.1.5 ok\r\n"
+                }
             }
         } else if upper == "DATA" {
             if from.is_none() || to.is_empty() {

@@ -1,4 +1,5 @@
-//! The email sink: one message per alert, over SMTP with STARTTLS or TLS (rustls).
+//! The email sink: one message per alert and recipient, over SMTP with STARTTLS or TLS
+//! (rustls).
 
 use keygate_vault::SecretBytes;
 use lettre::message::{header::ContentType, Mailbox};
@@ -7,7 +8,7 @@ use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde::{Deserialize, Serialize};
 
-use crate::sink::{loopback_address, DELIVERY_TIMEOUT};
+use crate::sink::{loopback_address, Failed, DELIVERY_TIMEOUT};
 use crate::{Alert, Error, Severity};
 
 /// How the connection to the mail server is protected.
@@ -123,22 +124,90 @@ impl Email {
         alert.severity >= self.min_severity
     }
 
-    /// Sends `alert` once.
-    pub(crate) async fn send(&self, alert: &Alert) -> Result<(), String> {
-        let mut message = Message::builder()
-            .from(self.from.clone())
-            .subject(subject(alert))
-            .header(ContentType::TEXT_PLAIN);
-        for to in &self.to {
-            message = message.to(to.clone());
+    /// Every recipient, none reached yet.
+    pub(crate) fn recipients(&self) -> Recipients {
+        Recipients {
+            pending: self.to.clone(),
+            refused: Vec::new(),
         }
-        let message = message.body(body(alert)).map_err(|e| e.to_string())?;
+    }
+
+    /// Sends `alert` to each recipient of `mail` not reached yet, one message each: a
+    /// server that refuses one mailbox (gone, over quota) stops the whole message at its
+    /// `RCPT`, and the others must still hear of the alert. A recipient refused for good
+    /// is not asked again; one refused for now is, at the next attempt.
+    pub(crate) async fn send_each(
+        &self,
+        alert: &Alert,
+        mail: &mut Recipients,
+    ) -> Result<(), Failed> {
+        let mut retry = None;
+        // A copy to walk: the attempt may be cut off by its deadline at any await, and
+        // what was not settled by then must still be in `mail`.
+        for to in mail.pending.clone() {
+            match self.send_to(alert, &to).await {
+                Ok(()) => mail.pending.retain(|p| p != &to),
+                Err(Refused {
+                    for_good: true,
+                    reason,
+                }) => {
+                    mail.pending.retain(|p| p != &to);
+                    mail.refused.push(format!("{to} refused: {reason}"));
+                }
+                Err(Refused { reason, .. }) => retry = Some(format!("{to}: {reason}")),
+            }
+        }
+        let mut reasons: Vec<String> = mail.refused.clone();
+        reasons.extend(retry);
+        if reasons.is_empty() {
+            return Ok(());
+        }
+        Err(Failed {
+            reason: reasons.join("; "),
+            retry_after: None,
+            permanent: mail.pending.is_empty(),
+        })
+    }
+
+    /// Sends `alert` to `to`, once.
+    async fn send_to(&self, alert: &Alert, to: &Mailbox) -> Result<(), Refused> {
+        // The addresses were checked when the sink was made, and a body of text always
+        // builds: a message that does not would not the next time either.
+        let message = Message::builder()
+            .from(self.from.clone())
+            .to(to.clone())
+            .subject(subject(alert))
+            .header(ContentType::TEXT_PLAIN)
+            .body(body(alert))
+            .map_err(|e| Refused {
+                for_good: true,
+                reason: e.to_string(),
+            })?;
         self.transport
             .send(message)
             .await
             .map(|_| ())
-            .map_err(|e| e.to_string())
+            .map_err(|e| Refused {
+                for_good: e.is_permanent(),
+                reason: e.to_string(),
+            })
     }
+}
+
+/// A message the mail server did not take.
+struct Refused {
+    /// A permanent (5xx) refusal: asking again would change nothing.
+    for_good: bool,
+    reason: String,
+}
+
+/// Where an email alert has still to go, across the attempts to send it.
+#[derive(Default)]
+pub(crate) struct Recipients {
+    /// Not reached yet.
+    pending: Vec<Mailbox>,
+    /// Refused for good, with why.
+    refused: Vec<String>,
 }
 
 /// `[keygate critical] withdrawal: ...`, the summary cut to keep the subject one line.

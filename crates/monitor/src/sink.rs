@@ -23,11 +23,14 @@ const RETRY_DELAYS: [Duration; 2] = [Duration::from_secs(1), Duration::from_secs
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(10);
 
 /// A failed attempt at a delivery.
-struct Failed {
+pub(crate) struct Failed {
     /// What went wrong, without a credential.
-    reason: String,
+    pub(crate) reason: String,
     /// How long the receiver asked to be left alone (`Retry-After`, in seconds).
-    retry_after: Option<Duration>,
+    pub(crate) retry_after: Option<Duration>,
+    /// Asking again would change nothing (a mail server refused every recipient left
+    /// for good).
+    pub(crate) permanent: bool,
 }
 
 impl From<String> for Failed {
@@ -35,6 +38,7 @@ impl From<String> for Failed {
         Failed {
             reason,
             retry_after: None,
+            permanent: false,
         }
     }
 }
@@ -64,19 +68,25 @@ impl Sink {
         }
     }
 
-    /// Sends `alert`, trying again after each of [`RETRY_DELAYS`] while it fails. The
-    /// error names the destination and the last failure, never a credential.
+    /// Sends `alert`, trying again after each of [`RETRY_DELAYS`] while it fails, unless
+    /// asking again would change nothing. An email goes to each recipient on its own, and
+    /// only those not reached yet are tried again. The error names the destination and
+    /// the last failure, never a credential.
     pub(crate) async fn deliver(
         &self,
         http: &reqwest::Client,
         alert: &Alert,
     ) -> Result<(), String> {
         let mut delays = RETRY_DELAYS.iter();
+        let mut mail = match self {
+            Sink::Email(email) => email.recipients(),
+            Sink::Webhook(_) => crate::email::Recipients::default(),
+        };
         loop {
             let attempt = async {
                 match self {
                     Sink::Webhook(hook) => hook.post(http, alert).await,
-                    Sink::Email(email) => email.send(alert).await.map_err(Failed::from),
+                    Sink::Email(email) => email.send_each(alert, &mut mail).await,
                 }
             };
             let attempt = tokio::time::timeout(DELIVERY_TIMEOUT, attempt)
@@ -86,13 +96,13 @@ impl Sink {
                 });
             match (attempt, delays.next()) {
                 (Ok(()), _) => return Ok(()),
-                (Err(failed), Some(delay)) => {
+                (Err(failed), Some(delay)) if !failed.permanent => {
                     let asked = failed
                         .retry_after
                         .map_or(Duration::ZERO, |asked| asked.min(MAX_RETRY_AFTER));
                     tokio::time::sleep((*delay).max(asked)).await;
                 }
-                (Err(failed), None) => {
+                (Err(failed), _) => {
                     let kind = match self {
                         Sink::Webhook(_) => "webhook",
                         Sink::Email(_) => "email to",
@@ -207,6 +217,7 @@ impl Webhook {
         Err(Failed {
             reason: format!("answered {status}"),
             retry_after,
+            permanent: false,
         })
     }
 }

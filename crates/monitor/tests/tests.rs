@@ -454,23 +454,55 @@ fn an_alert_is_mailed_through_a_real_smtp_exchange_with_the_password_from_its_fi
     log.append_blocking(request(10, ActionKind::Read, Some(Rule::Replay)))
         .unwrap();
     log.append_blocking(panic_event(11)).unwrap();
-    let mails = sink.wait_for(1, Duration::from_secs(15));
+    let mails = sink.wait_for(2, Duration::from_secs(15));
     monitor.stop();
-    assert_eq!(mails.len(), 1, "{mails:?}");
-    let mail = &mails[0];
-    assert_eq!(
-        mail.auth,
-        Some(("keygate".to_owned(), "smtp-planted-password".to_owned()))
-    );
-    assert_eq!(mail.from, "keygate@example.com");
-    assert_eq!(mail.to, ["oncall@example.com", "second@example.com"]);
+    // One message per recipient.
+    assert_eq!(mails.len(), 2, "{mails:?}");
+    for (mail, to) in mails
+        .iter()
+        .zip(["oncall@example.com", "second@example.com"])
+    {
+        assert_eq!(
+            mail.auth,
+            Some(("keygate".to_owned(), "smtp-planted-password".to_owned()))
+        );
+        assert_eq!(mail.from, "keygate@example.com");
+        assert_eq!(mail.to, [to]);
+        assert!(
+            mail.data.contains(
+                "Subject: [keygate critical] admin_change: vault.panic by cli on clients"
+            ),
+            "{}",
+            mail.data
+        );
+        assert!(mail.data.contains("event:     2 "), "{}", mail.data);
+    }
+
+    // Found by review: a mailbox the server refuses stopped the whole message at its
+    // RCPT, so nobody got the alert, three times over. Each recipient gets its own
+    // message; one refused for good (550) is not asked again.
+    let config = AlertsConfig {
+        emails: vec![EmailConfig {
+            to: vec![
+                format!("left@{}", keygate_mockex::GONE_DOMAIN),
+                "oncall@example.com".into(),
+            ],
+            ..email(sink.addr.to_string())
+        }],
+        ..AlertsConfig::default()
+    };
+    let alert = Alert::outside_log(Severity::Critical, AlertRule::Test, "test".into());
+    let started = std::time::Instant::now();
+    let deliveries = dispatch_blocking(&config.settings().unwrap(), &alert).unwrap();
+    let failure = deliveries[0].result.clone().unwrap_err();
+    assert!(failure.contains("left@gone.example refused"), "{failure}");
     assert!(
-        mail.data
-            .contains("Subject: [keygate critical] admin_change: vault.panic by cli on clients"),
-        "{}",
-        mail.data
+        started.elapsed() < Duration::from_secs(1),
+        "asked again after a permanent refusal"
     );
-    assert!(mail.data.contains("event:     2 "), "{}", mail.data);
+    let mails = sink.mails();
+    assert_eq!(mails.len(), 3, "{mails:?}");
+    assert_eq!(mails[2].to, ["oncall@example.com"]);
 
     // A server that is not there: three attempts, then the failure names it.
     let closed = std::net::TcpListener::bind("127.0.0.1:0")

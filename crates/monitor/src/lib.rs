@@ -15,7 +15,7 @@
 //! | `new_source` | warning | a client seen at one address is used from another (anomaly) |
 //! | `new_symbol` | warning | a client that trades places an order in a symbol it never traded and that is not on its symbol list (anomaly) |
 //! | `rate_spike` | warning | a client sends ten times its usual rate in a minute (anomaly) |
-//! | `admin_change` | critical for `keygate panic`, warning for a grant of withdraw or transfer, info otherwise | an operator's change |
+//! | `admin_change` | critical for `keygate panic`, warning for a grant of withdraw or transfer (an issue or an update) and for an unfreeze, info otherwise | an operator's change |
 //! | `events_lost` | critical | the audit writer fell so far behind that background events (reads, denials) were counted, not kept |
 //! | `log_unreadable` | critical | an event does not decode, or the log ends before the monitor's place in it |
 //!

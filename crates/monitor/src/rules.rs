@@ -626,9 +626,18 @@ fn counts_toward_bursts(rule: Option<Rule>) -> bool {
 }
 
 /// An operator's change: `keygate panic` is critical; a change that lets a client move
-/// funds it could not move before (a scope granted by `client.update`) is a warning; the
-/// rest is information.
+/// funds it could not move before (a client issued with, or updated to, the withdraw or
+/// transfer scope) is a warning, as is a frozen client let go again; the rest is
+/// information.
 fn admin_alert(admin: &AdminEvent) -> (Severity, String) {
+    // The money-moving scopes of the policy at `policy` in the event's detail.
+    let moving = |policy: &serde_json::Value| -> Vec<&'static str> {
+        let scopes = policy["scopes"].as_array();
+        ["withdraw", "transfer"]
+            .into_iter()
+            .filter(|s| scopes.is_some_and(|all| all.iter().any(|a| a == s)))
+            .collect()
+    };
     let summary = format!("{} by {} on {}", admin.change, admin.actor, admin.target);
     match admin.change.as_str() {
         "vault.panic" => {
@@ -642,22 +651,13 @@ fn admin_alert(admin: &AdminEvent) -> (Severity, String) {
             };
             (Severity::Critical, summary)
         }
-        "client.update" => {
-            let scopes = |side: &str| -> Vec<String> {
-                admin.detail[side]["scopes"]
-                    .as_array()
-                    .map(|s| {
-                        s.iter()
-                            .filter_map(|v| v.as_str().map(str::to_owned))
-                            .collect()
-                    })
-                    .unwrap_or_default()
+        "client.update" | "client.issue" => {
+            let before = moving(&admin.detail["from"]);
+            let after = match admin.change.as_str() {
+                "client.issue" => moving(&admin.detail["policy"]),
+                _ => moving(&admin.detail["to"]),
             };
-            let (before, after) = (scopes("from"), scopes("to"));
-            let granted: Vec<&str> = ["withdraw", "transfer"]
-                .into_iter()
-                .filter(|s| after.iter().any(|a| a == s) && !before.iter().any(|b| b == s))
-                .collect();
+            let granted: Vec<&str> = after.into_iter().filter(|s| !before.contains(s)).collect();
             if granted.is_empty() {
                 (Severity::Info, summary)
             } else {
@@ -667,6 +667,7 @@ fn admin_alert(admin: &AdminEvent) -> (Severity, String) {
                 )
             }
         }
+        "client.unfreeze" => (Severity::Warning, format!("{summary}: its key works again")),
         _ => (Severity::Info, summary),
     }
 }
@@ -1415,6 +1416,52 @@ mod tests {
         assert_eq!(
             rules_of(&narrowed),
             [(Severity::Info, AlertRule::AdminChange)]
+        );
+    }
+
+    /// Found by review: only an update that granted withdraw or transfer warned; a
+    /// client issued with either, or one let go after `keygate panic`, was information,
+    /// which no sink gets by default.
+    #[test]
+    fn issuing_a_client_that_moves_funds_or_unfreezing_one_is_a_warning() {
+        let mut rules = Rules::new(Thresholds::default());
+        let admin = |change: &str, detail: serde_json::Value| Event {
+            ts_ms: 5,
+            body: EventBody::Admin(AdminEvent {
+                actor: "cli".into(),
+                change: change.into(),
+                target: "bot2".into(),
+                detail,
+            }),
+        };
+        let issued = |scopes: &[keygate_core::Scope]| {
+            let policy = keygate_core::Policy {
+                scopes: scopes.iter().copied().collect(),
+                ..keygate_core::Policy::default()
+            };
+            admin(
+                "client.issue",
+                serde_json::json!({ "account": "main", "policy": policy }),
+            )
+        };
+        use keygate_core::Scope;
+        let alerts = rules.evaluate(1, &issued(&[Scope::Read, Scope::Withdraw]));
+        assert_eq!(
+            rules_of(&alerts),
+            [(Severity::Warning, AlertRule::AdminChange)]
+        );
+        assert!(
+            alerts[0].summary.ends_with("grants withdraw"),
+            "{}",
+            alerts[0].summary
+        );
+        assert_eq!(
+            rules_of(&rules.evaluate(2, &issued(&[Scope::Read, Scope::Trade]))),
+            [(Severity::Info, AlertRule::AdminChange)]
+        );
+        assert_eq!(
+            rules_of(&rules.evaluate(3, &admin("client.unfreeze", serde_json::Value::Null))),
+            [(Severity::Warning, AlertRule::AdminChange)]
         );
     }
 

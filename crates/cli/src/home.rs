@@ -1185,7 +1185,12 @@ pub fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Parses durations such as `90d`, `24h`, `30m`, `45s`, `2w` and `1h30m`.
+/// The longest duration any option takes: longer ones are typos, and in milliseconds
+/// past a `u64` they would wrap (a week's `--since` read as a fraction of a second).
+const MAX_DURATION_S: u64 = 100 * 366 * 86_400;
+
+/// Parses durations such as `90d`, `24h`, `30m`, `45s`, `2w` and `1h30m`, at most a
+/// hundred years.
 pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
     let bad =
         || anyhow::anyhow!("invalid duration {s:?}: use forms like 90d, 24h, 30m, 45s or 1h30m");
@@ -1216,6 +1221,9 @@ pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
             .checked_mul(unit)
             .and_then(|v| total.checked_add(v))
             .ok_or_else(bad)?;
+    }
+    if total > MAX_DURATION_S {
+        bail!("duration {s:?} is longer than a hundred years (36600d)");
     }
     Ok(Duration::from_secs(total))
 }
@@ -1307,7 +1315,19 @@ mod tests {
         assert_eq!(d("45s"), Some(45));
         assert_eq!(d("1h30m"), Some(5400));
         assert_eq!(d("2w"), Some(14 * 86_400));
-        for bad in ["", "d", "10", "10x", "1h-2m", "99999999999999999999d"] {
+        assert_eq!(d("36600d"), Some(MAX_DURATION_S));
+        // Found by review: past what milliseconds hold in a u64, `--since` wrapped to a
+        // fraction of a second, and `serve --reconcile-every` panicked its thread.
+        for bad in [
+            "",
+            "d",
+            "10",
+            "10x",
+            "1h-2m",
+            "99999999999999999999d",
+            "36601d",
+            "18446744073709551615s",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad:?} parsed");
         }
     }

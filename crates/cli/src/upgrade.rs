@@ -81,7 +81,7 @@ pub fn run(mut vault: Unlocked, args: &UpgradeArgs) -> anyhow::Result<()> {
     for c in &untagged {
         print_client(c, None)?;
     }
-    print_unreadable(&rows, "stay untagged, so refused");
+    print_unreadable(&rows, "will be deleted");
     let accounts = vault.store.account_rows().context("reading accounts")?;
     print_accounts(&accounts, None, &vault.master);
     confirm(args, &format!("Tag these {} client(s)?", untagged.len()))?;
@@ -119,7 +119,7 @@ fn seal(
             println!("    PUT BACK? {difference}");
         }
     }
-    print_unreadable(rows, "stay refused");
+    print_unreadable(rows, "will be deleted");
     print_accounts(&accounts, Some(&recorded_accounts), &vault.master);
     let readable_accounts: Vec<&Account> =
         accounts.iter().filter_map(|r| r.as_ref().ok()).collect();
@@ -132,22 +132,6 @@ fn seal(
         ),
     )?;
     let (master, key) = (&vault.master, &vault.audit_key);
-    // What the operator accepted, so that the next review compares against it: rows whose
-    // tag verifies only. A row changed without the master key stays refused whatever the
-    // operator says; recording its state would make a later put-back row match it.
-    let accepted: Vec<serde_json::Value> = readable
-        .iter()
-        .filter(|c| c.verify_record(master).is_ok())
-        .map(|c| {
-            serde_json::json!({
-                "name": c.name.as_str(),
-                "status": c.status.as_str(),
-                "api_key": redact(&c.api_key),
-                "policy": c.policy,
-                "expires_at": c.expires_ms.map(rfc3339),
-            })
-        })
-        .collect();
     // Each account by the fingerprint of the key it opens to, not by its stored column,
     // which nothing binds to the sealed key; one that does not open is recorded as such.
     let accepted_accounts: Vec<serde_json::Value> = readable_accounts
@@ -160,12 +144,7 @@ fn seal(
             })
         })
         .collect();
-    let sealed = admin_event(
-        "vault.seal",
-        "clients",
-        serde_json::json!({ "clients": accepted, "accounts": accepted_accounts, "reason": reason }),
-    );
-    vault
+    let settled = vault
         .store
         .transaction(|s: &Store| {
             // Still the rows shown: another command may have changed one meanwhile.
@@ -185,17 +164,108 @@ fn seal(
                 }
                 .into());
             }
-            keygate_audit::append_within(s, key, &[sealed])?;
+            let (settled, mut events) = settle_refused_rows(s, master)?;
+            // What the operator accepted, so that the next review compares against it:
+            // every row, now that each verifies (the refused ones revoked).
+            let accepted: Vec<serde_json::Value> = s
+                .client_rows()?
+                .iter()
+                .flatten()
+                .map(|c| {
+                    serde_json::json!({
+                        "name": c.name.as_str(),
+                        "status": c.status.as_str(),
+                        "api_key": redact(&c.api_key),
+                        "policy": c.policy,
+                        "expires_at": c.expires_ms.map(rfc3339),
+                    })
+                })
+                .collect();
+            events.push(admin_event(
+                "vault.seal",
+                "clients",
+                serde_json::json!({
+                    "clients": accepted,
+                    "accounts": accepted_accounts,
+                    "reason": reason,
+                    "deleted_unreadable_clients": settled.deleted,
+                }),
+            ));
+            keygate_audit::append_within(s, key, &events)?;
             s.seal_as_they_are(master)?;
-            Ok::<_, keygate_audit::Error>(())
+            Ok::<_, keygate_audit::Error>(settled)
         })
         .context("sealing the client and account tables")?;
+    settled.tell();
     println!(
         "sealed: {} client(s) and {} account(s); the gateway accepts them again",
         readable.len(),
         readable_accounts.len()
     );
     Ok(())
+}
+
+/// The client rows the gateway refuses that a seal must not cover as they are: revoked,
+/// or deleted.
+struct Settled {
+    revoked: Vec<String>,
+    deleted: Vec<String>,
+}
+
+impl Settled {
+    fn tell(&self) {
+        if !self.revoked.is_empty() {
+            println!(
+                "revoked (changed without the master key): {}",
+                escape_controls(&self.revoked.join(", "))
+            );
+        }
+        if !self.deleted.is_empty() {
+            println!(
+                "deleted (did not read): {}",
+                escape_controls(&self.deleted.join(", "))
+            );
+        }
+    }
+}
+
+/// Within the transaction that seals the tables: revokes every client row whose tag does
+/// not verify, and deletes every row that does not read, with the events that say so.
+/// The seal covers a client row's name and tag, and its tag covers the rest only when it
+/// verifies: a refused row sealed as it reads could be edited later back to the contents
+/// its tag was made for (a revoked client, active again) and pass both. Revoked, it is
+/// tagged anew as revoked; deleted, it is gone.
+fn settle_refused_rows(
+    s: &Store,
+    master: &MasterKey,
+) -> Result<(Settled, Vec<keygate_core::Event>), keygate_store::Error> {
+    let mut settled = Settled {
+        revoked: Vec::new(),
+        deleted: s.delete_unreadable_clients()?,
+    };
+    let mut events = Vec::new();
+    for c in s.client_rows()?.into_iter().flatten() {
+        if c.verify_record(master).is_ok() {
+            continue;
+        }
+        s.set_client_status(
+            &c.name,
+            c.status,
+            keygate_core::ClientStatus::Revoked,
+            master,
+        )?;
+        events.push(admin_event(
+            "client.revoke",
+            c.name.as_str(),
+            serde_json::json!({
+                "from": c.status.as_str(),
+                "to": "revoked",
+                "reason": "changed without the master key; revoked by upgrade before sealing",
+            }),
+        ));
+        settled.revoked.push(c.name.to_string());
+    }
+    Ok((settled, events))
 }
 
 /// What the audit log last recorded of a client.
@@ -447,7 +517,9 @@ fn refuse_shared_keys(rows: &[Result<Client, keygate_store::Error>]) -> anyhow::
 /// Every column the tag covers; `verified` says whether its tag verifies, for a row that
 /// has one.
 fn print_client(c: &Client, verified: Option<bool>) -> anyhow::Result<()> {
+    // JSON escapes C0 controls only; the policy's strings are text from the database.
     let policy = serde_json::to_string(&c.policy).context("encoding a policy")?;
+    let policy = escape_controls(&policy);
     let previous = match (&c.previous_api_key, c.previous_until_ms) {
         (Some(key), Some(until)) => {
             format!("{} until {}", escape_controls(&redact(key)), rfc3339(until))
@@ -456,7 +528,7 @@ fn print_client(c: &Client, verified: Option<bool>) -> anyhow::Result<()> {
         _ => "none".into(),
     };
     let warning = match verified {
-        Some(false) => " (CHANGED WITHOUT THE MASTER KEY: stays refused)",
+        Some(false) => " (CHANGED WITHOUT THE MASTER KEY: will be revoked)",
         _ => "",
     };
     println!(
@@ -594,15 +666,23 @@ fn tag(
             }
             let tagged = s.tag_clients_as_shown(shown, master)?;
             s.set_meta(META_CHECK, &master.make_check())?;
+            let (settled, mut events) = settle_refused_rows(s, master)?;
             let names: Vec<&str> = tagged.iter().map(Name::as_str).collect();
-            let upgraded = admin_event(
+            events.push(admin_event(
                 "vault.upgrade",
                 "clients",
-                serde_json::json!({ "tagged_clients": names }),
-            );
-            keygate_audit::append_within(s, key, &[upgraded])?;
+                serde_json::json!({
+                    "tagged_clients": names,
+                    "deleted_unreadable_clients": settled.deleted,
+                }),
+            ));
+            keygate_audit::append_within(s, key, &events)?;
             s.seal_as_they_are(master)?;
-            Ok::<_, keygate_audit::Error>(tagged)
+            Ok::<_, keygate_audit::Error>((tagged, settled))
         })
         .context("tagging the clients")
+        .map(|(tagged, settled)| {
+            settled.tell();
+            tagged
+        })
 }

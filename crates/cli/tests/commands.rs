@@ -2787,8 +2787,9 @@ mod client {
     }
 
     /// A regression test: `keygate upgrade` recorded, as accepted, the state of a row
-    /// changed without the master key (which stays refused), so that the same state put
-    /// back later, with a valid old tag, was not marked at the next review.
+    /// changed without the master key, so that the same state put back later, with a
+    /// valid old tag, was not marked at the next review. Such a row is revoked by the
+    /// review now, and recorded as revoked.
     #[test]
     fn a_review_records_only_rows_whose_tag_verifies() {
         let kg = Kg::with_key_file();
@@ -2815,7 +2816,58 @@ mod client {
             .iter()
             .map(|c| c["name"].as_str().unwrap())
             .collect();
-        assert_eq!(recorded, ["bot2"], "{seal}");
+        assert_eq!(recorded, ["bot1", "bot2"], "{seal}");
+        assert_eq!(seal["detail"]["clients"][0]["status"], "revoked", "{seal}");
+    }
+
+    /// Found by review: the seal covers a client row's name and tag, and `upgrade` sealed
+    /// rows whose tag did not verify ("stays refused"). A revoked client's old row put
+    /// back with one column off (so its tag failed) was sealed so; that column set back
+    /// afterwards made the old tag verify under a seal that held: the revoked key worked
+    /// again, and doctor and audit verify were content. The review now revokes such a
+    /// row, and deletes one that does not read, before it seals.
+    #[test]
+    fn a_review_cannot_be_used_to_bring_a_revoked_client_back() {
+        let kg = Kg::with_key_file();
+        kg.add_account("main", REAL_KEY, REAL_SECRET);
+        kg.issue("main", "bot1", &["--scope", "read,trade"]);
+        kg.issue("main", "bot3", &[]);
+        let db = db(&kg);
+        db.execute_batch("CREATE TABLE saved AS SELECT * FROM clients WHERE name = 'bot1'")
+            .unwrap();
+        kg.ok(&["client", "revoke", "bot1"], "");
+        db.execute_batch(
+            "DELETE FROM clients WHERE name = 'bot1';
+             INSERT INTO clients SELECT * FROM saved;
+             UPDATE clients SET status = 'frozen' WHERE name = 'bot1';
+             UPDATE clients SET status = 'bogus' WHERE name = 'bot3';",
+        )
+        .unwrap();
+        let review = kg.ok(&["upgrade", "--yes"], "");
+        assert!(
+            review
+                .stdout
+                .contains("bot1 (CHANGED WITHOUT THE MASTER KEY: will be revoked)")
+                && review
+                    .stdout
+                    .contains("(1 row(s) do not read and will be deleted)")
+                && review
+                    .stdout
+                    .contains("revoked (changed without the master key): bot1")
+                && review.stdout.contains("deleted (did not read): bot3"),
+            "{review:#?}"
+        );
+        assert_eq!(kg.status("bot1"), "revoked");
+        // The edit undone: the old tag no longer matches the row the seal covers.
+        db.execute(
+            "UPDATE clients SET status = 'active' WHERE name = 'bot1'",
+            [],
+        )
+        .unwrap();
+        let doctor = kg.run(&["doctor"], "");
+        assert_eq!(doctor.code, 1, "{doctor:#?}");
+        assert_ne!(kg.status("bot1"), "active");
+        kg.ok(&["audit", "verify"], "");
     }
 
     /// A vault of schema 2 (whose client table referenced its accounts, so that removing

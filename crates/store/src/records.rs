@@ -588,6 +588,47 @@ impl Store {
         self.reseal(master, &sealed)
     }
 
+    /// Deletes every client row that does not read as a client (a column of the wrong
+    /// type, a status or policy that does not decode), and returns what each was named,
+    /// as far as that reads. Such a row cannot be revoked, and a seal made over it would
+    /// vouch for whatever is written into it later: `keygate upgrade` deletes them before
+    /// it seals the tables.
+    pub fn delete_unreadable_clients(&self) -> Result<Vec<String>, Error> {
+        let rowids: Vec<i64> = {
+            let mut stmt = self
+                .connection()
+                .prepare("SELECT rowid FROM clients ORDER BY rowid")
+                .map_err(|e| self.error(e))?;
+            let rows = stmt
+                .query_map([], |r| r.get(0))
+                .map_err(|e| self.error(e))?;
+            rows.collect::<rusqlite::Result<_>>()
+                .map_err(|e| self.error(e))?
+        };
+        let mut deleted = Vec::new();
+        for rowid in rowids {
+            let (reads, name) = self
+                .connection()
+                .query_row(
+                    "SELECT *, CAST(name AS TEXT) AS shown_name FROM clients WHERE rowid = ?1",
+                    [rowid],
+                    |row| {
+                        let reads = matches!(Client::from_row(row), Ok(Ok(_)));
+                        let name: Option<String> = row.get("shown_name").ok().flatten();
+                        Ok((reads, name))
+                    },
+                )
+                .map_err(|e| self.error(e))?;
+            if !reads {
+                self.connection()
+                    .execute("DELETE FROM clients WHERE rowid = ?1", [rowid])
+                    .map_err(|e| self.error(e))?;
+                deleted.push(name.unwrap_or_default());
+            }
+        }
+        Ok(deleted)
+    }
+
     /// Deletes an account and the client rows named in `unreadable` (rows bound to it
     /// that do not read, so cannot be revoked). Its other clients stay, so that their
     /// keys are refused as revoked and `client list` still shows them: a client bound to

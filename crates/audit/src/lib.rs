@@ -1242,6 +1242,31 @@ pub(crate) fn ends_at_head(
     }
 }
 
+/// A page of the log as [`read_readable`] reads it.
+pub struct ReadablePage {
+    /// The events that decode, with their seq.
+    pub events: Vec<(u64, Event)>,
+    /// The seq of the last row read, to go on from; `None` past the end.
+    pub read_to: Option<u64>,
+}
+
+/// [`read`], but an event whose body is not a keygate event (tampering, which [`verify`]
+/// names) is left out rather than failing the page: the commands that show the log as
+/// it stands still show the rest of it.
+pub fn read_readable(store: &Store, from: u64, limit: u64) -> Result<ReadablePage, Error> {
+    let rows = events(store, from, limit)?;
+    let read_to = rows.last().map(|row| row.seq);
+    let events = rows
+        .into_iter()
+        .filter_map(|row| {
+            serde_json::from_str::<Event>(&row.body)
+                .ok()
+                .map(|event| (row.seq, event))
+        })
+        .collect();
+    Ok(ReadablePage { events, read_to })
+}
+
 /// Reads events with `seq >= from`, decoded, with their seq.
 pub fn read(store: &Store, from: u64, limit: u64) -> Result<Vec<(u64, Event)>, Error> {
     decoded(events(store, from, limit)?)

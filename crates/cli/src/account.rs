@@ -377,7 +377,7 @@ fn remove(vault: &mut Unlocked, args: &RemoveArgs) -> anyhow::Result<()> {
         bail!(
             "account {label} has {} client(s) not revoked: {}; revoke them first or pass --force",
             not_revoked.len(),
-            not_revoked.join(", ")
+            escape_controls(&not_revoked.join(", "))
         );
     }
     let revoked: Vec<&Name> = to_revoke.iter().map(|(name, _)| name).collect();
@@ -424,7 +424,7 @@ fn remove(vault: &mut Unlocked, args: &RemoveArgs) -> anyhow::Result<()> {
         println!(
             "deleted {} client row(s) that did not read: {}",
             unreadable.len(),
-            unreadable.join(", ")
+            escape_controls(&unreadable.join(", "))
         );
     }
     Ok(())

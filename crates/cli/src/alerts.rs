@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 
 use crate::audit_cmd::{exit_code_showing, for_each_event, log_problem};
 use crate::home::{now_ms, parse_duration, Home, Unlocked};
-use crate::output::{print_json, rfc3339};
+use crate::output::{escape_controls, print_json, rfc3339};
 
 /// `keygate alerts`
 #[derive(clap::Subcommand, Debug)]
@@ -264,7 +264,8 @@ pub fn test(home: &Home) -> anyhow::Result<i32> {
             Ok(()) => println!("{}: delivered", delivery.destination),
             Err(failure) => {
                 failed = true;
-                println!("{failure}");
+                // It may quote the mail server's own answer.
+                println!("{}", escape_controls(&failure));
             }
         }
     }

@@ -12,7 +12,7 @@ use keygate_store::Store;
 use serde::Serialize;
 
 use crate::home::{now_ms, parse_duration, Unlocked};
-use crate::output::{rfc3339, STDOUT_WRITE};
+use crate::output::{escape_controls, rfc3339, STDOUT_WRITE};
 
 /// Events read from the database per page.
 const PAGE: u64 = 10_000;
@@ -26,7 +26,8 @@ pub enum AuditCmd {
     Verify(VerifyArgs),
     /// Print a checkpoint of the log (one JSON line) to keep outside this machine.
     Checkpoint,
-    /// Show the last events.
+    /// Show the last events; exit 1 if those do not verify (they still come, from what
+    /// the log holds).
     Tail(TailArgs),
     /// Show the events that match filters; exit 1 if the log does not verify (they still
     /// come, from what it holds).
@@ -245,8 +246,9 @@ pub(crate) fn exit_code_showing(problem: Option<&str>, shown: &str) -> i32 {
         None => 0,
         Some(problem) => {
             eprintln!(
-                "keygate: warning: the audit log DOES NOT VERIFY ({problem}): {shown} what it \
-                 holds, which may have been edited"
+                "keygate: warning: the audit log DOES NOT VERIFY ({}): {shown} what it holds, \
+                 which may have been edited",
+                escape_controls(problem)
             );
             1
         }
@@ -435,13 +437,13 @@ fn tail(vault: &Unlocked, args: &TailArgs) -> anyhow::Result<i32> {
     // and a large `-n` does not load the whole log at once.
     let mut next = from;
     while args.n > 0 && next <= last {
-        let events = keygate_audit::read(&vault.store, next, PAGE.min(last + 1 - next))
+        let page = keygate_audit::read_readable(&vault.store, next, PAGE.min(last + 1 - next))
             .context("reading the audit log")?;
-        let Some((seq, _)) = events.last() else {
+        let Some(seq) = page.read_to else {
             break;
         };
         next = seq + 1;
-        print_events(&events, args.json)?;
+        print_events(&page.events, args.json)?;
     }
     let shown = "these events are";
     let problem = match keygate_audit::verify_from(&vault.store, &vault.audit_key, from) {
@@ -500,11 +502,15 @@ pub(crate) fn for_each_event(
         None => 1,
     };
     loop {
-        let page = keygate_audit::read(store, from, PAGE).context("reading the audit log")?;
-        let Some((last, _)) = page.last() else {
+        // An event that does not decode is left out: the log does not verify then, which
+        // the commands that come here say, and the rest of it still shows.
+        let readable =
+            keygate_audit::read_readable(store, from, PAGE).context("reading the audit log")?;
+        let Some(last) = readable.read_to else {
             return Ok(());
         };
         from = last + 1;
+        let page = readable.events;
         let matching: Vec<(u64, Event)> = page
             .into_iter()
             .filter(|(_, e)| filter.matches(e))

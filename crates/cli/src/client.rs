@@ -839,15 +839,17 @@ fn show(vault: &Unlocked, args: &ShowArgs) -> anyhow::Result<()> {
             nets.join(", ")
         }
     );
+    // What the policy names is text from the database, escaped: a row edited to hold a
+    // terminal sequence must not drive the terminal (it is shown as tampered).
     println!(
         "symbols:            {}",
         p.symbols.as_ref().map_or_else(
             || "any".into(),
-            |s| s.iter().cloned().collect::<Vec<_>>().join(",")
+            |s| escape_controls(&s.iter().cloned().collect::<Vec<_>>().join(",")).into_owned()
         )
     );
     let in_asset = |d: Decimal| match &p.notional_asset {
-        Some(asset) => format!("{d} {asset}"),
+        Some(asset) => format!("{d} {}", escape_controls(asset)),
         None => format!("{d} (in each symbol's quote asset)"),
     };
     println!(
@@ -871,7 +873,10 @@ fn show(vault: &Unlocked, args: &ShowArgs) -> anyhow::Result<()> {
                 None => format!("{d} (any network)"),
             })
             .collect();
-        println!("withdraw to:        {}", addresses.join(", "));
+        println!(
+            "withdraw to:        {}",
+            escape_controls(&addresses.join(", "))
+        );
     }
     if !p.max_daily_withdrawal.is_empty() {
         let limits: Vec<String> = p
@@ -879,7 +884,10 @@ fn show(vault: &Unlocked, args: &ShowArgs) -> anyhow::Result<()> {
             .iter()
             .map(|(asset, amount)| format!("{amount} {asset}"))
             .collect();
-        println!("withdraw per day:   {}", limits.join(", "));
+        println!(
+            "withdraw per day:   {}",
+            escape_controls(&limits.join(", "))
+        );
     }
     Ok(())
 }

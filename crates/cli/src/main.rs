@@ -63,7 +63,7 @@ const EXIT_ERROR: i32 = 2;
     version,
     about,
     propagate_version = true,
-    after_help = "Exit codes: 0 success; 1 audit verification failed (audit verify, incident report, alerts list, audit export, audit query), scan findings, a failed doctor check, an order or withdrawal reconcile found keygate never forwarded, or an alert destination alerts test could not reach; 2 usage error or failure."
+    after_help = "Exit codes: 0 success; 1 audit verification failed (audit verify, incident report, alerts list, audit export, audit query, audit tail), scan findings, a failed doctor check, an order or withdrawal reconcile found keygate never forwarded, or an alert destination alerts test could not reach; 2 usage error or failure."
 )]
 struct Cli {
     #[command(flatten)]
@@ -150,9 +150,22 @@ enum Command {
     Vault(home::VaultCmd),
 }
 
+/// Unsets `KEYGATE_HOME` and `KEYGATE_LOG` when they are set to nothing, as environment
+/// files often leave them: read as given, every command (`keygate panic` too) stopped at
+/// an empty `--home` or `--log-level` the user never typed.
+fn forget_empty_settings() {
+    for name in ["KEYGATE_HOME", "KEYGATE_LOG"] {
+        if std::env::var_os(name).is_some_and(|value| value.is_empty()) {
+            // Still one thread: nothing reads the environment meanwhile.
+            std::env::remove_var(name);
+        }
+    }
+}
+
 fn main() {
     harden_process();
     withhold_panic_messages();
+    forget_empty_settings();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -170,7 +183,13 @@ fn main() {
         Err(e) => {
             // Not `eprintln!`, which panics when standard error is gone (a terminal that
             // hung up): the exit code still says what happened.
-            let _ = writeln!(std::io::stderr(), "keygate: error: {e:#}");
+            // Escaped: an error may quote what the database or an exchange holds, and a
+            // sequence there could rewrite what the operator sees.
+            let _ = writeln!(
+                std::io::stderr(),
+                "keygate: error: {}",
+                output::escape_controls(&format!("{e:#}"))
+            );
             EXIT_ERROR
         }
     };

@@ -1159,6 +1159,40 @@ mod account {
         assert!(!export.stdout.contains("MyOl"), "{}", export.stdout);
     }
 
+    /// Found by review: names and policy text from the database reached the terminal
+    /// raw in `account remove` and `client show`, and an empty `KEYGATE_LOG=` (as an
+    /// environment file leaves it) stopped every command.
+    #[test]
+    fn text_from_the_database_is_escaped_and_empty_settings_are_unset() {
+        let kg = Kg::with_key_file();
+        kg.add_account("main", REAL_KEY, REAL_SECRET);
+        kg.issue("main", "bot1", &[]);
+        db(&kg)
+            .execute(
+                r#"UPDATE clients SET policy = replace(policy, '"symbols":null', '"symbols":["BTC\u001b]0;PWNED\u0007"]')"#,
+                [],
+            )
+            .unwrap();
+        let shown = kg.ok(&["client", "show", "bot1"], "");
+        assert!(!shown.all().contains('\u{1b}'), "{shown:#?}");
+        assert!(shown.stdout.contains("PWNED"), "{shown:#?}");
+        db(&kg)
+            .execute(
+                "UPDATE clients SET name = 'evil' || char(27) || '[2K' WHERE name = 'bot1'",
+                [],
+            )
+            .unwrap();
+        let refused = kg.fails(&["account", "remove", "main"], "", 2);
+        assert!(refused.stderr.contains("evil"), "{refused:#?}");
+        assert!(!refused.all().contains('\u{1b}'), "{refused:#?}");
+        let removed = kg.ok(&["account", "remove", "main", "--force"], "");
+        assert!(!removed.all().contains('\u{1b}'), "{removed:#?}");
+        let empty = std::path::Path::new("");
+        kg.run_with_env(&["account", "list"], "", &[("KEYGATE_LOG", empty)]);
+        let out = kg.run_with_env(&["account", "list"], "", &[("KEYGATE_LOG", empty)]);
+        assert_eq!(out.code, 0, "{out:#?}");
+    }
+
     /// Found by review: the one-account-per-key check ran before the change's
     /// transaction, so two `account add` runs given the same key at once could both
     /// store it. It is made again inside the transaction: one of them adds the key.
@@ -3746,6 +3780,37 @@ mod audit {
         );
         let out = kg.fails(&["audit", "tail", "-n", "2", "--follow"], "", 1);
         assert!(out.stderr.contains("DOES NOT VERIFY"), "{out:#?}");
+    }
+
+    /// Found by review: one event whose body is not a keygate event failed the page it
+    /// was on, so `audit tail`, `query`, `export`, `incident report` and `alerts list`
+    /// showed nothing and exited 2, and the error quoted the body raw: a sequence in it
+    /// could repaint the line as "audit log verified". The rest of the log still shows,
+    /// the exit is 1, and nothing from the database reaches the terminal unescaped.
+    #[test]
+    fn an_event_that_is_no_event_hides_nothing_else_and_drives_no_terminal() {
+        let kg = busy_vault();
+        db(&kg)
+            .execute(
+                "UPDATE events SET body = ?1 WHERE seq = (SELECT max(seq) FROM events)",
+                [r#"{"ts_ms":1,"type":"\u001b[2K\r\u001b[1Aaudit log verified: 9 events"}"#],
+            )
+            .unwrap();
+        for args in [
+            &["audit", "tail"][..],
+            &["audit", "query"],
+            &["audit", "export"],
+            &["incident", "report"],
+            &["alerts", "list"],
+        ] {
+            let out = kg.fails(args, "", 1);
+            assert!(out.stderr.contains("DOES NOT VERIFY"), "{args:?}: {out:#?}");
+            assert!(!out.all().contains('\u{1b}'), "{args:?}: {out:#?}");
+        }
+        let export = kg.fails(&["audit", "export"], "", 1);
+        assert!(export.stdout.contains("client.freeze"), "{export:#?}");
+        let report = kg.fails(&["incident", "report"], "", 1);
+        assert!(report.stdout.contains("event(s); requests:"), "{report:#?}");
     }
 
     /// A regression test: `--client` with a name no client ever had (`bto1` for `bot1`)

@@ -3256,6 +3256,15 @@ mod client {
             "",
             2,
         );
+        assert!(
+            out.stderr.contains("longer than a hundred years"),
+            "{out:#?}"
+        );
+        let out = kg.fails(
+            &["client", "rotate", "bot1", "--force", "--grace", "5000d"],
+            "",
+            2,
+        );
         assert!(out.stderr.contains("--grace is at most"), "{out:#?}");
         // Found by review: `client show` told of an ended grace as running.
         let shown = kg.ok(&["client", "show", "bot1"], "").stdout;

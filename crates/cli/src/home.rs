@@ -594,6 +594,13 @@ pub fn init(home: Home, how: &UnlockArgs, args: &InitArgs) -> anyhow::Result<()>
                 db.display()
             );
         }
+        if found == Found::Foreign {
+            bail!(
+                "{} is not a keygate database; nothing was changed. Move it away, or give \
+                 keygate another home (--home)",
+                db.display()
+            );
+        }
         if found == Found::Unfinished {
             bail!(
                 "an earlier `keygate init` in {} did not finish: its database has no check \
@@ -777,6 +784,8 @@ enum Found {
     Unfinished,
     /// A database without a check value that holds keys or events.
     Altered,
+    /// Another program's database.
+    Foreign,
     /// A vault, or a database that does not open (its own error says why elsewhere).
     Vault,
 }
@@ -786,8 +795,16 @@ fn found_vault(db: &Path) -> Found {
     if !db.exists() {
         return Found::Unfinished;
     }
-    let Ok(store) = Store::open(db) else {
-        return Found::Vault;
+    let store = match Store::open(db) {
+        Ok(store) => store,
+        // Stopped before its tables were written (empty, or in WAL mode alone).
+        Err(keygate_store::Error::NotKeygate { .. })
+            if Store::holds_no_tables(db).unwrap_or(false) =>
+        {
+            return Found::Unfinished
+        }
+        Err(keygate_store::Error::NotKeygate { .. }) => return Found::Foreign,
+        Err(_) => return Found::Vault,
     };
     if !matches!(store.meta(META_CHECK), Ok(None)) {
         return Found::Vault;

@@ -1111,6 +1111,40 @@ mod init {
         assert!(kg.db().exists(), "init removes nothing itself");
     }
 
+    /// Found by review: any command put another program's database named keygate.db
+    /// into WAL mode before it found it was not keygate's, and an empty file (an `init`
+    /// killed before its tables were written) became one `init` then called a vault.
+    /// Nothing is written to either; `init` names each for what it is.
+    #[test]
+    fn a_database_that_is_not_keygates_is_left_as_it_was() {
+        let kg = Kg::empty();
+        std::fs::create_dir_all(kg.home()).unwrap();
+        std::fs::write(kg.db(), b"").unwrap();
+        let out = kg.fails(&["account", "list"], "", 2);
+        assert!(out.stderr.contains("not a keygate database"), "{out:#?}");
+        assert_eq!(std::fs::metadata(kg.db()).unwrap().len(), 0);
+        let key = kg.key_file();
+        let out = kg.fails(&["init", "--master-key-file", key.to_str().unwrap()], "", 2);
+        assert!(out.stderr.contains("did not finish"), "{out:#?}");
+
+        std::fs::remove_file(kg.db()).unwrap();
+        let other = rusqlite::Connection::open(kg.db()).unwrap();
+        other
+            .execute_batch("CREATE TABLE notes (body TEXT); INSERT INTO notes VALUES ('x');")
+            .unwrap();
+        drop(other);
+        let before = std::fs::read(kg.db()).unwrap();
+        let out = kg.fails(&["client", "list"], "", 2);
+        assert!(out.stderr.contains("not a keygate database"), "{out:#?}");
+        let out = kg.fails(&["init", "--master-key-file", key.to_str().unwrap()], "", 2);
+        assert!(out.stderr.contains("is not a keygate database"), "{out:#?}");
+        assert_eq!(
+            std::fs::read(kg.db()).unwrap(),
+            before,
+            "the file was written to"
+        );
+    }
+
     /// A regression test: a vault that holds keys and whose check value was deleted was
     /// taken for an unfinished init, and the operator told to remove the database.
     #[test]

@@ -155,6 +155,15 @@ pub enum Error {
         /// The path looked at.
         path: PathBuf,
     },
+    /// The file is a database keygate did not make (or one whose `init` stopped before
+    /// its tables were written): nothing was written to it.
+    #[error(
+        "{path} is not a keygate database (it has no keygate schema); nothing was written to it"
+    )]
+    NotKeygate {
+        /// The path looked at.
+        path: PathBuf,
+    },
     /// The database file could not be created.
     #[error("cannot create {path}: {source}")]
     Create {
@@ -259,6 +268,15 @@ pub struct Store {
 /// does). An error when they do not verify.
 pub type AdminChangeAfter = dyn Fn(&Store, u64) -> Result<bool, Error> + Send + Sync;
 
+/// What [`Store::connect`] may find at its path.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Existing {
+    /// A file [`Store::create`] just made, empty.
+    Created,
+    /// A database keygate made: one without its tables is refused untouched.
+    MustBeKeygate,
+}
+
 impl Store {
     /// Creates a new database at `path`, refusing to overwrite one. The file is created
     /// exclusively (owner-only), so that of two processes creating it at once, one gets
@@ -282,7 +300,7 @@ impl Store {
                 })
             }
         }
-        let created = Store::connect(path).and_then(|store| {
+        let created = Store::connect(path, Existing::Created).and_then(|store| {
             // One transaction: a database killed halfway through has no tables at all,
             // rather than some, which neither `init` nor `open` would take.
             let schema = format!("BEGIN IMMEDIATE;\n{SCHEMA}\nCOMMIT;");
@@ -303,14 +321,30 @@ impl Store {
         created
     }
 
+    /// Whether the database at `path` holds no table at all, as [`Store::create`] leaves
+    /// one it was stopped in before its schema committed; read without writing.
+    pub fn holds_no_tables(path: &Path) -> Result<bool, Error> {
+        let sql = |source| Error::Sqlite {
+            path: path.to_owned(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(sql)?;
+        let tables: i64 = conn
+            .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+            .map_err(sql)?;
+        Ok(tables == 0)
+    }
+
     /// Opens an existing database.
+    ///
+    /// A file without keygate's tables is refused before anything is written to it.
     pub fn open(path: &Path) -> Result<Store, Error> {
         if !path.exists() {
             return Err(Error::NotInitialized {
                 path: path.to_owned(),
             });
         }
-        let store = Store::connect(path)?;
+        let store = Store::connect(path, Existing::MustBeKeygate)?;
         let version = store.schema_version()?;
         if version > SCHEMA_VERSION {
             return Err(Error::Corrupt {
@@ -390,12 +424,30 @@ impl Store {
         Ok(Some(version))
     }
 
-    fn connect(path: &Path) -> Result<Store, Error> {
+    fn connect(path: &Path, existing: Existing) -> Result<Store, Error> {
         let sql = |source| Error::Sqlite {
             path: path.to_owned(),
             source,
         };
         let conn = Connection::open(path).map_err(sql)?;
+        conn.busy_timeout(std::time::Duration::from_secs(2))
+            .map_err(sql)?;
+        // Before anything lasting is set (WAL mode is written into the file): another
+        // program's database named keygate.db, or an empty file, is left as it was.
+        if existing == Existing::MustBeKeygate {
+            let has_schema = conn
+                .query_row(
+                    "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'meta'",
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )
+                .map_err(sql)?;
+            if has_schema == 0 {
+                return Err(Error::NotKeygate {
+                    path: path.to_owned(),
+                });
+            }
+        }
         // WAL lets the gateway read while the CLI writes; FULL makes every commit durable,
         // which the audit log's promise rests on.
         conn.pragma_update(None, "journal_mode", "WAL")
@@ -408,8 +460,6 @@ impl Store {
         // free space: the salt of a passphrase that no longer opens the vault, sealed
         // credentials a rotation replaced.
         conn.pragma_update(None, "secure_delete", "ON")
-            .map_err(sql)?;
-        conn.busy_timeout(std::time::Duration::from_secs(2))
             .map_err(sql)?;
         // Whoever can write the database file could otherwise plant a trigger that drops
         // audit rows as they are inserted (`RAISE(IGNORE)`), or rewrite them, behind a

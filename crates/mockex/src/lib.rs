@@ -62,7 +62,10 @@
 //! /fapi/v1/batchOrders` cancels up to ten orders of one symbol named by `orderIdList`
 //! or `origClientOrderIdList` (in lower case too, as ccxt sends them), each answered in
 //! its place. `GET /fapi/v1/income` lists each USD-M trade's commission (zero here), and
-//! `GET /api/v3/account` takes `omitZeroBalances`.
+//! `GET /api/v3/account` takes `omitZeroBalances`. A spot query or cancel that sends
+//! both `orderId` and `origClientOrderId` names an order only if it has both (else -2013
+//! or -2011), as Binance documents; USD-M takes the `orderId`. A spot cancel answers its
+//! own `newClientOrderId` (or one made up) as `clientOrderId`.
 //!
 //! **Price bands.** A limit price is held to the percent price filter each `exchangeInfo`
 //! announces, as Binance documents it, the simulator's reference price standing for the
@@ -523,6 +526,7 @@ impl State {
                 next_order_id: 1,
                 next_trade_id: 1,
                 next_withdraw_id: 1,
+                next_cancel_id: 1,
                 next_algo_id: algo::FIRST_ALGO_ID,
             },
         }

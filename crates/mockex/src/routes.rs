@@ -951,7 +951,7 @@ fn modify_order(
     now: u64,
 ) -> Result<Value, ApiError> {
     let m = symbol(params, Product::UsdM)?;
-    let by = order_ref(params)?;
+    let by = order_ref(params, Product::UsdM)?.by;
     let side = Side::parse(params.required("side")?)?;
     if params.get("priceMatch").is_some_and(|p| p != "NONE") {
         return Err(ApiError::invalid_parameter("priceMatch"));
@@ -1035,14 +1035,11 @@ fn cancel_replace(
         book::cancel(account, Product::Spot, m.symbol, &by, now)
     }
     .map(|order| {
-        let mut answer = spot_cancelled(&order, now);
-        if let Some(id) = params
-            .get("cancelNewClientOrderId")
-            .filter(|c| !c.is_empty())
-        {
-            answer["clientOrderId"] = json!(id);
-        }
-        answer
+        spot_cancelled(
+            &order,
+            cancel_client_id(ids, params, "cancelNewClientOrderId"),
+            now,
+        )
     });
     let outcome = |result: &Result<Value, ApiError>| match result {
         Ok(_) => "SUCCESS",
@@ -1087,12 +1084,27 @@ fn cancel_replace(
     }
 }
 
-/// A spot order's answer once cancelled, as `DELETE /api/v3/order` gives it.
-fn spot_cancelled(order: &Order, now: u64) -> Value {
+/// A spot order's answer once cancelled, as `DELETE /api/v3/order` gives it: a cancel
+/// is a request of its own with its own client id (`cancel_client_id`), which Binance
+/// answers as `clientOrderId`, the order's own being `origClientOrderId`.
+fn spot_cancelled(order: &Order, cancel_client_id: String, now: u64) -> Value {
     let mut v = spot_order(order);
     v["origClientOrderId"] = json!(order.client_order_id);
+    v["clientOrderId"] = json!(cancel_client_id);
     v["transactTime"] = json!(now);
     v
+}
+
+/// The client id of a spot cancel: the one sent as `name` (`newClientOrderId`, or
+/// `cancelNewClientOrderId` in a cancel-replace), else one made up, as Binance
+/// "automatically generates" one "to uniquely identify this cancel".
+fn cancel_client_id(ids: &mut Ids, params: &Params, name: &str) -> String {
+    if let Some(id) = params.get(name).filter(|c| !c.is_empty()) {
+        return id.to_owned();
+    }
+    let id = format!("mockexcancel{:012}", ids.next_cancel_id);
+    ids.next_cancel_id += 1;
+    id
 }
 
 /// The most orders `POST /fapi/v1/batchOrders` takes.
@@ -1223,6 +1235,8 @@ pub(crate) struct Ids {
     pub(crate) next_order_id: u64,
     pub(crate) next_trade_id: u64,
     pub(crate) next_withdraw_id: u64,
+    /// The next number of a made-up spot cancel client id ([`cancel_client_id`]).
+    pub(crate) next_cancel_id: u64,
     /// The next `algoId`: a counter of its own, as Binance's algo service numbers its
     /// orders apart from the order book (starting at [`algo::FIRST_ALGO_ID`]).
     pub(crate) next_algo_id: u64,
@@ -1316,8 +1330,9 @@ fn private(
         }
         Endpoint::QueryOrder(product) => {
             let m = symbol(params, product)?;
-            let by = order_ref(params)?;
-            let order = book::find(account, product, m.symbol, &by)
+            let name = order_ref(params, product)?;
+            let order = book::find(account, product, m.symbol, &name.by)
+                .filter(|o| name.is_named(o))
                 .ok_or_else(|| ApiError::new(400, -2013, "Order does not exist."))?;
             Ok(match product {
                 Product::Spot => spot_order(order),
@@ -1341,10 +1356,18 @@ fn private(
         }
         Endpoint::CancelOrder(product) => {
             let m = symbol(params, product)?;
-            let by = order_ref(params)?;
-            let order = book::cancel(account, product, m.symbol, &by, now)?;
+            let name = order_ref(params, product)?;
+            let named = book::find(account, product, m.symbol, &name.by);
+            if named.is_some_and(|o| !name.is_named(o)) {
+                return Err(ApiError::unknown_order());
+            }
+            let order = book::cancel(account, product, m.symbol, &name.by, now)?;
             Ok(match product {
-                Product::Spot => spot_cancelled(&order, now),
+                Product::Spot => spot_cancelled(
+                    &order,
+                    cancel_client_id(ids, params, "newClientOrderId"),
+                    now,
+                ),
                 Product::UsdM => futures_order(&order),
             })
         }
@@ -1713,14 +1736,45 @@ impl UserTradesWindow {
     }
 }
 
-/// `orderId` or `origClientOrderId`, as Binance requires one of them.
-fn order_ref(params: &Params) -> Result<OrderRef<'_>, ApiError> {
-    if let Some(id) = params.integer("orderId")? {
-        return Ok(OrderRef::Id(id));
+/// How a query, cancel or modification names its order: `orderId` or
+/// `origClientOrderId`, as Binance requires one of them.
+struct OrderName<'a> {
+    /// What the order is looked up by: its id when one is sent.
+    by: OrderRef<'a>,
+    /// On spot, the `origClientOrderId` sent beside `orderId`, which the order found by
+    /// its id must carry too.
+    also_client: Option<&'a str>,
+}
+
+impl OrderName<'_> {
+    /// Whether `order`, found by [`Self::by`], is the one the request names. Spot
+    /// documents it: "If both orderId and origClientOrderId are provided, the orderId is
+    /// searched first, then the origClientOrderId from that result is checked against
+    /// that order. If both conditions are not met the request will be rejected." Without
+    /// that check, a client that sends both to be safe would act on an order it did not
+    /// mean.
+    fn is_named(&self, order: &Order) -> bool {
+        self.also_client
+            .is_none_or(|client| order.client_order_id == client)
     }
-    match params.get("origClientOrderId") {
-        Some(client) if !client.is_empty() => Ok(OrderRef::Client(client)),
-        _ => Err(ApiError::new(
+}
+
+/// Reads the [`OrderName`] of a request on `product`. USD-M only documents that one of
+/// the two must be sent; when both are, the id prevails and the other is not checked.
+fn order_ref(params: &Params, product: Product) -> Result<OrderName<'_>, ApiError> {
+    let client = params.get("origClientOrderId").filter(|c| !c.is_empty());
+    if let Some(id) = params.integer("orderId")? {
+        return Ok(OrderName {
+            by: OrderRef::Id(id),
+            also_client: client.filter(|_| product == Product::Spot),
+        });
+    }
+    match client {
+        Some(client) => Ok(OrderName {
+            by: OrderRef::Client(client),
+            also_client: None,
+        }),
+        None => Err(ApiError::new(
             400,
             -1102,
             "Param 'origClientOrderId' or 'orderId' must be sent, but both were empty/null!",

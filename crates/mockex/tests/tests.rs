@@ -4201,3 +4201,99 @@ mod fidelity {
         assert_eq!(status, 200, "{placed}");
     }
 }
+
+/// Regressions for gaps a review found between the simulator and Binance.
+mod review {
+    use super::*;
+    use reqwest::Method;
+
+    /// Places a resting spot limit buy of BTCUSDT with `client` as its client order id;
+    /// returns its `orderId`.
+    async fn resting_spot(sim: &RunningSimulator, client: &str) -> u64 {
+        let (status, placed) = signed(
+            sim,
+            Method::POST,
+            "/api/v3/order",
+            &format!(
+                "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=50000&newClientOrderId={client}"
+            ),
+        )
+        .await;
+        assert_eq!(status, 200, "{placed}");
+        placed["orderId"].as_u64().unwrap()
+    }
+
+    /// Regression: a spot query or cancel sending both `orderId` and `origClientOrderId`
+    /// acted on the order of that id whatever client id it carried; Binance rejects it
+    /// unless the order has both. And a spot cancel answered the order's own client id
+    /// as `clientOrderId`, where Binance answers the cancel's (`newClientOrderId`, or one
+    /// it makes up) and gives the order's as `origClientOrderId`. USD-M lets the id
+    /// prevail.
+    #[tokio::test]
+    async fn spot_order_named_by_both_ids_must_carry_both() {
+        let sim = start().await;
+        let mine = resting_spot(&sim, "mine-1").await;
+        let other = resting_spot(&sim, "other-1").await;
+        let both = format!("symbol=BTCUSDT&orderId={mine}&origClientOrderId=other-1");
+        let query = signed(&sim, Method::GET, "/api/v3/order", &both).await;
+        assert_code(&query, 400, -2013);
+        let cancel = signed(&sim, Method::DELETE, "/api/v3/order", &both).await;
+        assert_code(&cancel, 400, -2011);
+        let (_, open) = signed(&sim, Method::GET, "/api/v3/openOrders", "symbol=BTCUSDT").await;
+        assert_eq!(open.as_array().unwrap().len(), 2, "{open}");
+
+        let both = format!("symbol=BTCUSDT&orderId={mine}&origClientOrderId=mine-1");
+        let (status, found) = signed(&sim, Method::GET, "/api/v3/order", &both).await;
+        assert_eq!(
+            (status, &found["orderId"]),
+            (200, &Value::from(mine)),
+            "{found}"
+        );
+        let (status, cancelled) = signed(
+            &sim,
+            Method::DELETE,
+            "/api/v3/order",
+            &format!("{both}&newClientOrderId=my-cancel"),
+        )
+        .await;
+        assert_eq!(status, 200, "{cancelled}");
+        assert_eq!(cancelled["clientOrderId"], "my-cancel", "{cancelled}");
+        assert_eq!(cancelled["origClientOrderId"], "mine-1", "{cancelled}");
+        // Without a cancel id, Binance makes one up.
+        let (status, cancelled) = signed(
+            &sim,
+            Method::DELETE,
+            "/api/v3/order",
+            &format!("symbol=BTCUSDT&orderId={other}"),
+        )
+        .await;
+        assert_eq!(status, 200, "{cancelled}");
+        assert_eq!(cancelled["origClientOrderId"], "other-1", "{cancelled}");
+        let made_up = cancelled["clientOrderId"].as_str().unwrap();
+        assert!(!made_up.is_empty() && made_up != "other-1", "{cancelled}");
+
+        // USD-M: the id prevails.
+        let (status, placed) = signed(
+            &sim,
+            Method::POST,
+            "/fapi/v1/order",
+            "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=50000&newClientOrderId=fut-1",
+        )
+        .await;
+        assert_eq!(status, 200, "{placed}");
+        let both = format!(
+            "symbol=BTCUSDT&orderId={}&origClientOrderId=elsewhere",
+            placed["orderId"]
+        );
+        let (status, found) = signed(&sim, Method::GET, "/fapi/v1/order", &both).await;
+        assert_eq!(
+            (status, &found["clientOrderId"]),
+            (200, &Value::from("fut-1"))
+        );
+        let (status, cancelled) = signed(&sim, Method::DELETE, "/fapi/v1/order", &both).await;
+        assert_eq!(
+            (status, &cancelled["status"]),
+            (200, &Value::from("CANCELED"))
+        );
+    }
+}

@@ -94,6 +94,19 @@
 //! alone: Binance also counts the account's other open reduce-only orders against it and
 //! cancels them once the position is closed, which the simulator does not.
 //!
+//! **USD-M margin.** Cross margin in USDT, the one margin asset. Open orders and
+//! positions hold initial margin against the wallet: a position its size times the
+//! reference price over the symbol's leverage, an open order that is not reduce-only its
+//! quantity times its price over the leverage. `GET /fapi/v2/account` reports it
+//! (`totalInitialMargin`, `totalOpenOrderInitialMargin`, `totalPositionInitialMargin`,
+//! the same per asset and per position) and `availableBalance`, the wallet less it, as
+//! does `GET /fapi/v2/balance`. A new order, a modification or a triggered conditional
+//! order that would raise the initial margin above the wallet is refused with -2019
+//! "Margin is insufficient."; one that lowers it, as closing a position does, never is.
+//! Simplified: an order against the position holds full margin (Binance counts it for
+//! less), nothing is held for fees, there is no maintenance margin, and as prices never
+//! move there is no unrealized profit or loss.
+//!
 //! For tests of what a client does when the exchange misbehaves, a simulator can run its
 //! clock ahead of or behind the machine's ([`Simulator::set_clock_offset_ms`]) and refuse
 //! to tell the price of a symbol ([`Simulator::withhold_price`]), to answer an endpoint

@@ -1639,19 +1639,25 @@ fn private(
                 "symbol": m.symbol,
             }))
         }
+        // USDT, the margin asset, has what the initial margin leaves available.
         Endpoint::FuturesBalance => Ok(Value::Array(
             account
                 .futures
                 .iter()
                 .map(|(asset, b)| {
+                    let free = if asset == "USDT" {
+                        account.available_balance()
+                    } else {
+                        b.free
+                    };
                     json!({
                         "accountAlias": "SgsR",
                         "asset": asset,
                         "balance": fmt(b.free + b.locked, 8),
                         "crossWalletBalance": fmt(b.free + b.locked, 8),
                         "crossUnPnl": "0.00000000",
-                        "availableBalance": fmt(b.free, 8),
-                        "maxWithdrawAmount": fmt(b.free, 8),
+                        "availableBalance": fmt(free, 8),
+                        "maxWithdrawAmount": fmt(free, 8),
                         "marginAvailable": true,
                         "updateTime": now
                     })
@@ -1811,25 +1817,34 @@ fn spot_account(account: &Account, omit_zero: bool, now: u64) -> Value {
     })
 }
 
+/// `GET /fapi/v2/account`: the wallet, the initial margin its positions and open
+/// orders hold (see [`book::Margin`]) and what is left of it, available. Every USD-M
+/// market is margined in USDT, the wallet's one asset, so the account's totals are that
+/// asset's.
 fn futures_account(account: &Account, now: u64) -> Value {
-    let total: Decimal = account.futures.values().map(|b| b.free + b.locked).sum();
+    let total = account.wallet_balance();
+    let margin = account.margin(None);
+    let available = account.available_balance();
     let assets: Vec<Value> = account
         .futures
         .iter()
         .map(|(asset, b)| {
+            let usdt = asset == "USDT";
+            let held = |amount: Decimal| fmt(if usdt { amount } else { Decimal::ZERO }, 8);
+            let free = if usdt { available } else { b.free };
             json!({
                 "asset": asset,
                 "walletBalance": fmt(b.free + b.locked, 8),
                 "unrealizedProfit": "0.00000000",
                 "marginBalance": fmt(b.free + b.locked, 8),
                 "maintMargin": "0.00000000",
-                "initialMargin": "0.00000000",
-                "positionInitialMargin": "0.00000000",
-                "openOrderInitialMargin": "0.00000000",
+                "initialMargin": held(margin.total()),
+                "positionInitialMargin": held(margin.position),
+                "openOrderInitialMargin": held(margin.open_orders),
                 "crossWalletBalance": fmt(b.free + b.locked, 8),
                 "crossUnPnl": "0.00000000",
-                "availableBalance": fmt(b.free, 8),
-                "maxWithdrawAmount": fmt(b.free, 8),
+                "availableBalance": fmt(free, 8),
+                "maxWithdrawAmount": fmt(free, 8),
                 "marginAvailable": true,
                 "updateTime": now
             })
@@ -1838,13 +1853,14 @@ fn futures_account(account: &Account, now: u64) -> Value {
     let positions: Vec<Value> = market::of(Product::UsdM)
         .map(|m| {
             let amount = account.positions.get(m.symbol).copied().unwrap_or_default();
+            let held = account.margin(Some(m.symbol));
             json!({
                 "symbol": m.symbol,
-                "initialMargin": "0",
+                "initialMargin": held.total().normalize().to_string(),
                 "maintMargin": "0",
                 "unrealizedProfit": "0.00000000",
-                "positionInitialMargin": "0",
-                "openOrderInitialMargin": "0",
+                "positionInitialMargin": held.position.normalize().to_string(),
+                "openOrderInitialMargin": held.open_orders.normalize().to_string(),
                 "leverage": account.leverage_of(m.symbol).to_string(),
                 "isolated": false,
                 "entryPrice": if amount.is_zero() { "0.0".to_owned() } else { m.price.to_string() },
@@ -1864,17 +1880,17 @@ fn futures_account(account: &Account, now: u64) -> Value {
         "updateTime": 0,
         "multiAssetsMargin": false,
         "tradeGroupId": -1,
-        "totalInitialMargin": "0.00000000",
+        "totalInitialMargin": fmt(margin.total(), 8),
         "totalMaintMargin": "0.00000000",
         "totalWalletBalance": fmt(total, 8),
         "totalUnrealizedProfit": "0.00000000",
         "totalMarginBalance": fmt(total, 8),
-        "totalPositionInitialMargin": "0.00000000",
-        "totalOpenOrderInitialMargin": "0.00000000",
+        "totalPositionInitialMargin": fmt(margin.position, 8),
+        "totalOpenOrderInitialMargin": fmt(margin.open_orders, 8),
         "totalCrossWalletBalance": fmt(total, 8),
         "totalCrossUnPnl": "0.00000000",
-        "availableBalance": fmt(total, 8),
-        "maxWithdrawAmount": fmt(total, 8),
+        "availableBalance": fmt(available, 8),
+        "maxWithdrawAmount": fmt(available, 8),
         "assets": assets,
         "positions": positions
     })

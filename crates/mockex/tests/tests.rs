@@ -4296,4 +4296,123 @@ mod review {
             (200, &Value::from("CANCELED"))
         );
     }
+
+    /// `availableBalance` and the initial margin totals of `GET /fapi/v2/account`, and the
+    /// USDT `availableBalance` of `GET /fapi/v2/balance`.
+    async fn futures_margin(sim: &RunningSimulator) -> [String; 5] {
+        let (status, account) = signed(sim, Method::GET, "/fapi/v2/account", "").await;
+        assert_eq!(status, 200, "{account}");
+        let (status, balances) = signed(sim, Method::GET, "/fapi/v2/balance", "").await;
+        assert_eq!(status, 200, "{balances}");
+        let usdt = balances
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["asset"] == "USDT")
+            .unwrap();
+        let text = |v: &Value| v.as_str().unwrap().to_owned();
+        [
+            text(&account["availableBalance"]),
+            text(&account["totalInitialMargin"]),
+            text(&account["totalOpenOrderInitialMargin"]),
+            text(&account["totalPositionInitialMargin"]),
+            text(&usdt["availableBalance"]),
+        ]
+    }
+
+    /// Regression: USD-M margin was never used up. Each order was held alone to the whole
+    /// wallet, so any number of them went through, and the account kept reporting the
+    /// whole wallet available. Binance counts the initial margin of open orders and
+    /// positions (notional over leverage) against the wallet and refuses an order past
+    /// it with -2019.
+    #[tokio::test]
+    async fn usdm_open_orders_and_positions_use_up_margin() {
+        let sim = start().await;
+        let order = |params: &str| format!("symbol=BTCUSDT&newOrderRespType=RESULT&{params}");
+        let zero = "0.00000000".to_owned();
+        assert_eq!(
+            futures_margin(&sim).await,
+            [
+                "100000.00000000".to_owned(),
+                zero.clone(),
+                zero.clone(),
+                zero.clone(),
+                "100000.00000000".to_owned()
+            ]
+        );
+        // 20 BTC at 50 000 is 1 000 000 of notional: 50 000 of margin at 20x.
+        let resting = "side=BUY&type=LIMIT&timeInForce=GTC&quantity=20&price=50000";
+        let (status, placed) = signed(&sim, Method::POST, "/fapi/v1/order", &order(resting)).await;
+        assert_eq!(
+            (status, &placed["status"]),
+            (200, &Value::from("NEW")),
+            "{placed}"
+        );
+        // 10 BTC bought at 60 000: 30 000 more, held by the position.
+        let (status, bought) = signed(
+            &sim,
+            Method::POST,
+            "/fapi/v1/order",
+            &order("side=BUY&type=MARKET&quantity=10"),
+        )
+        .await;
+        assert_eq!(
+            (status, &bought["status"]),
+            (200, &Value::from("FILLED")),
+            "{bought}"
+        );
+        assert_eq!(
+            futures_margin(&sim).await,
+            [
+                "20000.00000000".to_owned(),
+                "80000.00000000".to_owned(),
+                "50000.00000000".to_owned(),
+                "30000.00000000".to_owned(),
+                "20000.00000000".to_owned()
+            ]
+        );
+        // 25 000 more does not fit in the 20 000 left, though it would in the wallet.
+        let refused = signed(
+            &sim,
+            Method::POST,
+            "/fapi/v1/order",
+            &order(resting.replace("quantity=20", "quantity=10").as_str()),
+        )
+        .await;
+        assert_code(&refused, 400, -2019);
+        assert_eq!(refused.1["msg"], "Margin is insufficient.");
+        // Nor does a modification that grows the resting order past it.
+        let grow = format!(
+            "symbol=BTCUSDT&orderId={}&side=BUY&quantity=30&price=50000",
+            placed["orderId"]
+        );
+        assert_code(
+            &signed(&sim, Method::PUT, "/fapi/v1/order", &grow).await,
+            400,
+            -2019,
+        );
+        // Closing the position frees its margin, and is never refused for margin.
+        let (status, sold) = signed(
+            &sim,
+            Method::POST,
+            "/fapi/v1/order",
+            &order("side=SELL&type=MARKET&quantity=10"),
+        )
+        .await;
+        assert_eq!(
+            (status, &sold["status"]),
+            (200, &Value::from("FILLED")),
+            "{sold}"
+        );
+        assert_eq!(futures_margin(&sim).await[0], "50000.00000000");
+        // As does cancelling the order.
+        let cancel = format!("symbol=BTCUSDT&orderId={}", placed["orderId"]);
+        assert_eq!(
+            signed(&sim, Method::DELETE, "/fapi/v1/order", &cancel)
+                .await
+                .0,
+            200
+        );
+        assert_eq!(futures_margin(&sim).await[0], "100000.00000000");
+    }
 }

@@ -293,17 +293,52 @@ impl Endpoint {
     }
 }
 
-/// The weight of a call that names no symbol where the table's weight is for one: Binance
-/// weighs `openOrders` 6 (spot) or 1 (USD-M) for one symbol, 80 or 40 for every symbol,
-/// and USD-M `openAlgoOrders` 1 or 40.
-fn weight_without_symbol(endpoint: Endpoint, query: &str) -> Option<u32> {
-    let names_symbol = query
-        .split('&')
-        .any(|pair| pair.split('=').next() == Some("symbol"));
+/// The weight of a call whose weight hangs on its parameters, where the table's weight
+/// is for one symbol (or, for `depth`, the default `limit`), as Binance's pages give it:
+/// spot `openOrders` 6 for one symbol and 80 for every symbol, USD-M `openOrders` and
+/// `openAlgoOrders` 1 and 40; spot `ticker/24hr` 2 for one symbol, 80 for every symbol,
+/// and for a `symbols` list 2 up to 20 symbols, 40 up to 100 and 80 past that; spot
+/// `ticker/price` and `ticker/bookTicker` 2 for one symbol, 4 for every symbol or a
+/// list; USD-M `ticker/24hr` 1 or 40 and `ticker/price` 1 or 2; spot `depth` by its
+/// `limit` (5 up to 100, 25 up to 500, 50 up to 1000, 250 past that). Parameters are read
+/// percent-decoded, as Binance reads them. A value that does not read leaves the table's
+/// weight: the request is refused for it.
+fn weight_by_params(endpoint: Endpoint, query: &str) -> Option<u32> {
+    let param = |name: &str| {
+        form_urlencoded::parse(query.as_bytes())
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.into_owned())
+    };
+    let names_symbol = param("symbol").is_some();
+    // How many symbols a `symbols` list names, when it is sent.
+    let listed = param("symbols").map(|list| {
+        serde_json::from_str::<Vec<Value>>(&list).map_or(list.split(',').count(), |l| l.len())
+    });
     match endpoint {
         Endpoint::OpenOrders(_) | Endpoint::OpenAlgoOrders if names_symbol => None,
         Endpoint::OpenOrders(Product::Spot) => Some(80),
         Endpoint::OpenOrders(Product::UsdM) | Endpoint::OpenAlgoOrders => Some(40),
+        Endpoint::Ticker24hr(Product::Spot) => match listed {
+            Some(0..=20) => Some(2),
+            Some(21..=100) => Some(40),
+            Some(_) => Some(80),
+            None if names_symbol => None,
+            None => Some(80),
+        },
+        Endpoint::TickerPrice(Product::Spot) | Endpoint::BookTicker
+            if names_symbol && listed.is_none() =>
+        {
+            None
+        }
+        Endpoint::TickerPrice(Product::Spot) | Endpoint::BookTicker => Some(4),
+        Endpoint::Ticker24hr(Product::UsdM) if !names_symbol => Some(40),
+        Endpoint::TickerPrice(Product::UsdM) if !names_symbol => Some(2),
+        Endpoint::Depth => match param("limit")?.parse::<u64>().ok()? {
+            0..=100 => None,
+            101..=500 => Some(25),
+            501..=1000 => Some(50),
+            _ => Some(250),
+        },
         _ => None,
     }
 }
@@ -423,7 +458,7 @@ async fn handle(
     let weight = match found {
         // A path the simulator does not know weighs 1.
         None => 1,
-        Some((_, weight, endpoint)) => weight_without_symbol(endpoint, &query).unwrap_or(weight),
+        Some((_, weight, endpoint)) => weight_by_params(endpoint, &query).unwrap_or(weight),
     };
     // Weight per account is counted for the account the key names, signed or not.
     let account = api_key.as_deref().filter(|k| simulator.key(k).is_some());

@@ -4415,4 +4415,61 @@ mod review {
         );
         assert_eq!(futures_margin(&sim).await[0], "100000.00000000");
     }
+
+    /// The request weight a public GET of `path_and_query` spends, alone in its minute.
+    async fn weight_of(sim: &RunningSimulator, path_and_query: &str) -> u64 {
+        send(sim, Method::POST, "/__mock/reset?state=1", None, None).await;
+        let (status, headers, body) =
+            send_for_headers(sim, Method::GET, path_and_query, None, None).await;
+        assert_eq!(status, 200, "{path_and_query}: {body}");
+        headers["x-mbx-used-weight-1m"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
+    /// Regression: public calls of every symbol, of a list of symbols and of deep order
+    /// books weighed what one symbol's or the default book's does, so a client could
+    /// poll them far more often than Binance allows. Binance's pages weigh them apart.
+    #[tokio::test]
+    async fn public_weights_follow_the_symbols_and_depth_asked_for() {
+        let sim = start().await;
+        let list = |n: usize| {
+            let names = vec!["\"BTCUSDT\""; n].join(",");
+            percent_encoding::utf8_percent_encode(
+                &format!("[{names}]"),
+                percent_encoding::NON_ALPHANUMERIC,
+            )
+            .to_string()
+        };
+        let cases = [
+            ("/api/v3/ticker/24hr".to_owned(), 80),
+            ("/api/v3/ticker/24hr?symbol=BTCUSDT".to_owned(), 2),
+            (format!("/api/v3/ticker/24hr?symbols={}", list(2)), 2),
+            (format!("/api/v3/ticker/24hr?symbols={}", list(20)), 2),
+            (format!("/api/v3/ticker/24hr?symbols={}", list(21)), 40),
+            (format!("/api/v3/ticker/24hr?symbols={}", list(100)), 40),
+            (format!("/api/v3/ticker/24hr?symbols={}", list(101)), 80),
+            ("/api/v3/ticker/price".to_owned(), 4),
+            ("/api/v3/ticker/price?symbol=BTCUSDT".to_owned(), 2),
+            (format!("/api/v3/ticker/price?symbols={}", list(2)), 4),
+            ("/api/v3/ticker/bookTicker".to_owned(), 4),
+            ("/api/v3/ticker/bookTicker?symbol=BTCUSDT".to_owned(), 2),
+            ("/api/v3/depth?symbol=BTCUSDT".to_owned(), 5),
+            ("/api/v3/depth?symbol=BTCUSDT&limit=100".to_owned(), 5),
+            ("/api/v3/depth?symbol=BTCUSDT&limit=101".to_owned(), 25),
+            ("/api/v3/depth?symbol=BTCUSDT&limit=500".to_owned(), 25),
+            ("/api/v3/depth?symbol=BTCUSDT&limit=1000".to_owned(), 50),
+            ("/api/v3/depth?symbol=BTCUSDT&limit=5000".to_owned(), 250),
+            ("/fapi/v1/ticker/24hr".to_owned(), 40),
+            ("/fapi/v1/ticker/24hr?symbol=BTCUSDT".to_owned(), 1),
+            ("/fapi/v1/ticker/price".to_owned(), 2),
+            ("/fapi/v2/ticker/price".to_owned(), 2),
+            ("/fapi/v1/ticker/price?symbol=BTCUSDT".to_owned(), 1),
+        ];
+        for (path, weight) in cases {
+            assert_eq!(weight_of(&sim, &path).await, weight, "{path}");
+        }
+    }
 }

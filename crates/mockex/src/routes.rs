@@ -1459,14 +1459,21 @@ fn private(
                     return Err(ApiError::new(400, -1127, too_long));
                 }
             }
+            let limit = history_limit(params)?;
+            let from_id = params.integer("orderId")?;
             let placed =
                 |o: &&Order| from.is_none_or(|f| o.time >= f) && to.is_none_or(|t| o.time <= t);
+            let orders: Vec<&Order> = account
+                .orders
+                .iter()
+                .filter(|o| o.product == product && o.symbol == m.symbol)
+                .filter(|o| from_id.is_none_or(|id| o.order_id >= id))
+                .filter(placed)
+                .collect();
+            let from_start = from_id.is_some() || from.is_some();
             Ok(Value::Array(
-                account
-                    .orders
-                    .iter()
-                    .filter(|o| o.product == product && o.symbol == m.symbol)
-                    .filter(placed)
+                page(orders, limit, from_start)
+                    .into_iter()
                     .map(|o| match product {
                         Product::Spot => spot_order(o),
                         Product::UsdM => futures_order(o),
@@ -1474,13 +1481,44 @@ fn private(
                     .collect(),
             ))
         }
+        // As Binance's Account trade list page has it: `orderId` narrows to one order's
+        // trades; `fromId` lists from that trade id on and may not come with a time;
+        // `startTime` and `endTime` at most 24 hours apart; at most `limit` trades, the
+        // most recent unless the list starts at an id or a time, oldest first.
         Endpoint::MyTrades(Product::Spot) => {
             let m = symbol(params, Product::Spot)?;
+            let order_id = params.integer("orderId")?;
+            let from_id = params.integer("fromId")?;
+            let (from, to) = (params.integer("startTime")?, params.integer("endTime")?);
+            if from_id.is_some() && (from.is_some() || to.is_some()) {
+                return Err(ApiError::new(
+                    400,
+                    -1128,
+                    "Combination of optional parameters invalid.",
+                ));
+            }
+            if let (Some(from), Some(to)) = (from, to) {
+                if to < from || to - from > 24 * 3600 * 1000 {
+                    return Err(ApiError::new(
+                        400,
+                        -1127,
+                        "More than 24 hours between startTime and endTime.",
+                    ));
+                }
+            }
+            let limit = history_limit(params)?;
+            let trades: Vec<&Trade> = account
+                .trades
+                .iter()
+                .filter(|t| t.product == Product::Spot && t.symbol == m.symbol)
+                .filter(|t| order_id.is_none_or(|id| t.order_id == id))
+                .filter(|t| from_id.is_none_or(|id| t.id >= id))
+                .filter(|t| from.is_none_or(|f| t.time >= f) && to.is_none_or(|e| t.time <= e))
+                .collect();
+            let from_start = from_id.is_some() || from.is_some();
             Ok(Value::Array(
-                account
-                    .trades
-                    .iter()
-                    .filter(|t| t.product == Product::Spot && t.symbol == m.symbol)
+                page(trades, limit, from_start)
+                    .into_iter()
                     .map(spot_trade)
                     .collect(),
             ))
@@ -1701,6 +1739,29 @@ fn private(
         )),
         _ => Err(ApiError::new(404, -1000, "Unknown endpoint.")),
     }
+}
+
+/// The `limit` of a history list (`allOrders`, spot `myTrades`): 500 by default, at most
+/// 1000; past that, or 0, Binance answers -1130.
+fn history_limit(params: &Params) -> Result<usize, ApiError> {
+    match params.integer("limit")? {
+        None => Ok(500),
+        // At most 1000 here, so it fits.
+        Some(limit @ 1..=1000) => Ok(usize::try_from(limit).unwrap_or(1000)),
+        Some(_) => Err(ApiError::invalid_parameter("limit")),
+    }
+}
+
+/// At most `limit` of `items` (oldest first): the first ones when the list starts at an
+/// id or a time, else the most recent, as Binance's history lists answer.
+fn page<T>(mut items: Vec<T>, limit: usize, from_start: bool) -> Vec<T> {
+    if from_start {
+        items.truncate(limit);
+    } else {
+        let excess = items.len().saturating_sub(limit);
+        items.drain(..excess);
+    }
+    items
 }
 
 /// Which of a symbol's fills `GET /fapi/v1/userTrades` answers, as Binance documents it:

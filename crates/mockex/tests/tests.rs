@@ -4472,4 +4472,97 @@ mod review {
             assert_eq!(weight_of(&sim, &path).await, weight, "{path}");
         }
     }
+
+    /// The `field` of each entry of a list answer.
+    fn ids(list: &Value, field: &str) -> Vec<u64> {
+        list.as_array()
+            .unwrap_or_else(|| panic!("{list}"))
+            .iter()
+            .map(|entry| entry[field].as_u64().unwrap())
+            .collect()
+    }
+
+    /// Regression: `allOrders` ignored `limit` and `orderId`, and spot `myTrades` every
+    /// filter, answering the whole history whatever was asked; Binance answers at most
+    /// `limit` (500 by default, more than 1000 refused with -1130), from `orderId` (or a
+    /// trade's `fromId`) on, within the time asked, and one order's trades for `orderId`.
+    #[tokio::test]
+    async fn order_and_trade_histories_apply_their_filters() {
+        let sim = start().await;
+        let mut orders = Vec::new();
+        for _ in 0..3 {
+            let (status, placed) = signed(
+                &sim,
+                Method::POST,
+                "/api/v3/order",
+                "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=0.01",
+            )
+            .await;
+            assert_eq!(status, 200, "{placed}");
+            orders.push(placed["orderId"].as_u64().unwrap());
+        }
+        let list = |path: &'static str, params: String| {
+            let sim = &sim;
+            async move {
+                let (status, list) = signed(sim, Method::GET, path, &params).await;
+                assert_eq!(status, 200, "{path}?{params}: {list}");
+                list
+            }
+        };
+        let all = |params: &str| list("/api/v3/allOrders", format!("symbol=BTCUSDT{params}"));
+        assert_eq!(ids(&all("").await, "orderId"), orders);
+        assert_eq!(ids(&all("&limit=2").await, "orderId"), orders[1..]);
+        let from = format!("&orderId={}", orders[1]);
+        assert_eq!(ids(&all(&from).await, "orderId"), orders[1..]);
+        let first = format!("&orderId={}&limit=1", orders[0]);
+        assert_eq!(ids(&all(&first).await, "orderId"), orders[..1]);
+        let later = format!("&startTime={}", now_ms() + 3_600_000);
+        assert_eq!(all(&later).await, Value::Array(Vec::new()));
+        for too_many in [
+            "/api/v3/allOrders",
+            "/fapi/v1/allOrders",
+            "/api/v3/myTrades",
+        ] {
+            let refused = signed(&sim, Method::GET, too_many, "symbol=BTCUSDT&limit=1001").await;
+            assert_code(&refused, 400, -1130);
+            assert_eq!(
+                refused.1["msg"],
+                "Data sent for parameter 'limit' is not valid."
+            );
+        }
+
+        let trades = |params: &str| list("/api/v3/myTrades", format!("symbol=BTCUSDT{params}"));
+        let every = ids(&trades("").await, "id");
+        assert_eq!(every.len(), 3);
+        let of_second = trades(&format!("&orderId={}", orders[1])).await;
+        assert_eq!(ids(&of_second, "orderId"), orders[1..2]);
+        assert_eq!(
+            ids(&trades(&format!("&fromId={}", every[1])).await, "id"),
+            every[1..]
+        );
+        let first = format!("&fromId={}&limit=1", every[0]);
+        assert_eq!(ids(&trades(&first).await, "id"), every[..1]);
+        assert_eq!(ids(&trades("&limit=1").await, "id"), every[2..]);
+        assert_eq!(trades(&later).await, Value::Array(Vec::new()));
+        let earlier = format!("&endTime={}", now_ms() - 3_600_000);
+        assert_eq!(trades(&earlier).await, Value::Array(Vec::new()));
+
+        // USD-M's history takes `limit` and `orderId` too.
+        let mut futures = Vec::new();
+        for _ in 0..2 {
+            let (status, placed) = signed(
+                &sim,
+                Method::POST,
+                "/fapi/v1/order",
+                "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=0.01",
+            )
+            .await;
+            assert_eq!(status, 200, "{placed}");
+            futures.push(placed["orderId"].as_u64().unwrap());
+        }
+        let all = |params: &str| list("/fapi/v1/allOrders", format!("symbol=BTCUSDT{params}"));
+        assert_eq!(ids(&all("&limit=1").await, "orderId"), futures[1..]);
+        let from = format!("&orderId={}&limit=1", futures[0]);
+        assert_eq!(ids(&all(&from).await, "orderId"), futures[..1]);
+    }
 }

@@ -934,6 +934,24 @@ fn read_new_order(
             "GTC".to_owned()
         }
     };
+    // Spot refuses a parameter of another order type: the stop price and trailing delta
+    // of stop orders, and the iceberg quantity a market order cannot have (a limit order
+    // may be an iceberg). Taking one silently would report an order Binance never places.
+    if product == Product::Spot {
+        let not_taken: &[&str] = match order_type {
+            OrderType::Limit => &["stopPrice", "trailingDelta"],
+            OrderType::Market => &["stopPrice", "trailingDelta", "icebergQty"],
+        };
+        if let Some(name) = not_taken.iter().find(|name| params.get(name).is_some()) {
+            return Err(ApiError::new(
+                400,
+                -1106,
+                format!("Parameter '{name}' sent when not required."),
+            ));
+        }
+    } else {
+        algo::check_position_side(params)?;
+    }
     let client_order_id = match params.get("newClientOrderId") {
         Some(id) if !id.is_empty() => {
             // Spot takes letters, digits, `-` and `_`; USD-M also `.`, `:` and `/`.

@@ -4565,4 +4565,61 @@ mod review {
         let from = format!("&orderId={}&limit=1", futures[0]);
         assert_eq!(ids(&all(&from).await, "orderId"), futures[..1]);
     }
+
+    /// Regression: a spot LIMIT or MARKET order went through with a stop order's
+    /// `stopPrice` or `trailingDelta`, or a market order with `icebergQty`, answered as a
+    /// plain order Binance would never have placed; Binance refuses each with -1106. And
+    /// a USD-M order with `positionSide=LONG` went through in a one-way account, where
+    /// Binance answers -4061 (as the simulator's conditional orders already did).
+    #[tokio::test]
+    async fn an_order_refuses_parameters_its_type_does_not_take() {
+        let sim = start().await;
+        let limit = "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=50000";
+        let market = "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=0.01";
+        for (params, name) in [
+            (format!("{limit}&stopPrice=59000"), "stopPrice"),
+            (format!("{limit}&trailingDelta=100"), "trailingDelta"),
+            (format!("{market}&stopPrice=59000"), "stopPrice"),
+            (format!("{market}&trailingDelta=100"), "trailingDelta"),
+            (format!("{market}&icebergQty=0.001"), "icebergQty"),
+        ] {
+            let refused = signed(&sim, Method::POST, "/api/v3/order", &params).await;
+            assert_code(&refused, 400, -1106);
+            assert_eq!(
+                refused.1["msg"],
+                format!("Parameter '{name}' sent when not required."),
+                "{params}"
+            );
+        }
+        let (_, all) = signed(&sim, Method::GET, "/api/v3/allOrders", "symbol=BTCUSDT").await;
+        assert_eq!(all, Value::Array(Vec::new()));
+        // A limit order may be an iceberg.
+        let (status, placed) = signed(
+            &sim,
+            Method::POST,
+            "/api/v3/order",
+            &format!("{limit}&icebergQty=0.001"),
+        )
+        .await;
+        assert_eq!(status, 200, "{placed}");
+
+        for side in ["LONG", "SHORT"] {
+            let refused = signed(
+                &sim,
+                Method::POST,
+                "/fapi/v1/order",
+                &format!("{market}&positionSide={side}"),
+            )
+            .await;
+            assert_code(&refused, 400, -4061);
+        }
+        let (status, placed) = signed(
+            &sim,
+            Method::POST,
+            "/fapi/v1/order",
+            &format!("{market}&positionSide=BOTH"),
+        )
+        .await;
+        assert_eq!(status, 200, "{placed}");
+    }
 }

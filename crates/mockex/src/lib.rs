@@ -28,7 +28,8 @@
 //! orders (`X-MBX-ORDER-COUNT-10S`, `X-MBX-ORDER-COUNT-1D`), refuses weight past each
 //! family's limit as Binance does (429, then IP bans, 418; see below), and keeps per-key
 //! spot balances, futures wallets, orders and trades. Every request that reaches it is
-//! recorded *before* validation, with every header it carried, so a test can prove that
+//! recorded *before* validation, with every header it carried and its body (up to 16
+//! MiB: a larger body is recorded that far and refused with 413), so a test can prove that
 //! a request denied by the gateway never arrived, or what arrived of one it forwarded
 //! (`GET /__mock/requests`, cleared by `POST /__mock/reset`; `POST /__mock/reset?state=1`
 //! also restores balances and forgets orders, conditional ones included, and restores the

@@ -3,7 +3,8 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use axum::body::Bytes;
+use axum::body::{Body, HttpBody as _};
+use axum::extract::DefaultBodyLimit;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -171,8 +172,52 @@ impl ApiError {
 }
 
 /// Builds the router: one fallback handler, so every request is recorded before routing.
+/// axum's default body limit is off: it would answer a large body 413 before the handler
+/// records it, so the handler reads the body itself, up to [`MAX_BODY`].
 pub(crate) fn router(simulator: Simulator) -> Router {
-    Router::new().fallback(handle).with_state(simulator)
+    Router::new()
+        .fallback(handle)
+        .layer(DefaultBodyLimit::disable())
+        .with_state(simulator)
+}
+
+/// The most of a request body the simulator reads (16 MiB): a body larger than this is
+/// recorded as far as it was read and refused with 413, so that a test can see what
+/// arrived of it while a runaway client cannot exhaust memory.
+pub(crate) const MAX_BODY: usize = 16 * 1024 * 1024;
+
+/// How reading a request body ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum BodyEnd {
+    /// All of it was read.
+    Whole,
+    /// It holds more than [`MAX_BODY`]; the rest was left unread.
+    TooLarge,
+    /// The client stopped sending it partway (the connection broke).
+    Broken,
+}
+
+/// Reads `body`, up to `limit` bytes: what was read, and how reading ended.
+async fn read_body(mut body: Body, limit: usize) -> (Vec<u8>, BodyEnd) {
+    let mut read = Vec::new();
+    loop {
+        let frame = std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await;
+        let data = match frame {
+            None => return (read, BodyEnd::Whole),
+            Some(Err(_)) => return (read, BodyEnd::Broken),
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) => data,
+                // Trailers carry no body.
+                Err(_) => continue,
+            },
+        };
+        let room = limit - read.len();
+        if data.len() > room {
+            read.extend_from_slice(&data[..room]);
+            return (read, BodyEnd::TooLarge);
+        }
+        read.extend_from_slice(&data);
+    }
 }
 
 /// Who may call an endpoint.
@@ -415,7 +460,7 @@ async fn handle(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     let path = uri.path().to_owned();
     let query = uri.query().unwrap_or("").to_owned();
@@ -425,6 +470,7 @@ async fn handle(
         let used = simulator.add_weight(Family::Api, None, 0);
         return with_weight(response, Family::Api, used);
     }
+    let (body, body_end) = read_body(body, MAX_BODY).await;
     let api_key = headers
         .get("x-mbx-apikey")
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
@@ -446,6 +492,18 @@ async fn handle(
             })
             .collect(),
     });
+    // Refused at the front, as a body too large or cut short would be before Binance's
+    // API reads it: no weight is spent. Binance documents neither answer; these are
+    // its error shape.
+    let unread = match body_end {
+        BodyEnd::Whole => None,
+        BodyEnd::TooLarge => Some(ApiError::new(413, -1000, "Request body too large.")),
+        BodyEnd::Broken => Some(ApiError::new(400, -1000, "Request body could not be read.")),
+    };
+    if let Some(error) = unread {
+        let (status, value) = error.into_parts();
+        return (status, axum::Json(value)).into_response();
+    }
     if let Some(delay) = simulator.delay_of(&path) {
         tokio::time::sleep(delay).await;
     }

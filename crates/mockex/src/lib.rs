@@ -6,7 +6,8 @@
 //! **What it is.** An axum server that authenticates requests exactly as Binance documents
 //! (`X-MBX-APIKEY`, HMAC-SHA256 hex or Ed25519 base64 `signature` over the raw query string
 //! concatenated *without separator* to the raw form body, both byte for byte as received
-//! with only the `signature` pair taken out, `timestamp`/`recvWindow` window, a parameter
+//! with only the `signature` pair taken out, the `signature` itself read percent-decoded
+//! as every parameter is, `timestamp`/`recvWindow` window, a parameter
 //! repeated within the query or within the body rejected with -1101, one sent in both
 //! taken from the query, the body of a GET ignored), holds each key to the permissions its
 //! credential describes ([`Restrictions`]: -2015 for a spot order without spot trading,

@@ -4656,4 +4656,24 @@ mod review {
         assert_eq!(recorded.len(), 2);
         assert_eq!(recorded[1].body.len(), limit);
     }
+
+    /// Regression: an HMAC `signature` sent percent-encoded (`%61%62…`) was refused with
+    /// -1022, though Binance reads every parameter percent-decoded (the simulator did so
+    /// for Ed25519 signatures only).
+    #[tokio::test]
+    async fn an_hmac_signature_is_read_percent_decoded() {
+        let sim = start().await;
+        let query = format!("timestamp={}&recvWindow=10000", now_ms());
+        let encoded: String = hmac_hex(SECRET, &query)
+            .bytes()
+            .map(|b| format!("%{b:02X}"))
+            .collect();
+        let target = format!("/api/v3/account?{query}&signature={encoded}");
+        let (status, account) = send(&sim, Method::GET, &target, Some(KEY), None).await;
+        assert_eq!(status, 200, "{account}");
+        // Still checked: a wrong one, encoded, is refused.
+        let wrong = target.replace("signature=%", "signature=%30%");
+        let refused = send(&sim, Method::GET, &wrong, Some(KEY), None).await;
+        assert_code(&refused, 400, -1022);
+    }
 }

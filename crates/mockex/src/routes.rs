@@ -225,6 +225,8 @@ async fn read_body(mut body: Body, limit: usize) -> (Vec<u8>, BodyEnd) {
 enum Security {
     /// Public market data.
     None,
+    /// `X-MBX-APIKEY` alone (Binance's MARKET_DATA): a known key, no signature.
+    ApiKey,
     /// `X-MBX-APIKEY` plus `timestamp` and `signature`.
     Signed,
 }
@@ -391,7 +393,7 @@ fn weight_by_params(endpoint: Endpoint, query: &str) -> Option<u32> {
 /// The endpoint table: (method, path) → security, request weight, endpoint.
 fn route(method: &Method, path: &str) -> Option<(Security, u32, Endpoint)> {
     use Endpoint as E;
-    use Security::{None as Public, Signed};
+    use Security::{ApiKey, None as Public, Signed};
     let get = method == Method::GET;
     let post = method == Method::POST;
     let put = method == Method::PUT;
@@ -419,7 +421,8 @@ fn route(method: &Method, path: &str) -> Option<(Security, u32, Endpoint)> {
         "/api/v3/allOrders" if get => (Signed, 20, E::AllOrders(Product::Spot)),
         "/api/v3/myTrades" if get => (Signed, 20, E::MyTrades(Product::Spot)),
         "/sapi/v1/capital/config/getall" if get => (Signed, 10, E::CapitalConfig),
-        "/sapi/v1/margin/allPairs" if get => (Signed, 1, E::MarginPairs { isolated: false }),
+        // MARKET_DATA, as Binance's "Get All Cross Margin Pairs" page has it.
+        "/sapi/v1/margin/allPairs" if get => (ApiKey, 1, E::MarginPairs { isolated: false }),
         "/sapi/v1/margin/isolated/allPairs" if get => {
             (Signed, 10, E::MarginPairs { isolated: true })
         }
@@ -687,7 +690,8 @@ fn mock_weight_limit(simulator: &Simulator, query: &str) -> Result<Value, ApiErr
     }))
 }
 
-/// Parses parameters and, for signed endpoints, checks key, signature and time, in that order.
+/// Parses parameters and, for signed endpoints, checks key, signature and time, in that
+/// order; for an endpoint that needs the API key alone (MARKET_DATA), the key.
 fn authenticate(
     simulator: &Simulator,
     security: Security,
@@ -718,6 +722,9 @@ fn authenticate(
     let Some(key) = simulator.key(api_key) else {
         return Err(ApiError::rejected_key());
     };
+    if security == Security::ApiKey {
+        return Ok((params, None));
+    }
     let signature = params
         .raw_signature()
         .filter(|s| !s.is_empty())

@@ -4676,4 +4676,25 @@ mod review {
         let refused = send(&sim, Method::GET, &wrong, Some(KEY), None).await;
         assert_code(&refused, 400, -1022);
     }
+
+    /// Regression: `GET /sapi/v1/margin/allPairs`, which Binance serves to an API key
+    /// alone (MARKET_DATA), asked for a signature too (-1102).
+    #[tokio::test]
+    async fn margin_pairs_need_an_api_key_only() {
+        let sim = start().await;
+        let pairs = "/sapi/v1/margin/allPairs";
+        let (status, list) = send(&sim, Method::GET, pairs, Some(KEY), None).await;
+        assert_eq!(status, 200, "{list}");
+        assert!(list.is_array(), "{list}");
+        assert_code(
+            &send(&sim, Method::GET, pairs, None, None).await,
+            401,
+            -2014,
+        );
+        assert_code(
+            &send(&sim, Method::GET, pairs, Some("nobody"), None).await,
+            401,
+            -2015,
+        );
+    }
 }

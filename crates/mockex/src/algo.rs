@@ -194,6 +194,21 @@ fn made_up_client_algo_id(algo_id: u64) -> String {
         .collect()
 }
 
+/// Refuses a USD-M order's `positionSide` other than `BOTH`: accounts are in one-way
+/// mode, where every position side is BOTH, and Binance refuses `LONG` and `SHORT` there
+/// with -4061 (and a value it does not know with -1130).
+pub(crate) fn check_position_side(params: &Params) -> Result<(), ApiError> {
+    match params.get("positionSide").filter(|v| !v.is_empty()) {
+        None | Some("BOTH") => Ok(()),
+        Some("LONG" | "SHORT") => Err(ApiError::new(
+            400,
+            -4061,
+            "Order's position side does not match user's setting.",
+        )),
+        Some(_) => Err(ApiError::invalid_parameter("positionSide")),
+    }
+}
+
 /// `POST /fapi/v1/algoOrder`: checks a conditional order as Binance does and keeps it.
 ///
 /// The quantity and prices pass the filters `POST /fapi/v1/order` applies (same codes): the
@@ -215,18 +230,7 @@ pub(crate) fn place(
     let m = routes::symbol(params, Product::UsdM)?;
     let side = Side::parse(params.required("side")?)?;
     let order_type = ConditionalType::parse(params.required("type")?)?;
-    // Accounts are in one-way mode, where every position side is BOTH.
-    match params.get("positionSide").filter(|v| !v.is_empty()) {
-        None | Some("BOTH") => {}
-        Some("LONG" | "SHORT") => {
-            return Err(ApiError::new(
-                400,
-                -4061,
-                "Order's position side does not match user's setting.",
-            ))
-        }
-        Some(_) => return Err(ApiError::invalid_parameter("positionSide")),
-    }
+    check_position_side(params)?;
     let time_in_force = match params.get("timeInForce").filter(|v| !v.is_empty()) {
         None => "GTC",
         Some(tif @ ("GTC" | "IOC" | "FOK" | "GTX")) => tif,

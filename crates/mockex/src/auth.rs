@@ -79,7 +79,9 @@ impl KeyMaterial {
     pub(crate) fn verify(&self, payload: &[u8], raw_signature: &str) -> bool {
         match self {
             KeyMaterial::Hmac(secret) => {
-                let Ok(given) = hex::decode(raw_signature) else {
+                // Binance reads every parameter percent-decoded, the signature too: hex
+                // sent as `%61%62…` is the same signature.
+                let Ok(given) = hex::decode(decode_component(raw_signature)) else {
                     return false;
                 };
                 let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret) else {

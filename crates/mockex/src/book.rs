@@ -598,12 +598,7 @@ pub(crate) fn place(
         }
         Product::UsdM => {
             if !order.reduce_only {
-                let notional = quantity * limit_price;
-                let leverage = Decimal::from(account.leverage_of(m.symbol));
-                let wallet = account.futures.entry(m.quote.to_owned()).or_default();
-                if notional / leverage > wallet.free {
-                    return Err(ApiError::new(400, -2019, "Margin is insufficient."));
-                }
+                check_margin(account, m, order.side, quantity, limit_price, crosses, None)?;
             }
             if crosses {
                 move_position(account, m, order.side, quantity);
@@ -618,6 +613,100 @@ pub(crate) fn place(
     }
     account.orders.push(placed.clone());
     Ok((placed, trades))
+}
+
+/// The initial margin USD-M positions and open orders hold, in the margin asset (USDT,
+/// the simulator's only one), as `GET /fapi/v2/account` reports it.
+///
+/// A simplified model of Binance's cross margin: a position holds its size times the
+/// reference price (the mark price) over the symbol's leverage; an open order that is
+/// not reduce-only holds its unfilled quantity times its price over the leverage, even
+/// one against the position, which Binance counts for less; a reduce-only order holds
+/// nothing. There are no fees and, as prices never move, no unrealized profit or loss.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Margin {
+    pub(crate) position: Decimal,
+    pub(crate) open_orders: Decimal,
+}
+
+impl Margin {
+    /// Both together: Binance's `totalInitialMargin`.
+    pub(crate) fn total(self) -> Decimal {
+        self.position + self.open_orders
+    }
+}
+
+impl Account {
+    /// The USD-M wallet balance: the margin asset, free and locked.
+    pub(crate) fn wallet_balance(&self) -> Decimal {
+        self.futures.values().map(|b| b.free + b.locked).sum()
+    }
+
+    /// The initial margin of `symbol`'s position and open orders, or of every symbol's.
+    pub(crate) fn margin(&self, symbol: Option<&str>) -> Margin {
+        let mut margin = Margin::default();
+        for m in market::of(Product::UsdM).filter(|m| symbol.is_none_or(|s| s == m.symbol)) {
+            let leverage = Decimal::from(self.leverage_of(m.symbol));
+            let position = self.positions.get(m.symbol).copied().unwrap_or_default();
+            margin.position += position.abs() * m.price / leverage;
+            margin.open_orders += self
+                .orders
+                .iter()
+                .filter(|o| o.product == Product::UsdM && o.symbol == m.symbol)
+                .map(|o| order_margin(o, leverage))
+                .sum::<Decimal>();
+        }
+        margin
+    }
+
+    /// What the wallet has beyond the initial margin: Binance's `availableBalance`.
+    pub(crate) fn available_balance(&self) -> Decimal {
+        (self.wallet_balance() - self.margin(None).total()).max(Decimal::ZERO)
+    }
+}
+
+/// The initial margin an open USD-M order holds at `leverage` (see [`Margin`]).
+fn order_margin(order: &Order, leverage: Decimal) -> Decimal {
+    if !order.is_open() || order.reduce_only {
+        return Decimal::ZERO;
+    }
+    (order.orig_qty - order.executed_qty) * order.price / leverage
+}
+
+/// Refuses with -2019 "Margin is insufficient." an order that would raise the account's
+/// initial margin (see [`Margin`]) above its wallet balance: a new one of `quantity` on
+/// `side` that rests at `price` or, when it `takes`, fills at the reference price and
+/// moves the position; or `replacing`'s order modified to it. An order that lowers the
+/// margin, such as one closing a position, is never refused for it.
+fn check_margin(
+    account: &Account,
+    m: &Market,
+    side: Side,
+    quantity: Decimal,
+    price: Decimal,
+    takes: bool,
+    replacing: Option<usize>,
+) -> Result<(), ApiError> {
+    let leverage = Decimal::from(account.leverage_of(m.symbol));
+    let before = account.margin(None).total();
+    let mut after = before;
+    if let Some(order) = replacing.and_then(|index| account.orders.get(index)) {
+        after -= order_margin(order, leverage);
+    }
+    if takes {
+        let position = account.positions.get(m.symbol).copied().unwrap_or_default();
+        let moved = match side {
+            Side::Buy => position + quantity,
+            Side::Sell => position - quantity,
+        };
+        after += (moved.abs() - position.abs()) * m.price / leverage;
+    } else {
+        after += quantity * price / leverage;
+    }
+    if after > before && after > account.wallet_balance() {
+        return Err(ApiError::new(400, -2019, "Margin is insufficient."));
+    }
+    Ok(())
 }
 
 /// Whether a limit order on `side` at `price` takes at `m`'s reference price.
@@ -738,24 +827,28 @@ pub(crate) fn modify(
         ),
         _ => error,
     })?;
+    let crosses = crosses(order.side, change.price, m);
+    // A post-only order that would take is cancelled, and then holds no margin.
+    let post_only_cancelled = crosses && order.time_in_force == "GTX";
     if order.reduce_only {
         reduce_only_quantity(account, m, order.side, OrderType::Limit, change.quantity)?;
-    } else {
-        let leverage = Decimal::from(account.leverage_of(m.symbol));
-        let free = account
-            .futures
-            .get(m.quote)
-            .map_or(Decimal::ZERO, |b| b.free);
-        if change.quantity * change.price / leverage > free {
-            return Err(ApiError::new(400, -2019, "Margin is insufficient."));
-        }
+    } else if !post_only_cancelled {
+        let (quantity, price) = (change.quantity, change.price);
+        check_margin(
+            account,
+            m,
+            order.side,
+            quantity,
+            price,
+            crosses,
+            Some(index),
+        )?;
     }
     order.price = change.price;
     order.orig_qty = change.quantity;
     order.update_time = now;
-    let crosses = crosses(order.side, order.price, m);
     let mut trades = Vec::new();
-    if crosses && order.time_in_force == "GTX" {
+    if post_only_cancelled {
         order.status = "CANCELED";
     } else if crosses {
         move_position(account, m, order.side, order.orig_qty);

@@ -6,7 +6,8 @@
 //! **What it is.** An axum server that authenticates requests exactly as Binance documents
 //! (`X-MBX-APIKEY`, HMAC-SHA256 hex or Ed25519 base64 `signature` over the raw query string
 //! concatenated *without separator* to the raw form body, both byte for byte as received
-//! with only the `signature` pair taken out, `timestamp`/`recvWindow` window, a parameter
+//! with only the `signature` pair taken out, the `signature` itself read percent-decoded
+//! as every parameter is, `timestamp`/`recvWindow` window, a parameter
 //! repeated within the query or within the body rejected with -1101, one sent in both
 //! taken from the query, the body of a GET ignored), holds each key to the permissions its
 //! credential describes ([`Restrictions`]: -2015 for a spot order without spot trading,
@@ -28,7 +29,8 @@
 //! orders (`X-MBX-ORDER-COUNT-10S`, `X-MBX-ORDER-COUNT-1D`), refuses weight past each
 //! family's limit as Binance does (429, then IP bans, 418; see below), and keeps per-key
 //! spot balances, futures wallets, orders and trades. Every request that reaches it is
-//! recorded *before* validation, with every header it carried, so a test can prove that
+//! recorded *before* validation, with every header it carried and its body (up to 16
+//! MiB: a larger body is recorded that far and refused with 413), so a test can prove that
 //! a request denied by the gateway never arrived, or what arrived of one it forwarded
 //! (`GET /__mock/requests`, cleared by `POST /__mock/reset`; `POST /__mock/reset?state=1`
 //! also restores balances and forgets orders, conditional ones included, and restores the
@@ -62,7 +64,10 @@
 //! /fapi/v1/batchOrders` cancels up to ten orders of one symbol named by `orderIdList`
 //! or `origClientOrderIdList` (in lower case too, as ccxt sends them), each answered in
 //! its place. `GET /fapi/v1/income` lists each USD-M trade's commission (zero here), and
-//! `GET /api/v3/account` takes `omitZeroBalances`.
+//! `GET /api/v3/account` takes `omitZeroBalances`. A spot query or cancel that sends
+//! both `orderId` and `origClientOrderId` names an order only if it has both (else -2013
+//! or -2011), as Binance documents; USD-M takes the `orderId`. A spot cancel answers its
+//! own `newClientOrderId` (or one made up) as `clientOrderId`.
 //!
 //! **Price bands.** A limit price is held to the percent price filter each `exchangeInfo`
 //! announces, as Binance documents it, the simulator's reference price standing for the
@@ -90,6 +95,19 @@
 //! of a reduce-only order is held to the position too. The simulator weighs the position
 //! alone: Binance also counts the account's other open reduce-only orders against it and
 //! cancels them once the position is closed, which the simulator does not.
+//!
+//! **USD-M margin.** Cross margin in USDT, the one margin asset. Open orders and
+//! positions hold initial margin against the wallet: a position its size times the
+//! reference price over the symbol's leverage, an open order that is not reduce-only its
+//! quantity times its price over the leverage. `GET /fapi/v2/account` reports it
+//! (`totalInitialMargin`, `totalOpenOrderInitialMargin`, `totalPositionInitialMargin`,
+//! the same per asset and per position) and `availableBalance`, the wallet less it, as
+//! does `GET /fapi/v2/balance`. A new order, a modification or a triggered conditional
+//! order that would raise the initial margin above the wallet is refused with -2019
+//! "Margin is insufficient."; one that lowers it, as closing a position does, never is.
+//! Simplified: an order against the position holds full margin (Binance counts it for
+//! less), nothing is held for fees, there is no maintenance margin, and as prices never
+//! move there is no unrealized profit or loss.
 //!
 //! For tests of what a client does when the exchange misbehaves, a simulator can run its
 //! clock ahead of or behind the machine's ([`Simulator::set_clock_offset_ms`]) and refuse
@@ -523,6 +541,7 @@ impl State {
                 next_order_id: 1,
                 next_trade_id: 1,
                 next_withdraw_id: 1,
+                next_cancel_id: 1,
                 next_algo_id: algo::FIRST_ALGO_ID,
             },
         }

@@ -3,7 +3,8 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use axum::body::Bytes;
+use axum::body::{Body, HttpBody as _};
+use axum::extract::DefaultBodyLimit;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -171,8 +172,52 @@ impl ApiError {
 }
 
 /// Builds the router: one fallback handler, so every request is recorded before routing.
+/// axum's default body limit is off: it would answer a large body 413 before the handler
+/// records it, so the handler reads the body itself, up to [`MAX_BODY`].
 pub(crate) fn router(simulator: Simulator) -> Router {
-    Router::new().fallback(handle).with_state(simulator)
+    Router::new()
+        .fallback(handle)
+        .layer(DefaultBodyLimit::disable())
+        .with_state(simulator)
+}
+
+/// The most of a request body the simulator reads (16 MiB): a body larger than this is
+/// recorded as far as it was read and refused with 413, so that a test can see what
+/// arrived of it while a runaway client cannot exhaust memory.
+pub(crate) const MAX_BODY: usize = 16 * 1024 * 1024;
+
+/// How reading a request body ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum BodyEnd {
+    /// All of it was read.
+    Whole,
+    /// It holds more than [`MAX_BODY`]; the rest was left unread.
+    TooLarge,
+    /// The client stopped sending it partway (the connection broke).
+    Broken,
+}
+
+/// Reads `body`, up to `limit` bytes: what was read, and how reading ended.
+async fn read_body(mut body: Body, limit: usize) -> (Vec<u8>, BodyEnd) {
+    let mut read = Vec::new();
+    loop {
+        let frame = std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await;
+        let data = match frame {
+            None => return (read, BodyEnd::Whole),
+            Some(Err(_)) => return (read, BodyEnd::Broken),
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) => data,
+                // Trailers carry no body.
+                Err(_) => continue,
+            },
+        };
+        let room = limit - read.len();
+        if data.len() > room {
+            read.extend_from_slice(&data[..room]);
+            return (read, BodyEnd::TooLarge);
+        }
+        read.extend_from_slice(&data);
+    }
 }
 
 /// Who may call an endpoint.
@@ -180,6 +225,8 @@ pub(crate) fn router(simulator: Simulator) -> Router {
 enum Security {
     /// Public market data.
     None,
+    /// `X-MBX-APIKEY` alone (Binance's MARKET_DATA): a known key, no signature.
+    ApiKey,
     /// `X-MBX-APIKEY` plus `timestamp` and `signature`.
     Signed,
 }
@@ -293,17 +340,52 @@ impl Endpoint {
     }
 }
 
-/// The weight of a call that names no symbol where the table's weight is for one: Binance
-/// weighs `openOrders` 6 (spot) or 1 (USD-M) for one symbol, 80 or 40 for every symbol,
-/// and USD-M `openAlgoOrders` 1 or 40.
-fn weight_without_symbol(endpoint: Endpoint, query: &str) -> Option<u32> {
-    let names_symbol = query
-        .split('&')
-        .any(|pair| pair.split('=').next() == Some("symbol"));
+/// The weight of a call whose weight hangs on its parameters, where the table's weight
+/// is for one symbol (or, for `depth`, the default `limit`), as Binance's pages give it:
+/// spot `openOrders` 6 for one symbol and 80 for every symbol, USD-M `openOrders` and
+/// `openAlgoOrders` 1 and 40; spot `ticker/24hr` 2 for one symbol, 80 for every symbol,
+/// and for a `symbols` list 2 up to 20 symbols, 40 up to 100 and 80 past that; spot
+/// `ticker/price` and `ticker/bookTicker` 2 for one symbol, 4 for every symbol or a
+/// list; USD-M `ticker/24hr` 1 or 40 and `ticker/price` 1 or 2; spot `depth` by its
+/// `limit` (5 up to 100, 25 up to 500, 50 up to 1000, 250 past that). Parameters are read
+/// percent-decoded, as Binance reads them. A value that does not read leaves the table's
+/// weight: the request is refused for it.
+fn weight_by_params(endpoint: Endpoint, query: &str) -> Option<u32> {
+    let param = |name: &str| {
+        form_urlencoded::parse(query.as_bytes())
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.into_owned())
+    };
+    let names_symbol = param("symbol").is_some();
+    // How many symbols a `symbols` list names, when it is sent.
+    let listed = param("symbols").map(|list| {
+        serde_json::from_str::<Vec<Value>>(&list).map_or(list.split(',').count(), |l| l.len())
+    });
     match endpoint {
         Endpoint::OpenOrders(_) | Endpoint::OpenAlgoOrders if names_symbol => None,
         Endpoint::OpenOrders(Product::Spot) => Some(80),
         Endpoint::OpenOrders(Product::UsdM) | Endpoint::OpenAlgoOrders => Some(40),
+        Endpoint::Ticker24hr(Product::Spot) => match listed {
+            Some(0..=20) => Some(2),
+            Some(21..=100) => Some(40),
+            Some(_) => Some(80),
+            None if names_symbol => None,
+            None => Some(80),
+        },
+        Endpoint::TickerPrice(Product::Spot) | Endpoint::BookTicker
+            if names_symbol && listed.is_none() =>
+        {
+            None
+        }
+        Endpoint::TickerPrice(Product::Spot) | Endpoint::BookTicker => Some(4),
+        Endpoint::Ticker24hr(Product::UsdM) if !names_symbol => Some(40),
+        Endpoint::TickerPrice(Product::UsdM) if !names_symbol => Some(2),
+        Endpoint::Depth => match param("limit")?.parse::<u64>().ok()? {
+            0..=100 => None,
+            101..=500 => Some(25),
+            501..=1000 => Some(50),
+            _ => Some(250),
+        },
         _ => None,
     }
 }
@@ -311,7 +393,7 @@ fn weight_without_symbol(endpoint: Endpoint, query: &str) -> Option<u32> {
 /// The endpoint table: (method, path) → security, request weight, endpoint.
 fn route(method: &Method, path: &str) -> Option<(Security, u32, Endpoint)> {
     use Endpoint as E;
-    use Security::{None as Public, Signed};
+    use Security::{ApiKey, None as Public, Signed};
     let get = method == Method::GET;
     let post = method == Method::POST;
     let put = method == Method::PUT;
@@ -339,7 +421,8 @@ fn route(method: &Method, path: &str) -> Option<(Security, u32, Endpoint)> {
         "/api/v3/allOrders" if get => (Signed, 20, E::AllOrders(Product::Spot)),
         "/api/v3/myTrades" if get => (Signed, 20, E::MyTrades(Product::Spot)),
         "/sapi/v1/capital/config/getall" if get => (Signed, 10, E::CapitalConfig),
-        "/sapi/v1/margin/allPairs" if get => (Signed, 1, E::MarginPairs { isolated: false }),
+        // MARKET_DATA, as Binance's "Get All Cross Margin Pairs" page has it.
+        "/sapi/v1/margin/allPairs" if get => (ApiKey, 1, E::MarginPairs { isolated: false }),
         "/sapi/v1/margin/isolated/allPairs" if get => {
             (Signed, 10, E::MarginPairs { isolated: true })
         }
@@ -380,7 +463,7 @@ async fn handle(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     let path = uri.path().to_owned();
     let query = uri.query().unwrap_or("").to_owned();
@@ -390,6 +473,7 @@ async fn handle(
         let used = simulator.add_weight(Family::Api, None, 0);
         return with_weight(response, Family::Api, used);
     }
+    let (body, body_end) = read_body(body, MAX_BODY).await;
     let api_key = headers
         .get("x-mbx-apikey")
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
@@ -411,6 +495,18 @@ async fn handle(
             })
             .collect(),
     });
+    // Refused at the front, as a body too large or cut short would be before Binance's
+    // API reads it: no weight is spent. Binance documents neither answer; these are
+    // its error shape.
+    let unread = match body_end {
+        BodyEnd::Whole => None,
+        BodyEnd::TooLarge => Some(ApiError::new(413, -1000, "Request body too large.")),
+        BodyEnd::Broken => Some(ApiError::new(400, -1000, "Request body could not be read.")),
+    };
+    if let Some(error) = unread {
+        let (status, value) = error.into_parts();
+        return (status, axum::Json(value)).into_response();
+    }
     if let Some(delay) = simulator.delay_of(&path) {
         tokio::time::sleep(delay).await;
     }
@@ -423,7 +519,7 @@ async fn handle(
     let weight = match found {
         // A path the simulator does not know weighs 1.
         None => 1,
-        Some((_, weight, endpoint)) => weight_without_symbol(endpoint, &query).unwrap_or(weight),
+        Some((_, weight, endpoint)) => weight_by_params(endpoint, &query).unwrap_or(weight),
     };
     // Weight per account is counted for the account the key names, signed or not.
     let account = api_key.as_deref().filter(|k| simulator.key(k).is_some());
@@ -594,7 +690,8 @@ fn mock_weight_limit(simulator: &Simulator, query: &str) -> Result<Value, ApiErr
     }))
 }
 
-/// Parses parameters and, for signed endpoints, checks key, signature and time, in that order.
+/// Parses parameters and, for signed endpoints, checks key, signature and time, in that
+/// order; for an endpoint that needs the API key alone (MARKET_DATA), the key.
 fn authenticate(
     simulator: &Simulator,
     security: Security,
@@ -625,6 +722,9 @@ fn authenticate(
     let Some(key) = simulator.key(api_key) else {
         return Err(ApiError::rejected_key());
     };
+    if security == Security::ApiKey {
+        return Ok((params, None));
+    }
     let signature = params
         .raw_signature()
         .filter(|s| !s.is_empty())
@@ -899,6 +999,24 @@ fn read_new_order(
             "GTC".to_owned()
         }
     };
+    // Spot refuses a parameter of another order type: the stop price and trailing delta
+    // of stop orders, and the iceberg quantity a market order cannot have (a limit order
+    // may be an iceberg). Taking one silently would report an order Binance never places.
+    if product == Product::Spot {
+        let not_taken: &[&str] = match order_type {
+            OrderType::Limit => &["stopPrice", "trailingDelta"],
+            OrderType::Market => &["stopPrice", "trailingDelta", "icebergQty"],
+        };
+        if let Some(name) = not_taken.iter().find(|name| params.get(name).is_some()) {
+            return Err(ApiError::new(
+                400,
+                -1106,
+                format!("Parameter '{name}' sent when not required."),
+            ));
+        }
+    } else {
+        algo::check_position_side(params)?;
+    }
     let client_order_id = match params.get("newClientOrderId") {
         Some(id) if !id.is_empty() => {
             // Spot takes letters, digits, `-` and `_`; USD-M also `.`, `:` and `/`.
@@ -951,7 +1069,7 @@ fn modify_order(
     now: u64,
 ) -> Result<Value, ApiError> {
     let m = symbol(params, Product::UsdM)?;
-    let by = order_ref(params)?;
+    let by = order_ref(params, Product::UsdM)?.by;
     let side = Side::parse(params.required("side")?)?;
     if params.get("priceMatch").is_some_and(|p| p != "NONE") {
         return Err(ApiError::invalid_parameter("priceMatch"));
@@ -1035,14 +1153,11 @@ fn cancel_replace(
         book::cancel(account, Product::Spot, m.symbol, &by, now)
     }
     .map(|order| {
-        let mut answer = spot_cancelled(&order, now);
-        if let Some(id) = params
-            .get("cancelNewClientOrderId")
-            .filter(|c| !c.is_empty())
-        {
-            answer["clientOrderId"] = json!(id);
-        }
-        answer
+        spot_cancelled(
+            &order,
+            cancel_client_id(ids, params, "cancelNewClientOrderId"),
+            now,
+        )
     });
     let outcome = |result: &Result<Value, ApiError>| match result {
         Ok(_) => "SUCCESS",
@@ -1087,12 +1202,27 @@ fn cancel_replace(
     }
 }
 
-/// A spot order's answer once cancelled, as `DELETE /api/v3/order` gives it.
-fn spot_cancelled(order: &Order, now: u64) -> Value {
+/// A spot order's answer once cancelled, as `DELETE /api/v3/order` gives it: a cancel
+/// is a request of its own with its own client id (`cancel_client_id`), which Binance
+/// answers as `clientOrderId`, the order's own being `origClientOrderId`.
+fn spot_cancelled(order: &Order, cancel_client_id: String, now: u64) -> Value {
     let mut v = spot_order(order);
     v["origClientOrderId"] = json!(order.client_order_id);
+    v["clientOrderId"] = json!(cancel_client_id);
     v["transactTime"] = json!(now);
     v
+}
+
+/// The client id of a spot cancel: the one sent as `name` (`newClientOrderId`, or
+/// `cancelNewClientOrderId` in a cancel-replace), else one made up, as Binance
+/// "automatically generates" one "to uniquely identify this cancel".
+fn cancel_client_id(ids: &mut Ids, params: &Params, name: &str) -> String {
+    if let Some(id) = params.get(name).filter(|c| !c.is_empty()) {
+        return id.to_owned();
+    }
+    let id = format!("mockexcancel{:012}", ids.next_cancel_id);
+    ids.next_cancel_id += 1;
+    id
 }
 
 /// The most orders `POST /fapi/v1/batchOrders` takes.
@@ -1223,6 +1353,8 @@ pub(crate) struct Ids {
     pub(crate) next_order_id: u64,
     pub(crate) next_trade_id: u64,
     pub(crate) next_withdraw_id: u64,
+    /// The next number of a made-up spot cancel client id ([`cancel_client_id`]).
+    pub(crate) next_cancel_id: u64,
     /// The next `algoId`: a counter of its own, as Binance's algo service numbers its
     /// orders apart from the order book (starting at [`algo::FIRST_ALGO_ID`]).
     pub(crate) next_algo_id: u64,
@@ -1316,8 +1448,9 @@ fn private(
         }
         Endpoint::QueryOrder(product) => {
             let m = symbol(params, product)?;
-            let by = order_ref(params)?;
-            let order = book::find(account, product, m.symbol, &by)
+            let name = order_ref(params, product)?;
+            let order = book::find(account, product, m.symbol, &name.by)
+                .filter(|o| name.is_named(o))
                 .ok_or_else(|| ApiError::new(400, -2013, "Order does not exist."))?;
             Ok(match product {
                 Product::Spot => spot_order(order),
@@ -1341,10 +1474,18 @@ fn private(
         }
         Endpoint::CancelOrder(product) => {
             let m = symbol(params, product)?;
-            let by = order_ref(params)?;
-            let order = book::cancel(account, product, m.symbol, &by, now)?;
+            let name = order_ref(params, product)?;
+            let named = book::find(account, product, m.symbol, &name.by);
+            if named.is_some_and(|o| !name.is_named(o)) {
+                return Err(ApiError::unknown_order());
+            }
+            let order = book::cancel(account, product, m.symbol, &name.by, now)?;
             Ok(match product {
-                Product::Spot => spot_cancelled(&order, now),
+                Product::Spot => spot_cancelled(
+                    &order,
+                    cancel_client_id(ids, params, "newClientOrderId"),
+                    now,
+                ),
                 Product::UsdM => futures_order(&order),
             })
         }
@@ -1401,14 +1542,21 @@ fn private(
                     return Err(ApiError::new(400, -1127, too_long));
                 }
             }
+            let limit = history_limit(params)?;
+            let from_id = params.integer("orderId")?;
             let placed =
                 |o: &&Order| from.is_none_or(|f| o.time >= f) && to.is_none_or(|t| o.time <= t);
+            let orders: Vec<&Order> = account
+                .orders
+                .iter()
+                .filter(|o| o.product == product && o.symbol == m.symbol)
+                .filter(|o| from_id.is_none_or(|id| o.order_id >= id))
+                .filter(placed)
+                .collect();
+            let from_start = from_id.is_some() || from.is_some();
             Ok(Value::Array(
-                account
-                    .orders
-                    .iter()
-                    .filter(|o| o.product == product && o.symbol == m.symbol)
-                    .filter(placed)
+                page(orders, limit, from_start)
+                    .into_iter()
                     .map(|o| match product {
                         Product::Spot => spot_order(o),
                         Product::UsdM => futures_order(o),
@@ -1416,13 +1564,44 @@ fn private(
                     .collect(),
             ))
         }
+        // As Binance's Account trade list page has it: `orderId` narrows to one order's
+        // trades; `fromId` lists from that trade id on and may not come with a time;
+        // `startTime` and `endTime` at most 24 hours apart; at most `limit` trades, the
+        // most recent unless the list starts at an id or a time, oldest first.
         Endpoint::MyTrades(Product::Spot) => {
             let m = symbol(params, Product::Spot)?;
+            let order_id = params.integer("orderId")?;
+            let from_id = params.integer("fromId")?;
+            let (from, to) = (params.integer("startTime")?, params.integer("endTime")?);
+            if from_id.is_some() && (from.is_some() || to.is_some()) {
+                return Err(ApiError::new(
+                    400,
+                    -1128,
+                    "Combination of optional parameters invalid.",
+                ));
+            }
+            if let (Some(from), Some(to)) = (from, to) {
+                if to < from || to - from > 24 * 3600 * 1000 {
+                    return Err(ApiError::new(
+                        400,
+                        -1127,
+                        "More than 24 hours between startTime and endTime.",
+                    ));
+                }
+            }
+            let limit = history_limit(params)?;
+            let trades: Vec<&Trade> = account
+                .trades
+                .iter()
+                .filter(|t| t.product == Product::Spot && t.symbol == m.symbol)
+                .filter(|t| order_id.is_none_or(|id| t.order_id == id))
+                .filter(|t| from_id.is_none_or(|id| t.id >= id))
+                .filter(|t| from.is_none_or(|f| t.time >= f) && to.is_none_or(|e| t.time <= e))
+                .collect();
+            let from_start = from_id.is_some() || from.is_some();
             Ok(Value::Array(
-                account
-                    .trades
-                    .iter()
-                    .filter(|t| t.product == Product::Spot && t.symbol == m.symbol)
+                page(trades, limit, from_start)
+                    .into_iter()
                     .map(spot_trade)
                     .collect(),
             ))
@@ -1616,19 +1795,25 @@ fn private(
                 "symbol": m.symbol,
             }))
         }
+        // USDT, the margin asset, has what the initial margin leaves available.
         Endpoint::FuturesBalance => Ok(Value::Array(
             account
                 .futures
                 .iter()
                 .map(|(asset, b)| {
+                    let free = if asset == "USDT" {
+                        account.available_balance()
+                    } else {
+                        b.free
+                    };
                     json!({
                         "accountAlias": "SgsR",
                         "asset": asset,
                         "balance": fmt(b.free + b.locked, 8),
                         "crossWalletBalance": fmt(b.free + b.locked, 8),
                         "crossUnPnl": "0.00000000",
-                        "availableBalance": fmt(b.free, 8),
-                        "maxWithdrawAmount": fmt(b.free, 8),
+                        "availableBalance": fmt(free, 8),
+                        "maxWithdrawAmount": fmt(free, 8),
                         "marginAvailable": true,
                         "updateTime": now
                     })
@@ -1637,6 +1822,29 @@ fn private(
         )),
         _ => Err(ApiError::new(404, -1000, "Unknown endpoint.")),
     }
+}
+
+/// The `limit` of a history list (`allOrders`, spot `myTrades`): 500 by default, at most
+/// 1000; past that, or 0, Binance answers -1130.
+fn history_limit(params: &Params) -> Result<usize, ApiError> {
+    match params.integer("limit")? {
+        None => Ok(500),
+        // At most 1000 here, so it fits.
+        Some(limit @ 1..=1000) => Ok(usize::try_from(limit).unwrap_or(1000)),
+        Some(_) => Err(ApiError::invalid_parameter("limit")),
+    }
+}
+
+/// At most `limit` of `items` (oldest first): the first ones when the list starts at an
+/// id or a time, else the most recent, as Binance's history lists answer.
+fn page<T>(mut items: Vec<T>, limit: usize, from_start: bool) -> Vec<T> {
+    if from_start {
+        items.truncate(limit);
+    } else {
+        let excess = items.len().saturating_sub(limit);
+        items.drain(..excess);
+    }
+    items
 }
 
 /// Which of a symbol's fills `GET /fapi/v1/userTrades` answers, as Binance documents it:
@@ -1713,14 +1921,45 @@ impl UserTradesWindow {
     }
 }
 
-/// `orderId` or `origClientOrderId`, as Binance requires one of them.
-fn order_ref(params: &Params) -> Result<OrderRef<'_>, ApiError> {
-    if let Some(id) = params.integer("orderId")? {
-        return Ok(OrderRef::Id(id));
+/// How a query, cancel or modification names its order: `orderId` or
+/// `origClientOrderId`, as Binance requires one of them.
+struct OrderName<'a> {
+    /// What the order is looked up by: its id when one is sent.
+    by: OrderRef<'a>,
+    /// On spot, the `origClientOrderId` sent beside `orderId`, which the order found by
+    /// its id must carry too.
+    also_client: Option<&'a str>,
+}
+
+impl OrderName<'_> {
+    /// Whether `order`, found by [`Self::by`], is the one the request names. Spot
+    /// documents it: "If both orderId and origClientOrderId are provided, the orderId is
+    /// searched first, then the origClientOrderId from that result is checked against
+    /// that order. If both conditions are not met the request will be rejected." Without
+    /// that check, a client that sends both to be safe would act on an order it did not
+    /// mean.
+    fn is_named(&self, order: &Order) -> bool {
+        self.also_client
+            .is_none_or(|client| order.client_order_id == client)
     }
-    match params.get("origClientOrderId") {
-        Some(client) if !client.is_empty() => Ok(OrderRef::Client(client)),
-        _ => Err(ApiError::new(
+}
+
+/// Reads the [`OrderName`] of a request on `product`. USD-M only documents that one of
+/// the two must be sent; when both are, the id prevails and the other is not checked.
+fn order_ref(params: &Params, product: Product) -> Result<OrderName<'_>, ApiError> {
+    let client = params.get("origClientOrderId").filter(|c| !c.is_empty());
+    if let Some(id) = params.integer("orderId")? {
+        return Ok(OrderName {
+            by: OrderRef::Id(id),
+            also_client: client.filter(|_| product == Product::Spot),
+        });
+    }
+    match client {
+        Some(client) => Ok(OrderName {
+            by: OrderRef::Client(client),
+            also_client: None,
+        }),
+        None => Err(ApiError::new(
             400,
             -1102,
             "Param 'origClientOrderId' or 'orderId' must be sent, but both were empty/null!",
@@ -1757,25 +1996,34 @@ fn spot_account(account: &Account, omit_zero: bool, now: u64) -> Value {
     })
 }
 
+/// `GET /fapi/v2/account`: the wallet, the initial margin its positions and open
+/// orders hold (see [`book::Margin`]) and what is left of it, available. Every USD-M
+/// market is margined in USDT, the wallet's one asset, so the account's totals are that
+/// asset's.
 fn futures_account(account: &Account, now: u64) -> Value {
-    let total: Decimal = account.futures.values().map(|b| b.free + b.locked).sum();
+    let total = account.wallet_balance();
+    let margin = account.margin(None);
+    let available = account.available_balance();
     let assets: Vec<Value> = account
         .futures
         .iter()
         .map(|(asset, b)| {
+            let usdt = asset == "USDT";
+            let held = |amount: Decimal| fmt(if usdt { amount } else { Decimal::ZERO }, 8);
+            let free = if usdt { available } else { b.free };
             json!({
                 "asset": asset,
                 "walletBalance": fmt(b.free + b.locked, 8),
                 "unrealizedProfit": "0.00000000",
                 "marginBalance": fmt(b.free + b.locked, 8),
                 "maintMargin": "0.00000000",
-                "initialMargin": "0.00000000",
-                "positionInitialMargin": "0.00000000",
-                "openOrderInitialMargin": "0.00000000",
+                "initialMargin": held(margin.total()),
+                "positionInitialMargin": held(margin.position),
+                "openOrderInitialMargin": held(margin.open_orders),
                 "crossWalletBalance": fmt(b.free + b.locked, 8),
                 "crossUnPnl": "0.00000000",
-                "availableBalance": fmt(b.free, 8),
-                "maxWithdrawAmount": fmt(b.free, 8),
+                "availableBalance": fmt(free, 8),
+                "maxWithdrawAmount": fmt(free, 8),
                 "marginAvailable": true,
                 "updateTime": now
             })
@@ -1784,13 +2032,14 @@ fn futures_account(account: &Account, now: u64) -> Value {
     let positions: Vec<Value> = market::of(Product::UsdM)
         .map(|m| {
             let amount = account.positions.get(m.symbol).copied().unwrap_or_default();
+            let held = account.margin(Some(m.symbol));
             json!({
                 "symbol": m.symbol,
-                "initialMargin": "0",
+                "initialMargin": held.total().normalize().to_string(),
                 "maintMargin": "0",
                 "unrealizedProfit": "0.00000000",
-                "positionInitialMargin": "0",
-                "openOrderInitialMargin": "0",
+                "positionInitialMargin": held.position.normalize().to_string(),
+                "openOrderInitialMargin": held.open_orders.normalize().to_string(),
                 "leverage": account.leverage_of(m.symbol).to_string(),
                 "isolated": false,
                 "entryPrice": if amount.is_zero() { "0.0".to_owned() } else { m.price.to_string() },
@@ -1810,17 +2059,17 @@ fn futures_account(account: &Account, now: u64) -> Value {
         "updateTime": 0,
         "multiAssetsMargin": false,
         "tradeGroupId": -1,
-        "totalInitialMargin": "0.00000000",
+        "totalInitialMargin": fmt(margin.total(), 8),
         "totalMaintMargin": "0.00000000",
         "totalWalletBalance": fmt(total, 8),
         "totalUnrealizedProfit": "0.00000000",
         "totalMarginBalance": fmt(total, 8),
-        "totalPositionInitialMargin": "0.00000000",
-        "totalOpenOrderInitialMargin": "0.00000000",
+        "totalPositionInitialMargin": fmt(margin.position, 8),
+        "totalOpenOrderInitialMargin": fmt(margin.open_orders, 8),
         "totalCrossWalletBalance": fmt(total, 8),
         "totalCrossUnPnl": "0.00000000",
-        "availableBalance": fmt(total, 8),
-        "maxWithdrawAmount": fmt(total, 8),
+        "availableBalance": fmt(available, 8),
+        "maxWithdrawAmount": fmt(available, 8),
         "assets": assets,
         "positions": positions
     })

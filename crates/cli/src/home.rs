@@ -518,32 +518,41 @@ fn move_key(mut vault: Unlocked, how: &UnlockArgs, args: &MoveKeyArgs) -> anyhow
         );
         return Ok(());
     }
-    // Only now does nothing need the old provider's material.
-    let cleanup = (|| {
-        vault
-            .store
-            .set_meta(META_PROVIDER, to.as_str().as_bytes())?;
-        if from == Provider::Passphrase {
-            vault.store.delete_meta(META_KDF)?;
-        }
-        if from == Provider::Hsm && to != Provider::Hsm {
-            vault.store.delete_meta(META_HSM_WRAPPED)?;
-        }
+    // Only now does nothing need the old provider's material. In a transaction, which
+    // waits its turn behind a busy gateway's audit writer as long as any change does.
+    let cleanup = vault
+        .store
+        .transaction(|s: &Store| {
+            s.set_meta(META_PROVIDER, to.as_str().as_bytes())?;
+            if from == Provider::Passphrase {
+                s.delete_meta(META_KDF)?;
+            }
+            if from == Provider::Hsm && to != Provider::Hsm {
+                s.delete_meta(META_HSM_WRAPPED)?;
+            }
+            Ok::<_, keygate_store::Error>(())
+        })
         // The rows are overwritten in the database (secure delete), but the write-ahead
         // log holds earlier copies of their page.
-        vault.store.truncate_wal()
-    })();
-    match cleanup {
-        Ok(true) => {}
-        Ok(false) => eprintln!(
-            "keygate: warning: another process has the vault open (a running `keygate \
-             serve`?): the old provider's data leaves the database's write-ahead log \
-             (keygate.db-wal) when the last process using the vault stops"
-        ),
-        Err(e) => {
-            eprintln!("keygate: warning: the old provider's data stays in the database: {e}")
+        .and_then(|()| vault.store.truncate_wal());
+    let gone = match cleanup {
+        Ok(true) => true,
+        Ok(false) => {
+            eprintln!(
+                "keygate: warning: another process has the vault open (a running `keygate \
+                 serve`?): the old provider's data leaves the database's write-ahead log \
+                 (keygate.db-wal) when the last process using the vault stops"
+            );
+            false
         }
-    }
+        Err(e) => {
+            eprintln!(
+                "keygate: warning: the old provider's data stays in the database for now \
+                 ({e}); the next command that opens the vault removes it"
+            );
+            false
+        }
+    };
     println!(
         "the master key moved from {} to {}",
         from.as_str(),
@@ -552,10 +561,12 @@ fn move_key(mut vault: Unlocked, how: &UnlockArgs, args: &MoveKeyArgs) -> anyhow
     println!(
         "{}",
         match from {
-            Provider::Passphrase => "the passphrase no longer opens this database, but it still opens any copy or backup made before now: keep those as safe as before",
+            Provider::Passphrase if gone => "the passphrase no longer opens this database, but it still opens any copy or backup made before now: keep those as safe as before",
+            Provider::Passphrase => "the passphrase still opens this database until its salt is gone (above), and any copy or backup made before now: keep those as safe as before",
             Provider::KeyFile => "the old key file still opens this vault (the master key is the same): destroy it and every copy of it (shred -u FILE)",
             Provider::Env => "the old value of the environment variable still opens this vault: remove it from wherever it is kept",
-            Provider::Hsm => "the old token's key still opens any copy or backup of the database made before now: destroy that key on the token when you no longer need them",
+            Provider::Hsm if gone => "the old token's key still opens any copy or backup of the database made before now: destroy that key on the token when you no longer need them",
+            Provider::Hsm => "the old token's key still opens this database until its wrapped key is gone (above), and any copy or backup made before now: destroy that key on the token when you no longer need them",
         }
     );
     Ok(())
@@ -966,11 +977,40 @@ fn unlock_as(home: Home, how: &UnlockArgs, schema: Schema) -> anyhow::Result<Unl
              until you review and tag them with `keygate upgrade`"
         );
     }
+    forget_other_providers(&store, provider);
     let mut unlocked = open_with(home, store, master, format)?;
     if schema == Schema::BringUpToDate {
         unlocked.upgrade_schema()?;
     }
     Ok(unlocked)
+}
+
+/// Removes what another provider than `provider` (the config's, which just opened the
+/// vault) would open it with: the salt of a passphrase, or the master key wrapped by a
+/// token. `vault move-key` removes it as its last step; when that step failed (the
+/// database busy), the old provider would open the vault for as long as it stays.
+fn forget_other_providers(store: &Store, provider: Provider) {
+    let others = [
+        (Provider::Passphrase, META_KDF),
+        (Provider::Hsm, META_HSM_WRAPPED),
+    ];
+    for (other, key) in others.into_iter().filter(|(other, _)| *other != provider) {
+        let left = matches!(store.meta(key), Ok(Some(_)));
+        if left {
+            match store.delete_meta(key) {
+                Ok(()) => eprintln!(
+                    "keygate: removed what the {} provider opened this vault with (left by \
+                     an earlier `vault move-key`)",
+                    other.as_str()
+                ),
+                Err(e) => eprintln!(
+                    "keygate: warning: the {} provider still opens this vault: its data \
+                     could not be removed ({e})",
+                    other.as_str()
+                ),
+            }
+        }
+    }
 }
 
 /// Makes every seal check of `store` ask the log, read where it verifies and from the

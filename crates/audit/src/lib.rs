@@ -643,9 +643,7 @@ fn writer(store: Store, key: AuditKey, queue: &Mutex<Queue>) {
             if chunk.is_empty() {
                 // The end of the batch: one attempt at recording its losses.
                 if let Some(record) = lost.take() {
-                    let committed = commit(&store, &key, vec![lost_record(record)], &mut sync);
-                    lock(queue).failing = committed.failure;
-                    lost = committed.lost;
+                    lost = commit(&store, &key, vec![lost_record(record)], &mut sync, queue);
                 }
                 break;
             }
@@ -655,9 +653,7 @@ fn writer(store: Store, key: AuditKey, queue: &Mutex<Queue>) {
                     chunk.insert(chunk.len() - 1, lost_record(record));
                 }
             }
-            let committed = commit(&store, &key, chunk, &mut sync);
-            lock(queue).failing = committed.failure;
-            if let Some(failed) = committed.lost {
+            if let Some(failed) = commit(&store, &key, chunk, &mut sync, queue) {
                 merge_lost(&mut lost, failed);
             }
         }
@@ -711,19 +707,18 @@ fn next_batch(queue: &Mutex<Queue>, batch: &mut Batch) -> bool {
     }
 }
 
-/// What came of one commit.
-struct Committed {
-    /// Events nobody waits on that were not written.
-    lost: Option<LostEvents>,
-    /// Why nothing could be written, or not made durable as asked.
-    failure: Option<String>,
-}
-
 /// Commits `jobs` in one transaction, chained after the last event, and tells whoever
 /// waits on them. Events nobody waits on that are not written (the commit failed, or
 /// one did not serialize) are returned counted as lost. A durable commit that writes no
-/// row (a barrier alone) syncs what earlier commits left unsynced.
-fn commit(store: &Store, key: &AuditKey, jobs: Vec<Job>, sync: &mut SyncState) -> Committed {
+/// row (a barrier alone) syncs what earlier commits left unsynced. Whether it failed is
+/// noted in `queue` ([`AuditLog::failing`]) before anyone waiting is told.
+fn commit(
+    store: &Store,
+    key: &AuditKey,
+    jobs: Vec<Job>,
+    sync: &mut SyncState,
+    queue: &Mutex<Queue>,
+) -> Option<LostEvents> {
     let durable = jobs.iter().any(|j| j.on_durable.is_some());
     if durable != sync.full {
         match store.set_synchronous(durable) {
@@ -754,8 +749,12 @@ fn commit(store: &Store, key: &AuditKey, jobs: Vec<Job>, sync: &mut SyncState) -
     // Whoever waits on this batch waits for it to reach the disk: without the sync mode
     // that promises it, the events are still written, but nobody is told they are durable.
     let unsynced = durable && !sync.full;
+    lock(queue).failing = match &result {
+        Err(e) => Some(e.to_string()),
+        Ok(_) if unsynced => Some(UNSYNCED.to_owned()),
+        Ok(_) => None,
+    };
     let mut lost = None;
-    let mut failure = None;
     match result {
         Ok(seqs) => {
             if writes_rows || durable {
@@ -763,11 +762,7 @@ fn commit(store: &Store, key: &AuditKey, jobs: Vec<Job>, sync: &mut SyncState) -
             }
             for (job, seq) in jobs.into_iter().zip(seqs) {
                 match (job.on_durable, job.event) {
-                    (Some(cb), _) if unsynced => {
-                        let reason = "the audit log cannot be synced to disk";
-                        failure = Some(reason.to_owned());
-                        cb(Err(reason.to_owned()))
-                    }
+                    (Some(cb), _) if unsynced => cb(Err(UNSYNCED.to_owned())),
                     (Some(cb), _) => cb(seq.ok_or_else(|| "event does not serialize".to_owned())),
                     (None, Some(event)) if seq.is_none() => {
                         count_lost(&mut lost, &event);
@@ -779,7 +774,6 @@ fn commit(store: &Store, key: &AuditKey, jobs: Vec<Job>, sync: &mut SyncState) -
         Err(e) => {
             tracing::error!(error = %e, events = jobs.len(), "audit append failed");
             let reason = e.to_string();
-            failure = Some(reason.clone());
             for job in jobs {
                 match (job.on_durable, job.event) {
                     (Some(cb), _) => cb(Err(reason.clone())),
@@ -791,8 +785,11 @@ fn commit(store: &Store, key: &AuditKey, jobs: Vec<Job>, sync: &mut SyncState) -
             }
         }
     }
-    Committed { lost, failure }
+    lost
 }
+
+/// Why a commit someone waits on could not be made durable.
+const UNSYNCED: &str = "the audit log cannot be synced to disk";
 
 /// What one queued job puts in the log: nothing (a barrier), or an event's time and its
 /// JSON (or why it did not serialize).

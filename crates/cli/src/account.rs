@@ -157,7 +157,17 @@ fn add(vault: &mut Unlocked, args: &AddArgs) -> anyhow::Result<()> {
 }
 
 fn list(vault: &Unlocked, args: &ListArgs) -> anyhow::Result<()> {
-    let accounts = vault.store.accounts().context("reading accounts")?;
+    let mut accounts = Vec::new();
+    for row in vault.store.account_rows().context("reading accounts")? {
+        match row {
+            Ok(account) => accounts.push(account),
+            // Told, not fatal, as `client list` does: the others still list.
+            Err(e) => eprintln!(
+                "keygate: an account does not read (its clients are refused): {}",
+                escape_controls(&e.to_string())
+            ),
+        }
+    }
     // Each row may verify on its own while the table does not: one was put back.
     if let Err(e @ keygate_store::Error::Unsealed { .. }) = vault.store.check_seal(&vault.master) {
         eprintln!("keygate: {e}");

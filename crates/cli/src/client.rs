@@ -727,7 +727,10 @@ fn list(vault: &Unlocked, args: &ListArgs) -> anyhow::Result<()> {
         match row {
             Ok(client) => clients.push(client),
             // Listed, not fatal: an unreadable row is exactly what the operator must see.
-            Err(e) => eprintln!("keygate: a client does not read (the gateway refuses it): {e}"),
+            Err(e) => eprintln!(
+                "keygate: a client does not read (the gateway refuses it): {}",
+                escape_controls(&e.to_string())
+            ),
         }
     }
     // Each row may verify on its own while the table does not: one was put back.

@@ -4,7 +4,7 @@
 //! (init, account add, client issue, serve, client revoke, audit verify) and plays a bot
 //! that signs its requests with its virtual key, exactly as ccxt would.
 
-use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -70,7 +70,7 @@ impl Style {
 
 async fn story(home: &Path) -> anyhow::Result<()> {
     let style = Style {
-        color: std::io::stdout().is_terminal(),
+        color: crate::output::colours(&std::io::stdout()),
     };
     let exe = std::env::current_exe().context("locating the keygate binary")?;
     let real_key = Alphanumeric.sample_string(&mut rand::thread_rng(), 64);

@@ -17,7 +17,7 @@ use crate::remote::Exchanges;
 /// `keygate doctor`
 #[derive(Args, Debug)]
 pub struct DoctorArgs {
-    /// One JSON object per check.
+    /// A JSON array with one object per check.
     #[arg(long)]
     pub json: bool,
     /// Also ask each exchange what each real key may do, and whether that is more than its

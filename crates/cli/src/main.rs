@@ -373,7 +373,7 @@ fn init_logging(g: &GlobalArgs) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         // No colour codes in a log file.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(output::colours(&std::io::stderr()))
         .try_init();
 }
 

@@ -35,6 +35,12 @@ pub fn span(ms: u64) -> String {
 /// line keygate writes escapes the same characters the same way.
 pub use keygate_scan::escape_controls;
 
+/// Whether to colour what goes to `stream`: on a terminal, unless `NO_COLOR` is set to
+/// anything but nothing (<https://no-color.org>).
+pub fn colours(stream: &impl std::io::IsTerminal) -> bool {
+    stream.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
 /// The context of a failed write of ordinary output to standard output: `main` ends the
 /// command quietly when its cause is a reader that went away. Output that must arrive
 /// (credentials shown once) says otherwise, and fails.

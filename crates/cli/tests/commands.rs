@@ -1246,6 +1246,26 @@ mod account {
         assert_eq!(out.code, 0, "{out:#?}");
     }
 
+    /// Found by review: one account row that did not read stopped `account list` (exit
+    /// 2, nothing listed), where `client list` lists the rest and says so.
+    #[test]
+    fn account_list_lists_the_rest_past_a_row_that_does_not_read() {
+        let kg = Kg::with_key_file();
+        kg.add_account("main", REAL_KEY, REAL_SECRET);
+        kg.add_account("second", &"K".repeat(64), &"S".repeat(64));
+        db(&kg)
+            .execute(
+                "UPDATE accounts SET exchange = 'nope' WHERE label = 'second'",
+                [],
+            )
+            .unwrap();
+        let out = kg.ok(&["account", "list"], "");
+        assert!(out.stdout.contains("main"), "{out:#?}");
+        assert!(out.stderr.contains("an account does not read"), "{out:#?}");
+        let listed = kg.ok(&["account", "list", "--json"], "").json();
+        assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    }
+
     /// Found by review: the one-account-per-key check ran before the change's
     /// transaction, so two `account add` runs given the same key at once could both
     /// store it. It is made again inside the transaction: one of them adds the key.

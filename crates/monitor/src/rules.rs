@@ -492,6 +492,7 @@ impl Rules {
                 self.last_raised.insert((rule, key.to_owned()), ts_ms);
                 if self.last_raised.len() > MAX_COUNTED_SOURCES {
                     self.last_raised.retain(|_, &mut last| is_quiet(last));
+                    forget_oldest(&mut self.last_raised, MAX_COUNTED_SOURCES / 2);
                 }
                 true
             }
@@ -670,6 +671,19 @@ fn admin_alert(admin: &AdminEvent) -> (Severity, String) {
         "client.unfreeze" => (Severity::Warning, format!("{summary}: its key works again")),
         _ => (Severity::Info, summary),
     }
+}
+
+/// Keeps the `keep` most recent of `last_raised`: past [`MAX_COUNTED_SOURCES`] keys all
+/// inside their quiet period (a flood of senders, each from an address of its own), the
+/// oldest are forgotten, so that their alerts may come again (never fewer alerts), and
+/// memory and the cost of the next inserts stay bounded.
+fn forget_oldest(last_raised: &mut HashMap<(AlertRule, String), u64>, keep: usize) {
+    let Some(excess) = last_raised.len().checked_sub(keep).filter(|&n| n > 0) else {
+        return;
+    };
+    let mut by_age: Vec<((AlertRule, String), u64)> = last_raised.drain().collect();
+    by_age.select_nth_unstable_by_key(excess - 1, |(_, at)| *at);
+    last_raised.extend(by_age.into_iter().skip(excess));
 }
 
 /// The network a source address stands for in [`AlertRule::NewSource`]
@@ -1069,6 +1083,29 @@ mod tests {
             &request(3_000, None, ActionKind::Read, Some(Rule::SourceIp)),
         );
         assert!(anonymous.is_empty(), "{anonymous:?}");
+    }
+
+    /// Found by review: past the bound, every new key scanned the whole map and kept
+    /// every entry inside its quiet period, so a flood of a retired key from distinct
+    /// addresses grew the map without end and slowed each event by its size (80 000
+    /// events took 13 s). The oldest are forgotten now; every use is still alerted.
+    #[test]
+    fn a_flood_of_distinct_senders_stays_bounded_and_alerted() {
+        let mut rules = Rules::new(Thresholds::default());
+        let n = 3 * MAX_COUNTED_SOURCES as u64;
+        for i in 0..n {
+            let mut event = request(1_000 + i, None, ActionKind::Read, Some(Rule::Expired));
+            if let EventBody::Request(r) = &mut event.body {
+                r.message = Some("a key of client bot1 that a rotation retired".into());
+                r.source_ip = format!("2001:db8::{:x}:{:x}", i >> 16, i & 0xffff);
+            }
+            let alerts = rules.evaluate(i + 1, &event);
+            assert!(
+                alerts.iter().any(|a| a.rule == AlertRule::DeadKeyUsed),
+                "event {i}: {alerts:?}"
+            );
+            assert!(rules.last_raised.len() <= MAX_COUNTED_SOURCES + 1);
+        }
     }
 
     #[test]

@@ -808,7 +808,9 @@ impl Engine {
     /// exchange's name is encoded (`offsets`): each base64 run longer than any value that
     /// holds one, of at most [`MAX_ENCODED_FILE`] bytes, is decoded once and, if it is
     /// text, scanned as a file of its own. Its findings are placed at the run, and their
-    /// values marked base64.
+    /// values marked base64. A longer run (an image, an archive, a dump: rarely a
+    /// configuration) is not decoded, so that no file costs more than its length, however
+    /// many names are encoded in it.
     fn encoded_file_findings(
         &self,
         at: &EncodedFile<'_>,
@@ -823,23 +825,27 @@ impl Engine {
             if offset < decoded_to {
                 continue;
             }
-            let floor = offset.saturating_sub(MAX_ENCODED_FILE);
+            // The whole run, measured once, and every later name in it skipped: cutting
+            // a window of at most the cap around each name walked and decoded the same
+            // bytes again for every name in a longer run. No run reaches back past the
+            // last one's end, a byte no run holds.
             let start = offset
-                - data[floor..offset]
+                - data[decoded_to..offset]
                     .iter()
                     .rev()
                     .take_while(|&&b| BASE64_BYTE[b as usize])
                     .count();
-            let ceiling = data.len().min(start + MAX_ENCODED_FILE);
             let end = offset
-                + data[offset..ceiling]
+                + data[offset..]
                     .iter()
                     .take_while(|&&b| BASE64_BYTE[b as usize])
                     .count();
+            encoded_steps(end - start);
             decoded_to = end;
-            if end - start <= MAX_TOKEN {
+            if end - start <= MAX_TOKEN || end - start > MAX_ENCODED_FILE {
                 continue;
             }
+            encoded_steps(end - start);
             let Ok(decoded) = BASE64_ANY_PADDING.decode(&data[start..end]) else {
                 continue;
             };
@@ -1589,6 +1595,23 @@ thread_local! {
 fn pem_steps(n: usize) {
     #[cfg(test)]
     PEM_STEPS.with(|s| s.set(s.get() + n as u64));
+    #[cfg(not(test))]
+    let _ = n;
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Bytes of base64 walked over and decoded in search of text written base64-encoded
+    /// as a whole, counted in unit tests only: they check that this work grows with the
+    /// length of the file, however many exchange names are encoded in it.
+    static ENCODED_STEPS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Counts `n` bytes of work on text written base64-encoded; nothing outside unit tests.
+#[inline]
+fn encoded_steps(n: usize) {
+    #[cfg(test)]
+    ENCODED_STEPS.with(|s| s.set(s.get() + n as u64));
     #[cfg(not(test))]
     let _ = n;
 }
@@ -2486,6 +2509,47 @@ mod tests {
                 text.len()
             );
         }
+    }
+
+    /// A regression test (from a review): in a base64 run longer than 1 MiB, each
+    /// encoded exchange name got a window of its own, the 1 MiB before it, walked and
+    /// decoded again for every name: a 2 MiB `base64` of a trading log naming `binance`
+    /// on each line took minutes (8 minutes, debug build). The run is measured once; one that long is not
+    /// decoded, and the names in it cost nothing more. The bytes walked and decoded are
+    /// counted, not timed.
+    #[test]
+    fn a_long_base64_run_full_of_exchange_names_costs_its_length_once() {
+        use base64::Engine as _;
+        let engine = Engine::new(RuleSet::builtin());
+        // A name every 500 lines: enough names to show the cost, few enough that the old
+        // code failed this test in seconds, not minutes.
+        let block = format!(
+            "{}2024-01-01 binance BTCUSDT buy 0.1\n",
+            "2024-01-01 BTCUSDT sell 0.2\n".repeat(499)
+        );
+        let log = block.repeat(120);
+        let run = base64::engine::general_purpose::STANDARD.encode(&log);
+        assert!(run.len() > 2 * MAX_ENCODED_FILE);
+        // A Secret made of a small config after the long run is still decoded and found.
+        let mut v = Values::new(9);
+        let config = format!(
+            "{{\n  \"exchange\": {{\n    \"name\": \"binance\",\n    \"key\": \"{}\",\n    \
+             \"secret\": \"{}\"\n  }}\n}}\n",
+            v.alnum(64),
+            v.alnum(64)
+        );
+        let small = base64::engine::general_purpose::STANDARD.encode(&config);
+        let text = format!("data:\n  trades.log: {run}\n  config.json: {small}\n");
+        ENCODED_STEPS.with(|s| s.set(0));
+        let findings = engine.scan("secret.yaml", "secret.yaml", text.as_bytes(), None, false);
+        let steps = ENCODED_STEPS.with(std::cell::Cell::get);
+        assert_eq!(findings.len(), 1, "{findings:#?}");
+        assert_eq!(findings[0].line, 3, "{findings:#?}");
+        assert!(
+            steps <= 3 * text.len() as u64,
+            "{steps} bytes walked or decoded for {} bytes",
+            text.len()
+        );
     }
 
     /// A regression test (from a review): wrapped base64 whose last line is full and is

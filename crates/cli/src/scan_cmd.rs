@@ -379,6 +379,7 @@ mod tests {
                 value: None,
                 encoding: None,
                 offset: None,
+                fingerprint: None,
             })
             .collect();
         Finding {

@@ -274,6 +274,55 @@ pub(crate) struct Engine {
     label_re: regex::bytes::Regex,
     assign_re: regex::bytes::Regex,
     passphrase_rule: Vec<Option<usize>>,
+    /// The fingerprints an ignore file or a baseline lists.
+    known: Known,
+}
+
+/// The fingerprints of values and sets already reviewed: listed in an ignore file, or in
+/// a baseline (an earlier report). A set is suppressed when its own fingerprint is listed
+/// or every value in it (but a passphrase) is; its other values are a finding of their
+/// own, so that an entry for one secret cannot hide a new key written beside it.
+#[derive(Default)]
+pub(crate) struct Known {
+    /// From ignore files: fingerprints of sets or of single values.
+    pub(crate) ignored: HashSet<String>,
+    /// From baselines: the fingerprint of each finding and of each of its values.
+    pub(crate) baseline: HashSet<String>,
+    /// From baselines written before values had fingerprints of their own, whose set
+    /// fingerprint was its main value's: by that fingerprint, the other values of each
+    /// such set as the report showed them (role, rule, redacted form). A value found
+    /// with that main value again is known if it was shown so: a new random key looks
+    /// like the old one redacted (first and last four characters) once in 62⁸.
+    pub(crate) legacy: HashMap<String, Vec<(Role, String, String)>>,
+}
+
+impl Known {
+    /// Adds the findings of an earlier report.
+    pub(crate) fn add_baseline(&mut self, previous: &crate::Report) {
+        for f in &previous.findings {
+            self.baseline.insert(f.fingerprint.clone());
+            let values = f.parts.iter().filter(|p| p.role != Role::Passphrase);
+            let mut is_legacy = false;
+            for p in values.clone() {
+                match &p.fingerprint {
+                    Some(fp) => {
+                        self.baseline.insert(fp.clone());
+                    }
+                    None => is_legacy = true,
+                }
+            }
+            if is_legacy {
+                self.legacy
+                    .entry(f.fingerprint.clone())
+                    .or_default()
+                    .extend(values.map(|p| (p.role, p.rule.clone(), p.redacted.clone())));
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.ignored.is_empty() && self.baseline.is_empty()
+    }
 }
 
 /// One value found by a rule, before pairing.
@@ -326,7 +375,7 @@ struct Place {
 }
 
 impl Engine {
-    pub(crate) fn new(rules: &'static RuleSet) -> Engine {
+    pub(crate) fn new(rules: &'static RuleSet, known: Known) -> Engine {
         let mut words: Vec<String> = Vec::new();
         let mut patterns = Vec::new();
         for (i, ex) in rules.exchanges().iter().enumerate() {
@@ -409,6 +458,7 @@ impl Engine {
                 r#"([A-Za-z_][A-Za-z0-9_.\-]*)\\?["'`]?\s*(?:=>|:=|=|:)\s*\\?["'`]?([^\s"'`\\,;})\]]{1,128})"#,
             ),
             passphrase_rule,
+            known,
         }
     }
 
@@ -1276,10 +1326,16 @@ impl Engine {
                 let (examples, real): (Vec<usize>, Vec<usize>) = group
                     .iter()
                     .partition(|&&j| self.is_documentation_example(&cands[j]));
+                // So must a value an ignore file or baseline covers: the values it does not
+                // cover (with the passphrase) are one finding, the known ones another.
                 if examples.is_empty() || real.iter().all(|&j| cands[j].role == Role::Passphrase) {
-                    findings.push(self.finding(path, allowed, &cands, &group, redact_values));
+                    for g in self.split_known(&cands, group) {
+                        findings.push(self.finding(path, allowed, &cands, &g, redact_values));
+                    }
                 } else {
-                    findings.push(self.finding(path, allowed, &cands, &real, redact_values));
+                    for g in self.split_known(&cands, real) {
+                        findings.push(self.finding(path, allowed, &cands, &g, redact_values));
+                    }
                     findings.push(self.finding(path, allowed, &cands, &examples, redact_values));
                 }
             }
@@ -1371,6 +1427,117 @@ impl Engine {
             })
     }
 
+    /// The fingerprint of one value: the first 128 bits of SHA-256 over the exchange and
+    /// the value (a PEM key's DER bytes). A set of one value has this fingerprint too, as
+    /// every set had its main value's before values had their own.
+    fn value_fingerprint(&self, c: &Cand) -> String {
+        let material: &[u8] = match &c.der {
+            Some(der) => der,
+            None => c.value.as_bytes(),
+        };
+        let exchange = c.exchange.map(|e| &self.rules.exchanges()[e]);
+        let mut h = Sha256::new();
+        h.update(b"keygate-scan/v1\0");
+        h.update(exchange.map_or("managed", |e| e.id.as_str()).as_bytes());
+        h.update(b"\0");
+        h.update(material);
+        hex::encode(&h.finalize()[..16])
+    }
+
+    /// The fingerprint of a set: its value's, for one value (a passphrase does not
+    /// count); for more, of all of their fingerprints in order, so that listing it
+    /// covers exactly this set, and no set with a value it does not hold.
+    fn set_fingerprint(&self, cands: &[Cand], group: &[usize]) -> String {
+        let mut values: Vec<String> = group
+            .iter()
+            .filter(|&&i| cands[i].role != Role::Passphrase)
+            .map(|&i| self.value_fingerprint(&cands[i]))
+            .collect();
+        if values.len() <= 1 {
+            return values
+                .pop()
+                .unwrap_or_else(|| self.value_fingerprint(&cands[group[0]]));
+        }
+        values.sort();
+        let mut h = Sha256::new();
+        h.update(b"keygate-scan/v1 set\0");
+        for v in &values {
+            h.update(v.as_bytes());
+            h.update(b"\0");
+        }
+        hex::encode(&h.finalize()[..16])
+    }
+
+    /// Whether an ignore file (`Some(true)`) or a baseline (`Some(false)`) lists value
+    /// `i` of a set whose main value is `main`.
+    fn known_value(&self, cands: &[Cand], main: usize, i: usize) -> Option<bool> {
+        let fp = self.value_fingerprint(&cands[i]);
+        if self.known.ignored.contains(&fp) {
+            return Some(true);
+        }
+        if self.known.baseline.contains(&fp) {
+            return Some(false);
+        }
+        let c = &cands[i];
+        let shown = self
+            .known
+            .legacy
+            .get(&self.value_fingerprint(&cands[main]))?;
+        let rule = c.rule.map(|r| self.rules.rules()[r].id.as_str());
+        let redacted = redact(&c.value);
+        shown
+            .iter()
+            .any(|(role, r, red)| *role == c.role && Some(r.as_str()) == rule && *red == redacted)
+            .then_some(false)
+    }
+
+    /// Why an ignore file or a baseline suppresses the set `group`, if one does: its own
+    /// fingerprint is listed, or every value's in it but the passphrase is. An ignore file
+    /// is named when it lists the set or every value; otherwise the baseline.
+    fn known_suppression(&self, cands: &[Cand], group: &[usize]) -> Option<Suppression> {
+        if self.known.is_empty() {
+            return None;
+        }
+        let set = self.set_fingerprint(cands, group);
+        if self.known.ignored.contains(&set) {
+            return Some(Suppression::IgnoreFile);
+        }
+        if self.known.baseline.contains(&set) {
+            return Some(Suppression::Baseline);
+        }
+        let mut all_ignored = true;
+        for &i in group.iter().filter(|&&i| cands[i].role != Role::Passphrase) {
+            all_ignored &= self.known_value(cands, group[0], i)?;
+        }
+        Some(if all_ignored {
+            Suppression::IgnoreFile
+        } else {
+            Suppression::Baseline
+        })
+    }
+
+    /// `group` cut in two when an ignore file or a baseline lists some of its values but
+    /// not all (nor the set): the values it does not list, with the passphrase, then the
+    /// ones it does. A set with a managed key or a documentation example is left whole.
+    fn split_known(&self, cands: &[Cand], group: Vec<usize>) -> Vec<Vec<usize>> {
+        let whole = self.known.is_empty()
+            || group.iter().any(|&i| cands[i].managed.is_some())
+            || group
+                .iter()
+                .any(|&i| self.is_documentation_example(&cands[i]))
+            || self.known_suppression(cands, &group).is_some();
+        if whole {
+            return vec![group];
+        }
+        let (known, unknown): (Vec<usize>, Vec<usize>) = group.iter().partition(|&&i| {
+            cands[i].role != Role::Passphrase && self.known_value(cands, group[0], i).is_some()
+        });
+        if known.is_empty() {
+            return vec![group];
+        }
+        vec![unknown, known]
+    }
+
     fn finding(
         &self,
         path: &str,
@@ -1403,6 +1570,7 @@ impl Engine {
                     value: (!redact_values).then(|| c.value.clone()),
                     encoding: c.base64.then(|| "base64".to_owned()),
                     offset: None,
+                    fingerprint: (c.role != Role::Passphrase).then(|| self.value_fingerprint(c)),
                 }
             })
             .collect();
@@ -1431,19 +1599,12 @@ impl Engine {
         } else {
             Severity::Medium
         };
-        let material: &[u8] = match &primary.der {
-            Some(der) => der,
-            None => primary.value.as_bytes(),
-        };
-        let mut h = Sha256::new();
-        h.update(b"keygate-scan/v1\0");
-        h.update(exchange.map_or("managed", |e| e.id.as_str()).as_bytes());
-        h.update(b"\0");
-        h.update(material);
-        let fingerprint = hex::encode(&h.finalize()[..16]);
+        let fingerprint = self.set_fingerprint(cands, group);
         // A key the vault manages is never suppressed. Otherwise a set is suppressed only
         // when every part is: each value that is not a passphrase is a published example,
-        // or every part's own line carries `keygate:allow` (a marker covers its line only).
+        // or every part's own line carries `keygate:allow` (a marker covers its line only),
+        // or an ignore file or baseline lists the set or each value that is not a
+        // passphrase.
         let suppressed = if managed.is_some() {
             None
         } else if group
@@ -1459,7 +1620,7 @@ impl Engine {
         }) {
             Some(Suppression::InlineAllow)
         } else {
-            None
+            self.known_suppression(cands, group)
         };
         let fix = match (&managed, exchange) {
             (Some(_), _) => "this key is in keygate's vault: rotate it at the exchange now, update the vault, and remove it from this file".to_owned(),
@@ -2470,7 +2631,7 @@ mod tests {
 
     /// Scans `text` as `path`; returns the findings and the pairing steps counted.
     fn scan_counting(path: &str, text: &str) -> (Vec<Finding>, u64) {
-        let engine = Engine::new(RuleSet::builtin());
+        let engine = Engine::new(RuleSet::builtin(), Known::default());
         PAIR_STEPS.with(|s| s.set(0));
         let findings = engine.scan(path, path, text.as_bytes(), None, false);
         (findings, PAIR_STEPS.with(std::cell::Cell::get))
@@ -2484,7 +2645,7 @@ mod tests {
     #[test]
     fn encoded_pem_headers_without_footers_cost_the_length_of_the_file() {
         use base64::Engine as _;
-        let engine = Engine::new(RuleSet::builtin());
+        let engine = Engine::new(RuleSet::builtin(), Known::default());
         let header = b"-----BEGIN RSA PRIVATE KEY-----coinbase12345";
         let line = base64::engine::general_purpose::STANDARD.encode(header);
         assert_eq!(line.len(), 60);
@@ -2520,7 +2681,7 @@ mod tests {
     #[test]
     fn a_long_base64_run_full_of_exchange_names_costs_its_length_once() {
         use base64::Engine as _;
-        let engine = Engine::new(RuleSet::builtin());
+        let engine = Engine::new(RuleSet::builtin(), Known::default());
         // A name every 500 lines: enough names to show the cost, few enough that the old
         // code failed this test in seconds, not minutes.
         let block = format!(

@@ -38,7 +38,7 @@ impl Scanner {
             counters.skipped.fetch_add(1, Ordering::Relaxed);
             return Vec::new();
         }
-        let (mut findings, binary) = self.scan_readings(path, context_path, data);
+        let (findings, binary) = self.scan_readings(path, context_path, data);
         if binary {
             counters.binary.fetch_add(1, Ordering::Relaxed);
         }
@@ -50,7 +50,6 @@ impl Scanner {
         if let Some(p) = &self.progress {
             p(scanned, bytes);
         }
-        self.suppress(&mut findings);
         findings
     }
 
@@ -667,7 +666,18 @@ fn head_blobs(repo: &Path) -> HashMap<String, Vec<String>> {
 /// each finding kept is that of the secret's oldest occurrence, active or not: when it
 /// leaked.
 fn dedup_history(found: Vec<Finding>, head: &HashMap<String, Vec<String>>) -> Vec<Finding> {
-    let key = |f: &Finding| (f.fingerprint.clone(), f.rule.clone());
+    // By the main value (the secret, else the key), not by the set: a key committed beside
+    // a secret first committed alone is that secret's occurrence, with a new part.
+    let key = |f: &Finding| {
+        let main = [Role::Secret, Role::Key]
+            .iter()
+            .find_map(|role| f.parts.iter().find(|p| p.role == *role))
+            .and_then(|p| p.fingerprint.clone());
+        (
+            main.unwrap_or_else(|| f.fingerprint.clone()),
+            f.rule.clone(),
+        )
+    };
     // An unreachable blob (no provenance) comes after every commit that has the same key.
     let time = |f: &Finding| f.provenance.as_ref().map_or(i64::MAX, |p| p.author_time);
     let mut first: HashMap<(String, String), Provenance> = HashMap::new();

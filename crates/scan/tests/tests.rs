@@ -1745,7 +1745,7 @@ mod escapes {
 }
 
 mod suppress {
-    use keygate_scan::{Report, Scanner, Suppression};
+    use keygate_scan::{Report, Role, Scanner, Suppression};
     use rand::SeedableRng;
 
     use super::synth::{cred, layouts};
@@ -1820,6 +1820,115 @@ mod suppress {
             1
         );
         assert_eq!(f.iter().filter(|f| f.is_active()).count(), 1);
+    }
+
+    /// A regression test (from a review): an ignore-file or baseline entry for one
+    /// secret suppressed the whole set it was later found in, since a set's fingerprint
+    /// was its main value's: a new live key written beside a reviewed secret (or, without
+    /// labels, before it) was reported suppressed, and the scan passed. The values the
+    /// entry does not cover are now a finding of their own, active.
+    #[test]
+    fn a_known_secret_does_not_hide_a_new_key_beside_it() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(91);
+        let secret = super::synth::alnum(&mut rng, 64);
+        let key = super::synth::alnum(&mut rng, 64);
+        let cases = [
+            (
+                format!("BINANCE_API_SECRET={secret}\n"),
+                format!("BINANCE_API_SECRET={secret}\nBINANCE_API_KEY={key}\n"),
+            ),
+            // Unlabelled: the first of two values is the key.
+            (
+                format!("binance:\n  - {secret}\n"),
+                format!("binance:\n  - {key}\n  - {secret}\n"),
+            ),
+        ];
+        for (old, new) in cases {
+            let first = Scanner::new().scan_bytes(".env", old.as_bytes());
+            assert_eq!(first.len(), 1, "{old}\n{first:#?}");
+            let baseline = Report {
+                findings: first.clone(),
+                stats: Default::default(),
+            };
+            let baseline = Report::from_json(&baseline.to_json()).unwrap();
+            for (scanner, why) in [
+                (
+                    Scanner::builder().baseline(&baseline).build(),
+                    Suppression::Baseline,
+                ),
+                (
+                    Scanner::builder()
+                        .ignore_fingerprints([first[0].fingerprint.clone()])
+                        .build(),
+                    Suppression::IgnoreFile,
+                ),
+            ] {
+                let f = scanner.scan_bytes(".env", new.as_bytes());
+                let active: Vec<_> = f.iter().filter(|f| f.is_active()).collect();
+                assert_eq!(active.len(), 1, "{new}\n{f:#?}");
+                assert_eq!(active[0].parts.len(), 1, "{f:#?}");
+                assert_eq!(active[0].parts[0].redacted, keygate_scan::redact(&key));
+                let known: Vec<_> = f.iter().filter(|f| !f.is_active()).collect();
+                assert_eq!(known.len(), 1, "{f:#?}");
+                assert_eq!(known[0].suppressed, Some(why));
+                assert_eq!(known[0].parts[0].redacted, keygate_scan::redact(&secret));
+            }
+        }
+    }
+
+    /// A set's fingerprint covers that set only, and a baseline written before values had
+    /// fingerprints of their own (a set's was its main value's, its parts had none) still
+    /// suppresses each set it holds, but not a new key beside its secret.
+    #[test]
+    fn set_fingerprints_and_old_baselines_cover_exactly_their_sets() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(92);
+        let secret = super::synth::alnum(&mut rng, 64);
+        let (key, new_key) = (
+            super::synth::alnum(&mut rng, 64),
+            super::synth::alnum(&mut rng, 64),
+        );
+        let pair = |key: &str| format!("BINANCE_API_KEY={key}\nBINANCE_API_SECRET={secret}\n");
+        let first = Scanner::new().scan_bytes(".env", pair(&key).as_bytes());
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].parts.len(), 2);
+        let value_fp = |f: &keygate_scan::Finding, role| {
+            let part = f.parts.iter().find(|p| p.role == role).unwrap();
+            part.fingerprint.clone().unwrap()
+        };
+        // Its set's fingerprint suppresses the set, and not the secret with another key.
+        let by_set = Scanner::builder()
+            .ignore_fingerprints([first[0].fingerprint.clone()])
+            .build();
+        let f = by_set.scan_bytes(".env", pair(&key).as_bytes());
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].suppressed, Some(Suppression::IgnoreFile));
+        let f = by_set.scan_bytes(".env", pair(&new_key).as_bytes());
+        assert!(f.iter().all(|f| f.is_active()), "{f:#?}");
+
+        // A report as written before: the set's fingerprint is the secret's, no part has one.
+        let mut old = first.clone();
+        old[0].fingerprint = value_fp(&first[0], Role::Secret);
+        for p in &mut old[0].parts {
+            p.fingerprint = None;
+        }
+        let old = Report {
+            findings: old,
+            stats: Default::default(),
+        };
+        let old = Report::from_json(&old.to_json()).unwrap();
+        let scanner = Scanner::builder().baseline(&old).build();
+        let f = scanner.scan_bytes(".env", pair(&key).as_bytes());
+        assert_eq!(f.len(), 1, "{f:#?}");
+        assert_eq!(f[0].suppressed, Some(Suppression::Baseline));
+        let f = scanner.scan_bytes(".env", pair(&new_key).as_bytes());
+        let active: Vec<_> = f.iter().filter(|f| f.is_active()).collect();
+        assert_eq!(active.len(), 1, "{f:#?}");
+        assert_eq!(active[0].parts.len(), 1);
+        assert_eq!(value_fp(active[0], Role::Key), {
+            let alone = Scanner::new()
+                .scan_bytes(".env", format!("BINANCE_API_KEY={new_key}\n").as_bytes());
+            alone[0].fingerprint.clone()
+        });
     }
 
     #[test]
@@ -2569,10 +2678,14 @@ mod git {
             [("a.env", 1), ("b.env", 2), ("c.env", 2)],
             "{report:#?}"
         );
+        // One secret: one fingerprint of its value in each (the sets' differ, as one has
+        // a key the other has not).
         let fingerprints: std::collections::HashSet<&str> = report
             .findings
             .iter()
-            .map(|f| f.fingerprint.as_str())
+            .flat_map(|f| &f.parts)
+            .filter(|p| p.role == keygate_scan::Role::Secret)
+            .filter_map(|p| p.fingerprint.as_deref())
             .collect();
         assert_eq!(fingerprints.len(), 1);
         // Each names when the secret leaked: with `a.env`.

@@ -305,6 +305,7 @@ impl Scanner {
                 binary: counters.binary.load(Ordering::Relaxed),
                 bytes: counters.bytes.load(Ordering::Relaxed),
                 skipped: counters.skipped.load(Ordering::Relaxed),
+                too_large: counters.too_large.load(Ordering::Relaxed),
                 elapsed_ms: u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX),
             },
         })

@@ -156,9 +156,13 @@ pub struct Stats {
     pub binary: u64,
     /// Bytes scanned.
     pub bytes: u64,
-    /// Files or blobs skipped as too large or unreadable (each unreadable one is also
-    /// named in a warning).
+    /// Files or blobs skipped as too large or unreadable (each is also named in a
+    /// warning).
     pub skipped: u64,
+    /// Of those, the ones over the size limit (64 MiB by default), whose keys were not
+    /// looked for: `--staged` fails when there is one.
+    #[serde(default)]
+    pub too_large: u64,
     /// Wall-clock time in milliseconds.
     pub elapsed_ms: u64,
 }

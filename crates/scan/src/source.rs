@@ -18,6 +18,7 @@ pub(crate) struct Counters {
     pub(crate) binary: AtomicU64,
     pub(crate) bytes: AtomicU64,
     pub(crate) skipped: AtomicU64,
+    pub(crate) too_large: AtomicU64,
 }
 
 impl Scanner {
@@ -35,7 +36,7 @@ impl Scanner {
         data: &[u8],
     ) -> Vec<Finding> {
         if data.len() as u64 > self.max_file_size {
-            counters.skipped.fetch_add(1, Ordering::Relaxed);
+            self.too_large(counters, path, data.len() as u64);
             return Vec::new();
         }
         let (findings, binary) = self.scan_readings(path, context_path, data);
@@ -51,6 +52,18 @@ impl Scanner {
             p(scanned, bytes);
         }
         findings
+    }
+
+    /// Counts a file or blob of at least `size` bytes skipped for being over the size limit, and
+    /// names it in a warning: a key in it is not found, and whoever runs the scan (or
+    /// commits through the hook) has to know which file to look at.
+    fn too_large(&self, counters: &Counters, path: &str, size: u64) {
+        counters.skipped.fetch_add(1, Ordering::Relaxed);
+        counters.too_large.fetch_add(1, Ordering::Relaxed);
+        self.warn(&format!(
+            "{path}: {size} bytes or more, over the {} byte limit: not scanned",
+            self.max_file_size
+        ));
     }
 
     /// Walks `roots` in parallel, honouring `.gitignore` unless told not to, skipping `.git`,
@@ -138,8 +151,8 @@ impl Scanner {
                             lock(&found).extend(f);
                         }
                     }
-                    Ok(FileRead::TooLarge) => {
-                        counters.skipped.fetch_add(1, Ordering::Relaxed);
+                    Ok(FileRead::TooLarge(size)) => {
+                        self.too_large(counters, &entry.path().to_string_lossy(), size);
                     }
                     Ok(FileRead::NotRegular) => {}
                     Err(e) => {
@@ -166,8 +179,8 @@ impl Scanner {
                     let context = context_path(&full, depth);
                     found.extend(self.scan_counted(counters, &name, &context, &data));
                 }
-                Ok(FileRead::TooLarge) => {
-                    counters.skipped.fetch_add(1, Ordering::Relaxed);
+                Ok(FileRead::TooLarge(size)) => {
+                    self.too_large(counters, &full.to_string_lossy(), size);
                 }
                 // A committed symbolic link is published as the path it holds, not as
                 // what it points to; a submodule is walked as the repository it is.
@@ -383,7 +396,7 @@ impl Scanner {
             }
             let mut reader = BufReader::with_capacity(1 << 20, stdout);
             let mut header = String::new();
-            for i in 0..blobs.len() {
+            for (i, (_, path, _)) in blobs.iter().enumerate() {
                 header.clear();
                 reader.read_line(&mut header).map_err(|e| cat_err(&e))?;
                 let parts: Vec<&str> = header.split_whitespace().collect();
@@ -415,7 +428,7 @@ impl Scanner {
                         return Err(cat_err(&io::ErrorKind::UnexpectedEof.into()));
                     }
                     if is_blob {
-                        counters.skipped.fetch_add(1, Ordering::Relaxed);
+                        self.too_large(counters, path, size);
                     }
                     continue;
                 };
@@ -547,8 +560,9 @@ impl Unwalked {
 enum FileRead {
     /// The bytes of a regular file of at most the size limit.
     Bytes(Vec<u8>),
-    /// A regular file over the size limit, of which nothing was kept.
-    TooLarge,
+    /// A regular file over the size limit, of at least this many bytes (it may grow while
+    /// it is read), of which nothing was kept.
+    TooLarge(u64),
     /// Not a regular file (a symbolic link not followed, a FIFO, a device, a directory):
     /// nothing was read.
     NotRegular,
@@ -582,12 +596,12 @@ fn read_regular(path: &Path, max: u64, links: Links) -> io::Result<FileRead> {
         return Ok(FileRead::NotRegular);
     }
     if meta.len() > max {
-        return Ok(FileRead::TooLarge);
+        return Ok(FileRead::TooLarge(meta.len()));
     }
     let mut data = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0).saturating_add(1));
     file.take(max.saturating_add(1)).read_to_end(&mut data)?;
     if data.len() as u64 > max {
-        return Ok(FileRead::TooLarge);
+        return Ok(FileRead::TooLarge(data.len() as u64));
     }
     Ok(FileRead::Bytes(data))
 }

@@ -2931,6 +2931,39 @@ mod git {
         assert!(warnings[0].contains(&long), "{warnings:?}");
     }
 
+    /// A regression test (from a review): a file or blob over the size limit was skipped
+    /// with nothing but a count, so the pre-commit hook let a 65 MiB `dump.sql` holding
+    /// keys through without a word. Each is named in a warning, in a walk, in history and
+    /// in what is staged.
+    #[test]
+    fn files_and_blobs_over_the_size_limit_are_named_in_warnings() {
+        let dir = repo();
+        let dump = format!("-- dump\n{}", "INSERT INTO t VALUES (1);\n".repeat(100));
+        std::fs::write(dir.path().join("dump.sql"), dump).unwrap();
+        std::fs::write(dir.path().join("small.txt"), "hello\n").unwrap();
+        git(dir.path(), &["add", "."]);
+        for how in ["staged", "git", "paths"] {
+            if how == "git" {
+                git(dir.path(), &["commit", "-q", "-m", "dump"]);
+            }
+            let (builder, warnings) = super::warned();
+            let scanner = builder.max_file_size(1024).build();
+            let report = match how {
+                "staged" => scanner.scan_staged(dir.path()),
+                "git" => scanner.scan_git_history(dir.path()),
+                _ => scanner.scan_paths(&[dir.path()]),
+            }
+            .unwrap();
+            assert_eq!(report.stats.skipped, 1, "{how}: {:?}", report.stats);
+            let warnings = warnings.lock().unwrap();
+            assert_eq!(warnings.len(), 1, "{how}: {warnings:?}");
+            assert!(
+                warnings[0].contains("dump.sql") && warnings[0].contains("not scanned"),
+                "{how}: {warnings:?}"
+            );
+        }
+    }
+
     /// A regression test: in a partial clone (`--filter=blob:none`), reading each blob
     /// fetched it from the remote, one round trip (or credential prompt) per blob; and a
     /// blob that could not be had was skipped without a word, so the scan said "clean".

@@ -3121,6 +3121,51 @@ mod git {
         ));
     }
 
+    /// A regression test (from a review): an existing hook that was not UTF-8 (a binary,
+    /// a script in Latin-1) read as "no hook" and was overwritten, and a symbolic link at
+    /// `pre-commit`, even one pointing nowhere, was written through. Anything there that is
+    /// not keygate's own hook is refused and left as it was.
+    #[cfg(unix)]
+    #[test]
+    fn install_hook_refuses_what_is_not_its_own_hook_and_never_writes_through_a_link() {
+        use std::os::unix::fs::symlink;
+        let dir = repo();
+        let hooks = dir.path().join(".git/hooks");
+        std::fs::create_dir_all(&hooks).unwrap();
+        let hook = hooks.join("pre-commit");
+        let refused = || {
+            matches!(
+                keygate_scan::install_hook(dir.path()),
+                Err(keygate_scan::Error::HookExists { .. })
+            )
+        };
+        // Not UTF-8.
+        let latin1 = b"#!/bin/sh\n# r\xe9sum\xe9 check\nexit 0\n";
+        std::fs::write(&hook, latin1).unwrap();
+        assert!(refused());
+        assert_eq!(std::fs::read(&hook).unwrap(), latin1);
+        // A dangling link: its target is not created.
+        std::fs::remove_file(&hook).unwrap();
+        let target = dir.path().join("elsewhere");
+        symlink(&target, &hook).unwrap();
+        assert!(refused());
+        assert!(!target.exists());
+        // A link to keygate's own hook is still a link.
+        std::fs::write(&target, keygate_scan::hook_script()).unwrap();
+        assert!(refused());
+        assert!(std::fs::symlink_metadata(&hook).unwrap().is_symlink());
+        // Keygate's own hook, not UTF-8 after a user's edit, is rewritten.
+        std::fs::remove_file(&hook).unwrap();
+        let mut edited = keygate_scan::hook_script().as_bytes().to_vec();
+        edited.extend_from_slice(b"# \xff\n");
+        std::fs::write(&hook, edited).unwrap();
+        keygate_scan::install_hook(dir.path()).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&hook).unwrap(),
+            keygate_scan::hook_script()
+        );
+    }
+
     /// Regression: git quotes a path holding `"` even with `core.quotePath=false`
     /// (`"dir/100% #1? clés \"prod\".env"`), and the quoted form was taken as the path of
     /// the finding and its provenance; and the SARIF URI of such a path was not encoded.

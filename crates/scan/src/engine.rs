@@ -660,6 +660,13 @@ impl Engine {
         while i < n {
             // A value may begin with an escape too (`\u002B…`, `%2F…`), not with padding.
             if !TOKEN_BYTE[data[i] as usize] {
+                // A JSON or C string's `\n`, `\t`, `\r` or `\\` stands for a character no
+                // value holds, as `%0A` does: the letter after the backslash begins no
+                // token (`"KEY\nSECRET"` is `KEY` and `SECRET`, not `nSECRET`).
+                if data[i] == b'\\' && matches!(data.get(i + 1), Some(b'n' | b't' | b'r' | b'\\')) {
+                    i += 2;
+                    continue;
+                }
                 match value_escape(&data[i..]) {
                     Some((b'=', width)) => {
                         i += width;

@@ -534,6 +534,47 @@ mod written {
         values
     }
 
+    /// A regression test (from a review): in a JSON or C string, the letter of a `\\n`,
+    /// `\\t` or `\\r` escape began the token after it (`"KEY\\nSECRET"` gave `nSECRET`),
+    /// so a value right after one was missed: of a Binance pair only the key was found,
+    /// of a Kraken pair only the key, and of a Kraken pair with labels nothing.
+    #[test]
+    fn values_after_newline_and_tab_escapes_are_found() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(72);
+        let (key, secret) = (alnum(&mut rng, 64), alnum(&mut rng, 64));
+        let (kkey, ksecret) = (b64(&mut rng, 42), b64(&mut rng, 64));
+        let cases = [
+            (
+                format!("{{\"binance\": \"{key}\\n{secret}\"}}\n"),
+                &key,
+                &secret,
+            ),
+            (
+                format!("{{\"binance\": \"{key}\\r\\n{secret}\"}}\n"),
+                &key,
+                &secret,
+            ),
+            (
+                format!("{{\"kraken\": {{\"credentials\": \"{kkey}\\n{ksecret}\"}}}}\n"),
+                &kkey,
+                &ksecret,
+            ),
+            (
+                format!("{{\"kraken_creds\": \"key:\\t{kkey}\\tsecret:\\t{ksecret}\"}}\n"),
+                &kkey,
+                &ksecret,
+            ),
+        ];
+        let scanner = Scanner::builder().redact(false).build();
+        for (text, key, secret) in cases {
+            let f = scanner.scan_bytes("config.json", text.as_bytes());
+            assert_eq!(f.len(), 1, "{text}\n{f:#?}");
+            let mut want = vec![key.clone(), secret.clone()];
+            want.sort();
+            assert_eq!(values(&f[0]), want, "{text}\n{f:#?}");
+        }
+    }
+
     /// A regression test: a default in `${VAR:-value}` (docker-compose, shell) was read
     /// with its `-`, one character too long for any rule.
     #[test]

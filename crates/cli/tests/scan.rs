@@ -160,6 +160,32 @@ fn the_installed_hook_blocks_a_commit_with_a_key_and_lets_a_clean_one_through() 
     );
 }
 
+/// A regression test (from a review): a staged file over the 64 MiB limit was skipped
+/// with nothing but a count in the summary, and `--staged` (the pre-commit hook) passed, so
+/// a 65 MiB `dump.sql` holding keys was committed unseen. It is named, and the hook fails
+/// saying why and how to go on.
+#[test]
+fn a_staged_file_too_large_to_scan_blocks_the_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path();
+    let path_env = std::env::var("PATH").unwrap_or_default();
+    assert!(git(repo, &["init", "-q"], &path_env).status.success());
+    let row = "INSERT INTO settings VALUES ('theme', 'dark');\n";
+    let dump = row.repeat((65 << 20) / row.len() + 1);
+    std::fs::write(repo.join("dump.sql"), dump).unwrap();
+    assert!(git(repo, &["add", "dump.sql"], &path_env).status.success());
+    let out = Command::new(env!("CARGO_BIN_EXE_keygate"))
+        .current_dir(repo)
+        .env("KEYGATE_HOME", repo.join("no-vault-needed"))
+        .args(["scan", "--staged", "--no-progress"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("dump.sql"), "{stderr}");
+    assert!(stderr.contains("git commit --no-verify"), "{stderr}");
+}
+
 #[test]
 fn a_tampered_ciphertext_is_detected_and_named() {
     let kg = Kg::with_key_file();

@@ -274,6 +274,55 @@ pub(crate) struct Engine {
     label_re: regex::bytes::Regex,
     assign_re: regex::bytes::Regex,
     passphrase_rule: Vec<Option<usize>>,
+    /// The fingerprints an ignore file or a baseline lists.
+    known: Known,
+}
+
+/// The fingerprints of values and sets already reviewed: listed in an ignore file, or in
+/// a baseline (an earlier report). A set is suppressed when its own fingerprint is listed
+/// or every value in it (but a passphrase) is; its other values are a finding of their
+/// own, so that an entry for one secret cannot hide a new key written beside it.
+#[derive(Default)]
+pub(crate) struct Known {
+    /// From ignore files: fingerprints of sets or of single values.
+    pub(crate) ignored: HashSet<String>,
+    /// From baselines: the fingerprint of each finding and of each of its values.
+    pub(crate) baseline: HashSet<String>,
+    /// From baselines written before values had fingerprints of their own, whose set
+    /// fingerprint was its main value's: by that fingerprint, the other values of each
+    /// such set as the report showed them (role, rule, redacted form). A value found
+    /// with that main value again is known if it was shown so: a new random key looks
+    /// like the old one redacted (first and last four characters) once in 62⁸.
+    pub(crate) legacy: HashMap<String, Vec<(Role, String, String)>>,
+}
+
+impl Known {
+    /// Adds the findings of an earlier report.
+    pub(crate) fn add_baseline(&mut self, previous: &crate::Report) {
+        for f in &previous.findings {
+            self.baseline.insert(f.fingerprint.clone());
+            let values = f.parts.iter().filter(|p| p.role != Role::Passphrase);
+            let mut is_legacy = false;
+            for p in values.clone() {
+                match &p.fingerprint {
+                    Some(fp) => {
+                        self.baseline.insert(fp.clone());
+                    }
+                    None => is_legacy = true,
+                }
+            }
+            if is_legacy {
+                self.legacy
+                    .entry(f.fingerprint.clone())
+                    .or_default()
+                    .extend(values.map(|p| (p.role, p.rule.clone(), p.redacted.clone())));
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.ignored.is_empty() && self.baseline.is_empty()
+    }
 }
 
 /// One value found by a rule, before pairing.
@@ -326,7 +375,7 @@ struct Place {
 }
 
 impl Engine {
-    pub(crate) fn new(rules: &'static RuleSet) -> Engine {
+    pub(crate) fn new(rules: &'static RuleSet, known: Known) -> Engine {
         let mut words: Vec<String> = Vec::new();
         let mut patterns = Vec::new();
         for (i, ex) in rules.exchanges().iter().enumerate() {
@@ -409,6 +458,7 @@ impl Engine {
                 r#"([A-Za-z_][A-Za-z0-9_.\-]*)\\?["'`]?\s*(?:=>|:=|=|:)\s*\\?["'`]?([^\s"'`\\,;})\]]{1,128})"#,
             ),
             passphrase_rule,
+            known,
         }
     }
 
@@ -610,6 +660,13 @@ impl Engine {
         while i < n {
             // A value may begin with an escape too (`\u002B…`, `%2F…`), not with padding.
             if !TOKEN_BYTE[data[i] as usize] {
+                // A JSON or C string's `\n`, `\t`, `\r` or `\\` stands for a character no
+                // value holds, as `%0A` does: the letter after the backslash begins no
+                // token (`"KEY\nSECRET"` is `KEY` and `SECRET`, not `nSECRET`).
+                if data[i] == b'\\' && matches!(data.get(i + 1), Some(b'n' | b't' | b'r' | b'\\')) {
+                    i += 2;
+                    continue;
+                }
                 match value_escape(&data[i..]) {
                     Some((b'=', width)) => {
                         i += width;
@@ -808,7 +865,9 @@ impl Engine {
     /// exchange's name is encoded (`offsets`): each base64 run longer than any value that
     /// holds one, of at most [`MAX_ENCODED_FILE`] bytes, is decoded once and, if it is
     /// text, scanned as a file of its own. Its findings are placed at the run, and their
-    /// values marked base64.
+    /// values marked base64. A longer run (an image, an archive, a dump: rarely a
+    /// configuration) is not decoded, so that no file costs more than its length, however
+    /// many names are encoded in it.
     fn encoded_file_findings(
         &self,
         at: &EncodedFile<'_>,
@@ -823,23 +882,27 @@ impl Engine {
             if offset < decoded_to {
                 continue;
             }
-            let floor = offset.saturating_sub(MAX_ENCODED_FILE);
+            // The whole run, measured once, and every later name in it skipped: cutting
+            // a window of at most the cap around each name walked and decoded the same
+            // bytes again for every name in a longer run. No run reaches back past the
+            // last one's end, a byte no run holds.
             let start = offset
-                - data[floor..offset]
+                - data[decoded_to..offset]
                     .iter()
                     .rev()
                     .take_while(|&&b| BASE64_BYTE[b as usize])
                     .count();
-            let ceiling = data.len().min(start + MAX_ENCODED_FILE);
             let end = offset
-                + data[offset..ceiling]
+                + data[offset..]
                     .iter()
                     .take_while(|&&b| BASE64_BYTE[b as usize])
                     .count();
+            encoded_steps(end - start);
             decoded_to = end;
-            if end - start <= MAX_TOKEN {
+            if end - start <= MAX_TOKEN || end - start > MAX_ENCODED_FILE {
                 continue;
             }
+            encoded_steps(end - start);
             let Ok(decoded) = BASE64_ANY_PADDING.decode(&data[start..end]) else {
                 continue;
             };
@@ -1270,10 +1333,16 @@ impl Engine {
                 let (examples, real): (Vec<usize>, Vec<usize>) = group
                     .iter()
                     .partition(|&&j| self.is_documentation_example(&cands[j]));
+                // So must a value an ignore file or baseline covers: the values it does not
+                // cover (with the passphrase) are one finding, the known ones another.
                 if examples.is_empty() || real.iter().all(|&j| cands[j].role == Role::Passphrase) {
-                    findings.push(self.finding(path, allowed, &cands, &group, redact_values));
+                    for g in self.split_known(&cands, group) {
+                        findings.push(self.finding(path, allowed, &cands, &g, redact_values));
+                    }
                 } else {
-                    findings.push(self.finding(path, allowed, &cands, &real, redact_values));
+                    for g in self.split_known(&cands, real) {
+                        findings.push(self.finding(path, allowed, &cands, &g, redact_values));
+                    }
                     findings.push(self.finding(path, allowed, &cands, &examples, redact_values));
                 }
             }
@@ -1365,6 +1434,117 @@ impl Engine {
             })
     }
 
+    /// The fingerprint of one value: the first 128 bits of SHA-256 over the exchange and
+    /// the value (a PEM key's DER bytes). A set of one value has this fingerprint too, as
+    /// every set had its main value's before values had their own.
+    fn value_fingerprint(&self, c: &Cand) -> String {
+        let material: &[u8] = match &c.der {
+            Some(der) => der,
+            None => c.value.as_bytes(),
+        };
+        let exchange = c.exchange.map(|e| &self.rules.exchanges()[e]);
+        let mut h = Sha256::new();
+        h.update(b"keygate-scan/v1\0");
+        h.update(exchange.map_or("managed", |e| e.id.as_str()).as_bytes());
+        h.update(b"\0");
+        h.update(material);
+        hex::encode(&h.finalize()[..16])
+    }
+
+    /// The fingerprint of a set: its value's, for one value (a passphrase does not
+    /// count); for more, of all of their fingerprints in order, so that listing it
+    /// covers exactly this set, and no set with a value it does not hold.
+    fn set_fingerprint(&self, cands: &[Cand], group: &[usize]) -> String {
+        let mut values: Vec<String> = group
+            .iter()
+            .filter(|&&i| cands[i].role != Role::Passphrase)
+            .map(|&i| self.value_fingerprint(&cands[i]))
+            .collect();
+        if values.len() <= 1 {
+            return values
+                .pop()
+                .unwrap_or_else(|| self.value_fingerprint(&cands[group[0]]));
+        }
+        values.sort();
+        let mut h = Sha256::new();
+        h.update(b"keygate-scan/v1 set\0");
+        for v in &values {
+            h.update(v.as_bytes());
+            h.update(b"\0");
+        }
+        hex::encode(&h.finalize()[..16])
+    }
+
+    /// Whether an ignore file (`Some(true)`) or a baseline (`Some(false)`) lists value
+    /// `i` of a set whose main value is `main`.
+    fn known_value(&self, cands: &[Cand], main: usize, i: usize) -> Option<bool> {
+        let fp = self.value_fingerprint(&cands[i]);
+        if self.known.ignored.contains(&fp) {
+            return Some(true);
+        }
+        if self.known.baseline.contains(&fp) {
+            return Some(false);
+        }
+        let c = &cands[i];
+        let shown = self
+            .known
+            .legacy
+            .get(&self.value_fingerprint(&cands[main]))?;
+        let rule = c.rule.map(|r| self.rules.rules()[r].id.as_str());
+        let redacted = redact(&c.value);
+        shown
+            .iter()
+            .any(|(role, r, red)| *role == c.role && Some(r.as_str()) == rule && *red == redacted)
+            .then_some(false)
+    }
+
+    /// Why an ignore file or a baseline suppresses the set `group`, if one does: its own
+    /// fingerprint is listed, or every value's in it but the passphrase is. An ignore file
+    /// is named when it lists the set or every value; otherwise the baseline.
+    fn known_suppression(&self, cands: &[Cand], group: &[usize]) -> Option<Suppression> {
+        if self.known.is_empty() {
+            return None;
+        }
+        let set = self.set_fingerprint(cands, group);
+        if self.known.ignored.contains(&set) {
+            return Some(Suppression::IgnoreFile);
+        }
+        if self.known.baseline.contains(&set) {
+            return Some(Suppression::Baseline);
+        }
+        let mut all_ignored = true;
+        for &i in group.iter().filter(|&&i| cands[i].role != Role::Passphrase) {
+            all_ignored &= self.known_value(cands, group[0], i)?;
+        }
+        Some(if all_ignored {
+            Suppression::IgnoreFile
+        } else {
+            Suppression::Baseline
+        })
+    }
+
+    /// `group` cut in two when an ignore file or a baseline lists some of its values but
+    /// not all (nor the set): the values it does not list, with the passphrase, then the
+    /// ones it does. A set with a managed key or a documentation example is left whole.
+    fn split_known(&self, cands: &[Cand], group: Vec<usize>) -> Vec<Vec<usize>> {
+        let whole = self.known.is_empty()
+            || group.iter().any(|&i| cands[i].managed.is_some())
+            || group
+                .iter()
+                .any(|&i| self.is_documentation_example(&cands[i]))
+            || self.known_suppression(cands, &group).is_some();
+        if whole {
+            return vec![group];
+        }
+        let (known, unknown): (Vec<usize>, Vec<usize>) = group.iter().partition(|&&i| {
+            cands[i].role != Role::Passphrase && self.known_value(cands, group[0], i).is_some()
+        });
+        if known.is_empty() {
+            return vec![group];
+        }
+        vec![unknown, known]
+    }
+
     fn finding(
         &self,
         path: &str,
@@ -1397,6 +1577,7 @@ impl Engine {
                     value: (!redact_values).then(|| c.value.clone()),
                     encoding: c.base64.then(|| "base64".to_owned()),
                     offset: None,
+                    fingerprint: (c.role != Role::Passphrase).then(|| self.value_fingerprint(c)),
                 }
             })
             .collect();
@@ -1425,19 +1606,12 @@ impl Engine {
         } else {
             Severity::Medium
         };
-        let material: &[u8] = match &primary.der {
-            Some(der) => der,
-            None => primary.value.as_bytes(),
-        };
-        let mut h = Sha256::new();
-        h.update(b"keygate-scan/v1\0");
-        h.update(exchange.map_or("managed", |e| e.id.as_str()).as_bytes());
-        h.update(b"\0");
-        h.update(material);
-        let fingerprint = hex::encode(&h.finalize()[..16]);
+        let fingerprint = self.set_fingerprint(cands, group);
         // A key the vault manages is never suppressed. Otherwise a set is suppressed only
         // when every part is: each value that is not a passphrase is a published example,
-        // or every part's own line carries `keygate:allow` (a marker covers its line only).
+        // or every part's own line carries `keygate:allow` (a marker covers its line only),
+        // or an ignore file or baseline lists the set or each value that is not a
+        // passphrase.
         let suppressed = if managed.is_some() {
             None
         } else if group
@@ -1453,7 +1627,7 @@ impl Engine {
         }) {
             Some(Suppression::InlineAllow)
         } else {
-            None
+            self.known_suppression(cands, group)
         };
         let fix = match (&managed, exchange) {
             (Some(_), _) => "this key is in keygate's vault: rotate it at the exchange now, update the vault, and remove it from this file".to_owned(),
@@ -1589,6 +1763,23 @@ thread_local! {
 fn pem_steps(n: usize) {
     #[cfg(test)]
     PEM_STEPS.with(|s| s.set(s.get() + n as u64));
+    #[cfg(not(test))]
+    let _ = n;
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Bytes of base64 walked over and decoded in search of text written base64-encoded
+    /// as a whole, counted in unit tests only: they check that this work grows with the
+    /// length of the file, however many exchange names are encoded in it.
+    static ENCODED_STEPS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Counts `n` bytes of work on text written base64-encoded; nothing outside unit tests.
+#[inline]
+fn encoded_steps(n: usize) {
+    #[cfg(test)]
+    ENCODED_STEPS.with(|s| s.set(s.get() + n as u64));
     #[cfg(not(test))]
     let _ = n;
 }
@@ -2447,7 +2638,7 @@ mod tests {
 
     /// Scans `text` as `path`; returns the findings and the pairing steps counted.
     fn scan_counting(path: &str, text: &str) -> (Vec<Finding>, u64) {
-        let engine = Engine::new(RuleSet::builtin());
+        let engine = Engine::new(RuleSet::builtin(), Known::default());
         PAIR_STEPS.with(|s| s.set(0));
         let findings = engine.scan(path, path, text.as_bytes(), None, false);
         (findings, PAIR_STEPS.with(std::cell::Cell::get))
@@ -2461,7 +2652,7 @@ mod tests {
     #[test]
     fn encoded_pem_headers_without_footers_cost_the_length_of_the_file() {
         use base64::Engine as _;
-        let engine = Engine::new(RuleSet::builtin());
+        let engine = Engine::new(RuleSet::builtin(), Known::default());
         let header = b"-----BEGIN RSA PRIVATE KEY-----coinbase12345";
         let line = base64::engine::general_purpose::STANDARD.encode(header);
         assert_eq!(line.len(), 60);
@@ -2486,6 +2677,47 @@ mod tests {
                 text.len()
             );
         }
+    }
+
+    /// A regression test (from a review): in a base64 run longer than 1 MiB, each
+    /// encoded exchange name got a window of its own, the 1 MiB before it, walked and
+    /// decoded again for every name: a 2 MiB `base64` of a trading log naming `binance`
+    /// on each line took minutes (8 minutes, debug build). The run is measured once; one that long is not
+    /// decoded, and the names in it cost nothing more. The bytes walked and decoded are
+    /// counted, not timed.
+    #[test]
+    fn a_long_base64_run_full_of_exchange_names_costs_its_length_once() {
+        use base64::Engine as _;
+        let engine = Engine::new(RuleSet::builtin(), Known::default());
+        // A name every 500 lines: enough names to show the cost, few enough that the old
+        // code failed this test in seconds, not minutes.
+        let block = format!(
+            "{}2024-01-01 binance BTCUSDT buy 0.1\n",
+            "2024-01-01 BTCUSDT sell 0.2\n".repeat(499)
+        );
+        let log = block.repeat(120);
+        let run = base64::engine::general_purpose::STANDARD.encode(&log);
+        assert!(run.len() > 2 * MAX_ENCODED_FILE);
+        // A Secret made of a small config after the long run is still decoded and found.
+        let mut v = Values::new(9);
+        let config = format!(
+            "{{\n  \"exchange\": {{\n    \"name\": \"binance\",\n    \"key\": \"{}\",\n    \
+             \"secret\": \"{}\"\n  }}\n}}\n",
+            v.alnum(64),
+            v.alnum(64)
+        );
+        let small = base64::engine::general_purpose::STANDARD.encode(&config);
+        let text = format!("data:\n  trades.log: {run}\n  config.json: {small}\n");
+        ENCODED_STEPS.with(|s| s.set(0));
+        let findings = engine.scan("secret.yaml", "secret.yaml", text.as_bytes(), None, false);
+        let steps = ENCODED_STEPS.with(std::cell::Cell::get);
+        assert_eq!(findings.len(), 1, "{findings:#?}");
+        assert_eq!(findings[0].line, 3, "{findings:#?}");
+        assert!(
+            steps <= 3 * text.len() as u64,
+            "{steps} bytes walked or decoded for {} bytes",
+            text.len()
+        );
     }
 
     /// A regression test (from a review): wrapped base64 whose last line is full and is

@@ -51,7 +51,6 @@ mod rules;
 mod source;
 mod text;
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -79,8 +78,7 @@ pub struct ScannerBuilder {
     rules: &'static RuleSet,
     managed: Option<ManagedKeys>,
     redact: bool,
-    ignored: HashSet<String>,
-    baseline: HashSet<String>,
+    known: engine::Known,
     threads: usize,
     max_file_size: u64,
     respect_ignore_files: bool,
@@ -101,8 +99,7 @@ impl ScannerBuilder {
             rules: RuleSet::builtin(),
             managed: None,
             redact: true,
-            ignored: HashSet::new(),
-            baseline: HashSet::new(),
+            known: engine::Known::default(),
             threads: std::thread::available_parallelism().map_or(2, usize::from),
             max_file_size: 64 * 1024 * 1024,
             respect_ignore_files: true,
@@ -129,15 +126,21 @@ impl ScannerBuilder {
         self
     }
 
-    /// Suppresses findings with these fingerprints (from an ignore file).
+    /// Suppresses the sets with these fingerprints, and the values with these
+    /// fingerprints (from an ignore file): a set is suppressed when its fingerprint is
+    /// listed or every value in it (but a passphrase) is; its values not listed are then
+    /// a finding of their own.
     pub fn ignore_fingerprints<I: IntoIterator<Item = String>>(mut self, fingerprints: I) -> Self {
-        self.ignored.extend(fingerprints);
+        self.known.ignored.extend(fingerprints);
         self
     }
 
-    /// Suppresses findings already present in a previous report.
+    /// Suppresses what a previous report found, set by set and value by value as
+    /// [`ScannerBuilder::ignore_fingerprints`] does. A report written before values had
+    /// fingerprints of their own still suppresses each set it holds, by its main value's
+    /// fingerprint and its other values as the report showed them.
     pub fn baseline(mut self, previous: &Report) -> Self {
-        self.baseline.extend(previous.fingerprints());
+        self.known.add_baseline(previous);
         self
     }
 
@@ -177,11 +180,9 @@ impl ScannerBuilder {
     /// Compiles the scanner.
     pub fn build(self) -> Scanner {
         Scanner {
-            engine: engine::Engine::new(self.rules),
+            engine: engine::Engine::new(self.rules, self.known),
             managed: self.managed,
             redact: self.redact,
-            ignored: self.ignored,
-            baseline: self.baseline,
             threads: self.threads,
             max_file_size: self.max_file_size,
             respect_ignore_files: self.respect_ignore_files,
@@ -196,8 +197,6 @@ pub struct Scanner {
     engine: engine::Engine,
     managed: Option<ManagedKeys>,
     redact: bool,
-    ignored: HashSet<String>,
-    baseline: HashSet<String>,
     threads: usize,
     max_file_size: u64,
     respect_ignore_files: bool,
@@ -234,14 +233,12 @@ impl Scanner {
     /// first 8 KiB) is scanned as the printable text in it, and its findings carry the
     /// byte offset of their values ([`Finding::offset`]).
     pub fn scan_bytes(&self, path: &str, data: &[u8]) -> Vec<Finding> {
-        let (mut f, _) = self.scan_readings(path, path, data);
-        self.suppress(&mut f);
-        f
+        self.scan_readings(path, path, data).0
     }
 
     /// Scans each reading of `data` (see `text::readings`): text as text, and binary as
-    /// the printable text in it. Returns the findings, not yet suppressed, and whether a
-    /// reading was binary.
+    /// the printable text in it. Returns the findings, suppressed as the ignore files and
+    /// baseline say, and whether a reading was binary.
     fn scan_readings(&self, path: &str, context_path: &str, data: &[u8]) -> (Vec<Finding>, bool) {
         let mut findings = Vec::new();
         let mut binary = false;
@@ -308,25 +305,10 @@ impl Scanner {
                 binary: counters.binary.load(Ordering::Relaxed),
                 bytes: counters.bytes.load(Ordering::Relaxed),
                 skipped: counters.skipped.load(Ordering::Relaxed),
+                too_large: counters.too_large.load(Ordering::Relaxed),
                 elapsed_ms: u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX),
             },
         })
-    }
-
-    /// Applies the ignore file and the baseline to one file's findings. A key the vault
-    /// manages is never suppressed: it is live and ours, whatever a file or an old report
-    /// says.
-    fn suppress(&self, findings: &mut [Finding]) {
-        for f in findings
-            .iter_mut()
-            .filter(|f| f.suppressed.is_none() && f.managed_account.is_none())
-        {
-            if self.ignored.contains(&f.fingerprint) {
-                f.suppressed = Some(Suppression::IgnoreFile);
-            } else if self.baseline.contains(&f.fingerprint) {
-                f.suppressed = Some(Suppression::Baseline);
-            }
-        }
     }
 
     /// Reports a warning that does not stop the scan. A warning names paths, which come

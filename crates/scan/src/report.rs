@@ -70,6 +70,11 @@ pub struct Part {
     /// and `column` then count line-feed bytes and bytes as if the file were text).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offset: Option<u64>,
+    /// The value's own fingerprint (see [`Finding::fingerprint`]), which an ignore file or
+    /// baseline may list to cover this value in whatever set it is found. `None` for a
+    /// passphrase, and in a report written before values had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
 }
 
 /// Where in git history a finding first appeared.
@@ -115,8 +120,10 @@ pub struct Finding {
     pub offset: Option<u64>,
     /// The values of the set.
     pub parts: Vec<Part>,
-    /// Path-independent fingerprint, for ignore files and baselines: the first 128 bits of
-    /// SHA-256 over the exchange and the main value (never over a passphrase).
+    /// Path-independent fingerprint of the set, for ignore files and baselines: for one
+    /// value, the first 128 bits of SHA-256 over the exchange and the value (never over a
+    /// passphrase); for more, over their fingerprints. Listing it suppresses this set,
+    /// not another that shares a value with it.
     pub fingerprint: String,
     /// Why the finding does not count, if it does not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -149,9 +156,13 @@ pub struct Stats {
     pub binary: u64,
     /// Bytes scanned.
     pub bytes: u64,
-    /// Files or blobs skipped as too large or unreadable (each unreadable one is also
-    /// named in a warning).
+    /// Files or blobs skipped as too large or unreadable (each is also named in a
+    /// warning).
     pub skipped: u64,
+    /// Of those, the ones over the size limit (64 MiB by default), whose keys were not
+    /// looked for: `--staged` fails when there is one.
+    #[serde(default)]
+    pub too_large: u64,
     /// Wall-clock time in milliseconds.
     pub elapsed_ms: u64,
 }
@@ -186,11 +197,14 @@ impl Report {
         serde_json::from_str(text)
     }
 
-    /// Fingerprints of all findings, for use as a baseline.
+    /// Fingerprints of all findings and of each value in them.
     pub fn fingerprints(&self) -> HashSet<String> {
         self.findings
             .iter()
-            .map(|f| f.fingerprint.clone())
+            .flat_map(|f| {
+                std::iter::once(f.fingerprint.clone())
+                    .chain(f.parts.iter().filter_map(|p| p.fingerprint.clone()))
+            })
             .collect()
     }
 

@@ -18,6 +18,7 @@ pub(crate) struct Counters {
     pub(crate) binary: AtomicU64,
     pub(crate) bytes: AtomicU64,
     pub(crate) skipped: AtomicU64,
+    pub(crate) too_large: AtomicU64,
 }
 
 impl Scanner {
@@ -35,10 +36,10 @@ impl Scanner {
         data: &[u8],
     ) -> Vec<Finding> {
         if data.len() as u64 > self.max_file_size {
-            counters.skipped.fetch_add(1, Ordering::Relaxed);
+            self.too_large(counters, path, data.len() as u64);
             return Vec::new();
         }
-        let (mut findings, binary) = self.scan_readings(path, context_path, data);
+        let (findings, binary) = self.scan_readings(path, context_path, data);
         if binary {
             counters.binary.fetch_add(1, Ordering::Relaxed);
         }
@@ -50,8 +51,19 @@ impl Scanner {
         if let Some(p) = &self.progress {
             p(scanned, bytes);
         }
-        self.suppress(&mut findings);
         findings
+    }
+
+    /// Counts a file or blob of at least `size` bytes skipped for being over the size limit, and
+    /// names it in a warning: a key in it is not found, and whoever runs the scan (or
+    /// commits through the hook) has to know which file to look at.
+    fn too_large(&self, counters: &Counters, path: &str, size: u64) {
+        counters.skipped.fetch_add(1, Ordering::Relaxed);
+        counters.too_large.fetch_add(1, Ordering::Relaxed);
+        self.warn(&format!(
+            "{path}: {size} bytes or more, over the {} byte limit: not scanned",
+            self.max_file_size
+        ));
     }
 
     /// Walks `roots` in parallel, honouring `.gitignore` unless told not to, skipping `.git`,
@@ -139,8 +151,8 @@ impl Scanner {
                             lock(&found).extend(f);
                         }
                     }
-                    Ok(FileRead::TooLarge) => {
-                        counters.skipped.fetch_add(1, Ordering::Relaxed);
+                    Ok(FileRead::TooLarge(size)) => {
+                        self.too_large(counters, &entry.path().to_string_lossy(), size);
                     }
                     Ok(FileRead::NotRegular) => {}
                     Err(e) => {
@@ -167,8 +179,8 @@ impl Scanner {
                     let context = context_path(&full, depth);
                     found.extend(self.scan_counted(counters, &name, &context, &data));
                 }
-                Ok(FileRead::TooLarge) => {
-                    counters.skipped.fetch_add(1, Ordering::Relaxed);
+                Ok(FileRead::TooLarge(size)) => {
+                    self.too_large(counters, &full.to_string_lossy(), size);
                 }
                 // A committed symbolic link is published as the path it holds, not as
                 // what it points to; a submodule is walked as the repository it is.
@@ -384,7 +396,7 @@ impl Scanner {
             }
             let mut reader = BufReader::with_capacity(1 << 20, stdout);
             let mut header = String::new();
-            for i in 0..blobs.len() {
+            for (i, (_, path, _)) in blobs.iter().enumerate() {
                 header.clear();
                 reader.read_line(&mut header).map_err(|e| cat_err(&e))?;
                 let parts: Vec<&str> = header.split_whitespace().collect();
@@ -416,7 +428,7 @@ impl Scanner {
                         return Err(cat_err(&io::ErrorKind::UnexpectedEof.into()));
                     }
                     if is_blob {
-                        counters.skipped.fetch_add(1, Ordering::Relaxed);
+                        self.too_large(counters, path, size);
                     }
                     continue;
                 };
@@ -548,8 +560,9 @@ impl Unwalked {
 enum FileRead {
     /// The bytes of a regular file of at most the size limit.
     Bytes(Vec<u8>),
-    /// A regular file over the size limit, of which nothing was kept.
-    TooLarge,
+    /// A regular file over the size limit, of at least this many bytes (it may grow while
+    /// it is read), of which nothing was kept.
+    TooLarge(u64),
     /// Not a regular file (a symbolic link not followed, a FIFO, a device, a directory):
     /// nothing was read.
     NotRegular,
@@ -583,12 +596,12 @@ fn read_regular(path: &Path, max: u64, links: Links) -> io::Result<FileRead> {
         return Ok(FileRead::NotRegular);
     }
     if meta.len() > max {
-        return Ok(FileRead::TooLarge);
+        return Ok(FileRead::TooLarge(meta.len()));
     }
     let mut data = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0).saturating_add(1));
     file.take(max.saturating_add(1)).read_to_end(&mut data)?;
     if data.len() as u64 > max {
-        return Ok(FileRead::TooLarge);
+        return Ok(FileRead::TooLarge(data.len() as u64));
     }
     Ok(FileRead::Bytes(data))
 }
@@ -667,7 +680,18 @@ fn head_blobs(repo: &Path) -> HashMap<String, Vec<String>> {
 /// each finding kept is that of the secret's oldest occurrence, active or not: when it
 /// leaked.
 fn dedup_history(found: Vec<Finding>, head: &HashMap<String, Vec<String>>) -> Vec<Finding> {
-    let key = |f: &Finding| (f.fingerprint.clone(), f.rule.clone());
+    // By the main value (the secret, else the key), not by the set: a key committed beside
+    // a secret first committed alone is that secret's occurrence, with a new part.
+    let key = |f: &Finding| {
+        let main = [Role::Secret, Role::Key]
+            .iter()
+            .find_map(|role| f.parts.iter().find(|p| p.role == *role))
+            .and_then(|p| p.fingerprint.clone());
+        (
+            main.unwrap_or_else(|| f.fingerprint.clone()),
+            f.rule.clone(),
+        )
+    };
     // An unreachable blob (no provenance) comes after every commit that has the same key.
     let time = |f: &Finding| f.provenance.as_ref().map_or(i64::MAX, |p| p.author_time);
     let mut first: HashMap<(String, String), Provenance> = HashMap::new();

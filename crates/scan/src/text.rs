@@ -35,8 +35,8 @@ pub(crate) fn set_editor_columns(text: &[u8], findings: &mut [Finding]) {
         0
     };
     let lines = LineIndex::new(text);
-    for f in findings {
-        if bom > 0 {
+    if bom > 0 {
+        for f in findings.iter_mut() {
             if f.line == 1 {
                 f.column = f.column.saturating_sub(bom).max(1);
             }
@@ -44,15 +44,54 @@ pub(crate) fn set_editor_columns(text: &[u8], findings: &mut [Finding]) {
                 p.column = p.column.saturating_sub(bom).max(1);
             }
         }
+    }
+    // In order of line and column, each count goes on from the one before it on its line:
+    // counting from the start of the line for each finding cost the square of the line's
+    // length on a line with many. A column is at a value's first byte, which is ASCII,
+    // so no count stops inside a character.
+    let mut order: Vec<usize> = (0..findings.len()).collect();
+    order.sort_by_key(|&i| (findings[i].line, findings[i].column));
+    // The line counted in, the byte counted to (after the BOM), and the units before it.
+    let mut counted: Option<(usize, usize, usize)> = None;
+    for i in order {
+        let f = &mut findings[i];
         let Some(index) = f.line.checked_sub(1).filter(|&l| l < lines.count()) else {
             continue;
         };
         let skip = if index == 0 { bom } else { 0 };
-        let before = lines
-            .text(text, index)
-            .get(skip..skip + f.column.saturating_sub(1));
-        f.utf16_column = before.map(|b| String::from_utf8_lossy(b).encode_utf16().count() + 1);
+        let line = lines.text(text, index);
+        let end = skip + f.column.saturating_sub(1);
+        if end > line.len() {
+            continue;
+        }
+        let (from, units) = match counted {
+            Some((l, to, units)) if l == index && to <= end => (to, units),
+            _ => (skip, 0),
+        };
+        column_steps(end - from);
+        let units = units
+            + String::from_utf8_lossy(&line[from..end])
+                .encode_utf16()
+                .count();
+        counted = Some((index, end, units));
+        f.utf16_column = Some(units + 1);
     }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Bytes read to count UTF-16 columns, counted in unit tests only: they check that
+    /// this work grows with the length of the text, however many findings a line has.
+    static COLUMN_STEPS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Counts `n` bytes read for UTF-16 columns; nothing outside unit tests.
+#[inline]
+fn column_steps(n: usize) {
+    #[cfg(test)]
+    COLUMN_STEPS.with(|s| s.set(s.get() + n as u64));
+    #[cfg(not(test))]
+    let _ = n;
 }
 
 /// What to scan of `data`: [`decode`]'s reading, and also the bytes as they are when
@@ -104,7 +143,65 @@ pub(crate) fn decode(data: &[u8]) -> Cow<'_, [u8]> {
 
 #[cfg(test)]
 mod tests {
-    use super::decode;
+    use super::{decode, set_editor_columns, COLUMN_STEPS};
+    use crate::report::{Finding, Severity};
+
+    fn finding(line: usize, column: usize) -> Finding {
+        Finding {
+            rule: String::new(),
+            exchange: String::new(),
+            title: String::new(),
+            severity: Severity::High,
+            path: String::new(),
+            line,
+            column,
+            utf16_column: None,
+            offset: None,
+            parts: Vec::new(),
+            fingerprint: String::new(),
+            suppressed: None,
+            managed_account: None,
+            provenance: None,
+            fix: String::new(),
+        }
+    }
+
+    /// A regression test (from a review): each finding read its line from the start to
+    /// its column to count UTF-16 units, so many findings on one long line cost the
+    /// square of its length (4000 values on one line: 7 s in a debug build). The bytes
+    /// read are counted, not timed; the columns are those of reading each prefix.
+    #[test]
+    fn utf16_columns_of_many_findings_on_one_line_cost_the_line_once() {
+        let n = 4000;
+        let value = "K".repeat(64);
+        let mut line = String::from("binance: é😀 ");
+        let mut columns = Vec::new();
+        for _ in 0..n {
+            columns.push(line.len() + 1);
+            line.push_str(&value);
+            line.push_str(", ñ ");
+        }
+        let text = format!("\u{FEFF}first\n{line}\n");
+        // Out of order, as findings come.
+        let mut findings: Vec<Finding> = columns.iter().rev().map(|&c| finding(2, c)).collect();
+        // After the byte-order mark, which is no part of the line.
+        findings.push(finding(1, 4));
+        COLUMN_STEPS.with(|s| s.set(0));
+        set_editor_columns(text.as_bytes(), &mut findings);
+        let steps = COLUMN_STEPS.with(std::cell::Cell::get);
+        assert!(
+            steps <= 2 * text.len() as u64,
+            "{steps} bytes read for {} bytes",
+            text.len()
+        );
+        // Some of them, each counted from the start of its line (all would cost n²).
+        for f in findings[..n].iter().step_by(97).chain(&findings[n - 1..n]) {
+            let before = &line.as_bytes()[..f.column - 1];
+            let want = String::from_utf8_lossy(before).encode_utf16().count() + 1;
+            assert_eq!(f.utf16_column, Some(want));
+        }
+        assert_eq!((findings[n].column, findings[n].utf16_column), (1, Some(1)));
+    }
 
     fn utf16(text: &str, big_endian: bool) -> Vec<u8> {
         let mut out = if big_endian {

@@ -534,6 +534,47 @@ mod written {
         values
     }
 
+    /// A regression test (from a review): in a JSON or C string, the letter of a `\\n`,
+    /// `\\t` or `\\r` escape began the token after it (`"KEY\\nSECRET"` gave `nSECRET`),
+    /// so a value right after one was missed: of a Binance pair only the key was found,
+    /// of a Kraken pair only the key, and of a Kraken pair with labels nothing.
+    #[test]
+    fn values_after_newline_and_tab_escapes_are_found() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(72);
+        let (key, secret) = (alnum(&mut rng, 64), alnum(&mut rng, 64));
+        let (kkey, ksecret) = (b64(&mut rng, 42), b64(&mut rng, 64));
+        let cases = [
+            (
+                format!("{{\"binance\": \"{key}\\n{secret}\"}}\n"),
+                &key,
+                &secret,
+            ),
+            (
+                format!("{{\"binance\": \"{key}\\r\\n{secret}\"}}\n"),
+                &key,
+                &secret,
+            ),
+            (
+                format!("{{\"kraken\": {{\"credentials\": \"{kkey}\\n{ksecret}\"}}}}\n"),
+                &kkey,
+                &ksecret,
+            ),
+            (
+                format!("{{\"kraken_creds\": \"key:\\t{kkey}\\tsecret:\\t{ksecret}\"}}\n"),
+                &kkey,
+                &ksecret,
+            ),
+        ];
+        let scanner = Scanner::builder().redact(false).build();
+        for (text, key, secret) in cases {
+            let f = scanner.scan_bytes("config.json", text.as_bytes());
+            assert_eq!(f.len(), 1, "{text}\n{f:#?}");
+            let mut want = vec![key.clone(), secret.clone()];
+            want.sort();
+            assert_eq!(values(&f[0]), want, "{text}\n{f:#?}");
+        }
+    }
+
     /// A regression test: a default in `${VAR:-value}` (docker-compose, shell) was read
     /// with its `-`, one character too long for any rule.
     #[test]
@@ -1745,7 +1786,7 @@ mod escapes {
 }
 
 mod suppress {
-    use keygate_scan::{Report, Scanner, Suppression};
+    use keygate_scan::{Report, Role, Scanner, Suppression};
     use rand::SeedableRng;
 
     use super::synth::{cred, layouts};
@@ -1820,6 +1861,115 @@ mod suppress {
             1
         );
         assert_eq!(f.iter().filter(|f| f.is_active()).count(), 1);
+    }
+
+    /// A regression test (from a review): an ignore-file or baseline entry for one
+    /// secret suppressed the whole set it was later found in, since a set's fingerprint
+    /// was its main value's: a new live key written beside a reviewed secret (or, without
+    /// labels, before it) was reported suppressed, and the scan passed. The values the
+    /// entry does not cover are now a finding of their own, active.
+    #[test]
+    fn a_known_secret_does_not_hide_a_new_key_beside_it() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(91);
+        let secret = super::synth::alnum(&mut rng, 64);
+        let key = super::synth::alnum(&mut rng, 64);
+        let cases = [
+            (
+                format!("BINANCE_API_SECRET={secret}\n"),
+                format!("BINANCE_API_SECRET={secret}\nBINANCE_API_KEY={key}\n"),
+            ),
+            // Unlabelled: the first of two values is the key.
+            (
+                format!("binance:\n  - {secret}\n"),
+                format!("binance:\n  - {key}\n  - {secret}\n"),
+            ),
+        ];
+        for (old, new) in cases {
+            let first = Scanner::new().scan_bytes(".env", old.as_bytes());
+            assert_eq!(first.len(), 1, "{old}\n{first:#?}");
+            let baseline = Report {
+                findings: first.clone(),
+                stats: Default::default(),
+            };
+            let baseline = Report::from_json(&baseline.to_json()).unwrap();
+            for (scanner, why) in [
+                (
+                    Scanner::builder().baseline(&baseline).build(),
+                    Suppression::Baseline,
+                ),
+                (
+                    Scanner::builder()
+                        .ignore_fingerprints([first[0].fingerprint.clone()])
+                        .build(),
+                    Suppression::IgnoreFile,
+                ),
+            ] {
+                let f = scanner.scan_bytes(".env", new.as_bytes());
+                let active: Vec<_> = f.iter().filter(|f| f.is_active()).collect();
+                assert_eq!(active.len(), 1, "{new}\n{f:#?}");
+                assert_eq!(active[0].parts.len(), 1, "{f:#?}");
+                assert_eq!(active[0].parts[0].redacted, keygate_scan::redact(&key));
+                let known: Vec<_> = f.iter().filter(|f| !f.is_active()).collect();
+                assert_eq!(known.len(), 1, "{f:#?}");
+                assert_eq!(known[0].suppressed, Some(why));
+                assert_eq!(known[0].parts[0].redacted, keygate_scan::redact(&secret));
+            }
+        }
+    }
+
+    /// A set's fingerprint covers that set only, and a baseline written before values had
+    /// fingerprints of their own (a set's was its main value's, its parts had none) still
+    /// suppresses each set it holds, but not a new key beside its secret.
+    #[test]
+    fn set_fingerprints_and_old_baselines_cover_exactly_their_sets() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(92);
+        let secret = super::synth::alnum(&mut rng, 64);
+        let (key, new_key) = (
+            super::synth::alnum(&mut rng, 64),
+            super::synth::alnum(&mut rng, 64),
+        );
+        let pair = |key: &str| format!("BINANCE_API_KEY={key}\nBINANCE_API_SECRET={secret}\n");
+        let first = Scanner::new().scan_bytes(".env", pair(&key).as_bytes());
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].parts.len(), 2);
+        let value_fp = |f: &keygate_scan::Finding, role| {
+            let part = f.parts.iter().find(|p| p.role == role).unwrap();
+            part.fingerprint.clone().unwrap()
+        };
+        // Its set's fingerprint suppresses the set, and not the secret with another key.
+        let by_set = Scanner::builder()
+            .ignore_fingerprints([first[0].fingerprint.clone()])
+            .build();
+        let f = by_set.scan_bytes(".env", pair(&key).as_bytes());
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].suppressed, Some(Suppression::IgnoreFile));
+        let f = by_set.scan_bytes(".env", pair(&new_key).as_bytes());
+        assert!(f.iter().all(|f| f.is_active()), "{f:#?}");
+
+        // A report as written before: the set's fingerprint is the secret's, no part has one.
+        let mut old = first.clone();
+        old[0].fingerprint = value_fp(&first[0], Role::Secret);
+        for p in &mut old[0].parts {
+            p.fingerprint = None;
+        }
+        let old = Report {
+            findings: old,
+            stats: Default::default(),
+        };
+        let old = Report::from_json(&old.to_json()).unwrap();
+        let scanner = Scanner::builder().baseline(&old).build();
+        let f = scanner.scan_bytes(".env", pair(&key).as_bytes());
+        assert_eq!(f.len(), 1, "{f:#?}");
+        assert_eq!(f[0].suppressed, Some(Suppression::Baseline));
+        let f = scanner.scan_bytes(".env", pair(&new_key).as_bytes());
+        let active: Vec<_> = f.iter().filter(|f| f.is_active()).collect();
+        assert_eq!(active.len(), 1, "{f:#?}");
+        assert_eq!(active[0].parts.len(), 1);
+        assert_eq!(value_fp(active[0], Role::Key), {
+            let alone = Scanner::new()
+                .scan_bytes(".env", format!("BINANCE_API_KEY={new_key}\n").as_bytes());
+            alone[0].fingerprint.clone()
+        });
     }
 
     #[test]
@@ -2569,10 +2719,14 @@ mod git {
             [("a.env", 1), ("b.env", 2), ("c.env", 2)],
             "{report:#?}"
         );
+        // One secret: one fingerprint of its value in each (the sets' differ, as one has
+        // a key the other has not).
         let fingerprints: std::collections::HashSet<&str> = report
             .findings
             .iter()
-            .map(|f| f.fingerprint.as_str())
+            .flat_map(|f| &f.parts)
+            .filter(|p| p.role == keygate_scan::Role::Secret)
+            .filter_map(|p| p.fingerprint.as_deref())
             .collect();
         assert_eq!(fingerprints.len(), 1);
         // Each names when the secret leaked: with `a.env`.
@@ -2818,6 +2972,39 @@ mod git {
         assert!(warnings[0].contains(&long), "{warnings:?}");
     }
 
+    /// A regression test (from a review): a file or blob over the size limit was skipped
+    /// with nothing but a count, so the pre-commit hook let a 65 MiB `dump.sql` holding
+    /// keys through without a word. Each is named in a warning, in a walk, in history and
+    /// in what is staged.
+    #[test]
+    fn files_and_blobs_over_the_size_limit_are_named_in_warnings() {
+        let dir = repo();
+        let dump = format!("-- dump\n{}", "INSERT INTO t VALUES (1);\n".repeat(100));
+        std::fs::write(dir.path().join("dump.sql"), dump).unwrap();
+        std::fs::write(dir.path().join("small.txt"), "hello\n").unwrap();
+        git(dir.path(), &["add", "."]);
+        for how in ["staged", "git", "paths"] {
+            if how == "git" {
+                git(dir.path(), &["commit", "-q", "-m", "dump"]);
+            }
+            let (builder, warnings) = super::warned();
+            let scanner = builder.max_file_size(1024).build();
+            let report = match how {
+                "staged" => scanner.scan_staged(dir.path()),
+                "git" => scanner.scan_git_history(dir.path()),
+                _ => scanner.scan_paths(&[dir.path()]),
+            }
+            .unwrap();
+            assert_eq!(report.stats.skipped, 1, "{how}: {:?}", report.stats);
+            let warnings = warnings.lock().unwrap();
+            assert_eq!(warnings.len(), 1, "{how}: {warnings:?}");
+            assert!(
+                warnings[0].contains("dump.sql") && warnings[0].contains("not scanned"),
+                "{how}: {warnings:?}"
+            );
+        }
+    }
+
     /// A regression test: in a partial clone (`--filter=blob:none`), reading each blob
     /// fetched it from the remote, one round trip (or credential prompt) per blob; and a
     /// blob that could not be had was skipped without a word, so the scan said "clean".
@@ -2973,6 +3160,51 @@ mod git {
             keygate_scan::install_hook(dir.path()),
             Err(keygate_scan::Error::HookExists { .. })
         ));
+    }
+
+    /// A regression test (from a review): an existing hook that was not UTF-8 (a binary,
+    /// a script in Latin-1) read as "no hook" and was overwritten, and a symbolic link at
+    /// `pre-commit`, even one pointing nowhere, was written through. Anything there that is
+    /// not keygate's own hook is refused and left as it was.
+    #[cfg(unix)]
+    #[test]
+    fn install_hook_refuses_what_is_not_its_own_hook_and_never_writes_through_a_link() {
+        use std::os::unix::fs::symlink;
+        let dir = repo();
+        let hooks = dir.path().join(".git/hooks");
+        std::fs::create_dir_all(&hooks).unwrap();
+        let hook = hooks.join("pre-commit");
+        let refused = || {
+            matches!(
+                keygate_scan::install_hook(dir.path()),
+                Err(keygate_scan::Error::HookExists { .. })
+            )
+        };
+        // Not UTF-8.
+        let latin1 = b"#!/bin/sh\n# r\xe9sum\xe9 check\nexit 0\n";
+        std::fs::write(&hook, latin1).unwrap();
+        assert!(refused());
+        assert_eq!(std::fs::read(&hook).unwrap(), latin1);
+        // A dangling link: its target is not created.
+        std::fs::remove_file(&hook).unwrap();
+        let target = dir.path().join("elsewhere");
+        symlink(&target, &hook).unwrap();
+        assert!(refused());
+        assert!(!target.exists());
+        // A link to keygate's own hook is still a link.
+        std::fs::write(&target, keygate_scan::hook_script()).unwrap();
+        assert!(refused());
+        assert!(std::fs::symlink_metadata(&hook).unwrap().is_symlink());
+        // Keygate's own hook, not UTF-8 after a user's edit, is rewritten.
+        std::fs::remove_file(&hook).unwrap();
+        let mut edited = keygate_scan::hook_script().as_bytes().to_vec();
+        edited.extend_from_slice(b"# \xff\n");
+        std::fs::write(&hook, edited).unwrap();
+        keygate_scan::install_hook(dir.path()).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&hook).unwrap(),
+            keygate_scan::hook_script()
+        );
     }
 
     /// Regression: git quotes a path holding `"` even with `core.quotePath=false`

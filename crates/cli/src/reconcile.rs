@@ -2280,6 +2280,22 @@ mod tests {
             assert!(ceiling > reads, "{market:?}: {ceiling} <= {reads}");
         }
         assert!(SAPI_WEIGHT_CEILING > reads);
+        // Found by review: raised caps (`--public-weight-cap 2000`) let callers without a
+        // key hold USD-M's weight at reconciliation's ceiling, so it never ran. Whatever
+        // the caps, what they may use of a pool stays below its ceiling by more than the
+        // heaviest single call (250), which may cross it.
+        use keygate_exchanges::Adapter as _;
+        for (pool, ceiling) in [
+            ("/api", ORDER_MARKETS[0].1),
+            ("/fapi", ORDER_MARKETS[1].1),
+            ("/sapi", SAPI_WEIGHT_CEILING),
+        ] {
+            let shared = Binance.shared_weight_limit(pool);
+            assert!(
+                shared + 250 < ceiling,
+                "{pool}: {shared} + 250 >= {ceiling}"
+            );
+        }
     }
 
     #[test]

@@ -930,6 +930,17 @@ impl Adapter for Binance {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok())
     }
+    fn shared_weight_limit(&self, pool: &str) -> u64 {
+        // Below reconciliation's ceilings (spot 3000, USD-M 1800, `/sapi` 6000 of
+        // Binance's 6000, 2400 and 12 000) by more than the heaviest call (250, a spot
+        // depth of 5000).
+        match pool {
+            "/api" => 2_700,
+            "/fapi" => 1_500,
+            "/sapi" => 5_500,
+            _ => u64::MAX,
+        }
+    }
     fn public_weight(&self, path: &str, query: &str) -> u64 {
         public_weight(path, query)
     }

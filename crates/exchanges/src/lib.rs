@@ -265,6 +265,12 @@ pub trait Adapter: Send + Sync + 'static {
     /// of `pool` (as [`Adapter::weight_pool`] names it), from the headers of the answer to
     /// a call that drew from it.
     fn used_weight(&self, pool: &str, headers: &HeaderMap) -> Option<u64>;
+    /// The most of `pool`'s weight in a minute that public data, order pricing and signed
+    /// reads may use, whatever the gateway's caps are set to: what is above is kept for
+    /// orders, cancels and reconciliation's reads (which stop at a ceiling of their own
+    /// above this, by more than the heaviest single call), so that neither callers
+    /// without a key nor a bot's reads can keep the check for a leaked key from running.
+    fn shared_weight_limit(&self, pool: &str) -> u64;
     /// An upper estimate of the request weight of the public call `path?query`, which the
     /// gateway reserves while the call is in flight, so that a burst of public calls sent
     /// before any answer reports its weight cannot pass the cap all at once.

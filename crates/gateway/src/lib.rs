@@ -464,12 +464,12 @@ async fn handle<A: Adapter>(
         }
         let registry = gw.live.snapshot();
         let base = registry.public_upstream(exchange).unwrap_or(default_base);
-        let cap = gw.limits.public_weight_cap;
         let weight = adapter.public_weight(native, query);
         let pool = Pool {
             upstream: base,
             name: adapter.weight_pool(native),
         };
+        let cap = shared_cap(adapter, pool, gw.limits.public_weight_cap);
         if let Some((response, msg)) = held_back(adapter, &gw.weight, pool) {
             return audit.deny(response, Rule::ExchangeBackOff, &msg);
         }
@@ -670,7 +670,11 @@ async fn handle<A: Adapter>(
     // the weight that prices other clients' orders. Handed back if the read is refused
     // from here on; nothing that trades, cancels or moves money is held back for weight.
     if action.kind == ActionKind::Read {
-        let cap = signed_read_weight_cap(gw.limits.public_weight_cap);
+        let cap = shared_cap(
+            adapter,
+            pool,
+            signed_read_weight_cap(gw.limits.public_weight_cap),
+        );
         let weight = adapter.signed_read_weight(native, query);
         match gw.weight.reserve(pool, cap, weight, now_ms()) {
             Ok(reservation) => audit.weight = Held(Some(reservation)),
@@ -703,7 +707,11 @@ async fn handle<A: Adapter>(
         ..
     }) = &decision
     {
-        let cap = pricing_weight_cap(gw.limits.public_weight_cap);
+        let cap = shared_cap(
+            adapter,
+            pool,
+            pricing_weight_cap(gw.limits.public_weight_cap),
+        );
         match gw
             .upstream
             .price_orders(adapter, &base, native, &action, &gw.weight, cap)
@@ -942,6 +950,12 @@ const PRICING_CEILING: u64 = 2000;
 /// is 2400, and a ban for weight would stop cancels too.
 fn pricing_weight_cap(public_cap: u64) -> u64 {
     (public_cap.saturating_mul(3) / 2).min(public_cap.max(PRICING_CEILING))
+}
+
+/// `cap`, or less where the exchange keeps the rest of `pool`'s weight for orders,
+/// cancels and reconciliation ([`Adapter::shared_weight_limit`]).
+fn shared_cap<A: Adapter>(adapter: &A, pool: Pool<'_>, cap: u64) -> u64 {
+    cap.min(adapter.shared_weight_limit(pool.name))
 }
 
 /// The request weight at which signed reads pause: halfway from the cap that pauses

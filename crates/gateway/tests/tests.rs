@@ -568,6 +568,31 @@ async fn calls_that_could_not_be_sent_spend_no_weight() {
     }
 }
 
+/// Found by review: a public weight cap raised past reconciliation's USD-M ceiling let
+/// callers without a key hold the futures weight there, and reconciliation never ran.
+/// Public data, pricing and reads stop at what the exchange keeps of each pool whatever
+/// the cap (1500 of USD-M's 2400).
+#[tokio::test]
+async fn raised_caps_leave_the_weight_reconciliation_needs() {
+    clear_of_a_minute_turn().await;
+    let limits = ClientLimits {
+        public_weight_cap: 5_000,
+        ..ClientLimits::default()
+    };
+    let env = with_limits(limits).await;
+    let tickers =
+        b"GET /binance/fapi/v1/ticker/24hr HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let mut statuses = Vec::new();
+    while statuses.last() != Some(&429) && statuses.len() < 60 {
+        statuses.push(raw(env.gateway, tickers).await.0);
+    }
+    // 40 each: the 38th reaches 1520, and the next is paused.
+    assert_eq!(statuses.len(), 39, "{statuses:?}");
+    let (status, body) = raw(env.gateway, tickers).await;
+    assert_eq!(status, 429, "{body}");
+    assert!(body["msg"].as_str().unwrap().contains("1500"), "{body}");
+}
+
 /// An exchange on loopback that accepts connections and never answers: its URL, and how
 /// many connections it accepted.
 async fn silent_exchange() -> (String, Arc<std::sync::atomic::AtomicUsize>) {

@@ -59,9 +59,10 @@ const ORDER_SETTLE_MS: u64 = 5_000;
 const ORDER_SPAN_MS: u64 = 24 * 3600 * 1000;
 /// The longest span Binance lists conditional orders of at once: less than seven days.
 const CONDITIONAL_SPAN_MS: u64 = 6 * ORDER_SPAN_MS;
-/// How long before the window conditional orders are listed: the order a stop placed then
-/// and triggered in the window is known by it. An older stop's order is reported.
-const TRIGGER_LOOKBACK_MS: u64 = CONDITIONAL_SPAN_MS;
+/// How long before the window conditional orders are listed, at the least: the order a
+/// stop placed then and triggered in the window is known by it. An older stop's order is
+/// reported. See [`conditional_orders_from`].
+const TRIGGER_LOOKBACK_MS: u64 = 5 * ORDER_SPAN_MS;
 /// The most order lists one account's reconciliation asks for (symbols × days, each
 /// `allOrders` call weighing 20 of Binance's 6000 a minute).
 const MAX_ORDER_QUERIES: usize = 60;
@@ -359,7 +360,7 @@ pub(crate) fn reconcile(
                             &pacer,
                             market,
                             &symbols,
-                            since_ms.saturating_sub(TRIGGER_LOOKBACK_MS),
+                            conditional_orders_from(since_ms, until_ms),
                             until_ms,
                             &CONDITIONAL_ORDERS,
                         );
@@ -979,6 +980,21 @@ fn list_orders(
     until_ms: u64,
 ) -> Partial<ExchangeOrder> {
     list_in_symbols(pacer, market, symbols, since_ms, until_ms, &ORDERS)
+}
+
+/// Where conditional orders are listed from, for the window from `since_ms` to
+/// `until_ms`: at least [`TRIGGER_LOOKBACK_MS`] before it, and as far back as the lists
+/// that takes reach anyway. Found by review: from a fixed six days back, a one-hour
+/// window took two conditional lists per symbol and one ordinary list, so the list cap
+/// left conditional orders of half the symbols unread whose ordinary orders were read,
+/// and the order a keygate stop placed there when it triggered read as a leaked key's
+/// (critical). From here, the conditional lists of a window never take more than its
+/// ordinary ones, and so cover every symbol those do.
+fn conditional_orders_from(since_ms: u64, until_ms: u64) -> u64 {
+    let spans = (until_ms.saturating_sub(since_ms) + TRIGGER_LOOKBACK_MS)
+        .div_ceil(CONDITIONAL_SPAN_MS)
+        .max(1);
+    until_ms.saturating_sub(spans * CONDITIONAL_SPAN_MS)
 }
 
 /// How many lists of `kind` per symbol the window from `since_ms` to `until_ms` takes, the
@@ -2267,6 +2283,31 @@ mod tests {
         ));
         assert!(listed.unwrap().is_empty());
         assert_eq!((exchange.asked.get(), waited.get()), (3, 0));
+    }
+
+    /// Found by review: conditional orders were listed from six days before the window,
+    /// which took two lists per symbol for a one-hour window against one for its orders,
+    /// so symbols 31 to 60 had their orders listed and not the stops that placed them: a
+    /// triggered keygate stop's order read as a leaked key's. For any window, the
+    /// conditional lists cover every symbol the order lists do, and reach at least five
+    /// days back.
+    #[test]
+    fn every_symbol_whose_orders_are_listed_has_its_conditional_orders_listed() {
+        let symbols: Vec<String> = (0..100).map(|i| format!("S{i}USDT")).collect();
+        let until = 1_800_000_000_000;
+        for window_h in [1, 2, 20, 23, 24, 25, 47, 49, 72, 100, 24 * 7, 24 * 30] {
+            let since = until - window_h * 3_600_000;
+            let (_, orders, _) = symbols_that_fit(&symbols, since, until, &ORDERS);
+            let from = conditional_orders_from(since, until);
+            assert!(since - from >= TRIGGER_LOOKBACK_MS, "{window_h} h");
+            let (_, conditional, _) = symbols_that_fit(&symbols, from, until, &CONDITIONAL_ORDERS);
+            assert!(
+                conditional.len() >= orders.len(),
+                "{window_h} h: {} conditional, {} orders",
+                conditional.len(),
+                orders.len()
+            );
+        }
     }
 
     /// Regression (from a review): USD-M's ceiling (1200) was below the weight the

@@ -76,6 +76,11 @@ const SAPI_WEIGHT_CEILING: u64 = 6_000;
 /// gateway pauses the bots' signed reads (1500 by default): reads, which a bot with the
 /// read scope alone can make, must not keep the check for a leaked key from running.
 const ORDER_MARKETS: [(Market, u64); 2] = [(Market::Spot, 3_000), (Market::Usdm, 1_800)];
+/// How far this host's clock may be off the exchange's for a window placed on it to be
+/// checked: a minute, the window's own margins (`ORDER_SETTLE_MS`, `FORWARDED_BEFORE_MS`)
+/// cover less than that.
+const MAX_CLOCK_SKEW_MS: u64 = 60_000;
+
 /// How many minutes in a row reconciliation waits for the weight to come down before it
 /// leaves the rest of its lists to the next run.
 const MAX_WEIGHT_WAITS: u32 = 2;
@@ -307,7 +312,7 @@ pub(crate) fn reconcile(
                     exchanges.signed_read(&Binance, master, &account, path, query)
                 };
                 let pacer = Pacer::new(&signed_read, wait, stopping, SAPI_WEIGHT_CEILING);
-                let withdrawals = list_withdrawals(&pacer, since_ms);
+                let mut withdrawals = list_withdrawals(&pacer, since_ms);
                 // A key that may not trade futures placed no futures order (and is refused
                 // a read of them). When that cannot be told, they are asked for.
                 let permissions = key_permissions(&pacer);
@@ -420,6 +425,23 @@ pub(crate) fn reconcile(
                     )));
                 }
                 orders.may_pass |= conditional_orders.may_pass;
+                // Found by review: windows are placed on this host's clock and the
+                // exchange lists by its own. A host far ahead asked only for what had
+                // not happened yet at the exchange, found nothing and called the window
+                // checked; the run fails instead, and the window waits.
+                let skew = exchanges.clock_skew_ms(&Binance, &account, Binance.permissions_path());
+                if skew.unsigned_abs() > MAX_CLOCK_SKEW_MS {
+                    let off = Failure::new(
+                        "this host's clock is too far off the exchange's to place the window",
+                        format!(
+                            "{} s {}",
+                            skew.unsigned_abs() / 1000,
+                            if skew > 0 { "behind" } else { "ahead" }
+                        ),
+                    );
+                    withdrawals.failures.push(off.clone());
+                    orders.failures.push(off);
+                }
                 (withdrawals, orders, conditional_orders.items)
             }
             other => {

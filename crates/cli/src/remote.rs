@@ -104,6 +104,25 @@ impl Exchanges {
         ))
     }
 
+    /// How far the clock of the exchange host serving `path` for `account` is ahead of
+    /// this host's (behind: negative), in milliseconds, as last measured (once in five
+    /// minutes; 0 when it could not be).
+    pub fn clock_skew_ms<A: Adapter>(&self, adapter: &A, account: &Account, path: &str) -> i64 {
+        let Ok(base) = base_for(adapter, account.upstream.as_deref(), path) else {
+            return 0;
+        };
+        self.runtime.block_on(async {
+            let exchange = self
+                .upstream
+                .exchange_time_ms(adapter, &base, path, &self.weight)
+                .await;
+            let local = keygate_gateway::now_ms();
+            i64::try_from(exchange)
+                .unwrap_or(i64::MAX)
+                .saturating_sub(i64::try_from(local).unwrap_or(i64::MAX))
+        })
+    }
+
     /// GETs the public `path?query` from `account`'s exchange (from its upstream, when
     /// one replaces the exchange's hosts), with no key.
     pub fn public_read<A: Adapter>(

@@ -76,6 +76,10 @@ const SAPI_WEIGHT_CEILING: u64 = 6_000;
 /// gateway pauses the bots' signed reads (1500 by default): reads, which a bot with the
 /// read scope alone can make, must not keep the check for a leaked key from running.
 const ORDER_MARKETS: [(Market, u64); 2] = [(Market::Spot, 3_000), (Market::Usdm, 1_800)];
+/// The most symbols whose orders placed in the day before the window are listed, to find
+/// an order a leaked key moved in place that then filled in the window (one list each).
+const MAX_FILLED_BEFORE_SYMBOLS: usize = 20;
+
 /// How far this host's clock may be off the exchange's for a window placed on it to be
 /// checked: a minute, the window's own margins (`ORDER_SETTLE_MS`, `FORWARDED_BEFORE_MS`)
 /// cover less than that.
@@ -345,7 +349,9 @@ pub(crate) fn reconcile(
                         &placed,
                         now_ms(),
                     );
-                    traced.extend(symbols_with_trade_fees(&pacer, market, since_ms, until_ms));
+                    let paid_fees = symbols_with_trade_fees(&pacer, market, since_ms, until_ms);
+                    let fee_symbols = paid_fees.items.clone();
+                    traced.extend(paid_fees);
                     let (symbols, unlisted) = symbols_to_ask(
                         market,
                         [
@@ -405,6 +411,33 @@ pub(crate) fn reconcile(
                             .flatten()
                             .filter(|o| (checks_resting_since..since_ms).contains(&o.placed_ms));
                         resting_from_before.extend(before.map(|o| (market, o.clone())));
+                        // Found by review: an order placed before the window that a leaked
+                        // key moved in place and that then filled was open no more, so it
+                        // was checked by nothing. Its fill paid a fee in the window: the
+                        // orders of those symbols placed in the day before the window are
+                        // listed, and checked as those still open are.
+                        let mut filled_before = list_in_symbols(
+                            &pacer,
+                            market,
+                            &fee_symbols[..fee_symbols.len().min(MAX_FILLED_BEFORE_SYMBOLS)],
+                            checks_resting_since,
+                            since_ms,
+                            &ORDERS,
+                        );
+                        for o in filled_before.items.drain(..) {
+                            if !resting_from_before.iter().any(|(_, r)| r.id == o.id) {
+                                resting_from_before.push((market, o));
+                            }
+                        }
+                        if fee_symbols.len() > MAX_FILLED_BEFORE_SYMBOLS {
+                            listed.failures.push(Failure::new(
+                                "orders placed before the window in symbols that paid fees in \
+                                 it: not asked for past the first few",
+                                fee_symbols[MAX_FILLED_BEFORE_SYMBOLS..].join(", "),
+                            ));
+                        }
+                        listed.failures.append(&mut filled_before.failures);
+                        listed.may_pass |= filled_before.may_pass;
                     }
                     add_open(&mut listed, open, since_ms, until_ms, &ORDERS);
                     leave_out_forced(&pacer, market, &mut listed, since_ms, until_ms);

@@ -1114,6 +1114,34 @@ fn reconcile_finds_a_futures_order_modified_behind_keygate_s_back() {
         "{report}"
     );
     assert_eq!(unmatched[0]["modified_outside_keygate"], true, "{report}");
+    // Found by review: moved again so that it fills, it is open no more, and an order
+    // placed before the window that is not open was checked by nothing. Its fill paid a
+    // fee in the window, which has the orders of its symbol placed in the day before
+    // listed.
+    let (status, body) = signed(
+        reqwest::Method::PUT,
+        &exchange.url(),
+        "/fapi/v1/order",
+        &format!("symbol=BTCUSDT&side=BUY&orderId={moved}&quantity=0.01&price=62000"),
+        REAL_KEY,
+        REAL_SECRET,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "FILLED", "{body}");
+    std::thread::sleep(Duration::from_millis(5500));
+    let out = home
+        .kg
+        .fails(&["reconcile", "--since", "7s", "--json"], "", 1);
+    let report: Value = serde_json::from_str(&out.stdout).unwrap();
+    let unmatched = report[0]["orders_not_through_keygate"].as_array().unwrap();
+    assert_eq!(unmatched.len(), 1, "{report}");
+    assert_eq!(
+        unmatched[0]["id"].as_str(),
+        Some(moved.as_str()),
+        "{report}"
+    );
+    assert_eq!(unmatched[0]["price"], "62000", "{report}");
+    assert_eq!(unmatched[0]["modified_outside_keygate"], true, "{report}");
 }
 
 /// A regression test: a leaked key that opened and closed a USD-M position in a symbol

@@ -196,6 +196,7 @@ pub fn run(unlocked: Unlocked, args: &ServeArgs) -> anyhow::Result<()> {
         max_connections_per_source: args.max_connections_per_source as usize,
         public_weight_cap: args.public_weight_cap,
         max_answer_bytes: args.max_answer_mib as usize * 1024 * 1024,
+        spend_weight_kept_for_reconciliation: false,
     })
     .with_alerter(monitor.alerter());
     count_today(&gateway, &store, &audit_key)?;

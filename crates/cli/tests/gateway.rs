@@ -538,7 +538,8 @@ fn reconcile_fails_on_a_host_clock_far_off_the_exchanges() {
     let out = home.kg.run(&["reconcile", "--since", "1h"], "");
     assert_eq!(out.code, 2, "{out:#?}");
     assert!(
-        out.stdout.contains("this host's clock is too far off the exchange's")
+        out.stdout
+            .contains("this host's clock is too far off the exchange's")
             && out.stdout.contains("1200 s ahead"),
         "{out:#?}"
     );
@@ -1077,20 +1078,25 @@ fn reconcile_finds_a_futures_order_modified_behind_keygate_s_back() {
     // Orders are reconciled once they are a few seconds old.
     std::thread::sleep(Duration::from_millis(5500));
     drop(serve);
-    let out = home
-        .kg
-        .fails(&["reconcile", "--since", "1h", "--json"], "", 1);
-    let report: Value = serde_json::from_str(&out.stdout).unwrap();
+    // Reconciled over `since`, the one order reported is `moved`, modified, at `price`.
+    let only_moved_reported = |since: &str, price: &str| {
+        let out = home
+            .kg
+            .fails(&["reconcile", "--since", since, "--json"], "", 1);
+        let report: Value = serde_json::from_str(&out.stdout).unwrap();
+        let unmatched = report[0]["orders_not_through_keygate"].as_array().unwrap();
+        assert_eq!(unmatched.len(), 1, "{report}");
+        assert_eq!(
+            unmatched[0]["id"].as_str(),
+            Some(moved.as_str()),
+            "{report}"
+        );
+        assert_eq!(unmatched[0]["price"], price, "{report}");
+        assert_eq!(unmatched[0]["modified_outside_keygate"], true, "{report}");
+        report
+    };
+    let report = only_moved_reported("1h", "59000");
     assert_eq!(report[0]["orders"], 2, "{report}");
-    let unmatched = report[0]["orders_not_through_keygate"].as_array().unwrap();
-    assert_eq!(unmatched.len(), 1, "{report}");
-    assert_eq!(
-        unmatched[0]["id"].as_str(),
-        Some(moved.as_str()),
-        "{report}"
-    );
-    assert_eq!(unmatched[0]["price"], "59000", "{report}");
-    assert_eq!(unmatched[0]["modified_outside_keygate"], true, "{report}");
     let human = home.kg.fails(&["reconcile", "--since", "1h"], "", 1).stdout;
     assert!(
         human.contains(&format!(
@@ -1102,18 +1108,7 @@ fn reconcile_finds_a_futures_order_modified_behind_keygate_s_back() {
     // Found by review: an order still open that was placed before the window was not
     // checked, so a market maker's resting orders could be moved once they were older
     // than the window. Both are older than this one.
-    let out = home
-        .kg
-        .fails(&["reconcile", "--since", "2s", "--json"], "", 1);
-    let report: Value = serde_json::from_str(&out.stdout).unwrap();
-    let unmatched = report[0]["orders_not_through_keygate"].as_array().unwrap();
-    assert_eq!(unmatched.len(), 1, "{report}");
-    assert_eq!(
-        unmatched[0]["id"].as_str(),
-        Some(moved.as_str()),
-        "{report}"
-    );
-    assert_eq!(unmatched[0]["modified_outside_keygate"], true, "{report}");
+    only_moved_reported("2s", "59000");
     // Found by review: moved again so that it fills, it is open no more, and an order
     // placed before the window that is not open was checked by nothing. Its fill paid a
     // fee in the window, which has the orders of its symbol placed in the day before
@@ -1129,19 +1124,7 @@ fn reconcile_finds_a_futures_order_modified_behind_keygate_s_back() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["status"], "FILLED", "{body}");
     std::thread::sleep(Duration::from_millis(5500));
-    let out = home
-        .kg
-        .fails(&["reconcile", "--since", "7s", "--json"], "", 1);
-    let report: Value = serde_json::from_str(&out.stdout).unwrap();
-    let unmatched = report[0]["orders_not_through_keygate"].as_array().unwrap();
-    assert_eq!(unmatched.len(), 1, "{report}");
-    assert_eq!(
-        unmatched[0]["id"].as_str(),
-        Some(moved.as_str()),
-        "{report}"
-    );
-    assert_eq!(unmatched[0]["price"], "62000", "{report}");
-    assert_eq!(unmatched[0]["modified_outside_keygate"], true, "{report}");
+    only_moved_reported("7s", "62000");
 }
 
 /// A regression test: a leaked key that opened and closed a USD-M position in a symbol

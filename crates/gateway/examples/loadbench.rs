@@ -270,6 +270,7 @@ fn start_gateway(workers: usize, dir: &Path, upstream: &str) -> SocketAddr {
     // cap is checked on every read all the same; it only never stops one.
     let gateway = gateway.with_client_limits(ClientLimits {
         public_weight_cap: u64::MAX / 2,
+        spend_weight_kept_for_reconciliation: true,
         ..ClientLimits::default()
     });
     let server = Server::start("127.0.0.1:0".parse().unwrap(), workers, &gateway).unwrap();

@@ -125,6 +125,12 @@ pub struct ClientLimits {
     /// requests alone hold this much. Orders, cancels, withdrawals and transfers are
     /// never refused for it. See `answers.rs` for what it bounds and what it does not.
     pub max_answer_bytes: usize,
+    /// Let public data, pricing and signed reads use a pool's weight up to the caps
+    /// alone, past what the exchange's adapter keeps for orders, cancels and
+    /// reconciliation ([`Adapter::shared_weight_limit`]). For benchmarks against a
+    /// simulator that reports more weight than any exchange allows; `keygate serve`
+    /// never sets it, since a leaked key's orders could then go unchecked.
+    pub spend_weight_kept_for_reconciliation: bool,
 }
 
 impl Default for ClientLimits {
@@ -140,6 +146,7 @@ impl Default for ClientLimits {
             max_connections_per_source: 256,
             public_weight_cap: 1200,
             max_answer_bytes: 256 * 1024 * 1024,
+            spend_weight_kept_for_reconciliation: false,
         }
     }
 }
@@ -469,7 +476,7 @@ async fn handle<A: Adapter>(
             upstream: base,
             name: adapter.weight_pool(native),
         };
-        let cap = shared_cap(adapter, pool, gw.limits.public_weight_cap);
+        let cap = shared_cap(gw, adapter, pool, gw.limits.public_weight_cap);
         if let Some((response, msg)) = held_back(adapter, &gw.weight, pool) {
             return audit.deny(response, Rule::ExchangeBackOff, &msg);
         }
@@ -671,6 +678,7 @@ async fn handle<A: Adapter>(
     // from here on; nothing that trades, cancels or moves money is held back for weight.
     if action.kind == ActionKind::Read {
         let cap = shared_cap(
+            gw,
             adapter,
             pool,
             signed_read_weight_cap(gw.limits.public_weight_cap),
@@ -708,6 +716,7 @@ async fn handle<A: Adapter>(
     }) = &decision
     {
         let cap = shared_cap(
+            gw,
             adapter,
             pool,
             pricing_weight_cap(gw.limits.public_weight_cap),
@@ -954,7 +963,10 @@ fn pricing_weight_cap(public_cap: u64) -> u64 {
 
 /// `cap`, or less where the exchange keeps the rest of `pool`'s weight for orders,
 /// cancels and reconciliation ([`Adapter::shared_weight_limit`]).
-fn shared_cap<A: Adapter>(adapter: &A, pool: Pool<'_>, cap: u64) -> u64 {
+fn shared_cap<A: Adapter>(gw: &Gateway, adapter: &A, pool: Pool<'_>, cap: u64) -> u64 {
+    if gw.limits.spend_weight_kept_for_reconciliation {
+        return cap;
+    }
     cap.min(adapter.shared_weight_limit(pool.name))
 }
 

@@ -640,7 +640,6 @@ impl Upstream {
             return Ok(None);
         }
         // Settled once the answer's weight is recorded; else its estimate counts as spent.
-        let cap = cap.min(adapter.shared_weight_limit(pool.name));
         let reservation = weight.reserve(pool, cap, estimate, crate::now_ms())?;
         let url = format!("{base}{}", key.1);
         let price = match self.send(&Method::GET, &url, &[], b"").await {

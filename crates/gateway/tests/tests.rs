@@ -536,6 +536,24 @@ async fn public_market_data_pauses_before_it_spends_the_weight_orders_need() {
     );
 }
 
+/// A gateway in front of `upstream` (with a timeout of a second) whose public calls
+/// pause at a weight of 45.
+async fn capped_at_45(upstream: String) -> Env {
+    let limits = ClientLimits {
+        public_weight_cap: 45,
+        ..ClientLimits::default()
+    };
+    setup_with(
+        trading_policy(),
+        Some(upstream),
+        Duration::from_secs(1),
+        ClientKeyMaterial::Hmac(SecretString::new(BOT_SECRET.into())),
+        limits,
+        vec![],
+    )
+    .await
+}
+
 /// Found by review: a public call or signed read that never left keygate (the exchange
 /// unreachable) kept its weight estimate as spent for the rest of the minute, so after
 /// a short outage public data and reads stayed paused at the cap. It is handed back.
@@ -545,19 +563,7 @@ async fn calls_that_could_not_be_sent_spend_no_weight() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let closed_url = format!("http://{}", closed.local_addr().unwrap());
     drop(closed);
-    let limits = ClientLimits {
-        public_weight_cap: 45,
-        ..ClientLimits::default()
-    };
-    let env = setup_with(
-        trading_policy(),
-        Some(closed_url),
-        Duration::from_secs(1),
-        ClientKeyMaterial::Hmac(SecretString::new(BOT_SECRET.into())),
-        limits,
-        vec![],
-    )
-    .await;
+    let env = capped_at_45(closed_url).await;
     let exchange_info =
         b"GET /binance/api/v3/exchangeInfo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
     // Weight 20 each: three spent would pass the cap of 45, and the fourth be paused.
@@ -620,19 +626,7 @@ async fn a_burst_of_public_calls_cannot_pass_the_weight_cap_before_any_answer() 
     // An exchange that never answers: every call stays in flight until it times out.
     let (silent_url, accepted) = silent_exchange().await;
     let sent = || accepted.load(std::sync::atomic::Ordering::SeqCst);
-    let limits = ClientLimits {
-        public_weight_cap: 45,
-        ..ClientLimits::default()
-    };
-    let env = setup_with(
-        trading_policy(),
-        Some(silent_url),
-        Duration::from_secs(1),
-        ClientKeyMaterial::Hmac(SecretString::new(BOT_SECRET.into())),
-        limits,
-        vec![],
-    )
-    .await;
+    let env = capped_at_45(silent_url).await;
     let exchange_info =
         b"GET /binance/api/v3/exchangeInfo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
     // Weight 20 reserved each: 0, 20 and 40 in flight are below the cap of 45.

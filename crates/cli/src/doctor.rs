@@ -129,6 +129,27 @@ fn mode_of(_path: &Path) -> Option<u32> {
 /// would carry it along with the database it opens.
 fn master_key(vault: &Unlocked) -> anyhow::Result<Check> {
     let config = vault.home.config()?.master_key;
+    // What another provider opens the vault with, left by a `vault move-key` whose last
+    // step failed: that provider opens it still.
+    let leftover = [
+        (Provider::Passphrase, crate::home::META_KDF),
+        (Provider::Hsm, crate::home::META_HSM_WRAPPED),
+    ]
+    .into_iter()
+    .find(|(other, key)| *other != config.provider && matches!(vault.store.meta(key), Ok(Some(_))));
+    if let Some((other, key)) = leftover {
+        return Ok(check(
+            "master key",
+            Verdict::Warn,
+            format!(
+                "the {} provider's data is still in the database (a `vault move-key` did \
+                 not finish removing it), so that provider opens this vault too; with \
+                 `keygate serve` stopped: sqlite3 {} \"DELETE FROM meta WHERE key = '{key}'\"",
+                other.as_str(),
+                vault.store.path().display()
+            ),
+        ));
+    }
     Ok(match (config.provider, &config.key_file, &config.hsm) {
         (Provider::KeyFile, Some(file), _) => {
             let inside = match (file.canonicalize(), vault.home.dir.canonicalize()) {

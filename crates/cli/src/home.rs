@@ -15,13 +15,13 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroize;
 
 /// Meta key holding the Argon2id parameters of a passphrase vault (JSON).
-const META_KDF: &str = "kdf";
+pub(crate) const META_KDF: &str = "kdf";
 /// Meta key holding the sealed check value that tells a wrong key from a right one.
 pub const META_CHECK: &str = "check";
 /// Meta key naming the master-key provider (`passphrase`, `key-file`, `env`, `hsm`).
 const META_PROVIDER: &str = "master_key_provider";
 /// Meta key holding the master key as the token key wrapped it, for [`Provider::Hsm`].
-const META_HSM_WRAPPED: &str = "hsm_wrapped_master_key";
+pub(crate) const META_HSM_WRAPPED: &str = "hsm_wrapped_master_key";
 
 /// A keygate home directory.
 #[derive(Clone, Debug)]
@@ -547,8 +547,8 @@ fn move_key(mut vault: Unlocked, how: &UnlockArgs, args: &MoveKeyArgs) -> anyhow
         }
         Err(e) => {
             eprintln!(
-                "keygate: warning: the old provider's data stays in the database for now \
-                 ({e}); the next command that opens the vault removes it"
+                "keygate: warning: the old provider's data stays in the database ({e}); \
+                 `keygate doctor` warns of it for as long as it does"
             );
             false
         }
@@ -977,40 +977,11 @@ fn unlock_as(home: Home, how: &UnlockArgs, schema: Schema) -> anyhow::Result<Unl
              until you review and tag them with `keygate upgrade`"
         );
     }
-    forget_other_providers(&store, provider);
     let mut unlocked = open_with(home, store, master, format)?;
     if schema == Schema::BringUpToDate {
         unlocked.upgrade_schema()?;
     }
     Ok(unlocked)
-}
-
-/// Removes what another provider than `provider` (the config's, which just opened the
-/// vault) would open it with: the salt of a passphrase, or the master key wrapped by a
-/// token. `vault move-key` removes it as its last step; when that step failed (the
-/// database busy), the old provider would open the vault for as long as it stays.
-fn forget_other_providers(store: &Store, provider: Provider) {
-    let others = [
-        (Provider::Passphrase, META_KDF),
-        (Provider::Hsm, META_HSM_WRAPPED),
-    ];
-    for (other, key) in others.into_iter().filter(|(other, _)| *other != provider) {
-        let left = matches!(store.meta(key), Ok(Some(_)));
-        if left {
-            match store.delete_meta(key) {
-                Ok(()) => eprintln!(
-                    "keygate: removed what the {} provider opened this vault with (left by \
-                     an earlier `vault move-key`)",
-                    other.as_str()
-                ),
-                Err(e) => eprintln!(
-                    "keygate: warning: the {} provider still opens this vault: its data \
-                     could not be removed ({e})",
-                    other.as_str()
-                ),
-            }
-        }
-    }
 }
 
 /// Makes every seal check of `store` ask the log, read where it verifies and from the

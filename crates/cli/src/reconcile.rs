@@ -463,15 +463,22 @@ pub(crate) fn reconcile(
                 // not happened yet at the exchange, found nothing and called the window
                 // checked; the run fails instead, and the window waits.
                 let skew = exchanges.clock_skew_ms(&Binance, &account, Binance.permissions_path());
-                if skew.unsigned_abs() > MAX_CLOCK_SKEW_MS {
-                    let off = Failure::new(
+                let off = match skew {
+                    Some(skew) if skew.unsigned_abs() > MAX_CLOCK_SKEW_MS => Some(Failure::new(
                         "this host's clock is too far off the exchange's to place the window",
                         format!(
                             "{} s {}",
                             skew.unsigned_abs() / 1000,
                             if skew > 0 { "behind" } else { "ahead" }
                         ),
-                    );
+                    )),
+                    Some(_) => None,
+                    // Nor can the window be placed on a clock that could not be compared.
+                    None => Some(Failure::fixed(
+                        "the exchange's clock could not be read to place the window",
+                    )),
+                };
+                if let Some(off) = off {
                     withdrawals.failures.push(off.clone());
                     orders.failures.push(off);
                 }

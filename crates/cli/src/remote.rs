@@ -106,21 +106,19 @@ impl Exchanges {
 
     /// How far the clock of the exchange host serving `path` for `account` is ahead of
     /// this host's (behind: negative), in milliseconds, as last measured (once in five
-    /// minutes; 0 when it could not be).
-    pub fn clock_skew_ms<A: Adapter>(&self, adapter: &A, account: &Account, path: &str) -> i64 {
-        let Ok(base) = base_for(adapter, account.upstream.as_deref(), path) else {
-            return 0;
-        };
-        self.runtime.block_on(async {
-            let exchange = self
-                .upstream
-                .exchange_time_ms(adapter, &base, path, &self.weight)
-                .await;
-            let local = keygate_gateway::now_ms();
-            i64::try_from(exchange)
-                .unwrap_or(i64::MAX)
-                .saturating_sub(i64::try_from(local).unwrap_or(i64::MAX))
-        })
+    /// minutes); `None` when it could not be.
+    pub fn clock_skew_ms<A: Adapter>(
+        &self,
+        adapter: &A,
+        account: &Account,
+        path: &str,
+    ) -> Option<i64> {
+        let base = base_for(adapter, account.upstream.as_deref(), path).ok()?;
+        self.runtime
+            .block_on(
+                self.upstream
+                    .measured_clock_offset_ms(adapter, &base, path, &self.weight),
+            )
     }
 
     /// GETs the public `path?query` from `account`'s exchange (from its upstream, when

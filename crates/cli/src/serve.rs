@@ -63,8 +63,9 @@ pub struct ServeArgs {
     /// prices for clients' orders go on to half as much again (up to 2000), signed reads
     /// halfway to that (1500 by default); orders, cancels, withdrawals and transfers never
     /// pause. Raise it for bots that read much through keygate (from 2000, reads, prices
-    /// and public data share this one cap). Whatever it is, they stop at 2700 of spot's
-    /// weight, 1500 of USD-M's and 5500 of /sapi's, left for orders and reconciliation.
+    /// and public data share this one cap). The three are lowered together where pricing
+    /// would pass 2700 of spot's weight, 1500 of USD-M's (there 1000, 1250 and 1500 by
+    /// default) or 5500 of /sapi's: the rest is left for orders and reconciliation.
     #[arg(long, value_name = "WEIGHT", default_value_t = 1200,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub public_weight_cap: u64,

@@ -476,7 +476,7 @@ async fn handle<A: Adapter>(
             upstream: base,
             name: adapter.weight_pool(native),
         };
-        let cap = shared_cap(gw, adapter, pool, gw.limits.public_weight_cap);
+        let cap = public_cap_in(gw, adapter, pool);
         if let Some((response, msg)) = held_back(adapter, &gw.weight, pool) {
             return audit.deny(response, Rule::ExchangeBackOff, &msg);
         }
@@ -662,9 +662,12 @@ async fn handle<A: Adapter>(
     // probing for symbols or scopes during a pause is decided first too.
     if action.kind == ActionKind::Read {
         if let Some((response, msg)) = held_back(adapter, &gw.weight, pool) {
-            let decided = gw.decider.reserve(&request(None));
+            // Not counted against its client's rate: a bot that reads again while the
+            // exchange asks keygate to wait would otherwise find its first orders after
+            // the pause refused for its rate.
+            let decided = gw.decider.decide_read_held_back(&request(None));
             audit.action = Some(action);
-            if let Err(denial) = decided {
+            if let keygate_core::Decision::Deny(denial) = decided {
                 let msg = bounded(format!("keygate: {}", denial.message));
                 return audit.deny(refuse(Refusal::Denied(&msg)), denial.rule, &denial.message);
             }
@@ -677,12 +680,7 @@ async fn handle<A: Adapter>(
     // the weight that prices other clients' orders. Handed back if the read is refused
     // from here on; nothing that trades, cancels or moves money is held back for weight.
     if action.kind == ActionKind::Read {
-        let cap = shared_cap(
-            gw,
-            adapter,
-            pool,
-            signed_read_weight_cap(gw.limits.public_weight_cap),
-        );
+        let cap = signed_read_weight_cap(public_cap_in(gw, adapter, pool));
         let weight = adapter.signed_read_weight(native, query);
         match gw.weight.reserve(pool, cap, weight, now_ms()) {
             Ok(reservation) => audit.weight = Held(Some(reservation)),
@@ -715,12 +713,7 @@ async fn handle<A: Adapter>(
         ..
     }) = &decision
     {
-        let cap = shared_cap(
-            gw,
-            adapter,
-            pool,
-            pricing_weight_cap(gw.limits.public_weight_cap),
-        );
+        let cap = pricing_weight_cap(public_cap_in(gw, adapter, pool));
         match gw
             .upstream
             .price_orders(adapter, &base, native, &action, &gw.weight, cap)
@@ -961,13 +954,31 @@ fn pricing_weight_cap(public_cap: u64) -> u64 {
     (public_cap.saturating_mul(3) / 2).min(public_cap.max(PRICING_CEILING))
 }
 
-/// `cap`, or less where the exchange keeps the rest of `pool`'s weight for orders,
-/// cancels and reconciliation ([`Adapter::shared_weight_limit`]).
-fn shared_cap<A: Adapter>(gw: &Gateway, adapter: &A, pool: Pool<'_>, cap: u64) -> u64 {
+/// The public weight cap in `pool`: the configured one, or less where the caps derived
+/// from it would pass what the exchange keeps of the pool for orders, cancels and
+/// reconciliation ([`Adapter::shared_weight_limit`]). Lowered as a whole, so that
+/// pricing's cap stays within the pool's limit and reads' below pricing's: no client's
+/// reads can keep others' orders from being priced.
+fn public_cap_in<A: Adapter>(gw: &Gateway, adapter: &A, pool: Pool<'_>) -> u64 {
+    let configured = gw.limits.public_weight_cap;
     if gw.limits.spend_weight_kept_for_reconciliation {
-        return cap;
+        return configured;
     }
-    cap.min(adapter.shared_weight_limit(pool.name))
+    public_cap_within(configured, adapter.shared_weight_limit(pool.name))
+}
+
+/// `configured`, or the highest public cap below it whose pricing cap is at most `limit`.
+fn public_cap_within(configured: u64, limit: u64) -> u64 {
+    if pricing_weight_cap(configured) <= limit {
+        return configured;
+    }
+    // Pricing goes half as much again above the public cap, up to `PRICING_CEILING`, and
+    // no further than the public cap above that.
+    if limit >= PRICING_CEILING {
+        limit
+    } else {
+        (limit * 2 / 3).max(1)
+    }
 }
 
 /// The request weight at which signed reads pause: halfway from the cap that pauses
@@ -1674,6 +1685,27 @@ impl Drop for Audit<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by review: clamping each cap to a pool's limit on its own made pricing's and
+    /// reads' equal on USD-M (1500 both), so a client's reads could keep other clients'
+    /// orders from being priced. Lowered together, they keep their order.
+    #[test]
+    fn caps_lowered_for_a_pool_keep_their_order() {
+        for limit in [1_500, 2_700, 5_500, u64::MAX] {
+            for configured in [1, 100, 1_000, 1_200, 1_800, 2_000, 2_700, 5_000, 100_000] {
+                let public = public_cap_within(configured, limit);
+                let (reads, pricing) = (signed_read_weight_cap(public), pricing_weight_cap(public));
+                let at = format!("limit {limit}, configured {configured}");
+                assert!(public <= configured && pricing <= limit, "{at}");
+                assert!(public <= reads && reads <= pricing, "{at}");
+                if pricing_weight_cap(configured) > pricing && public < PRICING_CEILING {
+                    assert!(reads < pricing, "{at}: {reads} {pricing}");
+                }
+            }
+        }
+        assert_eq!(public_cap_within(1_200, 1_500), 1_000);
+        assert_eq!(public_cap_within(1_200, 2_700), 1_200);
+    }
 
     #[test]
     fn a_forwarded_timestamp_is_as_old_as_the_bots() {

@@ -576,8 +576,9 @@ async fn calls_that_could_not_be_sent_spend_no_weight() {
 
 /// Found by review: a public weight cap raised past reconciliation's USD-M ceiling let
 /// callers without a key hold the futures weight there, and reconciliation never ran.
-/// Public data, pricing and reads stop at what the exchange keeps of each pool whatever
-/// the cap (1500 of USD-M's 2400).
+/// Public data, pricing and reads stop below what the exchange keeps of each pool
+/// whatever the cap: on USD-M pricing at 1500 of its 2400, reads at 1250, public data at
+/// 1000 (lowered together, so that reads still cannot keep orders from being priced).
 #[tokio::test]
 async fn raised_caps_leave_the_weight_reconciliation_needs() {
     clear_of_a_minute_turn().await;
@@ -592,11 +593,14 @@ async fn raised_caps_leave_the_weight_reconciliation_needs() {
     while statuses.last() != Some(&429) && statuses.len() < 60 {
         statuses.push(raw(env.gateway, tickers).await.0);
     }
-    // 40 each: the 38th reaches 1520, and the next is paused.
-    assert_eq!(statuses.len(), 39, "{statuses:?}");
+    // 40 each: the 25th reaches 1000, and the next is paused.
+    assert_eq!(statuses.len(), 26, "{statuses:?}");
     let (status, body) = raw(env.gateway, tickers).await;
     assert_eq!(status, 429, "{body}");
-    assert!(body["msg"].as_str().unwrap().contains("1500"), "{body}");
+    assert!(
+        body["msg"].as_str().unwrap().contains("cap of 1000"),
+        "{body}"
+    );
 }
 
 /// An exchange on loopback that accepts connections and never answers: its URL, and how
@@ -3871,6 +3875,37 @@ async fn requests_denied_by_policy_during_a_pause_are_denied() {
     let reads = events_where(&env, 2, |e| e["path"] == "/api/v3/openOrders").await;
     assert_eq!(reads[0]["rule"], "symbol", "{reads:?}");
     assert_eq!(reads[1]["rule"], "exchange_back_off", "{reads:?}");
+}
+
+/// Found by review: a read held back during a pause was decided, which counted it
+/// against its client's rate, so a bot that read again while it waited found its first
+/// orders after the pause refused for its rate. Held-back reads count for nothing.
+#[tokio::test]
+async fn reads_held_back_during_a_pause_spend_no_rate() {
+    clear_of_a_minute_turn().await;
+    // The pause takes three reads; six more in the same second would pass the rate.
+    let policy = Policy {
+        rate_per_second: Some(3),
+        ..trading_policy()
+    };
+    let env = setup(policy, None, Duration::from_secs(10)).await;
+    pause_with_a_429(&env).await;
+    for n in 10..16 {
+        let read = http(
+            "GET",
+            &format!("/binance/api/v3/openOrders?{}", sign_nth(n, BOT_SECRET)),
+            "",
+            "",
+        );
+        let held = exchange_raw(env.gateway, &read).await;
+        assert_eq!(held.status, 429, "{}", held.body);
+        assert!(!held.body.contains("rate"), "{}", held.body);
+    }
+    let events = events_where(&env, 6, |e| e["path"] == "/api/v3/openOrders").await;
+    assert!(
+        events.iter().all(|e| e["rule"] == "exchange_back_off"),
+        "{events:?}"
+    );
 }
 
 /// A price lookup the exchange answers asking to back off holds its order back as such

@@ -381,6 +381,14 @@ impl Decider {
         Decider::decision(self.check(r, true))
     }
 
+    /// As [`Decider::decide`] for a read, without checking or counting its client's rate:
+    /// for one refused whatever the decision (held back while the exchange asks keygate to
+    /// back off), whose denial alone is wanted. A read reserves nothing else.
+    pub fn decide_read_held_back(&self, r: &Request<'_>) -> Decision {
+        debug_assert_eq!(r.action.kind, ActionKind::Read);
+        Decider::decision(self.check(r, true))
+    }
+
     fn decision(checked: Result<DailyReservation, Denial>) -> Decision {
         match checked {
             Ok(_) => Decision::Allow,

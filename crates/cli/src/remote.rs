@@ -114,11 +114,10 @@ impl Exchanges {
         path: &str,
     ) -> Option<i64> {
         let base = base_for(adapter, account.upstream.as_deref(), path).ok()?;
-        self.runtime
-            .block_on(
-                self.upstream
-                    .measured_clock_offset_ms(adapter, &base, path, &self.weight),
-            )
+        self.runtime.block_on(
+            self.upstream
+                .clock_offset_ms(adapter, &base, path, &self.weight),
+        )
     }
 
     /// GETs the public `path?query` from `account`'s exchange (from its upstream, when

@@ -499,20 +499,7 @@ impl Upstream {
     /// How far `base`'s clock is ahead of this host's (behind: negative), measured first
     /// if due, as [`Upstream::exchange_time_ms`] corrects by it; `None` when it has not
     /// been measured.
-    pub async fn measured_clock_offset_ms<A: Adapter>(
-        &self,
-        adapter: &A,
-        base: &str,
-        native_path: &str,
-        weight: &WeightGauge,
-    ) -> Option<i64> {
-        self.clock_offset_ms(adapter, base, native_path, weight)
-            .await
-    }
-
-    /// The offset of `base`'s clock, measured first if due; see
-    /// [`Upstream::exchange_time_ms`].
-    async fn clock_offset_ms<A: Adapter>(
+    pub async fn clock_offset_ms<A: Adapter>(
         &self,
         adapter: &A,
         base: &str,

@@ -117,7 +117,8 @@ fn add(vault: &mut Unlocked, args: &AddArgs) -> anyhow::Result<()> {
         );
     }
     if !args.no_check {
-        check_with_exchange(exchange, upstream.as_deref(), &api_key, &secret)?;
+        let exchanges = Exchanges::keeping_pauses_in(vault.store.path())?;
+        check_with_exchange(&exchanges, exchange, upstream.as_deref(), &api_key, &secret)?;
     }
     let new = NewAccount {
         label: label.clone(),
@@ -309,7 +310,9 @@ fn rotate(vault: &mut Unlocked, args: &RotateArgs) -> anyhow::Result<()> {
     }
     if !args.no_check {
         // The bots switch to the new key at once: one the exchange refuses stops them all.
+        let exchanges = Exchanges::keeping_pauses_in(vault.store.path())?;
         check_with_exchange(
+            &exchanges,
             before.exchange,
             before.upstream.as_deref(),
             &api_key,
@@ -476,12 +479,12 @@ fn check_no_other_holds(
 /// a mistyped key, a swapped key and secret, or a key deleted at the exchange is refused
 /// here rather than by the exchange on every bot request after.
 fn check_with_exchange(
+    exchanges: &Exchanges,
     exchange: Exchange,
     upstream: Option<&str>,
     api_key: &SecretString,
     secret: &SecretString,
 ) -> anyhow::Result<()> {
-    let exchanges = Exchanges::new()?;
     let checked = match exchange {
         Exchange::Binance => exchanges.check_key(&Binance, upstream, api_key, secret),
         other => Err(ReadError::lasting(format!(

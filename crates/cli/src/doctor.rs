@@ -465,7 +465,7 @@ fn exchange_keys(vault: &Unlocked) -> Vec<Check> {
         }
     };
     let clients = vault.store.client_rows().unwrap_or_default();
-    let exchanges = match Exchanges::new() {
+    let exchanges = match Exchanges::keeping_pauses_in(vault.store.path()) {
         Ok(exchanges) => exchanges,
         Err(e) => {
             return vec![check(

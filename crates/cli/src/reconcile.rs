@@ -252,7 +252,7 @@ pub fn run(vault: &Unlocked, args: &ReconcileArgs) -> anyhow::Result<i32> {
         );
     }
     let since_ms = now_ms().saturating_sub(since.as_millis() as u64);
-    let exchanges = Exchanges::new()?;
+    let exchanges = Exchanges::keeping_pauses_in(vault.store.path())?;
     let reports = reconcile(
         &vault.store,
         &vault.master,

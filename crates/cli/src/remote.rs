@@ -5,12 +5,84 @@
 use anyhow::Context;
 use http::Method;
 use keygate_exchanges::{Adapter, ClientRequest};
-use std::sync::Arc;
+use std::path::Path;
+use std::sync::{mpsc, Arc, Mutex};
 
 use keygate_gateway::upstream::{Failure, Upstream, UPSTREAM_TIMEOUT};
-use keygate_gateway::weight::{Pool, WeightGauge};
-use keygate_store::Account;
+use keygate_gateway::weight::{Paused, Pool, WeightGauge};
+use keygate_store::{Account, ExchangePause, Store};
 use keygate_vault::{MasterKey, SecretString};
+
+/// How [`keep_pauses`] writes a new pause to the database.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Keeping {
+    /// At once, in the thread that was answered: for a command, which sends one read at
+    /// a time.
+    AsTheyCome,
+    /// From a thread of its own: for `serve`, whose workers must not wait for the
+    /// database's write lock.
+    InTheBackground,
+}
+
+/// Makes the pauses the exchanges ask of this address outlive the process: those `store`
+/// keeps that still run are taken up by `weight`, and each one `weight` is asked for from
+/// now on is kept in `store`. Binance bans an address that goes on sending after a 429,
+/// for longer each time: a gateway restarted during a pause, or a command run beside it,
+/// must not send either.
+pub fn keep_pauses(store: Store, weight: &WeightGauge, keeping: Keeping) -> anyhow::Result<()> {
+    let now_ms = keygate_gateway::now_ms();
+    let kept = store
+        .exchange_pauses()
+        .context("reading the pauses the exchanges asked for")?;
+    for pause in kept {
+        let paused = Paused {
+            until_ms: pause.until_ms,
+            banned: pause.banned,
+        };
+        weight.resume_pause(&pause.upstream, paused, now_ms);
+    }
+    let keep = move |store: &Store, upstream: &str, paused: Paused| {
+        let pause = ExchangePause {
+            upstream: upstream.to_owned(),
+            until_ms: paused.until_ms,
+            banned: paused.banned,
+        };
+        if let Err(e) = store.keep_exchange_pause(&pause, keygate_gateway::now_ms()) {
+            tracing::error!(
+                upstream,
+                "cannot keep the exchange's pause in the database ({e}); a restart before \
+                 it ends would send again"
+            );
+        }
+    };
+    match keeping {
+        Keeping::AsTheyCome => {
+            let store = Mutex::new(store);
+            weight.keep_pauses_with(Box::new(move |upstream, paused| {
+                keep(
+                    &store.lock().unwrap_or_else(|p| p.into_inner()),
+                    upstream,
+                    paused,
+                );
+            }));
+        }
+        Keeping::InTheBackground => {
+            let (sender, pauses) = mpsc::channel::<(String, Paused)>();
+            std::thread::Builder::new()
+                .name("keygate-pauses".into())
+                .spawn(move || {
+                    for (upstream, paused) in pauses {
+                        keep(&store, &upstream, paused);
+                    }
+                })
+                .context("starting the thread that keeps the exchanges' pauses")?;
+            weight.keep_pauses_with(Box::new(move |upstream, paused| {
+                let _ = sender.send((upstream.to_owned(), paused));
+            }));
+        }
+    }
+    Ok(())
+}
 
 /// Why a signed read has no answer to use. Its text names no key and no signature.
 pub struct ReadError {
@@ -65,9 +137,14 @@ pub struct Exchanges {
 }
 
 impl Exchanges {
-    /// The client, with the gateway's upstream timeout, keeping its own pauses.
-    pub fn new() -> anyhow::Result<Exchanges> {
-        Exchanges::sharing(Arc::default())
+    /// The client, with the gateway's upstream timeout, keeping to the pauses the
+    /// exchanges asked of this address that the database at `db` keeps (a running
+    /// gateway's among them), and keeping there those it is asked for.
+    pub fn keeping_pauses_in(db: &Path) -> anyhow::Result<Exchanges> {
+        let store = Store::open(db).context("opening the database for the exchanges' pauses")?;
+        let weight = Arc::new(WeightGauge::default());
+        keep_pauses(store, &weight, Keeping::AsTheyCome)?;
+        Exchanges::sharing(weight)
     }
 
     /// The client, keeping to the pauses of `weight` and telling it of the answers that

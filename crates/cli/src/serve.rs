@@ -18,6 +18,7 @@ use keygate_store::Store;
 use crate::alerts;
 use crate::home::{parse_duration, Home, Unlocked};
 use crate::reconcile::Watch;
+use crate::remote::{self, Keeping};
 use crate::stop::StopSignals;
 
 /// Options of `keygate serve`.
@@ -201,6 +202,13 @@ pub fn run(unlocked: Unlocked, args: &ServeArgs) -> anyhow::Result<()> {
     })
     .with_alerter(monitor.alerter());
     count_today(&gateway, &store, &audit_key)?;
+    // Before the first request: a pause asked of the gateway before it restarted holds.
+    let pauses_store = Store::open(&db).context("opening the store for the exchanges' pauses")?;
+    remote::keep_pauses(
+        pauses_store,
+        &gateway.weight_gauge(),
+        Keeping::InTheBackground,
+    )?;
     let master = Arc::new(master);
     spawn_reloader(
         store,

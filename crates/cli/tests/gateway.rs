@@ -84,14 +84,12 @@ impl Home {
 }
 
 fn signed_get(addr: &str, path: &str, key: &str, secret: &str) -> (u16, Value) {
-    signed(
-        reqwest::Method::GET,
-        &format!("http://{addr}/binance"),
-        path,
-        "",
-        key,
-        secret,
-    )
+    signed_get_from(&format!("http://{addr}/binance"), path, key, secret)
+}
+
+/// A signed GET of `path` from `base` (a gateway's `/binance` or the exchange itself).
+fn signed_get_from(base: &str, path: &str, key: &str, secret: &str) -> (u16, Value) {
+    signed(reqwest::Method::GET, base, path, "", key, secret)
 }
 
 /// Sends `params` to `base` + `path`, signed with `key` and `secret`: in the query for a
@@ -1787,6 +1785,63 @@ fn daily_withdrawal_limits_hold_across_a_restart() {
         .filter(|r| r.path.ends_with("/withdraw/apply"))
         .count();
     assert_eq!(applied, 3, "denied withdrawals reached the exchange");
+}
+
+/// A regression test: the pause an exchange asked for was kept in memory only, so a
+/// gateway restarted during a ban, or a reconciliation run beside it, sent again at once;
+/// Binance bans an address that goes on sending for longer each time.
+#[test]
+fn an_exchange_ban_holds_across_a_restart_and_for_commands() {
+    let (_runtime, exchange) = simulator(vec![Credential::hmac(REAL_KEY, REAL_SECRET)]);
+    let mut home = Home::with_account(&exchange.url());
+    let issued = home.issue("reader", &[]);
+    let read = |serve: &Serve| {
+        signed_get(
+            &serve.addr,
+            "/api/v3/account",
+            issued["api_key"].as_str().unwrap(),
+            issued["secret"].as_str().unwrap(),
+        )
+    };
+    // The address is banned by reads sent past the limit from elsewhere.
+    let simulator = exchange.simulator();
+    simulator.set_weight_limit(1);
+    simulator.set_first_ban_s(600);
+    let direct = || signed_get_from(&exchange.url(), "/api/v3/account", REAL_KEY, REAL_SECRET).0;
+    assert_eq!(direct(), 429);
+    assert_eq!(direct(), 418);
+
+    let serve = Serve::start_with(&home.kg, &["--reconcile-every", "off"]);
+    let (status, body) = read(&serve);
+    assert_eq!(status, 418, "{body}");
+    let sent = simulator.requests().len();
+    drop(serve);
+
+    let serve = Serve::start_with(&home.kg, &["--reconcile-every", "off"]);
+    let (status, body) = read(&serve);
+    assert_eq!(status, 418, "{body}");
+    assert!(
+        body["msg"]
+            .as_str()
+            .unwrap()
+            .contains("banned this address"),
+        "{body}"
+    );
+    drop(serve);
+    let out = home
+        .kg
+        .fails(&["reconcile", "--since", "1h", "--json"], "", 2);
+    assert!(out.stdout.contains("418"), "{}", out.all());
+    assert_eq!(
+        simulator.requests().len(),
+        sent,
+        "sent to the exchange during its ban"
+    );
+    let log = std::fs::read_to_string(home.kg.path("serve.log")).unwrap();
+    assert!(
+        log.contains("back off before keygate started"),
+        "the restarted gateway did not say why it refuses"
+    );
 }
 
 /// A regression test: serve counted the day so far from audit rows it never verified,

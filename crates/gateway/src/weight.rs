@@ -53,7 +53,13 @@ pub struct WeightGauge {
     paused_until_ms: AtomicU64,
     /// Where the first answer of each pause is told.
     alerter: Mutex<Option<Alerter>>,
+    /// What keeps each pause beyond this process, told as one begins or grows.
+    keeper: Mutex<Option<PauseKeeper>>,
 }
+
+/// Told of a pause for an upstream (its base URL) as it begins, lengthens or becomes a
+/// ban, so that it can be kept beyond the process ([`WeightGauge::keep_pauses_with`]).
+pub type PauseKeeper = Box<dyn Fn(&str, Paused) + Send + Sync>;
 
 /// One pool of request weight: an upstream (base URL), and the pool of its endpoints a
 /// call draws from ([`Adapter::weight_pool`](keygate_exchanges::Adapter::weight_pool)).
@@ -263,6 +269,9 @@ impl WeightGauge {
             };
             state.pauses.insert(pool.upstream.to_owned(), paused);
             self.paused_until_ms.fetch_max(until_ms, Ordering::Relaxed);
+            if running.is_none_or(|running| running != paused) {
+                self.keep(pool.upstream, paused);
+            }
             // A ban that follows a wait begins something worse, and is told too.
             running.is_none_or(|running| back_off.banned && !running.banned)
         };
@@ -270,6 +279,49 @@ impl WeightGauge {
             self.tell(pool, back_off);
         }
         begins
+    }
+
+    /// Tells `keeper` of every pause as it begins, lengthens or becomes a ban.
+    pub fn keep_pauses_with(&self, keeper: PauseKeeper) {
+        *self.keeper.lock().unwrap_or_else(|p| p.into_inner()) = Some(keeper);
+    }
+
+    /// Takes up a pause asked for before this gauge was made (kept by a
+    /// [`PauseKeeper`]): nothing is sent to `upstream` until it ends. Logged, not
+    /// alerted again; one that is over at `now_ms` is ignored.
+    pub fn resume_pause(&self, upstream: &str, paused: Paused, now_ms: u64) {
+        if paused.until_ms <= now_ms {
+            return;
+        }
+        let mut state = self.lock();
+        let running = state.pauses.get(upstream).copied();
+        let paused = Paused {
+            until_ms: running.map_or(paused.until_ms, |p| p.until_ms.max(paused.until_ms)),
+            banned: paused.banned || running.is_some_and(|p| p.banned),
+        };
+        state.pauses.insert(upstream.to_owned(), paused);
+        self.paused_until_ms
+            .fetch_max(paused.until_ms, Ordering::Relaxed);
+        tracing::warn!(
+            upstream,
+            seconds = paused.until_ms.saturating_sub(now_ms).div_ceil(1000),
+            banned = paused.banned,
+            "the exchange asked this address to back off before keygate started; nothing is \
+             sent there until then"
+        );
+    }
+
+    /// Tells the keeper, if any, of `paused` (under the state's lock, so that the keeper
+    /// hears of one upstream's pauses in the order they were made).
+    fn keep(&self, upstream: &str, paused: Paused) {
+        if let Some(keeper) = self
+            .keeper
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            keeper(upstream, paused);
+        }
     }
 
     /// Logs and alerts the first answer of a pause.
@@ -448,6 +500,60 @@ mod tests {
                 Severity::Warning
             ]
         );
+    }
+
+    /// A pause was kept in memory only: a gateway restarted during a ban (or a command run
+    /// beside it) sent again at once, and Binance bans an address that goes on sending
+    /// for longer each time.
+    #[test]
+    fn pauses_are_told_to_their_keeper_and_resumed_by_the_next_gauge() {
+        let gauge = WeightGauge::default();
+        let (kept_tx, kept) = std::sync::mpsc::channel();
+        let kept_tx = Mutex::new(kept_tx);
+        gauge.keep_pauses_with(Box::new(move |upstream, paused| {
+            let _ = kept_tx.lock().unwrap().send((upstream.to_owned(), paused));
+        }));
+        let now = 60_000 * 1_000;
+        let wait = |seconds| BackOff {
+            seconds,
+            banned: false,
+        };
+        gauge.back_off(SIM_API, wait(10), now);
+        // The same end again is nothing new; a later one, or a ban, is.
+        gauge.back_off(SIM_FAPI, wait(10), now);
+        gauge.back_off(SIM_API, wait(9), now + 500);
+        gauge.back_off(SIM_API, wait(20), now + 1);
+        gauge.back_off(
+            SIM_API,
+            BackOff {
+                seconds: 1,
+                banned: true,
+            },
+            now + 2,
+        );
+        let told: Vec<(String, Paused)> = kept.try_iter().collect();
+        let paused = |until_ms, banned| ("http://sim".to_owned(), Paused { until_ms, banned });
+        assert_eq!(
+            told,
+            [
+                paused(now + 10_000, false),
+                paused(now + 20_001, false),
+                paused(now + 20_001, true)
+            ]
+        );
+        // The next process's gauge takes the pause up, without an alert.
+        let next = WeightGauge::default();
+        let (alerter, alerts) = Alerter::channel();
+        next.alert_through(alerter);
+        let (upstream, last) = told.last().unwrap().clone();
+        next.resume_pause(&upstream, last, now + 5_000);
+        assert_eq!(next.paused(SIM_FAPI, now + 5_000), Some(last));
+        assert_eq!(next.paused(SIM_API, now + 20_001), None);
+        assert!(alerts.try_recv().is_err());
+        // One that is over is no pause.
+        let later = WeightGauge::default();
+        later.resume_pause(&upstream, last, now + 20_001);
+        assert!(later.pauses(now).is_empty());
     }
 
     /// A regression test (from a review): two workers answered at once could both see no

@@ -254,6 +254,41 @@ fn seq_or_none(seq: Option<u64>) -> String {
     seq.map_or_else(|| "none".to_owned(), |s| s.to_string())
 }
 
+/// The prefix of the meta keys that keep [`ExchangePause`]s, followed by the upstream.
+const EXCHANGE_PAUSE: &str = "exchange_pause ";
+
+/// An exchange asked that keygate's address send nothing to `upstream` until `until_ms`
+/// (a 429's wait or a 418's ban). Kept so that a gateway restarted, or a command run,
+/// during the pause does not make it longer: Binance bans an address that goes on
+/// sending, for longer each time. Not sealed: editing it can only shorten or invent a
+/// pause.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExchangePause {
+    /// The upstream's base URL.
+    pub upstream: String,
+    /// When the pause ends (ms since the epoch).
+    pub until_ms: u64,
+    /// Whether the address is banned, not asked to let a pool's weight recover.
+    pub banned: bool,
+}
+
+impl ExchangePause {
+    /// The pause kept as `value` (the end's 8 bytes, big-endian, then 0 or 1 for a ban).
+    fn decode(upstream: String, value: &[u8]) -> Option<ExchangePause> {
+        let (until, banned) = value.split_first_chunk::<8>()?;
+        let banned = match banned {
+            [0] => false,
+            [1] => true,
+            _ => return None,
+        };
+        Some(ExchangePause {
+            upstream,
+            until_ms: u64::from_be_bytes(*until),
+            banned,
+        })
+    }
+}
+
 /// The keygate database.
 pub struct Store {
     conn: Connection,
@@ -559,6 +594,59 @@ impl Store {
             .map_err(|e| self.sql(e))
     }
 
+    /// The pauses exchanges asked of keygate's address ([`ExchangePause`]), as last kept;
+    /// a value that does not decode is left out (it could only shorten a pause).
+    pub fn exchange_pauses(&self) -> Result<Vec<ExchangePause>, Error> {
+        let mut statement = self
+            .conn
+            .prepare("SELECT key, value FROM meta WHERE substr(key, 1, ?1) = ?2")
+            .map_err(|e| self.sql(e))?;
+        let rows = statement
+            .query_map(
+                params![EXCHANGE_PAUSE.len() as i64, EXCHANGE_PAUSE],
+                |row| Ok((row.get::<_, String>(0)?, row.get::<_, Vec<u8>>(1)?)),
+            )
+            .map_err(|e| self.sql(e))?;
+        let mut pauses = Vec::new();
+        for row in rows {
+            let (key, value) = row.map_err(|e| self.sql(e))?;
+            let upstream = key[EXCHANGE_PAUSE.len()..].to_owned();
+            if let Some(pause) = ExchangePause::decode(upstream, &value) {
+                pauses.push(pause);
+            }
+        }
+        Ok(pauses)
+    }
+
+    /// Keeps `pause`, so that a process started before it ends sends nothing to its
+    /// upstream either: merged with the one kept for the same upstream, the later end and
+    /// a ban winning. Pauses that are over at `now_ms` go.
+    pub fn keep_exchange_pause(&self, pause: &ExchangePause, now_ms: u64) -> Result<(), Error> {
+        self.begin_immediate(WRITE_LOCK_PATIENCE)?;
+        let kept = self
+            .merge_exchange_pause(pause, now_ms)
+            .and_then(|()| self.conn.execute_batch("COMMIT").map_err(|e| self.sql(e)));
+        if kept.is_err() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+        kept
+    }
+
+    fn merge_exchange_pause(&self, pause: &ExchangePause, now_ms: u64) -> Result<(), Error> {
+        let mut merged = pause.clone();
+        for kept in self.exchange_pauses()? {
+            if kept.until_ms <= now_ms {
+                self.delete_meta(&format!("{EXCHANGE_PAUSE}{}", kept.upstream))?;
+            } else if kept.upstream == pause.upstream {
+                merged.until_ms = merged.until_ms.max(kept.until_ms);
+                merged.banned |= kept.banned;
+            }
+        }
+        let mut value = merged.until_ms.to_be_bytes().to_vec();
+        value.push(u8::from(merged.banned));
+        self.set_meta(&format!("{EXCHANGE_PAUSE}{}", pause.upstream), &value)
+    }
+
     /// Copies the write-ahead log into the database and empties it, so that the older
     /// copies of pages it holds (with what was since deleted) are gone. `false` when
     /// another connection reads or writes meanwhile (a running gateway): SQLite then
@@ -708,6 +796,55 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let store = Store::create(&dir.join("keygate.db")).unwrap();
         (dir, store)
+    }
+
+    #[test]
+    fn exchange_pauses_merge_and_end() {
+        let (dir, store) = temp_store();
+        let pause = |upstream: &str, until_ms, banned| ExchangePause {
+            upstream: upstream.to_owned(),
+            until_ms,
+            banned,
+        };
+        let generation = store.generation().unwrap();
+        store
+            .keep_exchange_pause(&pause("https://api.binance.com", 5_000, false), 1_000)
+            .unwrap();
+        store
+            .keep_exchange_pause(&pause("https://fapi.binance.com", 2_000, true), 1_000)
+            .unwrap();
+        // A shorter wait does not shorten the pause kept; a ban stays a ban.
+        store
+            .keep_exchange_pause(&pause("https://api.binance.com", 4_000, true), 1_500)
+            .unwrap();
+        store
+            .keep_exchange_pause(&pause("https://api.binance.com", 3_000, false), 1_600)
+            .unwrap();
+        let mut pauses = store.exchange_pauses().unwrap();
+        pauses.sort_by(|a, b| a.upstream.cmp(&b.upstream));
+        assert_eq!(
+            pauses,
+            [
+                pause("https://api.binance.com", 5_000, true),
+                pause("https://fapi.binance.com", 2_000, true),
+            ]
+        );
+        // Over pauses go when another is kept.
+        store
+            .keep_exchange_pause(&pause("https://api.binance.com", 9_000, false), 2_000)
+            .unwrap();
+        assert_eq!(
+            store.exchange_pauses().unwrap(),
+            [pause("https://api.binance.com", 9_000, true)]
+        );
+        // Not an administrative change: a running gateway has nothing to reload.
+        assert_eq!(store.generation().unwrap(), generation);
+        // A value that does not decode is no pause.
+        store
+            .set_meta("exchange_pause https://x.example", b"\x01")
+            .unwrap();
+        assert_eq!(store.exchange_pauses().unwrap().len(), 1);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     /// A regression test: `create` checked that no file existed, then opened the path, so

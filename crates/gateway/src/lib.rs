@@ -324,9 +324,6 @@ fn timestamp_as_old_as(exchange_now_ms: u64, signed_at_us: u64, now_us: u64) -> 
 /// Picks the exchange adapter by the path's first segment. A new exchange is one line here.
 async fn route(gw: &Gateway, peer: SocketAddr, request: Request) -> Response {
     let path = request.uri().path();
-    if path == "/healthz" && request.method() == Method::GET {
-        return "ok".into_response();
-    }
     let prefix = path.split('/').nth(1).unwrap_or("");
     match prefix {
         "binance" => handle(gw, &gw.binance, peer, request).await,

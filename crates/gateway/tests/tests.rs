@@ -1391,6 +1391,24 @@ async fn attacks_are_refused_and_never_forwarded() {
 /// Regression: keygate took a GET with a form body, verified and classified it from the
 /// body, and forwarded it, though Binance reads a GET's parameters from its query alone:
 /// what keygate checked was not what the exchange would read.
+/// A regression test (from a review): the bots' listener answered `GET /healthz` with
+/// "ok" whatever its state, unaudited, so a load balancer probing it kept sending orders
+/// to a gateway that refused them all for an audit log it could not write. Health is the
+/// admin listener's (`serve --admin-listen`); here it is a path like any other.
+#[tokio::test]
+async fn the_bots_listener_has_no_health_endpoint_of_its_own() {
+    let env = default_env().await;
+    let answer = exchange_raw(
+        env.gateway,
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(answer.status, 404, "{}", answer.body);
+    let refused = events_where(&env, 1, |e| e["path"] == "/healthz").await;
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0]["rule"], "unknown_endpoint", "{refused:?}");
+}
+
 #[tokio::test]
 async fn a_get_or_head_with_a_body_is_refused_and_never_forwarded() {
     let env = default_env().await;

@@ -2426,6 +2426,7 @@ fn ccxt_trades_through_keygate_and_the_cli_administers_it_live() {
     }
     // What ccxt raises for Binance's -2015 once the key has authenticated (see the script).
     assert_eq!(summary["withdraw"], "DDoSProtection", "{summary}");
+    assert_eq!(summary["same_signature_twice"], "InvalidNonce", "{summary}");
 
     // Unmodified python-binance too: its own parameter order and form bodies verify as
     // sent, and its BinanceAPIException carries Binance's -2015.

@@ -951,6 +951,9 @@ impl Adapter for Binance {
         let (status, code, msg): (u16, i32, std::borrow::Cow<'_, str>) = match refusal {
             // -2015 with 401, as Binance answers "Invalid API-key, IP, or permissions".
             Refusal::Denied(msg) => (401, -2015, msg.into()),
+            // Binance's code for a timestamp it will not take, which clients (ccxt's
+            // `InvalidNonce`) know to sign again with a new one.
+            Refusal::Replayed(msg) => (400, -1021, msg.into()),
             // Binance's code, which clients map to an authentication error; the message
             // says why, since a mistyped public path (`/api/v3/TIME`) ends here too.
             Refusal::MissingKey => (

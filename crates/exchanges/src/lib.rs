@@ -100,6 +100,11 @@ pub enum Refusal<'a> {
     /// Authentication or policy said no; the message starts with `keygate:` and names the
     /// rule, never a key.
     Denied(&'a str),
+    /// The signature was used before inside its window: a captured request sent again,
+    /// or the same request signed twice in the same millisecond (threads of one bot
+    /// sharing a key). Answered as a nonce used twice, which clients sign again; the
+    /// message starts with `keygate:`.
+    Replayed(&'a str),
     /// No usable API key header.
     MissingKey,
     /// Nothing is routed at this path.

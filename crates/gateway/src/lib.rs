@@ -631,8 +631,9 @@ async fn handle<A: Adapter>(
         .replay
         .first_sighting(&replay_id, now, freshness.valid_through_us)
     {
-        let msg = "keygate: this signature was already used";
-        return audit.deny(refuse(Refusal::Denied(msg)), Rule::Replay, msg);
+        let msg = "keygate: this signature was already used; sign the request again (two \
+                   identical requests signed in the same millisecond have one signature)";
+        return audit.deny(refuse(Refusal::Replayed(msg)), Rule::Replay, msg);
     }
     audit.attributed = true;
     // A read is refused while large answers to signed requests pile up for slow clients

@@ -1059,6 +1059,10 @@ async fn a_conditional_cancel_sends_no_lookup_during_a_pause() {
     assert_eq!(env.exchange.simulator().requests().len(), sent);
 }
 
+/// What a replayed signature is answered.
+const REPLAYED: &str = "keygate: this signature was already used; sign the request again (two \
+                        identical requests signed in the same millisecond have one signature)";
+
 #[tokio::test]
 async fn attacks_are_refused_and_never_forwarded() {
     let env = default_env().await;
@@ -1326,7 +1330,7 @@ async fn attacks_are_refused_and_never_forwarded() {
     attacks.push(attack(
         "replayed signature",
         once,
-        (401, -2015, "keygate: this signature was already used"),
+        (400, -1021, REPLAYED),
         "replay",
     ));
     // The same signature in upper-case hex, which the exchange would accept as well.
@@ -1337,7 +1341,7 @@ async fn attacks_are_refused_and_never_forwarded() {
     attacks.push(attack(
         "replayed signature in upper case",
         get(upper),
-        (401, -2015, "keygate: this signature was already used"),
+        (400, -1021, REPLAYED),
         "replay",
     ));
     // And with every digit percent-encoded, which decodes to the same signature.
@@ -1345,7 +1349,7 @@ async fn attacks_are_refused_and_never_forwarded() {
     attacks.push(attack(
         "replayed signature percent-encoded",
         get(format!("{signed}&signature={encoded}")),
-        (401, -2015, "keygate: this signature was already used"),
+        (400, -1021, REPLAYED),
         "replay",
     ));
 

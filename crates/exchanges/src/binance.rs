@@ -641,7 +641,13 @@ impl Adapter for Binance {
         parse_server_time(body)
     }
     fn ticker_path(&self, path: &str, symbol: &str) -> Option<String> {
-        let safe = !symbol.is_empty() && symbol.bytes().all(|b| b.is_ascii_alphanumeric());
+        // Binance's symbols are `[A-Z0-9-_.]{1,20}` (a USD-M dated contract is
+        // `BTCUSDT_260327`); none of those needs encoding in a query, and nothing else
+        // can add a parameter to the lookup.
+        let safe = (1..=20).contains(&symbol.len())
+            && symbol
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
         safe.then(|| format!("{}?symbol={symbol}", ticker_path(path)))
     }
     fn parse_ticker_price(&self, body: &[u8], symbol: &str) -> Option<Decimal> {
@@ -2465,6 +2471,37 @@ mod tests {
             })
         );
         assert_eq!(parse_api_restrictions(b"[]"), None);
+    }
+
+    /// A regression test (from a review): a symbol with `_` had no ticker path, so every
+    /// sell, market or stop order in a USD-M dated contract (`BTCUSDT_260327`) was denied
+    /// as unpriced while a notional limit applied.
+    #[test]
+    fn every_binance_symbol_has_a_ticker_path_and_nothing_else_does() {
+        let binance = Binance;
+        assert_eq!(
+            binance
+                .ticker_path("/fapi/v1/order", "BTCUSDT_260327")
+                .as_deref(),
+            Some("/fapi/v1/ticker/price?symbol=BTCUSDT_260327")
+        );
+        assert_eq!(
+            binance.ticker_path("/api/v3/order", "BTCUSDT").as_deref(),
+            Some("/api/v3/ticker/price?symbol=BTCUSDT")
+        );
+        for unsafe_symbol in [
+            "",
+            "BTC&symbol=ETH",
+            "BTC%26",
+            "BTC USDT",
+            "A123456789012345678901",
+        ] {
+            assert_eq!(
+                binance.ticker_path("/api/v3/order", unsafe_symbol),
+                None,
+                "{unsafe_symbol}"
+            );
+        }
     }
 
     /// A regression test: a ticker answer was read for its price alone, so an answer

@@ -2,7 +2,8 @@
 //! (EHLO, AUTH PLAIN, MAIL, RCPT, DATA with dot-stuffing, RSET, NOOP, QUIT) for a real
 //! client library to deliver to it, and keeps every message. No TLS, no relaying. A
 //! recipient at [`GONE_DOMAIN`] is refused for good (550), as a server refuses a mailbox
-//! that no longer exists.
+//! that no longer exists; one at [`TARPIT_DOMAIN`] is never answered, as a server that
+//! delays unknown recipients (a callout, a tarpit) leaves a client waiting.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -17,6 +18,10 @@ use crate::{lock, wait_for, Error};
 
 /// The domain whose mailboxes the sink refuses with `550 5.1.1`.
 pub const GONE_DOMAIN: &str = "gone.example";
+
+/// The domain whose mailboxes the sink never answers: the session waits at `RCPT` until
+/// the client gives up.
+pub const TARPIT_DOMAIN: &str = "tarpit.example";
 
 /// The longest line or message the sink takes; a client that sends more is cut off.
 const MAX_MESSAGE: usize = 1 << 20;
@@ -137,6 +142,10 @@ async fn session(stream: TcpStream, mails: &Mutex<Vec<Mail>>) -> std::io::Result
                 let recipient = address(&line["RCPT TO:".len()..]);
                 if recipient.ends_with(&format!("@{GONE_DOMAIN}")) {
                     b"550 5.1.1 mailbox unavailable\r\n"
+                } else if recipient.ends_with(&format!("@{TARPIT_DOMAIN}")) {
+                    // Silent until the client gives up and goes.
+                    while read_line(&mut lines).await?.is_some() {}
+                    return Ok(());
                 } else {
                     to.push(recipient);
                     b"250 2.1.5 ok\r\n"

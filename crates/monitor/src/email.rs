@@ -134,18 +134,26 @@ impl Email {
 
     /// Sends `alert` to each recipient of `mail` not reached yet, one message each: a
     /// server that refuses one mailbox (gone, over quota) stops the whole message at its
-    /// `RCPT`, and the others must still hear of the alert. A recipient refused for good
-    /// is not asked again; one refused for now is, at the next attempt.
+    /// `RCPT`, and the others must still hear of the alert. Each has
+    /// [`DELIVERY_TIMEOUT`] of its own: a server that delays one mailbox (a callout, a
+    /// tarpit) must not use up the time of those after it. A recipient refused for good
+    /// is not asked again; one refused for now, or not answered, is, at the next attempt.
     pub(crate) async fn send_each(
         &self,
         alert: &Alert,
         mail: &mut Recipients,
     ) -> Result<(), Failed> {
         let mut retry = None;
-        // A copy to walk: the attempt may be cut off by its deadline at any await, and
-        // what was not settled by then must still be in `mail`.
         for to in mail.pending.clone() {
-            match self.send_to(alert, &to).await {
+            let sent = tokio::time::timeout(DELIVERY_TIMEOUT, self.send_to(alert, &to))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(Refused {
+                        for_good: false,
+                        reason: format!("no answer within {} s", DELIVERY_TIMEOUT.as_secs()),
+                    })
+                });
+            match sent {
                 Ok(()) => mail.pending.retain(|p| p != &to),
                 Err(Refused {
                     for_good: true,

@@ -83,17 +83,17 @@ impl Sink {
             Sink::Webhook(_) => crate::email::Recipients::default(),
         };
         loop {
-            let attempt = async {
-                match self {
-                    Sink::Webhook(hook) => hook.post(http, alert).await,
-                    Sink::Email(email) => email.send_each(alert, &mut mail).await,
+            let attempt = match self {
+                Sink::Webhook(hook) => {
+                    tokio::time::timeout(DELIVERY_TIMEOUT, hook.post(http, alert))
+                        .await
+                        .unwrap_or_else(|_| {
+                            Err(format!("no answer within {} s", DELIVERY_TIMEOUT.as_secs()).into())
+                        })
                 }
+                // Each recipient has the time of its own.
+                Sink::Email(email) => email.send_each(alert, &mut mail).await,
             };
-            let attempt = tokio::time::timeout(DELIVERY_TIMEOUT, attempt)
-                .await
-                .unwrap_or_else(|_| {
-                    Err(format!("no answer within {} s", DELIVERY_TIMEOUT.as_secs()).into())
-                });
             match (attempt, delays.next()) {
                 (Ok(()), _) => return Ok(()),
                 (Err(failed), Some(delay)) if !failed.permanent => {

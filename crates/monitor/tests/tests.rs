@@ -504,6 +504,35 @@ fn an_alert_is_mailed_through_a_real_smtp_exchange_with_the_password_from_its_fi
     assert_eq!(mails.len(), 3, "{mails:?}");
     assert_eq!(mails[2].to, ["oncall@example.com"]);
 
+    // Found by review: the recipients of an attempt shared its 10 s, so a mailbox the
+    // server is slow to answer, first in the list, used them up at every attempt and
+    // nobody after it was mailed. The one after it is mailed in the first attempt.
+    let config = AlertsConfig {
+        emails: vec![EmailConfig {
+            to: vec![
+                format!("slow@{}", keygate_mockex::TARPIT_DOMAIN),
+                "after-slow@example.com".into(),
+            ],
+            ..email(sink.addr.to_string())
+        }],
+        ..AlertsConfig::default()
+    };
+    let settings = config.settings().unwrap();
+    let dispatching = std::thread::spawn(move || {
+        let alert = Alert::outside_log(Severity::Critical, AlertRule::Test, "test".into());
+        dispatch_blocking(&settings, &alert).unwrap()
+    });
+    let mails = sink.wait_for(4, Duration::from_secs(30));
+    assert_eq!(mails.len(), 4, "{mails:?}");
+    assert_eq!(mails[3].to, ["after-slow@example.com"]);
+    // The slow one was asked at each attempt, and the failure says so.
+    let failure = dispatching.join().unwrap()[0].result.clone().unwrap_err();
+    assert!(
+        failure.contains("slow@tarpit.example: no answer"),
+        "{failure}"
+    );
+    assert_eq!(sink.mails().len(), 4, "the one reached was mailed again");
+
     // A server that is not there: three attempts, then the failure names it.
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -333,12 +333,33 @@ fn chat_escaped(summary: &str) -> String {
     )
 }
 
-/// `text` with the links a bot could have written into it broken, as security teams write
-/// an address not to be followed: a Markdown link's `](` becomes `] (`, which no Markdown
-/// reads as a link (Mattermost renders `[Re-approve keygate](https://…)`), and `://`
-/// becomes `[:]//`, which chat and mail clients do not turn into a link.
+/// `text` with the links, mentions and encoded words a bot could have written into it
+/// broken, as security teams write an address not to be followed: a Markdown link's `](`
+/// becomes `] (`, which no Markdown reads as a link (Mattermost renders
+/// `[Re-approve keygate](https://…)`); `://` becomes `[:]//` and `www.` `www[.]`, which
+/// chat and mail clients do not turn into links; `@` becomes `[@]`, so that `@channel`
+/// or `@here` notifies nobody; and `=?` becomes `=[?]`, so that a mail client does not
+/// decode an RFC 2047 encoded word (`=?utf-8?b?…?=`) in a subject into the characters
+/// the rest of the text is kept free of.
 pub(crate) fn defanged(text: &str) -> String {
-    text.replace("](", "] (").replace("://", "[:]//")
+    let text = text
+        .replace("](", "] (")
+        .replace("://", "[:]//")
+        .replace('@', "[@]")
+        .replace("=?", "=[?]");
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text.as_str();
+    while let Some(at) = rest
+        .as_bytes()
+        .windows(4)
+        .position(|w| w.eq_ignore_ascii_case(b"www."))
+    {
+        out.push_str(&rest[..at + 3]);
+        out.push_str("[.]");
+        rest = &rest[at + 4..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// An error and, after it, each error under it: reqwest's own says only "error sending
@@ -376,6 +397,22 @@ mod tests {
         let text = payload["text"].as_str().unwrap();
         assert!(!text.contains("](") && !text.contains("://"), "{text}");
         assert!(text.contains("https[:]//evil.example/a"), "{text}");
+    }
+
+    /// Regression (from a review): `www.` addresses stayed links in chat and mail, `@channel`
+    /// notified a whole alert channel, and an RFC 2047 encoded word in an email's subject
+    /// was decoded by mail clients into a direction override and a line separator.
+    #[test]
+    fn bare_addresses_mentions_and_encoded_words_a_bot_wrote_are_broken() {
+        assert_eq!(
+            defanged("to WWW.evil.example/login?next=@channel and www.x"),
+            "to WWW[.]evil.example/login?next=[@]channel and www[.]x"
+        );
+        assert_eq!(
+            defanged("to =?utf-8?b?4oCuTU9DLkxJVkXigKhvaw==?= on TRX"),
+            "to =[?]utf-8?b?4oCuTU9DLkxJVkXigKhvaw==[?]= on TRX"
+        );
+        assert_eq!(defanged("plain ütf-8 text"), "plain ütf-8 text");
     }
 
     #[test]

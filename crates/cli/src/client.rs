@@ -343,6 +343,15 @@ impl PolicyArgs {
                 .iter()
                 .map(|s| Scope::from_str(s))
                 .collect::<Result<Scopes, _>>()?;
+            if !policy.scopes.contains(Scope::Read) {
+                eprintln!(
+                    "keygate: warning: --scope {} without read: ccxt and python-binance read \
+                     the account before they trade (markets, balances, the order they \
+                     placed), and every read is refused; add read unless the bot signs its \
+                     own calls",
+                    policy.scopes
+                );
+            }
         }
         if !self.allow_ip.is_empty() {
             policy.allow_ips = self

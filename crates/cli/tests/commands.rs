@@ -1725,6 +1725,43 @@ mod account {
 mod client {
     use super::*;
 
+    /// From a review: a client issued `--scope trade` could not be driven by ccxt at all
+    /// (it reads markets and balances before it trades), and nothing said so.
+    #[test]
+    fn a_scope_without_read_is_warned_of() {
+        let kg = Kg::with_key_file();
+        kg.add_account("main", REAL_KEY, REAL_SECRET);
+        let args = |scope| {
+            [
+                "client",
+                "issue",
+                "--account",
+                "main",
+                "--name",
+                "bot1",
+                "--scope",
+                scope,
+            ]
+        };
+        let trade_only = kg.ok(&args("trade"), "");
+        assert!(
+            trade_only.stderr.contains("--scope trade without read"),
+            "{}",
+            trade_only.stderr
+        );
+        let updated = kg.ok(&["client", "update", "bot1", "--scope", "read,trade"], "");
+        assert!(!updated.stderr.contains("warning"), "{}", updated.stderr);
+        let narrowed = kg.ok(
+            &["client", "update", "bot1", "--scope", "trade,transfer"],
+            "",
+        );
+        assert!(
+            narrowed.stderr.contains("without read"),
+            "{}",
+            narrowed.stderr
+        );
+    }
+
     /// A policy changes in place, part by part, its key unchanged; the change is audited
     /// with the policy before and after; what `issue` refuses, `update` refuses too.
     #[test]

@@ -15,6 +15,17 @@ from binance.client import Client
 from binance.exceptions import BinanceAPIException
 
 GW = os.environ["KEYGATE_URL"]
+# Every REST base URL of python-binance's Client.
+BASE_URLS = (
+    "API_URL",
+    "MARGIN_API_URL",
+    "FUTURES_URL",
+    "FUTURES_DATA_URL",
+    "FUTURES_COIN_URL",
+    "FUTURES_COIN_DATA_URL",
+    "OPTIONS_URL",
+    "PAPI_URL",
+)
 MOCK = os.environ["MOCK_URL"]
 
 
@@ -39,16 +50,23 @@ def expect_denied(what, call):
 
 
 def main():
-    # The client pings Binance when it is made; no ping, then the URLs are pointed at
-    # keygate: the short form of the paths, /binance/api and /binance/sapi.
+    # The client pings Binance when it is made; no ping, then every one of its base URLs
+    # is pointed at keygate, as the README shows: the Binance host becomes the first
+    # segment of the path.
     private_key = os.environ.get("KEYGATE_PRIVATE_KEY")
     if private_key:
         client = Client(os.environ["KEYGATE_API_KEY"], private_key=private_key, ping=False)
     else:
         client = Client(os.environ["KEYGATE_API_KEY"], os.environ["KEYGATE_SECRET"], ping=False)
-    client.API_URL = GW + "/binance/api"
-    client.MARGIN_API_URL = GW + "/binance/sapi"
+    for name in BASE_URLS:
+        setattr(client, name, getattr(client, name).replace("https://", GW + "/binance/"))
     summary = {}
+
+    # USD-M too: a client that pointed only the spot URLs at keygate would send its
+    # futures calls, signed with the virtual key, to Binance itself.
+    futures = client.futures_account_balance()
+    assert any(b["asset"] == "USDT" for b in futures), futures
+    summary["futures_account_balance"] = "ok"
 
     account = client.get_account()
     assert any(b["asset"] == "USDT" and float(b["free"]) > 0 for b in account["balances"])

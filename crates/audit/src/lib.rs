@@ -20,7 +20,8 @@
 //! memory stays bounded, a flood never holds an order's event up behind more than a
 //! bounded backlog, keyless requests or one client never crowd out another client's
 //! events, and a gap is never silent. Events someone waits on, and what follows them
-//! ([`AuditLog::append_kept`]), are never dropped for want of room.
+//! ([`AuditLog::append_kept`]), have a bound of their own, far above any real backlog
+//! ([`MAX_QUEUED_KEPT`] waiting), and are counted as lost like the others only past it.
 //!
 //! This crate does not decide what goes into an event (`keygate-core` does) and keeps no
 //! secret in one.

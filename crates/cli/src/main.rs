@@ -5,7 +5,8 @@
 //!
 //! Every command accepts the global options `--home DIR` (or `KEYGATE_HOME`; default
 //! `~/.local/share/keygate`), `--passphrase-file FILE`, `--passphrase-stdin`,
-//! `--master-key-file FILE`, `-v`/`--verbose` (repeatable) and `--log-level LEVEL` (or
+//! `--master-key-file FILE`, `--master-key-env VAR`, `--hsm-pin-file FILE`,
+//! `-v`/`--verbose` (repeatable) and `--log-level LEVEL` (or
 //! `KEYGATE_LOG`). Logs go to standard error, at `warn` unless raised. Secrets are never
 //! taken from argv: API keys and secrets come from standard input or a no-echo prompt.
 //!
@@ -13,7 +14,7 @@
 //!
 //! - `0`: success.
 //! - `1`: the command ran and the answer is "no": `audit verify` found a tampered event
-//!   (and `incident report`, `alerts list`, `audit export` and `audit query`, which
+//!   (and `incident report`, `alerts list`, `audit export`, `audit query` and `audit tail`, which
 //!   still show what the log holds),
 //!   `scan` found leaked keys, `doctor` found a check that fails, `reconcile` found a
 //!   withdrawal or order keygate never forwarded, `alerts test` could not deliver to a

@@ -65,8 +65,8 @@ pub struct ScanArgs {
     /// A fingerprint ignore file (default: .keygateignore in the scanned root, if present).
     #[arg(long, value_name = "FILE")]
     pub ignore_file: Vec<PathBuf>,
-    /// Scan what .gitignore and .ignore files leave out too: a file committed before it
-    /// was ignored is published all the same, and an ignored .env still holds its keys.
+    /// Scan what .gitignore and .ignore files leave out too (an ignored .env still holds
+    /// its keys); files git tracks are scanned without it, ignored or not.
     #[arg(long, conflicts_with_all = ["git", "staged"])]
     pub no_ignore: bool,
     /// Worker threads (default: one per core).

@@ -2433,6 +2433,7 @@ fn ccxt_trades_through_keygate_and_the_cli_administers_it_live() {
     let (summary, python_binance_output) = bot("python_binance_e2e.py");
     for call in [
         "get_account",
+        "futures_account_balance",
         "create_order",
         "get_open_orders",
         "cancel_order",

@@ -15,7 +15,7 @@
 //! means adding one module here, one simulator in `keygate-mockex`, and one route line.
 //!
 //! It is not a network client: no I/O happens here, so every function can be tested
-//! against the exchanges' published vectors (`shared/exchanges/vectors.json`).
+//! against the exchanges' published vectors (`crates/exchanges/tests/vectors.json`).
 //!
 //! ```
 //! use keygate_exchanges::binance;

@@ -13,6 +13,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use ipnet::IpNet;
 use keygate_core::{
     is_quoted_in, ClientStatus, Market, Name, Policy, Scope, Scopes, WithdrawalDestination,
+    DEFAULT_NOTIONAL_ASSET,
 };
 use keygate_store::{Client, ClientKeyMaterial, KeyType, NewClient, Store};
 use keygate_vault::{redact, SecretString};
@@ -27,8 +28,6 @@ use crate::output::{escape_controls, print_json, print_table, rfc3339, SecretOut
 const KEY_LEN: usize = 64;
 /// Where `keygate serve` listens by default; used in the printed ccxt snippet.
 const DEFAULT_GATEWAY: &str = "http://127.0.0.1:8080";
-/// What notional limits count in when `--notional-asset` is not given.
-const DEFAULT_NOTIONAL_ASSET: &str = "USDT";
 
 /// `keygate client …`
 #[derive(Subcommand, Debug)]
@@ -397,8 +396,8 @@ impl PolicyArgs {
             policy.notional_asset = Some(asset);
         }
         let limited = policy.max_order_notional.is_some() || policy.max_daily_notional.is_some();
-        let limits_given = self.max_order_notional.is_some() || self.max_daily_notional.is_some();
-        if limited && limits_given && policy.notional_asset.is_none() {
+        if limited && policy.notional_asset.is_none() {
+            // Named from now on, as the gateway counts it (`Policy::limits_asset`).
             policy.notional_asset = Some(DEFAULT_NOTIONAL_ASSET.to_owned());
         }
         if let (true, Some(asset), Some(symbols)) =
@@ -860,9 +859,9 @@ fn show(vault: &Unlocked, args: &ShowArgs) -> anyhow::Result<()> {
             |s| escape_controls(&s.iter().cloned().collect::<Vec<_>>().join(",")).into_owned()
         )
     );
-    let in_asset = |d: Decimal| match &p.notional_asset {
-        Some(asset) => format!("{d} {}", escape_controls(asset)),
-        None => format!("{d} (in each symbol's quote asset)"),
+    let in_asset = |d: Decimal| {
+        let asset = p.limits_asset().unwrap_or(DEFAULT_NOTIONAL_ASSET);
+        format!("{d} {}", escape_controls(asset))
     };
     println!(
         "max order notional: {}",

@@ -34,7 +34,7 @@ pub use listed::{ExchangeConditionalOrder, ExchangeOrder, ExchangeWithdrawal};
 pub use name::Name;
 pub use policy::{
     source_network, ClientStatus, Decision, Denial, Policy, Rule, Scope, Scopes,
-    WithdrawalDestination,
+    WithdrawalDestination, DEFAULT_NOTIONAL_ASSET,
 };
 
 use std::fmt;

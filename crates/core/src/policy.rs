@@ -110,8 +110,8 @@ pub struct Policy {
     /// The asset the notional limits count in (`USDT`). An order's notional is in its
     /// symbol's quote asset, so while a limit applies, an order in a symbol quoted in
     /// another asset is denied ([`Action::is_quoted_in`](crate::Action::is_quoted_in)).
-    /// `None` in policies made before keygate asked for it: limits then count each
-    /// symbol's own quote asset.
+    /// `None` in policies made before keygate asked for it, and in those with no limit:
+    /// limits then count in [`DEFAULT_NOTIONAL_ASSET`] ([`Policy::limits_asset`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notional_asset: Option<String>,
     /// Requests per second.
@@ -125,6 +125,23 @@ pub struct Policy {
     /// empty, withdrawals are bounded by scope and address only.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub max_daily_withdrawal: BTreeMap<String, Decimal>,
+}
+
+/// The asset notional limits count in when a policy names none.
+pub const DEFAULT_NOTIONAL_ASSET: &str = "USDT";
+
+impl Policy {
+    /// The asset the notional limits count in, when a limit applies: the policy's own,
+    /// or [`DEFAULT_NOTIONAL_ASSET`] for a policy made before keygate asked for one
+    /// (whose limits would otherwise compare numbers in whatever asset each symbol is
+    /// quoted in: 500 BTC of ETHBTC under a limit of 500).
+    pub fn limits_asset(&self) -> Option<&str> {
+        let limited = self.max_order_notional.is_some() || self.max_daily_notional.is_some();
+        match &self.notional_asset {
+            Some(asset) => Some(asset),
+            None => limited.then_some(DEFAULT_NOTIONAL_ASSET),
+        }
+    }
 }
 
 impl Default for Policy {

@@ -916,7 +916,7 @@ fn check_order(
     if order.kind != ActionKind::Trade || order.places_no_order || !limited {
         return Ok(OrderNotional::Unlimited);
     }
-    match (&policy.notional_asset, &order.symbol) {
+    match (policy.limits_asset(), &order.symbol) {
         (Some(asset), Some(symbol)) if !order.is_quoted_in(asset) => {
             return deny(
                 Rule::OrderNotional,
@@ -1526,6 +1526,36 @@ mod tests {
             rule(d.decide(&request(&limited, &no_symbol, n, 0))),
             Some(Rule::OrderNotional)
         );
+    }
+
+    /// A regression test (from a review): a limited policy stored before keygate asked
+    /// for its asset (`notional_asset` absent) still compared numbers in whatever asset
+    /// each symbol is quoted in, so 9000 ETH on ETHBTC (450 BTC) passed a limit of 500.
+    /// Such limits count in USDT, as the README says of every limit.
+    #[test]
+    fn a_limit_stored_without_its_asset_counts_in_usdt() {
+        let d = Decider::new();
+        let stored_before = Policy {
+            symbols: None,
+            notional_asset: None,
+            ..trading_policy()
+        };
+        assert_eq!(stored_before.limits_asset(), Some("USDT"));
+        let n = Some(Decimal::from(450));
+        assert_eq!(
+            rule(d.decide(&request(&stored_before, &order("ETHBTC"), n, 0))),
+            Some(Rule::OrderNotional)
+        );
+        assert_eq!(
+            rule(d.decide(&request(&stored_before, &order("ETHUSDT"), n, 0))),
+            None
+        );
+        let unlimited = Policy {
+            max_order_notional: None,
+            max_daily_notional: None,
+            ..stored_before
+        };
+        assert_eq!(unlimited.limits_asset(), None);
     }
 
     /// A regression test: `--symbols BTC/USDT` listed `BTCUSDT`, which also let the

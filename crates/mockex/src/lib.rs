@@ -69,6 +69,15 @@
 //! or -2011), as Binance documents; USD-M takes the `orderId`. A spot cancel answers its
 //! own `newClientOrderId` (or one made up) as `clientOrderId`.
 //!
+//! **Order types.** Spot takes `LIMIT`, `MARKET` and `LIMIT_MAKER` (ccxt's `postOnly`):
+//! a `LIMIT_MAKER` order that would take is refused with -2010 "Order would immediately
+//! match and take." and not recorded, one that would not rests as a `GTC` limit order
+//! does; it takes no `timeInForce` (-1106) and is answered `ACK` by default, as Binance
+//! answers every type but `MARKET` and `LIMIT`. USD-M takes `LIMIT` and `MARKET`
+//! orders (post only as `timeInForce=GTX`) and the conditional types above. Each
+//! `exchangeInfo` announces these and no other (no stop-limit, OCO, OTO, trailing stop,
+//! amend or `GTD`).
+//!
 //! **Price bands.** A limit price is held to the percent price filter each `exchangeInfo`
 //! announces, as Binance documents it, the simulator's reference price standing for the
 //! market (spot's weighted average price over `avgPriceMins`, USD-M's mark price). Spot's

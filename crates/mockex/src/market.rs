@@ -297,14 +297,16 @@ pub(crate) fn spot_exchange_info(server_time: u64, weight_limit: u64) -> Value {
                 "quoteAssetPrecision": 8,
                 "baseCommissionPrecision": 8,
                 "quoteCommissionPrecision": 8,
-                "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT"],
+                // Only what the simulator implements: no stop or take-profit orders, no
+                // order lists (OCO, OTO), no trailing stops, no amend (keepPriority).
+                "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET"],
                 "icebergAllowed": true,
-                "ocoAllowed": true,
-                "otoAllowed": true,
+                "ocoAllowed": false,
+                "otoAllowed": false,
                 "quoteOrderQtyMarketAllowed": true,
-                "allowTrailingStop": true,
+                "allowTrailingStop": false,
                 "cancelReplaceAllowed": true,
-                "amendAllowed": true,
+                "amendAllowed": false,
                 "isSpotTradingAllowed": true,
                 "isMarginTradingAllowed": true,
                 "filters": [
@@ -370,8 +372,9 @@ pub(crate) fn usdm_exchange_info(server_time: u64, weight_limit: u64) -> Value {
                     {"filterType": "MIN_NOTIONAL", "notional": m.min_notional.to_string()},
                     {"filterType": "PERCENT_PRICE", "multiplierUp": fmt(USDM_MULTIPLIER_UP, USDM_MULTIPLIER_DECIMAL), "multiplierDown": fmt(USDM_MULTIPLIER_DOWN, USDM_MULTIPLIER_DECIMAL), "multiplierDecimal": USDM_MULTIPLIER_DECIMAL.to_string()}
                 ],
-                "orderTypes": ["LIMIT", "MARKET", "STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET", "TRAILING_STOP_MARKET"],
-                "timeInForce": ["GTC", "IOC", "FOK", "GTX", "GTD"],
+                // Only what the simulator implements: no trailing stops, no GTD.
+                "orderTypes": ["LIMIT", "MARKET", "STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET"],
+                "timeInForce": ["GTC", "IOC", "FOK", "GTX"],
                 "permissionSets": ["GRID", "COPY"]
             })
         })

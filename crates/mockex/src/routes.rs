@@ -938,12 +938,17 @@ enum RespType {
 
 impl RespType {
     /// Reads `newOrderRespType`. Spot takes `ACK`, `RESULT` and `FULL`, and answers a
-    /// `MARKET` or `LIMIT` order (the only types the simulator has) `FULL` by default;
-    /// USD-M takes `ACK` and `RESULT`, `ACK` by default. Anything else is -1136.
-    fn parse(params: &Params, product: Product) -> Result<RespType, ApiError> {
+    /// `MARKET` or `LIMIT` order `FULL` by default and any other (`LIMIT_MAKER`) `ACK`,
+    /// as Binance's New order page has it; USD-M takes `ACK` and `RESULT`, `ACK` by
+    /// default. Anything else is -1136.
+    fn parse(
+        params: &Params,
+        product: Product,
+        order_type: OrderType,
+    ) -> Result<RespType, ApiError> {
         match (product, params.get("newOrderRespType")) {
-            (Product::Spot, None) => Ok(RespType::Full),
-            (Product::UsdM, None) | (_, Some("ACK")) => Ok(RespType::Ack),
+            (Product::Spot, None) if order_type != OrderType::LimitMaker => Ok(RespType::Full),
+            (_, None) | (_, Some("ACK")) => Ok(RespType::Ack),
             (_, Some("RESULT")) => Ok(RespType::Result),
             (Product::Spot, Some("FULL")) => Ok(RespType::Full),
             (_, Some(_)) => Err(ApiError::new(400, -1136, "Invalid newOrderRespType")),
@@ -971,7 +976,7 @@ fn read_new_order(
 ) -> Result<(NewOrder, RespType), ApiError> {
     let m = symbol(params, product)?;
     let side = Side::parse(params.required("side")?)?;
-    let order_type = OrderType::parse(params.required("type")?)?;
+    let order_type = OrderType::parse(params.required("type")?, product)?;
     let time_in_force = match order_type {
         OrderType::Limit => {
             let tif = params.required("timeInForce")?;
@@ -984,6 +989,17 @@ fn read_new_order(
                 return Err(ApiError::new(400, -1115, "Invalid timeInForce."));
             }
             tif.to_owned()
+        }
+        // A LIMIT_MAKER order has no time in force; it rests as a GTC order does.
+        OrderType::LimitMaker => {
+            if params.get("timeInForce").is_some() {
+                return Err(ApiError::new(
+                    400,
+                    -1106,
+                    "Parameter 'timeInForce' sent when not required.",
+                ));
+            }
+            "GTC".to_owned()
         }
         OrderType::Market => {
             // Binance refuses what a market order does not take.
@@ -1004,7 +1020,7 @@ fn read_new_order(
     // may be an iceberg). Taking one silently would report an order Binance never places.
     if product == Product::Spot {
         let not_taken: &[&str] = match order_type {
-            OrderType::Limit => &["stopPrice", "trailingDelta"],
+            OrderType::Limit | OrderType::LimitMaker => &["stopPrice", "trailingDelta"],
             OrderType::Market => &["stopPrice", "trailingDelta", "icebergQty"],
         };
         if let Some(name) = not_taken.iter().find(|name| params.get(name).is_some()) {
@@ -1035,7 +1051,7 @@ fn read_new_order(
         }
         _ => made_up_client_order_id(ids),
     };
-    let resp_type = RespType::parse(params, product)?;
+    let resp_type = RespType::parse(params, product, order_type)?;
     let new = NewOrder {
         market: m,
         side,

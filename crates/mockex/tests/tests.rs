@@ -4698,3 +4698,120 @@ mod review {
         );
     }
 }
+
+mod coverage {
+    //! What a trading bot calls first, as ccxt and python-binance call it: post-only spot
+    //! orders, candles, the USD-M book and mark price, positions, margin type, cancelling
+    //! every order, transfers between wallets and the system status.
+    use super::*;
+    use reqwest::Method;
+
+    /// Regression: `exchangeInfo` announced order types and features the simulator
+    /// refused with -1116 (spot `LIMIT_MAKER`, `STOP_LOSS_LIMIT`, `TAKE_PROFIT_LIMIT`,
+    /// OCO, OTO, trailing stops; USD-M `TRAILING_STOP_MARKET`, GTD). It announces only
+    /// what it takes, and takes `LIMIT_MAKER`.
+    #[tokio::test]
+    async fn exchange_info_announces_only_what_the_simulator_takes() {
+        let sim = start().await;
+        let (_, spot) = send(&sim, Method::GET, "/api/v3/exchangeInfo", None, None).await;
+        let symbol = &spot["symbols"][0];
+        assert_eq!(
+            symbol["orderTypes"],
+            serde_json::json!(["LIMIT", "LIMIT_MAKER", "MARKET"])
+        );
+        for flag in [
+            "ocoAllowed",
+            "otoAllowed",
+            "allowTrailingStop",
+            "amendAllowed",
+        ] {
+            assert_eq!(symbol[flag], false, "{flag}");
+        }
+        assert_eq!(symbol["cancelReplaceAllowed"], true);
+        let (_, usdm) = send(&sim, Method::GET, "/fapi/v1/exchangeInfo", None, None).await;
+        let types = usdm["symbols"][0]["orderTypes"].as_array().unwrap();
+        assert!(
+            !types.contains(&Value::from("TRAILING_STOP_MARKET")),
+            "{types:?}"
+        );
+        assert!(types.contains(&Value::from("STOP_MARKET")));
+        let tifs = usdm["symbols"][0]["timeInForce"].as_array().unwrap();
+        assert!(!tifs.contains(&Value::from("GTD")), "{tifs:?}");
+        // Every type announced is taken (a non-crossing order of each, on each product).
+        for order_type in ["LIMIT", "LIMIT_MAKER", "MARKET"] {
+            let params = match order_type {
+                "MARKET" => "symbol=ETHUSDT&side=BUY&type=MARKET&quantity=0.01".to_owned(),
+                "LIMIT" => {
+                    "symbol=ETHUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=2900"
+                        .to_owned()
+                }
+                _ => format!("symbol=ETHUSDT&side=BUY&type={order_type}&quantity=0.01&price=2900"),
+            };
+            let (status, order) = signed(&sim, Method::POST, "/api/v3/order", &params).await;
+            assert_eq!(status, 200, "{order_type}: {order}");
+        }
+    }
+
+    /// `LIMIT_MAKER` (ccxt's spot `postOnly`): refused with -2010 when it would take, and
+    /// not recorded; else it rests as a limit order does, reserving its quote; `ACK` by
+    /// default. USD-M has no such type (its post only is `GTX`).
+    #[tokio::test]
+    async fn a_limit_maker_order_rests_or_is_refused() {
+        let sim = start().await;
+        let maker = |price: &str| {
+            format!("symbol=BTCUSDT&side=BUY&type=LIMIT_MAKER&quantity=0.1&price={price}")
+        };
+        let taker = signed(&sim, Method::POST, "/api/v3/order", &maker("61000")).await;
+        assert_code(&taker, 400, -2010);
+        assert_eq!(taker.1["msg"], "Order would immediately match and take.");
+        let (_, all) = signed(&sim, Method::GET, "/api/v3/allOrders", "symbol=BTCUSDT").await;
+        assert_eq!(all.as_array().map(Vec::len), Some(0), "{all}");
+        let (status, ack) = signed(&sim, Method::POST, "/api/v3/order", &maker("59000")).await;
+        assert_eq!(status, 200, "{ack}");
+        assert!(ack.get("status").is_none(), "ACK by default: {ack}");
+        let (status, order) = signed(
+            &sim,
+            Method::GET,
+            "/api/v3/order",
+            &format!("symbol=BTCUSDT&orderId={}", ack["orderId"]),
+        )
+        .await;
+        assert_eq!(status, 200, "{order}");
+        assert_eq!(order["type"], "LIMIT_MAKER");
+        assert_eq!(order["status"], "NEW");
+        assert_eq!(order["timeInForce"], "GTC");
+        let (_, account) = signed(&sim, Method::GET, "/api/v3/account", "").await;
+        assert_eq!(
+            balance(&account, "USDT"),
+            ("994100.00000000".to_owned(), "5900.00000000".to_owned())
+        );
+        let with_tif = signed(
+            &sim,
+            Method::POST,
+            "/api/v3/order",
+            &format!("{}&timeInForce=GTC", maker("58000")),
+        )
+        .await;
+        assert_code(&with_tif, 400, -1106);
+        let (status, result) = signed(
+            &sim,
+            Method::POST,
+            "/api/v3/order",
+            &format!("{}&newOrderRespType=RESULT", maker("58000")),
+        )
+        .await;
+        assert_eq!(
+            (status, &result["status"]),
+            (200, &Value::from("NEW")),
+            "{result}"
+        );
+        let usdm = signed(
+            &sim,
+            Method::POST,
+            "/fapi/v1/order",
+            "symbol=BTCUSDT&side=BUY&type=LIMIT_MAKER&quantity=0.01&price=59000",
+        )
+        .await;
+        assert_code(&usdm, 400, -1116);
+    }
+}

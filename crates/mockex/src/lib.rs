@@ -78,6 +78,19 @@
 //! `exchangeInfo` announces these and no other (no stop-limit, OCO, OTO, trailing stop,
 //! amend or `GTD`).
 //!
+//! **Market data.** Besides prices, 24-hour tickers, spot's book ticker and depth: candles,
+//! `GET /api/v3/klines` and `GET /fapi/v1/klines` (`symbol`, `interval` from `1s` (spot
+//! only) to `1M`, `startTime`, `endTime`, `limit`; -1120 for an interval the product
+//! lacks, -1023 for a start after the end), each a list of 12 fields with prices and
+//! volumes as strings; as prices never move, every candle is flat at the reference price,
+//! its volume the 24-hour ticker's spread evenly; the last one holds now, and none opens
+//! in the future. USD-M's depth `GET /fapi/v1/depth` (with `E` and `T`) and book ticker
+//! `GET /fapi/v1/ticker/bookTicker` are spot's levels in USD-M's shapes and precisions;
+//! `GET /fapi/v1/premiumIndex` answers the mark price, which is the index price and the
+//! reference price, and a funding rate of 0.01% (the interest rate alone, there being no
+//! premium) with the next funding time on Binance's 8-hour schedule. Each is weighted as
+//! Binance's pages weigh it, by `limit` or symbols where they do.
+//!
 //! **Price bands.** A limit price is held to the percent price filter each `exchangeInfo`
 //! announces, as Binance documents it, the simulator's reference price standing for the
 //! market (spot's weighted average price over `avgPriceMins`, USD-M's mark price). Spot's

@@ -243,6 +243,14 @@ enum Endpoint {
     Ticker24hr(Product),
     BookTicker,
     Depth,
+    /// `GET /api/v3/klines` and `GET /fapi/v1/klines`.
+    Klines(Product),
+    /// `GET /fapi/v1/depth`.
+    FuturesDepth,
+    /// `GET /fapi/v1/ticker/bookTicker`.
+    FuturesBookTicker,
+    /// `GET /fapi/v1/premiumIndex`: mark price and funding.
+    PremiumIndex,
     Account,
     NewOrder(Product),
     /// `PUT /fapi/v1/order`: modify a USD-M limit order.
@@ -347,7 +355,11 @@ impl Endpoint {
 /// and for a `symbols` list 2 up to 20 symbols, 40 up to 100 and 80 past that; spot
 /// `ticker/price` and `ticker/bookTicker` 2 for one symbol, 4 for every symbol or a
 /// list; USD-M `ticker/24hr` 1 or 40 and `ticker/price` 1 or 2; spot `depth` by its
-/// `limit` (5 up to 100, 25 up to 500, 50 up to 1000, 250 past that). Parameters are read
+/// `limit` (5 up to 100, 25 up to 500, 50 up to 1000, 250 past that); USD-M `depth` by
+/// its `limit` (2 up to 50, 5 up to 100, 10 up to 500, 20 past that), USD-M `klines` by
+/// its `limit` (1 under 100, 2 under 500, 5 up to 1000, 10 past that), USD-M
+/// `ticker/bookTicker` 2 for one symbol and 5 for every symbol, `premiumIndex` 1 and 10.
+/// Parameters are read
 /// percent-decoded, as Binance reads them. A value that does not read leaves the table's
 /// weight: the request is refused for it.
 fn weight_by_params(endpoint: Endpoint, query: &str) -> Option<u32> {
@@ -386,6 +398,20 @@ fn weight_by_params(endpoint: Endpoint, query: &str) -> Option<u32> {
             501..=1000 => Some(50),
             _ => Some(250),
         },
+        Endpoint::FuturesDepth => match param("limit")?.parse::<u64>().ok()? {
+            0..=50 => Some(2),
+            51..=100 => Some(5),
+            101..=500 => None,
+            _ => Some(20),
+        },
+        Endpoint::Klines(Product::UsdM) => match param("limit")?.parse::<u64>().ok()? {
+            0..=99 => Some(1),
+            100..=499 => Some(2),
+            500..=1000 => None,
+            _ => Some(10),
+        },
+        Endpoint::FuturesBookTicker if !names_symbol => Some(5),
+        Endpoint::PremiumIndex if !names_symbol => Some(10),
         _ => None,
     }
 }
@@ -412,6 +438,11 @@ fn route(method: &Method, path: &str) -> Option<(Security, u32, Endpoint)> {
         "/fapi/v1/ticker/24hr" if get => (Public, 1, E::Ticker24hr(Product::UsdM)),
         "/api/v3/ticker/bookTicker" if get => (Public, 2, E::BookTicker),
         "/api/v3/depth" if get => (Public, 5, E::Depth),
+        "/api/v3/klines" if get => (Public, 2, E::Klines(Product::Spot)),
+        "/fapi/v1/klines" if get => (Public, 5, E::Klines(Product::UsdM)),
+        "/fapi/v1/depth" if get => (Public, 10, E::FuturesDepth),
+        "/fapi/v1/ticker/bookTicker" if get => (Public, 2, E::FuturesBookTicker),
+        "/fapi/v1/premiumIndex" if get => (Public, 1, E::PremiumIndex),
         "/api/v3/account" if get => (Signed, 20, E::Account),
         "/api/v3/order" if post => (Signed, 1, E::NewOrder(Product::Spot)),
         "/api/v3/order" if get => (Signed, 4, E::QueryOrder(Product::Spot)),
@@ -821,6 +852,22 @@ fn dispatch(
             let limit = params.integer("limit")?.unwrap_or(100).clamp(1, 5000);
             Some(market::depth(m, usize::try_from(limit).unwrap_or(100)))
         }
+        Endpoint::FuturesDepth => {
+            let m = symbol(params, Product::UsdM)?;
+            let limit = params.integer("limit")?.unwrap_or(500).clamp(1, 1000);
+            Some(market::futures_depth(
+                m,
+                usize::try_from(limit).unwrap_or(500),
+                now,
+            ))
+        }
+        Endpoint::FuturesBookTicker => Some(per_symbol(params, Product::UsdM, withheld, |m| {
+            market::futures_book_ticker(m, now)
+        })?),
+        Endpoint::PremiumIndex => Some(per_symbol(params, Product::UsdM, withheld, |m| {
+            market::premium_index(m, now)
+        })?),
+        Endpoint::Klines(product) => Some(klines(params, product, withheld, now)?),
         Endpoint::MarginPairs { isolated } => Some(market::margin_pairs(isolated)),
         _ => None,
     };
@@ -852,6 +899,47 @@ fn dispatch(
     simulator.with_account(api_key, |account, ids| {
         private(account, ids, endpoint, params, now)
     })
+}
+
+/// `GET /api/v3/klines` and `GET /fapi/v1/klines`: `symbol` and `interval` required,
+/// `startTime`, `endTime` and `limit` (500 by default, at most 1000 on spot and 1500 on
+/// USD-M) optional; -1120 for an interval the product does not have, -1023 for a start
+/// after the end. See [`market::kline_open_times`] for which candles answer.
+fn klines(
+    params: &Params,
+    product: Product,
+    withheld: impl Fn(&market::Market) -> bool,
+    now: u64,
+) -> Result<Value, ApiError> {
+    let m = symbol(params, product)?;
+    let interval = market::Interval::parse(params.required("interval")?, product)
+        .ok_or_else(|| ApiError::new(400, -1120, "Invalid interval."))?;
+    let (start, end) = (params.integer("startTime")?, params.integer("endTime")?);
+    if let (Some(start), Some(end)) = (start, end) {
+        if start > end {
+            return Err(ApiError::new(
+                400,
+                -1023,
+                "Start time is greater than end time.",
+            ));
+        }
+    }
+    let most = match product {
+        Product::Spot => 1000,
+        Product::UsdM => 1500,
+    };
+    let limit = params.integer("limit")?.unwrap_or(500).clamp(1, most);
+    if withheld(m) {
+        return Err(ApiError::unavailable());
+    }
+    // At most 1500 after the clamp, so it fits.
+    let limit = usize::try_from(limit).unwrap_or(500);
+    Ok(Value::Array(
+        market::kline_open_times(interval, start, end, limit, now)
+            .into_iter()
+            .map(|open| market::kline(m, interval, open))
+            .collect(),
+    ))
 }
 
 /// Every parameter spot's `POST /api/v3/order` reads, as Binance's New order page lists

@@ -4814,4 +4814,153 @@ mod coverage {
         .await;
         assert_code(&usdm, 400, -1116);
     }
+
+    /// Candles (ccxt `fetch_ohlcv`): 12 fields, prices and volumes as strings, flat at
+    /// the simulator's price; the most recent `limit` up to now, or from `startTime`;
+    /// weights by `limit` on USD-M.
+    #[tokio::test]
+    async fn klines_answer_flat_candles_at_the_price() {
+        let sim = start().await;
+        let (status, candles) = send(
+            &sim,
+            Method::GET,
+            "/api/v3/klines?symbol=BTCUSDT&interval=1h&limit=3",
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{candles}");
+        let candles = candles.as_array().unwrap();
+        assert_eq!(candles.len(), 3);
+        let hour = 3_600_000;
+        for (i, candle) in candles.iter().enumerate() {
+            let fields = candle.as_array().unwrap();
+            assert_eq!(fields.len(), 12, "{candle}");
+            let open = fields[0].as_u64().unwrap();
+            assert_eq!(open % hour, 0);
+            assert_eq!(fields[6].as_u64().unwrap(), open + hour - 1);
+            for price in &fields[1..5] {
+                assert_eq!(price, "60000.00000000");
+            }
+            assert!(fields[5].is_string() && fields[7].is_string(), "{candle}");
+            assert!(fields[8].is_u64());
+            if i > 0 {
+                assert_eq!(open, candles[i - 1][0].as_u64().unwrap() + hour);
+            }
+        }
+        // The last candle holds now.
+        let now = u64::try_from(now_ms()).unwrap();
+        let last = candles[2][0].as_u64().unwrap();
+        assert!(last <= now && now < last + hour, "{last} {now}");
+        // From a start, forward: the first candle opening at or after it.
+        let start = last - 5 * hour - 1;
+        let (_, from) = send(
+            &sim,
+            Method::GET,
+            &format!("/api/v3/klines?symbol=BTCUSDT&interval=1h&startTime={start}&limit=2"),
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(from[0][0].as_u64(), Some(last - 5 * hour), "{from}");
+        assert_eq!(from.as_array().unwrap().len(), 2);
+        let (status, headers, usdm) = send_for_headers(
+            &sim,
+            Method::GET,
+            "/fapi/v1/klines?symbol=ETHUSDT&interval=1m&limit=1500",
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert_eq!(usdm.as_array().unwrap().len(), 1500);
+        assert_eq!(usdm[0][1], "3000.00");
+        assert_eq!(headers["x-mbx-used-weight-1m"], "10");
+        for (path, code) in [
+            ("/api/v3/klines?symbol=BTCUSDT&interval=2d", -1120),
+            ("/fapi/v1/klines?symbol=BTCUSDT&interval=1s", -1120),
+            ("/api/v3/klines?symbol=BTCUSDT", -1102),
+            ("/api/v3/klines?symbol=NOPE&interval=1m", -1121),
+            (
+                "/api/v3/klines?symbol=BTCUSDT&interval=1m&startTime=2000&endTime=1000",
+                -1023,
+            ),
+        ] {
+            let response = send(&sim, Method::GET, path, None, None).await;
+            assert_code(&response, 400, code);
+        }
+    }
+
+    /// USD-M `depth` (ccxt `fetch_order_book`), `ticker/bookTicker` and `premiumIndex`
+    /// (`fetch_funding_rate`, `fetch_mark_price`): USD-M's shapes, around the price.
+    #[tokio::test]
+    async fn usdm_book_and_mark_price() {
+        let sim = start().await;
+        let (status, headers, book) = send_for_headers(
+            &sim,
+            Method::GET,
+            "/fapi/v1/depth?symbol=BTCUSDT&limit=5",
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{book}");
+        assert_eq!(headers["x-mbx-used-weight-1m"], "2");
+        assert!(book["E"].is_u64() && book["T"].is_u64() && book["lastUpdateId"].is_u64());
+        assert_eq!(book["bids"][0], serde_json::json!(["59999.90", "1.000"]));
+        assert_eq!(book["asks"][0], serde_json::json!(["60000.10", "1.000"]));
+        assert_eq!(book["asks"].as_array().unwrap().len(), 5);
+        let (_, book) = send(
+            &sim,
+            Method::GET,
+            "/fapi/v1/depth?symbol=ETHUSDT",
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(book["bids"].as_array().unwrap().len(), 500);
+
+        let (status, ticker) = send(
+            &sim,
+            Method::GET,
+            "/fapi/v1/ticker/bookTicker?symbol=BTCUSDT",
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert_eq!(ticker["bidPrice"], "59999.90");
+        assert_eq!(ticker["askQty"], "1.000");
+        assert!(ticker["time"].is_u64());
+        let (_, all) = send(&sim, Method::GET, "/fapi/v1/ticker/bookTicker", None, None).await;
+        assert_eq!(all.as_array().unwrap().len(), 2);
+
+        let (status, premium) = send(
+            &sim,
+            Method::GET,
+            "/fapi/v1/premiumIndex?symbol=ETHUSDT",
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{premium}");
+        assert_eq!(premium["markPrice"], "3000.00000000");
+        assert_eq!(premium["indexPrice"], "3000.00000000");
+        assert_eq!(premium["lastFundingRate"], "0.00010000");
+        let next = premium["nextFundingTime"].as_u64().unwrap();
+        let time = premium["time"].as_u64().unwrap();
+        let eight_hours = 8 * 3_600_000;
+        assert!(next.is_multiple_of(eight_hours) && next > time && next - time <= eight_hours);
+        let (_, all) = send(&sim, Method::GET, "/fapi/v1/premiumIndex", None, None).await;
+        assert_eq!(all.as_array().unwrap().len(), 2);
+        let response = send(
+            &sim,
+            Method::GET,
+            "/fapi/v1/premiumIndex?symbol=DOGEUSDT",
+            None,
+            None,
+        )
+        .await;
+        assert_code(&response, 400, -1121);
+    }
 }

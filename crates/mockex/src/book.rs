@@ -1,6 +1,6 @@
 //! Accounts, balances, orders and trades, with a trivial matcher at the reference price.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use rust_decimal::{Decimal, RoundingStrategy};
 
@@ -130,6 +130,9 @@ pub(crate) struct Account {
     /// The leverage set per USD-M symbol (`POST /fapi/v1/leverage`); [`DEFAULT_LEVERAGE`]
     /// where none was set.
     pub(crate) leverage: BTreeMap<&'static str, u32>,
+    /// The USD-M symbols set to isolated margin (`POST /fapi/v1/marginType`); the others
+    /// are cross, as Binance starts an account.
+    pub(crate) isolated: BTreeSet<&'static str>,
     pub(crate) orders: Vec<Order>,
     /// USD-M conditional orders, kept apart from `orders` as Binance's algo service keeps
     /// them, oldest (lowest `algoId`) first.
@@ -174,6 +177,7 @@ impl Account {
             futures: wallet(market::starting_futures_balances()),
             positions: BTreeMap::new(),
             leverage: BTreeMap::new(),
+            isolated: BTreeSet::new(),
             orders: Vec::new(),
             algo_orders: Vec::new(),
             trades: Vec::new(),

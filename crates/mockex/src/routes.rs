@@ -279,6 +279,21 @@ enum Endpoint {
     FuturesAccount,
     FuturesBalance,
     Leverage,
+    /// `GET /fapi/v2/positionRisk` (every symbol) or `/fapi/v3/positionRisk` (those
+    /// with a position or open orders).
+    PositionRisk {
+        v3: bool,
+    },
+    /// `GET /fapi/v1/leverageBracket`.
+    LeverageBracket,
+    /// `POST /fapi/v1/marginType`.
+    MarginType,
+    /// `DELETE /api/v3/openOrders` and `DELETE /fapi/v1/allOpenOrders`.
+    CancelAllOrders(Product),
+    /// `POST /sapi/v1/asset/transfer`: between the spot and USD-M wallets.
+    Transfer,
+    /// `GET /sapi/v1/system/status`.
+    SystemStatus,
     NewAlgoOrder,
     CancelAlgoOrder,
     QueryAlgoOrder,
@@ -295,6 +310,8 @@ enum Permission {
     Futures,
     /// `enableWithdrawals`.
     Withdrawals,
+    /// `permitsUniversalTransfer`.
+    UniversalTransfer,
 }
 
 impl Permission {
@@ -303,6 +320,7 @@ impl Permission {
             Permission::SpotTrading => restrictions.spot_trading,
             Permission::Futures => restrictions.futures,
             Permission::Withdrawals => restrictions.withdrawals,
+            Permission::UniversalTransfer => restrictions.universal_transfer,
         }
     }
 }
@@ -315,6 +333,7 @@ impl Endpoint {
         match self {
             Endpoint::NewOrder(Product::Spot)
             | Endpoint::CancelOrder(Product::Spot)
+            | Endpoint::CancelAllOrders(Product::Spot)
             | Endpoint::CancelReplace => Some(Permission::SpotTrading),
             Endpoint::NewOrder(Product::UsdM)
             | Endpoint::ModifyOrder
@@ -331,20 +350,26 @@ impl Endpoint {
             | Endpoint::FuturesAccount
             | Endpoint::FuturesBalance
             | Endpoint::Leverage
+            | Endpoint::PositionRisk { .. }
+            | Endpoint::LeverageBracket
+            | Endpoint::MarginType
+            | Endpoint::CancelAllOrders(Product::UsdM)
             | Endpoint::NewAlgoOrder
             | Endpoint::CancelAlgoOrder
             | Endpoint::QueryAlgoOrder
             | Endpoint::OpenAlgoOrders
             | Endpoint::AllAlgoOrders => Some(Permission::Futures),
             Endpoint::Withdraw => Some(Permission::Withdrawals),
+            Endpoint::Transfer => Some(Permission::UniversalTransfer),
             _ => None,
         }
     }
 
     /// Whether Binance counts this endpoint's weight per account (UID) rather than per
-    /// IP: of the simulator's `/sapi` endpoints, only the withdrawal ("Weight(UID): 900").
+    /// IP: of the simulator's `/sapi` endpoints, the withdrawal and the universal transfer
+    /// (each "Weight(UID): 900").
     fn is_uid_weighted(self) -> bool {
-        matches!(self, Endpoint::Withdraw)
+        matches!(self, Endpoint::Withdraw | Endpoint::Transfer)
     }
 }
 
@@ -449,6 +474,7 @@ fn route(method: &Method, path: &str) -> Option<(Security, u32, Endpoint)> {
         "/api/v3/order" if delete => (Signed, 1, E::CancelOrder(Product::Spot)),
         "/api/v3/order/cancelReplace" if post => (Signed, 1, E::CancelReplace),
         "/api/v3/openOrders" if get => (Signed, 6, E::OpenOrders(Product::Spot)),
+        "/api/v3/openOrders" if delete => (Signed, 1, E::CancelAllOrders(Product::Spot)),
         "/api/v3/allOrders" if get => (Signed, 20, E::AllOrders(Product::Spot)),
         "/api/v3/myTrades" if get => (Signed, 20, E::MyTrades(Product::Spot)),
         "/sapi/v1/capital/config/getall" if get => (Signed, 10, E::CapitalConfig),
@@ -460,6 +486,8 @@ fn route(method: &Method, path: &str) -> Option<(Security, u32, Endpoint)> {
         "/sapi/v1/capital/withdraw/apply" if post => (Signed, 900, E::Withdraw),
         "/sapi/v1/account/apiRestrictions" if get => (Signed, 1, E::ApiRestrictions),
         "/sapi/v1/capital/withdraw/history" if get => (Signed, 18, E::WithdrawHistory),
+        "/sapi/v1/asset/transfer" if post => (Signed, 900, E::Transfer),
+        "/sapi/v1/system/status" if get => (Public, 1, E::SystemStatus),
         "/fapi/v2/account" | "/fapi/v3/account" if get => (Signed, 5, E::FuturesAccount),
         "/fapi/v2/balance" | "/fapi/v3/balance" if get => (Signed, 5, E::FuturesBalance),
         // Binance's pages count a new order and a modification 1 against each order rate
@@ -477,6 +505,11 @@ fn route(method: &Method, path: &str) -> Option<(Security, u32, Endpoint)> {
         "/fapi/v1/userTrades" if get => (Signed, 5, E::MyTrades(Product::UsdM)),
         "/fapi/v1/income" if get => (Signed, 30, E::Income),
         "/fapi/v1/leverage" if post => (Signed, 1, E::Leverage),
+        "/fapi/v2/positionRisk" if get => (Signed, 5, E::PositionRisk { v3: false }),
+        "/fapi/v3/positionRisk" if get => (Signed, 5, E::PositionRisk { v3: true }),
+        "/fapi/v1/leverageBracket" if get => (Signed, 1, E::LeverageBracket),
+        "/fapi/v1/marginType" if post => (Signed, 1, E::MarginType),
+        "/fapi/v1/allOpenOrders" if delete => (Signed, 1, E::CancelAllOrders(Product::UsdM)),
         // Binance weighs a new conditional order 0, and so does the simulator.
         "/fapi/v1/algoOrder" if post => (Signed, 0, E::NewAlgoOrder),
         "/fapi/v1/algoOrder" if delete => (Signed, 1, E::CancelAlgoOrder),
@@ -869,6 +902,7 @@ fn dispatch(
         })?),
         Endpoint::Klines(product) => Some(klines(params, product, withheld, now)?),
         Endpoint::MarginPairs { isolated } => Some(market::margin_pairs(isolated)),
+        Endpoint::SystemStatus => Some(json!({"status": 0, "msg": "normal"})),
         _ => None,
     };
     if let Some(value) = public {
@@ -1324,6 +1358,12 @@ fn cancel_client_id(ids: &mut Ids, params: &Params, name: &str) -> String {
     if let Some(id) = params.get(name).filter(|c| !c.is_empty()) {
         return id.to_owned();
     }
+    made_up_cancel_client_id(ids)
+}
+
+/// A client id the simulator makes up for a spot cancel, as Binance does for one sent
+/// without `newClientOrderId`.
+fn made_up_cancel_client_id(ids: &mut Ids) -> String {
     let id = format!("mockexcancel{:012}", ids.next_cancel_id);
     ids.next_cancel_id += 1;
     id
@@ -1459,6 +1499,8 @@ pub(crate) struct Ids {
     pub(crate) next_withdraw_id: u64,
     /// The next number of a made-up spot cancel client id ([`cancel_client_id`]).
     pub(crate) next_cancel_id: u64,
+    /// The next `tranId` of a transfer between wallets.
+    pub(crate) next_transfer_id: u64,
     /// The next `algoId`: a counter of its own, as Binance's algo service numbers its
     /// orders apart from the order book (starting at [`algo::FIRST_ALGO_ID`]).
     pub(crate) next_algo_id: u64,
@@ -1873,6 +1915,11 @@ fn private(
                     .collect(),
             ))
         }
+        Endpoint::PositionRisk { v3 } => position_risk(account, params, v3, now),
+        Endpoint::LeverageBracket => leverage_brackets(params),
+        Endpoint::MarginType => margin_type(account, params),
+        Endpoint::CancelAllOrders(product) => cancel_all(account, ids, product, params, now),
+        Endpoint::Transfer => transfer(account, ids, params),
         Endpoint::NewAlgoOrder => algo::place(account, ids, params, now),
         Endpoint::CancelAlgoOrder => algo::cancel(account, params, now),
         Endpoint::QueryAlgoOrder => algo::query(account, params),
@@ -1926,6 +1973,245 @@ fn private(
         )),
         _ => Err(ApiError::new(404, -1000, "Unknown endpoint.")),
     }
+}
+
+/// The largest position notional of the one leverage bracket the simulator announces: it
+/// holds a position of any size to the same leverage (up to [`book::MAX_LEVERAGE`]), so
+/// it announces one bracket, with no maintenance margin, as it keeps none.
+const MAX_NOTIONAL: u64 = 1_000_000;
+
+/// `GET /fapi/v2/positionRisk` and `GET /fapi/v3/positionRisk`, in one-way mode (one
+/// entry a symbol, `positionSide` `BOTH`): v2 lists every symbol (or the one sent), with
+/// its leverage and margin type; v3 only those with a position or open orders, with the
+/// initial margin they hold (see [`book::Margin`]). Every fill is at the reference
+/// price, which is the mark price, so the entry and break-even prices are it and there is
+/// no unrealized profit; there is no maintenance margin, so no liquidation price. An
+/// isolated position's margin is its initial margin.
+fn position_risk(
+    account: &Account,
+    params: &Params,
+    v3: bool,
+    now: u64,
+) -> Result<Value, ApiError> {
+    let only = match params.get("symbol") {
+        Some(_) => Some(symbol(params, Product::UsdM)?.symbol),
+        None => None,
+    };
+    let entries = market::of(Product::UsdM)
+        .filter(|m| only.is_none_or(|s| s == m.symbol))
+        .filter_map(|m| {
+            let amount = account.positions.get(m.symbol).copied().unwrap_or_default();
+            let open: Vec<&Order> = account
+                .orders
+                .iter()
+                .filter(|o| o.product == Product::UsdM && o.symbol == m.symbol && o.is_open())
+                .collect();
+            if v3 && amount.is_zero() && open.is_empty() {
+                return None;
+            }
+            let held = account.margin(Some(m.symbol));
+            let isolated = account.isolated.contains(m.symbol);
+            let isolated_margin = if isolated {
+                held.position
+            } else {
+                Decimal::ZERO
+            };
+            let entry_price = if amount.is_zero() {
+                Decimal::ZERO
+            } else {
+                m.price
+            };
+            let side_notional = |side: Side| -> Decimal {
+                open.iter()
+                    .filter(|o| o.side == side)
+                    .map(|o| (o.orig_qty - o.executed_qty) * o.price)
+                    .sum()
+            };
+            let mut entry = json!({
+                "symbol": m.symbol,
+                "positionSide": "BOTH",
+                "positionAmt": fmt(amount, m.quantity_precision),
+                "entryPrice": fmt(entry_price, 8),
+                "breakEvenPrice": fmt(entry_price, 8),
+                "markPrice": fmt(m.price, 8),
+                "unRealizedProfit": "0.00000000",
+                "liquidationPrice": "0",
+                "isolatedMargin": fmt(isolated_margin, 8),
+                "notional": fmt(amount * m.price, 8),
+                "isolatedWallet": fmt(isolated_margin, 8),
+                "updateTime": if amount.is_zero() { 0 } else { now }
+            });
+            if v3 {
+                entry["marginAsset"] = json!(m.quote);
+                entry["initialMargin"] = json!(fmt(held.total(), 8));
+                entry["maintMargin"] = json!("0");
+                entry["positionInitialMargin"] = json!(fmt(held.position, 8));
+                entry["openOrderInitialMargin"] = json!(fmt(held.open_orders, 8));
+                entry["adl"] = json!(0);
+                entry["bidNotional"] = json!(fmt(side_notional(Side::Buy), 8));
+                entry["askNotional"] = json!(fmt(side_notional(Side::Sell), 8));
+            } else {
+                entry["leverage"] = json!(account.leverage_of(m.symbol).to_string());
+                entry["maxNotionalValue"] = json!(MAX_NOTIONAL.to_string());
+                entry["marginType"] = json!(if isolated { "isolated" } else { "cross" });
+                entry["isAutoAddMargin"] = json!("false");
+            }
+            Some(entry)
+        })
+        .collect();
+    Ok(Value::Array(entries))
+}
+
+/// `GET /fapi/v1/leverageBracket`: one bracket a symbol (see [`MAX_NOTIONAL`]); a list,
+/// or the one symbol's object when `symbol` is sent, as Binance answers.
+fn leverage_brackets(params: &Params) -> Result<Value, ApiError> {
+    let one = |m: &market::Market| {
+        json!({
+            "symbol": m.symbol,
+            "brackets": [{
+                "bracket": 1,
+                "initialLeverage": book::MAX_LEVERAGE,
+                "notionalCap": MAX_NOTIONAL,
+                "notionalFloor": 0,
+                "maintMarginRatio": 0.0,
+                "cum": 0.0
+            }]
+        })
+    };
+    if params.get("symbol").is_some() {
+        return Ok(one(symbol(params, Product::UsdM)?));
+    }
+    Ok(Value::Array(market::of(Product::UsdM).map(one).collect()))
+}
+
+/// `POST /fapi/v1/marginType`: `marginType` `ISOLATED` or `CROSSED` for `symbol`, as
+/// Binance's Change Margin Type page has it: -4046 when it is already so, -4047 while
+/// the symbol has open orders, -4048 while it has a position. The simulator holds margin
+/// the same way in either (see [`book::Margin`]) and reports the margin type.
+fn margin_type(account: &mut Account, params: &Params) -> Result<Value, ApiError> {
+    let m = symbol(params, Product::UsdM)?;
+    let isolated = match params.required("marginType")? {
+        "ISOLATED" => true,
+        "CROSSED" => false,
+        _ => return Err(ApiError::invalid_parameter("marginType")),
+    };
+    if account.isolated.contains(m.symbol) == isolated {
+        return Err(ApiError::new(400, -4046, "No need to change margin type."));
+    }
+    let open = account
+        .orders
+        .iter()
+        .any(|o| o.product == Product::UsdM && o.symbol == m.symbol && o.is_open());
+    if open {
+        return Err(ApiError::new(
+            400,
+            -4047,
+            "Margin type cannot be changed if there exists open orders.",
+        ));
+    }
+    if account
+        .positions
+        .get(m.symbol)
+        .is_some_and(|p| !p.is_zero())
+    {
+        return Err(ApiError::new(
+            400,
+            -4048,
+            "Margin type cannot be changed if there exists position.",
+        ));
+    }
+    if isolated {
+        account.isolated.insert(m.symbol);
+    } else {
+        account.isolated.remove(m.symbol);
+    }
+    Ok(json!({"code": 200, "msg": "success"}))
+}
+
+/// `DELETE /api/v3/openOrders` and `DELETE /fapi/v1/allOpenOrders`: cancels every open
+/// order of `symbol`. Spot answers each as `DELETE /api/v3/order` does (each cancel with
+/// a client id made up for it), or -2011 when there is none; USD-M answers that it is
+/// done, with or without orders to cancel. USD-M's conditional orders wait in the algo
+/// service and are not cancelled (Binance cancels those with `algoOpenOrders`).
+fn cancel_all(
+    account: &mut Account,
+    ids: &mut Ids,
+    product: Product,
+    params: &Params,
+    now: u64,
+) -> Result<Value, ApiError> {
+    let m = symbol(params, product)?;
+    let open: Vec<u64> = account
+        .orders
+        .iter()
+        .filter(|o| o.product == product && o.symbol == m.symbol && o.is_open())
+        .map(|o| o.order_id)
+        .collect();
+    let mut cancelled = Vec::new();
+    for order_id in open {
+        cancelled.push(book::cancel(
+            account,
+            product,
+            m.symbol,
+            &OrderRef::Id(order_id),
+            now,
+        )?);
+    }
+    match product {
+        Product::Spot if cancelled.is_empty() => Err(ApiError::unknown_order()),
+        Product::Spot => Ok(Value::Array(
+            cancelled
+                .iter()
+                .map(|order| spot_cancelled(order, made_up_cancel_client_id(ids), now))
+                .collect(),
+        )),
+        Product::UsdM => Ok(json!({
+            "code": 200,
+            "msg": "The operation of cancel all open order is done."
+        })),
+    }
+}
+
+/// `POST /sapi/v1/asset/transfer` (User Universal Transfer) between the two wallets the
+/// simulator keeps: `type` `MAIN_UMFUTURE` (spot to USD-M) or `UMFUTURE_MAIN`, `asset`
+/// USDT (USD-M's one margin asset here), `amount` at most what the source has free (on
+/// USD-M, what the initial margin leaves available), else -5013 "Asset transfer failed:
+/// insufficient balance", as Binance answers (ccxt records the answer; Binance's error
+/// list does not). The simulator has no other wallet: another `type` is -1130, another
+/// asset -1130 for `asset`. Answers `{"tranId": N}`.
+fn transfer(account: &mut Account, ids: &mut Ids, params: &Params) -> Result<Value, ApiError> {
+    let to_futures = match params.required("type")? {
+        "MAIN_UMFUTURE" => true,
+        "UMFUTURE_MAIN" => false,
+        _ => return Err(ApiError::invalid_parameter("type")),
+    };
+    let asset = params.required("asset")?;
+    let amount = params
+        .decimal("amount")?
+        .ok_or_else(|| ApiError::mandatory("amount"))?;
+    if asset != "USDT" {
+        return Err(ApiError::invalid_parameter("asset"));
+    }
+    if amount <= Decimal::ZERO {
+        return Err(ApiError::invalid_parameter("amount"));
+    }
+    if !(amount % market::WITHDRAW_MULTIPLE).is_zero() {
+        return Err(ApiError::too_much_precision("amount"));
+    }
+    let insufficient = || ApiError::new(400, -5013, "Asset transfer failed: insufficient balance");
+    if to_futures {
+        account.debit(asset, amount).map_err(|_| insufficient())?;
+        account.futures.entry(asset.to_owned()).or_default().free += amount;
+    } else {
+        if amount > account.available_balance() {
+            return Err(insufficient());
+        }
+        account.futures.entry(asset.to_owned()).or_default().free -= amount;
+        account.spot.entry(asset.to_owned()).or_default().free += amount;
+    }
+    let id = ids.next_transfer_id;
+    ids.next_transfer_id += 1;
+    Ok(json!({ "tranId": id }))
 }
 
 /// The `limit` of a history list (`allOrders`, spot `myTrades`): 500 by default, at most

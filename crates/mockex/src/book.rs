@@ -1,6 +1,6 @@
 //! Accounts, balances, orders and trades, with a trivial matcher at the reference price.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use rust_decimal::{Decimal, RoundingStrategy};
 
@@ -44,13 +44,19 @@ impl Side {
 pub(crate) enum OrderType {
     Limit,
     Market,
+    /// Spot's post-only limit order: refused when it would take (see [`place`]), else it
+    /// rests as a `LIMIT` order does.
+    LimitMaker,
 }
 
 impl OrderType {
-    pub(crate) fn parse(value: &str) -> Result<OrderType, ApiError> {
-        match value {
-            "LIMIT" => Ok(OrderType::Limit),
-            "MARKET" => Ok(OrderType::Market),
+    /// Reads `type` as `product` takes it: `LIMIT_MAKER` is spot's alone (USD-M's post
+    /// only is the `GTX` time in force). Anything else is -1116.
+    pub(crate) fn parse(value: &str, product: Product) -> Result<OrderType, ApiError> {
+        match (value, product) {
+            ("LIMIT", _) => Ok(OrderType::Limit),
+            ("MARKET", _) => Ok(OrderType::Market),
+            ("LIMIT_MAKER", Product::Spot) => Ok(OrderType::LimitMaker),
             _ => Err(ApiError::new(400, -1116, "Invalid orderType.")),
         }
     }
@@ -59,7 +65,13 @@ impl OrderType {
         match self {
             OrderType::Limit => "LIMIT",
             OrderType::Market => "MARKET",
+            OrderType::LimitMaker => "LIMIT_MAKER",
         }
+    }
+
+    /// Whether an order of this type has a limit price.
+    pub(crate) fn is_limit(self) -> bool {
+        self != OrderType::Market
     }
 }
 
@@ -118,6 +130,9 @@ pub(crate) struct Account {
     /// The leverage set per USD-M symbol (`POST /fapi/v1/leverage`); [`DEFAULT_LEVERAGE`]
     /// where none was set.
     pub(crate) leverage: BTreeMap<&'static str, u32>,
+    /// The USD-M symbols set to isolated margin (`POST /fapi/v1/marginType`); the others
+    /// are cross, as Binance starts an account.
+    pub(crate) isolated: BTreeSet<&'static str>,
     pub(crate) orders: Vec<Order>,
     /// USD-M conditional orders, kept apart from `orders` as Binance's algo service keeps
     /// them, oldest (lowest `algoId`) first.
@@ -162,6 +177,7 @@ impl Account {
             futures: wallet(market::starting_futures_balances()),
             positions: BTreeMap::new(),
             leverage: BTreeMap::new(),
+            isolated: BTreeSet::new(),
             orders: Vec::new(),
             algo_orders: Vec::new(),
             trades: Vec::new(),
@@ -351,7 +367,7 @@ pub(crate) fn check_filters(order: &NewOrder) -> Result<(Decimal, Decimal), ApiE
     let fail = |failure: Failure| failure.error(m);
     let futures = m.product == Product::UsdM;
     let exec_price = match order.order_type {
-        OrderType::Limit => {
+        OrderType::Limit | OrderType::LimitMaker => {
             let price = order.price.ok_or_else(|| ApiError::mandatory("price"))?;
             if futures && market::places(price) > m.price_precision {
                 return Err(fail(Failure::PricePrecision));
@@ -424,7 +440,7 @@ pub(crate) fn check_filters(order: &NewOrder) -> Result<(Decimal, Decimal), ApiE
 /// band last.
 pub(crate) fn check_order(order: &NewOrder) -> Result<(Decimal, Decimal), ApiError> {
     let (price, quantity) = check_filters(order)?;
-    if order.order_type == OrderType::Limit {
+    if order.order_type.is_limit() {
         check_percent_price(order.market, order.side, price, order.reference_price)?;
     }
     Ok((price, quantity))
@@ -491,7 +507,7 @@ fn reduce_only_quantity(
     match order_type {
         _ if quantity <= reducible => Ok(quantity),
         OrderType::Market => Ok(reducible),
-        OrderType::Limit => Err(rejected()),
+        OrderType::Limit | OrderType::LimitMaker => Err(rejected()),
     }
 }
 
@@ -536,6 +552,15 @@ pub(crate) fn place(
              rejected. The order will not be recorded in the order history",
         ));
     }
+    // Spot's LIMIT_MAKER: one that would take is refused, and not recorded, as Binance
+    // answers it; one that would not rests as a GTC limit order does.
+    if order.order_type == OrderType::LimitMaker && crosses {
+        return Err(ApiError::new(
+            400,
+            -2010,
+            "Order would immediately match and take.",
+        ));
+    }
     // A reduce-only order is held to the position (refused, and not recorded, as Binance
     // answers it, or cut to it); it takes no margin, for it frees what the position holds.
     let quantity = if m.product == Product::UsdM && order.reduce_only {
@@ -553,7 +578,7 @@ pub(crate) fn place(
         order_type: order.order_type,
         time_in_force: order.time_in_force,
         price: match order.order_type {
-            OrderType::Limit => limit_price,
+            OrderType::Limit | OrderType::LimitMaker => limit_price,
             OrderType::Market => Decimal::ZERO,
         },
         orig_qty: quantity,
@@ -574,7 +599,7 @@ pub(crate) fn place(
                         // A limit buy needs its price's worth free, as Binance reserves it,
                         // though it fills at the better market price: the rest comes back.
                         let needed = match order.order_type {
-                            OrderType::Limit => limit_price * quantity,
+                            OrderType::Limit | OrderType::LimitMaker => limit_price * quantity,
                             OrderType::Market => fill_quote,
                         };
                         account.debit(m.quote, needed)?;

@@ -69,6 +69,52 @@
 //! or -2011), as Binance documents; USD-M takes the `orderId`. A spot cancel answers its
 //! own `newClientOrderId` (or one made up) as `clientOrderId`.
 //!
+//! **Order types.** Spot takes `LIMIT`, `MARKET` and `LIMIT_MAKER` (ccxt's `postOnly`):
+//! a `LIMIT_MAKER` order that would take is refused with -2010 "Order would immediately
+//! match and take." and not recorded, one that would not rests as a `GTC` limit order
+//! does; it takes no `timeInForce` (-1106) and is answered `ACK` by default, as Binance
+//! answers every type but `MARKET` and `LIMIT`. USD-M takes `LIMIT` and `MARKET`
+//! orders (post only as `timeInForce=GTX`) and the conditional types above. Each
+//! `exchangeInfo` announces these and no other (no stop-limit, OCO, OTO, trailing stop,
+//! amend or `GTD`).
+//!
+//! **Market data.** Besides prices, 24-hour tickers, spot's book ticker and depth: candles,
+//! `GET /api/v3/klines` and `GET /fapi/v1/klines` (`symbol`, `interval` from `1s` (spot
+//! only) to `1M`, `startTime`, `endTime`, `limit`; -1120 for an interval the product
+//! lacks, -1023 for a start after the end), each a list of 12 fields with prices and
+//! volumes as strings; as prices never move, every candle is flat at the reference price,
+//! its volume the 24-hour ticker's spread evenly; the last one holds now, and none opens
+//! in the future. USD-M's depth `GET /fapi/v1/depth` (with `E` and `T`) and book ticker
+//! `GET /fapi/v1/ticker/bookTicker` are spot's levels in USD-M's shapes and precisions;
+//! `GET /fapi/v1/premiumIndex` answers the mark price, which is the index price and the
+//! reference price, and a funding rate of 0.01% (the interest rate alone, there being no
+//! premium) with the next funding time on Binance's 8-hour schedule. Each is weighted as
+//! Binance's pages weigh it, by `limit` or symbols where they do.
+//!
+//! **Positions and margin type.** `GET /fapi/v2/positionRisk` lists every USD-M symbol
+//! (or the one sent) in one-way mode with its position, leverage and margin type;
+//! `GET /fapi/v3/positionRisk` (what ccxt's `fetch_positions` calls) only those with a
+//! position or open orders, with the initial margin they hold; `GET
+//! /fapi/v1/leverageBracket` (which ccxt loads first) announces one bracket a symbol, up
+//! to 125x, with no maintenance margin, as the simulator keeps none. `POST
+//! /fapi/v1/marginType` sets a symbol `ISOLATED` or `CROSSED` (-4046 "No need to change
+//! margin type." when it already is, -4047 with open orders, -4048 with a position); the
+//! simulator reports the margin type, an isolated position's margin being its initial
+//! margin, but holds margin the same way in either (see below).
+//!
+//! **Cancelling every order.** `DELETE /api/v3/openOrders` cancels every open spot order of
+//! a symbol and answers each as a cancel does (-2011 when there is none); `DELETE
+//! /fapi/v1/allOpenOrders` cancels every open USD-M order of a symbol and answers
+//! `{"code": 200, "msg": "The operation of cancel all open order is done."}`, orders or
+//! not (conditional orders wait in the algo service and stay).
+//!
+//! **Wallets.** `POST /sapi/v1/asset/transfer` moves USDT between the spot and USD-M
+//! wallets (`type` `MAIN_UMFUTURE` or `UMFUTURE_MAIN`; no other wallet or type, -1130),
+//! for a key with `permitsUniversalTransfer` (-2015 otherwise), weighing 900 per account
+//! as Binance does, and answers `{"tranId": N}`; more than the source has free (on USD-M,
+//! available) is -5013 "Asset transfer failed: insufficient balance". `GET
+//! /sapi/v1/system/status` answers `{"status": 0, "msg": "normal"}`.
+//!
 //! **Price bands.** A limit price is held to the percent price filter each `exchangeInfo`
 //! announces, as Binance documents it, the simulator's reference price standing for the
 //! market (spot's weighted average price over `avgPriceMins`, USD-M's mark price). Spot's
@@ -130,7 +176,8 @@
 //! `{"code":-1003,"msg":"Way too much request weight used; IP banned until 1593741600000.
 //! Please use WebSocket Streams for live updates to avoid bans."}` (the ban's end in ms).
 //! A first ban lasts 120 s, each later one on the host twice the one before, up to three
-//! days. Withdrawals, weighted per account, are never refused for their weight. For
+//! days. Withdrawals and transfers, weighted per account, are never refused for their
+//! weight. For
 //! tests, `POST /__mock/weight-limit?limit=N&ban=S` sets every family's limit per minute
 //! to `N` and the first ban's length to `S` seconds (each optional, each at least 1; it
 //! answers the limits in force, and lifts no ban), as do [`Simulator::set_weight_limit`]
@@ -147,7 +194,8 @@
 //! market lot size, minimum notional and percent price only (not spot's maximum
 //! notional, USD-M's `marketTakeBound` for market orders or the stop price multipliers
 //! for conditional orders, nor the maximum number of orders or conditional orders). No
-//! COIN-M, options, margin, transfers, RSA keys, WebSocket streams or order-rate limiting
+//! COIN-M, options, margin, transfers but between spot and USD-M, RSA keys, WebSocket
+//! streams or order-rate limiting
 //! (the order-count headers only report). A key's IP restriction is reported, not
 //! checked. It never opens an outbound connection.
 //!
@@ -277,14 +325,15 @@ impl std::fmt::Debug for Credential {
 /// and what the simulator enforces.
 ///
 /// A key without `spot_trading` is refused spot orders and cancels, one without `futures`
-/// every signed `/fapi` endpoint, one without `withdrawals` a withdrawal, each with -2015
+/// every signed `/fapi` endpoint, one without `withdrawals` a withdrawal, one without
+/// `universal_transfer` a transfer between its wallets, each with -2015
 /// "Invalid API-key, IP, or permissions for action.", as Binance refuses them. Reading is
 /// always on, as on Binance, where it cannot be turned off. `ip_restrict` is reported, not
 /// checked: the simulator takes every caller to be at an address the key allows.
 ///
 /// The default is a key Binance can issue and that every endpoint the simulator serves
-/// accepts: IP-restricted, with spot trading, futures and withdrawals, without internal or
-/// universal transfers. Binance enables withdrawals only on an IP-restricted key, so
+/// but the universal transfer accepts: IP-restricted, with spot trading, futures and
+/// withdrawals, without internal or universal transfers. Binance enables withdrawals only on an IP-restricted key, so
 /// `withdrawals` without `ip_restrict` is a state no key can be in, and the simulator
 /// refuses a credential that describes it (see [`load_credentials`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -298,9 +347,9 @@ pub struct Restrictions {
     /// `enableWithdrawals`: `POST /sapi/v1/capital/withdraw/apply`; needs `ip_restrict`.
     pub withdrawals: bool,
     /// `enableInternalTransfer`: transfers between master and sub-accounts (reported only;
-    /// the simulator has no transfer endpoint).
+    /// the simulator has no sub-accounts).
     pub internal_transfer: bool,
-    /// `permitsUniversalTransfer`: `POST /sapi/v1/asset/transfer` (reported only).
+    /// `permitsUniversalTransfer`: `POST /sapi/v1/asset/transfer`.
     pub universal_transfer: bool,
     /// `enableMargin`: the margin account (reported only; the simulator has no margin
     /// endpoint).
@@ -542,6 +591,7 @@ impl State {
                 next_trade_id: 1,
                 next_withdraw_id: 1,
                 next_cancel_id: 1,
+                next_transfer_id: 1,
                 next_algo_id: algo::FIRST_ALGO_ID,
             },
         }

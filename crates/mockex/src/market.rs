@@ -1,5 +1,6 @@
 //! The fixed market list, reference prices and the public market-data documents.
 
+use rust_decimal::prelude::ToPrimitive as _;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 
@@ -297,14 +298,16 @@ pub(crate) fn spot_exchange_info(server_time: u64, weight_limit: u64) -> Value {
                 "quoteAssetPrecision": 8,
                 "baseCommissionPrecision": 8,
                 "quoteCommissionPrecision": 8,
-                "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT"],
+                // Only what the simulator implements: no stop or take-profit orders, no
+                // order lists (OCO, OTO), no trailing stops, no amend (keepPriority).
+                "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET"],
                 "icebergAllowed": true,
-                "ocoAllowed": true,
-                "otoAllowed": true,
+                "ocoAllowed": false,
+                "otoAllowed": false,
                 "quoteOrderQtyMarketAllowed": true,
-                "allowTrailingStop": true,
+                "allowTrailingStop": false,
                 "cancelReplaceAllowed": true,
-                "amendAllowed": true,
+                "amendAllowed": false,
                 "isSpotTradingAllowed": true,
                 "isMarginTradingAllowed": true,
                 "filters": [
@@ -370,8 +373,9 @@ pub(crate) fn usdm_exchange_info(server_time: u64, weight_limit: u64) -> Value {
                     {"filterType": "MIN_NOTIONAL", "notional": m.min_notional.to_string()},
                     {"filterType": "PERCENT_PRICE", "multiplierUp": fmt(USDM_MULTIPLIER_UP, USDM_MULTIPLIER_DECIMAL), "multiplierDown": fmt(USDM_MULTIPLIER_DOWN, USDM_MULTIPLIER_DECIMAL), "multiplierDecimal": USDM_MULTIPLIER_DECIMAL.to_string()}
                 ],
-                "orderTypes": ["LIMIT", "MARKET", "STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET", "TRAILING_STOP_MARKET"],
-                "timeInForce": ["GTC", "IOC", "FOK", "GTX", "GTD"],
+                // Only what the simulator implements: no trailing stops, no GTD.
+                "orderTypes": ["LIMIT", "MARKET", "STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET"],
+                "timeInForce": ["GTC", "IOC", "FOK", "GTX"],
                 "permissionSets": ["GRID", "COPY"]
             })
         })
@@ -438,6 +442,236 @@ pub(crate) fn depth(m: &Market, limit: usize) -> Value {
         "bids": (0..limit).map(|i| level(i, -1)).collect::<Vec<_>>(),
         "asks": (0..limit).map(|i| level(i, 1)).collect::<Vec<_>>()
     })
+}
+
+/// `GET /fapi/v1/depth`: as [`depth`], in USD-M's shape (the message and transaction
+/// times `E` and `T`; prices and quantities to the symbol's precisions).
+pub(crate) fn futures_depth(m: &Market, limit: usize, now: u64) -> Value {
+    let level = |i: usize, sign: i64| {
+        let offset = m.tick_size * Decimal::from(i as i64 + 1) * Decimal::from(sign);
+        json!([
+            fmt(m.price + offset, m.price_precision),
+            fmt(Decimal::ONE, m.quantity_precision)
+        ])
+    };
+    json!({
+        "lastUpdateId": 1_000_000,
+        "E": now,
+        "T": now,
+        "bids": (0..limit).map(|i| level(i, -1)).collect::<Vec<_>>(),
+        "asks": (0..limit).map(|i| level(i, 1)).collect::<Vec<_>>()
+    })
+}
+
+/// `GET /fapi/v1/ticker/bookTicker` for one market: the best levels of [`futures_depth`].
+pub(crate) fn futures_book_ticker(m: &Market, now: u64) -> Value {
+    json!({
+        "symbol": m.symbol,
+        "bidPrice": fmt(m.price - m.tick_size, m.price_precision),
+        "bidQty": fmt(Decimal::ONE, m.quantity_precision),
+        "askPrice": fmt(m.price + m.tick_size, m.price_precision),
+        "askQty": fmt(Decimal::ONE, m.quantity_precision),
+        "time": now,
+        "lastUpdateId": 1_000_000
+    })
+}
+
+/// Binance's USD-M funding interval: funding is settled at 00:00, 08:00 and 16:00 UTC.
+const FUNDING_INTERVAL_MS: u64 = 8 * 3600 * 1000;
+/// The funding rate, when the premium is nil: Binance's interest rate of 0.01% per
+/// funding interval. The simulator's mark price is its index price, so this is the rate.
+const FUNDING_RATE: &str = "0.00010000";
+
+/// `GET /fapi/v1/premiumIndex` for one market: mark price, index price and funding.
+/// Prices never move, so the mark price is the index price and the reference price, the
+/// premium is nil and the funding rate is the interest rate alone.
+pub(crate) fn premium_index(m: &Market, now: u64) -> Value {
+    let price = fmt(m.price, 8);
+    json!({
+        "symbol": m.symbol,
+        "markPrice": price,
+        "indexPrice": price,
+        "estimatedSettlePrice": price,
+        "lastFundingRate": FUNDING_RATE,
+        "interestRate": FUNDING_RATE,
+        "nextFundingTime": (now / FUNDING_INTERVAL_MS + 1) * FUNDING_INTERVAL_MS,
+        "time": now
+    })
+}
+
+/// A kline interval, as `GET /api/v3/klines` and `GET /fapi/v1/klines` read `interval`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Interval {
+    /// A fixed length; candles open at `offset_ms` plus a whole number of lengths since
+    /// the epoch (weeks open on Monday, 1970-01-05, 4 days after it).
+    Fixed { len_ms: u64, offset_ms: u64 },
+    /// A calendar month (`1M`), opening on the first at 00:00 UTC.
+    Month,
+}
+
+impl Interval {
+    /// Reads `interval`: `1s` (spot only), `1m`, `3m`, `5m`, `15m`, `30m`, `1h`, `2h`,
+    /// `4h`, `6h`, `8h`, `12h`, `1d`, `3d`, `1w`, `1M`.
+    pub(crate) fn parse(value: &str, product: Product) -> Option<Interval> {
+        const MINUTE: u64 = 60_000;
+        const HOUR: u64 = 60 * MINUTE;
+        const DAY: u64 = 24 * HOUR;
+        let len_ms = match value {
+            "1s" if product == Product::Spot => 1000,
+            "1m" => MINUTE,
+            "3m" => 3 * MINUTE,
+            "5m" => 5 * MINUTE,
+            "15m" => 15 * MINUTE,
+            "30m" => 30 * MINUTE,
+            "1h" => HOUR,
+            "2h" => 2 * HOUR,
+            "4h" => 4 * HOUR,
+            "6h" => 6 * HOUR,
+            "8h" => 8 * HOUR,
+            "12h" => 12 * HOUR,
+            "1d" => DAY,
+            "3d" => 3 * DAY,
+            "1w" => {
+                return Some(Interval::Fixed {
+                    len_ms: 7 * DAY,
+                    offset_ms: 4 * DAY,
+                })
+            }
+            "1M" => return Some(Interval::Month),
+            _ => return None,
+        };
+        Some(Interval::Fixed {
+            len_ms,
+            offset_ms: 0,
+        })
+    }
+
+    /// The open time of the candle that holds `t`.
+    fn open_at(self, t: u64) -> u64 {
+        match self {
+            Interval::Fixed { len_ms, offset_ms } => {
+                match t.checked_sub(offset_ms) {
+                    Some(since) => since / len_ms * len_ms + offset_ms,
+                    // Before the first whole week: the epoch.
+                    None => 0,
+                }
+            }
+            Interval::Month => month_start(month_of(t)),
+        }
+    }
+
+    /// The open time of the candle after the one that opens at `open`.
+    fn next(self, open: u64) -> u64 {
+        match self {
+            Interval::Fixed { len_ms, .. } => open + len_ms,
+            Interval::Month => month_start(month_of(open) + 1),
+        }
+    }
+
+    /// The open time of the candle before the one that opens at `open`, if there is one.
+    fn previous(self, open: u64) -> Option<u64> {
+        match self {
+            Interval::Fixed { len_ms, .. } => open.checked_sub(len_ms),
+            Interval::Month => (month_of(open) > 0).then(|| month_start(month_of(open) - 1)),
+        }
+    }
+}
+
+/// Months since January 1970 of the time `t` (ms since the epoch).
+fn month_of(t: u64) -> u64 {
+    let days = i64::try_from(t / 86_400_000).unwrap_or(i64::MAX);
+    // Howard Hinnant's civil_from_days, for days since 1970-01-01.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    u64::try_from((year - 1970) * 12 + month - 1).unwrap_or(0)
+}
+
+/// The first millisecond of the month `months` after January 1970.
+fn month_start(months: u64) -> u64 {
+    let months = i64::try_from(months).unwrap_or(0);
+    let (year, month) = (1970 + months / 12, months % 12 + 1);
+    // Howard Hinnant's days_from_civil, for the first of the month.
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = if month > 2 { month - 3 } else { month + 9 };
+    let doy = (153 * mp + 2) / 5;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    u64::try_from(days).unwrap_or(0) * 86_400_000
+}
+
+/// The candles a klines request answers, oldest first, as Binance selects them: from
+/// the first candle opening at or after `start`, when it is sent, forward; else the
+/// `limit` candles up to the one holding `end` (or now); never one opening after `end`
+/// or after now.
+pub(crate) fn kline_open_times(
+    interval: Interval,
+    start: Option<u64>,
+    end: Option<u64>,
+    limit: usize,
+    now: u64,
+) -> Vec<u64> {
+    let last = interval.open_at(end.map_or(now, |end| end.min(now)));
+    let mut opens = Vec::new();
+    match start {
+        Some(start) => {
+            let first = interval.open_at(start);
+            let mut open = if first < start {
+                interval.next(first)
+            } else {
+                first
+            };
+            while open <= last && opens.len() < limit {
+                opens.push(open);
+                open = interval.next(open);
+            }
+        }
+        None => {
+            let mut open = Some(last);
+            while let Some(at) = open.filter(|_| opens.len() < limit) {
+                opens.push(at);
+                open = interval.previous(at);
+            }
+            opens.reverse();
+        }
+    }
+    opens
+}
+
+/// One synthetic candle of `m` opening at `open`, as the klines endpoints answer it (12
+/// fields, prices and volumes as strings). Prices never move, so every price is the
+/// reference price; the volume is the 24-hour ticker's 1000 a day spread evenly, half
+/// of it bought by takers, one trade for each whole unit.
+pub(crate) fn kline(m: &Market, interval: Interval, open: u64) -> Value {
+    let close = interval.next(open) - 1;
+    let volume = Decimal::from(1000) * Decimal::from(close + 1 - open) / Decimal::from(86_400_000);
+    let (price_places, qty_places) = match m.product {
+        Product::Spot => (8, 8),
+        Product::UsdM => (m.price_precision, m.quantity_precision),
+    };
+    let price = fmt(m.price, price_places);
+    let half = volume / Decimal::TWO;
+    json!([
+        open,
+        price,
+        price,
+        price,
+        price,
+        fmt(volume, qty_places),
+        close,
+        fmt(volume * m.price, 8),
+        volume.floor().to_u64().unwrap_or(0),
+        fmt(half, qty_places),
+        fmt(half * m.price, 8),
+        "0"
+    ])
 }
 
 /// A coin that can be withdrawn, with its networks, the default one first.
@@ -622,5 +856,42 @@ mod tests {
             Some(dec(5, 2))
         );
         assert!(find(Product::UsdM, "DOGEUSDT").is_none());
+    }
+
+    #[test]
+    fn candles_open_on_their_intervals() {
+        let day = 86_400_000;
+        // 2024-02-29 12:00 UTC, a Thursday.
+        let t = 1_709_208_000_000;
+        let open_at = |i: &str| Interval::parse(i, Product::Spot).unwrap().open_at(t);
+        assert_eq!(open_at("1h"), t);
+        assert_eq!(open_at("1d"), t - day / 2);
+        // Monday 2024-02-26.
+        assert_eq!(open_at("1w"), 1_708_905_600_000);
+        // 2024-02-01, and the month after it 2024-03-01.
+        assert_eq!(open_at("1M"), 1_706_745_600_000);
+        assert_eq!(Interval::Month.next(1_706_745_600_000), 1_709_251_200_000);
+        assert_eq!(
+            Interval::Month.previous(1_706_745_600_000),
+            Some(1_704_067_200_000)
+        );
+        assert_eq!(month_start(0), 0);
+        assert!(Interval::parse("1s", Product::UsdM).is_none());
+        assert!(Interval::parse("2d", Product::Spot).is_none());
+        // The last three hours up to now; from a start, forward, never past now.
+        let hour = Interval::parse("1h", Product::Spot).unwrap();
+        let now = t + 1_800_000;
+        assert_eq!(
+            kline_open_times(hour, None, None, 3, now),
+            [t - 7_200_000, t - 3_600_000, t]
+        );
+        assert_eq!(
+            kline_open_times(hour, Some(t - 7_199_999), None, 10, now),
+            [t - 3_600_000, t]
+        );
+        assert_eq!(
+            kline_open_times(hour, None, Some(t - 1), 2, now),
+            [t - 7_200_000, t - 3_600_000]
+        );
     }
 }

@@ -243,6 +243,14 @@ enum Endpoint {
     Ticker24hr(Product),
     BookTicker,
     Depth,
+    /// `GET /api/v3/klines` and `GET /fapi/v1/klines`.
+    Klines(Product),
+    /// `GET /fapi/v1/depth`.
+    FuturesDepth,
+    /// `GET /fapi/v1/ticker/bookTicker`.
+    FuturesBookTicker,
+    /// `GET /fapi/v1/premiumIndex`: mark price and funding.
+    PremiumIndex,
     Account,
     NewOrder(Product),
     /// `PUT /fapi/v1/order`: modify a USD-M limit order.
@@ -271,6 +279,21 @@ enum Endpoint {
     FuturesAccount,
     FuturesBalance,
     Leverage,
+    /// `GET /fapi/v2/positionRisk` (every symbol) or `/fapi/v3/positionRisk` (those
+    /// with a position or open orders).
+    PositionRisk {
+        v3: bool,
+    },
+    /// `GET /fapi/v1/leverageBracket`.
+    LeverageBracket,
+    /// `POST /fapi/v1/marginType`.
+    MarginType,
+    /// `DELETE /api/v3/openOrders` and `DELETE /fapi/v1/allOpenOrders`.
+    CancelAllOrders(Product),
+    /// `POST /sapi/v1/asset/transfer`: between the spot and USD-M wallets.
+    Transfer,
+    /// `GET /sapi/v1/system/status`.
+    SystemStatus,
     NewAlgoOrder,
     CancelAlgoOrder,
     QueryAlgoOrder,
@@ -287,6 +310,8 @@ enum Permission {
     Futures,
     /// `enableWithdrawals`.
     Withdrawals,
+    /// `permitsUniversalTransfer`.
+    UniversalTransfer,
 }
 
 impl Permission {
@@ -295,6 +320,7 @@ impl Permission {
             Permission::SpotTrading => restrictions.spot_trading,
             Permission::Futures => restrictions.futures,
             Permission::Withdrawals => restrictions.withdrawals,
+            Permission::UniversalTransfer => restrictions.universal_transfer,
         }
     }
 }
@@ -307,6 +333,7 @@ impl Endpoint {
         match self {
             Endpoint::NewOrder(Product::Spot)
             | Endpoint::CancelOrder(Product::Spot)
+            | Endpoint::CancelAllOrders(Product::Spot)
             | Endpoint::CancelReplace => Some(Permission::SpotTrading),
             Endpoint::NewOrder(Product::UsdM)
             | Endpoint::ModifyOrder
@@ -323,20 +350,26 @@ impl Endpoint {
             | Endpoint::FuturesAccount
             | Endpoint::FuturesBalance
             | Endpoint::Leverage
+            | Endpoint::PositionRisk { .. }
+            | Endpoint::LeverageBracket
+            | Endpoint::MarginType
+            | Endpoint::CancelAllOrders(Product::UsdM)
             | Endpoint::NewAlgoOrder
             | Endpoint::CancelAlgoOrder
             | Endpoint::QueryAlgoOrder
             | Endpoint::OpenAlgoOrders
             | Endpoint::AllAlgoOrders => Some(Permission::Futures),
             Endpoint::Withdraw => Some(Permission::Withdrawals),
+            Endpoint::Transfer => Some(Permission::UniversalTransfer),
             _ => None,
         }
     }
 
     /// Whether Binance counts this endpoint's weight per account (UID) rather than per
-    /// IP: of the simulator's `/sapi` endpoints, only the withdrawal ("Weight(UID): 900").
+    /// IP: of the simulator's `/sapi` endpoints, the withdrawal and the universal transfer
+    /// (each "Weight(UID): 900").
     fn is_uid_weighted(self) -> bool {
-        matches!(self, Endpoint::Withdraw)
+        matches!(self, Endpoint::Withdraw | Endpoint::Transfer)
     }
 }
 
@@ -347,7 +380,11 @@ impl Endpoint {
 /// and for a `symbols` list 2 up to 20 symbols, 40 up to 100 and 80 past that; spot
 /// `ticker/price` and `ticker/bookTicker` 2 for one symbol, 4 for every symbol or a
 /// list; USD-M `ticker/24hr` 1 or 40 and `ticker/price` 1 or 2; spot `depth` by its
-/// `limit` (5 up to 100, 25 up to 500, 50 up to 1000, 250 past that). Parameters are read
+/// `limit` (5 up to 100, 25 up to 500, 50 up to 1000, 250 past that); USD-M `depth` by
+/// its `limit` (2 up to 50, 5 up to 100, 10 up to 500, 20 past that), USD-M `klines` by
+/// its `limit` (1 under 100, 2 under 500, 5 up to 1000, 10 past that), USD-M
+/// `ticker/bookTicker` 2 for one symbol and 5 for every symbol, `premiumIndex` 1 and 10.
+/// Parameters are read
 /// percent-decoded, as Binance reads them. A value that does not read leaves the table's
 /// weight: the request is refused for it.
 fn weight_by_params(endpoint: Endpoint, query: &str) -> Option<u32> {
@@ -386,6 +423,20 @@ fn weight_by_params(endpoint: Endpoint, query: &str) -> Option<u32> {
             501..=1000 => Some(50),
             _ => Some(250),
         },
+        Endpoint::FuturesDepth => match param("limit")?.parse::<u64>().ok()? {
+            0..=50 => Some(2),
+            51..=100 => Some(5),
+            101..=500 => None,
+            _ => Some(20),
+        },
+        Endpoint::Klines(Product::UsdM) => match param("limit")?.parse::<u64>().ok()? {
+            0..=99 => Some(1),
+            100..=499 => Some(2),
+            500..=1000 => None,
+            _ => Some(10),
+        },
+        Endpoint::FuturesBookTicker if !names_symbol => Some(5),
+        Endpoint::PremiumIndex if !names_symbol => Some(10),
         _ => None,
     }
 }
@@ -412,12 +463,18 @@ fn route(method: &Method, path: &str) -> Option<(Security, u32, Endpoint)> {
         "/fapi/v1/ticker/24hr" if get => (Public, 1, E::Ticker24hr(Product::UsdM)),
         "/api/v3/ticker/bookTicker" if get => (Public, 2, E::BookTicker),
         "/api/v3/depth" if get => (Public, 5, E::Depth),
+        "/api/v3/klines" if get => (Public, 2, E::Klines(Product::Spot)),
+        "/fapi/v1/klines" if get => (Public, 5, E::Klines(Product::UsdM)),
+        "/fapi/v1/depth" if get => (Public, 10, E::FuturesDepth),
+        "/fapi/v1/ticker/bookTicker" if get => (Public, 2, E::FuturesBookTicker),
+        "/fapi/v1/premiumIndex" if get => (Public, 1, E::PremiumIndex),
         "/api/v3/account" if get => (Signed, 20, E::Account),
         "/api/v3/order" if post => (Signed, 1, E::NewOrder(Product::Spot)),
         "/api/v3/order" if get => (Signed, 4, E::QueryOrder(Product::Spot)),
         "/api/v3/order" if delete => (Signed, 1, E::CancelOrder(Product::Spot)),
         "/api/v3/order/cancelReplace" if post => (Signed, 1, E::CancelReplace),
         "/api/v3/openOrders" if get => (Signed, 6, E::OpenOrders(Product::Spot)),
+        "/api/v3/openOrders" if delete => (Signed, 1, E::CancelAllOrders(Product::Spot)),
         "/api/v3/allOrders" if get => (Signed, 20, E::AllOrders(Product::Spot)),
         "/api/v3/myTrades" if get => (Signed, 20, E::MyTrades(Product::Spot)),
         "/sapi/v1/capital/config/getall" if get => (Signed, 10, E::CapitalConfig),
@@ -429,6 +486,8 @@ fn route(method: &Method, path: &str) -> Option<(Security, u32, Endpoint)> {
         "/sapi/v1/capital/withdraw/apply" if post => (Signed, 900, E::Withdraw),
         "/sapi/v1/account/apiRestrictions" if get => (Signed, 1, E::ApiRestrictions),
         "/sapi/v1/capital/withdraw/history" if get => (Signed, 18, E::WithdrawHistory),
+        "/sapi/v1/asset/transfer" if post => (Signed, 900, E::Transfer),
+        "/sapi/v1/system/status" if get => (Public, 1, E::SystemStatus),
         "/fapi/v2/account" | "/fapi/v3/account" if get => (Signed, 5, E::FuturesAccount),
         "/fapi/v2/balance" | "/fapi/v3/balance" if get => (Signed, 5, E::FuturesBalance),
         // Binance's pages count a new order and a modification 1 against each order rate
@@ -446,6 +505,11 @@ fn route(method: &Method, path: &str) -> Option<(Security, u32, Endpoint)> {
         "/fapi/v1/userTrades" if get => (Signed, 5, E::MyTrades(Product::UsdM)),
         "/fapi/v1/income" if get => (Signed, 30, E::Income),
         "/fapi/v1/leverage" if post => (Signed, 1, E::Leverage),
+        "/fapi/v2/positionRisk" if get => (Signed, 5, E::PositionRisk { v3: false }),
+        "/fapi/v3/positionRisk" if get => (Signed, 5, E::PositionRisk { v3: true }),
+        "/fapi/v1/leverageBracket" if get => (Signed, 1, E::LeverageBracket),
+        "/fapi/v1/marginType" if post => (Signed, 1, E::MarginType),
+        "/fapi/v1/allOpenOrders" if delete => (Signed, 1, E::CancelAllOrders(Product::UsdM)),
         // Binance weighs a new conditional order 0, and so does the simulator.
         "/fapi/v1/algoOrder" if post => (Signed, 0, E::NewAlgoOrder),
         "/fapi/v1/algoOrder" if delete => (Signed, 1, E::CancelAlgoOrder),
@@ -821,7 +885,24 @@ fn dispatch(
             let limit = params.integer("limit")?.unwrap_or(100).clamp(1, 5000);
             Some(market::depth(m, usize::try_from(limit).unwrap_or(100)))
         }
+        Endpoint::FuturesDepth => {
+            let m = symbol(params, Product::UsdM)?;
+            let limit = params.integer("limit")?.unwrap_or(500).clamp(1, 1000);
+            Some(market::futures_depth(
+                m,
+                usize::try_from(limit).unwrap_or(500),
+                now,
+            ))
+        }
+        Endpoint::FuturesBookTicker => Some(per_symbol(params, Product::UsdM, withheld, |m| {
+            market::futures_book_ticker(m, now)
+        })?),
+        Endpoint::PremiumIndex => Some(per_symbol(params, Product::UsdM, withheld, |m| {
+            market::premium_index(m, now)
+        })?),
+        Endpoint::Klines(product) => Some(klines(params, product, withheld, now)?),
         Endpoint::MarginPairs { isolated } => Some(market::margin_pairs(isolated)),
+        Endpoint::SystemStatus => Some(json!({"status": 0, "msg": "normal"})),
         _ => None,
     };
     if let Some(value) = public {
@@ -852,6 +933,47 @@ fn dispatch(
     simulator.with_account(api_key, |account, ids| {
         private(account, ids, endpoint, params, now)
     })
+}
+
+/// `GET /api/v3/klines` and `GET /fapi/v1/klines`: `symbol` and `interval` required,
+/// `startTime`, `endTime` and `limit` (500 by default, at most 1000 on spot and 1500 on
+/// USD-M) optional; -1120 for an interval the product does not have, -1023 for a start
+/// after the end. See [`market::kline_open_times`] for which candles answer.
+fn klines(
+    params: &Params,
+    product: Product,
+    withheld: impl Fn(&market::Market) -> bool,
+    now: u64,
+) -> Result<Value, ApiError> {
+    let m = symbol(params, product)?;
+    let interval = market::Interval::parse(params.required("interval")?, product)
+        .ok_or_else(|| ApiError::new(400, -1120, "Invalid interval."))?;
+    let (start, end) = (params.integer("startTime")?, params.integer("endTime")?);
+    if let (Some(start), Some(end)) = (start, end) {
+        if start > end {
+            return Err(ApiError::new(
+                400,
+                -1023,
+                "Start time is greater than end time.",
+            ));
+        }
+    }
+    let most = match product {
+        Product::Spot => 1000,
+        Product::UsdM => 1500,
+    };
+    let limit = params.integer("limit")?.unwrap_or(500).clamp(1, most);
+    if withheld(m) {
+        return Err(ApiError::unavailable());
+    }
+    // At most 1500 after the clamp, so it fits.
+    let limit = usize::try_from(limit).unwrap_or(500);
+    Ok(Value::Array(
+        market::kline_open_times(interval, start, end, limit, now)
+            .into_iter()
+            .map(|open| market::kline(m, interval, open))
+            .collect(),
+    ))
 }
 
 /// Every parameter spot's `POST /api/v3/order` reads, as Binance's New order page lists
@@ -938,12 +1060,17 @@ enum RespType {
 
 impl RespType {
     /// Reads `newOrderRespType`. Spot takes `ACK`, `RESULT` and `FULL`, and answers a
-    /// `MARKET` or `LIMIT` order (the only types the simulator has) `FULL` by default;
-    /// USD-M takes `ACK` and `RESULT`, `ACK` by default. Anything else is -1136.
-    fn parse(params: &Params, product: Product) -> Result<RespType, ApiError> {
+    /// `MARKET` or `LIMIT` order `FULL` by default and any other (`LIMIT_MAKER`) `ACK`,
+    /// as Binance's New order page has it; USD-M takes `ACK` and `RESULT`, `ACK` by
+    /// default. Anything else is -1136.
+    fn parse(
+        params: &Params,
+        product: Product,
+        order_type: OrderType,
+    ) -> Result<RespType, ApiError> {
         match (product, params.get("newOrderRespType")) {
-            (Product::Spot, None) => Ok(RespType::Full),
-            (Product::UsdM, None) | (_, Some("ACK")) => Ok(RespType::Ack),
+            (Product::Spot, None) if order_type != OrderType::LimitMaker => Ok(RespType::Full),
+            (_, None) | (_, Some("ACK")) => Ok(RespType::Ack),
             (_, Some("RESULT")) => Ok(RespType::Result),
             (Product::Spot, Some("FULL")) => Ok(RespType::Full),
             (_, Some(_)) => Err(ApiError::new(400, -1136, "Invalid newOrderRespType")),
@@ -971,7 +1098,7 @@ fn read_new_order(
 ) -> Result<(NewOrder, RespType), ApiError> {
     let m = symbol(params, product)?;
     let side = Side::parse(params.required("side")?)?;
-    let order_type = OrderType::parse(params.required("type")?)?;
+    let order_type = OrderType::parse(params.required("type")?, product)?;
     let time_in_force = match order_type {
         OrderType::Limit => {
             let tif = params.required("timeInForce")?;
@@ -984,6 +1111,17 @@ fn read_new_order(
                 return Err(ApiError::new(400, -1115, "Invalid timeInForce."));
             }
             tif.to_owned()
+        }
+        // A LIMIT_MAKER order has no time in force; it rests as a GTC order does.
+        OrderType::LimitMaker => {
+            if params.get("timeInForce").is_some() {
+                return Err(ApiError::new(
+                    400,
+                    -1106,
+                    "Parameter 'timeInForce' sent when not required.",
+                ));
+            }
+            "GTC".to_owned()
         }
         OrderType::Market => {
             // Binance refuses what a market order does not take.
@@ -1004,7 +1142,7 @@ fn read_new_order(
     // may be an iceberg). Taking one silently would report an order Binance never places.
     if product == Product::Spot {
         let not_taken: &[&str] = match order_type {
-            OrderType::Limit => &["stopPrice", "trailingDelta"],
+            OrderType::Limit | OrderType::LimitMaker => &["stopPrice", "trailingDelta"],
             OrderType::Market => &["stopPrice", "trailingDelta", "icebergQty"],
         };
         if let Some(name) = not_taken.iter().find(|name| params.get(name).is_some()) {
@@ -1035,7 +1173,7 @@ fn read_new_order(
         }
         _ => made_up_client_order_id(ids),
     };
-    let resp_type = RespType::parse(params, product)?;
+    let resp_type = RespType::parse(params, product, order_type)?;
     let new = NewOrder {
         market: m,
         side,
@@ -1220,6 +1358,12 @@ fn cancel_client_id(ids: &mut Ids, params: &Params, name: &str) -> String {
     if let Some(id) = params.get(name).filter(|c| !c.is_empty()) {
         return id.to_owned();
     }
+    made_up_cancel_client_id(ids)
+}
+
+/// A client id the simulator makes up for a spot cancel, as Binance does for one sent
+/// without `newClientOrderId`.
+fn made_up_cancel_client_id(ids: &mut Ids) -> String {
     let id = format!("mockexcancel{:012}", ids.next_cancel_id);
     ids.next_cancel_id += 1;
     id
@@ -1355,6 +1499,8 @@ pub(crate) struct Ids {
     pub(crate) next_withdraw_id: u64,
     /// The next number of a made-up spot cancel client id ([`cancel_client_id`]).
     pub(crate) next_cancel_id: u64,
+    /// The next `tranId` of a transfer between wallets.
+    pub(crate) next_transfer_id: u64,
     /// The next `algoId`: a counter of its own, as Binance's algo service numbers its
     /// orders apart from the order book (starting at [`algo::FIRST_ALGO_ID`]).
     pub(crate) next_algo_id: u64,
@@ -1769,6 +1915,11 @@ fn private(
                     .collect(),
             ))
         }
+        Endpoint::PositionRisk { v3 } => position_risk(account, params, v3, now),
+        Endpoint::LeverageBracket => leverage_brackets(params),
+        Endpoint::MarginType => margin_type(account, params),
+        Endpoint::CancelAllOrders(product) => cancel_all(account, ids, product, params, now),
+        Endpoint::Transfer => transfer(account, ids, params),
         Endpoint::NewAlgoOrder => algo::place(account, ids, params, now),
         Endpoint::CancelAlgoOrder => algo::cancel(account, params, now),
         Endpoint::QueryAlgoOrder => algo::query(account, params),
@@ -1822,6 +1973,245 @@ fn private(
         )),
         _ => Err(ApiError::new(404, -1000, "Unknown endpoint.")),
     }
+}
+
+/// The largest position notional of the one leverage bracket the simulator announces: it
+/// holds a position of any size to the same leverage (up to [`book::MAX_LEVERAGE`]), so
+/// it announces one bracket, with no maintenance margin, as it keeps none.
+const MAX_NOTIONAL: u64 = 1_000_000;
+
+/// `GET /fapi/v2/positionRisk` and `GET /fapi/v3/positionRisk`, in one-way mode (one
+/// entry a symbol, `positionSide` `BOTH`): v2 lists every symbol (or the one sent), with
+/// its leverage and margin type; v3 only those with a position or open orders, with the
+/// initial margin they hold (see [`book::Margin`]). Every fill is at the reference
+/// price, which is the mark price, so the entry and break-even prices are it and there is
+/// no unrealized profit; there is no maintenance margin, so no liquidation price. An
+/// isolated position's margin is its initial margin.
+fn position_risk(
+    account: &Account,
+    params: &Params,
+    v3: bool,
+    now: u64,
+) -> Result<Value, ApiError> {
+    let only = match params.get("symbol") {
+        Some(_) => Some(symbol(params, Product::UsdM)?.symbol),
+        None => None,
+    };
+    let entries = market::of(Product::UsdM)
+        .filter(|m| only.is_none_or(|s| s == m.symbol))
+        .filter_map(|m| {
+            let amount = account.positions.get(m.symbol).copied().unwrap_or_default();
+            let open: Vec<&Order> = account
+                .orders
+                .iter()
+                .filter(|o| o.product == Product::UsdM && o.symbol == m.symbol && o.is_open())
+                .collect();
+            if v3 && amount.is_zero() && open.is_empty() {
+                return None;
+            }
+            let held = account.margin(Some(m.symbol));
+            let isolated = account.isolated.contains(m.symbol);
+            let isolated_margin = if isolated {
+                held.position
+            } else {
+                Decimal::ZERO
+            };
+            let entry_price = if amount.is_zero() {
+                Decimal::ZERO
+            } else {
+                m.price
+            };
+            let side_notional = |side: Side| -> Decimal {
+                open.iter()
+                    .filter(|o| o.side == side)
+                    .map(|o| (o.orig_qty - o.executed_qty) * o.price)
+                    .sum()
+            };
+            let mut entry = json!({
+                "symbol": m.symbol,
+                "positionSide": "BOTH",
+                "positionAmt": fmt(amount, m.quantity_precision),
+                "entryPrice": fmt(entry_price, 8),
+                "breakEvenPrice": fmt(entry_price, 8),
+                "markPrice": fmt(m.price, 8),
+                "unRealizedProfit": "0.00000000",
+                "liquidationPrice": "0",
+                "isolatedMargin": fmt(isolated_margin, 8),
+                "notional": fmt(amount * m.price, 8),
+                "isolatedWallet": fmt(isolated_margin, 8),
+                "updateTime": if amount.is_zero() { 0 } else { now }
+            });
+            if v3 {
+                entry["marginAsset"] = json!(m.quote);
+                entry["initialMargin"] = json!(fmt(held.total(), 8));
+                entry["maintMargin"] = json!("0");
+                entry["positionInitialMargin"] = json!(fmt(held.position, 8));
+                entry["openOrderInitialMargin"] = json!(fmt(held.open_orders, 8));
+                entry["adl"] = json!(0);
+                entry["bidNotional"] = json!(fmt(side_notional(Side::Buy), 8));
+                entry["askNotional"] = json!(fmt(side_notional(Side::Sell), 8));
+            } else {
+                entry["leverage"] = json!(account.leverage_of(m.symbol).to_string());
+                entry["maxNotionalValue"] = json!(MAX_NOTIONAL.to_string());
+                entry["marginType"] = json!(if isolated { "isolated" } else { "cross" });
+                entry["isAutoAddMargin"] = json!("false");
+            }
+            Some(entry)
+        })
+        .collect();
+    Ok(Value::Array(entries))
+}
+
+/// `GET /fapi/v1/leverageBracket`: one bracket a symbol (see [`MAX_NOTIONAL`]); a list,
+/// or the one symbol's object when `symbol` is sent, as Binance answers.
+fn leverage_brackets(params: &Params) -> Result<Value, ApiError> {
+    let one = |m: &market::Market| {
+        json!({
+            "symbol": m.symbol,
+            "brackets": [{
+                "bracket": 1,
+                "initialLeverage": book::MAX_LEVERAGE,
+                "notionalCap": MAX_NOTIONAL,
+                "notionalFloor": 0,
+                "maintMarginRatio": 0.0,
+                "cum": 0.0
+            }]
+        })
+    };
+    if params.get("symbol").is_some() {
+        return Ok(one(symbol(params, Product::UsdM)?));
+    }
+    Ok(Value::Array(market::of(Product::UsdM).map(one).collect()))
+}
+
+/// `POST /fapi/v1/marginType`: `marginType` `ISOLATED` or `CROSSED` for `symbol`, as
+/// Binance's Change Margin Type page has it: -4046 when it is already so, -4047 while
+/// the symbol has open orders, -4048 while it has a position. The simulator holds margin
+/// the same way in either (see [`book::Margin`]) and reports the margin type.
+fn margin_type(account: &mut Account, params: &Params) -> Result<Value, ApiError> {
+    let m = symbol(params, Product::UsdM)?;
+    let isolated = match params.required("marginType")? {
+        "ISOLATED" => true,
+        "CROSSED" => false,
+        _ => return Err(ApiError::invalid_parameter("marginType")),
+    };
+    if account.isolated.contains(m.symbol) == isolated {
+        return Err(ApiError::new(400, -4046, "No need to change margin type."));
+    }
+    let open = account
+        .orders
+        .iter()
+        .any(|o| o.product == Product::UsdM && o.symbol == m.symbol && o.is_open());
+    if open {
+        return Err(ApiError::new(
+            400,
+            -4047,
+            "Margin type cannot be changed if there exists open orders.",
+        ));
+    }
+    if account
+        .positions
+        .get(m.symbol)
+        .is_some_and(|p| !p.is_zero())
+    {
+        return Err(ApiError::new(
+            400,
+            -4048,
+            "Margin type cannot be changed if there exists position.",
+        ));
+    }
+    if isolated {
+        account.isolated.insert(m.symbol);
+    } else {
+        account.isolated.remove(m.symbol);
+    }
+    Ok(json!({"code": 200, "msg": "success"}))
+}
+
+/// `DELETE /api/v3/openOrders` and `DELETE /fapi/v1/allOpenOrders`: cancels every open
+/// order of `symbol`. Spot answers each as `DELETE /api/v3/order` does (each cancel with
+/// a client id made up for it), or -2011 when there is none; USD-M answers that it is
+/// done, with or without orders to cancel. USD-M's conditional orders wait in the algo
+/// service and are not cancelled (Binance cancels those with `algoOpenOrders`).
+fn cancel_all(
+    account: &mut Account,
+    ids: &mut Ids,
+    product: Product,
+    params: &Params,
+    now: u64,
+) -> Result<Value, ApiError> {
+    let m = symbol(params, product)?;
+    let open: Vec<u64> = account
+        .orders
+        .iter()
+        .filter(|o| o.product == product && o.symbol == m.symbol && o.is_open())
+        .map(|o| o.order_id)
+        .collect();
+    let mut cancelled = Vec::new();
+    for order_id in open {
+        cancelled.push(book::cancel(
+            account,
+            product,
+            m.symbol,
+            &OrderRef::Id(order_id),
+            now,
+        )?);
+    }
+    match product {
+        Product::Spot if cancelled.is_empty() => Err(ApiError::unknown_order()),
+        Product::Spot => Ok(Value::Array(
+            cancelled
+                .iter()
+                .map(|order| spot_cancelled(order, made_up_cancel_client_id(ids), now))
+                .collect(),
+        )),
+        Product::UsdM => Ok(json!({
+            "code": 200,
+            "msg": "The operation of cancel all open order is done."
+        })),
+    }
+}
+
+/// `POST /sapi/v1/asset/transfer` (User Universal Transfer) between the two wallets the
+/// simulator keeps: `type` `MAIN_UMFUTURE` (spot to USD-M) or `UMFUTURE_MAIN`, `asset`
+/// USDT (USD-M's one margin asset here), `amount` at most what the source has free (on
+/// USD-M, what the initial margin leaves available), else -5013 "Asset transfer failed:
+/// insufficient balance", as Binance answers (ccxt records the answer; Binance's error
+/// list does not). The simulator has no other wallet: another `type` is -1130, another
+/// asset -1130 for `asset`. Answers `{"tranId": N}`.
+fn transfer(account: &mut Account, ids: &mut Ids, params: &Params) -> Result<Value, ApiError> {
+    let to_futures = match params.required("type")? {
+        "MAIN_UMFUTURE" => true,
+        "UMFUTURE_MAIN" => false,
+        _ => return Err(ApiError::invalid_parameter("type")),
+    };
+    let asset = params.required("asset")?;
+    let amount = params
+        .decimal("amount")?
+        .ok_or_else(|| ApiError::mandatory("amount"))?;
+    if asset != "USDT" {
+        return Err(ApiError::invalid_parameter("asset"));
+    }
+    if amount <= Decimal::ZERO {
+        return Err(ApiError::invalid_parameter("amount"));
+    }
+    if !(amount % market::WITHDRAW_MULTIPLE).is_zero() {
+        return Err(ApiError::too_much_precision("amount"));
+    }
+    let insufficient = || ApiError::new(400, -5013, "Asset transfer failed: insufficient balance");
+    if to_futures {
+        account.debit(asset, amount).map_err(|_| insufficient())?;
+        account.futures.entry(asset.to_owned()).or_default().free += amount;
+    } else {
+        if amount > account.available_balance() {
+            return Err(insufficient());
+        }
+        account.futures.entry(asset.to_owned()).or_default().free -= amount;
+        account.spot.entry(asset.to_owned()).or_default().free += amount;
+    }
+    let id = ids.next_transfer_id;
+    ids.next_transfer_id += 1;
+    Ok(json!({ "tranId": id }))
 }
 
 /// The `limit` of a history list (`allOrders`, spot `myTrades`): 500 by default, at most

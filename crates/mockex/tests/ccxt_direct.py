@@ -99,6 +99,33 @@ def main():
     assert [t["order"] for t in usdm_trades] == [filled_usdm["id"]], usdm_trades
     assert usdm_trades[0]["symbol"] == "BTC/USDT:USDT", usdm_trades
     step("fetch_ticker usdm", lambda: exchange.fetch_ticker("BTC/USDT:USDT"))
+
+    # What a bot calls first: status, candles, the USD-M book and funding, positions,
+    # margin type, post-only spot orders and cancelling every order of a symbol.
+    assert step("fetch_status", exchange.fetch_status)["status"] == "ok"
+    candles = step("fetch_ohlcv", lambda: exchange.fetch_ohlcv("BTC/USDT", "1h", limit=3))
+    assert [c[4] for c in candles] == [60000] * 3, candles
+    candles = step("fetch_ohlcv usdm", lambda: exchange.fetch_ohlcv("ETH/USDT:USDT", "15m", limit=2))
+    assert [c[1] for c in candles] == [3000] * 2, candles
+    book = step("fetch_order_book usdm", lambda: exchange.fetch_order_book("BTC/USDT:USDT", 5))
+    assert book["bids"][0][0] < 60000 < book["asks"][0][0], book
+    funding = step("fetch_funding_rate", lambda: exchange.fetch_funding_rate("BTC/USDT:USDT"))
+    assert funding["markPrice"] == 60000, funding
+    positions = step("fetch_positions", lambda: exchange.fetch_positions(["BTC/USDT:USDT"]))
+    assert [(p["symbol"], p["contracts"], p["side"]) for p in positions] == [("BTC/USDT:USDT", 0.01, "long")], positions
+    step("set_margin_mode", lambda: exchange.set_margin_mode("isolated", "ETH/USDT:USDT"))
+    try:
+        exchange.create_order("BTC/USDT", "limit", "buy", 0.01, 61000, {"postOnly": True})
+        raise AssertionError("a post-only order that would take was placed")
+    except ccxt.OrderImmediatelyFillable:
+        print("OK create_order postOnly refused")
+    maker = step("create_order postOnly", lambda: exchange.create_order("BTC/USDT", "limit", "buy", 0.01, 59000, {"postOnly": True}))
+    assert maker["status"] == "open", maker
+    cancelled = step("cancel_all_orders", lambda: exchange.cancel_all_orders("BTC/USDT"))
+    assert [o["id"] for o in cancelled] == [maker["id"]], cancelled
+    step("create_order usdm limit", lambda: exchange.create_order("ETH/USDT:USDT", "limit", "buy", 0.1, 2900))
+    step("cancel_all_orders usdm", lambda: exchange.cancel_all_orders("ETH/USDT:USDT"))
+    assert exchange.fetch_open_orders("ETH/USDT:USDT") == []
     print("ALL OK")
 
 

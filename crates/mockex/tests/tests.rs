@@ -57,7 +57,9 @@ async fn send(
     body: Option<&str>,
 ) -> (u16, Value) {
     let (status, headers, value) = send_for_headers(sim, method, path_and_query, key, body).await;
-    let weight = if path_and_query.starts_with("/sapi/v1/capital/withdraw/apply") {
+    let weight = if path_and_query.starts_with("/sapi/v1/capital/withdraw/apply")
+        || path_and_query.starts_with("/sapi/v1/asset/transfer")
+    {
         "x-sapi-used-uid-weight-1m"
     } else if path_and_query.starts_with("/sapi/") {
         "x-sapi-used-ip-weight-1m"
@@ -4696,5 +4698,559 @@ mod review {
             401,
             -2015,
         );
+    }
+}
+
+mod coverage {
+    //! What a trading bot calls first, as ccxt and python-binance call it: post-only spot
+    //! orders, candles, the USD-M book and mark price, positions, margin type, cancelling
+    //! every order, transfers between wallets and the system status.
+    use super::*;
+    use reqwest::Method;
+
+    /// Regression: `exchangeInfo` announced order types and features the simulator
+    /// refused with -1116 (spot `LIMIT_MAKER`, `STOP_LOSS_LIMIT`, `TAKE_PROFIT_LIMIT`,
+    /// OCO, OTO, trailing stops; USD-M `TRAILING_STOP_MARKET`, GTD). It announces only
+    /// what it takes, and takes `LIMIT_MAKER`.
+    #[tokio::test]
+    async fn exchange_info_announces_only_what_the_simulator_takes() {
+        let sim = start().await;
+        let (_, spot) = send(&sim, Method::GET, "/api/v3/exchangeInfo", None, None).await;
+        let symbol = &spot["symbols"][0];
+        assert_eq!(
+            symbol["orderTypes"],
+            serde_json::json!(["LIMIT", "LIMIT_MAKER", "MARKET"])
+        );
+        for flag in [
+            "ocoAllowed",
+            "otoAllowed",
+            "allowTrailingStop",
+            "amendAllowed",
+        ] {
+            assert_eq!(symbol[flag], false, "{flag}");
+        }
+        assert_eq!(symbol["cancelReplaceAllowed"], true);
+        let (_, usdm) = send(&sim, Method::GET, "/fapi/v1/exchangeInfo", None, None).await;
+        let types = usdm["symbols"][0]["orderTypes"].as_array().unwrap();
+        assert!(
+            !types.contains(&Value::from("TRAILING_STOP_MARKET")),
+            "{types:?}"
+        );
+        assert!(types.contains(&Value::from("STOP_MARKET")));
+        let tifs = usdm["symbols"][0]["timeInForce"].as_array().unwrap();
+        assert!(!tifs.contains(&Value::from("GTD")), "{tifs:?}");
+        // Every type announced is taken (a non-crossing order of each, on each product).
+        for order_type in ["LIMIT", "LIMIT_MAKER", "MARKET"] {
+            let params = match order_type {
+                "MARKET" => "symbol=ETHUSDT&side=BUY&type=MARKET&quantity=0.01".to_owned(),
+                "LIMIT" => {
+                    "symbol=ETHUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=2900"
+                        .to_owned()
+                }
+                _ => format!("symbol=ETHUSDT&side=BUY&type={order_type}&quantity=0.01&price=2900"),
+            };
+            let (status, order) = signed(&sim, Method::POST, "/api/v3/order", &params).await;
+            assert_eq!(status, 200, "{order_type}: {order}");
+        }
+    }
+
+    /// `LIMIT_MAKER` (ccxt's spot `postOnly`): refused with -2010 when it would take, and
+    /// not recorded; else it rests as a limit order does, reserving its quote; `ACK` by
+    /// default. USD-M has no such type (its post only is `GTX`).
+    #[tokio::test]
+    async fn a_limit_maker_order_rests_or_is_refused() {
+        let sim = start().await;
+        let maker = |price: &str| {
+            format!("symbol=BTCUSDT&side=BUY&type=LIMIT_MAKER&quantity=0.1&price={price}")
+        };
+        let taker = signed(&sim, Method::POST, "/api/v3/order", &maker("61000")).await;
+        assert_code(&taker, 400, -2010);
+        assert_eq!(taker.1["msg"], "Order would immediately match and take.");
+        let (_, all) = signed(&sim, Method::GET, "/api/v3/allOrders", "symbol=BTCUSDT").await;
+        assert_eq!(all.as_array().map(Vec::len), Some(0), "{all}");
+        let (status, ack) = signed(&sim, Method::POST, "/api/v3/order", &maker("59000")).await;
+        assert_eq!(status, 200, "{ack}");
+        assert!(ack.get("status").is_none(), "ACK by default: {ack}");
+        let (status, order) = signed(
+            &sim,
+            Method::GET,
+            "/api/v3/order",
+            &format!("symbol=BTCUSDT&orderId={}", ack["orderId"]),
+        )
+        .await;
+        assert_eq!(status, 200, "{order}");
+        assert_eq!(order["type"], "LIMIT_MAKER");
+        assert_eq!(order["status"], "NEW");
+        assert_eq!(order["timeInForce"], "GTC");
+        let (_, account) = signed(&sim, Method::GET, "/api/v3/account", "").await;
+        assert_eq!(
+            balance(&account, "USDT"),
+            ("994100.00000000".to_owned(), "5900.00000000".to_owned())
+        );
+        let with_tif = signed(
+            &sim,
+            Method::POST,
+            "/api/v3/order",
+            &format!("{}&timeInForce=GTC", maker("58000")),
+        )
+        .await;
+        assert_code(&with_tif, 400, -1106);
+        let (status, result) = signed(
+            &sim,
+            Method::POST,
+            "/api/v3/order",
+            &format!("{}&newOrderRespType=RESULT", maker("58000")),
+        )
+        .await;
+        assert_eq!(
+            (status, &result["status"]),
+            (200, &Value::from("NEW")),
+            "{result}"
+        );
+        let usdm = signed(
+            &sim,
+            Method::POST,
+            "/fapi/v1/order",
+            "symbol=BTCUSDT&side=BUY&type=LIMIT_MAKER&quantity=0.01&price=59000",
+        )
+        .await;
+        assert_code(&usdm, 400, -1116);
+    }
+
+    /// Candles (ccxt `fetch_ohlcv`): 12 fields, prices and volumes as strings, flat at
+    /// the simulator's price; the most recent `limit` up to now, or from `startTime`;
+    /// weights by `limit` on USD-M.
+    #[tokio::test]
+    async fn klines_answer_flat_candles_at_the_price() {
+        let sim = start().await;
+        let (status, candles) = send(
+            &sim,
+            Method::GET,
+            "/api/v3/klines?symbol=BTCUSDT&interval=1h&limit=3",
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{candles}");
+        let candles = candles.as_array().unwrap();
+        assert_eq!(candles.len(), 3);
+        let hour = 3_600_000;
+        for (i, candle) in candles.iter().enumerate() {
+            let fields = candle.as_array().unwrap();
+            assert_eq!(fields.len(), 12, "{candle}");
+            let open = fields[0].as_u64().unwrap();
+            assert_eq!(open % hour, 0);
+            assert_eq!(fields[6].as_u64().unwrap(), open + hour - 1);
+            for price in &fields[1..5] {
+                assert_eq!(price, "60000.00000000");
+            }
+            assert!(fields[5].is_string() && fields[7].is_string(), "{candle}");
+            assert!(fields[8].is_u64());
+            if i > 0 {
+                assert_eq!(open, candles[i - 1][0].as_u64().unwrap() + hour);
+            }
+        }
+        // The last candle holds now.
+        let now = u64::try_from(now_ms()).unwrap();
+        let last = candles[2][0].as_u64().unwrap();
+        assert!(last <= now && now < last + hour, "{last} {now}");
+        // From a start, forward: the first candle opening at or after it.
+        let start = last - 5 * hour - 1;
+        let (_, from) = send(
+            &sim,
+            Method::GET,
+            &format!("/api/v3/klines?symbol=BTCUSDT&interval=1h&startTime={start}&limit=2"),
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(from[0][0].as_u64(), Some(last - 5 * hour), "{from}");
+        assert_eq!(from.as_array().unwrap().len(), 2);
+        let (status, headers, usdm) = send_for_headers(
+            &sim,
+            Method::GET,
+            "/fapi/v1/klines?symbol=ETHUSDT&interval=1m&limit=1500",
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert_eq!(usdm.as_array().unwrap().len(), 1500);
+        assert_eq!(usdm[0][1], "3000.00");
+        assert_eq!(headers["x-mbx-used-weight-1m"], "10");
+        for (path, code) in [
+            ("/api/v3/klines?symbol=BTCUSDT&interval=2d", -1120),
+            ("/fapi/v1/klines?symbol=BTCUSDT&interval=1s", -1120),
+            ("/api/v3/klines?symbol=BTCUSDT", -1102),
+            ("/api/v3/klines?symbol=NOPE&interval=1m", -1121),
+            (
+                "/api/v3/klines?symbol=BTCUSDT&interval=1m&startTime=2000&endTime=1000",
+                -1023,
+            ),
+        ] {
+            let response = send(&sim, Method::GET, path, None, None).await;
+            assert_code(&response, 400, code);
+        }
+    }
+
+    /// USD-M `depth` (ccxt `fetch_order_book`), `ticker/bookTicker` and `premiumIndex`
+    /// (`fetch_funding_rate`, `fetch_mark_price`): USD-M's shapes, around the price.
+    #[tokio::test]
+    async fn usdm_book_and_mark_price() {
+        let sim = start().await;
+        let (status, headers, book) = send_for_headers(
+            &sim,
+            Method::GET,
+            "/fapi/v1/depth?symbol=BTCUSDT&limit=5",
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{book}");
+        assert_eq!(headers["x-mbx-used-weight-1m"], "2");
+        assert!(book["E"].is_u64() && book["T"].is_u64() && book["lastUpdateId"].is_u64());
+        assert_eq!(book["bids"][0], serde_json::json!(["59999.90", "1.000"]));
+        assert_eq!(book["asks"][0], serde_json::json!(["60000.10", "1.000"]));
+        assert_eq!(book["asks"].as_array().unwrap().len(), 5);
+        let (_, book) = send(
+            &sim,
+            Method::GET,
+            "/fapi/v1/depth?symbol=ETHUSDT",
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(book["bids"].as_array().unwrap().len(), 500);
+
+        let (status, ticker) = send(
+            &sim,
+            Method::GET,
+            "/fapi/v1/ticker/bookTicker?symbol=BTCUSDT",
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert_eq!(ticker["bidPrice"], "59999.90");
+        assert_eq!(ticker["askQty"], "1.000");
+        assert!(ticker["time"].is_u64());
+        let (_, all) = send(&sim, Method::GET, "/fapi/v1/ticker/bookTicker", None, None).await;
+        assert_eq!(all.as_array().unwrap().len(), 2);
+
+        let (status, premium) = send(
+            &sim,
+            Method::GET,
+            "/fapi/v1/premiumIndex?symbol=ETHUSDT",
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{premium}");
+        assert_eq!(premium["markPrice"], "3000.00000000");
+        assert_eq!(premium["indexPrice"], "3000.00000000");
+        assert_eq!(premium["lastFundingRate"], "0.00010000");
+        let next = premium["nextFundingTime"].as_u64().unwrap();
+        let time = premium["time"].as_u64().unwrap();
+        let eight_hours = 8 * 3_600_000;
+        assert!(next.is_multiple_of(eight_hours) && next > time && next - time <= eight_hours);
+        let (_, all) = send(&sim, Method::GET, "/fapi/v1/premiumIndex", None, None).await;
+        assert_eq!(all.as_array().unwrap().len(), 2);
+        let response = send(
+            &sim,
+            Method::GET,
+            "/fapi/v1/premiumIndex?symbol=DOGEUSDT",
+            None,
+            None,
+        )
+        .await;
+        assert_code(&response, 400, -1121);
+    }
+
+    /// The USD-M position of BTCUSDT after a market buy of 0.01: v2 lists every symbol
+    /// with leverage and margin type, v3 only those with a position or open orders; the
+    /// leverage brackets ccxt loads first answer too.
+    #[tokio::test]
+    async fn position_risk_reports_the_position() {
+        let sim = start().await;
+        let (status, v2) = signed(&sim, Method::GET, "/fapi/v2/positionRisk", "").await;
+        assert_eq!(status, 200, "{v2}");
+        assert_eq!(v2.as_array().unwrap().len(), 2);
+        let (_, v3) = signed(&sim, Method::GET, "/fapi/v3/positionRisk", "").await;
+        assert_eq!(v3, serde_json::json!([]));
+        let (status, order) = signed(
+            &sim,
+            Method::POST,
+            "/fapi/v1/order",
+            "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=0.01",
+        )
+        .await;
+        assert_eq!(status, 200, "{order}");
+        let (_, v2) = signed(&sim, Method::GET, "/fapi/v2/positionRisk", "symbol=BTCUSDT").await;
+        let btc = &v2[0];
+        assert_eq!(v2.as_array().unwrap().len(), 1);
+        assert_eq!(btc["positionAmt"], "0.010");
+        assert_eq!(btc["entryPrice"], "60000.00000000");
+        assert_eq!(btc["markPrice"], "60000.00000000");
+        assert_eq!(btc["notional"], "600.00000000");
+        assert_eq!(btc["leverage"], "20");
+        assert_eq!(btc["marginType"], "cross");
+        assert_eq!(btc["positionSide"], "BOTH");
+        let (_, v3) = signed(&sim, Method::GET, "/fapi/v3/positionRisk", "").await;
+        assert_eq!(v3.as_array().unwrap().len(), 1, "{v3}");
+        assert_eq!(v3[0]["symbol"], "BTCUSDT");
+        assert_eq!(v3[0]["positionInitialMargin"], "30.00000000");
+        assert_eq!(v3[0]["isolatedMargin"], "0.00000000");
+        assert_eq!(v3[0]["marginAsset"], "USDT");
+        let (status, brackets) = signed(&sim, Method::GET, "/fapi/v1/leverageBracket", "").await;
+        assert_eq!(status, 200, "{brackets}");
+        assert_eq!(brackets.as_array().unwrap().len(), 2);
+        assert_eq!(brackets[0]["brackets"][0]["initialLeverage"], 125);
+        let (_, one) = signed(
+            &sim,
+            Method::GET,
+            "/fapi/v1/leverageBracket",
+            "symbol=ETHUSDT",
+        )
+        .await;
+        assert_eq!(one["symbol"], "ETHUSDT");
+    }
+
+    /// `POST /fapi/v1/marginType` (ccxt `set_margin_mode`): changes a symbol's margin
+    /// type, -4046 when unchanged, -4047 with open orders, -4048 with a position.
+    #[tokio::test]
+    async fn margin_type_changes_or_says_why_not() {
+        let sim = start().await;
+        let set = |symbol: &str, kind: &str| format!("symbol={symbol}&marginType={kind}");
+        let path = "/fapi/v1/marginType";
+        let unchanged = signed(&sim, Method::POST, path, &set("BTCUSDT", "CROSSED")).await;
+        assert_code(&unchanged, 400, -4046);
+        assert_eq!(unchanged.1["msg"], "No need to change margin type.");
+        let (status, done) = signed(&sim, Method::POST, path, &set("BTCUSDT", "ISOLATED")).await;
+        assert_eq!(
+            (status, &done),
+            (200, &serde_json::json!({"code": 200, "msg": "success"}))
+        );
+        let (_, v2) = signed(&sim, Method::GET, "/fapi/v2/positionRisk", "symbol=BTCUSDT").await;
+        assert_eq!(v2[0]["marginType"], "isolated");
+        let again = signed(&sim, Method::POST, path, &set("BTCUSDT", "ISOLATED")).await;
+        assert_code(&again, 400, -4046);
+        let bad = signed(&sim, Method::POST, path, &set("BTCUSDT", "CROSS")).await;
+        assert_code(&bad, 400, -1130);
+        // An isolated position's margin is its own.
+        let (status, _) = signed(
+            &sim,
+            Method::POST,
+            "/fapi/v1/order",
+            "symbol=BTCUSDT&side=SELL&type=MARKET&quantity=0.01",
+        )
+        .await;
+        assert_eq!(status, 200);
+        let (_, v3) = signed(&sim, Method::GET, "/fapi/v3/positionRisk", "").await;
+        assert_eq!(v3[0]["isolatedMargin"], "30.00000000", "{v3}");
+        let with_position = signed(&sim, Method::POST, path, &set("BTCUSDT", "CROSSED")).await;
+        assert_code(&with_position, 400, -4048);
+        let (status, _) = signed(
+            &sim,
+            Method::POST,
+            "/fapi/v1/order",
+            "symbol=ETHUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.1&price=2900",
+        )
+        .await;
+        assert_eq!(status, 200);
+        let with_orders = signed(&sim, Method::POST, path, &set("ETHUSDT", "ISOLATED")).await;
+        assert_code(&with_orders, 400, -4047);
+    }
+
+    /// Cancelling every open order of a symbol (ccxt `cancel_all_orders`): spot answers
+    /// each cancelled order, -2011 when there is none; USD-M answers that it is done. The
+    /// other symbol's orders stay, and the spot reservations come back.
+    #[tokio::test]
+    async fn cancel_all_orders_of_a_symbol() {
+        let sim = start().await;
+        for (symbol, price, qty) in [
+            ("BTCUSDT", "50000", "0.01"),
+            ("BTCUSDT", "51000", "0.01"),
+            ("ETHUSDT", "2900", "0.1"),
+        ] {
+            let params = format!(
+                "symbol={symbol}&side=BUY&type=LIMIT&timeInForce=GTC&quantity={qty}&price={price}"
+            );
+            for path in ["/api/v3/order", "/fapi/v1/order"] {
+                let (status, order) = signed(&sim, Method::POST, path, &params).await;
+                assert_eq!(status, 200, "{path}: {order}");
+            }
+        }
+        let (status, cancelled) =
+            signed(&sim, Method::DELETE, "/api/v3/openOrders", "symbol=BTCUSDT").await;
+        assert_eq!(status, 200, "{cancelled}");
+        let cancelled = cancelled.as_array().unwrap();
+        assert_eq!(cancelled.len(), 2);
+        for order in cancelled {
+            assert_eq!(order["status"], "CANCELED");
+            assert_eq!(order["symbol"], "BTCUSDT");
+            assert!(order["origClientOrderId"].is_string() && order["clientOrderId"].is_string());
+        }
+        let (_, account) = signed(&sim, Method::GET, "/api/v3/account", "").await;
+        assert_eq!(balance(&account, "USDT").1, "290.00000000");
+        let none = signed(&sim, Method::DELETE, "/api/v3/openOrders", "symbol=BTCUSDT").await;
+        assert_code(&none, 400, -2011);
+        let (_, open) = signed(&sim, Method::GET, "/api/v3/openOrders", "").await;
+        assert_eq!(open.as_array().unwrap().len(), 1, "{open}");
+
+        let (status, done) = signed(
+            &sim,
+            Method::DELETE,
+            "/fapi/v1/allOpenOrders",
+            "symbol=BTCUSDT",
+        )
+        .await;
+        assert_eq!(status, 200, "{done}");
+        assert_eq!(done["code"], 200);
+        assert_eq!(
+            done["msg"],
+            "The operation of cancel all open order is done."
+        );
+        let (_, open) = signed(&sim, Method::GET, "/fapi/v1/openOrders", "").await;
+        let open = open.as_array().unwrap();
+        assert_eq!(open.len(), 1);
+        assert_eq!(open[0]["symbol"], "ETHUSDT");
+        let (status, again) = signed(
+            &sim,
+            Method::DELETE,
+            "/fapi/v1/allOpenOrders",
+            "symbol=BTCUSDT",
+        )
+        .await;
+        assert_eq!((status, &again["code"]), (200, &Value::from(200)));
+        let unsigned = send(
+            &sim,
+            Method::DELETE,
+            "/fapi/v1/allOpenOrders?symbol=BTCUSDT",
+            Some(KEY),
+            None,
+        )
+        .await;
+        assert_code(&unsigned, 400, -1102);
+    }
+
+    const TRANSFERRER: &str = "mockKeyTransfer";
+    const TRANSFERRER_SECRET: &str = "mockSecretTransfer";
+
+    /// `POST /sapi/v1/asset/transfer` (ccxt `transfer`) moves USDT between the spot and
+    /// USD-M wallets, needs the key's universal transfer permission, weighs 900 per
+    /// account, and refuses more than the source has free.
+    #[tokio::test]
+    async fn a_transfer_moves_usdt_between_spot_and_usdm() {
+        let sim = spawn(
+            "127.0.0.1:0".parse().unwrap(),
+            vec![
+                Credential::hmac(KEY, SECRET),
+                Credential::hmac(TRANSFERRER, TRANSFERRER_SECRET).with_restrictions(Restrictions {
+                    universal_transfer: true,
+                    ..Restrictions::default()
+                }),
+            ],
+        )
+        .await
+        .unwrap();
+        let me = (TRANSFERRER, TRANSFERRER_SECRET);
+        let path = "/sapi/v1/asset/transfer";
+        let denied = signed(
+            &sim,
+            Method::POST,
+            path,
+            "type=MAIN_UMFUTURE&asset=USDT&amount=1",
+        )
+        .await;
+        assert_code(&denied, 401, -2015);
+        let (status, first) = signed_as(
+            &sim,
+            me,
+            Method::POST,
+            path,
+            "type=MAIN_UMFUTURE&asset=USDT&amount=1000.5",
+        )
+        .await;
+        assert_eq!(status, 200, "{first}");
+        assert!(first["tranId"].is_u64(), "{first}");
+        let (_, spot) = signed_as(&sim, me, Method::GET, "/api/v3/account", "").await;
+        assert_eq!(balance(&spot, "USDT").0, "998999.50000000");
+        let (_, futures) = signed_as(&sim, me, Method::GET, "/fapi/v2/balance", "").await;
+        assert_eq!(futures[0]["balance"], "101000.50000000");
+        let (status, second) = signed_as(
+            &sim,
+            me,
+            Method::POST,
+            path,
+            "type=UMFUTURE_MAIN&asset=USDT&amount=101000.5",
+        )
+        .await;
+        assert_eq!(status, 200, "{second}");
+        assert_ne!(first["tranId"], second["tranId"]);
+        let (_, futures) = signed_as(&sim, me, Method::GET, "/fapi/v2/balance", "").await;
+        assert_eq!(futures[0]["balance"], "0.00000000");
+        let short = signed_as(
+            &sim,
+            me,
+            Method::POST,
+            path,
+            "type=UMFUTURE_MAIN&asset=USDT&amount=1",
+        )
+        .await;
+        assert_code(&short, 400, -5013);
+        let short = signed_as(
+            &sim,
+            me,
+            Method::POST,
+            path,
+            "type=MAIN_UMFUTURE&asset=USDT&amount=2000000",
+        )
+        .await;
+        assert_code(&short, 400, -5013);
+        let other = signed_as(
+            &sim,
+            me,
+            Method::POST,
+            path,
+            "type=MAIN_FUNDING&asset=USDT&amount=1",
+        )
+        .await;
+        assert_code(&other, 400, -1130);
+        let (_, headers, _) = send_for_headers(
+            &sim,
+            Method::POST,
+            &{
+                let query = format!(
+                    "type=MAIN_UMFUTURE&asset=USDT&amount=1&timestamp={}",
+                    now_ms()
+                );
+                format!(
+                    "{path}?{query}&signature={}",
+                    hmac_hex(TRANSFERRER_SECRET, &query)
+                )
+            },
+            Some(TRANSFERRER),
+            None,
+        )
+        .await;
+        // 900 a transfer, counted for the key's account (a minute may have turned).
+        let used: u64 = headers["x-sapi-used-uid-weight-1m"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(used >= 900 && used.is_multiple_of(900), "{used}");
+    }
+
+    /// `GET /sapi/v1/system/status` (ccxt `fetch_status`), public.
+    #[tokio::test]
+    async fn system_status_is_normal() {
+        let sim = start().await;
+        let (status, headers, body) =
+            send_for_headers(&sim, Method::GET, "/sapi/v1/system/status", None, None).await;
+        assert_eq!(status, 200);
+        assert_eq!(body, serde_json::json!({"status": 0, "msg": "normal"}));
+        assert_eq!(headers["x-sapi-used-ip-weight-1m"], "1");
+        assert_eq!(sim.simulator().requests().len(), 1);
     }
 }

@@ -125,6 +125,34 @@ fn mode_of(_path: &Path) -> Option<u32> {
     None
 }
 
+/// The files directly in the home directory that hold the vault's master key as a key
+/// file does (32 bytes, whoever may read them), found by the vault's key check, which
+/// only the right key opens.
+fn key_copies_in_home(vault: &Unlocked) -> Vec<std::path::PathBuf> {
+    let Ok(Some(check)) = vault.store.meta(crate::home::META_CHECK) else {
+        return Vec::new();
+    };
+    let Ok(entries) = std::fs::read_dir(&vault.home.dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| {
+            std::fs::symlink_metadata(path)
+                .is_ok_and(|m| m.is_file() && m.len() == keygate_vault::KEY_LEN as u64)
+        })
+        .filter(|path| {
+            let Ok(bytes) = std::fs::read(path).map(zeroize::Zeroizing::new) else {
+                return false;
+            };
+            let encoded = zeroize::Zeroizing::new(hex::encode(&*bytes));
+            keygate_vault::MasterKey::from_encoded(&encoded)
+                .is_ok_and(|key| key.verify_check(&check).is_ok())
+        })
+        .collect()
+}
+
 /// Where the master key is kept, and whether a copy of the home directory (a backup, say)
 /// would carry it along with the database it opens.
 fn master_key(vault: &Unlocked) -> anyhow::Result<Check> {
@@ -147,6 +175,28 @@ fn master_key(vault: &Unlocked) -> anyhow::Result<Check> {
                  `keygate serve` stopped: sqlite3 {} \"DELETE FROM meta WHERE key = '{key}'\"",
                 other.as_str(),
                 vault.store.path().display()
+            ),
+        ));
+    }
+    let copies: Vec<String> = key_copies_in_home(vault)
+        .into_iter()
+        .filter(|copy| {
+            let configured = config.key_file.as_ref().and_then(|f| f.canonicalize().ok());
+            copy.canonicalize().ok() != configured
+        })
+        .map(|copy| copy.display().to_string())
+        .collect();
+    if !copies.is_empty() {
+        return Ok(check(
+            "master key",
+            Verdict::Warn,
+            format!(
+                "{} in the home directory {} this vault's master key (a key file left by \
+                 `vault move-key`, or a copy), next to the database it opens: a copy or \
+                 backup of the directory holds both; destroy {} (shred -u)",
+                copies.join(", "),
+                if copies.len() == 1 { "holds" } else { "hold" },
+                if copies.len() == 1 { "it" } else { "them" },
             ),
         ));
     }

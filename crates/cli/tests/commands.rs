@@ -604,6 +604,28 @@ mod init {
             .ok(&["doctor"], "")
             .stdout
             .contains("WARN master key:"));
+
+        // From a review: moved out of the home directory, the key file left behind (or
+        // any copy of it, whoever may read it) still opens the vault beside the database.
+        let elsewhere = inside.path("moved.key");
+        inside.ok(
+            &[
+                "vault",
+                "move-key",
+                "--to-key-file",
+                elsewhere.to_str().unwrap(),
+            ],
+            "",
+        );
+        let (v, detail) = verdict(&inside);
+        assert_eq!(v, "warn", "{detail}");
+        assert!(
+            detail.contains("master.key in the home directory holds"),
+            "{detail}"
+        );
+        std::fs::remove_file(&key).unwrap();
+        let (v, detail) = verdict(&inside);
+        assert_eq!(v, "ok", "{detail}");
     }
 
     /// `init` makes a key file where none is, and uses one that is there as it is; it

@@ -48,7 +48,8 @@ use zeroize::Zeroizing;
 const SEALED_VERSION: u8 = 1;
 const NONCE_LEN: usize = 24;
 const TAG_LEN: usize = 16;
-const KEY_LEN: usize = 32;
+/// The length of a master key, and of a key file, in bytes.
+pub const KEY_LEN: usize = 32;
 const WRAPPED_KEY_LEN: usize = NONCE_LEN + KEY_LEN + TAG_LEN;
 
 /// An error from the vault.

@@ -544,6 +544,9 @@ fn parse_upstream(url: &str) -> anyhow::Result<String> {
     if !parsed.username().is_empty() || parsed.password().is_some() {
         bail!("--upstream must not carry credentials");
     }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        bail!("--upstream is a base URL: keygate adds each request's path and query to it");
+    }
     // The gateway sends real-key signatures in the clear only over loopback.
     let host = parsed.host_str().unwrap_or_default();
     let loopback = host == "localhost"
@@ -555,12 +558,39 @@ fn parse_upstream(url: &str) -> anyhow::Result<String> {
     if parsed.scheme() == "http" && !loopback {
         bail!("--upstream over plain http:// is allowed to a loopback host only; use https://");
     }
-    Ok(url.trim_end_matches('/').to_owned())
+    // Stored as parsed (scheme and host in lower case, `127.1` as `127.0.0.1`, a default
+    // port left out), which is what the gateway reads: as typed, a URL this parser takes
+    // could be one the gateway refuses, and every request would fail as unreachable.
+    Ok(parsed.as_str().trim_end_matches('/').to_owned())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// From a review: the URL was checked by one parser and stored as typed, for the
+    /// gateway to read with another: `HTTP://127.0.0.1:9000` or `http://127.1:9000` were
+    /// stored, and every request through the account then failed as unreachable.
+    #[test]
+    fn an_upstream_is_stored_as_the_gateway_reads_it() {
+        for (typed, stored) in [
+            ("HTTP://127.0.0.1:9000", "http://127.0.0.1:9000"),
+            ("http://127.1:9000/", "http://127.0.0.1:9000"),
+            (
+                "https://Testnet.Binance.Vision:443",
+                "https://testnet.binance.vision",
+            ),
+            (
+                "https://proxy.example/binance/",
+                "https://proxy.example/binance",
+            ),
+        ] {
+            assert_eq!(parse_upstream(typed).unwrap(), stored, "{typed}");
+        }
+        for refused in ["https://x.example/?a=1", "https://x.example/#f"] {
+            assert!(parse_upstream(refused).is_err(), "{refused}");
+        }
+    }
 
     #[test]
     fn credentials_with_whitespace_or_empty_are_refused() {

@@ -107,6 +107,11 @@ const DRAIN_READING: Duration = Duration::from_secs(2);
 const PAGE: u64 = 1000;
 /// The meta key of the monitor's place in the log.
 const CURSOR_KEY: &str = "monitor_cursor";
+/// The meta key of what the rules have seen each client with ([`Rules::memory`]).
+const MEMORY_KEY: &str = "monitor_memory";
+/// How often, at most, that memory is saved while the monitor runs (and once as it
+/// stops): what a crash loses of it is what a client did in the last few seconds.
+const MEMORY_SAVE_EVERY: Duration = Duration::from_secs(5);
 
 /// An error from the monitor.
 #[derive(Debug, thiserror::Error)]
@@ -453,7 +458,10 @@ impl Monitor {
         let (stop, stopping) = watch::channel(false);
         let (alerter, raised) = Alerter::channel();
         let metrics = Arc::new(Metrics::after(cursor));
-        let rules = Rules::new(settings.thresholds).with_symbol_lists(symbol_lists(&store)?);
+        let mut rules = Rules::new(settings.thresholds).with_symbol_lists(symbol_lists(&store)?);
+        if let Some(memory) = store.meta(MEMORY_KEY)? {
+            rules = rules.remembering(&memory);
+        }
         let follower = Follower::new(
             store,
             cursor,
@@ -818,6 +826,8 @@ struct Follower {
     failing: Option<(Instant, bool)>,
     /// The place last saved, if the monitor saved one.
     saved: Option<u64>,
+    /// When the rules' memory was last saved.
+    memory_saved: Option<Instant>,
 }
 
 impl Follower {
@@ -844,6 +854,7 @@ impl Follower {
             outbox: Vec::new(),
             failing: None,
             saved: None,
+            memory_saved: None,
         }
     }
 
@@ -1002,6 +1013,7 @@ impl Follower {
                 DRAIN_DEADLINE.as_secs()
             );
         }
+        self.save_memory();
         self.save();
         Drained {
             delivered: still_to_go.len() - left.len(),
@@ -1208,6 +1220,12 @@ impl Follower {
     /// just before the first event whose alert a lane still holds, so that serve killed
     /// meanwhile raises that alert again when it starts again.
     fn save(&mut self) {
+        if self
+            .memory_saved
+            .is_none_or(|saved| saved.elapsed() >= MEMORY_SAVE_EVERY)
+        {
+            self.save_memory();
+        }
         let waiting = self
             .lanes
             .iter()
@@ -1220,6 +1238,16 @@ impl Follower {
         self.saved = Some(place);
         if let Err(e) = self.store.set_meta(CURSOR_KEY, &place.to_be_bytes()) {
             tracing::error!(error = %e, "the monitor cannot save its place in the log");
+        }
+    }
+
+    /// Saves what the rules have seen each client with, so that the monitor started again
+    /// knows a client's addresses and symbols: otherwise it would learn the first it sees
+    /// (a stranger's, as likely as the bot's) without a word.
+    fn save_memory(&mut self) {
+        self.memory_saved = Some(Instant::now());
+        if let Err(e) = self.store.set_meta(MEMORY_KEY, &self.rules.memory()) {
+            tracing::error!(error = %e, "the monitor cannot save what it has seen");
         }
     }
 }

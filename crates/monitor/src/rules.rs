@@ -109,8 +109,16 @@ pub fn symbol_lists(store: &Store) -> Result<HashMap<String, BTreeSet<String>>, 
 }
 
 /// What each client was seen with (source addresses, or symbols), and when last.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
 struct Sightings(HashMap<String, HashMap<String, u64>>);
+
+/// What [`Rules::memory`] keeps of a pass.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Memory {
+    sources: Sightings,
+    symbols: Sightings,
+}
 
 impl Sightings {
     /// Notes that `client` was seen with `what` at `ts_ms`; when the client was seen
@@ -191,6 +199,24 @@ impl Rules {
             thresholds,
             ..Rules::default()
         }
+    }
+
+    /// What the pass has seen each client with (its source addresses and symbols, and
+    /// when last), for [`Rules::remembering`] in the next pass over later events: a
+    /// monitor started again must not learn a stranger's address as a client's first.
+    pub fn memory(&self) -> Vec<u8> {
+        let memory = serde_json::json!({"sources": &self.sources, "symbols": &self.symbols});
+        memory.to_string().into_bytes()
+    }
+
+    /// These rules, knowing what an earlier pass saw ([`Rules::memory`]); `memory` that
+    /// does not decode is no memory, and the pass learns afresh.
+    pub fn remembering(mut self, memory: &[u8]) -> Rules {
+        if let Ok(Memory { sources, symbols }) = serde_json::from_slice(memory) {
+            self.sources = sources;
+            self.symbols = symbols;
+        }
+        self
     }
 
     /// These rules, knowing the symbol list of each client in `lists` (client name, and

@@ -797,3 +797,53 @@ fn the_monitor_raises_no_new_symbol_for_a_symbol_on_the_clients_list() {
         .collect();
     assert_eq!(raised, [("new_symbol".to_owned(), "bot2".to_owned())]);
 }
+
+/// From a review: each start of the monitor learnt a client's first address without a
+/// word, so after a restart a stranger's request, first in, was taken for the client's
+/// own, and the bot's next one raised `new_source` against the wrong machine. What the
+/// rules have seen is kept across a stop.
+#[test]
+fn a_monitor_started_again_remembers_where_each_client_was_seen() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, log) = log_in(dir.path());
+    let receiver = Receiver::start(&[]);
+    let settings = || {
+        config(&receiver, None, Severity::Warning)
+            .settings()
+            .unwrap()
+    };
+    let read_from = |ts_ms: u64, source: &str| {
+        let mut event = request(ts_ms, ActionKind::Read, None);
+        if let EventBody::Request(r) = &mut event.body {
+            r.source_ip = source.into();
+        }
+        event
+    };
+    let read_to = |monitor: &Monitor, seq: u64| {
+        let waited = std::time::Instant::now();
+        while monitor.metrics().last_seq() < seq {
+            assert!(waited.elapsed() < Duration::from_secs(15), "not read");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    let monitor = Monitor::start(&db, settings()).unwrap();
+    log.append_blocking(read_from(10, "127.0.0.1")).unwrap();
+    read_to(&monitor, 1);
+    monitor.stop();
+
+    let monitor = Monitor::start(&db, settings()).unwrap();
+    log.append_blocking(read_from(20, "127.0.0.9")).unwrap();
+    read_to(&monitor, 2);
+    monitor.stop();
+    let raised: Vec<String> = receiver
+        .receiver
+        .hooks()
+        .iter()
+        .map(|hook| json(hook)["summary"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(raised.len(), 1, "{raised:?}");
+    assert!(
+        raised[0].contains("127.0.0.9") && raised[0].contains("127.0.0.1"),
+        "{raised:?}"
+    );
+}

@@ -293,6 +293,8 @@ fn parse_head(
     let mut transfer_encoding: Option<&[u8]> = None;
     let mut close = !http11;
     let mut close_option = false;
+    // Headers the answer's `Connection` names are of that hop alone (RFC 9110 §7.6.1).
+    let mut hop_only: Vec<HeaderName> = Vec::new();
     for header in response.headers.iter() {
         let name = header.name;
         if name.eq_ignore_ascii_case("content-length") {
@@ -313,6 +315,8 @@ fn parse_head(
                     close_option = true;
                 } else if token.eq_ignore_ascii_case(b"keep-alive") && !http11 {
                     close = false;
+                } else if let Ok(name) = HeaderName::from_bytes(token) {
+                    hop_only.push(name);
                 }
             }
         }
@@ -324,6 +328,9 @@ fn parse_head(
                 headers.append(name, value);
             }
         }
+    }
+    for name in &hop_only {
+        headers.remove(name);
     }
     // `close` wins over `keep-alive`, whichever of them comes first (RFC 9112 §9.3).
     close |= close_option;
@@ -813,6 +820,22 @@ mod tests {
             answer_of(&endless, 4096, Method::GET).await,
             Err(WireError::TooLarge)
         ));
+    }
+
+    /// From a review: the headers an answer's `Connection` names, which are for that hop
+    /// alone, were passed on (and a weight header so named was counted).
+    #[tokio::test]
+    async fn headers_the_connection_header_names_are_dropped() {
+        let wire = b"HTTP/1.1 200 OK\r\nConnection: close, X-MBX-USED-WEIGHT-1M\r\nX-MBX-USED-WEIGHT-1M: 5\r\nX-MBX-ORDER-COUNT-1M: 1\r\nContent-Length: 2\r\n\r\n{}";
+        let mut stream = Pieces::split(wire, &[5]);
+        let answer = read_answer(&mut stream, &mut BytesMut::new(), &Method::GET, |n| {
+            n.to_ascii_lowercase().starts_with("x-mbx-")
+        })
+        .await
+        .unwrap();
+        assert!(answer.headers.get("x-mbx-used-weight-1m").is_none());
+        assert_eq!(answer.headers["x-mbx-order-count-1m"], "1");
+        assert!(!answer.keep_alive);
     }
 
     /// Regression: an HTTP/1.0 answer with `Connection: close, keep-alive` kept its

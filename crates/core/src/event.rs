@@ -145,6 +145,7 @@ impl RequestEvent {
                 side: self.side,
                 client_order_id: self.client_order_id.clone(),
                 terms: self.terms.clone(),
+                notional: self.notional,
             }],
             None => Vec::new(),
         }
@@ -176,6 +177,12 @@ pub struct BatchOrder {
     /// Its price and quantity, and the order it modifies, as [`RequestEvent::terms`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub terms: Option<OrderTerms>,
+    /// Its notional, as it stated it or as keygate priced it; none when neither (an
+    /// unlimited client's market order), and in events written before keygate recorded
+    /// it. A batch's `notional` is their total only when every order's is known; a
+    /// restarted gateway counts the known ones toward the day, as the running one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notional: Option<Decimal>,
 }
 
 /// The upstream result of a request written with [`Outcome::Pending`].
@@ -289,6 +296,7 @@ mod tests {
                 side: Some(Side::Buy),
                 client_order_id: Some("c1".into()),
                 terms: None,
+                notional: request.notional,
             }]
         );
         // The hash chain covers the text: it must come back byte for byte.
@@ -311,17 +319,19 @@ mod tests {
                 side: Some(Side::Buy),
                 client_order_id: Some("a".into()),
                 terms: None,
+                notional: Some(rust_decimal::Decimal::from(800)),
             },
             BatchOrder {
                 symbol: "usdm:ETHUSDT".into(),
                 side: Some(Side::Sell),
                 client_order_id: None,
                 terms: None,
+                notional: None,
             },
         ];
         let text = serde_json::to_string(&event).unwrap();
         assert!(
-            text.contains(r#""orders":[{"symbol":"usdm:BTCUSDT","side":"buy","client_order_id":"a"},{"symbol":"usdm:ETHUSDT","side":"sell"}]"#),
+            text.contains(r#""orders":[{"symbol":"usdm:BTCUSDT","side":"buy","client_order_id":"a","notional":"800"},{"symbol":"usdm:ETHUSDT","side":"sell"}]"#),
             "{text}"
         );
         let back: Event = serde_json::from_str(&text).unwrap();

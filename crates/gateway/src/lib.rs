@@ -736,6 +736,9 @@ async fn handle<A: Adapter>(
         }
     }
     audit.notional = keygate_policy::total_notional(&notionals);
+    if action.is_batch() {
+        audit.order_notionals = notionals;
+    }
     audit.action = Some(action);
     // A price lookup the exchange answered asking to back off (or none sent during a
     // pause) leaves the order unpriced: it is held back for that, not denied for its
@@ -1434,6 +1437,8 @@ struct Audit<'a> {
     account: Option<String>,
     action: Option<Action>,
     notional: Option<Decimal>,
+    /// A batch's orders' notionals, as stated or priced (empty for any other request).
+    order_notionals: Vec<Option<Decimal>>,
     /// What the decision reserved of the client's daily limits, until the request is
     /// forwarded.
     reservation: Held<DailyReservation>,
@@ -1470,6 +1475,7 @@ impl<'a> Audit<'a> {
             account: None,
             action: None,
             notional: None,
+            order_notionals: Vec::new(),
             reservation: Held(None),
             weight: Held(None),
             attributed: false,
@@ -1523,11 +1529,13 @@ impl<'a> Audit<'a> {
                 orders: action
                     .batch
                     .iter()
-                    .map(|order| BatchOrder {
+                    .enumerate()
+                    .map(|(i, order)| BatchOrder {
                         symbol: bounded(order.listed_symbol().unwrap_or_default()),
                         side: order.side,
                         client_order_id: order.client_order_id.clone().map(bounded),
                         terms: order.terms.clone().map(bounded_terms),
+                        notional: self.order_notionals.get(i).copied().flatten(),
                     })
                     .collect(),
                 terms: action.terms.map(bounded_terms),

@@ -854,8 +854,9 @@ async fn a_batch_is_forwarded_when_each_order_would_be_and_denied_when_one_would
         json!([
             // A limit order, which USD-M can modify in place: its terms are kept.
             {"symbol": "usdm:BTCUSDT", "side": "buy", "client_order_id": "b-1",
-             "terms": {"price": "50000", "quantity": "0.01"}},
-            {"symbol": "usdm:ETHUSDT", "side": "sell"}
+             "terms": {"price": "50000", "quantity": "0.01"}, "notional": "500"},
+            // Each order's notional, as stated or priced (this one from the ticker).
+            {"symbol": "usdm:ETHUSDT", "side": "sell", "notional": "1500"}
         ])
     );
     assert_eq!(events[0]["notional"], "2000", "{events:?}");

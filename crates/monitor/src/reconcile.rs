@@ -1039,12 +1039,14 @@ mod tests {
                     side: Some(Side::Buy),
                     client_order_id: Some("a".into()),
                     terms: None,
+                    notional: None,
                 },
                 BatchOrder {
                     symbol: "usdm:ETHUSDT".into(),
                     side: Some(Side::Buy),
                     client_order_id: None,
                     terms: None,
+                    notional: None,
                 },
             ];
         }
@@ -1131,12 +1133,14 @@ mod tests {
                     side: Some(Side::Buy),
                     client_order_id: Some("a".into()),
                     terms: None,
+                    notional: None,
                 },
                 BatchOrder {
                     symbol: "usdm:ETHUSDT".into(),
                     side: Some(Side::Buy),
                     client_order_id: None,
                     terms: None,
+                    notional: None,
                 },
             ];
         }
@@ -1189,6 +1193,7 @@ mod tests {
                 side: Some(Side::Buy),
                 client_order_id: None,
                 terms: None,
+                notional: None,
             }];
         }
         forwarded.note(&batch);

@@ -1287,6 +1287,7 @@ mod tests {
                     side: Some(Side::Buy),
                     client_order_id: None,
                     terms: None,
+                    notional: None,
                 })
                 .collect();
         }

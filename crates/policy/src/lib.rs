@@ -767,7 +767,14 @@ impl Decider {
         };
         match request.action {
             ActionKind::Trade if !request.validates_only => {
-                if let Some(n) = request.notional.filter(|n| *n > Decimal::ZERO) {
+                // A batch of an unlimited client with an order of unknown notional has no
+                // total: the running gateway counted the orders whose notional it knew.
+                let known_in_batch = || {
+                    let known = request.orders.iter().filter_map(|order| order.notional);
+                    known.reduce(Decimal::saturating_add)
+                };
+                let notional = request.notional.or_else(known_in_batch);
+                if let Some(n) = notional.filter(|n| *n > Decimal::ZERO) {
                     let modifications = modifications_recorded(request, n);
                     let (counted, raised) = c.count_modifications(n, &modifications);
                     c.day_notional = c.day_notional.saturating_add(counted);
@@ -2110,6 +2117,77 @@ mod tests {
         );
     }
 
+    /// From a review: a batch of an unlimited client with an order of unknown notional
+    /// (a market order) has no total, so a restarted gateway counted nothing of it, where
+    /// the running one had counted the orders whose notional it knew; a limit set later
+    /// that day then had more room after a restart than before.
+    #[test]
+    fn a_batch_without_a_total_counts_its_known_orders_after_a_restart() {
+        use keygate_core::{BatchOrder, RequestEvent};
+        let now = DAY_MS + 5_000;
+        let batched = |symbol: &str, notional: Option<i64>| BatchOrder {
+            symbol: symbol.into(),
+            side: None,
+            client_order_id: None,
+            terms: None,
+            notional: notional.map(Decimal::from),
+        };
+        let batch = Event {
+            ts_ms: DAY_MS + 10,
+            body: EventBody::Request(RequestEvent {
+                request_id: "batch".into(),
+                exchange: "binance".into(),
+                client: Some("bot1".into()),
+                account: Some("main".into()),
+                source_ip: "127.0.0.1".into(),
+                method: "POST".into(),
+                path: "/fapi/v1/batchOrders".into(),
+                action: ActionKind::Trade,
+                symbol: None,
+                side: None,
+                client_order_id: None,
+                notional: None,
+                amount: None,
+                asset: None,
+                destination: None,
+                network: None,
+                allowed: true,
+                rule: None,
+                message: None,
+                upstream_status: Some(200),
+                latency_us: None,
+                outcome: Outcome::Answered,
+                validates_only: false,
+                orders: vec![
+                    batched("usdm:BTCUSDT", Some(800)),
+                    batched("usdm:ETHUSDT", None),
+                ],
+                terms: None,
+            }),
+        };
+        let restarted = Decider::new();
+        restarted.count_earlier(&batch, now);
+        let policy = Policy {
+            symbols: None,
+            max_order_notional: None,
+            max_daily_notional: Some(Decimal::from(1000)),
+            notional_asset: Some("USDT".into()),
+            rate_per_second: None,
+            ..trading_policy()
+        };
+        let btc = order("BTCUSDT");
+        let decide = |n: i64| {
+            rule(restarted.decide(&lasting(request(
+                &policy,
+                &btc,
+                Some(Decimal::from(n)),
+                now,
+            ))))
+        };
+        assert_eq!(decide(300), Some(Rule::DailyNotional), "800 already today");
+        assert_eq!(decide(200), None);
+    }
+
     /// A USD-M limit order modified (`PUT`) to `quantity` at `price`, naming order `id`.
     fn modification(id: &str, price: i64, quantity: i64) -> Action {
         let mut a = futures_order("BTCUSDT");
@@ -2380,6 +2458,7 @@ mod tests {
             side: None,
             client_order_id: None,
             terms: terms(id, price),
+            notional: None,
         };
         let restarted = Decider::new();
         let now = DAY_MS + 1_000;

@@ -218,20 +218,57 @@ struct Counters {
     /// counted at today: a later modification of it counts only what it adds to their
     /// product.
     day_modified_peaks: HashMap<ModifiedOrder, Peak>,
+    /// The totals of one other day: the day before, once the counters moved on from it.
+    other_day: Option<KeptDay>,
+}
+
+/// A day's totals, kept apart while the counters are on another day.
+#[derive(Debug, Default)]
+struct KeptDay {
+    day: u64,
+    notional: Decimal,
+    withdrawn: HashMap<String, Decimal>,
+    modified_peaks: HashMap<ModifiedOrder, Peak>,
 }
 
 impl Counters {
-    /// Moves to `now_ms`'s UTC day, if it is later. Only forward: a request that took its
-    /// time before midnight must not take the counters back to yesterday and wipe today's
-    /// totals.
+    /// Moves to `now_ms`'s UTC day: a later day starts from nothing, and the day it leaves
+    /// is kept; back to the day kept, its totals come back. So neither a request that
+    /// took its time before midnight nor a clock stepped forward past midnight and back
+    /// again wipes a day's totals. A day earlier than both is counted in the current
+    /// day's totals, which errs on the side of refusing.
     fn roll_to(&mut self, now_ms: u64) {
         let today = now_ms / DAY_MS;
-        if today > self.day {
-            self.day = today;
-            self.day_notional = Decimal::ZERO;
-            self.day_withdrawn.clear();
-            self.day_modified_peaks.clear();
+        if today == self.day {
+            return;
         }
+        let mut kept = match self.other_day.take() {
+            Some(kept) if kept.day == today => kept,
+            _ if today > self.day => KeptDay {
+                day: today,
+                ..KeptDay::default()
+            },
+            other => {
+                self.other_day = other;
+                return;
+            }
+        };
+        std::mem::swap(&mut self.day, &mut kept.day);
+        std::mem::swap(&mut self.day_notional, &mut kept.notional);
+        std::mem::swap(&mut self.day_withdrawn, &mut kept.withdrawn);
+        std::mem::swap(&mut self.day_modified_peaks, &mut kept.modified_peaks);
+        self.other_day = Some(kept);
+    }
+
+    /// The notional and withdrawal totals of `day`, if the counters keep them.
+    fn totals_of(&mut self, day: u64) -> Option<(&mut Decimal, &mut HashMap<String, Decimal>)> {
+        if self.day == day {
+            return Some((&mut self.day_notional, &mut self.day_withdrawn));
+        }
+        self.other_day
+            .as_mut()
+            .filter(|kept| kept.day == day)
+            .map(|kept| (&mut kept.notional, &mut kept.withdrawn))
     }
 
     /// What orders of `notional` in all count towards the day, `modifications` (each
@@ -292,6 +329,9 @@ impl Counters {
         let Some(rate) = policy.rate_per_second else {
             return Ok(());
         };
+        // A clock stepped back starts a window: kept, the one ahead of it would refuse
+        // the client until the clock caught up.
+        self.rate_window_ms = self.rate_window_ms.min(now_ms);
         let elapsed_s = now_ms.saturating_sub(self.rate_window_ms) / 1000;
         if elapsed_s > 0 {
             // What a batch larger than the rate counted past it is carried into the
@@ -357,17 +397,17 @@ impl Decider {
             .counters
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let Some(c) = counters.get_mut(&reservation.client) else {
+        let Some((notional, withdrawn)) = counters
+            .get_mut(&reservation.client)
+            .and_then(|c| c.totals_of(reservation.day))
+        else {
             return;
         };
-        if c.day != reservation.day {
-            return;
-        }
         if let Some(n) = reservation.notional {
-            c.day_notional = (c.day_notional - n).max(Decimal::ZERO);
+            *notional = (*notional - n).max(Decimal::ZERO);
         }
         if let Some((asset, amount)) = reservation.withdrawal {
-            if let Some(total) = c.day_withdrawn.get_mut(&asset) {
+            if let Some(total) = withdrawn.get_mut(&asset) {
                 *total = (*total - amount).max(Decimal::ZERO);
             }
         }
@@ -673,10 +713,16 @@ impl Decider {
             .counters
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        counters
-            .get(client)
-            .filter(|c| c.day >= now_ms / DAY_MS)
-            .map_or(Decimal::ZERO, |c| c.day_notional)
+        let today = now_ms / DAY_MS;
+        let Some(c) = counters.get(client) else {
+            return Decimal::ZERO;
+        };
+        match &c.other_day {
+            Some(kept) if kept.day == today && c.day != today => kept.notional,
+            // A day earlier than both kept counts in the current day's totals.
+            _ if c.day >= today => c.day_notional,
+            _ => Decimal::ZERO,
+        }
     }
 
     /// Denies a client past its rate, or counts a request of `cost` against it.
@@ -2692,8 +2738,54 @@ mod tests {
             }))
         };
         assert_eq!(at(1000, DAY_MS + 5), None);
-        // Stamped just before midnight, decided after the order above.
+        // Stamped just before midnight, decided after the order above: it counts in its
+        // own day's totals, and today's stay as they were.
         assert_eq!(at(400, DAY_MS - 5), None);
-        assert_eq!(at(400, DAY_MS + 6), Some(Rule::DailyNotional));
+        assert_eq!(d.day_notional("bot1", DAY_MS - 4), Decimal::from(400));
+        assert_eq!(at(400, DAY_MS + 6), None);
+        assert_eq!(at(200, DAY_MS + 7), Some(Rule::DailyNotional));
+    }
+
+    /// From a review: the counters kept one day and only rolled forward, so a clock
+    /// stepped forward past midnight (one request to roll them) and back gave a client
+    /// the day's allowance again. The day left is kept, and comes back with the clock.
+    /// A clock stepped back also locked a rated client out until it caught up.
+    #[test]
+    fn a_clock_stepped_forward_and_back_finds_the_days_totals() {
+        let p = Policy {
+            rate_per_second: Some(5),
+            ..trading_policy()
+        };
+        let d = Decider::new();
+        let btc = order("BTCUSDT");
+        let at = |notional: i64, now_ms: u64| {
+            rule(d.decide(&Request {
+                expires_at_ms: None,
+                ..request(&p, &btc, Some(Decimal::from(notional)), now_ms)
+            }))
+        };
+        let noon = 10 * DAY_MS + DAY_MS / 2;
+        assert_eq!(at(900, noon), None);
+        // Thirteen hours on: the next day.
+        assert_eq!(at(100, noon + 13 * 3_600_000), None);
+        // And back: the day's 900 are there.
+        assert_eq!(at(900, noon + 1_000), Some(Rule::DailyNotional));
+        assert_eq!(at(600, noon + 2_000), None);
+
+        // Stepped back by hours, a rated client is not refused until the clock catches up.
+        let d = Decider::new();
+        let at = |now_ms: u64| {
+            rule(d.decide(&Request {
+                expires_at_ms: None,
+                ..request(&p, &btc, Some(Decimal::ONE), now_ms)
+            }))
+        };
+        assert_eq!(at(noon + 13 * 3_600_000), None);
+        // The window the clock left goes on from now, with the request it counted.
+        for i in 0..4 {
+            assert_eq!(at(noon + i), None, "{i}");
+        }
+        assert_eq!(at(noon + 4), Some(Rule::Rate));
+        assert_eq!(at(noon + 1_100), None);
     }
 }

@@ -627,10 +627,11 @@ async fn handle<A: Adapter>(
         );
     }
     let replay_id = signed.replay_id().unwrap_or_default();
-    if !gw
-        .replay
-        .first_sighting(&replay_id, now, freshness.valid_through_us)
-    {
+    if !gw.replay.first_sighting(
+        &replay_id,
+        replay::Moment::at(now),
+        freshness.valid_through_us,
+    ) {
         let msg = "keygate: this signature was already used; sign the request again (two \
                    identical requests signed in the same millisecond have one signature)";
         return audit.deny(refuse(Refusal::Replayed(msg)), Rule::Replay, msg);

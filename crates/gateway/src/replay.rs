@@ -3,7 +3,8 @@
 use std::collections::hash_map::RandomState;
 use std::collections::{BTreeMap, HashSet};
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
+use std::time::Instant;
 
 /// How far ahead of a caller's clock the forgotten mark may be before it is taken for the
 /// system clock stepped back and let go: the longest window a request may ask for.
@@ -24,6 +25,11 @@ const CLOCK_STEP_BACK_S: u64 = 61;
 /// any request may ask for. Fingerprints are filed by the second their window ends in,
 /// so forgetting them costs O(1) each, with no sweep of the set under the lock.
 ///
+/// A fingerprint is also kept for as long as its window had left when it was filed, on a
+/// clock that never steps: a host clock stepped forward (an hour, past every window)
+/// and back again must not forget a signature whose request is fresh again once the
+/// clock is back.
+///
 /// It remembers nothing from before it was made: a request signed before then may have
 /// been used already (by a keygate process that ran before this one), so
 /// [`ReplayCache::remembers`] says no to it, and the request is refused.
@@ -34,11 +40,46 @@ pub struct ReplayCache {
     since_us: u64,
 }
 
+/// A moment as the cache reads it: on the wall clock, which requests' timestamps are on,
+/// and on a clock that never steps ([`steady_ms`]), which says how long windows really
+/// lasted.
+#[derive(Clone, Copy, Debug)]
+pub struct Moment {
+    /// Milliseconds since the epoch.
+    pub wall_ms: u64,
+    /// Milliseconds on the steady clock.
+    pub steady_ms: u64,
+}
+
+impl Moment {
+    /// `wall_ms` on the wall clock, and now on the steady one.
+    pub fn at(wall_ms: u64) -> Moment {
+        Moment {
+            wall_ms,
+            steady_ms: steady_ms(),
+        }
+    }
+}
+
+/// Milliseconds since the process first asked, on a clock that never steps.
+fn steady_ms() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
+
+/// The fingerprints whose windows end in one second, and until when, on the steady
+/// clock, the longest of them must be kept.
+#[derive(Default)]
+struct Ending {
+    fingerprints: Vec<u128>,
+    kept_until_steady_ms: u64,
+}
+
 #[derive(Default)]
 struct Seen {
     live: HashSet<u128, BuildHasherDefault<Prehashed>>,
     /// The fingerprints whose windows end in each second (since the epoch), soonest first.
-    ending: BTreeMap<u64, Vec<u128>>,
+    ending: BTreeMap<u64, Ending>,
     /// Every fingerprint whose window ended before this second is forgotten.
     forgotten_before_s: u64,
 }
@@ -88,7 +129,8 @@ impl ReplayCache {
     /// cache can no longer tell because it has already forgotten the signatures of
     /// windows ending when this one does (a request checked fresh on one thread just as
     /// another, a moment later, found that window over).
-    pub fn first_sighting(&self, signature: &str, now_ms: u64, valid_through_us: u64) -> bool {
+    pub fn first_sighting(&self, signature: &str, now: Moment, valid_through_us: u64) -> bool {
+        let now_ms = now.wall_ms;
         let (high, low) = &self.fingerprint;
         let fingerprint =
             u128::from(high.hash_one(signature)) << 64 | u128::from(low.hash_one(signature));
@@ -98,10 +140,10 @@ impl ReplayCache {
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         let now_s = now_ms / 1000;
         while let Some(entry) = seen.ending.first_entry() {
-            if *entry.key() >= now_s {
+            if *entry.key() >= now_s || entry.get().kept_until_steady_ms > now.steady_ms {
                 break;
             }
-            for old in entry.remove() {
+            for old in entry.remove().fingerprints {
                 seen.live.remove(&old);
             }
         }
@@ -115,7 +157,14 @@ impl ReplayCache {
         if ending_s < seen.forgotten_before_s || !seen.live.insert(fingerprint) {
             return false;
         }
-        seen.ending.entry(ending_s).or_default().push(fingerprint);
+        // What the window has left, and the rest of the second it ends in, from now on
+        // the steady clock.
+        let left_ms = ((ending_s + 1) * 1000).saturating_sub(now_ms);
+        let ending = seen.ending.entry(ending_s).or_default();
+        ending.fingerprints.push(fingerprint);
+        ending.kept_until_steady_ms = ending
+            .kept_until_steady_ms
+            .max(now.steady_ms.saturating_add(left_ms));
         true
     }
 
@@ -130,35 +179,60 @@ impl ReplayCache {
 mod tests {
     use super::*;
 
+    /// `wall_ms` on both clocks: a clock that never stepped.
+    fn at(wall_ms: u64) -> Moment {
+        Moment {
+            wall_ms,
+            steady_ms: wall_ms,
+        }
+    }
+
+    /// Found by review: fingerprints were forgotten by the wall clock alone, so a host
+    /// clock stepped forward past every window (one request to purge the cache) and back
+    /// again let a captured order through a second time.
+    #[test]
+    fn a_clock_stepped_forward_and_back_forgets_nothing_still_fresh() {
+        let cache = ReplayCache::new(0);
+        let step = |wall_ms, steady_ms| Moment { wall_ms, steady_ms };
+        assert!(cache.first_sighting("order", step(1_000, 1_000), 61_000_000));
+        // Five hours on the wall clock, two seconds on the steady one.
+        assert!(cache.first_sighting("later", step(18_001_000, 3_000), 18_060_000_000));
+        // Back: the order's window is open again, and its signature still known.
+        assert!(!cache.first_sighting("order", step(4_000, 6_000), 61_000_000));
+        // Once its window has really passed, it goes.
+        assert!(cache.first_sighting("after", step(63_000, 65_000), 120_000_000));
+        assert!(cache.len() <= 3);
+    }
+
     #[test]
     fn a_signature_is_accepted_once_inside_its_window() {
         let cache = ReplayCache::new(0);
         // Signed at 1 s with a minute's window: valid through 61 s.
         let valid_through_us = 61_000_000;
-        assert!(cache.first_sighting("abc", 1_000, valid_through_us));
-        assert!(!cache.first_sighting("abc", 30_000, valid_through_us));
-        assert!(cache.first_sighting("def", 30_000, 35_000_000));
-        assert!(!cache.first_sighting("abc", 61_000, valid_through_us));
-        assert!(!cache.first_sighting("abc", 61_999, valid_through_us));
+        assert!(cache.first_sighting("abc", at(1_000), valid_through_us));
+        assert!(!cache.first_sighting("abc", at(30_000), valid_through_us));
+        assert!(cache.first_sighting("def", at(30_000), 35_000_000));
+        assert!(!cache.first_sighting("abc", at(61_000), valid_through_us));
+        assert!(!cache.first_sighting("abc", at(61_999), valid_through_us));
         // Past its window the timestamp check refuses it: the cache may forget it.
-        assert!(cache.first_sighting("abc", 62_000, 70_000_000));
+        assert!(cache.first_sighting("abc", at(62_000), 70_000_000));
     }
 
     #[test]
     fn each_signature_is_forgotten_when_its_own_window_ends() {
         let cache = ReplayCache::new(0);
         // Filed out of order: a long window first, then short ones.
-        assert!(cache.first_sighting("long", 1_000, 61_000_000));
-        assert!(cache.first_sighting("short", 1_000, 6_000_000));
-        assert!(cache.first_sighting("shorter", 1_000, 3_500_000));
+        assert!(cache.first_sighting("long", at(1_000), 61_000_000));
+        assert!(cache.first_sighting("short", at(1_000), 6_000_000));
+        assert!(cache.first_sighting("shorter", at(1_000), 3_500_000));
         assert_eq!(cache.len(), 3);
-        assert!(cache.first_sighting("later", 4_000, 9_000_000));
+        assert!(cache.first_sighting("later", at(4_000), 9_000_000));
         assert_eq!(cache.len(), 3, "the shorter window ended at 3.5 s");
-        assert!(!cache.first_sighting("short", 6_999, 6_000_000));
-        assert!(cache.first_sighting("other", 7_000, 12_000_000));
+        assert!(!cache.first_sighting("short", at(6_999), 6_000_000));
+        assert!(cache.first_sighting("other", at(7_000), 12_000_000));
         assert_eq!(cache.len(), 3, "the short window ended at 6 s");
-        assert!(!cache.first_sighting("long", 60_000, 61_000_000));
-        assert!(cache.first_sighting("last", 62_000, 70_000_000));
+        assert!(!cache.first_sighting("long", at(60_000), 61_000_000));
+        assert!(cache.first_sighting("last", at(62_000), 70_000_000));
         assert_eq!(cache.len(), 1, "every window but the last one ended");
     }
 
@@ -168,25 +242,25 @@ mod tests {
     #[test]
     fn a_clock_stepped_back_refuses_for_at_most_a_window() {
         let cache = ReplayCache::new(0);
-        assert!(cache.first_sighting("ahead", 3_600_000, 3_605_000_000));
+        assert!(cache.first_sighting("ahead", at(3_600_000), 3_605_000_000));
         // Back to 10 s: within a window of the mark the cache cannot tell, and refuses.
-        assert!(!cache.first_sighting("soon after", 3_580_000, 3_585_000_000));
+        assert!(!cache.first_sighting("soon after", at(3_580_000), 3_585_000_000));
         // An hour behind it, it lets the mark go.
-        assert!(cache.first_sighting("corrected", 10_000, 15_000_000));
-        assert!(!cache.first_sighting("corrected", 11_000, 15_000_000));
+        assert!(cache.first_sighting("corrected", at(10_000), 15_000_000));
+        assert!(!cache.first_sighting("corrected", at(11_000), 15_000_000));
     }
 
     #[test]
     fn a_signature_whose_window_was_forgotten_meanwhile_is_refused() {
         let cache = ReplayCache::new(0);
-        assert!(cache.first_sighting("first", 5_000, 5_500_000));
+        assert!(cache.first_sighting("first", at(5_000), 5_500_000));
         // Another thread, its clock read a moment later, forgets the windows that
         // ended in second 5.
-        assert!(cache.first_sighting("other", 6_000, 9_000_000));
+        assert!(cache.first_sighting("other", at(6_000), 9_000_000));
         // A copy of the first, checked fresh at 5.4 s on a thread that was slower to
         // get here: the cache cannot tell whether it saw it, so it says it did.
-        assert!(!cache.first_sighting("first", 5_400, 5_500_000));
-        assert!(!cache.first_sighting("never seen", 5_400, 5_500_000));
+        assert!(!cache.first_sighting("first", at(5_400), 5_500_000));
+        assert!(!cache.first_sighting("never seen", at(5_400), 5_500_000));
     }
 
     #[test]

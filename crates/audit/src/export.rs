@@ -271,6 +271,7 @@ mod tests {
             latency_us: 5,
             outcome: Outcome::Answered,
             order_ids: vec!["11".into(), "12".into()],
+            interrupted: false,
         });
         let admin = EventBody::Admin(AdminEvent {
             actor: "cli".into(),
@@ -334,6 +335,7 @@ mod tests {
                 latency_us: 5,
                 outcome: Outcome::Unknown,
                 order_ids: Vec::new(),
+                interrupted: false,
             }),
         };
         let decision = |allowed| Filter {

@@ -345,6 +345,7 @@ mod tests {
                 latency_us: 1500,
                 outcome: Outcome::Answered,
                 order_ids: Vec::new(),
+                interrupted: false,
             }),
         };
         report.add(3, &answered, &mut pending);

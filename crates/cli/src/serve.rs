@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use ipnet::IpNet;
 use keygate_audit::AuditKey;
+use keygate_core::{Event, EventBody, Outcome, OutcomeEvent};
 use keygate_gateway::admin::{AdminServer, AdminState};
 use keygate_gateway::registry::{spawn_admin_free_marker, spawn_reloader, Live, Registry};
 use keygate_gateway::{ClientLimits, Gateway, Server};
@@ -201,7 +202,8 @@ pub fn run(unlocked: Unlocked, args: &ServeArgs) -> anyhow::Result<()> {
         spend_weight_kept_for_reconciliation: false,
     })
     .with_alerter(monitor.alerter());
-    count_today(&gateway, &store, &audit_key)?;
+    let interrupted = count_today(&gateway, &store, &audit_key)?;
+    settle_interrupted(&gateway, &audit_log, interrupted)?;
     // Before the first request: a pause asked of the gateway before it restarted holds.
     let pauses_store = Store::open(&db).context("opening the store for the exchanges' pauses")?;
     remote::keep_pauses(
@@ -312,19 +314,85 @@ fn tls(
 /// before today: a log edited to forget the day's withdrawals (rows deleted, a decision
 /// turned, a timestamp moved to hide where the day starts) does not give its clients a
 /// fresh allowance; the gateway does not start on it.
-fn count_today(gateway: &Gateway, store: &Store, key: &AuditKey) -> anyhow::Result<()> {
+///
+/// Returns the requests of the last day whose pending event has no outcome after it: a
+/// gateway stopped (crashed, killed) while they were at the exchange.
+fn count_today(
+    gateway: &Gateway,
+    store: &Store,
+    key: &AuditKey,
+) -> anyhow::Result<Vec<Interrupted>> {
     const DAY_MS: u64 = 86_400_000;
-    let since_ms = keygate_gateway::now_ms() / DAY_MS * DAY_MS;
+    let now_ms = keygate_gateway::now_ms();
+    let today_ms = now_ms / DAY_MS * DAY_MS;
+    let since_ms = today_ms.min(now_ms.saturating_sub(DAY_MS));
+    let mut pending: Vec<Interrupted> = Vec::new();
     keygate_audit::for_each_verified_since(store, key, since_ms, |page| {
         for (_, event) in page.iter().filter(|(_, e)| e.ts_ms >= since_ms) {
-            gateway.count_earlier(event);
+            match &event.body {
+                EventBody::Request(r) if r.outcome == Outcome::Pending => {
+                    pending.push(Interrupted {
+                        request_id: r.request_id.clone(),
+                        client: r.client.clone(),
+                    });
+                }
+                // Refused after its pending event was written, or answered.
+                EventBody::Request(r) if !r.allowed => {
+                    pending.retain(|p| p.request_id != r.request_id)
+                }
+                EventBody::Outcome(o) => pending.retain(|p| p.request_id != o.request_id),
+                _ => {}
+            }
+            if event.ts_ms >= today_ms {
+                gateway.count_earlier(event);
+            }
         }
         true
     })
     .context(
         "the audit log does not verify, so today's daily limits cannot be counted; \
          `keygate audit verify` names where",
-    )
+    )?;
+    Ok(pending)
+}
+
+/// A request a stopped gateway had sent to the exchange and not heard back about.
+struct Interrupted {
+    request_id: String,
+    client: Option<String>,
+}
+
+/// Records, for each request a stopped gateway left at the exchange, that its outcome
+/// is unknown: it may have executed, and the monitor raises `outcome_unknown` for it, as
+/// for one that timed out. Before the first request is served.
+fn settle_interrupted(
+    gateway: &Gateway,
+    audit: &keygate_audit::AuditLog,
+    interrupted: Vec<Interrupted>,
+) -> anyhow::Result<()> {
+    for Interrupted { request_id, client } in interrupted {
+        tracing::error!(
+            request_id,
+            "a request was at the exchange when keygate stopped; its outcome is unknown"
+        );
+        let event = Event {
+            ts_ms: keygate_gateway::now_ms(),
+            body: EventBody::Outcome(OutcomeEvent {
+                request_id,
+                client,
+                upstream_status: None,
+                latency_us: 0,
+                outcome: Outcome::Unknown,
+                order_ids: Vec::new(),
+                interrupted: true,
+            }),
+        };
+        gateway.count_earlier(&event);
+        audit
+            .append_blocking(event)
+            .context("recording the outcome of a request a stopped gateway left unknown")?;
+    }
+    Ok(())
 }
 
 /// Locks `serve.lock` in the home directory for as long as the returned file lives (the

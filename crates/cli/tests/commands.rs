@@ -3759,6 +3759,7 @@ mod audit {
                 latency_us: 2500,
                 outcome: Outcome::Answered,
                 order_ids: Vec::new(),
+                interrupted: false,
             }),
         })
         .unwrap();
@@ -3829,6 +3830,91 @@ mod audit {
         );
         let json = kg.fails(&["incident", "report", "--json"], "", 1).json();
         assert_eq!(json["log_verified"], false, "{json}");
+    }
+
+    /// From a review: an order at the exchange when serve was killed left only its
+    /// pending event, and nothing ever said its outcome was unknown. The next serve
+    /// records that before it serves, and the monitor raises `outcome_unknown`.
+    #[test]
+    fn serve_records_the_outcome_of_an_order_a_killed_gateway_left_as_unknown() {
+        let kg = busy_vault();
+        let order = |id: &str, outcome: Outcome| Event {
+            ts_ms: now_ms(),
+            body: EventBody::Request(RequestEvent {
+                request_id: id.into(),
+                exchange: "binance".into(),
+                client: Some("bot1".into()),
+                account: Some("main".into()),
+                source_ip: "127.0.0.1".into(),
+                method: "POST".into(),
+                path: "/api/v3/order".into(),
+                action: ActionKind::Trade,
+                symbol: Some("BTCUSDT".into()),
+                side: None,
+                client_order_id: None,
+                notional: Some(600.into()),
+                amount: None,
+                asset: None,
+                destination: None,
+                network: None,
+                allowed: true,
+                rule: None,
+                message: None,
+                upstream_status: None,
+                latency_us: None,
+                outcome,
+                validates_only: false,
+                orders: Vec::new(),
+                terms: None,
+            }),
+        };
+        {
+            let log = gateway_log(&kg);
+            // The order in flight as the gateway died, and one whose answer came.
+            log.append_blocking(order("in-flight", Outcome::Pending))
+                .unwrap();
+            log.append_blocking(order("answered", Outcome::Pending))
+                .unwrap();
+            log.append_blocking(Event {
+                ts_ms: now_ms(),
+                body: EventBody::Outcome(OutcomeEvent {
+                    request_id: "answered".into(),
+                    client: Some("bot1".into()),
+                    upstream_status: Some(200),
+                    latency_us: 900,
+                    outcome: Outcome::Answered,
+                    order_ids: Vec::new(),
+                    interrupted: false,
+                }),
+            })
+            .unwrap();
+        }
+        let serve = crate::common::Serve::start_with(&kg, &["--reconcile-every", "off"]);
+        drop(serve);
+        let events = lines(&kg.ok(&["audit", "query", "--json"], "").stdout);
+        let settled: Vec<&Value> = events
+            .iter()
+            .filter(|e| e["type"] == "outcome" && e["interrupted"] == true)
+            .collect();
+        assert_eq!(settled.len(), 1, "{events:?}");
+        assert_eq!(settled[0]["request_id"], "in-flight");
+        assert_eq!(settled[0]["outcome"], "unknown");
+        let alerts = kg.ok(&["alerts", "list", "--since", "1h"], "").stdout;
+        assert!(
+            alerts.contains("outcome_unknown")
+                && alerts.contains("was at the exchange when keygate stopped"),
+            "{alerts}"
+        );
+        // Once: a second start finds it settled.
+        drop(crate::common::Serve::start_with(
+            &kg,
+            &["--reconcile-every", "off"],
+        ));
+        let events = lines(&kg.ok(&["audit", "query", "--json"], "").stdout);
+        assert_eq!(
+            events.iter().filter(|e| e["interrupted"] == true).count(),
+            1
+        );
     }
 
     /// A regression test: `alerts list`, where the alerts a webhook missed are looked

@@ -201,6 +201,10 @@ pub struct OutcomeEvent {
     /// The exchange's ids of the orders it placed, when the request placed orders.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub order_ids: Vec<String>,
+    /// keygate stopped (it crashed, or was killed) before the exchange answered: written,
+    /// with [`Outcome::Unknown`], by the next `keygate serve` as it starts.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub interrupted: bool,
 }
 
 /// An administrative change.

@@ -1641,6 +1641,7 @@ impl<'a> Audit<'a> {
                 latency_us,
                 outcome,
                 order_ids,
+                interrupted: false,
             }),
         }
     }

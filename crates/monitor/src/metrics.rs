@@ -386,6 +386,7 @@ mod tests {
                     latency_us: 10_000_000,
                     outcome: Outcome::Unknown,
                     order_ids: Vec::new(),
+                    interrupted: false,
                 }),
             },
         );

@@ -616,6 +616,7 @@ mod tests {
                 latency_us: 1,
                 outcome,
                 order_ids: order_ids.iter().map(|id| (*id).to_owned()).collect(),
+                interrupted: false,
             }),
         }
     }

@@ -261,6 +261,10 @@ impl Rules {
                 if outcome.outcome == Outcome::Unknown {
                     let what = action.unwrap_or_else(|| "a request".to_owned());
                     let how = match outcome.upstream_status {
+                        _ if outcome.interrupted => "was at the exchange when keygate stopped \
+                                                     (it crashed or was killed before the \
+                                                     answer)"
+                            .to_owned(),
                         Some(status) => format!(
                             "was answered HTTP {status} by the exchange, which does not know \
                              whether it executed"
@@ -973,6 +977,7 @@ mod tests {
                 latency_us: 10_000_000,
                 outcome,
                 order_ids: Vec::new(),
+                interrupted: false,
             }),
         };
         assert!(rules

@@ -2030,6 +2030,7 @@ mod tests {
                 latency_us: 10,
                 outcome,
                 order_ids: Vec::new(),
+                interrupted: false,
             }),
         };
         let now = 10_000;
@@ -2546,6 +2547,7 @@ mod tests {
                 latency_us: 0,
                 outcome: Outcome::UpstreamUnreachable,
                 order_ids: Vec::new(),
+                interrupted: false,
             }),
         };
         for earlier in [

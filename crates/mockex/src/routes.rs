@@ -383,8 +383,8 @@ impl Endpoint {
 /// `limit` (5 up to 100, 25 up to 500, 50 up to 1000, 250 past that); USD-M `depth` by
 /// its `limit` (2 up to 50, 5 up to 100, 10 up to 500, 20 past that), USD-M `klines` by
 /// its `limit` (1 under 100, 2 under 500, 5 up to 1000, 10 past that), USD-M
-/// `ticker/bookTicker` 2 for one symbol and 5 for every symbol, `premiumIndex` 1 and 10.
-/// Parameters are read
+/// `ticker/bookTicker` 2 for one symbol and 5 for every symbol, `premiumIndex` 1 and 10;
+/// spot `myTrades` 20, or 5 with `orderId`. Parameters are read
 /// percent-decoded, as Binance reads them. A value that does not read leaves the table's
 /// weight: the request is refused for it.
 fn weight_by_params(endpoint: Endpoint, query: &str) -> Option<u32> {
@@ -437,6 +437,7 @@ fn weight_by_params(endpoint: Endpoint, query: &str) -> Option<u32> {
         },
         Endpoint::FuturesBookTicker if !names_symbol => Some(5),
         Endpoint::PremiumIndex if !names_symbol => Some(10),
+        Endpoint::MyTrades(Product::Spot) if param("orderId").is_some() => Some(5),
         _ => None,
     }
 }
@@ -876,8 +877,8 @@ fn dispatch(
         Endpoint::BookTicker => Some(per_symbol(params, Product::Spot, withheld, |m| {
             json!({
                 "symbol": m.symbol,
-                "bidPrice": fmt(m.price - m.tick_size, 8), "bidQty": "1.00000000",
-                "askPrice": fmt(m.price + m.tick_size, 8), "askQty": "1.00000000"
+                "bidPrice": fmt(market::best_bid(m), 8), "bidQty": "1.00000000",
+                "askPrice": fmt(market::best_ask(m), 8), "askQty": "1.00000000"
             })
         })?),
         Endpoint::Depth => {
@@ -887,7 +888,12 @@ fn dispatch(
         }
         Endpoint::FuturesDepth => {
             let m = symbol(params, Product::UsdM)?;
-            let limit = params.integer("limit")?.unwrap_or(500).clamp(1, 1000);
+            // Binance's valid limits; any other is -4021 (ccxt maps it as
+            // "Invalid depth limit.").
+            let limit = params.integer("limit")?.unwrap_or(500);
+            if !FUTURES_DEPTH_LIMITS.contains(&limit) {
+                return Err(ApiError::new(400, -4021, "Invalid depth limit."));
+            }
             Some(market::futures_depth(
                 m,
                 usize::try_from(limit).unwrap_or(500),
@@ -1975,6 +1981,10 @@ fn private(
     }
 }
 
+/// The `limit`s `GET /fapi/v1/depth` takes, as Binance's Order Book page lists them
+/// (500 when none is sent).
+const FUTURES_DEPTH_LIMITS: [u64; 7] = [5, 10, 20, 50, 100, 500, 1000];
+
 /// The largest position notional of the one leverage bracket the simulator announces: it
 /// holds a position of any size to the same leverage (up to [`book::MAX_LEVERAGE`]), so
 /// it announces one bracket, with no maintenance margin, as it keeps none.
@@ -2387,7 +2397,9 @@ fn spot_account(account: &Account, omit_zero: bool, now: u64) -> Value {
 }
 
 /// `GET /fapi/v2/account`: the wallet, the initial margin its positions and open
-/// orders hold (see [`book::Margin`]) and what is left of it, available. Every USD-M
+/// orders hold (see [`book::Margin`]) and what is left of it, available; each position
+/// with its leverage, its margin type (`isolated`, as `POST /fapi/v1/marginType` set
+/// it) and the cap of its one leverage bracket ([`MAX_NOTIONAL`]). Every USD-M
 /// market is margined in USDT, the wallet's one asset, so the account's totals are that
 /// asset's.
 fn futures_account(account: &Account, now: u64) -> Value {
@@ -2431,9 +2443,9 @@ fn futures_account(account: &Account, now: u64) -> Value {
                 "positionInitialMargin": held.position.normalize().to_string(),
                 "openOrderInitialMargin": held.open_orders.normalize().to_string(),
                 "leverage": account.leverage_of(m.symbol).to_string(),
-                "isolated": false,
+                "isolated": account.isolated.contains(m.symbol),
                 "entryPrice": if amount.is_zero() { "0.0".to_owned() } else { m.price.to_string() },
-                "maxNotional": "250000",
+                "maxNotional": MAX_NOTIONAL.to_string(),
                 "positionSide": "BOTH",
                 "positionAmt": amount.normalize().to_string(),
                 "notional": (amount * m.price).normalize().to_string(),

@@ -5254,3 +5254,139 @@ mod coverage {
         assert_eq!(sim.simulator().requests().len(), 1);
     }
 }
+
+mod faithful {
+    //! What a second comparison with Binance's documentation found.
+    use super::*;
+    use reqwest::Method;
+
+    /// The `/api` or `/fapi` weight a request used, on a simulator with none used before.
+    async fn weight_of(sim: &RunningSimulator, path_and_query: &str, key: Option<&str>) -> u64 {
+        send(sim, Method::POST, "/__mock/reset?state=1", None, None).await;
+        let (status, headers, body) =
+            send_for_headers(sim, Method::GET, path_and_query, key, None).await;
+        assert_eq!(status, 200, "{path_and_query}: {body}");
+        headers["x-mbx-used-weight-1m"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
+    /// Regression: spot `GET /api/v3/myTrades` weighed 20 with `orderId` too; Binance's
+    /// page weighs it 5 with `orderId` and 20 without.
+    #[tokio::test]
+    async fn spot_my_trades_with_an_order_id_weighs_5() {
+        let sim = start().await;
+        let path = "/api/v3/myTrades";
+        let without = signed_target(path, "symbol=BTCUSDT");
+        let with = signed_target(path, "symbol=BTCUSDT&orderId=1");
+        assert_eq!(weight_of(&sim, &without, Some(KEY)).await, 20);
+        assert_eq!(weight_of(&sim, &with, Some(KEY)).await, 5);
+    }
+
+    /// Regression: `GET /fapi/v2/account` reported every position `"isolated": false`
+    /// whatever `POST /fapi/v1/marginType` had set, and a `maxNotional` of 250000 where
+    /// `leverageBracket` announces a cap of 1000000.
+    #[tokio::test]
+    async fn futures_account_reports_margin_type_and_bracket_cap() {
+        let sim = start().await;
+        let set = signed(
+            &sim,
+            Method::POST,
+            "/fapi/v1/marginType",
+            "symbol=BTCUSDT&marginType=ISOLATED",
+        )
+        .await;
+        assert_eq!(set.0, 200, "{}", set.1);
+        let (_, brackets) = signed(&sim, Method::GET, "/fapi/v1/leverageBracket", "").await;
+        let cap = brackets[0]["brackets"][0]["notionalCap"].to_string();
+        let (status, account) = signed(&sim, Method::GET, "/fapi/v2/account", "").await;
+        assert_eq!(status, 200, "{account}");
+        let positions = account["positions"].as_array().unwrap();
+        assert_eq!(positions.len(), 2);
+        for position in positions {
+            let isolated = position["symbol"] == "BTCUSDT";
+            assert_eq!(position["isolated"], isolated, "{position}");
+            assert_eq!(position["maxNotional"].as_str(), Some(cap.as_str()));
+        }
+    }
+
+    /// Regression: `GET /fapi/v1/depth` answered any `limit` (clamped to 1..=1000);
+    /// Binance takes only 5, 10, 20, 50, 100, 500 and 1000 (500 by default) and refuses
+    /// any other with -4021.
+    #[tokio::test]
+    async fn usdm_depth_takes_only_binances_limits() {
+        let sim = start().await;
+        for limit in [5, 10, 20, 50, 100, 500, 1000] {
+            let (status, book) = send(
+                &sim,
+                Method::GET,
+                &format!("/fapi/v1/depth?symbol=BTCUSDT&limit={limit}"),
+                None,
+                None,
+            )
+            .await;
+            assert_eq!(status, 200, "{book}");
+            assert_eq!(book["bids"].as_array().unwrap().len(), limit);
+            assert_eq!(book["asks"].as_array().unwrap().len(), limit);
+        }
+        for limit in ["1", "7", "499", "5000", "0"] {
+            let refused = send(
+                &sim,
+                Method::GET,
+                &format!("/fapi/v1/depth?symbol=BTCUSDT&limit={limit}"),
+                None,
+                None,
+            )
+            .await;
+            assert_eq!(refused.0, 400, "{limit}: {}", refused.1);
+            assert_eq!(
+                refused.1,
+                serde_json::json!({"code": -4021, "msg": "Invalid depth limit."})
+            );
+        }
+    }
+
+    /// Regression: spot's depth of ETHBTC (0.05, a tick of 0.00001) at a limit of 5000
+    /// listed a bid at 0.00000000; the book stops at the last positive price.
+    #[tokio::test]
+    async fn deep_book_has_no_bid_at_zero() {
+        let sim = start().await;
+        let (status, book) = send(
+            &sim,
+            Method::GET,
+            "/api/v3/depth?symbol=ETHBTC&limit=5000",
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{book}");
+        let bids = book["bids"].as_array().unwrap();
+        assert_eq!(bids.len(), 4999);
+        assert_eq!(bids[4998][0], "0.00001000");
+        assert_eq!(book["asks"].as_array().unwrap().len(), 5000);
+    }
+
+    /// Regression: a USD-M candle's quote volumes were the exact volume times the price,
+    /// not the volume it answers (to the quantity precision): 0.694 ETH at 3000 was
+    /// answered as 2083.33333333 of quote. Each is now the answered volume times the price.
+    #[tokio::test]
+    async fn usdm_kline_quote_volume_is_the_answered_volume_times_the_price() {
+        let sim = start().await;
+        let (status, candles) = send(
+            &sim,
+            Method::GET,
+            "/fapi/v1/klines?symbol=ETHUSDT&interval=1m&limit=1",
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{candles}");
+        let candle = &candles[0];
+        assert_eq!(candle[5], "0.694");
+        assert_eq!(candle[7], "2082.00000000");
+        assert_eq!(candle[9], "0.347");
+        assert_eq!(candle[10], "1041.00000000");
+    }
+}

@@ -76,7 +76,9 @@
 //! answers every type but `MARKET` and `LIMIT`. USD-M takes `LIMIT` and `MARKET`
 //! orders (post only as `timeInForce=GTX`) and the conditional types above. Each
 //! `exchangeInfo` announces these and no other (no stop-limit, OCO, OTO, trailing stop,
-//! amend or `GTD`).
+//! amend or `GTD`), and no icebergs (`icebergAllowed` false): a spot limit order with
+//! `icebergQty` is refused with -2010 "Iceberg orders are not supported for this
+//! symbol.", as Binance refuses one on a symbol that does not allow them.
 //!
 //! **Market data.** Besides prices, 24-hour tickers, spot's book ticker and depth: candles,
 //! `GET /api/v3/klines` and `GET /fapi/v1/klines` (`symbol`, `interval` from `1s` (spot
@@ -195,7 +197,8 @@
 //! market lot size, minimum notional and percent price only (not spot's maximum
 //! notional, USD-M's `marketTakeBound` for market orders or the stop price multipliers
 //! for conditional orders, nor the maximum number of orders or conditional orders). No
-//! COIN-M, options, margin, transfers but between spot and USD-M, RSA keys, WebSocket
+//! COIN-M, options, margin (every spot symbol announces `isMarginTradingAllowed` false,
+//! and `GET /sapi/v1/margin/allPairs` lists no pair), transfers but between spot and USD-M, RSA keys, WebSocket
 //! streams or order-rate limiting
 //! (the order-count headers only report). A key's IP restriction is reported, not
 //! checked. It never opens an outbound connection.

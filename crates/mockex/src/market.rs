@@ -301,7 +301,8 @@ pub(crate) fn spot_exchange_info(server_time: u64, weight_limit: u64) -> Value {
                 // Only what the simulator implements: no stop or take-profit orders, no
                 // order lists (OCO, OTO), no trailing stops, no amend (keepPriority).
                 "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET"],
-                "icebergAllowed": true,
+                // Nor icebergs (an order with `icebergQty` is refused) or margin trading.
+                "icebergAllowed": false,
                 "ocoAllowed": false,
                 "otoAllowed": false,
                 "quoteOrderQtyMarketAllowed": true,
@@ -309,11 +310,10 @@ pub(crate) fn spot_exchange_info(server_time: u64, weight_limit: u64) -> Value {
                 "cancelReplaceAllowed": true,
                 "amendAllowed": false,
                 "isSpotTradingAllowed": true,
-                "isMarginTradingAllowed": true,
+                "isMarginTradingAllowed": false,
                 "filters": [
                     {"filterType": "PRICE_FILTER", "minPrice": fmt(m.tick_size, 8), "maxPrice": fmt(Product::Spot.max_price(), 8), "tickSize": fmt(m.tick_size, 8)},
                     {"filterType": "LOT_SIZE", "minQty": fmt(m.min_qty, 8), "maxQty": fmt(Product::Spot.max_quantity(false), 8), "stepSize": fmt(m.step_size, 8)},
-                    {"filterType": "ICEBERG_PARTS", "limit": 10},
                     {"filterType": "MARKET_LOT_SIZE", "minQty": "0.00000000", "maxQty": fmt(Product::Spot.max_quantity(true), 8), "stepSize": "0.00000000"},
                     {"filterType": "TRAILING_DELTA", "minTrailingAboveDelta": 10, "maxTrailingAboveDelta": 2000, "minTrailingBelowDelta": 10, "maxTrailingBelowDelta": 2000},
                     {"filterType": "PERCENT_PRICE_BY_SIDE", "bidMultiplierUp": multiplier(band.bid.up), "bidMultiplierDown": multiplier(band.bid.down), "askMultiplierUp": multiplier(band.ask.up), "askMultiplierDown": multiplier(band.ask.down), "avgPriceMins": SPOT_AVG_PRICE_MINS},
@@ -322,7 +322,7 @@ pub(crate) fn spot_exchange_info(server_time: u64, weight_limit: u64) -> Value {
                     {"filterType": "MAX_NUM_ALGO_ORDERS", "maxNumAlgoOrders": 5}
                 ],
                 "permissions": [],
-                "permissionSets": [["SPOT", "MARGIN"]],
+                "permissionSets": [["SPOT"]],
                 "defaultSelfTradePreventionMode": "EXPIRE_MAKER",
                 "allowedSelfTradePreventionModes": ["NONE", "EXPIRE_TAKER", "EXPIRE_MAKER", "EXPIRE_BOTH"]
             })
@@ -858,26 +858,11 @@ pub(crate) fn coin_config(coin: &Coin, free: Decimal, locked: Decimal) -> Value 
     })
 }
 
-/// `GET /sapi/v1/margin/allPairs` (cross) or `.../isolated/allPairs`.
-pub(crate) fn margin_pairs(isolated: bool) -> Value {
-    let pairs: Vec<Value> = of(Product::Spot)
-        .enumerate()
-        .map(|(i, m)| {
-            let mut pair = json!({
-                "symbol": m.symbol,
-                "base": m.base,
-                "quote": m.quote,
-                "isMarginTrade": true,
-                "isBuyAllowed": true,
-                "isSellAllowed": true
-            });
-            if !isolated {
-                pair["id"] = json!(i as u64 + 1);
-            }
-            pair
-        })
-        .collect();
-    Value::Array(pairs)
+/// `GET /sapi/v1/margin/allPairs` (cross) or `.../isolated/allPairs`: no pair, as margin
+/// trading is not simulated and `exchangeInfo` announces `isMarginTradingAllowed` false
+/// on every symbol.
+pub(crate) fn margin_pairs() -> Value {
+    Value::Array(Vec::new())
 }
 
 #[cfg(test)]

@@ -270,9 +270,8 @@ enum Endpoint {
     MyTrades(Product),
     Income,
     CapitalConfig,
-    MarginPairs {
-        isolated: bool,
-    },
+    /// `GET /sapi/v1/margin/allPairs` and `.../isolated/allPairs`: both list no pair.
+    MarginPairs,
     Withdraw,
     WithdrawHistory,
     ApiRestrictions,
@@ -480,10 +479,8 @@ fn route(method: &Method, path: &str) -> Option<(Security, u32, Endpoint)> {
         "/api/v3/myTrades" if get => (Signed, 20, E::MyTrades(Product::Spot)),
         "/sapi/v1/capital/config/getall" if get => (Signed, 10, E::CapitalConfig),
         // MARKET_DATA, as Binance's "Get All Cross Margin Pairs" page has it.
-        "/sapi/v1/margin/allPairs" if get => (ApiKey, 1, E::MarginPairs { isolated: false }),
-        "/sapi/v1/margin/isolated/allPairs" if get => {
-            (Signed, 10, E::MarginPairs { isolated: true })
-        }
+        "/sapi/v1/margin/allPairs" if get => (ApiKey, 1, E::MarginPairs),
+        "/sapi/v1/margin/isolated/allPairs" if get => (Signed, 10, E::MarginPairs),
         "/sapi/v1/capital/withdraw/apply" if post => (Signed, 900, E::Withdraw),
         "/sapi/v1/account/apiRestrictions" if get => (Signed, 1, E::ApiRestrictions),
         "/sapi/v1/capital/withdraw/history" if get => (Signed, 18, E::WithdrawHistory),
@@ -907,7 +904,7 @@ fn dispatch(
             market::premium_index(m, now)
         })?),
         Endpoint::Klines(product) => Some(klines(params, product, withheld, now)?),
-        Endpoint::MarginPairs { isolated } => Some(market::margin_pairs(isolated)),
+        Endpoint::MarginPairs => Some(market::margin_pairs()),
         Endpoint::SystemStatus => Some(json!({"status": 0, "msg": "normal"})),
         _ => None,
     };
@@ -1144,8 +1141,8 @@ fn read_new_order(
         }
     };
     // Spot refuses a parameter of another order type: the stop price and trailing delta
-    // of stop orders, and the iceberg quantity a market order cannot have (a limit order
-    // may be an iceberg). Taking one silently would report an order Binance never places.
+    // of stop orders, and the iceberg quantity a market order cannot have. Taking one
+    // silently would report an order Binance never places.
     if product == Product::Spot {
         let not_taken: &[&str] = match order_type {
             OrderType::Limit | OrderType::LimitMaker => &["stopPrice", "trailingDelta"],
@@ -1156,6 +1153,15 @@ fn read_new_order(
                 400,
                 -1106,
                 format!("Parameter '{name}' sent when not required."),
+            ));
+        }
+        // No symbol allows icebergs (`icebergAllowed` false): a limit order that would be
+        // one is refused as Binance's matching engine refuses it on such a symbol.
+        if params.get("icebergQty").is_some() {
+            return Err(ApiError::new(
+                400,
+                -2010,
+                "Iceberg orders are not supported for this symbol.",
             ));
         }
     } else {

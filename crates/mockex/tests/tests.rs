@@ -4595,15 +4595,15 @@ mod review {
         }
         let (_, all) = signed(&sim, Method::GET, "/api/v3/allOrders", "symbol=BTCUSDT").await;
         assert_eq!(all, Value::Array(Vec::new()));
-        // A limit order may be an iceberg.
-        let (status, placed) = signed(
+        // A limit order may be an iceberg where a symbol allows them, which none does.
+        let refused = signed(
             &sim,
             Method::POST,
             "/api/v3/order",
             &format!("{limit}&icebergQty=0.001"),
         )
         .await;
-        assert_eq!(status, 200, "{placed}");
+        assert_code(&refused, 400, -2010);
 
         for side in ["LONG", "SHORT"] {
             let refused = signed(
@@ -5388,5 +5388,54 @@ mod faithful {
         assert_eq!(candle[7], "2082.00000000");
         assert_eq!(candle[9], "0.347");
         assert_eq!(candle[10], "1041.00000000");
+    }
+
+    /// Regression: `exchangeInfo` announced `icebergAllowed` (with an `ICEBERG_PARTS`
+    /// filter) and `isMarginTradingAllowed`, but an order's `icebergQty` was taken and
+    /// ignored (answered `icebergQty` "0.00000000") and margin trading is not simulated.
+    /// Neither is announced now, and an iceberg is refused as Binance refuses one on a
+    /// symbol that does not allow them, for every limit type.
+    #[tokio::test]
+    async fn icebergs_and_margin_are_not_announced_and_icebergs_are_refused() {
+        let sim = start().await;
+        let (_, info) = send(&sim, Method::GET, "/api/v3/exchangeInfo", None, None).await;
+        for symbol in info["symbols"].as_array().unwrap() {
+            assert_eq!(symbol["icebergAllowed"], false, "{symbol}");
+            assert_eq!(symbol["isMarginTradingAllowed"], false, "{symbol}");
+            assert_eq!(symbol["permissionSets"], serde_json::json!([["SPOT"]]));
+            let filters = symbol["filters"].as_array().unwrap();
+            assert!(filters.iter().all(|f| f["filterType"] != "ICEBERG_PARTS"));
+        }
+        let (_, pairs) = send(
+            &sim,
+            Method::GET,
+            "/sapi/v1/margin/allPairs",
+            Some(KEY),
+            None,
+        )
+        .await;
+        assert_eq!(pairs, serde_json::json!([]));
+        for order in [
+            "type=LIMIT&timeInForce=GTC&price=50000",
+            "type=LIMIT_MAKER&price=50000",
+        ] {
+            let refused = signed(
+                &sim,
+                Method::POST,
+                "/api/v3/order",
+                &format!("symbol=BTCUSDT&side=BUY&quantity=0.01&icebergQty=0.001&{order}"),
+            )
+            .await;
+            assert_eq!(refused.0, 400, "{}", refused.1);
+            assert_eq!(
+                refused.1,
+                serde_json::json!({
+                    "code": -2010,
+                    "msg": "Iceberg orders are not supported for this symbol."
+                })
+            );
+        }
+        let (_, all) = signed(&sim, Method::GET, "/api/v3/allOrders", "symbol=BTCUSDT").await;
+        assert_eq!(all, Value::Array(Vec::new()));
     }
 }

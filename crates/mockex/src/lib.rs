@@ -63,7 +63,8 @@
 //! -2021 (409) or -2022 (400) with them in `data`, as Binance documents. `DELETE
 //! /fapi/v1/batchOrders` cancels up to ten orders of one symbol named by `orderIdList`
 //! or `origClientOrderIdList` (in lower case too, as ccxt sends them), each answered in
-//! its place. `GET /fapi/v1/income` lists each USD-M trade's commission (zero here), and
+//! its place. `GET /fapi/v1/income` lists each USD-M trade's commission (zero here) and
+//! the profit or loss it realized, if any, and
 //! `GET /api/v3/account` takes `omitZeroBalances`. A spot query or cancel that sends
 //! both `orderId` and `origClientOrderId` names an order only if it has both (else -2013
 //! or -2011), as Binance documents; USD-M takes the `orderId`. A spot cancel answers its
@@ -150,13 +151,18 @@
 //! reference price over the symbol's leverage, an open order that is not reduce-only its
 //! quantity times its price over the leverage. `GET /fapi/v2/account` reports it
 //! (`totalInitialMargin`, `totalOpenOrderInitialMargin`, `totalPositionInitialMargin`,
-//! the same per asset and per position) and `availableBalance`, the wallet less it, as
-//! does `GET /fapi/v2/balance`. A new order, a modification or a triggered conditional
-//! order that would raise the initial margin above the wallet is refused with -2019
-//! "Margin is insufficient."; one that lowers it, as closing a position does, never is.
-//! Simplified: an order against the position holds full margin (Binance counts it for
-//! less), nothing is held for fees, there is no maintenance margin, and as prices never
-//! move there is no unrealized profit or loss.
+//! the same per asset and per position) and `availableBalance`, the margin balance (the
+//! wallet with the unrealized profit or loss) less it, as does `GET /fapi/v2/balance`.
+//! A position keeps its average entry price; its unrealized profit or loss is its size
+//! times the mark price's distance from it, and a fill that reduces it credits the
+//! wallet with what it realizes (`realizedPnl` in `userTrades`, `REALIZED_PNL` in
+//! `income`). As a buy fills at the best ask and a sell at the best bid, a position is
+//! opened a tick under water and a round trip loses the spread. A new order, a
+//! modification or a triggered conditional order that would raise the initial margin
+//! above the margin balance is refused with -2019 "Margin is insufficient."; one that
+//! lowers it, as closing a position does, never is. Simplified: an order against the
+//! position holds full margin (Binance counts it for less), nothing is held for fees,
+//! and there is no maintenance margin.
 //!
 //! For tests of what a client does when the exchange misbehaves, a simulator can run its
 //! clock ahead of or behind the machine's ([`Simulator::set_clock_offset_ms`]) and refuse
@@ -190,9 +196,12 @@
 //! past them without waiting. Each `exchangeInfo` announces the limit in force for its
 //! family. The order-rate limits (-1015) and `RAW_REQUESTS` are not enforced.
 //!
-//! **What it is not.** Not a matching engine: every order that crosses a fixed reference
-//! price (BTCUSDT 60000, ETHUSDT 3000, BNBUSDT 600, DOGEUSDT 0.1, ETHBTC 0.05) fills there in
-//! full, with zero commission; nothing else ever fills, and a conditional order triggers
+//! **What it is not.** Not a matching engine. Around a fixed reference price (BTCUSDT
+//! 60000, ETHUSDT 3000, BNBUSDT 600, DOGEUSDT 0.1, ETHBTC 0.05) it publishes a book whose
+//! best ask is a tick over it and best bid a tick under (depth, book tickers); a buy at
+//! the best ask or above, or a sell at the best bid or below, fills at that best level
+//! in full (the book's quantities are not drawn down), with zero commission; a post-only
+//! order between them rests. Nothing else ever fills, and a conditional order triggers
 //! only when a test says so. Of the filters it announces, it checks price, lot size,
 //! market lot size, minimum notional and percent price only (not spot's maximum
 //! notional, USD-M's `marketTakeBound` for market orders or the stop price multipliers

@@ -1781,9 +1781,11 @@ fn private(
             ))
         }
         Endpoint::Income => {
-            // Each USD-M trade's commission (zero here, as every fee of this simulator),
-            // oldest first, `limit` (100 by default, at most 1000) a page from `page` 1;
-            // the last 7 days without a time.
+            // Each USD-M trade's realized profit or loss, when it realized any, and its
+            // commission (zero here, as every fee of this simulator), oldest first,
+            // `limit` (100 by default, at most 1000) a page from `page` 1; the last 7 days
+            // without a time. A realized profit's `tranId` is numbered apart from the
+            // commissions' (which are the trade ids), from `PNL_TRAN_IDS`.
             let start = params.integer("startTime")?;
             let end = params.integer("endTime")?;
             let start = start.unwrap_or_else(|| now.saturating_sub(7 * 24 * 3600 * 1000));
@@ -1797,18 +1799,28 @@ fn private(
                     .trades
                     .iter()
                     .filter(|t| t.product == Product::UsdM && (start..=end).contains(&t.time))
-                    .filter(|_| kind.is_none_or(|k| k == "COMMISSION"))
+                    .flat_map(|t| {
+                        let pnl = (!t.realized_pnl.is_zero()).then_some((
+                            "REALIZED_PNL",
+                            t.realized_pnl,
+                            PNL_TRAN_IDS + t.id,
+                        ));
+                        pnl.into_iter()
+                            .chain([("COMMISSION", Decimal::ZERO, t.id)])
+                            .map(move |entry| (t, entry))
+                    })
+                    .filter(|(_, (income_type, ..))| kind.is_none_or(|k| k == *income_type))
                     .skip(usize::try_from(skip).unwrap_or(usize::MAX))
                     .take(usize::try_from(limit).unwrap_or(1000))
-                    .map(|t| {
+                    .map(|(t, (income_type, income, tran_id))| {
                         json!({
                             "symbol": t.symbol,
-                            "incomeType": "COMMISSION",
-                            "income": fmt(Decimal::ZERO, 8),
+                            "incomeType": income_type,
+                            "income": fmt(income, 8),
                             "asset": t.commission_asset,
-                            "info": "COMMISSION",
+                            "info": income_type,
                             "time": t.time,
-                            "tranId": t.id,
+                            "tranId": tran_id,
                             "tradeId": t.id.to_string()
                         })
                     })
@@ -1974,7 +1986,7 @@ fn private(
                         "asset": asset,
                         "balance": fmt(b.free + b.locked, 8),
                         "crossWalletBalance": fmt(b.free + b.locked, 8),
-                        "crossUnPnl": "0.00000000",
+                        "crossUnPnl": fmt(if asset == "USDT" { account.unrealized_pnl(None) } else { Decimal::ZERO }, 8),
                         "availableBalance": fmt(free, 8),
                         "maxWithdrawAmount": fmt(free, 8),
                         "marginAvailable": true,
@@ -1986,6 +1998,10 @@ fn private(
         _ => Err(ApiError::new(404, -1000, "Unknown endpoint.")),
     }
 }
+
+/// Where the `tranId`s of `GET /fapi/v1/income`'s realized profits start, apart from its
+/// commissions', which are their trades' ids.
+const PNL_TRAN_IDS: u64 = 1_000_000_000;
 
 /// The `limit`s `GET /fapi/v1/depth` takes, as Binance's Order Book page lists them
 /// (500 when none is sent).
@@ -1999,10 +2015,11 @@ const MAX_NOTIONAL: u64 = 1_000_000;
 /// `GET /fapi/v2/positionRisk` and `GET /fapi/v3/positionRisk`, in one-way mode (one
 /// entry a symbol, `positionSide` `BOTH`): v2 lists every symbol (or the one sent), with
 /// its leverage and margin type; v3 only those with a position or open orders, with the
-/// initial margin they hold (see [`book::Margin`]). Every fill is at the reference
-/// price, which is the mark price, so the entry and break-even prices are it and there is
-/// no unrealized profit; there is no maintenance margin, so no liquidation price. An
-/// isolated position's margin is its initial margin.
+/// initial margin they hold (see [`book::Margin`]). The entry price is the average of the
+/// fills that opened the position (a buy fills at the best ask, a sell at the best bid)
+/// and, there being no fees, the break-even price too; the unrealized profit is the
+/// position's size times the mark price's distance from it. There is no maintenance
+/// margin, so no liquidation price. An isolated position's margin is its initial margin.
 fn position_risk(
     account: &Account,
     params: &Params,
@@ -2032,11 +2049,11 @@ fn position_risk(
             } else {
                 Decimal::ZERO
             };
-            let entry_price = if amount.is_zero() {
-                Decimal::ZERO
-            } else {
-                m.price
-            };
+            let entry_price = account
+                .entry_prices
+                .get(m.symbol)
+                .copied()
+                .unwrap_or_default();
             let side_notional = |side: Side| -> Decimal {
                 open.iter()
                     .filter(|o| o.side == side)
@@ -2050,7 +2067,7 @@ fn position_risk(
                 "entryPrice": fmt(entry_price, 8),
                 "breakEvenPrice": fmt(entry_price, 8),
                 "markPrice": fmt(m.price, 8),
-                "unRealizedProfit": "0.00000000",
+                "unRealizedProfit": fmt(account.unrealized_pnl(Some(m.symbol)), 8),
                 "liquidationPrice": "0",
                 "isolatedMargin": fmt(isolated_margin, 8),
                 "notional": fmt(amount * m.price, 8),
@@ -2410,6 +2427,7 @@ fn spot_account(account: &Account, omit_zero: bool, now: u64) -> Value {
 /// asset's.
 fn futures_account(account: &Account, now: u64) -> Value {
     let total = account.wallet_balance();
+    let unrealized = account.unrealized_pnl(None);
     let margin = account.margin(None);
     let available = account.available_balance();
     let assets: Vec<Value> = account
@@ -2419,17 +2437,19 @@ fn futures_account(account: &Account, now: u64) -> Value {
             let usdt = asset == "USDT";
             let held = |amount: Decimal| fmt(if usdt { amount } else { Decimal::ZERO }, 8);
             let free = if usdt { available } else { b.free };
+            let wallet = b.free + b.locked;
+            let margin_balance = if usdt { wallet + unrealized } else { wallet };
             json!({
                 "asset": asset,
-                "walletBalance": fmt(b.free + b.locked, 8),
-                "unrealizedProfit": "0.00000000",
-                "marginBalance": fmt(b.free + b.locked, 8),
+                "walletBalance": fmt(wallet, 8),
+                "unrealizedProfit": held(unrealized),
+                "marginBalance": fmt(margin_balance, 8),
                 "maintMargin": "0.00000000",
                 "initialMargin": held(margin.total()),
                 "positionInitialMargin": held(margin.position),
                 "openOrderInitialMargin": held(margin.open_orders),
                 "crossWalletBalance": fmt(b.free + b.locked, 8),
-                "crossUnPnl": "0.00000000",
+                "crossUnPnl": held(unrealized),
                 "availableBalance": fmt(free, 8),
                 "maxWithdrawAmount": fmt(free, 8),
                 "marginAvailable": true,
@@ -2445,12 +2465,15 @@ fn futures_account(account: &Account, now: u64) -> Value {
                 "symbol": m.symbol,
                 "initialMargin": held.total().normalize().to_string(),
                 "maintMargin": "0",
-                "unrealizedProfit": "0.00000000",
+                "unrealizedProfit": fmt(account.unrealized_pnl(Some(m.symbol)), 8),
                 "positionInitialMargin": held.position.normalize().to_string(),
                 "openOrderInitialMargin": held.open_orders.normalize().to_string(),
                 "leverage": account.leverage_of(m.symbol).to_string(),
                 "isolated": account.isolated.contains(m.symbol),
-                "entryPrice": if amount.is_zero() { "0.0".to_owned() } else { m.price.to_string() },
+                "entryPrice": match account.entry_prices.get(m.symbol) {
+                    Some(entry) if !amount.is_zero() => entry.round_dp(8).normalize().to_string(),
+                    _ => "0.0".to_owned(),
+                },
                 "maxNotional": MAX_NOTIONAL.to_string(),
                 "positionSide": "BOTH",
                 "positionAmt": amount.normalize().to_string(),
@@ -2470,12 +2493,12 @@ fn futures_account(account: &Account, now: u64) -> Value {
         "totalInitialMargin": fmt(margin.total(), 8),
         "totalMaintMargin": "0.00000000",
         "totalWalletBalance": fmt(total, 8),
-        "totalUnrealizedProfit": "0.00000000",
-        "totalMarginBalance": fmt(total, 8),
+        "totalUnrealizedProfit": fmt(unrealized, 8),
+        "totalMarginBalance": fmt(total + unrealized, 8),
         "totalPositionInitialMargin": fmt(margin.position, 8),
         "totalOpenOrderInitialMargin": fmt(margin.open_orders, 8),
         "totalCrossWalletBalance": fmt(total, 8),
-        "totalCrossUnPnl": "0.00000000",
+        "totalCrossUnPnl": fmt(unrealized, 8),
         "availableBalance": fmt(available, 8),
         "maxWithdrawAmount": fmt(available, 8),
         "assets": assets,
@@ -2574,9 +2597,9 @@ fn spot_trade(t: &Trade) -> Value {
     })
 }
 
-/// `GET /fapi/v1/userTrades` shape. Every fill is a taker's at the reference price, in
-/// one-way mode (`positionSide` BOTH), with zero commission; and as every position is
-/// opened and closed at that one price, no fill ever realizes a profit or loss.
+/// `GET /fapi/v1/userTrades` shape. Every fill is a taker's at the best level of the
+/// published book, in one-way mode (`positionSide` BOTH), with zero commission and the
+/// profit or loss it realized by reducing the position.
 fn futures_trade(t: &Trade) -> Value {
     json!({
         "buyer": t.is_buyer,
@@ -2588,7 +2611,7 @@ fn futures_trade(t: &Trade) -> Value {
         "price": t.price.normalize().to_string(),
         "qty": t.qty.normalize().to_string(),
         "quoteQty": (t.price * t.qty).normalize().to_string(),
-        "realizedPnl": fmt(Decimal::ZERO, 8),
+        "realizedPnl": fmt(t.realized_pnl, 8),
         "side": if t.is_buyer { "BUY" } else { "SELL" },
         "positionSide": "BOTH",
         "symbol": t.symbol,

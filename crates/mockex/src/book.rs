@@ -1,4 +1,4 @@
-//! Accounts, balances, orders and trades, with a trivial matcher at the reference price.
+//! Accounts, balances, orders and trades, with a trivial matcher against the published book.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -118,6 +118,8 @@ pub(crate) struct Trade {
     pub(crate) commission_asset: &'static str,
     pub(crate) time: u64,
     pub(crate) is_buyer: bool,
+    /// The profit or loss the fill realized by reducing a USD-M position (zero on spot).
+    pub(crate) realized_pnl: Decimal,
 }
 
 /// Everything one API key owns.
@@ -127,6 +129,8 @@ pub(crate) struct Account {
     pub(crate) futures: BTreeMap<String, Balance>,
     /// Signed position size per USD-M symbol.
     pub(crate) positions: BTreeMap<&'static str, Decimal>,
+    /// The average price each open USD-M position was entered at.
+    pub(crate) entry_prices: BTreeMap<&'static str, Decimal>,
     /// The leverage set per USD-M symbol (`POST /fapi/v1/leverage`); [`DEFAULT_LEVERAGE`]
     /// where none was set.
     pub(crate) leverage: BTreeMap<&'static str, u32>,
@@ -176,6 +180,7 @@ impl Account {
             spot: wallet(market::starting_spot_balances()),
             futures: wallet(market::starting_futures_balances()),
             positions: BTreeMap::new(),
+            entry_prices: BTreeMap::new(),
             leverage: BTreeMap::new(),
             isolated: BTreeSet::new(),
             orders: Vec::new(),
@@ -386,6 +391,8 @@ pub(crate) fn check_filters(order: &NewOrder) -> Result<(Decimal, Decimal), ApiE
             }
             price
         }
+        // The minimum notional holds a market order to the average price, which the
+        // reference price stands for (`avgPriceMins`), not to where it fills.
         OrderType::Market => m.price,
     };
     let quantity = match (order.quantity, order.quote_order_qty) {
@@ -394,7 +401,8 @@ pub(crate) fn check_filters(order: &NewOrder) -> Result<(Decimal, Decimal), ApiE
             if quote <= Decimal::ZERO {
                 return Err(fail(Failure::Notional));
             }
-            let raw = quote / m.price;
+            // Spent (or received) at the level the order fills at.
+            let raw = quote / fill_price(order.side, m);
             (raw / m.step_size).floor() * m.step_size
         }
         (Some(_), Some(_)) => {
@@ -516,8 +524,8 @@ pub(crate) const DEFAULT_LEVERAGE: u32 = 20;
 /// The highest leverage the simulator's USD-M symbols take (Binance's BTCUSDT bracket).
 pub(crate) const MAX_LEVERAGE: u64 = 125;
 
-/// Places an order once it passes every filter ([`check_order`]): fills at the reference
-/// price when it crosses, else rests (and, on spot, reserves the balance). A USD-M
+/// Places an order once it passes every filter ([`check_order`]): fills at the best
+/// level of the published book when it crosses ([`crosses`], [`fill_price`]), else rests (and, on spot, reserves the balance). A USD-M
 /// reduce-only order trades no more than the position ([`reduce_only_quantity`]).
 /// Returns the order and its fills.
 pub(crate) fn place(
@@ -568,7 +576,7 @@ pub(crate) fn place(
     } else {
         quantity
     };
-    let fill_quote = quantity * m.price;
+    let fill_quote = quantity * fill_price(order.side, m);
     let mut placed = Order {
         product: m.product,
         symbol: m.symbol,
@@ -597,7 +605,8 @@ pub(crate) fn place(
                 match order.side {
                     Side::Buy => {
                         // A limit buy needs its price's worth free, as Binance reserves it,
-                        // though it fills at the better market price: the rest comes back.
+                        // though it fills at the best ask, which may be lower: the rest
+                        // comes back.
                         let needed = match order.order_type {
                             OrderType::Limit | OrderType::LimitMaker => limit_price * quantity,
                             OrderType::Market => fill_quote,
@@ -625,9 +634,6 @@ pub(crate) fn place(
             if !order.reduce_only {
                 check_margin(account, m, order.side, quantity, limit_price, crosses, None)?;
             }
-            if crosses {
-                move_position(account, m, order.side, quantity);
-            }
         }
     }
     let mut trades = Vec::new();
@@ -647,7 +653,9 @@ pub(crate) fn place(
 /// reference price (the mark price) over the symbol's leverage; an open order that is
 /// not reduce-only holds its unfilled quantity times its price over the leverage, even
 /// one against the position, which Binance counts for less; a reduce-only order holds
-/// nothing. There are no fees and, as prices never move, no unrealized profit or loss.
+/// nothing. There are no fees. A position's unrealized profit or loss (see
+/// [`Account::unrealized_pnl`]) counts towards the margin balance the margin is held
+/// against.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Margin {
     pub(crate) position: Decimal,
@@ -684,9 +692,28 @@ impl Account {
         margin
     }
 
-    /// What the wallet has beyond the initial margin: Binance's `availableBalance`.
+    /// The unrealized profit or loss of `symbol`'s position, or of every symbol's: its
+    /// size times the mark price's (the reference price's) distance from its entry price.
+    pub(crate) fn unrealized_pnl(&self, symbol: Option<&str>) -> Decimal {
+        market::of(Product::UsdM)
+            .filter(|m| symbol.is_none_or(|s| s == m.symbol))
+            .map(|m| {
+                let position = self.positions.get(m.symbol).copied().unwrap_or_default();
+                let entry = self.entry_prices.get(m.symbol).copied().unwrap_or(m.price);
+                position * (m.price - entry)
+            })
+            .sum()
+    }
+
+    /// The wallet with the unrealized profit or loss: Binance's `marginBalance`.
+    pub(crate) fn margin_balance(&self) -> Decimal {
+        self.wallet_balance() + self.unrealized_pnl(None)
+    }
+
+    /// What the margin balance has beyond the initial margin: Binance's
+    /// `availableBalance`.
     pub(crate) fn available_balance(&self) -> Decimal {
-        (self.wallet_balance() - self.margin(None).total()).max(Decimal::ZERO)
+        (self.margin_balance() - self.margin(None).total()).max(Decimal::ZERO)
     }
 }
 
@@ -699,9 +726,10 @@ fn order_margin(order: &Order, leverage: Decimal) -> Decimal {
 }
 
 /// Refuses with -2019 "Margin is insufficient." an order that would raise the account's
-/// initial margin (see [`Margin`]) above its wallet balance: a new one of `quantity` on
-/// `side` that rests at `price` or, when it `takes`, fills at the reference price and
-/// moves the position; or `replacing`'s order modified to it. An order that lowers the
+/// initial margin (see [`Margin`]) above its margin balance (the wallet with the
+/// unrealized profit or loss): a new one of `quantity` on
+/// `side` that rests at `price` or, when it `takes`, fills and moves the position (held
+/// at the mark price); or `replacing`'s order modified to it. An order that lowers the
 /// margin, such as one closing a position, is never refused for it.
 fn check_margin(
     account: &Account,
@@ -728,31 +756,89 @@ fn check_margin(
     } else {
         after += quantity * price / leverage;
     }
-    if after > before && after > account.wallet_balance() {
+    if after > before && after > account.margin_balance() {
         return Err(ApiError::new(400, -2019, "Margin is insufficient."));
     }
     Ok(())
 }
 
-/// Whether a limit order on `side` at `price` takes at `m`'s reference price.
+/// Whether a limit order on `side` at `price` takes from the book the simulator publishes
+/// (depth and book tickers): a buy at or above its best ask, a sell at or below its best
+/// bid. One between them rests.
 fn crosses(side: Side, price: Decimal, m: &Market) -> bool {
     match side {
-        Side::Buy => price >= m.price,
-        Side::Sell => price <= m.price,
+        Side::Buy => price >= market::best_ask(m),
+        Side::Sell => price <= market::best_bid(m),
     }
 }
 
-/// Moves the USD-M position in `m` by a fill of `quantity` on `side`.
-fn move_position(account: &mut Account, m: &Market, side: Side, quantity: Decimal) {
+/// The price an order on `side` that takes fills at: the best level of the published book
+/// it crosses, the best ask for a buy, the best bid for a sell.
+pub(crate) fn fill_price(side: Side, m: &Market) -> Decimal {
+    match side {
+        Side::Buy => market::best_ask(m),
+        Side::Sell => market::best_bid(m),
+    }
+}
+
+/// Moves the USD-M position in `m` by a fill of `quantity` on `side` at `price`, keeping
+/// its average entry price, and credits the wallet with the profit or loss the part that
+/// reduces the position realizes (its size times the price's distance from the entry
+/// price), which it returns. A fill that turns the position around enters the rest at
+/// `price`.
+fn move_position(
+    account: &mut Account,
+    m: &Market,
+    side: Side,
+    quantity: Decimal,
+    price: Decimal,
+) -> Decimal {
     let delta = match side {
         Side::Buy => quantity,
         Side::Sell => -quantity,
     };
-    *account.positions.entry(m.symbol).or_default() += delta;
+    let before = account.positions.get(m.symbol).copied().unwrap_or_default();
+    let after = before + delta;
+    let entry = account
+        .entry_prices
+        .get(m.symbol)
+        .copied()
+        .unwrap_or_default();
+    let grows = before.is_zero() || before.is_sign_positive() == delta.is_sign_positive();
+    let mut realized = Decimal::ZERO;
+    let new_entry = if grows {
+        Some((before.abs() * entry + quantity * price) / after.abs())
+    } else {
+        let closed = quantity.min(before.abs());
+        // A long gains as the price rises over its entry, a short as it falls under it.
+        let gain = if before.is_sign_positive() {
+            price - entry
+        } else {
+            entry - price
+        };
+        realized = closed * gain;
+        if after.is_zero() {
+            None
+        } else if after.is_sign_positive() != before.is_sign_positive() {
+            Some(price)
+        } else {
+            Some(entry)
+        }
+    };
+    match new_entry {
+        Some(entry) => account.entry_prices.insert(m.symbol, entry),
+        None => account.entry_prices.remove(m.symbol),
+    };
+    account.positions.insert(m.symbol, after);
+    if !realized.is_zero() {
+        account.futures.entry(m.quote.to_owned()).or_default().free += realized;
+    }
+    realized
 }
 
-/// Fills `order` in full at its market's reference price and records the trade; the
-/// caller moves the balances or the position.
+/// Fills `order` in full at the best level of the published book it crosses
+/// ([`fill_price`]) and records the trade; on USD-M it moves the position too
+/// ([`move_position`]), on spot the caller moves the balances.
 fn fill(
     account: &mut Account,
     order: &mut Order,
@@ -760,15 +846,20 @@ fn fill(
     next_trade_id: &mut u64,
     now: u64,
 ) -> Trade {
+    let price = fill_price(order.side, m);
     order.executed_qty = order.orig_qty;
-    order.cumulative_quote = order.orig_qty * m.price;
+    order.cumulative_quote = order.orig_qty * price;
     order.status = "FILLED";
+    let realized_pnl = match m.product {
+        Product::Spot => Decimal::ZERO,
+        Product::UsdM => move_position(account, m, order.side, order.orig_qty, price),
+    };
     let trade = Trade {
         product: m.product,
         symbol: m.symbol,
         id: *next_trade_id,
         order_id: order.order_id,
-        price: m.price,
+        price,
         qty: order.orig_qty,
         // Spot pays commission in what it receives; USD-M in the margin asset.
         commission_asset: match (m.product, order.side) {
@@ -777,6 +868,7 @@ fn fill(
         },
         time: now,
         is_buyer: order.side == Side::Buy,
+        realized_pnl,
     };
     *next_trade_id += 1;
     account.trades.push(trade.clone());
@@ -876,7 +968,6 @@ pub(crate) fn modify(
     if post_only_cancelled {
         order.status = "CANCELED";
     } else if crosses {
-        move_position(account, m, order.side, order.orig_qty);
         trades.push(fill(account, &mut order, m, next_trade_id, now));
     }
     account.orders[index] = order.clone();
@@ -1200,7 +1291,7 @@ mod tests {
         .unwrap_err();
         assert_eq!(err.code, -2010);
         assert_eq!(account.spot["USDT"].free, Decimal::from(1_000_000));
-        // Within it, the buy fills at the reference price and the rest comes back.
+        // Within it, the buy fills at the best ask (60 000.01) and the rest comes back.
         let (order, _) = place(
             &mut account,
             new_order("BTCUSDT", Side::Buy, Some("70000"), "10"),
@@ -1210,12 +1301,13 @@ mod tests {
         )
         .unwrap();
         assert_eq!(order.status, "FILLED");
-        assert_eq!(account.spot["USDT"].free, Decimal::from(400_000));
+        assert_eq!(account.spot["USDT"].free, Decimal::new(3_999_999, 1));
         assert_eq!(account.spot["BTC"].free, Decimal::from(20));
     }
 
+    /// A crossing sell fills at the best bid, one tick under the reference price.
     #[test]
-    fn crossing_sell_fills_at_reference_price() {
+    fn crossing_sell_fills_at_the_best_bid() {
         let mut account = Account::new();
         let mut trade_id = 1;
         let (order, trades) = place(
@@ -1227,9 +1319,9 @@ mod tests {
         )
         .unwrap();
         assert_eq!(order.status, "FILLED");
-        assert_eq!(trades[0].price, Decimal::from(60_000));
+        assert_eq!(trades[0].price, Decimal::new(5_999_999, 2));
         assert_eq!(account.spot["BTC"].free, Decimal::from(8));
-        assert_eq!(account.spot["USDT"].free, Decimal::from(1_120_000));
+        assert_eq!(account.spot["USDT"].free, Decimal::new(111_999_998, 2));
     }
 
     #[test]

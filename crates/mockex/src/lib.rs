@@ -63,7 +63,8 @@
 //! -2021 (409) or -2022 (400) with them in `data`, as Binance documents. `DELETE
 //! /fapi/v1/batchOrders` cancels up to ten orders of one symbol named by `orderIdList`
 //! or `origClientOrderIdList` (in lower case too, as ccxt sends them), each answered in
-//! its place. `GET /fapi/v1/income` lists each USD-M trade's commission (zero here), and
+//! its place. `GET /fapi/v1/income` lists each USD-M trade's commission (zero here) and
+//! the profit or loss it realized, if any, and
 //! `GET /api/v3/account` takes `omitZeroBalances`. A spot query or cancel that sends
 //! both `orderId` and `origClientOrderId` names an order only if it has both (else -2013
 //! or -2011), as Binance documents; USD-M takes the `orderId`. A spot cancel answers its
@@ -76,7 +77,9 @@
 //! answers every type but `MARKET` and `LIMIT`. USD-M takes `LIMIT` and `MARKET`
 //! orders (post only as `timeInForce=GTX`) and the conditional types above. Each
 //! `exchangeInfo` announces these and no other (no stop-limit, OCO, OTO, trailing stop,
-//! amend or `GTD`).
+//! amend or `GTD`), and no icebergs (`icebergAllowed` false): a spot limit order with
+//! `icebergQty` is refused with -2010 "Iceberg orders are not supported for this
+//! symbol.", as Binance refuses one on a symbol that does not allow them.
 //!
 //! **Market data.** Besides prices, 24-hour tickers, spot's book ticker and depth: candles,
 //! `GET /api/v3/klines` and `GET /fapi/v1/klines` (`symbol`, `interval` from `1s` (spot
@@ -84,7 +87,8 @@
 //! lacks, -1023 for a start after the end), each a list of 12 fields with prices and
 //! volumes as strings; as prices never move, every candle is flat at the reference price,
 //! its volume the 24-hour ticker's spread evenly; the last one holds now, and none opens
-//! in the future. USD-M's depth `GET /fapi/v1/depth` (with `E` and `T`) and book ticker
+//! in the future. USD-M's depth `GET /fapi/v1/depth` (with `E` and `T`; `limit` one of
+//! 5, 10, 20, 50, 100, 500 and 1000, else -4021 "Invalid depth limit.") and book ticker
 //! `GET /fapi/v1/ticker/bookTicker` are spot's levels in USD-M's shapes and precisions;
 //! `GET /fapi/v1/premiumIndex` answers the mark price, which is the index price and the
 //! reference price, and a funding rate of 0.01% (the interest rate alone, there being no
@@ -147,13 +151,18 @@
 //! reference price over the symbol's leverage, an open order that is not reduce-only its
 //! quantity times its price over the leverage. `GET /fapi/v2/account` reports it
 //! (`totalInitialMargin`, `totalOpenOrderInitialMargin`, `totalPositionInitialMargin`,
-//! the same per asset and per position) and `availableBalance`, the wallet less it, as
-//! does `GET /fapi/v2/balance`. A new order, a modification or a triggered conditional
-//! order that would raise the initial margin above the wallet is refused with -2019
-//! "Margin is insufficient."; one that lowers it, as closing a position does, never is.
-//! Simplified: an order against the position holds full margin (Binance counts it for
-//! less), nothing is held for fees, there is no maintenance margin, and as prices never
-//! move there is no unrealized profit or loss.
+//! the same per asset and per position) and `availableBalance`, the margin balance (the
+//! wallet with the unrealized profit or loss) less it, as does `GET /fapi/v2/balance`.
+//! A position keeps its average entry price; its unrealized profit or loss is its size
+//! times the mark price's distance from it, and a fill that reduces it credits the
+//! wallet with what it realizes (`realizedPnl` in `userTrades`, `REALIZED_PNL` in
+//! `income`). As a buy fills at the best ask and a sell at the best bid, a position is
+//! opened a tick under water and a round trip loses the spread. A new order, a
+//! modification or a triggered conditional order that would raise the initial margin
+//! above the margin balance is refused with -2019 "Margin is insufficient."; one that
+//! lowers it, as closing a position does, never is. Simplified: an order against the
+//! position holds full margin (Binance counts it for less), nothing is held for fees,
+//! and there is no maintenance margin.
 //!
 //! For tests of what a client does when the exchange misbehaves, a simulator can run its
 //! clock ahead of or behind the machine's ([`Simulator::set_clock_offset_ms`]) and refuse
@@ -187,14 +196,18 @@
 //! past them without waiting. Each `exchangeInfo` announces the limit in force for its
 //! family. The order-rate limits (-1015) and `RAW_REQUESTS` are not enforced.
 //!
-//! **What it is not.** Not a matching engine: every order that crosses a fixed reference
-//! price (BTCUSDT 60000, ETHUSDT 3000, BNBUSDT 600, DOGEUSDT 0.1, ETHBTC 0.05) fills there in
-//! full, with zero commission; nothing else ever fills, and a conditional order triggers
+//! **What it is not.** Not a matching engine. Around a fixed reference price (BTCUSDT
+//! 60000, ETHUSDT 3000, BNBUSDT 600, DOGEUSDT 0.1, ETHBTC 0.05) it publishes a book whose
+//! best ask is a tick over it and best bid a tick under (depth, book tickers); a buy at
+//! the best ask or above, or a sell at the best bid or below, fills at that best level
+//! in full (the book's quantities are not drawn down), with zero commission; a post-only
+//! order between them rests. Nothing else ever fills, and a conditional order triggers
 //! only when a test says so. Of the filters it announces, it checks price, lot size,
 //! market lot size, minimum notional and percent price only (not spot's maximum
 //! notional, USD-M's `marketTakeBound` for market orders or the stop price multipliers
 //! for conditional orders, nor the maximum number of orders or conditional orders). No
-//! COIN-M, options, margin, transfers but between spot and USD-M, RSA keys, WebSocket
+//! COIN-M, options, margin (every spot symbol announces `isMarginTradingAllowed` false,
+//! and `GET /sapi/v1/margin/allPairs` lists no pair), transfers but between spot and USD-M, RSA keys, WebSocket
 //! streams or order-rate limiting
 //! (the order-count headers only report). A key's IP restriction is reported, not
 //! checked. It never opens an outbound connection.

@@ -301,7 +301,8 @@ pub(crate) fn spot_exchange_info(server_time: u64, weight_limit: u64) -> Value {
                 // Only what the simulator implements: no stop or take-profit orders, no
                 // order lists (OCO, OTO), no trailing stops, no amend (keepPriority).
                 "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET"],
-                "icebergAllowed": true,
+                // Nor icebergs (an order with `icebergQty` is refused) or margin trading.
+                "icebergAllowed": false,
                 "ocoAllowed": false,
                 "otoAllowed": false,
                 "quoteOrderQtyMarketAllowed": true,
@@ -309,11 +310,10 @@ pub(crate) fn spot_exchange_info(server_time: u64, weight_limit: u64) -> Value {
                 "cancelReplaceAllowed": true,
                 "amendAllowed": false,
                 "isSpotTradingAllowed": true,
-                "isMarginTradingAllowed": true,
+                "isMarginTradingAllowed": false,
                 "filters": [
                     {"filterType": "PRICE_FILTER", "minPrice": fmt(m.tick_size, 8), "maxPrice": fmt(Product::Spot.max_price(), 8), "tickSize": fmt(m.tick_size, 8)},
                     {"filterType": "LOT_SIZE", "minQty": fmt(m.min_qty, 8), "maxQty": fmt(Product::Spot.max_quantity(false), 8), "stepSize": fmt(m.step_size, 8)},
-                    {"filterType": "ICEBERG_PARTS", "limit": 10},
                     {"filterType": "MARKET_LOT_SIZE", "minQty": "0.00000000", "maxQty": fmt(Product::Spot.max_quantity(true), 8), "stepSize": "0.00000000"},
                     {"filterType": "TRAILING_DELTA", "minTrailingAboveDelta": 10, "maxTrailingAboveDelta": 2000, "minTrailingBelowDelta": 10, "maxTrailingBelowDelta": 2000},
                     {"filterType": "PERCENT_PRICE_BY_SIDE", "bidMultiplierUp": multiplier(band.bid.up), "bidMultiplierDown": multiplier(band.bid.down), "askMultiplierUp": multiplier(band.ask.up), "askMultiplierDown": multiplier(band.ask.down), "avgPriceMins": SPOT_AVG_PRICE_MINS},
@@ -322,7 +322,7 @@ pub(crate) fn spot_exchange_info(server_time: u64, weight_limit: u64) -> Value {
                     {"filterType": "MAX_NUM_ALGO_ORDERS", "maxNumAlgoOrders": 5}
                 ],
                 "permissions": [],
-                "permissionSets": [["SPOT", "MARGIN"]],
+                "permissionSets": [["SPOT"]],
                 "defaultSelfTradePreventionMode": "EXPIRE_MAKER",
                 "allowedSelfTradePreventionModes": ["NONE", "EXPIRE_TAKER", "EXPIRE_MAKER", "EXPIRE_BOTH"]
             })
@@ -414,9 +414,9 @@ pub(crate) fn ticker_24hr(m: &Market, now: u64) -> Value {
         "prevClosePrice": price,
         "lastPrice": price,
         "lastQty": fmt(m.min_qty, 8),
-        "bidPrice": fmt(m.price - m.tick_size, 8),
+        "bidPrice": fmt(best_bid(m), 8),
         "bidQty": "1.00000000",
-        "askPrice": fmt(m.price + m.tick_size, 8),
+        "askPrice": fmt(best_ask(m), 8),
         "askQty": "1.00000000",
         "openPrice": price,
         "highPrice": price,
@@ -431,35 +431,71 @@ pub(crate) fn ticker_24hr(m: &Market, now: u64) -> Value {
     })
 }
 
+/// The prices of the book's first `limit` levels on `side`, best first: one tick apart
+/// from the reference price outwards, bids only while the price is above zero (ETHBTC's
+/// 0.05 at a tick of 0.00001 has 4999 bids).
+fn levels(m: &Market, side: BookSide, limit: usize) -> impl Iterator<Item = Decimal> + '_ {
+    (1..=limit).map_while(move |i| {
+        let offset = m.tick_size * Decimal::from(i);
+        match side {
+            BookSide::Bids => Some(m.price - offset).filter(|p| *p > Decimal::ZERO),
+            BookSide::Asks => Some(m.price + offset),
+        }
+    })
+}
+
+/// A side of the published book.
+#[derive(Clone, Copy)]
+enum BookSide {
+    Bids,
+    Asks,
+}
+
+/// The best ask of the book the simulator publishes (spot's and USD-M's depth and book
+/// tickers): one tick over the reference price. A buy takes at it or above, and fills at it.
+pub(crate) fn best_ask(m: &Market) -> Decimal {
+    m.price + m.tick_size
+}
+
+/// The best bid of the book the simulator publishes: one tick under the reference price.
+/// A sell takes at it or below, and fills at it.
+pub(crate) fn best_bid(m: &Market) -> Decimal {
+    m.price - m.tick_size
+}
+
 /// `GET /api/v3/depth`: a synthetic book of `limit` levels around the reference price.
 pub(crate) fn depth(m: &Market, limit: usize) -> Value {
-    let level = |i: usize, sign: i64| {
-        let offset = m.tick_size * Decimal::from(i as i64 + 1) * Decimal::from(sign);
-        json!([fmt(m.price + offset, 8), "1.00000000"])
+    let side = |side| {
+        levels(m, side, limit)
+            .map(|price| json!([fmt(price, 8), "1.00000000"]))
+            .collect::<Vec<_>>()
     };
     json!({
         "lastUpdateId": 1_000_000,
-        "bids": (0..limit).map(|i| level(i, -1)).collect::<Vec<_>>(),
-        "asks": (0..limit).map(|i| level(i, 1)).collect::<Vec<_>>()
+        "bids": side(BookSide::Bids),
+        "asks": side(BookSide::Asks)
     })
 }
 
 /// `GET /fapi/v1/depth`: as [`depth`], in USD-M's shape (the message and transaction
 /// times `E` and `T`; prices and quantities to the symbol's precisions).
 pub(crate) fn futures_depth(m: &Market, limit: usize, now: u64) -> Value {
-    let level = |i: usize, sign: i64| {
-        let offset = m.tick_size * Decimal::from(i as i64 + 1) * Decimal::from(sign);
-        json!([
-            fmt(m.price + offset, m.price_precision),
-            fmt(Decimal::ONE, m.quantity_precision)
-        ])
+    let side = |side| {
+        levels(m, side, limit)
+            .map(|price| {
+                json!([
+                    fmt(price, m.price_precision),
+                    fmt(Decimal::ONE, m.quantity_precision)
+                ])
+            })
+            .collect::<Vec<_>>()
     };
     json!({
         "lastUpdateId": 1_000_000,
         "E": now,
         "T": now,
-        "bids": (0..limit).map(|i| level(i, -1)).collect::<Vec<_>>(),
-        "asks": (0..limit).map(|i| level(i, 1)).collect::<Vec<_>>()
+        "bids": side(BookSide::Bids),
+        "asks": side(BookSide::Asks)
     })
 }
 
@@ -467,9 +503,9 @@ pub(crate) fn futures_depth(m: &Market, limit: usize, now: u64) -> Value {
 pub(crate) fn futures_book_ticker(m: &Market, now: u64) -> Value {
     json!({
         "symbol": m.symbol,
-        "bidPrice": fmt(m.price - m.tick_size, m.price_precision),
+        "bidPrice": fmt(best_bid(m), m.price_precision),
         "bidQty": fmt(Decimal::ONE, m.quantity_precision),
-        "askPrice": fmt(m.price + m.tick_size, m.price_precision),
+        "askPrice": fmt(best_ask(m), m.price_precision),
         "askQty": fmt(Decimal::ONE, m.quantity_precision),
         "time": now,
         "lastUpdateId": 1_000_000
@@ -648,16 +684,19 @@ pub(crate) fn kline_open_times(
 /// One synthetic candle of `m` opening at `open`, as the klines endpoints answer it (12
 /// fields, prices and volumes as strings). Prices never move, so every price is the
 /// reference price; the volume is the 24-hour ticker's 1000 a day spread evenly, half
-/// of it bought by takers, one trade for each whole unit.
+/// of it bought by takers, one trade for each whole unit. Each quote volume is its base
+/// volume as answered (to the quantity precision) times the price, as it would be summed
+/// from trades of that size.
 pub(crate) fn kline(m: &Market, interval: Interval, open: u64) -> Value {
     let close = interval.next(open) - 1;
-    let volume = Decimal::from(1000) * Decimal::from(close + 1 - open) / Decimal::from(86_400_000);
+    let exact = Decimal::from(1000) * Decimal::from(close + 1 - open) / Decimal::from(86_400_000);
     let (price_places, qty_places) = match m.product {
         Product::Spot => (8, 8),
         Product::UsdM => (m.price_precision, m.quantity_precision),
     };
     let price = fmt(m.price, price_places);
-    let half = volume / Decimal::TWO;
+    let volume = exact.round_dp(qty_places);
+    let half = (exact / Decimal::TWO).round_dp(qty_places);
     json!([
         open,
         price,
@@ -667,7 +706,7 @@ pub(crate) fn kline(m: &Market, interval: Interval, open: u64) -> Value {
         fmt(volume, qty_places),
         close,
         fmt(volume * m.price, 8),
-        volume.floor().to_u64().unwrap_or(0),
+        exact.floor().to_u64().unwrap_or(0),
         fmt(half, qty_places),
         fmt(half * m.price, 8),
         "0"
@@ -819,26 +858,11 @@ pub(crate) fn coin_config(coin: &Coin, free: Decimal, locked: Decimal) -> Value 
     })
 }
 
-/// `GET /sapi/v1/margin/allPairs` (cross) or `.../isolated/allPairs`.
-pub(crate) fn margin_pairs(isolated: bool) -> Value {
-    let pairs: Vec<Value> = of(Product::Spot)
-        .enumerate()
-        .map(|(i, m)| {
-            let mut pair = json!({
-                "symbol": m.symbol,
-                "base": m.base,
-                "quote": m.quote,
-                "isMarginTrade": true,
-                "isBuyAllowed": true,
-                "isSellAllowed": true
-            });
-            if !isolated {
-                pair["id"] = json!(i as u64 + 1);
-            }
-            pair
-        })
-        .collect();
-    Value::Array(pairs)
+/// `GET /sapi/v1/margin/allPairs` (cross) or `.../isolated/allPairs`: no pair, as margin
+/// trading is not simulated and `exchangeInfo` announces `isMarginTradingAllowed` false
+/// on every symbol.
+pub(crate) fn margin_pairs() -> Value {
+    Value::Array(Vec::new())
 }
 
 #[cfg(test)]

@@ -270,9 +270,8 @@ enum Endpoint {
     MyTrades(Product),
     Income,
     CapitalConfig,
-    MarginPairs {
-        isolated: bool,
-    },
+    /// `GET /sapi/v1/margin/allPairs` and `.../isolated/allPairs`: both list no pair.
+    MarginPairs,
     Withdraw,
     WithdrawHistory,
     ApiRestrictions,
@@ -383,8 +382,8 @@ impl Endpoint {
 /// `limit` (5 up to 100, 25 up to 500, 50 up to 1000, 250 past that); USD-M `depth` by
 /// its `limit` (2 up to 50, 5 up to 100, 10 up to 500, 20 past that), USD-M `klines` by
 /// its `limit` (1 under 100, 2 under 500, 5 up to 1000, 10 past that), USD-M
-/// `ticker/bookTicker` 2 for one symbol and 5 for every symbol, `premiumIndex` 1 and 10.
-/// Parameters are read
+/// `ticker/bookTicker` 2 for one symbol and 5 for every symbol, `premiumIndex` 1 and 10;
+/// spot `myTrades` 20, or 5 with `orderId`. Parameters are read
 /// percent-decoded, as Binance reads them. A value that does not read leaves the table's
 /// weight: the request is refused for it.
 fn weight_by_params(endpoint: Endpoint, query: &str) -> Option<u32> {
@@ -437,6 +436,7 @@ fn weight_by_params(endpoint: Endpoint, query: &str) -> Option<u32> {
         },
         Endpoint::FuturesBookTicker if !names_symbol => Some(5),
         Endpoint::PremiumIndex if !names_symbol => Some(10),
+        Endpoint::MyTrades(Product::Spot) if param("orderId").is_some() => Some(5),
         _ => None,
     }
 }
@@ -479,10 +479,8 @@ fn route(method: &Method, path: &str) -> Option<(Security, u32, Endpoint)> {
         "/api/v3/myTrades" if get => (Signed, 20, E::MyTrades(Product::Spot)),
         "/sapi/v1/capital/config/getall" if get => (Signed, 10, E::CapitalConfig),
         // MARKET_DATA, as Binance's "Get All Cross Margin Pairs" page has it.
-        "/sapi/v1/margin/allPairs" if get => (ApiKey, 1, E::MarginPairs { isolated: false }),
-        "/sapi/v1/margin/isolated/allPairs" if get => {
-            (Signed, 10, E::MarginPairs { isolated: true })
-        }
+        "/sapi/v1/margin/allPairs" if get => (ApiKey, 1, E::MarginPairs),
+        "/sapi/v1/margin/isolated/allPairs" if get => (Signed, 10, E::MarginPairs),
         "/sapi/v1/capital/withdraw/apply" if post => (Signed, 900, E::Withdraw),
         "/sapi/v1/account/apiRestrictions" if get => (Signed, 1, E::ApiRestrictions),
         "/sapi/v1/capital/withdraw/history" if get => (Signed, 18, E::WithdrawHistory),
@@ -876,8 +874,8 @@ fn dispatch(
         Endpoint::BookTicker => Some(per_symbol(params, Product::Spot, withheld, |m| {
             json!({
                 "symbol": m.symbol,
-                "bidPrice": fmt(m.price - m.tick_size, 8), "bidQty": "1.00000000",
-                "askPrice": fmt(m.price + m.tick_size, 8), "askQty": "1.00000000"
+                "bidPrice": fmt(market::best_bid(m), 8), "bidQty": "1.00000000",
+                "askPrice": fmt(market::best_ask(m), 8), "askQty": "1.00000000"
             })
         })?),
         Endpoint::Depth => {
@@ -887,7 +885,12 @@ fn dispatch(
         }
         Endpoint::FuturesDepth => {
             let m = symbol(params, Product::UsdM)?;
-            let limit = params.integer("limit")?.unwrap_or(500).clamp(1, 1000);
+            // Binance's valid limits; any other is -4021 (ccxt maps it as
+            // "Invalid depth limit.").
+            let limit = params.integer("limit")?.unwrap_or(500);
+            if !FUTURES_DEPTH_LIMITS.contains(&limit) {
+                return Err(ApiError::new(400, -4021, "Invalid depth limit."));
+            }
             Some(market::futures_depth(
                 m,
                 usize::try_from(limit).unwrap_or(500),
@@ -901,7 +904,7 @@ fn dispatch(
             market::premium_index(m, now)
         })?),
         Endpoint::Klines(product) => Some(klines(params, product, withheld, now)?),
-        Endpoint::MarginPairs { isolated } => Some(market::margin_pairs(isolated)),
+        Endpoint::MarginPairs => Some(market::margin_pairs()),
         Endpoint::SystemStatus => Some(json!({"status": 0, "msg": "normal"})),
         _ => None,
     };
@@ -1138,8 +1141,8 @@ fn read_new_order(
         }
     };
     // Spot refuses a parameter of another order type: the stop price and trailing delta
-    // of stop orders, and the iceberg quantity a market order cannot have (a limit order
-    // may be an iceberg). Taking one silently would report an order Binance never places.
+    // of stop orders, and the iceberg quantity a market order cannot have. Taking one
+    // silently would report an order Binance never places.
     if product == Product::Spot {
         let not_taken: &[&str] = match order_type {
             OrderType::Limit | OrderType::LimitMaker => &["stopPrice", "trailingDelta"],
@@ -1150,6 +1153,15 @@ fn read_new_order(
                 400,
                 -1106,
                 format!("Parameter '{name}' sent when not required."),
+            ));
+        }
+        // No symbol allows icebergs (`icebergAllowed` false): a limit order that would be
+        // one is refused as Binance's matching engine refuses it on such a symbol.
+        if params.get("icebergQty").is_some() {
+            return Err(ApiError::new(
+                400,
+                -2010,
+                "Iceberg orders are not supported for this symbol.",
             ));
         }
     } else {
@@ -1769,9 +1781,11 @@ fn private(
             ))
         }
         Endpoint::Income => {
-            // Each USD-M trade's commission (zero here, as every fee of this simulator),
-            // oldest first, `limit` (100 by default, at most 1000) a page from `page` 1;
-            // the last 7 days without a time.
+            // Each USD-M trade's realized profit or loss, when it realized any, and its
+            // commission (zero here, as every fee of this simulator), oldest first,
+            // `limit` (100 by default, at most 1000) a page from `page` 1; the last 7 days
+            // without a time. A realized profit's `tranId` is numbered apart from the
+            // commissions' (which are the trade ids), from `PNL_TRAN_IDS`.
             let start = params.integer("startTime")?;
             let end = params.integer("endTime")?;
             let start = start.unwrap_or_else(|| now.saturating_sub(7 * 24 * 3600 * 1000));
@@ -1785,18 +1799,28 @@ fn private(
                     .trades
                     .iter()
                     .filter(|t| t.product == Product::UsdM && (start..=end).contains(&t.time))
-                    .filter(|_| kind.is_none_or(|k| k == "COMMISSION"))
+                    .flat_map(|t| {
+                        let pnl = (!t.realized_pnl.is_zero()).then_some((
+                            "REALIZED_PNL",
+                            t.realized_pnl,
+                            PNL_TRAN_IDS + t.id,
+                        ));
+                        pnl.into_iter()
+                            .chain([("COMMISSION", Decimal::ZERO, t.id)])
+                            .map(move |entry| (t, entry))
+                    })
+                    .filter(|(_, (income_type, ..))| kind.is_none_or(|k| k == *income_type))
                     .skip(usize::try_from(skip).unwrap_or(usize::MAX))
                     .take(usize::try_from(limit).unwrap_or(1000))
-                    .map(|t| {
+                    .map(|(t, (income_type, income, tran_id))| {
                         json!({
                             "symbol": t.symbol,
-                            "incomeType": "COMMISSION",
-                            "income": fmt(Decimal::ZERO, 8),
+                            "incomeType": income_type,
+                            "income": fmt(income, 8),
                             "asset": t.commission_asset,
-                            "info": "COMMISSION",
+                            "info": income_type,
                             "time": t.time,
-                            "tranId": t.id,
+                            "tranId": tran_id,
                             "tradeId": t.id.to_string()
                         })
                     })
@@ -1962,7 +1986,7 @@ fn private(
                         "asset": asset,
                         "balance": fmt(b.free + b.locked, 8),
                         "crossWalletBalance": fmt(b.free + b.locked, 8),
-                        "crossUnPnl": "0.00000000",
+                        "crossUnPnl": fmt(if asset == "USDT" { account.unrealized_pnl(None) } else { Decimal::ZERO }, 8),
                         "availableBalance": fmt(free, 8),
                         "maxWithdrawAmount": fmt(free, 8),
                         "marginAvailable": true,
@@ -1975,6 +1999,14 @@ fn private(
     }
 }
 
+/// Where the `tranId`s of `GET /fapi/v1/income`'s realized profits start, apart from its
+/// commissions', which are their trades' ids.
+const PNL_TRAN_IDS: u64 = 1_000_000_000;
+
+/// The `limit`s `GET /fapi/v1/depth` takes, as Binance's Order Book page lists them
+/// (500 when none is sent).
+const FUTURES_DEPTH_LIMITS: [u64; 7] = [5, 10, 20, 50, 100, 500, 1000];
+
 /// The largest position notional of the one leverage bracket the simulator announces: it
 /// holds a position of any size to the same leverage (up to [`book::MAX_LEVERAGE`]), so
 /// it announces one bracket, with no maintenance margin, as it keeps none.
@@ -1983,10 +2015,11 @@ const MAX_NOTIONAL: u64 = 1_000_000;
 /// `GET /fapi/v2/positionRisk` and `GET /fapi/v3/positionRisk`, in one-way mode (one
 /// entry a symbol, `positionSide` `BOTH`): v2 lists every symbol (or the one sent), with
 /// its leverage and margin type; v3 only those with a position or open orders, with the
-/// initial margin they hold (see [`book::Margin`]). Every fill is at the reference
-/// price, which is the mark price, so the entry and break-even prices are it and there is
-/// no unrealized profit; there is no maintenance margin, so no liquidation price. An
-/// isolated position's margin is its initial margin.
+/// initial margin they hold (see [`book::Margin`]). The entry price is the average of the
+/// fills that opened the position (a buy fills at the best ask, a sell at the best bid)
+/// and, there being no fees, the break-even price too; the unrealized profit is the
+/// position's size times the mark price's distance from it. There is no maintenance
+/// margin, so no liquidation price. An isolated position's margin is its initial margin.
 fn position_risk(
     account: &Account,
     params: &Params,
@@ -2016,11 +2049,11 @@ fn position_risk(
             } else {
                 Decimal::ZERO
             };
-            let entry_price = if amount.is_zero() {
-                Decimal::ZERO
-            } else {
-                m.price
-            };
+            let entry_price = account
+                .entry_prices
+                .get(m.symbol)
+                .copied()
+                .unwrap_or_default();
             let side_notional = |side: Side| -> Decimal {
                 open.iter()
                     .filter(|o| o.side == side)
@@ -2034,7 +2067,7 @@ fn position_risk(
                 "entryPrice": fmt(entry_price, 8),
                 "breakEvenPrice": fmt(entry_price, 8),
                 "markPrice": fmt(m.price, 8),
-                "unRealizedProfit": "0.00000000",
+                "unRealizedProfit": fmt(account.unrealized_pnl(Some(m.symbol)), 8),
                 "liquidationPrice": "0",
                 "isolatedMargin": fmt(isolated_margin, 8),
                 "notional": fmt(amount * m.price, 8),
@@ -2387,11 +2420,14 @@ fn spot_account(account: &Account, omit_zero: bool, now: u64) -> Value {
 }
 
 /// `GET /fapi/v2/account`: the wallet, the initial margin its positions and open
-/// orders hold (see [`book::Margin`]) and what is left of it, available. Every USD-M
+/// orders hold (see [`book::Margin`]) and what is left of it, available; each position
+/// with its leverage, its margin type (`isolated`, as `POST /fapi/v1/marginType` set
+/// it) and the cap of its one leverage bracket ([`MAX_NOTIONAL`]). Every USD-M
 /// market is margined in USDT, the wallet's one asset, so the account's totals are that
 /// asset's.
 fn futures_account(account: &Account, now: u64) -> Value {
     let total = account.wallet_balance();
+    let unrealized = account.unrealized_pnl(None);
     let margin = account.margin(None);
     let available = account.available_balance();
     let assets: Vec<Value> = account
@@ -2401,17 +2437,19 @@ fn futures_account(account: &Account, now: u64) -> Value {
             let usdt = asset == "USDT";
             let held = |amount: Decimal| fmt(if usdt { amount } else { Decimal::ZERO }, 8);
             let free = if usdt { available } else { b.free };
+            let wallet = b.free + b.locked;
+            let margin_balance = if usdt { wallet + unrealized } else { wallet };
             json!({
                 "asset": asset,
-                "walletBalance": fmt(b.free + b.locked, 8),
-                "unrealizedProfit": "0.00000000",
-                "marginBalance": fmt(b.free + b.locked, 8),
+                "walletBalance": fmt(wallet, 8),
+                "unrealizedProfit": held(unrealized),
+                "marginBalance": fmt(margin_balance, 8),
                 "maintMargin": "0.00000000",
                 "initialMargin": held(margin.total()),
                 "positionInitialMargin": held(margin.position),
                 "openOrderInitialMargin": held(margin.open_orders),
                 "crossWalletBalance": fmt(b.free + b.locked, 8),
-                "crossUnPnl": "0.00000000",
+                "crossUnPnl": held(unrealized),
                 "availableBalance": fmt(free, 8),
                 "maxWithdrawAmount": fmt(free, 8),
                 "marginAvailable": true,
@@ -2427,13 +2465,16 @@ fn futures_account(account: &Account, now: u64) -> Value {
                 "symbol": m.symbol,
                 "initialMargin": held.total().normalize().to_string(),
                 "maintMargin": "0",
-                "unrealizedProfit": "0.00000000",
+                "unrealizedProfit": fmt(account.unrealized_pnl(Some(m.symbol)), 8),
                 "positionInitialMargin": held.position.normalize().to_string(),
                 "openOrderInitialMargin": held.open_orders.normalize().to_string(),
                 "leverage": account.leverage_of(m.symbol).to_string(),
-                "isolated": false,
-                "entryPrice": if amount.is_zero() { "0.0".to_owned() } else { m.price.to_string() },
-                "maxNotional": "250000",
+                "isolated": account.isolated.contains(m.symbol),
+                "entryPrice": match account.entry_prices.get(m.symbol) {
+                    Some(entry) if !amount.is_zero() => entry.round_dp(8).normalize().to_string(),
+                    _ => "0.0".to_owned(),
+                },
+                "maxNotional": MAX_NOTIONAL.to_string(),
                 "positionSide": "BOTH",
                 "positionAmt": amount.normalize().to_string(),
                 "notional": (amount * m.price).normalize().to_string(),
@@ -2452,12 +2493,12 @@ fn futures_account(account: &Account, now: u64) -> Value {
         "totalInitialMargin": fmt(margin.total(), 8),
         "totalMaintMargin": "0.00000000",
         "totalWalletBalance": fmt(total, 8),
-        "totalUnrealizedProfit": "0.00000000",
-        "totalMarginBalance": fmt(total, 8),
+        "totalUnrealizedProfit": fmt(unrealized, 8),
+        "totalMarginBalance": fmt(total + unrealized, 8),
         "totalPositionInitialMargin": fmt(margin.position, 8),
         "totalOpenOrderInitialMargin": fmt(margin.open_orders, 8),
         "totalCrossWalletBalance": fmt(total, 8),
-        "totalCrossUnPnl": "0.00000000",
+        "totalCrossUnPnl": fmt(unrealized, 8),
         "availableBalance": fmt(available, 8),
         "maxWithdrawAmount": fmt(available, 8),
         "assets": assets,
@@ -2556,9 +2597,9 @@ fn spot_trade(t: &Trade) -> Value {
     })
 }
 
-/// `GET /fapi/v1/userTrades` shape. Every fill is a taker's at the reference price, in
-/// one-way mode (`positionSide` BOTH), with zero commission; and as every position is
-/// opened and closed at that one price, no fill ever realizes a profit or loss.
+/// `GET /fapi/v1/userTrades` shape. Every fill is a taker's at the best level of the
+/// published book, in one-way mode (`positionSide` BOTH), with zero commission and the
+/// profit or loss it realized by reducing the position.
 fn futures_trade(t: &Trade) -> Value {
     json!({
         "buyer": t.is_buyer,
@@ -2570,7 +2611,7 @@ fn futures_trade(t: &Trade) -> Value {
         "price": t.price.normalize().to_string(),
         "qty": t.qty.normalize().to_string(),
         "quoteQty": (t.price * t.qty).normalize().to_string(),
-        "realizedPnl": fmt(Decimal::ZERO, 8),
+        "realizedPnl": fmt(t.realized_pnl, 8),
         "side": if t.is_buyer { "BUY" } else { "SELL" },
         "positionSide": "BOTH",
         "symbol": t.symbol,

@@ -266,11 +266,12 @@ mod auth {
         assert_eq!(response.0, 200, "{:?}", response.1);
         assert_eq!(response.1["symbol"], "BTCUSDT");
         assert_eq!(response.1["status"], "FILLED");
-        assert_eq!(response.1["fills"][0]["price"], "60000.00000000");
+        // At the best ask, one tick over the reference price.
+        assert_eq!(response.1["fills"][0]["price"], "60000.01000000");
         let (_, account) = signed(&sim, Method::GET, "/api/v3/account", "").await;
         assert_eq!(balance(&account, "BTC").0, "10.01000000");
         assert_eq!(balance(&account, "ETH").0, "100.00000000");
-        assert_eq!(balance(&account, "USDT").0, "999400.00000000");
+        assert_eq!(balance(&account, "USDT").0, "999399.99990000");
         let (_, btc) = signed(&sim, Method::GET, "/api/v3/myTrades", "symbol=BTCUSDT").await;
         assert_eq!(btc.as_array().unwrap().len(), 1, "{btc}");
         let (_, eth) = signed(&sim, Method::GET, "/api/v3/myTrades", "symbol=ETHUSDT").await;
@@ -848,7 +849,9 @@ mod trading {
         .await;
         assert_eq!(status, 200, "{filled}");
         assert_eq!(filled["status"], "FILLED");
-        assert_eq!(filled["fills"][0]["price"], "3000.00000000");
+        // A sell fills at the best bid, a buy at the best ask: 6000 USDT buys 0.09999 BTC
+        // at 60 000.01 (the lot size's step), for 5999.4009999.
+        assert_eq!(filled["fills"][0]["price"], "2999.99000000");
         let (_, bought) = signed(
             &sim,
             Method::POST,
@@ -856,11 +859,11 @@ mod trading {
             "symbol=BTCUSDT&side=BUY&type=MARKET&quoteOrderQty=6000",
         )
         .await;
-        assert_eq!(bought["executedQty"], "0.10000000");
+        assert_eq!(bought["executedQty"], "0.09999000");
         let (_, account) = signed(&sim, Method::GET, "/api/v3/account", "").await;
         assert_eq!(balance(&account, "ETH").0, "98.00000000");
-        assert_eq!(balance(&account, "BTC").0, "10.10000000");
-        assert_eq!(balance(&account, "USDT").0, "1000000.00000000");
+        assert_eq!(balance(&account, "BTC").0, "10.09999000");
+        assert_eq!(balance(&account, "USDT").0, "1000000.57900010");
         let (_, trades) = signed(&sim, Method::GET, "/api/v3/myTrades", "symbol=ETHUSDT").await;
         assert_eq!(trades.as_array().unwrap().len(), 1);
         assert_eq!(trades[0]["qty"], "2.00000000");
@@ -1118,9 +1121,10 @@ mod trading {
         assert_eq!(first["side"], "BUY");
         assert_eq!(first["buyer"], true);
         assert_eq!(first["maker"], false);
-        assert_eq!(first["price"], "60000");
+        // At the best ask.
+        assert_eq!(first["price"], "60000.1");
         assert_eq!(first["qty"], "0.01");
-        assert_eq!(first["quoteQty"], "600");
+        assert_eq!(first["quoteQty"], "600.001");
         assert_eq!(first["commissionAsset"], "USDT");
         assert_eq!(first["positionSide"], "BOTH");
         assert_eq!(trades[1]["orderId"], sold["orderId"]);
@@ -1442,15 +1446,15 @@ mod editing {
         assert_eq!(modified["orderId"], id);
         assert_eq!(modified["status"], "FILLED");
         assert_eq!(modified["executedQty"], "0.01");
-        // At the reference price, not its limit.
-        assert_eq!(modified["avgPrice"], "60000");
+        // At the best ask, not its limit.
+        assert_eq!(modified["avgPrice"], "60000.1");
         assert!(open_orders(&sim, "/fapi/v1").await.is_empty());
         let (_, trades) = signed(&sim, Method::GET, "/fapi/v1/userTrades", "symbol=BTCUSDT").await;
         let trades = trades.as_array().unwrap();
         assert_eq!(trades.len(), 1, "{trades:?}");
         assert_eq!(
             (&trades[0]["orderId"], &trades[0]["price"]),
-            (&id.into(), &"60000".into())
+            (&id.into(), &"60000.1".into())
         );
         let (_, account) = signed(&sim, Method::GET, "/fapi/v2/account", "").await;
         let btc = account["positions"]
@@ -1460,9 +1464,9 @@ mod editing {
             .find(|p| p["symbol"] == "BTCUSDT")
             .unwrap();
         assert_eq!(btc["positionAmt"], "0.01");
-        // And a sell modified down to the price fills too.
+        // And a sell modified down to the best bid fills too.
         let sell = resting_futures(&sim, "SELL", "70000", "sells").await;
-        let params = modify(sell, "60000", "0.01").replace("side=BUY", "side=SELL");
+        let params = modify(sell, "59999.9", "0.01").replace("side=BUY", "side=SELL");
         let (status, modified) = signed(&sim, Method::PUT, "/fapi/v1/order", &params).await;
         assert_eq!(
             (status, &modified["status"]),
@@ -2042,7 +2046,8 @@ mod conditional {
         let (status, triggered) = trigger(&sim, stop_id).await;
         assert_eq!(status, 200, "{triggered}");
         assert_eq!(triggered["algoStatus"], "FINISHED", "{triggered}");
-        assert_eq!(triggered["actualPrice"], "60000.00000", "{triggered}");
+        // The stop's market sell fills at the best bid.
+        assert_eq!(triggered["actualPrice"], "59999.90000", "{triggered}");
         assert!(
             triggered["triggerTime"].as_u64().unwrap() > 0,
             "{triggered}"
@@ -4350,7 +4355,8 @@ mod review {
             (200, &Value::from("NEW")),
             "{placed}"
         );
-        // 10 BTC bought at 60 000: 30 000 more, held by the position.
+        // 10 BTC bought at the best ask, 60 000.1: 30 000 more, held by the position at
+        // the mark price, and an unrealized loss of 1 (0.1 a BTC) off what is available.
         let (status, bought) = signed(
             &sim,
             Method::POST,
@@ -4366,11 +4372,11 @@ mod review {
         assert_eq!(
             futures_margin(&sim).await,
             [
-                "20000.00000000".to_owned(),
+                "19999.00000000".to_owned(),
                 "80000.00000000".to_owned(),
                 "50000.00000000".to_owned(),
                 "30000.00000000".to_owned(),
-                "20000.00000000".to_owned()
+                "19999.00000000".to_owned()
             ]
         );
         // 25 000 more does not fit in the 20 000 left, though it would in the wallet.
@@ -4406,7 +4412,8 @@ mod review {
             (200, &Value::from("FILLED")),
             "{sold}"
         );
-        assert_eq!(futures_margin(&sim).await[0], "50000.00000000");
+        // Sold at the best bid, 59 999.9: the round trip across the spread lost 2.
+        assert_eq!(futures_margin(&sim).await[0], "49998.00000000");
         // As does cancelling the order.
         let cancel = format!("symbol=BTCUSDT&orderId={}", placed["orderId"]);
         assert_eq!(
@@ -4415,7 +4422,7 @@ mod review {
                 .0,
             200
         );
-        assert_eq!(futures_margin(&sim).await[0], "100000.00000000");
+        assert_eq!(futures_margin(&sim).await[0], "99998.00000000");
     }
 
     /// The request weight a public GET of `path_and_query` spends, alone in its minute.
@@ -4595,15 +4602,15 @@ mod review {
         }
         let (_, all) = signed(&sim, Method::GET, "/api/v3/allOrders", "symbol=BTCUSDT").await;
         assert_eq!(all, Value::Array(Vec::new()));
-        // A limit order may be an iceberg.
-        let (status, placed) = signed(
+        // A limit order may be an iceberg where a symbol allows them, which none does.
+        let refused = signed(
             &sim,
             Method::POST,
             "/api/v3/order",
             &format!("{limit}&icebergQty=0.001"),
         )
         .await;
-        assert_eq!(status, 200, "{placed}");
+        assert_code(&refused, 400, -2010);
 
         for side in ["LONG", "SHORT"] {
             let refused = signed(
@@ -4989,8 +4996,10 @@ mod coverage {
         let btc = &v2[0];
         assert_eq!(v2.as_array().unwrap().len(), 1);
         assert_eq!(btc["positionAmt"], "0.010");
-        assert_eq!(btc["entryPrice"], "60000.00000000");
+        // Entered at the best ask; 0.01 × 0.1 under water at the mark price.
+        assert_eq!(btc["entryPrice"], "60000.10000000");
         assert_eq!(btc["markPrice"], "60000.00000000");
+        assert_eq!(btc["unRealizedProfit"], "-0.00100000");
         assert_eq!(btc["notional"], "600.00000000");
         assert_eq!(btc["leverage"], "20");
         assert_eq!(btc["marginType"], "cross");
@@ -5252,5 +5261,302 @@ mod coverage {
         assert_eq!(body, serde_json::json!({"status": 0, "msg": "normal"}));
         assert_eq!(headers["x-sapi-used-ip-weight-1m"], "1");
         assert_eq!(sim.simulator().requests().len(), 1);
+    }
+}
+
+mod faithful {
+    //! What a second comparison with Binance's documentation found.
+    use super::*;
+    use reqwest::Method;
+
+    /// The `/api` or `/fapi` weight a request used, on a simulator with none used before.
+    async fn weight_of(sim: &RunningSimulator, path_and_query: &str, key: Option<&str>) -> u64 {
+        send(sim, Method::POST, "/__mock/reset?state=1", None, None).await;
+        let (status, headers, body) =
+            send_for_headers(sim, Method::GET, path_and_query, key, None).await;
+        assert_eq!(status, 200, "{path_and_query}: {body}");
+        headers["x-mbx-used-weight-1m"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
+    /// Regression: spot `GET /api/v3/myTrades` weighed 20 with `orderId` too; Binance's
+    /// page weighs it 5 with `orderId` and 20 without.
+    #[tokio::test]
+    async fn spot_my_trades_with_an_order_id_weighs_5() {
+        let sim = start().await;
+        let path = "/api/v3/myTrades";
+        let without = signed_target(path, "symbol=BTCUSDT");
+        let with = signed_target(path, "symbol=BTCUSDT&orderId=1");
+        assert_eq!(weight_of(&sim, &without, Some(KEY)).await, 20);
+        assert_eq!(weight_of(&sim, &with, Some(KEY)).await, 5);
+    }
+
+    /// Regression: `GET /fapi/v2/account` reported every position `"isolated": false`
+    /// whatever `POST /fapi/v1/marginType` had set, and a `maxNotional` of 250000 where
+    /// `leverageBracket` announces a cap of 1000000.
+    #[tokio::test]
+    async fn futures_account_reports_margin_type_and_bracket_cap() {
+        let sim = start().await;
+        let set = signed(
+            &sim,
+            Method::POST,
+            "/fapi/v1/marginType",
+            "symbol=BTCUSDT&marginType=ISOLATED",
+        )
+        .await;
+        assert_eq!(set.0, 200, "{}", set.1);
+        let (_, brackets) = signed(&sim, Method::GET, "/fapi/v1/leverageBracket", "").await;
+        let cap = brackets[0]["brackets"][0]["notionalCap"].to_string();
+        let (status, account) = signed(&sim, Method::GET, "/fapi/v2/account", "").await;
+        assert_eq!(status, 200, "{account}");
+        let positions = account["positions"].as_array().unwrap();
+        assert_eq!(positions.len(), 2);
+        for position in positions {
+            let isolated = position["symbol"] == "BTCUSDT";
+            assert_eq!(position["isolated"], isolated, "{position}");
+            assert_eq!(position["maxNotional"].as_str(), Some(cap.as_str()));
+        }
+    }
+
+    /// Regression: `GET /fapi/v1/depth` answered any `limit` (clamped to 1..=1000);
+    /// Binance takes only 5, 10, 20, 50, 100, 500 and 1000 (500 by default) and refuses
+    /// any other with -4021.
+    #[tokio::test]
+    async fn usdm_depth_takes_only_binances_limits() {
+        let sim = start().await;
+        for limit in [5, 10, 20, 50, 100, 500, 1000] {
+            let (status, book) = send(
+                &sim,
+                Method::GET,
+                &format!("/fapi/v1/depth?symbol=BTCUSDT&limit={limit}"),
+                None,
+                None,
+            )
+            .await;
+            assert_eq!(status, 200, "{book}");
+            assert_eq!(book["bids"].as_array().unwrap().len(), limit);
+            assert_eq!(book["asks"].as_array().unwrap().len(), limit);
+        }
+        for limit in ["1", "7", "499", "5000", "0"] {
+            let refused = send(
+                &sim,
+                Method::GET,
+                &format!("/fapi/v1/depth?symbol=BTCUSDT&limit={limit}"),
+                None,
+                None,
+            )
+            .await;
+            assert_eq!(refused.0, 400, "{limit}: {}", refused.1);
+            assert_eq!(
+                refused.1,
+                serde_json::json!({"code": -4021, "msg": "Invalid depth limit."})
+            );
+        }
+    }
+
+    /// Regression: spot's depth of ETHBTC (0.05, a tick of 0.00001) at a limit of 5000
+    /// listed a bid at 0.00000000; the book stops at the last positive price.
+    #[tokio::test]
+    async fn deep_book_has_no_bid_at_zero() {
+        let sim = start().await;
+        let (status, book) = send(
+            &sim,
+            Method::GET,
+            "/api/v3/depth?symbol=ETHBTC&limit=5000",
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{book}");
+        let bids = book["bids"].as_array().unwrap();
+        assert_eq!(bids.len(), 4999);
+        assert_eq!(bids[4998][0], "0.00001000");
+        assert_eq!(book["asks"].as_array().unwrap().len(), 5000);
+    }
+
+    /// Regression: a USD-M candle's quote volumes were the exact volume times the price,
+    /// not the volume it answers (to the quantity precision): 0.694 ETH at 3000 was
+    /// answered as 2083.33333333 of quote. Each is now the answered volume times the price.
+    #[tokio::test]
+    async fn usdm_kline_quote_volume_is_the_answered_volume_times_the_price() {
+        let sim = start().await;
+        let (status, candles) = send(
+            &sim,
+            Method::GET,
+            "/fapi/v1/klines?symbol=ETHUSDT&interval=1m&limit=1",
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{candles}");
+        let candle = &candles[0];
+        assert_eq!(candle[5], "0.694");
+        assert_eq!(candle[7], "2082.00000000");
+        assert_eq!(candle[9], "0.347");
+        assert_eq!(candle[10], "1041.00000000");
+    }
+
+    /// Regression: `exchangeInfo` announced `icebergAllowed` (with an `ICEBERG_PARTS`
+    /// filter) and `isMarginTradingAllowed`, but an order's `icebergQty` was taken and
+    /// ignored (answered `icebergQty` "0.00000000") and margin trading is not simulated.
+    /// Neither is announced now, and an iceberg is refused as Binance refuses one on a
+    /// symbol that does not allow them, for every limit type.
+    #[tokio::test]
+    async fn icebergs_and_margin_are_not_announced_and_icebergs_are_refused() {
+        let sim = start().await;
+        let (_, info) = send(&sim, Method::GET, "/api/v3/exchangeInfo", None, None).await;
+        for symbol in info["symbols"].as_array().unwrap() {
+            assert_eq!(symbol["icebergAllowed"], false, "{symbol}");
+            assert_eq!(symbol["isMarginTradingAllowed"], false, "{symbol}");
+            assert_eq!(symbol["permissionSets"], serde_json::json!([["SPOT"]]));
+            let filters = symbol["filters"].as_array().unwrap();
+            assert!(filters.iter().all(|f| f["filterType"] != "ICEBERG_PARTS"));
+        }
+        let (_, pairs) = send(
+            &sim,
+            Method::GET,
+            "/sapi/v1/margin/allPairs",
+            Some(KEY),
+            None,
+        )
+        .await;
+        assert_eq!(pairs, serde_json::json!([]));
+        for order in [
+            "type=LIMIT&timeInForce=GTC&price=50000",
+            "type=LIMIT_MAKER&price=50000",
+        ] {
+            let refused = signed(
+                &sim,
+                Method::POST,
+                "/api/v3/order",
+                &format!("symbol=BTCUSDT&side=BUY&quantity=0.01&icebergQty=0.001&{order}"),
+            )
+            .await;
+            assert_eq!(refused.0, 400, "{}", refused.1);
+            assert_eq!(
+                refused.1,
+                serde_json::json!({
+                    "code": -2010,
+                    "msg": "Iceberg orders are not supported for this symbol."
+                })
+            );
+        }
+        let (_, all) = signed(&sim, Method::GET, "/api/v3/allOrders", "symbol=BTCUSDT").await;
+        assert_eq!(all, Value::Array(Vec::new()));
+    }
+
+    /// Regression: an order crossed the reference price (BTCUSDT 60000) and filled there,
+    /// while the book the simulator publishes (depth, book tickers) has its best ask a
+    /// tick over it and its best bid a tick under. A post-only buy at 60000, which rests
+    /// on that book, was refused (spot -2010, USD-M -5022), and a buy at 60000.01 filled
+    /// at 60000.00, under the best ask. A buy now takes at the best ask or above and a
+    /// sell at the best bid or below, each filling at that best level.
+    #[tokio::test]
+    async fn matching_follows_the_published_book() {
+        let sim = start().await;
+        let (_, ticker) = send(
+            &sim,
+            Method::GET,
+            "/api/v3/ticker/bookTicker?symbol=BTCUSDT",
+            None,
+            None,
+        )
+        .await;
+        let (bid, ask) = (&ticker["bidPrice"], &ticker["askPrice"]);
+        assert_eq!(
+            (bid, ask),
+            (&"59999.99000000".into(), &"60000.01000000".into())
+        );
+        let spot =
+            |params: &str| format!("symbol=BTCUSDT&quantity=0.01&newOrderRespType=FULL&{params}");
+        // Post only, between the best bid and ask: rests, each side.
+        for side in ["BUY", "SELL"] {
+            let params = spot(&format!("side={side}&type=LIMIT_MAKER&price=60000"));
+            let (status, rests) = signed(&sim, Method::POST, "/api/v3/order", &params).await;
+            assert_eq!((status, &rests["status"]), (200, &"NEW".into()), "{rests}");
+        }
+        // At the best ask or bid it would take: refused.
+        for (side, price) in [("BUY", "60000.01"), ("SELL", "59999.99")] {
+            let params = spot(&format!("side={side}&type=LIMIT_MAKER&price={price}"));
+            let refused = signed(&sim, Method::POST, "/api/v3/order", &params).await;
+            assert_code(&refused, 400, -2010);
+        }
+        // A limit order at its best level or through it fills there.
+        for (side, price, fill) in [
+            ("BUY", "60000.01", "60000.01000000"),
+            ("BUY", "61000", "60000.01000000"),
+            ("SELL", "59999.99", "59999.99000000"),
+            ("SELL", "59000", "59999.99000000"),
+        ] {
+            let params = spot(&format!(
+                "side={side}&type=LIMIT&timeInForce=GTC&price={price}"
+            ));
+            let (status, filled) = signed(&sim, Method::POST, "/api/v3/order", &params).await;
+            assert_eq!(
+                (status, &filled["status"]),
+                (200, &"FILLED".into()),
+                "{filled}"
+            );
+            assert_eq!(filled["fills"][0]["price"], fill, "{side} {price}");
+        }
+
+        // USD-M (tick 0.1): GTX at the mark price rests; at the best ask it is refused.
+        let usdm =
+            |params: &str| format!("symbol=BTCUSDT&quantity=0.01&newOrderRespType=RESULT&{params}");
+        let gtx = usdm("side=BUY&type=LIMIT&timeInForce=GTX&price=60000");
+        let (status, rests) = signed(&sim, Method::POST, "/fapi/v1/order", &gtx).await;
+        assert_eq!((status, &rests["status"]), (200, &"NEW".into()), "{rests}");
+        let gtx = usdm("side=BUY&type=LIMIT&timeInForce=GTX&price=60000.1");
+        assert_code(
+            &signed(&sim, Method::POST, "/fapi/v1/order", &gtx).await,
+            400,
+            -5022,
+        );
+        // A long entered at the best ask and closed at the best bid realizes the spread.
+        let (_, bought) = signed(
+            &sim,
+            Method::POST,
+            "/fapi/v1/order",
+            &usdm("side=BUY&type=MARKET"),
+        )
+        .await;
+        assert_eq!(bought["avgPrice"], "60000.1", "{bought}");
+        let (_, risk) = signed(&sim, Method::GET, "/fapi/v2/positionRisk", "symbol=BTCUSDT").await;
+        assert_eq!(risk[0]["entryPrice"], "60000.10000000", "{risk}");
+        assert_eq!(risk[0]["unRealizedProfit"], "-0.00100000", "{risk}");
+        let (_, sold) = signed(
+            &sim,
+            Method::POST,
+            "/fapi/v1/order",
+            &usdm("side=SELL&type=MARKET"),
+        )
+        .await;
+        assert_eq!(sold["avgPrice"], "59999.9", "{sold}");
+        let (_, trades) = signed(&sim, Method::GET, "/fapi/v1/userTrades", "symbol=BTCUSDT").await;
+        let realized: Vec<&Value> = trades
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| &t["realizedPnl"])
+            .collect();
+        assert_eq!(
+            realized,
+            [&Value::from("0.00000000"), &Value::from("-0.00200000")]
+        );
+        let (_, income) = signed(
+            &sim,
+            Method::GET,
+            "/fapi/v1/income",
+            "incomeType=REALIZED_PNL",
+        )
+        .await;
+        assert_eq!(income.as_array().unwrap().len(), 1, "{income}");
+        assert_eq!(income[0]["income"], "-0.00200000");
+        let (_, account) = signed(&sim, Method::GET, "/fapi/v2/account", "").await;
+        assert_eq!(account["totalWalletBalance"], "99999.99800000", "{account}");
+        assert_eq!(account["totalUnrealizedProfit"], "0.00000000");
     }
 }

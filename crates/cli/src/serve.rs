@@ -140,16 +140,31 @@ pub fn run(unlocked: Unlocked, args: &ServeArgs) -> anyhow::Result<()> {
         (Some(cert), Some(key)) => Some(tls(cert, key)?),
         _ => None,
     };
-    if !args.listen.ip().is_loopback() && tls.is_none() && !args.insecure_listen_non_loopback {
-        bail!(
-            "refusing to listen on {} without TLS; pass --tls-cert and --tls-key, listen on loopback behind a TLS proxy, or pass --insecure-listen-non-loopback",
-            args.listen
+    if !args.listen.ip().is_loopback() && tls.is_none() {
+        if !args.insecure_listen_non_loopback {
+            bail!(
+                "refusing to listen on {} without TLS; pass --tls-cert and --tls-key, listen on loopback behind a TLS proxy, or pass --insecure-listen-non-loopback",
+                args.listen
+            );
+        }
+        // Said at every start, in the log a unit file's reader does not see.
+        tracing::warn!(
+            listen = %args.listen,
+            "--insecure-listen-non-loopback: bots' requests and keygate's answers cross the \
+             network unencrypted"
         );
     }
     if let Some(admin) = args.admin_listen {
-        if !admin.ip().is_loopback() && !args.insecure_admin_non_loopback {
-            bail!(
-                "refusing to serve metrics on {admin} without TLS or authentication; use a loopback address, or pass --insecure-admin-non-loopback"
+        if !admin.ip().is_loopback() {
+            if !args.insecure_admin_non_loopback {
+                bail!(
+                    "refusing to serve metrics on {admin} without TLS or authentication; use a loopback address, or pass --insecure-admin-non-loopback"
+                );
+            }
+            tracing::warn!(
+                %admin,
+                "--insecure-admin-non-loopback: health and metrics are served to the \
+                 network without TLS or authentication"
             );
         }
     }
@@ -300,7 +315,7 @@ fn tls(
     key: &std::path::Path,
 ) -> anyhow::Result<Arc<keygate_gateway::TlsConfig>> {
     let chain = std::fs::read(cert).with_context(|| format!("reading {}", cert.display()))?;
-    let key_pem = keygate_vault::read_secret_file(key)
+    let key_pem = keygate_vault::read_secret_file_up_to(key, keygate_vault::MAX_TLS_KEY_FILE_LEN)
         .with_context(|| format!("reading the TLS key {}", key.display()))?;
     Ok(keygate_gateway::tls_config(
         &chain,

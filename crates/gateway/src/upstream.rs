@@ -253,6 +253,17 @@ fn is_passed_back(name: &str) -> bool {
         || name.eq_ignore_ascii_case("retry-after")
 }
 
+/// The scheme and authority of `url` (`https://proxy.example:8443`), without its path:
+/// what logs, alerts and metrics name an upstream by. An account's upstream may carry a
+/// path (a proxy's), and a path may be a credential.
+pub(crate) fn origin(url: &str) -> &str {
+    let authority_at = url.find("://").map_or(0, |i| i + 3);
+    let end = url[authority_at..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| authority_at + i);
+    &url[..end]
+}
+
 impl Upstream {
     /// A client whose calls each take at most `timeout`, answer included.
     ///
@@ -531,7 +542,8 @@ impl Upstream {
         let measured = self.measure_offset(adapter, &url, pool, weight).await;
         if measured.is_none() {
             tracing::warn!(
-                %url,
+                upstream = origin(base),
+                path = time_path,
                 "the exchange clock could not be measured; the offset measured before \
                  (else local time) stands until it is tried again"
             );

@@ -105,6 +105,15 @@ fn entry<'m, T: Default>(map: &'m mut ByPool<T>, upstream: &str, pool: &'static 
         .or_default()
 }
 
+/// `values` sorted, with one entry per set of labels, the highest: upstreams named by
+/// their origin ([`origin`](crate::upstream::origin)) may share one.
+fn highest_of_each(values: &mut Vec<([String; 2], u64)>) {
+    values.sort();
+    values.reverse();
+    values.dedup_by(|later, kept| later.0 == kept.0);
+    values.reverse();
+}
+
 /// The entry of `upstream` and `pool` in `map`, if any.
 fn get<'m, T>(map: &'m ByPool<T>, upstream: &str, pool: &str) -> Option<&'m T> {
     map.get(upstream).and_then(|pools| pools.get(pool))
@@ -192,7 +201,8 @@ impl WeightGauge {
         }
     }
 
-    /// The weight used this minute of each pool of each upstream, by base URL and pool
+    /// The weight used this minute of each pool of each upstream, by origin (a base URL
+    /// without its path, which may be a credential) and pool
     /// (`["https://api.binance.com", "/sapi"]`); those that reported none this minute are
     /// left out: their window has turned.
     pub fn this_minute(&self, now_ms: u64) -> Vec<([String; 2], u64)> {
@@ -204,10 +214,13 @@ impl WeightGauge {
                 pools
                     .iter()
                     .filter(|(_, r)| r.minute == now_ms / 60_000)
-                    .map(move |(pool, r)| ([upstream.clone(), (*pool).to_owned()], r.used))
+                    .map(move |(pool, r)| {
+                        let origin = crate::upstream::origin(upstream).to_owned();
+                        ([origin, (*pool).to_owned()], r.used)
+                    })
             })
             .collect();
-        used.sort();
+        highest_of_each(&mut used);
         used
     }
 
@@ -326,8 +339,9 @@ impl WeightGauge {
 
     /// Logs and alerts the first answer of a pause.
     fn tell(&self, pool: Pool<'_>, BackOff { seconds, banned }: BackOff) {
+        let upstream = crate::upstream::origin(pool.upstream);
         tracing::warn!(
-            upstream = pool.upstream,
+            upstream,
             pool = pool.name,
             seconds,
             banned,
@@ -342,7 +356,7 @@ impl WeightGauge {
                 Severity::Critical,
                 format!(
                     "banned keygate's address from {} for {seconds} s (HTTP 418)",
-                    pool.upstream
+                    upstream
                 ),
             )
         } else {
@@ -351,7 +365,7 @@ impl WeightGauge {
                 format!(
                     "answered that keygate's address used up its request weight for {} on {} \
                      (HTTP 429) and asked it to wait {seconds} s",
-                    pool.name, pool.upstream
+                    pool.name, upstream
                 ),
             )
         };
@@ -380,8 +394,8 @@ impl WeightGauge {
             .filter(|paused| paused.until_ms > now_ms)
     }
 
-    /// The pauses running at `now_ms` and how many seconds each has left, by base URL and
-    /// whether it is a ban (`418`) or a wait (`429`).
+    /// The pauses running at `now_ms` and how many seconds each has left, by origin (as
+    /// [`WeightGauge::this_minute`]) and whether it is a ban (`418`) or a wait (`429`).
     pub fn pauses(&self, now_ms: u64) -> Vec<([String; 2], u64)> {
         let state = self.lock();
         let mut pauses: Vec<_> = state
@@ -391,12 +405,15 @@ impl WeightGauge {
             .map(|(upstream, paused)| {
                 let status = if paused.banned { "418" } else { "429" };
                 (
-                    [upstream.clone(), status.to_owned()],
+                    [
+                        crate::upstream::origin(upstream).to_owned(),
+                        status.to_owned(),
+                    ],
                     paused.until_ms.saturating_sub(now_ms).div_ceil(1000),
                 )
             })
             .collect();
-        pauses.sort();
+        highest_of_each(&mut pauses);
         pauses
     }
 
@@ -489,15 +506,35 @@ mod tests {
         // Pauses that are over are dropped as the next begins.
         gauge.back_off(API, wait(1), now + 150_002);
         assert!(!gauge.lock().pauses.contains_key("http://sim"));
-        // One alert per beginning: the first wait, the second, the ban, the last wait.
-        let told: Vec<Severity> = alerts.try_iter().map(|alert| alert.severity).collect();
+        // Named by origin: an upstream's path may be a credential.
+        let behind_proxy = Pool {
+            upstream: "https://proxy.example/s3cret-path",
+            name: "/api",
+        };
+        gauge.back_off(behind_proxy, ban(60), now + 150_003);
+        assert_eq!(
+            gauge.pauses(now + 150_004),
+            [
+                (["https://api".to_owned(), "429".to_owned()], 1),
+                (["https://proxy.example".to_owned(), "418".to_owned()], 60)
+            ]
+        );
+        let told: Vec<Alert> = alerts.try_iter().collect();
+        assert!(
+            told.iter().all(|a| !a.summary.contains("s3cret")),
+            "{told:?}"
+        );
+        // One alert per beginning: the first wait, the second, the ban, the last wait,
+        // the ban behind the proxy.
+        let told: Vec<Severity> = told.iter().map(|alert| alert.severity).collect();
         assert_eq!(
             told,
             [
                 Severity::Warning,
                 Severity::Warning,
                 Severity::Critical,
-                Severity::Warning
+                Severity::Warning,
+                Severity::Critical
             ]
         );
     }

@@ -97,13 +97,16 @@ pub enum Error {
     /// never part of the message.
     #[error("the master key must be 32 bytes, written as 64 hex digits or in base64 (openssl rand -base64 32)")]
     KeyEncoding,
-    /// A secret file is empty or longer than [`MAX_SECRET_FILE_LEN`].
-    #[error("secret file {path} must hold 1 to {MAX_SECRET_FILE_LEN} bytes, found {len}")]
+    /// A secret file is empty or longer than keygate takes for it
+    /// ([`MAX_SECRET_FILE_LEN`], or a TLS key's [`MAX_TLS_KEY_FILE_LEN`]).
+    #[error("secret file {path} must hold 1 to {max} bytes (keygate's limit), found {len}")]
     SecretFileLength {
         /// The file.
         path: PathBuf,
         /// Its length, without a trailing line break.
         len: usize,
+        /// The most keygate takes.
+        max: usize,
     },
     /// The passphrase is empty.
     #[error("the passphrase is empty")]
@@ -572,16 +575,27 @@ pub const MAX_SECRET_FILE_LEN: usize = 4096;
 /// part of the secret. An empty file, or one longer than [`MAX_SECRET_FILE_LEN`], is
 /// refused.
 pub fn read_secret_file(path: &Path) -> Result<SecretBytes, Error> {
-    let (bytes, len) = read_owner_only(path, MAX_SECRET_FILE_LEN, "reading")?;
+    read_secret_file_up_to(path, MAX_SECRET_FILE_LEN)
+}
+
+/// The most a TLS private key file may hold: an RSA key of 8192 bits is about 6.3 KB in
+/// PEM, and some servers keep the certificate chain in the same file.
+pub const MAX_TLS_KEY_FILE_LEN: usize = 64 * 1024;
+
+/// As [`read_secret_file`], for a file of at most `max` bytes (a TLS private key, which
+/// may hold more than a token: [`MAX_TLS_KEY_FILE_LEN`]).
+pub fn read_secret_file_up_to(path: &Path, max: usize) -> Result<SecretBytes, Error> {
+    let (bytes, len) = read_owner_only(path, max, "reading")?;
     let secret = bytes.expose_secret();
     let kept = secret
         .strip_suffix(b"\n")
         .map(|s| s.strip_suffix(b"\r").unwrap_or(s))
         .unwrap_or(secret);
-    if len > MAX_SECRET_FILE_LEN || kept.is_empty() {
+    if len > max || kept.is_empty() {
         return Err(Error::SecretFileLength {
             path: path.to_owned(),
-            len: if len > MAX_SECRET_FILE_LEN { len } else { 0 },
+            len: if len > max { len } else { 0 },
+            max,
         });
     }
     SecretBytes::filled(kept.len(), |out| {
@@ -914,6 +928,22 @@ mod tests {
         assert_eq!(
             read_secret_file(&path).unwrap().expose_secret().len(),
             MAX_SECRET_FILE_LEN
+        );
+        // From a review: a TLS key (RSA-8192, or a key with its chain) is longer than a
+        // token, and was refused with a message that did not say the limit was keygate's.
+        write(&[b'k'; 6_300], 0o600);
+        let refused = read_secret_file(&path).err().map(|e| e.to_string());
+        let refused = refused.unwrap_or_default();
+        assert!(
+            refused.contains("1 to 4096 bytes (keygate's limit)"),
+            "{refused}"
+        );
+        assert_eq!(
+            read_secret_file_up_to(&path, MAX_TLS_KEY_FILE_LEN)
+                .unwrap()
+                .expose_secret()
+                .len(),
+            6_300
         );
     }
 

@@ -49,7 +49,7 @@ pub fn keep_pauses(store: Store, weight: &WeightGauge, keeping: Keeping) -> anyh
         };
         if let Err(e) = store.keep_exchange_pause(&pause, keygate_gateway::now_ms()) {
             tracing::error!(
-                upstream,
+                upstream = keygate_gateway::upstream::origin(upstream),
                 "cannot keep the exchange's pause in the database ({e}); a restart before \
                  it ends would send again"
             );

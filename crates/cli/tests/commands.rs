@@ -626,6 +626,10 @@ mod init {
         std::fs::remove_file(&key).unwrap();
         let (v, detail) = verdict(&inside);
         assert_eq!(v, "ok", "{detail}");
+        // A hard link to the key file kept elsewhere is that file, not a copy to destroy.
+        std::fs::hard_link(&elsewhere, inside.home().join("linked.key")).unwrap();
+        let (v, detail) = verdict(&inside);
+        assert_eq!(v, "ok", "{detail}");
     }
 
     /// `init` makes a key file where none is, and uses one that is there as it is; it
@@ -3902,7 +3906,7 @@ mod audit {
         let alerts = kg.ok(&["alerts", "list", "--since", "1h"], "").stdout;
         assert!(
             alerts.contains("outcome_unknown")
-                && alerts.contains("was at the exchange when keygate stopped"),
+                && alerts.contains("had no outcome recorded when keygate stopped"),
             "{alerts}"
         );
         // Once: a second start finds it settled.

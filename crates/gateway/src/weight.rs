@@ -316,7 +316,7 @@ impl WeightGauge {
         self.paused_until_ms
             .fetch_max(paused.until_ms, Ordering::Relaxed);
         tracing::warn!(
-            upstream,
+            upstream = crate::upstream::origin(upstream),
             seconds = paused.until_ms.saturating_sub(now_ms).div_ceil(1000),
             banned = paused.banned,
             "the exchange asked this address to back off before keygate started; nothing is \

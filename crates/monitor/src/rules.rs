@@ -261,9 +261,10 @@ impl Rules {
                 if outcome.outcome == Outcome::Unknown {
                     let what = action.unwrap_or_else(|| "a request".to_owned());
                     let how = match outcome.upstream_status {
-                        _ if outcome.interrupted => "was at the exchange when keygate stopped \
-                                                     (it crashed or was killed before the \
-                                                     answer)"
+                        _ if outcome.interrupted => "had no outcome recorded when keygate \
+                                                     stopped (it crashed or was killed before \
+                                                     the answer, or its log could not be \
+                                                     written)"
                             .to_owned(),
                         Some(status) => format!(
                             "was answered HTTP {status} by the exchange, which does not know \

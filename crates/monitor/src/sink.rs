@@ -343,7 +343,6 @@ fn chat_escaped(summary: &str) -> String {
 /// the rest of the text is kept free of.
 pub(crate) fn defanged(text: &str) -> String {
     let text = text
-        .replace("](", "] (")
         .replace("://", "[:]//")
         .replace('@', "[@]")
         .replace("=?", "=[?]");
@@ -359,7 +358,8 @@ pub(crate) fn defanged(text: &str) -> String {
         rest = &rest[at + 4..];
     }
     out.push_str(rest);
-    out
+    // Last: the brackets written above must not close a link either (`@(` is `[@](`).
+    out.replace("](", "] (")
 }
 
 /// An error and, after it, each error under it: reqwest's own says only "error sending
@@ -413,6 +413,10 @@ mod tests {
             "to =[?]utf-8?b?4oCuTU9DLkxJVkXigKhvaw==[?]= on TRX"
         );
         assert_eq!(defanged("plain ütf-8 text"), "plain ütf-8 text");
+        // Found by review: the brackets written for `@` and `www.` made a link again.
+        for sneaky in ["[a]@(//e.x)", "x www.(//e.x)", "=?(//e.x)"] {
+            assert!(!defanged(sneaky).contains("]("), "{}", defanged(sneaky));
+        }
     }
 
     #[test]

@@ -403,7 +403,7 @@ fn event_line(seq: u64, event: &Event) -> String {
         }
         EventBody::Lost(l) => format!(
             "#{seq} {time} lost {} background event(s) between {} and {}: the audit writer \
-             fell behind",
+             fell behind or could not write them",
             l.count,
             rfc3339(l.first_ms),
             rfc3339(l.last_ms)

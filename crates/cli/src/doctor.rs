@@ -48,6 +48,7 @@ struct Check {
 pub fn run(vault: &Unlocked, args: &DoctorArgs) -> anyhow::Result<i32> {
     let mut checks = file_modes(vault);
     checks.push(master_key(vault)?);
+    checks.extend(unfinished_config(vault));
     checks.push(vault_format(vault));
     checks.extend(clients(vault));
     checks.push(accounts(vault));
@@ -123,6 +124,39 @@ fn mode_of(path: &Path) -> Option<u32> {
 #[cfg(not(unix))]
 fn mode_of(_path: &Path) -> Option<u32> {
     None
+}
+
+/// A warning for each config file a `vault move-key` wrote and did not put in place (it
+/// was stopped between the two): it names the provider the move was to, which may not be
+/// the one `config.toml` names.
+fn unfinished_config(vault: &Unlocked) -> Vec<Check> {
+    let Ok(entries) = std::fs::read_dir(&vault.home.dir) else {
+        return Vec::new();
+    };
+    let mut left: Vec<String> = entries
+        .flatten()
+        .filter(|entry| {
+            entry
+                .file_name()
+                .to_str()
+                .is_some_and(|name| name.starts_with("config.toml.next-"))
+        })
+        .map(|entry| entry.path().display().to_string())
+        .collect();
+    if left.is_empty() {
+        return Vec::new();
+    }
+    left.sort();
+    vec![check(
+        "config",
+        Verdict::Warn,
+        format!(
+            "{} left by a `vault move-key` that was stopped before it finished; config.toml \
+             is the one in force (this check's master key line says where it has the key): \
+             remove the leftover once you have seen what it names",
+            left.join(", ")
+        ),
+    )]
 }
 
 /// What tells one file from another whatever its name: its device and inode (its

@@ -240,8 +240,8 @@ impl Report {
         );
         if self.lost > 0 {
             println!(
-                "{} more request(s) not recorded: the audit writer fell behind and counted \
-                 them instead (see alerts)",
+                "{} more request(s) not recorded: the audit writer fell behind or could not \
+                 write them, and counted them instead (see alerts)",
                 self.lost
             );
         }

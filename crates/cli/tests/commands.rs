@@ -630,6 +630,23 @@ mod init {
         std::fs::hard_link(&elsewhere, inside.home().join("linked.key")).unwrap();
         let (v, detail) = verdict(&inside);
         assert_eq!(v, "ok", "{detail}");
+        // From a review: a move stopped between writing the new config and putting it in
+        // place left it behind, unsaid.
+        std::fs::write(
+            inside.home().join("config.toml.next-00000000deadbeef"),
+            "[master_key]\n",
+        )
+        .unwrap();
+        let doctor = inside.ok(&["doctor", "--json"], "").json();
+        let config = doctor_check(&doctor, "config");
+        assert_eq!(config["verdict"], "warn", "{doctor}");
+        assert!(
+            config["detail"]
+                .as_str()
+                .unwrap()
+                .contains("config.toml.next-00000000deadbeef"),
+            "{doctor}"
+        );
     }
 
     /// `init` makes a key file where none is, and uses one that is there as it is; it

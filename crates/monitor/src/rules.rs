@@ -308,7 +308,8 @@ impl Rules {
                     format!(
                         "{} background events (reads, denials) were counted, not kept, \
                          between {} and {} (ms since the epoch), {clients}: the audit log \
-                         fell behind, under a flood of requests or a stalled disk",
+                         fell behind (a flood of requests, a stalled disk) or could not be \
+                         written (a full disk)",
                         lost.count, lost.first_ms, lost.last_ms
                     ),
                     None,

@@ -105,23 +105,50 @@ struct KnownOffset {
     /// When the next measurement is due: [`CLOCK_TTL`] after a success, [`CLOCK_RETRY`]
     /// after a failure; `None` (at once) before the first.
     due: Option<Instant>,
+    /// When the offset was measured (or last moved), on this host's wall clock (ms since
+    /// the epoch) and on its monotonic clock: how far the wall clock was stepped since.
+    measured_at: Option<(u64, Instant)>,
 }
 
+/// How far this host's wall clock may move against its monotonic clock between two
+/// readings of an offset before it is taken for a step (NTP setting the clock, an
+/// operator's `date`): the offset then moves by as much, and is measured again.
+const CLOCK_STEP_MS: i64 = 1_000;
+
 impl Clock {
-    /// The last offset measured, and whether a measurement is due.
-    fn read(&self) -> (Option<i64>, bool) {
-        let known = self.known.lock().unwrap_or_else(|p| p.into_inner());
-        let is_due = known.due.is_none_or(|due| Instant::now() >= due);
+    /// The last offset measured, and whether a measurement is due, at `wall_now_ms` on
+    /// this host's wall clock. A wall clock stepped since the offset was measured moves
+    /// the offset by the step (the exchange's clock did not move), and makes a
+    /// measurement due: an offset kept as it was would date every forwarded request off
+    /// by the step until the next measurement, minutes later.
+    fn read(&self, wall_now_ms: u64) -> (Option<i64>, bool) {
+        let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        if let (Some(offset_ms), Some((wall_then_ms, then))) = (known.offset_ms, known.measured_at)
+        {
+            let elapsed_ms =
+                i64::try_from(now.duration_since(then).as_millis()).unwrap_or(i64::MAX);
+            let wall_moved_ms = wall_now_ms as i64 - wall_then_ms as i64;
+            let step_ms = wall_moved_ms.saturating_sub(elapsed_ms);
+            if step_ms.abs() > CLOCK_STEP_MS {
+                known.offset_ms = Some(offset_ms.saturating_sub(step_ms));
+                known.measured_at = Some((wall_now_ms, now));
+                known.due = None;
+            }
+        }
+        let is_due = known.due.is_none_or(|due| now >= due);
         (known.offset_ms, is_due)
     }
 
-    /// Records a measurement's result. A failure keeps the offset measured before: the
-    /// exchange's clock has not moved because its time endpoint did not answer.
-    fn record(&self, measured: Option<i64>) {
+    /// Records a measurement's result, made at `wall_now_ms`. A failure keeps the offset
+    /// measured before: the exchange's clock has not moved because its time endpoint did
+    /// not answer.
+    fn record(&self, measured: Option<i64>, wall_now_ms: u64) {
         let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
         let again_in = match measured {
             Some(offset_ms) => {
                 known.offset_ms = Some(offset_ms);
+                known.measured_at = Some((wall_now_ms, Instant::now()));
                 CLOCK_TTL
             }
             None => CLOCK_RETRY,
@@ -518,7 +545,7 @@ impl Upstream {
         weight: &WeightGauge,
     ) -> Option<i64> {
         let clock = self.clock(base);
-        let (offset_ms, is_due) = clock.read();
+        let (offset_ms, is_due) = clock.read(crate::now_ms());
         let time_path = adapter.time_path(native_path);
         let pool = Pool {
             upstream: base,
@@ -534,7 +561,7 @@ impl Upstream {
         };
         // The measurement waited for, or one that ended since the read above, may have
         // made this one needless.
-        let (offset_ms, is_due) = clock.read();
+        let (offset_ms, is_due) = clock.read(crate::now_ms());
         if !is_due {
             return offset_ms;
         }
@@ -548,7 +575,7 @@ impl Upstream {
                  (else local time) stands until it is tried again"
             );
         }
-        clock.record(measured);
+        clock.record(measured, crate::now_ms());
         measured.or(offset_ms)
     }
 
@@ -1169,6 +1196,26 @@ mod tests {
 
     /// A regression test: a failed clock measurement was cached as offset 0 for the five
     /// minutes a good one stands, in place of the offset measured before.
+    /// From a review: the offset was kept for five minutes whatever the host's clock did,
+    /// so a clock stepped back 20 s dated every forwarded order 20 s off, and the exchange
+    /// refused them (-1021) until the next measurement.
+    #[test]
+    fn a_wall_clock_step_moves_the_offset_and_makes_a_measurement_due() {
+        let clock = Clock {
+            known: Mutex::default(),
+            measuring: tokio::sync::Mutex::new(()),
+        };
+        let wall = 1_000_000_000;
+        clock.record(Some(250), wall);
+        assert_eq!(clock.read(wall + 20), (Some(250), false));
+        // The wall clock stepped back 20 s, the monotonic one did not.
+        assert_eq!(clock.read(wall - 20_000), (Some(20_250), true));
+        // Once: the next reading is from the stepped clock.
+        assert_eq!(clock.read(wall - 19_990), (Some(20_250), true));
+        clock.record(Some(20_240), wall - 19_980);
+        assert_eq!(clock.read(wall - 19_970), (Some(20_240), false));
+    }
+
     #[tokio::test]
     async fn a_failed_clock_measurement_keeps_the_last_offset_and_is_retried_soon() {
         let clock = FakeClock::ahead_by(30_000);

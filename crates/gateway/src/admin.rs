@@ -137,6 +137,42 @@ async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
     )
 }
 
+/// Refuses (421) a request to a loopback listener whose `Host` names anything but an IP
+/// address or `localhost`: a web page open on this machine can make a name of its own
+/// resolve to 127.0.0.1 (DNS rebinding) and read the metrics through the browser, which
+/// sends that name. A scraper or a health check reaches the listener by its address.
+async fn addressed_by_ip(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .map(|host| host.to_str().unwrap_or(""));
+    match host {
+        Some(host) if !names_this_host(host) => StatusCode::MISDIRECTED_REQUEST.into_response(),
+        _ => next.run(request).await,
+    }
+}
+
+/// Whether a `Host` header's value is an IP address or `localhost`, with or without a
+/// port.
+fn names_this_host(host: &str) -> bool {
+    let is_port = |port: &str| port.parse::<u16>().is_ok();
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split_once(']').is_some_and(|(ip, after)| {
+            ip.parse::<std::net::Ipv6Addr>().is_ok()
+                && (after.is_empty() || after.strip_prefix(':').is_some_and(is_port))
+        });
+    }
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if is_port(port) => name,
+        Some(_) => return false,
+        None => host,
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::Ipv4Addr>().is_ok()
+}
+
 /// The admin listener on a thread of its own; stops when dropped.
 pub struct AdminServer {
     addr: SocketAddr,
@@ -162,7 +198,12 @@ impl AdminServer {
                         Ok(listener) => {
                             let listener =
                                 Bounded::new(listener, MAX_CONNECTIONS, CONNECTION_LIFETIME);
-                            axum::serve(listener, admin_app(state))
+                            let app = if addr.ip().is_loopback() {
+                                admin_app(state).layer(axum::middleware::from_fn(addressed_by_ip))
+                            } else {
+                                admin_app(state)
+                            };
+                            axum::serve(listener, app)
                                 .with_graceful_shutdown(async move {
                                     let _ = stopped.await;
                                 })
@@ -302,6 +343,51 @@ mod tests {
     use tokio::io::AsyncReadExt;
 
     use super::*;
+
+    /// From a review: a loopback admin listener answered any `Host`, so a web page that
+    /// rebinds a name of its own to 127.0.0.1 could read the metrics through a browser.
+    #[tokio::test]
+    async fn a_loopback_admin_listener_answers_only_requests_addressed_to_it() {
+        for good in [
+            "127.0.0.1:9100",
+            "127.0.0.1",
+            "localhost:9100",
+            "LOCALHOST",
+            "[::1]:9100",
+            "[::1]",
+        ] {
+            assert!(names_this_host(good), "{good}");
+        }
+        for bad in [
+            "evil.example",
+            "evil.example:9100",
+            "127.0.0.1.evil.example",
+            "[::1]x",
+            "127.0.0.1:x",
+            "",
+        ] {
+            assert!(!names_this_host(bad), "{bad}");
+        }
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = Router::new()
+            .route("/healthz", get(|| async { "ok" }))
+            .layer(axum::middleware::from_fn(addressed_by_ip));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let status_for = |host: String| async move {
+            let mut stream = TcpStream::connect(addr).await.unwrap();
+            let request =
+                format!("GET /healthz HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+            tokio::io::AsyncWriteExt::write_all(&mut stream, request.as_bytes())
+                .await
+                .unwrap();
+            let mut answer = String::new();
+            stream.read_to_string(&mut answer).await.unwrap();
+            answer.split(' ').nth(1).unwrap_or_default().to_owned()
+        };
+        assert_eq!(status_for(addr.to_string()).await, "200");
+        assert_eq!(status_for("rebound.example".to_owned()).await, "421");
+    }
 
     /// A regression test: axum's server has no header timeout, so a local process could
     /// open admin connections that sent nothing until the gateway ran out of file

@@ -372,6 +372,31 @@ pub(crate) fn cancel(account: &mut Account, params: &Params, now: u64) -> Result
     }))
 }
 
+/// `DELETE /fapi/v1/algoOpenOrders`: cancels every `NEW` conditional order of the account
+/// in `symbol` (required), and answers that it is done, with or without orders to
+/// cancel, as Binance's Cancel All Algo Open Orders page has it. Orders in the book, those
+/// a triggered conditional order placed among them, are `DELETE /fapi/v1/allOpenOrders`'
+/// and stay.
+pub(crate) fn cancel_all(
+    account: &mut Account,
+    params: &Params,
+    now: u64,
+) -> Result<Value, ApiError> {
+    let m = routes::symbol(params, Product::UsdM)?;
+    for algo in account
+        .algo_orders
+        .iter_mut()
+        .filter(|a| a.status == AlgoStatus::New && a.market.symbol == m.symbol)
+    {
+        algo.status = AlgoStatus::Canceled;
+        algo.update_time = now;
+    }
+    Ok(json!({
+        "code": 200,
+        "msg": "The operation of cancel all open order is done."
+    }))
+}
+
 /// Which conditional order `params` name: by `algoId` when sent, else by `clientAlgoId`
 /// (one of them is mandatory), whatever `symbol` says, as Binance takes them.
 fn named_by(params: &Params) -> Result<impl Fn(&AlgoOrder) -> bool + '_, ApiError> {

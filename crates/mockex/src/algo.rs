@@ -1,6 +1,7 @@
 //! USD-M conditional orders, which Binance keeps in its "algo service" (since 2025-12-09):
 //! `POST`, `DELETE` and `GET /fapi/v1/algoOrder`, `GET /fapi/v1/openAlgoOrders`,
-//! `GET /fapi/v1/allAlgoOrders`, and the test control `POST /__mock/trigger`.
+//! `GET /fapi/v1/allAlgoOrders`, `DELETE /fapi/v1/algoOpenOrders`, and the test control
+//! `POST /__mock/trigger`.
 //!
 //! A conditional order waits in the algo service, apart from the order book, under ids of
 //! its own (`algoId`, `clientAlgoId`). The simulator's prices never move, so nothing

@@ -2267,7 +2267,8 @@ fn margin_type(account: &mut Account, params: &Params) -> Result<Value, ApiError
 /// order of `symbol`. Spot answers each as `DELETE /api/v3/order` does (each cancel with
 /// a client id made up for it), or -2011 when there is none; USD-M answers that it is
 /// done, with or without orders to cancel. USD-M's conditional orders wait in the algo
-/// service and are not cancelled (Binance cancels those with `algoOpenOrders`).
+/// service and are not cancelled (`DELETE /fapi/v1/algoOpenOrders` cancels those; see
+/// [`algo::cancel_all`]).
 fn cancel_all(
     account: &mut Account,
     ids: &mut Ids,

@@ -1,6 +1,7 @@
 //! USD-M conditional orders, which Binance keeps in its "algo service" (since 2025-12-09):
 //! `POST`, `DELETE` and `GET /fapi/v1/algoOrder`, `GET /fapi/v1/openAlgoOrders`,
-//! `GET /fapi/v1/allAlgoOrders`, and the test control `POST /__mock/trigger`.
+//! `GET /fapi/v1/allAlgoOrders`, `DELETE /fapi/v1/algoOpenOrders`, and the test control
+//! `POST /__mock/trigger`.
 //!
 //! A conditional order waits in the algo service, apart from the order book, under ids of
 //! its own (`algoId`, `clientAlgoId`). The simulator's prices never move, so nothing
@@ -369,6 +370,31 @@ pub(crate) fn cancel(account: &mut Account, params: &Params, now: u64) -> Result
         "clientAlgoId": algo.client_algo_id,
         "code": "200",
         "msg": "success"
+    }))
+}
+
+/// `DELETE /fapi/v1/algoOpenOrders`: cancels every `NEW` conditional order of the account
+/// in `symbol` (required), and answers that it is done, with or without orders to
+/// cancel, as Binance's Cancel All Algo Open Orders page has it. Orders in the book, those
+/// a triggered conditional order placed among them, are `DELETE /fapi/v1/allOpenOrders`'
+/// and stay.
+pub(crate) fn cancel_all(
+    account: &mut Account,
+    params: &Params,
+    now: u64,
+) -> Result<Value, ApiError> {
+    let m = routes::symbol(params, Product::UsdM)?;
+    for algo in account
+        .algo_orders
+        .iter_mut()
+        .filter(|a| a.status == AlgoStatus::New && a.market.symbol == m.symbol)
+    {
+        algo.status = AlgoStatus::Canceled;
+        algo.update_time = now;
+    }
+    Ok(json!({
+        "code": 200,
+        "msg": "The operation of cancel all open order is done."
     }))
 }
 

@@ -92,7 +92,12 @@
 //! `GET /fapi/v1/ticker/bookTicker` are spot's levels in USD-M's shapes and precisions;
 //! `GET /fapi/v1/premiumIndex` answers the mark price, which is the index price and the
 //! reference price, and a funding rate of 0.01% (the interest rate alone, there being no
-//! premium) with the next funding time on Binance's 8-hour schedule. Each is weighted as
+//! premium) with the next funding time on Binance's 8-hour schedule; `GET
+//! /fapi/v1/fundingRate` (`symbol`, or every symbol merged by time; `startTime` and
+//! `endTime` inclusive, -1023 for a start after the end; `limit` 100 by default, at most
+//! 1000) lists past fundings on that schedule at that rate and mark price, the latest
+//! `limit` without `startTime`, else the first `limit` from it, none in the future (its
+//! own limit of 500 requests per 5 minutes is not enforced). Each is weighted as
 //! Binance's pages weigh it, by `limit` or symbols where they do.
 //!
 //! **Positions and margin type.** `GET /fapi/v2/positionRisk` lists every USD-M symbol
@@ -100,7 +105,10 @@
 //! `GET /fapi/v3/positionRisk` (what ccxt's `fetch_positions` calls) only those with a
 //! position or open orders, with the initial margin they hold; `GET
 //! /fapi/v1/leverageBracket` (which ccxt loads first) announces one bracket a symbol, up
-//! to 125x, with no maintenance margin, as the simulator keeps none. `POST
+//! to 125x, with no maintenance margin, as the simulator keeps none; `GET
+//! /fapi/v1/symbolConfig` (ccxt's `fetch_leverages` and `fetch_margin_modes`) each
+//! symbol's (or the one sent) `marginType` (`CROSSED` or `ISOLATED`), leverage, that
+//! bracket's cap as `maxNotionalValue` and `isAutoAddMargin` `"false"`. `POST
 //! /fapi/v1/marginType` sets a symbol `ISOLATED` or `CROSSED` (-4046 "No need to change
 //! margin type." when it already is, -4047 with open orders, -4048 with a position); the
 //! simulator reports the margin type, an isolated position's margin being its initial
@@ -110,7 +118,10 @@
 //! a symbol and answers each as a cancel does (-2011 when there is none); `DELETE
 //! /fapi/v1/allOpenOrders` cancels every open USD-M order of a symbol and answers
 //! `{"code": 200, "msg": "The operation of cancel all open order is done."}`, orders or
-//! not (conditional orders wait in the algo service and stay).
+//! not (conditional orders wait in the algo service and stay); `DELETE
+//! /fapi/v1/algoOpenOrders` (ccxt's `cancel_all_orders` with `trigger`) cancels every
+//! `NEW` conditional order of a symbol and answers the same, leaving the book's orders,
+//! those triggered conditional orders placed among them, as they are.
 //!
 //! **Wallets.** `POST /sapi/v1/asset/transfer` moves USDT between the spot and USD-M
 //! wallets (`type` `MAIN_UMFUTURE` or `UMFUTURE_MAIN`; no other wallet or type, -1130),

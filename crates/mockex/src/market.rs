@@ -535,6 +535,47 @@ pub(crate) fn premium_index(m: &Market, now: u64) -> Value {
     })
 }
 
+/// The funding times `GET /fapi/v1/fundingRate` answers for one symbol, in ascending
+/// order: those on the 8-hour schedule within `start` and `end` (inclusive) and not
+/// after `now`; the first `limit` of them from `start` when it is sent, else the last
+/// `limit` up to `end` (or now). Prices never move, so funding has always been settled
+/// at the same rate, however far back a client asks.
+pub(crate) fn funding_times(
+    start: Option<u64>,
+    end: Option<u64>,
+    limit: usize,
+    now: u64,
+) -> Vec<u64> {
+    let upper = end.map_or(now, |e| e.min(now));
+    let count = u64::try_from(limit).unwrap_or(u64::MAX);
+    match start {
+        Some(start) => {
+            let first = start.div_ceil(FUNDING_INTERVAL_MS);
+            (first..)
+                .map(|k| k * FUNDING_INTERVAL_MS)
+                .take_while(|t| *t <= upper)
+                .take(limit)
+                .collect()
+        }
+        None => {
+            let last = upper / FUNDING_INTERVAL_MS;
+            let first = (last + 1).saturating_sub(count);
+            (first..=last).map(|k| k * FUNDING_INTERVAL_MS).collect()
+        }
+    }
+}
+
+/// One funding of `GET /fapi/v1/fundingRate`: the rate and mark price `premiumIndex`
+/// reports, settled at `time`.
+pub(crate) fn funding(m: &Market, time: u64) -> Value {
+    json!({
+        "symbol": m.symbol,
+        "fundingRate": FUNDING_RATE,
+        "fundingTime": time,
+        "markPrice": fmt(m.price, 8)
+    })
+}
+
 /// A kline interval, as `GET /api/v3/klines` and `GET /fapi/v1/klines` read `interval`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Interval {

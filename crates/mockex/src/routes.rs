@@ -298,6 +298,12 @@ enum Endpoint {
     QueryAlgoOrder,
     OpenAlgoOrders,
     AllAlgoOrders,
+    /// `DELETE /fapi/v1/algoOpenOrders`: cancels a symbol's open conditional orders.
+    CancelAllAlgoOrders,
+    /// `GET /fapi/v1/symbolConfig`: each symbol's margin type and leverage.
+    SymbolConfig,
+    /// `GET /fapi/v1/fundingRate`: past fundings.
+    FundingRate,
 }
 
 /// A permission of an API key beyond reading (see [`crate::Restrictions`]).
@@ -357,7 +363,9 @@ impl Endpoint {
             | Endpoint::CancelAlgoOrder
             | Endpoint::QueryAlgoOrder
             | Endpoint::OpenAlgoOrders
-            | Endpoint::AllAlgoOrders => Some(Permission::Futures),
+            | Endpoint::AllAlgoOrders
+            | Endpoint::CancelAllAlgoOrders
+            | Endpoint::SymbolConfig => Some(Permission::Futures),
             Endpoint::Withdraw => Some(Permission::Withdrawals),
             Endpoint::Transfer => Some(Permission::UniversalTransfer),
             _ => None,
@@ -468,6 +476,9 @@ fn route(method: &Method, path: &str) -> Option<(Security, u32, Endpoint)> {
         "/fapi/v1/depth" if get => (Public, 10, E::FuturesDepth),
         "/fapi/v1/ticker/bookTicker" if get => (Public, 2, E::FuturesBookTicker),
         "/fapi/v1/premiumIndex" if get => (Public, 1, E::PremiumIndex),
+        // Binance's page limits it to 500 requests per 5 minutes per IP, shared with
+        // `fundingInfo`, which the simulator does not enforce; its minute weight is 1.
+        "/fapi/v1/fundingRate" if get => (Public, 1, E::FundingRate),
         "/api/v3/account" if get => (Signed, 20, E::Account),
         "/api/v3/order" if post => (Signed, 1, E::NewOrder(Product::Spot)),
         "/api/v3/order" if get => (Signed, 4, E::QueryOrder(Product::Spot)),
@@ -514,6 +525,8 @@ fn route(method: &Method, path: &str) -> Option<(Security, u32, Endpoint)> {
         "/fapi/v1/algoOrder" if get => (Signed, 1, E::QueryAlgoOrder),
         "/fapi/v1/openAlgoOrders" if get => (Signed, 1, E::OpenAlgoOrders),
         "/fapi/v1/allAlgoOrders" if get => (Signed, 5, E::AllAlgoOrders),
+        "/fapi/v1/algoOpenOrders" if delete => (Signed, 1, E::CancelAllAlgoOrders),
+        "/fapi/v1/symbolConfig" if get => (Signed, 5, E::SymbolConfig),
         _ => return None,
     };
     Some(found)
@@ -904,6 +917,7 @@ fn dispatch(
             market::premium_index(m, now)
         })?),
         Endpoint::Klines(product) => Some(klines(params, product, withheld, now)?),
+        Endpoint::FundingRate => Some(funding_rates(params, withheld, now)?),
         Endpoint::MarginPairs => Some(market::margin_pairs()),
         Endpoint::SystemStatus => Some(json!({"status": 0, "msg": "normal"})),
         _ => None,
@@ -975,6 +989,65 @@ fn klines(
         market::kline_open_times(interval, start, end, limit, now)
             .into_iter()
             .map(|open| market::kline(m, interval, open))
+            .collect(),
+    ))
+}
+
+/// `GET /fapi/v1/fundingRate`, as Binance's Get Funding Rate History page has it: `symbol`
+/// optional (every USD-M symbol's fundings, merged by time, when it is not sent),
+/// `startTime` and `endTime` inclusive, `limit` 100 by default and at most 1000. With
+/// neither time, the most recent `limit` fundings answer; else those from `startTime` on
+/// (or up to `endTime`), the first `limit` of them; in ascending time. Every funding is
+/// on the 8-hour schedule (00:00, 08:00, 16:00 UTC), none later than now, at the rate
+/// and mark price `premiumIndex` reports (see [`market::funding_times`]).
+fn funding_rates(
+    params: &Params,
+    withheld: impl Fn(&market::Market) -> bool,
+    now: u64,
+) -> Result<Value, ApiError> {
+    let only = match params.get("symbol") {
+        Some(_) => Some(symbol(params, Product::UsdM)?),
+        None => None,
+    };
+    let (start, end) = (params.integer("startTime")?, params.integer("endTime")?);
+    if let (Some(start), Some(end)) = (start, end) {
+        if start > end {
+            return Err(ApiError::new(
+                400,
+                -1023,
+                "Start time is greater than end time.",
+            ));
+        }
+    }
+    let limit = params.integer("limit")?.unwrap_or(100).clamp(1, 1000);
+    let limit = usize::try_from(limit).unwrap_or(100);
+    if only.is_some_and(&withheld) {
+        return Err(ApiError::unavailable());
+    }
+    let markets: Vec<&market::Market> = match only {
+        Some(m) => vec![m],
+        None => market::of(Product::UsdM).filter(|m| !withheld(m)).collect(),
+    };
+    // Each symbol's fundings are `limit` at most; merged, the same window takes `limit`.
+    let mut entries: Vec<(u64, &market::Market)> = markets
+        .iter()
+        .flat_map(|m| {
+            market::funding_times(start, end, limit, now)
+                .into_iter()
+                .map(move |t| (t, *m))
+        })
+        .collect();
+    entries.sort_by_key(|(t, m)| (*t, m.symbol));
+    if start.is_none() {
+        let skip = entries.len().saturating_sub(limit);
+        entries.drain(..skip);
+    } else {
+        entries.truncate(limit);
+    }
+    Ok(Value::Array(
+        entries
+            .into_iter()
+            .map(|(t, m)| market::funding(m, t))
             .collect(),
     ))
 }
@@ -1949,6 +2022,8 @@ fn private(
         Endpoint::QueryAlgoOrder => algo::query(account, params),
         Endpoint::OpenAlgoOrders => algo::open(account, params),
         Endpoint::AllAlgoOrders => algo::all(account, params, now),
+        Endpoint::CancelAllAlgoOrders => algo::cancel_all(account, params, now),
+        Endpoint::SymbolConfig => symbol_config(account, params),
         Endpoint::FuturesAccount => Ok(futures_account(account, now)),
         Endpoint::Leverage => {
             let m = symbol(params, Product::UsdM)?;
@@ -2095,6 +2170,33 @@ fn position_risk(
     Ok(Value::Array(entries))
 }
 
+/// `GET /fapi/v1/symbolConfig`: every USD-M symbol (or the one sent) with the account's
+/// margin type (`CROSSED` or `ISOLATED`, as `POST /fapi/v1/marginType` set it), its
+/// leverage (`POST /fapi/v1/leverage`) and the cap of its one leverage bracket
+/// ([`MAX_NOTIONAL`]), as Binance's Symbol Configuration page answers; the simulator
+/// never adds margin by itself (`isAutoAddMargin` `"false"`).
+fn symbol_config(account: &Account, params: &Params) -> Result<Value, ApiError> {
+    let only = match params.get("symbol") {
+        Some(_) => Some(symbol(params, Product::UsdM)?.symbol),
+        None => None,
+    };
+    Ok(Value::Array(
+        market::of(Product::UsdM)
+            .filter(|m| only.is_none_or(|s| s == m.symbol))
+            .map(|m| {
+                let isolated = account.isolated.contains(m.symbol);
+                json!({
+                    "symbol": m.symbol,
+                    "marginType": if isolated { "ISOLATED" } else { "CROSSED" },
+                    "isAutoAddMargin": "false",
+                    "leverage": account.leverage_of(m.symbol),
+                    "maxNotionalValue": MAX_NOTIONAL.to_string(),
+                })
+            })
+            .collect(),
+    ))
+}
+
 /// `GET /fapi/v1/leverageBracket`: one bracket a symbol (see [`MAX_NOTIONAL`]); a list,
 /// or the one symbol's object when `symbol` is sent, as Binance answers.
 fn leverage_brackets(params: &Params) -> Result<Value, ApiError> {
@@ -2165,7 +2267,8 @@ fn margin_type(account: &mut Account, params: &Params) -> Result<Value, ApiError
 /// order of `symbol`. Spot answers each as `DELETE /api/v3/order` does (each cancel with
 /// a client id made up for it), or -2011 when there is none; USD-M answers that it is
 /// done, with or without orders to cancel. USD-M's conditional orders wait in the algo
-/// service and are not cancelled (Binance cancels those with `algoOpenOrders`).
+/// service and are not cancelled (`DELETE /fapi/v1/algoOpenOrders` cancels those; see
+/// [`algo::cancel_all`]).
 fn cancel_all(
     account: &mut Account,
     ids: &mut Ids,

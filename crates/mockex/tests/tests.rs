@@ -5560,3 +5560,294 @@ mod faithful {
         assert_eq!(account["totalUnrealizedProfit"], "0.00000000");
     }
 }
+
+mod usdm_more {
+    //! `DELETE /fapi/v1/algoOpenOrders`, `GET /fapi/v1/symbolConfig` and
+    //! `GET /fapi/v1/fundingRate`, as ccxt's `cancel_all_orders(symbol, {'trigger':
+    //! True})`, `fetch_leverages`/`fetch_margin_modes` and `fetch_funding_rate_history`
+    //! call them.
+    use super::*;
+    use reqwest::Method;
+    use serde_json::json;
+
+    const STOP_MARKET: &str = "algoType=CONDITIONAL&side=SELL&type=STOP_MARKET&quantity=0.01";
+
+    /// Cancelling every conditional order of a symbol: the symbol's `NEW` ones are
+    /// cancelled, the other symbol's and the book's orders stay, the answer is Binance's
+    /// with or without orders to cancel, signed, weighted 1 and recorded.
+    #[tokio::test]
+    async fn algo_open_orders_cancels_a_symbols_conditional_orders() {
+        let sim = start().await;
+        for (symbol, trigger) in [
+            ("BTCUSDT", "55000"),
+            ("BTCUSDT", "54000"),
+            ("ETHUSDT", "2800"),
+        ] {
+            let params = format!("{STOP_MARKET}&symbol={symbol}&triggerPrice={trigger}");
+            let (status, placed) = signed(&sim, Method::POST, "/fapi/v1/algoOrder", &params).await;
+            assert_eq!(status, 200, "{placed}");
+        }
+        let (status, limit) = signed(
+            &sim,
+            Method::POST,
+            "/fapi/v1/order",
+            "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=59000",
+        )
+        .await;
+        assert_eq!(status, 200, "{limit}");
+        let before = sim.simulator().requests().len();
+        let (status, headers, done) = send_for_headers(
+            &sim,
+            Method::DELETE,
+            &signed_target("/fapi/v1/algoOpenOrders", "symbol=BTCUSDT"),
+            Some(KEY),
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{done}");
+        assert_eq!(
+            done,
+            json!({"code": 200, "msg": "The operation of cancel all open order is done."})
+        );
+        assert!(headers.contains_key("x-mbx-used-weight-1m"));
+        let requests = sim.simulator().requests();
+        assert_eq!(requests.len(), before + 1);
+        assert_eq!(requests[before].path, "/fapi/v1/algoOpenOrders");
+        assert_eq!(requests[before].method, "DELETE");
+
+        let (_, open) = signed(&sim, Method::GET, "/fapi/v1/openAlgoOrders", "").await;
+        let open = open.as_array().unwrap();
+        assert_eq!(open.len(), 1, "{open:?}");
+        assert_eq!(open[0]["symbol"], "ETHUSDT");
+        let (_, all) = signed(
+            &sim,
+            Method::GET,
+            "/fapi/v1/allAlgoOrders",
+            "symbol=BTCUSDT",
+        )
+        .await;
+        let all = all.as_array().unwrap();
+        assert_eq!(all.len(), 2);
+        assert!(all.iter().all(|a| a["algoStatus"] == "CANCELED"), "{all:?}");
+        let (_, book) = signed(&sim, Method::GET, "/fapi/v1/openOrders", "symbol=BTCUSDT").await;
+        assert_eq!(book.as_array().unwrap().len(), 1, "{book}");
+
+        // Nothing left to cancel: the same answer.
+        let (status, again) = signed(
+            &sim,
+            Method::DELETE,
+            "/fapi/v1/algoOpenOrders",
+            "symbol=BTCUSDT",
+        )
+        .await;
+        assert_eq!((status, &again["code"]), (200, &Value::from(200)));
+        let no_symbol = signed(&sim, Method::DELETE, "/fapi/v1/algoOpenOrders", "").await;
+        assert_code(&no_symbol, 400, -1102);
+        let unknown = signed(
+            &sim,
+            Method::DELETE,
+            "/fapi/v1/algoOpenOrders",
+            "symbol=DOGEUSDT",
+        )
+        .await;
+        assert_code(&unknown, 400, -1121);
+        let unsigned = send(
+            &sim,
+            Method::DELETE,
+            "/fapi/v1/algoOpenOrders?symbol=ETHUSDT",
+            Some(KEY),
+            None,
+        )
+        .await;
+        assert_code(&unsigned, 400, -1102);
+        let (_, open) = signed(&sim, Method::GET, "/fapi/v1/openAlgoOrders", "").await;
+        assert_eq!(open.as_array().unwrap().len(), 1);
+    }
+
+    /// Each symbol's configuration follows the account: leverage as `POST
+    /// /fapi/v1/leverage` set it, margin type as `POST /fapi/v1/marginType` did, the
+    /// bracket's cap; weighted 5.
+    #[tokio::test]
+    async fn symbol_config_reports_leverage_and_margin_type() {
+        let sim = start().await;
+        let (status, headers, config) = send_for_headers(
+            &sim,
+            Method::GET,
+            &signed_target("/fapi/v1/symbolConfig", ""),
+            Some(KEY),
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{config}");
+        assert_eq!(headers["x-mbx-used-weight-1m"], "5");
+        assert_eq!(config.as_array().unwrap().len(), 2);
+        assert_eq!(
+            config[0],
+            json!({
+                "symbol": "BTCUSDT",
+                "marginType": "CROSSED",
+                "isAutoAddMargin": "false",
+                "leverage": 20,
+                "maxNotionalValue": "1000000"
+            })
+        );
+        let (status, _) = signed(
+            &sim,
+            Method::POST,
+            "/fapi/v1/leverage",
+            "symbol=ETHUSDT&leverage=7",
+        )
+        .await;
+        assert_eq!(status, 200);
+        let (status, _) = signed(
+            &sim,
+            Method::POST,
+            "/fapi/v1/marginType",
+            "symbol=ETHUSDT&marginType=ISOLATED",
+        )
+        .await;
+        assert_eq!(status, 200);
+        let (_, one) = signed(&sim, Method::GET, "/fapi/v1/symbolConfig", "symbol=ETHUSDT").await;
+        let one = one.as_array().unwrap();
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0]["symbol"], "ETHUSDT");
+        assert_eq!(one[0]["leverage"], 7);
+        assert_eq!(one[0]["marginType"], "ISOLATED");
+        let unknown = signed(&sim, Method::GET, "/fapi/v1/symbolConfig", "symbol=ETHBTC").await;
+        assert_code(&unknown, 400, -1121);
+        let unsigned = send(&sim, Method::GET, "/fapi/v1/symbolConfig", Some(KEY), None).await;
+        assert_code(&unsigned, 400, -1102);
+    }
+
+    /// Funding history on the 8-hour schedule at the rate and mark price `premiumIndex`
+    /// reports: the latest `limit` (100 by default) without times, `startTime` + `limit`
+    /// with them, every symbol merged by time without `symbol`; public, weighted 1.
+    #[tokio::test]
+    async fn funding_rate_history_is_on_the_eight_hour_schedule() {
+        let sim = start().await;
+        let eight_hours: u64 = 8 * 3_600_000;
+        let now = u64::try_from(now_ms()).unwrap();
+        let (status, headers, latest) = send_for_headers(
+            &sim,
+            Method::GET,
+            "/fapi/v1/fundingRate?symbol=BTCUSDT",
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{latest}");
+        assert_eq!(headers["x-mbx-used-weight-1m"], "1");
+        let latest = latest.as_array().unwrap();
+        assert_eq!(latest.len(), 100);
+        let last = latest[99]["fundingTime"].as_u64().unwrap();
+        assert!(last.is_multiple_of(eight_hours) && last <= now && now - last < eight_hours);
+        assert_eq!(
+            latest[99],
+            json!({
+                "symbol": "BTCUSDT",
+                "fundingRate": "0.00010000",
+                "fundingTime": last,
+                "markPrice": "60000.00000000"
+            })
+        );
+        for pair in latest.windows(2) {
+            let (a, b) = (
+                pair[0]["fundingTime"].as_u64(),
+                pair[1]["fundingTime"].as_u64(),
+            );
+            assert_eq!(a.unwrap() + eight_hours, b.unwrap());
+        }
+
+        // From `startTime` (inclusive, rounded up to a funding), `limit` of them.
+        let start_time = last - 10 * eight_hours - 1;
+        let (_, from) = send(
+            &sim,
+            Method::GET,
+            &format!("/fapi/v1/fundingRate?symbol=ETHUSDT&startTime={start_time}&limit=3"),
+            None,
+            None,
+        )
+        .await;
+        let times: Vec<u64> = from
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["fundingTime"].as_u64().unwrap())
+            .collect();
+        let first = last - 10 * eight_hours;
+        assert_eq!(times, [first, first + eight_hours, first + 2 * eight_hours]);
+        assert_eq!(from[0]["markPrice"], "3000.00000000");
+        // Both ends inclusive.
+        let (_, window) = send(
+            &sim,
+            Method::GET,
+            &format!(
+                "/fapi/v1/fundingRate?symbol=ETHUSDT&startTime={first}&endTime={}",
+                first + eight_hours
+            ),
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(window.as_array().unwrap().len(), 2, "{window}");
+        // None in the future.
+        let (_, future) = send(
+            &sim,
+            Method::GET,
+            &format!(
+                "/fapi/v1/fundingRate?symbol=ETHUSDT&startTime={}",
+                now + eight_hours
+            ),
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(future, json!([]));
+
+        // Without `symbol`, every USD-M symbol's, merged in time.
+        let (_, every) = send(
+            &sim,
+            Method::GET,
+            "/fapi/v1/fundingRate?limit=4",
+            None,
+            None,
+        )
+        .await;
+        let every = every.as_array().unwrap();
+        assert_eq!(every.len(), 4, "{every:?}");
+        let symbols: Vec<&str> = every
+            .iter()
+            .map(|f| f["symbol"].as_str().unwrap())
+            .collect();
+        assert_eq!(symbols, ["BTCUSDT", "ETHUSDT", "BTCUSDT", "ETHUSDT"]);
+        assert_eq!(every[3]["fundingTime"], last);
+
+        let (_, most) = send(
+            &sim,
+            Method::GET,
+            "/fapi/v1/fundingRate?symbol=BTCUSDT&limit=5000",
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(most.as_array().unwrap().len(), 1000);
+        let backwards = send(
+            &sim,
+            Method::GET,
+            &format!("/fapi/v1/fundingRate?symbol=BTCUSDT&startTime={now}&endTime={first}"),
+            None,
+            None,
+        )
+        .await;
+        assert_code(&backwards, 400, -1023);
+        let unknown = send(
+            &sim,
+            Method::GET,
+            "/fapi/v1/fundingRate?symbol=ETHBTC",
+            None,
+            None,
+        )
+        .await;
+        assert_code(&unknown, 400, -1121);
+    }
+}

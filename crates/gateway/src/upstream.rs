@@ -281,8 +281,9 @@ fn is_passed_back(name: &str) -> bool {
 }
 
 /// The scheme and authority of `url` (`https://proxy.example:8443`), without its path:
-/// what logs, alerts and metrics name an upstream by. An account's upstream may carry a
-/// path (a proxy's), and a path may be a credential.
+/// the key of the connection pool (`Target::parse`), and what logs, alerts and metrics
+/// name an upstream by. An account's upstream may carry a path (a proxy's), and a path
+/// may be a credential.
 pub fn origin(url: &str) -> &str {
     let authority_at = url.find("://").map_or(0, |i| i + 3);
     let end = url[authority_at..]
@@ -838,7 +839,7 @@ impl<'a> Target<'a> {
             p => p,
         };
         Ok(Target {
-            origin: &url[..url.len() - rest.len() + authority_len],
+            origin: origin(url),
             tls,
             authority,
             host,

@@ -114,6 +114,19 @@ fn highest_of_each(values: &mut Vec<([String; 2], u64)>) {
     values.reverse();
 }
 
+impl Paused {
+    /// This pause with the one running, if any: the later end, and a ban if either is.
+    fn joined(self, running: Option<Paused>) -> Paused {
+        match running {
+            Some(running) => Paused {
+                until_ms: self.until_ms.max(running.until_ms),
+                banned: self.banned || running.banned,
+            },
+            None => self,
+        }
+    }
+}
+
 /// The entry of `upstream` and `pool` in `map`, if any.
 fn get<'m, T>(map: &'m ByPool<T>, upstream: &str, pool: &str) -> Option<&'m T> {
     map.get(upstream).and_then(|pools| pools.get(pool))
@@ -277,9 +290,10 @@ impl WeightGauge {
             state.pauses.retain(|_, paused| paused.until_ms > now_ms);
             let running = state.pauses.get(pool.upstream).copied();
             let paused = Paused {
-                until_ms: running.map_or(until_ms, |p| p.until_ms.max(until_ms)),
-                banned: back_off.banned || running.is_some_and(|p| p.banned),
-            };
+                until_ms,
+                banned: back_off.banned,
+            }
+            .joined(running);
             state.pauses.insert(pool.upstream.to_owned(), paused);
             self.paused_until_ms.fetch_max(until_ms, Ordering::Relaxed);
             if running.is_none_or(|running| running != paused) {
@@ -307,11 +321,7 @@ impl WeightGauge {
             return;
         }
         let mut state = self.lock();
-        let running = state.pauses.get(upstream).copied();
-        let paused = Paused {
-            until_ms: running.map_or(paused.until_ms, |p| p.until_ms.max(paused.until_ms)),
-            banned: paused.banned || running.is_some_and(|p| p.banned),
-        };
+        let paused = paused.joined(state.pauses.get(upstream).copied());
         state.pauses.insert(upstream.to_owned(), paused);
         self.paused_until_ms
             .fetch_max(paused.until_ms, Ordering::Relaxed);

@@ -26,6 +26,7 @@
 mod account;
 mod alerts;
 mod audit_cmd;
+mod certificate;
 mod client;
 mod demo;
 mod dev;

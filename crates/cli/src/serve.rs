@@ -17,6 +17,7 @@ use keygate_monitor::Monitor;
 use keygate_store::Store;
 
 use crate::alerts;
+use crate::certificate::CertificateFiles;
 use crate::home::{parse_duration, Home, Unlocked};
 use crate::reconcile::Watch;
 use crate::remote::{self, Keeping};
@@ -34,7 +35,9 @@ pub struct ServeArgs {
     #[arg(long = "trusted-proxy", value_name = "CIDR", value_parser = trusted_proxy)]
     pub trusted_proxies: Vec<IpNet>,
     /// Serve HTTPS with this certificate chain (PEM). With it, a non-loopback address
-    /// needs no other flag.
+    /// needs no other flag. serve does not start on an expired certificate, alerts from
+    /// 14 days before it expires, and presents a renewed one (both files replaced) from
+    /// the next connection on, without a restart.
     #[arg(long, value_name = "FILE", requires = "tls_key")]
     pub tls_cert: Option<std::path::PathBuf>,
     /// The certificate's private key (PEM), in a file only its owner may read.
@@ -136,11 +139,11 @@ fn positive_duration(s: &str) -> Result<Duration, String> {
 /// Runs the gateway until SIGTERM, SIGINT (Ctrl-C) or SIGHUP, then drains in-flight
 /// requests.
 pub fn run(unlocked: Unlocked, args: &ServeArgs) -> anyhow::Result<()> {
-    let tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => Some(tls(cert, key)?),
+    let certificate = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(CertificateFiles::new(cert, key).read_to_start()?),
         _ => None,
     };
-    if !args.listen.ip().is_loopback() && tls.is_none() {
+    if !args.listen.ip().is_loopback() && certificate.is_none() {
         if !args.insecure_listen_non_loopback {
             bail!(
                 "refusing to listen on {} without TLS; pass --tls-cert and --tls-key, listen on loopback behind a TLS proxy, or pass --insecure-listen-non-loopback",
@@ -283,9 +286,16 @@ pub fn run(unlocked: Unlocked, args: &ServeArgs) -> anyhow::Result<()> {
             format!(" and {}", destinations.join(", "))
         }
     );
-    let scheme = if tls.is_some() { "https" } else { "http" };
-    let server = match tls {
-        Some(tls) => Server::start_tls(args.listen, workers, &gateway, tls),
+    let scheme = if certificate.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let server = match certificate {
+        Some(certificate) => {
+            let tls = certificate.watch(monitor.alerter())?.tls_config()?;
+            Server::start_tls(args.listen, workers, &gateway, tls)
+        }
         None => Server::start(args.listen, workers, &gateway),
     }
     .with_context(|| format!("binding {}", args.listen))?;
@@ -307,20 +317,6 @@ pub fn run(unlocked: Unlocked, args: &ServeArgs) -> anyhow::Result<()> {
     drop(admin);
     monitor.stop();
     served
-}
-
-/// The listener's TLS configuration from a certificate chain and an owner-only key file.
-fn tls(
-    cert: &std::path::Path,
-    key: &std::path::Path,
-) -> anyhow::Result<Arc<keygate_gateway::TlsConfig>> {
-    let chain = std::fs::read(cert).with_context(|| format!("reading {}", cert.display()))?;
-    let key_pem = keygate_vault::read_secret_file_up_to(key, keygate_vault::MAX_TLS_KEY_FILE_LEN)
-        .with_context(|| format!("reading the TLS key {}", key.display()))?;
-    Ok(keygate_gateway::tls_config(
-        &chain,
-        key_pem.expose_secret(),
-    )?)
 }
 
 /// Passes today's (UTC) events to the gateway, so that the daily notional and withdrawal

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use keygate_exchanges::binance;
 use keygate_mockex::Credential;
@@ -1987,6 +1987,114 @@ fn serve_speaks_https_with_the_certificate_it_is_given() {
     let key_body = certified.key_pair.serialize_pem();
     let key_line = key_body.lines().nth(1).unwrap();
     assert!(!printed.contains(key_line), "the TLS key was printed");
+}
+
+/// A certificate renewed while serve runs is presented from the next connection on: a
+/// restart for each renewal would drop every bot's connection. One that cannot be used
+/// (its key is another's) leaves the renewed one in place and says so; one near its end
+/// is alerted on; serve does not start on an expired one.
+#[test]
+fn a_renewed_certificate_is_presented_without_a_restart() {
+    use std::os::unix::fs::PermissionsExt;
+    let (runtime, exchange) = simulator(vec![Credential::hmac(REAL_KEY, REAL_SECRET)]);
+    let home = Home::with_account(&exchange.url());
+    let cert = home.kg.path("cert.pem");
+    let key = home.kg.path("key.pem");
+    // Written as certbot does: new files, then renamed over the old.
+    let install = |made: &rcgen::CertifiedKey, key_of: &rcgen::CertifiedKey| {
+        let (next_cert, next_key) = (home.kg.path("cert.next"), home.kg.path("key.next"));
+        std::fs::write(&next_cert, made.cert.pem()).unwrap();
+        std::fs::write(&next_key, key_of.key_pair.serialize_pem()).unwrap();
+        std::fs::set_permissions(&next_key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::rename(&next_cert, &cert).unwrap();
+        std::fs::rename(&next_key, &key).unwrap();
+    };
+    let certificate = |not_after: (i32, u8, u8)| {
+        let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        params.not_after = rcgen::date_time_ymd(not_after.0, not_after.1, not_after.2);
+        let key_pair = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key_pair).unwrap();
+        rcgen::CertifiedKey { cert, key_pair }
+    };
+    // Whether a connection made now is served with `made`.
+    let presents = |serve: &Serve, made: &rcgen::CertifiedKey| {
+        let client = reqwest::Client::builder()
+            .add_root_certificate(
+                reqwest::Certificate::from_pem(made.cert.pem().as_bytes()).unwrap(),
+            )
+            .build()
+            .unwrap();
+        let url = format!("https://{}/binance/api/v3/time", serve.addr);
+        runtime.block_on(async { client.get(url).send().await.is_ok() })
+    };
+    let wait_for = |what: &str, done: &dyn Fn() -> bool| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !done() {
+            assert!(std::time::Instant::now() < deadline, "{what}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let tls_args = [
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ];
+
+    let first = certificate((2090, 1, 1));
+    install(&first, &first);
+    let serve = Serve::start_with(&home.kg, &tls_args);
+    assert!(presents(&serve, &first));
+    // The renewal expires in four or five days (at midnight UTC).
+    let soon =
+        humantime::format_rfc3339(SystemTime::now() + Duration::from_secs(5 * 86_400)).to_string();
+    let ymd: Vec<u16> = soon[..10].split('-').map(|n| n.parse().unwrap()).collect();
+    let renewed = certificate((i32::from(ymd[0]), ymd[1] as u8, ymd[2] as u8));
+    install(&renewed, &renewed);
+    wait_for("the renewed certificate was never presented", &|| {
+        presents(&serve, &renewed)
+    });
+    assert!(!presents(&serve, &first));
+    let log = || std::fs::read_to_string(&serve.log).unwrap();
+    wait_for("no alert said the certificate expires soon", &|| {
+        log()
+            .lines()
+            .any(|l| l.contains("tls_certificate") && l.contains("expires in"))
+    });
+    // A certificate whose key is not the one beside it is not presented.
+    let mismatched = certificate((2090, 1, 1));
+    install(&mismatched, &renewed);
+    wait_for("a certificate without its key went unsaid", &|| {
+        log().contains("cannot be used")
+    });
+    assert!(presents(&serve, &renewed));
+    assert!(!presents(&serve, &mismatched));
+    let printed = log();
+    drop(serve);
+    for made in [&first, &renewed, &mismatched] {
+        let key_line = made
+            .key_pair
+            .serialize_pem()
+            .lines()
+            .nth(1)
+            .unwrap()
+            .to_owned();
+        assert!(!printed.contains(&key_line), "a TLS key was printed");
+    }
+
+    let expired = certificate((2021, 1, 1));
+    install(&expired, &expired);
+    let args: Vec<&str> = ["serve", "--listen", "127.0.0.1:0"]
+        .into_iter()
+        .chain(tls_args)
+        .collect();
+    let refused = home.kg.fails(&args, "", 2);
+    assert!(
+        refused.stderr.contains("expired at 2021-01-01T00:00:00"),
+        "{}",
+        refused.stderr
+    );
 }
 
 /// Two gateways on one vault would each keep a replay cache, and each accept a captured

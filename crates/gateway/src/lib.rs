@@ -33,7 +33,8 @@
 //! change, decisions from `keygate-policy`, signatures from `keygate-exchanges`.
 //!
 //! [`Server`] runs the gateway, as `keygate serve` does, on one worker thread per core,
-//! over plain HTTP or, with [`Server::start_tls`] and [`tls_config`], HTTPS. The
+//! over plain HTTP or, with [`Server::start_tls`] and a [`ListenerCertificate`] (which a
+//! renewed certificate replaces while it serves), HTTPS. The
 //! [`admin`] module serves `/healthz` and Prometheus `/metrics` on a listener of its own.
 //! What the log cannot tell of itself (it cannot be written; a reload left every client
 //! refused) is raised as an alert through a `keygate_monitor::Alerter`
@@ -55,6 +56,7 @@ pub use answers::AnswersHeld;
 pub mod registry;
 mod replay;
 mod server;
+mod tls;
 pub mod upstream;
 pub mod weight;
 // Private but for its entry point for fuzzing (`fuzz/fuzz_targets/wire_answer.rs`).
@@ -64,7 +66,8 @@ pub mod wire;
 mod wire;
 
 pub use rustls::ServerConfig as TlsConfig;
-pub use server::{tls_config, Server};
+pub use server::Server;
+pub use tls::{Certified, ListenerCertificate};
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};

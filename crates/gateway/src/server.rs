@@ -65,7 +65,8 @@ impl Server {
     }
 
     /// As [`Server::start`], serving HTTPS: every connection is a TLS connection made with
-    /// `tls` (see [`tls_config`]). A client has the client timeout for its handshake.
+    /// `tls` (see [`ListenerCertificate::tls_config`](crate::ListenerCertificate::tls_config)).
+    /// A client has the client timeout for its handshake.
     pub fn start_tls(
         addr: SocketAddr,
         workers: usize,
@@ -151,38 +152,6 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.stop.send(true);
     }
-}
-
-/// The TLS configuration of an HTTPS listener: the certificate chain and the private key
-/// in PEM, TLS 1.2 and 1.3 with rustls's safe defaults (ring), HTTP/1.1 by ALPN.
-pub fn tls_config(
-    cert_chain_pem: &[u8],
-    key_pem: &[u8],
-) -> Result<Arc<rustls::ServerConfig>, crate::Error> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let refused = |what: &str, e: &dyn std::fmt::Display| crate::Error::Tls(format!("{what}: {e}"));
-    let chain = CertificateDer::pem_slice_iter(cert_chain_pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| refused("the certificate does not read as PEM", &e))?;
-    if chain.is_empty() {
-        return Err(crate::Error::Tls(
-            "the certificate file holds no certificate".into(),
-        ));
-    }
-    // The key's own error would not quote it, but say nothing of it all the same.
-    let key = PrivateKeyDer::from_pem_slice(key_pem)
-        .map_err(|_| crate::Error::Tls("the private key does not read as PEM".into()))?;
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| refused("protocol versions", &e))?
-    .with_no_client_auth()
-    .with_single_cert(chain, key)
-    .map_err(|e| refused("the certificate and key do not go together", &e))?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
 }
 
 /// How often a worker's standing timer fires; see [`keep_a_timer_due_soon`].

@@ -25,7 +25,8 @@
 //! written (`audit_unavailable`), a reload that leaves every client refused
 //! (`reload_failed`, both critical and raised by the gateway) or an exchange asking
 //! keygate's address to back off (`exchange_back_off`, critical for a ban, warning for a
-//! wait; raised by the gateway), go through an [`Alerter`] the same way.
+//! wait; raised by the gateway), or the HTTPS listener's certificate near its end
+//! (`tls_certificate`, raised by `keygate serve`), go through an [`Alerter`] the same way.
 //!
 //! The alerts of the log are derived from the tamper-evident log and from nothing else,
 //! so they can be recomputed by passing the log through [`Rules`] again (`keygate alerts
@@ -230,6 +231,9 @@ pub enum AlertRule {
     /// Background events were counted instead of kept: the audit writer fell that far
     /// behind (a flood of requests, or a stalled disk).
     EventsLost,
+    /// The HTTPS listener's certificate expires soon or has expired, or a renewed one
+    /// could not be used.
+    TlsCertificate,
     /// Sent by `keygate alerts test`.
     Test,
 }
@@ -257,6 +261,7 @@ impl AlertRule {
             AlertRule::ReloadFailed => "reload_failed",
             AlertRule::ExchangeBackOff => "exchange_back_off",
             AlertRule::EventsLost => "events_lost",
+            AlertRule::TlsCertificate => "tls_certificate",
             AlertRule::Test => "test",
         }
     }

@@ -596,6 +596,7 @@ pub(crate) fn is_raised_again_by_its_event(rule: AlertRule) -> bool {
         | AlertRule::AuditUnavailable
         | AlertRule::ReloadFailed
         | AlertRule::ExchangeBackOff
+        | AlertRule::TlsCertificate
         | AlertRule::Test => false,
     }
 }

@@ -1787,7 +1787,7 @@ fn classify_endpoint(method: &str, path: &str) -> ActionKind {
         ("POST", "/sapi/v1", "asset/get-funding-asset")
         | ("POST", "/sapi/v3", "asset/getUserAsset") => Read,
         ("GET", "/sapi/v1", "system/status") => Public,
-        ("POST", "/sapi/v1", "capital/withdraw/apply" | "managed-subaccount/withdraw") => Withdraw,
+        ("POST", "/sapi/v1", "capital/withdraw/apply") => Withdraw,
         ("POST", "/sapi/v1", p) if SAPI_TRANSFER.contains(&p) || p.starts_with("convert/") => {
             Transfer
         }
@@ -2049,6 +2049,10 @@ const SAPI_TRANSFER: &[&str] = &[
     "margin/transfer",
     "margin/isolated/transfer",
     "managed-subaccount/deposit",
+    // Named a withdrawal, but it moves `asset` from a managed sub-account to the master
+    // account that calls it: it takes no address (so no `coin`, `address` or `network` for
+    // a withdrawal's checks to be misled by) and the funds stay the owner's.
+    "managed-subaccount/withdraw",
 ];
 
 /// The futures hosts' statistics (`/futures/data/…`), USD-M's and COIN-M's, as ccxt lists
@@ -2530,6 +2534,25 @@ mod tests {
                 String::from_utf8_lossy(other)
             );
         }
+    }
+
+    /// Regression: a managed sub-account's withdrawal was described as a withdrawal, from
+    /// the `coin` and `address` it does not take: a client adding them had the address
+    /// list and the daily limit checked against what Binance ignores. It moves `asset` to
+    /// the calling master account, and is described so.
+    #[test]
+    fn a_managed_sub_account_withdrawal_is_a_transfer_of_its_asset() {
+        let request = SignedRequest::parse(
+            "",
+            b"fromEmail=m%40x.io&asset=BTC&amount=5&coin=USDT&address=0xabc&timestamp=1&signature=00",
+            Some("application/x-www-form-urlencoded"),
+        )
+        .unwrap();
+        let action = request.classify("POST", "/sapi/v1/managed-subaccount/withdraw");
+        assert_eq!(action.kind, ActionKind::Transfer);
+        assert_eq!(action.asset.as_deref(), Some("BTC"));
+        assert_eq!(action.amount, Some(Decimal::from(5)));
+        assert_eq!(action.address, None);
     }
 
     #[test]

@@ -32,7 +32,7 @@ pub enum Keeping {
 pub fn keep_pauses(store: Store, weight: &WeightGauge, keeping: Keeping) -> anyhow::Result<()> {
     let now_ms = keygate_gateway::now_ms();
     let kept = store
-        .exchange_pauses()
+        .exchange_pauses(now_ms)
         .context("reading the pauses the exchanges asked for")?;
     for pause in kept {
         let paused = Paused {

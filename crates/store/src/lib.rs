@@ -257,6 +257,12 @@ fn seq_or_none(seq: Option<u64>) -> String {
 /// The prefix of the meta keys that keep [`ExchangePause`]s, followed by the upstream.
 const EXCHANGE_PAUSE: &str = "exchange_pause ";
 
+/// The longest pause kept: no exchange asks for more (Binance's longest ban is three
+/// days). One kept that ends later than this from now was written by a clock ahead of
+/// this one (a backup's machine, a clock since stepped back) and is no pause: taken up,
+/// it would refuse every request, cancels included, for as long as that clock was off.
+pub const LONGEST_EXCHANGE_PAUSE_MS: u64 = 3 * 86_400_000;
+
 /// An exchange asked that keygate's address send nothing to `upstream` until `until_ms`
 /// (a 429's wait or a 418's ban). Kept so that a gateway restarted, or a command run,
 /// during the pause does not make it longer: Binance bans an address that goes on
@@ -273,6 +279,12 @@ pub struct ExchangePause {
 }
 
 impl ExchangePause {
+    /// Whether the pause runs at `now_ms`: it has not ended, and does not end past
+    /// [`LONGEST_EXCHANGE_PAUSE_MS`] from then.
+    pub fn runs_at(&self, now_ms: u64) -> bool {
+        now_ms < self.until_ms && self.until_ms <= now_ms.saturating_add(LONGEST_EXCHANGE_PAUSE_MS)
+    }
+
     /// The pause kept as `value` (the end's 8 bytes, big-endian, then 0 or 1 for a ban).
     fn decode(upstream: String, value: &[u8]) -> Option<ExchangePause> {
         let (until, banned) = value.split_first_chunk::<8>()?;
@@ -594,9 +606,20 @@ impl Store {
             .map_err(|e| self.sql(e))
     }
 
-    /// The pauses exchanges asked of keygate's address ([`ExchangePause`]), as last kept;
-    /// a value that does not decode is left out (it could only shorten a pause).
-    pub fn exchange_pauses(&self) -> Result<Vec<ExchangePause>, Error> {
+    /// The pauses exchanges asked of keygate's address ([`ExchangePause`]) that run at
+    /// `now_ms`, as last kept; a value that does not decode (it could only shorten a
+    /// pause) and one that ends more than [`LONGEST_EXCHANGE_PAUSE_MS`] after `now_ms`
+    /// are left out.
+    pub fn exchange_pauses(&self, now_ms: u64) -> Result<Vec<ExchangePause>, Error> {
+        Ok(self
+            .kept_exchange_pauses()?
+            .into_iter()
+            .filter(|pause| pause.runs_at(now_ms))
+            .collect())
+    }
+
+    /// Every pause kept, whatever its end.
+    fn kept_exchange_pauses(&self) -> Result<Vec<ExchangePause>, Error> {
         let mut statement = self
             .conn
             .prepare("SELECT key, value FROM meta WHERE substr(key, 1, ?1) = ?2")
@@ -620,7 +643,8 @@ impl Store {
 
     /// Keeps `pause`, so that a process started before it ends sends nothing to its
     /// upstream either: merged with the one kept for the same upstream, the later end and
-    /// a ban winning. Pauses that are over at `now_ms` go.
+    /// a ban winning. Pauses that do not run at `now_ms` (over, or ending past
+    /// [`LONGEST_EXCHANGE_PAUSE_MS`] from it) go.
     pub fn keep_exchange_pause(&self, pause: &ExchangePause, now_ms: u64) -> Result<(), Error> {
         self.begin_immediate(WRITE_LOCK_PATIENCE)?;
         let kept = self
@@ -634,8 +658,8 @@ impl Store {
 
     fn merge_exchange_pause(&self, pause: &ExchangePause, now_ms: u64) -> Result<(), Error> {
         let mut merged = pause.clone();
-        for kept in self.exchange_pauses()? {
-            if kept.until_ms <= now_ms {
+        for kept in self.kept_exchange_pauses()? {
+            if !kept.runs_at(now_ms) {
                 self.delete_meta(&format!("{EXCHANGE_PAUSE}{}", kept.upstream))?;
             } else if kept.upstream == pause.upstream {
                 merged.until_ms = merged.until_ms.max(kept.until_ms);
@@ -820,7 +844,7 @@ mod tests {
         store
             .keep_exchange_pause(&pause("https://api.binance.com", 3_000, false), 1_600)
             .unwrap();
-        let mut pauses = store.exchange_pauses().unwrap();
+        let mut pauses = store.exchange_pauses(1_600).unwrap();
         pauses.sort_by(|a, b| a.upstream.cmp(&b.upstream));
         assert_eq!(
             pauses,
@@ -834,7 +858,7 @@ mod tests {
             .keep_exchange_pause(&pause("https://api.binance.com", 9_000, false), 2_000)
             .unwrap();
         assert_eq!(
-            store.exchange_pauses().unwrap(),
+            store.exchange_pauses(2_000).unwrap(),
             [pause("https://api.binance.com", 9_000, true)]
         );
         // Not an administrative change: a running gateway has nothing to reload.
@@ -843,7 +867,20 @@ mod tests {
         store
             .set_meta("exchange_pause https://x.example", b"\x01")
             .unwrap();
-        assert_eq!(store.exchange_pauses().unwrap().len(), 1);
+        assert_eq!(store.exchange_pauses(2_000).unwrap().len(), 1);
+        // Regression: a pause kept by a clock ahead of this one (years ahead: a backup's
+        // machine) was taken up whole, and refused every request for as long. It is no
+        // pause here, and goes when another is kept.
+        let far = 2_000 + LONGEST_EXCHANGE_PAUSE_MS + 1;
+        store
+            .keep_exchange_pause(&pause("https://fapi.binance.com", far, true), 1_000)
+            .unwrap();
+        assert_eq!(store.exchange_pauses(2_000).unwrap().len(), 1);
+        assert_eq!(store.exchange_pauses(2_001).unwrap().len(), 2);
+        store
+            .keep_exchange_pause(&pause("https://api.binance.com", 9_000, false), 2_000)
+            .unwrap();
+        assert_eq!(store.kept_exchange_pauses().unwrap().len(), 1);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

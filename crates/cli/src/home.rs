@@ -389,6 +389,9 @@ pub enum VaultCmd {
     /// token (--hsm-module, --hsm-token), or in a new key file (--to-key-file). Accounts,
     /// clients and the audit log stay as they are.
     MoveKey(MoveKeyArgs),
+    /// Copy the vault, while serve runs, into a new directory that is a home of its own
+    /// (database and config file; not the master key), and verify the copy.
+    Backup(crate::backup::BackupArgs),
 }
 
 /// Options of `keygate vault move-key`.
@@ -402,10 +405,11 @@ pub struct MoveKeyArgs {
     pub to_key_file: Option<PathBuf>,
 }
 
-/// Runs a `keygate vault` command.
-pub fn vault(vault: Unlocked, how: &UnlockArgs, cmd: &VaultCmd) -> anyhow::Result<()> {
+/// Runs a `keygate vault` command; returns its exit code.
+pub fn vault(vault: Unlocked, how: &UnlockArgs, cmd: &VaultCmd) -> anyhow::Result<i32> {
     match cmd {
-        VaultCmd::MoveKey(args) => move_key(vault, how, args),
+        VaultCmd::MoveKey(args) => move_key(vault, how, args).map(|()| 0),
+        VaultCmd::Backup(args) => crate::backup::run(vault, args),
     }
 }
 
@@ -1268,7 +1272,7 @@ fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
 
 /// Creates `dir` and any missing parent, each owner-only (0700). A directory that exists
 /// is left as it is: `--home .` must not change the permissions of someone's project.
-fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+pub(crate) fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
     if dir.exists() && !dir.is_dir() {
         bail!("{} is a file, not a directory", dir.display());
     }
@@ -1305,7 +1309,7 @@ pub fn wal_path(db: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
-fn write_private_file(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+pub(crate) fn write_private_file(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     let mut options = fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]

@@ -26,6 +26,7 @@
 mod account;
 mod alerts;
 mod audit_cmd;
+mod backup;
 mod certificate;
 mod client;
 mod demo;
@@ -147,7 +148,7 @@ enum Command {
     /// Alerts: what the audit log raises, and a test of the webhooks and email.
     #[command(subcommand)]
     Alerts(alerts::AlertsCmd),
-    /// The vault's master key.
+    /// The vault: its master key, and backups.
     #[command(subcommand)]
     Vault(home::VaultCmd),
 }
@@ -229,7 +230,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Scan(args) => Ok(scan_cmd::run(args, None)),
         Command::Upgrade(args) => upgrade::run(home::unlock(home()?, &how)?, args).map(|()| 0),
         Command::Panic(args) => incident::run(home::unlock(home()?, &how)?, args).map(|()| 0),
-        Command::Vault(cmd) => home::vault(home::unlock(home()?, &how)?, &how, cmd).map(|()| 0),
+        Command::Vault(cmd) => home::vault(home::unlock(home()?, &how)?, &how, cmd),
         Command::Reconcile(args) => reconcile::run(&home::unlock(home()?, &how)?, args),
         Command::Incident(report::IncidentCmd::Report(args)) => {
             report::run(&home::unlock(home()?, &how)?, args)

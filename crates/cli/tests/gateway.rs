@@ -2097,6 +2097,65 @@ fn a_renewed_certificate_is_presented_without_a_restart() {
     );
 }
 
+/// A backup taken while serve writes is a home of its own, as of the moment it was taken:
+/// the database's write-ahead log is in it (a copy of `keygate.db` alone can hold none of
+/// the vault), and its log and tables verify. It never writes into a directory that exists.
+#[test]
+fn a_backup_taken_while_serving_is_a_home_that_verifies() {
+    use std::os::unix::fs::PermissionsExt;
+    let (_runtime, exchange) = simulator(vec![Credential::hmac(REAL_KEY, REAL_SECRET)]);
+    let mut home = Home::with_account(&exchange.url());
+    let issued = home.issue("bot1", &[]);
+    let serve = Serve::start(&home.kg);
+    let (status, body) = signed_get(
+        &serve.addr,
+        "/api/v3/account",
+        issued["api_key"].as_str().unwrap(),
+        issued["secret"].as_str().unwrap(),
+    );
+    assert_eq!(status, 200, "{body}");
+    let backup = home.kg.path("backup");
+    let backup_arg = backup.to_str().unwrap();
+    let said = home.ok(&["vault", "backup", backup_arg], None);
+    assert!(said.contains("verified"), "{said}");
+    home.ok(&["client", "revoke", "bot1"], None);
+
+    let mut files: Vec<String> = std::fs::read_dir(&backup)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .collect();
+    files.sort();
+    assert_eq!(files, ["config.toml", "keygate.db"]);
+    let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&backup), 0o700);
+    assert_eq!(mode(&backup.join("keygate.db")), 0o600);
+    assert_eq!(mode(&backup.join("config.toml")), 0o600);
+    let in_backup = |args: &[&str]| {
+        crate::common::run_keygate(&backup, home.kg.dir.path(), args, "", None, &[])
+    };
+    let listed: Value =
+        serde_json::from_str(&in_backup(&["client", "list", "--json"]).stdout).unwrap();
+    assert_eq!(listed[0]["name"], "bot1");
+    assert_eq!(
+        listed[0]["status"], "active",
+        "the backup is of before the revoke"
+    );
+    let verified = in_backup(&["audit", "verify"]);
+    assert_eq!(verified.code, 0, "{verified:?}");
+    let backups = in_backup(&["audit", "query", "--json"]).stdout;
+    assert_eq!(backups.matches("vault.backup").count(), 1, "{backups}");
+
+    let again = home.kg.fails(&["vault", "backup", backup_arg], "", 2);
+    assert!(again.stderr.contains("exists"), "{}", again.stderr);
+    drop(serve);
+    let live = home.ok(&["audit", "query", "--json"], None);
+    assert_eq!(
+        live.matches("vault.backup").count(),
+        1,
+        "a refused backup was recorded"
+    );
+}
+
 /// Two gateways on one vault would each keep a replay cache, and each accept a captured
 /// signature once.
 #[test]

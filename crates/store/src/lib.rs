@@ -671,6 +671,21 @@ impl Store {
         self.set_meta(&format!("{EXCHANGE_PAUSE}{}", pause.upstream), &value)
     }
 
+    /// Writes the whole database, as of one moment, into `path`: an empty file (made by
+    /// the caller with the permissions it wants) or none. A read transaction (SQLite's
+    /// `VACUUM INTO`), so a running gateway goes on writing meanwhile, and the copy holds
+    /// what the write-ahead log had committed: it is one file, with no log beside it.
+    pub fn copy_into(&self, path: &Path) -> Result<(), Error> {
+        let target = path.to_str().ok_or_else(|| Error::Create {
+            path: path.to_owned(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "the path is not UTF-8"),
+        })?;
+        self.conn
+            .execute("VACUUM INTO ?1", [target])
+            .map(drop)
+            .map_err(|e| self.sql(e))
+    }
+
     /// Copies the write-ahead log into the database and empties it, so that the older
     /// copies of pages it holds (with what was since deleted) are gone. `false` when
     /// another connection reads or writes meanwhile (a running gateway): SQLite then

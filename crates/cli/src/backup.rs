@@ -1,0 +1,101 @@
+//! `keygate vault backup DIR`: a copy of the vault that is itself a home.
+//!
+//! The database is not one file while keygate runs: SQLite keeps recent changes in
+//! `keygate.db-wal` beside it, and a copy of `keygate.db` alone can miss the whole vault,
+//! or, copied over a restored home that kept its `-wal`, not restore at all. The backup is
+//! taken by SQLite itself (`VACUUM INTO`) as of one moment, while `serve` goes on, into a
+//! new directory with the config file beside it; the copy's audit log and tables are then
+//! verified with the vault's key. The master key is not copied: it stays wherever the
+//! config file says it is (a key file, an environment variable, a token), to be kept
+//! apart from the backups.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use keygate_store::Store;
+
+use crate::home::{admin_event, create_private_dir, write_private_file, Unlocked};
+
+/// Options of `keygate vault backup`.
+#[derive(clap::Args, Debug)]
+pub struct BackupArgs {
+    /// A directory that does not exist yet: it is made (owner-only) and holds the
+    /// backup's `keygate.db` and `config.toml`, a home that `--home DIR` opens.
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+}
+
+/// Writes the backup, audited as `vault.backup` (the event is in the copy), and
+/// verifies it. Returns 1 when the copy does not verify (it is kept, as evidence).
+pub fn run(mut vault: Unlocked, args: &BackupArgs) -> anyhow::Result<i32> {
+    let dir = &std::path::absolute(&args.dir)
+        .with_context(|| format!("finding where {} is", args.dir.display()))?;
+    if dir.exists() {
+        anyhow::bail!(
+            "{} exists; a backup goes into a new directory",
+            dir.display()
+        );
+    }
+    let event = admin_event(
+        "vault.backup",
+        "database",
+        serde_json::json!({ "to": dir.display().to_string() }),
+    );
+    vault
+        .change(&[event], |_, _| Ok(()))
+        .context("recording the backup in the audit log")?;
+    create_private_dir(dir)?;
+    let db = dir.join("keygate.db");
+    // Made here, owner-only: SQLite would make it with the process's umask.
+    write_private_file(&db, b"")?;
+    vault
+        .store
+        .copy_into(&db)
+        .with_context(|| format!("copying the database into {}", db.display()))?;
+    let config = std::fs::read(vault.home.config_path())
+        .with_context(|| format!("reading {}", vault.home.config_path().display()))?;
+    write_private_file(&dir.join("config.toml"), &config)?;
+    sync_dir(dir)?;
+    match verify_copy(&vault, &db) {
+        Ok(events) => {
+            println!(
+                "backed up to {}: {events} audit events, verified; the client and account \
+                 tables agree with them. The master key is not in it: keep it apart, as \
+                 the config file names it.",
+                dir.display()
+            );
+            Ok(0)
+        }
+        Err(problem) => {
+            eprintln!(
+                "backed up to {}, but the copy does NOT verify: {problem}",
+                dir.display()
+            );
+            Ok(1)
+        }
+    }
+}
+
+/// The copy's audit log verified with the vault's key, and its tables' seal checked
+/// against it, as `audit verify` checks a home: the number of events, or what is wrong.
+fn verify_copy(vault: &Unlocked, db: &Path) -> Result<u64, String> {
+    let copy = Store::open(db).map_err(|e| e.to_string())?;
+    let verified = keygate_audit::verify_checkpoints(&copy, &vault.audit_key, &[])
+        .map_err(|e| e.to_string())?;
+    match copy.check_seal(&vault.master) {
+        Ok(sealed) if sealed < verified.last_admin_seq => Err(format!(
+            "the client and account tables were sealed at event {sealed}, before event {}",
+            verified.last_admin_seq
+        )),
+        Ok(_) => Ok(verified.events),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Makes the directory's entries durable: a backup whose files a power cut could unlink
+/// is no backup.
+fn sync_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("syncing {}", dir.display()))
+}

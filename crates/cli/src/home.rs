@@ -1217,47 +1217,10 @@ pub fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// The longest duration any option takes: longer ones are typos, and in milliseconds
-/// past a `u64` they would wrap (a week's `--since` read as a fraction of a second).
-const MAX_DURATION_S: u64 = 100 * 366 * 86_400;
-
 /// Parses durations such as `90d`, `24h`, `30m`, `45s`, `2w` and `1h30m`, at most a
-/// hundred years.
+/// hundred years: the config file's grammar too ([`keygate_core::parse_duration`]).
 pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
-    let bad =
-        || anyhow::anyhow!("invalid duration {s:?}: use forms like 90d, 24h, 30m, 45s or 1h30m");
-    let s = s.trim();
-    if s.is_empty() {
-        return Err(bad());
-    }
-    let mut total: u64 = 0;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return Err(bad());
-        }
-        let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
-        rest = &rest[digits..];
-        let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
-        let unit = match &rest[..unit_len] {
-            "s" => 1,
-            "m" => 60,
-            "h" => 3600,
-            "d" => 86_400,
-            "w" => 7 * 86_400,
-            _ => return Err(bad()),
-        };
-        rest = &rest[unit_len..];
-        total = n
-            .checked_mul(unit)
-            .and_then(|v| total.checked_add(v))
-            .ok_or_else(bad)?;
-    }
-    if total > MAX_DURATION_S {
-        bail!("duration {s:?} is longer than a hundred years (36600d)");
-    }
-    Ok(Duration::from_secs(total))
+    Ok(keygate_core::parse_duration(s)?)
 }
 
 fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
@@ -1332,35 +1295,4 @@ fn set_mode(path: &Path, mode: u32) -> anyhow::Result<()> {
 #[cfg(not(unix))]
 fn set_mode(_path: &Path, _mode: u32) -> anyhow::Result<()> {
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_parse_in_every_unit_and_combined() {
-        let d = |s| parse_duration(s).map(|d| d.as_secs()).ok();
-        assert_eq!(d("90d"), Some(90 * 86_400));
-        assert_eq!(d("24h"), Some(86_400));
-        assert_eq!(d("30m"), Some(1800));
-        assert_eq!(d("45s"), Some(45));
-        assert_eq!(d("1h30m"), Some(5400));
-        assert_eq!(d("2w"), Some(14 * 86_400));
-        assert_eq!(d("36600d"), Some(MAX_DURATION_S));
-        // Found by review: past what milliseconds hold in a u64, `--since` wrapped to a
-        // fraction of a second, and `serve --reconcile-every` panicked its thread.
-        for bad in [
-            "",
-            "d",
-            "10",
-            "10x",
-            "1h-2m",
-            "99999999999999999999d",
-            "36601d",
-            "18446744073709551615s",
-        ] {
-            assert!(parse_duration(bad).is_err(), "{bad:?} parsed");
-        }
-    }
 }

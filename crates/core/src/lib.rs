@@ -21,12 +21,14 @@
 //! ```
 
 mod action;
+mod duration;
 mod event;
 mod listed;
 mod name;
 mod policy;
 
 pub use action::{is_quoted_in, Action, ActionKind, Market, OrderRef, OrderTerms, Side};
+pub use duration::{parse_duration, MAX_DURATION};
 pub use event::{
     AdminEvent, BatchOrder, Event, EventBody, LostEvents, Outcome, OutcomeEvent, RequestEvent,
 };
@@ -116,5 +118,18 @@ pub enum Error {
     UnknownStatus {
         /// The status as given.
         status: String,
+    },
+    /// A duration is not whole units run together (`90d`, `24h`, `30m`, `45s`, `2w`,
+    /// `1h30m`).
+    #[error("invalid duration {text:?}: use forms like 90d, 24h, 30m, 45s or 1h30m")]
+    InvalidDuration {
+        /// The duration as given.
+        text: String,
+    },
+    /// A duration is longer than [`MAX_DURATION`].
+    #[error("duration {text:?} is longer than a hundred years (36600d)")]
+    DurationTooLong {
+        /// The duration as given.
+        text: String,
     },
 }

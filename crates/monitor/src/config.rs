@@ -97,7 +97,8 @@ impl AlertsConfig {
         let defaults = Thresholds::default();
         let duration = |setting: &'static str, value: &Option<String>, default| match value {
             None => Ok(default),
-            Some(text) => match humantime::parse_duration(text) {
+            // The command line's grammar: a value one takes, the other reads the same.
+            Some(text) => match keygate_core::parse_duration(text) {
                 Ok(d) if !d.is_zero() => Ok(d),
                 Ok(_) => Err(Error::BadSetting {
                     setting,
@@ -105,7 +106,7 @@ impl AlertsConfig {
                 }),
                 Err(e) => Err(Error::BadSetting {
                     setting,
-                    reason: format!("{text:?} is not a duration ({e})"),
+                    reason: e.to_string(),
                 }),
             },
         };
@@ -176,4 +177,27 @@ pub struct Settings {
     pub thresholds: Thresholds,
     /// Where alerts go, besides the log.
     pub sinks: Vec<Sink>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: the config file read durations with a looser grammar than the command
+    /// line, so `10M` was ten months of quiet and `1ms` a denial window no burst fits in.
+    #[test]
+    fn durations_read_as_on_the_command_line() {
+        let with = |quiet_period: &str| AlertsConfig {
+            quiet_period: Some(quiet_period.to_owned()),
+            ..AlertsConfig::default()
+        };
+        assert_eq!(
+            with("1h30m").thresholds().unwrap().quiet_period,
+            std::time::Duration::from_secs(5400)
+        );
+        for typo in ["10M", "1ms", "1.5m", "0s"] {
+            let refused = with(typo).thresholds().unwrap_err().to_string();
+            assert!(refused.contains("quiet_period"), "{typo}: {refused}");
+        }
+    }
 }

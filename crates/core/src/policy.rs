@@ -95,7 +95,13 @@ impl fmt::Display for Scopes {
 }
 
 /// What a client may do. Checked on every request.
+///
+/// A field this keygate does not know is refused, not skipped: a policy written by a
+/// later keygate may restrict with it (a withdrawal address list, a daily limit), and read
+/// without it the client would be allowed more than its policy says. Refused, the client
+/// is unreadable, and so refused.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Policy {
     /// Granted scopes.
     pub scopes: Scopes,
@@ -467,6 +473,16 @@ pub enum Decision {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression: a restriction a later keygate stores was dropped by an earlier one
+    /// reading the policy, which then allowed more than the policy says.
+    #[test]
+    fn a_policy_with_a_field_this_keygate_does_not_know_is_refused() {
+        let mut stored = serde_json::to_value(Policy::default()).unwrap();
+        assert!(serde_json::from_value::<Policy>(stored.clone()).is_ok());
+        stored["max_daily_margin_loan"] = serde_json::json!("0");
+        assert!(serde_json::from_value::<Policy>(stored).is_err());
+    }
 
     #[test]
     fn one_ipv6_host_counts_as_one_source() {

@@ -524,14 +524,24 @@ fn read_credentials(exchange: Exchange) -> anyhow::Result<(SecretString, SecretS
     Ok((key, secret))
 }
 
-/// Non-empty and no whitespace; the message never quotes the value.
+/// Non-empty printable ASCII without spaces, as exchanges issue keys; the message never
+/// quotes the value.
 fn check_credential(what: &str, value: &SecretString) -> anyhow::Result<()> {
     let v = value.expose_secret();
     if v.is_empty() {
         bail!("the {what} is empty");
     }
+    if v.starts_with('\u{feff}') {
+        bail!(
+            "the {what} begins with a byte-order mark (a file saved by some Windows \
+             editors); save it without one"
+        );
+    }
     if v.chars().any(char::is_whitespace) {
         bail!("the {what} contains whitespace");
+    }
+    if !v.bytes().all(|b| b.is_ascii_graphic()) {
+        bail!("the {what} contains a character that is not printable ASCII");
     }
     Ok(())
 }
@@ -567,6 +577,20 @@ fn parse_upstream(url: &str) -> anyhow::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// From a review: a key saved with a byte-order mark, or with control characters, was
+    /// stored as it was, and listed with an invisible character; Binance then answered
+    /// -2014 (bad key format), which says nothing of why.
+    #[test]
+    fn a_credential_is_printable_ascii_without_a_byte_order_mark() {
+        let check = |value: &str| check_credential("API key", &SecretString::new(value.into()));
+        assert!(check("vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A").is_ok());
+        let bom = check("\u{feff}AKEY").unwrap_err().to_string();
+        assert!(bom.contains("byte-order mark"), "{bom}");
+        for bad in ["", "A KEY", "A\u{1b}[31mKEY", "KEY\u{1}", "KÉY"] {
+            assert!(check(bad).is_err(), "{bad:?} accepted");
+        }
+    }
 
     /// From a review: the URL was checked by one parser and stored as typed, for the
     /// gateway to read with another: `HTTP://127.0.0.1:9000` or `http://127.1:9000` were

@@ -11,8 +11,11 @@ use keygate_core::{Event, EventBody, Outcome};
 use keygate_store::Store;
 use serde::Serialize;
 
-use crate::home::{now_ms, parse_duration, Unlocked};
+use crate::home::{now_ms, parse_duration, read_bounded, Unlocked};
 use crate::output::{escape_controls, rfc3339, STDOUT_WRITE};
+
+/// The most a checkpoint file may hold: a line per checkpoint, a few hundred bytes each.
+const MAX_CHECKPOINT_FILE_LEN: u64 = 64 * 1024 * 1024;
 
 /// Events read from the database per page.
 const PAGE: u64 = 10_000;
@@ -127,8 +130,8 @@ pub fn run(vault: Unlocked, cmd: &AuditCmd) -> anyhow::Result<i32> {
 fn verify(vault: &Unlocked, args: &VerifyArgs) -> anyhow::Result<i32> {
     let mut checkpoints = Vec::new();
     for path in &args.checkpoint {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading checkpoint file {}", path.display()))?;
+        let text = String::from_utf8(read_bounded(path, MAX_CHECKPOINT_FILE_LEN)?)
+            .map_err(|_| anyhow::anyhow!("checkpoint file {} is not UTF-8", path.display()))?;
         for (number, line) in text.lines().enumerate() {
             if line.trim().is_empty() {
                 continue;

@@ -16,12 +16,15 @@ use anyhow::{bail, Context as _};
 use keygate_gateway::{Certified, ListenerCertificate};
 use keygate_monitor::{Alert, AlertRule, Alerter, Severity};
 
+use crate::home::read_bounded;
 use crate::output::{rfc3339, span};
 
 /// How long before its end a certificate is alerted on (a warning).
 pub const WARN_BEFORE: Duration = Duration::from_secs(14 * 86_400);
 /// How long before its end the alert becomes critical.
 const CRITICAL_BEFORE: Duration = Duration::from_secs(3 * 86_400);
+/// The most a certificate chain file may hold: a chain is a few kilobytes.
+const MAX_CERTIFICATE_FILE_LEN: u64 = 1024 * 1024;
 /// How often the files are looked at.
 const LOOK_EVERY: Duration = Duration::from_secs(2);
 /// How often an alert on the same state of a certificate is raised again.
@@ -73,8 +76,7 @@ impl CertificateFiles {
     }
 
     fn read(&self) -> anyhow::Result<Certified> {
-        let chain = std::fs::read(&self.cert)
-            .with_context(|| format!("reading {}", self.cert.display()))?;
+        let chain = read_bounded(&self.cert, MAX_CERTIFICATE_FILE_LEN)?;
         let key =
             keygate_vault::read_secret_file_up_to(&self.key, keygate_vault::MAX_TLS_KEY_FILE_LEN)
                 .with_context(|| format!("reading the TLS key {}", self.key.display()))?;

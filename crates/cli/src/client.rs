@@ -21,7 +21,7 @@ use rand::distributions::{Alphanumeric, DistString};
 use rust_decimal::Decimal;
 use serde_json::json;
 
-use crate::home::{admin_event, now_ms, parse_duration, Unlocked};
+use crate::home::{admin_event, now_ms, parse_duration, read_bounded, Unlocked};
 use crate::output::{escape_controls, print_json, print_table, rfc3339, SecretOutput};
 
 /// Length of generated virtual API keys and HMAC secrets (Binance's format).
@@ -81,8 +81,9 @@ pub struct IssueArgs {
     /// The bot's Ed25519 public key (PEM `PUBLIC KEY` or base64 of 32 bytes).
     #[arg(long, value_name = "FILE")]
     pub public_key: Option<PathBuf>,
-    /// The gateway's base URL, for the printed ccxt snippet.
-    #[arg(long, value_name = "URL", default_value = DEFAULT_GATEWAY)]
+    /// The gateway's base URL, for the printed ccxt snippet (as `serve` prints it, with or
+    /// without its `/binance`).
+    #[arg(long, value_name = "URL", default_value = DEFAULT_GATEWAY, value_parser = gateway_url)]
     pub gateway_url: String,
     /// Print JSON.
     #[arg(long)]
@@ -176,7 +177,8 @@ pub struct UpdateArgs {
     /// its credentials.
     #[arg(long, value_name = "DURATION")]
     pub expires: Option<String>,
-    /// Print the new policy as JSON.
+    /// Print the policy as JSON: `name`, `policy`, `expires_at`, and `changed` (false when
+    /// the update changed nothing).
     #[arg(long)]
     pub json: bool,
 }
@@ -196,8 +198,9 @@ pub struct RotateArgs {
     /// For Ed25519 clients: the new public key (default: keep the current one).
     #[arg(long, value_name = "FILE")]
     pub public_key: Option<PathBuf>,
-    /// The gateway's base URL, for the printed ccxt snippet.
-    #[arg(long, value_name = "URL", default_value = DEFAULT_GATEWAY)]
+    /// The gateway's base URL, for the printed ccxt snippet (as `serve` prints it, with or
+    /// without its `/binance`).
+    #[arg(long, value_name = "URL", default_value = DEFAULT_GATEWAY, value_parser = gateway_url)]
     pub gateway_url: String,
     /// Print JSON.
     #[arg(long)]
@@ -434,6 +437,18 @@ impl PolicyArgs {
                 .find(|d| d.network().is_none());
             if let (Some(any_network), false) = (any_network, self.insecure_withdraw_on_any_network)
             {
+                // `eth:0x…` reads as an address with a colon in it: addresses may have one
+                // (`bitcoincash:q…`), network codes are upper case.
+                if let Some((prefix, _)) = any_network.to_string().split_once(':') {
+                    if prefix.chars().any(|c| c.is_ascii_lowercase()) {
+                        bail!(
+                            "--withdraw-address {any_network} names no network: network codes \
+                             are upper case ({}:…); a lower-case prefix is read as part of the \
+                             address",
+                            prefix.to_ascii_uppercase()
+                        );
+                    }
+                }
                 bail!(
                     "--withdraw-address {any_network} names no network, and the same address on \
                      another chain may be nobody's: name the one to withdraw on \
@@ -614,6 +629,30 @@ fn parse_withdrawal_limit(s: &str) -> anyhow::Result<(String, Decimal)> {
     Ok((asset.to_owned(), parse_notional(flag, amount)?))
 }
 
+/// `--gateway-url`: an http(s) URL, without the `/binance` the snippet adds (the URL
+/// `serve` prints has it), nor anything that would break out of the snippet's quotes.
+fn gateway_url(text: &str) -> Result<String, String> {
+    let url = text.trim_end_matches('/');
+    let url = url
+        .strip_suffix("/binance")
+        .unwrap_or(url)
+        .trim_end_matches('/');
+    let host = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or("use an http:// or https:// URL, such as http://127.0.0.1:8080")?;
+    if host.is_empty() || host.starts_with('/') {
+        return Err("the URL names no host".into());
+    }
+    if let Some(c) = url
+        .chars()
+        .find(|&c| !c.is_ascii_graphic() || matches!(c, '\'' | '"' | '\\' | '?' | '#'))
+    {
+        return Err(format!("{c:?} has no place in the gateway's base URL"));
+    }
+    Ok(url.to_owned())
+}
+
 fn parse_rate(s: &str) -> anyhow::Result<u32> {
     let n = s.trim().strip_suffix("/s").unwrap_or(s.trim());
     let n: u32 = n
@@ -625,11 +664,14 @@ fn parse_rate(s: &str) -> anyhow::Result<u32> {
     Ok(n)
 }
 
+/// The most a public key file may hold: a PEM public key is a few hundred bytes.
+const MAX_PUBLIC_KEY_FILE_LEN: u64 = 64 * 1024;
+
 /// Reads an Ed25519 public key: PEM `PUBLIC KEY` (SPKI) or base64 of the 32 raw bytes.
 fn read_public_key(path: &Path) -> anyhow::Result<[u8; 32]> {
     use ed25519_dalek::pkcs8::DecodePublicKey;
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading public key {}", path.display()))?;
+    let text = String::from_utf8(read_bounded(path, MAX_PUBLIC_KEY_FILE_LEN)?)
+        .map_err(|_| anyhow::anyhow!("{} is not text: not a public key", path.display()))?;
     if text.contains("PRIVATE KEY") {
         bail!(
             "{} holds a private key; give keygate only the public key (openssl pkey -pubout)",
@@ -637,9 +679,14 @@ fn read_public_key(path: &Path) -> anyhow::Result<[u8; 32]> {
         );
     }
     let key = if text.contains("-----BEGIN PUBLIC KEY-----") {
-        ed25519_dalek::VerifyingKey::from_public_key_pem(text.trim())
-            .map_err(|e| anyhow::anyhow!("{e}"))
-            .with_context(|| format!("{} is not an Ed25519 PEM public key", path.display()))?
+        // The decoder's error names the OID it wanted (Ed25519's) as the one it refused.
+        ed25519_dalek::VerifyingKey::from_public_key_pem(text.trim()).map_err(|_| {
+            anyhow::anyhow!(
+                "{} holds no Ed25519 public key (a key of another algorithm, or a damaged \
+                 one); give the PEM PUBLIC KEY of the bot's Ed25519 key",
+                path.display()
+            )
+        })?
     } else {
         let raw = base64::engine::general_purpose::STANDARD
             .decode(text.trim())
@@ -663,6 +710,14 @@ fn read_public_key(path: &Path) -> anyhow::Result<[u8; 32]> {
             .map_err(|e| anyhow::anyhow!("{e}"))
             .with_context(|| format!("{} is not a valid Ed25519 public key", path.display()))?
     };
+    // The gateway verifies strictly: a small-order key verifies no signature at all.
+    if key.is_weak() {
+        bail!(
+            "{} is a weak Ed25519 public key (of small order), under which no signature \
+             verifies; generate the bot's key pair again",
+            path.display()
+        );
+    }
     Ok(key.to_bytes())
 }
 
@@ -979,6 +1034,14 @@ fn update(vault: &mut Unlocked, args: &UpdateArgs) -> anyhow::Result<()> {
         .transpose()?;
     let policy_changes = policy != c.policy;
     if !policy_changes && expires_ms.is_none() {
+        if args.json {
+            return print_json(&json!({
+                "name": name.as_str(),
+                "policy": policy,
+                "expires_at": c.expires_ms.map(rfc3339),
+                "changed": false,
+            }));
+        }
         println!("client {name} unchanged");
         return Ok(());
     }
@@ -1006,9 +1069,12 @@ fn update(vault: &mut Unlocked, args: &UpdateArgs) -> anyhow::Result<()> {
         .with_context(|| format!("updating client {name}"))?;
     let expires_at = expires_ms.or(c.expires_ms).map(rfc3339);
     if args.json {
-        return print_json(
-            &json!({ "name": name.as_str(), "policy": policy, "expires_at": expires_at }),
-        );
+        return print_json(&json!({
+            "name": name.as_str(),
+            "policy": policy,
+            "expires_at": expires_at,
+            "changed": true,
+        }));
     }
     println!("client {name} updated; `keygate client show {name}` shows its policy");
     if let Some(expires_ms) = expires_ms {
@@ -1188,7 +1254,7 @@ fn print_credentials(
     as_json: bool,
     old_valid_until: Option<u64>,
 ) -> anyhow::Result<()> {
-    let gateway = format!("{}/binance", c.gateway_url.trim_end_matches('/'));
+    let gateway = format!("{}/binance", c.gateway_url);
     let neither_works = format!(
         "neither the new key nor the old one works until `keygate client unfreeze {}`",
         c.name
@@ -1289,6 +1355,33 @@ fn print_credentials(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// From a review: the URL `serve` prints (with `/binance`) made a snippet whose every
+    /// call went to `/binance/binance/…`, and anything at all was accepted.
+    #[test]
+    fn the_gateway_url_is_a_base_url_the_snippet_can_use() {
+        for (given, kept) in [
+            ("http://127.0.0.1:8080/binance", "http://127.0.0.1:8080"),
+            ("https://gw.example:8443/", "https://gw.example:8443"),
+            ("http://[::1]:8080", "http://[::1]:8080"),
+            (
+                "https://gw.example/prefix/binance/",
+                "https://gw.example/prefix",
+            ),
+        ] {
+            assert_eq!(gateway_url(given).as_deref(), Ok(kept), "{given}");
+        }
+        for refused in [
+            "",
+            "not a url",
+            "ftp://x",
+            "http://",
+            "http://x/'a",
+            "http://x/?q",
+        ] {
+            assert!(gateway_url(refused).is_err(), "{refused:?} accepted");
+        }
+    }
 
     /// A regression test (from a review): `client update` made the new policy from a row
     /// read before its transaction, so an update another operator committed in between

@@ -32,8 +32,18 @@ pub struct Home {
 
 impl Home {
     /// The home at `dir`, or the default `~/.local/share/keygate`.
+    /// A home whose first component is `~` is refused: the shell expands it only as a
+    /// word of its own (not after `--home=`, nor in an environment file), and taken as
+    /// written it is a directory named `~` wherever the command runs.
     pub fn resolve(dir: Option<PathBuf>) -> anyhow::Result<Home> {
         if let Some(dir) = dir {
+            if dir.components().next() == Some(std::path::Component::Normal("~".as_ref())) {
+                bail!(
+                    "the home {} starts with a `~` the shell did not expand (it does not after \
+                     `--home=` or in an environment file); write it with $HOME or in full",
+                    dir.display()
+                );
+            }
             return Ok(Home { dir });
         }
         let base = std::env::var_os("HOME")
@@ -1215,6 +1225,32 @@ pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Reads a regular file of at most `max` bytes: a path mistyped to a device, a pipe or a
+/// multi-gigabyte log is refused rather than read until memory runs out. For files
+/// that hold no secret (certificates, public keys, checkpoints, lists); secrets are
+/// read by `keygate_vault::read_secret_file`.
+pub fn read_bounded(path: &Path, max: u64) -> anyhow::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let file = fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let meta = file
+        .metadata()
+        .with_context(|| format!("reading {}", path.display()))?;
+    if !meta.is_file() {
+        bail!("{} is not a regular file", path.display());
+    }
+    let mut bytes = Vec::new();
+    file.take(max + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("reading {}", path.display()))?;
+    if bytes.len() as u64 > max {
+        bail!(
+            "{} is larger than the {max} bytes such a file may hold",
+            path.display()
+        );
+    }
+    Ok(bytes)
 }
 
 /// Parses durations such as `90d`, `24h`, `30m`, `45s`, `2w` and `1h30m`, at most a

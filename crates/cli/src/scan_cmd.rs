@@ -11,7 +11,13 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use keygate_scan::{Finding, ManagedKeys, Report, Role, Scanner};
 
+use crate::home::read_bounded;
 use crate::output::STDOUT_WRITE;
+
+/// The most a baseline (an earlier scan's JSON report) may hold.
+const MAX_BASELINE_LEN: u64 = 256 * 1024 * 1024;
+/// The most a fingerprint ignore file may hold.
+const MAX_IGNORE_FILE_LEN: u64 = 16 * 1024 * 1024;
 
 /// Output formats.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -118,7 +124,7 @@ fn scan(args: &ScanArgs, managed: Option<ManagedKeys>) -> anyhow::Result<i32> {
         builder = builder.threads(n);
     }
     for file in &args.ignore_file {
-        let fps = keygate_scan::read_ignore_file(file)
+        let fps = read_ignore_file(file)
             .with_context(|| format!("cannot read ignore file {}", file.display()))?;
         builder = builder.ignore_fingerprints(fps);
     }
@@ -131,12 +137,16 @@ fn scan(args: &ScanArgs, managed: Option<ManagedKeys>) -> anyhow::Result<i32> {
             };
             let default = dir.join(".keygateignore");
             if default.is_file() {
-                builder = builder.ignore_fingerprints(keygate_scan::read_ignore_file(&default)?);
+                builder = builder.ignore_fingerprints(read_ignore_file(&default)?);
             }
         }
     }
     if let Some(b) = &args.baseline {
-        builder = builder.baseline(&keygate_scan::read_baseline(b)?);
+        let text = String::from_utf8(read_bounded(b, MAX_BASELINE_LEN)?)
+            .map_err(|_| anyhow::anyhow!("invalid baseline {}: not UTF-8", b.display()))?;
+        let baseline = Report::from_json(&text)
+            .map_err(|e| anyhow::anyhow!("invalid baseline {}: {e}", b.display()))?;
+        builder = builder.baseline(&baseline);
     }
     let show_progress = !args.no_progress && std::io::stderr().is_terminal();
     if show_progress {
@@ -201,6 +211,13 @@ fn scan(args: &ScanArgs, managed: Option<ManagedKeys>) -> anyhow::Result<i32> {
         return Ok(2);
     }
     Ok(report.exit_code())
+}
+
+/// Reads a fingerprint ignore file (see [`keygate_scan::parse_ignore`]).
+fn read_ignore_file(path: &Path) -> anyhow::Result<Vec<String>> {
+    let text = String::from_utf8(read_bounded(path, MAX_IGNORE_FILE_LEN)?)
+        .map_err(|_| anyhow::anyhow!("{} is not UTF-8 text", path.display()))?;
+    Ok(keygate_scan::parse_ignore(&text))
 }
 
 /// Keyed fingerprints of every key in the vault (real API keys and secrets, virtual HMAC

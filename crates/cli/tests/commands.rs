@@ -1,6 +1,7 @@
 //! The real `keygate` binary: init and unlocking, accounts, clients and the audit log,
 //! each test in its own temporary home.
 
+use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use keygate_audit::{AuditKey, AuditLog};
@@ -1767,6 +1768,77 @@ mod account {
 
 mod client {
     use super::*;
+
+    /// From a review of the commands' handling of bad input: a weak Ed25519 key no
+    /// signature verifies under was issued; a path to a device was read until memory ran
+    /// out; `--home=~/kg` made a directory named `~`; `update --json` printed text when
+    /// nothing changed.
+    #[test]
+    fn bad_input_found_by_review_is_refused_clearly() {
+        let kg = Kg::with_key_file();
+        kg.add_account("main", REAL_KEY, REAL_SECRET);
+        let weak = kg.path("weak.pub");
+        std::fs::write(&weak, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n").unwrap();
+        let issue = |key: &Path| {
+            kg.run(
+                &[
+                    "client",
+                    "issue",
+                    "--account",
+                    "main",
+                    "--name",
+                    "edbot",
+                    "--key-type",
+                    "ed25519",
+                    "--public-key",
+                    key.to_str().unwrap(),
+                ],
+                "",
+            )
+        };
+        let refused = issue(&weak);
+        assert_eq!(refused.code, 2, "{refused:?}");
+        assert!(
+            refused.stderr.contains("weak Ed25519"),
+            "{}",
+            refused.stderr
+        );
+        let device = issue(Path::new("/dev/zero"));
+        assert!(device.stderr.contains("not a regular file"), "{device:?}");
+        let checkpoint = kg.fails(&["audit", "verify", "--checkpoint", "/dev/zero"], "", 2);
+        assert!(
+            checkpoint.stderr.contains("not a regular file"),
+            "{checkpoint:?}"
+        );
+
+        let tilde = crate::common::run_keygate(
+            Path::new("~/kg"),
+            kg.dir.path(),
+            &["client", "list"],
+            "",
+            None,
+            &[],
+        );
+        assert_eq!(tilde.code, 2);
+        assert!(tilde.stderr.contains("did not expand"), "{}", tilde.stderr);
+
+        kg.issue("main", "bot1", &["--max-order-notional", "100"]);
+        let unchanged = kg
+            .ok(
+                &[
+                    "client",
+                    "update",
+                    "bot1",
+                    "--max-order-notional",
+                    "100",
+                    "--json",
+                ],
+                "",
+            )
+            .json();
+        assert_eq!(unchanged["changed"], false);
+        assert_eq!(unchanged["name"], "bot1");
+    }
 
     /// From a review: a client issued `--scope trade` could not be driven by ccxt at all
     /// (it reads markets and balances before it trades), and nothing said so.

@@ -30,14 +30,6 @@ pub enum Error {
         /// What is wrong with it.
         message: String,
     },
-    /// A baseline report could not be parsed.
-    #[error("invalid baseline {path}: {message}")]
-    Baseline {
-        /// The baseline file.
-        path: PathBuf,
-        /// Why it could not be used.
-        message: String,
-    },
     /// A pre-commit hook that keygate did not write is already installed.
     #[error("a pre-commit hook not written by keygate already exists at {path}")]
     HookExists {

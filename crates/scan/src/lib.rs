@@ -322,34 +322,14 @@ impl Scanner {
     }
 }
 
-/// Reads a fingerprint ignore file: one fingerprint per line (the first word), `#` comments.
-pub fn read_ignore_file(path: &Path) -> Result<Vec<String>, Error> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    Ok(parse_ignore(&text))
-}
-
-/// Parses the text of a fingerprint ignore file.
+/// Parses the text of a fingerprint ignore file: one fingerprint per line (the first word),
+/// `#` comments.
 pub fn parse_ignore(text: &str) -> Vec<String> {
     text.lines()
         .map(|l| l.split('#').next().unwrap_or("").trim())
         .filter_map(|l| l.split_whitespace().next())
         .map(str::to_owned)
         .collect()
-}
-
-/// Reads a baseline: a JSON report written by an earlier scan.
-pub fn read_baseline(path: &Path) -> Result<Report, Error> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    Report::from_json(&text).map_err(|e| Error::Baseline {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })
 }
 
 /// Scans `data` for the `scan_bytes` fuzz target (see `fuzz/`), with a path that names

@@ -6,7 +6,11 @@
 //! fundamental first, and the first failure names its [`Rule`]:
 //!
 //! status → expiry → source IP → endpoint known → scope → withdrawal address → symbol →
-//! order notional → daily notional → daily withdrawal → rate.
+//! order notional → rate → daily notional → daily withdrawal.
+//!
+//! Two checks of the day come earlier: a batch whose orders that state their notional
+//! already take the client past its day is denied before any other of its orders is
+//! priced, and a withdrawal of an asset its daily limits do not list before the rate.
 //!
 //! The decider keeps the counters that limits need (requests per second, notional and
 //! amounts withdrawn per UTC day) in memory, per client; an allowed order or withdrawal
@@ -1747,6 +1751,30 @@ mod tests {
         assert_eq!(
             rule(d.decide(&request(&p, &keys, None, 0))),
             Some(Rule::KeyManagement)
+        );
+    }
+
+    /// From a review: the crate doc put the rate last, after the daily limits, while the
+    /// decider checks it first. One request over both is denied for its rate.
+    #[test]
+    fn the_rate_is_checked_before_the_daily_limits() {
+        let p = Policy {
+            rate_per_second: Some(1),
+            max_daily_notional: Some(Decimal::from(100)),
+            ..trading_policy()
+        };
+        let d = Decider::new();
+        let btc = order("BTCUSDT");
+        let n = |v: i64| Some(Decimal::from(v));
+        assert_eq!(rule(d.decide(&request(&p, &btc, n(50), 0))), None);
+        assert_eq!(
+            rule(d.decide(&request(&p, &btc, n(80), 0))),
+            Some(Rule::Rate),
+            "over its rate and its day at once"
+        );
+        assert_eq!(
+            rule(d.decide(&request(&p, &btc, n(80), 2_000))),
+            Some(Rule::DailyNotional)
         );
     }
 

@@ -364,9 +364,7 @@ fn answered<A: Adapter>(
         })
     })?;
     let status = answer.status;
-    if let Some(back_off) = adapter.back_off(status, &answer.headers, &answer.body) {
-        weight.back_off(pool, back_off, keygate_gateway::now_ms());
-    }
+    weight.note_answer(adapter, pool, &answer, None);
     if !status.is_success() {
         let reason = match adapter.error_text(&answer.body) {
             Some(text) => format!("it answered HTTP {} ({text})", status.as_u16()),

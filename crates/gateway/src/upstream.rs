@@ -628,10 +628,7 @@ impl Upstream {
         let sent_ms = i64::try_from(crate::now_ms()).ok()?;
         let response = self.send(&Method::GET, url, &[], b"").await.ok()?;
         let round_trip = sent.elapsed();
-        if let Some(back_off) = adapter.back_off(response.status, &response.headers, &response.body)
-        {
-            weight.back_off(pool, back_off, crate::now_ms());
-        }
+        weight.note_answer(adapter, pool, &response, None);
         if !response.status.is_success() {
             return None;
         }
@@ -685,15 +682,7 @@ impl Upstream {
         let url = format!("{base}{}", key.1);
         let price = match self.send(&Method::GET, &url, &[], b"").await {
             Ok(response) => {
-                if let Some(back_off) =
-                    adapter.back_off(response.status, &response.headers, &response.body)
-                {
-                    weight.back_off(pool, back_off, crate::now_ms());
-                }
-                if let Some(used) = adapter.used_weight(pool.name, &response.headers) {
-                    weight.record(pool, used, crate::now_ms());
-                    reservation.settle();
-                }
+                weight.note_answer(adapter, pool, &response, Some(reservation));
                 if response.status.is_success() {
                     adapter.parse_ticker_price(&response.body, symbol)
                 } else {

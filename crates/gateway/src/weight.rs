@@ -40,8 +40,10 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
-use keygate_exchanges::BackOff;
+use keygate_exchanges::{Adapter, BackOff};
 use keygate_monitor::{Alert, AlertRule, Alerter, Severity};
+
+use crate::upstream::Response;
 
 /// The last weight each upstream reported, and the weight public calls and signed reads
 /// in flight to it hold, by base URL and weight pool.
@@ -201,6 +203,30 @@ struct Report {
 }
 
 impl WeightGauge {
+    /// Notes what an answer of the exchange, to a call drawing from `pool`, says of its
+    /// request weight: a back-off it asks for ([`WeightGauge::back_off`]), and the weight
+    /// it reports used ([`WeightGauge::record`]), which settles the call's `reservation`
+    /// (without a report, the reservation's estimate stays counted). Every answer
+    /// keygate reads goes through here.
+    pub fn note_answer<A: Adapter>(
+        &self,
+        adapter: &A,
+        pool: Pool<'_>,
+        answer: &Response,
+        reservation: Option<Reservation<'_>>,
+    ) {
+        let now_ms = crate::now_ms();
+        if let Some(back_off) = adapter.back_off(answer.status, &answer.headers, &answer.body) {
+            self.back_off(pool, back_off, now_ms);
+        }
+        if let Some(used) = adapter.used_weight(pool.name, &answer.headers) {
+            self.record(pool, used, now_ms);
+            if let Some(reservation) = reservation {
+                reservation.settle();
+            }
+        }
+    }
+
     /// Records that `pool` reported `used` weight at `now_ms`. Answers can
     /// arrive out of order, so within one minute the highest report stands.
     pub fn record(&self, pool: Pool<'_>, used: u64, now_ms: u64) {

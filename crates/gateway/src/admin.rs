@@ -65,25 +65,21 @@ pub fn admin_app(state: AdminState) -> Router {
 /// alert is raised from it).
 async fn healthz(State(state): State<AdminState>) -> impl IntoResponse {
     let monitor_seq = state.metrics.last_seq();
-    let problem = if let Some(reason) = state.live.failure() {
-        Some(format!(
-            "refusing every client: the last reload failed ({reason})"
-        ))
+    // Fixed words: the causes (a database path, SQLite's text) are in serve's log and
+    // its alerts, and this may be served beyond loopback.
+    let problem = if state.live.failure().is_some() {
+        Some("refusing every client: the last reload failed (serve's log says why)")
     } else if !state.audit.is_writing() {
+        Some("the audit writer has stopped: orders, withdrawals and transfers are refused")
+    } else if state.audit.failing().is_some() {
         Some(
-            "the audit writer has stopped: orders, withdrawals and transfers are refused"
-                .to_owned(),
+            "the audit log cannot be written: orders, withdrawals and transfers are refused \
+             (serve's log says why)",
         )
-    } else if let Some(reason) = state.audit.failing() {
-        Some(format!(
-            "the audit log cannot be written ({reason}): orders, withdrawals and transfers \
-             are refused"
-        ))
+    } else if state.metrics.log_unreadable().is_some() {
+        Some("the monitor cannot read the audit log: no alert is raised from it (serve's log says why)")
     } else {
-        state
-            .metrics
-            .log_unreadable()
-            .map(|reason| format!("{reason}: no alert is raised from it"))
+        None
     };
     match problem {
         None => (

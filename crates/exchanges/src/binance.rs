@@ -973,10 +973,10 @@ impl Adapter for Binance {
             Refusal::Malformed(msg) => (400, -1100, format!("keygate: {msg}").into()),
             Refusal::TooLarge => (413, -1100, "keygate: request body too large".into()),
             Refusal::AuditUnavailable => (503, -1001, "keygate: audit log unavailable; request not forwarded".into()),
-            Refusal::Timeout => (
+            Refusal::NoAnswer => (
                 504,
                 -1007,
-                "keygate: timeout waiting for the exchange; the outcome is unknown and the request was not retried".into(),
+                "keygate: no answer from the exchange (none in time, or one broken off); the outcome is unknown and the request was not retried".into(),
             ),
             Refusal::Unreachable => (502, -1001, "keygate: exchange unreachable; request not sent".into()),
             Refusal::Internal => (500, -1001, "keygate: internal error".into()),

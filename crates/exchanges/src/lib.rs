@@ -12,7 +12,10 @@
 //!
 //! Each exchange implements [`Adapter`] (and its request type [`ClientRequest`]); the
 //! gateway's request path is written once against these traits, so adding an exchange
-//! means adding one module here, one simulator in `keygate-mockex`, and one route line.
+//! to the gateway means adding one module here, one simulator in `keygate-mockex`, and
+//! its route in the gateway (the adapter as one field of `Gateway`, one line in its
+//! `route`). Reconciliation (`keygate reconcile`) reads Binance's histories with Binance's
+//! windows and weights, and needs its own work for another exchange.
 //!
 //! It is not a network client: no I/O happens here, so every function can be tested
 //! against the exchanges' published vectors (`crates/exchanges/tests/vectors.json`).
@@ -60,7 +63,6 @@ pub enum ClientKey<'a> {
 
 /// A request rebuilt for the exchange, signed with the real key. Its `Debug` shows no
 /// header value (one is the real API key) and no signature.
-#[derive(Clone, PartialEq, Eq)]
 pub struct Forward {
     /// The query string, without `?`.
     pub query: String,
@@ -116,8 +118,9 @@ pub enum Refusal<'a> {
     TooLarge,
     /// The audit log cannot be written, so nothing was forwarded.
     AuditUnavailable,
-    /// The exchange did not answer in time; the request may have executed.
-    Timeout,
+    /// No answer came from the exchange (none in time, or one broken off); the request
+    /// may have executed.
+    NoAnswer,
     /// The exchange could not be reached; nothing was sent.
     Unreachable,
     /// Something inside keygate failed; the detail is in its log.

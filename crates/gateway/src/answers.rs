@@ -18,7 +18,7 @@
 //! The limit is checked before a request is sent and the answer counted when it comes, so
 //! requests sent at the same moment all pass: what it bounds is answers piling up over
 //! time for slow readers. A burst is bounded by the connection limits and the largest
-//! answer keygate reads (64 MiB). A small answer (under [`COUNTED_FROM`]) is not counted:
+//! answer keygate reads (`wire::MAX_ANSWER_BODY_BYTES`, 64 MiB). A small answer (under [`COUNTED_FROM`]) is not counted:
 //! the connection limits bound those.
 
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -97,7 +97,7 @@ use crate::upstream::{Failure, Upstream};
 use crate::weight::{OverCap, Pool, Reservation, WeightGauge};
 
 /// Largest request body accepted, in bytes. Binance's own requests are far smaller.
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
+pub const MAX_REQUEST_BODY_BYTES: usize = 64 * 1024;
 /// How long a trade waits for its audit event to become durable.
 const AUDIT_DEADLINE: Duration = Duration::from_secs(5);
 
@@ -190,6 +190,13 @@ impl Gateway {
     /// is believed only from peers in `trusted_proxies`.
     /// `upstream_timeout` bounds each exchange call ([`upstream::UPSTREAM_TIMEOUT`] in
     /// production); past it the outcome is unknown and the call is never retried.
+    ///
+    /// Replays are caught by one gateway's memory of the signatures it saw: it refuses
+    /// every request signed before it was made (answered as stale), and vouches for the
+    /// rest. So one gateway at a time serves a vault, and one made to take over from
+    /// another is made no sooner than [`keygate_exchanges::MAX_TIMESTAMP_AHEAD_MS`] after
+    /// that one stopped, by which time what it took signed ahead of its clock has come
+    /// of age (`keygate serve` holds a lock on the home and waits so).
     pub fn new(
         live: Arc<Live>,
         audit: AuditLog,
@@ -238,8 +245,9 @@ impl Gateway {
         self.decider.count_earlier(event, now_ms());
     }
 
-    /// The same gateway, raising an alert through `alerter` when the audit log cannot be
-    /// written (at most one a minute): the log cannot say so itself.
+    /// The same gateway, raising alerts through `alerter` that the log cannot raise itself:
+    /// when the audit log cannot be written (at most one a minute), and when an exchange
+    /// asks keygate's address to back off (`exchange_back_off`, through its weight gauge).
     pub fn with_alerter(mut self, alerter: Alerter) -> Gateway {
         self.weight.alert_through(alerter.clone());
         self.alerter = Some(alerter);
@@ -402,7 +410,7 @@ async fn handle<A: Adapter>(
     } else {
         tokio::time::timeout(
             gw.limits.timeout,
-            axum::body::to_bytes(body, MAX_BODY_BYTES),
+            axum::body::to_bytes(body, MAX_REQUEST_BODY_BYTES),
         )
         .await
     };
@@ -629,7 +637,16 @@ async fn handle<A: Adapter>(
              signature; sign the request again",
         );
     }
-    let replay_id = signed.replay_id().unwrap_or_default();
+    // A request that verified has a signature; without one, every such request would
+    // share one replay id, so none is forwarded.
+    let Some(replay_id) = signed.replay_id() else {
+        tracing::error!("a verified request has no signature to remember");
+        return audit.deny(
+            refuse(Refusal::Internal),
+            Rule::Internal,
+            "no signature to remember",
+        );
+    };
     if !gw.replay.first_sighting(
         &replay_id,
         replay::Moment::at(now),
@@ -884,7 +901,7 @@ async fn handle<A: Adapter>(
         );
         return audit.deny(
             refuse(Refusal::Internal),
-            Rule::Malformed,
+            Rule::Internal,
             "invalid upstream header",
         );
     }
@@ -1087,22 +1104,14 @@ impl Gateway {
             .send(&Method::GET, &url, &forward.headers, b"")
             .await
             .ok()?;
-        if let Some(back_off) = adapter.back_off(answer.status, &answer.headers, &answer.body) {
-            self.weight.back_off(pool, back_off, now_ms());
-        }
-        if let Some(used) = adapter.used_weight(pool.name, &answer.headers) {
-            self.weight.record(pool, used, now_ms());
-            if let Some(reservation) = reservation {
-                reservation.settle();
-            }
-        }
+        self.weight.note_answer(adapter, pool, &answer, reservation);
         if !answer.status.is_success() {
             return None;
         }
         adapter.parse_order_symbol(&answer.body)
     }
 
-    /// Step 7: send once to `url`, note the request weight it reports as used in `pool`
+    /// Step 6: send once to `url`, note the request weight it reports as used in `pool`
     /// (settling the public call's `weight` reservation, or the one a signed read's audit
     /// holds), audit the outcome. An action that moves money is sent only when its
     /// pending event is durable (step 5).
@@ -1175,17 +1184,7 @@ impl Gateway {
                         Outcome::Answered
                     };
                 in_flight.finish_placing(Some(answer.status.as_u16()), outcome, order_ids);
-                if let Some(back_off) =
-                    adapter.back_off(answer.status, &answer.headers, &answer.body)
-                {
-                    self.weight.back_off(pool, back_off, now_ms());
-                }
-                if let Some(used) = adapter.used_weight(pool.name, &answer.headers) {
-                    self.weight.record(pool, used, now_ms());
-                    if let Some(reservation) = weight {
-                        reservation.settle();
-                    }
-                }
+                self.weight.note_answer(adapter, pool, &answer, weight);
                 let mut response = Response::new(self.answers.body(answer.body, caller));
                 *response.status_mut() = answer.status;
                 *response.headers_mut() = answer.headers;
@@ -1197,12 +1196,12 @@ impl Gateway {
                     "upstream timed out; outcome unknown, not retried"
                 );
                 in_flight.finish(None, Outcome::Unknown);
-                refusal_response(adapter, Refusal::Timeout)
+                refusal_response(adapter, Refusal::NoAnswer)
             }
             Err(Failure::NoAnswer(reason)) => {
                 tracing::error!(path = in_flight.path(), %reason, "upstream answer lost; outcome unknown, not retried");
                 in_flight.finish(None, Outcome::Unknown);
-                refusal_response(adapter, Refusal::Timeout)
+                refusal_response(adapter, Refusal::NoAnswer)
             }
             Err(Failure::Unreachable(reason) | Failure::Refused(reason)) => {
                 tracing::error!(%reason, "upstream unreachable");
@@ -1300,7 +1299,7 @@ fn check_path(path: &str) -> Result<(), &'static str> {
 const ANSWER_BACKLOG: &str =
     "keygate: too many large answers are waiting for clients that read them slowly; try again shortly";
 
-/// Whether reading a body failed because it passed [`MAX_BODY_BYTES`].
+/// Whether reading a body failed because it passed [`MAX_REQUEST_BODY_BYTES`].
 fn is_length_limit(error: &axum::Error) -> bool {
     caused_by(error, |e| e.is::<http_body_util::LengthLimitError>())
 }
@@ -1429,6 +1428,9 @@ enum AuditLane {
 /// Every request ends in an event: [`Audit::deny`] or [`Audit::finish`] writes it, and
 /// if neither did (the request was dropped before it was forwarded: the request path
 /// panicked, or keygate stopped serving it), dropping the audit writes one.
+///
+/// Copied only to build an event from while the request goes on: a copy holds none of
+/// the request's reservations ([`Held`]).
 #[derive(Clone)]
 struct Audit<'a> {
     gw: &'a Gateway,
@@ -1656,6 +1658,7 @@ impl<'a> Audit<'a> {
 struct Held<T>(Option<T>);
 
 impl<T> Clone for Held<T> {
+    /// Holds nothing: see the type's doc.
     fn clone(&self) -> Held<T> {
         Held(None)
     }

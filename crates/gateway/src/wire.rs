@@ -20,7 +20,7 @@ const MAX_HEAD_BYTES: usize = 64 * 1024;
 const MAX_HEADERS: usize = 128;
 /// Largest answer body accepted. Binance's largest answers (the full `exchangeInfo`) are
 /// a few megabytes.
-const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+const MAX_ANSWER_BODY_BYTES: usize = 64 * 1024 * 1024;
 /// Longest chunk-size or trailer line of a chunked body.
 const MAX_LINE_BYTES: usize = 4 * 1024;
 /// How much room a read asks for at least.
@@ -233,7 +233,7 @@ pub(crate) async fn read_answer<S: AsyncRead + Unpin>(
         let body = match head.framing {
             Framing::Empty => Bytes::new(),
             Framing::Length(len) => {
-                if len > MAX_BODY_BYTES {
+                if len > MAX_ANSWER_BODY_BYTES {
                     return Err(WireError::TooLarge);
                 }
                 // The length is the exchange's word: reserve up to a megabyte on it, and
@@ -248,7 +248,7 @@ pub(crate) async fn read_answer<S: AsyncRead + Unpin>(
             Framing::UntilClose => {
                 keep_alive = false;
                 loop {
-                    if buf.len() > MAX_BODY_BYTES {
+                    if buf.len() > MAX_ANSWER_BODY_BYTES {
                         return Err(WireError::TooLarge);
                     }
                     reserve(buf);
@@ -405,7 +405,7 @@ async fn read_chunked<S: AsyncRead + Unpin>(
         if body
             .len()
             .checked_add(size)
-            .is_none_or(|total| total > MAX_BODY_BYTES)
+            .is_none_or(|total| total > MAX_ANSWER_BODY_BYTES)
         {
             return Err(WireError::TooLarge);
         }

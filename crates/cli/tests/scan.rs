@@ -186,6 +186,24 @@ fn a_staged_file_too_large_to_scan_blocks_the_commit() {
     assert!(stderr.contains("git commit --no-verify"), "{stderr}");
 }
 
+/// From a review: outside a repository, `git diff --cached` compares files and answered
+/// with its whole usage; the scan says where the problem is.
+#[test]
+fn staged_outside_a_repository_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_keygate"))
+        .current_dir(dir.path())
+        .env("KEYGATE_HOME", dir.path().join("no-vault-needed"))
+        .env("GIT_CEILING_DIRECTORIES", dir.path().parent().unwrap())
+        .args(["scan", "--staged", "--no-progress"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("not a git repository"), "{stderr}");
+    assert!(!stderr.contains("usage"), "{stderr}");
+}
+
 #[test]
 fn a_tampered_ciphertext_is_detected_and_named() {
     let kg = Kg::with_key_file();

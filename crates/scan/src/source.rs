@@ -296,6 +296,10 @@ impl Scanner {
 
     /// The blobs staged in the index that differ from HEAD.
     pub(crate) fn staged(&self, repo: &Path, counters: &Counters) -> Result<Vec<Finding>, Error> {
+        // Outside a repository `git diff` compares two files (`--no-index`), and would
+        // answer `--cached` with its whole usage: ask git where the repository is first,
+        // whose refusal says "not a git repository".
+        git(repo, &["rev-parse", "--git-dir"])?;
         let diff = git(
             repo,
             &[

@@ -1,7 +1,11 @@
 //! `keygate`: a vault and signing gateway for crypto-exchange API keys.
 //!
-//! This binary only parses arguments, unlocks the vault and prints; the work is done by the
-//! library crates (`keygate-vault`, `keygate-store`, `keygate-audit`, `keygate-gateway`, …).
+//! This binary parses arguments, unlocks the vault and prints; the vault, the store, the
+//! audit log, the gateway and the scanner are library crates (`keygate-vault`,
+//! `keygate-store`, `keygate-audit`, `keygate-gateway`, `keygate-scan`, …). Two pieces of
+//! work live here, because they compose several of those and talk to the exchange from
+//! the command line: reconciliation (`reconcile.rs`) and the exchange calls the commands
+//! make themselves (`remote.rs`).
 //!
 //! Every command accepts the global options `--home DIR` (or `KEYGATE_HOME`; default
 //! `~/.local/share/keygate`), `--passphrase-file FILE`, `--passphrase-stdin`,

@@ -113,7 +113,7 @@ fn trusted_proxy(text: &str) -> Result<IpNet, String> {
     Ok(net.trunc())
 }
 
-/// How often `serve` reconciles withdrawals; `None` for never.
+/// How often `serve` reconciles withdrawals and orders; `None` for never.
 #[derive(Clone, Copy, Debug)]
 pub struct ReconcileEvery(Option<Duration>);
 

@@ -1147,7 +1147,7 @@ fn anchor(store: &Store, key: &AuditKey, from: u64) -> Result<Vec<u8>, Error> {
     Ok(anchor.hash)
 }
 
-/// [`read`], but only events keygate wrote, where it wrote them: each is chained to the
+/// [`read_unverified`], but only events keygate wrote, where it wrote them: each is chained to the
 /// one before it, from the event before `from` on, and its MAC verifies with `key`.
 /// For what decides on the log (reconciliation: what keygate forwarded), which must not
 /// take a row edited behind keygate's back for an event. The event before `from` is
@@ -1267,7 +1267,7 @@ pub struct ReadablePage {
     pub read_to: Option<u64>,
 }
 
-/// [`read`], but an event whose body is not a keygate event (tampering, which [`verify`]
+/// [`read_unverified`], but an event whose body is not a keygate event (tampering, which [`verify`]
 /// names) is left out rather than failing the page: the commands that show the log as
 /// it stands still show the rest of it.
 pub fn read_readable(store: &Store, from: u64, limit: u64) -> Result<ReadablePage, Error> {
@@ -1284,8 +1284,10 @@ pub fn read_readable(store: &Store, from: u64, limit: u64) -> Result<ReadablePag
     Ok(ReadablePage { events, read_to })
 }
 
-/// Reads events with `seq >= from`, decoded, with their seq.
-pub fn read(store: &Store, from: u64, limit: u64) -> Result<Vec<(u64, Event)>, Error> {
+/// Reads events with `seq >= from`, decoded, with their seq, without checking them
+/// against the chain: for callers that verified the log first (`audit verify` reading
+/// its first event) or that need no proof (tests). [`read_verified`] checks each event.
+pub fn read_unverified(store: &Store, from: u64, limit: u64) -> Result<Vec<(u64, Event)>, Error> {
     decoded(events(store, from, limit)?)
 }
 
@@ -1805,7 +1807,7 @@ mod tests {
         log.flush().unwrap();
 
         let store = Store::open(&db).unwrap();
-        let events = read(&store, 1, 10_000).unwrap();
+        let events = read_unverified(&store, 1, 10_000).unwrap();
         assert_eq!(verify(&store, &key).unwrap(), events.len() as u64);
         let mut kept = Vec::new();
         let mut lost = Vec::new();
@@ -1832,7 +1834,7 @@ mod tests {
         // Once the writer caught up, background events are kept again.
         log.append(event(2000));
         log.flush().unwrap();
-        let last = read(&store, last_seq(&store).unwrap(), 1).unwrap();
+        let last = read_unverified(&store, last_seq(&store).unwrap(), 1).unwrap();
         assert_eq!(last[0].1.client(), Some("bot2000"));
     }
 
@@ -1852,7 +1854,7 @@ mod tests {
         release(stalled);
         log.flush().unwrap();
         let store = Store::open(&db).unwrap();
-        let events = read(&store, 1, 1000).unwrap();
+        let events = read_unverified(&store, 1, 1000).unwrap();
         let kept = events
             .iter()
             .filter(|(_, e)| e.client() == Some("bot1"))
@@ -1935,7 +1937,7 @@ mod tests {
         release(stalled);
         log.flush().unwrap();
         let store = Store::open(&db).unwrap();
-        let events = read(&store, 1, 10_000).unwrap();
+        let events = read_unverified(&store, 1, 10_000).unwrap();
         let of_clients = events.iter().filter(|(_, e)| e.client().is_some()).count();
         assert_eq!(of_clients, 50, "a client's event was dropped");
         let lost = records_of_losses(&events);
@@ -1957,7 +1959,7 @@ mod tests {
         release(stalled);
         log.flush().unwrap();
         let store = Store::open(&db).unwrap();
-        let events = read(&store, 1, 1000).unwrap();
+        let events = read_unverified(&store, 1, 1000).unwrap();
         let of = |name: &str| {
             events
                 .iter()
@@ -2014,7 +2016,7 @@ mod tests {
         release(stalled);
         log.flush().unwrap();
         let store = Store::open(&db).unwrap();
-        let events = read(&store, 1, 100).unwrap();
+        let events = read_unverified(&store, 1, 100).unwrap();
         assert_eq!(verify(&store, &key).unwrap(), events.len() as u64);
         let [(_, only)] = events.as_slice() else {
             panic!("expected the record of losses alone: {events:?}");
@@ -2047,7 +2049,7 @@ mod tests {
         release(stalled);
         log.flush().unwrap();
         let store = Store::open(&db).unwrap();
-        let events = read(&store, 1, 100).unwrap();
+        let events = read_unverified(&store, 1, 100).unwrap();
         let lost: u64 = records_of_losses(&events).iter().map(|l| l.count).sum();
         assert_eq!(lost, 10, "{events:?}");
     }

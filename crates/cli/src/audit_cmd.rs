@@ -299,7 +299,8 @@ pub(crate) fn check_client_exists(store: &Store, name: &str) -> anyhow::Result<(
 
 /// Whether the log's first event is the `vault.init` event `keygate init` writes.
 fn begins_with_init(store: &Store) -> anyhow::Result<bool> {
-    let first = keygate_audit::read(store, 1, 1).context("reading the first audit event")?;
+    let first =
+        keygate_audit::read_unverified(store, 1, 1).context("reading the first audit event")?;
     Ok(matches!(
         first.first(),
         Some((1, Event { body: EventBody::Admin(admin), .. })) if admin.change == "vault.init"

@@ -472,7 +472,8 @@ fn tag_era_marker(vault: &Unlocked) -> anyhow::Result<Option<String>> {
         .context("the audit log must verify before an upgrade")?;
     let mut from = 1;
     loop {
-        let page = keygate_audit::read(&vault.store, from, 10_000).context("reading the log")?;
+        let page = keygate_audit::read_unverified(&vault.store, from, 10_000)
+            .context("reading the log")?;
         let Some((last, _)) = page.last() else {
             return Ok(None);
         };

@@ -2635,7 +2635,7 @@ mod client {
     fn rewrite_log_without_tag_markers(kg: &Kg, master: &MasterKey) {
         let key = AuditKey::from_bytes(master.derive_subkey("audit-mac").expose_secret());
         let store = keygate_store::Store::open(&kg.db()).unwrap();
-        let mut events: Vec<Event> = keygate_audit::read(&store, 1, 10_000)
+        let mut events: Vec<Event> = keygate_audit::read_unverified(&store, 1, 10_000)
             .unwrap()
             .into_iter()
             .map(|(_, e)| e)

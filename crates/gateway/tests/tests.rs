@@ -287,7 +287,7 @@ async fn events_where(env: &Env, n: usize, pick: impl Fn(&Value) -> bool) -> Vec
     let mut picked = Vec::new();
     for _ in 0..100 {
         let store = Store::open(&env.db).unwrap();
-        picked = keygate_audit::read(&store, 1, 10_000)
+        picked = keygate_audit::read_unverified(&store, 1, 10_000)
             .unwrap()
             .iter()
             .map(|(_, e)| serde_json::to_value(e).unwrap())
@@ -461,7 +461,7 @@ async fn withdrawals_reach_the_exchange_only_for_listed_addresses() {
     // Each is on record with where it was going, allowed or not.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let store = Store::open(&env.db).unwrap();
-    let destinations: Vec<(bool, String, Value)> = keygate_audit::read(&store, 1, 100)
+    let destinations: Vec<(bool, String, Value)> = keygate_audit::read_unverified(&store, 1, 100)
         .unwrap()
         .iter()
         .map(|(_, e)| serde_json::to_value(e).unwrap())
@@ -2600,7 +2600,7 @@ async fn a_request_signed_before_keygate_started_is_refused() {
     assert_eq!(status, 200, "signed again, it passes: {body}");
     tokio::time::sleep(Duration::from_millis(300)).await;
     let store = Store::open(&env.db).unwrap();
-    let refused: Vec<Value> = keygate_audit::read(&store, 1, 100)
+    let refused: Vec<Value> = keygate_audit::read_unverified(&store, 1, 100)
         .unwrap()
         .iter()
         .map(|(_, e)| serde_json::to_value(e).unwrap())
@@ -2930,7 +2930,7 @@ async fn trades_wait_for_a_durable_audit_event_and_reads_go_on_without_one() {
     // tried it while the lock was held: events that cannot be written are logged).
     tokio::time::sleep(Duration::from_millis(300)).await;
     let store = Store::open(&env.db).unwrap();
-    let refused: Vec<Value> = keygate_audit::read(&store, 1, 100)
+    let refused: Vec<Value> = keygate_audit::read_unverified(&store, 1, 100)
         .unwrap()
         .iter()
         .map(|(_, e)| serde_json::to_value(e).unwrap())
@@ -2959,7 +2959,7 @@ async fn an_upstream_timeout_is_a_504_with_outcome_unknown_and_no_retry() {
     assert!(body["msg"].as_str().unwrap().contains("outcome is unknown"));
     tokio::time::sleep(Duration::from_millis(300)).await;
     let store = Store::open(&env.db).unwrap();
-    let events = keygate_audit::read(&store, 1, 100).unwrap();
+    let events = keygate_audit::read_unverified(&store, 1, 100).unwrap();
     let outcomes: Vec<String> = events
         .iter()
         .map(|(_, e)| serde_json::to_string(e).unwrap())
@@ -3169,7 +3169,7 @@ async fn a_client_that_half_closes_after_its_order_still_gets_the_answer() {
 /// The events about `path` in the log, as JSON.
 fn events_about(env: &Env, path: &str) -> Vec<Value> {
     let store = Store::open(&env.db).unwrap();
-    let events: Vec<Value> = keygate_audit::read(&store, 1, 1000)
+    let events: Vec<Value> = keygate_audit::read_unverified(&store, 1, 1000)
         .unwrap()
         .iter()
         .map(|(_, e)| serde_json::to_value(e).unwrap())
@@ -3249,7 +3249,7 @@ async fn every_request_is_audited_and_the_log_verifies() {
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
     let store = Store::open(&env.db).unwrap();
-    let events = keygate_audit::read(&store, 1, 100).unwrap();
+    let events = keygate_audit::read_unverified(&store, 1, 100).unwrap();
     let json: Vec<Value> = events
         .iter()
         .map(|(_, e)| serde_json::to_value(e).unwrap())

@@ -1031,14 +1031,19 @@ impl Follower {
 
     /// Reads one page of new events and dispatches their alerts; whether there may be
     /// more right away.
+    ///
+    /// The events are read as written, unverified: the monitor holds no audit key, and an
+    /// alert must not wait for a verification of the log. What it raises is recomputed
+    /// from the verified log by `keygate alerts list`, which says when it does not verify.
     fn step(&mut self) -> bool {
-        let page = match keygate_audit::read(&self.store, self.cursor + 1, PAGE) {
+        let page = match keygate_audit::read_unverified(&self.store, self.cursor + 1, PAGE) {
             Ok(page) => page,
             Err(keygate_audit::Error::Tampered { seq, reason }) => {
                 // The events before the unreadable one read well: they count as ever. Read
                 // by seq, not by count, since a gap before it would bring it back.
                 let before = seq.saturating_sub(self.cursor + 1);
-                if let Ok(mut readable) = keygate_audit::read(&self.store, self.cursor + 1, before)
+                if let Ok(mut readable) =
+                    keygate_audit::read_unverified(&self.store, self.cursor + 1, before)
                 {
                     readable.retain(|(at, _)| *at < seq);
                     self.evaluate(&readable);

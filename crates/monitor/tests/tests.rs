@@ -198,7 +198,7 @@ fn the_monitor_follows_the_log_signs_each_alert_and_resumes_where_it_stopped() {
     log.flush().unwrap();
     let store = Store::open(&db).unwrap();
     let mut rules = Rules::new(Thresholds::default());
-    let seqs: Vec<u64> = keygate_audit::read(&store, 1, 100)
+    let seqs: Vec<u64> = keygate_audit::read_unverified(&store, 1, 100)
         .unwrap()
         .iter()
         .flat_map(|(seq, event)| rules.evaluate(*seq, event))

@@ -41,6 +41,11 @@ pub use keygate_core::{ExchangeConditionalOrder, ExchangeOrder, ExchangeWithdraw
 /// taken a request signed up to this long after it stopped.
 pub const MAX_TIMESTAMP_AHEAD_MS: u64 = 1_000;
 
+/// The longest a signed request stays valid after its timestamp, with every exchange
+/// (Binance's largest `recvWindow`): how long a signature must be remembered to be
+/// refused when sent again.
+pub const LONGEST_WINDOW_MS: u64 = binance::MAX_RECV_WINDOW_MS;
+
 /// The most characters of an exchange's own error text ([`Adapter::error_text`]) that
 /// keygate repeats: an answer is the exchange's to write, and not always short.
 pub const MAX_ERROR_TEXT: usize = 200;
@@ -443,6 +448,6 @@ pub enum Error {
     #[error("timestamp for this request is outside of the recvWindow")]
     StaleTimestamp,
     /// The receive window is larger than the exchange allows.
-    #[error("recvWindow must be at most 60000")]
+    #[error("recvWindow must be at most {}", binance::MAX_RECV_WINDOW_MS)]
     RecvWindowTooLarge,
 }

@@ -7,8 +7,11 @@ use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
 /// How far ahead of a caller's clock the forgotten mark may be before it is taken for the
-/// system clock stepped back and let go: the longest window a request may ask for.
-const CLOCK_STEP_BACK_S: u64 = 61;
+/// system clock stepped back and let go: the longest window a request may ask for, signed
+/// as far ahead as a timestamp may run (61 s).
+const CLOCK_STEP_BACK_S: u64 = (keygate_exchanges::LONGEST_WINDOW_MS
+    + keygate_exchanges::MAX_TIMESTAMP_AHEAD_MS)
+    .div_ceil(1000);
 
 /// Signatures seen inside their window, each kept until its own window ends.
 ///

@@ -136,6 +136,18 @@ pub struct Decider {
     earlier_unsettled: Mutex<HashMap<String, DailyReservation>>,
 }
 
+/// What a decision does with its client's rate.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Rate {
+    /// Checks it, and counts the request against it.
+    CheckAndCount,
+    /// Neither: the request was counted when it was found to need a price, and is decided
+    /// again now that it has one.
+    CountedWhenPriced,
+    /// Neither: a read refused whatever the decision, whose denial alone is wanted.
+    Ignored,
+}
+
 /// What an allowed request counted against its client's daily limits: its order's
 /// notional, or its withdrawal's amount. Handed back with [`Decider::release`] when the
 /// request never reaches the exchange, unless it moved orders in place (see the crate
@@ -374,18 +386,18 @@ impl Decider {
     /// request against its client's rate: price it and pass it to
     /// [`Decider::decide_priced`].
     pub fn decide(&self, r: &Request<'_>) -> Decision {
-        Decider::decision(self.check(r, false))
+        Decider::decision(self.check(r, Rate::CheckAndCount))
     }
 
     /// As [`Decider::decide`], with what an allowed request reserved of its client's daily
     /// limits, for [`Decider::release`] should it never reach the exchange.
     pub fn reserve(&self, r: &Request<'_>) -> Result<DailyReservation, Denial> {
-        self.check(r, false)
+        self.check(r, Rate::CheckAndCount)
     }
 
     /// As [`Decider::decide_priced`], with what an allowed request reserved.
     pub fn reserve_priced(&self, r: &Request<'_>) -> Result<DailyReservation, Denial> {
-        self.check(r, true)
+        self.check(r, Rate::CountedWhenPriced)
     }
 
     /// Hands back what `reservation` counted, on the day it was counted (a new day has
@@ -422,7 +434,7 @@ impl Decider {
     /// `None` if no price could be had), without counting it against its client's rate a
     /// second time.
     pub fn decide_priced(&self, r: &Request<'_>) -> Decision {
-        Decider::decision(self.check(r, true))
+        Decider::decision(self.check(r, Rate::CountedWhenPriced))
     }
 
     /// As [`Decider::decide`] for a read, without checking or counting its client's rate:
@@ -430,7 +442,7 @@ impl Decider {
     /// back off), whose denial alone is wanted. A read reserves nothing else.
     pub fn decide_read_held_back(&self, r: &Request<'_>) -> Decision {
         debug_assert_eq!(r.action.kind, ActionKind::Read);
-        Decider::decision(self.check(r, true))
+        Decider::decision(self.check(r, Rate::Ignored))
     }
 
     fn decision(checked: Result<DailyReservation, Denial>) -> Decision {
@@ -440,9 +452,9 @@ impl Decider {
         }
     }
 
-    /// Runs the checks in order. `rate_counted`: the request counted against its client's
-    /// rate when it was found to need a price, and is neither checked nor counted again.
-    fn check(&self, r: &Request<'_>, rate_counted: bool) -> Result<DailyReservation, Denial> {
+    /// Runs the checks in order, the client's rate as `rate` says.
+    fn check(&self, r: &Request<'_>, rate: Rate) -> Result<DailyReservation, Denial> {
+        let rate_counted = rate != Rate::CheckAndCount;
         let client = r.client;
         let action = r.action;
         let policy = r.policy;

@@ -588,7 +588,14 @@ fn normalize_symbol(s: &str) -> anyhow::Result<String> {
         (None, None) => (Market::Spot, s.to_owned()),
     };
     let id = id.to_ascii_uppercase();
-    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+    // An exchange id: letters and digits (at most 32), with at most one `_` before a
+    // dated contract's expiry (`BTCUSDT_260327`); anything else matches no market.
+    let (pair, expiry) = id
+        .split_once('_')
+        .map_or((id.as_str(), None), |(p, e)| (p, Some(e)));
+    let alphanumeric =
+        |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_alphanumeric());
+    if id.len() > 32 || !alphanumeric(pair) || expiry.is_some_and(|e| !alphanumeric(e)) {
         return Err(bad());
     }
     if market == Market::Coinm {
@@ -1466,6 +1473,11 @@ mod tests {
             "margin:BTCUSDT",
             "usdm:",
             "usdm:BTC/USDT",
+            // From a review: ids no market has were stored as they were.
+            "BTC/USDT:USDT-",
+            "usdm:_",
+            "BTCUSDT_1_2",
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
         ] {
             assert!(normalize_symbol(bad).is_err(), "{bad:?} accepted");
         }

@@ -249,6 +249,10 @@ pub fn run(unlocked: Unlocked, args: &ServeArgs) -> anyhow::Result<()> {
         || std::thread::available_parallelism().map_or(1, |n| n.get()),
         usize::from,
     );
+    // Watched from now on: a renewal is taken up, and the end near is alerted on.
+    let certificate = certificate
+        .map(|certificate| certificate.watch(monitor.alerter()))
+        .transpose()?;
     let admin = match args.admin_listen {
         Some(addr) => {
             let state = AdminState {
@@ -257,6 +261,7 @@ pub fn run(unlocked: Unlocked, args: &ServeArgs) -> anyhow::Result<()> {
                 live: Arc::clone(&live),
                 weight: gateway.weight_gauge(),
                 answers: gateway.answers_held(),
+                certificate: certificate.clone(),
             };
             let admin = AdminServer::start(addr, state)
                 .with_context(|| format!("binding the admin listener {addr}"))?;
@@ -291,10 +296,9 @@ pub fn run(unlocked: Unlocked, args: &ServeArgs) -> anyhow::Result<()> {
     } else {
         "http"
     };
-    let server = match certificate {
+    let server = match &certificate {
         Some(certificate) => {
-            let tls = certificate.watch(monitor.alerter())?.tls_config()?;
-            Server::start_tls(args.listen, workers, &gateway, tls)
+            Server::start_tls(args.listen, workers, &gateway, certificate.tls_config()?)
         }
         None => Server::start(args.listen, workers, &gateway),
     }

@@ -1436,13 +1436,7 @@ fn serve_alerts_a_signed_webhook_and_alerts_list_recomputes_what_it_sent() {
         issued["secret"].as_str().unwrap(),
     );
     let serve = Serve::start_with(&home.kg, &["--admin-listen", "127.0.0.1:0"]);
-    let log = std::fs::read_to_string(&serve.log).unwrap();
-    let admin = log
-        .split("health and metrics on http://")
-        .nth(1)
-        .and_then(|rest| rest.split("/healthz").next())
-        .unwrap_or_else(|| panic!("serve named no admin address: {log}"))
-        .to_owned();
+    let admin = admin_addr(&serve);
     let (status, body) = signed(
         reqwest::Method::POST,
         &format!("http://{}/binance", serve.addr),
@@ -2044,8 +2038,30 @@ fn a_renewed_certificate_is_presented_without_a_restart() {
 
     let first = certificate((2090, 1, 1));
     install(&first, &first);
-    let serve = Serve::start_with(&home.kg, &tls_args);
+    let with_admin: Vec<&str> = tls_args
+        .iter()
+        .copied()
+        .chain(["--admin-listen", "127.0.0.1:0"])
+        .collect();
+    let serve = Serve::start_with(&home.kg, &with_admin);
     assert!(presents(&serve, &first));
+    let admin = admin_addr(&serve);
+    let expiry_metric = || {
+        let metrics = runtime.block_on(async {
+            reqwest::get(format!("http://{admin}/metrics"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        });
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("keygate_tls_certificate_not_after_seconds "))
+            .map(str::to_owned)
+    };
+    // 2090-01-01T00:00:00Z.
+    assert_eq!(expiry_metric().as_deref(), Some("3786912000"));
     // The renewal expires in four or five days (at midnight UTC).
     let soon =
         humantime::format_rfc3339(SystemTime::now() + Duration::from_secs(5 * 86_400)).to_string();
@@ -2056,6 +2072,7 @@ fn a_renewed_certificate_is_presented_without_a_restart() {
         presents(&serve, &renewed)
     });
     assert!(!presents(&serve, &first));
+    assert_ne!(expiry_metric().as_deref(), Some("3786912000"));
     let log = || std::fs::read_to_string(&serve.log).unwrap();
     wait_for("no alert said the certificate expires soon", &|| {
         log()
@@ -2174,6 +2191,16 @@ fn a_second_gateway_on_the_same_vault_is_refused() {
     drop(first);
     // The lock goes with the process: the next gateway starts.
     let _next = Serve::start(&home.kg);
+}
+
+/// The admin listener's address, as `serve --admin-listen` said it in its log.
+fn admin_addr(serve: &Serve) -> String {
+    let log = std::fs::read_to_string(&serve.log).unwrap();
+    log.split("health and metrics on http://")
+        .nth(1)
+        .and_then(|rest| rest.split("/healthz").next())
+        .unwrap_or_else(|| panic!("serve named no admin address: {log}"))
+        .to_owned()
 }
 
 /// `keygate serve` on `home`, on a free loopback port, without reconciliation, its

@@ -49,6 +49,8 @@ pub struct AdminState {
     pub weight: Arc<WeightGauge>,
     /// The large answers held for slow clients.
     pub answers: AnswersHeld,
+    /// The HTTPS listener's certificate, when the gateway serves HTTPS.
+    pub certificate: Option<Arc<crate::ListenerCertificate>>,
 }
 
 /// The admin endpoints, for tests to drive with `oneshot` and for [`AdminServer`] to serve.
@@ -116,6 +118,20 @@ async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
         .iter()
         .map(|(caller, n)| ([(*caller).to_owned()], *n as u64))
         .collect();
+    if let Some(certificate) = &state.certificate {
+        let not_after = certificate
+            .not_after()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        write_gauge(
+            &mut text,
+            "keygate_tls_certificate_not_after_seconds",
+            "When the HTTPS listener's certificate stops being valid, in seconds since the \
+             Unix epoch (the one presented now: a renewal replaces it).",
+            [],
+            &[([], not_after)],
+        );
+    }
     write_gauge(
         &mut text,
         "keygate_answer_bytes_held",

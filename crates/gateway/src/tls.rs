@@ -90,21 +90,41 @@ impl fmt::Debug for Certified {
 /// The certificate an HTTPS listener presents, which [`ListenerCertificate::replace`]
 /// changes for the handshakes that follow.
 pub struct ListenerCertificate {
-    current: RwLock<Arc<CertifiedKey>>,
+    current: RwLock<Presented>,
+}
+
+/// The certificate presented, and when it stops being valid.
+struct Presented {
+    key: Arc<CertifiedKey>,
+    not_after: SystemTime,
 }
 
 impl ListenerCertificate {
     /// A listener certificate presenting `first` until it is replaced.
     pub fn new(first: Certified) -> Arc<ListenerCertificate> {
         Arc::new(ListenerCertificate {
-            current: RwLock::new(first.key),
+            current: RwLock::new(Presented {
+                key: first.key,
+                not_after: first.not_after,
+            }),
         })
     }
 
     /// Presents `next` from the next handshake on.
     pub fn replace(&self, next: Certified) {
-        // A poisoned lock still holds a whole `Arc`: a panic cannot leave half of one.
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = next.key;
+        // A poisoned lock still holds a whole value: a panic cannot leave half of one.
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Presented {
+            key: next.key,
+            not_after: next.not_after,
+        };
+    }
+
+    /// When the certificate presented now stops being valid.
+    pub fn not_after(&self) -> SystemTime {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .not_after
     }
 
     /// The TLS configuration of a listener presenting this certificate: TLS 1.2 and 1.3
@@ -123,7 +143,7 @@ impl ListenerCertificate {
 impl ResolvesServerCert for ListenerCertificate {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         Some(Arc::clone(
-            &self.current.read().unwrap_or_else(|e| e.into_inner()),
+            &self.current.read().unwrap_or_else(|e| e.into_inner()).key,
         ))
     }
 }
@@ -213,6 +233,7 @@ mod tests {
                 .current
                 .read()
                 .unwrap()
+                .key
                 .end_entity_cert()
                 .unwrap()
                 .to_vec()
@@ -220,5 +241,10 @@ mod tests {
         assert_eq!(presented(&listener), first.cert.der().to_vec());
         listener.replace(read(&second));
         assert_eq!(presented(&listener), second.cert.der().to_vec());
+        // 2032-05-06T00:00:00Z.
+        assert_eq!(
+            listener.not_after(),
+            UNIX_EPOCH + Duration::from_secs(1_967_414_400)
+        );
     }
 }

@@ -626,6 +626,16 @@ pub fn init(home: Home, how: &UnlockArgs, args: &InitArgs) -> anyhow::Result<()>
                 db.display()
             );
         }
+        if found == Found::Unfinished && !db.exists() {
+            bail!(
+                "{} exists but {} does not: an earlier `keygate init` stopped before making \
+                 the database, or the file was put there by hand. init writes the config file \
+                 itself: move it aside, run init again, then add back what it held (its \
+                 [alerts] settings, say)",
+                config_path.display(),
+                db.display()
+            );
+        }
         if found == Found::Unfinished {
             bail!(
                 "an earlier `keygate init` in {} did not finish: its database has no check \

@@ -1171,6 +1171,25 @@ mod init {
         assert!(kg.db().exists(), "init removes nothing itself");
     }
 
+    /// From a review: a home holding only a config.toml (config management writes one
+    /// before init runs) was called an init that did not finish, told to remove a
+    /// database that was not there.
+    #[test]
+    fn init_over_a_config_file_alone_says_what_it_found() {
+        let kg = Kg::empty();
+        std::fs::create_dir_all(kg.home()).unwrap();
+        std::fs::write(
+            kg.home().join("config.toml"),
+            "[alerts]\ndenial_burst = 5\n",
+        )
+        .unwrap();
+        let key = kg.key_file();
+        let out = kg.fails(&["init", "--master-key-file", key.to_str().unwrap()], "", 2);
+        assert!(out.stderr.contains("does not"), "{out:#?}");
+        assert!(out.stderr.contains("move it aside"), "{out:#?}");
+        assert!(!kg.db().exists());
+    }
+
     /// Found by review: any command put another program's database named keygate.db
     /// into WAL mode before it found it was not keygate's, and an empty file (an `init`
     /// killed before its tables were written) became one `init` then called a vault.

@@ -36,13 +36,16 @@ pub struct CertificateFiles {
     key: PathBuf,
 }
 
-/// What identifies a file's contents without reading it: a renewal replaces the file
-/// (a new inode, as certbot's links do) or rewrites it (a new time and, likely, length).
+/// What identifies a file's state without reading it: a renewal replaces the file (a new
+/// inode, as certbot's links do) or rewrites it (a new time and, likely, length), and a
+/// change of its mode or owner (a key made owner-only after a renewal was refused for
+/// its mode) changes its status time.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 struct Stamp {
     device: u64,
     inode: u64,
     modified_ns: i128,
+    changed_ns: i128,
     len: u64,
 }
 
@@ -54,6 +57,7 @@ impl Stamp {
             device: meta.dev(),
             inode: meta.ino(),
             modified_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+            changed_ns: i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
             len: meta.len(),
         })
     }
@@ -90,16 +94,21 @@ impl CertificateFiles {
         let stamps = self.stamps();
         let first = self.read()?;
         let now = SystemTime::now();
-        if first.not_after() <= now {
-            bail!(
+        match first.not_after() {
+            Some(end) if end <= now => bail!(
                 "the TLS certificate {} expired at {}; renew it",
                 self.cert.display(),
-                rfc3339(unix_ms(first.not_after()))
-            );
+                rfc3339(unix_ms(end))
+            ),
+            Some(_) => {}
+            None => tracing::warn!(
+                certificate = %self.cert.display(),
+                "the TLS certificate's validity does not read: keygate cannot say when it expires"
+            ),
         }
-        if first.not_before() > now {
+        if let Some(start) = first.not_before().filter(|start| *start > now) {
             tracing::warn!(
-                not_before = %rfc3339(unix_ms(first.not_before())),
+                not_before = %rfc3339(unix_ms(start)),
                 "the TLS certificate is not valid yet: bots that check it cannot connect until then"
             );
         }
@@ -148,7 +157,8 @@ impl StartingCertificate {
 /// The state of the files and of the certificate being presented.
 struct Watch {
     files: CertificateFiles,
-    not_after: SystemTime,
+    /// When the certificate presented ends, if its validity reads.
+    not_after: Option<SystemTime>,
     /// The files as they were when last read.
     used: Stamps,
     /// The files as they were at the last look: a change is read once it holds for a
@@ -172,15 +182,18 @@ impl Watch {
     }
 
     fn renew(&mut self, listener: &ListenerCertificate, now: SystemTime, raise: &dyn Fn(Alert)) {
-        let still = format!(
-            "serve goes on presenting the certificate valid until {}",
-            rfc3339(unix_ms(self.not_after))
-        );
+        let still = match self.not_after {
+            Some(end) => format!(
+                "serve goes on presenting the certificate valid until {}",
+                rfc3339(unix_ms(end))
+            ),
+            None => "serve goes on presenting the certificate it has".to_owned(),
+        };
         let refused = match self.files.read() {
-            Ok(next) if next.not_after() <= now => format!(
+            Ok(next) if next.not_after().is_some_and(|end| end <= now) => format!(
                 "the renewed TLS certificate {} expired at {}; {still}",
                 self.files.cert.display(),
-                rfc3339(unix_ms(next.not_after()))
+                rfc3339(unix_ms(next.not_after().unwrap_or(now)))
             ),
             Ok(next) => {
                 self.not_after = next.not_after();
@@ -188,7 +201,7 @@ impl Watch {
                 self.reminded = None;
                 tracing::info!(
                     certificate = %self.files.cert.display(),
-                    not_after = %rfc3339(unix_ms(self.not_after)),
+                    not_after = %self.not_after.map_or_else(|| "unknown".to_owned(), |end| rfc3339(unix_ms(end))),
                     "presenting the renewed TLS certificate from the next connection on"
                 );
                 return;
@@ -207,7 +220,10 @@ impl Watch {
     /// Raises an alert while the certificate is near its end: at the first look that
     /// finds it so, when the severity or expiry changes, and once a day.
     fn remind(&mut self, now: SystemTime, raise: &dyn Fn(Alert)) {
-        let left = self.not_after.duration_since(now).ok();
+        let Some(not_after) = self.not_after else {
+            return;
+        };
+        let left = not_after.duration_since(now).ok();
         let severity = match left {
             Some(left) if left > WARN_BEFORE => {
                 self.reminded = None;
@@ -223,7 +239,7 @@ impl Watch {
             }
         }
         self.reminded = Some((Instant::now(), severity, expired));
-        let until = rfc3339(unix_ms(self.not_after));
+        let until = rfc3339(unix_ms(not_after));
         let summary = match left {
             None => format!(
                 "the HTTPS listener's certificate expired at {until}: bots that check it cannot connect; renew {} and its key (serve presents a renewed one without a restart)",
@@ -260,7 +276,7 @@ mod tests {
     fn watch_of(not_after: SystemTime) -> Watch {
         Watch {
             files: CertificateFiles::new(Path::new("/nonexistent/cert.pem"), Path::new("/k")),
-            not_after,
+            not_after: Some(not_after),
             used: (None, None),
             last_seen: (None, None),
             reminded: None,
@@ -316,7 +332,7 @@ mod tests {
             )
             .unwrap()
         };
-        let mut watch = watch_of(first.not_after());
+        let mut watch = watch_of(first.not_after().unwrap());
         let listener = ListenerCertificate::new(first);
         let raised = RefCell::new(Vec::new());
         watch.renew(&listener, now, &|alert| raised.borrow_mut().push(alert));

@@ -118,9 +118,8 @@ async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
         .iter()
         .map(|(caller, n)| ([(*caller).to_owned()], *n as u64))
         .collect();
-    if let Some(certificate) = &state.certificate {
-        let not_after = certificate
-            .not_after()
+    if let Some(not_after) = state.certificate.as_ref().and_then(|c| c.not_after()) {
+        let not_after = not_after
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         write_gauge(

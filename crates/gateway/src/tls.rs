@@ -12,13 +12,12 @@
 
 use std::fmt;
 use std::sync::{Arc, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use x509_cert::der::Decode;
 
 use crate::Error;
 
@@ -26,15 +25,16 @@ use crate::Error;
 /// together.
 pub struct Certified {
     key: Arc<CertifiedKey>,
-    not_before: SystemTime,
-    not_after: SystemTime,
+    not_before: Option<SystemTime>,
+    not_after: Option<SystemTime>,
 }
 
 impl Certified {
     /// Reads a chain (the server's certificate first) and a private key, both in PEM.
-    /// Refuses a file that holds no certificate, a key that does not read or that is not
-    /// the certificate's, and a certificate whose validity cannot be read. The key's bytes
-    /// never appear in an error.
+    /// Refuses a file that holds no certificate, and a key that does not read or that is
+    /// not the certificate's; the key's bytes never appear in an error. The validity is
+    /// read as leniently as rustls reads the rest: a certificate whose dates do not read
+    /// is taken, without them.
     pub fn from_pem(chain_pem: &[u8], key_pem: &[u8]) -> Result<Certified, Error> {
         let refused = |what: &str, e: &dyn fmt::Display| Error::Tls(format!("{what}: {e}"));
         let chain = CertificateDer::pem_slice_iter(chain_pem)
@@ -45,15 +45,7 @@ impl Certified {
                 "the certificate file holds no certificate".into(),
             ));
         };
-        let validity = x509_cert::Certificate::from_der(leaf.as_ref())
-            .map_err(|e| refused("the certificate does not read as X.509", &e))?
-            .tbs_certificate
-            .validity;
-        let since_epoch = |t: x509_cert::time::Time| UNIX_EPOCH + t.to_date_time().unix_duration();
-        let (not_before, not_after) = (
-            since_epoch(validity.not_before),
-            since_epoch(validity.not_after),
-        );
+        let (not_before, not_after) = validity(leaf.as_ref());
         // The key's own error would not quote it, but say nothing of it all the same.
         let key = PrivateKeyDer::from_pem_slice(key_pem)
             .map_err(|_| Error::Tls("the private key does not read as PEM".into()))?;
@@ -66,13 +58,14 @@ impl Certified {
         })
     }
 
-    /// When the server's certificate (the chain's first) stops being valid.
-    pub fn not_after(&self) -> SystemTime {
+    /// When the server's certificate (the chain's first) stops being valid, if its
+    /// validity reads.
+    pub fn not_after(&self) -> Option<SystemTime> {
         self.not_after
     }
 
-    /// When the server's certificate starts being valid.
-    pub fn not_before(&self) -> SystemTime {
+    /// When the server's certificate starts being valid, if its validity reads.
+    pub fn not_before(&self) -> Option<SystemTime> {
         self.not_before
     }
 }
@@ -96,7 +89,7 @@ pub struct ListenerCertificate {
 /// The certificate presented, and when it stops being valid.
 struct Presented {
     key: Arc<CertifiedKey>,
-    not_after: SystemTime,
+    not_after: Option<SystemTime>,
 }
 
 impl ListenerCertificate {
@@ -119,8 +112,8 @@ impl ListenerCertificate {
         };
     }
 
-    /// When the certificate presented now stops being valid.
-    pub fn not_after(&self) -> SystemTime {
+    /// When the certificate presented now stops being valid, if its validity reads.
+    pub fn not_after(&self) -> Option<SystemTime> {
         self.current
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -159,10 +152,109 @@ fn provider() -> rustls::crypto::CryptoProvider {
     rustls::crypto::ring::default_provider()
 }
 
+/// The validity (`notBefore`, `notAfter`) of a certificate in DER, each `None` when it
+/// does not read. Only the structure up to `tbsCertificate.validity` is walked, as
+/// lengths and tags: a field RFC 5280 bounds but webpki takes (a serial of more than 20
+/// bytes, say) is skipped like any other, and a date before 1970 reads.
+fn validity(der: &[u8]) -> (Option<SystemTime>, Option<SystemTime>) {
+    const SEQUENCE: u8 = 0x30;
+    const VERSION: u8 = 0xa0;
+    let read = || {
+        let (SEQUENCE, certificate, _) = tlv(der)? else {
+            return None;
+        };
+        let (SEQUENCE, mut tbs, _) = tlv(certificate)? else {
+            return None;
+        };
+        if tbs.first() == Some(&VERSION) {
+            tbs = tlv(tbs)?.2;
+        }
+        // The serial number, the signature algorithm and the issuer.
+        for _ in 0..3 {
+            tbs = tlv(tbs)?.2;
+        }
+        let (SEQUENCE, validity, _) = tlv(tbs)? else {
+            return None;
+        };
+        let (before_tag, before, rest) = tlv(validity)?;
+        let (after_tag, after, _) = tlv(rest)?;
+        Some((time(before_tag, before), time(after_tag, after)))
+    };
+    read().unwrap_or((None, None))
+}
+
+/// The first DER element of `input`: its tag, its contents and what follows it.
+fn tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = input.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let octets = usize::from(first & 0x7f);
+        if octets == 0 || octets > 4 || rest.len() < octets {
+            return None;
+        }
+        let (octets, rest) = rest.split_at(octets);
+        let len = octets
+            .iter()
+            .fold(0usize, |len, &b| (len << 8) | usize::from(b));
+        (len, rest)
+    };
+    (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
+}
+
+/// A time as RFC 5280 writes one: UTCTime (`YYMMDDHHMMSSZ`, years 1950 to 2049) or
+/// GeneralizedTime (`YYYYMMDDHHMMSSZ`).
+fn time(tag: u8, contents: &[u8]) -> Option<SystemTime> {
+    const UTC_TIME: u8 = 0x17;
+    const GENERALIZED_TIME: u8 = 0x18;
+    let digits = std::str::from_utf8(contents).ok()?.strip_suffix('Z')?;
+    if !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let number = |text: &str| text.parse::<i64>().ok();
+    let (year, rest) = match (tag, digits.len()) {
+        (UTC_TIME, 12) => {
+            let yy = number(&digits[..2])?;
+            (if yy < 50 { 2000 + yy } else { 1900 + yy }, &digits[2..])
+        }
+        (GENERALIZED_TIME, 14) => (number(&digits[..4])?, &digits[4..]),
+        _ => return None,
+    };
+    let field = |at: usize| number(&rest[at..at + 2]);
+    let (month, day) = (field(0)?, field(2)?);
+    let (hour, minute, second) = (field(4)?, field(6)?, field(8)?);
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return None;
+    }
+    let seconds = days_since_epoch(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second;
+    let offset = Duration::from_secs(seconds.unsigned_abs());
+    if seconds >= 0 {
+        UNIX_EPOCH.checked_add(offset)
+    } else {
+        UNIX_EPOCH.checked_sub(offset)
+    }
+}
+
+/// Days from 1970-01-01 to a date of the proleptic Gregorian calendar, counting whole
+/// 400-year eras (146 097 days each) from 0000-03-01, so that a leap day ends a year.
+fn days_since_epoch(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let month_from_march = (month + 9) % 12;
+    let day_of_year = (153 * month_from_march + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
 
     fn certificate(not_after: (i32, u8, u8)) -> rcgen::CertifiedKey {
@@ -185,12 +277,55 @@ mod tests {
         // 2031-03-04T00:00:00Z and 2020-01-01T00:00:00Z.
         assert_eq!(
             certified.not_after(),
-            UNIX_EPOCH + Duration::from_secs(1_930_348_800)
+            Some(UNIX_EPOCH + Duration::from_secs(1_930_348_800))
         );
         assert_eq!(
             certified.not_before(),
-            UNIX_EPOCH + Duration::from_secs(1_577_836_800)
+            Some(UNIX_EPOCH + Duration::from_secs(1_577_836_800))
         );
+    }
+
+    /// From a review: the whole certificate was decoded under RFC 5280's strict profile,
+    /// which refused what rustls takes (a date before 1970, a serial of 24 bytes), so a
+    /// certificate serve took before stopped it starting.
+    #[test]
+    fn a_certificate_rustls_takes_is_taken_whatever_its_serial_and_dates() {
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+        params.not_before = rcgen::date_time_ymd(1960, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2050, 6, 1);
+        params.serial_number = Some(rcgen::SerialNumber::from_slice(&[0x42; 24]));
+        let key_pair = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key_pair).unwrap();
+        let certified =
+            Certified::from_pem(cert.pem().as_bytes(), key_pair.serialize_pem().as_bytes())
+                .unwrap();
+        // 1960-01-01 and 2050-06-01 (a GeneralizedTime: past UTCTime's 2049).
+        assert_eq!(
+            certified.not_before(),
+            Some(UNIX_EPOCH - Duration::from_secs(315_619_200))
+        );
+        assert_eq!(
+            certified.not_after(),
+            Some(UNIX_EPOCH + Duration::from_secs(2_537_654_400))
+        );
+    }
+
+    #[test]
+    fn times_read_as_rfc_5280_writes_them_and_nothing_else() {
+        let at = |s: u64| Some(UNIX_EPOCH + Duration::from_secs(s));
+        assert_eq!(time(0x17, b"000229120000Z"), at(951_825_600));
+        assert_eq!(time(0x18, b"20240229235960Z"), at(1_709_251_200));
+        for (tag, bad) in [
+            (0x17, &b"0002291200Z"[..]),
+            (0x17, b"000229120000"),
+            (0x17, b"001329120000Z"),
+            (0x18, b"000229120000Z"),
+            (0x17, b"00022912000+Z"),
+            (0x04, b"000229120000Z"),
+        ] {
+            assert_eq!(time(tag, bad), None, "{bad:?}");
+        }
+        assert_eq!(validity(b"\x30\x03\x02\x01"), (None, None));
     }
 
     #[test]
@@ -244,7 +379,7 @@ mod tests {
         // 2032-05-06T00:00:00Z.
         assert_eq!(
             listener.not_after(),
-            UNIX_EPOCH + Duration::from_secs(1_967_414_400)
+            Some(UNIX_EPOCH + Duration::from_secs(1_967_414_400))
         );
     }
 }

@@ -30,32 +30,32 @@ pub struct BackupArgs {
 pub fn run(mut vault: Unlocked, args: &BackupArgs) -> anyhow::Result<i32> {
     let dir = &std::path::absolute(&args.dir)
         .with_context(|| format!("finding where {} is", args.dir.display()))?;
-    if dir.exists() {
+    let db = dir.join("keygate.db");
+    // SQLite takes the copy's name as text.
+    if db.to_str().is_none() {
         anyhow::bail!(
-            "{} exists; a backup goes into a new directory",
+            "{} is not UTF-8; give the backup a UTF-8 path",
             dir.display()
         );
     }
-    let event = admin_event(
-        "vault.backup",
-        "database",
-        serde_json::json!({ "to": dir.display().to_string() }),
-    );
-    vault
-        .change(&[event], |_, _| Ok(()))
-        .context("recording the backup in the audit log")?;
-    create_private_dir(dir)?;
-    let db = dir.join("keygate.db");
-    // Made here, owner-only: SQLite would make it with the process's umask.
-    write_private_file(&db, b"")?;
-    vault
-        .store
-        .copy_into(&db)
-        .with_context(|| format!("copying the database into {}", db.display()))?;
-    let config = std::fs::read(vault.home.config_path())
-        .with_context(|| format!("reading {}", vault.home.config_path().display()))?;
-    write_private_file(&dir.join("config.toml"), &config)?;
-    sync_dir(dir)?;
+    if let Some(parent) = dir.parent() {
+        create_private_dir(parent)?;
+    }
+    // Made here and only here: a directory that exists (another user's, made in a
+    // shared parent) is never written into.
+    let mut builder = std::fs::DirBuilder::new();
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir).with_context(|| {
+        format!(
+            "creating {}; a backup goes into a new directory",
+            dir.display()
+        )
+    })?;
+    if let Err(e) = write_backup(&mut vault, dir, &db) {
+        // Nothing half-made is left to be taken for a backup.
+        let _ = std::fs::remove_dir_all(dir);
+        return Err(e);
+    }
     match verify_copy(&vault, &db) {
         Ok(events) => {
             println!(
@@ -74,6 +74,28 @@ pub fn run(mut vault: Unlocked, args: &BackupArgs) -> anyhow::Result<i32> {
             Ok(1)
         }
     }
+}
+
+/// Records the backup in the log, then copies the database (a file made owner-only here:
+/// SQLite would make it with the process's umask) and the config file into `dir`.
+fn write_backup(vault: &mut Unlocked, dir: &Path, db: &Path) -> anyhow::Result<()> {
+    let event = admin_event(
+        "vault.backup",
+        "database",
+        serde_json::json!({ "to": dir.display().to_string() }),
+    );
+    vault
+        .change(&[event], |_, _| Ok(()))
+        .context("recording the backup in the audit log")?;
+    write_private_file(db, b"")?;
+    vault
+        .store
+        .copy_into(db)
+        .with_context(|| format!("copying the database into {}", db.display()))?;
+    let config = std::fs::read(vault.home.config_path())
+        .with_context(|| format!("reading {}", vault.home.config_path().display()))?;
+    write_private_file(&dir.join("config.toml"), &config)?;
+    sync_dir(dir)
 }
 
 /// The copy's audit log verified with the vault's key, and its tables' seal checked

@@ -2087,9 +2087,22 @@ fn a_renewed_certificate_is_presented_without_a_restart() {
     });
     assert!(presents(&serve, &renewed));
     assert!(!presents(&serve, &mismatched));
+    // A renewal whose key others may read is refused; made owner-only (its mode alone
+    // changes), it is taken.
+    let third = certificate((2090, 1, 1));
+    install(&third, &third);
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    wait_for("a key others may read went unsaid", &|| {
+        log().contains("readable by group or others")
+    });
+    assert!(presents(&serve, &renewed));
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    wait_for("the key made owner-only was never taken", &|| {
+        presents(&serve, &third)
+    });
     let printed = log();
     drop(serve);
-    for made in [&first, &renewed, &mismatched] {
+    for made in [&first, &renewed, &mismatched, &third] {
         let key_line = made
             .key_pair
             .serialize_pem()

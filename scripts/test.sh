@@ -3,8 +3,9 @@
 # end-to-end tests that drive the gateway with unmodified Python ccxt and python-binance.
 # Creates .venv with both from PyPI, at the versions tests/requirements.txt pins (and what
 # they need at those of tests/constraints.txt), on first use (and again when .venv holds other versions), and installs what is missing from
-# Debian: python3-venv, when python3 cannot make a virtual environment, and SoftHSM2
-# (softhsm2, for the PKCS#11 master-key tests).
+# Debian: python3-venv, when python3 cannot make a virtual environment, SoftHSM2
+# (softhsm2, for the PKCS#11 master-key tests) and libfaketime (faketime, for the audit
+# archive's tests, which need events months old).
 # Usage: bash scripts/test.sh [cargo test args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -54,8 +55,11 @@ if ! venv_is_current; then
         -c tests/constraints.txt
 fi
 command -v softhsm2-util >/dev/null 2>&1 || apt_install softhsm2
-# The PKCS#11 tests fail instead of skipping when SoftHSM2 cannot be found.
+# libfaketime runs keygate months back, for the tests of what only old events do.
+command -v faketime >/dev/null 2>&1 || apt_install faketime
+# The PKCS#11 and libfaketime tests fail instead of skipping when either cannot be found.
 export KEYGATE_REQUIRE_SOFTHSM=1
+export KEYGATE_REQUIRE_FAKETIME=1
 export KEYGATE_TEST_PYTHON="$PWD/.venv/bin/python"
 # Every test talks to 127.0.0.1 only: a proxy from the environment must not carry it.
 export NO_PROXY=127.0.0.1,localhost,::1 no_proxy=127.0.0.1,localhost,::1

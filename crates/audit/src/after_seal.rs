@@ -32,7 +32,7 @@
 use keygate_store::Store;
 use subtle::ConstantTimeEq;
 
-use crate::{anchor, ends_at_head, events, rows_chained_to, AuditKey, Error};
+use crate::{archive, ends_at_head, events, rows_chained_to, AuditKey, Error};
 
 /// What the body of every administrative event holds, and no other's does.
 const ADMIN_TYPE_TAG: &str = r#""type":"admin""#;
@@ -217,7 +217,7 @@ fn read_after_seal(
     };
     let (mut next, mut prev) = match &from {
         Some(mark) => (mark.through + 1, mark.hash.clone()),
-        None => (sealed + 1, anchor(store, key, sealed + 1)?),
+        None => archive::start(store, key, sealed + 1)?,
     };
     let mut last: Option<(u64, Vec<u8>)> = None;
     loop {

@@ -23,6 +23,11 @@
 //! ([`AuditLog::append_kept`]), have a bound of their own, far above any real backlog
 //! ([`MAX_QUEUED_KEPT`] waiting), and are counted as lost like the others only past it.
 //!
+//! The log grows with the traffic: [`write_archive`] and [`remove_archived_within`] move
+//! its oldest events into a file that verifies without the database ([`verify_archive`]),
+//! leaving a mark, MACed with the audit key, of where the log now begins; every reading
+//! starts there (see `archive.rs`).
+//!
 //! This crate does not decide what goes into an event (`keygate-core` does) and keeps no
 //! secret in one.
 //!
@@ -43,11 +48,16 @@
 //! ```
 
 mod after_seal;
+mod archive;
 mod export;
 
 pub use after_seal::{
     admin_change_after, admin_change_after_read, admin_change_after_seal,
     admin_change_after_seal_read, mark_admin_free, MarkFrom, Marking, ReadSoFar,
+};
+pub use archive::{
+    archived_through, remove_archived_within, verify_archive, write_archive, ArchiveVerified,
+    ArchivedThrough,
 };
 pub use export::{csv_header, csv_line, Filter};
 
@@ -109,6 +119,9 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// An archive file could not be written or read.
+    #[error("the archive file: {0}")]
+    Archive(#[source] std::io::Error),
     /// A checkpoint was not made with this vault's audit key, or was altered.
     #[error("checkpoint at event {seq} does not verify: {reason}")]
     BadCheckpoint {
@@ -880,7 +893,8 @@ fn events(store: &Store, from: u64, limit: u64) -> Result<Vec<EventRow>, Error> 
     })
 }
 
-/// Verifies the whole log: contiguous sequence from 1, every hash chained to the one
+/// Verifies the whole log: contiguous sequence from 1 (or from after an archive's mark,
+/// chained to it: [`write_archive`]), every hash chained to the one
 /// before, every MAC made with `key`, and the recorded head equal to the last row.
 /// Returns the number of events.
 pub fn verify(store: &Store, key: &AuditKey) -> Result<u64, Error> {
@@ -911,6 +925,9 @@ pub struct Verified {
     /// The seq of the last administrative event, or 0: the client table's seal must be
     /// at least this recent, or the table was put back to before it.
     pub last_admin_seq: u64,
+    /// The last event moved out by an archive ([`write_archive`]), or 0: the log in the
+    /// database begins after it.
+    pub archived_through: u64,
 }
 
 /// Events verified in one read snapshot. A log of millions of events is walked in many:
@@ -966,9 +983,9 @@ fn verify_then<T>(
     page: u64,
     mut at_end: impl FnMut(&Store, Verified) -> Result<T, Error>,
 ) -> Result<T, Error> {
-    let from = from.max(1);
+    let (from, prev) = store.read_snapshot(|store| Ok(archive::start(store, key, from)))??;
     let mut walk = Walk {
-        prev: store.read_snapshot(|store| Ok(anchor(store, key, from)))??,
+        prev,
         next_seq: from,
         last_admin_seq: 0,
     };
@@ -1000,6 +1017,7 @@ fn check_head(store: &Store, key: &AuditKey, walk: &Walk) -> Result<Verified, Er
     let verified = Verified {
         events: count,
         last_admin_seq: walk.last_admin_seq,
+        archived_through: archived_through(store, key)?.map_or(0, |mark| mark.seq),
     };
     // A head of another length was written by no keygate: tampering, named as such, not
     // an error of the tool.
@@ -1112,6 +1130,21 @@ pub fn verify_checkpoints(
                     ),
                 });
             }
+            // An archived event is for the archive's file to vouch for
+            // (`verify_archive`), but the last, whose hash the archive's mark keeps.
+            if *seq <= verified.archived_through {
+                let mark = archived_through(store, key)?;
+                let at_mark = mark.filter(|mark| mark.seq == *seq);
+                if at_mark.is_some_and(|mark| !bool::from(mark.hash.ct_eq(hash))) {
+                    return Err(Error::Tampered {
+                        seq: *seq,
+                        reason: "rewritten: the archived event differs from the one a \
+                                 checkpoint names"
+                            .into(),
+                    });
+                }
+                continue;
+            }
             let row = events(store, *seq, 1)?.into_iter().next();
             if !row.is_some_and(|row| bool::from(row.hash.ct_eq(hash))) {
                 return Err(Error::Tampered {
@@ -1205,8 +1238,7 @@ fn verified_rows_within(
     from: u64,
     limit: u64,
 ) -> Result<Vec<EventRow>, Error> {
-    let from = from.max(1);
-    let prev = anchor(store, key, from)?;
+    let (from, prev) = archive::start(store, key, from)?;
     Ok(rows_chained_to(store, key, prev, from, limit)?.0)
 }
 
@@ -1352,7 +1384,7 @@ pub fn for_each_verified_since(
     loop {
         let page = store.read_snapshot(|store| {
             Ok((|| {
-                let prev = anchor(store, key, from)?;
+                let (from, prev) = archive::start(store, key, from)?;
                 let (rows, last_hash) = rows_chained_to(store, key, prev, from, EVENTS_PER_PAGE)?;
                 if rows.is_empty() {
                     ends_at_head(store, key, from - 1, &last_hash)?;

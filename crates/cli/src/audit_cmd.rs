@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
-use keygate_audit::{csv_header, csv_line, Checkpoint, Filter};
+use keygate_audit::{csv_header, csv_line, AuditKey, Checkpoint, Filter};
 use keygate_core::{Event, EventBody, Outcome};
 use keygate_store::Store;
 use serde::Serialize;
@@ -38,6 +38,11 @@ pub enum AuditCmd {
     /// Write events to standard output as JSON lines or CSV; exit 1 if the log does not
     /// verify (they still come, from what it holds).
     Export(ExportArgs),
+    /// Move the events older than a given age (92 days at least) out of the database,
+    /// into a file that verifies without it; serve must be stopped.
+    Archive(crate::archive::ArchiveArgs),
+    /// Check archive files (oldest first); exit 1 naming the first bad event.
+    VerifyArchive(crate::archive::VerifyArchiveArgs),
 }
 
 /// `audit verify`
@@ -124,6 +129,8 @@ pub fn run(vault: Unlocked, cmd: &AuditCmd) -> anyhow::Result<i32> {
         AuditCmd::Tail(a) => tail(&vault, a),
         AuditCmd::Query(a) => query(&vault, a),
         AuditCmd::Export(a) => export(&vault, a),
+        AuditCmd::Archive(a) => crate::archive::archive(vault, a),
+        AuditCmd::VerifyArchive(a) => crate::archive::verify_archive(&vault, a),
     }
 }
 
@@ -160,7 +167,7 @@ fn verify(vault: &Unlocked, args: &VerifyArgs) -> anyhow::Result<i32> {
         }
         Ok(verified) => {
             let n = verified.events;
-            if !begins_with_init(&vault.store)? {
+            if !begins_with_init(&vault.store, &vault.audit_key)? {
                 eprintln!(
                     "audit log verification FAILED at event 1: it is not the vault's \
                      vault.init event (the log was emptied and written anew)"
@@ -222,15 +229,15 @@ pub(crate) fn log_problem(vault: &Unlocked) -> Option<String> {
              log begins with its vault.init event"
                 .to_owned(),
         ),
-        Ok(_) => log_begins_with_init(&vault.store),
+        Ok(_) => log_begins_with_init(&vault.store, &vault.audit_key),
         Err(e) => Some(e.to_string()),
     }
 }
 
 /// What is wrong with a log that verifies, if it does not begin with the vault's init
 /// event: it was emptied and written anew.
-fn log_begins_with_init(store: &Store) -> Option<String> {
-    match begins_with_init(store) {
+fn log_begins_with_init(store: &Store, key: &AuditKey) -> Option<String> {
+    match begins_with_init(store, key) {
         Ok(true) => None,
         Ok(false) => Some(
             "audit log verification failed at event 1: it is not the vault's vault.init \
@@ -297,8 +304,13 @@ pub(crate) fn check_client_exists(store: &Store, name: &str) -> anyhow::Result<(
     }
 }
 
-/// Whether the log's first event is the `vault.init` event `keygate init` writes.
-fn begins_with_init(store: &Store) -> anyhow::Result<bool> {
+/// Whether the log begins where it should: with the `vault.init` event `keygate init`
+/// writes, or after the events an archive moved out (`audit archive`, whose mark is
+/// MACed with the audit key).
+fn begins_with_init(store: &Store, key: &AuditKey) -> anyhow::Result<bool> {
+    if keygate_audit::archived_through(store, key)?.is_some() {
+        return Ok(true);
+    }
     let first =
         keygate_audit::read_unverified(store, 1, 1).context("reading the first audit event")?;
     Ok(matches!(
@@ -451,7 +463,7 @@ fn tail(vault: &Unlocked, args: &TailArgs) -> anyhow::Result<i32> {
     }
     let shown = "these events are";
     let problem = match keygate_audit::verify_from(&vault.store, &vault.audit_key, from) {
-        Ok(_) if from == 1 => log_begins_with_init(&vault.store),
+        Ok(_) if from == 1 => log_begins_with_init(&vault.store, &vault.audit_key),
         Ok(_) => None,
         Err(e) => Some(e.to_string()),
     };

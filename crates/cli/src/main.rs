@@ -29,6 +29,7 @@
 
 mod account;
 mod alerts;
+mod archive;
 mod audit_cmd;
 mod backup;
 mod certificate;
@@ -224,6 +225,10 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Account(cmd) => account::run(home::unlock(home()?, &how)?, cmd).map(|()| 0),
         Command::Client(cmd) => client::run(home::unlock(home()?, &how)?, cmd).map(|()| 0),
         Command::Serve(args) => serve::run(home::unlock(home()?, &how)?, args).map(|()| 0),
+        // An archive changes the log: the vault is brought to this keygate's schema first.
+        Command::Audit(cmd @ audit_cmd::AuditCmd::Archive(_)) => {
+            audit_cmd::run(home::unlock(home()?, &how)?, cmd)
+        }
         Command::Audit(cmd) => audit_cmd::run(home::unlock_to_read_log(home()?, &how)?, cmd),
         Command::Demo(args) => demo::run(args).map(|()| 0),
         Command::Dev(cmd) => dev::run(cmd, || home::unlock(home()?, &how)).map(|()| 0),

@@ -414,6 +414,23 @@ fn settle_interrupted(
 /// lock goes with the process, however it ends). A second gateway on the same vault would
 /// keep a replay cache of its own, and a signature one of them accepted would be accepted
 /// once more by the other, so it is refused.
+/// Holds the lock `serve` holds, so that none starts meanwhile; refused while one runs,
+/// for a command that changes what serve reads as it starts (`audit archive`).
+pub(crate) fn lock_out_serve(home: &Home) -> anyhow::Result<File> {
+    let path = home.dir.join("serve.lock");
+    let file = crate::home::open_owner_only(&path)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(TryLockError::WouldBlock) => bail!(
+            "`keygate serve` is running on this vault; stop it first (it reads where the log \
+             begins as it starts)"
+        ),
+        Err(TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("locking {}", path.display()))
+        }
+    }
+}
+
 fn hold_serve_lock(home: &Home) -> anyhow::Result<File> {
     let path = home.dir.join("serve.lock");
     let mut file = crate::home::open_owner_only(&path)?;

@@ -483,7 +483,8 @@ fn tag_era_marker(vault: &Unlocked) -> anyhow::Result<Option<String>> {
                 continue;
             };
             let tagged_init = admin.change == "vault.init" && admin.detail["client_tags"] == true;
-            if tagged_init || admin.change == "vault.upgrade" {
+            // Only a keygate that tags clients archives: the init may be in the archive.
+            if tagged_init || admin.change == "vault.upgrade" || admin.change == "audit.archive" {
                 return Ok(Some(format!("event {seq}, {}", admin.change)));
             }
         }

@@ -2186,6 +2186,173 @@ fn a_backup_taken_while_serving_is_a_home_that_verifies() {
     );
 }
 
+/// The log's oldest events, moved out by `audit archive` into a file that verifies alone:
+/// the log in the database verifies from where it now begins, serve starts and serves on
+/// it, and a mark of where it begins, edited or removed, is caught. Events of the last
+/// 92 days stay; serve must be stopped.
+#[test]
+fn an_archived_log_verifies_and_serves_on() {
+    let Some(libfaketime) = crate::common::libfaketime() else {
+        return;
+    };
+    let (_runtime, exchange) = simulator(vec![Credential::hmac(REAL_KEY, REAL_SECRET)]);
+    // A vault made, its account added and its bot issued 200 days ago.
+    let kg = Kg::empty();
+    let months_ago: [(&str, &Path); 2] = [
+        ("LD_PRELOAD", &libfaketime),
+        ("FAKETIME", Path::new("-200d")),
+    ];
+    let then = |args: &[&str], stdin: &str| {
+        let out = kg.run_with_env(args, stdin, &months_ago);
+        assert_eq!(out.code, 0, "keygate {args:?} 200 days ago: {out:#?}");
+        out
+    };
+    let key_file = kg.key_file();
+    then(
+        &["init", "--master-key-file", key_file.to_str().unwrap()],
+        "",
+    );
+    let url = exchange.url();
+    then(
+        &[
+            "account",
+            "add",
+            "--exchange",
+            "binance",
+            "--label",
+            "main",
+            "--upstream",
+            &url,
+            "--no-check",
+        ],
+        &format!("{REAL_KEY}\n{REAL_SECRET}\n"),
+    );
+    let issued: Value = then(
+        &[
+            "client",
+            "issue",
+            "--account",
+            "main",
+            "--name",
+            "bot1",
+            "--expires",
+            "3000d",
+            "--json",
+        ],
+        "",
+    )
+    .json();
+    let (key, secret) = (
+        issued["api_key"].as_str().unwrap(),
+        issued["secret"].as_str().unwrap(),
+    );
+    let serve = Serve::start(&kg);
+    assert_eq!(
+        signed_get(&serve.addr, "/api/v3/account", key, secret).0,
+        200
+    );
+    let archive = kg.path("archive-1.jsonl");
+    let archive_arg = archive.to_str().unwrap();
+    let running = kg.fails(
+        &[
+            "audit",
+            "archive",
+            "--older-than",
+            "100d",
+            "--to",
+            archive_arg,
+        ],
+        "",
+        2,
+    );
+    assert!(running.stderr.contains("is running"), "{running:?}");
+    drop(serve);
+    let young = kg.fails(
+        &[
+            "audit",
+            "archive",
+            "--older-than",
+            "30d",
+            "--to",
+            archive_arg,
+        ],
+        "",
+        2,
+    );
+    assert!(young.stderr.contains("92 days"), "{young:?}");
+    assert!(!archive.exists());
+
+    let archived = kg.ok(
+        &[
+            "audit",
+            "archive",
+            "--older-than",
+            "100d",
+            "--to",
+            archive_arg,
+        ],
+        "",
+    );
+    assert!(
+        archived.stdout.contains("archived 3 events"),
+        "{archived:?}"
+    );
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&archive).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    assert!(kg.ok(&["audit", "verify"], "").stdout.contains("verified"));
+    let checked = kg.ok(&["audit", "verify-archive", archive_arg], "");
+    assert!(
+        checked
+            .stdout
+            .contains("events 1 to 3, from the vault's first event"),
+        "{checked:?}"
+    );
+    // Nothing older is left: a second archive takes nothing.
+    let again = kg.ok(
+        &[
+            "audit",
+            "archive",
+            "--older-than",
+            "100d",
+            "--to",
+            kg.path("archive-2.jsonl").to_str().unwrap(),
+        ],
+        "",
+    );
+    assert!(again.stdout.contains("nothing archived"), "{again:?}");
+
+    let serve = Serve::start(&kg);
+    assert_eq!(
+        signed_get(&serve.addr, "/api/v3/account", key, secret).0,
+        200
+    );
+    drop(serve);
+    assert_eq!(kg.run(&["alerts", "list", "--since", "1d"], "").code, 0);
+    let reconciled = kg.run(&["reconcile", "--since", "7d"], "");
+    assert_eq!(reconciled.code, 0, "{reconciled:?}");
+    assert_eq!(kg.run(&["incident", "report", "--since", "1d"], "").code, 0);
+
+    // The archived file edited is caught; so is the mark of where the log begins,
+    // removed.
+    let text = std::fs::read_to_string(&archive).unwrap();
+    let edited = kg.path("edited.jsonl");
+    std::fs::write(&edited, text.replacen("bot1", "bot9", 1)).unwrap();
+    let refused = kg.fails(
+        &["audit", "verify-archive", edited.to_str().unwrap()],
+        "",
+        1,
+    );
+    assert!(refused.stderr.contains("FAILED"), "{refused:?}");
+    let db = rusqlite::Connection::open(kg.db()).unwrap();
+    db.execute("DELETE FROM meta WHERE key = 'audit_archived_through'", [])
+        .unwrap();
+    drop(db);
+    let verify = kg.fails(&["audit", "verify"], "", 1);
+    assert!(verify.stderr.contains("FAILED at event 1"), "{verify:?}");
+}
+
 /// Two gateways on one vault would each keep a replay cache, and each accept a captured
 /// signature once.
 #[test]

@@ -5,7 +5,7 @@
 //! An exchange limits the request weight an address may use per minute, and says in each
 //! answer how much it has used (Binance: `X-MBX-USED-WEIGHT-1M`, or
 //! `X-SAPI-USED-IP-WEIGHT-1M` for `/sapi`). It keeps several such limits, one per pool of
-//! endpoints ([`Adapter::weight_pool`](keygate_exchanges::Adapter::weight_pool)), so the
+//! endpoints ([`Adapter::weight_pool`]), so the
 //! gauge keeps one count per upstream and pool: a report from `/fapi` says nothing of
 //! `/api`, even when one upstream URL (a simulator) serves both. Past the limit it
 //! refuses everything from the address, signed requests included, and bans it for a
@@ -64,7 +64,7 @@ pub struct WeightGauge {
 pub type PauseKeeper = Box<dyn Fn(&str, Paused) + Send + Sync>;
 
 /// One pool of request weight: an upstream (base URL), and the pool of its endpoints a
-/// call draws from ([`Adapter::weight_pool`](keygate_exchanges::Adapter::weight_pool)).
+/// call draws from ([`Adapter::weight_pool`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Pool<'a> {
     /// The base URL.

@@ -1162,6 +1162,18 @@ impl Store {
         Ok(events)
     }
 
+    /// Removes the audit rows up to `seq` and keeps `mark` (what says, MACed, where the
+    /// log now begins: see `keygate_audit::archive`) as the meta value `key`, inside the
+    /// caller's write transaction ([`Store::transaction`]). Returns how many rows went.
+    pub fn remove_events_through(&self, seq: u64, key: &str, mark: &[u8]) -> Result<u64, Error> {
+        let removed = self
+            .connection()
+            .execute("DELETE FROM events WHERE seq <= ?1", params![seq as i64])
+            .map_err(|e| self.error(e))?;
+        self.set_meta(key, mark)?;
+        Ok(removed as u64)
+    }
+
     /// The last audit row, if any.
     pub fn last_event(&self) -> Result<Option<EventRow>, Error> {
         self.connection()

@@ -256,6 +256,28 @@ pub fn softhsm_module() -> Option<PathBuf> {
     module
 }
 
+/// libfaketime's preload library, to run keygate at another time (`FAKETIME`), or
+/// `None`, saying so, where it is not installed; `scripts/test.sh` installs it and sets
+/// `KEYGATE_REQUIRE_FAKETIME`, so CI never skips.
+pub fn libfaketime() -> Option<PathBuf> {
+    let found = [
+        "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
+        "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
+        "/usr/lib/faketime/libfaketime.so.1",
+    ]
+    .into_iter()
+    .map(PathBuf::from)
+    .find(|path| path.exists());
+    if found.is_none() {
+        assert!(
+            std::env::var_os("KEYGATE_REQUIRE_FAKETIME").is_none(),
+            "libfaketime is required (KEYGATE_REQUIRE_FAKETIME) but not installed"
+        );
+        eprintln!("skipped: libfaketime is not installed (apt-get install faketime)");
+    }
+    found
+}
+
 /// A SoftHSM2 configuration whose tokens live in `dir/tokens`, with one token per label
 /// in `labels`, each with user PIN `pin`. Returns the configuration file, for
 /// `SOFTHSM2_CONF`.

@@ -1,0 +1,408 @@
+//! Moving a log's oldest events out of the database, into a file that verifies alone.
+//!
+//! Every request is an event, so the log grows with the traffic and nothing else: a bot
+//! polling ten times a second writes some 0.35 GB a day. Removing old rows would break
+//! the chain at its start, which [`verify`](crate::verify) reads as tampering, so an
+//! archive moves them in two steps:
+//!
+//! 1. [`write_archive`] writes the events older than a time, verified as it reads them,
+//!    to a file of JSON lines: each row as stored (`seq`, `ts_ms`, `body`, `hash`,
+//!    `mac`), so that the file verifies without the database ([`verify_archive`]);
+//! 2. once the file is durable, [`remove_archived_within`] removes those rows, in the
+//!    caller's write transaction, and keeps a mark where the log now begins: the last
+//!    archived event's seq and chain hash, MACed with the audit key under a label of its
+//!    own ([`archived_through`]).
+//!
+//! Every reading of the log then starts after the mark, chained to its hash. Only this
+//! vault makes a mark: rows removed without one (or with a mark edited) leave a log
+//! that does not verify, as before. The mark proves nothing of the archived events
+//! themselves: the file does, with the audit key, and a checkpoint kept elsewhere
+//! anchors it as it anchors the log.
+
+use std::io::{BufRead, Write};
+
+use keygate_store::{EventRow, Store};
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+
+use crate::{anchor, chained, events, AuditKey, Error, GENESIS};
+
+/// The meta key of the mark.
+const META_KEY: &str = "audit_archived_through";
+
+/// What the mark's MAC covers before the mark itself.
+const LABEL: &[u8] = b"keygate audit archived v1\0";
+
+/// Rows read and written at a time.
+const PAGE: u64 = 10_000;
+
+/// Where the log in the database begins after an archive: the events up to `seq` were
+/// moved out, and event `seq` had chain hash `hash`, which the first event kept chains
+/// to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ArchivedThrough {
+    /// The last archived event's seq.
+    pub seq: u64,
+    /// Its chain hash.
+    pub hash: Vec<u8>,
+}
+
+/// One line of an archive file: a row as the database held it.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ArchivedRow {
+    seq: u64,
+    ts_ms: u64,
+    body: String,
+    /// Hex.
+    hash: String,
+    /// Hex.
+    mac: String,
+}
+
+/// The mark of the last archive, if the log was ever archived; an error when the mark
+/// is there but was not made with `key` (edited, or another vault's).
+pub fn archived_through(store: &Store, key: &AuditKey) -> Result<Option<ArchivedThrough>, Error> {
+    let Some(raw) = store.meta(META_KEY)? else {
+        return Ok(None);
+    };
+    let bad = |seq: u64| Error::Tampered {
+        seq,
+        reason: "the mark of an archive (where the log begins) does not verify with this \
+                 vault's audit key"
+            .into(),
+    };
+    if raw.len() != 8 + 32 + 32 {
+        return Err(bad(1));
+    }
+    let (seq, rest) = raw.split_at(8);
+    let seq = u64::from_be_bytes(seq.try_into().map_err(|_| bad(1))?);
+    let (hash, mac) = rest.split_at(32);
+    if !bool::from(key.labelled_mac(LABEL, seq, hash).ct_eq(mac)) {
+        return Err(bad(seq.max(1)));
+    }
+    Ok(Some(ArchivedThrough {
+        seq,
+        hash: hash.to_vec(),
+    }))
+}
+
+/// Where a reading of the log from event `from` begins, with the chain hash its first
+/// event chains to: `from` and the hash of the event before it, or, when the events
+/// before `from` were archived, the first event kept and the archive's mark.
+pub(crate) fn start(store: &Store, key: &AuditKey, from: u64) -> Result<(u64, Vec<u8>), Error> {
+    let from = from.max(1);
+    if let Some(mark) = archived_through(store, key)? {
+        if from <= mark.seq + 1 {
+            return Ok((mark.seq + 1, mark.hash));
+        }
+    }
+    Ok((from, anchor(store, key, from)?))
+}
+
+/// Writes to `out` the events of the log older than `before_ms`, from the first the
+/// database holds, one JSON line each, every one verified as it is read (chained from
+/// where the log begins, its MAC made with `key`); stops at the first event at or after
+/// `before_ms`, which stays. Returns where the archive ends, or `None` when no event is
+/// that old. The caller makes the file durable, then calls [`remove_archived_within`].
+pub fn write_archive(
+    store: &Store,
+    key: &AuditKey,
+    before_ms: u64,
+    out: &mut dyn Write,
+) -> Result<Option<ArchivedThrough>, Error> {
+    let (mut from, mut prev) = store.read_snapshot(|store| Ok(start(store, key, 1)))??;
+    let mut through = None;
+    loop {
+        let rows = store.read_snapshot(|store| Ok(events(store, from, PAGE)))??;
+        let full = rows.len() as u64 == PAGE;
+        for row in &rows {
+            let hash = chained(&prev, row, from, key)?;
+            if row.ts_ms >= before_ms {
+                return Ok(through);
+            }
+            write_row(out, row)?;
+            through = Some(ArchivedThrough {
+                seq: row.seq,
+                hash: hash.clone(),
+            });
+            prev = hash;
+            from += 1;
+        }
+        if !full {
+            return Ok(through);
+        }
+    }
+}
+
+fn write_row(out: &mut dyn Write, row: &EventRow) -> Result<(), Error> {
+    let line = ArchivedRow {
+        seq: row.seq,
+        ts_ms: row.ts_ms,
+        body: row.body.clone(),
+        hash: hex::encode(&row.hash),
+        mac: hex::encode(&row.mac),
+    };
+    let mut text = serde_json::to_string(&line).map_err(|e| Error::Encode(e.to_string()))?;
+    text.push('\n');
+    out.write_all(text.as_bytes()).map_err(Error::Archive)
+}
+
+/// Removes the events up to `through` from the database and keeps the mark where the
+/// log now begins, inside the caller's write transaction, after checking that event
+/// `through.seq` is still the one archived. Returns how many rows went.
+pub fn remove_archived_within(
+    store: &Store,
+    key: &AuditKey,
+    through: &ArchivedThrough,
+) -> Result<u64, Error> {
+    let row = events(store, through.seq, 1)?
+        .into_iter()
+        .next()
+        .filter(|row| row.seq == through.seq);
+    if !row.is_some_and(|row| bool::from(row.hash.ct_eq(&through.hash))) {
+        return Err(Error::Tampered {
+            seq: through.seq,
+            reason: "the event the archive ends at changed while it was written".into(),
+        });
+    }
+    let mut mark = through.seq.to_be_bytes().to_vec();
+    mark.extend_from_slice(&through.hash);
+    mark.extend_from_slice(&key.labelled_mac(LABEL, through.seq, &through.hash));
+    Ok(store.remove_events_through(through.seq, META_KEY, &mark)?)
+}
+
+/// What an archive file holds, verified.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ArchiveVerified {
+    /// The first event's seq.
+    pub first: u64,
+    /// The last event's seq.
+    pub last: u64,
+    /// Whether the first event is the log's first (chained to the genesis hash); if not,
+    /// it chains to the last event of an earlier archive, which that file verifies.
+    pub from_the_start: bool,
+    /// Whether the log in `store` begins right after the last event, chained to it.
+    pub log_begins_after: bool,
+}
+
+/// Verifies an archive file written by [`write_archive`]: every row's MAC made with
+/// `key`, each chained to the one before, seqs in order without a gap; the first chained
+/// to the genesis hash when it is event 1. Says whether the log in `store` begins right
+/// after it (the latest archive's file does).
+pub fn verify_archive(
+    reader: impl BufRead,
+    store: &Store,
+    key: &AuditKey,
+) -> Result<ArchiveVerified, Error> {
+    let mut verified: Option<ArchiveVerified> = None;
+    let mut prev: Option<Vec<u8>> = None;
+    for (number, line) in reader.lines().enumerate() {
+        let line = line.map_err(Error::Archive)?;
+        let bad = |reason: String| Error::Tampered {
+            seq: verified.as_ref().map_or(0, |v| v.last + 1),
+            reason: format!("line {} of the archive: {reason}", number + 1),
+        };
+        let row: ArchivedRow =
+            serde_json::from_str(&line).map_err(|e| bad(format!("not an archived event ({e})")))?;
+        let row = EventRow {
+            seq: row.seq,
+            ts_ms: row.ts_ms,
+            body: row.body,
+            hash: hex::decode(&row.hash).map_err(|_| bad("its hash is not hex".into()))?,
+            mac: hex::decode(&row.mac).map_err(|_| bad("its MAC is not hex".into()))?,
+        };
+        let hash = match (&prev, &verified) {
+            (Some(prev), Some(v)) => chained(prev, &row, v.last + 1, key)?,
+            _ if row.seq == 1 => chained(&GENESIS, &row, 1, key)?,
+            // The first row of a later archive chains to the last of the one before:
+            // its own MAC still vouches for it, and the rows after it chain to it.
+            _ => {
+                if !bool::from(key.mac(&row.hash).ct_eq(&row.mac)) {
+                    return Err(bad("MAC does not verify with this vault's audit key".into()));
+                }
+                row.hash.clone()
+            }
+        };
+        verified = Some(match verified {
+            Some(v) => ArchiveVerified { last: row.seq, ..v },
+            None => ArchiveVerified {
+                first: row.seq,
+                last: row.seq,
+                from_the_start: row.seq == 1,
+                log_begins_after: false,
+            },
+        });
+        prev = Some(hash);
+    }
+    let (Some(mut verified), Some(last_hash)) = (verified, prev) else {
+        return Err(Error::Tampered {
+            seq: 0,
+            reason: "the archive holds no event".into(),
+        });
+    };
+    verified.log_begins_after = archived_through(store, key)?
+        .is_some_and(|mark| mark.seq == verified.last && bool::from(mark.hash.ct_eq(&last_hash)));
+    Ok(verified)
+}
+
+#[cfg(test)]
+mod tests {
+    use keygate_core::{AdminEvent, Event, EventBody};
+
+    use super::*;
+    use crate::{append_within, checkpoint, read_verified, verify, verify_checkpoints};
+
+    /// Events 1 to `n`, event i written at minute i.
+    fn log_of(n: u64) -> (tempfile::TempDir, Store, AuditKey) {
+        log_with(n, AuditKey::from_bytes(&[9; 32]))
+    }
+
+    /// [`log_of`], with `key`.
+    fn log_with(n: u64, key: AuditKey) -> (tempfile::TempDir, Store, AuditKey) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("keygate.db");
+        Store::create(&db).unwrap();
+        let store = Store::open(&db).unwrap();
+        let minutes: Vec<Event> = (1..=n)
+            .map(|i| Event {
+                ts_ms: i * 60_000,
+                body: EventBody::Admin(AdminEvent {
+                    actor: "test".into(),
+                    change: "client.freeze".into(),
+                    target: format!("bot{i}"),
+                    detail: serde_json::Value::Null,
+                }),
+            })
+            .collect();
+        append_within(&store, &key, &minutes).unwrap();
+        (dir, store, key)
+    }
+
+    /// Archives the events before minute `minute`; returns the file's text.
+    fn archive(store: &mut Store, key: &AuditKey, minute: u64) -> String {
+        let mut file = Vec::new();
+        let through = write_archive(store, key, minute * 60_000, &mut file)
+            .unwrap()
+            .unwrap();
+        store
+            .transaction(|s| remove_archived_within(s, key, &through))
+            .unwrap();
+        String::from_utf8(file).unwrap()
+    }
+
+    #[test]
+    fn an_archived_log_verifies_from_where_it_now_begins() {
+        let (_dir, mut store, key) = log_of(10);
+        let anchored = checkpoint(&store, &key).unwrap();
+        let early = {
+            let (_d, early_store, _) = log_of(3);
+            checkpoint(&early_store, &key).unwrap()
+        };
+        let file = archive(&mut store, &key, 5);
+        assert_eq!(file.lines().count(), 4, "events 1 to 4");
+        assert_eq!(store.events(1, 100).unwrap()[0].seq, 5);
+        assert_eq!(verify(&store, &key).unwrap(), 10);
+        let first = read_verified(&store, &key, 1, 100).unwrap();
+        assert_eq!(
+            first[0].0, 5,
+            "a reading from the start begins after the archive"
+        );
+        // A checkpoint of an archived event is the file's to vouch for; a later one still
+        // binds the log.
+        let verified = verify_checkpoints(&store, &key, &[early, anchored]).unwrap();
+        assert_eq!((verified.events, verified.archived_through), (10, 4));
+        let checked = verify_archive(file.as_bytes(), &store, &key).unwrap();
+        assert_eq!(
+            checked,
+            ArchiveVerified {
+                first: 1,
+                last: 4,
+                from_the_start: true,
+                log_begins_after: true
+            }
+        );
+
+        // A second archive goes on from the first: both files together verify from the
+        // start, the second alone from its first event's MAC.
+        let second = archive(&mut store, &key, 8);
+        assert_eq!(verify(&store, &key).unwrap(), 10);
+        let alone = verify_archive(second.as_bytes(), &store, &key).unwrap();
+        assert_eq!(
+            (alone.first, alone.last, alone.from_the_start),
+            (5, 7, false)
+        );
+        assert!(alone.log_begins_after);
+        let both = format!("{file}{second}");
+        let together = verify_archive(both.as_bytes(), &store, &key).unwrap();
+        assert_eq!((together.first, together.last), (1, 7));
+        assert!(together.from_the_start && together.log_begins_after);
+        let stale = verify_archive(file.as_bytes(), &store, &key).unwrap();
+        assert!(
+            !stale.log_begins_after,
+            "the log begins after the second archive now"
+        );
+    }
+
+    #[test]
+    fn rows_removed_without_the_mark_or_with_it_edited_do_not_verify() {
+        let (_dir, mut store, key) = log_of(10);
+        archive(&mut store, &key, 5);
+        let mark = store.meta(META_KEY).unwrap().unwrap();
+        // One more row removed behind the archive's back.
+        store
+            .connection()
+            .execute("DELETE FROM events WHERE seq = 5", [])
+            .unwrap();
+        assert!(matches!(
+            verify(&store, &key),
+            Err(Error::Tampered { seq: 5, .. })
+        ));
+        let (_dir, mut store, key) = log_of(10);
+        archive(&mut store, &key, 5);
+        // The mark moved on by hand, past events still there.
+        let mut moved = mark.clone();
+        moved[7] = 6;
+        store.set_meta(META_KEY, &moved).unwrap();
+        assert!(matches!(verify(&store, &key), Err(Error::Tampered { .. })));
+        // The mark removed: the log begins with event 5.
+        store.delete_meta(META_KEY).unwrap();
+        assert!(matches!(
+            verify(&store, &key),
+            Err(Error::Tampered { seq: 1, .. })
+        ));
+        // A mark of another vault's.
+        let (_d, mut other_store, other) = log_with(10, AuditKey::from_bytes(&[8; 32]));
+        archive(&mut other_store, &other, 5);
+        let foreign = other_store.meta(META_KEY).unwrap().unwrap();
+        store.set_meta(META_KEY, &foreign).unwrap();
+        assert!(matches!(verify(&store, &key), Err(Error::Tampered { .. })));
+    }
+
+    #[test]
+    fn an_edited_archive_file_does_not_verify() {
+        let (_dir, mut store, key) = log_of(6);
+        let file = archive(&mut store, &key, 4);
+        let edited = file.replacen("bot2", "bot9", 1);
+        assert!(verify_archive(edited.as_bytes(), &store, &key).is_err());
+        let dropped: String = file
+            .lines()
+            .enumerate()
+            .filter(|(i, _)| *i != 1)
+            .map(|(_, l)| format!("{l}\n"))
+            .collect();
+        assert!(verify_archive(dropped.as_bytes(), &store, &key).is_err());
+        assert!(verify_archive(&b""[..], &store, &key).is_err());
+    }
+
+    #[test]
+    fn nothing_old_enough_archives_nothing() {
+        let (_dir, store, key) = log_of(3);
+        let mut file = Vec::new();
+        assert_eq!(
+            write_archive(&store, &key, 60_000, &mut file).unwrap(),
+            None
+        );
+        assert!(file.is_empty());
+    }
+}

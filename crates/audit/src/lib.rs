@@ -928,6 +928,10 @@ pub struct Verified {
     /// The last event moved out by an archive ([`write_archive`]), or 0: the log in the
     /// database begins after it.
     pub archived_through: u64,
+    /// How many of the checkpoints given ([`verify_checkpoints`]) name an archived event
+    /// before the last, which the archive's files vouch for, not the log
+    /// ([`verify_archive`]).
+    pub checkpoints_archived: usize,
 }
 
 /// Events verified in one read snapshot. A log of millions of events is walked in many:
@@ -1018,6 +1022,7 @@ fn check_head(store: &Store, key: &AuditKey, walk: &Walk) -> Result<Verified, Er
         events: count,
         last_admin_seq: walk.last_admin_seq,
         archived_through: archived_through(store, key)?.map_or(0, |mark| mark.seq),
+        checkpoints_archived: 0,
     };
     // A head of another length was written by no keygate: tampering, named as such, not
     // an error of the tool.
@@ -1095,6 +1100,32 @@ pub fn checkpoint(store: &Store, key: &AuditKey) -> Result<Checkpoint, Error> {
     Ok(checkpoint)
 }
 
+/// Each checkpoint's seq and chain hash, once its MAC verifies with `key`.
+fn checkpoint_anchors(
+    key: &AuditKey,
+    checkpoints: &[Checkpoint],
+) -> Result<Vec<(u64, Vec<u8>)>, Error> {
+    checkpoints
+        .iter()
+        .map(|checkpoint| {
+            let bad_checkpoint = |reason: &str| Error::BadCheckpoint {
+                seq: checkpoint.seq,
+                reason: reason.to_owned(),
+            };
+            let hash =
+                hex::decode(&checkpoint.hash).map_err(|_| bad_checkpoint("hash is not hex"))?;
+            let mac = hex::decode(&checkpoint.mac).map_err(|_| bad_checkpoint("MAC is not hex"))?;
+            if !bool::from(key.checkpoint_mac(checkpoint.seq, &hash).ct_eq(&mac)) {
+                return Err(bad_checkpoint(
+                    "its MAC was not made with this vault's audit key (another vault's, or \
+                     altered)",
+                ));
+            }
+            Ok((checkpoint.seq, hash))
+        })
+        .collect()
+}
+
 /// Verifies the whole log, and that it still holds each checkpoint's event as it was: a
 /// log put back as it was before one, cut short, or rebuilt fails. Returns what the log
 /// holds.
@@ -1103,22 +1134,8 @@ pub fn verify_checkpoints(
     key: &AuditKey,
     checkpoints: &[Checkpoint],
 ) -> Result<Verified, Error> {
-    let mut anchors = Vec::with_capacity(checkpoints.len());
-    for checkpoint in checkpoints {
-        let bad_checkpoint = |reason: &str| Error::BadCheckpoint {
-            seq: checkpoint.seq,
-            reason: reason.to_owned(),
-        };
-        let hash = hex::decode(&checkpoint.hash).map_err(|_| bad_checkpoint("hash is not hex"))?;
-        let mac = hex::decode(&checkpoint.mac).map_err(|_| bad_checkpoint("MAC is not hex"))?;
-        if !bool::from(key.checkpoint_mac(checkpoint.seq, &hash).ct_eq(&mac)) {
-            return Err(bad_checkpoint(
-                "its MAC was not made with this vault's audit key (another vault's, or altered)",
-            ));
-        }
-        anchors.push((checkpoint.seq, hash));
-    }
-    verify_then(store, key, 1, VERIFY_PAGE, |store, verified| {
+    let anchors = checkpoint_anchors(key, checkpoints)?;
+    verify_then(store, key, 1, VERIFY_PAGE, |store, mut verified| {
         let count = verified.events;
         for (seq, hash) in &anchors {
             if count < *seq {
@@ -1135,13 +1152,17 @@ pub fn verify_checkpoints(
             if *seq <= verified.archived_through {
                 let mark = archived_through(store, key)?;
                 let at_mark = mark.filter(|mark| mark.seq == *seq);
-                if at_mark.is_some_and(|mark| !bool::from(mark.hash.ct_eq(hash))) {
-                    return Err(Error::Tampered {
-                        seq: *seq,
-                        reason: "rewritten: the archived event differs from the one a \
-                                 checkpoint names"
-                            .into(),
-                    });
+                match at_mark {
+                    Some(mark) if !bool::from(mark.hash.ct_eq(hash)) => {
+                        return Err(Error::Tampered {
+                            seq: *seq,
+                            reason: "rewritten: the archived event differs from the one a \
+                                     checkpoint names"
+                                .into(),
+                        });
+                    }
+                    Some(_) => {}
+                    None => verified.checkpoints_archived += 1,
                 }
                 continue;
             }

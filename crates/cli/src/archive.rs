@@ -43,6 +43,10 @@ pub struct VerifyArchiveArgs {
     /// Archive files, oldest first: together they verify from the vault's first event.
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
+    /// Also check that the files hold the archived events these checkpoints name (files
+    /// of `audit checkpoint` lines), as they were. Repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub checkpoint: Vec<PathBuf>,
 }
 
 /// Runs `keygate audit archive`.
@@ -90,19 +94,20 @@ pub fn archive(mut vault: Unlocked, args: &ArchiveArgs) -> anyhow::Result<i32> {
         }
     };
     let key = vault.audit_key.clone();
-    let event = admin_event(
-        "audit.archive",
-        "log",
-        serde_json::json!({
-            "through": through.seq,
-            "hash": hex::encode(&through.hash),
-            "file": to.display().to_string(),
-        }),
-    );
+    let file_name = to.display().to_string();
     let (removed, unsealed) = vault
         .audited_change(|s, _| {
+            // What the archived events recorded of clients and accounts stays in the log,
+            // for `keygate upgrade` to tell a row put back; read inside the transaction,
+            // so that no change comes between it and the archive (the log was verified
+            // above, and nothing but keygate's own appends followed).
+            let mut detail = crate::upgrade::log_record(s)
+                .map_err(|e| keygate_audit::Error::Encode(format!("{e:#}")))?;
+            detail["through"] = serde_json::json!(through.seq);
+            detail["hash"] = serde_json::json!(hex::encode(&through.hash));
+            detail["file"] = serde_json::json!(file_name);
             let removed = keygate_audit::remove_archived_within(s, &key, &through)?;
-            Ok((removed, vec![event]))
+            Ok((removed, vec![admin_event("audit.archive", "log", detail)]))
         })
         .with_context(|| {
             format!(
@@ -128,6 +133,13 @@ pub fn archive(mut vault: Unlocked, args: &ArchiveArgs) -> anyhow::Result<i32> {
 fn refuse_unless_verified(vault: &Unlocked) -> anyhow::Result<()> {
     let verified = keygate_audit::verify_checkpoints(&vault.store, &vault.audit_key, &[])
         .context("the audit log must verify before it is archived")?;
+    // An archive would take the evidence along.
+    if !crate::audit_cmd::begins_with_init(&vault.store, &vault.audit_key)? {
+        bail!(
+            "the audit log does not begin with the vault's vault.init event (it was emptied \
+             and written anew): run `keygate audit verify`; nothing is archived"
+        );
+    }
     match vault.store.check_seal(&vault.master) {
         Ok(sealed) if sealed < verified.last_admin_seq => bail!(
             "the client and account tables were sealed at event {sealed}, before event {}: \
@@ -147,7 +159,13 @@ pub fn verify_archive(vault: &Unlocked, args: &VerifyArchiveArgs) -> anyhow::Res
         let file = File::open(path).with_context(|| format!("reading {}", path.display()))?;
         reader = Box::new(reader.chain(file));
     }
-    match keygate_audit::verify_archive(BufReader::new(reader), &vault.store, &vault.audit_key) {
+    let checkpoints = crate::audit_cmd::read_checkpoints(&args.checkpoint)?;
+    match keygate_audit::verify_archive(
+        BufReader::new(reader),
+        &vault.store,
+        &vault.audit_key,
+        &checkpoints,
+    ) {
         Ok(verified) => {
             let start = if verified.from_the_start {
                 "from the vault's first event"
@@ -155,19 +173,39 @@ pub fn verify_archive(vault: &Unlocked, args: &VerifyArchiveArgs) -> anyhow::Res
                 "chained to an earlier archive's last event (give its file first to check \
                  them together)"
             };
-            let end = if verified.log_begins_after {
-                "the log in the database begins right after them"
+            let begins = verified.log_begins_after;
+            let end = if verified.log_continues_it {
+                "the log in the database begins right after them".to_owned()
+            } else if begins > verified.last {
+                format!(
+                    "the log in the database begins after event {begins}: a later archive \
+                     holds the events between (give its file after these)"
+                )
             } else {
-                "the log in the database does not begin right after them (a later archive \
-                 follows)"
+                format!(
+                    "the log in the database begins after event {begins}, and does not \
+                     continue them: these files are not of this vault's log as it is now"
+                )
+            };
+            let held = match checkpoints.len() {
+                0 => String::new(),
+                all => format!(
+                    "; {} of {all} checkpoint(s) name events of these files, each as it is \
+                     here",
+                    verified.checkpoints_held
+                ),
             };
             println!(
-                "archive verified: events {} to {}, {start}; {end}",
+                "archive verified: events {} to {}, {start}; {end}{held}",
                 verified.first, verified.last
             );
             Ok(0)
         }
-        Err(e @ (keygate_audit::Error::Tampered { .. } | keygate_audit::Error::Archive(_))) => {
+        Err(
+            e @ (keygate_audit::Error::Tampered { .. }
+            | keygate_audit::Error::BadCheckpoint { .. }
+            | keygate_audit::Error::Archive(_)),
+        ) => {
             eprintln!("archive verification FAILED: {e}");
             Ok(1)
         }

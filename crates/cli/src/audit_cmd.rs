@@ -134,9 +134,11 @@ pub fn run(vault: Unlocked, cmd: &AuditCmd) -> anyhow::Result<i32> {
     }
 }
 
-fn verify(vault: &Unlocked, args: &VerifyArgs) -> anyhow::Result<i32> {
+/// The checkpoints in `paths` (files of `audit checkpoint` lines); refused when files are
+/// given and none holds one: that is no anchor at all.
+pub(crate) fn read_checkpoints(paths: &[PathBuf]) -> anyhow::Result<Vec<Checkpoint>> {
     let mut checkpoints = Vec::new();
-    for path in &args.checkpoint {
+    for path in paths {
         let text = String::from_utf8(read_bounded(path, MAX_CHECKPOINT_FILE_LEN)?)
             .map_err(|_| anyhow::anyhow!("checkpoint file {} is not UTF-8", path.display()))?;
         for (number, line) in text.lines().enumerate() {
@@ -153,10 +155,14 @@ fn verify(vault: &Unlocked, args: &VerifyArgs) -> anyhow::Result<i32> {
             checkpoints.push(checkpoint);
         }
     }
-    // Asked to check against checkpoints, and none read: that is no anchor at all.
-    if !args.checkpoint.is_empty() && checkpoints.is_empty() {
+    if !paths.is_empty() && checkpoints.is_empty() {
         anyhow::bail!("no checkpoint in the files given; nothing anchors the log");
     }
+    Ok(checkpoints)
+}
+
+fn verify(vault: &Unlocked, args: &VerifyArgs) -> anyhow::Result<i32> {
+    let checkpoints = read_checkpoints(&args.checkpoint)?;
     match keygate_audit::verify_checkpoints(&vault.store, &vault.audit_key, &checkpoints) {
         Ok(verified) if verified.events == 0 => {
             eprintln!(
@@ -193,16 +199,29 @@ fn verify(vault: &Unlocked, args: &VerifyArgs) -> anyhow::Result<i32> {
                 }
                 Err(e) => return Err(e).context("checking the client and account tables' seal"),
             }
-            if checkpoints.is_empty() {
-                println!(
-                    "audit log verified: {n} events; the client and account tables agree with it"
-                );
-            } else {
-                println!(
-                    "audit log verified: {n} events, holding all {} checkpoint(s); the \
-                     client and account tables agree with it",
-                    checkpoints.len()
-                );
+            // After an archive, the database holds the events after its mark only.
+            let events = match verified.archived_through {
+                0 => format!("{n} events"),
+                archived => format!(
+                    "{n} events (1 to {archived} archived, {} to {n} here)",
+                    archived + 1
+                ),
+            };
+            let held = checkpoints.len() - verified.checkpoints_archived;
+            match (checkpoints.len(), verified.checkpoints_archived) {
+                (0, _) => println!(
+                    "audit log verified: {events}; the client and account tables agree with it"
+                ),
+                (all, 0) => println!(
+                    "audit log verified: {events}, holding all {all} checkpoint(s); the \
+                     client and account tables agree with it"
+                ),
+                (all, archived) => println!(
+                    "audit log verified: {events}, holding {held} of {all} checkpoint(s); \
+                     {archived} name archived events, which the archive's files hold \
+                     (`keygate audit verify-archive --checkpoint` checks them there); the \
+                     client and account tables agree with it"
+                ),
             }
             Ok(0)
         }
@@ -307,7 +326,7 @@ pub(crate) fn check_client_exists(store: &Store, name: &str) -> anyhow::Result<(
 /// Whether the log begins where it should: with the `vault.init` event `keygate init`
 /// writes, or after the events an archive moved out (`audit archive`, whose mark is
 /// MACed with the audit key).
-fn begins_with_init(store: &Store, key: &AuditKey) -> anyhow::Result<bool> {
+pub(crate) fn begins_with_init(store: &Store, key: &AuditKey) -> anyhow::Result<bool> {
     if keygate_audit::archived_through(store, key)?.is_some() {
         return Ok(true);
     }

@@ -410,17 +410,20 @@ fn settle_interrupted(
     Ok(())
 }
 
-/// Locks `serve.lock` in the home directory for as long as the returned file lives (the
-/// lock goes with the process, however it ends). A second gateway on the same vault would
-/// keep a replay cache of its own, and a signature one of them accepted would be accepted
-/// once more by the other, so it is refused.
 /// Holds the lock `serve` holds, so that none starts meanwhile; refused while one runs,
-/// for a command that changes what serve reads as it starts (`audit archive`).
+/// for a command that changes what serve reads as it starts (`audit archive`). Its
+/// process id is written in the lock file, as serve's is, for a serve refused meanwhile
+/// to name.
 pub(crate) fn lock_out_serve(home: &Home) -> anyhow::Result<File> {
     let path = home.dir.join("serve.lock");
-    let file = crate::home::open_owner_only(&path)?;
+    let mut file = crate::home::open_owner_only(&path)?;
     match file.try_lock() {
-        Ok(()) => Ok(file),
+        Ok(()) => {
+            file.set_len(0)
+                .and_then(|()| writeln!(file, "{}", std::process::id()))
+                .with_context(|| format!("writing {}", path.display()))?;
+            Ok(file)
+        }
         Err(TryLockError::WouldBlock) => bail!(
             "`keygate serve` is running on this vault; stop it first (it reads where the log \
              begins as it starts)"
@@ -431,6 +434,10 @@ pub(crate) fn lock_out_serve(home: &Home) -> anyhow::Result<File> {
     }
 }
 
+/// Locks `serve.lock` in the home directory for as long as the returned file lives (the
+/// lock goes with the process, however it ends). A second gateway on the same vault would
+/// keep a replay cache of its own, and a signature one of them accepted would be accepted
+/// once more by the other, so it is refused.
 fn hold_serve_lock(home: &Home) -> anyhow::Result<File> {
     let path = home.dir.join("serve.lock");
     let mut file = crate::home::open_owner_only(&path)?;

@@ -7,7 +7,7 @@ use std::io::{BufRead, IsTerminal, Write};
 
 use anyhow::{bail, Context};
 use clap::Args;
-use keygate_audit::Filter;
+use keygate_audit::{AuditKey, Filter};
 use keygate_core::{EventBody, Name, Policy};
 use keygate_store::{Account, Client, Store};
 use keygate_vault::{redact, MasterKey, VaultFormat};
@@ -104,7 +104,7 @@ fn seal(
 ) -> anyhow::Result<()> {
     refuse_shared_keys(rows)?;
     let accounts = vault.store.account_rows().context("reading accounts")?;
-    let (recorded, recorded_accounts) = recorded_in_log(vault)?;
+    let (recorded, recorded_accounts) = recorded_in_log(&vault.store, &vault.audit_key)?;
     println!("the client and account tables {reason}.");
     println!(
         "Read every client and account below: whatever they say is what the gateway will \
@@ -295,18 +295,30 @@ struct RecordedAccount {
 /// account, by label: nobody can forge its events without the key, so it tells which row
 /// was put back.
 fn recorded_in_log(
-    vault: &Unlocked,
+    store: &Store,
+    key: &AuditKey,
 ) -> anyhow::Result<(
     BTreeMap<String, Recorded>,
     BTreeMap<String, RecordedAccount>,
 )> {
-    keygate_audit::verify(&vault.store, &vault.audit_key)
+    keygate_audit::verify(store, key)
         .context("the audit log must verify before the tables are sealed again")?;
+    recorded_as_read(store)
+}
+
+/// [`recorded_in_log`], from a log the caller verified: inside a write transaction,
+/// where a verification cannot open a read snapshot of its own.
+fn recorded_as_read(
+    store: &Store,
+) -> anyhow::Result<(
+    BTreeMap<String, Recorded>,
+    BTreeMap<String, RecordedAccount>,
+)> {
     let mut recorded: BTreeMap<String, Recorded> = BTreeMap::new();
     let mut accounts: BTreeMap<String, RecordedAccount> = BTreeMap::new();
     let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
     let policy = |v: &serde_json::Value| serde_json::from_value::<Policy>(v.clone()).ok();
-    for_each_event(&vault.store, &Filter::default(), |page| {
+    for_each_event(store, &Filter::default(), |page| {
         for (seq, event) in page {
             let EventBody::Admin(admin) = &event.body else {
                 continue;
@@ -369,7 +381,10 @@ fn recorded_in_log(
                     accounts.remove(target);
                     continue;
                 }
-                "vault.seal" => {
+                // What the log had recorded of every client and account, as of the seal
+                // (the tables as they were accepted) or of an archive (the archived
+                // events' record, which the log no longer holds).
+                "vault.seal" | "audit.archive" => {
                     for a in detail["accounts"].as_array().into_iter().flatten() {
                         accounts.insert(
                             text(&a["label"]),
@@ -407,6 +422,37 @@ fn recorded_in_log(
         Ok(())
     })?;
     Ok((recorded, accounts))
+}
+
+/// What the audit log has recorded of every client and account, as `vault.seal` records
+/// it: for `audit archive`, whose event keeps it once the events that made it are moved
+/// out of the database, so that `keygate upgrade` still tells a row put back.
+/// The log must have been verified: this reads it as it is (see [`recorded_as_read`]).
+pub(crate) fn log_record(store: &Store) -> anyhow::Result<serde_json::Value> {
+    let (clients, accounts) = recorded_as_read(store)?;
+    let clients: Vec<serde_json::Value> = clients
+        .iter()
+        .map(|(name, r)| {
+            serde_json::json!({
+                "name": name,
+                "status": r.status,
+                "api_key": r.api_key,
+                "policy": r.policy,
+                "expires_at": r.expires_at,
+            })
+        })
+        .collect();
+    let accounts: Vec<serde_json::Value> = accounts
+        .iter()
+        .map(|(label, a)| {
+            serde_json::json!({
+                "label": label,
+                "fingerprint": a.fingerprint,
+                "upstream": a.upstream,
+            })
+        })
+        .collect();
+    Ok(serde_json::json!({ "clients": clients, "accounts": accounts }))
 }
 
 /// How `c` differs from what the log last recorded of it, if it does.

@@ -2246,6 +2246,8 @@ fn an_archived_log_verifies_and_serves_on() {
         issued["api_key"].as_str().unwrap(),
         issued["secret"].as_str().unwrap(),
     );
+    let checkpoints = kg.path("checkpoints");
+    std::fs::write(&checkpoints, then(&["audit", "checkpoint"], "").stdout).unwrap();
     let serve = Serve::start(&kg);
     assert_eq!(
         signed_get(&serve.addr, "/api/v3/account", key, secret).0,
@@ -2301,7 +2303,20 @@ fn an_archived_log_verifies_and_serves_on() {
         &std::fs::metadata(&archive).unwrap().permissions(),
     );
     assert_eq!(mode & 0o777, 0o600);
-    assert!(kg.ok(&["audit", "verify"], "").stdout.contains("verified"));
+    let checkpoint_arg = checkpoints.to_str().unwrap();
+    let verified = kg.ok(&["audit", "verify", "--checkpoint", checkpoint_arg], "");
+    assert!(verified.stdout.contains("1 to 3 archived"), "{verified:?}");
+    let in_file = kg.ok(
+        &[
+            "audit",
+            "verify-archive",
+            archive_arg,
+            "--checkpoint",
+            checkpoint_arg,
+        ],
+        "",
+    );
+    assert!(in_file.stdout.contains("1 of 1 checkpoint"), "{in_file:?}");
     let checked = kg.ok(&["audit", "verify-archive", archive_arg], "");
     assert!(
         checked
@@ -2309,6 +2324,11 @@ fn an_archived_log_verifies_and_serves_on() {
             .contains("events 1 to 3, from the vault's first event"),
         "{checked:?}"
     );
+    assert!(
+        checked.stdout.contains("begins right after them"),
+        "{checked:?}"
+    );
+
     // Nothing older is left: a second archive takes nothing.
     let again = kg.ok(
         &[
@@ -2333,6 +2353,25 @@ fn an_archived_log_verifies_and_serves_on() {
     let reconciled = kg.run(&["reconcile", "--since", "7d"], "");
     assert_eq!(reconciled.code, 0, "{reconciled:?}");
     assert_eq!(kg.run(&["incident", "report", "--since", "1d"], "").code, 0);
+
+    // What the archived events recorded of bot1 stays in the log: a row put back after a
+    // revoke is told as one, not as a client the log never issued.
+    let db = rusqlite::Connection::open(kg.db()).unwrap();
+    db.execute_batch("CREATE TABLE saved AS SELECT * FROM clients WHERE name = 'bot1'")
+        .unwrap();
+    kg.ok(&["client", "revoke", "bot1"], "");
+    db.execute_batch(
+        "DELETE FROM clients WHERE name = 'bot1'; INSERT INTO clients SELECT * FROM saved; \
+         DROP TABLE saved",
+    )
+    .unwrap();
+    drop(db);
+    let upgrade = kg.run(&["upgrade", "--yes"], "");
+    assert!(
+        upgrade.all().contains("last left it revoked"),
+        "{upgrade:?}"
+    );
+    assert!(!upgrade.all().contains("never issued"), "{upgrade:?}");
 
     // The archived file edited is caught; so is the mark of where the log begins,
     // removed.

@@ -181,25 +181,32 @@ fn write_header(
     after_seq: u64,
     after_hash: &[u8],
 ) -> Result<(), Error> {
-    let header = ArchiveHeader {
-        after_seq,
-        after_hash: hex::encode(after_hash),
-        mac: hex::encode(key.labelled_mac(LABEL, after_seq, after_hash)),
-    };
-    let mut text = serde_json::to_string(&header).map_err(|e| Error::Encode(e.to_string()))?;
-    text.push('\n');
-    out.write_all(text.as_bytes()).map_err(Error::Archive)
+    write_line(
+        out,
+        &ArchiveHeader {
+            after_seq,
+            after_hash: hex::encode(after_hash),
+            mac: hex::encode(key.labelled_mac(LABEL, after_seq, after_hash)),
+        },
+    )
 }
 
 fn write_row(out: &mut dyn Write, row: &EventRow) -> Result<(), Error> {
-    let line = ArchivedRow {
-        seq: row.seq,
-        ts_ms: row.ts_ms,
-        body: row.body.clone(),
-        hash: hex::encode(&row.hash),
-        mac: hex::encode(&row.mac),
-    };
-    let mut text = serde_json::to_string(&line).map_err(|e| Error::Encode(e.to_string()))?;
+    write_line(
+        out,
+        &ArchivedRow {
+            seq: row.seq,
+            ts_ms: row.ts_ms,
+            body: row.body.clone(),
+            hash: hex::encode(&row.hash),
+            mac: hex::encode(&row.mac),
+        },
+    )
+}
+
+/// `line` as one line of JSON.
+fn write_line(out: &mut dyn Write, line: &impl Serialize) -> Result<(), Error> {
+    let mut text = serde_json::to_string(line).map_err(|e| Error::Encode(e.to_string()))?;
     text.push('\n');
     out.write_all(text.as_bytes()).map_err(Error::Archive)
 }

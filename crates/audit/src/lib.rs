@@ -1137,6 +1137,10 @@ pub fn verify_checkpoints(
     let anchors = checkpoint_anchors(key, checkpoints)?;
     verify_then(store, key, 1, VERIFY_PAGE, |store, mut verified| {
         let count = verified.events;
+        let mark = match verified.archived_through {
+            0 => None,
+            _ => archived_through(store, key)?,
+        };
         for (seq, hash) in &anchors {
             if count < *seq {
                 return Err(Error::Tampered {
@@ -1150,8 +1154,7 @@ pub fn verify_checkpoints(
             // An archived event is for the archive's file to vouch for
             // (`verify_archive`), but the last, whose hash the archive's mark keeps.
             if *seq <= verified.archived_through {
-                let mark = archived_through(store, key)?;
-                let at_mark = mark.filter(|mark| mark.seq == *seq);
+                let at_mark = mark.as_ref().filter(|mark| mark.seq == *seq);
                 match at_mark {
                     Some(mark) if !bool::from(mark.hash.ct_eq(hash)) => {
                         return Err(Error::Tampered {

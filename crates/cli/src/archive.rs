@@ -10,15 +10,17 @@
 //! log, and the daily limits the last day. `serve` must be stopped: it reads where the
 //! log begins as it starts.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use clap::Args;
 
-use crate::home::{admin_event, now_ms, parse_duration, warn_if_unsealed, Unlocked};
+use crate::home::{
+    admin_event, create_private_file, now_ms, parse_duration, sync_dir, warn_if_unsealed, Unlocked,
+};
 use crate::output::rfc3339;
 
 /// The youngest events an archive may take: older than the 90 days reconciliation reads
@@ -64,7 +66,7 @@ pub fn archive(mut vault: Unlocked, args: &ArchiveArgs) -> anyhow::Result<i32> {
     let before_ms = now_ms().saturating_sub(u64::try_from(age.as_millis()).unwrap_or(u64::MAX));
     let to = std::path::absolute(&args.to)
         .with_context(|| format!("finding where {} is", args.to.display()))?;
-    let mut file = new_owner_only_file(&to)?;
+    let mut file = create_private_file(&to).context("an archive goes into a new file")?;
     let written = {
         let mut out = BufWriter::new(&mut file);
         let through =
@@ -75,7 +77,9 @@ pub fn archive(mut vault: Unlocked, args: &ArchiveArgs) -> anyhow::Result<i32> {
     };
     let through = match written.and_then(|through| {
         file.sync_all()?;
-        sync_parent(&to)?;
+        if let Some(parent) = to.parent() {
+            sync_dir(parent)?;
+        }
         Ok(through)
     }) {
         Ok(Some(through)) => through,
@@ -210,26 +214,5 @@ pub fn verify_archive(vault: &Unlocked, args: &VerifyArchiveArgs) -> anyhow::Res
             Ok(1)
         }
         Err(e) => Err(e).context("verifying the archive"),
-    }
-}
-
-/// A new file, readable by its owner only; refused when something is there.
-fn new_owner_only_file(path: &Path) -> anyhow::Result<File> {
-    let mut options = OpenOptions::new();
-    options.write(true).create_new(true);
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options.open(path).with_context(|| {
-        format!(
-            "creating {} (an archive goes into a new file)",
-            path.display()
-        )
-    })
-}
-
-/// Makes a new file's name durable.
-fn sync_parent(path: &Path) -> std::io::Result<()> {
-    match path.parent() {
-        Some(parent) => File::open(parent)?.sync_all(),
-        None => Ok(()),
     }
 }

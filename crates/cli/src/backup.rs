@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use keygate_store::Store;
 
-use crate::home::{admin_event, create_private_dir, write_private_file, Unlocked};
+use crate::home::{admin_event, create_private_dir, sync_dir, write_private_file, Unlocked};
 
 /// Options of `keygate vault backup`.
 #[derive(clap::Args, Debug)]
@@ -95,6 +95,7 @@ fn write_backup(vault: &mut Unlocked, dir: &Path, db: &Path) -> anyhow::Result<(
     let config = std::fs::read(vault.home.config_path())
         .with_context(|| format!("reading {}", vault.home.config_path().display()))?;
     write_private_file(&dir.join("config.toml"), &config)?;
+    // A backup whose files a power cut could unlink is no backup.
     sync_dir(dir)
 }
 
@@ -112,12 +113,4 @@ fn verify_copy(vault: &Unlocked, db: &Path) -> Result<u64, String> {
         Ok(_) => Ok(verified.events),
         Err(e) => Err(e.to_string()),
     }
-}
-
-/// Makes the directory's entries durable: a backup whose files a power cut could unlink
-/// is no backup.
-fn sync_dir(dir: &Path) -> anyhow::Result<()> {
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .with_context(|| format!("syncing {}", dir.display()))
 }

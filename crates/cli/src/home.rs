@@ -1318,14 +1318,26 @@ pub fn wal_path(db: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
-pub(crate) fn write_private_file(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+/// Creates a new file readable by its owner only; refused when something is there.
+pub(crate) fn create_private_file(path: &Path) -> anyhow::Result<fs::File> {
     let mut options = fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options
+    options
         .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
+        .with_context(|| format!("creating {}", path.display()))
+}
+
+/// Makes a directory's entries (a file just created or renamed in it) durable.
+pub(crate) fn sync_dir(dir: &Path) -> anyhow::Result<()> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("syncing {}", dir.display()))
+}
+
+pub(crate) fn write_private_file(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+    let mut file = create_private_file(path)?;
     file.write_all(contents)
         .and_then(|()| file.sync_all())
         .with_context(|| format!("writing {}", path.display()))

@@ -21,7 +21,7 @@
 //! themselves: the file does, with the audit key, and a checkpoint kept elsewhere
 //! anchors it as it anchors the log.
 
-use std::io::{BufRead, Write};
+use std::io::{BufRead, Read, Write};
 
 use keygate_store::{EventRow, Store};
 use serde::{Deserialize, Serialize};
@@ -34,6 +34,12 @@ const META_KEY: &str = "audit_archived_through";
 
 /// What the mark's MAC covers before the mark itself.
 const LABEL: &[u8] = b"keygate audit archived v1\0";
+
+/// The longest line an archive may hold: far longer than any event (a request's event
+/// names at most a few kilobytes; an administrative one, such as this archive's own
+/// record of every client and account, less than this), so that a file that is not an
+/// archive (a device, a file without line breaks) is refused instead of read into memory.
+const MAX_LINE_BYTES: u64 = 64 << 20;
 
 /// Rows read and written at a time.
 const PAGE: u64 = 10_000;
@@ -270,15 +276,28 @@ pub fn verify_archive(
     // The seq and chain hash of the last event read, or of the header before any.
     let mut prev: Option<(u64, Vec<u8>)> = None;
     let mut last_row: Option<u64> = None;
-    for (number, line) in reader.lines().enumerate() {
-        let line = line.map_err(Error::Archive)?;
+    let mut reader = reader;
+    let mut line = Vec::new();
+    for number in 1.. {
+        line.clear();
+        let read = Read::take(&mut reader, MAX_LINE_BYTES + 1)
+            .read_until(b'\n', &mut line)
+            .map_err(Error::Archive)?;
+        if read == 0 {
+            break;
+        }
         let at = prev.as_ref().map_or(0, |(seq, _)| seq + 1);
         let bad = |reason: String| Error::Tampered {
             seq: at,
-            reason: format!("line {} of the archive: {reason}", number + 1),
+            reason: format!("line {number} of the archive: {reason}"),
         };
-        let parsed: ArchiveLine =
-            serde_json::from_str(&line).map_err(|e| bad(format!("not an archive's line ({e})")))?;
+        if line.pop_if(|last| *last == b'\n').is_none() && read as u64 > MAX_LINE_BYTES {
+            return Err(bad(format!(
+                "longer than any event ({MAX_LINE_BYTES} bytes at most)"
+            )));
+        }
+        let parsed: ArchiveLine = serde_json::from_slice(&line)
+            .map_err(|e| bad(format!("not an archive's line ({e})")))?;
         match parsed {
             ArchiveLine::Header(header) => {
                 let hash = hex::decode(&header.after_hash)
@@ -545,6 +564,27 @@ mod tests {
             .collect();
         assert!(verify_archive(dropped.as_bytes(), &store, &key, &[]).is_err());
         assert!(verify_archive(&b""[..], &store, &key, &[]).is_err());
+    }
+
+    /// A regression test: an archive was read a line at a time, each line whole into
+    /// memory, so `verify-archive /dev/zero` read until memory ran out.
+    #[test]
+    fn a_line_longer_than_any_event_is_refused_unread() {
+        let (_dir, mut store, key) = log_of(6);
+        let file = archive(&mut store, &key, 4);
+        let endless = std::io::BufReader::new(file.as_bytes().chain(std::io::repeat(b' ')));
+        let refused = verify_archive(endless, &store, &key, &[]).unwrap_err();
+        assert!(
+            refused.to_string().contains("longer than any event"),
+            "{refused}"
+        );
+        // Lines up to the bound are read: the file as written verifies, with or without
+        // its last line break, and with CRLF line breaks.
+        assert!(verify_archive(file.as_bytes(), &store, &key, &[]).is_ok());
+        let unterminated = file.strip_suffix('\n').unwrap();
+        assert!(verify_archive(unterminated.as_bytes(), &store, &key, &[]).is_ok());
+        let crlf = file.replace('\n', "\r\n");
+        assert!(verify_archive(crlf.as_bytes(), &store, &key, &[]).is_ok());
     }
 
     #[test]

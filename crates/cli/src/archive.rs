@@ -123,12 +123,20 @@ pub fn archive(mut vault: Unlocked, args: &ArchiveArgs) -> anyhow::Result<i32> {
     println!(
         "archived {removed} events, up to event {}, to {}; the log in the database now \
          begins at event {}. Keep the file where the database is not: `keygate audit \
-         verify-archive` checks it. SQLite reuses the space for new events; with keygate \
-         stopped, `sqlite3 keygate.db VACUUM` gives it back to the file system.",
+         verify-archive` checks it.",
         through.seq,
         to.display(),
         through.seq + 1
     );
+    // The archive is done; what is left is giving the removed rows' space back to the
+    // file system (serve is still locked out, so nothing writes meanwhile).
+    if let Err(e) = vault.store.vacuum() {
+        eprintln!(
+            "keygate: warning: the database file keeps its size ({e}); SQLite reuses the \
+             space for new events, and with keygate stopped `sqlite3 keygate.db VACUUM` \
+             gives it back to the file system"
+        );
+    }
     Ok(0)
 }
 

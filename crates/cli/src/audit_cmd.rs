@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
-use keygate_audit::{csv_header, csv_line, AuditKey, Checkpoint, Filter};
+use keygate_audit::{csv_header, csv_line, AuditKey, Checkpoint, Filter, Verified};
 use keygate_core::{Event, EventBody, Outcome};
 use keygate_store::Store;
 use serde::Serialize;
@@ -199,14 +199,7 @@ fn verify(vault: &Unlocked, args: &VerifyArgs) -> anyhow::Result<i32> {
                 }
                 Err(e) => return Err(e).context("checking the client and account tables' seal"),
             }
-            // After an archive, the database holds the events after its mark only.
-            let events = match verified.archived_through {
-                0 => format!("{n} events"),
-                archived => format!(
-                    "{n} events (1 to {archived} archived, {} to {n} here)",
-                    archived + 1
-                ),
-            };
+            let events = events_held(&verified);
             let held = checkpoints.len() - verified.checkpoints_archived;
             match (checkpoints.len(), verified.checkpoints_archived) {
                 (0, _) => println!(
@@ -594,6 +587,19 @@ fn export(vault: &Unlocked, args: &ExportArgs) -> anyhow::Result<i32> {
         }
     }
     Ok(exit_code_showing(problem.as_deref(), "these events are"))
+}
+
+/// How many events a verified log holds, and where they are: after an archive, the
+/// database holds only the events after its mark.
+pub(crate) fn events_held(verified: &Verified) -> String {
+    let n = verified.events;
+    match verified.archived_through {
+        0 => format!("{n} events"),
+        archived => format!(
+            "{n} events (1 to {archived} archived, {} to {n} here)",
+            archived + 1
+        ),
+    }
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use keygate_monitor::{Sink, SmtpSecurity};
 use keygate_vault::{KdfParams, VaultFormat};
 use serde::Serialize;
 
+use crate::audit_cmd::events_held;
 use crate::home::{now_ms, wal_path, Provider, Unlocked};
 use crate::output::{print_json, rfc3339};
 use crate::remote::Exchanges;
@@ -505,8 +506,8 @@ fn audit_log(log: &Result<Verified, keygate_audit::Error>) -> Check {
             "audit log",
             Verdict::Ok,
             format!(
-                "{} events verify; anchor it elsewhere with `keygate audit checkpoint`",
-                log.events
+                "{} verify; anchor it elsewhere with `keygate audit checkpoint`",
+                events_held(log)
             ),
         ),
         Err(e) => check("audit log", Verdict::Fail, e.to_string()),

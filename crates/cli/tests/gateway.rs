@@ -2299,6 +2299,13 @@ fn an_archived_log_verifies_and_serves_on() {
         archived.stdout.contains("archived 3 events"),
         "{archived:?}"
     );
+    assert!(!archived.stderr.contains("warning"), "{archived:?}");
+    // Regression: doctor called the last event's number the count of events verified.
+    let doctor = kg.ok(&["doctor"], "");
+    assert!(
+        doctor.stdout.contains("events (1 to 3 archived, 4 to "),
+        "{doctor:?}"
+    );
     let mode = std::os::unix::fs::PermissionsExt::mode(
         &std::fs::metadata(&archive).unwrap().permissions(),
     );

@@ -463,12 +463,12 @@ impl From<CredentialEntry> for Credential {
 /// ]
 /// ```
 pub fn load_credentials(path: &Path) -> Result<Vec<Credential>, Error> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::ReadCredentials {
+    let text = read_credentials_file(path).map_err(|source| Error::ReadCredentials {
         path: path.to_owned(),
         source,
     })?;
     let credentials: Vec<Credential> =
-        serde_json::from_str(&text).map_err(|source| Error::ParseCredentials {
+        serde_json::from_slice(&text).map_err(|source| Error::ParseCredentials {
             path: path.to_owned(),
             source,
         })?;
@@ -476,6 +476,27 @@ pub fn load_credentials(path: &Path) -> Result<Vec<Credential>, Error> {
         Key::from_credential(credential)?;
     }
     Ok(credentials)
+}
+
+/// The largest credentials file read: thousands of keys, so that a path to a device
+/// (`/dev/zero`) is refused rather than read until memory runs out.
+const MAX_CREDENTIALS_FILE_BYTES: u64 = 1 << 20;
+
+/// Reads a regular file of at most [`MAX_CREDENTIALS_FILE_BYTES`].
+fn read_credentials_file(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let file = std::fs::File::open(path)?;
+    let refused = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidInput, what);
+    if !file.metadata()?.is_file() {
+        return Err(refused("not a regular file"));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_CREDENTIALS_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_CREDENTIALS_FILE_BYTES {
+        return Err(refused("larger than a credentials file may be (1 MiB)"));
+    }
+    Ok(bytes)
 }
 
 /// Checks a Binance `signature` value for `payload` with this crate's own verifier.
@@ -998,6 +1019,17 @@ mod tests {
         assert!(matches!(
             load_credentials(&bad),
             Err(Error::InvalidCredential { .. })
+        ));
+        // Regression: the file was read whole, whatever it was.
+        assert!(matches!(
+            load_credentials(Path::new("/dev/zero")),
+            Err(Error::ReadCredentials { .. })
+        ));
+        let huge = dir.path().join("huge.json");
+        std::fs::write(&huge, vec![b' '; 2 << 20]).unwrap();
+        assert!(matches!(
+            load_credentials(&huge),
+            Err(Error::ReadCredentials { .. })
         ));
     }
 

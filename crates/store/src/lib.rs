@@ -698,6 +698,15 @@ impl Store {
         Ok(busy == 0)
     }
 
+    /// Rewrites the database into as few pages as it needs, giving the space of deleted
+    /// rows back to the file system, then empties the write-ahead log the rewrite went
+    /// through. Needs free disk space as large as the database, and waits for (or fails
+    /// on) any other connection's transaction: for when nothing else writes.
+    pub fn vacuum(&self) -> Result<(), Error> {
+        self.conn.execute_batch("VACUUM").map_err(|e| self.sql(e))?;
+        self.truncate_wal().map(drop)
+    }
+
     /// The administrative generation: it changes whenever an account or client changes.
     pub fn generation(&self) -> Result<u64, Error> {
         self.conn
@@ -896,6 +905,39 @@ mod tests {
             .keep_exchange_pause(&pause("https://api.binance.com", 9_000, false), 2_000)
             .unwrap();
         assert_eq!(store.kept_exchange_pauses().unwrap().len(), 1);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn vacuum_gives_deleted_rows_space_back() {
+        let (dir, mut store) = temp_store();
+        let db = dir.join("keygate.db");
+        let filler = vec![b'x'; 1000];
+        store
+            .transaction(|s: &Store| {
+                (0..2000).try_for_each(|i| s.set_meta(&format!("filler {i}"), &filler))
+            })
+            .unwrap();
+        assert!(store.truncate_wal().unwrap());
+        let full = std::fs::metadata(&db).unwrap().len();
+        store
+            .transaction(|s: &Store| {
+                (0..2000).try_for_each(|i| s.delete_meta(&format!("filler {i}")))
+            })
+            .unwrap();
+        assert!(store.truncate_wal().unwrap());
+        assert_eq!(
+            std::fs::metadata(&db).unwrap().len(),
+            full,
+            "SQLite keeps its pages"
+        );
+        store.vacuum().unwrap();
+        let vacuumed = std::fs::metadata(&db).unwrap().len();
+        assert!(vacuumed < full / 10, "{vacuumed} of {full} bytes");
+        assert_eq!(
+            std::fs::metadata(dir.join("keygate.db-wal")).unwrap().len(),
+            0
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -111,6 +111,10 @@ pub enum Error {
     /// An event did not serialize.
     #[error("event does not serialize: {0}")]
     Encode(String),
+    /// The writer could not commit the event, or could not start (the database failed:
+    /// a full disk, a lock held too long).
+    #[error("the audit event was not written: {0}")]
+    NotWritten(String),
     /// Verification found a row that does not belong to the chain.
     #[error("audit log verification failed at event {seq}: {reason}")]
     Tampered {
@@ -443,7 +447,7 @@ impl AuditLog {
                 writer(store, key, &writer_queue);
                 drop(stopped);
             })
-            .map_err(|e| Error::Encode(format!("cannot start audit writer: {e}")))?;
+            .map_err(|e| Error::NotWritten(format!("the audit writer could not start: {e}")))?;
         Ok(AuditLog {
             handle: Arc::new(Handle {
                 queue,
@@ -571,7 +575,7 @@ impl AuditLog {
         self.push(event, Some(on_durable), lane);
         match rx.recv() {
             Ok(Ok(seq)) => Ok(seq),
-            Ok(Err(reason)) => Err(Error::Encode(reason)),
+            Ok(Err(reason)) => Err(Error::NotWritten(reason)),
             Err(_) => Err(Error::WriterStopped),
         }
     }
@@ -1679,7 +1683,16 @@ mod tests {
             .connection()
             .execute_batch("BEGIN IMMEDIATE")
             .unwrap();
-        assert!(log.append_blocking(event(2)).is_err());
+        // Regression: a commit that failed was reported as an event that does not
+        // serialize, which sent an operator with a full disk looking for a bug.
+        let refused = log.append_blocking(event(2)).unwrap_err();
+        assert!(matches!(refused, Error::NotWritten(_)), "{refused:?}");
+        assert!(
+            refused
+                .to_string()
+                .starts_with("the audit event was not written: "),
+            "{refused}"
+        );
         let failing = log.failing().expect("the failed commit's reason");
         assert!(failing.contains("locked"), "{failing}");
         assert!(log.is_writing());

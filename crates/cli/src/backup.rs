@@ -27,10 +27,24 @@ pub struct BackupArgs {
 
 /// Writes the backup, audited as `vault.backup` (the event is in the copy), and
 /// verifies it. Returns 1 when the copy does not verify (it is kept, as evidence).
+///
+/// The copy is made in a hidden directory beside `DIR` (`.NAME.partial`) and renamed to
+/// `DIR` once whole and synced, so that a backup stopped halfway (killed, out of space)
+/// is never found under the name of a backup. One that fails is recorded as
+/// `vault.backup_failed`, after the `vault.backup` that came before the copy: every copy
+/// of the vault's sealed secrets is in the log, and no event is left telling of a backup
+/// that is not there.
 pub fn run(mut vault: Unlocked, args: &BackupArgs) -> anyhow::Result<i32> {
     let dir = &std::path::absolute(&args.dir)
         .with_context(|| format!("finding where {} is", args.dir.display()))?;
-    let db = dir.join("keygate.db");
+    let (Some(parent), Some(name)) = (dir.parent(), dir.file_name()) else {
+        anyhow::bail!("{} cannot be a backup directory", dir.display());
+    };
+    let mut partial_name = std::ffi::OsString::from(".");
+    partial_name.push(name);
+    partial_name.push(".partial");
+    let partial = parent.join(partial_name);
+    let db = partial.join("keygate.db");
     // SQLite takes the copy's name as text.
     if db.to_str().is_none() {
         anyhow::bail!(
@@ -38,25 +52,57 @@ pub fn run(mut vault: Unlocked, args: &BackupArgs) -> anyhow::Result<i32> {
             dir.display()
         );
     }
-    if let Some(parent) = dir.parent() {
-        create_private_dir(parent)?;
+    if dir.symlink_metadata().is_ok() {
+        anyhow::bail!(
+            "{} exists; a backup goes into a new directory",
+            dir.display()
+        );
     }
+    create_private_dir(parent)?;
     // Made here and only here: a directory that exists (another user's, made in a
     // shared parent) is never written into.
     let mut builder = std::fs::DirBuilder::new();
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(dir).with_context(|| {
+    builder.create(&partial).with_context(|| {
         format!(
-            "creating {}; a backup goes into a new directory",
+            "creating {}; if a backup to {} was stopped before it finished, remove it \
+             and back up again",
+            partial.display(),
             dir.display()
         )
     })?;
-    if let Err(e) = write_backup(&mut vault, dir, &db) {
-        // Nothing half-made is left to be taken for a backup.
-        let _ = std::fs::remove_dir_all(dir);
+    let event = admin_event(
+        "vault.backup",
+        "database",
+        serde_json::json!({ "to": dir.display().to_string() }),
+    );
+    if let Err(e) = vault.change(&[event], |_, _| Ok(())) {
+        let _ = std::fs::remove_dir(&partial);
+        return Err(e).context("recording the backup in the audit log; nothing was copied");
+    }
+    if let Err(e) = write_backup(&vault, &partial, &db).and_then(|()| {
+        std::fs::rename(&partial, dir)
+            .with_context(|| format!("renaming {} to {}", partial.display(), dir.display()))?;
+        // A backup whose name a power cut could take back is no backup.
+        sync_dir(parent)
+    }) {
+        // Nothing half-made is left to be taken for a backup, and the log says so.
+        let _ = std::fs::remove_dir_all(&partial);
+        let failed = admin_event(
+            "vault.backup_failed",
+            "database",
+            serde_json::json!({ "to": dir.display().to_string(), "error": format!("{e:#}") }),
+        );
+        if let Err(unrecorded) = vault.change(&[failed], |_, _| Ok(())) {
+            eprintln!(
+                "keygate: warning: the failed backup could not be recorded ({unrecorded:#}); \
+                 the log's vault.backup event for {} tells of a copy that was not made",
+                dir.display()
+            );
+        }
         return Err(e);
     }
-    match verify_copy(&vault, &db) {
+    match verify_copy(&vault, &dir.join("keygate.db")) {
         Ok(events) => {
             println!(
                 "backed up to {}: {events} audit events, verified; the client and account \
@@ -76,17 +122,9 @@ pub fn run(mut vault: Unlocked, args: &BackupArgs) -> anyhow::Result<i32> {
     }
 }
 
-/// Records the backup in the log, then copies the database (a file made owner-only here:
-/// SQLite would make it with the process's umask) and the config file into `dir`.
-fn write_backup(vault: &mut Unlocked, dir: &Path, db: &Path) -> anyhow::Result<()> {
-    let event = admin_event(
-        "vault.backup",
-        "database",
-        serde_json::json!({ "to": dir.display().to_string() }),
-    );
-    vault
-        .change(&[event], |_, _| Ok(()))
-        .context("recording the backup in the audit log")?;
+/// Copies the database (into a file made owner-only here: SQLite would make it with the
+/// process's umask) and the config file into `dir`, and syncs them.
+fn write_backup(vault: &Unlocked, dir: &Path, db: &Path) -> anyhow::Result<()> {
     write_private_file(db, b"")?;
     vault
         .store
@@ -95,7 +133,6 @@ fn write_backup(vault: &mut Unlocked, dir: &Path, db: &Path) -> anyhow::Result<(
     let config = std::fs::read(vault.home.config_path())
         .with_context(|| format!("reading {}", vault.home.config_path().display()))?;
     write_private_file(&dir.join("config.toml"), &config)?;
-    // A backup whose files a power cut could unlink is no backup.
     sync_dir(dir)
 }
 

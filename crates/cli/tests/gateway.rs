@@ -2177,6 +2177,7 @@ fn a_backup_taken_while_serving_is_a_home_that_verifies() {
 
     let again = home.kg.fails(&["vault", "backup", backup_arg], "", 2);
     assert!(again.stderr.contains("exists"), "{}", again.stderr);
+    assert!(!home.kg.path(".backup.partial").exists());
     drop(serve);
     let live = home.ok(&["audit", "query", "--json"], None);
     assert_eq!(
@@ -2184,6 +2185,50 @@ fn a_backup_taken_while_serving_is_a_home_that_verifies() {
         1,
         "a refused backup was recorded"
     );
+
+    // Regression: a backup that failed halfway left only its `vault.backup` event, telling
+    // of a copy that was not there. A path too long for SQLite (512 bytes) makes the copy
+    // fail after the event: the log now says it failed, and no directory is left.
+    let deep = home
+        .kg
+        .path(&"a".repeat(200))
+        .join("b".repeat(200))
+        .join("c".repeat(120));
+    let deep_arg = deep.to_str().unwrap();
+    let failed = home.kg.fails(&["vault", "backup", deep_arg], "", 2);
+    assert!(failed.stderr.contains("copying the database"), "{failed:?}");
+    assert!(!deep.exists());
+    let deep_partial = deep.with_file_name(format!(".{}.partial", "c".repeat(120)));
+    assert!(!deep_partial.exists());
+    let live = home.ok(&["audit", "query", "--json"], None);
+    let changes: Vec<&str> = live
+        .lines()
+        .filter(|line| line.contains(deep_arg))
+        .map(|line| {
+            if line.contains("vault.backup_failed") {
+                "failed"
+            } else {
+                "backup"
+            }
+        })
+        .collect();
+    assert_eq!(changes, ["backup", "failed"], "{live}");
+    home.ok(&["audit", "verify"], None);
+
+    // One stopped before it finished (killed) leaves its hidden partial directory, never
+    // a directory under the backup's name; the next backup there says so, and records
+    // nothing.
+    let stopped = home.kg.path("stopped");
+    std::fs::create_dir(home.kg.path(".stopped.partial")).unwrap();
+    let refused = home
+        .kg
+        .fails(&["vault", "backup", stopped.to_str().unwrap()], "", 2);
+    assert!(
+        refused.stderr.contains("stopped before it finished"),
+        "{refused:?}"
+    );
+    let live = home.ok(&["audit", "query", "--json"], None);
+    assert!(!live.contains("stopped"), "{live}");
 }
 
 /// The log's oldest events, moved out by `audit archive` into a file that verifies alone:

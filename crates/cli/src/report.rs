@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use anyhow::Context;
 use clap::Args;
 use keygate_audit::Filter;
-use keygate_core::{ActionKind, Event, EventBody, Outcome};
+use keygate_core::{ActionKind, Event, EventBody, Outcome, RequestEvent};
 use keygate_monitor::{Rules, Severity};
 use serde::Serialize;
 
@@ -155,6 +155,18 @@ impl Report {
         match &event.body {
             EventBody::Admin(_) => self.admin_changes.push(line()),
             EventBody::Lost(lost) => self.lost += lost.count,
+            // Refused after its pending event was written (a freeze, its window run out,
+            // the exchange asking to back off while it waited): it never reached the
+            // exchange. The same request, settled, not a second one.
+            EventBody::Request(r) if !r.allowed && pending.contains_key(&r.request_id) => {
+                pending.remove(&r.request_id);
+                if let Some(i) = self.money_out_pending.remove(&r.request_id) {
+                    let requested = &mut self.money_out[i];
+                    *requested = format!("{requested} → {}", line());
+                }
+                self.allowed -= 1;
+                self.count_denial(r);
+            }
             EventBody::Request(r) => {
                 let room = self.sources.len() < MAX_SOURCES;
                 match self.sources.get_mut(&r.source_ip) {
@@ -167,15 +179,7 @@ impl Report {
                 if r.allowed {
                     self.allowed += 1;
                 } else {
-                    self.denied += 1;
-                    let rule = r.rule.map_or("denied", |rule| rule.as_str());
-                    let client = r.client.clone().unwrap_or_else(|| "(no client)".into());
-                    *self
-                        .denials
-                        .entry(client)
-                        .or_default()
-                        .entry(rule.to_owned())
-                        .or_default() += 1;
+                    self.count_denial(r);
                 }
                 if matches!(r.action, ActionKind::Withdraw | ActionKind::Transfer) {
                     // Written before it was forwarded: what came of it is in the outcome
@@ -208,6 +212,18 @@ impl Report {
                 }
             }
         }
+    }
+
+    fn count_denial(&mut self, r: &RequestEvent) {
+        self.denied += 1;
+        let rule = r.rule.map_or("denied", |rule| rule.as_str());
+        let client = r.client.clone().unwrap_or_else(|| "(no client)".into());
+        *self
+            .denials
+            .entry(client)
+            .or_default()
+            .entry(rule.to_owned())
+            .or_default() += 1;
     }
 
     /// Says of each request still `pending` at the end of the window (`pending`, by
@@ -288,7 +304,7 @@ fn section(title: &str, lines: &[String]) {
 
 #[cfg(test)]
 mod tests {
-    use keygate_core::{OutcomeEvent, RequestEvent};
+    use keygate_core::{OutcomeEvent, Rule};
 
     use super::*;
 
@@ -371,6 +387,39 @@ mod tests {
             report.outcome_unknown
         );
         assert!(report.outcome_unknown[0].starts_with("#2 "));
+    }
+
+    /// A regression test (found by review): a withdrawal refused after its pending event
+    /// was written (`keygate panic` while it waited) was listed as pending, "may have
+    /// executed", twice among the withdrawals, and counted as allowed and denied. It is
+    /// one request, denied, never forwarded.
+    #[test]
+    fn a_request_stopped_after_its_pending_event_is_one_denial() {
+        let mut report = Report::default();
+        let mut pending = HashMap::new();
+        report.add(1, &withdrawal("w-1", 1_000), &mut pending);
+        let mut stopped = withdrawal("w-1", 1_200);
+        if let EventBody::Request(r) = &mut stopped.body {
+            r.allowed = false;
+            r.rule = Some(Rule::PolicyChanged);
+            r.outcome = Outcome::NotForwarded;
+        }
+        report.add(2, &stopped, &mut pending);
+        report.no_outcome_recorded(pending);
+        assert!(
+            report.outcome_unknown.is_empty(),
+            "{:?}",
+            report.outcome_unknown
+        );
+        assert_eq!(report.money_out.len(), 1, "{:?}", report.money_out);
+        assert!(
+            report.money_out[0].starts_with("#1 ") && report.money_out[0].contains("→ #2 "),
+            "{}",
+            report.money_out[0]
+        );
+        assert_eq!((report.allowed, report.denied), (0, 1));
+        assert_eq!(report.denials["bot1"]["policy_changed"], 1);
+        assert_eq!(report.sources["127.0.0.1"], 1);
     }
 
     /// A regression test: every source address got an entry of its own, so a flood from

@@ -631,7 +631,9 @@ fn funds_movement(request: &RequestEvent) -> Option<(Severity, AlertRule, String
         (
             allowed_severity,
             rule,
-            format!("{what} forwarded for {who}"),
+            // Raised from the event written before the request is sent: a freeze or
+            // its window running out may still stop it, which a denial then tells.
+            format!("{what} allowed for {who}, being sent to the exchange"),
         )
     } else {
         (

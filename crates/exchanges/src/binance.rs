@@ -742,7 +742,13 @@ impl Adapter for Binance {
                 Ok(Answer::Batch(answers)) => answers
                     .iter()
                     .any(|answer| is_unknown(answer.get("code").and_then(|c| c.as_i64()))),
-                Err(_) => false,
+                // A success that is not JSON at all (empty, a proxy's page): Binance
+                // answers every request with JSON, so this one says nothing of what
+                // happened, and the order it may have placed has no id to go by.
+                Err(_) => {
+                    status.is_success()
+                        && serde_json::from_slice::<serde::de::IgnoredAny>(body).is_err()
+                }
             }
     }
     fn back_off(
@@ -3255,6 +3261,13 @@ mod tests {
             (StatusCode::BAD_REQUEST, &timeout[..]),
             (StatusCode::BAD_GATEWAY, b"<html>bad gateway</html>"),
             (StatusCode::INTERNAL_SERVER_ERROR, b""),
+            // Regression (found by review): a success that is not JSON (an empty body, a
+            // proxy's page, a body left compressed) named no order and was recorded as
+            // answered, so the order it may have placed went unaccounted for.
+            (StatusCode::OK, b""),
+            (StatusCode::OK, b"<html>ok</html>"),
+            (StatusCode::NO_CONTENT, b""),
+            (StatusCode::OK, b"\x1f\x8b\x08\x00"),
         ];
         for (status, body) in unknown {
             assert!(Binance.is_execution_unknown(status, body), "{status}");
@@ -3269,6 +3282,13 @@ mod tests {
                 StatusCode::TOO_MANY_REQUESTS,
                 br#"{"code":-1003,"msg":"Too many requests."}"#,
             ),
+            // Every order of a batch refused: JSON, and nothing was placed.
+            (
+                StatusCode::OK,
+                br#"[{"code":-2019,"msg":"Margin is insufficient."}]"#,
+            ),
+            (StatusCode::OK, b"{}"),
+            (StatusCode::BAD_REQUEST, b"not json"),
         ];
         for (status, body) in known {
             assert!(!Binance.is_execution_unknown(status, body), "{status}");

@@ -336,8 +336,9 @@ pub trait Adapter: Send + Sync + 'static {
     /// answer names none.
     fn placed_order_ids(&self, path: &str, body: &[u8]) -> Vec<String>;
     /// Whether an answer of `status` with `body` says that the exchange does not know
-    /// whether the request executed: an order or a withdrawal so answered may have gone
-    /// through, and is recorded with its outcome unknown.
+    /// whether the request executed, or says nothing keygate can read of it (a success
+    /// that is not the exchange's format): an order or a withdrawal so answered may have
+    /// gone through, and is recorded with its outcome unknown.
     fn is_execution_unknown(&self, status: http::StatusCode, body: &[u8]) -> bool;
     /// Whether an answer of `status` with `headers` and `body` asks the address to back
     /// off, and for how long: sending more before then prolongs or brings on a ban that

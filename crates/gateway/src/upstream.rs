@@ -1327,7 +1327,12 @@ mod tests {
         }
         assert_eq!(
             *heads.lock().unwrap(),
-            vec![format!("GET /api/v3/time HTTP/1.1\r\nhost: localhost:{port}\r\n\r\n"); 2]
+            vec![
+                format!(
+                    "GET /api/v3/time HTTP/1.1\r\nhost: localhost:{port}\r\naccept-encoding: identity\r\n\r\n"
+                );
+                2
+            ]
         );
         // The certificate is not one the webpki roots vouch for: nothing is sent.
         let strict = Upstream::new(Duration::from_secs(5)).unwrap();

@@ -31,6 +31,7 @@ const MAX_INTERIM_ANSWERS: usize = 8;
 /// treats the request; a caller may not pass them.
 const FRAMING_HEADERS: &[&str] = &[
     "host",
+    "accept-encoding",
     "content-length",
     "transfer-encoding",
     "connection",
@@ -104,6 +105,9 @@ pub(crate) fn encode_request(
     out.extend_from_slice(target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
     push_value(out, host)?;
+    // Without it, any content coding is acceptable (RFC 9110 §12.5.3): an answer keygate
+    // could not read (an order's ids, an exchange's error) nor pass on readably.
+    out.extend_from_slice(b"\r\naccept-encoding: identity");
     for (name, value) in headers {
         if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
             return Err("header name is not a token");
@@ -308,6 +312,17 @@ fn parse_head(
                 return Err(WireError::Malformed("repeated transfer-encoding"));
             }
             transfer_encoding = Some(header.value);
+        } else if name.eq_ignore_ascii_case("content-encoding")
+            && !header
+                .value
+                .split(|b| *b == b',')
+                .all(|coding| coding.trim_ascii().eq_ignore_ascii_case(b"identity"))
+        {
+            // Asked for identity alone: an answer in another coding is one keygate can
+            // neither read nor pass on as the bot reads it.
+            return Err(WireError::Malformed(
+                "a content coding keygate did not ask for",
+            ));
         } else if name.eq_ignore_ascii_case("connection") {
             for token in header.value.split(|b| *b == b',') {
                 let token = token.trim_ascii();
@@ -347,11 +362,16 @@ fn parse_head(
         // A length next to a transfer coding may be a smuggling attempt: the coding wins
         // and the connection is not reused.
         close |= content_length.is_some();
-        let last = codings.rsplit(|b| *b == b',').next().unwrap_or_default();
-        if last.trim_ascii().eq_ignore_ascii_case(b"chunked") {
-            Framing::Chunked
-        } else {
-            Framing::UntilClose
+        // Only `chunked` undoes to the body as sent (`identity` is no coding): a
+        // compression left on would be passed on as if it were the body.
+        let mut codings = codings
+            .split(|b| *b == b',')
+            .map(<[u8]>::trim_ascii)
+            .filter(|coding| !coding.eq_ignore_ascii_case(b"identity"));
+        match (codings.next(), codings.next()) {
+            (Some(only), None) if only.eq_ignore_ascii_case(b"chunked") => Framing::Chunked,
+            (None, _) => Framing::UntilClose,
+            _ => return Err(WireError::Malformed("a transfer coding other than chunked")),
         }
     } else if let Some(len) = content_length {
         Framing::Length(len)
@@ -626,11 +646,14 @@ mod tests {
         .unwrap();
         assert_eq!(
             out,
-            b"POST /api/v3/order?symbol=BTCUSDT HTTP/1.1\r\nhost: api.binance.com\r\nx-mbx-apikey: KEY\r\ncontent-length: 10\r\n\r\nquantity=1"
+            b"POST /api/v3/order?symbol=BTCUSDT HTTP/1.1\r\nhost: api.binance.com\r\naccept-encoding: identity\r\nx-mbx-apikey: KEY\r\ncontent-length: 10\r\n\r\nquantity=1"
         );
         out.clear();
         encode_request(&mut out, &Method::GET, "/api/v3/time", "h", &[], b"").unwrap();
-        assert_eq!(out, b"GET /api/v3/time HTTP/1.1\r\nhost: h\r\n\r\n");
+        assert_eq!(
+            out,
+            b"GET /api/v3/time HTTP/1.1\r\nhost: h\r\naccept-encoding: identity\r\n\r\n"
+        );
         let bad_value = [("x-mbx-apikey", "KEY\r\nx-evil: 1".to_owned())];
         assert!(encode_request(&mut out, &Method::GET, "/a", "h", &bad_value, b"").is_err());
         let bad_name = [("x evil", "1".to_owned())];
@@ -768,6 +791,40 @@ mod tests {
         .unwrap();
         assert_eq!(&answer.body[..], b"{}");
         assert!(!answer.keep_alive);
+    }
+
+    /// A regression test (found by review): keygate asked for no coding, so an answer
+    /// could come gzipped; it was passed on still compressed, without the header that
+    /// says so, and an order's ids could not be read from it (the order was recorded as
+    /// answered, not as unknown). Identity is asked for, and anything else is refused.
+    #[tokio::test]
+    async fn answers_in_a_coding_not_asked_for_are_refused() {
+        let mut out = Vec::new();
+        encode_request(&mut out, &Method::GET, "/api/v3/time", "h", &[], b"").unwrap();
+        let asked = b"\r\naccept-encoding: identity\r\n";
+        assert!(out.windows(asked.len()).any(|w| w == asked));
+        for wire in [
+            &b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 2\r\n\r\n{}"[..],
+            b"HTTP/1.1 200 OK\r\ncontent-encoding: identity, br\r\nContent-Length: 2\r\n\r\n{}",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nConnection: close\r\n\r\n{}",
+        ] {
+            assert!(
+                matches!(
+                    answer_of(wire, 5, Method::GET).await,
+                    Err(WireError::Malformed(_))
+                ),
+                "{}",
+                String::from_utf8_lossy(wire)
+            );
+        }
+        for wire in [
+            &b"HTTP/1.1 200 OK\r\nContent-Encoding: identity\r\nContent-Length: 2\r\n\r\n{}"[..],
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: identity, chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+        ] {
+            let answer = answer_of(wire, 5, Method::GET).await.unwrap();
+            assert_eq!(&answer.body[..], b"{}");
+        }
     }
 
     #[tokio::test]
@@ -1139,6 +1196,17 @@ mod tests {
                 kept
             }
 
+            /// Whether the body comes in a transfer coding keygate does not undo (gzip):
+            /// such an answer is refused, not passed on still coded.
+            fn is_coded(&self) -> bool {
+                self.has_body()
+                    && matches!(
+                        self.framing,
+                        BodyFraming::Chunked { coded: true, .. }
+                            | BodyFraming::UntilClose { coded: true }
+                    )
+            }
+
             fn has_transfer_coding(&self) -> bool {
                 matches!(
                     self.framing,
@@ -1430,6 +1498,14 @@ mod tests {
             ) {
                 let wire = sent.wire();
                 let (answer, left) = read_all(&wire.bytes, &lengths, &sent.method);
+                if sent.is_coded() {
+                    prop_assert!(
+                        matches!(answer, Err(WireError::Malformed(_))),
+                        "a coded answer was read: {:?}",
+                        String::from_utf8_lossy(&wire.bytes)
+                    );
+                    return Ok(());
+                }
                 let answer = match answer {
                     Ok(answer) => answer,
                     Err(e) => {
@@ -1455,7 +1531,7 @@ mod tests {
                 let wire = sent.wire();
                 let cut = cut.index(wire.answer_end);
                 let (answer, _) = read_all(&wire.bytes[..cut], &lengths, &sent.method);
-                if sent.is_close_delimited() && cut >= wire.head_end {
+                if sent.is_close_delimited() && !sent.is_coded() && cut >= wire.head_end {
                     // The close is what ends such a body: what came is the whole body.
                     let answer = answer.map_err(|e| TestCaseError::fail(e.to_string()))?;
                     prop_assert_eq!(&answer.body[..], &sent.body[..cut - wire.head_end]);
@@ -1508,7 +1584,10 @@ mod tests {
                 prop_assert_eq!(parsed.version, Some(1));
                 // Whitespace around a field value is not part of it (RFC 9110 §5.5).
                 let trimmed = |value: &str| value.trim_matches([' ', '\t']).as_bytes().to_vec();
-                let mut expected = vec![("host".to_owned(), trimmed(&request.host))];
+                let mut expected = vec![
+                    ("host".to_owned(), trimmed(&request.host)),
+                    ("accept-encoding".to_owned(), b"identity".to_vec()),
+                ];
                 for (name, value) in &request.headers {
                     expected.push((name.clone(), trimmed(value)));
                 }

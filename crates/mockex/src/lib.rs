@@ -258,7 +258,7 @@ mod routes;
 mod smtp;
 mod webhook;
 
-pub use smtp::{spawn_smtp_sink, Mail, SmtpSink, GONE_DOMAIN, TARPIT_DOMAIN};
+pub use smtp::{spawn_smtp_sink, Mail, SmtpSink, BUSY_DOMAIN, GONE_DOMAIN, TARPIT_DOMAIN};
 pub use webhook::{spawn_receiver, Hook, WebhookReceiver, RETRY_AFTER_S};
 
 use std::collections::{HashMap, HashSet};

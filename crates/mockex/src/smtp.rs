@@ -2,8 +2,9 @@
 //! (EHLO, AUTH PLAIN, MAIL, RCPT, DATA with dot-stuffing, RSET, NOOP, QUIT) for a real
 //! client library to deliver to it, and keeps every message. No TLS, no relaying. A
 //! recipient at [`GONE_DOMAIN`] is refused for good (550), as a server refuses a mailbox
-//! that no longer exists; one at [`TARPIT_DOMAIN`] is never answered, as a server that
-//! delays unknown recipients (a callout, a tarpit) leaves a client waiting.
+//! that no longer exists; one at [`BUSY_DOMAIN`] is refused for now (450), as a full
+//! mailbox is; one at [`TARPIT_DOMAIN`] is never answered, as a server that delays
+//! unknown recipients (a callout, a tarpit) leaves a client waiting.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -18,6 +19,9 @@ use crate::{lock, wait_for, Error};
 
 /// The domain whose mailboxes the sink refuses with `550 5.1.1`.
 pub const GONE_DOMAIN: &str = "gone.example";
+
+/// The domain whose mailboxes the sink refuses for now, with `450 4.2.1`.
+pub const BUSY_DOMAIN: &str = "busy.example";
 
 /// The domain whose mailboxes the sink never answers: the session waits at `RCPT` until
 /// the client gives up.
@@ -142,6 +146,8 @@ async fn session(stream: TcpStream, mails: &Mutex<Vec<Mail>>) -> std::io::Result
                 let recipient = address(&line["RCPT TO:".len()..]);
                 if recipient.ends_with(&format!("@{GONE_DOMAIN}")) {
                     b"550 5.1.1 mailbox unavailable\r\n"
+                } else if recipient.ends_with(&format!("@{BUSY_DOMAIN}")) {
+                    b"450 4.2.1 mailbox busy, try again later\r\n"
                 } else if recipient.ends_with(&format!("@{TARPIT_DOMAIN}")) {
                     // Silent until the client gives up and goes.
                     while read_line(&mut lines).await?.is_some() {}

@@ -143,7 +143,7 @@ impl Email {
         alert: &Alert,
         mail: &mut Recipients,
     ) -> Result<(), Failed> {
-        let mut retry = None;
+        let mut retry = Vec::new();
         for to in mail.pending.clone() {
             let sent = tokio::time::timeout(DELIVERY_TIMEOUT, self.send_to(alert, &to))
                 .await
@@ -162,7 +162,7 @@ impl Email {
                     mail.pending.retain(|p| p != &to);
                     mail.refused.push(format!("{to} refused: {reason}"));
                 }
-                Err(Refused { reason, .. }) => retry = Some(format!("{to}: {reason}")),
+                Err(Refused { reason, .. }) => retry.push(format!("{to}: {reason}")),
             }
         }
         let mut reasons: Vec<String> = mail.refused.clone();

@@ -270,7 +270,7 @@ impl Rules {
                             "was answered HTTP {status} by the exchange, which does not know \
                              whether it executed"
                         ),
-                        None => "timed out at the exchange after it was sent".to_owned(),
+                        None => NO_COMPLETE_ANSWER.to_owned(),
                     };
                     raise(
                         Severity::Critical,
@@ -358,8 +358,8 @@ impl Rules {
                 Severity::Critical,
                 AlertRule::OutcomeUnknown,
                 format!(
-                    "{} by {who} timed out at the exchange after it was sent; it may have \
-                     executed: check the exchange (request {})",
+                    "{} by {who} {NO_COMPLETE_ANSWER}; it may have executed: check the \
+                     exchange (request {})",
                     describe(request),
                     request.request_id
                 ),
@@ -600,6 +600,12 @@ pub(crate) fn is_raised_again_by_its_event(rule: AlertRule) -> bool {
         | AlertRule::Test => false,
     }
 }
+
+/// What an unknown outcome without a status means: the request was sent, and no whole
+/// answer came back (it timed out, the connection broke off, the answer could not be
+/// read; serve's log says which).
+const NO_COMPLETE_ANSWER: &str = "got no complete answer from the exchange after it was sent \
+                                  (timed out, broken off or unreadable: serve's log says which)";
 
 /// A withdrawal or transfer: every one forwarded is worth knowing about, and one denied
 /// is someone trying to move funds that policy keeps where they are. One held back while

@@ -533,6 +533,25 @@ fn an_alert_is_mailed_through_a_real_smtp_exchange_with_the_password_from_its_fi
     );
     assert_eq!(sink.mails().len(), 4, "the one reached was mailed again");
 
+    // Found by review: of the recipients refused for now, the failure named only the
+    // last, and the log read as if the others had been mailed.
+    let config = AlertsConfig {
+        emails: vec![EmailConfig {
+            to: vec![
+                format!("first@{}", keygate_mockex::BUSY_DOMAIN),
+                format!("second@{}", keygate_mockex::BUSY_DOMAIN),
+            ],
+            ..email(sink.addr.to_string())
+        }],
+        ..AlertsConfig::default()
+    };
+    let alert = Alert::outside_log(Severity::Critical, AlertRule::Test, "test".into());
+    let deliveries = dispatch_blocking(&config.settings().unwrap(), &alert).unwrap();
+    let failure = deliveries[0].result.clone().unwrap_err();
+    for busy in ["first@busy.example", "second@busy.example"] {
+        assert!(failure.contains(busy), "{failure}");
+    }
+
     // A server that is not there: three attempts, then the failure names it.
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

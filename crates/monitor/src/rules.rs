@@ -327,14 +327,17 @@ impl Rules {
     ) -> Vec<(Severity, AlertRule, String)> {
         let mut alerts = Vec::new();
         let who = who(request);
-        if let Some(alert) = funds_movement(request) {
+        // Refused after its pending event was written (and told as being sent).
+        let stopped = !request.allowed && self.pending.remove(&request.request_id).is_some();
+        if let Some(alert) = funds_movement(request, stopped) {
             // Every forwarded one is told. A key that tries again and again after a
             // denial (a script, or a thief finding out what the key may do) would flood
             // the receivers with critical alerts: the first tells, the rest are in the log.
             // One held back while the exchange asked keygate to back off was allowed by
-            // policy: it takes no denial's turn.
+            // policy: it takes no denial's turn. One told as being sent and then stopped
+            // is told as stopped, whatever came before: else the word it was sent stands.
             let held_back = request.rule == Some(Rule::ExchangeBackOff);
-            if request.allowed || held_back || self.is_due(alert.1, &who, ts_ms) {
+            if request.allowed || held_back || stopped || self.is_due(alert.1, &who, ts_ms) {
                 alerts.push(alert);
             }
         }
@@ -611,7 +614,7 @@ const NO_COMPLETE_ANSWER: &str = "got no complete answer from the exchange after
 /// is someone trying to move funds that policy keeps where they are. One held back while
 /// the exchange asks the address to back off was allowed by policy, and is told as one
 /// forwarded would be, saying that it was not.
-fn funds_movement(request: &RequestEvent) -> Option<(Severity, AlertRule, String)> {
+fn funds_movement(request: &RequestEvent, stopped: bool) -> Option<(Severity, AlertRule, String)> {
     let rule = match request.action {
         ActionKind::Withdraw => AlertRule::Withdrawal,
         ActionKind::Transfer => AlertRule::Transfer,
@@ -630,6 +633,16 @@ fn funds_movement(request: &RequestEvent) -> Option<(Severity, AlertRule, String
             format!(
                 "{what} for {who} not sent: the exchange asked keygate's address to back off \
                  (rule exchange_back_off)"
+            ),
+        ));
+    }
+    if stopped {
+        return Some((
+            Severity::Critical,
+            rule,
+            format!(
+                "{what} allowed for {who} was stopped before it was sent: denied by rule {}",
+                request.rule.map_or("?", Rule::as_str)
             ),
         ));
     }
@@ -954,6 +967,45 @@ mod tests {
         );
         let transfer = rules.evaluate(3, &request(3_000, Some("bot1"), ActionKind::Transfer, None));
         assert_eq!(rules_of(&transfer), [(Severity::Info, AlertRule::Transfer)]);
+    }
+
+    /// A regression test (found by review): a withdrawal told as sent (from its pending
+    /// event) and then stopped (`keygate panic` while it waited) raised a denial that the
+    /// client's quiet period could silence, and the word that it was sent stood.
+    #[test]
+    fn a_withdrawal_stopped_after_it_was_told_as_sent_is_told_as_stopped() {
+        let mut rules = Rules::new(Thresholds::default());
+        let denied = request(1_000, Some("bot1"), ActionKind::Withdraw, Some(Rule::Scope));
+        assert_eq!(rules.evaluate(1, &denied).len(), 1);
+        let allowed = request(2_000, Some("bot1"), ActionKind::Withdraw, None);
+        let sent = rules.evaluate(2, &allowed);
+        assert!(
+            sent[0].summary.contains("being sent"),
+            "{}",
+            sent[0].summary
+        );
+        // The same request (the same id), refused while it waited.
+        let stopped = request(
+            2_000,
+            Some("bot1"),
+            ActionKind::Withdraw,
+            Some(Rule::PolicyChanged),
+        );
+        let told = rules.evaluate(3, &stopped);
+        assert_eq!(
+            rules_of(&told),
+            [(Severity::Critical, AlertRule::Withdrawal)]
+        );
+        assert!(
+            told[0]
+                .summary
+                .contains("was stopped before it was sent: denied by rule policy_changed"),
+            "{}",
+            told[0].summary
+        );
+        // Any other denial in the quiet period stays quiet.
+        let again = request(2_500, Some("bot1"), ActionKind::Withdraw, Some(Rule::Scope));
+        assert!(rules.evaluate(4, &again).is_empty());
     }
 
     /// A regression test: a denied withdrawal logged while the clock ran a day ahead

@@ -93,6 +93,18 @@ impl Scanner {
                     source,
                 });
             }
+            // A pipe or a device named on the command line (`/dev/stdin`, `<(...)`) is
+            // not read (it could block, or never end), and is no clean scan either.
+            if std::fs::metadata(r).is_ok_and(|meta| !meta.is_file() && !meta.is_dir()) {
+                return Err(Error::Io {
+                    path: r.clone(),
+                    source: io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        "not a regular file or a directory (a pipe, a socket or a device \
+                         is not read); save what it holds to a file, and scan that",
+                    ),
+                });
+            }
         }
         let mut builder = ignore::WalkBuilder::new(first);
         for r in &roots[1..] {
@@ -129,7 +141,15 @@ impl Scanner {
                     }
                 };
                 if respect {
-                    unwalked.come_to(&entry);
+                    if let Err(trouble) = unwalked.come_to(&entry) {
+                        counters.skipped.fetch_add(1, Ordering::Relaxed);
+                        self.warn(&format!(
+                            "cannot list the files git tracks in {} ({trouble}): the files \
+                             its ignore rules hide are not scanned, tracked or not \
+                             (`--no-ignore` scans them)",
+                            entry.path().display()
+                        ));
+                    }
                 }
                 if !entry.file_type().is_some_and(|t| t.is_file()) {
                     return ignore::WalkState::Continue;
@@ -199,11 +219,12 @@ impl Scanner {
 
     /// Every unique blob reachable from any ref or reflog entry (a commit amended or
     /// rebased away, an older stash: still in the repository until its reflog expires),
+    /// or from a commit nothing reaches (a deleted branch whose reflog entries expired),
     /// each with the first commit that has it; then the blobs nothing reaches (added and
-    /// never committed, or in commits whose reflog entries expired), which stay in the
-    /// repository's directory (and in a tarball or a Docker build context of it, not in a
-    /// clone) until `git gc` prunes them. Those have no commit and no path of their own:
-    /// their finding's path says `(unreachable blob ID)`.
+    /// never committed), which stay in the repository's directory (and in a tarball or a
+    /// Docker build context of it, not in a clone) until `git gc` prunes them, as the
+    /// commits do. Those have no commit and no path of their own: their finding's path
+    /// says `(unreachable blob ID)`.
     pub(crate) fn history(&self, repo: &Path, counters: &Counters) -> Result<Vec<Finding>, Error> {
         if git(repo, &["rev-parse", "--is-shallow-repository"]).is_ok_and(|o| o.trim() == "true") {
             self.warn(&format!(
@@ -212,6 +233,21 @@ impl Scanner {
                 repo.display()
             ));
         }
+        // The objects nothing reaches: the commits among them (a deleted branch whose
+        // reflog expired) are walked with the rest, so that their blobs come with the
+        // paths and commits they had.
+        let (unreachable, trouble) = unreachable_objects(repo);
+        if let Some(trouble) = trouble {
+            self.warn(&format!(
+                "objects no ref reaches in {}: {trouble}",
+                repo.display()
+            ));
+        }
+        let commits: Vec<u8> = unreachable
+            .commits
+            .iter()
+            .flat_map(|id| [id.as_bytes(), b"\n"].concat())
+            .collect();
         // `--root` shows the root commits' files as added, whatever `log.showRoot` says.
         // `--date-order` with `--reverse` lists a commit after its parents even when their
         // times tie (the reflog's entries would otherwise come in another order), and
@@ -221,6 +257,9 @@ impl Scanner {
             let mut args = vec!["-c", "core.quotePath=false", "log", "--all"];
             if reflog {
                 args.push("--reflog");
+            }
+            if !commits.is_empty() {
+                args.push("--stdin");
             }
             args.extend([
                 "--date-order",
@@ -242,14 +281,16 @@ impl Scanner {
         // walk: then what the refs reach is scanned, and the rest is said not to be. The
         // log is read as it comes: a long history's is never held whole.
         let mut listed = Listed::default();
-        if let Err(e) = git_lines(repo, &log_args(true), |line| listed.read(line)) {
+        if let Err(e) = git_lines(repo, &log_args(true), commits.clone(), |line| {
+            listed.read(line)
+        }) {
             self.warn(&format!(
                 "the commits only reflogs reach in {} could not be walked ({e}): their \
                  blobs are scanned, without the commit and path they came in",
                 repo.display()
             ));
             listed = Listed::default();
-            git_lines(repo, &log_args(false), |line| listed.read(line))?;
+            git_lines(repo, &log_args(false), commits, |line| listed.read(line))?;
         }
         let Listed {
             blobs, mut seen, ..
@@ -264,17 +305,10 @@ impl Scanner {
                 blobs.push((id, path, None));
             }
         }
-        let (ids, trouble) = unreachable_blobs(repo);
-        for id in ids {
+        for id in unreachable.blobs {
             if seen.insert(id.clone(), blobs.len()).is_none() {
                 blobs.push((id.clone(), unreachable_path(&id), None));
             }
-        }
-        if let Some(trouble) = trouble {
-            self.warn(&format!(
-                "blobs no commit reaches in {}: {trouble}",
-                repo.display()
-            ));
         }
         // Whatever else the object store holds: a blob or a tree only a tag names, which
         // is pushed and cloned with the tag, and which neither the log nor fsck lists.
@@ -536,21 +570,25 @@ impl Unwalked {
     /// under it listed first: the walk reads a directory's entries only after coming to
     /// it, so none of them has been come to yet. A nested repository's files are not
     /// listed by the one around it (it tracks the nested one as a whole, if at all).
-    fn come_to(&self, entry: &ignore::DirEntry) {
+    /// Fails when the directory holds a repository whose files git cannot list (one
+    /// owned by another user, which git refuses as of "dubious ownership"; no git): its
+    /// tracked files that an ignore rule matches are then not come to.
+    fn come_to(&self, entry: &ignore::DirEntry) -> Result<(), String> {
         let path = entry.path();
         let is_dir = entry.file_type().is_some_and(|t| t.is_dir());
-        let listed =
-            if is_dir && (entry.depth() == 0 || path.join(".git").symlink_metadata().is_ok()) {
-                tracked_files(path)
-            } else {
-                Vec::new()
-            };
+        let is_repository = path.join(".git").symlink_metadata().is_ok();
+        let listed = if is_dir && (entry.depth() == 0 || is_repository) {
+            tracked_files(path, is_repository)
+        } else {
+            Ok(Vec::new())
+        };
         let mut files = lock(&self.files);
-        for tracked in listed {
+        files.remove(path);
+        for tracked in listed? {
             let depth = entry.depth() + tracked.components().count();
             files.entry(path.join(tracked)).or_insert(depth);
         }
-        files.remove(path);
+        Ok(())
     }
 
     fn into_files(self) -> HashMap<PathBuf, usize> {
@@ -890,10 +928,10 @@ fn git_in(repo: &Path) -> Command {
 /// `git clone --shared`, `--reference`) is not asked: `fsck` would list the other's
 /// blobs as this one's. `fsck` lists what it can even when it finds the repository
 /// damaged, and says so with its exit status.
-fn unreachable_blobs(repo: &Path) -> (Vec<String>, Option<String>) {
+fn unreachable_objects(repo: &Path) -> (Unreachable, Option<String>) {
     if borrows_objects(repo) {
         let why = "not scanned: the repository borrows objects from another (alternates)";
-        return (Vec::new(), Some(why.to_owned()));
+        return (Unreachable::default(), Some(why.to_owned()));
     }
     let out = git_in(repo)
         .args([
@@ -905,24 +943,44 @@ fn unreachable_blobs(repo: &Path) -> (Vec<String>, Option<String>) {
         .output();
     let out = match out {
         Ok(out) => out,
-        Err(e) => return (Vec::new(), Some(format!("not scanned: git fsck: {e}"))),
+        Err(e) => {
+            let why = format!("not scanned: git fsck: {e}");
+            return (Unreachable::default(), Some(why));
+        }
     };
-    let ids = String::from_utf8_lossy(&out.stdout)
-        .lines()
+    let mut unreachable = Unreachable::default();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
         // A repository without any ref calls them dangling.
-        .filter_map(|line| {
-            line.strip_prefix("unreachable blob ")
-                .or_else(|| line.strip_prefix("dangling blob "))
-        })
-        .map(|id| id.trim().to_owned())
-        .collect();
+        let Some(object) = line
+            .strip_prefix("unreachable ")
+            .or_else(|| line.strip_prefix("dangling "))
+        else {
+            continue;
+        };
+        let id = |id: &str| id.trim().to_owned();
+        if let Some(blob) = object.strip_prefix("blob ") {
+            unreachable.blobs.push(id(blob));
+        } else if let Some(commit) = object.strip_prefix("commit ") {
+            // An id, and nothing else: it goes to `git log --stdin`.
+            if commit.trim().bytes().all(|b| b.is_ascii_hexdigit()) {
+                unreachable.commits.push(id(commit));
+            }
+        }
+    }
     let trouble = (!out.status.success()).then(|| {
         format!(
             "git fsck found the repository damaged, and some may not be scanned: {}",
             String::from_utf8_lossy(&out.stderr).trim()
         )
     });
-    (ids, trouble)
+    (unreachable, trouble)
+}
+
+/// What `git fsck --unreachable` lists that a scan reads.
+#[derive(Default)]
+struct Unreachable {
+    blobs: Vec<String>,
+    commits: Vec<String>,
 }
 
 /// Whether the repository at `repo` reads objects from another's object store too.
@@ -982,9 +1040,14 @@ impl Listed {
     }
 }
 
-/// Runs `git args...` in `repo` and hands `each` every line of its standard output as it
-/// comes (lossily decoded, without its newline).
-fn git_lines(repo: &Path, args: &[&str], mut each: impl FnMut(&str)) -> Result<(), Error> {
+/// Runs `git args...` in `repo`, `input` on its standard input, and hands `each` every
+/// line of its standard output as it comes (lossily decoded, without its newline).
+fn git_lines(
+    repo: &Path,
+    args: &[&str],
+    input: Vec<u8>,
+    mut each: impl FnMut(&str),
+) -> Result<(), Error> {
     let command = describe(args);
     let failed = |message: String| Error::Git {
         command: command.clone(),
@@ -992,10 +1055,21 @@ fn git_lines(repo: &Path, args: &[&str], mut each: impl FnMut(&str)) -> Result<(
     };
     let mut child = git_in(repo)
         .args(args)
+        .stdin(if input.is_empty() {
+            Stdio::null()
+        } else {
+            Stdio::piped()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| failed(e.to_string()))?;
+    // Written aside, so that git never waits on its input while its output is full.
+    let writer = child.stdin.take().map(|mut stdin| {
+        std::thread::spawn(move || {
+            let _ = stdin.write_all(&input);
+        })
+    });
     let (Some(stdout), Some(mut stderr)) = (child.stdout.take(), child.stderr.take()) else {
         return Err(failed("no pipes".into()));
     };
@@ -1021,6 +1095,9 @@ fn git_lines(repo: &Path, args: &[&str], mut each: impl FnMut(&str)) -> Result<(
     };
     drop(reader);
     let status = child.wait().map_err(|e| failed(e.to_string()))?;
+    if let Some(writer) = writer {
+        let _ = writer.join();
+    }
     let message = errors.join().unwrap_or_default();
     read?;
     if !status.success() {
@@ -1030,24 +1107,36 @@ fn git_lines(repo: &Path, args: &[&str], mut each: impl FnMut(&str)) -> Result<(
 }
 
 /// The files under `dir` that its git repository tracks, as paths relative to `dir`;
-/// none when `dir` is in no work tree (or git cannot say). A file's path in the index is
-/// bytes; on Unix it is kept as it is.
-fn tracked_files(dir: &Path) -> Vec<PathBuf> {
-    let Ok(out) = git_in(dir)
-        .args(["ls-files", "-z", "--cached"])
-        .stderr(Stdio::null())
-        .output()
-    else {
-        return Vec::new();
+/// none when `dir` is in no work tree. What git said when it could not list them for a
+/// directory that holds a repository (`.git`), or for one inside a work tree. A file's
+/// path in the index is bytes; on Unix it is kept as it is.
+fn tracked_files(dir: &Path, is_repository: bool) -> Result<Vec<PathBuf>, String> {
+    let out = match git_in(dir).args(["ls-files", "-z", "--cached"]).output() {
+        Ok(out) => out,
+        Err(e) if is_repository => return Err(format!("git: {e}")),
+        Err(_) => return Ok(Vec::new()),
     };
     if !out.status.success() {
-        return Vec::new();
+        let said = String::from_utf8_lossy(&out.stderr);
+        // Any directory given is asked, and most are in no work tree.
+        if !is_repository && said.contains("not a git repository") {
+            return Ok(Vec::new());
+        }
+        let first = said.lines().next().unwrap_or("it failed").trim();
+        return Err(format!("git: {}", printable_line(first)));
     }
-    out.stdout
+    Ok(out
+        .stdout
         .split(|&b| b == 0)
         .filter(|p| !p.is_empty())
         .map(path_from_git)
-        .collect()
+        .collect())
+}
+
+/// `text` with its control characters dropped, and at most 200 characters of it: what a
+/// warning quotes of git's own words.
+fn printable_line(text: &str) -> String {
+    text.chars().filter(|c| !c.is_control()).take(200).collect()
 }
 
 /// A path git printed with `-z` (neither quoted nor escaped).
@@ -1098,6 +1187,7 @@ fn each_stored_blob(repo: &Path, mut each: impl FnMut(&str)) -> Result<(), Error
             "--batch-all-objects",
             "--unordered",
         ],
+        Vec::new(),
         |line| {
             if let Some(id) = line.strip_prefix("blob ") {
                 each(id);
@@ -1112,6 +1202,7 @@ fn index_blobs(repo: &Path) -> Vec<(String, String)> {
     let _ = git_lines(
         repo,
         &["-c", "core.quotePath=false", "ls-files", "--stage"],
+        Vec::new(),
         |line| {
             let Some((meta, path)) = line.split_once('\t') else {
                 return;
@@ -1127,7 +1218,7 @@ fn index_blobs(repo: &Path) -> Vec<(String, String)> {
 
 /// Every blob in the repository's object store, loose or packed, that is not in `seen`.
 /// A repository that borrows objects from another is not asked (see
-/// [`unreachable_blobs`]).
+/// [`unreachable_objects`]).
 fn other_blobs(repo: &Path, seen: &HashMap<String, usize>) -> Result<Vec<String>, String> {
     if borrows_objects(repo) {
         return Err("not scanned: the repository borrows objects from another (alternates)".into());

@@ -132,7 +132,57 @@ mod rules {
     use keygate_scan::{RuleSet, Scanner};
     use rand::SeedableRng;
 
-    use super::synth::expand;
+    use super::synth::{cred, expand, EXCHANGES};
+
+    /// A regression test (found by review): ccxt's ids of the same exchanges' regional
+    /// sites (`ccxt.myokx`, `bybiteu`, `gateeu`...) gave no context, a keyword being a
+    /// word of its own, and a bot's keys beside them were not found. Every id ccxt 4.5.90
+    /// has that begins with a covered exchange's name is a keyword of that exchange.
+    #[test]
+    fn every_ccxt_id_of_a_covered_exchange_gives_context() {
+        const CCXT_IDS: &[&str] = &[
+            "binance",
+            "binancecoinm",
+            "binanceus",
+            "binanceusdm",
+            "bitfinex",
+            "bybit",
+            "bybiteu",
+            "bybitid",
+            "coinbase",
+            "coinbaseexchange",
+            "coinbaseinternational",
+            "gate",
+            "gateeu",
+            "kraken",
+            "krakenfutures",
+            "kucoin",
+            "kucoinfutures",
+            "myokx",
+            "okx",
+            "okxus",
+        ];
+        let scanner = Scanner::new();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(60);
+        for id in CCXT_IDS {
+            let exchange = EXCHANGES
+                .iter()
+                .find(|name| id.contains(*name))
+                .expect("a covered exchange");
+            let c = cred(exchange, 0, &mut rng);
+            let password = c.passphrase.as_deref().unwrap_or("");
+            let text = format!(
+                "import ccxt\nex = ccxt.{id}({{'apiKey': '{}', 'secret': '{}', 'password': '{password}'}})\n",
+                c.key.replace('\n', "\\n"),
+                c.secret.replace('\n', "\\n"),
+            );
+            let found = scanner.scan_bytes("bot.py", text.as_bytes());
+            assert!(
+                found.iter().any(|f| f.exchange == *exchange),
+                "ccxt.{id}: nothing found\n{text}\n{found:#?}"
+            );
+        }
+    }
 
     #[test]
     fn every_rule_example_is_found_by_its_rule() {
@@ -192,6 +242,9 @@ mod rules {
             ("kraken", "kraken key CJbfPw4tnbf/9en/ZmpewCTKEwmmzO18LXZcHQcu7HPLWre4l8+V9I3y secret FRs+gtq09rR7OFtKj9BGhyOGS3u5vtY/EdiIBO9kD8NFtRX7w7LeJDSrX6cq1D8zmQmGkWFjksuhBvKOAWJohQ==\n"),
             ("okx", "OKX secret_key = '22582BD0CFF14C41EDBF1AB98506286D'\n"),
             ("coinbase", "{\"name\": \"organizations/243873d8-c14e-436d-9cea-10d530cbe201/apiKeys/d29bb143-ad4c-234f-9bd7-c705c16b6d19\"}\n"),
+            // Regression (found by review): Kraken's published private key, where another
+            // exchange's keyword is nearer, was reported as that exchange's live secret.
+            ("coinbase", "# exchanges: kraken, coinbase\ncoinbase_secret = \"FRs+gtq09rR7OFtKj9BGhyOGS3u5vtY/EdiIBO9kD8NFtRX7w7LeJDSrX6cq1D8zmQmGkWFjksuhBvKOAWJohQ==\"\n"),
         ];
         for (exchange, text) in cases {
             let f = scanner.scan_bytes("docs.md", text.as_bytes());
@@ -2361,7 +2414,9 @@ mod git {
     /// A regression test: a key `git add`ed and then unstaged, or in a commit whose reflog
     /// entries expired, stays in the repository (and in every copy of it, a Docker build
     /// context, a tarball) as a blob nothing reaches until `git gc` prunes it, and was not
-    /// scanned.
+    /// scanned. And (found by review) the commit nothing reaches was not walked: its blobs
+    /// were scanned without the path that names their exchange, and a key whose only
+    /// context is that path (`config/binance.json`) was not found.
     #[test]
     fn keys_in_blobs_nothing_reaches_are_found() {
         let dir = repo();
@@ -2377,19 +2432,54 @@ mod git {
         git(dir.path(), &["add", "."]);
         git(dir.path(), &["commit", "-q", "-m", "add config"]);
         std::fs::write(dir.path().join(&amended), "# from the vault\n").unwrap();
+        let amended_away = git(dir.path(), &["rev-parse", "HEAD"]);
         git(
             dir.path(),
             &["commit", "-q", "-a", "--amend", "-m", "add config"],
         );
+
+        // A branch deleted, its file named by its path alone.
+        git(dir.path(), &["checkout", "-q", "-b", "feature"]);
+        std::fs::create_dir(dir.path().join("config")).unwrap();
+        let alphanumeric = |rng: &mut rand::rngs::StdRng| -> String {
+            use rand::Rng;
+            (0..64)
+                .map(|_| char::from(rng.sample(rand::distributions::Alphanumeric)))
+                .collect()
+        };
+        let (key, secret) = (alphanumeric(&mut rng), alphanumeric(&mut rng));
+        std::fs::write(
+            dir.path().join("config/binance.json"),
+            format!("{{\"apiKey\": \"{key}\", \"secret\": \"{secret}\"}}\n"),
+        )
+        .unwrap();
+        git(dir.path(), &["add", "config"]);
+        git(dir.path(), &["commit", "-q", "-m", "feature config"]);
+        let deleted = git(dir.path(), &["rev-parse", "HEAD"]);
+        git(dir.path(), &["checkout", "-q", "main"]);
+        git(dir.path(), &["branch", "-q", "-D", "feature"]);
         git(dir.path(), &["reflog", "expire", "--expire=now", "--all"]);
 
         let report = Scanner::new().scan_git_history(dir.path()).unwrap();
         let mut exchanges: Vec<&str> = report.active().map(|f| f.exchange.as_str()).collect();
         exchanges.sort_unstable();
-        assert_eq!(exchanges, ["bybit", "okx"], "{report:#?}");
+        assert_eq!(exchanges, ["binance", "bybit", "okx"], "{report:#?}");
         for f in report.active() {
-            assert!(f.path.starts_with("(unreachable blob "), "{f:#?}");
-            assert!(f.provenance.is_none(), "{f:#?}");
+            let commit = f.provenance.as_ref().map(|p| p.commit.as_str());
+            match f.exchange.as_str() {
+                "okx" => {
+                    assert!(f.path.starts_with("(unreachable blob "), "{f:#?}");
+                    assert_eq!(commit, None, "{f:#?}");
+                }
+                "bybit" => {
+                    assert_eq!(f.path, amended, "{f:#?}");
+                    assert_eq!(commit, Some(amended_away.as_str()), "{f:#?}");
+                }
+                _ => {
+                    assert_eq!(f.path, "config/binance.json", "{f:#?}");
+                    assert_eq!(commit, Some(deleted.as_str()), "{f:#?}");
+                }
+            }
         }
     }
 
@@ -2839,6 +2929,65 @@ mod git {
         let exchanges: Vec<&str> = report.active().map(|f| f.exchange.as_str()).collect();
         assert_eq!(exchanges, ["binance"], "{report:#?}");
         assert!(report.findings[0].path.ends_with("secrets.env"));
+    }
+
+    /// A regression test (found by review): a repository git would not list (one owned by
+    /// another user, "dubious ownership"; here one whose `.git` names nothing) had its
+    /// tracked files that an ignore rule matches skipped without a word, and the scan
+    /// came out clean. Such a repository is now named in a warning and counted skipped.
+    #[test]
+    fn a_repository_git_cannot_list_is_named_in_a_warning() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(".git"),
+            "gitdir: /nonexistent/keygate-test\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join(".gitignore"), "secrets.env\n").unwrap();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(31);
+        let (_, text) = layouts(&cred("binance", 0, &mut rng)).remove(0);
+        std::fs::write(dir.path().join("secrets.env"), &text).unwrap();
+        let (builder, warnings) = crate::warned();
+        let report = builder.build().scan_paths(&[dir.path()]).unwrap();
+        assert_eq!(report.stats.skipped, 1, "{report:#?}");
+        let warnings = warnings.lock().unwrap();
+        assert!(
+            warnings.iter().any(
+                |w| w.contains("cannot list the files git tracks") && w.contains("--no-ignore")
+            ),
+            "{warnings:?}"
+        );
+        // A directory in no repository is no trouble.
+        let plain = tempfile::tempdir().unwrap();
+        std::fs::write(plain.path().join("notes.txt"), "nothing\n").unwrap();
+        let (builder, warnings) = crate::warned();
+        let report = builder.build().scan_paths(&[plain.path()]).unwrap();
+        assert_eq!(report.stats.skipped, 0);
+        assert!(warnings.lock().unwrap().is_empty());
+    }
+
+    /// A regression test (found by review): a pipe named on the command line (`keygate
+    /// scan /dev/stdin`, `<(...)`) was passed over as no file, and the scan came out
+    /// clean with nothing read. It is an error, as a path that does not exist is.
+    #[test]
+    fn a_pipe_named_on_the_command_line_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("keys.fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let refused = Scanner::new().scan_paths(&[&fifo]).unwrap_err();
+        let why = std::error::Error::source(&refused).map(ToString::to_string);
+        assert!(
+            why.as_deref()
+                .is_some_and(|why| why.contains("not a regular file or a directory")),
+            "{refused}: {why:?}"
+        );
+        // One found by the walk inside a directory is skipped, as before.
+        let report = Scanner::new().scan_paths(&[dir.path()]).unwrap();
+        assert_eq!(report.stats.scanned, 0, "{report:#?}");
     }
 
     /// A regression test: a `.gitignore` in a directory above the repository hid the

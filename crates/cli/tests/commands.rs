@@ -4721,7 +4721,8 @@ mod doctor {
     /// key); "cold" is IP-restricted and can withdraw. Neither may transfer.
     #[test]
     fn doctor_asks_the_exchange_what_each_real_key_may_do() {
-        const COLD_KEY: &str = "CoLdK3yQ2pLmN8vBc3ZtY6wHs1JdF4gKe9UaIo0PrSqTuVwXyZaBcDeFgHiJkLm7";
+        // A made-up key of the simulator's, marked for `keygate scan`.
+        const COLD_KEY: &str = "CoLdK3yQ2pLmN8vBc3ZtY6wHs1JdF4gKe9UaIo0PrSqTuVwXyZaBcDeFgHiJkLm7"; // keygate:allow
         const COLD_SECRET: &str = "CoLdSeCr3tPlantedInTheVaultSeCr3tSeCr3tPlantedInTheVault6789";
         let unrestricted = keygate_mockex::Restrictions {
             ip_restrict: false,

@@ -1423,15 +1423,17 @@ impl Engine {
         requires.is_empty() || b.is_some_and(|r| requires.contains(&r))
     }
 
-    /// True when the value is published in its exchange's documentation. A passphrase is
-    /// never an example: it is chosen by the user.
+    /// True when the value is published in an exchange's documentation: any exchange's,
+    /// since a file about several exchanges may have another's keyword nearest to one
+    /// exchange's published example. A passphrase is never an example: it is chosen by
+    /// the user.
     fn is_documentation_example(&self, c: &Cand) -> bool {
         c.role != Role::Passphrase
-            && c.exchange.is_some_and(|e| {
-                self.rules.exchanges()[e]
-                    .documentation_examples
-                    .contains(&c.value)
-            })
+            && self
+                .rules
+                .exchanges()
+                .iter()
+                .any(|e| e.documentation_examples.contains(&c.value))
     }
 
     /// The fingerprint of one value: the first 128 bits of SHA-256 over the exchange and
@@ -2358,7 +2360,8 @@ fn decode_wrapped_base64_at(data: &[u8], start: usize) -> (usize, Option<Vec<u8>
 pub(crate) fn decode_pem_body(body: &[u8]) -> Option<Vec<u8>> {
     let is_quote = |b: &u8| matches!(b, b'"' | b'\'' | b'`');
     let is_blank = |b: &&u8| matches!(b, b' ' | b'\t');
-    let mut clean = Vec::with_capacity(body.len());
+    // The key's base64, a vault secret when `--managed` fingerprints one: wiped.
+    let mut clean = zeroize::Zeroizing::new(Vec::with_capacity(body.len()));
     let mut i = 0;
     while i < body.len() {
         let b = body[i];
@@ -2391,7 +2394,7 @@ pub(crate) fn decode_pem_body(body: &[u8]) -> Option<Vec<u8>> {
         return None;
     }
     base64::engine::general_purpose::STANDARD
-        .decode(&clean)
+        .decode(&*clean)
         .ok()
 }
 

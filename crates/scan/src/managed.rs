@@ -93,12 +93,12 @@ impl ManagedKeys {
     }
 }
 
-fn pem_der(text: &str) -> Option<Vec<u8>> {
+/// The DER bytes of the PEM private key in `text`: a vault secret, wiped when dropped.
+fn pem_der(text: &str) -> Option<Zeroizing<Vec<u8>>> {
     let begin = text.find("-----BEGIN ")?;
     let after_header = begin + text[begin..].find("KEY-----")? + "KEY-----".len();
     let end = text[after_header..].find("-----END ")? + after_header;
-    let der = crate::engine::decode_pem_body(&text.as_bytes()[after_header..end])?;
-    Some(Zeroizing::new(der).to_vec())
+    crate::engine::decode_pem_body(&text.as_bytes()[after_header..end]).map(Zeroizing::new)
 }
 
 #[cfg(test)]

@@ -14,7 +14,10 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use keygate_store::Store;
 
-use crate::home::{admin_event, create_private_dir, sync_dir, write_private_file, Unlocked};
+use crate::home::{
+    admin_event, check_no_one_else_writes, create_private_dir, sync_dir, write_private_file,
+    Unlocked,
+};
 
 /// Options of `keygate vault backup`.
 #[derive(clap::Args, Debug)]
@@ -59,6 +62,7 @@ pub fn run(mut vault: Unlocked, args: &BackupArgs) -> anyhow::Result<i32> {
         );
     }
     create_private_dir(parent)?;
+    check_no_one_else_writes(parent)?;
     // Made here and only here: a directory that exists (another user's, made in a
     // shared parent) is never written into.
     let mut builder = std::fs::DirBuilder::new();

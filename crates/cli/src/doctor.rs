@@ -91,6 +91,20 @@ fn file_modes(vault: &Unlocked) -> Vec<Check> {
     let db = vault.home.db_path();
     let mut paths = vec![vault.home.dir.clone(), vault.home.config_path(), db.clone()];
     paths.extend([wal_path(&db, "-wal"), wal_path(&db, "-shm")]);
+    let foreign: Vec<String> = paths
+        .iter()
+        .filter_map(|p| foreign_owner(p).map(|uid| format!("{} (uid {uid})", p.display())))
+        .collect();
+    if !foreign.is_empty() {
+        return vec![check(
+            "files",
+            Verdict::Fail,
+            format!(
+                "owned by another user, who could read or replace them: {}",
+                foreign.join(", ")
+            ),
+        )];
+    }
     let exposed: Vec<String> = paths
         .iter()
         .filter_map(|p| mode_of(p).filter(|m| m & 0o077 != 0).map(|m| (p, m)))
@@ -112,6 +126,19 @@ fn file_modes(vault: &Unlocked) -> Vec<Check> {
             ),
         )
     }]
+}
+
+/// The owner of `path` when it is not this process's user (Linux only).
+#[cfg(target_os = "linux")]
+fn foreign_owner(path: &Path) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    let uid = std::fs::metadata(path).ok()?.uid();
+    (uid != rustix::process::geteuid().as_raw()).then_some(uid)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn foreign_owner(_path: &Path) -> Option<u32> {
+    None
 }
 
 #[cfg(unix)]

@@ -609,6 +609,10 @@ fn next_master_key_config(home: &Home, config: &Config) -> anyhow::Result<PathBu
 pub fn init(home: Home, how: &UnlockArgs, args: &InitArgs) -> anyhow::Result<()> {
     let db = home.db_path();
     let config_path = home.config_path();
+    // Before anything is made: a key file, say.
+    if home.dir.exists() {
+        check_home_owner(&home.dir)?;
+    }
     if db.exists() || config_path.exists() {
         let found = found_vault(&db);
         if found == Found::Altered {
@@ -709,6 +713,8 @@ pub fn init(home: Home, how: &UnlockArgs, args: &InitArgs) -> anyhow::Result<()>
     };
 
     create_private_dir(&home.dir)?;
+    // Made meanwhile by someone else, it would not be this user's.
+    check_home_owner(&home.dir)?;
     // A home that existed already keeps its mode otherwise (0755, say), which doctor then
     // fails: the vault's directory is its owner's alone.
     set_mode(&home.dir, 0o700)?;
@@ -918,6 +924,7 @@ enum Schema {
 
 fn unlock_as(home: Home, how: &UnlockArgs, schema: Schema) -> anyhow::Result<Unlocked> {
     let db = home.db_path();
+    check_home_owner(&home.dir)?;
     let store = Store::open(&db).context("opening the database")?;
     let config = home.config()?;
     let provider = config.master_key.provider;
@@ -1068,6 +1075,69 @@ fn first_line_of_secret_file(path: &Path, what: &str) -> anyhow::Result<SecretSt
     Ok(SecretString::new(
         text.expose_secret().lines().next().unwrap_or("").to_owned(),
     ))
+}
+
+/// Refuses a home directory that another user owns: its owner could take the database's
+/// write-ahead log as it is written, or delete it, whatever its mode. Linux only, as
+/// [`check_config_owner_and_mode`].
+#[cfg(target_os = "linux")]
+pub(crate) fn check_home_owner(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs::metadata(dir).with_context(|| format!("reading {}", dir.display()))?;
+    let me = rustix::process::geteuid().as_raw();
+    if meta.uid() != me {
+        bail!(
+            "the home directory {} belongs to another user (uid {}), who could read or \
+             remove what keygate writes in it: use a directory of your own",
+            dir.display(),
+            meta.uid()
+        );
+    }
+    Ok(())
+}
+
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn check_home_owner(_dir: &Path) -> anyhow::Result<()> {
+    Ok(())
+}
+
+/// Refuses a directory another user could rename or replace things in: one of `dir` and
+/// the directories above it that is owned by someone other than this user or root, or
+/// that its group or others may write without the sticky bit (`/tmp` has it: there, only
+/// an entry's owner may rename it). Whatever keygate made in such a directory could be
+/// swapped for the other user's between its steps. Linux only, as
+/// [`check_config_owner_and_mode`].
+#[cfg(target_os = "linux")]
+pub(crate) fn check_no_one_else_writes(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let me = rustix::process::geteuid().as_raw();
+    let dir = fs::canonicalize(dir).with_context(|| format!("finding {}", dir.display()))?;
+    for at in dir.ancestors() {
+        let meta = fs::metadata(at).with_context(|| format!("reading {}", at.display()))?;
+        let mode = meta.permissions().mode();
+        if meta.uid() != me && meta.uid() != 0 {
+            bail!(
+                "{} belongs to another user (uid {}), who could swap what keygate writes \
+                 below it for their own: use a directory of your own",
+                at.display(),
+                meta.uid()
+            );
+        }
+        if mode & 0o022 != 0 && mode & 0o1000 == 0 {
+            bail!(
+                "{} may be written by group or others (mode {:o}), who could swap what \
+                 keygate writes below it for their own: use a directory of your own",
+                at.display(),
+                mode & 0o7777
+            );
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn check_no_one_else_writes(_dir: &Path) -> anyhow::Result<()> {
+    Ok(())
 }
 
 /// Refuses a configuration file that another user owns, or that its group or others may

@@ -374,18 +374,36 @@ fn describe_managed(finding: &mut Finding) {
 }
 
 /// Writes a report readable by its owner only: one made with `--no-redact` holds live
-/// credentials, so a file that already exists is made owner-only too.
+/// credentials, so a file that already exists is made owner-only too. A symbolic link is
+/// not followed, and a file that another user owns is not written (made owner-only, it
+/// would be theirs to read).
 fn write_owner_only(path: &std::path::Path, text: &[u8], unredacted: bool) -> std::io::Result<()> {
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    options.write(true).create(true);
     #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+        options.custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32);
+    }
     let mut file = options.open(path)?;
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let owner = file.metadata()?.uid();
+        if owner != rustix::process::geteuid().as_raw() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                format!("the file belongs to another user (uid {owner}); write the report to a file of your own"),
+            ));
+        }
+    }
     #[cfg(unix)]
     if unredacted {
         use std::os::unix::fs::PermissionsExt;
         file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
     }
+    file.set_len(0)?;
     file.write_all(text)
 }
 

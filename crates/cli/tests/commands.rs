@@ -5027,3 +5027,54 @@ mod cli {
         );
     }
 }
+
+/// A regression test (found by review): a home directory that another user owns was
+/// taken (as root), made 0700 for that user, and called private by `doctor`; its owner
+/// could then take the database's write-ahead log as it was written, or delete it.
+/// `init` refuses it before making anything, and so does every command that opens it.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_home_another_user_owns_is_refused() {
+    let kg = Kg::with_key_file();
+    // Only root can give a directory away; another user's stands in otherwise (`/`,
+    // which root owns).
+    let is_root = rustix::process::geteuid().is_root();
+    let theirs = if is_root {
+        let theirs = kg.path("theirs");
+        std::fs::create_dir(&theirs).unwrap();
+        std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+        theirs
+    } else {
+        std::path::PathBuf::from("/")
+    };
+    let new_key = kg.path("new.key");
+    let refused = crate::common::run_keygate(
+        &theirs,
+        kg.dir.path(),
+        &["init", "--master-key-file", new_key.to_str().unwrap()],
+        "",
+        None,
+        &[],
+    );
+    assert_eq!(refused.code, 2, "{refused:?}");
+    assert!(
+        refused.stderr.contains("belongs to another user"),
+        "{refused:?}"
+    );
+    assert!(!new_key.exists(), "a key file was made for a refused home");
+    if is_root {
+        assert_eq!(std::fs::read_dir(&theirs).unwrap().count(), 0);
+    }
+    // A vault whose home changes hands is not opened either.
+    if is_root {
+        std::os::unix::fs::chown(kg.home(), Some(65534), Some(65534)).unwrap();
+    }
+    let home = if is_root { kg.home() } else { theirs };
+    let opened =
+        crate::common::run_keygate(&home, kg.dir.path(), &["client", "list"], "", None, &[]);
+    assert_eq!(opened.code, 2, "{opened:?}");
+    assert!(
+        opened.stderr.contains("belongs to another user"),
+        "{opened:?}"
+    );
+}

@@ -2229,6 +2229,31 @@ fn a_backup_taken_while_serving_is_a_home_that_verifies() {
     );
     let live = home.ok(&["audit", "query", "--json"], None);
     assert!(!live.contains("stopped"), "{live}");
+
+    // Found by review: a parent directory others may write (a shared backup directory)
+    // let them swap the hidden directory, then the database file, for their own, and the
+    // copy of the vault went into their file. Refused, before anything is recorded.
+    let shared = home.kg.path("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let into_shared = shared.join("bk");
+    let refused = home
+        .kg
+        .fails(&["vault", "backup", into_shared.to_str().unwrap()], "", 2);
+    assert!(
+        refused.stderr.contains("may be written by group or others"),
+        "{refused:?}"
+    );
+    assert_eq!(std::fs::read_dir(&shared).unwrap().count(), 0);
+    // With the sticky bit (as `/tmp` has), others cannot rename what is not theirs.
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    home.ok(&["vault", "backup", into_shared.to_str().unwrap()], None);
+    let live = home.ok(&["audit", "query", "--json"], None);
+    assert_eq!(
+        live.matches("\"change\":\"vault.backup\"").count(),
+        3,
+        "{live}"
+    );
 }
 
 /// The log's oldest events, moved out by `audit archive` into a file that verifies alone:

@@ -76,6 +76,35 @@ fn an_unredacted_report_file_is_readable_by_its_owner_only() {
     assert!(std::fs::read_to_string(&report).unwrap().contains(&secret));
     let mode = std::fs::metadata(&report).unwrap().permissions().mode();
     assert_eq!(mode & 0o077, 0, "{mode:o}");
+
+    // Found by review: the report went through a symbolic link, and into a file another
+    // user owns (made owner-only, so theirs to read). Neither is written now.
+    let elsewhere = kg.path("elsewhere.json");
+    std::fs::write(&elsewhere, "theirs").unwrap();
+    let link = kg.path("link.json");
+    std::os::unix::fs::symlink(&elsewhere, &link).unwrap();
+    let report_to = |path: &Path| {
+        kg.fails(
+            &[&args[..], &[path.to_str().unwrap(), code.to_str().unwrap()]].concat(),
+            "",
+            2,
+        )
+    };
+    report_to(&link);
+    assert_eq!(std::fs::read_to_string(&elsewhere).unwrap(), "theirs");
+    // Only root can give a file away to test with (and only root could write into
+    // another user's file).
+    if rustix::process::geteuid().is_root() {
+        let theirs = kg.path("theirs.json");
+        std::fs::write(&theirs, "theirs").unwrap();
+        std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+        let refused = report_to(&theirs);
+        assert!(
+            refused.stderr.contains("belongs to another user"),
+            "{refused:?}"
+        );
+        assert_eq!(std::fs::read_to_string(&theirs).unwrap(), "theirs");
+    }
 }
 
 fn git(repo: &Path, args: &[&str], path_env: &str) -> Output {

@@ -120,7 +120,8 @@ pub struct PolicyArgs {
     /// denied while a limit applies. USDT when a limit is set without it.
     #[arg(long, value_name = "ASSET")]
     pub notional_asset: Option<String>,
-    /// Requests per second (`10/s` or `10`; `none` for no limit).
+    /// Requests per second (`10/s` or `10`; `none` for no limit): in any one second,
+    /// however it falls, at most this many; a batch counts each of its orders.
     #[arg(long, value_name = "N/s")]
     pub rate: Option<String>,
     /// An address the client may withdraw to, `NETWORK:ADDRESS` (`ETH:0x…`, the

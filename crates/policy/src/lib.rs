@@ -59,7 +59,7 @@
 //! assert_eq!(decider.decide(&request), Decision::Allow);
 //! ```
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::Mutex;
 
@@ -223,9 +223,13 @@ impl DailyReservation {
 
 #[derive(Debug, Default)]
 struct Counters {
-    /// Start of the current one-second rate window, and requests in it.
-    rate_window_ms: u64,
-    rate_count: u32,
+    /// The requests counted against the rate that still count: each with when it stops
+    /// counting (one second after it, longer for a batch past the rate), and its cost.
+    rate_log: VecDeque<(u64, u32)>,
+    /// The sum of the costs in `rate_log`.
+    rate_used: u32,
+    /// The time of the newest request in `rate_log`.
+    rate_last_ms: u64,
     /// UTC day number, and the notional and the amounts of each asset withdrawn in it.
     day: u64,
     day_notional: Decimal,
@@ -331,10 +335,10 @@ impl Counters {
         (counted.normalize(), raised)
     }
 
-    /// Denies a client that has used up its rate in the current one-second window,
-    /// starting a new window when the last one is over.
     /// Whether a request that counts `cost` (see [`rate_cost`]) fits in the client's
-    /// rate this second.
+    /// rate: in any one second, however it falls, no more than the rate is let through.
+    /// (A window that starts anew each second would let a bot send its rate at the end
+    /// of one and again at the start of the next: twice the rate within a moment.)
     fn within_rate(
         &mut self,
         client: &str,
@@ -345,22 +349,10 @@ impl Counters {
         let Some(rate) = policy.rate_per_second else {
             return Ok(());
         };
-        // A clock stepped back starts a window: kept, the one ahead of it would refuse
-        // the client until the clock caught up.
-        self.rate_window_ms = self.rate_window_ms.min(now_ms);
-        let elapsed_s = now_ms.saturating_sub(self.rate_window_ms) / 1000;
-        if elapsed_s > 0 {
-            // What a batch larger than the rate counted past it is carried into the
-            // seconds after it: a batch of five at one a second costs five seconds.
-            let allowance = u64::from(rate).saturating_mul(elapsed_s);
-            let left = u64::from(self.rate_count).saturating_sub(allowance);
-            self.rate_window_ms = now_ms;
-            self.rate_count = u32::try_from(left).unwrap_or(u32::MAX);
-        }
-        // A batch larger than the rate is let through in a second with nothing counted
-        // yet (it counts in full, and the requests after it that second are refused): it
-        // could never pass otherwise.
-        if self.rate_count.saturating_add(cost.min(rate)) > rate {
+        self.forget_past_rate(now_ms);
+        // A batch larger than the rate is let through when nothing counts (it then
+        // counts for the seconds it takes at the rate): it could never pass otherwise.
+        if self.rate_used.saturating_add(cost.min(rate)) > rate {
             let batch = if cost > 1 {
                 format!(" (a batch counts each of its {cost} orders)")
             } else {
@@ -372,6 +364,42 @@ impl Counters {
             );
         }
         Ok(())
+    }
+
+    /// Drops what no longer counts against the rate at `now_ms`. A clock stepped back
+    /// moves what counts back with it, each request counting for as long as it had left:
+    /// kept as it was, a time ahead of the clock would refuse the client until the clock
+    /// caught up.
+    fn forget_past_rate(&mut self, now_ms: u64) {
+        if now_ms < self.rate_last_ms {
+            let back = self.rate_last_ms - now_ms;
+            for (until_ms, _) in &mut self.rate_log {
+                *until_ms = until_ms.saturating_sub(back);
+            }
+            self.rate_last_ms = now_ms;
+        }
+        // In the order counted: a batch past the rate, which counts longer, holds back
+        // the requests after it, which it kept from counting at all.
+        while let Some(&(until_ms, cost)) = self.rate_log.front() {
+            if until_ms > now_ms {
+                break;
+            }
+            self.rate_log.pop_front();
+            self.rate_used -= cost;
+        }
+    }
+
+    /// Counts a request of `cost` against a rate of `rate` a second from `now_ms`: for a
+    /// second, or for a batch past the rate the time it takes at the rate (a batch of
+    /// five at one a second counts five seconds).
+    fn use_rate(&mut self, rate: u32, now_ms: u64, cost: u32) {
+        let rate = rate.max(1);
+        let lasts_ms = (u64::from(cost) * 1000).div_ceil(u64::from(rate)).max(1000);
+        let counted = cost.min(rate);
+        self.rate_log
+            .push_back((now_ms.saturating_add(lasts_ms), counted));
+        self.rate_used = self.rate_used.saturating_add(counted);
+        self.rate_last_ms = self.rate_last_ms.max(now_ms);
     }
 }
 
@@ -702,8 +730,8 @@ impl Decider {
         if let Some((asset, total)) = withdrawn {
             c.day_withdrawn.insert(asset.to_owned(), total);
         }
-        if policy.rate_per_second.is_some() && !rate_counted {
-            c.rate_count = c.rate_count.saturating_add(rate_cost(action));
+        if let Some(per_second) = policy.rate_per_second.filter(|_| !rate_counted) {
+            c.use_rate(per_second, r.now_ms, rate_cost(action));
         }
         let moved_orders = !raised_peaks.is_empty();
         if let Some(n) = daily {
@@ -749,16 +777,16 @@ impl Decider {
         now_ms: u64,
         cost: u32,
     ) -> Result<(), Denial> {
-        if policy.rate_per_second.is_none() {
+        let Some(per_second) = policy.rate_per_second else {
             return Ok(());
-        }
+        };
         let mut counters = self
             .counters
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let c = counters.entry(client.to_owned()).or_default();
         c.within_rate(client, policy, now_ms, cost)?;
-        c.rate_count = c.rate_count.saturating_add(cost);
+        c.use_rate(per_second, now_ms, cost);
         Ok(())
     }
 
@@ -1203,14 +1231,43 @@ mod tests {
             rule(d.decide(&batch_request(&p, &two, &[n(1), n(1)], 10))),
             Some(Rule::Rate)
         );
-        // A batch larger than the rate passes in a second with nothing counted yet (it
-        // could never pass otherwise), and counts in full: nothing more that second.
+        // A batch larger than the rate passes when nothing counts (it could never pass
+        // otherwise), and counts for the time it takes at the rate: three orders at two
+        // a second, a second and a half.
         assert_eq!(
             rule(d.decide(&batch_request(&p, &three, &[n(1), n(1), n(1)], 1_000))),
             None
         );
         assert_eq!(single(1_010), Some(Rule::Rate));
-        assert_eq!(single(2_000), None);
+        assert_eq!(single(2_000), Some(Rule::Rate));
+        assert_eq!(single(2_500), None);
+    }
+
+    /// A regression test (found by review): the rate was counted in windows that started
+    /// anew each second, so a bot at five a second sent four at the end of one window and
+    /// five at the start of the next: nine within 80 ms. No more than the rate passes in
+    /// any one second, however it falls.
+    #[test]
+    fn no_second_holds_more_than_the_rate_however_it_falls() {
+        let d = Decider::new();
+        let p = Policy {
+            rate_per_second: Some(5),
+            ..trading_policy()
+        };
+        let read = Action::new(ActionKind::Read, "GET /api/v3/account");
+        let at = |now_ms| rule(d.decide(&request(&p, &read, None, now_ms)));
+        assert_eq!(at(0), None);
+        for _ in 0..4 {
+            assert_eq!(at(945), None);
+        }
+        let passed = (0..5).filter(|_| at(1_020).is_none()).count();
+        assert_eq!(
+            passed, 1,
+            "the one counted at 0 ms no longer counts; the four at 945 do"
+        );
+        assert_eq!(at(1_944), Some(Rule::Rate));
+        let passed = (0..5).filter(|_| at(1_945).is_none()).count();
+        assert_eq!(passed, 4);
     }
 
     #[test]

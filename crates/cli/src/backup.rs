@@ -61,6 +61,10 @@ pub fn run(mut vault: Unlocked, args: &BackupArgs) -> anyhow::Result<i32> {
             dir.display()
         );
     }
+    // Checked before anything is made below it, then once made.
+    if let Some(existing) = parent.ancestors().find(|at| at.exists()) {
+        check_no_one_else_writes(existing)?;
+    }
     create_private_dir(parent)?;
     check_no_one_else_writes(parent)?;
     // Made here and only here: a directory that exists (another user's, made in a
@@ -85,10 +89,8 @@ pub fn run(mut vault: Unlocked, args: &BackupArgs) -> anyhow::Result<i32> {
         return Err(e).context("recording the backup in the audit log; nothing was copied");
     }
     if let Err(e) = write_backup(&vault, &partial, &db).and_then(|()| {
-        std::fs::rename(&partial, dir)
-            .with_context(|| format!("renaming {} to {}", partial.display(), dir.display()))?;
-        // A backup whose name a power cut could take back is no backup.
-        sync_dir(parent)
+        rename_into_place(&partial, dir)
+            .with_context(|| format!("renaming {} to {}", partial.display(), dir.display()))
     }) {
         // Nothing half-made is left to be taken for a backup, and the log says so.
         let _ = std::fs::remove_dir_all(&partial);
@@ -105,6 +107,14 @@ pub fn run(mut vault: Unlocked, args: &BackupArgs) -> anyhow::Result<i32> {
             );
         }
         return Err(e);
+    }
+    // A backup whose name a power cut could take back is no backup: said, but it is made.
+    if let Err(e) = sync_dir(parent) {
+        eprintln!(
+            "keygate: warning: {} could not be synced ({e:#}): the backup's name may not \
+             survive a power cut until the system writes it",
+            parent.display()
+        );
     }
     match verify_copy(&vault, &dir.join("keygate.db")) {
         Ok(events) => {
@@ -123,6 +133,23 @@ pub fn run(mut vault: Unlocked, args: &BackupArgs) -> anyhow::Result<i32> {
             );
             Ok(1)
         }
+    }
+}
+
+/// Renames the finished backup to its name, never over anything put there meanwhile (an
+/// empty directory would be replaced by a plain rename); on a file system that cannot
+/// rename so, with a plain rename when nothing is there.
+fn rename_into_place(partial: &Path, dir: &Path) -> std::io::Result<()> {
+    use rustix::fs::{renameat_with, RenameFlags, CWD};
+    match renameat_with(CWD, partial, CWD, dir, RenameFlags::NOREPLACE) {
+        Ok(()) => Ok(()),
+        Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS) => {
+            if dir.symlink_metadata().is_ok() {
+                return Err(std::io::ErrorKind::AlreadyExists.into());
+            }
+            std::fs::rename(partial, dir)
+        }
+        Err(e) => Err(e.into()),
     }
 }
 

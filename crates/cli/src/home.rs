@@ -1083,7 +1083,12 @@ fn first_line_of_secret_file(path: &Path, what: &str) -> anyhow::Result<SecretSt
 #[cfg(target_os = "linux")]
 pub(crate) fn check_home_owner(dir: &Path) -> anyhow::Result<()> {
     use std::os::unix::fs::MetadataExt;
-    let meta = fs::metadata(dir).with_context(|| format!("reading {}", dir.display()))?;
+    let meta = match fs::metadata(dir) {
+        Ok(meta) => meta,
+        // No home at all: what opens it next says so (and how to make one).
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
+    };
     let me = rustix::process::geteuid().as_raw();
     if meta.uid() != me {
         bail!(
@@ -1124,9 +1129,14 @@ pub(crate) fn check_no_one_else_writes(dir: &Path) -> anyhow::Result<()> {
             );
         }
         if mode & 0o022 != 0 && mode & 0o1000 == 0 {
+            let fix = if meta.uid() == me {
+                format!("chmod go-w {}", at.display())
+            } else {
+                "use a directory of your own".to_owned()
+            };
             bail!(
                 "{} may be written by group or others (mode {:o}), who could swap what \
-                 keygate writes below it for their own: use a directory of your own",
+                 keygate writes below it for their own: {fix}",
                 at.display(),
                 mode & 0o7777
             );

@@ -164,7 +164,9 @@ impl Report {
                     let requested = &mut self.money_out[i];
                     *requested = format!("{requested} → {}", line());
                 }
-                self.allowed -= 1;
+                // Counted as allowed when it was pending (a log that does not verify,
+                // which a report still reads, may say otherwise: no wrap-around).
+                self.allowed = self.allowed.saturating_sub(1);
                 self.count_denial(r);
             }
             EventBody::Request(r) => {

@@ -374,37 +374,69 @@ fn describe_managed(finding: &mut Finding) {
 }
 
 /// Writes a report readable by its owner only: one made with `--no-redact` holds live
-/// credentials, so a file that already exists is made owner-only too. A symbolic link is
-/// not followed, and a file that another user owns is not written (made owner-only, it
-/// would be theirs to read).
+/// credentials, so a file that already exists is made owner-only too. A regular file is
+/// not reached through a symbolic link (one in a shared directory could point anywhere),
+/// and one that another user owns is not written (made owner-only, it would be theirs
+/// to read). A device or a pipe (`/dev/null`, `/dev/stdout`) is written as it is.
 fn write_owner_only(path: &std::path::Path, text: &[u8], unredacted: bool) -> std::io::Result<()> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-        options.custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32);
-    }
-    let mut file = options.open(path)?;
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::unix::fs::MetadataExt;
-        let owner = file.metadata()?.uid();
-        if owner != rustix::process::geteuid().as_raw() {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::PermissionDenied,
-                format!("the file belongs to another user (uid {owner}); write the report to a file of your own"),
-            ));
+    let mut file = open_report(path)?;
+    if file.metadata()?.is_file() {
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::unix::fs::MetadataExt;
+            let owner = file.metadata()?.uid();
+            if owner != rustix::process::geteuid().as_raw() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::PermissionDenied,
+                    format!(
+                        "the file belongs to another user (uid {owner}); write the report \
+                         to a file of your own"
+                    ),
+                ));
+            }
         }
+        #[cfg(unix)]
+        if unredacted {
+            use std::os::unix::fs::PermissionsExt;
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        }
+        file.set_len(0)?;
     }
-    #[cfg(unix)]
-    if unredacted {
-        use std::os::unix::fs::PermissionsExt;
-        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    }
-    file.set_len(0)?;
     file.write_all(text)
+}
+
+/// Opens `path` to write a report into: made owner-only if new; through a symbolic link
+/// only to what is not a regular file, and never made there.
+#[cfg(unix)]
+fn open_report(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let direct = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(path);
+    match direct {
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
+            let linked = std::fs::OpenOptions::new().write(true).open(path)?;
+            if linked.metadata()?.is_file() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "a symbolic link to a file: name the file itself",
+                ));
+            }
+            Ok(linked)
+        }
+        opened => opened,
+    }
+}
+
+#[cfg(not(unix))]
+fn open_report(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .open(path)
 }
 
 #[cfg(test)]

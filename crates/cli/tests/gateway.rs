@@ -2237,11 +2237,14 @@ fn a_backup_taken_while_serving_is_a_home_that_verifies() {
     std::fs::create_dir(&shared).unwrap();
     std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
     let into_shared = shared.join("bk");
+    // Nothing is made below it first (a directory of its own for the backup, here).
+    let deeper = shared.join("new").join("bk");
     let refused = home
         .kg
-        .fails(&["vault", "backup", into_shared.to_str().unwrap()], "", 2);
+        .fails(&["vault", "backup", deeper.to_str().unwrap()], "", 2);
     assert!(
-        refused.stderr.contains("may be written by group or others"),
+        refused.stderr.contains("may be written by group or others")
+            && refused.stderr.contains("chmod go-w"),
         "{refused:?}"
     );
     assert_eq!(std::fs::read_dir(&shared).unwrap().count(), 0);

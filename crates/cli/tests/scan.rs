@@ -92,6 +92,38 @@ fn an_unredacted_report_file_is_readable_by_its_owner_only() {
     };
     report_to(&link);
     assert_eq!(std::fs::read_to_string(&elsewhere).unwrap(), "theirs");
+    // Found by review of that fix: a device (`/dev/null`), or a link to one
+    // (`/dev/stdout`), is written as it is: neither refused nor made owner-only.
+    // As root, on a null device of the test's own: a regression must not break the
+    // machine's `/dev/null`, which others cannot change.
+    let null = if rustix::process::geteuid().is_root() {
+        let own = kg.path("null");
+        let made = Command::new("mknod")
+            .args(["-m", "0666"])
+            .arg(&own)
+            .args(["c", "1", "3"])
+            .status()
+            .unwrap();
+        assert!(made.success());
+        own
+    } else {
+        Path::new("/dev/null").to_owned()
+    };
+    let null_link = kg.path("null-link");
+    std::os::unix::fs::symlink(&null, &null_link).unwrap();
+    for device in [&null, &null_link] {
+        kg.fails(
+            &[
+                &args[..],
+                &[device.to_str().unwrap(), code.to_str().unwrap()],
+            ]
+            .concat(),
+            "",
+            1,
+        );
+    }
+    let null_mode = std::fs::metadata(&null).unwrap().permissions().mode();
+    assert_eq!(null_mode & 0o777, 0o666, "{null_mode:o}");
     // Only root can give a file away to test with (and only root could write into
     // another user's file).
     if rustix::process::geteuid().is_root() {

@@ -253,12 +253,12 @@ impl Scanner {
         // times tie (the reflog's entries would otherwise come in another order), and
         // otherwise oldest first, so that of two commits with the same author time the
         // ancestor, or the earlier (a cherry-pick's original), is named.
-        let log_args = |reflog: bool| {
+        let log_args = |reflog: bool, unreachable: bool| {
             let mut args = vec!["-c", "core.quotePath=false", "log", "--all"];
             if reflog {
                 args.push("--reflog");
             }
-            if !commits.is_empty() {
+            if unreachable {
                 args.push("--stdin");
             }
             args.extend([
@@ -277,20 +277,42 @@ impl Scanner {
             ]);
             args
         };
-        // A reflog entry whose commit cannot be read (a corrupted repository) fails the
-        // walk: then what the refs reach is scanned, and the rest is said not to be. The
-        // log is read as it comes: a long history's is never held whole.
+        // A commit that cannot be read (a corrupted repository: fsck does not check what
+        // nothing reaches) fails the walk: then the walk is made without the commits
+        // nothing reaches, then without those only reflogs reach, each time saying what
+        // was not walked (their blobs are still scanned, without the commit and path
+        // they came in). The log is read as it comes: a long history's is never held
+        // whole.
         let mut listed = Listed::default();
-        if let Err(e) = git_lines(repo, &log_args(true), commits.clone(), |line| {
-            listed.read(line)
-        }) {
-            self.warn(&format!(
-                "the commits only reflogs reach in {} could not be walked ({e}): their \
-                 blobs are scanned, without the commit and path they came in",
-                repo.display()
-            ));
+        let mut walked = Err(None);
+        if !commits.is_empty() {
+            walked = git_lines(repo, &log_args(true, true), commits, |line| {
+                listed.read(line)
+            })
+            .map_err(Some);
+            if let Err(Some(e)) = &walked {
+                self.warn(&format!(
+                    "the commits nothing reaches in {} could not all be walked ({e}): their \
+                     blobs are scanned, without the commit and path they came in",
+                    repo.display()
+                ));
+            }
+        }
+        if walked.is_err() {
             listed = Listed::default();
-            git_lines(repo, &log_args(false), commits, |line| listed.read(line))?;
+            if let Err(e) = git_lines(repo, &log_args(true, false), Vec::new(), |line| {
+                listed.read(line)
+            }) {
+                self.warn(&format!(
+                    "the commits only reflogs reach in {} could not be walked ({e}): their \
+                     blobs are scanned, without the commit and path they came in",
+                    repo.display()
+                ));
+                listed = Listed::default();
+                git_lines(repo, &log_args(false, false), Vec::new(), |line| {
+                    listed.read(line)
+                })?;
+            }
         }
         let Listed {
             blobs, mut seen, ..

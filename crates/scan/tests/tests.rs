@@ -2664,6 +2664,47 @@ mod git {
         );
     }
 
+    /// A regression test (found by review): fsck does not check what nothing reaches, so
+    /// a deleted branch's commit whose tree is gone was given to the walk, which died on
+    /// it, and the whole scan failed with no finding at all. The walk is made again
+    /// without such commits, and says so.
+    #[test]
+    fn a_damaged_commit_nothing_reaches_does_not_stop_the_walk() {
+        let dir = repo();
+        git(dir.path(), &["checkout", "-q", "-b", "side"]);
+        std::fs::write(dir.path().join("side.txt"), "side\n").unwrap();
+        git(dir.path(), &["add", "."]);
+        git(dir.path(), &["commit", "-q", "-m", "side"]);
+        let tree = git(dir.path(), &["rev-parse", "HEAD^{tree}"]);
+        git(dir.path(), &["checkout", "-q", "main"]);
+        git(dir.path(), &["branch", "-q", "-D", "side"]);
+        git(dir.path(), &["reflog", "expire", "--expire=now", "--all"]);
+        let object = dir
+            .path()
+            .join(".git/objects")
+            .join(&tree[..2])
+            .join(&tree[2..]);
+        std::fs::remove_file(object).unwrap();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(26);
+        let (name, text) = layouts(&cred("binance", 0, &mut rng)).remove(0);
+        std::fs::write(dir.path().join(&name), &text).unwrap();
+        git(dir.path(), &["add", "."]);
+        git(dir.path(), &["commit", "-q", "-m", "config"]);
+
+        let (builder, warnings) = super::warned();
+        let report = builder.build().scan_git_history(dir.path()).unwrap();
+        let exchanges: Vec<&str> = report.active().map(|f| f.exchange.as_str()).collect();
+        assert_eq!(exchanges, ["binance"], "{report:#?}");
+        let warnings = warnings.lock().unwrap();
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains("commits nothing reaches")
+                    && w.contains("could not all be walked")),
+            "{warnings:?}"
+        );
+    }
+
     #[test]
     fn key_added_then_deleted_is_found_in_history_with_its_commit() {
         let dir = repo();

@@ -700,8 +700,8 @@ impl Store {
 
     /// Rewrites the database into as few pages as it needs, giving the space of deleted
     /// rows back to the file system, then empties the write-ahead log the rewrite went
-    /// through. Needs free disk space as large as the database, and waits for (or fails
-    /// on) any other connection's transaction: for when nothing else writes.
+    /// through. Needs free disk space of up to twice the database's size, and waits for
+    /// (or fails on) any other connection's transaction: for when nothing else writes.
     pub fn vacuum(&self) -> Result<(), Error> {
         self.conn.execute_batch("VACUUM").map_err(|e| self.sql(e))?;
         self.truncate_wal().map(drop)

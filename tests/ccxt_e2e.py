@@ -63,6 +63,8 @@ def main():
     balance = exchange.fetch_balance()
     assert balance["USDT"]["free"] > 0
     summary["fetch_balance"] = "ok"
+    # Public market data passes through without a key.
+    assert [t["price"] for t in exchange.fetch_trades("BTC/USDT", limit=3)] == [60000] * 3
 
     order = exchange.create_order("BTC/USDT", "limit", "buy", 0.01, 50000)
     open_orders = exchange.fetch_open_orders("BTC/USDT")

@@ -754,6 +754,61 @@ pub(crate) fn kline(m: &Market, interval: Interval, open: u64) -> Value {
     ])
 }
 
+/// An hour, in milliseconds: the longest span `aggTrades` answers for.
+pub(crate) const HOUR_MS: u64 = 3_600_000;
+
+/// How often the market trades, as the candles have it: 1000 a day, one trade of one unit
+/// each.
+const TRADE_EVERY_MS: u64 = 86_400;
+
+/// The ids of the aggregate trades an `aggTrades` request answers with: trade `id` is the
+/// one at `id × 86.4 s` since the epoch (the candles' 1000 a day), none after `now`. From
+/// `from_id`, or from `start` to `end` (inclusive), the first `limit`; with neither, the
+/// latest `limit`.
+pub(crate) fn agg_trade_ids(
+    from_id: Option<u64>,
+    start: Option<u64>,
+    end: Option<u64>,
+    limit: u64,
+    now: u64,
+) -> std::ops::Range<u64> {
+    let latest = now / TRADE_EVERY_MS;
+    let last = end.map_or(latest, |end| (end / TRADE_EVERY_MS).min(latest));
+    let first = match (from_id, start) {
+        (Some(id), _) => id,
+        (None, Some(start)) => start.div_ceil(TRADE_EVERY_MS),
+        (None, None) => last.saturating_sub(limit - 1),
+    };
+    if first > last {
+        return 0..0;
+    }
+    first..last.min(first.saturating_add(limit - 1)) + 1
+}
+
+/// Aggregate trade `id` of `m`, as `aggTrades` answers it: one unit at the reference
+/// price (prices never move), each trade its own aggregate, takers buying every other one
+/// as the candles' half bought by takers says.
+pub(crate) fn agg_trade(m: &Market, id: u64) -> Value {
+    let (price_places, qty_places) = match m.product {
+        Product::Spot => (8, 8),
+        Product::UsdM => (m.price_precision, m.quantity_precision),
+    };
+    let mut trade = json!({
+        "a": id,
+        "p": fmt(m.price, price_places),
+        "q": fmt(Decimal::ONE, qty_places),
+        "f": id,
+        "l": id,
+        "T": id * TRADE_EVERY_MS,
+        "m": id % 2 == 1,
+    });
+    // Spot says whether the trade was at the best price match; USD-M has no such field.
+    if m.product == Product::Spot {
+        trade["M"] = json!(true);
+    }
+    trade
+}
+
 /// A coin that can be withdrawn, with its networks, the default one first.
 #[derive(Debug)]
 pub(crate) struct Coin {

@@ -245,6 +245,8 @@ enum Endpoint {
     Depth,
     /// `GET /api/v3/klines` and `GET /fapi/v1/klines`.
     Klines(Product),
+    /// `GET /api/v3/aggTrades` and `GET /fapi/v1/aggTrades`.
+    AggTrades(Product),
     /// `GET /fapi/v1/depth`.
     FuturesDepth,
     /// `GET /fapi/v1/ticker/bookTicker`.
@@ -473,6 +475,8 @@ fn route(method: &Method, path: &str) -> Option<(Security, u32, Endpoint)> {
         "/api/v3/depth" if get => (Public, 5, E::Depth),
         "/api/v3/klines" if get => (Public, 2, E::Klines(Product::Spot)),
         "/fapi/v1/klines" if get => (Public, 5, E::Klines(Product::UsdM)),
+        "/api/v3/aggTrades" if get => (Public, 4, E::AggTrades(Product::Spot)),
+        "/fapi/v1/aggTrades" if get => (Public, 20, E::AggTrades(Product::UsdM)),
         "/fapi/v1/depth" if get => (Public, 10, E::FuturesDepth),
         "/fapi/v1/ticker/bookTicker" if get => (Public, 2, E::FuturesBookTicker),
         "/fapi/v1/premiumIndex" if get => (Public, 1, E::PremiumIndex),
@@ -917,6 +921,7 @@ fn dispatch(
             market::premium_index(m, now)
         })?),
         Endpoint::Klines(product) => Some(klines(params, product, withheld, now)?),
+        Endpoint::AggTrades(product) => Some(agg_trades(params, product, withheld, now)?),
         Endpoint::FundingRate => Some(funding_rates(params, withheld, now)?),
         Endpoint::MarginPairs => Some(market::margin_pairs()),
         Endpoint::SystemStatus => Some(json!({"status": 0, "msg": "normal"})),
@@ -990,6 +995,50 @@ fn klines(
             .into_iter()
             .map(|open| market::kline(m, interval, open))
             .collect(),
+    ))
+}
+
+/// `GET /api/v3/aggTrades` and `GET /fapi/v1/aggTrades`: `symbol` required; `fromId`,
+/// `startTime`, `endTime` and `limit` (500 by default, at most 1000) optional; -1127 when
+/// `startTime` and `endTime` are an hour apart or more, -1023 for a start after the end.
+/// With neither time nor `fromId`, the latest `limit` trades; else the first `limit`
+/// from `fromId` or from `startTime` (to `endTime`). See [`market::agg_trade_ids`] for
+/// which trades there are.
+fn agg_trades(
+    params: &Params,
+    product: Product,
+    withheld: impl Fn(&market::Market) -> bool,
+    now: u64,
+) -> Result<Value, ApiError> {
+    let m = symbol(params, product)?;
+    let (from_id, start, end) = (
+        params.integer("fromId")?,
+        params.integer("startTime")?,
+        params.integer("endTime")?,
+    );
+    if let (Some(start), Some(end)) = (start, end) {
+        if start > end {
+            return Err(ApiError::new(
+                400,
+                -1023,
+                "Start time is greater than end time.",
+            ));
+        }
+        if end - start >= market::HOUR_MS {
+            return Err(ApiError::new(
+                400,
+                -1127,
+                "More than 1 hours between startTime and endTime.",
+            ));
+        }
+    }
+    let limit = params.integer("limit")?.unwrap_or(500).clamp(1, 1000);
+    if withheld(m) {
+        return Err(ApiError::unavailable());
+    }
+    let ids = market::agg_trade_ids(from_id, start, end, limit, now);
+    Ok(Value::Array(
+        ids.map(|id| market::agg_trade(m, id)).collect(),
     ))
 }
 

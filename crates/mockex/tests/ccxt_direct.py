@@ -108,6 +108,10 @@ def main():
     assert [c[4] for c in candles] == [60000] * 3, candles
     candles = step("fetch_ohlcv usdm", lambda: exchange.fetch_ohlcv("ETH/USDT:USDT", "15m", limit=2))
     assert [c[1] for c in candles] == [3000] * 2, candles
+    trades = step("fetch_trades", lambda: exchange.fetch_trades("BTC/USDT", limit=4))
+    assert [(t["price"], t["amount"]) for t in trades] == [(60000, 1)] * 4, trades
+    trades = step("fetch_trades usdm", lambda: exchange.fetch_trades("ETH/USDT:USDT", limit=2))
+    assert [t["price"] for t in trades] == [3000] * 2, trades
     book = step("fetch_order_book usdm", lambda: exchange.fetch_order_book("BTC/USDT:USDT", 5))
     assert book["bids"][0][0] < 60000 < book["asks"][0][0], book
     funding = step("fetch_funding_rate", lambda: exchange.fetch_funding_rate("BTC/USDT:USDT"))

@@ -4900,6 +4900,99 @@ mod coverage {
         }
     }
 
+    /// Aggregate trades (ccxt `fetch_trades`): one unit at the price every 86.4 s, as
+    /// the candles count them; the latest `limit`, or the first from `fromId` or
+    /// `startTime`; spans of an hour or more refused with -1127.
+    #[tokio::test]
+    async fn agg_trades_answer_the_candles_trades() {
+        let sim = start().await;
+        let (status, trades) = send(
+            &sim,
+            Method::GET,
+            "/api/v3/aggTrades?symbol=BTCUSDT&limit=3",
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{trades}");
+        let trades = trades.as_array().unwrap();
+        assert_eq!(trades.len(), 3);
+        let now = u64::try_from(now_ms()).unwrap();
+        for (i, trade) in trades.iter().enumerate() {
+            let id = trade["a"].as_u64().unwrap();
+            assert_eq!(
+                (trade["f"].as_u64(), trade["l"].as_u64()),
+                (Some(id), Some(id))
+            );
+            assert_eq!(trade["T"].as_u64(), Some(id * 86_400));
+            assert_eq!(trade["p"], "60000.00000000");
+            assert_eq!(trade["q"], "1.00000000");
+            assert!(trade["m"].is_boolean() && trade["M"] == true, "{trade}");
+            if i > 0 {
+                assert_eq!(id, trades[i - 1]["a"].as_u64().unwrap() + 1);
+            }
+        }
+        let last = trades[2]["T"].as_u64().unwrap();
+        assert!(last <= now && now < last + 86_400, "{last} {now}");
+        let first = trades[0]["a"].as_u64().unwrap();
+        let (_, from_id) = send(
+            &sim,
+            Method::GET,
+            &format!(
+                "/api/v3/aggTrades?symbol=BTCUSDT&fromId={}&limit=2",
+                first - 10
+            ),
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(from_id[0]["a"].as_u64(), Some(first - 10), "{from_id}");
+        assert_eq!(from_id.as_array().unwrap().len(), 2);
+        let start = (first - 5) * 86_400 - 1;
+        let end = start + 2 * 86_400;
+        let (_, span) = send(
+            &sim,
+            Method::GET,
+            &format!("/api/v3/aggTrades?symbol=BTCUSDT&startTime={start}&endTime={end}"),
+            None,
+            None,
+        )
+        .await;
+        let ids: Vec<u64> = span
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["a"].as_u64().unwrap())
+            .collect();
+        assert_eq!(ids, [first - 5, first - 4], "{span}");
+        let (status, usdm) = send(
+            &sim,
+            Method::GET,
+            "/fapi/v1/aggTrades?symbol=ETHUSDT&limit=1",
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert_eq!(usdm[0]["p"], "3000.00");
+        assert!(usdm[0].get("M").is_none(), "{usdm}");
+        for (path, code) in [
+            ("/api/v3/aggTrades", -1102),
+            ("/api/v3/aggTrades?symbol=NOPE", -1121),
+            (
+                "/api/v3/aggTrades?symbol=BTCUSDT&startTime=2000&endTime=1000",
+                -1023,
+            ),
+            (
+                "/api/v3/aggTrades?symbol=BTCUSDT&startTime=0&endTime=3600000",
+                -1127,
+            ),
+        ] {
+            let response = send(&sim, Method::GET, path, None, None).await;
+            assert_code(&response, 400, code);
+        }
+    }
+
     /// USD-M `depth` (ccxt `fetch_order_book`), `ticker/bookTicker` and `premiumIndex`
     /// (`fetch_funding_rate`, `fetch_mark_price`): USD-M's shapes, around the price.
     #[tokio::test]

@@ -60,7 +60,9 @@
 //! place. `POST /api/v3/order/cancelReplace` cancels a spot order (`cancelOrderId` or
 //! `cancelOrigClientOrderId`) and places a new one, in `STOP_ON_FAILURE` or
 //! `ALLOW_FAILURE` mode and keeping to `cancelRestrictions`, answering both results, or
-//! -2021 (409) or -2022 (400) with them in `data`, as Binance documents. `DELETE
+//! -2021 (409) or -2022 (400) with them in `data`, as Binance documents. `POST
+//! /api/v3/order/test` reads an order and holds it to the filters as a new one, places
+//! nothing, and answers `{}`. `DELETE
 //! /fapi/v1/batchOrders` cancels up to ten orders of one symbol named by `orderIdList`
 //! or `origClientOrderIdList` (in lower case too, as ccxt sends them), each answered in
 //! its place. `GET /fapi/v1/income` lists each USD-M trade's commission (zero here) and
@@ -87,7 +89,7 @@
 //! lacks, -1023 for a start after the end), each a list of 12 fields with prices and
 //! volumes as strings; as prices never move, every candle is flat at the reference price,
 //! its volume the 24-hour ticker's spread evenly; the last one holds now, and none opens
-//! in the future. Aggregate trades, `GET /api/v3/aggTrades` and `GET /fapi/v1/aggTrades`
+//! in the future. `GET /api/v3/avgPrice` is the price. Aggregate trades, `GET /api/v3/aggTrades` and `GET /fapi/v1/aggTrades`
 //! (ccxt's `fetch_trades`: `symbol`, `fromId`, `startTime`, `endTime` less than an hour
 //! apart, else -1127, `limit` up to 1000), are the candles' trades: one unit at the price
 //! every 86.4 s, takers buying every other one. USD-M's depth `GET /fapi/v1/depth` (with `E` and `T`; `limit` one of

@@ -247,6 +247,10 @@ enum Endpoint {
     Klines(Product),
     /// `GET /api/v3/aggTrades` and `GET /fapi/v1/aggTrades`.
     AggTrades(Product),
+    /// `GET /api/v3/avgPrice`.
+    AvgPrice,
+    /// `POST /api/v3/order/test`: a spot order validated, not placed.
+    TestOrder,
     /// `GET /fapi/v1/depth`.
     FuturesDepth,
     /// `GET /fapi/v1/ticker/bookTicker`.
@@ -476,6 +480,7 @@ fn route(method: &Method, path: &str) -> Option<(Security, u32, Endpoint)> {
         "/api/v3/klines" if get => (Public, 2, E::Klines(Product::Spot)),
         "/fapi/v1/klines" if get => (Public, 5, E::Klines(Product::UsdM)),
         "/api/v3/aggTrades" if get => (Public, 4, E::AggTrades(Product::Spot)),
+        "/api/v3/avgPrice" if get => (Public, 2, E::AvgPrice),
         "/fapi/v1/aggTrades" if get => (Public, 20, E::AggTrades(Product::UsdM)),
         "/fapi/v1/depth" if get => (Public, 10, E::FuturesDepth),
         "/fapi/v1/ticker/bookTicker" if get => (Public, 2, E::FuturesBookTicker),
@@ -488,6 +493,7 @@ fn route(method: &Method, path: &str) -> Option<(Security, u32, Endpoint)> {
         "/api/v3/order" if get => (Signed, 4, E::QueryOrder(Product::Spot)),
         "/api/v3/order" if delete => (Signed, 1, E::CancelOrder(Product::Spot)),
         "/api/v3/order/cancelReplace" if post => (Signed, 1, E::CancelReplace),
+        "/api/v3/order/test" if post => (Signed, 1, E::TestOrder),
         "/api/v3/openOrders" if get => (Signed, 6, E::OpenOrders(Product::Spot)),
         "/api/v3/openOrders" if delete => (Signed, 1, E::CancelAllOrders(Product::Spot)),
         "/api/v3/allOrders" if get => (Signed, 20, E::AllOrders(Product::Spot)),
@@ -888,6 +894,14 @@ fn dispatch(
         Endpoint::Ticker24hr(product) => Some(per_symbol(params, product, withheld, |m| {
             market::ticker_24hr(m, now)
         })?),
+        // Prices never move: the average of the last five minutes is the price.
+        Endpoint::AvgPrice => {
+            let m = symbol(params, Product::Spot)?;
+            if withheld(m) {
+                return Err(ApiError::unavailable());
+            }
+            Some(json!({"mins": 5, "price": fmt(m.price, 8), "closeTime": now}))
+        }
         Endpoint::BookTicker => Some(per_symbol(params, Product::Spot, withheld, |m| {
             json!({
                 "symbol": m.symbol,
@@ -1698,6 +1712,21 @@ fn private(
             Ok(spot_account(account, omit_zero, now))
         }
         Endpoint::NewOrder(product) => new_order(account, ids, product, params, now),
+        // Read and held to the filters as a new order is, then neither placed nor
+        // matched, as Binance's Test new order page has it.
+        Endpoint::TestOrder => {
+            // A new order's parameters, and whether to answer the commission rates
+            // too (which the simulator answers as any test: `{}`).
+            let known: Vec<&str> = SPOT_NEW_ORDER_PARAMS
+                .iter()
+                .copied()
+                .chain(["computeCommissionRates"])
+                .collect();
+            check_all_read(params, &known)?;
+            let (new, _) = read_new_order(ids, Product::Spot, params)?;
+            book::check_order(&new)?;
+            Ok(json!({}))
+        }
         Endpoint::ModifyOrder => modify_order(account, ids, params, now),
         Endpoint::CancelReplace => cancel_replace(account, ids, params, now),
         // Each order of the list as `POST /fapi/v1/order` would take it alone, in order;

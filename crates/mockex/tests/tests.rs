@@ -4993,6 +4993,55 @@ mod coverage {
         }
     }
 
+    /// `POST /api/v3/order/test` (python-binance `create_test_order`) reads and checks an
+    /// order as a new one, and places nothing; `GET /api/v3/avgPrice` (`get_avg_price`)
+    /// is the price, prices never moving.
+    #[tokio::test]
+    async fn a_test_order_is_checked_and_not_placed_and_the_average_price_is_the_price() {
+        let sim = start().await;
+        let order = "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=59000";
+        let (status, answer) = signed(&sim, Method::POST, "/api/v3/order/test", order).await;
+        assert_eq!(
+            (status, answer.clone()),
+            (200, serde_json::json!({})),
+            "{answer}"
+        );
+        let with_rates = format!("{order}&computeCommissionRates=true");
+        let (status, _) = signed(&sim, Method::POST, "/api/v3/order/test", &with_rates).await;
+        assert_eq!(status, 200);
+        let (_, open) = signed(&sim, Method::GET, "/api/v3/openOrders", "symbol=BTCUSDT").await;
+        assert_eq!(open, serde_json::json!([]), "a test order was placed");
+        // Held to the filters and the parameters a new order is.
+        let far = "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=1000000";
+        let refused = signed(&sim, Method::POST, "/api/v3/order/test", far).await;
+        assert_code(&refused, 400, -1013);
+        let odd = format!("{order}&color=blue");
+        let refused = signed(&sim, Method::POST, "/api/v3/order/test", &odd).await;
+        assert_code(&refused, 400, -1104);
+        let (status, average) = send(
+            &sim,
+            Method::GET,
+            "/api/v3/avgPrice?symbol=BTCUSDT",
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            (average["mins"].as_u64(), average["price"].as_str()),
+            (Some(5), Some("60000.00000000"))
+        );
+        let unknown = send(
+            &sim,
+            Method::GET,
+            "/api/v3/avgPrice?symbol=NOPE",
+            None,
+            None,
+        )
+        .await;
+        assert_code(&unknown, 400, -1121);
+    }
+
     /// USD-M `depth` (ccxt `fetch_order_book`), `ticker/bookTicker` and `premiumIndex`
     /// (`fetch_funding_rate`, `fetch_mark_price`): USD-M's shapes, around the price.
     #[tokio::test]

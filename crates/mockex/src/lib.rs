@@ -21,7 +21,10 @@
 //! answers `ACK` by default), refuses a parameter
 //! spot's `POST /api/v3/order` or `GET /api/v3/account` does not read (-1104), holds a
 //! withdrawal to the networks, address pattern, tags and amount multiple that
-//! `GET /sapi/v1/capital/config/getall` announces, answers with
+//! `GET /sapi/v1/capital/config/getall` announces (an account's deposit address per
+//! coin and network, `GET /sapi/v1/capital/deposit/address`, never receives anything:
+//! `deposit/hisrec` is empty; `GET /sapi/v1/asset/tradeFee` says what every trade here
+//! pays, nothing), answers with
 //! Binance's error shape `{"code": N, "msg": "..."}` and statuses, reports the request
 //! weight used in each API family's own headers (`X-MBX-USED-WEIGHT-1M` for `/api`,
 //! `/fapi` and `/dapi`, each counted apart; `X-SAPI-USED-IP-WEIGHT-1M` or, for

@@ -251,6 +251,12 @@ enum Endpoint {
     AvgPrice,
     /// `POST /api/v3/order/test`: a spot order validated, not placed.
     TestOrder,
+    /// `GET /sapi/v1/asset/tradeFee`: each spot symbol's commission rates.
+    TradeFee,
+    /// `GET /sapi/v1/capital/deposit/address`.
+    DepositAddress,
+    /// `GET /sapi/v1/capital/deposit/hisrec`.
+    DepositHistory,
     /// `GET /fapi/v1/depth`.
     FuturesDepth,
     /// `GET /fapi/v1/ticker/bookTicker`.
@@ -505,6 +511,9 @@ fn route(method: &Method, path: &str) -> Option<(Security, u32, Endpoint)> {
         "/sapi/v1/capital/withdraw/apply" if post => (Signed, 900, E::Withdraw),
         "/sapi/v1/account/apiRestrictions" if get => (Signed, 1, E::ApiRestrictions),
         "/sapi/v1/capital/withdraw/history" if get => (Signed, 18, E::WithdrawHistory),
+        "/sapi/v1/asset/tradeFee" if get => (Signed, 1, E::TradeFee),
+        "/sapi/v1/capital/deposit/address" if get => (Signed, 10, E::DepositAddress),
+        "/sapi/v1/capital/deposit/hisrec" if get => (Signed, 1, E::DepositHistory),
         "/sapi/v1/asset/transfer" if post => (Signed, 900, E::Transfer),
         "/sapi/v1/system/status" if get => (Public, 1, E::SystemStatus),
         "/fapi/v2/account" | "/fapi/v3/account" if get => (Signed, 5, E::FuturesAccount),
@@ -1987,6 +1996,33 @@ fn private(
                 })
                 .collect(),
         )),
+        // Trades pay no commission here (see the account's rates).
+        Endpoint::TradeFee => {
+            let fee = |m: &market::Market| {
+                json!({"symbol": m.symbol, "makerCommission": "0", "takerCommission": "0"})
+            };
+            match params.get("symbol") {
+                Some(_) => Ok(json!([fee(symbol(params, Product::Spot)?)])),
+                None => Ok(Value::Array(market::of(Product::Spot).map(fee).collect())),
+            }
+        }
+        // An address per coin and network, the same for every account: nothing is ever
+        // deposited to it, so the history is empty.
+        Endpoint::DepositAddress => {
+            let coin = params.required("coin")?;
+            let known = market::coin(coin).ok_or_else(|| ApiError::invalid_parameter("coin"))?;
+            let network = params.get("network").filter(|n| !n.is_empty());
+            let network = known
+                .network(network)
+                .ok_or_else(|| ApiError::invalid_parameter("network"))?;
+            Ok(json!({
+                "address": format!("mockex-deposit-{}-{}", known.coin, network.network).to_lowercase(),
+                "coin": known.coin,
+                "tag": if network.has_memo { "100001" } else { "" },
+                "url": ""
+            }))
+        }
+        Endpoint::DepositHistory => Ok(json!([])),
         Endpoint::Withdraw => {
             let coin = params.required("coin")?;
             let address = params.required("address")?;

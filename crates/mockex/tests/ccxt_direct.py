@@ -112,6 +112,11 @@ def main():
     assert [(t["price"], t["amount"]) for t in trades] == [(60000, 1)] * 4, trades
     trades = step("fetch_trades usdm", lambda: exchange.fetch_trades("ETH/USDT:USDT", limit=2))
     assert [t["price"] for t in trades] == [3000] * 2, trades
+    fee = step("fetch_trading_fee", lambda: exchange.fetch_trading_fee("BTC/USDT"))
+    assert (fee["maker"], fee["taker"]) == (0, 0), fee
+    address = step("fetch_deposit_address", lambda: exchange.fetch_deposit_address("USDT", {"network": "TRX"}))
+    assert address["address"] == "mockex-deposit-usdt-trx", address
+    assert step("fetch_deposits", lambda: exchange.fetch_deposits("USDT")) == []
     book = step("fetch_order_book usdm", lambda: exchange.fetch_order_book("BTC/USDT:USDT", 5))
     assert book["bids"][0][0] < 60000 < book["asks"][0][0], book
     funding = step("fetch_funding_rate", lambda: exchange.fetch_funding_rate("BTC/USDT:USDT"))

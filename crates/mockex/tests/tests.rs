@@ -5042,6 +5042,55 @@ mod coverage {
         assert_code(&unknown, 400, -1121);
     }
 
+    /// Commission rates (ccxt `fetch_trading_fee`, zero as every trade's here), a deposit
+    /// address per coin and network (`fetch_deposit_address`, a tag where the network
+    /// takes one) and an empty deposit history (`fetch_deposits`).
+    #[tokio::test]
+    async fn trade_fees_deposit_addresses_and_no_deposits() {
+        let sim = start().await;
+        let (status, fees) = signed(
+            &sim,
+            Method::GET,
+            "/sapi/v1/asset/tradeFee",
+            "symbol=BTCUSDT",
+        )
+        .await;
+        assert_eq!(status, 200, "{fees}");
+        assert_eq!(fees[0]["symbol"], "BTCUSDT");
+        assert_eq!(fees[0]["takerCommission"], "0");
+        let (_, every) = signed(&sim, Method::GET, "/sapi/v1/asset/tradeFee", "").await;
+        assert!(every.as_array().unwrap().len() > 1, "{every}");
+        let (status, address) = signed(
+            &sim,
+            Method::GET,
+            "/sapi/v1/capital/deposit/address",
+            "coin=XRP",
+        )
+        .await;
+        assert_eq!(status, 200, "{address}");
+        assert_eq!(address["coin"], "XRP");
+        assert!(!address["tag"].as_str().unwrap().is_empty(), "{address}");
+        let refused = signed(
+            &sim,
+            Method::GET,
+            "/sapi/v1/capital/deposit/address",
+            "coin=NOPE",
+        )
+        .await;
+        assert_code(&refused, 400, -1130);
+        let refused = signed(
+            &sim,
+            Method::GET,
+            "/sapi/v1/capital/deposit/address",
+            "coin=USDT&network=NOPE",
+        )
+        .await;
+        assert_code(&refused, 400, -1130);
+        let (status, deposits) =
+            signed(&sim, Method::GET, "/sapi/v1/capital/deposit/hisrec", "").await;
+        assert_eq!((status, deposits), (200, serde_json::json!([])));
+    }
+
     /// USD-M `depth` (ccxt `fetch_order_book`), `ticker/bookTicker` and `premiumIndex`
     /// (`fetch_funding_rate`, `fetch_mark_price`): USD-M's shapes, around the price.
     #[tokio::test]

@@ -1436,14 +1436,16 @@ fn first_segment(path: &str) -> Option<&str> {
     path.strip_prefix('/')?.split('/').next()
 }
 
-/// The public endpoint that prices `symbol` on the market `path` trades on.
+/// The public endpoint that prices `symbol` on the market `path` trades on: its book
+/// ticker, whose best ask is where a market buy starts filling (a last trade's price can
+/// be below it), and above the best bid a sell fills at.
 fn ticker_path(path: &str) -> &'static str {
     if path.starts_with("/fapi/") {
-        "/fapi/v1/ticker/price"
+        "/fapi/v1/ticker/bookTicker"
     } else if path.starts_with("/dapi/") {
-        "/dapi/v1/ticker/price"
+        "/dapi/v1/ticker/bookTicker"
     } else {
-        "/api/v3/ticker/price"
+        "/api/v3/ticker/bookTicker"
     }
 }
 
@@ -1458,16 +1460,20 @@ fn time_path(path: &str) -> &'static str {
     }
 }
 
-/// Reads the price of `symbol` out of a `ticker/price` response
-/// (`{"symbol":"BTCUSDT","price":"…"}`). An answer that names another symbol, or none, is
-/// no price of `symbol`: whatever answered (a proxy, a cache, a misrouted call), an order
-/// must not be bounded by another market's price.
+/// Reads the price of `symbol` out of a `ticker/bookTicker` response
+/// (`{"symbol":"BTCUSDT","bidPrice":"…","askPrice":"…",…}`): the best ask, or the best
+/// bid when that is higher (a crossed book). An answer that names another symbol, or
+/// none, is no price of `symbol`: whatever answered (a proxy, a cache, a misrouted call),
+/// an order must not be bounded by another market's price. A book with no ask (Binance
+/// answers zero) gives no price: an order that needs one is then refused.
 fn parse_ticker_price(body: &[u8], symbol: &str) -> Option<Decimal> {
     let value: serde_json::Value = serde_json::from_slice(body).ok()?;
     if value.get("symbol")?.as_str()? != symbol {
         return None;
     }
-    value.get("price")?.as_str()?.parse().ok()
+    let price = |name: &str| value.get(name)?.as_str()?.parse::<Decimal>().ok();
+    let ask = price("askPrice").filter(|ask| *ask > Decimal::ZERO)?;
+    Some(ask.max(price("bidPrice").unwrap_or(Decimal::ZERO)))
 }
 
 /// Reads a spot `account` answer's balances: each asset with its free and locked amounts
@@ -2493,11 +2499,11 @@ mod tests {
             binance
                 .ticker_path("/fapi/v1/order", "BTCUSDT_260327")
                 .as_deref(),
-            Some("/fapi/v1/ticker/price?symbol=BTCUSDT_260327")
+            Some("/fapi/v1/ticker/bookTicker?symbol=BTCUSDT_260327")
         );
         assert_eq!(
             binance.ticker_path("/api/v3/order", "BTCUSDT").as_deref(),
-            Some("/api/v3/ticker/price?symbol=BTCUSDT")
+            Some("/api/v3/ticker/bookTicker?symbol=BTCUSDT")
         );
         for unsafe_symbol in [
             "",
@@ -2516,10 +2522,12 @@ mod tests {
 
     /// A regression test: a ticker answer was read for its price alone, so an answer
     /// pricing another symbol than the one asked for bounded the order all the same.
+    /// And (found by review) the price was the last trade's, below the best ask where a
+    /// market buy starts filling: it is the best ask (the bid, in a crossed book).
     #[test]
-    fn a_ticker_answer_prices_only_the_symbol_it_names() {
+    fn a_ticker_answer_prices_only_the_symbol_it_names_at_its_best_ask() {
         let binance = Binance;
-        let answer = br#"{"symbol":"BTCUSDT","price":"60000.50"}"#;
+        let answer = br#"{"symbol":"BTCUSDT","bidPrice":"59999.99","bidQty":"1","askPrice":"60000.50","askQty":"2"}"#;
         assert_eq!(
             binance.parse_ticker_price(answer, "BTCUSDT"),
             Some(Decimal::new(6_000_050, 2))
@@ -2527,11 +2535,19 @@ mod tests {
         assert_eq!(binance.parse_ticker_price(answer, "ETHUSDT"), None);
         // Binance names symbols in upper case, as keygate asks for them.
         assert_eq!(binance.parse_ticker_price(answer, "btcusdt"), None);
+        let crossed = br#"{"symbol":"BTCUSDT","bidPrice":"60001","askPrice":"60000.50"}"#;
+        assert_eq!(
+            binance.parse_ticker_price(crossed, "BTCUSDT"),
+            Some(Decimal::from(60_001))
+        );
         for other in [
-            &br#"{"price":"60000.50"}"#[..],
-            br#"{"symbol":null,"price":"60000.50"}"#,
-            br#"{"symbol":"BTCUSDTX","price":"60000.50"}"#,
-            br#"[{"symbol":"BTCUSDT","price":"60000.50"}]"#,
+            &br#"{"askPrice":"60000.50"}"#[..],
+            br#"{"symbol":null,"askPrice":"60000.50"}"#,
+            br#"{"symbol":"BTCUSDTX","askPrice":"60000.50"}"#,
+            br#"[{"symbol":"BTCUSDT","askPrice":"60000.50"}]"#,
+            // A last price is no ask; an empty book's zero ask is no price.
+            br#"{"symbol":"BTCUSDT","price":"60000.50"}"#,
+            br#"{"symbol":"BTCUSDT","bidPrice":"0","askPrice":"0.00000000"}"#,
         ] {
             assert_eq!(
                 binance.parse_ticker_price(other, "BTCUSDT"),

@@ -265,8 +265,9 @@ pub trait Adapter: Send + Sync + 'static {
     fn parse_server_time(&self, body: &[u8]) -> Option<u64>;
     /// The public endpoint (path and query) pricing `symbol` on `path`'s market.
     fn ticker_path(&self, path: &str, symbol: &str) -> Option<String>;
-    /// Reads the price of `symbol` out of that endpoint's answer; `None` when the answer
-    /// prices another symbol.
+    /// Reads the price an order of `symbol` is counted at out of that endpoint's answer:
+    /// at least what a market buy starts filling at (Binance: the best ask); `None` when
+    /// the answer prices another symbol, or has no such price.
     fn parse_ticker_price(&self, body: &[u8], symbol: &str) -> Option<Decimal>;
     /// The HTTP status and body of a refusal, in the exchange's error shape.
     fn refusal(&self, refusal: Refusal<'_>) -> (u16, Vec<u8>);

@@ -712,7 +712,7 @@ async fn handle<A: Adapter>(
     }
 
     // 4. Decide. An order the request alone does not bound (a sell, a market order in
-    //    base quantity) is priced from the public ticker when a notional limit applies,
+    //    base quantity) is priced from the public book ticker when a notional limit applies,
     //    but only once every other rule has passed: a request denied for its symbol or
     //    scope causes no traffic at all. One that is priced has counted against its
     //    client's rate, whatever the final decision; its ticker lookup, failed or not,

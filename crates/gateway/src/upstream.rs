@@ -641,7 +641,8 @@ impl Upstream {
         })
     }
 
-    /// The last price of `symbol` from the exchange's public ticker, by a lookup at most
+    /// The market price of `symbol` (its best ask, from the exchange's public book
+    /// ticker: see [`Adapter::parse_ticker_price`]), by a lookup at most
     /// a second old; `Ok(None)` when the lookup failed (a symbol the exchange does not
     /// list, no answer), which stands as long as a price does.
     ///

@@ -518,7 +518,7 @@ async fn public_market_data_pauses_before_it_spends_the_weight_orders_need() {
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(exchange_saw(&env, "/api/v3/ticker/price"), 1);
+    assert_eq!(exchange_saw(&env, "/api/v3/ticker/bookTicker"), 1);
     // Orders go on: the weight was kept for them. Signed reads stop at a cap of their
     // own, halfway to pricing's (56, which the 65 used is past).
     let (status, body) = post(
@@ -744,7 +744,7 @@ async fn orders_inside_policy_are_forwarded_and_outside_are_not() {
     }
     // Four of them were priced from the ticker, which keygate asked for once (a price
     // stands for a second; fewer than four times on a machine slow enough to stall).
-    assert!(exchange_saw(&env, "/api/v3/ticker/price") < 4);
+    assert!(exchange_saw(&env, "/api/v3/ticker/bookTicker") < 4);
     // The spot symbol BTCUSDT on the list is not the USD-M perpetual of the same id.
     let (status, body) = post(
         &env,
@@ -817,8 +817,8 @@ async fn a_batch_is_forwarded_when_each_order_would_be_and_denied_when_one_would
         ..trading_policy()
     };
     let env = setup(policy, None, Duration::from_secs(10)).await;
-    // A limit buy the request bounds (500 USDT) and a market sell priced from the ticker
-    // (0.5 ETH at 3000).
+    // A limit buy the request bounds (500 USDT) and a market sell priced from the book
+    // ticker (0.5 ETH at its best ask, 3000.01).
     let json = r#"[{"symbol":"BTCUSDT","side":"BUY","type":"LIMIT","timeInForce":"GTC","quantity":"0.01","price":"50000","newClientOrderId":"b-1"},{"symbol":"ETHUSDT","side":"SELL","type":"MARKET","quantity":"0.5"}]"#;
     let batch = batch_orders(json);
     let (status, body) = post(&env, "/fapi/v1/batchOrders", &batch).await;
@@ -843,7 +843,7 @@ async fn a_batch_is_forwarded_when_each_order_would_be_and_denied_when_one_would
     );
     assert_eq!(forwarded[0].api_key.as_deref(), Some(REAL_KEY));
     // One ticker lookup, for the one order the request does not bound.
-    assert_eq!(exchange_saw(&env, "/fapi/v1/ticker/price"), 1);
+    assert_eq!(exchange_saw(&env, "/fapi/v1/ticker/bookTicker"), 1);
     let events = events_where(&env, 1, |e| {
         e["type"] == "request" && e["path"] == "/fapi/v1/batchOrders" && e["allowed"] == true
     })
@@ -856,10 +856,10 @@ async fn a_batch_is_forwarded_when_each_order_would_be_and_denied_when_one_would
             {"symbol": "usdm:BTCUSDT", "side": "buy", "client_order_id": "b-1",
              "terms": {"price": "50000", "quantity": "0.01"}, "notional": "500"},
             // Each order's notional, as stated or priced (this one from the ticker).
-            {"symbol": "usdm:ETHUSDT", "side": "sell", "notional": "1500"}
+            {"symbol": "usdm:ETHUSDT", "side": "sell", "notional": "1500.005"}
         ])
     );
-    assert_eq!(events[0]["notional"], "2000", "{events:?}");
+    assert_eq!(events[0]["notional"], "2000.005", "{events:?}");
 
     let denied = [
         (
@@ -871,10 +871,11 @@ async fn a_batch_is_forwarded_when_each_order_would_be_and_denied_when_one_would
             r#"[{"symbol":"ETHUSDT","side":"BUY","type":"LIMIT","timeInForce":"GTC","quantity":"0.1","price":"3000"},{"symbol":"BTCUSDT","side":"BUY","type":"LIMIT","timeInForce":"GTC","quantity":"0.1","price":"60000"}]"#,
             "keygate: order 2 of 2 in the batch (usdm:BTCUSDT): order notional 6000 exceeds the limit 5000 of client bot1",
         ),
-        // A market order in base quantity is priced from the ticker, as alone.
+        // A market order in base quantity is priced from the book ticker, as alone (at
+        // the best ask, 60000.1).
         (
             r#"[{"symbol":"BTCUSDT","side":"BUY","type":"MARKET","quantity":"0.1"}]"#,
-            "keygate: order 1 of 1 in the batch (usdm:BTCUSDT): order notional 6000 exceeds the limit 5000 of client bot1",
+            "keygate: order 1 of 1 in the batch (usdm:BTCUSDT): order notional 6000.01 exceeds the limit 5000 of client bot1",
         ),
     ];
     for (json, msg) in denied {
@@ -1901,7 +1902,7 @@ async fn a_market_order_whose_price_cannot_be_had_is_refused() {
         .into_iter()
         .map(|r| r.path)
         .collect();
-    assert_eq!(paths, ["/api/v3/ticker/price"]);
+    assert_eq!(paths, ["/api/v3/ticker/bookTicker"]);
     let refused = events_where(&env, 1, |e| e["allowed"] == false).await;
     assert_eq!(refused.len(), 1, "{refused:?}");
     assert_eq!(refused[0]["rule"], "price_unavailable", "{refused:?}");
@@ -1929,7 +1930,7 @@ async fn an_order_that_outlives_its_window_while_keygate_prices_it_is_not_forwar
     let ticker_delay = Duration::from_millis(recv_window_ms + 1000);
     env.exchange
         .simulator()
-        .delay_endpoint("/api/v3/ticker/price", ticker_delay);
+        .delay_endpoint("/api/v3/ticker/bookTicker", ticker_delay);
     // A market order in base quantity, for a client with a notional limit: keygate asks
     // the ticker for its price. 0.01 BTC is about 600 USDT, well inside the limit.
     let order = |recv_window_ms: u64| {
@@ -1964,7 +1965,7 @@ async fn an_order_that_outlives_its_window_while_keygate_prices_it_is_not_forwar
         .map(|r| r.path)
         .collect();
     assert!(
-        paths.iter().any(|p| p == "/api/v3/ticker/price"),
+        paths.iter().any(|p| p == "/api/v3/ticker/bookTicker"),
         "{paths:?}"
     );
     assert!(!paths.iter().any(|p| p == "/api/v3/order"), "{paths:?}");
@@ -1995,7 +1996,7 @@ async fn a_freeze_made_while_an_order_waits_for_its_price_stops_it() {
     let env = default_env().await;
     env.exchange
         .simulator()
-        .delay_endpoint("/api/v3/ticker/price", Duration::from_millis(2500));
+        .delay_endpoint("/api/v3/ticker/bookTicker", Duration::from_millis(2500));
     // A market order in base quantity under a notional limit: keygate asks its price.
     let order = http(
         "POST",
@@ -2010,7 +2011,7 @@ async fn a_freeze_made_while_an_order_waits_for_its_price_stops_it() {
     let sent = tokio::spawn(async move { raw(gateway, &order).await });
     // Frozen once the order is decided and waits for its price, however slow the machine.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while exchange_saw(&env, "/api/v3/ticker/price") == 0 {
+    while exchange_saw(&env, "/api/v3/ticker/bookTicker") == 0 {
         assert!(
             std::time::Instant::now() < deadline,
             "the price was never asked"
@@ -2174,7 +2175,7 @@ async fn market_orders_for_an_unknown_symbol_cannot_flood_the_exchange_with_pric
     let seconds = started.elapsed().as_secs();
     // Two orders a second at most are priced (the client's rate), and a failed lookup
     // stands for a second: one ticker call a second, two at a second's edge.
-    let asked = exchange_saw(&env, "/api/v3/ticker/price");
+    let asked = exchange_saw(&env, "/api/v3/ticker/bookTicker");
     assert!(asked >= 1, "the order was never priced");
     assert!(
         asked as u64 <= 2 * (seconds + 1),
@@ -2222,7 +2223,7 @@ async fn pricing_an_order_pauses_past_the_public_weight_cap() {
         body["msg"].as_str().unwrap().contains("cap of 67"),
         "{body}"
     );
-    assert_eq!(exchange_saw(&env, "/api/v3/ticker/price"), 0);
+    assert_eq!(exchange_saw(&env, "/api/v3/ticker/bookTicker"), 0);
     assert_eq!(exchange_saw(&env, "/api/v3/order"), 0);
     let refused = events_where(&env, 1, |e| e["path"] == "/api/v3/order").await;
     assert_eq!(refused.len(), 1, "{refused:?}");
@@ -2366,7 +2367,7 @@ async fn a_client_s_heavy_reads_cannot_spend_the_weight_that_prices_others_order
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(exchange_saw(&env, "/api/v3/ticker/price"), 1);
+    assert_eq!(exchange_saw(&env, "/api/v3/ticker/bookTicker"), 1);
     // An order resting on the book, and its cancel: neither is held back for weight.
     let (status, body) = post(
         &env,
@@ -3964,7 +3965,7 @@ async fn an_order_whose_price_lookup_meets_a_429_is_held_back() {
         (429, Some(-1003)),
         "{body}"
     );
-    assert_eq!(exchange_saw(&env, "/api/v3/ticker/price"), 1);
+    assert_eq!(exchange_saw(&env, "/api/v3/ticker/bookTicker"), 1);
     assert_eq!(exchange_saw(&env, "/api/v3/order"), 0);
     let held = events_where(&env, 1, |e| e["path"] == "/api/v3/order").await;
     assert_eq!(held[0]["rule"], "exchange_back_off", "{held:?}");

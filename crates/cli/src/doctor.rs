@@ -131,9 +131,7 @@ fn file_modes(vault: &Unlocked) -> Vec<Check> {
 /// The owner of `path` when it is not this process's user (Linux only).
 #[cfg(target_os = "linux")]
 fn foreign_owner(path: &Path) -> Option<u32> {
-    use std::os::unix::fs::MetadataExt;
-    let uid = std::fs::metadata(path).ok()?.uid();
-    (uid != rustix::process::geteuid().as_raw()).then_some(uid)
+    crate::home::other_owner(&std::fs::metadata(path).ok()?)
 }
 
 #[cfg(not(target_os = "linux"))]

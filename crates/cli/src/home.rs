@@ -1077,25 +1077,30 @@ fn first_line_of_secret_file(path: &Path, what: &str) -> anyhow::Result<SecretSt
     ))
 }
 
+/// The owner of a file with metadata `meta`, when that is not this process's user.
+#[cfg(target_os = "linux")]
+pub(crate) fn other_owner(meta: &fs::Metadata) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    let uid = meta.uid();
+    (uid != rustix::process::geteuid().as_raw()).then_some(uid)
+}
+
 /// Refuses a home directory that another user owns: its owner could take the database's
 /// write-ahead log as it is written, or delete it, whatever its mode. Linux only, as
 /// [`check_config_owner_and_mode`].
 #[cfg(target_os = "linux")]
 pub(crate) fn check_home_owner(dir: &Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::MetadataExt;
     let meta = match fs::metadata(dir) {
         Ok(meta) => meta,
         // No home at all: what opens it next says so (and how to make one).
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
     };
-    let me = rustix::process::geteuid().as_raw();
-    if meta.uid() != me {
+    if let Some(uid) = other_owner(&meta) {
         bail!(
-            "the home directory {} belongs to another user (uid {}), who could read or \
+            "the home directory {} belongs to another user (uid {uid}), who could read or \
              remove what keygate writes in it: use a directory of your own",
-            dir.display(),
-            meta.uid()
+            dir.display()
         );
     }
     Ok(())
@@ -1114,22 +1119,21 @@ pub(crate) fn check_home_owner(_dir: &Path) -> anyhow::Result<()> {
 /// [`check_config_owner_and_mode`].
 #[cfg(target_os = "linux")]
 pub(crate) fn check_no_one_else_writes(dir: &Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    let me = rustix::process::geteuid().as_raw();
+    use std::os::unix::fs::PermissionsExt;
     let dir = fs::canonicalize(dir).with_context(|| format!("finding {}", dir.display()))?;
     for at in dir.ancestors() {
         let meta = fs::metadata(at).with_context(|| format!("reading {}", at.display()))?;
         let mode = meta.permissions().mode();
-        if meta.uid() != me && meta.uid() != 0 {
+        let other = other_owner(&meta);
+        if let Some(uid) = other.filter(|uid| *uid != 0) {
             bail!(
-                "{} belongs to another user (uid {}), who could swap what keygate writes \
+                "{} belongs to another user (uid {uid}), who could swap what keygate writes \
                  below it for their own: use a directory of your own",
-                at.display(),
-                meta.uid()
+                at.display()
             );
         }
         if mode & 0o022 != 0 && mode & 0o1000 == 0 {
-            let fix = if meta.uid() == me {
+            let fix = if other.is_none() {
                 format!("chmod go-w {}", at.display())
             } else {
                 "use a directory of your own".to_owned()
@@ -1154,14 +1158,12 @@ pub(crate) fn check_no_one_else_writes(_dir: &Path) -> anyhow::Result<()> {
 /// write. Linux only: elsewhere keygate has no way to ask for its own user id.
 #[cfg(target_os = "linux")]
 fn check_config_owner_and_mode(path: &Path, meta: &fs::Metadata) -> anyhow::Result<()> {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    let me = rustix::process::geteuid().as_raw();
-    if meta.uid() != me {
+    use std::os::unix::fs::PermissionsExt;
+    if let Some(uid) = other_owner(meta) {
         bail!(
-            "{} belongs to another user (uid {}); keygate reads its configuration only from \
-             its own files",
-            path.display(),
-            meta.uid()
+            "{} belongs to another user (uid {uid}); keygate reads its configuration only \
+             from its own files",
+            path.display()
         );
     }
     let mode = meta.permissions().mode() & 0o777;

@@ -380,20 +380,17 @@ fn describe_managed(finding: &mut Finding) {
 /// to read). A device or a pipe (`/dev/null`, `/dev/stdout`) is written as it is.
 fn write_owner_only(path: &std::path::Path, text: &[u8], unredacted: bool) -> std::io::Result<()> {
     let mut file = open_report(path)?;
-    if file.metadata()?.is_file() {
+    let meta = file.metadata()?;
+    if meta.is_file() {
         #[cfg(target_os = "linux")]
-        {
-            use std::os::unix::fs::MetadataExt;
-            let owner = file.metadata()?.uid();
-            if owner != rustix::process::geteuid().as_raw() {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::PermissionDenied,
-                    format!(
-                        "the file belongs to another user (uid {owner}); write the report \
-                         to a file of your own"
-                    ),
-                ));
-            }
+        if let Some(owner) = crate::home::other_owner(&meta) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                format!(
+                    "the file belongs to another user (uid {owner}); write the report to a \
+                     file of your own"
+                ),
+            ));
         }
         #[cfg(unix)]
         if unredacted {

@@ -421,13 +421,13 @@ pub(crate) fn ticker_24hr(m: &Market, now: u64) -> Value {
         "openPrice": price,
         "highPrice": price,
         "lowPrice": price,
-        "volume": "1000.00000000",
-        "quoteVolume": fmt(m.price * Decimal::from(1000), 8),
+        "volume": fmt(Decimal::from(TRADES_A_DAY), 8),
+        "quoteVolume": fmt(m.price * Decimal::from(TRADES_A_DAY), 8),
         "openTime": now.saturating_sub(86_400_000),
         "closeTime": now,
         "firstId": 1,
-        "lastId": 1000,
-        "count": 1000
+        "lastId": TRADES_A_DAY,
+        "count": TRADES_A_DAY
     })
 }
 
@@ -730,7 +730,8 @@ pub(crate) fn kline_open_times(
 /// from trades of that size.
 pub(crate) fn kline(m: &Market, interval: Interval, open: u64) -> Value {
     let close = interval.next(open) - 1;
-    let exact = Decimal::from(1000) * Decimal::from(close + 1 - open) / Decimal::from(86_400_000);
+    let exact =
+        Decimal::from(TRADES_A_DAY) * Decimal::from(close + 1 - open) / Decimal::from(86_400_000);
     let (price_places, qty_places) = match m.product {
         Product::Spot => (8, 8),
         Product::UsdM => (m.price_precision, m.quantity_precision),
@@ -757,9 +758,11 @@ pub(crate) fn kline(m: &Market, interval: Interval, open: u64) -> Value {
 /// An hour, in milliseconds: the longest span `aggTrades` answers for.
 pub(crate) const HOUR_MS: u64 = 3_600_000;
 
-/// How often the market trades, as the candles have it: 1000 a day, one trade of one unit
-/// each.
-const TRADE_EVERY_MS: u64 = 86_400;
+/// How many trades of one unit each the market makes a day (the 24-hour ticker's volume).
+const TRADES_A_DAY: u64 = 1000;
+
+/// How often the market trades: [`TRADES_A_DAY`] spread evenly.
+const TRADE_EVERY_MS: u64 = 86_400_000 / TRADES_A_DAY;
 
 /// The ids of the aggregate trades an `aggTrades` request answers with: trade `id` is the
 /// one at `id × 86.4 s` since the epoch (the candles' 1000 a day), none after `now`. From

@@ -980,6 +980,21 @@ fn dispatch(
     })
 }
 
+/// `startTime` and `endTime`, each optional; -1023 for a start after the end.
+fn time_span(params: &Params) -> Result<(Option<u64>, Option<u64>), ApiError> {
+    let (start, end) = (params.integer("startTime")?, params.integer("endTime")?);
+    if let (Some(start), Some(end)) = (start, end) {
+        if start > end {
+            return Err(ApiError::new(
+                400,
+                -1023,
+                "Start time is greater than end time.",
+            ));
+        }
+    }
+    Ok((start, end))
+}
+
 /// `GET /api/v3/klines` and `GET /fapi/v1/klines`: `symbol` and `interval` required,
 /// `startTime`, `endTime` and `limit` (500 by default, at most 1000 on spot and 1500 on
 /// USD-M) optional; -1120 for an interval the product does not have, -1023 for a start
@@ -993,16 +1008,7 @@ fn klines(
     let m = symbol(params, product)?;
     let interval = market::Interval::parse(params.required("interval")?, product)
         .ok_or_else(|| ApiError::new(400, -1120, "Invalid interval."))?;
-    let (start, end) = (params.integer("startTime")?, params.integer("endTime")?);
-    if let (Some(start), Some(end)) = (start, end) {
-        if start > end {
-            return Err(ApiError::new(
-                400,
-                -1023,
-                "Start time is greater than end time.",
-            ));
-        }
-    }
+    let (start, end) = time_span(params)?;
     let most = match product {
         Product::Spot => 1000,
         Product::UsdM => 1500,
@@ -1034,19 +1040,9 @@ fn agg_trades(
     now: u64,
 ) -> Result<Value, ApiError> {
     let m = symbol(params, product)?;
-    let (from_id, start, end) = (
-        params.integer("fromId")?,
-        params.integer("startTime")?,
-        params.integer("endTime")?,
-    );
+    let from_id = params.integer("fromId")?;
+    let (start, end) = time_span(params)?;
     if let (Some(start), Some(end)) = (start, end) {
-        if start > end {
-            return Err(ApiError::new(
-                400,
-                -1023,
-                "Start time is greater than end time.",
-            ));
-        }
         if end - start >= market::HOUR_MS {
             return Err(ApiError::new(
                 400,
@@ -1081,16 +1077,7 @@ fn funding_rates(
         Some(_) => Some(symbol(params, Product::UsdM)?),
         None => None,
     };
-    let (start, end) = (params.integer("startTime")?, params.integer("endTime")?);
-    if let (Some(start), Some(end)) = (start, end) {
-        if start > end {
-            return Err(ApiError::new(
-                400,
-                -1023,
-                "Start time is greater than end time.",
-            ));
-        }
-    }
+    let (start, end) = time_span(params)?;
     let limit = params.integer("limit")?.unwrap_or(100).clamp(1, 1000);
     let limit = usize::try_from(limit).unwrap_or(100);
     if only.is_some_and(&withheld) {

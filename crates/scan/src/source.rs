@@ -283,37 +283,41 @@ impl Scanner {
         // was not walked (their blobs are still scanned, without the commit and path
         // they came in). The log is read as it comes: a long history's is never held
         // whole.
-        let mut listed = Listed::default();
-        let mut walked = Err(None);
-        if !commits.is_empty() {
-            walked = git_lines(repo, &log_args(true, true), commits, |line| {
-                listed.read(line)
-            })
-            .map_err(Some);
-            if let Err(Some(e)) = &walked {
-                self.warn(&format!(
-                    "the commits nothing reaches in {} could not all be walked ({e}): their \
-                     blobs are scanned, without the commit and path they came in",
-                    repo.display()
-                ));
+        let walk = |reflog: bool, unreachable: Vec<u8>| -> Result<Listed, Error> {
+            let mut listed = Listed::default();
+            let args = log_args(reflog, !unreachable.is_empty());
+            git_lines(repo, &args, unreachable, |line| listed.read(line))?;
+            Ok(listed)
+        };
+        let unwalked = |what: &str, e: &Error| {
+            self.warn(&format!(
+                "{what} ({e}): their blobs are scanned, without the commit and path they \
+                 came in"
+            ));
+        };
+        let listed = match (!commits.is_empty()).then(|| walk(true, commits)) {
+            Some(Ok(listed)) => listed,
+            tried => {
+                if let Some(Err(e)) = tried {
+                    let what = format!(
+                        "the commits nothing reaches in {} could not all be walked",
+                        repo.display()
+                    );
+                    unwalked(&what, &e);
+                }
+                match walk(true, Vec::new()) {
+                    Ok(listed) => listed,
+                    Err(e) => {
+                        let what = format!(
+                            "the commits only reflogs reach in {} could not be walked",
+                            repo.display()
+                        );
+                        unwalked(&what, &e);
+                        walk(false, Vec::new())?
+                    }
+                }
             }
-        }
-        if walked.is_err() {
-            listed = Listed::default();
-            if let Err(e) = git_lines(repo, &log_args(true, false), Vec::new(), |line| {
-                listed.read(line)
-            }) {
-                self.warn(&format!(
-                    "the commits only reflogs reach in {} could not be walked ({e}): their \
-                     blobs are scanned, without the commit and path they came in",
-                    repo.display()
-                ));
-                listed = Listed::default();
-                git_lines(repo, &log_args(false, false), Vec::new(), |line| {
-                    listed.read(line)
-                })?;
-            }
-        }
+        };
         let Listed {
             blobs, mut seen, ..
         } = listed;

@@ -36,7 +36,8 @@ pub struct ScanArgs {
     /// Files or directories to scan; with --git or --staged, the repository (default: .).
     #[arg(value_name = "PATH")]
     pub paths: Vec<PathBuf>,
-    /// Scan every blob of every commit of the repository, once each.
+    /// Scan every blob of every commit of the repository, once each, and every commit and
+    /// tag message.
     #[arg(long, conflicts_with = "staged")]
     pub git: bool,
     /// Scan only what is staged for the next commit (for pre-commit hooks).

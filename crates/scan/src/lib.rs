@@ -276,8 +276,8 @@ impl Scanner {
     }
 
     /// Scans every unique blob of every commit reachable from any ref or reflog entry of
-    /// the repository at `repo`, root commits included, and the blobs nothing reaches;
-    /// each secret is reported once, naming the first commit that contains it, but at each
+    /// the repository at `repo`, root commits included, the blobs nothing reaches, and
+    /// the messages of its commits and annotated tags; each secret is reported once, naming the first commit that contains it, but at each
     /// path in `HEAD` that still holds it, and again where it came with a part (a key)
     /// no reported occurrence has (see `docs/scan.md` for which occurrence gives the
     /// location).

@@ -148,7 +148,7 @@ impl Finding {
 /// Counters of a scan.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Stats {
-    /// Files or blobs scanned.
+    /// Files, blobs and commit or tag messages scanned.
     pub scanned: u64,
     /// Of those, the binary ones (a NUL byte in the first 8 KiB), scanned as the printable
     /// text in them.

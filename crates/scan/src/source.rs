@@ -1,5 +1,6 @@
 //! Where bytes come from: directory trees, every blob in git history, the git index.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -319,7 +320,10 @@ impl Scanner {
             }
         };
         let Listed {
-            blobs, mut seen, ..
+            blobs,
+            mut seen,
+            commits,
+            ..
         } = listed;
         let mut blobs: Vec<(String, String, Option<Provenance>)> = blobs
             .into_iter()
@@ -336,15 +340,28 @@ impl Scanner {
                 blobs.push((id.clone(), unreachable_path(&id), None));
             }
         }
+        // The messages of the commits walked and of the annotated tags refs name: a key
+        // pasted into one is pushed and cloned with the history.
+        let mut messages = HashSet::new();
+        for id in commits {
+            if messages.insert(id.clone()) {
+                let path = message_path("commit", id.get(..12).unwrap_or(&id));
+                blobs.push((id, path, None));
+            }
+        }
+        for (id, name) in named_tags(repo) {
+            if messages.insert(id.clone()) {
+                blobs.push((id, message_path("tag", &name), None));
+            }
+        }
         // Whatever else the object store holds: a blob or a tree only a tag names, which
-        // is pushed and cloned with the tag, and which neither the log nor fsck lists.
-        match other_blobs(repo, &seen) {
-            Ok(ids) => blobs.extend(ids.into_iter().map(|id| {
-                let path = unlisted_path(&id);
-                (id, path, None)
-            })),
+        // is pushed and cloned with the tag, and which neither the log nor fsck lists; a
+        // commit the log did not list (one that only deletes files, or none at all); a tag
+        // no ref names.
+        match other_objects(repo, &seen, &messages) {
+            Ok(objects) => blobs.extend(objects.into_iter().map(|(id, path)| (id, path, None))),
             Err(trouble) => self.warn(&format!(
-                "blobs no commit has in {}: {trouble}",
+                "objects no commit has in {}: {trouble}",
                 repo.display()
             )),
         }
@@ -386,7 +403,9 @@ impl Scanner {
         self.blobs(repo, blobs, counters)
     }
 
-    /// Reads blobs with one `git cat-file --batch` and scans them on worker threads.
+    /// Reads blobs with one `git cat-file --batch` and scans them on worker threads; a
+    /// commit or an annotated tag among them is scanned for its message, and a commit's
+    /// finding names the commit.
     fn blobs(
         &self,
         repo: &Path,
@@ -430,7 +449,7 @@ impl Scanner {
         };
         let ids: Vec<String> = blobs.iter().map(|b| b.0.clone()).collect();
         let found = Mutex::new(Vec::new());
-        let (tx, rx) = mpsc::sync_channel::<(Vec<u8>, usize)>(self.threads * 4);
+        let (tx, rx) = mpsc::sync_channel::<(Vec<u8>, usize, Object)>(self.threads * 4);
         let rx = Mutex::new(rx);
         let in_flight = Budget::default();
         let result = std::thread::scope(|s| {
@@ -444,14 +463,19 @@ impl Scanner {
             for _ in 0..self.threads {
                 s.spawn(|| loop {
                     let next = lock(&rx).recv();
-                    let Ok((data, i)) = next else { break };
+                    let Ok((data, i, object)) = next else { break };
                     // Given back however the scan ends.
                     let _scanned = Spent(&in_flight, data.len());
-                    let (_, path, prov) = &blobs[i];
+                    let (id, path, prov) = &blobs[i];
+                    let (text, prov) = match object {
+                        Object::Blob => (Cow::Borrowed(&data[..]), prov.clone()),
+                        Object::Commit => (message(&data), commit_provenance(id, path, &data)),
+                        Object::Tag => (message(&data), None),
+                    };
                     // Paths in a repository are relative to its root already.
-                    let mut f = self.scan_counted(counters, path, path, &data);
+                    let mut f = self.scan_counted(counters, path, path, &text);
                     for x in &mut f {
-                        x.provenance.clone_from(prov);
+                        x.provenance.clone_from(&prov);
                     }
                     if !f.is_empty() {
                         lock(&found).extend(f.into_iter().map(|x| (i, x)));
@@ -477,10 +501,16 @@ impl Scanner {
                             command: "cat-file --batch".into(),
                             message: format!("unexpected header {header:?}"),
                         })?;
-                let is_blob = parts.get(1) == Some(&"blob");
+                let object = match parts.get(1) {
+                    Some(&"blob") => Some(Object::Blob),
+                    Some(&"commit") => Some(Object::Commit),
+                    Some(&"tag") => Some(Object::Tag),
+                    _ => None,
+                };
                 let too_large = size > self.max_file_size;
-                let len = usize::try_from(size).ok().filter(|_| is_blob && !too_large);
-                let Some(len) = len else {
+                let len = usize::try_from(size).ok().filter(|_| !too_large);
+                let read = object.zip(len);
+                let Some((object, len)) = read else {
                     // Drained through a fixed buffer: an oversized blob is never held in
                     // memory. The `+ 1` is the newline after the content.
                     let n = io::copy(
@@ -491,7 +521,7 @@ impl Scanner {
                     if n != size.saturating_add(1) {
                         return Err(cat_err(&io::ErrorKind::UnexpectedEof.into()));
                     }
-                    if is_blob {
+                    if object.is_some() {
                         self.too_large(counters, path, size);
                     }
                     continue;
@@ -503,7 +533,7 @@ impl Scanner {
                     return Err(cat_err(&e));
                 }
                 data.truncate(len);
-                if tx.send((data, i)).is_err() {
+                if tx.send((data, i, object)).is_err() {
                     break;
                 }
             }
@@ -1022,11 +1052,13 @@ fn borrows_objects(repo: &Path) -> bool {
         .is_some_and(|meta| meta.len() > 0)
 }
 
-/// The blobs `git log --raw` names, each with the first commit that has it.
+/// The blobs `git log --raw` names, each with the first commit that has it, and the
+/// commits it lists (a merge once per parent).
 #[derive(Default)]
 struct Listed {
     blobs: Vec<(String, Provenance)>,
     seen: HashMap<String, usize>,
+    commits: Vec<String>,
     commit: String,
     time: i64,
 }
@@ -1039,6 +1071,7 @@ impl Listed {
             let mut it = h.split(' ');
             self.commit = it.next().unwrap_or_default().to_owned();
             self.time = it.next().and_then(|t| t.parse().ok()).unwrap_or(0);
+            self.commits.push(self.commit.clone());
             return;
         }
         let Some((meta, quoted)) = line.strip_prefix(':').and_then(|raw| raw.split_once('\t'))
@@ -1196,15 +1229,17 @@ fn is_partial_clone(repo: &Path) -> bool {
 /// The ids of every blob the object store holds (listing never fetches).
 fn present_blobs(repo: &Path) -> Result<HashSet<String>, Error> {
     let mut present = HashSet::new();
-    each_stored_blob(repo, |id| {
-        present.insert(id.to_owned());
+    each_stored_object(repo, |kind, id| {
+        if kind == "blob" {
+            present.insert(id.to_owned());
+        }
     })?;
     Ok(present)
 }
 
-/// Hands `each` the id of every blob the object store holds, loose or packed (listing
-/// never fetches).
-fn each_stored_blob(repo: &Path, mut each: impl FnMut(&str)) -> Result<(), Error> {
+/// Hands `each` the type and id of every object the object store holds, loose or packed
+/// (listing never fetches).
+fn each_stored_object(repo: &Path, mut each: impl FnMut(&str, &str)) -> Result<(), Error> {
     git_lines(
         repo,
         &[
@@ -1215,8 +1250,8 @@ fn each_stored_blob(repo: &Path, mut each: impl FnMut(&str)) -> Result<(), Error
         ],
         Vec::new(),
         |line| {
-            if let Some(id) = line.strip_prefix("blob ") {
-                each(id);
+            if let Some((kind, id)) = line.split_once(' ') {
+                each(kind, id);
             }
         },
     )
@@ -1242,21 +1277,128 @@ fn index_blobs(repo: &Path) -> Vec<(String, String)> {
     blobs
 }
 
-/// Every blob in the repository's object store, loose or packed, that is not in `seen`.
-/// A repository that borrows objects from another is not asked (see
-/// [`unreachable_objects`]).
-fn other_blobs(repo: &Path, seen: &HashMap<String, usize>) -> Result<Vec<String>, String> {
+/// Every object in the repository's object store, loose or packed, that a scan reads and
+/// that is not listed yet, with the path its findings give: a blob not in `seen`, a
+/// commit or an annotated tag not in `messages`. A repository that borrows objects from
+/// another is not asked (see [`unreachable_objects`]).
+fn other_objects(
+    repo: &Path,
+    seen: &HashMap<String, usize>,
+    messages: &HashSet<String>,
+) -> Result<Vec<(String, String)>, String> {
     if borrows_objects(repo) {
         return Err("not scanned: the repository borrows objects from another (alternates)".into());
     }
-    let mut ids = Vec::new();
-    each_stored_blob(repo, |id| {
-        if !seen.contains_key(id) {
-            ids.push(id.to_owned());
-        }
+    let mut objects = Vec::new();
+    each_stored_object(repo, |kind, id| {
+        let path = match kind {
+            "blob" if !seen.contains_key(id) => unlisted_path(id),
+            "commit" | "tag" if !messages.contains(id) => {
+                message_path(kind, id.get(..12).unwrap_or(id))
+            }
+            _ => return,
+        };
+        objects.push((id.to_owned(), path));
     })
     .map_err(|e| e.to_string())?;
-    Ok(ids)
+    Ok(objects)
+}
+
+/// The annotated tags refs name, each with the name of the first ref that names it.
+fn named_tags(repo: &Path) -> Vec<(String, String)> {
+    let mut tags: Vec<(String, String)> = Vec::new();
+    let _ = git_lines(
+        repo,
+        &[
+            "for-each-ref",
+            "--format=%(objecttype) %(objectname) %(refname:short)",
+        ],
+        Vec::new(),
+        |line| {
+            if let Some((id, name)) = line.strip_prefix("tag ").and_then(|r| r.split_once(' ')) {
+                tags.push((id.to_owned(), name.to_owned()));
+            }
+        },
+    );
+    tags
+}
+
+/// What `git cat-file --batch` gives a scan of an object.
+#[derive(Clone, Copy)]
+enum Object {
+    /// A file's content, scanned whole.
+    Blob,
+    /// A commit, scanned for its message.
+    Commit,
+    /// An annotated tag, scanned for its message.
+    Tag,
+}
+
+/// The message of a commit or an annotated tag as `git cat-file` gives the object: what
+/// follows its headers (a commit's signature is one of them), without a tag's signature,
+/// the armoured block from the last line that begins one to the line that ends it (as
+/// git finds it; its base64 lines are no keys, and what follows them is kept).
+fn message(object: &[u8]) -> Cow<'_, [u8]> {
+    let Some(body) = object
+        .windows(2)
+        .position(|w| w == b"\n\n")
+        .map(|i| &object[i + 2..])
+    else {
+        return Cow::Borrowed(&[]);
+    };
+    const BEGINS: [&[u8]; 4] = [
+        b"-----BEGIN PGP SIGNATURE-----",
+        b"-----BEGIN PGP MESSAGE-----",
+        b"-----BEGIN SIGNED MESSAGE-----",
+        b"-----BEGIN SSH SIGNATURE-----",
+    ];
+    let line_starts = || {
+        std::iter::once(0).chain(
+            body.iter()
+                .enumerate()
+                .filter(|(_, b)| **b == b'\n')
+                .map(|(i, _)| i + 1),
+        )
+    };
+    let Some(begin) = line_starts()
+        .filter(|&at| BEGINS.iter().any(|b| body[at..].starts_with(b)))
+        .last()
+    else {
+        return Cow::Borrowed(body);
+    };
+    let end = line_starts()
+        .filter(|&at| at > begin && body[at..].starts_with(b"-----END "))
+        .find_map(|at| body[at..].iter().position(|b| *b == b'\n').map(|n| at + n + 1))
+        .unwrap_or(body.len());
+    if end == body.len() {
+        return Cow::Borrowed(&body[..begin]);
+    }
+    // A signature is normally the message's end: text after it is where a key would hide.
+    Cow::Owned([&body[..begin], &body[end..]].concat())
+}
+
+/// A commit's provenance for a finding in its message: the commit itself, at its author
+/// time (`author NAME <EMAIL> TIME ZONE`).
+fn commit_provenance(id: &str, path: &str, commit: &[u8]) -> Option<Provenance> {
+    let headers = commit.split(|b| *b == b'\n').take_while(|line| !line.is_empty());
+    let author_time = headers
+        .filter_map(|line| line.strip_prefix(b"author "))
+        .find_map(|author| {
+            let text = std::str::from_utf8(author).ok()?;
+            text.rsplit(' ').nth(1)?.parse().ok()
+        })
+        .unwrap_or(0);
+    Some(Provenance {
+        commit: id.to_owned(),
+        path: path.to_owned(),
+        author_time,
+        blob: id.to_owned(),
+    })
+}
+
+/// What a finding in a commit's or a tag's message gives as its path.
+fn message_path(kind: &str, name: &str) -> String {
+    format!("(message of {kind} {name})")
 }
 
 /// What the finding of a blob in no commit the log listed (one only a tag names, or one
@@ -1277,7 +1419,31 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 #[cfg(test)]
 mod tests {
-    use super::{unquote_path, Budget, MAX_BLOB_BYTES_IN_FLIGHT};
+    use super::{commit_provenance, message, unquote_path, Budget, MAX_BLOB_BYTES_IN_FLIGHT};
+
+    #[test]
+    fn a_message_is_read_without_headers_and_signature() {
+        let commit = b"tree 4b825dc642cb6eb9a060e54bf8d69288fbee4904\n\
+author A U Thor <a@example.com> 1704164645 +0100\n\
+committer C O Mitter <c@example.com> 1704164700 +0100\n\
+gpgsig -----BEGIN PGP SIGNATURE-----\n \n iQEzBAABCAAdFiEE\n -----END PGP SIGNATURE-----\n\
+\n\
+subject\n\nbody\n";
+        assert_eq!(&message(commit)[..], b"subject\n\nbody\n");
+        let provenance = commit_provenance("abc", "(message of commit abc)", commit).unwrap();
+        assert_eq!(provenance.author_time, 1_704_164_645);
+
+        let tag = b"object 4b825dc642cb6eb9a060e54bf8d69288fbee4904\ntype commit\ntag v1\n\n\
+release\n-----BEGIN PGP SIGNATURE-----\n\niQEzBAABCAAdFiEE\n-----END PGP SIGNATURE-----\n";
+        assert_eq!(&message(tag)[..], b"release\n");
+        // Text after the signature is kept: a key hidden there is scanned.
+        let hidden = [&tag[..], b"after\n"].concat();
+        assert_eq!(&message(&hidden)[..], b"release\nafter\n");
+        // A signature quoted inside the message ends where its block ends.
+        let quoted = b"tag v1\n\nsee\n-----BEGIN SSH SIGNATURE-----\nU1NI\n-----END SSH SIGNATURE-----\nkey\n";
+        assert_eq!(&message(quoted)[..], b"see\nkey\n");
+        assert!(message(b"tree 4b82\nauthor x").is_empty());
+    }
 
     /// A regression test: the blobs queued for the workers were bounded by count (four
     /// per thread), so blobs near the 64 MiB limit could hold gigabytes at once. The

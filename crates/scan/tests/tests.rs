@@ -2411,6 +2411,43 @@ mod git {
         assert_eq!(binance.provenance.as_ref().unwrap().commit, amended_away);
     }
 
+    /// A regression test: a key pasted into a commit message or an annotated tag's message
+    /// is pushed and cloned with the history, and was not scanned (an empty commit's
+    /// message least of all: the log lists the commits that change files).
+    #[test]
+    fn keys_in_commit_and_tag_messages_are_found() {
+        let dir = repo();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(31);
+        let (_, text) = layouts(&cred("binance", 0, &mut rng)).remove(0);
+        let message = format!("try the bot with these\n\n{text}");
+        git(dir.path(), &["commit", "-q", "--allow-empty", "-m", &message]);
+        let commit = git(dir.path(), &["rev-parse", "HEAD"]);
+        std::fs::write(dir.path().join("bot.py"), "print('hi')\n").unwrap();
+        git(dir.path(), &["add", "."]);
+        let (_, text) = layouts(&cred("okx", 0, &mut rng)).remove(0);
+        let message = format!("add the bot\n\n{text}");
+        git(dir.path(), &["commit", "-q", "-m", &message]);
+        let (_, text) = layouts(&cred("kraken", 0, &mut rng)).remove(0);
+        let message = format!("release\n\n{text}");
+        git(dir.path(), &["tag", "-a", "v1.0", "-m", &message]);
+
+        let report = Scanner::new().scan_git_history(dir.path()).unwrap();
+        let found = |exchange: &str| {
+            report
+                .active()
+                .find(|f| f.exchange == exchange)
+                .unwrap_or_else(|| panic!("no {exchange} finding: {report:#?}"))
+        };
+        let binance = found("binance");
+        assert_eq!(binance.path, format!("(message of commit {})", &commit[..12]));
+        let provenance = binance.provenance.as_ref().unwrap();
+        assert_eq!(provenance.commit, commit);
+        assert_eq!(provenance.author_time, 1_704_164_645);
+        assert!(found("okx").path.starts_with("(message of commit "));
+        assert_eq!(found("kraken").path, "(message of tag v1.0)");
+        assert_eq!(report.active().count(), 3, "{report:#?}");
+    }
+
     /// A regression test: a key `git add`ed and then unstaged, or in a commit whose reflog
     /// entries expired, stays in the repository (and in every copy of it, a Docker build
     /// context, a tarball) as a blob nothing reaches until `git gc` prunes it, and was not

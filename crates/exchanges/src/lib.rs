@@ -67,7 +67,8 @@ pub enum ClientKey<'a> {
 }
 
 /// A request rebuilt for the exchange, signed with the real key. Its `Debug` shows no
-/// header value (one is the real API key) and no signature.
+/// header value (one is the real API key) and no signature, and the header values are
+/// wiped when it is dropped.
 pub struct Forward {
     /// The query string, without `?`.
     pub query: String,
@@ -95,6 +96,14 @@ impl std::fmt::Debug for Forward {
             .field("body", &unsigned(&self.body))
             .field("header_names", &header_names)
             .finish()
+    }
+}
+
+impl Drop for Forward {
+    fn drop(&mut self) {
+        for (_, value) in &mut self.headers {
+            zeroize::Zeroize::zeroize(value);
+        }
     }
 }
 

@@ -17,6 +17,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
+use zeroize::Zeroizing;
 
 use crate::weight::{OverCap, Pool, WeightGauge};
 use crate::wire::{self, WriteFailure};
@@ -350,7 +351,15 @@ impl Upstream {
         body: &[u8],
     ) -> Result<Response, Failure> {
         let target = Target::parse(url)?;
-        let mut request = Vec::with_capacity(256 + body.len());
+        // It holds the real API key: wiped when sent, and made large enough at once that
+        // no copy is left behind in a smaller allocation.
+        let mut request = Zeroizing::new(Vec::with_capacity(wire::encoded_len(
+            method,
+            target.path_and_query,
+            target.authority,
+            headers,
+            body,
+        )));
         wire::encode_request(
             &mut request,
             method,

@@ -89,6 +89,28 @@ impl From<io::Error> for WireError {
 /// not visible ASCII, a header name that is not a token or is one of the framing headers
 /// keygate writes or never sends (`content-length`, `transfer-encoding`, `connection`…),
 /// a header value with a control character.
+/// The length of what [`encode_request`] writes for the same arguments, at most: an
+/// upstream request is written into a buffer made this large, which never grows (a
+/// buffer that grew would leave a copy of the real API key in the allocation it left).
+pub(crate) fn encoded_len(
+    method: &Method,
+    target: &str,
+    host: &str,
+    headers: &[(&str, String)],
+    body: &[u8],
+) -> usize {
+    const FIXED: usize = " HTTP/1.1\r\nhost: ".len()
+        + "\r\naccept-encoding: identity".len()
+        + "\r\ncontent-length: ".len()
+        + 20 // the digits of a u64
+        + "\r\n\r\n".len();
+    let headers: usize = headers
+        .iter()
+        .map(|(name, value)| "\r\n: ".len() + name.len() + value.len())
+        .sum();
+    method.as_str().len() + 1 + target.len() + host.len() + headers + body.len() + FIXED
+}
+
 pub(crate) fn encode_request(
     out: &mut Vec<u8>,
     method: &Method,
@@ -629,6 +651,34 @@ mod tests {
             n.eq_ignore_ascii_case("content-type")
         })
         .await
+    }
+
+    /// The buffer an upstream request is written into is made `encoded_len` large and
+    /// must never grow: growing would leave a copy of the real API key behind, unwiped.
+    #[test]
+    fn an_encoded_request_fits_the_length_made_for_it() {
+        let key = [
+            ("x-mbx-apikey", "K".repeat(64)),
+            ("content-type", "x".to_owned()),
+        ];
+        let long = "q".repeat(300);
+        for (method, target, headers, body) in [
+            (
+                Method::POST,
+                "/api/v3/order?a=1",
+                &key[..],
+                &b"quantity=1"[..],
+            ),
+            (Method::POST, "/sapi/v1/x", &key[..], &b""[..]),
+            (Method::GET, "/api/v3/time", &[][..], &b""[..]),
+            (Method::DELETE, long.as_str(), &key[..1], long.as_bytes()),
+        ] {
+            let len = encoded_len(&method, target, "api.binance.com", headers, body);
+            let mut out = Vec::with_capacity(len);
+            encode_request(&mut out, &method, target, "api.binance.com", headers, body).unwrap();
+            assert_eq!(out.capacity(), len, "{method} {target}: the buffer grew");
+            assert!(out.len() <= len && len - out.len() <= 20 + "\r\ncontent-length: ".len());
+        }
     }
 
     #[test]

@@ -1360,15 +1360,18 @@ fn message(object: &[u8]) -> Cow<'_, [u8]> {
                 .map(|(i, _)| i + 1),
         )
     };
-    let Some(begin) = line_starts()
-        .filter(|&at| BEGINS.iter().any(|b| body[at..].starts_with(b)))
-        .last()
+    let Some(begin) = line_starts().rfind(|&at| BEGINS.iter().any(|b| body[at..].starts_with(b)))
     else {
         return Cow::Borrowed(body);
     };
     let end = line_starts()
         .filter(|&at| at > begin && body[at..].starts_with(b"-----END "))
-        .find_map(|at| body[at..].iter().position(|b| *b == b'\n').map(|n| at + n + 1))
+        .find_map(|at| {
+            body[at..]
+                .iter()
+                .position(|b| *b == b'\n')
+                .map(|n| at + n + 1)
+        })
         .unwrap_or(body.len());
     if end == body.len() {
         return Cow::Borrowed(&body[..begin]);
@@ -1380,7 +1383,9 @@ fn message(object: &[u8]) -> Cow<'_, [u8]> {
 /// A commit's provenance for a finding in its message: the commit itself, at its author
 /// time (`author NAME <EMAIL> TIME ZONE`).
 fn commit_provenance(id: &str, path: &str, commit: &[u8]) -> Option<Provenance> {
-    let headers = commit.split(|b| *b == b'\n').take_while(|line| !line.is_empty());
+    let headers = commit
+        .split(|b| *b == b'\n')
+        .take_while(|line| !line.is_empty());
     let author_time = headers
         .filter_map(|line| line.strip_prefix(b"author "))
         .find_map(|author| {

@@ -2420,7 +2420,10 @@ mod git {
         let mut rng = rand::rngs::StdRng::seed_from_u64(31);
         let (_, text) = layouts(&cred("binance", 0, &mut rng)).remove(0);
         let message = format!("try the bot with these\n\n{text}");
-        git(dir.path(), &["commit", "-q", "--allow-empty", "-m", &message]);
+        git(
+            dir.path(),
+            &["commit", "-q", "--allow-empty", "-m", &message],
+        );
         let commit = git(dir.path(), &["rev-parse", "HEAD"]);
         std::fs::write(dir.path().join("bot.py"), "print('hi')\n").unwrap();
         git(dir.path(), &["add", "."]);
@@ -2439,7 +2442,10 @@ mod git {
                 .unwrap_or_else(|| panic!("no {exchange} finding: {report:#?}"))
         };
         let binance = found("binance");
-        assert_eq!(binance.path, format!("(message of commit {})", &commit[..12]));
+        assert_eq!(
+            binance.path,
+            format!("(message of commit {})", &commit[..12])
+        );
         let provenance = binance.provenance.as_ref().unwrap();
         assert_eq!(provenance.commit, commit);
         assert_eq!(provenance.author_time, 1_704_164_645);

@@ -168,18 +168,23 @@ fn json_text<T: serde::Serialize>(value: &T) -> String {
         .unwrap_or_default()
 }
 
-/// One CSV cell. A cell a spreadsheet would take for a formula (it starts with `=`, `+`,
-/// `-`, `@`, a tab or a carriage return; a bot or a stranger chooses a request's method,
-/// path and symbol) gets a leading `'`, as OWASP advises, so that it stays text.
+/// One CSV cell. Its control characters are escaped as a terminal line's are
+/// ([`keygate_core::escape_controls`]: a bot chooses what a request names, and the export
+/// is written to standard output, often a terminal's; the JSONL export keeps them as
+/// they were). A cell a spreadsheet would take for a formula (it starts with `=`, `+`,
+/// `-` or `@`; a bot or a stranger chooses a request's method, path and symbol) gets a
+/// leading `'`, as OWASP advises, so that it stays text.
 fn quote(v: &str) -> String {
+    let v = keygate_core::escape_controls(v);
     let defused;
-    let v = if v.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+    let v = if v.starts_with(['=', '+', '-', '@']) {
         defused = format!("'{v}");
         defused.as_str()
     } else {
-        v
+        &v
     };
-    if v.contains([',', '"', '\n', '\r']) {
+    // No line break is left to quote: it is escaped.
+    if v.contains([',', '"']) {
         format!("\"{}\"", v.replace('"', "\"\""))
     } else {
         v.to_owned()
@@ -232,6 +237,19 @@ mod tests {
         assert_eq!(quote("@SUM(A1)"), "'@SUM(A1)");
         assert_eq!(quote("GET"), "GET");
         assert_eq!(quote("a,b"), "\"a,b\"");
+    }
+
+    /// A regression test: a bot's escape sequences in a symbol or an order id reached the
+    /// operator's terminal raw through `audit export --format csv` (a window title set,
+    /// the line erased and written over).
+    #[test]
+    fn control_characters_in_a_cell_are_escaped() {
+        assert_eq!(
+            quote("\x1b]0;PWNED\x07\x1b[2K\rBTCUSDT"),
+            "\\x1b]0;PWNED\\x07\\x1b[2K\\x0dBTCUSDT"
+        );
+        assert_eq!(quote("\tx"), "\\x09x");
+        assert_eq!(quote("a\nb,\u{9b}2J"), "\"a\\x0ab,\\u{9b}2J\"");
     }
 
     #[test]

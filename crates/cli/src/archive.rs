@@ -218,7 +218,10 @@ pub fn verify_archive(vault: &Unlocked, args: &VerifyArchiveArgs) -> anyhow::Res
             | keygate_audit::Error::BadCheckpoint { .. }
             | keygate_audit::Error::Archive(_)),
         ) => {
-            eprintln!("archive verification FAILED: {e}");
+            eprintln!(
+                "archive verification FAILED: {}",
+                crate::output::escape_controls(&e.to_string())
+            );
             Ok(1)
         }
         Err(e) => Err(e).context("verifying the archive"),

@@ -355,7 +355,9 @@ fn print_events(events: &[(u64, Event)], json: bool) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     for (seq, event) in events {
         let line = if json {
-            serde_json::to_string(&Line { seq: *seq, event }).context("encoding an event")?
+            let json =
+                serde_json::to_string(&Line { seq: *seq, event }).context("encoding an event")?;
+            keygate_core::escape_json_controls(&json).into_owned()
         } else {
             human_line(*seq, event)
         };

@@ -33,7 +33,7 @@ pub fn span(ms: u64) -> String {
 /// from a bot, the exchange or the database must not move the cursor, recolour the
 /// operator's screen or reorder the line. The scanner's escaping, so that every terminal
 /// line keygate writes escapes the same characters the same way.
-pub use keygate_scan::escape_controls;
+pub use keygate_core::escape_controls;
 
 /// Whether to colour what goes to `stream`: on a terminal, unless `NO_COLOR` is set to
 /// anything but nothing (<https://no-color.org>).
@@ -46,11 +46,12 @@ pub fn colours(stream: &impl std::io::IsTerminal) -> bool {
 /// (credentials shown once) says otherwise, and fails.
 pub const STDOUT_WRITE: &str = "writing to standard output";
 
-/// Prints `value` as pretty JSON on standard output.
+/// Prints `value` as pretty JSON on standard output, shown on a terminal as written
+/// (see [`keygate_core::escape_json_controls`]).
 pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     let text = serde_json::to_string_pretty(value).context("encoding JSON output")?;
     let mut out = std::io::stdout().lock();
-    writeln!(out, "{text}").context(STDOUT_WRITE)
+    writeln!(out, "{}", keygate_core::escape_json_controls(&text)).context(STDOUT_WRITE)
 }
 
 /// Text that holds a secret, on its way to standard output.

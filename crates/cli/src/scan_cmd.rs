@@ -90,7 +90,12 @@ pub fn run(args: &ScanArgs, managed: Option<ManagedKeys>) -> i32 {
     match scan(args, managed) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("keygate scan: error: {e:#}");
+            // Escaped: the error may quote a baseline file or git, which the repository
+            // scanned controls (a line of its own in a CI log, an escape sequence).
+            eprintln!(
+                "keygate scan: error: {}",
+                crate::output::escape_controls(&format!("{e:#}"))
+            );
             2
         }
     }
@@ -253,7 +258,10 @@ pub fn managed_keys(unlocked: &crate::home::Unlocked) -> anyhow::Result<ManagedK
         let (client, material) = match material {
             Ok(opened) => opened,
             Err(e) => {
-                eprintln!("keygate: a client is left out of the managed keys: {e}");
+                eprintln!(
+                    "keygate: a client is left out of the managed keys: {}",
+                    crate::output::escape_controls(&e.to_string())
+                );
                 continue;
             }
         };

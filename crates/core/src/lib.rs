@@ -7,7 +7,8 @@
 //! - [`Name`]: a validated label for an account or a client;
 //! - [`Action`]: what a request would do at the exchange, as an adapter reads it;
 //! - [`Policy`]: what a client may do; [`Decision`]: the verdict on one action;
-//! - [`Event`]: one audit record.
+//! - [`Event`]: one audit record;
+//! - [`escape_controls`]: text from outside, made safe to show on a terminal.
 //!
 //! It is not the place for I/O, clocks, crypto or HTTP: every type here is plain data,
 //! so that policy, audit and exchange adapters can agree on it without depending on each
@@ -26,6 +27,7 @@ mod event;
 mod listed;
 mod name;
 mod policy;
+mod text;
 
 pub use action::{is_quoted_in, Action, ActionKind, Market, OrderRef, OrderTerms, Side};
 pub use duration::{parse_duration, MAX_DURATION};
@@ -38,6 +40,7 @@ pub use policy::{
     source_network, ClientStatus, Decision, Denial, Policy, Rule, Scope, Scopes,
     WithdrawalDestination, DEFAULT_NOTIONAL_ASSET,
 };
+pub use text::{escape_controls, escape_json_controls};
 
 use std::fmt;
 use std::str::FromStr;

@@ -60,9 +60,7 @@ pub use error::Error;
 pub use hook::{hook_script, install_hook};
 pub use managed::ManagedKeys;
 pub use redact::redact;
-pub use report::{
-    escape_controls, Finding, Part, Provenance, Report, Severity, Stats, Suppression,
-};
+pub use report::{Finding, Part, Provenance, Report, Severity, Stats, Suppression};
 pub use rules::{Exchange, LabelMode, Role, Rule, RuleSet, BUILTIN_RULE_FILES};
 
 /// Called from worker threads after each file or blob with (files scanned, bytes scanned).
@@ -314,7 +312,7 @@ impl Scanner {
     /// Reports a warning that does not stop the scan. A warning names paths, which come
     /// from the scanned tree: control characters in it are escaped, as in the human report.
     fn warn(&self, message: &str) {
-        let message = report::escape_controls(message);
+        let message = keygate_core::escape_controls(message);
         match &self.warning {
             Some(f) => f(&message),
             None => eprintln!("keygate scan: warning: {message}"),

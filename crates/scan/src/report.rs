@@ -4,6 +4,7 @@ use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fmt::Write as _;
 
+use keygate_core::{escape_controls, escape_json_controls};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -211,7 +212,7 @@ impl Report {
     /// Pretty-printed JSON.
     pub fn to_json(&self) -> String {
         // Plain data with string keys: serialization cannot fail.
-        serde_json::to_string_pretty(self).unwrap_or_default()
+        escape_json_controls(&serde_json::to_string_pretty(self).unwrap_or_default()).into_owned()
     }
 
     /// Human-readable text: one block per active finding, one line per suppressed one.
@@ -387,7 +388,7 @@ impl Report {
                 "results": results
             }]
         });
-        serde_json::to_string_pretty(&doc).unwrap_or_default()
+        escape_json_controls(&serde_json::to_string_pretty(&doc).unwrap_or_default()).into_owned()
     }
 }
 
@@ -400,49 +401,6 @@ fn location(f: &Finding, column: bool) -> String {
         None if column => format!("{path}:{}:{}", f.line, f.column),
         None => format!("{path}:{}", f.line),
     }
-}
-
-/// `text` with every character escaped that could make a terminal show something other
-/// than the text, for human-readable output of what came from outside (a scanned file, a
-/// bot, an exchange, the database): C0 (including tab, line feed and carriage return) and
-/// DEL as `\xNN`; C1 (U+0080 to U+009F, which some terminals read as ESC sequences too:
-/// U+009B is CSI) as `\u{NN}`; and as `\u{NNNN}` the bidirectional controls (U+061C,
-/// U+200E, U+200F, U+202A to U+202E, U+2066 to U+2069), which reorder what follows them
-/// on the line ("Trojan Source", CVE-2021-42574), and the line and paragraph separators
-/// (U+2028, U+2029). Nothing else changes (a backslash stays as it is, so Windows paths
-/// read as usual); text without such a character is borrowed as it is.
-pub fn escape_controls(text: &str) -> Cow<'_, str> {
-    if !text.chars().any(needs_escape) {
-        return Cow::Borrowed(text);
-    }
-    let mut out = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
-        match u32::from(c) {
-            n @ (0..=0x1f | 0x7f) => {
-                let _ = write!(out, "\\x{n:02x}");
-            }
-            n if needs_escape(c) => {
-                let _ = write!(out, "\\u{{{n:x}}}");
-            }
-            _ => out.push(c),
-        }
-    }
-    Cow::Owned(out)
-}
-
-/// Whether [`escape_controls`] escapes `c`.
-fn needs_escape(c: char) -> bool {
-    c.is_control()
-        || matches!(
-            c,
-            '\u{061c}'
-                | '\u{200e}'
-                | '\u{200f}'
-                | '\u{202a}'..='\u{202e}'
-                | '\u{2066}'..='\u{2069}'
-                | '\u{2028}'
-                | '\u{2029}'
-        )
 }
 
 /// The path of a finding as a SARIF `artifactLocation.uri`: an RFC 3986 relative reference
@@ -478,29 +436,7 @@ pub(crate) fn sarif_uri(path: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{escape_controls, sarif_uri};
-
-    #[test]
-    fn control_characters_are_escaped_and_nothing_else() {
-        assert_eq!(
-            escape_controls("a\x1b]0;x\x07b\tc\n\r\x7f\u{9b}31m\u{85}"),
-            "a\\x1b]0;x\\x07b\\x09c\\x0a\\x0d\\x7f\\u{9b}31m\\u{85}"
-        );
-        // Trojan Source: the right-to-left override and isolates reorder the line.
-        assert_eq!(
-            escape_controls("key\u{202e}vne.\u{2066}x\u{2069}\u{200f}\u{2028}"),
-            "key\\u{202e}vne.\\u{2066}x\\u{2069}\\u{200f}\\u{2028}"
-        );
-        for plain in [
-            "clés/ü #1?.env",
-            "C:\\keys\\.env",
-            "\u{a0}密钥\u{202f}",
-            "مفتاح",
-            "",
-        ] {
-            assert!(matches!(escape_controls(plain), std::borrow::Cow::Borrowed(p) if p == plain));
-        }
-    }
+    use super::sarif_uri;
 
     #[test]
     fn sarif_uri_encodes_everything_but_unreserved_and_slash() {

@@ -801,12 +801,32 @@ fn describe(request: &RequestEvent) -> String {
 /// shows, in characters: a long one must not push out what the alert is about.
 const MAX_NAMED_CHARS: usize = 100;
 
-/// `text`, cut to [`MAX_NAMED_CHARS`].
+/// `text`, cut to [`MAX_NAMED_CHARS`], with each `.` between a letter, a digit or a `-`
+/// and a letter written `[.]`, as security teams write an address not to be followed: a
+/// bot chooses a withdrawal's address and network, and a chat or mail client would make
+/// `binance-security-check.com/unfreeze` a link in the alert. Assets and symbols have no
+/// dots; an address that does (`alice.near`) still reads as itself.
 fn named(text: &str) -> String {
-    match text.char_indices().nth(MAX_NAMED_CHARS) {
-        Some((end, _)) => format!("{}…", &text[..end]),
-        None => text.to_owned(),
+    let (text, cut) = match text.char_indices().nth(MAX_NAMED_CHARS) {
+        Some((end, _)) => (&text[..end], "…"),
+        None => (text, ""),
+    };
+    let mut out = String::with_capacity(text.len() + 4);
+    let mut previous = None;
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        let joins_labels = c == '.'
+            && previous.is_some_and(|p: char| p.is_alphanumeric() || p == '-')
+            && chars.peek().is_some_and(|n| n.is_alphabetic());
+        if joins_labels {
+            out.push_str("[.]");
+        } else {
+            out.push(c);
+        }
+        previous = Some(c);
     }
+    out.push_str(cut);
+    out
 }
 
 /// The longest summary an alert carries, in characters.
@@ -1520,6 +1540,30 @@ mod tests {
         let long = "Y".repeat(2 * MAX_SUMMARY_CHARS);
         assert_eq!(printable(&long).chars().count(), MAX_SUMMARY_CHARS + 1);
         assert!(printable(&long).ends_with('…'));
+    }
+
+    /// A regression test (from a review): a withdrawal to `binance-security-check.com/…`,
+    /// which any bot can send (denied or not, it raises a critical alert), arrived in the
+    /// alert as a bare domain, which chat and mail clients make a link.
+    #[test]
+    fn a_domain_a_bot_names_is_no_link_in_an_alert() {
+        let mut rules = Rules::new(Thresholds::default());
+        let mut event = request(1_000, Some("bot1"), ActionKind::Withdraw, Some(Rule::Scope));
+        if let EventBody::Request(r) = &mut event.body {
+            r.destination = Some("binance-security-check.com/unfreeze?id=7".into());
+            r.network = Some("alice.near".into());
+            r.amount = Some("10.5".parse().unwrap());
+        }
+        let alert = &rules.evaluate(1, &event)[0];
+        assert!(
+            alert
+                .summary
+                .contains("to binance-security-check[.]com/unfreeze?id=7 on alice[.]near"),
+            "{:?}",
+            alert.summary
+        );
+        assert!(alert.summary.contains("of 10.5 "), "{:?}", alert.summary);
+        assert_eq!(named("v1.2 a. b .c"), "v1.2 a. b .c");
     }
 
     #[test]

@@ -893,8 +893,9 @@ impl Decider {
 }
 
 /// What a request counts against its client's rate: one, or a batch's number of orders,
-/// so that a rate bounds the orders a client places (and the prices looked up for them)
-/// however they are sent.
+/// each decided (and priced at the exchange, if need be) as an order of its own, so that
+/// a batch is no way around the rate. An order list (OCO, OTO, OTOCO) is one request,
+/// decided as one order: its legs share a symbol and a quantity, and one price lookup.
 fn rate_cost(action: &Action) -> u32 {
     u32::try_from(action.orders().len())
         .unwrap_or(u32::MAX)

@@ -25,6 +25,11 @@ pub struct DoctorArgs {
     /// clients need (one signed read per account, over the network).
     #[arg(long)]
     pub exchange: bool,
+    /// Also check that the audit log still holds the events these checkpoint files name
+    /// (files of `keygate audit checkpoint` lines; repeatable), as `audit verify
+    /// --checkpoint` does: a vault put back from an older backup fails.
+    #[arg(long, value_name = "FILE")]
+    pub checkpoint: Vec<std::path::PathBuf>,
 }
 
 /// How a check came out.
@@ -54,8 +59,9 @@ pub fn run(vault: &Unlocked, args: &DoctorArgs) -> anyhow::Result<i32> {
     checks.extend(clients(vault));
     checks.push(accounts(vault));
     // The whole log is read once, for both checks that need it.
-    let log = keygate_audit::verify_checkpoints(&vault.store, &vault.audit_key, &[]);
-    checks.push(audit_log(&log));
+    let checkpoints = crate::audit_cmd::read_checkpoints(&args.checkpoint)?;
+    let log = keygate_audit::verify_checkpoints(&vault.store, &vault.audit_key, &checkpoints);
+    checks.push(audit_log(&log, checkpoints.len()));
     checks.push(client_table(vault, &log));
     checks.push(memory());
     checks.push(alerts(vault));
@@ -524,9 +530,18 @@ fn accounts(vault: &Unlocked) -> Check {
     }
 }
 
-fn audit_log(log: &Result<Verified, keygate_audit::Error>) -> Check {
+/// The log verifies, and holds the `checkpoints` given (`--checkpoint`).
+fn audit_log(log: &Result<Verified, keygate_audit::Error>, checkpoints: usize) -> Check {
     match log {
         Ok(log) if log.events == 0 => check("audit log", Verdict::Fail, "empty: it was emptied"),
+        Ok(log) if checkpoints > 0 => check(
+            "audit log",
+            Verdict::Ok,
+            format!(
+                "{} verify, and hold the {checkpoints} checkpoint(s) given",
+                events_held(log)
+            ),
+        ),
         Ok(log) => check(
             "audit log",
             Verdict::Ok,

@@ -95,6 +95,12 @@ pub struct ServeArgs {
     /// bots' listener is not affected.
     #[arg(long, requires = "admin_listen")]
     pub insecure_admin_non_loopback: bool,
+    /// Start only on an audit log that still holds the events these checkpoint files name
+    /// (files of `keygate audit checkpoint` lines, kept off this machine; repeatable): a
+    /// vault put back from a backup older than them, which brings back every client
+    /// revoked or frozen and every key rotated out since, is not served.
+    #[arg(long, value_name = "FILE")]
+    pub checkpoint: Vec<std::path::PathBuf>,
 }
 
 /// A trusted proxy's network. `0.0.0.0/0` or `::/0` is refused: it would trust every peer's
@@ -176,6 +182,21 @@ pub fn run(unlocked: Unlocked, args: &ServeArgs) -> anyhow::Result<()> {
     let stop = StopSignals::catch()?;
     let _only_gateway = hold_serve_lock(&unlocked.home)?;
     let locked_at = Instant::now();
+    if !args.checkpoint.is_empty() {
+        let checkpoints = crate::audit_cmd::read_checkpoints(&args.checkpoint)?;
+        if let Err(e) =
+            keygate_audit::verify_checkpoints(&unlocked.store, &unlocked.audit_key, &checkpoints)
+        {
+            bail!(
+                "refusing to serve: the audit log does not hold the checkpoints given ({}). \
+                 A vault put back from a backup older than them has undone every change \
+                 since: clients revoked or frozen are active again, keys rotated out work \
+                 again. Redo those changes (`keygate audit query --since ...` on the home \
+                 moved aside lists them), then start a new checkpoint file",
+                crate::output::escape_controls(&e.to_string())
+            );
+        }
+    }
     // Read once: a change to config.toml is applied by a restart, and `doctor` and
     // `alerts test` say when the settings there are not these.
     let (alerts, alerts_digest) = alerts::serve_settings(&unlocked.home)?;

@@ -4226,6 +4226,11 @@ mod audit {
         let cp = checkpoints.to_str().unwrap();
         let held = kg.ok(&["audit", "verify", "--checkpoint", cp], "").stdout;
         assert!(held.contains("holding all 2 checkpoint(s)"), "{held}");
+        let doctor = kg.run(&["doctor", "--checkpoint", cp], "").stdout;
+        assert!(
+            doctor.contains("hold the 2 checkpoint(s) given"),
+            "{doctor}"
+        );
 
         // Put back, the earlier copy verifies on its own, not against the checkpoints.
         for suffix in ["-wal", "-shm"] {
@@ -4237,6 +4242,17 @@ mod audit {
         kg.ok(&["audit", "verify"], "");
         let out = kg.fails(&["audit", "verify", "--checkpoint", cp], "", 1);
         assert!(out.stderr.contains("rolled back"), "{}", out.stderr);
+        // A regression test (from a review): doctor and serve passed the put-back vault,
+        // and serve brought back the client frozen since.
+        let out = kg.fails(&["doctor", "--checkpoint", cp], "", 1);
+        assert!(out.stdout.contains("rolled back"), "{}", out.stdout);
+        let serve = ["serve", "--listen", "127.0.0.1:0", "--checkpoint", cp];
+        let out = kg.fails(&serve, "", 2);
+        assert!(
+            out.stderr.contains("refusing to serve") && out.stderr.contains("rolled back"),
+            "{}",
+            out.stderr
+        );
 
         // Another vault's checkpoint anchors nothing here.
         let other = busy_vault();

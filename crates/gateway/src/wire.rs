@@ -83,12 +83,6 @@ impl From<io::Error> for WireError {
     }
 }
 
-/// Appends the request `method target HTTP/1.1` to `out`, with a `host` header,
-/// `headers`, a `content-length` when there is a body or the method expects one, and
-/// `body`. Refuses anything that could change the request's framing: a target that is
-/// not visible ASCII, a header name that is not a token or is one of the framing headers
-/// keygate writes or never sends (`content-length`, `transfer-encoding`, `connection`…),
-/// a header value with a control character.
 /// The length of what [`encode_request`] writes for the same arguments, at most: an
 /// upstream request is written into a buffer made this large, which never grows (a
 /// buffer that grew would leave a copy of the real API key in the allocation it left).
@@ -111,6 +105,12 @@ pub(crate) fn encoded_len(
     method.as_str().len() + 1 + target.len() + host.len() + headers + body.len() + FIXED
 }
 
+/// Appends the request `method target HTTP/1.1` to `out`, with a `host` header,
+/// `headers`, a `content-length` when there is a body or the method expects one, and
+/// `body`. Refuses anything that could change the request's framing: a target that is
+/// not visible ASCII, a header name that is not a token or is one of the framing headers
+/// keygate writes or never sends (`content-length`, `transfer-encoding`, `connection`…),
+/// a header value with a control character.
 pub(crate) fn encode_request(
     out: &mut Vec<u8>,
     method: &Method,

@@ -360,10 +360,20 @@ impl Scanner {
         // no ref names.
         match other_objects(repo, &seen, &messages) {
             Ok(objects) => blobs.extend(objects.into_iter().map(|(id, path)| (id, path, None))),
-            Err(trouble) => self.warn(&format!(
-                "objects no commit has in {}: {trouble}",
-                repo.display()
-            )),
+            Err(trouble) => {
+                self.warn(&format!(
+                    "objects no commit has in {}: {trouble}",
+                    repo.display()
+                ));
+                // The store is not listed: the commits the log left out (empty ones, ones
+                // that only delete) are asked for by name.
+                for id in every_commit(repo) {
+                    if messages.insert(id.clone()) {
+                        let path = message_path("commit", id.get(..12).unwrap_or(&id));
+                        blobs.push((id, path, None));
+                    }
+                }
+            }
         }
         let found = self.blobs(repo, blobs, counters)?;
         // Each occurrence is suppressed or not already, so that de-duplication can keep a
@@ -420,7 +430,7 @@ impl Scanner {
         // no GIT_NO_LAZY_FETCH and would try to fetch each (refused: see `git_in`), and
         // stop at the first.
         let blobs = if is_partial_clone(repo) {
-            let present = present_blobs(repo)?;
+            let present = present_objects(repo)?;
             let (present, absent): (Vec<_>, Vec<_>) =
                 blobs.into_iter().partition(|b| present.contains(&b.0));
             missing += absent.len() as u64;
@@ -469,11 +479,19 @@ impl Scanner {
                     let (id, path, prov) = &blobs[i];
                     let (text, prov) = match object {
                         Object::Blob => (Cow::Borrowed(&data[..]), prov.clone()),
-                        Object::Commit => (message(&data), commit_provenance(id, path, &data)),
-                        Object::Tag => (message(&data), None),
+                        Object::Commit => {
+                            (message(&data, object), commit_provenance(id, path, &data))
+                        }
+                        Object::Tag => (message(&data, object), None),
                     };
-                    // Paths in a repository are relative to its root already.
-                    let mut f = self.scan_counted(counters, path, path, &text);
+                    // Paths in a repository are relative to its root already. A message's
+                    // "path" is a tag's name or a commit id, which the repository's
+                    // author chose: no keyword in it counts.
+                    let context = match object {
+                        Object::Blob => path.as_str(),
+                        Object::Commit | Object::Tag => "",
+                    };
+                    let mut f = self.scan_counted(counters, path, context, &text);
                     for x in &mut f {
                         x.provenance.clone_from(&prov);
                     }
@@ -544,7 +562,7 @@ impl Scanner {
         result?;
         if missing > 0 {
             self.warn(&format!(
-                "{missing} blob(s) named in {} are not in its object store (a partial clone, \
+                "{missing} object(s) named in {} are not in its object store (a partial clone, \
                  whose blobs keygate does not fetch, or a damaged repository): not scanned",
                 repo.display()
             ));
@@ -1226,11 +1244,11 @@ fn is_partial_clone(repo: &Path) -> bool {
     .is_ok_and(|found| !found.trim().is_empty())
 }
 
-/// The ids of every blob the object store holds (listing never fetches).
-fn present_blobs(repo: &Path) -> Result<HashSet<String>, Error> {
+/// The ids of every blob, commit and tag the object store holds (listing never fetches).
+fn present_objects(repo: &Path) -> Result<HashSet<String>, Error> {
     let mut present = HashSet::new();
     each_stored_object(repo, |kind, id| {
-        if kind == "blob" {
+        if matches!(kind, "blob" | "commit" | "tag") {
             present.insert(id.to_owned());
         }
     })?;
@@ -1304,6 +1322,22 @@ fn other_objects(
     Ok(objects)
 }
 
+/// Every commit reachable from a ref or a reflog entry (only from a ref when the reflogs
+/// cannot be walked); none when even that fails (the log walk said why).
+fn every_commit(repo: &Path) -> Vec<String> {
+    let mut commits = Vec::new();
+    for args in [
+        &["rev-list", "--all", "--reflog"][..],
+        &["rev-list", "--all"],
+    ] {
+        commits.clear();
+        if git_lines(repo, args, Vec::new(), |id| commits.push(id.to_owned())).is_ok() {
+            break;
+        }
+    }
+    commits
+}
+
 /// The annotated tags refs name, each with the name of the first ref that names it.
 fn named_tags(repo: &Path) -> Vec<(String, String)> {
     let mut tags: Vec<(String, String)> = Vec::new();
@@ -1335,10 +1369,11 @@ enum Object {
 }
 
 /// The message of a commit or an annotated tag as `git cat-file` gives the object: what
-/// follows its headers (a commit's signature is one of them), without a tag's signature,
-/// the armoured block from the last line that begins one to the line that ends it (as
-/// git finds it; its base64 lines are no keys, and what follows them is kept).
-fn message(object: &[u8]) -> Cow<'_, [u8]> {
+/// follows its headers (a commit's signature is one of them). A tag's signature is part
+/// of its message: the armoured block from the last line that begins one (as git finds
+/// it) to the line that ends it is left out (its base64 lines are no keys); text after
+/// it is kept, and a block that never ends is no signature.
+fn message(object: &[u8], kind: Object) -> Cow<'_, [u8]> {
     let Some(body) = object
         .windows(2)
         .position(|w| w == b"\n\n")
@@ -1346,6 +1381,9 @@ fn message(object: &[u8]) -> Cow<'_, [u8]> {
     else {
         return Cow::Borrowed(&[]);
     };
+    if !matches!(kind, Object::Tag) {
+        return Cow::Borrowed(body);
+    }
     const BEGINS: [&[u8]; 4] = [
         b"-----BEGIN PGP SIGNATURE-----",
         b"-----BEGIN PGP MESSAGE-----",
@@ -1364,15 +1402,18 @@ fn message(object: &[u8]) -> Cow<'_, [u8]> {
     else {
         return Cow::Borrowed(body);
     };
-    let end = line_starts()
+    let Some(end) = line_starts()
         .filter(|&at| at > begin && body[at..].starts_with(b"-----END "))
-        .find_map(|at| {
+        .map(|at| {
             body[at..]
                 .iter()
                 .position(|b| *b == b'\n')
-                .map(|n| at + n + 1)
+                .map_or(body.len(), |n| at + n + 1)
         })
-        .unwrap_or(body.len());
+        .next()
+    else {
+        return Cow::Borrowed(body);
+    };
     if end == body.len() {
         return Cow::Borrowed(&body[..begin]);
     }
@@ -1424,7 +1465,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 #[cfg(test)]
 mod tests {
-    use super::{commit_provenance, message, unquote_path, Budget, MAX_BLOB_BYTES_IN_FLIGHT};
+    use super::{
+        commit_provenance, message, unquote_path, Budget, Object, MAX_BLOB_BYTES_IN_FLIGHT,
+    };
 
     #[test]
     fn a_message_is_read_without_headers_and_signature() {
@@ -1434,20 +1477,32 @@ committer C O Mitter <c@example.com> 1704164700 +0100\n\
 gpgsig -----BEGIN PGP SIGNATURE-----\n \n iQEzBAABCAAdFiEE\n -----END PGP SIGNATURE-----\n\
 \n\
 subject\n\nbody\n";
-        assert_eq!(&message(commit)[..], b"subject\n\nbody\n");
+        assert_eq!(&message(commit, Object::Commit)[..], b"subject\n\nbody\n");
+        // A commit's message is never a signature, whatever it quotes.
+        let quoting = b"tree 4b82\n\nnotes\n-----BEGIN PGP SIGNATURE-----\nkey\n";
+        assert_eq!(
+            &message(quoting, Object::Commit)[..],
+            b"notes\n-----BEGIN PGP SIGNATURE-----\nkey\n"
+        );
         let provenance = commit_provenance("abc", "(message of commit abc)", commit).unwrap();
         assert_eq!(provenance.author_time, 1_704_164_645);
 
         let tag = b"object 4b825dc642cb6eb9a060e54bf8d69288fbee4904\ntype commit\ntag v1\n\n\
 release\n-----BEGIN PGP SIGNATURE-----\n\niQEzBAABCAAdFiEE\n-----END PGP SIGNATURE-----\n";
-        assert_eq!(&message(tag)[..], b"release\n");
+        assert_eq!(&message(tag, Object::Tag)[..], b"release\n");
         // Text after the signature is kept: a key hidden there is scanned.
         let hidden = [&tag[..], b"after\n"].concat();
-        assert_eq!(&message(&hidden)[..], b"release\nafter\n");
+        assert_eq!(&message(&hidden, Object::Tag)[..], b"release\nafter\n");
         // A signature quoted inside the message ends where its block ends.
         let quoted = b"tag v1\n\nsee\n-----BEGIN SSH SIGNATURE-----\nU1NI\n-----END SSH SIGNATURE-----\nkey\n";
-        assert_eq!(&message(quoted)[..], b"see\nkey\n");
-        assert!(message(b"tree 4b82\nauthor x").is_empty());
+        assert_eq!(&message(quoted, Object::Tag)[..], b"see\nkey\n");
+        // A block that never ends is no signature.
+        let unended = b"tag v1\n\nsee\n-----BEGIN PGP SIGNATURE-----\nkey\n";
+        assert_eq!(
+            &message(unended, Object::Tag)[..],
+            b"see\n-----BEGIN PGP SIGNATURE-----\nkey\n"
+        );
+        assert!(message(b"tree 4b82\nauthor x", Object::Commit).is_empty());
     }
 
     /// A regression test: the blobs queued for the workers were bounded by count (four

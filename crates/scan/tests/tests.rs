@@ -2452,6 +2452,49 @@ mod git {
         assert!(found("okx").path.starts_with("(message of commit "));
         assert_eq!(found("kraken").path, "(message of tag v1.0)");
         assert_eq!(report.active().count(), 3, "{report:#?}");
+        let mut paths: Vec<String> = report.active().map(|f| f.path.clone()).collect();
+        paths.sort();
+
+        // Found by review: a clone that borrows its objects (alternates, whose object
+        // store is not listed) lost the empty commit's message, and a partial clone every
+        // message (commits were taken for absent blobs); and a tag's name counted as the
+        // context of its message, so two checksums under `binance-bot-v2` were a key.
+        let checksum = |rng: &mut rand::rngs::StdRng| -> String {
+            use rand::Rng;
+            (0..64)
+                .map(|_| char::from(rng.sample(rand::distributions::Alphanumeric)))
+                .collect()
+        };
+        let (a, b) = (checksum(&mut rng), checksum(&mut rng));
+        let release = format!("release\n\nbot.tar.gz {a}\nbot.zip {b}\n");
+        git(dir.path(), &["tag", "-a", "binance-bot-v2", "-m", &release]);
+        git(dir.path(), &["config", "uploadpack.allowFilter", "true"]);
+        let clones = tempfile::tempdir().unwrap();
+        let source = dir.path().to_str().unwrap();
+        let url = format!("file://{source}");
+        git(
+            clones.path(),
+            &["clone", "-q", "--shared", source, "shared"],
+        );
+        let partial = [
+            "clone",
+            "-q",
+            "--no-checkout",
+            "--filter=blob:none",
+            &url,
+            "partial",
+        ];
+        git(clones.path(), &partial);
+        for scanned in [
+            dir.path().to_owned(),
+            clones.path().join("shared"),
+            clones.path().join("partial"),
+        ] {
+            let report = Scanner::new().scan_git_history(&scanned).unwrap();
+            let mut found: Vec<String> = report.active().map(|f| f.path.clone()).collect();
+            found.sort();
+            assert_eq!(found, paths, "{}: {report:#?}", scanned.display());
+        }
     }
 
     /// A regression test: a key `git add`ed and then unstaged, or in a commit whose reflog

@@ -64,6 +64,10 @@ pub struct RotateArgs {
     /// from then on if it does not).
     #[arg(long)]
     pub no_check: bool,
+    /// How often the new key should be rotated (`90d`; `none` for no period). Default:
+    /// the account's period, unchanged.
+    #[arg(long, value_name = "DURATION|none")]
+    pub rotate_every: Option<String>,
 }
 
 /// `account remove`
@@ -268,6 +272,12 @@ fn list(vault: &Unlocked, args: &ListArgs) -> anyhow::Result<()> {
 
 fn rotate(vault: &mut Unlocked, args: &RotateArgs) -> anyhow::Result<()> {
     let label: Name = args.label.parse()?;
+    // Some(None): no period from now on.
+    let rotate_every_s = match args.rotate_every.as_deref() {
+        None => None,
+        Some("none") => Some(None),
+        Some(text) => Some(Some(rotation_period(text).context("--rotate-every")?)),
+    };
     let before = vault
         .store
         .account(&label)
@@ -321,15 +331,15 @@ fn rotate(vault: &mut Unlocked, args: &RotateArgs) -> anyhow::Result<()> {
     }
     let now = now_ms();
     let after = redact(api_key.expose_secret());
-    let rotated = admin_event(
-        "account.rotate",
-        label.as_str(),
-        json!({
-            "old_fingerprint": before.fingerprint,
-            "new_fingerprint": after,
-            "upstream": before.upstream,
-        }),
-    );
+    let mut detail = json!({
+        "old_fingerprint": before.fingerprint,
+        "new_fingerprint": after,
+        "upstream": before.upstream,
+    });
+    if let Some(period) = rotate_every_s {
+        detail["rotate_every_s"] = json!(period);
+    }
+    let rotated = admin_event("account.rotate", label.as_str(), detail);
     vault
         .change(&[rotated], |s, master| {
             // The event names the key read above as the one replaced.
@@ -341,7 +351,11 @@ fn rotate(vault: &mut Unlocked, args: &RotateArgs) -> anyhow::Result<()> {
                 });
             }
             check_no_other_holds(s, master, &api_key, &label)?;
-            s.replace_account_credentials(&label, &api_key, &secret, master, now)
+            s.replace_account_credentials(&label, &api_key, &secret, master, now)?;
+            match rotate_every_s {
+                Some(period) => s.set_account_rotation(&label, period, master),
+                None => Ok(()),
+            }
         })
         .with_context(|| format!("rotating account {label}"))?;
     println!(

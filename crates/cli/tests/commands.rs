@@ -1561,6 +1561,51 @@ mod account {
         );
         let export = kg.ok(&["audit", "export"], "").stdout;
         assert!(export.contains("\"change\":\"account.rotate\""), "{export}");
+
+        // A regression test (from a review): the rotation period could be set only when
+        // an account was added.
+        let newer = "NEWRzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzNEW8";
+        let stdin = format!("{newer}\nnewersecret1\n");
+        kg.fails(
+            &[
+                "account",
+                "rotate",
+                "main",
+                "--no-check",
+                "--rotate-every",
+                "2h",
+            ],
+            &stdin,
+            2,
+        );
+        let rotate = [
+            "account",
+            "rotate",
+            "main",
+            "--no-check",
+            "--rotate-every",
+            "30d",
+        ];
+        kg.ok(&rotate, &stdin);
+        let list = kg.ok(&["account", "list", "--json"], "").json();
+        assert_eq!(list[0]["rotate_every_s"], 30 * 86_400, "{list}");
+        assert_eq!(list[0]["fingerprint"], "NEWR…NEW8");
+        let export = kg.ok(&["audit", "export"], "").stdout;
+        assert!(export.contains("\"rotate_every_s\":2592000"), "{export}");
+        kg.ok(
+            &[
+                "account",
+                "rotate",
+                "main",
+                "--no-check",
+                "--rotate-every",
+                "none",
+            ],
+            &format!("{new_key}\nnewsecret123\n"),
+        );
+        let list = kg.ok(&["account", "list", "--json"], "").json();
+        assert!(list[0]["rotate_every_s"].is_null(), "{list}");
+        kg.ok(&["doctor"], "");
     }
 
     /// A regression test: a rotation sealed the new credentials to whatever upstream the

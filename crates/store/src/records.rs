@@ -588,6 +588,25 @@ impl Store {
         self.reseal(master, &sealed)
     }
 
+    /// Sets how often the real key of account `label` should be rotated (`None`: no
+    /// period), which `account list` and `keygate doctor` count from its last rotation.
+    pub fn set_account_rotation(
+        &self,
+        label: &Name,
+        rotate_every_s: Option<u64>,
+        master: &MasterKey,
+    ) -> Result<(), Error> {
+        let sealed = self.check_seal_is_latest(master);
+        self.account(label)?;
+        self.connection()
+            .execute(
+                "UPDATE accounts SET rotate_every_s = ?2 WHERE label = ?1",
+                params![label.as_str(), rotate_every_s.map(|v| v as i64)],
+            )
+            .map_err(|e| self.error(e))?;
+        self.reseal(master, &sealed)
+    }
+
     /// Deletes every client row that does not read as a client (a column of the wrong
     /// type, a status or policy that does not decode), and returns what each was named,
     /// as far as that reads. Such a row cannot be revoked, and a seal made over it would

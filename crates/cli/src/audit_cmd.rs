@@ -1,7 +1,7 @@
 //! `keygate audit`: verify, tail, query and export the tamper-evident log.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -11,7 +11,7 @@ use keygate_core::{Event, EventBody, Outcome};
 use keygate_store::Store;
 use serde::Serialize;
 
-use crate::home::{now_ms, parse_duration, read_bounded, Unlocked};
+use crate::home::{now_ms, parse_duration, read_bounded, Home, Unlocked};
 use crate::output::{escape_controls, rfc3339, STDOUT_WRITE};
 
 /// The most a checkpoint file may hold: a line per checkpoint, a few hundred bytes each.
@@ -50,7 +50,7 @@ pub enum AuditCmd {
 pub struct VerifyArgs {
     /// Also check that the log still holds the events these checkpoints name (files of
     /// `audit checkpoint` lines): a log put back as it was earlier, cut short or rebuilt
-    /// fails. Repeatable.
+    /// fails. Repeatable. The config's `[audit] checkpoint_file` is checked too.
     #[arg(long, value_name = "FILE")]
     pub checkpoint: Vec<PathBuf>,
 }
@@ -134,6 +134,38 @@ pub fn run(vault: Unlocked, cmd: &AuditCmd) -> anyhow::Result<i32> {
     }
 }
 
+/// The checkpoint files to check the log against: those `given`, and the config's
+/// `[audit] checkpoint_file` once it exists (it is made by the first change it anchors).
+pub(crate) fn checkpoint_files(home: &Home, given: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut files = given.to_vec();
+    if let Some(path) = home.audit_settings()?.checkpoint_file {
+        match std::fs::symlink_metadata(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => tracing::warn!(
+                path = %path.display(),
+                "[audit] checkpoint_file does not exist yet: nothing anchors the log there"
+            ),
+            _ => files.push(path),
+        }
+    }
+    Ok(files)
+}
+
+/// Appends `checkpoint` to the file at `path` as one line, made owner-only if it is new,
+/// and synced: a checkpoint kept elsewhere is worth what survives a crash.
+pub(crate) fn append_checkpoint(path: &Path, checkpoint: &Checkpoint) -> anyhow::Result<()> {
+    let mut line = serde_json::to_string(checkpoint).context("encoding the checkpoint")?;
+    line.push('\n');
+    let mut options = std::fs::OpenOptions::new();
+    options.append(true).create(true);
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    file.write_all(line.as_bytes())
+        .and_then(|()| file.sync_data())
+        .with_context(|| format!("writing {}", path.display()))
+}
+
 /// The checkpoints in `paths` (files of `audit checkpoint` lines); refused when files are
 /// given and none holds one: that is no anchor at all.
 pub(crate) fn read_checkpoints(paths: &[PathBuf]) -> anyhow::Result<Vec<Checkpoint>> {
@@ -162,7 +194,7 @@ pub(crate) fn read_checkpoints(paths: &[PathBuf]) -> anyhow::Result<Vec<Checkpoi
 }
 
 fn verify(vault: &Unlocked, args: &VerifyArgs) -> anyhow::Result<i32> {
-    let checkpoints = read_checkpoints(&args.checkpoint)?;
+    let checkpoints = read_checkpoints(&checkpoint_files(&vault.home, &args.checkpoint)?)?;
     match keygate_audit::verify_checkpoints(&vault.store, &vault.audit_key, &checkpoints) {
         Ok(verified) if verified.events == 0 => {
             eprintln!(

@@ -27,7 +27,8 @@ pub struct DoctorArgs {
     pub exchange: bool,
     /// Also check that the audit log still holds the events these checkpoint files name
     /// (files of `keygate audit checkpoint` lines; repeatable), as `audit verify
-    /// --checkpoint` does: a vault put back from an older backup fails.
+    /// --checkpoint` does: a vault put back from an older backup fails. The config's
+    /// `[audit] checkpoint_file` is checked too.
     #[arg(long, value_name = "FILE")]
     pub checkpoint: Vec<std::path::PathBuf>,
 }
@@ -59,7 +60,8 @@ pub fn run(vault: &Unlocked, args: &DoctorArgs) -> anyhow::Result<i32> {
     checks.extend(clients(vault));
     checks.push(accounts(vault));
     // The whole log is read once, for both checks that need it.
-    let checkpoints = crate::audit_cmd::read_checkpoints(&args.checkpoint)?;
+    let files = crate::audit_cmd::checkpoint_files(&vault.home, &args.checkpoint)?;
+    let checkpoints = crate::audit_cmd::read_checkpoints(&files)?;
     let log = keygate_audit::verify_checkpoints(&vault.store, &vault.audit_key, &checkpoints);
     checks.push(audit_log(&log, checkpoints.len()));
     checks.push(client_table(vault, &log));

@@ -88,8 +88,31 @@ impl Home {
             _master_key: serde::de::IgnoredAny,
             #[serde(default)]
             alerts: AlertsConfig,
+            #[serde(rename = "audit", default)]
+            _audit: Option<serde::de::IgnoredAny>,
         }
         Ok(self.parse_config::<WithAlerts>()?.alerts)
+    }
+
+    /// The `[audit]` settings of the config file. Read only where they are used: a
+    /// mistake there must not keep `panic` from opening the vault.
+    pub fn audit_settings(&self) -> anyhow::Result<AuditSettings> {
+        #[derive(Deserialize)]
+        struct WithAudit {
+            #[serde(default)]
+            audit: AuditSettings,
+        }
+        let settings = self.parse_config::<WithAudit>()?.audit;
+        if let Some(path) = &settings.checkpoint_file {
+            if !path.is_absolute() {
+                bail!(
+                    "[audit] checkpoint_file in {} must be an absolute path, not {}",
+                    self.config_path().display(),
+                    path.display()
+                );
+            }
+        }
+        Ok(settings)
     }
 
     /// Reads the config file into `T`, with an error that tells where the file is wrong
@@ -171,6 +194,17 @@ pub struct Config {
     /// Whatever else the file holds, kept as it is when `vault move-key` rewrites it.
     #[serde(flatten)]
     pub other: toml::Table,
+}
+
+/// The `[audit]` section of `config.toml`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSettings {
+    /// A file each administrative change appends a checkpoint of the audit log to, and
+    /// which `serve`, `doctor` and `audit verify` check the log against: kept where a
+    /// vault put back from a backup cannot reach (another disk, another machine's mount),
+    /// it anchors every revoke, freeze and rotation as it is made.
+    pub checkpoint_file: Option<PathBuf>,
 }
 
 /// The master-key provider chosen at `init`.
@@ -273,13 +307,42 @@ impl Unlocked {
         make: impl FnOnce(&Store, &MasterKey) -> Result<(T, Vec<Event>), keygate_audit::Error>,
     ) -> Result<(T, Option<keygate_store::Error>), keygate_audit::Error> {
         let (master, key) = (&self.master, &self.audit_key);
-        self.store.transaction(|s| {
+        let changed = self.store.transaction(|s| {
             let sealed = s.check_seal_is_latest(master);
             let (value, events) = make(s, master)?;
             keygate_audit::append_within(s, key, &events)?;
             s.reseal(master, &sealed)?;
-            Ok((value, sealed.err()))
-        })
+            Ok::<_, keygate_audit::Error>((value, sealed.err()))
+        })?;
+        self.anchor();
+        Ok(changed)
+    }
+
+    /// Appends a checkpoint of the log as it ends now to the config's `[audit]
+    /// checkpoint_file`, if one is set. A failure is told, not returned: the change it
+    /// would anchor is made.
+    fn anchor(&self) {
+        let path = match self.home.audit_settings() {
+            Ok(AuditSettings {
+                checkpoint_file: Some(path),
+            }) => path,
+            Ok(_) => return,
+            Err(e) => {
+                eprintln!("keygate: warning: no checkpoint of this change was written: {e:#}");
+                return;
+            }
+        };
+        let written = keygate_audit::head_checkpoint(&self.store, &self.audit_key)
+            .map_err(anyhow::Error::from)
+            .and_then(|checkpoint| crate::audit_cmd::append_checkpoint(&path, &checkpoint));
+        if let Err(e) = written {
+            eprintln!(
+                "keygate: warning: the change is made, but no checkpoint of it was written to \
+                 {}: {e:#}; `keygate audit checkpoint >> {}` writes one",
+                path.display(),
+                path.display()
+            );
+        }
     }
 
     /// Brings a vault made by an earlier keygate to this one's schema (version 2 deleted a

@@ -98,7 +98,8 @@ pub struct ServeArgs {
     /// Start only on an audit log that still holds the events these checkpoint files name
     /// (files of `keygate audit checkpoint` lines, kept off this machine; repeatable): a
     /// vault put back from a backup older than them, which brings back every client
-    /// revoked or frozen and every key rotated out since, is not served.
+    /// revoked or frozen and every key rotated out since, is not served. The config's
+    /// `[audit] checkpoint_file` is checked too.
     #[arg(long, value_name = "FILE")]
     pub checkpoint: Vec<std::path::PathBuf>,
 }
@@ -182,13 +183,14 @@ pub fn run(unlocked: Unlocked, args: &ServeArgs) -> anyhow::Result<()> {
     let stop = StopSignals::catch()?;
     let _only_gateway = hold_serve_lock(&unlocked.home)?;
     let locked_at = Instant::now();
-    if !args.checkpoint.is_empty() {
-        let checkpoints = crate::audit_cmd::read_checkpoints(&args.checkpoint)?;
+    let checkpoint_files = crate::audit_cmd::checkpoint_files(&unlocked.home, &args.checkpoint)?;
+    if !checkpoint_files.is_empty() {
+        let checkpoints = crate::audit_cmd::read_checkpoints(&checkpoint_files)?;
         if let Err(e) =
             keygate_audit::verify_checkpoints(&unlocked.store, &unlocked.audit_key, &checkpoints)
         {
             bail!(
-                "refusing to serve: the audit log does not hold the checkpoints given ({}). \
+                "refusing to serve: the audit log does not hold its checkpoints ({}). \
                  A vault put back from a backup older than them has undone every change \
                  since: clients revoked or frozen are active again, keys rotated out work \
                  again. Redo those changes (`keygate audit query --since ...` on the home \

@@ -4311,6 +4311,65 @@ mod audit {
         );
     }
 
+    /// A regression test (from a review): a vault put back from a backup brought back the
+    /// clients revoked or frozen since, and nothing anchored those changes unless the
+    /// operator took a checkpoint by hand after each. With `[audit] checkpoint_file`, each
+    /// change appends one, and `audit verify` and `serve` check the log against them.
+    #[test]
+    fn a_checkpoint_file_in_the_config_anchors_every_change() {
+        let kg = Kg::with_key_file();
+        let elsewhere = kg.path("elsewhere");
+        std::fs::create_dir(&elsewhere).unwrap();
+        let checkpoints = elsewhere.join("checkpoints.jsonl");
+        let mut config = std::fs::OpenOptions::new()
+            .append(true)
+            .open(kg.home().join("config.toml"))
+            .unwrap();
+        let setting = format!(
+            "\n[audit]\ncheckpoint_file = {:?}\n",
+            checkpoints.display().to_string()
+        );
+        std::io::Write::write_all(&mut config, setting.as_bytes()).unwrap();
+        kg.add_account("main", REAL_KEY, REAL_SECRET);
+        kg.issue("main", "bot1", &[]);
+        let lines = || {
+            std::fs::read_to_string(&checkpoints)
+                .unwrap()
+                .lines()
+                .count()
+        };
+        let before = lines();
+        assert!(before >= 2, "one per change: {before}");
+        let earlier = kg.path("earlier.db");
+        db(&kg)
+            .execute("VACUUM INTO ?1", [earlier.to_str().unwrap()])
+            .unwrap();
+        kg.ok(&["client", "freeze", "bot1"], "");
+        assert_eq!(lines(), before + 1);
+        let held = kg.ok(&["audit", "verify"], "").stdout;
+        assert!(
+            held.contains(&format!("holding all {} checkpoint(s)", before + 1)),
+            "{held}"
+        );
+        kg.ok(&["doctor"], "");
+
+        for suffix in ["-wal", "-shm"] {
+            let mut side = kg.db().into_os_string();
+            side.push(suffix);
+            let _ = std::fs::remove_file(side);
+        }
+        std::fs::copy(&earlier, kg.db()).unwrap();
+        assert_eq!(
+            kg.status("bot1"),
+            "active",
+            "the backup brings the client back"
+        );
+        let out = kg.fails(&["audit", "verify"], "", 1);
+        assert!(out.stderr.contains("rolled back"), "{}", out.stderr);
+        let out = kg.fails(&["serve", "--listen", "127.0.0.1:0"], "", 2);
+        assert!(out.stderr.contains("refusing to serve"), "{}", out.stderr);
+    }
+
     #[test]
     fn editing_an_event_body_is_caught() {
         let kg = busy_vault();

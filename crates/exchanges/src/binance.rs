@@ -24,7 +24,7 @@ use sha2::Sha256;
 
 use crate::{
     Adapter, BackOff, ClientRequest, Error, ExchangeOrder, ExchangeWithdrawal, Freshness,
-    KeyPermissions, Refusal, Route,
+    KeyPermissions, Quote, Refusal, Route,
 };
 pub use crate::{ClientKey, Forward};
 
@@ -650,8 +650,15 @@ impl Adapter for Binance {
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
         safe.then(|| format!("{}?symbol={symbol}", ticker_path(path)))
     }
-    fn parse_ticker_price(&self, body: &[u8], symbol: &str) -> Option<Decimal> {
+    fn parse_ticker_price(&self, body: &[u8], symbol: &str) -> Option<Quote> {
         parse_ticker_price(body, symbol)
+    }
+    fn depth_path(&self, path: &str, symbol: &str) -> Option<String> {
+        self.ticker_path(path, symbol)
+            .map(|_| format!("{}?symbol={symbol}&limit={DEPTH_LEVELS}", depth_path(path)))
+    }
+    fn parse_depth_price(&self, body: &[u8], quantity: Decimal) -> Option<Decimal> {
+        parse_depth_price(body, quantity)
     }
     fn permissions_path(&self) -> &'static str {
         "/sapi/v1/account/apiRestrictions"
@@ -1449,6 +1456,21 @@ fn ticker_path(path: &str) -> &'static str {
     }
 }
 
+/// The public endpoint that lists the book of `path`'s market.
+fn depth_path(path: &str) -> &'static str {
+    if path.starts_with("/fapi/") {
+        "/fapi/v1/depth"
+    } else if path.starts_with("/dapi/") {
+        "/dapi/v1/depth"
+    } else {
+        "/api/v3/depth"
+    }
+}
+
+/// The levels of the book a buy larger than the best ask is priced in: 100 costs a
+/// request weight of 5 on spot and USD-M (a deeper book, 25 and 10).
+const DEPTH_LEVELS: u32 = 100;
+
 /// The endpoint that reports the exchange's clock for `path`'s host.
 fn time_path(path: &str) -> &'static str {
     if path.starts_with("/fapi/") {
@@ -1466,14 +1488,51 @@ fn time_path(path: &str) -> &'static str {
 /// none, is no price of `symbol`: whatever answered (a proxy, a cache, a misrouted call),
 /// an order must not be bounded by another market's price. A book with no ask (Binance
 /// answers zero) gives no price: an order that needs one is then refused.
-fn parse_ticker_price(body: &[u8], symbol: &str) -> Option<Decimal> {
+///
+/// What the best ask offers is its `askQty`; none that reads is nothing offered, so that
+/// any buy is priced at the book ([`parse_depth_price`]).
+fn parse_ticker_price(body: &[u8], symbol: &str) -> Option<Quote> {
     let value: serde_json::Value = serde_json::from_slice(body).ok()?;
     if value.get("symbol")?.as_str()? != symbol {
         return None;
     }
     let price = |name: &str| value.get(name)?.as_str()?.parse::<Decimal>().ok();
     let ask = price("askPrice").filter(|ask| *ask > Decimal::ZERO)?;
-    Some(ask.max(price("bidPrice").unwrap_or(Decimal::ZERO)))
+    Some(Quote {
+        price: ask.max(price("bidPrice").unwrap_or(Decimal::ZERO)),
+        size: price("askQty")
+            .filter(|size| *size > Decimal::ZERO)
+            .unwrap_or(Decimal::ZERO),
+    })
+}
+
+/// Reads a `depth` answer (`{"asks": [["PRICE", "QTY"], …], …}`, best first) for the
+/// ask at which the asks add up to `quantity`. Asks out of order (one below the one
+/// before it), a level that does not read, or a book that holds less than `quantity` in
+/// the levels listed give no price: the order that needs one is then refused.
+fn parse_depth_price(body: &[u8], quantity: Decimal) -> Option<Decimal> {
+    #[derive(serde::Deserialize)]
+    struct Depth {
+        asks: Vec<(String, String)>,
+    }
+    let depth: Depth = serde_json::from_slice(body).ok()?;
+    let mut offered = Decimal::ZERO;
+    let mut previous = Decimal::ZERO;
+    for (price, size) in &depth.asks {
+        let (price, size) = (
+            price.parse::<Decimal>().ok()?,
+            size.parse::<Decimal>().ok()?,
+        );
+        if price < previous || price <= Decimal::ZERO || size < Decimal::ZERO {
+            return None;
+        }
+        previous = price;
+        offered = offered.checked_add(size)?;
+        if offered >= quantity {
+            return Some(price);
+        }
+    }
+    None
 }
 
 /// Reads a spot `account` answer's balances: each asset with its free and locked amounts
@@ -2489,6 +2548,48 @@ mod tests {
         assert_eq!(parse_api_restrictions(b"[]"), None);
     }
 
+    /// A regression test: a market buy of more than the best ask offers was counted at
+    /// the best ask, and filled above it (a thin book, an attacker's asks): it is priced
+    /// at the ask at which the book holds its quantity, and not at all when the levels
+    /// listed hold less.
+    #[test]
+    fn a_buy_larger_than_the_best_ask_is_priced_at_the_book() {
+        let binance = Binance;
+        assert_eq!(
+            binance.depth_path("/fapi/v1/order", "BTCUSDT").as_deref(),
+            Some("/fapi/v1/depth?symbol=BTCUSDT&limit=100")
+        );
+        assert_eq!(
+            binance.depth_path("/api/v3/order", "BTCUSDT").as_deref(),
+            Some("/api/v3/depth?symbol=BTCUSDT&limit=100")
+        );
+        assert_eq!(binance.depth_path("/api/v3/order", "BTC&limit=5"), None);
+        let book = br#"{"lastUpdateId":1,"bids":[["59999","4"]],"asks":[["60000","1.5"],["60010","0.5"],["61000","3"]]}"#;
+        let at = |quantity: i64, scale: u32| {
+            binance.parse_depth_price(book, Decimal::new(quantity, scale))
+        };
+        assert_eq!(at(15, 1), Some(Decimal::from(60_000)));
+        assert_eq!(at(16, 1), Some(Decimal::from(60_010)));
+        assert_eq!(at(2, 0), Some(Decimal::from(60_010)));
+        assert_eq!(at(5, 0), Some(Decimal::from(61_000)));
+        assert_eq!(at(51, 1), None, "more than the levels listed hold");
+        for unreadable in [
+            &br#"{"asks":[["60010","1"],["60000","1"]]}"#[..],
+            br#"{"asks":[["60000","x"]]}"#,
+            br#"{"asks":[["0","9"]]}"#,
+            br#"{"asks":[["60000","-1"],["60001","9"]]}"#,
+            br#"{"bids":[["60000","9"]]}"#,
+            b"[]",
+        ] {
+            assert_eq!(
+                binance.parse_depth_price(unreadable, Decimal::TWO),
+                None,
+                "{}",
+                String::from_utf8_lossy(unreadable)
+            );
+        }
+    }
+
     /// A regression test (from a review): a symbol with `_` had no ticker path, so every
     /// sell, market or stop order in a USD-M dated contract (`BTCUSDT_260327`) was denied
     /// as unpriced while a notional limit applied.
@@ -2530,7 +2631,10 @@ mod tests {
         let answer = br#"{"symbol":"BTCUSDT","bidPrice":"59999.99","bidQty":"1","askPrice":"60000.50","askQty":"2"}"#;
         assert_eq!(
             binance.parse_ticker_price(answer, "BTCUSDT"),
-            Some(Decimal::new(6_000_050, 2))
+            Some(Quote {
+                price: Decimal::new(6_000_050, 2),
+                size: Decimal::TWO
+            })
         );
         assert_eq!(binance.parse_ticker_price(answer, "ETHUSDT"), None);
         // Binance names symbols in upper case, as keygate asks for them.
@@ -2538,7 +2642,10 @@ mod tests {
         let crossed = br#"{"symbol":"BTCUSDT","bidPrice":"60001","askPrice":"60000.50"}"#;
         assert_eq!(
             binance.parse_ticker_price(crossed, "BTCUSDT"),
-            Some(Decimal::from(60_001))
+            Some(Quote {
+                price: Decimal::from(60_001),
+                size: Decimal::ZERO
+            })
         );
         for other in [
             &br#"{"askPrice":"60000.50"}"#[..],

@@ -58,6 +58,16 @@ use http::HeaderMap;
 use keygate_core::{Action, ActionKind, Exchange, Market};
 use rust_decimal::Decimal;
 
+/// The top of a market's book, as an order is priced at it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Quote {
+    /// Where a buy starts filling: the best ask (the best bid, when a crossed book has it
+    /// higher).
+    pub price: Decimal,
+    /// What the best ask offers: a buy of more fills above it, and is priced at the book.
+    pub size: Decimal,
+}
+
 /// How a client proves who it is.
 pub enum ClientKey<'a> {
     /// A shared HMAC secret.
@@ -275,9 +285,16 @@ pub trait Adapter: Send + Sync + 'static {
     /// The public endpoint (path and query) pricing `symbol` on `path`'s market.
     fn ticker_path(&self, path: &str, symbol: &str) -> Option<String>;
     /// Reads the price an order of `symbol` is counted at out of that endpoint's answer:
-    /// at least what a market buy starts filling at (Binance: the best ask); `None` when
-    /// the answer prices another symbol, or has no such price.
-    fn parse_ticker_price(&self, body: &[u8], symbol: &str) -> Option<Decimal>;
+    /// at least what a market buy starts filling at (Binance: the best ask), with what is
+    /// offered there; `None` when the answer prices another symbol, or has no such price.
+    fn parse_ticker_price(&self, body: &[u8], symbol: &str) -> Option<Quote>;
+    /// The public endpoint (path and query) listing the asks of `symbol`'s book on
+    /// `path`'s market, deep enough to price a buy of more than the best ask offers.
+    fn depth_path(&self, path: &str, symbol: &str) -> Option<String>;
+    /// Reads out of that endpoint's answer the price up to which a buy of `quantity`
+    /// fills: the ask at which the asks, best first, add up to it. `None` when they do
+    /// not (the book is too thin, or the answer lists fewer levels), or it does not read.
+    fn parse_depth_price(&self, body: &[u8], quantity: Decimal) -> Option<Decimal>;
     /// The HTTP status and body of a refusal, in the exchange's error shape.
     fn refusal(&self, refusal: Refusal<'_>) -> (u16, Vec<u8>);
     /// The pool of request weight a call on `path` draws from: the exchange limits each

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, Method, StatusCode};
-use keygate_core::Action;
-use keygate_exchanges::Adapter;
+use keygate_core::{Action, Side};
+use keygate_exchanges::{Adapter, Quote};
 use rust_decimal::Decimal;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -158,9 +158,9 @@ impl Clock {
     }
 }
 
-/// The last lookup of each (base URL, ticker path): its price (`None` when it failed), and
+/// The last lookup of each (base URL, ticker path): its quote (`None` when it failed), and
 /// when it was made.
-type Prices = HashMap<(String, String), (Option<Decimal>, Instant)>;
+type Prices = HashMap<(String, String), (Option<Quote>, Instant)>;
 
 /// A keep-alive connection waiting for its next request.
 struct Idle {
@@ -650,10 +650,10 @@ impl Upstream {
         })
     }
 
-    /// The market price of `symbol` (its best ask, from the exchange's public book
-    /// ticker: see [`Adapter::parse_ticker_price`]), by a lookup at most
-    /// a second old; `Ok(None)` when the lookup failed (a symbol the exchange does not
-    /// list, no answer), which stands as long as a price does.
+    /// The market price of `symbol` (its best ask and what is offered there, from the
+    /// exchange's public book ticker: see [`Adapter::parse_ticker_price`]), by a lookup at
+    /// most a second old; `Ok(None)` when the lookup failed (a symbol the exchange does
+    /// not list, no answer), which stands as long as a price does.
     ///
     /// A lookup is a public call: it reserves its estimated weight in `weight` and is not
     /// made while the weight used and reserved reach `cap` (`Err`, as a public call is
@@ -667,7 +667,7 @@ impl Upstream {
         symbol: &str,
         weight: &WeightGauge,
         cap: u64,
-    ) -> Result<Option<Decimal>, OverCap> {
+    ) -> Result<Option<Quote>, OverCap> {
         let Some(path) = adapter.ticker_path(native_path, symbol) else {
             return Ok(None);
         };
@@ -677,30 +677,10 @@ impl Upstream {
         if let Some((price, _)) = cached.filter(|(_, at)| at.elapsed() < PRICE_TTL) {
             return Ok(price);
         }
-        let (path, query) = key.1.split_once('?').unwrap_or((&key.1, ""));
-        let estimate = adapter.public_weight(path, query);
-        let pool = Pool {
-            upstream: base,
-            name: adapter.weight_pool(path),
-        };
-        // The exchange asked the address to back off: no price, and nothing sent.
-        if weight.paused(pool, crate::now_ms()).is_some() {
-            return Ok(None);
-        }
-        // Settled once the answer's weight is recorded; else its estimate counts as spent.
-        let reservation = weight.reserve(pool, cap, estimate, crate::now_ms())?;
-        let url = format!("{base}{}", key.1);
-        let price = match self.send(&Method::GET, &url, &[], b"").await {
-            Ok(response) => {
-                weight.note_answer(adapter, pool, &response, Some(reservation));
-                if response.status.is_success() {
-                    adapter.parse_ticker_price(&response.body, symbol)
-                } else {
-                    None
-                }
-            }
-            Err(_) => None,
-        };
+        let price = self
+            .public_lookup(adapter, base, &key.1, weight, cap)
+            .await?
+            .and_then(|body| adapter.parse_ticker_price(&body, symbol));
         let mut prices = prices();
         if prices.len() >= PRICES_MAX {
             prices.retain(|_, (_, at)| at.elapsed() < PRICE_TTL);
@@ -711,10 +691,71 @@ impl Upstream {
         Ok(price)
     }
 
+    /// The price up to which a buy of `quantity` in `symbol` fills, from the exchange's
+    /// public book ([`Adapter::parse_depth_price`]), looked up now (a buy this large is
+    /// rare, and the book moves); `Ok(None)` when the lookup failed or the book listed
+    /// holds less. Weighed as [`Upstream::price`] is.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn depth_price<A: Adapter>(
+        &self,
+        adapter: &A,
+        base: &str,
+        native_path: &str,
+        symbol: &str,
+        quantity: Decimal,
+        weight: &WeightGauge,
+        cap: u64,
+    ) -> Result<Option<Decimal>, OverCap> {
+        let Some(path) = adapter.depth_path(native_path, symbol) else {
+            return Ok(None);
+        };
+        Ok(self
+            .public_lookup(adapter, base, &path, weight, cap)
+            .await?
+            .and_then(|body| adapter.parse_depth_price(&body, quantity)))
+    }
+
+    /// One public call keygate makes for itself (`path_and_query` at `base`): the body of
+    /// a successful answer; `Ok(None)` for any other answer, none, or while the exchange
+    /// has asked the address to back off (nothing is sent then). Its estimated weight is
+    /// reserved in `weight` first, and refused at `cap`.
+    async fn public_lookup<A: Adapter>(
+        &self,
+        adapter: &A,
+        base: &str,
+        path_and_query: &str,
+        weight: &WeightGauge,
+        cap: u64,
+    ) -> Result<Option<Bytes>, OverCap> {
+        let (path, query) = path_and_query
+            .split_once('?')
+            .unwrap_or((path_and_query, ""));
+        let estimate = adapter.public_weight(path, query);
+        let pool = Pool {
+            upstream: base,
+            name: adapter.weight_pool(path),
+        };
+        if weight.paused(pool, crate::now_ms()).is_some() {
+            return Ok(None);
+        }
+        // Settled once the answer's weight is recorded; else its estimate counts as spent.
+        let reservation = weight.reserve(pool, cap, estimate, crate::now_ms())?;
+        let url = format!("{base}{path_and_query}");
+        Ok(match self.send(&Method::GET, &url, &[], b"").await {
+            Ok(response) => {
+                weight.note_answer(adapter, pool, &response, Some(reservation));
+                response.status.is_success().then_some(response.body)
+            }
+            Err(_) => None,
+        })
+    }
+
     /// The notional of each order of `action` ([`Action::orders`]: a batch's, or the
     /// action itself), in order: stated where the request bounds it, else priced at the
     /// market price of its symbol ([`Upstream::price`], asked once per symbol and for at
-    /// most [`MAX_PRICED_SYMBOLS`] symbols); `None` where neither is known.
+    /// most [`MAX_PRICED_SYMBOLS`] symbols; a buy of more than the best ask offers at the
+    /// price up to which the book fills it, [`Upstream::depth_price`]); `None` where
+    /// neither is known.
     pub async fn price_orders<A: Adapter>(
         &self,
         adapter: &A,
@@ -724,7 +765,7 @@ impl Upstream {
         weight: &WeightGauge,
         cap: u64,
     ) -> Result<Vec<Option<Decimal>>, OverCap> {
-        let mut markets: Vec<(&str, Option<Decimal>)> = Vec::new();
+        let mut markets: Vec<(&str, Option<Quote>)> = Vec::new();
         let mut notionals = Vec::with_capacity(action.orders().len());
         for order in action.orders() {
             let notional = match (order.stated_notional(), order.symbol.as_deref()) {
@@ -742,7 +783,20 @@ impl Upstream {
                             market
                         }
                     };
-                    market.and_then(|market| order.priced_notional(market))
+                    let Some(quote) = market else {
+                        notionals.push(None);
+                        continue;
+                    };
+                    let walks_the_book = order.side == Some(Side::Buy)
+                        && order.quantity.is_some_and(|quantity| quantity > quote.size);
+                    let price = match order.quantity.filter(|_| walks_the_book) {
+                        Some(quantity) => self
+                            .depth_price(adapter, base, native_path, symbol, quantity, weight, cap)
+                            .await?
+                            .map(|walked| walked.max(quote.price)),
+                        None => Some(quote.price),
+                    };
+                    price.and_then(|price| order.priced_notional(price))
                 }
                 (None, None) => None,
             };

@@ -795,6 +795,58 @@ async fn orders_inside_policy_are_forwarded_and_outside_are_not() {
     assert_eq!(exchange_saw(&env, "/sapi/v1/capital/withdraw/apply"), 0);
 }
 
+/// A regression test: a market buy in the base asset was counted at the best ask, though
+/// one of more than the best ask offers fills above it (on a thin book, or into asks an
+/// attacker placed for a bot with a leaked key to take): it is counted at the ask up to
+/// which the book fills it, and refused when the levels listed hold less. The
+/// simulator's book offers 1 BTC at each tick above 60000.
+#[tokio::test]
+async fn a_market_buy_larger_than_the_best_ask_is_priced_at_the_book() {
+    let policy = Policy {
+        max_order_notional: Some("120000.03".parse().unwrap()),
+        ..trading_policy()
+    };
+    let env = setup(policy, None, Duration::from_secs(10)).await;
+    // At the best ask, 2 BTC would be 120000.02; the second comes at 60000.02.
+    let (status, body) = post(
+        &env,
+        "/api/v3/order",
+        "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=2",
+    )
+    .await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(
+        body["msg"],
+        "keygate: order notional 120000.04 exceeds the limit 120000.03 of client bot1"
+    );
+    assert_eq!(exchange_saw(&env, "/api/v3/depth"), 1);
+    // What the best ask offers is priced at it, with no look at the book; a sell too.
+    for order in [
+        "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=1",
+        "symbol=BTCUSDT&side=SELL&type=MARKET&quantity=2",
+    ] {
+        let (status, body) = post(&env, "/api/v3/order", order).await;
+        assert_eq!(status, 200, "{order}: {body}");
+    }
+    assert_eq!(exchange_saw(&env, "/api/v3/depth"), 1);
+    // More than the 100 levels listed hold: no price, and a limit applies.
+    let (status, body) = post(
+        &env,
+        "/api/v3/order",
+        "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=101",
+    )
+    .await;
+    assert_eq!(status, 401, "{body}");
+    assert!(
+        body["msg"]
+            .as_str()
+            .unwrap()
+            .contains("cannot be determined"),
+        "{body}"
+    );
+    assert_eq!(exchange_saw(&env, "/api/v3/order"), 2);
+}
+
 /// `batchOrders=<json>`, percent-encoded as ccxt's `create_orders` sends it.
 fn batch_orders(json: &str) -> String {
     let encoded = percent_encoding::utf8_percent_encode(json, percent_encoding::NON_ALPHANUMERIC);

@@ -267,17 +267,29 @@ impl KdfParams {
 
 /// The key that seals every data key. Locked in memory and zeroized on drop, as every
 /// [`SecretBytes`] is.
-pub struct MasterKey(SecretBytes);
+pub struct MasterKey {
+    key: SecretBytes,
+    /// The subkey records are tagged with, derived once: record tags are checked on
+    /// every reload of a running gateway, and an HMAC keyed with the master key each
+    /// time would leave a copy of it on that thread's stack each time.
+    record_key: SecretBytes,
+}
 
 impl MasterKey {
     /// A fresh random master key.
     pub fn generate() -> MasterKey {
-        MasterKey(random_key())
+        MasterKey::from_key(random_key())
+    }
+
+    /// The master key `key` ([`KEY_LEN`] bytes), with its record-tag subkey.
+    fn from_key(key: SecretBytes) -> MasterKey {
+        let record_key = subkey(&key, "record-tag");
+        MasterKey { key, record_key }
     }
 
     /// The key's bytes.
     fn key(&self) -> &[u8; KEY_LEN] {
-        self.0
+        self.key
             .expose_secret()
             .try_into()
             .expect("a master key is made of KEY_LEN bytes, by every constructor")
@@ -319,7 +331,7 @@ impl MasterKey {
                     reason: e.to_string(),
                 })
         })?;
-        Ok(MasterKey(key))
+        Ok(MasterKey::from_key(key))
     }
 
     /// Reads a 32-byte key file, refusing one that is not a regular file of this user's
@@ -333,22 +345,28 @@ impl MasterKey {
                 len,
             });
         }
-        Ok(MasterKey(bytes))
+        Ok(MasterKey::from_key(bytes))
     }
 
     /// A key given as text (an environment variable, for containers): 32 bytes as 64 hex
-    /// digits or in standard base64. Surrounding whitespace is ignored. The decoded bytes
-    /// go straight to locked memory; intermediate copies are zeroized.
+    /// digits or in standard base64. Surrounding whitespace is ignored. Hex is decoded
+    /// straight into locked memory; base64 into one buffer of its final size, zeroized.
     pub fn from_encoded(text: &str) -> Result<MasterKey, Error> {
         use base64::Engine;
         let text = text.trim();
-        let decoded = Zeroizing::new(if text.len() == 2 * KEY_LEN {
-            hex::decode(text).map_err(|_| Error::KeyEncoding)?
-        } else {
+        if text.len() == 2 * KEY_LEN {
+            // Not `hex::decode`: its buffer grows as it decodes, and leaves the first
+            // half of the key behind, unwiped, where it grew from.
+            let key = SecretBytes::filled(KEY_LEN, |key| {
+                hex::decode_to_slice(text, key).map_err(|_| Error::KeyEncoding)
+            })?;
+            return Ok(MasterKey::from_key(key));
+        }
+        let decoded = Zeroizing::new(
             base64::engine::general_purpose::STANDARD
                 .decode(text)
-                .map_err(|_| Error::KeyEncoding)?
-        });
+                .map_err(|_| Error::KeyEncoding)?,
+        );
         if decoded.len() != KEY_LEN {
             return Err(Error::KeyEncoding);
         }
@@ -358,7 +376,7 @@ impl MasterKey {
     /// A key copied into locked memory from `bytes`, which are [`KEY_LEN`] long; the
     /// caller zeroizes its copy.
     fn copied_from(bytes: &[u8]) -> MasterKey {
-        MasterKey(
+        MasterKey::from_key(
             SecretBytes::filled(KEY_LEN, |key| {
                 key.copy_from_slice(bytes);
                 Ok::<_, std::convert::Infallible>(())
@@ -478,9 +496,9 @@ impl MasterKey {
     }
 
     fn record_mac(&self, id: &RecordId, fields: &[&[u8]]) -> Hmac<Sha256> {
-        let key = self.derive_subkey("record-tag");
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key.expose_secret())
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.record_key.expose_secret())
             .expect("HMAC accepts keys of any length");
+        scrub_stack();
         mac.update(&id.associated_data());
         for field in fields {
             mac.update(&(field.len() as u64).to_be_bytes());
@@ -492,12 +510,36 @@ impl MasterKey {
     /// A key derived from the master key for one purpose (such as the audit HMAC key), so
     /// that no single key serves two uses.
     pub fn derive_subkey(&self, purpose: &str) -> SecretBytes {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.key())
-            .expect("HMAC accepts keys of any length");
-        mac.update(b"keygate subkey/");
-        mac.update(purpose.as_bytes());
-        SecretBytes::new(mac.finalize().into_bytes().to_vec())
+        subkey(&self.key, purpose)
     }
+}
+
+/// The subkey of `key` for `purpose`: `HMAC-SHA256(key, "keygate subkey/" ‖ purpose)`.
+fn subkey(key: &SecretBytes, purpose: &str) -> SecretBytes {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key.expose_secret())
+        .expect("HMAC accepts keys of any length");
+    scrub_stack();
+    mac.update(b"keygate subkey/");
+    mac.update(purpose.as_bytes());
+    let mut derived = mac.finalize().into_bytes();
+    let subkey = SecretBytes::filled(derived.len(), |out| {
+        out.copy_from_slice(&derived);
+        Ok::<_, std::convert::Infallible>(())
+    })
+    .unwrap_or_else(|never| match never {});
+    zeroize::Zeroize::zeroize(derived.as_mut_slice());
+    subkey
+}
+
+/// Overwrites the stack the calls just returned from used: keying an HMAC (`hmac`'s
+/// `new_from_slice`) leaves the key, padded, in a buffer of its own on the stack, which
+/// nothing wipes; called right after, this function's frame covers that ground. (The
+/// HMAC's own state, hashed from the key, is the caller's, and goes with it.)
+#[inline(never)]
+fn scrub_stack() {
+    let mut ground = [0u8; 8192];
+    zeroize::Zeroize::zeroize(&mut ground[..]);
+    std::hint::black_box(&ground);
 }
 
 const CHECK_PLAINTEXT: &[u8] = b"keygate vault check v2";
@@ -717,7 +759,7 @@ mod tests {
             &mut expected,
         )
         .unwrap();
-        assert_eq!(derived.0.expose_secret(), expected);
+        assert_eq!(derived.key.expose_secret(), expected);
     }
 
     #[test]

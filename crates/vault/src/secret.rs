@@ -188,14 +188,16 @@ impl LockedPages {
 
 /// Shows at most the first and last four characters of an identifier (`vmPU…eh8A`), and
 /// nothing of one shorter than 12 characters.
+///
+/// Made of slices of `s`: a copy of it in characters, grown as it is read, would leave
+/// the whole of it behind, unwiped (it is a real API key, often).
 pub fn redact(s: &str) -> String {
-    let chars: Vec<char> = s.chars().collect();
-    if chars.len() < 12 {
+    let count = s.chars().count();
+    if count < 12 {
         return "…".to_owned();
     }
-    let head: String = chars[..4].iter().collect();
-    let tail: String = chars[chars.len() - 4..].iter().collect();
-    format!("{head}…{tail}")
+    let at = |n: usize| s.char_indices().nth(n).map_or(s.len(), |(i, _)| i);
+    format!("{}…{}", &s[..at(4)], &s[at(count - 4)..])
 }
 
 #[cfg(test)]
@@ -209,6 +211,9 @@ mod tests {
             "vmPU…Eh8A"
         );
         assert_eq!(redact("short"), "…");
+        assert_eq!(redact("αβγδ-éèêë-ωψχφ"), "αβγδ…ωψχφ");
+        assert_eq!(redact("123456789012"), "1234…9012");
+        assert_eq!(redact("12345678901"), "…");
     }
 
     fn held(secret: &[u8]) -> Vec<usize> {

@@ -135,30 +135,33 @@ pub fn run(vault: Unlocked, cmd: &AuditCmd) -> anyhow::Result<i32> {
 }
 
 /// The checkpoint files to check the log against: those `given`, and the config's
-/// `[audit] checkpoint_file` once it exists (it is made by the first change it anchors).
+/// `[audit] checkpoint_file`, which must exist (`keygate audit checkpoint >> FILE` starts
+/// it): one that is gone (a mount that is not there) anchors nothing, and is no reason to
+/// believe the log.
 pub(crate) fn checkpoint_files(home: &Home, given: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     let mut files = given.to_vec();
     if let Some(path) = home.audit_settings()?.checkpoint_file {
-        match std::fs::symlink_metadata(&path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => tracing::warn!(
-                path = %path.display(),
-                "[audit] checkpoint_file does not exist yet: nothing anchors the log there"
-            ),
-            _ => files.push(path),
+        if let Err(e) = std::fs::metadata(&path) {
+            anyhow::bail!(
+                "[audit] checkpoint_file {}: {e} (`keygate audit checkpoint >> {}` starts \
+                 it; a file that is gone, a mount not there, anchors nothing)",
+                path.display(),
+                path.display()
+            );
         }
+        files.push(path);
     }
     Ok(files)
 }
 
-/// Appends `checkpoint` to the file at `path` as one line, made owner-only if it is new,
-/// and synced: a checkpoint kept elsewhere is worth what survives a crash.
+/// Appends `checkpoint` to the checkpoint file at `path` as one line, synced: a
+/// checkpoint kept elsewhere is worth what survives a crash. The file must exist: one
+/// made here could be on the disk under a mount that is not there, hiding the real one.
 pub(crate) fn append_checkpoint(path: &Path, checkpoint: &Checkpoint) -> anyhow::Result<()> {
     let mut line = serde_json::to_string(checkpoint).context("encoding the checkpoint")?;
     line.push('\n');
-    let mut options = std::fs::OpenOptions::new();
-    options.append(true).create(true);
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
         .open(path)
         .with_context(|| format!("opening {}", path.display()))?;
     file.write_all(line.as_bytes())

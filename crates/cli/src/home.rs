@@ -196,6 +196,22 @@ pub struct Config {
     pub other: toml::Table,
 }
 
+/// Appends `checkpoint` to the checkpoint file at `path`. A failure is told, not
+/// returned: the change it would anchor is made.
+fn write_anchor(path: &Path, checkpoint: Result<keygate_audit::Checkpoint, keygate_audit::Error>) {
+    let written = checkpoint
+        .map_err(anyhow::Error::from)
+        .and_then(|checkpoint| crate::audit_cmd::append_checkpoint(path, &checkpoint));
+    if let Err(e) = written {
+        eprintln!(
+            "keygate: warning: the change is made, but no checkpoint of it was written to \
+             {}: {e:#}; `keygate audit checkpoint >> {}` writes one",
+            path.display(),
+            path.display()
+        );
+    }
+}
+
 /// The `[audit]` section of `config.toml`.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -306,43 +322,52 @@ impl Unlocked {
         &mut self,
         make: impl FnOnce(&Store, &MasterKey) -> Result<(T, Vec<Event>), keygate_audit::Error>,
     ) -> Result<(T, Option<keygate_store::Error>), keygate_audit::Error> {
+        let anchor = self.anchor_file();
         let (master, key) = (&self.master, &self.audit_key);
-        let changed = self.store.transaction(|s| {
+        let (value, unsealed, checkpoint) = self.store.transaction(|s| {
             let sealed = s.check_seal_is_latest(master);
             let (value, events) = make(s, master)?;
             keygate_audit::append_within(s, key, &events)?;
+            // The change's own last event, synced with it: an event a running gateway
+            // appends after it may not be synced yet, and a checkpoint of that one would
+            // read as a rollback after a power cut.
+            let checkpoint = anchor
+                .is_some()
+                .then(|| keygate_audit::head_checkpoint(s, key));
             s.reseal(master, &sealed)?;
-            Ok::<_, keygate_audit::Error>((value, sealed.err()))
+            Ok::<_, keygate_audit::Error>((value, sealed.err(), checkpoint))
         })?;
-        self.anchor();
-        Ok(changed)
+        if let (Some(path), Some(checkpoint)) = (anchor, checkpoint) {
+            write_anchor(&path, checkpoint);
+        }
+        Ok((value, unsealed))
     }
 
-    /// Appends a checkpoint of the log as it ends now to the config's `[audit]
-    /// checkpoint_file`, if one is set. A failure is told, not returned: the change it
-    /// would anchor is made.
-    fn anchor(&self) {
-        let path = match self.home.audit_settings() {
-            Ok(AuditSettings {
-                checkpoint_file: Some(path),
-            }) => path,
-            Ok(_) => return,
+    /// The config's `[audit] checkpoint_file`, if one is set. A mistake in `[audit]` is
+    /// told, not returned: the change is made all the same, unanchored.
+    fn anchor_file(&self) -> Option<PathBuf> {
+        match self.home.audit_settings() {
+            Ok(settings) => settings.checkpoint_file,
             Err(e) => {
-                eprintln!("keygate: warning: no checkpoint of this change was written: {e:#}");
-                return;
+                eprintln!("keygate: warning: no checkpoint of this change is written: {e:#}");
+                None
             }
-        };
-        let written = keygate_audit::head_checkpoint(&self.store, &self.audit_key)
-            .map_err(anyhow::Error::from)
-            .and_then(|checkpoint| crate::audit_cmd::append_checkpoint(&path, &checkpoint));
-        if let Err(e) = written {
-            eprintln!(
-                "keygate: warning: the change is made, but no checkpoint of it was written to \
-                 {}: {e:#}; `keygate audit checkpoint >> {}` writes one",
-                path.display(),
-                path.display()
-            );
         }
+    }
+
+    /// Anchors the log as it ends now in the config's `[audit] checkpoint_file`, if one is
+    /// set, after a change committed in a transaction of its own (`vault seal`, `keygate
+    /// upgrade`): synced first, as `audit checkpoint` does.
+    pub fn anchor_head(&self) {
+        let Some(path) = self.anchor_file() else {
+            return;
+        };
+        let checkpoint = self
+            .store
+            .sync_to_disk()
+            .map_err(keygate_audit::Error::from)
+            .and_then(|()| keygate_audit::head_checkpoint(&self.store, &self.audit_key));
+        write_anchor(&path, checkpoint);
     }
 
     /// Brings a vault made by an earlier keygate to this one's schema (version 2 deleted a

@@ -189,12 +189,18 @@ pub fn run(unlocked: Unlocked, args: &ServeArgs) -> anyhow::Result<()> {
         if let Err(e) =
             keygate_audit::verify_checkpoints(&unlocked.store, &unlocked.audit_key, &checkpoints)
         {
+            let files: Vec<String> = checkpoint_files
+                .iter()
+                .map(|f| f.display().to_string())
+                .collect();
             bail!(
-                "refusing to serve: the audit log does not hold its checkpoints ({}). \
+                "refusing to serve: the audit log does not hold the checkpoints in {} ({}). \
                  A vault put back from a backup older than them has undone every change \
                  since: clients revoked or frozen are active again, keys rotated out work \
                  again. Redo those changes (`keygate audit query --since ...` on the home \
-                 moved aside lists them), then start a new checkpoint file",
+                 moved aside lists them), then keep those files as evidence and start new \
+                 ones (`keygate audit checkpoint > FILE`)",
+                crate::output::escape_controls(&files.join(", ")),
                 crate::output::escape_controls(&e.to_string())
             );
         }

@@ -196,6 +196,7 @@ fn seal(
             Ok::<_, keygate_audit::Error>(settled)
         })
         .context("sealing the client and account tables")?;
+    vault.anchor_head();
     settled.tell();
     println!(
         "sealed: {} client(s) and {} account(s); the gateway accepts them again",
@@ -730,6 +731,7 @@ fn tag(
         })
         .context("tagging the clients")
         .map(|(tagged, settled)| {
+            vault.anchor_head();
             settled.tell();
             tagged
         })

@@ -4330,6 +4330,10 @@ mod audit {
             checkpoints.display().to_string()
         );
         std::io::Write::write_all(&mut config, setting.as_bytes()).unwrap();
+        // Until it is started, the file anchors nothing, and nothing trusts the log.
+        let out = kg.fails(&["audit", "verify"], "", 2);
+        assert!(out.stderr.contains("audit checkpoint >>"), "{}", out.stderr);
+        std::fs::write(&checkpoints, kg.ok(&["audit", "checkpoint"], "").stdout).unwrap();
         kg.add_account("main", REAL_KEY, REAL_SECRET);
         kg.issue("main", "bot1", &[]);
         let lines = || {
@@ -4368,6 +4372,22 @@ mod audit {
         assert!(out.stderr.contains("rolled back"), "{}", out.stderr);
         let out = kg.fails(&["serve", "--listen", "127.0.0.1:0"], "", 2);
         assert!(out.stderr.contains("refusing to serve"), "{}", out.stderr);
+        // Found by review: a file that is gone (a mount not there) let serve start on the
+        // put-back vault, and the next change started a new file in its place.
+        std::fs::rename(&elsewhere, kg.path("elsewhere.away")).unwrap();
+        std::fs::create_dir(&elsewhere).unwrap();
+        let out = kg.fails(&["serve", "--listen", "127.0.0.1:0"], "", 2);
+        assert!(out.stderr.contains("anchors nothing"), "{}", out.stderr);
+        let out = kg.ok(&["client", "freeze", "bot1"], "");
+        assert!(
+            out.stderr.contains("no checkpoint of it was written"),
+            "{}",
+            out.stderr
+        );
+        assert!(
+            !checkpoints.exists(),
+            "a new file was started in place of the one gone"
+        );
     }
 
     #[test]

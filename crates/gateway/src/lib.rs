@@ -717,8 +717,10 @@ async fn handle<A: Adapter>(
     //    scope causes no traffic at all. One that is priced has counted against its
     //    client's rate, whatever the final decision; its ticker lookup, failed or not,
     //    stands for a second, and a lookup is a public call, paused at the weight cap.
-    //    A batch is decided order by order, each priced as it would be alone (one lookup
-    //    per symbol, at most five).
+    //    A market buy of more than the best ask offers is priced at the book (a depth
+    //    lookup). A batch is decided order by order, each priced as it would be alone (one
+    //    ticker lookup per symbol, at most five), its market buys in a symbol at the book
+    //    as one (each at the ask up to which the book fills it and those before it).
     let mut notionals: Vec<_> = action
         .orders()
         .iter()

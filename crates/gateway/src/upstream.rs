@@ -691,28 +691,23 @@ impl Upstream {
         Ok(price)
     }
 
-    /// The price up to which a buy of `quantity` in `symbol` fills, from the exchange's
-    /// public book ([`Adapter::parse_depth_price`]), looked up now (a buy this large is
-    /// rare, and the book moves); `Ok(None)` when the lookup failed or the book listed
-    /// holds less. Weighed as [`Upstream::price`] is.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn depth_price<A: Adapter>(
+    /// The exchange's public book of `symbol` (its answer, for
+    /// [`Adapter::parse_depth_price`]), looked up now: a market buy of more than the best
+    /// ask offers is rare, and the book moves. `Ok(None)` when the lookup failed. Weighed
+    /// as [`Upstream::price`] is.
+    async fn depth<A: Adapter>(
         &self,
         adapter: &A,
         base: &str,
         native_path: &str,
         symbol: &str,
-        quantity: Decimal,
         weight: &WeightGauge,
         cap: u64,
-    ) -> Result<Option<Decimal>, OverCap> {
+    ) -> Result<Option<Bytes>, OverCap> {
         let Some(path) = adapter.depth_path(native_path, symbol) else {
             return Ok(None);
         };
-        Ok(self
-            .public_lookup(adapter, base, &path, weight, cap)
-            .await?
-            .and_then(|body| adapter.parse_depth_price(&body, quantity)))
+        self.public_lookup(adapter, base, &path, weight, cap).await
     }
 
     /// One public call keygate makes for itself (`path_and_query` at `base`): the body of
@@ -753,9 +748,14 @@ impl Upstream {
     /// The notional of each order of `action` ([`Action::orders`]: a batch's, or the
     /// action itself), in order: stated where the request bounds it, else priced at the
     /// market price of its symbol ([`Upstream::price`], asked once per symbol and for at
-    /// most [`MAX_PRICED_SYMBOLS`] symbols; a buy of more than the best ask offers at the
-    /// price up to which the book fills it, [`Upstream::depth_price`]); `None` where
-    /// neither is known.
+    /// most [`MAX_PRICED_SYMBOLS`] symbols); `None` where neither is known.
+    ///
+    /// A market buy fills at once, from the best ask up: one of more than the best ask
+    /// offers is priced at the ask up to which the book ([`Upstream::depth`], asked once
+    /// per symbol) fills it, after the market buys in that symbol before it in the
+    /// request, which take the cheaper asks first. Other orders (limits, stops that fill
+    /// when they trigger, modifications, tests that place nothing) do not take the book
+    /// now, and are priced at the best ask.
     pub async fn price_orders<A: Adapter>(
         &self,
         adapter: &A,
@@ -766,6 +766,8 @@ impl Upstream {
         cap: u64,
     ) -> Result<Vec<Option<Decimal>>, OverCap> {
         let mut markets: Vec<(&str, Option<Quote>)> = Vec::new();
+        // Per symbol: the market buys' quantity so far, and the book once asked for.
+        let mut bought: Vec<(&str, Decimal, Option<Option<Bytes>>)> = Vec::new();
         let mut notionals = Vec::with_capacity(action.orders().len());
         for order in action.orders() {
             let notional = match (order.stated_notional(), order.symbol.as_deref()) {
@@ -787,13 +789,45 @@ impl Upstream {
                         notionals.push(None);
                         continue;
                     };
-                    let walks_the_book = order.side == Some(Side::Buy)
-                        && order.quantity.is_some_and(|quantity| quantity > quote.size);
-                    let price = match order.quantity.filter(|_| walks_the_book) {
-                        Some(quantity) => self
-                            .depth_price(adapter, base, native_path, symbol, quantity, weight, cap)
-                            .await?
-                            .map(|walked| walked.max(quote.price)),
+                    let is_market_buy = order.side == Some(Side::Buy)
+                        && !order.validates_only
+                        && order
+                            .order_type
+                            .as_deref()
+                            .is_some_and(|t| t.eq_ignore_ascii_case("MARKET"));
+                    let quantity = order.quantity.filter(|_| is_market_buy);
+                    let price = match quantity {
+                        Some(quantity) => {
+                            let index = match bought.iter().position(|(s, ..)| *s == symbol) {
+                                Some(index) => index,
+                                None => {
+                                    bought.push((symbol, Decimal::ZERO, None));
+                                    bought.len() - 1
+                                }
+                            };
+                            let entry = &mut bought[index];
+                            let Some(through) = entry.1.checked_add(quantity) else {
+                                notionals.push(None);
+                                continue;
+                            };
+                            entry.1 = through;
+                            if through <= quote.size {
+                                Some(quote.price)
+                            } else {
+                                if entry.2.is_none() {
+                                    let book = self
+                                        .depth(adapter, base, native_path, symbol, weight, cap)
+                                        .await?;
+                                    entry.2 = Some(book);
+                                }
+                                entry
+                                    .2
+                                    .as_ref()
+                                    .and_then(Option::as_ref)
+                                    .and_then(|book| adapter.parse_depth_price(book, through))
+                                    .map(|walked| walked.max(quote.price))
+                            }
+                        }
                         None => Some(quote.price),
                     };
                     price.and_then(|price| order.priced_notional(price))

@@ -845,6 +845,40 @@ async fn a_market_buy_larger_than_the_best_ask_is_priced_at_the_book() {
         "{body}"
     );
     assert_eq!(exchange_saw(&env, "/api/v3/order"), 2);
+    // Found by review: only what fills at once takes the book now; a stop buy fills
+    // when it triggers, a limit buy at its price, and neither asks for the book.
+    for order in [
+        "symbol=BTCUSDT&side=BUY&type=STOP_LOSS&quantity=2&stopPrice=60000",
+        "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=2&price=60000",
+    ] {
+        let (status, body) = post(&env, "/api/v3/order", order).await;
+        assert_ne!(status, 401, "{order}: {body}");
+    }
+    // One look for the 2 BTC, one for the 101.
+    assert_eq!(exchange_saw(&env, "/api/v3/depth"), 2);
+}
+
+/// Found by review: the market buys of a batch were each held to the best ask alone, so
+/// five that each fit what it offers walked the book together uncounted. They are priced
+/// at the book as one: each at the ask up to which it fills, after those before it.
+#[tokio::test]
+async fn the_market_buys_of_a_batch_are_priced_at_the_book_together() {
+    let policy = Policy {
+        symbols: Some(["usdm:BTCUSDT".to_owned()].into_iter().collect()),
+        max_order_notional: Some("60000.15".parse().unwrap()),
+        ..trading_policy()
+    };
+    let env = setup(policy, None, Duration::from_secs(10)).await;
+    // USD-M's book offers 1 BTC at each tick (0.1) above 60000.
+    let json = r#"[{"symbol":"BTCUSDT","side":"BUY","type":"MARKET","quantity":"1"},{"symbol":"BTCUSDT","side":"BUY","type":"MARKET","quantity":"1"}]"#;
+    let (status, body) = post(&env, "/fapi/v1/batchOrders", &batch_orders(json)).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(
+        body["msg"],
+        "keygate: order 2 of 2 in the batch (usdm:BTCUSDT): order notional 60000.2 exceeds the limit 60000.15 of client bot1"
+    );
+    assert_eq!(exchange_saw(&env, "/fapi/v1/depth"), 1);
+    assert_eq!(exchange_saw(&env, "/fapi/v1/batchOrders"), 0);
 }
 
 /// `batchOrders=<json>`, percent-encoded as ccxt's `create_orders` sends it.

@@ -143,8 +143,11 @@ pub(crate) fn checkpoint_files(home: &Home, given: &[PathBuf]) -> anyhow::Result
     if let Some(path) = home.audit_settings()?.checkpoint_file {
         if let Err(e) = std::fs::metadata(&path) {
             anyhow::bail!(
-                "[audit] checkpoint_file {}: {e} (`keygate audit checkpoint >> {}` starts \
-                 it; a file that is gone, a mount not there, anchors nothing)",
+                "[audit] checkpoint_file {}: {e}. A file that is not there anchors nothing. \
+                 If it never existed, `keygate audit checkpoint >> {}` starts it; if it did \
+                 (a disk not mounted, a file moved), put it back and do not start a new \
+                 one: that would anchor the log as it is now, a vault put back from a \
+                 backup included",
                 path.display(),
                 path.display()
             );

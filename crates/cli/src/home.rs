@@ -198,7 +198,10 @@ pub struct Config {
 
 /// Appends `checkpoint` to the checkpoint file at `path`. A failure is told, not
 /// returned: the change it would anchor is made.
-fn write_anchor(path: &Path, checkpoint: Result<keygate_audit::Checkpoint, keygate_audit::Error>) {
+pub(crate) fn write_anchor(
+    path: &Path,
+    checkpoint: Result<keygate_audit::Checkpoint, keygate_audit::Error>,
+) {
     let written = checkpoint
         .map_err(anyhow::Error::from)
         .and_then(|checkpoint| crate::audit_cmd::append_checkpoint(path, &checkpoint));
@@ -343,9 +346,10 @@ impl Unlocked {
         Ok((value, unsealed))
     }
 
-    /// The config's `[audit] checkpoint_file`, if one is set. A mistake in `[audit]` is
-    /// told, not returned: the change is made all the same, unanchored.
-    fn anchor_file(&self) -> Option<PathBuf> {
+    /// The config's `[audit] checkpoint_file`, if one is set, for a change to take its
+    /// checkpoint in its transaction and [`write_anchor`] it after. A mistake in `[audit]`
+    /// is told, not returned: the change is made all the same, unanchored.
+    pub(crate) fn anchor_file(&self) -> Option<PathBuf> {
         match self.home.audit_settings() {
             Ok(settings) => settings.checkpoint_file,
             Err(e) => {
@@ -353,21 +357,6 @@ impl Unlocked {
                 None
             }
         }
-    }
-
-    /// Anchors the log as it ends now in the config's `[audit] checkpoint_file`, if one is
-    /// set, after a change committed in a transaction of its own (`vault seal`, `keygate
-    /// upgrade`): synced first, as `audit checkpoint` does.
-    pub fn anchor_head(&self) {
-        let Some(path) = self.anchor_file() else {
-            return;
-        };
-        let checkpoint = self
-            .store
-            .sync_to_disk()
-            .map_err(keygate_audit::Error::from)
-            .and_then(|()| keygate_audit::head_checkpoint(&self.store, &self.audit_key));
-        write_anchor(&path, checkpoint);
     }
 
     /// Brings a vault made by an earlier keygate to this one's schema (version 2 deleted a

@@ -144,7 +144,8 @@ fn seal(
             })
         })
         .collect();
-    let settled = vault
+    let anchor = vault.anchor_file();
+    let (settled, checkpoint) = vault
         .store
         .transaction(|s: &Store| {
             // Still the rows shown: another command may have changed one meanwhile.
@@ -192,11 +193,16 @@ fn seal(
                 }),
             ));
             keygate_audit::append_within(s, key, &events)?;
+            let checkpoint = anchor
+                .is_some()
+                .then(|| keygate_audit::head_checkpoint(s, key));
             s.seal_as_they_are(master)?;
-            Ok::<_, keygate_audit::Error>(settled)
+            Ok::<_, keygate_audit::Error>((settled, checkpoint))
         })
         .context("sealing the client and account tables")?;
-    vault.anchor_head();
+    if let (Some(path), Some(checkpoint)) = (anchor, checkpoint) {
+        crate::home::write_anchor(&path, checkpoint);
+    }
     settled.tell();
     println!(
         "sealed: {} client(s) and {} account(s); the gateway accepts them again",
@@ -701,6 +707,7 @@ fn tag(
     shown: &[Client],
     accounts: &[Result<Account, keygate_store::Error>],
 ) -> anyhow::Result<Vec<Name>> {
+    let anchor = vault.anchor_file();
     let (master, key) = (&vault.master, &vault.audit_key);
     vault
         .store
@@ -726,12 +733,17 @@ fn tag(
                 }),
             ));
             keygate_audit::append_within(s, key, &events)?;
+            let checkpoint = anchor
+                .is_some()
+                .then(|| keygate_audit::head_checkpoint(s, key));
             s.seal_as_they_are(master)?;
-            Ok::<_, keygate_audit::Error>((tagged, settled))
+            Ok::<_, keygate_audit::Error>((tagged, settled, checkpoint))
         })
         .context("tagging the clients")
-        .map(|(tagged, settled)| {
-            vault.anchor_head();
+        .map(|(tagged, settled, checkpoint)| {
+            if let (Some(path), Some(checkpoint)) = (anchor, checkpoint) {
+                crate::home::write_anchor(&path, checkpoint);
+            }
             settled.tell();
             tagged
         })

@@ -653,6 +653,34 @@ impl Adapter for Binance {
     fn parse_ticker_price(&self, body: &[u8], symbol: &str) -> Option<Quote> {
         parse_ticker_price(body, symbol)
     }
+    fn takes_the_book(&self, order: &Action) -> bool {
+        // Orders that wait for a trigger (spot's, USD-M's and its algo orders').
+        const TRIGGERED: [&str; 8] = [
+            "STOP_LOSS",
+            "STOP_LOSS_LIMIT",
+            "TAKE_PROFIT",
+            "TAKE_PROFIT_LIMIT",
+            "STOP",
+            "STOP_MARKET",
+            "TAKE_PROFIT_MARKET",
+            "TRAILING_STOP_MARKET",
+        ];
+        let (method, path) = order
+            .endpoint
+            .split_once(' ')
+            .unwrap_or(("", &order.endpoint));
+        let triggered = order
+            .order_type
+            .as_deref()
+            .is_some_and(|t| TRIGGERED.iter().any(|x| x.eq_ignore_ascii_case(t)));
+        let order_list =
+            path.starts_with("/api/v3/order/oco") || path.starts_with("/api/v3/orderList/");
+        order.side == Some(Side::Buy)
+            && method == "POST"
+            && !order.validates_only
+            && !triggered
+            && !order_list
+    }
     fn depth_path(&self, path: &str, symbol: &str) -> Option<String> {
         self.ticker_path(path, symbol)
             .map(|_| format!("{}?symbol={symbol}&limit={DEPTH_LEVELS}", depth_path(path)))

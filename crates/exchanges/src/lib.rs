@@ -288,6 +288,12 @@ pub trait Adapter: Send + Sync + 'static {
     /// at least what a market buy starts filling at (Binance: the best ask), with what is
     /// offered there; `None` when the answer prices another symbol, or has no such price.
     fn parse_ticker_price(&self, body: &[u8], symbol: &str) -> Option<Quote>;
+    /// Whether `order` (one of [`Action::orders`]), a buy priced at the market, may fill
+    /// at once from the best ask up (a market buy, a limit pegged to the asks): then one
+    /// of more than the best ask offers is priced at the book. Not a stop or a
+    /// take-profit, which fills when it triggers, an order list's leg, a modification, or
+    /// a test that places nothing.
+    fn takes_the_book(&self, order: &Action) -> bool;
     /// The public endpoint (path and query) listing the asks of `symbol`'s book on
     /// `path`'s market, deep enough to price a buy of more than the best ask offers.
     fn depth_path(&self, path: &str, symbol: &str) -> Option<String>;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, Method, StatusCode};
-use keygate_core::{Action, Side};
+use keygate_core::Action;
 use keygate_exchanges::{Adapter, Quote};
 use rust_decimal::Decimal;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -750,12 +750,13 @@ impl Upstream {
     /// market price of its symbol ([`Upstream::price`], asked once per symbol and for at
     /// most [`MAX_PRICED_SYMBOLS`] symbols); `None` where neither is known.
     ///
-    /// A market buy fills at once, from the best ask up: one of more than the best ask
-    /// offers is priced at the ask up to which the book ([`Upstream::depth`], asked once
-    /// per symbol) fills it, after the market buys in that symbol before it in the
-    /// request, which take the cheaper asks first. Other orders (limits, stops that fill
-    /// when they trigger, modifications, tests that place nothing) do not take the book
-    /// now, and are priced at the best ask.
+    /// A buy priced at the market (a market buy, a limit buy pegged to the asks) may
+    /// fill at once, from the best ask up: one of more than the best ask offers is priced
+    /// at the ask up to which the book ([`Upstream::depth`], asked once per symbol) fills
+    /// it, after such buys in that symbol before it in the request, which take the
+    /// cheaper asks first. A buy that fills only when it triggers (a stop, an order
+    /// list's leg), a modification, and a test that places nothing do not take the book
+    /// now, and are priced at the best ask (or their trigger, when higher).
     pub async fn price_orders<A: Adapter>(
         &self,
         adapter: &A,
@@ -789,13 +790,7 @@ impl Upstream {
                         notionals.push(None);
                         continue;
                     };
-                    let is_market_buy = order.side == Some(Side::Buy)
-                        && !order.validates_only
-                        && order
-                            .order_type
-                            .as_deref()
-                            .is_some_and(|t| t.eq_ignore_ascii_case("MARKET"));
-                    let quantity = order.quantity.filter(|_| is_market_buy);
+                    let quantity = order.quantity.filter(|_| adapter.takes_the_book(order));
                     let price = match quantity {
                         Some(quantity) => {
                             let index = match bought.iter().position(|(s, ..)| *s == symbol) {

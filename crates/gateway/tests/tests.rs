@@ -858,6 +858,32 @@ async fn a_market_buy_larger_than_the_best_ask_is_priced_at_the_book() {
     assert_eq!(exchange_saw(&env, "/api/v3/depth"), 2);
 }
 
+/// Found by review: a limit buy pegged to the asks (`priceMatch=OPPONENT_5`) fills at once
+/// through the book as a market buy does, and was priced at the best ask when only market
+/// buys walked the book; a stop buy, which fills when it triggers, does not walk it.
+#[tokio::test]
+async fn a_pegged_buy_is_priced_at_the_book_and_a_stop_buy_is_not() {
+    let policy = Policy {
+        symbols: Some(["usdm:BTCUSDT".to_owned()].into_iter().collect()),
+        max_order_notional: Some("120000.3".parse().unwrap()),
+        ..trading_policy()
+    };
+    let env = setup(policy, None, Duration::from_secs(10)).await;
+    let pegged =
+        "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=2&priceMatch=OPPONENT_5";
+    let (status, body) = post(&env, "/fapi/v1/order", pegged).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(
+        body["msg"],
+        "keygate: order notional 120000.4 exceeds the limit 120000.3 of client bot1"
+    );
+    assert_eq!(exchange_saw(&env, "/fapi/v1/depth"), 1);
+    let stop = "symbol=BTCUSDT&side=BUY&type=STOP_MARKET&quantity=2&stopPrice=60000";
+    let (status, body) = post(&env, "/fapi/v1/order", stop).await;
+    assert_ne!(status, 401, "{body}");
+    assert_eq!(exchange_saw(&env, "/fapi/v1/depth"), 1);
+}
+
 /// Found by review: the market buys of a batch were each held to the best ask alone, so
 /// five that each fit what it offers walked the book together uncounted. They are priced
 /// at the book as one: each at the ask up to which it fills, after those before it.

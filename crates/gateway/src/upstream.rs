@@ -752,7 +752,7 @@ impl Upstream {
     ///
     /// A buy priced at the market (a market buy, a limit buy pegged to the asks) may
     /// fill at once, from the best ask up: one of more than the best ask offers is priced
-    /// at the ask up to which the book ([`Upstream::depth`], asked once per symbol) fills
+    /// at the ask up to which the exchange's book (asked once per symbol) fills
     /// it, after such buys in that symbol before it in the request, which take the
     /// cheaper asks first. A buy that fills only when it triggers (a stop, an order
     /// list's leg), a modification, and a test that places nothing do not take the book

@@ -691,23 +691,52 @@ impl Upstream {
         Ok(price)
     }
 
-    /// The exchange's public book of `symbol` (its answer, for
-    /// [`Adapter::parse_depth_price`]), looked up now: a market buy of more than the best
-    /// ask offers is rare, and the book moves. `Ok(None)` when the lookup failed. Weighed
-    /// as [`Upstream::price`] is.
-    async fn depth<A: Adapter>(
+    /// The price `order` is counted at in `market` (see [`Upstream::price_orders`]): its
+    /// best ask, or for a buy that takes the book at once (with those before it in the
+    /// request) more than the best ask offers, the ask up to which the book fills it. The
+    /// book is looked up now, once per request and symbol (such a buy is rare, and the
+    /// book moves), weighed as [`Upstream::price`] is; `Ok(None)` when it cannot be had
+    /// or holds less.
+    #[allow(clippy::too_many_arguments)]
+    async fn market_price<A: Adapter>(
         &self,
         adapter: &A,
         base: &str,
         native_path: &str,
-        symbol: &str,
+        order: &Action,
+        market: &mut Market<'_>,
         weight: &WeightGauge,
         cap: u64,
-    ) -> Result<Option<Bytes>, OverCap> {
-        let Some(path) = adapter.depth_path(native_path, symbol) else {
+    ) -> Result<Option<Decimal>, OverCap> {
+        let Some(quote) = market.quote else {
             return Ok(None);
         };
-        self.public_lookup(adapter, base, &path, weight, cap).await
+        let Some(quantity) = order.quantity.filter(|_| adapter.takes_the_book(order)) else {
+            return Ok(Some(quote.price));
+        };
+        let Some(through) = market.bought.checked_add(quantity) else {
+            return Ok(None);
+        };
+        market.bought = through;
+        if through <= quote.size {
+            return Ok(Some(quote.price));
+        }
+        if market.book.is_none() {
+            let book = match adapter.depth_path(native_path, market.symbol) {
+                Some(path) => {
+                    self.public_lookup(adapter, base, &path, weight, cap)
+                        .await?
+                }
+                None => None,
+            };
+            market.book = Some(book);
+        }
+        Ok(market
+            .book
+            .as_ref()
+            .and_then(Option::as_ref)
+            .and_then(|book| adapter.parse_depth_price(book, through))
+            .map(|walked| walked.max(quote.price)))
     }
 
     /// One public call keygate makes for itself (`path_and_query` at `base`): the body of
@@ -766,66 +795,36 @@ impl Upstream {
         weight: &WeightGauge,
         cap: u64,
     ) -> Result<Vec<Option<Decimal>>, OverCap> {
-        let mut markets: Vec<(&str, Option<Quote>)> = Vec::new();
-        // Per symbol: the market buys' quantity so far, and the book once asked for.
-        let mut bought: Vec<(&str, Decimal, Option<Option<Bytes>>)> = Vec::new();
+        let mut markets: Vec<Market<'_>> = Vec::new();
         let mut notionals = Vec::with_capacity(action.orders().len());
         for order in action.orders() {
             let notional = match (order.stated_notional(), order.symbol.as_deref()) {
                 (Some(stated), _) => Some(stated),
                 (None, Some(symbol)) => {
-                    let market = match markets.iter().find(|(known, _)| *known == symbol) {
-                        Some((_, market)) => *market,
+                    let market = match markets.iter().position(|m| m.symbol == symbol) {
+                        Some(known) => Some(&mut markets[known]),
                         // Past the bound, an order is left unpriced, and so denied.
                         None if markets.len() >= MAX_PRICED_SYMBOLS => None,
                         None => {
-                            let market = self
+                            let quote = self
                                 .price(adapter, base, native_path, symbol, weight, cap)
                                 .await?;
-                            markets.push((symbol, market));
-                            market
+                            markets.push(Market {
+                                symbol,
+                                quote,
+                                bought: Decimal::ZERO,
+                                book: None,
+                            });
+                            markets.last_mut()
                         }
                     };
-                    let Some(quote) = market else {
-                        notionals.push(None);
-                        continue;
-                    };
-                    let quantity = order.quantity.filter(|_| adapter.takes_the_book(order));
-                    let price = match quantity {
-                        Some(quantity) => {
-                            let index = match bought.iter().position(|(s, ..)| *s == symbol) {
-                                Some(index) => index,
-                                None => {
-                                    bought.push((symbol, Decimal::ZERO, None));
-                                    bought.len() - 1
-                                }
-                            };
-                            let entry = &mut bought[index];
-                            let Some(through) = entry.1.checked_add(quantity) else {
-                                notionals.push(None);
-                                continue;
-                            };
-                            entry.1 = through;
-                            if through <= quote.size {
-                                Some(quote.price)
-                            } else {
-                                if entry.2.is_none() {
-                                    let book = self
-                                        .depth(adapter, base, native_path, symbol, weight, cap)
-                                        .await?;
-                                    entry.2 = Some(book);
-                                }
-                                entry
-                                    .2
-                                    .as_ref()
-                                    .and_then(Option::as_ref)
-                                    .and_then(|book| adapter.parse_depth_price(book, through))
-                                    .map(|walked| walked.max(quote.price))
-                            }
-                        }
-                        None => Some(quote.price),
-                    };
-                    price.and_then(|price| order.priced_notional(price))
+                    match market {
+                        Some(market) => self
+                            .market_price(adapter, base, native_path, order, market, weight, cap)
+                            .await?
+                            .and_then(|price| order.priced_notional(price)),
+                        None => None,
+                    }
                 }
                 (None, None) => None,
             };
@@ -833,6 +832,17 @@ impl Upstream {
         }
         Ok(notionals)
     }
+}
+
+/// What pricing one request's orders has learnt of a symbol's market.
+struct Market<'a> {
+    symbol: &'a str,
+    /// Its book ticker; `None` when the lookup failed.
+    quote: Option<Quote>,
+    /// What the request's buys that take the book at once have bought in it so far.
+    bought: Decimal,
+    /// Its book, once asked for; `None` inside when that lookup failed.
+    book: Option<Option<Bytes>>,
 }
 
 /// The most symbols one request's orders are priced in ([`Upstream::price_orders`]):

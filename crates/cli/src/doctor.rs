@@ -59,11 +59,16 @@ pub fn run(vault: &Unlocked, args: &DoctorArgs) -> anyhow::Result<i32> {
     checks.push(vault_format(vault));
     checks.extend(clients(vault));
     checks.push(accounts(vault));
-    // The whole log is read once, for both checks that need it.
-    let files = crate::audit_cmd::checkpoint_files(&vault.home, &args.checkpoint)?;
-    let checkpoints = crate::audit_cmd::read_checkpoints(&files)?;
-    let log = keygate_audit::verify_checkpoints(&vault.store, &vault.audit_key, &checkpoints);
-    checks.push(audit_log(&log, checkpoints.len()));
+    // The whole log is read once, for both checks that need it. A checkpoint file that
+    // cannot be read (a mount not there) fails the audit log's check, and the others run.
+    let anchors = crate::audit_cmd::checkpoint_files(&vault.home, &args.checkpoint)
+        .and_then(|files| crate::audit_cmd::read_checkpoints(&files));
+    let checkpoints = anchors.as_deref().unwrap_or_default();
+    let log = keygate_audit::verify_checkpoints(&vault.store, &vault.audit_key, checkpoints);
+    checks.push(match &anchors {
+        Ok(checkpoints) => audit_log(&log, checkpoints.len()),
+        Err(e) => check("audit log", Verdict::Fail, format!("{e:#}")),
+    });
     checks.push(client_table(vault, &log));
     checks.push(memory());
     checks.push(alerts(vault));

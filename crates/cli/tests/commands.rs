@@ -4378,6 +4378,19 @@ mod audit {
         std::fs::create_dir(&elsewhere).unwrap();
         let out = kg.fails(&["serve", "--listen", "127.0.0.1:0"], "", 2);
         assert!(out.stderr.contains("anchors nothing"), "{}", out.stderr);
+        // doctor names it as one failed check among the others, which still run.
+        let out = kg.fails(&["doctor"], "", 1);
+        assert!(
+            out.stdout
+                .contains("FAIL audit log: [audit] checkpoint_file"),
+            "{}",
+            out.stdout
+        );
+        assert!(
+            out.stdout.contains("client and account tables"),
+            "{}",
+            out.stdout
+        );
         let out = kg.ok(&["client", "freeze", "bot1"], "");
         assert!(
             out.stderr.contains("no checkpoint of it was written"),

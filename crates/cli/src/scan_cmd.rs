@@ -43,6 +43,10 @@ pub struct ScanArgs {
     /// Scan only what is staged for the next commit (for pre-commit hooks).
     #[arg(long)]
     pub staged: bool,
+    /// Scan a commit message file (for commit-msg hooks, which run at the top of the
+    /// working tree: the `.keygateignore` there applies).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["paths", "git", "staged", "no_ignore"])]
+    pub commit_msg: Option<PathBuf>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Human)]
     pub format: Format,
@@ -61,12 +65,13 @@ pub struct ScanArgs {
     /// Also report exact occurrences of keys in keygate's vault (needs the vault unlocked).
     #[arg(long)]
     pub managed: bool,
-    /// Install a git pre-commit hook running `keygate scan --staged` in the current repository.
+    /// Install git hooks in the current repository: `pre-commit` runs `keygate scan
+    /// --staged`, `commit-msg` scans the commit's message.
     // Not `exclusive`: clap counts the global options, and those set from the environment
     // (KEYGATE_HOME, KEYGATE_LOG), as conflicting with an exclusive one.
     #[arg(long, conflicts_with_all = [
-        "paths", "git", "staged", "format", "output", "baseline", "managed", "ignore_file",
-        "no_ignore",
+        "paths", "git", "staged", "commit_msg", "format", "output", "baseline", "managed",
+        "ignore_file", "no_ignore",
     ])]
     pub install_hook: bool,
     /// A fingerprint ignore file (default: .keygateignore in the scanned root, if present).
@@ -104,15 +109,18 @@ pub fn run(args: &ScanArgs, managed: Option<ManagedKeys>) -> i32 {
 fn scan(args: &ScanArgs, managed: Option<ManagedKeys>) -> anyhow::Result<i32> {
     if args.install_hook {
         let cwd = std::env::current_dir().context("cannot read the current directory")?;
-        let path =
-            keygate_scan::install_hook(&cwd).context("cannot install the pre-commit hook")?;
-        eprintln!("installed pre-commit hook {}", path.display());
+        let paths = keygate_scan::install_hooks(&cwd).context("cannot install the git hooks")?;
+        for path in paths {
+            eprintln!("installed git hook {}", path.display());
+        }
         return Ok(0);
     }
     if args.managed && managed.is_none() {
         bail!("--managed needs the unlocked vault");
     }
-    let roots: Vec<PathBuf> = if args.paths.is_empty() {
+    let roots: Vec<PathBuf> = if let Some(message) = &args.commit_msg {
+        vec![message.clone()]
+    } else if args.paths.is_empty() {
         vec![PathBuf::from(".")]
     } else {
         args.paths.clone()
@@ -135,12 +143,22 @@ fn scan(args: &ScanArgs, managed: Option<ManagedKeys>) -> anyhow::Result<i32> {
         builder = builder.ignore_fingerprints(fps);
     }
     if args.ignore_file.is_empty() {
-        for root in &roots {
-            let dir = if root.is_dir() {
-                root.as_path()
-            } else {
-                root.parent().unwrap_or(Path::new("."))
-            };
+        // A commit message's file is in `.git`: the repository's own list applies to it.
+        let dirs: Vec<&Path> = if args.commit_msg.is_some() {
+            vec![Path::new(".")]
+        } else {
+            roots
+                .iter()
+                .map(|root| {
+                    if root.is_dir() {
+                        root.as_path()
+                    } else {
+                        root.parent().unwrap_or(Path::new("."))
+                    }
+                })
+                .collect()
+        };
+        for dir in dirs {
             let default = dir.join(".keygateignore");
             if default.is_file() {
                 builder = builder.ignore_fingerprints(read_ignore_file(&default)?);
@@ -205,6 +223,12 @@ fn scan(args: &ScanArgs, managed: Option<ManagedKeys>) -> anyhow::Result<i32> {
     }
     if args.staged && report.has_active() && args.format == Format::Human {
         eprintln!("commit blocked: remove the keys above (or mark reviewed test data with `keygate:allow`)");
+    }
+    if args.commit_msg.is_some() && report.has_active() && args.format == Format::Human {
+        eprintln!(
+            "commit blocked: remove the keys above from the commit message (git keeps the \
+             message in the file named above)"
+        );
     }
     // A staged file too large to scan may hold keys: the hook must not let it through
     // unseen. Exit 2, since the scan is incomplete, whatever else it found.

@@ -1,4 +1,4 @@
-//! `keygate scan` through the real binary: keys the vault manages, and the pre-commit hook.
+//! `keygate scan` through the real binary: keys the vault manages, and the git hooks.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -219,6 +219,38 @@ fn the_installed_hook_blocks_a_commit_with_a_key_and_lets_a_clean_one_through() 
         1,
         "only the clean commit landed"
     );
+
+    // A key pasted into the message is pushed and cloned with the history too: the
+    // commit-msg hook stops it, and a message the repository's .keygateignore lists
+    // goes through.
+    git(repo, &["rm", "-q", "--cached", ".env"], &path_env);
+    std::fs::write(repo.join("notes.md"), "nothing here either\n").unwrap();
+    git(repo, &["add", "notes.md"], &path_env);
+    let message = format!("tune the bot\n\nBINANCE_API_KEY={key}\nBINANCE_SECRET_KEY={secret}\n");
+    let leaky = git(repo, &["commit", "-q", "-m", &message], &path_env);
+    let said = String::from_utf8_lossy(&leaky.stdout).into_owned()
+        + &String::from_utf8_lossy(&leaky.stderr);
+    assert!(
+        !leaky.status.success(),
+        "the message's key went through: {said}"
+    );
+    assert!(said.contains("COMMIT_EDITMSG"), "{said}");
+    assert!(said.contains("from the commit message"), "{said}");
+    assert!(!said.contains(&secret), "the hook printed the secret");
+    let fingerprint = said
+        .split("fingerprint: ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("the finding's fingerprint");
+    std::fs::write(repo.join(".keygateignore"), format!("{fingerprint}\n")).unwrap();
+    let listed = git(repo, &["commit", "-q", "-m", &message], &path_env);
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    let log = git(repo, &["log", "--oneline"], &path_env);
+    assert_eq!(String::from_utf8_lossy(&log.stdout).lines().count(), 2);
 }
 
 /// A regression test (from a review): a staged file over the 64 MiB limit was skipped

@@ -30,8 +30,8 @@ pub enum Error {
         /// What is wrong with it.
         message: String,
     },
-    /// A pre-commit hook that keygate did not write is already installed.
-    #[error("a pre-commit hook not written by keygate already exists at {path}")]
+    /// A git hook that keygate did not write is already installed where its own would go.
+    #[error("a git hook not written by keygate already exists at {path}")]
     HookExists {
         /// The existing hook.
         path: PathBuf,

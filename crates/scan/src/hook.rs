@@ -1,4 +1,5 @@
-//! The git pre-commit hook that runs `keygate scan --staged`.
+//! The git hooks that run `keygate scan`: `pre-commit` on what is staged, `commit-msg` on
+//! the message.
 
 use std::path::{Path, PathBuf};
 
@@ -7,17 +8,58 @@ use crate::Error;
 
 const MARKER: &str = "# installed by keygate scan --install-hook";
 
-/// The pre-commit hook script: blocks the commit when staged content has findings.
-pub fn hook_script() -> &'static str {
-    "#!/bin/sh\n# installed by keygate scan --install-hook\n# Blocks the commit when staged files contain exchange API keys.\n# Bypass once (not recommended): git commit --no-verify\nexec keygate scan --staged\n"
+/// A git hook keygate installs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Hook {
+    /// `pre-commit`: blocks the commit when what is staged holds a key.
+    PreCommit,
+    /// `commit-msg`: blocks the commit when its message holds a key (a message is pushed
+    /// and cloned with the history, as a file is).
+    CommitMsg,
 }
 
-/// Writes the hook into the repository containing `repo` (honouring `core.hooksPath`)
-/// and returns its path. Only a regular file holding keygate's marker is replaced;
-/// anything else at that path (another hook, whatever its encoding, a symbolic link even
-/// to keygate's hook or to nowhere, a directory) is left alone and refused, and so is a
-/// path that cannot be looked at: a hook is never written through a link.
-pub fn install_hook(repo: &Path) -> Result<PathBuf, Error> {
+impl Hook {
+    /// Every hook [`install_hooks`] writes.
+    pub const ALL: [Hook; 2] = [Hook::PreCommit, Hook::CommitMsg];
+
+    /// The hook's file name in the hooks directory, as git names it.
+    pub fn file_name(self) -> &'static str {
+        match self {
+            Hook::PreCommit => "pre-commit",
+            Hook::CommitMsg => "commit-msg",
+        }
+    }
+
+    /// The script: it exits non-zero, which stops the commit, when the scan finds a key or
+    /// cannot run. `commit-msg` is given the message's file.
+    pub fn script(self) -> &'static str {
+        match self {
+            Hook::PreCommit => concat!(
+                "#!/bin/sh\n",
+                "# installed by keygate scan --install-hook\n",
+                "# Blocks the commit when staged files contain exchange API keys.\n",
+                "# Bypass once (not recommended): git commit --no-verify\n",
+                "exec keygate scan --staged\n",
+            ),
+            Hook::CommitMsg => concat!(
+                "#!/bin/sh\n",
+                "# installed by keygate scan --install-hook\n",
+                "# Blocks the commit when its message contains exchange API keys.\n",
+                "# Bypass once (not recommended): git commit --no-verify\n",
+                "exec keygate scan --commit-msg \"$1\"\n",
+            ),
+        }
+    }
+}
+
+/// Writes every hook of [`Hook::ALL`] into the repository containing `repo` (honouring
+/// `core.hooksPath`) and returns their paths. Only a regular file holding keygate's marker
+/// is replaced; anything else at a hook's path (another hook, whatever its encoding, a
+/// symbolic link even to keygate's hook or to nowhere, a directory) is refused, and so is
+/// a path that cannot be looked at: a hook is never written through a link. Each path is
+/// looked at before any is written, so a refusal leaves every hook as it was.
+pub fn install_hooks(repo: &Path) -> Result<Vec<PathBuf>, Error> {
     let rel = git(repo, &["rev-parse", "--git-path", "hooks"])?;
     let mut dir = PathBuf::from(rel.trim());
     if dir.is_relative() {
@@ -27,33 +69,57 @@ pub fn install_hook(repo: &Path) -> Result<PathBuf, Error> {
         path: dir.clone(),
         source,
     })?;
-    let path = dir.join("pre-commit");
+    let mut found = Vec::new();
+    for hook in Hook::ALL {
+        let path = dir.join(hook.file_name());
+        let ours = is_ours(&path)?;
+        found.push((hook, path, ours));
+    }
+    found
+        .into_iter()
+        .map(|(hook, path, ours)| write_hook(hook, &path, ours).map(|()| path))
+        .collect()
+}
+
+/// Whether `path` holds keygate's own hook (`true`) or nothing (`false`); anything else
+/// there is refused.
+fn is_ours(path: &Path) -> Result<bool, Error> {
     let io = |source| Error::Io {
-        path: path.clone(),
+        path: path.to_owned(),
         source,
     };
-    let ours = match std::fs::symlink_metadata(&path) {
+    match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.is_file() => {
-            let existing = std::fs::read(&path).map_err(io)?;
+            let existing = std::fs::read(path).map_err(io)?;
             if memchr::memmem::find(&existing, MARKER.as_bytes()).is_none() {
-                return Err(Error::HookExists { path });
+                return Err(Error::HookExists {
+                    path: path.to_owned(),
+                });
             }
-            true
+            Ok(true)
         }
-        Ok(_) => return Err(Error::HookExists { path }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
-        Err(e) => return Err(io(e)),
-    };
+        Ok(_) => Err(Error::HookExists {
+            path: path.to_owned(),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(io(e)),
+    }
+}
+
+/// Writes `hook` at `path`: `ours` replaces keygate's own hook there.
+fn write_hook(hook: Hook, path: &Path, ours: bool) -> Result<(), Error> {
     // Written beside it and renamed over it (a rename replaces a link put there since,
     // never its target), or created where nothing is (`create_new` fails on anything
     // there, a dangling link included).
     let target = if ours {
-        let fresh = dir.join("pre-commit.keygate-new");
+        let mut fresh = path.as_os_str().to_owned();
+        fresh.push(".keygate-new");
+        let fresh = PathBuf::from(fresh);
         // Left by an install that stopped half-way; a link there is removed, not followed.
         let _ = std::fs::remove_file(&fresh);
         fresh
     } else {
-        path.clone()
+        path.to_owned()
     };
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
@@ -61,7 +127,7 @@ pub fn install_hook(repo: &Path) -> Result<PathBuf, Error> {
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o755);
     let written = options.open(&target).and_then(|mut file| {
         use std::io::Write as _;
-        file.write_all(hook_script().as_bytes())?;
+        file.write_all(hook.script().as_bytes())?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;
@@ -72,7 +138,7 @@ pub fn install_hook(repo: &Path) -> Result<PathBuf, Error> {
     });
     let written = written.and_then(|()| {
         if ours {
-            std::fs::rename(&target, &path)
+            std::fs::rename(&target, path)
         } else {
             Ok(())
         }
@@ -86,5 +152,5 @@ pub fn install_hook(repo: &Path) -> Result<PathBuf, Error> {
             source,
         });
     }
-    Ok(path)
+    Ok(())
 }

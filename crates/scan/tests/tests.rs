@@ -3383,13 +3383,14 @@ mod git {
     #[test]
     fn installed_hook_blocks_a_commit_with_a_key() {
         let dir = repo();
-        let hook = keygate_scan::install_hook(dir.path()).unwrap();
-        assert_eq!(
-            std::fs::read_to_string(&hook).unwrap(),
-            keygate_scan::hook_script()
-        );
+        let hooks = keygate_scan::install_hooks(dir.path()).unwrap();
+        for (path, hook) in hooks.iter().zip(keygate_scan::Hook::ALL) {
+            assert!(path.ends_with(hook.file_name()), "{}", path.display());
+            assert_eq!(std::fs::read_to_string(path).unwrap(), hook.script());
+        }
+        let hook = &hooks[0];
         // Installing twice is fine; a foreign hook is not overwritten.
-        keygate_scan::install_hook(dir.path()).unwrap();
+        keygate_scan::install_hooks(dir.path()).unwrap();
         // The hook runs `keygate scan --staged`; a shim on PATH stands in for the binary,
         // using this crate's library through the test's own logic: exit 1 when the staged
         // scan finds something. The real binary is tested end to end in the CLI tests.
@@ -3431,9 +3432,9 @@ mod git {
         assert!(!out.status.success(), "commit with a key was not blocked");
         assert_eq!(git(dir.path(), &["rev-list", "--count", "HEAD"]), "1");
 
-        std::fs::write(&hook, "#!/bin/sh\nexit 0\n").unwrap();
+        std::fs::write(hook, "#!/bin/sh\nexit 0\n").unwrap();
         assert!(matches!(
-            keygate_scan::install_hook(dir.path()),
+            keygate_scan::install_hooks(dir.path()),
             Err(keygate_scan::Error::HookExists { .. })
         ));
     }
@@ -3452,7 +3453,7 @@ mod git {
         let hook = hooks.join("pre-commit");
         let refused = || {
             matches!(
-                keygate_scan::install_hook(dir.path()),
+                keygate_scan::install_hooks(dir.path()),
                 Err(keygate_scan::Error::HookExists { .. })
             )
         };
@@ -3461,6 +3462,10 @@ mod git {
         std::fs::write(&hook, latin1).unwrap();
         assert!(refused());
         assert_eq!(std::fs::read(&hook).unwrap(), latin1);
+        assert!(
+            !hooks.join("commit-msg").exists(),
+            "a refusal wrote the other hook"
+        );
         // A dangling link: its target is not created.
         std::fs::remove_file(&hook).unwrap();
         let target = dir.path().join("elsewhere");
@@ -3468,18 +3473,18 @@ mod git {
         assert!(refused());
         assert!(!target.exists());
         // A link to keygate's own hook is still a link.
-        std::fs::write(&target, keygate_scan::hook_script()).unwrap();
+        std::fs::write(&target, keygate_scan::Hook::PreCommit.script()).unwrap();
         assert!(refused());
         assert!(std::fs::symlink_metadata(&hook).unwrap().is_symlink());
         // Keygate's own hook, not UTF-8 after a user's edit, is rewritten.
         std::fs::remove_file(&hook).unwrap();
-        let mut edited = keygate_scan::hook_script().as_bytes().to_vec();
+        let mut edited = keygate_scan::Hook::PreCommit.script().as_bytes().to_vec();
         edited.extend_from_slice(b"# \xff\n");
         std::fs::write(&hook, edited).unwrap();
-        keygate_scan::install_hook(dir.path()).unwrap();
+        keygate_scan::install_hooks(dir.path()).unwrap();
         assert_eq!(
             std::fs::read_to_string(&hook).unwrap(),
-            keygate_scan::hook_script()
+            keygate_scan::Hook::PreCommit.script()
         );
     }
 

@@ -12,8 +12,8 @@ use base64::Engine;
 use clap::{Args, Subcommand, ValueEnum};
 use ipnet::IpNet;
 use keygate_core::{
-    is_quoted_in, ClientStatus, Market, Name, Policy, Scope, Scopes, WithdrawalDestination,
-    DEFAULT_NOTIONAL_ASSET,
+    is_quoted_in, ClientStatus, Exchange, Market, Name, Policy, Scope, Scopes,
+    WithdrawalDestination, DEFAULT_NOTIONAL_ASSET,
 };
 use keygate_store::{Client, ClientKeyMaterial, KeyType, NewClient, Store};
 use keygate_vault::{redact, SecretString};
@@ -82,7 +82,7 @@ pub struct IssueArgs {
     #[arg(long, value_name = "FILE")]
     pub public_key: Option<PathBuf>,
     /// The gateway's base URL, for the printed ccxt snippet (as `serve` prints it, with or
-    /// without its `/binance`).
+    /// without the exchange's path, `/binance`).
     #[arg(long, value_name = "URL", default_value = DEFAULT_GATEWAY, value_parser = gateway_url)]
     pub gateway_url: String,
     /// Print JSON.
@@ -200,7 +200,7 @@ pub struct RotateArgs {
     #[arg(long, value_name = "FILE")]
     pub public_key: Option<PathBuf>,
     /// The gateway's base URL, for the printed ccxt snippet (as `serve` prints it, with or
-    /// without its `/binance`).
+    /// without the exchange's path, `/binance`).
     #[arg(long, value_name = "URL", default_value = DEFAULT_GATEWAY, value_parser = gateway_url)]
     pub gateway_url: String,
     /// Print JSON.
@@ -266,13 +266,17 @@ fn issue(vault: &mut Unlocked, args: &IssueArgs) -> anyhow::Result<()> {
             "expires_at": rfc3339(expires_ms),
         }),
     );
-    vault
-        .change(&[issued], |s, master| s.insert_client(&new, master, now))
+    let exchange = vault
+        .change(&[issued], |s, master| {
+            s.insert_client(&new, master, now)?;
+            Ok(s.account(&account)?.exchange)
+        })
         .with_context(|| format!("issuing client {name}"))?;
     print_credentials(
         &Issued {
             name: &name,
             account: &account,
+            exchange,
             api_key: &api_key,
             secret: secret.as_ref(),
             policy: &policy,
@@ -637,12 +641,14 @@ fn parse_withdrawal_limit(s: &str) -> anyhow::Result<(String, Decimal)> {
     Ok((asset.to_owned(), parse_notional(flag, amount)?))
 }
 
-/// `--gateway-url`: an http(s) URL, without the `/binance` the snippet adds (the URL
-/// `serve` prints has it), nor anything that would break out of the snippet's quotes.
+/// `--gateway-url`: an http(s) URL, without the exchange's path (`/binance`) the snippet
+/// adds (the URLs `serve` prints have it), nor anything that would break out of the
+/// snippet's quotes.
 fn gateway_url(text: &str) -> Result<String, String> {
     let url = text.trim_end_matches('/');
-    let url = url
-        .strip_suffix("/binance")
+    let url = Exchange::ALL
+        .iter()
+        .find_map(|e| url.strip_suffix(e.as_str())?.strip_suffix('/'))
         .unwrap_or(url)
         .trim_end_matches('/');
     let host = url
@@ -1104,6 +1110,12 @@ fn rotate(vault: &mut Unlocked, args: &RotateArgs) -> anyhow::Result<()> {
     if c.status == ClientStatus::Revoked {
         bail!("client {name} is revoked; revocation is final");
     }
+    // A client that is not revoked has its account (`account remove` revokes them).
+    let exchange = vault
+        .store
+        .account(&c.account)
+        .with_context(|| format!("looking up client {name}'s account {}", c.account))?
+        .exchange;
     // New credentials that would be refused from the first request help nobody.
     if let Some(expired) = c.expires_ms.filter(|&e| e <= now_ms()) {
         bail!(
@@ -1181,6 +1193,7 @@ fn rotate(vault: &mut Unlocked, args: &RotateArgs) -> anyhow::Result<()> {
         &Issued {
             name: &name,
             account: &c.account,
+            exchange,
             api_key: &api_key,
             secret: secret.as_ref(),
             policy: &c.policy,
@@ -1217,6 +1230,8 @@ fn unchanged_since_read(store: &Store, read: &Client) -> Result<(), keygate_stor
 struct Issued<'a> {
     name: &'a Name,
     account: &'a Name,
+    /// The account's exchange: the gateway's path and ccxt's class are named after it.
+    exchange: Exchange,
     api_key: &'a str,
     secret: Option<&'a SecretString>,
     policy: &'a Policy,
@@ -1262,7 +1277,8 @@ fn print_credentials(
     as_json: bool,
     old_valid_until: Option<u64>,
 ) -> anyhow::Result<()> {
-    let gateway = format!("{}/binance", c.gateway_url);
+    let exchange = c.exchange.as_str();
+    let gateway = format!("{}/{exchange}", c.gateway_url);
     let neither_works = format!(
         "neither the new key nor the old one works until `keygate client unfreeze {}`",
         c.name
@@ -1337,13 +1353,13 @@ fn print_credentials(
     match c.secret {
         Some(secret) => writeln!(
             out,
-            "    exchange = ccxt.binance({{'apiKey': '{}', 'secret': '{}'}})",
+            "    exchange = ccxt.{exchange}({{'apiKey': '{}', 'secret': '{}'}})",
             c.api_key,
             secret.expose_secret()
         )?,
         None => writeln!(
             out,
-            "    exchange = ccxt.binance({{'apiKey': '{}', 'secret': \
+            "    exchange = ccxt.{exchange}({{'apiKey': '{}', 'secret': \
              open('ed25519-private.pem').read()}})",
             c.api_key
         )?,

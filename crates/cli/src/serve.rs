@@ -332,10 +332,14 @@ pub fn run(unlocked: Unlocked, args: &ServeArgs) -> anyhow::Result<()> {
         None => Server::start(args.listen, workers, &gateway),
     }
     .with_context(|| format!("binding {}", args.listen))?;
-    println!(
-        "keygate listening on {scheme}://{}/binance",
-        server.local_addr()
-    );
+    // One line per exchange, each the base URL its bots point at.
+    for exchange in keygate_core::Exchange::ALL {
+        println!(
+            "keygate listening on {scheme}://{}/{}",
+            server.local_addr(),
+            exchange.as_str()
+        );
+    }
 
     stop.wait();
     // Not `eprintln!`: after a SIGHUP the terminal is gone, writing to it fails, and a

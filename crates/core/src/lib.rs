@@ -60,6 +60,12 @@ impl Exchange {
     /// Every supported exchange.
     pub const ALL: &'static [Exchange] = &[Exchange::Binance];
 
+    /// Every supported exchange's name, comma-separated, for messages.
+    pub fn names() -> String {
+        let names: Vec<&str> = Exchange::ALL.iter().map(|e| e.as_str()).collect();
+        names.join(", ")
+    }
+
     /// The lowercase name used in URLs, the CLI and the database.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -91,7 +97,7 @@ impl FromStr for Exchange {
 #[non_exhaustive]
 pub enum Error {
     /// The exchange name is not one keygate supports.
-    #[error("unknown exchange {name:?} (supported: binance)")]
+    #[error("unknown exchange {name:?} (supported: {})", Exchange::names())]
     UnknownExchange {
         /// The name as given.
         name: String,

@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::home::{admin_event, now_ms, parse_duration, read_stdin_line, Unlocked};
 use crate::output::{escape_controls, print_json, print_table, rfc3339, span};
-use crate::remote::{Exchanges, ReadError};
+use crate::remote::Exchanges;
 
 /// `keygate account …`
 #[derive(Subcommand, Debug)]
@@ -501,9 +501,6 @@ fn check_with_exchange(
 ) -> anyhow::Result<()> {
     let checked = match exchange {
         Exchange::Binance => exchanges.check_key(&Binance, upstream, api_key, secret),
-        other => Err(ReadError::lasting(format!(
-            "keygate cannot ask {other} yet"
-        ))),
     };
     checked.map_err(|e| {
         let reason = escape_controls(&e.reason);

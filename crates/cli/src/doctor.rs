@@ -651,7 +651,6 @@ fn exchange_keys(vault: &Unlocked) -> Vec<Check> {
                         .parse_permissions(&answer.body)
                         .ok_or_else(|| "its answer does not read".to_owned())
                 }),
-            other => Err(format!("keygate cannot ask {other} yet")),
         };
         let permissions = match asked {
             Ok(p) => p,

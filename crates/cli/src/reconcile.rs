@@ -484,14 +484,6 @@ pub(crate) fn reconcile(
                 }
                 (withdrawals, orders, conditional_orders.items)
             }
-            other => {
-                let cannot = Failure::fixed(format!("keygate cannot ask {other} yet"));
-                (
-                    Partial::failed(cannot.clone()),
-                    Partial::failed(cannot),
-                    Vec::new(),
-                )
-            }
         };
         asked.push((
             label,
@@ -739,16 +731,6 @@ impl<T> Default for Partial<T> {
             failures: Vec::new(),
             may_pass: false,
             unasked: Vec::new(),
-        }
-    }
-}
-
-impl<T> Partial<T> {
-    /// Nothing listed, for `reason`, which lasts.
-    fn failed(reason: Failure) -> Partial<T> {
-        Partial {
-            failures: vec![reason],
-            ..Partial::default()
         }
     }
 }

@@ -212,9 +212,9 @@ impl Exchanges {
             "" => format!("{base}{path}"),
             query => format!("{base}{path}?{query}"),
         };
-        let answer = self
-            .runtime
-            .block_on(self.upstream.send(&Method::GET, &url, &[], b""));
+        let answer =
+            self.runtime
+                .block_on(self.upstream.send(adapter, &Method::GET, &url, &[], b""));
         answered(adapter, path, answer, (&self.weight, pool))
     }
 
@@ -318,7 +318,7 @@ async fn read_signed_with<A: Adapter>(
     );
     let url = format!("{base}{path}?{}", signed.query);
     let answer = upstream
-        .send(&Method::GET, &url, &signed.headers, b"")
+        .send(adapter, &Method::GET, &url, &signed.headers, b"")
         .await;
     answered(adapter, path, answer, (weight, pool))
 }

@@ -24,7 +24,7 @@ use sha2::Sha256;
 
 use crate::{
     Adapter, BackOff, ClientRequest, Error, ExchangeOrder, ExchangeWithdrawal, Freshness,
-    KeyPermissions, Quote, Refusal, Route,
+    KeyPermissions, OrderPlacement, Quote, Refusal, Route,
 };
 pub use crate::{ClientKey, Forward};
 
@@ -854,6 +854,42 @@ impl Adapter for Binance {
             .collect();
         Some(text)
     }
+    fn order_placement(&self, method: &str, path: &str) -> Option<OrderPlacement> {
+        // Reconciliation lists spot's and USD-M's orders.
+        let market = if path.starts_with("/api/") {
+            Market::Spot
+        } else if path.starts_with("/fapi/") {
+            Market::Usdm
+        } else {
+            return None;
+        };
+        let places_new = method == "POST"
+            && (matches!(
+                path,
+                "/api/v3/order"
+                    | "/api/v3/sor/order"
+                    | "/api/v3/order/oco"
+                    | "/api/v3/order/cancelReplace"
+                    | "/fapi/v1/order"
+                    | BATCH_ORDERS_PATH
+                    | ALGO_ORDER_PATH
+            ) || path.starts_with("/api/v3/orderList/"));
+        // A list with a working order and two pending ones has three legs, the other
+        // lists two.
+        let legs = if path.ends_with("/orderList/otoco") || path.ends_with("/orderList/opoco") {
+            3
+        } else if path.contains("/orderList/") || path.ends_with("/order/oco") {
+            2
+        } else {
+            1
+        };
+        Some(OrderPlacement {
+            market,
+            conditional: is_algo_order_path(path),
+            places_new,
+            legs,
+        })
+    }
     fn placed_order_ids(&self, path: &str, body: &[u8]) -> Vec<String> {
         let mut ids = Vec::new();
         if let Ok(answer) = serde_json::from_slice::<serde_json::Value>(body) {
@@ -964,6 +1000,17 @@ impl Adapter for Binance {
             .find(|pool| pool[1..] == *first)
             .copied()
             .unwrap_or("")
+    }
+    fn passes_back_header(&self, name: &str) -> bool {
+        // `/api` and `/fapi` report weight and order counts in `X-MBX-*` headers, `/sapi`
+        // its weight in `X-SAPI-USED-IP-WEIGHT-1M` or, for endpoints weighted per account,
+        // `X-SAPI-USED-UID-WEIGHT-1M`.
+        let starts_with = |prefix: &str| {
+            name.get(..prefix.len())
+                .is_some_and(|start| start.eq_ignore_ascii_case(prefix))
+        };
+        !name.eq_ignore_ascii_case(API_KEY_HEADER)
+            && (starts_with("x-mbx-") || starts_with("x-sapi-used-"))
     }
     fn used_weight(&self, pool: &str, headers: &HeaderMap) -> Option<u64> {
         // `/sapi` reports the weight of its own per-address pool apart from `/api`'s; its
@@ -3849,6 +3896,30 @@ mod tests {
         assert_eq!(
             req(&format!("timestamp={now}&recvWindow=60001")).check_freshness(now),
             Err(Error::RecvWindowTooLarge)
+        );
+    }
+
+    #[test]
+    fn order_placement_names_market_legs_and_new_orders() {
+        let placed = |method, path| Binance.order_placement(method, path);
+        let legs = |path| placed("POST", path).map(|p| (p.places_new, p.legs));
+        assert_eq!(legs("/api/v3/orderList/otoco"), Some((true, 3)));
+        assert_eq!(legs("/api/v3/orderList/oto"), Some((true, 2)));
+        assert_eq!(legs("/api/v3/order/oco"), Some((true, 2)));
+        assert_eq!(legs("/api/v3/order"), Some((true, 1)));
+        assert_eq!(legs("/api/v3/order/test"), Some((false, 1)));
+        assert_eq!(legs("/fapi/v1/leverage"), Some((false, 1)));
+        let modified = placed("PUT", "/fapi/v1/order").unwrap();
+        assert_eq!(
+            (modified.market, modified.places_new),
+            (Market::Usdm, false)
+        );
+        let algo = placed("POST", ALGO_ORDER_PATH).unwrap();
+        assert!(algo.conditional && algo.places_new);
+        assert_eq!(placed("POST", "/sapi/v1/margin/order"), None);
+        assert_eq!(
+            crate::order_placement(Exchange::Binance, "POST", "/fapi/v1/batchOrders"),
+            placed("POST", "/fapi/v1/batchOrders")
         );
     }
 

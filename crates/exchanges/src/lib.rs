@@ -58,6 +58,30 @@ use http::HeaderMap;
 use keygate_core::{Action, ActionKind, Exchange, Market};
 use rust_decimal::Decimal;
 
+/// What a trade request places, as reconciliation lists it ([`Adapter::order_placement`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OrderPlacement {
+    /// The market whose orders the request's are: each numbers its orders apart.
+    pub market: Market,
+    /// Whether they are conditional orders, which the exchange numbers apart from orders
+    /// until they trigger.
+    pub conditional: bool,
+    /// Whether the request places new orders: not one that changes the account's
+    /// settings, tests an order or modifies one in place (which keeps its id).
+    pub places_new: bool,
+    /// How many orders the exchange lists for each order the request names: one, or the
+    /// legs of an order list.
+    pub legs: u8,
+}
+
+/// [`Adapter::order_placement`] of `exchange`'s adapter, for code that knows an exchange
+/// by name (an audit event's) rather than by its adapter.
+pub fn order_placement(exchange: Exchange, method: &str, path: &str) -> Option<OrderPlacement> {
+    match exchange {
+        Exchange::Binance => Binance.order_placement(method, path),
+    }
+}
+
 /// The top of a market's book, as an order is priced at it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Quote {
@@ -311,6 +335,11 @@ pub trait Adapter: Send + Sync + 'static {
     /// of `pool` (as [`Adapter::weight_pool`] names it), from the headers of the answer to
     /// a call that drew from it.
     fn used_weight(&self, pool: &str, headers: &HeaderMap) -> Option<u64>;
+    /// Whether a header of the exchange's answer is passed back to the bot (and kept for
+    /// [`Adapter::used_weight`]), beside the content type and `Retry-After`, which are
+    /// for every exchange: its rate-limit counters, say. Never a header that could carry
+    /// an API key, should a proxy on the way echo the real one back.
+    fn passes_back_header(&self, name: &str) -> bool;
     /// The most of `pool`'s weight in a minute that public data, order pricing and signed
     /// reads may use, whatever the gateway's caps are set to: what is above is kept for
     /// orders, cancels and reconciliation's reads (which stop at a ceiling of their own
@@ -368,6 +397,9 @@ pub trait Adapter: Send + Sync + 'static {
     /// for a conditional order, its own id (numbered apart from orders); none when the
     /// answer names none.
     fn placed_order_ids(&self, path: &str, body: &[u8]) -> Vec<String>;
+    /// What a trade request `method path` (a native path) places, in a market whose
+    /// orders reconciliation lists; `None` in another.
+    fn order_placement(&self, method: &str, path: &str) -> Option<OrderPlacement>;
     /// Whether an answer of `status` with `body` says that the exchange does not know
     /// whether the request executed, or says nothing keygate can read of it (a success
     /// that is not the exchange's format): an order or a withdrawal so answered may have

@@ -1103,7 +1103,7 @@ impl Gateway {
         let url = upstream_url(base, path, &forward.query);
         let answer = self
             .upstream
-            .send(&Method::GET, &url, &forward.headers, b"")
+            .send(adapter, &Method::GET, &url, &forward.headers, b"")
             .await
             .ok()?;
         self.weight.note_answer(adapter, pool, &answer, reservation);
@@ -1158,7 +1158,10 @@ impl Gateway {
             sensitive,
             started,
         };
-        let result = self.upstream.send(method, url, headers, body).await;
+        let result = self
+            .upstream
+            .send(adapter, method, url, headers, body)
+            .await;
         match result {
             Ok(answer) => {
                 // The exchange's ids of what it placed, for `keygate reconcile` to know

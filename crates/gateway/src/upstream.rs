@@ -262,23 +262,12 @@ impl AsyncWrite for Stream {
     }
 }
 
-/// Whether an answer header is passed back to the bot: the content type, Binance's
-/// rate-limit counters and `Retry-After`. Binance reports `/api` and `/fapi` weight and
-/// order counts in `X-MBX-*` headers, and `/sapi` weight in `X-SAPI-USED-IP-WEIGHT-1M` or,
-/// for endpoints weighted per account, `X-SAPI-USED-UID-WEIGHT-1M`. Never the header
-/// that carries an API key, should a proxy on the way echo the real key back.
-fn is_passed_back(name: &str) -> bool {
-    let starts_with = |prefix: &str| {
-        name.get(..prefix.len())
-            .is_some_and(|start| start.eq_ignore_ascii_case(prefix))
-    };
-    if name.eq_ignore_ascii_case("x-mbx-apikey") {
-        return false;
-    }
+/// Whether an answer header is passed back to the bot: the content type and
+/// `Retry-After`, and what the exchange's adapter names (its rate-limit counters).
+fn is_passed_back<A: Adapter>(adapter: &A, name: &str) -> bool {
     name.eq_ignore_ascii_case("content-type")
-        || starts_with("x-mbx-")
-        || starts_with("x-sapi-used-")
         || name.eq_ignore_ascii_case("retry-after")
+        || adapter.passes_back_header(name)
 }
 
 /// The scheme and authority of `url` (`https://proxy.example:8443`), without its path:
@@ -341,10 +330,12 @@ impl Upstream {
         }
     }
 
-    /// Sends one request to `url` and reads the whole answer. See [`Upstream::new`] for
-    /// the one case where a request is sent on a second connection.
-    pub async fn send(
+    /// Sends one request to `url`, on `adapter`'s exchange, and reads the whole answer.
+    /// See [`Upstream::new`] for the one case where a request is sent on a second
+    /// connection.
+    pub async fn send<A: Adapter>(
         &self,
+        adapter: &A,
         method: &Method,
         url: &str,
         headers: &[(&'static str, String)],
@@ -369,7 +360,9 @@ impl Upstream {
             body,
         )
         .map_err(|reason| Failure::Refused(reason.to_owned()))?;
-        match tokio::time::timeout(self.timeout, self.exchange(&target, method, &request)).await {
+        let keep = |name: &str| is_passed_back(adapter, name);
+        let exchange = self.exchange(&target, method, &request, keep);
+        match tokio::time::timeout(self.timeout, exchange).await {
             Ok(result) => result,
             Err(_) => Err(Failure::TimedOut),
         }
@@ -381,6 +374,7 @@ impl Upstream {
         target: &Target<'_>,
         method: &Method,
         request: &[u8],
+        keep: impl Fn(&str) -> bool,
     ) -> Result<Response, Failure> {
         let (mut connection, mut is_new) = match self.checkout(target.origin) {
             Some(connection) => (connection, false),
@@ -408,14 +402,9 @@ impl Upstream {
         }
         // Past this point the exchange may have the request: any failure means its
         // outcome is unknown.
-        let answer = wire::read_answer(
-            &mut connection.stream,
-            &mut connection.buf,
-            method,
-            is_passed_back,
-        )
-        .await
-        .map_err(|e| Failure::NoAnswer(e.to_string()))?;
+        let answer = wire::read_answer(&mut connection.stream, &mut connection.buf, method, keep)
+            .await
+            .map_err(|e| Failure::NoAnswer(e.to_string()))?;
         if answer.keep_alive {
             self.checkin(target.origin, connection);
         }
@@ -635,7 +624,7 @@ impl Upstream {
     ) -> Option<ClockSample> {
         let sent = Instant::now();
         let sent_ms = i64::try_from(crate::now_ms()).ok()?;
-        let response = self.send(&Method::GET, url, &[], b"").await.ok()?;
+        let response = self.send(adapter, &Method::GET, url, &[], b"").await.ok()?;
         let round_trip = sent.elapsed();
         weight.note_answer(adapter, pool, &response, None);
         if !response.status.is_success() {
@@ -765,13 +754,15 @@ impl Upstream {
         // Settled once the answer's weight is recorded; else its estimate counts as spent.
         let reservation = weight.reserve(pool, cap, estimate, crate::now_ms())?;
         let url = format!("{base}{path_and_query}");
-        Ok(match self.send(&Method::GET, &url, &[], b"").await {
-            Ok(response) => {
-                weight.note_answer(adapter, pool, &response, Some(reservation));
-                response.status.is_success().then_some(response.body)
-            }
-            Err(_) => None,
-        })
+        Ok(
+            match self.send(adapter, &Method::GET, &url, &[], b"").await {
+                Ok(response) => {
+                    weight.note_answer(adapter, pool, &response, Some(reservation));
+                    response.status.is_success().then_some(response.body)
+                }
+                Err(_) => None,
+            },
+        )
     }
 
     /// The notional of each order of `action` ([`Action::orders`]: a batch's, or the
@@ -1015,7 +1006,9 @@ mod tests {
     }
 
     async fn get(upstream: &Upstream, url: &str) -> Result<Response, Failure> {
-        upstream.send(&Method::GET, url, &[], b"").await
+        upstream
+            .send(&keygate_exchanges::Binance, &Method::GET, url, &[], b"")
+            .await
     }
 
     #[tokio::test]
@@ -1448,6 +1441,7 @@ mod tests {
 
     #[test]
     fn only_content_type_and_rate_limit_headers_are_passed_back() {
+        let is_passed_back = |name| is_passed_back(&keygate_exchanges::Binance, name);
         for name in [
             "Content-Type",
             "X-MBX-USED-WEIGHT-1M",

@@ -121,52 +121,6 @@ impl Unanswered {
     }
 }
 
-/// The market whose orders a trade request to `path` places, when reconciliation lists
-/// that market's: Binance spot (`/api/`) and USD-M futures (`/fapi/`).
-fn order_market(path: &str) -> Option<Market> {
-    if path.starts_with("/api/") {
-        Some(Market::Spot)
-    } else if path.starts_with("/fapi/") {
-        Some(Market::Usdm)
-    } else {
-        None
-    }
-}
-
-/// Whether a trade request `method path` places a new order (or orders): not one that
-/// changes the account's settings, tests an order, or modifies one in place.
-fn places_new_order(method: &str, path: &str) -> bool {
-    method == "POST"
-        && (matches!(
-            path,
-            "/api/v3/order"
-                | "/api/v3/sor/order"
-                | "/api/v3/order/oco"
-                | "/api/v3/order/cancelReplace"
-                | "/fapi/v1/order"
-                | "/fapi/v1/batchOrders"
-                | "/fapi/v1/algoOrder"
-        ) || path.starts_with("/api/v3/orderList/"))
-}
-
-/// Whether a trade request to `path` places a conditional order (Binance's USD-M algo
-/// orders), which the exchange numbers apart from orders until it triggers.
-fn is_conditional(path: &str) -> bool {
-    path == "/fapi/v1/algoOrder"
-}
-
-/// How many orders a request to `path` places: three for a list with a working order
-/// and two pending ones, two for the other lists, one otherwise.
-fn legs_of(path: &str) -> u8 {
-    if path.ends_with("/orderList/otoco") || path.ends_with("/orderList/opoco") {
-        3
-    } else if path.contains("/orderList/") || path.ends_with("/order/oco") {
-        2
-    } else {
-        1
-    }
-}
-
 impl Forwarded {
     /// Takes in the next event of the log.
     pub fn note(&mut self, event: &Event) {
@@ -269,9 +223,13 @@ impl Forwarded {
                 }
             }
             ActionKind::Trade => {
-                let Some(market) = order_market(&r.path) else {
+                let placement = r.exchange.parse().ok().and_then(|exchange| {
+                    keygate_exchanges::order_placement(exchange, &r.method, &r.path)
+                });
+                let Some(placement) = placement else {
                     return;
                 };
+                let market = placement.market;
                 // The log names a symbol as a client's list does (`usdm:BTCUSDT`); the
                 // exchange lists it bare. A batch names each of its orders' (none, in an
                 // event written before keygate recorded them).
@@ -284,7 +242,7 @@ impl Forwarded {
                         (bare, order)
                     })
                     .collect();
-                let conditional = is_conditional(&r.path);
+                let conditional = placement.conditional;
                 let orders = self.book(account.clone(), market, conditional);
                 orders
                     .symbols
@@ -296,7 +254,7 @@ impl Forwarded {
                 // lists should its answer not come: a timed-out leverage call, order
                 // test or modification (which keeps its order's id) must not absorb an
                 // order placed behind keygate's back.
-                if places_new_order(&r.method, &r.path) {
+                if placement.places_new {
                     let sent = named
                         .into_iter()
                         .map(|(symbol, order)| Unanswered {
@@ -304,8 +262,8 @@ impl Forwarded {
                             side: order.side,
                             client_order_id: order.client_order_id,
                             ts_ms: event.ts_ms,
-                            legs: legs_of(&r.path),
-                            is_list: legs_of(&r.path) > 1,
+                            legs: placement.legs,
+                            is_list: placement.legs > 1,
                         })
                         .collect();
                     orders.unanswered.insert(r.request_id.clone(), sent);
@@ -1227,7 +1185,6 @@ mod tests {
             &listed("BTCUSDT", "2", "leg", 1_000_100)
         ));
         assert!(!forwarded.order_forwarded("main", Market::Spot, &sell("3")));
-        assert_eq!(legs_of("/api/v3/orderList/otoco"), 3);
         // A regression test: an OTO names its sides `workingSide` and `pendingSide`, so
         // the log has no side for it, and its last leg, matched once one leg was left by
         // side or client order id, was reported as an order keygate never sent.
@@ -1245,9 +1202,6 @@ mod tests {
         assert!(forwarded.order_forwarded("main", Market::Spot, &leg("4", "SELL")));
         assert!(forwarded.order_forwarded("main", Market::Spot, &leg("5", "BUY")));
         assert!(!forwarded.order_forwarded("main", Market::Spot, &leg("6", "BUY")));
-        assert_eq!(legs_of("/api/v3/orderList/oto"), 2);
-        assert_eq!(legs_of("/api/v3/order/oco"), 2);
-        assert_eq!(legs_of("/api/v3/order"), 1);
     }
 
     #[test]

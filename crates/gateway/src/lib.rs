@@ -647,13 +647,28 @@ async fn handle<A: Adapter>(
             "no signature to remember",
         );
     };
+    // A read's signature is used up for its own endpoint (and for orders), since two
+    // reads of different endpoints may share one; anything else's for every request.
+    let reach = match action.kind {
+        ActionKind::Read | ActionKind::Public | ActionKind::Unknown => replay::Reach::Endpoint {
+            method: method.as_str(),
+            path: native,
+        },
+        ActionKind::Trade
+        | ActionKind::Cancel
+        | ActionKind::Withdraw
+        | ActionKind::Transfer
+        | ActionKind::KeyManagement => replay::Reach::Everywhere,
+    };
     if !gw.replay.first_sighting(
         &replay_id,
+        reach,
         replay::Moment::at(now),
         freshness.valid_through_us,
     ) {
         let msg = "keygate: this signature was already used; sign the request again (two \
-                   identical requests signed in the same millisecond have one signature)";
+                   requests with the same parameters signed in the same millisecond have \
+                   one signature)";
         return audit.deny(refuse(Refusal::Replayed(msg)), Rule::Replay, msg);
     }
     audit.attributed = true;

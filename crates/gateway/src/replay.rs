@@ -43,6 +43,26 @@ pub struct ReplayCache {
     since_us: u64,
 }
 
+/// For which requests a signature counts as used once seen. Binance signs a request's
+/// parameters, not its method or path: two reads of different endpoints with the same
+/// parameters, signed in the same millisecond (ccxt's `load_markets` asks for margin's
+/// pairs and isolated margin's at once), share one signature, and both are the bot's own.
+#[derive(Clone, Copy, Debug)]
+pub enum Reach<'a> {
+    /// Every request: one that trades, cancels or moves money. Refused when the
+    /// signature was seen before on any request, so a read's captured signature cannot
+    /// be sent again as a cancel.
+    Everywhere,
+    /// Requests to `method path`: a read. Refused only when seen there before; filed for
+    /// [`Reach::Everywhere`] too.
+    Endpoint {
+        /// The request's method.
+        method: &'a str,
+        /// Its native path.
+        path: &'a str,
+    },
+}
+
 /// A moment as the cache reads it: on the wall clock, which requests' timestamps are on,
 /// and on a clock that never steps ([`steady_ms`]), which says how long windows really
 /// lasted.
@@ -126,17 +146,29 @@ impl ReplayCache {
         signed_at_us >= self.since_us
     }
 
-    /// Records `signature`, whose request is valid through `valid_through_us`
-    /// (microseconds: after that the timestamp check refuses it), and says whether this
+    /// Records `signature`, for requests within `reach`, whose request is valid through
+    /// `valid_through_us` (microseconds: after that the timestamp check refuses it), and
+    /// says whether this
     /// is the first time it was seen: `false` when it was seen before, or when the
     /// cache can no longer tell because it has already forgotten the signatures of
     /// windows ending when this one does (a request checked fresh on one thread just as
     /// another, a moment later, found that window over).
-    pub fn first_sighting(&self, signature: &str, now: Moment, valid_through_us: u64) -> bool {
+    pub fn first_sighting(
+        &self,
+        signature: &str,
+        reach: Reach<'_>,
+        now: Moment,
+        valid_through_us: u64,
+    ) -> bool {
         let now_ms = now.wall_ms;
-        let (high, low) = &self.fingerprint;
-        let fingerprint =
-            u128::from(high.hash_one(signature)) << 64 | u128::from(low.hash_one(signature));
+        let everywhere = self.fingerprint_of(signature);
+        let (fingerprint, also_everywhere) = match reach {
+            Reach::Everywhere => (everywhere, None),
+            Reach::Endpoint { method, path } => (
+                self.fingerprint_of((method, path, signature)),
+                Some(everywhere),
+            ),
+        };
         // Kept through the whole second its window ends in, and so a little longer than
         // needed, never shorter.
         let ending_s = valid_through_us / 1_000_000;
@@ -163,12 +195,20 @@ impl ReplayCache {
         // What the window has left, and the rest of the second it ends in, from now on
         // the steady clock.
         let left_ms = ((ending_s + 1) * 1000).saturating_sub(now_ms);
+        let also_everywhere = also_everywhere.filter(|f| seen.live.insert(*f));
         let ending = seen.ending.entry(ending_s).or_default();
         ending.fingerprints.push(fingerprint);
+        ending.fingerprints.extend(also_everywhere);
         ending.kept_until_steady_ms = ending
             .kept_until_steady_ms
             .max(now.steady_ms.saturating_add(left_ms));
         true
+    }
+
+    /// The 128-bit fingerprint of `value`.
+    fn fingerprint_of(&self, value: impl std::hash::Hash + Copy) -> u128 {
+        let (high, low) = &self.fingerprint;
+        u128::from(high.hash_one(value)) << 64 | u128::from(low.hash_one(value))
     }
 
     /// How many signatures it holds.
@@ -190,6 +230,30 @@ mod tests {
         }
     }
 
+    /// Found by review: two reads of different endpoints signed in the same millisecond
+    /// with the same parameters (one signature) had the second refused as a replay,
+    /// which broke ccxt's `load_markets`. A read's signature still cannot be used again
+    /// on its endpoint, nor by a request that trades or cancels.
+    #[test]
+    fn a_read_uses_its_signature_for_its_endpoint_and_for_orders() {
+        let cache = ReplayCache::new(0);
+        let read = |path| Reach::Endpoint {
+            method: "GET",
+            path,
+        };
+        let sighted = |reach, wall_ms| cache.first_sighting("sig", reach, at(wall_ms), 10_000_000);
+        assert!(sighted(read("/sapi/v1/margin/allPairs"), 1_000));
+        assert!(sighted(read("/sapi/v1/margin/isolated/allPairs"), 1_000));
+        assert!(!sighted(read("/sapi/v1/margin/allPairs"), 1_001));
+        assert!(!sighted(Reach::Everywhere, 1_002));
+        let order =
+            |wall_ms| cache.first_sighting("order", Reach::Everywhere, at(wall_ms), 10_000_000);
+        assert!(order(1_000));
+        assert!(!order(1_001));
+        assert!(cache.first_sighting("order", read("/api/v3/order"), at(1_002), 10_000_000));
+        assert_eq!(cache.len(), 5);
+    }
+
     /// Found by review: fingerprints were forgotten by the wall clock alone, so a host
     /// clock stepped forward past every window (one request to purge the cache) and back
     /// again let a captured order through a second time.
@@ -197,13 +261,23 @@ mod tests {
     fn a_clock_stepped_forward_and_back_forgets_nothing_still_fresh() {
         let cache = ReplayCache::new(0);
         let step = |wall_ms, steady_ms| Moment { wall_ms, steady_ms };
-        assert!(cache.first_sighting("order", step(1_000, 1_000), 61_000_000));
+        assert!(cache.first_sighting("order", Reach::Everywhere, step(1_000, 1_000), 61_000_000));
         // Five hours on the wall clock, two seconds on the steady one.
-        assert!(cache.first_sighting("later", step(18_001_000, 3_000), 18_060_000_000));
+        assert!(cache.first_sighting(
+            "later",
+            Reach::Everywhere,
+            step(18_001_000, 3_000),
+            18_060_000_000
+        ));
         // Back: the order's window is open again, and its signature still known.
-        assert!(!cache.first_sighting("order", step(4_000, 6_000), 61_000_000));
+        assert!(!cache.first_sighting("order", Reach::Everywhere, step(4_000, 6_000), 61_000_000));
         // Once its window has really passed, it goes.
-        assert!(cache.first_sighting("after", step(63_000, 65_000), 120_000_000));
+        assert!(cache.first_sighting(
+            "after",
+            Reach::Everywhere,
+            step(63_000, 65_000),
+            120_000_000
+        ));
         assert!(cache.len() <= 3);
     }
 
@@ -212,30 +286,30 @@ mod tests {
         let cache = ReplayCache::new(0);
         // Signed at 1 s with a minute's window: valid through 61 s.
         let valid_through_us = 61_000_000;
-        assert!(cache.first_sighting("abc", at(1_000), valid_through_us));
-        assert!(!cache.first_sighting("abc", at(30_000), valid_through_us));
-        assert!(cache.first_sighting("def", at(30_000), 35_000_000));
-        assert!(!cache.first_sighting("abc", at(61_000), valid_through_us));
-        assert!(!cache.first_sighting("abc", at(61_999), valid_through_us));
+        assert!(cache.first_sighting("abc", Reach::Everywhere, at(1_000), valid_through_us));
+        assert!(!cache.first_sighting("abc", Reach::Everywhere, at(30_000), valid_through_us));
+        assert!(cache.first_sighting("def", Reach::Everywhere, at(30_000), 35_000_000));
+        assert!(!cache.first_sighting("abc", Reach::Everywhere, at(61_000), valid_through_us));
+        assert!(!cache.first_sighting("abc", Reach::Everywhere, at(61_999), valid_through_us));
         // Past its window the timestamp check refuses it: the cache may forget it.
-        assert!(cache.first_sighting("abc", at(62_000), 70_000_000));
+        assert!(cache.first_sighting("abc", Reach::Everywhere, at(62_000), 70_000_000));
     }
 
     #[test]
     fn each_signature_is_forgotten_when_its_own_window_ends() {
         let cache = ReplayCache::new(0);
         // Filed out of order: a long window first, then short ones.
-        assert!(cache.first_sighting("long", at(1_000), 61_000_000));
-        assert!(cache.first_sighting("short", at(1_000), 6_000_000));
-        assert!(cache.first_sighting("shorter", at(1_000), 3_500_000));
+        assert!(cache.first_sighting("long", Reach::Everywhere, at(1_000), 61_000_000));
+        assert!(cache.first_sighting("short", Reach::Everywhere, at(1_000), 6_000_000));
+        assert!(cache.first_sighting("shorter", Reach::Everywhere, at(1_000), 3_500_000));
         assert_eq!(cache.len(), 3);
-        assert!(cache.first_sighting("later", at(4_000), 9_000_000));
+        assert!(cache.first_sighting("later", Reach::Everywhere, at(4_000), 9_000_000));
         assert_eq!(cache.len(), 3, "the shorter window ended at 3.5 s");
-        assert!(!cache.first_sighting("short", at(6_999), 6_000_000));
-        assert!(cache.first_sighting("other", at(7_000), 12_000_000));
+        assert!(!cache.first_sighting("short", Reach::Everywhere, at(6_999), 6_000_000));
+        assert!(cache.first_sighting("other", Reach::Everywhere, at(7_000), 12_000_000));
         assert_eq!(cache.len(), 3, "the short window ended at 6 s");
-        assert!(!cache.first_sighting("long", at(60_000), 61_000_000));
-        assert!(cache.first_sighting("last", at(62_000), 70_000_000));
+        assert!(!cache.first_sighting("long", Reach::Everywhere, at(60_000), 61_000_000));
+        assert!(cache.first_sighting("last", Reach::Everywhere, at(62_000), 70_000_000));
         assert_eq!(cache.len(), 1, "every window but the last one ended");
     }
 
@@ -245,25 +319,30 @@ mod tests {
     #[test]
     fn a_clock_stepped_back_refuses_for_at_most_a_window() {
         let cache = ReplayCache::new(0);
-        assert!(cache.first_sighting("ahead", at(3_600_000), 3_605_000_000));
+        assert!(cache.first_sighting("ahead", Reach::Everywhere, at(3_600_000), 3_605_000_000));
         // Back to 10 s: within a window of the mark the cache cannot tell, and refuses.
-        assert!(!cache.first_sighting("soon after", at(3_580_000), 3_585_000_000));
+        assert!(!cache.first_sighting(
+            "soon after",
+            Reach::Everywhere,
+            at(3_580_000),
+            3_585_000_000
+        ));
         // An hour behind it, it lets the mark go.
-        assert!(cache.first_sighting("corrected", at(10_000), 15_000_000));
-        assert!(!cache.first_sighting("corrected", at(11_000), 15_000_000));
+        assert!(cache.first_sighting("corrected", Reach::Everywhere, at(10_000), 15_000_000));
+        assert!(!cache.first_sighting("corrected", Reach::Everywhere, at(11_000), 15_000_000));
     }
 
     #[test]
     fn a_signature_whose_window_was_forgotten_meanwhile_is_refused() {
         let cache = ReplayCache::new(0);
-        assert!(cache.first_sighting("first", at(5_000), 5_500_000));
+        assert!(cache.first_sighting("first", Reach::Everywhere, at(5_000), 5_500_000));
         // Another thread, its clock read a moment later, forgets the windows that
         // ended in second 5.
-        assert!(cache.first_sighting("other", at(6_000), 9_000_000));
+        assert!(cache.first_sighting("other", Reach::Everywhere, at(6_000), 9_000_000));
         // A copy of the first, checked fresh at 5.4 s on a thread that was slower to
         // get here: the cache cannot tell whether it saw it, so it says it did.
-        assert!(!cache.first_sighting("first", at(5_400), 5_500_000));
-        assert!(!cache.first_sighting("never seen", at(5_400), 5_500_000));
+        assert!(!cache.first_sighting("first", Reach::Everywhere, at(5_400), 5_500_000));
+        assert!(!cache.first_sighting("never seen", Reach::Everywhere, at(5_400), 5_500_000));
     }
 
     #[test]

@@ -1177,7 +1177,8 @@ async fn a_conditional_cancel_sends_no_lookup_during_a_pause() {
 
 /// What a replayed signature is answered.
 const REPLAYED: &str = "keygate: this signature was already used; sign the request again (two \
-                        identical requests signed in the same millisecond have one signature)";
+                        requests with the same parameters signed in the same millisecond \
+                        have one signature)";
 
 #[tokio::test]
 async fn attacks_are_refused_and_never_forwarded() {
@@ -1465,6 +1466,32 @@ async fn attacks_are_refused_and_never_forwarded() {
     attacks.push(attack(
         "replayed signature percent-encoded",
         get(format!("{signed}&signature={encoded}")),
+        (400, -1021, REPLAYED),
+        "replay",
+    ));
+    // Found by review: Binance signs the parameters, not the path, so two reads of
+    // different endpoints signed in the same millisecond share one signature (ccxt's
+    // `load_markets`); the second was refused as a replay. Both are the bot's own and
+    // go through; the signature is still used up for an order or a cancel.
+    let params = sign_exactly(
+        &format!(
+            "symbol=BTCUSDT&timestamp={}&recvWindow=20022",
+            keygate_gateway::now_ms()
+        ),
+        BOT_SECRET,
+    );
+    for path in ["openOrders", "allOrders"] {
+        let read = get(format!("/binance/api/v3/{path}?{params}"));
+        assert_eq!(raw(env.gateway, &read).await.0, 200, "{path}");
+    }
+    attacks.push(attack(
+        "a read's signature sent again as a cancel",
+        http(
+            "DELETE",
+            &format!("/binance/api/v3/openOrders?{params}"),
+            "",
+            "",
+        ),
         (400, -1021, REPLAYED),
         "replay",
     ));

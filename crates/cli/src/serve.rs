@@ -117,7 +117,18 @@ fn trusted_proxy(text: &str) -> Result<IpNet, String> {
             "{net} would trust every peer's X-Forwarded-For; name the proxies' own addresses"
         ));
     }
-    Ok(net.trunc())
+    // `10.0.0.1/8` is a typo for one proxy or a whole network: trusting the network
+    // would let every host in it claim any address, so which one is for the operator
+    // to say (as `--allow-ip` asks).
+    if net.trunc() != net {
+        return Err(format!(
+            "the address has bits set past the prefix; write the network ({}) or the one \
+             proxy ({})",
+            net.trunc(),
+            IpNet::from(net.addr())
+        ));
+    }
+    Ok(net)
 }
 
 /// How often `serve` reconciles withdrawals and orders; `None` for never.
@@ -515,5 +526,19 @@ mod tests {
         );
         // Every IPv4 peer, written mapped, is every peer.
         assert!(trusted_proxy("::ffff:0:0/96").is_err());
+    }
+
+    /// Found by review: `10.0.0.1/8` was taken as the whole network, trusting every host
+    /// in it to name any address in `X-Forwarded-For`.
+    #[test]
+    fn a_trusted_proxy_with_host_bits_past_its_prefix_is_refused() {
+        for typo in ["10.0.0.1/8", "::ffff:10.0.0.1/104", "2001:db8::1/32"] {
+            let refused = trusted_proxy(typo).unwrap_err();
+            assert!(
+                refused.contains("bits set past the prefix"),
+                "{typo}: {refused}"
+            );
+        }
+        assert!(trusted_proxy("10.0.0.1/32").is_ok());
     }
 }

@@ -508,6 +508,7 @@ async fn handle<A: Adapter>(
                 b"",
                 started,
                 Some(reservation),
+                || None,
             )
             .await;
     }
@@ -933,6 +934,7 @@ async fn handle<A: Adapter>(
         forward.body.as_bytes(),
         started,
         None,
+        refusal_since_decided,
     )
     .await
 }
@@ -1131,7 +1133,10 @@ impl Gateway {
     /// Step 6: send once to `url`, note the request weight it reports as used in `pool`
     /// (settling the public call's `weight` reservation, or the one a signed read's audit
     /// holds), audit the outcome. An action that moves money is sent only when its
-    /// pending event is durable (step 5).
+    /// pending event is durable (step 5). `withhold` is asked once the connection is
+    /// ready, just before the request is written: connecting may take seconds, in which
+    /// its client may be frozen or its window run out.
+    // Each argument is a piece of the request path's state; a struct would only rename them.
     #[allow(clippy::too_many_arguments)]
     async fn forward<A: Adapter>(
         &self,
@@ -1144,6 +1149,7 @@ impl Gateway {
         body: &[u8],
         started: Instant,
         weight: Option<Reservation<'_>>,
+        withhold: impl Fn() -> Option<(Response, Rule, String)>,
     ) -> Response {
         // A signed read's reservation, held by its audit until now.
         let weight = weight.or_else(|| audit.weight.0.take());
@@ -1173,12 +1179,32 @@ impl Gateway {
             sensitive,
             started,
         };
+        // The reason `withhold` gave, when it gave one.
+        let withheld = std::sync::Mutex::new(None);
         let result = self
             .upstream
-            .send(adapter, method, url, headers, body)
+            .send_unless(adapter, method, url, headers, body, || {
+                let reason = withhold();
+                let refused = reason.is_some();
+                *withheld.lock().unwrap_or_else(|p| p.into_inner()) = reason;
+                refused
+            })
             .await;
         match result {
-            Ok(answer) => {
+            Ok(None) => {
+                // Nothing was sent: its reservations are free again, and it is recorded
+                // as denied, as it would have been a moment earlier.
+                if let Some(reservation) = weight {
+                    reservation.release();
+                }
+                let audit = in_flight.audit.take();
+                let reason = withheld.into_inner().unwrap_or_else(|p| p.into_inner());
+                match (audit, reason) {
+                    (Some(audit), Some((response, rule, msg))) => audit.deny(response, rule, &msg),
+                    _ => refusal_response(adapter, Refusal::Internal),
+                }
+            }
+            Ok(Some(answer)) => {
                 // The exchange's ids of what it placed, for `keygate reconcile` to know
                 // them from orders placed behind keygate's back. Read from any answer:
                 // one that failed in part (a cancel-replace whose cancel failed) may

@@ -341,6 +341,26 @@ impl Upstream {
         headers: &[(&'static str, String)],
         body: &[u8],
     ) -> Result<Response, Failure> {
+        let sent = self.send_unless(adapter, method, url, headers, body, || false);
+        // Never withheld; were it, nothing would have left.
+        sent.await?
+            .ok_or_else(|| Failure::Refused("withheld before it was sent".to_owned()))
+    }
+
+    /// As [`Upstream::send`], but asks `withhold` once a connection is ready, just before
+    /// the request is written to it (and again before a second connection, when the
+    /// first took none of it): `Ok(None)` when it said to withhold the request, of which
+    /// nothing was sent. Connecting may take seconds, in which what the request was
+    /// decided on may change.
+    pub(crate) async fn send_unless<A: Adapter>(
+        &self,
+        adapter: &A,
+        method: &Method,
+        url: &str,
+        headers: &[(&'static str, String)],
+        body: &[u8],
+        withhold: impl Fn() -> bool,
+    ) -> Result<Option<Response>, Failure> {
         let target = Target::parse(url)?;
         // It holds the real API key: wiped when sent, and made large enough at once that
         // no copy is left behind in a smaller allocation.
@@ -361,7 +381,7 @@ impl Upstream {
         )
         .map_err(|reason| Failure::Refused(reason.to_owned()))?;
         let keep = |name: &str| is_passed_back(adapter, name);
-        let exchange = self.exchange(&target, method, &request, keep);
+        let exchange = self.exchange(&target, method, &request, keep, withhold);
         match tokio::time::timeout(self.timeout, exchange).await {
             Ok(result) => result,
             Err(_) => Err(Failure::TimedOut),
@@ -375,12 +395,18 @@ impl Upstream {
         method: &Method,
         request: &[u8],
         keep: impl Fn(&str) -> bool,
-    ) -> Result<Response, Failure> {
+        withhold: impl Fn() -> bool,
+    ) -> Result<Option<Response>, Failure> {
         let (mut connection, mut is_new) = match self.checkout(target.origin) {
             Some(connection) => (connection, false),
             None => (self.connect(target).await?, true),
         };
         loop {
+            if withhold() {
+                // Nothing of it was written: the connection is as good as before.
+                self.checkin(target.origin, connection);
+                return Ok(None);
+            }
             match wire::write_request(&mut connection.stream, request).await {
                 Ok(()) => break,
                 Err(WriteFailure {
@@ -408,11 +434,11 @@ impl Upstream {
         if answer.keep_alive {
             self.checkin(target.origin, connection);
         }
-        Ok(Response {
+        Ok(Some(Response {
             status: answer.status,
             headers: answer.headers,
             body: answer.body,
-        })
+        }))
     }
 
     /// Drops the connections at the front of `idle` (the oldest: each goes back at the
@@ -1009,6 +1035,36 @@ mod tests {
         upstream
             .send(&keygate_exchanges::Binance, &Method::GET, url, &[], b"")
             .await
+    }
+
+    /// Found by review: a request was checked (its client still active) before a new
+    /// connection was opened, which may take seconds, and sent however the client
+    /// changed meanwhile. The last check comes once the connection is ready.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_request_withheld_once_connected_sends_nothing() {
+        let (url, connections, requests) = fake_exchange(Then::KeepAlive).await;
+        let upstream = Upstream::new(Duration::from_secs(5)).unwrap();
+        let asked_when_connected = AtomicUsize::new(0);
+        let sent = upstream.send_unless(
+            &keygate_exchanges::Binance,
+            &Method::GET,
+            &url,
+            &[],
+            b"",
+            || {
+                // The connection is open by now (the server counts it once accepted).
+                std::thread::sleep(Duration::from_millis(50));
+                asked_when_connected.store(connections.load(Ordering::SeqCst), Ordering::SeqCst);
+                true
+            },
+        );
+        assert!(matches!(sent.await, Ok(None)));
+        assert_eq!(asked_when_connected.load(Ordering::SeqCst), 1);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(requests.load(Ordering::SeqCst), 0, "nothing was sent");
+        // The connection, which took nothing, carries the next request.
+        assert!(get(&upstream, &url).await.is_ok());
+        assert_eq!(connections.load(Ordering::SeqCst), 1);
     }
 
     #[tokio::test]

@@ -396,6 +396,10 @@ pub enum Rule {
     AuditUnavailable,
     /// The client closed its connection before the request was forwarded.
     ClientGone,
+    /// The exchange, asked which symbol the order a request names is in (for a client
+    /// held to a symbol list), answered that it has no such order; the request was
+    /// answered so, and not forwarded.
+    NoSuchOrder,
     /// The client changed while the request waited to be sent (for a price, the audit
     /// log, the exchange's clock): frozen, revoked, expired or given another policy. It
     /// was decided by rules that no longer hold.
@@ -430,6 +434,7 @@ impl Rule {
             Rule::AnswerBacklog => "answer_backlog",
             Rule::AuditUnavailable => "audit_unavailable",
             Rule::ClientGone => "client_gone",
+            Rule::NoSuchOrder => "no_such_order",
             Rule::PolicyChanged => "policy_changed",
             Rule::Internal => "internal",
         }

@@ -749,6 +749,16 @@ impl Adapter for Binance {
         let answer: serde_json::Value = serde_json::from_slice(body).ok()?;
         Some(answer.get("symbol")?.as_str()?.to_ascii_uppercase())
     }
+    fn is_no_such_order(&self, status: http::StatusCode, body: &[u8]) -> bool {
+        // -2011 "Unknown order sent.", -2013 "Order does not exist.".
+        #[derive(serde::Deserialize)]
+        struct Refused {
+            code: i64,
+        }
+        status.is_client_error()
+            && serde_json::from_slice::<Refused>(body)
+                .is_ok_and(|refused| matches!(refused.code, -2011 | -2013))
+    }
     fn withdrawal_history(&self, since_ms: u64, offset: usize) -> (&'static str, String) {
         // Binance lists 90 days at most per call, and WITHDRAW_HISTORY_LIMIT entries from
         // `offset` on.

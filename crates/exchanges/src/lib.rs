@@ -386,6 +386,10 @@ pub trait Adapter: Send + Sync + 'static {
     fn parse_trade_fee_symbols(&self, body: &[u8]) -> Option<Vec<String>>;
     /// Reads the symbol out of the answer of a [`ClientRequest::symbol_lookup`] read.
     fn parse_order_symbol(&self, body: &[u8]) -> Option<String>;
+    /// Whether the answer of a [`ClientRequest::symbol_lookup`] read says that the order
+    /// it names does not exist (an order already cancelled, or a stop that triggered):
+    /// the request that named it is answered so, as the exchange would answer it.
+    fn is_no_such_order(&self, status: http::StatusCode, body: &[u8]) -> bool;
     /// The signed read (native path and query, without timestamp) listing the real key's
     /// account's withdrawals applied for from `since_ms` on, newest first, the first
     /// `offset` left out: a full answer is followed by the next page.

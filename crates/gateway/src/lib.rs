@@ -824,9 +824,25 @@ async fn handle<A: Adapter>(
                 lookup,
             )
             .await;
-        if let (None, Some((response, msg))) = (&found, held_back(adapter, &gw.weight, pool)) {
+        if let (OrderSymbol::Unsaid, Some((response, msg))) =
+            (&found, held_back(adapter, &gw.weight, pool))
+        {
             return audit.deny(response, Rule::ExchangeBackOff, &msg);
         }
+        let found = match found {
+            OrderSymbol::In(symbol) => Some(symbol),
+            OrderSymbol::Unsaid => None,
+            // Answered as the exchange answers a request naming an order it does not
+            // have (ccxt's `OrderNotFound`), not as a denial: cancelling a stop that
+            // already triggered is routine. Nothing else is sent.
+            OrderSymbol::NoSuchOrder(answer) => {
+                let msg = "the exchange has no order by the id this request names";
+                let mut response = Response::new(gw.answers.body(answer.body, Caller::Signed));
+                *response.status_mut() = answer.status;
+                *response.headers_mut() = answer.headers;
+                return audit.deny(response, Rule::NoSuchOrder, msg);
+            }
+        };
         if found.is_none() || found != named {
             let msg = match found {
                 Some(found) => format!(
@@ -1091,9 +1107,19 @@ fn refusal_response<A: Adapter>(adapter: &A, refusal: Refusal<'_>) -> Response {
     response
 }
 
+/// What the exchange said of the order a [`ClientRequest::symbol_lookup`] read names.
+enum OrderSymbol {
+    /// It is in this symbol.
+    In(String),
+    /// There is no such order: the exchange's answer, as it came.
+    NoSuchOrder(upstream::Response),
+    /// Nothing that can be read.
+    Unsaid,
+}
+
 impl Gateway {
     /// Which symbol the order a [`ClientRequest::symbol_lookup`] read names is in, as the
-    /// exchange says when asked with the real key; `None` when it does not say.
+    /// exchange says when asked with the real key.
     async fn order_symbol<A: Adapter>(
         &self,
         adapter: &A,
@@ -1101,8 +1127,10 @@ impl Gateway {
         secret: &[u8],
         base: &str,
         (path, query): (&str, String),
-    ) -> Option<String> {
-        let read = adapter.parse(&query, b"", None).ok()?;
+    ) -> OrderSymbol {
+        let Ok(read) = adapter.parse(&query, b"", None) else {
+            return OrderSymbol::Unsaid;
+        };
         let pool = Pool {
             upstream: base,
             name: adapter.weight_pool(path),
@@ -1118,16 +1146,23 @@ impl Gateway {
             .await;
         let forward = read.resign(api_key, secret, timestamp);
         let url = upstream_url(base, path, &forward.query);
-        let answer = self
+        let Ok(answer) = self
             .upstream
             .send(adapter, &Method::GET, &url, &forward.headers, b"")
             .await
-            .ok()?;
+        else {
+            return OrderSymbol::Unsaid;
+        };
         self.weight.note_answer(adapter, pool, &answer, reservation);
-        if !answer.status.is_success() {
-            return None;
+        if adapter.is_no_such_order(answer.status, &answer.body) {
+            return OrderSymbol::NoSuchOrder(answer);
         }
-        adapter.parse_order_symbol(&answer.body)
+        if !answer.status.is_success() {
+            return OrderSymbol::Unsaid;
+        }
+        adapter
+            .parse_order_symbol(&answer.body)
+            .map_or(OrderSymbol::Unsaid, OrderSymbol::In)
     }
 
     /// Step 6: send once to `url`, note the request weight it reports as used in `pool`

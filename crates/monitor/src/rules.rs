@@ -671,12 +671,19 @@ fn funds_movement(request: &RequestEvent, stopped: bool) -> Option<(Severity, Al
 
 /// Denials that say something about the client; a client that hung up, public data or a
 /// read paused to keep weight for orders (the weight is the address's, spent by every
-/// client), a request held back while the exchange asks the address to back off, or a
-/// read held back while others' answers pile up, does not.
+/// client), a request held back while the exchange asks the address to back off, a read
+/// held back while others' answers pile up, or a cancel of an order the exchange no
+/// longer has (a stop that triggered), does not.
 fn counts_toward_bursts(rule: Option<Rule>) -> bool {
     !matches!(
         rule,
-        Some(Rule::ClientGone | Rule::WeightReserved | Rule::ExchangeBackOff | Rule::AnswerBacklog)
+        Some(
+            Rule::ClientGone
+                | Rule::WeightReserved
+                | Rule::ExchangeBackOff
+                | Rule::AnswerBacklog
+                | Rule::NoSuchOrder
+        )
     )
 }
 

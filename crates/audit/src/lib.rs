@@ -157,6 +157,7 @@ impl AuditKey {
     }
 
     fn mac(&self, hash: &[u8]) -> Vec<u8> {
+        #[allow(clippy::expect_used, reason = "HMAC takes keys of any length")]
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.0.expose_secret())
             .expect("HMAC accepts keys of any length");
         mac.update(hash);
@@ -178,6 +179,7 @@ impl AuditKey {
 
     /// `HMAC(key, label ‖ seq ‖ hash)`.
     fn labelled_mac(&self, label: &[u8], seq: u64, hash: &[u8]) -> Vec<u8> {
+        #[allow(clippy::expect_used, reason = "HMAC takes keys of any length")]
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.0.expose_secret())
             .expect("HMAC accepts keys of any length");
         mac.update(label);

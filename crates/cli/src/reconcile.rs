@@ -546,18 +546,18 @@ pub(crate) fn reconcile(
                 c.order.placed_ms.saturating_sub(FORWARDED_BEFORE_MS),
                 c.order.placed_ms + FORWARDED_BEFORE_MS,
             )?;
-            if around.conditional_order_forwarded(&label, market, &c) {
+            if around.take_forwarded_conditional_order(&label, market, &c) {
                 forwarded.add_triggered_by(&label, market, &c);
             }
         }
         let listed_count = listed_orders.len() + conditional_orders.len();
         let mut not_forwarded: Vec<UnmatchedOrder> = conditional_orders
             .into_iter()
-            .filter(|(market, c)| !forwarded.conditional_order_forwarded(&label, *market, c))
+            .filter(|(market, c)| !forwarded.take_forwarded_conditional_order(&label, *market, c))
             .map(|(market, c)| UnmatchedOrder::new(market, c.order, true))
             .collect();
         not_forwarded.extend(listed_orders.into_iter().filter_map(|(market, o)| {
-            if !forwarded.order_forwarded(&label, market, &o) {
+            if !forwarded.take_forwarded_order(&label, market, &o) {
                 Some(UnmatchedOrder::new(market, o, false))
             } else if forwarded.order_modified_elsewhere(&label, market, &o) {
                 Some(UnmatchedOrder::modified(market, o))
@@ -577,7 +577,7 @@ pub(crate) fn reconcile(
             withdrawals: withdrawals.len(),
             not_through_keygate: withdrawals
                 .into_iter()
-                .filter(|w| !forwarded.withdrawal_forwarded(&label, w))
+                .filter(|w| !forwarded.take_forwarded_withdrawal(&label, w))
                 .map(|w| Unmatched {
                     id: w.id,
                     asset: w.asset,

@@ -152,6 +152,10 @@ impl Policy {
 
 impl Default for Policy {
     /// Read-only, loopback only, no other limit.
+    #[allow(
+        clippy::expect_used,
+        reason = "literal CIDRs, parsed by every test that makes a default policy"
+    )]
     fn default() -> Self {
         Policy {
             scopes: Scopes::default(),

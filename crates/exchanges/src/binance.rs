@@ -1391,6 +1391,7 @@ pub fn hmac_signature(secret: &[u8], payload: &[u8]) -> String {
 }
 
 fn hmac_sha256(secret: &[u8], payload: &[u8]) -> Hmac<Sha256> {
+    #[allow(clippy::expect_used, reason = "HMAC takes keys of any length")]
     let mut mac =
         <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("HMAC accepts keys of any length");
     mac.update(payload);

@@ -1,7 +1,7 @@
 //! The exchanges' published signing vectors, loaded from `vectors.json` (a copy of
 //! `shared/exchanges/vectors.json`), run against the adapters.
 
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use base64::Engine as _;
 use ed25519_dalek::{Signer, SigningKey};

@@ -21,7 +21,7 @@
 //! `--warmup N` (2000), `--seconds N` (10, the bound of each throughput phase),
 //! `--rounds N` (3).
 
-#![allow(clippy::unwrap_used)] // A benchmark may stop at the first surprise.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // A benchmark may stop at the first surprise.
 
 #[path = "../tests/support/mod.rs"]
 mod support;

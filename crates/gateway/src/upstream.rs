@@ -712,6 +712,7 @@ impl Upstream {
     /// book is looked up now, once per request and symbol (such a buy is rare, and the
     /// book moves), weighed as [`Upstream::price`] is; `Ok(None)` when it cannot be had
     /// or holds less.
+    // Each argument is a piece of the lookup's state; a struct would only rename them.
     #[allow(clippy::too_many_arguments)]
     async fn market_price<A: Adapter>(
         &self,

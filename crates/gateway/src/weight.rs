@@ -97,6 +97,7 @@ pub struct Paused {
 
 /// The entry of `upstream` and `pool` in `map`, made from `T::default()` if there is
 /// none (the base URL copied only then).
+#[allow(clippy::expect_used, reason = "the entry is inserted just before")]
 fn entry<'m, T: Default>(map: &'m mut ByPool<T>, upstream: &str, pool: &'static str) -> &'m mut T {
     if !map.contains_key(upstream) {
         map.insert(upstream.to_owned(), HashMap::new());

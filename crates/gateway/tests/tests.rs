@@ -1,7 +1,7 @@
 //! The request path over real sockets: a gateway on 127.0.0.1 in front of the Binance
 //! simulator, driven with raw HTTP so that every byte of an attack is what we wrote.
 
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 

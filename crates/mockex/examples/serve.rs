@@ -1,6 +1,6 @@
 //! Runs the simulator on a fixed address until Ctrl-C: `cargo run -p keygate-mockex --example serve -- 127.0.0.1:9900 creds.json`.
 
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -358,7 +358,7 @@ pub(crate) fn check_timestamp(
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)] // Tests may panic.
+#[allow(clippy::unwrap_used, clippy::expect_used)] // Tests may panic.
 mod tests {
     use super::*;
 

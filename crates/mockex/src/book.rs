@@ -1051,7 +1051,7 @@ pub(crate) fn cancel(
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)] // Tests may panic.
+#[allow(clippy::unwrap_used, clippy::expect_used)] // Tests may panic.
 mod tests {
     use super::*;
 

@@ -1012,7 +1012,7 @@ async fn serve_simulator(
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)] // Tests may panic.
+#[allow(clippy::unwrap_used, clippy::expect_used)] // Tests may panic.
 mod tests {
     use super::*;
 

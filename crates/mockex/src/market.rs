@@ -965,7 +965,7 @@ pub(crate) fn margin_pairs() -> Value {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)] // Tests may panic.
+#[allow(clippy::unwrap_used, clippy::expect_used)] // Tests may panic.
 mod tests {
     use super::*;
 

@@ -1,5 +1,5 @@
 //! Integration tests: a real loopback socket, requests signed here, independently of the crate.
-#![allow(clippy::unwrap_used)] // Tests may panic.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests may panic.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 

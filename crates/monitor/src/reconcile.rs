@@ -313,10 +313,11 @@ impl Forwarded {
             .collect()
     }
 
-    /// Whether keygate forwarded `w`, a withdrawal of `account`: one like it (same asset,
+    /// Takes the withdrawal keygate forwarded that `w`, a withdrawal of `account`, is, and
+    /// says whether there was one: one like it (same asset,
     /// amount, listed as asked or once its fee was taken, destination and network, where
     /// both name one) shortly before the exchange applied it, that the exchange did not refuse, not already taken for another.
-    pub fn withdrawal_forwarded(&mut self, account: &str, w: &ExchangeWithdrawal) -> bool {
+    pub fn take_forwarded_withdrawal(&mut self, account: &str, w: &ExchangeWithdrawal) -> bool {
         let found = self.withdrawals.iter_mut().find(|f| {
             !f.matched
                 && f.account == account
@@ -340,11 +341,17 @@ impl Forwarded {
         }
     }
 
-    /// Whether keygate forwarded `o`, an order of `account` in `market`: the exchange's id
+    /// Takes the order keygate forwarded that `o`, an order of `account` in `market`, is,
+    /// and says whether there was one: the exchange's id
     /// came back in an answer, or an order sent shortly before got no answer and is `o`
     /// by its client order id (by symbol and side when the client gave none). An order
     /// sent is taken once: a client order id reused by someone else does not pass twice.
-    pub fn order_forwarded(&mut self, account: &str, market: Market, o: &ExchangeOrder) -> bool {
+    pub fn take_forwarded_order(
+        &mut self,
+        account: &str,
+        market: Market,
+        o: &ExchangeOrder,
+    ) -> bool {
         let Some(orders) = self.orders.get_mut(&(account.to_owned(), market)) else {
             return false;
         };
@@ -365,10 +372,10 @@ impl Forwarded {
             .is_some_and(|orders| orders.modified_elsewhere(o))
     }
 
-    /// Whether keygate forwarded `c`, a conditional order of `account` in `market`, as
-    /// [`Forwarded::order_forwarded`] tells for orders. When it did, the order `c` placed
+    /// Takes the conditional order keygate forwarded that `c`, one of `account` in
+    /// `market`, is, as [`Forwarded::take_forwarded_order`] does for orders. When it did, the order `c` placed
     /// on triggering counts as forwarded too: ask about conditional orders first.
-    pub fn conditional_order_forwarded(
+    pub fn take_forwarded_conditional_order(
         &mut self,
         account: &str,
         market: Market,
@@ -635,7 +642,7 @@ mod tests {
         forwarded.note(&usdm_terms_sent("r2", None, 40_000, 1, None, 1_002));
         forwarded.note(&answered("r2", Outcome::Answered, &["8"], 1_003));
         let modified = |f: &mut Forwarded, o: &ExchangeOrder| {
-            assert!(f.order_forwarded("main", Market::Usdm, o), "{o:?}");
+            assert!(f.take_forwarded_order("main", Market::Usdm, o), "{o:?}");
             f.order_modified_elsewhere("main", Market::Usdm, o)
         };
         assert!(!modified(&mut forwarded, &listed_at("7", "a", 50_000, 2)));
@@ -711,11 +718,11 @@ mod tests {
         let mut off = withdrawn("x1", Some("TRX"), 1_000_100);
         off.amount = Decimal::new(9, 0);
         off.fee = Some(Decimal::new(5, 1));
-        assert!(!forwarded.withdrawal_forwarded("main", &off));
+        assert!(!forwarded.take_forwarded_withdrawal("main", &off));
         let mut net = withdrawn("x2", Some("TRX"), 1_000_100);
         net.amount = Decimal::new(9, 0);
         net.fee = Some(Decimal::ONE);
-        assert!(forwarded.withdrawal_forwarded("main", &net));
+        assert!(forwarded.take_forwarded_withdrawal("main", &net));
     }
 
     /// A regression test (found by review): the network was not compared, so a
@@ -725,8 +732,12 @@ mod tests {
     fn a_withdrawal_matches_on_its_network_and_only_if_the_exchange_took_it() {
         let mut forwarded = Forwarded::default();
         forwarded.note(&withdrawal_sent("w1", Some("TRX"), 1_000_000));
-        assert!(!forwarded.withdrawal_forwarded("main", &withdrawn("x1", Some("BSC"), 1_000_100)));
-        assert!(forwarded.withdrawal_forwarded("main", &withdrawn("x2", Some("TRX"), 1_000_100)));
+        assert!(
+            !forwarded.take_forwarded_withdrawal("main", &withdrawn("x1", Some("BSC"), 1_000_100))
+        );
+        assert!(
+            forwarded.take_forwarded_withdrawal("main", &withdrawn("x2", Some("TRX"), 1_000_100))
+        );
 
         let mut forwarded = Forwarded::default();
         forwarded.note(&withdrawal_sent("w2", None, 1_000_000));
@@ -735,13 +746,17 @@ mod tests {
             o.upstream_status = Some(400);
         }
         forwarded.note(&refused);
-        assert!(!forwarded.withdrawal_forwarded("main", &withdrawn("x3", Some("TRX"), 1_000_100)));
+        assert!(
+            !forwarded.take_forwarded_withdrawal("main", &withdrawn("x3", Some("TRX"), 1_000_100))
+        );
 
         // Named no network (the asset's default): any the exchange reports fits.
         let mut forwarded = Forwarded::default();
         forwarded.note(&withdrawal_sent("w3", None, 1_000_000));
         forwarded.note(&answered("w3", Outcome::Unknown, &[], 1_010_000));
-        assert!(forwarded.withdrawal_forwarded("main", &withdrawn("x4", Some("TRX"), 1_000_100)));
+        assert!(
+            forwarded.take_forwarded_withdrawal("main", &withdrawn("x4", Some("TRX"), 1_000_100))
+        );
     }
 
     /// A regression test (found by review): a request whose pending event was followed
@@ -760,12 +775,14 @@ mod tests {
         let mut forwarded = Forwarded::default();
         forwarded.note(&withdrawal_sent("w1", Some("TRX"), 1_000_000));
         forwarded.note(&denied(withdrawal_sent("w1", Some("TRX"), 1_000_010)));
-        assert!(!forwarded.withdrawal_forwarded("main", &withdrawn("x1", Some("TRX"), 1_000_100)));
+        assert!(
+            !forwarded.take_forwarded_withdrawal("main", &withdrawn("x1", Some("TRX"), 1_000_100))
+        );
 
         forwarded.note(&order_sent("r1", Some("bot-1"), 1_000_000));
         forwarded.note(&denied(order_sent("r1", Some("bot-1"), 1_000_010)));
         let order = listed("BTCUSDT", "9", "bot-1", 1_000_100);
-        assert!(!forwarded.order_forwarded("main", Market::Spot, &order));
+        assert!(!forwarded.take_forwarded_order("main", Market::Spot, &order));
     }
 
     /// A regression test: any timed-out trade request stood for an order the exchange
@@ -788,7 +805,7 @@ mod tests {
         }
         forwarded.note(&modify);
         forwarded.note(&answered("m", Outcome::Unknown, &[], 1_010_000));
-        assert!(!forwarded.order_forwarded(
+        assert!(!forwarded.take_forwarded_order(
             "main",
             Market::Usdm,
             &listed("BTCUSDT", "7", "x", 1_000_100)
@@ -796,7 +813,7 @@ mod tests {
         // A new order that timed out still stands for one.
         forwarded.note(&sent_to("/fapi/v1/order", "n", None, 1_000_000));
         forwarded.note(&answered("n", Outcome::Unknown, &[], 1_010_000));
-        assert!(forwarded.order_forwarded(
+        assert!(forwarded.take_forwarded_order(
             "main",
             Market::Usdm,
             &listed("BTCUSDT", "7", "x", 1_000_100)
@@ -819,45 +836,45 @@ mod tests {
 
         // Known by the exchange's id, in its own symbol only; the client id of an order
         // that was answered proves nothing.
-        assert!(forwarded.order_forwarded(
+        assert!(forwarded.take_forwarded_order(
             "main",
             Market::Spot,
             &listed("BTCUSDT", "7", "x", 1_000_000)
         ));
-        assert!(!forwarded.order_forwarded(
+        assert!(!forwarded.take_forwarded_order(
             "main",
             Market::Spot,
             &listed("ETHUSDT", "7", "x", 1_000_000)
         ));
-        assert!(!forwarded.order_forwarded(
+        assert!(!forwarded.take_forwarded_order(
             "main",
             Market::Spot,
             &listed("BTCUSDT", "9", "bot-1", 1_000_000)
         ));
-        assert!(!forwarded.order_forwarded(
+        assert!(!forwarded.take_forwarded_order(
             "other",
             Market::Spot,
             &listed("BTCUSDT", "7", "x", 1_000_000)
         ));
         // An order the exchange refused stands for nothing.
-        assert!(!forwarded.order_forwarded(
+        assert!(!forwarded.take_forwarded_order(
             "main",
             Market::Spot,
             &listed("BTCUSDT", "8", "bot-3", 1_000_000)
         ));
         // The unanswered order, by its client id, once, and only shortly after it was sent.
         let late = 1_000_000 + FORWARDED_BEFORE_MS + 1;
-        assert!(!forwarded.order_forwarded(
+        assert!(!forwarded.take_forwarded_order(
             "main",
             Market::Spot,
             &listed("BTCUSDT", "8", "bot-2", late)
         ));
-        assert!(forwarded.order_forwarded(
+        assert!(forwarded.take_forwarded_order(
             "main",
             Market::Spot,
             &listed("BTCUSDT", "8", "bot-2", 1_000_500)
         ));
-        assert!(!forwarded.order_forwarded(
+        assert!(!forwarded.take_forwarded_order(
             "main",
             Market::Spot,
             &listed("BTCUSDT", "9", "bot-2", 1_000_600)
@@ -883,8 +900,8 @@ mod tests {
         );
         assert!(forwarded.symbols("main", Market::Spot).is_empty());
         let order = listed("BTCUSDT", "7", "x", 1_000_000);
-        assert!(forwarded.order_forwarded("main", Market::Usdm, &order));
-        assert!(!forwarded.order_forwarded("main", Market::Spot, &order));
+        assert!(forwarded.take_forwarded_order("main", Market::Usdm, &order));
+        assert!(!forwarded.take_forwarded_order("main", Market::Spot, &order));
         // COIN-M orders are not reconciled: none is recorded.
         assert!(forwarded.symbols("main", Market::Coinm).is_empty());
     }
@@ -924,29 +941,29 @@ mod tests {
         let placed = listed("BTCUSDT", "77", "made-up-by-the-exchange", 1_500_000);
         // Asked about first, the order a stranger's conditional order placed stays unknown.
         let stranger = conditional("1000009", "x", Some("77"));
-        assert!(!forwarded.conditional_order_forwarded("main", Market::Usdm, &stranger));
-        assert!(!forwarded.order_forwarded("main", Market::Usdm, &placed));
+        assert!(!forwarded.take_forwarded_conditional_order("main", Market::Usdm, &stranger));
+        assert!(!forwarded.take_forwarded_order("main", Market::Usdm, &placed));
         // Conditional ids are not order ids, nor the other way round.
         let same_number = conditional("1000009", "x", None);
-        assert!(!forwarded.conditional_order_forwarded("main", Market::Usdm, &same_number));
-        assert!(!forwarded.order_forwarded(
+        assert!(!forwarded.take_forwarded_conditional_order("main", Market::Usdm, &same_number));
+        assert!(!forwarded.take_forwarded_order(
             "main",
             Market::Usdm,
             &listed("BTCUSDT", "1000001", "x", 1_000_100)
         ));
         // keygate's, by its algo id from the answer: the order it placed is known.
         let ours = conditional("1000001", "stop-1", Some("78"));
-        assert!(forwarded.conditional_order_forwarded("main", Market::Usdm, &ours));
+        assert!(forwarded.take_forwarded_conditional_order("main", Market::Usdm, &ours));
         let triggered = listed("BTCUSDT", "78", "made-up-by-the-exchange", 1_500_000);
-        assert!(forwarded.order_forwarded("main", Market::Usdm, &triggered));
+        assert!(forwarded.take_forwarded_order("main", Market::Usdm, &triggered));
         // In its own market only.
-        assert!(!forwarded.order_forwarded("main", Market::Spot, &triggered));
+        assert!(!forwarded.take_forwarded_order("main", Market::Spot, &triggered));
         // The unanswered one, by its clientAlgoId, once.
         let unanswered = conditional("1000002", "stop-2", Some("79"));
-        assert!(forwarded.conditional_order_forwarded("main", Market::Usdm, &unanswered));
+        assert!(forwarded.take_forwarded_conditional_order("main", Market::Usdm, &unanswered));
         let again = conditional("1000003", "stop-2", None);
-        assert!(!forwarded.conditional_order_forwarded("main", Market::Usdm, &again));
-        assert!(forwarded.order_forwarded(
+        assert!(!forwarded.take_forwarded_conditional_order("main", Market::Usdm, &again));
+        assert!(forwarded.take_forwarded_order(
             "main",
             Market::Usdm,
             &listed("BTCUSDT", "79", "y", 1_500_000)
@@ -971,14 +988,14 @@ mod tests {
         forwarded.note(&answered("r1", Outcome::Answered, &["7", "8"], 1_000_010));
         for id in ["7", "8"] {
             let order = listed("ETHUSDT", id, "x", 1_000_000);
-            assert!(forwarded.order_forwarded("main", Market::Usdm, &order));
+            assert!(forwarded.take_forwarded_order("main", Market::Usdm, &order));
         }
-        assert!(!forwarded.order_forwarded(
+        assert!(!forwarded.take_forwarded_order(
             "main",
             Market::Usdm,
             &listed("ETHUSDT", "9", "x", 1_000_000)
         ));
-        assert!(!forwarded.order_forwarded(
+        assert!(!forwarded.take_forwarded_order(
             "main",
             Market::Spot,
             &listed("ETHUSDT", "7", "x", 1_000_000)
@@ -1021,8 +1038,8 @@ mod tests {
         forwarded.note(&batch_of_two("r1", 1_000_000));
         forwarded.note(&answered("r1", Outcome::Answered, &["123"], 1_000_010));
         let order = |symbol| listed(symbol, "123", "other", 1_000_100);
-        assert!(!forwarded.order_forwarded("main", Market::Usdm, &order("SOLUSDT")));
-        assert!(forwarded.order_forwarded("main", Market::Usdm, &order("ETHUSDT")));
+        assert!(!forwarded.take_forwarded_order("main", Market::Usdm, &order("SOLUSDT")));
+        assert!(forwarded.take_forwarded_order("main", Market::Usdm, &order("ETHUSDT")));
     }
 
     /// A regression test (found by review): a batch answered in part, one order placed
@@ -1038,12 +1055,12 @@ mod tests {
         }
         forwarded.note(&batch);
         forwarded.note(&answered("r1", Outcome::Unknown, &["11"], 1_000_010));
-        assert!(forwarded.order_forwarded(
+        assert!(forwarded.take_forwarded_order(
             "main",
             Market::Usdm,
             &listed("BTCUSDT", "11", "a", 1_000_100)
         ));
-        assert!(forwarded.order_forwarded(
+        assert!(forwarded.take_forwarded_order(
             "main",
             Market::Usdm,
             &listed("ETHUSDT", "12", "b", 1_000_100)
@@ -1063,12 +1080,12 @@ mod tests {
         }
         forwarded.note(&batch);
         forwarded.note(&answered("r1", Outcome::Unknown, &["11"], 1_000_010));
-        assert!(forwarded.order_forwarded(
+        assert!(forwarded.take_forwarded_order(
             "main",
             Market::Usdm,
             &listed("BTCUSDT", "11", "made-up", 1_000_100)
         ));
-        assert!(!forwarded.order_forwarded(
+        assert!(!forwarded.take_forwarded_order(
             "main",
             Market::Usdm,
             &listed("BTCUSDT", "99", "made-up-2", 1_000_200)
@@ -1111,12 +1128,12 @@ mod tests {
             BTreeSet::from(["BTCUSDT".into(), "ETHUSDT".into()])
         );
         // Each of its orders, by client order id or (without one) by symbol and side.
-        assert!(forwarded.order_forwarded(
+        assert!(forwarded.take_forwarded_order(
             "main",
             Market::Usdm,
             &listed("BTCUSDT", "11", "a", 1_000_100)
         ));
-        assert!(forwarded.order_forwarded(
+        assert!(forwarded.take_forwarded_order(
             "main",
             Market::Usdm,
             &listed("ETHUSDT", "12", "made-up", 1_000_100)
@@ -1134,7 +1151,7 @@ mod tests {
         {
             let order = listed(symbol, &format!("2{i}"), client, 1_000_100);
             assert!(
-                !forwarded.order_forwarded("main", market, &order),
+                !forwarded.take_forwarded_order("main", market, &order),
                 "{market} {symbol} {client}"
             );
         }
@@ -1157,12 +1174,12 @@ mod tests {
         }
         forwarded.note(&batch);
         forwarded.note(&answered("r1", Outcome::Answered, &["7"], 1_000_010));
-        assert!(forwarded.order_forwarded(
+        assert!(forwarded.take_forwarded_order(
             "main",
             Market::Usdm,
             &listed("BTCUSDT", "7", "x", 1_000_000)
         ));
-        assert!(!forwarded.order_forwarded(
+        assert!(!forwarded.take_forwarded_order(
             "main",
             Market::Usdm,
             &listed("ETHUSDT", "7", "x", 1_000_000)
@@ -1178,13 +1195,13 @@ mod tests {
             side: "SELL".into(),
             ..listed("BTCUSDT", id, "leg", 1_000_100)
         };
-        assert!(forwarded.order_forwarded("main", Market::Spot, &sell("1")));
-        assert!(forwarded.order_forwarded(
+        assert!(forwarded.take_forwarded_order("main", Market::Spot, &sell("1")));
+        assert!(forwarded.take_forwarded_order(
             "main",
             Market::Spot,
             &listed("BTCUSDT", "2", "leg", 1_000_100)
         ));
-        assert!(!forwarded.order_forwarded("main", Market::Spot, &sell("3")));
+        assert!(!forwarded.take_forwarded_order("main", Market::Spot, &sell("3")));
         // A regression test: an OTO names its sides `workingSide` and `pendingSide`, so
         // the log has no side for it, and its last leg, matched once one leg was left by
         // side or client order id, was reported as an order keygate never sent.
@@ -1199,21 +1216,21 @@ mod tests {
             side: side.into(),
             ..listed("BTCUSDT", id, &format!("leg-{id}"), 2_000_100)
         };
-        assert!(forwarded.order_forwarded("main", Market::Spot, &leg("4", "SELL")));
-        assert!(forwarded.order_forwarded("main", Market::Spot, &leg("5", "BUY")));
-        assert!(!forwarded.order_forwarded("main", Market::Spot, &leg("6", "BUY")));
+        assert!(forwarded.take_forwarded_order("main", Market::Spot, &leg("4", "SELL")));
+        assert!(forwarded.take_forwarded_order("main", Market::Spot, &leg("5", "BUY")));
+        assert!(!forwarded.take_forwarded_order("main", Market::Spot, &leg("6", "BUY")));
     }
 
     #[test]
     fn an_order_still_in_flight_is_known_by_symbol_and_side_without_a_client_id() {
         let mut forwarded = Forwarded::default();
         forwarded.note(&order_sent("r1", None, 1_000_000));
-        assert!(forwarded.order_forwarded(
+        assert!(forwarded.take_forwarded_order(
             "main",
             Market::Spot,
             &listed("BTCUSDT", "5", "made-up", 1_000_100)
         ));
-        assert!(!forwarded.order_forwarded(
+        assert!(!forwarded.take_forwarded_order(
             "main",
             Market::Spot,
             &listed("BTCUSDT", "6", "made-up", 1_000_200)

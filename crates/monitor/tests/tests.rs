@@ -1,6 +1,6 @@
 //! The monitor against a real SQLite audit log and a real webhook receiver on loopback.
 
-#![allow(clippy::unwrap_used)] // Tests may panic.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests may panic.
 
 use std::path::Path;
 use std::time::Duration;

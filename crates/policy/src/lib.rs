@@ -676,6 +676,10 @@ impl Decider {
         if !counters.contains_key(client) {
             counters.insert(client.to_owned(), Counters::default());
         }
+        #[allow(
+            clippy::expect_used,
+            reason = "inserted just before, under the same lock"
+        )]
         let c = counters
             .get_mut(client)
             .expect("the client's counters were inserted just above, under the same lock");

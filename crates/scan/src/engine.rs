@@ -402,13 +402,15 @@ impl Engine {
                 patterns.push(Pattern::EncodedKeyword);
             }
         }
-        // Built from literal strings only; construction cannot fail for them.
+        // The rule set's keywords (its own, or a library user's from `RuleSet::from_toml`)
+        // and fixed words: construction fails only past aho-corasick's size limits, which
+        // a few hundred short words are far below.
         #[allow(clippy::expect_used)]
         let ac = AhoCorasickBuilder::new()
             .ascii_case_insensitive(true)
             .match_kind(MatchKind::LeftmostLongest)
             .build(&words)
-            .expect("keyword automaton from literals");
+            .expect("keyword automaton within aho-corasick's size limits");
         let mut by_len = vec![Vec::new(); MAX_TOKEN + 1];
         let mut pem_rules = Vec::new();
         let mut passphrase_rule = vec![None; rules.exchanges().len()];
@@ -2416,7 +2418,7 @@ pub(crate) fn is_binary(data: &[u8]) -> bool {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

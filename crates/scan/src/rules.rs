@@ -443,7 +443,7 @@ pub(crate) fn shannon_entropy(data: &[u8]) -> f64 {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

@@ -1,7 +1,7 @@
 //! Integration tests of keygate-scan: rule examples, a generated corpus, git history,
 //! staged changes, hooks, suppression, managed keys and output formats.
 
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod synth;
 

@@ -288,6 +288,7 @@ impl MasterKey {
     }
 
     /// The key's bytes.
+    #[allow(clippy::expect_used, reason = "a key is made KEY_LEN long")]
     fn key(&self) -> &[u8; KEY_LEN] {
         self.key
             .expose_secret()
@@ -496,6 +497,7 @@ impl MasterKey {
     }
 
     fn record_mac(&self, id: &RecordId, fields: &[&[u8]]) -> Hmac<Sha256> {
+        #[allow(clippy::expect_used, reason = "HMAC takes keys of any length")]
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.record_key.expose_secret())
             .expect("HMAC accepts keys of any length");
         scrub_stack();
@@ -516,6 +518,7 @@ impl MasterKey {
 
 /// The subkey of `key` for `purpose`: `HMAC-SHA256(key, "keygate subkey/" ‖ purpose)`.
 fn subkey(key: &SecretBytes, purpose: &str) -> SecretBytes {
+    #[allow(clippy::expect_used, reason = "HMAC takes keys of any length")]
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key.expose_secret())
         .expect("HMAC accepts keys of any length");
     scrub_stack();
@@ -565,6 +568,7 @@ fn seal_with(key: &[u8; KEY_LEN], aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
     let cipher = XChaCha20Poly1305::new(key.into());
     let mut nonce = [0u8; NONCE_LEN];
     rand::thread_rng().fill_bytes(&mut nonce);
+    #[allow(clippy::expect_used, reason = "encryption into memory cannot fail")]
     let ciphertext = cipher
         .encrypt(
             XNonce::from_slice(&nonce),

@@ -9,10 +9,13 @@
 //!    HEAD);
 //! 2. authenticate: the client by its API key, its signature over the raw bytes, the
 //!    timestamp window (checked again before forwarding, should keygate's own calls to
-//!    the exchange have outlasted it), the replay cache;
-//! 3. classify what the request would do (unknown endpoints are denied; a read is
-//!    refused while large answers to signed requests pile up for slow clients, see
-//!    `answers.rs`);
+//!    the exchange have outlasted it);
+//! 3. classify what the request would do, check who may call at all (status, expiry,
+//!    source address), and only then use up its signature in the replay cache (a read's
+//!    for its own endpoint, anything else's for every request), so that a captured
+//!    request sent first from a foreign address spends nothing (unknown endpoints are
+//!    denied; a read is refused while large answers to signed requests pile up for slow
+//!    clients, see `answers.rs`);
 //! 4. decide against the client's policy;
 //! 5. audit: durably, before forwarding, for trades, cancels, withdrawals and transfers;
 //! 6. re-sign with the real key and forward, never retrying; return the answer as it came.

@@ -95,6 +95,8 @@ impl Email {
         };
         let mut builder = builder.port(port).timeout(Some(DELIVERY_TIMEOUT));
         if let Some((user, password)) = settings.credentials {
+            // lettre takes the password as a `String` and keeps it, unlocked and never
+            // wiped, for the transport's lifetime (SECURITY.md says so).
             let password = String::from_utf8(password.expose_secret().to_vec())
                 .map_err(|_| bad("the password file is not UTF-8".into()))?;
             builder = builder.credentials(Credentials::new(user.to_owned(), password));

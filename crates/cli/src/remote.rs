@@ -304,10 +304,7 @@ async fn read_signed_with<A: Adapter>(
         .await;
     // The clock's answer may have asked for a pause.
     not_paused(adapter, weight, &base, path)?;
-    let params = match query {
-        "" => format!("timestamp={now}&recvWindow=10000"),
-        query => format!("{query}&timestamp={now}&recvWindow=10000"),
-    };
+    let params = adapter.own_read_params(query, now);
     let request = adapter
         .parse(&params, b"", None)
         .map_err(|e| ReadError::lasting(e.to_string()))?;

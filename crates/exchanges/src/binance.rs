@@ -749,6 +749,14 @@ impl Adapter for Binance {
         let answer: serde_json::Value = serde_json::from_slice(body).ok()?;
         Some(answer.get("symbol")?.as_str()?.to_ascii_uppercase())
     }
+    fn own_read_params(&self, query: &str, timestamp_ms: u64) -> String {
+        // Ten seconds: the read is signed on the exchange's clock, and a slow answer to
+        // a heavy list must not be refused for its window.
+        match query {
+            "" => format!("timestamp={timestamp_ms}&recvWindow=10000"),
+            query => format!("{query}&timestamp={timestamp_ms}&recvWindow=10000"),
+        }
+    }
     fn is_no_such_order(&self, status: http::StatusCode, body: &[u8]) -> bool {
         // -2011 "Unknown order sent.", -2013 "Order does not exist.".
         #[derive(serde::Deserialize)]

@@ -386,6 +386,10 @@ pub trait Adapter: Send + Sync + 'static {
     fn parse_trade_fee_symbols(&self, body: &[u8]) -> Option<Vec<String>>;
     /// Reads the symbol out of the answer of a [`ClientRequest::symbol_lookup`] read.
     fn parse_order_symbol(&self, body: &[u8]) -> Option<String>;
+    /// The parameters of a signed read keygate makes with the real key (its `query`, the
+    /// exchange's clock `timestamp_ms` and whatever window the exchange takes), for
+    /// [`Adapter::parse`] to read and [`ClientRequest::resign`] to sign.
+    fn own_read_params(&self, query: &str, timestamp_ms: u64) -> String;
     /// Whether the answer of a [`ClientRequest::symbol_lookup`] read says that the order
     /// it names does not exist (an order already cancelled, or a stop that triggered):
     /// the request that named it is answered so, as the exchange would answer it.

@@ -1501,6 +1501,27 @@ async fn attacks_are_refused_and_never_forwarded() {
         (400, -1021, REPLAYED),
         "replay",
     ));
+    // And a cancel's cannot be sent again as a read (found by review of that fix).
+    let params = sign_exactly(
+        &format!(
+            "symbol=ETHUSDT&timestamp={}&recvWindow=20023",
+            keygate_gateway::now_ms()
+        ),
+        BOT_SECRET,
+    );
+    let cancel = http(
+        "DELETE",
+        &format!("/binance/api/v3/openOrders?{params}"),
+        "",
+        "",
+    );
+    raw(env.gateway, &cancel).await;
+    attacks.push(attack(
+        "a cancel's signature sent again as a read",
+        get(format!("/binance/api/v3/openOrders?{params}")),
+        (400, -1021, REPLAYED),
+        "replay",
+    ));
 
     env.exchange.simulator().reset(false);
     for Attack {

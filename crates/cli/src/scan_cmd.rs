@@ -109,11 +109,22 @@ pub fn run(args: &ScanArgs, managed: Option<ManagedKeys>) -> i32 {
 fn scan(args: &ScanArgs, managed: Option<ManagedKeys>) -> anyhow::Result<i32> {
     if args.install_hook {
         let cwd = std::env::current_dir().context("cannot read the current directory")?;
-        let paths = keygate_scan::install_hooks(&cwd).context("cannot install the git hooks")?;
-        for path in paths {
-            eprintln!("installed git hook {}", path.display());
+        let hooks = keygate_scan::install_hooks(&cwd).context("cannot install the git hooks")?;
+        let mut refused = false;
+        for (hook, installed) in hooks {
+            match installed {
+                Ok(path) => eprintln!("installed git hook {}", path.display()),
+                Err(e) => {
+                    refused = true;
+                    eprintln!(
+                        "keygate scan: error: {} hook not installed: {}",
+                        hook.file_name(),
+                        crate::output::escape_controls(&e.to_string())
+                    );
+                }
+            }
         }
-        return Ok(0);
+        return Ok(if refused { 2 } else { 0 });
     }
     if args.managed && managed.is_none() {
         bail!("--managed needs the unlocked vault");
@@ -195,6 +206,8 @@ fn scan(args: &ScanArgs, managed: Option<ManagedKeys>) -> anyhow::Result<i32> {
         scanner.scan_git_history(&roots[0])
     } else if args.staged {
         scanner.scan_staged(&roots[0])
+    } else if let Some(message) = &args.commit_msg {
+        scanner.scan_commit_message(message)
     } else {
         scanner.scan_paths(&roots)
     };

@@ -251,6 +251,50 @@ fn the_installed_hook_blocks_a_commit_with_a_key_and_lets_a_clean_one_through() 
     );
     let log = git(repo, &["log", "--oneline"], &path_env);
     assert_eq!(String::from_utf8_lossy(&log.stdout).lines().count(), 2);
+
+    // Found by review: with `git commit -v` the message's file holds the staged diff
+    // below git's scissors line, which git does not keep; the commit that removes a key
+    // (its diff names it) was blocked. A key above the scissors still is.
+    std::fs::remove_file(repo.join(".keygateignore")).unwrap();
+    let (key, secret) = (random(), random());
+    std::fs::write(
+        repo.join("bot.env"),
+        format!("BINANCE_API_KEY={key}\nBINANCE_SECRET_KEY={secret}\n"),
+    )
+    .unwrap();
+    git(repo, &["add", "bot.env"], &path_env);
+    let unchecked = git(
+        repo,
+        &["commit", "-q", "--no-verify", "-m", "leak"],
+        &path_env,
+    );
+    assert!(unchecked.status.success());
+    std::fs::write(
+        repo.join("bot.env"),
+        "BINANCE_API_KEY=\nBINANCE_SECRET_KEY=\n",
+    )
+    .unwrap();
+    git(repo, &["add", "bot.env"], &path_env);
+    let verbose = |editor: &str| {
+        git(
+            repo,
+            &["-c", &format!("core.editor={editor}"), "commit", "-q", "-v"],
+            &path_env,
+        )
+    };
+    let leaked_above = format!("sed -i '1i BINANCE_SECRET_KEY={secret} BINANCE_API_KEY={key}'");
+    let blocked = verbose(&leaked_above);
+    assert!(
+        !blocked.status.success(),
+        "a key above the scissors went through"
+    );
+    let removal = verbose("sed -i '1i remove the leaked key'");
+    assert!(
+        removal.status.success(),
+        "{}",
+        String::from_utf8_lossy(&removal.stdout).into_owned()
+            + &String::from_utf8_lossy(&removal.stderr)
+    );
 }
 
 /// A regression test (from a review): a staged file over the 64 MiB limit was skipped

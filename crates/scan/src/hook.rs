@@ -53,13 +53,41 @@ impl Hook {
     }
 }
 
-/// Writes every hook of [`Hook::ALL`] into the repository containing `repo` (honouring
-/// `core.hooksPath`) and returns their paths. Only a regular file holding keygate's marker
-/// is replaced; anything else at a hook's path (another hook, whatever its encoding, a
-/// symbolic link even to keygate's hook or to nowhere, a directory) is refused, and so is
-/// a path that cannot be looked at: a hook is never written through a link. Each path is
-/// looked at before any is written, so a refusal leaves every hook as it was.
-pub fn install_hooks(repo: &Path) -> Result<Vec<PathBuf>, Error> {
+/// What follows git's scissors line, after the comment string: the line `git commit -v`
+/// puts above the staged diff, from which on git keeps nothing of the message.
+const SCISSORS: &[u8] = b" ------------------------ >8 ------------------------";
+
+/// `message` as git keeps at least, its line numbers unchanged: every line from the
+/// scissors line on blanked. Comment lines stay: a message given with `-m` keeps them.
+pub(crate) fn message_as_kept(message: &[u8]) -> Vec<u8> {
+    let mut kept = Vec::with_capacity(message.len());
+    let mut cut = false;
+    for line in message.split_inclusive(|&b| b == b'\n') {
+        let text = line.strip_suffix(b"\n").unwrap_or(line);
+        let text = text.strip_suffix(b"\r").unwrap_or(text);
+        // The scissors line is the comment string and the scissors; whatever the string,
+        // it is short.
+        cut |= text.ends_with(SCISSORS) && text.len() <= SCISSORS.len() + 16;
+        if cut {
+            if line.ends_with(b"\n") {
+                kept.push(b'\n');
+            }
+        } else {
+            kept.extend_from_slice(line);
+        }
+    }
+    kept
+}
+
+/// Writes each hook of [`Hook::ALL`] into the repository containing `repo` (honouring
+/// `core.hooksPath`) and returns, for each, its path or why it was not written. Only a
+/// regular file holding keygate's marker is replaced; anything else at a hook's path
+/// (another hook, whatever its encoding, a symbolic link even to keygate's hook or to
+/// nowhere, a directory) is refused, and so is a path that cannot be looked at: a hook is
+/// never written through a link. Each hook is installed on its own: a repository with a
+/// `commit-msg` hook of its own (Gerrit's, commitlint's) still gets keygate's
+/// `pre-commit`.
+pub fn install_hooks(repo: &Path) -> Result<Vec<(Hook, Result<PathBuf, Error>)>, Error> {
     let rel = git(repo, &["rev-parse", "--git-path", "hooks"])?;
     let mut dir = PathBuf::from(rel.trim());
     if dir.is_relative() {
@@ -69,16 +97,14 @@ pub fn install_hooks(repo: &Path) -> Result<Vec<PathBuf>, Error> {
         path: dir.clone(),
         source,
     })?;
-    let mut found = Vec::new();
-    for hook in Hook::ALL {
-        let path = dir.join(hook.file_name());
-        let ours = is_ours(&path)?;
-        found.push((hook, path, ours));
-    }
-    found
+    Ok(Hook::ALL
         .into_iter()
-        .map(|(hook, path, ours)| write_hook(hook, &path, ours).map(|()| path))
-        .collect()
+        .map(|hook| {
+            let path = dir.join(hook.file_name());
+            let written = is_ours(&path).and_then(|ours| write_hook(hook, &path, ours));
+            (hook, written.map(|()| path))
+        })
+        .collect())
 }
 
 /// Whether `path` holds keygate's own hook (`true`) or nothing (`false`); anything else

@@ -288,6 +288,26 @@ impl Scanner {
         self.run(|c| self.staged(repo, c))
     }
 
+    /// Scans the commit message in the file at `path`, as git gives it to a `commit-msg`
+    /// hook, but for what git never keeps of it: everything from the scissors line of
+    /// `git commit -v` on (the staged diff, where a key being removed from a file shows)
+    /// is blanked, so that line numbers stay the file's. Comment lines are scanned: a
+    /// message given with `-m` keeps them.
+    pub fn scan_commit_message(&self, path: &Path) -> Result<Report, Error> {
+        self.run(|counters| {
+            let data = std::fs::read(path).map_err(|source| Error::Io {
+                path: path.to_owned(),
+                source,
+            })?;
+            let kept = hook::message_as_kept(&data);
+            counters.scanned.fetch_add(1, Ordering::Relaxed);
+            counters
+                .bytes
+                .fetch_add(data.len() as u64, Ordering::Relaxed);
+            Ok(self.scan_bytes(&path.to_string_lossy(), &kept))
+        })
+    }
+
     fn run(
         &self,
         scan: impl FnOnce(&source::Counters) -> Result<Vec<Finding>, Error>,

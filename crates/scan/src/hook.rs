@@ -53,6 +53,10 @@ impl Hook {
     }
 }
 
+/// What became of one hook [`install_hooks`] was to write: its path, or why it was not
+/// written.
+pub type Installed = Result<PathBuf, Error>;
+
 /// What follows git's scissors line, after the comment string: the line `git commit -v`
 /// puts above the staged diff, from which on git keeps nothing of the message.
 const SCISSORS: &[u8] = b" ------------------------ >8 ------------------------";
@@ -87,7 +91,7 @@ pub(crate) fn message_as_kept(message: &[u8]) -> Vec<u8> {
 /// never written through a link. Each hook is installed on its own: a repository with a
 /// `commit-msg` hook of its own (Gerrit's, commitlint's) still gets keygate's
 /// `pre-commit`.
-pub fn install_hooks(repo: &Path) -> Result<Vec<(Hook, Result<PathBuf, Error>)>, Error> {
+pub fn install_hooks(repo: &Path) -> Result<Vec<(Hook, Installed)>, Error> {
     let rel = git(repo, &["rev-parse", "--git-path", "hooks"])?;
     let mut dir = PathBuf::from(rel.trim());
     if dir.is_relative() {

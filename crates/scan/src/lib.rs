@@ -57,7 +57,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 pub use error::Error;
-pub use hook::{install_hooks, Hook};
+pub use hook::{install_hooks, Hook, Installed};
 pub use managed::ManagedKeys;
 pub use redact::redact;
 pub use report::{Finding, Part, Provenance, Report, Severity, Stats, Suppression};

@@ -65,6 +65,8 @@ def main():
     summary["fetch_balance"] = "ok"
     # Public market data passes through without a key.
     assert [t["price"] for t in exchange.fetch_trades("BTC/USDT", limit=3)] == [60000] * 3
+    recent = exchange.fetch_trades("BTC/USDT", limit=2, params={"method": "publicGetTrades"})
+    assert [t["price"] for t in recent] == [60000] * 2, recent
 
     order = exchange.create_order("BTC/USDT", "limit", "buy", 0.01, 50000)
     open_orders = exchange.fetch_open_orders("BTC/USDT")

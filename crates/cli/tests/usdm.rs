@@ -72,6 +72,11 @@ def main():
     leverage = exchange.set_leverage(5, SYMBOL)
     assert leverage["leverage"] == 5, leverage
     summary["set_leverage"] = "ok"
+    # Reads of the account's settings (the simulator's one-way positions, no fees).
+    assert exchange.fetch_position_mode(SYMBOL)["hedged"] is False
+    fee = exchange.fetch_trading_fee(SYMBOL)
+    assert (fee["maker"], fee["taker"]) == (0, 0), fee
+    summary["fetch_position_mode"] = summary["fetch_trading_fee"] = "ok"
 
     filled = exchange.create_order(SYMBOL, "market", "buy", 0.01)
     assert filled["status"] == "closed", filled
@@ -177,6 +182,8 @@ fn ccxt_binanceusdm_trades_usdm_through_keygate() {
         "fetch_open_orders",
         "cancel_order",
         "set_leverage",
+        "fetch_position_mode",
+        "fetch_trading_fee",
         "create_order_market",
         "fetch_my_trades",
         "create_order_trigger",

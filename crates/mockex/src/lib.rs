@@ -231,8 +231,8 @@
 //! (the order-count headers only report). A key's IP restriction is reported, not
 //! checked. It never opens an outbound connection. Calls ccxt makes that it does not
 //! serve (it answers them as it answers any path it does not know): USD-M
-//! `commissionRate`, `positionSide/dual`, mark-price klines, open interest and
-//! `/futures/data/*`; spot's recent `trades`, the funding wallet
+//! `POST positionSide/dual` (positions are one-way, as `GET` says), mark-price klines,
+//! open interest and `/futures/data/*`; spot's funding wallet
 //! (`asset/get-funding-asset`), `orderList/oco`, and stop and take-profit orders on spot
 //! (`STOP_LOSS`, `TAKE_PROFIT` and their `_LIMIT` forms, which its symbols do not
 //! announce). keygate classifies and limits them all the same; the tests cannot follow

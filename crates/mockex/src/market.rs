@@ -812,6 +812,19 @@ pub(crate) fn agg_trade(m: &Market, id: u64) -> Value {
     trade
 }
 
+/// Trade `id` as `GET /api/v3/trades` lists it: the one aggregate trade `id` holds.
+pub(crate) fn trade(m: &Market, id: u64) -> Value {
+    json!({
+        "id": id,
+        "price": fmt(m.price, 8),
+        "qty": fmt(Decimal::ONE, 8),
+        "quoteQty": fmt(m.price, 8),
+        "time": id * TRADE_EVERY_MS,
+        "isBuyerMaker": id % 2 == 1,
+        "isBestMatch": true,
+    })
+}
+
 /// A coin that can be withdrawn, with its networks, the default one first.
 #[derive(Debug)]
 pub(crate) struct Coin {

@@ -247,6 +247,8 @@ enum Endpoint {
     Klines(Product),
     /// `GET /api/v3/aggTrades` and `GET /fapi/v1/aggTrades`.
     AggTrades(Product),
+    /// `GET /api/v3/trades`: recent trades.
+    Trades,
     /// `GET /api/v3/avgPrice`.
     AvgPrice,
     /// `POST /api/v3/order/test`: a spot order validated, not placed.
@@ -314,6 +316,10 @@ enum Endpoint {
     CancelAllAlgoOrders,
     /// `GET /fapi/v1/symbolConfig`: each symbol's margin type and leverage.
     SymbolConfig,
+    /// `GET /fapi/v1/commissionRate`: a symbol's commission rates.
+    CommissionRate,
+    /// `GET /fapi/v1/positionSide/dual`: the position mode.
+    PositionMode,
     /// `GET /fapi/v1/fundingRate`: past fundings.
     FundingRate,
 }
@@ -377,7 +383,9 @@ impl Endpoint {
             | Endpoint::OpenAlgoOrders
             | Endpoint::AllAlgoOrders
             | Endpoint::CancelAllAlgoOrders
-            | Endpoint::SymbolConfig => Some(Permission::Futures),
+            | Endpoint::SymbolConfig
+            | Endpoint::CommissionRate
+            | Endpoint::PositionMode => Some(Permission::Futures),
             Endpoint::Withdraw => Some(Permission::Withdrawals),
             Endpoint::Transfer => Some(Permission::UniversalTransfer),
             _ => None,
@@ -486,6 +494,7 @@ fn route(method: &Method, path: &str) -> Option<(Security, u32, Endpoint)> {
         "/api/v3/klines" if get => (Public, 2, E::Klines(Product::Spot)),
         "/fapi/v1/klines" if get => (Public, 5, E::Klines(Product::UsdM)),
         "/api/v3/aggTrades" if get => (Public, 4, E::AggTrades(Product::Spot)),
+        "/api/v3/trades" if get => (Public, 25, E::Trades),
         "/api/v3/avgPrice" if get => (Public, 2, E::AvgPrice),
         "/fapi/v1/aggTrades" if get => (Public, 20, E::AggTrades(Product::UsdM)),
         "/fapi/v1/depth" if get => (Public, 10, E::FuturesDepth),
@@ -546,6 +555,8 @@ fn route(method: &Method, path: &str) -> Option<(Security, u32, Endpoint)> {
         "/fapi/v1/allAlgoOrders" if get => (Signed, 5, E::AllAlgoOrders),
         "/fapi/v1/algoOpenOrders" if delete => (Signed, 1, E::CancelAllAlgoOrders),
         "/fapi/v1/symbolConfig" if get => (Signed, 5, E::SymbolConfig),
+        "/fapi/v1/commissionRate" if get => (Signed, 20, E::CommissionRate),
+        "/fapi/v1/positionSide/dual" if get => (Signed, 30, E::PositionMode),
         _ => return None,
     };
     Some(found)
@@ -945,6 +956,7 @@ fn dispatch(
         })?),
         Endpoint::Klines(product) => Some(klines(params, product, withheld, now)?),
         Endpoint::AggTrades(product) => Some(agg_trades(params, product, withheld, now)?),
+        Endpoint::Trades => Some(recent_trades(params, withheld, now)?),
         Endpoint::FundingRate => Some(funding_rates(params, withheld, now)?),
         Endpoint::MarginPairs => Some(market::margin_pairs()),
         Endpoint::SystemStatus => Some(json!({"status": 0, "msg": "normal"})),
@@ -1059,6 +1071,22 @@ fn agg_trades(
     Ok(Value::Array(
         ids.map(|id| market::agg_trade(m, id)).collect(),
     ))
+}
+
+/// `GET /api/v3/trades`: the latest `limit` trades (500 by default, at most 1000), one a
+/// 86.4 s as `aggTrades` has them, each its own aggregate, oldest first.
+fn recent_trades(
+    params: &Params,
+    withheld: impl Fn(&market::Market) -> bool,
+    now: u64,
+) -> Result<Value, ApiError> {
+    let m = symbol(params, Product::Spot)?;
+    let limit = params.integer("limit")?.unwrap_or(500).clamp(1, 1000);
+    if withheld(m) {
+        return Err(ApiError::unavailable());
+    }
+    let ids = market::agg_trade_ids(None, None, None, limit, now);
+    Ok(Value::Array(ids.map(|id| market::trade(m, id)).collect()))
 }
 
 /// `GET /fapi/v1/fundingRate`, as Binance's Get Funding Rate History page has it: `symbol`
@@ -2125,6 +2153,17 @@ fn private(
         Endpoint::AllAlgoOrders => algo::all(account, params, now),
         Endpoint::CancelAllAlgoOrders => algo::cancel_all(account, params, now),
         Endpoint::SymbolConfig => symbol_config(account, params),
+        // Every trade here pays nothing (see `asset/tradeFee`).
+        Endpoint::CommissionRate => {
+            let m = symbol(params, Product::UsdM)?;
+            Ok(json!({
+                "symbol": m.symbol,
+                "makerCommissionRate": "0",
+                "takerCommissionRate": "0",
+            }))
+        }
+        // Positions are one-way here, as in a new Binance account.
+        Endpoint::PositionMode => Ok(json!({"dualSidePosition": false})),
         Endpoint::FuturesAccount => Ok(futures_account(account, now)),
         Endpoint::Leverage => {
             let m = symbol(params, Product::UsdM)?;

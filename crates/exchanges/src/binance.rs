@@ -463,6 +463,14 @@ impl SignedRequest {
                 "recvWindow must be a whole number of milliseconds outside spot",
             ));
         }
+        // Spot (and `/sapi`) read a timestamp of sixteen digits as microseconds; futures
+        // take milliseconds only, and refuse one as far in the future.
+        let in_micros = self
+            .param("timestamp")
+            .is_some_and(|t| t.len() >= 16 && t.bytes().all(|b| b.is_ascii_digit()));
+        if in_micros && !path.starts_with("/api/") && !path.starts_with("/sapi/") {
+            return Err(malformed("timestamp must be in milliseconds outside spot"));
+        }
         if is_batch_path(path) && matches!(method, "POST" | "PUT") {
             self.batch(method)?;
         }
@@ -756,6 +764,17 @@ impl Adapter for Binance {
             "" => format!("timestamp={timestamp_ms}&recvWindow=10000"),
             query => format!("{query}&timestamp={timestamp_ms}&recvWindow=10000"),
         }
+    }
+    fn refused_header(&self, name: &str, value: &[u8]) -> Option<&'static str> {
+        // `MICROSECOND` makes spot read and answer every time in microseconds, which
+        // keygate's own reading of answers (an order's time, reconciliation) would take
+        // for milliseconds; it is not forwarded, so it is refused rather than dropped.
+        (name.eq_ignore_ascii_case("x-mbx-time-unit")
+            && !value.eq_ignore_ascii_case(b"millisecond"))
+        .then_some(
+            "X-MBX-TIME-UNIT: keygate reads and forwards times in milliseconds only; \
+                 send the request without the header",
+        )
     }
     fn is_no_such_order(&self, status: http::StatusCode, body: &[u8]) -> bool {
         // -2011 "Unknown order sent.", -2013 "Order does not exist.".

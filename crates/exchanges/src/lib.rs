@@ -390,6 +390,11 @@ pub trait Adapter: Send + Sync + 'static {
     /// exchange's clock `timestamp_ms` and whatever window the exchange takes), for
     /// [`Adapter::parse`] to read and [`ClientRequest::resign`] to sign.
     fn own_read_params(&self, query: &str, timestamp_ms: u64) -> String;
+    /// Why a request header the exchange acts on is refused: one that changes what the
+    /// exchange reads or answers (Binance's `X-MBX-TIME-UNIT: MICROSECOND`) in a way
+    /// keygate does not follow. `None` for any other header (none of a bot's headers is
+    /// forwarded).
+    fn refused_header(&self, name: &str, value: &[u8]) -> Option<&'static str>;
     /// Whether the answer of a [`ClientRequest::symbol_lookup`] read says that the order
     /// it names does not exist (an order already cancelled, or a stop that triggered):
     /// the request that named it is answered so, as the exchange would answer it.

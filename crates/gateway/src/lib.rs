@@ -391,6 +391,13 @@ async fn handle<A: Adapter>(
         let msg = format!("method override header {header} is not accepted");
         return audit.deny(refuse(Refusal::Malformed(&msg)), Rule::Malformed, &msg);
     }
+    if let Some(reason) = parts
+        .headers
+        .iter()
+        .find_map(|(name, value)| adapter.refused_header(name.as_str(), value.as_bytes()))
+    {
+        return audit.deny(refuse(Refusal::Malformed(reason)), Rule::Malformed, reason);
+    }
     let Some(Route {
         base: default_base,
         path: native,

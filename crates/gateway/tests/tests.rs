@@ -1447,6 +1447,37 @@ async fn attacks_are_refused_and_never_forwarded() {
             "malformed",
         ));
     }
+    // Found by review: a header that has spot read and answer times in microseconds was
+    // dropped, and the bot read milliseconds as microseconds; and a timestamp in
+    // microseconds, which futures refuse, was taken on `/fapi`.
+    attacks.push(attack(
+        "time unit header",
+        http("GET", &account(13), "X-MBX-TIME-UNIT: MICROSECOND\r\n", ""),
+        (
+            400,
+            -1100,
+            "keygate: X-MBX-TIME-UNIT: keygate reads and forwards times in milliseconds \
+             only; send the request without the header",
+        ),
+        "malformed",
+    ));
+    let micros = sign_exactly(
+        &format!(
+            "symbol=BTCUSDT&timestamp={}&recvWindow=20014",
+            keygate_gateway::now_ms() * 1000
+        ),
+        BOT_SECRET,
+    );
+    attacks.push(attack(
+        "a timestamp in microseconds on futures",
+        get(format!("/binance/fapi/v1/openOrders?{micros}")),
+        (
+            400,
+            -1100,
+            "keygate: timestamp must be in milliseconds outside spot",
+        ),
+        "malformed",
+    ));
     // Replay: the first send is fine, the second must be refused.
     let once = get(account(20));
     assert_eq!(raw(env.gateway, &once).await.0, 200);

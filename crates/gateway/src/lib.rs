@@ -210,8 +210,7 @@ impl Gateway {
             live,
             decider: Arc::new(Decider::new()),
             audit,
-            upstream: Upstream::new(upstream_timeout)
-                .map_err(|e| Error::Upstream(e.to_string()))?,
+            upstream: Upstream::new(upstream_timeout)?,
             replay: Arc::new(ReplayCache::new(now_ms())),
             weight: Arc::default(),
             trusted_proxies: trusted_proxies.into(),

@@ -58,18 +58,24 @@ pub struct Response {
     pub body: Bytes,
 }
 
-/// Why the exchange gave no answer.
-#[derive(Debug)]
+/// Why the exchange gave no answer: an outcome each caller tells apart (whether the
+/// request may have executed), not an error of the crate's ([`crate::Error`]), so not
+/// `#[non_exhaustive]`.
+#[derive(Debug, thiserror::Error)]
 pub enum Failure {
     /// Connecting failed, or the request could not be written: it never left.
+    #[error("the exchange could not be reached: {0}")]
     Unreachable(String),
     /// The request left but no answer came in time: it may have executed.
+    #[error("no answer in time")]
     TimedOut,
     /// The request left but its answer was cut short or did not parse: it may have
     /// executed.
+    #[error("no answer: {0}")]
     NoAnswer(String),
     /// The upstream URL or request is not allowed (plain HTTP to a non-loopback host, a
     /// header that would change the request's framing).
+    #[error("not sent: {0}")]
     Refused(String),
 }
 
@@ -289,10 +295,10 @@ impl Upstream {
     /// for a request that provably never left: the pooled connection it was written to
     /// failed before accepting a single byte of it, and it goes out once on a new
     /// connection.
-    pub fn new(timeout: Duration) -> Result<Upstream, rustls::Error> {
+    pub fn new(timeout: Duration) -> Result<Upstream, crate::Error> {
         let mut roots = rustls::RootCertStore::empty();
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        Upstream::with_roots(timeout, roots)
+        Upstream::with_roots(timeout, roots).map_err(|e| crate::Error::Upstream(e.to_string()))
     }
 
     /// A client that trusts `roots` (the tests' own certificate authority).

@@ -28,7 +28,7 @@ pub enum AuditCmd {
     /// Check the whole chain; exit 1 naming the first bad event.
     Verify(VerifyArgs),
     /// Print a checkpoint of the log (one JSON line) to keep outside this machine.
-    Checkpoint,
+    Checkpoint(CheckpointArgs),
     /// Show the last events; exit 1 if those do not verify (they still come, from what
     /// the log holds).
     Tail(TailArgs),
@@ -43,6 +43,17 @@ pub enum AuditCmd {
     Archive(crate::archive::ArchiveArgs),
     /// Check archive files (oldest first); exit 1 naming the first bad event.
     VerifyArchive(crate::archive::VerifyArchiveArgs),
+}
+
+/// `audit checkpoint`
+#[derive(Args, Debug)]
+pub struct CheckpointArgs {
+    /// Append the checkpoint to FILE, synced, instead of printing it, once the log is
+    /// checked to hold the checkpoints FILE has already: a vault put back from a backup
+    /// older than them is refused, not anchored anew. FILE must exist (keygate never
+    /// creates one: `touch` it to start).
+    #[arg(long, value_name = "FILE")]
+    pub append: Option<PathBuf>,
 }
 
 /// `audit verify`
@@ -125,7 +136,7 @@ pub struct ExportArgs {
 pub fn run(vault: Unlocked, cmd: &AuditCmd) -> anyhow::Result<i32> {
     match cmd {
         AuditCmd::Verify(a) => verify(&vault, a),
-        AuditCmd::Checkpoint => checkpoint(&vault).map(|()| 0),
+        AuditCmd::Checkpoint(a) => checkpoint(&vault, a),
         AuditCmd::Tail(a) => tail(&vault, a),
         AuditCmd::Query(a) => query(&vault, a),
         AuditCmd::Export(a) => export(&vault, a),
@@ -177,24 +188,31 @@ pub(crate) fn append_checkpoint(path: &Path, checkpoint: &Checkpoint) -> anyhow:
 pub(crate) fn read_checkpoints(paths: &[PathBuf]) -> anyhow::Result<Vec<Checkpoint>> {
     let mut checkpoints = Vec::new();
     for path in paths {
-        let text = String::from_utf8(read_bounded(path, MAX_CHECKPOINT_FILE_LEN)?)
-            .map_err(|_| anyhow::anyhow!("checkpoint file {} is not UTF-8", path.display()))?;
-        for (number, line) in text.lines().enumerate() {
-            if line.trim().is_empty() {
-                continue;
-            }
-            let checkpoint: Checkpoint = serde_json::from_str(line).with_context(|| {
-                format!(
-                    "{}:{}: not an `audit checkpoint` line",
-                    path.display(),
-                    number + 1
-                )
-            })?;
-            checkpoints.push(checkpoint);
-        }
+        checkpoints.extend(checkpoints_in(path)?);
     }
     if !paths.is_empty() && checkpoints.is_empty() {
         anyhow::bail!("no checkpoint in the files given; nothing anchors the log");
+    }
+    Ok(checkpoints)
+}
+
+/// The checkpoints in the file at `path`, none if it is empty.
+fn checkpoints_in(path: &Path) -> anyhow::Result<Vec<Checkpoint>> {
+    let text = String::from_utf8(read_bounded(path, MAX_CHECKPOINT_FILE_LEN)?)
+        .map_err(|_| anyhow::anyhow!("checkpoint file {} is not UTF-8", path.display()))?;
+    let mut checkpoints = Vec::new();
+    for (number, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let checkpoint: Checkpoint = serde_json::from_str(line).with_context(|| {
+            format!(
+                "{}:{}: not an `audit checkpoint` line",
+                path.display(),
+                number + 1
+            )
+        })?;
+        checkpoints.push(checkpoint);
     }
     Ok(checkpoints)
 }
@@ -369,16 +387,51 @@ pub(crate) fn begins_with_init(store: &Store, key: &AuditKey) -> anyhow::Result<
     ))
 }
 
-/// Prints a checkpoint of the verified log, for `audit verify --checkpoint`. Append it
-/// to a file kept where whoever can write this database cannot.
-fn checkpoint(vault: &Unlocked) -> anyhow::Result<()> {
+/// Prints a checkpoint of the verified log, for `audit verify --checkpoint`, to append
+/// to a file kept where whoever can write this database cannot; or, with `--append
+/// FILE`, appends it there once the log is found to hold FILE's checkpoints (exit 1 when
+/// it does not: nothing is appended).
+fn checkpoint(vault: &Unlocked, args: &CheckpointArgs) -> anyhow::Result<i32> {
+    let Some(path) = &args.append else {
+        let checkpoint = keygate_audit::checkpoint(&vault.store, &vault.audit_key)
+            .context("taking a checkpoint of the audit log")?;
+        println!(
+            "{}",
+            serde_json::to_string(&checkpoint).context("encoding the checkpoint")?
+        );
+        return Ok(0);
+    };
+    if let Err(e) = std::fs::metadata(path) {
+        anyhow::bail!(
+            "{}: {e}. keygate never creates a checkpoint file (one made under a mount point \
+             that is not there would hide the real one); start a new one with `touch {}`",
+            path.display(),
+            path.display()
+        );
+    }
+    let earlier = checkpoints_in(path)?;
+    if !earlier.is_empty() {
+        if let Err(e) = keygate_audit::verify_checkpoints(&vault.store, &vault.audit_key, &earlier)
+        {
+            eprintln!(
+                "audit checkpoint: nothing appended to {}: the audit log does not hold the \
+                 checkpoints already there ({e}); a vault put back from a backup older than \
+                 them is what this catches (`keygate audit verify --checkpoint {}` says more)",
+                path.display(),
+                path.display()
+            );
+            return Ok(1);
+        }
+    }
     let checkpoint = keygate_audit::checkpoint(&vault.store, &vault.audit_key)
         .context("taking a checkpoint of the audit log")?;
-    println!(
-        "{}",
-        serde_json::to_string(&checkpoint).context("encoding the checkpoint")?
+    append_checkpoint(path, &checkpoint)?;
+    eprintln!(
+        "appended a checkpoint to {} (after {} earlier one(s), all held by the log)",
+        path.display(),
+        earlier.len()
     );
-    Ok(())
+    Ok(0)
 }
 
 /// An event with its position, as written by `--json` and `export --format jsonl`.

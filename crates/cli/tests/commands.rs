@@ -4298,6 +4298,24 @@ mod audit {
             "{}",
             out.stderr
         );
+        // From a review: `audit checkpoint >> FILE` anchors whatever log it is given, the
+        // put-back one too. `--append FILE` checks FILE's checkpoints first and appends
+        // nothing to a file the log no longer holds; it never creates the file.
+        let before = std::fs::read(&checkpoints).unwrap();
+        let out = kg.fails(&["audit", "checkpoint", "--append", cp], "", 1);
+        assert!(out.stderr.contains("nothing appended"), "{}", out.stderr);
+        assert_eq!(std::fs::read(&checkpoints).unwrap(), before);
+        let fresh = kg.path("fresh.jsonl");
+        let fresh = fresh.to_str().unwrap();
+        let out = kg.fails(&["audit", "checkpoint", "--append", fresh], "", 2);
+        assert!(out.stderr.contains("touch"), "{}", out.stderr);
+        std::fs::write(fresh, "").unwrap();
+        kg.ok(&["audit", "checkpoint", "--append", fresh], "");
+        kg.ok(&["audit", "checkpoint", "--append", fresh], "");
+        let held = kg
+            .ok(&["audit", "verify", "--checkpoint", fresh], "")
+            .stdout;
+        assert!(held.contains("holding all 2 checkpoint(s)"), "{held}");
 
         // Another vault's checkpoint anchors nothing here.
         let other = busy_vault();

@@ -929,6 +929,11 @@ impl Adapter for Binance {
     }
     fn placed_order_ids(&self, path: &str, body: &[u8]) -> Vec<String> {
         let mut ids = Vec::new();
+        // An answer that places orders is a few kilobytes; one far larger is no answer of
+        // Binance's to read ids from (a broken or hostile upstream's).
+        if body.len() > MAX_PLACING_ANSWER_BYTES {
+            return ids;
+        }
         if let Ok(answer) = serde_json::from_slice::<serde_json::Value>(body) {
             if is_algo_order_path(path) {
                 // One conditional order, its id at the top; nothing else in the answer
@@ -1705,6 +1710,14 @@ fn is_algo_order_path(path: &str) -> bool {
     path == ALGO_ORDER_PATH
 }
 
+/// The most order ids read from one answer: a batch places at most five orders, an order
+/// list three; more would be an upstream's, not Binance's, and each id is kept in the
+/// request's audit event.
+const MAX_PLACED_ORDER_IDS: usize = 16;
+
+/// The largest answer order ids are read from (see [`Adapter::placed_order_ids`]).
+const MAX_PLACING_ANSWER_BYTES: usize = 1024 * 1024;
+
 /// Every `orderId` of an order an answer placed, at any depth: a single order's answer has
 /// one at its top, an order list's has one per order (`orders`, `orderReports`), a
 /// cancel-replace's one under `newOrderResponse`, a batch's one per element. Not the order
@@ -1712,6 +1725,9 @@ fn is_algo_order_path(path: &str) -> bool {
 /// order can be named there, one a leaked key placed included, which would then pass for
 /// keygate's own.
 fn collect_order_ids(value: &serde_json::Value, ids: &mut Vec<String>) {
+    if ids.len() >= MAX_PLACED_ORDER_IDS {
+        return;
+    }
     match value {
         serde_json::Value::Object(fields) => {
             for (name, field) in fields {
@@ -3935,6 +3951,26 @@ mod tests {
             req(&format!("timestamp={now}&recvWindow=60001")).check_freshness(now),
             Err(Error::RecvWindowTooLarge)
         );
+    }
+
+    /// Found by review: a hostile upstream's answer to an order listing tens of thousands
+    /// of order ids held a worker for seconds (each id was looked for among the ones
+    /// before it) and wrote them all into the request's audit event.
+    #[test]
+    fn the_ids_read_from_one_answer_are_bounded() {
+        let many: Vec<String> = (0..10_000)
+            .map(|n| format!("{{\"orderId\":{n}}}"))
+            .collect();
+        let body = format!("[{}]", many.join(","));
+        let ids = Binance.placed_order_ids("/fapi/v1/batchOrders", body.as_bytes());
+        assert_eq!(ids.len(), MAX_PLACED_ORDER_IDS);
+        let huge = format!(
+            "{{\"orderId\":1,\"pad\":\"{}\"}}",
+            "x".repeat(MAX_PLACING_ANSWER_BYTES)
+        );
+        assert!(Binance
+            .placed_order_ids("/api/v3/order", huge.as_bytes())
+            .is_empty());
     }
 
     #[test]

@@ -131,6 +131,51 @@ fn trusted_proxy(text: &str) -> Result<IpNet, String> {
     Ok(net)
 }
 
+/// File descriptors kept for what is not a bot's connection: the database and its
+/// journal, each worker's connections to the exchanges, alert deliveries, the admin
+/// listener, the certificate files.
+const RESERVED_FILES: u64 = 256;
+
+/// Raises the limit on open files to its ceiling (a shell's or systemd's default is
+/// often 1024, as `--max-connections`'s is) and returns it; `None` for no limit.
+fn raise_open_files_limit() -> Option<u64> {
+    #[cfg(unix)]
+    {
+        use rustix::process::{getrlimit, setrlimit, Resource};
+        let mut limit = getrlimit(Resource::Nofile);
+        // The soft limit is at most the hard one: this raises it.
+        if limit.current != limit.maximum {
+            limit.current = limit.maximum;
+            // Refused (macOS past OPEN_MAX), the limit stays as it was.
+            let _ = setrlimit(Resource::Nofile, limit);
+        }
+        getrlimit(Resource::Nofile).current
+    }
+    #[cfg(not(unix))]
+    None
+}
+
+/// How many bots' connections to keep open at once: `wanted`, or fewer when the limit on
+/// open files would otherwise be reached. At that limit every new connection to the
+/// exchange fails, the orders and cancels of bots already connected included, while
+/// `--max-connections` would still take new bots in.
+fn connection_room(wanted: u32, open_files: Option<u64>) -> usize {
+    let Some(limit) = open_files else {
+        return wanted as usize;
+    };
+    let room = limit.saturating_sub(RESERVED_FILES).max(1);
+    if room >= u64::from(wanted) {
+        return wanted as usize;
+    }
+    eprintln!(
+        "keygate: warning: open files are limited to {limit} (ulimit -n): serving at most \
+         {room} connections at once, not --max-connections {wanted}, to keep \
+         {RESERVED_FILES} for the exchange, the database and alerts; raise the limit \
+         (LimitNOFILE= in a systemd unit) to serve more"
+    );
+    usize::try_from(room).unwrap_or(usize::MAX)
+}
+
 /// How often `serve` reconciles withdrawals and orders; `None` for never.
 #[derive(Clone, Copy, Debug)]
 pub struct ReconcileEvery(Option<Duration>);
@@ -253,7 +298,7 @@ pub fn run(unlocked: Unlocked, args: &ServeArgs) -> anyhow::Result<()> {
     )?
     .with_client_limits(ClientLimits {
         timeout: args.client_timeout,
-        max_connections: args.max_connections as usize,
+        max_connections: connection_room(args.max_connections, raise_open_files_limit()),
         max_connections_per_source: args.max_connections_per_source as usize,
         public_weight_cap: args.public_weight_cap,
         max_answer_bytes: args.max_answer_mib as usize * 1024 * 1024,
@@ -526,6 +571,23 @@ mod tests {
         );
         // Every IPv4 peer, written mapped, is every peer.
         assert!(trusted_proxy("::ffff:0:0/96").is_err());
+    }
+
+    /// Found by review: with open files limited to 1024, as a shell's or systemd's default
+    /// often is, and `--max-connections` 1024, idle connections could take every file, and
+    /// bots already connected had their orders and cancels refused, the exchange
+    /// unreachable.
+    #[test]
+    fn connections_leave_room_for_the_exchange_and_the_database() {
+        assert_eq!(connection_room(1024, None), 1024);
+        assert_eq!(connection_room(1024, Some(1_048_576)), 1024);
+        assert_eq!(connection_room(1024, Some(1024)), 768);
+        assert_eq!(connection_room(1024, Some(100)), 1);
+        let raised = raise_open_files_limit();
+        assert!(
+            raised.is_none_or(|limit| limit > RESERVED_FILES),
+            "{raised:?}"
+        );
     }
 
     /// Found by review: `10.0.0.1/8` was taken as the whole network, trusting every host

@@ -400,6 +400,9 @@ pub enum Rule {
     AuditUnavailable,
     /// The client closed its connection before the request was forwarded.
     ClientGone,
+    /// The replay cache holds as many signatures as it may (a flood of signed requests
+    /// inside their windows): the request was refused, not let through unchecked.
+    ReplayCacheFull,
     /// The exchange, asked which symbol the order a request names is in (for a client
     /// held to a symbol list), answered that it has no such order; the request was
     /// answered so, and not forwarded.
@@ -438,6 +441,7 @@ impl Rule {
             Rule::AnswerBacklog => "answer_backlog",
             Rule::AuditUnavailable => "audit_unavailable",
             Rule::ClientGone => "client_gone",
+            Rule::ReplayCacheFull => "replay_cache_full",
             Rule::NoSuchOrder => "no_such_order",
             Rule::PolicyChanged => "policy_changed",
             Rule::Internal => "internal",

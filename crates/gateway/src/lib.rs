@@ -676,6 +676,11 @@ async fn handle<A: Adapter>(
         replay::Moment::at(now),
         freshness.valid_through_us,
     ) {
+        if gw.replay.is_full() {
+            let msg = "keygate: too many signed requests inside their windows to remember; \
+                       send again in a moment";
+            return audit.deny(refuse(Refusal::TooMany(msg)), Rule::ReplayCacheFull, msg);
+        }
         let msg = "keygate: this signature was already used; sign the request again (two \
                    requests with the same parameters signed in the same millisecond have \
                    one signature)";

@@ -41,7 +41,17 @@ pub struct ReplayCache {
     seen: Mutex<Seen>,
     /// When it was made, in microseconds since the epoch.
     since_us: u64,
+    /// The most fingerprints it holds ([`MAX_FINGERPRINTS`]).
+    capacity: usize,
 }
+
+/// The most fingerprints the cache holds, two a request: about 120 MB at most, and a
+/// million requests inside their windows (ccxt asks for ten seconds: 100 000 a second,
+/// several times what keygate serves on two cores). Every verified request is filed, one
+/// refused for its client's rate included (its signature must not pass later), so one
+/// bot's key could otherwise grow it without end; past it, requests are refused until
+/// windows end, not let through unchecked.
+pub const MAX_FINGERPRINTS: usize = 2_000_000;
 
 /// What a request of [`Reach::Everywhere`] files beside its signature, for reads to be
 /// refused by.
@@ -141,7 +151,15 @@ impl ReplayCache {
             fingerprint: (RandomState::new(), RandomState::new()),
             seen: Mutex::default(),
             since_us: now_ms.saturating_mul(1000),
+            capacity: MAX_FINGERPRINTS,
         }
+    }
+
+    /// Whether it holds as many fingerprints as it may: [`ReplayCache::first_sighting`]
+    /// then says no to every request but those whose windows end soonest.
+    pub fn is_full(&self) -> bool {
+        let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.live.len() + 2 > self.capacity
     }
 
     /// Whether a request signed at `signed_at_us` (microseconds) could have been seen by
@@ -192,6 +210,12 @@ impl ReplayCache {
                 seen.live.remove(&old);
             }
         }
+        // A set grown by a flood keeps its size once the flood's windows end; given back
+        // once it is mostly empty.
+        if seen.live.capacity() > (seen.live.len() * 4).max(1 << 16) {
+            let keep = seen.live.len() * 2;
+            seen.live.shrink_to(keep);
+        }
         // Far ahead of this caller's clock, the mark is a clock stepped back, not a
         // thread a moment late: kept, it would refuse every request until the clock
         // caught up again. Past a window's length it is let go.
@@ -200,6 +224,7 @@ impl ReplayCache {
         }
         seen.forgotten_before_s = seen.forgotten_before_s.max(now_s);
         if ending_s < seen.forgotten_before_s
+            || seen.live.len() + 2 > self.capacity
             || also_refused_by.is_some_and(|refusing| seen.live.contains(&refusing))
             || !seen.live.insert(fingerprint)
         {
@@ -237,6 +262,27 @@ impl ReplayCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by review: every verified request files its signature, one refused for its
+    /// client's rate too, so one bot's key could grow the cache without end.
+    #[test]
+    fn a_full_cache_refuses_until_windows_end() {
+        let cache = ReplayCache {
+            capacity: 4,
+            ..ReplayCache::new(0)
+        };
+        let sighted = |signature, valid_through_us| {
+            cache.first_sighting(signature, Reach::Everywhere, at(1_000), valid_through_us)
+        };
+        assert!(sighted("one", 2_000_000));
+        assert!(!cache.is_full());
+        assert!(sighted("two", 9_000_000));
+        assert!(cache.is_full());
+        assert!(!sighted("three", 9_000_000));
+        // Once the first window ends, there is room again.
+        let later = cache.first_sighting("three", Reach::Everywhere, at(3_000), 9_000_000);
+        assert!(later && cache.len() == 4);
+    }
 
     /// `wall_ms` on both clocks: a clock that never stepped.
     fn at(wall_ms: u64) -> Moment {

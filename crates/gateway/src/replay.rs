@@ -183,16 +183,17 @@ impl ReplayCache {
         valid_through_us: u64,
     ) -> bool {
         let now_ms = now.wall_ms;
-        // Filed by every request; refuses those that reach everywhere.
+        // Filed by every request; refuses those that reach everywhere. The others are
+        // made from it, not from the signature again: a fingerprint is shorter.
         let used = self.fingerprint_of(signature);
         // Filed by those that reach everywhere; refuses reads too.
-        let used_everywhere = self.fingerprint_of((USED_EVERYWHERE, signature));
+        let used_everywhere = self.fingerprint_of((USED_EVERYWHERE, used));
         // The request's own, refused when filed before; one more refusing it, if any; the
         // other it files.
         let (fingerprint, also_refused_by, also_filed) = match reach {
             Reach::Everywhere => (used, None, used_everywhere),
             Reach::Endpoint { method, path } => (
-                self.fingerprint_of((method, path, signature)),
+                self.fingerprint_of((method, path, used)),
                 Some(used_everywhere),
                 used,
             ),

@@ -353,11 +353,11 @@ impl Upstream {
             .ok_or_else(|| Failure::Refused("withheld before it was sent".to_owned()))
     }
 
-    /// As [`Upstream::send`], but asks `withhold` once a connection is ready, just before
-    /// the request is written to it (and again before a second connection, when the
-    /// first took none of it): `Ok(None)` when it said to withhold the request, of which
-    /// nothing was sent. Connecting may take seconds, in which what the request was
-    /// decided on may change.
+    /// As [`Upstream::send`], but asks `withhold` once a new connection is ready, just
+    /// before the request is written to it (and again before a second connection, when
+    /// the first took none of it): `Ok(None)` when it said to withhold the request, of
+    /// which nothing was sent. Connecting may take seconds, in which what the request was
+    /// decided on may change; a pooled connection is taken at once, and not asked about.
     pub(crate) async fn send_unless<A: Adapter>(
         &self,
         adapter: &A,
@@ -408,7 +408,9 @@ impl Upstream {
             None => (self.connect(target).await?, true),
         };
         loop {
-            if withhold() {
+            // Asked once a new connection is made, which may have taken seconds; a pooled
+            // one is taken at once, just after the caller's own last check.
+            if is_new && withhold() {
                 // Nothing of it was written: the connection is as good as before.
                 self.checkin(target.origin, connection);
                 return Ok(None);

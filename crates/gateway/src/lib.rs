@@ -672,11 +672,12 @@ async fn handle<A: Adapter>(
     };
     if !gw.replay.first_sighting(
         &replay_id,
+        client.name.as_str(),
         reach,
         replay::Moment::at(now),
         freshness.valid_through_us,
     ) {
-        if gw.replay.is_full() {
+        if gw.replay.is_full_for(client.name.as_str()) {
             let msg = "keygate: too many signed requests inside their windows to remember; \
                        send again in a moment";
             return audit.deny(refuse(Refusal::TooMany(msg)), Rule::ReplayCacheFull, msg);

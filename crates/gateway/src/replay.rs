@@ -1,7 +1,7 @@
 //! Remembers recent signatures so that a captured request cannot be sent twice.
 
 use std::collections::hash_map::RandomState;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
@@ -43,15 +43,22 @@ pub struct ReplayCache {
     since_us: u64,
     /// The most fingerprints it holds ([`MAX_FINGERPRINTS`]).
     capacity: usize,
+    /// The most of them one client's requests hold ([`MAX_FINGERPRINTS_PER_CLIENT`]).
+    client_capacity: usize,
 }
 
 /// The most fingerprints the cache holds, two a request: about 120 MB at most, and a
 /// million requests inside their windows (ccxt asks for ten seconds: 100 000 a second,
 /// several times what keygate serves on two cores). Every verified request is filed, one
-/// refused for its client's rate included (its signature must not pass later), so one
-/// bot's key could otherwise grow it without end; past it, requests are refused until
-/// windows end, not let through unchecked.
+/// refused for its client's rate included (its signature must not pass later); past it,
+/// requests are refused until windows end, not let through unchecked.
 pub const MAX_FINGERPRINTS: usize = 2_000_000;
+
+/// The most fingerprints one client's requests hold: an eighth of the cache (125 000
+/// requests inside their windows, 12 500 a second with ccxt's ten seconds), so that one
+/// key (a leaked bot's, flooding reads with the longest window) cannot fill it and block
+/// every other client's orders and cancels; only eight at once can.
+pub const MAX_FINGERPRINTS_PER_CLIENT: usize = MAX_FINGERPRINTS / 8;
 
 /// What a request of [`Reach::Everywhere`] files beside its signature, for reads to be
 /// refused by.
@@ -109,12 +116,16 @@ fn steady_ms() -> u64 {
 #[derive(Default)]
 struct Ending {
     fingerprints: Vec<u128>,
+    /// How many of them each client filed (by [`ReplayCache::client_key`]).
+    by_client: HashMap<u64, usize>,
     kept_until_steady_ms: u64,
 }
 
 #[derive(Default)]
 struct Seen {
     live: HashSet<u128, BuildHasherDefault<Prehashed>>,
+    /// How many of `live` each client filed (by [`ReplayCache::client_key`]).
+    by_client: HashMap<u64, usize>,
     /// The fingerprints whose windows end in each second (since the epoch), soonest first.
     ending: BTreeMap<u64, Ending>,
     /// Every fingerprint whose window ended before this second is forgotten.
@@ -152,14 +163,26 @@ impl ReplayCache {
             seen: Mutex::default(),
             since_us: now_ms.saturating_mul(1000),
             capacity: MAX_FINGERPRINTS,
+            client_capacity: MAX_FINGERPRINTS_PER_CLIENT,
         }
     }
 
-    /// Whether it holds as many fingerprints as it may: [`ReplayCache::first_sighting`]
-    /// then says no to every request but those whose windows end soonest.
-    pub fn is_full(&self) -> bool {
+    /// Whether it holds as many fingerprints as it may, or `client`'s requests as many as
+    /// they may: [`ReplayCache::first_sighting`] then says no to the client's requests.
+    pub fn is_full_for(&self, client: &str) -> bool {
+        let client = self.client_key(client);
         let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        self.is_full(&seen, client)
+    }
+
+    fn is_full(&self, seen: &Seen, client: u64) -> bool {
         seen.live.len() + 2 > self.capacity
+            || seen.by_client.get(&client).copied().unwrap_or(0) + 2 > self.client_capacity
+    }
+
+    /// The key a client's fingerprints are counted under.
+    fn client_key(&self, client: &str) -> u64 {
+        self.fingerprint.0.hash_one(client)
     }
 
     /// Whether a request signed at `signed_at_us` (microseconds) could have been seen by
@@ -178,11 +201,13 @@ impl ReplayCache {
     pub fn first_sighting(
         &self,
         signature: &str,
+        client: &str,
         reach: Reach<'_>,
         now: Moment,
         valid_through_us: u64,
     ) -> bool {
         let now_ms = now.wall_ms;
+        let client = self.client_key(client);
         // Filed by every request; refuses those that reach everywhere. The others are
         // made from it, not from the signature again: a fingerprint is shorter.
         let used = self.fingerprint_of(signature);
@@ -207,8 +232,17 @@ impl ReplayCache {
             if *entry.key() >= now_s || entry.get().kept_until_steady_ms > now.steady_ms {
                 break;
             }
-            for old in entry.remove().fingerprints {
+            let ended = entry.remove();
+            for old in ended.fingerprints {
                 seen.live.remove(&old);
+            }
+            for (filer, filed) in ended.by_client {
+                if let Some(held) = seen.by_client.get_mut(&filer) {
+                    *held = held.saturating_sub(filed);
+                    if *held == 0 {
+                        seen.by_client.remove(&filer);
+                    }
+                }
             }
         }
         // A set grown by a flood keeps its size once the flood's windows end; given back
@@ -225,7 +259,7 @@ impl ReplayCache {
         }
         seen.forgotten_before_s = seen.forgotten_before_s.max(now_s);
         if ending_s < seen.forgotten_before_s
-            || seen.live.len() + 2 > self.capacity
+            || self.is_full(&seen, client)
             || also_refused_by.is_some_and(|refusing| seen.live.contains(&refusing))
             || !seen.live.insert(fingerprint)
         {
@@ -237,9 +271,12 @@ impl ReplayCache {
         // A signature's every request has the same window: what another filed already
         // goes when this one's would.
         let also_filed = Some(also_filed).filter(|f| seen.live.insert(*f));
+        let filed = 1 + usize::from(also_filed.is_some());
+        *seen.by_client.entry(client).or_default() += filed;
         let ending = seen.ending.entry(ending_s).or_default();
         ending.fingerprints.push(fingerprint);
         ending.fingerprints.extend(also_filed);
+        *ending.by_client.entry(client).or_default() += filed;
         ending.kept_until_steady_ms = ending
             .kept_until_steady_ms
             .max(now.steady_ms.saturating_add(left_ms));
@@ -265,24 +302,37 @@ mod tests {
     use super::*;
 
     /// Found by review: every verified request files its signature, one refused for its
-    /// client's rate too, so one bot's key could grow the cache without end.
+    /// client's rate too, so one bot's key could grow the cache without end; and, once
+    /// it was bounded, fill it and block every other client's orders and cancels.
     #[test]
-    fn a_full_cache_refuses_until_windows_end() {
+    fn a_full_cache_refuses_until_windows_end_and_one_client_fills_its_share_only() {
         let cache = ReplayCache {
-            capacity: 4,
+            capacity: 8,
+            client_capacity: 4,
             ..ReplayCache::new(0)
         };
-        let sighted = |signature, valid_through_us| {
-            cache.first_sighting(signature, Reach::Everywhere, at(1_000), valid_through_us)
+        let sighted = |signature, client, valid_through_us| {
+            cache.first_sighting(
+                signature,
+                client,
+                Reach::Everywhere,
+                at(1_000),
+                valid_through_us,
+            )
         };
-        assert!(sighted("one", 2_000_000));
-        assert!(!cache.is_full());
-        assert!(sighted("two", 9_000_000));
-        assert!(cache.is_full());
-        assert!(!sighted("three", 9_000_000));
+        assert!(sighted("one", "flood", 2_000_000));
+        assert!(!cache.is_full_for("flood"));
+        assert!(sighted("two", "flood", 9_000_000));
+        assert!(cache.is_full_for("flood") && !cache.is_full_for("bot"));
+        assert!(!sighted("three", "flood", 9_000_000));
+        // Another client's order still goes through, until the whole cache is full.
+        assert!(sighted("order", "bot", 9_000_000));
+        assert!(sighted("cancel", "other", 9_000_000));
+        assert!(cache.is_full_for("anyone"));
+        assert!(!sighted("late", "anyone", 9_000_000));
         // Once the first window ends, there is room again.
-        let later = cache.first_sighting("three", Reach::Everywhere, at(3_000), 9_000_000);
-        assert!(later && cache.len() == 4);
+        let later = cache.first_sighting("three", "flood", Reach::Everywhere, at(3_000), 9_000_000);
+        assert!(later && cache.len() == 8);
     }
 
     /// `wall_ms` on both clocks: a clock that never stepped.
@@ -304,18 +354,26 @@ mod tests {
             method: "GET",
             path,
         };
-        let sighted = |reach, wall_ms| cache.first_sighting("sig", reach, at(wall_ms), 10_000_000);
+        let sighted =
+            |reach, wall_ms| cache.first_sighting("sig", "bot", reach, at(wall_ms), 10_000_000);
         assert!(sighted(read("/sapi/v1/margin/allPairs"), 1_000));
         assert!(sighted(read("/sapi/v1/margin/isolated/allPairs"), 1_000));
         assert!(!sighted(read("/sapi/v1/margin/allPairs"), 1_001));
         assert!(!sighted(Reach::Everywhere, 1_002));
-        let order =
-            |wall_ms| cache.first_sighting("order", Reach::Everywhere, at(wall_ms), 10_000_000);
+        let order = |wall_ms| {
+            cache.first_sighting("order", "bot", Reach::Everywhere, at(wall_ms), 10_000_000)
+        };
         assert!(order(1_000));
         assert!(!order(1_001));
         // Found by review of that fix: an order's or a cancel's signature was accepted
         // once more on every read endpoint.
-        assert!(!cache.first_sighting("order", read("/api/v3/order"), at(1_002), 10_000_000));
+        assert!(!cache.first_sighting(
+            "order",
+            "bot",
+            read("/api/v3/order"),
+            at(1_002),
+            10_000_000
+        ));
         assert_eq!(cache.len(), 5);
     }
 
@@ -326,19 +384,33 @@ mod tests {
     fn a_clock_stepped_forward_and_back_forgets_nothing_still_fresh() {
         let cache = ReplayCache::new(0);
         let step = |wall_ms, steady_ms| Moment { wall_ms, steady_ms };
-        assert!(cache.first_sighting("order", Reach::Everywhere, step(1_000, 1_000), 61_000_000));
+        assert!(cache.first_sighting(
+            "order",
+            "bot",
+            Reach::Everywhere,
+            step(1_000, 1_000),
+            61_000_000
+        ));
         // Five hours on the wall clock, two seconds on the steady one.
         assert!(cache.first_sighting(
             "later",
+            "bot",
             Reach::Everywhere,
             step(18_001_000, 3_000),
             18_060_000_000
         ));
         // Back: the order's window is open again, and its signature still known.
-        assert!(!cache.first_sighting("order", Reach::Everywhere, step(4_000, 6_000), 61_000_000));
+        assert!(!cache.first_sighting(
+            "order",
+            "bot",
+            Reach::Everywhere,
+            step(4_000, 6_000),
+            61_000_000
+        ));
         // Once its window has really passed, it goes.
         assert!(cache.first_sighting(
             "after",
+            "bot",
             Reach::Everywhere,
             step(63_000, 65_000),
             120_000_000
@@ -351,30 +423,48 @@ mod tests {
         let cache = ReplayCache::new(0);
         // Signed at 1 s with a minute's window: valid through 61 s.
         let valid_through_us = 61_000_000;
-        assert!(cache.first_sighting("abc", Reach::Everywhere, at(1_000), valid_through_us));
-        assert!(!cache.first_sighting("abc", Reach::Everywhere, at(30_000), valid_through_us));
-        assert!(cache.first_sighting("def", Reach::Everywhere, at(30_000), 35_000_000));
-        assert!(!cache.first_sighting("abc", Reach::Everywhere, at(61_000), valid_through_us));
-        assert!(!cache.first_sighting("abc", Reach::Everywhere, at(61_999), valid_through_us));
+        assert!(cache.first_sighting("abc", "bot", Reach::Everywhere, at(1_000), valid_through_us));
+        assert!(!cache.first_sighting(
+            "abc",
+            "bot",
+            Reach::Everywhere,
+            at(30_000),
+            valid_through_us
+        ));
+        assert!(cache.first_sighting("def", "bot", Reach::Everywhere, at(30_000), 35_000_000));
+        assert!(!cache.first_sighting(
+            "abc",
+            "bot",
+            Reach::Everywhere,
+            at(61_000),
+            valid_through_us
+        ));
+        assert!(!cache.first_sighting(
+            "abc",
+            "bot",
+            Reach::Everywhere,
+            at(61_999),
+            valid_through_us
+        ));
         // Past its window the timestamp check refuses it: the cache may forget it.
-        assert!(cache.first_sighting("abc", Reach::Everywhere, at(62_000), 70_000_000));
+        assert!(cache.first_sighting("abc", "bot", Reach::Everywhere, at(62_000), 70_000_000));
     }
 
     #[test]
     fn each_signature_is_forgotten_when_its_own_window_ends() {
         let cache = ReplayCache::new(0);
         // Filed out of order: a long window first, then short ones.
-        assert!(cache.first_sighting("long", Reach::Everywhere, at(1_000), 61_000_000));
-        assert!(cache.first_sighting("short", Reach::Everywhere, at(1_000), 6_000_000));
-        assert!(cache.first_sighting("shorter", Reach::Everywhere, at(1_000), 3_500_000));
+        assert!(cache.first_sighting("long", "bot", Reach::Everywhere, at(1_000), 61_000_000));
+        assert!(cache.first_sighting("short", "bot", Reach::Everywhere, at(1_000), 6_000_000));
+        assert!(cache.first_sighting("shorter", "bot", Reach::Everywhere, at(1_000), 3_500_000));
         assert_eq!(cache.len(), 6);
-        assert!(cache.first_sighting("later", Reach::Everywhere, at(4_000), 9_000_000));
+        assert!(cache.first_sighting("later", "bot", Reach::Everywhere, at(4_000), 9_000_000));
         assert_eq!(cache.len(), 6, "the shorter window ended at 3.5 s");
-        assert!(!cache.first_sighting("short", Reach::Everywhere, at(6_999), 6_000_000));
-        assert!(cache.first_sighting("other", Reach::Everywhere, at(7_000), 12_000_000));
+        assert!(!cache.first_sighting("short", "bot", Reach::Everywhere, at(6_999), 6_000_000));
+        assert!(cache.first_sighting("other", "bot", Reach::Everywhere, at(7_000), 12_000_000));
         assert_eq!(cache.len(), 6, "the short window ended at 6 s");
-        assert!(!cache.first_sighting("long", Reach::Everywhere, at(60_000), 61_000_000));
-        assert!(cache.first_sighting("last", Reach::Everywhere, at(62_000), 70_000_000));
+        assert!(!cache.first_sighting("long", "bot", Reach::Everywhere, at(60_000), 61_000_000));
+        assert!(cache.first_sighting("last", "bot", Reach::Everywhere, at(62_000), 70_000_000));
         assert_eq!(cache.len(), 2, "every window but the last one ended");
     }
 
@@ -384,30 +474,55 @@ mod tests {
     #[test]
     fn a_clock_stepped_back_refuses_for_at_most_a_window() {
         let cache = ReplayCache::new(0);
-        assert!(cache.first_sighting("ahead", Reach::Everywhere, at(3_600_000), 3_605_000_000));
+        assert!(cache.first_sighting(
+            "ahead",
+            "bot",
+            Reach::Everywhere,
+            at(3_600_000),
+            3_605_000_000
+        ));
         // Back to 10 s: within a window of the mark the cache cannot tell, and refuses.
         assert!(!cache.first_sighting(
             "soon after",
+            "bot",
             Reach::Everywhere,
             at(3_580_000),
             3_585_000_000
         ));
         // An hour behind it, it lets the mark go.
-        assert!(cache.first_sighting("corrected", Reach::Everywhere, at(10_000), 15_000_000));
-        assert!(!cache.first_sighting("corrected", Reach::Everywhere, at(11_000), 15_000_000));
+        assert!(cache.first_sighting(
+            "corrected",
+            "bot",
+            Reach::Everywhere,
+            at(10_000),
+            15_000_000
+        ));
+        assert!(!cache.first_sighting(
+            "corrected",
+            "bot",
+            Reach::Everywhere,
+            at(11_000),
+            15_000_000
+        ));
     }
 
     #[test]
     fn a_signature_whose_window_was_forgotten_meanwhile_is_refused() {
         let cache = ReplayCache::new(0);
-        assert!(cache.first_sighting("first", Reach::Everywhere, at(5_000), 5_500_000));
+        assert!(cache.first_sighting("first", "bot", Reach::Everywhere, at(5_000), 5_500_000));
         // Another thread, its clock read a moment later, forgets the windows that
         // ended in second 5.
-        assert!(cache.first_sighting("other", Reach::Everywhere, at(6_000), 9_000_000));
+        assert!(cache.first_sighting("other", "bot", Reach::Everywhere, at(6_000), 9_000_000));
         // A copy of the first, checked fresh at 5.4 s on a thread that was slower to
         // get here: the cache cannot tell whether it saw it, so it says it did.
-        assert!(!cache.first_sighting("first", Reach::Everywhere, at(5_400), 5_500_000));
-        assert!(!cache.first_sighting("never seen", Reach::Everywhere, at(5_400), 5_500_000));
+        assert!(!cache.first_sighting("first", "bot", Reach::Everywhere, at(5_400), 5_500_000));
+        assert!(!cache.first_sighting(
+            "never seen",
+            "bot",
+            Reach::Everywhere,
+            at(5_400),
+            5_500_000
+        ));
     }
 
     #[test]

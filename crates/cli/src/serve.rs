@@ -131,10 +131,14 @@ fn trusted_proxy(text: &str) -> Result<IpNet, String> {
     Ok(net)
 }
 
-/// File descriptors kept for what is not a bot's connection: the database and its
-/// journal, each worker's connections to the exchanges, alert deliveries, the admin
-/// listener, the certificate files.
+/// File descriptors kept for what is neither a bot's connection nor the exchange
+/// connection it may hold: the database and its journal, alert deliveries, the admin
+/// listener, the certificate files, keygate's own calls to the exchange.
 const RESERVED_FILES: u64 = 256;
+
+/// macOS's `OPEN_MAX`: the most its `setrlimit` takes for open files, whatever the hard
+/// limit says (often unlimited).
+const OPEN_MAX: u64 = 10_240;
 
 /// Raises the limit on open files to its ceiling (a shell's or systemd's default is
 /// often 1024, as `--max-connections`'s is) and returns it; `None` for no limit.
@@ -145,9 +149,18 @@ fn raise_open_files_limit() -> Option<u64> {
         let mut limit = getrlimit(Resource::Nofile);
         // The soft limit is at most the hard one: this raises it.
         if limit.current != limit.maximum {
-            limit.current = limit.maximum;
-            // Refused (macOS past OPEN_MAX), the limit stays as it was.
-            let _ = setrlimit(Resource::Nofile, limit);
+            let hard = limit.maximum;
+            limit.current = hard;
+            if setrlimit(Resource::Nofile, limit).is_err() {
+                // macOS refuses more than OPEN_MAX; elsewhere the limit stays as it was.
+                let _ = setrlimit(
+                    Resource::Nofile,
+                    rustix::process::Rlimit {
+                        current: Some(hard.map_or(OPEN_MAX, |hard| hard.min(OPEN_MAX))),
+                        maximum: hard,
+                    },
+                );
+            }
         }
         getrlimit(Resource::Nofile).current
     }
@@ -158,20 +171,22 @@ fn raise_open_files_limit() -> Option<u64> {
 /// How many bots' connections to keep open at once: `wanted`, or fewer when the limit on
 /// open files would otherwise be reached. At that limit every new connection to the
 /// exchange fails, the orders and cancels of bots already connected included, while
-/// `--max-connections` would still take new bots in.
+/// `--max-connections` would still take new bots in. Each connection may hold one to the
+/// exchange besides (in flight, or kept idle in a worker's pool after it).
 fn connection_room(wanted: u32, open_files: Option<u64>) -> usize {
     let Some(limit) = open_files else {
         return wanted as usize;
     };
-    let room = limit.saturating_sub(RESERVED_FILES).max(1);
+    let room = (limit.saturating_sub(RESERVED_FILES) / 2).max(1);
     if room >= u64::from(wanted) {
         return wanted as usize;
     }
     eprintln!(
         "keygate: warning: open files are limited to {limit} (ulimit -n): serving at most \
-         {room} connections at once, not --max-connections {wanted}, to keep \
-         {RESERVED_FILES} for the exchange, the database and alerts; raise the limit \
-         (LimitNOFILE= in a systemd unit) to serve more"
+         {room} connections at once, not --max-connections {wanted}: each may hold one to \
+         the exchange besides, and {RESERVED_FILES} are kept for the database, alerts and \
+         keygate's own calls; raise the limit (LimitNOFILE= in a systemd unit) to serve \
+         more"
     );
     usize::try_from(room).unwrap_or(usize::MAX)
 }
@@ -581,7 +596,8 @@ mod tests {
     fn connections_leave_room_for_the_exchange_and_the_database() {
         assert_eq!(connection_room(1024, None), 1024);
         assert_eq!(connection_room(1024, Some(1_048_576)), 1024);
-        assert_eq!(connection_room(1024, Some(1024)), 768);
+        assert_eq!(connection_room(1024, Some(1024)), 384);
+        assert_eq!(connection_room(1024, Some(2304)), 1024);
         assert_eq!(connection_room(1024, Some(100)), 1);
         let raised = raise_open_files_limit();
         assert!(

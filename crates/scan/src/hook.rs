@@ -61,18 +61,33 @@ pub type Installed = Result<PathBuf, Error>;
 /// puts above the staged diff, from which on git keeps nothing of the message.
 const SCISSORS: &[u8] = b" ------------------------ >8 ------------------------";
 
-/// `message` as git keeps at least, its line numbers unchanged: every line from the
-/// scissors line on blanked. Comment lines stay: a message given with `-m` keeps them.
+/// `message` as git keeps at least, its line numbers unchanged: with `git commit -v`,
+/// every line from the scissors line on blanked (the staged diff, which git cuts off).
+/// Only then: a scissors line typed into a message given with `-m` or `-F` is kept by
+/// git, with whatever follows it. Comment lines stay: such a message keeps them too.
 pub(crate) fn message_as_kept(message: &[u8]) -> Vec<u8> {
+    let lines: Vec<&[u8]> = message.split_inclusive(|&b| b == b'\n').collect();
+    let text = |line: &[u8]| -> Vec<u8> {
+        let line = line.strip_suffix(b"\n").unwrap_or(line);
+        line.strip_suffix(b"\r").unwrap_or(line).to_vec()
+    };
+    // The comment string (one character, or a short string) and the scissors.
+    let is_scissors = |line: &[u8]| {
+        let line = text(line);
+        line.strip_suffix(SCISSORS)
+            .is_some_and(|comment| (1..=16).contains(&comment.len()) && !comment.contains(&b' '))
+    };
+    let cut_at = lines
+        .iter()
+        .position(|line| is_scissors(line))
+        .filter(|&at| {
+            lines[at..]
+                .iter()
+                .any(|line| text(line).starts_with(b"diff --git "))
+        });
     let mut kept = Vec::with_capacity(message.len());
-    let mut cut = false;
-    for line in message.split_inclusive(|&b| b == b'\n') {
-        let text = line.strip_suffix(b"\n").unwrap_or(line);
-        let text = text.strip_suffix(b"\r").unwrap_or(text);
-        // The scissors line is the comment string and the scissors; whatever the string,
-        // it is short.
-        cut |= text.ends_with(SCISSORS) && text.len() <= SCISSORS.len() + 16;
-        if cut {
+    for (at, line) in lines.iter().enumerate() {
+        if cut_at.is_some_and(|cut| at >= cut) {
             if line.ends_with(b"\n") {
                 kept.push(b'\n');
             }
@@ -183,4 +198,24 @@ fn write_hook(hook: Hook, path: &Path, ours: bool) -> Result<(), Error> {
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by review: a scissors line typed into a message given with `-F` hid what
+    /// followed it from the scan, though git keeps it without `-v`.
+    #[test]
+    fn only_a_verbose_diff_below_the_scissors_is_left_out() {
+        let verbose = b"fix\r\n# ------------------------ >8 ------------------------\n\
+                        # Do not modify or remove the line above.\ndiff --git a/x b/x\n-KEY\n";
+        let kept = message_as_kept(verbose);
+        assert_eq!(kept, b"fix\r\n\n\n\n\n");
+        let typed = b"fix\n# ------------------------ >8 ------------------------\nKEY\n";
+        assert_eq!(message_as_kept(typed), typed);
+        let indented =
+            b"fix\n  # ------------------------ >8 ------------------------\ndiff --git a\n";
+        assert_eq!(message_as_kept(indented), indented);
+    }
 }

@@ -146,7 +146,7 @@ pub fn run(vault: Unlocked, cmd: &AuditCmd) -> anyhow::Result<i32> {
 }
 
 /// The checkpoint files to check the log against: those `given`, and the config's
-/// `[audit] checkpoint_file`, which must exist (`keygate audit checkpoint >> FILE` starts
+/// `[audit] checkpoint_file`, which must exist (`keygate audit checkpoint --append FILE` starts
 /// it): one that is gone (a mount that is not there) anchors nothing, and is no reason to
 /// believe the log.
 pub(crate) fn checkpoint_files(home: &Home, given: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
@@ -155,12 +155,12 @@ pub(crate) fn checkpoint_files(home: &Home, given: &[PathBuf]) -> anyhow::Result
         if let Err(e) = std::fs::metadata(&path) {
             anyhow::bail!(
                 "[audit] checkpoint_file {}: {e}. A file that is not there anchors nothing. \
-                 If it never existed, `keygate audit checkpoint >> {}` starts it; if it did \
+                 If it never existed, `touch {0} && keygate audit checkpoint --append {0}` \
+                 starts it; if it did \
                  (a disk not mounted, a file moved), put it back and do not start a new \
                  one: that would anchor the log as it is now, a vault put back from a \
                  backup included",
                 path.display(),
-                path.display()
             );
         }
         files.push(path);
@@ -175,12 +175,30 @@ pub(crate) fn append_checkpoint(path: &Path, checkpoint: &Checkpoint) -> anyhow:
     let mut line = serde_json::to_string(checkpoint).context("encoding the checkpoint")?;
     line.push('\n');
     let mut file = std::fs::OpenOptions::new()
+        .read(true)
         .append(true)
         .open(path)
         .with_context(|| format!("opening {}", path.display()))?;
+    // A last line without its line end (written by hand, or by `printf %s`) would run
+    // into this one, and neither would read.
+    if ends_unfinished(&mut file).with_context(|| format!("reading {}", path.display()))? {
+        line.insert(0, '\n');
+    }
     file.write_all(line.as_bytes())
         .and_then(|()| file.sync_data())
         .with_context(|| format!("writing {}", path.display()))
+}
+
+/// Whether `file` is not empty and its last byte is no line end.
+fn ends_unfinished(file: &mut std::fs::File) -> std::io::Result<bool> {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    if file.metadata()?.len() == 0 {
+        return Ok(false);
+    }
+    file.seek(SeekFrom::End(-1))?;
+    let mut last = [0u8];
+    file.read_exact(&mut last)?;
+    Ok(last[0] != b'\n')
 }
 
 /// The checkpoints in `paths` (files of `audit checkpoint` lines); refused when files are

@@ -208,7 +208,7 @@ pub(crate) fn write_anchor(
     if let Err(e) = written {
         eprintln!(
             "keygate: warning: the change is made, but no checkpoint of it was written to \
-             {}: {e:#}; `keygate audit checkpoint >> {}` writes one",
+             {}: {e:#}; `keygate audit checkpoint --append {}` writes one",
             path.display(),
             path.display()
         );

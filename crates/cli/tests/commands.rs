@@ -4350,8 +4350,15 @@ mod audit {
         std::io::Write::write_all(&mut config, setting.as_bytes()).unwrap();
         // Until it is started, the file anchors nothing, and nothing trusts the log.
         let out = kg.fails(&["audit", "verify"], "", 2);
-        assert!(out.stderr.contains("audit checkpoint >>"), "{}", out.stderr);
-        std::fs::write(&checkpoints, kg.ok(&["audit", "checkpoint"], "").stdout).unwrap();
+        assert!(
+            out.stderr.contains("audit checkpoint --append"),
+            "{}",
+            out.stderr
+        );
+        // From a review: a last line without its line end (written with `printf %s`) ran
+        // into the next checkpoint appended, and the file no longer read.
+        let first = kg.ok(&["audit", "checkpoint"], "").stdout;
+        std::fs::write(&checkpoints, first.trim_end()).unwrap();
         kg.add_account("main", REAL_KEY, REAL_SECRET);
         kg.issue("main", "bot1", &[]);
         let lines = || {

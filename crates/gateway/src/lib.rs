@@ -670,22 +670,25 @@ async fn handle<A: Adapter>(
         | ActionKind::Transfer
         | ActionKind::KeyManagement => replay::Reach::Everywhere,
     };
-    if !gw.replay.first_sighting(
+    match gw.replay.sighting(
         &replay_id,
         client.name.as_str(),
         reach,
         replay::Moment::at(now),
         freshness.valid_through_us,
     ) {
-        if gw.replay.is_full_for(client.name.as_str()) {
+        replay::Sighting::First => {}
+        replay::Sighting::Seen => {
+            let msg = "keygate: this signature was already used; sign the request again (two \
+                       requests with the same parameters signed in the same millisecond have \
+                       one signature)";
+            return audit.deny(refuse(Refusal::Replayed(msg)), Rule::Replay, msg);
+        }
+        replay::Sighting::Full => {
             let msg = "keygate: too many signed requests inside their windows to remember; \
                        send again in a moment";
             return audit.deny(refuse(Refusal::TooMany(msg)), Rule::ReplayCacheFull, msg);
         }
-        let msg = "keygate: this signature was already used; sign the request again (two \
-                   requests with the same parameters signed in the same millisecond have \
-                   one signature)";
-        return audit.deny(refuse(Refusal::Replayed(msg)), Rule::Replay, msg);
     }
     audit.attributed = true;
     // A read is refused while large answers to signed requests pile up for slow clients

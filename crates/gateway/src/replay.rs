@@ -64,6 +64,18 @@ pub const MAX_FINGERPRINTS_PER_CLIENT: usize = MAX_FINGERPRINTS / 8;
 /// refused by.
 const USED_EVERYWHERE: &str = "used everywhere";
 
+/// What [`ReplayCache::sighting`] found of a signature.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sighting {
+    /// Not seen before: remembered now, and the request may go on.
+    First,
+    /// Seen before (a replay), or past what the cache can still tell.
+    Seen,
+    /// Not seen before, but there is no room to remember it ([`MAX_FINGERPRINTS`],
+    /// [`MAX_FINGERPRINTS_PER_CLIENT`]): refused, not let through unchecked.
+    Full,
+}
+
 /// For which requests a signature counts as used once seen. Binance signs a request's
 /// parameters, not its method or path: two reads of different endpoints with the same
 /// parameters, signed in the same millisecond (ccxt's `load_markets` asks for margin's
@@ -168,13 +180,7 @@ impl ReplayCache {
     }
 
     /// Whether it holds as many fingerprints as it may, or `client`'s requests as many as
-    /// they may: [`ReplayCache::first_sighting`] then says no to the client's requests.
-    pub fn is_full_for(&self, client: &str) -> bool {
-        let client = self.client_key(client);
-        let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        self.is_full(&seen, client)
-    }
-
+    /// they may.
     fn is_full(&self, seen: &Seen, client: u64) -> bool {
         seen.live.len() + 2 > self.capacity
             || seen.by_client.get(&client).copied().unwrap_or(0) + 2 > self.client_capacity
@@ -191,21 +197,21 @@ impl ReplayCache {
         signed_at_us >= self.since_us
     }
 
-    /// Records `signature`, for requests within `reach`, whose request is valid through
+    /// Records `signature`, of `client`'s request within `reach`, valid through
     /// `valid_through_us` (microseconds: after that the timestamp check refuses it), and
-    /// says whether this
-    /// is the first time it was seen: `false` when it was seen before, or when the
-    /// cache can no longer tell because it has already forgotten the signatures of
-    /// windows ending when this one does (a request checked fresh on one thread just as
-    /// another, a moment later, found that window over).
-    pub fn first_sighting(
+    /// says whether this is the first time it was seen: [`Sighting::Seen`] when it was
+    /// seen before, or when the cache can no longer tell because it has already
+    /// forgotten the signatures of windows ending when this one does (a request checked
+    /// fresh on one thread just as another, a moment later, found that window over);
+    /// [`Sighting::Full`] when it was not, but there is no room to remember it.
+    pub fn sighting(
         &self,
         signature: &str,
         client: &str,
         reach: Reach<'_>,
         now: Moment,
         valid_through_us: u64,
-    ) -> bool {
+    ) -> Sighting {
         let now_ms = now.wall_ms;
         let client = self.client_key(client);
         // Filed by every request; refuses those that reach everywhere. The others are
@@ -258,13 +264,17 @@ impl ReplayCache {
             seen.forgotten_before_s = now_s;
         }
         seen.forgotten_before_s = seen.forgotten_before_s.max(now_s);
+        // A replay is told as one, full or not: it raises its own alert.
         if ending_s < seen.forgotten_before_s
-            || self.is_full(&seen, client)
             || also_refused_by.is_some_and(|refusing| seen.live.contains(&refusing))
-            || !seen.live.insert(fingerprint)
+            || seen.live.contains(&fingerprint)
         {
-            return false;
+            return Sighting::Seen;
         }
+        if self.is_full(&seen, client) {
+            return Sighting::Full;
+        }
+        seen.live.insert(fingerprint);
         // What the window has left, and the rest of the second it ends in, from now on
         // the steady clock.
         let left_ms = ((ending_s + 1) * 1000).saturating_sub(now_ms);
@@ -280,7 +290,7 @@ impl ReplayCache {
         ending.kept_until_steady_ms = ending
             .kept_until_steady_ms
             .max(now.steady_ms.saturating_add(left_ms));
-        true
+        Sighting::First
     }
 
     /// The 128-bit fingerprint of `value`.
@@ -300,6 +310,27 @@ impl ReplayCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl ReplayCache {
+        /// Whether [`ReplayCache::sighting`] finds it the first time.
+        fn first_sighting(
+            &self,
+            signature: &str,
+            client: &str,
+            reach: Reach<'_>,
+            now: Moment,
+            valid_through_us: u64,
+        ) -> bool {
+            self.sighting(signature, client, reach, now, valid_through_us) == Sighting::First
+        }
+
+        /// Whether the cache is full for `client`.
+        fn is_full_for(&self, client: &str) -> bool {
+            let client = self.client_key(client);
+            let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+            self.is_full(&seen, client)
+        }
+    }
 
     /// Found by review: every verified request files its signature, one refused for its
     /// client's rate too, so one bot's key could grow the cache without end; and, once
@@ -330,6 +361,9 @@ mod tests {
         assert!(sighted("cancel", "other", 9_000_000));
         assert!(cache.is_full_for("anyone"));
         assert!(!sighted("late", "anyone", 9_000_000));
+        // A replay is told as one, full or not (found by review).
+        let again = cache.sighting("one", "flood", Reach::Everywhere, at(1_500), 2_000_000);
+        assert_eq!(again, Sighting::Seen);
         // Once the first window ends, there is room again.
         let later = cache.first_sighting("three", "flood", Reach::Everywhere, at(3_000), 9_000_000);
         assert!(later && cache.len() == 8);

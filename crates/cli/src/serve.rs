@@ -149,14 +149,15 @@ fn raise_open_files_limit() -> Option<u64> {
         let mut limit = getrlimit(Resource::Nofile);
         // The soft limit is at most the hard one: this raises it.
         if limit.current != limit.maximum {
-            let hard = limit.maximum;
+            let (soft, hard) = (limit.current, limit.maximum);
             limit.current = hard;
-            if setrlimit(Resource::Nofile, limit).is_err() {
-                // macOS refuses more than OPEN_MAX; elsewhere the limit stays as it was.
+            let fallback = hard.map_or(OPEN_MAX, |hard| hard.min(OPEN_MAX));
+            // macOS refuses more than OPEN_MAX: as far as that, never lower than it was.
+            if setrlimit(Resource::Nofile, limit).is_err() && soft.is_some_and(|s| s < fallback) {
                 let _ = setrlimit(
                     Resource::Nofile,
                     rustix::process::Rlimit {
-                        current: Some(hard.map_or(OPEN_MAX, |hard| hard.min(OPEN_MAX))),
+                        current: Some(fallback),
                         maximum: hard,
                     },
                 );
@@ -171,19 +172,20 @@ fn raise_open_files_limit() -> Option<u64> {
 /// How many bots' connections to keep open at once: `wanted`, or fewer when the limit on
 /// open files would otherwise be reached. At that limit every new connection to the
 /// exchange fails, the orders and cancels of bots already connected included, while
-/// `--max-connections` would still take new bots in. Each connection may hold one to the
-/// exchange besides (in flight, or kept idle in a worker's pool after it).
+/// `--max-connections` would still take new bots in. Each connection may hold two to the
+/// exchange besides: one in flight, and one its last request to another of the
+/// exchange's hosts (spot, futures) left idle in a worker's pool.
 fn connection_room(wanted: u32, open_files: Option<u64>) -> usize {
     let Some(limit) = open_files else {
         return wanted as usize;
     };
-    let room = (limit.saturating_sub(RESERVED_FILES) / 2).max(1);
+    let room = (limit.saturating_sub(RESERVED_FILES) / 3).max(1);
     if room >= u64::from(wanted) {
         return wanted as usize;
     }
     eprintln!(
         "keygate: warning: open files are limited to {limit} (ulimit -n): serving at most \
-         {room} connections at once, not --max-connections {wanted}: each may hold one to \
+         {room} connections at once, not --max-connections {wanted}: each may hold two to \
          the exchange besides, and {RESERVED_FILES} are kept for the database, alerts and \
          keygate's own calls; raise the limit (LimitNOFILE= in a systemd unit) to serve \
          more"
@@ -596,8 +598,8 @@ mod tests {
     fn connections_leave_room_for_the_exchange_and_the_database() {
         assert_eq!(connection_room(1024, None), 1024);
         assert_eq!(connection_room(1024, Some(1_048_576)), 1024);
-        assert_eq!(connection_room(1024, Some(1024)), 384);
-        assert_eq!(connection_room(1024, Some(2304)), 1024);
+        assert_eq!(connection_room(1024, Some(1024)), 256);
+        assert_eq!(connection_room(1024, Some(3328)), 1024);
         assert_eq!(connection_room(1024, Some(100)), 1);
         let raised = raise_open_files_limit();
         assert!(

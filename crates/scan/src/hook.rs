@@ -61,21 +61,35 @@ pub type Installed = Result<PathBuf, Error>;
 /// puts above the staged diff, from which on git keeps nothing of the message.
 const SCISSORS: &[u8] = b" ------------------------ >8 ------------------------";
 
+/// The comment strings git may begin a commit message's comment lines with in `dir`'s
+/// repository: `core.commentString`, else `core.commentChar`, else `#`; for `auto`, each
+/// of those git picks from.
+pub(crate) fn comment_strings(dir: &Path) -> Vec<String> {
+    let configured = |key: &str| {
+        git(dir, &["config", "--get", key])
+            .ok()
+            .map(|value| value.trim_end_matches(['\r', '\n']).to_owned())
+            .filter(|value| !value.is_empty())
+    };
+    match configured("core.commentString").or_else(|| configured("core.commentChar")) {
+        Some(auto) if auto == "auto" => "#;@!$%^&|:".chars().map(String::from).collect(),
+        Some(comment) => vec![comment],
+        None => vec!["#".to_owned()],
+    }
+}
+
 /// `message` as git keeps at least, its line numbers unchanged: with `git commit -v`,
 /// every line from the scissors line on blanked (the staged diff, which git cuts off).
 /// Only then: a scissors line typed into a message given with `-m` or `-F` is kept by
-/// git, with whatever follows it. Comment lines stay: such a message keeps them too.
-pub(crate) fn message_as_kept(message: &[u8]) -> Vec<u8> {
+/// git, with whatever follows it. The scissors line is git's exactly: one of `comments`
+/// (see [`comment_strings`]) and the scissors, ended by a bare line feed, with a staged
+/// diff after it. Comment lines stay: a message given with `-m` keeps them.
+pub(crate) fn message_as_kept(message: &[u8], comments: &[String]) -> Vec<u8> {
     let lines: Vec<&[u8]> = message.split_inclusive(|&b| b == b'\n').collect();
-    let text = |line: &[u8]| -> Vec<u8> {
-        let line = line.strip_suffix(b"\n").unwrap_or(line);
-        line.strip_suffix(b"\r").unwrap_or(line).to_vec()
-    };
-    // The comment string (one character, or a short string) and the scissors.
     let is_scissors = |line: &[u8]| {
-        let line = text(line);
-        line.strip_suffix(SCISSORS)
-            .is_some_and(|comment| (1..=16).contains(&comment.len()) && !comment.contains(&b' '))
+        line.strip_suffix(b"\n")
+            .and_then(|line| line.strip_suffix(SCISSORS))
+            .is_some_and(|comment| comments.iter().any(|c| c.as_bytes() == comment))
     };
     let cut_at = lines
         .iter()
@@ -83,7 +97,7 @@ pub(crate) fn message_as_kept(message: &[u8]) -> Vec<u8> {
         .filter(|&at| {
             lines[at..]
                 .iter()
-                .any(|line| text(line).starts_with(b"diff --git "))
+                .any(|line| line.starts_with(b"diff --git "))
         });
     let mut kept = Vec::with_capacity(message.len());
     for (at, line) in lines.iter().enumerate() {
@@ -208,14 +222,27 @@ mod tests {
     /// followed it from the scan, though git keeps it without `-v`.
     #[test]
     fn only_a_verbose_diff_below_the_scissors_is_left_out() {
+        let hash = ["#".to_owned()];
         let verbose = b"fix\r\n# ------------------------ >8 ------------------------\n\
                         # Do not modify or remove the line above.\ndiff --git a/x b/x\n-KEY\n";
-        let kept = message_as_kept(verbose);
-        assert_eq!(kept, b"fix\r\n\n\n\n\n");
+        assert_eq!(message_as_kept(verbose, &hash), b"fix\r\n\n\n\n\n");
         let typed = b"fix\n# ------------------------ >8 ------------------------\nKEY\n";
-        assert_eq!(message_as_kept(typed), typed);
+        assert_eq!(message_as_kept(typed, &hash), typed);
         let indented =
             b"fix\n  # ------------------------ >8 ------------------------\ndiff --git a\n";
-        assert_eq!(message_as_kept(indented), indented);
+        assert_eq!(message_as_kept(indented, &hash), indented);
+        // Found by review of that rule: git cuts at its own scissors line only, ended by
+        // a bare line feed and begun by the comment string it uses.
+        let crlf = b"fix\r\n# ------------------------ >8 ------------------------\r\n\
+                     diff --git a/x b/x\r\n-KEY\r\n";
+        assert_eq!(message_as_kept(crlf, &hash), crlf);
+        let typed_above = b"fix\n; ------------------------ >8 ------------------------\nKEY\n\
+                            # ------------------------ >8 ------------------------\ndiff --git a\n";
+        let typed_part = b"fix\n; ------------------------ >8 ------------------------\nKEY\n";
+        let expected = [&typed_part[..], b"\n\n"].concat();
+        assert_eq!(message_as_kept(typed_above, &hash), expected);
+        let slashes =
+            b"fix\n//  ------------------------ >8 ------------------------\ndiff --git a\n";
+        assert_eq!(message_as_kept(slashes, &["// ".to_owned()]), b"fix\n\n\n");
     }
 }

@@ -299,7 +299,8 @@ impl Scanner {
                 path: path.to_owned(),
                 source,
             })?;
-            let kept = hook::message_as_kept(&data);
+            let comments = hook::comment_strings(Path::new("."));
+            let kept = hook::message_as_kept(&data, &comments);
             counters.scanned.fetch_add(1, Ordering::Relaxed);
             counters
                 .bytes

@@ -4997,11 +4997,12 @@ mod doctor {
         kg.add_account("main", REAL_KEY, REAL_SECRET);
         kg.issue("main", "bot1", &[]);
         let fresh = verdicts(&kg, 0);
-        // Memory locking depends on this machine's `ulimit -l`: a warning at worst. No
-        // webhook or email yet: a warning.
+        // Memory locking depends on this machine's `ulimit -l`, free space on its disk: a
+        // warning at worst. No webhook or email yet: a warning.
         assert!(
             fresh.iter().all(|(c, v)| v == "ok"
                 || (c == "memory" && v == "warn")
+                || (c == "disk" && v == "warn")
                 || (c == "alerts" && v == "warn")),
             "{fresh:?}"
         );
@@ -5012,6 +5013,7 @@ mod doctor {
             "accounts",
             "audit log",
             "memory",
+            "disk",
             "alerts",
         ] {
             assert!(

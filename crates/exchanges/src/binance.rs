@@ -656,7 +656,7 @@ impl Adapter for Binance {
             && symbol
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-        safe.then(|| format!("{}?symbol={symbol}", ticker_path(path)))
+        safe.then(|| format!("{}/ticker/bookTicker?symbol={symbol}", market_api(path)))
     }
     fn parse_ticker_price(&self, body: &[u8], symbol: &str) -> Option<Quote> {
         parse_ticker_price(body, symbol)
@@ -690,8 +690,12 @@ impl Adapter for Binance {
             && !order_list
     }
     fn depth_path(&self, path: &str, symbol: &str) -> Option<String> {
-        self.ticker_path(path, symbol)
-            .map(|_| format!("{}?symbol={symbol}&limit={DEPTH_LEVELS}", depth_path(path)))
+        self.ticker_path(path, symbol).map(|_| {
+            format!(
+                "{}/depth?symbol={symbol}&limit={DEPTH_LEVELS}",
+                market_api(path)
+            )
+        })
     }
     fn parse_depth_price(&self, body: &[u8], quantity: Decimal) -> Option<Decimal> {
         parse_depth_price(body, quantity)
@@ -1561,27 +1565,16 @@ fn first_segment(path: &str) -> Option<&str> {
     path.strip_prefix('/')?.split('/').next()
 }
 
-/// The public endpoint that prices `symbol` on the market `path` trades on: its book
-/// ticker, whose best ask is where a market buy starts filling (a last trade's price can
-/// be below it), and above the best bid a sell fills at.
-fn ticker_path(path: &str) -> &'static str {
+/// The public API of the market `path` trades on, where its prices are: the book ticker
+/// (whose best ask is where a market buy starts filling, a last trade's price can be below
+/// it, and above the best bid a sell fills at) and the depth of its book.
+fn market_api(path: &str) -> &'static str {
     if path.starts_with("/fapi/") {
-        "/fapi/v1/ticker/bookTicker"
+        "/fapi/v1"
     } else if path.starts_with("/dapi/") {
-        "/dapi/v1/ticker/bookTicker"
+        "/dapi/v1"
     } else {
-        "/api/v3/ticker/bookTicker"
-    }
-}
-
-/// The public endpoint that lists the book of `path`'s market.
-fn depth_path(path: &str) -> &'static str {
-    if path.starts_with("/fapi/") {
-        "/fapi/v1/depth"
-    } else if path.starts_with("/dapi/") {
-        "/dapi/v1/depth"
-    } else {
-        "/api/v3/depth"
+        "/api/v3"
     }
 }
 

@@ -96,7 +96,7 @@ use rust_decimal::Decimal;
 use crate::answers::{AnswerBudget, Caller};
 use crate::registry::{ClientEntry, Live, Registry, Verifier};
 use crate::replay::ReplayCache;
-use crate::upstream::{Failure, Upstream};
+use crate::upstream::{Failure, Sent, Upstream};
 use crate::weight::{OverCap, Pool, Reservation, WeightGauge};
 
 /// Largest request body accepted, in bytes. Binance's own requests are far smaller.
@@ -1232,32 +1232,23 @@ impl Gateway {
             sensitive,
             started,
         };
-        // The reason `withhold` gave, when it gave one.
-        let withheld = std::sync::Mutex::new(None);
         let result = self
             .upstream
-            .send_unless(adapter, method, url, headers, body, || {
-                let reason = withhold();
-                let refused = reason.is_some();
-                *withheld.lock().unwrap_or_else(|p| p.into_inner()) = reason;
-                refused
-            })
+            .send_unless(adapter, method, url, headers, body, withhold)
             .await;
         match result {
-            Ok(None) => {
+            Ok(Sent::Withheld((response, rule, msg))) => {
                 // Nothing was sent: its reservations are free again, and it is recorded
                 // as denied, as it would have been a moment earlier.
                 if let Some(reservation) = weight {
                     reservation.release();
                 }
-                let audit = in_flight.audit.take();
-                let reason = withheld.into_inner().unwrap_or_else(|p| p.into_inner());
-                match (audit, reason) {
-                    (Some(audit), Some((response, rule, msg))) => audit.deny(response, rule, &msg),
-                    _ => refusal_response(adapter, Refusal::Internal),
+                match in_flight.audit.take() {
+                    Some(audit) => audit.deny(response, rule, &msg),
+                    None => refusal_response(adapter, Refusal::Internal),
                 }
             }
-            Ok(Some(answer)) => {
+            Ok(Sent::Answered(answer)) => {
                 // The exchange's ids of what it placed, for `keygate reconcile` to know
                 // them from orders placed behind keygate's back. Read from any answer:
                 // one that failed in part (a cancel-replace whose cancel failed) may

@@ -58,6 +58,14 @@ pub struct Response {
     pub body: Bytes,
 }
 
+/// What became of a request given to [`Upstream::send_unless`].
+pub(crate) enum Sent<T> {
+    /// It was sent, and this is the answer.
+    Answered(Response),
+    /// It was withheld for this reason before a byte of it was written.
+    Withheld(T),
+}
+
 /// Why the exchange gave no answer: an outcome each caller tells apart (whether the
 /// request may have executed), not an error of the crate's ([`crate::Error`]), so not
 /// `#[non_exhaustive]`.
@@ -347,26 +355,31 @@ impl Upstream {
         headers: &[(&'static str, String)],
         body: &[u8],
     ) -> Result<Response, Failure> {
-        let sent = self.send_unless(adapter, method, url, headers, body, || false);
-        // Never withheld; were it, nothing would have left.
-        sent.await?
-            .ok_or_else(|| Failure::Refused("withheld before it was sent".to_owned()))
+        let never = || None::<std::convert::Infallible>;
+        match self
+            .send_unless(adapter, method, url, headers, body, never)
+            .await?
+        {
+            Sent::Answered(response) => Ok(response),
+            Sent::Withheld(never) => match never {},
+        }
     }
 
     /// As [`Upstream::send`], but asks `withhold` once a new connection is ready, just
     /// before the request is written to it (and again before a second connection, when
-    /// the first took none of it): `Ok(None)` when it said to withhold the request, of
-    /// which nothing was sent. Connecting may take seconds, in which what the request was
-    /// decided on may change; a pooled connection is taken at once, and not asked about.
-    pub(crate) async fn send_unless<A: Adapter>(
+    /// the first took none of it): [`Sent::Withheld`], with the reason it gave, when it
+    /// gave one, and nothing was sent. Connecting may take seconds, in which what the
+    /// request was decided on may change; a pooled connection is taken at once, and not
+    /// asked about.
+    pub(crate) async fn send_unless<A: Adapter, T>(
         &self,
         adapter: &A,
         method: &Method,
         url: &str,
         headers: &[(&'static str, String)],
         body: &[u8],
-        withhold: impl Fn() -> bool,
-    ) -> Result<Option<Response>, Failure> {
+        withhold: impl Fn() -> Option<T>,
+    ) -> Result<Sent<T>, Failure> {
         let target = Target::parse(url)?;
         // It holds the real API key: wiped when sent, and made large enough at once that
         // no copy is left behind in a smaller allocation.
@@ -395,14 +408,14 @@ impl Upstream {
     }
 
     /// One request and its whole answer, on a pooled connection or a new one.
-    async fn exchange(
+    async fn exchange<T>(
         &self,
         target: &Target<'_>,
         method: &Method,
         request: &[u8],
         keep: impl Fn(&str) -> bool,
-        withhold: impl Fn() -> bool,
-    ) -> Result<Option<Response>, Failure> {
+        withhold: impl Fn() -> Option<T>,
+    ) -> Result<Sent<T>, Failure> {
         let (mut connection, mut is_new) = match self.checkout(target.origin) {
             Some(connection) => (connection, false),
             None => (self.connect(target).await?, true),
@@ -410,10 +423,10 @@ impl Upstream {
         loop {
             // Asked once a new connection is made, which may have taken seconds; a pooled
             // one is taken at once, just after the caller's own last check.
-            if is_new && withhold() {
+            if let Some(reason) = is_new.then(&withhold).flatten() {
                 // Nothing of it was written: the connection is as good as before.
                 self.checkin(target.origin, connection);
-                return Ok(None);
+                return Ok(Sent::Withheld(reason));
             }
             match wire::write_request(&mut connection.stream, request).await {
                 Ok(()) => break,
@@ -442,7 +455,7 @@ impl Upstream {
         if answer.keep_alive {
             self.checkin(target.origin, connection);
         }
-        Ok(Some(Response {
+        Ok(Sent::Answered(Response {
             status: answer.status,
             headers: answer.headers,
             body: answer.body,
@@ -1064,10 +1077,10 @@ mod tests {
                 // The connection is open by now (the server counts it once accepted).
                 std::thread::sleep(Duration::from_millis(50));
                 asked_when_connected.store(connections.load(Ordering::SeqCst), Ordering::SeqCst);
-                true
+                Some(())
             },
         );
-        assert!(matches!(sent.await, Ok(None)));
+        assert!(matches!(sent.await, Ok(Sent::Withheld(()))));
         assert_eq!(asked_when_connected.load(Ordering::SeqCst), 1);
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert_eq!(requests.load(Ordering::SeqCst), 0, "nothing was sent");

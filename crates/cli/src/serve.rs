@@ -169,28 +169,48 @@ fn raise_open_files_limit() -> Option<u64> {
     None
 }
 
-/// How many bots' connections to keep open at once: `wanted`, or fewer when the limit on
-/// open files would otherwise be reached. At that limit every new connection to the
-/// exchange fails, the orders and cancels of bots already connected included, while
-/// `--max-connections` would still take new bots in. Each connection may hold two to the
-/// exchange besides: one in flight, and one its last request to another of the
-/// exchange's hosts (spot, futures) left idle in a worker's pool.
-fn connection_room(wanted: u32, open_files: Option<u64>) -> usize {
+/// What the limit on open files leaves for connections.
+#[derive(Debug, PartialEq)]
+struct ConnectionRoom {
+    /// Bots' connections open at once.
+    bots: usize,
+    /// Idle connections to the exchanges kept for reuse.
+    idle_upstream: usize,
+}
+
+/// How many bots' connections to keep open at once (`wanted`), and idle connections to
+/// the exchanges, or fewer of both when the limit on open files would otherwise be
+/// reached. At that limit every new connection to the exchange fails, the orders and
+/// cancels of bots already connected included, while `--max-connections` would still
+/// take new bots in. Each bot's connection holds at most one to the exchange besides, in
+/// flight (its request, or the lookup pricing it, one at a time); idle ones take at most a
+/// quarter of what is left, so that a bot going from one exchange host to the next
+/// (spot, futures) cannot leave one idle at each until none is left.
+fn connection_room(wanted: u32, open_files: Option<u64>) -> ConnectionRoom {
+    let idle_wanted = ClientLimits::default().max_idle_exchange_connections;
     let Some(limit) = open_files else {
-        return wanted as usize;
+        return ConnectionRoom {
+            bots: wanted as usize,
+            idle_upstream: idle_wanted,
+        };
     };
-    let room = (limit.saturating_sub(RESERVED_FILES) / 3).max(1);
-    if room >= u64::from(wanted) {
-        return wanted as usize;
+    let available = limit.saturating_sub(RESERVED_FILES);
+    let idle = (available / 4).min(idle_wanted as u64);
+    let bots = ((available - idle) / 2).max(1);
+    let room = ConnectionRoom {
+        bots: usize::try_from(bots.min(u64::from(wanted))).unwrap_or(usize::MAX),
+        idle_upstream: usize::try_from(idle).unwrap_or(usize::MAX),
+    };
+    if bots < u64::from(wanted) {
+        eprintln!(
+            "keygate: warning: open files are limited to {limit} (ulimit -n): serving at \
+             most {bots} connections at once, not --max-connections {wanted}: each may hold \
+             one to the exchange besides, {idle} are kept for idle connections to the \
+             exchange and {RESERVED_FILES} for the database, alerts and keygate's own \
+             calls; raise the limit (LimitNOFILE= in a systemd unit) to serve more"
+        );
     }
-    eprintln!(
-        "keygate: warning: open files are limited to {limit} (ulimit -n): serving at most \
-         {room} connections at once, not --max-connections {wanted}: each may hold two to \
-         the exchange besides, and {RESERVED_FILES} are kept for the database, alerts and \
-         keygate's own calls; raise the limit (LimitNOFILE= in a systemd unit) to serve \
-         more"
-    );
-    usize::try_from(room).unwrap_or(usize::MAX)
+    room
 }
 
 /// How often `serve` reconciles withdrawals and orders; `None` for never.
@@ -307,6 +327,7 @@ pub fn run(unlocked: Unlocked, args: &ServeArgs) -> anyhow::Result<()> {
     // for every request signed after it is made: it is made once those have come of age.
     let ahead = Duration::from_millis(keygate_exchanges::MAX_TIMESTAMP_AHEAD_MS);
     std::thread::sleep(ahead.saturating_sub(locked_at.elapsed()));
+    let room = connection_room(args.max_connections, raise_open_files_limit());
     let gateway = Gateway::new(
         Arc::clone(&live),
         audit,
@@ -315,8 +336,9 @@ pub fn run(unlocked: Unlocked, args: &ServeArgs) -> anyhow::Result<()> {
     )?
     .with_client_limits(ClientLimits {
         timeout: args.client_timeout,
-        max_connections: connection_room(args.max_connections, raise_open_files_limit()),
+        max_connections: room.bots,
         max_connections_per_source: args.max_connections_per_source as usize,
+        max_idle_exchange_connections: room.idle_upstream,
         public_weight_cap: args.public_weight_cap,
         max_answer_bytes: args.max_answer_mib as usize * 1024 * 1024,
         spend_weight_kept_for_reconciliation: false,
@@ -596,11 +618,17 @@ mod tests {
     /// unreachable.
     #[test]
     fn connections_leave_room_for_the_exchange_and_the_database() {
-        assert_eq!(connection_room(1024, None), 1024);
-        assert_eq!(connection_room(1024, Some(1_048_576)), 1024);
-        assert_eq!(connection_room(1024, Some(1024)), 256);
-        assert_eq!(connection_room(1024, Some(3328)), 1024);
-        assert_eq!(connection_room(1024, Some(100)), 1);
+        let room = |bots, idle_upstream| ConnectionRoom {
+            bots,
+            idle_upstream,
+        };
+        assert_eq!(connection_room(1024, None), room(1024, 512));
+        assert_eq!(connection_room(1024, Some(1_048_576)), room(1024, 512));
+        // 768 left: a quarter idle, two for each bot.
+        assert_eq!(connection_room(1024, Some(1024)), room(288, 192));
+        assert_eq!(connection_room(1024, Some(2816)), room(1024, 512));
+        assert_eq!(connection_room(1024, Some(2815)), room(1023, 512));
+        assert_eq!(connection_room(1024, Some(100)), room(1, 0));
         let raised = raise_open_files_limit();
         assert!(
             raised.is_none_or(|limit| limit > RESERVED_FILES),

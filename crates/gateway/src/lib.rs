@@ -118,6 +118,10 @@ pub struct ClientLimits {
     /// all; more from it are closed as they arrive. Trusted proxies are exempt (every
     /// bot behind one shares its address); they count against `max_connections` only.
     pub max_connections_per_source: usize,
+    /// Idle connections to the exchanges kept for reuse, over all workers and exchange
+    /// hosts (each worker keeps its share); when more free up, the one idle longest is
+    /// closed. Each is an open file, as a bot's connection is.
+    pub max_idle_exchange_connections: usize,
     /// Public market data, which needs no key, is refused while the exchange host reports
     /// this much request weight or more used in the current minute, so that it cannot
     /// spend the weight signed requests need. The ticker calls that price clients' orders
@@ -141,7 +145,7 @@ pub struct ClientLimits {
 
 impl Default for ClientLimits {
     /// 30 seconds, as nginx gives a client to send its headers; 1024 connections, 256 from
-    /// one address; public
+    /// one address; 512 idle connections to the exchanges; public
     /// calls paused from 1200 weight a minute (a fifth of Binance's spot limit of 6000,
     /// half of its futures limit of 2400), so signed reads from 1500 and pricing from
     /// 1800; 256 MiB of large answers held for clients.
@@ -150,6 +154,7 @@ impl Default for ClientLimits {
             timeout: Duration::from_secs(30),
             max_connections: 1024,
             max_connections_per_source: 256,
+            max_idle_exchange_connections: 512,
             public_weight_cap: 1200,
             max_answer_bytes: 256 * 1024 * 1024,
             spend_weight_kept_for_reconciliation: false,
@@ -291,13 +296,16 @@ impl Gateway {
         }
     }
 
-    /// The same gateway with a pool of upstream connections of its own, for one worker.
-    fn with_own_pool(&self) -> Gateway {
+    /// The same gateway with a pool of upstream connections of its own, for one of
+    /// `workers` workers.
+    fn with_own_pool(&self, workers: usize) -> Gateway {
         Gateway {
             live: self.live.clone(),
             decider: self.decider.clone(),
             audit: self.audit.clone(),
-            upstream: self.upstream.with_own_pool(),
+            upstream: self
+                .upstream
+                .with_own_pool(self.limits.max_idle_exchange_connections / workers.max(1)),
             replay: self.replay.clone(),
             weight: self.weight.clone(),
             trusted_proxies: self.trusted_proxies.clone(),

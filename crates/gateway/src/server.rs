@@ -99,7 +99,7 @@ impl Server {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            let gateway = Arc::new(gateway.with_own_pool());
+            let gateway = Arc::new(gateway.with_own_pool(workers.max(1)));
             // Registered here, so that a failure is the caller's error, not a silent worker.
             let acceptor = match acceptor.take() {
                 Some((listener, inboxes)) => {

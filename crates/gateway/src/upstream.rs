@@ -45,7 +45,8 @@ const MAX_CLOCK_OFFSET_MS: i64 = 60 * 60 * 1000;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long an idle upstream connection is kept for reuse.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-/// Idle connections kept per exchange host and worker; more are closed when they free up.
+/// Idle connections an [`Upstream`] keeps, over all exchange hosts, unless told otherwise
+/// ([`Upstream::with_own_pool`]); more are closed when they free up, the oldest first.
 const POOL_MAX_IDLE: usize = 256;
 
 /// An answer from the exchange.
@@ -96,6 +97,10 @@ pub enum Failure {
 pub struct Upstream {
     tls: TlsConnector,
     pool: Mutex<HashMap<String, Vec<Idle>>>,
+    /// The most idle connections `pool` holds, over all hosts: a bot that goes from one
+    /// exchange host to the next leaves a connection idle at each, and each is a file
+    /// descriptor that an order's connection may need.
+    max_idle: usize,
     timeout: Duration,
     /// The exchange clocks, by base URL.
     clocks: Arc<Mutex<HashMap<String, Arc<Clock>>>>,
@@ -324,20 +329,23 @@ impl Upstream {
         Ok(Upstream {
             tls: TlsConnector::from(Arc::new(config)),
             pool: Mutex::new(HashMap::new()),
+            max_idle: POOL_MAX_IDLE,
             timeout,
             clocks: Arc::new(Mutex::new(HashMap::new())),
             prices: Arc::new(Mutex::new(HashMap::new())),
         })
     }
 
-    /// The same client with a pool of its own, for one worker thread: a connection's
-    /// socket is registered with the runtime that opened it, so a worker that borrowed
-    /// another's connection would have each of its wake-ups cross threads. The clock
-    /// offsets and prices stay shared.
-    pub fn with_own_pool(&self) -> Upstream {
+    /// The same client with a pool of its own, keeping at most `max_idle` idle
+    /// connections (at least one), for one worker thread: a connection's socket is
+    /// registered with the runtime that opened it, so a worker that borrowed another's
+    /// connection would have each of its wake-ups cross threads. The clock offsets and
+    /// prices stay shared.
+    pub fn with_own_pool(&self, max_idle: usize) -> Upstream {
         Upstream {
             tls: self.tls.clone(),
             pool: Mutex::new(HashMap::new()),
+            max_idle: max_idle.max(1),
             timeout: self.timeout,
             clocks: self.clocks.clone(),
             prices: self.prices.clone(),
@@ -494,23 +502,31 @@ impl Upstream {
         // outlive the answer, uncounted by the bound on answers held.
         connection.buf = BytesMut::new();
         let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+        let mut held = 0;
+        for idle in pool.values_mut() {
+            Self::forget_idled_out(idle);
+            held += idle.len();
+        }
+        if held >= self.max_idle {
+            // Full: the connection idle longest goes, whatever its host. Not peeked at
+            // to find closed ones first: that would be a system call per idle connection
+            // on every return while the pool stays full.
+            let oldest = pool
+                .values_mut()
+                .filter(|idle| !idle.is_empty())
+                .min_by_key(|idle| idle[0].since);
+            if let Some(oldest) = oldest {
+                oldest.remove(0);
+            }
+        }
         let idle = match pool.get_mut(origin) {
             Some(idle) => idle,
             None => pool.entry(origin.to_owned()).or_default(),
         };
-        Self::forget_idled_out(idle);
-        if idle.len() >= POOL_MAX_IDLE {
-            // Full: forget the connections that closed or idled out since they came back.
-            idle.retain_mut(|c| {
-                c.since.elapsed() < POOL_IDLE_TIMEOUT && c.connection.is_reusable()
-            });
-        }
-        if idle.len() < POOL_MAX_IDLE {
-            idle.push(Idle {
-                connection,
-                since: Instant::now(),
-            });
-        }
+        idle.push(Idle {
+            connection,
+            since: Instant::now(),
+        });
     }
 
     /// A new connection: TCP, then TLS unless plain HTTP to loopback.
@@ -1174,6 +1190,31 @@ mod tests {
         }
         assert!(get(&upstream, &url).await.is_ok());
         assert_eq!(upstream.pool.lock().unwrap()[&origin].len(), 1);
+    }
+
+    /// Found by review: idle connections were bounded per exchange host only, so a bot
+    /// going from one host to the next left one idle at each, open files that the
+    /// orders of bots already connected may need. The bound is over all hosts; the
+    /// connection idle longest goes first.
+    #[tokio::test]
+    async fn idle_connections_are_bounded_over_all_hosts() {
+        let upstream = Upstream::new(Duration::from_secs(5))
+            .unwrap()
+            .with_own_pool(2);
+        let (spot, spot_connections, _) = fake_exchange(Then::KeepAlive).await;
+        let (futures, _, _) = fake_exchange(Then::KeepAlive).await;
+        let (margin, _, _) = fake_exchange(Then::KeepAlive).await;
+        for url in [&spot, &futures, &margin] {
+            assert!(get(&upstream, url).await.is_ok());
+        }
+        let held = |upstream: &Upstream| -> usize {
+            upstream.pool.lock().unwrap().values().map(Vec::len).sum()
+        };
+        assert_eq!(held(&upstream), 2);
+        // The spot connection, idle longest, was closed: the next spot call opens one.
+        assert!(get(&upstream, &spot).await.is_ok());
+        assert_eq!(spot_connections.load(Ordering::SeqCst), 2);
+        assert_eq!(held(&upstream), 2);
     }
 
     /// A regression test: a ticker lookup that failed was not remembered, so each order

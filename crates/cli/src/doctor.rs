@@ -765,55 +765,32 @@ fn alerts_in_config(vault: &Unlocked) -> Check {
     }
 }
 
-/// Whether the secrets read so far (every client's key above) could be locked in memory.
-/// Free space below which the disk holding the home directory is a warning: once it is
-/// full, the audit log cannot be written, and orders, withdrawals and transfers are
-/// refused. A flood of refused requests writes about a kilobyte each.
-const LOW_DISK_BYTES: u64 = 1 << 30;
-
 /// The disk holding the home directory has room for the audit log to grow.
 fn disk(vault: &Unlocked) -> Check {
-    #[cfg(unix)]
-    {
-        let dir = &vault.home.dir;
-        match rustix::fs::statvfs(dir) {
-            Ok(fs) => {
-                let free = fs.f_bavail.saturating_mul(fs.f_frsize);
-                let total = fs.f_blocks.saturating_mul(fs.f_frsize);
-                let gib = |bytes: u64| bytes as f64 / f64::from(1u32 << 30);
-                let said = format!(
-                    "{:.1} GiB free of {:.1} GiB under {}",
-                    gib(free),
-                    gib(total),
-                    dir.display()
-                );
-                if free < LOW_DISK_BYTES || free.saturating_mul(20) < total {
-                    check(
-                        "disk",
-                        Verdict::Warn,
-                        format!(
-                            "{said}: once it is full the audit log cannot be written, and \
-                             orders, withdrawals and transfers are refused"
-                        ),
-                    )
-                } else {
-                    check("disk", Verdict::Ok, said)
-                }
-            }
-            Err(e) => check(
+    let dir = &vault.home.dir;
+    match crate::disk::Room::of(dir) {
+        Ok(Some(room)) => match room.severity() {
+            None => check("disk", Verdict::Ok, room.describe(dir)),
+            Some(_) => check(
                 "disk",
                 Verdict::Warn,
-                format!("cannot tell how much room {} has: {e}", dir.display()),
+                format!(
+                    "{}: once it is full the audit log cannot be written, and orders, \
+                     withdrawals and transfers are refused",
+                    room.describe(dir)
+                ),
             ),
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = vault;
-        check("disk", Verdict::Ok, "not checked on this system")
+        },
+        Ok(None) => check("disk", Verdict::Ok, "not checked on this system"),
+        Err(e) => check(
+            "disk",
+            Verdict::Warn,
+            format!("cannot tell how much room {} has: {e}", dir.display()),
+        ),
     }
 }
 
+/// Whether the secrets read so far (every client's key above) could be locked in memory.
 fn memory() -> Check {
     if keygate_vault::secrets_locked() {
         check(

@@ -36,6 +36,7 @@ mod certificate;
 mod client;
 mod demo;
 mod dev;
+mod disk;
 mod doctor;
 mod home;
 mod incident;

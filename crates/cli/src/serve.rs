@@ -373,6 +373,7 @@ pub fn run(unlocked: Unlocked, args: &ServeArgs) -> anyhow::Result<()> {
         || std::thread::available_parallelism().map_or(1, |n| n.get()),
         usize::from,
     );
+    crate::disk::watch(unlocked.home.dir.clone(), monitor.alerter())?;
     // Watched from now on: a renewal is taken up, and the end near is alerted on.
     let certificate = certificate
         .map(|certificate| certificate.watch(monitor.alerter()))

@@ -25,8 +25,9 @@
 //! written (`audit_unavailable`), a reload that leaves every client refused
 //! (`reload_failed`, both critical and raised by the gateway) or an exchange asking
 //! keygate's address to back off (`exchange_back_off`, critical for a ban, warning for a
-//! wait; raised by the gateway), or the HTTPS listener's certificate near its end
-//! (`tls_certificate`, raised by `keygate serve`), go through an [`Alerter`] the same way.
+//! wait; raised by the gateway), the HTTPS listener's certificate near its end
+//! (`tls_certificate`) or the disk holding the home directory running low (`disk_low`,
+//! both raised by `keygate serve`), go through an [`Alerter`] the same way.
 //!
 //! The alerts of the log are derived from the tamper-evident log and from nothing else,
 //! so they can be recomputed by passing the log through [`Rules`] again (`keygate alerts
@@ -234,6 +235,9 @@ pub enum AlertRule {
     /// The HTTPS listener's certificate expires soon or has expired, or a renewed one
     /// could not be used.
     TlsCertificate,
+    /// The disk holding the home directory runs low: once it is full, the audit log
+    /// cannot be written.
+    DiskLow,
     /// Sent by `keygate alerts test`.
     Test,
 }
@@ -262,6 +266,7 @@ impl AlertRule {
             AlertRule::ExchangeBackOff => "exchange_back_off",
             AlertRule::EventsLost => "events_lost",
             AlertRule::TlsCertificate => "tls_certificate",
+            AlertRule::DiskLow => "disk_low",
             AlertRule::Test => "test",
         }
     }

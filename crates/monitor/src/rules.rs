@@ -600,6 +600,7 @@ pub(crate) fn is_raised_again_by_its_event(rule: AlertRule) -> bool {
         | AlertRule::ReloadFailed
         | AlertRule::ExchangeBackOff
         | AlertRule::TlsCertificate
+        | AlertRule::DiskLow
         | AlertRule::Test => false,
     }
 }

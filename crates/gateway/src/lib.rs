@@ -692,6 +692,12 @@ async fn handle<A: Adapter>(
                        one signature)";
             return audit.deny(refuse(Refusal::Replayed(msg)), Rule::Replay, msg);
         }
+        replay::Sighting::ClockSetBack => {
+            let msg = "keygate: the system clock was set back, and keygate forgot the \
+                       signatures of this request's window: it may have been sent before; \
+                       sign it again once the clock has passed the time it showed";
+            return audit.deny(refuse(Refusal::Replayed(msg)), Rule::Replay, msg);
+        }
         replay::Sighting::Full => {
             let msg = "keygate: too many signed requests inside their windows to remember; \
                        send again in a moment";

@@ -74,6 +74,10 @@ pub enum Sighting {
     /// Not seen before, but there is no room to remember it ([`MAX_FINGERPRINTS`],
     /// [`MAX_FINGERPRINTS_PER_CLIENT`]): refused, not let through unchecked.
     Full,
+    /// A request of [`Reach::Everywhere`] whose window ends in a second whose
+    /// signatures were forgotten, fresh again because the host clock was set back: it
+    /// may have been sent before. Refused, until the clock has passed that second again.
+    ClockSetBack,
 }
 
 /// For which requests a signature counts as used once seen. Binance signs a request's
@@ -142,6 +146,58 @@ struct Seen {
     ending: BTreeMap<u64, Ending>,
     /// Every fingerprint whose window ended before this second is forgotten.
     forgotten_before_s: u64,
+    /// The seconds (since the epoch) whose fingerprints were forgotten, as a few ranges,
+    /// soonest first. Each was in the past when forgotten: only a clock set back since
+    /// can make a request whose window ends in one fresh again.
+    forgotten: ForgottenSeconds,
+}
+
+/// Ranges of seconds, inclusive, sorted and apart; at most [`ForgottenSeconds::MAX`] of
+/// them, the closest merged past that (the gap between them counted as forgotten too:
+/// more refused, never less).
+#[derive(Default)]
+struct ForgottenSeconds(Vec<(u64, u64)>);
+
+impl ForgottenSeconds {
+    /// The most ranges kept.
+    const MAX: usize = 16;
+    /// Ranges this close are one: seconds without a window ending in them are many, and
+    /// counting them forgotten refuses nothing in the present.
+    const JOIN_WITHIN_S: u64 = 300;
+
+    fn insert(&mut self, second: u64) {
+        let ranges = &mut self.0;
+        let at =
+            ranges.partition_point(|&(_, end)| end.saturating_add(Self::JOIN_WITHIN_S) < second);
+        match ranges.get_mut(at) {
+            Some(range) if range.0 <= second.saturating_add(Self::JOIN_WITHIN_S) => {
+                range.0 = range.0.min(second);
+                range.1 = range.1.max(second);
+            }
+            _ => ranges.insert(at, (second, second)),
+        }
+        // A range grown downward may now reach the one before it, and upward the next.
+        ranges.dedup_by(|later, earlier| {
+            let joined = later.0 <= earlier.1.saturating_add(Self::JOIN_WITHIN_S);
+            if joined {
+                earlier.1 = earlier.1.max(later.1);
+            }
+            joined
+        });
+        if ranges.len() > Self::MAX {
+            let closest = (1..ranges.len())
+                .min_by_key(|&i| ranges[i].0 - ranges[i - 1].1)
+                .unwrap_or(1);
+            ranges[closest - 1].1 = ranges[closest].1;
+            ranges.remove(closest);
+        }
+    }
+
+    fn contains(&self, second: u64) -> bool {
+        self.0
+            .iter()
+            .any(|&(start, end)| (start..=end).contains(&second))
+    }
 }
 
 /// The set's hasher: a fingerprint is already a keyed hash, uniform and unknown outside
@@ -238,7 +294,8 @@ impl ReplayCache {
             if *entry.key() >= now_s || entry.get().kept_until_steady_ms > now.steady_ms {
                 break;
             }
-            let ended = entry.remove();
+            let (second, ended) = entry.remove_entry();
+            seen.forgotten.insert(second);
             for old in ended.fingerprints {
                 seen.live.remove(&old);
             }
@@ -261,6 +318,12 @@ impl ReplayCache {
         // thread a moment late: kept, it would refuse every request until the clock
         // caught up again. Past a window's length it is let go.
         if seen.forgotten_before_s > now_s + CLOCK_STEP_BACK_S {
+            tracing::error!(
+                seconds = seen.forgotten_before_s - now_s,
+                "the system clock was set back: orders, cancels, withdrawals and transfers \
+                 signed for windows whose signatures keygate forgot are refused until the \
+                 clock has passed them again"
+            );
             seen.forgotten_before_s = now_s;
         }
         seen.forgotten_before_s = seen.forgotten_before_s.max(now_s);
@@ -270,6 +333,11 @@ impl ReplayCache {
             || seen.live.contains(&fingerprint)
         {
             return Sighting::Seen;
+        }
+        // A replay is the same request: its window ends in the same second as the
+        // original's, and a second forgotten is one whose signatures are unknown.
+        if matches!(reach, Reach::Everywhere) && seen.forgotten.contains(ending_s) {
+            return Sighting::ClockSetBack;
         }
         if self.is_full(&seen, client) {
             return Sighting::Full;
@@ -377,6 +445,13 @@ mod tests {
         }
     }
 
+    fn read(path: &str) -> Reach<'_> {
+        Reach::Endpoint {
+            method: "GET",
+            path,
+        }
+    }
+
     /// Found by review: two reads of different endpoints signed in the same millisecond
     /// with the same parameters (one signature) had the second refused as a replay,
     /// which broke ccxt's `load_markets`. A read's signature still cannot be used again
@@ -384,10 +459,6 @@ mod tests {
     #[test]
     fn a_read_uses_its_signature_for_its_endpoint_and_for_orders() {
         let cache = ReplayCache::new(0);
-        let read = |path| Reach::Endpoint {
-            method: "GET",
-            path,
-        };
         let sighted =
             |reach, wall_ms| cache.first_sighting("sig", "bot", reach, at(wall_ms), 10_000_000);
         assert!(sighted(read("/sapi/v1/margin/allPairs"), 1_000));
@@ -538,6 +609,79 @@ mod tests {
             at(11_000),
             15_000_000
         ));
+    }
+
+    /// Found by review: a host clock set back by more than a window (61 s) made the
+    /// cache let go of its mark, and an order whose signature it had forgotten, fresh
+    /// again by the clock, went to the exchange a second time. An order, cancel,
+    /// withdrawal or transfer whose window ends in a second forgotten is refused, until
+    /// the clock has passed it again; reads go on.
+    #[test]
+    fn a_clock_set_back_lets_no_forgotten_order_through() {
+        let cache = ReplayCache::new(0);
+        let step = |wall_ms, steady_ms| Moment { wall_ms, steady_ms };
+        assert!(cache.first_sighting(
+            "order",
+            "bot",
+            Reach::Everywhere,
+            step(1_000, 1_000),
+            6_000_000
+        ));
+        // Seventy seconds on: the order's window is over, and its signature forgotten.
+        assert!(cache.first_sighting(
+            "read",
+            "bot",
+            read("/api/v3/account"),
+            step(71_000, 71_000),
+            76_000_000
+        ));
+        assert_eq!(cache.len(), 2);
+        // The clock set back 67 s: the order is fresh again by it.
+        let again = cache.sighting(
+            "order",
+            "bot",
+            Reach::Everywhere,
+            step(4_000, 74_000),
+            6_000_000,
+        );
+        assert_eq!(again, Sighting::ClockSetBack);
+        // So is any order whose window ends in that second; reads go on, and so do
+        // orders whose windows end in another (no signature of theirs was forgotten).
+        let same_second = |signature, reach| {
+            cache.sighting(signature, "bot", reach, step(4_000, 74_000), 6_500_000)
+        };
+        assert_eq!(
+            same_second("new", Reach::Everywhere),
+            Sighting::ClockSetBack
+        );
+        assert_eq!(
+            same_second("read 2", read("/api/v3/account")),
+            Sighting::First
+        );
+        assert!(cache.first_sighting(
+            "later",
+            "bot",
+            Reach::Everywhere,
+            step(4_000, 74_000),
+            9_000_000
+        ));
+    }
+
+    #[test]
+    fn forgotten_seconds_are_kept_as_few_ranges() {
+        let mut forgotten = ForgottenSeconds::default();
+        for second in [10, 11, 12, 300, 2_000, 700] {
+            forgotten.insert(second);
+        }
+        assert_eq!(forgotten.0, [(10, 300), (700, 700), (2_000, 2_000)]);
+        forgotten.insert(500);
+        assert_eq!(forgotten.0, [(10, 700), (2_000, 2_000)]);
+        for i in 0..40 {
+            forgotten.insert(10_000 + i * 1_000);
+        }
+        assert_eq!(forgotten.0.len(), ForgottenSeconds::MAX);
+        assert!(forgotten.contains(10) && forgotten.contains(49_000) && !forgotten.contains(9));
+        assert!(!forgotten.contains(50_000));
     }
 
     #[test]

@@ -474,6 +474,28 @@ impl SignedRequest {
         if is_batch_path(path) && matches!(method, "POST" | "PUT") {
             self.batch(method)?;
         }
+        // A pegged leg of an order list (`workingPegPriceType`, `pendingAbovePeg…`) fills
+        // at a price the exchange takes from the book, levels past its best if asked:
+        // keygate prices a list's legs by the prices they name and the best price, and
+        // walks the book for a pegged order on its own only. Refused, not priced short.
+        let order_list =
+            path.starts_with("/api/v3/order/oco") || path.starts_with("/api/v3/orderList/");
+        if order_list {
+            let pegged_leg = self.params().find(|(name, _)| {
+                let name = name.to_ascii_lowercase();
+                ["pegpricetype", "pegoffsettype", "pegoffsetvalue"]
+                    .iter()
+                    .any(|peg| name.ends_with(peg))
+            });
+            if let Some((name, _)) = pegged_leg {
+                return Err(Error::Malformed {
+                    reason: format!(
+                        "pegged legs of order lists are not taken ('{name}'): peg an order on \
+                         its own, or give the leg a price"
+                    ),
+                });
+            }
+        }
         // A modification names what Binance requires of it, as each of a batch's must:
         // one without its price (or a `priceMatch`) would be priced from the market alone.
         if method == "PUT" && path == "/fapi/v1/order" {
@@ -683,8 +705,12 @@ impl Adapter for Binance {
             .is_some_and(|t| TRIGGERED.iter().any(|x| x.eq_ignore_ascii_case(t)));
         let order_list =
             path.starts_with("/api/v3/order/oco") || path.starts_with("/api/v3/orderList/");
+        // A USD-M modification names a price or a `priceMatch` (checked before): one with
+        // no price is pegged, and `OPPONENT_5` (…`_10`, `_20`) fills levels past the best.
+        let pegged_modification =
+            method == "PUT" && order.price.is_none() && order.trigger_price.is_none();
         order.side == Some(Side::Buy)
-            && method == "POST"
+            && (method == "POST" || pegged_modification)
             && !order.validates_only
             && !triggered
             && !order_list
@@ -3392,6 +3418,39 @@ mod tests {
                 "{name}"
             );
         }
+    }
+
+    /// Found by review: a pegged leg of an order list (`workingPegOffsetValue=100`,
+    /// levels past the best ask) was priced at the best ask, and a USD-M modification
+    /// pegged by `priceMatch=OPPONENT_20` too: neither walked the book, so each could buy
+    /// far past a notional limit. The leg is refused; the modification walks the book.
+    #[test]
+    fn pegged_legs_are_refused_and_pegged_modifications_take_the_book() {
+        let list = |params: &str| {
+            let signed = SignedRequest::parse(params, b"", None).unwrap();
+            signed.check_for_path("POST", "/api/v3/orderList/oto")
+        };
+        let legs = "symbol=BTCUSDT&workingType=LIMIT&workingSide=BUY&workingQuantity=1\
+                    &pendingType=STOP_LOSS&pendingSide=SELL&pendingQuantity=0.00001&pendingStopPrice=1";
+        assert!(list(&format!("{legs}&workingPrice=100&timestamp=1&signature=00")).is_ok());
+        for peg in [
+            "workingPegPriceType=MARKET_PEG&workingPegOffsetType=PRICE_LEVEL&workingPegOffsetValue=100",
+            "pendingAbovePegOffsetValue=3",
+            "belowpegpricetype=PRIMARY_PEG",
+        ] {
+            let refused = list(&format!("{legs}&{peg}&timestamp=1&signature=00"));
+            assert!(matches!(refused, Err(Error::Malformed { .. })), "{peg}: {refused:?}");
+        }
+        let modification = |params: &str| {
+            let signed = SignedRequest::parse(params, b"", None).unwrap();
+            signed.check_for_path("PUT", "/fapi/v1/order").unwrap();
+            signed.classify("PUT", "/fapi/v1/order")
+        };
+        let pegged =
+            modification("symbol=BTCUSDT&side=BUY&quantity=1&priceMatch=OPPONENT_20&orderId=7");
+        assert!(Binance.takes_the_book(&pegged));
+        let priced = modification("symbol=BTCUSDT&side=BUY&quantity=1&price=100&orderId=7");
+        assert!(!Binance.takes_the_book(&priced));
     }
 
     /// A regression test: a pegged LIMIT buy (`pegPriceType=MARKET_PEG`) stated its

@@ -39,6 +39,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use keygate_exchanges::{Adapter, BackOff};
 use keygate_monitor::{Alert, AlertRule, Alerter, Severity};
@@ -84,6 +85,10 @@ struct State {
     unreported: ByPool<Report>,
     /// The pauses the exchange asked for, by base URL.
     pauses: HashMap<String, Paused>,
+    /// When each pause ends on a clock that never steps: a pause ends at the sooner of
+    /// that and its end on the wall clock, so that a wall clock set back (an hour, say)
+    /// does not hold every order and cancel back that much longer.
+    pause_ends: HashMap<String, Instant>,
 }
 
 /// The exchange asked that nothing more be sent, until `until_ms` (since the epoch).
@@ -115,6 +120,38 @@ fn highest_of_each(values: &mut Vec<([String; 2], u64)>) {
     values.reverse();
     values.dedup_by(|later, kept| later.0 == kept.0);
     values.reverse();
+}
+
+/// How much longer than asked a pause lasts on the clock that never steps: the wall
+/// clock ends it on time unless it was set back, and then it lasts at most this much
+/// longer than the exchange asked.
+const PAUSE_MARGIN: Duration = Duration::from_secs(2);
+
+impl State {
+    /// Whether `upstream`'s pause has time left on the clock that never steps.
+    fn is_running(&self, upstream: &str) -> bool {
+        self.steady_ms_left(upstream) > 0
+    }
+
+    /// What `upstream`'s pause has left on the clock that never steps, in milliseconds.
+    fn steady_ms_left(&self, upstream: &str) -> u64 {
+        self.pause_ends.get(upstream).map_or(0, |end| {
+            u64::try_from(end.saturating_duration_since(Instant::now()).as_millis())
+                .unwrap_or(u64::MAX)
+        })
+    }
+
+    /// Makes `upstream`'s pause last at least `left` more on the clock that never steps,
+    /// and [`PAUSE_MARGIN`] besides.
+    fn end_pause_in(&mut self, upstream: &str, left: Duration) {
+        let end = Instant::now() + left + PAUSE_MARGIN;
+        match self.pause_ends.get_mut(upstream) {
+            Some(running) => *running = (*running).max(end),
+            None => {
+                self.pause_ends.insert(upstream.to_owned(), end);
+            }
+        }
+    }
 }
 
 impl Paused {
@@ -315,13 +352,22 @@ impl WeightGauge {
             let mut state = self.lock();
             // Pauses that are over go, so that the map holds running ones only.
             state.pauses.retain(|_, paused| paused.until_ms > now_ms);
-            let running = state.pauses.get(pool.upstream).copied();
+            let State {
+                pauses, pause_ends, ..
+            } = &mut *state;
+            pause_ends.retain(|upstream, _| pauses.contains_key(upstream));
+            let running = state
+                .pauses
+                .get(pool.upstream)
+                .copied()
+                .filter(|_| state.is_running(pool.upstream));
             let paused = Paused {
                 until_ms,
                 banned: back_off.banned,
             }
             .joined(running);
             state.pauses.insert(pool.upstream.to_owned(), paused);
+            state.end_pause_in(pool.upstream, Duration::from_secs(back_off.seconds));
             self.paused_until_ms.fetch_max(until_ms, Ordering::Relaxed);
             if running.is_none_or(|running| running != paused) {
                 self.keep(pool.upstream, paused);
@@ -350,6 +396,7 @@ impl WeightGauge {
         let mut state = self.lock();
         let paused = paused.joined(state.pauses.get(upstream).copied());
         state.pauses.insert(upstream.to_owned(), paused);
+        state.end_pause_in(upstream, Duration::from_millis(paused.until_ms - now_ms));
         self.paused_until_ms
             .fetch_max(paused.until_ms, Ordering::Relaxed);
         tracing::warn!(
@@ -428,7 +475,7 @@ impl WeightGauge {
             .pauses
             .get(pool.upstream)
             .copied()
-            .filter(|paused| paused.until_ms > now_ms)
+            .filter(|paused| paused.until_ms > now_ms && state.is_running(pool.upstream))
     }
 
     /// The pauses running at `now_ms` and how many seconds each has left, by origin (as
@@ -438,7 +485,7 @@ impl WeightGauge {
         let mut pauses: Vec<_> = state
             .pauses
             .iter()
-            .filter(|(_, paused)| paused.until_ms > now_ms)
+            .filter(|(upstream, paused)| paused.until_ms > now_ms && state.is_running(upstream))
             .map(|(upstream, paused)| {
                 let status = if paused.banned { "418" } else { "429" };
                 (
@@ -446,7 +493,11 @@ impl WeightGauge {
                         crate::upstream::origin(upstream).to_owned(),
                         status.to_owned(),
                     ],
-                    paused.until_ms.saturating_sub(now_ms).div_ceil(1000),
+                    paused
+                        .until_ms
+                        .saturating_sub(now_ms)
+                        .min(state.steady_ms_left(upstream))
+                        .div_ceil(1000),
                 )
             })
             .collect();
@@ -579,6 +630,54 @@ mod tests {
     /// A pause was kept in memory only: a gateway restarted during a ban (or a command run
     /// beside it) sent again at once, and Binance bans an address that goes on sending
     /// for longer each time.
+    /// Found by review: pauses ended on the wall clock alone, so one set back by an hour
+    /// during a two-minute ban refused every order and cancel for an hour and two
+    /// minutes. A pause ends by the clock that never steps too.
+    #[test]
+    fn a_clock_set_back_does_not_lengthen_a_pause() {
+        let gauge = WeightGauge::default();
+        let now = 1_700_000_000_000;
+        assert!(gauge.back_off(
+            SIM_API,
+            BackOff {
+                seconds: 120,
+                banned: true
+            },
+            now
+        ));
+        let an_hour_back = now - 3_600_000;
+        assert!(gauge.paused(SIM_API, an_hour_back).is_some());
+        assert_eq!(
+            gauge.pauses(an_hour_back)[0].1,
+            122,
+            "what the steady clock has left"
+        );
+        // Two minutes (and the margin) later by the steady clock, the wall clock still
+        // an hour behind: over.
+        let ended = Instant::now();
+        gauge
+            .lock()
+            .pause_ends
+            .insert("http://sim".to_owned(), ended);
+        assert_eq!(gauge.paused(SIM_API, an_hour_back + 122_000), None);
+        assert!(gauge.pauses(an_hour_back + 122_000).is_empty());
+        // A new answer asking for a pause begins one, not joined to the one over.
+        assert!(gauge.back_off(
+            SIM_API,
+            BackOff {
+                seconds: 10,
+                banned: false
+            },
+            an_hour_back + 122_000
+        ));
+        assert!(
+            !gauge
+                .paused(SIM_API, an_hour_back + 123_000)
+                .unwrap()
+                .banned
+        );
+    }
+
     #[test]
     fn pauses_are_told_to_their_keeper_and_resumed_by_the_next_gauge() {
         let gauge = WeightGauge::default();

@@ -149,6 +149,20 @@ pub enum Error {
         #[source]
         source: rusqlite::Error,
     },
+    /// Another connection held the write lock for as long as the change would wait;
+    /// nothing was written.
+    #[error(
+        "database {path}: another process held its write lock for {} s, so nothing was \
+         changed; try again (is another keygate command, or a program with the file open, \
+         writing to it?)",
+        waited.as_secs()
+    )]
+    Busy {
+        /// The database file.
+        path: PathBuf,
+        /// How long the change waited.
+        waited: Duration,
+    },
     /// No database exists where one was expected.
     #[error("no keygate database at {path}; run `keygate init` first")]
     NotInitialized {
@@ -204,6 +218,18 @@ pub enum Error {
         name: String,
         /// What changed.
         reason: String,
+    },
+    /// The database was made or upgraded by a newer keygate: this build does not know its
+    /// schema, and writes nothing to it.
+    #[error(
+        "the database is at schema version {found}, made by a newer keygate than this one \
+         (schema version {known}): run that version or a newer one"
+    )]
+    NewerSchema {
+        /// The database's schema version.
+        found: i64,
+        /// This build's.
+        known: i64,
     },
     /// A stored row does not decode: the database was edited by hand or is corrupt.
     #[error("corrupt {what} in the database: {reason}")]
@@ -394,9 +420,9 @@ impl Store {
         let store = Store::connect(path, Existing::MustBeKeygate)?;
         let version = store.schema_version()?;
         if version > SCHEMA_VERSION {
-            return Err(Error::Corrupt {
-                what: "schema version",
-                reason: format!("{version} is newer than this build's ({SCHEMA_VERSION})"),
+            return Err(Error::NewerSchema {
+                found: version,
+                known: SCHEMA_VERSION,
             });
         }
         Ok(store)
@@ -774,6 +800,14 @@ impl Store {
                         && waiting_since.elapsed() < patience =>
                 {
                     std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if e.code == rusqlite::ErrorCode::DatabaseBusy =>
+                {
+                    return Err(Error::Busy {
+                        path: self.path.clone(),
+                        waited: waiting_since.elapsed(),
+                    })
                 }
                 Err(e) => return Err(self.sql(e)),
             }
@@ -1747,6 +1781,28 @@ mod tests {
         std::fs::remove_dir_all(dir).unwrap();
     }
 
+    /// Found by review: a change that waited out its patience for the write lock said
+    /// "database is locked" three times over, and neither who held it nor that nothing
+    /// was changed.
+    #[test]
+    fn a_write_lock_held_elsewhere_is_named() {
+        let (dir, store) = temp_store();
+        let other = Store::open(store.path()).unwrap();
+        other.connection().execute_batch("BEGIN IMMEDIATE").unwrap();
+        let refused = store
+            .begin_immediate(Duration::from_millis(50))
+            .unwrap_err();
+        assert!(matches!(refused, Error::Busy { .. }), "{refused:?}");
+        assert!(refused
+            .to_string()
+            .contains("another process held its write lock"));
+        other.connection().execute_batch("ROLLBACK").unwrap();
+        store.begin_immediate(Duration::from_millis(50)).unwrap();
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// Found by review: a database of a newer keygate was called corrupt, which would
+    /// send an operator to a backup rather than to the newer binary.
     #[test]
     fn a_schema_newer_than_this_build_is_refused() {
         let (dir, store) = temp_store();
@@ -1759,13 +1815,13 @@ mod tests {
             .unwrap();
         let path = store.path().to_owned();
         drop(store);
-        assert!(matches!(
-            Store::open(&path),
-            Err(Error::Corrupt {
-                what: "schema version",
-                ..
-            })
-        ));
+        let refused = Store::open(&path).err().map(|e| e.to_string());
+        assert!(
+            refused
+                .as_ref()
+                .is_some_and(|e| e.contains("made by a newer keygate") && !e.contains("corrupt")),
+            "{refused:?}"
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -152,7 +152,7 @@ pub enum Error {
     /// Another connection held the write lock for as long as the change would wait;
     /// nothing was written.
     #[error(
-        "database {path}: another process held its write lock for {} s, so nothing was \
+        "database {path} is locked: another process held its write lock for {} s, so nothing was \
          changed; try again (is another keygate command, or a program with the file open, \
          writing to it?)",
         waited.as_secs()

@@ -259,6 +259,7 @@ mod tests {
             request_id: "r1".into(),
             exchange: "binance".into(),
             client: Some("bot1".into()),
+            key_of: None,
             account: Some("main".into()),
             source_ip: "127.0.0.1".into(),
             method: "GET".into(),

@@ -727,6 +727,7 @@ mod tests {
                 request_id: "r1".into(),
                 exchange: "binance".into(),
                 client: Some("bot1".into()),
+                key_of: None,
                 account: None,
                 source_ip: "127.0.0.1".into(),
                 method: "GET".into(),

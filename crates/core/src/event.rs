@@ -57,8 +57,15 @@ pub struct RequestEvent {
     pub request_id: String,
     /// The exchange route.
     pub exchange: String,
-    /// The client, when the API key matched one.
+    /// The client, when the API key matched one and the signature verified.
     pub client: Option<String>,
+    /// The client whose API key the request presented when `client` is none: a key of
+    /// its own whose signature did not verify, or one a rotation retired. An API key is
+    /// no secret, so the request is not the client's own; it is about its key, and
+    /// `audit query --client` lists it. None in events written before keygate recorded
+    /// it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_of: Option<String>,
     /// The account the client is bound to.
     pub account: Option<String>,
     /// The source address used for the decision.
@@ -252,7 +259,8 @@ impl Event {
         }
     }
 
-    /// Whether the event concerns client `name`: its own requests and changes, an
+    /// Whether the event concerns client `name`: its own requests and changes, requests
+    /// that presented its API key without its signature (`key_of`), an
     /// administrative change that names it among others (`vault.seal`'s `clients`,
     /// `vault.upgrade`'s `tagged_clients`, `vault.panic`'s `frozen_clients`,
     /// `account.remove`'s `revoked_clients` and `deleted_clients`), and a record of lost
@@ -274,6 +282,7 @@ impl Event {
                 listed.as_str() == Some(name)
                     || listed.get("name").and_then(|n| n.as_str()) == Some(name)
             }),
+            EventBody::Request(r) if r.key_of.as_deref() == Some(name) => true,
             _ => self.client() == Some(name),
         }
     }
@@ -285,6 +294,26 @@ mod tests {
 
     /// An order event as keygate wrote it before it read batches.
     const OLD_ORDER: &str = r#"{"ts_ms":1,"type":"request","request_id":"r1","exchange":"binance","client":"bot1","account":"main","source_ip":"127.0.0.1","method":"POST","path":"/fapi/v1/order","action":"trade","symbol":"usdm:BTCUSDT","side":"buy","client_order_id":"c1","notional":"100","allowed":true,"outcome":"pending"}"#;
+
+    /// Found by review: a request that presented a client's key without its signature
+    /// (one a rotation retired, or a wrong signature) was about no client, so `audit
+    /// query --client` left out an old key's use.
+    #[test]
+    fn a_request_that_presented_a_clients_key_concerns_it() {
+        let mut event: Event = serde_json::from_str(OLD_ORDER).unwrap();
+        let EventBody::Request(request) = &mut event.body else {
+            panic!("a request");
+        };
+        assert_eq!(request.key_of, None, "events before key_of read without it");
+        request.client = None;
+        request.key_of = Some("bot2".into());
+        assert!(event.concerns_client("bot2"));
+        assert!(!event.concerns_client("bot1"));
+        assert_eq!(event.client(), None, "not its own request");
+        assert!(serde_json::to_string(&event)
+            .unwrap()
+            .contains(r#""key_of":"bot2""#));
+    }
 
     #[test]
     fn an_event_written_before_batches_were_read_reads_and_writes_back_the_same() {

@@ -545,15 +545,20 @@ async fn handle<A: Adapter>(
         // recorded as a dead key: whoever sent it holds an old key of that client. Not
         // under the client's name: nothing can verify its signature any more.
         let (rule, reason) = match registry.retired_key_holder(api_key) {
-            Some(name) => (
-                Rule::Expired,
-                format!("a key of client {name} that a rotation retired"),
-            ),
+            Some(name) => {
+                audit.key_of = Some(name.as_str().to_owned());
+                (
+                    Rule::Expired,
+                    format!("a key of client {name} that a rotation retired"),
+                )
+            }
             None => (Rule::Authentication, "unknown API key".to_owned()),
         };
         let msg = "keygate: invalid API-key";
         return audit.deny(refuse(Refusal::Denied(msg)), rule, &reason);
     };
+    // Recorded as about the client's key until its signature verifies.
+    audit.key_of = Some(client.name.as_str().to_owned());
     let account = registry.account(&client.account);
     if account.as_ref().is_some_and(|a| a.exchange != exchange) {
         let msg = "keygate: this key has no account on this exchange";
@@ -1544,6 +1549,8 @@ struct Audit<'a> {
     method: String,
     path: String,
     client: Option<String>,
+    /// The client whose key the request presented, while `client` is none.
+    key_of: Option<String>,
     account: Option<String>,
     action: Option<Action>,
     notional: Option<Decimal>,
@@ -1582,6 +1589,7 @@ impl<'a> Audit<'a> {
             method: method.as_str().to_owned(),
             path: path.to_owned(),
             client: None,
+            key_of: None,
             account: None,
             action: None,
             notional: None,
@@ -1615,6 +1623,7 @@ impl<'a> Audit<'a> {
             body: EventBody::Request(RequestEvent {
                 request_id: std::mem::take(&mut self.request_id),
                 exchange: self.exchange.into(),
+                key_of: self.key_of.take().filter(|_| self.client.is_none()),
                 client: self.client.take(),
                 account: self.account.take(),
                 source_ip: self.source_ip.to_string(),

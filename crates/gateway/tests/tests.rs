@@ -2743,6 +2743,11 @@ async fn a_key_two_rotations_old_is_refused_as_unknown_and_recorded_as_dead() {
         dead[0]["message"],
         "a key of client bot1 that a rotation retired"
     );
+    // Found by review: it was not about bot1 either, so `audit query --client bot1`
+    // left out an old key's use. It is about bot1's key.
+    assert_eq!(dead[0]["key_of"], "bot1");
+    let about_bot1: keygate_core::Event = serde_json::from_value(dead[0].clone()).unwrap();
+    assert!(about_bot1.concerns_client("bot1"));
     // The stranger's key, sent after it, stays a stranger's (the polls for the newest key
     // while the gateway reloaded were strangers' too).
     let unknown = events_where(&env, 1, |e| e["message"] == "unknown API key").await;

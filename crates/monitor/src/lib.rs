@@ -1302,6 +1302,7 @@ mod tests {
                 request_id: format!("r{ts_ms}"),
                 exchange: "binance".into(),
                 client: Some("bot1".into()),
+                key_of: None,
                 account: Some("main".into()),
                 source_ip: source,
                 method: "GET".into(),

@@ -338,6 +338,7 @@ mod tests {
                 request_id: "r".into(),
                 exchange: "binance".into(),
                 client: Some(client.into()),
+                key_of: None,
                 account: None,
                 source_ip: "127.0.0.1".into(),
                 method: "GET".into(),

@@ -241,7 +241,7 @@ impl Rules {
                 rule,
                 summary: printable(&summary),
                 client: request
-                    .and_then(|r| r.client.clone())
+                    .and_then(|r| r.client.clone().or_else(|| r.key_of.clone()))
                     .or_else(|| event.client().map(str::to_owned)),
                 account: request.and_then(|r| r.account.clone()),
                 source_ip: request.map(|r| r.source_ip.clone()),
@@ -888,6 +888,7 @@ mod tests {
                 request_id: format!("r{ts_ms}"),
                 exchange: "binance".into(),
                 client: client.map(str::to_owned),
+                key_of: None,
                 account: client.map(|_| "main".to_owned()),
                 source_ip: "127.0.0.1".into(),
                 method: "POST".into(),

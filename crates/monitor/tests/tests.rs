@@ -66,6 +66,7 @@ fn request(ts_ms: u64, action: ActionKind, rule: Option<Rule>) -> Event {
             request_id: format!("r{ts_ms}"),
             exchange: "binance".into(),
             client: Some("bot1".into()),
+            key_of: None,
             account: Some("main".into()),
             source_ip: "127.0.0.1".into(),
             method: "POST".into(),

@@ -1188,43 +1188,81 @@ pub fn verify_checkpoints(
             _ => archived_through(store, key)?,
         };
         for (seq, hash) in &anchors {
-            if count < *seq {
-                return Err(Error::Tampered {
-                    seq: count + 1,
-                    reason: format!(
-                        "rolled back or cut short: the log ends at event {count}, before \
-                         the checkpoint's event {seq}"
-                    ),
-                });
-            }
-            // An archived event is for the archive's file to vouch for
-            // (`verify_archive`), but the last, whose hash the archive's mark keeps.
-            if *seq <= verified.archived_through {
-                let at_mark = mark.as_ref().filter(|mark| mark.seq == *seq);
-                match at_mark {
-                    Some(mark) if !bool::from(mark.hash.ct_eq(hash)) => {
-                        return Err(Error::Tampered {
-                            seq: *seq,
-                            reason: "rewritten: the archived event differs from the one a \
-                                     checkpoint names"
-                                .into(),
-                        });
-                    }
-                    Some(_) => {}
-                    None => verified.checkpoints_archived += 1,
-                }
-                continue;
-            }
-            let row = events(store, *seq, 1)?.into_iter().next();
-            if !row.is_some_and(|row| bool::from(row.hash.ct_eq(hash))) {
-                return Err(Error::Tampered {
-                    seq: *seq,
-                    reason: "rewritten: the event differs from the one a checkpoint names".into(),
-                });
+            if !held(store, count, mark.as_ref(), *seq, hash)? {
+                verified.checkpoints_archived += 1;
             }
         }
         Ok(verified)
     })
+}
+
+/// Whether the log, `count` events long, holds the event a checkpoint names (`seq`, its
+/// chain `hash`) as it was: an error when it does not. `Ok(false)` for an archived event
+/// before the archive's `mark`, which the archive's file vouches for, not the log.
+fn held(
+    store: &Store,
+    count: u64,
+    mark: Option<&ArchivedThrough>,
+    seq: u64,
+    hash: &[u8],
+) -> Result<bool, Error> {
+    if count < seq {
+        return Err(Error::Tampered {
+            seq: count + 1,
+            reason: format!(
+                "rolled back or cut short: the log ends at event {count}, before the \
+                 checkpoint's event {seq}"
+            ),
+        });
+    }
+    // An archived event is for the archive's file to vouch for (`verify_archive`), but
+    // the last, whose hash the archive's mark keeps.
+    if let Some(mark) = mark.filter(|mark| seq <= mark.seq) {
+        if mark.seq != seq {
+            return Ok(false);
+        }
+        if !bool::from(mark.hash.ct_eq(hash)) {
+            return Err(Error::Tampered {
+                seq,
+                reason: "rewritten: the archived event differs from the one a checkpoint \
+                         names"
+                    .into(),
+            });
+        }
+        return Ok(true);
+    }
+    let row = events(store, seq, 1)?.into_iter().next();
+    if !row.is_some_and(|row| row.seq == seq && bool::from(row.hash.ct_eq(hash))) {
+        return Err(Error::Tampered {
+            seq,
+            reason: "rewritten: the event differs from the one a checkpoint names".into(),
+        });
+    }
+    Ok(true)
+}
+
+/// Whether the log still holds the event `checkpoint` names as it was, without
+/// verifying the log as [`verify_checkpoints`] does: only that event, read where the log
+/// records its end (its head) and its archive's mark. For each administrative change to
+/// check, before it anchors itself after the last checkpoint of a file, that its vault
+/// continues the log that file anchors (a vault put back from an older backup does not),
+/// where reading the whole log each time would cost too much.
+pub fn holds_checkpoint(
+    store: &Store,
+    key: &AuditKey,
+    checkpoint: &Checkpoint,
+) -> Result<(), Error> {
+    let anchors = checkpoint_anchors(key, std::slice::from_ref(checkpoint))?;
+    store.read_snapshot(|store| {
+        Ok((|| {
+            let count = store.audit_head()?.map_or(0, |head| head.seq);
+            let mark = archived_through(store, key)?;
+            for (seq, hash) in &anchors {
+                held(store, count, mark.as_ref(), *seq, hash)?;
+            }
+            Ok(())
+        })())
+    })?
 }
 
 /// The chain hash that event `from` must chain to: the hash of the event before it, whose
@@ -1570,6 +1608,19 @@ mod tests {
         assert!(matches!(
             verify_checkpoints(&rolled_back, &key, std::slice::from_ref(&taken)),
             Err(Error::Tampered { seq: 4, .. })
+        ));
+        // So does the check of one event alone that each change makes before anchoring
+        // itself, and still when the put-back log has grown past the checkpoint since,
+        // with other events.
+        holds_checkpoint(&store, &key, &taken).unwrap();
+        assert!(matches!(
+            holds_checkpoint(&rolled_back, &key, &taken),
+            Err(Error::Tampered { seq: 4, .. })
+        ));
+        append_within(&rolled_back, &key, &[event(6), event(7)]).unwrap();
+        assert!(matches!(
+            holds_checkpoint(&rolled_back, &key, &taken),
+            Err(Error::Tampered { seq: 5, .. })
         ));
         // A checkpoint this vault did not make, or one altered, is refused as such.
         let forged = Checkpoint {

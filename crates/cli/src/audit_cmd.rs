@@ -214,6 +214,11 @@ pub(crate) fn read_checkpoints(paths: &[PathBuf]) -> anyhow::Result<Vec<Checkpoi
     Ok(checkpoints)
 }
 
+/// The last checkpoint in the file at `path`, none if it is empty.
+pub(crate) fn last_checkpoint_in(path: &Path) -> anyhow::Result<Option<Checkpoint>> {
+    Ok(checkpoints_in(path)?.pop())
+}
+
 /// The checkpoints in the file at `path`, none if it is empty.
 fn checkpoints_in(path: &Path) -> anyhow::Result<Vec<Checkpoint>> {
     let text = String::from_utf8(read_bounded(path, MAX_CHECKPOINT_FILE_LEN)?)

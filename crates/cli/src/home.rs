@@ -196,33 +196,83 @@ pub struct Config {
     pub other: toml::Table,
 }
 
-/// Appends `checkpoint` to the checkpoint file at `path`. A failure is told, not
+/// Appends `checkpoint` to the checkpoint file at `path`, once the log (in `store`, MACed
+/// with `key`) is found to hold the file's last checkpoint. A failure is told, not
 /// returned: the change it would anchor is made.
+///
+/// A vault put back from a backup older than that checkpoint does not continue the log
+/// the file anchors: its checkpoint, for a seq the file may name already with another
+/// hash, would make the file contradict the genuine vault too, which `audit verify` and
+/// `serve` then refuse as rewritten. So nothing is appended to it, and the warning says
+/// why. Only the last checkpoint is checked, and only that the log holds its event: each
+/// change comes here, and verifying the whole log each time would cost too much.
 pub(crate) fn write_anchor(
+    store: &Store,
+    key: &AuditKey,
     path: &Path,
     checkpoint: Result<keygate_audit::Checkpoint, keygate_audit::Error>,
 ) {
+    let last = match crate::audit_cmd::last_checkpoint_in(path) {
+        Ok(last) => last,
+        Err(e) => return warn_unanchored(path, &e),
+    };
+    if let Some(last) = last {
+        match keygate_audit::holds_checkpoint(store, key, &last) {
+            Ok(()) => {}
+            Err(
+                e @ (keygate_audit::Error::Tampered { .. }
+                | keygate_audit::Error::BadCheckpoint { .. }),
+            ) => return warn_not_continued(path, &e),
+            // Not read: nothing is known of the log, so nothing is appended.
+            Err(e) => {
+                let e = anyhow::Error::from(e).context("reading the audit log");
+                return warn_unanchored(path, &e);
+            }
+        }
+    }
     let written = checkpoint
         .map_err(anyhow::Error::from)
         .and_then(|checkpoint| crate::audit_cmd::append_checkpoint(path, &checkpoint));
     if let Err(e) = written {
-        eprintln!(
-            "keygate: warning: the change is made, but no checkpoint of it was written to \
-             {}: {e:#}; `keygate audit checkpoint --append {}` writes one",
-            path.display(),
-            path.display()
-        );
+        warn_unanchored(path, &e);
     }
+}
+
+/// Tells, loudly, that no checkpoint of the change was appended to `path` because the log
+/// does not hold the file's last checkpoint (`e` says how).
+fn warn_not_continued(path: &Path, e: &keygate_audit::Error) {
+    eprintln!(
+        "keygate: WARNING: the change is made, but NO checkpoint of it was appended to {}: \
+         the audit log does not hold the file's last checkpoint ({}), so the file anchors a \
+         log this vault does not continue. The vault may have been put back from a backup \
+         older than that checkpoint, undoing every change since. Keep the file as it is, \
+         as evidence (`keygate audit verify` says more); after a deliberate restore, point \
+         `[audit] checkpoint_file` at a new file (`touch NEW && keygate audit checkpoint \
+         --append NEW`), then redo the changes made since the backup",
+        path.display(),
+        crate::output::escape_controls(&e.to_string())
+    );
+}
+
+/// Tells that no checkpoint of the change was written to `path`, and why (`e`).
+fn warn_unanchored(path: &Path, e: &anyhow::Error) {
+    eprintln!(
+        "keygate: warning: the change is made, but no checkpoint of it was written to \
+         {}: {e:#}; `keygate audit checkpoint --append {}` writes one",
+        path.display(),
+        path.display()
+    );
 }
 
 /// The `[audit]` section of `config.toml`.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuditSettings {
-    /// A file each administrative change appends a checkpoint of the audit log to, and
-    /// which `serve`, `doctor` and `audit verify` check the log against: kept where a
-    /// vault put back from a backup cannot reach (another disk, another machine's mount),
-    /// it anchors every revoke, freeze and rotation as it is made.
+    /// A file each administrative change appends a checkpoint of the audit log to (once
+    /// the log holds the file's last one: [`write_anchor`]), and which `serve`, `doctor`
+    /// and `audit verify` check the log against: kept where a vault put back from a
+    /// backup cannot reach (another disk, another machine's mount), it anchors every
+    /// revoke, freeze and rotation as it is made.
     pub checkpoint_file: Option<PathBuf>,
 }
 
@@ -341,7 +391,7 @@ impl Unlocked {
             Ok::<_, keygate_audit::Error>((value, sealed.err(), checkpoint))
         })?;
         if let (Some(path), Some(checkpoint)) = (anchor, checkpoint) {
-            write_anchor(&path, checkpoint);
+            write_anchor(&self.store, &self.audit_key, &path, checkpoint);
         }
         Ok((value, unsealed))
     }

@@ -290,9 +290,12 @@ pub fn run(unlocked: Unlocked, args: &ServeArgs) -> anyhow::Result<()> {
                 "refusing to serve: the audit log does not hold the checkpoints in {} ({}). \
                  A vault put back from a backup older than them has undone every change \
                  since: clients revoked or frozen are active again, keys rotated out work \
-                 again. Redo those changes (`keygate audit query --since ...` on the home \
-                 moved aside lists them), then keep those files as evidence and start new \
-                 ones (`keygate audit checkpoint > FILE`)",
+                 again. If the restore was meant: keep those files as they are, as \
+                 evidence (never write over one with `>`); first point `[audit] \
+                 checkpoint_file` (and any `--checkpoint`) at a new file (`touch NEW && \
+                 keygate audit checkpoint --append NEW`), then redo those changes \
+                 (`keygate audit query --since ...` on the home moved aside lists them), \
+                 so that each is anchored in the new file",
                 crate::output::escape_controls(&files.join(", ")),
                 crate::output::escape_controls(&e.to_string())
             );

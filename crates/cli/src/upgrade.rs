@@ -201,7 +201,7 @@ fn seal(
         })
         .context("sealing the client and account tables")?;
     if let (Some(path), Some(checkpoint)) = (anchor, checkpoint) {
-        crate::home::write_anchor(&path, checkpoint);
+        crate::home::write_anchor(&vault.store, &vault.audit_key, &path, checkpoint);
     }
     settled.tell();
     println!(
@@ -742,7 +742,7 @@ fn tag(
         .context("tagging the clients")
         .map(|(tagged, settled, checkpoint)| {
             if let (Some(path), Some(checkpoint)) = (anchor, checkpoint) {
-                crate::home::write_anchor(&path, checkpoint);
+                crate::home::write_anchor(&vault.store, &vault.audit_key, &path, checkpoint);
             }
             settled.tell();
             tagged

@@ -4432,6 +4432,80 @@ mod audit {
         );
     }
 
+    /// Sets `[audit] checkpoint_file` to `checkpoints` in `kg`'s config, and starts the
+    /// file as the docs say: `touch FILE && keygate audit checkpoint --append FILE`.
+    fn anchor_every_change_in(kg: &Kg, checkpoints: &Path) {
+        let mut config = std::fs::OpenOptions::new()
+            .append(true)
+            .open(kg.home().join("config.toml"))
+            .unwrap();
+        let setting = format!(
+            "\n[audit]\ncheckpoint_file = {:?}\n",
+            checkpoints.display().to_string()
+        );
+        std::io::Write::write_all(&mut config, setting.as_bytes()).unwrap();
+        std::fs::write(checkpoints, "").unwrap();
+        kg.ok(
+            &[
+                "audit",
+                "checkpoint",
+                "--append",
+                checkpoints.to_str().unwrap(),
+            ],
+            "",
+        );
+    }
+
+    /// A regression test (from a review): a change made on a vault put back from an older
+    /// backup appended its checkpoint to the checkpoint file, for a seq the file named
+    /// already with another hash; the genuine vault, moved back, was then refused as
+    /// rewritten by `audit verify` and `serve`.
+    #[test]
+    fn a_change_on_a_vault_put_back_leaves_the_checkpoint_file_as_it_is() {
+        let kg = Kg::with_key_file();
+        let checkpoints = kg.path("checkpoints.jsonl");
+        anchor_every_change_in(&kg, &checkpoints);
+        kg.add_account("main", REAL_KEY, REAL_SECRET);
+        kg.issue("main", "bot1", &[]);
+        kg.issue("main", "bot2", &[]);
+        let backup = kg.path("backup");
+        kg.ok(&["vault", "backup", backup.to_str().unwrap()], "");
+        kg.ok(&["client", "freeze", "bot1"], "");
+        let genuine = kg.path("genuine");
+        std::fs::rename(kg.home(), &genuine).unwrap();
+        std::fs::rename(&backup, kg.home()).unwrap();
+
+        let before = std::fs::read(&checkpoints).unwrap();
+        // The change is made (exit 0), but not anchored, and that is said.
+        let out = kg.ok(&["client", "freeze", "bot2"], "");
+        assert!(
+            out.stderr.contains("NO checkpoint of it was appended")
+                && out.stderr.contains("backup"),
+            "{}",
+            out.stderr
+        );
+        assert_eq!(kg.status("bot2"), "frozen");
+        // A backup is a change too (its exit code is the copy's verification's).
+        let again = kg.path("again");
+        let out = kg.run(&["vault", "backup", again.to_str().unwrap()], "");
+        assert!(
+            out.stderr.contains("NO checkpoint of it was appended"),
+            "{}",
+            out.stderr
+        );
+        assert_eq!(std::fs::read(&checkpoints).unwrap(), before);
+
+        // The genuine vault, put back in its place, still verifies against the file.
+        std::fs::rename(kg.home(), kg.path("restored")).unwrap();
+        std::fs::rename(&genuine, kg.home()).unwrap();
+        let held = kg.ok(&["audit", "verify"], "").stdout;
+        assert!(held.contains("holding all"), "{held}");
+        // And its changes are anchored as before.
+        kg.ok(&["client", "freeze", "bot2"], "");
+        assert!(std::fs::read(&checkpoints).unwrap().len() > before.len());
+        kg.ok(&["audit", "verify"], "");
+    }
+
     #[test]
     fn editing_an_event_body_is_caught() {
         let kg = busy_vault();

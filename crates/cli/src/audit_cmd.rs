@@ -310,12 +310,19 @@ fn verify(vault: &Unlocked, args: &VerifyArgs) -> anyhow::Result<i32> {
 }
 
 /// What is wrong with the audit log, when it does not verify: the first bad event named,
-/// as `audit verify` names it. For the commands that rebuild what happened from the log
-/// (`incident report`, `alerts list`): they still show what it holds, but say this, and
-/// exit 1 as `audit verify` does, since what they show may have been edited.
+/// as `audit verify` names it, checked as it checks it, against the config's `[audit]
+/// checkpoint_file` too (a vault put back from an older backup verifies on its own). For
+/// the commands that rebuild what happened from the log (`incident report`, `alerts
+/// list`, `audit query`, `audit export`): they still show what it holds, but say this,
+/// and exit 1 as `audit verify` does, since what they show may have been edited or put
+/// back.
 pub(crate) fn log_problem(vault: &Unlocked) -> Option<String> {
-    match keygate_audit::verify(&vault.store, &vault.audit_key) {
-        Ok(0) => Some(
+    let checkpoints = match configured_checkpoints(&vault.home) {
+        Ok(checkpoints) => checkpoints,
+        Err(problem) => return Some(problem),
+    };
+    match keygate_audit::verify_checkpoints(&vault.store, &vault.audit_key, &checkpoints) {
+        Ok(verified) if verified.events == 0 => Some(
             "audit log verification failed at event 1: the log is empty, but every vault's \
              log begins with its vault.init event"
                 .to_owned(),
@@ -323,6 +330,15 @@ pub(crate) fn log_problem(vault: &Unlocked) -> Option<String> {
         Ok(_) => log_begins_with_init(&vault.store, &vault.audit_key),
         Err(e) => Some(e.to_string()),
     }
+}
+
+/// The checkpoints of the config's `[audit] checkpoint_file`, none when it is not set; a
+/// file that is not there or does not read is what is wrong: it anchors nothing, and
+/// the log cannot be told from one put back from a backup.
+pub(crate) fn configured_checkpoints(home: &Home) -> Result<Vec<Checkpoint>, String> {
+    checkpoint_files(home, &[])
+        .and_then(|files| read_checkpoints(&files))
+        .map_err(|e| format!("the log cannot be checked against its checkpoints: {e:#}"))
 }
 
 /// What is wrong with a log that verifies, if it does not begin with the vault's init
@@ -572,8 +588,9 @@ fn outcome_text(outcome: Outcome, status: Option<u16>) -> String {
 /// Shows the last events, and with `--follow` those written after them. Exit 1 with a
 /// warning when what is shown does not verify: the events from the first shown to the
 /// end, chained from the one before it, the log ending at the head its last append
-/// recorded (a tail does not read the whole log; `audit verify` does). A follow stops at
-/// the first event that does not chain.
+/// recorded (a tail does not read the whole log; `audit verify` does), and the events the
+/// config's `[audit] checkpoint_file` names still held. A follow stops at the first
+/// event that does not chain.
 fn tail(vault: &Unlocked, args: &TailArgs) -> anyhow::Result<i32> {
     let last = keygate_audit::last_seq(&vault.store).context("reading the audit log")?;
     let from = last.saturating_sub(args.n).saturating_add(1).max(1);
@@ -594,7 +611,8 @@ fn tail(vault: &Unlocked, args: &TailArgs) -> anyhow::Result<i32> {
         Ok(_) if from == 1 => log_begins_with_init(&vault.store, &vault.audit_key),
         Ok(_) => None,
         Err(e) => Some(e.to_string()),
-    };
+    }
+    .or_else(|| tail_checkpoints_problem(vault));
     if problem.is_some() || !args.follow {
         return Ok(exit_code_showing(problem.as_deref(), shown));
     }
@@ -614,6 +632,21 @@ fn tail(vault: &Unlocked, args: &TailArgs) -> anyhow::Result<i32> {
         }
         print_events(&events, args.json)?;
     }
+}
+
+/// Whether the log still holds the events the config's `[audit] checkpoint_file` names,
+/// as `audit verify` checks it, but each event alone, not the whole log before it: a
+/// tail does not read the whole log. A vault put back from an older backup fails so.
+fn tail_checkpoints_problem(vault: &Unlocked) -> Option<String> {
+    let checkpoints = match configured_checkpoints(&vault.home) {
+        Ok(checkpoints) => checkpoints,
+        Err(problem) => return Some(problem),
+    };
+    checkpoints.iter().find_map(|checkpoint| {
+        keygate_audit::holds_checkpoint(&vault.store, &vault.audit_key, checkpoint)
+            .err()
+            .map(|e| e.to_string())
+    })
 }
 
 fn filter_from(store: &Store, args: &FilterArgs) -> anyhow::Result<Filter> {

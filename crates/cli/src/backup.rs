@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use keygate_store::Store;
 
+use crate::audit_cmd::configured_checkpoints;
 use crate::home::{
     admin_event, check_no_one_else_writes, create_private_dir, sync_dir, write_private_file,
     Unlocked,
@@ -117,11 +118,15 @@ pub fn run(mut vault: Unlocked, args: &BackupArgs) -> anyhow::Result<i32> {
         );
     }
     match verify_copy(&vault, &dir.join("keygate.db")) {
-        Ok(events) => {
+        Ok((events, checkpoints)) => {
+            let held = match checkpoints {
+                0 => String::new(),
+                n => format!(", holding the {n} checkpoint(s) of [audit] checkpoint_file"),
+            };
             println!(
-                "backed up to {}: {events} audit events, verified; the client and account \
-                 tables agree with them. The master key is not in it: keep it apart, as \
-                 the config file names it.",
+                "backed up to {}: {events} audit events, verified{held}; the client and \
+                 account tables agree with them. The master key is not in it: keep it \
+                 apart, as the config file names it.",
                 dir.display()
             );
             Ok(0)
@@ -167,18 +172,22 @@ fn write_backup(vault: &Unlocked, dir: &Path, db: &Path) -> anyhow::Result<()> {
     sync_dir(dir)
 }
 
-/// The copy's audit log verified with the vault's key, and its tables' seal checked
-/// against it, as `audit verify` checks a home: the number of events, or what is wrong.
-fn verify_copy(vault: &Unlocked, db: &Path) -> Result<u64, String> {
+/// The copy's audit log verified with the vault's key, against the config's `[audit]
+/// checkpoint_file` too, and its tables' seal checked against it, as `audit verify`
+/// checks a home: the number of events and of checkpoints held, or what is wrong. A copy
+/// of a vault put back from an older backup verifies on its own: only the checkpoints
+/// tell it.
+fn verify_copy(vault: &Unlocked, db: &Path) -> Result<(u64, usize), String> {
+    let checkpoints = configured_checkpoints(&vault.home)?;
     let copy = Store::open(db).map_err(|e| e.to_string())?;
-    let verified = keygate_audit::verify_checkpoints(&copy, &vault.audit_key, &[])
+    let verified = keygate_audit::verify_checkpoints(&copy, &vault.audit_key, &checkpoints)
         .map_err(|e| e.to_string())?;
     match copy.check_seal(&vault.master) {
         Ok(sealed) if sealed < verified.last_admin_seq => Err(format!(
             "the client and account tables were sealed at event {sealed}, before event {}",
             verified.last_admin_seq
         )),
-        Ok(_) => Ok(verified.events),
+        Ok(_) => Ok((verified.events, checkpoints.len())),
         Err(e) => Err(e.to_string()),
     }
 }

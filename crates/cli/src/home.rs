@@ -269,10 +269,11 @@ fn warn_unanchored(path: &Path, e: &anyhow::Error) {
 #[serde(deny_unknown_fields)]
 pub struct AuditSettings {
     /// A file each administrative change appends a checkpoint of the audit log to (once
-    /// the log holds the file's last one: [`write_anchor`]), and which `serve`, `doctor`
-    /// and `audit verify` check the log against: kept where a vault put back from a
-    /// backup cannot reach (another disk, another machine's mount), it anchors every
-    /// revoke, freeze and rotation as it is made.
+    /// the log holds the file's last one: [`write_anchor`]), and which `serve`, `doctor`,
+    /// `audit verify`, `vault backup` and the commands that show the log check the log
+    /// against: kept where a vault put back from a backup cannot reach (another disk,
+    /// another machine's mount), it anchors every revoke, freeze and rotation as it is
+    /// made.
     pub checkpoint_file: Option<PathBuf>,
 }
 

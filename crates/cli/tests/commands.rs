@@ -4456,6 +4456,58 @@ mod audit {
         );
     }
 
+    /// A regression test (from a review): a vault put back from an older backup verifies
+    /// on its own, and `incident report`, `audit query`, `audit export`, `audit tail`,
+    /// `alerts list` and `vault backup` said "verified" of it and exited 0, where `audit
+    /// verify`, which checks `[audit] checkpoint_file` too, rejected it as rolled back.
+    #[test]
+    fn a_vault_put_back_from_a_backup_is_not_called_verified() {
+        let kg = Kg::with_key_file();
+        let checkpoints = kg.path("checkpoints.jsonl");
+        anchor_every_change_in(&kg, &checkpoints);
+        kg.add_account("main", REAL_KEY, REAL_SECRET);
+        kg.issue("main", "bot1", &[]);
+        let backup = kg.path("backup");
+        let said = kg
+            .ok(&["vault", "backup", backup.to_str().unwrap()], "")
+            .stdout;
+        assert!(said.contains("verified, holding the"), "{said}");
+        kg.ok(&["client", "freeze", "bot1"], "");
+        std::fs::rename(kg.home(), kg.path("genuine")).unwrap();
+        std::fs::rename(&backup, kg.home()).unwrap();
+
+        let out = kg.fails(&["audit", "verify"], "", 1);
+        assert!(out.stderr.contains("rolled back"), "{}", out.stderr);
+        for args in [
+            &["incident", "report", "--since", "1h"][..],
+            &["audit", "query"],
+            &["audit", "export"],
+            &["audit", "tail"],
+            &["alerts", "list"],
+        ] {
+            let out = kg.fails(args, "", 1);
+            assert!(
+                out.stderr.contains("DOES NOT VERIFY") && out.stderr.contains("rolled back"),
+                "{args:?}: {out:#?}"
+            );
+        }
+        let report = kg.fails(&["incident", "report", "--since", "1h"], "", 1);
+        assert!(
+            report.stdout.contains("audit log: DOES NOT VERIFY")
+                && !report.stdout.contains("audit log: verified"),
+            "{}",
+            report.stdout
+        );
+        let report = kg
+            .fails(&["incident", "report", "--since", "1h", "--json"], "", 1)
+            .json();
+        assert_eq!(report["log_verified"], false, "{report}");
+        let again = kg.path("again");
+        let out = kg.fails(&["vault", "backup", again.to_str().unwrap()], "", 1);
+        assert!(out.stderr.contains("does NOT verify"), "{out:#?}");
+        assert!(!out.stdout.contains("verified"), "{out:#?}");
+    }
+
     /// A regression test (from a review): a change made on a vault put back from an older
     /// backup appended its checkpoint to the checkpoint file, for a seq the file named
     /// already with another hash; the genuine vault, moved back, was then refused as

@@ -476,6 +476,13 @@ impl WeightGauge {
             .get(pool.upstream)
             .copied()
             .filter(|paused| paused.until_ms > now_ms && state.is_running(pool.upstream))
+            // The sooner end, which bots are told to wait for (`Retry-After`).
+            .map(|paused| Paused {
+                until_ms: paused
+                    .until_ms
+                    .min(now_ms.saturating_add(state.steady_ms_left(pool.upstream))),
+                ..paused
+            })
     }
 
     /// The pauses running at `now_ms` and how many seconds each has left, by origin (as
@@ -651,6 +658,12 @@ mod tests {
             gauge.pauses(an_hour_back)[0].1,
             122,
             "what the steady clock has left"
+        );
+        // Bots are told as much (`Retry-After`), not the hour the wall clock says.
+        let until_ms = gauge.paused(SIM_API, an_hour_back).unwrap().until_ms;
+        assert!(
+            (120_000..=122_000).contains(&(until_ms - an_hour_back)),
+            "{until_ms}"
         );
         // Two minutes (and the margin) later by the steady clock, the wall clock still
         // an hour behind: over.

@@ -191,9 +191,16 @@ impl Scanner {
             .into_inner()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         // The tracked files an ignore rule hid from the walk, in a stable order.
-        let mut unwalked: Vec<(PathBuf, usize)> = unwalked.into_files().into_iter().collect();
+        let mut unwalked: Vec<(PathBuf, Tracked)> = unwalked.into_files().into_iter().collect();
         unwalked.sort();
-        for (full, depth) in unwalked {
+        for (full, tracked) in unwalked {
+            let depth = tracked.depth;
+            // A tracked path through a symbolic link (an index that lists `p/environ`
+            // beside a link `p -> /proc/self`) leads out of the repository: git checks
+            // out nothing beyond a link, and neither is anything read there.
+            if through_a_link(&full, tracked.repository_components) {
+                continue;
+            }
             match read_regular(&full, self.max_file_size, Links::Refuse) {
                 Ok(FileRead::Bytes(data)) => {
                     let name = full.to_string_lossy();
@@ -635,7 +642,16 @@ fn context_path(path: &Path, depth: usize) -> String {
 /// the root it was found under (see [`context_path`]).
 #[derive(Default)]
 struct Unwalked {
-    files: Mutex<HashMap<PathBuf, usize>>,
+    /// Each file, with its depth below the walk's root and how many components the
+    /// repository directory listing it has.
+    files: Mutex<HashMap<PathBuf, Tracked>>,
+}
+
+/// A file a repository tracks, as [`Unwalked`] keeps it.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Tracked {
+    depth: usize,
+    repository_components: usize,
 }
 
 impl Unwalked {
@@ -658,18 +674,39 @@ impl Unwalked {
         };
         let mut files = lock(&self.files);
         files.remove(path);
-        for tracked in listed? {
+        let repository_components = path.components().count();
+        // The index is the scanned content's own: a path in it that is absolute or
+        // climbs (`..`) would be read outside the repository (git itself refuses to
+        // check such a path out).
+        let beneath = |tracked: &PathBuf| {
+            tracked
+                .components()
+                .all(|c| matches!(c, std::path::Component::Normal(_)))
+        };
+        for tracked in listed?.into_iter().filter(beneath) {
             let depth = entry.depth() + tracked.components().count();
-            files.entry(path.join(tracked)).or_insert(depth);
+            files.entry(path.join(tracked)).or_insert(Tracked {
+                depth,
+                repository_components,
+            });
         }
         Ok(())
     }
 
-    fn into_files(self) -> HashMap<PathBuf, usize> {
+    fn into_files(self) -> HashMap<PathBuf, Tracked> {
         self.files
             .into_inner()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+}
+
+/// Whether a directory on the way to `full`, below its first `kept` components (the
+/// repository's own directory), is a symbolic link, or is not there to tell.
+fn through_a_link(full: &Path, kept: usize) -> bool {
+    full.ancestors()
+        .skip(1)
+        .take_while(|dir| dir.components().count() > kept)
+        .any(|dir| !dir.symlink_metadata().is_ok_and(|m| m.is_dir()))
 }
 
 /// What reading a file gave.

@@ -2378,6 +2378,38 @@ mod git {
         dir
     }
 
+    /// Found by review: the files a repository's index lists were read wherever the
+    /// index said, so a dump holding a crafted `.git` (an entry `p/secret.env` beside a
+    /// link `p -> /elsewhere`) had the scanner read, and report as the dump's, files
+    /// outside it (`/proc/self/environ`: the scanner's own environment).
+    #[cfg(unix)]
+    #[test]
+    fn an_index_entry_through_a_link_is_not_read_outside_the_repository() {
+        let outside = tempfile::tempdir().unwrap();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(41);
+        let (name, text) = layouts(&cred("binance", 0, &mut rng)).remove(0);
+        std::fs::write(outside.path().join(&name), &text).unwrap();
+        assert!(Scanner::new()
+            .scan_paths(&[outside.path()])
+            .unwrap()
+            .has_active());
+
+        let dir = repo();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("p")).unwrap();
+        let empty = git(dir.path(), &["hash-object", "-w", "/dev/null"]);
+        git(
+            dir.path(),
+            &[
+                "update-index",
+                "--add",
+                "--cacheinfo",
+                &format!("100644,{empty},p/{name}"),
+            ],
+        );
+        let report = Scanner::new().scan_paths(&[dir.path()]).unwrap();
+        assert!(!report.has_active(), "{report:#?}");
+    }
+
     /// A regression test: a key committed and then amended away, or stashed and dropped
     /// from the newest stash, was no longer reachable from any ref and was not scanned,
     /// though it stays in the repository (and its reflogs) until they expire.

@@ -7,7 +7,7 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 
 use crate::report::{Finding, Provenance};
 use crate::{Error, Role, Scanner};
@@ -107,11 +107,34 @@ impl Scanner {
                 });
             }
         }
+        let respect = self.respect_ignore_files;
+        // The ignore files of the roots and of the directories above them are read before
+        // the walk begins: one that cannot be read safely stops the scan.
+        if respect {
+            let absolute: Vec<PathBuf> = roots
+                .iter()
+                .map(|r| r.canonicalize().unwrap_or_else(|_| r.clone()))
+                .collect();
+            for dir in absolute.iter().flat_map(|r| r.ancestors()) {
+                if let Err(trouble) = ignore_files_readable(dir) {
+                    return Err(Error::Io {
+                        path: dir.to_owned(),
+                        source: io::Error::new(
+                            io::ErrorKind::InvalidInput,
+                            format!("{trouble}; scan with --no-ignore, or fix it"),
+                        ),
+                    });
+                }
+            }
+        }
         let mut builder = ignore::WalkBuilder::new(first);
         for r in &roots[1..] {
             builder.add(r);
         }
-        let respect = self.respect_ignore_files;
+        // Directories whose ignore files could not be read safely: not entered, told
+        // after the walk (the files git tracks in them are read all the same).
+        let unentered: Arc<Mutex<Vec<(PathBuf, String)>>> = Arc::default();
+        let refusing = Arc::clone(&unentered);
         builder
             .hidden(false)
             .follow_links(false)
@@ -122,7 +145,22 @@ impl Scanner {
             .ignore(respect)
             .parents(respect)
             .threads(self.threads)
-            .filter_entry(|e| e.file_name() != ".git");
+            .filter_entry(move |e| {
+                if e.file_name() == ".git" {
+                    return false;
+                }
+                let is_dir = e.file_type().is_some_and(|t| t.is_dir());
+                if !respect || !is_dir || e.depth() == 0 {
+                    return true;
+                }
+                match ignore_files_readable(e.path()) {
+                    Ok(()) => true,
+                    Err(trouble) => {
+                        lock(&refusing).push((e.path().to_owned(), trouble));
+                        false
+                    }
+                }
+            });
         let found = Mutex::new(Vec::new());
         let unwalked = Unwalked::default();
         builder.build_parallel().run(|| {
@@ -187,6 +225,14 @@ impl Scanner {
                 ignore::WalkState::Continue
             })
         });
+        for (dir, trouble) in lock(&unentered).drain(..) {
+            counters.skipped.fetch_add(1, Ordering::Relaxed);
+            self.warn(&format!(
+                "{}: {trouble}: not entered (the files git tracks in it are scanned; \
+                 `--no-ignore` scans the rest)",
+                dir.display()
+            ));
+        }
         let mut found = found
             .into_inner()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -698,6 +744,49 @@ impl Unwalked {
             .into_inner()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+}
+
+/// The largest ignore file read.
+const MAX_IGNORE_FILE_BYTES: u64 = 1 << 20;
+
+/// Whether the walk may read `dir`'s ignore files (`.gitignore`, `.ignore`, and a
+/// repository's `.git` file or `info/exclude`): each is absent, or a regular file of at
+/// most [`MAX_IGNORE_FILE_BYTES`] (or a link to one: a home directory's `.gitignore` may
+/// be a dotfiles repository's). The walk reads them whole, without asking what they are:
+/// scanned content could make one a link to `/dev/zero` (memory without end) or a pipe
+/// (a scan that never ends).
+fn ignore_files_readable(dir: &Path) -> Result<(), String> {
+    if !dir.metadata().is_ok_and(|m| m.is_dir()) {
+        return Ok(());
+    }
+    let git = dir.join(".git");
+    let is_repository_dir = git.metadata().is_ok_and(|m| m.is_dir());
+    let mut files = vec![dir.join(".gitignore"), dir.join(".ignore")];
+    if is_repository_dir {
+        files.push(git.join("info").join("exclude"));
+    } else {
+        files.push(git);
+    }
+    for file in files {
+        let meta = match file.metadata() {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(format!("cannot look at {}: {e}", file.display())),
+        };
+        if !meta.is_file() {
+            return Err(format!(
+                "{} is not a regular file (a pipe or a device, or a link to one)",
+                file.display()
+            ));
+        }
+        if meta.len() > MAX_IGNORE_FILE_BYTES {
+            return Err(format!(
+                "{} is over {MAX_IGNORE_FILE_BYTES} bytes",
+                file.display()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Whether a directory on the way to `full`, below its first `kept` components (the

@@ -1020,6 +1020,51 @@ mod files {
         assert_eq!(report.exit_code(), 1);
     }
 
+    /// Found by review: the walk read every ignore file whole, whatever it was, so a
+    /// pull request committing `sub/.gitignore` as a link to `/dev/zero` took all the
+    /// runner's memory, and a pipe there hung the scan. Such a directory is not entered
+    /// (told, and counted as skipped), and one above the roots stops the scan.
+    #[cfg(unix)]
+    #[test]
+    fn an_ignore_file_that_is_no_regular_file_is_not_read() {
+        let (_dir, root) = planted(43);
+        fs::create_dir_all(root.join("zero")).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", root.join("zero/.gitignore")).unwrap();
+        fs::create_dir_all(root.join("pipe")).unwrap();
+        let fifo = root.join("pipe/.ignore");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let (builder, warnings) = super::warned();
+        let report = builder.build().scan_paths(&[&root]).unwrap();
+        assert_eq!(report.active().count(), 1, "the planted key: {report:#?}");
+        assert_eq!(report.stats.skipped, 2);
+        let warnings = warnings.lock().unwrap();
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains("zero/.gitignore is not a regular file"))
+                && warnings
+                    .iter()
+                    .any(|w| w.contains("pipe/.ignore is not a regular file")),
+            "{warnings:?}"
+        );
+        // At a root, the scan stops: its rules would be read before the walk began.
+        let refused = Scanner::new().scan_paths(&[root.join("pipe")]).unwrap_err();
+        let said = std::error::Error::source(&refused).map(ToString::to_string);
+        assert!(
+            said.as_ref().is_some_and(|s| s.contains("--no-ignore")),
+            "{said:?}"
+        );
+        let unruled = Scanner::builder()
+            .respect_ignore_files(false)
+            .build()
+            .scan_paths(&[root.join("pipe")]);
+        assert!(unruled.is_ok());
+    }
+
     #[test]
     fn missing_path_is_an_error() {
         assert!(Scanner::new()

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use crate::report::{Finding, Provenance};
 use crate::{Error, Role, Scanner};
@@ -280,6 +281,10 @@ impl Scanner {
     /// commits do. Those have no commit and no path of their own: their finding's path
     /// says `(unreachable blob ID)`.
     pub(crate) fn history(&self, repo: &Path, counters: &Counters) -> Result<Vec<Finding>, Error> {
+        git_files_readable(repo).map_err(|message| Error::Git {
+            command: "log".into(),
+            message,
+        })?;
         if git(repo, &["rev-parse", "--is-shallow-repository"]).is_ok_and(|o| o.trim() == "true") {
             self.warn(&format!(
                 "{} is a shallow clone: history before its graft is not scanned \
@@ -1073,13 +1078,102 @@ fn describe(args: &[&str]) -> String {
         .join(" ")
 }
 
+/// How long a git command that answers at once (`rev-parse`, `ls-files`, `diff`) may
+/// take. Scanned content can make git wait for ever: a repository's `config` can include
+/// a pipe, its `index` can be one.
+const GIT_ANSWER_WITHIN: Duration = Duration::from_secs(60);
+
+/// Runs `command` (standard input closed) and collects its output, killing it when it
+/// has not finished within `limit`: an error of kind `TimedOut` then.
+fn output_within(mut command: Command, limit: Duration) -> io::Result<std::process::Output> {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    };
+    let stdout = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let stderr = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let deadline = Instant::now() + limit;
+    let mut pause = Duration::from_millis(1);
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            // The readers end with the pipes; not waited for (a process git started
+            // may hold them open).
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no answer within {} s", limit.as_secs()),
+            ));
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(50));
+    };
+    let collected = |reader: std::thread::JoinHandle<Vec<u8>>| reader.join().unwrap_or_default();
+    Ok(std::process::Output {
+        status,
+        stdout: collected(stdout),
+        stderr: collected(stderr),
+    })
+}
+
+/// Whether git may be run in `repo`: the files of its repository directory that every
+/// command reads (`HEAD`, `config`, `index`, `packed-refs`, `commondir`) are absent or
+/// regular files (or links to ones), not pipes or devices, which would keep git
+/// waiting or reading for ever.
+fn git_files_readable(repo: &Path) -> Result<(), String> {
+    let git_dir = repo.join(".git");
+    if !git_dir.metadata().is_ok_and(|m| m.is_dir()) {
+        return Ok(());
+    }
+    for name in ["HEAD", "config", "index", "packed-refs", "commondir"] {
+        let file = git_dir.join(name);
+        match file.metadata() {
+            Ok(meta) if !meta.is_file() => {
+                return Err(format!(
+                    "{} is not a regular file (a pipe or a device, or a link to one)",
+                    file.display()
+                ))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Runs `git -C repo args...` and returns its standard output.
 pub(crate) fn git(repo: &Path, args: &[&str]) -> Result<String, Error> {
     let command = describe(args);
-    let out = git_in(repo).args(args).output().map_err(|e| Error::Git {
+    let failed = |message: String| Error::Git {
         command: command.clone(),
-        message: e.to_string(),
-    })?;
+        message,
+    };
+    git_files_readable(repo).map_err(failed)?;
+    let mut git = git_in(repo);
+    git.args(args);
+    let out = output_within(git, GIT_ANSWER_WITHIN).map_err(|e| failed(e.to_string()))?;
     if !out.status.success() {
         return Err(Error::Git {
             command,
@@ -1314,9 +1408,14 @@ fn git_lines(
 /// directory that holds a repository (`.git`), or for one inside a work tree. A file's
 /// path in the index is bytes; on Unix it is kept as it is.
 fn tracked_files(dir: &Path, is_repository: bool) -> Result<Vec<PathBuf>, String> {
-    let out = match git_in(dir).args(["ls-files", "-z", "--cached"]).output() {
+    git_files_readable(dir)?;
+    let mut git = git_in(dir);
+    git.args(["ls-files", "-z", "--cached"]);
+    let out = match output_within(git, GIT_ANSWER_WITHIN) {
         Ok(out) => out,
-        Err(e) if is_repository => return Err(format!("git: {e}")),
+        Err(e) if is_repository || e.kind() == io::ErrorKind::TimedOut => {
+            return Err(format!("git: {e}"))
+        }
         Err(_) => return Ok(Vec::new()),
     };
     if !out.status.success() {
@@ -1591,9 +1690,31 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 #[cfg(test)]
 mod tests {
+    use std::io;
+    use std::process::Command;
+    use std::time::{Duration, Instant};
+
     use super::{
-        commit_provenance, message, unquote_path, Budget, Object, MAX_BLOB_BYTES_IN_FLIGHT,
+        commit_provenance, message, output_within, unquote_path, Budget, Object,
+        MAX_BLOB_BYTES_IN_FLIGHT,
     };
+
+    /// A command that does not end within its limit is killed, not waited for.
+    #[cfg(unix)]
+    #[test]
+    fn a_command_past_its_limit_is_killed() {
+        let mut sleeping = Command::new("sleep");
+        sleeping.arg("30");
+        let started = Instant::now();
+        let e = output_within(sleeping, Duration::from_millis(100)).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+        assert!(started.elapsed() < Duration::from_secs(10));
+        let mut echo = Command::new("echo");
+        echo.arg("hi");
+        let out = output_within(echo, Duration::from_secs(30)).unwrap();
+        assert!(out.status.success());
+        assert_eq!(out.stdout, b"hi\n");
+    }
 
     #[test]
     fn a_message_is_read_without_headers_and_signature() {

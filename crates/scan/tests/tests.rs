@@ -2455,6 +2455,33 @@ mod git {
         assert!(!report.has_active(), "{report:#?}");
     }
 
+    /// Found by review: a dump whose `.git/index` is a pipe kept git, and so the scan,
+    /// waiting for ever. It is refused at once; a directory scan says so and goes on.
+    #[cfg(unix)]
+    #[test]
+    fn a_repository_whose_index_is_a_pipe_does_not_hang_the_scan() {
+        let dir = repo();
+        let index = dir.path().join(".git/index");
+        std::fs::remove_file(&index).unwrap();
+        let made = Command::new("mkfifo").arg(&index).status().unwrap();
+        assert!(made.success());
+        let refused = Scanner::new().scan_git_history(dir.path()).unwrap_err();
+        assert!(
+            refused.to_string().contains("not a regular file"),
+            "{refused}"
+        );
+        let (builder, warnings) = super::warned();
+        let report = builder.build().scan_paths(&[dir.path()]).unwrap();
+        assert_eq!(report.stats.skipped, 1, "{report:#?}");
+        let warnings = warnings.lock().unwrap();
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains("index is not a regular file")),
+            "{warnings:?}"
+        );
+    }
+
     /// A regression test: a key committed and then amended away, or stashed and dropped
     /// from the newest stash, was no longer reachable from any ref and was not scanned,
     /// though it stays in the repository (and its reflogs) until they expire.

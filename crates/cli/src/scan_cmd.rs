@@ -71,12 +71,16 @@ pub struct ScanArgs {
     // (KEYGATE_HOME, KEYGATE_LOG), as conflicting with an exclusive one.
     #[arg(long, conflicts_with_all = [
         "paths", "git", "staged", "commit_msg", "format", "output", "baseline", "managed",
-        "ignore_file", "no_ignore",
+        "ignore_file", "no_default_ignore_file", "no_ignore",
     ])]
     pub install_hook: bool,
     /// A fingerprint ignore file (default: .keygateignore in the scanned root, if present).
     #[arg(long, value_name = "FILE")]
     pub ignore_file: Vec<PathBuf>,
+    /// Do not read .keygateignore from the scanned root: for a pull request's scan, whose
+    /// author writes that file (give the base branch's with --ignore-file instead).
+    #[arg(long, conflicts_with = "ignore_file")]
+    pub no_default_ignore_file: bool,
     /// Scan what .gitignore and .ignore files leave out too (an ignored .env still holds
     /// its keys); files git tracks are scanned without it, ignored or not.
     #[arg(long, conflicts_with_all = ["git", "staged"])]
@@ -153,7 +157,7 @@ fn scan(args: &ScanArgs, managed: Option<ManagedKeys>) -> anyhow::Result<i32> {
             .with_context(|| format!("cannot read ignore file {}", file.display()))?;
         builder = builder.ignore_fingerprints(fps);
     }
-    if args.ignore_file.is_empty() {
+    if args.ignore_file.is_empty() && !args.no_default_ignore_file {
         // A commit message's file is in `.git`: the repository's own list applies to it.
         let dirs: Vec<&Path> = if args.commit_msg.is_some() {
             vec![Path::new(".")]
@@ -215,6 +219,20 @@ fn scan(args: &ScanArgs, managed: Option<ManagedKeys>) -> anyhow::Result<i32> {
         eprint!("\r\x1b[2K");
     }
     let mut report: Report = report.context("scan failed")?;
+    // Ignore rules that leave out every file (a `.gitignore` of `*` in a directory above,
+    // which anyone may write in a shared one such as /tmp) would make a clean scan of
+    // nothing.
+    let walked = !(args.git || args.staged || args.commit_msg.is_some());
+    if walked
+        && !args.no_ignore
+        && report.stats.scanned == 0
+        && roots.iter().any(|r| has_entries(r))
+    {
+        eprintln!(
+            "keygate scan: warning: no file was scanned: ignore rules left out every file \
+             (a .gitignore or .ignore in a directory above?); `--no-ignore` scans them"
+        );
+    }
     for finding in &mut report.findings {
         describe_managed(finding);
     }
@@ -254,6 +272,12 @@ fn scan(args: &ScanArgs, managed: Option<ManagedKeys>) -> anyhow::Result<i32> {
         return Ok(2);
     }
     Ok(report.exit_code())
+}
+
+/// Whether `path` is a directory with something in it besides `.git`.
+fn has_entries(path: &Path) -> bool {
+    std::fs::read_dir(path)
+        .is_ok_and(|mut entries| entries.any(|e| e.is_ok_and(|e| e.file_name() != ".git")))
 }
 
 /// Reads a fingerprint ignore file (see [`keygate_scan::parse_ignore`]).

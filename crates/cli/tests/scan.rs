@@ -476,3 +476,49 @@ fn a_managed_finding_says_whose_key_it_is_which_half_and_how_to_replace_it() {
         assert!(!human.contains(value), "printed in full");
     }
 }
+
+/// Found by review: the fingerprints a pull request's author lists in its
+/// `.keygateignore` silenced the scan of that pull request, with no way to turn the
+/// default file off; and a `.gitignore` of `*` above the scanned directory (anyone may
+/// write one in /tmp) made a clean scan of nothing, without a word.
+#[test]
+fn a_scan_can_refuse_the_scanned_roots_ignore_file_and_says_when_it_scanned_nothing() {
+    let kg = Kg::with_key_file();
+    let pr = kg.path("pr");
+    std::fs::create_dir_all(&pr).unwrap();
+    std::fs::write(
+        pr.join(".env"),
+        format!(
+            "BINANCE_API_KEY={}\nBINANCE_API_SECRET={}\n",
+            random(),
+            random()
+        ),
+    )
+    .unwrap();
+    let pr_arg = pr.to_str().unwrap();
+    let found = kg
+        .fails(&["scan", "--format", "json", pr_arg], "", 1)
+        .json();
+    let fingerprint = found["findings"][0]["fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    std::fs::write(pr.join(".keygateignore"), format!("{fingerprint}\n")).unwrap();
+    kg.ok(&["scan", pr_arg], "");
+    kg.fails(&["scan", "--no-default-ignore-file", pr_arg], "", 1);
+
+    let above = kg.path("shared");
+    let dump = above.join("dump");
+    std::fs::create_dir_all(&dump).unwrap();
+    std::fs::write(dump.join("notes.txt"), "nothing here\n").unwrap();
+    std::fs::write(above.join(".gitignore"), "*\n").unwrap();
+    let quiet = kg.ok(&["scan", dump.to_str().unwrap()], "");
+    assert!(
+        quiet
+            .stderr
+            .contains("no file was scanned: ignore rules left out every file"),
+        "{quiet:?}"
+    );
+    let all = kg.ok(&["scan", "--no-ignore", dump.to_str().unwrap()], "");
+    assert!(!all.stderr.contains("no file was scanned"), "{all:?}");
+}

@@ -179,7 +179,17 @@ fn the_monitor_follows_the_log_signs_each_alert_and_resumes_where_it_stopped() {
             sign(&secret, timestamp, &received.body)
         );
         assert!(!String::from_utf8_lossy(&received.body).contains("whsec-planted"));
+        // Found by review: the fields the docs told receivers to drop repeats by are the
+        // same for two withdrawals one reconciliation finds; each alert has an id.
+        let id = received.header("x-keygate-alert-id").unwrap();
+        assert_eq!(id.len(), 32);
+        assert_eq!(json(received)["id"], id);
     }
+    let ids: std::collections::HashSet<&str> = got
+        .iter()
+        .map(|r| r.header("x-keygate-alert-id").unwrap())
+        .collect();
+    assert_eq!(ids.len(), got.len());
     monitor.stop();
 
     // Stopped, then started again: only what came since is sent.

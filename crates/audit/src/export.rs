@@ -75,6 +75,7 @@ const CSV_COLUMNS: &[&str] = &[
     "lost_last_ms",
     "detail",
     "network",
+    "key_of",
 ];
 
 /// The CSV header matching [`csv_line`].
@@ -97,6 +98,7 @@ pub fn csv_line(seq: u64, event: &Event) -> String {
         EventBody::Request(r) => {
             set("type", "request".into());
             set("client", shown(r.client.as_deref()));
+            set("key_of", r.key_of.clone().unwrap_or_default());
             set("account", shown(r.account.as_deref()));
             set("source_ip", r.source_ip.clone());
             set("method", r.method.clone());
@@ -337,7 +339,7 @@ mod tests {
         );
         assert!(
             line.ends_with(
-                r#""{""from"":{""scopes"":[""read""]},""to"":{""scopes"":[""read"",""trade""]}}","#
+                r#""{""from"":{""scopes"":[""read""]},""to"":{""scopes"":[""read"",""trade""]}}",,"#
             ),
             "{line}"
         );

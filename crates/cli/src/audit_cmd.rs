@@ -512,9 +512,15 @@ fn event_line(seq: u64, event: &Event) -> String {
                 (false, Some(rule)) => format!("denied:{rule}"),
                 (false, None) => "denied".to_owned(),
             };
+            // A request that presented a client's key without its signature: about the
+            // key, not the client's own.
+            let client = match (&r.client, &r.key_of) {
+                (Some(client), _) => client.clone(),
+                (None, Some(holder)) => format!("-(key of {holder})"),
+                (None, None) => "-".to_owned(),
+            };
             let mut s = format!(
-                "#{seq} {time} request {} {} {} {} {decision}",
-                r.client.as_deref().unwrap_or("-"),
+                "#{seq} {time} request {client} {} {} {} {decision}",
                 r.action.as_str(),
                 r.method,
                 r.path

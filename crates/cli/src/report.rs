@@ -219,7 +219,12 @@ impl Report {
     fn count_denial(&mut self, r: &RequestEvent) {
         self.denied += 1;
         let rule = r.rule.map_or("denied", |rule| rule.as_str());
-        let client = r.client.clone().unwrap_or_else(|| "(no client)".into());
+        let client = match (&r.client, &r.key_of) {
+            (Some(client), _) => client.clone(),
+            // Its key, not its own request (the signature did not verify).
+            (None, Some(holder)) => format!("(key of {holder})"),
+            (None, None) => "(no client)".into(),
+        };
         *self
             .denials
             .entry(client)

@@ -590,7 +590,8 @@ async fn handle<A: Adapter>(
         let msg = format!("{e} (for the API key of client {})", client.name);
         return audit.deny(refuse(Refusal::Invalid(&e)), Rule::Authentication, &msg);
     }
-    audit.client = Some(client.name.as_str().to_owned());
+    // Its own request now: the name moves from `key_of`.
+    audit.client = audit.key_of.take();
     audit.account = Some(client.account.as_str().to_owned());
     // No account: removed (`account remove` keeps its clients only once they are
     // revoked) or one that does not open (logged when the registry was loaded).

@@ -344,6 +344,7 @@ pub fn run(unlocked: Unlocked, args: &ServeArgs) -> anyhow::Result<()> {
         max_idle_exchange_connections: room.idle_upstream,
         public_weight_cap: args.public_weight_cap,
         max_answer_bytes: args.max_answer_mib as usize * 1024 * 1024,
+        max_fingerprints_per_client: keygate_gateway::MAX_FINGERPRINTS_PER_CLIENT,
         spend_weight_kept_for_reconciliation: false,
     })
     .with_alerter(monitor.alerter());

@@ -268,9 +268,12 @@ fn start_gateway(workers: usize, dir: &Path, upstream: &str) -> SocketAddr {
     // allows an address (6000), which the simulator reports but does not enforce: with
     // keygate's weight caps in place, most of them would be refused, not forwarded. The
     // cap is checked on every read all the same; it only never stops one.
+    // And one client sends every request, a fleet's worth in their windows: more than
+    // the replay cache's share of one client (an eighth) lets it hold.
     let gateway = gateway.with_client_limits(ClientLimits {
         public_weight_cap: u64::MAX / 2,
         spend_weight_kept_for_reconciliation: true,
+        max_fingerprints_per_client: keygate_gateway::MAX_FINGERPRINTS,
         ..ClientLimits::default()
     });
     let server = Server::start("127.0.0.1:0".parse().unwrap(), workers, &gateway).unwrap();

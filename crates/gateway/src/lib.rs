@@ -58,6 +58,7 @@ mod answers;
 pub use answers::AnswersHeld;
 pub mod registry;
 mod replay;
+pub use replay::{MAX_FINGERPRINTS, MAX_FINGERPRINTS_PER_CLIENT};
 mod server;
 mod tls;
 pub mod upstream;
@@ -135,6 +136,13 @@ pub struct ClientLimits {
     /// requests alone hold this much. Orders, cancels, withdrawals and transfers are
     /// never refused for it. See `answers.rs` for what it bounds and what it does not.
     pub max_answer_bytes: usize,
+    /// Fingerprints of one client's signed requests the replay cache holds inside their
+    /// windows, two a request ([`MAX_FINGERPRINTS_PER_CLIENT`], an eighth of all
+    /// it holds, by default): past it the client's requests are refused (429) until
+    /// windows end, so that one leaked key cannot fill the cache for every client. At
+    /// most [`MAX_FINGERPRINTS`]. For benchmarks that send every request as one
+    /// client; `keygate serve` keeps the default.
+    pub max_fingerprints_per_client: usize,
     /// Let public data, pricing and signed reads use a pool's weight up to the caps
     /// alone, past what the exchange's adapter keeps for orders, cancels and
     /// reconciliation ([`Adapter::shared_weight_limit`]). For benchmarks against a
@@ -157,6 +165,7 @@ impl Default for ClientLimits {
             max_idle_exchange_connections: 512,
             public_weight_cap: 1200,
             max_answer_bytes: 256 * 1024 * 1024,
+            max_fingerprints_per_client: MAX_FINGERPRINTS_PER_CLIENT,
             spend_weight_kept_for_reconciliation: false,
         }
     }
@@ -229,6 +238,16 @@ impl Gateway {
 
     /// The same gateway with other [`ClientLimits`] than the defaults.
     pub fn with_client_limits(mut self, limits: ClientLimits) -> Gateway {
+        let per_client = limits.max_fingerprints_per_client;
+        match Arc::get_mut(&mut self.replay) {
+            Some(replay) => replay.hold_per_client(per_client),
+            // Shared already (never, as gateways are made): one of its own, made now.
+            None => {
+                let mut replay = ReplayCache::new(now_ms());
+                replay.hold_per_client(per_client);
+                self.replay = Arc::new(replay);
+            }
+        }
         self.limits = limits;
         self.answers = AnswerBudget::new(limits.max_answer_bytes);
         self

@@ -235,6 +235,12 @@ impl ReplayCache {
         }
     }
 
+    /// Holds at most `fingerprints` of one client's requests (at most
+    /// [`MAX_FINGERPRINTS`]) rather than [`MAX_FINGERPRINTS_PER_CLIENT`].
+    pub fn hold_per_client(&mut self, fingerprints: usize) {
+        self.client_capacity = fingerprints.min(self.capacity);
+    }
+
     /// Whether it holds as many fingerprints as it may, or `client`'s requests as many as
     /// they may.
     fn is_full(&self, seen: &Seen, client: u64) -> bool {
@@ -403,6 +409,22 @@ mod tests {
     /// Found by review: every verified request files its signature, one refused for its
     /// client's rate too, so one bot's key could grow the cache without end; and, once
     /// it was bounded, fill it and block every other client's orders and cancels.
+    /// The load benchmark sends every request as one client: its share can be lifted,
+    /// never past the whole cache.
+    #[test]
+    fn a_clients_share_can_be_set() {
+        let mut cache = ReplayCache::new(0);
+        cache.hold_per_client(4);
+        let sighted =
+            |signature| cache.sighting(signature, "bot", Reach::Everywhere, at(1_000), 9_000_000);
+        assert_eq!(sighted("a"), Sighting::First);
+        assert_eq!(sighted("b"), Sighting::First);
+        assert_eq!(sighted("c"), Sighting::Full);
+        let mut lifted = ReplayCache::new(0);
+        lifted.hold_per_client(usize::MAX);
+        assert_eq!(lifted.client_capacity, MAX_FINGERPRINTS);
+    }
+
     #[test]
     fn a_full_cache_refuses_until_windows_end_and_one_client_fills_its_share_only() {
         let cache = ReplayCache {

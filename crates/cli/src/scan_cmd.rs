@@ -78,8 +78,9 @@ pub struct ScanArgs {
     #[arg(long, value_name = "FILE")]
     pub ignore_file: Vec<PathBuf>,
     /// Do not read .keygateignore from the scanned root: for a pull request's scan, whose
-    /// author writes that file (give the base branch's with --ignore-file instead).
-    #[arg(long, conflicts_with = "ignore_file")]
+    /// author writes that file (give the base branch's with --ignore-file, which also
+    /// keeps the default from being read).
+    #[arg(long)]
     pub no_default_ignore_file: bool,
     /// Scan what .gitignore and .ignore files leave out too (an ignored .env still holds
     /// its keys); files git tracks are scanned without it, ignored or not.
@@ -219,18 +220,18 @@ fn scan(args: &ScanArgs, managed: Option<ManagedKeys>) -> anyhow::Result<i32> {
         eprint!("\r\x1b[2K");
     }
     let mut report: Report = report.context("scan failed")?;
-    // Ignore rules that leave out every file (a `.gitignore` of `*` in a directory above,
-    // which anyone may write in a shared one such as /tmp) would make a clean scan of
-    // nothing.
+    // Ignore rules that leave out every file (a `.gitignore` of `*`) would make a clean
+    // scan of nothing. Files skipped for another reason were named already.
     let walked = !(args.git || args.staged || args.commit_msg.is_some());
     if walked
         && !args.no_ignore
         && report.stats.scanned == 0
-        && roots.iter().any(|r| has_entries(r))
+        && report.stats.skipped == 0
+        && roots.iter().any(|r| holds_a_file(r))
     {
         eprintln!(
-            "keygate scan: warning: no file was scanned: ignore rules left out every file \
-             (a .gitignore or .ignore in a directory above?); `--no-ignore` scans them"
+            "keygate scan: warning: no file was scanned: ignore rules (.gitignore, .ignore) \
+             left out every file; `--no-ignore` scans them"
         );
     }
     for finding in &mut report.findings {
@@ -274,10 +275,28 @@ fn scan(args: &ScanArgs, managed: Option<ManagedKeys>) -> anyhow::Result<i32> {
     Ok(report.exit_code())
 }
 
-/// Whether `path` is a directory with something in it besides `.git`.
-fn has_entries(path: &Path) -> bool {
-    std::fs::read_dir(path)
-        .is_ok_and(|mut entries| entries.any(|e| e.is_ok_and(|e| e.file_name() != ".git")))
+/// Whether `path` is a directory with a regular file somewhere below it, outside `.git`
+/// (looking at 10 000 entries at most).
+fn holds_a_file(path: &Path) -> bool {
+    let mut looked = 0;
+    let mut dirs = vec![path.to_owned()];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            looked += 1;
+            if looked > 10_000 {
+                return false;
+            }
+            match entry.file_type() {
+                Ok(t) if t.is_file() => return true,
+                Ok(t) if t.is_dir() && entry.file_name() != ".git" => dirs.push(entry.path()),
+                _ => {}
+            }
+        }
+    }
+    false
 }
 
 /// Reads a fingerprint ignore file (see [`keygate_scan::parse_ignore`]).

@@ -506,17 +506,38 @@ fn a_scan_can_refuse_the_scanned_roots_ignore_file_and_says_when_it_scanned_noth
     std::fs::write(pr.join(".keygateignore"), format!("{fingerprint}\n")).unwrap();
     kg.ok(&["scan", pr_arg], "");
     kg.fails(&["scan", "--no-default-ignore-file", pr_arg], "", 1);
+    // With the base branch's file (here, one listing nothing).
+    let base = kg.path("base.keygateignore");
+    std::fs::write(&base, "# nothing\n").unwrap();
+    let base_arg = base.to_str().unwrap();
+    kg.fails(
+        &[
+            "scan",
+            "--no-default-ignore-file",
+            "--ignore-file",
+            base_arg,
+            pr_arg,
+        ],
+        "",
+        1,
+    );
 
+    // Found by review of the fix: ignore files above the scanned directory are not read
+    // at all now; rules of its own that leave out every file are told of.
     let above = kg.path("shared");
     let dump = above.join("dump");
     std::fs::create_dir_all(&dump).unwrap();
+    std::fs::write(above.join(".gitignore"), "*.env\n").unwrap();
+    std::fs::copy(pr.join(".env"), dump.join(".env")).unwrap();
+    kg.fails(&["scan", dump.to_str().unwrap()], "", 1);
+    std::fs::remove_file(dump.join(".env")).unwrap();
     std::fs::write(dump.join("notes.txt"), "nothing here\n").unwrap();
-    std::fs::write(above.join(".gitignore"), "*\n").unwrap();
+    std::fs::write(dump.join(".gitignore"), "*\n").unwrap();
     let quiet = kg.ok(&["scan", dump.to_str().unwrap()], "");
     assert!(
-        quiet
-            .stderr
-            .contains("no file was scanned: ignore rules left out every file"),
+        quiet.stderr.contains(
+            "no file was scanned: ignore rules (.gitignore, .ignore) left out every file"
+        ),
         "{quiet:?}"
     );
     let all = kg.ok(&["scan", "--no-ignore", dump.to_str().unwrap()], "");

@@ -329,8 +329,9 @@ impl Payload<'_> {
 
 /// What names an alert, for a receiver to drop repeats by: the first 128 bits of
 /// SHA-256 over everything it says, in hex. The same in every attempt to deliver it, and
-/// when a restarted `serve` raises an alert of the log again; two alerts that differ in
-/// anything (two withdrawals one reconciliation found) have two.
+/// when a restarted `serve` raises an alert of the log again (but for `outcome_unknown`,
+/// whose summary names the request it read before); two alerts that differ in anything
+/// (two withdrawals one reconciliation found) have two.
 fn alert_id(alert: &Alert) -> String {
     use sha2::Digest;
     let said = serde_json::to_vec(alert).unwrap_or_default();

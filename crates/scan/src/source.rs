@@ -75,8 +75,9 @@ impl Scanner {
     ///
     /// Ignore rules only skip files git does not track: a tracked file is published
     /// whatever an ignore file says of it (added with `--force` or before the rule, listed
-    /// in `.ignore`, which git does not read, or matched by a `.gitignore` above the
-    /// repository, which git does not read either). The files git tracks in each root and
+    /// in `.ignore`, which git does not read). Ignore files above the roots are not read,
+    /// nor a repository's `info/exclude`; one that cannot be read safely keeps its
+    /// directory from being entered ([`ignore_files_readable`]). The files git tracks in each root and
     /// in each repository the walk comes to are listed as it comes to them, before their
     /// directory is read; those the walk never comes to are read after it, so each is
     /// read once.
@@ -109,17 +110,14 @@ impl Scanner {
             }
         }
         let respect = self.respect_ignore_files;
-        // The ignore files of the roots and of the directories above them are read before
-        // the walk begins: one that cannot be read safely stops the scan.
+        // A root's ignore files are read before the walk begins: one that cannot be read
+        // safely stops the scan. Those of the directories above the roots are not read
+        // at all: anyone may write one in a shared directory (`/tmp/.gitignore`).
         if respect {
-            let absolute: Vec<PathBuf> = roots
-                .iter()
-                .map(|r| r.canonicalize().unwrap_or_else(|_| r.clone()))
-                .collect();
-            for dir in absolute.iter().flat_map(|r| r.ancestors()) {
-                if let Err(trouble) = ignore_files_readable(dir) {
+            for root in roots {
+                if let Err(trouble) = ignore_files_readable(root, Links::Follow) {
                     return Err(Error::Io {
-                        path: dir.to_owned(),
+                        path: root.clone(),
                         source: io::Error::new(
                             io::ErrorKind::InvalidInput,
                             format!("{trouble}; scan with --no-ignore, or fix it"),
@@ -132,19 +130,24 @@ impl Scanner {
         for r in &roots[1..] {
             builder.add(r);
         }
+        let unwalked = Arc::new(Unwalked::default());
         // Directories whose ignore files could not be read safely: not entered, told
-        // after the walk (the files git tracks in them are read all the same).
+        // after the walk. The files a repository there tracks are listed all the same,
+        // and read after the walk.
         let unentered: Arc<Mutex<Vec<(PathBuf, String)>>> = Arc::default();
-        let refusing = Arc::clone(&unentered);
+        let (refusing, listing) = (Arc::clone(&unentered), Arc::clone(&unwalked));
         builder
             .hidden(false)
             .follow_links(false)
             .require_git(false)
             .git_ignore(respect)
-            .git_exclude(respect)
+            // A repository's `info/exclude` (and, to find it from a worktree's or a
+            // submodule's `.git` file, whatever files that names) is not read: it can only
+            // leave out files git does not track, which are scanned instead.
+            .git_exclude(false)
             .git_global(respect)
             .ignore(respect)
-            .parents(respect)
+            .parents(false)
             .threads(self.threads)
             .filter_entry(move |e| {
                 if e.file_name() == ".git" {
@@ -154,16 +157,21 @@ impl Scanner {
                 if !respect || !is_dir || e.depth() == 0 {
                     return true;
                 }
-                match ignore_files_readable(e.path()) {
+                match ignore_files_readable(e.path(), Links::Refuse) {
                     Ok(()) => true,
-                    Err(trouble) => {
+                    Err(mut trouble) => {
+                        if let Err(unlisted) = listing.come_to(e) {
+                            trouble.push_str(&format!(
+                                "; the files git tracks in it cannot be listed either \
+                                 ({unlisted})"
+                            ));
+                        }
                         lock(&refusing).push((e.path().to_owned(), trouble));
                         false
                     }
                 }
             });
         let found = Mutex::new(Vec::new());
-        let unwalked = Unwalked::default();
         builder.build_parallel().run(|| {
             Box::new(|entry| {
                 let entry = match entry {
@@ -238,7 +246,7 @@ impl Scanner {
             .into_inner()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         // The tracked files an ignore rule hid from the walk, in a stable order.
-        let mut unwalked: Vec<(PathBuf, Tracked)> = unwalked.into_files().into_iter().collect();
+        let mut unwalked: Vec<(PathBuf, Tracked)> = unwalked.take_files().into_iter().collect();
         unwalked.sort();
         for (full, tracked) in unwalked {
             let depth = tracked.depth;
@@ -285,6 +293,9 @@ impl Scanner {
             command: "log".into(),
             message,
         })?;
+        // Bounded, as every command that answers at once is: a `config` that includes a
+        // pipe stops the scan here, not in a command that streams.
+        git(repo, &["rev-parse", "--git-dir"])?;
         if git(repo, &["rev-parse", "--is-shallow-repository"]).is_ok_and(|o| o.trim() == "true") {
             self.warn(&format!(
                 "{} is a shallow clone: history before its graft is not scanned \
@@ -744,51 +755,47 @@ impl Unwalked {
         Ok(())
     }
 
-    fn into_files(self) -> HashMap<PathBuf, Tracked> {
-        self.files
-            .into_inner()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    /// The files not come to, taken out.
+    fn take_files(&self) -> HashMap<PathBuf, Tracked> {
+        std::mem::take(&mut *lock(&self.files))
     }
 }
 
 /// The largest ignore file read.
 const MAX_IGNORE_FILE_BYTES: u64 = 1 << 20;
 
-/// Whether the walk may read `dir`'s ignore files (`.gitignore`, `.ignore`, and a
-/// repository's `.git` file or `info/exclude`): each is absent, or a regular file of at
-/// most [`MAX_IGNORE_FILE_BYTES`] (or a link to one: a home directory's `.gitignore` may
-/// be a dotfiles repository's). The walk reads them whole, without asking what they are:
-/// scanned content could make one a link to `/dev/zero` (memory without end) or a pipe
-/// (a scan that never ends).
-fn ignore_files_readable(dir: &Path) -> Result<(), String> {
+/// Whether the walk may read `dir`'s ignore files (`.gitignore`, `.ignore`): each is
+/// absent (or unreadable, which the walk skips too), or a regular file of at most
+/// [`MAX_IGNORE_FILE_BYTES`], which is read to tell (`/proc/self/pagemap` says it holds
+/// nothing, and never ends). With `Links::Refuse`, not a link either: git reads no
+/// `.gitignore` through a link, and scanned content could make one a link to
+/// `/dev/zero` (memory without end) or a pipe (a scan that never ends); a root's may be
+/// (a home directory's `.gitignore` may be a dotfiles repository's).
+fn ignore_files_readable(dir: &Path, links: Links) -> Result<(), String> {
     if !dir.metadata().is_ok_and(|m| m.is_dir()) {
         return Ok(());
     }
-    let git = dir.join(".git");
-    let is_repository_dir = git.metadata().is_ok_and(|m| m.is_dir());
-    let mut files = vec![dir.join(".gitignore"), dir.join(".ignore")];
-    if is_repository_dir {
-        files.push(git.join("info").join("exclude"));
-    } else {
-        files.push(git);
-    }
-    for file in files {
-        let meta = match file.metadata() {
-            Ok(meta) => meta,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(format!("cannot look at {}: {e}", file.display())),
-        };
-        if !meta.is_file() {
-            return Err(format!(
-                "{} is not a regular file (a pipe or a device, or a link to one)",
-                file.display()
-            ));
-        }
-        if meta.len() > MAX_IGNORE_FILE_BYTES {
-            return Err(format!(
-                "{} is over {MAX_IGNORE_FILE_BYTES} bytes",
-                file.display()
-            ));
+    for file in [dir.join(".gitignore"), dir.join(".ignore")] {
+        match read_regular(&file, MAX_IGNORE_FILE_BYTES, links) {
+            Ok(FileRead::Bytes(_)) => {}
+            Ok(FileRead::TooLarge(_)) => {
+                return Err(format!(
+                    "{} is over {MAX_IGNORE_FILE_BYTES} bytes",
+                    file.display()
+                ))
+            }
+            Ok(FileRead::NotRegular) => {
+                return Err(format!(
+                    "{} is not a regular file (a link, a pipe or a device)",
+                    file.display()
+                ))
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied
+                ) => {}
+            Err(e) => return Err(format!("cannot read {}: {e}", file.display())),
         }
     }
     Ok(())

@@ -2482,6 +2482,37 @@ mod git {
         );
     }
 
+    /// Found by review of the fix for links to `/dev/zero`: `/proc/self/pagemap` says
+    /// it is a regular file holding nothing, and never ends; and a directory not entered
+    /// for its ignore file lost the files a repository in it tracks (the scan exited 0).
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_repository_behind_an_unreadable_ignore_file_is_still_scanned() {
+        let top = tempfile::tempdir().unwrap();
+        let nested = top.path().join("repo");
+        std::fs::create_dir_all(&nested).unwrap();
+        git(&nested, &["init", "-q"]);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(43);
+        let (name, text) = layouts(&cred("binance", 0, &mut rng)).remove(0);
+        std::fs::write(nested.join(&name), &text).unwrap();
+        std::os::unix::fs::symlink("/proc/self/pagemap", nested.join(".gitignore")).unwrap();
+        git(&nested, &["add", &name]);
+        git(&nested, &["commit", "-q", "-m", "config"]);
+        let (builder, warnings) = super::warned();
+        let report = builder.build().scan_paths(&[top.path()]).unwrap();
+        assert!(report.has_active(), "{report:#?}");
+        assert!(
+            warnings
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|w| w.contains("not entered")),
+            "{warnings:?}"
+        );
+        // As a root it stops the scan, read through its link or not.
+        assert!(Scanner::new().scan_paths(&[&nested]).is_err());
+    }
+
     /// A regression test: a key committed and then amended away, or stashed and dropped
     /// from the newest stash, was no longer reachable from any ref and was not scanned,
     /// though it stays in the repository (and its reflogs) until they expire.
@@ -3237,24 +3268,29 @@ mod git {
         std::fs::write(dir.join("prod.env"), &text).unwrap();
         git(&dir, &["add", "prod.env"]);
         git(&dir, &["commit", "-q", "-m", "config"]);
-        // Untracked, and matched by the rule above: still skipped.
+        // Untracked, and matched by the rule above: skipped when the rule is in the tree
+        // scanned, scanned when it is above it (those are not read: found by review,
+        // anyone may write `/tmp/.gitignore`).
         let (_, other) = layouts(&cred("kraken", 0, &mut rng)).remove(0);
         std::fs::write(dir.join("local.env"), other).unwrap();
-        // Scanned from the repository, and from the directory above it (no repository
-        // there: the one below is found by the walk).
         for root in [dir.as_path(), base.path()] {
             let report = Scanner::new().scan_paths(&[root]).unwrap();
-            let found: Vec<(&str, &str)> = report
+            let mut found: Vec<(&str, &str)> = report
                 .findings
                 .iter()
                 .map(|f| (f.exchange.as_str(), f.path.as_str()))
                 .collect();
-            assert_eq!(found.len(), 1, "{found:?}");
+            found.sort();
+            let from_the_repository = root == dir.as_path();
+            assert_eq!(
+                found.len(),
+                if from_the_repository { 2 } else { 1 },
+                "{found:?}"
+            );
             assert_eq!(found[0].0, "binance");
             assert!(found[0].1.ends_with("repo/prod.env"), "{found:?}");
-            // `.gitignore` (from the base only) and `prod.env`, each once.
-            let expected = if root == dir.as_path() { 1 } else { 2 };
-            assert_eq!(report.stats.scanned, expected, "{:?}", report.stats);
+            // `prod.env` and `local.env`; or `.gitignore` and `prod.env`.
+            assert_eq!(report.stats.scanned, 2, "{:?}", report.stats);
         }
     }
 

@@ -71,7 +71,7 @@ impl MasterKey {
     /// unwrapped the result back to this very key.
     pub fn wrap_with_hsm(&self, at: &HsmKey, pin: &SecretString) -> Result<Vec<u8>, Error> {
         with_token(at, pin, Access::ReadWrite, |session| {
-            let key = match find_key(session, at)? {
+            let key = match find_key(session, at, Judged::ToWrap)? {
                 Some(key) => key,
                 None => create_key(session, at)?,
             };
@@ -121,7 +121,7 @@ impl MasterKey {
             ));
         }
         let plain = with_token(at, pin, Access::ReadOnly, |session| {
-            let key = find_key(session, at)?.ok_or_else(|| {
+            let key = find_key(session, at, Judged::ToUnwrap)?.ok_or_else(|| {
                 hsm_refused(
                     at,
                     format!("token {:?} holds no key labelled {:?}", at.token, at.key),
@@ -248,9 +248,22 @@ fn find_token(library: &Pkcs11, at: &HsmKey) -> Result<cryptoki::slot::Slot, Err
     }
 }
 
-/// The secret key labelled `at.key`, if there is exactly one; refused unless it is an
-/// AES key that is sensitive and not extractable, as [`create_key`] makes it.
-fn find_key(session: &Session, at: &HsmKey) -> Result<Option<ObjectHandle>, Error> {
+/// How strictly [`find_key`] judges the key it finds.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Judged {
+    /// To wrap a master key with: the key must be as [`create_key`] makes it (AES-256, on
+    /// the token, private: unusable without the PIN; always sensitive and never
+    /// extractable: its value never left the token).
+    ToWrap,
+    /// To unwrap one a key wrapped before: an AES key that is sensitive and not
+    /// extractable, as keygate asked of keys it wrapped with before it asked more, so
+    /// that a vault made then still opens.
+    ToUnwrap,
+}
+
+/// The secret key labelled `at.key`, if there is exactly one; refused unless it is as
+/// `judged` asks.
+fn find_key(session: &Session, at: &HsmKey, judged: Judged) -> Result<Option<ObjectHandle>, Error> {
     let found = session
         .find_objects(&[
             Attribute::Class(ObjectClass::SECRET_KEY),
@@ -260,33 +273,43 @@ fn find_key(session: &Session, at: &HsmKey) -> Result<Option<ObjectHandle>, Erro
     match found.as_slice() {
         [] => Ok(None),
         [key] => {
-            let attributes = session
-                .get_attributes(
-                    *key,
-                    &[
-                        AttributeType::KeyType,
-                        AttributeType::Sensitive,
-                        AttributeType::Extractable,
-                    ],
-                )
-                .map_err(|e| hsm(at, "reading the key's attributes", e))?;
-            let kept = [
+            let mut asked = vec![
                 Attribute::KeyType(KeyType::AES),
                 Attribute::Sensitive(true),
                 Attribute::Extractable(false),
             ];
-            if kept.iter().all(|a| attributes.contains(a)) {
-                Ok(Some(*key))
-            } else {
-                Err(hsm_refused(
-                    at,
-                    format!(
-                        "key {:?} on token {:?} is not an AES key that is sensitive and not \
-                         extractable; keygate wraps its master key only with such a key",
-                        at.key, at.token
-                    ),
-                ))
+            if judged == Judged::ToWrap {
+                asked.extend([
+                    Attribute::ValueLen((KEY_LEN as u64).into()),
+                    Attribute::Token(true),
+                    Attribute::Private(true),
+                    Attribute::AlwaysSensitive(true),
+                    Attribute::NeverExtractable(true),
+                ]);
             }
+            let types: Vec<AttributeType> = asked.iter().map(Attribute::attribute_type).collect();
+            let attributes = session
+                .get_attributes(*key, &types)
+                .map_err(|e| hsm(at, "reading the key's attributes", e))?;
+            if asked.iter().all(|a| attributes.contains(a)) {
+                return Ok(Some(*key));
+            }
+            let what = match judged {
+                Judged::ToWrap => {
+                    "an AES-256 key kept on the token, private (of no use without the PIN), \
+                     always sensitive and never extractable (its value never left the token); \
+                     give another label and keygate makes one"
+                }
+                Judged::ToUnwrap => "an AES key that is sensitive and not extractable",
+            };
+            Err(hsm_refused(
+                at,
+                format!(
+                    "key {:?} on token {:?} is not {what}; keygate wraps its master key only \
+                     with such a key",
+                    at.key, at.token
+                ),
+            ))
         }
         _ => Err(hsm_refused(
             at,

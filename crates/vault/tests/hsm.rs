@@ -62,10 +62,27 @@ fn a_master_key_wrapped_by_a_token_key_opens_only_with_that_token_and_pin() {
         ..at("keygate-a")
     };
     let err = MasterKey::generate_hsm_wrapped(&weak, &pin).err().unwrap();
-    assert!(
-        err.to_string().contains("sensitive and not extractable"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("never extractable"), "{err}");
+
+    // Found by review: a key of the operator's making was taken if only it was AES,
+    // sensitive and not extractable. One usable without the PIN (not private), an
+    // AES-128 key, and one whose value was read out before it was locked are refused.
+    create_key_with(&module, "keygate-a", "public-key", 32, false, false);
+    create_key_with(&module, "keygate-a", "short-key", 16, true, false);
+    create_key_with(&module, "keygate-a", "once-read", 32, true, true);
+    for label in ["public-key", "short-key", "once-read"] {
+        let operators = HsmKey {
+            key: label.into(),
+            ..at("keygate-a")
+        };
+        let err = MasterKey::generate_hsm_wrapped(&operators, &pin).err();
+        assert!(
+            err.as_ref().is_some_and(|e| e
+                .to_string()
+                .contains("private (of no use without the PIN)")),
+            "{label}: {err:?}"
+        );
+    }
 
     // A second vault on the same token uses the same token key, with its own master key.
     let (second, second_wrapped) = MasterKey::generate_hsm_wrapped(&at("keygate-a"), &pin).unwrap();
@@ -173,6 +190,49 @@ fn in_session(module: &Path, token: &str, work: impl FnOnce(&cryptoki::session::
         session.logout().unwrap();
     }
     library.finalize().unwrap();
+}
+
+/// An AES key labelled `label` of `bytes` bytes, sensitive and not extractable, private
+/// or not; with `read_first`, made extractable, its value read, and only then locked.
+fn create_key_with(
+    module: &Path,
+    token: &str,
+    label: &str,
+    bytes: u64,
+    private: bool,
+    read_first: bool,
+) {
+    in_session(module, token, |session| {
+        let key = session
+            .generate_key(
+                &cryptoki::mechanism::Mechanism::AesKeyGen,
+                &[
+                    Attribute::Class(ObjectClass::SECRET_KEY),
+                    Attribute::KeyType(cryptoki::object::KeyType::AES),
+                    Attribute::ValueLen(bytes.into()),
+                    Attribute::Label(label.as_bytes().to_vec()),
+                    Attribute::Token(true),
+                    Attribute::Private(private),
+                    Attribute::Sensitive(!read_first),
+                    Attribute::Extractable(read_first),
+                    Attribute::Encrypt(true),
+                    Attribute::Decrypt(true),
+                ],
+            )
+            .unwrap();
+        if read_first {
+            let value = session
+                .get_attributes(key, &[cryptoki::object::AttributeType::Value])
+                .unwrap();
+            assert!(matches!(value.as_slice(), [Attribute::Value(v)] if v.len() == 32));
+            session
+                .update_attributes(
+                    key,
+                    &[Attribute::Sensitive(true), Attribute::Extractable(false)],
+                )
+                .unwrap();
+        }
+    });
 }
 
 /// An AES key labelled `label` that may leave the token.

@@ -576,6 +576,24 @@ impl SignedRequest {
                     .or_else(|| self.param("coin"))
                     .map(str::to_ascii_uppercase);
                 action.amount = decimal("amount");
+                // A convert names what it gives (`fromAsset`, `fromAmount`), or what it
+                // gets (`toAsset`, `toAmount`); the event says which it named.
+                if action.asset.is_none() && action.amount.is_none() {
+                    let side =
+                        |asset, amount| decimal(amount).map(|amount| (self.param(asset), amount));
+                    if let Some((asset, amount)) =
+                        side("fromAsset", "fromAmount").or_else(|| side("toAsset", "toAmount"))
+                    {
+                        action.asset = asset.map(str::to_ascii_uppercase);
+                        action.amount = Some(amount);
+                    }
+                }
+                // A sub-account transfer names the other account by its email.
+                action.address = self
+                    .param("toEmail")
+                    .or_else(|| self.param("fromEmail"))
+                    .filter(|email| !email.is_empty())
+                    .map(str::to_owned);
             }
             ActionKind::Public | ActionKind::KeyManagement | ActionKind::Unknown => {}
         }
@@ -2178,6 +2196,12 @@ const OTHER_READ_PARAMETERS: &[&str] = &[
     "address",
     "addressTag",
     "network",
+    "fromAsset",
+    "toAsset",
+    "fromAmount",
+    "toAmount",
+    "fromEmail",
+    "toEmail",
     QUOTE_QUANTITY,
     BATCH_ORDERS,
 ];
@@ -3418,6 +3442,39 @@ mod tests {
                 "{name}"
             );
         }
+    }
+
+    /// Found by review: a convert (`fromAsset`, `fromAmount`) was audited as a transfer of
+    /// nothing, and a sub-account transfer without the account it went to (`toEmail`):
+    /// the event and its alert are all that tells what a transfer did.
+    #[test]
+    fn converts_and_sub_account_transfers_say_what_and_where() {
+        let transfer = |path: &str, params: &str| {
+            SignedRequest::parse(params, b"", None)
+                .unwrap()
+                .classify("POST", path)
+        };
+        let convert = transfer(
+            "/sapi/v1/convert/getQuote",
+            "fromAsset=usdt&toAsset=BTC&fromAmount=1000000&timestamp=1&signature=00",
+        );
+        assert_eq!(convert.kind, ActionKind::Transfer);
+        assert_eq!(convert.asset.as_deref(), Some("USDT"));
+        assert_eq!(convert.amount, Some(Decimal::from(1_000_000)));
+        let buying = transfer(
+            "/sapi/v1/convert/getQuote",
+            "fromAsset=USDT&toAsset=BTC&toAmount=2&timestamp=1&signature=00",
+        );
+        assert_eq!(
+            (buying.asset.as_deref(), buying.amount),
+            (Some("BTC"), Some(Decimal::from(2)))
+        );
+        let to_sub = transfer(
+            "/sapi/v1/sub-account/universalTransfer",
+            "toEmail=x@y.z&fromAccountType=SPOT&toAccountType=SPOT&asset=USDT&amount=5&timestamp=1&signature=00",
+        );
+        assert_eq!(to_sub.destination().as_deref(), Some("x@y.z"));
+        assert_eq!(to_sub.amount, Some(Decimal::from(5)));
     }
 
     /// Found by review: a pegged leg of an order list (`workingPegOffsetValue=100`,

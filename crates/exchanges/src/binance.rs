@@ -588,10 +588,10 @@ impl SignedRequest {
                         action.amount = Some(amount);
                     }
                 }
-                // A sub-account transfer names the other account by its email.
+                // A sub-account transfer names the account it pays by its email (one that
+                // names only where it takes from, `fromEmail`, pays the caller's own).
                 action.address = self
                     .param("toEmail")
-                    .or_else(|| self.param("fromEmail"))
                     .filter(|email| !email.is_empty())
                     .map(str::to_owned);
             }
@@ -2200,7 +2200,6 @@ const OTHER_READ_PARAMETERS: &[&str] = &[
     "toAsset",
     "fromAmount",
     "toAmount",
-    "fromEmail",
     "toEmail",
     QUOTE_QUANTITY,
     BATCH_ORDERS,

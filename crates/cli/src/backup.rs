@@ -89,6 +89,9 @@ pub fn run(mut vault: Unlocked, args: &BackupArgs) -> anyhow::Result<i32> {
         let _ = std::fs::remove_dir(&partial);
         return Err(e).context("recording the backup in the audit log; nothing was copied");
     }
+    // Read before the copy is made: a change another command makes meanwhile appends a
+    // checkpoint of an event the copy does not hold.
+    let checkpoints = configured_checkpoints(&vault.home);
     if let Err(e) = write_backup(&vault, &partial, &db).and_then(|()| {
         rename_into_place(&partial, dir)
             .with_context(|| format!("renaming {} to {}", partial.display(), dir.display()))
@@ -117,7 +120,9 @@ pub fn run(mut vault: Unlocked, args: &BackupArgs) -> anyhow::Result<i32> {
             parent.display()
         );
     }
-    match verify_copy(&vault, &dir.join("keygate.db")) {
+    match checkpoints
+        .and_then(|checkpoints| verify_copy(&vault, &dir.join("keygate.db"), &checkpoints))
+    {
         Ok((events, checkpoints)) => {
             let held = match checkpoints {
                 0 => String::new(),
@@ -177,10 +182,13 @@ fn write_backup(vault: &Unlocked, dir: &Path, db: &Path) -> anyhow::Result<()> {
 /// checks a home: the number of events and of checkpoints held, or what is wrong. A copy
 /// of a vault put back from an older backup verifies on its own: only the checkpoints
 /// tell it.
-fn verify_copy(vault: &Unlocked, db: &Path) -> Result<(u64, usize), String> {
-    let checkpoints = configured_checkpoints(&vault.home)?;
+fn verify_copy(
+    vault: &Unlocked,
+    db: &Path,
+    checkpoints: &[keygate_audit::Checkpoint],
+) -> Result<(u64, usize), String> {
     let copy = Store::open(db).map_err(|e| e.to_string())?;
-    let verified = keygate_audit::verify_checkpoints(&copy, &vault.audit_key, &checkpoints)
+    let verified = keygate_audit::verify_checkpoints(&copy, &vault.audit_key, checkpoints)
         .map_err(|e| e.to_string())?;
     match copy.check_seal(&vault.master) {
         Ok(sealed) if sealed < verified.last_admin_seq => Err(format!(

@@ -576,17 +576,22 @@ impl SignedRequest {
                     .or_else(|| self.param("coin"))
                     .map(str::to_ascii_uppercase);
                 action.amount = decimal("amount");
-                // A convert names what it gives (`fromAsset`, `fromAmount`), or what it
-                // gets (`toAsset`, `toAmount`); the event says which it named.
-                if action.asset.is_none() && action.amount.is_none() {
+                // A convert takes no `asset` or `amount` (a request naming them names a
+                // decoy): it names what it gives (`fromAsset`, `fromAmount`) or gets
+                // (`toAsset`, `toAmount`), or, as a limit order, its base or quote
+                // (`baseAsset`, `baseAmount`; `quoteAsset`, `quoteAmount`). Accepting a
+                // quote (`quoteId` alone) names neither.
+                if path.contains("/convert/") {
                     let side =
                         |asset, amount| decimal(amount).map(|amount| (self.param(asset), amount));
-                    if let Some((asset, amount)) =
-                        side("fromAsset", "fromAmount").or_else(|| side("toAsset", "toAmount"))
-                    {
-                        action.asset = asset.map(str::to_ascii_uppercase);
-                        action.amount = Some(amount);
-                    }
+                    let named = side("fromAsset", "fromAmount")
+                        .or_else(|| side("toAsset", "toAmount"))
+                        .or_else(|| side("baseAsset", "baseAmount"))
+                        .or_else(|| side("quoteAsset", "quoteAmount"));
+                    action.asset = named
+                        .as_ref()
+                        .and_then(|(asset, _)| asset.map(str::to_ascii_uppercase));
+                    action.amount = named.map(|(_, amount)| amount);
                 }
                 // A sub-account transfer names the account it pays by its email (one that
                 // names only where it takes from, `fromEmail`, pays the caller's own).
@@ -2200,6 +2205,10 @@ const OTHER_READ_PARAMETERS: &[&str] = &[
     "toAsset",
     "fromAmount",
     "toAmount",
+    "baseAsset",
+    "quoteAsset",
+    "baseAmount",
+    "quoteAmount",
     "toEmail",
     QUOTE_QUANTITY,
     BATCH_ORDERS,
@@ -3467,6 +3476,24 @@ mod tests {
         assert_eq!(
             (buying.asset.as_deref(), buying.amount),
             (Some("BTC"), Some(Decimal::from(2)))
+        );
+        // Found by review of the fix: `asset` and `amount`, which a convert does not take,
+        // made the record a decoy; a limit convert names its base and quote.
+        let decoy = transfer(
+            "/sapi/v1/convert/getQuote",
+            "fromAsset=USDT&toAsset=BTC&fromAmount=1000000&asset=BTC&amount=0.0001&timestamp=1&signature=00",
+        );
+        assert_eq!(
+            (decoy.asset.as_deref(), decoy.amount),
+            (Some("USDT"), Some(Decimal::from(1_000_000)))
+        );
+        let limit = transfer(
+            "/sapi/v1/convert/limit/placeOrder",
+            "baseAsset=BTC&quoteAsset=USDT&limitPrice=90000&quoteAmount=500&side=BUY&expiredType=1_D&timestamp=1&signature=00",
+        );
+        assert_eq!(
+            (limit.asset.as_deref(), limit.amount),
+            (Some("USDT"), Some(Decimal::from(500)))
         );
         let to_sub = transfer(
             "/sapi/v1/sub-account/universalTransfer",

@@ -289,7 +289,7 @@ impl Scanner {
     /// commits do. Those have no commit and no path of their own: their finding's path
     /// says `(unreachable blob ID)`.
     pub(crate) fn history(&self, repo: &Path, counters: &Counters) -> Result<Vec<Finding>, Error> {
-        git_files_readable(repo).map_err(|message| Error::Git {
+        git_store_readable(repo).map_err(|message| Error::Git {
             command: "log".into(),
             message,
         })?;
@@ -1170,6 +1170,57 @@ fn git_files_readable(repo: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// How long `git fsck` may take: it walks every object, which takes minutes in a large
+/// repository, but not for ever.
+const GIT_WALK_WITHIN: Duration = Duration::from_secs(30 * 60);
+
+/// The most entries of a repository directory [`git_store_readable`] looks at.
+const MAX_GIT_DIR_ENTRIES: usize = 2_000_000;
+
+/// Whether git may read `repo`'s repository directory whole, as a history scan does (its
+/// objects, packs, `objects/info/alternates`, commit graphs): nothing in it is a pipe, a
+/// socket or a device, nor a link to one, any of which would keep git waiting or reading
+/// for ever.
+fn git_store_readable(repo: &Path) -> Result<(), String> {
+    git_files_readable(repo)?;
+    let mut dirs = vec![repo.join(".git")];
+    let mut looked = 0;
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            looked += 1;
+            if looked > MAX_GIT_DIR_ENTRIES {
+                return Err(format!(
+                    "{} holds more than {MAX_GIT_DIR_ENTRIES} files",
+                    repo.join(".git").display()
+                ));
+            }
+            let path = entry.path();
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            let special = if kind.is_dir() {
+                dirs.push(path.clone());
+                false
+            } else if kind.is_symlink() {
+                // Followed by git where it reads one; a dangling one is nothing to read.
+                path.metadata().is_ok_and(|m| !m.is_file() && !m.is_dir())
+            } else {
+                !kind.is_file()
+            };
+            if special {
+                return Err(format!(
+                    "{} is not a regular file (a pipe, a socket or a device, or a link to one)",
+                    path.display()
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Runs `git -C repo args...` and returns its standard output.
 pub(crate) fn git(repo: &Path, args: &[&str]) -> Result<String, Error> {
     let command = describe(args);
@@ -1234,14 +1285,14 @@ fn unreachable_objects(repo: &Path) -> (Unreachable, Option<String>) {
         let why = "not scanned: the repository borrows objects from another (alternates)";
         return (Unreachable::default(), Some(why.to_owned()));
     }
-    let out = git_in(repo)
-        .args([
-            "fsck",
-            "--unreachable",
-            "--connectivity-only",
-            "--no-progress",
-        ])
-        .output();
+    let mut fsck = git_in(repo);
+    fsck.args([
+        "fsck",
+        "--unreachable",
+        "--connectivity-only",
+        "--no-progress",
+    ]);
+    let out = output_within(fsck, GIT_WALK_WITHIN);
     let out = match out {
         Ok(out) => out,
         Err(e) => {

@@ -2480,6 +2480,19 @@ mod git {
                 .any(|w| w.contains("index is not a regular file")),
             "{warnings:?}"
         );
+        // Found by review of the fix: a pipe among the objects (`objects/info/alternates`,
+        // a commit graph) kept `git fsck` waiting for ever.
+        let dir = repo();
+        let alternates = dir.path().join(".git/objects/info/alternates");
+        let made = Command::new("mkfifo").arg(&alternates).status().unwrap();
+        assert!(made.success());
+        let refused = Scanner::new().scan_git_history(dir.path()).unwrap_err();
+        assert!(
+            refused
+                .to_string()
+                .contains("alternates is not a regular file"),
+            "{refused}"
+        );
     }
 
     /// Found by review of the fix for links to `/dev/zero`: `/proc/self/pagemap` says

@@ -200,8 +200,13 @@ pub fn list(vault: &Unlocked, args: &ListArgs) -> anyhow::Result<i32> {
     // The alerts a webhook missed are looked for here: an edited log would hide them.
     let problem = log_problem(vault);
     let since_ms = now_ms().saturating_sub(since.as_millis() as u64);
-    // Start one denial window early, so that a burst begun before `since` counts whole.
-    let window = thresholds.denial_window.as_millis() as u64;
+    // Start early, so that a burst begun before `since` counts whole and an alert raised
+    // before it keeps its quiet period (found by review: started one denial window early,
+    // the list showed an alert serve never sent and left out one it sent).
+    let window = thresholds
+        .denial_window
+        .max(thresholds.quiet_period)
+        .as_millis() as u64;
     let filter = Filter {
         since_ms: Some(since_ms.saturating_sub(window)),
         ..Filter::default()

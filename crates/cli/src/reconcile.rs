@@ -1975,7 +1975,14 @@ impl Watched {
                             "account {} withdrew {} {} to {} at {} (id {}), and keygate \
                              never forwarded it: unless someone made it by hand on the \
                              exchange, the real key has leaked; disable it at the exchange now",
-                            report.account, w.amount, w.asset, w.destination, w.applied_at, w.id
+                            report.account,
+                            w.amount,
+                            // Named as a request's are: whoever holds the real key chose
+                            // them (found by review: a memo's domain stayed a link).
+                            keygate_monitor::named(&w.asset),
+                            keygate_monitor::named(&w.destination),
+                            w.applied_at,
+                            w.id
                         ),
                     ));
                 }

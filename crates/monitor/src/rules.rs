@@ -623,10 +623,10 @@ fn funds_movement(request: &RequestEvent, stopped: bool) -> Option<(Severity, Al
     };
     let who = who(request);
     let what = describe(request);
-    let allowed_severity = match rule {
-        AlertRule::Withdrawal => Severity::Warning,
-        _ => Severity::Info,
-    };
+    // A transfer is bounded by scope alone (a convert, a payment to a sub-account), and
+    // reconciliation does not list them: each one allowed reaches a webhook at its
+    // default severity, as a withdrawal does (found by review: at info it reached none).
+    let allowed_severity = Severity::Warning;
     if request.rule == Some(Rule::ExchangeBackOff) {
         return Some((
             allowed_severity,
@@ -814,26 +814,33 @@ const MAX_NAMED_CHARS: usize = 100;
 /// bot chooses a withdrawal's address and network, and a chat or mail client would make
 /// `binance-security-check.com/unfreeze` a link in the alert. Assets and symbols have no
 /// dots; an address that does (`alice.near`) still reads as itself.
-fn named(text: &str) -> String {
-    let (text, cut) = match text.char_indices().nth(MAX_NAMED_CHARS) {
-        Some((end, _)) => (&text[..end], "…"),
-        None => (text, ""),
-    };
-    let mut out = String::with_capacity(text.len() + 4);
+pub fn named(text: &str) -> String {
+    let mut out = String::new();
+    let mut shown = 0;
     let mut previous = None;
     let mut chars = text.chars().peekable();
     while let Some(c) = chars.next() {
+        // Cut once written: `[.]` makes a name longer than it came (found by review: three
+        // long names pushed who sent a withdrawal, and the decision, out of the summary).
+        if shown >= MAX_NAMED_CHARS {
+            out.push('…');
+            break;
+        }
         let joins_labels = c == '.'
             && previous.is_some_and(|p: char| p.is_alphanumeric() || p == '-')
             && chars.peek().is_some_and(|n| n.is_alphabetic());
-        if joins_labels {
+        if joins_labels && shown + 3 <= MAX_NAMED_CHARS {
             out.push_str("[.]");
+            shown += 3;
+        } else if joins_labels {
+            out.push('…');
+            break;
         } else {
             out.push(c);
+            shown += 1;
         }
         previous = Some(c);
     }
-    out.push_str(cut);
     out
 }
 
@@ -857,17 +864,39 @@ pub(crate) fn printable(summary: &str) -> String {
     text
 }
 
-/// Control characters, line and paragraph separators, and the invisible format
-/// characters that reorder or hide text (bidirectional overrides and isolates, zero-width
-/// characters, the byte-order mark).
+/// Control characters, line and paragraph separators, and the invisible characters that
+/// reorder or hide text: every format character of Unicode (general category Cf: the
+/// bidirectional marks, overrides and isolates, zero-width characters, the byte-order
+/// mark, the soft hyphen, the tag characters that spell text nobody sees), and the
+/// characters that show as blank (the Hangul fillers, the combining grapheme joiner).
 fn is_unprintable(c: char) -> bool {
     c.is_control()
         || matches!(
             c,
-            '\u{200B}'..='\u{200F}'
+            '\u{00AD}'
+                | '\u{034F}'
+                | '\u{0600}'..='\u{0605}'
+                | '\u{061C}'
+                | '\u{06DD}'
+                | '\u{070F}'
+                | '\u{0890}'..='\u{0891}'
+                | '\u{08E2}'
+                | '\u{115F}'..='\u{1160}'
+                | '\u{180E}'
+                | '\u{200B}'..='\u{200F}'
                 | '\u{2028}'..='\u{202E}'
-                | '\u{2060}'..='\u{2069}'
+                | '\u{2060}'..='\u{206F}'
+                | '\u{3164}'
                 | '\u{FEFF}'
+                | '\u{FFA0}'
+                | '\u{FFF9}'..='\u{FFFB}'
+                | '\u{110BD}'
+                | '\u{110CD}'
+                | '\u{13430}'..='\u{1343F}'
+                | '\u{1BCA0}'..='\u{1BCA3}'
+                | '\u{1D173}'..='\u{1D17A}'
+                | '\u{E0001}'
+                | '\u{E0020}'..='\u{E007F}'
         )
 }
 
@@ -994,8 +1023,40 @@ mod tests {
             rules_of(&allowed),
             [(Severity::Warning, AlertRule::Withdrawal)]
         );
+        // Found by review: an allowed transfer was info, which no sink takes by default,
+        // though a transfer is bounded by scope alone.
         let transfer = rules.evaluate(3, &request(3_000, Some("bot1"), ActionKind::Transfer, None));
-        assert_eq!(rules_of(&transfer), [(Severity::Info, AlertRule::Transfer)]);
+        assert_eq!(
+            rules_of(&transfer),
+            [(Severity::Warning, AlertRule::Transfer)]
+        );
+    }
+
+    /// Found by review: each name was cut to 100 characters before its dots were written
+    /// `[.]`, so three long ones (asset, address, network) pushed who sent a withdrawal,
+    /// and what became of it, past the summary's end; and Unicode's tag characters, the
+    /// soft hyphen and other invisible format characters were passed on.
+    #[test]
+    fn long_names_leave_room_for_who_and_what_and_hide_nothing() {
+        let mut withdrawal = request(1_000, Some("bot1"), ActionKind::Withdraw, Some(Rule::Scope));
+        let EventBody::Request(r) = &mut withdrawal.body else {
+            unreachable!("a request")
+        };
+        let long = "a.".repeat(60);
+        r.asset = Some(long.clone());
+        r.destination = Some(long.clone());
+        r.network = Some(long);
+        let alerts = Rules::new(Thresholds::default()).evaluate(1, &withdrawal);
+        let summary = &alerts[0].summary;
+        assert!(
+            summary.contains("by client bot1") && summary.contains("denied by rule scope"),
+            "{summary}"
+        );
+        let hidden = "bc1q\u{E0049}\u{E0047}\u{00AD}\u{061C}\u{3164}x";
+        assert_eq!(
+            printable(hidden),
+            "bc1q\u{FFFD}\u{FFFD}\u{FFFD}\u{FFFD}\u{FFFD}x"
+        );
     }
 
     /// A regression test (found by review): a withdrawal told as sent (from its pending

@@ -584,10 +584,13 @@ impl SignedRequest {
                 if path.contains("/convert/") {
                     let side =
                         |asset, amount| decimal(amount).map(|amount| (self.param(asset), amount));
-                    let named = side("fromAsset", "fromAmount")
-                        .or_else(|| side("toAsset", "toAmount"))
-                        .or_else(|| side("baseAsset", "baseAmount"))
-                        .or_else(|| side("quoteAsset", "quoteAmount"));
+                    // Each by the names its endpoint takes: the others are decoys too.
+                    let named = if path.contains("/convert/limit/") {
+                        side("baseAsset", "baseAmount")
+                            .or_else(|| side("quoteAsset", "quoteAmount"))
+                    } else {
+                        side("fromAsset", "fromAmount").or_else(|| side("toAsset", "toAmount"))
+                    };
                     action.asset = named
                         .as_ref()
                         .and_then(|(asset, _)| asset.map(str::to_ascii_uppercase));
@@ -3494,6 +3497,14 @@ mod tests {
         assert_eq!(
             (limit.asset.as_deref(), limit.amount),
             (Some("USDT"), Some(Decimal::from(500)))
+        );
+        let limit_with_decoy = transfer(
+            "/sapi/v1/convert/limit/placeOrder",
+            "baseAsset=BTC&quoteAsset=USDT&quoteAmount=500000&side=BUY&limitPrice=90000&expiredType=1_D&fromAsset=DOGE&fromAmount=1&timestamp=1&signature=00",
+        );
+        assert_eq!(
+            (limit_with_decoy.asset.as_deref(), limit_with_decoy.amount),
+            (Some("USDT"), Some(Decimal::from(500_000)))
         );
         let to_sub = transfer(
             "/sapi/v1/sub-account/universalTransfer",

@@ -6,7 +6,7 @@
 //!
 //! | rule | severity | when |
 //! |---|---|---|
-//! | `withdrawal`, `transfer` | critical when denied; warning (withdrawal) or info (transfer) when forwarded | any withdrawal or transfer |
+//! | `withdrawal`, `transfer` | critical when denied; warning when forwarded | any withdrawal or transfer |
 //! | `outcome_unknown` | critical | the exchange did not answer a request already sent |
 //! | `dead_key_used` | warning | a revoked, expired or frozen key is used, or one a rotation retired |
 //! | `foreign_source` | warning | a key is used from an address not on its allow list |

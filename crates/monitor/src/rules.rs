@@ -867,8 +867,10 @@ pub(crate) fn printable(summary: &str) -> String {
 /// Control characters, line and paragraph separators, and the invisible characters that
 /// reorder or hide text: every format character of Unicode (general category Cf: the
 /// bidirectional marks, overrides and isolates, zero-width characters, the byte-order
-/// mark, the soft hyphen, the tag characters that spell text nobody sees), and the
-/// characters that show as blank (the Hangul fillers, the combining grapheme joiner).
+/// mark, the soft hyphen, the tag characters that spell text nobody sees), the variation
+/// selectors (which carry hidden bytes), and the characters that show as blank (the
+/// Hangul fillers, the combining grapheme joiner, the Mongolian free variation selectors,
+/// the blank Braille pattern).
 fn is_unprintable(c: char) -> bool {
     c.is_control()
         || matches!(
@@ -882,11 +884,13 @@ fn is_unprintable(c: char) -> bool {
                 | '\u{0890}'..='\u{0891}'
                 | '\u{08E2}'
                 | '\u{115F}'..='\u{1160}'
-                | '\u{180E}'
+                | '\u{180B}'..='\u{180F}'
                 | '\u{200B}'..='\u{200F}'
                 | '\u{2028}'..='\u{202E}'
                 | '\u{2060}'..='\u{206F}'
+                | '\u{2800}'
                 | '\u{3164}'
+                | '\u{FE00}'..='\u{FE0F}'
                 | '\u{FEFF}'
                 | '\u{FFA0}'
                 | '\u{FFF9}'..='\u{FFFB}'
@@ -897,6 +901,7 @@ fn is_unprintable(c: char) -> bool {
                 | '\u{1D173}'..='\u{1D17A}'
                 | '\u{E0001}'
                 | '\u{E0020}'..='\u{E007F}'
+                | '\u{E0100}'..='\u{E01EF}'
         )
 }
 
@@ -1052,11 +1057,8 @@ mod tests {
             summary.contains("by client bot1") && summary.contains("denied by rule scope"),
             "{summary}"
         );
-        let hidden = "bc1q\u{E0049}\u{E0047}\u{00AD}\u{061C}\u{3164}x";
-        assert_eq!(
-            printable(hidden),
-            "bc1q\u{FFFD}\u{FFFD}\u{FFFD}\u{FFFD}\u{FFFD}x"
-        );
+        let hidden = "bc1q\u{E0049}\u{E0047}\u{00AD}\u{061C}\u{3164}\u{E0100}\u{FE0F}x";
+        assert_eq!(printable(hidden), format!("bc1q{}x", "\u{FFFD}".repeat(7)));
     }
 
     /// A regression test (found by review): a withdrawal told as sent (from its pending

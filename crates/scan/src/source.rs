@@ -1177,10 +1177,27 @@ const GIT_WALK_WITHIN: Duration = Duration::from_secs(30 * 60);
 /// The most entries of a repository directory [`git_store_readable`] looks at.
 const MAX_GIT_DIR_ENTRIES: usize = 2_000_000;
 
+/// Whether a file of this kind can keep a reader waiting or reading for ever: a pipe or a
+/// device. A socket cannot (opening one fails at once: git's fsmonitor daemon and
+/// git-annex keep theirs in a repository directory).
+#[cfg(unix)]
+fn blocks(kind: std::fs::FileType) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    kind.is_fifo() || kind.is_block_device() || kind.is_char_device()
+}
+
+/// Whether a file of this kind can keep a reader waiting: anything but a regular file, a
+/// directory or a link, on systems that name no more.
+#[cfg(not(unix))]
+fn blocks(kind: std::fs::FileType) -> bool {
+    !kind.is_file() && !kind.is_dir() && !kind.is_symlink()
+}
+
 /// Whether git may read `repo`'s repository directory whole, as a history scan does (its
-/// objects, packs, `objects/info/alternates`, commit graphs): nothing in it is a pipe, a
-/// socket or a device, nor a link to one, any of which would keep git waiting or reading
-/// for ever.
+/// objects, packs, `objects/info/alternates`, commit graphs): nothing in it is a pipe or a
+/// device, nor a link to one, any of which would keep git waiting or reading for ever.
+/// Only `repo/.git` as a directory is looked at, without following a link to another
+/// directory: [`git_lines`]' watchdog stops git where this does not see.
 fn git_store_readable(repo: &Path) -> Result<(), String> {
     git_files_readable(repo)?;
     let mut dirs = vec![repo.join(".git")];
@@ -1206,13 +1223,14 @@ fn git_store_readable(repo: &Path) -> Result<(), String> {
                 false
             } else if kind.is_symlink() {
                 // Followed by git where it reads one; a dangling one is nothing to read.
-                path.metadata().is_ok_and(|m| !m.is_file() && !m.is_dir())
+                path.metadata().is_ok_and(|m| blocks(m.file_type()))
             } else {
-                !kind.is_file()
+                blocks(kind)
             };
             if special {
                 return Err(format!(
-                    "{} is not a regular file (a pipe, a socket or a device, or a link to one)",
+                    "{} is a pipe or a device (or a link to one), which git would wait on \
+                     for ever",
                     path.display()
                 ));
             }
@@ -1435,6 +1453,7 @@ fn git_lines(
         let _ = io::copy(&mut stderr, &mut io::sink());
         String::from_utf8_lossy(&text).trim().to_owned()
     });
+    let watchdog = Watchdog::watch(child, GIT_QUIET_WITHIN);
     let mut reader = BufReader::with_capacity(1 << 20, stdout);
     let mut line = Vec::new();
     let read = loop {
@@ -1442,6 +1461,7 @@ fn git_lines(
         match reader.read_until(b'\n', &mut line) {
             Ok(0) => break Ok(()),
             Ok(_) => {
+                watchdog.heard();
                 let text = String::from_utf8_lossy(&line);
                 each(text.strip_suffix('\n').unwrap_or(&text));
             }
@@ -1449,7 +1469,14 @@ fn git_lines(
         }
     };
     drop(reader);
-    let status = child.wait().map_err(|e| failed(e.to_string()))?;
+    let (child, stopped) = watchdog.done();
+    let status = lock(&child).wait().map_err(|e| failed(e.to_string()))?;
+    if stopped {
+        return Err(failed(format!(
+            "no output for {} s: stopped (a pipe or a device in the repository?)",
+            GIT_QUIET_WITHIN.as_secs()
+        )));
+    }
     if let Some(writer) = writer {
         let _ = writer.join();
     }
@@ -1459,6 +1486,90 @@ fn git_lines(
         return Err(failed(message));
     }
     Ok(())
+}
+
+/// How long a git command whose output is read line by line (`log`, `cat-file
+/// --batch-check`) may go without a line before it is stopped: each line comes soon after
+/// the last in any repository, but a pipe among its files (one a check of the repository
+/// directory does not see: behind a link, or named by `alternates`) would keep git
+/// waiting for ever. `log --reverse` lists nothing until it has walked every commit,
+/// which takes a minute in the largest repositories.
+const GIT_QUIET_WITHIN: Duration = Duration::from_secs(10 * 60);
+
+/// Stops a child process that has said nothing for a while, from a thread of its own.
+struct Watchdog {
+    child: Arc<Mutex<std::process::Child>>,
+    /// Whether the reader is done, and the condition the watching thread waits on.
+    finished: Arc<(Mutex<bool>, std::sync::Condvar)>,
+    /// When the child was last heard from, in milliseconds since `started`.
+    heard_ms: Arc<AtomicU64>,
+    started: Instant,
+    watching: std::thread::JoinHandle<bool>,
+}
+
+impl Watchdog {
+    /// Watches `child`, which is killed once it has been quiet for `quiet`.
+    fn watch(child: std::process::Child, quiet: Duration) -> Watchdog {
+        let child = Arc::new(Mutex::new(child));
+        let finished = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+        let heard_ms = Arc::new(AtomicU64::new(0));
+        let started = Instant::now();
+        let watching = {
+            let (child, finished, heard_ms) = (
+                Arc::clone(&child),
+                Arc::clone(&finished),
+                Arc::clone(&heard_ms),
+            );
+            std::thread::spawn(move || {
+                let (done, wake) = &*finished;
+                let mut is_done = lock(done);
+                loop {
+                    if *is_done {
+                        return false;
+                    }
+                    let since = started
+                        .elapsed()
+                        .saturating_sub(Duration::from_millis(heard_ms.load(Ordering::Relaxed)));
+                    if since >= quiet {
+                        // Not reaped until the reader is done with this thread (`done`):
+                        // the process id names this child still.
+                        let _ = lock(&child).kill();
+                        return true;
+                    }
+                    is_done = wake
+                        .wait_timeout(is_done, quiet - since)
+                        .map(|(guard, _)| guard)
+                        .unwrap_or_else(|p| p.into_inner().0);
+                }
+            })
+        };
+        Watchdog {
+            child,
+            finished,
+            heard_ms,
+            started,
+            watching,
+        }
+    }
+
+    /// The child said something.
+    fn heard(&self) {
+        let now = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.heard_ms.store(now, Ordering::Relaxed);
+    }
+
+    /// Stops watching: the child, to be waited for (only now: until the watching thread
+    /// has ended, the process id it might kill must not be reused), and whether it was
+    /// killed.
+    fn done(self) -> (Arc<Mutex<std::process::Child>>, bool) {
+        {
+            let (done, wake) = &*self.finished;
+            *lock(done) = true;
+            wake.notify_all();
+        }
+        let stopped = self.watching.join().unwrap_or(false);
+        (self.child, stopped)
+    }
 }
 
 /// The files under `dir` that its git repository tracks, as paths relative to `dir`;
@@ -1753,9 +1864,47 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::{
-        commit_provenance, message, output_within, unquote_path, Budget, Object,
+        commit_provenance, lock, message, output_within, unquote_path, Budget, Object, Watchdog,
         MAX_BLOB_BYTES_IN_FLIGHT,
     };
+
+    /// Found by review: a pipe git reads that a check of the repository directory does
+    /// not see (behind a link, named by `alternates`) kept `git log` waiting for ever.
+    #[cfg(unix)]
+    #[test]
+    fn a_command_quiet_too_long_is_killed() {
+        use std::io::BufRead;
+        use std::process::Stdio;
+
+        let spawn = |script: &str| {
+            Command::new("sh")
+                .args(["-c", script])
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap()
+        };
+        let mut talking = spawn("echo a; sleep 0.3; echo b");
+        let out = talking.stdout.take().unwrap();
+        let dog = Watchdog::watch(talking, Duration::from_secs(10));
+        let lines = std::io::BufReader::new(out).lines().count();
+        let (child, stopped) = dog.done();
+        assert!(lock(&child).wait().unwrap().success());
+        assert_eq!((lines, stopped), (2, false));
+
+        let mut quiet = spawn("echo a; exec sleep 30");
+        let out = quiet.stdout.take().unwrap();
+        let started = Instant::now();
+        let dog = Watchdog::watch(quiet, Duration::from_millis(300));
+        let mut reader = std::io::BufReader::new(out);
+        let mut line = String::new();
+        while reader.read_line(&mut line).unwrap() > 0 {
+            dog.heard();
+        }
+        let (child, stopped) = dog.done();
+        assert!(!lock(&child).wait().unwrap().success());
+        assert!(stopped);
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
 
     /// A command that does not end within its limit is killed, not waited for.
     #[cfg(unix)]

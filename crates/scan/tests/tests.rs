@@ -2490,7 +2490,7 @@ mod git {
         assert!(
             refused
                 .to_string()
-                .contains("alternates is not a regular file"),
+                .contains("alternates is a pipe or a device"),
             "{refused}"
         );
     }

@@ -868,9 +868,10 @@ pub(crate) fn printable(summary: &str) -> String {
 /// reorder or hide text: every format character of Unicode (general category Cf: the
 /// bidirectional marks, overrides and isolates, zero-width characters, the byte-order
 /// mark, the soft hyphen, the tag characters that spell text nobody sees), the variation
-/// selectors (which carry hidden bytes), and the characters that show as blank (the
-/// Hangul fillers, the combining grapheme joiner, the Mongolian free variation selectors,
-/// the blank Braille pattern).
+/// selectors (which carry hidden bytes), and the rest of Unicode's default-ignorable
+/// characters, which show as nothing (the Hangul fillers, the combining grapheme joiner,
+/// the Khmer inherent vowels, the Mongolian free variation selectors), and the blank
+/// Braille pattern.
 fn is_unprintable(c: char) -> bool {
     c.is_control()
         || matches!(
@@ -884,6 +885,7 @@ fn is_unprintable(c: char) -> bool {
                 | '\u{0890}'..='\u{0891}'
                 | '\u{08E2}'
                 | '\u{115F}'..='\u{1160}'
+                | '\u{17B4}'..='\u{17B5}'
                 | '\u{180B}'..='\u{180F}'
                 | '\u{200B}'..='\u{200F}'
                 | '\u{2028}'..='\u{202E}'
@@ -893,15 +895,13 @@ fn is_unprintable(c: char) -> bool {
                 | '\u{FE00}'..='\u{FE0F}'
                 | '\u{FEFF}'
                 | '\u{FFA0}'
-                | '\u{FFF9}'..='\u{FFFB}'
+                | '\u{FFF0}'..='\u{FFFB}'
                 | '\u{110BD}'
                 | '\u{110CD}'
                 | '\u{13430}'..='\u{1343F}'
                 | '\u{1BCA0}'..='\u{1BCA3}'
                 | '\u{1D173}'..='\u{1D17A}'
-                | '\u{E0001}'
-                | '\u{E0020}'..='\u{E007F}'
-                | '\u{E0100}'..='\u{E01EF}'
+                | '\u{E0000}'..='\u{E0FFF}'
         )
 }
 
@@ -1057,8 +1057,9 @@ mod tests {
             summary.contains("by client bot1") && summary.contains("denied by rule scope"),
             "{summary}"
         );
-        let hidden = "bc1q\u{E0049}\u{E0047}\u{00AD}\u{061C}\u{3164}\u{E0100}\u{FE0F}x";
-        assert_eq!(printable(hidden), format!("bc1q{}x", "\u{FFFD}".repeat(7)));
+        let hidden =
+            "bc1q\u{E0049}\u{E0047}\u{00AD}\u{061C}\u{3164}\u{E0100}\u{FE0F}\u{17B4}\u{E0002}x";
+        assert_eq!(printable(hidden), format!("bc1q{}x", "\u{FFFD}".repeat(9)));
     }
 
     /// A regression test (found by review): a withdrawal told as sent (from its pending

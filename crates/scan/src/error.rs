@@ -22,6 +22,15 @@ pub enum Error {
         /// Its standard error, or why it could not run.
         message: String,
     },
+    /// A `git` command said nothing for so long that it was stopped: something it reads
+    /// (a pipe in the repository) would have kept it waiting for ever.
+    #[error("git {command} was stopped: no output for {seconds} s (a pipe or a device in the repository?)")]
+    GitStopped {
+        /// The git subcommand and arguments.
+        command: String,
+        /// How long it said nothing.
+        seconds: u64,
+    },
     /// A rule file is malformed or a rule cannot be compiled.
     #[error("invalid rule file {file}: {message}")]
     Rules {

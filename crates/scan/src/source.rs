@@ -365,8 +365,11 @@ impl Scanner {
                  came in"
             ));
         };
+        // A walk that was stopped is not tried again another way: whatever stopped it
+        // stops every walk (found by review: three walks of 10 minutes each).
         let listed = match (!commits.is_empty()).then(|| walk(true, commits)) {
             Some(Ok(listed)) => listed,
+            Some(Err(e @ Error::GitStopped { .. })) => return Err(e),
             tried => {
                 if let Some(Err(e)) = tried {
                     let what = format!(
@@ -377,6 +380,7 @@ impl Scanner {
                 }
                 match walk(true, Vec::new()) {
                     Ok(listed) => listed,
+                    Err(e @ Error::GitStopped { .. }) => return Err(e),
                     Err(e) => {
                         let what = format!(
                             "the commits only reflogs reach in {} could not be walked",
@@ -399,7 +403,14 @@ impl Scanner {
             .map(|(b, p)| (b, p.path.clone(), Some(p)))
             .collect();
         // Staged and in no commit: named by their path.
-        for (id, path) in index_blobs(repo) {
+        let (staged, trouble) = index_blobs(repo);
+        if let Some(e) = trouble {
+            self.warn(&format!(
+                "the blobs staged in {} are not scanned ({e})",
+                repo.display()
+            ));
+        }
+        for (id, path) in staged {
             if seen.insert(id.clone(), blobs.len()).is_none() {
                 blobs.push((id, path, None));
             }
@@ -418,7 +429,14 @@ impl Scanner {
                 blobs.push((id, path, None));
             }
         }
-        for (id, name) in named_tags(repo) {
+        let (tags, trouble) = named_tags(repo);
+        if let Some(e) = trouble {
+            self.warn(&format!(
+                "the messages of the tags refs name in {} are not all scanned ({e})",
+                repo.display()
+            ));
+        }
+        for (id, name) in tags {
             if messages.insert(id.clone()) {
                 blobs.push((id, message_path("tag", &name), None));
             }
@@ -1278,6 +1296,10 @@ fn git_in(repo: &Path) -> Command {
             "core.fsmonitor=false",
             "-c",
             "log.showSignature=false",
+            // `log` reads `.mailmap` (a file of the work tree, which could be a pipe)
+            // before it writes a line, for names the format does not show.
+            "-c",
+            "log.mailmap=false",
             "-c",
             "protocol.allow=never",
             "--no-replace-objects",
@@ -1472,10 +1494,10 @@ fn git_lines(
     let (child, stopped) = watchdog.done();
     let status = lock(&child).wait().map_err(|e| failed(e.to_string()))?;
     if stopped {
-        return Err(failed(format!(
-            "no output for {} s: stopped (a pipe or a device in the repository?)",
-            GIT_QUIET_WITHIN.as_secs()
-        )));
+        return Err(Error::GitStopped {
+            command,
+            seconds: GIT_QUIET_WITHIN.as_secs(),
+        });
     }
     if let Some(writer) = writer {
         let _ = writer.join();
@@ -1488,8 +1510,9 @@ fn git_lines(
     Ok(())
 }
 
-/// How long a git command whose output is read line by line (`log`, `cat-file
-/// --batch-check`) may go without a line before it is stopped: each line comes soon after
+/// How long a git command whose output is read line by line (`log`, `rev-list`,
+/// `ls-files --stage`, `for-each-ref`, `cat-file --batch-check`) may go without a line
+/// before it is stopped: each line comes soon after
 /// the last in any repository, but a pipe among its files (one a check of the repository
 /// directory does not see: behind a link, or named by `alternates`) would keep git
 /// waiting for ever. `log --reverse` lists nothing until it has walked every commit,
@@ -1669,10 +1692,11 @@ fn each_stored_object(repo: &Path, mut each: impl FnMut(&str, &str)) -> Result<(
     )
 }
 
-/// The blobs the index holds, with their paths (none in a bare repository).
-fn index_blobs(repo: &Path) -> Vec<(String, String)> {
+/// The blobs the index holds, with their paths (none in a bare repository), and why not
+/// all, when git was stopped.
+fn index_blobs(repo: &Path) -> (Vec<(String, String)>, Option<Error>) {
     let mut blobs = Vec::new();
-    let _ = git_lines(
+    let listed = git_lines(
         repo,
         &["-c", "core.quotePath=false", "ls-files", "--stage"],
         Vec::new(),
@@ -1686,7 +1710,11 @@ fn index_blobs(repo: &Path) -> Vec<(String, String)> {
             }
         },
     );
-    blobs
+    // A bare repository has no index, which git says by failing: only a stop is told.
+    let stopped = listed
+        .err()
+        .filter(|e| matches!(e, Error::GitStopped { .. }));
+    (blobs, stopped)
 }
 
 /// Every object in the repository's object store, loose or packed, that a scan reads and
@@ -1732,10 +1760,11 @@ fn every_commit(repo: &Path) -> Vec<String> {
     commits
 }
 
-/// The annotated tags refs name, each with the name of the first ref that names it.
-fn named_tags(repo: &Path) -> Vec<(String, String)> {
+/// The annotated tags refs name, each with the name of the first ref that names it, and
+/// why not all, when git failed or was stopped.
+fn named_tags(repo: &Path) -> (Vec<(String, String)>, Option<Error>) {
     let mut tags: Vec<(String, String)> = Vec::new();
-    let _ = git_lines(
+    let listed = git_lines(
         repo,
         &[
             "for-each-ref",
@@ -1748,7 +1777,7 @@ fn named_tags(repo: &Path) -> Vec<(String, String)> {
             }
         },
     );
-    tags
+    (tags, listed.err())
 }
 
 /// What `git cat-file --batch` gives a scan of an object.

@@ -2493,6 +2493,13 @@ mod git {
                 .contains("alternates is a pipe or a device"),
             "{refused}"
         );
+        // Found by review: `git log` read a `.mailmap` of the work tree, a pipe, before
+        // writing a line, for names the scan does not show.
+        let dir = repo();
+        let mailmap = dir.path().join(".mailmap");
+        let made = Command::new("mkfifo").arg(&mailmap).status().unwrap();
+        assert!(made.success());
+        assert!(Scanner::new().scan_git_history(dir.path()).is_ok());
     }
 
     /// Found by review of the fix for links to `/dev/zero`: `/proc/self/pagemap` says

@@ -809,7 +809,7 @@ fn describe(request: &RequestEvent) -> String {
 /// shows, in characters: a long one must not push out what the alert is about.
 const MAX_NAMED_CHARS: usize = 100;
 
-/// `text`, cut to [`MAX_NAMED_CHARS`], with each `.` between a letter, a digit or a `-`
+/// `text`, cut to 100 characters, with each `.` between a letter, a digit or a `-`
 /// and a letter written `[.]`, as security teams write an address not to be followed: a
 /// bot chooses a withdrawal's address and network, and a chat or mail client would make
 /// `binance-security-check.com/unfreeze` a link in the alert. Assets and symbols have no

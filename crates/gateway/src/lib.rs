@@ -1569,7 +1569,8 @@ struct Audit<'a> {
     method: String,
     path: String,
     client: Option<String>,
-    /// The client whose key the request presented, while `client` is none.
+    /// The client whose key the request presented, until its signature verifies (then
+    /// the name moves into `client`).
     key_of: Option<String>,
     account: Option<String>,
     action: Option<Action>,
@@ -1643,7 +1644,8 @@ impl<'a> Audit<'a> {
             body: EventBody::Request(RequestEvent {
                 request_id: std::mem::take(&mut self.request_id),
                 exchange: self.exchange.into(),
-                key_of: self.key_of.take().filter(|_| self.client.is_none()),
+                // Moved into `client` when the signature verified: never both.
+                key_of: self.key_of.take(),
                 client: self.client.take(),
                 account: self.account.take(),
                 source_ip: self.source_ip.to_string(),

@@ -247,9 +247,19 @@ fn scan(args: &ScanArgs, managed: Option<ManagedKeys>) -> anyhow::Result<i32> {
             .with_context(|| format!("cannot write {}", path.display()))?,
         None => {
             let mut out = std::io::stdout().lock();
-            out.write_all(text.as_bytes()).context(STDOUT_WRITE)?;
-            if !text.ends_with('\n') {
-                writeln!(out).context(STDOUT_WRITE)?;
+            let written = out.write_all(text.as_bytes()).and_then(|()| {
+                if text.ends_with('\n') {
+                    Ok(())
+                } else {
+                    writeln!(out)
+                }
+            });
+            match written {
+                // A reader that went away (`| head`) saw what it wanted: no error, and
+                // the exit code still says what the scan found (found by review: a
+                // piped scan exited 2, which says the scan failed).
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+                written => written.context(STDOUT_WRITE)?,
             }
         }
     }

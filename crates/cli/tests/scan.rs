@@ -52,6 +52,26 @@ fn a_managed_key_anywhere_is_critical_and_named_without_being_printed() {
     kg.ok(&["scan", "--format", "json", code.to_str().unwrap()], "");
 }
 
+/// A regression test (from a review): `keygate scan | head` printed "Broken pipe" and
+/// exited 2, which says the scan failed. The reader going away is quiet, and the exit code
+/// still says what the scan found: 1 for findings, 0 for none.
+#[test]
+fn a_scan_piped_into_head_keeps_its_exit_code() {
+    let (kg, code, secret) = vault_and_leaked_secret();
+    let dir = code.to_str().unwrap();
+    for format in ["human", "json", "sarif"] {
+        let out = kg.run_without_reader(&["scan", "--managed", "--format", format, dir]);
+        assert_eq!(out.code, 1, "{format}: {out:#?}");
+        assert!(!out.stderr.contains("error"), "{format}: {}", out.stderr);
+        assert!(!out.stderr.contains(&secret));
+    }
+    std::fs::remove_file(code.join("settings.py")).unwrap();
+    std::fs::write(code.join("clean.py"), "print('hello')\n").unwrap();
+    let out = kg.run_without_reader(&["scan", "--managed", dir]);
+    assert_eq!(out.code, 0, "{out:#?}");
+    assert!(!out.stderr.contains("error"), "{}", out.stderr);
+}
+
 /// A regression test: `scan -o FILE --no-redact` wrote live credentials to a file anyone
 /// could read (0644).
 #[cfg(unix)]

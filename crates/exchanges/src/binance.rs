@@ -1139,6 +1139,9 @@ impl Adapter for Binance {
     fn signed_read_weight(&self, path: &str, query: &str) -> u64 {
         signed_read_weight(path, query)
     }
+    fn order_weight(&self, method: &str, path: &str) -> u64 {
+        order_weight(method, path)
+    }
     fn refusal(&self, refusal: Refusal<'_>) -> (u16, Vec<u8>) {
         let (status, code, msg): (u16, i32, std::borrow::Cow<'_, str>) = match refusal {
             // -2015 with 401, as Binance answers "Invalid API-key, IP, or permissions".
@@ -2005,6 +2008,25 @@ fn signed_read_weight(path: &str, query: &str) -> u64 {
         // Spot's `account`, `allOrders`, `myTrades`, `allOrderList`, `myPreventedMatches`
         // (by order), `myAllocations` and `account/commission` are documented at 20.
         _ => 20,
+    }
+}
+
+/// An upper estimate of the weight of a signed request that is not a read, from Binance's
+/// documented weights: a test order 20 (with `computeCommissionRates`; 1 without), an
+/// amendment keeping priority 4, a USD-M batch of orders 5, the USD-M countdown that
+/// cancels everything 10; 1 for the rest (spot's orders, cancels and order lists, USD-M's
+/// cancels and settings; USD-M's orders weigh nothing on the address's limit, and a
+/// withdrawal's or transfer's weight is the account's, not the address's).
+fn order_weight(method: &str, path: &str) -> u64 {
+    let Some((prefix, rest)) = split_version(path) else {
+        return 1;
+    };
+    match (method, prefix, rest) {
+        (_, "/api/v3", "order/test" | "sor/order/test") => 20,
+        (_, "/api/v3", "order/amend/keepPriority") => 4,
+        ("POST" | "PUT", "/fapi/v1", "batchOrders") => 5,
+        (_, "/fapi/v1", "countdownCancelAll") => 10,
+        _ => 1,
     }
 }
 

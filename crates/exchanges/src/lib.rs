@@ -355,6 +355,10 @@ pub trait Adapter: Send + Sync + 'static {
     /// does [`Adapter::public_weight`]'s, so that reads cannot spend the weight that
     /// pricing orders needs.
     fn signed_read_weight(&self, path: &str, query: &str) -> u64;
+    /// An upper estimate of the request weight of the signed request `method path` that
+    /// is not a read (an order, a test order, a cancel, a withdrawal…), which the gateway
+    /// charges to its client: no client may spend more than its share of a pool.
+    fn order_weight(&self, method: &str, path: &str) -> u64;
     /// The signed read (a native path) that reports what the real key may do.
     fn permissions_path(&self) -> &'static str;
     /// Reads that endpoint's answer.

@@ -128,7 +128,9 @@ pub struct ClientLimits {
     /// spend the weight signed requests need. The ticker calls that price clients' orders
     /// go on to half as much again (up to 2000), and signed reads halfway to that: no
     /// client's reads can keep others' orders from being priced. Orders, cancels,
-    /// withdrawals and transfers are never refused for weight.
+    /// withdrawals and transfers are not refused for the weight others used, only once
+    /// their own client's requests pass its share of the pool in a minute (what public
+    /// data, pricing and reads may use together; test orders are weighed as reads).
     pub public_weight_cap: u64,
     /// Large answers (16 KiB and more) held until their last byte is written to their
     /// client, in bytes over all connections: at this or more, public market data is
@@ -769,15 +771,34 @@ async fn handle<A: Adapter>(
     // A read reserves its weight as public data does (also before it counts against its
     // client's rate), at a cap between public data's and pricing's: a client's rate counts
     // requests, not their weight, so reads of every symbol's orders could otherwise spend
-    // the weight that prices other clients' orders. Handed back if the read is refused
-    // from here on; nothing that trades, cancels or moves money is held back for weight.
-    if action.kind == ActionKind::Read {
+    // the weight that prices other clients' orders. A test order, which places nothing,
+    // is weighed as a read (found by review: test orders at 20 each could take the
+    // address to the exchange's 429, pausing every client's cancels). Handed back if the
+    // request is refused from here on. Each is charged to its client too, which may not
+    // spend more than its share of the pool in a minute.
+    let share = client_weight_share(gw, adapter, pool);
+    if action.kind == ActionKind::Read || action.validates_only {
         let cap = signed_read_weight_cap(public_cap_in(gw, adapter, pool));
-        let weight = adapter.signed_read_weight(native, query);
-        match gw.weight.reserve(pool, cap, weight, now_ms()) {
+        let weight = if action.kind == ActionKind::Read {
+            adapter.signed_read_weight(native, query)
+        } else {
+            adapter.order_weight(method.as_str(), native)
+        };
+        match gw
+            .weight
+            .reserve_for(client.name.as_str(), share, pool, cap, weight, now_ms())
+        {
             Ok(reservation) => audit.weight = Held(Some(reservation)),
-            Err(over) => {
-                let msg = weight_paused("signed reads are", over, cap, "orders and cancels");
+            Err(refused) => {
+                let msg = match refused {
+                    weight::Refused::Cap(over) => weight_paused(
+                        "signed reads and test orders are",
+                        over,
+                        cap,
+                        "orders and cancels",
+                    ),
+                    weight::Refused::Share(over) => over_share(client.name.as_str(), over, pool),
+                };
                 audit.action = Some(action);
                 return audit.deny(refuse(Refusal::TooMany(&msg)), Rule::WeightReserved, &msg);
             }
@@ -860,6 +881,23 @@ async fn handle<A: Adapter>(
         }
     }
     debug_assert_eq!(client.status, ClientStatus::Active);
+    // An order, a cancel or anything else that is not a read is not held back for the
+    // weight others used, only for its own client's: one client's cancels must not take
+    // the address to the exchange's 429, which stops every client (found by review).
+    let weighed_already = audit
+        .action
+        .as_ref()
+        .is_some_and(|a| a.kind == ActionKind::Read || a.validates_only);
+    if !weighed_already {
+        let weight = adapter.order_weight(method.as_str(), native);
+        if let Err(over) = gw
+            .weight
+            .charge(client.name.as_str(), share, pool, weight, now_ms())
+        {
+            let msg = over_share(client.name.as_str(), over, pool);
+            return audit.deny(refuse(Refusal::TooMany(&msg)), Rule::WeightReserved, &msg);
+        }
+    }
     // A request the exchange takes by an account-wide id names a symbol it ignores (a
     // conditional order's cancel): for a client held to a symbol list, the exchange is
     // asked first which symbol that order is in.
@@ -1093,6 +1131,28 @@ fn public_cap_within(configured: u64, limit: u64) -> u64 {
     } else {
         (limit * 2 / 3).max(1)
     }
+}
+
+/// The most of `pool`'s request weight one client's signed requests may be estimated at
+/// in a minute: what the exchange's adapter lets public data, pricing and reads use
+/// together ([`Adapter::shared_weight_limit`]), so that one client cannot take the address
+/// to the exchange's limit alone; no bound when the gateway may spend that weight
+/// ([`ClientLimits::spend_weight_kept_for_reconciliation`]).
+fn client_weight_share<A: Adapter>(gw: &Gateway, adapter: &A, pool: Pool<'_>) -> u64 {
+    if gw.limits.spend_weight_kept_for_reconciliation {
+        return u64::MAX;
+    }
+    adapter.shared_weight_limit(pool.name)
+}
+
+/// Why `client`'s request is refused for its share of `pool`.
+fn over_share(client: &str, over: weight::OverShare, pool: Pool<'_>) -> String {
+    format!(
+        "keygate: client {client}'s requests this minute are estimated at {} request weight \
+         of the exchange's {} limit, and one client may use at most {} of it (the rest is \
+         kept for the account's other clients); wait for the minute to turn",
+        over.spent, pool.name, over.share
+    )
 }
 
 /// The request weight at which signed reads pause: halfway from the cap that pauses

@@ -16,7 +16,15 @@
 //! every symbol's open orders (weight 80 each on spot) until the address's weight is
 //! gone. So signed reads stop at a cap of their own, higher than public data's; the
 //! ticker calls that price orders stop higher still; orders, cancels, withdrawals and
-//! transfers are never held back for weight (the rest of the limit is theirs).
+//! transfers are not held back for the weight others used (the rest of the limit is
+//! theirs). A test order, which places nothing, is weighed as a signed read.
+//!
+//! Clients of one address share its limit, so one client must not spend it all: a
+//! hostile bot's test orders or cancels could otherwise take the address to the
+//! exchange's 429, which stops every client's orders and cancels. So each client's
+//! signed requests are also [charged](WeightGauge::charge) at their estimated weight,
+//! and a client is refused once its own requests this minute would pass its share of
+//! the pool (what the adapter lets public data, pricing and reads use together).
 //!
 //! A report comes only with an answer, so a burst of calls sent at once would all pass a
 //! cap checked against reports alone. Each public call and signed read therefore
@@ -89,6 +97,11 @@ struct State {
     /// that and its end on the wall clock, so that a wall clock set back (an hour, say)
     /// does not hold every order and cancel back that much longer.
     pause_ends: HashMap<String, Instant>,
+    /// The estimated weight of each client's signed requests in the minute
+    /// `spent_minute`, by client name: cleared as the minute turns, so that it holds the
+    /// clients of one minute only.
+    spent: HashMap<String, ByPool<u64>>,
+    spent_minute: u64,
 }
 
 /// The exchange asked that nothing more be sent, until `until_ms` (since the epoch).
@@ -233,6 +246,25 @@ pub struct OverCap {
     pub reserved: u64,
 }
 
+/// Why a client's signed request may not go now: its requests this minute were estimated
+/// to weigh `spent`, and this one would take them past its `share` of the pool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OverShare {
+    /// The estimated weight of the client's requests this minute.
+    pub spent: u64,
+    /// The most one client may spend of the pool in a minute.
+    pub share: u64,
+}
+
+/// Why a signed read may not go now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// The pool's weight reaches the cap for reads.
+    Cap(OverCap),
+    /// The client's requests reach its share of the pool.
+    Share(OverShare),
+}
+
 #[derive(Clone, Copy, Default)]
 struct Report {
     /// The minute (since the epoch, by keygate's clock) it was reported in.
@@ -314,6 +346,18 @@ impl WeightGauge {
         now_ms: u64,
     ) -> Result<Reservation<'_>, OverCap> {
         let mut state = self.lock();
+        self.reserve_locked(&mut state, pool, cap, weight, now_ms)
+    }
+
+    /// [`WeightGauge::reserve`], under the lock.
+    fn reserve_locked(
+        &self,
+        state: &mut State,
+        pool: Pool<'_>,
+        cap: u64,
+        weight: u64,
+        now_ms: u64,
+    ) -> Result<Reservation<'_>, OverCap> {
         let this_minute = |reports: &ByPool<Report>| {
             get(reports, pool.upstream, pool.name)
                 .filter(|r| r.minute == now_ms / 60_000)
@@ -335,6 +379,86 @@ impl WeightGauge {
             weight,
             settled: false,
         })
+    }
+
+    /// [Reserves](WeightGauge::reserve) `weight` of `pool` for a signed read (or a test
+    /// order) of `client` and [charges](WeightGauge::charge) it to the client, under one
+    /// lock: refused at the pool's `cap` or the client's `share`, whichever comes first.
+    pub fn reserve_for(
+        &self,
+        client: &str,
+        share: u64,
+        pool: Pool<'_>,
+        cap: u64,
+        weight: u64,
+        now_ms: u64,
+    ) -> Result<Reservation<'_>, Refused> {
+        let mut state = self.lock();
+        if let Err(over) = Self::has_room(&mut state, client, share, pool, weight, now_ms) {
+            return Err(Refused::Share(over));
+        }
+        let reservation = self
+            .reserve_locked(&mut state, pool, cap, weight, now_ms)
+            .map_err(Refused::Cap)?;
+        Self::spend(&mut state, client, pool, weight);
+        Ok(reservation)
+    }
+
+    /// Charges `weight` (an upper estimate) of a signed request of `client` drawing from
+    /// `pool` to the client, unless the estimated weight of its requests there this minute
+    /// would then pass `share`. Nothing is reserved: an order or a cancel is not held
+    /// back for the weight others use, only for what its own client spent.
+    pub fn charge(
+        &self,
+        client: &str,
+        share: u64,
+        pool: Pool<'_>,
+        weight: u64,
+        now_ms: u64,
+    ) -> Result<(), OverShare> {
+        let mut state = self.lock();
+        Self::has_room(&mut state, client, share, pool, weight, now_ms)?;
+        Self::spend(&mut state, client, pool, weight);
+        Ok(())
+    }
+
+    /// Whether `client` may spend `weight` more of `pool` this minute within `share`; the
+    /// clients' counts start again as the minute turns.
+    fn has_room(
+        state: &mut State,
+        client: &str,
+        share: u64,
+        pool: Pool<'_>,
+        weight: u64,
+        now_ms: u64,
+    ) -> Result<(), OverShare> {
+        let minute = now_ms / 60_000;
+        if state.spent_minute != minute {
+            state.spent.clear();
+            state.spent_minute = minute;
+        }
+        let spent = state
+            .spent
+            .get(client)
+            .and_then(|pools| get(pools, pool.upstream, pool.name))
+            .copied()
+            .unwrap_or(0);
+        if spent.saturating_add(weight) > share {
+            return Err(OverShare { spent, share });
+        }
+        Ok(())
+    }
+
+    /// Adds `weight` to what `client` spent of `pool` this minute ([`WeightGauge::has_room`]
+    /// first).
+    fn spend(state: &mut State, client: &str, pool: Pool<'_>, weight: u64) {
+        if !state.spent.contains_key(client) {
+            state.spent.insert(client.to_owned(), HashMap::new());
+        }
+        if let Some(pools) = state.spent.get_mut(client) {
+            let spent = entry(pools, pool.upstream, pool.name);
+            *spent = spent.saturating_add(weight);
+        }
     }
 
     /// Raises `exchange_back_off` through `alerter` when a pause begins.
@@ -539,6 +663,47 @@ mod tests {
         upstream: "http://sim",
         name: "/fapi",
     };
+
+    #[test]
+    fn a_client_is_held_to_its_share_of_each_pool_for_a_minute() {
+        let gauge = WeightGauge::default();
+        let minute = 100 * 60_000;
+        for _ in 0..3 {
+            gauge.charge("hostile", 30, SIM_FAPI, 10, minute).unwrap();
+        }
+        assert_eq!(
+            gauge.charge("hostile", 30, SIM_FAPI, 1, minute + 1),
+            Err(OverShare {
+                spent: 30,
+                share: 30
+            })
+        );
+        // Reads and test orders count with the rest, whatever the pool's own cap.
+        assert_eq!(
+            gauge
+                .reserve_for("hostile", 30, SIM_FAPI, 1000, 1, minute)
+                .err(),
+            Some(Refused::Share(OverShare {
+                spent: 30,
+                share: 30
+            }))
+        );
+        // Another client, another pool of the same upstream, another upstream: untouched.
+        gauge.charge("victim", 30, SIM_FAPI, 30, minute).unwrap();
+        gauge.charge("hostile", 30, SIM_API, 30, minute).unwrap();
+        gauge.charge("hostile", 30, FAPI, 30, minute).unwrap();
+        // The next minute, each starts again.
+        gauge
+            .charge("hostile", 30, SIM_FAPI, 30, minute + 60_000)
+            .unwrap();
+        // A read refused at the pool's cap is not charged to its client.
+        gauge.record(API, 100, minute);
+        assert!(matches!(
+            gauge.reserve_for("reader", 30, API, 100, 5, minute),
+            Err(Refused::Cap(_))
+        ));
+        gauge.charge("reader", 30, API, 30, minute).unwrap();
+    }
 
     /// What holds back a public call of weight 1 now, if anything.
     fn over_cap(gauge: &WeightGauge, pool: Pool, cap: u64, now_ms: u64) -> Option<OverCap> {

@@ -2503,28 +2503,7 @@ async fn a_client_s_heavy_reads_cannot_spend_the_weight_that_prices_others_order
     clear_of_a_minute_turn().await;
     let env = default_env().await;
     // A second client of the same account, issued with the read scope and no rate.
-    let master = env.master();
-    Store::open(&env.db)
-        .unwrap()
-        .transaction(|s| {
-            s.insert_client(
-                &NewClient {
-                    name: "reader".parse().unwrap(),
-                    account: "main".parse().unwrap(),
-                    api_key: READER_KEY.into(),
-                    material: ClientKeyMaterial::Hmac(SecretString::new(READER_SECRET.into())),
-                    policy: Policy {
-                        scopes: [Scope::Read].into_iter().collect(),
-                        ..Policy::default()
-                    },
-                    expires_ms: Some(keygate_gateway::now_ms() + 3_600_000),
-                },
-                &master,
-                keygate_gateway::now_ms(),
-            )
-        })
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    issue_another_client(&env, "reader", READER_KEY, READER_SECRET, &[Scope::Read]).await;
     // Every symbol's open orders, weight 80 each: 25 of them would be 2000.
     let mut answers = Vec::new();
     for n in 0..25 {
@@ -2584,6 +2563,141 @@ async fn a_client_s_heavy_reads_cannot_spend_the_weight_that_prices_others_order
     // The trading client's own reads wait too: the cap is the address's, not a client's.
     let (status, body) = get(&env, "/api/v3/account", "").await;
     assert_eq!(status, 429, "{body}");
+}
+
+/// Issues client `name` of account `main` (HMAC, no rate, no symbol list) with `scopes`,
+/// and waits for the gateway to load it.
+async fn issue_another_client(env: &Env, name: &str, key: &str, secret: &str, scopes: &[Scope]) {
+    let master = env.master();
+    Store::open(&env.db)
+        .unwrap()
+        .transaction(|s| {
+            s.insert_client(
+                &NewClient {
+                    name: name.parse().unwrap(),
+                    account: "main".parse().unwrap(),
+                    api_key: key.into(),
+                    material: ClientKeyMaterial::Hmac(SecretString::new(secret.into())),
+                    policy: Policy {
+                        scopes: scopes.iter().copied().collect(),
+                        ..Policy::default()
+                    },
+                    expires_ms: Some(keygate_gateway::now_ms() + 3_600_000),
+                },
+                &master,
+                keygate_gateway::now_ms(),
+            )
+        })
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+}
+
+const HOSTILE_KEY: &str = "hostileKEYhostileKEYhostileKEYhostileKEYhostileKEYhostileKEY0001";
+const HOSTILE_SECRET: &str = "hostileSECREThostileSECREThostileSECREThostileSECREThostileSEC01";
+
+/// A regression test (found by review): a test order places nothing but weighs 20 with
+/// `computeCommissionRates`, and was never held back for weight; one client's test orders
+/// took the address to the exchange's 429, and every client's cancels were refused until
+/// the exchange's wait was over. Test orders are weighed as signed reads now, and stop at
+/// their cap (1500), below the exchange's limit.
+#[tokio::test]
+async fn a_client_s_test_orders_cannot_spend_the_weight_others_cancels_need() {
+    clear_of_a_minute_turn().await;
+    let env = default_env().await;
+    control_simulator(&env, "/__mock/weight-limit?limit=1700").await;
+    let scopes = [Scope::Read, Scope::Trade];
+    issue_another_client(&env, "hostile", HOSTILE_KEY, HOSTILE_SECRET, &scopes).await;
+    // A resting order of the other client, to be cancelled after the flood.
+    let (status, body) = post(
+        &env,
+        "/api/v3/order",
+        "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=50000",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let order_id = body["orderId"].as_u64().unwrap();
+
+    let mut answers = Vec::new();
+    for n in 0..90 {
+        let params = format!(
+            "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=50000\
+             &computeCommissionRates=true&newClientOrderId=probe{n}"
+        );
+        let body = sign(&params, HOSTILE_SECRET);
+        let request = http_as(HOSTILE_KEY, "POST", "/binance/api/v3/order/test", "", &body);
+        answers.push(raw(env.gateway, &request).await);
+    }
+    let forwarded = answers.iter().filter(|(status, _)| *status == 200).count();
+    assert_eq!(exchange_saw(&env, "/api/v3/order/test"), forwarded);
+    // Each goes while less than 1500 is used (the exchange's clock lookup weighs 1).
+    assert_eq!(forwarded, 75, "{answers:?}");
+    for (status, body) in &answers[75..] {
+        assert_eq!(
+            (status, body["code"].as_i64()),
+            (&429, Some(-1003)),
+            "{body}"
+        );
+        let msg = body["msg"].as_str().unwrap();
+        assert!(msg.contains("test orders are paused"), "{msg}");
+        assert!(msg.contains("cap of 1500"), "{msg}");
+    }
+
+    // The other client's cancel goes: the address never reached the exchange's limit.
+    let params = format!("symbol=BTCUSDT&orderId={order_id}");
+    let target = format!("/binance/api/v3/order?{}", sign(&params, BOT_SECRET));
+    let (status, body) = raw(env.gateway, &http("DELETE", &target, "", "")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "CANCELED", "{body}");
+}
+
+/// A regression test (found by review): a client's orders and cancels were never held
+/// back for weight, so a client with no rate could send USD-M cancels (weight 1 each, of
+/// 2400 a minute) until the exchange answered 429, pausing every client's orders and
+/// cancels. A client's own requests stop at its share of the pool (1500 for USD-M, what
+/// public data, pricing and reads may use together); other clients' go on.
+#[tokio::test]
+async fn one_client_cannot_spend_the_whole_weight_of_the_address() {
+    clear_of_a_minute_turn().await;
+    let env = default_env().await;
+    let scopes = [Scope::Read, Scope::Trade];
+    issue_another_client(&env, "hostile", HOSTILE_KEY, HOSTILE_SECRET, &scopes).await;
+    // The countdown that cancels a symbol's orders: 10 each by Binance's documentation.
+    let mut answers = Vec::new();
+    for n in 0..155 {
+        let params = format!("symbol=BTCUSDT&countdownTime={}", 60_000 + n);
+        let body = sign(&params, HOSTILE_SECRET);
+        let request = http_as(
+            HOSTILE_KEY,
+            "POST",
+            "/binance/fapi/v1/countdownCancelAll",
+            "",
+            &body,
+        );
+        answers.push(raw(env.gateway, &request).await);
+    }
+    assert_eq!(exchange_saw(&env, "/fapi/v1/countdownCancelAll"), 150);
+    for (status, body) in &answers[150..] {
+        assert_eq!(
+            (status, body["code"].as_i64()),
+            (&429, Some(-1003)),
+            "{body}"
+        );
+        let msg = body["msg"].as_str().unwrap();
+        assert!(msg.contains("client hostile's requests"), "{msg}");
+        assert!(msg.contains("at most 1500"), "{msg}");
+    }
+    let refused = events_where(&env, 5, |e| {
+        e["path"] == "/fapi/v1/countdownCancelAll" && e["allowed"] == false
+    })
+    .await;
+    assert!(refused
+        .iter()
+        .all(|e| e["rule"] == "weight_reserved" && e["client"] == "hostile"));
+
+    // The other client's orders and reads go on.
+    let target = format!("/binance/fapi/v2/account?{}", sign("", BOT_SECRET));
+    let (status, body) = raw(env.gateway, &http("GET", &target, "", "")).await;
+    assert_eq!(status, 200, "{body}");
 }
 
 #[tokio::test]

@@ -411,10 +411,18 @@ impl Endpoint {
 /// its `limit` (2 up to 50, 5 up to 100, 10 up to 500, 20 past that), USD-M `klines` by
 /// its `limit` (1 under 100, 2 under 500, 5 up to 1000, 10 past that), USD-M
 /// `ticker/bookTicker` 2 for one symbol and 5 for every symbol, `premiumIndex` 1 and 10;
-/// spot `myTrades` 20, or 5 with `orderId`. Parameters are read
+/// spot `myTrades` 20, or 5 with `orderId`; a spot test order 20 with
+/// `computeCommissionRates=true` (in its query or its body). Parameters are read
 /// percent-decoded, as Binance reads them. A value that does not read leaves the table's
 /// weight: the request is refused for it.
-fn weight_by_params(endpoint: Endpoint, query: &str) -> Option<u32> {
+fn weight_by_params(endpoint: Endpoint, query: &str, body: &[u8]) -> Option<u32> {
+    if matches!(endpoint, Endpoint::TestOrder) {
+        let asks_rates = |params: &[u8]| {
+            form_urlencoded::parse(params)
+                .any(|(key, value)| key == "computeCommissionRates" && value == "true")
+        };
+        return (asks_rates(query.as_bytes()) || asks_rates(body)).then_some(20);
+    }
     let param = |name: &str| {
         form_urlencoded::parse(query.as_bytes())
             .find(|(key, _)| key == name)
@@ -624,7 +632,7 @@ async fn handle(
     let weight = match found {
         // A path the simulator does not know weighs 1.
         None => 1,
-        Some((_, weight, endpoint)) => weight_by_params(endpoint, &query).unwrap_or(weight),
+        Some((_, weight, endpoint)) => weight_by_params(endpoint, &query, &body).unwrap_or(weight),
     };
     // Weight per account is counted for the account the key names, signed or not.
     let account = api_key.as_deref().filter(|k| simulator.key(k).is_some());

@@ -33,9 +33,9 @@ const CLOCK_RETRY: Duration = Duration::from_secs(10);
 /// may be off by up to half of it, and Binance refuses a timestamp more than a second
 /// ahead of its clock (-1021).
 const MAX_CLOCK_ROUND_TRIP: Duration = Duration::from_secs(1);
-/// How long a ticker lookup, its price or its failure, stands for the orders priced after
-/// it: many orders in one symbol within a second cost the exchange one ticker call, not
-/// one each, whether the exchange can price that symbol or not.
+/// How long a ticker or book lookup, what it found or its failure, stands for the orders
+/// priced after it: many orders in one symbol within a second cost the exchange one call,
+/// not one each, whether the exchange can price that symbol or not.
 const PRICE_TTL: Duration = Duration::from_secs(1);
 /// The most lookups kept; past it, those older than [`PRICE_TTL`] are dropped.
 const PRICES_MAX: usize = 1024;
@@ -104,7 +104,10 @@ pub struct Upstream {
     timeout: Duration,
     /// The exchange clocks, by base URL.
     clocks: Arc<Mutex<HashMap<String, Arc<Clock>>>>,
-    prices: Arc<Mutex<Prices>>,
+    /// Book tickers, shared by every worker.
+    prices: Arc<Mutex<Lookups<Quote>>>,
+    /// Order books, shared by every worker.
+    books: Arc<Mutex<Lookups<Bytes>>>,
 }
 
 /// What is known of one exchange clock, shared by every worker.
@@ -177,9 +180,30 @@ impl Clock {
     }
 }
 
-/// The last lookup of each (base URL, ticker path): its quote (`None` when it failed), and
-/// when it was made.
-type Prices = HashMap<(String, String), (Option<Quote>, Instant)>;
+/// The last lookup of each (base URL, path and query) made to price orders: what it
+/// found (`None` when it failed), and when it was made. Kept for [`PRICE_TTL`], at most
+/// [`PRICES_MAX`] of them.
+type Lookups<T> = HashMap<(String, String), (Option<T>, Instant)>;
+
+/// What `cache` holds for `key` from the last [`PRICE_TTL`], if anything.
+fn fresh<T: Clone>(cache: &Mutex<Lookups<T>>, key: &(String, String)) -> Option<Option<T>> {
+    let cache = cache.lock().unwrap_or_else(|p| p.into_inner());
+    cache
+        .get(key)
+        .filter(|(_, at)| at.elapsed() < PRICE_TTL)
+        .map(|(found, _)| found.clone())
+}
+
+/// Keeps what a lookup of `key` found in `cache` (unless it is full of fresh lookups).
+fn remember<T>(cache: &Mutex<Lookups<T>>, key: (String, String), found: Option<T>) {
+    let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
+    if cache.len() >= PRICES_MAX {
+        cache.retain(|_, (_, at)| at.elapsed() < PRICE_TTL);
+    }
+    if cache.len() < PRICES_MAX {
+        cache.insert(key, (found, Instant::now()));
+    }
+}
 
 /// A keep-alive connection waiting for its next request.
 struct Idle {
@@ -333,6 +357,7 @@ impl Upstream {
             timeout,
             clocks: Arc::new(Mutex::new(HashMap::new())),
             prices: Arc::new(Mutex::new(HashMap::new())),
+            books: Arc::new(Mutex::new(HashMap::new())),
         })
     }
 
@@ -349,6 +374,7 @@ impl Upstream {
             timeout: self.timeout,
             clocks: self.clocks.clone(),
             prices: self.prices.clone(),
+            books: self.books.clone(),
         }
     }
 
@@ -724,31 +750,47 @@ impl Upstream {
             return Ok(None);
         };
         let key = (base.to_owned(), path);
-        let prices = || self.prices.lock().unwrap_or_else(|p| p.into_inner());
-        let cached = prices().get(&key).copied();
-        if let Some((price, _)) = cached.filter(|(_, at)| at.elapsed() < PRICE_TTL) {
+        if let Some(price) = fresh(&self.prices, &key) {
             return Ok(price);
         }
         let price = self
             .public_lookup(adapter, base, &key.1, weight, cap)
             .await?
             .and_then(|body| adapter.parse_ticker_price(&body, symbol));
-        let mut prices = prices();
-        if prices.len() >= PRICES_MAX {
-            prices.retain(|_, (_, at)| at.elapsed() < PRICE_TTL);
-        }
-        if prices.len() < PRICES_MAX {
-            prices.insert(key, (price, Instant::now()));
-        }
+        remember(&self.prices, key, price);
         Ok(price)
+    }
+
+    /// The book of the market of `path` (`depth_path`, at `base`), by a lookup at most a
+    /// second old, weighed as [`Upstream::price`]'s; `Ok(None)` when it failed. Kept like
+    /// the book ticker (found by review: looked up for every request, a client's market
+    /// buys, each denied, spent the weight that prices every client's orders, several
+    /// times its rate).
+    async fn book<A: Adapter>(
+        &self,
+        adapter: &A,
+        base: &str,
+        depth_path: String,
+        weight: &WeightGauge,
+        cap: u64,
+    ) -> Result<Option<Bytes>, OverCap> {
+        let key = (base.to_owned(), depth_path);
+        if let Some(book) = fresh(&self.books, &key) {
+            return Ok(book);
+        }
+        let book = self
+            .public_lookup(adapter, base, &key.1, weight, cap)
+            .await?;
+        remember(&self.books, key, book.clone());
+        Ok(book)
     }
 
     /// The price `order` is counted at in `market` (see [`Upstream::price_orders`]): its
     /// best ask, or for a buy that takes the book at once (with those before it in the
     /// request) more than the best ask offers, the ask up to which the book fills it. The
-    /// book is looked up now, once per request and symbol (such a buy is rare, and the
-    /// book moves), weighed as [`Upstream::price`] is; `Ok(None)` when it cannot be had
-    /// or holds less.
+    /// book is looked up once per request and symbol, by a lookup at most a second old
+    /// ([`Upstream::book`]), as the best ask is; `Ok(None)` when it cannot be had or
+    /// holds less.
     // Each argument is a piece of the lookup's state; a struct would only rename them.
     #[allow(clippy::too_many_arguments)]
     async fn market_price<A: Adapter>(
@@ -776,10 +818,7 @@ impl Upstream {
         }
         if market.book.is_none() {
             let book = match adapter.depth_path(native_path, market.symbol) {
-                Some(path) => {
-                    self.public_lookup(adapter, base, &path, weight, cap)
-                        .await?
-                }
+                Some(path) => self.book(adapter, base, path, weight, cap).await?,
                 None => None,
             };
             market.book = Some(book);

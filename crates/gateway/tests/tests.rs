@@ -822,6 +822,15 @@ async fn a_market_buy_larger_than_the_best_ask_is_priced_at_the_book() {
         "keygate: order notional 120000.04 exceeds the limit 120000.03 of client bot1"
     );
     assert_eq!(exchange_saw(&env, "/api/v3/depth"), 1);
+    // Found by review: the book was looked up for each such buy, so a client's market
+    // buys, each denied, spent the weight that prices every client's orders. It is kept
+    // for a second, as the best ask is.
+    for n in 0..5 {
+        let order = format!("symbol=BTCUSDT&side=BUY&type=MARKET&quantity=2&newClientOrderId=d{n}");
+        let (status, body) = post(&env, "/api/v3/order", &order).await;
+        assert_eq!(status, 401, "{body}");
+    }
+    assert_eq!(exchange_saw(&env, "/api/v3/depth"), 1);
     // What the best ask offers is priced at it, with no look at the book; a sell too.
     for order in [
         "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=1",
@@ -856,7 +865,17 @@ async fn a_market_buy_larger_than_the_best_ask_is_priced_at_the_book() {
         let (status, body) = post(&env, "/api/v3/order", order).await;
         assert_ne!(status, 401, "{order}: {body}");
     }
-    // One look for the 2 BTC, one for the 101.
+    // One look at the book for the 2 BTC and the 101, within a second; another once
+    // that second is over.
+    assert_eq!(exchange_saw(&env, "/api/v3/depth"), 1);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (status, _) = post(
+        &env,
+        "/api/v3/order",
+        "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=2",
+    )
+    .await;
+    assert_eq!(status, 401);
     assert_eq!(exchange_saw(&env, "/api/v3/depth"), 2);
 }
 

@@ -61,6 +61,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use keygate_core::{
@@ -131,6 +132,9 @@ pub fn total_notional(notionals: &[Option<Decimal>]) -> Option<Decimal> {
 #[derive(Debug, Default)]
 pub struct Decider {
     counters: Mutex<HashMap<String, Counters>>,
+    /// The UTC day the counters were last swept of clients idle since before yesterday:
+    /// one day each, so that clients revoked or replaced over months are not all kept.
+    swept_day: AtomicU64,
     /// What earlier requests read back from the audit log reserved, by request id, while
     /// their outcome is not read yet: one the exchange never had hands it back.
     earlier_unsettled: Mutex<HashMap<String, DailyReservation>>,
@@ -252,6 +256,15 @@ struct KeptDay {
 }
 
 impl Counters {
+    /// Whether these counters keep anything a decision on UTC day `today` (or on the day
+    /// before, which a request that took its time may be counted in) could read: a
+    /// client with no request counted since before yesterday has none, and its counters
+    /// would read as new ones do (its rate log is long over).
+    fn is_recent(&self, today: u64) -> bool {
+        let recent = |day: u64| day.saturating_add(1) >= today;
+        recent(self.day) || self.other_day.as_ref().is_some_and(|kept| recent(kept.day))
+    }
+
     /// Moves to `now_ms`'s UTC day: a later day starts from nothing, and the day it leaves
     /// is kept; back to the day kept, its totals come back. So neither a request that
     /// took its time before midnight nor a clock stepped forward past midnight and back
@@ -673,6 +686,13 @@ impl Decider {
             .counters
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let today = r.now_ms / DAY_MS;
+        if self.swept_day.load(Ordering::Relaxed) != today {
+            // Found by review: the counters of every client ever seen were kept, some
+            // with thousands of modified orders' peaks, for the life of the process.
+            counters.retain(|_, c| c.is_recent(today));
+            self.swept_day.store(today, Ordering::Relaxed);
+        }
         if !counters.contains_key(client) {
             counters.insert(client.to_owned(), Counters::default());
         }
@@ -2852,6 +2872,37 @@ mod tests {
         assert_eq!(d.day_notional("bot1", DAY_MS - 4), Decimal::from(400));
         assert_eq!(at(400, DAY_MS + 6), None);
         assert_eq!(at(200, DAY_MS + 7), Some(Rule::DailyNotional));
+    }
+
+    /// A regression test (found by review): the counters of every client ever seen were
+    /// kept for the life of the process; those idle since before yesterday go each day.
+    #[test]
+    fn clients_idle_since_before_yesterday_are_forgotten() {
+        let p = Policy {
+            rate_per_second: Some(5),
+            ..trading_policy()
+        };
+        let d = Decider::new();
+        let btc = order("BTCUSDT");
+        let at = |client: &str, now_ms: u64| {
+            rule(d.decide(&Request {
+                client,
+                expires_at_ms: None,
+                ..request(&p, &btc, Some(Decimal::ONE), now_ms)
+            }))
+        };
+        let noon = 10 * DAY_MS + DAY_MS / 2;
+        let names: Vec<String> = (0..100).map(|n| format!("old{n}")).collect();
+        for name in &names {
+            assert_eq!(at(name, noon), None);
+        }
+        assert_eq!(at("yesterday", noon + DAY_MS), None);
+        let counted = || d.counters.lock().unwrap().len();
+        assert_eq!(counted(), 101);
+        // Two days on, the hundred go; yesterday's client stays, with today's.
+        assert_eq!(at("today", noon + 2 * DAY_MS), None);
+        assert_eq!(counted(), 2);
+        assert_eq!(d.day_notional("yesterday", noon + DAY_MS), Decimal::ONE);
     }
 
     /// From a review: the counters kept one day and only rolled forward, so a clock

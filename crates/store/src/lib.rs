@@ -127,6 +127,9 @@ ALTER TABLE clients_v3 RENAME TO clients;
 /// keys, empty.
 const SCHEMA_VERSION: i64 = 6;
 
+/// The size, in bytes, the write-ahead log is cut back to once checkpointed.
+const WAL_SIZE_LIMIT: i64 = 64 << 20;
+
 /// How long [`Store::transaction`] keeps asking for the write lock while another
 /// connection holds it.
 pub const WRITE_LOCK_PATIENCE: Duration = Duration::from_secs(30);
@@ -527,6 +530,11 @@ impl Store {
             .map_err(sql)?;
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(sql)?;
+        // The write-ahead log grows while a long read (the hourly reread of the audit log)
+        // keeps it from being reset, and kept its largest size for good (found by
+        // review): past this, it is cut back once checkpointed.
+        conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)
+            .map_err(sql)?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(sql)?;
         // What is deleted or replaced is overwritten with zeros, not left in the page's
@@ -871,6 +879,21 @@ mod tests {
     use super::*;
     use keygate_core::{Exchange, Policy};
     use keygate_vault::{MasterKey, SecretString};
+
+    /// A regression test (found by review): the write-ahead log kept its largest size for
+    /// good after a long read held it from being reset.
+    #[test]
+    fn the_write_ahead_log_is_cut_back_once_checkpointed() {
+        let (dir, store) = temp_store();
+        drop(store);
+        let store = Store::open(&dir.join("keygate.db")).unwrap();
+        let limit: i64 = store
+            .conn
+            .query_row("PRAGMA journal_size_limit", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(limit, WAL_SIZE_LIMIT);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 
     fn temp_store() -> (std::path::PathBuf, Store) {
         let dir =

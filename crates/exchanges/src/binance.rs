@@ -1933,8 +1933,8 @@ fn parse_server_time(body: &[u8]) -> Option<u64> {
 /// An upper estimate of a public call's weight, from Binance's documented weights (those
 /// of spot, the higher, for the endpoints every market has): order books by their
 /// `limit` (the highest when it does not read as a number), tickers of every symbol or
-/// of a list, the exchange's whole description, trade lists; 10 for the rest, which
-/// documents 1 to 5 for most. Names and values are read percent-decoded, as Binance
+/// of a list, a price or best ask of one symbol (2), the exchange's whole description,
+/// trade lists; 10 for the rest, which documents 1 to 5 for most. Names and values are read percent-decoded, as Binance
 /// reads them.
 fn public_weight(path: &str, query: &str) -> u64 {
     let param = |name| query_param(query, name);
@@ -1949,6 +1949,9 @@ fn public_weight(path: &str, query: &str) -> u64 {
         "ticker" | "tradingDay" if !one_symbol => 200,
         "24hr" if !one_symbol => 80,
         "price" | "bookTicker" if !one_symbol => 5,
+        // What prices an order, at most once a second per symbol: an estimate five times
+        // too high would hold a client's pricing to a fifth of its share.
+        "price" | "bookTicker" => 2,
         "exchangeInfo" => 20,
         "trades" | "historicalTrades" | "aggTrades" => 25,
         _ => 10,

@@ -97,8 +97,8 @@ use rust_decimal::Decimal;
 use crate::answers::{AnswerBudget, Caller};
 use crate::registry::{ClientEntry, Live, Registry, Verifier};
 use crate::replay::ReplayCache;
-use crate::upstream::{Failure, Sent, Upstream};
-use crate::weight::{OverCap, Pool, Reservation, WeightGauge};
+use crate::upstream::{Budget, Failure, Sent, Upstream};
+use crate::weight::{OverCap, Payer, Pool, Reservation, WeightGauge};
 
 /// Largest request body accepted, in bytes. Binance's own requests are far smaller.
 pub const MAX_REQUEST_BODY_BYTES: usize = 64 * 1024;
@@ -776,7 +776,7 @@ async fn handle<A: Adapter>(
     // address to the exchange's 429, pausing every client's cancels). Handed back if the
     // request is refused from here on. Each is charged to its client too, which may not
     // spend more than its share of the pool in a minute.
-    let share = client_weight_share(gw, adapter, pool);
+    let payer = payer(gw, adapter, pool, client.name.as_str());
     if action.kind == ActionKind::Read || action.validates_only {
         let cap = signed_read_weight_cap(public_cap_in(gw, adapter, pool));
         let weight = if action.kind == ActionKind::Read {
@@ -786,7 +786,7 @@ async fn handle<A: Adapter>(
         };
         match gw
             .weight
-            .reserve_for(client.name.as_str(), share, pool, cap, weight, now_ms())
+            .reserve_for(payer, false, pool, cap, weight, now_ms())
         {
             Ok(reservation) => audit.weight = Held(Some(reservation)),
             Err(refused) => {
@@ -797,7 +797,7 @@ async fn handle<A: Adapter>(
                         cap,
                         "orders and cancels",
                     ),
-                    weight::Refused::Share(over) => over_share(client.name.as_str(), over, pool),
+                    weight::Refused::Share(over) => over_share(payer, over, pool),
                 };
                 audit.action = Some(action);
                 return audit.deny(refuse(Refusal::TooMany(&msg)), Rule::WeightReserved, &msg);
@@ -829,9 +829,16 @@ async fn handle<A: Adapter>(
     }) = &decision
     {
         let cap = pricing_weight_cap(public_cap_in(gw, adapter, pool));
+        // Charged to the client, within a share of its own: one client's orders, each
+        // denied once priced, must not spend the weight that prices everyone's (found
+        // by review).
+        let budget = Budget {
+            cap,
+            payer: Some(payer),
+        };
         match gw
             .upstream
-            .price_orders(adapter, &base, native, &action, &gw.weight, cap)
+            .price_orders(adapter, &base, native, &action, &gw.weight, budget)
             .await
         {
             Ok(priced) => {
@@ -840,13 +847,16 @@ async fn handle<A: Adapter>(
                     .decider
                     .reserve_priced(&request(None).with_order_notionals(&notionals));
             }
-            Err(over) => {
-                let msg = weight_paused(
-                    "pricing orders from the exchange's ticker is",
-                    over,
-                    cap,
-                    "orders that need no price, and cancels",
-                );
+            Err(refused) => {
+                let msg = match refused {
+                    weight::Refused::Cap(over) => weight_paused(
+                        "pricing orders from the exchange's ticker is",
+                        over,
+                        cap,
+                        "orders that need no price, and cancels",
+                    ),
+                    weight::Refused::Share(over) => over_share(payer, over, pool),
+                };
                 audit.action = Some(action);
                 return audit.deny(refuse(Refusal::TooMany(&msg)), Rule::WeightReserved, &msg);
             }
@@ -890,11 +900,8 @@ async fn handle<A: Adapter>(
         .is_some_and(|a| a.kind == ActionKind::Read || a.validates_only);
     if !weighed_already {
         let weight = adapter.order_weight(method.as_str(), native);
-        if let Err(over) = gw
-            .weight
-            .charge(client.name.as_str(), share, pool, weight, now_ms())
-        {
-            let msg = over_share(client.name.as_str(), over, pool);
+        if let Err(over) = gw.weight.charge(payer, pool, weight, now_ms()) {
+            let msg = over_share(payer, over, pool);
             return audit.deny(refuse(Refusal::TooMany(&msg)), Rule::WeightReserved, &msg);
         }
     }
@@ -1133,24 +1140,39 @@ fn public_cap_within(configured: u64, limit: u64) -> u64 {
     }
 }
 
-/// The most of `pool`'s request weight one client's signed requests may be estimated at
-/// in a minute: what the exchange's adapter lets public data, pricing and reads use
-/// together ([`Adapter::shared_weight_limit`]), so that one client cannot take the address
-/// to the exchange's limit alone; no bound when the gateway may spend that weight
-/// ([`ClientLimits::spend_weight_kept_for_reconciliation`]).
-fn client_weight_share<A: Adapter>(gw: &Gateway, adapter: &A, pool: Pool<'_>) -> u64 {
+/// `client`, as its requests to `pool` are charged: its share of the pool in a minute is
+/// what the exchange's adapter lets public data, pricing and reads use together
+/// ([`Adapter::shared_weight_limit`]), so that one client cannot take the address to the
+/// exchange's limit alone, and of that, half the cap for pricing orders, so that one
+/// client's orders cannot keep everyone's from being priced. No bound when the gateway
+/// may spend that weight ([`ClientLimits::spend_weight_kept_for_reconciliation`]).
+fn payer<'c, A: Adapter>(gw: &Gateway, adapter: &A, pool: Pool<'_>, client: &'c str) -> Payer<'c> {
     if gw.limits.spend_weight_kept_for_reconciliation {
-        return u64::MAX;
+        return Payer {
+            client,
+            share: u64::MAX,
+            pricing_share: u64::MAX,
+        };
     }
-    adapter.shared_weight_limit(pool.name)
+    Payer {
+        client,
+        share: adapter.shared_weight_limit(pool.name),
+        pricing_share: pricing_weight_cap(public_cap_in(gw, adapter, pool)) / 2,
+    }
 }
 
-/// Why `client`'s request is refused for its share of `pool`.
-fn over_share(client: &str, over: weight::OverShare, pool: Pool<'_>) -> String {
+/// Why `payer`'s request is refused for its share of `pool`.
+fn over_share(payer: Payer<'_>, over: weight::OverShare, pool: Pool<'_>) -> String {
+    let client = payer.client;
+    let what = if over.pricing {
+        format!("the ticker and book lookups that priced client {client}'s orders this minute")
+    } else {
+        format!("client {client}'s requests this minute")
+    };
     format!(
-        "keygate: client {client}'s requests this minute are estimated at {} request weight \
-         of the exchange's {} limit, and one client may use at most {} of it (the rest is \
-         kept for the account's other clients); wait for the minute to turn",
+        "keygate: {what} are estimated at {} request weight of the exchange's {} limit, and \
+         one client may use at most {} for them (the rest is kept for the account's other \
+         clients); wait for the minute to turn",
         over.spent, pool.name, over.share
     )
 }

@@ -19,7 +19,7 @@ use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 use zeroize::Zeroizing;
 
-use crate::weight::{OverCap, Pool, WeightGauge};
+use crate::weight::{Payer, Pool, Refused, WeightGauge};
 use crate::wire::{self, WriteFailure};
 
 /// How long a call to the exchange may take before its outcome is unknown.
@@ -203,6 +203,16 @@ fn remember<T>(cache: &Mutex<Lookups<T>>, key: (String, String), found: Option<T
     if cache.len() < PRICES_MAX {
         cache.insert(key, (found, Instant::now()));
     }
+}
+
+/// What the lookups that price an order may spend: up to the pool's `cap` for pricing,
+/// charged to the client whose order it is, within its share ([`Payer`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Budget<'a> {
+    /// The weight of the pool, used and reserved, at which lookups stop.
+    pub cap: u64,
+    /// Who the lookups are charged to; `None` for keygate's own.
+    pub payer: Option<Payer<'a>>,
 }
 
 /// A keep-alive connection waiting for its next request.
@@ -734,9 +744,9 @@ impl Upstream {
     /// not list, no answer), which stands as long as a price does.
     ///
     /// A lookup is a public call: it reserves its estimated weight in `weight` and is not
-    /// made while the weight used and reserved reach `cap` (`Err`, as a public call is
-    /// refused); the weight the exchange reports for it goes to `weight`, as a forwarded
-    /// request's does.
+    /// made while the weight used and reserved reach the budget's cap, or the client it
+    /// is charged to its share (`Err`, as a public call is refused); the weight the
+    /// exchange reports for it goes to `weight`, as a forwarded request's does.
     pub async fn price<A: Adapter>(
         &self,
         adapter: &A,
@@ -744,8 +754,8 @@ impl Upstream {
         native_path: &str,
         symbol: &str,
         weight: &WeightGauge,
-        cap: u64,
-    ) -> Result<Option<Quote>, OverCap> {
+        budget: Budget<'_>,
+    ) -> Result<Option<Quote>, Refused> {
         let Some(path) = adapter.ticker_path(native_path, symbol) else {
             return Ok(None);
         };
@@ -754,7 +764,7 @@ impl Upstream {
             return Ok(price);
         }
         let price = self
-            .public_lookup(adapter, base, &key.1, weight, cap)
+            .public_lookup(adapter, base, &key.1, weight, budget)
             .await?
             .and_then(|body| adapter.parse_ticker_price(&body, symbol));
         remember(&self.prices, key, price);
@@ -772,14 +782,14 @@ impl Upstream {
         base: &str,
         depth_path: String,
         weight: &WeightGauge,
-        cap: u64,
-    ) -> Result<Option<Bytes>, OverCap> {
+        budget: Budget<'_>,
+    ) -> Result<Option<Bytes>, Refused> {
         let key = (base.to_owned(), depth_path);
         if let Some(book) = fresh(&self.books, &key) {
             return Ok(book);
         }
         let book = self
-            .public_lookup(adapter, base, &key.1, weight, cap)
+            .public_lookup(adapter, base, &key.1, weight, budget)
             .await?;
         remember(&self.books, key, book.clone());
         Ok(book)
@@ -801,8 +811,8 @@ impl Upstream {
         order: &Action,
         market: &mut Market<'_>,
         weight: &WeightGauge,
-        cap: u64,
-    ) -> Result<Option<Decimal>, OverCap> {
+        budget: Budget<'_>,
+    ) -> Result<Option<Decimal>, Refused> {
         let Some(quote) = market.quote else {
             return Ok(None);
         };
@@ -818,7 +828,7 @@ impl Upstream {
         }
         if market.book.is_none() {
             let book = match adapter.depth_path(native_path, market.symbol) {
-                Some(path) => self.book(adapter, base, path, weight, cap).await?,
+                Some(path) => self.book(adapter, base, path, weight, budget).await?,
                 None => None,
             };
             market.book = Some(book);
@@ -834,15 +844,16 @@ impl Upstream {
     /// One public call keygate makes for itself (`path_and_query` at `base`): the body of
     /// a successful answer; `Ok(None)` for any other answer, none, or while the exchange
     /// has asked the address to back off (nothing is sent then). Its estimated weight is
-    /// reserved in `weight` first, and refused at `cap`.
+    /// reserved in `weight` first (and charged to the budget's payer), and refused at the
+    /// budget's cap or the payer's share.
     async fn public_lookup<A: Adapter>(
         &self,
         adapter: &A,
         base: &str,
         path_and_query: &str,
         weight: &WeightGauge,
-        cap: u64,
-    ) -> Result<Option<Bytes>, OverCap> {
+        budget: Budget<'_>,
+    ) -> Result<Option<Bytes>, Refused> {
         let (path, query) = path_and_query
             .split_once('?')
             .unwrap_or((path_and_query, ""));
@@ -855,7 +866,13 @@ impl Upstream {
             return Ok(None);
         }
         // Settled once the answer's weight is recorded; else its estimate counts as spent.
-        let reservation = weight.reserve(pool, cap, estimate, crate::now_ms())?;
+        let now_ms = crate::now_ms();
+        let reservation = match budget.payer {
+            Some(payer) => weight.reserve_for(payer, true, pool, budget.cap, estimate, now_ms)?,
+            None => weight
+                .reserve(pool, budget.cap, estimate, now_ms)
+                .map_err(Refused::Cap)?,
+        };
         let url = format!("{base}{path_and_query}");
         Ok(
             match self.send(adapter, &Method::GET, &url, &[], b"").await {
@@ -887,8 +904,8 @@ impl Upstream {
         native_path: &str,
         action: &Action,
         weight: &WeightGauge,
-        cap: u64,
-    ) -> Result<Vec<Option<Decimal>>, OverCap> {
+        budget: Budget<'_>,
+    ) -> Result<Vec<Option<Decimal>>, Refused> {
         let mut markets: Vec<Market<'_>> = Vec::new();
         let mut notionals = Vec::with_capacity(action.orders().len());
         for order in action.orders() {
@@ -901,7 +918,7 @@ impl Upstream {
                         None if markets.len() >= MAX_PRICED_SYMBOLS => None,
                         None => {
                             let quote = self
-                                .price(adapter, base, native_path, symbol, weight, cap)
+                                .price(adapter, base, native_path, symbol, weight, budget)
                                 .await?;
                             markets.push(Market {
                                 symbol,
@@ -914,7 +931,7 @@ impl Upstream {
                     };
                     match market {
                         Some(market) => self
-                            .market_price(adapter, base, native_path, order, market, weight, cap)
+                            .market_price(adapter, base, native_path, order, market, weight, budget)
                             .await?
                             .and_then(|price| order.priced_notional(price)),
                         None => None,
@@ -1266,7 +1283,12 @@ mod tests {
         let upstream = Upstream::new(Duration::from_secs(5)).unwrap();
         let weight = WeightGauge::default();
         let binance = keygate_exchanges::Binance;
-        let price = |symbol| upstream.price(&binance, base, "/api/v3/order", symbol, &weight, 100);
+        let budget = Budget {
+            cap: 100,
+            payer: None,
+        };
+        let price =
+            |symbol| upstream.price(&binance, base, "/api/v3/order", symbol, &weight, budget);
         for _ in 0..3 {
             assert_eq!(price("ZZZZ1USDT").await, Ok(None));
         }

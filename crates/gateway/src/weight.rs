@@ -100,7 +100,7 @@ struct State {
     /// The estimated weight of each client's signed requests in the minute
     /// `spent_minute`, by client name: cleared as the minute turns, so that it holds the
     /// clients of one minute only.
-    spent: HashMap<String, ByPool<u64>>,
+    spent: HashMap<String, ByPool<Spent>>,
     spent_minute: u64,
 }
 
@@ -246,23 +246,47 @@ pub struct OverCap {
     pub reserved: u64,
 }
 
-/// Why a client's signed request may not go now: its requests this minute were estimated
-/// to weigh `spent`, and this one would take them past its `share` of the pool.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct OverShare {
-    /// The estimated weight of the client's requests this minute.
-    pub spent: u64,
-    /// The most one client may spend of the pool in a minute.
+/// A client whose signed request spends weight, and its share of each pool in a minute.
+#[derive(Clone, Copy, Debug)]
+pub struct Payer<'a> {
+    /// The client's name.
+    pub client: &'a str,
+    /// The most its requests may be estimated to weigh in a pool in a minute, the
+    /// lookups that price its orders included.
     pub share: u64,
+    /// The most of that the lookups that price its orders may weigh.
+    pub pricing_share: u64,
 }
 
-/// Why a signed read may not go now.
+/// Why a client's signed request may not go now: what it is charged for this minute
+/// was estimated at `spent`, and this one would take it past `share`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OverShare {
+    /// What the client was charged for this minute: its requests, or the lookups
+    /// that priced its orders when `pricing`.
+    pub spent: u64,
+    /// The most it may be charged for in a minute.
+    pub share: u64,
+    /// Whether the share is the one for pricing its orders.
+    pub pricing: bool,
+}
+
+/// Why a call made for a client may not go now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Refused {
-    /// The pool's weight reaches the cap for reads.
+    /// The pool's weight reaches the cap for such calls.
     Cap(OverCap),
-    /// The client's requests reach its share of the pool.
+    /// The client reaches its share of the pool.
     Share(OverShare),
+}
+
+/// What one client was charged for in a pool this minute.
+#[derive(Clone, Copy, Default)]
+struct Spent {
+    /// Its requests and the lookups that priced its orders.
+    total: u64,
+    /// The lookups that priced its orders.
+    pricing: u64,
 }
 
 #[derive(Clone, Copy, Default)]
@@ -381,53 +405,51 @@ impl WeightGauge {
         })
     }
 
-    /// [Reserves](WeightGauge::reserve) `weight` of `pool` for a signed read (or a test
-    /// order) of `client` and [charges](WeightGauge::charge) it to the client, under one
-    /// lock: refused at the pool's `cap` or the client's `share`, whichever comes first.
+    /// [Reserves](WeightGauge::reserve) `weight` of `pool` for a call made for `payer` (a
+    /// signed read, a test order, or a lookup that prices its order when `pricing`) and
+    /// [charges](WeightGauge::charge) it to the client, under one lock: refused at the
+    /// pool's `cap` or the client's share, whichever comes first.
     pub fn reserve_for(
         &self,
-        client: &str,
-        share: u64,
+        payer: Payer<'_>,
+        pricing: bool,
         pool: Pool<'_>,
         cap: u64,
         weight: u64,
         now_ms: u64,
     ) -> Result<Reservation<'_>, Refused> {
         let mut state = self.lock();
-        if let Err(over) = Self::has_room(&mut state, client, share, pool, weight, now_ms) {
-            return Err(Refused::Share(over));
-        }
+        Self::has_room(&mut state, payer, pricing, pool, weight, now_ms).map_err(Refused::Share)?;
         let reservation = self
             .reserve_locked(&mut state, pool, cap, weight, now_ms)
             .map_err(Refused::Cap)?;
-        Self::spend(&mut state, client, pool, weight);
+        Self::spend(&mut state, payer.client, pricing, pool, weight);
         Ok(reservation)
     }
 
-    /// Charges `weight` (an upper estimate) of a signed request of `client` drawing from
-    /// `pool` to the client, unless the estimated weight of its requests there this minute
-    /// would then pass `share`. Nothing is reserved: an order or a cancel is not held
-    /// back for the weight others use, only for what its own client spent.
+    /// Charges `weight` (an upper estimate) of a signed request of `payer` drawing from
+    /// `pool` to the client, unless what it was charged for there this minute would then
+    /// pass its share. Nothing is reserved: an order or a cancel is not held back for the
+    /// weight others use, only for what its own client spent.
     pub fn charge(
         &self,
-        client: &str,
-        share: u64,
+        payer: Payer<'_>,
         pool: Pool<'_>,
         weight: u64,
         now_ms: u64,
     ) -> Result<(), OverShare> {
         let mut state = self.lock();
-        Self::has_room(&mut state, client, share, pool, weight, now_ms)?;
-        Self::spend(&mut state, client, pool, weight);
+        Self::has_room(&mut state, payer, false, pool, weight, now_ms)?;
+        Self::spend(&mut state, payer.client, false, pool, weight);
         Ok(())
     }
 
-    /// Whether `client` may spend `weight` more of `pool` this minute within `share`; the
-    /// clients' counts start again as the minute turns.
+    /// Whether `payer` may be charged `weight` more of `pool` this minute (for pricing its
+    /// orders when `pricing`); the clients' counts start again as the minute turns.
     fn has_room(
         state: &mut State,
-        client: &str,
-        share: u64,
+        payer: Payer<'_>,
+        pricing: bool,
         pool: Pool<'_>,
         weight: u64,
         now_ms: u64,
@@ -439,25 +461,36 @@ impl WeightGauge {
         }
         let spent = state
             .spent
-            .get(client)
+            .get(payer.client)
             .and_then(|pools| get(pools, pool.upstream, pool.name))
             .copied()
-            .unwrap_or(0);
-        if spent.saturating_add(weight) > share {
-            return Err(OverShare { spent, share });
+            .unwrap_or_default();
+        let over = |spent: u64, share: u64, pricing| {
+            (spent.saturating_add(weight) > share).then_some(OverShare {
+                spent,
+                share,
+                pricing,
+            })
+        };
+        let over_pricing = || over(spent.pricing, payer.pricing_share, true);
+        match over(spent.total, payer.share, false).or_else(|| pricing.then(over_pricing)?) {
+            Some(over) => Err(over),
+            None => Ok(()),
         }
-        Ok(())
     }
 
-    /// Adds `weight` to what `client` spent of `pool` this minute ([`WeightGauge::has_room`]
-    /// first).
-    fn spend(state: &mut State, client: &str, pool: Pool<'_>, weight: u64) {
+    /// Adds `weight` to what `client` was charged for in `pool` this minute
+    /// ([`WeightGauge::has_room`] first).
+    fn spend(state: &mut State, client: &str, pricing: bool, pool: Pool<'_>, weight: u64) {
         if !state.spent.contains_key(client) {
             state.spent.insert(client.to_owned(), HashMap::new());
         }
         if let Some(pools) = state.spent.get_mut(client) {
             let spent = entry(pools, pool.upstream, pool.name);
-            *spent = spent.saturating_add(weight);
+            spent.total = spent.total.saturating_add(weight);
+            if pricing {
+                spent.pricing = spent.pricing.saturating_add(weight);
+            }
         }
     }
 
@@ -667,42 +700,67 @@ mod tests {
     #[test]
     fn a_client_is_held_to_its_share_of_each_pool_for_a_minute() {
         let gauge = WeightGauge::default();
+        let payer = |client| Payer {
+            client,
+            share: 30,
+            pricing_share: 12,
+        };
+        let hostile = payer("hostile");
         let minute = 100 * 60_000;
         for _ in 0..3 {
-            gauge.charge("hostile", 30, SIM_FAPI, 10, minute).unwrap();
+            gauge.charge(hostile, SIM_FAPI, 10, minute).unwrap();
         }
-        assert_eq!(
-            gauge.charge("hostile", 30, SIM_FAPI, 1, minute + 1),
-            Err(OverShare {
-                spent: 30,
-                share: 30
-            })
-        );
-        // Reads and test orders count with the rest, whatever the pool's own cap.
-        assert_eq!(
-            gauge
-                .reserve_for("hostile", 30, SIM_FAPI, 1000, 1, minute)
-                .err(),
-            Some(Refused::Share(OverShare {
-                spent: 30,
-                share: 30
-            }))
-        );
+        let over = OverShare {
+            spent: 30,
+            share: 30,
+            pricing: false,
+        };
+        assert_eq!(gauge.charge(hostile, SIM_FAPI, 1, minute + 1), Err(over));
+        // Reads, test orders and pricing count with the rest, whatever the pool's cap.
+        for pricing in [false, true] {
+            assert_eq!(
+                gauge
+                    .reserve_for(hostile, pricing, SIM_FAPI, 1000, 1, minute)
+                    .err(),
+                Some(Refused::Share(over))
+            );
+        }
         // Another client, another pool of the same upstream, another upstream: untouched.
-        gauge.charge("victim", 30, SIM_FAPI, 30, minute).unwrap();
-        gauge.charge("hostile", 30, SIM_API, 30, minute).unwrap();
-        gauge.charge("hostile", 30, FAPI, 30, minute).unwrap();
+        gauge.charge(payer("victim"), SIM_FAPI, 30, minute).unwrap();
+        gauge.charge(hostile, SIM_API, 30, minute).unwrap();
+        gauge.charge(hostile, FAPI, 30, minute).unwrap();
         // The next minute, each starts again.
         gauge
-            .charge("hostile", 30, SIM_FAPI, 30, minute + 60_000)
+            .charge(hostile, SIM_FAPI, 30, minute + 60_000)
             .unwrap();
-        // A read refused at the pool's cap is not charged to its client.
-        gauge.record(API, 100, minute);
+
+        // Pricing has a share of its own within the client's.
+        let pricer = payer("pricer");
+        let lookup = |weight| {
+            gauge
+                .reserve_for(pricer, true, API, 1000, weight, minute + 60_000)
+                .map(Reservation::settle)
+        };
+        lookup(10).unwrap();
+        assert_eq!(
+            lookup(5),
+            Err(Refused::Share(OverShare {
+                spent: 10,
+                share: 12,
+                pricing: true
+            }))
+        );
+        gauge.charge(pricer, API, 20, minute + 60_000).unwrap();
+
+        // A call refused at the pool's cap is not charged to its client.
+        gauge.record(SIM_API, 100, minute + 60_000);
         assert!(matches!(
-            gauge.reserve_for("reader", 30, API, 100, 5, minute),
+            gauge.reserve_for(payer("reader"), false, SIM_API, 100, 5, minute + 60_000),
             Err(Refused::Cap(_))
         ));
-        gauge.charge("reader", 30, API, 30, minute).unwrap();
+        gauge
+            .charge(payer("reader"), SIM_API, 30, minute + 60_000)
+            .unwrap();
     }
 
     /// What holds back a public call of weight 1 now, if anything.

@@ -2522,7 +2522,11 @@ async fn a_client_s_heavy_reads_cannot_spend_the_weight_that_prices_others_order
     clear_of_a_minute_turn().await;
     let env = default_env().await;
     // A second client of the same account, issued with the read scope and no rate.
-    issue_another_client(&env, "reader", READER_KEY, READER_SECRET, &[Scope::Read]).await;
+    let policy = Policy {
+        scopes: [Scope::Read].into_iter().collect(),
+        ..Policy::default()
+    };
+    issue_another_client(&env, "reader", READER_KEY, READER_SECRET, policy).await;
     // Every symbol's open orders, weight 80 each: 25 of them would be 2000.
     let mut answers = Vec::new();
     for n in 0..25 {
@@ -2584,9 +2588,9 @@ async fn a_client_s_heavy_reads_cannot_spend_the_weight_that_prices_others_order
     assert_eq!(status, 429, "{body}");
 }
 
-/// Issues client `name` of account `main` (HMAC, no rate, no symbol list) with `scopes`,
-/// and waits for the gateway to load it.
-async fn issue_another_client(env: &Env, name: &str, key: &str, secret: &str, scopes: &[Scope]) {
+/// Issues client `name` of account `main` (HMAC) with `policy`, and waits for the gateway
+/// to load it.
+async fn issue_another_client(env: &Env, name: &str, key: &str, secret: &str, policy: Policy) {
     let master = env.master();
     Store::open(&env.db)
         .unwrap()
@@ -2597,10 +2601,7 @@ async fn issue_another_client(env: &Env, name: &str, key: &str, secret: &str, sc
                     account: "main".parse().unwrap(),
                     api_key: key.into(),
                     material: ClientKeyMaterial::Hmac(SecretString::new(secret.into())),
-                    policy: Policy {
-                        scopes: scopes.iter().copied().collect(),
-                        ..Policy::default()
-                    },
+                    policy: policy.clone(),
                     expires_ms: Some(keygate_gateway::now_ms() + 3_600_000),
                 },
                 &master,
@@ -2609,6 +2610,14 @@ async fn issue_another_client(env: &Env, name: &str, key: &str, secret: &str, sc
         })
         .unwrap();
     tokio::time::sleep(Duration::from_millis(1000)).await;
+}
+
+/// The read and trade scopes, with no limit.
+fn read_and_trade() -> Policy {
+    Policy {
+        scopes: [Scope::Read, Scope::Trade].into_iter().collect(),
+        ..Policy::default()
+    }
 }
 
 const HOSTILE_KEY: &str = "hostileKEYhostileKEYhostileKEYhostileKEYhostileKEYhostileKEY0001";
@@ -2624,8 +2633,14 @@ async fn a_client_s_test_orders_cannot_spend_the_weight_others_cancels_need() {
     clear_of_a_minute_turn().await;
     let env = default_env().await;
     control_simulator(&env, "/__mock/weight-limit?limit=1700").await;
-    let scopes = [Scope::Read, Scope::Trade];
-    issue_another_client(&env, "hostile", HOSTILE_KEY, HOSTILE_SECRET, &scopes).await;
+    issue_another_client(
+        &env,
+        "hostile",
+        HOSTILE_KEY,
+        HOSTILE_SECRET,
+        read_and_trade(),
+    )
+    .await;
     // A resting order of the other client, to be cancelled after the flood.
     let (status, body) = post(
         &env,
@@ -2678,8 +2693,14 @@ async fn a_client_s_test_orders_cannot_spend_the_weight_others_cancels_need() {
 async fn one_client_cannot_spend_the_whole_weight_of_the_address() {
     clear_of_a_minute_turn().await;
     let env = default_env().await;
-    let scopes = [Scope::Read, Scope::Trade];
-    issue_another_client(&env, "hostile", HOSTILE_KEY, HOSTILE_SECRET, &scopes).await;
+    issue_another_client(
+        &env,
+        "hostile",
+        HOSTILE_KEY,
+        HOSTILE_SECRET,
+        read_and_trade(),
+    )
+    .await;
     // The countdown that cancels a symbol's orders: 10 each by Binance's documentation.
     let mut answers = Vec::new();
     for n in 0..155 {
@@ -2717,6 +2738,51 @@ async fn one_client_cannot_spend_the_whole_weight_of_the_address() {
     let target = format!("/binance/fapi/v2/account?{}", sign("", BOT_SECRET));
     let (status, body) = raw(env.gateway, &http("GET", &target, "", "")).await;
     assert_eq!(status, 200, "{body}");
+}
+
+/// A regression test (found by review): the lookups that price a client's orders were
+/// held to the address's cap for pricing alone, so one client's orders, each denied once
+/// priced, in symbol after symbol, spent the weight that prices every client's orders
+/// (and pushed the address past the cap for signed reads). They are charged to their
+/// client, which may spend half the cap for pricing (900 of 1800 by default).
+#[tokio::test]
+async fn one_client_s_orders_cannot_spend_the_weight_that_prices_others() {
+    clear_of_a_minute_turn().await;
+    let env = default_env().await;
+    let policy = Policy {
+        max_order_notional: Some(rust_decimal::Decimal::from(100)),
+        ..read_and_trade()
+    };
+    issue_another_client(&env, "hostile", HOSTILE_KEY, HOSTILE_SECRET, policy).await;
+    // Market sells in symbols the exchange does not list: each costs a ticker lookup
+    // (weight 2), fails, and is denied for want of a price.
+    let mut answers = Vec::new();
+    for n in 0..905 {
+        let params = format!("symbol=ZZ{n}USDT&side=SELL&type=MARKET&quantity=1");
+        let target = format!("/binance/api/v3/order?{}", sign(&params, HOSTILE_SECRET));
+        answers.push(raw(env.gateway, &http_as(HOSTILE_KEY, "POST", &target, "", "")).await);
+    }
+    assert_eq!(exchange_saw(&env, "/api/v3/ticker/bookTicker"), 450);
+    assert!(answers[..450].iter().all(|(status, _)| *status == 401));
+    for (status, body) in &answers[450..] {
+        assert_eq!(
+            (status, body["code"].as_i64()),
+            (&429, Some(-1003)),
+            "{body}"
+        );
+        let msg = body["msg"].as_str().unwrap();
+        assert!(msg.contains("priced client hostile's orders"), "{msg}");
+        assert!(msg.contains("at most 900"), "{msg}");
+    }
+    // The other client's order is priced and forwarded.
+    let (status, body) = post(
+        &env,
+        "/api/v3/order",
+        "symbol=BTCUSDT&side=SELL&type=MARKET&quantity=0.01",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(exchange_saw(&env, "/api/v3/ticker/bookTicker"), 451);
 }
 
 #[tokio::test]

@@ -151,6 +151,29 @@ impl Sightings {
     }
 }
 
+impl Sightings {
+    /// Forgets what was seen longer than `memory` before the latest sighting of any
+    /// client, and the clients left with nothing: [`Sightings::note`] forgets only for
+    /// the client it notes, so a client revoked or replaced was kept for good (found by
+    /// review), and with it the memory saved every few seconds.
+    fn forget_stale(&mut self, memory: Duration) {
+        let memory = millis(memory);
+        let latest = self
+            .0
+            .values()
+            .flat_map(|seen| seen.values())
+            .max()
+            .copied();
+        let Some(latest) = latest else {
+            return;
+        };
+        self.0.retain(|_, seen| {
+            seen.retain(|_, last| latest.saturating_sub(*last) < memory);
+            !seen.is_empty()
+        });
+    }
+}
+
 /// A client's requests in the current minute and its usual rate per minute.
 #[derive(Debug, Default)]
 struct Rate {
@@ -204,7 +227,10 @@ impl Rules {
     /// What the pass has seen each client with (its source addresses and symbols, and
     /// when last), for [`Rules::remembering`] in the next pass over later events: a
     /// monitor started again must not learn a stranger's address as a client's first.
-    pub fn memory(&self) -> Vec<u8> {
+    /// What is older than the memory's length before the latest sighting is forgotten.
+    pub fn memory(&mut self) -> Vec<u8> {
+        self.sources.forget_stale(self.thresholds.source_memory);
+        self.symbols.forget_stale(self.thresholds.symbol_memory);
         let memory = serde_json::json!({"sources": &self.sources, "symbols": &self.symbols});
         memory.to_string().into_bytes()
     }
@@ -1322,6 +1348,34 @@ mod tests {
             "{}",
             alerts[0].summary
         );
+    }
+
+    /// A regression test (found by review): a client never seen again kept its addresses
+    /// in the memory saved every few seconds, for good.
+    #[test]
+    fn the_memory_saved_forgets_clients_not_seen_within_it() {
+        let thresholds = Thresholds {
+            source_memory: Duration::from_secs(3600),
+            ..Thresholds::default()
+        };
+        let mut rules = Rules::new(thresholds);
+        let seen = [
+            (1_000, "gone", "10.0.0.1"),
+            (2_000, "kept", "10.0.0.2"),
+            (3_602_000, "kept", "10.0.0.3"),
+        ];
+        for (ts_ms, client, source) in seen {
+            let mut event = request(ts_ms, Some(client), ActionKind::Read, None);
+            if let EventBody::Request(r) = &mut event.body {
+                r.source_ip = source.into();
+            }
+            rules.evaluate(ts_ms, &event);
+        }
+        let memory: serde_json::Value = serde_json::from_slice(&rules.memory()).unwrap();
+        let sources = memory["sources"].as_object().unwrap();
+        assert_eq!(sources.keys().collect::<Vec<_>>(), ["kept"], "{memory}");
+        let kept: Vec<_> = sources["kept"].as_object().unwrap().keys().collect();
+        assert_eq!(kept, ["10.0.0.3"], "{memory}");
     }
 
     #[test]

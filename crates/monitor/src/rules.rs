@@ -266,8 +266,17 @@ impl Rules {
                 severity,
                 rule,
                 summary: printable(&summary),
+                // `key_of` names whose API key an unverified request presented, not who
+                // sent it: an API key is no secret. Only an alert about that key's use (a
+                // key a rotation retired) is its client's; a burst of unknown keys, or a
+                // withdrawal whose signature did not verify, names no client, or a
+                // stranger with a bot's API key could raise alerts in that bot's name.
                 client: request
-                    .and_then(|r| r.client.clone().or_else(|| r.key_of.clone()))
+                    .and_then(|r| {
+                        let is_about_the_key = rule == AlertRule::DeadKeyUsed;
+                        let whose_key = r.key_of.clone().filter(|_| is_about_the_key);
+                        r.client.clone().or(whose_key)
+                    })
                     .or_else(|| event.client().map(str::to_owned)),
                 account: request.and_then(|r| r.account.clone()),
                 source_ip: request.map(|r| r.source_ip.clone()),
@@ -1929,6 +1938,76 @@ mod tests {
                 "transfer",
                 "withdrawal",
             ]
+        );
+    }
+
+    /// Found by review: an alert about a request with no verified client was given the
+    /// client whose API key it presented (`key_of`), so ten requests of a stranger with
+    /// bot `victim`'s API key (no secret) and a bad signature raised "10 requests of
+    /// unknown keys denied" with client `victim`, blaming the wrong bot where alerts are
+    /// routed by client. Only an alert about the key's own use (a retired key) is its
+    /// client's.
+    #[test]
+    fn a_strangers_burst_with_a_known_api_key_names_no_client() {
+        let thresholds = Thresholds {
+            denial_burst: 10,
+            ..Thresholds::default()
+        };
+        let mut rules = Rules::new(thresholds);
+        let with_key_of = |mut event: Event| {
+            if let EventBody::Request(r) = &mut event.body {
+                r.key_of = Some("victim".into());
+            }
+            event
+        };
+        let mut alerts = Vec::new();
+        for i in 0..10u64 {
+            let event = request(
+                1_000 + i,
+                None,
+                ActionKind::Read,
+                Some(Rule::Authentication),
+            );
+            alerts.extend(rules.evaluate(i + 1, &with_key_of(event)));
+        }
+        assert_eq!(
+            rules_of(&alerts),
+            [(Severity::Warning, AlertRule::DenialBurst)]
+        );
+        assert!(
+            alerts[0].summary.starts_with("10 requests of unknown keys"),
+            "{}",
+            alerts[0].summary
+        );
+        assert_eq!(alerts[0].client, None, "{:?}", alerts[0]);
+        // A withdrawal denied before its signature verified is no more the key's own.
+        let withdrawal = request(
+            2_000,
+            None,
+            ActionKind::Withdraw,
+            Some(Rule::Authentication),
+        );
+        let alerts = rules.evaluate(11, &with_key_of(withdrawal));
+        assert_eq!(
+            rules_of(&alerts),
+            [(Severity::Critical, AlertRule::Withdrawal)]
+        );
+        assert_eq!(alerts[0].client, None, "{:?}", alerts[0]);
+        // A key a rotation retired is about that client's key: named as its client.
+        let mut retired = request(3_000, None, ActionKind::Read, Some(Rule::Expired));
+        if let EventBody::Request(r) = &mut retired.body {
+            r.message = Some("a key of client victim that a rotation retired".into());
+        }
+        let alerts = rules.evaluate(12, &with_key_of(retired));
+        assert_eq!(
+            rules_of(&alerts),
+            [(Severity::Warning, AlertRule::DeadKeyUsed)]
+        );
+        assert_eq!(
+            alerts[0].client.as_deref(),
+            Some("victim"),
+            "{:?}",
+            alerts[0]
         );
     }
 }

@@ -1121,6 +1121,24 @@ mod init {
         }
     }
 
+    /// Found by review: a command run without `--home` (or in the wrong one) said only
+    /// "run `keygate init` first", which would make a second vault beside the real one;
+    /// the way to the real one is named too, as it is for a missing config file.
+    #[test]
+    fn a_missing_database_names_home_as_well_as_init() {
+        let kg = Kg::empty();
+        std::fs::create_dir(kg.home()).unwrap();
+        let out = kg.fails(&["client", "list"], "", 2);
+        assert!(
+            out.stderr.contains("no keygate database at"),
+            "{}",
+            out.stderr
+        );
+        assert!(out.stderr.contains("keygate init"), "{}", out.stderr);
+        assert!(out.stderr.contains("--home DIR"), "{}", out.stderr);
+        assert!(out.stderr.contains("KEYGATE_HOME"), "{}", out.stderr);
+    }
+
     #[test]
     fn init_refuses_to_overwrite_a_vault() {
         let kg = Kg::with_key_file();

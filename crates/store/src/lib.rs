@@ -167,7 +167,10 @@ pub enum Error {
         waited: Duration,
     },
     /// No database exists where one was expected.
-    #[error("no keygate database at {path}; run `keygate init` first")]
+    #[error(
+        "no keygate database at {path}; run `keygate init` first, or pass --home DIR (or set \
+         KEYGATE_HOME) if the vault is elsewhere"
+    )]
     NotInitialized {
         /// The path looked at.
         path: PathBuf,

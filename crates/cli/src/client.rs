@@ -556,7 +556,8 @@ fn parse_net_as_written(s: &str) -> anyhow::Result<IpNet> {
 /// with its market unless spot. `BTCUSDT`, `btcusdt`, `BTC/USDT` → `BTCUSDT` (spot);
 /// `BTC/USDT:USDT`, `usdm:BTCUSDT` → `usdm:BTCUSDT` (USD-M perpetual);
 /// `BTC/USDT:USDT-250328` → `usdm:BTCUSDT_250328` (dated). A COIN-M symbol (`BTC/USD:BTC`,
-/// `coinm:BTCUSD_PERP`) is refused: keygate denies COIN-M's private endpoints.
+/// `coinm:BTCUSD_PERP`) is refused: keygate denies COIN-M's private endpoints. So is `_`
+/// anywhere but before a dated contract's expiry (`BTC_USDT`), with the forms to write.
 fn normalize_symbol(s: &str) -> anyhow::Result<String> {
     let s = s.trim();
     let bad = || {
@@ -608,6 +609,36 @@ fn normalize_symbol(s: &str) -> anyhow::Result<String> {
             "--symbols {s:?} is a COIN-M symbol: keygate does not classify COIN-M's private \
              endpoints yet and denies them all, so listing it would allow nothing"
         );
+    }
+    // Spot ids have no `_`, USD-M ids one only before a dated contract's expiry (YYMMDD):
+    // `BTC_USDT` would be listed as a symbol no market has, and allow nothing.
+    if let Some(after) = expiry {
+        let is_expiry = after.len() == 6 && after.bytes().all(|b| b.is_ascii_digit());
+        let is_quote = after.bytes().all(|b| b.is_ascii_alphabetic());
+        match market {
+            Market::Usdm if is_expiry => {}
+            Market::Spot if is_expiry => bail!(
+                "--symbols {s:?} is a dated USD-M contract's id, not a spot symbol: write \
+                 usdm:{id} (or ccxt's BASE/QUOTE:QUOTE-{after})"
+            ),
+            _ if after == "PERP" => bail!(
+                "--symbols {s:?}: a USD-M perpetual's id has no _PERP: write usdm:{pair} (or \
+                 ccxt's BASE/QUOTE:QUOTE)"
+            ),
+            Market::Spot if is_quote => bail!(
+                "--symbols {s:?} matches no market: a spot id has no `_`; write the \
+                 exchange's id ({pair}{after}) or ccxt's ({pair}/{after})"
+            ),
+            _ if is_quote => bail!(
+                "--symbols {s:?} matches no market: a USD-M id has `_` only before a dated \
+                 contract's expiry; write the exchange's id (usdm:{pair}{after}) or ccxt's \
+                 ({pair}/{after}:{after})"
+            ),
+            _ => bail!(
+                "--symbols {s:?} matches no market: `_` comes only before a dated USD-M \
+                 contract's expiry, 6 digits (usdm:BTCUSDT_250328); a spot id has none"
+            ),
+        }
     }
     Ok(market.listed_symbol(&id))
 }
@@ -1495,6 +1526,14 @@ mod tests {
             "usdm:_",
             "BTCUSDT_1_2",
             "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+            // Found by review: `_` where no market has one (a spot id, a USD-M id
+            // without an expiry after it).
+            "BTC_USDT",
+            "BTCUSDT_250328",
+            "usdm:BTC_USDT",
+            "usdm:BTCUSDT_PERP",
+            "BTC/USDT:USDT-PERP",
+            "usdm:BTCUSDT_2503",
         ] {
             assert!(normalize_symbol(bad).is_err(), "{bad:?} accepted");
         }

@@ -3709,6 +3709,69 @@ mod client {
         assert!(export.contains("grace_ended_of"), "{export}");
         kg.ok(&["audit", "verify"], "");
     }
+
+    /// Found by review: `--symbols BTC_USDT` was taken as a spot symbol, and matched no
+    /// market: the client could trade nothing, and nothing said why. `_` is in an
+    /// exchange id only before a dated USD-M contract's expiry; else the error names the
+    /// exchange's form and ccxt's. `client update` reads symbols the same way.
+    #[test]
+    fn a_symbol_with_an_underscore_but_no_expiry_is_refused() {
+        let kg = Kg::with_key_file();
+        kg.add_account("main", REAL_KEY, REAL_SECRET);
+        let issue = |symbols: &str| {
+            kg.run(
+                &[
+                    "client",
+                    "issue",
+                    "--account",
+                    "main",
+                    "--name",
+                    "bot1",
+                    "--scope",
+                    "read,trade",
+                    "--symbols",
+                    symbols,
+                    "--json",
+                ],
+                "",
+            )
+        };
+        for (symbols, says) in [
+            ("BTC_USDT", ["BTCUSDT", "BTC/USDT"]),
+            ("usdm:BTC_USDT", ["usdm:BTCUSDT", "BTC/USDT:USDT"]),
+            ("BTCUSDT_250328", ["usdm:BTCUSDT_250328", "dated"]),
+            ("usdm:BTCUSDT_PERP", ["usdm:BTCUSDT", "perpetual"]),
+            ("usdm:BTCUSDT_2503", ["6 digits", "usdm:BTCUSDT_250328"]),
+        ] {
+            let out = issue(symbols);
+            assert_eq!(out.code, 2, "{symbols}: {out:#?}");
+            for said in says {
+                assert!(out.stderr.contains(said), "{symbols}: {}", out.stderr);
+            }
+        }
+        let dated = issue("usdm:BTCUSDT_250328");
+        assert_eq!(dated.code, 0, "{dated:#?}");
+        assert_eq!(
+            dated.json()["policy"]["symbols"],
+            json!(["usdm:BTCUSDT_250328"])
+        );
+        let out = kg.fails(
+            &["client", "update", "bot1", "--symbols", "BTC_USDT"],
+            "",
+            2,
+        );
+        assert!(out.stderr.contains("BTC/USDT"), "{}", out.stderr);
+        kg.ok(
+            &[
+                "client",
+                "update",
+                "bot1",
+                "--symbols",
+                "BTC/USDT,usdm:ETHUSDT",
+            ],
+            "",
+        );
+    }
 }
 
 mod audit {

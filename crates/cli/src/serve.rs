@@ -276,6 +276,16 @@ pub fn run(unlocked: Unlocked, args: &ServeArgs) -> anyhow::Result<()> {
     let stop = StopSignals::catch()?;
     let _only_gateway = hold_serve_lock(&unlocked.home)?;
     let locked_at = Instant::now();
+    // Tried now, not first when they start serving, after the monitor, the watches and
+    // reconciliation have started: an address in use is then the only thing said, not a
+    // last line under theirs. (A second gateway on this vault is told by the lock above.)
+    if args.admin_listen == Some(args.listen) && args.listen.port() != 0 {
+        bail!("--admin-listen {} is the address of --listen", args.listen);
+    }
+    can_bind(args.listen).with_context(|| format!("binding {}", args.listen))?;
+    if let Some(admin) = args.admin_listen {
+        can_bind(admin).with_context(|| format!("binding the admin listener {admin}"))?;
+    }
     let checkpoint_files = crate::audit_cmd::checkpoint_files(&unlocked.home, &args.checkpoint)?;
     if !checkpoint_files.is_empty() {
         let checkpoints = crate::audit_cmd::read_checkpoints(&checkpoint_files)?;
@@ -454,6 +464,18 @@ pub fn run(unlocked: Unlocked, args: &ServeArgs) -> anyhow::Result<()> {
     drop(admin);
     monitor.stop();
     served
+}
+
+/// Fails as binding `addr` to listen on it would fail (in use, not this host's address),
+/// without listening: no connection is taken, and the address is free again on return.
+/// Bound as the listeners bind, with `SO_REUSEADDR` on Unix, so that connections of a
+/// gateway just stopped (`TIME_WAIT`) are no obstacle, and a socket listening there is.
+fn can_bind(addr: SocketAddr) -> std::io::Result<()> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    #[cfg(unix)]
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())
 }
 
 /// Passes today's (UTC) events to the gateway, so that the daily notional and withdrawal

@@ -1057,6 +1057,38 @@ mod init {
         }
     }
 
+    /// Found by review: `serve` on a port in use started reconciliation, said where
+    /// alerts go and logged reconciliation runs "left for the next run" before it failed
+    /// on the port: the real error came last, under lines about work never done. Both
+    /// listeners are tried before anything starts.
+    #[test]
+    fn serve_on_a_port_in_use_says_so_and_starts_nothing() {
+        let kg = Kg::with_key_file();
+        kg.add_account("main", REAL_KEY, REAL_SECRET);
+        kg.issue("main", "bot1", &[]);
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = taken.local_addr().unwrap().to_string();
+        for args in [
+            &["--listen", &addr][..],
+            &["--listen", "127.0.0.1:0", "--admin-listen", &addr],
+        ] {
+            let out = kg.fails(&[&["serve"][..], args].concat(), "", 2);
+            assert!(out.stderr.contains(&addr), "{args:?}: {}", out.stderr);
+            assert!(out.stderr.contains("in use"), "{args:?}: {}", out.stderr);
+            assert!(
+                !out.all().to_lowercase().contains("reconcil"),
+                "{args:?}: {}",
+                out.all()
+            );
+            assert!(
+                !out.all().contains("alerts go to"),
+                "{args:?}: {}",
+                out.all()
+            );
+            assert!(!out.all().contains("listening"), "{args:?}: {}", out.all());
+        }
+    }
+
     /// A regression test: a config that did not parse was reported with TOML's own
     /// message, which quotes the line, and so a webhook URL whose path is a credential.
     #[test]

@@ -387,8 +387,9 @@ pub enum Rule {
     /// The withdrawal would take the client past its daily amount of the asset, or the
     /// asset is not one it may withdraw.
     WithdrawalLimit,
-    /// Public market data, a signed read or the ticker call that prices an order would
-    /// spend request weight that orders and cancels need.
+    /// Public market data, a signed read, a test order or the ticker call that prices an
+    /// order would spend request weight that orders and cancels need; or a client's
+    /// requests would pass its own share of the address's weight.
     WeightReserved,
     /// The exchange asked keygate's address to send nothing more for a while (its request
     /// weight used up, or a ban), and that while is not over: sending would prolong it.

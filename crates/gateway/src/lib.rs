@@ -762,8 +762,8 @@ async fn handle<A: Adapter>(
             let decided = gw.decider.decide_read_held_back(&request(None));
             audit.action = Some(action);
             if let keygate_core::Decision::Deny(denial) = decided {
-                let msg = bounded(format!("keygate: {}", denial.message));
-                return audit.deny(refuse(Refusal::Denied(&msg)), denial.rule, &denial.message);
+                let response = denial_response(adapter, &denial);
+                return audit.deny(response, denial.rule, &denial.message);
             }
             return audit.deny(response, Rule::ExchangeBackOff, &msg);
         }
@@ -885,9 +885,8 @@ async fn handle<A: Adapter>(
         // exchange.
         Ok(reservation) => audit.reservation = Held(Some(reservation)),
         Err(denial) => {
-            // The message may quote what the request named (a symbol), at any length.
-            let msg = bounded(format!("keygate: {}", denial.message));
-            return audit.deny(refuse(Refusal::Denied(&msg)), denial.rule, &denial.message);
+            let response = denial_response(adapter, &denial);
+            return audit.deny(response, denial.rule, &denial.message);
         }
     }
     debug_assert_eq!(client.status, ClientStatus::Active);
@@ -1231,6 +1230,24 @@ fn held_back<A: Adapter>(
         .headers_mut()
         .insert(http::header::RETRY_AFTER, HeaderValue::from(seconds_left));
     Some((response, message))
+}
+
+/// The answer to a request its client's policy denies, in the exchange's error shape
+/// (the message may quote what the request named, a symbol, at any length: it is cut).
+/// A client over its rate is asked to wait a second, as the exchange answers too many
+/// requests (429, `Retry-After`), which clients retry later; found by review: as a
+/// denial (401, -2015) ccxt took it for a dead key, and a client with a low rate could
+/// not load its markets. Every other denial is -2015.
+fn denial_response<A: Adapter>(adapter: &A, denial: &Denial) -> Response {
+    let msg = bounded(format!("keygate: {}", denial.message));
+    if denial.rule != Rule::Rate {
+        return refusal_response(adapter, Refusal::Denied(&msg));
+    }
+    let mut response = refusal_response(adapter, Refusal::TooMany(&msg));
+    response
+        .headers_mut()
+        .insert(http::header::RETRY_AFTER, HeaderValue::from(1));
+    response
 }
 
 /// A refusal in the exchange's own error shape.

@@ -1981,7 +1981,7 @@ fn query_param(query: &str, name: &str) -> Option<String> {
 /// order 1, `forceOrders` 20 for one symbol and 50 for every symbol as portfolio margin's
 /// twin documents it, the account-wide settings 30 as COIN-M's twin of
 /// `positionSide/dual` documents it) and the wallet's (`asset/wallet/balance` 60, from
-/// the `/sapi` IP pool). A read with no figure here (`myFilters`; USD-M's
+/// the `/sapi` IP pool; `spot/delist-schedule` 100). A read with no figure here (`myFilters`; USD-M's
 /// `commissionRate`, `leverageBracket`…; most `/sapi` reads, which are documented at 1 to
 /// 10) is reserved at 20, a conservative default: should one weigh more, its answer
 /// still reports what it used, and only a burst sent before that report can pass the
@@ -2008,6 +2008,7 @@ fn signed_read_weight(path: &str, query: &str) -> u64 {
         ("/fapi/v1", "allOrders" | "allAlgoOrders" | "userTrades") => 5,
         ("/fapi/v1", "income" | "positionSide/dual" | "multiAssetsMargin" | "feeBurn") => 30,
         ("/sapi/v1", "asset/wallet/balance") => 60,
+        ("/sapi/v1", "spot/delist-schedule") => 100,
         // Spot's `account`, `allOrders`, `myTrades`, `allOrderList`, `myPreventedMatches`
         // (by order), `myAllocations` and `account/commission` are documented at 20.
         _ => 20,
@@ -2312,6 +2313,11 @@ const SAPI_READ: &[&str] = &[
     "asset/dribblet",
     "convert/tradeFlow",
     "asset/wallet/balance",
+    // Every deposit address of a coin, the account's VIP level, and the symbols about
+    // to be delisted (which freqtrade reads, signed as ccxt signs every `/sapi` call).
+    "capital/deposit/address/list",
+    "account/info",
+    "spot/delist-schedule",
 ];
 
 const SAPI_TRANSFER: &[&str] = &[
@@ -2367,6 +2373,12 @@ const FUTURES_PUBLIC: &[&str] = &[
     "ticker/price",
     "ticker/bookTicker",
     "openInterest",
+    // An index's constituents and composition, the multi-assets mode's asset index, the
+    // insurance fund's balance.
+    "constituents",
+    "indexInfo",
+    "assetIndex",
+    "insuranceBalance",
 ];
 
 const OPTIONS_PUBLIC: &[&str] = &[
@@ -4334,6 +4346,20 @@ mod tests {
             ("GET", "/fapi/v1/convert/orderStatus", ActionKind::Read),
             ("POST", "/sapi/v1/asset/get-funding-asset", ActionKind::Read),
             ("POST", "/sapi/v3/asset/getUserAsset", ActionKind::Read),
+            // Found by review: reads a bot makes (freqtrade the delisting schedule) were
+            // refused as unknown.
+            ("GET", "/sapi/v1/spot/delist-schedule", ActionKind::Read),
+            (
+                "GET",
+                "/sapi/v1/capital/deposit/address/list",
+                ActionKind::Read,
+            ),
+            ("GET", "/sapi/v1/account/info", ActionKind::Read),
+            ("GET", "/fapi/v1/constituents", ActionKind::Public),
+            ("GET", "/fapi/v1/indexInfo", ActionKind::Public),
+            ("GET", "/fapi/v1/assetIndex", ActionKind::Public),
+            ("GET", "/fapi/v1/insuranceBalance", ActionKind::Public),
+            ("POST", "/sapi/v1/spot/delist-schedule", ActionKind::Unknown),
             (
                 "GET",
                 "/sapi/v1/asset/get-funding-asset",
@@ -5229,6 +5255,7 @@ mod tests {
             ("/fapi/v1/income", 30),
             ("/fapi/v1/order", 1),
             ("/sapi/v1/asset/wallet/balance", 60),
+            ("/sapi/v1/spot/delist-schedule", 100),
             // No figure kept: the conservative default.
             ("/sapi/v1/capital/config/getall", 20),
             ("/fapi/v1/commissionRate", 20),

@@ -97,7 +97,7 @@ use rust_decimal::Decimal;
 use crate::answers::{AnswerBudget, Caller};
 use crate::registry::{ClientEntry, Live, Registry, Verifier};
 use crate::replay::ReplayCache;
-use crate::upstream::{Budget, Failure, Sent, Upstream};
+use crate::upstream::{Budget, Failure, Sent, Unpriced, Upstream};
 use crate::weight::{OverCap, Payer, Pool, Reservation, WeightGauge};
 
 /// Largest request body accepted, in bytes. Binance's own requests are far smaller.
@@ -847,7 +847,16 @@ async fn handle<A: Adapter>(
                     .decider
                     .reserve_priced(&request(None).with_order_notionals(&notionals));
             }
-            Err(refused) => {
+            Err(Unpriced::Unreached) => {
+                // As the order itself would be answered, which bots try again (found by
+                // review: an outage read as a denial, -2015, the one given to orders
+                // that can never be priced).
+                let msg = "the exchange could not be reached to price this order (no \
+                           answer, or a server error); it was not sent";
+                audit.action = Some(action);
+                return audit.deny(refuse(Refusal::Unreachable), Rule::PriceUnavailable, msg);
+            }
+            Err(Unpriced::Weight(refused)) => {
                 let msg = match refused {
                     weight::Refused::Cap(over) => weight_paused(
                         "pricing orders from the exchange's ticker is",

@@ -205,6 +205,22 @@ fn remember<T>(cache: &Mutex<Lookups<T>>, key: (String, String), found: Option<T
     }
 }
 
+/// Why a request's orders could not be priced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unpriced {
+    /// A lookup would pass the pool's cap for pricing, or its client's share.
+    Weight(Refused),
+    /// The exchange could not be reached, did not answer, or answered with a server
+    /// error: the order could not have been sent either, and may be tried again.
+    Unreached,
+}
+
+impl From<Refused> for Unpriced {
+    fn from(refused: Refused) -> Unpriced {
+        Unpriced::Weight(refused)
+    }
+}
+
 /// What the lookups that price an order may spend: up to the pool's `cap` for pricing,
 /// charged to the client whose order it is, within its share ([`Payer`]).
 #[derive(Clone, Copy, Debug)]
@@ -740,8 +756,9 @@ impl Upstream {
 
     /// The market price of `symbol` (its best ask and what is offered there, from the
     /// exchange's public book ticker: see [`Adapter::parse_ticker_price`]), by a lookup at
-    /// most a second old; `Ok(None)` when the lookup failed (a symbol the exchange does
-    /// not list, no answer), which stands as long as a price does.
+    /// most a second old; `Ok(None)` when the exchange answered without one (a symbol it
+    /// does not list), which stands as long as a price does; `Err` when it could not be
+    /// reached or answered with a server error, which is not kept.
     ///
     /// A lookup is a public call: it reserves its estimated weight in `weight` and is not
     /// made while the weight used and reserved reach the budget's cap, or the client it
@@ -755,7 +772,7 @@ impl Upstream {
         symbol: &str,
         weight: &WeightGauge,
         budget: Budget<'_>,
-    ) -> Result<Option<Quote>, Refused> {
+    ) -> Result<Option<Quote>, Unpriced> {
         let Some(path) = adapter.ticker_path(native_path, symbol) else {
             return Ok(None);
         };
@@ -783,7 +800,7 @@ impl Upstream {
         depth_path: String,
         weight: &WeightGauge,
         budget: Budget<'_>,
-    ) -> Result<Option<Bytes>, Refused> {
+    ) -> Result<Option<Bytes>, Unpriced> {
         let key = (base.to_owned(), depth_path);
         if let Some(book) = fresh(&self.books, &key) {
             return Ok(book);
@@ -812,7 +829,7 @@ impl Upstream {
         market: &mut Market<'_>,
         weight: &WeightGauge,
         budget: Budget<'_>,
-    ) -> Result<Option<Decimal>, Refused> {
+    ) -> Result<Option<Decimal>, Unpriced> {
         let Some(quote) = market.quote else {
             return Ok(None);
         };
@@ -842,8 +859,9 @@ impl Upstream {
     }
 
     /// One public call keygate makes for itself (`path_and_query` at `base`): the body of
-    /// a successful answer; `Ok(None)` for any other answer, none, or while the exchange
-    /// has asked the address to back off (nothing is sent then). Its estimated weight is
+    /// a successful answer; `Ok(None)` for a client error's, or while the exchange has
+    /// asked the address to back off (nothing is sent then); [`Unpriced::Unreached`]
+    /// without an answer, or with a server error's. Its estimated weight is
     /// reserved in `weight` first (and charged to the budget's payer), and refused at the
     /// budget's cap or the payer's share.
     async fn public_lookup<A: Adapter>(
@@ -853,7 +871,7 @@ impl Upstream {
         path_and_query: &str,
         weight: &WeightGauge,
         budget: Budget<'_>,
-    ) -> Result<Option<Bytes>, Refused> {
+    ) -> Result<Option<Bytes>, Unpriced> {
         let (path, query) = path_and_query
             .split_once('?')
             .unwrap_or((path_and_query, ""));
@@ -871,18 +889,24 @@ impl Upstream {
             Some(payer) => weight.reserve_for(payer, true, pool, budget.cap, estimate, now_ms)?,
             None => weight
                 .reserve(pool, budget.cap, estimate, now_ms)
-                .map_err(Refused::Cap)?,
+                .map_err(|over| Unpriced::Weight(Refused::Cap(over)))?,
         };
         let url = format!("{base}{path_and_query}");
-        Ok(
-            match self.send(adapter, &Method::GET, &url, &[], b"").await {
-                Ok(response) => {
-                    weight.note_answer(adapter, pool, &response, Some(reservation));
-                    response.status.is_success().then_some(response.body)
+        match self.send(adapter, &Method::GET, &url, &[], b"").await {
+            Ok(response) => {
+                weight.note_answer(adapter, pool, &response, Some(reservation));
+                if response.status.is_server_error() {
+                    return Err(Unpriced::Unreached);
                 }
-                Err(_) => None,
-            },
-        )
+                Ok(response.status.is_success().then_some(response.body))
+            }
+            Err(Failure::Unreachable(_) | Failure::Refused(_)) => {
+                // Nothing was sent.
+                reservation.release();
+                Err(Unpriced::Unreached)
+            }
+            Err(Failure::TimedOut | Failure::NoAnswer(_)) => Err(Unpriced::Unreached),
+        }
     }
 
     /// The notional of each order of `action` ([`Action::orders`]: a batch's, or the
@@ -905,7 +929,7 @@ impl Upstream {
         action: &Action,
         weight: &WeightGauge,
         budget: Budget<'_>,
-    ) -> Result<Vec<Option<Decimal>>, Refused> {
+    ) -> Result<Vec<Option<Decimal>>, Unpriced> {
         let mut markets: Vec<Market<'_>> = Vec::new();
         let mut notionals = Vec::with_capacity(action.orders().len());
         for order in action.orders() {

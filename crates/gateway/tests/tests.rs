@@ -2095,6 +2095,7 @@ async fn a_market_order_whose_price_cannot_be_had_is_refused() {
     env.exchange.simulator().withhold_price("BTCUSDT");
     env.exchange.simulator().reset(false);
     // 0.01 BTC is about 600 USDT, well inside the limit of 5000: if only it could be priced.
+    // The exchange answers 503 for the price: the order gets that outage, not a denial.
     let (status, body) = post(
         &env,
         "/api/v3/order",
@@ -2103,13 +2104,11 @@ async fn a_market_order_whose_price_cannot_be_had_is_refused() {
     .await;
     assert_eq!(
         (status, body["code"].as_i64()),
-        (401, Some(-2015)),
+        (502, Some(-1001)),
         "{body}"
     );
     assert_eq!(
-        body["msg"],
-        "keygate: the notional of this order cannot be determined and client bot1 has a \
-         notional limit",
+        body["msg"], "keygate: exchange unreachable; request not sent",
         "{body}"
     );
     // keygate asked for the price, and sent nothing else.
@@ -2756,6 +2755,46 @@ async fn one_client_cannot_spend_the_whole_weight_of_the_address() {
     let target = format!("/binance/fapi/v2/account?{}", sign("", BOT_SECRET));
     let (status, body) = raw(env.gateway, &http("GET", &target, "", "")).await;
     assert_eq!(status, 200, "{body}");
+}
+
+/// A regression test (found by review): an order that needs a price, sent while the
+/// exchange could not answer, was denied as one that can never be priced (401, -2015,
+/// ccxt's `AuthenticationError`), where the same order with a price got the exchange's
+/// outage (502, -1001). It gets the outage, which bots try again.
+#[tokio::test]
+async fn an_order_that_cannot_be_priced_in_an_outage_is_answered_as_the_outage() {
+    let env = default_env().await;
+    env.exchange
+        .simulator()
+        .fail_endpoint("/api/v3/ticker/bookTicker");
+    let (status, body) = post(
+        &env,
+        "/api/v3/order",
+        "symbol=BTCUSDT&side=SELL&type=MARKET&quantity=0.01",
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_i64()),
+        (502, Some(-1001)),
+        "{body}"
+    );
+    assert_eq!(exchange_saw(&env, "/api/v3/ticker/bookTicker"), 1);
+    assert_eq!(exchange_saw(&env, "/api/v3/order"), 0);
+    let refused = events_where(&env, 1, |e| e["path"] == "/api/v3/order").await;
+    assert_eq!(refused[0]["rule"], "price_unavailable", "{refused:?}");
+    assert_eq!(refused[0]["allowed"], false, "{refused:?}");
+    // An unknown symbol, which the exchange answers, is still denied for its price.
+    let (status, body) = post(
+        &env,
+        "/api/v3/order",
+        "symbol=ZZZZ1USDT&side=SELL&type=MARKET&quantity=1",
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_i64()),
+        (401, Some(-2015)),
+        "{body}"
+    );
 }
 
 /// A regression test (found by review): the lookups that price a client's orders were

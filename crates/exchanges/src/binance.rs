@@ -1133,6 +1133,15 @@ impl Adapter for Binance {
             _ => u64::MAX,
         }
     }
+    fn weight_limit(&self, pool: &str) -> u64 {
+        // Binance's `REQUEST_WEIGHT` limits of a minute, as `exchangeInfo` lists them.
+        match pool {
+            "/api" => 6_000,
+            "/fapi" | "/dapi" => 2_400,
+            "/sapi" => 12_000,
+            _ => u64::MAX,
+        }
+    }
     fn public_weight(&self, path: &str, query: &str) -> u64 {
         public_weight(path, query)
     }
@@ -2015,12 +2024,13 @@ fn signed_read_weight(path: &str, query: &str) -> u64 {
     }
 }
 
-/// An upper estimate of the weight of a signed request that is not a read, from Binance's
-/// documented weights: a test order 20 (with `computeCommissionRates`; 1 without), an
-/// amendment keeping priority 4, a USD-M batch of orders 5, the USD-M countdown that
-/// cancels everything 10; 1 for the rest (spot's orders, cancels and order lists, USD-M's
-/// cancels and settings; USD-M's orders weigh nothing on the address's limit, and a
-/// withdrawal's or transfer's weight is the account's, not the address's).
+/// An upper estimate of the weight of a signed request that is not a read on the address's
+/// limit, from Binance's documented weights: a test order 20 (with
+/// `computeCommissionRates`; 1 without), an amendment keeping priority 4, a USD-M batch
+/// of orders 5, the USD-M countdown that cancels everything 10, a USD-M order or its
+/// modification nothing (it counts on the account's order limits only); 1 for the rest
+/// (spot's orders, cancels and order lists, USD-M's cancels and settings; a withdrawal's
+/// or transfer's weight is the account's, not the address's).
 fn order_weight(method: &str, path: &str) -> u64 {
     let Some((prefix, rest)) = split_version(path) else {
         return 1;
@@ -2029,6 +2039,7 @@ fn order_weight(method: &str, path: &str) -> u64 {
         (_, "/api/v3", "order/test" | "sor/order/test") => 20,
         (_, "/api/v3", "order/amend/keepPriority") => 4,
         ("POST" | "PUT", "/fapi/v1", "batchOrders") => 5,
+        ("POST" | "PUT", "/fapi/v1", "order") => 0,
         (_, "/fapi/v1", "countdownCancelAll") => 10,
         _ => 1,
     }

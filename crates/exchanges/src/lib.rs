@@ -346,6 +346,9 @@ pub trait Adapter: Send + Sync + 'static {
     /// above this, by more than the heaviest single call), so that neither callers
     /// without a key nor a bot's reads can keep the check for a leaked key from running.
     fn shared_weight_limit(&self, pool: &str) -> u64;
+    /// The request weight the exchange allows an address in a minute in `pool` (past it,
+    /// it refuses everything from the address, and bans it if it goes on).
+    fn weight_limit(&self, pool: &str) -> u64;
     /// An upper estimate of the request weight of the public call `path?query`, which the
     /// gateway reserves while the call is in flight, so that a burst of public calls sent
     /// before any answer reports its weight cannot pass the cap all at once.

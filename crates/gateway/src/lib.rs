@@ -129,8 +129,8 @@ pub struct ClientLimits {
     /// go on to half as much again (up to 2000), and signed reads halfway to that: no
     /// client's reads can keep others' orders from being priced. Orders, cancels,
     /// withdrawals and transfers are not refused for the weight others used, only once
-    /// their own client's requests pass its share of the pool in a minute (what public
-    /// data, pricing and reads may use together; test orders are weighed as reads).
+    /// their own client's requests pass its share of the pool in a minute (the exchange's
+    /// limit less this cap and a tenth; test orders are weighed as reads).
     pub public_weight_cap: u64,
     /// Large answers (16 KiB and more) held until their last byte is written to their
     /// client, in bytes over all connections: at this or more, public market data is
@@ -774,36 +774,30 @@ async fn handle<A: Adapter>(
     // the weight that prices other clients' orders. A test order, which places nothing,
     // is weighed as a read (found by review: test orders at 20 each could take the
     // address to the exchange's 429, pausing every client's cancels). Handed back if the
-    // request is refused from here on. Each is charged to its client too, which may not
-    // spend more than its share of the pool in a minute.
-    let payer = payer(gw, adapter, pool, client.name.as_str());
-    if action.kind == ActionKind::Read || action.validates_only {
+    // request is refused from here on.
+    let weighed_as_read = action.kind == ActionKind::Read || action.validates_only;
+    let request_weight = if action.kind == ActionKind::Read {
+        adapter.signed_read_weight(native, query)
+    } else {
+        adapter.order_weight(method.as_str(), native)
+    };
+    if weighed_as_read {
         let cap = signed_read_weight_cap(public_cap_in(gw, adapter, pool));
-        let weight = if action.kind == ActionKind::Read {
-            adapter.signed_read_weight(native, query)
-        } else {
-            adapter.order_weight(method.as_str(), native)
-        };
-        match gw
-            .weight
-            .reserve_for(payer, false, pool, cap, weight, now_ms())
-        {
+        match gw.weight.reserve(pool, cap, request_weight, now_ms()) {
             Ok(reservation) => audit.weight = Held(Some(reservation)),
-            Err(refused) => {
-                let msg = match refused {
-                    weight::Refused::Cap(over) => weight_paused(
-                        "signed reads and test orders are",
-                        over,
-                        cap,
-                        "orders and cancels",
-                    ),
-                    weight::Refused::Share(over) => over_share(payer, over, pool),
-                };
+            Err(over) => {
+                let msg = weight_paused(
+                    "signed reads and test orders are",
+                    over,
+                    cap,
+                    "orders and cancels",
+                );
                 audit.action = Some(action);
                 return audit.deny(refuse(Refusal::TooMany(&msg)), Rule::WeightReserved, &msg);
             }
         }
     }
+    let payer = payer(gw, adapter, pool, client.name.as_str());
 
     // 4. Decide. An order the request alone does not bound (a sell, a market order in
     //    base quantity) is priced from the public book ticker when a notional limit applies,
@@ -899,32 +893,33 @@ async fn handle<A: Adapter>(
         }
     }
     debug_assert_eq!(client.status, ClientStatus::Active);
-    // An order, a cancel or anything else that is not a read is not held back for the
-    // weight others used, only for its own client's: one client's cancels must not take
-    // the address to the exchange's 429, which stops every client (found by review).
-    let weighed_already = audit
-        .action
+    // Charged to its client once decided (a request its policy denies costs it nothing),
+    // with the lookup below if it needs one, and before that lookup: an order or a cancel
+    // is not held back for the weight others used, only once its own client's requests
+    // would pass its share of the address's limit (found by review: one client's cancels
+    // could take the address to the exchange's 429, which stops every client). Nothing is
+    // charged while the exchange asks the address to back off.
+    if let Some((response, msg)) = held_back(adapter, &gw.weight, pool) {
+        return audit.deny(response, Rule::ExchangeBackOff, &msg);
+    }
+    let symbol_lookup = client
+        .policy
+        .symbols
         .as_ref()
-        .is_some_and(|a| a.kind == ActionKind::Read || a.validates_only);
-    if !weighed_already {
-        let weight = adapter.order_weight(method.as_str(), native);
-        if let Err(over) = gw.weight.charge(payer, pool, weight, now_ms()) {
-            let msg = over_share(payer, over, pool);
-            return audit.deny(refuse(Refusal::TooMany(&msg)), Rule::WeightReserved, &msg);
-        }
+        .and_then(|_| signed.symbol_lookup(method.as_str(), native));
+    let lookup_weight = symbol_lookup
+        .as_ref()
+        .map_or(0, |(path, query)| adapter.signed_read_weight(path, query));
+    let charge = request_weight.saturating_add(lookup_weight);
+    if let Err(over) = gw.weight.charge(payer, pool, charge, now_ms()) {
+        let msg = over_share(payer, over, pool);
+        return audit.deny(refuse(Refusal::TooMany(&msg)), Rule::WeightReserved, &msg);
     }
     // A request the exchange takes by an account-wide id names a symbol it ignores (a
     // conditional order's cancel): for a client held to a symbol list, the exchange is
     // asked first which symbol that order is in.
-    if let (Some(_), Some(lookup)) = (
-        &client.policy.symbols,
-        signed.symbol_lookup(method.as_str(), native),
-    ) {
+    if let Some(lookup) = symbol_lookup {
         let named = audit.action.as_ref().and_then(|a| a.symbol.clone());
-        // Nothing is sent while the exchange asks to back off, the lookup included.
-        if let Some((response, msg)) = held_back(adapter, &gw.weight, pool) {
-            return audit.deny(response, Rule::ExchangeBackOff, &msg);
-        }
         let found = gw
             .order_symbol(
                 adapter,
@@ -1049,6 +1044,19 @@ async fn handle<A: Adapter>(
             "invalid upstream header",
         );
     }
+    // A buy that takes the book moves it: the next order in its symbol is priced from a
+    // fresh look, not from the book this one is about to empty (found by review).
+    if let Some(action) = &audit.action {
+        for order in action.orders() {
+            if let Some(symbol) = order
+                .symbol
+                .as_deref()
+                .filter(|_| adapter.takes_the_book(order))
+            {
+                gw.upstream.forget_market(adapter, &base, native, symbol);
+            }
+        }
+    }
     let url = upstream_url(&base, native, &forward.query);
     gw.forward(
         adapter,
@@ -1148,12 +1156,14 @@ fn public_cap_within(configured: u64, limit: u64) -> u64 {
     }
 }
 
-/// `client`, as its requests to `pool` are charged: its share of the pool in a minute is
-/// what the exchange's adapter lets public data, pricing and reads use together
-/// ([`Adapter::shared_weight_limit`]), so that one client cannot take the address to the
-/// exchange's limit alone, and of that, half the cap for pricing orders, so that one
-/// client's orders cannot keep everyone's from being priced. No bound when the gateway
-/// may spend that weight ([`ClientLimits::spend_weight_kept_for_reconciliation`]).
+/// `client`, as its requests to `pool` are charged. Its share of the pool in a minute is
+/// what the exchange allows the address ([`Adapter::weight_limit`]) less what public data
+/// may spend and a tenth kept for the other clients, so that one client and every caller
+/// without a key together cannot take the address to the exchange's limit (spot: 6000 -
+/// 1200 - 600 = 4200 by default; USD-M 2400 - 1000 - 240 = 1160; `/sapi` 12000 - 1200 -
+/// 1200 = 9600). Of that, half the cap for pricing orders, so that one client's orders
+/// cannot keep everyone's from being priced. No bound when the gateway may spend the
+/// weight kept for reconciliation ([`ClientLimits::spend_weight_kept_for_reconciliation`]).
 fn payer<'c, A: Adapter>(gw: &Gateway, adapter: &A, pool: Pool<'_>, client: &'c str) -> Payer<'c> {
     if gw.limits.spend_weight_kept_for_reconciliation {
         return Payer {
@@ -1162,12 +1172,20 @@ fn payer<'c, A: Adapter>(gw: &Gateway, adapter: &A, pool: Pool<'_>, client: &'c 
             pricing_share: u64::MAX,
         };
     }
+    let limit = adapter.weight_limit(pool.name);
+    let public_cap = public_cap_in(gw, adapter, pool);
     Payer {
         client,
-        share: adapter.shared_weight_limit(pool.name),
-        pricing_share: pricing_weight_cap(public_cap_in(gw, adapter, pool)) / 2,
+        share: limit
+            .saturating_sub(public_cap)
+            .saturating_sub(limit / CLIENTS_KEPT_SHARE),
+        pricing_share: pricing_weight_cap(public_cap) / 2,
     }
 }
+
+/// The part of the exchange's limit no one client's requests may reach into (a tenth):
+/// kept for the other clients' orders and cancels.
+const CLIENTS_KEPT_SHARE: u64 = 10;
 
 /// Why `payer`'s request is refused for its share of `pool`.
 fn over_share(payer: Payer<'_>, over: weight::OverShare, pool: Pool<'_>) -> String {

@@ -194,6 +194,11 @@ fn fresh<T: Clone>(cache: &Mutex<Lookups<T>>, key: &(String, String)) -> Option<
         .map(|(found, _)| found.clone())
 }
 
+/// Drops what `cache` holds for `key`.
+fn forget<T>(cache: &Mutex<Lookups<T>>, key: (String, String)) {
+    cache.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+}
+
 /// Keeps what a lookup of `key` found in `cache` (unless it is full of fresh lookups).
 fn remember<T>(cache: &Mutex<Lookups<T>>, key: (String, String), found: Option<T>) {
     let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
@@ -788,6 +793,23 @@ impl Upstream {
         Ok(price)
     }
 
+    /// Forgets the best ask and the book of `symbol` in `native_path`'s market at `base`,
+    /// so that the next order in it is priced from a fresh look.
+    pub fn forget_market<A: Adapter>(
+        &self,
+        adapter: &A,
+        base: &str,
+        native_path: &str,
+        symbol: &str,
+    ) {
+        if let Some(path) = adapter.ticker_path(native_path, symbol) {
+            forget(&self.prices, (base.to_owned(), path));
+        }
+        if let Some(path) = adapter.depth_path(native_path, symbol) {
+            forget(&self.books, (base.to_owned(), path));
+        }
+    }
+
     /// The book of the market of `path` (`depth_path`, at `base`), by a lookup at most a
     /// second old, weighed as [`Upstream::price`]'s; `Ok(None)` when it failed. Kept like
     /// the book ticker (found by review: looked up for every request, a client's market
@@ -886,7 +908,7 @@ impl Upstream {
         // Settled once the answer's weight is recorded; else its estimate counts as spent.
         let now_ms = crate::now_ms();
         let reservation = match budget.payer {
-            Some(payer) => weight.reserve_for(payer, true, pool, budget.cap, estimate, now_ms)?,
+            Some(payer) => weight.reserve_pricing(payer, pool, budget.cap, estimate, now_ms)?,
             None => weight
                 .reserve(pool, budget.cap, estimate, now_ms)
                 .map_err(|over| Unpriced::Weight(Refused::Cap(over)))?,

@@ -24,7 +24,8 @@
 //! exchange's 429, which stops every client's orders and cancels. So each client's
 //! signed requests are also [charged](WeightGauge::charge) at their estimated weight,
 //! and a client is refused once its own requests this minute would pass its share of
-//! the pool (what the adapter lets public data, pricing and reads use together).
+//! the pool (the gateway sets it below the exchange's limit, by what public data may
+//! spend and what is kept for the other clients).
 //!
 //! A report comes only with an answer, so a burst of calls sent at once would all pass a
 //! cap checked against reports alone. Each public call and signed read therefore
@@ -405,25 +406,24 @@ impl WeightGauge {
         })
     }
 
-    /// [Reserves](WeightGauge::reserve) `weight` of `pool` for a call made for `payer` (a
-    /// signed read, a test order, or a lookup that prices its order when `pricing`) and
-    /// [charges](WeightGauge::charge) it to the client, under one lock: refused at the
-    /// pool's `cap` or the client's share, whichever comes first.
-    pub fn reserve_for(
+    /// [Reserves](WeightGauge::reserve) `weight` of `pool` for a lookup that prices an
+    /// order of `payer`'s, and charges it to the client, under one lock: refused at the
+    /// pool's `cap`, at the client's share, or at its share for pricing, whichever comes
+    /// first.
+    pub fn reserve_pricing(
         &self,
         payer: Payer<'_>,
-        pricing: bool,
         pool: Pool<'_>,
         cap: u64,
         weight: u64,
         now_ms: u64,
     ) -> Result<Reservation<'_>, Refused> {
         let mut state = self.lock();
-        Self::has_room(&mut state, payer, pricing, pool, weight, now_ms).map_err(Refused::Share)?;
+        Self::has_room(&mut state, payer, true, pool, weight, now_ms).map_err(Refused::Share)?;
         let reservation = self
             .reserve_locked(&mut state, pool, cap, weight, now_ms)
             .map_err(Refused::Cap)?;
-        Self::spend(&mut state, payer.client, pricing, pool, weight);
+        Self::spend(&mut state, payer.client, true, pool, weight);
         Ok(reservation)
     }
 
@@ -716,15 +716,13 @@ mod tests {
             pricing: false,
         };
         assert_eq!(gauge.charge(hostile, SIM_FAPI, 1, minute + 1), Err(over));
-        // Reads, test orders and pricing count with the rest, whatever the pool's cap.
-        for pricing in [false, true] {
-            assert_eq!(
-                gauge
-                    .reserve_for(hostile, pricing, SIM_FAPI, 1000, 1, minute)
-                    .err(),
-                Some(Refused::Share(over))
-            );
-        }
+        // Pricing counts with the rest, whatever the pool's cap.
+        assert_eq!(
+            gauge
+                .reserve_pricing(hostile, SIM_FAPI, 1000, 1, minute)
+                .err(),
+            Some(Refused::Share(over))
+        );
         // Another client, another pool of the same upstream, another upstream: untouched.
         gauge.charge(payer("victim"), SIM_FAPI, 30, minute).unwrap();
         gauge.charge(hostile, SIM_API, 30, minute).unwrap();
@@ -738,7 +736,7 @@ mod tests {
         let pricer = payer("pricer");
         let lookup = |weight| {
             gauge
-                .reserve_for(pricer, true, API, 1000, weight, minute + 60_000)
+                .reserve_pricing(pricer, API, 1000, weight, minute + 60_000)
                 .map(Reservation::settle)
         };
         lookup(10).unwrap();
@@ -752,10 +750,10 @@ mod tests {
         );
         gauge.charge(pricer, API, 20, minute + 60_000).unwrap();
 
-        // A call refused at the pool's cap is not charged to its client.
+        // A lookup refused at the pool's cap is not charged to its client.
         gauge.record(SIM_API, 100, minute + 60_000);
         assert!(matches!(
-            gauge.reserve_for(payer("reader"), false, SIM_API, 100, 5, minute + 60_000),
+            gauge.reserve_pricing(payer("reader"), SIM_API, 100, 5, minute + 60_000),
             Err(Refused::Cap(_))
         ));
         gauge

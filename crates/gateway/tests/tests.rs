@@ -856,6 +856,18 @@ async fn a_market_buy_larger_than_the_best_ask_is_priced_at_the_book() {
         "{body}"
     );
     assert_eq!(exchange_saw(&env, "/api/v3/order"), 2);
+    // Found by review: the market buy of 1 BTC forwarded above took from the book, so
+    // the 101 were priced from a fresh look, not from the book it emptied. Denied buys
+    // take nothing: the book they looked at stands for a second.
+    assert_eq!(exchange_saw(&env, "/api/v3/depth"), 2);
+    let (status, _) = post(
+        &env,
+        "/api/v3/order",
+        "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=2&newClientOrderId=again",
+    )
+    .await;
+    assert_eq!(status, 401);
+    assert_eq!(exchange_saw(&env, "/api/v3/depth"), 2);
     // Found by review: only what fills at once takes the book now; a stop buy fills
     // when it triggers, a limit buy at its price, and neither asks for the book.
     for order in [
@@ -865,9 +877,8 @@ async fn a_market_buy_larger_than_the_best_ask_is_priced_at_the_book() {
         let (status, body) = post(&env, "/api/v3/order", order).await;
         assert_ne!(status, 401, "{order}: {body}");
     }
-    // One look at the book for the 2 BTC and the 101, within a second; another once
-    // that second is over.
-    assert_eq!(exchange_saw(&env, "/api/v3/depth"), 1);
+    assert_eq!(exchange_saw(&env, "/api/v3/depth"), 2);
+    // Another look once the second is over.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let (status, _) = post(
         &env,
@@ -876,7 +887,7 @@ async fn a_market_buy_larger_than_the_best_ask_is_priced_at_the_book() {
     )
     .await;
     assert_eq!(status, 401);
-    assert_eq!(exchange_saw(&env, "/api/v3/depth"), 2);
+    assert_eq!(exchange_saw(&env, "/api/v3/depth"), 3);
 }
 
 /// Found by review: a limit buy pegged to the asks (`priceMatch=OPPONENT_5`) fills at once
@@ -2704,12 +2715,17 @@ async fn a_client_s_test_orders_cannot_spend_the_weight_others_cancels_need() {
 /// A regression test (found by review): a client's orders and cancels were never held
 /// back for weight, so a client with no rate could send USD-M cancels (weight 1 each, of
 /// 2400 a minute) until the exchange answered 429, pausing every client's orders and
-/// cancels. A client's own requests stop at its share of the pool (1500 for USD-M, what
-/// public data, pricing and reads may use together); other clients' go on.
+/// cancels; with callers without a key spending the public cap (1000 on USD-M) besides.
+/// A client's own requests stop at its share of the address's limit: 2400, less the
+/// public cap, less a tenth kept for the other clients (1160); other clients' go on.
 #[tokio::test]
 async fn one_client_cannot_spend_the_whole_weight_of_the_address() {
     clear_of_a_minute_turn().await;
-    let env = default_env().await;
+    let policy = Policy {
+        symbols: Some(["usdm:BTCUSDT".to_owned()].into_iter().collect()),
+        ..trading_policy()
+    };
+    let env = setup(policy, None, Duration::from_secs(10)).await;
     issue_another_client(
         &env,
         "hostile",
@@ -2718,22 +2734,36 @@ async fn one_client_cannot_spend_the_whole_weight_of_the_address() {
         read_and_trade(),
     )
     .await;
-    // The countdown that cancels a symbol's orders: 10 each by Binance's documentation.
-    let mut answers = Vec::new();
-    for n in 0..155 {
-        let params = format!("symbol=BTCUSDT&countdownTime={}", 60_000 + n);
-        let body = sign(&params, HOSTILE_SECRET);
+    // Callers without a key spend the public cap: a deep book weighs 20 on USD-M.
+    let mut public = 0;
+    for _ in 0..60 {
         let request = http_as(
-            HOSTILE_KEY,
-            "POST",
-            "/binance/fapi/v1/countdownCancelAll",
             "",
-            &body,
+            "GET",
+            "/binance/fapi/v1/depth?symbol=BTCUSDT&limit=1000",
+            "",
+            "",
         );
-        answers.push(raw(env.gateway, &request).await);
+        let (status, _) = raw(env.gateway, &request).await;
+        public += usize::from(status == 200);
     }
-    assert_eq!(exchange_saw(&env, "/fapi/v1/countdownCancelAll"), 150);
-    for (status, body) in &answers[150..] {
+    assert_eq!(public, 50);
+    // Cancels of orders the exchange does not have, weight 1 each.
+    let mut answers = Vec::new();
+    // 1500 of them with the public calls' 1000 would pass the exchange's 2400.
+    for n in 0..1500 {
+        let params = format!("symbol=BTCUSDT&orderId={}", 900_000_000 + n);
+        let target = format!("/binance/fapi/v1/order?{}", sign(&params, HOSTILE_SECRET));
+        answers.push(
+            raw(
+                env.gateway,
+                &http_as(HOSTILE_KEY, "DELETE", &target, "", ""),
+            )
+            .await,
+        );
+    }
+    assert_eq!(exchange_saw(&env, "/fapi/v1/order"), 1160);
+    for (status, body) in &answers[1160..] {
         assert_eq!(
             (status, body["code"].as_i64()),
             (&429, Some(-1003)),
@@ -2741,19 +2771,59 @@ async fn one_client_cannot_spend_the_whole_weight_of_the_address() {
         );
         let msg = body["msg"].as_str().unwrap();
         assert!(msg.contains("client hostile's requests"), "{msg}");
-        assert!(msg.contains("at most 1500"), "{msg}");
+        assert!(msg.contains("at most 1160"), "{msg}");
     }
-    let refused = events_where(&env, 5, |e| {
-        e["path"] == "/fapi/v1/countdownCancelAll" && e["allowed"] == false
+    let refused = events_where(&env, 40, |e| {
+        e["path"] == "/fapi/v1/order" && e["rule"] == "weight_reserved"
     })
     .await;
-    assert!(refused
-        .iter()
-        .all(|e| e["rule"] == "weight_reserved" && e["client"] == "hostile"));
+    assert!(refused.iter().all(|e| e["client"] == "hostile"));
 
-    // The other client's orders and reads go on.
-    let target = format!("/binance/fapi/v2/account?{}", sign("", BOT_SECRET));
-    let (status, body) = raw(env.gateway, &http("GET", &target, "", "")).await;
+    // The other client's order and its cancel go: the address is below the exchange's
+    // limit, which would have answered 429.
+    let (status, body) = post(
+        &env,
+        "/fapi/v1/order",
+        "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=50000",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let params = format!("symbol=BTCUSDT&orderId={}", body["orderId"]);
+    let target = format!("/binance/fapi/v1/order?{}", sign(&params, BOT_SECRET));
+    let (status, body) = raw(env.gateway, &http("DELETE", &target, "", "")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "CANCELED", "{body}");
+}
+
+/// A regression test (found by review): reads were charged to their client before they
+/// were decided, so a bot retrying reads its policy denies (another symbol's, past its
+/// rate) used up its share, and its own cancels were refused for the rest of the minute.
+/// A request is charged once decided.
+#[tokio::test]
+async fn requests_a_policy_denies_cost_their_client_nothing() {
+    clear_of_a_minute_turn().await;
+    let policy = Policy {
+        symbols: Some(["usdm:BTCUSDT".to_owned()].into_iter().collect()),
+        ..trading_policy()
+    };
+    let env = setup(policy, None, Duration::from_secs(10)).await;
+    // Liquidations of a symbol not on its list, weight 20 each: 100 would be 2000.
+    for n in 0..100 {
+        let params = format!("symbol=ETHUSDT&limit={}", 50 + n);
+        let target = format!("/binance/fapi/v1/forceOrders?{}", sign(&params, BOT_SECRET));
+        let (status, body) = raw(env.gateway, &http("GET", &target, "", "")).await;
+        assert_eq!(status, 401, "{body}");
+    }
+    let (status, body) = post(
+        &env,
+        "/fapi/v1/order",
+        "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=50000",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let params = format!("symbol=BTCUSDT&orderId={}", body["orderId"]);
+    let target = format!("/binance/fapi/v1/order?{}", sign(&params, BOT_SECRET));
+    let (status, body) = raw(env.gateway, &http("DELETE", &target, "", "")).await;
     assert_eq!(status, 200, "{body}");
 }
 

@@ -2566,6 +2566,60 @@ pub fn fuzz_batch(data: &[u8]) -> bool {
     accepted
 }
 
+/// Entry point of the fuzz target `binance_answer`: `data` is an exchange's answer (its
+/// first byte picks a status and a quantity, the rest is the body, and its start the
+/// value of the weight and back-off headers), read by every reader of an answer the
+/// adapter has. An exchange, or anything between it and keygate, writes these bytes.
+///
+/// Panics only if a reader does.
+#[cfg(any(test, feature = "fuzzing"))]
+pub fn fuzz_answer(data: &[u8]) {
+    let (pick, body) = data.split_first().map_or((0, data), |(p, b)| (*p, b));
+    let binance = Binance;
+    let quantity = Decimal::new(i64::from(pick) * 1_000_003, u32::from(pick % 29));
+    let _ = binance.parse_server_time(body);
+    let _ = binance.parse_ticker_price(body, "BTCUSDT");
+    let _ = binance.parse_depth_price(body, quantity);
+    let _ = binance.parse_permissions(body);
+    let _ = binance.parse_holdings(body);
+    let _ = binance.parse_symbol_list(body);
+    let _ = binance.parse_trade_fee_symbols(body);
+    let _ = binance.parse_order_symbol(body);
+    let _ = binance.parse_withdrawal_history(body);
+    for order in binance.parse_order_history(body).unwrap_or_default() {
+        let _ = binance.may_be_forced(&order);
+    }
+    let _ = binance.parse_conditional_orders(body);
+    for path in [
+        "/api/v3/order",
+        BATCH_ORDERS_PATH,
+        "/fapi/v1/algoOrder",
+        "/api/v3/orderList/otoco",
+    ] {
+        let _ = binance.placed_order_ids(path, body);
+    }
+    let mut headers = HeaderMap::new();
+    if let Ok(value) = http::HeaderValue::from_bytes(&body[..body.len().min(24)]) {
+        headers.insert(http::header::RETRY_AFTER, value.clone());
+        headers.insert("x-mbx-used-weight-1m", value.clone());
+        headers.insert("x-sapi-used-ip-weight-1m", value);
+    }
+    let picked = http::StatusCode::from_u16(100 + u16::from(pick) * 2).unwrap_or_default();
+    for status in [
+        picked,
+        http::StatusCode::TOO_MANY_REQUESTS,
+        http::StatusCode::IM_A_TEAPOT,
+    ] {
+        let _ = binance.is_no_such_order(status, body);
+        let _ = binance.is_execution_unknown(status, body);
+        let _ = binance.back_off(status, &headers, body);
+        let _ = binance.may_pass_when_asked_again(status, body);
+    }
+    let _ = binance.error_text(body);
+    let _ = binance.used_weight("/api", &headers);
+    let _ = binance.used_weight("/sapi", &headers);
+}
+
 /// Asserts that `request` re-signs into a request that parses back to the same parameters
 /// in the same order (but for the new `timestamp`) and verifies under the real secret.
 #[cfg(any(test, feature = "fuzzing"))]
@@ -4475,6 +4529,22 @@ mod tests {
                 "{}",
                 String::from_utf8_lossy(data)
             );
+        }
+    }
+
+    #[test]
+    fn fuzz_answer_reads_a_corpus_of_answers() {
+        for answer in [
+            &b""[..],
+            b"\x00{}",
+            b"\x05{\"serverTime\":1700000000000}",
+            b"\xff{\"symbol\":\"BTCUSDT\",\"askPrice\":\"1e30\",\"askQty\":\"-0\"}",
+            b"\x10{\"asks\":[[\"60000.01\",\"1\"],[\"x\",\"2\"]]}",
+            b"\x7f[{\"orderId\":18446744073709551616,\"status\":\"NEW\"}]",
+            b"\x01{\"code\":-2013,\"msg\":\"Order does not exist.\"}",
+            b"\x02999999999999999999999999",
+        ] {
+            fuzz_answer(answer);
         }
     }
 

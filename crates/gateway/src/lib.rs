@@ -98,7 +98,7 @@ use crate::answers::{AnswerBudget, Caller};
 use crate::registry::{ClientEntry, Live, Registry, Verifier};
 use crate::replay::ReplayCache;
 use crate::upstream::{Budget, Failure, Sent, Unpriced, Upstream};
-use crate::weight::{OverCap, Payer, Pool, Reservation, WeightGauge};
+use crate::weight::{Charge, OverCap, Payer, Pool, Reservation, WeightGauge};
 
 /// Largest request body accepted, in bytes. Binance's own requests are far smaller.
 pub const MAX_REQUEST_BODY_BYTES: usize = 64 * 1024;
@@ -803,8 +803,9 @@ async fn handle<A: Adapter>(
     //    base quantity) is priced from the public book ticker when a notional limit applies,
     //    but only once every other rule has passed: a request denied for its symbol or
     //    scope causes no traffic at all. One that is priced has counted against its
-    //    client's rate, whatever the final decision; its ticker lookup, failed or not,
-    //    stands for a second, and a lookup is a public call, paused at the weight cap.
+    //    client's rate, whatever the final decision; its ticker lookup, answered with a
+    //    price or without, stands for a second (until a buy at the market there goes
+    //    through), and a lookup is a public call, paused at the weight cap.
     //    A market buy of more than the best ask offers is priced at the book (a depth
     //    lookup). A batch is decided order by order, each priced as it would be alone (one
     //    ticker lookup per symbol, at most five), its market buys in a symbol at the book
@@ -841,13 +842,18 @@ async fn handle<A: Adapter>(
                     .decider
                     .reserve_priced(&request(None).with_order_notionals(&notionals));
             }
-            Err(Unpriced::Unreached) => {
+            Err(Unpriced::Paused | Unpriced::Unreached) => {
+                audit.action = Some(action);
+                // The exchange asks the address to back off (it may have begun while the
+                // lookup waited): answered as such.
+                if let Some((response, msg)) = held_back(adapter, &gw.weight, pool) {
+                    return audit.deny(response, Rule::ExchangeBackOff, &msg);
+                }
                 // As the order itself would be answered, which bots try again (found by
                 // review: an outage read as a denial, -2015, the one given to orders
                 // that can never be priced).
                 let msg = "the exchange could not be reached to price this order (no \
-                           answer, or a server error); it was not sent";
-                audit.action = Some(action);
+                           answer, a server error, or a wait it asked for); it was not sent";
                 return audit.deny(refuse(Refusal::Unreachable), Rule::PriceUnavailable, msg);
             }
             Err(Unpriced::Weight(refused)) => {
@@ -910,10 +916,14 @@ async fn handle<A: Adapter>(
     let lookup_weight = symbol_lookup
         .as_ref()
         .map_or(0, |(path, query)| adapter.signed_read_weight(path, query));
-    let charge = request_weight.saturating_add(lookup_weight);
-    if let Err(over) = gw.weight.charge(payer, pool, charge, now_ms()) {
-        let msg = over_share(payer, over, pool);
-        return audit.deny(refuse(Refusal::TooMany(&msg)), Rule::WeightReserved, &msg);
+    let weight = request_weight.saturating_add(lookup_weight);
+    match gw.weight.charge(payer, pool, weight, now_ms()) {
+        // Handed back if the request is not sent; the lookup's part is spent once made.
+        Ok(charge) => audit.charge = Held(Some(charge.less(lookup_weight))),
+        Err(over) => {
+            let msg = over_share(payer, over, pool);
+            return audit.deny(refuse(Refusal::TooMany(&msg)), Rule::WeightReserved, &msg);
+        }
     }
     // A request the exchange takes by an account-wide id names a symbol it ignores (a
     // conditional order's cancel): for a client held to a symbol list, the exchange is
@@ -1044,33 +1054,43 @@ async fn handle<A: Adapter>(
             "invalid upstream header",
         );
     }
-    // A buy that takes the book moves it: the next order in its symbol is priced from a
-    // fresh look, not from the book this one is about to empty (found by review).
-    if let Some(action) = &audit.action {
-        for order in action.orders() {
-            if let Some(symbol) = order
-                .symbol
+    // A market buy (or one pegged to the asks) fills at once and moves the book: once the
+    // exchange has it, the next order in its symbol is priced from a fresh look, not from
+    // the book this one emptied (found by review). Not a limit buy resting on the book.
+    let at_market = |order: &Action| {
+        order.stated_notional().is_none()
+            || order
+                .order_type
                 .as_deref()
-                .filter(|_| adapter.takes_the_book(order))
-            {
-                gw.upstream.forget_market(adapter, &base, native, symbol);
-            }
-        }
-    }
+                .is_some_and(|t| t.eq_ignore_ascii_case("MARKET"))
+    };
+    let moves_the_book: Vec<String> = audit.action.as_ref().map_or_else(Vec::new, |action| {
+        action
+            .orders()
+            .iter()
+            .filter(|order| at_market(order) && adapter.takes_the_book(order))
+            .filter_map(|order| order.symbol.clone())
+            .collect()
+    });
     let url = upstream_url(&base, native, &forward.query);
-    gw.forward(
-        adapter,
-        audit,
-        &method,
-        pool,
-        &url,
-        &forward.headers,
-        forward.body.as_bytes(),
-        started,
-        None,
-        refusal_since_decided,
-    )
-    .await
+    let answer = gw
+        .forward(
+            adapter,
+            audit,
+            &method,
+            pool,
+            &url,
+            &forward.headers,
+            forward.body.as_bytes(),
+            started,
+            None,
+            refusal_since_decided,
+        )
+        .await;
+    for symbol in moves_the_book {
+        gw.upstream.forget_market(adapter, &base, native, &symbol);
+    }
+    answer
 }
 
 /// Why a request decided for `decided` (the client of `api_key` as it was) may no longer
@@ -1708,6 +1728,8 @@ struct Audit<'a> {
     reservation: Held<DailyReservation>,
     /// The request weight a signed read reserved, until it is forwarded.
     weight: Held<Reservation<'a>>,
+    /// The request weight charged to its client, handed back if it is not forwarded.
+    charge: Held<Charge<'a>>,
     /// The signature verified, was fresh and was seen for the first time: the request is
     /// the client's own (a stale or replayed one could be anyone's who saw it once).
     attributed: bool,
@@ -1743,6 +1765,7 @@ impl<'a> Audit<'a> {
             order_notionals: Vec::new(),
             reservation: Held(None),
             weight: Held(None),
+            charge: Held(None),
             attributed: false,
             pending_queued: false,
             pending_written: false,
@@ -1836,6 +1859,9 @@ impl<'a> Audit<'a> {
         }
         if let Some(weight) = self.weight.0.take() {
             weight.release();
+        }
+        if let Some(charge) = self.charge.0.take() {
+            charge.refund();
         }
     }
 

@@ -218,6 +218,8 @@ pub enum Unpriced {
     /// The exchange could not be reached, did not answer, or answered with a server
     /// error: the order could not have been sent either, and may be tried again.
     Unreached,
+    /// The exchange asks the address to back off: nothing is sent until then.
+    Paused,
 }
 
 impl From<Refused> for Unpriced {
@@ -881,11 +883,12 @@ impl Upstream {
     }
 
     /// One public call keygate makes for itself (`path_and_query` at `base`): the body of
-    /// a successful answer; `Ok(None)` for a client error's, or while the exchange has
-    /// asked the address to back off (nothing is sent then); [`Unpriced::Unreached`]
-    /// without an answer, or with a server error's. Its estimated weight is
-    /// reserved in `weight` first (and charged to the budget's payer), and refused at the
-    /// budget's cap or the payer's share.
+    /// a successful answer; `Ok(None)` for a client error's; [`Unpriced::Paused`] while
+    /// the exchange asks the address to back off (nothing is sent then), or when the
+    /// answer asks it to; [`Unpriced::Unreached`] without an answer, or with a server
+    /// error's. Its estimated weight is reserved in `weight` first (and charged to the
+    /// budget's payer, who gets it back if nothing was sent), and refused at the budget's
+    /// cap or the payer's share.
     async fn public_lookup<A: Adapter>(
         &self,
         adapter: &A,
@@ -903,28 +906,41 @@ impl Upstream {
             name: adapter.weight_pool(path),
         };
         if weight.paused(pool, crate::now_ms()).is_some() {
-            return Ok(None);
+            return Err(Unpriced::Paused);
         }
         // Settled once the answer's weight is recorded; else its estimate counts as spent.
         let now_ms = crate::now_ms();
-        let reservation = match budget.payer {
-            Some(payer) => weight.reserve_pricing(payer, pool, budget.cap, estimate, now_ms)?,
-            None => weight
-                .reserve(pool, budget.cap, estimate, now_ms)
-                .map_err(|over| Unpriced::Weight(Refused::Cap(over)))?,
+        let (reservation, charge) = match budget.payer {
+            Some(payer) => {
+                let (reservation, charge) =
+                    weight.reserve_pricing(payer, pool, budget.cap, estimate, now_ms)?;
+                (reservation, Some(charge))
+            }
+            None => {
+                let reservation = weight
+                    .reserve(pool, budget.cap, estimate, now_ms)
+                    .map_err(|over| Unpriced::Weight(Refused::Cap(over)))?;
+                (reservation, None)
+            }
         };
         let url = format!("{base}{path_and_query}");
         match self.send(adapter, &Method::GET, &url, &[], b"").await {
             Ok(response) => {
                 weight.note_answer(adapter, pool, &response, Some(reservation));
+                if weight.paused(pool, crate::now_ms()).is_some() {
+                    return Err(Unpriced::Paused);
+                }
                 if response.status.is_server_error() {
                     return Err(Unpriced::Unreached);
                 }
                 Ok(response.status.is_success().then_some(response.body))
             }
             Err(Failure::Unreachable(_) | Failure::Refused(_)) => {
-                // Nothing was sent.
+                // Nothing was sent: neither the address nor the client spent anything.
                 reservation.release();
+                if let Some(charge) = charge {
+                    charge.refund();
+                }
                 Err(Unpriced::Unreached)
             }
             Err(Failure::TimedOut | Failure::NoAnswer(_)) => Err(Unpriced::Unreached),

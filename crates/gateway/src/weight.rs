@@ -259,6 +259,53 @@ pub struct Payer<'a> {
     pub pricing_share: u64,
 }
 
+/// Weight charged to a client ([`WeightGauge::charge`]): it stays charged unless
+/// [refunded](Charge::refund), as it should be when what it was charged for is never
+/// sent.
+#[must_use = "a charge stays unless it is refunded; drop it to keep it"]
+pub struct Charge<'g> {
+    gauge: &'g WeightGauge,
+    client: String,
+    upstream: String,
+    pool: &'static str,
+    pricing: bool,
+    weight: u64,
+    minute: u64,
+}
+
+impl<'g> Charge<'g> {
+    fn new(
+        gauge: &'g WeightGauge,
+        payer: Payer<'_>,
+        pricing: bool,
+        pool: Pool<'_>,
+        weight: u64,
+        minute: u64,
+    ) -> Charge<'g> {
+        Charge {
+            gauge,
+            client: payer.client.to_owned(),
+            upstream: pool.upstream.to_owned(),
+            pool: pool.name,
+            pricing,
+            weight,
+            minute,
+        }
+    }
+
+    /// This charge, with `spent` of it no longer handed back by a refund (a lookup made
+    /// for the request, which the exchange counts whether the request goes or not).
+    pub fn less(mut self, spent: u64) -> Charge<'g> {
+        self.weight = self.weight.saturating_sub(spent);
+        self
+    }
+
+    /// Hands the weight back to the client: what it was charged for was not sent.
+    pub fn refund(self) {
+        self.gauge.refund(&self);
+    }
+}
+
 /// Why a client's signed request may not go now: what it is charged for this minute
 /// was estimated at `spent`, and this one would take it past `share`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -417,14 +464,15 @@ impl WeightGauge {
         cap: u64,
         weight: u64,
         now_ms: u64,
-    ) -> Result<Reservation<'_>, Refused> {
+    ) -> Result<(Reservation<'_>, Charge<'_>), Refused> {
         let mut state = self.lock();
         Self::has_room(&mut state, payer, true, pool, weight, now_ms).map_err(Refused::Share)?;
         let reservation = self
             .reserve_locked(&mut state, pool, cap, weight, now_ms)
             .map_err(Refused::Cap)?;
         Self::spend(&mut state, payer.client, true, pool, weight);
-        Ok(reservation)
+        let charge = Charge::new(self, payer, true, pool, weight, state.spent_minute);
+        Ok((reservation, charge))
     }
 
     /// Charges `weight` (an upper estimate) of a signed request of `payer` drawing from
@@ -437,11 +485,18 @@ impl WeightGauge {
         pool: Pool<'_>,
         weight: u64,
         now_ms: u64,
-    ) -> Result<(), OverShare> {
+    ) -> Result<Charge<'_>, OverShare> {
         let mut state = self.lock();
         Self::has_room(&mut state, payer, false, pool, weight, now_ms)?;
         Self::spend(&mut state, payer.client, false, pool, weight);
-        Ok(())
+        Ok(Charge::new(
+            self,
+            payer,
+            false,
+            pool,
+            weight,
+            state.spent_minute,
+        ))
     }
 
     /// Whether `payer` may be charged `weight` more of `pool` this minute (for pricing its
@@ -476,6 +531,27 @@ impl WeightGauge {
         match over(spent.total, payer.share, false).or_else(|| pricing.then(over_pricing)?) {
             Some(over) => Err(over),
             None => Ok(()),
+        }
+    }
+
+    /// Takes `charge` back from what its client was charged for, if its minute has not
+    /// turned since.
+    fn refund(&self, charge: &Charge<'_>) {
+        let mut state = self.lock();
+        if state.spent_minute != charge.minute {
+            return;
+        }
+        let Some(spent) = state
+            .spent
+            .get_mut(&charge.client)
+            .and_then(|pools| pools.get_mut(&charge.upstream))
+            .and_then(|pools| pools.get_mut(charge.pool))
+        else {
+            return;
+        };
+        spent.total = spent.total.saturating_sub(charge.weight);
+        if charge.pricing {
+            spent.pricing = spent.pricing.saturating_sub(charge.weight);
         }
     }
 
@@ -707,15 +783,17 @@ mod tests {
         };
         let hostile = payer("hostile");
         let minute = 100 * 60_000;
+        let charged =
+            |payer, pool, weight, now_ms| gauge.charge(payer, pool, weight, now_ms).map(drop);
         for _ in 0..3 {
-            gauge.charge(hostile, SIM_FAPI, 10, minute).unwrap();
+            charged(hostile, SIM_FAPI, 10, minute).unwrap();
         }
         let over = OverShare {
             spent: 30,
             share: 30,
             pricing: false,
         };
-        assert_eq!(gauge.charge(hostile, SIM_FAPI, 1, minute + 1), Err(over));
+        assert_eq!(charged(hostile, SIM_FAPI, 1, minute + 1), Err(over));
         // Pricing counts with the rest, whatever the pool's cap.
         assert_eq!(
             gauge
@@ -724,20 +802,45 @@ mod tests {
             Some(Refused::Share(over))
         );
         // Another client, another pool of the same upstream, another upstream: untouched.
-        gauge.charge(payer("victim"), SIM_FAPI, 30, minute).unwrap();
-        gauge.charge(hostile, SIM_API, 30, minute).unwrap();
-        gauge.charge(hostile, FAPI, 30, minute).unwrap();
+        charged(payer("victim"), SIM_FAPI, 30, minute).unwrap();
+        charged(hostile, SIM_API, 30, minute).unwrap();
+        charged(hostile, FAPI, 30, minute).unwrap();
         // The next minute, each starts again.
+        let next = minute + 60_000;
+        charged(hostile, SIM_FAPI, 30, next).unwrap();
+
+        // A refund hands back what was not sent, and what a lookup spent stays.
+        let refunded = payer("refunded");
+        for _ in 0..10 {
+            gauge.charge(refunded, SIM_FAPI, 30, next).unwrap().refund();
+        }
         gauge
-            .charge(hostile, SIM_FAPI, 30, minute + 60_000)
-            .unwrap();
+            .charge(refunded, SIM_FAPI, 30, next)
+            .unwrap()
+            .less(10)
+            .refund();
+        assert_eq!(
+            charged(refunded, SIM_FAPI, 30, next),
+            Err(OverShare {
+                spent: 10,
+                share: 30,
+                pricing: false
+            })
+        );
+        // One made the minute before hands back nothing of this one's.
+        let late = gauge.charge(refunded, SIM_API, 30, next).unwrap();
+        charged(refunded, SIM_API, 1, next + 60_000).unwrap();
+        let earlier = gauge.charge(refunded, SIM_API, 29, next + 60_000).unwrap();
+        late.refund();
+        assert!(charged(refunded, SIM_API, 1, next + 60_000).is_err());
+        drop(earlier);
 
         // Pricing has a share of its own within the client's.
         let pricer = payer("pricer");
         let lookup = |weight| {
             gauge
-                .reserve_pricing(pricer, API, 1000, weight, minute + 60_000)
-                .map(Reservation::settle)
+                .reserve_pricing(pricer, API, 1000, weight, next + 60_000)
+                .map(|(reservation, _)| reservation.settle())
         };
         lookup(10).unwrap();
         assert_eq!(
@@ -748,17 +851,15 @@ mod tests {
                 pricing: true
             }))
         );
-        gauge.charge(pricer, API, 20, minute + 60_000).unwrap();
+        charged(pricer, API, 20, next + 60_000).unwrap();
 
         // A lookup refused at the pool's cap is not charged to its client.
-        gauge.record(SIM_API, 100, minute + 60_000);
+        gauge.record(SIM_API, 100, next + 60_000);
         assert!(matches!(
-            gauge.reserve_pricing(payer("reader"), SIM_API, 100, 5, minute + 60_000),
+            gauge.reserve_pricing(payer("reader"), SIM_API, 100, 5, next + 60_000),
             Err(Refused::Cap(_))
         ));
-        gauge
-            .charge(payer("reader"), SIM_API, 30, minute + 60_000)
-            .unwrap();
+        charged(payer("reader"), SIM_API, 30, next + 60_000).unwrap();
     }
 
     /// What holds back a public call of weight 1 now, if anything.

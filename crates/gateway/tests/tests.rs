@@ -2795,6 +2795,81 @@ async fn one_client_cannot_spend_the_whole_weight_of_the_address() {
     assert_eq!(body["status"], "CANCELED", "{body}");
 }
 
+/// A regression test (found by review): what was charged to a client stayed charged when
+/// nothing was sent, so a bot retrying through an outage (a refused connection answers
+/// at once) used up its share, and the lookups that price its orders their share, and
+/// once the exchange was back its orders and cancels were refused until the minute
+/// turned.
+#[tokio::test]
+async fn requests_never_sent_cost_their_client_nothing() {
+    clear_of_a_minute_turn().await;
+    let policy = Policy {
+        symbols: None,
+        ..trading_policy()
+    };
+    let env = setup(
+        policy,
+        Some("http://127.0.0.1:9".into()),
+        Duration::from_secs(10),
+    )
+    .await;
+    // The countdown weighs 10: 116 of them would use up a USD-M share of 1160.
+    for n in 0..130 {
+        let params = format!("symbol=BTCUSDT&countdownTime={}", 60_000 + n);
+        let (status, body) = post(&env, "/fapi/v1/countdownCancelAll", &params).await;
+        assert_eq!(
+            (status, body["code"].as_i64()),
+            (502, Some(-1001)),
+            "{n}: {body}"
+        );
+    }
+    // A ticker lookup weighs 2: 450 of them would use up a pricing share of 900.
+    for n in 0..460 {
+        let params =
+            format!("symbol=BTCUSDT&side=SELL&type=MARKET&quantity=0.001&newClientOrderId=r{n}");
+        let (status, body) = post(&env, "/api/v3/order", &params).await;
+        assert_eq!(
+            (status, body["code"].as_i64()),
+            (502, Some(-1001)),
+            "{n}: {body}"
+        );
+    }
+}
+
+/// A regression test (found by review): every buy forgot the best ask and the book kept
+/// for a second, resting limit buys too, so a client's limit buys made every other order
+/// in that symbol, its own and other clients', look the price up again (each charged to
+/// its client). Only a buy at the market, which fills at once, moves the book.
+#[tokio::test]
+async fn resting_limit_buys_leave_the_price_kept() {
+    let env = default_env().await;
+    for n in 0..5 {
+        let buy = format!(
+            "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=40000&newClientOrderId=b{n}"
+        );
+        let (status, body) = post(&env, "/api/v3/order", &buy).await;
+        assert_eq!(status, 200, "{body}");
+        let sell = format!(
+            "symbol=BTCUSDT&side=SELL&type=LIMIT&timeInForce=GTC&quantity=0.01&price=90000&newClientOrderId=s{n}"
+        );
+        let (status, body) = post(&env, "/api/v3/order", &sell).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    assert_eq!(exchange_saw(&env, "/api/v3/ticker/bookTicker"), 1);
+    // A market buy moves it: the next sell looks again.
+    let (status, body) = post(
+        &env,
+        "/api/v3/order",
+        "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=0.01",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let sell = "symbol=BTCUSDT&side=SELL&type=LIMIT&timeInForce=GTC&quantity=0.01&price=90000";
+    let (status, body) = post(&env, "/api/v3/order", sell).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(exchange_saw(&env, "/api/v3/ticker/bookTicker"), 2);
+}
+
 /// A regression test (found by review): reads were charged to their client before they
 /// were decided, so a bot retrying reads its policy denies (another symbol's, past its
 /// rate) used up its share, and its own cancels were refused for the rest of the minute.

@@ -804,8 +804,8 @@ async fn handle<A: Adapter>(
     //    but only once every other rule has passed: a request denied for its symbol or
     //    scope causes no traffic at all. One that is priced has counted against its
     //    client's rate, whatever the final decision; its ticker lookup, answered with a
-    //    price or without, stands for a second (until a buy at the market there goes
-    //    through), and a lookup is a public call, paused at the weight cap.
+    //    price or without, stands for a second (until a buy that fills at once is sent
+    //    there), and a lookup is a public call, paused at the weight cap.
     //    A market buy of more than the best ask offers is priced at the book (a depth
     //    lookup). A batch is decided order by order, each priced as it would be alone (one
     //    ticker lookup per symbol, at most five), its market buys in a symbol at the book
@@ -918,8 +918,8 @@ async fn handle<A: Adapter>(
         .map_or(0, |(path, query)| adapter.signed_read_weight(path, query));
     let weight = request_weight.saturating_add(lookup_weight);
     match gw.weight.charge(payer, pool, weight, now_ms()) {
-        // Handed back if the request is not sent; the lookup's part is spent once made.
-        Ok(charge) => audit.charge = Held(Some(charge.less(lookup_weight))),
+        // Handed back if the request is not sent (the lookup's part once it is made).
+        Ok(charge) => audit.charge = Held(Some(charge)),
         Err(over) => {
             let msg = over_share(payer, over, pool);
             return audit.deny(refuse(Refusal::TooMany(&msg)), Rule::WeightReserved, &msg);
@@ -939,14 +939,24 @@ async fn handle<A: Adapter>(
                 lookup,
             )
             .await;
-        if let (OrderSymbol::Unsaid, Some((response, msg))) =
+        if let (OrderSymbol::Unsaid | OrderSymbol::Unreached, Some((response, msg))) =
             (&found, held_back(adapter, &gw.weight, pool))
         {
             return audit.deny(response, Rule::ExchangeBackOff, &msg);
         }
+        // The lookup went: what it weighed is spent, whatever happens to the request.
+        if !matches!(found, OrderSymbol::Unreached) {
+            audit.charge.0 = audit.charge.0.take().map(|c| c.less(lookup_weight));
+        }
         let found = match found {
             OrderSymbol::In(symbol) => Some(symbol),
             OrderSymbol::Unsaid => None,
+            // As the request itself would be answered, which bots try again.
+            OrderSymbol::Unreached => {
+                let msg = "the exchange could not be reached to ask which symbol the order \
+                           this request names is in; it was not sent";
+                return audit.deny(refuse(Refusal::Unreachable), Rule::Symbol, msg);
+            }
             // Answered as the exchange answers a request naming an order it does not
             // have (ccxt's `OrderNotFound`), not as a denial: cancelling a stop that
             // already triggered is routine. Nothing else is sent.
@@ -1054,43 +1064,42 @@ async fn handle<A: Adapter>(
             "invalid upstream header",
         );
     }
-    // A market buy (or one pegged to the asks) fills at once and moves the book: once the
-    // exchange has it, the next order in its symbol is priced from a fresh look, not from
-    // the book this one emptied (found by review). Not a limit buy resting on the book.
-    let at_market = |order: &Action| {
-        order.stated_notional().is_none()
-            || order
-                .order_type
-                .as_deref()
-                .is_some_and(|t| t.eq_ignore_ascii_case("MARKET"))
-    };
-    let moves_the_book: Vec<String> = audit.action.as_ref().map_or_else(Vec::new, |action| {
-        action
-            .orders()
-            .iter()
-            .filter(|order| at_market(order) && adapter.takes_the_book(order))
-            .filter_map(|order| order.symbol.clone())
-            .collect()
-    });
-    let url = upstream_url(&base, native, &forward.query);
-    let answer = gw
-        .forward(
-            adapter,
-            audit,
-            &method,
-            pool,
-            &url,
-            &forward.headers,
-            forward.body.as_bytes(),
-            started,
-            None,
-            refusal_since_decided,
-        )
-        .await;
-    for symbol in moves_the_book {
-        gw.upstream.forget_market(adapter, &base, native, &symbol);
+    // A buy that fills at once (at the market, pegged to the asks, or a limit at or above
+    // the best ask kept) moves the book: the next order in its symbol is priced from a
+    // fresh look, not from the book this one is about to empty (found by review). A limit
+    // buy that rests on the book leaves them kept.
+    if let Some(action) = &audit.action {
+        for order in action.orders() {
+            let Some(symbol) = order.symbol.as_deref() else {
+                continue;
+            };
+            if !adapter.takes_the_book(order) {
+                continue;
+            }
+            let at_market = order.stated_notional().is_none()
+                || order
+                    .order_type
+                    .as_deref()
+                    .is_some_and(|t| t.eq_ignore_ascii_case("MARKET"));
+            let limit = if at_market { None } else { order.price };
+            gw.upstream
+                .forget_market(adapter, &base, native, symbol, limit);
+        }
     }
-    answer
+    let url = upstream_url(&base, native, &forward.query);
+    gw.forward(
+        adapter,
+        audit,
+        &method,
+        pool,
+        &url,
+        &forward.headers,
+        forward.body.as_bytes(),
+        started,
+        None,
+        refusal_since_decided,
+    )
+    .await
 }
 
 /// Why a request decided for `decided` (the client of `api_key` as it was) may no longer
@@ -1318,6 +1327,8 @@ enum OrderSymbol {
     NoSuchOrder(upstream::Response),
     /// Nothing that can be read.
     Unsaid,
+    /// The exchange could not be reached: the lookup was not sent.
+    Unreached,
 }
 
 impl Gateway {
@@ -1349,12 +1360,20 @@ impl Gateway {
             .await;
         let forward = read.resign(api_key, secret, timestamp);
         let url = upstream_url(base, path, &forward.query);
-        let Ok(answer) = self
+        let answer = match self
             .upstream
             .send(adapter, &Method::GET, &url, &forward.headers, b"")
             .await
-        else {
-            return OrderSymbol::Unsaid;
+        {
+            Ok(answer) => answer,
+            // Nothing was sent.
+            Err(Failure::Unreachable(_) | Failure::Refused(_)) => {
+                if let Some(reservation) = reservation {
+                    reservation.release();
+                }
+                return OrderSymbol::Unreached;
+            }
+            Err(Failure::TimedOut | Failure::NoAnswer(_)) => return OrderSymbol::Unsaid,
         };
         self.weight.note_answer(adapter, pool, &answer, reservation);
         if adapter.is_no_such_order(answer.status, &answer.body) {

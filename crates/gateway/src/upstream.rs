@@ -796,17 +796,30 @@ impl Upstream {
     }
 
     /// Forgets the best ask and the book of `symbol` in `native_path`'s market at `base`,
-    /// so that the next order in it is priced from a fresh look.
+    /// so that the next order in it is priced from a fresh look: for a buy at the market
+    /// (`limit` `None`), or a limit buy at or above the best ask kept (none kept, nothing
+    /// to forget).
     pub fn forget_market<A: Adapter>(
         &self,
         adapter: &A,
         base: &str,
         native_path: &str,
         symbol: &str,
+        limit: Option<Decimal>,
     ) {
-        if let Some(path) = adapter.ticker_path(native_path, symbol) {
-            forget(&self.prices, (base.to_owned(), path));
+        let Some(ticker) = adapter.ticker_path(native_path, symbol) else {
+            return;
+        };
+        let key = (base.to_owned(), ticker);
+        if let Some(limit) = limit {
+            let crosses = fresh(&self.prices, &key)
+                .flatten()
+                .is_some_and(|quote| quote.price <= limit);
+            if !crosses {
+                return;
+            }
         }
+        forget(&self.prices, key);
         if let Some(path) = adapter.depth_path(native_path, symbol) {
             forget(&self.books, (base.to_owned(), path));
         }

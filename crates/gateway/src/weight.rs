@@ -103,6 +103,10 @@ struct State {
     /// clients of one minute only.
     spent: HashMap<String, ByPool<Spent>>,
     spent_minute: u64,
+    /// How many times `spent` was cleared: a [`Charge`] made before a clear is not taken
+    /// back from the counts after it (a clock that steps back and forth over a minute's
+    /// turn clears it twice within the minute).
+    spent_generation: u64,
 }
 
 /// The exchange asked that nothing more be sent, until `until_ms` (since the epoch).
@@ -270,7 +274,8 @@ pub struct Charge<'g> {
     pool: &'static str,
     pricing: bool,
     weight: u64,
-    minute: u64,
+    /// The generation of the counts it was made in.
+    generation: u64,
 }
 
 impl<'g> Charge<'g> {
@@ -280,7 +285,7 @@ impl<'g> Charge<'g> {
         pricing: bool,
         pool: Pool<'_>,
         weight: u64,
-        minute: u64,
+        generation: u64,
     ) -> Charge<'g> {
         Charge {
             gauge,
@@ -289,7 +294,7 @@ impl<'g> Charge<'g> {
             pool: pool.name,
             pricing,
             weight,
-            minute,
+            generation,
         }
     }
 
@@ -471,7 +476,7 @@ impl WeightGauge {
             .reserve_locked(&mut state, pool, cap, weight, now_ms)
             .map_err(Refused::Cap)?;
         Self::spend(&mut state, payer.client, true, pool, weight);
-        let charge = Charge::new(self, payer, true, pool, weight, state.spent_minute);
+        let charge = Charge::new(self, payer, true, pool, weight, state.spent_generation);
         Ok((reservation, charge))
     }
 
@@ -495,7 +500,7 @@ impl WeightGauge {
             false,
             pool,
             weight,
-            state.spent_minute,
+            state.spent_generation,
         ))
     }
 
@@ -513,6 +518,7 @@ impl WeightGauge {
         if state.spent_minute != minute {
             state.spent.clear();
             state.spent_minute = minute;
+            state.spent_generation += 1;
         }
         let spent = state
             .spent
@@ -534,11 +540,11 @@ impl WeightGauge {
         }
     }
 
-    /// Takes `charge` back from what its client was charged for, if its minute has not
-    /// turned since.
+    /// Takes `charge` back from what its client was charged for, unless the counts were
+    /// cleared since (the minute turned).
     fn refund(&self, charge: &Charge<'_>) {
         let mut state = self.lock();
-        if state.spent_minute != charge.minute {
+        if state.spent_generation != charge.generation {
             return;
         }
         let Some(spent) = state

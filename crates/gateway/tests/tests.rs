@@ -2836,6 +2836,36 @@ async fn requests_never_sent_cost_their_client_nothing() {
     }
 }
 
+/// A regression test (found by review): a conditional order's cancel, for a client held
+/// to a symbol list, was charged for the lookup of its order's symbol even when the
+/// exchange could not be reached and nothing was sent, and answered as a denial (-2015)
+/// rather than as the outage. Nothing is charged, and the bot gets the outage (502).
+#[tokio::test]
+async fn a_symbol_lookup_never_sent_costs_nothing_and_answers_the_outage() {
+    clear_of_a_minute_turn().await;
+    let policy = Policy {
+        symbols: Some(["usdm:BTCUSDT".to_owned()].into_iter().collect()),
+        ..trading_policy()
+    };
+    let env = setup(
+        policy,
+        Some("http://127.0.0.1:9".into()),
+        Duration::from_secs(10),
+    )
+    .await;
+    // A cancel and its lookup weigh 2: 580 would use up a USD-M share of 1160.
+    for n in 0..600 {
+        let params = format!("symbol=BTCUSDT&algoId={}", 1000 + n);
+        let target = format!("/binance/fapi/v1/algoOrder?{}", sign(&params, BOT_SECRET));
+        let (status, body) = raw(env.gateway, &http("DELETE", &target, "", "")).await;
+        assert_eq!(
+            (status, body["code"].as_i64()),
+            (502, Some(-1001)),
+            "{n}: {body}"
+        );
+    }
+}
+
 /// A regression test (found by review): every buy forgot the best ask and the book kept
 /// for a second, resting limit buys too, so a client's limit buys made every other order
 /// in that symbol, its own and other clients', look the price up again (each charged to
@@ -2857,17 +2887,25 @@ async fn resting_limit_buys_leave_the_price_kept() {
     }
     assert_eq!(exchange_saw(&env, "/api/v3/ticker/bookTicker"), 1);
     // A market buy moves it: the next sell looks again.
-    let (status, body) = post(
-        &env,
-        "/api/v3/order",
-        "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=0.01",
-    )
-    .await;
+    let market_buy = "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=0.01";
+    let (status, body) = post(&env, "/api/v3/order", market_buy).await;
     assert_eq!(status, 200, "{body}");
     let sell = "symbol=BTCUSDT&side=SELL&type=LIMIT&timeInForce=GTC&quantity=0.01&price=90000";
     let (status, body) = post(&env, "/api/v3/order", sell).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(exchange_saw(&env, "/api/v3/ticker/bookTicker"), 2);
+    // So does a limit buy at or above the best ask, which fills at once.
+    let crossing = "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=IOC&quantity=0.01&price=61000";
+    let (status, body) = post(&env, "/api/v3/order", crossing).await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("FILLED")),
+        "{body}"
+    );
+    let sell = "symbol=BTCUSDT&side=SELL&type=LIMIT&timeInForce=GTC&quantity=0.01&price=90000&newClientOrderId=last";
+    let (status, body) = post(&env, "/api/v3/order", sell).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(exchange_saw(&env, "/api/v3/ticker/bookTicker"), 3);
 }
 
 /// A regression test (found by review): reads were charged to their client before they

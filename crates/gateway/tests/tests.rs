@@ -2598,19 +2598,7 @@ async fn a_client_s_heavy_reads_cannot_spend_the_weight_that_prices_others_order
     assert_eq!(status, 200, "{body}");
     assert_eq!(exchange_saw(&env, "/api/v3/ticker/bookTicker"), 1);
     // An order resting on the book, and its cancel: neither is held back for weight.
-    let (status, body) = post(
-        &env,
-        "/api/v3/order",
-        "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=50000",
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    let order_id = body["orderId"].as_u64().unwrap();
-    let params = format!("symbol=BTCUSDT&orderId={order_id}");
-    let target = format!("/binance/api/v3/order?{}", sign(&params, BOT_SECRET));
-    let (status, body) = raw(env.gateway, &http("DELETE", &target, "", "")).await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(body["status"], "CANCELED", "{body}");
+    place_and_cancel(&env, "/api/v3/order").await;
     // The trading client's own reads wait too: the cap is the address's, not a client's.
     let (status, body) = get(&env, "/api/v3/account", "").await;
     assert_eq!(status, 429, "{body}");
@@ -2648,6 +2636,28 @@ fn read_and_trade() -> Policy {
     }
 }
 
+/// Places a resting limit buy of the bot's on `path` (`/api/v3/order`, `/fapi/v1/order`)
+/// and cancels it, both answered 200.
+async fn place_and_cancel(env: &Env, path: &str) {
+    let (status, body) = post(
+        env,
+        path,
+        "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=50000",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    cancel(env, path, &body["orderId"]).await;
+}
+
+/// Cancels the bot's order `order_id` on `path`, answered 200.
+async fn cancel(env: &Env, path: &str, order_id: &Value) {
+    let params = format!("symbol=BTCUSDT&orderId={order_id}");
+    let target = format!("/binance{path}?{}", sign(&params, BOT_SECRET));
+    let (status, body) = raw(env.gateway, &http("DELETE", &target, "", "")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "CANCELED", "{body}");
+}
+
 const HOSTILE_KEY: &str = "hostileKEYhostileKEYhostileKEYhostileKEYhostileKEYhostileKEY0001";
 const HOSTILE_SECRET: &str = "hostileSECREThostileSECREThostileSECREThostileSECREThostileSEC01";
 
@@ -2677,7 +2687,7 @@ async fn a_client_s_test_orders_cannot_spend_the_weight_others_cancels_need() {
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    let order_id = body["orderId"].as_u64().unwrap();
+    let order_id = body["orderId"].clone();
 
     let mut answers = Vec::new();
     for n in 0..90 {
@@ -2705,11 +2715,7 @@ async fn a_client_s_test_orders_cannot_spend_the_weight_others_cancels_need() {
     }
 
     // The other client's cancel goes: the address never reached the exchange's limit.
-    let params = format!("symbol=BTCUSDT&orderId={order_id}");
-    let target = format!("/binance/api/v3/order?{}", sign(&params, BOT_SECRET));
-    let (status, body) = raw(env.gateway, &http("DELETE", &target, "", "")).await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(body["status"], "CANCELED", "{body}");
+    cancel(&env, "/api/v3/order", &order_id).await;
 }
 
 /// A regression test (found by review): a client's orders and cancels were never held
@@ -2781,18 +2787,7 @@ async fn one_client_cannot_spend_the_whole_weight_of_the_address() {
 
     // The other client's order and its cancel go: the address is below the exchange's
     // limit, which would have answered 429.
-    let (status, body) = post(
-        &env,
-        "/fapi/v1/order",
-        "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=50000",
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    let params = format!("symbol=BTCUSDT&orderId={}", body["orderId"]);
-    let target = format!("/binance/fapi/v1/order?{}", sign(&params, BOT_SECRET));
-    let (status, body) = raw(env.gateway, &http("DELETE", &target, "", "")).await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(body["status"], "CANCELED", "{body}");
+    place_and_cancel(&env, "/fapi/v1/order").await;
 }
 
 /// A regression test (found by review): what was charged to a client stayed charged when
@@ -2927,17 +2922,7 @@ async fn requests_a_policy_denies_cost_their_client_nothing() {
         let (status, body) = raw(env.gateway, &http("GET", &target, "", "")).await;
         assert_eq!(status, 401, "{body}");
     }
-    let (status, body) = post(
-        &env,
-        "/fapi/v1/order",
-        "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=50000",
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    let params = format!("symbol=BTCUSDT&orderId={}", body["orderId"]);
-    let target = format!("/binance/fapi/v1/order?{}", sign(&params, BOT_SECRET));
-    let (status, body) = raw(env.gateway, &http("DELETE", &target, "", "")).await;
-    assert_eq!(status, 200, "{body}");
+    place_and_cancel(&env, "/fapi/v1/order").await;
 }
 
 /// A regression test (found by review): an order that needs a price, sent while the

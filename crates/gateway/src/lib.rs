@@ -86,7 +86,7 @@ use ipnet::IpNet;
 use keygate_audit::AuditLog;
 use keygate_core::{
     Action, ActionKind, BatchOrder, ClientStatus, Denial, Event, EventBody, OrderRef, OrderTerms,
-    Outcome, OutcomeEvent, RequestEvent, Rule,
+    Outcome, OutcomeEvent, RequestEvent, Rule, Side,
 };
 use keygate_exchanges::{Adapter, Binance, ClientKey, ClientRequest, Refusal, Route};
 use keygate_monitor::{Alert, AlertRule, Alerter, Severity};
@@ -939,14 +939,14 @@ async fn handle<A: Adapter>(
                 lookup,
             )
             .await;
+        // The lookup went: what it weighed is spent, whatever happens to the request.
+        if !matches!(found, OrderSymbol::Unreached) {
+            audit.charge.0 = audit.charge.0.take().map(|c| c.less(lookup_weight));
+        }
         if let (OrderSymbol::Unsaid | OrderSymbol::Unreached, Some((response, msg))) =
             (&found, held_back(adapter, &gw.weight, pool))
         {
             return audit.deny(response, Rule::ExchangeBackOff, &msg);
-        }
-        // The lookup went: what it weighed is spent, whatever happens to the request.
-        if !matches!(found, OrderSymbol::Unreached) {
-            audit.charge.0 = audit.charge.0.take().map(|c| c.less(lookup_weight));
         }
         let found = match found {
             OrderSymbol::In(symbol) => Some(symbol),
@@ -1064,42 +1064,58 @@ async fn handle<A: Adapter>(
             "invalid upstream header",
         );
     }
-    // A buy that fills at once (at the market, pegged to the asks, or a limit at or above
-    // the best ask kept) moves the book: the next order in its symbol is priced from a
-    // fresh look, not from the book this one is about to empty (found by review). A limit
-    // buy that rests on the book leaves them kept.
-    if let Some(action) = &audit.action {
-        for order in action.orders() {
-            let Some(symbol) = order.symbol.as_deref() else {
-                continue;
-            };
-            if !adapter.takes_the_book(order) {
-                continue;
-            }
-            let at_market = order.stated_notional().is_none()
-                || order
-                    .order_type
-                    .as_deref()
-                    .is_some_and(|t| t.eq_ignore_ascii_case("MARKET"));
-            let limit = if at_market { None } else { order.price };
-            gw.upstream
-                .forget_market(adapter, &base, native, symbol, limit);
+    // A buy that fills at once (at the market, pegged to the asks, a limit or a
+    // modification to a price at or above the best ask kept) moves the book: the next
+    // order in its symbol is priced from a fresh look, not from the book this one empties
+    // (found by review), both now and once the exchange has answered (a look made
+    // meanwhile saw the book before it). A limit buy that rests on the book leaves them.
+    let mut moves_the_book = Vec::new();
+    for order in audit.action.iter().flat_map(Action::orders) {
+        let Some(symbol) = order.symbol.as_deref() else {
+            continue;
+        };
+        let modified_buy = order.side == Some(Side::Buy) && order.endpoint.starts_with("PUT ");
+        if !adapter.takes_the_book(order) && !modified_buy {
+            continue;
+        }
+        let at_market = order.stated_notional().is_none()
+            || order
+                .order_type
+                .as_deref()
+                .is_some_and(|t| t.eq_ignore_ascii_case("MARKET"));
+        // A modification names its new price as a trigger would (it names no type).
+        let limit = if at_market {
+            None
+        } else {
+            order.price.or(order.trigger_price)
+        };
+        if gw
+            .upstream
+            .forget_market(adapter, &base, native, symbol, limit)
+        {
+            moves_the_book.push(symbol.to_owned());
         }
     }
     let url = upstream_url(&base, native, &forward.query);
-    gw.forward(
-        adapter,
-        audit,
-        &method,
-        pool,
-        &url,
-        &forward.headers,
-        forward.body.as_bytes(),
-        started,
-        None,
-        refusal_since_decided,
-    )
-    .await
+    let answer = gw
+        .forward(
+            adapter,
+            audit,
+            &method,
+            pool,
+            &url,
+            &forward.headers,
+            forward.body.as_bytes(),
+            started,
+            None,
+            refusal_since_decided,
+        )
+        .await;
+    for symbol in moves_the_book {
+        gw.upstream
+            .forget_market(adapter, &base, native, &symbol, None);
+    }
+    answer
 }
 
 /// Why a request decided for `decided` (the client of `api_key` as it was) may no longer

@@ -796,9 +796,10 @@ impl Upstream {
     }
 
     /// Forgets the best ask and the book of `symbol` in `native_path`'s market at `base`,
-    /// so that the next order in it is priced from a fresh look: for a buy at the market
-    /// (`limit` `None`), or a limit buy at or above the best ask kept (none kept, nothing
-    /// to forget).
+    /// so that the next order in it is priced from a fresh look, for a buy at the market
+    /// (`limit` `None`) or a limit buy at or above the best ask kept; returns whether it
+    /// did. With no best ask kept, the book (which may outlive it) is forgotten all the
+    /// same, and nothing said.
     pub fn forget_market<A: Adapter>(
         &self,
         adapter: &A,
@@ -806,23 +807,26 @@ impl Upstream {
         native_path: &str,
         symbol: &str,
         limit: Option<Decimal>,
-    ) {
+    ) -> bool {
         let Some(ticker) = adapter.ticker_path(native_path, symbol) else {
-            return;
+            return false;
         };
         let key = (base.to_owned(), ticker);
-        if let Some(limit) = limit {
-            let crosses = fresh(&self.prices, &key)
-                .flatten()
-                .is_some_and(|quote| quote.price <= limit);
-            if !crosses {
-                return;
+        let kept = fresh(&self.prices, &key).flatten();
+        let crosses = match (limit, kept) {
+            (None, _) => true,
+            (Some(limit), Some(quote)) => quote.price <= limit,
+            (Some(_), None) => false,
+        };
+        if crosses {
+            forget(&self.prices, key);
+        }
+        if crosses || kept.is_none() {
+            if let Some(path) = adapter.depth_path(native_path, symbol) {
+                forget(&self.books, (base.to_owned(), path));
             }
         }
-        forget(&self.prices, key);
-        if let Some(path) = adapter.depth_path(native_path, symbol) {
-            forget(&self.books, (base.to_owned(), path));
-        }
+        crosses
     }
 
     /// The book of the market of `path` (`depth_path`, at `base`), by a lookup at most a

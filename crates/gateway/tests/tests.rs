@@ -2861,6 +2861,82 @@ async fn a_symbol_lookup_never_sent_costs_nothing_and_answers_the_outage() {
     }
 }
 
+/// A regression test (found by review): a USD-M modification of a buy to a price at or
+/// above the best ask fills at once, as a new limit buy there does, but left the kept
+/// quote: the next order was priced from the book it emptied.
+#[tokio::test]
+async fn a_modification_that_crosses_forgets_the_kept_price() {
+    let policy = Policy {
+        symbols: Some(["usdm:BTCUSDT".to_owned()].into_iter().collect()),
+        ..trading_policy()
+    };
+    let env = setup(policy, None, Duration::from_secs(10)).await;
+    let resting = "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=59000";
+    let (status, placed) = post(&env, "/fapi/v1/order", resting).await;
+    assert_eq!(status, 200, "{placed}");
+    let sell = |id: &str| {
+        format!(
+            "symbol=BTCUSDT&side=SELL&type=LIMIT&timeInForce=GTC&quantity=0.01&price=62000\
+             &newClientOrderId={id}"
+        )
+    };
+    let (status, body) = post(&env, "/fapi/v1/order", &sell("s1")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(exchange_saw(&env, "/fapi/v1/ticker/bookTicker"), 1);
+    let params = format!(
+        "symbol=BTCUSDT&side=BUY&orderId={}&quantity=0.01&price=61000",
+        placed["orderId"]
+    );
+    let request = http(
+        "PUT",
+        "/binance/fapi/v1/order",
+        "",
+        &sign(&params, BOT_SECRET),
+    );
+    let (status, body) = raw(env.gateway, &request).await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("FILLED")),
+        "{body}"
+    );
+    let (status, body) = post(&env, "/fapi/v1/order", &sell("s2")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(exchange_saw(&env, "/fapi/v1/ticker/bookTicker"), 2);
+}
+
+/// A regression test (found by review): the kept price was forgotten only before a market
+/// buy was sent, so a lookup made while the buy was on its way (which saw the book before
+/// it) was kept for a second after the buy filled. It is forgotten again once the
+/// exchange has answered.
+#[tokio::test]
+async fn a_price_looked_up_while_a_market_buy_is_in_flight_is_not_kept() {
+    let env = default_env().await;
+    env.exchange
+        .simulator()
+        .delay_endpoint("/api/v3/order", Duration::from_millis(600));
+    let sell = |id: &str| {
+        format!(
+            "symbol=BTCUSDT&side=SELL&type=LIMIT&timeInForce=GTC&quantity=0.01&price=90000\
+             &newClientOrderId={id}"
+        )
+    };
+    let market_buy = "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=0.01";
+    let first_sell = sell("s1");
+    let ((bought, buy), (sold, first)) =
+        tokio::join!(post(&env, "/api/v3/order", market_buy), async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            post(&env, "/api/v3/order", &first_sell).await
+        });
+    assert_eq!((bought, sold), (200, 200), "{buy} {first}");
+    let seen = exchange_saw(&env, "/api/v3/ticker/bookTicker");
+    env.exchange
+        .simulator()
+        .delay_endpoint("/api/v3/order", Duration::ZERO);
+    let (status, body) = post(&env, "/api/v3/order", &sell("s2")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(exchange_saw(&env, "/api/v3/ticker/bookTicker"), seen + 1);
+}
+
 /// A regression test (found by review): every buy forgot the best ask and the book kept
 /// for a second, resting limit buys too, so a client's limit buys made every other order
 /// in that symbol, its own and other clients', look the price up again (each charged to

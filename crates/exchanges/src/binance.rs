@@ -2016,6 +2016,7 @@ fn signed_read_weight(path: &str, query: &str) -> u64 {
         ("/fapi/v1", "order" | "openOrder" | "algoOrder") => 1,
         ("/fapi/v1", "allOrders" | "allAlgoOrders" | "userTrades") => 5,
         ("/fapi/v1", "income" | "positionSide/dual" | "multiAssetsMargin" | "feeBurn") => 30,
+        ("/fapi/v1", "convert/orderStatus") => 50,
         ("/sapi/v1", "asset/wallet/balance") => 60,
         ("/sapi/v1", "spot/delist-schedule") => 100,
         // Spot's `account`, `allOrders`, `myTrades`, `allOrderList`, `myPreventedMatches`
@@ -2027,10 +2028,11 @@ fn signed_read_weight(path: &str, query: &str) -> u64 {
 /// An upper estimate of the weight of a signed request that is not a read on the address's
 /// limit, from Binance's documented weights: a test order 20 (with
 /// `computeCommissionRates`; 1 without), an amendment keeping priority 4, a USD-M batch
-/// of orders 5, the USD-M countdown that cancels everything 10, a USD-M order or its
-/// modification nothing (it counts on the account's order limits only); 1 for the rest
-/// (spot's orders, cancels and order lists, USD-M's cancels and settings; a withdrawal's
-/// or transfer's weight is the account's, not the address's).
+/// of orders 5, the USD-M countdown that cancels everything 10, a USD-M convert's quote
+/// 50 and its acceptance 200, a USD-M order or its modification nothing (it counts on the
+/// account's order limits only); 1 for the rest (spot's orders, cancels and order lists,
+/// USD-M's cancels and settings; a `/sapi` withdrawal's, transfer's or convert's weight is
+/// the account's, not the address's).
 fn order_weight(method: &str, path: &str) -> u64 {
     let Some((prefix, rest)) = split_version(path) else {
         return 1;
@@ -2041,6 +2043,8 @@ fn order_weight(method: &str, path: &str) -> u64 {
         ("POST" | "PUT", "/fapi/v1", "batchOrders") => 5,
         ("POST" | "PUT", "/fapi/v1", "order") => 0,
         (_, "/fapi/v1", "countdownCancelAll") => 10,
+        ("POST", "/fapi/v1", "convert/getQuote") => 50,
+        ("POST", "/fapi/v1", "convert/acceptQuote") => 200,
         _ => 1,
     }
 }
@@ -4532,6 +4536,28 @@ mod tests {
         }
     }
 
+    /// A regression test (found by review): USD-M's convert quote and its acceptance
+    /// weigh 50 and 200 on the address's limit, and were charged to their client at 1, so
+    /// twelve acceptances spent all of USD-M's 2400 while the client was charged 12.
+    #[test]
+    fn orders_are_charged_no_less_than_their_documented_weight() {
+        for (method, path, weight) in [
+            ("POST", "/api/v3/order", 1),
+            ("DELETE", "/api/v3/openOrders", 1),
+            ("POST", "/api/v3/order/test", 20),
+            ("PUT", "/api/v3/order/amend/keepPriority", 4),
+            ("POST", "/fapi/v1/order", 0),
+            ("PUT", "/fapi/v1/order", 0),
+            ("DELETE", "/fapi/v1/order", 1),
+            ("POST", "/fapi/v1/batchOrders", 5),
+            ("POST", "/fapi/v1/countdownCancelAll", 10),
+            ("POST", "/fapi/v1/convert/getQuote", 50),
+            ("POST", "/fapi/v1/convert/acceptQuote", 200),
+        ] {
+            assert_eq!(order_weight(method, path), weight, "{method} {path}");
+        }
+    }
+
     #[test]
     fn fuzz_answer_reads_a_corpus_of_answers() {
         for answer in [
@@ -5337,6 +5363,7 @@ mod tests {
             ("/fapi/v1/order", 1),
             ("/sapi/v1/asset/wallet/balance", 60),
             ("/sapi/v1/spot/delist-schedule", 100),
+            ("/fapi/v1/convert/orderStatus", 50),
             // No figure kept: the conservative default.
             ("/sapi/v1/capital/config/getall", 20),
             ("/fapi/v1/commissionRate", 20),

@@ -876,9 +876,9 @@ async fn handle<A: Adapter>(
         audit.order_notionals = notionals;
     }
     audit.action = Some(action);
-    // A price lookup the exchange answered asking to back off (or none sent during a
-    // pause) leaves the order unpriced: it is held back for that, not denied for its
-    // price. Any other denial stands.
+    // A pause another request began once this one's lookups were answered leaves the
+    // order unpriced (a lookup made or asked off during a pause was answered above): it is
+    // held back for that, not denied for its price. Any other denial stands.
     if let (
         Err(Denial {
             rule: Rule::PriceUnavailable,
@@ -1068,7 +1068,8 @@ async fn handle<A: Adapter>(
     // modification to a price at or above the best ask kept) moves the book: the next
     // order in its symbol is priced from a fresh look, not from the book this one empties
     // (found by review), both now and once the exchange has answered (a look made
-    // meanwhile saw the book before it). A limit buy that rests on the book leaves them.
+    // meanwhile saw the book before it). A limit buy that rests on the book leaves them;
+    // one sent with no best ask kept to tell is taken to cross.
     let mut moves_the_book = Vec::new();
     for order in audit.action.iter().flat_map(Action::orders) {
         let Some(symbol) = order.symbol.as_deref() else {
@@ -1365,9 +1366,9 @@ impl Gateway {
             upstream: base,
             name: adapter.weight_pool(path),
         };
-        // Made for a cancel, which is never held back for weight, so never refused for it
-        // either; but its weight is reserved like a read's, for the caps of the calls
-        // that are held back to count it.
+        // Made for a cancel, which was charged to its client with this lookup, and is not
+        // refused for the weight others used; but its weight is reserved like a read's,
+        // for the caps of the calls that are held back to count it.
         let estimate = adapter.signed_read_weight(path, &query);
         let reservation = self.weight.reserve(pool, u64::MAX, estimate, now_ms()).ok();
         let timestamp = self

@@ -797,9 +797,9 @@ impl Upstream {
 
     /// Forgets the best ask and the book of `symbol` in `native_path`'s market at `base`,
     /// so that the next order in it is priced from a fresh look, for a buy at the market
-    /// (`limit` `None`) or a limit buy at or above the best ask kept; returns whether it
-    /// did. With no best ask kept, the book (which may outlive it) is forgotten all the
-    /// same, and nothing said.
+    /// (`limit` `None`) or a limit buy at or above the best ask kept; with no best ask kept
+    /// to tell, the book (which may outlive it) is forgotten all the same. Returns whether
+    /// the buy may cross, so that they are forgotten again once it is answered.
     pub fn forget_market<A: Adapter>(
         &self,
         adapter: &A,
@@ -826,11 +826,12 @@ impl Upstream {
                 forget(&self.books, (base.to_owned(), path));
             }
         }
-        crosses
+        crosses || kept.is_none()
     }
 
     /// The book of the market of `path` (`depth_path`, at `base`), by a lookup at most a
-    /// second old, weighed as [`Upstream::price`]'s; `Ok(None)` when it failed. Kept like
+    /// second old, weighed as [`Upstream::price`]'s; `Ok(None)` when the exchange answered
+    /// without one (an outage is an `Err`, not kept). Kept like
     /// the book ticker (found by review: looked up for every request, a client's market
     /// buys, each denied, spent the weight that prices every client's orders, several
     /// times its rate).

@@ -394,6 +394,10 @@ pub enum Rule {
     /// The exchange asked keygate's address to send nothing more for a while (its request
     /// weight used up, or a ban), and that while is not over: sending would prolong it.
     ExchangeBackOff,
+    /// What the request needed from the exchange first (its order's price, the symbol of
+    /// the order it names) could not be had: the exchange could not be reached, did not
+    /// answer, or answered with a server error. Answered as the outage, which bots retry.
+    ExchangeUnreachable,
     /// Large answers held for clients that read them slowly reached their limit, so a read
     /// or public call, which may bring another, was not sent.
     AnswerBacklog,
@@ -438,6 +442,7 @@ impl Rule {
             Rule::WithdrawalAddress => "withdrawal_address",
             Rule::WithdrawalLimit => "withdrawal_limit",
             Rule::WeightReserved => "weight_reserved",
+            Rule::ExchangeUnreachable => "exchange_unreachable",
             Rule::ExchangeBackOff => "exchange_back_off",
             Rule::AnswerBacklog => "answer_backlog",
             Rule::AuditUnavailable => "audit_unavailable",

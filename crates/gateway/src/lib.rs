@@ -854,7 +854,7 @@ async fn handle<A: Adapter>(
                 // that can never be priced).
                 let msg = "the exchange could not be reached to price this order (no \
                            answer, a server error, or a wait it asked for); it was not sent";
-                return audit.deny(refuse(Refusal::Unreachable), Rule::PriceUnavailable, msg);
+                return audit.deny(refuse(Refusal::Unreachable), Rule::ExchangeUnreachable, msg);
             }
             Err(Unpriced::Weight(refused)) => {
                 let msg = match refused {
@@ -955,7 +955,7 @@ async fn handle<A: Adapter>(
             OrderSymbol::Unreached => {
                 let msg = "the exchange could not be reached to ask which symbol the order \
                            this request names is in; it was not sent";
-                return audit.deny(refuse(Refusal::Unreachable), Rule::Symbol, msg);
+                return audit.deny(refuse(Refusal::Unreachable), Rule::ExchangeUnreachable, msg);
             }
             // Answered as the exchange answers a request naming an order it does not
             // have (ccxt's `OrderNotFound`), not as a denial: cancelling a stop that

@@ -2133,7 +2133,7 @@ async fn a_market_order_whose_price_cannot_be_had_is_refused() {
     assert_eq!(paths, ["/api/v3/ticker/bookTicker"]);
     let refused = events_where(&env, 1, |e| e["allowed"] == false).await;
     assert_eq!(refused.len(), 1, "{refused:?}");
-    assert_eq!(refused[0]["rule"], "price_unavailable", "{refused:?}");
+    assert_eq!(refused[0]["rule"], "exchange_unreachable", "{refused:?}");
     assert_eq!(refused[0]["outcome"], "not_forwarded", "{refused:?}");
 
     // The same order where the price can be had is priced and forwarded.
@@ -2859,6 +2859,9 @@ async fn a_symbol_lookup_never_sent_costs_nothing_and_answers_the_outage() {
             "{n}: {body}"
         );
     }
+    // Recorded as an outage, which no burst alert counts, not as a symbol refused.
+    let refused = events_where(&env, 600, |e| e["path"] == "/fapi/v1/algoOrder").await;
+    assert!(refused.iter().all(|e| e["rule"] == "exchange_unreachable"));
 }
 
 /// A regression test (found by review): a USD-M modification of a buy to a price at or
@@ -3025,7 +3028,7 @@ async fn an_order_that_cannot_be_priced_in_an_outage_is_answered_as_the_outage()
     assert_eq!(exchange_saw(&env, "/api/v3/ticker/bookTicker"), 1);
     assert_eq!(exchange_saw(&env, "/api/v3/order"), 0);
     let refused = events_where(&env, 1, |e| e["path"] == "/api/v3/order").await;
-    assert_eq!(refused[0]["rule"], "price_unavailable", "{refused:?}");
+    assert_eq!(refused[0]["rule"], "exchange_unreachable", "{refused:?}");
     assert_eq!(refused[0]["allowed"], false, "{refused:?}");
     // An unknown symbol, which the exchange answers, is still denied for its price.
     let (status, body) = post(

@@ -707,9 +707,9 @@ fn funds_movement(request: &RequestEvent, stopped: bool) -> Option<(Severity, Al
 
 /// Denials that say something about the client; a client that hung up, public data or a
 /// read paused to keep weight for orders (the weight is the address's, spent by every
-/// client), a request held back while the exchange asks the address to back off, a read
-/// held back while others' answers pile up, or a cancel of an order the exchange no
-/// longer has (a stop that triggered), does not.
+/// client), a request held back while the exchange asks the address to back off or
+/// cannot be reached, a read held back while others' answers pile up, or a cancel of an
+/// order the exchange no longer has (a stop that triggered), does not.
 fn counts_toward_bursts(rule: Option<Rule>) -> bool {
     !matches!(
         rule,
@@ -717,6 +717,7 @@ fn counts_toward_bursts(rule: Option<Rule>) -> bool {
             Rule::ClientGone
                 | Rule::WeightReserved
                 | Rule::ExchangeBackOff
+                | Rule::ExchangeUnreachable
                 | Rule::AnswerBacklog
                 | Rule::NoSuchOrder
         )
@@ -1939,6 +1940,26 @@ mod tests {
                 "withdrawal",
             ]
         );
+    }
+
+    /// Found by review: a bot retrying through an exchange outage (its orders answered
+    /// 502, unpriced) raised `denial_burst` as a client probing would.
+    #[test]
+    fn requests_held_back_for_an_outage_raise_no_burst() {
+        let mut rules = Rules::new(Thresholds::default());
+        for i in 0..30u64 {
+            let event = request(
+                1_000 + i,
+                Some("bot1"),
+                ActionKind::Trade,
+                Some(Rule::ExchangeUnreachable),
+            );
+            let alerts = rules.evaluate(i + 1, &event);
+            assert!(
+                !rules_of(&alerts).contains(&(Severity::Warning, AlertRule::DenialBurst)),
+                "{alerts:?}"
+            );
+        }
     }
 
     /// Found by review: an alert about a request with no verified client was given the

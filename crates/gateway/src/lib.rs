@@ -827,10 +827,7 @@ async fn handle<A: Adapter>(
         // Charged to the client, within a share of its own: one client's orders, each
         // denied once priced, must not spend the weight that prices everyone's (found
         // by review).
-        let budget = Budget {
-            cap,
-            payer: Some(payer),
-        };
+        let budget = Budget { cap, payer };
         match gw
             .upstream
             .price_orders(adapter, &base, native, &action, &gw.weight, budget)

@@ -234,8 +234,8 @@ impl From<Refused> for Unpriced {
 pub struct Budget<'a> {
     /// The weight of the pool, used and reserved, at which lookups stop.
     pub cap: u64,
-    /// Who the lookups are charged to; `None` for keygate's own.
-    pub payer: Option<Payer<'a>>,
+    /// Who the lookups are charged to.
+    pub payer: Payer<'a>,
 }
 
 /// A keep-alive connection waiting for its next request.
@@ -928,19 +928,8 @@ impl Upstream {
         }
         // Settled once the answer's weight is recorded; else its estimate counts as spent.
         let now_ms = crate::now_ms();
-        let (reservation, charge) = match budget.payer {
-            Some(payer) => {
-                let (reservation, charge) =
-                    weight.reserve_pricing(payer, pool, budget.cap, estimate, now_ms)?;
-                (reservation, Some(charge))
-            }
-            None => {
-                let reservation = weight
-                    .reserve(pool, budget.cap, estimate, now_ms)
-                    .map_err(|over| Unpriced::Weight(Refused::Cap(over)))?;
-                (reservation, None)
-            }
-        };
+        let (reservation, charge) =
+            weight.reserve_pricing(budget.payer, pool, budget.cap, estimate, now_ms)?;
         let url = format!("{base}{path_and_query}");
         match self.send(adapter, &Method::GET, &url, &[], b"").await {
             Ok(response) => {
@@ -956,9 +945,7 @@ impl Upstream {
             Err(Failure::Unreachable(_) | Failure::Refused(_)) => {
                 // Nothing was sent: neither the address nor the client spent anything.
                 reservation.release();
-                if let Some(charge) = charge {
-                    charge.refund();
-                }
+                charge.refund();
                 Err(Unpriced::Unreached)
             }
             Err(Failure::TimedOut | Failure::NoAnswer(_)) => Err(Unpriced::Unreached),
@@ -1365,7 +1352,11 @@ mod tests {
         let binance = keygate_exchanges::Binance;
         let budget = Budget {
             cap: 100,
-            payer: None,
+            payer: Payer {
+                client: "bot1",
+                share: u64::MAX,
+                pricing_share: u64::MAX,
+            },
         };
         let price =
             |symbol| upstream.price(&binance, base, "/api/v3/order", symbol, &weight, budget);

@@ -475,9 +475,10 @@ impl WeightGauge {
         let reservation = self
             .reserve_locked(&mut state, pool, cap, weight, now_ms)
             .map_err(Refused::Cap)?;
-        Self::spend(&mut state, payer.client, true, pool, weight);
-        let charge = Charge::new(self, payer, true, pool, weight, state.spent_generation);
-        Ok((reservation, charge))
+        Ok((
+            reservation,
+            self.spend(&mut state, payer, true, pool, weight),
+        ))
     }
 
     /// Charges `weight` (an upper estimate) of a signed request of `payer` drawing from
@@ -493,15 +494,7 @@ impl WeightGauge {
     ) -> Result<Charge<'_>, OverShare> {
         let mut state = self.lock();
         Self::has_room(&mut state, payer, false, pool, weight, now_ms)?;
-        Self::spend(&mut state, payer.client, false, pool, weight);
-        Ok(Charge::new(
-            self,
-            payer,
-            false,
-            pool,
-            weight,
-            state.spent_generation,
-        ))
+        Ok(self.spend(&mut state, payer, false, pool, weight))
     }
 
     /// Whether `payer` may be charged `weight` more of `pool` this minute (for pricing its
@@ -563,7 +556,15 @@ impl WeightGauge {
 
     /// Adds `weight` to what `client` was charged for in `pool` this minute
     /// ([`WeightGauge::has_room`] first).
-    fn spend(state: &mut State, client: &str, pricing: bool, pool: Pool<'_>, weight: u64) {
+    fn spend(
+        &self,
+        state: &mut State,
+        payer: Payer<'_>,
+        pricing: bool,
+        pool: Pool<'_>,
+        weight: u64,
+    ) -> Charge<'_> {
+        let client = payer.client;
         if !state.spent.contains_key(client) {
             state.spent.insert(client.to_owned(), HashMap::new());
         }
@@ -574,6 +575,7 @@ impl WeightGauge {
                 spent.pricing = spent.pricing.saturating_add(weight);
             }
         }
+        Charge::new(self, payer, pricing, pool, weight, state.spent_generation)
     }
 
     /// Raises `exchange_back_off` through `alerter` when a pause begins.

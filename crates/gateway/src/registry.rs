@@ -9,7 +9,7 @@ use ed25519_dalek::VerifyingKey;
 use keygate_audit::{AuditKey, MarkFrom, Marking, ReadSoFar};
 use keygate_core::{ClientStatus, Exchange, Name, Policy};
 use keygate_monitor::{Alert, AlertRule, Alerter, Severity};
-use keygate_store::{ClientKeyMaterial, Store};
+use keygate_store::{Account, Client, ClientKeyMaterial, Store};
 use keygate_vault::{MasterKey, SecretBytes, SecretString};
 
 /// How often the store's generation is polled; a freeze or revoke takes effect within this.
@@ -73,7 +73,24 @@ pub struct Registry {
     /// The store's generation in the snapshot this was loaded from; `None` when it was
     /// not loaded from a store.
     generation: Option<u64>,
+    /// Each row opened by this load, as it was read, with what it opened to: the next
+    /// load opens again only the rows that differ from these by a byte.
+    opened: Opened,
 }
+
+/// Rows a load opened, kept so that the next load need not decrypt them again. A row
+/// is reused only where every column, sealed secrets and tag included, is the one
+/// verified before with the same master key: a change made behind keygate's back is a
+/// changed row, opened and verified afresh.
+#[derive(Default)]
+struct Opened {
+    accounts: HashMap<Name, (Account, Arc<AccountEntry>)>,
+    clients: HashMap<Name, (Client, ClientKeys)>,
+}
+
+/// A client's keys by API key: its current one and, in a rotation's grace window, its
+/// previous one.
+type ClientKeys = Vec<(String, Arc<ClientEntry>)>;
 
 impl Registry {
     /// Loads and opens everything in the store, from one snapshot of it. A record that
@@ -83,16 +100,23 @@ impl Registry {
     /// whose seal is older than the last administrative event in the audit log (the
     /// tables put back whole), are an error: no client can then be trusted.
     pub fn load(store: &Store, master: &MasterKey) -> Result<Registry, keygate_store::Error> {
-        Registry::load_after(store, master, &mut ReadSoFar::default())
+        Registry::load_after(
+            store,
+            master,
+            &mut ReadSoFar::default(),
+            &Registry::default(),
+        )
     }
 
     /// [`Registry::load`] for a reader that loads again and again: the audit events after
     /// the tables' seal are read from where the last load left off (`so_far`), not from the
-    /// last mark in the database ([`keygate_audit::admin_change_after_read`]).
+    /// last mark in the database ([`keygate_audit::admin_change_after_read`]), and the rows
+    /// that are byte for byte those `previous` opened are not decrypted again.
     fn load_after(
         store: &Store,
         master: &MasterKey,
         so_far: &mut ReadSoFar,
+        previous: &Registry,
     ) -> Result<Registry, keygate_store::Error> {
         store.read_snapshot(|store| {
             // As `Store::check_seal_is_latest`, but reading the events after the seal only
@@ -106,12 +130,16 @@ impl Registry {
             let generation = store.generation()?;
             Ok(Registry {
                 generation: Some(generation),
-                ..Registry::load_snapshot(store, master)?
+                ..Registry::load_snapshot(store, master, &previous.opened)?
             })
         })
     }
 
-    fn load_snapshot(store: &Store, master: &MasterKey) -> Result<Registry, keygate_store::Error> {
+    fn load_snapshot(
+        store: &Store,
+        master: &MasterKey,
+        previous: &Opened,
+    ) -> Result<Registry, keygate_store::Error> {
         let mut registry = Registry::default();
         for account in store.account_rows()? {
             let account = match account {
@@ -121,25 +149,28 @@ impl Registry {
                     continue;
                 }
             };
-            let opened = account
-                .open_api_key(master)
-                .and_then(|key| Ok((key, account.open_secret(master)?)));
-            match opened {
-                Ok((api_key, secret)) => {
-                    registry.accounts.insert(
-                        account.label.clone(),
-                        Arc::new(AccountEntry {
-                            exchange: account.exchange,
-                            api_key,
-                            secret,
-                            upstream: account.upstream.clone(),
-                        }),
-                    );
-                }
-                Err(e) => {
-                    tracing::error!(account = %account.label, error = %e, "account does not open; its clients are refused")
-                }
-            }
+            let reused = previous
+                .accounts
+                .get(&account.label)
+                .filter(|(row, _)| row.same_row_as(&account))
+                .map(|(_, entry)| Arc::clone(entry));
+            let entry = match reused {
+                Some(entry) => entry,
+                None => match open_account(&account, master) {
+                    Ok(entry) => Arc::new(entry),
+                    Err(e) => {
+                        tracing::error!(account = %account.label, error = %e, "account does not open; its clients are refused");
+                        continue;
+                    }
+                },
+            };
+            registry
+                .accounts
+                .insert(account.label.clone(), Arc::clone(&entry));
+            registry
+                .opened
+                .accounts
+                .insert(account.label.clone(), (account, entry));
         }
         // Public market data carries no key, so no account says where it goes: when every
         // account of an exchange points at the same upstream (a testnet, the simulator),
@@ -167,45 +198,25 @@ impl Registry {
                     continue;
                 }
             };
-            let keys = match client.open_keys(master) {
-                Ok((current, previous)) => std::iter::once((client.api_key.clone(), current, None))
-                    .chain(previous.map(|(key, m)| (key, m, client.previous_until_ms)))
-                    .collect::<Vec<_>>(),
-                Err(e) => {
-                    tracing::error!(client = %client.name, error = %e, "client record or key does not verify; client refused");
-                    continue;
-                }
+            let reused = previous
+                .clients
+                .get(&client.name)
+                .filter(|(row, _)| row.same_row_as(&client))
+                .map(|(_, entries)| entries.clone());
+            let Some(entries) = reused.or_else(|| open_client(&client, master)) else {
+                continue;
             };
-            for (api_key, material, valid_until) in keys {
-                let verifier = match material {
-                    ClientKeyMaterial::Hmac(secret) => {
-                        Verifier::Hmac(SecretBytes::new(secret.expose_secret().as_bytes().to_vec()))
-                    }
-                    ClientKeyMaterial::Ed25519(public) => match VerifyingKey::from_bytes(&public) {
-                        Ok(k) => Verifier::Ed25519(k),
-                        Err(_) => {
-                            tracing::error!(client = %client.name, "stored Ed25519 key is not a valid point; client refused");
-                            continue;
-                        }
-                    },
-                };
-                if registry.clients.contains_key(&api_key) {
+            for (api_key, entry) in &entries {
+                if registry.clients.contains_key(api_key) {
                     tracing::error!(client = %client.name, "an API key of this client belongs to another too; both refused");
                     claimed_twice.insert(api_key.clone());
                 }
-                registry.clients.insert(
-                    api_key,
-                    Arc::new(ClientEntry {
-                        name: client.name.clone(),
-                        account: client.account.clone(),
-                        status: client.status,
-                        expires_ms: client.expires_ms,
-                        key_valid_until_ms: valid_until,
-                        policy: client.policy.clone(),
-                        verifier,
-                    }),
-                );
+                registry.clients.insert(api_key.clone(), Arc::clone(entry));
             }
+            registry
+                .opened
+                .clients
+                .insert(client.name.clone(), (client, entries));
         }
         for api_key in claimed_twice {
             registry.clients.remove(&api_key);
@@ -472,7 +483,7 @@ pub fn spawn_reloader(
                 {
                     continue;
                 }
-                match Registry::load_after(&store, &master, &mut read_so_far) {
+                match Registry::load_after(&store, &master, &mut read_so_far, &live.snapshot()) {
                     Ok(registry) => {
                         live.replace(registry);
                         loaded_at = Instant::now();
@@ -490,6 +501,61 @@ pub fn spawn_reloader(
             }
         })?;
     Ok(())
+}
+
+/// Opens an account's real key.
+fn open_account(
+    account: &Account,
+    master: &MasterKey,
+) -> Result<AccountEntry, keygate_store::Error> {
+    Ok(AccountEntry {
+        exchange: account.exchange,
+        api_key: account.open_api_key(master)?,
+        secret: account.open_secret(master)?,
+        upstream: account.upstream.clone(),
+    })
+}
+
+/// Verifies a client's row and opens what verifies its keys: its current key and, in a
+/// rotation's grace window, its previous one. `None` (and logged) when the row does not
+/// verify or a key does not open: the client is refused rather than half-trusted.
+fn open_client(client: &Client, master: &MasterKey) -> Option<ClientKeys> {
+    let keys = match client.open_keys(master) {
+        Ok((current, previous)) => std::iter::once((client.api_key.clone(), current, None))
+            .chain(previous.map(|(key, m)| (key, m, client.previous_until_ms))),
+        Err(e) => {
+            tracing::error!(client = %client.name, error = %e, "client record or key does not verify; client refused");
+            return None;
+        }
+    };
+    let mut entries = Vec::with_capacity(2);
+    for (api_key, material, valid_until) in keys {
+        let verifier = match material {
+            ClientKeyMaterial::Hmac(secret) => {
+                Verifier::Hmac(SecretBytes::new(secret.expose_secret().as_bytes().to_vec()))
+            }
+            ClientKeyMaterial::Ed25519(public) => match VerifyingKey::from_bytes(&public) {
+                Ok(k) => Verifier::Ed25519(k),
+                Err(_) => {
+                    tracing::error!(client = %client.name, "stored Ed25519 key is not a valid point; client refused");
+                    continue;
+                }
+            },
+        };
+        entries.push((
+            api_key,
+            Arc::new(ClientEntry {
+                name: client.name.clone(),
+                account: client.account.clone(),
+                status: client.status,
+                expires_ms: client.expires_ms,
+                key_valid_until_ms: valid_until,
+                policy: client.policy.clone(),
+                verifier,
+            }),
+        ));
+    }
+    Some(entries)
 }
 
 /// Which file a path names (device and inode), to tell a database replaced under a
@@ -602,14 +668,32 @@ mod tests {
     fn each_load_reads_the_events_after_the_last() {
         let vault = Vault::with_requests(5);
         let mut so_far = ReadSoFar::default();
-        Registry::load_after(&vault.store, &vault.master, &mut so_far).unwrap();
+        Registry::load_after(
+            &vault.store,
+            &vault.master,
+            &mut so_far,
+            &Registry::default(),
+        )
+        .unwrap();
         vault.edit(3);
-        Registry::load_after(&vault.store, &vault.master, &mut so_far).unwrap();
+        Registry::load_after(
+            &vault.store,
+            &vault.master,
+            &mut so_far,
+            &Registry::default(),
+        )
+        .unwrap();
         assert!(Registry::load(&vault.store, &vault.master).is_err());
         // What is appended since is read, and verified.
         keygate_audit::append_within(&vault.store, &vault.key, &[request(), request()]).unwrap();
         vault.edit(7);
-        assert!(Registry::load_after(&vault.store, &vault.master, &mut so_far).is_err());
+        assert!(Registry::load_after(
+            &vault.store,
+            &vault.master,
+            &mut so_far,
+            &Registry::default()
+        )
+        .is_err());
     }
 
     /// Found by review: tables put back, seal and all, from before an administrative
@@ -619,7 +703,13 @@ mod tests {
     fn a_load_refuses_a_log_cut_short() {
         let vault = Vault::with_requests(5);
         let mut so_far = ReadSoFar::default();
-        Registry::load_after(&vault.store, &vault.master, &mut so_far).unwrap();
+        Registry::load_after(
+            &vault.store,
+            &vault.master,
+            &mut so_far,
+            &Registry::default(),
+        )
+        .unwrap();
         keygate_audit::append_within(&vault.store, &vault.key, &[request(), request()]).unwrap();
         vault
             .store
@@ -627,7 +717,12 @@ mod tests {
             .execute("DELETE FROM events WHERE seq >= 6", [])
             .unwrap();
         assert!(matches!(
-            Registry::load_after(&vault.store, &vault.master, &mut so_far),
+            Registry::load_after(
+                &vault.store,
+                &vault.master,
+                &mut so_far,
+                &Registry::default()
+            ),
             Err(keygate_store::Error::Unsealed { .. })
         ));
         assert!(matches!(
@@ -705,5 +800,75 @@ mod tests {
         assert!(alert.summary.contains("audit verify"), "{}", alert.summary);
         assert!(store.meta("audit_admin_free").unwrap().is_none());
         drop(live);
+    }
+
+    /// A reload decrypts only the rows that changed: an unchanged client or account is
+    /// the very entry the load before opened, a changed one is opened afresh.
+    #[test]
+    fn a_reload_opens_again_only_the_rows_that_changed() {
+        use keygate_store::{NewAccount, NewClient};
+
+        let vault = Vault::with_requests(0);
+        let master = &vault.master;
+        let mut store = vault.connection();
+        let client = |name: &str, api_key: &str| NewClient {
+            name: name.parse().unwrap(),
+            account: "main".parse().unwrap(),
+            api_key: api_key.into(),
+            material: ClientKeyMaterial::Hmac(SecretString::new("virtual secret".into())),
+            policy: Policy::default(),
+            expires_ms: None,
+        };
+        store
+            .transaction(|s| {
+                s.insert_account(
+                    &NewAccount {
+                        label: "main".parse().unwrap(),
+                        exchange: Exchange::Binance,
+                        upstream: None,
+                        rotate_every_s: None,
+                        api_key: SecretString::new("real-key".into()),
+                        secret: SecretString::new("real-secret".into()),
+                    },
+                    master,
+                    1,
+                )?;
+                s.insert_client(&client("bot1", "key-1"), master, 1)?;
+                s.insert_client(&client("bot2", "key-2"), master, 1)
+            })
+            .unwrap();
+        let mut so_far = ReadSoFar::default();
+        let first =
+            Registry::load_after(&store, master, &mut so_far, &Registry::default()).unwrap();
+        store
+            .transaction(|s| {
+                s.set_client_status(
+                    &"bot1".parse().unwrap(),
+                    ClientStatus::Active,
+                    ClientStatus::Frozen,
+                    master,
+                )
+            })
+            .unwrap();
+        let second = Registry::load_after(&store, master, &mut so_far, &first).unwrap();
+
+        let main: Name = "main".parse().unwrap();
+        assert!(Arc::ptr_eq(
+            &first.account(&main).unwrap(),
+            &second.account(&main).unwrap()
+        ));
+        assert!(Arc::ptr_eq(
+            &first.client("key-2").unwrap(),
+            &second.client("key-2").unwrap()
+        ));
+        let frozen = second.client("key-1").unwrap();
+        assert!(!Arc::ptr_eq(&first.client("key-1").unwrap(), &frozen));
+        assert_eq!(frozen.status, ClientStatus::Frozen);
+        // Loaded afresh, nothing is carried over.
+        let fresh = Registry::load(&store, master).unwrap();
+        assert!(!Arc::ptr_eq(
+            &second.client("key-2").unwrap(),
+            &fresh.client("key-2").unwrap()
+        ));
     }
 }

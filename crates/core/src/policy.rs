@@ -468,6 +468,10 @@ pub struct Denial {
     pub rule: Rule,
     /// A sentence naming the rule; never contains a secret.
     pub message: String,
+    /// For a denial that time lifts (the rate), how long until the same request would
+    /// pass, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
 }
 
 impl Denial {
@@ -476,6 +480,15 @@ impl Denial {
         Denial {
             rule,
             message: message.into(),
+            retry_after_ms: None,
+        }
+    }
+
+    /// This denial, lifted after `ms` milliseconds.
+    pub fn lifted_after_ms(self, ms: u64) -> Denial {
+        Denial {
+            retry_after_ms: Some(ms),
+            ..self
         }
     }
 }

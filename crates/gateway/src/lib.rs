@@ -1304,19 +1304,21 @@ fn held_back<A: Adapter>(
 
 /// The answer to a request its client's policy denies, in the exchange's error shape
 /// (the message may quote what the request named, a symbol, at any length: it is cut).
-/// A client over its rate is asked to wait a second, as the exchange answers too many
-/// requests (429, `Retry-After`), which clients retry later; found by review: as a
-/// denial (401, -2015) ccxt took it for a dead key, and a client with a low rate could
-/// not load its markets. Every other denial is -2015.
+/// A client over its rate is asked to wait until its rate has room (`Retry-After`, in
+/// whole seconds, at least one: a batch counts for as many seconds as it takes at the
+/// rate), as the exchange answers too many requests (429), which clients retry later;
+/// found by review: as a denial (401, -2015) ccxt took it for a dead key, and a client
+/// with a low rate could not load its markets. Every other denial is -2015.
 fn denial_response<A: Adapter>(adapter: &A, denial: &Denial) -> Response {
     let msg = bounded(format!("keygate: {}", denial.message));
     if denial.rule != Rule::Rate {
         return refusal_response(adapter, Refusal::Denied(&msg));
     }
+    let seconds = denial.retry_after_ms.unwrap_or(1000).div_ceil(1000).max(1);
     let mut response = refusal_response(adapter, Refusal::TooMany(&msg));
     response
         .headers_mut()
-        .insert(http::header::RETRY_AFTER, HeaderValue::from(1));
+        .insert(http::header::RETRY_AFTER, HeaderValue::from(seconds));
     response
 }
 

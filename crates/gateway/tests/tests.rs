@@ -945,6 +945,41 @@ fn batch_orders(json: &str) -> String {
     format!("batchOrders={encoded}")
 }
 
+/// A regression test (found by review): a client over its rate was told to retry after
+/// a second whatever held it back; after a batch, which counts for the seconds it takes
+/// at the rate, a bot that obeyed was refused again and again. It is told when its rate
+/// has room.
+#[tokio::test]
+async fn a_client_over_its_rate_is_told_when_it_has_room() {
+    let policy = Policy {
+        symbols: Some(["usdm:BTCUSDT".to_owned()].into_iter().collect()),
+        rate_per_second: Some(1),
+        ..trading_policy()
+    };
+    let env = setup(policy, None, Duration::from_secs(10)).await;
+    let order = r#"{"symbol":"BTCUSDT","side":"BUY","type":"LIMIT","timeInForce":"GTC","quantity":"0.001","price":"50000"}"#;
+    let batch = batch_orders(&format!("[{order},{order},{order},{order}]"));
+    let (status, body) = post(&env, "/fapi/v1/batchOrders", &batch).await;
+    assert_eq!(status, 200, "{body}");
+    let single = sign(
+        "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.001&price=50000",
+        BOT_SECRET,
+    );
+    let answer = exchange_raw(
+        env.gateway,
+        &http("POST", "/binance/fapi/v1/order", "", &single),
+    )
+    .await;
+    assert_eq!(answer.status, 429, "{}", answer.body);
+    // Four orders at one a second count four seconds from the batch.
+    assert!(
+        (3..=4).contains(&retry_after(&answer)),
+        "{:?}",
+        answer.headers
+    );
+    assert_eq!(exchange_saw(&env, "/fapi/v1/order"), 0);
+}
+
 /// A regression test: `POST /fapi/v1/batchOrders` (ccxt's `create_orders` on
 /// binanceusdm) was denied to every client with a symbol list or a notional limit,
 /// whatever its orders, since keygate did not read them. A batch is now allowed when each

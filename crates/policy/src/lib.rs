@@ -365,18 +365,38 @@ impl Counters {
         self.forget_past_rate(now_ms);
         // A batch larger than the rate is let through when nothing counts (it then
         // counts for the seconds it takes at the rate): it could never pass otherwise.
-        if self.rate_used.saturating_add(cost.min(rate)) > rate {
+        let over = self
+            .rate_used
+            .saturating_add(cost.min(rate))
+            .saturating_sub(rate);
+        if over > 0 {
             let batch = if cost > 1 {
                 format!(" (a batch counts each of its {cost} orders)")
             } else {
                 String::new()
             };
-            return deny(
+            let denial = Denial::new(
                 Rule::Rate,
                 format!("client {client} exceeds its rate of {rate} requests per second{batch}"),
             );
+            return Err(denial.lifted_after_ms(self.rate_room_in_ms(now_ms, over)));
         }
         Ok(())
+    }
+
+    /// How long from `now_ms` until requests counting `over` no longer count, taken in
+    /// the order they were counted (as they are dropped).
+    fn rate_room_in_ms(&self, now_ms: u64, over: u32) -> u64 {
+        let mut freed = 0u32;
+        for &(until_ms, cost) in &self.rate_log {
+            freed = freed.saturating_add(cost);
+            if freed >= over {
+                return until_ms.saturating_sub(now_ms);
+            }
+        }
+        // Unreachable while `rate_used` is the sum of the log; a second is the most a
+        // request at the rate counts.
+        1000
     }
 
     /// Drops what no longer counts against the rate at `now_ms`. A clock stepped back
@@ -1096,14 +1116,14 @@ fn in_batch(denial: Denial, index: usize, count: usize, order: &Action) -> Denia
     let symbol = order
         .listed_symbol()
         .map_or_else(String::new, |symbol| format!(" ({symbol})"));
-    Denial::new(
-        denial.rule,
-        format!(
+    Denial {
+        message: format!(
             "order {} of {count} in the batch{symbol}: {}",
             index + 1,
             denial.message
         ),
-    )
+        ..denial
+    }
 }
 
 /// Whether the client may call at all: its status, its expiry, and its allow list, in
@@ -2087,6 +2107,43 @@ mod tests {
             "a second with nothing counted takes a batch again"
         );
         assert_eq!(single(7_000), Some(Rule::Rate));
+    }
+
+    /// A client over its rate is told when it has room again: after a batch, the end of
+    /// the seconds the batch counts, not one second (found by review).
+    #[test]
+    fn a_rate_denial_says_when_the_rate_has_room() {
+        let n = |v: i64| Some(Decimal::from(v));
+        let p = Policy {
+            rate_per_second: Some(2),
+            ..futures_trading_policy()
+        };
+        let retry_after = |d: Decision| match d {
+            Decision::Deny(denial) if denial.rule == Rule::Rate => denial.retry_after_ms,
+            other => panic!("not a rate denial: {other:?}"),
+        };
+        let d = Decider::new();
+        let six = batch(&[("BTCUSDT", Side::Buy); 6]);
+        assert_eq!(
+            rule(d.decide(&batch_request(&p, &six, &[n(1); 6], 0))),
+            None
+        );
+        let single = |d: &Decider, at| d.decide(&request(&p, &futures_order("BTCUSDT"), n(1), at));
+        assert_eq!(
+            retry_after(single(&d, 1_000)),
+            Some(2_000),
+            "six at two a second count 3 s"
+        );
+        assert_eq!(retry_after(single(&d, 2_999)), Some(1));
+
+        let d = Decider::new();
+        assert_eq!(rule(single(&d, 0)), None);
+        assert_eq!(rule(single(&d, 400)), None);
+        assert_eq!(
+            retry_after(single(&d, 500)),
+            Some(500),
+            "room once the first no longer counts"
+        );
     }
 
     /// A regression test: what an allowed withdrawal or order reserved of the day's limits

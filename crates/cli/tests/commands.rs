@@ -2503,19 +2503,29 @@ mod client {
             ),
             keygate_store::ClientKeyMaterial::Hmac(_) => panic!("stored as HMAC"),
         }
-        // Raw base64 works too; a private key is refused.
+        // Raw base64 works too, for a key of its own: the same key, written either way, is
+        // edbot's already (found by review: two clients holding one key could each sign
+        // as the other, the API key being no secret). A private key is refused.
         let raw = kg.path("bot.pub.b64");
-        std::fs::write(&raw, "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=\n").unwrap();
-        kg.issue(
-            "main",
-            "edbot2",
-            &[
+        let issue_raw = |name: &'static str| {
+            [
+                "client",
+                "issue",
+                "--account",
+                "main",
+                "--name",
+                name,
                 "--key-type",
                 "ed25519",
                 "--public-key",
                 raw.to_str().unwrap(),
-            ],
-        );
+            ]
+        };
+        std::fs::write(&raw, "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=\n").unwrap();
+        let out = kg.fails(&issue_raw("edbot2"), "", 2);
+        assert!(out.stderr.contains("is client edbot's"), "{}", out.stderr);
+        std::fs::write(&raw, "OthB3tSAWVQfBopHFztS62VIRf3QjqjtfdVmDSnw4n0=\n").unwrap();
+        kg.ok(&issue_raw("edbot2"), "");
         let private = kg.path("bot.key.pem");
         std::fs::write(&private, "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEINTuctv5E1hK1bbY8fdp+K06/nwoy/HU++CXqI9EdVhC\n-----END PRIVATE KEY-----\n").unwrap();
         let out = kg.fails(

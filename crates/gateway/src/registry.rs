@@ -190,6 +190,10 @@ impl Registry {
         // An API key two rows claim (a previous key copied into another row by hand) is
         // nobody's: which row wins must not depend on the order they are read in.
         let mut claimed_twice = std::collections::HashSet::new();
+        // So is an Ed25519 public key two clients hold (issued before keygate refused it):
+        // the signature does not cover the API key, so the bot holding the private key
+        // could sign as either, and freezing one would not stop it.
+        let mut public_keys: HashMap<[u8; 32], Vec<(Name, String)>> = HashMap::new();
         for client in store.client_rows()? {
             let client = match client {
                 Ok(client) => client,
@@ -207,6 +211,14 @@ impl Registry {
                 continue;
             };
             for (api_key, entry) in &entries {
+                if let (Verifier::Ed25519(key), false) =
+                    (&entry.verifier, entry.status == ClientStatus::Revoked)
+                {
+                    public_keys
+                        .entry(key.to_bytes())
+                        .or_default()
+                        .push((entry.name.clone(), api_key.clone()));
+                }
                 if registry.clients.contains_key(api_key) {
                     tracing::error!(client = %client.name, "an API key of this client belongs to another too; both refused");
                     claimed_twice.insert(api_key.clone());
@@ -217,6 +229,19 @@ impl Registry {
                 .opened
                 .clients
                 .insert(client.name.clone(), (client, entries));
+        }
+        for holders in public_keys.values() {
+            if holders.iter().all(|(name, _)| *name == holders[0].0) {
+                continue;
+            }
+            let mut names: Vec<&str> = holders.iter().map(|(name, _)| name.as_str()).collect();
+            names.dedup();
+            tracing::error!(
+                clients = %names.join(", "),
+                "these clients hold one Ed25519 public key; all refused (revoke all but one, \
+                 and rotate the others with --force --public-key naming a key pair of their own)"
+            );
+            claimed_twice.extend(holders.iter().map(|(_, api_key)| api_key.clone()));
         }
         for api_key in claimed_twice {
             registry.clients.remove(&api_key);

@@ -225,6 +225,19 @@ pub enum Error {
         /// What changed.
         reason: String,
     },
+    /// An Ed25519 public key given to a client is another client's already. The API key
+    /// is no secret and the signature does not cover it, so the bot holding the private
+    /// key could sign as either client, with the larger of their rights.
+    #[error(
+        "the public key given for client {name} is client {holder}'s: each Ed25519 client \
+         needs a key pair of its own (the bot holding that private key could sign as either)"
+    )]
+    PublicKeyShared {
+        /// The client being issued or rotated.
+        name: String,
+        /// The client that holds the key, whatever its status.
+        holder: String,
+    },
     /// The database was made or upgraded by a newer keygate: this build does not know its
     /// schema, and writes nothing to it.
     #[error(
@@ -1124,6 +1137,81 @@ mod tests {
                 )
             })
             .unwrap();
+    }
+
+    /// A regression test (found by review): two Ed25519 clients could be given one public
+    /// key, and the signature does not cover the API key, so the bot of a read-only client
+    /// could trade as the other. A key another client holds is refused at issue and at
+    /// rotation, its previous key and a revoked client's included.
+    #[test]
+    fn an_ed25519_public_key_belongs_to_one_client() {
+        let (dir, mut store) = temp_store();
+        let master = MasterKey::generate();
+        add_main_and_bot1(&mut store, &master);
+        let ed25519 = |name: &str, api_key: &str, key: u8| NewClient {
+            name: name.parse().unwrap(),
+            account: "main".parse().unwrap(),
+            api_key: api_key.into(),
+            material: ClientKeyMaterial::Ed25519([key; 32]),
+            policy: Policy::default(),
+            expires_ms: None,
+        };
+        store
+            .transaction(|s| s.insert_client(&ed25519("reader", "k-reader", 7), &master, 1))
+            .unwrap();
+        let shared =
+            store.transaction(|s| s.insert_client(&ed25519("trader", "k-t", 7), &master, 1));
+        assert!(
+            matches!(&shared, Err(Error::PublicKeyShared { holder, .. }) if holder == "reader"),
+            "{shared:?}"
+        );
+        store
+            .transaction(|s| s.insert_client(&ed25519("trader", "k-t", 8), &master, 1))
+            .unwrap();
+        // A rotation to another's key is refused; to a key of its own, or keeping its own,
+        // it is not.
+        let trader: keygate_core::Name = "trader".parse().unwrap();
+        let reader: keygate_core::Name = "reader".parse().unwrap();
+        let rotate = |s: &Store, name: &keygate_core::Name, api_key: &str, key: u8| {
+            s.rotate_client(
+                name,
+                api_key,
+                &ClientKeyMaterial::Ed25519([key; 32]),
+                &master,
+                9,
+            )
+        };
+        assert!(matches!(
+            store.transaction(|s| rotate(s, &trader, "k-t2", 7)),
+            Err(Error::PublicKeyShared { .. })
+        ));
+        store
+            .transaction(|s| rotate(s, &trader, "k-t2", 8))
+            .unwrap();
+        store
+            .transaction(|s| rotate(s, &reader, "k-r2", 9))
+            .unwrap();
+        // The reader's previous key (7) is still its own in the grace window, and stays
+        // its own once it is revoked.
+        assert!(matches!(
+            store.transaction(|s| s.insert_client(&ed25519("third", "k-3", 7), &master, 1)),
+            Err(Error::PublicKeyShared { .. })
+        ));
+        store
+            .transaction(|s| {
+                s.set_client_status(
+                    &reader,
+                    ClientStatus::Active,
+                    ClientStatus::Revoked,
+                    &master,
+                )
+            })
+            .unwrap();
+        assert!(matches!(
+            store.transaction(|s| s.insert_client(&ed25519("third", "k-3", 9), &master, 1)),
+            Err(Error::PublicKeyShared { .. })
+        ));
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

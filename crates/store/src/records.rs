@@ -712,6 +712,7 @@ impl Store {
         now_ms: u64,
     ) -> Result<(), Error> {
         self.account(&new.account)?;
+        self.refuse_shared_public_key(&new.name, &new.material, master)?;
         let sealed = self.check_seal_is_latest(master);
         let policy_json = serde_json::to_string(&new.policy).map_err(|e| Error::Corrupt {
             what: "client policy",
@@ -869,6 +870,7 @@ impl Store {
                 ),
             });
         }
+        self.refuse_shared_public_key(name, material, master)?;
         let retired = client
             .previous_api_key
             .replace(std::mem::replace(&mut client.api_key, api_key.into()));
@@ -882,6 +884,45 @@ impl Store {
             Some(retired) => self.retire_key(&retired, name),
             None => Ok(()),
         }
+    }
+
+    /// Refuses `material` for client `name` when it is an Ed25519 public key that another
+    /// client holds, as its current key or its previous one, whatever that client's
+    /// status (a revoked client's key may be the leaked one). A row that does not read or
+    /// whose key does not open is passed over: no gateway accepts its key.
+    fn refuse_shared_public_key(
+        &self,
+        name: &Name,
+        material: &ClientKeyMaterial,
+        master: &MasterKey,
+    ) -> Result<(), Error> {
+        let ClientKeyMaterial::Ed25519(given) = material else {
+            return Ok(());
+        };
+        let holds = |api_key: &str, sealed: &[u8]| {
+            matches!(
+                ClientKeyMaterial::open(master, KeyType::Ed25519, api_key, sealed),
+                Ok(ClientKeyMaterial::Ed25519(held)) if held == *given
+            )
+        };
+        for client in self.client_rows()?.into_iter().flatten() {
+            if client.name == *name || client.key_type != KeyType::Ed25519 {
+                continue;
+            }
+            let previous = client
+                .previous_api_key
+                .as_deref()
+                .zip(client.previous_material.as_deref());
+            if holds(&client.api_key, &client.material)
+                || previous.is_some_and(|(key, sealed)| holds(key, sealed))
+            {
+                return Err(Error::PublicKeyShared {
+                    name: name.to_string(),
+                    holder: client.name.to_string(),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Remembers that `api_key`, a key of client `name`, is out of use for good.

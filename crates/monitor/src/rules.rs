@@ -391,7 +391,11 @@ impl Rules {
                 }
             }
         }
-        if request.outcome == Outcome::Unknown {
+        // Only what could have changed something: a read or public call that got no
+        // answer executed nothing, and paged as critical, every bot polling through an
+        // exchange's blip (and anyone without a key) buried the orders' alerts (found by
+        // review).
+        if request.outcome == Outcome::Unknown && request.action.is_sensitive() {
             alerts.push((
                 Severity::Critical,
                 AlertRule::OutcomeUnknown,
@@ -1188,6 +1192,14 @@ mod tests {
         );
         assert!(alerts[0].summary.contains("request r3000"));
         assert!(alerts[0].summary.contains("timed out"));
+        // A read or a public call that got no answer executed nothing: no alert.
+        for action in [ActionKind::Read, ActionKind::Public] {
+            let mut unanswered = request(4_000, Some("bot1"), action, None);
+            if let EventBody::Request(r) = &mut unanswered.body {
+                r.outcome = Outcome::Unknown;
+            }
+            assert!(rules.evaluate(4, &unanswered).is_empty(), "{action:?}");
+        }
         // An answer saying the exchange does not know is told as such.
         rules.evaluate(5, &request(5_000, Some("bot1"), ActionKind::Trade, None));
         let mut answered = outcome("r5000", Outcome::Unknown);

@@ -143,9 +143,32 @@ pub(crate) struct Account {
     pub(crate) algo_orders: Vec<AlgoOrder>,
     pub(crate) trades: Vec<Trade>,
     pub(crate) withdrawals: Vec<Withdrawal>,
+    /// The funding wallet (`POST /sapi/v1/asset/get-funding-asset`): empty at first, as a
+    /// new Binance account's is, and moved to and from spot by transfers alone.
+    pub(crate) funding: BTreeMap<String, Balance>,
+    /// Transfers between wallets (`POST /sapi/v1/asset/transfer`), oldest first.
+    pub(crate) transfers: Vec<Transfer>,
+    /// USD-M Multi-Assets Mode (`POST /fapi/v1/multiAssetsMargin`); off, as Binance
+    /// starts an account.
+    pub(crate) multi_assets: bool,
+    /// When each USD-M symbol's open orders are cancelled unless the countdown is renewed
+    /// (`POST /fapi/v1/countdownCancelAll`), in ms on the simulator's clock.
+    pub(crate) countdowns: BTreeMap<&'static str, u64>,
     /// Spot orders that filled as they were placed, not yet taken off the key's unfilled
     /// order count (see [`crate::limits::Counters::fill_order`]).
     pub(crate) unreported_fills: u64,
+}
+
+/// A transfer between two of an account's wallets, as `GET /sapi/v1/asset/transfer`
+/// lists it.
+#[derive(Debug)]
+pub(crate) struct Transfer {
+    pub(crate) tran_id: u64,
+    /// Binance's transfer type, e.g. `MAIN_UMFUTURE`.
+    pub(crate) kind: &'static str,
+    pub(crate) asset: String,
+    pub(crate) amount: Decimal,
+    pub(crate) time: u64,
 }
 
 /// A withdrawal applied for, as `capital/withdraw/history` reports it.
@@ -187,6 +210,10 @@ impl Account {
             algo_orders: Vec::new(),
             trades: Vec::new(),
             withdrawals: Vec::new(),
+            funding: BTreeMap::new(),
+            transfers: Vec::new(),
+            multi_assets: false,
+            countdowns: BTreeMap::new(),
             unreported_fills: 0,
         }
     }
@@ -1048,6 +1075,40 @@ pub(crate) fn cancel(
         balance.free += reserved;
     }
     Ok(cancelled)
+}
+
+/// Cancels the open USD-M orders of every symbol whose countdown
+/// (`POST /fapi/v1/countdownCancelAll`) has run out by `now`, as of the moment it ran out,
+/// and forgets that countdown. The simulator has no timer of its own: this runs before
+/// anything reads or changes an account, so no request sees an order the countdown
+/// should have cancelled.
+pub(crate) fn expire_countdowns(account: &mut Account, now: u64) {
+    let expired: Vec<(&'static str, u64)> = account
+        .countdowns
+        .iter()
+        .filter(|(_, deadline)| **deadline <= now)
+        .map(|(symbol, deadline)| (*symbol, *deadline))
+        .collect();
+    for (symbol, deadline) in expired {
+        account.countdowns.remove(symbol);
+        let open: Vec<u64> = account
+            .orders
+            .iter()
+            .filter(|o| o.product == Product::UsdM && o.symbol == symbol && o.is_open())
+            .map(|o| o.order_id)
+            .collect();
+        for order_id in open {
+            // Each of these orders is open and of a listed symbol, so `cancel` cannot
+            // refuse it; were it to, the order would stay open, which is all it could do.
+            let _ = cancel(
+                account,
+                Product::UsdM,
+                symbol,
+                &OrderRef::Id(order_id),
+                deadline,
+            );
+        }
+    }
 }
 
 #[cfg(test)]

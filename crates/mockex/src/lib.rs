@@ -122,6 +122,24 @@
 //! simulator reports the margin type, an isolated position's margin being its initial
 //! margin, but holds margin the same way in either (see below).
 //!
+//! **Account modes.** Positions are one-way: `POST /fapi/v1/positionSide/dual` (ccxt's
+//! `set_position_mode`) answers `dualSidePosition=false` with Binance's -4059 "No need to
+//! change position side.", and `true` with -4067 while there are open orders, -4068
+//! while there is a position, else -1020 "This operation is not supported." (there is no
+//! Hedge Mode here). `GET`/`POST /fapi/v1/multiAssetsMargin` read and switch the
+//! account's Multi-Assets Mode (-4171 when it already is so, -4167 into it while a
+//! symbol is isolated, -4170 with open orders; in it, `marginType` `ISOLATED` is -4168);
+//! as the USD-M wallet holds USDT alone, the mode is reported but changes no margin. `GET
+//! /fapi/v1/accountConfig` (ccxt's `fetch_trading_fees` for USD-M) answers fee tier 0,
+//! one-way positions and that mode. `GET /fapi/v1/openOrder` (ccxt's `fetch_open_order`)
+//! answers a USD-M order while it is open and -2013 "Order does not exist." after.
+//! `POST /fapi/v1/countdownCancelAll` starts, renews or (with `countdownTime=0`) stops a
+//! symbol's countdown; when it runs out on the simulator's clock, the symbol's open
+//! orders are cancelled as of that moment (conditional orders stay, as with
+//! `allOpenOrders`). `GET /fapi/v1/openInterest` (ccxt's `fetch_open_interest`) adds up
+//! every account's position in the symbol, long or short: the simulator's accounts trade
+//! against its book, not with each other.
+//!
 //! **Cancelling every order.** `DELETE /api/v3/openOrders` cancels every open spot order of
 //! a symbol and answers each as a cancel does (-2011 when there is none); `DELETE
 //! /fapi/v1/allOpenOrders` cancels every open USD-M order of a symbol and answers
@@ -131,12 +149,20 @@
 //! `NEW` conditional order of a symbol and answers the same, leaving the book's orders,
 //! those triggered conditional orders placed among them, as they are.
 //!
-//! **Wallets.** `POST /sapi/v1/asset/transfer` moves USDT between the spot and USD-M
-//! wallets (`type` `MAIN_UMFUTURE` or `UMFUTURE_MAIN`; no other wallet or type, -1130),
-//! for a key with `permitsUniversalTransfer` (-2015 otherwise), weighing 900 per account
-//! as Binance does, and answers `{"tranId": N}`; more than the source has free (on USD-M,
-//! available) is -5013 "Asset transfer failed: insufficient balance". `GET
-//! /sapi/v1/system/status` answers `{"status": 0, "msg": "normal"}`.
+//! **Wallets.** `POST /sapi/v1/asset/transfer` moves assets between the spot, funding
+//! and USD-M wallets (`type` `MAIN_UMFUTURE`, `UMFUTURE_MAIN`, `MAIN_FUNDING`,
+//! `FUNDING_MAIN`, `UMFUTURE_FUNDING` or `FUNDING_UMFUTURE`; no other wallet or type,
+//! -1130; only USDT to or from USD-M), for a key with `permitsUniversalTransfer` (-2015
+//! otherwise), weighing 900 per account as Binance does, and answers `{"tranId": N}`;
+//! more than the source has free (on USD-M, available) is -5013 "Asset transfer failed:
+//! insufficient balance". `GET /sapi/v1/asset/transfer` (ccxt's `fetch_transfers`) lists
+//! an account's transfers of one `type` (mandatory), newest first, `{"total", "rows"}`
+//! paged by `current` and `size` (10, at most 100), the last seven days unless
+//! `startTime` or `endTime` says otherwise. `POST /sapi/v1/asset/get-funding-asset`
+//! (ccxt's `fetch_balance({'type': 'funding'})`) answers the funding wallet, empty until
+//! a transfer fills it, with `btcValuation` at the reference prices when
+//! `needBtcValuation=true`. `GET /sapi/v1/system/status` answers `{"status": 0, "msg":
+//! "normal"}`.
 //!
 //! **Price bands.** A limit price is held to the percent price filter each `exchangeInfo`
 //! announces, as Binance documents it, the simulator's reference price standing for the
@@ -226,14 +252,13 @@
 //! notional, USD-M's `marketTakeBound` for market orders or the stop price multipliers
 //! for conditional orders, nor the maximum number of orders or conditional orders). No
 //! COIN-M, options, margin (every spot symbol announces `isMarginTradingAllowed` false,
-//! and `GET /sapi/v1/margin/allPairs` lists no pair), transfers but between spot and USD-M, RSA keys, WebSocket
-//! streams or order-rate limiting
+//! and `GET /sapi/v1/margin/allPairs` lists no pair), USD-M Hedge Mode, transfers but
+//! between spot, funding and USD-M, RSA keys, WebSocket streams or order-rate limiting
 //! (the order-count headers only report). A key's IP restriction is reported, not
 //! checked. It never opens an outbound connection. Calls ccxt makes that it does not
-//! serve (it answers them as it answers any path it does not know): USD-M
-//! `POST positionSide/dual` (positions are one-way, as `GET` says), mark-price klines,
-//! open interest and `/futures/data/*`; spot's funding wallet
-//! (`asset/get-funding-asset`), `orderList/oco`, and stop and take-profit orders on spot
+//! serve (it answers them as it answers any path it does not know): USD-M mark-price
+//! klines and `/futures/data/*` (open interest history among them); spot's
+//! `orderList/oco`, and stop and take-profit orders on spot
 //! (`STOP_LOSS`, `TAKE_PROFIT` and their `_LIMIT` forms, which its symbols do not
 //! announce). keygate classifies and limits them all the same; the tests cannot follow
 //! them to an answer.
@@ -885,11 +910,13 @@ impl Simulator {
         api_key: &str,
         f: impl FnOnce(&mut Account, &mut Ids) -> Result<T, ApiError>,
     ) -> Result<T, ApiError> {
+        let now = self.clock_ms();
         let mut state = lock(&self.inner.state);
         let State { accounts, ids } = &mut *state;
         let account = accounts
             .get_mut(api_key)
             .ok_or_else(ApiError::rejected_key)?;
+        book::expire_countdowns(account, now);
         f(account, ids)
     }
 
@@ -901,10 +928,24 @@ impl Simulator {
         holds: impl Fn(&Account) -> bool,
         f: impl FnOnce(&mut Account, &mut Ids) -> T,
     ) -> Option<T> {
+        let now = self.clock_ms();
         let mut state = lock(&self.inner.state);
         let State { accounts, ids } = &mut *state;
         let account = accounts.values_mut().find(|account| holds(account))?;
+        book::expire_countdowns(account, now);
         Some(f(account, ids))
+    }
+
+    /// The open interest of USD-M `symbol`: the size of every account's position in it,
+    /// long or short, added up. The simulator's accounts trade against its published book,
+    /// not with each other, so their positions are all the contracts it knows to be open.
+    pub(crate) fn open_interest(&self, symbol: &str) -> rust_decimal::Decimal {
+        lock(&self.inner.state)
+            .accounts
+            .values()
+            .filter_map(|account| account.positions.get(symbol))
+            .map(|position| position.abs())
+            .sum()
     }
 }
 

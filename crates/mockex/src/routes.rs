@@ -16,7 +16,9 @@ use serde_json::{json, Value};
 
 use crate::algo;
 use crate::auth::{self, Params};
-use crate::book::{self, Account, Modification, NewOrder, Order, OrderRef, OrderType, Side, Trade};
+use crate::book::{
+    self, Account, Modification, NewOrder, Order, OrderRef, OrderType, Side, Trade, Transfer,
+};
 use crate::limits::{Admission, Family, ORDER_COUNT_HEADERS};
 use crate::market::{self, fmt, Product};
 use crate::{Received, RecordedRequest, Simulator};
@@ -320,6 +322,24 @@ enum Endpoint {
     CommissionRate,
     /// `GET /fapi/v1/positionSide/dual`: the position mode.
     PositionMode,
+    /// `POST /fapi/v1/positionSide/dual`: change the position mode.
+    ChangePositionMode,
+    /// `GET /fapi/v1/multiAssetsMargin`: the Multi-Assets Mode.
+    MultiAssetsMode,
+    /// `POST /fapi/v1/multiAssetsMargin`: change the Multi-Assets Mode.
+    ChangeMultiAssetsMode,
+    /// `GET /fapi/v1/accountConfig`: the USD-M account's configuration.
+    AccountConfig,
+    /// `GET /fapi/v1/openOrder`: one open USD-M order.
+    OpenOrder,
+    /// `POST /fapi/v1/countdownCancelAll`: cancel a symbol's orders when a countdown ends.
+    CountdownCancelAll,
+    /// `GET /fapi/v1/openInterest`: a USD-M symbol's open interest.
+    OpenInterest,
+    /// `POST /sapi/v1/asset/get-funding-asset`: the funding wallet.
+    FundingAssets,
+    /// `GET /sapi/v1/asset/transfer`: past transfers between wallets.
+    TransferHistory,
     /// `GET /fapi/v1/fundingRate`: past fundings.
     FundingRate,
 }
@@ -385,7 +405,13 @@ impl Endpoint {
             | Endpoint::CancelAllAlgoOrders
             | Endpoint::SymbolConfig
             | Endpoint::CommissionRate
-            | Endpoint::PositionMode => Some(Permission::Futures),
+            | Endpoint::PositionMode
+            | Endpoint::ChangePositionMode
+            | Endpoint::MultiAssetsMode
+            | Endpoint::ChangeMultiAssetsMode
+            | Endpoint::AccountConfig
+            | Endpoint::OpenOrder
+            | Endpoint::CountdownCancelAll => Some(Permission::Futures),
             Endpoint::Withdraw => Some(Permission::Withdrawals),
             Endpoint::Transfer => Some(Permission::UniversalTransfer),
             _ => None,
@@ -532,6 +558,8 @@ fn route(method: &Method, path: &str) -> Option<(Security, u32, Endpoint)> {
         "/sapi/v1/capital/deposit/address" if get => (Signed, 10, E::DepositAddress),
         "/sapi/v1/capital/deposit/hisrec" if get => (Signed, 1, E::DepositHistory),
         "/sapi/v1/asset/transfer" if post => (Signed, 900, E::Transfer),
+        "/sapi/v1/asset/transfer" if get => (Signed, 1, E::TransferHistory),
+        "/sapi/v1/asset/get-funding-asset" if post => (Signed, 1, E::FundingAssets),
         "/sapi/v1/system/status" if get => (Public, 1, E::SystemStatus),
         "/fapi/v2/account" | "/fapi/v3/account" if get => (Signed, 5, E::FuturesAccount),
         "/fapi/v2/balance" | "/fapi/v3/balance" if get => (Signed, 5, E::FuturesBalance),
@@ -565,6 +593,13 @@ fn route(method: &Method, path: &str) -> Option<(Security, u32, Endpoint)> {
         "/fapi/v1/symbolConfig" if get => (Signed, 5, E::SymbolConfig),
         "/fapi/v1/commissionRate" if get => (Signed, 20, E::CommissionRate),
         "/fapi/v1/positionSide/dual" if get => (Signed, 30, E::PositionMode),
+        "/fapi/v1/positionSide/dual" if post => (Signed, 1, E::ChangePositionMode),
+        "/fapi/v1/multiAssetsMargin" if get => (Signed, 30, E::MultiAssetsMode),
+        "/fapi/v1/multiAssetsMargin" if post => (Signed, 1, E::ChangeMultiAssetsMode),
+        "/fapi/v1/accountConfig" if get => (Signed, 5, E::AccountConfig),
+        "/fapi/v1/openOrder" if get => (Signed, 1, E::OpenOrder),
+        "/fapi/v1/countdownCancelAll" if post => (Signed, 10, E::CountdownCancelAll),
+        "/fapi/v1/openInterest" if get => (Public, 1, E::OpenInterest),
         _ => return None,
     };
     Some(found)
@@ -968,6 +1003,14 @@ fn dispatch(
         Endpoint::FundingRate => Some(funding_rates(params, withheld, now)?),
         Endpoint::MarginPairs => Some(market::margin_pairs()),
         Endpoint::SystemStatus => Some(json!({"status": 0, "msg": "normal"})),
+        Endpoint::OpenInterest => {
+            let m = symbol(params, Product::UsdM)?;
+            Some(json!({
+                "openInterest": fmt(simulator.open_interest(m.symbol), m.quantity_precision),
+                "symbol": m.symbol,
+                "time": now,
+            }))
+        }
         _ => None,
     };
     if let Some(value) = public {
@@ -2153,7 +2196,35 @@ fn private(
         Endpoint::LeverageBracket => leverage_brackets(params),
         Endpoint::MarginType => margin_type(account, params),
         Endpoint::CancelAllOrders(product) => cancel_all(account, ids, product, params, now),
-        Endpoint::Transfer => transfer(account, ids, params),
+        Endpoint::Transfer => transfer(account, ids, params, now),
+        Endpoint::TransferHistory => transfer_history(account, params, now),
+        Endpoint::FundingAssets => funding_assets(account, params),
+        Endpoint::ChangePositionMode => change_position_mode(account, params),
+        Endpoint::MultiAssetsMode => Ok(json!({"multiAssetsMargin": account.multi_assets})),
+        Endpoint::ChangeMultiAssetsMode => change_multi_assets_mode(account, params),
+        // A USD-M key can trade; deposits and withdrawals are the wallet's. The fee tier
+        // is Binance's first (every trade here pays nothing: see `commissionRate`).
+        Endpoint::AccountConfig => Ok(json!({
+            "feeTier": 0,
+            "canTrade": true,
+            "canDeposit": true,
+            "canWithdraw": true,
+            "dualSidePosition": false,
+            "updateTime": 0,
+            "multiAssetsMargin": account.multi_assets,
+            "tradeGroupId": -1,
+        })),
+        // The order named, if it is still open; a filled or cancelled one is -2013, as
+        // Binance's Query Current Open Order page has it.
+        Endpoint::OpenOrder => {
+            let m = symbol(params, Product::UsdM)?;
+            let name = order_ref(params, Product::UsdM)?;
+            let order = book::find(account, Product::UsdM, m.symbol, &name.by)
+                .filter(|o| o.is_open())
+                .ok_or_else(|| ApiError::new(400, -2013, "Order does not exist."))?;
+            Ok(futures_order(order))
+        }
+        Endpoint::CountdownCancelAll => countdown_cancel_all(account, params, now),
         Endpoint::NewAlgoOrder => algo::place(account, ids, params, now),
         Endpoint::CancelAlgoOrder => algo::cancel(account, params, now),
         Endpoint::QueryAlgoOrder => algo::query(account, params),
@@ -2368,8 +2439,9 @@ fn leverage_brackets(params: &Params) -> Result<Value, ApiError> {
 }
 
 /// `POST /fapi/v1/marginType`: `marginType` `ISOLATED` or `CROSSED` for `symbol`, as
-/// Binance's Change Margin Type page has it: -4046 when it is already so, -4047 while
-/// the symbol has open orders, -4048 while it has a position. The simulator holds margin
+/// Binance's Change Margin Type page has it: -4046 when it is already so, -4168 into
+/// `ISOLATED` in Multi-Assets Mode, -4047 while the symbol has open orders, -4048 while
+/// it has a position. The simulator holds margin
 /// the same way in either (see [`book::Margin`]) and reports the margin type.
 fn margin_type(account: &mut Account, params: &Params) -> Result<Value, ApiError> {
     let m = symbol(params, Product::UsdM)?;
@@ -2380,6 +2452,13 @@ fn margin_type(account: &mut Account, params: &Params) -> Result<Value, ApiError
     };
     if account.isolated.contains(m.symbol) == isolated {
         return Err(ApiError::new(400, -4046, "No need to change margin type."));
+    }
+    if isolated && account.multi_assets {
+        return Err(ApiError::new(
+            400,
+            -4168,
+            "Unable to adjust to isolated-margin mode under the Multi-Assets mode.",
+        ));
     }
     let open = account
         .orders
@@ -2456,24 +2535,59 @@ fn cancel_all(
     }
 }
 
-/// `POST /sapi/v1/asset/transfer` (User Universal Transfer) between the two wallets the
-/// simulator keeps: `type` `MAIN_UMFUTURE` (spot to USD-M) or `UMFUTURE_MAIN`, `asset`
-/// USDT (USD-M's one margin asset here), `amount` at most what the source has free (on
-/// USD-M, what the initial margin leaves available), else -5013 "Asset transfer failed:
-/// insufficient balance", as Binance answers (ccxt records the answer; Binance's error
-/// list does not). The simulator has no other wallet: another `type` is -1130, another
-/// asset -1130 for `asset`. Answers `{"tranId": N}`.
-fn transfer(account: &mut Account, ids: &mut Ids, params: &Params) -> Result<Value, ApiError> {
-    let to_futures = match params.required("type")? {
-        "MAIN_UMFUTURE" => true,
-        "UMFUTURE_MAIN" => false,
-        _ => return Err(ApiError::invalid_parameter("type")),
-    };
+/// A wallet of an account that transfers move assets between.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Wallet {
+    /// Spot (`MAIN`).
+    Main,
+    /// The funding wallet (`FUNDING`).
+    Funding,
+    /// USD-M futures (`UMFUTURE`); USDT only, its one margin asset here.
+    UmFuture,
+}
+
+/// The transfer types the simulator serves: Binance's names for a move from one wallet
+/// to another, of those it keeps.
+const TRANSFER_TYPES: [(&str, Wallet, Wallet); 6] = [
+    ("MAIN_UMFUTURE", Wallet::Main, Wallet::UmFuture),
+    ("UMFUTURE_MAIN", Wallet::UmFuture, Wallet::Main),
+    ("MAIN_FUNDING", Wallet::Main, Wallet::Funding),
+    ("FUNDING_MAIN", Wallet::Funding, Wallet::Main),
+    ("UMFUTURE_FUNDING", Wallet::UmFuture, Wallet::Funding),
+    ("FUNDING_UMFUTURE", Wallet::Funding, Wallet::UmFuture),
+];
+
+/// The transfer type `params` names in `type`: one of [`TRANSFER_TYPES`], else -1130.
+fn transfer_type(params: &Params) -> Result<(&'static str, Wallet, Wallet), ApiError> {
+    let kind = params.required("type")?;
+    TRANSFER_TYPES
+        .iter()
+        .find(|(name, _, _)| *name == kind)
+        .copied()
+        .ok_or_else(|| ApiError::invalid_parameter("type"))
+}
+
+/// `POST /sapi/v1/asset/transfer` (User Universal Transfer) between the wallets the
+/// simulator keeps: spot, funding and USD-M (`type` one of [`TRANSFER_TYPES`]; any other
+/// is -1130). `asset` is a coin the simulator knows, and USDT to or from USD-M, whose one
+/// margin asset it is (-1130 for `asset` otherwise); `amount` at most what the source has
+/// free (on USD-M, what the initial margin leaves available), else -5013 "Asset transfer
+/// failed: insufficient balance", as Binance answers (ccxt records the answer; Binance's
+/// error list does not). Answers `{"tranId": N}` and keeps the transfer for
+/// [`transfer_history`].
+fn transfer(
+    account: &mut Account,
+    ids: &mut Ids,
+    params: &Params,
+    now: u64,
+) -> Result<Value, ApiError> {
+    let (kind, from, to) = transfer_type(params)?;
     let asset = params.required("asset")?;
     let amount = params
         .decimal("amount")?
         .ok_or_else(|| ApiError::mandatory("amount"))?;
-    if asset != "USDT" {
+    let touches_futures = from == Wallet::UmFuture || to == Wallet::UmFuture;
+    if market::coin(asset).is_none() || (touches_futures && asset != "USDT") {
         return Err(ApiError::invalid_parameter("asset"));
     }
     if amount <= Decimal::ZERO {
@@ -2483,19 +2597,256 @@ fn transfer(account: &mut Account, ids: &mut Ids, params: &Params) -> Result<Val
         return Err(ApiError::too_much_precision("amount"));
     }
     let insufficient = || ApiError::new(400, -5013, "Asset transfer failed: insufficient balance");
-    if to_futures {
-        account.debit(asset, amount).map_err(|_| insufficient())?;
-        account.futures.entry(asset.to_owned()).or_default().free += amount;
-    } else {
-        if amount > account.available_balance() {
-            return Err(insufficient());
+    match from {
+        Wallet::Main => account.debit(asset, amount).map_err(|_| insufficient())?,
+        Wallet::Funding => match account.funding.get_mut(asset) {
+            Some(balance) if balance.free >= amount => balance.free -= amount,
+            _ => return Err(insufficient()),
+        },
+        Wallet::UmFuture => {
+            if amount > account.available_balance() {
+                return Err(insufficient());
+            }
+            account.futures.entry(asset.to_owned()).or_default().free -= amount;
         }
-        account.futures.entry(asset.to_owned()).or_default().free -= amount;
-        account.spot.entry(asset.to_owned()).or_default().free += amount;
     }
+    let wallet = match to {
+        Wallet::Main => &mut account.spot,
+        Wallet::Funding => &mut account.funding,
+        Wallet::UmFuture => &mut account.futures,
+    };
+    wallet.entry(asset.to_owned()).or_default().free += amount;
     let id = ids.next_transfer_id;
     ids.next_transfer_id += 1;
+    account.transfers.push(Transfer {
+        tran_id: id,
+        kind,
+        asset: asset.to_owned(),
+        amount,
+        time: now,
+    });
     Ok(json!({ "tranId": id }))
+}
+
+/// How far back `GET /sapi/v1/asset/transfer` looks when neither `startTime` nor
+/// `endTime` is sent: seven days, as Binance's page has it.
+const TRANSFER_HISTORY_DEFAULT_MS: u64 = 7 * 24 * 3600 * 1000;
+
+/// `GET /sapi/v1/asset/transfer` (Query User Universal Transfer History): the account's
+/// transfers of `type` (mandatory, one of [`TRANSFER_TYPES`], else -1130), newest first,
+/// between `startTime` and `endTime` (inclusive; -1023 for a start after the end), the
+/// last seven days when neither is sent; `size` a page (10 by default, at most 100, else
+/// -1130) and `current` the page (from 1). Answers `{"total": N, "rows": [...]}`, `total`
+/// counting every transfer that matches, each row with `status` `CONFIRMED`: a transfer
+/// here is done when it is answered.
+fn transfer_history(account: &Account, params: &Params, now: u64) -> Result<Value, ApiError> {
+    let (kind, _, _) = transfer_type(params)?;
+    let (from, to) = match time_span(params)? {
+        (None, None) => (now.saturating_sub(TRANSFER_HISTORY_DEFAULT_MS), u64::MAX),
+        (start, end) => (start.unwrap_or(0), end.unwrap_or(u64::MAX)),
+    };
+    let size = match params.integer("size")? {
+        None => 10,
+        Some(size @ 1..=100) => size,
+        Some(_) => return Err(ApiError::invalid_parameter("size")),
+    };
+    let current = match params.integer("current")? {
+        None => 1,
+        Some(0) => return Err(ApiError::invalid_parameter("current")),
+        Some(current) => current,
+    };
+    let matching: Vec<&Transfer> = account
+        .transfers
+        .iter()
+        .rev()
+        .filter(|t| t.kind == kind && (from..=to).contains(&t.time))
+        .collect();
+    let skip = usize::try_from((current - 1).saturating_mul(size)).unwrap_or(usize::MAX);
+    let rows: Vec<Value> = matching
+        .iter()
+        .skip(skip)
+        .take(usize::try_from(size).unwrap_or(100))
+        .map(|t| {
+            json!({
+                "asset": t.asset,
+                "amount": t.amount.normalize().to_string(),
+                "type": t.kind,
+                "status": "CONFIRMED",
+                "tranId": t.tran_id,
+                "timestamp": t.time,
+            })
+        })
+        .collect();
+    Ok(json!({"total": matching.len(), "rows": rows}))
+}
+
+/// `POST /sapi/v1/asset/get-funding-asset` (Funding Wallet): each asset the funding
+/// wallet holds (or the one `asset` sent), as Binance's page answers it; nothing there is
+/// locked, frozen or being withdrawn. With `needBtcValuation=true` (`true` or `false`,
+/// else -1130), `btcValuation` is what it is worth in BTC at the reference prices, else
+/// `"0"`.
+fn funding_assets(account: &Account, params: &Params) -> Result<Value, ApiError> {
+    let only = params.get("asset");
+    let valued = match params.get("needBtcValuation") {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => return Err(ApiError::invalid_parameter("needBtcValuation")),
+    };
+    Ok(Value::Array(
+        account
+            .funding
+            .iter()
+            .filter(|(asset, b)| only.is_none_or(|o| o == asset.as_str()) && !b.free.is_zero())
+            .map(|(asset, b)| {
+                let btc = if valued {
+                    fmt(btc_value(asset, b.free), 8)
+                } else {
+                    "0".to_owned()
+                };
+                json!({
+                    "asset": asset,
+                    "free": b.free.normalize().to_string(),
+                    "locked": "0",
+                    "freeze": "0",
+                    "withdrawing": "0",
+                    "btcValuation": btc,
+                })
+            })
+            .collect(),
+    ))
+}
+
+/// What `amount` of `asset` is worth in BTC at the spot reference prices: through its BTC
+/// market if it has one, else through USDT (zero for an asset with neither).
+fn btc_value(asset: &str, amount: Decimal) -> Decimal {
+    let price = |symbol: &str| market::find(Product::Spot, symbol).map(|m| m.price);
+    if asset == "BTC" {
+        return amount;
+    }
+    if let Some(price) = price(&format!("{asset}BTC")) {
+        return amount * price;
+    }
+    let in_usdt = if asset == "USDT" {
+        Some(amount)
+    } else {
+        price(&format!("{asset}USDT")).map(|p| amount * p)
+    };
+    match (in_usdt, price("BTCUSDT")) {
+        (Some(usdt), Some(btc)) if !btc.is_zero() => usdt / btc,
+        _ => Decimal::ZERO,
+    }
+}
+
+/// Whether `account` has an open USD-M order (of any symbol).
+fn has_open_futures_orders(account: &Account) -> bool {
+    account
+        .orders
+        .iter()
+        .any(|o| o.product == Product::UsdM && o.is_open())
+}
+
+/// `POST /fapi/v1/positionSide/dual` (Change Position Mode): `dualSidePosition` `true`
+/// (Hedge Mode) or `false` (One-way Mode), else -1130. The simulator keeps positions in
+/// One-way Mode only, so `false` is -4059 "No need to change position side.", as Binance
+/// answers when nothing changes; `true` is what Binance answers while there are open
+/// orders (-4067) or a position (-4068), and otherwise -1020 "This operation is not
+/// supported.": the simulator has no Hedge Mode to switch to.
+fn change_position_mode(account: &Account, params: &Params) -> Result<Value, ApiError> {
+    let dual = match params.required("dualSidePosition")? {
+        "true" => true,
+        "false" => false,
+        _ => return Err(ApiError::invalid_parameter("dualSidePosition")),
+    };
+    if !dual {
+        return Err(ApiError::new(
+            400,
+            -4059,
+            "No need to change position side.",
+        ));
+    }
+    if has_open_futures_orders(account) {
+        return Err(ApiError::new(
+            400,
+            -4067,
+            "Position side cannot be changed if there exists open orders.",
+        ));
+    }
+    if account.positions.values().any(|p| !p.is_zero()) {
+        return Err(ApiError::new(
+            400,
+            -4068,
+            "Position side cannot be changed if there exists position.",
+        ));
+    }
+    Err(ApiError::new(
+        400,
+        -1020,
+        "This operation is not supported.",
+    ))
+}
+
+/// `POST /fapi/v1/multiAssetsMargin` (Change Multi-Assets Mode): `multiAssetsMargin`
+/// `true` or `false` (else -1130), refused as Binance refuses it (codes and messages as
+/// its error list gives them): -4171 when the mode is already so, -4167 into Multi-Assets
+/// Mode while a symbol is isolated, -4170 with open orders. The simulator's USD-M wallet
+/// holds USDT alone, so the mode changes no margin here; it is reported
+/// (`multiAssetsMargin` in `GET /fapi/v1/multiAssetsMargin`, `accountConfig` and
+/// `account`), and in it no symbol can be made isolated (-4168, see [`margin_type`]).
+fn change_multi_assets_mode(account: &mut Account, params: &Params) -> Result<Value, ApiError> {
+    let on = match params.required("multiAssetsMargin")? {
+        "true" => true,
+        "false" => false,
+        _ => return Err(ApiError::invalid_parameter("multiAssetsMargin")),
+    };
+    if account.multi_assets == on {
+        return Err(ApiError::new(
+            400,
+            -4171,
+            "Adjusted asset mode is currently set and does not need to be adjusted repeatedly",
+        ));
+    }
+    if on && !account.isolated.is_empty() {
+        return Err(ApiError::new(
+            400,
+            -4167,
+            "Unable to adjust to Multi-Assets mode with symbols of USDⓈ-M Futures under \
+             isolated-margin mode.",
+        ));
+    }
+    if has_open_futures_orders(account) {
+        return Err(ApiError::new(
+            400,
+            -4170,
+            "Unable to adjust Multi-Assets Mode with open orders in USDⓈ-M Futures",
+        ));
+    }
+    account.multi_assets = on;
+    Ok(json!({"code": 200, "msg": "success"}))
+}
+
+/// `POST /fapi/v1/countdownCancelAll` (Auto-Cancel All Open Orders): `symbol`'s open
+/// USD-M orders are cancelled `countdownTime` ms from now (mandatory, an integer) unless
+/// another call renews or, with 0, stops the countdown; conditional orders wait in the
+/// algo service and stay, as `allOpenOrders` leaves them (see [`book::expire_countdowns`]
+/// for when the simulator cancels). Answers the symbol and the countdown as Binance's
+/// page shows them, the countdown as a string.
+fn countdown_cancel_all(
+    account: &mut Account,
+    params: &Params,
+    now: u64,
+) -> Result<Value, ApiError> {
+    let m = symbol(params, Product::UsdM)?;
+    let countdown = params
+        .integer("countdownTime")?
+        .ok_or_else(|| ApiError::mandatory("countdownTime"))?;
+    if countdown == 0 {
+        account.countdowns.remove(m.symbol);
+    } else {
+        account
+            .countdowns
+            .insert(m.symbol, now.saturating_add(countdown));
+    }
+    Ok(json!({"symbol": m.symbol, "countdownTime": countdown.to_string()}))
 }
 
 /// The `limit` of a history list (`allOrders`, spot `myTrades`): 500 by default, at most
@@ -2739,7 +3090,7 @@ fn futures_account(account: &Account, now: u64) -> Value {
         "canDeposit": true,
         "canWithdraw": true,
         "updateTime": 0,
-        "multiAssetsMargin": false,
+        "multiAssetsMargin": account.multi_assets,
         "tradeGroupId": -1,
         "totalInitialMargin": fmt(margin.total(), 8),
         "totalMaintMargin": "0.00000000",

@@ -56,9 +56,12 @@ async fn send(
     key: Option<&str>,
     body: Option<&str>,
 ) -> (u16, Value) {
-    let (status, headers, value) = send_for_headers(sim, method, path_and_query, key, body).await;
+    let (status, headers, value) =
+        send_for_headers(sim, method.clone(), path_and_query, key, body).await;
+    // Withdrawals and transfers weigh per account; listing transfers weighs per IP.
     let weight = if path_and_query.starts_with("/sapi/v1/capital/withdraw/apply")
-        || path_and_query.starts_with("/sapi/v1/asset/transfer")
+        || (method == reqwest::Method::POST
+            && path_and_query.starts_with("/sapi/v1/asset/transfer"))
     {
         "x-sapi-used-uid-weight-1m"
     } else if path_and_query.starts_with("/sapi/") {
@@ -5407,12 +5410,13 @@ mod coverage {
         )
         .await;
         assert_code(&short, 400, -5013);
+        // The simulator keeps no margin wallet.
         let other = signed_as(
             &sim,
             me,
             Method::POST,
             path,
-            "type=MAIN_FUNDING&asset=USDT&amount=1",
+            "type=MAIN_MARGIN&asset=USDT&amount=1",
         )
         .await;
         assert_code(&other, 400, -1130);
@@ -6035,6 +6039,594 @@ mod usdm_more {
             &sim,
             Method::GET,
             "/fapi/v1/fundingRate?symbol=ETHBTC",
+            None,
+            None,
+        )
+        .await;
+        assert_code(&unknown, 400, -1121);
+    }
+}
+
+mod ccxt_gaps {
+    //! Calls real ccxt makes that the simulator once answered as unknown paths: the
+    //! funding wallet and the transfer history on `/sapi`; on USD-M the position mode,
+    //! the Multi-Assets Mode, the account configuration, one open order, the auto-cancel
+    //! countdown and the open interest.
+    use super::*;
+    use reqwest::Method;
+    use serde_json::json;
+
+    const MOVER: &str = "mockKeyMover";
+    const MOVER_SECRET: &str = "mockSecretMover";
+    const ME: (&str, &str) = (MOVER, MOVER_SECRET);
+
+    /// A simulator with `KEY` and `MOVER`, a key that may transfer between its wallets.
+    async fn start_with_mover() -> RunningSimulator {
+        spawn(
+            "127.0.0.1:0".parse().unwrap(),
+            vec![
+                Credential::hmac(KEY, SECRET),
+                Credential::hmac(MOVER, MOVER_SECRET).with_restrictions(Restrictions {
+                    universal_transfer: true,
+                    ..Restrictions::default()
+                }),
+            ],
+        )
+        .await
+        .unwrap()
+    }
+
+    async fn move_funds(sim: &RunningSimulator, params: &str) -> (u16, Value) {
+        signed_as(sim, ME, Method::POST, "/sapi/v1/asset/transfer", params).await
+    }
+
+    /// `GET /sapi/v1/asset/transfer` (ccxt `fetch_transfers`) lists the transfers the
+    /// account made, of the `type` asked, newest first and a page at a time; it weighs 1
+    /// per IP. Without it, the path was unknown (404).
+    #[tokio::test]
+    async fn transfers_are_listed_by_type_newest_first() {
+        let sim = start_with_mover().await;
+        let mut ids = Vec::new();
+        for amount in ["25", "1.5", "7"] {
+            let (status, done) = move_funds(
+                &sim,
+                &format!("type=MAIN_UMFUTURE&asset=USDT&amount={amount}"),
+            )
+            .await;
+            assert_eq!(status, 200, "{done}");
+            ids.push(done["tranId"].clone());
+        }
+        let (status, _) = move_funds(&sim, "type=UMFUTURE_MAIN&asset=USDT&amount=2").await;
+        assert_eq!(status, 200);
+        let path = "/sapi/v1/asset/transfer";
+        let (status, headers, list) = send_for_headers(
+            &sim,
+            Method::GET,
+            &{
+                let query = format!("type=MAIN_UMFUTURE&timestamp={}", now_ms());
+                format!(
+                    "{path}?{query}&signature={}",
+                    hmac_hex(MOVER_SECRET, &query)
+                )
+            },
+            Some(MOVER),
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{list}");
+        assert_eq!(headers["x-sapi-used-ip-weight-1m"], "1");
+        assert_eq!(list["total"], 3, "{list}");
+        let rows = list["rows"].as_array().unwrap();
+        assert_eq!(
+            rows.iter().map(|r| r["tranId"].clone()).collect::<Vec<_>>(),
+            [ids[2].clone(), ids[1].clone(), ids[0].clone()]
+        );
+        let newest = &rows[0];
+        assert_eq!(
+            (
+                &newest["asset"],
+                &newest["amount"],
+                &newest["type"],
+                &newest["status"]
+            ),
+            (
+                &json!("USDT"),
+                &json!("7"),
+                &json!("MAIN_UMFUTURE"),
+                &json!("CONFIRMED")
+            )
+        );
+        let at = newest["timestamp"].as_u64().unwrap();
+        assert!(at.abs_diff(now_ms() as u64) < 10_000, "{at}");
+        // The second page of one.
+        let (_, page) = signed_as(
+            &sim,
+            ME,
+            Method::GET,
+            path,
+            "type=MAIN_UMFUTURE&size=1&current=2",
+        )
+        .await;
+        assert_eq!(page["total"], 3);
+        assert_eq!(page["rows"][0]["amount"], "1.5", "{page}");
+        // Other types, a window that leaves them out, and what is refused.
+        let (_, back) = signed_as(&sim, ME, Method::GET, path, "type=UMFUTURE_MAIN").await;
+        assert_eq!(back["total"], 1, "{back}");
+        let (_, old) = signed_as(
+            &sim,
+            ME,
+            Method::GET,
+            path,
+            "type=MAIN_UMFUTURE&startTime=1000&endTime=2000",
+        )
+        .await;
+        assert_eq!(old, json!({"total": 0, "rows": []}));
+        let (_, none) = signed(&sim, Method::GET, path, "type=MAIN_UMFUTURE").await;
+        assert_eq!(
+            none["total"], 0,
+            "another account's transfers are not its own"
+        );
+        assert_code(&signed(&sim, Method::GET, path, "").await, 400, -1102);
+        assert_code(
+            &signed(&sim, Method::GET, path, "type=MAIN_MINING").await,
+            400,
+            -1130,
+        );
+        assert_code(
+            &signed(&sim, Method::GET, path, "type=MAIN_UMFUTURE&size=101").await,
+            400,
+            -1130,
+        );
+        assert_code(
+            &signed(
+                &sim,
+                Method::GET,
+                path,
+                "type=MAIN_UMFUTURE&startTime=2000&endTime=1000",
+            )
+            .await,
+            400,
+            -1023,
+        );
+    }
+
+    /// `POST /sapi/v1/asset/get-funding-asset` (ccxt `fetch_balance({'type':
+    /// 'funding'})`) answers the funding wallet, which starts empty and is filled and
+    /// emptied by transfers from and to spot. Without it, the path was unknown (404).
+    #[tokio::test]
+    async fn the_funding_wallet_holds_what_was_moved_there() {
+        let sim = start_with_mover().await;
+        let path = "/sapi/v1/asset/get-funding-asset";
+        let (status, empty) = signed_as(&sim, ME, Method::POST, path, "").await;
+        assert_eq!((status, empty), (200, json!([])));
+        for params in [
+            "type=MAIN_FUNDING&asset=USDT&amount=9",
+            "type=MAIN_FUNDING&asset=ETH&amount=2",
+            "type=FUNDING_MAIN&asset=USDT&amount=6",
+        ] {
+            let (status, done) = move_funds(&sim, params).await;
+            assert_eq!(status, 200, "{params}: {done}");
+        }
+        let (_, wallet) = signed_as(&sim, ME, Method::POST, path, "").await;
+        let usdt = json!({"asset": "USDT", "free": "3", "locked": "0", "freeze": "0",
+                          "withdrawing": "0", "btcValuation": "0"});
+        let eth = json!({"asset": "ETH", "free": "2", "locked": "0", "freeze": "0",
+                         "withdrawing": "0", "btcValuation": "0"});
+        assert_eq!(wallet, json!([eth, usdt]));
+        let (_, valued) = signed_as(
+            &sim,
+            ME,
+            Method::POST,
+            path,
+            "asset=USDT&needBtcValuation=true",
+        )
+        .await;
+        // 3 USDT at 60000 USDT a bitcoin.
+        assert_eq!(valued[0]["btcValuation"], "0.00005000", "{valued}");
+        assert_eq!(valued.as_array().unwrap().len(), 1);
+        let (_, valued) = signed_as(
+            &sim,
+            ME,
+            Method::POST,
+            path,
+            "asset=ETH&needBtcValuation=true",
+        )
+        .await;
+        assert_eq!(valued[0]["btcValuation"], "0.10000000", "{valued}");
+        let (_, spot) = signed_as(&sim, ME, Method::GET, "/api/v3/account", "").await;
+        assert_eq!(balance(&spot, "USDT").0, "999997.00000000");
+        assert_eq!(balance(&spot, "ETH").0, "98.00000000");
+        let short = move_funds(&sim, "type=FUNDING_MAIN&asset=USDT&amount=3.01").await;
+        assert_code(&short, 400, -5013);
+        let futures_btc = move_funds(&sim, "type=FUNDING_UMFUTURE&asset=ETH&amount=1").await;
+        assert_code(&futures_btc, 400, -1130);
+        assert_code(
+            &signed_as(&sim, ME, Method::POST, path, "needBtcValuation=yes").await,
+            400,
+            -1130,
+        );
+        // A read: any key may ask, its own wallet being empty.
+        let (status, other) = signed(&sim, Method::POST, path, "").await;
+        assert_eq!((status, other), (200, json!([])));
+    }
+
+    /// `POST /fapi/v1/positionSide/dual` (ccxt `set_position_mode`): positions are
+    /// One-way here, so asking for One-way is Binance's -4059, and Hedge Mode is refused
+    /// with Binance's codes for open orders and positions, else as not supported.
+    #[tokio::test]
+    async fn the_position_mode_stays_one_way_as_binance_answers() {
+        let sim = start().await;
+        let path = "/fapi/v1/positionSide/dual";
+        let mode = |dual: &str| format!("dualSidePosition={dual}");
+        assert_code(
+            &signed(&sim, Method::POST, path, &mode("false")).await,
+            400,
+            -4059,
+        );
+        assert_code(
+            &signed(&sim, Method::POST, path, &mode("yes")).await,
+            400,
+            -1130,
+        );
+        assert_code(&signed(&sim, Method::POST, path, "").await, 400, -1102);
+        let (status, order) = signed(
+            &sim,
+            Method::POST,
+            "/fapi/v1/order",
+            "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=59000",
+        )
+        .await;
+        assert_eq!(status, 200, "{order}");
+        assert_code(
+            &signed(&sim, Method::POST, path, &mode("true")).await,
+            400,
+            -4067,
+        );
+        let cancel = format!("symbol=BTCUSDT&orderId={}", order["orderId"]);
+        let (status, _) = signed(&sim, Method::DELETE, "/fapi/v1/order", &cancel).await;
+        assert_eq!(status, 200);
+        let market = "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=0.01";
+        let (status, _) = signed(&sim, Method::POST, "/fapi/v1/order", market).await;
+        assert_eq!(status, 200);
+        assert_code(
+            &signed(&sim, Method::POST, path, &mode("true")).await,
+            400,
+            -4068,
+        );
+        let close = "symbol=BTCUSDT&side=SELL&type=MARKET&quantity=0.01";
+        let (status, _) = signed(&sim, Method::POST, "/fapi/v1/order", close).await;
+        assert_eq!(status, 200);
+        assert_code(
+            &signed(&sim, Method::POST, path, &mode("true")).await,
+            400,
+            -1020,
+        );
+        let (_, now) = signed(&sim, Method::GET, path, "").await;
+        assert_eq!(now, json!({"dualSidePosition": false}));
+    }
+
+    /// `GET`/`POST /fapi/v1/multiAssetsMargin` and `GET /fapi/v1/accountConfig` (ccxt's
+    /// `fetch_trading_fees` for USD-M): the mode is the account's, changed as Binance
+    /// allows and refused with its codes, and reported everywhere it is.
+    #[tokio::test]
+    async fn the_multi_assets_mode_is_the_accounts_and_reported() {
+        let sim = start().await;
+        let path = "/fapi/v1/multiAssetsMargin";
+        let (status, headers, off) =
+            send_for_headers(&sim, Method::GET, &signed_target(path, ""), Some(KEY), None).await;
+        assert_eq!((status, off), (200, json!({"multiAssetsMargin": false})));
+        assert_eq!(headers["x-mbx-used-weight-1m"], "30");
+        let on = "multiAssetsMargin=true";
+        assert_code(
+            &signed(&sim, Method::POST, path, "multiAssetsMargin=false").await,
+            400,
+            -4171,
+        );
+        assert_code(
+            &signed(&sim, Method::POST, path, "multiAssetsMargin=1").await,
+            400,
+            -1130,
+        );
+        let margin = |kind: &str| format!("symbol=ETHUSDT&marginType={kind}");
+        let (status, _) = signed(
+            &sim,
+            Method::POST,
+            "/fapi/v1/marginType",
+            &margin("ISOLATED"),
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert_code(&signed(&sim, Method::POST, path, on).await, 400, -4167);
+        let (status, _) = signed(
+            &sim,
+            Method::POST,
+            "/fapi/v1/marginType",
+            &margin("CROSSED"),
+        )
+        .await;
+        assert_eq!(status, 200);
+        let (status, order) = signed(
+            &sim,
+            Method::POST,
+            "/fapi/v1/order",
+            "symbol=ETHUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.1&price=2900",
+        )
+        .await;
+        assert_eq!(status, 200, "{order}");
+        assert_code(&signed(&sim, Method::POST, path, on).await, 400, -4170);
+        let cancel = format!("symbol=ETHUSDT&orderId={}", order["orderId"]);
+        let (status, _) = signed(&sim, Method::DELETE, "/fapi/v1/order", &cancel).await;
+        assert_eq!(status, 200);
+        let (status, done) = signed(&sim, Method::POST, path, on).await;
+        assert_eq!(
+            (status, done),
+            (200, json!({"code": 200, "msg": "success"}))
+        );
+        let (_, now_on) = signed(&sim, Method::GET, path, "").await;
+        assert_eq!(now_on, json!({"multiAssetsMargin": true}));
+        let (status, headers, config) = send_for_headers(
+            &sim,
+            Method::GET,
+            &signed_target("/fapi/v1/accountConfig", ""),
+            Some(KEY),
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{config}");
+        // 5 more than the weight used before it (or 5 alone, if a minute turned).
+        let used = |headers: &reqwest::header::HeaderMap| -> u64 {
+            headers["x-mbx-used-weight-1m"]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        let (_, again, _) = send_for_headers(
+            &sim,
+            Method::GET,
+            &signed_target("/fapi/v1/accountConfig", ""),
+            Some(KEY),
+            None,
+        )
+        .await;
+        assert!(
+            used(&again) == used(&headers) + 5 || used(&again) == 5,
+            "{again:?}"
+        );
+        assert_eq!(
+            config,
+            json!({"feeTier": 0, "canTrade": true, "canDeposit": true, "canWithdraw": true,
+                   "dualSidePosition": false, "updateTime": 0, "multiAssetsMargin": true,
+                   "tradeGroupId": -1})
+        );
+        let (_, account) = signed(&sim, Method::GET, "/fapi/v2/account", "").await;
+        assert_eq!(account["multiAssetsMargin"], true);
+        assert_code(
+            &signed(
+                &sim,
+                Method::POST,
+                "/fapi/v1/marginType",
+                &margin("ISOLATED"),
+            )
+            .await,
+            400,
+            -4168,
+        );
+        // Like all of `/fapi`, for a key with futures only.
+        let denied = spawn(
+            "127.0.0.1:0".parse().unwrap(),
+            vec![
+                Credential::hmac(KEY, SECRET).with_restrictions(Restrictions {
+                    futures: false,
+                    ..Restrictions::default()
+                }),
+            ],
+        )
+        .await
+        .unwrap();
+        assert_code(&signed(&denied, Method::GET, path, "").await, 401, -2015);
+        assert_code(
+            &signed(&denied, Method::GET, "/fapi/v1/accountConfig", "").await,
+            401,
+            -2015,
+        );
+    }
+
+    /// `GET /fapi/v1/openOrder` (ccxt `fetch_open_order`) answers an order while it is
+    /// open, named by either id, and -2013 once it is not.
+    #[tokio::test]
+    async fn an_open_order_is_answered_until_it_is_not() {
+        let sim = start().await;
+        let path = "/fapi/v1/openOrder";
+        let (status, placed) = signed(
+            &sim,
+            Method::POST,
+            "/fapi/v1/order",
+            "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=59000\
+             &newClientOrderId=resting-1",
+        )
+        .await;
+        assert_eq!(status, 200, "{placed}");
+        let by_id = format!("symbol=BTCUSDT&orderId={}", placed["orderId"]);
+        let (status, open) = signed(&sim, Method::GET, path, &by_id).await;
+        assert_eq!(status, 200, "{open}");
+        assert_eq!(
+            (
+                &open["orderId"],
+                &open["status"],
+                &open["clientOrderId"],
+                &open["price"]
+            ),
+            (
+                &placed["orderId"],
+                &json!("NEW"),
+                &json!("resting-1"),
+                &placed["price"]
+            )
+        );
+        let by_client = "symbol=BTCUSDT&origClientOrderId=resting-1";
+        let (_, same) = signed(&sim, Method::GET, path, by_client).await;
+        assert_eq!(same, open);
+        assert_code(
+            &signed(&sim, Method::GET, path, "symbol=ETHUSDT&orderId=1").await,
+            400,
+            -2013,
+        );
+        assert_code(
+            &signed(&sim, Method::GET, path, "symbol=BTCUSDT").await,
+            400,
+            -1102,
+        );
+        assert_code(
+            &signed(&sim, Method::GET, path, "orderId=1").await,
+            400,
+            -1102,
+        );
+        let (status, _) = signed(&sim, Method::DELETE, "/fapi/v1/order", &by_id).await;
+        assert_eq!(status, 200);
+        assert_code(&signed(&sim, Method::GET, path, &by_id).await, 400, -2013);
+        let (status, filled) = signed(
+            &sim,
+            Method::POST,
+            "/fapi/v1/order",
+            "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=0.01",
+        )
+        .await;
+        assert_eq!(status, 200, "{filled}");
+        let filled = format!("symbol=BTCUSDT&orderId={}", filled["orderId"]);
+        assert_code(&signed(&sim, Method::GET, path, &filled).await, 400, -2013);
+    }
+
+    /// `POST /fapi/v1/countdownCancelAll`: when the countdown runs out, the symbol's open
+    /// orders are cancelled as of that moment, the other symbols' stay; a countdown of 0
+    /// stops it.
+    #[tokio::test]
+    async fn a_countdown_cancels_a_symbols_orders_when_it_runs_out() {
+        let sim = start().await;
+        let place = |symbol: &str, price: &str| {
+            format!(
+                "symbol={symbol}&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.1&price={price}"
+            )
+        };
+        let mut orders = Vec::new();
+        for (symbol, price) in [("BTCUSDT", "59000"), ("ETHUSDT", "2900")] {
+            let (status, order) =
+                signed(&sim, Method::POST, "/fapi/v1/order", &place(symbol, price)).await;
+            assert_eq!(status, 200, "{order}");
+            orders.push(order);
+        }
+        let path = "/fapi/v1/countdownCancelAll";
+        let (status, headers, armed) = send_for_headers(
+            &sim,
+            Method::POST,
+            &signed_target(path, "symbol=BTCUSDT&countdownTime=1000"),
+            Some(KEY),
+            None,
+        )
+        .await;
+        assert_eq!(
+            (status, armed),
+            (200, json!({"symbol": "BTCUSDT", "countdownTime": "1000"}))
+        );
+        assert!(
+            headers["x-mbx-used-weight-1m"]
+                .to_str()
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+                >= 10
+        );
+        let (_, ethereum) = signed(
+            &sim,
+            Method::POST,
+            path,
+            "symbol=ETHUSDT&countdownTime=1000",
+        )
+        .await;
+        assert_eq!(ethereum["countdownTime"], "1000");
+        let (_, stopped) = signed(&sim, Method::POST, path, "symbol=ETHUSDT&countdownTime=0").await;
+        assert_eq!(stopped, json!({"symbol": "ETHUSDT", "countdownTime": "0"}));
+        let armed_at = sim.simulator().clock_ms();
+        let (_, still) = signed(&sim, Method::GET, "/fapi/v1/openOrders", "").await;
+        assert_eq!(still.as_array().unwrap().len(), 2, "not yet: {still}");
+        sim.simulator().set_clock_offset_ms(3_000);
+        let (_, open) = signed(&sim, Method::GET, "/fapi/v1/openOrders", "").await;
+        let open: Vec<&Value> = open.as_array().unwrap().iter().collect();
+        assert_eq!(open.len(), 1, "{open:?}");
+        assert_eq!(open[0]["orderId"], orders[1]["orderId"]);
+        let query = format!("symbol=BTCUSDT&orderId={}", orders[0]["orderId"]);
+        let (_, cancelled) = signed(&sim, Method::GET, "/fapi/v1/order", &query).await;
+        assert_eq!(cancelled["status"], "CANCELED", "{cancelled}");
+        let when = cancelled["updateTime"].as_u64().unwrap();
+        assert!(
+            when >= armed_at && when < armed_at + 2_000,
+            "{when} vs {armed_at}"
+        );
+        assert_code(
+            &signed(&sim, Method::POST, path, "symbol=BTCUSDT").await,
+            400,
+            -1102,
+        );
+        assert_code(
+            &signed(&sim, Method::POST, path, "symbol=BTCUSDT&countdownTime=-1").await,
+            400,
+            -1100,
+        );
+        assert_code(
+            &signed(&sim, Method::POST, path, "symbol=NOPE&countdownTime=10").await,
+            400,
+            -1121,
+        );
+    }
+
+    /// `GET /fapi/v1/openInterest` (ccxt `fetch_open_interest`), public: the positions the
+    /// simulator's accounts hold in the symbol, long and short, added up.
+    #[tokio::test]
+    async fn open_interest_adds_up_every_accounts_position() {
+        let sim = start_with_mover().await;
+        let path = "/fapi/v1/openInterest?symbol=BTCUSDT";
+        let (status, headers, none) = send_for_headers(&sim, Method::GET, path, None, None).await;
+        assert_eq!(status, 200, "{none}");
+        assert_eq!(headers["x-mbx-used-weight-1m"], "1");
+        assert_eq!(
+            (&none["symbol"], &none["openInterest"]),
+            (&json!("BTCUSDT"), &json!("0.000"))
+        );
+        assert!(none["time"].as_u64().unwrap().abs_diff(now_ms() as u64) < 10_000);
+        let (status, _) = signed(
+            &sim,
+            Method::POST,
+            "/fapi/v1/order",
+            "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=0.012",
+        )
+        .await;
+        assert_eq!(status, 200);
+        let (status, _) = signed_as(
+            &sim,
+            ME,
+            Method::POST,
+            "/fapi/v1/order",
+            "symbol=BTCUSDT&side=SELL&type=MARKET&quantity=0.02",
+        )
+        .await;
+        assert_eq!(status, 200);
+        let (_, _, both) = send_for_headers(&sim, Method::GET, path, None, None).await;
+        assert_eq!(both["openInterest"], "0.032", "{both}");
+        let (_, _, eth) = send_for_headers(
+            &sim,
+            Method::GET,
+            "/fapi/v1/openInterest?symbol=ETHUSDT",
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(eth["openInterest"], "0.000");
+        let missing = send(&sim, Method::GET, "/fapi/v1/openInterest", None, None).await;
+        assert_code(&missing, 400, -1102);
+        let unknown = send(
+            &sim,
+            Method::GET,
+            "/fapi/v1/openInterest?symbol=BTCUSD",
             None,
             None,
         )

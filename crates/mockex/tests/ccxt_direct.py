@@ -136,6 +136,38 @@ def main():
     step("create_order usdm limit", lambda: exchange.create_order("ETH/USDT:USDT", "limit", "buy", 0.1, 2900))
     step("cancel_all_orders usdm", lambda: exchange.cancel_all_orders("ETH/USDT:USDT"))
     assert exchange.fetch_open_orders("ETH/USDT:USDT") == []
+
+    # Calls the simulator once answered as unknown paths: transfers and the funding
+    # wallet (the key may transfer), the position and Multi-Assets modes, the account
+    # configuration, one open order, the auto-cancel countdown and the open interest.
+    moved = step("transfer spot->swap", lambda: exchange.transfer("USDT", 25, "spot", "swap"))
+    transfers = step("fetch_transfers", lambda: exchange.fetch_transfers("USDT"))
+    listed = [(t["id"], t["amount"], t["fromAccount"], t["toAccount"], t["status"]) for t in transfers]
+    assert listed == [(moved["id"], 25, "spot", "linear", "ok")], transfers
+    step("transfer spot->funding", lambda: exchange.transfer("USDT", 5, "spot", "funding"))
+    funding = step("fetch_balance funding", lambda: exchange.fetch_balance({"type": "funding"}))
+    assert funding["free"]["USDT"] == 5 and funding["used"]["USDT"] == 0, funding
+    try:
+        exchange.set_position_mode(False, "BTC/USDT:USDT")
+        raise AssertionError("one-way mode was changed to one-way mode")
+    except ccxt.BaseError as error:
+        assert "-4059" in str(error), error
+        print("OK set_position_mode unchanged refused")
+    mode = step("fetch_position_mode", lambda: exchange.fetch_position_mode("BTC/USDT:USDT"))
+    assert mode["hedged"] is False, mode
+    assets = step("multiAssetsMargin", exchange.fapiPrivateGetMultiAssetsMargin)
+    assert assets == {"multiAssetsMargin": False}, assets
+    fees = step("fetch_trading_fees swap", lambda: exchange.fetch_trading_fees({"type": "swap"}))
+    assert "BTC/USDT:USDT" in fees, list(fees)
+    resting = step("create_order usdm limit", lambda: exchange.create_order("BTC/USDT:USDT", "limit", "buy", 0.01, 59000))
+    found = step("fetch_open_order", lambda: exchange.fetch_open_order(resting["id"], "BTC/USDT:USDT"))
+    assert (found["id"], found["status"]) == (resting["id"], "open"), found
+    armed = step("countdownCancelAll",
+                 lambda: exchange.fapiPrivatePostCountdownCancelAll({"symbol": "BTCUSDT", "countdownTime": 0}))
+    assert armed == {"symbol": "BTCUSDT", "countdownTime": "0"}, armed
+    exchange.cancel_order(resting["id"], "BTC/USDT:USDT")
+    interest = step("fetch_open_interest", lambda: exchange.fetch_open_interest("BTC/USDT:USDT"))
+    assert interest["openInterestAmount"] == 0.01, interest
     print("ALL OK")
 
 

@@ -3442,7 +3442,19 @@ mod ccxt {
     /// Python that `scripts/test.sh` prepares (`KEYGATE_TEST_PYTHON`, default `.venv`).
     #[tokio::test]
     async fn ccxt_drives_the_simulator() {
-        let sim = start().await;
+        // A key that may also transfer between its wallets, for `transfer` and
+        // `fetch_transfers`.
+        let sim = spawn(
+            "127.0.0.1:0".parse().unwrap(),
+            vec![
+                Credential::hmac(KEY, SECRET).with_restrictions(Restrictions {
+                    universal_transfer: true,
+                    ..Restrictions::default()
+                }),
+            ],
+        )
+        .await
+        .unwrap();
         let python = std::env::var("KEYGATE_TEST_PYTHON").unwrap_or_else(|_| {
             concat!(env!("CARGO_MANIFEST_DIR"), "/../../.venv/bin/python").into()
         });

@@ -56,6 +56,7 @@ pub fn run(vault: &Unlocked, args: &DoctorArgs) -> anyhow::Result<i32> {
     let mut checks = file_modes(vault);
     checks.push(master_key(vault)?);
     checks.extend(unfinished_config(vault));
+    checks.extend(stop_file(vault));
     checks.push(vault_format(vault));
     checks.extend(clients(vault));
     checks.push(accounts(vault));
@@ -197,6 +198,24 @@ fn unfinished_config(vault: &Unlocked) -> Vec<Check> {
             left.join(", ")
         ),
     )]
+}
+
+/// The stop file a `keygate panic` that could not record its freeze leaves: while it is
+/// there, a running gateway refuses every client.
+fn stop_file(vault: &Unlocked) -> Option<Check> {
+    let stop = keygate_gateway::registry::stop_file_of(&vault.home.db_path());
+    std::fs::symlink_metadata(&stop).ok()?;
+    Some(check(
+        "panic",
+        Verdict::Fail,
+        format!(
+            "{} is there: a `keygate panic` could not record its freeze, and a running \
+             gateway refuses every client while the file is there; run `keygate panic` \
+             again to record the freeze (it removes the file), or remove the file to end the \
+             stop",
+            stop.display()
+        ),
+    ))
 }
 
 /// What tells one file from another whatever its name: its device and inode (its

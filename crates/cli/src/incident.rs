@@ -2,10 +2,13 @@
 
 use anyhow::Context;
 use clap::Args;
-use keygate_core::ClientStatus;
+use std::io::Write as _;
+
+use keygate_core::{ClientStatus, Name};
+use keygate_gateway::registry::stop_file_of;
 use serde_json::json;
 
-use crate::home::{admin_event, Unlocked};
+use crate::home::{admin_event, unlock, Home, UnlockArgs, Unlocked};
 use crate::output::print_json;
 
 /// `keygate panic`
@@ -16,75 +19,146 @@ pub struct PanicArgs {
     pub json: bool,
 }
 
+/// Unlocks the vault in `home` and freezes every active client ([`freeze_all`]).
+///
+/// When that fails, whatever the cause (found by review: on a full disk the freeze could
+/// not be written, the command failed, and a compromised bot went on), an empty stop file
+/// is left beside the database ([`stop_file_of`]), which needs no room for data: a running
+/// gateway refuses every client while it is there. The command still fails, as nothing is
+/// recorded; run again once it can succeed, it records the freeze and removes the file.
+pub fn run(home: Home, how: &UnlockArgs, args: &PanicArgs) -> anyhow::Result<()> {
+    let stop = stop_file_of(&home.db_path());
+    let (frozen, refused_already) = match unlock(home, how).and_then(freeze_all) {
+        Ok(done) => done,
+        Err(e) => {
+            return Err(match leave_stop_file(&stop) {
+                Ok(()) => e.context(format!(
+                    "nothing is recorded, but {} now stops every client of a running \
+                     `keygate serve` within a second; once the cause is fixed, run `keygate \
+                     panic` again: it records the freeze and removes that file",
+                    stop.display()
+                )),
+                Err(stop_error) => e.context(format!(
+                    "nor could {} be made to stop a running gateway ({stop_error}): stop \
+                     `keygate serve` now (SIGTERM)",
+                    stop.display()
+                )),
+            })
+        }
+    };
+    // The freeze is recorded now: a stop file left by a panic that could not record it
+    // has done its work.
+    match std::fs::remove_file(&stop) {
+        Ok(()) => eprintln!(
+            "removed {}: the freeze it stood for is recorded",
+            stop.display()
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => eprintln!(
+            "keygate: warning: {} could not be removed ({e}); a running gateway refuses \
+             every client while it is there",
+            stop.display()
+        ),
+    }
+    tell(&frozen, refused_already, args)
+        .context("every client is frozen, but what was done could not be written out")
+}
+
 /// Freezes every active client in one transaction, each with its `client.freeze` event
 /// and a `vault.panic` event naming them all; a running gateway refuses them within a
 /// second. Clients already frozen or revoked stay as they are, and so do clients whose
 /// record fails verification: the gateway refuses those already, and freezing them would
 /// mean tagging what someone else wrote. Undo it client by client with `client unfreeze`.
-pub fn run(mut vault: Unlocked, args: &PanicArgs) -> anyhow::Result<()> {
-    let ((frozen, refused_already), unsealed) = vault
-        .audited_change(|s, master| {
-            let mut frozen = Vec::new();
-            let mut refused_already = 0_usize;
-            // Read inside the transaction: a client issued meanwhile is frozen too.
-            for row in s.client_rows()? {
-                match row {
-                    Ok(client) if client.verify_record(master).is_err() => refused_already += 1,
-                    Ok(client) if client.status == ClientStatus::Active => {
-                        s.set_client_status(
-                            &client.name,
-                            ClientStatus::Active,
-                            ClientStatus::Frozen,
-                            master,
-                        )?;
-                        frozen.push(client.name);
-                    }
-                    Ok(_) => {}
-                    Err(_) => refused_already += 1,
+/// Returns the clients frozen and how many records fail verification.
+fn freeze_all(mut vault: Unlocked) -> anyhow::Result<(Vec<Name>, usize)> {
+    let changed = vault.audited_change(|s, master| {
+        let mut frozen = Vec::new();
+        let mut refused_already = 0_usize;
+        // Read inside the transaction: a client issued meanwhile is frozen too.
+        for row in s.client_rows()? {
+            match row {
+                Ok(client) if client.verify_record(master).is_err() => refused_already += 1,
+                Ok(client) if client.status == ClientStatus::Active => {
+                    s.set_client_status(
+                        &client.name,
+                        ClientStatus::Active,
+                        ClientStatus::Frozen,
+                        master,
+                    )?;
+                    frozen.push(client.name);
                 }
+                Ok(_) => {}
+                Err(_) => refused_already += 1,
             }
-            let names: Vec<&str> = frozen.iter().map(|n| n.as_str()).collect();
-            let events: Vec<_> = names
-                .iter()
-                .map(|name| {
-                    admin_event(
-                        "client.freeze",
-                        name,
-                        json!({ "from": "active", "to": "frozen", "reason": "panic" }),
-                    )
-                })
-                .chain([admin_event(
-                    "vault.panic",
-                    "clients",
-                    json!({ "frozen_clients": names }),
-                )])
-                .collect();
-            Ok(((frozen, refused_already), events))
-        })
-        .context("freezing every client")?;
+        }
+        let names: Vec<&str> = frozen.iter().map(|n| n.as_str()).collect();
+        let events: Vec<_> = names
+            .iter()
+            .map(|name| {
+                admin_event(
+                    "client.freeze",
+                    name,
+                    json!({ "from": "active", "to": "frozen", "reason": "panic" }),
+                )
+            })
+            .chain([admin_event(
+                "vault.panic",
+                "clients",
+                json!({ "frozen_clients": names }),
+            )])
+            .collect();
+        Ok(((frozen, refused_already), events))
+    });
+    let ((frozen, refused_already), unsealed) = changed.context("freezing every client")?;
     crate::home::warn_if_unsealed(unsealed);
+    Ok((frozen, refused_already))
+}
+
+/// Tells what `keygate panic` did on the standard output.
+fn tell(frozen: &[Name], refused_already: usize, args: &PanicArgs) -> anyhow::Result<()> {
     if args.json {
         return print_json(&json!({
             "frozen": frozen,
             "refused_already": refused_already,
         }));
     }
+    let mut out = std::io::stdout().lock();
     if frozen.is_empty() {
-        println!("no active client to freeze");
+        writeln!(out, "no active client to freeze")?;
     } else {
         let names: Vec<&str> = frozen.iter().map(|n| n.as_str()).collect();
-        println!(
+        writeln!(
+            out,
             "froze {} client(s): {}; a running gateway refuses them within a second",
             frozen.len(),
             names.join(", ")
-        );
+        )?;
     }
     if refused_already > 0 {
-        println!(
+        writeln!(
+            out,
             "{refused_already} client record(s) fail verification and are refused already; \
              see `keygate client list`"
-        );
+        )?;
     }
-    println!("undo client by client with `keygate client unfreeze NAME`");
+    writeln!(
+        out,
+        "undo client by client with `keygate client unfreeze NAME`"
+    )?;
+    out.flush()?;
+    Ok(())
+}
+
+/// Makes the empty stop file at `stop`, synced with its directory: an empty file needs an
+/// inode and a directory entry, no room for data, so it can be made on a full disk.
+fn leave_stop_file(stop: &std::path::Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(stop)?.sync_all()?;
+    if let Some(dir) = stop.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
     Ok(())
 }

@@ -239,7 +239,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Scan(args) => Ok(scan_cmd::run(args, None)),
         Command::Upgrade(args) => upgrade::run(home::unlock(home()?, &how)?, args).map(|()| 0),
-        Command::Panic(args) => incident::run(home::unlock(home()?, &how)?, args).map(|()| 0),
+        Command::Panic(args) => incident::run(home()?, &how, args).map(|()| 0),
         Command::Vault(cmd) => home::vault(home::unlock(home()?, &how)?, &how, cmd),
         Command::Reconcile(args) => reconcile::run(&home::unlock(home()?, &how)?, args),
         Command::Incident(report::IncidentCmd::Report(args)) => {

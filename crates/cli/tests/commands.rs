@@ -3513,6 +3513,46 @@ mod client {
         assert!(kg.ok(&["panic"], "").stdout.contains("no active client"));
     }
 
+    /// A regression test (found by review): with the disk full, `keygate panic` could not
+    /// write its freeze, failed, and a compromised bot went on. It now leaves an empty
+    /// stop file beside the database (a running gateway refuses every client while it is
+    /// there: see the gateway's tests), still fails, as nothing is recorded, and once the
+    /// vault can be written records the freeze and removes the file.
+    #[test]
+    fn a_panic_that_cannot_write_its_freeze_leaves_a_stop_file() {
+        let kg = Kg::with_key_file();
+        kg.add_account("main", REAL_KEY, REAL_SECRET);
+        kg.issue("main", "bot1", &[]);
+        // No file may grow, as on a full disk (`ulimit -f 0`; the signal a write past
+        // the limit raises ignored, as a full disk raises none).
+        let out = std::process::Command::new("bash")
+            .args(["-c", "ulimit -f 0; trap '' XFSZ; exec \"$0\" \"$@\""])
+            .arg(env!("CARGO_BIN_EXE_keygate"))
+            .arg("--home")
+            .arg(kg.home())
+            .arg("panic")
+            .env("HOME", kg.path(""))
+            .env_remove("KEYGATE_HOME")
+            .env_remove("KEYGATE_LOG")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains("now stops every client"), "{stderr}");
+        let stop = kg.home().join("PANIC");
+        assert!(stop.exists());
+        assert_eq!(kg.status("bot1"), "active");
+        let doctor = kg.fails(&["doctor"], "", 1);
+        assert!(doctor.stdout.contains("FAIL panic: "), "{}", doctor.stdout);
+
+        let out = kg.ok(&["panic"], "");
+        assert!(out.stderr.contains("removed"), "{}", out.stderr);
+        assert!(!stop.exists());
+        assert_eq!(kg.status("bot1"), "frozen");
+        kg.ok(&["audit", "verify"], "");
+    }
+
     #[test]
     fn expired_clients_are_listed_as_expired() {
         let kg = Kg::with_key_file();

@@ -433,6 +433,35 @@ fn mark_once(
     marked.map(|_| ())
 }
 
+/// The name of the stop file `keygate panic` leaves next to the database when it cannot
+/// record its freeze there (a disk full): while it exists, a running gateway refuses
+/// every client, as when a reload fails.
+pub const STOP_FILE_NAME: &str = "PANIC";
+
+/// The stop file of the database at `database` ([`STOP_FILE_NAME`], beside it).
+pub fn stop_file_of(database: &std::path::Path) -> std::path::PathBuf {
+    database.with_file_name(STOP_FILE_NAME)
+}
+
+/// Why every client is refused while the stop file at `stop` is there, or `None` when it
+/// is not. One that cannot be looked at counts as there: it is the incident button.
+fn stopped_by(stop: &std::path::Path) -> Option<String> {
+    match std::fs::symlink_metadata(stop) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Ok(_) => Some(format!(
+            "{} exists: `keygate panic` could not record its freeze in the database, so \
+             every client is refused while the file is there (once the vault can be \
+             written again, `keygate panic` records the freeze and removes it)",
+            stop.display()
+        )),
+        Err(e) => Some(format!(
+            "{} (the stop file of `keygate panic`) cannot be looked at ({e}); every client \
+             is refused until it can",
+            stop.display()
+        )),
+    }
+}
+
 /// Polls `store` and reloads `live` whenever the generation changes, and every
 /// [`FULL_RELOAD_INTERVAL`] whatever it says, until `live` is the only one left holding it.
 /// A database file put in the place of the one `store` opened is a failed reload.
@@ -444,7 +473,8 @@ fn mark_once(
 /// refused meanwhile rather than judged on a view known to be stale. A row that does not
 /// read takes only itself out, tables that do not match their seal all of them
 /// ([`Registry::load`]). With an `alerter`, the first failure of a run of them raises a
-/// critical alert: every request is refused from then on.
+/// critical alert: every request is refused from then on. So is every request while the
+/// stop file of `keygate panic` is there ([`stop_file_of`]), from before this returns.
 pub fn spawn_reloader(
     store: Store,
     master: Arc<MasterKey>,
@@ -455,6 +485,12 @@ pub fn spawn_reloader(
     let mut loaded_at = Instant::now();
     let mut read_so_far = ReadSoFar::default();
     let opened = FileIdentity::of(store.path());
+    let stop = stop_file_of(store.path());
+    if let Some(reason) = stopped_by(&stop) {
+        tracing::error!(error = %reason, "refusing every request");
+        live.refuse_all(reason);
+        seen = None;
+    }
     let mut warned_unlocked = !keygate_vault::secrets_locked();
     std::thread::Builder::new()
         .name("keygate-reload".into())
@@ -479,6 +515,11 @@ pub fn spawn_reloader(
             };
             while Arc::strong_count(&live) > 1 {
                 std::thread::sleep(RELOAD_INTERVAL);
+                if let Some(reason) = stopped_by(&stop) {
+                    refuse_all(reason);
+                    seen = None;
+                    continue;
+                }
                 // A database put in the place of the one opened (or moved away) holds the
                 // changes made from now on, which this gateway would never see, and the
                 // audit events it writes would go to a file no longer anyone's.

@@ -3460,6 +3460,34 @@ async fn frozen_revoked_and_expired_clients_are_refused_within_a_second() {
     );
 }
 
+/// `keygate panic` that cannot write its freeze (a disk full: found by review) leaves an
+/// empty stop file beside the database; while it is there every client is refused, from
+/// within a second, and nothing reaches the exchange. Taken away, clients are served
+/// again.
+#[tokio::test]
+async fn the_stop_file_of_a_panic_refuses_every_client() {
+    let env = default_env().await;
+    assert_eq!(get(&env, "/api/v3/account", "").await.0, 200);
+    let stop = keygate_gateway::registry::stop_file_of(&env.db);
+    std::fs::File::create(&stop).unwrap();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    env.exchange.simulator().reset(false);
+    let (code, body) = get(&env, "/api/v3/account", "").await;
+    assert_eq!(code, 401, "{body}");
+    let (code, body) = post(
+        &env,
+        "/api/v3/order",
+        "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.001&price=50000",
+    )
+    .await;
+    assert_eq!(code, 401, "{body}");
+    assert!(env.exchange.simulator().requests().is_empty());
+
+    std::fs::remove_file(&stop).unwrap();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(get(&env, "/api/v3/account", "").await.0, 200);
+}
+
 #[tokio::test]
 async fn a_client_table_put_back_with_its_seal_is_refused() {
     let env = default_env().await;

@@ -333,6 +333,7 @@ mod tests {
                 first_ms: 1,
                 last_ms: 1,
                 clients: BTreeMap::new(),
+                outcomes: Vec::new(),
             }),
         }
     }

@@ -368,8 +368,14 @@ fn count_lost(lost: &mut Option<LostEvents>, event: &Event) -> bool {
         first_ms: event.ts_ms,
         last_ms: event.ts_ms,
         clients: BTreeMap::new(),
+        outcomes: Vec::new(),
     });
     lost.count += 1;
+    if let EventBody::Outcome(outcome) = &event.body {
+        if lost.outcomes.len() < LostEvents::MAX_OUTCOMES {
+            lost.outcomes.push(outcome.request_id.clone());
+        }
+    }
     lost.first_ms = lost.first_ms.min(event.ts_ms);
     lost.last_ms = lost.last_ms.max(event.ts_ms);
     if let Some(client) = event.client() {
@@ -394,6 +400,8 @@ fn merge_lost(lost: &mut Option<LostEvents>, other: LostEvents) {
             *lost.clients.entry(client).or_default() += n;
         }
     }
+    let room = LostEvents::MAX_OUTCOMES.saturating_sub(lost.outcomes.len());
+    lost.outcomes.extend(other.outcomes.into_iter().take(room));
 }
 
 /// A handle on the audit writer thread. Cloning it is cheap; the thread writes what is
@@ -1650,6 +1658,7 @@ mod tests {
                 first_ms: 1,
                 last_ms: 2,
                 clients: BTreeMap::new(),
+                outcomes: Vec::new(),
             }),
         };
         append_within(&store, &key, &[event(1), event(2), lost]).unwrap();
@@ -2208,6 +2217,20 @@ mod tests {
         for n in 0..10 {
             log.append(event(n));
         }
+        // What came of a forwarded order, lost with them, is named (found by review: it
+        // was counted among reads and denials).
+        log.append_kept(Event {
+            ts_ms: 10,
+            body: EventBody::Outcome(keygate_core::OutcomeEvent {
+                request_id: "order-1".into(),
+                client: Some("trader".into()),
+                upstream_status: Some(200),
+                latency_us: 1,
+                outcome: keygate_core::Outcome::Answered,
+                order_ids: Vec::new(),
+                interrupted: false,
+            }),
+        });
         // Until the writer has given up on the commit (the store's busy timeout) and
         // counted the events as lost.
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -2226,8 +2249,9 @@ mod tests {
         let EventBody::Lost(lost) = &only.body else {
             panic!("not a record of losses: {only:?}");
         };
-        assert_eq!(lost.count, 10);
-        assert_eq!(lost.clients.len(), 10);
+        assert_eq!(lost.count, 11);
+        assert_eq!(lost.clients.len(), 11);
+        assert_eq!(lost.outcomes, ["order-1"]);
     }
 
     #[test]

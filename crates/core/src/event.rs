@@ -228,12 +228,13 @@ pub struct AdminEvent {
     pub detail: serde_json::Value,
 }
 
-/// Background events (reads and denials) that the audit writer did not keep: so many of
-/// their kind were waiting (events of requests without a valid key, of clients, of one
-/// client) that keeping more would have let whoever floods the gateway grow its memory
-/// without end, or their commit failed. Orders, withdrawals and transfers that were forwarded are
-/// never among them: they wait for their event to be written, and are refused when it
-/// is not.
+/// Background events (reads, denials, and the outcomes of requests already recorded)
+/// that the audit writer did not keep: so many of their kind were waiting (events of
+/// requests without a valid key, of clients, of one client) that keeping more would have
+/// let whoever floods the gateway grow its memory without end, or their commit failed (a
+/// full disk). The requests of orders, withdrawals and transfers that were forwarded are
+/// never among them: they wait for their event to be written, and are refused when it is
+/// not; what came of one may be ([`LostEvents::outcomes`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LostEvents {
     /// How many events were not kept.
@@ -246,6 +247,16 @@ pub struct LostEvents {
     /// the rest, of requests without a valid key, are in `count` only).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub clients: BTreeMap<String, u64>,
+    /// The request ids of the outcome events among them (the first
+    /// [`LostEvents::MAX_OUTCOMES`]): requests that were forwarded, what came of which is
+    /// not recorded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outcomes: Vec<String>,
+}
+
+impl LostEvents {
+    /// How many request ids of lost outcomes a record names.
+    pub const MAX_OUTCOMES: usize = 100;
 }
 
 impl Event {

@@ -325,30 +325,50 @@ impl Rules {
                 let (severity, summary) = admin_alert(admin);
                 raise(severity, AlertRule::AdminChange, summary, None);
             }
+            // What came of forwarded requests, lost with the log unwritable (a full disk:
+            // found by review, told only as lost reads and denials, and as unknown only
+            // after a restart): each may have executed.
+            EventBody::Lost(lost) if !lost.outcomes.is_empty() => {
+                let what: Vec<String> = lost
+                    .outcomes
+                    .iter()
+                    .map(|id| {
+                        let action = self.pending.remove(id).map(|(_, a)| a);
+                        format!(
+                            "{} (request {id})",
+                            action.as_deref().unwrap_or("a request")
+                        )
+                    })
+                    .collect();
+                raise(
+                    Severity::Critical,
+                    AlertRule::OutcomeUnknown,
+                    format!(
+                        "what came of {} forwarded request(s) could not be recorded (the \
+                         audit log could not be written): {}; each may have executed: check \
+                         the exchange",
+                        what.len(),
+                        what.join(", ")
+                    ),
+                    None,
+                );
+                if self.is_due(AlertRule::EventsLost, "", event.ts_ms) {
+                    raise(
+                        Severity::Critical,
+                        AlertRule::EventsLost,
+                        lost_summary(lost),
+                        None,
+                    );
+                }
+            }
             // A stall or a flood writes a record every batch: one alert per quiet period.
             EventBody::Lost(lost) if self.is_due(AlertRule::EventsLost, "", event.ts_ms) => {
-                let clients = if lost.clients.is_empty() {
-                    "none of them of a client with a valid key".to_owned()
-                } else {
-                    let named: Vec<String> = lost
-                        .clients
-                        .iter()
-                        .map(|(c, n)| format!("{c} {n}"))
-                        .collect();
-                    format!("of clients: {}", named.join(", "))
-                };
                 raise(
                     Severity::Critical,
                     AlertRule::EventsLost,
-                    format!(
-                        "{} background events (reads, denials) were counted, not kept, \
-                         between {} and {} (ms since the epoch), {clients}: the audit log \
-                         fell behind (a flood of requests, a stalled disk) or could not be \
-                         written (a full disk)",
-                        lost.count, lost.first_ms, lost.last_ms
-                    ),
+                    lost_summary(lost),
                     None,
-                )
+                );
             }
             EventBody::Lost(_) => {}
         }
@@ -812,6 +832,26 @@ fn who(request: &RequestEvent) -> String {
     }
 }
 
+/// What an `events_lost` alert says of `lost`.
+fn lost_summary(lost: &keygate_core::LostEvents) -> String {
+    let clients = if lost.clients.is_empty() {
+        "none of them of a client with a valid key".to_owned()
+    } else {
+        let named: Vec<String> = lost
+            .clients
+            .iter()
+            .map(|(c, n)| format!("{c} {n}"))
+            .collect();
+        format!("of clients: {}", named.join(", "))
+    };
+    format!(
+        "{} background events (reads, denials, outcomes) were counted, not kept, between {} \
+         and {} (ms since the epoch), {clients}: the audit log fell behind (a flood of \
+         requests, a stalled disk) or could not be written (a full disk)",
+        lost.count, lost.first_ms, lost.last_ms
+    )
+}
+
 /// The request in a few words: `withdrawal of 0.5 BTC to ADDRESS on BTC`, `trade BTCUSDT`.
 fn describe(request: &RequestEvent) -> String {
     let mut text = match request.action {
@@ -1192,6 +1232,39 @@ mod tests {
         );
         assert!(alerts[0].summary.contains("request r3000"));
         assert!(alerts[0].summary.contains("timed out"));
+        // What came of a forwarded trade, lost with the log unwritable (a full disk), may
+        // be anything: told at once, naming it (found by review: told as lost reads and
+        // denials, and as unknown only after a restart).
+        rules.evaluate(7, &request(7_000, Some("bot1"), ActionKind::Trade, None));
+        let lost = Event {
+            ts_ms: 8_000,
+            body: EventBody::Lost(keygate_core::LostEvents {
+                count: 3,
+                first_ms: 7_500,
+                last_ms: 8_000,
+                clients: [("bot1".to_owned(), 3)].into(),
+                outcomes: vec!["r7000".to_owned()],
+            }),
+        };
+        let alerts = rules.evaluate(8, &lost);
+        assert_eq!(
+            rules_of(&alerts),
+            [
+                (Severity::Critical, AlertRule::OutcomeUnknown),
+                (Severity::Critical, AlertRule::EventsLost)
+            ]
+        );
+        assert!(
+            alerts[0].summary.contains("trade of 0.5 BTC")
+                && alerts[0].summary.contains("(request r7000)"),
+            "{}",
+            alerts[0].summary
+        );
+        assert!(
+            alerts[1].summary.contains("outcomes"),
+            "{}",
+            alerts[1].summary
+        );
         // A read or a public call that got no answer executed nothing: no alert.
         for action in [ActionKind::Read, ActionKind::Public] {
             let mut unanswered = request(4_000, Some("bot1"), action, None);
@@ -1836,6 +1909,7 @@ mod tests {
                 first_ms: 5,
                 last_ms: ts_ms,
                 clients: [("bot1".to_owned(), 34)].into(),
+                outcomes: Vec::new(),
             }),
         };
         let alerts = rules.evaluate(3, &lost(9));
@@ -1906,6 +1980,7 @@ mod tests {
                     first_ms: 11_500,
                     last_ms: 12_000,
                     clients: Default::default(),
+                    outcomes: Vec::new(),
                 }),
             },
         ];

@@ -282,6 +282,7 @@ mod tests {
             latency_us: Some(5),
             outcome: Outcome::Answered,
             validates_only: false,
+            previous_key: false,
             orders: Vec::new(),
             terms: None,
         });

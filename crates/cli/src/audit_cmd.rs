@@ -562,6 +562,8 @@ fn event_line(seq: u64, event: &Event) -> String {
             // A request that presented a client's key without its signature: about the
             // key, not the client's own.
             let client = match (&r.client, &r.key_of) {
+                // Signed with the key a rotation replaced, in its grace window.
+                (Some(client), _) if r.previous_key => format!("{client}(previous key)"),
                 (Some(client), _) => client.clone(),
                 (None, Some(holder)) => format!("-(key of {holder})"),
                 (None, None) => "-".to_owned(),
@@ -839,6 +841,7 @@ mod tests {
                 latency_us: None,
                 outcome: Outcome::NotForwarded,
                 validates_only: false,
+                previous_key: false,
                 orders: Vec::new(),
                 terms: None,
             }),

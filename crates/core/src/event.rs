@@ -124,6 +124,11 @@ pub struct RequestEvent {
     /// notional counts against no daily total.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub validates_only: bool,
+    /// Signed with the client's previous key, in the grace window of its rotation: a
+    /// rotation is often made because that key may have leaked, and its use then tells
+    /// the bot that has not switched (or whoever holds the leaked key) from the new one.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub previous_key: bool,
     /// The orders of a batch (Binance's `batchOrders`), as each names itself: `symbol`,
     /// `side` and `client_order_id` above are then none, and `notional` is the batch's
     /// total. Empty for any other request, and in events written before keygate read

@@ -613,6 +613,7 @@ async fn handle<A: Adapter>(
     }
     // Its own request now: the name moves from `key_of`.
     audit.client = audit.key_of.take();
+    audit.previous_key = client.key_valid_until_ms.is_some();
     audit.account = Some(client.account.as_str().to_owned());
     // No account: removed (`account remove` keeps its clients only once they are
     // revoked) or one that does not open (logged when the registry was loaded).
@@ -1753,6 +1754,9 @@ struct Audit<'a> {
     /// The client whose key the request presented, until its signature verifies (then
     /// the name moves into `client`).
     key_of: Option<String>,
+    /// Whether the request was signed with the client's previous key, in its rotation's
+    /// grace window.
+    previous_key: bool,
     account: Option<String>,
     action: Option<Action>,
     notional: Option<Decimal>,
@@ -1794,6 +1798,7 @@ impl<'a> Audit<'a> {
             path: path.to_owned(),
             client: None,
             key_of: None,
+            previous_key: false,
             account: None,
             action: None,
             notional: None,
@@ -1851,6 +1856,7 @@ impl<'a> Audit<'a> {
                 latency_us,
                 outcome,
                 validates_only: action.validates_only,
+                previous_key: self.previous_key,
                 orders: action
                     .batch
                     .iter()

@@ -3199,6 +3199,14 @@ async fn a_rotated_key_is_accepted_until_its_grace_period_ends() {
     );
     assert_eq!(status, 200, "the old key within the grace period: {body}");
     assert_eq!(exchange_saw(&env, "/api/v3/account"), 3);
+    // Its events tell it from the new key's (found by review: a rotation made because the
+    // old key may have leaked could not tell who still used it).
+    let reads = events_where(&env, 3, |e| {
+        e["path"] == "/api/v3/account" && e["allowed"] == true
+    })
+    .await;
+    let previous: Vec<_> = reads.iter().map(|e| e["previous_key"] == true).collect();
+    assert_eq!(previous, [false, false, true], "{reads:?}");
 
     while keygate_gateway::now_ms() <= grace_until {
         tokio::time::sleep(Duration::from_millis(100)).await;

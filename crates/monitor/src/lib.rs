@@ -1323,6 +1323,7 @@ mod tests {
                 latency_us: None,
                 outcome: Outcome::NotForwarded,
                 validates_only: false,
+                previous_key: false,
                 orders: Vec::new(),
                 terms: None,
             }),

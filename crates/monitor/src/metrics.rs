@@ -363,6 +363,7 @@ mod tests {
                     Outcome::NotForwarded
                 },
                 validates_only: false,
+                previous_key: false,
                 orders: Vec::new(),
                 terms: None,
             }),

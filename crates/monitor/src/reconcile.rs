@@ -566,6 +566,7 @@ mod tests {
                 latency_us: None,
                 outcome: Outcome::Pending,
                 validates_only: false,
+                previous_key: false,
                 orders: Vec::new(),
                 terms: None,
             }),

@@ -1027,6 +1027,7 @@ mod tests {
                     Outcome::NotForwarded
                 },
                 validates_only: false,
+                previous_key: false,
                 orders: Vec::new(),
                 terms: None,
             }),

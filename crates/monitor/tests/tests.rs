@@ -91,6 +91,7 @@ fn request(ts_ms: u64, action: ActionKind, rule: Option<Rule>) -> Event {
                 Outcome::NotForwarded
             },
             validates_only: false,
+            previous_key: false,
             orders: Vec::new(),
             terms: None,
         }),

@@ -787,9 +787,25 @@ fn alerts_in_config(vault: &Unlocked) -> Check {
 /// The disk holding the home directory has room for the audit log to grow.
 fn disk(vault: &Unlocked) -> Check {
     let dir = &vault.home.dir;
-    match crate::disk::Room::of(dir) {
+    disk_check(dir, crate::disk::Room::of(dir))
+}
+
+/// The check of the disk under `dir`, which has `room`.
+fn disk_check(dir: &Path, room: std::io::Result<Option<crate::disk::Room>>) -> Check {
+    match room {
         Ok(Some(room)) => match room.severity() {
             None => check("disk", Verdict::Ok, room.describe(dir)),
+            // Found by review: doctor passed with no room left at all, while orders were
+            // being refused.
+            Some(_) if room.free < FULL_BYTES => check(
+                "disk",
+                Verdict::Fail,
+                format!(
+                    "{}: the audit log may not be written now, and orders, withdrawals and \
+                     transfers are refused while it cannot be",
+                    room.describe(dir)
+                ),
+            ),
             Some(_) => check(
                 "disk",
                 Verdict::Warn,
@@ -809,6 +825,10 @@ fn disk(vault: &Unlocked) -> Check {
     }
 }
 
+/// Room under which the disk counts as full: about what the audit log's write-ahead log
+/// may take before it is checkpointed.
+const FULL_BYTES: u64 = 64 << 20;
+
 /// Whether the secrets read so far (every client's key above) could be locked in memory.
 fn memory() -> Check {
     if keygate_vault::secrets_locked() {
@@ -823,5 +843,32 @@ fn memory() -> Check {
             Verdict::Warn,
             "secrets could not be locked in memory and may be swapped out; raise `ulimit -l`",
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::disk::Room;
+
+    /// A regression test (found by review): doctor passed, with a warning, on a disk with
+    /// no room left at all, while orders were being refused.
+    #[test]
+    fn a_full_disk_fails() {
+        let dir = Path::new("/var/lib/keygate");
+        let verdict = |free: u64| {
+            disk_check(
+                dir,
+                Ok(Some(Room {
+                    free,
+                    total: 100 << 30,
+                })),
+            )
+            .verdict
+        };
+        assert_eq!(verdict(0), Verdict::Fail);
+        assert_eq!(verdict(10 << 20), Verdict::Fail);
+        assert_eq!(verdict(512 << 20), Verdict::Warn);
+        assert_eq!(verdict(50 << 30), Verdict::Ok);
     }
 }

@@ -590,6 +590,17 @@ fn move_key(mut vault: Unlocked, how: &UnlockArgs, args: &MoveKeyArgs) -> anyhow
             .context("reading the vault check value")?
             .context("the vault has no check value; the database is incomplete")?;
         create_parent_dir(&path)?;
+        // Found by review: a move stopped between writing the key file and recording the
+        // move (a kill, a crash) leaves a copy of the master key nothing uses, and running
+        // it again said only that the file exists.
+        if MasterKey::from_key_file(&path).is_ok_and(|key| key.verify_check(&check).is_ok()) {
+            bail!(
+                "{} already holds this vault's master key, and the vault does not use it: a \
+                 `vault move-key` was stopped before it finished (nothing was moved). Remove \
+                 that copy of the key (shred it), then run this again",
+                path.display()
+            );
+        }
         vault
             .master
             .write_key_file(&path)

@@ -396,6 +396,13 @@ mod init {
             pin,
         ]);
         assert_eq!(out.code, 2, "{out:#?}");
+        // It holds this very key, as a move stopped before it was recorded leaves one
+        // (found by review: the error said only that the file exists).
+        assert!(
+            out.stderr
+                .contains("already holds this vault's master key, and the vault does not use it"),
+            "{out:#?}"
+        );
         assert_eq!(db_state(&kg), before);
         assert!(std::fs::read_to_string(&config_path)
             .unwrap()

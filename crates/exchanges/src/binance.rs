@@ -2069,8 +2069,9 @@ fn classify_endpoint(method: &str, path: &str) -> ActionKind {
         // Wallet.
         ("GET", "/sapi/v1", p) if SAPI_READ.contains(&p) => Read,
         // Reads Binance takes as POSTs: the funding wallet's and every wallet's assets
-        // (ccxt's fetchBalance of type `funding`).
-        ("POST", "/sapi/v1", "asset/get-funding-asset")
+        // (ccxt's fetchBalance of type `funding`), and the small balances that could be
+        // converted to BNB (python-binance's get_dust_assets; `asset/dust` converts them).
+        ("POST", "/sapi/v1", "asset/get-funding-asset" | "asset/dust-btc")
         | ("POST", "/sapi/v3", "asset/getUserAsset") => Read,
         ("GET", "/sapi/v1", "system/status") => Public,
         ("POST", "/sapi/v1", "capital/withdraw/apply") => Withdraw,
@@ -4435,6 +4436,8 @@ mod tests {
                 ActionKind::Unknown,
             ),
             ("POST", "/sapi/v1/asset/dust", ActionKind::Transfer),
+            ("POST", "/sapi/v1/asset/dust-btc", ActionKind::Read),
+            ("GET", "/sapi/v1/asset/dust-btc", ActionKind::Unknown),
             ("POST", "/fapi/v1/feeBurn", ActionKind::Trade),
             ("POST", "/fapi/v1/positionMargin", ActionKind::Trade),
             ("POST", "/sapi/v1/asset/dribblet", ActionKind::Unknown),

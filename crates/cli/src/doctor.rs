@@ -62,8 +62,11 @@ pub fn run(vault: &Unlocked, args: &DoctorArgs) -> anyhow::Result<i32> {
     checks.push(accounts(vault));
     // The whole log is read once, for both checks that need it. A checkpoint file that
     // cannot be read (a mount not there) fails the audit log's check, and the others run.
-    let anchors = crate::audit_cmd::checkpoint_files(&vault.home, &args.checkpoint)
-        .and_then(|files| crate::audit_cmd::read_checkpoints(&files));
+    let files = crate::audit_cmd::checkpoint_files(&vault.home, &args.checkpoint);
+    if let Ok(files) = &files {
+        checks.extend(checkpoint_modes(files));
+    }
+    let anchors = files.and_then(|files| crate::audit_cmd::read_checkpoints(&files));
     let checkpoints = anchors.as_deref().unwrap_or_default();
     let log = keygate_audit::verify_checkpoints(&vault.store, &vault.audit_key, checkpoints);
     checks.push(match &anchors {
@@ -141,6 +144,28 @@ fn file_modes(vault: &Unlocked) -> Vec<Check> {
             ),
         )
     }]
+}
+
+/// Checkpoint files others may write (found by review: one made with a permissive umask
+/// was writable by everyone): whoever can write one can take out the checkpoints that
+/// anchor the log. Readable is fine: a checkpoint holds no secret.
+fn checkpoint_modes(files: &[std::path::PathBuf]) -> Option<Check> {
+    let writable: Vec<String> = files
+        .iter()
+        .filter_map(|p| mode_of(p).filter(|m| m & 0o022 != 0).map(|m| (p, m)))
+        .map(|(p, m)| format!("{} (mode {m:o})", p.display()))
+        .collect();
+    (!writable.is_empty()).then(|| {
+        check(
+            "checkpoints",
+            Verdict::Warn,
+            format!(
+                "writable by others, who could take out the checkpoints that anchor the \
+                 log: {}; chmod go-w them",
+                writable.join(", ")
+            ),
+        )
+    })
 }
 
 /// The owner of `path` when it is not this process's user (Linux only).

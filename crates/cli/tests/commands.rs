@@ -4553,6 +4553,20 @@ mod audit {
             .unwrap();
         kg.ok(&["client", "freeze", "bot1"], "");
         assert_eq!(lines(), before + 1);
+        // A checkpoint file others may write is told (found by review): they could take
+        // out the checkpoints. Readable is fine.
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode =
+            |m| std::fs::set_permissions(&checkpoints, std::fs::Permissions::from_mode(m)).unwrap();
+        mode(0o666);
+        let doctor = kg.run(&["doctor"], "").stdout;
+        assert!(
+            doctor.contains("WARN checkpoints: writable by others"),
+            "{doctor}"
+        );
+        mode(0o644);
+        let doctor = kg.run(&["doctor"], "").stdout;
+        assert!(!doctor.contains("checkpoints:"), "{doctor}");
         let held = kg.ok(&["audit", "verify"], "").stdout;
         assert!(
             held.contains(&format!("holding all {} checkpoint(s)", before + 1)),

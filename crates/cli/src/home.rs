@@ -555,6 +555,22 @@ pub fn vault(vault: Unlocked, how: &UnlockArgs, cmd: &VaultCmd) -> anyhow::Resul
 /// leaves a vault that opens: the new provider's material is added to the database
 /// (audited), `config.toml` is switched to it (replaced whole, by a rename), and the old
 /// provider's material is removed from the database.
+/// Whether `a` and `b` name one file (its device and inode on Unix), however written.
+fn same_file(a: &Path, b: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt as _;
+        match (fs::metadata(a), fs::metadata(b)) {
+            (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+            _ => false,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        matches!((a.canonicalize(), b.canonicalize()), (Ok(a), Ok(b)) if a == b)
+    }
+}
+
 fn move_key(mut vault: Unlocked, how: &UnlockArgs, args: &MoveKeyArgs) -> anyhow::Result<()> {
     let mut config = vault.home.config()?;
     let from = config.master_key.provider;
@@ -592,12 +608,28 @@ fn move_key(mut vault: Unlocked, how: &UnlockArgs, args: &MoveKeyArgs) -> anyhow
         create_parent_dir(&path)?;
         // Found by review: a move stopped between writing the key file and recording the
         // move (a kill, a crash) leaves a copy of the master key nothing uses, and running
-        // it again said only that the file exists.
+        // it again said only that the file exists. Such a copy is told apart from the key
+        // file in use, which must never be removed.
         if MasterKey::from_key_file(&path).is_ok_and(|key| key.verify_check(&check).is_ok()) {
+            let in_use = [
+                config.master_key.key_file.as_deref(),
+                how.master_key_file.as_deref(),
+            ]
+            .into_iter()
+            .flatten()
+            .any(|used| same_file(used, &path));
+            if in_use {
+                bail!(
+                    "{} is the key file this vault opens with already; nothing to move",
+                    path.display()
+                );
+            }
             bail!(
-                "{} already holds this vault's master key, and the vault does not use it: a \
-                 `vault move-key` was stopped before it finished (nothing was moved). Remove \
-                 that copy of the key (shred it), then run this again",
+                "{} already holds this vault's master key, and is not the key file the vault \
+                 opens with: a copy (a backup, the file of an earlier provider, or one left by \
+                 a `vault move-key` that was stopped before it finished). Nothing was changed; \
+                 name a new file, or, if that copy is no backup you keep, remove it and run \
+                 this again",
                 path.display()
             );
         }

@@ -304,6 +304,26 @@ mod init {
         assert!(!printed.contains(REAL_SECRET), "{printed}");
     }
 
+    /// A regression test (found by review): a move to the very key file the vault opens
+    /// with was told to shred that file as a leftover copy, the vault's only way in.
+    #[test]
+    fn a_move_to_the_key_file_in_use_says_so() {
+        let kg = Kg::with_key_file();
+        let key = kg.key_file();
+        let out = kg.fails(
+            &["vault", "move-key", "--to-key-file", key.to_str().unwrap()],
+            "",
+            2,
+        );
+        assert!(
+            out.stderr
+                .contains("is the key file this vault opens with already"),
+            "{out:#?}"
+        );
+        assert!(!out.stderr.contains("remove"), "{out:#?}");
+        assert!(key.exists());
+    }
+
     /// An existing vault moves its master key onto a token and off it again, keeping
     /// everything it holds, its config's other settings and its audit chain.
     #[test]
@@ -399,8 +419,10 @@ mod init {
         // It holds this very key, as a move stopped before it was recorded leaves one
         // (found by review: the error said only that the file exists).
         assert!(
-            out.stderr
-                .contains("already holds this vault's master key, and the vault does not use it"),
+            out.stderr.contains(
+                "already holds this vault's master key, and is not the key file the vault \
+                 opens with"
+            ),
             "{out:#?}"
         );
         assert_eq!(db_state(&kg), before);

@@ -194,6 +194,7 @@ impl Registry {
         // the signature does not cover the API key, so the bot holding the private key
         // could sign as either, and freezing one would not stop it.
         let mut public_keys: HashMap<[u8; 32], Vec<(Name, String)>> = HashMap::new();
+        let now = crate::now_ms();
         for client in store.client_rows()? {
             let client = match client {
                 Ok(client) => client,
@@ -211,9 +212,12 @@ impl Registry {
                 continue;
             };
             for (api_key, entry) in &entries {
-                if let (Verifier::Ed25519(key), false) =
-                    (&entry.verifier, entry.status == ClientStatus::Revoked)
-                {
+                // Only keys that still work: a previous key whose grace is over is kept
+                // in its row (until the next rotation), but opens nothing (found by
+                // review: a client rotated off the shared key stayed refused for it).
+                let works = entry.status != ClientStatus::Revoked
+                    && entry.key_valid_until_ms.is_none_or(|until| until > now);
+                if let (Verifier::Ed25519(key), true) = (&entry.verifier, works) {
                     public_keys
                         .entry(key.to_bytes())
                         .or_default()
@@ -238,8 +242,10 @@ impl Registry {
             names.dedup();
             tracing::error!(
                 clients = %names.join(", "),
-                "these clients hold one Ed25519 public key; all refused (revoke all but one, \
-                 and rotate the others with --force --public-key naming a key pair of their own)"
+                "these clients hold one Ed25519 public key; all refused (revoke all but one \
+                 of them, or rotate the others with --force --public-key naming a key pair \
+                 of their own: the shared key, kept for the rotation's grace, counts until \
+                 that grace is over)"
             );
             claimed_twice.extend(holders.iter().map(|(_, api_key)| api_key.clone()));
         }
@@ -487,8 +493,7 @@ pub fn spawn_reloader(
     let opened = FileIdentity::of(store.path());
     let stop = stop_file_of(store.path());
     if let Some(reason) = stopped_by(&stop) {
-        tracing::error!(error = %reason, "refusing every request");
-        live.refuse_all(reason);
+        refuse_every_client(&live, alerter.as_ref(), reason);
         seen = None;
     }
     let mut warned_unlocked = !keygate_vault::secrets_locked();
@@ -496,23 +501,7 @@ pub fn spawn_reloader(
         .name("keygate-reload".into())
         .spawn(move || {
             // Every request is refused from the first failure until a reload succeeds.
-            let refuse_all = |reason: String| {
-                let first = live.failure().is_none();
-                if first {
-                    tracing::error!(error = %reason, "reload failed; refusing every request until it succeeds");
-                }
-                live.refuse_all(reason.clone());
-                if let (true, Some(alerter)) = (first, &alerter) {
-                    alerter.raise(Alert::outside_log(
-                        Severity::Critical,
-                        AlertRule::ReloadFailed,
-                        format!(
-                            "keygate refuses every client: reloading accounts and \
-                             clients failed ({reason}); see keygate doctor"
-                        ),
-                    ));
-                }
-            };
+            let refuse_all = |reason: String| refuse_every_client(&live, alerter.as_ref(), reason);
             while Arc::strong_count(&live) > 1 {
                 std::thread::sleep(RELOAD_INTERVAL);
                 if let Some(reason) = stopped_by(&stop) {
@@ -622,6 +611,26 @@ fn open_client(client: &Client, master: &MasterKey) -> Option<ClientKeys> {
         ));
     }
     Some(entries)
+}
+
+/// Refuses every client of `live` for `reason`, until a reload succeeds; the first of a
+/// run of them is logged and, with an `alerter`, raises a critical alert.
+fn refuse_every_client(live: &Live, alerter: Option<&Alerter>, reason: String) {
+    let first = live.failure().is_none();
+    if first {
+        tracing::error!(error = %reason, "reload failed; refusing every request until it succeeds");
+    }
+    live.refuse_all(reason.clone());
+    if let (true, Some(alerter)) = (first, alerter) {
+        alerter.raise(Alert::outside_log(
+            Severity::Critical,
+            AlertRule::ReloadFailed,
+            format!(
+                "keygate refuses every client: reloading accounts and clients failed \
+                 ({reason}); see keygate doctor"
+            ),
+        ));
+    }
 }
 
 /// Which file a path names (device and inode), to tell a database replaced under a
@@ -866,6 +875,42 @@ mod tests {
         );
         assert!(alert.summary.contains("audit verify"), "{}", alert.summary);
         assert!(store.meta("audit_admin_free").unwrap().is_none());
+        drop(live);
+    }
+
+    /// A gateway started while the stop file of `keygate panic` is there refuses every
+    /// client from the start, and says so (found by review: it refused them unannounced,
+    /// the alert being raised only for a stop file that appeared later); taken away, the
+    /// clients are loaded again.
+    #[test]
+    fn a_gateway_started_under_a_stop_file_refuses_every_client_and_says_so() {
+        let vault = Vault::with_requests(0);
+        let stop = stop_file_of(vault.store.path());
+        std::fs::File::create(&stop).unwrap();
+        let live = Arc::new(Live::new(
+            Registry::load(&vault.store, &vault.master).unwrap(),
+        ));
+        let (alerter, alerts) = Alerter::channel();
+        spawn_reloader(
+            vault.connection(),
+            Arc::clone(&vault.master),
+            Arc::clone(&live),
+            Some(alerter),
+        )
+        .unwrap();
+        let reason = live.failure().expect("refused from the start");
+        assert!(reason.contains("PANIC"), "{reason}");
+        let alert = alerts.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!(
+            (alert.severity, alert.rule),
+            (Severity::Critical, AlertRule::ReloadFailed)
+        );
+        std::fs::remove_file(&stop).unwrap();
+        let started = Instant::now();
+        while live.failure().is_some() {
+            assert!(started.elapsed() < Duration::from_secs(10), "still refused");
+            std::thread::sleep(Duration::from_millis(20));
+        }
         drop(live);
     }
 

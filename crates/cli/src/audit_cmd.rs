@@ -229,8 +229,16 @@ fn unfinished_line(file: &mut std::fs::File, length: u64) -> std::io::Result<Opt
     if tail.last() == Some(&b'\n') {
         return Ok(None);
     }
-    let start = tail.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-    Ok(Some(tail.split_off(start)))
+    match tail.iter().rposition(|&b| b == b'\n') {
+        Some(i) => Ok(Some(tail.split_off(i + 1))),
+        None if from == 0 => Ok(Some(tail)),
+        // A last line longer than the tail read: no append leaves that, and cutting
+        // only its end would leave the rest to run into the next line (found by review).
+        None => Err(std::io::Error::other(format!(
+            "its last line, of more than {TAIL} bytes, has no line end: no checkpoint \
+             append leaves that; look at the file"
+        ))),
+    }
 }
 
 /// The checkpoints in `paths` (files of `audit checkpoint` lines); refused when files are
@@ -886,5 +894,16 @@ mod tests {
         std::fs::write(&path, format!("{}\n{first}\n", &first[..20])).unwrap();
         let refused = checkpoints_in(&path).unwrap_err();
         assert!(format!("{refused:#}").contains(":1: not an"), "{refused:#}");
+
+        // A last line longer than any append leaves is not cut in part (its rest would
+        // run into the next line): the append is refused, the file left as it was.
+        let long = format!("{first}\n{}", "x".repeat(100_000));
+        std::fs::write(&path, &long).unwrap();
+        let refused = append_checkpoint(&path, &checkpoint(4)).unwrap_err();
+        assert!(
+            format!("{refused:#}").contains("no line end"),
+            "{refused:#}"
+        );
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), long);
     }
 }

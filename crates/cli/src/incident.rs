@@ -21,15 +21,25 @@ pub struct PanicArgs {
 
 /// Unlocks the vault in `home` and freezes every active client ([`freeze_all`]).
 ///
-/// When that fails, whatever the cause (found by review: on a full disk the freeze could
-/// not be written, the command failed, and a compromised bot went on), an empty stop file
-/// is left beside the database ([`stop_file_of`]), which needs no room for data: a running
+/// When that fails, whatever the cause but a home with no vault (found by review: on a
+/// full disk the freeze could not be written, the command failed, and a compromised bot
+/// went on), an empty stop file is left beside the database ([`stop_file_of`]), which needs no room for data: a running
 /// gateway refuses every client while it is there. The command still fails, as nothing is
 /// recorded; run again once it can succeed, it records the freeze and removes the file.
 pub fn run(home: Home, how: &UnlockArgs, args: &PanicArgs) -> anyhow::Result<()> {
-    let stop = stop_file_of(&home.db_path());
+    let database = home.db_path();
+    let stop = stop_file_of(&database);
     let (frozen, refused_already) = match unlock(home, how).and_then(freeze_all) {
         Ok(done) => done,
+        // No vault here (a forgotten --home: found by review), so no gateway watches this
+        // directory: a stop file would stop nothing while saying it does.
+        Err(e) if !database.exists() => {
+            return Err(e.context(format!(
+                "no keygate vault at {}, so nothing was stopped: name the vault's home \
+                 (--home or KEYGATE_HOME), or stop `keygate serve` (SIGTERM)",
+                database.display()
+            )))
+        }
         Err(e) => {
             return Err(match leave_stop_file(&stop) {
                 Ok(()) => e.context(format!(

@@ -3580,6 +3580,15 @@ mod client {
         assert!(!stop.exists());
         assert_eq!(kg.status("bot1"), "frozen");
         kg.ok(&["audit", "verify"], "");
+
+        // A home with no vault (a forgotten --home) is watched by no gateway: nothing is
+        // left there, and the operator is told nothing was stopped.
+        let elsewhere = kg.path("elsewhere");
+        std::fs::create_dir(&elsewhere).unwrap();
+        let out = crate::common::run_keygate(&elsewhere, kg.dir.path(), &["panic"], "", None, &[]);
+        assert_eq!(out.code, 2, "{out:#?}");
+        assert!(out.stderr.contains("nothing was stopped"), "{out:#?}");
+        assert!(!elsewhere.join("PANIC").exists());
     }
 
     #[test]

@@ -340,14 +340,19 @@ impl Rules {
                         )
                     })
                     .collect();
+                // A record names the first of them only: say when there may be more.
+                let how_many = if what.len() < keygate_core::LostEvents::MAX_OUTCOMES {
+                    what.len().to_string()
+                } else {
+                    format!("at least {} (the first named here)", what.len())
+                };
                 raise(
                     Severity::Critical,
                     AlertRule::OutcomeUnknown,
                     format!(
-                        "what came of {} forwarded request(s) could not be recorded (the \
-                         audit log could not be written): {}; each may have executed: check \
-                         the exchange",
-                        what.len(),
+                        "what came of {how_many} forwarded request(s) could not be recorded \
+                         (the audit log could not be written): {}; each may have executed: \
+                         check the exchange",
                         what.join(", ")
                     ),
                     None,

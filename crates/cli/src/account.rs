@@ -1,6 +1,6 @@
 //! `keygate account`: real exchange keys, sealed in the vault.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write as _};
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
@@ -11,7 +11,9 @@ use keygate_vault::{redact, MasterKey, SecretString};
 use serde_json::json;
 
 use crate::home::{admin_event, now_ms, parse_duration, read_stdin_line, Unlocked};
-use crate::output::{escape_controls, print_json, print_table, rfc3339, span};
+use crate::output::{
+    escape_controls, print, print_after_change, print_json, print_table, rfc3339, span, tell,
+};
 use crate::remote::Exchanges;
 
 /// `keygate account …`
@@ -150,15 +152,9 @@ fn add(vault: &mut Unlocked, args: &AddArgs) -> anyhow::Result<()> {
             s.insert_account(&new, master, now)
         })
         .with_context(|| format!("adding account {label}"))?;
-    let account = vault
-        .store
-        .account(&label)
-        .context("reading the new account")?;
-    println!(
-        "added account {label} ({exchange}, key {})",
-        account.fingerprint
-    );
-    Ok(())
+    // The fingerprint the store wrote (`redact` of the key), not read back: a read that
+    // failed now would report a failure of a change that is made.
+    print_after_change(|out| writeln!(out, "added account {label} ({exchange}, key {fingerprint})"))
 }
 
 fn list(vault: &Unlocked, args: &ListArgs) -> anyhow::Result<()> {
@@ -167,15 +163,15 @@ fn list(vault: &Unlocked, args: &ListArgs) -> anyhow::Result<()> {
         match row {
             Ok(account) => accounts.push(account),
             // Told, not fatal, as `client list` does: the others still list.
-            Err(e) => eprintln!(
+            Err(e) => tell(format_args!(
                 "keygate: an account does not read (its clients are refused): {}",
                 escape_controls(&e.to_string())
-            ),
+            )),
         }
     }
     // Each row may verify on its own while the table does not: one was put back.
     if let Err(e @ keygate_store::Error::Unsealed { .. }) = vault.store.check_seal(&vault.master) {
-        eprintln!("keygate: {e}");
+        tell(format_args!("keygate: {e}"));
     }
     // Clients that can still be used: a revoked one stays listed under its account's
     // label, and may be from an account of that label removed before this one was added.
@@ -234,8 +230,12 @@ fn list(vault: &Unlocked, args: &ListArgs) -> anyhow::Result<()> {
         return print_json(&items);
     }
     if accounts.is_empty() {
-        println!("no accounts; add one with `keygate account add --exchange binance --label main`");
-        return Ok(());
+        return print(|out| {
+            writeln!(
+                out,
+                "no accounts; add one with `keygate account add --exchange binance --label main`"
+            )
+        });
     }
     let rows: Vec<Vec<String>> = accounts
         .iter()
@@ -358,11 +358,13 @@ fn rotate(vault: &mut Unlocked, args: &RotateArgs) -> anyhow::Result<()> {
             }
         })
         .with_context(|| format!("rotating account {label}"))?;
-    println!(
-        "rotated account {label}: key {} replaced by {after}; bound clients are unchanged",
-        before.fingerprint
-    );
-    Ok(())
+    print_after_change(|out| {
+        writeln!(
+            out,
+            "rotated account {label}: key {} replaced by {after}; bound clients are unchanged",
+            before.fingerprint
+        )
+    })
 }
 
 fn remove(vault: &mut Unlocked, args: &RemoveArgs) -> anyhow::Result<()> {
@@ -439,22 +441,26 @@ fn remove(vault: &mut Unlocked, args: &RemoveArgs) -> anyhow::Result<()> {
             s.delete_account(&label, &unreadable, master)
         })
         .with_context(|| format!("removing account {label}"))?;
-    if to_revoke.is_empty() {
-        println!("removed account {label}");
-    } else {
-        println!(
-            "revoked {} client(s) and removed account {label}; revoked clients stay listed",
-            to_revoke.len()
-        );
-    }
-    if !unreadable.is_empty() {
-        println!(
-            "deleted {} client row(s) that did not read: {}",
-            unreadable.len(),
-            escape_controls(&unreadable.join(", "))
-        );
-    }
-    Ok(())
+    print_after_change(|out| {
+        if to_revoke.is_empty() {
+            writeln!(out, "removed account {label}")?;
+        } else {
+            writeln!(
+                out,
+                "revoked {} client(s) and removed account {label}; revoked clients stay listed",
+                to_revoke.len()
+            )?;
+        }
+        if !unreadable.is_empty() {
+            writeln!(
+                out,
+                "deleted {} client row(s) that did not read: {}",
+                unreadable.len(),
+                escape_controls(&unreadable.join(", "))
+            )?;
+        }
+        Ok(())
+    })
 }
 
 /// The account that holds `api_key`, if one does (compared in constant time; accounts that

@@ -22,7 +22,10 @@ use rust_decimal::Decimal;
 use serde_json::json;
 
 use crate::home::{admin_event, now_ms, parse_duration, read_bounded, Unlocked};
-use crate::output::{escape_controls, print_json, print_table, rfc3339, SecretOutput};
+use crate::output::{
+    escape_controls, print, print_after_change, print_json, print_table, rfc3339, tell,
+    SecretOutput, CHANGE_MADE,
+};
 
 /// Length of generated virtual API keys and HMAC secrets (Binance's format).
 const KEY_LEN: usize = 64;
@@ -351,13 +354,13 @@ impl PolicyArgs {
                 .map(|s| Scope::from_str(s))
                 .collect::<Result<Scopes, _>>()?;
             if !policy.scopes.contains(Scope::Read) {
-                eprintln!(
+                tell(format_args!(
                     "keygate: warning: --scope {} without read: ccxt and python-binance read \
                      the account before they trade (markets, balances, the order they \
                      placed), and every read is refused; add read unless the bot signs its \
                      own calls",
                     policy.scopes
-                );
+                ));
             }
         }
         if !self.allow_ip.is_empty() {
@@ -835,15 +838,15 @@ fn list(vault: &Unlocked, args: &ListArgs) -> anyhow::Result<()> {
         match row {
             Ok(client) => clients.push(client),
             // Listed, not fatal: an unreadable row is exactly what the operator must see.
-            Err(e) => eprintln!(
+            Err(e) => tell(format_args!(
                 "keygate: a client does not read (the gateway refuses it): {}",
                 escape_controls(&e.to_string())
-            ),
+            )),
         }
     }
     // Each row may verify on its own while the table does not: one was put back.
     if let Err(e @ keygate_store::Error::Unsealed { .. }) = vault.store.check_seal(&vault.master) {
-        eprintln!("keygate: {e}");
+        tell(format_args!("keygate: {e}"));
     }
     let accounts = vault.store.account_labels().context("reading accounts")?;
     let account_exists = |c: &Client| has_its_account(c, &accounts);
@@ -859,8 +862,12 @@ fn list(vault: &Unlocked, args: &ListArgs) -> anyhow::Result<()> {
         return print_json(&items);
     }
     if clients.is_empty() {
-        println!("no clients; issue one with `keygate client issue --account LABEL --name NAME`");
-        return Ok(());
+        return print(|out| {
+            writeln!(
+                out,
+                "no clients; issue one with `keygate client issue --account LABEL --name NAME`"
+            )
+        });
     }
     let rows: Vec<Vec<String>> = clients
         .iter()
@@ -899,108 +906,127 @@ fn show(vault: &Unlocked, args: &ShowArgs) -> anyhow::Result<()> {
     if args.json {
         return print_json(&value);
     }
-    let p = &c.policy;
-    let opt = |v: Option<String>| v.unwrap_or_else(|| "none".into());
-    println!("name:               {}", c.name);
-    println!("account:            {}", account_shown(&c, account_exists));
-    println!(
-        "status:             {}",
-        effective_status(&c, now, verified)
-    );
-    if !c.is_tagged() {
-        println!(
-            "record:             NOT TAGGED (written by an earlier keygate); the gateway refuses \
-             this client until `keygate upgrade` tags it."
-        );
-    } else if !verified {
-        println!(
-            "record:             CHANGED WITHOUT THE MASTER KEY; the gateway refuses this client. \
-             Revoke it, issue a new one, and find out who can write the database."
-        );
-    }
-    println!("key type:           {}", c.key_type.as_str());
-    println!(
-        "api key:            {}",
-        escape_controls(&redact(&c.api_key))
-    );
-    println!("created:            {}", rfc3339(c.created_ms));
-    println!(
-        "expires:            {}",
-        c.expires_ms.map_or_else(|| "never".into(), rfc3339)
-    );
-    if let (Some(prev), Some(until)) = (&c.previous_api_key, c.previous_until_ms) {
-        let works = if until > now_ms() {
-            "valid until"
-        } else {
-            "ended"
-        };
-        println!(
-            "previous key:       {} ({works} {})",
-            escape_controls(&redact(prev)),
-            rfc3339(until)
-        );
-    }
-    println!("scopes:             {}", p.scopes);
-    let nets: Vec<String> = p.allow_ips.iter().map(ToString::to_string).collect();
-    println!(
-        "allow-ip:           {}",
-        if nets.is_empty() {
-            "nowhere".into()
-        } else {
-            nets.join(", ")
+    print(|out| {
+        let p = &c.policy;
+        let opt = |v: Option<String>| v.unwrap_or_else(|| "none".into());
+        writeln!(out, "name:               {}", c.name)?;
+        writeln!(
+            out,
+            "account:            {}",
+            account_shown(&c, account_exists)
+        )?;
+        writeln!(
+            out,
+            "status:             {}",
+            effective_status(&c, now, verified)
+        )?;
+        if !c.is_tagged() {
+            writeln!(
+                out,
+                "record:             NOT TAGGED (written by an earlier keygate); the gateway \
+                 refuses this client until `keygate upgrade` tags it."
+            )?;
+        } else if !verified {
+            writeln!(
+                out,
+                "record:             CHANGED WITHOUT THE MASTER KEY; the gateway refuses this \
+                 client. Revoke it, issue a new one, and find out who can write the database."
+            )?;
         }
-    );
-    // What the policy names is text from the database, escaped: a row edited to hold a
-    // terminal sequence must not drive the terminal (it is shown as tampered).
-    println!(
-        "symbols:            {}",
-        p.symbols.as_ref().map_or_else(
-            || "any".into(),
-            |s| escape_controls(&s.iter().cloned().collect::<Vec<_>>().join(",")).into_owned()
-        )
-    );
-    let in_asset = |d: Decimal| {
-        let asset = p.limits_asset().unwrap_or(DEFAULT_NOTIONAL_ASSET);
-        format!("{d} {}", escape_controls(asset))
-    };
-    println!(
-        "max order notional: {}",
-        opt(p.max_order_notional.map(in_asset))
-    );
-    println!(
-        "max daily notional: {}",
-        opt(p.max_daily_notional.map(in_asset))
-    );
-    println!(
-        "rate:               {}",
-        opt(p.rate_per_second.map(|r| format!("{r}/s")))
-    );
-    if !p.withdrawal_addresses.is_empty() {
-        let addresses: Vec<String> = p
-            .withdrawal_addresses
-            .iter()
-            .map(|d| match d.network() {
-                Some(_) => d.to_string(),
-                None => format!("{d} (any network)"),
-            })
-            .collect();
-        println!(
-            "withdraw to:        {}",
-            escape_controls(&addresses.join(", "))
-        );
-    }
-    if !p.max_daily_withdrawal.is_empty() {
-        let limits: Vec<String> = p
-            .max_daily_withdrawal
-            .iter()
-            .map(|(asset, amount)| format!("{amount} {asset}"))
-            .collect();
-        println!(
-            "withdraw per day:   {}",
-            escape_controls(&limits.join(", "))
-        );
-    }
-    Ok(())
+        writeln!(out, "key type:           {}", c.key_type.as_str())?;
+        writeln!(
+            out,
+            "api key:            {}",
+            escape_controls(&redact(&c.api_key))
+        )?;
+        writeln!(out, "created:            {}", rfc3339(c.created_ms))?;
+        writeln!(
+            out,
+            "expires:            {}",
+            c.expires_ms.map_or_else(|| "never".into(), rfc3339)
+        )?;
+        if let (Some(prev), Some(until)) = (&c.previous_api_key, c.previous_until_ms) {
+            let works = if until > now_ms() {
+                "valid until"
+            } else {
+                "ended"
+            };
+            writeln!(
+                out,
+                "previous key:       {} ({works} {})",
+                escape_controls(&redact(prev)),
+                rfc3339(until)
+            )?;
+        }
+        writeln!(out, "scopes:             {}", p.scopes)?;
+        let nets: Vec<String> = p.allow_ips.iter().map(ToString::to_string).collect();
+        writeln!(
+            out,
+            "allow-ip:           {}",
+            if nets.is_empty() {
+                "nowhere".into()
+            } else {
+                nets.join(", ")
+            }
+        )?;
+        // What the policy names is text from the database, escaped: a row edited to hold a
+        // terminal sequence must not drive the terminal (it is shown as tampered).
+        writeln!(
+            out,
+            "symbols:            {}",
+            p.symbols.as_ref().map_or_else(
+                || "any".into(),
+                |s| escape_controls(&s.iter().cloned().collect::<Vec<_>>().join(",")).into_owned()
+            )
+        )?;
+        let in_asset = |d: Decimal| {
+            let asset = p.limits_asset().unwrap_or(DEFAULT_NOTIONAL_ASSET);
+            format!("{d} {}", escape_controls(asset))
+        };
+        writeln!(
+            out,
+            "max order notional: {}",
+            opt(p.max_order_notional.map(in_asset))
+        )?;
+        writeln!(
+            out,
+            "max daily notional: {}",
+            opt(p.max_daily_notional.map(in_asset))
+        )?;
+        writeln!(
+            out,
+            "rate:               {}",
+            opt(p.rate_per_second.map(|r| format!("{r}/s")))
+        )?;
+        if !p.withdrawal_addresses.is_empty() {
+            let addresses: Vec<String> = p
+                .withdrawal_addresses
+                .iter()
+                .map(|d| match d.network() {
+                    Some(_) => d.to_string(),
+                    None => format!("{d} (any network)"),
+                })
+                .collect();
+            writeln!(
+                out,
+                "withdraw to:        {}",
+                escape_controls(&addresses.join(", "))
+            )?;
+        }
+        if !p.max_daily_withdrawal.is_empty() {
+            let limits: Vec<String> = p
+                .max_daily_withdrawal
+                .iter()
+                .map(|(asset, amount)| format!("{amount} {asset}"))
+                .collect();
+            writeln!(
+                out,
+                "withdraw per day:   {}",
+                escape_controls(&limits.join(", "))
+            )?;
+        }
+        Ok(())
+    })
 }
 
 fn set_status(vault: &mut Unlocked, name: &str, to: ClientStatus) -> anyhow::Result<()> {
@@ -1030,8 +1056,7 @@ fn set_status(vault: &mut Unlocked, name: &str, to: ClientStatus) -> anyhow::Res
             bail!("client {name} is revoked; revocation is final (issue a new client instead)");
         }
         if c.status == to {
-            println!("client {name} is already {}", to.as_str());
-            return Ok(());
+            return print(|out| writeln!(out, "client {name} is already {}", to.as_str()));
         }
         if to == ClientStatus::Active && c.status != ClientStatus::Frozen {
             bail!("client {name} is not frozen");
@@ -1052,8 +1077,7 @@ fn set_status(vault: &mut Unlocked, name: &str, to: ClientStatus) -> anyhow::Res
         ClientStatus::Active => "unfrozen",
         ClientStatus::Revoked => "revoked",
     };
-    println!("client {name} {verb}");
-    Ok(())
+    print_after_change(|out| writeln!(out, "client {name} {verb}"))
 }
 
 fn update(vault: &mut Unlocked, args: &UpdateArgs) -> anyhow::Result<()> {
@@ -1087,8 +1111,7 @@ fn update(vault: &mut Unlocked, args: &UpdateArgs) -> anyhow::Result<()> {
                 "changed": false,
             }));
         }
-        println!("client {name} unchanged");
-        return Ok(());
+        return print(|out| writeln!(out, "client {name} unchanged"));
     }
     let mut detail = json!({ "from": c.policy, "to": policy });
     if let Some(expires_ms) = expires_ms {
@@ -1119,13 +1142,19 @@ fn update(vault: &mut Unlocked, args: &UpdateArgs) -> anyhow::Result<()> {
             "policy": policy,
             "expires_at": expires_at,
             "changed": true,
-        }));
+        }))
+        .context(CHANGE_MADE);
     }
-    println!("client {name} updated; `keygate client show {name}` shows its policy");
-    if let Some(expires_ms) = expires_ms {
-        println!("its key now expires at {}", rfc3339(expires_ms));
-    }
-    Ok(())
+    print_after_change(|out| {
+        writeln!(
+            out,
+            "client {name} updated; `keygate client show {name}` shows its policy"
+        )?;
+        if let Some(expires_ms) = expires_ms {
+            writeln!(out, "its key now expires at {}", rfc3339(expires_ms))?;
+        }
+        Ok(())
+    })
 }
 
 fn rotate(vault: &mut Unlocked, args: &RotateArgs) -> anyhow::Result<()> {
@@ -1206,19 +1235,19 @@ fn rotate(vault: &mut Unlocked, args: &RotateArgs) -> anyhow::Result<()> {
         })
         .with_context(|| format!("rotating client {name}"))?;
     if let Some((previous, _)) = in_grace {
-        eprintln!(
+        tell(format_args!(
             "the key before the last rotation ({}) no longer works",
             redact(previous)
-        );
+        ));
     }
     if c.key_type == KeyType::Ed25519 && args.public_key.is_none() {
         // An API key names a client; it is no secret. Rotated because the bot's private
         // key may have leaked, this would change nothing that matters.
-        eprintln!(
+        tell(format_args!(
             "keygate: warning: client {name} keeps its Ed25519 public key: only its API key \
              changed, and the bot's private key still signs for it. If that key may have \
              leaked, rotate again with --force --public-key FILE naming a new key pair"
-        );
+        ));
     }
     print_credentials(
         &Issued {
@@ -1316,7 +1345,7 @@ fn print_credentials(
     );
     if as_json {
         if c.frozen {
-            eprintln!("client {} is FROZEN: {neither_works}", c.name);
+            tell(format_args!("client {} is FROZEN: {neither_works}", c.name));
         }
         let credentials = CredentialsJson {
             name: c.name,

@@ -26,6 +26,10 @@
 //! - `2`: usage error (bad arguments) or failure (wrong passphrase or master key, missing
 //!   vault, I/O error, an exchange `reconcile` could not ask, a client or account that
 //!   does not exist, refused change such as removing an account with bound clients).
+//!   Output that cannot be written (a full disk) is a failure too; after a change is
+//!   committed, the error says "the change is made, but its output could not be
+//!   written". A pipe whose reader has gone (`| head`) ends the command quietly,
+//!   unless it was to receive credentials shown once (`client issue`, `client rotate`).
 
 mod account;
 mod alerts;

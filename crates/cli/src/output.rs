@@ -46,12 +46,46 @@ pub fn colours(stream: &impl std::io::IsTerminal) -> bool {
 /// (credentials shown once) says otherwise, and fails.
 pub const STDOUT_WRITE: &str = "writing to standard output";
 
+/// The context of a failed write of what a command that changed the vault prints: the
+/// change stands (it was committed before the first line was written), and the operator
+/// must not take the error for a refusal and make it again.
+pub const CHANGE_MADE: &str = "the change is made, but its output could not be written";
+
+/// Writes ordinary output to standard output with `write`, then flushes it: a failure is
+/// an error in [`STDOUT_WRITE`]'s context (quiet when the reader went away), never the
+/// panic of `println!`, which exits 101 as if keygate had a bug.
+pub fn print(
+    write: impl FnOnce(&mut io::StdoutLock<'static>) -> io::Result<()>,
+) -> anyhow::Result<()> {
+    let mut out = io::stdout().lock();
+    write(&mut out)
+        .and_then(|()| out.flush())
+        .context(STDOUT_WRITE)
+}
+
+/// [`print`], for what a command prints once its change is committed: a failure says
+/// that the change is made ([`CHANGE_MADE`]).
+pub fn print_after_change(
+    write: impl FnOnce(&mut io::StdoutLock<'static>) -> io::Result<()>,
+) -> anyhow::Result<()> {
+    print(write).context(CHANGE_MADE)
+}
+
+/// Writes `line` and a newline to standard error, as `eprintln!` does without its panic
+/// when standard error is gone (a terminal that hung up): a warning that cannot be shown
+/// does not turn what the command did into an "internal error", nor change its exit code.
+pub fn tell(line: std::fmt::Arguments<'_>) {
+    let _ = writeln!(io::stderr(), "{line}");
+}
+
 /// Prints `value` as pretty JSON on standard output, shown on a terminal as written
 /// (see [`keygate_core::escape_json_controls`]).
 pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     let text = serde_json::to_string_pretty(value).context("encoding JSON output")?;
     let mut out = std::io::stdout().lock();
-    writeln!(out, "{}", keygate_core::escape_json_controls(&text)).context(STDOUT_WRITE)
+    writeln!(out, "{}", keygate_core::escape_json_controls(&text))
+        .and_then(|()| out.flush())
+        .context(STDOUT_WRITE)
 }
 
 /// Text that holds a secret, on its way to standard output.
@@ -158,7 +192,7 @@ pub fn print_table(header: &[&str], rows: &[Vec<String>]) -> anyhow::Result<()> 
         writeln!(out, "{}", line(row.iter().map(String::as_str).collect()))
             .context(STDOUT_WRITE)?;
     }
-    Ok(())
+    out.flush().context(STDOUT_WRITE)
 }
 
 #[cfg(test)]

@@ -5464,6 +5464,113 @@ mod cli {
         }
     }
 
+    /// A regression test (found by review): a command whose change was committed and
+    /// whose output then could not be written (`keygate client freeze bot1 > /dev/full`)
+    /// panicked in `println!` and exited 101, "internal error (a bug)", though the client
+    /// was frozen. It exits 2 saying the change is made; a command that changed nothing
+    /// exits 2 too, saying only that standard output could not be written.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_change_whose_output_cannot_be_written_says_it_is_made() {
+        const OTHER_KEY: &str = "OtHeRkEy7xQ2pLmN8vBc3ZtY6wHs1JdF4gKe9UaIo0PrSqTuVwXyZaBcDeFgHiJk";
+        const NEW_KEY: &str = "NeWkEy7xQ2pLmN8vBc3ZtY6wHs1JdF4gKe9UaIo0PrSqTuVwXyZaBcDeFgHiJkLm";
+        let kg = Kg::with_key_file();
+        kg.add_account("main", REAL_KEY, REAL_SECRET);
+        kg.issue("main", "bot1", &[]);
+        let made = |args: &[&str], stdin: &str| {
+            let out = kg.run_to_full_device(args, stdin);
+            assert_eq!(out.code, 2, "keygate {args:?} > /dev/full: {out:#?}");
+            assert!(
+                out.stderr.contains(
+                    "the change is made, but its output could not be written: writing to \
+                     standard output: No space left on device"
+                ) && !out.stderr.contains("internal error"),
+                "keygate {args:?} > /dev/full: {}",
+                out.stderr
+            );
+        };
+        made(&["client", "freeze", "bot1"], "");
+        assert_eq!(kg.status("bot1"), "frozen");
+        made(&["client", "unfreeze", "bot1"], "");
+        assert_eq!(kg.status("bot1"), "active");
+        made(&["client", "update", "bot1", "--rate", "5/s"], "");
+        made(&["client", "update", "bot1", "--rate", "6/s", "--json"], "");
+        let shown = kg.ok(&["client", "show", "bot1", "--json"], "").json();
+        assert_eq!(shown["policy"]["rate_per_second"], 6, "{shown}");
+        made(
+            &[
+                "account",
+                "add",
+                "--exchange",
+                "binance",
+                "--label",
+                "other",
+                "--no-check",
+            ],
+            &format!("{OTHER_KEY}\n{REAL_SECRET}\n"),
+        );
+        made(
+            &["account", "rotate", "other", "--no-check"],
+            &format!("{NEW_KEY}\n{REAL_SECRET}\n"),
+        );
+        let accounts = kg.ok(&["account", "list", "--json"], "").json();
+        assert_eq!(accounts[1]["label"], "other", "{accounts}");
+        assert_eq!(accounts[1]["fingerprint"], "NeWk…JkLm", "{accounts}");
+        made(&["account", "remove", "other"], "");
+        let accounts = kg.ok(&["account", "list", "--json"], "").json();
+        assert_eq!(accounts.as_array().map(Vec::len), Some(1), "{accounts}");
+
+        // Nothing changed, or nothing to change: the failed write is the whole story.
+        let changed_nothing = |args: &[&str]| {
+            let out = kg.run_to_full_device(args, "");
+            assert_eq!(out.code, 2, "keygate {args:?} > /dev/full: {out:#?}");
+            assert!(
+                out.stderr
+                    .starts_with("keygate: error: writing to standard output: No space left")
+                    && !out.stderr.contains("change is made"),
+                "keygate {args:?} > /dev/full: {}",
+                out.stderr
+            );
+        };
+        changed_nothing(&["client", "unfreeze", "bot1"]);
+        changed_nothing(&["client", "update", "bot1", "--rate", "6/s"]);
+        changed_nothing(&["client", "show", "bot1"]);
+        changed_nothing(&["client", "list"]);
+        changed_nothing(&["account", "list"]);
+        made(&["client", "revoke", "bot1"], "");
+        assert_eq!(kg.status("bot1"), "revoked");
+        changed_nothing(&["client", "revoke", "bot1"]);
+        kg.ok(&["account", "remove", "main", "--force"], "");
+        changed_nothing(&["account", "list"]);
+    }
+
+    /// With the one above: a change whose output goes into a pipe whose reader has gone
+    /// still ends quietly, as every command's ordinary output does (the panic hook did
+    /// so for `println!`; the writes that replaced it must too).
+    #[test]
+    fn a_change_into_a_closed_pipe_ends_quietly() {
+        let kg = Kg::with_key_file();
+        kg.add_account("main", REAL_KEY, REAL_SECRET);
+        kg.issue("main", "bot1", &[]);
+        for (args, status) in [
+            (&["client", "freeze", "bot1"][..], "frozen"),
+            (&["client", "unfreeze", "bot1"], "active"),
+            (&["client", "update", "bot1", "--rate", "5/s"], "active"),
+            (&["client", "revoke", "bot1"], "revoked"),
+        ] {
+            let out = kg.run_without_reader(args);
+            assert!(
+                out.stderr.is_empty() && out.code == 0,
+                "keygate {args:?} into a closed pipe: {out:#?}"
+            );
+            assert_eq!(kg.status("bot1"), status, "after keygate {args:?}");
+        }
+        let out = kg.run_without_reader(&["account", "remove", "main"]);
+        assert!(out.stderr.is_empty() && out.code == 0, "{out:#?}");
+        let accounts = kg.ok(&["account", "list", "--json"], "").json();
+        assert_eq!(accounts, json!([]));
+    }
+
     /// The credentials of a new client are shown once: when they cannot be written, that
     /// is an error, not a quiet end.
     #[test]

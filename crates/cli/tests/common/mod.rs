@@ -126,6 +126,36 @@ impl Kg {
         }
     }
 
+    /// Runs `keygate --home HOME ARGS` with `stdin` piped in and its standard output
+    /// `/dev/full`, where every write fails (no space left on device), as on a full disk;
+    /// its standard output is not captured.
+    #[cfg(target_os = "linux")]
+    pub fn run_to_full_device(&self, args: &[&str], stdin: &str) -> Out {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_keygate"))
+            .arg("--home")
+            .arg(self.home())
+            .args(args)
+            .env("HOME", self.dir.path())
+            .env_remove("KEYGATE_HOME")
+            .env_remove("KEYGATE_LOG")
+            .stdin(Stdio::piped())
+            .stdout(std::fs::File::create("/dev/full").expect("open /dev/full"))
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn keygate");
+        {
+            let mut pipe = child.stdin.take().expect("stdin is piped");
+            // A command that does not read stdin may exit first; a broken pipe is fine then.
+            let _ = pipe.write_all(stdin.as_bytes());
+        }
+        let out = child.wait_with_output().expect("wait for keygate");
+        Out {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::new(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
     /// Like [`Kg::run`], asserting success.
     pub fn ok(&self, args: &[&str], stdin: &str) -> Out {
         let out = self.run(args, stdin);

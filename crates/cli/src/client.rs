@@ -244,6 +244,10 @@ fn issue(vault: &mut Unlocked, args: &IssueArgs) -> anyhow::Result<()> {
             (ClientKeyMaterial::Ed25519(read_public_key(path)?), None)
         }
     };
+    let public_key_fingerprint = match &material {
+        ClientKeyMaterial::Ed25519(key) => Some(public_key_fingerprint(key)),
+        ClientKeyMaterial::Hmac(_) => None,
+    };
     let api_key = random_alphanumeric();
     let new = NewClient {
         name: name.clone(),
@@ -258,17 +262,17 @@ fn issue(vault: &mut Unlocked, args: &IssueArgs) -> anyhow::Result<()> {
     } else {
         KeyType::Ed25519
     };
-    let issued = admin_event(
-        "client.issue",
-        name.as_str(),
-        json!({
-            "account": account.as_str(),
-            "key_type": key_type.as_str(),
-            "api_key": redact(&api_key),
-            "policy": policy,
-            "expires_at": rfc3339(expires_ms),
-        }),
-    );
+    let mut detail = json!({
+        "account": account.as_str(),
+        "key_type": key_type.as_str(),
+        "api_key": redact(&api_key),
+        "policy": policy,
+        "expires_at": rfc3339(expires_ms),
+    });
+    if let Some(fingerprint) = &public_key_fingerprint {
+        detail["public_key_fingerprint"] = json!(fingerprint);
+    }
+    let issued = admin_event("client.issue", name.as_str(), detail);
     let exchange = vault
         .change(&[issued], |s, master| {
             s.insert_client(&new, master, now)?;
@@ -284,6 +288,7 @@ fn issue(vault: &mut Unlocked, args: &IssueArgs) -> anyhow::Result<()> {
             secret: secret.as_ref(),
             policy: &policy,
             key_type,
+            public_key_fingerprint: public_key_fingerprint.as_deref(),
             expires_ms: Some(expires_ms),
             gateway_url: &args.gateway_url,
             frozen: false,
@@ -769,6 +774,16 @@ fn read_public_key(path: &Path) -> anyhow::Result<[u8; 32]> {
     Ok(key.to_bytes())
 }
 
+/// A short fingerprint of an Ed25519 public key: the first 16 hex digits of the SHA-256
+/// of its 32 bytes. Not secret, as the key is not; shown and recorded so that the operator
+/// can compare the key keygate holds with the bot's, and catch a file that was not the
+/// bot's public key (the base64 of a private seed is 32 bytes too, and most are taken as
+/// a point).
+fn public_key_fingerprint(key: &[u8; 32]) -> String {
+    use sha2::Digest as _;
+    hex::encode(&sha2::Sha256::digest(key)[..8])
+}
+
 fn random_alphanumeric() -> String {
     Alphanumeric.sample_string(&mut rand::rngs::OsRng, KEY_LEN)
 }
@@ -1215,6 +1230,20 @@ fn rotate(vault: &mut Unlocked, args: &RotateArgs) -> anyhow::Result<()> {
             None,
         ),
     };
+    // The public keys that verify the bot's signatures before and after: one kept (not
+    // given, or given again) leaves the bot's private key signing for the client. The old
+    // one is unknown when the record does not verify (a new key may still be given).
+    let public_keys = match &material {
+        ClientKeyMaterial::Ed25519(new) => {
+            let old = match c.open_material(&vault.master) {
+                Ok(ClientKeyMaterial::Ed25519(old)) => Some(old),
+                Ok(ClientKeyMaterial::Hmac(_)) | Err(_) => None,
+            };
+            Some((old, *new))
+        }
+        ClientKeyMaterial::Hmac(_) => None,
+    };
+    let new_fingerprint = public_keys.map(|(_, new)| public_key_fingerprint(&new));
     let api_key = random_alphanumeric();
     let grace_ms = u64::try_from(grace.as_millis()).context("--grace")?;
     let grace_until = now.saturating_add(grace_ms);
@@ -1225,6 +1254,10 @@ fn rotate(vault: &mut Unlocked, args: &RotateArgs) -> anyhow::Result<()> {
     });
     if let Some((previous, _)) = in_grace {
         detail["grace_ended_of"] = json!(redact(previous));
+    }
+    if let (Some((old, _)), Some(new_fingerprint)) = (public_keys, &new_fingerprint) {
+        detail["old_public_key_fingerprint"] = json!(old.as_ref().map(public_key_fingerprint));
+        detail["new_public_key_fingerprint"] = json!(new_fingerprint);
     }
     let rotated = admin_event("client.rotate", name.as_str(), detail);
     vault
@@ -1240,14 +1273,24 @@ fn rotate(vault: &mut Unlocked, args: &RotateArgs) -> anyhow::Result<()> {
             redact(previous)
         ));
     }
-    if c.key_type == KeyType::Ed25519 && args.public_key.is_none() {
-        // An API key names a client; it is no secret. Rotated because the bot's private
-        // key may have leaked, this would change nothing that matters.
-        tell(format_args!(
-            "keygate: warning: client {name} keeps its Ed25519 public key: only its API key \
-             changed, and the bot's private key still signs for it. If that key may have \
-             leaked, rotate again with --force --public-key FILE naming a new key pair"
-        ));
+    if let (Some((Some(old), new)), Some(fingerprint)) = (public_keys, &new_fingerprint) {
+        if old == new {
+            // An API key names a client; it is no secret. Rotated because the bot's
+            // private key may have leaked, this would change nothing that matters (found
+            // by review: said only when --public-key was left out, not when it named the
+            // key the client has).
+            let why = if args.public_key.is_some() {
+                "the key given is the one it has"
+            } else {
+                "no --public-key was given"
+            };
+            tell(format_args!(
+                "keygate: warning: client {name} keeps its Ed25519 public key ({fingerprint}; \
+                 {why}): only its API key changed, and the bot's private key still signs for \
+                 it. If that key may have leaked, rotate again with --force --public-key FILE \
+                 naming a new key pair"
+            ));
+        }
     }
     print_credentials(
         &Issued {
@@ -1258,6 +1301,7 @@ fn rotate(vault: &mut Unlocked, args: &RotateArgs) -> anyhow::Result<()> {
             secret: secret.as_ref(),
             policy: &c.policy,
             key_type: c.key_type,
+            public_key_fingerprint: new_fingerprint.as_deref(),
             expires_ms: c.expires_ms,
             gateway_url: &args.gateway_url,
             frozen: c.status == ClientStatus::Frozen,
@@ -1296,6 +1340,8 @@ struct Issued<'a> {
     secret: Option<&'a SecretString>,
     policy: &'a Policy,
     key_type: KeyType,
+    /// An Ed25519 client's [`public_key_fingerprint`].
+    public_key_fingerprint: Option<&'a str>,
     expires_ms: Option<u64>,
     gateway_url: &'a str,
     /// Frozen (a rotation does not unfreeze): neither key works until `client unfreeze`.
@@ -1311,6 +1357,9 @@ struct CredentialsJson<'a> {
     #[serde(skip_serializing_if = "Option::is_none", serialize_with = "expose")]
     secret: Option<&'a SecretString>,
     key_type: &'static str,
+    /// An Ed25519 client's [`public_key_fingerprint`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    public_key_fingerprint: Option<&'a str>,
     scopes: Vec<&'static str>,
     policy: &'a Policy,
     expires_at: Option<String>,
@@ -1353,6 +1402,7 @@ fn print_credentials(
             api_key: c.api_key,
             secret: c.secret,
             key_type: c.key_type.as_str(),
+            public_key_fingerprint: c.public_key_fingerprint,
             scopes: c.policy.scopes.iter().map(Scope::as_str).collect(),
             policy: c.policy,
             expires_at: c.expires_ms.map(rfc3339),
@@ -1397,12 +1447,28 @@ fn print_credentials(
     writeln!(out)?;
     writeln!(out, "These credentials are shown once. Store them now.")?;
     writeln!(out, "  api key: {}", c.api_key)?;
-    match c.secret {
-        Some(secret) => writeln!(out, "  secret:  {}", secret.expose_secret())?,
-        None => writeln!(
-            out,
-            "  secret:  (Ed25519: sign with the private key that matches the public key you gave)"
-        )?,
+    match (c.secret, c.public_key_fingerprint) {
+        (Some(secret), _) => writeln!(out, "  secret:  {}", secret.expose_secret())?,
+        (None, fingerprint) => {
+            writeln!(
+                out,
+                "  secret:  none (Ed25519): keygate stores only the bot's public key; the bot \
+                 signs with the matching private key"
+            )?;
+            if let Some(fingerprint) = fingerprint {
+                writeln!(
+                    out,
+                    "  public key fingerprint: {fingerprint} (SHA-256 of its 32 bytes, first 16 \
+                     hex digits)"
+                )?;
+                writeln!(
+                    out,
+                    "  check it against the bot's private key: `openssl pkey -in KEY.pem \
+                     -pubout -outform DER | tail -c 32 | sha256sum` begins with it, or the \
+                     file given was not the bot's public key"
+                )?;
+            }
+        }
     }
     writeln!(out)?;
     writeln!(out, "ccxt (Python), pointed at the gateway:")?;
@@ -1602,6 +1668,17 @@ mod tests {
         assert!(parse_notional("--x", "0").is_err());
         assert!(parse_notional("--x", "-1").is_err());
         assert_eq!(parse_notional("--x", "1000.50").ok(), "1000.5".parse().ok());
+    }
+
+    #[test]
+    fn a_public_key_fingerprint_is_16_hex_digits_of_its_sha256() {
+        // RFC 8032's test 1 public key.
+        let key: [u8; 32] =
+            hex::decode("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a")
+                .unwrap()
+                .try_into()
+                .unwrap();
+        assert_eq!(public_key_fingerprint(&key), "21fe31dfa154a261");
     }
 
     #[test]

@@ -2579,36 +2579,133 @@ mod client {
 
     /// Found by review: rotating an Ed25519 client without a new public key changes only
     /// its API key, which is no secret; it says so, since a rotation made because the
-    /// bot's private key leaked would otherwise change nothing that matters.
+    /// bot's private key leaked would otherwise change nothing that matters. A regression
+    /// test too (found by review): the same key given again with --public-key said
+    /// nothing, and the event named the API keys only, not the public keys.
     #[test]
-    fn rotating_an_ed25519_client_without_a_new_key_warns() {
+    fn rotating_an_ed25519_client_to_the_key_it_has_warns() {
+        const FINGERPRINT: &str = "21fe31dfa154a261";
         let kg = Kg::with_key_file();
         kg.add_account("main", REAL_KEY, REAL_SECRET);
         let pem = kg.path("bot.pub.pem");
         std::fs::write(&pem, ED25519_PEM).unwrap();
-        let args = [
-            "--key-type",
-            "ed25519",
-            "--public-key",
-            pem.to_str().unwrap(),
-        ];
-        kg.issue("main", "edbot", &args);
+        let pem = pem.to_str().unwrap();
+        let issued = kg.issue(
+            "main",
+            "edbot",
+            &["--key-type", "ed25519", "--public-key", pem],
+        );
+        assert_eq!(issued["public_key_fingerprint"], FINGERPRINT, "{issued}");
         let out = kg.ok(&["client", "rotate", "edbot"], "");
         assert!(
-            out.stderr.contains("keeps its Ed25519 public key"),
+            out.stderr.contains(&format!(
+                "client edbot keeps its Ed25519 public key ({FINGERPRINT}; no --public-key \
+                 was given)"
+            )),
             "{out:#?}"
         );
+        let out = kg.ok(
+            &["client", "rotate", "edbot", "--force", "--public-key", pem],
+            "",
+        );
+        assert!(
+            out.stderr.contains(&format!(
+                "client edbot keeps its Ed25519 public key ({FINGERPRINT}; the key given is \
+                 the one it has)"
+            )),
+            "{out:#?}"
+        );
+        // A new key pair: no warning, and the output and the event name the new key.
+        let other = kg.path("other.pub.b64");
+        std::fs::write(&other, "OthB3tSAWVQfBopHFztS62VIRf3QjqjtfdVmDSnw4n0=\n").unwrap();
         let out = kg.ok(
             &[
                 "client",
                 "rotate",
                 "edbot",
+                "--force",
+                "--public-key",
+                other.to_str().unwrap(),
+                "--json",
+            ],
+            "",
+        );
+        assert!(!out.stderr.contains("keeps its"), "{out:#?}");
+        assert_eq!(out.json()["public_key_fingerprint"], "589b5c1f7e34d0e3");
+        let events: Vec<Value> = kg
+            .ok(&["audit", "query", "--json"], "")
+            .stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let details = |change: &str| -> Vec<Value> {
+            events
+                .iter()
+                .filter(|e| e["change"] == change)
+                .map(|e| e["detail"].clone())
+                .collect()
+        };
+        let issue = details("client.issue");
+        assert_eq!(issue[0]["public_key_fingerprint"], FINGERPRINT, "{issue:?}");
+        let fingerprints: Vec<(Value, Value)> = details("client.rotate")
+            .into_iter()
+            .map(|d| {
+                (
+                    d["old_public_key_fingerprint"].clone(),
+                    d["new_public_key_fingerprint"].clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            fingerprints,
+            [
+                (json!(FINGERPRINT), json!(FINGERPRINT)),
+                (json!(FINGERPRINT), json!(FINGERPRINT)),
+                (json!(FINGERPRINT), json!("589b5c1f7e34d0e3")),
+            ]
+        );
+        kg.ok(&["audit", "verify"], "");
+    }
+
+    /// Found by review: the base64 of a private seed given by mistake as `--public-key` is
+    /// taken (32 bytes, most of them a point), and nothing said which key keygate holds.
+    /// The output says that only the public key is kept and gives its fingerprint, to
+    /// compare with the bot's; an HMAC client has none.
+    #[test]
+    fn issuing_an_ed25519_client_shows_its_public_key_fingerprint() {
+        let kg = Kg::with_key_file();
+        kg.add_account("main", REAL_KEY, REAL_SECRET);
+        let pem = kg.path("bot.pub.pem");
+        std::fs::write(&pem, ED25519_PEM).unwrap();
+        let out = kg.ok(
+            &[
+                "client",
+                "issue",
+                "--account",
+                "main",
+                "--name",
+                "edbot",
+                "--key-type",
+                "ed25519",
                 "--public-key",
                 pem.to_str().unwrap(),
             ],
             "",
         );
-        assert!(!out.stderr.contains("keeps its"), "{out:#?}");
+        assert!(
+            out.stdout.contains(
+                "keygate stores only the bot's public key; the bot signs with the matching \
+                 private key"
+            ) && out
+                .stdout
+                .contains("public key fingerprint: 21fe31dfa154a261 "),
+            "{}",
+            out.stdout
+        );
+        let hmac = kg.issue("main", "bot1", &[]);
+        assert!(hmac.get("public_key_fingerprint").is_none(), "{hmac}");
+        let out = kg.ok(&["client", "rotate", "bot1"], "");
+        assert!(!out.stdout.contains("fingerprint"), "{}", out.stdout);
     }
 
     fn hex_of(b: &[u8]) -> String {

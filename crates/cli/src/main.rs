@@ -296,6 +296,19 @@ fn withhold_panic_messages() {
         }) {
             std::process::exit(0);
         }
+        // Any other failed `println!` (a full disk: `keygate panic > /dev/full`) is a
+        // failure, exit 2, not a bug (found by review: 101, "internal error", after the
+        // change was made). Commands write through `output::print` instead, which says
+        // whether the change is made; this is for a `println!` not moved there yet. The
+        // reason is std's text of an I/O error, which holds no value of keygate's.
+        if let Some(reason) = message.and_then(|m| m.strip_prefix("failed printing to stdout: ")) {
+            let _ = writeln!(
+                std::io::stderr(),
+                "keygate: error: standard output could not be written ({reason}); what the \
+                 command changes may be changed already: look before running it again"
+            );
+            std::process::exit(EXIT_ERROR);
+        }
         let place = info.location().map_or_else(
             || "an unknown place".to_owned(),
             |l| format!("{}:{}", l.file(), l.line()),

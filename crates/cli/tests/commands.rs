@@ -5641,6 +5641,29 @@ mod cli {
         changed_nothing(&["account", "list"]);
     }
 
+    /// A regression test (found by review): a command still printing with `println!`
+    /// (`keygate panic`, here) exited 101, "internal error (a bug)", when its output could
+    /// not be written, after freezing every client. It is a failure (2) that says the
+    /// change may be made.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_println_that_fails_is_a_failure_not_a_bug() {
+        let kg = Kg::with_key_file();
+        kg.add_account("main", REAL_KEY, REAL_SECRET);
+        kg.issue("main", "bot1", &[]);
+        let out = kg.run_to_full_device(&["panic"], "");
+        assert_eq!(out.code, 2, "{out:#?}");
+        assert!(
+            out.stderr.contains(
+                "keygate: error: standard output could not be written (No space left on device"
+            ) && out.stderr.contains("changed already")
+                && !out.stderr.contains("internal error"),
+            "{}",
+            out.stderr
+        );
+        assert_eq!(kg.status("bot1"), "frozen");
+    }
+
     /// With the one above: a change whose output goes into a pipe whose reader has gone
     /// still ends quietly, as every command's ordinary output does (the panic hook did
     /// so for `println!`; the writes that replaced it must too).

@@ -17,26 +17,49 @@ use zeroize::Zeroizing;
 use crate::routes::ApiError;
 use crate::{Credential, Error, Restrictions};
 
-/// One API key the simulator takes: how it proves a request, and what it may do.
+/// One API key the simulator takes: how it proves a request, what it may do, and whose
+/// account it acts on.
 pub(crate) struct Key {
     pub(crate) material: KeyMaterial,
     pub(crate) restrictions: Restrictions,
+    pub(crate) account: AccountId,
+}
+
+/// The account a key acts on: balances, orders, trades, withdrawals, transfers and
+/// positions, and what Binance counts per account (the unfilled order count, UID
+/// weight).
+///
+/// An enum rather than the name alone, so that a key without an account and an account
+/// named like that key are never taken for one another.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum AccountId {
+    /// An account named in credentials (`"account": NAME`), shared by every key naming it.
+    Named(String),
+    /// The account of a key that names none, its own alone; holds the API key.
+    Own(String),
 }
 
 impl Key {
-    /// Turns a credential into a key, rejecting an unusable one and restrictions no Binance
-    /// key can have.
+    /// Turns a credential into a key, rejecting an unusable one, restrictions no Binance
+    /// key can have, and an empty account name.
     pub(crate) fn from_credential(credential: &Credential) -> Result<Key, Error> {
         let material = KeyMaterial::from_credential(credential)?;
+        let invalid = |reason| Error::InvalidCredential {
+            api_key: credential.api_key.clone(),
+            reason,
+        };
         if let Some(reason) = credential.restrictions.impossible() {
-            return Err(Error::InvalidCredential {
-                api_key: credential.api_key.clone(),
-                reason,
-            });
+            return Err(invalid(reason));
         }
+        let account = match &credential.account {
+            None => AccountId::Own(credential.api_key.clone()),
+            Some(name) if name.is_empty() => return Err(invalid("empty account name")),
+            Some(name) => AccountId::Named(name.clone()),
+        };
         Ok(Key {
             material,
             restrictions: credential.restrictions,
+            account,
         })
     }
 }

@@ -28,17 +28,35 @@
 //! Binance's error shape `{"code": N, "msg": "..."}` and statuses, reports the request
 //! weight used in each API family's own headers (`X-MBX-USED-WEIGHT-1M` for `/api`,
 //! `/fapi` and `/dapi`, each counted apart; `X-SAPI-USED-IP-WEIGHT-1M` or, for
-//! withdrawals, the per-key `X-SAPI-USED-UID-WEIGHT-1M` for `/sapi`) and a key's spot
-//! orders (`X-MBX-ORDER-COUNT-10S`, `X-MBX-ORDER-COUNT-1D`), refuses weight past each
-//! family's limit as Binance does (429, then IP bans, 418; see below), and keeps per-key
-//! spot balances, futures wallets, orders and trades. Every request that reaches it is
-//! recorded *before* validation, with every header it carried and its body (up to 16
+//! withdrawals, the per-account `X-SAPI-USED-UID-WEIGHT-1M` for `/sapi`) and an
+//! account's spot orders (`X-MBX-ORDER-COUNT-10S`, `X-MBX-ORDER-COUNT-1D`), refuses weight
+//! past each family's limit as Binance does (429, then IP bans, 418; see below), and keeps
+//! per-account spot balances, futures wallets, orders and trades (see **Accounts and
+//! keys** below). Every request that reaches it is recorded *before* validation, with
+//! every header it carried and its body (up to 16
 //! MiB: a larger body is recorded that far and refused with 413), so a test can prove that
 //! a request denied by the gateway never arrived, or what arrived of one it forwarded
 //! (`GET /__mock/requests`, cleared by `POST /__mock/reset`; `POST /__mock/reset?state=1`
 //! also restores balances and forgets orders, conditional ones included, and restores the
 //! default weight limits and lifts IP bans). A request refused for its weight is recorded
 //! like any other: it reached the simulator.
+//!
+//! **Accounts and keys.** As on Binance, an account may have several API keys, and every
+//! key of an account sees and acts on the same account: its spot balances, funding and
+//! USD-M wallets, orders (conditional ones too), trades, withdrawals, transfers,
+//! positions, margin type and account modes. A credential names its account with
+//! [`Credential::in_account`] (`"account": "NAME"` in a credentials file, see
+//! [`load_credentials`]); keys naming the same account share it, and a key naming none
+//! has an account of its own, which no other key sees, so a rotation onto a second key of
+//! an account finds what the first key left there. What belongs to a key stays the key's:
+//! its secret or public key and the signature checked with it, its [`Restrictions`] (so
+//! one key of an account may trade while another may only read, each answering its own
+//! `apiRestrictions`) and IP restriction, and the `X-MBX-APIKEY` recorded with each
+//! request. The limits are counted as Binance counts them: the unfilled order count (the
+//! `X-MBX-ORDER-COUNT-*` headers) per account, every key of it adding to one count, as the
+//! spot FAQ "Spot Unfilled Order Count Rules" says; UID-weighted `/sapi` weight
+//! (withdrawals, transfers) per account too; request weight per IP, and the whole
+//! simulator is one IP, so every key of every account shares it.
 //!
 //! USD-M conditional orders (`STOP_MARKET`, `TAKE_PROFIT_MARKET`, `STOP`, `TAKE_PROFIT`)
 //! go through Binance's algo service endpoints, as they must since 2025-12-09:
@@ -264,24 +282,33 @@
 //! them to an answer.
 //!
 //! Main types: [`Simulator`] (the shared state and its [`Simulator::router`]),
-//! [`RunningSimulator`] (returned by [`spawn`]), [`Credential`] and its [`Restrictions`],
-//! [`RecordedRequest`] and [`Received`] (a recorded request with its headers), and
-//! [`Error`]. For tests of keygate's alerts, [`spawn_receiver`] runs a webhook receiver
-//! ([`WebhookReceiver`]) and [`spawn_smtp_sink`] a mail server that keeps what it is sent
-//! ([`SmtpSink`]).
+//! [`RunningSimulator`] (returned by [`spawn`]), [`Credential`] with its [`Restrictions`]
+//! and account, [`RecordedRequest`] and [`Received`] (a recorded request with its
+//! headers), and [`Error`]. For tests of keygate's alerts, [`spawn_receiver`] runs a
+//! webhook receiver ([`WebhookReceiver`]) and [`spawn_smtp_sink`] a mail server that
+//! keeps what it is sent ([`SmtpSink`]).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), keygate_mockex::Error> {
 //! use keygate_mockex::{spawn, Credential, Restrictions};
 //!
-//! let key = Credential::hmac("my-key", "my-secret");
-//! // A key that works from anywhere, so may not withdraw.
-//! let open = Credential::hmac("open-key", "open-secret").with_restrictions(Restrictions {
-//!     ip_restrict: false,
-//!     withdrawals: false,
-//!     ..Restrictions::default()
-//! });
-//! let sim = spawn("127.0.0.1:0".parse().expect("literal address"), vec![key, open]).await?;
+//! let key = Credential::hmac("my-key", "my-secret").in_account("main");
+//! // A second key of the same account that works from anywhere, so may not withdraw;
+//! // it sees the balances and orders of `my-key`.
+//! let open = Credential::hmac("open-key", "open-secret")
+//!     .in_account("main")
+//!     .with_restrictions(Restrictions {
+//!         ip_restrict: false,
+//!         withdrawals: false,
+//!         ..Restrictions::default()
+//!     });
+//! // A key with an account of its own.
+//! let other = Credential::hmac("other-key", "other-secret");
+//! let sim = spawn(
+//!     "127.0.0.1:0".parse().expect("literal address"),
+//!     vec![key, open, other],
+//! )
+//! .await?;
 //! println!("Binance lookalike at {}", sim.url());
 //! assert!(sim.simulator().requests().is_empty());
 //! sim.shutdown();
@@ -313,7 +340,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
-use crate::auth::{Key, KeyMaterial};
+use crate::auth::{AccountId, Key, KeyMaterial};
 use crate::book::Account;
 use crate::limits::{Admission, Counters, Family, WeightLimits};
 use crate::routes::{ApiError, Ids};
@@ -329,9 +356,11 @@ const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
 /// In a credentials file (see [`load_credentials`]) each entry is an object with
 /// `api_key`, `secret` or `ed25519_public_key`, and optionally the fields of
 /// [`Restrictions`] (`ip_restrict`, `spot_trading`, `futures`, `withdrawals`,
-/// `internal_transfer`, `universal_transfer`, each `true` or `false`); a restriction left
-/// out keeps its default, and any other field is an error, so that a misspelt restriction
-/// is not silently the default.
+/// `internal_transfer`, `universal_transfer`, `margin`, each `true` or `false`) and
+/// `account`, the name of the account the key belongs to (see [`Credential::in_account`]);
+/// a restriction left out keeps its default, no `account` gives the key an account of its
+/// own, and any other field is an error, so that a misspelt restriction is not silently
+/// the default.
 #[derive(Clone, Deserialize)]
 #[serde(from = "CredentialEntry")]
 pub struct Credential {
@@ -343,6 +372,10 @@ pub struct Credential {
     pub ed25519_public_key: Option<String>,
     /// What the key may do; checked, with the key itself, when the simulator takes it.
     pub restrictions: Restrictions,
+    /// The account the key belongs to: every key naming the same account shares its
+    /// balances, orders, trades, withdrawals, transfers and positions. `None` gives the key
+    /// an account of its own, which no other key sees.
+    pub account: Option<String>,
 }
 
 impl Credential {
@@ -353,6 +386,7 @@ impl Credential {
             secret: Some(secret.into()),
             ed25519_public_key: None,
             restrictions: Restrictions::default(),
+            account: None,
         }
     }
 
@@ -364,12 +398,23 @@ impl Credential {
             secret: None,
             ed25519_public_key: Some(public_key.into()),
             restrictions: Restrictions::default(),
+            account: None,
         }
     }
 
     /// The same key with `restrictions` in place of its own.
     pub fn with_restrictions(mut self, restrictions: Restrictions) -> Credential {
         self.restrictions = restrictions;
+        self
+    }
+
+    /// The same key as one of account `name`'s keys: it sees, and acts on, the same
+    /// balances, orders, trades, withdrawals, transfers and positions as every other key
+    /// in `name`, as a Binance account's API keys do. What belongs to the key stays its
+    /// own: its secret or public key, its [`Restrictions`], and the `X-MBX-APIKEY`
+    /// recorded for its requests.
+    pub fn in_account(mut self, name: impl Into<String>) -> Credential {
+        self.account = Some(name.into());
         self
     }
 }
@@ -381,6 +426,7 @@ impl std::fmt::Debug for Credential {
             .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
             .field("ed25519_public_key", &self.ed25519_public_key)
             .field("restrictions", &self.restrictions)
+            .field("account", &self.account)
             .finish()
     }
 }
@@ -467,6 +513,8 @@ struct CredentialEntry {
     universal_transfer: Option<bool>,
     #[serde(default)]
     margin: Option<bool>,
+    #[serde(default)]
+    account: Option<String>,
 }
 
 impl From<CredentialEntry> for Credential {
@@ -487,19 +535,25 @@ impl From<CredentialEntry> for Credential {
                     .unwrap_or(default.universal_transfer),
                 margin: entry.margin.unwrap_or(default.margin),
             },
+            account: entry.account,
         }
     }
 }
 
 /// Reads a JSON list of `{"api_key", "secret"}` or `{"api_key", "ed25519_public_key"}`
-/// objects, each optionally with its [`Restrictions`] (see [`Credential`]), and checks
-/// that each one is usable: a key, and restrictions a Binance key can have.
+/// objects, each optionally with its [`Restrictions`] and the `account` it belongs to (see
+/// [`Credential`]), and checks that each one is usable: a key, restrictions a Binance key
+/// can have, and an account name that is not empty.
+///
+/// Here `trader` and `reader` are two keys of account `main` (one set of balances and
+/// orders, each key with its own permissions), and `other` has an account of its own:
 ///
 /// ```json
 /// [
-///   {"api_key": "trader", "secret": "s1"},
-///   {"api_key": "reader", "secret": "s2", "ip_restrict": false, "withdrawals": false,
-///    "spot_trading": false, "futures": false}
+///   {"api_key": "trader", "secret": "s1", "account": "main"},
+///   {"api_key": "reader", "secret": "s2", "account": "main", "ip_restrict": false,
+///    "withdrawals": false, "spot_trading": false, "futures": false},
+///   {"api_key": "other", "secret": "s3"}
 /// ]
 /// ```
 pub fn load_credentials(path: &Path) -> Result<Vec<Credential>, Error> {
@@ -663,14 +717,19 @@ struct Inner {
 }
 
 struct State {
-    accounts: HashMap<String, Account>,
+    /// One account for each account named in credentials and each key that names none.
+    accounts: HashMap<AccountId, Account>,
     ids: Ids,
 }
 
 impl State {
-    fn new<'a>(keys: impl Iterator<Item = &'a String>) -> State {
+    /// Fresh accounts for `keys`: one for each account they name, however many keys name
+    /// it, and one for each key that names none.
+    fn new<'a>(keys: impl Iterator<Item = &'a Key>) -> State {
         State {
-            accounts: keys.map(|k| (k.clone(), Account::new())).collect(),
+            accounts: keys
+                .map(|key| (key.account.clone(), Account::new()))
+                .collect(),
             ids: Ids {
                 next_order_id: 1,
                 next_trade_id: 1,
@@ -712,9 +771,11 @@ pub(crate) fn now_ms() -> u64 {
 }
 
 impl Simulator {
-    /// Creates a simulator accepting `credentials`, each with fresh starting balances
-    /// (10 BTC, 100 ETH, 1 000 000 USDT, 1000 BNB, 10 000 XRP on spot; 100 000 USDT on
-    /// USD-M).
+    /// Creates a simulator accepting `credentials`, each account with fresh starting
+    /// balances (10 BTC, 100 ETH, 1 000 000 USDT, 1000 BNB, 10 000 XRP on spot; 100 000
+    /// USDT on USD-M): one account for each name the credentials give in
+    /// [`Credential::account`], shared by the keys that give it, and one for each key that
+    /// gives none.
     ///
     /// A credential that is unusable (see [`load_credentials`]), restrictions no Binance
     /// key can have included, is skipped with a warning, so requests with its key get -2015.
@@ -728,7 +789,7 @@ impl Simulator {
                 Err(error) => tracing::warn!(%error, "skipping credential"),
             }
         }
-        let state = State::new(keys.keys());
+        let state = State::new(keys.values());
         Simulator {
             inner: Arc::new(Inner {
                 keys,
@@ -851,7 +912,7 @@ impl Simulator {
     pub fn reset(&self, state: bool) {
         lock(&self.inner.record).clear();
         if state {
-            *lock(&self.inner.state) = State::new(self.inner.keys.keys());
+            *lock(&self.inner.state) = State::new(self.inner.keys.values());
             lock(&self.inner.limits).reset_limits();
         }
     }
@@ -869,38 +930,48 @@ impl Simulator {
     }
 
     /// Adds request weight to `family`'s counter for the current minute of the
-    /// simulator's clock (`api_key`'s counter, for weight counted per account) and returns
+    /// simulator's clock (`account`'s counter, for weight counted per account) and returns
     /// the minute's total, refusing nothing.
-    pub(crate) fn add_weight(&self, family: Family, api_key: Option<&str>, weight: u32) -> u64 {
+    pub(crate) fn add_weight(
+        &self,
+        family: Family,
+        account: Option<&AccountId>,
+        weight: u32,
+    ) -> u64 {
         let now = self.clock_ms();
-        lock(&self.inner.limits).add_weight(family, api_key, weight, now)
+        lock(&self.inner.limits).add_weight(family, account, weight, now)
     }
 
     /// Decides whether a request of `weight` to `family` runs, by its IP's weight this
     /// minute on the simulator's clock and the host's bans, and counts its weight unless
-    /// it is banned (see [`Admission`]).
-    pub(crate) fn admit(&self, family: Family, api_key: Option<&str>, weight: u32) -> Admission {
+    /// it is banned (see [`Admission`]); `account` is the one whose UID weight it adds to.
+    pub(crate) fn admit(
+        &self,
+        family: Family,
+        account: Option<&AccountId>,
+        weight: u32,
+    ) -> Admission {
         let now = self.clock_ms();
-        lock(&self.inner.limits).admit(family, api_key, weight, now)
+        lock(&self.inner.limits).admit(family, account, weight, now)
     }
 
-    /// Counts a spot order placed with `api_key`; returns its orders in the current 10
-    /// seconds and day.
-    pub(crate) fn add_order(&self, api_key: &str) -> [u64; 2] {
-        lock(&self.inner.limits).add_order(api_key, now_ms())
+    /// Counts a spot order placed in `account`, by any of its keys; returns the account's
+    /// orders in the current 10 seconds and day.
+    pub(crate) fn add_order(&self, account: &AccountId) -> [u64; 2] {
+        lock(&self.inner.limits).add_order(account, now_ms())
     }
 
-    /// Takes the spot orders of `api_key` that filled as they were placed off its unfilled
-    /// order count, once each.
-    pub(crate) fn count_fills(&self, api_key: &str) {
+    /// Takes the spot orders of `account` that filled as they were placed off its
+    /// unfilled order count, once each.
+    pub(crate) fn count_fills(&self, account: &AccountId) {
         let fills = self
-            .with_account(api_key, |account, _| {
+            .with_account_of(account, |account, _| {
                 Ok(std::mem::take(&mut account.unreported_fills))
             })
             .unwrap_or(0);
         let mut limits = lock(&self.inner.limits);
         for _ in 0..fills {
-            limits.fill_order(api_key, now_ms());
+            limits.fill_order(account, now_ms());
         }
     }
 
@@ -910,11 +981,21 @@ impl Simulator {
         api_key: &str,
         f: impl FnOnce(&mut Account, &mut Ids) -> Result<T, ApiError>,
     ) -> Result<T, ApiError> {
+        let key = self.key(api_key).ok_or_else(ApiError::rejected_key)?;
+        self.with_account_of(&key.account, f)
+    }
+
+    /// Runs `f` on `account`.
+    fn with_account_of<T>(
+        &self,
+        account: &AccountId,
+        f: impl FnOnce(&mut Account, &mut Ids) -> Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
         let now = self.clock_ms();
         let mut state = lock(&self.inner.state);
         let State { accounts, ids } = &mut *state;
         let account = accounts
-            .get_mut(api_key)
+            .get_mut(account)
             .ok_or_else(ApiError::rejected_key)?;
         book::expire_countdowns(account, now);
         f(account, ids)
@@ -1150,6 +1231,55 @@ mod tests {
             load_credentials(&misspelt),
             Err(Error::ParseCredentials { .. })
         ));
+    }
+
+    /// Keys may name the account they belong to; keys naming one share it, a key naming
+    /// none has its own, and an empty name is refused rather than taken for an account.
+    #[test]
+    fn credentials_name_the_account_a_key_belongs_to() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("accounts.json");
+        std::fs::write(
+            &path,
+            r#"[{"api_key":"a","secret":"s","account":"main"},
+                {"api_key":"b","secret":"s","account":"main","withdrawals":false},
+                {"api_key":"c","secret":"s"}]"#,
+        )
+        .unwrap();
+        let credentials = load_credentials(&path).unwrap();
+        let accounts: Vec<_> = credentials.iter().map(|c| c.account.as_deref()).collect();
+        assert_eq!(accounts, [Some("main"), Some("main"), None]);
+        assert!(format!("{:?}", credentials[0]).contains(r#"account: Some("main")"#));
+        let simulator = Simulator::new(credentials);
+        let account_of = |k: &str| simulator.key(k).map(|key| key.account.clone());
+        assert_eq!(account_of("a"), account_of("b"));
+        assert_ne!(account_of("a"), account_of("c"));
+        assert_eq!(lock(&simulator.inner.state).accounts.len(), 2);
+        // Per key still: the restrictions.
+        assert!(simulator.key("a").unwrap().restrictions.withdrawals);
+        assert!(!simulator.key("b").unwrap().restrictions.withdrawals);
+
+        std::fs::write(&path, r#"[{"api_key":"a","secret":"s","account":""}]"#).unwrap();
+        let err = load_credentials(&path).unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidCredential { api_key, reason }
+                if api_key == "a" && reason.contains("account")),
+            "{err:?}"
+        );
+    }
+
+    /// A key that names no account is not in an account named like the key.
+    #[test]
+    fn a_keys_own_account_is_not_an_account_of_that_name() {
+        let simulator = Simulator::new(vec![
+            Credential::hmac("main", "s"),
+            Credential::hmac("other", "s").in_account("main"),
+        ]);
+        assert_ne!(
+            simulator.key("main").map(|k| &k.account),
+            simulator.key("other").map(|k| &k.account)
+        );
+        assert_eq!(lock(&simulator.inner.state).accounts.len(), 2);
     }
 
     const KEY: &str = "k";

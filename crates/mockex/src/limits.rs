@@ -1,5 +1,5 @@
 //! Binance's rate limits: request weight per API family, refused past its limit per IP and
-//! host (429, then IP bans, 418); spot orders per key, counted and reported only.
+//! host (429, then IP bans, 418); spot orders per account, counted and reported only.
 //!
 //! The model, in Binance's words where it has them (spot "LIMITS", USD-M "Limits"):
 //!
@@ -22,8 +22,12 @@
 //!   ban lasts two minutes (or what a test sets), each later one on the same host twice
 //!   the one before, up to three days ("IP bans are tracked and scale in duration for
 //!   repeat offenders, from 2 minutes to 3 days").
-//! - UID-weighted `/sapi` endpoints (the withdrawal) are counted per account and never
-//!   refused for their weight; an IP ban of `api.binance.com` refuses them all the same.
+//! - UID-weighted `/sapi` endpoints (the withdrawal) are counted per account, every key of
+//!   an account adding to one counter, and never refused for their weight; an IP ban of
+//!   `api.binance.com` refuses them all the same.
+//! - Spot orders are counted per account, as the spot FAQ "Spot Unfilled Order Count
+//!   Rules" says Binance counts them: per (sub)account, one count shared by all its IP
+//!   addresses, API keys and APIs. Two keys of one account count into one count.
 //!
 //! What it leaves out: Binance's own rule for when to ban is not published, so the
 //! simulator bans at the first request that does not wait out a 429, and forgets a host's
@@ -35,6 +39,8 @@
 //! are not enforced; spot orders are only counted, for their headers.
 
 use std::collections::HashMap;
+
+use crate::auth::AccountId;
 
 /// The request-weight counter a request counts against. Binance keeps one per API family,
 /// each reported in headers of its own: `/api` (`X-MBX-USED-WEIGHT-1M`); `/sapi`, whose
@@ -197,7 +203,8 @@ struct Standing {
     bans: u32,
 }
 
-/// The headers that report a key's spot orders in the current 10 seconds and UTC day.
+/// The headers that report an account's spot orders in the current 10 seconds and UTC
+/// day.
 pub(crate) const ORDER_COUNT_HEADERS: [&str; 2] = ["x-mbx-order-count-10s", "x-mbx-order-count-1d"];
 
 const MINUTE_MS: u64 = 60_000;
@@ -211,18 +218,18 @@ const DAY_MS: u64 = 86_400_000;
 pub(crate) struct Counters {
     /// The minute since the epoch that `weight` counts.
     minute: u64,
-    /// Weight used this minute, by family and, for [`Family::SapiUid`], by API key (each
-    /// key is an account of its own); the key is empty for the other families.
-    weight: HashMap<(Family, String), u64>,
-    /// Spot orders placed, by API key.
-    orders: HashMap<String, OrderCount>,
+    /// Weight used this minute, by family and, for [`Family::SapiUid`], by account; the
+    /// account is `None` for the other families.
+    weight: HashMap<(Family, Option<AccountId>), u64>,
+    /// Spot orders placed, by account.
+    orders: HashMap<AccountId, OrderCount>,
     /// The limits in force.
     limits: WeightLimits,
     /// Each host's 429s and bans.
     standing: HashMap<Host, Standing>,
 }
 
-/// One key's spot orders: (window index, orders in it) for 10 seconds and for a day.
+/// One account's spot orders: (window index, orders in it) for 10 seconds and for a day.
 #[derive(Debug, Default)]
 struct OrderCount {
     ten_seconds: (u64, u64),
@@ -230,28 +237,28 @@ struct OrderCount {
 }
 
 impl Counters {
-    /// Adds `weight` to `family`'s counter (`api_key`'s, for [`Family::SapiUid`]) at
+    /// Adds `weight` to `family`'s counter (`account`'s, for [`Family::SapiUid`]) at
     /// `now_ms` and returns the counter's total for the minute. Limits no request.
     pub(crate) fn add_weight(
         &mut self,
         family: Family,
-        api_key: Option<&str>,
+        account: Option<&AccountId>,
         weight: u32,
         now_ms: u64,
     ) -> u64 {
         self.turn_minute(now_ms);
-        let used = self.weight.entry(owner(family, api_key)).or_default();
+        let used = self.weight.entry(owner(family, account)).or_default();
         *used += u64::from(weight);
         *used
     }
 
-    /// Decides a request of `weight` to `family` (by `api_key`, which matters for
+    /// Decides a request of `weight` to `family` (in `account`, which matters for
     /// [`Family::SapiUid`]) at `now_ms`, counting its weight unless it is refused for a
     /// ban (see the module documentation).
     pub(crate) fn admit(
         &mut self,
         family: Family,
-        api_key: Option<&str>,
+        account: Option<&AccountId>,
         weight: u32,
         now_ms: u64,
     ) -> Admission {
@@ -262,7 +269,7 @@ impl Counters {
         let warned = standing.warned;
         if banned_until_ms > now_ms {
             return Admission::Banned {
-                used: self.used(family, api_key),
+                used: self.used(family, account),
                 until_ms: banned_until_ms,
                 retry_after_s: whole_seconds(banned_until_ms - now_ms),
             };
@@ -273,12 +280,12 @@ impl Counters {
         if unheeded {
             let until_ms = self.ban(host, now_ms);
             return Admission::Banned {
-                used: self.used(family, api_key),
+                used: self.used(family, account),
                 until_ms,
                 retry_after_s: whole_seconds(until_ms - now_ms),
             };
         }
-        let used = self.add_weight(family, api_key, weight, now_ms);
+        let used = self.add_weight(family, account, weight, now_ms);
         match self.limits.of(family) {
             Some(limit) if used > limit => {
                 self.standing.entry(host).or_default().warned = Some((minute, family));
@@ -323,10 +330,10 @@ impl Counters {
         minute
     }
 
-    /// `family`'s weight this minute (`api_key`'s, for [`Family::SapiUid`]).
-    fn used(&self, family: Family, api_key: Option<&str>) -> u64 {
+    /// `family`'s weight this minute (`account`'s, for [`Family::SapiUid`]).
+    fn used(&self, family: Family, account: Option<&AccountId>) -> u64 {
         self.weight
-            .get(&owner(family, api_key))
+            .get(&owner(family, account))
             .copied()
             .unwrap_or(0)
     }
@@ -353,10 +360,10 @@ impl Counters {
         standing.banned_until_ms
     }
 
-    /// Counts one spot order placed with `api_key` at `now_ms`; returns the key's orders
-    /// in the current 10 seconds and the current day, this one included.
-    pub(crate) fn add_order(&mut self, api_key: &str, now_ms: u64) -> [u64; 2] {
-        let count = self.orders.entry(api_key.to_owned()).or_default();
+    /// Counts one spot order placed in `account` at `now_ms`; returns the account's
+    /// orders in the current 10 seconds and the current day, this one included.
+    pub(crate) fn add_order(&mut self, account: &AccountId, now_ms: u64) -> [u64; 2] {
+        let count = self.orders.entry(account.clone()).or_default();
         let bump = |(window, n): &mut (u64, u64), length: u64| {
             let current = now_ms / length;
             if *window != current {
@@ -372,13 +379,13 @@ impl Counters {
         ]
     }
 
-    /// Takes one order off `api_key`'s unfilled order count in every interval, as Binance
+    /// Takes one order off `account`'s unfilled order count in every interval, as Binance
     /// does when an order fills for the first time (spot FAQ "Spot Unfilled Order Count
     /// Rules"): never below zero, and only the current intervals' counts. Binance may take
     /// more off for an order that first fills as a maker; the simulator's orders fill only
     /// as takers, when placed.
-    pub(crate) fn fill_order(&mut self, api_key: &str, now_ms: u64) {
-        let Some(count) = self.orders.get_mut(api_key) else {
+    pub(crate) fn fill_order(&mut self, account: &AccountId, now_ms: u64) {
+        let Some(count) = self.orders.get_mut(account) else {
             return;
         };
         for ((window, n), length) in [
@@ -392,11 +399,11 @@ impl Counters {
     }
 }
 
-/// The key of `family`'s counter: `api_key` for weight counted per account, else none.
-fn owner(family: Family, api_key: Option<&str>) -> (Family, String) {
+/// The key of `family`'s counter: `account` for weight counted per account, else none.
+fn owner(family: Family, account: Option<&AccountId>) -> (Family, Option<AccountId>) {
     match family {
-        Family::SapiUid => (family, api_key.unwrap_or_default().to_owned()),
-        _ => (family, String::new()),
+        Family::SapiUid => (family, account.cloned()),
+        _ => (family, None),
     }
 }
 
@@ -410,33 +417,54 @@ fn whole_seconds(ms: u64) -> u64 {
 mod tests {
     use super::*;
 
+    /// The account of key `api_key`, which names none.
+    fn own(api_key: &str) -> AccountId {
+        AccountId::Own(api_key.to_owned())
+    }
+
     #[test]
     fn each_family_counts_apart_and_every_minute_starts_again() {
         let mut counters = Counters::default();
         let t = 5 * MINUTE_MS;
         assert_eq!(counters.add_weight(Family::Api, None, 20, t), 20);
         assert_eq!(counters.add_weight(Family::Fapi, None, 5, t), 5);
-        assert_eq!(counters.add_weight(Family::SapiIp, Some("a"), 1, t), 1);
-        assert_eq!(counters.add_weight(Family::SapiUid, Some("a"), 600, t), 600);
-        assert_eq!(counters.add_weight(Family::SapiUid, Some("b"), 600, t), 600);
-        assert_eq!(counters.add_weight(Family::SapiIp, Some("b"), 1, t), 2);
+        assert_eq!(
+            counters.add_weight(Family::SapiIp, Some(&own("a")), 1, t),
+            1
+        );
+        assert_eq!(
+            counters.add_weight(Family::SapiUid, Some(&own("a")), 600, t),
+            600
+        );
+        assert_eq!(
+            counters.add_weight(Family::SapiUid, Some(&own("b")), 600, t),
+            600
+        );
+        assert_eq!(
+            counters.add_weight(Family::SapiIp, Some(&own("b")), 1, t),
+            2
+        );
         assert_eq!(counters.add_weight(Family::Api, None, 1, t + 1), 21);
         assert_eq!(counters.add_weight(Family::Api, None, 1, t + MINUTE_MS), 1);
         assert_eq!(
-            counters.add_weight(Family::SapiUid, Some("a"), 0, t + MINUTE_MS),
+            counters.add_weight(Family::SapiUid, Some(&own("a")), 0, t + MINUTE_MS),
             0
         );
     }
 
     #[test]
-    fn orders_count_per_key_in_ten_seconds_and_a_day() {
+    fn orders_count_per_account_in_ten_seconds_and_a_day() {
         let mut counters = Counters::default();
         let t = 3 * DAY_MS;
-        assert_eq!(counters.add_order("a", t), [1, 1]);
-        assert_eq!(counters.add_order("a", t + 9_999), [2, 2]);
-        assert_eq!(counters.add_order("b", t + 9_999), [1, 1]);
-        assert_eq!(counters.add_order("a", t + TEN_SECONDS_MS), [1, 3]);
-        assert_eq!(counters.add_order("a", t + DAY_MS), [1, 1]);
+        assert_eq!(counters.add_order(&own("a"), t), [1, 1]);
+        assert_eq!(counters.add_order(&own("a"), t + 9_999), [2, 2]);
+        assert_eq!(counters.add_order(&own("b"), t + 9_999), [1, 1]);
+        assert_eq!(counters.add_order(&own("a"), t + TEN_SECONDS_MS), [1, 3]);
+        assert_eq!(counters.add_order(&own("a"), t + DAY_MS), [1, 1]);
+        // An account named like a key is not that key's own account.
+        let named = AccountId::Named("a".to_owned());
+        assert_eq!(counters.add_order(&named, t + DAY_MS), [1, 1]);
+        assert_eq!(counters.add_order(&own("a"), t + DAY_MS), [2, 2]);
     }
 
     /// The limits a test sets: 10 a minute on every family, bans from 100 s.
@@ -560,18 +588,18 @@ mod tests {
         let mut counters = limited();
         let t = 13 * MINUTE_MS;
         assert_eq!(
-            counters.admit(Family::SapiUid, Some("a"), 900, t),
+            counters.admit(Family::SapiUid, Some(&own("a")), 900, t),
             Admission::Admitted { used: 900 }
         );
         counters.admit(Family::Api, None, 11, t);
         counters.admit(Family::Api, None, 1, t);
         assert!(matches!(
-            counters.admit(Family::SapiUid, Some("a"), 900, t),
+            counters.admit(Family::SapiUid, Some(&own("a")), 900, t),
             Admission::Banned { used: 900, .. }
         ));
         counters.reset_limits();
         assert_eq!(
-            counters.admit(Family::SapiUid, Some("a"), 900, t),
+            counters.admit(Family::SapiUid, Some(&own("a")), 900, t),
             Admission::Admitted { used: 900 }
         );
         assert_eq!(counters.limits(), WeightLimits::default());

@@ -669,8 +669,12 @@ async fn handle(
         None => 1,
         Some((_, weight, endpoint)) => weight_by_params(endpoint, &query, &body).unwrap_or(weight),
     };
-    // Weight per account is counted for the account the key names, signed or not.
-    let account = api_key.as_deref().filter(|k| simulator.key(k).is_some());
+    // Weight per account is counted for the account of the key sent, signed or not: the
+    // same counter for every key of one account, as Binance counts UID weight.
+    let account = api_key
+        .as_deref()
+        .and_then(|k| simulator.key(k))
+        .map(|key| &key.account);
     // The weight is judged before the request is read, at Binance's front: a refused
     // request does not run, however it is signed.
     let used = match simulator.admit(family, account, weight) {
@@ -722,7 +726,8 @@ async fn handle(
             }
         }
     };
-    // Every successful spot order answer tells the key's orders, as Binance's does; a
+    // Every successful spot order answer tells the account's orders (whichever of its keys
+    // placed them), as Binance's does; a
     // cancel-replace counts its new order once it got as far as the cancel, placed or
     // not ("A new order that was not attempted … will still increase the unfilled order
     // count by 1"), which its `data` shows.
@@ -732,8 +737,8 @@ async fn handle(
         _ => false,
     };
     let mut response = with_weight((status, axum::Json(value)).into_response(), family, used);
-    if let (true, Some(key)) = (counts_order, account) {
-        let counts = simulator.add_order(key);
+    if let (true, Some(account)) = (counts_order, account) {
+        let counts = simulator.add_order(account);
         for (name, count) in ORDER_COUNT_HEADERS.into_iter().zip(counts) {
             response
                 .headers_mut()
@@ -742,7 +747,7 @@ async fn handle(
         // An order that filled comes off the count after its answer told it, as Binance
         // takes a fill off "a short delay" later (its FAQ's examples show the count with
         // the order in it first).
-        simulator.count_fills(key);
+        simulator.count_fills(account);
     }
     response
 }

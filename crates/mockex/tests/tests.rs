@@ -6646,3 +6646,253 @@ mod ccxt_gaps {
         assert_code(&unknown, 400, -1121);
     }
 }
+
+mod accounts {
+    use super::*;
+    use reqwest::Method;
+    use serde_json::json;
+
+    /// A second key of `KEY`'s account `main`, which works from anywhere and so may not
+    /// withdraw.
+    const SECOND: (&str, &str) = ("mockKeySecond", "mockSecretSecond");
+    /// A key of account `desk`.
+    const DESK: (&str, &str) = ("mockKeyDesk", "mockSecretDesk");
+    /// A key named like account `main` that names no account: an account of its own.
+    const LONE: (&str, &str) = ("main", "mockSecretLone");
+
+    async fn start_with_accounts() -> RunningSimulator {
+        spawn(
+            "127.0.0.1:0".parse().unwrap(),
+            vec![
+                Credential::hmac(KEY, SECRET).in_account("main"),
+                Credential::hmac(SECOND.0, SECOND.1)
+                    .in_account("main")
+                    .with_restrictions(Restrictions {
+                        ip_restrict: false,
+                        withdrawals: false,
+                        ..Restrictions::default()
+                    }),
+                Credential::hmac(DESK.0, DESK.1).in_account("desk"),
+                Credential::hmac(LONE.0, LONE.1),
+            ],
+        )
+        .await
+        .unwrap()
+    }
+
+    const FIRST: (&str, &str) = (KEY, SECRET);
+
+    /// A signed request as `key`, every parameter in the query; (status, headers, body).
+    async fn call(
+        sim: &RunningSimulator,
+        (key, secret): (&str, &str),
+        method: Method,
+        path: &str,
+        params: &str,
+    ) -> (u16, reqwest::header::HeaderMap, Value) {
+        let sep = if params.is_empty() { "" } else { "&" };
+        let query = format!("{params}{sep}timestamp={}", now_ms());
+        let target = format!("{path}?{query}&signature={}", hmac_hex(secret, &query));
+        send_for_headers(sim, method, &target, Some(key), None).await
+    }
+
+    /// Regression (an operator's incident drill): every credential was an account of its
+    /// own, so after a rotation onto a second key of the account the gateway saw an
+    /// empty account, and a reconciliation found none of the first key's orders. Keys
+    /// naming one account now see one account: the same order, the same balance; a key
+    /// of another account, or one naming none, sees neither.
+    #[tokio::test]
+    async fn two_keys_of_one_account_see_the_same_order_and_balance() {
+        let sim = start_with_accounts().await;
+        let order = "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.5&price=50000";
+        let (status, _, placed) = call(&sim, FIRST, Method::POST, "/api/v3/order", order).await;
+        assert_eq!(status, 200, "{placed}");
+        let id = placed["orderId"].as_u64().unwrap();
+        let by_id = format!("symbol=BTCUSDT&orderId={id}");
+
+        for key in [FIRST, SECOND] {
+            let (status, _, account) = call(&sim, key, Method::GET, "/api/v3/account", "").await;
+            assert_eq!(status, 200, "{account}");
+            assert_eq!(
+                balance(&account, "USDT"),
+                ("975000.00000000".into(), "25000.00000000".into()),
+                "{}",
+                key.0
+            );
+            let (_, _, open) = call(
+                &sim,
+                key,
+                Method::GET,
+                "/api/v3/openOrders",
+                "symbol=BTCUSDT",
+            )
+            .await;
+            assert_eq!(open.as_array().unwrap().len(), 1, "{}: {open}", key.0);
+            assert_eq!(open[0]["orderId"], id, "{}", key.0);
+            let (status, _, found) = call(&sim, key, Method::GET, "/api/v3/order", &by_id).await;
+            assert_eq!((status, &found["status"]), (200, &json!("NEW")), "{found}");
+        }
+
+        for key in [DESK, LONE] {
+            let (status, _, account) = call(&sim, key, Method::GET, "/api/v3/account", "").await;
+            assert_eq!(status, 200, "{account}");
+            assert_eq!(
+                balance(&account, "USDT"),
+                ("1000000.00000000".into(), "0.00000000".into()),
+                "{}",
+                key.0
+            );
+            let (_, _, open) = call(
+                &sim,
+                key,
+                Method::GET,
+                "/api/v3/openOrders",
+                "symbol=BTCUSDT",
+            )
+            .await;
+            assert_eq!(open, json!([]), "{}", key.0);
+            let (status, _, found) = call(&sim, key, Method::GET, "/api/v3/order", &by_id).await;
+            assert_eq!((status, &found["code"]), (400, &json!(-2013)), "{found}");
+            // Nor can it cancel the order.
+            let (status, _, cancel) =
+                call(&sim, key, Method::DELETE, "/api/v3/order", &by_id).await;
+            assert_eq!((status, &cancel["code"]), (400, &json!(-2011)), "{cancel}");
+        }
+
+        // The second key cancels the first key's order; the first sees it cancelled.
+        let (status, _, cancelled) =
+            call(&sim, SECOND, Method::DELETE, "/api/v3/order", &by_id).await;
+        assert_eq!(status, 200, "{cancelled}");
+        let (_, _, found) = call(&sim, FIRST, Method::GET, "/api/v3/order", &by_id).await;
+        assert_eq!(found["status"], "CANCELED", "{found}");
+
+        // A USD-M position one key opens is the other's too, and not another account's.
+        let buy = "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=0.01";
+        let (status, _, bought) = call(&sim, SECOND, Method::POST, "/fapi/v1/order", buy).await;
+        assert_eq!(status, 200, "{bought}");
+        let position = |account: &Value| {
+            account["positions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["symbol"] == "BTCUSDT")
+                .map(|p| p["positionAmt"].as_str().unwrap().to_owned())
+        };
+        let (_, _, account) = call(&sim, FIRST, Method::GET, "/fapi/v2/account", "").await;
+        assert_eq!(position(&account).as_deref(), Some("0.01"), "{account}");
+        let (_, _, account) = call(&sim, DESK, Method::GET, "/fapi/v2/account", "").await;
+        assert_ne!(position(&account).as_deref(), Some("0.01"), "{account}");
+
+        // Each request is recorded with the key that sent it.
+        let keys: Vec<_> = sim
+            .simulator()
+            .requests()
+            .into_iter()
+            .filter_map(|r| r.api_key)
+            .collect();
+        assert!(keys.iter().any(|k| k == SECOND.0), "{keys:?}");
+        assert!(keys.iter().any(|k| k == KEY), "{keys:?}");
+    }
+
+    /// The drill's other half: the withdrawals one key made are in the history every key
+    /// of its account reads, though each key keeps its own permissions (the second key
+    /// may not withdraw itself).
+    #[tokio::test]
+    async fn withdrawals_are_the_accounts_and_permissions_the_keys() {
+        let sim = start_with_accounts().await;
+        let withdraw = "coin=BTC&address=bc1qexampleexampleexample&amount=1.5";
+        let path = "/sapi/v1/capital/withdraw/apply";
+        let (status, _, made) = call(&sim, FIRST, Method::POST, path, withdraw).await;
+        assert_eq!(status, 200, "{made}");
+        let (status, _, refused) = call(&sim, SECOND, Method::POST, path, withdraw).await;
+        assert_eq!(
+            (status, &refused["code"]),
+            (401, &json!(-2015)),
+            "{refused}"
+        );
+
+        let history = "/sapi/v1/capital/withdraw/history";
+        for key in [FIRST, SECOND] {
+            let (status, _, listed) = call(&sim, key, Method::GET, history, "").await;
+            assert_eq!(status, 200, "{listed}");
+            assert_eq!(listed.as_array().unwrap().len(), 1, "{}: {listed}", key.0);
+            assert_eq!(listed[0]["id"], made["id"], "{listed}");
+            let (_, _, account) = call(&sim, key, Method::GET, "/api/v3/account", "").await;
+            assert_eq!(balance(&account, "BTC").0, "8.50000000", "{}", key.0);
+        }
+        for key in [DESK, LONE] {
+            let (_, _, listed) = call(&sim, key, Method::GET, history, "").await;
+            assert_eq!(listed, json!([]), "{}", key.0);
+        }
+
+        let restrictions = "/sapi/v1/account/apiRestrictions";
+        let (_, _, first) = call(&sim, FIRST, Method::GET, restrictions, "").await;
+        let (_, _, second) = call(&sim, SECOND, Method::GET, restrictions, "").await;
+        assert_eq!(
+            (&first["enableWithdrawals"], &first["ipRestrict"]),
+            (&json!(true), &json!(true))
+        );
+        assert_eq!(
+            (&second["enableWithdrawals"], &second["ipRestrict"]),
+            (&json!(false), &json!(false))
+        );
+
+        // A reset restores the shared account once, for every key of it.
+        sim.simulator().reset(true);
+        for key in [FIRST, SECOND] {
+            let (_, _, listed) = call(&sim, key, Method::GET, history, "").await;
+            assert_eq!(listed, json!([]), "{}", key.0);
+        }
+    }
+
+    /// Binance counts the unfilled order count per account, shared by its keys (spot FAQ
+    /// "Spot Unfilled Order Count Rules"), and UID weight per account; request weight is
+    /// the IP's, and the simulator is one IP.
+    #[tokio::test]
+    async fn order_count_and_uid_weight_are_the_accounts_request_weight_the_ips() {
+        let third = ("mockKeyThird", "mockSecretThird");
+        let sim = spawn(
+            "127.0.0.1:0".parse().unwrap(),
+            vec![
+                Credential::hmac(KEY, SECRET).in_account("main"),
+                Credential::hmac(third.0, third.1).in_account("main"),
+                Credential::hmac(DESK.0, DESK.1).in_account("desk"),
+            ],
+        )
+        .await
+        .unwrap();
+        // Clear of a 10-second turn (every minute's and day's too).
+        let into = now_ms() % 10_000;
+        if into > 7_000 {
+            tokio::time::sleep(Duration::from_millis((10_100 - into) as u64)).await;
+        }
+        let header = |headers: &reqwest::header::HeaderMap, name: &str| -> Option<u64> {
+            headers
+                .get(name)
+                .map(|v| v.to_str().unwrap().parse().unwrap())
+        };
+        let order = "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=50000";
+        let mut counts = Vec::new();
+        let mut weights = Vec::new();
+        for key in [FIRST, third, DESK, third] {
+            let (status, headers, body) =
+                call(&sim, key, Method::POST, "/api/v3/order", order).await;
+            assert_eq!(status, 200, "{body}");
+            counts.push(header(&headers, "x-mbx-order-count-10s"));
+            weights.push(header(&headers, "x-mbx-used-weight-1m"));
+        }
+        assert_eq!(counts, [Some(1), Some(2), Some(1), Some(3)]);
+        // Spot's new order weighs 1, counted for the one IP whatever the key.
+        assert_eq!(weights, [Some(1), Some(2), Some(3), Some(4)]);
+
+        let withdraw = "coin=BTC&address=bc1qexampleexampleexample&amount=0.1";
+        let path = "/sapi/v1/capital/withdraw/apply";
+        let mut uid = Vec::new();
+        for key in [FIRST, third, DESK] {
+            let (status, headers, body) = call(&sim, key, Method::POST, path, withdraw).await;
+            assert_eq!(status, 200, "{body}");
+            uid.push(header(&headers, "x-sapi-used-uid-weight-1m"));
+        }
+        assert_eq!(uid, [Some(900), Some(1800), Some(900)]);
+    }
+}

@@ -46,7 +46,10 @@ pub struct MockExchangeArgs {
     /// simulator enforces them: "ip_restrict", "spot_trading", "futures", "withdrawals",
     /// "internal_transfer", "universal_transfer", "margin" (true or false; by default an
     /// IP-restricted key that may trade spot and futures and withdraw, not transfer, and
-    /// not use margin).
+    /// not use margin), and an optional "account": a name. Keys naming the same account
+    /// are that account's keys, as on Binance: they share its balances, orders, trades,
+    /// withdrawals, transfers and positions, each with its own restrictions; a key without
+    /// "account" has an account of its own.
     #[arg(long, value_name = "FILE")]
     pub credentials: PathBuf,
 }

@@ -334,10 +334,9 @@ fn not_paused<'a, A: Adapter>(
     };
     match weight.paused(pool, keygate_gateway::now_ms()) {
         Some(paused) => Err(ReadError::passing(format!(
-            "not sent: the exchange asked keygate's address to back off (HTTP {}) until {} \
-             (ms since the epoch)",
+            "not sent: the exchange asked keygate's address to back off (HTTP {}) until {}",
             if paused.banned { 418 } else { 429 },
-            paused.until_ms
+            crate::output::rfc3339(paused.until_ms)
         ))),
         None => Ok(pool),
     }

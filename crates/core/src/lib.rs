@@ -8,7 +8,8 @@
 //! - [`Action`]: what a request would do at the exchange, as an adapter reads it;
 //! - [`Policy`]: what a client may do; [`Decision`]: the verdict on one action;
 //! - [`Event`]: one audit record;
-//! - [`escape_controls`]: text from outside, made safe to show on a terminal.
+//! - [`escape_controls`]: text from outside, made safe to show on a terminal;
+//! - [`rfc3339`]: a time as keygate shows it to people.
 //!
 //! It is not the place for I/O, clocks, crypto or HTTP: every type here is plain data,
 //! so that policy, audit and exchange adapters can agree on it without depending on each
@@ -28,6 +29,7 @@ mod listed;
 mod name;
 mod policy;
 mod text;
+mod time;
 
 pub use action::{is_quoted_in, Action, ActionKind, Market, OrderRef, OrderTerms, Side};
 pub use duration::{parse_duration, MAX_DURATION};
@@ -41,6 +43,7 @@ pub use policy::{
     WithdrawalDestination, DEFAULT_NOTIONAL_ASSET,
 };
 pub use text::{escape_controls, escape_json_controls};
+pub use time::rfc3339;
 
 use std::fmt;
 use std::str::FromStr;

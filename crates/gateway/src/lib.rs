@@ -1279,16 +1279,16 @@ fn held_back<A: Adapter>(
     let paused = weight.paused(pool, now_ms)?;
     let message = if paused.banned {
         format!(
-            "keygate: the exchange banned this address (HTTP 418) until {} (ms since the \
-             epoch); nothing is sent to it until then, which would make the ban longer",
-            paused.until_ms
+            "keygate: the exchange banned this address (HTTP 418) until {}; nothing is sent \
+             to it until then, which would make the ban longer",
+            keygate_core::rfc3339(paused.until_ms)
         )
     } else {
         format!(
             "keygate: the exchange answered that this address used up its request weight \
-             (HTTP 429) and asked for nothing more until {} (ms since the epoch); nothing \
-             is sent to it until then, which would bring on a ban",
-            paused.until_ms
+             (HTTP 429) and asked for nothing more until {}; nothing is sent to it until \
+             then, which would bring on a ban",
+            keygate_core::rfc3339(paused.until_ms)
         )
     };
     let refusal = Refusal::ExchangeBackOff {

@@ -4583,6 +4583,17 @@ async fn after_a_429_nothing_more_goes_to_the_pool_until_it_has_waited() {
         assert_eq!(held.json()["code"], -1003, "{}", held.body);
         let msg = held.json()["msg"].as_str().unwrap().to_owned();
         assert!(msg.contains("used up its request weight"), "{msg}");
+        // A regression test (found by review): the end of the pause was in raw
+        // milliseconds since the epoch; it is in RFC 3339, as every time keygate shows.
+        let until = msg
+            .split("until ")
+            .nth(1)
+            .and_then(|rest| rest.split(';').next())
+            .unwrap_or_default();
+        assert!(
+            until.len() == 24 && until.ends_with('Z') && !msg.contains("epoch"),
+            "{msg}"
+        );
         assert!((1..=60).contains(&retry_after(&held)));
     }
     assert_eq!(env.exchange.simulator().requests().len(), sent);

@@ -252,8 +252,9 @@ fn body(alert: &Alert) -> String {
         }
     }
     text.push_str(&format!(
-        "event:     {} (keygate audit query shows it in context)\ntime:      {} ms since the epoch\n",
-        alert.event_seq, alert.ts_ms
+        "event:     {} (keygate audit query shows it in context)\ntime:      {}\n",
+        alert.event_seq,
+        keygate_core::rfc3339(alert.ts_ms)
     ));
     text
 }
@@ -328,5 +329,28 @@ mod tests {
         let body = body(&alert);
         assert!(body.contains("client     bot1\n"), "{body}");
         assert!(!body.contains("account"));
+    }
+
+    /// A regression test (found by review): the body gave the alert's time as raw
+    /// milliseconds since the epoch, where everything else keygate shows a person is
+    /// RFC 3339.
+    #[test]
+    fn the_body_gives_the_time_as_rfc3339() {
+        let alert = Alert {
+            severity: Severity::Critical,
+            rule: crate::AlertRule::EventsLost,
+            summary: "lost".into(),
+            client: None,
+            account: None,
+            source_ip: None,
+            event_seq: 9,
+            ts_ms: 1_796_562_797_662,
+        };
+        let body = body(&alert);
+        assert!(
+            body.contains("time:      2026-12-06T13:13:17.662Z\n"),
+            "{body}"
+        );
+        assert!(!body.contains("epoch"), "{body}");
     }
 }

@@ -851,9 +851,11 @@ fn lost_summary(lost: &keygate_core::LostEvents) -> String {
     };
     format!(
         "{} background events (reads, denials, outcomes) were counted, not kept, between {} \
-         and {} (ms since the epoch), {clients}: the audit log fell behind (a flood of \
-         requests, a stalled disk) or could not be written (a full disk)",
-        lost.count, lost.first_ms, lost.last_ms
+         and {}, {clients}: the audit log fell behind (a flood of requests, a stalled disk) \
+         or could not be written (a full disk)",
+        lost.count,
+        keygate_core::rfc3339(lost.first_ms),
+        keygate_core::rfc3339(lost.last_ms)
     )
 }
 
@@ -1925,6 +1927,16 @@ mod tests {
         );
         assert!(alerts[0].summary.starts_with("1234 background events"));
         assert!(alerts[0].summary.contains("of clients: bot1 34"));
+        // A regression test (found by review): the window was in raw milliseconds since
+        // the epoch; it is in RFC 3339, as every other time an operator reads.
+        assert!(
+            alerts[0]
+                .summary
+                .contains("between 1970-01-01T00:00:00.005Z and 1970-01-01T00:00:00.009Z,"),
+            "{}",
+            alerts[0].summary
+        );
+        assert!(!alerts[0].summary.contains("epoch"));
         // The next batch's record, a moment later, raises nothing new.
         assert!(rules.evaluate(4, &lost(109)).is_empty());
         let quiet = Thresholds::default().quiet_period.as_millis() as u64;

@@ -9,6 +9,9 @@ pub struct Filter {
     pub client: Option<String>,
     /// Only events at or after this time.
     pub since_ms: Option<u64>,
+    /// Only events before this time (not at it), so that windows that follow one another
+    /// share no event.
+    pub until_ms: Option<u64>,
     /// Only request events that were allowed (`Some(true)`) or denied (`Some(false)`).
     pub allowed: Option<bool>,
 }
@@ -24,6 +27,9 @@ impl Filter {
             return false;
         }
         if self.since_ms.is_some_and(|t| event.ts_ms < t) {
+            return false;
+        }
+        if self.until_ms.is_some_and(|t| event.ts_ms >= t) {
             return false;
         }
         match (self.allowed, &event.body) {
@@ -366,5 +372,36 @@ mod tests {
         };
         assert!(decision(true).matches(&outcome));
         assert!(!decision(false).matches(&outcome));
+    }
+
+    /// `--since` and `--until` (found by review: a fixed window could not be exported):
+    /// from the first at, to the second before, so that windows that follow one another
+    /// hold each event once.
+    #[test]
+    fn a_window_holds_its_start_and_not_its_end() {
+        let at = |ts_ms| Event {
+            ts_ms,
+            body: EventBody::Admin(AdminEvent {
+                actor: "cli".into(),
+                change: "client.freeze".into(),
+                target: "bot1".into(),
+                detail: serde_json::Value::Null,
+            }),
+        };
+        let window = |since_ms, until_ms| Filter {
+            since_ms: Some(since_ms),
+            until_ms: Some(until_ms),
+            ..Filter::default()
+        };
+        let passing = |filter: &Filter| -> Vec<u64> {
+            (0..10).filter(|ts| filter.matches(&at(*ts))).collect()
+        };
+        assert_eq!(passing(&window(2, 5)), [2, 3, 4]);
+        assert_eq!(passing(&window(5, 8)), [5, 6, 7]);
+        let until = Filter {
+            until_ms: Some(3),
+            ..Filter::default()
+        };
+        assert_eq!(passing(&until), [0, 1, 2]);
     }
 }

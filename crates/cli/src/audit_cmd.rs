@@ -86,9 +86,14 @@ pub struct FilterArgs {
     /// Only events about this client.
     #[arg(long)]
     pub client: Option<String>,
-    /// Only events from this long ago (`1h`, `7d`).
-    #[arg(long, value_name = "DURATION")]
+    /// Only events from this time on: a duration ago (`1h`, `7d`) or an RFC 3339 UTC
+    /// time (`2026-12-06T13:00:00Z`).
+    #[arg(long, value_name = "WHEN")]
     pub since: Option<String>,
+    /// Only events before this time: a duration ago or an RFC 3339 UTC time. With two
+    /// RFC 3339 times, a fixed window: the same events whenever it is run.
+    #[arg(long, value_name = "WHEN")]
+    pub until: Option<String>,
     /// Only requests that were allowed (with what became of them upstream) or denied.
     #[arg(long, value_enum)]
     pub decision: Option<DecisionArg>,
@@ -716,17 +721,63 @@ fn filter_from(store: &Store, args: &FilterArgs) -> anyhow::Result<Filter> {
     if let Some(client) = &args.client {
         check_client_exists(store, client)?;
     }
-    let since_ms = args
-        .since
-        .as_deref()
-        .map(|s| parse_duration(s).map(|d| now_ms().saturating_sub(d.as_millis() as u64)))
-        .transpose()
-        .context("--since")?;
+    let (since_ms, until_ms) = window(args.since.as_deref(), args.until.as_deref(), now_ms())?;
     Ok(Filter {
         client: args.client.clone(),
         since_ms,
+        until_ms,
         allowed: args.decision.map(|d| d == DecisionArg::Allowed),
     })
+}
+
+/// The window `--since` and `--until` give, in milliseconds since the epoch, each a
+/// duration before `now_ms` or an RFC 3339 UTC time; refused when it holds nothing (its
+/// start at or after its end).
+pub(crate) fn window(
+    since: Option<&str>,
+    until: Option<&str>,
+    now_ms: u64,
+) -> anyhow::Result<(Option<u64>, Option<u64>)> {
+    let since_ms = since
+        .map(|s| parse_time(s, now_ms))
+        .transpose()
+        .context("--since")?;
+    let until_ms = until
+        .map(|s| parse_time(s, now_ms))
+        .transpose()
+        .context("--until")?;
+    if let (Some(since_ms), Some(until_ms)) = (since_ms, until_ms) {
+        if since_ms >= until_ms {
+            anyhow::bail!(
+                "--since {} is not before --until {}: the window holds no event",
+                rfc3339(since_ms),
+                rfc3339(until_ms)
+            );
+        }
+    }
+    Ok((since_ms, until_ms))
+}
+
+/// A time as the command line gives it, in milliseconds since the epoch: a duration
+/// before `now_ms` (`2h`, `7d`) or an RFC 3339 time in UTC (`2026-12-06T13:00:00Z`,
+/// fractions of a second taken). A duration has neither `-` nor `:`, a time both.
+fn parse_time(text: &str, now_ms: u64) -> anyhow::Result<u64> {
+    if !text.contains(['-', ':']) {
+        let ago = parse_duration(text)?;
+        return Ok(now_ms.saturating_sub(ago.as_millis() as u64));
+    }
+    let not_a_time = || {
+        format!(
+            "`{text}` is neither a duration (`2h`, `7d`) nor an RFC 3339 time in UTC \
+             (`2026-12-06T13:00:00Z`)"
+        )
+    };
+    let time = humantime::parse_rfc3339(text.trim()).with_context(not_a_time)?;
+    let since_epoch = time
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .with_context(not_a_time)?;
+    Ok(since_epoch.as_millis() as u64)
 }
 
 /// Calls `each` for every event that passes `filter`, in order, a page at a time. A
@@ -819,6 +870,45 @@ mod tests {
     use keygate_core::{ActionKind, Outcome, RequestEvent};
 
     use super::*;
+
+    /// `--since` and `--until` (found by review: only durations were taken, so a window
+    /// could not be given twice alike): durations before now, RFC 3339 UTC times, and a
+    /// window that holds nothing refused.
+    #[test]
+    fn a_window_is_durations_ago_or_rfc3339_times() {
+        let now = 1_796_562_797_662;
+        assert_eq!(
+            window(Some("1h"), Some("30m"), now).unwrap(),
+            (Some(now - 3_600_000), Some(now - 1_800_000))
+        );
+        assert_eq!(
+            window(Some("2026-12-06T13:00:00Z"), None, now).unwrap(),
+            (Some(1_796_562_000_000), None)
+        );
+        assert_eq!(
+            window(None, Some("2026-12-06T13:00:00.250Z"), now).unwrap(),
+            (None, Some(1_796_562_000_250))
+        );
+        assert_eq!(
+            window(Some("2026-12-06T12:00:00Z"), Some("10m"), now).unwrap(),
+            (Some(1_796_558_400_000), Some(now - 600_000))
+        );
+        let refused = |since, until| format!("{:#}", window(since, until, now).unwrap_err());
+        let backwards = refused(Some("2026-12-06T14:00:00Z"), Some("2026-12-06T13:00:00Z"));
+        assert_eq!(
+            backwards,
+            "--since 2026-12-06T14:00:00.000Z is not before --until 2026-12-06T13:00:00.000Z: \
+             the window holds no event"
+        );
+        assert!(refused(Some("1h"), Some("2h")).contains("is not before"));
+        assert!(refused(Some("1h"), Some("1h")).contains("is not before"));
+        // An offset other than UTC's, a date alone, a word: each named.
+        for text in ["2026-12-06T13:00:00+01:00", "2026-12-06", "yesterday"] {
+            let message = refused(Some(text), None);
+            assert!(message.starts_with("--since: "), "{message}");
+        }
+        assert!(refused(None, Some("2026-12-06")).contains("nor an RFC 3339 time in UTC"));
+    }
 
     #[test]
     fn control_characters_in_an_event_are_shown_escaped() {

@@ -11,9 +11,9 @@ use keygate_monitor::{Rules, Severity};
 use serde::Serialize;
 
 use crate::audit_cmd::{
-    check_client_exists, exit_code_showing, for_each_event, human_line, log_problem,
+    check_client_exists, exit_code_showing, for_each_event, human_line, log_problem, window,
 };
-use crate::home::{now_ms, parse_duration, Unlocked};
+use crate::home::{now_ms, Unlocked};
 use crate::output::{print_json, rfc3339};
 
 /// `keygate incident`
@@ -29,9 +29,15 @@ pub enum IncidentCmd {
 /// `incident report`
 #[derive(Args, Debug)]
 pub struct ReportArgs {
-    /// The window: events from this long ago (`1h`, `7d`).
-    #[arg(long, value_name = "DURATION", default_value = "24h")]
+    /// The window's start: a duration ago (`1h`, `7d`) or an RFC 3339 UTC time
+    /// (`2026-12-06T13:00:00Z`).
+    #[arg(long, value_name = "WHEN", default_value = "24h")]
     pub since: String,
+    /// The window's end (events before it): a duration ago or an RFC 3339 UTC time; none
+    /// for the end of the log. With two RFC 3339 times, the same report whenever it is
+    /// run.
+    #[arg(long, value_name = "WHEN")]
+    pub until: Option<String>,
     /// Only events about this client.
     #[arg(long)]
     pub client: Option<String>,
@@ -44,6 +50,9 @@ pub struct ReportArgs {
 #[derive(Serialize, Default)]
 struct Report {
     since: String,
+    /// The window's end, when it has one before the end of the log.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    until: Option<String>,
     /// Whether the whole log verified, and if not, why.
     log_verified: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -92,13 +101,15 @@ fn is_zero(n: &u64) -> bool {
 /// does not verify (the report still comes, built from what the log holds, the warning
 /// on top of it and on standard error), as `audit verify` exits.
 pub fn run(vault: &Unlocked, args: &ReportArgs) -> anyhow::Result<i32> {
-    let since = parse_duration(&args.since).context("--since")?;
-    let since_ms = now_ms().saturating_sub(since.as_millis() as u64);
+    let (since_ms, until_ms) = window(Some(&args.since), args.until.as_deref(), now_ms())?;
+    // `window` gives a start for the start given.
+    let since_ms = since_ms.unwrap_or_default();
     if let Some(client) = &args.client {
         check_client_exists(&vault.store, client)?;
     }
     let mut report = Report {
         since: rfc3339(since_ms),
+        until: until_ms.map(rfc3339),
         ..Report::default()
     };
     report.log_problem = log_problem(vault);
@@ -106,6 +117,7 @@ pub fn run(vault: &Unlocked, args: &ReportArgs) -> anyhow::Result<i32> {
     let filter = Filter {
         client: args.client.clone(),
         since_ms: Some(since_ms),
+        until_ms,
         allowed: None,
     };
     // Requests written before forwarding whose outcome event has not come (yet).
@@ -250,7 +262,13 @@ impl Report {
     }
 
     fn print(&self) {
-        println!("incident report: events since {}", self.since);
+        match &self.until {
+            None => println!("incident report: events since {}", self.since),
+            Some(until) => println!(
+                "incident report: events from {} until (before) {until}",
+                self.since
+            ),
+        }
         match &self.log_problem {
             None => println!("audit log: verified"),
             Some(problem) => {

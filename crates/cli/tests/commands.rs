@@ -5214,6 +5214,86 @@ mod audit {
         );
     }
 
+    /// A regression test (found by review): `--since` took a duration only, so an export
+    /// of the hour an incident happened in came out different each time it was run.
+    /// `--since` and `--until` take RFC 3339 UTC times (and durations ago); a window that
+    /// holds nothing is refused.
+    #[test]
+    fn a_fixed_window_exports_the_same_events_whenever_it_runs() {
+        let kg = busy_vault();
+        let all = lines(&kg.ok(&["audit", "export"], "").stdout);
+        // bot2's request of two hours ago, the only event of its millisecond.
+        let old_ms = all[7]["ts_ms"].as_u64().unwrap();
+        let at = |ms: u64| {
+            humantime::format_rfc3339_millis(SystemTime::UNIX_EPOCH + Duration::from_millis(ms))
+                .to_string()
+        };
+        let (since, until) = (at(old_ms), at(old_ms + 1));
+        let window = ["--since", since.as_str(), "--until", until.as_str()];
+        let export = |extra: &[&str]| {
+            let mut args = vec!["audit", "export"];
+            args.extend_from_slice(extra);
+            lines(&kg.ok(&args, "").stdout)
+        };
+        let seqs = |events: &[Value]| -> Vec<u64> {
+            events.iter().map(|e| e["seq"].as_u64().unwrap()).collect()
+        };
+        assert_eq!(seqs(&export(&window)), [8]);
+        let query = kg.ok(&[&["audit", "query", "--json"][..], &window].concat(), "");
+        assert_eq!(seqs(&lines(&query.stdout)), [8]);
+        // A duration ago ends a window too; the end is left out.
+        assert_eq!(seqs(&export(&["--until", "1h"])), [8]);
+        assert_eq!(seqs(&export(&["--until", &since])).len(), 0);
+        let report = kg
+            .ok(
+                &[&["incident", "report", "--json"][..], &window].concat(),
+                "",
+            )
+            .json();
+        assert_eq!(report["events"], 1, "{report}");
+        assert_eq!(
+            (report["since"].as_str(), report["until"].as_str()),
+            (Some(since.as_str()), Some(until.as_str()))
+        );
+        let human = kg
+            .ok(&[&["incident", "report"][..], &window].concat(), "")
+            .stdout;
+        assert!(
+            human.starts_with(&format!(
+                "incident report: events from {since} until (before) {until}\n"
+            )),
+            "{human}"
+        );
+
+        for command in [
+            &["audit", "export"][..],
+            &["audit", "query"],
+            &["incident", "report"],
+        ] {
+            let backwards = [command, &["--since", &until, "--until", &since][..]].concat();
+            let out = kg.fails(&backwards, "", 2);
+            assert!(
+                out.stderr
+                    .contains(&format!("--since {until} is not before --until {since}")),
+                "{}",
+                out.stderr
+            );
+            let bad = [command, &["--until", "2026-12-06"][..]].concat();
+            let out = kg.fails(&bad, "", 2);
+            assert!(
+                out.stderr
+                    .contains("--until: `2026-12-06` is neither a duration"),
+                "{}",
+                out.stderr
+            );
+            let help = kg.ok(&[command, &["--help"][..]].concat(), "").stdout;
+            assert!(
+                help.contains("--until <WHEN>") && help.contains("2026-12-06T13:00:00Z"),
+                "{help}"
+            );
+        }
+    }
+
     #[test]
     fn export_writes_jsonl_with_seq_and_csv_with_a_header() {
         let kg = busy_vault();

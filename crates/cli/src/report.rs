@@ -14,15 +14,15 @@ use crate::audit_cmd::{
     check_client_exists, exit_code_showing, for_each_event, human_line, log_problem, window,
 };
 use crate::home::{now_ms, Unlocked};
-use crate::output::{print_json, rfc3339};
+use crate::output::{escape_controls, print_json, rfc3339};
 
 /// `keygate incident`
 #[derive(clap::Subcommand, Debug)]
 pub enum IncidentCmd {
     /// What happened in a window of the audit log: administrative changes, denials by
-    /// client and rule, the alerts the window raises, withdrawals and transfers, requests
-    /// whose outcome is unknown, and the source addresses seen. Exit 1 if the log does not
-    /// verify (the report still comes, from what it holds).
+    /// client and rule, the alerts the window raises, the orders placed, withdrawals and
+    /// transfers, requests whose outcome is unknown, and the source addresses seen. Exit 1
+    /// if the log does not verify (the report still comes, from what it holds).
     Report(ReportArgs),
 }
 
@@ -66,6 +66,13 @@ struct Report {
     admin_changes: Vec<String>,
     /// Denied requests by client and rule.
     denials: BTreeMap<String, BTreeMap<String, u64>>,
+    /// The orders keygate forwarded, by client: what a compromised bot may have left
+    /// open at the exchange, where a freeze or a revoke cancels nothing.
+    orders_placed: BTreeMap<String, OrdersPlaced>,
+    /// Orders forwarded whose outcome has not come yet, by request id: counted once it
+    /// comes (or the window ends), not if they were stopped before being sent.
+    #[serde(skip)]
+    orders_pending: HashMap<String, PendingOrder>,
     /// Every withdrawal and transfer, allowed or not; one forwarded, with its outcome
     /// when the log has it (`request … pending → outcome … answered status=200`).
     money_out: Vec<String>,
@@ -86,6 +93,43 @@ struct Report {
     /// How many more there were.
     #[serde(skip_serializing_if = "is_zero")]
     more_alerts: u64,
+}
+
+/// One client's orders in the window: the requests keygate forwarded that place or amend
+/// orders (test orders, which place nothing, left out).
+#[derive(Serialize, Default)]
+struct OrdersPlaced {
+    /// Requests forwarded (a batch is one), not counting those the exchange refused.
+    requests: u64,
+    /// The orders they named (a batch names several).
+    orders: u64,
+    /// Orders by symbol, for the first [`MAX_SYMBOLS`] symbols.
+    symbols: BTreeMap<String, u64>,
+    /// Orders in symbols past those.
+    #[serde(skip_serializing_if = "is_zero")]
+    other_symbols: u64,
+    /// When the first and the last of them were allowed.
+    #[serde(rename = "first", serialize_with = "as_rfc3339")]
+    first_ms: Option<u64>,
+    #[serde(rename = "last", serialize_with = "as_rfc3339")]
+    last_ms: Option<u64>,
+    /// Requests the exchange answered with an error status: they placed nothing.
+    #[serde(skip_serializing_if = "is_zero")]
+    refused_by_exchange: u64,
+}
+
+/// An order request written before forwarding, until its outcome comes.
+struct PendingOrder {
+    client: String,
+    ts_ms: u64,
+    symbols: Vec<String>,
+}
+
+/// The most symbols the report counts one client's orders in one by one.
+const MAX_SYMBOLS: usize = 1000;
+
+fn as_rfc3339<S: serde::Serializer>(ms: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
+    ms.map(rfc3339).serialize(s)
 }
 
 /// The most source addresses the report counts requests of one by one.
@@ -172,6 +216,7 @@ impl Report {
             // exchange. The same request, settled, not a second one.
             EventBody::Request(r) if !r.allowed && pending.contains_key(&r.request_id) => {
                 pending.remove(&r.request_id);
+                self.orders_pending.remove(&r.request_id);
                 if let Some(i) = self.money_out_pending.remove(&r.request_id) {
                     let requested = &mut self.money_out[i];
                     *requested = format!("{requested} → {}", line());
@@ -204,6 +249,22 @@ impl Report {
                     }
                     self.money_out.push(line());
                 }
+                if r.allowed && r.action == ActionKind::Trade && !r.validates_only {
+                    let order = PendingOrder {
+                        client: r.client.clone().unwrap_or_else(|| "(no client)".into()),
+                        ts_ms: event.ts_ms,
+                        symbols: r.named_orders().into_iter().map(|o| o.symbol).collect(),
+                    };
+                    match r.outcome {
+                        Outcome::Pending => {
+                            self.orders_pending.insert(r.request_id.clone(), order);
+                        }
+                        Outcome::NotForwarded | Outcome::UpstreamUnreachable => {}
+                        Outcome::Answered | Outcome::Unknown => {
+                            self.count_order(order, r.upstream_status)
+                        }
+                    }
+                }
                 match r.outcome {
                     Outcome::Pending => {
                         pending.insert(r.request_id.clone(), line());
@@ -213,6 +274,12 @@ impl Report {
                 }
             }
             EventBody::Outcome(o) => {
+                if let Some(order) = self.orders_pending.remove(&o.request_id) {
+                    match o.outcome {
+                        Outcome::NotForwarded | Outcome::UpstreamUnreachable => {}
+                        _ => self.count_order(order, o.upstream_status),
+                    }
+                }
                 if let Some(i) = self.money_out_pending.remove(&o.request_id) {
                     let requested = &mut self.money_out[i];
                     *requested = format!("{requested} → {}", line());
@@ -226,6 +293,31 @@ impl Report {
                 }
             }
         }
+    }
+
+    /// Counts an order request keygate forwarded, among its client's orders unless the
+    /// exchange answered it with an error status (`status`, when known).
+    fn count_order(&mut self, order: PendingOrder, status: Option<u16>) {
+        let placed = self.orders_placed.entry(order.client).or_default();
+        if status.is_some_and(|status| status >= 400) {
+            placed.refused_by_exchange += 1;
+            return;
+        }
+        placed.requests += 1;
+        // A request that names no symbol (an amendment by order id) is one order still.
+        placed.orders += order.symbols.len().max(1) as u64;
+        for symbol in order.symbols {
+            let room = placed.symbols.len() < MAX_SYMBOLS;
+            match placed.symbols.get_mut(&symbol) {
+                Some(n) => *n += 1,
+                None if room => {
+                    placed.symbols.insert(symbol, 1);
+                }
+                None => placed.other_symbols += 1,
+            }
+        }
+        placed.first_ms = Some(placed.first_ms.map_or(order.ts_ms, |t| t.min(order.ts_ms)));
+        placed.last_ms = Some(placed.last_ms.map_or(order.ts_ms, |t| t.max(order.ts_ms)));
     }
 
     fn count_denial(&mut self, r: &RequestEvent) {
@@ -250,6 +342,10 @@ impl Report {
     /// transfers too.
     fn no_outcome_recorded(&mut self, pending: HashMap<String, String>) {
         const NO_OUTCOME: &str = "(no outcome recorded: keygate stopped, or it is still in flight)";
+        // Sent, as far as the log knows: they may have been placed.
+        for order in std::mem::take(&mut self.orders_pending).into_values() {
+            self.count_order(order, None);
+        }
         for i in std::mem::take(&mut self.money_out_pending).into_values() {
             let requested = &mut self.money_out[i];
             *requested = format!("{requested} {NO_OUTCOME}");
@@ -299,6 +395,16 @@ impl Report {
         if self.more_alerts > 0 {
             println!("  … and {} more", self.more_alerts);
         }
+        println!(
+            "\norders placed, by client (those still open stay open after a freeze or a \
+             revoke: check at the exchange):"
+        );
+        if self.orders_placed.is_empty() {
+            println!("  none");
+        }
+        for (client, placed) in &self.orders_placed {
+            println!("  {client}: {}", placed.summary());
+        }
         section("withdrawals and transfers", &self.money_out);
         section(
             "outcome unknown (may have executed: check at the exchange)",
@@ -314,6 +420,38 @@ impl Report {
                 self.other_sources
             );
         }
+    }
+}
+
+impl OrdersPlaced {
+    /// One line: how many, when, in which symbols.
+    fn summary(&self) -> String {
+        let mut text = format!("{} order(s) in {} request(s)", self.orders, self.requests);
+        if let (Some(first), Some(last)) = (self.first_ms, self.last_ms) {
+            text.push_str(&format!(
+                ", first {}, last {}",
+                rfc3339(first),
+                rfc3339(last)
+            ));
+        }
+        let mut symbols: Vec<String> = self
+            .symbols
+            .iter()
+            .map(|(symbol, n)| format!("{} {n}", escape_controls(symbol)))
+            .collect();
+        if self.other_symbols > 0 {
+            symbols.push(format!("other symbols {}", self.other_symbols));
+        }
+        if !symbols.is_empty() {
+            text.push_str(&format!("; {}", symbols.join(", ")));
+        }
+        if self.refused_by_exchange > 0 {
+            text.push_str(&format!(
+                "; {} more request(s) the exchange refused",
+                self.refused_by_exchange
+            ));
+        }
+        text
     }
 }
 
@@ -447,6 +585,95 @@ mod tests {
         assert_eq!((report.allowed, report.denied), (0, 1));
         assert_eq!(report.denials["bot1"]["policy_changed"], 1);
         assert_eq!(report.sources["127.0.0.1"], 1);
+    }
+
+    /// An order of bot1's in `symbol`, allowed and written before it was forwarded.
+    fn order(request_id: &str, ts_ms: u64, symbol: &str) -> Event {
+        let mut event = withdrawal(request_id, ts_ms);
+        if let EventBody::Request(r) = &mut event.body {
+            r.path = "/api/v3/order".into();
+            r.action = ActionKind::Trade;
+            r.symbol = Some(symbol.into());
+            (r.amount, r.asset, r.destination, r.network) = (None, None, None, None);
+        }
+        event
+    }
+
+    fn outcome(request_id: &str, ts_ms: u64, status: u16) -> Event {
+        Event {
+            ts_ms,
+            body: EventBody::Outcome(OutcomeEvent {
+                request_id: request_id.into(),
+                client: Some("bot1".into()),
+                upstream_status: Some(status),
+                latency_us: 1500,
+                outcome: Outcome::Answered,
+                order_ids: Vec::new(),
+                interrupted: false,
+            }),
+        }
+    }
+
+    /// A regression test (found by review): the report listed no orders, so an operator
+    /// after a panic could not see what a compromised bot had left open at the exchange.
+    /// Orders forwarded are counted by client and symbol with their first and last time;
+    /// one stopped before it was sent, a test order and one the exchange refused place
+    /// nothing and are not.
+    #[test]
+    fn orders_forwarded_are_listed_by_client() {
+        let mut report = Report::default();
+        let mut pending = HashMap::new();
+        let events = [
+            order("o-1", 1_000, "BTCUSDT"),
+            outcome("o-1", 1_100, 200),
+            order("o-2", 2_000, "ETHUSDT"),
+            outcome("o-2", 2_100, 400),
+            // Stopped after its pending event: never sent.
+            order("o-3", 2_900, "ETHUSDT"),
+            {
+                let mut stopped = order("o-3", 3_000, "ETHUSDT");
+                if let EventBody::Request(r) = &mut stopped.body {
+                    (r.allowed, r.rule) = (false, Some(Rule::PolicyChanged));
+                    r.outcome = Outcome::NotForwarded;
+                }
+                stopped
+            },
+            {
+                let mut test = order("o-4", 4_000, "SOLUSDT");
+                if let EventBody::Request(r) = &mut test.body {
+                    (r.validates_only, r.outcome) = (true, Outcome::Answered);
+                }
+                test
+            },
+            // Sent; its outcome never came.
+            order("o-5", 5_000, "BTCUSDT"),
+        ];
+        for (seq, event) in (1..).zip(&events) {
+            report.add(seq, event, &mut pending);
+        }
+        report.no_outcome_recorded(pending);
+        let bot1 = &report.orders_placed["bot1"];
+        assert_eq!((bot1.requests, bot1.orders), (2, 2));
+        assert_eq!(bot1.symbols, BTreeMap::from([("BTCUSDT".to_owned(), 2)]));
+        assert_eq!((bot1.first_ms, bot1.last_ms), (Some(1_000), Some(5_000)));
+        assert_eq!(bot1.refused_by_exchange, 1);
+        assert_eq!(
+            bot1.summary(),
+            "2 order(s) in 2 request(s), first 1970-01-01T00:00:01.000Z, last \
+             1970-01-01T00:00:05.000Z; BTCUSDT 2; 1 more request(s) the exchange refused"
+        );
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(
+            json["orders_placed"],
+            serde_json::json!({"bot1": {
+                "requests": 2,
+                "orders": 2,
+                "symbols": {"BTCUSDT": 2},
+                "first": "1970-01-01T00:00:01.000Z",
+                "last": "1970-01-01T00:00:05.000Z",
+                "refused_by_exchange": 1,
+            }})
+        );
     }
 
     /// A regression test: every source address got an entry of its own, so a flood from

@@ -4161,8 +4161,24 @@ mod audit {
             "{report}"
         );
         assert!(alerts[1].contains("warning withdrawal:"), "{report}");
+        // bot1's order (found by review: the report listed none); not bot2's of two
+        // hours ago, which was denied anyway.
+        let placed = &report["orders_placed"];
+        assert_eq!(
+            (&placed["bot1"]["requests"], &placed["bot1"]["orders"]),
+            (&json!(1), &json!(1)),
+            "{report}"
+        );
+        assert_eq!(placed["bot1"]["symbols"], json!({"BTCUSDT": 1}), "{report}");
+        assert_eq!(placed["bot1"]["first"], placed["bot1"]["last"], "{report}");
+        assert_eq!(placed.as_object().unwrap().len(), 1, "{report}");
         let human = kg.ok(&["incident", "report"], "").stdout;
         assert!(human.contains("alerts (warnings and critical):"), "{human}");
+        assert!(
+            human.contains("\norders placed, by client (those still open stay open after a freeze")
+                && human.contains("\n  bot1: 1 order(s) in 1 request(s), first "),
+            "{human}"
+        );
         assert!(
             human.contains("outcome unknown (may have executed: check at the exchange):"),
             "{human}"

@@ -5738,21 +5738,31 @@ mod cli {
     }
 
     /// A regression test (found by review): a command still printing with `println!`
-    /// (`keygate panic`, here) exited 101, "internal error (a bug)", when its output could
-    /// not be written, after freezing every client. It is a failure (2) that says the
-    /// change may be made.
+    /// (`keygate doctor`, here) exited 101, "internal error (a bug)", when its output could
+    /// not be written. It is a failure (2) that says the command's change, if it makes
+    /// one, may be made. `keygate panic`, which froze every client before it exited 101,
+    /// writes its own output now, and says the freeze is made.
     #[cfg(target_os = "linux")]
     #[test]
     fn a_println_that_fails_is_a_failure_not_a_bug() {
         let kg = Kg::with_key_file();
         kg.add_account("main", REAL_KEY, REAL_SECRET);
         kg.issue("main", "bot1", &[]);
-        let out = kg.run_to_full_device(&["panic"], "");
+        let out = kg.run_to_full_device(&["doctor"], "");
         assert_eq!(out.code, 2, "{out:#?}");
         assert!(
             out.stderr.contains(
                 "keygate: error: standard output could not be written (No space left on device"
             ) && out.stderr.contains("changed already")
+                && !out.stderr.contains("internal error"),
+            "{}",
+            out.stderr
+        );
+        let out = kg.run_to_full_device(&["panic"], "");
+        assert_eq!(out.code, 2, "{out:#?}");
+        assert!(
+            out.stderr
+                .contains("every client is frozen, but what was done could not be written out")
                 && !out.stderr.contains("internal error"),
             "{}",
             out.stderr

@@ -9,7 +9,7 @@ use keygate_gateway::registry::stop_file_of;
 use serde_json::json;
 
 use crate::home::{admin_event, unlock, Home, UnlockArgs, Unlocked};
-use crate::output::print_json;
+use crate::output::{self, print_json};
 
 /// `keygate panic`
 #[derive(Args, Debug)]
@@ -58,17 +58,19 @@ pub fn run(home: Home, how: &UnlockArgs, args: &PanicArgs) -> anyhow::Result<()>
     };
     // The freeze is recorded now: a stop file left by a panic that could not record it
     // has done its work.
+    // Told with `tell`: a standard error that cannot be written (a full disk) must not
+    // turn the freeze made into a failure.
     match std::fs::remove_file(&stop) {
-        Ok(()) => eprintln!(
+        Ok(()) => output::tell(format_args!(
             "removed {}: the freeze it stood for is recorded",
             stop.display()
-        ),
+        )),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => eprintln!(
+        Err(e) => output::tell(format_args!(
             "keygate: warning: {} could not be removed ({e}); a running gateway refuses \
              every client while it is there",
             stop.display()
-        ),
+        )),
     }
     tell(&frozen, refused_already, args)
         .context("every client is frozen, but what was done could not be written out")

@@ -309,6 +309,11 @@ fn withhold_panic_messages() {
             );
             std::process::exit(EXIT_ERROR);
         }
+        // A failed `eprintln!` (standard error gone, or a full disk it is written to)
+        // can tell nothing; it is a failure all the same, not a bug (found by review).
+        if message.is_some_and(|m| m.starts_with("failed printing to stderr")) {
+            std::process::exit(EXIT_ERROR);
+        }
         let place = info.location().map_or_else(
             || "an unknown place".to_owned(),
             |l| format!("{}:{}", l.file(), l.line()),

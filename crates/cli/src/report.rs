@@ -26,13 +26,16 @@ pub enum IncidentCmd {
     Report(ReportArgs),
 }
 
+/// The window of a report given no start: a day before its end.
+const DEFAULT_WINDOW_MS: u64 = 24 * 3600 * 1000;
+
 /// `incident report`
 #[derive(Args, Debug)]
 pub struct ReportArgs {
     /// The window's start: a duration ago (`1h`, `7d`) or an RFC 3339 UTC time
-    /// (`2026-12-06T13:00:00Z`).
-    #[arg(long, value_name = "WHEN", default_value = "24h")]
-    pub since: String,
+    /// (`2026-12-06T13:00:00Z`); 24 hours before its end by default.
+    #[arg(long, value_name = "WHEN")]
+    pub since: Option<String>,
     /// The window's end (events before it): a duration ago or an RFC 3339 UTC time; none
     /// for the end of the log. With two RFC 3339 times, the same report whenever it is
     /// run.
@@ -145,9 +148,12 @@ fn is_zero(n: &u64) -> bool {
 /// does not verify (the report still comes, built from what the log holds, the warning
 /// on top of it and on standard error), as `audit verify` exits.
 pub fn run(vault: &Unlocked, args: &ReportArgs) -> anyhow::Result<i32> {
-    let (since_ms, until_ms) = window(Some(&args.since), args.until.as_deref(), now_ms())?;
-    // `window` gives a start for the start given.
-    let since_ms = since_ms.unwrap_or_default();
+    let now = now_ms();
+    let (since_ms, until_ms) = window(args.since.as_deref(), args.until.as_deref(), now)?;
+    // A day before the end by default, the end given or now (found by review: a default
+    // of a day before now refused an `--until` given alone more than a day back).
+    let since_ms =
+        since_ms.unwrap_or_else(|| until_ms.unwrap_or(now).saturating_sub(DEFAULT_WINDOW_MS));
     if let Some(client) = &args.client {
         check_client_exists(&vault.store, client)?;
     }
@@ -249,7 +255,11 @@ impl Report {
                     }
                     self.money_out.push(line());
                 }
-                if r.allowed && r.action == ActionKind::Trade && !r.validates_only {
+                // Only what places orders: USD-M's settings calls (leverage, margin type,
+                // countdownCancelAll) are trades by scope but place none, and name no
+                // side (found by review: they were counted as orders).
+                let places_order = r.side.is_some() || !r.orders.is_empty();
+                if r.allowed && r.action == ActionKind::Trade && places_order && !r.validates_only {
                     let order = PendingOrder {
                         client: r.client.clone().unwrap_or_else(|| "(no client)".into()),
                         ts_ms: event.ts_ms,
@@ -594,6 +604,7 @@ mod tests {
             r.path = "/api/v3/order".into();
             r.action = ActionKind::Trade;
             r.symbol = Some(symbol.into());
+            r.side = Some(keygate_core::Side::Buy);
             (r.amount, r.asset, r.destination, r.network) = (None, None, None, None);
         }
         event
@@ -647,6 +658,15 @@ mod tests {
             },
             // Sent; its outcome never came.
             order("o-5", 5_000, "BTCUSDT"),
+            // A trade by scope that places no order (found by review: it was counted).
+            {
+                let mut leverage = order("s-1", 6_000, "usdm:ETHUSDT");
+                if let EventBody::Request(r) = &mut leverage.body {
+                    r.path = "/fapi/v1/leverage".into();
+                    (r.side, r.outcome) = (None, Outcome::Answered);
+                }
+                leverage
+            },
         ];
         for (seq, event) in (1..).zip(&events) {
             report.add(seq, event, &mut pending);

@@ -3686,6 +3686,25 @@ mod client {
         assert_eq!(out.code, 2, "{out:#?}");
         assert!(out.stderr.contains("nothing was stopped"), "{out:#?}");
         assert!(!elsewhere.join("PANIC").exists());
+
+        // The freeze made and the stop file removed, a standard error that cannot be
+        // written (a full disk) does not make it a failure, nor an "internal error"
+        // (found by review: 101).
+        std::fs::File::create(&stop).unwrap();
+        let status = std::process::Command::new(env!("CARGO_BIN_EXE_keygate"))
+            .arg("--home")
+            .arg(kg.home())
+            .arg("panic")
+            .env("HOME", kg.path(""))
+            .env_remove("KEYGATE_HOME")
+            .env_remove("KEYGATE_LOG")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create("/dev/full").unwrap())
+            .status()
+            .unwrap();
+        assert_eq!(status.code(), Some(0));
+        assert!(!stop.exists());
     }
 
     #[test]
@@ -4037,7 +4056,7 @@ mod audit {
                     path: "/api/v3/order".into(),
                     action: ActionKind::Trade,
                     symbol: Some("BTCUSDT".into()),
-                    side: None,
+                    side: Some(keygate_core::Side::Buy),
                     client_order_id: None,
                     notional: None,
                     amount: None,
@@ -4174,6 +4193,22 @@ mod audit {
         assert_eq!(placed.as_object().unwrap().len(), 1, "{report}");
         let human = kg.ok(&["incident", "report"], "").stdout;
         assert!(human.contains("alerts (warnings and critical):"), "{human}");
+        // An end given alone starts the window a day before it (found by review: the
+        // start defaulted to a day before now, and such a window was refused as empty).
+        let before = kg
+            .ok(
+                &[
+                    "incident",
+                    "report",
+                    "--until",
+                    "2026-01-02T00:00:00Z",
+                    "--json",
+                ],
+                "",
+            )
+            .json();
+        assert_eq!(before["since"], "2026-01-01T00:00:00.000Z", "{before}");
+        assert_eq!(before["orders_placed"], json!({}), "{before}");
         assert!(
             human.contains("\norders placed, by client (those still open stay open after a freeze")
                 && human.contains("\n  bot1: 1 order(s) in 1 request(s), first "),

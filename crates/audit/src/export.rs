@@ -289,6 +289,7 @@ mod tests {
             outcome: Outcome::Answered,
             validates_only: false,
             previous_key: false,
+            places_no_order: false,
             orders: Vec::new(),
             terms: None,
         });

@@ -611,16 +611,25 @@ fn move_key(mut vault: Unlocked, how: &UnlockArgs, args: &MoveKeyArgs) -> anyhow
         // it again said only that the file exists. Such a copy is told apart from the key
         // file in use, which must never be removed.
         if MasterKey::from_key_file(&path).is_ok_and(|key| key.verify_check(&check).is_ok()) {
-            let in_use = [
-                config.master_key.key_file.as_deref(),
-                how.master_key_file.as_deref(),
-            ]
-            .into_iter()
-            .flatten()
-            .any(|used| same_file(used, &path));
-            if in_use {
+            let configured = config
+                .master_key
+                .key_file
+                .as_deref()
+                .filter(|_| from == Provider::KeyFile);
+            if configured.is_some_and(|used| same_file(used, &path)) {
                 bail!(
                     "{} is the key file this vault opens with already; nothing to move",
+                    path.display()
+                );
+            }
+            if how
+                .master_key_file
+                .as_deref()
+                .is_some_and(|given| same_file(given, &path))
+            {
+                bail!(
+                    "{} is the key file given with --master-key-file, which the move would \
+                     write anew; to make the vault open with a key file, name a new path",
                     path.display()
                 );
             }

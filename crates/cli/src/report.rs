@@ -256,10 +256,13 @@ impl Report {
                     self.money_out.push(line());
                 }
                 // Only what places orders: USD-M's settings calls (leverage, margin type,
-                // countdownCancelAll) are trades by scope but place none, and name no
-                // side (found by review: they were counted as orders).
-                let places_order = r.side.is_some() || !r.orders.is_empty();
-                if r.allowed && r.action == ActionKind::Trade && places_order && !r.validates_only {
+                // countdownCancelAll) are trades by scope but place none (found by review:
+                // they were counted as orders), as the exchange's adapter tells.
+                if r.allowed
+                    && r.action == ActionKind::Trade
+                    && !r.places_no_order
+                    && !r.validates_only
+                {
                     let order = PendingOrder {
                         client: r.client.clone().unwrap_or_else(|| "(no client)".into()),
                         ts_ms: event.ts_ms,
@@ -511,6 +514,7 @@ mod tests {
                 outcome: Outcome::Pending,
                 validates_only: false,
                 previous_key: false,
+                places_no_order: false,
                 orders: Vec::new(),
                 terms: None,
             }),
@@ -663,9 +667,19 @@ mod tests {
                 let mut leverage = order("s-1", 6_000, "usdm:ETHUSDT");
                 if let EventBody::Request(r) = &mut leverage.body {
                     r.path = "/fapi/v1/leverage".into();
-                    (r.side, r.outcome) = (None, Outcome::Answered);
+                    (r.side, r.outcome, r.places_no_order) = (None, Outcome::Answered, true);
                 }
                 leverage
+            },
+            // An order list whose legs name their sides as `workingSide` and
+            // `pendingSide`: no `side`, and orders all the same.
+            {
+                let mut oto = order("o-6", 7_000, "BTCUSDT");
+                if let EventBody::Request(r) = &mut oto.body {
+                    r.path = "/api/v3/orderList/oto".into();
+                    (r.side, r.outcome) = (None, Outcome::Answered);
+                }
+                oto
             },
         ];
         for (seq, event) in (1..).zip(&events) {
@@ -673,24 +687,24 @@ mod tests {
         }
         report.no_outcome_recorded(pending);
         let bot1 = &report.orders_placed["bot1"];
-        assert_eq!((bot1.requests, bot1.orders), (2, 2));
-        assert_eq!(bot1.symbols, BTreeMap::from([("BTCUSDT".to_owned(), 2)]));
-        assert_eq!((bot1.first_ms, bot1.last_ms), (Some(1_000), Some(5_000)));
+        assert_eq!((bot1.requests, bot1.orders), (3, 3));
+        assert_eq!(bot1.symbols, BTreeMap::from([("BTCUSDT".to_owned(), 3)]));
+        assert_eq!((bot1.first_ms, bot1.last_ms), (Some(1_000), Some(7_000)));
         assert_eq!(bot1.refused_by_exchange, 1);
         assert_eq!(
             bot1.summary(),
-            "2 order(s) in 2 request(s), first 1970-01-01T00:00:01.000Z, last \
-             1970-01-01T00:00:05.000Z; BTCUSDT 2; 1 more request(s) the exchange refused"
+            "3 order(s) in 3 request(s), first 1970-01-01T00:00:01.000Z, last \
+             1970-01-01T00:00:07.000Z; BTCUSDT 3; 1 more request(s) the exchange refused"
         );
         let json = serde_json::to_value(&report).unwrap();
         assert_eq!(
             json["orders_placed"],
             serde_json::json!({"bot1": {
-                "requests": 2,
-                "orders": 2,
-                "symbols": {"BTCUSDT": 2},
+                "requests": 3,
+                "orders": 3,
+                "symbols": {"BTCUSDT": 3},
                 "first": "1970-01-01T00:00:01.000Z",
-                "last": "1970-01-01T00:00:05.000Z",
+                "last": "1970-01-01T00:00:07.000Z",
                 "refused_by_exchange": 1,
             }})
         );
@@ -732,6 +746,7 @@ mod tests {
                     outcome: Outcome::NotForwarded,
                     validates_only: false,
                     previous_key: false,
+                    places_no_order: false,
                     orders: Vec::new(),
                     terms: None,
                 }),

@@ -129,6 +129,12 @@ pub struct RequestEvent {
     /// the bot that has not switched (or whoever holds the leaked key) from the new one.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub previous_key: bool,
+    /// A trade by scope that places no order (a USD-M setting such as the leverage, an
+    /// amendment that can only lower an order's quantity), as the exchange's adapter
+    /// classified it: what lists the orders a client placed leaves it out. False in
+    /// events written before keygate recorded it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub places_no_order: bool,
     /// The orders of a batch (Binance's `batchOrders`), as each names itself: `symbol`,
     /// `side` and `client_order_id` above are then none, and `notional` is the batch's
     /// total. Empty for any other request, and in events written before keygate read

@@ -1857,6 +1857,7 @@ impl<'a> Audit<'a> {
                 outcome,
                 validates_only: action.validates_only,
                 previous_key: self.previous_key,
+                places_no_order: action.places_no_order,
                 orders: action
                     .batch
                     .iter()

@@ -1324,6 +1324,7 @@ mod tests {
                 outcome: Outcome::NotForwarded,
                 validates_only: false,
                 previous_key: false,
+                places_no_order: false,
                 orders: Vec::new(),
                 terms: None,
             }),

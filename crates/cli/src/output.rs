@@ -53,7 +53,7 @@ pub fn print(
         .context(STDOUT_WRITE)
 }
 
-/// [`print`], for what a command prints once its change is committed: a failure says
+/// [`print()`], for what a command prints once its change is committed: a failure says
 /// that the change is made ([`CHANGE_MADE`]).
 pub fn print_after_change(
     write: impl FnOnce(&mut io::StdoutLock<'static>) -> io::Result<()>,

@@ -4220,6 +4220,48 @@ mod audit {
             human.contains("outcome unknown (may have executed: check at the exchange):"),
             "{human}"
         );
+        // A window ending between a forwarded request and its outcome still knows the
+        // outcome (found by review: it was listed as having none recorded).
+        let later = now + 60_000;
+        log.append_blocking(Event {
+            ts_ms: later,
+            ..withdrawal("w-3", true, Outcome::Pending)
+        })
+        .unwrap();
+        log.append_blocking(Event {
+            ts_ms: later + 5,
+            body: EventBody::Outcome(OutcomeEvent {
+                request_id: "w-3".into(),
+                client: Some("bot1".into()),
+                upstream_status: Some(200),
+                latency_us: 5_000,
+                outcome: Outcome::Answered,
+                order_ids: Vec::new(),
+                interrupted: false,
+            }),
+        })
+        .unwrap();
+        let (since, until) = (
+            keygate_core::rfc3339(later - 1_000),
+            keygate_core::rfc3339(later + 1),
+        );
+        let window = kg
+            .ok(
+                &[
+                    "incident", "report", "--since", &since, "--until", &until, "--json",
+                ],
+                "",
+            )
+            .json();
+        assert_eq!(window["money_out"].as_array().unwrap().len(), 1, "{window}");
+        assert!(
+            window["money_out"][0]
+                .as_str()
+                .unwrap()
+                .contains("answered status=200"),
+            "{window}"
+        );
+        assert_eq!(window["outcome_unknown"], json!([]), "{window}");
     }
 
     /// A regression test: `incident report` listed a withdrawal keygate forwarded as

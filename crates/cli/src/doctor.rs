@@ -243,24 +243,6 @@ fn stop_file(vault: &Unlocked) -> Option<Check> {
     ))
 }
 
-/// What tells one file from another whatever its name: its device and inode (its
-/// canonical path elsewhere), so that a hard link to the key file is not taken for a copy.
-fn file_identity(path: &Path) -> Option<(u64, u64)> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::MetadataExt;
-        std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
-    }
-    #[cfg(not(unix))]
-    {
-        use std::hash::{Hash, Hasher};
-        let path = path.canonicalize().ok()?;
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        path.hash(&mut hasher);
-        Some((0, hasher.finish()))
-    }
-}
-
 /// The files directly in the home directory that hold the vault's master key as a key
 /// file does (32 bytes, whoever may read them), found by the vault's key check, which
 /// only the right key opens.
@@ -315,10 +297,13 @@ fn master_key(vault: &Unlocked) -> anyhow::Result<Check> {
         ));
     }
     // The configured key file itself, under whatever name or link, is no copy.
-    let configured = config.key_file.as_deref().and_then(file_identity);
+    let configured = config
+        .key_file
+        .as_deref()
+        .and_then(crate::home::file_identity);
     let copies: Vec<String> = key_copies_in_home(vault)
         .into_iter()
-        .filter(|copy| configured.is_none() || file_identity(copy) != configured)
+        .filter(|copy| configured.is_none() || crate::home::file_identity(copy) != configured)
         .map(|copy| copy.display().to_string())
         .collect();
     if !copies.is_empty() {

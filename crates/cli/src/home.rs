@@ -555,19 +555,26 @@ pub fn vault(vault: Unlocked, how: &UnlockArgs, cmd: &VaultCmd) -> anyhow::Resul
 /// leaves a vault that opens: the new provider's material is added to the database
 /// (audited), `config.toml` is switched to it (replaced whole, by a rename), and the old
 /// provider's material is removed from the database.
-/// Whether `a` and `b` name one file (its device and inode on Unix), however written.
+/// Whether `a` and `b` name one file, however written ([`file_identity`]).
 fn same_file(a: &Path, b: &Path) -> bool {
+    file_identity(a).is_some_and(|id| file_identity(b) == Some(id))
+}
+
+/// What tells one file from another whatever its name: its device and inode (its
+/// canonical path elsewhere), so that a hard link to the key file is not taken for a copy.
+pub(crate) fn file_identity(path: &Path) -> Option<(u64, u64)> {
     #[cfg(unix)]
     {
-        use std::os::unix::fs::MetadataExt as _;
-        match (fs::metadata(a), fs::metadata(b)) {
-            (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
-            _ => false,
-        }
+        use std::os::unix::fs::MetadataExt;
+        fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
     }
     #[cfg(not(unix))]
     {
-        matches!((a.canonicalize(), b.canonicalize()), (Ok(a), Ok(b)) if a == b)
+        use std::hash::{Hash, Hasher};
+        let path = path.canonicalize().ok()?;
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        path.hash(&mut hasher);
+        Some((0, hasher.finish()))
     }
 }
 

@@ -325,38 +325,42 @@ impl Rules {
                 let (severity, summary) = admin_alert(admin);
                 raise(severity, AlertRule::AdminChange, summary, None);
             }
-            // What came of forwarded requests, lost with the log unwritable (a full disk:
-            // found by review, told only as lost reads and denials, and as unknown only
-            // after a restart): each may have executed.
-            EventBody::Lost(lost) if !lost.outcomes.is_empty() => {
-                let what: Vec<String> = lost
-                    .outcomes
-                    .iter()
-                    .map(|id| {
-                        let action = self.pending.remove(id).map(|(_, a)| a);
+            EventBody::Lost(lost) => {
+                // What came of forwarded requests, lost with the log unwritable (a full
+                // disk: found by review, told only as lost reads and denials, and as
+                // unknown only after a restart): each may have executed.
+                if !lost.outcomes.is_empty() {
+                    let what: Vec<String> = lost
+                        .outcomes
+                        .iter()
+                        .map(|id| {
+                            let action = self.pending.remove(id).map(|(_, a)| a);
+                            format!(
+                                "{} (request {id})",
+                                action.as_deref().unwrap_or("a request")
+                            )
+                        })
+                        .collect();
+                    // A record names the first of them only: say when there may be more.
+                    let how_many = if what.len() < keygate_core::LostEvents::MAX_OUTCOMES {
+                        what.len().to_string()
+                    } else {
+                        format!("at least {} (the first named here)", what.len())
+                    };
+                    raise(
+                        Severity::Critical,
+                        AlertRule::OutcomeUnknown,
                         format!(
-                            "{} (request {id})",
-                            action.as_deref().unwrap_or("a request")
-                        )
-                    })
-                    .collect();
-                // A record names the first of them only: say when there may be more.
-                let how_many = if what.len() < keygate_core::LostEvents::MAX_OUTCOMES {
-                    what.len().to_string()
-                } else {
-                    format!("at least {} (the first named here)", what.len())
-                };
-                raise(
-                    Severity::Critical,
-                    AlertRule::OutcomeUnknown,
-                    format!(
-                        "what came of {how_many} forwarded request(s) could not be recorded \
-                         (the audit log could not be written): {}; each may have executed: \
-                         check the exchange",
-                        what.join(", ")
-                    ),
-                    None,
-                );
+                            "what came of {how_many} forwarded request(s) could not be recorded \
+                             (the audit log could not be written): {}; each may have executed: \
+                             check the exchange",
+                            what.join(", ")
+                        ),
+                        None,
+                    );
+                }
+                // A stall or a flood writes a record every batch: one alert per quiet
+                // period.
                 if self.is_due(AlertRule::EventsLost, "", event.ts_ms) {
                     raise(
                         Severity::Critical,
@@ -366,16 +370,6 @@ impl Rules {
                     );
                 }
             }
-            // A stall or a flood writes a record every batch: one alert per quiet period.
-            EventBody::Lost(lost) if self.is_due(AlertRule::EventsLost, "", event.ts_ms) => {
-                raise(
-                    Severity::Critical,
-                    AlertRule::EventsLost,
-                    lost_summary(lost),
-                    None,
-                );
-            }
-            EventBody::Lost(_) => {}
         }
         alerts
     }

@@ -11,8 +11,8 @@ use keygate_monitor::{
 };
 use sha2::{Digest, Sha256};
 
-use crate::audit_cmd::{exit_code_showing, for_each_event, log_problem};
-use crate::home::{now_ms, parse_duration, Home, Unlocked};
+use crate::audit_cmd::{exit_code_showing, for_each_event, log_problem, window};
+use crate::home::{now_ms, Home, Unlocked};
 use crate::output::{escape_controls, print_json, rfc3339};
 
 /// `keygate alerts`
@@ -31,9 +31,13 @@ pub enum AlertsCmd {
 /// `alerts list`
 #[derive(Args, Debug)]
 pub struct ListArgs {
-    /// Alerts from this long ago (`1h`, `7d`).
-    #[arg(long, value_name = "DURATION", default_value = "24h")]
+    /// Alerts from this time on: a duration ago (`1h`, `7d`) or an RFC 3339 UTC time
+    /// (`2026-12-06T13:00:00Z`).
+    #[arg(long, value_name = "WHEN", default_value = "24h")]
     pub since: String,
+    /// Only alerts raised before this time: a duration ago or an RFC 3339 UTC time.
+    #[arg(long, value_name = "WHEN")]
+    pub until: Option<String>,
     /// The least severity shown.
     #[arg(long, value_enum, default_value = "info")]
     pub min_severity: SeverityArg,
@@ -196,19 +200,20 @@ pub fn thresholds(home: &Home) -> anyhow::Result<Thresholds> {
 /// as `audit verify` exits.
 pub fn list(vault: &Unlocked, args: &ListArgs) -> anyhow::Result<i32> {
     let thresholds = thresholds(&vault.home)?;
-    let since = parse_duration(&args.since).context("--since")?;
+    let (since_ms, until_ms) = window(Some(&args.since), args.until.as_deref(), now_ms())?;
+    let since_ms = since_ms.unwrap_or_default();
     // The alerts a webhook missed are looked for here: an edited log would hide them.
     let problem = log_problem(vault);
-    let since_ms = now_ms().saturating_sub(since.as_millis() as u64);
     // Start early, so that a burst begun before `since` counts whole and an alert raised
     // before it keeps its quiet period (found by review: started one denial window early,
     // the list showed an alert serve never sent and left out one it sent).
-    let window = thresholds
+    let lead = thresholds
         .denial_window
         .max(thresholds.quiet_period)
         .as_millis() as u64;
     let filter = Filter {
-        since_ms: Some(since_ms.saturating_sub(window)),
+        since_ms: Some(since_ms.saturating_sub(lead)),
+        until_ms,
         ..Filter::default()
     };
     let min: Severity = args.min_severity.into();
@@ -222,7 +227,8 @@ pub fn list(vault: &Unlocked, args: &ListArgs) -> anyhow::Result<i32> {
                 rules
                     .evaluate(*seq, event)
                     .into_iter()
-                    .filter(|a| a.ts_ms >= since_ms && a.severity >= min),
+                    .filter(|a| a.ts_ms >= since_ms && a.severity >= min)
+                    .filter(|a| until_ms.is_none_or(|until| a.ts_ms < until)),
             );
         }
         Ok(())
@@ -230,7 +236,14 @@ pub fn list(vault: &Unlocked, args: &ListArgs) -> anyhow::Result<i32> {
     if args.json {
         print_json(&alerts)?;
     } else if alerts.is_empty() {
-        println!("no alerts since {}", rfc3339(since_ms));
+        match until_ms {
+            Some(until_ms) => println!(
+                "no alerts from {} to {}",
+                rfc3339(since_ms),
+                rfc3339(until_ms)
+            ),
+            None => println!("no alerts since {}", rfc3339(since_ms)),
+        }
     } else {
         for alert in &alerts {
             println!(

@@ -5311,6 +5311,37 @@ mod audit {
         );
     }
 
+    /// `alerts list` takes the window `audit query` does: `--since` and `--until` as
+    /// durations ago or RFC 3339 UTC times, so that the alerts of an incident's hour can
+    /// be listed the same way the day after.
+    #[test]
+    fn alerts_list_takes_a_fixed_window() {
+        let kg = busy_vault();
+        let alerts = kg.ok(&["alerts", "list", "--json"], "").json();
+        let freeze = alerts
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["summary"].as_str().unwrap_or("").contains("client.freeze"))
+            .unwrap_or_else(|| panic!("{alerts}"));
+        let freeze_ms = freeze["ts_ms"].as_u64().unwrap();
+        let at = |ms: u64| {
+            humantime::format_rfc3339_millis(SystemTime::UNIX_EPOCH + Duration::from_millis(ms))
+                .to_string()
+        };
+        let list = |since: u64, until: u64| {
+            let (since, until) = (at(since), at(until));
+            kg.ok(&["alerts", "list", "--since", &since, "--until", &until], "")
+                .stdout
+        };
+        let holding = list(freeze_ms, freeze_ms + 1);
+        assert!(holding.contains("client.freeze"), "{holding}");
+        let before = list(freeze_ms - 1, freeze_ms);
+        assert!(before.starts_with("no alerts from "), "{before}");
+        let refused = kg.fails(&["alerts", "list", "--since", "1h", "--until", "2h"], "", 2);
+        assert!(refused.stderr.contains("is not before --until"), "{refused:#?}");
+    }
+
     /// A regression test (found by review): `--since` took a duration only, so an export
     /// of the hour an incident happened in came out different each time it was run.
     /// `--since` and `--until` take RFC 3339 UTC times (and durations ago); a window that

@@ -543,7 +543,7 @@ impl From<CredentialEntry> for Credential {
 /// Reads a JSON list of `{"api_key", "secret"}` or `{"api_key", "ed25519_public_key"}`
 /// objects, each optionally with its [`Restrictions`] and the `account` it belongs to (see
 /// [`Credential`]), and checks that each one is usable: a key, restrictions a Binance key
-/// can have, and an account name that is not empty.
+/// can have, an account name that is not empty, and no API key given twice.
 ///
 /// Here `trader` and `reader` are two keys of account `main` (one set of balances and
 /// orders, each key with its own permissions), and `other` has an account of its own:
@@ -566,8 +566,15 @@ pub fn load_credentials(path: &Path) -> Result<Vec<Credential>, Error> {
             path: path.to_owned(),
             source,
         })?;
+    let mut seen = HashSet::new();
     for credential in &credentials {
         Key::from_credential(credential)?;
+        if !seen.insert(credential.api_key.as_str()) {
+            return Err(Error::InvalidCredential {
+                api_key: credential.api_key.clone(),
+                reason: "given twice: one key has one secret and one account",
+            });
+        }
     }
     Ok(credentials)
 }
@@ -1168,6 +1175,18 @@ mod tests {
             load_credentials(&huge),
             Err(Error::ReadCredentials { .. })
         ));
+        // Regression: the second entry of a key silently replaced the first.
+        let twice = dir.path().join("twice.json");
+        std::fs::write(
+            &twice,
+            r#"[{"api_key":"a","secret":"s1"},{"api_key":"a","secret":"s2","account":"x"}]"#,
+        )
+        .unwrap();
+        let refused = load_credentials(&twice).unwrap_err();
+        assert!(
+            refused.to_string().contains("api key a: given twice"),
+            "{refused}"
+        );
     }
 
     /// Regression: every key had the same fixed permissions, withdrawals from any address

@@ -1268,6 +1268,40 @@ mod tests {
             "{}",
             alerts[1].summary
         );
+        assert!(
+            alerts[0].summary.starts_with("what came of 1 forwarded request(s)"),
+            "{}",
+            alerts[0].summary
+        );
+        // A record holds at most MAX_OUTCOMES ids: one that is full may stand for more.
+        let full = keygate_core::LostEvents::MAX_OUTCOMES;
+        let lost_outcomes = |ts_ms: u64, ids: usize, prefix: &str| Event {
+            ts_ms,
+            body: EventBody::Lost(keygate_core::LostEvents {
+                count: ids as u64,
+                first_ms: ts_ms - 500,
+                last_ms: ts_ms,
+                clients: [("bot1".to_owned(), ids as u64)].into(),
+                outcomes: (0..ids).map(|i| format!("{prefix}{i}")).collect(),
+            }),
+        };
+        let alerts = rules.evaluate(9, &lost_outcomes(9_000, full, "r"));
+        assert!(
+            alerts[0]
+                .summary
+                .starts_with(&format!("what came of at least {full} (the first named here)")),
+            "{}",
+            alerts[0].summary
+        );
+        let nearly_full = lost_outcomes(10_000, full - 1, "s");
+        let alerts = rules.evaluate(10, &nearly_full);
+        assert!(
+            alerts[0]
+                .summary
+                .starts_with(&format!("what came of {} forwarded", full - 1)),
+            "{}",
+            alerts[0].summary
+        );
         // A read or a public call that got no answer executed nothing: no alert.
         for action in [ActionKind::Read, ActionKind::Public] {
             let mut unanswered = request(4_000, Some("bot1"), action, None);

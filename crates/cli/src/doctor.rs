@@ -60,6 +60,7 @@ pub fn run(vault: &Unlocked, args: &DoctorArgs) -> anyhow::Result<i32> {
     checks.push(vault_format(vault));
     checks.extend(clients(vault));
     checks.push(accounts(vault));
+    checks.extend(left_out_by_gateway(vault));
     // The whole log is read once, for both checks that need it. A checkpoint file that
     // cannot be read (a mount not there) fails the audit log's check, and the others run.
     let files = crate::audit_cmd::checkpoint_files(&vault.home, &args.checkpoint);
@@ -504,6 +505,28 @@ fn clients(vault: &Unlocked) -> Vec<Check> {
         ));
     }
     checks
+}
+
+/// What a gateway started now would leave out of its clients and accounts, and why:
+/// found by loading the vault as `serve` does, so that what only a load sees (two
+/// clients holding one Ed25519 public key) is told here too. `None` when it leaves
+/// nothing out, or when it would load nothing at all (the client table's check says
+/// why).
+fn left_out_by_gateway(vault: &Unlocked) -> Option<Check> {
+    // The load logs each as it finds it; here each is a line of the check instead.
+    let silenced = tracing::subscriber::NoSubscriber::default();
+    let registry = tracing::subscriber::with_default(silenced, || {
+        keygate_gateway::registry::Registry::load(&vault.store, &vault.master)
+    })
+    .ok()?;
+    if registry.refused().is_empty() {
+        return None;
+    }
+    Some(check(
+        "gateway",
+        Verdict::Fail,
+        format!("serve would refuse: {}", registry.refused().join("; ")),
+    ))
 }
 
 /// Real keys that do not open (a ciphertext changed without the master key) or are due

@@ -2526,10 +2526,9 @@ mod client {
         let master = MasterKey::from_key_file(&kg.key_file()).unwrap();
         let stored = store.client(&"edbot".parse().unwrap()).unwrap();
         match stored.open_material(&master).unwrap() {
-            keygate_store::ClientKeyMaterial::Ed25519(pk) => assert_eq!(
-                hex_of(&pk),
-                "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"
-            ),
+            keygate_store::ClientKeyMaterial::Ed25519(pk) => {
+                assert_eq!(hex_of(&pk), ED25519_PUBLIC_HEX)
+            }
             keygate_store::ClientKeyMaterial::Hmac(_) => panic!("stored as HMAC"),
         }
         // Raw base64 works too, for a key of its own: the same key, written either way, is
@@ -2998,6 +2997,73 @@ mod client {
             refused.stderr
         );
         assert_eq!(kg.status("bot2"), "untagged");
+    }
+
+    /// Two clients holding one Ed25519 public key (a vault from before keygate refused
+    /// that) are refused by the gateway; found by review: only serve's log said so.
+    /// `doctor` now fails, naming them, as a gateway's load finds them.
+    #[test]
+    fn doctor_names_clients_the_gateway_would_refuse() {
+        let kg = Kg::with_key_file();
+        kg.add_account("main", REAL_KEY, REAL_SECRET);
+        let pem = kg.path("bot.pub.pem");
+        std::fs::write(&pem, ED25519_PEM).unwrap();
+        let other = kg.path("other.pub.b64");
+        std::fs::write(&other, "OthB3tSAWVQfBopHFztS62VIRf3QjqjtfdVmDSnw4n0=\n").unwrap();
+        for (name, key) in [("edbot", &pem), ("edbot2", &other)] {
+            let key = key.to_str().unwrap();
+            kg.issue(
+                "main",
+                name,
+                &["--key-type", "ed25519", "--public-key", key],
+            );
+        }
+        assert!(doctor_has_no(&kg, "gateway"));
+        as_before_client_tags(&kg);
+        // edbot's public key, sealed for edbot2's API key as keygate seals a key.
+        let api_key: String = db(&kg)
+            .query_row(
+                "SELECT api_key FROM clients WHERE name = 'edbot2'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        let edbot_key: Vec<u8> = (0..32)
+            .map(|i| u8::from_str_radix(&ED25519_PUBLIC_HEX[2 * i..2 * i + 2], 16).unwrap())
+            .collect();
+        let master = MasterKey::from_key_file(&kg.key_file()).unwrap();
+        let id = keygate_vault::RecordId::new("client-key", &api_key, "ed25519");
+        db(&kg)
+            .execute(
+                "UPDATE clients SET key_material = ?1 WHERE name = 'edbot2'",
+                [master.seal(&id, &edbot_key)],
+            )
+            .unwrap();
+        kg.ok(&["upgrade", "--yes"], "");
+        let doctor = kg.fails(&["doctor", "--json"], "", 1).json();
+        let gateway = doctor_check(&doctor, "gateway");
+        assert_eq!(gateway["verdict"], "fail", "{gateway}");
+        assert!(
+            gateway["detail"]
+                .as_str()
+                .unwrap()
+                .contains("clients edbot, edbot2 hold one Ed25519 public key"),
+            "{gateway}"
+        );
+    }
+
+    /// The public key of `ED25519_PEM`, in hex.
+    const ED25519_PUBLIC_HEX: &str =
+        "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
+
+    /// Whether `doctor --json` has no check named `name`.
+    fn doctor_has_no(kg: &Kg, name: &str) -> bool {
+        let doctor = kg.ok(&["doctor", "--json"], "").json();
+        doctor
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["check"] != name)
     }
 
     /// A regression test: putting back the check value of an earlier keygate made the next
@@ -5322,7 +5388,12 @@ mod audit {
             .as_array()
             .unwrap()
             .iter()
-            .find(|a| a["summary"].as_str().unwrap_or("").contains("client.freeze"))
+            .find(|a| {
+                a["summary"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("client.freeze")
+            })
             .unwrap_or_else(|| panic!("{alerts}"));
         let freeze_ms = freeze["ts_ms"].as_u64().unwrap();
         let at = |ms: u64| {
@@ -5331,15 +5402,21 @@ mod audit {
         };
         let list = |since: u64, until: u64| {
             let (since, until) = (at(since), at(until));
-            kg.ok(&["alerts", "list", "--since", &since, "--until", &until], "")
-                .stdout
+            kg.ok(
+                &["alerts", "list", "--since", &since, "--until", &until],
+                "",
+            )
+            .stdout
         };
         let holding = list(freeze_ms, freeze_ms + 1);
         assert!(holding.contains("client.freeze"), "{holding}");
         let before = list(freeze_ms - 1, freeze_ms);
         assert!(before.starts_with("no alerts from "), "{before}");
         let refused = kg.fails(&["alerts", "list", "--since", "1h", "--until", "2h"], "", 2);
-        assert!(refused.stderr.contains("is not before --until"), "{refused:#?}");
+        assert!(
+            refused.stderr.contains("is not before --until"),
+            "{refused:#?}"
+        );
     }
 
     /// A regression test (found by review): `--since` took a duration only, so an export

@@ -76,6 +76,10 @@ pub struct Registry {
     /// Each row opened by this load, as it was read, with what it opened to: the next
     /// load opens again only the rows that differ from these by a byte.
     opened: Opened,
+    /// What this load left out and why, one sentence each (no secret in them): a row
+    /// that does not read or verify, a key two clients hold. Logged as found; the
+    /// reloader raises an alert for each the load before did not have.
+    refused: Vec<String>,
 }
 
 /// Rows a load opened, kept so that the next load need not decrypt them again. A row
@@ -93,6 +97,16 @@ struct Opened {
 type ClientKeys = Vec<(String, Arc<ClientEntry>)>;
 
 impl Registry {
+    /// Leaves something out of this load because `why`: logged, and kept for an alert.
+    fn refuse(&mut self, why: String) {
+        leave_out(&mut self.refused, why);
+    }
+
+    /// What this load left out and why (see [`Registry`]'s `refused`).
+    pub fn refused(&self) -> &[String] {
+        &self.refused
+    }
+
     /// Loads and opens everything in the store, from one snapshot of it. A record that
     /// fails to open is left out (and logged): its client is refused rather than
     /// half-trusted. Client and account tables that do not match their seal (a client put
@@ -145,7 +159,9 @@ impl Registry {
             let account = match account {
                 Ok(account) => account,
                 Err(e) => {
-                    tracing::error!(error = %e, "an account does not read; its clients are refused");
+                    registry.refuse(format!(
+                        "an account does not read ({e}); its clients are refused"
+                    ));
                     continue;
                 }
             };
@@ -159,7 +175,10 @@ impl Registry {
                 None => match open_account(&account, master) {
                     Ok(entry) => Arc::new(entry),
                     Err(e) => {
-                        tracing::error!(account = %account.label, error = %e, "account does not open; its clients are refused");
+                        registry.refuse(format!(
+                            "account {} does not open ({e}); its clients are refused",
+                            account.label
+                        ));
                         continue;
                     }
                 },
@@ -199,7 +218,7 @@ impl Registry {
             let client = match client {
                 Ok(client) => client,
                 Err(e) => {
-                    tracing::error!(error = %e, "a client does not read; it is refused");
+                    registry.refuse(format!("a client does not read ({e}); it is refused"));
                     continue;
                 }
             };
@@ -208,7 +227,8 @@ impl Registry {
                 .get(&client.name)
                 .filter(|(row, _)| row.same_row_as(&client))
                 .map(|(_, entries)| entries.clone());
-            let Some(entries) = reused.or_else(|| open_client(&client, master)) else {
+            let opened = reused.or_else(|| open_client(&client, master, &mut registry.refused));
+            let Some(entries) = opened else {
                 continue;
             };
             for (api_key, entry) in &entries {
@@ -224,7 +244,10 @@ impl Registry {
                         .push((entry.name.clone(), api_key.clone()));
                 }
                 if registry.clients.contains_key(api_key) {
-                    tracing::error!(client = %client.name, "an API key of this client belongs to another too; both refused");
+                    registry.refuse(format!(
+                        "an API key of client {} belongs to another client too; both refused",
+                        client.name
+                    ));
                     claimed_twice.insert(api_key.clone());
                 }
                 registry.clients.insert(api_key.clone(), Arc::clone(entry));
@@ -240,13 +263,13 @@ impl Registry {
             }
             let mut names: Vec<&str> = holders.iter().map(|(name, _)| name.as_str()).collect();
             names.dedup();
-            tracing::error!(
-                clients = %names.join(", "),
-                "these clients hold one Ed25519 public key; all refused (revoke all but one \
+            registry.refuse(format!(
+                "clients {} hold one Ed25519 public key; all refused (revoke all but one \
                  of them, or rotate the others with --force --public-key naming a key pair \
                  of their own: the shared key, kept for the rotation's grace, counts until \
-                 that grace is over)"
-            );
+                 that grace is over)",
+                names.join(", ")
+            ));
             claimed_twice.extend(holders.iter().map(|(_, api_key)| api_key.clone()));
         }
         for api_key in claimed_twice {
@@ -488,6 +511,7 @@ pub fn spawn_reloader(
     alerter: Option<Alerter>,
 ) -> std::io::Result<()> {
     let mut seen = live.snapshot().generation;
+    alert_refusals(alerter.as_ref(), &live.snapshot(), &Registry::default());
     let mut loaded_at = Instant::now();
     let mut read_so_far = ReadSoFar::default();
     let opened = FileIdentity::of(store.path());
@@ -538,8 +562,10 @@ pub fn spawn_reloader(
                 {
                     continue;
                 }
-                match Registry::load_after(&store, &master, &mut read_so_far, &live.snapshot()) {
+                let before = live.snapshot();
+                match Registry::load_after(&store, &master, &mut read_so_far, &before) {
                     Ok(registry) => {
+                        alert_refusals(alerter.as_ref(), &registry, &before);
                         live.replace(registry);
                         loaded_at = Instant::now();
                         if Some(generation) != seen {
@@ -572,14 +598,23 @@ fn open_account(
 }
 
 /// Verifies a client's row and opens what verifies its keys: its current key and, in a
-/// rotation's grace window, its previous one. `None` (and logged) when the row does not
-/// verify or a key does not open: the client is refused rather than half-trusted.
-fn open_client(client: &Client, master: &MasterKey) -> Option<ClientKeys> {
+/// rotation's grace window, its previous one. `None` when the row does not verify or a
+/// key does not open: the client is refused rather than half-trusted, and why is logged
+/// and added to `refused`.
+fn open_client(
+    client: &Client,
+    master: &MasterKey,
+    refused: &mut Vec<String>,
+) -> Option<ClientKeys> {
+    let mut refuse = |why: String| leave_out(refused, why);
     let keys = match client.open_keys(master) {
         Ok((current, previous)) => std::iter::once((client.api_key.clone(), current, None))
             .chain(previous.map(|(key, m)| (key, m, client.previous_until_ms))),
         Err(e) => {
-            tracing::error!(client = %client.name, error = %e, "client record or key does not verify; client refused");
+            refuse(format!(
+                "the record or a key of client {} does not verify ({e}); client refused",
+                client.name
+            ));
             return None;
         }
     };
@@ -592,7 +627,11 @@ fn open_client(client: &Client, master: &MasterKey) -> Option<ClientKeys> {
             ClientKeyMaterial::Ed25519(public) => match VerifyingKey::from_bytes(&public) {
                 Ok(k) => Verifier::Ed25519(k),
                 Err(_) => {
-                    tracing::error!(client = %client.name, "stored Ed25519 key is not a valid point; client refused");
+                    refuse(format!(
+                        "the stored Ed25519 key of client {} is not a valid point; that key \
+                         is refused",
+                        client.name
+                    ));
                     continue;
                 }
             },
@@ -611,6 +650,30 @@ fn open_client(client: &Client, master: &MasterKey) -> Option<ClientKeys> {
         ));
     }
     Some(entries)
+}
+
+/// Logs `why` something was left out of a load, and adds it to `refused`.
+fn leave_out(refused: &mut Vec<String>, why: String) {
+    tracing::error!("{why}");
+    refused.push(why);
+}
+
+/// Raises a critical alert for each thing `now` left out that `before` did not: a
+/// client refused for a record changed behind keygate's back, say, is told once, when
+/// it is first found, not at every reload.
+fn alert_refusals(alerter: Option<&Alerter>, now: &Registry, before: &Registry) {
+    let Some(alerter) = alerter else { return };
+    for why in now
+        .refused
+        .iter()
+        .filter(|why| !before.refused.contains(why))
+    {
+        alerter.raise(Alert::outside_log(
+            Severity::Critical,
+            AlertRule::ReloadFailed,
+            format!("keygate refuses part of the vault: {why}; see keygate doctor"),
+        ));
+    }
 }
 
 /// Refuses every client of `live` for `reason`, until a reload succeeds; the first of a
@@ -912,6 +975,47 @@ mod tests {
             std::thread::sleep(Duration::from_millis(20));
         }
         drop(live);
+    }
+
+    /// Something a load leaves out (a client whose record does not verify, clients
+    /// sharing a key) was only logged; it is raised as a critical alert, once: at start
+    /// for what the first load left out, then for what a reload leaves out anew.
+    #[test]
+    fn what_a_load_leaves_out_is_alerted_once() {
+        let vault = Vault::with_requests(0);
+        let left_out = |why: &[&str]| Registry {
+            refused: why.iter().map(|w| (*w).to_owned()).collect(),
+            ..Registry::default()
+        };
+        let live = Arc::new(Live::new(left_out(&["client a refused"])));
+        let (alerter, alerts) = Alerter::channel();
+        spawn_reloader(
+            vault.connection(),
+            Arc::clone(&vault.master),
+            Arc::clone(&live),
+            Some(alerter),
+        )
+        .unwrap();
+        let alert = alerts.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!(
+            (alert.severity, alert.rule),
+            (Severity::Critical, AlertRule::ReloadFailed)
+        );
+        assert_eq!(
+            alert.summary,
+            "keygate refuses part of the vault: client a refused; see keygate doctor"
+        );
+        drop(live);
+        let (alerter, alerts) = Alerter::channel();
+        let before = left_out(&["client a refused"]);
+        let now = left_out(&["client a refused", "client b refused"]);
+        alert_refusals(Some(&alerter), &now, &before);
+        alert_refusals(Some(&alerter), &now, &now);
+        let raised: Vec<String> = alerts.try_iter().map(|a| a.summary).collect();
+        assert_eq!(
+            raised,
+            ["keygate refuses part of the vault: client b refused; see keygate doctor"]
+        );
     }
 
     /// A reload decrypts only the rows that changed: an unchanged client or account is

@@ -224,7 +224,8 @@ pub enum AlertRule {
     /// The audit log cannot be written: orders, withdrawals and transfers are refused.
     AuditUnavailable,
     /// Accounts and clients could not be reloaded (a client table that does not match its
-    /// seal, say): every request is refused.
+    /// seal, say): every request is refused. Or a load left some out (a client whose
+    /// record does not verify, two clients holding one public key): those are refused.
     ReloadFailed,
     /// The exchange asked keygate's address to send nothing more for a while: its request
     /// weight is used up, or it is banned. The gateway holds back what it would have sent.

@@ -1269,7 +1269,9 @@ mod tests {
             alerts[1].summary
         );
         assert!(
-            alerts[0].summary.starts_with("what came of 1 forwarded request(s)"),
+            alerts[0]
+                .summary
+                .starts_with("what came of 1 forwarded request(s)"),
             "{}",
             alerts[0].summary
         );
@@ -1287,9 +1289,9 @@ mod tests {
         };
         let alerts = rules.evaluate(9, &lost_outcomes(9_000, full, "r"));
         assert!(
-            alerts[0]
-                .summary
-                .starts_with(&format!("what came of at least {full} (the first named here)")),
+            alerts[0].summary.starts_with(&format!(
+                "what came of at least {full} (the first named here)"
+            )),
             "{}",
             alerts[0].summary
         );

@@ -82,6 +82,14 @@ const CSV_COLUMNS: &[&str] = &[
     "detail",
     "network",
     "key_of",
+    "previous_key",
+    "validates_only",
+    "places_no_order",
+    "orders",
+    "terms",
+    "interrupted",
+    "lost_clients",
+    "lost_outcomes",
 ];
 
 /// The CSV header matching [`csv_line`].
@@ -130,6 +138,16 @@ pub fn csv_line(seq: u64, event: &Event) -> String {
             set("destination", shown(r.destination.as_deref()));
             set("network", shown(r.network.as_deref()));
             set("message", shown(r.message.as_deref()));
+            set("previous_key", r.previous_key.to_string());
+            set("validates_only", r.validates_only.to_string());
+            set("places_no_order", r.places_no_order.to_string());
+            // A batch's orders and an order's terms, as the JSONL export gives them.
+            if !r.orders.is_empty() {
+                set("orders", json_value(&r.orders));
+            }
+            if let Some(terms) = &r.terms {
+                set("terms", json_value(terms));
+            }
         }
         EventBody::Outcome(o) => {
             set("type", "outcome".into());
@@ -140,6 +158,7 @@ pub fn csv_line(seq: u64, event: &Event) -> String {
             set("target", o.request_id.clone());
             set("request_id", o.request_id.clone());
             set("order_ids", o.order_ids.join(" "));
+            set("interrupted", o.interrupted.to_string());
         }
         EventBody::Admin(a) => {
             set("type", "admin".into());
@@ -158,6 +177,8 @@ pub fn csv_line(seq: u64, event: &Event) -> String {
             set("lost_count", l.count.to_string());
             set("lost_first_ms", l.first_ms.to_string());
             set("lost_last_ms", l.last_ms.to_string());
+            set("lost_clients", json_value(&l.clients));
+            set("lost_outcomes", l.outcomes.join(" "));
         }
     }
     row.iter().map(|v| quote(v)).collect::<Vec<_>>().join(",")
@@ -166,6 +187,11 @@ pub fn csv_line(seq: u64, event: &Event) -> String {
 /// A value that may be missing, as text; empty when it is.
 fn shown<T: ToString>(value: Option<T>) -> String {
     value.map(|v| v.to_string()).unwrap_or_default()
+}
+
+/// A value as the JSON text the JSONL export gives it.
+fn json_value<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_default()
 }
 
 /// A value shown by its JSON string form (`answered`, `buy`).
@@ -328,6 +354,122 @@ mod tests {
         assert_eq!(cell(&lines[1], "order_ids"), "11 12");
     }
 
+    /// A regression test (found by review): fields added to events later (`previous_key`,
+    /// `interrupted`, a lost record's outcomes) reached the JSONL export only, so a CSV
+    /// kept as evidence could not tell a request signed with a rotated-out key from
+    /// another. Every field an event's JSON has is a CSV column, and it is filled.
+    #[test]
+    fn every_json_field_has_a_csv_column() {
+        use keygate_core::{BatchOrder, LostEvents, OrderTerms};
+        let terms = OrderTerms {
+            price: Some("1".parse().unwrap()),
+            quantity: "1".parse().unwrap(),
+            modifies: None,
+        };
+        let request = RequestEvent {
+            request_id: "r1".into(),
+            exchange: "binance".into(),
+            client: Some("bot1".into()),
+            key_of: Some("bot1".into()),
+            account: Some("main".into()),
+            source_ip: "127.0.0.1".into(),
+            method: "POST".into(),
+            path: "/api/v3/order".into(),
+            action: ActionKind::Trade,
+            symbol: Some("BTCUSDT".into()),
+            side: Some(Side::Buy),
+            client_order_id: Some("c1".into()),
+            notional: Some("1".parse().unwrap()),
+            amount: Some("1".parse().unwrap()),
+            asset: Some("BTC".into()),
+            destination: Some("bc1q".into()),
+            network: Some("BTC".into()),
+            allowed: true,
+            rule: Some(keygate_core::Rule::Symbol),
+            message: Some("m".into()),
+            upstream_status: Some(200),
+            latency_us: Some(5),
+            outcome: Outcome::Answered,
+            validates_only: true,
+            previous_key: true,
+            places_no_order: true,
+            orders: vec![BatchOrder {
+                symbol: "BTCUSDT".into(),
+                side: Some(Side::Buy),
+                client_order_id: None,
+                terms: Some(terms.clone()),
+                notional: None,
+            }],
+            terms: Some(terms),
+        };
+        let outcome = OutcomeEvent {
+            request_id: "r1".into(),
+            client: Some("bot1".into()),
+            upstream_status: Some(200),
+            latency_us: 5,
+            outcome: Outcome::Unknown,
+            order_ids: vec!["11".into()],
+            interrupted: true,
+        };
+        let lost = LostEvents {
+            count: 2,
+            first_ms: 1,
+            last_ms: 2,
+            clients: [("bot1".to_owned(), 2)].into(),
+            outcomes: vec!["r9".into()],
+        };
+        let admin = AdminEvent {
+            actor: "cli".into(),
+            change: "client.freeze".into(),
+            target: "bot1".into(),
+            detail: serde_json::json!({ "x": 1 }),
+        };
+        let bodies = [
+            EventBody::Request(request),
+            EventBody::Outcome(outcome),
+            EventBody::Lost(lost),
+            EventBody::Admin(admin),
+        ];
+        for body in bodies {
+            let event = Event { ts_ms: 1, body };
+            let json = serde_json::to_value(&event).unwrap();
+            let line = csv_line(1, &event);
+            let cells = csv_cells(&line);
+            let is_lost = matches!(event.body, EventBody::Lost(_));
+            for (field, value) in json.as_object().unwrap() {
+                let column = match field.as_str() {
+                    "clients" | "outcomes" if is_lost => format!("lost_{field}"),
+                    "count" | "first_ms" | "last_ms" => format!("lost_{field}"),
+                    _ => field.clone(),
+                };
+                let i = CSV_COLUMNS
+                    .iter()
+                    .position(|c| *c == column)
+                    .unwrap_or_else(|| panic!("no CSV column for {field} ({value})"));
+                assert!(!cells[i].is_empty(), "{field} is empty in {line}");
+            }
+        }
+    }
+
+    /// The cells of a CSV line as [`quote`] writes them.
+    fn csv_cells(line: &str) -> Vec<String> {
+        let (mut cells, mut cell, mut quoted) = (Vec::new(), String::new(), false);
+        let mut chars = line.chars().peekable();
+        while let Some(c) = chars.next() {
+            match (c, quoted) {
+                ('"', true) if chars.peek() == Some(&'"') => {
+                    chars.next();
+                    cell.push('"');
+                }
+                ('"', _) => quoted = !quoted,
+                (',', false) => cells.push(std::mem::take(&mut cell)),
+                _ => cell.push(c),
+            }
+        }
+        cells.push(cell);
+        cells
+    }
+
     /// A regression test: the CSV export left out what an administrative change changed
     /// (a policy before and after), which the JSON export had.
     #[test]
@@ -345,12 +487,13 @@ mod tests {
                 body: admin,
             },
         );
-        assert!(
-            line.ends_with(
-                r#""{""from"":{""scopes"":[""read""]},""to"":{""scopes"":[""read"",""trade""]}}",,"#
-            ),
+        let detail = CSV_COLUMNS.iter().position(|c| *c == "detail").unwrap();
+        assert_eq!(
+            csv_cells(&line)[detail],
+            r#"{"from":{"scopes":["read"]},"to":{"scopes":["read","trade"]}}"#,
             "{line}"
         );
+        assert!(line.contains(r#""{""from"":{""scopes"":"#), "{line}");
     }
 
     #[test]

@@ -570,36 +570,22 @@ fn settle_interrupted(
 /// for a command that changes what serve reads as it starts (`audit archive`). Its
 /// process id is written in the lock file, as serve's is, for a serve refused meanwhile
 /// to name.
-pub(crate) fn lock_out_serve(home: &Home) -> anyhow::Result<File> {
-    let path = home.dir.join("serve.lock");
-    let mut file = crate::home::open_owner_only(&path)?;
-    match file.try_lock() {
-        Ok(()) => {
-            file.set_len(0)
-                .and_then(|()| writeln!(file, "{}", std::process::id()))
-                .with_context(|| format!("writing {}", path.display()))?;
-            Ok(file)
-        }
-        Err(TryLockError::WouldBlock) => bail!(
-            "`keygate serve` is running on this vault; stop it first (it reads where the log \
-             begins as it starts)"
-        ),
-        Err(TryLockError::Error(e)) => {
-            Err(e).with_context(|| format!("locking {}", path.display()))
-        }
-    }
+pub(crate) fn lock_out_serve(home: &Home) -> anyhow::Result<ServeLock> {
+    ServeLock::take(home)?.with_context(|| {
+        "`keygate serve` is running on this vault; stop it first (it reads where the log \
+         begins as it starts)"
+    })
 }
 
-/// Locks `serve.lock` in the home directory for as long as the returned file lives (the
+/// Locks `serve.lock` in the home directory for as long as the returned lock lives (the
 /// lock goes with the process, however it ends). A second gateway on the same vault would
 /// keep a replay cache of its own, and a signature one of them accepted would be accepted
 /// once more by the other, so it is refused.
-fn hold_serve_lock(home: &Home) -> anyhow::Result<File> {
-    let path = home.dir.join("serve.lock");
-    let mut file = crate::home::open_owner_only(&path)?;
-    match file.try_lock() {
-        Ok(()) => {}
-        Err(TryLockError::WouldBlock) => {
+fn hold_serve_lock(home: &Home) -> anyhow::Result<ServeLock> {
+    match ServeLock::take(home)? {
+        Some(lock) => Ok(lock),
+        None => {
+            let path = home.dir.join("serve.lock");
             let holder = std::fs::read_to_string(&path).unwrap_or_default();
             let holder = match holder.trim() {
                 "" => String::new(),
@@ -610,14 +596,41 @@ fn hold_serve_lock(home: &Home) -> anyhow::Result<File> {
                  each accept a replayed signature once, so run one"
             );
         }
-        Err(TryLockError::Error(e)) => {
-            return Err(e).with_context(|| format!("locking {}", path.display()))
-        }
     }
-    file.set_len(0)
-        .and_then(|()| writeln!(file, "{}", std::process::id()))
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(file)
+}
+
+/// `serve.lock` in a home directory, locked, with this process's id written in it. The
+/// id is taken out again when the lock is let go, so that a file naming a process names
+/// one that holds the lock (after a crash it may still name a process long gone: only
+/// the lock itself, `flock -n FILE true` failing, says one runs).
+pub(crate) struct ServeLock {
+    file: File,
+}
+
+impl ServeLock {
+    /// Takes the lock, or `None` when another process holds it.
+    fn take(home: &Home) -> anyhow::Result<Option<ServeLock>> {
+        let path = home.dir.join("serve.lock");
+        let mut file = crate::home::open_owner_only(&path)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => return Ok(None),
+            Err(TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("locking {}", path.display()))
+            }
+        }
+        file.set_len(0)
+            .and_then(|()| writeln!(file, "{}", std::process::id()))
+            .with_context(|| format!("writing {}", path.display()))?;
+        Ok(Some(ServeLock { file }))
+    }
+}
+
+impl Drop for ServeLock {
+    fn drop(&mut self) {
+        // Best effort: a file left naming this process is what a crash leaves too.
+        let _ = self.file.set_len(0);
+    }
 }
 
 #[cfg(test)]

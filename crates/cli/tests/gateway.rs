@@ -2575,6 +2575,10 @@ fn a_stop_sent_while_serve_starts_stops_it_cleanly() {
     assert!(stdout.contains("keygate listening on"), "{stdout}");
     assert!(stderr.contains("keygate: shutting down"), "{stderr}");
     home.kg.ok(&["audit", "verify"], "");
+    // Found by review: the lock file went on naming the process after it ended, and the
+    // README's `kill -TERM "$(cat serve.lock)"` could then signal another process.
+    let lock = std::fs::read_to_string(home.kg.home().join("serve.lock")).unwrap();
+    assert_eq!(lock, "", "a stopped serve's pid is left in serve.lock");
 }
 
 /// A second stop ends serve at once, as the signal's default action would, whatever the

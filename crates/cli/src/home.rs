@@ -256,9 +256,17 @@ fn warn_not_continued(path: &Path, e: &keygate_audit::Error) {
 
 /// Tells that no checkpoint of the change was written to `path`, and why (`e`).
 fn warn_unanchored(path: &Path, e: &anyhow::Error) {
+    // keygate never creates a checkpoint file: the hint for one not there differs
+    // (found by review: the command named refused the missing file it was offered for).
+    let remedy = if path.exists() {
+        ""
+    } else {
+        " once the file is back (put back the one the setting names: a mount not there, a \
+         file moved; `touch` it only if it never existed),"
+    };
     eprintln!(
         "keygate: warning: the change is made, but no checkpoint of it was written to \
-         {}: {e:#}; `keygate audit checkpoint --append {}` writes one",
+         {}: {e:#};{remedy} `keygate audit checkpoint --append {}` writes one",
         path.display(),
         path.display()
     );

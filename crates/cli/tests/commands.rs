@@ -4905,6 +4905,13 @@ mod audit {
             "{}",
             out.stderr
         );
+        // Found by review: it offered `audit checkpoint --append`, which refuses a file
+        // that is not there, with nothing said of putting it back first.
+        assert!(
+            out.stderr.contains("once the file is back (put back"),
+            "{}",
+            out.stderr
+        );
         assert!(
             !checkpoints.exists(),
             "a new file was started in place of the one gone"

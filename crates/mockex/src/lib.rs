@@ -111,7 +111,7 @@
 //! volumes as strings; as prices never move, every candle is flat at the reference price,
 //! its volume the 24-hour ticker's spread evenly; the last one holds now, and none opens
 //! in the future. `GET /api/v3/avgPrice` is the price. Aggregate trades, `GET /api/v3/aggTrades` and `GET /fapi/v1/aggTrades`
-//! (ccxt's `fetch_trades`: `symbol`, `fromId`, `startTime`, `endTime` less than an hour
+//! (ccxt's `fetch_trades`: `symbol`, `fromId`, `startTime`, `endTime` at most an hour
 //! apart, else -1127, `limit` up to 1000), are the candles' trades: one unit at the price
 //! every 86.4 s, takers buying every other one. USD-M's depth `GET /fapi/v1/depth` (with `E` and `T`; `limit` one of
 //! 5, 10, 20, 50, 100, 500 and 1000, else -4021 "Invalid depth limit.") and book ticker

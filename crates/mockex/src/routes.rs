@@ -1097,7 +1097,9 @@ fn klines(
 
 /// `GET /api/v3/aggTrades` and `GET /fapi/v1/aggTrades`: `symbol` required; `fromId`,
 /// `startTime`, `endTime` and `limit` (500 by default, at most 1000) optional; -1127 when
-/// `startTime` and `endTime` are an hour apart or more, -1023 for a start after the end.
+/// `startTime` and `endTime` are more than an hour apart (exactly an hour is taken, as
+/// Binance takes it: ccxt's `fetch_trades` with `since` asks for that span), -1023 for a
+/// start after the end.
 /// With neither time nor `fromId`, the latest `limit` trades; else the first `limit`
 /// from `fromId` or from `startTime` (to `endTime`). See [`market::agg_trade_ids`] for
 /// which trades there are.
@@ -1111,7 +1113,7 @@ fn agg_trades(
     let from_id = params.integer("fromId")?;
     let (start, end) = time_span(params)?;
     if let (Some(start), Some(end)) = (start, end) {
-        if end - start >= market::HOUR_MS {
+        if end - start > market::HOUR_MS {
             return Err(ApiError::new(
                 400,
                 -1127,

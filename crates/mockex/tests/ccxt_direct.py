@@ -112,6 +112,10 @@ def main():
     assert [(t["price"], t["amount"]) for t in trades] == [(60000, 1)] * 4, trades
     trades = step("fetch_trades usdm", lambda: exchange.fetch_trades("ETH/USDT:USDT", limit=2))
     assert [t["price"] for t in trades] == [3000] * 2, trades
+    # With `since`, ccxt asks for exactly an hour from it (a span the simulator refused).
+    since = exchange.milliseconds() - 600_000
+    trades = step("fetch_trades since", lambda: exchange.fetch_trades("BTC/USDT", since=since))
+    assert trades and all(t["timestamp"] >= since for t in trades), trades
     fee = step("fetch_trading_fee", lambda: exchange.fetch_trading_fee("BTC/USDT"))
     assert (fee["maker"], fee["taker"]) == (0, 0), fee
     address = step("fetch_deposit_address", lambda: exchange.fetch_deposit_address("USDT", {"network": "TRX"}))

@@ -2334,6 +2334,10 @@ const SAPI_READ: &[&str] = &[
     "capital/deposit/address/list",
     "account/info",
     "spot/delist-schedule",
+    // The withdrawal addresses saved in the account's address book, and the dividends
+    // (airdrops, staking rewards) paid into it.
+    "capital/withdraw/address/list",
+    "asset/assetDividend",
 ];
 
 const SAPI_TRANSFER: &[&str] = &[
@@ -2444,6 +2448,8 @@ const FAPI_READ: &[&str] = &[
     "rateLimit/order",
     "feeBurn",
     "convert/orderStatus",
+    // A portfolio-margin account's margin of one asset.
+    "pmAccountInfo",
 ];
 
 const FAPI_TRADE_POST: &[&str] = &["algoOrder", "order/test"];
@@ -4425,6 +4431,19 @@ mod tests {
                 ActionKind::Read,
             ),
             ("GET", "/sapi/v1/account/info", ActionKind::Read),
+            // Found by review: read through ccxt's implicit API, refused as unknown.
+            (
+                "GET",
+                "/sapi/v1/capital/withdraw/address/list",
+                ActionKind::Read,
+            ),
+            ("GET", "/sapi/v1/asset/assetDividend", ActionKind::Read),
+            ("GET", "/fapi/v1/pmAccountInfo", ActionKind::Read),
+            (
+                "POST",
+                "/sapi/v1/capital/withdraw/address/list",
+                ActionKind::Unknown,
+            ),
             ("GET", "/fapi/v1/constituents", ActionKind::Public),
             ("GET", "/fapi/v1/indexInfo", ActionKind::Public),
             ("GET", "/fapi/v1/assetIndex", ActionKind::Public),

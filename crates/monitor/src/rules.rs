@@ -441,9 +441,13 @@ impl Rules {
                         ),
                     ));
                 }
-                // Each order of a batch is an order in its symbol, as if it came alone.
+                // Each order of a batch is an order in its symbol, as if it came alone. A
+                // trade that places no order (a USD-M setting such as the margin type, a
+                // test order) trades nothing: found by review, a margin type set on a
+                // symbol was told as the client's first trade in it.
+                let places_orders = !request.places_no_order && !request.validates_only;
                 let orders = match request.action {
-                    ActionKind::Trade => request.named_orders(),
+                    ActionKind::Trade if places_orders => request.named_orders(),
                     _ => Vec::new(),
                 };
                 let mut symbols: Vec<&str> = Vec::new();
@@ -1604,6 +1608,21 @@ mod tests {
         // soon after the first, for as long as the symbol was remembered.
         assert_eq!(
             at(5_000, "bot1", ActionKind::Trade, "PUMPUSDT"),
+            [(Severity::Warning, AlertRule::NewSymbol)]
+        );
+        // A trade by scope that places no order (a setting, a test order) is no trade.
+        for (settings, test) in [(true, false), (false, true)] {
+            let mut event = order(6_000, "bot1", ActionKind::Trade, "SETUSDT");
+            if let EventBody::Request(r) = &mut event.body {
+                (r.places_no_order, r.validates_only) = (settings, test);
+            }
+            assert!(rules.evaluate(6_000, &event).is_empty());
+        }
+        let mut at = |ts_ms, client, action, symbol| {
+            rules_of(&rules.evaluate(ts_ms, &order(ts_ms, client, action, symbol)))
+        };
+        assert_eq!(
+            at(6_100, "bot1", ActionKind::Trade, "SETUSDT"),
             [(Severity::Warning, AlertRule::NewSymbol)]
         );
         // A symbol not traded for longer than the memory is new again.

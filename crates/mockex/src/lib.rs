@@ -274,11 +274,14 @@
 //! between spot, funding and USD-M, RSA keys, WebSocket streams or order-rate limiting
 //! (the order-count headers only report). A key's IP restriction is reported, not
 //! checked. It never opens an outbound connection. Calls ccxt makes that it does not
-//! serve (it answers them as it answers any path it does not know): USD-M mark-price
-//! klines and `/futures/data/*` (open interest history among them); spot's
-//! `orderList/oco`, and stop and take-profit orders on spot
-//! (`STOP_LOSS`, `TAKE_PROFIT` and their `_LIMIT` forms, which its symbols do not
-//! announce). keygate classifies and limits them all the same; the tests cannot follow
+//! serve (it answers them as it answers any path it does not know, -1000): USD-M
+//! mark-price klines and `/futures/data/*` (open interest history among them),
+//! `positionMargin` (add and reduce margin), `fundingInfo`, `adlQuantile`,
+//! `rateLimit/order`, `apiTradingStatus` and `feeBurn`; spot's `historicalTrades` and
+//! `rateLimit/order`; `/sapi`'s `asset/dribblet`, `convert/tradeFlow`, `account/status`
+//! and `account/apiTradingStatus`; spot's `orderList/oco`, and stop and take-profit
+//! orders on spot (`STOP_LOSS`, `TAKE_PROFIT` and their `_LIMIT` forms, which its symbols
+//! do not announce). USD-M orders with `priceMatch` are refused (-1102 without a price). keygate classifies and limits them all the same; the tests cannot follow
 //! them to an answer.
 //!
 //! Main types: [`Simulator`] (the shared state and its [`Simulator::router`]),

@@ -3001,9 +3001,38 @@ mod client {
 
     /// Two clients holding one Ed25519 public key (a vault from before keygate refused
     /// that) are refused by the gateway; found by review: only serve's log said so.
-    /// `doctor` now fails, naming them, as a gateway's load finds them.
+    /// `doctor` now fails, naming them, as a gateway's load finds them. A previous key
+    /// counts while its rotation's grace lasts, and no longer once it is over.
     #[test]
     fn doctor_names_clients_the_gateway_would_refuse() {
+        let now = now_ms();
+        for (previous_until, refused) in [
+            (None, true),
+            (Some(now + 86_400_000), true),
+            (Some(now - 1_000), false),
+        ] {
+            let kg = edbot2_holding_edbots_key(previous_until);
+            if !refused {
+                assert!(doctor_has_no(&kg, "gateway"), "{previous_until:?}");
+                continue;
+            }
+            let doctor = kg.fails(&["doctor", "--json"], "", 1).json();
+            let gateway = doctor_check(&doctor, "gateway");
+            assert_eq!(gateway["verdict"], "fail", "{gateway}");
+            assert!(
+                gateway["detail"]
+                    .as_str()
+                    .unwrap()
+                    .contains("clients edbot, edbot2 hold one Ed25519 public key"),
+                "{previous_until:?}: {gateway}"
+            );
+        }
+    }
+
+    /// A vault as an earlier keygate could leave it: clients edbot and edbot2, edbot2
+    /// holding edbot's Ed25519 public key as its current key or, with `previous_until`,
+    /// as the previous key of a rotation whose grace ends then.
+    fn edbot2_holding_edbots_key(previous_until: Option<u64>) -> Kg {
         let kg = Kg::with_key_file();
         kg.add_account("main", REAL_KEY, REAL_SECRET);
         let pem = kg.path("bot.pub.pem");
@@ -3020,36 +3049,44 @@ mod client {
         }
         assert!(doctor_has_no(&kg, "gateway"));
         as_before_client_tags(&kg);
-        // edbot's public key, sealed for edbot2's API key as keygate seals a key.
-        let api_key: String = db(&kg)
-            .query_row(
-                "SELECT api_key FROM clients WHERE name = 'edbot2'",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
         let edbot_key: Vec<u8> = (0..32)
             .map(|i| u8::from_str_radix(&ED25519_PUBLIC_HEX[2 * i..2 * i + 2], 16).unwrap())
             .collect();
         let master = MasterKey::from_key_file(&kg.key_file()).unwrap();
-        let id = keygate_vault::RecordId::new("client-key", &api_key, "ed25519");
-        db(&kg)
-            .execute(
-                "UPDATE clients SET key_material = ?1 WHERE name = 'edbot2'",
-                [master.seal(&id, &edbot_key)],
-            )
-            .unwrap();
+        // edbot's public key, sealed for an API key of edbot2 as keygate seals a key.
+        let sealed_for = |api_key: &str| {
+            let id = keygate_vault::RecordId::new("client-key", api_key, "ed25519");
+            master.seal(&id, &edbot_key)
+        };
+        match previous_until {
+            None => {
+                let api_key: String = db(&kg)
+                    .query_row(
+                        "SELECT api_key FROM clients WHERE name = 'edbot2'",
+                        [],
+                        |r| r.get(0),
+                    )
+                    .unwrap();
+                db(&kg)
+                    .execute(
+                        "UPDATE clients SET key_material = ?1 WHERE name = 'edbot2'",
+                        [sealed_for(&api_key)],
+                    )
+                    .unwrap();
+            }
+            Some(until) => {
+                let api_key = "PREV".repeat(16);
+                db(&kg)
+                    .execute(
+                        "UPDATE clients SET previous_api_key = ?1, previous_material = ?2, \
+                         previous_until_ms = ?3 WHERE name = 'edbot2'",
+                        rusqlite::params![api_key, sealed_for(&api_key), until as i64],
+                    )
+                    .unwrap();
+            }
+        }
         kg.ok(&["upgrade", "--yes"], "");
-        let doctor = kg.fails(&["doctor", "--json"], "", 1).json();
-        let gateway = doctor_check(&doctor, "gateway");
-        assert_eq!(gateway["verdict"], "fail", "{gateway}");
-        assert!(
-            gateway["detail"]
-                .as_str()
-                .unwrap()
-                .contains("clients edbot, edbot2 hold one Ed25519 public key"),
-            "{gateway}"
-        );
+        kg
     }
 
     /// The public key of `ED25519_PEM`, in hex.

@@ -29,9 +29,9 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
-    /// A proxy whose X-Forwarded-For is believed (CIDR; repeatable). None by default.
-    /// Name only proxies: a request from one of these addresses without the header is
-    /// refused, as its source is unknown.
+    /// A proxy whose X-Forwarded-For is believed (CIDR or address; repeatable). None by
+    /// default. Name only proxies: a request from one of these addresses without the
+    /// header is refused, as its source is unknown.
     #[arg(long = "trusted-proxy", value_name = "CIDR", value_parser = trusted_proxy)]
     pub trusted_proxies: Vec<IpNet>,
     /// Serve HTTPS with this certificate chain (PEM). With it, a non-loopback address
@@ -105,13 +105,18 @@ pub struct ServeArgs {
     pub checkpoint: Vec<std::path::PathBuf>,
 }
 
-/// A trusted proxy's network. `0.0.0.0/0` or `::/0` is refused: it would trust every peer's
-/// `X-Forwarded-For`, so anyone could claim an address a client's `--allow-ip` lists.
+/// A trusted proxy's network, or its one address (as `--allow-ip` takes one). `0.0.0.0/0`
+/// or `::/0` is refused: it would trust every peer's `X-Forwarded-For`, so anyone could
+/// claim an address a client's `--allow-ip` lists.
 fn trusted_proxy(text: &str) -> Result<IpNet, String> {
-    let net: IpNet = text
-        .trim()
-        .parse()
-        .map_err(|e| format!("{text:?} is not a CIDR: {e}"))?;
+    let written = text.trim();
+    let net: IpNet = match written.parse() {
+        Ok(net) => net,
+        Err(e) => written
+            .parse::<std::net::IpAddr>()
+            .map(IpNet::from)
+            .map_err(|_| format!("{text:?} is neither a CIDR nor an IP address: {e}"))?,
+    };
     let net = crate::client::ipv4_as_ipv4(net);
     if net.prefix_len() == 0 {
         return Err(format!(
@@ -130,6 +135,44 @@ fn trusted_proxy(text: &str) -> Result<IpNet, String> {
         ));
     }
     Ok(net)
+}
+
+/// Warns of the clients whose `--allow-ip` takes an address of a trusted proxy (the
+/// default loopback list and a proxy on this host, say). When every hop of a request's
+/// X-Forwarded-For is a trusted proxy, the left-most is its source: something in front
+/// of the proxy that adds no hop (a TLS terminator in TCP mode) makes every request
+/// through it one from a trusted address, which those clients' lists take from anywhere
+/// (found by review). Refusing such chains would refuse the bots on the proxy's own host.
+fn warn_of_allow_lists_taking_proxies(store: &Store, trusted: &[IpNet]) {
+    if trusted.is_empty() {
+        return;
+    }
+    let overlap = |a: &IpNet, b: &IpNet| a.contains(&b.network()) || b.contains(&a.network());
+    let names: Vec<String> = store
+        .client_rows()
+        .unwrap_or_default()
+        .into_iter()
+        .flatten()
+        .filter(|c| c.status != keygate_core::ClientStatus::Revoked)
+        .filter(|c| {
+            c.policy
+                .allow_ips
+                .iter()
+                .any(|allowed| trusted.iter().any(|proxy| overlap(allowed, proxy)))
+        })
+        .map(|c| c.name.to_string())
+        .collect();
+    if names.is_empty() {
+        return;
+    }
+    tracing::warn!(
+        clients = %names.join(", "),
+        "these clients' --allow-ip takes a --trusted-proxy address: a request whose \
+         X-Forwarded-For names only trusted proxies counts as from the left-most of them, so \
+         anything in front of a proxy that forwards without adding its own hop (a TLS \
+         terminator in TCP mode) lets the whole network pass their allow list; make sure \
+         every hop in front of the proxies adds one, or narrow their --allow-ip"
+    );
 }
 
 /// File descriptors kept for what is neither a bot's connection nor the exchange
@@ -244,7 +287,9 @@ pub fn run(unlocked: Unlocked, args: &ServeArgs) -> anyhow::Result<()> {
         (Some(cert), Some(key)) => Some(CertificateFiles::new(cert, key).read_to_start()?),
         _ => None,
     };
-    if !args.listen.ip().is_loopback() && certificate.is_none() {
+    // An IPv4 loopback address written IPv4-mapped (`[::ffff:127.0.0.1]`) is loopback too
+    // (found by review: refused as a network address, with a warning of plain text).
+    if !args.listen.ip().to_canonical().is_loopback() && certificate.is_none() {
         if !args.insecure_listen_non_loopback {
             bail!(
                 "refusing to listen on {} without TLS; pass --tls-cert and --tls-key, listen on loopback behind a TLS proxy, or pass --insecure-listen-non-loopback",
@@ -259,7 +304,7 @@ pub fn run(unlocked: Unlocked, args: &ServeArgs) -> anyhow::Result<()> {
         );
     }
     if let Some(admin) = args.admin_listen {
-        if !admin.ip().is_loopback() {
+        if !admin.ip().to_canonical().is_loopback() {
             if !args.insecure_admin_non_loopback {
                 bail!(
                     "refusing to serve metrics on {admin} without TLS or authentication; use a loopback address, or pass --insecure-admin-non-loopback"
@@ -329,6 +374,7 @@ pub fn run(unlocked: Unlocked, args: &ServeArgs) -> anyhow::Result<()> {
     let destinations: Vec<String> = alerts.sinks.iter().map(|s| s.destination()).collect();
     let monitor = Monitor::start(&db, alerts).context("starting the alert monitor")?;
     let registry = Registry::load(&store, &master).context("loading accounts and clients")?;
+    warn_of_allow_lists_taking_proxies(&store, &args.trusted_proxies);
     if !keygate_vault::secrets_locked() {
         tracing::warn!(
             "some secrets could not be locked in memory (see `ulimit -l`); they may be written to swap"
@@ -689,5 +735,16 @@ mod tests {
             );
         }
         assert!(trusted_proxy("10.0.0.1/32").is_ok());
+        // A bare address is that one proxy, as `--allow-ip` takes it (found by review:
+        // refused as "not a CIDR").
+        assert_eq!(
+            trusted_proxy("127.0.0.9"),
+            Ok("127.0.0.9/32".parse().unwrap())
+        );
+        assert_eq!(
+            trusted_proxy("::ffff:127.0.0.9"),
+            Ok("127.0.0.9/32".parse().unwrap())
+        );
+        assert!(trusted_proxy("proxy.local").is_err());
     }
 }

@@ -1078,12 +1078,40 @@ mod init {
         for (args, says) in [
             (&["--trusted-proxy", "0.0.0.0/0"][..], "every peer"),
             (&["--trusted-proxy", "::/0"], "every peer"),
-            (&["--trusted-proxy", "10.0.0.1"], "not a CIDR"),
+            (
+                &["--trusted-proxy", "proxy.local"],
+                "neither a CIDR nor an IP address",
+            ),
             (&["--public-weight-cap", "0"], "public-weight-cap"),
         ] {
             let out = kg.fails(&[&["serve"][..], args].concat(), "", 2);
             assert!(out.stderr.contains(says), "{args:?}: {}", out.stderr);
         }
+    }
+
+    /// Found by review: a client whose allow list takes a trusted proxy's address (the
+    /// default loopback list, a proxy on this host) passes from anywhere when something in
+    /// front of the proxy forwards without adding a hop; serve warns of such clients.
+    #[test]
+    fn serve_warns_of_allow_lists_that_take_a_trusted_proxy() {
+        let kg = Kg::with_key_file();
+        kg.add_account("main", REAL_KEY, REAL_SECRET);
+        kg.issue("main", "bot1", &[]);
+        kg.issue("main", "bot2", &["--allow-ip", "10.1.2.3"]);
+        let serve = crate::common::Serve::start_with(&kg, &["--trusted-proxy", "127.0.0.1"]);
+        let log = std::fs::read_to_string(&serve.log).unwrap();
+        let warning = log
+            .lines()
+            .find(|l| l.contains("takes a --trusted-proxy address"))
+            .unwrap_or_else(|| panic!("{log}"));
+        assert!(
+            warning.contains("clients=bot1") && !warning.contains("bot2"),
+            "{warning}"
+        );
+        drop(serve);
+        let serve = crate::common::Serve::start_with(&kg, &["--trusted-proxy", "10.9.0.0/16"]);
+        let log = std::fs::read_to_string(&serve.log).unwrap();
+        assert!(!log.contains("takes a --trusted-proxy address"), "{log}");
     }
 
     /// Found by review: `serve` on a port in use started reconciliation, said where

@@ -370,8 +370,8 @@ async fn route(gw: &Gateway, peer: SocketAddr, request: Request) -> Response {
     match prefix {
         "binance" => handle(gw, &gw.binance, peer, request).await,
         _ => {
-            let source =
-                source_ip(&gw.trusted_proxies, peer.ip(), request.headers()).unwrap_or(peer.ip());
+            let source = source_ip(&gw.trusted_proxies, peer.ip(), request.headers())
+                .unwrap_or(peer.ip().to_canonical());
             let audit = Audit::new(gw, "", source, request.method(), request.uri().path());
             let body =
                 serde_json::json!({ "error": "keygate: no exchange is routed at this path" });
@@ -397,17 +397,22 @@ async fn handle<A: Adapter>(
     //    matched the first segment, so the path starts with `/<exchange>`.
     let native = &parts.uri.path()[1 + exchange.as_str().len()..];
     let source = source_ip(&gw.trusted_proxies, peer.ip(), &parts.headers);
+    // Recorded in one form, as `source_ip` gives it (found by review: an IPv4 proxy on a
+    // dual-stack listener was `::ffff:a.b.c.d` here and `a.b.c.d` elsewhere).
+    let proxy = peer.ip().to_canonical();
     let mut audit = Audit::new(
         gw,
         exchange.as_str(),
-        source.unwrap_or(peer.ip()),
+        source.unwrap_or(proxy),
         &method,
         native,
     );
     if source.is_none() {
-        let msg = "keygate: the request came through a trusted proxy, and its \
-                   X-Forwarded-For does not name the source address";
-        return audit.deny(refuse(Refusal::Denied(msg)), Rule::SourceIp, msg);
+        let msg = format!(
+            "keygate: the request came through trusted proxy {proxy}, and its \
+             X-Forwarded-For does not name the source address"
+        );
+        return audit.deny(refuse(Refusal::Denied(&msg)), Rule::SourceIp, &msg);
     }
     if let Err(reason) = check_path(native) {
         return audit.deny(refuse(Refusal::Malformed(reason)), Rule::Malformed, reason);

@@ -1869,7 +1869,12 @@ async fn forwarded_for_from_a_trusted_proxy_names_the_source() {
             "source address 10.9.9.9 is not allowed for client bot1",
         ),
         // A regression test: no header was taken for a request from the proxy itself.
-        ("", "no header", unreadable),
+        // The refusal names the proxy (found by review: told as unknown keys probing).
+        (
+            "",
+            "no header",
+            "came through trusted proxy 127.0.0.1, and its X-Forwarded-For",
+        ),
     ] {
         let (status, body) = raw(env.gateway, &account(forwarded)).await;
         assert_eq!(

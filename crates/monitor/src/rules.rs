@@ -531,9 +531,15 @@ impl Rules {
             // Requests with no known key count together, whatever their source: counted
             // per address, one sender with many addresses raised an alert for each, and
             // those queued ahead of alerts that matter.
-            let burst = match &request.client {
-                Some(_) => who.clone(),
-                None => "unknown keys".to_owned(),
+            let burst = match (&request.client, rule) {
+                (Some(_), _) => who.clone(),
+                // Refused before any key is read: a trusted proxy that sent no
+                // X-Forwarded-For, a proxy misconfigured rather than a stranger trying
+                // keys (found by review: told as "unknown keys").
+                (None, Some(Rule::SourceIp)) => {
+                    "a trusted proxy that sent no X-Forwarded-For".to_owned()
+                }
+                (None, _) => "unknown keys".to_owned(),
             };
             let count = self.count_denial(&burst, ts_ms);
             if count >= self.thresholds.denial_burst
@@ -1403,6 +1409,34 @@ mod tests {
                 .count();
         }
         assert_eq!(bursts, 1);
+    }
+
+    /// Found by review: a trusted proxy that sent no X-Forwarded-For, which breaks every
+    /// bot behind it, was told as "requests of unknown keys denied", someone probing.
+    #[test]
+    fn a_burst_from_a_proxy_without_forwarded_for_says_so() {
+        let thresholds = Thresholds {
+            denial_burst: 3,
+            ..Thresholds::default()
+        };
+        let mut rules = Rules::new(thresholds);
+        let alerts: Vec<Alert> = (0..3u64)
+            .flat_map(|i| {
+                let event = request(1_000 + i, None, ActionKind::Read, Some(Rule::SourceIp));
+                rules.evaluate(i + 1, &event)
+            })
+            .collect();
+        assert_eq!(
+            rules_of(&alerts),
+            [(Severity::Warning, AlertRule::DenialBurst)]
+        );
+        assert!(
+            alerts[0]
+                .summary
+                .starts_with("3 requests of a trusted proxy that sent no X-Forwarded-For denied"),
+            "{}",
+            alerts[0].summary
+        );
     }
 
     #[test]

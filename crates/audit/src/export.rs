@@ -90,6 +90,7 @@ const CSV_COLUMNS: &[&str] = &[
     "interrupted",
     "lost_clients",
     "lost_outcomes",
+    "forwarded_by",
 ];
 
 /// The CSV header matching [`csv_line`].
@@ -115,6 +116,7 @@ pub fn csv_line(seq: u64, event: &Event) -> String {
             set("key_of", r.key_of.clone().unwrap_or_default());
             set("account", shown(r.account.as_deref()));
             set("source_ip", r.source_ip.clone());
+            set("forwarded_by", shown(r.forwarded_by.as_deref()));
             set("method", r.method.clone());
             set("path", r.path.clone());
             set("action", r.action.as_str().into());
@@ -315,6 +317,7 @@ mod tests {
             outcome: Outcome::Answered,
             validates_only: false,
             previous_key: false,
+            forwarded_by: None,
             places_no_order: false,
             orders: Vec::new(),
             terms: None,
@@ -392,6 +395,7 @@ mod tests {
             outcome: Outcome::Answered,
             validates_only: true,
             previous_key: true,
+            forwarded_by: Some("127.0.0.2".into()),
             places_no_order: true,
             orders: vec![BatchOrder {
                 symbol: "BTCUSDT".into(),

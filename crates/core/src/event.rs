@@ -70,6 +70,12 @@ pub struct RequestEvent {
     pub account: Option<String>,
     /// The source address used for the decision.
     pub source_ip: String,
+    /// The trusted proxy the request came through (`keygate serve --trusted-proxy`), whose
+    /// `X-Forwarded-For` named `source_ip`: which proxy vouched for that address. None
+    /// for a request from its source itself, and in events written before keygate
+    /// recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forwarded_by: Option<String>,
     /// HTTP method.
     pub method: String,
     /// Native path (without the `/binance` prefix).

@@ -407,6 +407,11 @@ async fn handle<A: Adapter>(
         &method,
         native,
     );
+    // Which proxy vouched for the address, so that a host inside a trusted network that
+    // names addresses it has no right to can be found from the log (found by review).
+    if gw.trusted_proxies.iter().any(|net| net.contains(&proxy)) {
+        audit.forwarded_by = Some(proxy.to_string());
+    }
     if source.is_none() {
         let msg = format!(
             "keygate: the request came through trusted proxy {proxy}, and its \
@@ -1753,6 +1758,8 @@ struct Audit<'a> {
     exchange: &'static str,
     request_id: String,
     source_ip: IpAddr,
+    /// The trusted proxy whose X-Forwarded-For named `source_ip`.
+    forwarded_by: Option<String>,
     method: String,
     path: String,
     client: Option<String>,
@@ -1799,6 +1806,7 @@ impl<'a> Audit<'a> {
             exchange,
             request_id: hex::encode(rand::thread_rng().gen::<u64>().to_be_bytes()),
             source_ip,
+            forwarded_by: None,
             method: method.as_str().to_owned(),
             path: path.to_owned(),
             client: None,
@@ -1862,6 +1870,7 @@ impl<'a> Audit<'a> {
                 outcome,
                 validates_only: action.validates_only,
                 previous_key: self.previous_key,
+                forwarded_by: self.forwarded_by.take(),
                 places_no_order: action.places_no_order,
                 orders: action
                     .batch

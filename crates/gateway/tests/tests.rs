@@ -1735,6 +1735,8 @@ async fn forwarded_for_from_an_untrusted_peer_is_ignored() {
         .unwrap()
         .contains("127.0.0.1 is not allowed"));
     assert!(env.exchange.simulator().requests().is_empty());
+    let denied = events_where(&env, 1, |e| e["rule"] == "source_ip").await;
+    assert!(denied[0].get("forwarded_by").is_none(), "{denied:?}");
 }
 
 /// A gateway whose trusted proxy is the loopback address the tests connect from, and
@@ -1841,6 +1843,8 @@ async fn forwarded_for_from_a_trusted_proxy_names_the_source() {
     assert_eq!(exchange_saw(&env, "/api/v3/account"), 1);
     let allowed = events_where(&env, 1, |e| e["path"] == "/api/v3/account").await;
     assert_eq!(allowed[0]["source_ip"], "10.1.2.3", "{allowed:?}");
+    // Which proxy vouched for it is kept (found by review).
+    assert_eq!(allowed[0]["forwarded_by"], "127.0.0.1", "{allowed:?}");
 
     env.exchange.simulator().reset(false);
     let unreadable = "X-Forwarded-For does not name the source address";

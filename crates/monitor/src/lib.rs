@@ -1325,6 +1325,7 @@ mod tests {
                 outcome: Outcome::NotForwarded,
                 validates_only: false,
                 previous_key: false,
+                forwarded_by: None,
                 places_no_order: false,
                 orders: Vec::new(),
                 terms: None,

@@ -364,6 +364,7 @@ mod tests {
                 },
                 validates_only: false,
                 previous_key: false,
+                forwarded_by: None,
                 places_no_order: false,
                 orders: Vec::new(),
                 terms: None,

@@ -567,6 +567,7 @@ mod tests {
                 outcome: Outcome::Pending,
                 validates_only: false,
                 previous_key: false,
+                forwarded_by: None,
                 places_no_order: false,
                 orders: Vec::new(),
                 terms: None,

@@ -92,6 +92,7 @@ fn request(ts_ms: u64, action: ActionKind, rule: Option<Rule>) -> Event {
             },
             validates_only: false,
             previous_key: false,
+            forwarded_by: None,
             places_no_order: false,
             orders: Vec::new(),
             terms: None,

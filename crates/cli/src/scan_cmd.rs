@@ -86,9 +86,9 @@ pub struct ScanArgs {
     /// its keys); files git tracks are scanned without it, ignored or not.
     #[arg(long, conflicts_with_all = ["git", "staged"])]
     pub no_ignore: bool,
-    /// Worker threads (default: one per core).
-    #[arg(long, value_name = "N")]
-    pub threads: Option<usize>,
+    /// Worker threads (default: one per core; at most 256).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub threads: Option<u16>,
     /// Never show the progress indicator.
     #[arg(long)]
     pub no_progress: bool,
@@ -151,7 +151,7 @@ fn scan(args: &ScanArgs, managed: Option<ManagedKeys>) -> anyhow::Result<i32> {
         builder = builder.managed(m);
     }
     if let Some(n) = args.threads {
-        builder = builder.threads(n);
+        builder = builder.threads(usize::from(n));
     }
     for file in &args.ignore_file {
         let fps = read_ignore_file(file)

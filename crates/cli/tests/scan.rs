@@ -52,6 +52,23 @@ fn a_managed_key_anywhere_is_critical_and_named_without_being_printed() {
     kg.ok(&["scan", "--format", "json", code.to_str().unwrap()], "");
 }
 
+/// A regression test (found by review): `--threads` had no bound, and 4294967295 asked
+/// for more memory than the machine had (5000 failed to start its threads, exit 101).
+#[test]
+fn a_thread_count_past_the_bound_is_refused() {
+    let (kg, code, _) = vault_and_leaked_secret();
+    let code = code.to_str().unwrap();
+    for threads in ["0", "257", "4294967295", "18446744073709551615"] {
+        let out = kg.fails(&["scan", "--threads", threads, code], "", 2);
+        assert!(
+            out.stderr.contains("--threads"),
+            "{threads}: {}",
+            out.stderr
+        );
+    }
+    kg.ok(&["scan", "--threads", "256", "--no-progress", code], "");
+}
+
 /// A regression test (from a review): `keygate scan | head` printed "Broken pipe" and
 /// exited 2, which says the scan failed. The reader going away is quiet, and the exit code
 /// still says what the scan found: 1 for findings, 0 for none.

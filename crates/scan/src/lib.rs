@@ -71,6 +71,9 @@ pub type ProgressFn = dyn Fn(u64, u64) + Send + Sync;
 /// (`\x1b`), so it can be printed as it is.
 pub type WarningFn = dyn Fn(&str) + Send + Sync;
 
+/// The most worker threads a [`Scanner`] runs ([`ScannerBuilder::threads`]).
+pub const MAX_THREADS: usize = 256;
+
 /// Configures a [`Scanner`].
 pub struct ScannerBuilder {
     rules: &'static RuleSet,
@@ -142,9 +145,11 @@ impl ScannerBuilder {
         self
     }
 
-    /// Number of worker threads (at least one).
+    /// Number of worker threads, from one to [`MAX_THREADS`] (a number outside is
+    /// brought inside: each thread has a stack and a share of the queues, and a count
+    /// such as `u32::MAX` would ask for more memory than any machine has).
     pub fn threads(mut self, n: usize) -> Self {
-        self.threads = n.max(1);
+        self.threads = n.clamp(1, MAX_THREADS);
         self
     }
 
@@ -377,7 +382,19 @@ pub fn fuzz_scan(data: &[u8]) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::fuzz_scan;
+    use super::{fuzz_scan, ScannerBuilder, MAX_THREADS};
+
+    /// A regression test (found by review): `--threads 4294967295` asked for 137 GB, and
+    /// a count near `usize::MAX` overflowed the queue's size.
+    #[test]
+    fn a_thread_count_is_kept_within_bounds() {
+        assert_eq!(
+            ScannerBuilder::new().threads(usize::MAX).threads,
+            MAX_THREADS
+        );
+        assert_eq!(ScannerBuilder::new().threads(0).threads, 1);
+        assert_eq!(ScannerBuilder::new().threads(3).threads, 3);
+    }
 
     #[test]
     fn fuzz_scan_survives_a_corpus_of_tricky_inputs() {

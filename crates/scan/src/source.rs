@@ -546,7 +546,8 @@ impl Scanner {
         };
         let ids: Vec<String> = blobs.iter().map(|b| b.0.clone()).collect();
         let found = Mutex::new(Vec::new());
-        let (tx, rx) = mpsc::sync_channel::<(Vec<u8>, usize, Object)>(self.threads * 4);
+        let (tx, rx) =
+            mpsc::sync_channel::<(Vec<u8>, usize, Object)>(self.threads.saturating_mul(4));
         let rx = Mutex::new(rx);
         let in_flight = Budget::default();
         let result = std::thread::scope(|s| {

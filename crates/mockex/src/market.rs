@@ -551,8 +551,10 @@ pub(crate) fn funding_times(
     match start {
         Some(start) => {
             let first = start.div_ceil(FUNDING_INTERVAL_MS);
+            // Times past the last a u64 holds are none (found by review: a startTime
+            // near u64::MAX overflowed).
             (first..)
-                .map(|k| k * FUNDING_INTERVAL_MS)
+                .map_while(|k| k.checked_mul(FUNDING_INTERVAL_MS))
                 .take_while(|t| *t <= upper)
                 .take(limit)
                 .collect()
@@ -637,10 +639,12 @@ impl Interval {
         }
     }
 
-    /// The open time of the candle after the one that opens at `open`.
+    /// The open time of the candle after the one that opens at `open`; `u64::MAX` past
+    /// the last time a u64 holds (found by review: a startTime near it overflowed), which
+    /// is after any `end` a request can give.
     fn next(self, open: u64) -> u64 {
         match self {
-            Interval::Fixed { len_ms, .. } => open + len_ms,
+            Interval::Fixed { len_ms, .. } => open.saturating_add(len_ms),
             Interval::Month => month_start(month_of(open) + 1),
         }
     }
@@ -681,7 +685,7 @@ fn month_start(months: u64) -> u64 {
     let doy = (153 * mp + 2) / 5;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = era * 146_097 + doe - 719_468;
-    u64::try_from(days).unwrap_or(0) * 86_400_000
+    u64::try_from(days).unwrap_or(0).saturating_mul(86_400_000)
 }
 
 /// The candles a klines request answers, oldest first, as Binance selects them: from
@@ -992,6 +996,28 @@ mod tests {
             Some(dec(5, 2))
         );
         assert!(find(Product::UsdM, "DOGEUSDT").is_none());
+    }
+
+    /// A regression test (found by review): a `startTime` near u64::MAX overflowed the
+    /// candles of `1M`, `1d` and `1w` and the funding times (a debug build's task
+    /// panicked; a release build answered times from 1970). No candle or funding is after
+    /// now.
+    #[test]
+    fn times_near_the_last_a_u64_holds_answer_nothing() {
+        let now = 1_709_208_000_000;
+        for interval in ["1M", "1d", "1w", "1m"] {
+            let interval = Interval::parse(interval, Product::Spot).unwrap();
+            for (start, end) in [
+                (u64::MAX, None),
+                (u64::MAX - 615, None),
+                (u64::MAX, Some(u64::MAX)),
+            ] {
+                assert!(kline_open_times(interval, Some(start), end, 500, now).is_empty());
+            }
+        }
+        for start in [u64::MAX, u64::MAX / 2] {
+            assert!(funding_times(Some(start), None, 100, now).is_empty());
+        }
     }
 
     #[test]

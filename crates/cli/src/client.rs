@@ -651,11 +651,22 @@ fn normalize_symbol(s: &str) -> anyhow::Result<String> {
     Ok(market.listed_symbol(&id))
 }
 
+/// A positive amount as digits with at most one point (`1000`, `0.5`), as the request
+/// path reads an order's numbers: no exponent, sign or separator (found by review: `1e5`
+/// and `1_000` were taken), and no digit rounded away (a positive amount too small to
+/// keep was refused as not greater than zero).
 fn parse_notional(flag: &str, s: &str) -> anyhow::Result<Decimal> {
-    let n: Decimal = s
-        .trim()
-        .parse()
-        .with_context(|| format!("{flag} {s:?} is not a number"))?;
+    let written = s.trim();
+    if written.starts_with('-') {
+        bail!("{flag} must be greater than zero");
+    }
+    let (whole, fraction) = written.split_once('.').unwrap_or((written, "0"));
+    let is_digits = |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
+    if !is_digits(whole) || !is_digits(fraction) {
+        bail!("{flag} {s:?} is not an amount: write digits and at most one point, such as 1000 or 0.5");
+    }
+    let n = Decimal::from_str_exact(written)
+        .with_context(|| format!("{flag} {s:?} has more digits than keygate keeps (28)"))?;
     if n <= Decimal::ZERO {
         bail!("{flag} must be greater than zero");
     }
@@ -1668,6 +1679,20 @@ mod tests {
         assert!(parse_notional("--x", "0").is_err());
         assert!(parse_notional("--x", "-1").is_err());
         assert_eq!(parse_notional("--x", "1000.50").ok(), "1000.5".parse().ok());
+        assert_eq!(parse_notional("--x", " 7 ").ok(), "7".parse().ok());
+        // Found by review: exponents, signs and separators were taken, and an amount too
+        // small to keep was refused as not greater than zero.
+        for lenient in [
+            "1e5", "1_000", "+5", "5.", ".5", "1,000", "NaN", "", "1.2.3", "٣",
+        ] {
+            let refused = parse_notional("--x", lenient).unwrap_err().to_string();
+            assert!(refused.contains("is not an amount"), "{lenient}: {refused}");
+        }
+        let tiny = parse_notional("--x", "0.00000000000000000000000000001").unwrap_err();
+        assert!(
+            tiny.to_string().contains("more digits than keygate keeps"),
+            "{tiny}"
+        );
     }
 
     #[test]

@@ -2770,10 +2770,23 @@ fn a_tampered_account_refuses_its_clients_and_is_named_in_the_log() {
         body["msg"],
         "keygate: the account of client bot1 is not available"
     );
-    let log = std::fs::read_to_string(&serve.log).unwrap();
+    // Logged, and raised as a critical alert (the log is where alerts go here).
+    let told = "keygate refuses part of the vault: account main does not open";
+    let started = std::time::Instant::now();
+    let mut log = std::fs::read_to_string(&serve.log).unwrap();
+    while !log.contains(told) && started.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+        log = std::fs::read_to_string(&serve.log).unwrap();
+    }
+    assert!(
+        log.lines().any(|l| l.contains("ERROR")
+            && l.contains("account main does not open")
+            && !l.contains("keygate::alert")),
+        "{log}"
+    );
     assert!(
         log.lines()
-            .any(|l| l.contains("account does not open") && l.contains("main")),
+            .any(|l| l.contains("keygate::alert") && l.contains(told)),
         "{log}"
     );
     assert!(!log.contains(REAL_KEY) && !log.contains(REAL_SECRET));

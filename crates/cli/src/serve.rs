@@ -289,7 +289,7 @@ pub fn run(unlocked: Unlocked, args: &ServeArgs) -> anyhow::Result<()> {
     };
     // An IPv4 loopback address written IPv4-mapped (`[::ffff:127.0.0.1]`) is loopback too
     // (found by review: refused as a network address, with a warning of plain text).
-    if !args.listen.ip().to_canonical().is_loopback() && certificate.is_none() {
+    if !keygate_gateway::admin::is_loopback(args.listen) && certificate.is_none() {
         if !args.insecure_listen_non_loopback {
             bail!(
                 "refusing to listen on {} without TLS; pass --tls-cert and --tls-key, listen on loopback behind a TLS proxy, or pass --insecure-listen-non-loopback",
@@ -304,7 +304,7 @@ pub fn run(unlocked: Unlocked, args: &ServeArgs) -> anyhow::Result<()> {
         );
     }
     if let Some(admin) = args.admin_listen {
-        if !admin.ip().to_canonical().is_loopback() {
+        if !keygate_gateway::admin::is_loopback(admin) {
             if !args.insecure_admin_non_loopback {
                 bail!(
                     "refusing to serve metrics on {admin} without TLS or authentication; use a loopback address, or pass --insecure-admin-non-loopback"

@@ -148,6 +148,13 @@ async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
     )
 }
 
+/// Whether `addr` is a loopback address, an IPv4 one written IPv4-mapped
+/// (`[::ffff:127.0.0.1]`) included: `serve` takes that for loopback, so the guard against
+/// DNS rebinding ([`addressed_by_ip`]) must too (found by review: left off for it).
+pub fn is_loopback(addr: SocketAddr) -> bool {
+    addr.ip().to_canonical().is_loopback()
+}
+
 /// Refuses (421) a request to a loopback listener whose `Host` names anything but an IP
 /// address or `localhost`: a web page open on this machine can make a name of its own
 /// resolve to 127.0.0.1 (DNS rebinding) and read the metrics through the browser, which
@@ -209,7 +216,7 @@ impl AdminServer {
                         Ok(listener) => {
                             let listener =
                                 Bounded::new(listener, MAX_CONNECTIONS, CONNECTION_LIFETIME);
-                            let app = if addr.ip().is_loopback() {
+                            let app = if is_loopback(addr) {
                                 admin_app(state).layer(axum::middleware::from_fn(addressed_by_ip))
                             } else {
                                 admin_app(state)
@@ -398,6 +405,20 @@ mod tests {
         };
         assert_eq!(status_for(addr.to_string()).await, "200");
         assert_eq!(status_for("rebound.example".to_owned()).await, "421");
+    }
+
+    #[test]
+    fn an_ipv4_mapped_loopback_address_is_loopback() {
+        for loopback in ["127.0.0.1:9100", "[::1]:9100", "[::ffff:127.0.0.1]:9100"] {
+            assert!(is_loopback(loopback.parse().unwrap()), "{loopback}");
+        }
+        for network in [
+            "10.0.0.1:9100",
+            "[::ffff:10.0.0.1]:9100",
+            "[2001:db8::1]:9100",
+        ] {
+            assert!(!is_loopback(network.parse().unwrap()), "{network}");
+        }
     }
 
     /// A regression test: axum's server has no header timeout, so a local process could

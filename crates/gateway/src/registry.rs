@@ -511,7 +511,11 @@ pub fn spawn_reloader(
     alerter: Option<Alerter>,
 ) -> std::io::Result<()> {
     let mut seen = live.snapshot().generation;
-    alert_refusals(alerter.as_ref(), &live.snapshot(), &Registry::default());
+    // What the last load that succeeded left out, and was alerted on: kept here, not
+    // read from the snapshot, which a refusal of every client empties (found by review:
+    // each standing refusal was alerted again after one).
+    let mut left_out = live.snapshot().refused.clone();
+    alert_refusals(alerter.as_ref(), &left_out, &[]);
     let mut loaded_at = Instant::now();
     let mut read_so_far = ReadSoFar::default();
     let opened = FileIdentity::of(store.path());
@@ -562,10 +566,10 @@ pub fn spawn_reloader(
                 {
                     continue;
                 }
-                let before = live.snapshot();
-                match Registry::load_after(&store, &master, &mut read_so_far, &before) {
+                match Registry::load_after(&store, &master, &mut read_so_far, &live.snapshot()) {
                     Ok(registry) => {
-                        alert_refusals(alerter.as_ref(), &registry, &before);
+                        alert_refusals(alerter.as_ref(), &registry.refused, &left_out);
+                        left_out.clone_from(&registry.refused);
                         live.replace(registry);
                         loaded_at = Instant::now();
                         if Some(generation) != seen {
@@ -660,14 +664,16 @@ fn leave_out(refused: &mut Vec<String>, why: String) {
 
 /// Raises a critical alert for each thing `now` left out that `before` did not: a
 /// client refused for a record changed behind keygate's back, say, is told once, when
-/// it is first found, not at every reload.
-fn alert_refusals(alerter: Option<&Alerter>, now: &Registry, before: &Registry) {
+/// it is first found, not at every reload. Counted, not only compared: a second refusal
+/// worded as one before it is a new one.
+fn alert_refusals(alerter: Option<&Alerter>, now: &[String], before: &[String]) {
     let Some(alerter) = alerter else { return };
-    for why in now
-        .refused
-        .iter()
-        .filter(|why| !before.refused.contains(why))
-    {
+    let mut told: Vec<&String> = before.iter().collect();
+    for why in now {
+        if let Some(at) = told.iter().position(|t| *t == why) {
+            told.swap_remove(at);
+            continue;
+        }
         alerter.raise(Alert::outside_log(
             Severity::Critical,
             AlertRule::ReloadFailed,
@@ -1007,15 +1013,21 @@ mod tests {
         );
         drop(live);
         let (alerter, alerts) = Alerter::channel();
-        let before = left_out(&["client a refused"]);
-        let now = left_out(&["client a refused", "client b refused"]);
+        let texts = |why: &[&str]| -> Vec<String> { why.iter().map(|w| (*w).to_owned()).collect() };
+        let before = texts(&["client a refused"]);
+        let now = texts(&["client a refused", "client b refused"]);
         alert_refusals(Some(&alerter), &now, &before);
         alert_refusals(Some(&alerter), &now, &now);
-        let raised: Vec<String> = alerts.try_iter().map(|a| a.summary).collect();
-        assert_eq!(
-            raised,
-            ["keygate refuses part of the vault: client b refused; see keygate doctor"]
+        // A second refusal worded as the first is a new one.
+        alert_refusals(
+            Some(&alerter),
+            &texts(&["client a refused", "client a refused"]),
+            &before,
         );
+        let raised: Vec<String> = alerts.try_iter().map(|a| a.summary).collect();
+        let told =
+            |why: &str| format!("keygate refuses part of the vault: {why}; see keygate doctor");
+        assert_eq!(raised, [told("client b refused"), told("client a refused")]);
     }
 
     /// A reload decrypts only the rows that changed: an unchanged client or account is

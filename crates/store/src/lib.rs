@@ -1253,6 +1253,40 @@ mod tests {
         std::fs::remove_dir_all(dir).unwrap();
     }
 
+    /// A regression test (found by review): a row whose status, account, key type or
+    /// policy was not text read as an error naming no client, the same for every such
+    /// row, so a gateway could not tell a second one from the first.
+    #[test]
+    fn a_row_with_a_column_of_the_wrong_type_names_its_client() {
+        let (dir, mut store) = temp_store();
+        let master = MasterKey::generate();
+        add_main_and_bot1(&mut store, &master);
+        for column in ["status", "account", "key_type", "policy"] {
+            store
+                .connection()
+                .execute(
+                    &format!("UPDATE clients SET {column} = CAST({column} AS BLOB)"),
+                    [],
+                )
+                .unwrap();
+            let rows = store.client_rows().unwrap();
+            let Err(error) = &rows[0] else {
+                panic!("{column}: a row of the wrong type read")
+            };
+            let error = error.to_string();
+            assert!(error.contains("\"bot1\""), "{column}: {error}");
+            store
+                .connection()
+                .execute(
+                    &format!("UPDATE clients SET {column} = CAST({column} AS TEXT)"),
+                    [],
+                )
+                .unwrap();
+            assert!(store.client_rows().unwrap()[0].is_ok(), "{column}");
+        }
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
     #[test]
     fn a_status_change_applies_only_from_the_status_it_was_decided_on() {
         let (dir, mut store) = temp_store();

@@ -327,10 +327,9 @@ impl Client {
 
     fn from_row(row: &Row<'_>) -> rusqlite::Result<Result<Client, Error>> {
         let name: String = row.get("name")?;
-        let account: String = row.get("account")?;
-        let status: String = row.get("status")?;
-        let key_type: String = row.get("key_type")?;
-        let policy: String = row.get("policy")?;
+        // Read as the other columns are, so that one of the wrong type names its client
+        // too (found by review: it named none, and every such row read the same).
+        let text = |column: &str| row.get::<_, String>(column).map_err(corrupt_row);
         let named = |e: Error| match e {
             // Which row it was, so that a listing can say which client is unreadable.
             Error::Corrupt { what, reason } => Error::Corrupt {
@@ -340,11 +339,12 @@ impl Client {
             other => other,
         };
         let client = (|| {
+            let policy = text("policy")?;
             Ok(Client {
                 name: parse_name(&name)?,
-                account: parse_name(&account)?,
-                status: status_from_sql(&status)?,
-                key_type: KeyType::from_sql(&key_type)?,
+                account: parse_name(&text("account")?)?,
+                status: status_from_sql(&text("status")?)?,
+                key_type: KeyType::from_sql(&text("key_type")?)?,
                 api_key: row.get("api_key").map_err(corrupt_row)?,
                 policy: serde_json::from_str(&policy).map_err(|e| Error::Corrupt {
                     what: "client policy",

@@ -171,7 +171,7 @@ pub fn csv_line(seq: u64, event: &Event) -> String {
             // What changed (a policy before and after, a rotation's fingerprints), as
             // the JSON `audit export --format jsonl` gives it.
             if !a.detail.is_null() {
-                set("detail", a.detail.to_string());
+                set("detail", json_value(&a.detail));
             }
         }
         EventBody::Lost(l) => {
@@ -191,9 +191,12 @@ fn shown<T: ToString>(value: Option<T>) -> String {
     value.map(|v| v.to_string()).unwrap_or_default()
 }
 
-/// A value as the JSON text the JSONL export gives it.
+/// A value as the JSON text the JSONL export gives it, C1 and bidirectional characters
+/// written as JSON escapes (`\u009b`): [`quote`] would otherwise write them as `\u{9b}`,
+/// which no JSON reader takes (found by review).
 fn json_value<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_string(value).unwrap_or_default()
+    let json = serde_json::to_string(value).unwrap_or_default();
+    keygate_core::escape_json_controls(&json).into_owned()
 }
 
 /// A value shown by its JSON string form (`answered`, `buy`).
@@ -472,6 +475,35 @@ mod tests {
         }
         cells.push(cell);
         cells
+    }
+
+    /// A regression test (found by review): a JSON cell (`orders`, `terms`, `detail`)
+    /// holding a C1 or bidirectional character a bot chose came out with `\u{9b}`, which
+    /// no JSON reader takes. It holds JSON escapes, and reads back as it was.
+    #[test]
+    fn a_json_cell_stays_json_whatever_a_bot_names() {
+        let named = "x\u{9b}2J\u{202e}evil";
+        let admin = EventBody::Admin(AdminEvent {
+            actor: "cli".into(),
+            change: "client.update".into(),
+            target: "bot1".into(),
+            detail: serde_json::json!({ "note": named }),
+        });
+        let line = csv_line(
+            1,
+            &Event {
+                ts_ms: 1,
+                body: admin,
+            },
+        );
+        let detail = CSV_COLUMNS.iter().position(|c| *c == "detail").unwrap();
+        let cell = &csv_cells(&line)[detail];
+        assert!(
+            cell.contains(r"\u009b") && cell.contains(r"\u202e"),
+            "{cell}"
+        );
+        let read: serde_json::Value = serde_json::from_str(cell).unwrap();
+        assert_eq!(read["note"], named);
     }
 
     /// A regression test: the CSV export left out what an administrative change changed

@@ -533,11 +533,12 @@ impl Rules {
             // those queued ahead of alerts that matter.
             let burst = match (&request.client, rule) {
                 (Some(_), _) => who.clone(),
-                // Refused before any key is read: a trusted proxy that sent no
-                // X-Forwarded-For, a proxy misconfigured rather than a stranger trying
-                // keys (found by review: told as "unknown keys").
+                // Refused before any key is read: a trusted proxy whose X-Forwarded-For
+                // names no source (none sent, or a hop it cannot read), a proxy
+                // misconfigured rather than a stranger trying keys (found by review:
+                // told as "unknown keys").
                 (None, Some(Rule::SourceIp)) => {
-                    "a trusted proxy that sent no X-Forwarded-For".to_owned()
+                    "a trusted proxy whose X-Forwarded-For names no source".to_owned()
                 }
                 (None, _) => "unknown keys".to_owned(),
             };
@@ -1432,9 +1433,9 @@ mod tests {
             [(Severity::Warning, AlertRule::DenialBurst)]
         );
         assert!(
-            alerts[0]
-                .summary
-                .starts_with("3 requests of a trusted proxy that sent no X-Forwarded-For denied"),
+            alerts[0].summary.starts_with(
+                "3 requests of a trusted proxy whose X-Forwarded-For names no source denied"
+            ),
             "{}",
             alerts[0].summary
         );

@@ -32,9 +32,9 @@ pub enum AlertsCmd {
 #[derive(Args, Debug)]
 pub struct ListArgs {
     /// Alerts from this time on: a duration ago (`1h`, `7d`) or an RFC 3339 UTC time
-    /// (`2026-12-06T13:00:00Z`).
-    #[arg(long, value_name = "WHEN", default_value = "24h")]
-    pub since: String,
+    /// (`2026-12-06T13:00:00Z`). Default: a day before --until, or before now.
+    #[arg(long, value_name = "WHEN")]
+    pub since: Option<String>,
     /// Only alerts raised before this time: a duration ago or an RFC 3339 UTC time.
     #[arg(long, value_name = "WHEN")]
     pub until: Option<String>,
@@ -200,8 +200,11 @@ pub fn thresholds(home: &Home) -> anyhow::Result<Thresholds> {
 /// as `audit verify` exits.
 pub fn list(vault: &Unlocked, args: &ListArgs) -> anyhow::Result<i32> {
     let thresholds = thresholds(&vault.home)?;
-    let (since_ms, until_ms) = window(Some(&args.since), args.until.as_deref(), now_ms())?;
-    let since_ms = since_ms.unwrap_or_default();
+    let (since_ms, until_ms) = window(args.since.as_deref(), args.until.as_deref(), now_ms())?;
+    // A day before the window's end, so that `--until` alone lists that day (found by
+    // review: a default of 24h before now made an earlier --until an empty window).
+    let since_ms =
+        since_ms.unwrap_or_else(|| until_ms.unwrap_or_else(now_ms).saturating_sub(86_400_000));
     // The alerts a webhook missed are looked for here: an edited log would hide them.
     let problem = log_problem(vault);
     // Start early, so that a burst begun before `since` counts whole and an alert raised

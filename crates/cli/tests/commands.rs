@@ -5493,6 +5493,16 @@ mod audit {
             refused.stderr.contains("is not before --until"),
             "{refused:#?}"
         );
+        // --until alone: the day before it (found by review: refused, the default
+        // --since being a day before now).
+        let day_after = at(freeze_ms + 3_600_000);
+        let out = kg.ok(&["alerts", "list", "--until", &day_after], "").stdout;
+        assert!(out.contains("client.freeze"), "{out}");
+        let long_after = at(freeze_ms + 2 * 86_400_000);
+        let out = kg
+            .ok(&["alerts", "list", "--until", &long_after], "")
+            .stdout;
+        assert!(out.starts_with("no alerts from "), "{out}");
     }
 
     /// A regression test (found by review): `--since` took a duration only, so an export

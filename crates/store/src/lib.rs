@@ -1255,7 +1255,8 @@ mod tests {
 
     /// A regression test (found by review): a row whose status, account, key type or
     /// policy was not text read as an error naming no client, the same for every such
-    /// row, so a gateway could not tell a second one from the first.
+    /// row, so a gateway could not tell a second one from the first; an account row
+    /// named no account.
     #[test]
     fn a_row_with_a_column_of_the_wrong_type_names_its_client() {
         let (dir, mut store) = temp_store();
@@ -1284,6 +1285,15 @@ mod tests {
                 .unwrap();
             assert!(store.client_rows().unwrap()[0].is_ok(), "{column}");
         }
+        // An account row too.
+        store
+            .connection()
+            .execute("UPDATE accounts SET created_ms = 'x'", [])
+            .unwrap();
+        let Err(error) = &store.account_rows().unwrap()[0] else {
+            panic!("an account row of the wrong type read")
+        };
+        assert!(error.to_string().contains("account \"main\""), "{error}");
         std::fs::remove_dir_all(dir).unwrap();
     }
 

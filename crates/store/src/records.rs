@@ -330,14 +330,6 @@ impl Client {
         // Read as the other columns are, so that one of the wrong type names its client
         // too (found by review: it named none, and every such row read the same).
         let text = |column: &str| row.get::<_, String>(column).map_err(corrupt_row);
-        let named = |e: Error| match e {
-            // Which row it was, so that a listing can say which client is unreadable.
-            Error::Corrupt { what, reason } => Error::Corrupt {
-                what,
-                reason: format!("client {name:?}: {reason}"),
-            },
-            other => other,
-        };
         let client = (|| {
             let policy = text("policy")?;
             Ok(Client {
@@ -370,7 +362,7 @@ impl Client {
                 previous_material: row.get("previous_material").map_err(corrupt_row)?,
             })
         })();
-        Ok(client.map_err(named))
+        Ok(client.map_err(|e| row_named("client", &name, e)))
     }
 }
 
@@ -414,13 +406,26 @@ fn corrupt_row(e: rusqlite::Error) -> Error {
 /// Every column of an account row, in table order.
 pub(crate) const ACCOUNT_COLUMNS: &str = "label, exchange, upstream, rotate_every_s, created_ms, rotated_ms, fingerprint, sealed_api_key, sealed_secret";
 
+/// `e`, naming the row it is about (`client "bot1": …`), so that a listing, doctor and
+/// the gateway can say which row does not read, and tell two such rows apart.
+fn row_named(kind: &str, name: &str, e: Error) -> Error {
+    match e {
+        Error::Corrupt { what, reason } => Error::Corrupt {
+            what,
+            reason: format!("{kind} {name:?}: {reason}"),
+        },
+        other => other,
+    }
+}
+
 fn account_from_row(row: &Row<'_>) -> rusqlite::Result<Result<Account, Error>> {
     let label: String = row.get(0)?;
-    let exchange: String = row.get(1)?;
-    Ok((|| {
+    let account = (|| {
         Ok(Account {
             label: parse_name(&label)?,
-            exchange: exchange
+            exchange: row
+                .get::<_, String>(1)
+                .map_err(corrupt_row)?
                 .parse()
                 .map_err(|e: keygate_core::Error| Error::Corrupt {
                     what: "account exchange",
@@ -437,7 +442,9 @@ fn account_from_row(row: &Row<'_>) -> rusqlite::Result<Result<Account, Error>> {
             sealed_api_key: row.get(7).map_err(corrupt_row)?,
             sealed_secret: row.get(8).map_err(corrupt_row)?,
         })
-    })())
+    })();
+    // Found by review: an account row that did not read named no account.
+    Ok(account.map_err(|e| row_named("account", &label, e)))
 }
 
 impl Store {

@@ -370,9 +370,14 @@ async fn route(gw: &Gateway, peer: SocketAddr, request: Request) -> Response {
     match prefix {
         "binance" => handle(gw, &gw.binance, peer, request).await,
         _ => {
-            let source = source_ip(&gw.trusted_proxies, peer.ip(), request.headers())
-                .unwrap_or(peer.ip().to_canonical());
-            let audit = Audit::new(gw, "", source, request.method(), request.uri().path());
+            let (audit, _) = Audit::from_peer(
+                gw,
+                "",
+                peer,
+                request.method(),
+                request.uri().path(),
+                request.headers(),
+            );
             let body =
                 serde_json::json!({ "error": "keygate: no exchange is routed at this path" });
             let response = (StatusCode::NOT_FOUND, axum::Json(body)).into_response();
@@ -396,26 +401,13 @@ async fn handle<A: Adapter>(
     // 1. Route: a native path that means one thing, on a host the exchange has. `route`
     //    matched the first segment, so the path starts with `/<exchange>`.
     let native = &parts.uri.path()[1 + exchange.as_str().len()..];
-    let source = source_ip(&gw.trusted_proxies, peer.ip(), &parts.headers);
-    // Recorded in one form, as `source_ip` gives it (found by review: an IPv4 proxy on a
-    // dual-stack listener was `::ffff:a.b.c.d` here and `a.b.c.d` elsewhere).
-    let proxy = peer.ip().to_canonical();
-    let mut audit = Audit::new(
-        gw,
-        exchange.as_str(),
-        source.unwrap_or(proxy),
-        &method,
-        native,
-    );
-    // Which proxy vouched for the address, so that a host inside a trusted network that
-    // names addresses it has no right to can be found from the log (found by review).
-    if gw.trusted_proxies.iter().any(|net| net.contains(&proxy)) {
-        audit.forwarded_by = Some(proxy.to_string());
-    }
-    if source.is_none() {
+    let (mut audit, source_known) =
+        Audit::from_peer(gw, exchange.as_str(), peer, &method, native, &parts.headers);
+    if !source_known {
         let msg = format!(
-            "keygate: the request came through trusted proxy {proxy}, and its \
-             X-Forwarded-For does not name the source address"
+            "keygate: the request came through trusted proxy {}, and its \
+             X-Forwarded-For does not name the source address",
+            audit.source_ip
         );
         return audit.deny(refuse(Refusal::Denied(&msg)), Rule::SourceIp, &msg);
     }
@@ -1794,6 +1786,30 @@ struct Audit<'a> {
 }
 
 impl<'a> Audit<'a> {
+    /// The audit of a request from `peer`: its source the address `source_ip` gives (the
+    /// peer's own when no trusted proxy's `X-Forwarded-For` names one, in one form: found
+    /// by review, an IPv4 proxy on a dual-stack listener was recorded `::ffff:a.b.c.d`
+    /// here and `a.b.c.d` elsewhere), and the trusted proxy that vouched for it, so that
+    /// a host inside a trusted network naming addresses it has no right to can be found
+    /// from the log (found by review). With it, whether the source is known: false when
+    /// a trusted proxy's header names none, and the source is then the proxy.
+    fn from_peer(
+        gw: &'a Gateway,
+        exchange: &'static str,
+        peer: SocketAddr,
+        method: &Method,
+        path: &str,
+        headers: &HeaderMap,
+    ) -> (Audit<'a>, bool) {
+        let peer = peer.ip().to_canonical();
+        let source = source_ip(&gw.trusted_proxies, peer, headers);
+        let mut audit = Audit::new(gw, exchange, source.unwrap_or(peer), method, path);
+        if gw.trusted_proxies.iter().any(|net| net.contains(&peer)) {
+            audit.forwarded_by = Some(peer.to_string());
+        }
+        (audit, source.is_some())
+    }
+
     fn new(
         gw: &'a Gateway,
         exchange: &'static str,

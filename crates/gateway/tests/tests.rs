@@ -1843,8 +1843,21 @@ async fn forwarded_for_from_a_trusted_proxy_names_the_source() {
     assert_eq!(exchange_saw(&env, "/api/v3/account"), 1);
     let allowed = events_where(&env, 1, |e| e["path"] == "/api/v3/account").await;
     assert_eq!(allowed[0]["source_ip"], "10.1.2.3", "{allowed:?}");
-    // Which proxy vouched for it is kept (found by review).
+    // Which proxy vouched for it is kept (found by review), on a path no exchange
+    // serves too.
     assert_eq!(allowed[0]["forwarded_by"], "127.0.0.1", "{allowed:?}");
+    let (status, _) = raw(
+        env.gateway,
+        &http("GET", "/nowhere", "X-Forwarded-For: 10.9.9.9\r\n", ""),
+    )
+    .await;
+    assert_eq!(status, 404);
+    let unrouted = events_where(&env, 1, |e| e["path"] == "/nowhere").await;
+    assert_eq!(
+        (&unrouted[0]["source_ip"], &unrouted[0]["forwarded_by"]),
+        (&json!("10.9.9.9"), &json!("127.0.0.1")),
+        "{unrouted:?}"
+    );
 
     env.exchange.simulator().reset(false);
     let unreadable = "X-Forwarded-For does not name the source address";

@@ -665,8 +665,18 @@ fn parse_notional(flag: &str, s: &str) -> anyhow::Result<Decimal> {
     if !is_digits(whole) || !is_digits(fraction) {
         bail!("{flag} {s:?} is not an amount: write digits and at most one point, such as 1000 or 0.5");
     }
-    let n = Decimal::from_str_exact(written)
-        .with_context(|| format!("{flag} {s:?} has more digits than keygate keeps (28)"))?;
+    // Zeros that end a fraction change nothing; any other digit past what a Decimal
+    // holds would be rounded away, or the number is larger than one holds.
+    let exact = match written.split_once('.') {
+        Some((whole, fraction)) => match fraction.trim_end_matches('0') {
+            "" => whole.to_owned(),
+            fraction => format!("{whole}.{fraction}"),
+        },
+        None => written.to_owned(),
+    };
+    let n = Decimal::from_str_exact(&exact).with_context(|| {
+        format!("{flag} {s:?} is too large, or has more decimal places than keygate keeps (28)")
+    })?;
     if n <= Decimal::ZERO {
         bail!("{flag} must be greater than zero");
     }
@@ -1688,10 +1698,20 @@ mod tests {
             let refused = parse_notional("--x", lenient).unwrap_err().to_string();
             assert!(refused.contains("is not an amount"), "{lenient}: {refused}");
         }
-        let tiny = parse_notional("--x", "0.00000000000000000000000000001").unwrap_err();
-        assert!(
-            tiny.to_string().contains("more digits than keygate keeps"),
-            "{tiny}"
+        for unkept in [
+            "0.00000000000000000000000000001",
+            "79228162514264337593543950336",
+        ] {
+            let refused = parse_notional("--x", unkept).unwrap_err().to_string();
+            assert!(
+                refused.contains("is too large, or has more decimal"),
+                "{refused}"
+            );
+        }
+        // Zeros ending a fraction lose nothing (found by review: refused past 28).
+        assert_eq!(
+            parse_notional("--x", "1000.00000000000000000000000000000").ok(),
+            "1000".parse().ok()
         );
     }
 

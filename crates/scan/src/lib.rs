@@ -101,7 +101,9 @@ impl ScannerBuilder {
             managed: None,
             redact: true,
             known: engine::Known::default(),
-            threads: std::thread::available_parallelism().map_or(2, usize::from),
+            threads: std::thread::available_parallelism()
+                .map_or(2, usize::from)
+                .min(MAX_THREADS),
             max_file_size: 64 * 1024 * 1024,
             respect_ignore_files: true,
             progress: None,

@@ -5503,6 +5503,8 @@ mod audit {
             .ok(&["alerts", "list", "--until", &long_after], "")
             .stdout;
         assert!(out.starts_with("no alerts from "), "{out}");
+        let out = kg.ok(&["alerts", "list", "--until", "2d"], "").stdout;
+        assert!(out.starts_with("no alerts from "), "{out}");
     }
 
     /// A regression test (found by review): `--since` took a duration only, so an export

@@ -1030,6 +1030,78 @@ mod tests {
         assert_eq!(raised, [told("client b refused"), told("client a refused")]);
     }
 
+    /// A regression test (found by review): a refusal of every client (the stop file of
+    /// `keygate panic`) emptied the snapshot the reloader compared with, so once it
+    /// ended, each standing refusal was alerted again.
+    #[test]
+    fn a_refusal_is_not_alerted_again_after_every_client_was_refused() {
+        use keygate_store::NewAccount;
+
+        let vault = Vault::with_requests(0);
+        let master = &vault.master;
+        let mut store = vault.connection();
+        store
+            .transaction(|s| {
+                s.insert_account(
+                    &NewAccount {
+                        label: "main".parse().unwrap(),
+                        exchange: Exchange::Binance,
+                        upstream: None,
+                        rotate_every_s: None,
+                        api_key: SecretString::new("real-key".into()),
+                        secret: SecretString::new("real-secret".into()),
+                    },
+                    master,
+                    1,
+                )
+            })
+            .unwrap();
+        // Its real key changed behind keygate's back, the tables sealed as they are
+        // (as `keygate upgrade` does once it has shown them): the account does not open.
+        store
+            .connection()
+            .execute(
+                "UPDATE accounts SET sealed_api_key = CAST(sealed_api_key || x'00' AS BLOB)",
+                [],
+            )
+            .unwrap();
+        store.transaction(|s| s.seal_as_they_are(master)).unwrap();
+        let live = Arc::new(Live::new(Registry::load(&store, master).unwrap()));
+        assert_eq!(live.snapshot().refused().len(), 1);
+        let (alerter, alerts) = Alerter::channel();
+        spawn_reloader(
+            vault.connection(),
+            Arc::clone(master),
+            Arc::clone(&live),
+            Some(alerter),
+        )
+        .unwrap();
+        let first = alerts.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert!(
+            first.summary.contains("account main does not open"),
+            "{}",
+            first.summary
+        );
+        let stop = stop_file_of(vault.store.path());
+        std::fs::File::create(&stop).unwrap();
+        let stopped = alerts.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert!(
+            stopped.summary.contains("refuses every client"),
+            "{}",
+            stopped.summary
+        );
+        std::fs::remove_file(&stop).unwrap();
+        let started = Instant::now();
+        while live.failure().is_some() {
+            assert!(started.elapsed() < Duration::from_secs(10), "still refused");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(3 * RELOAD_INTERVAL);
+        let again: Vec<String> = alerts.try_iter().map(|a| a.summary).collect();
+        assert!(again.is_empty(), "{again:?}");
+        drop(live);
+    }
+
     /// A reload decrypts only the rows that changed: an unchanged client or account is
     /// the very entry the load before opened, a changed one is opened afresh.
     #[test]

@@ -2494,6 +2494,31 @@ fn a_second_gateway_on_the_same_vault_is_refused() {
     let _next = Serve::start(&home.kg);
 }
 
+/// A regression test (found by review): on `--admin-listen [::ffff:127.0.0.1]:P`, taken
+/// for loopback, the admin server left off its guard against DNS rebinding, so a page
+/// of another site could read the metrics through a name resolving to 127.0.0.1.
+#[test]
+fn an_admin_listener_on_an_ipv4_mapped_loopback_address_refuses_foreign_hosts() {
+    use std::io::{Read, Write};
+
+    let home = Home::with_account("http://127.0.0.1:9");
+    let serve = Serve::start_with(&home.kg, &["--admin-listen", "[::ffff:127.0.0.1]:0"]);
+    let admin = admin_addr(&serve);
+    let status_for = |host: &str| {
+        let mut stream = std::net::TcpStream::connect(&admin).unwrap();
+        write!(
+            stream,
+            "GET /healthz HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        answer.split(' ').nth(1).unwrap_or_default().to_owned()
+    };
+    assert_eq!(status_for("rebound.example"), "421", "{admin}");
+    assert_eq!(status_for(&admin), "200", "{admin}");
+}
+
 /// The admin listener's address, as `serve --admin-listen` said it in its log.
 fn admin_addr(serve: &Serve) -> String {
     let log = std::fs::read_to_string(&serve.log).unwrap();

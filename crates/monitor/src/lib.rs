@@ -434,13 +434,14 @@ impl Alerter {
         (Alerter(sender), receiver)
     }
 
-    /// Hands `alert` to the monitor, which dispatches it within a poll interval. Its
-    /// summary is made printable on the way, as the rules' own are.
+    /// Logs `alert` and hands it to the monitor, which dispatches it within a poll
+    /// interval. Its summary is made printable on the way, as the rules' own are. Logged
+    /// here, as it is raised, not when the monitor takes it: one raised while the monitor
+    /// stops, after it last looked, would otherwise be in no log (found by review).
     pub fn raise(&self, mut alert: Alert) {
         alert.summary = rules::printable(&alert.summary);
-        if let Err(mpsc::SendError(alert)) = self.0.send(alert) {
-            log(&alert);
-        }
+        log(&alert);
+        let _ = self.0.send(alert);
     }
 }
 
@@ -1165,14 +1166,20 @@ impl Follower {
     /// Sends the alerts raised outside the log (by the gateway, by reconciliation).
     fn send_raised(&mut self) {
         while let Ok(alert) = self.raised.try_recv() {
-            self.send(alert, None);
+            // Logged by `Alerter::raise`.
+            self.dispatch(alert, None);
         }
     }
 
-    /// Logs `alert`, counts it, and delivers it unless the cap of its rule and severity
-    /// holds it back. `event` is the audit event that raised it, if one did.
+    /// Logs `alert` and [`dispatch`](Self::dispatch)es it.
     fn send(&mut self, alert: Alert, event: Option<u64>) {
         log(&alert);
+        self.dispatch(alert, event);
+    }
+
+    /// Counts `alert`, and delivers it unless the cap of its rule and severity holds it
+    /// back. `event` is the audit event that raised it, if one did.
+    fn dispatch(&mut self, alert: Alert, event: Option<u64>) {
         self.metrics.raised(&alert);
         let admitted = self.cap.admit(&alert, Instant::now());
         if let Some(summary) = admitted.summary {
@@ -1281,6 +1288,45 @@ mod tests {
     /// Regression: `alerts test` with a secret file open to others said why twice, once as
     /// the message and once as its source.
     #[cfg(unix)]
+    /// A regression test (found by review): an alert raised through an [`Alerter`] was
+    /// logged only when the monitor took it, so one raised while the monitor stopped,
+    /// after it last looked (a certificate that no longer loads, a full disk), was in no
+    /// log at all. It is logged as it is raised.
+    #[test]
+    fn an_alert_raised_is_logged_whether_or_not_the_monitor_takes_it() {
+        #[derive(Clone, Default)]
+        struct Captured(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Captured {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        // A monitor that never takes it: the channel's receiver is kept, and not read.
+        let (alerter, _never_read) = Alerter::channel();
+        tracing::subscriber::with_default(subscriber, || {
+            alerter.raise(Alert::outside_log(
+                Severity::Warning,
+                AlertRule::TlsCertificate,
+                "the certificate files changed but cannot be used".to_owned(),
+            ));
+        });
+        let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        assert!(
+            log.contains("keygate::alert") && log.contains("cannot be used"),
+            "{log}"
+        );
+    }
+
     #[test]
     fn a_secret_file_error_says_why_once() {
         use std::os::unix::fs::PermissionsExt;

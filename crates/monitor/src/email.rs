@@ -2,7 +2,8 @@
 //! (rustls).
 
 use keygate_vault::SecretBytes;
-use lettre::message::{header::ContentType, Mailbox};
+use lettre::message::header::{ContentType, HeaderName, HeaderValue};
+use lettre::message::Mailbox;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
@@ -188,6 +189,12 @@ impl Email {
             .to(to.clone())
             .subject(subject(alert))
             .header(ContentType::TEXT_PLAIN)
+            // As a webhook's: what a restarted serve sends again has the same id, for a
+            // filter to drop (found by review: a mail repeated could not be told).
+            .raw_header(HeaderValue::new(
+                HeaderName::new_from_ascii_str("X-Keygate-Alert-Id"),
+                crate::sink::alert_id(alert),
+            ))
             .body(body(alert))
             .map_err(|e| Refused {
                 for_good: true,
@@ -252,9 +259,10 @@ fn body(alert: &Alert) -> String {
         }
     }
     text.push_str(&format!(
-        "event:     {} (keygate audit query shows it in context)\ntime:      {}\n",
+        "event:     {} (keygate audit query shows it in context)\ntime:      {}\nalert id:  {}\n",
         alert.event_seq,
-        keygate_core::rfc3339(alert.ts_ms)
+        keygate_core::rfc3339(alert.ts_ms),
+        crate::sink::alert_id(alert)
     ));
     text
 }

@@ -332,7 +332,7 @@ impl Payload<'_> {
 /// when a restarted `serve` raises an alert of the log again (but for `outcome_unknown`,
 /// whose summary names the request it read before); two alerts that differ in anything
 /// (two withdrawals one reconciliation found) have two.
-fn alert_id(alert: &Alert) -> String {
+pub(crate) fn alert_id(alert: &Alert) -> String {
     use sha2::Digest;
     let said = serde_json::to_vec(alert).unwrap_or_default();
     hex::encode(&Sha256::digest(&said)[..16])

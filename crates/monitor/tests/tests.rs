@@ -490,7 +490,29 @@ fn an_alert_is_mailed_through_a_real_smtp_exchange_with_the_password_from_its_fi
             mail.data
         );
         assert!(mail.data.contains("event:     2 "), "{}", mail.data);
+        // The alert's id, as a webhook's header gives it, for a filter to drop repeats
+        // (found by review: a mail sent again after a restart could not be told).
+        let id = mail
+            .data
+            .lines()
+            .find_map(|l| l.strip_prefix("X-Keygate-Alert-Id: "))
+            .unwrap_or_else(|| panic!("{}", mail.data));
+        assert!(
+            id.len() == 32 && mail.data.contains(&format!("alert id:  {id}")),
+            "{}",
+            mail.data
+        );
     }
+    assert_eq!(
+        mails[0]
+            .data
+            .lines()
+            .find(|l| l.starts_with("X-Keygate-Alert-Id")),
+        mails[1]
+            .data
+            .lines()
+            .find(|l| l.starts_with("X-Keygate-Alert-Id"))
+    );
 
     // Found by review: a mailbox the server refuses stopped the whole message at its
     // RCPT, so nobody got the alert, three times over. Each recipient gets its own

@@ -553,6 +553,12 @@ async fn handle<A: Adapter>(
             .await;
     }
 
+    // Until it is classified in full, once its signature verifies, a request is recorded
+    // as the kind of its endpoint: a withdrawal sent with a key that is not known or a
+    // signature that does not verify is a withdrawal denied, which the monitor raises as
+    // critical (found by review: recorded as unknown, it raised nothing).
+    audit.action = Some(Action::new(kind, format!("{method} {native}")));
+
     // 2. Authenticate: one API key header, a known client of this exchange, a valid
     //    signature, a fresh timestamp, a signature never seen before.
     let Some(api_key) = adapter.client_api_key(&parts.headers) else {

@@ -423,6 +423,30 @@ async fn a_withdrawal_that_never_reached_the_exchange_leaves_the_daily_limit_who
     assert_eq!(again, 502, "the retry was refused for the limit: {body}");
 }
 
+/// A regression test (found by review): a withdrawal whose signature did not verify was
+/// recorded as an unknown action, so the monitor raised no withdrawal alert for it, only
+/// a burst after several. It is recorded as the withdrawal its endpoint is.
+#[tokio::test]
+async fn a_withdrawal_with_a_signature_that_does_not_verify_is_recorded_as_one() {
+    let env = default_env().await;
+    let (status, body) = raw(
+        env.gateway,
+        &http(
+            "POST",
+            "/binance/sapi/v1/capital/withdraw/apply",
+            "",
+            &sign("coin=USDT&address=TAttacker&amount=10", "not-the-secret"),
+        ),
+    )
+    .await;
+    assert_eq!((status, body["code"].clone()), (400, Value::from(-1022)));
+    let denied = events_where(&env, 1, |e| e["rule"] == "authentication").await;
+    assert_eq!(denied[0]["action"], "withdraw", "{denied:?}");
+    assert_eq!(denied[0]["key_of"], "bot1", "{denied:?}");
+    assert!(denied[0]["client"].is_null(), "{denied:?}");
+    assert_eq!(exchange_saw(&env, "/sapi/v1/capital/withdraw/apply"), 0);
+}
+
 #[tokio::test]
 async fn withdrawals_reach_the_exchange_only_for_listed_addresses() {
     let policy = Policy {

@@ -391,7 +391,14 @@ impl Rules {
             // policy: it takes no denial's turn. One told as being sent and then stopped
             // is told as stopped, whatever came before: else the word it was sent stands.
             let held_back = request.rule == Some(Rule::ExchangeBackOff);
-            if request.allowed || held_back || stopped || self.is_due(alert.1, &who, ts_ms) {
+            // One whose signature did not verify is quiet per key it presented, not per
+            // address: a stranger sending from many addresses would otherwise fill the
+            // storm cap of critical withdrawal alerts, and hold back a client's own.
+            let quiet_key = match (&request.client, &request.key_of) {
+                (None, Some(name)) => format!("key of {name}"),
+                _ => who.clone(),
+            };
+            if request.allowed || held_back || stopped || self.is_due(alert.1, &quiet_key, ts_ms) {
                 alerts.push(alert);
             }
         }
@@ -684,12 +691,20 @@ const NO_COMPLETE_ANSWER: &str = "got no complete answer from the exchange after
 /// is someone trying to move funds that policy keeps where they are. One held back while
 /// the exchange asks the address to back off was allowed by policy, and is told as one
 /// forwarded would be, saying that it was not.
+///
+/// One sent with a key no client has is no one's: it counts toward the burst of unknown
+/// keys, and raises nothing of its own (anyone who reaches the listener can send one, from
+/// as many addresses as they have). One sent with a client's API key and a signature that
+/// does not verify is someone holding that key trying to move funds: told.
 fn funds_movement(request: &RequestEvent, stopped: bool) -> Option<(Severity, AlertRule, String)> {
     let rule = match request.action {
         ActionKind::Withdraw => AlertRule::Withdrawal,
         ActionKind::Transfer => AlertRule::Transfer,
         _ => return None,
     };
+    if request.client.is_none() && request.key_of.is_none() {
+        return None;
+    }
     let who = who(request);
     let what = describe(request);
     // A transfer is bounded by scope alone (a convert, a payment to a sub-account), and
@@ -836,9 +851,12 @@ fn source_network(source_ip: &str) -> String {
 
 /// Who sent a request: its client, or the address of a request with no known key.
 fn who(request: &RequestEvent) -> String {
-    match &request.client {
-        Some(client) => format!("client {client}"),
-        None => format!("an unknown key from {}", request.source_ip),
+    match (&request.client, &request.key_of) {
+        (Some(client), _) => format!("client {client}"),
+        (None, Some(name)) => {
+            format!("someone with the API key of client {name} (signature not verified)")
+        }
+        (None, None) => format!("an unknown key from {}", request.source_ip),
     }
 }
 
@@ -2205,6 +2223,43 @@ mod tests {
             [(Severity::Critical, AlertRule::Withdrawal)]
         );
         assert_eq!(alerts[0].client, None, "{:?}", alerts[0]);
+        assert!(
+            alerts[0]
+                .summary
+                .contains("by someone with the API key of client victim (signature not verified)"),
+            "{}",
+            alerts[0].summary
+        );
+        // More of them, from other addresses, are quiet with it: per key presented, not
+        // per address (a stranger with many addresses would fill the storm cap of
+        // critical withdrawal alerts, and hold back a client's own).
+        for i in 0..20u64 {
+            let mut again = with_key_of(request(
+                2_100 + i,
+                None,
+                ActionKind::Withdraw,
+                Some(Rule::Authentication),
+            ));
+            if let EventBody::Request(r) = &mut again.body {
+                r.source_ip = format!("2001:db8::{i:x}");
+            }
+            let alerts = rules.evaluate(100 + i, &again);
+            assert!(
+                !rules_of(&alerts).contains(&(Severity::Critical, AlertRule::Withdrawal)),
+                "{alerts:?}"
+            );
+        }
+        // A withdrawal with a key no client has raises nothing of its own.
+        let unknown = request(
+            2_500,
+            None,
+            ActionKind::Withdraw,
+            Some(Rule::Authentication),
+        );
+        assert!(rules
+            .evaluate(200, &unknown)
+            .iter()
+            .all(|a| a.rule != AlertRule::Withdrawal));
         // A key a rotation retired is about that client's key: named as its client.
         let mut retired = request(3_000, None, ActionKind::Read, Some(Rule::Expired));
         if let EventBody::Request(r) = &mut retired.body {

@@ -658,7 +658,9 @@ async fn handle<A: Adapter>(
         return audit.deny(refuse(Refusal::Denied(&msg)), Rule::Expired, &msg);
     }
 
-    // 3. Classify, from the same parsed parameters that will be forwarded.
+    // 3. Classify, from the same parsed parameters that will be forwarded. A denial from
+    //    here on records what the request would have done (found by review: a replayed
+    //    withdrawal was recorded without its asset, amount or destination).
     let action = signed.classify(method.as_str(), native);
     let request = |notional: Option<Decimal>| keygate_policy::Request {
         client: client.name.as_str(),
@@ -684,6 +686,7 @@ async fn handle<A: Adapter>(
     }
     if !gw.replay.remembers(freshness.signed_at_us) {
         // Answered as a stale timestamp, which clients know to sign again.
+        audit.action = Some(action);
         return audit.deny(
             refuse(Refusal::Invalid(&keygate_exchanges::Error::StaleTimestamp)),
             Rule::Replay,
@@ -695,6 +698,7 @@ async fn handle<A: Adapter>(
     // share one replay id, so none is forwarded.
     let Some(replay_id) = signed.replay_id() else {
         tracing::error!("a verified request has no signature to remember");
+        audit.action = Some(action);
         return audit.deny(
             refuse(Refusal::Internal),
             Rule::Internal,
@@ -723,18 +727,21 @@ async fn handle<A: Adapter>(
     ) {
         replay::Sighting::First => {}
         replay::Sighting::Seen => {
+            audit.action = Some(action);
             let msg = "keygate: this signature was already used; sign the request again (two \
                        requests with the same parameters signed in the same millisecond have \
                        one signature)";
             return audit.deny(refuse(Refusal::Replayed(msg)), Rule::Replay, msg);
         }
         replay::Sighting::ClockSetBack => {
+            audit.action = Some(action);
             let msg = "keygate: the system clock was set back, and keygate forgot the \
                        signatures of this request's window: it may have been sent before; \
                        sign it again once the clock has passed the time it showed";
             return audit.deny(refuse(Refusal::Replayed(msg)), Rule::Replay, msg);
         }
         replay::Sighting::Full => {
+            audit.action = Some(action);
             let msg = "keygate: too many signed requests inside their windows to remember; \
                        send again in a moment";
             return audit.deny(refuse(Refusal::TooMany(msg)), Rule::ReplayCacheFull, msg);

@@ -444,6 +444,27 @@ async fn a_withdrawal_with_a_signature_that_does_not_verify_is_recorded_as_one()
     assert_eq!(denied[0]["action"], "withdraw", "{denied:?}");
     assert_eq!(denied[0]["key_of"], "bot1", "{denied:?}");
     assert!(denied[0]["client"].is_null(), "{denied:?}");
+    // One refused as a replay, classified by then, is recorded with what it would have
+    // moved (found by review: recorded as a bare withdrawal).
+    let signed = http(
+        "POST",
+        "/binance/sapi/v1/capital/withdraw/apply",
+        "",
+        &sign("coin=USDT&address=TAttacker&amount=10", BOT_SECRET),
+    );
+    raw(env.gateway, &signed).await;
+    let (status, body) = raw(env.gateway, &signed).await;
+    assert_eq!(status, 400, "{body}");
+    let replayed = events_where(&env, 1, |e| e["rule"] == "replay").await;
+    assert_eq!(
+        (
+            &replayed[0]["action"],
+            &replayed[0]["asset"],
+            &replayed[0]["amount"]
+        ),
+        (&json!("withdraw"), &json!("USDT"), &json!("10")),
+        "{replayed:?}"
+    );
     assert_eq!(exchange_saw(&env, "/sapi/v1/capital/withdraw/apply"), 0);
 }
 

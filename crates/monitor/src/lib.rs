@@ -1285,9 +1285,6 @@ mod tests {
 
     use super::*;
 
-    /// Regression: `alerts test` with a secret file open to others said why twice, once as
-    /// the message and once as its source.
-    #[cfg(unix)]
     /// A regression test (found by review): an alert raised through an [`Alerter`] was
     /// logged only when the monitor took it, so one raised while the monitor stopped,
     /// after it last looked (a certificate that no longer loads, a full disk), was in no
@@ -1327,6 +1324,9 @@ mod tests {
         );
     }
 
+    /// Regression: `alerts test` with a secret file open to others said why twice, once as
+    /// the message and once as its source.
+    #[cfg(unix)]
     #[test]
     fn a_secret_file_error_says_why_once() {
         use std::os::unix::fs::PermissionsExt;

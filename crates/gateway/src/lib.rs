@@ -554,10 +554,10 @@ async fn handle<A: Adapter>(
     }
 
     // Until it is classified in full, once its signature verifies, a request is recorded
-    // as the kind of its endpoint: a withdrawal sent with a key that is not known or a
+    // as the kind of its endpoint: a withdrawal sent with a client's API key and a
     // signature that does not verify is a withdrawal denied, which the monitor raises as
     // critical (found by review: recorded as unknown, it raised nothing).
-    audit.action = Some(Action::new(kind, format!("{method} {native}")));
+    audit.endpoint_kind = kind;
 
     // 2. Authenticate: one API key header, a known client of this exchange, a valid
     //    signature, a fresh timestamp, a signature never seen before.
@@ -1765,6 +1765,9 @@ struct Audit<'a> {
     source_ip: IpAddr,
     /// The trusted proxy whose X-Forwarded-For named `source_ip`.
     forwarded_by: Option<String>,
+    /// What the request's endpoint does, recorded while `action` is none (the request is
+    /// not classified in full yet).
+    endpoint_kind: ActionKind,
     method: String,
     path: String,
     client: Option<String>,
@@ -1836,6 +1839,7 @@ impl<'a> Audit<'a> {
             request_id: hex::encode(rand::thread_rng().gen::<u64>().to_be_bytes()),
             source_ip,
             forwarded_by: None,
+            endpoint_kind: ActionKind::Unknown,
             method: method.as_str().to_owned(),
             path: path.to_owned(),
             client: None,
@@ -1868,7 +1872,7 @@ impl<'a> Audit<'a> {
         let action = self
             .action
             .take()
-            .unwrap_or_else(|| Action::new(ActionKind::Unknown, String::new()));
+            .unwrap_or_else(|| Action::new(self.endpoint_kind, String::new()));
         let destination = action.destination();
         Event {
             ts_ms: now_ms(),

@@ -82,6 +82,11 @@ struct Report {
     /// Of `money_out`, the entries forwarded whose outcome has not come yet, by request id.
     #[serde(skip)]
     money_out_pending: HashMap<String, usize>,
+    /// Withdrawals and transfers denied before a signature verified, counted rather than
+    /// listed: anyone who reaches the listener can send them, as many as they like
+    /// (found by review: each was a line, and a flood buried the real ones).
+    #[serde(skip_serializing_if = "is_zero")]
+    money_out_unverified: u64,
     /// Requests the exchange may have executed without keygate knowing the result.
     outcome_unknown: Vec<String>,
     /// Requests by source address, for the first [`MAX_SOURCES`] addresses seen.
@@ -275,7 +280,10 @@ impl Report {
                 } else {
                     self.count_denial(r);
                 }
-                if matches!(r.action, ActionKind::Withdraw | ActionKind::Transfer) {
+                let moves_money = matches!(r.action, ActionKind::Withdraw | ActionKind::Transfer);
+                if moves_money && r.client.is_none() {
+                    self.money_out_unverified += 1;
+                } else if moves_money {
                     // Written before it was forwarded: what came of it is in the outcome
                     // event that follows, if any.
                     if r.outcome == Outcome::Pending {
@@ -448,6 +456,13 @@ impl Report {
             println!("  {client}: {}", placed.summary());
         }
         section("withdrawals and transfers", &self.money_out);
+        if self.money_out_unverified > 0 {
+            println!(
+                "  {} denied before a signature verified, not listed (`keygate audit query \
+                 --decision denied` lists them)",
+                self.money_out_unverified
+            );
+        }
         section(
             "outcome unknown (may have executed: check at the exchange)",
             &self.outcome_unknown,
@@ -549,6 +564,31 @@ mod tests {
                 terms: None,
             }),
         }
+    }
+
+    /// A regression test (found by review): each withdrawal denied before a signature
+    /// verified was a line of the report, so a stranger's flood buried the real ones.
+    /// They are counted; a client's are listed.
+    #[test]
+    fn withdrawals_denied_before_a_signature_verified_are_counted_not_listed() {
+        let mut report = Report::default();
+        let mut pending = HashMap::new();
+        for i in 0..500u64 {
+            let mut stranger = withdrawal(&format!("s-{i}"), 1_000 + i);
+            if let EventBody::Request(r) = &mut stranger.body {
+                (r.client, r.allowed, r.rule) = (None, false, Some(Rule::Authentication));
+                r.outcome = Outcome::NotForwarded;
+            }
+            report.add(i + 1, &stranger, &mut pending);
+        }
+        report.add(501, &withdrawal("w-1", 2_000), &mut pending);
+        assert_eq!(report.money_out_unverified, 500);
+        assert_eq!(report.money_out.len(), 1, "{:?}", report.money_out);
+        assert!(
+            report.money_out[0].contains("bot1 withdraw"),
+            "{:?}",
+            report.money_out
+        );
     }
 
     /// A regression test: a withdrawal keygate forwarded was listed as `pending` among

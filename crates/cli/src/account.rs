@@ -158,15 +158,18 @@ fn add(vault: &mut Unlocked, args: &AddArgs) -> anyhow::Result<()> {
 }
 
 fn list(vault: &Unlocked, args: &ListArgs) -> anyhow::Result<()> {
-    let mut accounts = Vec::new();
+    let (mut accounts, mut unreadable) = (Vec::new(), 0);
     for row in vault.store.account_rows().context("reading accounts")? {
         match row {
             Ok(account) => accounts.push(account),
             // Told, not fatal, as `client list` does: the others still list.
-            Err(e) => tell(format_args!(
-                "keygate: an account does not read (its clients are refused): {}",
-                escape_controls(&e.to_string())
-            )),
+            Err(e) => {
+                unreadable += 1;
+                tell(format_args!(
+                    "keygate: an account does not read (its clients are refused): {}",
+                    escape_controls(&e.to_string())
+                ));
+            }
         }
     }
     // Each row may verify on its own while the table does not: one was put back.
@@ -229,7 +232,8 @@ fn list(vault: &Unlocked, args: &ListArgs) -> anyhow::Result<()> {
             .collect();
         return print_json(&items);
     }
-    if accounts.is_empty() {
+    // Not "no accounts" when there are some that do not read (found by review).
+    if accounts.is_empty() && unreadable == 0 {
         return print(|out| {
             writeln!(
                 out,

@@ -453,7 +453,7 @@ fn clients(vault: &Unlocked) -> Vec<Check> {
         .collect();
     for row in &rows {
         match row {
-            Err(_) => bad.push("(unreadable row)".to_owned()),
+            Err(e) => bad.push(format!("(a row that does not read: {e})")),
             Ok(c) if c.verify_record(&vault.master).is_err() => bad.push(c.name.to_string()),
             Ok(c) if c.status == ClientStatus::Active => match c.expires_ms {
                 Some(e) if e <= now => {}
@@ -538,7 +538,7 @@ fn accounts(vault: &Unlocked) -> Check {
     };
     let now = now_ms();
     let mut overdue = Vec::new();
-    let mut unreadable = 0;
+    let mut unreadable = Vec::new();
     let mut unopened = Vec::new();
     for row in &accounts {
         match row {
@@ -554,14 +554,19 @@ fn accounts(vault: &Unlocked) -> Check {
                     overdue.push(format!("{} (since {})", a.label, rfc3339(due)));
                 }
             }
-            Err(_) => unreadable += 1,
+            // Named (found by review: only counted), as the store's error names the row.
+            Err(e) => unreadable.push(e.to_string()),
         }
     }
-    if unreadable > 0 {
+    if !unreadable.is_empty() {
         check(
             "accounts",
             Verdict::Fail,
-            format!("{unreadable} account row(s) do not read"),
+            format!(
+                "{} account row(s) do not read: {}",
+                unreadable.len(),
+                unreadable.join("; ")
+            ),
         )
     } else if !unopened.is_empty() {
         check(

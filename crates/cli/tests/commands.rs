@@ -3117,6 +3117,29 @@ mod client {
         kg
     }
 
+    /// Found by review: doctor counted account rows that do not read without naming
+    /// them, and `account list` said "no accounts" beside the error that one does not
+    /// read.
+    #[test]
+    fn an_account_row_that_does_not_read_is_named() {
+        let kg = Kg::with_key_file();
+        kg.add_account("main", REAL_KEY, REAL_SECRET);
+        db(&kg)
+            .execute("UPDATE accounts SET created_ms = 'x'", [])
+            .unwrap();
+        let doctor = kg.fails(&["doctor", "--json"], "", 1).json();
+        let accounts = doctor_check(&doctor, "accounts");
+        assert!(
+            accounts["detail"].as_str().unwrap().contains(
+                "1 account row(s) do not read: corrupt row in the database: account \"main\""
+            ),
+            "{accounts}"
+        );
+        let listed = kg.ok(&["account", "list"], "");
+        assert!(!listed.stdout.contains("no accounts"), "{listed:#?}");
+        assert!(listed.stderr.contains("account \"main\""), "{listed:#?}");
+    }
+
     /// The public key of `ED25519_PEM`, in hex.
     const ED25519_PUBLIC_HEX: &str =
         "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";

@@ -619,7 +619,11 @@ async fn handle<A: Adapter>(
         let msg = format!("{e} (for the API key of client {})", client.name);
         return audit.deny(refuse(Refusal::Invalid(&e)), Rule::Authentication, &msg);
     }
-    // Its own request now: the name moves from `key_of`.
+    // Its own request now: the name moves from `key_of`. Its parameters are the
+    // client's, so a denial from here on records what it would have done, classified in
+    // full, though the request may still be a stale or replayed copy (found by review: a
+    // stale withdrawal was recorded without its asset, amount or destination).
+    let classified = || signed.classify(method.as_str(), native);
     audit.client = audit.key_of.take();
     audit.previous_key = client.key_valid_until_ms.is_some();
     audit.account = Some(client.account.as_str().to_owned());
@@ -633,6 +637,7 @@ async fn handle<A: Adapter>(
             let msg = format!("the account of client {} is not available", client.name);
             (Rule::Authentication, msg)
         };
+        audit.action = Some(classified());
         return audit.deny(
             refuse(Refusal::Denied(&format!("keygate: {msg}"))),
             rule,
@@ -643,11 +648,12 @@ async fn handle<A: Adapter>(
     let freshness = match signed.check_freshness(now) {
         Ok(freshness) => freshness,
         Err(e) => {
+            audit.action = Some(classified());
             return audit.deny(
                 refuse(Refusal::Invalid(&e)),
                 Rule::Authentication,
                 &e.to_string(),
-            )
+            );
         }
     };
     if client.key_valid_until_ms.is_some_and(|until| now >= until) {
@@ -655,13 +661,13 @@ async fn handle<A: Adapter>(
             "keygate: this key of client {} was rotated and its grace period is over",
             client.name
         );
+        audit.action = Some(classified());
         return audit.deny(refuse(Refusal::Denied(&msg)), Rule::Expired, &msg);
     }
 
     // 3. Classify, from the same parsed parameters that will be forwarded. A denial from
-    //    here on records what the request would have done (found by review: a replayed
-    //    withdrawal was recorded without its asset, amount or destination).
-    let action = signed.classify(method.as_str(), native);
+    //    here on records what the request would have done.
+    let action = classified();
     let request = |notional: Option<Decimal>| keygate_policy::Request {
         client: client.name.as_str(),
         status: client.status,

@@ -465,6 +465,31 @@ async fn a_withdrawal_with_a_signature_that_does_not_verify_is_recorded_as_one()
         (&json!("withdraw"), &json!("USDT"), &json!("10")),
         "{replayed:?}"
     );
+    // So is a stale copy, refused for its timestamp.
+    let stale = sign_exactly(
+        &format!(
+            "coin=BTC&address=TAttacker&amount=3&timestamp={}",
+            keygate_gateway::now_ms() - 120_000
+        ),
+        BOT_SECRET,
+    );
+    let (status, body) = raw(
+        env.gateway,
+        &http(
+            "POST",
+            "/binance/sapi/v1/capital/withdraw/apply",
+            "",
+            &stale,
+        ),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    let stale = events_where(&env, 1, |e| e["asset"] == "BTC").await;
+    assert_eq!(
+        (&stale[0]["rule"], &stale[0]["client"], &stale[0]["amount"]),
+        (&json!("authentication"), &json!("bot1"), &json!("3")),
+        "{stale:?}"
+    );
     assert_eq!(exchange_saw(&env, "/sapi/v1/capital/withdraw/apply"), 0);
 }
 

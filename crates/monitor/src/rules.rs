@@ -391,11 +391,18 @@ impl Rules {
             // policy: it takes no denial's turn. One told as being sent and then stopped
             // is told as stopped, whatever came before: else the word it was sent stands.
             let held_back = request.rule == Some(Rule::ExchangeBackOff);
-            // One whose signature did not verify is quiet per key it presented, not per
-            // address: a stranger sending from many addresses would otherwise fill the
-            // storm cap of critical withdrawal alerts, and hold back a client's own.
+            // Quiet apart from the client's own decided denials: one whose signature did
+            // not verify, per key it presented and rule (not per address, or a stranger
+            // with many addresses would page without end); one refused before the replay
+            // check, which may be a captured copy of the client's (found by review: a
+            // stale copy resent every quiet period silenced the client's own).
             let quiet_key = match (&request.client, &request.key_of) {
-                (None, Some(name)) => format!("key of {name}"),
+                (None, Some(name)) => {
+                    format!("key of {name} {}", request.rule.map_or("?", Rule::as_str))
+                }
+                (Some(_), _) if request.rule.is_some_and(may_be_a_copy) => {
+                    format!("{who} before its replay check")
+                }
                 _ => who.clone(),
             };
             if request.allowed || held_back || stopped || self.is_due(alert.1, &quiet_key, ts_ms) {
@@ -679,6 +686,23 @@ pub(crate) fn is_raised_again_by_its_event(rule: AlertRule) -> bool {
         | AlertRule::DiskLow
         | AlertRule::Test => false,
     }
+}
+
+/// Whether a request denied by `rule` may be a copy of a client's request rather than
+/// the client's own: refused before the replay cache vouched that its signature was used
+/// for the first time (a stale or replayed capture, one sent from elsewhere inside its
+/// window).
+fn may_be_a_copy(rule: Rule) -> bool {
+    matches!(
+        rule,
+        Rule::Authentication
+            | Rule::Replay
+            | Rule::ReplayCacheFull
+            | Rule::Expired
+            | Rule::Revoked
+            | Rule::Frozen
+            | Rule::SourceIp
+    )
 }
 
 /// What an unknown outcome without a status means: the request was sent, and no whole
@@ -1073,6 +1097,34 @@ mod tests {
     /// A regression test (from a review): a withdrawal held back while the exchange asked
     /// the address to back off raised the critical alert of one denied by policy, which
     /// reads mid-incident as someone trying to move funds.
+    /// A regression test (found by review): a stale copy of a client's signed withdrawal,
+    /// resent every quiet period, took the client's quiet period, so its own denied
+    /// withdrawals raised nothing. Denials that may be a copy are quiet on their own.
+    #[test]
+    fn a_copy_of_a_withdrawal_does_not_quiet_the_clients_own() {
+        let mut rules = Rules::new(Thresholds::default());
+        for (ts_ms, rule) in [
+            (1_000, Rule::Authentication),
+            (1_100, Rule::Replay),
+            (1_200, Rule::Authentication),
+        ] {
+            rules.evaluate(
+                ts_ms,
+                &request(ts_ms, Some("bot1"), ActionKind::Withdraw, Some(rule)),
+            );
+        }
+        let own = request(
+            2_000,
+            Some("bot1"),
+            ActionKind::Withdraw,
+            Some(Rule::WithdrawalAddress),
+        );
+        assert_eq!(
+            rules_of(&rules.evaluate(2_000, &own)),
+            [(Severity::Critical, AlertRule::Withdrawal)]
+        );
+    }
+
     #[test]
     fn a_withdrawal_held_back_for_the_exchange_is_no_denial_by_policy() {
         let mut rules = Rules::new(Thresholds::default());
@@ -2231,8 +2283,8 @@ mod tests {
             alerts[0].summary
         );
         // More of them, from other addresses, are quiet with it: per key presented, not
-        // per address (a stranger with many addresses would fill the storm cap of
-        // critical withdrawal alerts, and hold back a client's own).
+        // per address (a stranger with many addresses would page without end: critical
+        // alerts have no storm cap).
         for i in 0..20u64 {
             let mut again = with_key_of(request(
                 2_100 + i,

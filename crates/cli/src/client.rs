@@ -869,15 +869,18 @@ fn client_json(c: &Client, now: u64, verified: bool, account_exists: bool) -> se
 }
 
 fn list(vault: &Unlocked, args: &ListArgs) -> anyhow::Result<()> {
-    let mut clients = Vec::new();
+    let (mut clients, mut unreadable) = (Vec::new(), 0);
     for row in vault.store.client_rows().context("reading clients")? {
         match row {
             Ok(client) => clients.push(client),
             // Listed, not fatal: an unreadable row is exactly what the operator must see.
-            Err(e) => tell(format_args!(
-                "keygate: a client does not read (the gateway refuses it): {}",
-                escape_controls(&e.to_string())
-            )),
+            Err(e) => {
+                unreadable += 1;
+                tell(format_args!(
+                    "keygate: a client does not read (the gateway refuses it): {}",
+                    escape_controls(&e.to_string())
+                ));
+            }
         }
     }
     // Each row may verify on its own while the table does not: one was put back.
@@ -897,7 +900,8 @@ fn list(vault: &Unlocked, args: &ListArgs) -> anyhow::Result<()> {
             .collect();
         return print_json(&items);
     }
-    if clients.is_empty() {
+    // Not "no clients" when there are some that do not read (found by review).
+    if clients.is_empty() && unreadable == 0 {
         return print(|out| {
             writeln!(
                 out,

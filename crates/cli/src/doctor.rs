@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::audit_cmd::events_held;
 use crate::home::{now_ms, wal_path, Provider, Unlocked};
-use crate::output::{print_json, rfc3339};
+use crate::output::{escape_controls, print_json, rfc3339};
 use crate::remote::Exchanges;
 
 /// `keygate doctor`
@@ -91,7 +91,10 @@ pub fn run(vault: &Unlocked, args: &DoctorArgs) -> anyhow::Result<i32> {
                 Verdict::Warn => "WARN",
                 Verdict::Fail => "FAIL",
             };
-            println!("{mark} {}: {}", c.check, c.detail);
+            // A detail may quote what the database holds (a row's error names its value):
+            // its control characters are escaped, as every listing's are (found by
+            // review: an edited row could rewrite doctor's lines on a terminal).
+            println!("{mark} {}: {}", c.check, escape_controls(&c.detail));
         }
     }
     Ok(i32::from(failed))

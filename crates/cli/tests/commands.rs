@@ -3138,6 +3138,26 @@ mod client {
         let listed = kg.ok(&["account", "list"], "");
         assert!(!listed.stdout.contains("no accounts"), "{listed:#?}");
         assert!(listed.stderr.contains("account \"main\""), "{listed:#?}");
+        // A client row whose policy names a scope with a terminal's escape sequence:
+        // named, and written escaped (found by review: doctor wrote it raw), and `client
+        // list` does not say "no clients".
+        let kg = Kg::with_key_file();
+        kg.add_account("main", REAL_KEY, REAL_SECRET);
+        kg.issue("main", "bot1", &[]);
+        db(&kg)
+            .execute(
+                "UPDATE clients SET policy = json_set(policy, '$.scopes', \
+                 json_array('read', char(27) || '[2Kok'))",
+                [],
+            )
+            .unwrap();
+        let doctor = kg.fails(&["doctor"], "", 1).stdout;
+        assert!(
+            !doctor.contains('\x1b') && doctor.contains("\\x1b[2Kok"),
+            "{doctor}"
+        );
+        let listed = kg.ok(&["client", "list"], "");
+        assert!(!listed.stdout.contains("no clients"), "{listed:#?}");
     }
 
     /// The public key of `ED25519_PEM`, in hex.

@@ -3322,6 +3322,24 @@ async fn a_rotated_key_is_accepted_until_its_grace_period_ends() {
     assert_eq!(expired.len(), 1, "{expired:?}");
     assert_eq!(expired[0]["client"], "bot1");
     assert_eq!(read_account_as(&env, NEW_KEY, NEW_SECRET).await.0, 200);
+    // A withdrawal signed with it is recorded with what it would have moved (found by
+    // review: only the endpoint's kind).
+    let (status, _) = post(
+        &env,
+        "/sapi/v1/capital/withdraw/apply",
+        "coin=USDT&address=TOld&amount=7",
+    )
+    .await;
+    assert_eq!(status, 401);
+    let withdrawal = events_where(&env, 1, |e| {
+        e["rule"] == "expired" && e["action"] == "withdraw"
+    })
+    .await;
+    assert_eq!(
+        (&withdrawal[0]["asset"], &withdrawal[0]["amount"]),
+        (&json!("USDT"), &json!("7")),
+        "{withdrawal:?}"
+    );
 }
 
 /// A regression test: a client's row keeps its current and its previous key, so its

@@ -768,11 +768,19 @@ fn funds_movement(request: &RequestEvent, stopped: bool) -> Option<(Severity, Al
             Severity::Critical,
             rule,
             format!(
-                "{what} by {who} from {} denied by rule {} (more denied by {who} within \
+                "{what} by {who} from {} denied by rule {} (more denied by {who}{} within \
                  the quiet period are not alerted on; `keygate audit query --decision \
                  denied` lists them)",
                 request.source_ip,
-                request.rule.map_or("?", Rule::as_str)
+                request.rule.map_or("?", Rule::as_str),
+                // Its own quiet period (found by review: the text said every denial).
+                match request.rule {
+                    Some(rule) if request.client.is_some() && may_be_a_copy(rule) => {
+                        " by rules a copy of its request may meet (authentication, replay, \
+                         its standing)"
+                    }
+                    _ => "",
+                }
             ),
         )
     })
@@ -1094,9 +1102,6 @@ mod tests {
         alerts.iter().map(|a| (a.severity, a.rule)).collect()
     }
 
-    /// A regression test (from a review): a withdrawal held back while the exchange asked
-    /// the address to back off raised the critical alert of one denied by policy, which
-    /// reads mid-incident as someone trying to move funds.
     /// A regression test (found by review): a stale copy of a client's signed withdrawal,
     /// resent every quiet period, took the client's quiet period, so its own denied
     /// withdrawals raised nothing. Denials that may be a copy are quiet on their own.
@@ -1119,12 +1124,56 @@ mod tests {
             ActionKind::Withdraw,
             Some(Rule::WithdrawalAddress),
         );
+        let alerts = rules.evaluate(2_000, &own);
         assert_eq!(
-            rules_of(&rules.evaluate(2_000, &own)),
+            rules_of(&alerts),
             [(Severity::Critical, AlertRule::Withdrawal)]
+        );
+        assert!(
+            alerts[0]
+                .summary
+                .contains("(more denied by client bot1 within the quiet period"),
+            "{}",
+            alerts[0].summary
+        );
+        // The copy's alert says which denials its quiet period covers.
+        let mut rules = Rules::new(Thresholds::default());
+        let copy = request(
+            3_000,
+            Some("bot1"),
+            ActionKind::Withdraw,
+            Some(Rule::Replay),
+        );
+        let alerts = rules.evaluate(3_000, &copy);
+        assert!(
+            alerts[0]
+                .summary
+                .contains("more denied by client bot1 by rules a copy of its request may meet"),
+            "{}",
+            alerts[0].summary
+        );
+        // A key presented without a verified signature: quiet per rule, so a bad
+        // signature does not quiet a retired key's use.
+        let unverified = |ts_ms, rule| {
+            let mut event = request(ts_ms, None, ActionKind::Withdraw, Some(rule));
+            if let EventBody::Request(r) = &mut event.body {
+                r.key_of = Some("bot1".into());
+            }
+            event
+        };
+        rules.evaluate(4_000, &unverified(4_000, Rule::Authentication));
+        assert_eq!(
+            rules_of(&rules.evaluate(4_100, &unverified(4_100, Rule::Expired)))
+                .into_iter()
+                .filter(|(_, rule)| *rule == AlertRule::Withdrawal)
+                .count(),
+            1
         );
     }
 
+    /// A regression test (from a review): a withdrawal held back while the exchange asked
+    /// the address to back off raised the critical alert of one denied by policy, which
+    /// reads mid-incident as someone trying to move funds.
     #[test]
     fn a_withdrawal_held_back_for_the_exchange_is_no_denial_by_policy() {
         let mut rules = Rules::new(Thresholds::default());

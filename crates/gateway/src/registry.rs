@@ -741,6 +741,18 @@ mod tests {
         }
     }
 
+    /// Account `main`, as `keygate account add` makes it.
+    fn main_account() -> keygate_store::NewAccount {
+        keygate_store::NewAccount {
+            label: "main".parse().unwrap(),
+            exchange: Exchange::Binance,
+            upstream: None,
+            rotate_every_s: None,
+            api_key: SecretString::new("real-key".into()),
+            secret: SecretString::new("real-secret".into()),
+        }
+    }
+
     /// A vault whose log holds `requests` events and no client or account.
     struct Vault {
         dir: tempfile::TempDir,
@@ -1035,26 +1047,11 @@ mod tests {
     /// ended, each standing refusal was alerted again.
     #[test]
     fn a_refusal_is_not_alerted_again_after_every_client_was_refused() {
-        use keygate_store::NewAccount;
-
         let vault = Vault::with_requests(0);
         let master = &vault.master;
         let mut store = vault.connection();
         store
-            .transaction(|s| {
-                s.insert_account(
-                    &NewAccount {
-                        label: "main".parse().unwrap(),
-                        exchange: Exchange::Binance,
-                        upstream: None,
-                        rotate_every_s: None,
-                        api_key: SecretString::new("real-key".into()),
-                        secret: SecretString::new("real-secret".into()),
-                    },
-                    master,
-                    1,
-                )
-            })
+            .transaction(|s| s.insert_account(&main_account(), master, 1))
             .unwrap();
         // Its real key changed behind keygate's back, the tables sealed as they are
         // (as `keygate upgrade` does once it has shown them): the account does not open.
@@ -1106,7 +1103,7 @@ mod tests {
     /// the very entry the load before opened, a changed one is opened afresh.
     #[test]
     fn a_reload_opens_again_only_the_rows_that_changed() {
-        use keygate_store::{NewAccount, NewClient};
+        use keygate_store::NewClient;
 
         let vault = Vault::with_requests(0);
         let master = &vault.master;
@@ -1121,18 +1118,7 @@ mod tests {
         };
         store
             .transaction(|s| {
-                s.insert_account(
-                    &NewAccount {
-                        label: "main".parse().unwrap(),
-                        exchange: Exchange::Binance,
-                        upstream: None,
-                        rotate_every_s: None,
-                        api_key: SecretString::new("real-key".into()),
-                        secret: SecretString::new("real-secret".into()),
-                    },
-                    master,
-                    1,
-                )?;
+                s.insert_account(&main_account(), master, 1)?;
                 s.insert_client(&client("bot1", "key-1"), master, 1)?;
                 s.insert_client(&client("bot2", "key-2"), master, 1)
             })

@@ -150,7 +150,8 @@ async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
 
 /// Whether `addr` is a loopback address, an IPv4 one written IPv4-mapped
 /// (`[::ffff:127.0.0.1]`) included: `serve` takes that for loopback, so the guard against
-/// DNS rebinding ([`addressed_by_ip`]) must too (found by review: left off for it).
+/// DNS rebinding (the admin server's check of `Host`) must too (found by review: it was
+/// left off there).
 pub fn is_loopback(addr: SocketAddr) -> bool {
     addr.ip().to_canonical().is_loopback()
 }

@@ -773,13 +773,17 @@ fn funds_movement(request: &RequestEvent, stopped: bool) -> Option<(Severity, Al
                  denied` lists them)",
                 request.source_ip,
                 request.rule.map_or("?", Rule::as_str),
-                // Its own quiet period (found by review: the text said every denial).
-                match request.rule {
-                    Some(rule) if request.client.is_some() && may_be_a_copy(rule) => {
+                // The denials its quiet period covers (found by review: the text said
+                // every denial, which is no longer so).
+                match (&request.client, request.rule) {
+                    (Some(_), Some(rule)) if may_be_a_copy(rule) => {
                         " by rules a copy of its request may meet (authentication, replay, \
-                         its standing)"
+                         replay_cache_full, its standing)"
+                            .to_owned()
                     }
-                    _ => "",
+                    (Some(_), _) => " under its policy".to_owned(),
+                    (None, Some(rule)) => format!(" by rule {}", rule.as_str()),
+                    (None, None) => String::new(),
                 }
             ),
         )
@@ -1132,7 +1136,7 @@ mod tests {
         assert!(
             alerts[0]
                 .summary
-                .contains("(more denied by client bot1 within the quiet period"),
+                .contains("(more denied by client bot1 under its policy within the quiet period"),
             "{}",
             alerts[0].summary
         );
@@ -1161,7 +1165,15 @@ mod tests {
             }
             event
         };
-        rules.evaluate(4_000, &unverified(4_000, Rule::Authentication));
+        let alerts = rules.evaluate(4_000, &unverified(4_000, Rule::Authentication));
+        assert!(
+            alerts[0].summary.contains(
+                "(more denied by someone with the API key of client bot1 (signature not \
+                 verified) by rule authentication within"
+            ),
+            "{}",
+            alerts[0].summary
+        );
         assert_eq!(
             rules_of(&rules.evaluate(4_100, &unverified(4_100, Rule::Expired)))
                 .into_iter()

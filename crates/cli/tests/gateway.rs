@@ -2795,6 +2795,40 @@ fn a_tampered_account_refuses_its_clients_and_is_named_in_the_log() {
         body["msg"],
         "keygate: the account of client bot1 is not available"
     );
+    // A withdrawal refused so is recorded with what it would have moved (found by
+    // review: only its endpoint's kind).
+    let (status, _) = signed(
+        reqwest::Method::POST,
+        &format!("http://{}/binance", serve.addr),
+        "/sapi/v1/capital/withdraw/apply",
+        "coin=USDT&network=TRX&address=TSomewhere&amount=12",
+        bot["api_key"].as_str().unwrap(),
+        bot["secret"].as_str().unwrap(),
+    );
+    assert_eq!(status, 401);
+    // A denial is written in the background, within a moment.
+    let started = std::time::Instant::now();
+    let withdrawal = loop {
+        let events = home.ok(&["audit", "query", "--json"], None);
+        let withdrawal: Vec<Value> = events
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|e| e["action"] == "withdraw")
+            .collect();
+        if !withdrawal.is_empty() || started.elapsed() > Duration::from_secs(10) {
+            break withdrawal;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(
+        (
+            &withdrawal[0]["asset"],
+            &withdrawal[0]["amount"],
+            &withdrawal[0]["rule"]
+        ),
+        (&json!("USDT"), &json!("12"), &json!("authentication")),
+        "{withdrawal:?}"
+    );
     // Logged, and raised as a critical alert (the log is where alerts go here).
     let told = "keygate refuses part of the vault: account main does not open";
     let started = std::time::Instant::now();

@@ -753,6 +753,15 @@ mod tests {
         }
     }
 
+    /// Waits until `live` no longer refuses every client (ten seconds at most).
+    fn wait_until_served(live: &Live) {
+        let started = Instant::now();
+        while live.failure().is_some() {
+            assert!(started.elapsed() < Duration::from_secs(10), "still refused");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// A vault whose log holds `requests` events and no client or account.
     struct Vault {
         dir: tempfile::TempDir,
@@ -775,6 +784,19 @@ mod tests {
                 store,
                 key,
             }
+        }
+
+        /// Starts a reloader of `live` on the vault, alerting through the channel returned.
+        fn reload_alerting(&self, live: &Arc<Live>) -> std::sync::mpsc::Receiver<Alert> {
+            let (alerter, alerts) = Alerter::channel();
+            spawn_reloader(
+                self.connection(),
+                Arc::clone(&self.master),
+                Arc::clone(live),
+                Some(alerter),
+            )
+            .unwrap();
+            alerts
         }
 
         /// Another connection to the vault's database, for the marker.
@@ -971,14 +993,7 @@ mod tests {
         let live = Arc::new(Live::new(
             Registry::load(&vault.store, &vault.master).unwrap(),
         ));
-        let (alerter, alerts) = Alerter::channel();
-        spawn_reloader(
-            vault.connection(),
-            Arc::clone(&vault.master),
-            Arc::clone(&live),
-            Some(alerter),
-        )
-        .unwrap();
+        let alerts = vault.reload_alerting(&live);
         let reason = live.failure().expect("refused from the start");
         assert!(reason.contains("PANIC"), "{reason}");
         let alert = alerts.recv_timeout(Duration::from_secs(10)).unwrap();
@@ -987,11 +1002,7 @@ mod tests {
             (Severity::Critical, AlertRule::ReloadFailed)
         );
         std::fs::remove_file(&stop).unwrap();
-        let started = Instant::now();
-        while live.failure().is_some() {
-            assert!(started.elapsed() < Duration::from_secs(10), "still refused");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_until_served(&live);
         drop(live);
     }
 
@@ -1006,14 +1017,7 @@ mod tests {
             ..Registry::default()
         };
         let live = Arc::new(Live::new(left_out(&["client a refused"])));
-        let (alerter, alerts) = Alerter::channel();
-        spawn_reloader(
-            vault.connection(),
-            Arc::clone(&vault.master),
-            Arc::clone(&live),
-            Some(alerter),
-        )
-        .unwrap();
+        let alerts = vault.reload_alerting(&live);
         let alert = alerts.recv_timeout(Duration::from_secs(10)).unwrap();
         assert_eq!(
             (alert.severity, alert.rule),
@@ -1065,14 +1069,7 @@ mod tests {
         store.transaction(|s| s.seal_as_they_are(master)).unwrap();
         let live = Arc::new(Live::new(Registry::load(&store, master).unwrap()));
         assert_eq!(live.snapshot().refused().len(), 1);
-        let (alerter, alerts) = Alerter::channel();
-        spawn_reloader(
-            vault.connection(),
-            Arc::clone(master),
-            Arc::clone(&live),
-            Some(alerter),
-        )
-        .unwrap();
+        let alerts = vault.reload_alerting(&live);
         let first = alerts.recv_timeout(Duration::from_secs(10)).unwrap();
         assert!(
             first.summary.contains("account main does not open"),
@@ -1088,11 +1085,7 @@ mod tests {
             stopped.summary
         );
         std::fs::remove_file(&stop).unwrap();
-        let started = Instant::now();
-        while live.failure().is_some() {
-            assert!(started.elapsed() < Duration::from_secs(10), "still refused");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_until_served(&live);
         std::thread::sleep(3 * RELOAD_INTERVAL);
         let again: Vec<String> = alerts.try_iter().map(|a| a.summary).collect();
         assert!(again.is_empty(), "{again:?}");

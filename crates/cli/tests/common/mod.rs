@@ -131,29 +131,16 @@ impl Kg {
     /// its standard output is not captured.
     #[cfg(target_os = "linux")]
     pub fn run_to_full_device(&self, args: &[&str], stdin: &str) -> Out {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_keygate"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_keygate"));
+        command
             .arg("--home")
             .arg(self.home())
             .args(args)
             .env("HOME", self.dir.path())
             .env_remove("KEYGATE_HOME")
             .env_remove("KEYGATE_LOG")
-            .stdin(Stdio::piped())
-            .stdout(std::fs::File::create("/dev/full").expect("open /dev/full"))
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn keygate");
-        {
-            let mut pipe = child.stdin.take().expect("stdin is piped");
-            // A command that does not read stdin may exit first; a broken pipe is fine then.
-            let _ = pipe.write_all(stdin.as_bytes());
-        }
-        let out = child.wait_with_output().expect("wait for keygate");
-        Out {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::new(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+            .stdout(std::fs::File::create("/dev/full").expect("open /dev/full"));
+        fed(&mut command, stdin)
     }
 
     /// Like [`Kg::run`], asserting success.
@@ -239,10 +226,15 @@ pub fn run_keygate(
     if let Some(level) = log_level {
         command.env("KEYGATE_LOG", level);
     }
-    command.envs(env.iter().copied());
+    command.envs(env.iter().copied()).stdout(Stdio::piped());
+    fed(&mut command, stdin)
+}
+
+/// Runs `command` with `stdin` piped in and its standard error captured (its standard
+/// output as the caller set it up).
+fn fed(command: &mut Command, stdin: &str) -> Out {
     let mut child = command
         .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn keygate");

@@ -68,6 +68,19 @@ impl WebhookReceiver {
     pub fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Hook> {
         wait_for(n, timeout, || self.hooks())
     }
+
+    /// Waits (polling, at most `timeout`) until `n` of the requests came that `keep`
+    /// keeps, and returns those.
+    pub fn wait_for_kept(
+        &self,
+        n: usize,
+        timeout: Duration,
+        keep: impl Fn(&Hook) -> bool,
+    ) -> Vec<Hook> {
+        wait_for(n, timeout, || {
+            self.hooks().into_iter().filter(|hook| keep(hook)).collect()
+        })
+    }
 }
 
 /// Binds `listen` and receives webhooks in a tokio task, answering the first requests

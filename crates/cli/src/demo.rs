@@ -237,7 +237,7 @@ async fn story(home: &Path) -> anyhow::Result<()> {
                 ["withdrawal", "dead_key_used"].contains(&alert["rule"].as_str().unwrap_or(""))
             })
         };
-        receiver.wait_for_kept(2, Duration::from_secs(5), told);
+        receiver.wait_for_kept(2, Duration::from_secs(10), told);
         let hooks = receiver.hooks();
         (receiver, hooks)
     })

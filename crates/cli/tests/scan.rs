@@ -132,9 +132,12 @@ fn an_unredacted_report_file_is_readable_by_its_owner_only() {
     // Found by review of that fix: a device (`/dev/null`), or a link to one
     // (`/dev/stdout`), is written as it is: neither refused nor made owner-only.
     // As root, on a null device of the test's own: a regression must not break the
-    // machine's `/dev/null`, which others cannot change.
+    // machine's `/dev/null`, which others cannot change. It is made under Cargo's
+    // scratch directory in the build tree, as the temporary directory may be a `nodev`
+    // mount (Debian 13's /tmp is), where a device node cannot be opened.
+    let scratch = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let null = if rustix::process::geteuid().is_root() {
-        let own = kg.path("null");
+        let own = scratch.path().join("null");
         let made = Command::new("mknod")
             .args(["-m", "0666"])
             .arg(&own)

@@ -4934,6 +4934,8 @@ async fn moving_a_usdm_order_counts_towards_the_day_once() {
         max_daily_notional: Some(rust_decimal::Decimal::from(2500)),
         ..trading_policy()
     };
+    const DAY_MS: u64 = 86_400_000;
+    let day = keygate_gateway::now_ms() / DAY_MS;
     let env = setup(policy, None, Duration::from_secs(10)).await;
     let (status, placed) = post(
         &env,
@@ -4965,6 +4967,10 @@ async fn moving_a_usdm_order_counts_towards_the_day_once() {
     }
     // Five times the quantity at the highest price adds 2480: past the 2500 of the day.
     let (status, body) = modify("0.05", 62000).await;
+    if keygate_gateway::now_ms() / DAY_MS != day {
+        // The UTC day turned during the test: its count rightly started again.
+        return;
+    }
     assert_eq!(status, 401, "{body}");
     let expected = "order notional 2480 would take client bot1 past its daily limit 2500 \
                     (1230 used today)";

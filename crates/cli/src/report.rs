@@ -124,6 +124,19 @@ struct OrdersPlaced {
     /// Requests the exchange answered with an error status: they placed nothing.
     #[serde(skip_serializing_if = "is_zero")]
     refused_by_exchange: u64,
+    /// Of `requests`, those whose outcome is unknown (the exchange's answer said so, or
+    /// none was recorded): they may have placed their orders, so they are counted.
+    #[serde(skip_serializing_if = "is_zero")]
+    outcome_unknown: u64,
+}
+
+/// What came of an order request keygate forwarded, as far as the log tells.
+#[derive(Clone, Copy)]
+enum OrderFate {
+    /// The exchange answered, with `status` when it is known.
+    Answered { status: Option<u16> },
+    /// The exchange's answer left its execution unknown, or no outcome was recorded.
+    Unknown,
 }
 
 /// An order request written before forwarding, until its outcome comes.
@@ -310,9 +323,13 @@ impl Report {
                             self.orders_pending.insert(r.request_id.clone(), order);
                         }
                         Outcome::NotForwarded | Outcome::UpstreamUnreachable => {}
-                        Outcome::Answered | Outcome::Unknown => {
-                            self.count_order(order, r.upstream_status)
-                        }
+                        Outcome::Answered => self.count_order(
+                            order,
+                            OrderFate::Answered {
+                                status: r.upstream_status,
+                            },
+                        ),
+                        Outcome::Unknown => self.count_order(order, OrderFate::Unknown),
                     }
                 }
                 match r.outcome {
@@ -327,7 +344,15 @@ impl Report {
                 if let Some(order) = self.orders_pending.remove(&o.request_id) {
                     match o.outcome {
                         Outcome::NotForwarded | Outcome::UpstreamUnreachable => {}
-                        _ => self.count_order(order, o.upstream_status),
+                        Outcome::Unknown | Outcome::Pending => {
+                            self.count_order(order, OrderFate::Unknown)
+                        }
+                        Outcome::Answered => self.count_order(
+                            order,
+                            OrderFate::Answered {
+                                status: o.upstream_status,
+                            },
+                        ),
                     }
                 }
                 if let Some(i) = self.money_out_pending.remove(&o.request_id) {
@@ -346,12 +371,18 @@ impl Report {
     }
 
     /// Counts an order request keygate forwarded, among its client's orders unless the
-    /// exchange answered it with an error status (`status`, when known).
-    fn count_order(&mut self, order: PendingOrder, status: Option<u16>) {
+    /// exchange answered it with an error status. One whose outcome is unknown is counted
+    /// (found by review: an order the exchange may have placed, answered 503, was told as
+    /// refused, and its symbol left out of what an operator cleans up after a panic).
+    fn count_order(&mut self, order: PendingOrder, fate: OrderFate) {
         let placed = self.orders_placed.entry(order.client).or_default();
-        if status.is_some_and(|status| status >= 400) {
-            placed.refused_by_exchange += 1;
-            return;
+        match fate {
+            OrderFate::Answered { status } if status.is_some_and(|status| status >= 400) => {
+                placed.refused_by_exchange += 1;
+                return;
+            }
+            OrderFate::Answered { .. } => {}
+            OrderFate::Unknown => placed.outcome_unknown += 1,
         }
         placed.requests += 1;
         // A request that names no symbol (an amendment by order id) is one order still.
@@ -394,7 +425,7 @@ impl Report {
         const NO_OUTCOME: &str = "(no outcome recorded: keygate stopped, or it is still in flight)";
         // Sent, as far as the log knows: they may have been placed.
         for order in std::mem::take(&mut self.orders_pending).into_values() {
-            self.count_order(order, None);
+            self.count_order(order, OrderFate::Unknown);
         }
         for i in std::mem::take(&mut self.money_out_pending).into_values() {
             let requested = &mut self.money_out[i];
@@ -501,6 +532,12 @@ impl OrdersPlaced {
         }
         if !symbols.is_empty() {
             text.push_str(&format!("; {}", symbols.join(", ")));
+        }
+        if self.outcome_unknown > 0 {
+            text.push_str(&format!(
+                "; {} of those request(s) with no known outcome (they may have placed their orders)",
+                self.outcome_unknown
+            ));
         }
         if self.refused_by_exchange > 0 {
             text.push_str(&format!(
@@ -703,7 +740,8 @@ mod tests {
     /// after a panic could not see what a compromised bot had left open at the exchange.
     /// Orders forwarded are counted by client and symbol with their first and last time;
     /// one stopped before it was sent, a test order and one the exchange refused place
-    /// nothing and are not.
+    /// nothing and are not. One whose outcome is unknown, an error status left so (found
+    /// by review: it was told as refused) or none recorded, is counted, and said to be.
     #[test]
     fn orders_forwarded_are_listed_by_client() {
         let mut report = Report::default();
@@ -751,31 +789,46 @@ mod tests {
                 }
                 oto
             },
+            // Answered 503: it may have executed.
+            order("o-7", 7_500, "ETHUSDT"),
+            {
+                let mut unknown = outcome("o-7", 7_600, 503);
+                if let EventBody::Outcome(o) = &mut unknown.body {
+                    o.outcome = Outcome::Unknown;
+                }
+                unknown
+            },
         ];
         for (seq, event) in (1..).zip(&events) {
             report.add(seq, event, &mut pending);
         }
         report.no_outcome_recorded(pending);
         let bot1 = &report.orders_placed["bot1"];
-        assert_eq!((bot1.requests, bot1.orders), (3, 3));
-        assert_eq!(bot1.symbols, BTreeMap::from([("BTCUSDT".to_owned(), 3)]));
-        assert_eq!((bot1.first_ms, bot1.last_ms), (Some(1_000), Some(7_000)));
-        assert_eq!(bot1.refused_by_exchange, 1);
+        assert_eq!((bot1.requests, bot1.orders), (4, 4));
+        assert_eq!(
+            bot1.symbols,
+            BTreeMap::from([("BTCUSDT".to_owned(), 3), ("ETHUSDT".to_owned(), 1)])
+        );
+        assert_eq!((bot1.first_ms, bot1.last_ms), (Some(1_000), Some(7_500)));
+        assert_eq!((bot1.refused_by_exchange, bot1.outcome_unknown), (1, 2));
         assert_eq!(
             bot1.summary(),
-            "3 order(s) in 3 request(s), first 1970-01-01T00:00:01.000Z, last \
-             1970-01-01T00:00:07.000Z; BTCUSDT 3; 1 more request(s) the exchange refused"
+            "4 order(s) in 4 request(s), first 1970-01-01T00:00:01.000Z, last \
+             1970-01-01T00:00:07.500Z; BTCUSDT 3, ETHUSDT 1; 2 of those request(s) with no \
+             known outcome (they may have placed their orders); 1 more request(s) the \
+             exchange refused"
         );
         let json = serde_json::to_value(&report).unwrap();
         assert_eq!(
             json["orders_placed"],
             serde_json::json!({"bot1": {
-                "requests": 3,
-                "orders": 3,
-                "symbols": {"BTCUSDT": 3},
+                "requests": 4,
+                "orders": 4,
+                "symbols": {"BTCUSDT": 3, "ETHUSDT": 1},
                 "first": "1970-01-01T00:00:01.000Z",
-                "last": "1970-01-01T00:00:07.000Z",
+                "last": "1970-01-01T00:00:07.500Z",
                 "refused_by_exchange": 1,
+                "outcome_unknown": 2,
             }})
         );
     }

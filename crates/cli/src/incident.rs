@@ -21,34 +21,38 @@ pub struct PanicArgs {
 
 /// Unlocks the vault in `home` and freezes every active client ([`freeze_all`]).
 ///
-/// When that fails, whatever the cause but a home with no vault (found by review: on a
-/// full disk the freeze could not be written, the command failed, and a compromised bot
-/// went on), an empty stop file is left beside the database ([`stop_file_of`]), which needs no room for data: a running
-/// gateway refuses every client while it is there. The command still fails, as nothing is
-/// recorded; run again once it can succeed, it records the freeze and removes the file.
+/// Before anything else, where the home holds a vault, an empty stop file is made beside
+/// the database ([`stop_file_of`]), which needs no room for data: a running gateway
+/// refuses every client while it is there. It is removed once the freeze is recorded.
+/// So a panic that fails (found by review: on a full disk the freeze could not be
+/// written, the command failed, and a compromised bot went on), and one cut short while
+/// it waits for the database or a passphrase (found by review: an interrupted panic
+/// stopped nothing and said nothing), still stops every client. A failed one says so;
+/// run again once it can succeed, it records the freeze and removes the file.
 pub fn run(home: Home, how: &UnlockArgs, args: &PanicArgs) -> anyhow::Result<()> {
     let database = home.db_path();
     let stop = stop_file_of(&database);
+    // No vault here (a forgotten --home: found by review), so no gateway watches this
+    // directory: a stop file would stop nothing while saying it does.
+    let vault_here = database.exists();
+    let left_before = vault_here && stop.exists();
+    let stop_made = vault_here.then(|| leave_stop_file(&stop));
     let (frozen, refused_already) = match unlock(home, how).and_then(freeze_all) {
         Ok(done) => done,
-        // No vault here (a forgotten --home: found by review), so no gateway watches this
-        // directory: a stop file would stop nothing while saying it does.
-        Err(e) if !database.exists() => {
-            return Err(e.context(format!(
-                "no keygate vault at {}, so nothing was stopped: name the vault's home \
-                 (--home or KEYGATE_HOME), or stop `keygate serve` (SIGTERM)",
-                database.display()
-            )))
-        }
         Err(e) => {
-            return Err(match leave_stop_file(&stop) {
-                Ok(()) => e.context(format!(
+            return Err(match stop_made {
+                None => e.context(format!(
+                    "no keygate vault at {}, so nothing was stopped: name the vault's home \
+                     (--home or KEYGATE_HOME), or stop `keygate serve` (SIGTERM)",
+                    database.display()
+                )),
+                Some(Ok(())) => e.context(format!(
                     "nothing is recorded, but {} now stops every client of a running \
                      `keygate serve` within a second; once the cause is fixed, run `keygate \
                      panic` again: it records the freeze and removes that file",
                     stop.display()
                 )),
-                Err(stop_error) => e.context(format!(
+                Some(Err(stop_error)) => e.context(format!(
                     "nor could {} be made to stop a running gateway ({stop_error}): stop \
                      `keygate serve` now (SIGTERM)",
                     stop.display()
@@ -56,15 +60,15 @@ pub fn run(home: Home, how: &UnlockArgs, args: &PanicArgs) -> anyhow::Result<()>
             })
         }
     };
-    // The freeze is recorded now: a stop file left by a panic that could not record it
-    // has done its work.
+    // The freeze is recorded now: the stop file has done its work.
     // Told with `tell`: a standard error that cannot be written (a full disk) must not
     // turn the freeze made into a failure.
     match std::fs::remove_file(&stop) {
-        Ok(()) => output::tell(format_args!(
+        Ok(()) if left_before => output::tell(format_args!(
             "removed {}: the freeze it stood for is recorded",
             stop.display()
         )),
+        Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => output::tell(format_args!(
             "keygate: warning: {} could not be removed ({e}); a running gateway refuses \
@@ -144,6 +148,11 @@ fn tell(frozen: &[Name], refused_already: usize, args: &PanicArgs) -> anyhow::Re
             "froze {} client(s): {}; a running gateway refuses them within a second",
             frozen.len(),
             names.join(", ")
+        )?;
+        writeln!(
+            out,
+            "orders they placed stay on the exchange's book and can still fill: `keygate \
+             incident report --since 2h` lists them (README: After a panic)"
         )?;
     }
     if refused_already > 0 {

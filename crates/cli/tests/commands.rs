@@ -3881,6 +3881,60 @@ mod client {
         assert!(!stop.exists());
     }
 
+    /// A regression test (found by review): the stop file was made only once the freeze
+    /// had failed, so a panic cut short while it waited for the database (an operator's
+    /// Ctrl-C, a dropped ssh session) stopped nothing and said nothing. It is made first.
+    #[test]
+    fn a_panic_cut_short_while_it_waits_still_stops_every_client() {
+        use rustix::process::{kill_process, Pid, Signal};
+        let kg = Kg::with_key_file();
+        kg.add_account("main", REAL_KEY, REAL_SECRET);
+        kg.issue("main", "bot1", &[]);
+        let writer = db(&kg);
+        writer.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let mut panic = std::process::Command::new(env!("CARGO_BIN_EXE_keygate"))
+            .arg("--home")
+            .arg(kg.home())
+            .arg("panic")
+            .env("HOME", kg.path(""))
+            .env_remove("KEYGATE_HOME")
+            .env_remove("KEYGATE_LOG")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let stop = kg.home().join("PANIC");
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !stop.exists() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(stop.exists(), "no stop file while panic waits");
+        let pid = Pid::from_raw(panic.id() as i32).unwrap();
+        kill_process(pid, Signal::INT).unwrap();
+        panic.wait().unwrap();
+        writer.execute_batch("ROLLBACK").unwrap();
+        assert!(stop.exists());
+        assert_eq!(kg.status("bot1"), "active");
+        let doctor = kg.fails(&["doctor"], "", 1);
+        assert!(doctor.stdout.contains("FAIL panic: "), "{}", doctor.stdout);
+        let out = kg.ok(&["panic"], "");
+        assert!(out.stderr.contains("removed"), "{}", out.stderr);
+        assert!(
+            out.stdout.contains("keygate incident report"),
+            "{}",
+            out.stdout
+        );
+        assert!(!stop.exists());
+        assert_eq!(kg.status("bot1"), "frozen");
+        // A panic that succeeds leaves no stop file and says nothing of one.
+        kg.issue("main", "bot2", &[]);
+        let out = kg.ok(&["panic"], "");
+        assert!(!out.stderr.contains("removed"), "{}", out.stderr);
+        assert!(!stop.exists());
+        assert_eq!(kg.status("bot2"), "frozen");
+    }
+
     #[test]
     fn expired_clients_are_listed_as_expired() {
         let kg = Kg::with_key_file();

@@ -199,6 +199,11 @@ pub struct RotateArgs {
     /// this ends at once (a client has one old key at a time).
     #[arg(long)]
     pub force: bool,
+    /// Replace a key no bot has: the current key is retired at once, and the key before
+    /// the last rotation keeps its grace period. For a rotation whose new credentials were
+    /// never shown (the command killed, its output lost).
+    #[arg(long, conflicts_with_all = ["force", "grace"])]
+    pub keep_grace: bool,
     /// For Ed25519 clients: the new public key (default: keep the current one).
     #[arg(long, value_name = "FILE")]
     pub public_key: Option<PathBuf>,
@@ -1231,11 +1236,12 @@ fn rotate(vault: &mut Unlocked, args: &RotateArgs) -> anyhow::Result<()> {
         (Some(previous), Some(until)) if until > now => Some((previous, until)),
         _ => None,
     };
-    if let Some((previous, until)) = in_grace.filter(|_| !args.force) {
+    if let Some((previous, until)) = in_grace.filter(|_| !args.force && !args.keep_grace) {
         bail!(
             "client {name}'s key before its last rotation ({}) works until {}, as that \
-             rotation promised; rotating again would end it at once. Wait until then, or \
-             pass --force to rotate now and end it",
+             rotation promised; rotating again would end it at once. Wait until then, \
+             pass --force to rotate now and end it, or, when the last rotation's \
+             credentials were never shown, --keep-grace to replace them and keep it",
             redact(previous),
             rfc3339(until)
         );
@@ -1277,8 +1283,13 @@ fn rotate(vault: &mut Unlocked, args: &RotateArgs) -> anyhow::Result<()> {
         "new_api_key": redact(&api_key),
         "old_key_valid_until": rfc3339(grace_until),
     });
-    if let Some((previous, _)) = in_grace {
-        detail["grace_ended_of"] = json!(redact(previous));
+    match in_grace {
+        Some((previous, until)) if args.keep_grace => {
+            detail["grace_kept_of"] = json!(redact(previous));
+            detail["grace_kept_until"] = json!(rfc3339(until));
+        }
+        Some((previous, _)) => detail["grace_ended_of"] = json!(redact(previous)),
+        None => {}
     }
     if let (Some((old, _)), Some(new_fingerprint)) = (public_keys, &new_fingerprint) {
         detail["old_public_key_fingerprint"] = json!(old.as_ref().map(public_key_fingerprint));
@@ -1289,15 +1300,34 @@ fn rotate(vault: &mut Unlocked, args: &RotateArgs) -> anyhow::Result<()> {
         .change(&[rotated], |s, master| {
             // The event names the key read above as the one kept for the grace period.
             unchanged_since_read(s, &c)?;
-            s.rotate_client(&name, &api_key, &material, master, grace_until)
+            if args.keep_grace {
+                s.replace_client_key(&name, &api_key, &material, master)
+            } else {
+                s.rotate_client(&name, &api_key, &material, master, grace_until)
+            }
         })
         .with_context(|| format!("rotating client {name}"))?;
-    if let Some((previous, _)) = in_grace {
-        tell(format_args!(
-            "the key before the last rotation ({}) no longer works",
-            redact(previous)
-        ));
-    }
+    // The key bots may still sign with, and until when it works.
+    let old_valid_until = match in_grace {
+        Some((previous, until)) if args.keep_grace => {
+            tell(format_args!(
+                "the key this replaces ({}) no longer works; the key before it ({}) works \
+                 until {}, as the rotation before promised",
+                redact(&c.api_key),
+                redact(previous),
+                rfc3339(until)
+            ));
+            until
+        }
+        Some((previous, _)) => {
+            tell(format_args!(
+                "the key before the last rotation ({}) no longer works",
+                redact(previous)
+            ));
+            grace_until
+        }
+        None => grace_until,
+    };
     if let (Some((Some(old), new)), Some(fingerprint)) = (public_keys, &new_fingerprint) {
         if old == new {
             // An API key names a client; it is no secret. Rotated because the bot's
@@ -1332,12 +1362,13 @@ fn rotate(vault: &mut Unlocked, args: &RotateArgs) -> anyhow::Result<()> {
             frozen: c.status == ClientStatus::Frozen,
         },
         args.json,
-        Some(grace_until),
+        Some(old_valid_until),
     )
     .with_context(|| {
         format!(
             "client {name} was rotated, but its new credentials could not be shown; \
-             `keygate client rotate {name} --force` gives it others"
+             `keygate client rotate {name} --keep-grace` gives it others, and keeps the \
+             old key working as long as this rotation promised"
         )
     })
 }

@@ -4174,6 +4174,64 @@ mod client {
         kg.ok(&["audit", "verify"], "");
     }
 
+    /// A regression test (found by review): a rotation whose new credentials were never
+    /// shown (killed, its output lost) left a key nobody has, and the way out the error
+    /// named, `--force`, ended at once the grace of the old key the bots still sign with.
+    /// `--keep-grace` replaces the unseen key and keeps that grace.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_rotation_whose_credentials_were_lost_is_replaced_keeping_the_grace() {
+        let kg = Kg::with_key_file();
+        kg.add_account("main", REAL_KEY, REAL_SECRET);
+        let first = kg.issue("main", "bot1", &[]);
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_keygate"))
+            .args(["client", "rotate", "bot1", "--grace", "24h"])
+            .env("KEYGATE_HOME", kg.home())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::fs::File::create("/dev/full").unwrap())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains("`keygate client rotate bot1 --keep-grace` gives it others"),
+            "{stderr}"
+        );
+        let store = keygate_store::Store::open(&kg.db()).unwrap();
+        let name: keygate_core::Name = "bot1".parse().unwrap();
+        let lost = store.client(&name).unwrap();
+        assert_eq!(lost.previous_api_key.as_deref(), first["api_key"].as_str());
+        let until = lost.previous_until_ms.unwrap();
+
+        let refused = kg.fails(&["client", "rotate", "bot1"], "", 2);
+        assert!(refused.stderr.contains("--keep-grace"), "{refused:#?}");
+        for conflicting in [&["--force"][..], &["--grace", "1h"]] {
+            let args = [
+                &["client", "rotate", "bot1", "--keep-grace"][..],
+                conflicting,
+            ]
+            .concat();
+            let out = kg.fails(&args, "", 2);
+            assert!(out.stderr.contains("cannot be used with"), "{out:#?}");
+        }
+        let replaced = kg.ok(&["client", "rotate", "bot1", "--keep-grace", "--json"], "");
+        assert!(
+            replaced.stderr.contains("no longer works") && replaced.stderr.contains("works until"),
+            "{:#?}",
+            replaced.stderr
+        );
+        let new = replaced.json();
+        let kept = store.client(&name).unwrap();
+        assert_eq!(kept.api_key, new["api_key"].as_str().unwrap());
+        assert_ne!(kept.api_key, lost.api_key);
+        assert_eq!(kept.previous_api_key.as_deref(), first["api_key"].as_str());
+        assert_eq!(kept.previous_until_ms, Some(until));
+        assert!(new["previous_key_valid_until"].is_string(), "{new}");
+        let export = kg.ok(&["audit", "export", "--format", "jsonl"], "").stdout;
+        assert!(export.contains("grace_kept_of"), "{export}");
+        kg.ok(&["audit", "verify"], "");
+    }
+
     /// Found by review: `--symbols BTC_USDT` was taken as a spot symbol, and matched no
     /// market: the client could trade nothing, and nothing said why. `_` is in an
     /// exchange id only before a dated USD-M contract's expiry; else the error names the

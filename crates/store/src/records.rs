@@ -865,19 +865,7 @@ impl Store {
         master: &MasterKey,
         grace_until_ms: u64,
     ) -> Result<(), Error> {
-        let mut client = self.client(name)?;
-        client.verify_record(master)?;
-        if material.key_type() != client.key_type {
-            return Err(Error::Conflict {
-                kind: "client",
-                name: name.to_string(),
-                reason: format!(
-                    "it signs with {}; a rotation keeps that",
-                    client.key_type.as_str()
-                ),
-            });
-        }
-        self.refuse_shared_public_key(name, material, master)?;
+        let mut client = self.client_to_rotate(name, material, master)?;
         let retired = client
             .previous_api_key
             .replace(std::mem::replace(&mut client.api_key, api_key.into()));
@@ -891,6 +879,48 @@ impl Store {
             Some(retired) => self.retire_key(&retired, name),
             None => Ok(()),
         }
+    }
+
+    /// Gives a client a new key in place of its current one, which is retired at once, and
+    /// leaves the key before the last rotation and its grace period as they are: for a
+    /// rotation whose new credentials were never shown (the command was killed, or its
+    /// output lost), so that no bot signs with its key, while bots go on with the old one.
+    pub fn replace_client_key(
+        &self,
+        name: &Name,
+        api_key: &str,
+        material: &ClientKeyMaterial,
+        master: &MasterKey,
+    ) -> Result<(), Error> {
+        let mut client = self.client_to_rotate(name, material, master)?;
+        let retired = std::mem::replace(&mut client.api_key, api_key.into());
+        client.material = material.seal(master, api_key);
+        self.rewrite_client(&mut client, master)?;
+        self.retire_key(&retired, name)
+    }
+
+    /// Client `name`'s verified record, to be given `material`: refused when it signs
+    /// with another key type, or when another client holds the public key.
+    fn client_to_rotate(
+        &self,
+        name: &Name,
+        material: &ClientKeyMaterial,
+        master: &MasterKey,
+    ) -> Result<Client, Error> {
+        let client = self.client(name)?;
+        client.verify_record(master)?;
+        if material.key_type() != client.key_type {
+            return Err(Error::Conflict {
+                kind: "client",
+                name: name.to_string(),
+                reason: format!(
+                    "it signs with {}; a rotation keeps that",
+                    client.key_type.as_str()
+                ),
+            });
+        }
+        self.refuse_shared_public_key(name, material, master)?;
+        Ok(client)
     }
 
     /// Refuses `material` for client `name` when it is an Ed25519 public key that another

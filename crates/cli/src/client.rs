@@ -1107,11 +1107,19 @@ fn set_status(vault: &mut Unlocked, name: &str, to: ClientStatus) -> anyhow::Res
             bail!("client {name} is not frozen");
         }
     }
-    let changed = admin_event(
-        change,
-        name.as_str(),
-        json!({ "from": c.status.as_str(), "to": to.as_str() }),
-    );
+    let mut detail = json!({ "from": c.status.as_str(), "to": to.as_str() });
+    // An unfreeze brings back the key a rotation while frozen kept for its grace (found
+    // by review: said nowhere, so an operator who froze, rotated and unfroze took the
+    // leaked key for dead). Said, and recorded for the alert.
+    let previous_in_grace = match (&c.previous_api_key, c.previous_until_ms) {
+        (Some(previous), Some(until)) if to == ClientStatus::Active && until > now_ms() => {
+            detail["previous_key"] = json!(redact(previous));
+            detail["previous_key_until"] = json!(rfc3339(until));
+            Some((redact(previous), rfc3339(until)))
+        }
+        _ => None,
+    };
+    let changed = admin_event(change, name.as_str(), detail);
     vault
         .change(&[changed], |s, master| {
             s.set_client_status(&name, c.status, to, master)
@@ -1122,7 +1130,18 @@ fn set_status(vault: &mut Unlocked, name: &str, to: ClientStatus) -> anyhow::Res
         ClientStatus::Active => "unfrozen",
         ClientStatus::Revoked => "revoked",
     };
-    print_after_change(|out| writeln!(out, "client {name} {verb}"))
+    print_after_change(|out| {
+        writeln!(out, "client {name} {verb}")?;
+        if let Some((previous, until)) = &previous_in_grace {
+            writeln!(
+                out,
+                "its key before the last rotation ({previous}) works again too, until \
+                 {until}; to end it now, rotate again with --force (and --grace to keep the \
+                 current key working meanwhile)"
+            )?;
+        }
+        Ok(())
+    })
 }
 
 fn update(vault: &mut Unlocked, args: &UpdateArgs) -> anyhow::Result<()> {

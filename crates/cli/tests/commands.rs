@@ -4107,8 +4107,16 @@ mod client {
                 .contains("client bot2 is FROZEN: neither the new key nor the old one works"),
             "{json:#?}"
         );
-        // Active again: the old key's grace is what the rotation said.
-        kg.ok(&["client", "unfreeze", "bot2"], "");
+        // Active again: the old key's grace is what the rotation said, and the unfreeze
+        // says the old key works again (found by review: it said nothing of it).
+        let unfrozen = kg.ok(&["client", "unfreeze", "bot2"], "").stdout;
+        assert!(
+            unfrozen.contains("its key before the last rotation (")
+                && unfrozen.contains(") works again too, until "),
+            "{unfrozen}"
+        );
+        let export = kg.ok(&["audit", "export", "--format", "jsonl"], "").stdout;
+        assert!(export.contains("\"previous_key_until\""), "{export}");
         let human = kg
             .ok(
                 &["client", "rotate", "bot2", "--grace", "1h", "--force"],

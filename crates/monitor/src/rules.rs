@@ -851,7 +851,21 @@ fn admin_alert(admin: &AdminEvent) -> (Severity, String) {
                 )
             }
         }
-        "client.unfreeze" => (Severity::Warning, format!("{summary}: its key works again")),
+        "client.unfreeze" => {
+            let also = match (
+                admin.detail["previous_key"].as_str(),
+                admin.detail["previous_key_until"].as_str(),
+            ) {
+                (Some(previous), Some(until)) => format!(
+                    ", and so does its key before the last rotation ({previous}) until {until}"
+                ),
+                _ => String::new(),
+            };
+            (
+                Severity::Warning,
+                format!("{summary}: its key works again{also}"),
+            )
+        }
         _ => (Severity::Info, summary),
     }
 }
@@ -2085,6 +2099,28 @@ mod tests {
         assert_eq!(
             rules_of(&rules.evaluate(3, &admin("client.unfreeze", serde_json::Value::Null))),
             [(Severity::Warning, AlertRule::AdminChange)]
+        );
+        // Found by review: an unfreeze also brings back a key a rotation kept for its
+        // grace, and the alert said "its key works again", one key.
+        let alerts = rules.evaluate(
+            4,
+            &admin(
+                "client.unfreeze",
+                serde_json::json!({
+                    "from": "frozen",
+                    "to": "active",
+                    "previous_key": "Ab12…yZ89",
+                    "previous_key_until": "2026-12-07T19:00:00.000Z",
+                }),
+            ),
+        );
+        assert!(
+            alerts[0].summary.ends_with(
+                "its key works again, and so does its key before the last rotation \
+                 (Ab12…yZ89) until 2026-12-07T19:00:00.000Z"
+            ),
+            "{}",
+            alerts[0].summary
         );
     }
 

@@ -208,14 +208,19 @@ impl UnmatchedOrder {
             true => ", which keygate placed, MODIFIED to this outside keygate",
             false => "",
         };
+        // A market order has no price: the exchange lists 0 (found by review: "at 0"
+        // read as a price of nothing).
+        let priced = match self.price.as_str() {
+            "0" => String::new(),
+            price => format!("{at} {price}"),
+        };
         format!(
-            "{book} {} ({} {} {} {}{at} {}{modified})",
+            "{book} {} ({} {} {} {}{priced}{modified})",
             self.id,
             self.side,
             self.order_type,
             self.quantity,
             self.listed_symbol(),
-            self.price
         )
     }
 
@@ -2152,6 +2157,36 @@ fn symbols_to_ask(market: Market, ranked: [Vec<String>; 5]) -> (Vec<String>, BTr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by review: a market order was told as "SELL MARKET 1 BTCUSDT at 0".
+    #[test]
+    fn an_order_is_told_with_its_price_unless_it_has_none() {
+        let order = |order_type: &str, price: &str, conditional: bool| UnmatchedOrder {
+            id: "7".into(),
+            market: "spot",
+            conditional,
+            client_order_id: "x".into(),
+            symbol: "BTCUSDT".into(),
+            side: "SELL".into(),
+            order_type: order_type.into(),
+            quantity: "1".into(),
+            price: price.into(),
+            placed_at: String::new(),
+            modified_outside_keygate: false,
+        };
+        assert_eq!(
+            order("LIMIT", "50000", false).what(),
+            "order 7 (SELL LIMIT 1 BTCUSDT at 50000)"
+        );
+        assert_eq!(
+            order("MARKET", "0", false).what(),
+            "order 7 (SELL MARKET 1 BTCUSDT)"
+        );
+        assert_eq!(
+            order("STOP_MARKET", "60000", true).what(),
+            "conditional order 7 (SELL STOP_MARKET 1 BTCUSDT, trigger price 60000)"
+        );
+    }
 
     /// Found by review: traced symbols were listed in name order, so a key that traded
     /// BTCUSDT behind keygate's back and converted a little USDT into sixty coins named

@@ -593,7 +593,7 @@ async fn handle<A: Adapter>(
         let msg = "keygate: this key has no account on this exchange";
         return audit.deny(refuse(Refusal::Denied(msg)), Rule::Authentication, msg);
     }
-    let key = match &client.verifier {
+    let key = match &*client.verifier {
         Verifier::Hmac(secret) => ClientKey::Hmac(secret.expose_secret()),
         Verifier::Ed25519(public) => ClientKey::Ed25519(public),
     };

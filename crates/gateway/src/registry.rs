@@ -42,8 +42,8 @@ pub struct ClientEntry {
     pub key_valid_until_ms: Option<u64>,
     /// What it may do.
     pub policy: Policy,
-    /// What verifies its signatures.
-    pub verifier: Verifier,
+    /// What verifies its signatures (shared by the copies a stop file makes of it).
+    pub verifier: Arc<Verifier>,
 }
 
 /// One real key, opened.
@@ -237,7 +237,7 @@ impl Registry {
                 // review: a client rotated off the shared key stayed refused for it).
                 let works = entry.status != ClientStatus::Revoked
                     && entry.key_valid_until_ms.is_none_or(|until| until > now);
-                if let (Verifier::Ed25519(key), true) = (&entry.verifier, works) {
+                if let (Verifier::Ed25519(key), true) = (&*entry.verifier, works) {
                     public_keys
                         .entry(key.to_bytes())
                         .or_default()
@@ -312,6 +312,36 @@ impl Registry {
     pub fn account(&self, label: &Name) -> Option<Arc<AccountEntry>> {
         self.accounts.get(label).cloned()
     }
+
+    /// This registry with every active client frozen, loaded from no store: the next
+    /// load opens every row again.
+    fn with_every_client_frozen(&self) -> Registry {
+        let freeze = |entry: &Arc<ClientEntry>| match entry.status {
+            ClientStatus::Active => Arc::new(ClientEntry {
+                name: entry.name.clone(),
+                account: entry.account.clone(),
+                status: ClientStatus::Frozen,
+                expires_ms: entry.expires_ms,
+                key_valid_until_ms: entry.key_valid_until_ms,
+                policy: entry.policy.clone(),
+                verifier: Arc::clone(&entry.verifier),
+            }),
+            ClientStatus::Frozen | ClientStatus::Revoked => Arc::clone(entry),
+        };
+        Registry {
+            clients: self
+                .clients
+                .iter()
+                .map(|(api_key, entry)| (api_key.clone(), freeze(entry)))
+                .collect(),
+            accounts: self.accounts.clone(),
+            retired: self.retired.clone(),
+            public_upstream: self.public_upstream.clone(),
+            generation: None,
+            opened: Opened::default(),
+            refused: self.refused.clone(),
+        }
+    }
 }
 
 /// The current registry, swapped whole on reload.
@@ -352,6 +382,17 @@ impl Live {
     /// Refuses every client, because a reload failed for `reason`.
     pub fn refuse_all(&self, reason: String) {
         *self.registry.write().unwrap_or_else(|p| p.into_inner()) = Arc::default();
+        *self.failure.write().unwrap_or_else(|p| p.into_inner()) = Some(reason);
+    }
+
+    /// Refuses every client as frozen, for `reason`: the stop file of `keygate panic` is
+    /// there. The clients are still known (found by review: under the stop file a leaked
+    /// key's requests were recorded as of an unknown key, so neither `incident report
+    /// --client` nor the dead-key alert saw them), so each request is told as its
+    /// client's, and refused as a frozen client's is.
+    pub fn stop_all(&self, reason: String) {
+        let frozen = self.snapshot().with_every_client_frozen();
+        *self.registry.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(frozen);
         *self.failure.write().unwrap_or_else(|p| p.into_inner()) = Some(reason);
     }
 
@@ -521,7 +562,7 @@ pub fn spawn_reloader(
     let opened = FileIdentity::of(store.path());
     let stop = stop_file_of(store.path());
     if let Some(reason) = stopped_by(&stop) {
-        refuse_every_client(&live, alerter.as_ref(), reason);
+        refuse_every_client(&live, alerter.as_ref(), Refusal::AsFrozen, reason);
         seen = None;
     }
     let mut warned_unlocked = !keygate_vault::secrets_locked();
@@ -529,11 +570,13 @@ pub fn spawn_reloader(
         .name("keygate-reload".into())
         .spawn(move || {
             // Every request is refused from the first failure until a reload succeeds.
-            let refuse_all = |reason: String| refuse_every_client(&live, alerter.as_ref(), reason);
+            let refuse_all = |reason: String| {
+                refuse_every_client(&live, alerter.as_ref(), Refusal::KnowingNone, reason)
+            };
             while Arc::strong_count(&live) > 1 {
                 std::thread::sleep(RELOAD_INTERVAL);
                 if let Some(reason) = stopped_by(&stop) {
-                    refuse_all(reason);
+                    refuse_every_client(&live, alerter.as_ref(), Refusal::AsFrozen, reason);
                     seen = None;
                     continue;
                 }
@@ -649,7 +692,7 @@ fn open_client(
                 expires_ms: client.expires_ms,
                 key_valid_until_ms: valid_until,
                 policy: client.policy.clone(),
-                verifier,
+                verifier: Arc::new(verifier),
             }),
         ));
     }
@@ -682,14 +725,26 @@ fn alert_refusals(alerter: Option<&Alerter>, now: &[String], before: &[String]) 
     }
 }
 
+/// How a gateway refuses every client.
+enum Refusal {
+    /// Knowing none: a reload failed, and the change it could not read may have been a
+    /// revoke, so no view of the clients is trusted.
+    KnowingNone,
+    /// As frozen ([`Live::stop_all`]): the stop file of `keygate panic` is there.
+    AsFrozen,
+}
+
 /// Refuses every client of `live` for `reason`, until a reload succeeds; the first of a
 /// run of them is logged and, with an `alerter`, raises a critical alert.
-fn refuse_every_client(live: &Live, alerter: Option<&Alerter>, reason: String) {
+fn refuse_every_client(live: &Live, alerter: Option<&Alerter>, how: Refusal, reason: String) {
     let first = live.failure().is_none();
     if first {
         tracing::error!(error = %reason, "reload failed; refusing every request until it succeeds");
     }
-    live.refuse_all(reason.clone());
+    match how {
+        Refusal::KnowingNone => live.refuse_all(reason.clone()),
+        Refusal::AsFrozen => live.stop_all(reason.clone()),
+    }
     if let (true, Some(alerter)) = (first, alerter) {
         alerter.raise(Alert::outside_log(
             Severity::Critical,

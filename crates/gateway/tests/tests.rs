@@ -3581,7 +3581,9 @@ async fn frozen_revoked_and_expired_clients_are_refused_within_a_second() {
 /// `keygate panic` that cannot write its freeze (a disk full: found by review) leaves an
 /// empty stop file beside the database; while it is there every client is refused, from
 /// within a second, and nothing reaches the exchange. Taken away, clients are served
-/// again.
+/// again. Refused as frozen and recorded as the client's (found by review: recorded as
+/// an unknown key, a leaked key's requests went unseen by `incident report --client`
+/// and by the dead-key alert).
 #[tokio::test]
 async fn the_stop_file_of_a_panic_refuses_every_client() {
     let env = default_env().await;
@@ -3599,7 +3601,14 @@ async fn the_stop_file_of_a_panic_refuses_every_client() {
     )
     .await;
     assert_eq!(code, 401, "{body}");
+    assert_eq!(body["msg"], "keygate: client bot1 is frozen", "{body}");
     assert!(env.exchange.simulator().requests().is_empty());
+    let refused = events_where(&env, 2, |e| e["rule"] == "frozen").await;
+    assert_eq!(refused.len(), 2, "{refused:?}");
+    for event in &refused {
+        assert_eq!(event["client"], "bot1", "{event}");
+    }
+    assert_eq!(refused[1]["action"], "trade", "{}", refused[1]);
 
     std::fs::remove_file(&stop).unwrap();
     tokio::time::sleep(Duration::from_millis(1000)).await;

@@ -1645,8 +1645,10 @@ fn report_lines(reports: &[AccountReport], since_ms: u64) -> Vec<String> {
         if !r.not_through_keygate.is_empty() {
             say(format!(
                 "  {account}: {} withdrawal(s) NOT THROUGH KEYGATE: unless someone made them by \
-                 hand on the exchange, its real key was used elsewhere. Disable the key at the \
-                 exchange now, then `keygate account rotate {account}`:",
+                 hand on the exchange, its real key was used elsewhere. Disable its API keys at \
+                 the exchange now (the one keygate holds, and any an earlier rotation \
+                 retired: the exchange does not say which key made them), make a new one, \
+                 then `keygate account rotate {account}`:",
                 r.not_through_keygate.len(),
             ));
             for w in &r.not_through_keygate {
@@ -1700,8 +1702,10 @@ fn report_lines(reports: &[AccountReport], since_ms: u64) -> Vec<String> {
             };
             say(format!(
                 "  {account}: {} order(s) NOT THROUGH KEYGATE{asked}: unless someone placed them \
-                 by hand on the exchange, its real key was used elsewhere. Disable the key at \
-                 the exchange now, then `keygate account rotate {account}`:",
+                 by hand on the exchange, its real key was used elsewhere. Disable its API keys at \
+                 the exchange now (the one keygate holds, and any an earlier rotation \
+                 retired: the exchange does not say which key made them), make a new one, \
+                 then `keygate account rotate {account}`:",
                 r.orders_not_through_keygate.len(),
             ));
             for o in &r.orders_not_through_keygate {
@@ -1979,7 +1983,8 @@ impl Watched {
                         format!(
                             "account {} withdrew {} {} to {} at {} (id {}), and keygate \
                              never forwarded it: unless someone made it by hand on the \
-                             exchange, the real key has leaked; disable it at the exchange now",
+                             exchange, a real key has leaked; disable the account's API keys \
+                             at the exchange now, any an earlier rotation retired too",
                             report.account,
                             w.amount,
                             // Named as a request's are: whoever holds the real key chose
@@ -2087,14 +2092,15 @@ fn orders_summary(account: &str, orders: &[&UnmatchedOrder]) -> Option<String> {
         [] => None,
         [o] if o.modified_outside_keygate => Some(format!(
             "account {account} has {} placed at {}: unless someone modified it by hand on \
-             the exchange, the real key has leaked; disable it at the exchange now",
+             the exchange, a real key has leaked; disable the account's API keys at the \
+             exchange now, any an earlier rotation retired too",
             o.what(),
             o.placed_at
         )),
         [o] => Some(format!(
             "account {account} placed {} at {}, and keygate never forwarded it: unless \
-             someone placed it by hand on the exchange, the real key has leaked; disable it \
-             at the exchange now",
+             someone placed it by hand on the exchange, a real key has leaked; disable the \
+             account's API keys at the exchange now, any an earlier rotation retired too",
             o.what(),
             o.placed_at
         )),
@@ -2115,9 +2121,9 @@ fn orders_summary(account: &str, orders: &[&UnmatchedOrder]) -> Option<String> {
             };
             Some(format!(
                 "account {account} placed {} orders that keygate never forwarded{modified}: \
-                 unless someone placed them by hand on the exchange, the real key has leaked; \
-                 disable it at the exchange now (`keygate reconcile` lists them all); ids {}, \
-                 in {}",
+                 unless someone placed them by hand on the exchange, a real key has leaked; \
+                 disable the account's API keys at the exchange now, any an earlier rotation \
+                 retired too (`keygate reconcile` lists them all); ids {}, in {}",
                 orders.len(),
                 some_of(&ids, ORDERS_NAMED),
                 some_of(&symbols, SYMBOLS_NAMED),
@@ -3176,8 +3182,10 @@ mod tests {
             [
                 format!("  main: FAILED: cannot list all of its withdrawals: {more}"),
                 "  main: 1 withdrawal(s) NOT THROUGH KEYGATE: unless someone made them by hand \
-                 on the exchange, its real key was used elsewhere. Disable the key at the \
-                 exchange now, then `keygate account rotate main`:"
+                 on the exchange, its real key was used elsewhere. Disable its API keys at \
+                 the exchange now (the one keygate holds, and any an earlier rotation \
+                 retired: the exchange does not say which key made them), make a new one, \
+                 then `keygate account rotate main`:"
                     .to_owned(),
                 "    w-7 7 USDT to TLeakedTo at 2026-01-01T00:00:00.000Z".to_owned(),
             ]

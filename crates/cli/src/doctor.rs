@@ -229,8 +229,8 @@ fn unfinished_config(vault: &Unlocked) -> Vec<Check> {
     )]
 }
 
-/// The stop file a `keygate panic` that could not record its freeze leaves: while it is
-/// there, a running gateway refuses every client.
+/// The stop file a `keygate panic` makes first and removes once its freeze is recorded:
+/// while it is there, a running gateway refuses every client.
 fn stop_file(vault: &Unlocked) -> Option<Check> {
     let stop = keygate_gateway::registry::stop_file_of(&vault.home.db_path());
     std::fs::symlink_metadata(&stop).ok()?;
@@ -238,10 +238,10 @@ fn stop_file(vault: &Unlocked) -> Option<Check> {
         "panic",
         Verdict::Fail,
         format!(
-            "{} is there: a `keygate panic` could not record its freeze, and a running \
-             gateway refuses every client while the file is there; run `keygate panic` \
-             again to record the freeze (it removes the file), or remove the file to end the \
-             stop",
+            "{} is there: a `keygate panic` is under way, or could not record its freeze \
+             or was cut short, and a running gateway refuses every client while the file \
+             is there; run `keygate panic` again to record the freeze (it removes the \
+             file), or remove the file to end the stop",
             stop.display()
         ),
     ))

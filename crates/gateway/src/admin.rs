@@ -62,14 +62,20 @@ pub fn admin_app(state: AdminState) -> Router {
 }
 
 /// 200 while the gateway serves; 503 when the audit writer is gone or its last commit
-/// failed (every order, withdrawal and transfer is then refused), the last reload of accounts and clients
-/// failed (every request is then refused), or the monitor cannot read the audit log (no
-/// alert is raised from it).
+/// failed (every order, withdrawal and transfer is then refused), the stop file of
+/// `keygate panic` is there or the last reload of accounts and clients failed (every
+/// request is then refused), or the monitor cannot read the audit log (no alert is
+/// raised from it).
 async fn healthz(State(state): State<AdminState>) -> impl IntoResponse {
     let monitor_seq = state.metrics.last_seq();
     // Fixed words: the causes (a database path, SQLite's text) are in serve's log and
     // its alerts, and this may be served beyond loopback.
-    let problem = if state.live.failure().is_some() {
+    let problem = if state.live.is_stopped() {
+        Some(
+            "refusing every client as frozen: the stop file of `keygate panic` is there (a \
+             panic under way, or one that could not record its freeze)",
+        )
+    } else if state.live.failure().is_some() {
         Some("refusing every client: the last reload failed (serve's log says why)")
     } else if !state.audit.is_writing() {
         Some("the audit writer has stopped: orders, withdrawals and transfers are refused")

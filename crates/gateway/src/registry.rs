@@ -353,6 +353,9 @@ pub struct Live {
     /// Set when the marker found events after the seal that do not verify: the next
     /// reload reads every event after the seal again, not only what came since its last.
     read_from_seal: AtomicBool,
+    /// Set while every client is refused as frozen for the stop file of `keygate panic`
+    /// ([`Live::stop_all`]) rather than for a failed reload.
+    stopped: AtomicBool,
 }
 
 impl Live {
@@ -362,6 +365,7 @@ impl Live {
             registry: RwLock::new(Arc::new(registry)),
             failure: RwLock::default(),
             read_from_seal: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
         }
     }
 
@@ -377,12 +381,14 @@ impl Live {
     pub fn replace(&self, registry: Registry) {
         *self.registry.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(registry);
         *self.failure.write().unwrap_or_else(|p| p.into_inner()) = None;
+        self.stopped.store(false, Ordering::Relaxed);
     }
 
     /// Refuses every client, because a reload failed for `reason`.
     pub fn refuse_all(&self, reason: String) {
         *self.registry.write().unwrap_or_else(|p| p.into_inner()) = Arc::default();
         *self.failure.write().unwrap_or_else(|p| p.into_inner()) = Some(reason);
+        self.stopped.store(false, Ordering::Relaxed);
     }
 
     /// Refuses every client as frozen, for `reason`: the stop file of `keygate panic` is
@@ -394,6 +400,13 @@ impl Live {
         let frozen = self.snapshot().with_every_client_frozen();
         *self.registry.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(frozen);
         *self.failure.write().unwrap_or_else(|p| p.into_inner()) = Some(reason);
+        self.stopped.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether every client is refused for the stop file of `keygate panic`
+    /// ([`Live::stop_all`]), not for a failed reload.
+    pub fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::Relaxed)
     }
 
     /// Why every client is refused, when a reload failed and none has succeeded since.
@@ -503,10 +516,14 @@ fn mark_once(
     marked.map(|_| ())
 }
 
-/// The name of the stop file `keygate panic` leaves next to the database when it cannot
-/// record its freeze there (a disk full): while it exists, a running gateway refuses
-/// every client, as when a reload fails.
+/// The name of the stop file `keygate panic` makes next to the database before it
+/// records its freeze, and leaves there when it cannot (a disk full) or is cut short:
+/// while it exists, a running gateway refuses every client as frozen.
 pub const STOP_FILE_NAME: &str = "PANIC";
+
+/// How long the stop file may stand before a critical alert says so: a panic under way
+/// removes it sooner (it waits up to 30 s for the database), one that failed does not.
+pub const STOP_ALERT_AFTER: Duration = Duration::from_secs(60);
 
 /// The stop file of the database at `database` ([`STOP_FILE_NAME`], beside it).
 pub fn stop_file_of(database: &std::path::Path) -> std::path::PathBuf {
@@ -519,9 +536,10 @@ fn stopped_by(stop: &std::path::Path) -> Option<String> {
     match std::fs::symlink_metadata(stop) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Ok(_) => Some(format!(
-            "{} exists: `keygate panic` could not record its freeze in the database, so \
-             every client is refused while the file is there (once the vault can be \
-             written again, `keygate panic` records the freeze and removes it)",
+            "{} exists: the stop file of a `keygate panic` under way, or of one that could \
+             not record its freeze in the database or was cut short; every client is \
+             refused as frozen while the file is there (`keygate panic` records the freeze \
+             and removes it)",
             stop.display()
         )),
         Err(e) => Some(format!(
@@ -561,8 +579,9 @@ pub fn spawn_reloader(
     let mut read_so_far = ReadSoFar::default();
     let opened = FileIdentity::of(store.path());
     let stop = stop_file_of(store.path());
+    let mut stopped_since = None;
     if let Some(reason) = stopped_by(&stop) {
-        refuse_every_client(&live, alerter.as_ref(), Refusal::AsFrozen, reason);
+        stop_every_client(&live, alerter.as_ref(), &mut stopped_since, reason);
         seen = None;
     }
     let mut warned_unlocked = !keygate_vault::secrets_locked();
@@ -570,16 +589,15 @@ pub fn spawn_reloader(
         .name("keygate-reload".into())
         .spawn(move || {
             // Every request is refused from the first failure until a reload succeeds.
-            let refuse_all = |reason: String| {
-                refuse_every_client(&live, alerter.as_ref(), Refusal::KnowingNone, reason)
-            };
+            let refuse_all = |reason: String| refuse_every_client(&live, alerter.as_ref(), reason);
             while Arc::strong_count(&live) > 1 {
                 std::thread::sleep(RELOAD_INTERVAL);
                 if let Some(reason) = stopped_by(&stop) {
-                    refuse_every_client(&live, alerter.as_ref(), Refusal::AsFrozen, reason);
+                    stop_every_client(&live, alerter.as_ref(), &mut stopped_since, reason);
                     seen = None;
                     continue;
                 }
+                stopped_since = None;
                 // A database put in the place of the one opened (or moved away) holds the
                 // changes made from now on, which this gateway would never see, and the
                 // audit events it writes would go to a file no longer anyone's.
@@ -725,26 +743,47 @@ fn alert_refusals(alerter: Option<&Alerter>, now: &[String], before: &[String]) 
     }
 }
 
-/// How a gateway refuses every client.
-enum Refusal {
-    /// Knowing none: a reload failed, and the change it could not read may have been a
-    /// revoke, so no view of the clients is trusted.
-    KnowingNone,
-    /// As frozen ([`Live::stop_all`]): the stop file of `keygate panic` is there.
-    AsFrozen,
+/// Refuses every client of `live` as frozen while the stop file of `keygate panic` is
+/// there ([`Live::stop_all`]), `stopped_since` holding when it was first seen and whether
+/// it was alerted on. The first sight is logged; with an `alerter`, a file that stands for
+/// [`STOP_ALERT_AFTER`] raises a critical alert (found by review: raised at once, every
+/// panic that waited for a passphrase or the database paged that it had failed).
+fn stop_every_client(
+    live: &Live,
+    alerter: Option<&Alerter>,
+    stopped_since: &mut Option<(Instant, bool)>,
+    reason: String,
+) {
+    let (since, alerted) = stopped_since.get_or_insert_with(|| {
+        tracing::warn!(%reason, "refusing every client as frozen while the stop file is there");
+        (Instant::now(), false)
+    });
+    live.stop_all(reason.clone());
+    if let (false, Some(alerter)) = (*alerted, alerter) {
+        if since.elapsed() >= STOP_ALERT_AFTER {
+            *alerted = true;
+            alerter.raise(Alert::outside_log(
+                Severity::Critical,
+                AlertRule::ReloadFailed,
+                format!(
+                    "keygate refuses every client as frozen: the stop file of `keygate \
+                     panic` has stood for {} s ({reason}); see keygate doctor",
+                    STOP_ALERT_AFTER.as_secs()
+                ),
+            ));
+        }
+    }
 }
 
-/// Refuses every client of `live` for `reason`, until a reload succeeds; the first of a
-/// run of them is logged and, with an `alerter`, raises a critical alert.
-fn refuse_every_client(live: &Live, alerter: Option<&Alerter>, how: Refusal, reason: String) {
-    let first = live.failure().is_none();
+/// Refuses every client of `live` for `reason`, until a reload succeeds: none is known,
+/// as the change the reload could not read may have been a revoke. The first of a run of
+/// them is logged and, with an `alerter`, raises a critical alert.
+fn refuse_every_client(live: &Live, alerter: Option<&Alerter>, reason: String) {
+    let first = live.failure().is_none() || live.is_stopped();
     if first {
         tracing::error!(error = %reason, "reload failed; refusing every request until it succeeds");
     }
-    match how {
-        Refusal::KnowingNone => live.refuse_all(reason.clone()),
-        Refusal::AsFrozen => live.stop_all(reason.clone()),
-    }
+    live.refuse_all(reason.clone());
     if let (true, Some(alerter)) = (first, alerter) {
         alerter.raise(Alert::outside_log(
             Severity::Critical,
@@ -1051,14 +1090,44 @@ mod tests {
         let alerts = vault.reload_alerting(&live);
         let reason = live.failure().expect("refused from the start");
         assert!(reason.contains("PANIC"), "{reason}");
-        let alert = alerts.recv_timeout(Duration::from_secs(10)).unwrap();
-        assert_eq!(
-            (alert.severity, alert.rule),
-            (Severity::Critical, AlertRule::ReloadFailed)
-        );
+        assert!(live.is_stopped());
+        // A panic under way removes the file within its wait for the database: no alert
+        // yet (found by review: each such panic paged that it had failed).
+        assert!(alerts.recv_timeout(Duration::from_millis(500)).is_err());
         std::fs::remove_file(&stop).unwrap();
         wait_until_served(&live);
+        assert!(!live.is_stopped());
         drop(live);
+    }
+
+    /// A stop file that stands for [`STOP_ALERT_AFTER`] is a panic that could not record
+    /// its freeze: a critical alert, once.
+    #[test]
+    fn a_stop_file_that_stands_is_alerted_once() {
+        let (alerter, alerts) = Alerter::channel();
+        let live = Live::new(Registry::default());
+        let long_ago = Instant::now().checked_sub(STOP_ALERT_AFTER).unwrap();
+        let mut stopped_since = Some((long_ago, false));
+        for _ in 0..3 {
+            stop_every_client(&live, Some(&alerter), &mut stopped_since, "PANIC".into());
+        }
+        let raised: Vec<Alert> = alerts.try_iter().collect();
+        assert_eq!(raised.len(), 1);
+        assert_eq!(
+            (raised[0].severity, raised[0].rule),
+            (Severity::Critical, AlertRule::ReloadFailed)
+        );
+        assert!(
+            raised[0]
+                .summary
+                .contains("the stop file of `keygate panic` has stood"),
+            "{}",
+            raised[0].summary
+        );
+        // A reload that fails meanwhile is a failure of its own, alerted.
+        refuse_every_client(&live, Some(&alerter), "cannot read".into());
+        assert_eq!(alerts.try_iter().count(), 1);
+        assert!(!live.is_stopped());
     }
 
     /// Something a load leaves out (a client whose record does not verify, clients

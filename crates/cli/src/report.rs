@@ -133,8 +133,13 @@ struct OrdersPlaced {
 /// What came of an order request keygate forwarded, as far as the log tells.
 #[derive(Clone, Copy)]
 enum OrderFate {
-    /// The exchange answered, with `status` when it is known.
-    Answered { status: Option<u16> },
+    /// The exchange answered, with `status` when it is known; `placed_some` when its
+    /// answer gave the ids of orders placed, as an error answer may (a cancel-replace
+    /// whose cancel failed and whose new order was placed is answered 409).
+    Answered {
+        status: Option<u16>,
+        placed_some: bool,
+    },
     /// The exchange's answer left its execution unknown, or no outcome was recorded.
     Unknown,
 }
@@ -327,6 +332,7 @@ impl Report {
                             order,
                             OrderFate::Answered {
                                 status: r.upstream_status,
+                                placed_some: false,
                             },
                         ),
                         Outcome::Unknown => self.count_order(order, OrderFate::Unknown),
@@ -351,6 +357,7 @@ impl Report {
                             order,
                             OrderFate::Answered {
                                 status: o.upstream_status,
+                                placed_some: !o.order_ids.is_empty(),
                             },
                         ),
                     }
@@ -371,13 +378,18 @@ impl Report {
     }
 
     /// Counts an order request keygate forwarded, among its client's orders unless the
-    /// exchange answered it with an error status. One whose outcome is unknown is counted
+    /// exchange answered it with an error status and no order placed (found by review: a
+    /// cancel-replace answered 409 whose new order rests on the book was told as refused).
+    /// One whose outcome is unknown is counted
     /// (found by review: an order the exchange may have placed, answered 503, was told as
     /// refused, and its symbol left out of what an operator cleans up after a panic).
     fn count_order(&mut self, order: PendingOrder, fate: OrderFate) {
         let placed = self.orders_placed.entry(order.client).or_default();
         match fate {
-            OrderFate::Answered { status } if status.is_some_and(|status| status >= 400) => {
+            OrderFate::Answered {
+                status,
+                placed_some: false,
+            } if status.is_some_and(|status| status >= 400) => {
                 placed.refused_by_exchange += 1;
                 return;
             }
@@ -789,6 +801,15 @@ mod tests {
                 }
                 oto
             },
+            // Answered 409, its new order placed: a cancel-replace whose cancel failed.
+            order("o-8", 7_200, "BTCUSDT"),
+            {
+                let mut placed = outcome("o-8", 7_300, 409);
+                if let EventBody::Outcome(o) = &mut placed.body {
+                    o.order_ids = vec!["42".into()];
+                }
+                placed
+            },
             // Answered 503: it may have executed.
             order("o-7", 7_500, "ETHUSDT"),
             {
@@ -804,17 +825,17 @@ mod tests {
         }
         report.no_outcome_recorded(pending);
         let bot1 = &report.orders_placed["bot1"];
-        assert_eq!((bot1.requests, bot1.orders), (4, 4));
+        assert_eq!((bot1.requests, bot1.orders), (5, 5));
         assert_eq!(
             bot1.symbols,
-            BTreeMap::from([("BTCUSDT".to_owned(), 3), ("ETHUSDT".to_owned(), 1)])
+            BTreeMap::from([("BTCUSDT".to_owned(), 4), ("ETHUSDT".to_owned(), 1)])
         );
         assert_eq!((bot1.first_ms, bot1.last_ms), (Some(1_000), Some(7_500)));
         assert_eq!((bot1.refused_by_exchange, bot1.outcome_unknown), (1, 2));
         assert_eq!(
             bot1.summary(),
-            "4 order(s) in 4 request(s), first 1970-01-01T00:00:01.000Z, last \
-             1970-01-01T00:00:07.500Z; BTCUSDT 3, ETHUSDT 1; 2 of those request(s) with no \
+            "5 order(s) in 5 request(s), first 1970-01-01T00:00:01.000Z, last \
+             1970-01-01T00:00:07.500Z; BTCUSDT 4, ETHUSDT 1; 2 of those request(s) with no \
              known outcome (they may have placed their orders); 1 more request(s) the \
              exchange refused"
         );
@@ -822,9 +843,9 @@ mod tests {
         assert_eq!(
             json["orders_placed"],
             serde_json::json!({"bot1": {
-                "requests": 4,
-                "orders": 4,
-                "symbols": {"BTCUSDT": 3, "ETHUSDT": 1},
+                "requests": 5,
+                "orders": 5,
+                "symbols": {"BTCUSDT": 4, "ETHUSDT": 1},
                 "first": "1970-01-01T00:00:01.000Z",
                 "last": "1970-01-01T00:00:07.500Z",
                 "refused_by_exchange": 1,

@@ -1122,6 +1122,12 @@ fn set_status(vault: &mut Unlocked, name: &str, to: ClientStatus) -> anyhow::Res
     let changed = admin_event(change, name.as_str(), detail);
     vault
         .change(&[changed], |s, master| {
+            // What the unfreeze says of a previous key was read above: a rotation
+            // committed since would make it untrue (found by review). A freeze or a
+            // revoke goes through whatever changed: it only stops more.
+            if to == ClientStatus::Active {
+                unchanged_since_read(s, &c)?;
+            }
             s.set_client_status(&name, c.status, to, master)
         })
         .with_context(|| format!("setting client {name} to {}", to.as_str()))?;

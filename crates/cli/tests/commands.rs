@@ -3841,15 +3841,7 @@ mod client {
         assert_eq!(out.status.code(), Some(2), "{stderr}");
         assert!(stderr.contains("now stops every client"), "{stderr}");
         let stop = kg.home().join("PANIC");
-        assert!(stop.exists());
-        assert_eq!(kg.status("bot1"), "active");
-        let doctor = kg.fails(&["doctor"], "", 1);
-        assert!(doctor.stdout.contains("FAIL panic: "), "{}", doctor.stdout);
-
-        let out = kg.ok(&["panic"], "");
-        assert!(out.stderr.contains("removed"), "{}", out.stderr);
-        assert!(!stop.exists());
-        assert_eq!(kg.status("bot1"), "frozen");
+        panic_again_records_the_freeze(&kg);
         kg.ok(&["audit", "verify"], "");
 
         // A home with no vault (a forgotten --home) is watched by no gateway: nothing is
@@ -3865,7 +3857,33 @@ mod client {
         // written (a full disk) does not make it a failure, nor an "internal error"
         // (found by review: 101).
         std::fs::File::create(&stop).unwrap();
-        let status = std::process::Command::new(env!("CARGO_BIN_EXE_keygate"))
+        let status = panic_command(&kg)
+            .stderr(std::fs::File::create("/dev/full").unwrap())
+            .status()
+            .unwrap();
+        assert_eq!(status.code(), Some(0));
+        assert!(!stop.exists());
+    }
+
+    /// Checks that the stop file a panic left stands, bot1 still active and `doctor`
+    /// failing, then that a panic run again records the freeze and removes the file.
+    fn panic_again_records_the_freeze(kg: &Kg) -> crate::common::Out {
+        let stop = kg.home().join("PANIC");
+        assert!(stop.exists());
+        assert_eq!(kg.status("bot1"), "active");
+        let doctor = kg.fails(&["doctor"], "", 1);
+        assert!(doctor.stdout.contains("FAIL panic: "), "{}", doctor.stdout);
+        let out = kg.ok(&["panic"], "");
+        assert!(out.stderr.contains("removed"), "{}", out.stderr);
+        assert!(!stop.exists());
+        assert_eq!(kg.status("bot1"), "frozen");
+        out
+    }
+
+    /// `keygate panic` on `kg`'s home, with nothing to read and nothing it prints kept.
+    fn panic_command(kg: &Kg) -> std::process::Command {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_keygate"));
+        command
             .arg("--home")
             .arg(kg.home())
             .arg("panic")
@@ -3874,11 +3892,8 @@ mod client {
             .env_remove("KEYGATE_LOG")
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create("/dev/full").unwrap())
-            .status()
-            .unwrap();
-        assert_eq!(status.code(), Some(0));
-        assert!(!stop.exists());
+            .stderr(std::process::Stdio::null());
+        command
     }
 
     /// A regression test (found by review): the stop file was made only once the freeze
@@ -3892,18 +3907,7 @@ mod client {
         kg.issue("main", "bot1", &[]);
         let writer = db(&kg);
         writer.execute_batch("BEGIN IMMEDIATE").unwrap();
-        let mut panic = std::process::Command::new(env!("CARGO_BIN_EXE_keygate"))
-            .arg("--home")
-            .arg(kg.home())
-            .arg("panic")
-            .env("HOME", kg.path(""))
-            .env_remove("KEYGATE_HOME")
-            .env_remove("KEYGATE_LOG")
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut panic = panic_command(&kg).spawn().unwrap();
         let stop = kg.home().join("PANIC");
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         while !stop.exists() && std::time::Instant::now() < deadline {
@@ -3914,19 +3918,12 @@ mod client {
         kill_process(pid, Signal::INT).unwrap();
         panic.wait().unwrap();
         writer.execute_batch("ROLLBACK").unwrap();
-        assert!(stop.exists());
-        assert_eq!(kg.status("bot1"), "active");
-        let doctor = kg.fails(&["doctor"], "", 1);
-        assert!(doctor.stdout.contains("FAIL panic: "), "{}", doctor.stdout);
-        let out = kg.ok(&["panic"], "");
-        assert!(out.stderr.contains("removed"), "{}", out.stderr);
+        let out = panic_again_records_the_freeze(&kg);
         assert!(
             out.stdout.contains("keygate incident report"),
             "{}",
             out.stdout
         );
-        assert!(!stop.exists());
-        assert_eq!(kg.status("bot1"), "frozen");
         // A panic that succeeds leaves no stop file and says nothing of one.
         kg.issue("main", "bot2", &[]);
         let out = kg.ok(&["panic"], "");
@@ -4057,13 +4054,10 @@ mod client {
     fn credentials_that_cannot_be_shown_say_how_to_get_others() {
         let kg = Kg::with_key_file();
         kg.add_account("main", REAL_KEY, REAL_SECRET);
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_keygate"))
-            .args(["client", "issue", "--account", "main", "--name", "bot9"])
-            .env("KEYGATE_HOME", kg.home())
-            .stdin(std::process::Stdio::null())
-            .stdout(std::fs::File::create("/dev/full").unwrap())
-            .output()
-            .unwrap();
+        let out = printing_to_a_full_disk(
+            &kg,
+            &["client", "issue", "--account", "main", "--name", "bot9"],
+        );
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{stderr}");
         assert!(
@@ -4182,6 +4176,18 @@ mod client {
         kg.ok(&["audit", "verify"], "");
     }
 
+    /// Runs keygate on `kg`'s home with `args`, its standard output a full device.
+    #[cfg(target_os = "linux")]
+    fn printing_to_a_full_disk(kg: &Kg, args: &[&str]) -> std::process::Output {
+        std::process::Command::new(env!("CARGO_BIN_EXE_keygate"))
+            .args(args)
+            .env("KEYGATE_HOME", kg.home())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::fs::File::create("/dev/full").unwrap())
+            .output()
+            .unwrap()
+    }
+
     /// A regression test (found by review): a rotation whose new credentials were never
     /// shown (killed, its output lost) left a key nobody has, and the way out the error
     /// named, `--force`, ended at once the grace of the old key the bots still sign with.
@@ -4192,13 +4198,7 @@ mod client {
         let kg = Kg::with_key_file();
         kg.add_account("main", REAL_KEY, REAL_SECRET);
         let first = kg.issue("main", "bot1", &[]);
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_keygate"))
-            .args(["client", "rotate", "bot1", "--grace", "24h"])
-            .env("KEYGATE_HOME", kg.home())
-            .stdin(std::process::Stdio::null())
-            .stdout(std::fs::File::create("/dev/full").unwrap())
-            .output()
-            .unwrap();
+        let out = printing_to_a_full_disk(&kg, &["client", "rotate", "bot1", "--grace", "24h"]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{stderr}");
         assert!(

@@ -8,7 +8,7 @@ use keygate_core::{ClientStatus, Name};
 use keygate_gateway::registry::stop_file_of;
 use serde_json::json;
 
-use crate::home::{admin_event, unlock, Home, UnlockArgs, Unlocked};
+use crate::home::{admin_event, check_home_owner, unlock, Home, UnlockArgs, Unlocked};
 use crate::output::{self, print_json};
 
 /// `keygate panic`
@@ -35,6 +35,14 @@ pub fn run(home: Home, how: &UnlockArgs, args: &PanicArgs) -> anyhow::Result<()>
     // No vault here (a forgotten --home: found by review), so no gateway watches this
     // directory: a stop file would stop nothing while saying it does.
     let vault_here = database.exists();
+    if vault_here {
+        // Made as someone else in their home (root's reflex in an incident), the stop
+        // file could be made where a link they planted points (found by review).
+        check_home_owner(&home.dir).context(
+            "nothing was stopped: run `keygate panic` as the user who owns the home \
+             (`runuser -u USER -- keygate panic`), or stop `keygate serve` (SIGTERM)",
+        )?;
+    }
     let left_before = vault_here && stop.exists();
     let stop_made = vault_here.then(|| leave_stop_file(&stop));
     let (frozen, refused_already) = match unlock(home, how).and_then(freeze_all) {
@@ -171,13 +179,24 @@ fn tell(frozen: &[Name], refused_already: usize, args: &PanicArgs) -> anyhow::Re
 }
 
 /// Makes the empty stop file at `stop`, synced with its directory: an empty file needs an
-/// inode and a directory entry, no room for data, so it can be made on a full disk.
+/// inode and a directory entry, no room for data, so it can be made on a full disk. A
+/// link or anything but a regular file standing there is not followed or waited on.
 fn leave_stop_file(stop: &std::path::Path) -> std::io::Result<()> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(false);
     #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options.open(stop)?.sync_all()?;
+    {
+        use rustix::fs::OFlags;
+        use std::os::unix::fs::OpenOptionsExt;
+        options
+            .mode(0o600)
+            .custom_flags((OFlags::NOFOLLOW | OFlags::NONBLOCK).bits() as i32);
+    }
+    let file = options.open(stop)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other("it is there, and not a regular file"));
+    }
+    file.sync_all()?;
     if let Some(dir) = stop.parent() {
         std::fs::File::open(dir)?.sync_all()?;
     }

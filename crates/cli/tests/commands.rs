@@ -3865,6 +3865,45 @@ mod client {
         assert!(!stop.exists());
     }
 
+    /// A regression test (found by review): the stop file was opened following links,
+    /// and waiting on a FIFO, so a link planted as `HOME/PANIC` made a panic create a
+    /// file where it pointed, and a FIFO hung the panic.
+    #[test]
+    fn a_panic_follows_no_link_and_waits_on_no_fifo_at_its_stop_file() {
+        let kg = Kg::with_key_file();
+        kg.add_account("main", REAL_KEY, REAL_SECRET);
+        kg.issue("main", "bot1", &[]);
+        let stop = kg.home().join("PANIC");
+        let target = kg.path("made-through-the-link");
+        std::os::unix::fs::symlink(&target, &stop).unwrap();
+        kg.ok(&["panic"], "");
+        assert!(!target.exists(), "the link was followed");
+        assert_eq!(kg.status("bot1"), "frozen");
+        kg.issue("main", "bot2", &[]);
+        let made = std::process::Command::new("mkfifo")
+            .arg(&stop)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let mut panic = panic_command(&kg).spawn().unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while panic.try_wait().unwrap().is_none() {
+            assert!(std::time::Instant::now() < deadline, "panic hung on a FIFO");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(kg.status("bot2"), "frozen");
+        // Run as another user than the home's (only root can give one away to test):
+        // refused, with nothing made in it.
+        if rustix::process::geteuid().is_root() {
+            std::fs::remove_file(&stop).ok();
+            std::os::unix::fs::chown(kg.home(), Some(65534), Some(65534)).unwrap();
+            let out = kg.fails(&["panic"], "", 2);
+            std::os::unix::fs::chown(kg.home(), Some(0), Some(0)).unwrap();
+            assert!(out.stderr.contains("runuser -u USER"), "{out:#?}");
+            assert!(!stop.exists());
+        }
+    }
+
     /// Checks that the stop file a panic left stands, bot1 still active and `doctor`
     /// failing, then that a panic run again records the freeze and removes the file.
     fn panic_again_records_the_freeze(kg: &Kg) -> crate::common::Out {

@@ -1168,6 +1168,9 @@ impl Adapter for Binance {
                     .into(),
             ),
             Refusal::UnknownRoute => (404, -1000, "keygate: unknown endpoint".into()),
+            // Binance's own answer, word for word, for an order it does not have (ccxt's
+            // `OrderNotFound`).
+            Refusal::NoSuchOrder => (400, -2011, "Unknown order sent.".into()),
             Refusal::Malformed(msg) => (400, -1100, format!("keygate: {msg}").into()),
             Refusal::TooLarge => (413, -1100, "keygate: request body too large".into()),
             Refusal::AuditUnavailable => (503, -1001, "keygate: audit log unavailable; request not forwarded".into()),

@@ -155,6 +155,10 @@ pub enum Refusal<'a> {
     /// sharing a key). Answered as a nonce used twice, which clients sign again; the
     /// message starts with `keygate:`.
     Replayed(&'a str),
+    /// The order the request names is not one its client may name: answered as the
+    /// exchange answers an order it does not have, so that a client learns nothing of
+    /// orders outside its symbol list (not even that they exist).
+    NoSuchOrder,
     /// No usable API key header.
     MissingKey,
     /// Nothing is routed at this path.

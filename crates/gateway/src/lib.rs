@@ -987,24 +987,32 @@ async fn handle<A: Adapter>(
                 return audit.deny(response, Rule::NoSuchOrder, msg);
             }
         };
-        if found.is_none() || found != named {
-            let msg = match found {
-                Some(found) => format!(
+        match found {
+            Some(found) if named.as_ref() == Some(&found) => {}
+            // Answered as an order the exchange does not have (found by review: the
+            // answer named the symbol, so a client without the read scope learned which
+            // symbol another bot's order is in, and that it exists). The symbol found is
+            // in the audit event only.
+            Some(found) => {
+                let msg = format!(
                     "the order this request names is in symbol {found}, not the one it names, \
                      and client {} is limited to a symbol list",
                     client.name
-                ),
-                None => format!(
+                );
+                return audit.deny(refuse(Refusal::NoSuchOrder), Rule::Symbol, &msg);
+            }
+            None => {
+                let msg = format!(
                     "the exchange did not say which symbol the order this request names is \
                      in, and client {} is limited to a symbol list",
                     client.name
-                ),
-            };
-            return audit.deny(
-                refuse(Refusal::Denied(&format!("keygate: {msg}"))),
-                Rule::Symbol,
-                &msg,
-            );
+                );
+                return audit.deny(
+                    refuse(Refusal::Denied(&format!("keygate: {msg}"))),
+                    Rule::Symbol,
+                    &msg,
+                );
+            }
         }
     }
 

@@ -1255,12 +1255,21 @@ async fn a_conditional_order_is_cancelled_only_in_a_symbol_the_client_may_trade(
         )
         .await
     };
+    // Answered as an order the exchange does not have, naming no symbol (found by review:
+    // the answer told a client without the read scope which symbol another bot's order
+    // is in); the audit event says which.
     let (status, body) = cancel(format!("symbol=BTCUSDT&algoId={}", placed[0])).await;
-    assert_eq!(status, 401, "{body}");
     assert_eq!(
-        body["msg"],
-        "keygate: the order this request names is in symbol ETHUSDT, not the one it names, \
-         and client bot1 is limited to a symbol list"
+        (status, &body),
+        (400, &json!({"code": -2011, "msg": "Unknown order sent."}))
+    );
+    let refused = events_where(&env, 1, |e| e["rule"] == "symbol").await;
+    assert_eq!(
+        refused[0]["message"],
+        "the order this request names is in symbol ETHUSDT, not the one it names, and \
+         client bot1 is limited to a symbol list",
+        "{}",
+        refused[0]
     );
     // The lookup's weight counts, as the exchange reported it.
     let fapi = env

@@ -150,6 +150,17 @@ fn file_modes(vault: &Unlocked) -> Vec<Check> {
     }]
 }
 
+/// Warns in serve's log, as [`file_modes`] would fail `doctor`, of a home, configuration
+/// or database that others may read or write, or that another user owns (found by
+/// review: only `doctor` said so, and serve started without a word).
+pub(crate) fn warn_of_exposed_files(vault: &Unlocked) {
+    for found in file_modes(vault) {
+        if found.verdict == Verdict::Fail {
+            tracing::warn!("the home directory's files: {}", found.detail);
+        }
+    }
+}
+
 /// Checkpoint files others may write (found by review: one made with a permissive umask
 /// was writable by everyone): whoever can write one can take out the checkpoints that
 /// anchor the log. Readable is fine: a checkpoint holds no secret.

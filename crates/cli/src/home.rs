@@ -1098,6 +1098,14 @@ fn master_key_from_env(var: &str) -> anyhow::Result<MasterKey> {
 
 /// Opens the vault in `home` with the key `how` describes.
 pub fn unlock(home: Home, how: &UnlockArgs) -> anyhow::Result<Unlocked> {
+    check_home(&home.dir)?;
+    unlock_as(home, how, Schema::BringUpToDate)
+}
+
+/// [`unlock`] for `keygate panic`, which stops clients and must not be kept from it by
+/// a home others may write (told by every other command, and by `doctor`); a home of
+/// another user is still refused.
+pub fn unlock_to_stop(home: Home, how: &UnlockArgs) -> anyhow::Result<Unlocked> {
     unlock_as(home, how, Schema::BringUpToDate)
 }
 
@@ -1107,6 +1115,7 @@ pub fn unlock(home: Home, how: &UnlockArgs) -> anyhow::Result<Unlocked> {
 /// refuses (so the command that names where it was cut could not run) and which would
 /// change a backup copy being checked.
 pub fn unlock_to_read_log(home: Home, how: &UnlockArgs) -> anyhow::Result<Unlocked> {
+    check_home(&home.dir)?;
     unlock_as(home, how, Schema::AsItIs)
 }
 
@@ -1299,6 +1308,32 @@ pub(crate) fn check_home_owner(dir: &Path) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Refuses a home directory of another user ([`check_home_owner`]), or one that group or
+/// others may write (found by review: only `doctor` said so): whoever may write in it may
+/// remove or replace the database, its journal or the lock, or leave a stop file. `init`
+/// makes a home it finds so private instead, and `keygate panic` goes on.
+#[cfg(target_os = "linux")]
+pub(crate) fn check_home(dir: &Path) -> anyhow::Result<()> {
+    check_home_owner(dir)?;
+    let Ok(meta) = fs::metadata(dir) else {
+        return Ok(());
+    };
+    let mode = std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777;
+    if mode & 0o022 != 0 {
+        bail!(
+            "the home directory {} may be written by group or others (mode {mode:o}), who \
+             could remove or replace what keygate keeps in it: chmod 700 {0}",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn check_home(dir: &Path) -> anyhow::Result<()> {
+    check_home_owner(dir)
 }
 
 #[cfg(not(target_os = "linux"))]

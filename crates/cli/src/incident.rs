@@ -8,7 +8,7 @@ use keygate_core::{ClientStatus, Name};
 use keygate_gateway::registry::stop_file_of;
 use serde_json::json;
 
-use crate::home::{admin_event, check_home_owner, unlock, Home, UnlockArgs, Unlocked};
+use crate::home::{admin_event, check_home_owner, unlock_to_stop, Home, UnlockArgs, Unlocked};
 use crate::output::{self, print_json};
 
 /// `keygate panic`
@@ -45,7 +45,7 @@ pub fn run(home: Home, how: &UnlockArgs, args: &PanicArgs) -> anyhow::Result<()>
     }
     let left_before = vault_here && stop.exists();
     let stop_made = vault_here.then(|| leave_stop_file(&stop));
-    let (frozen, refused_already) = match unlock(home, how).and_then(freeze_all) {
+    let (frozen, refused_already) = match unlock_to_stop(home, how).and_then(freeze_all) {
         Ok(done) => done,
         Err(e) => {
             return Err(match stop_made {

@@ -361,6 +361,7 @@ pub fn run(unlocked: Unlocked, args: &ServeArgs) -> anyhow::Result<()> {
     // `alerts test` say when the settings there are not these.
     let (alerts, alerts_digest) = alerts::serve_settings(&unlocked.home)?;
     let _alerts_recorded = alerts::record_serve_settings(&unlocked.home, &alerts_digest)?;
+    crate::doctor::warn_of_exposed_files(&unlocked);
     let Unlocked {
         store,
         master,

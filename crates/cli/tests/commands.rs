@@ -1067,6 +1067,22 @@ mod init {
         assert_eq!(mode(&kg.home()), 0o700);
         assert_eq!(mode(&kg.db()), 0o600);
         kg.ok(&["doctor"], "");
+
+        // Found by review: a home others may write was told by `doctor` alone, and every
+        // command ran in it. Refused, but for `keygate panic`, which must stop clients.
+        std::fs::set_permissions(kg.home(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let refused = kg.fails(&["account", "list"], "", 2);
+        assert!(
+            refused
+                .stderr
+                .contains("may be written by group or others (mode 777)")
+                && refused.stderr.contains("chmod 700"),
+            "{refused:#?}"
+        );
+        kg.fails(&["audit", "verify"], "", 2);
+        assert!(kg.ok(&["panic"], "").stdout.contains("no active client"));
+        std::fs::set_permissions(kg.home(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        kg.ok(&["account", "list"], "");
     }
 
     /// A regression test: `--trusted-proxy 0.0.0.0/0` let any peer name its own address in
@@ -1112,6 +1128,27 @@ mod init {
         let serve = crate::common::Serve::start_with(&kg, &["--trusted-proxy", "10.9.0.0/16"]);
         let log = std::fs::read_to_string(&serve.log).unwrap();
         assert!(!log.contains("takes a --trusted-proxy address"), "{log}");
+        assert!(!log.contains("the home directory's files"), "{log}");
+    }
+
+    /// Found by review: a configuration or database others may read (a chat webhook's URL
+    /// is a credential) was told by `doctor` alone; serve started without a word.
+    #[test]
+    fn serve_warns_of_files_others_may_read() {
+        use std::os::unix::fs::PermissionsExt;
+        let kg = Kg::with_key_file();
+        let config = kg.home().join("config.toml");
+        std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let serve = crate::common::Serve::start(&kg);
+        let log = std::fs::read_to_string(&serve.log).unwrap();
+        let warning = log
+            .lines()
+            .find(|l| l.contains("the home directory's files"))
+            .unwrap_or_else(|| panic!("{log}"));
+        assert!(
+            warning.contains("config.toml (mode 644)") && warning.contains("chmod go-rwx"),
+            "{warning}"
+        );
     }
 
     /// Found by review: `serve` on a port in use started reconciliation, said where

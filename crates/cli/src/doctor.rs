@@ -11,7 +11,7 @@ use keygate_vault::{KdfParams, VaultFormat};
 use serde::Serialize;
 
 use crate::audit_cmd::events_held;
-use crate::home::{now_ms, wal_path, Provider, Unlocked};
+use crate::home::{foreign_owner, now_ms, wal_path, Provider, Unlocked};
 use crate::output::{escape_controls, print_json, rfc3339};
 use crate::remote::Exchanges;
 
@@ -181,17 +181,6 @@ fn checkpoint_modes(files: &[std::path::PathBuf]) -> Option<Check> {
             ),
         )
     })
-}
-
-/// The owner of `path` when it is not this process's user (Linux only).
-#[cfg(target_os = "linux")]
-fn foreign_owner(path: &Path) -> Option<u32> {
-    crate::home::other_owner(&std::fs::metadata(path).ok()?)
-}
-
-#[cfg(not(target_os = "linux"))]
-fn foreign_owner(_path: &Path) -> Option<u32> {
-    None
 }
 
 #[cfg(unix)]

@@ -1129,6 +1129,7 @@ enum Schema {
 fn unlock_as(home: Home, how: &UnlockArgs, schema: Schema) -> anyhow::Result<Unlocked> {
     let db = home.db_path();
     check_home_owner(&home.dir)?;
+    check_database_owner(&db)?;
     let store = Store::open(&db).context("opening the database")?;
     let config = home.config()?;
     let provider = config.master_key.provider;
@@ -1287,6 +1288,33 @@ pub(crate) fn other_owner(meta: &fs::Metadata) -> Option<u32> {
     use std::os::unix::fs::MetadataExt;
     let uid = meta.uid();
     (uid != rustix::process::geteuid().as_raw()).then_some(uid)
+}
+
+/// The owner of `path` when it is not this process's user (Linux only).
+#[cfg(target_os = "linux")]
+pub(crate) fn foreign_owner(path: &Path) -> Option<u32> {
+    other_owner(&fs::metadata(path).ok()?)
+}
+
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn foreign_owner(_path: &Path) -> Option<u32> {
+    None
+}
+
+/// Refuses a database, or a journal of it, that another user owns (found by review: a
+/// vault put back with `sudo cp -a` failed every command, `doctor` too, with SQLite's
+/// "unable to open database file" three times over, and nothing said why).
+fn check_database_owner(db: &Path) -> anyhow::Result<()> {
+    for path in [db.to_owned(), wal_path(db, "-wal"), wal_path(db, "-shm")] {
+        if let Some(uid) = foreign_owner(&path) {
+            bail!(
+                "{} belongs to another user (uid {uid}): keygate opens only its own user's \
+                 files (a copy made with sudo is root's): chown it to this user",
+                path.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Refuses a home directory that another user owns: its owner could take the database's

@@ -6455,4 +6455,21 @@ fn a_home_another_user_owns_is_refused() {
         opened.stderr.contains("belongs to another user"),
         "{opened:?}"
     );
+    // Found by review: a database another user owns (a vault put back with `sudo cp
+    // -a`) failed every command with SQLite's "unable to open database file", `doctor`
+    // too. Its owner is named.
+    if is_root {
+        std::os::unix::fs::chown(kg.home(), Some(0), Some(0)).unwrap();
+        std::os::unix::fs::chown(kg.db(), Some(65534), Some(65534)).unwrap();
+        for args in [&["client", "list"][..], &["doctor"]] {
+            let opened = kg.fails(args, "", 2);
+            assert!(
+                opened
+                    .stderr
+                    .contains("keygate.db belongs to another user (uid 65534)")
+                    && opened.stderr.contains("chown it to this user"),
+                "{opened:?}"
+            );
+        }
+    }
 }

@@ -356,6 +356,9 @@ pub struct Live {
     /// Set while every client is refused as frozen for the stop file of `keygate panic`
     /// ([`Live::stop_all`]) rather than for a failed reload.
     stopped: AtomicBool,
+    /// Set from a failed reload until one succeeds, whatever stop came between: the
+    /// failures of one run are alerted once.
+    reload_failing: AtomicBool,
 }
 
 impl Live {
@@ -366,6 +369,7 @@ impl Live {
             failure: RwLock::default(),
             read_from_seal: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
+            reload_failing: AtomicBool::new(false),
         }
     }
 
@@ -382,13 +386,16 @@ impl Live {
         *self.registry.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(registry);
         *self.failure.write().unwrap_or_else(|p| p.into_inner()) = None;
         self.stopped.store(false, Ordering::Relaxed);
+        self.reload_failing.store(false, Ordering::Relaxed);
     }
 
-    /// Refuses every client, because a reload failed for `reason`.
-    pub fn refuse_all(&self, reason: String) {
+    /// Refuses every client, because a reload failed for `reason`. Whether it is the first
+    /// failure since the last reload that succeeded.
+    pub fn refuse_all(&self, reason: String) -> bool {
         *self.registry.write().unwrap_or_else(|p| p.into_inner()) = Arc::default();
         *self.failure.write().unwrap_or_else(|p| p.into_inner()) = Some(reason);
         self.stopped.store(false, Ordering::Relaxed);
+        !self.reload_failing.swap(true, Ordering::Relaxed)
     }
 
     /// Refuses every client as frozen, for `reason`: the stop file of `keygate panic` is
@@ -530,19 +537,29 @@ pub fn stop_file_of(database: &std::path::Path) -> std::path::PathBuf {
     database.with_file_name(STOP_FILE_NAME)
 }
 
-/// Why every client is refused while the stop file at `stop` is there, or `None` when it
-/// is not. One that cannot be looked at counts as there: it is the incident button.
-fn stopped_by(stop: &std::path::Path) -> Option<String> {
+/// What the stop file of `keygate panic` says.
+enum Stop {
+    /// It is not there.
+    Absent,
+    /// It is there: every client is refused as frozen, for the reason given.
+    Present(String),
+    /// It cannot be looked at: it is the incident button, so that counts as a failed
+    /// reload, every client refused and alerted at once, for the reason given.
+    Unreadable(String),
+}
+
+/// Whether the stop file at `stop` is there.
+fn stopped_by(stop: &std::path::Path) -> Stop {
     match std::fs::symlink_metadata(stop) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Ok(_) => Some(format!(
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Stop::Absent,
+        Ok(_) => Stop::Present(format!(
             "{} exists: the stop file of a `keygate panic` under way, or of one that could \
              not record its freeze in the database or was cut short; every client is \
              refused as frozen while the file is there (`keygate panic` records the freeze \
              and removes it)",
             stop.display()
         )),
-        Err(e) => Some(format!(
+        Err(e) => Stop::Unreadable(format!(
             "{} (the stop file of `keygate panic`) cannot be looked at ({e}); every client \
              is refused until it can",
             stop.display()
@@ -580,9 +597,16 @@ pub fn spawn_reloader(
     let opened = FileIdentity::of(store.path());
     let stop = stop_file_of(store.path());
     let mut stopped_since = None;
-    if let Some(reason) = stopped_by(&stop) {
-        stop_every_client(&live, alerter.as_ref(), &mut stopped_since, reason);
-        seen = None;
+    match stopped_by(&stop) {
+        Stop::Absent => {}
+        Stop::Present(reason) => {
+            stop_every_client(&live, alerter.as_ref(), &mut stopped_since, reason);
+            seen = None;
+        }
+        Stop::Unreadable(reason) => {
+            refuse_every_client(&live, alerter.as_ref(), reason);
+            seen = None;
+        }
     }
     let mut warned_unlocked = !keygate_vault::secrets_locked();
     std::thread::Builder::new()
@@ -592,12 +616,20 @@ pub fn spawn_reloader(
             let refuse_all = |reason: String| refuse_every_client(&live, alerter.as_ref(), reason);
             while Arc::strong_count(&live) > 1 {
                 std::thread::sleep(RELOAD_INTERVAL);
-                if let Some(reason) = stopped_by(&stop) {
-                    stop_every_client(&live, alerter.as_ref(), &mut stopped_since, reason);
-                    seen = None;
-                    continue;
+                match stopped_by(&stop) {
+                    Stop::Absent => stopped_since = None,
+                    Stop::Present(reason) => {
+                        stop_every_client(&live, alerter.as_ref(), &mut stopped_since, reason);
+                        seen = None;
+                        continue;
+                    }
+                    Stop::Unreadable(reason) => {
+                        stopped_since = None;
+                        refuse_all(reason);
+                        seen = None;
+                        continue;
+                    }
                 }
-                stopped_since = None;
                 // A database put in the place of the one opened (or moved away) holds the
                 // changes made from now on, which this gateway would never see, and the
                 // audit events it writes would go to a file no longer anyone's.
@@ -779,11 +811,10 @@ fn stop_every_client(
 /// as the change the reload could not read may have been a revoke. The first of a run of
 /// them is logged and, with an `alerter`, raises a critical alert.
 fn refuse_every_client(live: &Live, alerter: Option<&Alerter>, reason: String) {
-    let first = live.failure().is_none() || live.is_stopped();
+    let first = live.refuse_all(reason.clone());
     if first {
         tracing::error!(error = %reason, "reload failed; refusing every request until it succeeds");
     }
-    live.refuse_all(reason.clone());
     if let (true, Some(alerter)) = (first, alerter) {
         alerter.raise(Alert::outside_log(
             Severity::Critical,
@@ -1100,6 +1131,28 @@ mod tests {
         drop(live);
     }
 
+    /// A stop file that cannot be looked at is a failed reload, not a panic under way
+    /// (found by review: told as "the stop file is there", and alerted a minute late).
+    #[test]
+    fn a_stop_file_that_cannot_be_looked_at_is_a_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let not_a_dir = dir.path().join("file");
+        std::fs::write(&not_a_dir, "").unwrap();
+        assert!(matches!(
+            stopped_by(&dir.path().join("PANIC")),
+            Stop::Absent
+        ));
+        assert!(matches!(
+            stopped_by(&not_a_dir.join("PANIC")),
+            Stop::Unreadable(_)
+        ));
+        std::fs::write(dir.path().join("PANIC"), "").unwrap();
+        assert!(matches!(
+            stopped_by(&dir.path().join("PANIC")),
+            Stop::Present(_)
+        ));
+    }
+
     /// A stop file that stands for [`STOP_ALERT_AFTER`] is a panic that could not record
     /// its freeze: a critical alert, once.
     #[test]
@@ -1124,10 +1177,17 @@ mod tests {
             "{}",
             raised[0].summary
         );
-        // A reload that fails meanwhile is a failure of its own, alerted.
+        // A reload that fails after it is a failure of its own, alerted once for its run,
+        // however many stops come between (found by review: alerted again after each).
         refuse_every_client(&live, Some(&alerter), "cannot read".into());
         assert_eq!(alerts.try_iter().count(), 1);
         assert!(!live.is_stopped());
+        stop_every_client(&live, Some(&alerter), &mut None, "PANIC".into());
+        refuse_every_client(&live, Some(&alerter), "cannot read".into());
+        assert_eq!(alerts.try_iter().count(), 0);
+        live.replace(Registry::default());
+        refuse_every_client(&live, Some(&alerter), "cannot read".into());
+        assert_eq!(alerts.try_iter().count(), 1);
     }
 
     /// Something a load leaves out (a client whose record does not verify, clients
@@ -1202,12 +1262,11 @@ mod tests {
         );
         let stop = stop_file_of(vault.store.path());
         std::fs::File::create(&stop).unwrap();
-        let stopped = alerts.recv_timeout(Duration::from_secs(10)).unwrap();
-        assert!(
-            stopped.summary.contains("refuses every client"),
-            "{}",
-            stopped.summary
-        );
+        let started = Instant::now();
+        while !live.is_stopped() {
+            assert!(started.elapsed() < Duration::from_secs(10), "never stopped");
+            std::thread::sleep(Duration::from_millis(20));
+        }
         std::fs::remove_file(&stop).unwrap();
         wait_until_served(&live);
         std::thread::sleep(3 * RELOAD_INTERVAL);

@@ -1102,10 +1102,11 @@ pub fn unlock(home: Home, how: &UnlockArgs) -> anyhow::Result<Unlocked> {
     unlock_as(home, how, Schema::BringUpToDate)
 }
 
-/// [`unlock`] for `keygate panic`, which stops clients and must not be kept from it by
-/// a home others may write (told by every other command, and by `doctor`); a home of
-/// another user is still refused.
-pub fn unlock_to_stop(home: Home, how: &UnlockArgs) -> anyhow::Result<Unlocked> {
+/// [`unlock`] for a home others may write, which the other commands refuse: for
+/// `keygate panic`, which must stop clients whatever else is wrong, and `doctor`, which
+/// must say what is (found by review: refused, it reported nothing). A home of another
+/// user is still refused.
+pub fn unlock_even_if_open(home: Home, how: &UnlockArgs) -> anyhow::Result<Unlocked> {
     unlock_as(home, how, Schema::BringUpToDate)
 }
 
@@ -1341,7 +1342,8 @@ pub(crate) fn check_home_owner(dir: &Path) -> anyhow::Result<()> {
 /// Refuses a home directory of another user ([`check_home_owner`]), or one that group or
 /// others may write (found by review: only `doctor` said so): whoever may write in it may
 /// remove or replace the database, its journal or the lock, or leave a stop file. `init`
-/// makes a home it finds so private instead, and `keygate panic` goes on.
+/// makes a home it finds so private instead, and `keygate panic` and `doctor` go on
+/// ([`unlock_even_if_open`]).
 #[cfg(target_os = "linux")]
 pub(crate) fn check_home(dir: &Path) -> anyhow::Result<()> {
     check_home_owner(dir)?;

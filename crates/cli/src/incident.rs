@@ -8,7 +8,7 @@ use keygate_core::{ClientStatus, Name};
 use keygate_gateway::registry::stop_file_of;
 use serde_json::json;
 
-use crate::home::{admin_event, check_home_owner, unlock_to_stop, Home, UnlockArgs, Unlocked};
+use crate::home::{admin_event, unlock_even_if_open, Home, UnlockArgs, Unlocked};
 use crate::output::{self, print_json};
 
 /// `keygate panic`
@@ -35,17 +35,9 @@ pub fn run(home: Home, how: &UnlockArgs, args: &PanicArgs) -> anyhow::Result<()>
     // No vault here (a forgotten --home: found by review), so no gateway watches this
     // directory: a stop file would stop nothing while saying it does.
     let vault_here = database.exists();
-    if vault_here {
-        // Made as someone else in their home (root's reflex in an incident), the stop
-        // file could be made where a link they planted points (found by review).
-        check_home_owner(&home.dir).context(
-            "nothing was stopped: run `keygate panic` as the user who owns the home \
-             (`runuser -u USER -- keygate panic`), or stop `keygate serve` (SIGTERM)",
-        )?;
-    }
     let left_before = vault_here && stop.exists();
     let stop_made = vault_here.then(|| leave_stop_file(&stop));
-    let (frozen, refused_already) = match unlock_to_stop(home, how).and_then(freeze_all) {
+    let (frozen, refused_already) = match unlock_even_if_open(home, how).and_then(freeze_all) {
         Ok(done) => done,
         Err(e) => {
             return Err(match stop_made {
@@ -57,7 +49,9 @@ pub fn run(home: Home, how: &UnlockArgs, args: &PanicArgs) -> anyhow::Result<()>
                 Some(Ok(())) => e.context(format!(
                     "nothing is recorded, but {} now stops every client of a running \
                      `keygate serve` within a second; once the cause is fixed, run `keygate \
-                     panic` again: it records the freeze and removes that file",
+                     panic` again (as the user who owns the home: `runuser -u USER -- \
+                     keygate panic` when that is another): it records the freeze and \
+                     removes that file",
                     stop.display()
                 )),
                 Some(Err(stop_error)) => e.context(format!(
@@ -180,7 +174,10 @@ fn tell(frozen: &[Name], refused_already: usize, args: &PanicArgs) -> anyhow::Re
 
 /// Makes the empty stop file at `stop`, synced with its directory: an empty file needs an
 /// inode and a directory entry, no room for data, so it can be made on a full disk. A
-/// link or anything but a regular file standing there is not followed or waited on.
+/// link or anything but a regular file standing there is not followed or waited on
+/// (found by review: root's reflex `keygate panic` on a compromised user's home made a
+/// file where a link planted as the stop file pointed). Made by root in another user's
+/// home, it is given to that user, whose own panic then removes it.
 fn leave_stop_file(stop: &std::path::Path) -> std::io::Result<()> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(false);
@@ -195,6 +192,15 @@ fn leave_stop_file(stop: &std::path::Path) -> std::io::Result<()> {
     let file = options.open(stop)?;
     if !file.metadata()?.is_file() {
         return Err(std::io::Error::other("it is there, and not a regular file"));
+    }
+    #[cfg(unix)]
+    if let Some(dir) = stop.parent() {
+        use std::os::unix::fs::MetadataExt;
+        let home_owner = std::fs::metadata(dir)?.uid();
+        if file.metadata()?.uid() != home_owner {
+            // Only root may give a file away; anyone else's stop file stays theirs.
+            let _ = rustix::fs::fchown(&file, Some(rustix::fs::Uid::from_raw(home_owner)), None);
+        }
     }
     file.sync_all()?;
     if let Some(dir) = stop.parent() {

@@ -249,7 +249,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Incident(report::IncidentCmd::Report(args)) => {
             report::run(&home::unlock(home()?, &how)?, args)
         }
-        Command::Doctor(args) => doctor::run(&home::unlock(home()?, &how)?, args),
+        Command::Doctor(args) => doctor::run(&home::unlock_even_if_open(home()?, &how)?, args),
         Command::Alerts(alerts::AlertsCmd::List(args)) => {
             alerts::list(&home::unlock(home()?, &how)?, args)
         }

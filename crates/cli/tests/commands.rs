@@ -1080,6 +1080,12 @@ mod init {
             "{refused:#?}"
         );
         kg.fails(&["audit", "verify"], "", 2);
+        let doctor = kg.fails(&["doctor"], "", 1);
+        assert!(
+            doctor.stdout.contains("FAIL files: ") && doctor.stdout.contains("(mode 777)"),
+            "{}",
+            doctor.stdout
+        );
         assert!(kg.ok(&["panic"], "").stdout.contains("no active client"));
         std::fs::set_permissions(kg.home(), std::fs::Permissions::from_mode(0o700)).unwrap();
         kg.ok(&["account", "list"], "");
@@ -3929,15 +3935,22 @@ mod client {
             std::thread::sleep(Duration::from_millis(20));
         }
         assert_eq!(kg.status("bot2"), "frozen");
-        // Run as another user than the home's (only root can give one away to test):
-        // refused, with nothing made in it.
+        // Run by root in another user's home (only root can give one away to test): the
+        // freeze is refused, but the stop file is made, and given to the home's owner,
+        // whose own panic records the freeze and removes it.
         if rustix::process::geteuid().is_root() {
+            use std::os::unix::fs::MetadataExt;
             std::fs::remove_file(&stop).ok();
             std::os::unix::fs::chown(kg.home(), Some(65534), Some(65534)).unwrap();
             let out = kg.fails(&["panic"], "", 2);
+            let owner = std::fs::symlink_metadata(&stop).map(|m| m.uid());
             std::os::unix::fs::chown(kg.home(), Some(0), Some(0)).unwrap();
-            assert!(out.stderr.contains("runuser -u USER"), "{out:#?}");
-            assert!(!stop.exists());
+            assert!(
+                out.stderr.contains("now stops every client")
+                    && out.stderr.contains("runuser -u USER"),
+                "{out:#?}"
+            );
+            assert_eq!(owner.ok(), Some(65534));
         }
     }
 

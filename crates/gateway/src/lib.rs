@@ -968,7 +968,7 @@ async fn handle<A: Adapter>(
             return audit.deny(response, Rule::ExchangeBackOff, &msg);
         }
         let found = match found {
-            OrderSymbol::In(symbol) => Some(symbol),
+            OrderSymbol::In(symbol, headers) => Some((symbol, headers)),
             OrderSymbol::Unsaid => None,
             // As the request itself would be answered, which bots try again.
             OrderSymbol::Unreached => {
@@ -988,18 +988,39 @@ async fn handle<A: Adapter>(
             }
         };
         match found {
-            Some(found) if named.as_ref() == Some(&found) => {}
-            // Answered as an order the exchange does not have (found by review: the
-            // answer named the symbol, so a client without the read scope learned which
-            // symbol another bot's order is in, and that it exists). The symbol found is
-            // in the audit event only.
-            Some(found) => {
+            Some((found, _)) if named.as_ref() == Some(&found) => {}
+            Some((found, headers)) => {
                 let msg = format!(
                     "the order this request names is in symbol {found}, not the one it names, \
                      and client {} is limited to a symbol list",
                     client.name
                 );
-                return audit.deny(refuse(Refusal::NoSuchOrder), Rule::Symbol, &msg);
+                let market = audit.action.as_ref().and_then(|a| a.market);
+                let listed = market.map(|market| market.listed_symbol(&found));
+                let its_own = listed.is_some_and(|listed| {
+                    client
+                        .policy
+                        .symbols
+                        .as_ref()
+                        .is_some_and(|symbols| symbols.contains(&listed))
+                });
+                // In a symbol the client may trade: told so, as it may look there (found
+                // by review: answered as unknown, a bot took its live stop for gone).
+                if its_own {
+                    return audit.deny(
+                        refuse(Refusal::Denied(&format!("keygate: {msg}"))),
+                        Rule::Symbol,
+                        &msg,
+                    );
+                }
+                // Else answered as the exchange answers an order it does not have, with
+                // the lookup's headers as that answer has them (found by review: the
+                // answer named the symbol, so a client without the read scope learned
+                // that another bot's order exists and its symbol). The symbol is in the
+                // audit event only.
+                let mut response = refuse(Refusal::NoSuchOrder);
+                *response.headers_mut() = headers;
+                return audit.deny(response, Rule::Symbol, &msg);
             }
             None => {
                 let msg = format!(
@@ -1367,8 +1388,8 @@ fn refusal_response<A: Adapter>(adapter: &A, refusal: Refusal<'_>) -> Response {
 
 /// What the exchange said of the order a [`ClientRequest::symbol_lookup`] read names.
 enum OrderSymbol {
-    /// It is in this symbol.
-    In(String),
+    /// It is in this symbol; the headers of the exchange's answer (its weight).
+    In(String, HeaderMap),
     /// There is no such order: the exchange's answer, as it came.
     NoSuchOrder(upstream::Response),
     /// Nothing that can be read.
@@ -1428,9 +1449,10 @@ impl Gateway {
         if !answer.status.is_success() {
             return OrderSymbol::Unsaid;
         }
-        adapter
-            .parse_order_symbol(&answer.body)
-            .map_or(OrderSymbol::Unsaid, OrderSymbol::In)
+        match adapter.parse_order_symbol(&answer.body) {
+            Some(symbol) => OrderSymbol::In(symbol, answer.headers),
+            None => OrderSymbol::Unsaid,
+        }
     }
 
     /// Step 6: send once to `url`, note the request weight it reports as used in `pool`

@@ -1301,6 +1301,79 @@ async fn a_conditional_order_is_cancelled_only_in_a_symbol_the_client_may_trade(
     assert_eq!(deletes(&env), 1);
 }
 
+/// Found by review: the answer for another bot's conditional order, though -2011, lacked
+/// the exchange's weight headers that an id it does not have gets, so it still told that
+/// the order exists; and a client's own order in another symbol of its list was answered
+/// as unknown, which ccxt takes for gone (a live stop left on the book).
+#[tokio::test]
+async fn a_conditional_order_outside_the_list_looks_as_one_that_does_not_exist() {
+    // An ETHUSDT stop placed with the real key, as another bot of the account would.
+    let place_stop = |env: &Env| {
+        let params = "algoType=CONDITIONAL&symbol=ETHUSDT&side=SELL&type=STOP_MARKET\
+                      &quantity=1&triggerPrice=1000";
+        let request = http_as(
+            REAL_KEY,
+            "POST",
+            "/fapi/v1/algoOrder",
+            "",
+            &sign(params, REAL_SECRET),
+        );
+        let addr = env.exchange.addr;
+        async move {
+            let (status, body) = raw(addr, &request).await;
+            assert_eq!(status, 200, "{body}");
+            body["algoId"].to_string()
+        }
+    };
+    let cancel = |env: &Env, params: String| {
+        let request = http(
+            "DELETE",
+            "/binance/fapi/v1/algoOrder",
+            "",
+            &sign(&params, BOT_SECRET),
+        );
+        let gateway = env.gateway;
+        async move { exchange_raw(gateway, &request).await }
+    };
+    let listed = |symbols: &[&str]| Policy {
+        symbols: Some(symbols.iter().map(|s| (*s).to_owned()).collect()),
+        ..trading_policy()
+    };
+    let env = setup(listed(&["usdm:BTCUSDT"]), None, Duration::from_secs(10)).await;
+    let theirs = place_stop(&env).await;
+    let theirs = cancel(&env, format!("symbol=BTCUSDT&algoId={theirs}")).await;
+    let missing = cancel(&env, "symbol=BTCUSDT&algoId=999999".to_owned()).await;
+    assert_eq!((theirs.status, missing.status), (400, 400));
+    assert_eq!(theirs.body, missing.body);
+    let names = |answer: &Answer| -> Vec<String> {
+        let mut names: Vec<String> = answer
+            .headers
+            .iter()
+            .map(|(name, _)| name.clone())
+            .filter(|name| name != "date")
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(names(&theirs), names(&missing));
+    assert!(
+        !theirs.header("x-mbx-used-weight-1m").is_empty(),
+        "{:?}",
+        theirs.headers
+    );
+
+    let env = setup(
+        listed(&["usdm:BTCUSDT", "usdm:ETHUSDT"]),
+        None,
+        Duration::from_secs(10),
+    )
+    .await;
+    let own = place_stop(&env).await;
+    let own = cancel(&env, format!("symbol=BTCUSDT&algoId={own}")).await;
+    assert_eq!(own.status, 401, "{}", own.body);
+    assert!(own.body.contains("is in symbol ETHUSDT"), "{}", own.body);
+}
+
 /// Found by review: once only reads were held back before their decision, a conditional
 /// order's cancel by a client held to a symbol list sent its symbol lookup to the exchange
 /// during a pause, each attempt bringing a ban nearer for every client.

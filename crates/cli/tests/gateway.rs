@@ -1486,6 +1486,23 @@ fn serve_alerts_a_signed_webhook_and_alerts_list_recomputes_what_it_sent() {
     let (status, health) = get("/healthz");
     assert_eq!(status, 200, "{health}");
     assert!(health.contains("\"status\":\"ok\""), "{health}");
+    // The stop file of a panic under way is told as that, not as a failed reload (found
+    // by review), and raises no alert while it is young.
+    let stop = home.path().join("PANIC");
+    std::fs::File::create(&stop).unwrap();
+    let (status, health) =
+        eventually(|| Some(get("/healthz")).filter(|(status, _)| *status == 503))
+            .unwrap_or_else(|| get("/healthz"));
+    assert_eq!(status, 503, "{health}");
+    assert!(
+        health.contains("the stop file of `keygate panic` is there"),
+        "{health}"
+    );
+    std::fs::remove_file(&stop).unwrap();
+    let (status, health) =
+        eventually(|| Some(get("/healthz")).filter(|(status, _)| *status == 200))
+            .unwrap_or_else(|| get("/healthz"));
+    assert_eq!(status, 200, "{health}");
     // A read that reaches the exchange, whose answer reports the weight used.
     assert_eq!(
         signed_get(&serve.addr, "/api/v3/account", key, secret).0,

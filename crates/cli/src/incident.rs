@@ -173,38 +173,65 @@ fn tell(frozen: &[Name], refused_already: usize, args: &PanicArgs) -> anyhow::Re
 }
 
 /// Makes the empty stop file at `stop`, synced with its directory: an empty file needs an
-/// inode and a directory entry, no room for data, so it can be made on a full disk. A
-/// link or anything but a regular file standing there is not followed or waited on
-/// (found by review: root's reflex `keygate panic` on a compromised user's home made a
-/// file where a link planted as the stop file pointed). Made by root in another user's
-/// home, it is given to that user, whose own panic then removes it.
+/// inode and a directory entry, no room for data, so it can be made on a full disk. One
+/// already there is left as it is if it is a regular file, and refused if it is anything
+/// else: no link is followed, no FIFO waited on (found by review: root's reflex `keygate
+/// panic` on a compromised user's home made a file where a link planted as the stop file
+/// pointed). Made by root in another user's home, the file this call made, and no other,
+/// is given to that user, whose own panic then removes it (found by review: a file
+/// already there, a hard link to anyone's file, was given away).
+#[cfg(unix)]
 fn leave_stop_file(stop: &std::path::Path) -> std::io::Result<()> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(false);
-    #[cfg(unix)]
-    {
-        use rustix::fs::OFlags;
-        use std::os::unix::fs::OpenOptionsExt;
-        options
-            .mode(0o600)
-            .custom_flags((OFlags::NOFOLLOW | OFlags::NONBLOCK).bits() as i32);
-    }
-    let file = options.open(stop)?;
-    if !file.metadata()?.is_file() {
-        return Err(std::io::Error::other("it is there, and not a regular file"));
-    }
-    #[cfg(unix)]
-    if let Some(dir) = stop.parent() {
-        use std::os::unix::fs::MetadataExt;
-        let home_owner = std::fs::metadata(dir)?.uid();
-        if file.metadata()?.uid() != home_owner {
-            // Only root may give a file away; anyone else's stop file stays theirs.
-            let _ = rustix::fs::fchown(&file, Some(rustix::fs::Uid::from_raw(home_owner)), None);
+    use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+    let (Some(home), Some(name)) = (stop.parent(), stop.file_name()) else {
+        return Err(std::io::Error::other("it names no file in a directory"));
+    };
+    let dir = rustix::fs::open(
+        home,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let made = rustix::fs::openat(
+        &dir,
+        name,
+        OFlags::WRONLY
+            | OFlags::CREATE
+            | OFlags::EXCL
+            | OFlags::NOFOLLOW
+            | OFlags::NONBLOCK
+            | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    );
+    match made {
+        Ok(file) => {
+            let home_owner = rustix::fs::fstat(&dir)?.st_uid;
+            let made = rustix::fs::fstat(&file)?;
+            if made.st_uid != home_owner && made.st_nlink == 1 {
+                // Only root may give a file away: anyone else's stays theirs, as it may.
+                let _ =
+                    rustix::fs::fchown(&file, Some(rustix::fs::Uid::from_raw(home_owner)), None);
+            }
+            rustix::fs::fsync(&file)?;
         }
+        Err(rustix::io::Errno::EXIST) => {
+            let there = rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW)?;
+            if FileType::from_raw_mode(there.st_mode) != FileType::RegularFile {
+                return Err(std::io::Error::other("it is there, and not a regular file"));
+            }
+        }
+        Err(e) => return Err(e.into()),
     }
-    file.sync_all()?;
-    if let Some(dir) = stop.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
+    rustix::fs::fsync(&dir)?;
     Ok(())
+}
+
+/// Makes the empty stop file at `stop`.
+#[cfg(not(unix))]
+fn leave_stop_file(stop: &std::path::Path) -> std::io::Result<()> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(stop)?
+        .sync_all()
 }

@@ -3951,6 +3951,17 @@ mod client {
                 "{out:#?}"
             );
             assert_eq!(owner.ok(), Some(65534));
+            // A file already there, a hard link to someone else's, is left as it is
+            // (found by review: given to the home's owner).
+            std::fs::remove_file(&stop).unwrap();
+            let victim = kg.path("victim");
+            std::fs::write(&victim, "root's").unwrap();
+            std::fs::hard_link(&victim, &stop).unwrap();
+            std::os::unix::fs::chown(kg.home(), Some(65534), Some(65534)).unwrap();
+            let out = kg.fails(&["panic"], "", 2);
+            std::os::unix::fs::chown(kg.home(), Some(0), Some(0)).unwrap();
+            assert!(out.stderr.contains("now stops every client"), "{out:#?}");
+            assert_eq!(std::fs::metadata(&victim).unwrap().uid(), 0);
         }
     }
 

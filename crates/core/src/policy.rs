@@ -137,6 +137,14 @@ pub struct Policy {
 pub const DEFAULT_NOTIONAL_ASSET: &str = "USDT";
 
 impl Policy {
+    /// Whether the symbol list names `listed` (as a list names it: `usdm:BTCUSDT`);
+    /// `false` without a list.
+    pub fn lists_symbol(&self, listed: &str) -> bool {
+        self.symbols
+            .as_ref()
+            .is_some_and(|symbols| symbols.contains(listed))
+    }
+
     /// The asset the notional limits count in, when a limit applies: the policy's own,
     /// or [`DEFAULT_NOTIONAL_ASSET`] for a policy made before keygate asked for one
     /// (whose limits would otherwise compare numbers in whatever asset each symbol is

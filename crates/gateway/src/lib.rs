@@ -996,13 +996,8 @@ async fn handle<A: Adapter>(
                     client.name
                 );
                 let market = audit.action.as_ref().and_then(|a| a.market);
-                let listed = market.map(|market| market.listed_symbol(&found));
-                let its_own = listed.is_some_and(|listed| {
-                    client
-                        .policy
-                        .symbols
-                        .as_ref()
-                        .is_some_and(|symbols| symbols.contains(&listed))
+                let its_own = market.is_some_and(|market| {
+                    client.policy.lists_symbol(&market.listed_symbol(&found))
                 });
                 // In a symbol the client may trade: told so, as it may look there (found
                 // by review: answered as unknown, a bot took its live stop for gone).

@@ -1209,6 +1209,25 @@ struct Attack {
 const DUPLICATE: (u16, i64, &str) = (400, -1101, "Duplicate values for a parameter detected.");
 const NOT_CANONICAL: (u16, i64, &str) = (400, -1100, "keygate: path is not canonical");
 
+/// Places a USD-M stop in `symbol` at the exchange with the real key, as another bot of
+/// the account would; its `algoId`.
+async fn place_stop(env: &Env, symbol: &str, trigger: u32) -> String {
+    let params = format!(
+        "algoType=CONDITIONAL&symbol={symbol}&side=SELL&type=STOP_MARKET&quantity=1\
+         &triggerPrice={trigger}"
+    );
+    let request = http_as(
+        REAL_KEY,
+        "POST",
+        "/fapi/v1/algoOrder",
+        "",
+        &sign(&params, REAL_SECRET),
+    );
+    let (status, body) = raw(env.exchange.addr, &request).await;
+    assert_eq!(status, 200, "{body}");
+    body["algoId"].to_string()
+}
+
 /// A regression test (from a review): Binance cancels a conditional order by its
 /// account-wide id (`algoId`, `clientAlgoId`) whatever symbol the request names, so a
 /// client held to `usdm:BTCUSDT` could cancel another bot's ETHUSDT stop by naming
@@ -1220,29 +1239,10 @@ async fn a_conditional_order_is_cancelled_only_in_a_symbol_the_client_may_trade(
         ..trading_policy()
     };
     let env = setup(policy, None, Duration::from_secs(10)).await;
-    // Stops placed at the exchange with the real key, as another bot of the account would.
-    let stop = |symbol: &str, trigger: &str| {
-        format!(
-            "algoType=CONDITIONAL&symbol={symbol}&side=SELL&type=STOP_MARKET&quantity=1\
-             &triggerPrice={trigger}"
-        )
-    };
-    let mut placed = Vec::new();
-    for params in [stop("ETHUSDT", "1000"), stop("BTCUSDT", "40000")] {
-        let (status, body) = raw(
-            env.exchange.addr,
-            &http_as(
-                REAL_KEY,
-                "POST",
-                "/fapi/v1/algoOrder",
-                "",
-                &sign(&params, REAL_SECRET),
-            ),
-        )
-        .await;
-        assert_eq!(status, 200, "{body}");
-        placed.push(body["algoId"].to_string());
-    }
+    let placed = [
+        place_stop(&env, "ETHUSDT", 1000).await,
+        place_stop(&env, "BTCUSDT", 40000).await,
+    ];
     let cancel = |params: String| async move {
         raw(
             env.gateway,
@@ -1307,24 +1307,6 @@ async fn a_conditional_order_is_cancelled_only_in_a_symbol_the_client_may_trade(
 /// as unknown, which ccxt takes for gone (a live stop left on the book).
 #[tokio::test]
 async fn a_conditional_order_outside_the_list_looks_as_one_that_does_not_exist() {
-    // An ETHUSDT stop placed with the real key, as another bot of the account would.
-    let place_stop = |env: &Env| {
-        let params = "algoType=CONDITIONAL&symbol=ETHUSDT&side=SELL&type=STOP_MARKET\
-                      &quantity=1&triggerPrice=1000";
-        let request = http_as(
-            REAL_KEY,
-            "POST",
-            "/fapi/v1/algoOrder",
-            "",
-            &sign(params, REAL_SECRET),
-        );
-        let addr = env.exchange.addr;
-        async move {
-            let (status, body) = raw(addr, &request).await;
-            assert_eq!(status, 200, "{body}");
-            body["algoId"].to_string()
-        }
-    };
     let cancel = |env: &Env, params: String| {
         let request = http(
             "DELETE",
@@ -1340,7 +1322,7 @@ async fn a_conditional_order_outside_the_list_looks_as_one_that_does_not_exist()
         ..trading_policy()
     };
     let env = setup(listed(&["usdm:BTCUSDT"]), None, Duration::from_secs(10)).await;
-    let theirs = place_stop(&env).await;
+    let theirs = place_stop(&env, "ETHUSDT", 1000).await;
     let theirs = cancel(&env, format!("symbol=BTCUSDT&algoId={theirs}")).await;
     let missing = cancel(&env, "symbol=BTCUSDT&algoId=999999".to_owned()).await;
     assert_eq!((theirs.status, missing.status), (400, 400));
@@ -1368,7 +1350,7 @@ async fn a_conditional_order_outside_the_list_looks_as_one_that_does_not_exist()
         Duration::from_secs(10),
     )
     .await;
-    let own = place_stop(&env).await;
+    let own = place_stop(&env, "ETHUSDT", 1000).await;
     let own = cancel(&env, format!("symbol=BTCUSDT&algoId={own}")).await;
     assert_eq!(own.status, 401, "{}", own.body);
     assert!(own.body.contains("is in symbol ETHUSDT"), "{}", own.body);

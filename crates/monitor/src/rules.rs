@@ -391,20 +391,7 @@ impl Rules {
             // policy: it takes no denial's turn. One told as being sent and then stopped
             // is told as stopped, whatever came before: else the word it was sent stands.
             let held_back = request.rule == Some(Rule::ExchangeBackOff);
-            // Quiet apart from the client's own decided denials: one whose signature did
-            // not verify, per key it presented and rule (not per address, or a stranger
-            // with many addresses would page without end); one refused before the replay
-            // check, which may be a captured copy of the client's (found by review: a
-            // stale copy resent every quiet period silenced the client's own).
-            let quiet_key = match (&request.client, &request.key_of) {
-                (None, Some(name)) => {
-                    format!("key of {name} {}", request.rule.map_or("?", Rule::as_str))
-                }
-                (Some(_), _) if request.rule.is_some_and(may_be_a_copy) => {
-                    format!("{who} before its replay check")
-                }
-                _ => who.clone(),
-            };
+            let (quiet_key, _) = quiet_group(request, &who);
             if request.allowed || held_back || stopped || self.is_due(alert.1, &quiet_key, ts_ms) {
                 alerts.push(alert);
             }
@@ -688,6 +675,29 @@ pub(crate) fn is_raised_again_by_its_event(rule: AlertRule) -> bool {
     }
 }
 
+/// The denials of a withdrawal or transfer that share a quiet period with `request`'s,
+/// sent by `who`: the key the period is kept under, and the words that say which denials
+/// it covers. Apart from the client's own decided denials: one whose signature did not
+/// verify, per key it presented and rule (not per address, or a stranger with many
+/// addresses would page without end); one refused before the replay check, which may be a
+/// captured copy of the client's (found by review: a stale copy resent every quiet period
+/// silenced the client's own).
+fn quiet_group(request: &RequestEvent, who: &str) -> (String, String) {
+    match (&request.client, &request.key_of, request.rule) {
+        (None, Some(name), rule) => (
+            format!("key of {name} {}", rule.map_or("?", Rule::as_str)),
+            rule.map_or_else(String::new, |rule| format!(" by rule {}", rule.as_str())),
+        ),
+        (Some(_), _, Some(rule)) if may_be_a_copy(rule) => (
+            format!("{who} before its replay check"),
+            " by rules a copy of its request may meet (authentication, replay, \
+             replay_cache_full, its standing)"
+                .to_owned(),
+        ),
+        _ => (who.to_owned(), " under its policy".to_owned()),
+    }
+}
+
 /// Whether a request denied by `rule` may be a copy of a client's request rather than
 /// the client's own: refused before the replay cache vouched that its signature was used
 /// for the first time (a stale or replayed capture, one sent from elsewhere inside its
@@ -775,16 +785,7 @@ fn funds_movement(request: &RequestEvent, stopped: bool) -> Option<(Severity, Al
                 request.rule.map_or("?", Rule::as_str),
                 // The denials its quiet period covers (found by review: the text said
                 // every denial, which is no longer so).
-                match (&request.client, request.rule) {
-                    (Some(_), Some(rule)) if may_be_a_copy(rule) => {
-                        " by rules a copy of its request may meet (authentication, replay, \
-                         replay_cache_full, its standing)"
-                            .to_owned()
-                    }
-                    (Some(_), _) => " under its policy".to_owned(),
-                    (None, Some(rule)) => format!(" by rule {}", rule.as_str()),
-                    (None, None) => String::new(),
-                }
+                quiet_group(request, &who).1
             ),
         )
     })

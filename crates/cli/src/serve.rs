@@ -63,12 +63,16 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = 256,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections_per_source: u32,
-    /// Pause public market data (which needs no key) while the exchange reports this much
-    /// request weight or more used this minute, keeping the rest for signed requests:
-    /// prices for clients' orders go on to half as much again (up to 2000), signed reads
-    /// halfway to that (1500 by default); orders, cancels, withdrawals and transfers do not
-    /// pause for it (a client's own requests stop at its share of the exchange's limit,
-    /// less this cap and a tenth kept for the others). Raise it for bots that read much through keygate (from 2000, reads, prices
+    /// Pause public market data (which needs no key) once public data, signed reads and
+    /// the lookups that price orders have spent this much request weight this minute (by
+    /// keygate's estimates of them, or the exchange's count where lower), keeping the
+    /// rest for signed requests: prices for clients' orders go on to half as much again
+    /// (up to 2000), signed reads halfway to that (1500 by default); orders, cancels,
+    /// withdrawals and transfers do not pause for it (a client's own requests stop at its
+    /// share of the exchange's limit, less this cap and a tenth kept for the others).
+    /// Whoever spent it, the three also pause near the exchange's limit by its count,
+    /// keeping the last tenth for orders and cancels (spot: from 4800, 5100 and 5400 of
+    /// 6000). Raise it for bots that read much through keygate (from 2000, reads, prices
     /// and public data share this one cap). The three are lowered together where pricing
     /// would pass 2700 of spot's weight, 1500 of USD-M's (there 1000, 1250 and 1500 by
     /// default) or 5500 of /sapi's: the rest is left for orders and reconciliation.

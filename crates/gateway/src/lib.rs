@@ -98,7 +98,7 @@ use crate::answers::{AnswerBudget, Caller};
 use crate::registry::{ClientEntry, Live, Registry, Verifier};
 use crate::replay::ReplayCache;
 use crate::upstream::{Budget, Failure, Sent, Unpriced, Upstream};
-use crate::weight::{Charge, OverCap, Payer, Pool, Reservation, WeightGauge};
+use crate::weight::{Cap, Charge, OverCap, Payer, Pool, Reservation, WeightGauge};
 
 /// Largest request body accepted, in bytes. Binance's own requests are far smaller.
 pub const MAX_REQUEST_BODY_BYTES: usize = 64 * 1024;
@@ -123,11 +123,14 @@ pub struct ClientLimits {
     /// hosts (each worker keeps its share); when more free up, the one idle longest is
     /// closed. Each is an open file, as a bot's connection is.
     pub max_idle_exchange_connections: usize,
-    /// Public market data, which needs no key, is refused while the exchange host reports
-    /// this much request weight or more used in the current minute, so that it cannot
-    /// spend the weight signed requests need. The ticker calls that price clients' orders
-    /// go on to half as much again (up to 2000), and signed reads halfway to that: no
-    /// client's reads can keep others' orders from being priced. Orders, cancels,
+    /// Public market data, which needs no key, is refused once the calls held back for
+    /// their weight (public data, signed reads and test orders, the lookups that price
+    /// orders) have spent this much request weight in the current minute, so that it
+    /// cannot spend the weight signed requests need. The ticker calls that price clients'
+    /// orders go on to half as much again (up to 2000), and signed reads halfway to that:
+    /// no client's reads can keep others' orders from being priced. Near the exchange's
+    /// limit by its own count, whoever spent it, all three stop too ([`weight::Cap`]).
+    /// Orders, cancels,
     /// withdrawals and transfers are not refused for the weight others used, only once
     /// their own client's requests pass its share of the pool in a minute (the exchange's
     /// limit less this cap and a tenth; test orders are weighed as reads).
@@ -524,7 +527,7 @@ async fn handle<A: Adapter>(
             upstream: base,
             name: adapter.weight_pool(native),
         };
-        let cap = public_cap_in(gw, adapter, pool);
+        let cap = cap_for(gw, adapter, pool, HeldBack::PublicData);
         if let Some((response, msg)) = held_back(adapter, &gw.weight, pool) {
             return audit.deny(response, Rule::ExchangeBackOff, &msg);
         }
@@ -532,7 +535,7 @@ async fn handle<A: Adapter>(
         let reservation = match gw.weight.reserve(pool, cap, weight, now_ms()) {
             Ok(reservation) => reservation,
             Err(over) => {
-                let msg = weight_paused("public market data is", over, cap, "signed requests");
+                let msg = weight_paused("public market data is", over, "signed requests");
                 return audit.deny(refuse(Refusal::TooMany(&msg)), Rule::WeightReserved, &msg);
             }
         };
@@ -804,14 +807,13 @@ async fn handle<A: Adapter>(
         adapter.order_weight(method.as_str(), native)
     };
     if weighed_as_read {
-        let cap = signed_read_weight_cap(public_cap_in(gw, adapter, pool));
+        let cap = cap_for(gw, adapter, pool, HeldBack::SignedReads);
         match gw.weight.reserve(pool, cap, request_weight, now_ms()) {
             Ok(reservation) => audit.weight = Held(Some(reservation)),
             Err(over) => {
                 let msg = weight_paused(
                     "signed reads and test orders are",
                     over,
-                    cap,
                     "orders and cancels",
                 );
                 audit.action = Some(action);
@@ -845,7 +847,7 @@ async fn handle<A: Adapter>(
         ..
     }) = &decision
     {
-        let cap = pricing_weight_cap(public_cap_in(gw, adapter, pool));
+        let cap = cap_for(gw, adapter, pool, HeldBack::Pricing);
         // Charged to the client, within a share of its own: one client's orders, each
         // denied once priced, must not spend the weight that prices everyone's (found
         // by review).
@@ -880,7 +882,6 @@ async fn handle<A: Adapter>(
                     weight::Refused::Cap(over) => weight_paused(
                         "pricing orders from the exchange's ticker is",
                         over,
-                        cap,
                         "orders that need no price, and cancels",
                     ),
                     weight::Refused::Share(over) => over_share(payer, over, pool),
@@ -1300,16 +1301,68 @@ pub fn signed_read_weight_cap(public_cap: u64) -> u64 {
     public_cap + pricing.saturating_sub(public_cap) / 2
 }
 
-/// Why `what` (a public call or a signed read; "… is" or "… are") is refused at the
-/// weight `cap`, below which the weight is kept for `kept_for`.
-fn weight_paused(what: &str, over: OverCap, cap: u64, kept_for: &str) -> String {
-    format!(
-        "keygate: {what} paused: the exchange reports {} request weight used this minute, \
-         and calls without an answer yet (or without a report of their weight) count {} \
-         more, at or past keygate's cap of {cap} for them (the rest is kept for \
-         {kept_for})",
-        over.reported, over.reserved
-    )
+/// The calls keygate holds back for the weight they would spend, by the cap they stop
+/// at, lowest first: callers without a key cannot keep clients' reads from going, nor
+/// any client's reads other clients' orders from being priced.
+#[derive(Clone, Copy)]
+enum HeldBack {
+    PublicData,
+    SignedReads,
+    Pricing,
+}
+
+/// Where `calls` stop in `pool`: at their cap ([`public_cap_in`],
+/// [`signed_read_weight_cap`], [`pricing_weight_cap`]) of the weight held-back calls
+/// spend, and, by the exchange's count of the pool's weight whoever spent it, at its
+/// limit less the tenth kept for the clients' orders and cancels, and less again as
+/// much as their cap is below pricing's, so that they keep their order there too (spot:
+/// public data from 4800 of 6000, reads from 5100, pricing from 5400). No cap on the
+/// pool's count when the gateway may spend the weight kept for reconciliation
+/// ([`ClientLimits::spend_weight_kept_for_reconciliation`]).
+fn cap_for<A: Adapter>(gw: &Gateway, adapter: &A, pool: Pool<'_>, calls: HeldBack) -> Cap {
+    let public = public_cap_in(gw, adapter, pool);
+    let pricing = pricing_weight_cap(public);
+    let held_back = match calls {
+        HeldBack::PublicData => public,
+        HeldBack::SignedReads => signed_read_weight_cap(public),
+        HeldBack::Pricing => pricing,
+    };
+    if gw.limits.spend_weight_kept_for_reconciliation {
+        return Cap {
+            held_back,
+            pool: u64::MAX,
+        };
+    }
+    let limit = adapter.weight_limit(pool.name);
+    Cap {
+        held_back,
+        pool: limit
+            .saturating_sub(limit / CLIENTS_KEPT_SHARE)
+            .saturating_sub(pricing.saturating_sub(held_back)),
+    }
+}
+
+/// Why `what` (a public call or a signed read; "… is" or "… are") is refused for the
+/// weight it would spend: the rest is kept for `kept_for`.
+fn weight_paused(what: &str, over: OverCap, kept_for: &str) -> String {
+    match over {
+        OverCap::HeldBack { spent, cap } => format!(
+            "keygate: {what} paused: public market data, signed reads and the lookups that \
+             price orders are counted at {spent} request weight this minute (keygate's \
+             estimates of them, or the exchange's count where lower), at or past keygate's \
+             cap of {cap} for them (the rest is kept for {kept_for})"
+        ),
+        OverCap::Pool {
+            reported,
+            reserved,
+            cap,
+        } => format!(
+            "keygate: {what} paused: the exchange reports {reported} request weight used \
+             this minute, and calls without an answer yet (or without a report of their \
+             weight) count {reserved} more, at or past {cap}, past which the rest of the \
+             exchange's limit is kept for {kept_for}"
+        ),
+    }
 }
 
 /// While the exchange asks `pool`'s address to back off ([`WeightGauge::paused`]), the
@@ -1415,7 +1468,7 @@ impl Gateway {
         // refused for the weight others used; but its weight is reserved like a read's,
         // for the caps of the calls that are held back to count it.
         let estimate = adapter.signed_read_weight(path, &query);
-        let reservation = self.weight.reserve(pool, u64::MAX, estimate, now_ms()).ok();
+        let reservation = Some(self.weight.hold(pool, estimate));
         let timestamp = self
             .upstream
             .exchange_time_ms(adapter, base, path, &self.weight)

@@ -19,7 +19,7 @@ use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 use zeroize::Zeroizing;
 
-use crate::weight::{Payer, Pool, Refused, WeightGauge};
+use crate::weight::{Cap, Payer, Pool, Refused, WeightGauge};
 use crate::wire::{self, WriteFailure};
 
 /// How long a call to the exchange may take before its outcome is unknown.
@@ -228,12 +228,12 @@ impl From<Refused> for Unpriced {
     }
 }
 
-/// What the lookups that price an order may spend: up to the pool's `cap` for pricing,
-/// charged to the client whose order it is, within its share ([`Payer`]).
+/// What the lookups that price an order may spend: up to pricing's `cap`, charged to the
+/// client whose order it is, within its share ([`Payer`]).
 #[derive(Clone, Copy, Debug)]
 pub struct Budget<'a> {
-    /// The weight of the pool, used and reserved, at which lookups stop.
-    pub cap: u64,
+    /// Where lookups stop.
+    pub cap: Cap,
     /// Who the lookups are charged to.
     pub payer: Payer<'a>,
 }
@@ -1351,7 +1351,10 @@ mod tests {
         let weight = WeightGauge::default();
         let binance = keygate_exchanges::Binance;
         let budget = Budget {
-            cap: 100,
+            cap: Cap {
+                held_back: 100,
+                pool: 200,
+            },
             payer: Payer {
                 client: "bot1",
                 share: u64::MAX,
@@ -1364,12 +1367,12 @@ mod tests {
             assert_eq!(price("ZZZZ1USDT").await, Ok(None));
         }
         assert_eq!(requests.load(Ordering::SeqCst), 1);
-        // At the public weight cap, no lookup is made.
+        // With the pool's weight at its cap by the exchange's count, no lookup is made.
         let spot = Pool {
             upstream: base,
             name: "/api",
         };
-        weight.record(spot, 100, crate::now_ms());
+        weight.record(spot, 200, crate::now_ms());
         assert!(price("ZZZZ2USDT").await.is_err());
         assert_eq!(requests.load(Ordering::SeqCst), 1);
     }

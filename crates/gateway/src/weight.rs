@@ -10,14 +10,22 @@
 //! `/api`, even when one upstream URL (a simulator) serves both. Past the limit it
 //! refuses everything from the address, signed requests included, and bans it for a
 //! while if it goes on. keygate forwards public calls from anything that reaches its
-//! listener, so it stops forwarding them while the host reports a cap or more used in
-//! the current minute. A client's rate bounds how many requests it sends, not what they
-//! weigh, and a client may have none: one with only the read scope could send reads of
-//! every symbol's open orders (weight 80 each on spot) until the address's weight is
-//! gone. So signed reads stop at a cap of their own, higher than public data's; the
-//! ticker calls that price orders stop higher still; orders, cancels, withdrawals and
-//! transfers are not held back for the weight others used (the rest of the limit is
-//! theirs). A test order, which places nothing, is weighed as a signed read.
+//! listener, so it stops forwarding them once they have spent a cap in the current
+//! minute. A client's rate bounds how many requests it sends, not what they weigh, and a
+//! client may have none: one with only the read scope could send reads of every
+//! symbol's open orders (weight 80 each on spot) until the address's weight is gone. So
+//! signed reads stop at a cap of their own, higher than public data's; the ticker calls
+//! that price orders stop higher still; orders, cancels, withdrawals and transfers are
+//! not held back for the weight others used (the rest of the limit is theirs). A test
+//! order, which places nothing, is weighed as a signed read.
+//!
+//! These held-back calls are counted apart from everything else ([`Cap`]): by keygate's
+//! own estimates of them, or by the exchange's count of the whole pool where that is
+//! lower (the estimates are upper bounds). Counted by the exchange's report alone, one
+//! client's orders and cancels, which are not held back, would pause every client's
+//! signed reads and the pricing of everyone's orders (found by review). The exchange's
+//! count, whoever spent it (orders, or other programs on the address), holds them back
+//! only near the exchange's limit, where the rest is kept for orders and cancels.
 //!
 //! Clients of one address share its limit, so one client must not spend it all: a
 //! hostile bot's test orders or cancels could otherwise take the address to the
@@ -28,9 +36,9 @@
 //! spend and what is kept for the other clients).
 //!
 //! A report comes only with an answer, so a burst of calls sent at once would all pass a
-//! cap checked against reports alone. Each public call and signed read therefore
-//! reserves an upper estimate of its weight until its answer (and the weight that answer
-//! reports) is in, and the cap counts what is reported and what is reserved. A call that
+//! cap checked against reports alone. Each held-back call therefore reserves an upper
+//! estimate of its weight until its answer (and the weight that answer reports) is in,
+//! and the pool's count is what is reported and what is reserved. A call that
 //! ends without a report (the exchange did not answer or said nothing of its weight) may
 //! still have cost what it was estimated at: that estimate counts as spent until the
 //! minute turns. One refused before it was sent [releases](Reservation::release) it.
@@ -89,7 +97,13 @@ type ByPool<T> = HashMap<String, HashMap<&'static str, T>>;
 #[derive(Default)]
 struct State {
     reported: ByPool<Report>,
+    /// Held by calls in flight: held-back calls and [holds](WeightGauge::hold).
     reserved: ByPool<u64>,
+    /// Held by held-back calls in flight (of `reserved`).
+    held_back_in_flight: ByPool<u64>,
+    /// Estimates of held-back calls sent and ended this minute, with a report or
+    /// without.
+    held_back_sent: ByPool<Report>,
     /// Estimates of calls that ended without a report, this minute.
     unreported: ByPool<Report>,
     /// The pauses the exchange asked for, by base URL.
@@ -190,16 +204,47 @@ fn get<'m, T>(map: &'m ByPool<T>, upstream: &str, pool: &str) -> Option<&'m T> {
     map.get(upstream).and_then(|pools| pools.get(pool))
 }
 
-/// Weight a public call or a signed read holds until it is dropped.
-/// [`Reservation::settle`] it once its answer's report is recorded, or
-/// [`Reservation::release`] it if it was never sent; dropped otherwise, its estimate
-/// counts as spent.
+/// Takes `weight` from the entry of `upstream` and `pool` in `map`, removing what falls
+/// to nothing, so that the map holds what is in flight only.
+fn take_back(map: &mut ByPool<u64>, upstream: &str, pool: &'static str, weight: u64) {
+    if let Some(pools) = map.get_mut(upstream) {
+        if let Some(held) = pools.get_mut(pool) {
+            *held = held.saturating_sub(weight);
+            if *held == 0 {
+                pools.remove(pool);
+            }
+        }
+        if pools.is_empty() {
+            map.remove(upstream);
+        }
+    }
+}
+
+/// Adds `weight` to this minute's entry of `upstream` and `pool` in `map` (one of an
+/// earlier minute starts again from nothing).
+fn add_this_minute(map: &mut ByPool<Report>, upstream: &str, pool: &'static str, weight: u64) {
+    let minute = crate::now_ms() / 60_000;
+    let spent = entry(map, upstream, pool);
+    if spent.minute != minute {
+        *spent = Report { minute, used: 0 };
+    }
+    spent.used = spent.used.saturating_add(weight);
+}
+
+/// Weight a call holds until it is dropped: a held-back call (public data, a signed read,
+/// a lookup that prices an order; [`WeightGauge::reserve`]) or a
+/// [hold](WeightGauge::hold). [`Reservation::settle`] it once its answer's report is
+/// recorded, or [`Reservation::release`] it if it was never sent; dropped otherwise,
+/// its estimate counts as spent.
 pub struct Reservation<'g> {
     gauge: &'g WeightGauge,
     upstream: String,
     pool: &'static str,
     weight: u64,
+    /// Whether it is a held-back call's, counted against the caps for them.
+    held_back: bool,
     settled: bool,
+    sent: bool,
 }
 
 impl Reservation<'_> {
@@ -212,43 +257,62 @@ impl Reservation<'_> {
     /// The call was refused before it was sent: it spent nothing.
     pub fn release(mut self) {
         self.settled = true;
+        self.sent = false;
     }
 }
 
 impl Drop for Reservation<'_> {
     fn drop(&mut self) {
         let mut state = self.gauge.lock();
-        if let Some(pools) = state.reserved.get_mut(&self.upstream) {
-            if let Some(reserved) = pools.get_mut(self.pool) {
-                *reserved = reserved.saturating_sub(self.weight);
-                if *reserved == 0 {
-                    pools.remove(self.pool);
-                }
-            }
-            if pools.is_empty() {
-                state.reserved.remove(&self.upstream);
+        let (upstream, pool) = (self.upstream.as_str(), self.pool);
+        take_back(&mut state.reserved, upstream, pool, self.weight);
+        if self.held_back {
+            take_back(&mut state.held_back_in_flight, upstream, pool, self.weight);
+            if self.sent {
+                add_this_minute(&mut state.held_back_sent, upstream, pool, self.weight);
             }
         }
         if !self.settled {
-            let minute = crate::now_ms() / 60_000;
-            let spent = entry(&mut state.unreported, &self.upstream, self.pool);
-            if spent.minute != minute {
-                *spent = Report { minute, used: 0 };
-            }
-            spent.used = spent.used.saturating_add(self.weight);
+            add_this_minute(&mut state.unreported, upstream, pool, self.weight);
         }
     }
 }
 
-/// Why a public call or a signed read may not go now: the weight the exchange reported
-/// used this minute and the weight reserved by calls in flight together reach the cap.
+/// Where the calls keygate holds back (public market data, signed reads and test
+/// orders, the lookups that price orders) stop in a pool, in a minute.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct OverCap {
-    /// Reported used this minute.
-    pub reported: u64,
-    /// Held by public calls and signed reads not yet answered, and estimated for calls
-    /// that ended without a report this minute.
-    pub reserved: u64,
+pub struct Cap {
+    /// What the held-back calls sent or in flight this minute may weigh: by keygate's
+    /// estimates of them, or by the exchange's count of the whole pool where that is
+    /// lower. Orders and cancels do not count towards it.
+    pub held_back: u64,
+    /// What the pool may have used this minute by the exchange's count, whoever spent it
+    /// (calls in flight and calls that ended without a report counted at their
+    /// estimates): the rest of the exchange's limit is kept for orders and cancels.
+    pub pool: u64,
+}
+
+/// Why a held-back call may not go now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OverCap {
+    /// The held-back calls of this minute weigh `spent`, at or past the cap `cap`
+    /// ([`Cap::held_back`]).
+    HeldBack {
+        /// What they weigh, sent or in flight.
+        spent: u64,
+        /// The cap.
+        cap: u64,
+    },
+    /// The pool's weight by the exchange's count reaches `cap` ([`Cap::pool`]).
+    Pool {
+        /// Reported used this minute.
+        reported: u64,
+        /// Held by calls not yet answered, and estimated for calls that ended without a
+        /// report this minute.
+        reserved: u64,
+        /// The cap.
+        cap: u64,
+    },
 }
 
 /// A client whose signed request spends weight, and its share of each pool in a minute.
@@ -410,15 +474,15 @@ impl WeightGauge {
         used
     }
 
-    /// Reserves `weight` of `pool` for a public call or a signed read about to be sent,
-    /// unless the weight that pool reported used this minute and the weight reserved in
-    /// it by calls in flight already reach `cap` (the call that crosses the cap still
-    /// goes, as it would with reports alone). A report from an earlier minute no longer
-    /// counts: the exchange's window has turned.
+    /// Reserves `weight` of `pool` for a held-back call about to be sent (public data, a
+    /// signed read), unless the held-back calls of this minute or the pool's weight by the
+    /// exchange's count already reach their `cap` (the call that crosses it still goes,
+    /// as it would with reports alone). A report from an earlier minute no longer counts:
+    /// the exchange's window has turned.
     pub fn reserve(
         &self,
         pool: Pool<'_>,
-        cap: u64,
+        cap: Cap,
         weight: u64,
         now_ms: u64,
     ) -> Result<Reservation<'_>, OverCap> {
@@ -426,12 +490,34 @@ impl WeightGauge {
         self.reserve_locked(&mut state, pool, cap, weight, now_ms)
     }
 
+    /// Holds `weight` of `pool` for a call that is not held back (the lookup a cancel
+    /// makes, charged to its client with the cancel) until its answer: it counts towards
+    /// the pool's weight by the exchange's count, as calls in flight do, but not towards
+    /// the held-back calls' cap, and is never refused.
+    pub fn hold(&self, pool: Pool<'_>, weight: u64) -> Reservation<'_> {
+        let mut state = self.lock();
+        *entry(&mut state.reserved, pool.upstream, pool.name) += weight;
+        self.reservation(pool, weight, false)
+    }
+
+    fn reservation(&self, pool: Pool<'_>, weight: u64, held_back: bool) -> Reservation<'_> {
+        Reservation {
+            gauge: self,
+            upstream: pool.upstream.to_owned(),
+            pool: pool.name,
+            weight,
+            held_back,
+            settled: false,
+            sent: true,
+        }
+    }
+
     /// [`WeightGauge::reserve`], under the lock.
     fn reserve_locked(
         &self,
         state: &mut State,
         pool: Pool<'_>,
-        cap: u64,
+        cap: Cap,
         weight: u64,
         now_ms: u64,
     ) -> Result<Reservation<'_>, OverCap> {
@@ -440,22 +526,32 @@ impl WeightGauge {
                 .filter(|r| r.minute == now_ms / 60_000)
                 .map_or(0, |r| r.used)
         };
+        let in_flight = |held: &ByPool<u64>| get(held, pool.upstream, pool.name).copied();
         let reported = this_minute(&state.reported);
-        let reserved = get(&state.reserved, pool.upstream, pool.name)
-            .copied()
+        let reserved = in_flight(&state.reserved)
             .unwrap_or(0)
             .saturating_add(this_minute(&state.unreported));
-        if reported.saturating_add(reserved) >= cap {
-            return Err(OverCap { reported, reserved });
+        let pool_used = reported.saturating_add(reserved);
+        if pool_used >= cap.pool {
+            return Err(OverCap::Pool {
+                reported,
+                reserved,
+                cap: cap.pool,
+            });
+        }
+        let held_back = in_flight(&state.held_back_in_flight)
+            .unwrap_or(0)
+            .saturating_add(this_minute(&state.held_back_sent))
+            .min(pool_used);
+        if held_back >= cap.held_back {
+            return Err(OverCap::HeldBack {
+                spent: held_back,
+                cap: cap.held_back,
+            });
         }
         *entry(&mut state.reserved, pool.upstream, pool.name) += weight;
-        Ok(Reservation {
-            gauge: self,
-            upstream: pool.upstream.to_owned(),
-            pool: pool.name,
-            weight,
-            settled: false,
-        })
+        *entry(&mut state.held_back_in_flight, pool.upstream, pool.name) += weight;
+        Ok(self.reservation(pool, weight, true))
     }
 
     /// [Reserves](WeightGauge::reserve) `weight` of `pool` for a lookup that prices an
@@ -466,7 +562,7 @@ impl WeightGauge {
         &self,
         payer: Payer<'_>,
         pool: Pool<'_>,
-        cap: u64,
+        cap: Cap,
         weight: u64,
         now_ms: u64,
     ) -> Result<(Reservation<'_>, Charge<'_>), Refused> {
@@ -805,7 +901,7 @@ mod tests {
         // Pricing counts with the rest, whatever the pool's cap.
         assert_eq!(
             gauge
-                .reserve_pricing(hostile, SIM_FAPI, 1000, 1, minute)
+                .reserve_pricing(hostile, SIM_FAPI, held_back_at(1000), 1, minute)
                 .err(),
             Some(Refused::Share(over))
         );
@@ -847,7 +943,7 @@ mod tests {
         let pricer = payer("pricer");
         let lookup = |weight| {
             gauge
-                .reserve_pricing(pricer, API, 1000, weight, next + 60_000)
+                .reserve_pricing(pricer, API, held_back_at(1000), weight, next + 60_000)
                 .map(|(reservation, _)| reservation.settle())
         };
         lookup(10).unwrap();
@@ -861,17 +957,37 @@ mod tests {
         );
         charged(pricer, API, 20, next + 60_000).unwrap();
 
-        // A lookup refused at the pool's cap is not charged to its client.
+        // A lookup refused at a cap is not charged to its client.
         gauge.record(SIM_API, 100, next + 60_000);
+        let pool_at_100 = Cap {
+            held_back: 1000,
+            pool: 100,
+        };
         assert!(matches!(
-            gauge.reserve_pricing(payer("reader"), SIM_API, 100, 5, next + 60_000),
+            gauge.reserve_pricing(payer("reader"), SIM_API, pool_at_100, 5, next + 60_000),
             Err(Refused::Cap(_))
         ));
         charged(payer("reader"), SIM_API, 30, next + 60_000).unwrap();
     }
 
+    /// Held-back calls capped at `cap`, whatever the pool's weight by the exchange's count.
+    fn held_back_at(cap: u64) -> Cap {
+        Cap {
+            held_back: cap,
+            pool: u64::MAX,
+        }
+    }
+
+    /// Held-back calls capped at `cap` of the pool's weight by the exchange's count alone.
+    fn pool_at(cap: u64) -> Cap {
+        Cap {
+            held_back: u64::MAX,
+            pool: cap,
+        }
+    }
+
     /// What holds back a public call of weight 1 now, if anything.
-    fn over_cap(gauge: &WeightGauge, pool: Pool, cap: u64, now_ms: u64) -> Option<OverCap> {
+    fn over_cap(gauge: &WeightGauge, pool: Pool, cap: Cap, now_ms: u64) -> Option<OverCap> {
         gauge
             .reserve(pool, cap, 1, now_ms)
             .map(Reservation::settle)
@@ -1095,28 +1211,32 @@ mod tests {
     }
 
     #[test]
-    fn public_calls_pause_at_the_cap_until_the_minute_turns() {
+    fn calls_pause_at_the_pool_s_cap_by_the_exchange_s_count_until_the_minute_turns() {
         let gauge = WeightGauge::default();
         let minute = 60_000 * 1_000;
         let reported = |reported| {
-            Some(OverCap {
+            Some(OverCap::Pool {
                 reported,
                 reserved: 0,
+                cap: 100,
             })
         };
-        assert_eq!(over_cap(&gauge, API, 100, minute), None);
+        assert_eq!(over_cap(&gauge, API, pool_at(100), minute), None);
         gauge.record(API, 99, minute);
-        assert_eq!(over_cap(&gauge, API, 100, minute + 1), None);
+        assert_eq!(over_cap(&gauge, API, pool_at(100), minute + 1), None);
         gauge.record(API, 120, minute + 2);
         // An earlier answer arriving late does not lower it.
         gauge.record(API, 50, minute + 3);
-        assert_eq!(over_cap(&gauge, API, 100, minute + 4), reported(120));
+        assert_eq!(
+            over_cap(&gauge, API, pool_at(100), minute + 4),
+            reported(120)
+        );
         // Another host has its own weight.
-        assert_eq!(over_cap(&gauge, FAPI, 100, minute + 4), None);
+        assert_eq!(over_cap(&gauge, FAPI, pool_at(100), minute + 4), None);
         // The next minute starts from nothing.
-        assert_eq!(over_cap(&gauge, API, 100, minute + 60_000), None);
+        assert_eq!(over_cap(&gauge, API, pool_at(100), minute + 60_000), None);
         gauge.record(API, 10, minute + 60_000);
-        assert_eq!(over_cap(&gauge, API, 100, minute + 60_001), None);
+        assert_eq!(over_cap(&gauge, API, pool_at(100), minute + 60_001), None);
         gauge.record(FAPI, 7, minute + 60_002);
         assert_eq!(
             gauge.this_minute(minute + 60_003),
@@ -1131,29 +1251,96 @@ mod tests {
     #[test]
     fn calls_in_flight_hold_their_weight_until_they_are_answered() {
         let gauge = WeightGauge::default();
-        let now = 60_000 * 1_000;
+        let now = crate::now_ms();
         gauge.record(API, 10, now);
-        let first = gauge.reserve(API, 50, 20, now).unwrap();
-        let second = gauge.reserve(API, 50, 20, now).unwrap();
-        // 10 reported and 40 in flight reach the cap: a burst stops here.
+        let first = gauge.reserve(API, pool_at(50), 20, now).unwrap();
+        let second = gauge.reserve(API, pool_at(50), 20, now).unwrap();
+        // 10 reported and 40 in flight reach the pool's cap: a burst stops here.
         assert_eq!(
-            gauge.reserve(API, 50, 20, now).err(),
-            Some(OverCap {
+            gauge.reserve(API, pool_at(50), 20, now).err(),
+            Some(OverCap::Pool {
                 reported: 10,
-                reserved: 40
+                reserved: 40,
+                cap: 50,
             })
         );
+        // The held-back calls' own cap counts the 40 in flight, not the 10 reported.
+        assert_eq!(
+            gauge.reserve(API, held_back_at(40), 20, now).err(),
+            Some(OverCap::HeldBack { spent: 40, cap: 40 })
+        );
         // Another host is not held back by these.
-        drop(gauge.reserve(FAPI, 50, 20, now).unwrap());
+        drop(gauge.reserve(FAPI, pool_at(50), 20, now).unwrap());
         // One refused before it was sent gives back its weight and spent nothing.
-        gauge.reserve(API, 100, 20, now).unwrap().release();
+        gauge.reserve(API, pool_at(100), 20, now).unwrap().release();
         assert!(!gauge.lock().unreported.contains_key("https://api"));
+        assert_eq!(over_cap(&gauge, API, held_back_at(41), now), None);
         // An answer is in: its report counts, its reservation no longer does.
         gauge.record(API, 25, now + 1);
         first.settle();
-        assert!(over_cap(&gauge, API, 50, now + 2).is_none());
+        assert!(over_cap(&gauge, API, pool_at(50), now + 2).is_none());
         second.settle();
-        assert!(gauge.lock().reserved.is_empty(), "weight left reserved");
+        let state = gauge.lock();
+        assert!(state.reserved.is_empty(), "weight left reserved");
+        assert!(
+            state.held_back_in_flight.is_empty(),
+            "weight left in flight"
+        );
+    }
+
+    /// Found by review: held-back calls stopped at their caps by the exchange's count of
+    /// the pool's weight alone, which one client's orders and cancels raise too, so one
+    /// trading client's orders (up to its share, 4200 of spot's 6000) paused every
+    /// client's signed reads (from 1500) and the pricing of everyone's orders (1800).
+    /// They count their own weight; the exchange's count holds them back only at the
+    /// pool's cap, near its limit.
+    #[test]
+    fn orders_and_cancels_do_not_spend_the_held_back_calls_cap() {
+        let gauge = WeightGauge::default();
+        let now = crate::now_ms();
+        let cap = Cap {
+            held_back: 100,
+            pool: 5_000,
+        };
+        // Orders and cancels, reported by the exchange, and a cancel's lookup in flight.
+        gauge.record(API, 4_000, now);
+        let lookup = gauge.hold(API, 500);
+        // Held-back calls count at their estimates, answered or not, sent or in flight.
+        gauge.reserve(API, cap, 40, now).unwrap().settle();
+        drop(gauge.reserve(API, cap, 40, now).unwrap());
+        let in_flight = gauge.reserve(API, cap, 20, now).unwrap();
+        assert_eq!(
+            gauge.reserve(API, cap, 1, now).err(),
+            Some(OverCap::HeldBack {
+                spent: 100,
+                cap: 100
+            })
+        );
+        in_flight.release();
+        assert_eq!(over_cap(&gauge, API, cap, now), None);
+        // Near the exchange's limit, whoever spent it, they stop at the pool's cap.
+        gauge.record(API, 4_460, now);
+        assert_eq!(
+            gauge.reserve(API, cap, 1, now).err(),
+            Some(OverCap::Pool {
+                reported: 4_460,
+                reserved: 540,
+                cap: 5_000
+            })
+        );
+        drop(lookup);
+        // Estimates are upper bounds: where the exchange counts less for the whole pool,
+        // its count stands.
+        let gauge = WeightGauge::default();
+        for _ in 0..3 {
+            gauge.reserve(API, cap, 40, now).unwrap().settle();
+        }
+        gauge.record(API, 30, now);
+        assert_eq!(over_cap(&gauge, API, cap, now), None);
+        // The next minute, held-back calls start again from nothing.
+        let next = (now / 60_000 + 1) * 60_000;
+        gauge.record(API, 500, next);
+        assert_eq!(over_cap(&gauge, API, held_back_at(1), next), None);
     }
 
     #[test]
@@ -1162,17 +1349,25 @@ mod tests {
         let now = crate::now_ms();
         // Calls that end without a report, again and again, spend their estimate each time.
         for _ in 0..2 {
-            drop(gauge.reserve(API, 500, 250, now).unwrap());
+            drop(gauge.reserve(API, pool_at(500), 250, now).unwrap());
         }
         assert_eq!(
-            over_cap(&gauge, API, 500, now),
-            Some(OverCap {
+            over_cap(&gauge, API, pool_at(500), now),
+            Some(OverCap::Pool {
                 reported: 0,
-                reserved: 500
+                reserved: 500,
+                cap: 500,
+            })
+        );
+        assert_eq!(
+            over_cap(&gauge, API, held_back_at(500), now),
+            Some(OverCap::HeldBack {
+                spent: 500,
+                cap: 500
             })
         );
         // Another host has its own.
-        assert!(over_cap(&gauge, FAPI, 500, now).is_none());
+        assert!(over_cap(&gauge, FAPI, pool_at(500), now).is_none());
     }
 
     /// A regression test: the gauge kept one count per base URL, so with one upstream
@@ -1186,13 +1381,17 @@ mod tests {
         gauge.record(SIM_API, 120, now);
         gauge.record(SIM_FAPI, 3, now + 1);
         assert_eq!(
-            gauge.reserve(SIM_API, 100, 1, now + 2).err(),
-            Some(OverCap {
+            gauge.reserve(SIM_API, pool_at(100), 1, now + 2).err(),
+            Some(OverCap::Pool {
                 reported: 120,
-                reserved: 0
+                reserved: 0,
+                cap: 100,
             })
         );
-        gauge.reserve(SIM_FAPI, 100, 1, now + 2).unwrap().settle();
+        gauge
+            .reserve(SIM_FAPI, pool_at(100), 1, now + 2)
+            .unwrap()
+            .settle();
         assert_eq!(
             gauge.this_minute(now + 3),
             [

@@ -608,6 +608,52 @@ async fn public_market_data_pauses_before_it_spends_the_weight_orders_need() {
     );
 }
 
+/// Found by review: public data, signed reads and the lookups that price orders paused
+/// at their caps by the exchange's count of the address's weight, which one client's
+/// orders and cancels raise too; so one trading client's orders (within its share, 4200
+/// of spot's 6000 by default) paused every other client's signed reads (from 1500) and
+/// the pricing of their orders (from 1800). Those calls count their own weight now.
+#[tokio::test]
+async fn one_client_s_orders_do_not_pause_others_reads_or_pricing() {
+    clear_of_a_minute_turn().await;
+    let limits = ClientLimits {
+        public_weight_cap: 45,
+        ..ClientLimits::default()
+    };
+    let env = with_limits(limits).await;
+    issue_another_client(
+        &env,
+        "trader",
+        HOSTILE_KEY,
+        HOSTILE_SECRET,
+        read_and_trade(),
+    )
+    .await;
+    // Seventy resting limit buys, weight 1 each: past the caps of signed reads (56) and
+    // of pricing (67).
+    for n in 0..70 {
+        let params = format!(
+            "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.001&price={}",
+            40_000 + n
+        );
+        let target = format!("/binance/api/v3/order?{}", sign(&params, HOSTILE_SECRET));
+        let (status, body) = raw(env.gateway, &http_as(HOSTILE_KEY, "POST", &target, "", "")).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, body) = get(&env, "/api/v3/account", "").await;
+    assert_eq!(status, 200, "{body}");
+    // The other client's market order, which its notional limit has priced, goes too.
+    let (status, body) = post(
+        &env,
+        "/api/v3/order",
+        "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=0.01",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(exchange_saw(&env, "/api/v3/ticker/bookTicker"), 1);
+    assert_eq!(exchange_saw(&env, "/api/v3/order"), 71);
+}
+
 /// A gateway in front of `upstream` (with a timeout of a second) whose public calls
 /// pause at a weight of 45.
 async fn capped_at_45(upstream: String) -> Env {
@@ -721,7 +767,10 @@ async fn a_burst_of_public_calls_cannot_pass_the_weight_cap_before_any_answer() 
     let (status, body) = raw(env.gateway, exchange_info).await;
     assert_eq!(status, 429, "{body}");
     assert!(
-        body["msg"].as_str().unwrap().contains("count 60 more"),
+        body["msg"]
+            .as_str()
+            .unwrap()
+            .contains("counted at 60 request weight"),
         "{body}"
     );
     assert_eq!(sent(), 3);

@@ -33,7 +33,32 @@ pub struct Forwarded {
     conditional: HashMap<(String, Market), ForwardedOrders>,
     /// Where each order request's orders are kept, by request id, for its outcome.
     order_accounts: HashMap<String, Book>,
+    /// What may have been written by a keygate that did not record the exchange's order
+    /// ids nor withdrawals' destinations, until the log says whether it was
+    /// ([`Forwarded::note`] of a `vault.schema` event).
+    unrecorded: Unrecorded,
 }
+
+/// Orders and withdrawals whose events say too little to be matched as this keygate's
+/// are, which a keygate before 2026-12-03 (schema 2 or earlier) wrote: its log named no
+/// exchange order ids in an answer's outcome, and no destination in a withdrawal.
+/// Held apart until a `vault.schema` event upgrading from such a schema shows that they
+/// were written by it; then matched as well as they can be (orders by symbol, side and
+/// time, withdrawals by asset, amount and time). Without it, they are this keygate's:
+/// an order answered with no id placed none (a batch whose every order failed), a
+/// withdrawal with no destination was never sent.
+#[derive(Debug, Default)]
+struct Unrecorded {
+    /// Orders answered as placed with no id in the answer's outcome: their book and
+    /// request id, and the orders the request named.
+    orders: Vec<(Book, String, Vec<Unanswered>)>,
+    /// Withdrawals with no destination.
+    withdrawals: Vec<ForwardedWithdrawal>,
+}
+
+/// The last schema whose keygate may have logged orders' outcomes without the
+/// exchange's ids, and withdrawals without destinations.
+const LAST_SCHEMA_WITHOUT_IDS: i64 = 2;
 
 /// Where an order request's orders are kept: its account, market, and whether they are
 /// conditional orders.
@@ -46,7 +71,8 @@ struct ForwardedWithdrawal {
     account: String,
     asset: String,
     amount: Decimal,
-    destination: String,
+    /// None in events written before keygate recorded it ([`Unrecorded`]).
+    destination: Option<String>,
     /// As the request named it; none for the asset's default network.
     network: Option<String>,
     ts_ms: u64,
@@ -135,14 +161,14 @@ impl Forwarded {
                     Outcome::Pending | Outcome::Unknown => false,
                 };
                 if refused {
-                    self.withdrawals.retain(|w| w.request_id != o.request_id);
+                    self.forget_withdrawal(&o.request_id);
                 }
                 let Some((account, market, conditional)) =
                     self.order_accounts.remove(&o.request_id)
                 else {
                     return;
                 };
-                let orders = self.book(account, market, conditional);
+                let orders = self.book(account.clone(), market, conditional);
                 if let Some((symbol, price, quantity)) = orders.terms_unplaced.remove(&o.request_id)
                 {
                     if let [id] = o.order_ids.as_slice() {
@@ -158,6 +184,15 @@ impl Forwarded {
                 let Some(sent) = orders.unanswered.remove(&o.request_id) else {
                     return;
                 };
+                let placed_without_ids = o.outcome == Outcome::Answered
+                    && o.upstream_status.is_some_and(is_success)
+                    && o.order_ids.is_empty();
+                if placed_without_ids {
+                    let book = (account, market, conditional);
+                    let request_id = o.request_id.clone();
+                    self.unrecorded.orders.push((book, request_id, sent));
+                    return;
+                }
                 if sent.is_empty() {
                     orders.placed_by_batch.extend(o.order_ids.iter().cloned());
                 }
@@ -182,13 +217,23 @@ impl Forwarded {
                 // Otherwise the exchange answered, or was never reached.
                 return;
             }
-            EventBody::Admin(_) | EventBody::Lost(_) => return,
+            EventBody::Admin(admin) => {
+                if admin.change == "vault.schema"
+                    && admin.detail["from"]
+                        .as_i64()
+                        .is_some_and(|from| from <= LAST_SCHEMA_WITHOUT_IDS)
+                {
+                    self.take_unrecorded();
+                }
+                return;
+            }
+            EventBody::Lost(_) => return,
         };
         // A denial that follows a request's pending event (its window ran out, or its
         // client was frozen, while its event was written; the audit log failed) says it
         // was not sent after all.
         if !r.allowed {
-            self.withdrawals.retain(|w| w.request_id != r.request_id);
+            self.forget_withdrawal(&r.request_id);
             if let Some((account, market, conditional)) = self.order_accounts.remove(&r.request_id)
             {
                 let orders = self.book(account, market, conditional);
@@ -207,19 +252,21 @@ impl Forwarded {
         match r.action {
             ActionKind::Withdraw => {
                 let answered_no = r.upstream_status.is_some_and(|status| !is_success(status));
-                if let (Some(asset), Some(amount), Some(destination), false) =
-                    (&r.asset, r.amount, &r.destination, answered_no)
-                {
-                    self.withdrawals.push(ForwardedWithdrawal {
+                if let (Some(asset), Some(amount), false) = (&r.asset, r.amount, answered_no) {
+                    let withdrawal = ForwardedWithdrawal {
                         request_id: r.request_id.clone(),
                         account: account.clone(),
                         asset: asset.clone(),
                         amount,
-                        destination: destination.clone(),
+                        destination: r.destination.clone(),
                         network: r.network.as_deref().map(str::to_ascii_uppercase),
                         ts_ms: event.ts_ms,
                         matched: false,
-                    });
+                    };
+                    match withdrawal.destination {
+                        Some(_) => self.withdrawals.push(withdrawal),
+                        None => self.unrecorded.withdrawals.push(withdrawal),
+                    }
                 }
             }
             ActionKind::Trade => {
@@ -275,6 +322,28 @@ impl Forwarded {
         }
     }
 
+    /// Forgets the withdrawal request `request_id` sent, if it was one: it was refused,
+    /// or not sent after all.
+    fn forget_withdrawal(&mut self, request_id: &str) {
+        self.withdrawals.retain(|w| w.request_id != request_id);
+        self.unrecorded
+            .withdrawals
+            .retain(|w| w.request_id != request_id);
+    }
+
+    /// The log so far was written by a keygate that did not record order ids and
+    /// destinations ([`Unrecorded`]): its orders answered without ids stand for what the
+    /// exchange lists as orders sent without an answer do, and its withdrawals without a
+    /// destination match one to any.
+    fn take_unrecorded(&mut self) {
+        let unrecorded = std::mem::take(&mut self.unrecorded);
+        for ((account, market, conditional), request_id, sent) in unrecorded.orders {
+            let orders = self.book(account, market, conditional);
+            orders.unanswered.insert(request_id, sent);
+        }
+        self.withdrawals.extend(unrecorded.withdrawals);
+    }
+
     /// The orders (or the conditional orders) of `account` in `market`.
     fn book(&mut self, account: String, market: Market, conditional: bool) -> &mut ForwardedOrders {
         let books = if conditional {
@@ -324,7 +393,9 @@ impl Forwarded {
                 && f.asset == w.asset
                 && (f.amount == w.amount
                     || w.fee.and_then(|fee| w.amount.checked_add(fee)) == Some(f.amount))
-                && f.destination == w.destination
+                && f.destination
+                    .as_ref()
+                    .is_none_or(|sent| *sent == w.destination)
                 && match (&f.network, &w.network) {
                     (Some(sent), Some(listed)) => sent == listed,
                     _ => true,
@@ -710,6 +781,82 @@ mod tests {
             network: network.map(str::to_owned),
             applied_ms,
         }
+    }
+
+    /// The `vault.schema` event of an upgrade from schema `from`.
+    fn schema_upgraded(from: i64, ts_ms: u64) -> Event {
+        Event {
+            ts_ms,
+            body: EventBody::Admin(keygate_core::AdminEvent {
+                actor: "cli".into(),
+                change: "vault.schema".into(),
+                target: "database".into(),
+                detail: serde_json::json!({ "from": from, "to": 6 }),
+            }),
+        }
+    }
+
+    /// Found by review: a keygate before 2026-12-03 logged no exchange order ids in an
+    /// order's outcome, nor a withdrawal's destination, so for a day after the upgrade
+    /// every order and withdrawal it had forwarded was taken for one made behind its back
+    /// (critical alerts). Once the log shows the upgrade from such a schema, they are
+    /// matched as well as they can be: orders by symbol, side and time, withdrawals by
+    /// asset, amount and time. Without it, an order answered with no id placed none.
+    #[test]
+    fn orders_and_withdrawals_of_a_keygate_before_order_ids_are_matched_after_its_upgrade() {
+        let log = |upgraded_from: Option<i64>| {
+            let mut forwarded = Forwarded::default();
+            forwarded.note(&order_sent("r1", None, 1_000_000));
+            let mut placed = answered("r1", Outcome::Answered, &[], 1_000_010);
+            if let EventBody::Outcome(o) = &mut placed.body {
+                o.upstream_status = Some(200);
+            }
+            forwarded.note(&placed);
+            let mut withdrawal = withdrawal_sent("w1", None, 1_000_020);
+            if let EventBody::Request(r) = &mut withdrawal.body {
+                r.destination = None;
+            }
+            forwarded.note(&withdrawal);
+            if let Some(from) = upgraded_from {
+                forwarded.note(&schema_upgraded(from, 2_000_000));
+            }
+            forwarded
+        };
+        for (upgraded_from, matched) in [(Some(2), true), (Some(3), false), (None, false)] {
+            let mut forwarded = log(upgraded_from);
+            let order = listed("BTCUSDT", "7", "web_abc", 1_000_005);
+            let at = format!("upgraded from {upgraded_from:?}");
+            assert_eq!(
+                forwarded.take_forwarded_order("main", Market::Spot, &order),
+                matched,
+                "{at}"
+            );
+            let withdrawal = withdrawn("x1", Some("TRX"), 1_000_100);
+            assert_eq!(
+                forwarded.take_forwarded_withdrawal("main", &withdrawal),
+                matched,
+                "{at}"
+            );
+        }
+        // Matched once each, and only by what the old log says: another side, asset or
+        // amount is not one of them.
+        let mut forwarded = log(Some(2));
+        let mut sold = listed("BTCUSDT", "8", "web_abc", 1_000_005);
+        sold.side = "SELL".into();
+        assert!(!forwarded.take_forwarded_order("main", Market::Spot, &sold));
+        let mut more = withdrawn("x2", None, 1_000_100);
+        more.amount = Decimal::ONE_HUNDRED;
+        assert!(!forwarded.take_forwarded_withdrawal("main", &more));
+        let order = listed("BTCUSDT", "7", "web_abc", 1_000_005);
+        assert!(forwarded.take_forwarded_order("main", Market::Spot, &order));
+        assert!(!forwarded.take_forwarded_order(
+            "main",
+            Market::Spot,
+            &listed("BTCUSDT", "9", "x", 1_000_006)
+        ));
+        let withdrawal = withdrawn("x3", None, 1_000_100);
+        assert!(forwarded.take_forwarded_withdrawal("main", &withdrawal));
+        assert!(!forwarded.take_forwarded_withdrawal("main", &withdrawal));
     }
 
     /// A withdrawal the exchange lists with the amount sent once its fee was taken is the

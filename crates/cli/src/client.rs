@@ -1043,6 +1043,12 @@ fn show(vault: &Unlocked, args: &ShowArgs) -> anyhow::Result<()> {
             "rate:               {}",
             opt(p.rate_per_second.map(|r| format!("{r}/s")))
         )?;
+        if p.scopes.contains(Scope::Withdraw) && p.withdrawal_addresses.is_empty() {
+            writeln!(
+                out,
+                "withdraw to:        nowhere (no address listed: every withdrawal is denied)"
+            )?;
+        }
         if !p.withdrawal_addresses.is_empty() {
             let addresses: Vec<String> = p
                 .withdrawal_addresses

@@ -440,18 +440,25 @@ fn clients(vault: &Unlocked) -> Vec<Check> {
     };
     let now = now_ms();
     let (mut bad, mut active, mut expiring) = (Vec::new(), 0, 0);
-    // Clients whose withdrawal list has an address without a network (allowed on any).
-    let any_network: Vec<String> = rows
-        .iter()
-        .flatten()
-        .filter(|c| {
-            c.status != ClientStatus::Revoked
-                && c.policy.scopes.contains(Scope::Withdraw)
-                && c.policy
-                    .withdrawal_addresses
-                    .iter()
-                    .any(|d| d.network().is_none())
+    // Clients that may withdraw whose list has an address without a network (allowed on
+    // any), or none at all (every withdrawal denied: a client issued so by a keygate
+    // that allowed it).
+    let may_withdraw = || {
+        rows.iter().flatten().filter(|c| {
+            c.status != ClientStatus::Revoked && c.policy.scopes.contains(Scope::Withdraw)
         })
+    };
+    let any_network: Vec<String> = may_withdraw()
+        .filter(|c| {
+            c.policy
+                .withdrawal_addresses
+                .iter()
+                .any(|d| d.network().is_none())
+        })
+        .map(|c| c.name.to_string())
+        .collect();
+    let nowhere: Vec<String> = may_withdraw()
+        .filter(|c| c.policy.withdrawal_addresses.is_empty())
         .map(|c| c.name.to_string())
         .collect();
     for row in &rows {
@@ -495,6 +502,18 @@ fn clients(vault: &Unlocked) -> Vec<Check> {
                  chain may be nobody's); name the network: `keygate client update NAME \
                  --withdraw-address NETWORK:ADDRESS`",
                 any_network.join(", ")
+            ),
+        ));
+    }
+    if !nowhere.is_empty() {
+        checks.push(check(
+            "withdrawals",
+            Verdict::Warn,
+            format!(
+                "{} may withdraw but list no address, so every withdrawal they send is \
+                 denied; give them their addresses: `keygate client update NAME \
+                 --withdraw-address NETWORK:ADDRESS`",
+                nowhere.join(", ")
             ),
         ));
     }

@@ -2425,6 +2425,44 @@ mod client {
         );
     }
 
+    /// Found by the upgrade review: a keygate before withdrawal address lists issued
+    /// clients the withdraw scope with no list, and such a client now withdraws nowhere
+    /// (every withdrawal is denied), which neither `client show` nor `doctor` said.
+    #[test]
+    fn a_client_that_may_withdraw_nowhere_is_pointed_out() {
+        let kg = Kg::with_key_file();
+        kg.add_account("main", REAL_KEY, REAL_SECRET);
+        kg.issue(
+            "main",
+            "bot1",
+            &[
+                "--scope",
+                "read,withdraw",
+                "--withdraw-address",
+                "BTC:bc1qcold",
+            ],
+        );
+        // The policy such a keygate wrote, written with the master key as it would have.
+        let master = MasterKey::from_key_file(&kg.key_file()).unwrap();
+        let store = keygate_store::Store::open(&kg.db()).unwrap();
+        let bot1: keygate_core::Name = "bot1".parse().unwrap();
+        let mut policy = store.client(&bot1).unwrap().policy;
+        policy.withdrawal_addresses.clear();
+        store.set_client_policy(&bot1, &policy, &master).unwrap();
+        drop(store);
+        kg.ok(&["upgrade", "--yes"], "");
+        let shown = kg.ok(&["client", "show", "bot1"], "").stdout;
+        assert!(
+            shown.contains("withdraw to:        nowhere (no address listed"),
+            "{shown}"
+        );
+        let doctor = kg.run(&["doctor"], "").stdout;
+        assert!(
+            doctor.contains("bot1 may withdraw but list no address"),
+            "{doctor}"
+        );
+    }
+
     /// Notional limits are in one asset: a listed symbol quoted in another is refused
     /// when the client is issued, rather than every one of its orders later.
     #[test]

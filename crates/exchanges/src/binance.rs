@@ -216,6 +216,31 @@ impl SignedRequest {
             .map(|p| text(&self.raw, &p.value))
     }
 
+    /// The name of an order list's leg type that is `MARKET` with a side not `SELL`
+    /// (names and values in any case), if any: the legs' types and the sides they take
+    /// (an OTOCO's pending above and below legs share `pendingSide`, an OCO's legs
+    /// `side`).
+    fn market_buy_leg(&self) -> Option<&'static str> {
+        const LEGS: [(&str, &str); 6] = [
+            ("workingType", "workingSide"),
+            ("pendingType", "pendingSide"),
+            ("pendingAboveType", "pendingSide"),
+            ("pendingBelowType", "pendingSide"),
+            ("aboveType", "side"),
+            ("belowType", "side"),
+        ];
+        let named = |wanted: &str| {
+            self.params()
+                .find(|(name, _)| name.eq_ignore_ascii_case(wanted))
+                .map(|(_, value)| value)
+        };
+        LEGS.into_iter().find_map(|(leg_type, leg_side)| {
+            let market = named(leg_type).is_some_and(|t| t.eq_ignore_ascii_case("MARKET"));
+            let sells = named(leg_side).is_some_and(|s| s.eq_ignore_ascii_case("SELL"));
+            (market && !sells).then_some(leg_type)
+        })
+    }
+
     /// The parameters other than `signature`, decoded, in the order received.
     pub fn params(&self) -> impl Iterator<Item = (&str, &str)> {
         self.params
@@ -492,6 +517,18 @@ impl SignedRequest {
                     reason: format!(
                         "pegged legs of order lists are not taken ('{name}'): peg an order on \
                          its own, or give the leg a price"
+                    ),
+                });
+            }
+            // So is a market buy leg (an OTO's or OPO's pending `MARKET` buy, which goes
+            // once the working order fills, levels past the best ask if its quantity asks
+            // for them), and one whose side is not said to be a sell (found by review).
+            if let Some(leg_type) = self.market_buy_leg() {
+                return Err(Error::Malformed {
+                    reason: format!(
+                        "market buy legs of order lists are not taken ('{leg_type}=MARKET'): \
+                         buy at the market with an order on its own, or give the leg a price \
+                         (LIMIT)"
                     ),
                 });
             }
@@ -3650,6 +3687,23 @@ mod tests {
         ] {
             let refused = list(&format!("{legs}&{peg}&timestamp=1&signature=00"));
             assert!(matches!(refused, Err(Error::Malformed { .. })), "{peg}: {refused:?}");
+        }
+        // Found by review: a pending market buy goes once the working order fills, at
+        // levels past the best ask, and was priced at the best ask. A market sell leg is
+        // priced at the market, as a sell on its own.
+        let working_sell = "symbol=BTCUSDT&workingType=LIMIT&workingSide=SELL&workingPrice=100\
+                            &workingQuantity=1&workingTimeInForce=GTC&pendingQuantity=50";
+        for (pending, taken) in [
+            ("pendingType=MARKET&pendingSide=BUY", false),
+            ("pendingType=market&pendingSide=buy", false),
+            ("pendingType=MARKET", false),
+            ("pendingType=MARKET&pendingSide=SELL", true),
+            ("pendingType=LIMIT&pendingSide=BUY&pendingPrice=100", true),
+        ] {
+            let checked = list(&format!(
+                "{working_sell}&{pending}&timestamp=1&signature=00"
+            ));
+            assert_eq!(checked.is_ok(), taken, "{pending}: {checked:?}");
         }
         let modification = |params: &str| {
             let signed = SignedRequest::parse(params, b"", None).unwrap();

@@ -192,12 +192,20 @@ const MAX_ENCODED_PEM: usize = 24 * 1024;
 struct Window {
     before: usize,
     after: usize,
+    /// Whether a value labelled as a key or a secret (`API_SECRET = …`) takes its
+    /// exchange's keyword from anywhere in its TOML/INI section (the whole buffer when it
+    /// has none) when none is this near: a bot's
+    /// configuration names its exchange once, at the top, a notebook in another cell
+    /// (found by review: `EXCHANGE = "binance"` ten lines above the keys was missed).
+    labelled_anywhere: bool,
 }
 
-/// The keyword window of text: six lines before a value, three after.
+/// The keyword window of text: six lines before a value, three after, or anywhere for a
+/// labelled key or secret.
 const TEXT_WINDOW: Window = Window {
     before: 6,
     after: 3,
+    labelled_anywhere: true,
 };
 
 /// The keyword window of a binary file's printable text, where a line is a run: a
@@ -207,6 +215,7 @@ const TEXT_WINDOW: Window = Window {
 const BINARY_WINDOW: Window = Window {
     before: 24,
     after: 24,
+    labelled_anywhere: false,
 };
 
 /// How a buffer is read: whether text written base64-encoded as a whole is decoded and
@@ -241,6 +250,9 @@ const PAIR_WINDOW: usize = 10;
 const ANCESTOR_SCAN: usize = 2000;
 /// Distance given to a keyword found only in the file path.
 const PATH_DISTANCE: usize = 1000;
+/// Distance given to a keyword found only outside a labelled value's window
+/// ([`Window::labelled_anywhere`]).
+const LABELLED_DISTANCE: usize = 500;
 /// Shortest token compared with managed keys.
 const MIN_MANAGED_TOKEN: usize = 12;
 /// The marker that suppresses findings on its line.
@@ -977,11 +989,17 @@ impl Engine {
             return None;
         }
         let line = ctx.lines.line_of(start);
-        let dist = if rule.context {
-            ctx.distance(rule.exchange, line)?
+        let near = if rule.context {
+            ctx.distance(rule.exchange, line)
         } else {
-            0
+            Some(0)
         };
+        // Without a keyword near, only a value labelled as a key or a secret may take
+        // one from further away; the label is read only then.
+        let anywhere = ctx.window.labelled_anywhere && !ctx.kw_lines[rule.exchange].is_empty();
+        if near.is_none() && (!anywhere || rule.label == LabelMode::None) {
+            return None;
+        }
         let line_start = ctx.lines.start(line);
         let from = line_start.max(start.saturating_sub(120));
         let label = self
@@ -1010,6 +1028,15 @@ impl Engine {
             None
         } else {
             label.and_then(label_role)
+        };
+        let dist = match near {
+            Some(dist) => dist,
+            None if label_role.is_some_and(|r| matches!(r, Role::Key | Role::Secret))
+                && ctx.in_section(rule.exchange, line) =>
+            {
+                LABELLED_DISTANCE
+            }
+            None => return None,
         };
         let fits = |r: Role| {
             r == rule.role || (rule.role == Role::Any && matches!(r, Role::Key | Role::Secret))
@@ -1805,6 +1832,19 @@ struct Context<'a> {
 }
 
 impl Context<'_> {
+    /// Whether a keyword of `ex` is anywhere in the TOML/INI section of `line` (the whole
+    /// buffer when it has none): a value under `[database]` is not the `[exchanges.kraken]`
+    /// section's.
+    fn in_section(&self, ex: usize, line: usize) -> bool {
+        let section = self
+            .blocks
+            .get_or_init(|| Blocks::new(self.data, self.lines))
+            .section(line);
+        let kl = &self.kw_lines[ex];
+        let first = kl.partition_point(|&l| l < section.start);
+        kl.get(first).is_some_and(|&l| section.contains(&l))
+    }
+
     /// Line distance to the nearest keyword of `ex`, if any is close enough.
     fn distance(&self, ex: usize, line: usize) -> Option<usize> {
         let kl = &self.kw_lines[ex];
@@ -1873,6 +1913,8 @@ struct Blocks {
     parent: Vec<usize>,
     /// For each line, the nearest TOML/INI section header at or above it, or [`NO_LINE`].
     header: Vec<usize>,
+    /// For each line, the nearest TOML/INI section header below it, or [`NO_LINE`].
+    next_header: Vec<usize>,
 }
 
 /// No line.
@@ -1903,7 +1945,30 @@ impl Blocks {
             parent[line] = open.last().map_or(NO_LINE, |&(_, l)| l);
             open.push((ind, line));
         }
-        Blocks { parent, header }
+        let mut next_header = vec![NO_LINE; count];
+        let mut below = NO_LINE;
+        for line in (0..count).rev() {
+            next_header[line] = below;
+            if header[line] == line {
+                below = line;
+            }
+        }
+        Blocks {
+            parent,
+            header,
+            next_header,
+        }
+    }
+
+    /// The lines of the TOML/INI section `line` is in, from its header (or the first
+    /// line) to the line before the next header (or the last line): the whole buffer
+    /// when it has none.
+    fn section(&self, line: usize) -> std::ops::Range<usize> {
+        let start = match self.header[line] {
+            NO_LINE => 0,
+            header => header,
+        };
+        start..self.next_header[line]
     }
 
     /// The lines that open the blocks enclosing `line`, nearest first, within

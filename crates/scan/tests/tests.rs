@@ -332,6 +332,49 @@ mod rules {
         assert!(f.is_empty(), "{text}\n{f:#?}");
     }
 
+    /// Found by review: a bot's configuration names its exchange once, at the top, and its
+    /// keys further down (`EXCHANGE = "binance"`, settings, then `API_KEY`/`API_SECRET`),
+    /// and a notebook names it in another cell; both were missed, the keyword more than
+    /// six lines above. A value labelled as a key or a secret takes its exchange's
+    /// keyword from anywhere in its section; an unlabelled value does not.
+    #[test]
+    fn a_labelled_key_takes_its_exchange_from_anywhere_in_its_section() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(53);
+        let scanner = Scanner::builder().redact(false).build();
+        let key = super::synth::alnum(&mut rng, 64);
+        let secret = super::synth::alnum(&mut rng, 64);
+        let settings: String = (0..12).map(|n| format!("SETTING_{n} = {n}\n")).collect();
+        let config = format!(
+            "EXCHANGE = \"binance\"\n{settings}\nAPI_KEY = \"{key}\"\nAPI_SECRET = \"{secret}\"\n"
+        );
+        let notebook = format!(
+            "{{\"cells\": [\n {{\"source\": [\n  \"API_KEY = '{key}'\\n\",\n  \
+             \"API_SECRET = '{secret}'\"\n ]}},\n{}\n {{\"source\": [\n  \
+             \"ex = ccxt.binance({{'apiKey': API_KEY, 'secret': API_SECRET}})\"\n ]}}\n]}}\n",
+            " {\"source\": []},\n".repeat(8)
+        );
+        for (path, text) in [("config.py", &config), ("analysis.ipynb", &notebook)] {
+            let f = scanner.scan_bytes(path, text.as_bytes());
+            assert_eq!(f.len(), 1, "{text}\n{f:#?}");
+            assert_eq!(f[0].exchange, "binance", "{text}\n{f:#?}");
+            let mut values: Vec<_> = f[0].parts.iter().filter_map(|p| p.value.clone()).collect();
+            values.sort();
+            let mut want = vec![key.clone(), secret.clone()];
+            want.sort();
+            assert_eq!(values, want, "{path}");
+        }
+        // Unlabelled, or in another TOML section, they are not Binance's.
+        let unlabelled = format!("exchange: binance\n{settings}\n{key}\n{secret}\n");
+        let other_section = format!(
+            "[exchange]\nname = \"binance\"\n\n[database]\n{settings}\
+             api_key = \"{key}\"\napi_secret = \"{secret}\"\n"
+        );
+        for (path, text) in [("notes.txt", &unlabelled), ("config.toml", &other_section)] {
+            let f = scanner.scan_bytes(path, text.as_bytes());
+            assert!(f.is_empty(), "{text}\n{f:#?}");
+        }
+    }
+
     /// Regression: values labelled as hashes paired into a credential set: `# release gate`
     /// above `md5: <32 hex>` and `sha256: <64 hex>` was reported as "Gate API key + secret".
     #[test]

@@ -192,11 +192,12 @@ const MAX_ENCODED_PEM: usize = 24 * 1024;
 struct Window {
     before: usize,
     after: usize,
-    /// Whether a value labelled as a key or a secret (`API_SECRET = …`) takes its
-    /// exchange's keyword from anywhere in its TOML/INI section (the whole buffer when it
-    /// has none) when none is this near: a bot's
-    /// configuration names its exchange once, at the top, a notebook in another cell
-    /// (found by review: `EXCHANGE = "binance"` ten lines above the keys was missed).
+    /// Whether a value labelled as a key or a secret (`API_SECRET = …`), of
+    /// [`LABELLED_MIN_LEN`] characters or more, takes its exchange's keyword from anywhere
+    /// in its TOML/INI section (the whole buffer when it has none) when none is this
+    /// near: a bot's configuration names its exchange once, at the top, a notebook in
+    /// another cell (found by review: `EXCHANGE = "binance"` ten lines above the keys was
+    /// missed).
     labelled_anywhere: bool,
 }
 
@@ -253,6 +254,9 @@ const PATH_DISTANCE: usize = 1000;
 /// Distance given to a keyword found only outside a labelled value's window
 /// ([`Window::labelled_anywhere`]).
 const LABELLED_DISTANCE: usize = 500;
+/// The shortest value that takes a keyword from outside its window
+/// ([`Window::labelled_anywhere`]).
+const LABELLED_MIN_LEN: usize = 32;
 /// Shortest token compared with managed keys.
 const MIN_MANAGED_TOKEN: usize = 12;
 /// The marker that suppresses findings on its line.
@@ -994,9 +998,12 @@ impl Engine {
         } else {
             Some(0)
         };
-        // Without a keyword near, only a value labelled as a key or a secret may take
-        // one from further away; the label is read only then.
-        let anywhere = ctx.window.labelled_anywhere && !ctx.kw_lines[rule.exchange].is_empty();
+        // Without a keyword near, only a value labelled as a key or a secret, and long
+        // enough not to be a word (`CEPSetupProperty`, sixteen letters, is a Coinbase v2
+        // key's shape), may take one from further away; the label is read only then.
+        let anywhere = ctx.window.labelled_anywhere
+            && token.len() >= LABELLED_MIN_LEN
+            && !ctx.kw_lines[rule.exchange].is_empty();
         if near.is_none() && (!anywhere || rule.label == LabelMode::None) {
             return None;
         }

@@ -1465,8 +1465,8 @@ impl Gateway {
             name: adapter.weight_pool(path),
         };
         // Made for a cancel, which was charged to its client with this lookup, and is not
-        // refused for the weight others used; but its weight is reserved like a read's,
-        // for the caps of the calls that are held back to count it.
+        // refused for the weight others used; but its weight is held while it is in
+        // flight, for the pool's count that held-back calls stop at near the limit.
         let estimate = adapter.signed_read_weight(path, &query);
         let reservation = Some(self.weight.hold(pool, estimate));
         let timestamp = self

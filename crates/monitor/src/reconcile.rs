@@ -387,7 +387,7 @@ impl Forwarded {
     /// amount, listed as asked or once its fee was taken, destination and network, where
     /// both name one) shortly before the exchange applied it, that the exchange did not refuse, not already taken for another.
     pub fn take_forwarded_withdrawal(&mut self, account: &str, w: &ExchangeWithdrawal) -> bool {
-        let found = self.withdrawals.iter_mut().find(|f| {
+        let fits = |f: &ForwardedWithdrawal| {
             !f.matched
                 && f.account == account
                 && f.asset == w.asset
@@ -402,10 +402,18 @@ impl Forwarded {
                 }
                 && f.ts_ms <= w.applied_ms + CLOCK_SKEW_MS
                 && f.ts_ms + FORWARDED_BEFORE_MS >= w.applied_ms
-        });
+        };
+        // One logged with its destination first: one an earlier keygate logged without
+        // (which fits any destination) must not be taken by a withdrawal logged since,
+        // leaving it to be alerted on (found by review).
+        let found = self
+            .withdrawals
+            .iter()
+            .position(|f| f.destination.is_some() && fits(f))
+            .or_else(|| self.withdrawals.iter().position(fits));
         match found {
-            Some(f) => {
-                f.matched = true;
+            Some(index) => {
+                self.withdrawals[index].matched = true;
                 true
             }
             None => false,
@@ -857,6 +865,15 @@ mod tests {
         let withdrawal = withdrawn("x3", None, 1_000_100);
         assert!(forwarded.take_forwarded_withdrawal("main", &withdrawal));
         assert!(!forwarded.take_forwarded_withdrawal("main", &withdrawal));
+
+        // Found by review: a withdrawal logged since, to a listed address, took the old
+        // one's place when the exchange listed it first, and the old one was alerted on.
+        let mut forwarded = log(Some(2));
+        forwarded.note(&withdrawal_sent("w2", None, 1_300_000));
+        let newest = withdrawn("x4", None, 1_300_005);
+        let oldest = withdrawn("x5", None, 1_000_100);
+        assert!(forwarded.take_forwarded_withdrawal("main", &newest));
+        assert!(forwarded.take_forwarded_withdrawal("main", &oldest));
     }
 
     /// A withdrawal the exchange lists with the amount sent once its fee was taken is the

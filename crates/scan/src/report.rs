@@ -371,6 +371,29 @@ impl Report {
                 r
             })
             .collect();
+        // What was not scanned is said where a code-scanning page shows it (found by
+        // review: a 72 MB dump skipped as too large left the run looking clean).
+        let mut notifications = Vec::new();
+        if self.stats.too_large > 0 {
+            notifications.push(json!({
+                "level": "warning",
+                "message": { "text": format!(
+                    "{} file(s) or blob(s) over the size limit were not scanned for keys \
+                     (keygate scan names them on standard error): check them yourself",
+                    self.stats.too_large
+                ) }
+            }));
+        }
+        let unreadable = self.stats.skipped.saturating_sub(self.stats.too_large);
+        if unreadable > 0 {
+            notifications.push(json!({
+                "level": "warning",
+                "message": { "text": format!(
+                    "{unreadable} file(s) or blob(s) could not be read and were not scanned \
+                     (keygate scan names them on standard error)"
+                ) }
+            }));
+        }
         let doc = json!({
             "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
             "version": "2.1.0",
@@ -381,6 +404,10 @@ impl Report {
                     "informationUri": "https://example.invalid/keygate/docs/scan.md",
                     "rules": rule_objs
                 }},
+                "invocations": [{
+                    "executionSuccessful": true,
+                    "toolExecutionNotifications": notifications
+                }],
                 // SARIF's default unit, said so that no reader has to know the default.
                 // (A binary file's columns count bytes: its `byteOffset` is what
                 // locates a finding there.)

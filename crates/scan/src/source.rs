@@ -42,6 +42,12 @@ impl Scanner {
             return Vec::new();
         }
         let (findings, binary) = self.scan_readings(path, context_path, data);
+        if findings.len() >= crate::engine::MAX_FINDINGS_PER_BUFFER {
+            self.warn(&format!(
+                "{path}: {} findings or more; only the first are reported",
+                crate::engine::MAX_FINDINGS_PER_BUFFER
+            ));
+        }
         if binary {
             counters.binary.fetch_add(1, Ordering::Relaxed);
         }

@@ -1,7 +1,6 @@
 //! `keygate scan`: find leaked exchange API keys in files, git history or staged changes.
 //!
-//! Exit codes: 0 nothing found (or only suppressed findings), 1 findings, 2 error (and,
-//! with `--staged`, a staged file too large to scan).
+//! Exit codes: 0 nothing found (or only suppressed findings), 1 findings, 2 error.
 
 use std::io::{IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};
@@ -94,8 +93,7 @@ pub struct ScanArgs {
     pub no_progress: bool,
 }
 
-/// Runs a scan; returns the process exit code: 0 clean, 1 findings, 2 error (and, with
-/// `--staged`, a staged file over the size limit, which was not scanned).
+/// Runs a scan; returns the process exit code: 0 clean, 1 findings, 2 error.
 pub fn run(args: &ScanArgs, managed: Option<ManagedKeys>) -> i32 {
     match scan(args, managed) {
         Ok(code) => code,
@@ -271,16 +269,6 @@ fn scan(args: &ScanArgs, managed: Option<ManagedKeys>) -> anyhow::Result<i32> {
             "commit blocked: remove the keys above from the commit message (git keeps the \
              message in the file named above)"
         );
-    }
-    // A staged file too large to scan may hold keys: the hook must not let it through
-    // unseen. Exit 2, since the scan is incomplete, whatever else it found.
-    if args.staged && report.stats.too_large > 0 {
-        eprintln!(
-            "commit blocked: {} staged file(s) over the size limit were not scanned (named \
-             above); check them for API keys yourself, then commit with `git commit --no-verify`",
-            report.stats.too_large
-        );
-        return Ok(2);
     }
     Ok(report.exit_code())
 }

@@ -94,7 +94,7 @@ impl Default for ScannerBuilder {
 }
 
 impl ScannerBuilder {
-    /// Built-in rules, redaction on, one thread per core, files up to 64 MiB.
+    /// Built-in rules, redaction on, one thread per core, files read 64 MiB at a time.
     pub fn new() -> ScannerBuilder {
         ScannerBuilder {
             rules: RuleSet::builtin(),
@@ -155,7 +155,8 @@ impl ScannerBuilder {
         self
     }
 
-    /// Larger files and blobs are skipped.
+    /// The most bytes of a file or blob held at once: a larger one is scanned in windows
+    /// of this length; a commit or tag message over it is skipped, named in a warning.
     pub fn max_file_size(mut self, bytes: u64) -> Self {
         self.max_file_size = bytes;
         self

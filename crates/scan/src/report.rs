@@ -140,6 +140,17 @@ pub struct Finding {
 }
 
 impl Finding {
+    /// Places this finding, made in a part of a file, in the whole of it: `lines` lines
+    /// and `bytes` bytes came before the part.
+    pub(crate) fn shift(&mut self, lines: usize, bytes: u64) {
+        self.line += lines;
+        self.offset = self.offset.map(|offset| offset + bytes);
+        for part in &mut self.parts {
+            part.line += lines;
+            part.offset = part.offset.map(|offset| offset + bytes);
+        }
+    }
+
     /// True unless suppressed.
     pub fn is_active(&self) -> bool {
         self.suppressed.is_none()
@@ -157,11 +168,11 @@ pub struct Stats {
     pub binary: u64,
     /// Bytes scanned.
     pub bytes: u64,
-    /// Files or blobs skipped as too large or unreadable (each is also named in a
-    /// warning).
+    /// Files, blobs or messages skipped as unreadable or too large (each is also named in
+    /// a warning).
     pub skipped: u64,
-    /// Of those, the ones over the size limit (64 MiB by default), whose keys were not
-    /// looked for: `--staged` fails when there is one.
+    /// Of those, the commit or tag messages over the size limit (64 MiB by default),
+    /// whose keys were not looked for (a file or blob that large is scanned in windows).
     #[serde(default)]
     pub too_large: u64,
     /// Wall-clock time in milliseconds.
@@ -372,14 +383,14 @@ impl Report {
             })
             .collect();
         // What was not scanned is said where a code-scanning page shows it (found by
-        // review: a 72 MB dump skipped as too large left the run looking clean).
+        // review: a 72 MB dump, then skipped as too large, left the run looking clean).
         let mut notifications = Vec::new();
         if self.stats.too_large > 0 {
             notifications.push(json!({
                 "level": "warning",
                 "message": { "text": format!(
-                    "{} file(s) or blob(s) over the size limit were not scanned for keys \
-                     (keygate scan names them on standard error): check them yourself",
+                    "{} commit or tag message(s) over the size limit were not scanned for \
+                     keys (keygate scan names them on standard error): check them yourself",
                     self.stats.too_large
                 ) }
             }));

@@ -62,6 +62,93 @@ impl Scanner {
         findings
     }
 
+    /// Scans a file or blob of `size` bytes, over the size limit, read from `reader`, in
+    /// windows of the limit's length (found by review: such files were skipped, so a
+    /// 72 MB `dump.sql` holding keys passed `scan .` and `--git`). Each window begins at a
+    /// line start about [`WINDOW_OVERLAP`] bytes before the end of the one before, so that
+    /// a value near a boundary is scanned with what surrounds it; a finding in the overlap
+    /// is taken from the later window, which sees more after it. Findings are placed in
+    /// the whole file (lines and byte offsets), and memory stays that of one window.
+    fn scan_in_windows(
+        &self,
+        counters: &Counters,
+        path: &str,
+        context_path: &str,
+        reader: &mut dyn Read,
+        size: u64,
+    ) -> io::Result<Vec<Finding>> {
+        let window = usize::try_from(self.max_file_size)
+            .unwrap_or(usize::MAX)
+            .max(64);
+        let overlap = WINDOW_OVERLAP.min(window / 4);
+        let mut buf = Vec::with_capacity(window);
+        let mut found = Vec::new();
+        let (mut lines_before, mut bytes_before) = (0usize, 0u64);
+        let mut binary = false;
+        loop {
+            let want = window - buf.len();
+            let got = reader.take(want as u64).read_to_end(&mut buf)?;
+            let last = got < want;
+            // Where the next window begins: a line start before the overlap (or the
+            // overlap itself, in a line longer than the window).
+            let next = if last {
+                buf.len()
+            } else {
+                let from = buf.len() - overlap;
+                memchr::memrchr(b'\n', &buf[..from]).map_or(from, |nl| nl + 1)
+            };
+            let lines_kept = memchr::memchr_iter(b'\n', &buf[..next]).count();
+            let (findings, window_binary) = self.scan_readings(path, context_path, &buf);
+            binary |= window_binary;
+            for mut finding in findings {
+                let kept = last
+                    || match finding.offset {
+                        Some(offset) => offset < next as u64,
+                        None => finding.line <= lines_kept,
+                    };
+                if kept {
+                    finding.shift(lines_before, bytes_before);
+                    found.push(finding);
+                }
+            }
+            if last {
+                break;
+            }
+            lines_before += lines_kept;
+            bytes_before += next as u64;
+            buf.drain(..next);
+        }
+        if binary {
+            counters.binary.fetch_add(1, Ordering::Relaxed);
+        }
+        let scanned = counters.scanned.fetch_add(1, Ordering::Relaxed) + 1;
+        let bytes = counters.bytes.fetch_add(size, Ordering::Relaxed) + size;
+        if let Some(p) = &self.progress {
+            p(scanned, bytes);
+        }
+        Ok(found)
+    }
+
+    /// Scans the file at `path`, over the size limit, in windows
+    /// ([`Scanner::scan_in_windows`]), opened as [`read_regular`] opens a file.
+    fn scan_large_file(
+        &self,
+        counters: &Counters,
+        path: &Path,
+        context_path: &str,
+        links: Links,
+    ) -> io::Result<Vec<Finding>> {
+        let Some(mut file) = open_without_blocking(path, links)? else {
+            return Ok(Vec::new());
+        };
+        let meta = file.metadata()?;
+        if !meta.is_file() {
+            return Ok(Vec::new());
+        }
+        let name = path.to_string_lossy();
+        self.scan_in_windows(counters, &name, context_path, &mut file, meta.len())
+    }
+
     /// Counts a file or blob of at least `size` bytes skipped for being over the size limit, and
     /// names it in a warning: a key in it is not found, and whoever runs the scan (or
     /// commits through the hook) has to know which file to look at.
@@ -225,8 +312,19 @@ impl Scanner {
                             lock(&found).extend(f);
                         }
                     }
-                    Ok(FileRead::TooLarge(size)) => {
-                        self.too_large(counters, &entry.path().to_string_lossy(), size);
+                    Ok(FileRead::TooLarge) => {
+                        let context = context_path(entry.path(), entry.depth());
+                        match self.scan_large_file(counters, entry.path(), &context, links) {
+                            Ok(f) if !f.is_empty() => lock(&found).extend(f),
+                            Ok(_) => {}
+                            Err(e) => {
+                                counters.skipped.fetch_add(1, Ordering::Relaxed);
+                                self.warn(&format!(
+                                    "cannot read {}: {e}; skipped",
+                                    entry.path().display()
+                                ));
+                            }
+                        }
                     }
                     Ok(FileRead::NotRegular) => {}
                     Err(e) => {
@@ -268,8 +366,15 @@ impl Scanner {
                     let context = context_path(&full, depth);
                     found.extend(self.scan_counted(counters, &name, &context, &data));
                 }
-                Ok(FileRead::TooLarge(size)) => {
-                    self.too_large(counters, &full.to_string_lossy(), size);
+                Ok(FileRead::TooLarge) => {
+                    let context = context_path(&full, depth);
+                    match self.scan_large_file(counters, &full, &context, Links::Refuse) {
+                        Ok(f) => found.extend(f),
+                        Err(e) => {
+                            counters.skipped.fetch_add(1, Ordering::Relaxed);
+                            self.warn(&format!("cannot read {}: {e}; skipped", full.display()));
+                        }
+                    }
                 }
                 // A committed symbolic link is published as the path it holds, not as
                 // what it points to; a submodule is walked as the repository it is.
@@ -623,17 +728,31 @@ impl Scanner {
                 let len = usize::try_from(size).ok().filter(|_| !too_large);
                 let read = object.zip(len);
                 let Some((object, len)) = read else {
-                    // Drained through a fixed buffer: an oversized blob is never held in
-                    // memory. The `+ 1` is the newline after the content.
-                    let n = io::copy(
-                        &mut (&mut reader).take(size.saturating_add(1)),
-                        &mut io::sink(),
-                    )
-                    .map_err(|e| cat_err(&e))?;
-                    if n != size.saturating_add(1) {
+                    // A blob over the size limit is scanned in windows as it is read, and
+                    // never held in memory whole; a commit or tag that large (or an
+                    // object of another kind) is drained through a fixed buffer.
+                    let mut content = (&mut reader).take(size);
+                    let scanned = matches!(object, Some(Object::Blob));
+                    if scanned {
+                        let mut f = self
+                            .scan_in_windows(counters, path, path, &mut content, size)
+                            .map_err(|e| cat_err(&e))?;
+                        for x in &mut f {
+                            x.provenance.clone_from(&blobs[i].2);
+                        }
+                        if !f.is_empty() {
+                            lock(&found).extend(f.into_iter().map(|x| (i, x)));
+                        }
+                    }
+                    // What is left of it, and the newline after it.
+                    io::copy(&mut content, &mut io::sink()).map_err(|e| cat_err(&e))?;
+                    let left = content.limit();
+                    let newline = io::copy(&mut (&mut reader).take(1), &mut io::sink())
+                        .map_err(|e| cat_err(&e))?;
+                    if left != 0 || newline != 1 {
                         return Err(cat_err(&io::ErrorKind::UnexpectedEof.into()));
                     }
-                    if object.is_some() {
+                    if object.is_some() && !scanned {
                         self.too_large(counters, path, size);
                     }
                     continue;
@@ -669,6 +788,11 @@ impl Scanner {
         Ok(found.into_iter().map(|(_, f)| f).collect())
     }
 }
+
+/// Bytes each window of a file over the size limit shares with the next
+/// ([`Scanner::scan_in_windows`]), at most: more than the lines around a value that its
+/// keywords and partners are looked for in.
+const WINDOW_OVERLAP: usize = 1 << 20;
 
 /// The most bytes of blobs read and not yet scanned at once: the queue to the workers
 /// holds a few blobs each, of up to the size limit (64 MiB) each.
@@ -803,7 +927,7 @@ fn ignore_files_readable(dir: &Path, links: Links) -> Result<(), String> {
     for file in [dir.join(".gitignore"), dir.join(".ignore")] {
         match read_regular(&file, MAX_IGNORE_FILE_BYTES, links) {
             Ok(FileRead::Bytes(_)) => {}
-            Ok(FileRead::TooLarge(_)) => {
+            Ok(FileRead::TooLarge) => {
                 return Err(format!(
                     "{} is over {MAX_IGNORE_FILE_BYTES} bytes",
                     file.display()
@@ -839,9 +963,8 @@ fn through_a_link(full: &Path, kept: usize) -> bool {
 enum FileRead {
     /// The bytes of a regular file of at most the size limit.
     Bytes(Vec<u8>),
-    /// A regular file over the size limit, of at least this many bytes (it may grow while
-    /// it is read), of which nothing was kept.
-    TooLarge(u64),
+    /// A regular file over the size limit, of which nothing was kept.
+    TooLarge,
     /// Not a regular file (a symbolic link not followed, a FIFO, a device, a directory):
     /// nothing was read.
     NotRegular,
@@ -875,12 +998,12 @@ fn read_regular(path: &Path, max: u64, links: Links) -> io::Result<FileRead> {
         return Ok(FileRead::NotRegular);
     }
     if meta.len() > max {
-        return Ok(FileRead::TooLarge(meta.len()));
+        return Ok(FileRead::TooLarge);
     }
     let mut data = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0).saturating_add(1));
     file.take(max.saturating_add(1)).read_to_end(&mut data)?;
     if data.len() as u64 > max {
-        return Ok(FileRead::TooLarge(data.len() as u64));
+        return Ok(FileRead::TooLarge);
     }
     Ok(FileRead::Bytes(data))
 }

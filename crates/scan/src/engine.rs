@@ -98,6 +98,36 @@ fn value_escape(rest: &[u8]) -> Option<(u8, usize)> {
     }
 }
 
+/// How a run of base64 was found to be decoded as a whole file
+/// ([`Engine::encoded_file_findings`]).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum EncodedRun {
+    /// An exchange's name is encoded in it.
+    NamingItsExchange,
+    /// It starts near an exchange's keyword, or in a file whose path names one: decoded
+    /// if it is more than one value.
+    NearItsExchange,
+}
+
+/// Whether decoded text is more than one value: lines, or two fields (`a=1 b=2`,
+/// `{"key": …, "secret": …}`), whatever blanks and base64 padding end it (one value
+/// encoded with its line end, `echo KEY | base64`, is one value).
+fn holds_fields(decoded: &[u8]) -> bool {
+    let mut text = decoded.trim_ascii();
+    while let [rest @ .., b'='] = text {
+        text = rest;
+    }
+    text.contains(&b'\n') || text.iter().filter(|&&b| b == b':' || b == b'=').count() >= 2
+}
+
+/// Lines around an exchange's keyword within which a run of base64 is decoded as text
+/// written base64-encoded as a whole ([`Engine::encoded_near_keywords`]): a Kubernetes
+/// secret's name a few lines above its `data:`.
+const ENCODED_NEAR_LINES: usize = 12;
+/// The shortest run decoded near an exchange's keyword ([`Engine::encoded_near_keywords`]):
+/// a `.env` of a key and a secret, encoded, is shorter than a value may be.
+const ENCODED_NEAR_MIN: usize = 64;
+
 /// The longest text written base64-encoded as a whole that is decoded (1 MiB, encoded).
 const MAX_ENCODED_FILE: usize = 1 << 20;
 
@@ -876,17 +906,115 @@ impl Engine {
             findings.extend(self.encoded_file_findings(
                 &at,
                 &encoded_names,
+                EncodedRun::NamingItsExchange,
                 managed,
                 redact_values,
             ));
         }
+        if mode.decode_files {
+            let named_outside =
+                self.encoded_near_keywords(&ctx, path, context_path, managed, redact_values);
+            if !named_outside.is_empty() {
+                // What was found already (in a run whose encoded text names its exchange,
+                // or as values and PEM blocks encoded one by one) is not found again.
+                let mut seen: HashSet<String> = findings
+                    .iter()
+                    .flat_map(|f| f.parts.iter().filter_map(|p| p.fingerprint.clone()))
+                    .collect();
+                for finding in named_outside {
+                    let prints: Vec<&String> = finding
+                        .parts
+                        .iter()
+                        .filter_map(|p| p.fingerprint.as_ref())
+                        .collect();
+                    if prints.iter().any(|print| !seen.contains(*print)) {
+                        seen.extend(prints.into_iter().cloned());
+                        findings.push(finding);
+                    }
+                }
+            }
+        }
         findings
+    }
+
+    /// The keys in text written base64-encoded as a whole whose exchange is named outside
+    /// it, on a line near it or in the file's path (found by review: a Kubernetes secret
+    /// `okx-bot-config` made with `--from-file=config.json`, under `okx/`, was never
+    /// decoded: names of fewer than five letters, `okx` and `gate`, have no encoded form
+    /// to look for, and the decoded text need not name its exchange). Each run of more
+    /// than [`ENCODED_NEAR_MIN`] base64 characters starting within [`ENCODED_NEAR_LINES`] lines
+    /// of a keyword (anywhere, for a keyword in the path) is decoded as
+    /// [`Engine::encoded_file_findings`] decodes one, with the exchange as its context.
+    fn encoded_near_keywords(
+        &self,
+        ctx: &Context<'_>,
+        path: &str,
+        context_path: &str,
+        managed: Option<&ManagedKeys>,
+        redact_values: bool,
+    ) -> Vec<Finding> {
+        let mut out = Vec::new();
+        for (ex, exchange) in self.rules.exchanges().iter().enumerate() {
+            let kl = &ctx.kw_lines[ex];
+            if kl.is_empty() && !ctx.path_hit[ex] {
+                continue;
+            }
+            let lines: Vec<std::ops::Range<usize>> = if ctx.path_hit[ex] {
+                std::iter::once(0..ctx.lines.count()).collect()
+            } else {
+                kl.iter()
+                    .map(|&l| {
+                        l.saturating_sub(ENCODED_NEAR_LINES)
+                            ..(l + ENCODED_NEAR_LINES + 1).min(ctx.lines.count())
+                    })
+                    .collect()
+            };
+            let mut offsets = Vec::new();
+            let mut next_line = 0;
+            for range in lines {
+                for line in range.start.max(next_line)..range.end {
+                    let start = ctx.lines.start(line);
+                    let text = ctx.lines.text(ctx.data, line);
+                    let mut i = 0;
+                    while i < text.len() {
+                        let run = text[i..]
+                            .iter()
+                            .take_while(|&&b| BASE64_BYTE[b as usize])
+                            .count();
+                        if run > ENCODED_NEAR_MIN {
+                            offsets.push(start + i);
+                        }
+                        i += run.max(1);
+                    }
+                }
+                next_line = next_line.max(range.end);
+            }
+            if offsets.is_empty() {
+                continue;
+            }
+            let context = format!("{context_path}/{}", exchange.id);
+            let at = EncodedFile {
+                path,
+                context_path: &context,
+                data: ctx.data,
+                lines: ctx.lines,
+            };
+            out.extend(self.encoded_file_findings(
+                &at,
+                &offsets,
+                EncodedRun::NearItsExchange,
+                managed,
+                redact_values,
+            ));
+        }
+        out
     }
 
     /// The keys in text written base64-encoded as a whole (a Kubernetes secret made with
     /// `--from-file=config.json`, Helm's `b64enc`, `base64 -w0 .env`), found where an
-    /// exchange's name is encoded (`offsets`): each base64 run longer than any value that
-    /// holds one, of at most [`MAX_ENCODED_FILE`] bytes, is decoded once and, if it is
+    /// exchange's name is encoded, or near one (`offsets`, as `found`): each base64 run
+    /// longer than any value (than [`ENCODED_NEAR_MIN`], near a name), of at most
+    /// [`MAX_ENCODED_FILE`] bytes, is decoded once and, if it is
     /// text, scanned as a file of its own. Its findings are placed at the run, and their
     /// values marked base64. A longer run (an image, an archive, a dump: rarely a
     /// configuration) is not decoded, so that no file costs more than its length, however
@@ -895,6 +1023,7 @@ impl Engine {
         &self,
         at: &EncodedFile<'_>,
         offsets: &[usize],
+        found: EncodedRun,
         managed: Option<&ManagedKeys>,
         redact_values: bool,
     ) -> Vec<Finding> {
@@ -922,7 +1051,11 @@ impl Engine {
                     .count();
             encoded_steps(end - start);
             decoded_to = end;
-            if end - start <= MAX_TOKEN || end - start > MAX_ENCODED_FILE {
+            let min_run = match found {
+                EncodedRun::NamingItsExchange => MAX_TOKEN,
+                EncodedRun::NearItsExchange => ENCODED_NEAR_MIN,
+            };
+            if end - start <= min_run || end - start > MAX_ENCODED_FILE {
                 continue;
             }
             encoded_steps(end - start);
@@ -930,6 +1063,12 @@ impl Engine {
                 continue;
             };
             if is_binary(&decoded) || std::str::from_utf8(&decoded).is_err() {
+                continue;
+            }
+            // Near a name, a run may be one value encoded (`BUNDLE_SHA256: <base64>`),
+            // which the values' own decoding reads with its label: only text of more than
+            // one line or field is a file.
+            if found == EncodedRun::NearItsExchange && !holds_fields(&decoded) {
                 continue;
             }
             let line = at.lines.line_of(start);

@@ -3980,6 +3980,65 @@ mod encoded {
             .is_empty());
     }
 
+    /// Found by review: a whole config written base64-encoded was decoded only where it
+    /// encodes an exchange's name of five letters or more, so a Kubernetes secret named
+    /// `okx-bot-config`, or kept under `okx/`, whose `config.json` holds an OKX key,
+    /// secret and passphrase (and names no exchange, or `"gateio"`), was never decoded.
+    /// A long base64 run near an exchange's keyword, or in a file whose path names one,
+    /// is decoded too, with that exchange as its context; once, however it is found.
+    #[test]
+    fn a_whole_file_written_base64_encoded_is_decoded_near_its_exchange_s_name() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(82);
+        let scanner = Scanner::builder().redact(false).build();
+        for exchange in ["okx", "gate", "binance"] {
+            let c = cred(exchange, 0, &mut rng);
+            let config = format!(
+                "{{\n  \"apiKey\": \"{}\",\n  \"secret\": \"{}\",\n  \"password\": \"Hunter2-x\"\n}}\n",
+                c.key, c.secret
+            );
+            let manifest = |name: &str| {
+                format!(
+                    "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\ntype: Opaque\n\
+                     data:\n  config.json: {}\n",
+                    b64(&config)
+                )
+            };
+            for (path, text) in [
+                (
+                    "deploy/secret.yaml",
+                    manifest(&format!("{exchange}-bot-config")),
+                ),
+                (
+                    &*format!("deploy/{exchange}/secret.yaml"),
+                    manifest("bot-config"),
+                ),
+            ] {
+                let f = scanner.scan_bytes(path, text.as_bytes());
+                assert_eq!(f.len(), 1, "{exchange} {path}: {text}\n{f:#?}");
+                assert_eq!(f[0].exchange, exchange, "{f:#?}");
+                assert!(f[0].title.ends_with("(base64-encoded)"), "{}", f[0].title);
+                assert!(f[0]
+                    .parts
+                    .iter()
+                    .any(|p| p.value.as_deref() == Some(&c.secret)));
+            }
+        }
+        // Without a name near it or in its path, such a config is not decoded.
+        let c = cred("okx", 0, &mut rng);
+        let config = format!(
+            "{{\"apiKey\": \"{}\", \"secret\": \"{}\"}}\n",
+            c.key, c.secret
+        );
+        let far = format!(
+            "# okx\n{}data:\n  config.json: {}\n",
+            "filler: 1\n".repeat(20),
+            b64(&config)
+        );
+        assert!(scanner
+            .scan_bytes("deploy/secret.yaml", far.as_bytes())
+            .is_empty());
+    }
+
     /// A regression test: a key and secret committed in a Kubernetes secret were missed,
     /// their base64 matching no rule's shape.
     #[test]

@@ -299,7 +299,12 @@ pub(crate) const ALLOW_MARKER: &[u8] = b"keygate:allow";
 
 #[derive(Debug, Clone, Copy)]
 enum Pattern {
-    Keyword(usize),
+    /// A keyword of the exchange with this index; `common` when it is also a common word
+    /// ([`Exchange::common_words`](crate::rules::Exchange::common_words)).
+    Keyword {
+        exchange: usize,
+        common: bool,
+    },
     Prefilter,
     Pem,
     /// The start of any PEM block (`-----BEGIN `): a public key, a certificate, armour.
@@ -432,7 +437,10 @@ impl Engine {
         for (i, ex) in rules.exchanges().iter().enumerate() {
             for k in &ex.keywords {
                 words.push(k.clone());
-                patterns.push(Pattern::Keyword(i));
+                patterns.push(Pattern::Keyword {
+                    exchange: i,
+                    common: ex.common_words.contains(k),
+                });
             }
         }
         for r in rules.rules() {
@@ -558,10 +566,12 @@ impl Engine {
         // The UTF-16 runs long enough for a value or holding a word the automaton looks
         // for, and those words in them: a keyword there counts as in an ASCII run.
         let wide = Wide::new(data, min_len, &self.ac);
-        let path_hit = self
-            .ac
-            .find_iter(context_path.as_bytes())
-            .any(|m| matches!(self.patterns[m.pattern().as_usize()], Pattern::Keyword(_)));
+        let path_hit = self.ac.find_iter(context_path.as_bytes()).any(|m| {
+            matches!(
+                self.patterns[m.pattern().as_usize()],
+                Pattern::Keyword { .. }
+            )
+        });
         if hits.peek().is_none() && !wide.has_hits() && !path_hit && managed.is_none() {
             return Vec::new();
         }
@@ -632,9 +642,9 @@ impl Engine {
         let mut encoded_names = Vec::new();
         for m in self.ac.find_iter(data) {
             match self.patterns[m.pattern().as_usize()] {
-                Pattern::Keyword(ex) => {
-                    if keyword_boundary(data, m.start(), m.end()) {
-                        kw_offsets[ex].push(m.start());
+                Pattern::Keyword { exchange, common } => {
+                    if is_keyword_at(data, m.start(), m.end(), common) {
+                        kw_offsets[exchange].push(m.start());
                         any_hit = true;
                     }
                 }
@@ -661,9 +671,9 @@ impl Engine {
         }
         let mut path_hit = vec![false; nex];
         for m in self.ac.find_iter(context_path.as_bytes()) {
-            if let Pattern::Keyword(ex) = self.patterns[m.pattern().as_usize()] {
-                if keyword_boundary(context_path.as_bytes(), m.start(), m.end()) {
-                    path_hit[ex] = true;
+            if let Pattern::Keyword { exchange, common } = self.patterns[m.pattern().as_usize()] {
+                if is_keyword_at(context_path.as_bytes(), m.start(), m.end(), common) {
+                    path_hit[exchange] = true;
                     any_hit = true;
                 }
             }
@@ -2155,6 +2165,24 @@ impl Blocks {
 }
 
 /// Keywords need a non-letter on each side, or a camelCase transition (`myBinanceKey`).
+fn is_keyword_at(data: &[u8], start: usize, end: usize, common: bool) -> bool {
+    keyword_boundary(data, start, end) && !(common && is_compound_tail(data, start))
+}
+
+/// Whether the word at `start` ends a compound name (`quality-gate`, `feature_gate`,
+/// `featureGate`): joined by `-` or `_` to a letter or digit before it, or a capital after
+/// a lower-case letter. A common word so placed names something else (found by review: a
+/// CI job `quality-gate:` made a Datadog key three lines down a Gate key); `ccxt.gate`
+/// and `gate_api_key` still name the exchange.
+fn is_compound_tail(data: &[u8], start: usize) -> bool {
+    let before = |n: usize| start.checked_sub(n).map(|i| data[i]);
+    match (before(2), before(1)) {
+        (Some(joined), Some(b'-' | b'_')) => joined.is_ascii_alphanumeric(),
+        (_, Some(lower)) => lower.is_ascii_lowercase() && data[start].is_ascii_uppercase(),
+        _ => false,
+    }
+}
+
 fn keyword_boundary(data: &[u8], start: usize, end: usize) -> bool {
     let first = data[start];
     let last = data[end - 1];

@@ -66,6 +66,8 @@ struct ExchangeFile {
     exchange: String,
     display: String,
     keywords: Vec<String>,
+    #[serde(default)]
+    common_words: Vec<String>,
     fix: String,
     documentation_examples: Vec<String>,
     rules: Vec<RuleSpec>,
@@ -110,6 +112,9 @@ pub struct Exchange {
     /// Words that tie a nearby value to this exchange (matched case-insensitively,
     /// with no letter directly before or after).
     pub keywords: Vec<String>,
+    /// Those of `keywords` that are also common words (`gate`): not counted as the last
+    /// word of a compound name (`quality-gate`, `feature_gate`, `featureGate`).
+    pub common_words: Vec<String>,
     /// A one-line fix shown with every finding.
     pub fix: String,
     /// Values published in the exchange's documentation: found, but reported as suppressed.
@@ -192,14 +197,26 @@ impl RuleSet {
             };
             let file: ExchangeFile = toml::from_str(text).map_err(|e| bad(e.to_string()))?;
             let exchange = set.exchanges.len();
+            let keywords: Vec<String> = file
+                .keywords
+                .iter()
+                .map(|k| k.to_ascii_lowercase())
+                .collect();
+            let common_words: Vec<String> = file
+                .common_words
+                .iter()
+                .map(|k| k.to_ascii_lowercase())
+                .collect();
+            if let Some(stray) = common_words.iter().find(|w| !keywords.contains(w)) {
+                return Err(bad(format!(
+                    "common word '{stray}' is not one of the keywords"
+                )));
+            }
             set.exchanges.push(Exchange {
                 id: file.exchange,
                 display: file.display,
-                keywords: file
-                    .keywords
-                    .iter()
-                    .map(|k| k.to_ascii_lowercase())
-                    .collect(),
+                keywords,
+                common_words,
                 fix: file.fix,
                 documentation_examples: file.documentation_examples,
             });

@@ -398,6 +398,50 @@ mod rules {
         );
     }
 
+    /// Found by review: a CI job named `quality-gate` made a Datadog key three lines below
+    /// a "Gate API key": "gate" is a common word, and as the last word of a compound name
+    /// it names something else. As the first (`gate_api_key`, `GATE_API_KEY`, `gate-bot`)
+    /// or alone (`ccxt.gate`, `gate:`), it still names the exchange.
+    #[test]
+    fn gate_ending_a_compound_name_is_not_the_exchange() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(56);
+        let scanner = Scanner::new();
+        let key = super::synth::hex_lower(&mut rng, 32);
+        let secret = super::synth::hex_lower(&mut rng, 64);
+        for name in [
+            "quality-gate",
+            "feature_gate",
+            "featureGate",
+            "release-gate",
+        ] {
+            let text = format!("jobs:\n  {name}:\n    env:\n      DD_API_KEY: {key}\n");
+            let f = scanner.scan_bytes(".github/workflows/ci.yml", text.as_bytes());
+            assert!(f.is_empty(), "{text}\n{f:#?}");
+        }
+        for (path, text) in [
+            (
+                "bot.env",
+                format!("GATE_API_KEY={key}\nGATE_API_SECRET={secret}\n"),
+            ),
+            (
+                "bot.env",
+                format!("gate_api_key={key}\ngate_api_secret={secret}\n"),
+            ),
+            (
+                "bot.py",
+                format!("ex = ccxt.gate({{'apiKey': '{key}', 'secret': '{secret}'}})\n"),
+            ),
+            (
+                "deploy/gate-bot.yml",
+                format!("api_key: {key}\napi_secret: {secret}\n"),
+            ),
+        ] {
+            let f = scanner.scan_bytes(path, text.as_bytes());
+            assert_eq!(f.len(), 1, "{text}\n{f:#?}");
+            assert_eq!(f[0].exchange, "gate", "{text}");
+        }
+    }
+
     /// Regression: values labelled as hashes paired into a credential set: `# release gate`
     /// above `md5: <32 hex>` and `sha256: <64 hex>` was reported as "Gate API key + secret".
     #[test]

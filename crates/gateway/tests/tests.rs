@@ -1009,6 +1009,32 @@ async fn a_market_buy_larger_than_the_best_ask_is_priced_at_the_book() {
     assert_eq!(exchange_saw(&env, "/api/v3/depth"), 3);
 }
 
+/// Found by review: an OTO's pending market buy goes once its working order fills,
+/// walking the asks, but was priced at the best ask alone. Such a leg is refused before
+/// anything is sent; a priced one is forwarded.
+#[tokio::test]
+async fn a_market_buy_leg_of_an_order_list_is_refused_and_never_forwarded() {
+    let env = default_env().await;
+    let oto = "symbol=BTCUSDT&workingType=LIMIT&workingSide=SELL&workingPrice=60000\
+               &workingQuantity=0.001&workingTimeInForce=GTC&pendingSide=BUY\
+               &pendingQuantity=0.001";
+    let market = format!("{oto}&pendingType=MARKET");
+    let (status, body) = post(&env, "/api/v3/orderList/oto", &market).await;
+    assert_eq!(
+        (status, body["code"].as_i64()),
+        (400, Some(-1100)),
+        "{body}"
+    );
+    assert!(
+        body["msg"].as_str().unwrap().contains("pendingType=MARKET"),
+        "{body}"
+    );
+    assert_eq!(exchange_saw(&env, "/api/v3/orderList/oto"), 0);
+    let limit = format!("{oto}&pendingType=LIMIT&pendingPrice=50000&pendingTimeInForce=GTC");
+    post(&env, "/api/v3/orderList/oto", &limit).await;
+    assert_eq!(exchange_saw(&env, "/api/v3/orderList/oto"), 1);
+}
+
 /// Found by review: a limit buy pegged to the asks (`priceMatch=OPPONENT_5`) fills at once
 /// through the book as a market buy does, and was priced at the best ask when only market
 /// buys walked the book; a stop buy, which fills when it triggers, does not walk it.

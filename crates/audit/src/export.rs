@@ -212,7 +212,10 @@ fn json_text<T: serde::Serialize>(value: &T) -> String {
 /// is written to standard output, often a terminal's; the JSONL export keeps them as
 /// they were). A cell a spreadsheet would take for a formula (it starts with `=`, `+`,
 /// `-` or `@`; a bot or a stranger chooses a request's method, path and symbol) gets a
-/// leading `'`, as OWASP advises, so that it stays text.
+/// leading `'`, as OWASP advises, so that it stays text. A cell holding `;` is quoted as
+/// one holding `,` is (found by review: Excel splits a CSV on `;` where that is the list
+/// separator, German or French, so `x;=HYPERLINK(…)` made a cell of its own that started
+/// with `=`; quoted, it stays one cell).
 fn quote(v: &str) -> String {
     let v = keygate_core::escape_controls(v);
     let defused;
@@ -223,7 +226,7 @@ fn quote(v: &str) -> String {
         &v
     };
     // No line break is left to quote: it is escaped.
-    if v.contains([',', '"']) {
+    if v.contains([',', ';', '"']) {
         format!("\"{}\"", v.replace('"', "\"\""))
     } else {
         v.to_owned()
@@ -276,6 +279,9 @@ mod tests {
         assert_eq!(quote("@SUM(A1)"), "'@SUM(A1)");
         assert_eq!(quote("GET"), "GET");
         assert_eq!(quote("a,b"), "\"a,b\"");
+        // Found by review: where `;` separates cells (Excel in German or French), a cell
+        // `x;=…` split into one that began with `=`. Quoted, it is one cell.
+        assert_eq!(quote("x;=HYPERLINK(A1);y"), "\"x;=HYPERLINK(A1);y\"");
     }
 
     /// A regression test: a bot's escape sequences in a symbol or an order id reached the
@@ -285,7 +291,7 @@ mod tests {
     fn control_characters_in_a_cell_are_escaped() {
         assert_eq!(
             quote("\x1b]0;PWNED\x07\x1b[2K\rBTCUSDT"),
-            "\\x1b]0;PWNED\\x07\\x1b[2K\\x0dBTCUSDT"
+            "\"\\x1b]0;PWNED\\x07\\x1b[2K\\x0dBTCUSDT\""
         );
         assert_eq!(quote("\tx"), "\\x09x");
         assert_eq!(quote("a\nb,\u{9b}2J"), "\"a\\x0ab,\\u{9b}2J\"");

@@ -104,9 +104,11 @@ fn value_escape(rest: &[u8]) -> Option<(u8, usize)> {
 enum EncodedRun {
     /// An exchange's name is encoded in it.
     NamingItsExchange,
-    /// It starts near an exchange's keyword, or in a file whose path names one: decoded
-    /// if it is more than one value.
-    NearItsExchange,
+    /// It starts near a keyword of the exchange with this index, or in a file whose path
+    /// names it: decoded if it is more than one value, and read as if a line naming the
+    /// exchange came before it (found by review: read as if its path named it, every
+    /// line of it had its context, and a data URI's CSV of hex ids made "secrets").
+    NearItsExchange(usize),
 }
 
 /// Whether decoded text is more than one value: lines, or two fields (`a=1 b=2`,
@@ -222,13 +224,16 @@ const MAX_ENCODED_PEM: usize = 24 * 1024;
 struct Window {
     before: usize,
     after: usize,
-    /// Whether a value labelled as a key or a secret (`API_SECRET = …`), of
-    /// [`LABELLED_MIN_LEN`] characters or more, takes its exchange's keyword from anywhere
-    /// in its TOML/INI section (the whole buffer when it has none) when none is this
-    /// near: a bot's configuration names its exchange once, at the top, a notebook in
-    /// another cell (found by review: `EXCHANGE = "binance"` ten lines above the keys was
-    /// missed).
+    /// Whether a value labelled as a key or a secret by a name of two words or more
+    /// (`API_SECRET = …`, `apiKey:`; not a bare `key` or `secret`), of
+    /// [`LABELLED_MIN_LEN`] characters or more, takes its exchange's keyword from its
+    /// TOML/INI section (the whole buffer when it has none), up to [`LABELLED_REACH`] lines
+    /// away, when none is this near: a bot's configuration names its exchange once, at
+    /// the top, a notebook in another cell (found by review: `EXCHANGE = "binance"` ten
+    /// lines above the keys was missed).
     labelled_anywhere: bool,
+    /// The fewest words the label of such a value has.
+    label_words: usize,
 }
 
 /// The keyword window of text: six lines before a value, three after, or anywhere for a
@@ -237,6 +242,7 @@ const TEXT_WINDOW: Window = Window {
     before: 6,
     after: 3,
     labelled_anywhere: true,
+    label_words: 2,
 };
 
 /// The keyword window of a binary file's printable text, where a line is a run: a
@@ -247,6 +253,7 @@ const BINARY_WINDOW: Window = Window {
     before: 24,
     after: 24,
     labelled_anywhere: false,
+    label_words: 2,
 };
 
 /// How a buffer is read: whether text written base64-encoded as a whole is decoded and
@@ -270,6 +277,23 @@ const DECODED: Mode = Mode {
     window: TEXT_WINDOW,
 };
 
+/// Text found written base64-encoded as a whole near an exchange's keyword
+/// ([`EncodedRun::NearItsExchange`]), read as if [`DECODED_NEAR_GAP`] lines after a line
+/// naming the exchange: its values labelled as a key or secret take the name, whatever
+/// their label's words (`"secret": …` in a config.json); those without a label do not
+/// (found by review: a notebook's data URI of a CSV of hex ids made "OKX secrets").
+const DECODED_NEAR: Mode = Mode {
+    decode_files: false,
+    window: Window {
+        label_words: 1,
+        ..TEXT_WINDOW
+    },
+};
+
+/// The blank lines between the exchange's name and text decoded near it
+/// ([`DECODED_NEAR`]): more than a window's lines before a value.
+const DECODED_NEAR_GAP: usize = TEXT_WINDOW.before + 2;
+
 /// The printable text of a binary file or blob.
 const BINARY: Mode = Mode {
     decode_files: true,
@@ -279,10 +303,23 @@ const BINARY: Mode = Mode {
 const PAIR_WINDOW: usize = 10;
 /// Lines walked back looking for the enclosing blocks of a nested value.
 const ANCESTOR_SCAN: usize = 2000;
-/// The most findings one buffer gives (found by review: a file of 60 MiB of
+/// Keeps `finding` in `findings` and counts it when it is active; a suppressed one only
+/// while fewer than [`MAX_FINDINGS_PER_BUFFER`] are kept, so that suppressed values
+/// cannot take the memory the bound saves.
+fn keep(findings: &mut Vec<Finding>, active: &mut usize, finding: Finding) {
+    if finding.is_active() {
+        *active += 1;
+        findings.push(finding);
+    } else if findings.len() < MAX_FINDINGS_PER_BUFFER {
+        findings.push(finding);
+    }
+}
+
+/// The most active findings one buffer gives (found by review: a file of 60 MiB of
 /// `binance key: <64 characters>` lines gave 806 000 of them and took 1.7 GB, a pull
 /// request of a few such files a CI runner's memory). A buffer that reaches it is
-/// reported with this many, and a warning that it holds more.
+/// reported with this many, and a warning that it holds more; suppressed findings do
+/// not count, and are kept while fewer than this many are.
 pub(crate) const MAX_FINDINGS_PER_BUFFER: usize = 1000;
 /// Distance given to a keyword found only in the file path.
 const PATH_DISTANCE: usize = 1000;
@@ -292,6 +329,10 @@ const LABELLED_DISTANCE: usize = 500;
 /// The shortest value that takes a keyword from outside its window
 /// ([`Window::labelled_anywhere`]).
 const LABELLED_MIN_LEN: usize = 32;
+/// How many lines away, at most, a labelled value takes its keyword from outside its
+/// window ([`Window::labelled_anywhere`]): found by review, ccxt's test of Coinbase
+/// (`exchange.secret = '…'`) took Gate's from a URL 1600 lines up.
+const LABELLED_REACH: usize = 200;
 /// Shortest token compared with managed keys.
 const MIN_MANAGED_TOKEN: usize = 12;
 /// The marker that suppresses findings on its line.
@@ -964,7 +1005,7 @@ impl Engine {
         redact_values: bool,
     ) -> Vec<Finding> {
         let mut out = Vec::new();
-        for (ex, exchange) in self.rules.exchanges().iter().enumerate() {
+        for ex in 0..self.rules.exchanges().len() {
             let kl = &ctx.kw_lines[ex];
             if kl.is_empty() && !ctx.path_hit[ex] {
                 continue;
@@ -1002,17 +1043,16 @@ impl Engine {
             if offsets.is_empty() {
                 continue;
             }
-            let context = format!("{context_path}/{}", exchange.id);
             let at = EncodedFile {
                 path,
-                context_path: &context,
+                context_path,
                 data: ctx.data,
                 lines: ctx.lines,
             };
             out.extend(self.encoded_file_findings(
                 &at,
                 &offsets,
-                EncodedRun::NearItsExchange,
+                EncodedRun::NearItsExchange(ex),
                 managed,
                 redact_values,
             ));
@@ -1063,7 +1103,7 @@ impl Engine {
             decoded_to = end;
             let min_run = match found {
                 EncodedRun::NamingItsExchange => MAX_TOKEN,
-                EncodedRun::NearItsExchange => ENCODED_NEAR_MIN,
+                EncodedRun::NearItsExchange(_) => ENCODED_NEAR_MIN,
             };
             if end - start <= min_run || end - start > MAX_ENCODED_FILE {
                 continue;
@@ -1078,9 +1118,15 @@ impl Engine {
             // Near a name, a run may be one value encoded (`BUNDLE_SHA256: <base64>`),
             // which the values' own decoding reads with its label: only text of more than
             // one line or field is a file.
-            if found == EncodedRun::NearItsExchange && !holds_fields(&decoded) {
-                continue;
-            }
+            let (decoded, mode) = match found {
+                EncodedRun::NamingItsExchange => (decoded, DECODED),
+                EncodedRun::NearItsExchange(_) if !holds_fields(&decoded) => continue,
+                EncodedRun::NearItsExchange(exchange) => {
+                    let name = &self.rules.exchanges()[exchange].id;
+                    let gap = [b'\n'; DECODED_NEAR_GAP + 1];
+                    ([name.as_bytes(), &gap, &decoded].concat(), DECODED_NEAR)
+                }
+            };
             let line = at.lines.line_of(start);
             let column = start - at.lines.start(line);
             let nested = self.scan_text(
@@ -1089,7 +1135,7 @@ impl Engine {
                 &decoded,
                 managed,
                 redact_values,
-                DECODED,
+                mode,
             );
             for mut finding in nested {
                 finding.line = line + 1;
@@ -1193,6 +1239,7 @@ impl Engine {
         let dist = match near {
             Some(dist) => dist,
             None if label_role.is_some_and(|r| matches!(r, Role::Key | Role::Secret))
+                && label.is_some_and(|l| label_words(l).len() >= ctx.window.label_words)
                 && ctx.in_section(rule.exchange, line) =>
             {
                 LABELLED_DISTANCE
@@ -1483,9 +1530,13 @@ impl Engine {
         let mut used = vec![false; cands.len()];
         self.assign_any_roles(&mut cands);
         let mut unused = Unused::new(&cands);
+        // Active findings count towards the bound, suppressed ones only while so few are
+        // kept (found by review: a thousand `keygate:allow`ed values hid a real key after
+        // them).
+        let mut active = 0;
         for primary_role in [Role::Secret, Role::Key] {
             for i in 0..cands.len() {
-                if findings.len() >= MAX_FINDINGS_PER_BUFFER {
+                if active >= MAX_FINDINGS_PER_BUFFER {
                     return findings;
                 }
                 if used[i] || cands[i].role != primary_role {
@@ -1530,13 +1581,16 @@ impl Engine {
                 // cover (with the passphrase) are one finding, the known ones another.
                 if examples.is_empty() || real.iter().all(|&j| cands[j].role == Role::Passphrase) {
                     for g in self.split_known(&cands, group) {
-                        findings.push(self.finding(path, allowed, &cands, &g, redact_values));
+                        let finding = self.finding(path, allowed, &cands, &g, redact_values);
+                        keep(&mut findings, &mut active, finding);
                     }
                 } else {
                     for g in self.split_known(&cands, real) {
-                        findings.push(self.finding(path, allowed, &cands, &g, redact_values));
+                        let finding = self.finding(path, allowed, &cands, &g, redact_values);
+                        keep(&mut findings, &mut active, finding);
                     }
-                    findings.push(self.finding(path, allowed, &cands, &examples, redact_values));
+                    let finding = self.finding(path, allowed, &cands, &examples, redact_values);
+                    keep(&mut findings, &mut active, finding);
                 }
             }
         }
@@ -2004,9 +2058,11 @@ impl Context<'_> {
             .blocks
             .get_or_init(|| Blocks::new(self.data, self.lines))
             .section(line);
+        let reach = line.saturating_sub(LABELLED_REACH)..line.saturating_add(LABELLED_REACH + 1);
+        let lines = section.start.max(reach.start)..section.end.min(reach.end);
         let kl = &self.kw_lines[ex];
-        let first = kl.partition_point(|&l| l < section.start);
-        kl.get(first).is_some_and(|&l| section.contains(&l))
+        let first = kl.partition_point(|&l| l < lines.start);
+        kl.get(first).is_some_and(|&l| lines.contains(&l))
     }
 
     /// Line distance to the nearest keyword of `ex`, if any is close enough.
@@ -2055,7 +2111,7 @@ impl LineIndex {
         self.starts.partition_point(|&s| s <= offset) - 1
     }
 
-    fn start(&self, line: usize) -> usize {
+    pub(crate) fn start(&self, line: usize) -> usize {
         self.starts[line]
     }
 

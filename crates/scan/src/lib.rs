@@ -272,8 +272,8 @@ impl Scanner {
 
     /// Scans files and directory trees, honouring `.gitignore` for the files git does not
     /// track (a root named explicitly is scanned even if ignored), decoding UTF-16 files that start with a byte-order mark,
-    /// scanning binary files as the printable text in them, skipping oversized files and
-    /// following no symbolic links. A file or
+    /// scanning binary files as the printable text in them, files over the size limit in
+    /// windows, and following no symbolic links. A file or
     /// directory that cannot be read is counted as skipped and named in a warning; only a
     /// root that does not exist is an error.
     pub fn scan_paths<P: AsRef<Path>>(&self, paths: &[P]) -> Result<Report, Error> {

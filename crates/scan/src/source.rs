@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::engine::MAX_FINDINGS_PER_BUFFER;
 use crate::report::{Finding, Provenance};
 use crate::{Error, Role, Scanner};
 
@@ -42,10 +43,9 @@ impl Scanner {
             return Vec::new();
         }
         let (findings, binary) = self.scan_readings(path, context_path, data);
-        if findings.len() >= crate::engine::MAX_FINDINGS_PER_BUFFER {
+        if findings.iter().filter(|f| f.is_active()).count() >= MAX_FINDINGS_PER_BUFFER {
             self.warn(&format!(
-                "{path}: {} findings or more; only the first are reported",
-                crate::engine::MAX_FINDINGS_PER_BUFFER
+                "{path}: {MAX_FINDINGS_PER_BUFFER} findings or more; only the first are reported"
             ));
         }
         if binary {
@@ -65,10 +65,15 @@ impl Scanner {
     /// Scans a file or blob of `size` bytes, over the size limit, read from `reader`, in
     /// windows of the limit's length (found by review: such files were skipped, so a
     /// 72 MB `dump.sql` holding keys passed `scan .` and `--git`). Each window begins at a
-    /// line start about [`WINDOW_OVERLAP`] bytes before the end of the one before, so that
-    /// a value near a boundary is scanned with what surrounds it; a finding in the overlap
-    /// is taken from the later window, which sees more after it. Findings are placed in
-    /// the whole file (lines and byte offsets), and memory stays that of one window.
+    /// line start about [`WINDOW_OVERLAP`] bytes before the end of the one before (in the
+    /// middle of a line longer than that), and the two share the findings of their
+    /// overlap at its middle: each value is scanned with at least half the overlap of
+    /// text before and after it, more than the lines its keywords and partners are looked
+    /// for in (found by review: a window that took the whole overlap missed a key whose
+    /// exchange was named on the line before its start). Findings are placed in the
+    /// whole file (lines and byte offsets); at most [`MAX_FINDINGS_PER_BUFFER`] active
+    /// ones are kept, the file's scan ending there with a warning. Memory stays that of
+    /// one window.
     fn scan_in_windows(
         &self,
         counters: &Counters,
@@ -83,39 +88,55 @@ impl Scanner {
         let overlap = WINDOW_OVERLAP.min(window / 4);
         let mut buf = Vec::with_capacity(window);
         let mut found = Vec::new();
+        let mut active = 0;
         let (mut lines_before, mut bytes_before) = (0usize, 0u64);
+        // Where, in this window, the findings the window before did not take begin.
+        let mut taken_before = 0;
         let mut binary = false;
-        loop {
+        'windows: loop {
             let want = window - buf.len();
             let got = reader.take(want as u64).read_to_end(&mut buf)?;
             let last = got < want;
-            // Where the next window begins: a line start before the overlap (or the
-            // overlap itself, in a line longer than the window).
-            let next = if last {
-                buf.len()
+            // Where the next window begins, and where this one's findings end.
+            let (next, cut) = if last {
+                (buf.len(), buf.len())
             } else {
                 let from = buf.len() - overlap;
-                memchr::memrchr(b'\n', &buf[..from]).map_or(from, |nl| nl + 1)
+                let next = memchr::memrchr(b'\n', &buf[..from]).map_or(from, |nl| nl + 1);
+                (next, buf.len() - overlap / 2)
             };
-            let lines_kept = memchr::memchr_iter(b'\n', &buf[..next]).count();
+            let lines = crate::engine::LineIndex::new(&buf);
             let (findings, window_binary) = self.scan_readings(path, context_path, &buf);
             binary |= window_binary;
             for mut finding in findings {
-                let kept = last
-                    || match finding.offset {
-                        Some(offset) => offset < next as u64,
-                        None => finding.line <= lines_kept,
-                    };
-                if kept {
-                    finding.shift(lines_before, bytes_before);
-                    found.push(finding);
+                // A text finding's place, from its line and (byte) column.
+                let at = finding.offset.map_or_else(
+                    || {
+                        lines.start(finding.line.saturating_sub(1))
+                            + finding.column.saturating_sub(1)
+                    },
+                    |offset| usize::try_from(offset).unwrap_or(usize::MAX),
+                );
+                if at < taken_before || at >= cut {
+                    continue;
                 }
+                if active >= MAX_FINDINGS_PER_BUFFER {
+                    self.warn(&format!(
+                        "{path}: {MAX_FINDINGS_PER_BUFFER} findings or more; only the first \
+                         are reported"
+                    ));
+                    break 'windows;
+                }
+                active += usize::from(finding.is_active());
+                finding.shift(lines_before, bytes_before);
+                found.push(finding);
             }
             if last {
                 break;
             }
-            lines_before += lines_kept;
+            lines_before += memchr::memchr_iter(b'\n', &buf[..next]).count();
             bytes_before += next as u64;
+            taken_before = cut - next;
             buf.drain(..next);
         }
         if binary {

@@ -332,6 +332,50 @@ mod rules {
         assert!(f.is_empty(), "{text}\n{f:#?}");
     }
 
+    /// Found by review: suppressed findings counted towards the thousand, so a file of
+    /// a thousand `keygate:allow`ed values hid a real key after them.
+    #[test]
+    fn suppressed_findings_do_not_hide_a_key_after_a_thousand_of_them() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(58);
+        let mut text: String = (0..1100)
+            .map(|_| {
+                let key = super::synth::alnum(&mut rng, 64);
+                format!("BINANCE_API_KEY={key} # keygate:allow\n")
+            })
+            .collect();
+        text.push_str(&format!(
+            "BINANCE_API_KEY={}\n",
+            super::synth::alnum(&mut rng, 64)
+        ));
+        let f = Scanner::new().scan_bytes("fixtures.env", text.as_bytes());
+        assert_eq!(f.iter().filter(|f| f.is_active()).count(), 1);
+    }
+
+    /// Found by review: with the keyword anywhere in the file, ccxt's sources gave ten
+    /// findings: `'key': '<uuid>'` partner ids a thousand lines from a comment naming
+    /// okex, and a test's `exchange.secret = '0123…'` 1600 lines below a URL naming
+    /// gateio. A far keyword counts for a label of two words or more, within 200 lines.
+    #[test]
+    fn a_far_keyword_needs_a_label_of_two_words_within_reach() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(59);
+        let scanner = Scanner::new();
+        let filler = |n: usize| "x = 1\n".repeat(n);
+        let uuid = super::synth::uuid(&mut rng);
+        let hex = super::synth::hex_lower(&mut rng, 64);
+        for text in [
+            format!("# okex\n{}partner = {{'key': '{uuid}'}}\n", filler(20)),
+            format!("# api.gateio.ws\n{}API_SECRET = '{hex}'\n", filler(300)),
+        ] {
+            let f = scanner.scan_bytes("exchange.py", text.as_bytes());
+            assert!(f.is_empty(), "{f:#?}");
+        }
+        let f = scanner.scan_bytes(
+            "exchange.py",
+            format!("# api.gateio.ws\n{}API_SECRET = '{hex}'\n", filler(150)).as_bytes(),
+        );
+        assert_eq!(f.len(), 1, "{f:#?}");
+    }
+
     /// Found by review: a bot's configuration names its exchange once, at the top, and its
     /// keys further down (`EXCHANGE = "binance"`, settings, then `API_KEY`/`API_SECRET`),
     /// and a notebook names it in another cell; both were missed, the keyword more than
@@ -3589,6 +3633,63 @@ mod git {
         }
     }
 
+    /// Found by review: a window took the findings of the whole overlap after its start,
+    /// with nothing of the text before it, so a key on the line after its exchange's name
+    /// was missed where a window began between them; and in a line longer than a window
+    /// nothing but the last window's findings was kept. Keywords just before values all
+    /// through a file, and keys in one line of several windows, are each found once.
+    #[test]
+    fn keys_at_every_place_of_a_file_read_in_windows_are_found_once() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(57);
+        let dir = tempfile::tempdir().unwrap();
+        let mut text = String::new();
+        let mut planted = Vec::new();
+        for n in 0..400 {
+            if n % 13 == 0 {
+                text.push_str("-- exchange: binance\n");
+                planted.push(text.lines().count() + 1);
+                let key = super::synth::alnum(&mut rng, 64);
+                text.push_str(&format!("INSERT INTO k VALUES ('{key}');\n"));
+            } else {
+                text.push_str("INSERT INTO t VALUES (1, 'filler');\n");
+            }
+        }
+        std::fs::write(dir.path().join("dump.sql"), &text).unwrap();
+        let mut line = String::from("[");
+        let mut keys = Vec::new();
+        for n in 0..300 {
+            if n % 37 == 5 {
+                let key = super::synth::alnum(&mut rng, 64);
+                line.push_str(&format!(
+                    "{{\"exchange\":\"binance\",\"apiKey\":\"{key}\"}},"
+                ));
+                keys.push(key);
+            } else {
+                line.push_str("{\"filler\":\"0123456789 abcdefghij klmnopqrst\"},");
+            }
+        }
+        line.push_str("{}]");
+        std::fs::write(dir.path().join("one-line.json"), &line).unwrap();
+        let scanner = Scanner::builder().redact(false).max_file_size(4096).build();
+        let report = scanner.scan_paths(&[dir.path()]).unwrap();
+        let in_dump: Vec<usize> = report
+            .findings
+            .iter()
+            .filter(|f| f.path.ends_with("dump.sql"))
+            .map(|f| f.line)
+            .collect();
+        assert_eq!(in_dump, planted, "{report:#?}");
+        let mut in_line: Vec<String> = report
+            .findings
+            .iter()
+            .filter(|f| f.path.ends_with("one-line.json"))
+            .flat_map(|f| f.parts.iter().filter_map(|p| p.value.clone()))
+            .collect();
+        in_line.sort();
+        keys.sort();
+        assert_eq!(in_line, keys, "{report:#?}");
+    }
+
     /// A regression test: in a partial clone (`--filter=blob:none`), reading each blob
     /// fetched it from the remote, one round trip (or credential prompt) per blob; and a
     /// blob that could not be had was skipped without a word, so the scan said "clean".
@@ -4081,6 +4182,30 @@ mod encoded {
         assert!(scanner
             .scan_bytes("deploy/secret.yaml", far.as_bytes())
             .is_empty());
+    }
+
+    /// Found by review: text decoded near an exchange's name was read as if its path
+    /// named the exchange, so a notebook's data URI of a CSV of upper-case hex ids, in a
+    /// cell beside `ccxt.okx()`, gave "OKX API secrets". Only labelled values take the
+    /// name now.
+    #[test]
+    fn unlabelled_values_in_text_decoded_near_a_name_are_not_keys() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(83);
+        let rows: String = (0..20)
+            .map(|n| {
+                format!(
+                    "{n},{}\n",
+                    super::synth::hex_lower(&mut rng, 32).to_uppercase()
+                )
+            })
+            .collect();
+        let csv = format!("row,etag\n{rows}");
+        let notebook = format!(
+            "ex = ccxt.okx()\n<a href=\"data:text/csv;base64,{}\">download</a>\n",
+            b64(&csv)
+        );
+        let f = Scanner::new().scan_bytes("analysis.html", notebook.as_bytes());
+        assert!(f.is_empty(), "{f:#?}");
     }
 
     /// A regression test: a key and secret committed in a Kubernetes secret were missed,

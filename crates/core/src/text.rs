@@ -10,9 +10,13 @@ use std::fmt::Write;
 /// DEL as `\xNN`; C1 (U+0080 to U+009F, which some terminals read as ESC sequences too:
 /// U+009B is CSI) as `\u{NN}`; and as `\u{NNNN}` the bidirectional controls (U+061C,
 /// U+200E, U+200F, U+202A to U+202E, U+2066 to U+2069), which reorder what follows them
-/// on the line ("Trojan Source", CVE-2021-42574), and the line and paragraph separators
-/// (U+2028, U+2029). Nothing else changes (a backslash stays as it is, so Windows paths
-/// read as usual); text without such a character is borrowed as it is.
+/// on the line ("Trojan Source", CVE-2021-42574), the line and paragraph separators
+/// (U+2028, U+2029), and the characters that show as nothing (the soft hyphen U+00AD,
+/// U+180E, the zero-width space, non-joiner and joiner U+200B to U+200D, the word joiner
+/// and invisible operators U+2060 to U+2064, the byte-order mark U+FEFF), with which a
+/// withdrawal address a bot named would read as one on the list (found by review).
+/// Nothing else changes (a backslash stays as it is, so Windows paths read as usual);
+/// text without such a character is borrowed as it is.
 ///
 /// ```
 /// assert_eq!(keygate_core::escape_controls("a\x1b[2Jb"), "a\\x1b[2Jb");
@@ -74,6 +78,11 @@ fn needs_escape(c: char) -> bool {
                 | '\u{2066}'..='\u{2069}'
                 | '\u{2028}'
                 | '\u{2029}'
+                | '\u{00ad}'
+                | '\u{180e}'
+                | '\u{200b}'..='\u{200d}'
+                | '\u{2060}'..='\u{2064}'
+                | '\u{feff}'
         )
 }
 
@@ -91,6 +100,11 @@ mod tests {
         assert_eq!(
             escape_controls("key\u{202e}vne.\u{2066}x\u{2069}\u{200f}\u{2028}"),
             "key\\u{202e}vne.\\u{2066}x\\u{2069}\\u{200f}\\u{2028}"
+        );
+        // Characters that show as nothing: an address with one would read as another.
+        assert_eq!(
+            escape_controls("TCold\u{200b}Wallet\u{feff}\u{2060}\u{ad}1"),
+            "TCold\\u{200b}Wallet\\u{feff}\\u{2060}\\u{ad}1"
         );
         for plain in [
             "clés/ü #1?.env",

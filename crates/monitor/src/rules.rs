@@ -473,12 +473,18 @@ impl Rules {
                         .get(client)
                         .is_some_and(|list| list.contains(symbol));
                     if let Some(known) = known.filter(|_| !is_listed) {
+                        // A symbol is the bot's text (`KEYGATE-UNFREEZE.COM`, twenty
+                        // characters Binance's symbols may have): shown as a name is, so
+                        // that no chat makes it a link (found by review).
+                        let known: Vec<String> = known.split(", ").map(named).collect();
                         alerts.push((
                             Severity::Warning,
                             AlertRule::NewSymbol,
                             format!(
-                                "client {client} traded {symbol} for the first time; it traded \
-                                 {known} before: is its key in other hands?"
+                                "client {client} traded {} for the first time; it traded {} \
+                                 before: is its key in other hands?",
+                                named(symbol),
+                                known.join(", ")
                             ),
                         ));
                     }
@@ -1812,6 +1818,17 @@ mod tests {
         assert_eq!(
             at(3_800_000, "bot1", ActionKind::Trade, "BTCUSDT"),
             [(Severity::Warning, AlertRule::NewSymbol)]
+        );
+        // Found by review: a symbol is the bot's text, which a chat made a link.
+        let alerts = rules.evaluate(
+            3_900_000,
+            &order(3_900_000, "bot1", ActionKind::Trade, "KEYGATE-UNFREEZE.COM"),
+        );
+        assert!(
+            alerts[0]
+                .summary
+                .contains("traded KEYGATE-UNFREEZE[.]COM for the first time"),
+            "{alerts:?}"
         );
     }
 

@@ -2100,7 +2100,8 @@ fn query_param(query: &str, name: &str) -> Option<String> {
 /// 10) is reserved at 20, a conservative default. The gateway counts held-back calls at
 /// these estimates (or at the exchange's report of the whole pool, where lower): should a
 /// read weigh more than its figure here (Binance raised it), it counts short, and reads
-/// are held to the caps by the pool's count only near the exchange's limit. A symbol is read from the query alone: a signed read is a GET
+/// are held to the caps by the pool's count only near the exchange's limit. A symbol is
+/// read from the query alone: a signed read is a GET
 /// (but for `/sapi` ones whose weight names none), and a GET carries no body.
 fn signed_read_weight(path: &str, query: &str) -> u64 {
     // Only where the weight depends on it: the decoding allocates.

@@ -109,10 +109,12 @@ impl Scanner {
             let (findings, window_binary) = self.scan_readings(path, context_path, &buf);
             binary |= window_binary;
             for mut finding in findings {
-                // A text finding's place, from its line and (byte) column.
+                // A text finding's place, from its line and (byte) column (a line of
+                // decoded UTF-16 counted as if it were a raw line: never past the last).
                 let at = finding.offset.map_or_else(
                     || {
-                        lines.start(finding.line.saturating_sub(1))
+                        let line = finding.line.saturating_sub(1);
+                        lines.start(line.min(lines.count().saturating_sub(1)))
                             + finding.column.saturating_sub(1)
                     },
                     |offset| usize::try_from(offset).unwrap_or(usize::MAX),

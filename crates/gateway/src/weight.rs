@@ -500,6 +500,8 @@ impl WeightGauge {
         self.reservation(pool, weight, false)
     }
 
+    /// A reservation of `weight` of `pool` (a held-back call's, or a hold), not yet
+    /// settled; the caller has added it to the counts under the lock.
     fn reservation(&self, pool: Pool<'_>, weight: u64, held_back: bool) -> Reservation<'_> {
         Reservation {
             gauge: self,
@@ -555,8 +557,8 @@ impl WeightGauge {
     }
 
     /// [Reserves](WeightGauge::reserve) `weight` of `pool` for a lookup that prices an
-    /// order of `payer`'s, and charges it to the client, under one lock: refused at the
-    /// pool's `cap`, at the client's share, or at its share for pricing, whichever comes
+    /// order of `payer`'s, and charges it to the client, under one lock: refused at either
+    /// part of `cap`, at the client's share, or at its share for pricing, whichever comes
     /// first.
     pub fn reserve_pricing(
         &self,

@@ -236,8 +236,8 @@ struct Window {
     label_words: usize,
 }
 
-/// The keyword window of text: six lines before a value, three after, or anywhere for a
-/// labelled key or secret.
+/// The keyword window of text: six lines before a value, three after, or up to 200 in its
+/// section for a value labelled as a key or secret ([`Window::labelled_anywhere`]).
 const TEXT_WINDOW: Window = Window {
     before: 6,
     after: 3,

@@ -1,5 +1,6 @@
 //! `keygate audit`: verify, tail, query and export the tamper-evident log.
 
+use std::borrow::Cow;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -563,6 +564,20 @@ pub(crate) fn human_line(seq: u64, event: &Event) -> String {
     crate::output::escape_controls(&event_line(seq, event)).into_owned()
 }
 
+/// A value a request named, for a `name=value` of an event's line: quoted, as a JSON
+/// string, when it holds a blank, `=` or `"` (or is empty), so that a bot's withdrawal
+/// address `X network=TRX from=10.0.0.9` cannot read as fields of the line (found by
+/// review).
+fn field(value: &str) -> Cow<'_, str> {
+    let plain =
+        !value.is_empty() && !value.contains(|c: char| c.is_whitespace() || c == '=' || c == '"');
+    if plain {
+        Cow::Borrowed(value)
+    } else {
+        Cow::Owned(serde_json::to_string(value).unwrap_or_default())
+    }
+}
+
 fn event_line(seq: u64, event: &Event) -> String {
     let time = rfc3339(event.ts_ms);
     match &event.body {
@@ -588,24 +603,24 @@ fn event_line(seq: u64, event: &Event) -> String {
                 r.path
             );
             match (&r.symbol, r.orders.len()) {
-                (Some(sym), _) => s.push_str(&format!(" symbol={sym}")),
+                (Some(sym), _) => s.push_str(&format!(" symbol={}", field(sym))),
                 (None, 0) => {}
                 (None, _) => {
                     let symbols = r.symbols_named().unwrap_or_default().replace(' ', ",");
-                    s.push_str(&format!(" symbols={symbols}"));
+                    s.push_str(&format!(" symbols={}", field(&symbols)));
                 }
             }
             if let Some(n) = r.notional {
                 s.push_str(&format!(" notional={n}"));
             }
             if let (Some(amount), Some(asset)) = (r.amount, &r.asset) {
-                s.push_str(&format!(" amount={amount} {asset}"));
+                s.push_str(&format!(" amount={amount} {}", field(asset)));
             }
             if let Some(destination) = &r.destination {
-                s.push_str(&format!(" to={destination}"));
+                s.push_str(&format!(" to={}", field(destination)));
             }
             if let Some(network) = &r.network {
-                s.push_str(&format!(" network={network}"));
+                s.push_str(&format!(" network={}", field(network)));
             }
             s.push_str(&format!(" from={}", r.source_ip));
             s.push_str(&format!(" {}", outcome_text(r.outcome, r.upstream_status)));
@@ -949,6 +964,17 @@ mod tests {
         let line = human_line(1, &event);
         assert!(!line.contains('\u{1b}'), "{line}");
         assert!(line.contains("symbol=BTC\\x1b[2J"), "{line}");
+        // Found by review: a value holding blanks read as more fields of the line.
+        let mut event = event;
+        if let EventBody::Request(r) = &mut event.body {
+            r.destination = Some("X network=TRX from=10.0.0.9".into());
+            r.network = Some("TRX".into());
+        }
+        let line = human_line(1, &event);
+        assert!(
+            line.contains(r#" to="X network=TRX from=10.0.0.9" network=TRX from=127.0.0.1 "#),
+            "{line}"
+        );
     }
 
     /// A regression test (found by review): an append a full disk cut short left half a

@@ -742,11 +742,8 @@ impl Adapter for Binance {
         // Binance's symbols are `[A-Z0-9-_.]{1,20}` (a USD-M dated contract is
         // `BTCUSDT_260327`); none of those needs encoding in a query, and nothing else
         // can add a parameter to the lookup.
-        let safe = (1..=20).contains(&symbol.len())
-            && symbol
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-        safe.then(|| format!("{}/ticker/bookTicker?symbol={symbol}", market_api(path)))
+        is_symbol_text(symbol)
+            .then(|| format!("{}/ticker/bookTicker?symbol={symbol}", market_api(path)))
     }
     fn parse_ticker_price(&self, body: &[u8], symbol: &str) -> Option<Quote> {
         parse_ticker_price(body, symbol)

@@ -44,22 +44,31 @@ impl Scanner {
         }
         let (findings, binary) = self.scan_readings(path, context_path, data);
         if findings.iter().filter(|f| f.is_active()).count() >= MAX_FINDINGS_PER_BUFFER {
-            self.warn(&format!(
-                "{path}: {MAX_FINDINGS_PER_BUFFER} findings or more; only the first are reported"
-            ));
+            self.warn_capped(path);
         }
+        self.count_scanned(counters, data.len() as u64, binary);
+        findings
+    }
+
+    /// Counts a file or blob of `size` bytes scanned (a binary one when `binary`), and
+    /// tells the progress indicator.
+    fn count_scanned(&self, counters: &Counters, size: u64, binary: bool) {
         if binary {
             counters.binary.fetch_add(1, Ordering::Relaxed);
         }
         let scanned = counters.scanned.fetch_add(1, Ordering::Relaxed) + 1;
-        let bytes = counters
-            .bytes
-            .fetch_add(data.len() as u64, Ordering::Relaxed)
-            + data.len() as u64;
+        let bytes = counters.bytes.fetch_add(size, Ordering::Relaxed) + size;
         if let Some(p) = &self.progress {
             p(scanned, bytes);
         }
-        findings
+    }
+
+    /// Warns that `path` holds [`MAX_FINDINGS_PER_BUFFER`] findings or more, of which
+    /// only the first are reported.
+    fn warn_capped(&self, path: &str) {
+        self.warn(&format!(
+            "{path}: {MAX_FINDINGS_PER_BUFFER} findings or more; only the first are reported"
+        ));
     }
 
     /// Scans a file or blob of `size` bytes, over the size limit, read from `reader`, in
@@ -123,10 +132,7 @@ impl Scanner {
                     continue;
                 }
                 if active >= MAX_FINDINGS_PER_BUFFER {
-                    self.warn(&format!(
-                        "{path}: {MAX_FINDINGS_PER_BUFFER} findings or more; only the first \
-                         are reported"
-                    ));
+                    self.warn_capped(path);
                     break 'windows;
                 }
                 active += usize::from(finding.is_active());
@@ -141,14 +147,7 @@ impl Scanner {
             taken_before = cut - next;
             buf.drain(..next);
         }
-        if binary {
-            counters.binary.fetch_add(1, Ordering::Relaxed);
-        }
-        let scanned = counters.scanned.fetch_add(1, Ordering::Relaxed) + 1;
-        let bytes = counters.bytes.fetch_add(size, Ordering::Relaxed) + size;
-        if let Some(p) = &self.progress {
-            p(scanned, bytes);
-        }
+        self.count_scanned(counters, size, binary);
         Ok(found)
     }
 

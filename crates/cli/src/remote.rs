@@ -363,7 +363,13 @@ fn answered<A: Adapter>(
     weight.note_answer(adapter, pool, &answer, None);
     if !status.is_success() {
         let reason = match adapter.error_text(&answer.body) {
-            Some(text) => format!("it answered HTTP {} ({text})", status.as_u16()),
+            // The exchange's words, or those of whoever answers in its place, reach alerts:
+            // a name in them is not made a link (found by review).
+            Some(text) => format!(
+                "it answered HTTP {} ({})",
+                status.as_u16(),
+                keygate_monitor::defanged(&text)
+            ),
             None => format!("it answered HTTP {}", status.as_u16()),
         };
         return Err(if adapter.may_pass_when_asked_again(status, &answer.body) {
@@ -439,5 +445,32 @@ mod tests {
             &secret
         )));
         assert_eq!(paths().len(), 2);
+    }
+
+    /// A regression test (from a review): an exchange's error text went into
+    /// `reconcile_failed` alerts as it came, so an answer naming
+    /// `binance-unfreeze.com/now` put a link in the operator's chat or mail.
+    #[test]
+    fn names_in_an_exchange_s_error_text_are_not_links() {
+        let weight = WeightGauge::default();
+        let pool = Pool {
+            upstream: "https://api.binance.com",
+            name: "/api",
+        };
+        let answer = keygate_gateway::upstream::Response {
+            status: http::StatusCode::BAD_REQUEST,
+            headers: http::HeaderMap::new(),
+            body: br#"{"code":-1121,"msg":"Invalid symbol. Verify at binance-unfreeze.com/now."}"#
+                .to_vec()
+                .into(),
+        };
+        let Err(refused) = answered(&Binance, "/api/v3/allOrders", Ok(answer), (&weight, pool))
+        else {
+            panic!("an error answer was read as an answer");
+        };
+        assert_eq!(
+            refused.reason,
+            "it answered HTTP 400 (-1121: Invalid symbol. Verify at binance-unfreeze[.]com/now.)"
+        );
     }
 }

@@ -71,7 +71,7 @@ mod sink;
 pub use config::{AlertsConfig, EmailConfig, Settings, WebhookConfig};
 pub use email::{Email, EmailSettings, SmtpSecurity};
 pub use metrics::{write_gauge, Metrics};
-pub use rules::{named, symbol_lists, Rules, Thresholds};
+pub use rules::{defanged, named, symbol_lists, Rules, Thresholds};
 pub use sink::{sign, Sink, Webhook};
 
 use std::cmp::Reverse;

@@ -982,6 +982,19 @@ const MAX_NAMED_CHARS: usize = 100;
 /// `binance-security-check.com/unfreeze` a link in the alert. Assets and symbols have no
 /// dots; an address that does (`alice.near`) still reads as itself.
 pub fn named(text: &str) -> String {
+    defanged_within(text, MAX_NAMED_CHARS)
+}
+
+/// `text` with its dots between names written `[.]`, as [`named`] writes them, and not
+/// cut: for an exchange's own error text, which the exchange (or whoever answers in its
+/// place) writes, and which keygate already bounds
+/// ([`keygate_exchanges::MAX_ERROR_TEXT`]).
+pub fn defanged(text: &str) -> String {
+    defanged_within(text, usize::MAX)
+}
+
+/// `text` defanged as [`named`] says, cut to `max_chars` characters as written.
+fn defanged_within(text: &str, max_chars: usize) -> String {
     let mut out = String::new();
     let mut shown = 0;
     let mut previous = None;
@@ -989,14 +1002,14 @@ pub fn named(text: &str) -> String {
     while let Some(c) = chars.next() {
         // Cut once written: `[.]` makes a name longer than it came (found by review: three
         // long names pushed who sent a withdrawal, and the decision, out of the summary).
-        if shown >= MAX_NAMED_CHARS {
+        if shown >= max_chars {
             out.push('…');
             break;
         }
         let joins_labels = c == '.'
             && previous.is_some_and(|p: char| p.is_alphanumeric() || p == '-')
             && chars.peek().is_some_and(|n| n.is_alphabetic());
-        if joins_labels && shown + 3 <= MAX_NAMED_CHARS {
+        if joins_labels && shown.saturating_add(3) <= max_chars {
             out.push_str("[.]");
             shown += 3;
         } else if joins_labels {

@@ -11,7 +11,7 @@ use keygate_vault::{KdfParams, VaultFormat};
 use serde::Serialize;
 
 use crate::audit_cmd::events_held;
-use crate::home::{foreign_owner, now_ms, wal_path, Provider, Unlocked};
+use crate::home::{check_home_parents, foreign_owner, now_ms, wal_path, Provider, Unlocked};
 use crate::output::{escape_controls, print_json, rfc3339};
 use crate::remote::Exchanges;
 
@@ -54,6 +54,7 @@ struct Check {
 /// Runs every check; exit code 1 when one fails, as `audit verify` does.
 pub fn run(vault: &Unlocked, args: &DoctorArgs) -> anyhow::Result<i32> {
     let mut checks = file_modes(vault);
+    checks.extend(home_parents(vault));
     checks.push(master_key(vault)?);
     checks.extend(unfinished_config(vault));
     checks.extend(stop_file(vault));
@@ -148,6 +149,15 @@ fn file_modes(vault: &Unlocked) -> Vec<Check> {
             ),
         )
     }]
+}
+
+/// The directories above the home are written by no one else
+/// ([`check_home_parents`]), or it is said why they are: every other command refuses
+/// such a home, doctor says so (as `keygate panic`, it opens it all the same).
+fn home_parents(vault: &Unlocked) -> Option<Check> {
+    check_home_parents(&vault.home.dir)
+        .err()
+        .map(|e| check("home", Verdict::Fail, format!("{e:#}")))
 }
 
 /// Warns in serve's log, as [`file_modes`] would fail `doctor`, of a home, configuration

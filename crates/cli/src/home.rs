@@ -808,6 +808,7 @@ pub fn init(home: Home, how: &UnlockArgs, args: &InitArgs) -> anyhow::Result<()>
     if home.dir.exists() {
         check_home_owner(&home.dir)?;
     }
+    check_home_parents(&home.dir)?;
     if db.exists() || config_path.exists() {
         let found = found_vault(&db);
         if found == Found::Altered {
@@ -1341,8 +1342,10 @@ pub(crate) fn check_home_owner(dir: &Path) -> anyhow::Result<()> {
 
 /// Refuses a home directory of another user ([`check_home_owner`]), or one that group or
 /// others may write (found by review: only `doctor` said so): whoever may write in it may
-/// remove or replace the database, its journal or the lock, or leave a stop file. `init`
-/// makes a home it finds so private instead, and `keygate panic` and `doctor` go on
+/// remove or replace the database, its journal or the lock, or leave a stop file. The
+/// same of the directories above it ([`check_no_one_else_writes`]): whoever may write in
+/// one of those may move the whole home away and put another in its place. `init` makes
+/// a home it finds so private instead, and `keygate panic` and `doctor` go on
 /// ([`unlock_even_if_open`]).
 #[cfg(target_os = "linux")]
 pub(crate) fn check_home(dir: &Path) -> anyhow::Result<()> {
@@ -1358,7 +1361,19 @@ pub(crate) fn check_home(dir: &Path) -> anyhow::Result<()> {
             dir.display()
         );
     }
-    Ok(())
+    check_home_parents(dir)
+}
+
+/// Refuses a home below a directory another user could rename or replace things in
+/// ([`check_no_one_else_writes`]): the home would be theirs to move away and replace.
+/// Of a home not made yet, the directories that exist above it are checked.
+pub(crate) fn check_home_parents(dir: &Path) -> anyhow::Result<()> {
+    let dir = std::path::absolute(dir).with_context(|| format!("finding {}", dir.display()))?;
+    match dir.ancestors().skip(1).find(|above| above.exists()) {
+        Some(above) => check_no_one_else_writes(above)
+            .with_context(|| format!("the home directory {} is not safe", dir.display())),
+        None => Ok(()),
+    }
 }
 
 #[cfg(not(target_os = "linux"))]

@@ -1091,6 +1091,49 @@ mod init {
         kg.ok(&["account", "list"], "");
     }
 
+    /// A regression test (from a review): a home whose parent others may write was used
+    /// as any other, though whoever may write there may move the whole home away and put
+    /// another in its place. Refused as a home others may write is, by `init` before
+    /// anything is made; a sticky parent (`/tmp`) lets only an entry's owner rename it.
+    #[cfg(unix)]
+    #[test]
+    fn a_home_below_a_directory_others_may_write_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let chmod = |p: &std::path::Path, mode: u32| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap()
+        };
+        let kg = Kg::with_key_file();
+        let parent = kg.home().parent().unwrap().to_owned();
+        let parent_mode = std::fs::metadata(&parent).unwrap().permissions().mode() & 0o7777;
+        chmod(&parent, 0o777);
+        let refused = kg.fails(&["account", "list"], "", 2);
+        assert!(
+            refused.stderr.contains("is not safe")
+                && refused.stderr.contains(&format!(
+                    "{} may be written by group or others (mode 777)",
+                    parent.display()
+                ))
+                && refused.stderr.contains("chmod go-w"),
+            "{refused:#?}"
+        );
+        let doctor = kg.fails(&["doctor"], "", 1);
+        assert!(doctor.stdout.contains("FAIL home: "), "{}", doctor.stdout);
+        assert!(kg.ok(&["panic"], "").stdout.contains("no active client"));
+        chmod(&parent, 0o1777);
+        kg.ok(&["account", "list"], "");
+        chmod(&parent, parent_mode);
+        kg.ok(&["account", "list"], "");
+
+        let kg = Kg::empty();
+        let parent = kg.home().parent().unwrap().to_owned();
+        chmod(&parent, 0o777);
+        let key = kg.dir.path().join("elsewhere").join("master.key");
+        let refused = kg.fails(&["init", "--master-key-file", key.to_str().unwrap()], "", 2);
+        assert!(refused.stderr.contains("is not safe"), "{refused:#?}");
+        assert!(!kg.home().exists() && !key.exists());
+        chmod(&parent, 0o700);
+    }
+
     /// A regression test: `--trusted-proxy 0.0.0.0/0` let any peer name its own address in
     /// X-Forwarded-For, past every `--allow-ip`, and `--public-weight-cap 0` paused every
     /// public call (so ccxt's `load_markets`); both were accepted without a word.

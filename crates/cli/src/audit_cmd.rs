@@ -301,6 +301,26 @@ fn checkpoints_in(path: &Path) -> anyhow::Result<Vec<Checkpoint>> {
     Ok(checkpoints)
 }
 
+/// The clients whose rows do not match their tags ([`keygate_store::Client::verify_record`]),
+/// or do not read, by name. Rows an earlier keygate wrote without a tag are not counted:
+/// the gateway refuses them until `keygate upgrade` tags them.
+fn altered_clients(vault: &Unlocked) -> anyhow::Result<Vec<String>> {
+    let rows = vault
+        .store
+        .client_rows()
+        .context("reading the client table")?;
+    Ok(rows
+        .iter()
+        .filter_map(|row| match row {
+            Err(e) => Some(format!("a row that does not read ({e})")),
+            Ok(c) if c.is_tagged() && c.verify_record(&vault.master).is_err() => {
+                Some(escape_controls(c.name.as_str()).into_owned())
+            }
+            Ok(_) => None,
+        })
+        .collect())
+}
+
 fn verify(vault: &Unlocked, args: &VerifyArgs) -> anyhow::Result<i32> {
     let checkpoints = read_checkpoints(&checkpoint_files(&vault.home, &args.checkpoint)?)?;
     match keygate_audit::verify_checkpoints(&vault.store, &vault.audit_key, &checkpoints) {
@@ -338,6 +358,25 @@ fn verify(vault: &Unlocked, args: &VerifyArgs) -> anyhow::Result<i32> {
                     return Ok(1);
                 }
                 Err(e) => return Err(e).context("checking the client and account tables' seal"),
+            }
+            // The seal covers each client's name and tag, not the columns the tag covers
+            // (found by review: two clients' keys swapped in the database passed here,
+            // while the gateway refused both).
+            let altered = altered_clients(vault)?;
+            if !altered.is_empty() {
+                let (records, were, them) = if altered.len() == 1 {
+                    ("record", "was", "it")
+                } else {
+                    ("records", "were", "them")
+                };
+                eprintln!(
+                    "audit log verified ({n} events), but the client table FAILED: the \
+                     {records} of {} {were} changed without the master key; the gateway \
+                     refuses {them}: revoke {them}, and find out who could write the \
+                     database",
+                    altered.join(", ")
+                );
+                return Ok(1);
             }
             let events = events_held(&verified);
             let held = checkpoints.len() - verified.checkpoints_archived;

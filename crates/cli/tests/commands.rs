@@ -4831,6 +4831,39 @@ mod audit {
         );
     }
 
+    /// A regression test (from a review): the tables' seal covers each client's name and
+    /// tag, not its columns, so two clients' keys swapped in the database passed `audit
+    /// verify`, which said the tables agreed with the log, while the gateway refused both.
+    #[test]
+    fn verify_fails_on_client_rows_changed_without_the_master_key() {
+        let kg = busy_vault();
+        let db = db(&kg);
+        let material = |name: &str| -> Vec<u8> {
+            db.query_row(
+                "SELECT key_material FROM clients WHERE name = ?1",
+                [name],
+                |row| row.get(0),
+            )
+            .unwrap()
+        };
+        let (bot1, bot2) = (material("bot1"), material("bot2"));
+        for (name, taken) in [("bot1", &bot2), ("bot2", &bot1)] {
+            db.execute(
+                "UPDATE clients SET key_material = ?1 WHERE name = ?2",
+                rusqlite::params![taken, name],
+            )
+            .unwrap();
+        }
+        let out = kg.fails(&["audit", "verify"], "", 1);
+        assert!(
+            out.stderr.contains("the client table FAILED")
+                && out
+                    .stderr
+                    .contains("the records of bot1, bot2 were changed"),
+            "{out:#?}"
+        );
+    }
+
     /// `busy_vault` with its fourth event (bot2's issue) edited to name bot9.
     fn edited_vault() -> Kg {
         let kg = busy_vault();

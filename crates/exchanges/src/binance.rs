@@ -453,7 +453,7 @@ impl SignedRequest {
                     )));
                 }
                 check_parameter(name, value)
-                    .and_then(|()| check_symbol_or_order_id(name, value))
+                    .and_then(|()| check_symbol_or_order_id(name, value, Market::Usdm))
                     .map_err(|e| match e {
                         Error::Malformed { reason } => bad(reason),
                         other => other,
@@ -483,8 +483,13 @@ impl SignedRequest {
     /// futures take a whole `recvWindow`, spot a decimal one; a batch of orders must read
     /// ([`SignedRequest::batch`]).
     pub fn check_for_path(&self, method: &str, path: &str) -> Result<(), Error> {
+        let market = if path.starts_with("/api/") {
+            Market::Spot
+        } else {
+            Market::Usdm
+        };
         for (name, value) in self.params() {
-            check_symbol_or_order_id(name, value)?;
+            check_symbol_or_order_id(name, value, market)?;
         }
         // Spot reads up to three decimals of a millisecond; the other APIs an integer.
         let decimal = self.param("recvWindow").is_some_and(|w| w.contains('.'));
@@ -1281,12 +1286,19 @@ fn check_parameter(name: &str, value: &str) -> Result<(), Error> {
 /// had recorded the request as allowed: a bot's free text (`x;=HYPERLINK(…)`, a domain
 /// name) then stood in the audit log, its CSV export, a `new_symbol` alert and every
 /// reconciliation's list of symbols traded (found by review). Worded as Binance words it;
-/// lower case and empty values are let through, for Binance to answer.
-fn check_symbol_or_order_id(name: &str, value: &str) -> Result<(), Error> {
+/// lower case and empty values are let through, for Binance to answer. Spot takes fewer
+/// characters in a client's order id than the futures APIs (no `.`, `:` or `/`); every
+/// other API is held to the futures' range, the wider one.
+fn check_symbol_or_order_id(name: &str, value: &str, market: Market) -> Result<(), Error> {
     let (legal, range) = if name == "symbol" {
         (is_symbol_text(value), "^[A-Z0-9-_.]{1,20}$")
+    } else if CLIENT_ORDER_IDS.contains(&name) && market == Market::Spot {
+        (is_client_order_id(value, b""), "^[a-zA-Z0-9-_]{1,36}$")
     } else if CLIENT_ORDER_IDS.contains(&name) {
-        (is_client_order_id(value), "^[\\.A-Z\\:/a-z0-9_-]{1,36}$")
+        (
+            is_client_order_id(value, b".:/"),
+            "^[\\.A-Z\\:/a-z0-9_-]{1,36}$",
+        )
     } else {
         (true, "")
     };
@@ -1301,7 +1313,8 @@ fn check_symbol_or_order_id(name: &str, value: &str) -> Result<(), Error> {
 }
 
 /// The parameters that name an order (or an order list, or a leg of one) by the client's
-/// id for it, each held to Binance's `^[\.A-Z\:/a-z0-9_-]{1,36}$`.
+/// id for it, each held to Binance's `^[a-zA-Z0-9-_]{1,36}$` on spot and
+/// `^[\.A-Z\:/a-z0-9_-]{1,36}$` on the futures APIs.
 const CLIENT_ORDER_IDS: &[&str] = &[
     "newClientOrderId",
     "origClientOrderId",
@@ -1329,12 +1342,13 @@ fn is_symbol_text(value: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
-/// Whether `value` is a client's order id as Binance takes them.
-fn is_client_order_id(value: &str) -> bool {
+/// Whether `value` is a client's order id as Binance takes them: 1 to 36 letters, digits,
+/// `_` and `-`, and the bytes of `also`.
+fn is_client_order_id(value: &str, also: &[u8]) -> bool {
     (1..=36).contains(&value.len())
         && value
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b':' | b'/' | b'_' | b'-'))
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || also.contains(&b))
 }
 
 /// Where USD-M orders are placed, modified and cancelled in batches.

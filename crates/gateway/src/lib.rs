@@ -406,37 +406,63 @@ async fn handle<A: Adapter>(
     let native = &parts.uri.path()[1 + exchange.as_str().len()..];
     let (mut audit, source_known) =
         Audit::from_peer(gw, exchange.as_str(), peer, &method, native, &parts.headers);
+    // A request refused before its signature is checked is still recorded as about the
+    // key it presents, as one whose signature fails is (found by review: a bot's
+    // malformed order was logged with no client, and `audit query --client` never showed
+    // it).
+    let presented = adapter.client_api_key(&parts.headers);
     if !source_known {
         let msg = format!(
             "keygate: the request came through trusted proxy {}, and its \
              X-Forwarded-For does not name the source address",
             audit.source_ip
         );
-        return audit.deny(refuse(Refusal::Denied(&msg)), Rule::SourceIp, &msg);
+        return audit.deny_presenting(
+            presented,
+            refuse(Refusal::Denied(&msg)),
+            Rule::SourceIp,
+            &msg,
+        );
     }
     if let Err(reason) = check_path(native) {
-        return audit.deny(refuse(Refusal::Malformed(reason)), Rule::Malformed, reason);
+        return audit.deny_presenting(
+            presented,
+            refuse(Refusal::Malformed(reason)),
+            Rule::Malformed,
+            reason,
+        );
     }
     if let Some(header) = METHOD_OVERRIDE_HEADERS
         .iter()
         .find(|h| parts.headers.contains_key(**h))
     {
         let msg = format!("method override header {header} is not accepted");
-        return audit.deny(refuse(Refusal::Malformed(&msg)), Rule::Malformed, &msg);
+        return audit.deny_presenting(
+            presented,
+            refuse(Refusal::Malformed(&msg)),
+            Rule::Malformed,
+            &msg,
+        );
     }
     if let Some(reason) = parts
         .headers
         .iter()
         .find_map(|(name, value)| adapter.refused_header(name.as_str(), value.as_bytes()))
     {
-        return audit.deny(refuse(Refusal::Malformed(reason)), Rule::Malformed, reason);
+        return audit.deny_presenting(
+            presented,
+            refuse(Refusal::Malformed(reason)),
+            Rule::Malformed,
+            reason,
+        );
     }
     let Some(Route {
         base: default_base,
         path: native,
     }) = adapter.route(native)
     else {
-        return audit.deny(
+        return audit.deny_presenting(
+            presented,
             refuse(Refusal::UnknownRoute),
             Rule::UnknownEndpoint,
             "no exchange host serves this path",
@@ -460,7 +486,8 @@ async fn handle<A: Adapter>(
     let body = match body {
         Ok(Ok(body)) => body,
         Ok(Err(e)) if is_length_limit(&e) => {
-            return audit.deny(
+            return audit.deny_presenting(
+                presented,
                 refuse(Refusal::TooLarge),
                 Rule::Malformed,
                 "request body too large",
@@ -468,15 +495,30 @@ async fn handle<A: Adapter>(
         }
         Ok(Err(e)) if is_cut_short(&e) => {
             let msg = "the request body was cut short";
-            return audit.deny(refuse(Refusal::Malformed(msg)), Rule::ClientGone, msg);
+            return audit.deny_presenting(
+                presented,
+                refuse(Refusal::Malformed(msg)),
+                Rule::ClientGone,
+                msg,
+            );
         }
         Ok(Err(_)) => {
             let msg = "the request body is malformed";
-            return audit.deny(refuse(Refusal::Malformed(msg)), Rule::Malformed, msg);
+            return audit.deny_presenting(
+                presented,
+                refuse(Refusal::Malformed(msg)),
+                Rule::Malformed,
+                msg,
+            );
         }
         Err(_) => {
             let msg = "request body was not received in time";
-            return audit.deny(refuse(Refusal::Malformed(msg)), Rule::Malformed, msg);
+            return audit.deny_presenting(
+                presented,
+                refuse(Refusal::Malformed(msg)),
+                Rule::Malformed,
+                msg,
+            );
         }
     };
     // The exchange reads a GET's parameters from its query alone (Binance: "GET
@@ -484,7 +526,12 @@ async fn handle<A: Adapter>(
     // signature, that keygate verified and classified but the exchange never reads.
     if (method == Method::GET || method == Method::HEAD) && !body.is_empty() {
         let msg = "a GET or HEAD request carries no body; send its parameters in the query";
-        return audit.deny(refuse(Refusal::Malformed(msg)), Rule::Malformed, msg);
+        return audit.deny_presenting(
+            presented,
+            refuse(Refusal::Malformed(msg)),
+            Rule::Malformed,
+            msg,
+        );
     }
     let query = parts.uri.query().unwrap_or("");
     let content_type = parts
@@ -500,7 +547,8 @@ async fn handle<A: Adapter>(
         }) {
         Ok(r) => r,
         Err(e) => {
-            return audit.deny(
+            return audit.deny_presenting(
+                presented,
                 refuse(Refusal::Invalid(&e)),
                 Rule::Malformed,
                 &e.to_string(),
@@ -514,11 +562,21 @@ async fn handle<A: Adapter>(
         audit.action = Some(Action::new(kind, format!("{method} {native}")));
         if !body.is_empty() || signed.is_signed() {
             let msg = "public endpoints take no body and no signature";
-            return audit.deny(refuse(Refusal::Malformed(msg)), Rule::Malformed, msg);
+            return audit.deny_presenting(
+                presented,
+                refuse(Refusal::Malformed(msg)),
+                Rule::Malformed,
+                msg,
+            );
         }
         if gw.answers.refuses(Caller::Public) {
             let msg = ANSWER_BACKLOG;
-            return audit.deny(refuse(Refusal::TooMany(msg)), Rule::AnswerBacklog, msg);
+            return audit.deny_presenting(
+                presented,
+                refuse(Refusal::TooMany(msg)),
+                Rule::AnswerBacklog,
+                msg,
+            );
         }
         let registry = gw.live.snapshot();
         let base = registry.public_upstream(exchange).unwrap_or(default_base);
@@ -529,14 +587,19 @@ async fn handle<A: Adapter>(
         };
         let cap = cap_for(gw, adapter, pool, HeldBack::PublicData);
         if let Some((response, msg)) = held_back(adapter, &gw.weight, pool) {
-            return audit.deny(response, Rule::ExchangeBackOff, &msg);
+            return audit.deny_presenting(presented, response, Rule::ExchangeBackOff, &msg);
         }
         // Settled once the answer's weight is recorded; else its estimate counts as spent.
         let reservation = match gw.weight.reserve(pool, cap, weight, now_ms()) {
             Ok(reservation) => reservation,
             Err(over) => {
                 let msg = weight_paused("public market data is", over, "signed requests");
-                return audit.deny(refuse(Refusal::TooMany(&msg)), Rule::WeightReserved, &msg);
+                return audit.deny_presenting(
+                    presented,
+                    refuse(Refusal::TooMany(&msg)),
+                    Rule::WeightReserved,
+                    &msg,
+                );
             }
         };
         let url = upstream_url(base, native, query);
@@ -2004,6 +2067,22 @@ impl<'a> Audit<'a> {
                 terms: action.terms.map(bounded_terms),
             }),
         }
+    }
+
+    /// [`Audit::deny`] for a request refused before its signature is checked: recorded as
+    /// about the client whose API key it presents (`key_of`), if any, unverified.
+    fn deny_presenting(
+        mut self,
+        presented: Option<&str>,
+        response: Response,
+        rule: Rule,
+        message: &str,
+    ) -> Response {
+        if let Some(api_key) = presented {
+            let registry = self.gw.live.snapshot();
+            self.key_of = registry.client(api_key).map(|c| c.name.as_str().to_owned());
+        }
+        self.deny(response, rule, message)
     }
 
     /// Records a denial (in the background: nothing is forwarded, so nothing waits) and

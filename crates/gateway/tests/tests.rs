@@ -1029,7 +1029,34 @@ async fn a_symbol_or_order_id_binance_refuses_is_refused_first() {
             "{body}"
         );
     }
+    // Spot takes no `.`, `:` or `/` in one, and says so in its own range (found by
+    // review: the futures' range was quoted).
+    let dotted = "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.001\
+                  &price=50000&newClientOrderId=bot1.grid%3A7";
+    let (status, body) = post(&env, "/api/v3/order", dotted).await;
+    assert_eq!(
+        (status, body["msg"].as_str()),
+        (
+            400,
+            Some(
+                "keygate: Illegal characters found in parameter 'newClientOrderId'; legal \
+                 range is '^[a-zA-Z0-9-_]{1,36}$'."
+            )
+        ),
+        "{body}"
+    );
     assert_eq!(exchange_saw(&env, "/api/v3/order"), 0);
+    // Refused before its signature was checked, each is recorded as about the key it
+    // presented (found by review: with no client at all, `audit query --client bot1`
+    // and `incident report --client bot1` never showed them).
+    let malformed = events_where(&env, 3, |e| e["rule"] == "malformed").await;
+    assert_eq!(malformed.len(), 3, "{malformed:?}");
+    assert!(
+        malformed
+            .iter()
+            .all(|e| e["key_of"] == "bot1" && e["client"].is_null()),
+        "{malformed:?}"
+    );
     let (status, body) = post(
         &env,
         "/api/v3/order",

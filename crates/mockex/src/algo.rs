@@ -301,6 +301,8 @@ pub(crate) fn place(
         reduce_only,
         // Not read: the percent price filter applies to the order placed on triggering.
         reference_price: m.price,
+        stop_price: None,
+        trailing_delta: None,
     };
     book::check_filters(&limit_at(trigger_price))?;
     if let Some(price) = price {
@@ -548,6 +550,8 @@ pub(crate) fn trigger(
         // The market has reached the trigger price: a limit price is held to the band
         // around it, as Binance holds it to the mark price of that moment.
         reference_price: algo.trigger_price,
+        stop_price: None,
+        trailing_delta: None,
     };
     let placed = routes::place_order(account, ids, order, now);
     let stored = account

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use rust_decimal::{Decimal, RoundingStrategy};
 
 use crate::algo::AlgoOrder;
+use crate::lists::OrderList;
 use crate::market::{self, fmt, Market, Product};
 use crate::routes::ApiError;
 
@@ -47,16 +48,31 @@ pub(crate) enum OrderType {
     /// Spot's post-only limit order: refused when it would take (see [`place`]), else it
     /// rests as a `LIMIT` order does.
     LimitMaker,
+    /// Spot: rests untriggered until the price reaches its stop price against it (a buy
+    /// when it rises to it, a sell when it falls to it), then acts as a `MARKET` order.
+    StopLoss,
+    /// As [`OrderType::StopLoss`], then acting as a `LIMIT` order at its price.
+    StopLossLimit,
+    /// Spot: rests untriggered until the price reaches its stop price in its favour (a buy
+    /// when it falls to it, a sell when it rises to it), then acts as a `MARKET` order.
+    TakeProfit,
+    /// As [`OrderType::TakeProfit`], then acting as a `LIMIT` order at its price.
+    TakeProfitLimit,
 }
 
 impl OrderType {
-    /// Reads `type` as `product` takes it: `LIMIT_MAKER` is spot's alone (USD-M's post
-    /// only is the `GTX` time in force). Anything else is -1116.
+    /// Reads `type` as `product` takes it: `LIMIT_MAKER` and the stop and take-profit
+    /// types are spot's alone (USD-M's post only is the `GTX` time in force, its
+    /// conditional orders go to the algo service). Anything else is -1116.
     pub(crate) fn parse(value: &str, product: Product) -> Result<OrderType, ApiError> {
         match (value, product) {
             ("LIMIT", _) => Ok(OrderType::Limit),
             ("MARKET", _) => Ok(OrderType::Market),
             ("LIMIT_MAKER", Product::Spot) => Ok(OrderType::LimitMaker),
+            ("STOP_LOSS", Product::Spot) => Ok(OrderType::StopLoss),
+            ("STOP_LOSS_LIMIT", Product::Spot) => Ok(OrderType::StopLossLimit),
+            ("TAKE_PROFIT", Product::Spot) => Ok(OrderType::TakeProfit),
+            ("TAKE_PROFIT_LIMIT", Product::Spot) => Ok(OrderType::TakeProfitLimit),
             _ => Err(ApiError::new(400, -1116, "Invalid orderType.")),
         }
     }
@@ -66,12 +82,51 @@ impl OrderType {
             OrderType::Limit => "LIMIT",
             OrderType::Market => "MARKET",
             OrderType::LimitMaker => "LIMIT_MAKER",
+            OrderType::StopLoss => "STOP_LOSS",
+            OrderType::StopLossLimit => "STOP_LOSS_LIMIT",
+            OrderType::TakeProfit => "TAKE_PROFIT",
+            OrderType::TakeProfitLimit => "TAKE_PROFIT_LIMIT",
         }
     }
 
-    /// Whether an order of this type has a limit price.
+    /// Whether an order of this type has a limit price (a conditional one once it
+    /// triggers).
     pub(crate) fn is_limit(self) -> bool {
-        self != OrderType::Market
+        matches!(
+            self,
+            OrderType::Limit
+                | OrderType::LimitMaker
+                | OrderType::StopLossLimit
+                | OrderType::TakeProfitLimit
+        )
+    }
+
+    /// Whether an order of this type waits for a stop price (or a trailing delta) before
+    /// it acts.
+    pub(crate) fn is_conditional(self) -> bool {
+        matches!(
+            self,
+            OrderType::StopLoss
+                | OrderType::StopLossLimit
+                | OrderType::TakeProfit
+                | OrderType::TakeProfitLimit
+        )
+    }
+
+    /// Whether an order of this type is a stop loss (triggers against its side).
+    pub(crate) fn is_stop_loss(self) -> bool {
+        matches!(self, OrderType::StopLoss | OrderType::StopLossLimit)
+    }
+
+    /// Whether a conditional order of this type on `side` has already triggered with the
+    /// price at `price`: a stop-loss buy or take-profit sell once it has risen to `stop`,
+    /// a stop-loss sell or take-profit buy once it has fallen to it, as Binance's New
+    /// order page states the trigger rules.
+    pub(crate) fn triggers_at(self, side: Side, stop: Decimal, price: Decimal) -> bool {
+        match (self.is_stop_loss(), side) {
+            (true, Side::Buy) | (false, Side::Sell) => price >= stop,
+            (true, Side::Sell) | (false, Side::Buy) => price <= stop,
+        }
     }
 }
 
@@ -93,16 +148,32 @@ pub(crate) struct Order {
     pub(crate) status: &'static str,
     pub(crate) time: u64,
     pub(crate) update_time: u64,
-    /// Amount reserved for a resting spot order (quote for BUY, base for SELL).
+    /// Amount reserved for a resting spot order (quote for BUY, base for SELL). The two
+    /// legs of an OCO pair share one reservation, held by one of them.
     pub(crate) reserved: Decimal,
     /// USD-M `reduceOnly`, as the order was placed with it.
     pub(crate) reduce_only: bool,
+    /// A spot conditional order's `stopPrice`, if it was given one.
+    pub(crate) stop_price: Option<Decimal>,
+    /// A spot conditional order's `trailingDelta` (in basis points), if it was given one.
+    pub(crate) trailing_delta: Option<u64>,
+    /// The order list the order is a leg of (`orderListId`; -1 when `None`).
+    pub(crate) order_list_id: Option<u64>,
+    /// When the order went on the book (`workingTime`): `None` (-1) for a conditional
+    /// order that has not triggered and a pending leg of a list not yet placed.
+    pub(crate) working_time: Option<u64>,
 }
 
 impl Order {
-    /// Whether the order still rests on the book.
+    /// Whether the order is still open: on the book, waiting for its trigger, or a
+    /// pending leg of a list waiting for its working order (`PENDING_NEW`).
     pub(crate) fn is_open(&self) -> bool {
-        self.status == "NEW" || self.status == "PARTIALLY_FILLED"
+        matches!(self.status, "NEW" | "PARTIALLY_FILLED" | "PENDING_NEW")
+    }
+
+    /// Whether the order is a conditional order waiting for its trigger.
+    pub(crate) fn is_untriggered(&self) -> bool {
+        self.order_type.is_conditional() && self.status == "NEW" && self.working_time.is_none()
     }
 }
 
@@ -141,6 +212,8 @@ pub(crate) struct Account {
     /// USD-M conditional orders, kept apart from `orders` as Binance's algo service keeps
     /// them, oldest (lowest `algoId`) first.
     pub(crate) algo_orders: Vec<AlgoOrder>,
+    /// Spot order lists, oldest first; their legs are among `orders`.
+    pub(crate) order_lists: Vec<OrderList>,
     pub(crate) trades: Vec<Trade>,
     pub(crate) withdrawals: Vec<Withdrawal>,
     /// The funding wallet (`POST /sapi/v1/asset/get-funding-asset`): empty at first, as a
@@ -208,6 +281,7 @@ impl Account {
             isolated: BTreeSet::new(),
             orders: Vec::new(),
             algo_orders: Vec::new(),
+            order_lists: Vec::new(),
             trades: Vec::new(),
             withdrawals: Vec::new(),
             funding: BTreeMap::new(),
@@ -228,6 +302,12 @@ impl Account {
 
     fn spot_balance(&mut self, asset: &str) -> &mut Balance {
         self.spot.entry(asset.to_owned()).or_default()
+    }
+
+    /// Adds `amount` of `asset` to the locked spot balance (taken from the free one by
+    /// [`Account::debit`] first).
+    pub(crate) fn lock(&mut self, asset: &str, amount: Decimal) {
+        self.spot_balance(asset).locked += amount;
     }
 
     /// Debits `amount` of `asset` from the free spot balance, or -2010.
@@ -260,6 +340,10 @@ pub(crate) struct NewOrder {
     /// mark price; for the order a conditional order places when it triggers, its
     /// trigger price, which the market has just reached.
     pub(crate) reference_price: Decimal,
+    /// A spot conditional order's `stopPrice`.
+    pub(crate) stop_price: Option<Decimal>,
+    /// A spot conditional order's `trailingDelta`.
+    pub(crate) trailing_delta: Option<u64>,
 }
 
 /// Is `value` a whole multiple of `step`?
@@ -398,29 +482,54 @@ pub(crate) fn check_filters(order: &NewOrder) -> Result<(Decimal, Decimal), ApiE
     let m = order.market;
     let fail = |failure: Failure| failure.error(m);
     let futures = m.product == Product::UsdM;
-    let exec_price = match order.order_type {
-        OrderType::Limit | OrderType::LimitMaker => {
-            let price = order.price.ok_or_else(|| ApiError::mandatory("price"))?;
-            if futures && market::places(price) > m.price_precision {
-                return Err(fail(Failure::PricePrecision));
-            }
-            if price <= Decimal::ZERO {
-                return Err(fail(Failure::PriceNotPositive));
-            }
-            if price < m.tick_size {
-                return Err(fail(Failure::PriceBelowMin));
-            }
-            if price > m.product.max_price() {
-                return Err(fail(Failure::PriceAboveMax));
-            }
-            if !is_multiple(price, m.tick_size) {
-                return Err(fail(Failure::PriceOffTick));
-            }
-            price
+    // A price (a limit price or a stop price) as the price filter holds it.
+    let check_price = |price: Decimal| -> Result<Decimal, ApiError> {
+        if futures && market::places(price) > m.price_precision {
+            return Err(fail(Failure::PricePrecision));
         }
+        if price <= Decimal::ZERO {
+            return Err(fail(Failure::PriceNotPositive));
+        }
+        if price < m.tick_size {
+            return Err(fail(Failure::PriceBelowMin));
+        }
+        if price > m.product.max_price() {
+            return Err(fail(Failure::PriceAboveMax));
+        }
+        if !is_multiple(price, m.tick_size) {
+            return Err(fail(Failure::PriceOffTick));
+        }
+        Ok(price)
+    };
+    if order.order_type.is_conditional() {
+        if order.stop_price.is_none() && order.trailing_delta.is_none() {
+            return Err(ApiError::new(
+                400,
+                -1102,
+                "Param 'stopPrice' or 'trailingDelta' must be sent, but both were empty/null!",
+            ));
+        }
+        if let Some(stop) = order.stop_price {
+            check_price(stop)?;
+        }
+        // The symbols' TRAILING_DELTA filter: 10 to 2000 basis points, either way.
+        if order
+            .trailing_delta
+            .is_some_and(|delta| !(10..=2000).contains(&delta))
+        {
+            return Err(ApiError::filter("TRAILING_DELTA"));
+        }
+    }
+    let exec_price = if order.order_type.is_limit() {
+        check_price(order.price.ok_or_else(|| ApiError::mandatory("price"))?)?
+    } else if order.order_type == OrderType::Market {
         // The minimum notional holds a market order to the average price, which the
         // reference price stands for (`avgPriceMins`), not to where it fills.
-        OrderType::Market => m.price,
+        m.price
+    } else {
+        // A stop or take-profit order that acts as a market order: at its stop price,
+        // where it will trigger (the price, for one that trails from it).
+        order.stop_price.unwrap_or(m.price)
     };
     let quantity = match (order.quantity, order.quote_order_qty) {
         (Some(q), None) => q,
@@ -469,13 +578,14 @@ pub(crate) fn check_filters(order: &NewOrder) -> Result<(Decimal, Decimal), ApiE
     Ok((exec_price, quantity))
 }
 
-/// Every filter a new order is held to: [`check_filters`], then, for a limit order, the
-/// percent price filter ([`check_percent_price`]); returns what [`check_filters`] does.
+/// Every filter a new order is held to: [`check_filters`], then, for a limit order that
+/// is not conditional (a conditional one is held to it when it triggers, see [`reach`]),
+/// the percent price filter ([`check_percent_price`]); returns what [`check_filters`] does.
 /// Binance does not say in which order it applies its filters; the simulator checks the
 /// band last.
 pub(crate) fn check_order(order: &NewOrder) -> Result<(Decimal, Decimal), ApiError> {
     let (price, quantity) = check_filters(order)?;
-    if order.order_type.is_limit() {
+    if order.order_type.is_limit() && !order.order_type.is_conditional() {
         check_percent_price(order.market, order.side, price, order.reference_price)?;
     }
     Ok((price, quantity))
@@ -542,7 +652,7 @@ fn reduce_only_quantity(
     match order_type {
         _ if quantity <= reducible => Ok(quantity),
         OrderType::Market => Ok(reducible),
-        OrderType::Limit | OrderType::LimitMaker => Err(rejected()),
+        _ => Err(rejected()),
     }
 }
 
@@ -552,8 +662,10 @@ pub(crate) const DEFAULT_LEVERAGE: u32 = 20;
 pub(crate) const MAX_LEVERAGE: u64 = 125;
 
 /// Places an order once it passes every filter ([`check_order`]): fills at the best
-/// level of the published book when it crosses ([`crosses`], [`fill_price`]), else rests (and, on spot, reserves the balance). A USD-M
-/// reduce-only order trades no more than the position ([`reduce_only_quantity`]).
+/// level of the published book when it crosses ([`crosses`], [`fill_price`]), else rests
+/// (and, on spot, reserves the balance); a spot conditional order rests untriggered,
+/// reserving what it will trade, and is refused if its stop price is already reached. A
+/// USD-M reduce-only order trades no more than the position ([`reduce_only_quantity`]).
 /// Returns the order and its fills.
 pub(crate) fn place(
     account: &mut Account,
@@ -563,39 +675,45 @@ pub(crate) fn place(
     now: u64,
 ) -> Result<(Order, Vec<Trade>), ApiError> {
     let m = order.market;
-    // A client order id is unique among the account's open orders, as Binance keeps it:
-    // one that finished may be used again.
-    let taken = account.orders.iter().any(|o| {
-        o.product == m.product && o.is_open() && o.client_order_id == order.client_order_id
-    });
-    if taken {
-        return Err(match m.product {
-            Product::Spot => ApiError::new(400, -2010, "Duplicate order sent."),
-            Product::UsdM => ApiError::new(400, -4116, "ClientOrderId is duplicated."),
-        });
+    check_client_order_id(account, m.product, &order.client_order_id)?;
+    let mut placed = new_record(account, order, order_id, now)?;
+    let trades = start(account, &mut placed, next_trade_id, now, true)?;
+    account.orders.push(placed.clone());
+    Ok((placed, trades))
+}
+
+/// Refuses a client order id that an open order of `product` carries: it is unique among
+/// the account's open orders, as Binance keeps it, and one that finished may be used
+/// again.
+pub(crate) fn check_client_order_id(
+    account: &Account,
+    product: Product,
+    client_order_id: &str,
+) -> Result<(), ApiError> {
+    let taken = account
+        .orders
+        .iter()
+        .any(|o| o.product == product && o.is_open() && o.client_order_id == client_order_id);
+    if !taken {
+        return Ok(());
     }
+    Err(match product {
+        Product::Spot => ApiError::new(400, -2010, "Duplicate order sent."),
+        Product::UsdM => ApiError::new(400, -4116, "ClientOrderId is duplicated."),
+    })
+}
+
+/// The record of `order`, held to the filters ([`check_order`]) and, for a USD-M
+/// reduce-only order, to the position, as it stands before it is matched: `NEW`, working
+/// from `now` (an untriggered conditional order is not working yet).
+pub(crate) fn new_record(
+    account: &Account,
+    order: NewOrder,
+    order_id: u64,
+    now: u64,
+) -> Result<Order, ApiError> {
+    let m = order.market;
     let (limit_price, quantity) = check_order(&order)?;
-    let crosses = order.order_type == OrderType::Market || crosses(order.side, limit_price, m);
-    // Post only (USD-M's GTX): one that would take is refused and not recorded, as
-    // Binance answers it; one that would not rests as a GTC order does.
-    let post_only = order.time_in_force == "GTX";
-    if post_only && crosses {
-        return Err(ApiError::new(
-            400,
-            -5022,
-            "Due to the order could not be executed as maker, the Post Only order will be \
-             rejected. The order will not be recorded in the order history",
-        ));
-    }
-    // Spot's LIMIT_MAKER: one that would take is refused, and not recorded, as Binance
-    // answers it; one that would not rests as a GTC limit order does.
-    if order.order_type == OrderType::LimitMaker && crosses {
-        return Err(ApiError::new(
-            400,
-            -2010,
-            "Order would immediately match and take.",
-        ));
-    }
     // A reduce-only order is held to the position (refused, and not recorded, as Binance
     // answers it, or cut to it); it takes no margin, for it frees what the position holds.
     let quantity = if m.product == Product::UsdM && order.reduce_only {
@@ -603,8 +721,7 @@ pub(crate) fn place(
     } else {
         quantity
     };
-    let fill_quote = quantity * fill_price(order.side, m);
-    let mut placed = Order {
+    Ok(Order {
         product: m.product,
         symbol: m.symbol,
         order_id,
@@ -612,9 +729,10 @@ pub(crate) fn place(
         side: order.side,
         order_type: order.order_type,
         time_in_force: order.time_in_force,
-        price: match order.order_type {
-            OrderType::Limit | OrderType::LimitMaker => limit_price,
-            OrderType::Market => Decimal::ZERO,
+        price: if order.order_type.is_limit() {
+            limit_price
+        } else {
+            Decimal::ZERO
         },
         orig_qty: quantity,
         executed_qty: Decimal::ZERO,
@@ -625,52 +743,236 @@ pub(crate) fn place(
         update_time: now,
         reserved: Decimal::ZERO,
         reduce_only: order.reduce_only,
-    };
-    match m.product {
-        Product::Spot => {
-            if crosses {
-                match order.side {
-                    Side::Buy => {
-                        // A limit buy needs its price's worth free, as Binance reserves it,
-                        // though it fills at the best ask, which may be lower: the rest
-                        // comes back.
-                        let needed = match order.order_type {
-                            OrderType::Limit | OrderType::LimitMaker => limit_price * quantity,
-                            OrderType::Market => fill_quote,
-                        };
-                        account.debit(m.quote, needed)?;
-                        account.spot_balance(m.quote).free += needed - fill_quote;
-                        account.spot_balance(m.base).free += quantity;
-                    }
-                    Side::Sell => {
-                        account.debit(m.base, quantity)?;
-                        account.spot_balance(m.quote).free += fill_quote;
-                    }
-                }
-            } else if placed.time_in_force == "GTC" {
-                let (asset, amount) = match order.side {
-                    Side::Buy => (m.quote, quantity * limit_price),
-                    Side::Sell => (m.base, quantity),
-                };
-                account.debit(asset, amount)?;
-                account.spot_balance(asset).locked += amount;
-                placed.reserved = amount;
-            }
+        stop_price: order.stop_price,
+        trailing_delta: order.trailing_delta,
+        order_list_id: None,
+        working_time: (!order.order_type.is_conditional()).then_some(now),
+    })
+}
+
+/// Puts `placed` (a record from [`new_record`], or a pending leg of a list being placed)
+/// to work: a conditional order rests untriggered and reserves what it will trade (with
+/// `refuse_reached`, -2010 "Order would trigger immediately." when the price has reached
+/// its stop price already); any other is matched against the book, filling when it
+/// crosses and otherwise resting (a `GTC` order) or expiring. Returns its fills. Refused,
+/// it changes nothing of the account.
+pub(crate) fn start(
+    account: &mut Account,
+    placed: &mut Order,
+    next_trade_id: &mut u64,
+    now: u64,
+    refuse_reached: bool,
+) -> Result<Vec<Trade>, ApiError> {
+    let m = market::find(placed.product, placed.symbol).ok_or_else(ApiError::invalid_symbol)?;
+    if placed.order_type.is_conditional() {
+        let reached = placed
+            .stop_price
+            .is_some_and(|stop| placed.order_type.triggers_at(placed.side, stop, m.price));
+        if refuse_reached && reached {
+            return Err(ApiError::new(400, -2010, "Order would trigger immediately."));
         }
+        let (asset, amount) = conditional_reservation(placed, m);
+        account.debit(asset, amount)?;
+        account.spot_balance(asset).locked += amount;
+        placed.reserved = amount;
+        placed.status = "NEW";
+        placed.working_time = None;
+        return Ok(Vec::new());
+    }
+    placed.status = "NEW";
+    placed.working_time = Some(now);
+    let limit_price = if placed.order_type.is_limit() {
+        placed.price
+    } else {
+        m.price
+    };
+    let crosses =
+        placed.order_type == OrderType::Market || crosses(placed.side, placed.price, m);
+    // Post only (USD-M's GTX): one that would take is refused and not recorded, as
+    // Binance answers it; one that would not rests as a GTC order does.
+    let post_only = placed.time_in_force == "GTX";
+    if post_only && crosses {
+        return Err(ApiError::new(
+            400,
+            -5022,
+            "Due to the order could not be executed as maker, the Post Only order will be \
+             rejected. The order will not be recorded in the order history",
+        ));
+    }
+    // Spot's LIMIT_MAKER: one that would take is refused, and not recorded, as Binance
+    // answers it; one that would not rests as a GTC limit order does.
+    if placed.order_type == OrderType::LimitMaker && crosses {
+        return Err(ApiError::new(
+            400,
+            -2010,
+            "Order would immediately match and take.",
+        ));
+    }
+    match m.product {
+        Product::Spot => execute_spot(account, placed, m, crosses, next_trade_id, now),
         Product::UsdM => {
-            if !order.reduce_only {
-                check_margin(account, m, order.side, quantity, limit_price, crosses, None)?;
+            if !placed.reduce_only {
+                check_margin(
+                    account,
+                    m,
+                    placed.side,
+                    placed.orig_qty,
+                    limit_price,
+                    crosses,
+                    None,
+                )?;
             }
+            let mut trades = Vec::new();
+            if crosses {
+                trades.push(fill(account, placed, m, next_trade_id, now));
+            } else if !post_only && placed.time_in_force != "GTC" {
+                placed.status = "EXPIRED";
+            }
+            Ok(trades)
         }
     }
-    let mut trades = Vec::new();
+}
+
+/// What a spot conditional order reserves while it waits: a sell its quantity of the
+/// base asset; a buy its quantity's worth of the quote asset at its limit price, or, for
+/// one that acts as a market order, at its stop price (the price, for one that trails).
+fn conditional_reservation(order: &Order, m: &Market) -> (&'static str, Decimal) {
+    match order.side {
+        Side::Sell => (m.base, order.orig_qty),
+        Side::Buy if order.order_type.is_limit() => (m.quote, order.orig_qty * order.price),
+        Side::Buy => (
+            m.quote,
+            order.orig_qty * order.stop_price.unwrap_or(m.price),
+        ),
+    }
+}
+
+/// Settles spot order `placed` against the book: when it `crosses`, fills it at the best
+/// level (a limit buy needs its price's worth free, as Binance reserves it, though it
+/// fills at the best ask, which may be lower: the rest comes back); else a `GTC` order
+/// rests and reserves its quote (buy) or base (sell), and any other expires.
+fn execute_spot(
+    account: &mut Account,
+    placed: &mut Order,
+    m: &Market,
+    crosses: bool,
+    next_trade_id: &mut u64,
+    now: u64,
+) -> Result<Vec<Trade>, ApiError> {
+    let quantity = placed.orig_qty;
     if crosses {
-        trades.push(fill(account, &mut placed, m, next_trade_id, now));
-    } else if !post_only && placed.time_in_force != "GTC" {
+        let fill_quote = quantity * fill_price(placed.side, m);
+        match placed.side {
+            Side::Buy => {
+                let needed = if placed.order_type.is_limit() {
+                    placed.price * quantity
+                } else {
+                    fill_quote
+                };
+                account.debit(m.quote, needed)?;
+                account.spot_balance(m.quote).free += needed - fill_quote;
+                account.spot_balance(m.base).free += quantity;
+            }
+            Side::Sell => {
+                account.debit(m.base, quantity)?;
+                account.spot_balance(m.quote).free += fill_quote;
+            }
+        }
+        return Ok(vec![fill(account, placed, m, next_trade_id, now)]);
+    }
+    if placed.time_in_force == "GTC" {
+        let (asset, amount) = match placed.side {
+            Side::Buy => (m.quote, quantity * placed.price),
+            Side::Sell => (m.base, quantity),
+        };
+        account.debit(asset, amount)?;
+        account.spot_balance(asset).locked += amount;
+        placed.reserved = amount;
+    } else {
         placed.status = "EXPIRED";
     }
-    account.orders.push(placed.clone());
-    Ok((placed, trades))
+    Ok(Vec::new())
+}
+
+/// Acts on open spot order `order_id` as if the market had reached its price, which the
+/// simulator's prices never do by themselves (`POST /__mock/trigger?orderId=N`): a
+/// conditional order waiting for its trigger triggers, releases what it reserved and acts
+/// as a `MARKET` order (filling at the best level) or as a `LIMIT` order at its price
+/// (held to the percent price filter around its stop price, which the market has just
+/// reached), filling if it crosses, else resting or expiring by its time in force; a
+/// resting limit order fills in full at its own price. Returns the order as it now is
+/// and its fills; an order that cannot be settled (the balance is short, the band refuses
+/// the price) expires, and the error is returned. Any other order is -2011.
+pub(crate) fn reach(
+    account: &mut Account,
+    order_id: u64,
+    next_trade_id: &mut u64,
+    now: u64,
+) -> Result<(Order, Vec<Trade>), ApiError> {
+    let index = account
+        .orders
+        .iter()
+        .position(|o| o.product == Product::Spot && o.order_id == order_id)
+        .filter(|&i| matches!(account.orders[i].status, "NEW" | "PARTIALLY_FILLED"))
+        .ok_or_else(ApiError::unknown_order)?;
+    let mut order = account.orders[index].clone();
+    let m = market::find(Product::Spot, order.symbol).ok_or_else(ApiError::invalid_symbol)?;
+    release(account, &mut order);
+    order.update_time = now;
+    let settled = if order.is_untriggered() {
+        order.working_time = Some(now);
+        let reference = order.stop_price.unwrap_or(m.price);
+        let crosses = !order.order_type.is_limit() || crosses(order.side, order.price, m);
+        (if order.order_type.is_limit() {
+            check_percent_price(m, order.side, order.price, reference)
+        } else {
+            Ok(())
+        })
+        .and_then(|()| execute_spot(account, &mut order, m, crosses, next_trade_id, now))
+    } else {
+        let cost = order.orig_qty * order.price;
+        let paid = match order.side {
+            Side::Buy => account.debit(m.quote, cost).map(|()| {
+                account.spot_balance(m.base).free += order.orig_qty;
+            }),
+            Side::Sell => account.debit(m.base, order.orig_qty).map(|()| {
+                account.spot_balance(m.quote).free += cost;
+            }),
+        };
+        paid.map(|()| {
+            let price = order.price;
+            vec![fill_at(account, &mut order, m, price, next_trade_id, now)]
+        })
+    };
+    match settled {
+        Ok(trades) => {
+            account.orders[index] = order.clone();
+            Ok((order, trades))
+        }
+        Err(error) => {
+            order.status = "EXPIRED";
+            account.orders[index] = order;
+            Err(error)
+        }
+    }
+}
+
+/// Gives what spot `order` reserved back to the free balance.
+pub(crate) fn release(account: &mut Account, order: &mut Order) {
+    let reserved = std::mem::take(&mut order.reserved);
+    if order.product != Product::Spot || reserved.is_zero() {
+        return;
+    }
+    let Some(m) = market::find(Product::Spot, order.symbol) else {
+        return;
+    };
+    let asset = match order.side {
+        Side::Sell => m.base,
+        Side::Buy => m.quote,
+    };
+    let balance = account.spot_balance(asset);
+    balance.locked -= reserved;
+    balance.free += reserved;
 }
 
 /// The initial margin USD-M positions and open orders hold, in the margin asset (USDT,
@@ -874,6 +1176,18 @@ fn fill(
     now: u64,
 ) -> Trade {
     let price = fill_price(order.side, m);
+    fill_at(account, order, m, price, next_trade_id, now)
+}
+
+/// Fills `order` in full at `price` and records the trade, as [`fill`] does.
+fn fill_at(
+    account: &mut Account,
+    order: &mut Order,
+    m: &Market,
+    price: Decimal,
+    next_trade_id: &mut u64,
+    now: u64,
+) -> Trade {
     order.executed_qty = order.orig_qty;
     order.cumulative_quote = order.orig_qty * price;
     order.status = "FILLED";
@@ -960,6 +1274,8 @@ pub(crate) fn modify(
         client_order_id: order.client_order_id.clone(),
         reduce_only: order.reduce_only,
         reference_price: m.price,
+        stop_price: None,
+        trailing_delta: None,
     };
     check_order(&check).map_err(|error| match error.code {
         -4164 => ApiError::futures_filter(
@@ -1055,26 +1371,22 @@ pub(crate) fn cancel(
     now: u64,
 ) -> Result<Order, ApiError> {
     let unknown = ApiError::unknown_order;
-    let m = market::find(product, symbol).ok_or_else(ApiError::invalid_symbol)?;
-    let order = find(account, product, symbol, by).ok_or_else(unknown)?;
-    if !order.is_open() {
-        return Err(unknown());
-    }
-    order.status = "CANCELED";
+    market::find(product, symbol).ok_or_else(ApiError::invalid_symbol)?;
+    let index = find_index(account, product, symbol, by)
+        .filter(|&i| account.orders[i].is_open())
+        .ok_or_else(unknown)?;
+    Ok(end(account, index, "CANCELED", now))
+}
+
+/// Ends open order `index` of `account` with `status` (`CANCELED` or `EXPIRED`) as of
+/// `now`, releasing what it reserved; returns it as it now is.
+pub(crate) fn end(account: &mut Account, index: usize, status: &'static str, now: u64) -> Order {
+    let mut order = account.orders[index].clone();
+    release(account, &mut order);
+    order.status = status;
     order.update_time = now;
-    let reserved = std::mem::take(&mut order.reserved);
-    let side = order.side;
-    let cancelled = order.clone();
-    if product == Product::Spot && !reserved.is_zero() {
-        let asset = match side {
-            Side::Buy => m.quote,
-            Side::Sell => m.base,
-        };
-        let balance = account.spot_balance(asset);
-        balance.locked -= reserved;
-        balance.free += reserved;
-    }
-    Ok(cancelled)
+    account.orders[index] = order.clone();
+    order
 }
 
 /// Cancels the open USD-M orders of every symbol whose countdown
@@ -1132,6 +1444,8 @@ mod tests {
             client_order_id: "c1".into(),
             reduce_only: false,
             reference_price: market::find(Product::Spot, symbol).unwrap().price,
+            stop_price: None,
+            trailing_delta: None,
         }
     }
 

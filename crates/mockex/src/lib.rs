@@ -323,6 +323,7 @@ mod algo;
 mod auth;
 mod book;
 mod limits;
+mod lists;
 mod market;
 mod routes;
 mod smtp;
@@ -747,6 +748,7 @@ impl State {
                 next_cancel_id: 1,
                 next_transfer_id: 1,
                 next_algo_id: algo::FIRST_ALGO_ID,
+                next_order_list_id: lists::FIRST_ORDER_LIST_ID,
             },
         }
     }

@@ -298,15 +298,17 @@ pub(crate) fn spot_exchange_info(server_time: u64, weight_limit: u64) -> Value {
                 "quoteAssetPrecision": 8,
                 "baseCommissionPrecision": 8,
                 "quoteCommissionPrecision": 8,
-                // Only what the simulator implements: no stop or take-profit orders, no
-                // order lists (OCO, OTO), no trailing stops, no amend (keepPriority).
-                "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET"],
+                // Only what the simulator implements: stop and take-profit orders (which
+                // trigger when a test says so) and order lists (OCO, OTO, OPO), no amend
+                // (keepPriority).
+                "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT"],
                 // Nor icebergs (an order with `icebergQty` is refused) or margin trading.
                 "icebergAllowed": false,
-                "ocoAllowed": false,
-                "otoAllowed": false,
+                "ocoAllowed": true,
+                "otoAllowed": true,
+                "opoAllowed": true,
                 "quoteOrderQtyMarketAllowed": true,
-                "allowTrailingStop": false,
+                "allowTrailingStop": true,
                 "cancelReplaceAllowed": true,
                 "amendAllowed": false,
                 "isSpotTradingAllowed": true,

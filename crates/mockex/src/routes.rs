@@ -20,6 +20,7 @@ use crate::book::{
     self, Account, Modification, NewOrder, Order, OrderRef, OrderType, Side, Trade, Transfer,
 };
 use crate::limits::{Admission, Family, ORDER_COUNT_HEADERS};
+use crate::lists::{self, ListKind};
 use crate::market::{self, fmt, Product};
 use crate::{Received, RecordedRequest, Simulator};
 
@@ -342,6 +343,16 @@ enum Endpoint {
     TransferHistory,
     /// `GET /fapi/v1/fundingRate`: past fundings.
     FundingRate,
+    /// `POST /api/v3/orderList/{oco,oto,otoco,opo,opoco}` and `POST /api/v3/order/oco`.
+    NewOrderList(ListKind),
+    /// `DELETE /api/v3/orderList`.
+    CancelOrderList,
+    /// `GET /api/v3/orderList`.
+    QueryOrderList,
+    /// `GET /api/v3/allOrderList`.
+    AllOrderLists,
+    /// `GET /api/v3/openOrderList`.
+    OpenOrderLists,
 }
 
 /// A permission of an API key beyond reading (see [`crate::Restrictions`]).
@@ -377,7 +388,9 @@ impl Endpoint {
             Endpoint::NewOrder(Product::Spot)
             | Endpoint::CancelOrder(Product::Spot)
             | Endpoint::CancelAllOrders(Product::Spot)
-            | Endpoint::CancelReplace => Some(Permission::SpotTrading),
+            | Endpoint::CancelReplace
+            | Endpoint::NewOrderList(_)
+            | Endpoint::CancelOrderList => Some(Permission::SpotTrading),
             Endpoint::NewOrder(Product::UsdM)
             | Endpoint::ModifyOrder
             | Endpoint::BatchOrders
@@ -546,6 +559,16 @@ fn route(method: &Method, path: &str) -> Option<(Security, u32, Endpoint)> {
         "/api/v3/openOrders" if get => (Signed, 6, E::OpenOrders(Product::Spot)),
         "/api/v3/openOrders" if delete => (Signed, 1, E::CancelAllOrders(Product::Spot)),
         "/api/v3/allOrders" if get => (Signed, 20, E::AllOrders(Product::Spot)),
+        "/api/v3/orderList/oco" if post => (Signed, 1, E::NewOrderList(ListKind::Oco)),
+        "/api/v3/orderList/oto" if post => (Signed, 1, E::NewOrderList(ListKind::Oto)),
+        "/api/v3/orderList/otoco" if post => (Signed, 1, E::NewOrderList(ListKind::Otoco)),
+        "/api/v3/orderList/opo" if post => (Signed, 1, E::NewOrderList(ListKind::Opo)),
+        "/api/v3/orderList/opoco" if post => (Signed, 1, E::NewOrderList(ListKind::Opoco)),
+        "/api/v3/order/oco" if post => (Signed, 1, E::NewOrderList(ListKind::DeprecatedOco)),
+        "/api/v3/orderList" if delete => (Signed, 1, E::CancelOrderList),
+        "/api/v3/orderList" if get => (Signed, 4, E::QueryOrderList),
+        "/api/v3/allOrderList" if get => (Signed, 20, E::AllOrderLists),
+        "/api/v3/openOrderList" if get => (Signed, 6, E::OpenOrderLists),
         "/api/v3/myTrades" if get => (Signed, 20, E::MyTrades(Product::Spot)),
         "/sapi/v1/capital/config/getall" if get => (Signed, 10, E::CapitalConfig),
         // MARKET_DATA, as Binance's "Get All Cross Margin Pairs" page has it.
@@ -731,14 +754,22 @@ async fn handle(
     // cancel-replace counts its new order once it got as far as the cancel, placed or
     // not ("A new order that was not attempted … will still increase the unfilled order
     // count by 1"), which its `data` shows.
-    let counts_order = match found {
-        Some((_, _, Endpoint::NewOrder(Product::Spot))) => status.is_success(),
-        Some((_, _, Endpoint::CancelReplace)) => status.is_success() || value.get("data").is_some(),
-        _ => false,
+    let orders_counted = match found {
+        Some((_, _, Endpoint::NewOrder(Product::Spot))) => usize::from(status.is_success()),
+        Some((_, _, Endpoint::CancelReplace)) => {
+            usize::from(status.is_success() || value.get("data").is_some())
+        }
+        // An order list adds each of its orders ("Unfilled Order Count: 2", or 3).
+        Some((_, _, Endpoint::NewOrderList(kind))) if status.is_success() => kind.legs(),
+        _ => 0,
     };
+    let counts_order = orders_counted > 0;
     let mut response = with_weight((status, axum::Json(value)).into_response(), family, used);
     if let (true, Some(account)) = (counts_order, account) {
-        let counts = simulator.add_order(account);
+        let mut counts = simulator.add_order(account);
+        for _ in 1..orders_counted {
+            counts = simulator.add_order(account);
+        }
         for (name, count) in ORDER_COUNT_HEADERS.into_iter().zip(counts) {
             response
                 .headers_mut()
@@ -799,12 +830,31 @@ fn mock_control(simulator: &Simulator, method: &Method, control: &str, query: &s
 
 /// `POST /__mock/trigger?algoId=N`: triggers conditional order `N`, whichever account
 /// holds it, as if the market had reached its trigger price (see [`algo::trigger`]).
+/// `POST /__mock/trigger?orderId=N`: acts on open spot order `N` as if the market had
+/// reached its price (see [`lists::reach`]: a conditional order triggers, a resting limit
+/// order fills at its price, with what follows for a list it is a leg of), answering the
+/// order as `GET /api/v3/order` does.
 fn mock_trigger(simulator: &Simulator, query: &str) -> Result<Value, ApiError> {
     let params = Params::parse(query, "")?;
+    let now = simulator.clock_ms();
+    if let Some(order_id) = params.integer("orderId")? {
+        return simulator
+            .with_account_where(
+                |account| {
+                    account
+                        .orders
+                        .iter()
+                        .any(|o| o.product == Product::Spot && o.order_id == order_id)
+                },
+                |account, ids| {
+                    lists::reach(account, ids, order_id, now).map(|(order, _)| spot_order(&order))
+                },
+            )
+            .unwrap_or_else(|| Err(ApiError::unknown_order()));
+    }
     let algo_id = params
         .integer("algoId")?
         .ok_or_else(|| ApiError::mandatory("algoId"))?;
-    let now = simulator.clock_ms();
     simulator
         .with_account_where(
             |account| algo::holds(account, algo_id),
@@ -1049,7 +1099,7 @@ fn dispatch(
 }
 
 /// `startTime` and `endTime`, each optional; -1023 for a start after the end.
-fn time_span(params: &Params) -> Result<(Option<u64>, Option<u64>), ApiError> {
+pub(crate) fn time_span(params: &Params) -> Result<(Option<u64>, Option<u64>), ApiError> {
     let (start, end) = (params.integer("startTime")?, params.integer("endTime")?);
     if let (Some(start), Some(end)) = (start, end) {
         if start > end {
@@ -1273,7 +1323,7 @@ fn new_order(
 /// acknowledged (`ACK`), as it stands after matching (`RESULT`), or that and its fills
 /// (`FULL`, spot only).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum RespType {
+pub(crate) enum RespType {
     Ack,
     Result,
     Full,
@@ -1312,7 +1362,7 @@ fn acknowledged(order: &Order) -> Order {
 
 /// The new order `params` describe, and the answer it asks for (`newOrderRespType`), as
 /// `POST /api/v3/order` and `POST /fapi/v1/order` read them.
-fn read_new_order(
+pub(crate) fn read_new_order(
     ids: &Ids,
     product: Product,
     params: &Params,
@@ -1321,7 +1371,7 @@ fn read_new_order(
     let side = Side::parse(params.required("side")?)?;
     let order_type = OrderType::parse(params.required("type")?, product)?;
     let time_in_force = match order_type {
-        OrderType::Limit => {
+        OrderType::Limit | OrderType::StopLossLimit | OrderType::TakeProfitLimit => {
             let tif = params.required("timeInForce")?;
             // GTX (post only) is a futures time in force; spot has LIMIT_MAKER.
             let known: &[&str] = match product {
@@ -1333,8 +1383,9 @@ fn read_new_order(
             }
             tif.to_owned()
         }
-        // A LIMIT_MAKER order has no time in force; it rests as a GTC order does.
-        OrderType::LimitMaker => {
+        // A LIMIT_MAKER order has no time in force; it rests as a GTC order does. Nor
+        // has a stop or take-profit order that acts as a market order.
+        OrderType::LimitMaker | OrderType::StopLoss | OrderType::TakeProfit => {
             if params.get("timeInForce").is_some() {
                 return Err(ApiError::new(
                     400,
@@ -1359,18 +1410,30 @@ fn read_new_order(
         }
     };
     // Spot refuses a parameter of another order type: the stop price and trailing delta
-    // of stop orders, and the iceberg quantity a market order cannot have. Taking one
-    // silently would report an order Binance never places.
+    // of stop orders, the price of one that acts as a market order, and the iceberg
+    // quantity a market order cannot have. Taking one silently would report an order
+    // Binance never places.
     if product == Product::Spot {
         let not_taken: &[&str] = match order_type {
             OrderType::Limit | OrderType::LimitMaker => &["stopPrice", "trailingDelta"],
             OrderType::Market => &["stopPrice", "trailingDelta", "icebergQty"],
+            OrderType::StopLoss | OrderType::TakeProfit => &["price", "icebergQty"],
+            OrderType::StopLossLimit | OrderType::TakeProfitLimit => &[],
         };
         if let Some(name) = not_taken.iter().find(|name| params.get(name).is_some()) {
             return Err(ApiError::new(
                 400,
                 -1106,
                 format!("Parameter '{name}' sent when not required."),
+            ));
+        }
+        // A conditional order's quantity is in the base asset: it takes no quote
+        // quantity.
+        if order_type.is_conditional() && params.get("quoteOrderQty").is_some() {
+            return Err(ApiError::new(
+                400,
+                -1106,
+                "Parameter 'quoteOrderQty' sent when not required.",
             ));
         }
         // No symbol allows icebergs (`icebergAllowed` false): a limit order that would be
@@ -1423,6 +1486,14 @@ fn read_new_order(
             Product::UsdM => algo::flag(params, "reduceOnly")?,
         },
         reference_price: m.price,
+        stop_price: match product {
+            Product::Spot => params.decimal("stopPrice")?,
+            Product::UsdM => None,
+        },
+        trailing_delta: match product {
+            Product::Spot => params.integer("trailingDelta")?,
+            Product::UsdM => None,
+        },
     };
     Ok((new, resp_type))
 }
@@ -1520,6 +1591,13 @@ fn cancel_replace(
     } else {
         book::cancel(account, Product::Spot, m.symbol, &by, now)
     }
+    .inspect(|order| {
+        // Cancelling a leg of an order list here cancels the whole list, as Binance's
+        // page says; the answer is the leg's.
+        if let Some(list) = order.order_list_id {
+            let _ = lists::cancel_list(account, list, "", now);
+        }
+    })
     .map(|order| {
         spot_cancelled(
             &order,
@@ -1573,7 +1651,7 @@ fn cancel_replace(
 /// A spot order's answer once cancelled, as `DELETE /api/v3/order` gives it: a cancel
 /// is a request of its own with its own client id (`cancel_client_id`), which Binance
 /// answers as `clientOrderId`, the order's own being `origClientOrderId`.
-fn spot_cancelled(order: &Order, cancel_client_id: String, now: u64) -> Value {
+pub(crate) fn spot_cancelled(order: &Order, cancel_client_id: String, now: u64) -> Value {
     let mut v = spot_order(order);
     v["origClientOrderId"] = json!(order.client_order_id);
     v["clientOrderId"] = json!(cancel_client_id);
@@ -1584,7 +1662,7 @@ fn spot_cancelled(order: &Order, cancel_client_id: String, now: u64) -> Value {
 /// The client id of a spot cancel: the one sent as `name` (`newClientOrderId`, or
 /// `cancelNewClientOrderId` in a cancel-replace), else one made up, as Binance
 /// "automatically generates" one "to uniquely identify this cancel".
-fn cancel_client_id(ids: &mut Ids, params: &Params, name: &str) -> String {
+pub(crate) fn cancel_client_id(ids: &mut Ids, params: &Params, name: &str) -> String {
     if let Some(id) = params.get(name).filter(|c| !c.is_empty()) {
         return id.to_owned();
     }
@@ -1593,7 +1671,7 @@ fn cancel_client_id(ids: &mut Ids, params: &Params, name: &str) -> String {
 
 /// A client id the simulator makes up for a spot cancel, as Binance does for one sent
 /// without `newClientOrderId`.
-fn made_up_cancel_client_id(ids: &mut Ids) -> String {
+pub(crate) fn made_up_cancel_client_id(ids: &mut Ids) -> String {
     let id = format!("mockexcancel{:012}", ids.next_cancel_id);
     ids.next_cancel_id += 1;
     id
@@ -1734,6 +1812,8 @@ pub(crate) struct Ids {
     /// The next `algoId`: a counter of its own, as Binance's algo service numbers its
     /// orders apart from the order book (starting at [`algo::FIRST_ALGO_ID`]).
     pub(crate) next_algo_id: u64,
+    /// The next `orderListId` of a spot order list.
+    pub(crate) next_order_list_id: u64,
 }
 
 /// The client order id the simulator gives the next order placed without one.
@@ -1811,6 +1891,11 @@ fn private(
         }
         Endpoint::ModifyOrder => modify_order(account, ids, params, now),
         Endpoint::CancelReplace => cancel_replace(account, ids, params, now),
+        Endpoint::NewOrderList(kind) => lists::place(account, ids, kind, params, now),
+        Endpoint::CancelOrderList => lists::cancel(account, ids, params, now),
+        Endpoint::QueryOrderList => lists::query(account, params),
+        Endpoint::AllOrderLists => lists::all(account, params),
+        Endpoint::OpenOrderLists => Ok(lists::open(account)),
         // Each order of the list as `POST /fapi/v1/order` would take it alone, in order;
         // one refused is answered in its place with its error, and the rest go on.
         Endpoint::BatchOrders => {
@@ -1869,6 +1954,15 @@ fn private(
             let named = book::find(account, product, m.symbol, &name.by);
             if named.is_some_and(|o| !name.is_named(o)) {
                 return Err(ApiError::unknown_order());
+            }
+            // A leg of an order list cancels the whole list, and is answered as the
+            // list (as Binance's `order.cancel` answers "when an order list is canceled").
+            let leg_of = book::find(account, product, m.symbol, &name.by)
+                .filter(|o| o.is_open())
+                .and_then(|o| o.order_list_id);
+            if let (Product::Spot, Some(list)) = (product, leg_of) {
+                let cancel_id = cancel_client_id(ids, params, "newClientOrderId");
+                return lists::cancel_list(account, list, &cancel_id, now);
             }
             let order = book::cancel(account, product, m.symbol, &name.by, now)?;
             Ok(match product {
@@ -2517,24 +2611,36 @@ fn cancel_all(
         .filter(|o| o.product == product && o.symbol == m.symbol && o.is_open())
         .map(|o| o.order_id)
         .collect();
-    let mut cancelled = Vec::new();
+    // Each order on its own is answered as a cancel; the legs of a list are answered
+    // once, as the list (`DELETE /api/v3/orderList` answers it), where its first leg
+    // stands.
+    let mut answers = Vec::new();
+    let mut lists_done = Vec::new();
     for order_id in open {
-        cancelled.push(book::cancel(
-            account,
-            product,
-            m.symbol,
-            &OrderRef::Id(order_id),
-            now,
-        )?);
+        let list = account
+            .orders
+            .iter()
+            .find(|o| o.product == product && o.order_id == order_id)
+            .and_then(|o| o.order_list_id);
+        match list {
+            Some(list) if lists_done.contains(&list) => {}
+            Some(list) => {
+                lists_done.push(list);
+                let cancel_id = made_up_cancel_client_id(ids);
+                answers.push(lists::cancel_list(account, list, &cancel_id, now)?);
+            }
+            None => {
+                let order =
+                    book::cancel(account, product, m.symbol, &OrderRef::Id(order_id), now)?;
+                if product == Product::Spot {
+                    answers.push(spot_cancelled(&order, made_up_cancel_client_id(ids), now));
+                }
+            }
+        }
     }
     match product {
-        Product::Spot if cancelled.is_empty() => Err(ApiError::unknown_order()),
-        Product::Spot => Ok(Value::Array(
-            cancelled
-                .iter()
-                .map(|order| spot_cancelled(order, made_up_cancel_client_id(ids), now))
-                .collect(),
-        )),
+        Product::Spot if answers.is_empty() => Err(ApiError::unknown_order()),
+        Product::Spot => Ok(Value::Array(answers)),
         Product::UsdM => Ok(json!({
             "code": 200,
             "msg": "The operation of cancel all open order is done."
@@ -2858,7 +2964,7 @@ fn countdown_cancel_all(
 
 /// The `limit` of a history list (`allOrders`, spot `myTrades`): 500 by default, at most
 /// 1000; past that, or 0, Binance answers -1130.
-fn history_limit(params: &Params) -> Result<usize, ApiError> {
+pub(crate) fn history_limit(params: &Params) -> Result<usize, ApiError> {
     match params.integer("limit")? {
         None => Ok(500),
         // At most 1000 here, so it fits.
@@ -2869,7 +2975,7 @@ fn history_limit(params: &Params) -> Result<usize, ApiError> {
 
 /// At most `limit` of `items` (oldest first): the first ones when the list starts at an
 /// id or a time, else the most recent, as Binance's history lists answer.
-fn page<T>(mut items: Vec<T>, limit: usize, from_start: bool) -> Vec<T> {
+pub(crate) fn page<T>(mut items: Vec<T>, limit: usize, from_start: bool) -> Vec<T> {
     if from_start {
         items.truncate(limit);
     } else {
@@ -3115,12 +3221,14 @@ fn futures_account(account: &Account, now: u64) -> Value {
     })
 }
 
-/// `GET /api/v3/order` shape.
-fn spot_order(o: &Order) -> Value {
-    json!({
+/// `GET /api/v3/order` shape: a conditional order with its `stopPrice` and, if it has
+/// one, `trailingDelta`; one not working yet (untriggered, or a pending leg of a list)
+/// with `isWorking` false and `workingTime` -1.
+pub(crate) fn spot_order(o: &Order) -> Value {
+    let mut v = json!({
         "symbol": o.symbol,
         "orderId": o.order_id,
-        "orderListId": -1,
+        "orderListId": list_id(o),
         "clientOrderId": o.client_order_id,
         "price": fmt(o.price, 8),
         "origQty": fmt(o.orig_qty, 8),
@@ -3130,23 +3238,42 @@ fn spot_order(o: &Order) -> Value {
         "timeInForce": o.time_in_force,
         "type": o.order_type.as_str(),
         "side": o.side.as_str(),
-        "stopPrice": "0.00000000",
+        "stopPrice": fmt(o.stop_price.unwrap_or(Decimal::ZERO), 8),
         "icebergQty": "0.00000000",
         "time": o.time,
         "updateTime": o.update_time,
-        "isWorking": true,
-        "workingTime": o.time,
+        "isWorking": o.working_time.is_some(),
+        "workingTime": working_time(o),
         "origQuoteOrderQty": fmt(o.orig_quote_qty, 8),
         "selfTradePreventionMode": "NONE"
-    })
+    });
+    if let Some(delta) = o.trailing_delta {
+        v["trailingDelta"] = json!(delta);
+    }
+    v
 }
 
-/// `POST /api/v3/order` reply for ACK, RESULT or FULL.
-fn spot_new_order(o: &Order, fills: &[Trade], resp_type: RespType, now: u64) -> Value {
+/// `orderListId`: the list's, or -1 for an order on its own.
+pub(crate) fn list_id(o: &Order) -> i64 {
+    o.order_list_id
+        .and_then(|id| i64::try_from(id).ok())
+        .unwrap_or(-1)
+}
+
+/// `workingTime`: when the order went on the book, or -1 if it is not there yet.
+fn working_time(o: &Order) -> i64 {
+    o.working_time
+        .and_then(|t| i64::try_from(t).ok())
+        .unwrap_or(-1)
+}
+
+/// `POST /api/v3/order` reply for ACK, RESULT or FULL (also each report of a new order
+/// list): RESULT and FULL carry a conditional order's `stopPrice` and `trailingDelta`.
+pub(crate) fn spot_new_order(o: &Order, fills: &[Trade], resp_type: RespType, now: u64) -> Value {
     let mut v = json!({
         "symbol": o.symbol,
         "orderId": o.order_id,
-        "orderListId": -1,
+        "orderListId": list_id(o),
         "clientOrderId": o.client_order_id,
         "transactTime": now
     });
@@ -3168,6 +3295,12 @@ fn spot_new_order(o: &Order, fills: &[Trade], resp_type: RespType, now: u64) -> 
         "selfTradePreventionMode",
     ] {
         v[field] = full[field].clone();
+    }
+    if o.order_type.is_conditional() {
+        v["stopPrice"] = full["stopPrice"].clone();
+    }
+    if let Some(delta) = o.trailing_delta {
+        v["trailingDelta"] = json!(delta);
     }
     if resp_type == RespType::Full {
         v["fills"] = Value::Array(

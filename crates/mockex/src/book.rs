@@ -769,7 +769,11 @@ pub(crate) fn start(
             .stop_price
             .is_some_and(|stop| placed.order_type.triggers_at(placed.side, stop, m.price));
         if refuse_reached && reached {
-            return Err(ApiError::new(400, -2010, "Order would trigger immediately."));
+            return Err(ApiError::new(
+                400,
+                -2010,
+                "Order would trigger immediately.",
+            ));
         }
         let (asset, amount) = conditional_reservation(placed, m);
         account.debit(asset, amount)?;
@@ -786,8 +790,7 @@ pub(crate) fn start(
     } else {
         m.price
     };
-    let crosses =
-        placed.order_type == OrderType::Market || crosses(placed.side, placed.price, m);
+    let crosses = placed.order_type == OrderType::Market || crosses(placed.side, placed.price, m);
     // Post only (USD-M's GTX): one that would take is refused and not recorded, as
     // Binance answers it; one that would not rests as a GTC order does.
     let post_only = placed.time_in_force == "GTX";

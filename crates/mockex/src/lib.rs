@@ -37,7 +37,8 @@
 //! MiB: a larger body is recorded that far and refused with 413), so a test can prove that
 //! a request denied by the gateway never arrived, or what arrived of one it forwarded
 //! (`GET /__mock/requests`, cleared by `POST /__mock/reset`; `POST /__mock/reset?state=1`
-//! also restores balances and forgets orders, conditional ones included, and restores the
+//! also restores balances and forgets orders, conditional ones and order lists included,
+//! and restores the
 //! default weight limits and lifts IP bans). A request refused for its weight is recorded
 //! like any other: it reached the simulator.
 //!
@@ -97,12 +98,47 @@
 //! a `LIMIT_MAKER` order that would take is refused with -2010 "Order would immediately
 //! match and take." and not recorded, one that would not rests as a `GTC` limit order
 //! does; it takes no `timeInForce` (-1106) and is answered `ACK` by default, as Binance
-//! answers every type but `MARKET` and `LIMIT`. USD-M takes `LIMIT` and `MARKET`
+//! answers every type but `MARKET` and `LIMIT`. Spot also takes `STOP_LOSS`,
+//! `STOP_LOSS_LIMIT`, `TAKE_PROFIT` and `TAKE_PROFIT_LIMIT` with a `stopPrice` or a
+//! `trailingDelta` (10 to 2000, the `TRAILING_DELTA` filter) or both (-1102 for neither;
+//! -1106 for a `price` or `timeInForce` the market-acting types do not take), refused
+//! with -2010 "Order would trigger immediately." when the price has already reached the
+//! stop price; one rests untriggered (`workingTime` -1, `isWorking` false), reserving
+//! what it will trade (a buy that acts as a market order at its stop price), until
+//! `POST /__mock/trigger?orderId=N` says the market reached it; then it acts as a
+//! `MARKET` order or as a `LIMIT` order at its price (held to the percent price filter
+//! around its stop price). The same control fills a resting spot limit order in full at
+//! its own price, as if the market had come to it. USD-M takes `LIMIT` and `MARKET`
 //! orders (post only as `timeInForce=GTX`) and the conditional types above. Each
-//! `exchangeInfo` announces these and no other (no stop-limit, OCO, OTO, trailing stop,
-//! amend or `GTD`), and no icebergs (`icebergAllowed` false): a spot limit order with
-//! `icebergQty` is refused with -2010 "Iceberg orders are not supported for this
-//! symbol.", as Binance refuses one on a symbol that does not allow them.
+//! `exchangeInfo` announces these and no other (no amend or `GTD`), and no icebergs
+//! (`icebergAllowed` false): a spot limit order with `icebergQty` is refused with -2010
+//! "Iceberg orders are not supported for this symbol.", as Binance refuses one on a
+//! symbol that does not allow them.
+//!
+//! **Order lists.** Spot's `POST /api/v3/orderList/oco` (`aboveType`/`belowType` with
+//! their `…Price`, `…StopPrice`, `…TrailingDelta`, `…TimeInForce`, `…ClientOrderId`),
+//! `/orderList/oto`, `/orderList/otoco`, `/orderList/opo` and `/orderList/opoco`
+//! (`working…` and `pending…` legs; an OPO's pending legs name no quantity and trade what
+//! the working buy bought) and the deprecated `POST /api/v3/order/oco` (`price`,
+//! `stopPrice`, `stopLimitPrice`) answer as Binance documents them (`orderListId`,
+//! `contingencyType` `OCO` or, for every list with a working order, `OTO`,
+//! `listStatusType`, `listOrderStatus`, `listClientOrderId`, `transactionTime`, `symbol`,
+//! `orders`, `orderReports` by `newOrderRespType`, `RESULT` by default), weigh 1 and add
+//! each of their orders to the unfilled order count. Each leg is held to what a single
+//! order of its type must send (errors name the leg's parameter) and to the filters; an
+//! OCO pair to Binance's types (-1158, -1165, -1166, -1168) and price restrictions
+//! (above leg > last price > below leg, else -2010 "The relationship of the prices for
+//! the orders is not correct."). An OCO pair holds one reservation for both legs; when one
+//! leg triggers or fills, the other expires. A pending leg waits as `PENDING_NEW`,
+//! reserving nothing, until its working order fills (at once if it crosses the book, the
+//! answer still showing the leg pending, as Binance's does), then goes on the book as a
+//! new order of its type would. Cancelling any leg (`DELETE /api/v3/order`, which then
+//! answers the list) cancels the list; `DELETE /api/v3/orderList` (`orderListId` or
+//! `listClientOrderId`) does too, and `DELETE /api/v3/openOrders` answers a list's legs
+//! once, as the list. `GET /api/v3/orderList` (-2013 "Order list does not exist."),
+//! `GET /api/v3/allOrderList` (newest first, as Binance's example lists them) and
+//! `GET /api/v3/openOrderList` weigh 4, 20 and 6. Not simulated: pegged legs and
+//! iceberg legs (refused as single orders are).
 //!
 //! **Market data.** Besides prices, 24-hour tickers, spot's book ticker and depth: candles,
 //! `GET /api/v3/klines` and `GET /fapi/v1/klines` (`symbol`, `interval` from `1s` (spot
@@ -197,7 +233,7 @@
 //! cancelled); USD-M's new order, batch orders, modification and batch of modifications;
 //! and the order a conditional order places when it triggers, judged against its trigger
 //! price, the mark price it has just reached (a conditional order's own prices are not
-//! held to it when it is placed). The simulator has no spot `order/test` or order lists.
+//! held to it when it is placed).
 //!
 //! **Reduce-only orders.** A USD-M reduce-only order can only reduce the one-way
 //! position, as Binance's FAQ "Summary of Failed Orders in Binance Futures" states it:
@@ -264,8 +300,9 @@
 //! best ask is a tick over it and best bid a tick under (depth, book tickers); a buy at
 //! the best ask or above, or a sell at the best bid or below, fills at that best level
 //! in full (the book's quantities are not drawn down), with zero commission; a post-only
-//! order between them rests. Nothing else ever fills, and a conditional order triggers
-//! only when a test says so. Of the filters it announces, it checks price, lot size,
+//! order between them rests. Nothing else ever fills, and a resting order fills or a
+//! conditional order triggers only when a test says so (`POST /__mock/trigger`). Of the
+//! filters it announces, it checks price, lot size,
 //! market lot size, minimum notional and percent price only (not spot's maximum
 //! notional, USD-M's `marketTakeBound` for market orders or the stop price multipliers
 //! for conditional orders, nor the maximum number of orders or conditional orders). No
@@ -279,10 +316,11 @@
 //! `positionMargin` (add and reduce margin), `fundingInfo`, `adlQuantile`,
 //! `rateLimit/order`, `apiTradingStatus` and `feeBurn`; spot's `historicalTrades` and
 //! `rateLimit/order`; `/sapi`'s `asset/dribblet`, `convert/tradeFlow`, `account/status`
-//! and `account/apiTradingStatus`; spot's `orderList/oco`, and stop and take-profit
-//! orders on spot (`STOP_LOSS`, `TAKE_PROFIT` and their `_LIMIT` forms, which its symbols
-//! do not announce). USD-M orders with `priceMatch` are refused (-1102 without a price). keygate classifies and limits them all the same; the tests cannot follow
-//! them to an answer.
+//! and `account/apiTradingStatus`; spot's `PUT /api/v3/order/amend/keepPriority` and
+//! smart order routing (`/api/v3/sor/order`). USD-M orders with `priceMatch` are refused
+//! (-1102 without a price). keygate classifies and limits them all the same; the tests
+//! cannot follow them to an answer. A trailing stop never trails: prices never move, and
+//! it triggers only when a test says so.
 //!
 //! Main types: [`Simulator`] (the shared state and its [`Simulator::router`]),
 //! [`RunningSimulator`] (returned by [`spawn`]), [`Credential`] with its [`Restrictions`]

@@ -284,7 +284,11 @@ fn layout(kind: ListKind, params: &Params) -> Result<Layout, ApiError> {
 fn check_pair_types(side: Side, above: OrderType, below: OrderType) -> Result<(), ApiError> {
     let takes = |t: OrderType| t.is_conditional() || t == OrderType::LimitMaker;
     if !takes(above) || !takes(below) {
-        return Err(ApiError::new(400, -1158, "Order type not supported in OCO."));
+        return Err(ApiError::new(
+            400,
+            -1158,
+            "Order type not supported in OCO.",
+        ));
     }
     if above == OrderType::LimitMaker && below == OrderType::LimitMaker {
         return Err(ApiError::new(
@@ -304,9 +308,11 @@ fn check_pair_types(side: Side, above: OrderType, below: OrderType) -> Result<()
             -1166,
             "A limit order in a sell OCO must be above.",
         )),
-        _ if above.is_stop_loss() == below.is_stop_loss() => {
-            Err(ApiError::new(400, -1158, "Order type not supported in OCO."))
-        }
+        _ if above.is_stop_loss() == below.is_stop_loss() => Err(ApiError::new(
+            400,
+            -1158,
+            "Order type not supported in OCO.",
+        )),
         _ => Ok(()),
     }
 }
@@ -357,7 +363,12 @@ fn pair_reservation(m: &Market, legs: [&Order; 2]) -> (&'static str, Decimal) {
 /// Puts an OCO pair on the book: checks neither `LIMIT_MAKER` leg would take (-2010),
 /// reserves for both ([`pair_reservation`]) on the first, and makes them `NEW`, the
 /// `LIMIT_MAKER` leg working from `now` and a conditional one waiting for its trigger.
-fn arm_pair(account: &mut Account, m: &Market, legs: &mut [Order], now: u64) -> Result<(), ApiError> {
+fn arm_pair(
+    account: &mut Account,
+    m: &Market,
+    legs: &mut [Order],
+    now: u64,
+) -> Result<(), ApiError> {
     let takes = legs.iter().any(|o| {
         o.order_type == OrderType::LimitMaker
             && match o.side {
@@ -398,11 +409,7 @@ fn resp_type(params: &Params) -> Result<RespType, ApiError> {
 /// or made up, and refused (-2010 "Duplicate order sent.") when a list still open carries
 /// it: "A new order list with the same listClientOrderId is accepted only when the
 /// previous one is filled or completely expired."
-fn list_client_order_id(
-    account: &Account,
-    ids: &Ids,
-    params: &Params,
-) -> Result<String, ApiError> {
+fn list_client_order_id(account: &Account, ids: &Ids, params: &Params) -> Result<String, ApiError> {
     let id = match params.get("listClientOrderId").filter(|id| !id.is_empty()) {
         Some(id) => {
             let legal = id.len() <= 36
@@ -465,12 +472,12 @@ pub(crate) fn place(
         }
     }
     if let Some((above, below)) = layout.pair {
-        let side = Side::parse(params.required(layout.legs[above].0.of("side").unwrap_or("side"))?)?;
+        let side =
+            Side::parse(params.required(layout.legs[above].0.of("side").unwrap_or("side"))?)?;
         let type_of = |i: usize| -> Result<OrderType, ApiError> {
             let names = &layout.legs[i].0;
-            OrderType::parse(names.order_type(params)?, Product::Spot).map_err(|_| {
-                ApiError::new(400, -1158, "Order type not supported in OCO.")
-            })
+            OrderType::parse(names.order_type(params)?, Product::Spot)
+                .map_err(|_| ApiError::new(400, -1158, "Order type not supported in OCO."))
         };
         check_pair_types(side, type_of(above)?, type_of(below)?)?;
     }
@@ -484,7 +491,10 @@ pub(crate) fn place(
         let single = names.single(params, m.symbol, &made_up);
         let (mut new, _) =
             routes::read_new_order(ids, Product::Spot, &single).map_err(|e| names.rename(e))?;
-        if kind.has_working() && i == 0 && !matches!(new.order_type, OrderType::Limit | OrderType::LimitMaker) {
+        if kind.has_working()
+            && i == 0
+            && !matches!(new.order_type, OrderType::Limit | OrderType::LimitMaker)
+        {
             return Err(ApiError::invalid_parameter("workingType"));
         }
         if new.quote_order_qty.is_some() {
@@ -523,7 +533,11 @@ pub(crate) fn place(
             .stop_price
             .is_some_and(|stop| pending.order_type.triggers_at(pending.side, stop, m.price));
         if reached {
-            return Err(ApiError::new(400, -2010, "Order would trigger immediately."));
+            return Err(ApiError::new(
+                400,
+                -2010,
+                "Order would trigger immediately.",
+            ));
         }
     }
     // Put the list to work: the working order, or the OCO pair.
@@ -706,7 +720,13 @@ pub(crate) fn cancel_list(
         .filter_map(|id| order(account, *id))
         .map(|o| {
             let mut report = routes::spot_cancelled(o, cancel_client_id.to_owned(), now);
-            for field in ["time", "updateTime", "isWorking", "workingTime", "icebergQty"] {
+            for field in [
+                "time",
+                "updateTime",
+                "isWorking",
+                "workingTime",
+                "icebergQty",
+            ] {
                 if let Some(report) = report.as_object_mut() {
                     report.remove(field);
                 }
@@ -754,8 +774,9 @@ fn named<'a>(
     let by_id = params.integer("orderListId")?;
     let by_client = params.get(client).filter(|c| !c.is_empty());
     Ok(match (by_id, by_client) {
-        (Some(id), client) => list_by_id(account, id)
-            .filter(|l| client.is_none_or(|c| c == l.list_client_order_id)),
+        (Some(id), client) => {
+            list_by_id(account, id).filter(|l| client.is_none_or(|c| c == l.list_client_order_id))
+        }
         (None, Some(client)) => account
             .order_lists
             .iter()
@@ -822,7 +843,8 @@ pub(crate) fn all(account: &Account, params: &Params) -> Result<Value, ApiError>
         .iter()
         .filter(|l| from_id.is_none_or(|id| l.order_list_id >= id))
         .filter(|l| {
-            from.is_none_or(|f| l.transaction_time >= f) && to.is_none_or(|t| l.transaction_time <= t)
+            from.is_none_or(|f| l.transaction_time >= f)
+                && to.is_none_or(|t| l.transaction_time <= t)
         })
         .collect();
     let from_start = from_id.is_some() || from.is_some();

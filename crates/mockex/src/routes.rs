@@ -1331,7 +1331,8 @@ pub(crate) enum RespType {
 
 impl RespType {
     /// Reads `newOrderRespType`. Spot takes `ACK`, `RESULT` and `FULL`, and answers a
-    /// `MARKET` or `LIMIT` order `FULL` by default and any other (`LIMIT_MAKER`) `ACK`,
+    /// `MARKET` or `LIMIT` order `FULL` by default and any other (`LIMIT_MAKER`, the stop
+    /// and take-profit types) `ACK`,
     /// as Binance's New order page has it; USD-M takes `ACK` and `RESULT`, `ACK` by
     /// default. Anything else is -1136.
     fn parse(
@@ -1340,7 +1341,9 @@ impl RespType {
         order_type: OrderType,
     ) -> Result<RespType, ApiError> {
         match (product, params.get("newOrderRespType")) {
-            (Product::Spot, None) if order_type != OrderType::LimitMaker => Ok(RespType::Full),
+            (Product::Spot, None) if matches!(order_type, OrderType::Market | OrderType::Limit) => {
+                Ok(RespType::Full)
+            }
             (_, None) | (_, Some("ACK")) => Ok(RespType::Ack),
             (_, Some("RESULT")) => Ok(RespType::Result),
             (Product::Spot, Some("FULL")) => Ok(RespType::Full),
@@ -2630,8 +2633,7 @@ fn cancel_all(
                 answers.push(lists::cancel_list(account, list, &cancel_id, now)?);
             }
             None => {
-                let order =
-                    book::cancel(account, product, m.symbol, &OrderRef::Id(order_id), now)?;
+                let order = book::cancel(account, product, m.symbol, &OrderRef::Id(order_id), now)?;
                 if product == Product::Spot {
                     answers.push(spot_cancelled(&order, made_up_cancel_client_id(ids), now));
                 }

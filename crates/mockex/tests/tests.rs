@@ -152,6 +152,8 @@ fn balance(account: &Value, asset: &str) -> (String, String) {
     )
 }
 
+mod order_lists;
+
 mod auth {
     use super::*;
     use reqwest::Method;
@@ -4741,16 +4743,26 @@ mod coverage {
         let symbol = &spot["symbols"][0];
         assert_eq!(
             symbol["orderTypes"],
-            serde_json::json!(["LIMIT", "LIMIT_MAKER", "MARKET"])
+            serde_json::json!([
+                "LIMIT",
+                "LIMIT_MAKER",
+                "MARKET",
+                "STOP_LOSS",
+                "STOP_LOSS_LIMIT",
+                "TAKE_PROFIT",
+                "TAKE_PROFIT_LIMIT"
+            ])
         );
+        // Order lists and trailing stops are taken (see `order_lists`); amends are not.
         for flag in [
             "ocoAllowed",
             "otoAllowed",
+            "opoAllowed",
             "allowTrailingStop",
-            "amendAllowed",
         ] {
-            assert_eq!(symbol[flag], false, "{flag}");
+            assert_eq!(symbol[flag], true, "{flag}");
         }
+        assert_eq!(symbol["amendAllowed"], false);
         assert_eq!(symbol["cancelReplaceAllowed"], true);
         let (_, usdm) = send(&sim, Method::GET, "/fapi/v1/exchangeInfo", None, None).await;
         let types = usdm["symbols"][0]["orderTypes"].as_array().unwrap();
@@ -4762,8 +4774,30 @@ mod coverage {
         let tifs = usdm["symbols"][0]["timeInForce"].as_array().unwrap();
         assert!(!tifs.contains(&Value::from("GTD")), "{tifs:?}");
         // Every type announced is taken (a non-crossing order of each, on each product).
-        for order_type in ["LIMIT", "LIMIT_MAKER", "MARKET"] {
+        for order_type in [
+            "LIMIT",
+            "LIMIT_MAKER",
+            "MARKET",
+            "STOP_LOSS",
+            "STOP_LOSS_LIMIT",
+            "TAKE_PROFIT",
+            "TAKE_PROFIT_LIMIT",
+        ] {
             let params = match order_type {
+                // A buy stops above the price (3000) and takes profit below it.
+                "STOP_LOSS" => {
+                    "symbol=ETHUSDT&side=BUY&type=STOP_LOSS&quantity=0.01&stopPrice=3100".to_owned()
+                }
+                "STOP_LOSS_LIMIT" => "symbol=ETHUSDT&side=BUY&type=STOP_LOSS_LIMIT\
+                                      &timeInForce=GTC&quantity=0.01&price=3110&stopPrice=3100"
+                    .to_owned(),
+                "TAKE_PROFIT" => {
+                    "symbol=ETHUSDT&side=BUY&type=TAKE_PROFIT&quantity=0.01&trailingDelta=100"
+                        .to_owned()
+                }
+                "TAKE_PROFIT_LIMIT" => "symbol=ETHUSDT&side=BUY&type=TAKE_PROFIT_LIMIT\
+                                        &timeInForce=GTC&quantity=0.01&price=2900&stopPrice=2900"
+                    .to_owned(),
                 "MARKET" => "symbol=ETHUSDT&side=BUY&type=MARKET&quantity=0.01".to_owned(),
                 "LIMIT" => {
                     "symbol=ETHUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=2900"

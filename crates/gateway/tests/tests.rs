@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod order_lists;
 mod support;
 
 use std::net::SocketAddr;

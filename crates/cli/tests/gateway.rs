@@ -783,6 +783,86 @@ fn reconcile_finds_the_orders_keygate_never_forwarded() {
     assert!(!asked.iter().any(|s| s == "S60USDT"), "{report}");
 }
 
+/// The orders of an order list keygate forwarded (an OCO's two legs, an OTOCO's working
+/// order and its pending pair) are known by the ids of the list's answer; those of a list
+/// placed behind its back are each reported.
+#[test]
+fn reconcile_knows_the_orders_of_order_lists_keygate_forwarded() {
+    let (runtime, exchange) = simulator(vec![Credential::hmac(REAL_KEY, REAL_SECRET)]);
+    let (mut home, _receiver) = home_alerting_a_webhook(&runtime, &exchange.url());
+    let issued: Value = home.issue("trader", &["--scope", "read,trade", "--symbols", "BTCUSDT"]);
+    let (key, secret) = (
+        issued["api_key"].as_str().unwrap(),
+        issued["secret"].as_str().unwrap(),
+    );
+    let serve = Serve::start_with(&home.kg, &["--reconcile-every", "off"]);
+    let oco = "symbol=BTCUSDT&side=SELL&quantity=0.01&aboveType=LIMIT_MAKER&abovePrice=70000\
+               &belowType=STOP_LOSS_LIMIT&belowStopPrice=50000&belowPrice=49900\
+               &belowTimeInForce=GTC";
+    let otoco = "symbol=BTCUSDT&workingType=LIMIT&workingSide=BUY&workingPrice=50000\
+                 &workingQuantity=0.01&workingTimeInForce=GTC&pendingSide=SELL\
+                 &pendingQuantity=0.01&pendingAboveType=LIMIT_MAKER&pendingAbovePrice=70000\
+                 &pendingBelowType=STOP_LOSS&pendingBelowStopPrice=45000";
+    for (path, params) in [
+        ("/api/v3/orderList/oco", oco),
+        ("/api/v3/orderList/otoco", otoco),
+    ] {
+        let (status, body) = signed(
+            reqwest::Method::POST,
+            &format!("http://{}/binance", serve.addr),
+            path,
+            params,
+            key,
+            secret,
+        );
+        assert_eq!(status, 200, "{path}: {body}");
+    }
+    // Orders are reconciled once they are a few seconds old.
+    std::thread::sleep(Duration::from_millis(5500));
+    let report = |code: i32| -> Value {
+        let out = home.kg.run(&["reconcile", "--since", "1h", "--json"], "");
+        assert_eq!(out.code, code, "{out:#?}");
+        serde_json::from_str(&out.stdout).unwrap()
+    };
+    let clean = report(0);
+    // The OCO's two legs, the OTOCO's working order and its pending pair.
+    assert_eq!(clean[0]["orders"], 5, "{clean}");
+    assert_eq!(
+        clean[0]["orders_not_through_keygate"],
+        serde_json::json!([]),
+        "{clean}"
+    );
+
+    let (status, body) = signed(
+        reqwest::Method::POST,
+        &exchange.url(),
+        "/api/v3/orderList/oco",
+        oco,
+        REAL_KEY,
+        REAL_SECRET,
+    );
+    assert_eq!(status, 200, "{body}");
+    let leaked: Vec<String> = body["orders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["orderId"].to_string())
+        .collect();
+    drop(serve);
+    std::thread::sleep(Duration::from_millis(5500));
+    let found = report(1);
+    let mut ids: Vec<String> = found[0]["orders_not_through_keygate"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["id"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort_unstable();
+    let mut expected = leaked.clone();
+    expected.sort_unstable();
+    assert_eq!(ids, expected, "{found}");
+}
+
 /// A regression test: orders were listed only in the symbols keygate traded or its
 /// clients may trade, so an order a leaked key left resting in any other symbol went
 /// unseen. The account's open orders, in every symbol, now name more symbols to list.

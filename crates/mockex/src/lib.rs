@@ -6,41 +6,38 @@
 //! **What it is.** An axum server that authenticates requests exactly as Binance documents
 //! (`X-MBX-APIKEY`, HMAC-SHA256 hex or Ed25519 base64 `signature` over the raw query string
 //! concatenated *without separator* to the raw form body, both byte for byte as received
-//! with only the `signature` pair taken out, the `signature` itself read percent-decoded
-//! as every parameter is, `timestamp`/`recvWindow` window, a parameter
-//! repeated within the query or within the body rejected with -1101, one sent in both
-//! taken from the query, the body of a GET ignored), holds each key to the permissions its
-//! credential describes ([`Restrictions`]: -2015 for a spot order without spot trading,
-//! any `/fapi` call without futures, a withdrawal without withdrawals; each key's own
-//! answer to `GET /sapi/v1/account/apiRestrictions`), reads numbers only in the form
-//! Binance takes (`^([0-9]{1,20})(\.[0-9]{1,20})?$`, `^[0-9]{1,20}$`, else -1100), refuses
-//! orders that fail a filter with each product's own codes (spot -1013 "Filter failure:
-//! …"; USD-M -1111, -4001, -4003, -4004, -4013, -4014, -4016, -4023, -4024, -4164),
-//! the percent price filter among them, holds a USD-M `reduceOnly` order to the one-way
-//! position it reduces (-2022; both below), checks `newOrderRespType` (-1136; USD-M
-//! answers `ACK` by default), refuses a parameter
-//! spot's `POST /api/v3/order` or `GET /api/v3/account` does not read (-1104), holds a
-//! withdrawal to the networks, address pattern, tags and amount multiple that
-//! `GET /sapi/v1/capital/config/getall` announces (an account's deposit address per
+//! with only the `signature` pair taken out, the `signature` itself read percent-decoded as
+//! every parameter is, `timestamp`/`recvWindow` window, a parameter repeated within the
+//! query or within the body rejected with -1101, one sent in both taken from the query, the
+//! body of a GET ignored), holds each key to the permissions its credential describes
+//! ([`Restrictions`]: -2015 for a spot order without spot trading, any `/fapi` call without
+//! futures, a withdrawal without withdrawals; each key's own answer to `GET
+//! /sapi/v1/account/apiRestrictions`), reads numbers only in the form Binance takes
+//! (`^([0-9]{1,20})(\.[0-9]{1,20})?$`, `^[0-9]{1,20}$`, else -1100), refuses orders that
+//! fail a filter with each product's own codes (spot -1013 "Filter failure: …"; USD-M
+//! -1111, -4001, -4003, -4004, -4013, -4014, -4016, -4023, -4024, -4164), the percent price
+//! filter among them, holds a USD-M `reduceOnly` order to the one-way position it reduces
+//! (-2022; both below), checks `newOrderRespType` (-1136; USD-M answers `ACK` by default),
+//! refuses a parameter spot's `POST /api/v3/order` or `GET /api/v3/account` does not read
+//! (-1104), holds a withdrawal to the networks, address pattern, tags and amount multiple
+//! that `GET /sapi/v1/capital/config/getall` announces (an account's deposit address per
 //! coin and network, `GET /sapi/v1/capital/deposit/address`, never receives anything:
 //! `deposit/hisrec` is empty; `GET /sapi/v1/asset/tradeFee` says what every trade here
-//! pays, nothing), answers with
-//! Binance's error shape `{"code": N, "msg": "..."}` and statuses, reports the request
-//! weight used in each API family's own headers (`X-MBX-USED-WEIGHT-1M` for `/api`,
-//! `/fapi` and `/dapi`, each counted apart; `X-SAPI-USED-IP-WEIGHT-1M` or, for
-//! withdrawals, the per-account `X-SAPI-USED-UID-WEIGHT-1M` for `/sapi`) and an
-//! account's spot orders (`X-MBX-ORDER-COUNT-10S`, `X-MBX-ORDER-COUNT-1D`), refuses weight
-//! past each family's limit as Binance does (429, then IP bans, 418; see below), and keeps
-//! per-account spot balances, futures wallets, orders and trades (see **Accounts and
-//! keys** below). Every request that reaches it is recorded *before* validation, with
-//! every header it carried and its body (up to 16
-//! MiB: a larger body is recorded that far and refused with 413), so a test can prove that
-//! a request denied by the gateway never arrived, or what arrived of one it forwarded
-//! (`GET /__mock/requests`, cleared by `POST /__mock/reset`; `POST /__mock/reset?state=1`
-//! also restores balances and forgets orders, conditional ones and order lists included,
-//! and restores the
-//! default weight limits and lifts IP bans). A request refused for its weight is recorded
-//! like any other: it reached the simulator.
+//! pays, nothing), answers with Binance's error shape `{"code": N, "msg": "..."}` and
+//! statuses, reports the request weight used in each API family's own headers
+//! (`X-MBX-USED-WEIGHT-1M` for `/api`, `/fapi` and `/dapi`, each counted apart;
+//! `X-SAPI-USED-IP-WEIGHT-1M` or, for withdrawals, the per-account
+//! `X-SAPI-USED-UID-WEIGHT-1M` for `/sapi`) and an account's spot orders
+//! (`X-MBX-ORDER-COUNT-10S`, `X-MBX-ORDER-COUNT-1D`), refuses weight past each family's
+//! limit as Binance does (429, then IP bans, 418; see below), and keeps per-account spot
+//! balances, futures wallets, orders and trades (see **Accounts and keys** below). Every
+//! request that reaches it is recorded *before* validation, with every header it carried
+//! and its body (up to 16 MiB: a larger body is recorded that far and refused with 413), so
+//! a test can prove that a request denied by the gateway never arrived, or what arrived of
+//! one it forwarded (`GET /__mock/requests`, cleared by `POST /__mock/reset`; `POST
+//! /__mock/reset?state=1` also restores balances and forgets orders, conditional ones and
+//! order lists included, and restores the default weight limits and lifts IP bans). A
+//! request refused for its weight is recorded like any other: it reached the simulator.
 //!
 //! **Accounts and keys.** As on Binance, an account may have several API keys, and every
 //! key of an account sees and acts on the same account: its spot balances, funding and
@@ -297,30 +294,29 @@
 //!
 //! **What it is not.** Not a matching engine. Around a fixed reference price (BTCUSDT
 //! 60000, ETHUSDT 3000, BNBUSDT 600, DOGEUSDT 0.1, ETHBTC 0.05) it publishes a book whose
-//! best ask is a tick over it and best bid a tick under (depth, book tickers); a buy at
-//! the best ask or above, or a sell at the best bid or below, fills at that best level
-//! in full (the book's quantities are not drawn down), with zero commission; a post-only
-//! order between them rests. Nothing else ever fills, and a resting order fills or a
-//! conditional order triggers only when a test says so (`POST /__mock/trigger`). Of the
-//! filters it announces, it checks price, lot size,
-//! market lot size, minimum notional and percent price only (not spot's maximum
-//! notional, USD-M's `marketTakeBound` for market orders or the stop price multipliers
-//! for conditional orders, nor the maximum number of orders or conditional orders). No
-//! COIN-M, options, margin (every spot symbol announces `isMarginTradingAllowed` false,
-//! and `GET /sapi/v1/margin/allPairs` lists no pair), USD-M Hedge Mode, transfers but
-//! between spot, funding and USD-M, RSA keys, WebSocket streams or order-rate limiting
-//! (the order-count headers only report). A key's IP restriction is reported, not
-//! checked. It never opens an outbound connection. Calls ccxt makes that it does not
-//! serve (it answers them as it answers any path it does not know, -1000): USD-M
+//! best ask is a tick over it and best bid a tick under (depth, book tickers); a buy at the
+//! best ask or above, or a sell at the best bid or below, fills at that best level in full
+//! (the book's quantities are not drawn down), with zero commission; a post-only order
+//! between them rests. Nothing else ever fills, and a resting order fills or a conditional
+//! order triggers only when a test says so (`POST /__mock/trigger`). Of the filters it
+//! announces, it checks price, lot size, market lot size, minimum notional and percent
+//! price only (not spot's maximum notional, USD-M's `marketTakeBound` for market orders or
+//! the stop price multipliers for conditional orders, nor the maximum number of orders or
+//! conditional orders). No COIN-M, options, margin (every spot symbol announces
+//! `isMarginTradingAllowed` false, and `GET /sapi/v1/margin/allPairs` lists no pair), USD-M
+//! Hedge Mode, transfers but between spot, funding and USD-M, RSA keys, WebSocket streams
+//! or order-rate limiting (the order-count headers only report). A key's IP restriction is
+//! reported, not checked. It never opens an outbound connection. Calls ccxt makes that it
+//! does not serve (it answers them as it answers any path it does not know, -1000): USD-M
 //! mark-price klines and `/futures/data/*` (open interest history among them),
 //! `positionMargin` (add and reduce margin), `fundingInfo`, `adlQuantile`,
 //! `rateLimit/order`, `apiTradingStatus` and `feeBurn`; spot's `historicalTrades` and
-//! `rateLimit/order`; `/sapi`'s `asset/dribblet`, `convert/tradeFlow`, `account/status`
-//! and `account/apiTradingStatus`; spot's `PUT /api/v3/order/amend/keepPriority` and
-//! smart order routing (`/api/v3/sor/order`). USD-M orders with `priceMatch` are refused
-//! (-1102 without a price). keygate classifies and limits them all the same; the tests
-//! cannot follow them to an answer. A trailing stop never trails: prices never move, and
-//! it triggers only when a test says so.
+//! `rateLimit/order`; `/sapi`'s `asset/dribblet`, `convert/tradeFlow`, `account/status` and
+//! `account/apiTradingStatus`; spot's `PUT /api/v3/order/amend/keepPriority` and smart
+//! order routing (`/api/v3/sor/order`). USD-M orders with `priceMatch` are refused (-1102
+//! without a price). keygate classifies and limits them all the same; the tests cannot
+//! follow them to an answer. A trailing stop never trails: prices never move, and it
+//! triggers only when a test says so.
 //!
 //! Main types: [`Simulator`] (the shared state and its [`Simulator::router`]),
 //! [`RunningSimulator`] (returned by [`spawn`]), [`Credential`] with its [`Restrictions`]

@@ -1586,6 +1586,19 @@ fn print_credentials(
         "                           for k, v in exchange.urls['api'].items()}}"
     )?;
     writeln!(out, "    print(exchange.fetch_balance())")?;
+    // Found by review: a bot that retries ccxt's network errors retried refusals too.
+    writeln!(
+        out,
+        "    # keygate refuses as Binance does (-2015), which ccxt raises as AuthenticationError,"
+    )?;
+    writeln!(
+        out,
+        "    # or as DDoSProtection (a NetworkError) once a signed spot call has succeeded:"
+    )?;
+    writeln!(
+        out,
+        "    # a refusal stands until the client's policy changes; do not retry it."
+    )?;
     out.finish()
 }
 

@@ -3153,6 +3153,8 @@ fn ccxt_trades_through_keygate_and_the_cli_administers_it_live() {
                 "read,trade",
                 "--symbols",
                 "BTCUSDT",
+                "--max-order-notional",
+                "5000",
                 "--key-type",
                 "ed25519",
                 "--public-key",
@@ -3187,6 +3189,29 @@ fn ccxt_trades_through_keygate_and_the_cli_administers_it_live() {
         assert_eq!(summary[call], "ok", "ed25519: {summary}");
     }
     assert_eq!(summary["symbol_outside_policy"], -2015, "{summary}");
+    // And unmodified ccxt with that key: given the PEM private key as its secret, ccxt
+    // signs with Ed25519.
+    let (summary, ccxt_ed25519_output) = bot_with(
+        "ccxt_e2e.py",
+        &[
+            ("KEYGATE_API_KEY", &ed_bot.0),
+            ("KEYGATE_SECRET", &ed_bot.1),
+        ],
+    );
+    for call in [
+        "fetch_balance",
+        "create_order_limit",
+        "fetch_open_orders",
+        "cancel_order",
+        "create_order_market",
+        "denied_never_forwarded",
+    ] {
+        assert_eq!(summary[call], "ok", "ccxt ed25519: {summary}");
+    }
+    assert_eq!(summary["withdraw"], "DDoSProtection", "{summary}");
+    // Ed25519 signatures are deterministic: the same request in the same millisecond is
+    // the same signature, refused as used.
+    assert_eq!(summary["same_signature_twice"], "InvalidNonce", "{summary}");
 
     // A new key the exchange does not take (a mistyped secret) is refused before the
     // bots switch to it: nothing changes.
@@ -3296,6 +3321,7 @@ fn ccxt_trades_through_keygate_and_the_cli_administers_it_live() {
         ("ccxt output".into(), ccxt_output),
         ("python-binance output".into(), python_binance_output),
         ("python-binance ed25519 output".into(), ed25519_output),
+        ("ccxt ed25519 output".into(), ccxt_ed25519_output),
         ("answers".into(), answers.take()),
     ];
     written.extend(

@@ -58,15 +58,25 @@ impl Room {
         }
     }
 
-    /// `1.5 GiB free of 20.0 GiB under DIR`.
+    /// `1.5 GiB free of 20.0 GiB under DIR`; below a GiB in MiB (`3.2 MiB free of
+    /// 12.0 MiB`), which a nearly full small disk would otherwise show as `0.0 GiB`.
     pub fn describe(&self, dir: &Path) -> String {
-        let gib = |bytes: u64| bytes as f64 / f64::from(1u32 << 30);
         format!(
-            "{:.1} GiB free of {:.1} GiB under {}",
-            gib(self.free),
-            gib(self.total),
+            "{} free of {} under {}",
+            size(self.free),
+            size(self.total),
             dir.display()
         )
+    }
+}
+
+/// `bytes` in GiB, or in MiB below one GiB, to a tenth.
+fn size(bytes: u64) -> String {
+    const GIB: u64 = 1 << 30;
+    if bytes >= GIB {
+        format!("{:.1} GiB", bytes as f64 / GIB as f64)
+    } else {
+        format!("{:.1} MiB", bytes as f64 / f64::from(1u32 << 20))
     }
 }
 
@@ -182,6 +192,11 @@ mod tests {
                 .1
                 .starts_with("4.0 GiB free of 100.0 GiB under /var/lib/keygate"));
             assert_eq!(raised[1].0, Severity::Critical);
+            // Below a GiB, in MiB (found by review: a small disk read "0.0 GiB free of
+            // 0.0 GiB").
+            assert!(raised[1]
+                .1
+                .starts_with("512.0 MiB free of 100.0 GiB under /var/lib/keygate"));
         }
         // Room made, then lost again: told again.
         look(room(50 * GIB, 100 * GIB));

@@ -509,13 +509,41 @@ pub fn run(unlocked: Unlocked, args: &ServeArgs) -> anyhow::Result<()> {
     let _ = writeln!(std::io::stderr(), "keygate: shutting down");
     let served = server.shutdown().context("serving");
     // Requests have drained; their audit events may still wait for a batch.
-    audit_log.flush().context("flushing the audit log")?;
+    flush_before_exit(&audit_log)?;
     // Every event is written: the monitor alerts on the last of them (and on what the
     // reconciliation found, which stops first), then stops.
     drop(reconciling);
     drop(admin);
     monitor.stop();
     served
+}
+
+/// How long a stopping serve keeps trying to write the audit events still queued, or
+/// the count of those it could not write, while the store refuses them.
+const FLUSH_AT_EXIT_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Writes every audit event still queued, or a record counting those that could not be:
+/// a store that cannot be written now (another process holding its lock, a full disk)
+/// is tried again until [`FLUSH_AT_EXIT_DEADLINE`], since whatever is not written by
+/// then is lost without a record (found by review: one try, and the denials queued
+/// behind a lock went missing, uncounted). A second stop signal ends the wait.
+fn flush_before_exit(audit_log: &keygate_audit::AuditLog) -> anyhow::Result<()> {
+    let deadline = Instant::now() + FLUSH_AT_EXIT_DEADLINE;
+    loop {
+        match audit_log.flush() {
+            Ok(()) => return Ok(()),
+            Err(e) if Instant::now() < deadline => {
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "keygate: the audit log cannot be written yet ({e}); trying again until \
+                     {} s after the stop",
+                    FLUSH_AT_EXIT_DEADLINE.as_secs()
+                );
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            Err(e) => return Err(e).context("flushing the audit log"),
+        }
+    }
 }
 
 /// Fails as binding `addr` to listen on it would fail (in use, not this host's address),

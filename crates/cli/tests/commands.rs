@@ -3671,7 +3671,11 @@ mod client {
         let doctor = kg.run(&["doctor"], "");
         assert_eq!(doctor.code, 1, "{doctor:#?}");
         assert_ne!(kg.status("bot1"), "active");
-        kg.ok(&["audit", "verify"], "");
+        let verify = kg.fails(&["audit", "verify"], "", 1);
+        assert!(
+            verify.stderr.contains("the record of bot1 was changed"),
+            "{verify:#?}"
+        );
     }
 
     /// A vault of schema 2 (whose client table referenced its accounts, so that removing
@@ -3933,6 +3937,13 @@ mod client {
             2,
             "{export}"
         );
+        // The row changed in the database is told until it is revoked.
+        let verify = kg.fails(&["audit", "verify"], "", 1);
+        assert!(
+            verify.stderr.contains("the record of bot4 was changed"),
+            "{verify:#?}"
+        );
+        kg.ok(&["client", "revoke", "bot4"], "");
         kg.ok(&["audit", "verify"], "");
         assert!(kg.ok(&["panic"], "").stdout.contains("no active client"));
     }

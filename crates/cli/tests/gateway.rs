@@ -2817,6 +2817,71 @@ fn drains_on_sighup(terminal_gone: bool) {
     home.kg.ok(&["audit", "verify"], "");
 }
 
+/// A regression test (from a review): serve stopped while its database was locked by
+/// another process tried to write its last audit events once, failed, and exited: the
+/// denials queued behind the lock were gone, not even counted as lost. It tries again,
+/// and once the lock is let go the record counting them is written and serve exits 0.
+#[cfg(target_os = "linux")]
+#[test]
+fn serve_stopping_behind_a_locked_database_writes_its_last_events_once_it_can() {
+    use rustix::process::{kill_process, Pid, Signal};
+    use std::io::BufRead;
+
+    let (_runtime, exchange) = simulator(vec![Credential::hmac(REAL_KEY, REAL_SECRET)]);
+    let mut home = Home::with_account(&exchange.url());
+    let issued: Value = home.issue("trader", &["--scope", "read,trade", "--symbols", "BTCUSDT"]);
+    let (key, secret) = (
+        issued["api_key"].as_str().unwrap().to_owned(),
+        issued["secret"].as_str().unwrap().to_owned(),
+    );
+    let mut child = serve_process(&home);
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let base = line
+        .trim()
+        .strip_prefix("keygate listening on ")
+        .unwrap_or_else(|| panic!("unexpected serve output {line:?}"))
+        .to_owned();
+    let locker = rusqlite::Connection::open(home.kg.home().join("keygate.db")).unwrap();
+    locker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    // An order cannot be made durable behind the lock: refused, and its denial queued.
+    let (status, body) = signed(
+        reqwest::Method::POST,
+        &base,
+        "/api/v3/order",
+        "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=20000",
+        &key,
+        &secret,
+    );
+    assert_eq!(status, 503, "{body}");
+    kill_process(Pid::from_child(&child), Signal::TERM).unwrap();
+    // Past the 4 s a write waits for a lock: the first try at the stop fails.
+    std::thread::sleep(Duration::from_secs(6));
+    locker.execute_batch("COMMIT").unwrap();
+    drop(locker);
+    let (status, _, stderr) = ended(child);
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(stderr.contains("cannot be written yet"), "{stderr}");
+    let denied = home
+        .kg
+        .ok(&["audit", "query", "--decision", "denied", "--json"], "")
+        .stdout;
+    // Its denial failed to be written while serve ran, and is counted in the record of
+    // losses the stop wrote once it could.
+    assert!(
+        denied.contains(r#""type":"lost","count":1"#)
+            && denied.contains(r#""clients":{"trader":1}"#),
+        "{denied}"
+    );
+    assert!(exchange
+        .simulator()
+        .requests()
+        .iter()
+        .all(|r| r.path != "/api/v3/order"));
+    home.kg.ok(&["audit", "verify"], "");
+}
+
 /// A regression test: a request signed a moment ahead of the clock (Binance takes a
 /// timestamp up to a second ahead), taken by a gateway that then stopped, was taken again
 /// by the gateway started just after it, whose replay cache vouched for every request

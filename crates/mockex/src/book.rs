@@ -189,6 +189,11 @@ pub(crate) struct Trade {
     pub(crate) commission_asset: &'static str,
     pub(crate) time: u64,
     pub(crate) is_buyer: bool,
+    /// Whether the order was resting on the book when it filled (a limit order the
+    /// market came to), not taking.
+    pub(crate) is_maker: bool,
+    /// The order list of the order that filled, if it is a leg of one.
+    pub(crate) order_list_id: Option<u64>,
     /// The profit or loss the fill realized by reducing a USD-M position (zero on spot).
     pub(crate) realized_pnl: Decimal,
 }
@@ -944,7 +949,14 @@ pub(crate) fn reach(
         };
         paid.map(|()| {
             let price = order.price;
-            vec![fill_at(account, &mut order, m, price, next_trade_id, now)]
+            vec![fill_at(
+                account,
+                &mut order,
+                m,
+                (price, true),
+                next_trade_id,
+                now,
+            )]
         })
     };
     match settled {
@@ -1179,15 +1191,16 @@ fn fill(
     now: u64,
 ) -> Trade {
     let price = fill_price(order.side, m);
-    fill_at(account, order, m, price, next_trade_id, now)
+    fill_at(account, order, m, (price, false), next_trade_id, now)
 }
 
-/// Fills `order` in full at `price` and records the trade, as [`fill`] does.
+/// Fills `order` in full at `price` and records the trade, as [`fill`] does; as the
+/// maker when `is_maker` (a resting order the market came to).
 fn fill_at(
     account: &mut Account,
     order: &mut Order,
     m: &Market,
-    price: Decimal,
+    (price, is_maker): (Decimal, bool),
     next_trade_id: &mut u64,
     now: u64,
 ) -> Trade {
@@ -1212,6 +1225,8 @@ fn fill_at(
         },
         time: now,
         is_buyer: order.side == Side::Buy,
+        is_maker,
+        order_list_id: order.order_list_id,
         realized_pnl,
     };
     *next_trade_id += 1;

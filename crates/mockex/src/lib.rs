@@ -123,9 +123,13 @@
 //! `orders`, `orderReports` by `newOrderRespType`, `RESULT` by default), weigh 1 and add
 //! each of their orders to the unfilled order count. Each leg is held to what a single
 //! order of its type must send (errors name the leg's parameter) and to the filters; an
-//! OCO pair to Binance's types (-1158, -1165, -1166, -1168) and price restrictions
-//! (above leg > last price > below leg, else -2010 "The relationship of the prices for
-//! the orders is not correct."). An OCO pair holds one reservation for both legs; when one
+//! OCO pair to Binance's types (-1158, -1165, -1166, -1168, -1196, -1197) and price
+//! restrictions (above leg > last price > below leg, a `LIMIT_MAKER` leg by its price and
+//! a conditional one by its stop price, else -2010 "The relationship of the prices for
+//! the orders is not correct."); no conditional leg may be one that would trigger at
+//! once (-2010), and a parameter no leg reads is refused (-1104). A fill of a leg names
+//! its list in `myTrades` (`orderListId`), and a resting leg the market came to fills as
+//! the maker (`isMaker`). An OCO pair holds one reservation for both legs; when one
 //! leg triggers or fills, the other expires. A pending leg waits as `PENDING_NEW`,
 //! reserving nothing, until its working order fills (at once if it crosses the book, the
 //! answer still showing the leg pending, as Binance's does), then goes on the book as a

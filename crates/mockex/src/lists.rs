@@ -82,6 +82,17 @@ pub(crate) struct OrderList {
     pair: Option<[u64; 2]>,
 }
 
+/// The parameters of a list's request that are no leg's: the list's own and the signed
+/// request's.
+const LIST_PARAMS: &[&str] = &[
+    "symbol",
+    "listClientOrderId",
+    "newOrderRespType",
+    "selfTradePreventionMode",
+    "recvWindow",
+    "timestamp",
+];
+
 /// How a leg's parameters are named in the request: the name each parameter of a single
 /// order (`type`, `price`, …) has there.
 struct LegNames {
@@ -108,6 +119,11 @@ impl LegNames {
             ("timeInForce", "TimeInForce"),
             ("icebergQty", "IcebergQty"),
             ("newClientOrderId", "ClientOrderId"),
+            ("strategyId", "StrategyId"),
+            ("strategyType", "StrategyType"),
+            ("pegPriceType", "PegPriceType"),
+            ("pegOffsetType", "PegOffsetType"),
+            ("pegOffsetValue", "PegOffsetValue"),
         ] {
             names.push((single, format!("{prefix}{suffix}")));
         }
@@ -115,6 +131,11 @@ impl LegNames {
             names,
             fixed_type: None,
         }
+    }
+
+    /// Every parameter of the request the leg reads.
+    fn read(&self) -> impl Iterator<Item = &str> {
+        self.names.iter().map(|(_, name)| name.as_str())
     }
 
     /// The request's name for the single order's `single`.
@@ -192,6 +213,8 @@ fn deprecated_oco_legs(params: &Params) -> Result<(LegNames, LegNames, Side), Ap
             ("price", "price".to_owned()),
             ("icebergQty", "limitIcebergQty".to_owned()),
             ("newClientOrderId", "limitClientOrderId".to_owned()),
+            ("strategyId", "limitStrategyId".to_owned()),
+            ("strategyType", "limitStrategyType".to_owned()),
         ],
         fixed_type: Some("LIMIT_MAKER"),
     };
@@ -206,6 +229,8 @@ fn deprecated_oco_legs(params: &Params) -> Result<(LegNames, LegNames, Side), Ap
             ("trailingDelta", "trailingDelta".to_owned()),
             ("icebergQty", "stopIcebergQty".to_owned()),
             ("newClientOrderId", "stopClientOrderId".to_owned()),
+            ("strategyId", "stopStrategyId".to_owned()),
+            ("strategyType", "stopStrategyType".to_owned()),
         ],
         fixed_type: Some(if stop_limit {
             "STOP_LOSS_LIMIT"
@@ -279,8 +304,11 @@ fn layout(kind: ListKind, params: &Params) -> Result<Layout, ApiError> {
 
 /// Holds an OCO pair's types to Binance's rules: each a type the pair takes (-1158
 /// "Order type not supported in OCO."), not both limit orders (-1168), a `LIMIT_MAKER`
-/// leg below a buy's price (-1165) and above a sell's (-1166); one leg a stop loss, the
-/// other a take profit or `LIMIT_MAKER` (-1158 otherwise).
+/// leg below a buy's price (-1165) and above a sell's (-1166), the stop loss above a
+/// buy's (-1196) and below a sell's (-1197), as Binance's error codes name them (found
+/// by review: a buy's stop loss below was placed); one leg a stop loss, the other a take
+/// profit or `LIMIT_MAKER` (-1158 otherwise). With one leg a stop loss, a take profit on
+/// the stop loss's side is the same mistake, told as -1196 or -1197.
 fn check_pair_types(side: Side, above: OrderType, below: OrderType) -> Result<(), ApiError> {
     let takes = |t: OrderType| t.is_conditional() || t == OrderType::LimitMaker;
     if !takes(above) || !takes(below) {
@@ -297,6 +325,13 @@ fn check_pair_types(side: Side, above: OrderType, below: OrderType) -> Result<()
             "At least one OCO order must be contingent.",
         ));
     }
+    if above.is_stop_loss() == below.is_stop_loss() {
+        return Err(ApiError::new(
+            400,
+            -1158,
+            "Order type not supported in OCO.",
+        ));
+    }
     match side {
         Side::Buy if above == OrderType::LimitMaker => Err(ApiError::new(
             400,
@@ -308,21 +343,28 @@ fn check_pair_types(side: Side, above: OrderType, below: OrderType) -> Result<()
             -1166,
             "A limit order in a sell OCO must be above.",
         )),
-        _ if above.is_stop_loss() == below.is_stop_loss() => Err(ApiError::new(
+        Side::Buy if below.is_stop_loss() => Err(ApiError::new(
             400,
-            -1158,
-            "Order type not supported in OCO.",
+            -1196,
+            "A stop loss order in a buy OCO must be above.",
+        )),
+        Side::Sell if above.is_stop_loss() => Err(ApiError::new(
+            400,
+            -1197,
+            "A stop loss order in a sell OCO must be below.",
         )),
         _ => Ok(()),
     }
 }
 
 /// The price an OCO leg is placed by, as Binance's price restrictions compare it with the
-/// last price: a `LIMIT_MAKER` or `TAKE_PROFIT_LIMIT` leg's limit price, another's stop
-/// price (none for one that only trails).
+/// last price: a `LIMIT_MAKER` leg's limit price, a conditional one's stop price (none
+/// for one that only trails). A `TAKE_PROFIT_LIMIT` leg is compared by its stop price,
+/// not its limit price (found by review: one whose stop the price had already reached
+/// was placed).
 fn pair_price(order: &Order) -> Option<Decimal> {
     match order.order_type {
-        OrderType::LimitMaker | OrderType::TakeProfitLimit => Some(order.price),
+        OrderType::LimitMaker => Some(order.price),
         _ => order.stop_price,
     }
 }
@@ -455,6 +497,14 @@ pub(crate) fn place(
     let resp_type = resp_type(params)?;
     let list_client_order_id = list_client_order_id(account, ids, params)?;
     let layout = layout(kind, params)?;
+    // A parameter no leg reads (an OPO's `pendingQuantity`, a misspelt leg parameter) is
+    // refused, as a single order's is (found by review: it was ignored).
+    let read: Vec<&str> = LIST_PARAMS
+        .iter()
+        .copied()
+        .chain(layout.legs.iter().flat_map(|(names, _)| names.read()))
+        .collect();
+    routes::check_all_read(params, &read)?;
     if kind.has_working() {
         let working_type = params.required("workingType")?;
         if !matches!(working_type, "LIMIT" | "LIMIT_MAKER") {
@@ -527,18 +577,19 @@ pub(crate) fn place(
     if let Some((above, below)) = layout.pair {
         check_pair_prices(m, &legs[above], &legs[below])?;
     }
-    // An OTO's pending conditional leg may not be one that would trigger at once.
-    if let (ListKind::Oto | ListKind::Opo, Some(pending)) = (kind, legs.get(1)) {
-        let reached = pending
-            .stop_price
-            .is_some_and(|stop| pending.order_type.triggers_at(pending.side, stop, m.price));
-        if reached {
-            return Err(ApiError::new(
-                400,
-                -2010,
-                "Order would trigger immediately.",
-            ));
-        }
+    // No conditional leg may be one that would trigger at once, as no single order may.
+    let reached = legs.iter().any(|leg| {
+        leg.order_type.is_conditional()
+            && leg
+                .stop_price
+                .is_some_and(|stop| leg.order_type.triggers_at(leg.side, stop, m.price))
+    });
+    if reached {
+        return Err(ApiError::new(
+            400,
+            -2010,
+            "Order would trigger immediately.",
+        ));
     }
     // Put the list to work: the working order, or the OCO pair.
     let mut trades = Vec::new();
@@ -821,22 +872,7 @@ pub(crate) fn open(account: &Account) -> Value {
 pub(crate) fn all(account: &Account, params: &Params) -> Result<Value, ApiError> {
     let from_id = params.integer("fromId")?;
     let (from, to) = routes::time_span(params)?;
-    if from_id.is_some() && (from.is_some() || to.is_some()) {
-        return Err(ApiError::new(
-            400,
-            -1128,
-            "Combination of optional parameters invalid.",
-        ));
-    }
-    if let (Some(from), Some(to)) = (from, to) {
-        if to - from > 24 * 3600 * 1000 {
-            return Err(ApiError::new(
-                400,
-                -1127,
-                "More than 24 hours between startTime and endTime.",
-            ));
-        }
-    }
+    routes::check_from_id_or_day(from_id, from, to)?;
     let limit = routes::history_limit(params)?;
     let chosen: Vec<&OrderList> = account
         .order_lists

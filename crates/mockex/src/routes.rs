@@ -1098,6 +1098,32 @@ fn dispatch(
     })
 }
 
+/// Refuses, as Binance's history lists do, a `fromId` sent with a time (-1128) and a
+/// `startTime` and `endTime` more than 24 hours apart, or in the wrong order (-1127).
+pub(crate) fn check_from_id_or_day(
+    from_id: Option<u64>,
+    from: Option<u64>,
+    to: Option<u64>,
+) -> Result<(), ApiError> {
+    if from_id.is_some() && (from.is_some() || to.is_some()) {
+        return Err(ApiError::new(
+            400,
+            -1128,
+            "Combination of optional parameters invalid.",
+        ));
+    }
+    if let (Some(from), Some(to)) = (from, to) {
+        if to < from || to - from > 24 * 3600 * 1000 {
+            return Err(ApiError::new(
+                400,
+                -1127,
+                "More than 24 hours between startTime and endTime.",
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// `startTime` and `endTime`, each optional; -1023 for a start after the end.
 pub(crate) fn time_span(params: &Params) -> Result<(Option<u64>, Option<u64>), ApiError> {
     let (start, end) = (params.integer("startTime")?, params.integer("endTime")?);
@@ -1280,7 +1306,7 @@ const SPOT_ACCOUNT_PARAMS: &[&str] = &["omitZeroBalances", "recvWindow", "timest
 /// -1104, as spot answers a request that sends a parameter its endpoint does not read
 /// (`read`, with `signature`): Binance counts what it read against what was sent. Only
 /// the endpoints whose every parameter the simulator knows from Binance's pages check it.
-fn check_all_read(params: &Params, read: &[&str]) -> Result<(), ApiError> {
+pub(crate) fn check_all_read(params: &Params, read: &[&str]) -> Result<(), ApiError> {
     let unread = params.names().filter(|name| !read.contains(name)).count();
     if unread == 0 {
         return Ok(());
@@ -2061,22 +2087,7 @@ fn private(
             let order_id = params.integer("orderId")?;
             let from_id = params.integer("fromId")?;
             let (from, to) = (params.integer("startTime")?, params.integer("endTime")?);
-            if from_id.is_some() && (from.is_some() || to.is_some()) {
-                return Err(ApiError::new(
-                    400,
-                    -1128,
-                    "Combination of optional parameters invalid.",
-                ));
-            }
-            if let (Some(from), Some(to)) = (from, to) {
-                if to < from || to - from > 24 * 3600 * 1000 {
-                    return Err(ApiError::new(
-                        400,
-                        -1127,
-                        "More than 24 hours between startTime and endTime.",
-                    ));
-                }
-            }
+            check_from_id_or_day(from_id, from, to)?;
             let limit = history_limit(params)?;
             let trades: Vec<&Trade> = account
                 .trades
@@ -3328,7 +3339,8 @@ fn spot_trade(t: &Trade) -> Value {
         "symbol": t.symbol,
         "id": t.id,
         "orderId": t.order_id,
-        "orderListId": -1,
+        // -1 unless the order is a leg of an order list (found by review: -1 always).
+        "orderListId": t.order_list_id.map_or(-1, |id| id as i64),
         "price": fmt(t.price, 8),
         "qty": fmt(t.qty, 8),
         "quoteQty": fmt(t.price * t.qty, 8),
@@ -3336,7 +3348,7 @@ fn spot_trade(t: &Trade) -> Value {
         "commissionAsset": t.commission_asset,
         "time": t.time,
         "isBuyer": t.is_buyer,
-        "isMaker": false,
+        "isMaker": t.is_maker,
         "isBestMatch": true
     })
 }
@@ -3350,7 +3362,7 @@ fn futures_trade(t: &Trade) -> Value {
         "commission": fmt(Decimal::ZERO, 8),
         "commissionAsset": t.commission_asset,
         "id": t.id,
-        "maker": false,
+        "maker": t.is_maker,
         "orderId": t.order_id,
         "price": t.price.normalize().to_string(),
         "qty": t.qty.normalize().to_string(),

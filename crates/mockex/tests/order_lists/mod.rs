@@ -264,6 +264,12 @@ async fn an_oco_leg_that_fills_expires_the_other() {
         balance(&after, "BTC"),
         ("10.50000000".into(), "0.00000000".into())
     );
+    // The fill names its list and was a maker's: the market came to the resting leg
+    // (found by review: -1 and taker).
+    let (_, trades) = signed(&sim, Method::GET, "/api/v3/myTrades", "symbol=BTCUSDT").await;
+    assert_eq!(trades[0]["orderId"], *maker, "{trades}");
+    assert_eq!(trades[0]["orderListId"], list["orderListId"], "{trades}");
+    assert_eq!(trades[0]["isMaker"], true, "{trades}");
 }
 
 /// Binance's OCO rules: the types a pair takes and where, and its price restrictions.
@@ -290,6 +296,25 @@ async fn an_oco_that_breaks_binances_rules_is_refused() {
             "side=SELL&aboveType=TAKE_PROFIT&aboveStopPrice=62000&belowType=TAKE_PROFIT&belowStopPrice=58000",
             -1158,
             "Order type not supported in OCO.",
+        ),
+        // A stop loss on the wrong side of the price (found by review: placed).
+        (
+            "side=BUY&aboveType=TAKE_PROFIT&aboveStopPrice=61000&belowType=STOP_LOSS&belowStopPrice=59000",
+            -1196,
+            "A stop loss order in a buy OCO must be above.",
+        ),
+        (
+            "side=SELL&aboveType=STOP_LOSS&aboveStopPrice=61000&belowType=TAKE_PROFIT&belowStopPrice=59000",
+            -1197,
+            "A stop loss order in a sell OCO must be below.",
+        ),
+        // A take-profit limit leg is placed by its stop price, here already reached
+        // (found by review: compared by its limit price, and placed).
+        (
+            "side=SELL&aboveType=TAKE_PROFIT_LIMIT&aboveStopPrice=59500&abovePrice=61000\
+             &aboveTimeInForce=GTC&belowType=STOP_LOSS&belowStopPrice=59000",
+            -2010,
+            "The relationship of the prices for the orders is not correct.",
         ),
         // The limit leg under the price: the relationship is wrong.
         (
@@ -340,6 +365,31 @@ async fn an_oco_that_breaks_binances_rules_is_refused() {
         .await;
         assert_code(&answer, 400, code);
         assert_eq!(answer.1["msg"], msg, "{params}");
+    }
+    // A parameter no leg reads, as a single order's (found by review: ignored).
+    for (path, params) in [
+        (
+            "/api/v3/orderList/oco",
+            "symbol=BTCUSDT&side=SELL&quantity=1&aboveType=LIMIT_MAKER&abovePrice=62000\
+             &belowType=STOP_LOSS&belowStopPrice=58000&workingType=LIMIT",
+        ),
+        (
+            "/api/v3/orderList/opo",
+            "symbol=BTCUSDT&workingType=LIMIT&workingSide=BUY&workingPrice=59000\
+             &workingQuantity=0.1&workingTimeInForce=GTC&pendingType=LIMIT_MAKER\
+             &pendingSide=SELL&pendingPrice=62000&pendingQuantity=0.5",
+        ),
+    ] {
+        let answer = signed(&sim, Method::POST, path, params).await;
+        assert_code(&answer, 400, -1104);
+        assert!(
+            answer.1["msg"]
+                .as_str()
+                .unwrap()
+                .starts_with("Not all sent parameters were read"),
+            "{params}: {}",
+            answer.1
+        );
     }
     // Nothing was placed or held.
     let (_, all) = signed(&sim, Method::GET, "/api/v3/allOrders", "symbol=BTCUSDT").await;

@@ -301,24 +301,27 @@ fn checkpoints_in(path: &Path) -> anyhow::Result<Vec<Checkpoint>> {
     Ok(checkpoints)
 }
 
-/// The clients whose rows do not match their tags ([`keygate_store::Client::verify_record`]),
-/// or do not read, by name. Rows an earlier keygate wrote without a tag are not counted:
-/// the gateway refuses them until `keygate upgrade` tags them.
-fn altered_clients(vault: &Unlocked) -> anyhow::Result<Vec<String>> {
+/// What is wrong with the client table's rows: the names of the clients whose rows do
+/// not match their tags ([`keygate_store::Client::verify_record`]), and why each row that
+/// does not read does not (a row of a newer keygate, or a damaged one). Rows an earlier
+/// keygate wrote without a tag are not counted: the gateway refuses them until `keygate
+/// upgrade` tags them.
+fn client_rows_wrong(vault: &Unlocked) -> anyhow::Result<(Vec<String>, Vec<String>)> {
     let rows = vault
         .store
         .client_rows()
         .context("reading the client table")?;
-    Ok(rows
-        .iter()
-        .filter_map(|row| match row {
-            Err(e) => Some(format!("a row that does not read ({e})")),
+    let (mut altered, mut unreadable) = (Vec::new(), Vec::new());
+    for row in &rows {
+        match row {
+            Err(e) => unreadable.push(escape_controls(&e.to_string()).into_owned()),
             Ok(c) if c.is_tagged() && c.verify_record(&vault.master).is_err() => {
-                Some(escape_controls(c.name.as_str()).into_owned())
+                altered.push(escape_controls(c.name.as_str()).into_owned());
             }
-            Ok(_) => None,
-        })
-        .collect())
+            Ok(_) => {}
+        }
+    }
+    Ok((altered, unreadable))
 }
 
 fn verify(vault: &Unlocked, args: &VerifyArgs) -> anyhow::Result<i32> {
@@ -362,7 +365,7 @@ fn verify(vault: &Unlocked, args: &VerifyArgs) -> anyhow::Result<i32> {
             // The seal covers each client's name and tag, not the columns the tag covers
             // (found by review: two clients' keys swapped in the database passed here,
             // while the gateway refused both).
-            let altered = altered_clients(vault)?;
+            let (altered, unreadable) = client_rows_wrong(vault)?;
             if !altered.is_empty() {
                 let (records, were, them) = if altered.len() == 1 {
                     ("record", "was", "it")
@@ -376,6 +379,17 @@ fn verify(vault: &Unlocked, args: &VerifyArgs) -> anyhow::Result<i32> {
                      database",
                     altered.join(", ")
                 );
+            }
+            if !unreadable.is_empty() {
+                eprintln!(
+                    "audit log verified ({n} events), but the client table FAILED: {} \
+                     row(s) do not read ({}); the gateway leaves them out: `keygate \
+                     upgrade` reviews them",
+                    unreadable.len(),
+                    unreadable.join("; ")
+                );
+            }
+            if !altered.is_empty() || !unreadable.is_empty() {
                 return Ok(1);
             }
             let events = events_held(&verified);

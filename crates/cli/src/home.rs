@@ -1368,7 +1368,15 @@ pub(crate) fn check_home(dir: &Path) -> anyhow::Result<()> {
 /// ([`check_no_one_else_writes`]): the home would be theirs to move away and replace.
 /// Of a home not made yet, the directories that exist above it are checked.
 pub(crate) fn check_home_parents(dir: &Path) -> anyhow::Result<()> {
-    let dir = std::path::absolute(dir).with_context(|| format!("finding {}", dir.display()))?;
+    // Where a home that is a symbolic link leads is what can be moved away (found by
+    // review: the directories above the link were checked, not those above its target).
+    let dir = match fs::canonicalize(dir) {
+        Ok(dir) => dir,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::path::absolute(dir).with_context(|| format!("finding {}", dir.display()))?
+        }
+        Err(e) => return Err(e).with_context(|| format!("finding {}", dir.display())),
+    };
     match dir.ancestors().skip(1).find(|above| above.exists()) {
         Some(above) => check_no_one_else_writes(above)
             .with_context(|| format!("the home directory {} is not safe", dir.display())),
@@ -1388,17 +1396,26 @@ pub(crate) fn check_home_owner(_dir: &Path) -> anyhow::Result<()> {
 
 /// Refuses a directory another user could rename or replace things in: one of `dir` and
 /// the directories above it that is owned by someone other than this user or root, or
-/// that its group or others may write without the sticky bit (`/tmp` has it: there, only
-/// an entry's owner may rename it). Whatever keygate made in such a directory could be
-/// swapped for the other user's between its steps. Linux only, as
+/// that others may write, or its group unless it is this user's own primary group,
+/// without the sticky bit (`/tmp` has it: there, only an entry's owner may rename it).
+/// Whatever keygate made in such a directory could be swapped for the other user's
+/// between its steps. The primary group is let write because systems that give each
+/// user a group of their own make a user's directories group-writable (umask 002: found
+/// by review, a home under `~/work` made so was refused). Linux only, as
 /// [`check_config_owner_and_mode`].
 #[cfg(target_os = "linux")]
 pub(crate) fn check_no_one_else_writes(dir: &Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let dir = fs::canonicalize(dir).with_context(|| format!("finding {}", dir.display()))?;
+    let own_group = rustix::process::getegid().as_raw();
     for at in dir.ancestors() {
         let meta = fs::metadata(at).with_context(|| format!("reading {}", at.display()))?;
         let mode = meta.permissions().mode();
+        let others_write = if meta.gid() == own_group {
+            0o002
+        } else {
+            0o022
+        };
         let other = other_owner(&meta);
         if let Some(uid) = other.filter(|uid| *uid != 0) {
             bail!(
@@ -1407,7 +1424,7 @@ pub(crate) fn check_no_one_else_writes(dir: &Path) -> anyhow::Result<()> {
                 at.display()
             );
         }
-        if mode & 0o022 != 0 && mode & 0o1000 == 0 {
+        if mode & others_write != 0 && mode & 0o1000 == 0 {
             let fix = if other.is_none() {
                 format!("chmod go-w {}", at.display())
             } else {

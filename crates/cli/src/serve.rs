@@ -528,15 +528,20 @@ const FLUSH_AT_EXIT_DEADLINE: Duration = Duration::from_secs(30);
 /// then is lost without a record (found by review: one try, and the denials queued
 /// behind a lock went missing, uncounted). A second stop signal ends the wait.
 fn flush_before_exit(audit_log: &keygate_audit::AuditLog) -> anyhow::Result<()> {
-    let deadline = Instant::now() + FLUSH_AT_EXIT_DEADLINE;
+    // A try waits for the lock for up to the store's patience: the last one starts early
+    // enough to end by the deadline.
+    let last_start = Instant::now() + FLUSH_AT_EXIT_DEADLINE - keygate_store::AUDIT_LOCK_PATIENCE;
     loop {
         match audit_log.flush() {
             Ok(()) => return Ok(()),
-            Err(e) if Instant::now() < deadline => {
+            // Only a write the store refused may do later; a writer gone never will.
+            Err(e @ keygate_audit::Error::NotWritten(_))
+                if audit_log.is_writing() && Instant::now() < last_start =>
+            {
                 let _ = writeln!(
                     std::io::stderr(),
-                    "keygate: the audit log cannot be written yet ({e}); trying again until \
-                     {} s after the stop",
+                    "keygate: the audit log cannot be written yet ({e}); trying again for \
+                     up to {} s",
                     FLUSH_AT_EXIT_DEADLINE.as_secs()
                 );
                 std::thread::sleep(Duration::from_secs(1));

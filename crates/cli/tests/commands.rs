@@ -1121,7 +1121,29 @@ mod init {
         assert!(kg.ok(&["panic"], "").stdout.contains("no active client"));
         chmod(&parent, 0o1777);
         kg.ok(&["account", "list"], "");
+        // The user's own primary group may write: a system with a group per user makes
+        // directories so (umask 002; found by review).
+        chmod(&parent, 0o775);
+        kg.ok(&["account", "list"], "");
         chmod(&parent, parent_mode);
+        kg.ok(&["account", "list"], "");
+
+        // A home that is a symbolic link is judged where it leads (found by review: the
+        // directories above the link were checked).
+        let open = kg.dir.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::rename(kg.home(), open.join("home")).unwrap();
+        std::os::unix::fs::symlink(open.join("home"), kg.home()).unwrap();
+        kg.ok(&["account", "list"], "");
+        chmod(&open, 0o777);
+        let refused = kg.fails(&["account", "list"], "", 2);
+        assert!(
+            refused
+                .stderr
+                .contains(&format!("{} may be written", open.display())),
+            "{refused:#?}"
+        );
+        chmod(&open, 0o700);
         kg.ok(&["account", "list"], "");
 
         let kg = Kg::empty();

@@ -409,7 +409,8 @@ async fn handle<A: Adapter>(
     // A request refused before its signature is checked is still recorded as about the
     // key it presents, as one whose signature fails is (found by review: a bot's
     // malformed order was logged with no client, and `audit query --client` never showed
-    // it).
+    // it). Not a public call's: those name no client when allowed either, though some
+    // clients (python-binance) send their API key with every call.
     let presented = adapter.client_api_key(&parts.headers);
     if !source_known {
         let msg = format!(
@@ -562,21 +563,11 @@ async fn handle<A: Adapter>(
         audit.action = Some(Action::new(kind, format!("{method} {native}")));
         if !body.is_empty() || signed.is_signed() {
             let msg = "public endpoints take no body and no signature";
-            return audit.deny_presenting(
-                presented,
-                refuse(Refusal::Malformed(msg)),
-                Rule::Malformed,
-                msg,
-            );
+            return audit.deny(refuse(Refusal::Malformed(msg)), Rule::Malformed, msg);
         }
         if gw.answers.refuses(Caller::Public) {
             let msg = ANSWER_BACKLOG;
-            return audit.deny_presenting(
-                presented,
-                refuse(Refusal::TooMany(msg)),
-                Rule::AnswerBacklog,
-                msg,
-            );
+            return audit.deny(refuse(Refusal::TooMany(msg)), Rule::AnswerBacklog, msg);
         }
         let registry = gw.live.snapshot();
         let base = registry.public_upstream(exchange).unwrap_or(default_base);
@@ -587,19 +578,14 @@ async fn handle<A: Adapter>(
         };
         let cap = cap_for(gw, adapter, pool, HeldBack::PublicData);
         if let Some((response, msg)) = held_back(adapter, &gw.weight, pool) {
-            return audit.deny_presenting(presented, response, Rule::ExchangeBackOff, &msg);
+            return audit.deny(response, Rule::ExchangeBackOff, &msg);
         }
         // Settled once the answer's weight is recorded; else its estimate counts as spent.
         let reservation = match gw.weight.reserve(pool, cap, weight, now_ms()) {
             Ok(reservation) => reservation,
             Err(over) => {
                 let msg = weight_paused("public market data is", over, "signed requests");
-                return audit.deny_presenting(
-                    presented,
-                    refuse(Refusal::TooMany(&msg)),
-                    Rule::WeightReserved,
-                    &msg,
-                );
+                return audit.deny(refuse(Refusal::TooMany(&msg)), Rule::WeightReserved, &msg);
             }
         };
         let url = upstream_url(base, native, query);

@@ -662,7 +662,9 @@ fn after_working(account: &mut Account, ids: &mut Ids, list: &OrderList, working
 /// Places the pending legs of `list`, whose working order has filled, as new orders of
 /// their types would be placed (an OPO's with the quantity the working order bought); a
 /// leg the book refuses (the balance is short, a `LIMIT_MAKER` would take) expires, and
-/// with it the rest of the list.
+/// with it the rest of the list. A conditional leg's stop is not checked again against
+/// the price: it was checked when the list was placed, and the simulator's prices do
+/// not move.
 fn place_pending(account: &mut Account, ids: &mut Ids, list: &OrderList, now: u64) {
     let Some(m) = market::find(Product::Spot, list.symbol) else {
         return;

@@ -1622,7 +1622,8 @@ fn cancel_replace(
     }
     .inspect(|order| {
         // Cancelling a leg of an order list here cancels the whole list, as Binance's
-        // page says; the answer is the leg's.
+        // page says; the answer is the leg's. The list's own answer is not wanted, and
+        // its only error is a list no longer open, which leaves nothing to cancel.
         if let Some(list) = order.order_list_id {
             let _ = lists::cancel_list(account, list, "", now);
         }

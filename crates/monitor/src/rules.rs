@@ -529,7 +529,10 @@ impl Rules {
                 Some(_) => who.clone(),
                 None => request.message.clone().unwrap_or_else(|| who.clone()),
             };
-            let key = format!("{whose} {from}");
+            // Per sender, an IPv6 one standing for its /64 (found by review: one retired
+            // key sent from a /64's many addresses raised an alert for each, filling the
+            // storm cap that other clients' alerts share).
+            let key = format!("{whose} {}", source_network(from));
             if self.is_due(alert_rule, &key, ts_ms) {
                 alerts.push((Severity::Warning, alert_rule, summary));
             }
@@ -1649,7 +1652,7 @@ mod tests {
             let mut event = request(1_000 + i, None, ActionKind::Read, Some(Rule::Expired));
             if let EventBody::Request(r) = &mut event.body {
                 r.message = Some("a key of client bot1 that a rotation retired".into());
-                r.source_ip = format!("2001:db8::{:x}:{:x}", i >> 16, i & 0xffff);
+                r.source_ip = format!("2001:db8:{:x}:{:x}::1", i >> 16, i & 0xffff);
             }
             let alerts = rules.evaluate(i + 1, &event);
             assert!(
@@ -1657,6 +1660,18 @@ mod tests {
                 "event {i}: {alerts:?}"
             );
             assert!(rules.last_raised.len() <= MAX_COUNTED_SOURCES + 1);
+        }
+        // The many addresses of one /64 are one sender (found by review: each was
+        // alerted).
+        for i in 0..100u64 {
+            let mut event = request(9_000 + i, None, ActionKind::Read, Some(Rule::Expired));
+            if let EventBody::Request(r) = &mut event.body {
+                r.message = Some("a key of client bot2 that a rotation retired".into());
+                r.source_ip = format!("2001:db8:ffff:1::{i:x}");
+            }
+            let raised = rules.evaluate(n + 1 + i, &event);
+            let dead = raised.iter().filter(|a| a.rule == AlertRule::DeadKeyUsed);
+            assert_eq!(dead.count(), usize::from(i == 0), "event {i}: {raised:?}");
         }
     }
 

@@ -135,7 +135,8 @@
 //! answer still showing the leg pending, as Binance's does), then goes on the book as a
 //! new order of its type would. Cancelling any leg (`DELETE /api/v3/order`, which then
 //! answers the list) cancels the list; `DELETE /api/v3/orderList` (`orderListId` or
-//! `listClientOrderId`) does too, and `DELETE /api/v3/openOrders` answers a list's legs
+//! `listClientOrderId`; -2011 "Unknown order list sent." for a list not open) does too,
+//! and `DELETE /api/v3/openOrders` answers a list's legs
 //! once, as the list. `GET /api/v3/orderList` (-2013 "Order list does not exist."),
 //! `GET /api/v3/allOrderList` (newest first, as Binance's example lists them) and
 //! `GET /api/v3/openOrderList` weigh 4, 20 and 6. Not simulated: pegged legs and

@@ -765,7 +765,7 @@ pub(crate) fn cancel_list(
     let list = list_by_id(account, list_id)
         .cloned()
         .filter(|l| is_open(account, l))
-        .ok_or_else(ApiError::unknown_order)?;
+        .ok_or_else(unknown_list)?;
     end_open_legs(account, &list, "CANCELED", now);
     let reports = list
         .order_ids
@@ -799,7 +799,7 @@ pub(crate) fn cancel_list(
 
 /// `DELETE /api/v3/orderList`: the list named by `orderListId` (searched first) or
 /// `listClientOrderId` of `symbol`; when both are sent, the one found by id must carry
-/// the other too. Anything else is -2011.
+/// the other too. Anything else is -2011 ([`unknown_list`]).
 pub(crate) fn cancel(
     account: &mut Account,
     ids: &mut Ids,
@@ -810,9 +810,15 @@ pub(crate) fn cancel(
     let list = named(account, params, "listClientOrderId")?
         .filter(|l| l.symbol == m.symbol)
         .map(|l| l.order_list_id)
-        .ok_or_else(ApiError::unknown_order)?;
+        .ok_or_else(unknown_list)?;
     let cancel_id = routes::cancel_client_id(ids, params, "newClientOrderId");
     cancel_list(account, list, &cancel_id, now)
+}
+
+/// -2011 for a list to cancel that is not there or no longer open, in the words spot
+/// answers it with (as binance-java-api's issue 377 quotes Binance's answer).
+fn unknown_list() -> ApiError {
+    ApiError::new(400, -2011, "Unknown order list sent.")
 }
 
 /// The list a query or cancel names: by `orderListId` (searched first) or by the client

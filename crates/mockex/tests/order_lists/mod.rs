@@ -443,11 +443,9 @@ async fn cancelling_a_leg_cancels_the_list() {
         ("10.00000000".into(), "0.00000000".into())
     );
     let again = format!("symbol=BTCUSDT&orderListId={}", second["orderListId"]);
-    assert_code(
-        &signed(&sim, Method::DELETE, "/api/v3/orderList", &again).await,
-        400,
-        -2011,
-    );
+    let answer = signed(&sim, Method::DELETE, "/api/v3/orderList", &again).await;
+    assert_code(&answer, 400, -2011);
+    assert_eq!(answer.1["msg"], "Unknown order list sent.");
     assert_code(
         &signed(&sim, Method::DELETE, "/api/v3/orderList", "symbol=BTCUSDT").await,
         400,

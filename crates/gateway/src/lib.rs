@@ -986,7 +986,12 @@ async fn handle<A: Adapter>(
         .as_ref()
         .map_or(0, |(path, query)| adapter.signed_read_weight(path, query));
     let weight = request_weight.saturating_add(lookup_weight);
-    match gw.weight.charge(payer, pool, weight, now_ms()) {
+    let part = if weighed_as_read {
+        weight::SharePart::Reads
+    } else {
+        weight::SharePart::Requests
+    };
+    match gw.weight.charge(payer, part, pool, weight, now_ms()) {
         // Handed back if the request is not sent (the lookup's part once it is made).
         Ok(charge) => audit.charge = Held(Some(charge)),
         Err(over) => {
@@ -1309,6 +1314,7 @@ fn payer<'c, A: Adapter>(gw: &Gateway, adapter: &A, pool: Pool<'_>, client: &'c 
             client,
             share: u64::MAX,
             pricing_share: u64::MAX,
+            read_share: u64::MAX,
         };
     }
     let limit = adapter.weight_limit(pool.name);
@@ -1319,7 +1325,18 @@ fn payer<'c, A: Adapter>(gw: &Gateway, adapter: &A, pool: Pool<'_>, client: &'c 
             .saturating_sub(public_cap)
             .saturating_sub(limit / CLIENTS_KEPT_SHARE),
         pricing_share: pricing_weight_cap(public_cap) / 2,
+        read_share: client_read_share(public_cap),
     }
+}
+
+/// The most one client's signed reads and test orders may weigh in a pool in a minute:
+/// the cap of every client's reads ([`signed_read_weight_cap`]) less a fifth kept for
+/// the other clients' reads (1200 of 1500 by default), so that one client reading in a
+/// loop leaves the others some (found by review: a read-only key polling the account
+/// paused every client's reads for the rest of the minute).
+fn client_read_share(public_cap: u64) -> u64 {
+    let cap = signed_read_weight_cap(public_cap);
+    cap - cap / 5
 }
 
 /// The part of the exchange's limit no one client's requests may reach into (a tenth):
@@ -1329,10 +1346,14 @@ const CLIENTS_KEPT_SHARE: u64 = 10;
 /// Why `payer`'s request is refused for its share of `pool`.
 fn over_share(payer: Payer<'_>, over: weight::OverShare, pool: Pool<'_>) -> String {
     let client = payer.client;
-    let what = if over.pricing {
-        format!("the ticker and book lookups that priced client {client}'s orders this minute")
-    } else {
-        format!("client {client}'s requests this minute")
+    let what = match over.part {
+        weight::SharePart::Requests => format!("client {client}'s requests this minute"),
+        weight::SharePart::Reads => {
+            format!("client {client}'s signed reads and test orders this minute")
+        }
+        weight::SharePart::Pricing => {
+            format!("the ticker and book lookups that priced client {client}'s orders this minute")
+        }
     };
     format!(
         "keygate: {what} are estimated at {} request weight of the exchange's {} limit, and \

@@ -1359,6 +1359,7 @@ mod tests {
                 client: "bot1",
                 share: u64::MAX,
                 pricing_share: u64::MAX,
+                read_share: u64::MAX,
             },
         };
         let price =

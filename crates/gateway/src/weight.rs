@@ -325,6 +325,22 @@ pub struct Payer<'a> {
     pub share: u64,
     /// The most of that the lookups that price its orders may weigh.
     pub pricing_share: u64,
+    /// The most of that its signed reads and test orders may weigh: less than the cap of
+    /// every client's reads together, so that one client's reads cannot pause the
+    /// others' for the rest of the minute (found by review: a read-only key polling in
+    /// a loop did).
+    pub read_share: u64,
+}
+
+/// What part of a client's share a charge draws on besides its whole share.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SharePart {
+    /// Its orders, cancels, withdrawals and transfers: the whole share alone.
+    Requests,
+    /// Its signed reads and test orders: [`Payer::read_share`] too.
+    Reads,
+    /// The lookups that price its orders: [`Payer::pricing_share`] too.
+    Pricing,
 }
 
 /// Weight charged to a client ([`WeightGauge::charge`]): it stays charged unless
@@ -336,7 +352,7 @@ pub struct Charge<'g> {
     client: String,
     upstream: String,
     pool: &'static str,
-    pricing: bool,
+    part: SharePart,
     weight: u64,
     /// The generation of the counts it was made in.
     generation: u64,
@@ -346,7 +362,7 @@ impl<'g> Charge<'g> {
     fn new(
         gauge: &'g WeightGauge,
         payer: Payer<'_>,
-        pricing: bool,
+        part: SharePart,
         pool: Pool<'_>,
         weight: u64,
         generation: u64,
@@ -356,7 +372,7 @@ impl<'g> Charge<'g> {
             client: payer.client.to_owned(),
             upstream: pool.upstream.to_owned(),
             pool: pool.name,
-            pricing,
+            part,
             weight,
             generation,
         }
@@ -379,13 +395,14 @@ impl<'g> Charge<'g> {
 /// was estimated at `spent`, and this one would take it past `share`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OverShare {
-    /// What the client was charged for this minute: its requests, or the lookups
-    /// that priced its orders when `pricing`.
+    /// What the client was charged for this minute: its requests, or the part of them
+    /// `part` names.
     pub spent: u64,
     /// The most it may be charged for in a minute.
     pub share: u64,
-    /// Whether the share is the one for pricing its orders.
-    pub pricing: bool,
+    /// Which share it is: the whole one ([`SharePart::Requests`]), or its part for
+    /// reads or for pricing.
+    pub part: SharePart,
 }
 
 /// Why a call made for a client may not go now.
@@ -404,6 +421,8 @@ struct Spent {
     total: u64,
     /// The lookups that priced its orders.
     pricing: u64,
+    /// Its signed reads and test orders.
+    reads: u64,
 }
 
 #[derive(Clone, Copy, Default)]
@@ -569,13 +588,14 @@ impl WeightGauge {
         now_ms: u64,
     ) -> Result<(Reservation<'_>, Charge<'_>), Refused> {
         let mut state = self.lock();
-        Self::has_room(&mut state, payer, true, pool, weight, now_ms).map_err(Refused::Share)?;
+        Self::has_room(&mut state, payer, SharePart::Pricing, pool, weight, now_ms)
+            .map_err(Refused::Share)?;
         let reservation = self
             .reserve_locked(&mut state, pool, cap, weight, now_ms)
             .map_err(Refused::Cap)?;
         Ok((
             reservation,
-            self.spend(&mut state, payer, true, pool, weight),
+            self.spend(&mut state, payer, SharePart::Pricing, pool, weight),
         ))
     }
 
@@ -586,21 +606,23 @@ impl WeightGauge {
     pub fn charge(
         &self,
         payer: Payer<'_>,
+        part: SharePart,
         pool: Pool<'_>,
         weight: u64,
         now_ms: u64,
     ) -> Result<Charge<'_>, OverShare> {
         let mut state = self.lock();
-        Self::has_room(&mut state, payer, false, pool, weight, now_ms)?;
-        Ok(self.spend(&mut state, payer, false, pool, weight))
+        Self::has_room(&mut state, payer, part, pool, weight, now_ms)?;
+        Ok(self.spend(&mut state, payer, part, pool, weight))
     }
 
-    /// Whether `payer` may be charged `weight` more of `pool` this minute (for pricing its
-    /// orders when `pricing`); the clients' counts start again as the minute turns.
+    /// Whether `payer` may be charged `weight` more of `pool` this minute, within its
+    /// whole share and the share of `part`; the clients' counts start again as the
+    /// minute turns.
     fn has_room(
         state: &mut State,
         payer: Payer<'_>,
-        pricing: bool,
+        part: SharePart,
         pool: Pool<'_>,
         weight: u64,
         now_ms: u64,
@@ -617,15 +639,22 @@ impl WeightGauge {
             .and_then(|pools| get(pools, pool.upstream, pool.name))
             .copied()
             .unwrap_or_default();
-        let over = |spent: u64, share: u64, pricing| {
-            (spent.saturating_add(weight) > share).then_some(OverShare {
-                spent,
-                share,
-                pricing,
-            })
+        let over = |spent: u64, share: u64, part| {
+            (spent.saturating_add(weight) > share).then_some(OverShare { spent, share, part })
         };
-        let over_pricing = || over(spent.pricing, payer.pricing_share, true);
-        match over(spent.total, payer.share, false).or_else(|| pricing.then(over_pricing)?) {
+        let over_part = || match part {
+            SharePart::Requests => None,
+            // Reads go while less than their share is spent, as they go while less than
+            // their cap is: one read heavier than the share (every symbol's open orders
+            // under a small cap) is not refused for good.
+            SharePart::Reads => (spent.reads >= payer.read_share).then_some(OverShare {
+                spent: spent.reads,
+                share: payer.read_share,
+                part,
+            }),
+            SharePart::Pricing => over(spent.pricing, payer.pricing_share, part),
+        };
+        match over(spent.total, payer.share, SharePart::Requests).or_else(over_part) {
             Some(over) => Err(over),
             None => Ok(()),
         }
@@ -647,8 +676,10 @@ impl WeightGauge {
             return;
         };
         spent.total = spent.total.saturating_sub(charge.weight);
-        if charge.pricing {
-            spent.pricing = spent.pricing.saturating_sub(charge.weight);
+        match charge.part {
+            SharePart::Requests => {}
+            SharePart::Reads => spent.reads = spent.reads.saturating_sub(charge.weight),
+            SharePart::Pricing => spent.pricing = spent.pricing.saturating_sub(charge.weight),
         }
     }
 
@@ -658,7 +689,7 @@ impl WeightGauge {
         &self,
         state: &mut State,
         payer: Payer<'_>,
-        pricing: bool,
+        part: SharePart,
         pool: Pool<'_>,
         weight: u64,
     ) -> Charge<'_> {
@@ -669,11 +700,13 @@ impl WeightGauge {
         if let Some(pools) = state.spent.get_mut(client) {
             let spent = entry(pools, pool.upstream, pool.name);
             spent.total = spent.total.saturating_add(weight);
-            if pricing {
-                spent.pricing = spent.pricing.saturating_add(weight);
+            match part {
+                SharePart::Requests => {}
+                SharePart::Reads => spent.reads = spent.reads.saturating_add(weight),
+                SharePart::Pricing => spent.pricing = spent.pricing.saturating_add(weight),
             }
         }
-        Charge::new(self, payer, pricing, pool, weight, state.spent_generation)
+        Charge::new(self, payer, part, pool, weight, state.spent_generation)
     }
 
     /// Raises `exchange_back_off` through `alerter` when a pause begins.
@@ -886,18 +919,22 @@ mod tests {
             client,
             share: 30,
             pricing_share: 12,
+            read_share: 20,
         };
         let hostile = payer("hostile");
         let minute = 100 * 60_000;
-        let charged =
-            |payer, pool, weight, now_ms| gauge.charge(payer, pool, weight, now_ms).map(drop);
+        let charged = |payer, pool, weight, now_ms| {
+            gauge
+                .charge(payer, SharePart::Requests, pool, weight, now_ms)
+                .map(drop)
+        };
         for _ in 0..3 {
             charged(hostile, SIM_FAPI, 10, minute).unwrap();
         }
         let over = OverShare {
             spent: 30,
             share: 30,
-            pricing: false,
+            part: SharePart::Requests,
         };
         assert_eq!(charged(hostile, SIM_FAPI, 1, minute + 1), Err(over));
         // Pricing counts with the rest, whatever the pool's cap.
@@ -918,10 +955,13 @@ mod tests {
         // A refund hands back what was not sent, and what a lookup spent stays.
         let refunded = payer("refunded");
         for _ in 0..10 {
-            gauge.charge(refunded, SIM_FAPI, 30, next).unwrap().refund();
+            gauge
+                .charge(refunded, SharePart::Requests, SIM_FAPI, 30, next)
+                .unwrap()
+                .refund();
         }
         gauge
-            .charge(refunded, SIM_FAPI, 30, next)
+            .charge(refunded, SharePart::Requests, SIM_FAPI, 30, next)
             .unwrap()
             .less(10)
             .refund();
@@ -930,13 +970,17 @@ mod tests {
             Err(OverShare {
                 spent: 10,
                 share: 30,
-                pricing: false
+                part: SharePart::Requests
             })
         );
         // One made the minute before hands back nothing of this one's.
-        let late = gauge.charge(refunded, SIM_API, 30, next).unwrap();
+        let late = gauge
+            .charge(refunded, SharePart::Requests, SIM_API, 30, next)
+            .unwrap();
         charged(refunded, SIM_API, 1, next + 60_000).unwrap();
-        let earlier = gauge.charge(refunded, SIM_API, 29, next + 60_000).unwrap();
+        let earlier = gauge
+            .charge(refunded, SharePart::Requests, SIM_API, 29, next + 60_000)
+            .unwrap();
         late.refund();
         assert!(charged(refunded, SIM_API, 1, next + 60_000).is_err());
         drop(earlier);
@@ -954,7 +998,7 @@ mod tests {
             Err(Refused::Share(OverShare {
                 spent: 10,
                 share: 12,
-                pricing: true
+                part: SharePart::Pricing
             }))
         );
         charged(pricer, API, 20, next + 60_000).unwrap();
@@ -970,6 +1014,37 @@ mod tests {
             Err(Refused::Cap(_))
         ));
         charged(payer("reader"), SIM_API, 30, next + 60_000).unwrap();
+
+        // Reads have a share of their own within the client's, handed back with a refund.
+        let reads = |payer, weight| {
+            gauge
+                .charge(payer, SharePart::Reads, SIM_FAPI, weight, next + 60_000)
+                .map(drop)
+        };
+        let poller = payer("poller");
+        reads(poller, 20).unwrap();
+        assert_eq!(
+            reads(poller, 1),
+            Err(OverShare {
+                spent: 20,
+                share: 20,
+                part: SharePart::Reads
+            })
+        );
+        // Its orders still go, and another client's reads.
+        charged(poller, SIM_FAPI, 10, next + 60_000).unwrap();
+        reads(payer("other"), 20).unwrap();
+        gauge
+            .charge(
+                payer("refunder"),
+                SharePart::Reads,
+                SIM_FAPI,
+                20,
+                next + 60_000,
+            )
+            .unwrap()
+            .refund();
+        reads(payer("refunder"), 20).unwrap();
     }
 
     /// Held-back calls capped at `cap`, whatever the pool's weight by the exchange's count.

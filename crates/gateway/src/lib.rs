@@ -613,7 +613,7 @@ async fn handle<A: Adapter>(
 
     // 2. Authenticate: one API key header, a known client of this exchange, a valid
     //    signature, a fresh timestamp, a signature never seen before.
-    let Some(api_key) = adapter.client_api_key(&parts.headers) else {
+    let Some(api_key) = presented else {
         return audit.deny(
             refuse(Refusal::MissingKey),
             Rule::Authentication,

@@ -175,6 +175,15 @@ impl Order {
     pub(crate) fn is_untriggered(&self) -> bool {
         self.order_type.is_conditional() && self.status == "NEW" && self.working_time.is_none()
     }
+
+    /// Whether the order is a conditional one whose stop price `price` has already
+    /// reached ([`OrderType::triggers_at`]); one that only trails has none to reach.
+    pub(crate) fn would_trigger_at(&self, price: Decimal) -> bool {
+        self.order_type.is_conditional()
+            && self
+                .stop_price
+                .is_some_and(|stop| self.order_type.triggers_at(self.side, stop, price))
+    }
 }
 
 /// One fill.
@@ -309,10 +318,12 @@ impl Account {
         self.spot.entry(asset.to_owned()).or_default()
     }
 
-    /// Adds `amount` of `asset` to the locked spot balance (taken from the free one by
-    /// [`Account::debit`] first).
-    pub(crate) fn lock(&mut self, asset: &str, amount: Decimal) {
+    /// Moves `amount` of `asset` from the free spot balance to the locked one, for a
+    /// resting order; -2010 when the free balance is short ([`Account::debit`]).
+    pub(crate) fn lock(&mut self, asset: &str, amount: Decimal) -> Result<(), ApiError> {
+        self.debit(asset, amount)?;
         self.spot_balance(asset).locked += amount;
+        Ok(())
     }
 
     /// Debits `amount` of `asset` from the free spot balance, or -2010.
@@ -770,19 +781,11 @@ pub(crate) fn start(
 ) -> Result<Vec<Trade>, ApiError> {
     let m = market::find(placed.product, placed.symbol).ok_or_else(ApiError::invalid_symbol)?;
     if placed.order_type.is_conditional() {
-        let reached = placed
-            .stop_price
-            .is_some_and(|stop| placed.order_type.triggers_at(placed.side, stop, m.price));
-        if refuse_reached && reached {
-            return Err(ApiError::new(
-                400,
-                -2010,
-                "Order would trigger immediately.",
-            ));
+        if refuse_reached && placed.would_trigger_at(m.price) {
+            return Err(ApiError::would_trigger_immediately());
         }
         let (asset, amount) = conditional_reservation(placed, m);
-        account.debit(asset, amount)?;
-        account.spot_balance(asset).locked += amount;
+        account.lock(asset, amount)?;
         placed.reserved = amount;
         placed.status = "NEW";
         placed.working_time = None;
@@ -893,8 +896,7 @@ fn execute_spot(
             Side::Buy => (m.quote, quantity * placed.price),
             Side::Sell => (m.base, quantity),
         };
-        account.debit(asset, amount)?;
-        account.spot_balance(asset).locked += amount;
+        account.lock(asset, amount)?;
         placed.reserved = amount;
     } else {
         placed.status = "EXPIRED";

@@ -426,8 +426,7 @@ fn arm_pair(
         ));
     }
     let (asset, amount) = pair_reservation(m, [&legs[0], &legs[1]]);
-    account.debit(asset, amount)?;
-    account.lock(asset, amount);
+    account.lock(asset, amount)?;
     for (i, leg) in legs.iter_mut().enumerate() {
         leg.reserved = if i == 0 { amount } else { Decimal::ZERO };
         leg.status = "NEW";
@@ -578,18 +577,8 @@ pub(crate) fn place(
         check_pair_prices(m, &legs[above], &legs[below])?;
     }
     // No conditional leg may be one that would trigger at once, as no single order may.
-    let reached = legs.iter().any(|leg| {
-        leg.order_type.is_conditional()
-            && leg
-                .stop_price
-                .is_some_and(|stop| leg.order_type.triggers_at(leg.side, stop, m.price))
-    });
-    if reached {
-        return Err(ApiError::new(
-            400,
-            -2010,
-            "Order would trigger immediately.",
-        ));
+    if legs.iter().any(|leg| leg.would_trigger_at(m.price)) {
+        return Err(ApiError::would_trigger_immediately());
     }
     // Put the list to work: the working order, or the OCO pair.
     let mut trades = Vec::new();

@@ -127,6 +127,11 @@ impl ApiError {
         )
     }
 
+    /// -2010: a conditional order whose stop price the price has already reached.
+    pub(crate) fn would_trigger_immediately() -> ApiError {
+        ApiError::new(400, -2010, "Order would trigger immediately.")
+    }
+
     /// -2011: no order, or none that may be cancelled, answers to the ids sent.
     pub(crate) fn unknown_order() -> ApiError {
         ApiError::new(400, -2011, "Unknown order sent.")

@@ -12,13 +12,15 @@
 //! which is what the gateway waits for before forwarding an order, a withdrawal or a
 //! transfer.
 //!
-//! Events are written in the order they were queued. Background events (reads, denials)
+//! Events are written in the order they were queued, except that an event someone waits
+//! on (an order's, before it is forwarded) passes the background events queued before it
+//! that the writer has not begun to commit: a flood of refused requests holds an order up
+//! by one transaction of [`MAX_BATCH`] events at most. Background events (reads, denials)
 //! queue up to bounds: one for requests without a valid key (stale and replayed ones
 //! included: [`AuditLog::append_unattributed`]), one for clients in all, and one per
 //! client. Past its bound an event is counted instead of kept, and the log
 //! records how many were lost, when, and of which clients ([`keygate_core::LostEvents`]):
-//! memory stays bounded, a flood never holds an order's event up behind more than a
-//! bounded backlog, keyless requests or one client never crowd out another client's
+//! memory stays bounded, keyless requests or one client never crowd out another client's
 //! events, and a gap is never silent. Events someone waits on, and what follows them
 //! ([`AuditLog::append_kept`]), have a bound of their own, far above any real backlog
 //! ([`MAX_QUEUED_KEPT`] waiting), and are counted as lost like the others only past it.
@@ -214,6 +216,13 @@ struct Job {
     on_durable: Option<OnDurable>,
 }
 
+impl Job {
+    /// An event someone waits on (not a barrier): it may be written ahead of its turn.
+    fn is_waited_on(&self) -> bool {
+        self.event.is_some() && self.on_durable.is_some()
+    }
+}
+
 /// How a job is queued.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Lane {
@@ -257,7 +266,9 @@ impl Default for Bounds {
 
 /// What the handles and the writer thread share. Jobs are written in the order they
 /// were queued, so that the log's order is the order events were made in, give or take
-/// the moment between making one and queuing it.
+/// the moment between making one and queuing it, except for events someone waits on,
+/// which pass the background events before them (a fraction of a second of them at most,
+/// bounded as the queue is).
 struct Queue {
     bounds: Bounds,
     jobs: Vec<Job>,
@@ -638,9 +649,13 @@ struct SyncState {
 /// Group commit. Someone waits on a durable event, so a batch holding one is written at
 /// once, synced to disk; a batch of background events (reads, denials, outcomes) waits
 /// a moment for company and is committed without its own fsync. The next durable commit
-/// syncs those too, and a process crash loses none that was committed. A batch is
-/// committed [`MAX_BATCH`] events at a time; the bounds on background events keep the
-/// backlog a durable event may wait behind to a fraction of a second of writing.
+/// syncs those too, and a process crash loses none that was committed.
+///
+/// A batch is committed [`MAX_BATCH`] events at a time, its durable events first in a
+/// commit of their own; after each chunk, durable events queued meanwhile are committed
+/// before the next. A durable event therefore waits behind one chunk at most, however
+/// large the backlog of background events. Barriers keep their place: a flush still
+/// waits for everything queued before it.
 ///
 /// A chunk ends with a barrier. Losses (events not queued for want of room, or whose
 /// commit failed) are written as a [`LostEvents`] record in the chunk of the next
@@ -657,6 +672,11 @@ fn writer(store: Store, key: AuditKey, queue: &Mutex<Queue>) {
     };
     while next_batch(queue, &mut batch) {
         let mut lost = batch.lost.take();
+        let waited_on: Vec<Job> = batch
+            .jobs
+            .extract_if(.., |job| job.is_waited_on())
+            .collect();
+        commit_waited_on(&store, &key, waited_on, &mut sync, queue, &mut lost);
         let mut jobs = batch.jobs.drain(..);
         loop {
             let mut chunk: Vec<Job> = Vec::new();
@@ -684,6 +704,8 @@ fn writer(store: Store, key: AuditKey, queue: &Mutex<Queue>) {
             if let Some(failed) = commit(&store, &key, chunk, &mut sync, queue) {
                 merge_lost(&mut lost, failed);
             }
+            let waited_on = take_waited_on(queue);
+            commit_waited_on(&store, &key, waited_on, &mut sync, queue, &mut lost);
         }
         drop(jobs);
         if let Some(record) = lost {
@@ -697,6 +719,41 @@ fn writer(store: Store, key: AuditKey, queue: &Mutex<Queue>) {
             }
         }
     }
+}
+
+/// Commits `waited_on` (events someone waits on, ahead of their turn), if any, and
+/// counts what could not be written into `lost`.
+fn commit_waited_on(
+    store: &Store,
+    key: &AuditKey,
+    waited_on: Vec<Job>,
+    sync: &mut SyncState,
+    queue: &Mutex<Queue>,
+    lost: &mut Option<LostEvents>,
+) {
+    if waited_on.is_empty() {
+        return;
+    }
+    if let Some(failed) = commit(store, key, waited_on, sync, queue) {
+        merge_lost(lost, failed);
+    }
+}
+
+/// Takes the events someone waits on out of the queue, to be written before the rest
+/// of the batch the writer is on and before the background events queued ahead of them.
+fn take_waited_on(queue: &Mutex<Queue>) -> Vec<Job> {
+    let mut q = lock(queue);
+    if !q.urgent {
+        return Vec::new();
+    }
+    let waited_on: Vec<Job> = q.jobs.extract_if(.., |job| job.is_waited_on()).collect();
+    q.queued_kept -= waited_on.len();
+    // A barrier left still wants the next batch at once.
+    q.urgent = q.jobs.iter().any(|job| job.on_durable.is_some());
+    if q.is_empty() {
+        q.since = None;
+    }
+    waited_on
 }
 
 /// The event recording `lost`.
@@ -1456,7 +1513,8 @@ fn decoded(rows: Vec<EventRow>) -> Result<Vec<(u64, Event)>, Error> {
 /// A seq at or before the first event written at or after `ts_ms`, found by bisection:
 /// every event from it on is read to find those of a period (today's, for the daily
 /// limits) without reading the whole log. Events are written in time order up to the
-/// background batch window, so the search aims a minute early.
+/// background batch window and the backlog a durable event may pass (a fraction of a
+/// second), so the search aims a minute early.
 pub fn seq_near(store: &Store, ts_ms: u64) -> Result<u64, Error> {
     let target = ts_ms.saturating_sub(60_000);
     let (mut low, mut high) = (1, last_seq(store)? + 1);
@@ -2000,6 +2058,54 @@ mod tests {
         log.flush().unwrap();
         let store = Store::open(&db).unwrap();
         assert!(verify(&store, &key).unwrap() <= 2 * bound as u64 + 3);
+    }
+
+    /// A regression test: events were written in the order they were queued, so under a
+    /// flood of refused requests an order's event waited until the writer had committed
+    /// every event queued before it (up to half a second on a two-core machine).
+    #[test]
+    fn a_durable_event_passes_the_background_events_queued_before_it() {
+        let (_dir, db, key) = open();
+        let log = AuditLog::start(&db, key.clone()).unwrap();
+        let stalled = hold_write_lock(&db);
+        let flood = 4 * MAX_BATCH;
+        for _ in 0..flood {
+            log.append(anonymous_event());
+        }
+        // The writer takes the flood as one batch, and waits on the lock to commit it.
+        thread::sleep(3 * BACKGROUND_BATCH_WINDOW);
+        let (tx, rx) = mpsc::channel();
+        log.append_durable(event(0), Box::new(move |seq| tx.send(seq).unwrap()));
+        release(stalled);
+        let seq = rx.recv().unwrap().unwrap();
+        assert!(
+            seq <= MAX_BATCH as u64 + 1,
+            "waited behind the whole batch: seq {seq}"
+        );
+        // Within one batch too, an event someone waits on goes first.
+        let stalled = hold_write_lock(&db);
+        for _ in 0..flood {
+            log.append(anonymous_event());
+        }
+        let (tx, rx) = mpsc::channel();
+        log.append_durable(event(1), Box::new(move |seq| tx.send(seq).unwrap()));
+        release(stalled);
+        let second = rx.recv().unwrap().unwrap();
+        assert!(
+            second <= (flood + 1 + MAX_BATCH + 1) as u64,
+            "waited behind the whole batch: seq {second} after {seq}"
+        );
+        log.flush().unwrap();
+        let store = Store::open(&db).unwrap();
+        // Nothing was lost or written twice.
+        assert_eq!(verify(&store, &key).unwrap(), 2 * flood as u64 + 2);
+        let durable = read_unverified(&store, 1, 100_000)
+            .unwrap()
+            .into_iter()
+            .filter(|(_, e)| matches!(&e.body, EventBody::Admin(a) if a.change == "client.freeze"))
+            .map(|(seq, _)| seq)
+            .collect::<Vec<_>>();
+        assert_eq!(durable, [seq, second]);
     }
 
     #[test]

@@ -48,6 +48,11 @@ const MAX_PENDING: usize = 10_000;
 /// Sources whose denials are being counted; past this, those with no denial inside the
 /// window are dropped.
 const MAX_COUNTED_SOURCES: usize = 10_000;
+/// How much earlier than the events before it an event may be dated and still be taken
+/// as written late rather than as made after a clock was stepped back: the audit writer
+/// commits the events someone waits on ahead of the reads and denials queued before
+/// them, a fraction of a second of them.
+const LATE_EVENT_MS: u64 = 5_000;
 /// Source addresses, or symbols, remembered per client; past this, the least recently
 /// seen is forgotten.
 const MAX_SIGHTINGS_PER_CLIENT: usize = 64;
@@ -593,13 +598,17 @@ impl Rules {
 
     /// Whether `rule` may be raised again for `key` at `ts_ms`; if so, notes that it is.
     ///
-    /// An event dated before the last time the alert was raised re-arms it: the clock
-    /// was stepped back (a host that ran a day ahead until NTP corrected it), and
-    /// counting that as inside the quiet period would silence the alert for the length
-    /// of the step.
+    /// An event dated more than [`LATE_EVENT_MS`] before the last time the alert was
+    /// raised re-arms it: the clock was stepped back (a host that ran a day ahead until
+    /// NTP corrected it), and counting that as inside the quiet period would silence the
+    /// alert for the length of the step. One dated a little before is an event written
+    /// late (the audit writer commits orders' events ahead of the reads and denials
+    /// queued before them), inside the quiet period.
     fn is_due(&mut self, rule: AlertRule, key: &str, ts_ms: u64) -> bool {
         let quiet = millis(self.thresholds.quiet_period);
-        let is_quiet = |last: u64| last <= ts_ms && ts_ms - last < quiet;
+        let is_quiet = |last: u64| {
+            last <= ts_ms.saturating_add(LATE_EVENT_MS) && ts_ms.saturating_sub(last) < quiet
+        };
         match self.last_raised.get(&(rule, key.to_owned())) {
             Some(&last) if is_quiet(last) => false,
             _ => {
@@ -1379,6 +1388,20 @@ mod tests {
         );
         // And the quiet period runs from the corrected time.
         assert!(rules.evaluate(3, &deny(1_500)).is_empty());
+    }
+
+    /// An event written late (a read or denial that an order's event passed in the audit
+    /// writer) stays inside the quiet period it is dated just before.
+    #[test]
+    fn an_event_written_a_little_late_does_not_raise_again() {
+        let mut rules = Rules::new(Thresholds::default());
+        let deny = |ts_ms| request(ts_ms, Some("bot1"), ActionKind::Withdraw, Some(Rule::Scope));
+        assert_eq!(rules_of(&rules.evaluate(1, &deny(10_000))).len(), 1);
+        assert!(rules.evaluate(2, &deny(9_400)).is_empty());
+        assert_eq!(
+            rules_of(&rules.evaluate(3, &deny(10_000 - LATE_EVENT_MS - 1))).len(),
+            1
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@ use keygate_store::{NewAccount, Store};
 use keygate_vault::{redact, MasterKey, SecretString};
 use serde_json::json;
 
+use crate::audit_cmd::tell_if_put_back;
 use crate::home::{admin_event, now_ms, parse_duration, read_stdin_line, Unlocked};
 use crate::output::{
     escape_controls, print, print_after_change, print_json, print_table, rfc3339, span, tell,
@@ -176,6 +177,7 @@ fn list(vault: &Unlocked, args: &ListArgs) -> anyhow::Result<()> {
     if let Err(e @ keygate_store::Error::Unsealed { .. }) = vault.store.check_seal(&vault.master) {
         tell(format_args!("keygate: {e}"));
     }
+    tell_if_put_back(vault, "accounts are listed");
     // Clients that can still be used: a revoked one stays listed under its account's
     // label, and may be from an account of that label removed before this one was added.
     let revoked: Vec<(Name, Name)> = vault

@@ -13,7 +13,7 @@ use keygate_store::Store;
 use serde::Serialize;
 
 use crate::home::{now_ms, parse_duration, read_bounded, Home, Unlocked};
-use crate::output::{escape_controls, rfc3339, STDOUT_WRITE};
+use crate::output::{escape_controls, rfc3339, tell, STDOUT_WRITE};
 
 /// The most a checkpoint file may hold: a line per checkpoint, a few hundred bytes each.
 const MAX_CHECKPOINT_FILE_LEN: u64 = 64 * 1024 * 1024;
@@ -767,6 +767,21 @@ fn tail(vault: &Unlocked, args: &TailArgs) -> anyhow::Result<i32> {
             next = seq + 1;
         }
         print_events(&events, args.json)?;
+    }
+}
+
+/// Tells, on standard error, when the log no longer holds the events the config's
+/// `[audit] checkpoint_file` names: the database was put back from an older copy, and
+/// `shown` (clients, accounts) is as it was then, a client revoked or frozen since
+/// shown active (found by review: `client list` said nothing, where `audit verify`,
+/// `doctor` and `serve` refuse such a vault).
+pub(crate) fn tell_if_put_back(vault: &Unlocked, shown: &str) {
+    if let Some(problem) = tail_checkpoints_problem(vault) {
+        tell(format_args!(
+            "keygate: warning: {}: {shown} as this database holds them, which may be out of \
+             date",
+            escape_controls(&problem)
+        ));
     }
 }
 

@@ -21,6 +21,7 @@ use rand::distributions::{Alphanumeric, DistString};
 use rust_decimal::Decimal;
 use serde_json::json;
 
+use crate::audit_cmd::tell_if_put_back;
 use crate::home::{admin_event, now_ms, parse_duration, read_bounded, Unlocked};
 use crate::output::{
     escape_controls, print, print_after_change, print_json, print_table, rfc3339, tell,
@@ -892,6 +893,7 @@ fn list(vault: &Unlocked, args: &ListArgs) -> anyhow::Result<()> {
     if let Err(e @ keygate_store::Error::Unsealed { .. }) = vault.store.check_seal(&vault.master) {
         tell(format_args!("keygate: {e}"));
     }
+    tell_if_put_back(vault, "clients are listed");
     let accounts = vault.store.account_labels().context("reading accounts")?;
     let account_exists = |c: &Client| has_its_account(c, &accounts);
     let now = now_ms();
@@ -942,6 +944,7 @@ fn show(vault: &Unlocked, args: &ShowArgs) -> anyhow::Result<()> {
         .store
         .client(&name)
         .with_context(|| format!("looking up client {name}"))?;
+    tell_if_put_back(vault, "the client is shown");
     let now = now_ms();
     let verified = c.verify_record(&vault.master).is_ok();
     let accounts = vault.store.account_labels().context("reading accounts")?;

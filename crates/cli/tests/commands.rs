@@ -5355,6 +5355,19 @@ mod audit {
             "active",
             "the backup brings the client back"
         );
+        // A regression test (from a review): the lists showed it so without a word.
+        for list in [
+            &["client", "list"][..],
+            &["client", "show", "bot1"],
+            &["account", "list", "--json"],
+        ] {
+            let out = kg.ok(list, "");
+            assert!(
+                out.stderr.contains("rolled back") && out.stderr.contains("out of date"),
+                "{list:?}: {}",
+                out.stderr
+            );
+        }
         let out = kg.fails(&["audit", "verify"], "", 1);
         assert!(out.stderr.contains("rolled back"), "{}", out.stderr);
         let out = kg.fails(&["serve", "--listen", "127.0.0.1:0"], "", 2);

@@ -100,8 +100,10 @@ pub struct IssueArgs {
 pub struct PolicyArgs {
     /// Scopes: read, trade, withdraw, transfer (comma-separated); `issue` gives read when
     /// none is given. Transfer moves funds between the account's wallets and
-    /// sub-accounts and converts assets (convert, dust), with no symbol, notional or
-    /// destination limit: give it only to a client that needs it.
+    /// sub-accounts (managed sub-accounts' `withdraw` to the master account included:
+    /// Binance names it a withdrawal, but it takes no address) and converts assets
+    /// (convert, dust), with no symbol, notional or destination limit: give it only to a
+    /// client that needs it.
     #[arg(long, value_delimiter = ',')]
     pub scope: Vec<String>,
     /// A network (CIDR) or address the client may call from; repeatable. `issue` allows

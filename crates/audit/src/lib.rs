@@ -12,11 +12,12 @@
 //! which is what the gateway waits for before forwarding an order, a withdrawal or a
 //! transfer.
 //!
-//! Events are written in the order they were queued, except that an event someone waits
-//! on (an order's, before it is forwarded) passes the background events queued before it
-//! that the writer has not begun to commit: a flood of refused requests holds an order up
-//! by one transaction of [`MAX_BATCH`] events at most. Background events (reads, denials)
-//! queue up to bounds: one for requests without a valid key (stale and replayed ones
+//! Events are written in the order they were queued, except that events someone waits on
+//! (an order's, before it is forwarded) and what follows them (its outcome), written in
+//! their own order, pass the background events (reads, denials) queued before them that
+//! the writer has not begun to commit and that were made at most [`MAX_PASSED_MS`]
+//! earlier: a flood of refused requests holds an order up by one transaction of
+//! [`MAX_BATCH`] events at most. Background events queue up to bounds: one for requests without a valid key (stale and replayed ones
 //! included: [`AuditLog::append_unattributed`]), one for clients in all, and one per
 //! client. Past its bound an event is counted instead of kept, and the log
 //! records how many were lost, when, and of which clients ([`keygate_core::LostEvents`]):
@@ -63,7 +64,7 @@ pub use archive::{
 };
 pub use export::{csv_header, csv_line, Filter};
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::Path;
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use std::thread::{self, Thread};
@@ -92,6 +93,11 @@ pub const MAX_QUEUED_PER_CLIENT: usize = 2 * 1024;
 /// events are refused at once (their requests are not forwarded). Only a stalled disk
 /// fills it: each request in flight queues one or two.
 pub const MAX_QUEUED_KEPT: usize = 16 * 1024;
+/// How much earlier than an event someone waits on (or one that follows such an event)
+/// the background events it is written ahead of may have been made: past it, the writer
+/// writes in queue order. Readers of the log that look for a period's events by time
+/// ([`seq_near`], the monitor's quiet periods) allow for this much disorder.
+pub const MAX_PASSED_MS: u64 = 5_000;
 /// How long a batch of background events waits for more before it is written. A commit
 /// has a fixed cost (B-tree interior pages, WAL frames) that a bigger batch shares out:
 /// under load, 100 ms batches cost the gateway less CPU and a shorter latency tail than
@@ -212,15 +218,10 @@ pub type OnDurable = Box<dyn FnOnce(Result<u64, String>) + Send>;
 /// One event to append, or (`event: None`) a barrier that completes once everything
 /// queued before it is committed.
 struct Job {
+    /// Its place among all the jobs queued, in both lanes of the [`Queue`].
+    order: u64,
     event: Option<Event>,
     on_durable: Option<OnDurable>,
-}
-
-impl Job {
-    /// An event someone waits on (not a barrier): it may be written ahead of its turn.
-    fn is_waited_on(&self) -> bool {
-        self.event.is_some() && self.on_durable.is_some()
-    }
 }
 
 /// How a job is queued.
@@ -264,14 +265,20 @@ impl Default for Bounds {
     }
 }
 
-/// What the handles and the writer thread share. Jobs are written in the order they
-/// were queued, so that the log's order is the order events were made in, give or take
-/// the moment between making one and queuing it, except for events someone waits on,
-/// which pass the background events before them (a fraction of a second of them at most,
-/// bounded as the queue is).
+/// What the handles and the writer thread share, in two lanes. Jobs are written in the
+/// order they were queued, so that the log's order is the order events were made in,
+/// give or take the moment between making one and queuing it, except that the writer
+/// may take the kept lane's events ahead of the background events queued before them
+/// (see [`writer`]).
 struct Queue {
     bounds: Bounds,
-    jobs: Vec<Job>,
+    /// Background events (reads, denials), in the order they were queued.
+    background: VecDeque<Job>,
+    /// Events someone waits on, what follows them ([`Lane::Kept`]), and barriers, in the
+    /// order they were queued: few, next to the background events of a flood.
+    kept: VecDeque<Job>,
+    /// The place of the next job queued.
+    next_order: u64,
     /// Jobs queued now, by the kinds [`Bounds`] limits. The bounds on background events
     /// are such that neither requests without a valid key nor a few clients (or someone
     /// replaying their signed requests) crowd out another client's events.
@@ -298,7 +305,9 @@ impl Queue {
     fn new(bounds: Bounds) -> Queue {
         Queue {
             bounds,
-            jobs: Vec::new(),
+            background: VecDeque::new(),
+            kept: VecDeque::new(),
+            next_order: 0,
             queued_anonymous: 0,
             queued_of_clients: 0,
             queued_by_client: HashMap::new(),
@@ -313,7 +322,18 @@ impl Queue {
     }
 
     fn is_empty(&self) -> bool {
-        self.jobs.is_empty() && self.lost.is_none()
+        self.background.is_empty() && self.kept.is_empty() && self.lost.is_none()
+    }
+
+    /// A job of `event` (none: a barrier), in its place after every job queued so far.
+    fn job(&mut self, event: Option<Event>, on_durable: Option<OnDurable>) -> Job {
+        let order = self.next_order;
+        self.next_order += 1;
+        Job {
+            order,
+            event,
+            on_durable,
+        }
     }
 
     /// Queues a background event, counted against the bounds of the client it names when
@@ -343,16 +363,15 @@ impl Queue {
                 }
             }
         }
-        self.jobs.push(Job {
-            event: Some(event),
-            on_durable: None,
-        });
+        let job = self.job(Some(event), None);
+        self.background.push_back(job);
         false
     }
 
     /// Takes every job and the losses into `batch`, and starts counting afresh.
     fn take(&mut self, batch: &mut Batch) {
-        std::mem::swap(&mut self.jobs, &mut batch.jobs);
+        std::mem::swap(&mut self.background, &mut batch.background);
+        std::mem::swap(&mut self.kept, &mut batch.kept);
         batch.lost = self.lost.take();
         self.queued_anonymous = 0;
         self.queued_of_clients = 0;
@@ -554,7 +573,8 @@ impl AuditLog {
                 if matches!(lane, Lane::Kept | Lane::Durable) {
                     queue.queued_kept += 1;
                 }
-                queue.jobs.push(Job { event, on_durable });
+                let job = queue.job(event, on_durable);
+                queue.kept.push_back(job);
             }
         }
         let urgent = matches!(lane, Lane::Durable | Lane::Barrier) && refused.is_none();
@@ -608,19 +628,21 @@ struct Stopped(Arc<Mutex<Queue>>);
 
 impl Drop for Stopped {
     fn drop(&mut self) {
-        let (jobs, lost) = {
+        let (kept, lost) = {
             let mut queue = lock(&self.0);
             queue.stopped = true;
-            (std::mem::take(&mut queue.jobs), queue.lost.take())
+            // Background events have no one waiting on them.
+            queue.background.clear();
+            (std::mem::take(&mut queue.kept), queue.lost.take())
         };
         if let Some(lost) = lost {
             tracing::error!(count = lost.count, "lost events could not be recorded");
         }
-        fail(jobs, "the audit writer has stopped");
+        fail(kept, "the audit writer has stopped");
     }
 }
 
-fn fail(jobs: Vec<Job>, reason: &str) {
+fn fail(jobs: impl IntoIterator<Item = Job>, reason: &str) {
     for job in jobs {
         if let Some(cb) = job.on_durable {
             cb(Err(reason.to_owned()));
@@ -628,13 +650,88 @@ fn fail(jobs: Vec<Job>, reason: &str) {
     }
 }
 
-/// What the writer took off the queue in one go. The vector keeps its capacity from
-/// batch to batch: a queue that regrew from nothing for every batch would copy its
-/// events over and over on the request path.
+/// What the writer took off the queue in one go, in the queue's two lanes. They keep
+/// their capacity from batch to batch: a queue that regrew from nothing for every batch
+/// would copy its events over and over on the request path.
 #[derive(Default)]
 struct Batch {
-    jobs: Vec<Job>,
+    background: VecDeque<Job>,
+    kept: VecDeque<Job>,
     lost: Option<LostEvents>,
+}
+
+impl Batch {
+    /// The next [`MAX_BATCH`] jobs at most, of both lanes in the order they were queued,
+    /// ending at the first barrier.
+    fn next_chunk(&mut self) -> Vec<Job> {
+        let mut chunk = Vec::new();
+        while chunk.len() < MAX_BATCH {
+            let kept_first = match (self.background.front(), self.kept.front()) {
+                (Some(background), Some(kept)) => kept.order < background.order,
+                (background, _) => background.is_none(),
+            };
+            let lane = if kept_first {
+                &mut self.kept
+            } else {
+                &mut self.background
+            };
+            let Some(job) = lane.pop_front() else { break };
+            let barrier = job.event.is_none();
+            chunk.push(job);
+            if barrier {
+                break;
+            }
+        }
+        chunk
+    }
+
+    /// The kept lane's jobs that may be written now, ahead of the background events
+    /// queued before them: up to [`MAX_BATCH`] of them, those of this batch before its
+    /// first barrier, then, when none of this batch's is left, those the queue got
+    /// meanwhile before its first barrier, if someone waits on one. None while the
+    /// oldest background event left to write was made more than [`MAX_PASSED_MS`] ago.
+    fn passing(&mut self, queue: &Mutex<Queue>) -> Vec<Job> {
+        let recent = |job: &Job| {
+            job.event
+                .as_ref()
+                .is_some_and(|event| event.ts_ms.saturating_add(MAX_PASSED_MS) >= now_ms())
+        };
+        let mut passing = Vec::new();
+        if !self.background.front().is_some_and(recent) {
+            return passing;
+        }
+        let is_event = |job: &Job| job.event.is_some();
+        while passing.len() < MAX_BATCH && self.kept.front().is_some_and(is_event) {
+            passing.extend(self.kept.pop_front());
+        }
+        if !self.kept.is_empty() || passing.len() == MAX_BATCH {
+            return passing;
+        }
+        let mut q = lock(queue);
+        if !q.urgent {
+            return passing;
+        }
+        while passing.len() < MAX_BATCH && q.kept.front().is_some_and(is_event) {
+            let Some(job) = q.kept.pop_front() else { break };
+            q.queued_kept -= 1;
+            passing.push(job);
+        }
+        // What is left of the kept lane starts with a barrier, or is empty.
+        q.urgent = q.kept.iter().any(|job| job.on_durable.is_some());
+        if q.is_empty() {
+            q.since = None;
+        }
+        passing
+    }
+}
+
+/// The current time, in milliseconds since the epoch.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+        })
 }
 
 /// How the writer's connection syncs, and whether rows it wrote are not synced yet.
@@ -651,11 +748,16 @@ struct SyncState {
 /// a moment for company and is committed without its own fsync. The next durable commit
 /// syncs those too, and a process crash loses none that was committed.
 ///
-/// A batch is committed [`MAX_BATCH`] events at a time, its durable events first in a
-/// commit of their own; after each chunk, durable events queued meanwhile are committed
-/// before the next. A durable event therefore waits behind one chunk at most, however
-/// large the backlog of background events. Barriers keep their place: a flush still
-/// waits for everything queued before it.
+/// A batch is committed [`MAX_BATCH`] events at a time. Before each chunk, the events
+/// someone waits on and what follows them (the kept lane) are committed ahead of the
+/// background events queued before them, first the batch's, then those queued since if
+/// someone waits on one ([`Batch::passing`]): an order's event waits behind one chunk
+/// at most, however large the backlog of reads and denials. Kept events keep their
+/// order among themselves, so an order's event is never written after the outcome of an
+/// order sent after it, nor before the outcome of one answered before it was queued.
+/// Barriers keep their place: a flush still waits for everything queued before it. And
+/// none passes a background event made more than [`MAX_PASSED_MS`] before now (after a
+/// stalled disk, the backlog is written in order).
 ///
 /// A chunk ends with a barrier. Losses (events not queued for want of room, or whose
 /// commit failed) are written as a [`LostEvents`] record in the chunk of the next
@@ -667,27 +769,20 @@ fn writer(store: Store, key: AuditKey, queue: &Mutex<Queue>) {
         unsynced_rows: false,
     };
     let mut batch = Batch {
-        jobs: Vec::with_capacity(MAX_BATCH),
+        background: VecDeque::with_capacity(MAX_BATCH),
+        kept: VecDeque::new(),
         lost: None,
     };
     while next_batch(queue, &mut batch) {
         let mut lost = batch.lost.take();
-        let waited_on: Vec<Job> = batch
-            .jobs
-            .extract_if(.., |job| job.is_waited_on())
-            .collect();
-        commit_waited_on(&store, &key, waited_on, &mut sync, queue, &mut lost);
-        let mut jobs = batch.jobs.drain(..);
         loop {
-            let mut chunk: Vec<Job> = Vec::new();
-            while chunk.len() < MAX_BATCH {
-                let Some(job) = jobs.next() else { break };
-                let barrier = job.event.is_none();
-                chunk.push(job);
-                if barrier {
-                    break;
+            let passing = batch.passing(queue);
+            if !passing.is_empty() {
+                if let Some(failed) = commit(&store, &key, passing, &mut sync, queue) {
+                    merge_lost(&mut lost, failed);
                 }
             }
+            let mut chunk = batch.next_chunk();
             if chunk.is_empty() {
                 // The end of the batch: one attempt at recording its losses.
                 if let Some(record) = lost.take() {
@@ -704,10 +799,7 @@ fn writer(store: Store, key: AuditKey, queue: &Mutex<Queue>) {
             if let Some(failed) = commit(&store, &key, chunk, &mut sync, queue) {
                 merge_lost(&mut lost, failed);
             }
-            let waited_on = take_waited_on(queue);
-            commit_waited_on(&store, &key, waited_on, &mut sync, queue, &mut lost);
         }
-        drop(jobs);
         if let Some(record) = lost {
             // Written with the next batch; once every handle is gone, there is none.
             let mut q = lock(queue);
@@ -721,44 +813,11 @@ fn writer(store: Store, key: AuditKey, queue: &Mutex<Queue>) {
     }
 }
 
-/// Commits `waited_on` (events someone waits on, ahead of their turn), if any, and
-/// counts what could not be written into `lost`.
-fn commit_waited_on(
-    store: &Store,
-    key: &AuditKey,
-    waited_on: Vec<Job>,
-    sync: &mut SyncState,
-    queue: &Mutex<Queue>,
-    lost: &mut Option<LostEvents>,
-) {
-    if waited_on.is_empty() {
-        return;
-    }
-    if let Some(failed) = commit(store, key, waited_on, sync, queue) {
-        merge_lost(lost, failed);
-    }
-}
-
-/// Takes the events someone waits on out of the queue, to be written before the rest
-/// of the batch the writer is on and before the background events queued ahead of them.
-fn take_waited_on(queue: &Mutex<Queue>) -> Vec<Job> {
-    let mut q = lock(queue);
-    if !q.urgent {
-        return Vec::new();
-    }
-    let waited_on: Vec<Job> = q.jobs.extract_if(.., |job| job.is_waited_on()).collect();
-    q.queued_kept -= waited_on.len();
-    // A barrier left still wants the next batch at once.
-    q.urgent = q.jobs.iter().any(|job| job.on_durable.is_some());
-    if q.is_empty() {
-        q.since = None;
-    }
-    waited_on
-}
-
 /// The event recording `lost`.
 fn lost_record(lost: LostEvents) -> Job {
     Job {
+        // Placed by the writer, not by the queue.
+        order: 0,
         event: Some(Event {
             ts_ms: lost.last_ms,
             body: EventBody::Lost(lost),
@@ -789,7 +848,8 @@ fn next_batch(queue: &Mutex<Queue>, batch: &mut Batch) -> bool {
                 thread::park_timeout(FAILING_RETRY);
                 let q = lock(queue);
                 if q.is_empty() && !q.closed && q.failing.is_some() {
-                    batch.jobs.push(Job {
+                    batch.kept.push_back(Job {
+                        order: 0,
                         event: None,
                         on_durable: None,
                     });
@@ -2106,6 +2166,89 @@ mod tests {
             .map(|(seq, _)| seq)
             .collect::<Vec<_>>();
         assert_eq!(durable, [seq, second]);
+    }
+
+    fn outcome_of(request_id: &str) -> Event {
+        Event {
+            ts_ms: now_ms(),
+            body: EventBody::Outcome(keygate_core::OutcomeEvent {
+                request_id: request_id.into(),
+                client: Some("bot1".into()),
+                upstream_status: Some(200),
+                latency_us: 1,
+                outcome: keygate_core::Outcome::Answered,
+                order_ids: vec!["42".into()],
+                interrupted: false,
+            }),
+        }
+    }
+
+    /// A regression test (from a review of the first version, which let an order's event
+    /// pass every event nobody waited on): the outcome of an order answered before the
+    /// next order was sent stays before that order's event.
+    #[test]
+    fn an_outcome_is_not_passed_by_the_next_order() {
+        let (_dir, db, key) = open();
+        let log = AuditLog::start(&db, key.clone()).unwrap();
+        let stalled = hold_write_lock(&db);
+        for _ in 0..(2 * MAX_BATCH) {
+            log.append(anonymous_event());
+        }
+        log.append_kept(outcome_of("order-a"));
+        let (tx, rx) = mpsc::channel();
+        log.append_durable(event(7), Box::new(move |seq| tx.send(seq).unwrap()));
+        release(stalled);
+        let order_b = rx.recv().unwrap().unwrap();
+        log.flush().unwrap();
+        let store = Store::open(&db).unwrap();
+        let events = read_unverified(&store, 1, 100_000).unwrap();
+        let seq_of = |wanted: fn(&EventBody) -> bool| {
+            events
+                .iter()
+                .find(|(_, e)| wanted(&e.body))
+                .map(|(seq, _)| *seq)
+        };
+        let outcome_a = seq_of(|body| matches!(body, EventBody::Outcome(_))).unwrap();
+        assert!(
+            outcome_a < order_b,
+            "outcome a {outcome_a}, order b {order_b}"
+        );
+        // Both passed the reads (in one batch, or the order after the batch's first chunk).
+        assert!(
+            order_b <= MAX_BATCH as u64 + 2,
+            "order b waited: seq {order_b}"
+        );
+    }
+
+    /// A regression test (from a review of the first version): an event someone waits on
+    /// passed background events made long before it (waiting behind a stalled disk), past
+    /// the disorder [`seq_near`] allows for, and reading the log from a time missed it.
+    #[test]
+    fn a_durable_event_passes_no_event_made_long_before_it() {
+        let (_dir, db, key) = open();
+        let log = AuditLog::start(&db, key.clone()).unwrap();
+        let made = now_ms() - 2 * MAX_PASSED_MS;
+        let stalled = hold_write_lock(&db);
+        for _ in 0..(3 * MAX_BATCH) {
+            log.append(Event {
+                ts_ms: made,
+                ..anonymous_event()
+            });
+        }
+        thread::sleep(3 * BACKGROUND_BATCH_WINDOW);
+        let (tx, rx) = mpsc::channel();
+        log.append_durable(event(1), Box::new(move |seq| tx.send(seq).unwrap()));
+        release(stalled);
+        let seq = rx.recv().unwrap().unwrap();
+        assert_eq!(seq, 3 * MAX_BATCH as u64 + 1, "written in queue order");
+        let store = Store::open(&db).unwrap();
+        let mut seen = Vec::new();
+        for_each_verified_since(&store, &key, made + 1, |page| {
+            seen.extend(page.iter().filter(|(_, e)| e.ts_ms > made).map(|(s, _)| *s));
+            true
+        })
+        .unwrap();
+        assert_eq!(seen, [seq]);
     }
 
     #[test]

@@ -989,7 +989,19 @@ pub fn init(home: Home, how: &UnlockArgs, args: &InitArgs) -> anyhow::Result<()>
             println!(
                 "master key file: {} ({made}; keep it safe; it is the only way in)",
                 path.display()
-            )
+            );
+            // As `doctor` warns (found by review: init made the layout without a word).
+            let inside = match (path.canonicalize(), home.dir.canonicalize()) {
+                (Ok(file), Ok(dir)) => file.starts_with(dir),
+                _ => false,
+            };
+            if inside {
+                eprintln!(
+                    "keygate: warning: the key file is inside the home directory, next to \
+                     the database it opens: a copy or backup of the directory holds both; \
+                     keep it elsewhere (keygate vault move-key --to-key-file PATH)"
+                );
+            }
         }
         (Provider::Hsm, _) => {
             if let Some(at) = &hsm {

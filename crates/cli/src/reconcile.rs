@@ -1630,9 +1630,13 @@ fn print(reports: &[AccountReport], since_ms: u64) {
 /// full before what was found in the part that was; what was found outside keygate is
 /// listed whatever failed; and no line says "all through keygate" of a list that failed.
 fn report_lines(reports: &[AccountReport], since_ms: u64) -> Vec<String> {
+    // Found by review: a run right after an order placed behind keygate's back said "all
+    // through keygate" without a word of the seconds it leaves for the next run.
     let mut lines = vec![format!(
-        "withdrawals and orders since {}, at each exchange and in keygate's audit log:",
-        rfc3339(since_ms)
+        "withdrawals and orders since {}, at each exchange and in keygate's audit log \
+         (orders of the last {} s are checked by the next run):",
+        rfc3339(since_ms),
+        ORDER_SETTLE_MS / 1000
     )];
     let mut say = |line: String| lines.push(line);
     for r in reports {

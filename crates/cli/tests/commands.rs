@@ -687,6 +687,19 @@ mod init {
         let key = first.key_file();
         let made = first.ok(&["init", "--master-key-file", key.to_str().unwrap()], "");
         assert!(made.stdout.contains("(new;"), "{}", made.stdout);
+        assert!(!made.stderr.contains("warning"), "{}", made.stderr);
+        // A key file in the home is told at once, as `doctor` tells it (found by review).
+        let inside = Kg::empty();
+        let key_inside = inside.home().join("master.key");
+        let out = inside.ok(
+            &["init", "--master-key-file", key_inside.to_str().unwrap()],
+            "",
+        );
+        assert!(
+            out.stderr.contains("inside the home directory"),
+            "{}",
+            out.stderr
+        );
         let second = Kg::empty();
         let reused = second.ok(&["init", "--master-key-file", key.to_str().unwrap()], "");
         assert!(

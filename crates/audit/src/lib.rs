@@ -716,7 +716,8 @@ impl Batch {
             q.queued_kept -= 1;
             passing.push(job);
         }
-        // What is left of the kept lane starts with a barrier, or is empty.
+        // What is left of the kept lane is empty or starts with a barrier, unless the
+        // chunk is full: `any` looks at its first job.
         q.urgent = q.kept.iter().any(|job| job.on_durable.is_some());
         if q.is_empty() {
             q.since = None;

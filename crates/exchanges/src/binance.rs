@@ -934,7 +934,10 @@ impl Adapter for Binance {
         // are the account's and answer 429 without it on spot); a 418 when the address
         // is banned for going on after 429s, `Retry-After` saying until when. Bans last
         // "from 2 minutes to 3 days". A 429 that says it is an account's order count is
-        // no reason to hold back the other accounts, whatever its headers.
+        // no reason to hold back the other accounts, whatever its headers. USD-M's docs
+        // promise no `Retry-After` at all: any other 429 without one holds the address
+        // back until the weight's minute turns, since going on risks a ban for everyone
+        // (found by review: it held nothing back).
         #[derive(serde::Deserialize)]
         struct Code {
             code: i64,
@@ -951,8 +954,8 @@ impl Adapter for Binance {
             (418, Some(Some(seconds))) => (seconds, true),
             (418, _) => (SHORTEST_BAN_S, true),
             (429, Some(Some(seconds))) => (seconds, false),
-            // Present, but not a number of seconds: until the weight's minute turns.
-            (429, Some(None)) => (60, false),
+            // Absent, or not a number of seconds: until the weight's minute turns.
+            (429, None | Some(None)) => (60, false),
             _ => return None,
         };
         Some(BackOff {
@@ -3960,8 +3963,8 @@ mod tests {
         // The weight used up: wait as asked.
         assert_eq!(back_off(429, Some("17")), wait(17, false));
         assert_eq!(back_off(429, Some("soon")), wait(60, false));
-        // The order-count limits are the account's, answered without Retry-After.
-        assert_eq!(back_off(429, None), None);
+        // Without Retry-After (USD-M's docs promise none): until the minute turns.
+        assert_eq!(back_off(429, None), wait(60, false));
         // Banned: as long as it says, at least Binance's shortest ban when it does not,
         // at most its longest.
         assert_eq!(back_off(418, Some("300")), wait(300, true));
@@ -3975,7 +3978,9 @@ mod tests {
         // that does not say is taken as the address's.
         let orders = br#"{"code":-1015,"msg":"Too many new orders"}"#;
         assert_eq!(answer(429, Some("10"), orders), None);
+        assert_eq!(answer(429, None, orders), None);
         assert_eq!(answer(429, Some("10"), b"<html>"), wait(10, false));
+        assert_eq!(answer(429, None, b"<html>"), wait(60, false));
     }
 
     #[test]

@@ -4953,6 +4953,42 @@ async fn after_a_429_nothing_more_goes_to_the_pool_until_it_has_waited() {
     assert!(env.alerts.try_recv().is_err());
 }
 
+/// USD-M's documentation, unlike spot's, promises no `Retry-After` with a 429: keygate
+/// holds the pool back until the weight's minute turns all the same (found by review:
+/// without the header it held nothing back, and bots going on would have had the address
+/// banned, which stops every client's orders and cancels).
+#[tokio::test]
+async fn a_429_without_retry_after_holds_the_pool_back_too() {
+    clear_of_a_minute_turn().await;
+    let env = default_env().await;
+    control_simulator(&env, "/__mock/weight-limit?limit=45&retry_after=0").await;
+    for _ in 0..2 {
+        assert_eq!(get(&env, "/api/v3/account", "").await.0, 200);
+    }
+    let read = |n: u64| {
+        http(
+            "GET",
+            &format!("/binance/api/v3/account?{}", sign_nth(n, BOT_SECRET)),
+            "",
+            "",
+        )
+    };
+    let answer = exchange_raw(env.gateway, &read(0)).await;
+    assert_eq!(answer.status, 429, "{}", answer.body);
+    assert!(
+        answer.header("retry-after").is_empty(),
+        "{:?}",
+        answer.headers
+    );
+    let sent = env.exchange.simulator().requests().len();
+    let held = exchange_raw(env.gateway, &read(1)).await;
+    assert_eq!(held.status, 429, "{}", held.body);
+    let msg = held.json()["msg"].as_str().unwrap().to_owned();
+    assert!(msg.contains("used up its request weight"), "{msg}");
+    assert!((1..=60).contains(&retry_after(&held)));
+    assert_eq!(env.exchange.simulator().requests().len(), sent);
+}
+
 /// Has the exchange ask keygate to back off: with the simulator's request weight limited
 /// to 45, the third account read (20 each) is answered 429, and keygate pauses the
 /// upstream.

@@ -288,10 +288,12 @@
 //! A first ban lasts 120 s, each later one on the host twice the one before, up to three
 //! days. Withdrawals and transfers, weighted per account, are never refused for their
 //! weight. For
-//! tests, `POST /__mock/weight-limit?limit=N&ban=S` sets every family's limit per minute
-//! to `N` and the first ban's length to `S` seconds (each optional, each at least 1; it
-//! answers the limits in force, and lifts no ban), as do [`Simulator::set_weight_limit`]
-//! and [`Simulator::set_first_ban_s`]; `POST /__mock/reset?state=1` restores the
+//! tests, `POST /__mock/weight-limit?limit=N&ban=S&retry_after=0` sets every family's
+//! limit per minute to `N`, the first ban's length to `S` seconds (each optional, each at
+//! least 1) and, with `retry_after=0`, leaves `Retry-After` out of the 429 and 418
+//! answers (USD-M's documentation does not promise it; `retry_after=1` puts it back); it
+//! answers the limits in force, and lifts no ban, as do [`Simulator::set_weight_limit`],
+//! [`Simulator::set_first_ban_s`] and [`Simulator::set_retry_after`]; `POST /__mock/reset?state=1` restores the
 //! defaults, lifts every ban and forgets earlier ones and the weight used. As the windows
 //! and bans follow the simulator's clock, [`Simulator::set_clock_offset_ms`] moves a test
 //! past them without waiting. Each `exchangeInfo` announces the limit in force for its
@@ -946,6 +948,18 @@ impl Simulator {
         let mut counters = lock(&self.inner.limits);
         let limits = WeightLimits {
             first_ban_s: seconds.max(1),
+            ..counters.limits()
+        };
+        counters.set_limits(limits);
+    }
+
+    /// Whether answers refused for their weight (429, 418) carry `Retry-After`, from now
+    /// on: they do unless told otherwise. Spot's documentation promises the header,
+    /// USD-M's does not, so clients are tested without it too.
+    pub fn set_retry_after(&self, sent: bool) {
+        let mut counters = lock(&self.inner.limits);
+        let limits = WeightLimits {
+            retry_after: sent,
             ..counters.limits()
         };
         counters.set_limits(limits);

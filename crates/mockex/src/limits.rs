@@ -127,6 +127,9 @@ pub(crate) struct WeightLimits {
     /// The length of a host's first ban, in seconds; each later one is twice the one
     /// before.
     pub(crate) first_ban_s: u64,
+    /// Whether 429 and 418 answers carry `Retry-After`: spot's documentation promises
+    /// it, USD-M's does not, so a client is tested without it too.
+    pub(crate) retry_after: bool,
 }
 
 impl Default for WeightLimits {
@@ -137,6 +140,7 @@ impl Default for WeightLimits {
             fapi: 2400,
             dapi: 2400,
             first_ban_s: 120,
+            retry_after: true,
         }
     }
 }

@@ -714,7 +714,10 @@ async fn handle(
         } => {
             return refused(
                 ApiError::too_much_weight(limit),
-                retry_after_s,
+                simulator
+                    .weight_limits()
+                    .retry_after
+                    .then_some(retry_after_s),
                 family,
                 used,
             )
@@ -723,7 +726,17 @@ async fn handle(
             used,
             until_ms,
             retry_after_s,
-        } => return refused(ApiError::ip_banned(until_ms), retry_after_s, family, used),
+        } => {
+            return refused(
+                ApiError::ip_banned(until_ms),
+                simulator
+                    .weight_limits()
+                    .retry_after
+                    .then_some(retry_after_s),
+                family,
+                used,
+            )
+        }
     };
     let (status, value) = match found {
         None => ApiError::new(404, -1000, "Unknown endpoint.").into_parts(),
@@ -789,14 +802,16 @@ async fn handle(
 }
 
 /// The answer to a request refused for its IP's request weight: `error` (429 or 418) with
-/// `Retry-After` in whole seconds and, as usual, the headers that report `family`'s
-/// weight `used` this minute.
-fn refused(error: ApiError, retry_after_s: u64, family: Family, used: u64) -> Response {
+/// `Retry-After` in whole seconds, unless it is left out, and, as usual, the headers that
+/// report `family`'s weight `used` this minute.
+fn refused(error: ApiError, retry_after_s: Option<u64>, family: Family, used: u64) -> Response {
     let (status, value) = error.into_parts();
     let mut response = with_weight((status, axum::Json(value)).into_response(), family, used);
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_s));
+    if let Some(seconds) = retry_after_s {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
     response
 }
 
@@ -868,9 +883,10 @@ fn mock_trigger(simulator: &Simulator, query: &str) -> Result<Value, ApiError> {
         .unwrap_or_else(|| Err(ApiError::unknown_order()))
 }
 
-/// `POST /__mock/weight-limit?limit=N&ban=S`: sets every family's request-weight limit per
-/// minute to `N` and the length of a first IP ban to `S` seconds, each optional and at
-/// least 1 (-1130 otherwise); answers the limits in force.
+/// `POST /__mock/weight-limit?limit=N&ban=S&retry_after=0|1`: sets every family's
+/// request-weight limit per minute to `N` and the length of a first IP ban to `S` seconds,
+/// each optional and at least 1 (-1130 otherwise), and whether 429 and 418 answers carry
+/// `Retry-After`; answers the limits in force.
 fn mock_weight_limit(simulator: &Simulator, query: &str) -> Result<Value, ApiError> {
     let params = Params::parse(query, "")?;
     let positive = |name: &str| -> Result<Option<u64>, ApiError> {
@@ -880,6 +896,11 @@ fn mock_weight_limit(simulator: &Simulator, query: &str) -> Result<Value, ApiErr
         }
     };
     let (limit, ban) = (positive("limit")?, positive("ban")?);
+    match params.integer("retry_after")? {
+        None => {}
+        Some(sent @ (0 | 1)) => simulator.set_retry_after(sent == 1),
+        Some(_) => return Err(ApiError::invalid_parameter("retry_after")),
+    }
     if let Some(limit) = limit {
         simulator.set_weight_limit(limit);
     }
@@ -895,6 +916,7 @@ fn mock_weight_limit(simulator: &Simulator, query: &str) -> Result<Value, ApiErr
             "dapi": limits.dapi,
         },
         "ban": limits.first_ban_s,
+        "retry_after": limits.retry_after,
     }))
 }
 

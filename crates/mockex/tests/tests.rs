@@ -3115,7 +3115,8 @@ mod weight_limits {
             body,
             serde_json::json!({
                 "limits": {"api": 20, "sapi": 20, "fapi": 20, "dapi": 20},
-                "ban": 120
+                "ban": 120,
+                "retry_after": true
             })
         );
         // Up to the limit, and not past it: served.
@@ -3159,6 +3160,17 @@ mod weight_limits {
         // Each `exchangeInfo` announces the limit in force.
         assert_eq!(body["rateLimits"][0]["rateLimitType"], "REQUEST_WEIGHT");
         assert_eq!(body["rateLimits"][0]["limit"], 20);
+
+        // Told to, it leaves `Retry-After` out, as USD-M's documentation promises none.
+        let (status, body) = set_limits(&sim, "retry_after=0").await;
+        assert_eq!((status, &body["retry_after"]), (200, &Value::Bool(false)));
+        let mut refused = call(&sim, Method::GET, "/api/v3/account", "", true).await;
+        while refused.0 == 200 {
+            refused = call(&sim, Method::GET, "/api/v3/account", "", true).await;
+        }
+        assert_eq!(refused.0, 429, "{}", refused.2);
+        assert!(!refused.1.contains_key("retry-after"), "{:?}", refused.1);
+        assert_eq!(set_limits(&sim, "retry_after=2").await.0, 400);
     }
 
     /// A request to the same host before the `Retry-After` of a 429 has passed bans the IP

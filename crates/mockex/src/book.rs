@@ -63,9 +63,23 @@ pub(crate) enum OrderType {
 impl OrderType {
     /// Reads `type` as `product` takes it: `LIMIT_MAKER` and the stop and take-profit
     /// types are spot's alone (USD-M's post only is the `GTX` time in force, its
-    /// conditional orders go to the algo service). Anything else is -1116.
+    /// conditional orders go to the algo service, and naming one here is -4120).
+    /// Anything else is -1116.
     pub(crate) fn parse(value: &str, product: Product) -> Result<OrderType, ApiError> {
         match (value, product) {
+            (
+                "STOP"
+                | "STOP_MARKET"
+                | "TAKE_PROFIT"
+                | "TAKE_PROFIT_MARKET"
+                | "TRAILING_STOP_MARKET",
+                Product::UsdM,
+            ) => Err(ApiError::new(
+                400,
+                -4120,
+                "Order type not supported for this endpoint. Please use the Algo Order API \
+                 endpoints instead.",
+            )),
             ("LIMIT", _) => Ok(OrderType::Limit),
             ("MARKET", _) => Ok(OrderType::Market),
             ("LIMIT_MAKER", Product::Spot) => Ok(OrderType::LimitMaker),
@@ -802,6 +816,16 @@ pub(crate) fn start(
     // Post only (USD-M's GTX): one that would take is refused and not recorded, as
     // Binance answers it; one that would not rests as a GTC order does.
     let post_only = placed.time_in_force == "GTX";
+    // USD-M's FOK that cannot fill at once is refused and not recorded either (spot's
+    // expires, and is).
+    if m.product == Product::UsdM && placed.time_in_force == "FOK" && !crosses {
+        return Err(ApiError::new(
+            400,
+            -5021,
+            "Due to the order could not be filled immediately, the FOK order has been \
+             rejected. The order will not be recorded in the order history",
+        ));
+    }
     if post_only && crosses {
         return Err(ApiError::new(
             400,

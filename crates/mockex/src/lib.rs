@@ -321,7 +321,10 @@
 //! `rateLimit/order`; `/sapi`'s `asset/dribblet`, `convert/tradeFlow`, `account/status` and
 //! `account/apiTradingStatus`; spot's `PUT /api/v3/order/amend/keepPriority` and smart
 //! order routing (`/api/v3/sor/order`). USD-M orders with `priceMatch` are refused (-1102
-//! without a price). keygate classifies and limits them all the same; the tests cannot
+//! without a price, -1106 with one, as Binance refuses the pair). As Binance does, a USD-M
+//! `FOK` order that cannot fill is refused and not recorded (-5021), as a post-only one
+//! that would take is (-5022), and a conditional type sent to `POST /fapi/v1/order`
+//! is -4120 (its place is the algo service). keygate classifies and limits them all the same; the tests cannot
 //! follow them to an answer. A trailing stop never trails: prices never move, and it
 //! triggers only when a test says so.
 //!

@@ -1426,6 +1426,15 @@ pub(crate) fn read_new_order(
     let m = symbol(params, product)?;
     let side = Side::parse(params.required("side")?)?;
     let order_type = OrderType::parse(params.required("type")?, product)?;
+    // USD-M: `priceMatch` pegs the price, so it "can't be passed together with price".
+    let pegged = params.get("priceMatch").is_some_and(|p| p != "NONE");
+    if product == Product::UsdM && pegged && params.get("price").is_some() {
+        return Err(ApiError::new(
+            400,
+            -1106,
+            "Parameter 'price' sent when not required.",
+        ));
+    }
     let time_in_force = match order_type {
         OrderType::Limit | OrderType::StopLossLimit | OrderType::TakeProfitLimit => {
             let tif = params.required("timeInForce")?;

@@ -1324,6 +1324,56 @@ mod editing {
         assert_eq!(trades.as_array().map(Vec::len), Some(0), "{trades}");
     }
 
+    /// Found by a review against USD-M's documentation: an FOK order that cannot fill
+    /// was answered 200 and listed as expired, where Binance refuses it (-5021) and
+    /// records nothing; a conditional type named to `/fapi/v1/order` is -4120 (they go to
+    /// the algo service), not -1116; `priceMatch` with a `price` is refused.
+    #[tokio::test]
+    async fn usdm_refuses_as_binance_does_what_it_cannot_place() {
+        let sim = start().await;
+        let fok = |price: &str| {
+            format!(
+                "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=FOK&quantity=0.01&price={price}"
+            )
+        };
+        let unfilled = signed(&sim, Method::POST, "/fapi/v1/order", &fok("59000")).await;
+        assert_code(&unfilled, 400, -5021);
+        let (status, all) = signed(&sim, Method::GET, "/fapi/v1/allOrders", "symbol=BTCUSDT").await;
+        assert_eq!(
+            (status, all.as_array().map(Vec::len)),
+            (200, Some(0)),
+            "{all}"
+        );
+        let (status, filled) = signed(
+            &sim,
+            Method::POST,
+            "/fapi/v1/order",
+            &format!("{}&newOrderRespType=RESULT", fok("61000")),
+        )
+        .await;
+        assert_eq!(
+            (status, &filled["status"]),
+            (200, &Value::from("FILLED")),
+            "{filled}"
+        );
+        for conditional in ["STOP_MARKET", "TAKE_PROFIT", "TRAILING_STOP_MARKET"] {
+            let params = format!(
+                "symbol=BTCUSDT&side=SELL&type={conditional}&quantity=0.01&stopPrice=55000"
+            );
+            let refused = signed(&sim, Method::POST, "/fapi/v1/order", &params).await;
+            assert_code(&refused, 400, -4120);
+        }
+        let pegged = signed(
+            &sim,
+            Method::POST,
+            "/fapi/v1/order",
+            "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=59000\
+             &priceMatch=OPPONENT",
+        )
+        .await;
+        assert_code(&pegged, 400, -1106);
+    }
+
     #[tokio::test]
     async fn a_usdm_limit_order_is_modified_in_place() {
         let sim = start().await;

@@ -17,10 +17,11 @@
 //! their own order, pass the background events (reads, denials) queued before them that
 //! the writer has not begun to commit and that were made at most [`MAX_PASSED_MS`]
 //! earlier: a flood of refused requests holds an order up by one transaction of 1024
-//! events at most. Background events queue up to bounds: one for requests without a valid key (stale and replayed ones
-//! included: [`AuditLog::append_unattributed`]), one for clients in all, and one per
-//! client. Past its bound an event is counted instead of kept, and the log
-//! records how many were lost, when, and of which clients ([`keygate_core::LostEvents`]):
+//! events at most. Background events queue up to bounds: one for requests without a
+//! valid key (stale and replayed ones included: [`AuditLog::append_unattributed`]), one
+//! for clients in all, and one per client. Past its bound an event is counted instead of
+//! kept, and the log records how many were lost, when, and of which clients
+//! ([`keygate_core::LostEvents`]):
 //! memory stays bounded, keyless requests or one client never crowd out another client's
 //! events, and a gap is never silent. Events someone waits on, and what follows them
 //! ([`AuditLog::append_kept`]), have a bound of their own, far above any real backlog

@@ -1575,8 +1575,8 @@ fn decoded(rows: Vec<EventRow>) -> Result<Vec<(u64, Event)>, Error> {
 /// A seq at or before the first event written at or after `ts_ms`, found by bisection:
 /// every event from it on is read to find those of a period (today's, for the daily
 /// limits) without reading the whole log. Events are written in time order up to the
-/// background batch window and the backlog a durable event may pass (a fraction of a
-/// second), so the search aims a minute early.
+/// background batch window and the background events an event someone waits on may pass
+/// (made at most [`MAX_PASSED_MS`] before it), so the search aims a minute early.
 pub fn seq_near(store: &Store, ts_ms: u64) -> Result<u64, Error> {
     let target = ts_ms.saturating_sub(60_000);
     let (mut low, mut high) = (1, last_seq(store)? + 1);

@@ -324,7 +324,9 @@
 //! without a price, -1106 with one, as Binance refuses the pair). As Binance does, a USD-M
 //! `FOK` order that cannot fill is refused and not recorded (-5021), as a post-only one
 //! that would take is (-5022), and a conditional type sent to `POST /fapi/v1/order`
-//! is -4120 (its place is the algo service). keygate classifies and limits them all the same; the tests cannot
+//! is -4120 (its place is the algo service); `allOrders` and a query by id no longer
+//! find a USD-M order cancelled or expired with nothing filled three days after it was
+//! placed, nor any after ninety days (conditional orders' lists keep theirs). keygate classifies and limits them all the same; the tests cannot
 //! follow them to an answer. A trailing stop never trails: prices never move, and it
 //! triggers only when a test says so.
 //!

@@ -1992,7 +1992,7 @@ fn private(
             let m = symbol(params, product)?;
             let name = order_ref(params, product)?;
             let order = book::find(account, product, m.symbol, &name.by)
-                .filter(|o| name.is_named(o))
+                .filter(|o| name.is_named(o) && still_found(o, now))
                 .ok_or_else(|| ApiError::new(400, -2013, "Order does not exist."))?;
             Ok(match product {
                 Product::Spot => spot_order(order),
@@ -2103,6 +2103,7 @@ fn private(
                 .filter(|o| o.product == product && o.symbol == m.symbol)
                 .filter(|o| from_id.is_none_or(|id| o.order_id >= id))
                 .filter(placed)
+                .filter(|o| still_found(o, now))
                 .collect();
             let from_start = from_id.is_some() || from.is_some();
             Ok(Value::Array(
@@ -3301,6 +3302,21 @@ pub(crate) fn spot_order(o: &Order) -> Value {
         v["trailingDelta"] = json!(delta);
     }
     v
+}
+
+/// Whether Binance still finds `order` at `now` (`allOrders`, a query by id): USD-M
+/// forgets an order cancelled or expired with nothing filled three days after it was
+/// placed, and every order after ninety, as its "All Orders" and "Query Order" pages
+/// say; spot keeps them.
+fn still_found(order: &Order, now: u64) -> bool {
+    const DAY_MS: u64 = 24 * 3600 * 1000;
+    if order.product == Product::Spot {
+        return true;
+    }
+    let age = now.saturating_sub(order.time);
+    let ended_unfilled =
+        matches!(order.status, "CANCELED" | "EXPIRED") && order.executed_qty.is_zero();
+    age <= 90 * DAY_MS && !(ended_unfilled && age > 3 * DAY_MS)
 }
 
 /// `orderListId`: the list's, or -1 for an order on its own.

@@ -1374,6 +1374,58 @@ mod editing {
         assert_code(&pegged, 400, -1106);
     }
 
+    /// Found by a review against USD-M's documentation: Binance no longer finds an order
+    /// cancelled with nothing filled three days after it was placed, nor any order after
+    /// ninety; the simulator listed them for ever, so a reconciliation test could find
+    /// what production never lists.
+    #[tokio::test]
+    async fn usdm_forgets_unfilled_cancelled_orders_after_three_days() {
+        let sim = start().await;
+        let cancelled = resting_futures(&sim, "BUY", "50000", "cancelled").await;
+        let (status, _) = signed(
+            &sim,
+            Method::DELETE,
+            "/fapi/v1/order",
+            &format!("symbol=BTCUSDT&orderId={cancelled}"),
+        )
+        .await;
+        assert_eq!(status, 200);
+        let resting = resting_futures(&sim, "BUY", "50000", "resting").await;
+        // A GET signed on the simulator's clock, moved on by `days`.
+        let at = |days: u64, path: &str, params: &str| {
+            let offset = days * 24 * 3600 * 1000;
+            sim.simulator().set_clock_offset_ms(offset as i64);
+            let query = format!(
+                "{params}&timestamp={}&recvWindow=10000",
+                now_ms() + u128::from(offset)
+            );
+            let signature = hmac_hex(SECRET, &query);
+            let target = format!("{path}?{query}&signature={signature}");
+            let sim = &sim;
+            async move { send(sim, Method::GET, &target, Some(KEY), None).await }
+        };
+        let listed = |all: &Value| -> Vec<u64> {
+            all.as_array()
+                .unwrap()
+                .iter()
+                .map(|o| o["orderId"].as_u64().unwrap())
+                .collect()
+        };
+        let (_, all) = at(2, "/fapi/v1/allOrders", "symbol=BTCUSDT").await;
+        assert_eq!(listed(&all), [cancelled, resting]);
+        let (_, all) = at(4, "/fapi/v1/allOrders", "symbol=BTCUSDT").await;
+        assert_eq!(listed(&all), [resting]);
+        let gone = at(
+            4,
+            "/fapi/v1/order",
+            &format!("symbol=BTCUSDT&orderId={cancelled}"),
+        )
+        .await;
+        assert_code(&gone, 400, -2013);
+        let (_, all) = at(91, "/fapi/v1/allOrders", "symbol=BTCUSDT").await;
+        assert_eq!(listed(&all), Vec::<u64>::new());
+    }
+
     #[tokio::test]
     async fn a_usdm_limit_order_is_modified_in_place() {
         let sim = start().await;

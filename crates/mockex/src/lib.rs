@@ -321,7 +321,8 @@
 //! `rateLimit/order`; `/sapi`'s `asset/dribblet`, `convert/tradeFlow`, `account/status` and
 //! `account/apiTradingStatus`; spot's `PUT /api/v3/order/amend/keepPriority` and smart
 //! order routing (`/api/v3/sor/order`). USD-M orders with `priceMatch` are refused (-1102
-//! without a price, -1106 with one, as Binance refuses the pair). As Binance does, a USD-M
+//! without a price, -1106 with one, as Binance refuses the pair; `closePosition` is for
+//! the algo service's types, -1106 here). As Binance does, a USD-M
 //! `FOK` order that cannot fill is refused and not recorded (-5021), as a post-only one
 //! that would take is (-5022), and a conditional type sent to `POST /fapi/v1/order`
 //! is -4120 (its place is the algo service); `allOrders` and a query by id no longer

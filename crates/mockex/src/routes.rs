@@ -1435,6 +1435,15 @@ pub(crate) fn read_new_order(
             "Parameter 'price' sent when not required.",
         ));
     }
+    // USD-M: `closePosition` goes with the stop and take-profit market types alone, which
+    // are the algo service's; this endpoint places none.
+    if product == Product::UsdM && params.get("closePosition") == Some("true") {
+        return Err(ApiError::new(
+            400,
+            -1106,
+            "Parameter 'closePosition' sent when not required.",
+        ));
+    }
     let time_in_force = match order_type {
         OrderType::Limit | OrderType::StopLossLimit | OrderType::TakeProfitLimit => {
             let tif = params.required("timeInForce")?;

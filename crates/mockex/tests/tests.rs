@@ -1372,6 +1372,15 @@ mod editing {
         )
         .await;
         assert_code(&pegged, 400, -1106);
+        let closing = signed(
+            &sim,
+            Method::POST,
+            "/fapi/v1/order",
+            "symbol=BTCUSDT&side=SELL&type=LIMIT&timeInForce=GTC&quantity=0.01&price=61000\
+             &closePosition=true",
+        )
+        .await;
+        assert_code(&closing, 400, -1106);
     }
 
     /// Found by a review against USD-M's documentation: Binance no longer finds an order

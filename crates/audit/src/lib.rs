@@ -236,7 +236,8 @@ enum Lane {
     Unattributed,
     /// Never dropped while fewer than [`Bounds::kept`] such jobs wait; nobody waits on it.
     Kept,
-    /// Someone waits on it: written at once, with everything queued before it.
+    /// Someone waits on it: written at once, ahead of the background events queued
+    /// before it (see [`writer`]).
     Durable,
     /// Someone waits until everything queued before it is written: written at once.
     Barrier,
@@ -454,8 +455,9 @@ impl Drop for Handle {
     }
 }
 
-/// The queue, even if a thread panicked while holding it: every change to it is a single
-/// push, take or flag, so it is never left half-changed.
+/// The queue, even if a thread panicked while holding it: every change to it is a push,
+/// a take, a flag, or pops of jobs each counted out as it goes, none of which can panic
+/// halfway, so it is never left half-changed.
 fn lock(queue: &Mutex<Queue>) -> MutexGuard<'_, Queue> {
     queue
         .lock()
@@ -717,8 +719,9 @@ impl Batch {
             q.queued_kept -= 1;
             passing.push(job);
         }
-        // What is left of the kept lane is empty or starts with a barrier, unless the
-        // chunk is full: `any` looks at its first job.
+        // `any` stops at the first job someone waits on: at once when what is left of the
+        // kept lane is empty or starts with a barrier; only when the pops stopped at
+        // `MAX_BATCH` may it look through outcomes that follow (at most the lane's bound).
         q.urgent = q.kept.iter().any(|job| job.on_durable.is_some());
         if q.is_empty() {
             q.since = None;
@@ -2229,7 +2232,8 @@ mod tests {
     fn a_durable_event_passes_no_event_made_long_before_it() {
         let (_dir, db, key) = open();
         let log = AuditLog::start(&db, key.clone()).unwrap();
-        let made = now_ms() - 2 * MAX_PASSED_MS;
+        // Made two minutes before: further back than the minute `seq_near` allows for.
+        let made = now_ms() - 120_000;
         let stalled = hold_write_lock(&db);
         for _ in 0..(3 * MAX_BATCH) {
             log.append(Event {
@@ -2239,14 +2243,23 @@ mod tests {
         }
         thread::sleep(3 * BACKGROUND_BATCH_WINDOW);
         let (tx, rx) = mpsc::channel();
-        log.append_durable(event(1), Box::new(move |seq| tx.send(seq).unwrap()));
+        let durable = event(1);
+        let durable_ms = durable.ts_ms;
+        log.append_durable(durable, Box::new(move |seq| tx.send(seq).unwrap()));
         release(stalled);
         let seq = rx.recv().unwrap().unwrap();
         assert_eq!(seq, 3 * MAX_BATCH as u64 + 1, "written in queue order");
+        // Read from when it was made, the reading finds it (written between the old
+        // events, bisection would have started past it).
+        log.flush().unwrap();
         let store = Store::open(&db).unwrap();
         let mut seen = Vec::new();
-        for_each_verified_since(&store, &key, made + 1, |page| {
-            seen.extend(page.iter().filter(|(_, e)| e.ts_ms > made).map(|(s, _)| *s));
+        for_each_verified_since(&store, &key, durable_ms, |page| {
+            seen.extend(
+                page.iter()
+                    .filter(|(_, e)| e.ts_ms >= durable_ms)
+                    .map(|(s, _)| *s),
+            );
             true
         })
         .unwrap();

@@ -36,7 +36,11 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     ));
     let result = runtime.block_on(story(&root.join("home"), &root.join("master.key")));
     if args.keep {
-        eprintln!("demo home kept at {}", root.join("home").display());
+        eprintln!(
+            "demo home kept at {}, its master key file at {}",
+            root.join("home").display(),
+            root.join("master.key").display()
+        );
     } else {
         // Best effort: a leftover temp directory holds only the demo's throwaway keys.
         let _ = std::fs::remove_dir_all(&root);

@@ -51,8 +51,9 @@ const MAX_COUNTED_SOURCES: usize = 10_000;
 /// How much earlier than the events before it an event may be dated and still be taken
 /// as written late rather than as made after a clock was stepped back: the audit writer
 /// commits the events someone waits on ahead of the reads and denials queued before
-/// them, made at most this much earlier.
-const LATE_EVENT_MS: u64 = keygate_audit::MAX_PASSED_MS;
+/// them, made at most that bound earlier, and a second for an event stamped before it
+/// was queued (a worker thread paused in between).
+const LATE_EVENT_MS: u64 = keygate_audit::MAX_PASSED_MS + 1_000;
 /// Source addresses, or symbols, remembered per client; past this, the least recently
 /// seen is forgotten.
 const MAX_SIGHTINGS_PER_CLIENT: usize = 64;

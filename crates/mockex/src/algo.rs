@@ -21,8 +21,10 @@ use crate::routes::{self, ApiError, Ids};
 /// client that takes one id for the other is caught.
 pub(crate) const FIRST_ALGO_ID: u64 = 1_000_001;
 
+/// A day, in milliseconds.
+const DAY_MS: u64 = 24 * 3600 * 1000;
 /// A week in milliseconds: `allAlgoOrders` spans less than this.
-const WEEK_MS: u64 = 7 * 24 * 3600 * 1000;
+const WEEK_MS: u64 = 7 * DAY_MS;
 
 /// What a `clientAlgoId` may hold, as Binance's -1100 message writes it.
 const CLIENT_ALGO_ID_PATTERN: &str = "^[\\.A-Z\\:/a-z0-9_-]{1,36}$";
@@ -415,15 +417,23 @@ fn named_by(params: &Params) -> Result<impl Fn(&AlgoOrder) -> bool + '_, ApiErro
 }
 
 /// `GET /fapi/v1/algoOrder`: one conditional order of the account, whatever became of
-/// it, as `allAlgoOrders` lists it.
-pub(crate) fn query(account: &Account, params: &Params) -> Result<Value, ApiError> {
+/// it, as `allAlgoOrders` lists it, while Binance still finds it ([`still_found`]).
+pub(crate) fn query(account: &Account, params: &Params, now: u64) -> Result<Value, ApiError> {
     let named = named_by(params)?;
     let algo = account
         .algo_orders
         .iter()
-        .find(|a| named(a))
+        .find(|a| named(a) && still_found(a, now))
         .ok_or_else(ApiError::unknown_order)?;
     Ok(listed(account, algo))
+}
+
+/// Whether Binance still finds conditional order `algo` at `now`: one cancelled before
+/// it triggered (nothing filled) is forgotten three days after it was made, and every
+/// one after ninety, as its "Query All Algo Orders" page says.
+fn still_found(algo: &AlgoOrder, now: u64) -> bool {
+    let age = now.saturating_sub(algo.create_time);
+    age <= 90 * DAY_MS && !(algo.status == AlgoStatus::Canceled && age > 3 * DAY_MS)
 }
 
 /// `GET /fapi/v1/openAlgoOrders`: the account's `NEW` conditional orders, oldest first,
@@ -454,7 +464,8 @@ pub(crate) fn open(account: &Account, params: &Params) -> Result<Value, ApiError
 /// `algoId` lists from that id on. `startTime` and `endTime` bound `createTime` and must
 /// be less than 7 days apart (-1127); one alone spans 7 days from or to it; neither, the
 /// last 7 days, unless `algoId` is sent. `limit` (default 500, at most 1000, else -1130)
-/// orders are listed, from page `page` (default 1) counted from the oldest.
+/// orders are listed, from page `page` (default 1) counted from the oldest. Those Binance
+/// no longer finds ([`still_found`]) are not.
 pub(crate) fn all(account: &Account, params: &Params, now: u64) -> Result<Value, ApiError> {
     let m = routes::symbol(params, Product::UsdM)?;
     let from_id = params.integer("algoId")?;
@@ -491,6 +502,7 @@ pub(crate) fn all(account: &Account, params: &Params, now: u64) -> Result<Value,
         .filter(|a| a.market.symbol == m.symbol)
         .filter(|a| from_id.is_none_or(|id| a.algo_id >= id))
         .filter(|a| window.is_none_or(|(start, end)| (start..=end).contains(&a.create_time)))
+        .filter(|a| still_found(a, now))
         .collect();
     chosen.sort_by_key(|a| a.algo_id);
     // At most 1000, and the product is capped: both fit a usize on any platform the

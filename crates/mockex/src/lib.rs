@@ -327,7 +327,9 @@
 //! that would take is (-5022), and a conditional type sent to `POST /fapi/v1/order`
 //! is -4120 (its place is the algo service); `allOrders` and a query by id no longer
 //! find a USD-M order cancelled or expired with nothing filled three days after it was
-//! placed, nor any after ninety days (conditional orders' lists keep theirs). keygate classifies and limits them all the same; the tests cannot
+//! placed, nor any after ninety days; nor do `allAlgoOrders` and a query by `algoId`
+//! find a conditional order cancelled before it triggered three days after it was made,
+//! nor any after ninety. keygate classifies and limits them all the same; the tests cannot
 //! follow them to an answer. A trailing stop never trails: prices never move, and it
 //! triggers only when a test says so.
 //!

@@ -2389,7 +2389,7 @@ fn private(
         Endpoint::CountdownCancelAll => countdown_cancel_all(account, params, now),
         Endpoint::NewAlgoOrder => algo::place(account, ids, params, now),
         Endpoint::CancelAlgoOrder => algo::cancel(account, params, now),
-        Endpoint::QueryAlgoOrder => algo::query(account, params),
+        Endpoint::QueryAlgoOrder => algo::query(account, params, now),
         Endpoint::OpenAlgoOrders => algo::open(account, params),
         Endpoint::AllAlgoOrders => algo::all(account, params, now),
         Endpoint::CancelAllAlgoOrders => algo::cancel_all(account, params, now),

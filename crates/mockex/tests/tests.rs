@@ -1957,6 +1957,49 @@ mod conditional {
 
     const TAKE_PROFIT: &str = "algoType=CONDITIONAL&symbol=BTCUSDT&side=SELL&type=TAKE_PROFIT\
         &quantity=0.01&price=65000&triggerPrice=65000";
+
+    /// As Binance's "Query All Algo Orders" says: a conditional order cancelled before it
+    /// triggered is no longer found three days after it was made, and none is after
+    /// ninety (found by a review against USD-M's documentation).
+    #[tokio::test]
+    async fn cancelled_conditional_orders_are_forgotten_after_three_days() {
+        let sim = start().await;
+        let (_, cancelled) = post_algo(&sim, STOP_MARKET).await;
+        let cancelled = cancelled["algoId"].as_u64().unwrap();
+        let (status, _) = signed(
+            &sim,
+            Method::DELETE,
+            "/fapi/v1/algoOrder",
+            &format!("algoId={cancelled}"),
+        )
+        .await;
+        assert_eq!(status, 200);
+        let (_, open) = post_algo(&sim, STOP_MARKET).await;
+        let open = open["algoId"].as_u64().unwrap();
+        // A GET signed on the simulator's clock, moved on by `days`.
+        let at = |days: u64, path: &str, params: &str| {
+            let offset = days * 24 * 3600 * 1000;
+            sim.simulator().set_clock_offset_ms(offset as i64);
+            let query = format!(
+                "{params}&timestamp={}&recvWindow=10000",
+                now_ms() + u128::from(offset)
+            );
+            let signature = hmac_hex(SECRET, &query);
+            let target = format!("{path}?{query}&signature={signature}");
+            let sim = &sim;
+            async move { send(sim, Method::GET, &target, Some(KEY), None).await }
+        };
+        let (_, all) = at(2, "/fapi/v1/allAlgoOrders", "symbol=BTCUSDT").await;
+        assert_eq!(ids(&all), [cancelled, open]);
+        let (_, all) = at(4, "/fapi/v1/allAlgoOrders", "symbol=BTCUSDT").await;
+        assert_eq!(ids(&all), [open]);
+        let gone = at(4, "/fapi/v1/algoOrder", &format!("algoId={cancelled}")).await;
+        assert_eq!(gone.0, 400, "{}", gone.1);
+        let (status, _) = at(4, "/fapi/v1/algoOrder", &format!("algoId={open}")).await;
+        assert_eq!(status, 200);
+        let gone = at(91, "/fapi/v1/algoOrder", &format!("algoId={open}")).await;
+        assert_eq!(gone.0, 400, "{}", gone.1);
+    }
     const STOP_MARKET: &str =
         "algoType=CONDITIONAL&symbol=BTCUSDT&side=SELL&type=STOP_MARKET&quantity=0.01\
         &triggerPrice=55000";

@@ -1034,6 +1034,17 @@ impl Simulator {
         lock(&self.inner.limits).add_order(account, now_ms())
     }
 
+    /// Counts USD-M order requests of `account` (see [`Counters::add_futures_orders`]);
+    /// returns its counts of the current 10 seconds and minute.
+    pub(crate) fn add_futures_orders(
+        &self,
+        account: &AccountId,
+        ten_seconds: u64,
+        minute: u64,
+    ) -> [u64; 2] {
+        lock(&self.inner.limits).add_futures_orders(account, ten_seconds, minute, now_ms())
+    }
+
     /// Takes the spot orders of `account` that filled as they were placed off its
     /// unfilled order count, once each.
     pub(crate) fn count_fills(&self, account: &AccountId) {

@@ -211,6 +211,11 @@ struct Standing {
 /// day.
 pub(crate) const ORDER_COUNT_HEADERS: [&str; 2] = ["x-mbx-order-count-10s", "x-mbx-order-count-1d"];
 
+/// The headers that report an account's USD-M orders in the current 10 seconds and
+/// minute.
+pub(crate) const FUTURES_ORDER_COUNT_HEADERS: [&str; 2] =
+    ["x-mbx-order-count-10s", "x-mbx-order-count-1m"];
+
 const MINUTE_MS: u64 = 60_000;
 const TEN_SECONDS_MS: u64 = 10_000;
 const DAY_MS: u64 = 86_400_000;
@@ -227,6 +232,9 @@ pub(crate) struct Counters {
     weight: HashMap<(Family, Option<AccountId>), u64>,
     /// Spot orders placed, by account.
     orders: HashMap<AccountId, OrderCount>,
+    /// USD-M orders placed and modified, by account: (window index, count) for 10
+    /// seconds and for a minute.
+    futures_orders: HashMap<AccountId, [(u64, u64); 2]>,
     /// The limits in force.
     limits: WeightLimits,
     /// Each host's 429s and bans.
@@ -362,6 +370,34 @@ impl Counters {
         standing.warned = None;
         standing.banned_until_ms = now_ms.saturating_add(length_s * 1000);
         standing.banned_until_ms
+    }
+
+    /// Counts USD-M order requests of `account` at `now_ms`, `ten_seconds` towards the
+    /// 10-second limit and `minute` towards the minute's, as Binance's USD-M pages weigh
+    /// them (an order or a modification 1 and 1, a batch 5 and 1), and returns the
+    /// counts of the current 10 seconds and minute. Limits nothing.
+    pub(crate) fn add_futures_orders(
+        &mut self,
+        account: &AccountId,
+        ten_seconds: u64,
+        minute: u64,
+        now_ms: u64,
+    ) -> [u64; 2] {
+        let counts = self.futures_orders.entry(account.clone()).or_default();
+        let mut bump = |index: usize, length: u64, by: u64| {
+            let (window, n) = &mut counts[index];
+            let current = now_ms / length;
+            if *window != current {
+                *window = current;
+                *n = 0;
+            }
+            *n += by;
+            *n
+        };
+        [
+            bump(0, TEN_SECONDS_MS, ten_seconds),
+            bump(1, MINUTE_MS, minute),
+        ]
     }
 
     /// Counts one spot order placed in `account` at `now_ms`; returns the account's

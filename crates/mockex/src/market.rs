@@ -270,14 +270,24 @@ pub(crate) fn places(value: Decimal) -> u32 {
     value.normalize().scale()
 }
 
-/// The `rateLimits` of an `exchangeInfo`, announcing `weight_limit`, the request-weight
-/// limit per minute in force for its API family.
+/// The `rateLimits` of spot's `exchangeInfo`, announcing `weight_limit`, the
+/// request-weight limit per minute in force for its API family.
 fn rate_limits(weight_limit: u64) -> Value {
     json!([
         {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": weight_limit},
         {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 100},
         {"rateLimitType": "ORDERS", "interval": "DAY", "intervalNum": 1, "limit": 200000},
         {"rateLimitType": "RAW_REQUESTS", "interval": "MINUTE", "intervalNum": 5, "limit": 61000}
+    ])
+}
+
+/// The `rateLimits` of a futures `exchangeInfo`, as USD-M's announces them: the request
+/// weight in force per minute, and orders per minute and per 10 seconds.
+fn futures_rate_limits(weight_limit: u64) -> Value {
+    json!([
+        {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": weight_limit},
+        {"rateLimitType": "ORDERS", "interval": "MINUTE", "intervalNum": 1, "limit": 1200},
+        {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 300}
     ])
 }
 
@@ -386,7 +396,7 @@ pub(crate) fn usdm_exchange_info(server_time: u64, weight_limit: u64) -> Value {
         "timezone": "UTC",
         "serverTime": server_time,
         "futuresType": "U_MARGINED",
-        "rateLimits": rate_limits(weight_limit),
+        "rateLimits": futures_rate_limits(weight_limit),
         "exchangeFilters": [],
         "assets": [{"asset": "USDT", "marginAvailable": true, "autoAssetExchange": "-10000"}],
         "symbols": symbols
@@ -399,7 +409,7 @@ pub(crate) fn coinm_exchange_info(server_time: u64, weight_limit: u64) -> Value 
     json!({
         "timezone": "UTC",
         "serverTime": server_time,
-        "rateLimits": rate_limits(weight_limit),
+        "rateLimits": futures_rate_limits(weight_limit),
         "exchangeFilters": [],
         "symbols": []
     })

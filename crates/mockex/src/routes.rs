@@ -19,7 +19,7 @@ use crate::auth::{self, Params};
 use crate::book::{
     self, Account, Modification, NewOrder, Order, OrderRef, OrderType, Side, Trade, Transfer,
 };
-use crate::limits::{Admission, Family, ORDER_COUNT_HEADERS};
+use crate::limits::{Admission, Family, FUTURES_ORDER_COUNT_HEADERS, ORDER_COUNT_HEADERS};
 use crate::lists::{self, ListKind};
 use crate::market::{self, fmt, Product};
 use crate::{Received, RecordedRequest, Simulator};
@@ -797,6 +797,25 @@ async fn handle(
         // takes a fill off "a short delay" later (its FAQ's examples show the count with
         // the order in it first).
         simulator.count_fills(account);
+    }
+    // A USD-M order, modification or batch of them tells the account's order requests of
+    // the 10 seconds and the minute, as Binance's USD-M answers do (its "Order Rate
+    // Limits": an order or a modification counts 1 and 1, a batch 5 and 1; found by
+    // review: only spot's were told).
+    let futures_counted = match found {
+        Some((_, _, Endpoint::NewOrder(Product::UsdM) | Endpoint::ModifyOrder)) => Some((1, 1)),
+        Some((_, _, Endpoint::BatchOrders | Endpoint::ModifyBatchOrders)) => Some((5, 1)),
+        _ => None,
+    };
+    if let (Some((ten_seconds, minute)), Some(account)) = (futures_counted, account) {
+        if status.is_success() {
+            let counts = simulator.add_futures_orders(account, ten_seconds, minute);
+            for (name, count) in FUTURES_ORDER_COUNT_HEADERS.into_iter().zip(counts) {
+                response
+                    .headers_mut()
+                    .insert(name, HeaderValue::from(count));
+            }
+        }
     }
     response
 }

@@ -3198,6 +3198,48 @@ mod weight_limits {
             .map(|v| v.to_str().unwrap().parse().unwrap())
     }
 
+    /// USD-M answers an order, a modification and a batch with the account's order
+    /// requests of the 10 seconds and the minute (an order 1 and 1, a batch 5 and 1), and
+    /// its `exchangeInfo` announces USD-M's order limits, not spot's (found by a review
+    /// against USD-M's documentation).
+    #[tokio::test]
+    async fn usdm_order_answers_tell_the_order_counts() {
+        let sim = start().await;
+        into_a_minute(&sim);
+        let order = "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=50000";
+        let (status, headers, body) = call(&sim, Method::POST, "/fapi/v1/order", order, true).await;
+        assert_eq!(status, 200, "{body}");
+        let counts = |headers: &HeaderMap| {
+            (
+                number(headers, "x-mbx-order-count-10s"),
+                number(headers, "x-mbx-order-count-1m"),
+            )
+        };
+        assert_eq!(counts(&headers), (Some(1), Some(1)));
+        let json = r#"[{"symbol":"BTCUSDT","side":"BUY","type":"LIMIT","timeInForce":"GTC","quantity":"0.01","price":"50000"}]"#;
+        let batch = super::trading::batch_param(json);
+        let (status, headers, body) =
+            call(&sim, Method::POST, "/fapi/v1/batchOrders", &batch, true).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(counts(&headers), (Some(6), Some(2)));
+        let (_, headers, _) = call(&sim, Method::GET, "/fapi/v1/openOrders", "", true).await;
+        assert_eq!(counts(&headers), (None, None), "a read counts no order");
+        let (_, _, info) = call(&sim, Method::GET, "/fapi/v1/exchangeInfo", "", false).await;
+        let orders: Vec<(&str, u64)> = info["rateLimits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|l| l["rateLimitType"] == "ORDERS")
+            .map(|l| {
+                (
+                    l["interval"].as_str().unwrap(),
+                    l["limit"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(orders, [("MINUTE", 1200), ("SECOND", 300)]);
+    }
+
     /// The whole seconds from `clock_ms` to the next minute, rounded up.
     fn to_next_minute(clock_ms: u64) -> u64 {
         (MINUTE_MS - clock_ms % MINUTE_MS).div_ceil(1000)

@@ -537,6 +537,12 @@ pub enum Error {
     /// The timestamp is outside the receive window.
     #[error("timestamp for this request is outside of the recvWindow")]
     StaleTimestamp,
+    /// The timestamp is ahead of the clock it is checked against by more than the
+    /// exchange allows ([`MAX_TIMESTAMP_AHEAD_MS`]).
+    #[error(
+        "timestamp for this request was {MAX_TIMESTAMP_AHEAD_MS}ms ahead of the server's time"
+    )]
+    TimestampAhead,
     /// The receive window is larger than the exchange allows.
     #[error("recvWindow must be at most {}", binance::MAX_RECV_WINDOW_MS)]
     RecvWindowTooLarge,

@@ -1651,6 +1651,25 @@ async fn attacks_are_refused_and_never_forwarded() {
             "authentication",
         ),
         attack(
+            "timestamp ahead",
+            get(format!(
+                "/binance/api/v3/account?{}",
+                sign_exactly(
+                    &format!(
+                        "timestamp={}&recvWindow=5000",
+                        keygate_gateway::now_ms() + 5_000
+                    ),
+                    BOT_SECRET
+                )
+            )),
+            (
+                400,
+                -1021,
+                "Timestamp for this request was 1000ms ahead of the server's time.",
+            ),
+            "authentication",
+        ),
+        attack(
             "wrong signature",
             get(format!(
                 "/binance/api/v3/account?{}",

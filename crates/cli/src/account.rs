@@ -39,7 +39,9 @@ pub struct AddArgs {
     /// A name for this key, used by `client issue --account`.
     #[arg(long)]
     pub label: String,
-    /// Base URL replacing every exchange host (a testnet, the simulator).
+    /// Base URL replacing every exchange host (a testnet, the simulator). Public market
+    /// data, which carries no key, goes there while every account of the exchange names
+    /// the same upstream, and to the exchange's own hosts otherwise.
     #[arg(long)]
     pub upstream: Option<String>,
     /// How often the key should be rotated (`90d`).
@@ -153,9 +155,43 @@ fn add(vault: &mut Unlocked, args: &AddArgs) -> anyhow::Result<()> {
             s.insert_account(&new, master, now)
         })
         .with_context(|| format!("adding account {label}"))?;
+    tell_if_upstreams_differ(vault, exchange, &label, upstream.as_deref());
     // The fingerprint the store wrote (`redact` of the key), not read back: a read that
     // failed now would report a failure of a change that is made.
     print_after_change(|out| writeln!(out, "added account {label} ({exchange}, key {fingerprint})"))
+}
+
+/// Tells when account `label`, just added with `upstream`, makes the accounts of
+/// `exchange` name different upstreams: public market data carries no key, so it follows
+/// the accounts' upstream only while they all name one, and goes to the exchange itself
+/// otherwise (found by review: a testnet bot's tickers went to the real exchange, and
+/// without a network they failed, once a second account named another upstream).
+fn tell_if_upstreams_differ(
+    vault: &Unlocked,
+    exchange: Exchange,
+    label: &Name,
+    upstream: Option<&str>,
+) {
+    let Ok(rows) = vault.store.account_rows() else {
+        return;
+    };
+    let other = rows
+        .into_iter()
+        .flatten()
+        .find(|a| a.exchange == exchange && a.label != *label && a.upstream.as_deref() != upstream);
+    if let Some(other) = other {
+        let shown = |u: Option<&str>| {
+            u.map_or_else(|| "the exchange's own hosts".to_owned(), str::to_owned)
+        };
+        tell(format_args!(
+            "keygate: warning: account {label} goes to {} and account {} to {}: public \
+             market data (it carries no key) now goes to the exchange's own hosts, not to \
+             either upstream",
+            escape_controls(&shown(upstream)),
+            other.label,
+            escape_controls(&shown(other.upstream.as_deref()))
+        ));
+    }
 }
 
 fn list(vault: &Unlocked, args: &ListArgs) -> anyhow::Result<()> {

@@ -1474,6 +1474,27 @@ mod init {
 mod account {
     use super::*;
 
+    /// Public market data follows the accounts' upstream only while they all name one:
+    /// `account add` says when a new account makes them differ (found by review: a
+    /// testnet bot's tickers went to the real exchange without a word).
+    #[test]
+    fn adding_an_account_of_another_upstream_is_told() {
+        let kg = Kg::with_key_file();
+        let testnet = ["--upstream", "http://127.0.0.1:9"];
+        let first = kg.add_account_with("main", REAL_KEY, REAL_SECRET, &testnet);
+        assert!(!first.stderr.contains("warning"), "{}", first.stderr);
+        let key = |n: u8| format!("{}{n}", &REAL_KEY[..REAL_KEY.len() - 1]);
+        let same = kg.add_account_with("second", &key(2), REAL_SECRET, &testnet);
+        assert!(!same.stderr.contains("warning"), "{}", same.stderr);
+        let other = kg.add_account_with("mainnet", &key(3), REAL_SECRET, &[]);
+        assert!(
+            other.stderr.contains("public market data")
+                && other.stderr.contains("the exchange's own hosts"),
+            "{}",
+            other.stderr
+        );
+    }
+
     /// A regression test: on a key-file vault `--passphrase-stdin` was ignored, and the
     /// passphrase line became the account's API key (its ends shown and audited).
     #[test]

@@ -4882,6 +4882,17 @@ async fn control_simulator(env: &Env, path_and_query: &str) {
     assert_eq!(answer.status, 200, "{path_and_query}: {}", answer.body);
 }
 
+/// The `n`th signed `GET /api/v3/account` of requests signed in one millisecond (see
+/// [`sign_nth`]).
+fn account_read(n: u64) -> Vec<u8> {
+    http(
+        "GET",
+        &format!("/binance/api/v3/account?{}", sign_nth(n, BOT_SECRET)),
+        "",
+        "",
+    )
+}
+
 /// The seconds a `Retry-After` of `answer` asks for.
 fn retry_after(answer: &Answer) -> u64 {
     let values = answer.header("retry-after");
@@ -4903,15 +4914,7 @@ async fn after_a_429_nothing_more_goes_to_the_pool_until_it_has_waited() {
     for _ in 0..2 {
         assert_eq!(get(&env, "/api/v3/account", "").await.0, 200);
     }
-    let read = |n: u64| {
-        http(
-            "GET",
-            &format!("/binance/api/v3/account?{}", sign_nth(n, BOT_SECRET)),
-            "",
-            "",
-        )
-    };
-    let answer = exchange_raw(env.gateway, &read(0)).await;
+    let answer = exchange_raw(env.gateway, &account_read(0)).await;
     assert_eq!(answer.status, 429, "{}", answer.body);
     assert!((1..=60).contains(&retry_after(&answer)));
     let sent = env.exchange.simulator().requests().len();
@@ -4939,7 +4942,7 @@ async fn after_a_429_nothing_more_goes_to_the_pool_until_it_has_waited() {
         "",
         "",
     );
-    for request in [read(1), order, public.to_vec(), sapi] {
+    for request in [account_read(1), order, public.to_vec(), sapi] {
         let held = exchange_raw(env.gateway, &request).await;
         assert_eq!(held.status, 429, "{}", held.body);
         assert_eq!(held.json()["code"], -1003, "{}", held.body);
@@ -4984,15 +4987,7 @@ async fn a_429_without_retry_after_holds_the_pool_back_too() {
     for _ in 0..2 {
         assert_eq!(get(&env, "/api/v3/account", "").await.0, 200);
     }
-    let read = |n: u64| {
-        http(
-            "GET",
-            &format!("/binance/api/v3/account?{}", sign_nth(n, BOT_SECRET)),
-            "",
-            "",
-        )
-    };
-    let answer = exchange_raw(env.gateway, &read(0)).await;
+    let answer = exchange_raw(env.gateway, &account_read(0)).await;
     assert_eq!(answer.status, 429, "{}", answer.body);
     assert!(
         answer.header("retry-after").is_empty(),
@@ -5000,7 +4995,7 @@ async fn a_429_without_retry_after_holds_the_pool_back_too() {
         answer.headers
     );
     let sent = env.exchange.simulator().requests().len();
-    let held = exchange_raw(env.gateway, &read(1)).await;
+    let held = exchange_raw(env.gateway, &account_read(1)).await;
     assert_eq!(held.status, 429, "{}", held.body);
     let msg = held.json()["msg"].as_str().unwrap().to_owned();
     assert!(msg.contains("used up its request weight"), "{msg}");

@@ -705,39 +705,26 @@ async fn handle(
         .map(|key| &key.account);
     // The weight is judged before the request is read, at Binance's front: a refused
     // request does not run, however it is signed.
-    let used = match simulator.admit(family, account, weight) {
-        Admission::Admitted { used } => used,
+    let (error, retry_after_s, used) = match simulator.admit(family, account, weight) {
+        Admission::Admitted { used } => (None, 0, used),
         Admission::TooMuchWeight {
             used,
             limit,
             retry_after_s,
-        } => {
-            return refused(
-                ApiError::too_much_weight(limit),
-                simulator
-                    .weight_limits()
-                    .retry_after
-                    .then_some(retry_after_s),
-                family,
-                used,
-            )
-        }
+        } => (Some(ApiError::too_much_weight(limit)), retry_after_s, used),
         Admission::Banned {
             used,
             until_ms,
             retry_after_s,
-        } => {
-            return refused(
-                ApiError::ip_banned(until_ms),
-                simulator
-                    .weight_limits()
-                    .retry_after
-                    .then_some(retry_after_s),
-                family,
-                used,
-            )
-        }
+        } => (Some(ApiError::ip_banned(until_ms)), retry_after_s, used),
     };
+    if let Some(error) = error {
+        let retry_after_s = simulator
+            .weight_limits()
+            .retry_after
+            .then_some(retry_after_s);
+        return refused(error, retry_after_s, family, used);
+    }
     let (status, value) = match found {
         None => ApiError::new(404, -1000, "Unknown endpoint.").into_parts(),
         Some((security, _, endpoint)) => {

@@ -109,6 +109,20 @@ fn signed_target(path: &str, params: &str) -> String {
     format!("{path}?{query}&signature={signature}")
 }
 
+/// A signed GET with every parameter in the query string, once the simulator's clock has
+/// been moved `days` ahead of the machine's, signed on that clock.
+async fn get_days_on(sim: &RunningSimulator, days: u64, path: &str, params: &str) -> (u16, Value) {
+    let offset = days * 24 * 3600 * 1000;
+    sim.simulator().set_clock_offset_ms(offset as i64);
+    let query = format!(
+        "{params}&timestamp={}&recvWindow=10000",
+        now_ms() + u128::from(offset)
+    );
+    let signature = hmac_hex(SECRET, &query);
+    let target = format!("{path}?{query}&signature={signature}");
+    send(sim, reqwest::Method::GET, &target, Some(KEY), None).await
+}
+
 /// A signed request with every parameter in the query string.
 async fn signed(
     sim: &RunningSimulator,
@@ -1400,19 +1414,6 @@ mod editing {
         .await;
         assert_eq!(status, 200);
         let resting = resting_futures(&sim, "BUY", "50000", "resting").await;
-        // A GET signed on the simulator's clock, moved on by `days`.
-        let at = |days: u64, path: &str, params: &str| {
-            let offset = days * 24 * 3600 * 1000;
-            sim.simulator().set_clock_offset_ms(offset as i64);
-            let query = format!(
-                "{params}&timestamp={}&recvWindow=10000",
-                now_ms() + u128::from(offset)
-            );
-            let signature = hmac_hex(SECRET, &query);
-            let target = format!("{path}?{query}&signature={signature}");
-            let sim = &sim;
-            async move { send(sim, Method::GET, &target, Some(KEY), None).await }
-        };
         let listed = |all: &Value| -> Vec<u64> {
             all.as_array()
                 .unwrap()
@@ -1420,18 +1421,19 @@ mod editing {
                 .map(|o| o["orderId"].as_u64().unwrap())
                 .collect()
         };
-        let (_, all) = at(2, "/fapi/v1/allOrders", "symbol=BTCUSDT").await;
+        let (_, all) = get_days_on(&sim, 2, "/fapi/v1/allOrders", "symbol=BTCUSDT").await;
         assert_eq!(listed(&all), [cancelled, resting]);
-        let (_, all) = at(4, "/fapi/v1/allOrders", "symbol=BTCUSDT").await;
+        let (_, all) = get_days_on(&sim, 4, "/fapi/v1/allOrders", "symbol=BTCUSDT").await;
         assert_eq!(listed(&all), [resting]);
-        let gone = at(
+        let gone = get_days_on(
+            &sim,
             4,
             "/fapi/v1/order",
             &format!("symbol=BTCUSDT&orderId={cancelled}"),
         )
         .await;
         assert_code(&gone, 400, -2013);
-        let (_, all) = at(91, "/fapi/v1/allOrders", "symbol=BTCUSDT").await;
+        let (_, all) = get_days_on(&sim, 91, "/fapi/v1/allOrders", "symbol=BTCUSDT").await;
         assert_eq!(listed(&all), Vec::<u64>::new());
     }
 
@@ -1976,28 +1978,22 @@ mod conditional {
         assert_eq!(status, 200);
         let (_, open) = post_algo(&sim, STOP_MARKET).await;
         let open = open["algoId"].as_u64().unwrap();
-        // A GET signed on the simulator's clock, moved on by `days`.
-        let at = |days: u64, path: &str, params: &str| {
-            let offset = days * 24 * 3600 * 1000;
-            sim.simulator().set_clock_offset_ms(offset as i64);
-            let query = format!(
-                "{params}&timestamp={}&recvWindow=10000",
-                now_ms() + u128::from(offset)
-            );
-            let signature = hmac_hex(SECRET, &query);
-            let target = format!("{path}?{query}&signature={signature}");
-            let sim = &sim;
-            async move { send(sim, Method::GET, &target, Some(KEY), None).await }
-        };
-        let (_, all) = at(2, "/fapi/v1/allAlgoOrders", "symbol=BTCUSDT").await;
+        let (_, all) = get_days_on(&sim, 2, "/fapi/v1/allAlgoOrders", "symbol=BTCUSDT").await;
         assert_eq!(ids(&all), [cancelled, open]);
-        let (_, all) = at(4, "/fapi/v1/allAlgoOrders", "symbol=BTCUSDT").await;
+        let (_, all) = get_days_on(&sim, 4, "/fapi/v1/allAlgoOrders", "symbol=BTCUSDT").await;
         assert_eq!(ids(&all), [open]);
-        let gone = at(4, "/fapi/v1/algoOrder", &format!("algoId={cancelled}")).await;
+        let gone = get_days_on(
+            &sim,
+            4,
+            "/fapi/v1/algoOrder",
+            &format!("algoId={cancelled}"),
+        )
+        .await;
         assert_eq!(gone.0, 400, "{}", gone.1);
-        let (status, _) = at(4, "/fapi/v1/algoOrder", &format!("algoId={open}")).await;
+        let (status, _) =
+            get_days_on(&sim, 4, "/fapi/v1/algoOrder", &format!("algoId={open}")).await;
         assert_eq!(status, 200);
-        let gone = at(91, "/fapi/v1/algoOrder", &format!("algoId={open}")).await;
+        let gone = get_days_on(&sim, 91, "/fapi/v1/algoOrder", &format!("algoId={open}")).await;
         assert_eq!(gone.0, 400, "{}", gone.1);
     }
     const STOP_MARKET: &str =

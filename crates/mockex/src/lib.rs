@@ -321,17 +321,20 @@
 //! `rateLimit/order`; `/sapi`'s `asset/dribblet`, `convert/tradeFlow`, `account/status` and
 //! `account/apiTradingStatus`; spot's `PUT /api/v3/order/amend/keepPriority` and smart
 //! order routing (`/api/v3/sor/order`). USD-M orders with `priceMatch` are refused (-1102
-//! without a price, -1106 with one, as Binance refuses the pair; `closePosition` is for
-//! the algo service's types, -1106 here). As Binance does, a USD-M
-//! `FOK` order that cannot fill is refused and not recorded (-5021), as a post-only one
-//! that would take is (-5022), and a conditional type sent to `POST /fapi/v1/order`
-//! is -4120 (its place is the algo service); `allOrders` and a query by id no longer
-//! find a USD-M order cancelled or expired with nothing filled three days after it was
-//! placed, nor any after ninety days; nor do `allAlgoOrders` and a query by `algoId`
-//! find a conditional order cancelled before it triggered three days after it was made,
-//! nor any after ninety. keygate classifies and limits them all the same; the tests cannot
+//! without a price). keygate classifies and limits them all the same; the tests cannot
 //! follow them to an answer. A trailing stop never trails: prices never move, and it
 //! triggers only when a test says so.
+//!
+//! As Binance does, USD-M refuses `priceMatch` with a `price` (-1106) and `closePosition`
+//! on `POST /fapi/v1/order` (-1106: it is for the algo service's types); an `FOK` order
+//! that cannot fill is refused and not recorded (-5021), as a post-only one that would
+//! take is (-5022); a conditional type sent to `POST /fapi/v1/order` is -4120 (its place
+//! is the algo service). `allOrders` and a query by id no longer find an order cancelled
+//! or expired with nothing filled three days after it was placed, nor any after ninety
+//! days; `allAlgoOrders` and a query by `algoId` likewise a conditional order cancelled
+//! before it triggered. Order answers tell the account's order requests of the 10 seconds
+//! and the minute (`X-MBX-ORDER-COUNT-10S`, `-1M`: an order or a modification counts 1
+//! and 1, a batch 5 and 1).
 //!
 //! Main types: [`Simulator`] (the shared state and its [`Simulator::router`]),
 //! [`RunningSimulator`] (returned by [`spawn`]), [`Credential`] with its [`Restrictions`]

@@ -2654,6 +2654,17 @@ fn serve_process(home: &Home) -> std::process::Child {
         .unwrap()
 }
 
+/// The base URL `serve` says it listens on, read from the first line of its standard
+/// output.
+fn listening_base(stdout: &mut impl std::io::BufRead) -> String {
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    line.trim()
+        .strip_prefix("keygate listening on ")
+        .unwrap_or_else(|| panic!("unexpected serve output {line:?}"))
+        .to_owned()
+}
+
 /// `serve` on `home`, once its process id is in `serve.lock`: a second before it serves
 /// (it waits out the window of requests signed ahead).
 fn serve_holding_its_lock(home: &Home) -> std::process::Child {
@@ -2759,7 +2770,6 @@ fn sighup_drains_serve_whose_terminal_is_gone() {
 /// outcome in the log.
 fn drains_on_sighup(terminal_gone: bool) {
     use rustix::process::{kill_process, Pid, Signal};
-    use std::io::BufRead;
 
     let (_runtime, exchange) = simulator(vec![Credential::hmac(REAL_KEY, REAL_SECRET)]);
     let mut home = Home::with_account(&exchange.url());
@@ -2774,13 +2784,7 @@ fn drains_on_sighup(terminal_gone: bool) {
         .delay_endpoint("/api/v3/order", Duration::from_secs(2));
     let mut child = serve_process(&home);
     let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    let base = line
-        .trim()
-        .strip_prefix("keygate listening on ")
-        .unwrap_or_else(|| panic!("unexpected serve output {line:?}"))
-        .to_owned();
+    let base = listening_base(&mut stdout);
     let order = std::thread::spawn(move || {
         signed(
             reqwest::Method::POST,
@@ -2825,7 +2829,6 @@ fn drains_on_sighup(terminal_gone: bool) {
 #[test]
 fn serve_stopping_behind_a_locked_database_writes_its_last_events_once_it_can() {
     use rustix::process::{kill_process, Pid, Signal};
-    use std::io::BufRead;
 
     let (_runtime, exchange) = simulator(vec![Credential::hmac(REAL_KEY, REAL_SECRET)]);
     let mut home = Home::with_account(&exchange.url());
@@ -2836,13 +2839,7 @@ fn serve_stopping_behind_a_locked_database_writes_its_last_events_once_it_can() 
     );
     let mut child = serve_process(&home);
     let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    let base = line
-        .trim()
-        .strip_prefix("keygate listening on ")
-        .unwrap_or_else(|| panic!("unexpected serve output {line:?}"))
-        .to_owned();
+    let base = listening_base(&mut stdout);
     let locker = rusqlite::Connection::open(home.kg.home().join("keygate.db")).unwrap();
     locker.execute_batch("BEGIN IMMEDIATE").unwrap();
     // An order cannot be made durable behind the lock: refused, and its denial queued.

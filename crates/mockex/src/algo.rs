@@ -21,10 +21,8 @@ use crate::routes::{self, ApiError, Ids};
 /// client that takes one id for the other is caught.
 pub(crate) const FIRST_ALGO_ID: u64 = 1_000_001;
 
-/// A day, in milliseconds.
-const DAY_MS: u64 = 24 * 3600 * 1000;
 /// A week in milliseconds: `allAlgoOrders` spans less than this.
-const WEEK_MS: u64 = 7 * DAY_MS;
+const WEEK_MS: u64 = 7 * 24 * 3600 * 1000;
 
 /// What a `clientAlgoId` may hold, as Binance's -1100 message writes it.
 const CLIENT_ALGO_ID_PATTERN: &str = "^[\\.A-Z\\:/a-z0-9_-]{1,36}$";
@@ -432,8 +430,7 @@ pub(crate) fn query(account: &Account, params: &Params, now: u64) -> Result<Valu
 /// it triggered (nothing filled) is forgotten three days after it was made, and every
 /// one after ninety, as its "Query All Algo Orders" page says.
 fn still_found(algo: &AlgoOrder, now: u64) -> bool {
-    let age = now.saturating_sub(algo.create_time);
-    age <= 90 * DAY_MS && !(algo.status == AlgoStatus::Canceled && age > 3 * DAY_MS)
+    routes::usdm_still_finds(algo.create_time, algo.status == AlgoStatus::Canceled, now)
 }
 
 /// `GET /fapi/v1/openAlgoOrders`: the account's `NEW` conditional orders, oldest first,

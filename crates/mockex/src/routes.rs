@@ -3324,13 +3324,17 @@ pub(crate) fn spot_order(o: &Order) -> Value {
 /// placed, and every order after ninety, as its "All Orders" and "Query Order" pages
 /// say; spot keeps them.
 fn still_found(order: &Order, now: u64) -> bool {
-    const DAY_MS: u64 = 24 * 3600 * 1000;
-    if order.product == Product::Spot {
-        return true;
-    }
-    let age = now.saturating_sub(order.time);
     let ended_unfilled =
         matches!(order.status, "CANCELED" | "EXPIRED") && order.executed_qty.is_zero();
+    order.product == Product::Spot || usdm_still_finds(order.time, ended_unfilled, now)
+}
+
+/// USD-M's rule for what its lists and queries still find at `now` of an order or
+/// conditional order made at `made_ms`: nothing after ninety days, and one that ended
+/// with nothing filled (`ended_unfilled`) not after three.
+pub(crate) fn usdm_still_finds(made_ms: u64, ended_unfilled: bool, now: u64) -> bool {
+    const DAY_MS: u64 = 24 * 3600 * 1000;
+    let age = now.saturating_sub(made_ms);
     age <= 90 * DAY_MS && !(ended_unfilled && age > 3 * DAY_MS)
 }
 

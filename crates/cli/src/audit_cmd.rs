@@ -713,6 +713,7 @@ fn outcome_text(outcome: Outcome, status: Option<u16>) -> String {
         Outcome::Pending => "pending",
         Outcome::Answered => "answered",
         Outcome::UpstreamUnreachable => "upstream-unreachable",
+        Outcome::AnsweredByKeygate => "answered-by-keygate",
         Outcome::Unknown => "outcome-unknown",
     };
     match status {

@@ -327,7 +327,9 @@ impl Report {
                         Outcome::Pending => {
                             self.orders_pending.insert(r.request_id.clone(), order);
                         }
-                        Outcome::NotForwarded | Outcome::UpstreamUnreachable => {}
+                        Outcome::NotForwarded
+                        | Outcome::UpstreamUnreachable
+                        | Outcome::AnsweredByKeygate => {}
                         Outcome::Answered => self.count_order(
                             order,
                             OrderFate::Answered {
@@ -349,7 +351,9 @@ impl Report {
             EventBody::Outcome(o) => {
                 if let Some(order) = self.orders_pending.remove(&o.request_id) {
                     match o.outcome {
-                        Outcome::NotForwarded | Outcome::UpstreamUnreachable => {}
+                        Outcome::NotForwarded
+                        | Outcome::UpstreamUnreachable
+                        | Outcome::AnsweredByKeygate => {}
                         Outcome::Unknown | Outcome::Pending => {
                             self.count_order(order, OrderFate::Unknown)
                         }

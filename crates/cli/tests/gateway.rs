@@ -3026,6 +3026,31 @@ fn a_tampered_account_refuses_its_clients_and_is_named_in_the_log() {
 /// 429 every call (a read, an order, public data) is answered by keygate as the exchange
 /// would answer it, so ccxt raises its usual error, and nothing more reaches the exchange
 /// until `Retry-After` has passed (see the script). The operator is told.
+/// Runs `tests/SCRIPT` against `serve` in front of the simulator at `exchange_url`, as
+/// the HMAC client `issued` (the credentials in the environment, never argv), and
+/// returns the JSON summary it prints; fails the test if the script fails.
+fn bot_script(script: &str, serve: &Serve, exchange_url: &str, issued: &Value) -> Value {
+    let run = Command::new(python())
+        .arg(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../tests")
+                .join(script),
+        )
+        .env("KEYGATE_URL", format!("http://{}", serve.addr))
+        .env("KEYGATE_API_KEY", issued["api_key"].as_str().unwrap())
+        .env("KEYGATE_SECRET", issued["secret"].as_str().unwrap())
+        .env("MOCK_URL", exchange_url)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{script}: {out}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    serde_json::from_str(out.trim()).unwrap()
+}
+
 #[test]
 fn ccxt_is_held_back_while_the_exchange_asks_to_wait() {
     let (_runtime, exchange) = simulator(vec![Credential::hmac(REAL_KEY, REAL_SECRET)]);
@@ -3049,21 +3074,7 @@ fn ccxt_is_held_back_while_the_exchange_asks_to_wait() {
     if into_minute > 45_000 {
         std::thread::sleep(std::time::Duration::from_millis(60_100 - into_minute));
     }
-    let run = Command::new(python())
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/ccxt_back_off_e2e.py"))
-        .env("KEYGATE_URL", format!("http://{}", serve.addr))
-        .env("KEYGATE_API_KEY", issued["api_key"].as_str().unwrap())
-        .env("KEYGATE_SECRET", issued["secret"].as_str().unwrap())
-        .env("MOCK_URL", exchange.url())
-        .output()
-        .unwrap();
-    let out = String::from_utf8_lossy(&run.stdout);
-    assert!(
-        run.status.success(),
-        "{out}\n{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let summary: Value = serde_json::from_str(out.trim()).unwrap();
+    let summary = bot_script("ccxt_back_off_e2e.py", &serve, &exchange.url(), &issued);
     for call in [
         "exchange_429",
         "fetch_balance",
@@ -3088,6 +3099,46 @@ fn ccxt_is_held_back_while_the_exchange_asks_to_wait() {
         log.contains("exchange_back_off") && log.contains("HTTP 429"),
         "{log}"
     );
+}
+
+/// Found by review: keygate passed `/time` on to the exchange, so python-binance's
+/// `AsyncClient`, which sets its clock by it when it is made, signed on the exchange's
+/// clock and had every signed call refused (-1021) while keygate's host was a second
+/// or more behind the exchange. keygate answers with the clock it judges on.
+#[test]
+fn python_binance_s_async_client_trades_on_a_host_whose_clock_is_off() {
+    let (_runtime, exchange) = simulator(vec![Credential::hmac(REAL_KEY, REAL_SECRET)]);
+    let mut home = Home::with_account(&exchange.url());
+    let issued: Value = home.issue(
+        "bot1",
+        &[
+            "--scope",
+            "read,trade",
+            "--symbols",
+            "BTCUSDT",
+            "--max-order-notional",
+            "5000",
+        ],
+    );
+    exchange.simulator().set_clock_offset_ms(5_000);
+    let serve = Serve::start_with(&home.kg, &["--reconcile-every", "off"]);
+    let summary = bot_script(
+        "python_binance_async_e2e.py",
+        &serve,
+        &exchange.url(),
+        &issued,
+    );
+    for call in [
+        "clock_answered_by_keygate",
+        "get_account",
+        "futures_account_balance",
+        "create_order",
+        "cancel_order",
+    ] {
+        assert_eq!(summary[call], "ok", "{summary}");
+    }
+    let offset = summary["timestamp_offset_ms"].as_i64().unwrap();
+    assert!(offset.abs() < 1_000, "{summary}");
 }
 
 #[test]

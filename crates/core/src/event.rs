@@ -44,6 +44,9 @@ pub enum Outcome {
     Answered,
     /// The upstream could not be reached; nothing was sent.
     UpstreamUnreachable,
+    /// keygate answered the request itself and sent nothing upstream: a public call
+    /// asking the exchange's clock, answered with the clock keygate judges timestamps on.
+    AnsweredByKeygate,
     /// The request was sent and may or may not have executed: the upstream timed out, or
     /// answered that it does not know (a 5xx, Binance's -1007) to an action that moves
     /// money.

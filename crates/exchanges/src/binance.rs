@@ -744,6 +744,9 @@ impl Adapter for Binance {
     fn time_path(&self, path: &str) -> &'static str {
         time_path(path)
     }
+    fn clock_answer(&self, method: &str, path: &str, query: &str, now_ms: u64) -> Option<Vec<u8>> {
+        clock_answer(method, path, query, now_ms)
+    }
     fn parse_server_time(&self, body: &[u8]) -> Option<u64> {
         parse_server_time(body)
     }
@@ -1777,6 +1780,19 @@ fn market_api(path: &str) -> &'static str {
 /// The levels of the book a buy larger than the best ask is priced in: 100 costs a
 /// request weight of 5 on spot and USD-M (a deeper book, 25 and 10).
 const DEPTH_LEVELS: u32 = 100;
+
+/// What Binance's clock endpoints (spot's, still served under `/api/v1` too, USD-M's,
+/// COIN-M's and options') answer, stating `now_ms`: `{"serverTime":…}`. They take no
+/// parameters; a call with a query is left to the exchange to answer.
+fn clock_answer(method: &str, path: &str, query: &str, now_ms: u64) -> Option<Vec<u8>> {
+    let asks_the_clock = method == "GET"
+        && query.is_empty()
+        && matches!(
+            path,
+            "/api/v1/time" | "/api/v3/time" | "/fapi/v1/time" | "/dapi/v1/time" | "/eapi/v1/time"
+        );
+    asks_the_clock.then(|| format!("{{\"serverTime\":{now_ms}}}").into_bytes())
+}
 
 /// The endpoint that reports the exchange's clock for `path`'s host.
 fn time_path(path: &str) -> &'static str {
@@ -5236,6 +5252,34 @@ mod tests {
         assert_eq!(path, "/fapi/v1/forceOrders");
         assert_eq!(query, "startTime=1&endTime=2&limit=100");
         assert_eq!(Binance.forced_orders(Market::Spot, 1, 2), None);
+    }
+
+    #[test]
+    fn the_clock_endpoints_are_answered_with_the_clock_given() {
+        for path in [
+            "/api/v1/time",
+            "/api/v3/time",
+            "/fapi/v1/time",
+            "/dapi/v1/time",
+            "/eapi/v1/time",
+        ] {
+            assert_eq!(Binance.classify_endpoint("GET", path), ActionKind::Public);
+            let answer = Binance
+                .clock_answer("GET", path, "", 1_499_827_319_559)
+                .unwrap();
+            assert_eq!(answer, br#"{"serverTime":1499827319559}"#);
+            assert_eq!(Binance.parse_server_time(&answer), Some(1_499_827_319_559));
+            assert_eq!(Binance.clock_answer("POST", path, "", 1), None);
+            assert_eq!(Binance.clock_answer("GET", path, "a=1", 1), None);
+        }
+        for other in [
+            "/api/v3/ping",
+            "/sapi/v1/time",
+            "/fapi/v2/time",
+            "/api/v3/timex",
+        ] {
+            assert_eq!(Binance.clock_answer("GET", other, "", 1), None, "{other}");
+        }
     }
 
     /// A regression test: only `X-MBX-USED-WEIGHT-1M` was read, so `/sapi` answers, which

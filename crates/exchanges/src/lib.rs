@@ -308,6 +308,11 @@ pub trait Adapter: Send + Sync + 'static {
     ) -> Result<Self::Request, Error>;
     /// The public endpoint reporting the exchange's clock for `path`'s host.
     fn time_path(&self, path: &str) -> &'static str;
+    /// The answer to `method path?query` when it is a client asking the exchange's clock,
+    /// stating `now_ms`: keygate judges a client's timestamps on its own clock, so a
+    /// client that sets its clock by the exchange's (python-binance's `AsyncClient`
+    /// always does) must be told keygate's. `None` for any other call.
+    fn clock_answer(&self, method: &str, path: &str, query: &str, now_ms: u64) -> Option<Vec<u8>>;
     /// Reads the clock out of that endpoint's answer, in milliseconds.
     fn parse_server_time(&self, body: &[u8]) -> Option<u64>;
     /// The public endpoint (path and query) pricing `symbol` on `path`'s market.

@@ -21,7 +21,8 @@
 //! 6. re-sign with the real key and forward, never retrying; return the answer as it came.
 //!
 //! Public market data needs no key: nothing authenticates or decides it (steps 2 and 4),
-//! it is audited like the rest, and it pauses while the exchange reports its request
+//! it is audited like the rest (a call asking the exchange's clock is answered with
+//! keygate's own, which judges the timestamps, and not sent), and it pauses while the exchange reports its request
 //! weight used past a cap, which is kept for signed requests. So do signed reads (step
 //! 3) and the ticker calls keygate makes itself to price orders (step 4), each at a
 //! higher cap (see `weight.rs`); orders, cancels, withdrawals and transfers never do.
@@ -568,6 +569,12 @@ async fn handle<A: Adapter>(
         if gw.answers.refuses(Caller::Public) {
             let msg = ANSWER_BACKLOG;
             return audit.deny(refuse(Refusal::TooMany(msg)), Rule::AnswerBacklog, msg);
+        }
+        // A client that sets its clock by the exchange's is told keygate's, which is what
+        // judges its timestamps: told the exchange's, it would be refused whenever this
+        // host's clock is a second off. Nothing is sent, and no weight spent.
+        if let Some(body) = adapter.clock_answer(method.as_str(), native, query, now_ms()) {
+            return audit.answer_itself(json_response(StatusCode::OK, body), started);
         }
         let registry = gw.live.snapshot();
         let base = registry.public_upstream(exchange).unwrap_or(default_base);
@@ -1494,9 +1501,16 @@ fn denial_response<A: Adapter>(adapter: &A, denial: &Denial) -> Response {
 /// A refusal in the exchange's own error shape.
 fn refusal_response<A: Adapter>(adapter: &A, refusal: Refusal<'_>) -> Response {
     let (status, body) = adapter.refusal(refusal);
+    json_response(
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        body,
+    )
+}
+
+/// An answer keygate makes itself: `body`, JSON.
+fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
     let mut response = Response::new(Body::from(body));
-    *response.status_mut() =
-        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    *response.status_mut() = status;
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
@@ -2105,6 +2119,22 @@ impl<'a> Audit<'a> {
             None,
             None,
             Outcome::NotForwarded,
+        );
+        gw.append_event(event, lane);
+        response
+    }
+
+    /// Records a request keygate answered itself with `response`, and returns that.
+    fn answer_itself(self, response: Response, started: Instant) -> Response {
+        let gw = self.gw;
+        let lane = self.lane();
+        let latency_us = started.elapsed().as_micros() as u64;
+        let event = self.into_event(
+            true,
+            None,
+            None,
+            Some(latency_us),
+            Outcome::AnsweredByKeygate,
         );
         gw.append_event(event, lane);
         response

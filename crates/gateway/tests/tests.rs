@@ -813,6 +813,60 @@ async fn public_market_data_passes_through_without_a_key() {
     }
 }
 
+/// Found by review (python-binance): `/time` was passed on to the exchange, so a bot
+/// that sets its clock by it (python-binance's `AsyncClient` always does) signed on the
+/// exchange's clock, and was refused whenever keygate's host was a second behind the
+/// exchange, or more than the bot's window ahead. keygate judges timestamps on its own
+/// clock, and now says so when asked.
+#[tokio::test]
+async fn a_bot_asking_the_exchange_s_clock_is_told_keygate_s() {
+    let env = default_env().await;
+    env.exchange.simulator().set_clock_offset_ms(5_000);
+    let asked_the_exchange = || {
+        let requests = env.exchange.simulator().requests();
+        requests
+            .iter()
+            .filter(|r| r.path.ends_with("/time"))
+            .count()
+    };
+    let before = keygate_gateway::now_ms();
+    let mut told = Vec::new();
+    for path in ["/api/v3/time", "/fapi/v1/time"] {
+        let request =
+            format!("GET /binance{path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let answer = exchange_raw(env.gateway, request.as_bytes()).await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        assert_eq!(answer.header("content-type"), ["application/json"]);
+        told.push(answer.json()["serverTime"].as_u64().unwrap());
+    }
+    let after = keygate_gateway::now_ms();
+    assert!(
+        told.iter().all(|t| (before..=after).contains(t)),
+        "{told:?} is not keygate's clock, {before}..={after}"
+    );
+    assert_eq!(asked_the_exchange(), 0);
+    let events = events_where(&env, 2, |e| e["outcome"] == "answered_by_keygate").await;
+    assert_eq!(events.len(), 2);
+    for event in &events {
+        assert_eq!(event["action"], "public", "{event}");
+        assert_eq!(event["allowed"], true, "{event}");
+        assert!(event["upstream_status"].is_null(), "{event}");
+    }
+
+    // Signed on that clock, an order is taken, and goes on stamped with the exchange's.
+    let order = "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=50000";
+    let (status, body) = post(&env, "/api/v3/order", order).await;
+    assert_eq!(status, 200, "{body}");
+
+    // With parameters it is no call Binance documents: the exchange answers it.
+    let known = asked_the_exchange();
+    let request =
+        b"GET /binance/api/v3/time?symbol=BTCUSDT HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let (status, body) = raw(env.gateway, request).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(asked_the_exchange(), known + 1);
+}
+
 #[tokio::test]
 async fn orders_inside_policy_are_forwarded_and_outside_are_not() {
     let env = default_env().await;

@@ -157,7 +157,9 @@ impl Forwarded {
                 // not stand for one made behind keygate's back.
                 let refused = match o.outcome {
                     Outcome::Answered => !o.upstream_status.is_some_and(is_success),
-                    Outcome::NotForwarded | Outcome::UpstreamUnreachable => true,
+                    Outcome::NotForwarded
+                    | Outcome::UpstreamUnreachable
+                    | Outcome::AnsweredByKeygate => true,
                     Outcome::Pending | Outcome::Unknown => false,
                 };
                 if refused {

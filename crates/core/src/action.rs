@@ -213,9 +213,10 @@ pub struct Action {
     /// notional to limit.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub places_no_order: bool,
-    /// A test order: the exchange checks it as an order and places nothing. It keeps to
-    /// scope, symbol list and the per-order notional limit, and counts against no daily
-    /// total.
+    /// A call that asks and moves nothing. A test order: the exchange checks it as an
+    /// order and places nothing; it keeps to scope, symbol list and the per-order
+    /// notional limit, and counts against no daily total. A convert quote (or the list
+    /// of open limit converts): it needs the transfer scope, and tells of no money moved.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub validates_only: bool,
     /// The orders of a batch (Binance's `batchOrders`), each described as the request

@@ -129,8 +129,9 @@ pub struct RequestEvent {
     pub latency_us: Option<u64>,
     /// What became of it.
     pub outcome: Outcome,
-    /// A test order (`order/test`): the exchange checks it and places nothing, so its
-    /// notional counts against no daily total.
+    /// A call that asks and moves nothing: a test order (`order/test`), which the
+    /// exchange checks and does not place, so its notional counts against no daily total;
+    /// a convert quote, which tells of no money moved.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub validates_only: bool,
     /// Signed with the client's previous key, in the grace window of its rotation: a

@@ -8,7 +8,11 @@
 //! warning of another rule, and a storm of `admin_change` information (a script issuing
 //! clients) does not use up the cap of an `admin_change` warning (a scope granted).
 //! Critical alerts are never held back: a panic, a leaked key or a log that cannot be
-//! read must reach someone whatever came before it. The cap counts in the monitor's own
+//! read must reach someone whatever came before it. Nor are withdrawals and transfers
+//! ([`AlertRule::Withdrawal`], [`AlertRule::Transfer`]): each one allowed moves money
+//! out of keygate's reach, and a client that could fill the cap with withdrawals of
+//! dust or transfers of nothing would have the one that mattered told only as a count
+//! (found by review). The cap counts in the monitor's own
 //! time, not the events', since it spares receivers, not readers of the log.
 
 use std::cmp::Reverse;
@@ -57,7 +61,7 @@ impl Cap {
     /// Whether `alert` is sent at `now`, or counted; with the summary of its rule and
     /// severity's previous window when that has turned holding alerts back.
     pub(crate) fn admit(&mut self, alert: &Alert, now: Instant) -> Admitted {
-        if alert.severity == Severity::Critical {
+        if alert.severity == Severity::Critical || moves_money(alert.rule) {
             return Admitted {
                 send: true,
                 summary: None,
@@ -154,6 +158,11 @@ impl Window {
     }
 }
 
+/// Whether alerts of `rule` are about money moved: never held back.
+fn moves_money(rule: AlertRule) -> bool {
+    matches!(rule, AlertRule::Withdrawal | AlertRule::Transfer)
+}
+
 /// The most severe first, then by rule, so that summaries come out in a stable order.
 fn sorted(mut summaries: Vec<Alert>) -> Vec<Alert> {
     summaries.sort_by_key(|alert| (Reverse(alert.severity), alert.rule.as_str()));
@@ -173,6 +182,19 @@ mod tests {
 
     fn sent(cap: &mut Cap, alert: &Alert, now: Instant, n: u64) -> usize {
         (0..n).filter(|_| cap.admit(alert, now).send).count()
+    }
+
+    /// A regression test: a client with the withdraw scope sent ten withdrawals of dust,
+    /// then a large one, whose alert was held back and told as a count.
+    #[test]
+    fn withdrawals_and_transfers_are_never_held_back() {
+        let mut cap = Cap::default();
+        let t0 = Instant::now();
+        for rule in [AlertRule::Withdrawal, AlertRule::Transfer] {
+            let allowed = alert(Severity::Warning, rule, 7);
+            assert_eq!(sent(&mut cap, &allowed, t0, 100), 100);
+        }
+        assert!(cap.release(t0 + CAP_WINDOW).is_empty());
     }
 
     #[test]

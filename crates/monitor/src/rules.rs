@@ -758,6 +758,11 @@ fn funds_movement(request: &RequestEvent, stopped: bool) -> Option<(Severity, Al
     if request.client.is_none() && request.key_of.is_none() {
         return None;
     }
+    // A convert quote allowed moved nothing (found by review: ten quotes raised ten
+    // transfers, which filled the cap ahead of a real one).
+    if request.allowed && request.validates_only {
+        return None;
+    }
     let who = who(request);
     let what = describe(request);
     // A transfer is bounded by scope alone (a convert, a payment to a sub-account), and
@@ -1307,6 +1312,21 @@ mod tests {
         assert_eq!(
             rules_of(&transfer),
             [(Severity::Warning, AlertRule::Transfer)]
+        );
+        // Found by review: a convert quote, which moves nothing, was told as a transfer;
+        // one denied is still someone without the scope trying.
+        let mut quote = request(4_000, Some("bot1"), ActionKind::Transfer, None);
+        if let EventBody::Request(r) = &mut quote.body {
+            r.validates_only = true;
+        }
+        assert!(rules.evaluate(4, &quote).is_empty());
+        let mut denied = request(5_000, Some("bot2"), ActionKind::Transfer, Some(Rule::Scope));
+        if let EventBody::Request(r) = &mut denied.body {
+            r.validates_only = true;
+        }
+        assert_eq!(
+            rules_of(&rules.evaluate(5, &denied)),
+            [(Severity::Critical, AlertRule::Transfer)]
         );
     }
 

@@ -606,6 +606,10 @@ impl SignedRequest {
                         .as_ref()
                         .and_then(|(asset, _)| asset.map(str::to_ascii_uppercase));
                     action.amount = named.map(|(_, amount)| amount);
+                    // A quote, and the list of open limit converts (a POST), ask and move
+                    // nothing: they need the transfer scope, and tell of no money moved.
+                    action.validates_only = path.ends_with("/convert/getQuote")
+                        || path.ends_with("/convert/limit/queryOpenOrders");
                 }
                 // A sub-account transfer names the account it pays by its email (one that
                 // names only where it takes from, `fromEmail`, pays the caller's own).

@@ -930,6 +930,20 @@ fn converts_and_sub_account_transfers_say_what_and_where() {
     assert_eq!(convert.kind, ActionKind::Transfer);
     assert_eq!(convert.asset.as_deref(), Some("USDT"));
     assert_eq!(convert.amount, Some(Decimal::from(1_000_000)));
+    // Found by review: a quote moves nothing, and was told as a transfer made; what
+    // accepts it, or places a limit convert, does move funds.
+    assert!(convert.validates_only);
+    for (path, moves) in [
+        ("/fapi/v1/convert/getQuote", false),
+        ("/sapi/v1/convert/limit/queryOpenOrders", false),
+        ("/sapi/v1/convert/acceptQuote", true),
+        ("/fapi/v1/convert/acceptQuote", true),
+        ("/sapi/v1/convert/limit/placeOrder", true),
+    ] {
+        let action = transfer(path, "quoteId=1&timestamp=1&signature=00");
+        assert_eq!(action.kind, ActionKind::Transfer, "{path}");
+        assert_eq!(action.validates_only, !moves, "{path}");
+    }
     let buying = transfer(
         "/sapi/v1/convert/getQuote",
         "fromAsset=USDT&toAsset=BTC&toAmount=2&timestamp=1&signature=00",

@@ -366,8 +366,16 @@ impl Rules {
                     );
                 }
                 // A stall or a flood writes a record every batch: one alert per quiet
-                // period.
-                if self.is_due(AlertRule::EventsLost, "", event.ts_ms) {
+                // period, and per client whose events were lost, so that a flood of
+                // requests without a valid key does not quiet the loss of a client's own
+                // (found by review: one period for all).
+                let mut due =
+                    lost.clients.is_empty() && self.is_due(AlertRule::EventsLost, "", event.ts_ms);
+                for client in lost.clients.keys() {
+                    let due_for_client = self.is_due(AlertRule::EventsLost, client, event.ts_ms);
+                    due = due || due_for_client;
+                }
+                if due {
                     raise(
                         Severity::Critical,
                         AlertRule::EventsLost,
@@ -2284,6 +2292,25 @@ mod tests {
         assert!(rules.evaluate(4, &lost(109)).is_empty());
         let quiet = Thresholds::default().quiet_period.as_millis() as u64;
         assert_eq!(rules.evaluate(5, &lost(9 + quiet)).len(), 1);
+
+        // Found by review: a flood of requests without a valid key started the one quiet
+        // period, and the loss of a client's own events in it raised nothing.
+        let mut rules = Rules::new(Thresholds::default());
+        let of = |ts_ms, clients: &[&str]| Event {
+            ts_ms,
+            body: EventBody::Lost(keygate_core::LostEvents {
+                count: 10,
+                first_ms: 5,
+                last_ms: ts_ms,
+                clients: clients.iter().map(|c| (c.to_string(), 1)).collect(),
+                outcomes: Vec::new(),
+            }),
+        };
+        assert_eq!(rules.evaluate(1, &of(10, &[])).len(), 1);
+        assert!(rules.evaluate(2, &of(20, &[])).is_empty());
+        assert_eq!(rules.evaluate(3, &of(30, &["bot1"])).len(), 1);
+        assert!(rules.evaluate(4, &of(40, &["bot1"])).is_empty());
+        assert_eq!(rules.evaluate(5, &of(50, &["bot1", "bot2"])).len(), 1);
     }
 
     /// What the monitor relies on when it stops with alerts undelivered: it keeps its

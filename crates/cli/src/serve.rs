@@ -410,8 +410,9 @@ pub fn run(unlocked: Unlocked, args: &ServeArgs) -> anyhow::Result<()> {
         spend_weight_kept_for_reconciliation: false,
     })
     .with_alerter(monitor.alerter());
-    let interrupted = count_today(&gateway, &store, &audit_key)?;
-    settle_interrupted(&gateway, &audit_log, interrupted)?;
+    let today = count_today(&gateway, &store, &audit_key)?;
+    refuse_what_the_last_gateway_may_have_taken(&gateway, today.latest_ms);
+    settle_interrupted(&gateway, &audit_log, today.interrupted)?;
     // Before the first request: a pause asked of the gateway before it restarted holds.
     let pauses_store = Store::open(&db).context("opening the store for the exchanges' pauses")?;
     remote::keep_pauses(
@@ -570,20 +571,19 @@ fn can_bind(addr: SocketAddr) -> std::io::Result<()> {
 /// turned, a timestamp moved to hide where the day starts) does not give its clients a
 /// fresh allowance; the gateway does not start on it.
 ///
-/// Returns the requests of the last day whose pending event has no outcome after it: a
-/// gateway stopped (crashed, killed) while they were at the exchange.
-fn count_today(
-    gateway: &Gateway,
-    store: &Store,
-    key: &AuditKey,
-) -> anyhow::Result<Vec<Interrupted>> {
+/// Returns the requests of the last day whose pending event has no outcome after it (a
+/// gateway stopped, crashed or killed, while they were at the exchange), and the latest
+/// time of an event.
+fn count_today(gateway: &Gateway, store: &Store, key: &AuditKey) -> anyhow::Result<Today> {
     const DAY_MS: u64 = 86_400_000;
     let now_ms = keygate_gateway::now_ms();
     let today_ms = now_ms / DAY_MS * DAY_MS;
     let since_ms = today_ms.min(now_ms.saturating_sub(DAY_MS));
     let mut pending: Vec<Interrupted> = Vec::new();
+    let mut latest_ms = 0;
     keygate_audit::for_each_verified_since(store, key, since_ms, |page| {
         for (_, event) in page.iter().filter(|(_, e)| e.ts_ms >= since_ms) {
+            latest_ms = latest_ms.max(event.ts_ms);
             match &event.body {
                 EventBody::Request(r) if r.outcome == Outcome::Pending => {
                     pending.push(Interrupted {
@@ -608,7 +608,41 @@ fn count_today(
         "the audit log does not verify, so today's daily limits cannot be counted; \
          `keygate audit verify` names where",
     )?;
-    Ok(pending)
+    Ok(Today {
+        interrupted: pending,
+        latest_ms,
+    })
+}
+
+/// What [`count_today`] found in the log.
+struct Today {
+    interrupted: Vec<Interrupted>,
+    latest_ms: u64,
+}
+
+/// Refuses the requests a gateway that ran before may have taken, by the log's latest
+/// event at `latest_ms`: those signed up to [`MAX_TIMESTAMP_AHEAD_MS`] after it. The
+/// replay cache refuses what was signed before it was made, on this host's clock; a clock
+/// set back across the restart (an NTP step at boot, a machine restored) would make that
+/// earlier than what the last gateway took, and a captured order it took would be taken
+/// again (found by review). Until the clock passes that time, every signed request is
+/// refused as stale; the operator is told.
+///
+/// [`MAX_TIMESTAMP_AHEAD_MS`]: keygate_exchanges::MAX_TIMESTAMP_AHEAD_MS
+fn refuse_what_the_last_gateway_may_have_taken(gateway: &Gateway, latest_ms: u64) {
+    let taken_through_ms = latest_ms.saturating_add(keygate_exchanges::MAX_TIMESTAMP_AHEAD_MS);
+    gateway.refuse_signed_before(taken_through_ms);
+    let behind_ms = latest_ms.saturating_sub(keygate_gateway::now_ms());
+    if behind_ms > 0 {
+        let message = format!(
+            "this host's clock is {:.1} s behind the audit log's latest event: it was set \
+             back; signed requests are refused until it passes that event again (a keygate \
+             that ran before may have taken them)",
+            behind_ms as f64 / 1000.0
+        );
+        tracing::warn!("{message}");
+        eprintln!("keygate: warning: {message}");
+    }
 }
 
 /// A request a stopped gateway had sent to the exchange and not heard back about.

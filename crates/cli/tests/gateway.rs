@@ -2918,6 +2918,54 @@ fn a_request_signed_ahead_is_not_taken_again_by_the_next_gateway() {
     assert_eq!(reads.count(), 1);
 }
 
+/// Found by review: a gateway started with this host's clock set back (an NTP step at
+/// boot, a machine restored) made its replay cache at the earlier time, and took again,
+/// once its clock came within the request's window, a captured request the gateway
+/// before it had taken. It now refuses what was signed before the log's latest event
+/// (and a second after it), whatever its clock says, and warns.
+#[test]
+fn a_gateway_started_with_its_clock_set_back_takes_no_request_again() {
+    let Some(libfaketime) = crate::common::libfaketime() else {
+        return;
+    };
+    let (_runtime, exchange) = simulator(vec![Credential::hmac(REAL_KEY, REAL_SECRET)]);
+    let mut home = Home::with_account(&exchange.url());
+    let bot = home.issue("bot1", &[]);
+    let first = Serve::start_with(&home.kg, &["--reconcile-every", "off"]);
+    let payload = format!("timestamp={}&recvWindow=60000", keygate_gateway::now_ms());
+    let secret = bot["secret"].as_str().unwrap();
+    let signature = binance::hmac_signature(secret.as_bytes(), payload.as_bytes());
+    let send = |serve: &Serve| {
+        send_signed(
+            reqwest::Method::GET,
+            &format!("http://{}/binance", serve.addr),
+            "/api/v3/account",
+            &format!("{payload}&signature={signature}"),
+            bot["api_key"].as_str().unwrap(),
+        )
+    };
+    let (status, body) = send(&first);
+    assert_eq!(status, 200, "{body}");
+    drop(first);
+    // Four seconds back: the request, taken a moment ago, is within the window of the
+    // next gateway's clock and, but for the log, signed after it started.
+    let set_back: [(&str, &Path); 2] =
+        [("LD_PRELOAD", &libfaketime), ("FAKETIME", Path::new("-4"))];
+    let next = Serve::start_with_env(&home.kg, &["--reconcile-every", "off"], &set_back);
+    for _ in 0..16 {
+        let (status, body) = send(&next);
+        assert_eq!(status, 400, "the captured request was taken twice: {body}");
+        assert_eq!(body["code"], -1021, "{body}");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    drop(next);
+    let log = std::fs::read_to_string(home.kg.path("serve.log")).unwrap();
+    assert!(log.contains("behind the audit log's latest event"), "{log}");
+    let reads = exchange.simulator().requests();
+    let reads = reads.iter().filter(|r| r.path == "/api/v3/account");
+    assert_eq!(reads.count(), 1);
+}
+
 /// A real key whose ciphertext was changed without the master key breaks the seal over
 /// the client and account tables, so `serve` refuses to start; once `keygate upgrade` has
 /// shown the account and sealed the tables as they are, it still does not open: the

@@ -270,6 +270,14 @@ impl Gateway {
         Arc::clone(&self.weight)
     }
 
+    /// Refuses every request signed before `ms` (as signed before keygate started): pass
+    /// the latest time a keygate that ran before could have taken a request signed at, so
+    /// that a captured request it took is not taken again by this one when this host's
+    /// clock was set back across the restart.
+    pub fn refuse_signed_before(&self, ms: u64) {
+        self.replay.refuse_signed_before(ms);
+    }
+
     /// Counts an earlier request toward today's limits, as it was counted when it was
     /// decided: pass today's events from the audit log before serving, so that a restart
     /// does not give every client a fresh daily allowance.

@@ -3,6 +3,7 @@
 use std::collections::hash_map::RandomState;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
@@ -39,8 +40,9 @@ const CLOCK_STEP_BACK_S: u64 = (keygate_exchanges::LONGEST_WINDOW_MS
 pub struct ReplayCache {
     fingerprint: (RandomState, RandomState),
     seen: Mutex<Seen>,
-    /// When it was made, in microseconds since the epoch.
-    since_us: u64,
+    /// When it was made, in microseconds since the epoch, or the later time
+    /// [`ReplayCache::refuse_signed_before`] set: what was signed before is refused.
+    since_us: AtomicU64,
     /// The most fingerprints it holds ([`MAX_FINGERPRINTS`]).
     capacity: usize,
     /// The most of them one client's requests hold ([`MAX_FINGERPRINTS_PER_CLIENT`]).
@@ -229,7 +231,7 @@ impl ReplayCache {
         ReplayCache {
             fingerprint: (RandomState::new(), RandomState::new()),
             seen: Mutex::default(),
-            since_us: now_ms.saturating_mul(1000),
+            since_us: AtomicU64::new(now_ms.saturating_mul(1000)),
             capacity: MAX_FINGERPRINTS,
             client_capacity: MAX_FINGERPRINTS_PER_CLIENT,
         }
@@ -256,7 +258,15 @@ impl ReplayCache {
     /// Whether a request signed at `signed_at_us` (microseconds) could have been seen by
     /// this cache: it was signed no earlier than the cache was made.
     pub fn remembers(&self, signed_at_us: u64) -> bool {
-        signed_at_us >= self.since_us
+        signed_at_us >= self.since_us.load(Ordering::Relaxed)
+    }
+
+    /// Remembers nothing signed before `ms` either: a keygate that ran before may have
+    /// taken requests signed up to then, though this host's clock says it was earlier
+    /// when this cache was made (a clock set back across a restart).
+    pub fn refuse_signed_before(&self, ms: u64) {
+        self.since_us
+            .fetch_max(ms.saturating_mul(1000), Ordering::Relaxed);
     }
 
     /// Records `signature`, of `client`'s request within `reach`, valid through

@@ -885,7 +885,10 @@ impl Decider {
             request.outcome,
             Outcome::Pending | Outcome::Answered | Outcome::Unknown
         );
-        if !request.allowed || !sent || event.ts_ms / DAY_MS != now_ms / DAY_MS {
+        // An event of a later day than `now_ms`'s (this host's clock set back across a
+        // restart) counts in that day, which comes back when the clock gets there (found
+        // by review: dropped, it gave the client that day's allowance again).
+        if !request.allowed || !sent || event.ts_ms / DAY_MS < now_ms / DAY_MS {
             return;
         }
         let mut counters = self
@@ -894,6 +897,7 @@ impl Decider {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let c = counters.entry(client.to_owned()).or_default();
         c.roll_to(now_ms);
+        c.roll_to(event.ts_ms.max(now_ms));
         let mut reservation = DailyReservation {
             client: client.to_owned(),
             day: c.day,
@@ -2349,6 +2353,33 @@ mod tests {
             )))),
             None
         );
+
+        // Found by review: restarted with its clock set back before midnight, the gateway
+        // dropped the events of the day after, and gave the client that day again.
+        let restarted = Decider::new();
+        let before_midnight = 2 * DAY_MS - 25_000;
+        for earlier in [
+            event(2 * DAY_MS + 10, ActionKind::Trade, true, Outcome::Answered),
+            event(DAY_MS + 60, ActionKind::Trade, true, Outcome::Answered),
+        ] {
+            restarted.count_earlier(&earlier, before_midnight);
+        }
+        let order_at = |ts_ms, notional: i64| {
+            let decided = restarted.decide(&lasting(request(
+                &trading,
+                &btc,
+                Some(Decimal::from(notional)),
+                ts_ms,
+            )));
+            rule(decided)
+        };
+        assert_eq!(order_at(before_midnight, 600), Some(Rule::DailyNotional));
+        assert_eq!(order_at(before_midnight, 500), None);
+        assert_eq!(
+            order_at(2 * DAY_MS + 20_000, 600),
+            Some(Rule::DailyNotional)
+        );
+        assert_eq!(order_at(2 * DAY_MS + 20_000, 500), None);
     }
 
     /// From a review: a batch of an unlimited client with an order of unknown notional

@@ -359,12 +359,18 @@ impl Serve {
     }
 
     pub fn start_with(kg: &Kg, options: &[&str]) -> Serve {
+        Serve::start_with_env(kg, options, &[])
+    }
+
+    /// With `env` added to its environment (libfaketime's, say).
+    pub fn start_with_env(kg: &Kg, options: &[&str], env: &[(&str, &Path)]) -> Serve {
         let log = kg.path("serve.log");
         let mut child = Command::new(env!("CARGO_BIN_EXE_keygate"))
             .arg("--home")
             .arg(kg.home())
             .args(["serve", "--listen", "127.0.0.1:0"])
             .args(options)
+            .envs(env.iter().copied())
             .env("KEYGATE_LOG", "trace")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

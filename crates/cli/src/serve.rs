@@ -12,7 +12,7 @@ use keygate_audit::AuditKey;
 use keygate_core::{Event, EventBody, Outcome, OutcomeEvent};
 use keygate_gateway::admin::{AdminServer, AdminState};
 use keygate_gateway::registry::{spawn_admin_free_marker, spawn_reloader, Live, Registry};
-use keygate_gateway::{ClientLimits, Gateway, Server};
+use keygate_gateway::{ClientLimits, Gateway, Server, TakenEarlier};
 use keygate_monitor::Monitor;
 use keygate_store::Store;
 
@@ -411,7 +411,7 @@ pub fn run(unlocked: Unlocked, args: &ServeArgs) -> anyhow::Result<()> {
     })
     .with_alerter(monitor.alerter());
     let today = count_today(&gateway, &store, &audit_key)?;
-    refuse_what_the_last_gateway_may_have_taken(&gateway, today.latest_ms);
+    refuse_what_the_last_gateway_may_have_taken(&gateway, today.taken_earlier);
     settle_interrupted(&gateway, &audit_log, today.interrupted)?;
     // Before the first request: a pause asked of the gateway before it restarted holds.
     let pauses_store = Store::open(&db).context("opening the store for the exchanges' pauses")?;
@@ -572,18 +572,23 @@ fn can_bind(addr: SocketAddr) -> std::io::Result<()> {
 /// fresh allowance; the gateway does not start on it.
 ///
 /// Returns the requests of the last day whose pending event has no outcome after it (a
-/// gateway stopped, crashed or killed, while they were at the exchange), and the latest
-/// time of an event.
+/// gateway stopped, crashed or killed, while they were at the exchange), and when a
+/// request signed from now on may have been taken already, by the events' times.
 fn count_today(gateway: &Gateway, store: &Store, key: &AuditKey) -> anyhow::Result<Today> {
     const DAY_MS: u64 = 86_400_000;
     let now_ms = keygate_gateway::now_ms();
     let today_ms = now_ms / DAY_MS * DAY_MS;
     let since_ms = today_ms.min(now_ms.saturating_sub(DAY_MS));
     let mut pending: Vec<Interrupted> = Vec::new();
-    let mut latest_ms = 0;
+    let mut taken_earlier = TakenEarlier::default();
     keygate_audit::for_each_verified_since(store, key, since_ms, |page| {
         for (_, event) in page.iter().filter(|(_, e)| e.ts_ms >= since_ms) {
-            latest_ms = latest_ms.max(event.ts_ms);
+            // Only events of a clock ahead of this one's now: what an earlier event's
+            // gateway took was signed before now, which the replay cache refuses anyway.
+            let ahead = keygate_exchanges::MAX_TIMESTAMP_AHEAD_MS;
+            if event.ts_ms.saturating_add(ahead) >= now_ms {
+                taken_earlier.note(event.ts_ms);
+            }
             match &event.body {
                 EventBody::Request(r) if r.outcome == Outcome::Pending => {
                     pending.push(Interrupted {
@@ -610,39 +615,35 @@ fn count_today(gateway: &Gateway, store: &Store, key: &AuditKey) -> anyhow::Resu
     )?;
     Ok(Today {
         interrupted: pending,
-        latest_ms,
+        taken_earlier,
     })
 }
 
 /// What [`count_today`] found in the log.
 struct Today {
     interrupted: Vec<Interrupted>,
-    latest_ms: u64,
+    taken_earlier: TakenEarlier,
 }
 
-/// Refuses the requests a gateway that ran before may have taken, by the log's latest
-/// event at `latest_ms`: those signed up to [`MAX_TIMESTAMP_AHEAD_MS`] after it. The
-/// replay cache refuses what was signed before it was made, on this host's clock; a clock
-/// set back across the restart (an NTP step at boot, a machine restored) would make that
-/// earlier than what the last gateway took, and a captured order it took would be taken
-/// again (found by review). Until the clock passes that time, every signed request is
-/// refused as stale; the operator is told.
-///
-/// [`MAX_TIMESTAMP_AHEAD_MS`]: keygate_exchanges::MAX_TIMESTAMP_AHEAD_MS
-fn refuse_what_the_last_gateway_may_have_taken(gateway: &Gateway, latest_ms: u64) {
-    let taken_through_ms = latest_ms.saturating_add(keygate_exchanges::MAX_TIMESTAMP_AHEAD_MS);
-    gateway.refuse_signed_before(taken_through_ms);
-    let behind_ms = latest_ms.saturating_sub(keygate_gateway::now_ms());
-    if behind_ms > 0 {
+/// Refuses the requests a gateway that ran before may have taken, as `taken` holds them.
+/// The replay cache refuses what was signed before it was made, on this host's clock; a
+/// clock set back across the restart (an NTP step at boot, a machine restored) would
+/// leave requests the last gateway took signed after that, and a captured order it took
+/// would be taken again (found by review). Signed requests of those times are refused as
+/// stale; the operator is told.
+fn refuse_what_the_last_gateway_may_have_taken(gateway: &Gateway, taken: TakenEarlier) {
+    let now_ms = keygate_gateway::now_ms();
+    if let Some(last_ms) = taken.last_ms().filter(|&last| last > now_ms) {
         let message = format!(
-            "this host's clock is {:.1} s behind the audit log's latest event: it was set \
-             back; signed requests are refused until it passes that event again (a keygate \
-             that ran before may have taken them)",
-            behind_ms as f64 / 1000.0
+            "the audit log has events up to {:.1} s ahead of this host's clock: it was set \
+             back; requests signed around those events' times are refused as stale (a \
+             keygate that ran before may have taken them)",
+            (last_ms - now_ms) as f64 / 1000.0
         );
         tracing::warn!("{message}");
         eprintln!("keygate: warning: {message}");
     }
+    gateway.refuse_taken_earlier(taken);
 }
 
 /// A request a stopped gateway had sent to the exchange and not heard back about.

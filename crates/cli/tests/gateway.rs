@@ -2921,8 +2921,8 @@ fn a_request_signed_ahead_is_not_taken_again_by_the_next_gateway() {
 /// Found by review: a gateway started with this host's clock set back (an NTP step at
 /// boot, a machine restored) made its replay cache at the earlier time, and took again,
 /// once its clock came within the request's window, a captured request the gateway
-/// before it had taken. It now refuses what was signed before the log's latest event
-/// (and a second after it), whatever its clock says, and warns.
+/// before it had taken. It now refuses what was signed around the times of the log's
+/// events ahead of its clock, and warns.
 #[test]
 fn a_gateway_started_with_its_clock_set_back_takes_no_request_again() {
     let Some(libfaketime) = crate::common::libfaketime() else {
@@ -2960,10 +2960,54 @@ fn a_gateway_started_with_its_clock_set_back_takes_no_request_again() {
     }
     drop(next);
     let log = std::fs::read_to_string(home.kg.path("serve.log")).unwrap();
-    assert!(log.contains("behind the audit log's latest event"), "{log}");
+    assert!(
+        log.contains("ahead of this host's clock: it was set back"),
+        "{log}"
+    );
     let reads = exchange.simulator().requests();
     let reads = reads.iter().filter(|r| r.path == "/api/v3/account");
     assert_eq!(reads.count(), 1);
+}
+
+/// What a gateway took while its clock ran ahead (an RTC kept in local time, before NTP
+/// stepped it back; here 50 minutes, within the hour keygate believes the exchange's
+/// clock off by) keeps no request signed now from the next gateway: only the times
+/// around its events are refused, not every request until the clock gets there.
+#[test]
+fn a_gateway_that_once_ran_ahead_leaves_only_that_time_refused() {
+    let Some(libfaketime) = crate::common::libfaketime() else {
+        return;
+    };
+    let (_runtime, exchange) = simulator(vec![Credential::hmac(REAL_KEY, REAL_SECRET)]);
+    let mut home = Home::with_account(&exchange.url());
+    let bot = home.issue("bot1", &[]);
+    let (key, secret) = (
+        bot["api_key"].as_str().unwrap(),
+        bot["secret"].as_str().unwrap(),
+    );
+    let ahead: [(&str, &Path); 2] = [
+        ("LD_PRELOAD", &libfaketime),
+        ("FAKETIME", Path::new("+50m")),
+    ];
+    let first = Serve::start_with_env(&home.kg, &["--reconcile-every", "off"], &ahead);
+    let payload = format!(
+        "timestamp={}&recvWindow=10000",
+        keygate_gateway::now_ms() + 50 * 60_000
+    );
+    let signature = binance::hmac_signature(secret.as_bytes(), payload.as_bytes());
+    let query = format!("{payload}&signature={signature}");
+    let (status, body) = send_signed(
+        reqwest::Method::GET,
+        &format!("http://{}/binance", first.addr),
+        "/api/v3/account",
+        &query,
+        key,
+    );
+    assert_eq!(status, 200, "{body}");
+    drop(first);
+    let next = Serve::start_with(&home.kg, &["--reconcile-every", "off"]);
+    let (status, body) = signed_get(&next.addr, "/api/v3/account", key, secret);
+    assert_eq!(status, 200, "a request signed now was refused: {body}");
 }
 
 /// A real key whose ciphertext was changed without the master key breaks the seal over

@@ -59,7 +59,7 @@ mod answers;
 pub use answers::AnswersHeld;
 pub mod registry;
 mod replay;
-pub use replay::{MAX_FINGERPRINTS, MAX_FINGERPRINTS_PER_CLIENT};
+pub use replay::{TakenEarlier, MAX_FINGERPRINTS, MAX_FINGERPRINTS_PER_CLIENT};
 mod server;
 mod tls;
 pub mod upstream;
@@ -270,12 +270,12 @@ impl Gateway {
         Arc::clone(&self.weight)
     }
 
-    /// Refuses every request signed before `ms` (as signed before keygate started): pass
-    /// the latest time a keygate that ran before could have taken a request signed at, so
-    /// that a captured request it took is not taken again by this one when this host's
-    /// clock was set back across the restart.
-    pub fn refuse_signed_before(&self, ms: u64) {
-        self.replay.refuse_signed_before(ms);
+    /// Refuses the requests signed at the times `taken` holds (as signed before keygate
+    /// started), which a keygate that ran before could have taken: so that a captured
+    /// request it took is not taken again by this one when this host's clock was set
+    /// back across the restart. Before the first request.
+    pub fn refuse_taken_earlier(&self, taken: TakenEarlier) {
+        self.replay.refuse_taken_earlier(taken);
     }
 
     /// Counts an earlier request toward today's limits, as it was counted when it was

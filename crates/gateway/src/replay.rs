@@ -3,7 +3,6 @@
 use std::collections::hash_map::RandomState;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
@@ -40,9 +39,12 @@ const CLOCK_STEP_BACK_S: u64 = (keygate_exchanges::LONGEST_WINDOW_MS
 pub struct ReplayCache {
     fingerprint: (RandomState, RandomState),
     seen: Mutex<Seen>,
-    /// When it was made, in microseconds since the epoch, or the later time
-    /// [`ReplayCache::refuse_signed_before`] set: what was signed before is refused.
-    since_us: AtomicU64,
+    /// When it was made, in microseconds since the epoch: what was signed before is
+    /// refused.
+    since_us: u64,
+    /// The times, from [`TakenEarlier`], that a keygate which ran before could have
+    /// taken a request signed at, though this cache was made before them: refused too.
+    taken_earlier: OnceLock<TakenEarlier>,
     /// The most fingerprints it holds ([`MAX_FINGERPRINTS`]).
     capacity: usize,
     /// The most of them one client's requests hold ([`MAX_FINGERPRINTS_PER_CLIENT`]).
@@ -225,13 +227,73 @@ impl Hasher for Prehashed {
     }
 }
 
+/// The times a request may have been signed at for a keygate that ran before to take it,
+/// from the times of the audit events it wrote: around each, from the longest window
+/// before ([`keygate_exchanges::LONGEST_WINDOW_MS`]) to the most a timestamp may run
+/// ahead after ([`keygate_exchanges::MAX_TIMESTAMP_AHEAD_MS`]). A new cache remembers
+/// nothing from before it was made; it must refuse these too when this host's clock was
+/// set back across the restart, and only these: a clock that once ran hours ahead and
+/// came back leaves its hours refused, not the time between.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TakenEarlier {
+    /// Inclusive ranges of milliseconds since the epoch, sorted, apart.
+    ranges: Vec<(u64, u64)>,
+}
+
+impl TakenEarlier {
+    /// The most ranges kept: past it, the two closest become one, which refuses the time
+    /// between them too.
+    const MAX: usize = 64;
+
+    /// Notes an event a keygate wrote at `at_ms`.
+    pub fn note(&mut self, at_ms: u64) {
+        let range = (
+            at_ms.saturating_sub(keygate_exchanges::LONGEST_WINDOW_MS),
+            at_ms.saturating_add(keygate_exchanges::MAX_TIMESTAMP_AHEAD_MS),
+        );
+        let at = self.ranges.partition_point(|&(start, _)| start < range.0);
+        self.ranges.insert(at, range);
+        // Joins what now overlaps or touches: at most the neighbours of the new range.
+        let mut i = at.saturating_sub(1);
+        while i + 1 < self.ranges.len() && i <= at {
+            if self.ranges[i + 1].0 <= self.ranges[i].1.saturating_add(1) {
+                self.ranges[i].1 = self.ranges[i].1.max(self.ranges[i + 1].1);
+                self.ranges.remove(i + 1);
+            } else {
+                i += 1;
+            }
+        }
+        if self.ranges.len() > Self::MAX {
+            let closest = (1..self.ranges.len())
+                .min_by_key(|&i| self.ranges[i].0 - self.ranges[i - 1].1)
+                .unwrap_or(1);
+            self.ranges[closest - 1].1 = self.ranges[closest].1;
+            self.ranges.remove(closest);
+        }
+    }
+
+    /// Whether a request signed at `signed_at_ms` may have been taken.
+    pub fn covers(&self, signed_at_ms: u64) -> bool {
+        let after = self
+            .ranges
+            .partition_point(|&(start, _)| start <= signed_at_ms);
+        after > 0 && signed_at_ms <= self.ranges[after - 1].1
+    }
+
+    /// The last time it covers, if any.
+    pub fn last_ms(&self) -> Option<u64> {
+        self.ranges.last().map(|&(_, end)| end)
+    }
+}
+
 impl ReplayCache {
     /// An empty cache, made at `now_ms`.
     pub fn new(now_ms: u64) -> ReplayCache {
         ReplayCache {
             fingerprint: (RandomState::new(), RandomState::new()),
             seen: Mutex::default(),
-            since_us: AtomicU64::new(now_ms.saturating_mul(1000)),
+            since_us: now_ms.saturating_mul(1000),
+            taken_earlier: OnceLock::new(),
             capacity: MAX_FINGERPRINTS,
             client_capacity: MAX_FINGERPRINTS_PER_CLIENT,
         }
@@ -257,16 +319,21 @@ impl ReplayCache {
 
     /// Whether a request signed at `signed_at_us` (microseconds) could have been seen by
     /// this cache: it was signed no earlier than the cache was made.
+    /// Nor one signed at a time [`ReplayCache::refuse_taken_earlier`] names.
     pub fn remembers(&self, signed_at_us: u64) -> bool {
-        signed_at_us >= self.since_us.load(Ordering::Relaxed)
+        signed_at_us >= self.since_us
+            && !self
+                .taken_earlier
+                .get()
+                .is_some_and(|taken| taken.covers(signed_at_us / 1000))
     }
 
-    /// Remembers nothing signed before `ms` either: a keygate that ran before may have
-    /// taken requests signed up to then, though this host's clock says it was earlier
-    /// when this cache was made (a clock set back across a restart).
-    pub fn refuse_signed_before(&self, ms: u64) {
-        self.since_us
-            .fetch_max(ms.saturating_mul(1000), Ordering::Relaxed);
+    /// Remembers nothing signed at the times `taken` holds either: a keygate that ran
+    /// before may have taken requests signed then, after this cache was made by this
+    /// host's clock (a clock set back across a restart). Set once, before the first
+    /// request; a second call changes nothing.
+    pub fn refuse_taken_earlier(&self, taken: TakenEarlier) {
+        let _ = self.taken_earlier.set(taken);
     }
 
     /// Records `signature`, of `client`'s request within `reach`, valid through
@@ -394,6 +461,48 @@ impl ReplayCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by review: a gateway restarted with its clock set back took again what the
+    /// gateway before it had taken. What that one may have taken, by the times of its
+    /// events, is refused, and only that: a clock that ran hours ahead for a while and
+    /// came back leaves those hours refused, not every request after the restart.
+    #[test]
+    fn what_a_keygate_before_may_have_taken_is_refused_and_nothing_else() {
+        let hour = 3_600_000;
+        let mut taken = TakenEarlier::default();
+        for at in [10 * hour + 30_000, 10 * hour, 12 * hour, 10 * hour + 500] {
+            taken.note(at);
+        }
+        assert_eq!(
+            taken.ranges,
+            [
+                (10 * hour - 60_000, 10 * hour + 31_000),
+                (12 * hour - 60_000, 12 * hour + 1_000)
+            ]
+        );
+        assert!(taken.covers(10 * hour - 60_000) && taken.covers(10 * hour + 31_000));
+        assert!(!taken.covers(10 * hour - 60_001) && !taken.covers(10 * hour + 31_001));
+        assert!(!taken.covers(11 * hour));
+        assert_eq!(taken.last_ms(), Some(12 * hour + 1_000));
+
+        let cache = ReplayCache::new(9 * hour);
+        cache.refuse_taken_earlier(taken.clone());
+        let us = |ms: u64| ms * 1000;
+        assert!(!cache.remembers(us(9 * hour - 1)));
+        assert!(cache.remembers(us(9 * hour)));
+        assert!(!cache.remembers(us(10 * hour)));
+        assert!(cache.remembers(us(11 * hour)));
+        assert!(!cache.remembers(us(12 * hour)));
+        assert!(cache.remembers(us(13 * hour)));
+
+        // Bounded: past its most ranges, the closest join, refusing what lay between.
+        for i in 0..200 {
+            taken.note(20 * hour + i * hour);
+        }
+        assert_eq!(taken.ranges.len(), TakenEarlier::MAX);
+        assert!((0..200).all(|i| taken.covers(20 * hour + i * hour)));
+        assert!(taken.covers(10 * hour) && taken.covers(12 * hour));
+    }
 
     impl ReplayCache {
         /// Whether [`ReplayCache::sighting`] finds it the first time.

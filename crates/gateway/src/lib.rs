@@ -22,10 +22,11 @@
 //!
 //! Public market data needs no key: nothing authenticates or decides it (steps 2 and 4),
 //! it is audited like the rest (a call asking the exchange's clock is answered with
-//! keygate's own, which judges the timestamps, and not sent), and it pauses while the exchange reports its request
-//! weight used past a cap, which is kept for signed requests. So do signed reads (step
-//! 3) and the ticker calls keygate makes itself to price orders (step 4), each at a
-//! higher cap (see `weight.rs`); orders, cancels, withdrawals and transfers never do.
+//! keygate's own, which judges the timestamps, and not sent), and it pauses while the
+//! exchange reports its request weight used past a cap, which is kept for signed
+//! requests. So do signed reads (step 3) and the ticker calls keygate makes itself to
+//! price orders (step 4), each at a higher cap (see `weight.rs`); orders, cancels,
+//! withdrawals and transfers never do.
 //! Public data is also refused while large answers held for slow clients reach
 //! [`ClientLimits::max_answer_bytes`].
 //!

@@ -529,8 +529,16 @@ impl Scanner {
             blobs,
             mut seen,
             commits,
+            paths,
             ..
         } = listed;
+        // A blob is scanned once, under the path of the first commit that has it; the
+        // words of every path it was committed at count (found by review: a key first
+        // committed at `tmp/keys.env`, then moved to `binance/prod.env`, was missed).
+        let contexts: HashMap<String, String> = paths
+            .into_iter()
+            .map(|(blob, paths)| (blob, paths.join("\n")))
+            .collect();
         let mut blobs: Vec<(String, String, Option<Provenance>)> = blobs
             .into_iter()
             .map(|(b, p)| (b, p.path.clone(), Some(p)))
@@ -595,7 +603,7 @@ impl Scanner {
                 }
             }
         }
-        let found = self.blobs(repo, blobs, counters)?;
+        let found = self.blobs(repo, blobs, &contexts, counters)?;
         // Each occurrence is suppressed or not already, so that de-duplication can keep a
         // live one.
         Ok(dedup_history(found, &head_blobs(repo)))
@@ -630,16 +638,18 @@ impl Scanner {
                 blobs.push((f[3].to_owned(), unquote_path(path), None));
             }
         }
-        self.blobs(repo, blobs, counters)
+        self.blobs(repo, blobs, &HashMap::new(), counters)
     }
 
     /// Reads blobs with one `git cat-file --batch` and scans them on worker threads; a
     /// commit or an annotated tag among them is scanned for its message, and a commit's
-    /// finding names the commit.
+    /// finding names the commit. A blob's context is its path, or what `contexts` holds
+    /// for it (every path it was committed at).
     fn blobs(
         &self,
         repo: &Path,
         blobs: Vec<(String, String, Option<Provenance>)>,
+        contexts: &HashMap<String, String>,
         counters: &Counters,
     ) -> Result<Vec<Finding>, Error> {
         if blobs.is_empty() {
@@ -709,7 +719,7 @@ impl Scanner {
                     // "path" is a tag's name or a commit id, which the repository's
                     // author chose: no keyword in it counts.
                     let context = match object {
-                        Object::Blob => path.as_str(),
+                        Object::Blob => contexts.get(id).unwrap_or(path).as_str(),
                         Object::Commit | Object::Tag => "",
                     };
                     let mut f = self.scan_counted(counters, path, context, &text);
@@ -723,7 +733,7 @@ impl Scanner {
             }
             let mut reader = BufReader::with_capacity(1 << 20, stdout);
             let mut header = String::new();
-            for (i, (_, path, _)) in blobs.iter().enumerate() {
+            for (i, (id, path, _)) in blobs.iter().enumerate() {
                 header.clear();
                 reader.read_line(&mut header).map_err(|e| cat_err(&e))?;
                 let parts: Vec<&str> = header.split_whitespace().collect();
@@ -756,8 +766,9 @@ impl Scanner {
                     let mut content = (&mut reader).take(size);
                     let scanned = matches!(object, Some(Object::Blob));
                     if scanned {
+                        let context = contexts.get(id).unwrap_or(path);
                         let mut f = self
-                            .scan_in_windows(counters, path, path, &mut content, size)
+                            .scan_in_windows(counters, path, context, &mut content, size)
                             .map_err(|e| cat_err(&e))?;
                         for x in &mut f {
                             x.provenance.clone_from(&blobs[i].2);
@@ -1546,6 +1557,9 @@ fn borrows_objects(repo: &Path) -> bool {
 struct Listed {
     blobs: Vec<(String, Provenance)>,
     seen: HashMap<String, usize>,
+    /// The paths of the blobs committed at more than one, up to [`MAX_CONTEXT_PATHS`]
+    /// each: a blob is scanned once, and each of its paths counts as its context.
+    paths: HashMap<String, Vec<String>>,
     commits: Vec<String>,
     commit: String,
     time: i64,
@@ -1570,22 +1584,39 @@ impl Listed {
         if f.len() < 5 || f[1] == "160000" || f[3].bytes().all(|b| b == b'0') {
             return;
         }
-        let provenance = || Provenance {
+        let path = unquote_path(quoted);
+        let provenance = |path: String| Provenance {
             commit: self.commit.clone(),
-            path: unquote_path(quoted),
+            path,
             author_time: self.time,
             blob: f[3].to_owned(),
         };
         match self.seen.get(f[3]) {
-            Some(&i) if self.blobs[i].1.author_time <= self.time => {}
-            Some(&i) => self.blobs[i].1 = provenance(),
+            Some(&i) => {
+                let first = &self.blobs[i].1;
+                if first.path != path {
+                    let paths = self
+                        .paths
+                        .entry(f[3].to_owned())
+                        .or_insert_with(|| vec![first.path.clone()]);
+                    if paths.len() < MAX_CONTEXT_PATHS && !paths.contains(&path) {
+                        paths.push(path.clone());
+                    }
+                }
+                if first.author_time > self.time {
+                    self.blobs[i].1 = provenance(path);
+                }
+            }
             None => {
                 self.seen.insert(f[3].to_owned(), self.blobs.len());
-                self.blobs.push((f[3].to_owned(), provenance()));
+                self.blobs.push((f[3].to_owned(), provenance(path)));
             }
         }
     }
 }
+
+/// The most paths of one blob whose words count as its context.
+const MAX_CONTEXT_PATHS: usize = 16;
 
 /// Runs `git args...` in `repo`, `input` on its standard input, and hands `each` every
 /// line of its standard output as it comes (lossily decoded, without its newline).

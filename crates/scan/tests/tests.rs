@@ -2745,6 +2745,42 @@ mod git {
         assert_eq!(binance.provenance.as_ref().unwrap().commit, amended_away);
     }
 
+    /// Found by review: a blob is scanned once, under the path of the first commit that
+    /// has it, and only that path's words counted: a key first committed at a path with
+    /// no exchange's name in it, then moved under `binance/`, was found in HEAD by a
+    /// scan of the files, and missed by a scan of the history.
+    #[test]
+    fn a_key_moved_under_an_exchange_s_name_is_found_in_history() {
+        use rand::Rng;
+        let dir = repo();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(57);
+        let mut value = || -> String {
+            (0..64)
+                .map(|_| char::from(rng.sample(rand::distributions::Alphanumeric)))
+                .collect()
+        };
+        let text = format!("API_KEY={}\nAPI_SECRET={}\n", value(), value());
+        std::fs::create_dir(dir.path().join("tmp")).unwrap();
+        std::fs::write(dir.path().join("tmp/keys.env"), &text).unwrap();
+        git(dir.path(), &["add", "."]);
+        git(dir.path(), &["commit", "-q", "-m", "wip"]);
+        let first = git(dir.path(), &["rev-parse", "HEAD"]);
+        std::fs::create_dir(dir.path().join("binance")).unwrap();
+        git(dir.path(), &["mv", "tmp/keys.env", "binance/prod.env"]);
+        git(dir.path(), &["commit", "-q", "-m", "move"]);
+        assert!(Scanner::new()
+            .scan_paths(&[dir.path()])
+            .unwrap()
+            .has_active());
+
+        let report = Scanner::new().scan_git_history(dir.path()).unwrap();
+        let found: Vec<_> = report.active().collect();
+        assert_eq!(found.len(), 1, "{report:#?}");
+        assert_eq!(found[0].exchange, "binance");
+        assert_eq!(found[0].path, "binance/prod.env");
+        assert_eq!(found[0].provenance.as_ref().unwrap().commit, first);
+    }
+
     /// A regression test: a key pasted into a commit message or an annotated tag's message
     /// is pushed and cloned with the history, and was not scanned (an empty commit's
     /// message least of all: the log lists the commits that change files).

@@ -1333,9 +1333,18 @@ fn output_within(mut command: Command, limit: Duration) -> io::Result<std::proce
 /// waiting or reading for ever.
 fn git_files_readable(repo: &Path) -> Result<(), String> {
     let git_dir = repo.join(".git");
-    if !git_dir.metadata().is_ok_and(|m| m.is_dir()) {
-        return Ok(());
+    if git_dir.metadata().is_ok_and(|m| m.is_dir()) {
+        return git_dir_files_readable(&git_dir);
     }
+    // A bare repository is its own repository directory.
+    if repo.join("objects").metadata().is_ok_and(|m| m.is_dir()) {
+        return git_dir_files_readable(repo);
+    }
+    Ok(())
+}
+
+/// [`git_files_readable`] for the repository directory `git_dir`.
+fn git_dir_files_readable(git_dir: &Path) -> Result<(), String> {
     for name in ["HEAD", "config", "index", "packed-refs", "commondir"] {
         let file = git_dir.join(name);
         match file.metadata() {
@@ -1374,14 +1383,31 @@ fn blocks(kind: std::fs::FileType) -> bool {
     !kind.is_file() && !kind.is_dir() && !kind.is_symlink()
 }
 
-/// Whether git may read `repo`'s repository directory whole, as a history scan does (its
-/// objects, packs, `objects/info/alternates`, commit graphs): nothing in it is a pipe or a
-/// device, nor a link to one, any of which would keep git waiting or reading for ever.
-/// Only `repo/.git` as a directory is looked at, without following a link to another
-/// directory: [`git_lines`]' watchdog stops git where this does not see.
+/// Whether git may read `repo`'s repository directories whole, as a history scan does
+/// (its objects, packs, `objects/info/alternates`, commit graphs): nothing in them is a
+/// pipe or a device, nor a link to one, any of which would keep git waiting or reading
+/// for ever. The directories are the ones git names (`--absolute-git-dir`,
+/// `--git-common-dir`), so that a bare repository, a directory inside a work tree and a
+/// linked work tree are looked at as a work tree's root is (found by review: only
+/// `repo/.git` was, and a pipe in a bare repository's objects kept the scan waiting for
+/// ever). They are walked without following a link to another directory: [`git_lines`]'
+/// watchdog stops git where this does not see.
 fn git_store_readable(repo: &Path) -> Result<(), String> {
     git_files_readable(repo)?;
-    let mut dirs = vec![repo.join(".git")];
+    let named = |flag: &str| -> Result<PathBuf, String> {
+        let out = git(repo, &["rev-parse", flag]).map_err(|e| e.to_string())?;
+        let dir = repo.join(out.trim_end_matches(['\n', '\r']));
+        Ok(std::fs::canonicalize(&dir).unwrap_or(dir))
+    };
+    let git_dir = named("--absolute-git-dir")?;
+    let common_dir = named("--git-common-dir")?;
+    let mut dirs = vec![git_dir.clone()];
+    if common_dir != git_dir {
+        dirs.push(common_dir);
+    }
+    for dir in &dirs {
+        git_dir_files_readable(dir)?;
+    }
     let mut looked = 0;
     while let Some(dir) = dirs.pop() {
         let Ok(entries) = std::fs::read_dir(&dir) else {
@@ -1391,8 +1417,9 @@ fn git_store_readable(repo: &Path) -> Result<(), String> {
             looked += 1;
             if looked > MAX_GIT_DIR_ENTRIES {
                 return Err(format!(
-                    "{} holds more than {MAX_GIT_DIR_ENTRIES} files",
-                    repo.join(".git").display()
+                    "the repository directory of {} holds more than {MAX_GIT_DIR_ENTRIES} \
+                     files",
+                    repo.display()
                 ));
             }
             let path = entry.path();

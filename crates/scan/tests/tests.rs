@@ -2634,6 +2634,52 @@ mod git {
         assert!(!report.has_active(), "{report:#?}");
     }
 
+    /// Found by review: only `REPO/.git` was looked at for pipes before a history scan,
+    /// so a pipe in a bare repository's objects, or in the repository of a directory
+    /// inside a work tree, kept `git cat-file` and the scan waiting for ever.
+    #[cfg(unix)]
+    #[test]
+    fn a_pipe_in_a_bare_repository_or_above_a_subdirectory_does_not_hang_the_scan() {
+        let dir = repo();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::write(dir.path().join("sub/notes.txt"), "nothing\n").unwrap();
+        git(dir.path(), &["add", "."]);
+        git(dir.path(), &["commit", "-q", "-m", "notes"]);
+        let bare = tempfile::tempdir().unwrap();
+        let bare_repo = bare.path().join("r.git");
+        git(
+            bare.path(),
+            &[
+                "clone",
+                "-q",
+                "--bare",
+                dir.path().to_str().unwrap(),
+                "r.git",
+            ],
+        );
+        for root in [dir.path().to_path_buf(), bare_repo.clone()] {
+            let objects = git(&root, &["rev-parse", "--git-path", "objects"]);
+            let pipe = root.join(objects).join("pipe-in-the-store");
+            let made = Command::new("mkfifo").arg(&pipe).status().unwrap();
+            assert!(made.success());
+        }
+        for root in [bare_repo, dir.path().join("sub")] {
+            let (done, finished) = std::sync::mpsc::channel();
+            let scanned = root.clone();
+            std::thread::spawn(move || {
+                let _ = done.send(Scanner::new().scan_git_history(&scanned).map(|_| ()));
+            });
+            let result = finished
+                .recv_timeout(std::time::Duration::from_secs(60))
+                .unwrap_or_else(|_| panic!("the scan of {} hangs", root.display()));
+            let refused = result.unwrap_err();
+            assert!(
+                refused.to_string().contains("pipe or a device"),
+                "{refused}"
+            );
+        }
+    }
+
     /// Found by review: a dump whose `.git/index` is a pipe kept git, and so the scan,
     /// waiting for ever. It is refused at once; a directory scan says so and goes on.
     #[cfg(unix)]

@@ -2002,20 +2002,33 @@ enum Object {
 }
 
 /// The message of a commit or an annotated tag as `git cat-file` gives the object: what
-/// follows its headers (a commit's signature is one of them). A tag's signature is part
+/// follows its headers (a commit's signature is one of them), and for a merge of signed
+/// tags the messages of the tags its `mergetag` headers carry. A tag's signature is part
 /// of its message: the armoured block from the last line that begins one (as git finds
 /// it) to the line that ends it is left out (its base64 lines are no keys); text after
 /// it is kept, and a block that never ends is no signature.
 fn message(object: &[u8], kind: Object) -> Cow<'_, [u8]> {
-    let Some(body) = object
+    let Some((headers, body)) = object
         .windows(2)
         .position(|w| w == b"\n\n")
-        .map(|i| &object[i + 2..])
+        .map(|i| (&object[..i], &object[i + 2..]))
     else {
         return Cow::Borrowed(&[]);
     };
     if !matches!(kind, Object::Tag) {
-        return Cow::Borrowed(body);
+        // A merge of a signed tag copies the whole tag, its message too, into the
+        // commit, where it outlives the tag (found by review: a key in the message of a
+        // tag deleted since was pushed and cloned in the merge, and not scanned).
+        let tags = merged_tags(headers);
+        if tags.is_empty() {
+            return Cow::Borrowed(body);
+        }
+        let mut text = body.to_vec();
+        for tag in &tags {
+            text.push(b'\n');
+            text.extend_from_slice(&message(tag, Object::Tag));
+        }
+        return Cow::Owned(text);
     }
     const BEGINS: [&[u8]; 4] = [
         b"-----BEGIN PGP SIGNATURE-----",
@@ -2073,6 +2086,28 @@ fn commit_provenance(id: &str, path: &str, commit: &[u8]) -> Option<Provenance> 
         author_time,
         blob: id.to_owned(),
     })
+}
+
+/// The tags a commit's `mergetag` headers carry, each as `git cat-file` would give it: the
+/// header's value, its continuation lines without their leading space.
+fn merged_tags(headers: &[u8]) -> Vec<Vec<u8>> {
+    let mut tags = Vec::new();
+    let mut current: Option<Vec<u8>> = None;
+    for line in headers.split(|b| *b == b'\n') {
+        if let Some(rest) = line.strip_prefix(b" ") {
+            if let Some(tag) = current.as_mut() {
+                tag.extend_from_slice(rest);
+                tag.push(b'\n');
+            }
+            continue;
+        }
+        tags.extend(current.take());
+        if let Some(first) = line.strip_prefix(b"mergetag ") {
+            current = Some([first, b"\n"].concat());
+        }
+    }
+    tags.extend(current);
+    tags
 }
 
 /// What a finding in a commit's or a tag's message gives as its path.
@@ -2196,6 +2231,18 @@ release\n-----BEGIN PGP SIGNATURE-----\n\niQEzBAABCAAdFiEE\n-----END PGP SIGNATU
             b"see\n-----BEGIN PGP SIGNATURE-----\nkey\n"
         );
         assert!(message(b"tree 4b82\nauthor x", Object::Commit).is_empty());
+
+        // Found by review: a merge of a signed tag carries the tag, its message too.
+        let merge = b"tree 4b82\nparent 1\nparent 2\nauthor A <a@b> 1704164645 +0100\n\
+committer A <a@b> 1704164645 +0100\n\
+mergetag object 2\n type commit\n tag v1\n tagger A <a@b> 1704164645 +0100\n \n \
+release notes\n KEY=k\n -----BEGIN SSH SIGNATURE-----\n U1NI\n -----END SSH SIGNATURE-----\n\
+\n\
+Merge release\n";
+        assert_eq!(
+            &message(merge, Object::Commit)[..],
+            b"Merge release\n\nrelease notes\nKEY=k\n"
+        );
     }
 
     /// A regression test: the blobs queued for the workers were bounded by count (four

@@ -22,7 +22,9 @@
 //!   still show what the log holds),
 //!   `scan` found leaked keys, `doctor` found a check that fails, `reconcile` found a
 //!   withdrawal or order keygate never forwarded, `alerts test` could not deliver to a
-//!   destination.
+//!   destination, `audit verify-archive` found an archive that does not verify, `vault
+//!   backup` made a copy that does not verify, `audit checkpoint --append` found the log
+//!   no longer holds the checkpoints already in its file.
 //! - `2`: usage error (bad arguments) or failure (wrong passphrase or master key, missing
 //!   vault, I/O error, an exchange `reconcile` could not ask, a client or account that
 //!   does not exist, refused change such as removing an account with bound clients).
@@ -76,7 +78,7 @@ const EXIT_ERROR: i32 = 2;
     version,
     about,
     propagate_version = true,
-    after_help = "Exit codes: 0 success; 1 audit verification failed (audit verify, incident report, alerts list, audit export, audit query, audit tail), scan findings, a failed doctor check, an order or withdrawal reconcile found keygate never forwarded, or an alert destination alerts test could not reach; 2 usage error or failure."
+    after_help = "Exit codes: 0 success; 1 audit verification failed (audit verify, incident report, alerts list, audit export, audit query, audit tail), scan findings, a failed doctor check, an order or withdrawal reconcile found keygate never forwarded, an alert destination alerts test could not reach, an archive audit verify-archive found does not verify, a vault backup copy that does not verify, or a checkpoint file audit checkpoint --append found the log no longer holds; 2 usage error or failure."
 )]
 struct Cli {
     #[command(flatten)]

@@ -14,7 +14,7 @@
 //! | `denial_burst` | warning | many denials of one client, or of unknown keys together, in a short window |
 //! | `new_source` | warning | a client seen at one address is used from another (anomaly) |
 //! | `new_symbol` | warning | a client that trades places an order in a symbol it never traded and that is not on its symbol list (anomaly) |
-//! | `rate_spike` | warning | a client sends ten times its usual rate in a minute (anomaly) |
+//! | `rate_spike` | warning | a client sends more than ten times its usual rate, and more than 120 requests, in sixty seconds (anomaly) |
 //! | `admin_change` | critical for `keygate panic`, warning for a grant of withdraw or transfer (an issue or an update) and for an unfreeze, info otherwise | an operator's change |
 //! | `events_lost` | critical | the audit writer fell so far behind that background events (reads, denials) were counted, not kept |
 //! | `log_unreadable` | critical | an event does not decode, or the log ends before the monitor's place in it |
@@ -37,7 +37,8 @@
 //!
 //! Two bounds keep the sinks useful when much happens at once. Past ten alerts of one
 //! rule and severity in a minute, the rest are logged and counted, not sent, and one
-//! summary says how many when the minute ends; critical alerts are never held back.
+//! summary says how many when the minute ends; critical alerts are never held back, nor
+//! are withdrawal and transfer alerts.
 //! And once asked to stop, the monitor has five seconds to read the rest of the log and
 //! deliver what is left, critical alerts first, then those no later pass raises again
 //! (raised outside the log, summaries, alerts of a rule that needs the events before

@@ -520,7 +520,21 @@ impl Scanner {
                             repo.display()
                         );
                         unwalked(&what, &e);
-                        walk(false, Vec::new())?
+                        // Nothing walked: every object in the store is still scanned,
+                        // below, without commit or path (found by review: the scan
+                        // failed, and an intact blob holding a key went unreported).
+                        match walk(false, Vec::new()) {
+                            Ok(listed) => listed,
+                            Err(e @ Error::GitStopped { .. }) => return Err(e),
+                            Err(e) => {
+                                let what = format!(
+                                    "the history of {} could not be walked",
+                                    repo.display()
+                                );
+                                unwalked(&what, &e);
+                                Listed::default()
+                            }
+                        }
                     }
                 }
             }

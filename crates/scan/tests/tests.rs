@@ -2634,6 +2634,38 @@ mod git {
         assert!(!report.has_active(), "{report:#?}");
     }
 
+    /// Found by review: a repository with one damaged tree (an old commit's, deleted)
+    /// failed the whole history scan, though the warning said the blobs would still be
+    /// scanned; an intact blob holding a key went unreported.
+    #[test]
+    fn a_damaged_tree_leaves_the_other_objects_scanned() {
+        let dir = repo();
+        let old_tree = git(dir.path(), &["rev-parse", "HEAD^{tree}"]);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(63);
+        let (name, text) = layouts(&cred("binance", 0, &mut rng)).remove(0);
+        std::fs::write(dir.path().join(&name), &text).unwrap();
+        git(dir.path(), &["add", "."]);
+        git(dir.path(), &["commit", "-q", "-m", "config"]);
+        let loose = dir
+            .path()
+            .join(".git/objects")
+            .join(&old_tree[..2])
+            .join(&old_tree[2..]);
+        std::fs::remove_file(loose).unwrap();
+
+        let (builder, warnings) = super::warned();
+        let report = builder.build().scan_git_history(dir.path()).unwrap();
+        assert!(
+            report.active().any(|f| f.exchange == "binance"),
+            "{report:#?}"
+        );
+        let warnings = warnings.lock().unwrap();
+        assert!(
+            warnings.iter().any(|w| w.contains("could not be walked")),
+            "{warnings:?}"
+        );
+    }
+
     /// Found by review: only `REPO/.git` was looked at for pipes before a history scan,
     /// so a pipe in a bare repository's objects, or in the repository of a directory
     /// inside a work tree, kept `git cat-file` and the scan waiting for ever.

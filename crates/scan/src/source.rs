@@ -151,6 +151,37 @@ impl Scanner {
         Ok(found)
     }
 
+    /// Scans the Git LFS object `oid` in `lfs_objects` (the repository's `lfs/objects`,
+    /// canonical) for the pointer blob at `path`, in windows as a large file is: `None`
+    /// when it is not there as a regular file inside that directory (not fetched; a link
+    /// out of it or a pipe is not read).
+    fn scan_lfs_object(
+        &self,
+        counters: &Counters,
+        lfs_objects: &Path,
+        oid: &str,
+        path: &str,
+        context_path: &str,
+    ) -> Option<Vec<Finding>> {
+        let file = lfs_objects.join(&oid[..2]).join(&oid[2..4]).join(oid);
+        let inside = file
+            .parent()
+            .and_then(|dir| std::fs::canonicalize(dir).ok())
+            .is_some_and(|dir| dir.starts_with(lfs_objects));
+        if !inside {
+            return None;
+        }
+        let mut opened = open_without_blocking(&file, Links::Refuse).ok()??;
+        let meta = opened.metadata().ok().filter(|m| m.is_file())?;
+        match self.scan_in_windows(counters, path, context_path, &mut opened, meta.len()) {
+            Ok(found) => Some(found),
+            Err(e) => {
+                self.warn(&format!("{path}: cannot read its Git LFS object: {e}"));
+                None
+            }
+        }
+    }
+
     /// Scans the file at `path`, over the size limit, in windows
     /// ([`Scanner::scan_in_windows`]), opened as [`read_regular`] opens a file.
     fn scan_large_file(
@@ -703,6 +734,8 @@ impl Scanner {
         };
         let ids: Vec<String> = blobs.iter().map(|b| b.0.clone()).collect();
         let found = Mutex::new(Vec::new());
+        let lfs_objects = lfs_objects(repo);
+        let lfs_absent = AtomicU64::new(0);
         let (tx, rx) =
             mpsc::sync_channel::<(Vec<u8>, usize, Object)>(self.threads.saturating_mul(4));
         let rx = Mutex::new(rx);
@@ -722,6 +755,25 @@ impl Scanner {
                     // Given back however the scan ends.
                     let _scanned = Spent(&in_flight, data.len());
                     let (id, path, prov) = &blobs[i];
+                    // A Git LFS pointer stands for a file kept beside the object store:
+                    // that file is scanned in its place (found by review: a key committed
+                    // through LFS was never scanned, and nothing said so).
+                    if let (Object::Blob, Some(oid)) = (object, lfs_pointer(&data)) {
+                        let context = contexts.get(id).unwrap_or(path);
+                        let scanned = lfs_objects.as_deref().and_then(|dir| {
+                            self.scan_lfs_object(counters, dir, oid, path, context)
+                        });
+                        let Some(mut f) = scanned else {
+                            lfs_absent.fetch_add(1, Ordering::Relaxed);
+                            counters.skipped.fetch_add(1, Ordering::Relaxed);
+                            continue;
+                        };
+                        for x in &mut f {
+                            x.provenance.clone_from(prov);
+                        }
+                        lock(&found).extend(f.into_iter().map(|x| (i, x)));
+                        continue;
+                    }
                     let (text, prov) = match object {
                         Object::Blob => (Cow::Borrowed(&data[..]), prov.clone()),
                         Object::Commit => {
@@ -824,6 +876,14 @@ impl Scanner {
             self.warn(&format!(
                 "{missing} object(s) named in {} are not in its object store (a partial clone, \
                  whose blobs keygate does not fetch, or a damaged repository): not scanned",
+                repo.display()
+            ));
+        }
+        let lfs_absent = lfs_absent.into_inner();
+        if lfs_absent > 0 {
+            self.warn(&format!(
+                "{lfs_absent} Git LFS file(s) that pointers in {} stand for are not in its \
+                 lfs/objects: not scanned (`git lfs fetch --all` fetches them)",
                 repo.display()
             ));
         }
@@ -2100,6 +2160,31 @@ fn commit_provenance(id: &str, path: &str, commit: &[u8]) -> Option<Provenance> 
         author_time,
         blob: id.to_owned(),
     })
+}
+
+/// The object id a Git LFS pointer blob names (`version https://git-lfs.github.com/spec/v1`,
+/// then `oid sha256:HEX`), or `None` for any other blob.
+fn lfs_pointer(blob: &[u8]) -> Option<&str> {
+    const VERSION: &[u8] = b"version https://git-lfs.github.com/spec/v1\n";
+    if blob.len() > 1024 || !blob.starts_with(VERSION) {
+        return None;
+    }
+    let text = std::str::from_utf8(blob).ok()?;
+    let oid = text
+        .lines()
+        .find_map(|line| line.strip_prefix("oid sha256:"))?;
+    let is_oid = oid.len() == 64 && oid.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    is_oid.then_some(oid)
+}
+
+/// Where `repo` keeps its Git LFS objects (`lfs/objects` in its common repository
+/// directory), canonical; `None` when it keeps none.
+fn lfs_objects(repo: &Path) -> Option<PathBuf> {
+    let common = git(repo, &["rev-parse", "--git-common-dir"]).ok()?;
+    let dir = repo
+        .join(common.trim_end_matches(['\n', '\r']))
+        .join("lfs/objects");
+    std::fs::canonicalize(dir).ok()
 }
 
 /// The tags a commit's `mergetag` headers carry, each as `git cat-file` would give it: the

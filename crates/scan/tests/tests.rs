@@ -2634,6 +2634,52 @@ mod git {
         assert!(!report.has_active(), "{report:#?}");
     }
 
+    /// Found by review: a key committed through Git LFS is in the repository's
+    /// `lfs/objects` (and on the LFS server), its commit holding only a pointer; it was
+    /// never scanned, and nothing said so. git-lfs itself is not needed to lay it out.
+    #[test]
+    fn a_key_committed_through_git_lfs_is_found_and_an_absent_object_is_told() {
+        use sha2::Digest;
+        let dir = repo();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(71);
+        let (name, text) = layouts(&cred("binance", 0, &mut rng)).remove(0);
+        let pointer = |content: &[u8]| {
+            let oid = hex::encode(sha2::Sha256::digest(content));
+            let pointer = format!(
+                "version https://git-lfs.github.com/spec/v1\noid sha256:{oid}\nsize {}\n",
+                content.len()
+            );
+            (oid, pointer)
+        };
+        let (oid, stored) = pointer(text.as_bytes());
+        let objects = dir.path().join(".git/lfs/objects");
+        let at = objects.join(&oid[..2]).join(&oid[2..4]);
+        std::fs::create_dir_all(&at).unwrap();
+        std::fs::write(at.join(&oid), &text).unwrap();
+        let (_, absent) = pointer(b"never fetched\n");
+        std::fs::write(dir.path().join(".gitattributes"), "*.env filter=lfs\n").unwrap();
+        std::fs::write(dir.path().join(&name), &stored).unwrap();
+        std::fs::write(dir.path().join("other.bin"), &absent).unwrap();
+        git(dir.path(), &["add", "."]);
+        git(dir.path(), &["commit", "-q", "-m", "through lfs"]);
+        let commit = git(dir.path(), &["rev-parse", "HEAD"]);
+
+        let (builder, warnings) = super::warned();
+        let report = builder.build().scan_git_history(dir.path()).unwrap();
+        let found: Vec<_> = report.active().collect();
+        assert_eq!(found.len(), 1, "{report:#?}");
+        assert_eq!(found[0].exchange, "binance");
+        assert_eq!(found[0].path, name);
+        assert_eq!(found[0].provenance.as_ref().unwrap().commit, commit);
+        let warnings = warnings.lock().unwrap();
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains("1 Git LFS file(s)") && w.contains("not scanned")),
+            "{warnings:?}"
+        );
+    }
+
     /// Found by review: a repository with one damaged tree (an old commit's, deleted)
     /// failed the whole history scan, though the warning said the blobs would still be
     /// scanned; an intact blob holding a key went unreported.

@@ -142,10 +142,22 @@ pub struct Finding {
 impl Finding {
     /// Places this finding, made in a part of a file, in the whole of it: `lines` lines
     /// and `bytes` bytes came before the part.
-    pub(crate) fn shift(&mut self, lines: usize, bytes: u64) {
+    ///
+    /// `columns` is where the buffer began on its first line, in bytes and UTF-16 units
+    /// (nothing when it began at a line's start): a value on that line moves that far to
+    /// the right.
+    pub(crate) fn shift(&mut self, lines: usize, bytes: u64, columns: (usize, usize)) {
+        let (column_bytes, column_units) = columns;
+        if self.line == 1 {
+            self.column += column_bytes;
+            self.utf16_column = self.utf16_column.map(|c| c + column_units);
+        }
         self.line += lines;
         self.offset = self.offset.map(|offset| offset + bytes);
         for part in &mut self.parts {
+            if part.line == 1 {
+                part.column += column_bytes;
+            }
             part.line += lines;
             part.offset = part.offset.map(|offset| offset + bytes);
         }

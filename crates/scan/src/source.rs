@@ -99,6 +99,10 @@ impl Scanner {
         let mut found = Vec::new();
         let mut active = 0;
         let (mut lines_before, mut bytes_before) = (0usize, 0u64);
+        // How far into its line the window begins (a line longer than a window), in
+        // bytes and UTF-16 units (found by review: a value on such a window's first line
+        // was placed at its column in the window, not in the line).
+        let mut columns_before = (0usize, 0usize);
         // Where, in this window, the findings the window before did not take begin.
         let mut taken_before = 0;
         let mut binary = false;
@@ -136,12 +140,20 @@ impl Scanner {
                     break 'windows;
                 }
                 active += usize::from(finding.is_active());
-                finding.shift(lines_before, bytes_before);
+                finding.shift(lines_before, bytes_before, columns_before);
                 found.push(finding);
             }
             if last {
                 break;
             }
+            let units = |bytes: &[u8]| String::from_utf8_lossy(bytes).encode_utf16().count();
+            columns_before = match memchr::memrchr(b'\n', &buf[..next]) {
+                Some(nl) => (next - nl - 1, units(&buf[nl + 1..next])),
+                None => (
+                    columns_before.0 + next,
+                    columns_before.1 + units(&buf[..next]),
+                ),
+            };
             lines_before += memchr::memchr_iter(b'\n', &buf[..next]).count();
             bytes_before += next as u64;
             taken_before = cut - next;

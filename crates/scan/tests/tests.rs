@@ -3848,6 +3848,19 @@ mod git {
         in_line.sort();
         keys.sort();
         assert_eq!(in_line, keys, "{report:#?}");
+        // Found by review: a value on the first line of a window that began inside a line
+        // was placed at its column in the window, not in the line.
+        for finding in report
+            .findings
+            .iter()
+            .filter(|f| f.path.ends_with("one-line.json"))
+        {
+            for part in &finding.parts {
+                let value = part.value.as_deref().unwrap();
+                assert_eq!(part.column, line.find(value).unwrap() + 1, "{finding:#?}");
+            }
+            assert_eq!(finding.utf16_column, Some(finding.column), "{finding:#?}");
+        }
     }
 
     /// A regression test: in a partial clone (`--filter=blob:none`), reading each blob

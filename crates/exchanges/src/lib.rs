@@ -444,6 +444,10 @@ pub trait Adapter: Send + Sync + 'static {
         headers: &HeaderMap,
         body: &[u8],
     ) -> Option<BackOff>;
+    /// Whether the exchange refused a request for its timestamp (Binance's -1021): the
+    /// timestamp keygate stamped on its clock, corrected by the offset it measured, was
+    /// off by the exchange's, which may have moved since.
+    fn refused_the_timestamp(&self, status: http::StatusCode, body: &[u8]) -> bool;
     /// Whether a read refused with `status` and `body` may succeed when asked again: the
     /// exchange was busy, failed, or found the request's time off, rather than refusing
     /// the request itself (a symbol it does not know, a permission the key lacks).

@@ -1687,6 +1687,11 @@ impl Gateway {
                         Outcome::Answered
                     };
                 in_flight.finish_placing(Some(answer.status.as_u16()), outcome, order_ids);
+                if caller == Caller::Signed
+                    && adapter.refused_the_timestamp(answer.status, &answer.body)
+                {
+                    self.upstream.doubt_clock(pool.upstream);
+                }
                 self.weight.note_answer(adapter, pool, &answer, weight);
                 let mut response = Response::new(self.answers.body(answer.body, caller));
                 *response.status_mut() = answer.status;

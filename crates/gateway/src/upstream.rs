@@ -131,6 +131,9 @@ struct KnownOffset {
     /// When the offset was measured (or last moved), on this host's wall clock (ms since
     /// the epoch) and on its monotonic clock: how far the wall clock was stepped since.
     measured_at: Option<(u64, Instant)>,
+    /// When the exchange last refused a timestamp made on the offset
+    /// ([`Clock::doubt`]).
+    doubted_at: Option<Instant>,
 }
 
 /// How far this host's wall clock may move against its monotonic clock between two
@@ -161,6 +164,23 @@ impl Clock {
         }
         let is_due = known.due.is_none_or(|due| now >= due);
         (known.offset_ms, is_due)
+    }
+
+    /// Makes a measurement due at once, the exchange having refused a timestamp made on
+    /// the offset: its clock may have moved since the offset was measured (found by
+    /// review: an exchange's clock moved, and every order was refused until the offset
+    /// was five minutes old). At most once per [`CLOCK_RETRY`]: a request old enough to
+    /// be refused for its age is refused whatever the offset.
+    fn doubt(&self) {
+        let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        if known
+            .doubted_at
+            .is_some_and(|at| at.elapsed() < CLOCK_RETRY)
+        {
+            return;
+        }
+        known.doubted_at = Some(Instant::now());
+        known.due = None;
     }
 
     /// Records a measurement's result, made at `wall_now_ms`. A failure keeps the offset
@@ -698,6 +718,12 @@ impl Upstream {
         }
         clock.record(measured, crate::now_ms());
         measured.or(offset_ms)
+    }
+
+    /// Measures `base`'s clock again before the next request that needs it, the exchange
+    /// having refused a timestamp keygate made on it ([`Clock::doubt`]).
+    pub fn doubt_clock(&self, base: &str) {
+        self.clock(base).doubt();
     }
 
     /// The clock of `base`, shared by every worker.

@@ -813,6 +813,31 @@ async fn public_market_data_passes_through_without_a_key() {
     }
 }
 
+/// Found by review: the exchange's clock was measured every five minutes, and when it
+/// moved in between every signed request was refused (-1021) until then. A timestamp the
+/// exchange refuses makes the next request measure the clock again.
+#[tokio::test]
+async fn a_timestamp_the_exchange_refuses_has_its_clock_measured_again() {
+    let env = default_env().await;
+    assert_eq!(get(&env, "/api/v3/account", "").await.0, 200);
+    let measured = || {
+        let requests = env.exchange.simulator().requests();
+        requests.iter().filter(|r| r.path == "/api/v3/time").count()
+    };
+    let before = measured();
+    env.exchange.simulator().set_clock_offset_ms(-5_000);
+    let (status, body) = get(&env, "/api/v3/account", "").await;
+    assert_eq!(
+        (status, body["code"].as_i64()),
+        (400, Some(-1021)),
+        "{body}"
+    );
+    let again = format!("/binance/api/v3/account?{}", sign_nth(1, BOT_SECRET));
+    let (status, body) = raw(env.gateway, &http("GET", &again, "", "")).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(measured() > before, "the clock was not measured again");
+}
+
 /// Found by review (python-binance): `/time` was passed on to the exchange, so a bot
 /// that sets its clock by it (python-binance's `AsyncClient` always does) signed on the
 /// exchange's clock, and was refused whenever keygate's host was a second behind the

@@ -59,6 +59,10 @@ const DEFAULT_RECV_WINDOW_MS: u64 = 5_000;
 /// unknown; execution status unknown."
 const EXECUTION_UNKNOWN: i64 = -1007;
 
+/// Binance's "Timestamp for this request is outside of the recvWindow" (or ahead of the
+/// server's time).
+const INVALID_TIMESTAMP: i64 = -1021;
+
 /// Binance's "Too many new orders": an account's order-count limit, not the address's.
 const TOO_MANY_ORDERS: i64 = -1015;
 
@@ -335,6 +339,14 @@ impl Adapter for Binance {
             seconds: seconds.clamp(1, LONGEST_BAN_S),
             banned,
         })
+    }
+    fn refused_the_timestamp(&self, status: http::StatusCode, body: &[u8]) -> bool {
+        #[derive(serde::Deserialize)]
+        struct Code {
+            code: i64,
+        }
+        status.is_client_error()
+            && serde_json::from_slice::<Code>(body).is_ok_and(|c| c.code == INVALID_TIMESTAMP)
     }
     fn may_pass_when_asked_again(&self, status: http::StatusCode, body: &[u8]) -> bool {
         #[derive(serde::Deserialize)]

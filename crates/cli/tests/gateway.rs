@@ -3114,10 +3114,6 @@ fn a_tampered_account_refuses_its_clients_and_is_named_in_the_log() {
     assert!(!log.contains(REAL_KEY) && !log.contains(REAL_SECRET));
 }
 
-/// Unmodified ccxt, when the exchange's request weight runs out: after the exchange's own
-/// 429 every call (a read, an order, public data) is answered by keygate as the exchange
-/// would answer it, so ccxt raises its usual error, and nothing more reaches the exchange
-/// until `Retry-After` has passed (see the script). The operator is told.
 /// Runs `tests/SCRIPT` against `serve` in front of the simulator at `exchange_url`, as
 /// the HMAC client `issued` (the credentials in the environment, never argv), and
 /// returns the JSON summary it prints; fails the test if the script fails.
@@ -3143,6 +3139,10 @@ fn bot_script(script: &str, serve: &Serve, exchange_url: &str, issued: &Value) -
     serde_json::from_str(out.trim()).unwrap()
 }
 
+/// Unmodified ccxt, when the exchange's request weight runs out: after the exchange's own
+/// 429 every call (a read, an order, public data) is answered by keygate as the exchange
+/// would answer it, so ccxt raises its usual error, and nothing more reaches the exchange
+/// until `Retry-After` has passed (see the script). The operator is told.
 #[test]
 fn ccxt_is_held_back_while_the_exchange_asks_to_wait() {
     let (_runtime, exchange) = simulator(vec![Credential::hmac(REAL_KEY, REAL_SECRET)]);

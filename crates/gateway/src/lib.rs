@@ -764,8 +764,8 @@ async fn handle<A: Adapter>(
         return audit.deny(
             refuse(Refusal::Invalid(&keygate_exchanges::Error::StaleTimestamp)),
             Rule::Replay,
-            "signed before keygate started: a keygate that ran before may have used this \
-             signature; sign the request again",
+            "signed before keygate started, or at a time a keygate that ran before (its \
+             clock ahead of this one's) may have used this signature; sign the request again",
         );
     }
     // A request that verified has a signature; without one, every such request would

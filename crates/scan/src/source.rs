@@ -146,12 +146,11 @@ impl Scanner {
             if last {
                 break;
             }
-            let units = |bytes: &[u8]| String::from_utf8_lossy(bytes).encode_utf16().count();
             columns_before = match memchr::memrchr(b'\n', &buf[..next]) {
-                Some(nl) => (next - nl - 1, units(&buf[nl + 1..next])),
+                Some(nl) => (next - nl - 1, utf16_units(&buf[nl + 1..next])),
                 None => (
                     columns_before.0 + next,
-                    columns_before.1 + units(&buf[..next]),
+                    columns_before.1 + utf16_units(&buf[..next]),
                 ),
             };
             lines_before += memchr::memchr_iter(b'\n', &buf[..next]).count();
@@ -189,7 +188,8 @@ impl Scanner {
             Ok(found) => Some(found),
             Err(e) => {
                 self.warn(&format!("{path}: cannot read its Git LFS object: {e}"));
-                None
+                counters.skipped.fetch_add(1, Ordering::Relaxed);
+                Some(Vec::new())
             }
         }
     }
@@ -748,6 +748,7 @@ impl Scanner {
         let found = Mutex::new(Vec::new());
         let lfs_objects = lfs_objects(repo);
         let lfs_absent = AtomicU64::new(0);
+        let lfs_scanned = Mutex::new(HashSet::new());
         let (tx, rx) =
             mpsc::sync_channel::<(Vec<u8>, usize, Object)>(self.threads.saturating_mul(4));
         let rx = Mutex::new(rx);
@@ -768,23 +769,28 @@ impl Scanner {
                     let _scanned = Spent(&in_flight, data.len());
                     let (id, path, prov) = &blobs[i];
                     // A Git LFS pointer stands for a file kept beside the object store:
-                    // that file is scanned in its place (found by review: a key committed
-                    // through LFS was never scanned, and nothing said so).
+                    // that file is scanned too, once however many pointers name it (found
+                    // by review: a key committed through LFS was never scanned, and
+                    // nothing said so). The pointer itself is scanned as any blob.
                     if let (Object::Blob, Some(oid)) = (object, lfs_pointer(&data)) {
-                        let context = contexts.get(id).unwrap_or(path);
-                        let scanned = lfs_objects.as_deref().and_then(|dir| {
-                            self.scan_lfs_object(counters, dir, oid, path, context)
-                        });
-                        let Some(mut f) = scanned else {
-                            lfs_absent.fetch_add(1, Ordering::Relaxed);
-                            counters.skipped.fetch_add(1, Ordering::Relaxed);
-                            continue;
-                        };
-                        for x in &mut f {
-                            x.provenance.clone_from(prov);
+                        if lock(&lfs_scanned).insert(oid.to_owned()) {
+                            let context = contexts.get(id).unwrap_or(path);
+                            let scanned = lfs_objects.as_deref().and_then(|dir| {
+                                self.scan_lfs_object(counters, dir, oid, path, context)
+                            });
+                            match scanned {
+                                Some(mut f) => {
+                                    for x in &mut f {
+                                        x.provenance.clone_from(prov);
+                                    }
+                                    lock(&found).extend(f.into_iter().map(|x| (i, x)));
+                                }
+                                None => {
+                                    lfs_absent.fetch_add(1, Ordering::Relaxed);
+                                    counters.skipped.fetch_add(1, Ordering::Relaxed);
+                                }
+                            }
                         }
-                        lock(&found).extend(f.into_iter().map(|x| (i, x)));
-                        continue;
                     }
                     let (text, prov) = match object {
                         Object::Blob => (Cow::Borrowed(&data[..]), prov.clone()),
@@ -2174,29 +2180,53 @@ fn commit_provenance(id: &str, path: &str, commit: &[u8]) -> Option<Provenance> 
     })
 }
 
-/// The object id a Git LFS pointer blob names (`version https://git-lfs.github.com/spec/v1`,
-/// then `oid sha256:HEX`), or `None` for any other blob.
+/// How many UTF-16 units `bytes` read as UTF-8 are (an invalid sequence as one U+FFFD, as
+/// a lossy reading gives it), counted without making the text: a window of a line that
+/// long is tens of megabytes.
+fn utf16_units(bytes: &[u8]) -> usize {
+    bytes
+        .utf8_chunks()
+        .map(|chunk| {
+            let valid: usize = chunk.valid().chars().map(char::len_utf16).sum();
+            valid + usize::from(!chunk.invalid().is_empty())
+        })
+        .sum()
+}
+
+/// The object id a Git LFS pointer blob names, or `None` for any other blob: a pointer is
+/// exactly as the specification writes one (`version https://git-lfs.github.com/spec/v1`,
+/// then only `ext-N-NAME`, `oid sha256:HEX` and `size N` lines, in that order), so that a
+/// file that merely begins like one is not taken for one.
 fn lfs_pointer(blob: &[u8]) -> Option<&str> {
-    const VERSION: &[u8] = b"version https://git-lfs.github.com/spec/v1\n";
-    if blob.len() > 1024 || !blob.starts_with(VERSION) {
+    const VERSION: &str = "version https://git-lfs.github.com/spec/v1";
+    if blob.len() > 1024 {
         return None;
     }
     let text = std::str::from_utf8(blob).ok()?;
-    let oid = text
-        .lines()
-        .find_map(|line| line.strip_prefix("oid sha256:"))?;
+    let mut lines = text.strip_suffix('\n')?.split('\n');
+    if lines.next()? != VERSION {
+        return None;
+    }
+    let mut line = lines.next()?;
+    while line.starts_with("ext-") {
+        line = lines.next()?;
+    }
+    let oid = line.strip_prefix("oid sha256:")?;
     let is_oid = oid.len() == 64 && oid.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-    is_oid.then_some(oid)
+    let size = lines.next()?.strip_prefix("size ")?;
+    let is_size = !size.is_empty() && size.bytes().all(|b| b.is_ascii_digit());
+    (is_oid && is_size && lines.next().is_none()).then_some(oid)
 }
 
 /// Where `repo` keeps its Git LFS objects (`lfs/objects` in its common repository
-/// directory), canonical; `None` when it keeps none.
+/// directory), canonical; `None` when it keeps none, or when that is a link out of the
+/// repository directory (found by review: the files behind such a link were read as the
+/// repository's).
 fn lfs_objects(repo: &Path) -> Option<PathBuf> {
     let common = git(repo, &["rev-parse", "--git-common-dir"]).ok()?;
-    let dir = repo
-        .join(common.trim_end_matches(['\n', '\r']))
-        .join("lfs/objects");
-    std::fs::canonicalize(dir).ok()
+    let common = std::fs::canonicalize(repo.join(common.trim_end_matches(['\n', '\r']))).ok()?;
+    let dir = std::fs::canonicalize(common.join("lfs/objects")).ok()?;
+    dir.starts_with(&common).then_some(dir)
 }
 
 /// The tags a commit's `mergetag` headers carry, each as `git cat-file` would give it: the
@@ -2249,9 +2279,26 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::{
-        commit_provenance, lock, message, output_within, unquote_path, Budget, Object, Watchdog,
-        MAX_BLOB_BYTES_IN_FLIGHT,
+        commit_provenance, lock, message, output_within, unquote_path, utf16_units, Budget, Object,
+        Watchdog, MAX_BLOB_BYTES_IN_FLIGHT,
     };
+
+    /// Counted as a lossy reading would count them, without making the text (found by
+    /// review: making it took five times a window's memory on a line of invalid bytes).
+    #[test]
+    fn utf16_units_are_those_of_the_lossy_text() {
+        for bytes in [
+            &b""[..],
+            b"plain ascii",
+            "caf\u{e9} \u{1F600} \u{4e2d}".as_bytes(),
+            b"\xff\xfe\xfd",
+            b"ok\xe2\x82end\xf0\x9f\x98",
+            b"\xc3",
+        ] {
+            let lossy = String::from_utf8_lossy(bytes).encode_utf16().count();
+            assert_eq!(utf16_units(bytes), lossy, "{bytes:?}");
+        }
+    }
 
     /// Found by review: a pipe git reads that a check of the repository directory does
     /// not see (behind a link, named by `alternates`) kept `git log` waiting for ever.

@@ -2678,6 +2678,27 @@ mod git {
                 .any(|w| w.contains("1 Git LFS file(s)") && w.contains("not scanned")),
             "{warnings:?}"
         );
+        drop(warnings);
+
+        // Found by review of the fix: a file that merely began like a pointer was taken
+        // for one, and the key after its first lines never scanned.
+        let (_, lookalike) = pointer(b"nothing\n");
+        let (_, key) = layouts(&cred("binance", 1, &mut rng)).remove(0);
+        std::fs::write(dir.path().join("binance.env"), format!("{lookalike}{key}")).unwrap();
+        git(dir.path(), &["add", "."]);
+        git(dir.path(), &["commit", "-q", "-m", "lookalike"]);
+        let report = Scanner::new().scan_git_history(dir.path()).unwrap();
+        assert_eq!(report.active().count(), 2, "{report:#?}");
+
+        // Nor is a link out of the repository directory followed to read what it holds.
+        #[cfg(unix)]
+        {
+            let outside = tempfile::tempdir().unwrap();
+            std::fs::rename(&objects, outside.path().join("objects")).unwrap();
+            std::os::unix::fs::symlink(outside.path().join("objects"), &objects).unwrap();
+            let report = Scanner::new().scan_git_history(dir.path()).unwrap();
+            assert_eq!(report.active().count(), 1, "{report:#?}");
+        }
     }
 
     /// Found by review: a repository with one damaged tree (an old commit's, deleted)

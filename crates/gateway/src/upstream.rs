@@ -721,7 +721,7 @@ impl Upstream {
     }
 
     /// Measures `base`'s clock again before the next request that needs it, the exchange
-    /// having refused a timestamp keygate made on it ([`Clock::doubt`]).
+    /// having refused a timestamp keygate made on it: at most once every ten seconds.
     pub fn doubt_clock(&self, base: &str) {
         self.clock(base).doubt();
     }

@@ -90,11 +90,6 @@ pub struct Rules {
     pending: HashMap<String, (u64, String)>,
     sources: Sightings,
     symbols: Sightings,
-    /// The symbols an order awaiting its outcome was the first of its client's in, by
-    /// request id: forgotten again if the exchange refuses it, so that orders refused in
-    /// symbol after symbol do not fill the client's memory of symbols and silence the
-    /// rule (found by review). Bounded as `pending` is.
-    first_in: HashMap<String, (u64, String, Vec<String>)>,
     /// The symbol lists of the clients that have one, by client name, as the lists and the
     /// audit events name symbols (`BTCUSDT`, `usdm:BTCUSDT`).
     symbol_lists: HashMap<String, BTreeSet<String>>,
@@ -132,20 +127,6 @@ struct Memory {
 }
 
 impl Sightings {
-    /// Whether `client` was seen with `what` (within the memory kept).
-    fn has(&self, client: &str, what: &str) -> bool {
-        self.0
-            .get(client)
-            .is_some_and(|seen| seen.contains_key(what))
-    }
-
-    /// Forgets that `client` was seen with `what`.
-    fn forget(&mut self, client: &str, what: &str) {
-        if let Some(seen) = self.0.get_mut(client) {
-            seen.remove(what);
-        }
-    }
-
     /// Notes that `client` was seen with `what` at `ts_ms`; when the client was seen
     /// before, within `memory`, and never with `what`, returns what it was seen with. A
     /// client seen with [`MAX_SIGHTINGS_PER_CLIENT`] values or more within `memory` (a bot
@@ -350,11 +331,6 @@ impl Rules {
                 }
             }
             EventBody::Outcome(outcome) => {
-                let refused = outcome.outcome == Outcome::Answered
-                    && outcome
-                        .upstream_status
-                        .is_some_and(|s| (400..500).contains(&s));
-                self.settle_first_in(&outcome.request_id, refused);
                 let action = self.pending.remove(&outcome.request_id).map(|(_, a)| a);
                 if outcome.outcome == Outcome::Unknown {
                     let what = action.unwrap_or_else(|| "a request".to_owned());
@@ -454,9 +430,6 @@ impl Rules {
         let who = who(request);
         // Refused after its pending event was written (and told as being sent).
         let stopped = !request.allowed && self.pending.remove(&request.request_id).is_some();
-        if stopped {
-            self.settle_first_in(&request.request_id, true);
-        }
         if let Some(alert) = funds_movement(request, stopped) {
             // Every forwarded one is told. A key that tries again and again after a
             // denial (a script, or a thief finding out what the key may do) would flood
@@ -526,16 +499,12 @@ impl Rules {
                     _ => Vec::new(),
                 };
                 let mut symbols: Vec<&str> = Vec::new();
-                let mut first_in = Vec::new();
                 for order in &orders {
                     let symbol = order.symbol.as_str();
                     if symbols.contains(&symbol) {
                         continue;
                     }
                     symbols.push(symbol);
-                    if request.outcome == Outcome::Pending && !self.symbols.has(client, symbol) {
-                        first_in.push(symbol.to_owned());
-                    }
                     let memory = self.thresholds.symbol_memory;
                     // No quiet period: each symbol is new once, and a quiet period per
                     // client hid a second new symbol traded soon after the first.
@@ -550,14 +519,7 @@ impl Rules {
                         .symbol_lists
                         .get(client)
                         .is_some_and(|list| list.contains(symbol));
-                    // Once per quiet period per symbol: an order the exchange refuses
-                    // leaves its symbol new, and a bot sending such orders again and
-                    // again would raise one alert each.
-                    let key = format!("{client} {symbol}");
-                    let known = known
-                        .filter(|_| !is_listed)
-                        .filter(|_| self.is_due(AlertRule::NewSymbol, &key, ts_ms));
-                    if let Some(known) = known {
+                    if let Some(known) = known.filter(|_| !is_listed) {
                         // A symbol is the bot's text (`KEYGATE-UNFREEZE.COM`, twenty
                         // characters Binance's symbols may have): shown as a name is, so
                         // that no chat makes it a link (found by review).
@@ -573,9 +535,6 @@ impl Rules {
                             ),
                         ));
                     }
-                }
-                if !first_in.is_empty() {
-                    self.remember_first_in(ts_ms, &request.request_id, client, first_in);
                 }
             }
             return alerts;
@@ -723,38 +682,6 @@ impl Rules {
             times.pop_front();
         }
         times.len()
-    }
-
-    /// Remembers the symbols `client`'s order `request_id`, written before forwarding, was
-    /// its first in, until its outcome.
-    fn remember_first_in(
-        &mut self,
-        ts_ms: u64,
-        request_id: &str,
-        client: &str,
-        symbols: Vec<String>,
-    ) {
-        if self.first_in.len() >= MAX_PENDING {
-            let mut ages: Vec<u64> = self.first_in.values().map(|(at, ..)| *at).collect();
-            ages.sort_unstable();
-            let median = ages[ages.len() / 2];
-            self.first_in.retain(|_, (at, ..)| *at > median);
-        }
-        self.first_in
-            .insert(request_id.to_owned(), (ts_ms, client.to_owned(), symbols));
-    }
-
-    /// Settles the symbols order `request_id` was its client's first in: forgotten when the
-    /// exchange `refused` it (or it was never sent), kept otherwise.
-    fn settle_first_in(&mut self, request_id: &str, refused: bool) {
-        let Some((_, client, symbols)) = self.first_in.remove(request_id) else {
-            return;
-        };
-        if refused {
-            for symbol in symbols {
-                self.symbols.forget(&client, &symbol);
-            }
-        }
     }
 
     /// Remembers a request written before forwarding, to name it when its outcome comes.
@@ -2124,53 +2051,6 @@ mod tests {
         rules.evaluate(10, &admin(10_000, "client.update", lifted));
         assert_eq!(new_symbols(&mut rules, 11_000, "bot3", "ETHUSDT"), 0);
         assert_eq!(new_symbols(&mut rules, 12_000, "bot3", "DOGEUSDT"), 1);
-    }
-
-    /// Found by review: a symbol was remembered as traded when its order was sent, so a
-    /// thief placing orders the exchange refuses (free) in 63 symbols filled the client's
-    /// memory of symbols, and its next new symbol, the market it meant to pump, raised
-    /// nothing. A refused order's symbol is forgotten; the alert for it is raised once per
-    /// quiet period.
-    #[test]
-    fn symbols_of_refused_orders_are_not_remembered_as_traded() {
-        let mut rules = Rules::new(Thresholds::default());
-        let mut new_symbols = |ts_ms: u64, symbol: &str, status: u16| -> usize {
-            let mut event = request(ts_ms, Some("bot1"), ActionKind::Trade, None);
-            if let EventBody::Request(r) = &mut event.body {
-                r.symbol = Some(symbol.into());
-            }
-            let raised = rules_of(&rules.evaluate(ts_ms, &event))
-                .iter()
-                .filter(|(_, rule)| *rule == AlertRule::NewSymbol)
-                .count();
-            let outcome = Event {
-                ts_ms: ts_ms + 1,
-                body: EventBody::Outcome(OutcomeEvent {
-                    request_id: format!("r{ts_ms}"),
-                    client: Some("bot1".into()),
-                    upstream_status: Some(status),
-                    latency_us: 1_000,
-                    outcome: Outcome::Answered,
-                    order_ids: Vec::new(),
-                    interrupted: false,
-                }),
-            };
-            rules.evaluate(ts_ms + 1, &outcome);
-            raised
-        };
-        assert_eq!(new_symbols(1_000, "BTCUSDT", 200), 0);
-        for n in 0..70 {
-            assert_eq!(new_symbols(2_000 + n * 10, &format!("JUNK{n}USDT"), 400), 1);
-        }
-        assert_eq!(
-            new_symbols(5_000, "PUMPUSDT", 200),
-            1,
-            "memory filled by refusals"
-        );
-        // A symbol refused again and again raises once per quiet period.
-        assert_eq!(new_symbols(6_000, "JUNK0USDT", 400), 0);
-        let quiet = Thresholds::default().quiet_period.as_millis() as u64;
-        assert_eq!(new_symbols(2_000 + quiet, "JUNK0USDT", 400), 1);
     }
 
     /// A regression test: with no quiet period, a bot trading more markets than the

@@ -127,6 +127,14 @@ struct Memory {
 }
 
 impl Sightings {
+    /// Whether `client` was seen with as many values as are remembered
+    /// ([`MAX_SIGHTINGS_PER_CLIENT`]), after which a new one raises nothing.
+    fn is_full(&self, client: &str) -> bool {
+        self.0
+            .get(client)
+            .is_some_and(|seen| seen.len() >= MAX_SIGHTINGS_PER_CLIENT)
+    }
+
     /// Notes that `client` was seen with `what` at `ts_ms`; when the client was seen
     /// before, within `memory`, and never with `what`, returns what it was seen with. A
     /// client seen with [`MAX_SIGHTINGS_PER_CLIENT`] values or more within `memory` (a bot
@@ -241,12 +249,17 @@ impl Rate {
                 self.seconds[(passed % 60) as usize] = 0;
             }
             self.second = second;
+        } else if self.second - second >= 60 {
+            // A minute or more before the last one counted: a clock that ran ahead and was
+            // set back. The count starts again from here, rather than leave every request
+            // until the clock is back there uncounted (found by review).
+            self.seconds = [0; 60];
+            self.second = second;
         }
-        // One written late (by up to the audit writer's reordering), if still inside.
-        if self.second - second < 60 {
-            let at = &mut self.seconds[(second % 60) as usize];
-            *at = at.saturating_add(1);
-        }
+        // One written late (by up to the audit writer's reordering) is counted in its own
+        // second.
+        let at = &mut self.seconds[(second % 60) as usize];
+        *at = at.saturating_add(1);
         let last_sixty_s: u64 = self.seconds.iter().map(|&n| u64::from(n)).sum();
         let threshold = (RATE_SPIKE_FACTOR * self.usual).max(RATE_SPIKE_FLOOR as f64);
         (self.minutes_seen > RATE_WARMUP_MINUTES && last_sixty_s as f64 > threshold)
@@ -508,7 +521,9 @@ impl Rules {
                     let memory = self.thresholds.symbol_memory;
                     // No quiet period: each symbol is new once, and a quiet period per
                     // client hid a second new symbol traded soon after the first.
+                    let was_full = self.symbols.is_full(client);
                     let known = self.symbols.note(client, symbol, ts_ms, memory);
+                    let became_full = !was_full && self.symbols.is_full(client);
                     // A symbol on the client's own list is one the operator allowed it:
                     // expected, and an alert there taught operators to ignore this one.
                     // (A client with a list cannot trade off it at all, so the market a
@@ -532,6 +547,28 @@ impl Rules {
                                  before: is its key in other hands?",
                                 named(symbol),
                                 known.join(", ")
+                            ),
+                        ));
+                    }
+                    // Past the symbols remembered a new one raises nothing, which orders
+                    // in symbol after symbol (refused ones, batches of them, IOC orders
+                    // that expire: all free) could bring about before the one that
+                    // matters (found by review): that silence is told, once.
+                    // A client with a list cannot trade off it: nothing is left unsaid.
+                    if became_full && !self.symbol_lists.contains_key(client) {
+                        let hours = memory.as_secs() / 3600;
+                        let within = match hours / 24 {
+                            0 => format!("{hours} hour(s)"),
+                            days => format!("{days} day(s)"),
+                        };
+                        alerts.push((
+                            Severity::Warning,
+                            AlertRule::NewSymbol,
+                            format!(
+                                "client {client} has traded {MAX_SIGHTINGS_PER_CLIENT} symbols \
+                                 within {within}: new_symbol tells of no more of its new ones \
+                                 until some are that old (a bot that trades every market \
+                                 needs a symbol list; else orders were sent to fill this)"
                             ),
                         ));
                     }
@@ -2054,22 +2091,33 @@ mod tests {
     }
 
     /// A regression test: with no quiet period, a bot trading more markets than the
-    /// symbols remembered raised a new_symbol alert on nearly every order, for ever.
+    /// symbols remembered raised a new_symbol alert on nearly every order, for ever. And
+    /// found by review: orders (free ones: refused, or IOC orders that expire) in symbol
+    /// after symbol brought that silence about before the symbol that mattered, unsaid:
+    /// the moment it begins is told, once.
     #[test]
     fn a_client_seen_with_more_symbols_than_remembered_raises_no_more() {
         let mut rules = Rules::new(Thresholds::default());
-        let mut raised = 0;
+        let mut summaries = Vec::new();
         for i in 0..200u64 {
             let mut event = request(1_000 + i, Some("bot1"), ActionKind::Trade, None);
             if let EventBody::Request(r) = &mut event.body {
                 r.symbol = Some(format!("S{}USDT", i % 100));
             }
-            raised += rules_of(&rules.evaluate(i + 1, &event))
-                .iter()
-                .filter(|(_, rule)| *rule == AlertRule::NewSymbol)
-                .count();
+            summaries.extend(
+                rules
+                    .evaluate(i + 1, &event)
+                    .into_iter()
+                    .filter(|alert| alert.rule == AlertRule::NewSymbol)
+                    .map(|alert| alert.summary),
+            );
         }
-        assert_eq!(raised, MAX_SIGHTINGS_PER_CLIENT - 1);
+        assert_eq!(summaries.len(), MAX_SIGHTINGS_PER_CLIENT, "{summaries:#?}");
+        let told = summaries.last().unwrap();
+        assert!(
+            told.contains("has traded 64 symbols within 30 day(s)"),
+            "{told}"
+        );
     }
 
     #[test]
@@ -2120,6 +2168,25 @@ mod tests {
             send(42 * 60_000 + 57_000 + i * 5);
         }
         assert!(spiked, "a burst across the turn of a minute raised nothing");
+
+        // Found by review of the fix: after one request stamped ten minutes ahead (a
+        // clock set forward, then back), nothing was counted until the clock got there.
+        let mut rules = Rules::new(Thresholds::default());
+        let mut spiked = false;
+        let mut send = |ts: u64| {
+            let alerts = rules.evaluate(ts, &request(ts, Some("bot1"), ActionKind::Read, None));
+            spiked |= rules_of(&alerts).contains(&(Severity::Warning, AlertRule::RateSpike));
+        };
+        for minute in 0..=40 {
+            for i in 0..12 {
+                send(minute * 60_000 + i * 5_000);
+            }
+        }
+        send(51 * 60_000);
+        for i in 0..1000 {
+            send(41 * 60_000 + 30_000 + i * 10);
+        }
+        assert!(spiked, "a burst after a clock set back raised nothing");
     }
 
     #[test]

@@ -2890,21 +2890,8 @@ fn a_request_signed_ahead_is_not_taken_again_by_the_next_gateway() {
     let mut home = Home::with_account(&exchange.url());
     let bot = home.issue("bot1", &[]);
     let first = Serve::start_with(&home.kg, &["--reconcile-every", "off"]);
-    let payload = format!(
-        "timestamp={}&recvWindow=10000",
-        keygate_gateway::now_ms() + 950
-    );
-    let secret = bot["secret"].as_str().unwrap();
-    let signature = binance::hmac_signature(secret.as_bytes(), payload.as_bytes());
-    let send = |serve: &Serve| {
-        send_signed(
-            reqwest::Method::GET,
-            &format!("http://{}/binance", serve.addr),
-            "/api/v3/account",
-            &format!("{payload}&signature={signature}"),
-            bot["api_key"].as_str().unwrap(),
-        )
-    };
+    let signed_at = keygate_gateway::now_ms() + 950;
+    let send = |serve: &Serve| account_read_signed_at(serve, &bot, signed_at, 10_000);
     let (status, body) = send(&first);
     assert_eq!(status, 200, "{body}");
     drop(first);
@@ -2932,18 +2919,8 @@ fn a_gateway_started_with_its_clock_set_back_takes_no_request_again() {
     let mut home = Home::with_account(&exchange.url());
     let bot = home.issue("bot1", &[]);
     let first = Serve::start_with(&home.kg, &["--reconcile-every", "off"]);
-    let payload = format!("timestamp={}&recvWindow=60000", keygate_gateway::now_ms());
-    let secret = bot["secret"].as_str().unwrap();
-    let signature = binance::hmac_signature(secret.as_bytes(), payload.as_bytes());
-    let send = |serve: &Serve| {
-        send_signed(
-            reqwest::Method::GET,
-            &format!("http://{}/binance", serve.addr),
-            "/api/v3/account",
-            &format!("{payload}&signature={signature}"),
-            bot["api_key"].as_str().unwrap(),
-        )
-    };
+    let signed_at = keygate_gateway::now_ms();
+    let send = |serve: &Serve| account_read_signed_at(serve, &bot, signed_at, 60_000);
     let (status, body) = send(&first);
     assert_eq!(status, 200, "{body}");
     drop(first);
@@ -2981,33 +2958,43 @@ fn a_gateway_that_once_ran_ahead_leaves_only_that_time_refused() {
     let (_runtime, exchange) = simulator(vec![Credential::hmac(REAL_KEY, REAL_SECRET)]);
     let mut home = Home::with_account(&exchange.url());
     let bot = home.issue("bot1", &[]);
-    let (key, secret) = (
-        bot["api_key"].as_str().unwrap(),
-        bot["secret"].as_str().unwrap(),
-    );
     let ahead: [(&str, &Path); 2] = [
         ("LD_PRELOAD", &libfaketime),
         ("FAKETIME", Path::new("+50m")),
     ];
     let first = Serve::start_with_env(&home.kg, &["--reconcile-every", "off"], &ahead);
-    let payload = format!(
-        "timestamp={}&recvWindow=10000",
-        keygate_gateway::now_ms() + 50 * 60_000
-    );
-    let signature = binance::hmac_signature(secret.as_bytes(), payload.as_bytes());
-    let query = format!("{payload}&signature={signature}");
-    let (status, body) = send_signed(
-        reqwest::Method::GET,
-        &format!("http://{}/binance", first.addr),
-        "/api/v3/account",
-        &query,
-        key,
-    );
+    let signed_at = keygate_gateway::now_ms() + 50 * 60_000;
+    let (status, body) = account_read_signed_at(&first, &bot, signed_at, 10_000);
     assert_eq!(status, 200, "{body}");
     drop(first);
     let next = Serve::start_with(&home.kg, &["--reconcile-every", "off"]);
-    let (status, body) = signed_get(&next.addr, "/api/v3/account", key, secret);
+    let (status, body) = signed_get(
+        &next.addr,
+        "/api/v3/account",
+        bot["api_key"].as_str().unwrap(),
+        bot["secret"].as_str().unwrap(),
+    );
     assert_eq!(status, 200, "a request signed now was refused: {body}");
+}
+
+/// `GET /api/v3/account` of `bot` signed at `signed_at_ms` with `recv_window_ms`, sent to
+/// `serve`: the same bytes each time, as a captured request is sent again.
+fn account_read_signed_at(
+    serve: &Serve,
+    bot: &Value,
+    signed_at_ms: u64,
+    recv_window_ms: u64,
+) -> (u16, Value) {
+    let payload = format!("timestamp={signed_at_ms}&recvWindow={recv_window_ms}");
+    let secret = bot["secret"].as_str().unwrap();
+    let signature = binance::hmac_signature(secret.as_bytes(), payload.as_bytes());
+    send_signed(
+        reqwest::Method::GET,
+        &format!("http://{}/binance", serve.addr),
+        "/api/v3/account",
+        &format!("{payload}&signature={signature}"),
+        bot["api_key"].as_str().unwrap(),
+    )
 }
 
 /// A real key whose ciphertext was changed without the master key breaks the seal over

@@ -7,7 +7,7 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::engine::MAX_FINDINGS_PER_BUFFER;
@@ -147,10 +147,10 @@ impl Scanner {
                 break;
             }
             columns_before = match memchr::memrchr(b'\n', &buf[..next]) {
-                Some(nl) => (next - nl - 1, utf16_units(&buf[nl + 1..next])),
+                Some(nl) => (next - nl - 1, crate::text::utf16_units(&buf[nl + 1..next])),
                 None => (
                     columns_before.0 + next,
-                    columns_before.1 + utf16_units(&buf[..next]),
+                    columns_before.1 + crate::text::utf16_units(&buf[..next]),
                 ),
             };
             lines_before += memchr::memchr_iter(b'\n', &buf[..next]).count();
@@ -541,47 +541,43 @@ impl Scanner {
                  came in"
             ));
         };
-        // A walk that was stopped is not tried again another way: whatever stopped it
+        // The walks, each with less than the one before. When none can be made, every
+        // object in the store is still scanned, below, without commit or path (found by
+        // review: the scan failed, and an intact blob holding a key went unreported). A
+        // walk that was stopped is not tried again another way: whatever stopped it
         // stops every walk (found by review: three walks of 10 minutes each).
-        let listed = match (!commits.is_empty()).then(|| walk(true, commits)) {
-            Some(Ok(listed)) => listed,
-            Some(Err(e @ Error::GitStopped { .. })) => return Err(e),
-            tried => {
-                if let Some(Err(e)) = tried {
-                    let what = format!(
-                        "the commits nothing reaches in {} could not all be walked",
-                        repo.display()
-                    );
-                    unwalked(&what, &e);
+        let name = repo.display();
+        let mut walks = vec![
+            (
+                true,
+                commits,
+                format!("the commits nothing reaches in {name} could not all be walked"),
+            ),
+            (
+                true,
+                Vec::new(),
+                format!("the commits only reflogs reach in {name} could not be walked"),
+            ),
+            (
+                false,
+                Vec::new(),
+                format!("the history of {name} could not be walked"),
+            ),
+        ];
+        if walks[0].1.is_empty() {
+            walks.remove(0);
+        }
+        let mut listed = Listed::default();
+        for (reflog, unreachable, failed) in walks {
+            match walk(reflog, unreachable) {
+                Ok(walked) => {
+                    listed = walked;
+                    break;
                 }
-                match walk(true, Vec::new()) {
-                    Ok(listed) => listed,
-                    Err(e @ Error::GitStopped { .. }) => return Err(e),
-                    Err(e) => {
-                        let what = format!(
-                            "the commits only reflogs reach in {} could not be walked",
-                            repo.display()
-                        );
-                        unwalked(&what, &e);
-                        // Nothing walked: every object in the store is still scanned,
-                        // below, without commit or path (found by review: the scan
-                        // failed, and an intact blob holding a key went unreported).
-                        match walk(false, Vec::new()) {
-                            Ok(listed) => listed,
-                            Err(e @ Error::GitStopped { .. }) => return Err(e),
-                            Err(e) => {
-                                let what = format!(
-                                    "the history of {} could not be walked",
-                                    repo.display()
-                                );
-                                unwalked(&what, &e);
-                                Listed::default()
-                            }
-                        }
-                    }
-                }
+                Err(e @ Error::GitStopped { .. }) => return Err(e),
+                Err(e) => unwalked(&failed, &e),
             }
-        };
+        }
         let Listed {
             blobs,
             mut seen,
@@ -746,7 +742,8 @@ impl Scanner {
         };
         let ids: Vec<String> = blobs.iter().map(|b| b.0.clone()).collect();
         let found = Mutex::new(Vec::new());
-        let lfs_objects = lfs_objects(repo);
+        // Asked of git only once a pointer is met: most repositories hold none.
+        let lfs_objects = OnceLock::new();
         let lfs_absent = AtomicU64::new(0);
         let lfs_scanned = Mutex::new(HashSet::new());
         let (tx, rx) =
@@ -775,7 +772,8 @@ impl Scanner {
                     if let (Object::Blob, Some(oid)) = (object, lfs_pointer(&data)) {
                         if lock(&lfs_scanned).insert(oid.to_owned()) {
                             let context = contexts.get(id).unwrap_or(path);
-                            let scanned = lfs_objects.as_deref().and_then(|dir| {
+                            let dir = lfs_objects.get_or_init(|| lfs_objects_dir(repo));
+                            let scanned = dir.as_deref().and_then(|dir| {
                                 self.scan_lfs_object(counters, dir, oid, path, context)
                             });
                             match scanned {
@@ -2180,19 +2178,6 @@ fn commit_provenance(id: &str, path: &str, commit: &[u8]) -> Option<Provenance> 
     })
 }
 
-/// How many UTF-16 units `bytes` read as UTF-8 are (an invalid sequence as one U+FFFD, as
-/// a lossy reading gives it), counted without making the text: a window of a line that
-/// long is tens of megabytes.
-fn utf16_units(bytes: &[u8]) -> usize {
-    bytes
-        .utf8_chunks()
-        .map(|chunk| {
-            let valid: usize = chunk.valid().chars().map(char::len_utf16).sum();
-            valid + usize::from(!chunk.invalid().is_empty())
-        })
-        .sum()
-}
-
 /// The object id a Git LFS pointer blob names, or `None` for any other blob: a pointer is
 /// exactly as the specification writes one (`version https://git-lfs.github.com/spec/v1`,
 /// then only `ext-N-NAME`, `oid sha256:HEX` and `size N` lines, in that order), so that a
@@ -2222,7 +2207,7 @@ fn lfs_pointer(blob: &[u8]) -> Option<&str> {
 /// directory), canonical; `None` when it keeps none, or when that is a link out of the
 /// repository directory (found by review: the files behind such a link were read as the
 /// repository's).
-fn lfs_objects(repo: &Path) -> Option<PathBuf> {
+fn lfs_objects_dir(repo: &Path) -> Option<PathBuf> {
     let common = git(repo, &["rev-parse", "--git-common-dir"]).ok()?;
     let common = std::fs::canonicalize(repo.join(common.trim_end_matches(['\n', '\r']))).ok()?;
     let dir = std::fs::canonicalize(common.join("lfs/objects")).ok()?;
@@ -2279,26 +2264,9 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::{
-        commit_provenance, lock, message, output_within, unquote_path, utf16_units, Budget, Object,
-        Watchdog, MAX_BLOB_BYTES_IN_FLIGHT,
+        commit_provenance, lock, message, output_within, unquote_path, Budget, Object, Watchdog,
+        MAX_BLOB_BYTES_IN_FLIGHT,
     };
-
-    /// Counted as a lossy reading would count them, without making the text (found by
-    /// review: making it took five times a window's memory on a line of invalid bytes).
-    #[test]
-    fn utf16_units_are_those_of_the_lossy_text() {
-        for bytes in [
-            &b""[..],
-            b"plain ascii",
-            "caf\u{e9} \u{1F600} \u{4e2d}".as_bytes(),
-            b"\xff\xfe\xfd",
-            b"ok\xe2\x82end\xf0\x9f\x98",
-            b"\xc3",
-        ] {
-            let lossy = String::from_utf8_lossy(bytes).encode_utf16().count();
-            assert_eq!(utf16_units(bytes), lossy, "{bytes:?}");
-        }
-    }
 
     /// Found by review: a pipe git reads that a check of the repository directory does
     /// not see (behind a link, named by `alternates`) kept `git log` waiting for ever.

@@ -69,13 +69,23 @@ pub(crate) fn set_editor_columns(text: &[u8], findings: &mut [Finding]) {
             _ => (skip, 0),
         };
         column_steps(end - from);
-        let units = units
-            + String::from_utf8_lossy(&line[from..end])
-                .encode_utf16()
-                .count();
+        let units = units + utf16_units(&line[from..end]);
         counted = Some((index, end, units));
         f.utf16_column = Some(units + 1);
     }
+}
+
+/// How many UTF-16 units `bytes` read as UTF-8 are (an invalid sequence as one U+FFFD, as
+/// a lossy reading gives it), counted without making the text: a window of a line that
+/// long is tens of megabytes.
+pub(crate) fn utf16_units(bytes: &[u8]) -> usize {
+    bytes
+        .utf8_chunks()
+        .map(|chunk| {
+            let valid: usize = chunk.valid().chars().map(char::len_utf16).sum();
+            valid + usize::from(!chunk.invalid().is_empty())
+        })
+        .sum()
 }
 
 #[cfg(test)]
@@ -143,7 +153,7 @@ pub(crate) fn decode(data: &[u8]) -> Cow<'_, [u8]> {
 
 #[cfg(test)]
 mod tests {
-    use super::{decode, set_editor_columns, COLUMN_STEPS};
+    use super::{decode, set_editor_columns, utf16_units, COLUMN_STEPS};
     use crate::report::{Finding, Severity};
 
     fn finding(line: usize, column: usize) -> Finding {
@@ -262,5 +272,22 @@ mod tests {
         // An unpaired high surrogate, then an odd trailing byte.
         let data = [0xFF, 0xFE, 0x3D, 0xD8, b'a', 0, b'b'];
         assert_eq!(&*decode(&data), "\u{FFFD}a\u{FFFD}".as_bytes());
+    }
+
+    /// Counted as a lossy reading would count them, without making the text (found by
+    /// review: making it took five times a window's memory on a line of invalid bytes).
+    #[test]
+    fn utf16_units_are_those_of_the_lossy_text() {
+        for bytes in [
+            &b""[..],
+            b"plain ascii",
+            "caf\u{e9} \u{1F600} \u{4e2d}".as_bytes(),
+            b"\xff\xfe\xfd",
+            b"ok\xe2\x82end\xf0\x9f\x98",
+            b"\xc3",
+        ] {
+            let lossy = String::from_utf8_lossy(bytes).encode_utf16().count();
+            assert_eq!(utf16_units(bytes), lossy, "{bytes:?}");
+        }
     }
 }

@@ -255,13 +255,7 @@ impl Adapter for Binance {
     }
     fn is_no_such_order(&self, status: http::StatusCode, body: &[u8]) -> bool {
         // -2011 "Unknown order sent.", -2013 "Order does not exist.".
-        #[derive(serde::Deserialize)]
-        struct Refused {
-            code: i64,
-        }
-        status.is_client_error()
-            && serde_json::from_slice::<Refused>(body)
-                .is_ok_and(|refused| matches!(refused.code, -2011 | -2013))
+        status.is_client_error() && matches!(error_code(body), Some(-2011 | -2013))
     }
     fn withdrawal_history(&self, since_ms: u64, offset: usize) -> (&'static str, String) {
         // Binance lists 90 days at most per call, and WITHDRAW_HISTORY_LIMIT entries from
@@ -315,13 +309,7 @@ impl Adapter for Binance {
         // promise no `Retry-After` at all: any other 429 without one holds the address
         // back until the weight's minute turns, since going on risks a ban for everyone
         // (found by review: it held nothing back).
-        #[derive(serde::Deserialize)]
-        struct Code {
-            code: i64,
-        }
-        if status.as_u16() == 429
-            && serde_json::from_slice::<Code>(body).is_ok_and(|c| c.code == TOO_MANY_ORDERS)
-        {
+        if status.as_u16() == 429 && error_code(body) == Some(TOO_MANY_ORDERS) {
             return None;
         }
         let retry_after = headers
@@ -341,29 +329,18 @@ impl Adapter for Binance {
         })
     }
     fn refused_the_timestamp(&self, status: http::StatusCode, body: &[u8]) -> bool {
-        #[derive(serde::Deserialize)]
-        struct Code {
-            code: i64,
-        }
-        status.is_client_error()
-            && serde_json::from_slice::<Code>(body).is_ok_and(|c| c.code == INVALID_TIMESTAMP)
+        status.is_client_error() && error_code(body) == Some(INVALID_TIMESTAMP)
     }
     fn may_pass_when_asked_again(&self, status: http::StatusCode, body: &[u8]) -> bool {
-        #[derive(serde::Deserialize)]
-        struct Code {
-            code: i64,
-        }
         // 403: the web application firewall; 408: a timeout; 418 and 429: the weight.
         // The codes: unknown, disconnected, too many requests, unexpected answer,
         // timeout, busy, too many orders, and a timestamp off the window (clock drift).
         status.is_server_error()
             || matches!(status.as_u16(), 403 | 408 | 418 | 429)
-            || serde_json::from_slice::<Code>(body).is_ok_and(|c| {
-                matches!(
-                    c.code,
-                    -1000 | -1001 | -1003 | -1006 | -1007 | -1008 | -1015 | -1021
-                )
-            })
+            || matches!(
+                error_code(body),
+                Some(-1000 | -1001 | -1003 | -1006 | -1007 | -1008 | -1015 | -1021)
+            )
     }
     fn error_text(&self, body: &[u8]) -> Option<String> {
         #[derive(serde::Deserialize)]
@@ -648,6 +625,17 @@ impl Adapter for Binance {
         let body = serde_json::json!({ "code": code, "msg": msg });
         (status, body.to_string().into_bytes())
     }
+}
+
+/// The `code` of an error answer (`{"code": -2015, "msg": "…"}`), if the body is one.
+fn error_code(body: &[u8]) -> Option<i64> {
+    #[derive(serde::Deserialize)]
+    struct Refused {
+        code: i64,
+    }
+    serde_json::from_slice::<Refused>(body)
+        .ok()
+        .map(|refused| refused.code)
 }
 
 /// Parses `data` as a request and uses everything the parsed request offers, for the

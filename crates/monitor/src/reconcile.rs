@@ -137,8 +137,8 @@ impl Unanswered {
     fn may_be(&self, o: &ExchangeOrder, side: Option<Side>) -> bool {
         self.legs > 0
             && self.symbol == o.symbol
-            && self.ts_ms <= o.placed_ms + CLOCK_SKEW_MS
-            && self.ts_ms + FORWARDED_BEFORE_MS >= o.placed_ms
+            && self.ts_ms <= o.placed_ms.saturating_add(CLOCK_SKEW_MS)
+            && self.ts_ms.saturating_add(FORWARDED_BEFORE_MS) >= o.placed_ms
             && (self.is_list
                 || match &self.client_order_id {
                     Some(id) => *id == o.client_order_id,
@@ -402,8 +402,8 @@ impl Forwarded {
                     (Some(sent), Some(listed)) => sent == listed,
                     _ => true,
                 }
-                && f.ts_ms <= w.applied_ms + CLOCK_SKEW_MS
-                && f.ts_ms + FORWARDED_BEFORE_MS >= w.applied_ms
+                && f.ts_ms <= w.applied_ms.saturating_add(CLOCK_SKEW_MS)
+                && f.ts_ms.saturating_add(FORWARDED_BEFORE_MS) >= w.applied_ms
         };
         // One logged with its destination first: one an earlier keygate logged without
         // (which fits any destination) must not be taken by a withdrawal logged since,

@@ -97,7 +97,7 @@ use rand::Rng;
 use rust_decimal::Decimal;
 
 use crate::answers::{AnswerBudget, Caller};
-use crate::registry::{ClientEntry, Live, Registry, Verifier};
+use crate::registry::{AccountEntry, ClientEntry, Live, Registry, Verifier};
 use crate::replay::ReplayCache;
 use crate::upstream::{Budget, Failure, Sent, Unpriced, Upstream};
 use crate::weight::{Cap, Charge, OverCap, Payer, Pool, Reservation, WeightGauge};
@@ -1111,21 +1111,28 @@ async fn handle<A: Adapter>(
     // meanwhile holds for this request too, not only for those after it, as does the
     // exchange asking to back off. So these are checked again before the request is
     // recorded as about to be sent, and after the last wait.
-    let refusal_since_decided = || -> Option<(Response, Rule, String)> {
+    // What is not refused is signed with the account's real key as it is then: one
+    // rotated meanwhile is not used again (found by review).
+    #[allow(
+        clippy::result_large_err,
+        reason = "a refusal is made once, and becomes the answer"
+    )]
+    let refusal_since_decided = || -> Result<Arc<AccountEntry>, (Response, Rule, String)> {
         if let Err(e) = signed.check_freshness(now_ms()) {
             let msg = format!("{e} by the time keygate was to forward it");
             let response = refusal_response(adapter, Refusal::Invalid(&e));
-            return Some((response, Rule::Authentication, msg));
+            return Err((response, Rule::Authentication, msg));
         }
         if let Some((response, msg)) = held_back(adapter, &gw.weight, pool) {
-            return Some((response, Rule::ExchangeBackOff, msg));
+            return Err((response, Rule::ExchangeBackOff, msg));
         }
-        let msg = changed_while_waiting(&gw.live.snapshot(), api_key, &client)?;
-        let text = format!("keygate: {msg}");
-        let response = refusal_response(adapter, Refusal::Denied(&text));
-        Some((response, Rule::PolicyChanged, msg))
+        changed_while_waiting(&gw.live.snapshot(), api_key, &client, &account).map_err(|msg| {
+            let text = format!("keygate: {msg}");
+            let response = refusal_response(adapter, Refusal::Denied(&text));
+            (response, Rule::PolicyChanged, msg)
+        })
     };
-    if let Some((response, rule, msg)) = refusal_since_decided() {
+    if let Err((response, rule, msg)) = refusal_since_decided() {
         return audit.deny(response, rule, &msg);
     }
 
@@ -1154,9 +1161,10 @@ async fn handle<A: Adapter>(
         .upstream
         .exchange_time_ms(adapter, &base, native, &gw.weight)
         .await;
-    if let Some((response, rule, msg)) = refusal_since_decided() {
-        return audit.deny(response, rule, &msg);
-    }
+    let account = match refusal_since_decided() {
+        Ok(account) => account,
+        Err((response, rule, msg)) => return audit.deny(response, rule, &msg),
+    };
     let timestamp = timestamp_as_old_as(exchange_now_ms, freshness.signed_at_us, now_us());
     let forward = signed.resign(
         account.api_key.expose_secret(),
@@ -1223,7 +1231,17 @@ async fn handle<A: Adapter>(
             forward.body.as_bytes(),
             started,
             None,
-            refusal_since_decided,
+            || match refusal_since_decided() {
+                Ok(now) if Arc::ptr_eq(&now, &account) => None,
+                Ok(_) => {
+                    let msg = "the real key of its account was rotated as the request was \
+                               sent; it was not sent";
+                    let text = format!("keygate: {msg}");
+                    let response = refusal_response(adapter, Refusal::Denied(&text));
+                    Some((response, Rule::PolicyChanged, msg.to_owned()))
+                }
+                Err(refusal) => Some(refusal),
+            },
         )
         .await;
     for symbol in moves_the_book {
@@ -1233,9 +1251,12 @@ async fn handle<A: Adapter>(
     answer
 }
 
-/// Why a request decided for `decided` (the client of `api_key` as it was) may no longer
-/// be sent, by `registry` as it is now: the client was frozen, revoked or changed, its key
-/// or itself expired, or its account is gone (every client is gone while a reload fails).
+/// Why a request decided for `decided` (the client of `api_key` as it was, of
+/// `decided_account`) may no longer be sent, by `registry` as it is now: the client was
+/// frozen (even if unfrozen since), revoked or changed, its key or itself expired, or its
+/// account is gone or points elsewhere (every client is gone while a reload fails).
+/// Otherwise, the account as it is now, whose real key signs the request: the one it was
+/// decided with may have been rotated since.
 ///
 /// Each is denied by [`Rule::PolicyChanged`], not by the rule a new request would meet
 /// (`frozen`, `revoked`): this one was signed and sent before the change, and the alert
@@ -1245,18 +1266,21 @@ fn changed_while_waiting(
     registry: &Registry,
     api_key: &str,
     decided: &Arc<ClientEntry>,
-) -> Option<String> {
+    decided_account: &AccountEntry,
+) -> Result<Arc<AccountEntry>, String> {
     let name = &decided.name;
     let Some(client) = registry.client(api_key) else {
-        return Some(format!(
+        return Err(format!(
             "the key of client {name} was withdrawn while the request waited; it was not sent"
         ));
     };
+    let account = registry.account(&client.account);
     let now = now_ms();
     let what = match client.status {
         ClientStatus::Frozen => "frozen",
         ClientStatus::Revoked => "revoked",
         ClientStatus::Active if client.name != *name => "replaced",
+        ClientStatus::Active if client.stops != decided.stops => "frozen, and let go since,",
         ClientStatus::Active if client.expires_ms.is_some_and(|at| now >= at) => "expired",
         ClientStatus::Active if client.key_valid_until_ms.is_some_and(|at| now >= at) => {
             "rotated, and this key's grace period ended,"
@@ -1267,12 +1291,18 @@ fn changed_while_waiting(
         {
             "given another policy"
         }
-        ClientStatus::Active if registry.account(&client.account).is_none() => {
-            "left without its account"
-        }
-        ClientStatus::Active => return None,
+        ClientStatus::Active => match account {
+            None => "left without its account",
+            Some(account)
+                if account.exchange != decided_account.exchange
+                    || account.upstream != decided_account.upstream =>
+            {
+                "given an account on another upstream"
+            }
+            Some(account) => return Ok(account),
+        },
     };
-    Some(format!(
+    Err(format!(
         "client {name} was {what} while the request waited; it was not sent"
     ))
 }

@@ -44,6 +44,13 @@ pub struct ClientEntry {
     pub policy: Policy,
     /// What verifies its signatures (shared by the copies a stop file makes of it).
     pub verifier: Arc<Verifier>,
+    /// How many times this gateway has seen the client stopped (frozen, revoked, or with
+    /// every client by the stop file of `keygate panic`) since it started: a request
+    /// decided before a stop is not sent after it, even once the client is active again
+    /// (found by review: a freeze lifted while an order waited for its price let the
+    /// order go). A stop made and lifted between two polls ([`RELOAD_INTERVAL`]) is not
+    /// seen.
+    pub stops: u32,
 }
 
 /// One real key, opened.
@@ -144,7 +151,7 @@ impl Registry {
             let generation = store.generation()?;
             Ok(Registry {
                 generation: Some(generation),
-                ..Registry::load_snapshot(store, master, &previous.opened)?
+                ..Registry::load_snapshot(store, master, previous)?
             })
         })
     }
@@ -152,8 +159,9 @@ impl Registry {
     fn load_snapshot(
         store: &Store,
         master: &MasterKey,
-        previous: &Opened,
+        previous_registry: &Registry,
     ) -> Result<Registry, keygate_store::Error> {
+        let previous = &previous_registry.opened;
         let mut registry = Registry::default();
         for account in store.account_rows()? {
             let account = match account {
@@ -227,7 +235,15 @@ impl Registry {
                 .get(&client.name)
                 .filter(|(row, _)| row.same_row_as(&client))
                 .map(|(_, entries)| entries.clone());
-            let opened = reused.or_else(|| open_client(&client, master, &mut registry.refused));
+            let opened = reused.or_else(|| {
+                let mut entries = open_client(&client, master, &mut registry.refused)?;
+                for (api_key, entry) in &mut entries {
+                    if let Some(entry) = Arc::get_mut(entry) {
+                        entry.stops = previous_registry.stops_before(api_key, entry.status);
+                    }
+                }
+                Some(entries)
+            });
             let Some(entries) = opened else {
                 continue;
             };
@@ -287,6 +303,16 @@ impl Registry {
         Ok(registry)
     }
 
+    /// The stops of the client that held `api_key` in this registry, and one more if it
+    /// was active here and is `now` stopped (see [`ClientEntry::stops`]).
+    fn stops_before(&self, api_key: &str, now: ClientStatus) -> u32 {
+        self.clients.get(api_key).map_or(0, |before| {
+            let stopped_since =
+                before.status == ClientStatus::Active && now != ClientStatus::Active;
+            before.stops.saturating_add(u32::from(stopped_since))
+        })
+    }
+
     /// The client key `api_key`, compared by hash-map lookup (the key is an identifier;
     /// the secret behind it is compared in constant time).
     pub fn client(&self, api_key: &str) -> Option<Arc<ClientEntry>> {
@@ -325,6 +351,7 @@ impl Registry {
                 key_valid_until_ms: entry.key_valid_until_ms,
                 policy: entry.policy.clone(),
                 verifier: Arc::clone(&entry.verifier),
+                stops: entry.stops.saturating_add(1),
             }),
             ClientStatus::Frozen | ClientStatus::Revoked => Arc::clone(entry),
         };
@@ -743,6 +770,7 @@ fn open_client(
                 key_valid_until_ms: valid_until,
                 policy: client.policy.clone(),
                 verifier: Arc::new(verifier),
+                stops: 0,
             }),
         ));
     }

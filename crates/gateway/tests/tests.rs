@@ -154,11 +154,16 @@ async fn default_env() -> Env {
 
 /// `timestamp=…&PARAMS&recvWindow=10000&signature=…`, signed with `secret`.
 fn sign(params: &str, secret: &str) -> String {
+    sign_within(params, secret, 10_000)
+}
+
+/// `timestamp=…&PARAMS&recvWindow=RECV_WINDOW_MS&signature=…`, signed with `secret`.
+fn sign_within(params: &str, secret: &str, recv_window_ms: u64) -> String {
     let mut payload = format!("timestamp={}", keygate_gateway::now_ms());
     if !params.is_empty() {
         payload = format!("{payload}&{params}");
     }
-    payload.push_str("&recvWindow=10000");
+    payload.push_str(&format!("&recvWindow={recv_window_ms}"));
     let signature = binance::hmac_signature(secret.as_bytes(), payload.as_bytes());
     format!("{payload}&signature={signature}")
 }
@@ -2697,6 +2702,147 @@ async fn a_freeze_made_while_an_order_waits_for_its_price_stops_it() {
     // after it.
     assert_eq!(refused[0]["rule"], "policy_changed", "{refused:?}");
     assert_eq!(refused[0]["outcome"], "not_forwarded", "{refused:?}");
+}
+
+/// A market order in base quantity under a notional limit, sent at once and waiting (for
+/// its price, which the simulator gives `price_delay` late) on a task of its own, once
+/// keygate has decided it and asked for its price.
+async fn order_waiting_for_its_price(
+    env: &Env,
+    price_delay: Duration,
+) -> tokio::task::JoinHandle<(u16, Value)> {
+    env.exchange
+        .simulator()
+        .delay_endpoint("/api/v3/ticker/bookTicker", price_delay);
+    let order = http(
+        "POST",
+        "/binance/api/v3/order",
+        "",
+        &sign_within(
+            "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=0.01",
+            BOT_SECRET,
+            60_000,
+        ),
+    );
+    let gateway = env.gateway;
+    let sent = tokio::spawn(async move { raw(gateway, &order).await });
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while exchange_saw(env, "/api/v3/ticker/bookTicker") == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the price was never asked"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    sent
+}
+
+/// A regression test (found by review): a waiting request was checked against its
+/// client's status as it was when the request was sent on, so a freeze made and lifted
+/// while an order waited for its price let the order go, though the freeze held for
+/// seconds and refused the client's other requests meanwhile.
+#[tokio::test]
+async fn an_order_waiting_through_a_freeze_is_not_sent_once_unfrozen() {
+    let env = default_env().await;
+    let sent = order_waiting_for_its_price(&env, Duration::from_secs(8)).await;
+    let master = env.master();
+    let bot: Name = "bot1".parse().unwrap();
+    let set_status = |from, to| {
+        Store::open(&env.db)
+            .unwrap()
+            .transaction(|s| s.set_client_status(&bot, from, to, &master))
+            .unwrap();
+    };
+    set_status(ClientStatus::Active, ClientStatus::Frozen);
+    // Unfrozen once the gateway refuses the client as frozen.
+    let deadline = std::time::Instant::now() + Duration::from_secs(6);
+    loop {
+        let (status, body) = get(&env, "/api/v3/account", "").await;
+        if status == 401 {
+            assert!(
+                body["msg"].as_str().is_some_and(|m| m.contains("frozen")),
+                "{body}"
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the freeze never reached the gateway"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    set_status(ClientStatus::Frozen, ClientStatus::Active);
+    let deadline = std::time::Instant::now() + Duration::from_secs(6);
+    while get(&env, "/api/v3/account", "").await.0 != 200 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the unfreeze never reached the gateway"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!sent.is_finished(), "the price came before the unfreeze");
+    let (status, body) = sent.await.unwrap();
+    assert_eq!(
+        (status, body["code"].as_i64()),
+        (401, Some(-2015)),
+        "{body}"
+    );
+    assert!(
+        body["msg"]
+            .as_str()
+            .is_some_and(|m| m.contains("client bot1 was frozen, and let go since, while")),
+        "{body}"
+    );
+    assert_eq!(exchange_saw(&env, "/api/v3/order"), 0);
+    let refused = events_where(&env, 1, |e| e["path"] == "/api/v3/order").await;
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0]["rule"], "policy_changed", "{refused:?}");
+    assert_eq!(refused[0]["outcome"], "not_forwarded", "{refused:?}");
+    // A new order goes.
+    let (status, body) = post(
+        &env,
+        "/api/v3/order",
+        "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=50000",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+/// A regression test (found by review): a request was re-signed with the real key its
+/// account had when the request arrived, so an order that waited for its price through
+/// `account rotate` reached the exchange with the key just replaced (refused there once
+/// the operator deleted it, and signed by a key keygate no longer holds).
+#[tokio::test]
+async fn an_order_waiting_through_an_account_rotation_is_signed_with_the_new_key() {
+    let env = default_env().await;
+    let sent = order_waiting_for_its_price(&env, Duration::from_secs(3)).await;
+    let master = env.master();
+    let new_key = "RotatedRealKeyRotatedRealKeyRotatedRealKeyRotatedRealKey0123456";
+    Store::open(&env.db)
+        .unwrap()
+        .transaction(|s| {
+            s.replace_account_credentials(
+                &"main".parse().unwrap(),
+                &SecretString::new(new_key.into()),
+                &SecretString::new("rotated-real-secret".into()),
+                &master,
+                keygate_gateway::now_ms(),
+            )
+        })
+        .unwrap();
+    assert!(!sent.is_finished(), "the price came before the rotation");
+    // The simulator does not know the new key, and says so: what matters is which key
+    // the order reached it with.
+    let (_, body) = sent.await.unwrap();
+    let orders: Vec<_> = env
+        .exchange
+        .simulator()
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/api/v3/order")
+        .collect();
+    assert_eq!(orders.len(), 1, "{body}");
+    assert_eq!(orders[0].api_key.as_deref(), Some(new_key), "{body}");
 }
 
 /// A regression test: the method, path and message of an event were cut to a bound, but

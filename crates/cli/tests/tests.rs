@@ -6,6 +6,7 @@
 mod common;
 
 mod commands;
+mod disks;
 mod edits;
 mod gateway;
 mod scan;

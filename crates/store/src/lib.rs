@@ -166,6 +166,30 @@ pub enum Error {
         /// How long the change waited.
         waited: Duration,
     },
+    /// The directory holding the database cannot be written: SQLite writes beside a
+    /// database in WAL mode (its shared-memory file) even to read it.
+    #[error(
+        "cannot open the database in {dir}: that directory cannot be written ({source}), and \
+         SQLite writes beside the database even to read it; to read a copy kept on \
+         read-only media, copy the whole directory to a writable place and open it there"
+    )]
+    DirectoryReadOnly {
+        /// The directory.
+        dir: PathBuf,
+        /// Why it cannot be written.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The disk holding the database is full: SQLite needs room beside the database (its
+    /// shared-memory file) even to read it.
+    #[error(
+        "cannot open the database in {dir}: the disk holding it is full, and SQLite needs \
+         room beside the database even to read it; free some space on that disk first"
+    )]
+    DiskFull {
+        /// The directory.
+        dir: PathBuf,
+    },
     /// No database exists where one was expected.
     #[error(
         "no keygate database at {path}; run `keygate init` first, or pass --home DIR (or set \
@@ -293,6 +317,50 @@ pub enum Error {
     /// A sealed secret failed to open.
     #[error(transparent)]
     Vault(#[from] keygate_vault::Error),
+}
+
+/// Free space below which a database that failed to open is taken to have failed for
+/// want of room: SQLite's shared-memory file takes 32 KiB at first.
+const TOO_LITTLE_ROOM: u64 = 1 << 20;
+
+/// Why SQLite could not open the database at `path` (failing with `source`), when the
+/// cause is the directory holding it: one that cannot be written, or a full disk. SQLite
+/// itself says only "unable to open database file" or "disk I/O error" (found by
+/// review: neither names the read-only mount or the full disk an operator must act on).
+#[cfg(unix)]
+fn blocked_beside(path: &Path, source: &rusqlite::Error) -> Option<Error> {
+    use rusqlite::ErrorCode;
+    let rusqlite::Error::SqliteFailure(failure, _) = source else {
+        return None;
+    };
+    if !matches!(
+        failure.code,
+        ErrorCode::CannotOpen
+            | ErrorCode::SystemIoFailure
+            | ErrorCode::ReadOnly
+            | ErrorCode::DiskFull
+    ) {
+        return None;
+    }
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    if let Err(e) = rustix::fs::access(dir, rustix::fs::Access::WRITE_OK) {
+        return Some(Error::DirectoryReadOnly {
+            dir: dir.to_owned(),
+            source: e.into(),
+        });
+    }
+    let room = rustix::fs::statvfs(dir).ok()?;
+    (room.f_bavail.saturating_mul(room.f_frsize) < TOO_LITTLE_ROOM).then(|| Error::DiskFull {
+        dir: dir.to_owned(),
+    })
+}
+
+#[cfg(not(unix))]
+fn blocked_beside(_path: &Path, _source: &rusqlite::Error) -> Option<Error> {
+    None
 }
 
 fn seq_or_none(seq: Option<u64>) -> String {
@@ -517,9 +585,11 @@ impl Store {
     }
 
     fn connect(path: &Path, existing: Existing) -> Result<Store, Error> {
-        let sql = |source| Error::Sqlite {
-            path: path.to_owned(),
-            source,
+        let sql = |source| {
+            blocked_beside(path, &source).unwrap_or_else(|| Error::Sqlite {
+                path: path.to_owned(),
+                source,
+            })
         };
         let conn = Connection::open(path).map_err(sql)?;
         conn.busy_timeout(std::time::Duration::from_secs(2))

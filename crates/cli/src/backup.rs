@@ -15,10 +15,7 @@ use anyhow::Context as _;
 use keygate_store::Store;
 
 use crate::audit_cmd::configured_checkpoints;
-use crate::home::{
-    admin_event, check_no_one_else_writes, create_private_dir, sync_dir, write_private_file,
-    Unlocked,
-};
+use crate::home::{admin_event, check_no_one_else_writes, sync_dir, write_private_file, Unlocked};
 
 /// Options of `keygate vault backup`.
 #[derive(clap::Args, Debug)]
@@ -62,11 +59,15 @@ pub fn run(mut vault: Unlocked, args: &BackupArgs) -> anyhow::Result<i32> {
             dir.display()
         );
     }
-    // Checked before anything is made below it, then once made.
-    if let Some(existing) = parent.ancestors().find(|at| at.exists()) {
-        check_no_one_else_writes(existing)?;
+    // Not made: a backup to a removable disk that is not mounted would land, under the
+    // mount point, on the vault's own disk (found by review).
+    if !parent.is_dir() {
+        anyhow::bail!(
+            "{} is not a directory; a backup goes into a directory that exists (is the \
+             disk it is on mounted?)",
+            parent.display()
+        );
     }
-    create_private_dir(parent)?;
     check_no_one_else_writes(parent)?;
     // Made here and only here: a directory that exists (another user's, made in a
     // shared parent) is never written into.

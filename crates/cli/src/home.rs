@@ -620,7 +620,15 @@ fn move_key(mut vault: Unlocked, how: &UnlockArgs, args: &MoveKeyArgs) -> anyhow
             .meta(META_CHECK)
             .context("reading the vault check value")?
             .context("the vault has no check value; the database is incomplete")?;
-        create_parent_dir(&path)?;
+        // Not made: a key file written under the mount point of a disk not mounted is
+        // hidden once it is, right after the old one was shredded (found by review).
+        if let Some(parent) = path.parent().filter(|p| !p.is_dir()) {
+            bail!(
+                "{} is not a directory; the key file goes into a directory that exists (is \
+                 the disk it is on mounted?)",
+                parent.display()
+            );
+        }
         // Found by review: a move stopped between writing the key file and recording the
         // move (a kill, a crash) leaves a copy of the master key nothing uses, and running
         // it again said only that the file exists. Such a copy is told apart from the key

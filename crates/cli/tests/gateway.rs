@@ -2306,6 +2306,7 @@ fn a_backup_taken_while_serving_is_a_home_that_verifies() {
         .join("b".repeat(200))
         .join("c".repeat(120));
     let deep_arg = deep.to_str().unwrap();
+    std::fs::create_dir_all(deep.parent().unwrap()).unwrap();
     let failed = home.kg.fails(&["vault", "backup", deep_arg], "", 2);
     assert!(failed.stderr.contains("copying the database"), "{failed:?}");
     assert!(!deep.exists());
@@ -2348,17 +2349,27 @@ fn a_backup_taken_while_serving_is_a_home_that_verifies() {
     std::fs::create_dir(&shared).unwrap();
     std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
     let into_shared = shared.join("bk");
-    // Nothing is made below it first (a directory of its own for the backup, here).
-    let deeper = shared.join("new").join("bk");
     let refused = home
         .kg
-        .fails(&["vault", "backup", deeper.to_str().unwrap()], "", 2);
+        .fails(&["vault", "backup", into_shared.to_str().unwrap()], "", 2);
     assert!(
         refused.stderr.contains("may be written by group or others")
             && refused.stderr.contains("chmod go-w"),
         "{refused:?}"
     );
     assert_eq!(std::fs::read_dir(&shared).unwrap().count(), 0);
+    // Found by review: a backup to a directory that is not there (a removable disk not
+    // mounted) made it, and the copy of the vault landed under the mount point, on the
+    // vault's own disk. Refused, before anything is recorded.
+    let unmounted = home.kg.path("unmounted").join("bk");
+    let refused = home
+        .kg
+        .fails(&["vault", "backup", unmounted.to_str().unwrap()], "", 2);
+    assert!(
+        refused.stderr.contains("is not a directory") && refused.stderr.contains("mounted"),
+        "{refused:?}"
+    );
+    assert!(!home.kg.path("unmounted").exists());
     // With the sticky bit (as `/tmp` has), others cannot rename what is not theirs.
     std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
     home.ok(&["vault", "backup", into_shared.to_str().unwrap()], None);

@@ -116,6 +116,13 @@ fn add(vault: &mut Unlocked, args: &AddArgs) -> anyhow::Result<()> {
         .map(rotation_period)
         .transpose()
         .context("--rotate-every")?;
+    // Before the credentials are asked for (and sent to the exchange to be checked):
+    // found by review, a label taken was told only once they had been.
+    match vault.store.account(&label) {
+        Ok(_) => bail!("account {label} already exists; nothing was read or changed"),
+        Err(keygate_store::Error::NotFound { .. }) => {}
+        Err(e) => return Err(e).context("reading accounts"),
+    }
     let (api_key, secret) = read_credentials(exchange)?;
     if let Some(holder) =
         account_holding(&vault.store, &vault.master, &api_key).context("reading accounts")?

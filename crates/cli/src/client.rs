@@ -581,6 +581,13 @@ fn normalize_symbol(s: &str) -> anyhow::Result<String> {
     };
     let (market, id) = match (s.split_once('/'), s.split_once(':')) {
         // ccxt's unified form: BASE/QUOTE, or BASE/QUOTE:SETTLE[-EXPIRY] for futures.
+        // Neither half may be empty (found by review: `$BASE/$QUOTE` with a variable
+        // unset listed `BTC` or `USDT`, a market that is not there).
+        (Some((base, rest)), _)
+            if base.is_empty() || rest.split(':').next().is_none_or(str::is_empty) =>
+        {
+            return Err(bad());
+        }
         (Some((base, rest)), _) => match rest.split_once(':') {
             None => (Market::Spot, format!("{base}{rest}")),
             Some((quote, settle)) => {
@@ -1313,7 +1320,18 @@ fn rotate(vault: &mut Unlocked, args: &RotateArgs) -> anyhow::Result<()> {
     let new_fingerprint = public_keys.map(|(_, new)| public_key_fingerprint(&new));
     let api_key = random_alphanumeric();
     let grace_ms = u64::try_from(grace.as_millis()).context("--grace")?;
-    let grace_until = now.saturating_add(grace_ms);
+    // No key of the client works past its expiry: a grace that would is told, and
+    // recorded, as ending then (found by review: told as months past it).
+    let grace_until = now
+        .saturating_add(grace_ms)
+        .min(c.expires_ms.unwrap_or(u64::MAX));
+    if grace_until < now.saturating_add(grace_ms) {
+        tell(format_args!(
+            "keygate: warning: client {name} expires at {}, before the grace asked for \
+             ends: the old key works until then, as the new one does",
+            rfc3339(grace_until)
+        ));
+    }
     let mut detail = json!({
         "old_api_key": redact(&c.api_key),
         "new_api_key": redact(&api_key),
@@ -1522,6 +1540,11 @@ fn print_credentials(
              until {} at the latest)",
             c.name,
             rfc3339(until)
+        )?,
+        Some(until) if until <= now_ms() => writeln!(
+            out,
+            "rotated client {} (the old key no longer works)",
+            c.name
         )?,
         Some(until) => writeln!(
             out,
@@ -1734,6 +1757,11 @@ mod tests {
             "usdm:BTCUSDT_PERP",
             "BTC/USDT:USDT-PERP",
             "usdm:BTCUSDT_2503",
+            // Found by review: a ccxt pair with an empty half (a shell variable unset).
+            "BTC/",
+            "/USDT",
+            "/",
+            "BTC/:USDT",
         ] {
             assert!(normalize_symbol(bad).is_err(), "{bad:?} accepted");
         }

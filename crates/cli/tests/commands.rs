@@ -501,6 +501,26 @@ mod init {
             let kdf: Value = serde_json::from_slice(&kdf).unwrap();
             kdf["salt_hex"].as_str().unwrap().to_owned()
         };
+        // Found by review: a key file to go into a directory that is not there (the
+        // mount point of a disk not mounted) made the directory, and the key was hidden
+        // once the disk was mounted. Refused, changing nothing.
+        let unmounted = kg.path("unmounted").join("moved.key");
+        let before = db_state(&kg);
+        let out = kg.fails(
+            &[
+                "--passphrase-file",
+                passphrase,
+                "vault",
+                "move-key",
+                "--to-key-file",
+                unmounted.to_str().unwrap(),
+            ],
+            "",
+            2,
+        );
+        assert!(out.stderr.contains("is not a directory"), "{out:#?}");
+        assert!(!kg.path("unmounted").exists());
+        assert_eq!(db_state(&kg), before);
         // Open as a running gateway holds it: the write-ahead log outlives the command.
         let held = db(&kg);
         held.query_row("SELECT count(*) FROM events", [], |r| r.get::<_, i64>(0))
@@ -1473,6 +1493,27 @@ mod init {
 
 mod account {
     use super::*;
+
+    /// A regression test (found by review): a label already taken was told only once the
+    /// credentials had been read (and, unless `--no-check`, sent to the exchange to be
+    /// checked); with nothing on standard input, the error spoke of that instead.
+    #[test]
+    fn a_label_taken_is_refused_before_credentials_are_read() {
+        let kg = Kg::with_key_file();
+        kg.add_account("main", REAL_KEY, REAL_SECRET);
+        let before = db_state(&kg);
+        let out = kg.fails(
+            &["account", "add", "--exchange", "binance", "--label", "main"],
+            "",
+            2,
+        );
+        assert!(
+            out.stderr
+                .contains("account main already exists; nothing was read"),
+            "{out:#?}"
+        );
+        assert_eq!(db_state(&kg), before);
+    }
 
     /// Public market data follows the accounts' upstream only while they all name one:
     /// `account add` says when a new account makes them differ (found by review: a
@@ -4314,6 +4355,46 @@ mod client {
             "{stderr}"
         );
         assert!(kg.ok(&["client", "list"], "").stdout.contains("bot9"));
+    }
+
+    /// A regression test (found by review): a rotation's grace was told, and recorded, as
+    /// running past the client's own expiry, when neither key works; and `--grace 0`
+    /// was refused (its default is `0s`) while a rotation with no grace said the old key
+    /// worked until that moment.
+    #[test]
+    fn a_rotation_tells_when_the_old_key_really_stops() {
+        let kg = Kg::with_key_file();
+        kg.add_account("main", REAL_KEY, REAL_SECRET);
+        kg.issue("main", "short", &["--expires", "1h"]);
+        let expires = kg.ok(&["client", "show", "short", "--json"], "").json()["expires_at"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let out = kg.ok(&["client", "rotate", "short", "--grace", "3h"], "");
+        assert!(
+            out.stdout.starts_with(&format!(
+                "rotated client short (the old key works until {expires})"
+            )),
+            "{out:#?}"
+        );
+        assert!(
+            out.stderr.contains("expires at") && out.stderr.contains("before the grace"),
+            "{out:#?}"
+        );
+        let export = kg.ok(&["audit", "export", "--format", "jsonl"], "").stdout;
+        assert!(
+            export.contains(&format!("\"old_key_valid_until\":\"{expires}\"")),
+            "{export}"
+        );
+        let out = kg.ok(
+            &["client", "rotate", "short", "--grace", "0", "--force"],
+            "",
+        );
+        assert!(
+            out.stdout
+                .starts_with("rotated client short (the old key no longer works)"),
+            "{out:#?}"
+        );
     }
 
     /// A regression test: rotating a frozen client printed "the old key works until …",

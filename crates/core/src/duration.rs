@@ -22,6 +22,10 @@ pub fn parse_duration(text: &str) -> Result<Duration, Error> {
     if s.is_empty() {
         return Err(invalid());
     }
+    // Zero needs no unit.
+    if s == "0" {
+        return Ok(Duration::ZERO);
+    }
     let mut total: u64 = 0;
     let mut rest = s;
     while !rest.is_empty() {
@@ -68,6 +72,9 @@ mod tests {
         assert_eq!(d("1h30m"), Some(5400));
         assert_eq!(d("2w"), Some(14 * 86_400));
         assert_eq!(d("36600d"), Some(MAX_DURATION.as_secs()));
+        // Found by review: `--grace 0` was refused, though its default is `0s`.
+        assert_eq!(d("0"), Some(0));
+        assert_eq!(d("0s"), Some(0));
         // Found by review: past what milliseconds hold in a u64, `--since` wrapped to a
         // fraction of a second, and `serve --reconcile-every` panicked its thread. And the
         // config file read `10M` as ten months, `1.5m` and `1ms` as the command line

@@ -221,8 +221,9 @@ fn list(vault: &Unlocked, args: &ListArgs) -> anyhow::Result<()> {
         tell(format_args!("keygate: {e}"));
     }
     tell_if_put_back(vault, "accounts are listed");
-    // Clients that can still be used: a revoked one stays listed under its account's
-    // label, and may be from an account of that label removed before this one was added.
+    // Clients not revoked (an expired one counts: `client update --expires` makes it
+    // work again): a revoked one stays listed under its account's label, and may be from
+    // an account of that label removed before this one was added.
     let revoked: Vec<(Name, Name)> = vault
         .store
         .client_rows()

@@ -1137,6 +1137,15 @@ fn set_status(vault: &mut Unlocked, name: &str, to: ClientStatus) -> anyhow::Res
         }
         _ => None,
     };
+    // An expired client stays refused, unfrozen or not: said, and recorded for the
+    // alert, which would otherwise say its key works again (found by review).
+    let expired = c
+        .expires_ms
+        .filter(|&at| to == ClientStatus::Active && at <= now_ms())
+        .map(rfc3339);
+    if let Some(at) = &expired {
+        detail["expired_at"] = json!(at);
+    }
     let changed = admin_event(change, name.as_str(), detail);
     vault
         .change(&[changed], |s, master| {
@@ -1156,6 +1165,13 @@ fn set_status(vault: &mut Unlocked, name: &str, to: ClientStatus) -> anyhow::Res
     };
     print_after_change(|out| {
         writeln!(out, "client {name} {verb}")?;
+        if let Some(at) = &expired {
+            writeln!(
+                out,
+                "it expired at {at}, and its key is still refused; `keygate client update \
+                 {name} --expires 90d` makes it work again"
+            )?;
+        }
         if let Some((previous, until)) = &previous_in_grace {
             writeln!(
                 out,
@@ -1207,6 +1223,10 @@ fn update(vault: &mut Unlocked, args: &UpdateArgs) -> anyhow::Result<()> {
             "from": c.expires_ms.map(rfc3339),
             "to": rfc3339(expires_ms),
         });
+        // An expired client given a new expiry works again: recorded for the alert.
+        if c.expires_ms.is_some_and(|at| at <= now_ms()) && c.status == ClientStatus::Active {
+            detail["revives_expired"] = json!(true);
+        }
     }
     let changed = admin_event("client.update", name.as_str(), detail);
     vault

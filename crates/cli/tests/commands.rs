@@ -4397,6 +4397,41 @@ mod client {
         );
     }
 
+    /// A regression test (found by review): unfreezing an expired client was told, and
+    /// alerted on, as its key working again, while it stays refused; giving it a new
+    /// expiry, which does make it work again, was alerted on as mere information.
+    #[test]
+    fn an_expired_client_unfrozen_is_told_as_still_refused() {
+        let kg = Kg::with_key_file();
+        kg.add_account("main", REAL_KEY, REAL_SECRET);
+        kg.issue("main", "brief", &["--expires", "1s"]);
+        kg.ok(&["client", "freeze", "brief"], "");
+        // A wait for the clock, not for anything to happen: the expiry is its own time.
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        let out = kg.ok(&["client", "unfreeze", "brief"], "");
+        assert!(
+            out.stdout.contains("it expired at") && out.stdout.contains("still refused"),
+            "{out:#?}"
+        );
+        kg.ok(&["client", "update", "brief", "--expires", "1d"], "");
+        let export = kg.ok(&["audit", "export", "--format", "jsonl"], "").stdout;
+        let changes: Vec<Value> = export
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .filter(|e: &Value| e["target"] == "brief")
+            .collect();
+        let unfreeze = changes.iter().find(|e| e["change"] == "client.unfreeze");
+        assert!(
+            unfreeze.is_some_and(|e| e["detail"]["expired_at"].is_string()),
+            "{changes:?}"
+        );
+        let update = changes.iter().find(|e| e["change"] == "client.update");
+        assert!(
+            update.is_some_and(|e| e["detail"]["revives_expired"] == true),
+            "{changes:?}"
+        );
+    }
+
     /// A regression test: rotating a frozen client printed "the old key works until …",
     /// but neither key works while it is frozen (a rotation does not unfreeze). It says so,
     /// and that `client unfreeze` is what makes them work.

@@ -914,8 +914,8 @@ fn counts_toward_bursts(rule: Option<Rule>) -> bool {
 
 /// An operator's change: `keygate panic` is critical; a change that lets a client move
 /// funds it could not move before (a client issued with, or updated to, the withdraw or
-/// transfer scope) is a warning, as is a frozen client let go again; the rest is
-/// information.
+/// transfer scope) is a warning, as is a frozen client let go again (unless it expired)
+/// or an expired one given a new expiry; the rest is information.
 fn admin_alert(admin: &AdminEvent) -> (Severity, String) {
     // The money-moving scopes of the policy at `policy` in the event's detail.
     let moving = |policy: &serde_json::Value| -> Vec<&'static str> {
@@ -945,15 +945,33 @@ fn admin_alert(admin: &AdminEvent) -> (Severity, String) {
                 _ => moving(&admin.detail["to"]),
             };
             let granted: Vec<&str> = after.into_iter().filter(|s| !before.contains(s)).collect();
-            if granted.is_empty() {
-                (Severity::Info, summary)
-            } else {
-                (
+            let revived = admin.detail["revives_expired"] == true;
+            match (granted.is_empty(), revived) {
+                (true, false) => (Severity::Info, summary),
+                (true, true) => (
+                    Severity::Warning,
+                    format!("{summary}: it had expired, and its key works again"),
+                ),
+                (false, false) => (
                     Severity::Warning,
                     format!("{summary}: grants {}", granted.join(" and ")),
-                )
+                ),
+                (false, true) => (
+                    Severity::Warning,
+                    format!(
+                        "{summary}: it had expired, and its key works again; grants {}",
+                        granted.join(" and ")
+                    ),
+                ),
             }
         }
+        "client.unfreeze" if admin.detail["expired_at"].is_string() => (
+            Severity::Info,
+            format!(
+                "{summary}: it expired at {}, and its key is still refused",
+                admin.detail["expired_at"].as_str().unwrap_or_default()
+            ),
+        ),
         "client.unfreeze" => {
             let also = match (
                 admin.detail["previous_key"].as_str(),
@@ -2329,6 +2347,54 @@ mod tests {
                 "its key works again, and so does its key before the last rotation \
                  (Ab12…yZ89) until 2026-12-07T19:00:00.000Z"
             ),
+            "{}",
+            alerts[0].summary
+        );
+        // Found by review: an expired client unfrozen was told as working again (it is
+        // still refused), and one given a new expiry, which does work again, as mere
+        // information.
+        let alerts = rules.evaluate(
+            5,
+            &admin(
+                "client.unfreeze",
+                serde_json::json!({
+                    "from": "frozen",
+                    "to": "active",
+                    "expired_at": "2026-12-07T07:00:00.000Z",
+                }),
+            ),
+        );
+        assert_eq!(
+            rules_of(&alerts),
+            [(Severity::Info, AlertRule::AdminChange)]
+        );
+        assert!(
+            alerts[0]
+                .summary
+                .ends_with("it expired at 2026-12-07T07:00:00.000Z, and its key is still refused"),
+            "{}",
+            alerts[0].summary
+        );
+        let alerts = rules.evaluate(
+            6,
+            &admin(
+                "client.update",
+                serde_json::json!({
+                    "from": {},
+                    "to": {},
+                    "expires_at": { "from": "2026-12-07T07:00:00.000Z", "to": "2027-03-07T07:00:00.000Z" },
+                    "revives_expired": true,
+                }),
+            ),
+        );
+        assert_eq!(
+            rules_of(&alerts),
+            [(Severity::Warning, AlertRule::AdminChange)]
+        );
+        assert!(
+            alerts[0]
+                .summary
+                .ends_with("it had expired, and its key works again"),
             "{}",
             alerts[0].summary
         );

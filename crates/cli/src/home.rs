@@ -920,8 +920,26 @@ pub fn init(home: Home, how: &UnlockArgs, args: &InitArgs) -> anyhow::Result<()>
     // Made meanwhile by someone else, it would not be this user's.
     check_home_owner(&home.dir)?;
     // A home that existed already keeps its mode otherwise (0755, say), which doctor then
-    // fails: the vault's directory is its owner's alone.
+    // fails: the vault's directory is its owner's alone. Said when it changes (found by
+    // review: done without a word to a directory that may be someone's project).
+    #[cfg(unix)]
+    let mode_before = {
+        use std::os::unix::fs::PermissionsExt;
+        fs::metadata(&home.dir)
+            .with_context(|| format!("reading {}", home.dir.display()))?
+            .permissions()
+            .mode()
+            & 0o7777
+    };
     set_mode(&home.dir, 0o700)?;
+    #[cfg(unix)]
+    if mode_before != 0o700 {
+        crate::output::tell(format_args!(
+            "keygate: made {} owner-only (mode 0700; it was {mode_before:04o}): the vault's \
+             directory is its owner's alone",
+            home.dir.display()
+        ));
+    }
     let result = (|| {
         let store = match Store::create(&db) {
             Ok(store) => store,

@@ -1369,6 +1369,49 @@ mod init {
         assert!(out.stderr.contains("KEYGATE_HOME"), "{}", out.stderr);
     }
 
+    /// A regression test (found by review): a `keygate.db` that is no database at all
+    /// was called a keygate vault by `init` ("refusing to overwrite it"), and "file is
+    /// not a database" by every other command.
+    #[test]
+    fn a_file_that_is_no_database_is_not_called_a_vault() {
+        let kg = Kg::empty();
+        std::fs::create_dir(kg.home()).unwrap();
+        std::fs::write(kg.db(), "junk that is not SQLite at all\n").unwrap();
+        let key = kg.key_file();
+        let out = kg.fails(&["init", "--master-key-file", key.to_str().unwrap()], "", 2);
+        assert!(out.stderr.contains("is not a keygate database"), "{out:#?}");
+        assert!(!key.exists());
+        let out = kg.fails(&["client", "list"], "", 2);
+        assert!(out.stderr.contains("is not a keygate database"), "{out:#?}");
+        assert_eq!(
+            std::fs::read_to_string(kg.db()).unwrap(),
+            "junk that is not SQLite at all\n"
+        );
+    }
+
+    /// A regression test (found by review): `init` in a directory that exists made it
+    /// owner-only without a word.
+    #[test]
+    fn init_says_when_it_makes_a_home_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let kg = Kg::empty();
+        std::fs::create_dir(kg.home()).unwrap();
+        std::fs::set_permissions(kg.home(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let key = kg.key_file();
+        let out = kg.ok(&["init", "--master-key-file", key.to_str().unwrap()], "");
+        assert!(
+            out.stderr.contains("owner-only (mode 0700; it was 0755)"),
+            "{out:#?}"
+        );
+        let mode = std::fs::metadata(kg.home()).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o700);
+        // A home keygate makes itself is owner-only from the start: nothing to say.
+        let fresh = Kg::empty();
+        let key = fresh.key_file();
+        let out = fresh.ok(&["init", "--master-key-file", key.to_str().unwrap()], "");
+        assert!(!out.stderr.contains("owner-only"), "{out:#?}");
+    }
+
     #[test]
     fn init_refuses_to_overwrite_a_vault() {
         let kg = Kg::with_key_file();

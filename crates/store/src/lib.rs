@@ -597,17 +597,22 @@ impl Store {
         // Before anything lasting is set (WAL mode is written into the file): another
         // program's database named keygate.db, or an empty file, is left as it was.
         if existing == Existing::MustBeKeygate {
+            let not_keygate = || Error::NotKeygate {
+                path: path.to_owned(),
+            };
             let has_schema = conn
                 .query_row(
                     "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'meta'",
                     [],
                     |r| r.get::<_, i64>(0),
                 )
-                .map_err(sql)?;
+                .map_err(|e| match e.sqlite_error_code() {
+                    // Not a database at all (found by review: `init` called it a vault).
+                    Some(rusqlite::ErrorCode::NotADatabase) => not_keygate(),
+                    _ => sql(e),
+                })?;
             if has_schema == 0 {
-                return Err(Error::NotKeygate {
-                    path: path.to_owned(),
-                });
+                return Err(not_keygate());
             }
         }
         // WAL lets the gateway read while the CLI writes; FULL makes every commit durable,

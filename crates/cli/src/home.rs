@@ -68,8 +68,19 @@ impl Home {
     /// Reads the config file. It names the PKCS#11 module keygate loads and hands the
     /// token's PIN, and where the master key is: one that another user owns or may write
     /// is refused, whatever the home directory's mode.
+    /// A config of another version is refused (found by review: taken as this one's),
+    /// as a database of a newer schema is.
     pub fn config(&self) -> anyhow::Result<Config> {
-        self.parse_config()
+        let config: Config = self.parse_config()?;
+        if config.version != CONFIG_VERSION {
+            bail!(
+                "{} is of version {}, which this keygate does not read (it reads version \
+                 {CONFIG_VERSION}): run the keygate that wrote it, or a newer one",
+                self.config_path().display(),
+                config.version
+            );
+        }
+        Ok(config)
     }
 
     /// The `[alerts]` settings of the config file, read only by the commands that alert:
@@ -176,6 +187,9 @@ fn without_quoted_values(message: &str) -> String {
     }
     out
 }
+
+/// The version of `config.toml` this keygate writes and reads.
+const CONFIG_VERSION: u32 = 1;
 
 /// What `config.toml` records, as every command that opens the vault reads it: only
 /// `[master_key]` must be right for the vault to open (`keygate panic` must work
@@ -957,7 +971,7 @@ pub fn init(home: Home, how: &UnlockArgs, args: &InitArgs) -> anyhow::Result<()>
         }
         restrict_db_files(&db)?;
         let config = Config {
-            version: 1,
+            version: CONFIG_VERSION,
             master_key: MasterKeyConfig {
                 provider,
                 key_file: key_file.clone(),

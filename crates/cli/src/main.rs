@@ -32,6 +32,8 @@
 //!   committed, the error says "the change is made, but its output could not be
 //!   written". A pipe whose reader has gone (`| head`) ends the command quietly,
 //!   unless it was to receive credentials shown once (`client issue`, `client rotate`).
+//! - `101`: an internal error (a bug): standard error says where, never the message,
+//!   which could hold a secret. Please report it.
 
 mod account;
 mod alerts;
@@ -78,7 +80,7 @@ const EXIT_ERROR: i32 = 2;
     version,
     about,
     propagate_version = true,
-    after_help = "Exit codes: 0 success; 1 audit verification failed (audit verify, incident report, alerts list, audit export, audit query, audit tail), scan findings, a failed doctor check, an order or withdrawal reconcile found keygate never forwarded, an alert destination alerts test could not reach, an archive audit verify-archive found does not verify, a vault backup copy that does not verify, or a checkpoint file audit checkpoint --append found the log no longer holds; 2 usage error or failure."
+    after_help = "Exit codes: 0 success; 1 audit verification failed (audit verify, incident report, alerts list, audit export, audit query, audit tail), scan findings, a failed doctor check, an order or withdrawal reconcile found keygate never forwarded, an alert destination alerts test could not reach, an archive audit verify-archive found does not verify, a vault backup copy that does not verify, or a checkpoint file audit checkpoint --append found the log no longer holds; 2 usage error or failure; 101 an internal error (a bug, please report it)."
 )]
 struct Cli {
     #[command(flatten)]
@@ -93,7 +95,8 @@ struct GlobalArgs {
     /// The keygate home directory [default: ~/.local/share/keygate].
     #[arg(long, global = true, env = "KEYGATE_HOME", value_name = "DIR")]
     home: Option<PathBuf>,
-    /// Read the vault passphrase from the first line of FILE.
+    /// Read the vault passphrase from the first line of FILE, which no one but its owner
+    /// may read (mode 0600, say).
     #[arg(long, global = true, value_name = "FILE", conflicts_with_all = ["passphrase_stdin", "master_key_file"])]
     passphrase_file: Option<PathBuf>,
     /// Read the vault passphrase from the first line of standard input.

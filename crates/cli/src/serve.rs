@@ -23,11 +23,23 @@ use crate::reconcile::Watch;
 use crate::remote::{self, Keeping};
 use crate::stop::StopSignals;
 
+/// A listening address: an IP address and a port. A host name is refused with the form
+/// to write (found by review: `localhost:8080` was "invalid socket address syntax"):
+/// what a name resolves to is not known from the command line, and may be no loopback.
+fn listen_address(text: &str) -> Result<SocketAddr, String> {
+    text.parse().map_err(|_| {
+        format!(
+            "{text:?} is not an IP address and port: write 127.0.0.1:8080, or [::1]:8080 for \
+             IPv6 (a host name such as localhost is not taken)"
+        )
+    })
+}
+
 /// Options of `keygate serve`.
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
-    /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:8080")]
+    /// Address to listen on: an IP address and a port (`[::1]:8080` for IPv6).
+    #[arg(long, default_value = "127.0.0.1:8080", value_parser = listen_address)]
     pub listen: SocketAddr,
     /// A proxy whose X-Forwarded-For is believed (CIDR or address; repeatable). None by
     /// default. Name only proxies: a request from one of these addresses without the
@@ -93,7 +105,7 @@ pub struct ServeArgs {
     pub reconcile_every: ReconcileEvery,
     /// Serve `GET /healthz` and `GET /metrics` (Prometheus) on this address, apart from
     /// the bots' listener (127.0.0.1:8081, say). Off unless given.
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", value_parser = listen_address)]
     pub admin_listen: Option<SocketAddr>,
     /// Serve the admin listener on a non-loopback address: without TLS or authentication,
     /// its metrics (client names, request counts) cross the network in the clear. The

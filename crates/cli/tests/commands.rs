@@ -1412,6 +1412,35 @@ mod init {
         assert!(!out.stderr.contains("owner-only"), "{out:#?}");
     }
 
+    /// A regression test (found by review): a config file of another version was read
+    /// as this one's.
+    #[test]
+    fn a_config_of_another_version_is_refused() {
+        let kg = Kg::with_key_file();
+        let config = kg.home().join("config.toml");
+        let text = std::fs::read_to_string(&config).unwrap();
+        assert!(text.contains("version = 1\n"), "{text}");
+        std::fs::write(&config, text.replace("version = 1\n", "version = 2\n")).unwrap();
+        let out = kg.fails(&["client", "list"], "", 2);
+        assert!(
+            out.stderr
+                .contains("is of version 2, which this keygate does not read"),
+            "{out:#?}"
+        );
+    }
+
+    /// A regression test (found by review): `--listen localhost:8080` was refused as
+    /// "invalid socket address syntax", which did not say what to write.
+    #[test]
+    fn a_listen_address_that_is_a_host_name_is_told_what_to_write() {
+        let kg = Kg::with_key_file();
+        let out = kg.fails(&["serve", "--listen", "localhost:8080"], "", 2);
+        assert!(
+            out.stderr.contains("write 127.0.0.1:8080, or [::1]:8080"),
+            "{out:#?}"
+        );
+    }
+
     #[test]
     fn init_refuses_to_overwrite_a_vault() {
         let kg = Kg::with_key_file();

@@ -4469,6 +4469,51 @@ mod client {
         );
     }
 
+    /// A regression test (found by review): a change waiting for the database's write
+    /// lock (held by another program) sat silent for up to thirty seconds, a freeze run
+    /// in the middle of an incident included. It says it waits, and goes on once the lock
+    /// is free.
+    #[test]
+    fn a_change_waiting_for_the_write_lock_says_so() {
+        use std::io::BufRead;
+        let kg = Kg::with_key_file();
+        kg.add_account("main", REAL_KEY, REAL_SECRET);
+        kg.issue("main", "bot1", &[]);
+        let holder = db(&kg);
+        holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let mut freeze = std::process::Command::new(env!("CARGO_BIN_EXE_keygate"))
+            .arg("--home")
+            .arg(kg.home())
+            .args(["client", "freeze", "bot1"])
+            .env("HOME", kg.dir.path())
+            .env_remove("KEYGATE_HOME")
+            .env_remove("KEYGATE_LOG")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = std::io::BufReader::new(freeze.stderr.take().unwrap());
+        let mut said = Vec::new();
+        for line in stderr.lines() {
+            let line = line.unwrap();
+            let waiting = line.contains("waiting for the database's write lock");
+            said.push(line);
+            if waiting {
+                // Let go once it says it waits: the freeze then goes through.
+                holder.execute_batch("COMMIT").unwrap();
+                break;
+            }
+        }
+        assert!(freeze.wait().unwrap().success(), "{said:?}");
+        assert!(
+            said.iter()
+                .any(|l| l.contains("waiting for the database's write lock")),
+            "{said:?}"
+        );
+        assert_eq!(kg.status("bot1"), "frozen");
+    }
+
     /// A regression test (found by review): unfreezing an expired client was told, and
     /// alerted on, as its key working again, while it stays refused; giving it a new
     /// expiry, which does make it work again, was alerted on as mere information.

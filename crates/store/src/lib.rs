@@ -134,6 +134,9 @@ const WAL_SIZE_LIMIT: i64 = 64 << 20;
 /// connection holds it.
 pub const WRITE_LOCK_PATIENCE: Duration = Duration::from_secs(30);
 
+/// How long a wait for the write lock goes before it is logged.
+const LONG_LOCK_WAIT: Duration = Duration::from_secs(2);
+
 /// How long [`Store::append_events`] keeps asking for the write lock: an administrative
 /// change holding it for seconds must not make orders fail, but an order waiting on its
 /// durable event should hear of a stuck database in time.
@@ -891,6 +894,7 @@ impl Store {
     /// within its timeout to a connection that commits again and again.
     pub(crate) fn begin_immediate(&self, patience: Duration) -> Result<(), Error> {
         let waiting_since = Instant::now();
+        let mut told = false;
         loop {
             match self.conn.execute_batch("BEGIN IMMEDIATE") {
                 Ok(()) => return Ok(()),
@@ -898,6 +902,17 @@ impl Store {
                     if e.code == rusqlite::ErrorCode::DatabaseBusy
                         && waiting_since.elapsed() < patience =>
                 {
+                    // Said once the wait is long enough to be noticed (found by review: a
+                    // freeze run under pressure sat silent for up to its whole patience).
+                    if !told && waiting_since.elapsed() >= LONG_LOCK_WAIT {
+                        told = true;
+                        tracing::warn!(
+                            database = %self.path.display(),
+                            patience_s = patience.as_secs(),
+                            "waiting for the database's write lock, which another process \
+                             holds (another keygate command, or a program with the file open)"
+                        );
+                    }
                     std::thread::sleep(Duration::from_millis(5));
                 }
                 Err(rusqlite::Error::SqliteFailure(e, _))

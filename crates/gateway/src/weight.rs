@@ -65,16 +65,30 @@ use crate::upstream::Response;
 
 /// The last weight each upstream reported, and the weight public calls and signed reads
 /// in flight to it hold, by base URL and weight pool.
-#[derive(Default)]
 pub struct WeightGauge {
     state: Mutex<State>,
-    /// The end of the latest pause (ms since the epoch; 0: none was ever asked for):
-    /// before it, [`WeightGauge::paused`] looks at the state; after it, at nothing.
-    paused_until_ms: AtomicU64,
+    /// When the gauge was made: what [`WeightGauge::paused_until`] counts from.
+    made: Instant,
+    /// The end of the latest pause on the clock that never steps, in milliseconds since
+    /// `made` (0: none was ever asked for): before it, [`WeightGauge::paused`] looks at
+    /// the state; after it, at nothing.
+    paused_until: AtomicU64,
     /// Where the first answer of each pause is told.
     alerter: Mutex<Option<Alerter>>,
     /// What keeps each pause beyond this process, told as one begins or grows.
     keeper: Mutex<Option<PauseKeeper>>,
+}
+
+impl Default for WeightGauge {
+    fn default() -> WeightGauge {
+        WeightGauge {
+            state: Mutex::default(),
+            made: Instant::now(),
+            paused_until: AtomicU64::new(0),
+            alerter: Mutex::default(),
+            keeper: Mutex::default(),
+        }
+    }
 }
 
 /// Told of a pause for an upstream (its base URL) as it begins, lengthens or becomes a
@@ -106,11 +120,13 @@ struct State {
     held_back_sent: ByPool<Report>,
     /// Estimates of calls that ended without a report, this minute.
     unreported: ByPool<Report>,
-    /// The pauses the exchange asked for, by base URL.
+    /// The pauses the exchange asked for, by base URL, with their ends on the wall clock
+    /// (what a [`PauseKeeper`] keeps for the next process).
     pauses: HashMap<String, Paused>,
-    /// When each pause ends on a clock that never steps: a pause ends at the sooner of
-    /// that and its end on the wall clock, so that a wall clock set back (an hour, say)
-    /// does not hold every order and cancel back that much longer.
+    /// When each pause ends on the clock that never steps, which alone ends it: a wall
+    /// clock set back (an hour, say) does not hold every order and cancel back that much
+    /// longer, nor does one set forward during a ban send at once, and have the ban
+    /// lengthened (found by review).
     pause_ends: HashMap<String, Instant>,
     /// The estimated weight of each client's signed requests in the minute
     /// `spent_minute`, by client name: cleared as the minute turns, so that it holds the
@@ -154,10 +170,9 @@ fn highest_of_each(values: &mut Vec<([String; 2], u64)>) {
     values.reverse();
 }
 
-/// How much longer than asked a pause lasts on the clock that never steps: the wall
-/// clock ends it on time unless it was set back, and then it lasts at most this much
-/// longer than the exchange asked.
-const PAUSE_MARGIN: Duration = Duration::from_secs(2);
+/// How far the wall clock may be from the clock that never steps before a pause is told
+/// as ending when the latter says, not when the wall clock would.
+const CLOCKS_AGREE_WITHIN_MS: u64 = 2_000;
 
 impl State {
     /// Whether `upstream`'s pause has time left on the clock that never steps.
@@ -173,16 +188,37 @@ impl State {
         })
     }
 
-    /// Makes `upstream`'s pause last at least `left` more on the clock that never steps,
-    /// and [`PAUSE_MARGIN`] besides.
-    fn end_pause_in(&mut self, upstream: &str, left: Duration) {
-        let end = Instant::now() + left + PAUSE_MARGIN;
+    /// Makes `upstream`'s pause last at least `left` more on the clock that never steps;
+    /// returns when it ends.
+    fn end_pause_in(&mut self, upstream: &str, left: Duration) -> Instant {
+        let end = Instant::now() + left;
         match self.pause_ends.get_mut(upstream) {
-            Some(running) => *running = (*running).max(end),
+            Some(running) => {
+                *running = (*running).max(end);
+                *running
+            }
             None => {
                 self.pause_ends.insert(upstream.to_owned(), end);
+                end
             }
         }
+    }
+
+    /// `upstream`'s pause as told at `now_ms` on the wall clock: its end on the wall
+    /// clock, unless that clock stepped since it began (or says it is over while the clock
+    /// that never steps does not), then where the clock that never steps puts it. `None`
+    /// when it is over.
+    fn told(&self, upstream: &str, now_ms: u64) -> Option<Paused> {
+        let left = self.steady_ms_left(upstream);
+        let paused = self.pauses.get(upstream).copied().filter(|_| left > 0)?;
+        let steady_until_ms = now_ms.saturating_add(left);
+        let agree = paused.until_ms.abs_diff(steady_until_ms) <= CLOCKS_AGREE_WITHIN_MS;
+        let until_ms = if agree && paused.until_ms > now_ms {
+            paused.until_ms
+        } else {
+            steady_until_ms
+        };
+        Some(Paused { until_ms, ..paused })
     }
 }
 
@@ -722,25 +758,22 @@ impl WeightGauge {
         let until_ms = now_ms.saturating_add(back_off.seconds.saturating_mul(1000));
         let begins = {
             let mut state = self.lock();
-            // Pauses that are over go, so that the map holds running ones only.
-            state.pauses.retain(|_, paused| paused.until_ms > now_ms);
+            // Pauses that are over go, so that the maps hold running ones only.
             let State {
                 pauses, pause_ends, ..
             } = &mut *state;
-            pause_ends.retain(|upstream, _| pauses.contains_key(upstream));
-            let running = state
-                .pauses
-                .get(pool.upstream)
-                .copied()
-                .filter(|_| state.is_running(pool.upstream));
+            let steady_now = Instant::now();
+            pause_ends.retain(|_, end| *end > steady_now);
+            pauses.retain(|upstream, _| pause_ends.contains_key(upstream));
+            let running = state.pauses.get(pool.upstream).copied();
             let paused = Paused {
                 until_ms,
                 banned: back_off.banned,
             }
             .joined(running);
             state.pauses.insert(pool.upstream.to_owned(), paused);
-            state.end_pause_in(pool.upstream, Duration::from_secs(back_off.seconds));
-            self.paused_until_ms.fetch_max(until_ms, Ordering::Relaxed);
+            let end = state.end_pause_in(pool.upstream, Duration::from_secs(back_off.seconds));
+            self.pause_until(end);
             if running.is_none_or(|running| running != paused) {
                 self.keep(pool.upstream, paused);
             }
@@ -766,11 +799,11 @@ impl WeightGauge {
             return;
         }
         let mut state = self.lock();
-        let paused = paused.joined(state.pauses.get(upstream).copied());
+        let running = state.pauses.get(upstream).copied();
+        let paused = paused.joined(running.filter(|_| state.is_running(upstream)));
         state.pauses.insert(upstream.to_owned(), paused);
-        state.end_pause_in(upstream, Duration::from_millis(paused.until_ms - now_ms));
-        self.paused_until_ms
-            .fetch_max(paused.until_ms, Ordering::Relaxed);
+        let end = state.end_pause_in(upstream, Duration::from_millis(paused.until_ms - now_ms));
+        self.pause_until(end);
         tracing::warn!(
             upstream = crate::upstream::origin(upstream),
             seconds = paused.until_ms.saturating_sub(now_ms).div_ceil(1000),
@@ -778,6 +811,18 @@ impl WeightGauge {
             "the exchange asked this address to back off before keygate started; nothing is \
              sent there until then"
         );
+    }
+
+    /// Has [`WeightGauge::paused`] look at the state until `end` at least.
+    fn pause_until(&self, end: Instant) {
+        let end_ms = u64::try_from(end.saturating_duration_since(self.made).as_millis())
+            .unwrap_or(u64::MAX);
+        self.paused_until.fetch_max(end_ms, Ordering::Relaxed);
+    }
+
+    /// Milliseconds since the gauge was made, on the clock that never steps.
+    fn steady_now_ms(&self) -> u64 {
+        u64::try_from(self.made.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
     /// Tells the keeper, if any, of `paused` (under the state's lock, so that the keeper
@@ -839,22 +884,10 @@ impl WeightGauge {
     /// Whether the exchange asked that nothing be sent to `pool`'s upstream at `now_ms`,
     /// and until when.
     pub fn paused(&self, pool: Pool<'_>, now_ms: u64) -> Option<Paused> {
-        if now_ms >= self.paused_until_ms.load(Ordering::Relaxed) {
+        if self.steady_now_ms() >= self.paused_until.load(Ordering::Relaxed) {
             return None;
         }
-        let state = self.lock();
-        state
-            .pauses
-            .get(pool.upstream)
-            .copied()
-            .filter(|paused| paused.until_ms > now_ms && state.is_running(pool.upstream))
-            // The sooner end, which bots are told to wait for (`Retry-After`).
-            .map(|paused| Paused {
-                until_ms: paused
-                    .until_ms
-                    .min(now_ms.saturating_add(state.steady_ms_left(pool.upstream))),
-                ..paused
-            })
+        self.lock().told(pool.upstream, now_ms)
     }
 
     /// The pauses running at `now_ms` and how many seconds each has left, by origin (as
@@ -863,21 +896,17 @@ impl WeightGauge {
         let state = self.lock();
         let mut pauses: Vec<_> = state
             .pauses
-            .iter()
-            .filter(|(upstream, paused)| paused.until_ms > now_ms && state.is_running(upstream))
-            .map(|(upstream, paused)| {
+            .keys()
+            .filter_map(|upstream| {
+                let paused = state.told(upstream, now_ms)?;
                 let status = if paused.banned { "418" } else { "429" };
-                (
+                Some((
                     [
                         crate::upstream::origin(upstream).to_owned(),
                         status.to_owned(),
                     ],
-                    paused
-                        .until_ms
-                        .saturating_sub(now_ms)
-                        .min(state.steady_ms_left(upstream))
-                        .div_ceil(1000),
-                )
+                    paused.until_ms.saturating_sub(now_ms).div_ceil(1000),
+                ))
             })
             .collect();
         highest_of_each(&mut pauses);
@@ -894,6 +923,22 @@ impl WeightGauge {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl WeightGauge {
+        /// Lets `ms` pass on the clock that never steps, as far as pauses are concerned:
+        /// tests move the wall clock they pass in, and this one with it.
+        fn pass(&self, ms: u64) {
+            let by = Duration::from_millis(ms);
+            for end in self.lock().pause_ends.values_mut() {
+                *end = end.checked_sub(by).expect("the machine has been up that long");
+            }
+            let _ = self
+                .paused_until
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |until| {
+                    Some(until.saturating_sub(ms))
+                });
+        }
+    }
 
     const API: Pool = Pool {
         upstream: "https://api",
@@ -1098,30 +1143,40 @@ mod tests {
         assert_eq!(gauge.paused(API, now + 1), None);
         // A second answer of the same kind lengthens the pause without beginning one; a
         // shorter one shortens nothing.
+        gauge.pass(2);
         assert!(!gauge.back_off(SIM_FAPI, wait(20), now + 2));
+        gauge.pass(1);
         assert!(!gauge.back_off(SIM_API, wait(1), now + 3));
+        gauge.pass(1);
         assert_eq!(
             gauge.paused(SIM_API, now + 4).unwrap().until_ms,
             now + 20_002
         );
+        gauge.pass(19_998);
         assert_eq!(gauge.paused(SIM_API, now + 20_002), None);
         // A ban is told even while a wait runs, and a later wait does not end it.
+        gauge.pass(9_998);
         assert!(gauge.back_off(SIM_API, wait(5), now + 30_000));
+        gauge.pass(1);
         assert!(gauge.back_off(SIM_API, ban(120), now + 30_001));
+        gauge.pass(1);
         assert!(!gauge.back_off(SIM_API, wait(1), now + 30_002));
         let banned = Some(Paused {
             until_ms: now + 150_001,
             banned: true,
         });
+        gauge.pass(9_998);
         assert_eq!(gauge.paused(SIM_FAPI, now + 40_000), banned);
         assert_eq!(gauge.paused(API, now + 40_000), None);
         assert_eq!(
             gauge.pauses(now + 40_000),
             [(["http://sim".to_owned(), "418".to_owned()], 111)]
         );
+        gauge.pass(110_001);
         assert_eq!(gauge.paused(SIM_FAPI, now + 150_001), None);
         assert!(gauge.pauses(now + 150_001).is_empty());
         // Pauses that are over are dropped as the next begins.
+        gauge.pass(1);
         gauge.back_off(API, wait(1), now + 150_002);
         assert!(!gauge.lock().pauses.contains_key("http://sim"));
         // Named by origin: an upstream's path may be a credential.
@@ -1129,7 +1184,9 @@ mod tests {
             upstream: "https://proxy.example/s3cret-path",
             name: "/api",
         };
+        gauge.pass(1);
         gauge.back_off(behind_proxy, ban(60), now + 150_003);
+        gauge.pass(1);
         assert_eq!(
             gauge.pauses(now + 150_004),
             [
@@ -1162,7 +1219,7 @@ mod tests {
     /// for longer each time.
     /// Found by review: pauses ended on the wall clock alone, so one set back by an hour
     /// during a two-minute ban refused every order and cancel for an hour and two
-    /// minutes. A pause ends by the clock that never steps too.
+    /// minutes. A pause ends by the clock that never steps.
     #[test]
     fn a_clock_set_back_does_not_lengthen_a_pause() {
         let gauge = WeightGauge::default();
@@ -1179,24 +1236,20 @@ mod tests {
         assert!(gauge.paused(SIM_API, an_hour_back).is_some());
         assert_eq!(
             gauge.pauses(an_hour_back)[0].1,
-            122,
+            120,
             "what the steady clock has left"
         );
         // Bots are told as much (`Retry-After`), not the hour the wall clock says.
         let until_ms = gauge.paused(SIM_API, an_hour_back).unwrap().until_ms;
         assert!(
-            (120_000..=122_000).contains(&(until_ms - an_hour_back)),
+            (119_000..=120_000).contains(&(until_ms - an_hour_back)),
             "{until_ms}"
         );
-        // Two minutes (and the margin) later by the steady clock, the wall clock still
-        // an hour behind: over.
-        let ended = Instant::now();
-        gauge
-            .lock()
-            .pause_ends
-            .insert("http://sim".to_owned(), ended);
-        assert_eq!(gauge.paused(SIM_API, an_hour_back + 122_000), None);
-        assert!(gauge.pauses(an_hour_back + 122_000).is_empty());
+        // Two minutes later by the steady clock, the wall clock still an hour behind:
+        // over.
+        gauge.pass(120_000);
+        assert_eq!(gauge.paused(SIM_API, an_hour_back + 120_000), None);
+        assert!(gauge.pauses(an_hour_back + 120_000).is_empty());
         // A new answer asking for a pause begins one, not joined to the one over.
         assert!(gauge.back_off(
             SIM_API,
@@ -1212,6 +1265,31 @@ mod tests {
                 .unwrap()
                 .banned
         );
+    }
+
+    /// A regression test (found by review): a pause ended at the sooner of its ends on
+    /// the wall clock and on the clock that never steps, so a wall clock set forward
+    /// (an NTP step) during a ban sent at once, and Binance lengthens the ban of an
+    /// address that goes on sending.
+    #[test]
+    fn a_clock_set_forward_does_not_end_a_pause() {
+        let gauge = WeightGauge::default();
+        let now = 1_700_000_000_000;
+        let ban = BackOff {
+            seconds: 120,
+            banned: true,
+        };
+        assert!(gauge.back_off(SIM_API, ban, now));
+        let an_hour_on = now + 3_600_000;
+        let paused = gauge.paused(SIM_API, an_hour_on).expect("still banned");
+        // Bots are told what the steady clock has left, from the wall clock's now.
+        assert!(
+            (119_000..=120_000).contains(&(paused.until_ms - an_hour_on)),
+            "{paused:?}"
+        );
+        assert_eq!(gauge.pauses(an_hour_on)[0].1, 120);
+        gauge.pass(120_000);
+        assert_eq!(gauge.paused(SIM_API, an_hour_on + 120_000), None);
     }
 
     #[test]
@@ -1257,6 +1335,7 @@ mod tests {
         let (upstream, last) = told.last().unwrap().clone();
         next.resume_pause(&upstream, last, now + 5_000);
         assert_eq!(next.paused(SIM_FAPI, now + 5_000), Some(last));
+        next.pass(15_001);
         assert_eq!(next.paused(SIM_API, now + 20_001), None);
         assert!(alerts.try_recv().is_err());
         // One that is over is no pause.

@@ -712,6 +712,11 @@ async fn handle<A: Adapter>(
             &msg,
         );
     };
+    // What a change made while the request waits is told from.
+    let decided = Decided {
+        client: Arc::clone(&client),
+        every_client_stopped: registry.every_client_stopped(),
+    };
     let now = now_ms();
     let freshness = match signed.check_freshness(now) {
         Ok(freshness) => freshness,
@@ -1020,6 +1025,17 @@ async fn handle<A: Adapter>(
     // asked first which symbol that order is in.
     if let Some(lookup) = symbol_lookup {
         let named = audit.action.as_ref().and_then(|a| a.symbol.clone());
+        // Signed with the account's key as it is now: one rotated since the request was
+        // decided is not used again (found by review).
+        let account = match changed_while_waiting(&gw.live.snapshot(), api_key, &decided, &account)
+        {
+            Ok(account) => account,
+            Err(msg) => {
+                let text = format!("keygate: {msg}");
+                let response = refusal_response(adapter, Refusal::Denied(&text));
+                return audit.deny(response, Rule::PolicyChanged, &msg);
+            }
+        };
         let found = gw
             .order_symbol(
                 adapter,
@@ -1126,7 +1142,8 @@ async fn handle<A: Adapter>(
         if let Some((response, msg)) = held_back(adapter, &gw.weight, pool) {
             return Err((response, Rule::ExchangeBackOff, msg));
         }
-        changed_while_waiting(&gw.live.snapshot(), api_key, &client, &account).map_err(|msg| {
+        let registry = gw.live.snapshot();
+        changed_while_waiting(&registry, api_key, &decided, &account).map_err(|msg| {
             let text = format!("keygate: {msg}");
             let response = refusal_response(adapter, Refusal::Denied(&text));
             (response, Rule::PolicyChanged, msg)
@@ -1253,8 +1270,9 @@ async fn handle<A: Adapter>(
 
 /// Why a request decided for `decided` (the client of `api_key` as it was, of
 /// `decided_account`) may no longer be sent, by `registry` as it is now: the client was
-/// frozen (even if unfrozen since), revoked or changed, its key or itself expired, or its
-/// account is gone or points elsewhere (every client is gone while a reload fails).
+/// frozen (even if unfrozen since, or every client was refused meanwhile), revoked or
+/// changed, its key or itself expired, or its account is gone or points elsewhere (every
+/// client is gone while a reload fails).
 /// Otherwise, the account as it is now, whose real key signs the request: the one it was
 /// decided with may have been rotated since.
 ///
@@ -1265,9 +1283,13 @@ async fn handle<A: Adapter>(
 fn changed_while_waiting(
     registry: &Registry,
     api_key: &str,
-    decided: &Arc<ClientEntry>,
+    decided: &Decided,
     decided_account: &AccountEntry,
 ) -> Result<Arc<AccountEntry>, String> {
+    let Decided {
+        client: decided,
+        every_client_stopped,
+    } = decided;
     let name = &decided.name;
     let Some(client) = registry.client(api_key) else {
         return Err(format!(
@@ -1280,7 +1302,12 @@ fn changed_while_waiting(
         ClientStatus::Frozen => "frozen",
         ClientStatus::Revoked => "revoked",
         ClientStatus::Active if client.name != *name => "replaced",
-        ClientStatus::Active if client.stops != decided.stops => "frozen, and let go since,",
+        ClientStatus::Active
+            if client.stops != decided.stops
+                || registry.every_client_stopped() != *every_client_stopped =>
+        {
+            "frozen, and let go since,"
+        }
         ClientStatus::Active if client.expires_ms.is_some_and(|at| now >= at) => "expired",
         ClientStatus::Active if client.key_valid_until_ms.is_some_and(|at| now >= at) => {
             "rotated, and this key's grace period ended,"
@@ -1305,6 +1332,13 @@ fn changed_while_waiting(
     Err(format!(
         "client {name} was {what} while the request waited; it was not sent"
     ))
+}
+
+/// A client as a request was decided for it, with the view it was read from.
+struct Decided {
+    client: Arc<ClientEntry>,
+    /// [`Registry::every_client_stopped`] of that view.
+    every_client_stopped: u64,
 }
 
 /// The request weight past which ticker calls that price orders pause even when the

@@ -83,6 +83,11 @@ pub struct Registry {
     /// Each row opened by this load, as it was read, with what it opened to: the next
     /// load opens again only the rows that differ from these by a byte.
     opened: Opened,
+    /// How many times this gateway refused every client at once before this view (a
+    /// reload that failed, the stop file of `keygate panic`): a request decided before
+    /// one is not sent after it, though the clients' own stops ([`ClientEntry::stops`])
+    /// are counted again from nothing after a failed reload.
+    every_client_stopped: u64,
     /// What this load left out and why, one sentence each (no secret in them): a row
     /// that does not read or verify, a key two clients hold. Logged as found; the
     /// reloader raises an alert for each the load before did not have.
@@ -151,6 +156,7 @@ impl Registry {
             let generation = store.generation()?;
             Ok(Registry {
                 generation: Some(generation),
+                every_client_stopped: previous.every_client_stopped,
                 ..Registry::load_snapshot(store, master, previous)?
             })
         })
@@ -313,6 +319,12 @@ impl Registry {
         })
     }
 
+    /// How many times every client was refused at once before this view (see
+    /// `every_client_stopped`).
+    pub fn every_client_stopped(&self) -> u64 {
+        self.every_client_stopped
+    }
+
     /// The client key `api_key`, compared by hash-map lookup (the key is an identifier;
     /// the secret behind it is compared in constant time).
     pub fn client(&self, api_key: &str) -> Option<Arc<ClientEntry>> {
@@ -365,6 +377,7 @@ impl Registry {
             retired: self.retired.clone(),
             public_upstream: self.public_upstream.clone(),
             generation: None,
+            every_client_stopped: self.every_client_stopped.saturating_add(1),
             opened: Opened::default(),
             refused: self.refused.clone(),
         }
@@ -419,7 +432,11 @@ impl Live {
     /// Refuses every client, because a reload failed for `reason`. Whether it is the first
     /// failure since the last reload that succeeded.
     pub fn refuse_all(&self, reason: String) -> bool {
-        *self.registry.write().unwrap_or_else(|p| p.into_inner()) = Arc::default();
+        let none = Registry {
+            every_client_stopped: self.snapshot().every_client_stopped.saturating_add(1),
+            ..Registry::default()
+        };
+        *self.registry.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(none);
         *self.failure.write().unwrap_or_else(|p| p.into_inner()) = Some(reason);
         self.stopped.store(false, Ordering::Relaxed);
         !self.reload_failing.swap(true, Ordering::Relaxed)

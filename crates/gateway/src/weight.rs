@@ -815,8 +815,8 @@ impl WeightGauge {
 
     /// Has [`WeightGauge::paused`] look at the state until `end` at least.
     fn pause_until(&self, end: Instant) {
-        let end_ms = u64::try_from(end.saturating_duration_since(self.made).as_millis())
-            .unwrap_or(u64::MAX);
+        let end_ms =
+            u64::try_from(end.saturating_duration_since(self.made).as_millis()).unwrap_or(u64::MAX);
         self.paused_until.fetch_max(end_ms, Ordering::Relaxed);
     }
 
@@ -930,7 +930,9 @@ mod tests {
         fn pass(&self, ms: u64) {
             let by = Duration::from_millis(ms);
             for end in self.lock().pause_ends.values_mut() {
-                *end = end.checked_sub(by).expect("the machine has been up that long");
+                *end = end
+                    .checked_sub(by)
+                    .expect("the machine has been up that long");
             }
             let _ = self
                 .paused_until

@@ -2808,6 +2808,60 @@ async fn an_order_waiting_through_a_freeze_is_not_sent_once_unfrozen() {
     assert_eq!(status, 200, "{body}");
 }
 
+/// A regression test (found by review): a request decided before a reload failed (every
+/// client refused until one succeeds) was sent once a reload succeeded again, since each
+/// client's count of stops began again from nothing: a freeze made and lifted around
+/// the failure went unseen.
+#[tokio::test]
+async fn an_order_waiting_through_a_failed_reload_is_not_sent() {
+    let env = default_env().await;
+    let sent = order_waiting_for_its_price(&env, Duration::from_secs(8)).await;
+    let store = Store::open(&env.db).unwrap();
+    let seal: Vec<u8> = store
+        .connection()
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'tables_seal'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    // The seal broken: every reload fails, and every client is refused.
+    env.edit_by_hand("UPDATE meta SET value = x'00' WHERE key = 'tables_seal'")
+        .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(6);
+    while get(&env, "/api/v3/account", "").await.0 != 401 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the failed reload never reached the gateway"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Put back: the next reload succeeds.
+    store
+        .connection()
+        .execute(
+            "UPDATE meta SET value = ?1 WHERE key = 'tables_seal'",
+            [&seal],
+        )
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(8);
+    while get(&env, "/api/v3/account", "").await.0 != 200 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the gateway never loaded the clients again"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!sent.is_finished(), "the price came before the reload");
+    let (status, body) = sent.await.unwrap();
+    assert_eq!(
+        (status, body["code"].as_i64()),
+        (401, Some(-2015)),
+        "{body}"
+    );
+    assert_eq!(exchange_saw(&env, "/api/v3/order"), 0);
+}
+
 /// A regression test (found by review): a request was re-signed with the real key its
 /// account had when the request arrived, so an order that waited for its price through
 /// `account rotate` reached the exchange with the key just replaced (refused there once

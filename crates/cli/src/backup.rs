@@ -135,6 +135,15 @@ pub fn run(mut vault: Unlocked, args: &BackupArgs) -> anyhow::Result<i32> {
                  apart, as the config file names it.",
                 dir.display()
             );
+            // A directory that exists is no proof a disk was mounted there (found by
+            // review): a copy on the vault's own file system goes down with it.
+            if on_one_file_system(dir, &vault.home.dir) {
+                crate::output::tell(format_args!(
+                    "keygate: note: {} is on the file system that holds the vault: it does \
+                     not outlast the loss of that disk; copy it elsewhere too",
+                    dir.display()
+                ));
+            }
             Ok(0)
         }
         Err(problem) => {
@@ -144,6 +153,15 @@ pub fn run(mut vault: Unlocked, args: &BackupArgs) -> anyhow::Result<i32> {
             );
             Ok(1)
         }
+    }
+}
+
+/// Whether `a` and `b` are on one file system (one device).
+fn on_one_file_system(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev(),
+        _ => false,
     }
 }
 

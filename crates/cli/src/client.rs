@@ -877,9 +877,9 @@ fn client_json(c: &Client, now: u64, verified: bool, account_exists: bool) -> se
         "created_at": rfc3339(c.created_ms),
         "expires_at": c.expires_ms.map(rfc3339),
         "previous_api_key": c.previous_api_key.as_deref().map(redact),
-        "previous_valid_until": c.previous_until_ms.map(rfc3339),
+        "previous_valid_until": c.previous_key_until().map(rfc3339),
         // Whether that key still works: its grace period has not ended.
-        "previous_key_works": c.previous_until_ms.is_some_and(|until| until > now),
+        "previous_key_works": c.previous_key_until().is_some_and(|until| until > now),
     })
 }
 
@@ -1002,7 +1002,7 @@ fn show(vault: &Unlocked, args: &ShowArgs) -> anyhow::Result<()> {
             "expires:            {}",
             c.expires_ms.map_or_else(|| "never".into(), rfc3339)
         )?;
-        if let (Some(prev), Some(until)) = (&c.previous_api_key, c.previous_until_ms) {
+        if let (Some(prev), Some(until)) = (&c.previous_api_key, c.previous_key_until()) {
             let works = if until > now_ms() {
                 "valid until"
             } else {
@@ -1129,7 +1129,7 @@ fn set_status(vault: &mut Unlocked, name: &str, to: ClientStatus) -> anyhow::Res
     // An unfreeze brings back the key a rotation while frozen kept for its grace (found
     // by review: said nowhere, so an operator who froze, rotated and unfroze took the
     // leaked key for dead). Said, and recorded for the alert.
-    let previous_in_grace = match (&c.previous_api_key, c.previous_until_ms) {
+    let previous_in_grace = match (&c.previous_api_key, c.previous_key_until()) {
         (Some(previous), Some(until)) if to == ClientStatus::Active && until > now_ms() => {
             detail["previous_key"] = json!(redact(previous));
             detail["previous_key_until"] = json!(rfc3339(until));
@@ -1295,7 +1295,7 @@ fn rotate(vault: &mut Unlocked, args: &RotateArgs) -> anyhow::Result<()> {
     // A client keeps one old key: a second rotation would drop the one whose grace
     // period the first promised, under bots that may still sign with it.
     let now = now_ms();
-    let in_grace = match (&c.previous_api_key, c.previous_until_ms) {
+    let in_grace = match (&c.previous_api_key, c.previous_key_until()) {
         (Some(previous), Some(until)) if until > now => Some((previous, until)),
         _ => None,
     };
@@ -1341,11 +1341,11 @@ fn rotate(vault: &mut Unlocked, args: &RotateArgs) -> anyhow::Result<()> {
     let api_key = random_alphanumeric();
     let grace_ms = u64::try_from(grace.as_millis()).context("--grace")?;
     // No key of the client works past its expiry: a grace that would is told, and
-    // recorded, as ending then (found by review: told as months past it).
-    let grace_until = now
-        .saturating_add(grace_ms)
-        .min(c.expires_ms.unwrap_or(u64::MAX));
-    if grace_until < now.saturating_add(grace_ms) {
+    // recorded, as ending then (found by review: told as months past it). The grace
+    // asked for is kept, for an expiry extended later.
+    let grace_asked_until = now.saturating_add(grace_ms);
+    let grace_until = grace_asked_until.min(c.expires_ms.unwrap_or(u64::MAX));
+    if grace_until < grace_asked_until {
         tell(format_args!(
             "keygate: warning: client {name} expires at {}, before the grace asked for \
              ends: the old key works until then, as the new one does",
@@ -1377,7 +1377,7 @@ fn rotate(vault: &mut Unlocked, args: &RotateArgs) -> anyhow::Result<()> {
             if args.keep_grace {
                 s.replace_client_key(&name, &api_key, &material, master)
             } else {
-                s.rotate_client(&name, &api_key, &material, master, grace_until)
+                s.rotate_client(&name, &api_key, &material, master, grace_asked_until)
             }
         })
         .with_context(|| format!("rotating client {name}"))?;

@@ -68,19 +68,21 @@ impl Home {
     /// Reads the config file. It names the PKCS#11 module keygate loads and hands the
     /// token's PIN, and where the master key is: one that another user owns or may write
     /// is refused, whatever the home directory's mode.
-    /// A config of another version is refused (found by review: taken as this one's),
-    /// as a database of a newer schema is.
     pub fn config(&self) -> anyhow::Result<Config> {
-        let config: Config = self.parse_config()?;
-        if config.version != CONFIG_VERSION {
-            bail!(
+        self.parse_config()
+    }
+
+    /// Why `config` (read from this home) is not of the version this keygate reads
+    /// (found by review: one of another version was taken as this one's), if it is not.
+    fn config_version_refused(&self, config: &Config) -> Option<String> {
+        (config.version != CONFIG_VERSION).then(|| {
+            format!(
                 "{} is of version {}, which this keygate does not read (it reads version \
                  {CONFIG_VERSION}): run the keygate that wrote it, or a newer one",
                 self.config_path().display(),
                 config.version
-            );
-        }
-        Ok(config)
+            )
+        })
     }
 
     /// The `[alerts]` settings of the config file, read only by the commands that alert:
@@ -841,6 +843,14 @@ pub fn init(home: Home, how: &UnlockArgs, args: &InitArgs) -> anyhow::Result<()>
                 db.display()
             );
         }
+        if found == Found::NotSqlite {
+            bail!(
+                "{} is not an SQLite database: if it was this vault, it is damaged; restore \
+                 it from a backup. Otherwise move it away, or give keygate another home \
+                 (--home). Nothing was changed",
+                db.display()
+            );
+        }
         if found == Found::Foreign {
             bail!(
                 "{} is not a keygate database; nothing was changed. Move it away, or give \
@@ -1075,6 +1085,8 @@ enum Found {
     Altered,
     /// Another program's database.
     Foreign,
+    /// No database at all: a damaged one, or another program's file.
+    NotSqlite,
     /// A vault, or a database that does not open (its own error says why elsewhere).
     Vault,
 }
@@ -1093,6 +1105,7 @@ fn found_vault(db: &Path) -> Found {
             return Found::Unfinished
         }
         Err(keygate_store::Error::NotKeygate { .. }) => return Found::Foreign,
+        Err(keygate_store::Error::NotSqlite { .. }) => return Found::NotSqlite,
         Err(_) => return Found::Vault,
     };
     if !matches!(store.meta(META_CHECK), Ok(None)) {
@@ -1152,15 +1165,16 @@ fn master_key_from_env(var: &str) -> anyhow::Result<MasterKey> {
 /// Opens the vault in `home` with the key `how` describes.
 pub fn unlock(home: Home, how: &UnlockArgs) -> anyhow::Result<Unlocked> {
     check_home(&home.dir)?;
-    unlock_as(home, how, Schema::BringUpToDate)
+    unlock_as(home, how, Schema::BringUpToDate, Lenience::Strict)
 }
 
 /// [`unlock`] for a home others may write, which the other commands refuse: for
 /// `keygate panic`, which must stop clients whatever else is wrong, and `doctor`, which
 /// must say what is (found by review: refused, it reported nothing). A home of another
-/// user is still refused.
+/// user is still refused. So is a config file of another version, told but not refused
+/// (found by review: `panic` could not record its freeze).
 pub fn unlock_even_if_open(home: Home, how: &UnlockArgs) -> anyhow::Result<Unlocked> {
-    unlock_as(home, how, Schema::BringUpToDate)
+    unlock_as(home, how, Schema::BringUpToDate, Lenience::EvenIfOpen)
 }
 
 /// [`unlock`] for a command that only reads the audit log (`audit verify`, `tail`,
@@ -1170,7 +1184,7 @@ pub fn unlock_even_if_open(home: Home, how: &UnlockArgs) -> anyhow::Result<Unloc
 /// change a backup copy being checked.
 pub fn unlock_to_read_log(home: Home, how: &UnlockArgs) -> anyhow::Result<Unlocked> {
     check_home(&home.dir)?;
-    unlock_as(home, how, Schema::AsItIs)
+    unlock_as(home, how, Schema::AsItIs, Lenience::Strict)
 }
 
 /// Whether an unlock brings an earlier keygate's schema up to date.
@@ -1180,12 +1194,31 @@ enum Schema {
     AsItIs,
 }
 
-fn unlock_as(home: Home, how: &UnlockArgs, schema: Schema) -> anyhow::Result<Unlocked> {
+/// Whether an unlock goes on despite what [`unlock_even_if_open`] lets pass.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Lenience {
+    Strict,
+    EvenIfOpen,
+}
+
+fn unlock_as(
+    home: Home,
+    how: &UnlockArgs,
+    schema: Schema,
+    lenience: Lenience,
+) -> anyhow::Result<Unlocked> {
     let db = home.db_path();
     check_home_owner(&home.dir)?;
     check_database_owner(&db)?;
     let store = Store::open(&db).context("opening the database")?;
     let config = home.config()?;
+    match (home.config_version_refused(&config), lenience) {
+        (None, _) => {}
+        (Some(why), Lenience::Strict) => bail!(why),
+        (Some(why), Lenience::EvenIfOpen) => {
+            crate::output::tell(format_args!("keygate: warning: {why}"));
+        }
+    }
     let provider = config.master_key.provider;
     // Read nothing meant for another provider: a passphrase left on standard input would
     // be taken for the next thing read there (an account's API key).

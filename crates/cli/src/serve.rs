@@ -29,7 +29,7 @@ use crate::stop::StopSignals;
 fn listen_address(text: &str) -> Result<SocketAddr, String> {
     text.parse().map_err(|_| {
         format!(
-            "{text:?} is not an IP address and port: write 127.0.0.1:8080, or [::1]:8080 for \
+            "{text:?} is not an IP address and port: write 127.0.0.1:PORT, or [::1]:PORT for \
              IPv6 (a host name such as localhost is not taken)"
         )
     })

@@ -1370,8 +1370,9 @@ mod init {
     }
 
     /// A regression test (found by review): a `keygate.db` that is no database at all
-    /// was called a keygate vault by `init` ("refusing to overwrite it"), and "file is
-    /// not a database" by every other command.
+    /// (another program's file, or a vault whose header was damaged) was called a
+    /// keygate vault by `init` ("refusing to overwrite it"), and "file is not a
+    /// database" by every other command.
     #[test]
     fn a_file_that_is_no_database_is_not_called_a_vault() {
         let kg = Kg::empty();
@@ -1379,10 +1380,14 @@ mod init {
         std::fs::write(kg.db(), "junk that is not SQLite at all\n").unwrap();
         let key = kg.key_file();
         let out = kg.fails(&["init", "--master-key-file", key.to_str().unwrap()], "", 2);
-        assert!(out.stderr.contains("is not a keygate database"), "{out:#?}");
+        assert!(
+            out.stderr.contains("is not an SQLite database")
+                && out.stderr.contains("restore it from a backup"),
+            "{out:#?}"
+        );
         assert!(!key.exists());
         let out = kg.fails(&["client", "list"], "", 2);
-        assert!(out.stderr.contains("is not a keygate database"), "{out:#?}");
+        assert!(out.stderr.contains("is not an SQLite database"), "{out:#?}");
         assert_eq!(
             std::fs::read_to_string(kg.db()).unwrap(),
             "junk that is not SQLite at all\n"
@@ -1417,6 +1422,8 @@ mod init {
     #[test]
     fn a_config_of_another_version_is_refused() {
         let kg = Kg::with_key_file();
+        kg.add_account("main", REAL_KEY, REAL_SECRET);
+        kg.issue("main", "bot1", &[]);
         let config = kg.home().join("config.toml");
         let text = std::fs::read_to_string(&config).unwrap();
         assert!(text.contains("version = 1\n"), "{text}");
@@ -1427,6 +1434,17 @@ mod init {
                 .contains("is of version 2, which this keygate does not read"),
             "{out:#?}"
         );
+        // The panic button works whatever else is wrong there, and says so (found by
+        // review: it could not record its freeze).
+        let out = kg.ok(&["panic"], "");
+        assert!(out.stderr.contains("is of version 2"), "{out:#?}");
+        assert!(!kg.home().join("PANIC").exists(), "{out:#?}");
+        let frozen = db(&kg)
+            .query_row("SELECT status FROM clients WHERE name = 'bot1'", [], |r| {
+                r.get::<_, String>(0)
+            })
+            .unwrap();
+        assert_eq!(frozen, "frozen");
     }
 
     /// A regression test (found by review): `--listen localhost:8080` was refused as
@@ -1436,7 +1454,7 @@ mod init {
         let kg = Kg::with_key_file();
         let out = kg.fails(&["serve", "--listen", "localhost:8080"], "", 2);
         assert!(
-            out.stderr.contains("write 127.0.0.1:8080, or [::1]:8080"),
+            out.stderr.contains("write 127.0.0.1:PORT, or [::1]:PORT"),
             "{out:#?}"
         );
     }
@@ -4458,6 +4476,14 @@ mod client {
             export.contains(&format!("\"old_key_valid_until\":\"{expires}\"")),
             "{export}"
         );
+        let shown = kg.ok(&["client", "show", "short", "--json"], "").json();
+        assert_eq!(shown["previous_valid_until"], expires.as_str(), "{shown}");
+        // The grace asked for is kept: an expiry extended later gives it back (found by
+        // review: it stayed cut to the old expiry, unsaid).
+        kg.ok(&["client", "update", "short", "--expires", "1d"], "");
+        let shown = kg.ok(&["client", "show", "short", "--json"], "").json();
+        let until = shown["previous_valid_until"].as_str().unwrap();
+        assert!(until > expires.as_str(), "{shown}");
         let out = kg.ok(
             &["client", "rotate", "short", "--grace", "0", "--force"],
             "",
@@ -5766,7 +5792,14 @@ mod audit {
         kg.issue("main", "bot1", &[]);
         kg.issue("main", "bot2", &[]);
         let backup = kg.path("backup");
-        kg.ok(&["vault", "backup", backup.to_str().unwrap()], "");
+        let out = kg.ok(&["vault", "backup", backup.to_str().unwrap()], "");
+        // Found by review: a backup beside the vault is told as such (one to a mount
+        // point with no disk mounted lands there too).
+        assert!(
+            out.stderr
+                .contains("is on the file system that holds the vault"),
+            "{out:#?}"
+        );
         kg.ok(&["client", "freeze", "bot1"], "");
         let genuine = kg.path("genuine");
         std::fs::rename(kg.home(), &genuine).unwrap();

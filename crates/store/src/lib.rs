@@ -211,6 +211,16 @@ pub enum Error {
         /// The path looked at.
         path: PathBuf,
     },
+    /// The file is not an SQLite database at all: damaged (its header), or another
+    /// program's file. Nothing was written to it.
+    #[error(
+        "{path} is not an SQLite database: a damaged database (restore it from a backup if \
+         it was this vault) or another program's file; nothing was written to it"
+    )]
+    NotSqlite {
+        /// The path looked at.
+        path: PathBuf,
+    },
     /// The database file could not be created.
     #[error("cannot create {path}: {source}")]
     Create {
@@ -611,7 +621,9 @@ impl Store {
                 )
                 .map_err(|e| match e.sqlite_error_code() {
                     // Not a database at all (found by review: `init` called it a vault).
-                    Some(rusqlite::ErrorCode::NotADatabase) => not_keygate(),
+                    Some(rusqlite::ErrorCode::NotADatabase) => Error::NotSqlite {
+                        path: path.to_owned(),
+                    },
                     _ => sql(e),
                 })?;
             if has_schema == 0 {

@@ -241,6 +241,13 @@ pub struct Client {
 }
 
 impl Client {
+    /// Until when the key before the last rotation works: the end of the rotation's
+    /// grace, or the client's expiry if sooner (no key of a client works past it).
+    pub fn previous_key_until(&self) -> Option<u64> {
+        let until = self.previous_until_ms?;
+        Some(self.expires_ms.map_or(until, |expires| until.min(expires)))
+    }
+
     /// Whether the row carries a tag at all. Rows an earlier keygate wrote have none
     /// until `keygate upgrade` tags them ([`Store::tag_clients_as_shown`]).
     pub fn is_tagged(&self) -> bool {

@@ -325,18 +325,20 @@ impl Action {
         !self.batch.is_empty()
     }
 
-    /// The most the order can be worth when the request alone bounds it: its quote
-    /// quantity (a market order given in quote), or `price × quantity` for a buy, which
-    /// never pays more than its price. `None` otherwise: a sell can fill above its price,
-    /// and an order in base quantity without a bounding price has to be priced from the
-    /// market ([`Action::priced_notional`]). `None` for a call that places no order,
-    /// whatever order-like parameters it names.
+    /// The most the order can be worth when the request alone bounds it: the quote
+    /// quantity of a buy given in quote (it spends no more), or `price × quantity` for a
+    /// buy, which never pays more than its price. `None` otherwise: a sell can fill above
+    /// its price, a sell given in quote gives away as much of the base asset as the bids
+    /// take to raise it (found by review: counted at what it raises), and an order in
+    /// base quantity without a bounding price has to be priced from the market
+    /// ([`Action::priced_notional`]). `None` for a call that places no order, whatever
+    /// order-like parameters it names.
     pub fn stated_notional(&self) -> Option<Decimal> {
         if self.places_no_order {
             return None;
         }
         match (self.quote_quantity, self.quantity) {
-            (Some(quote), None) => Some(quote),
+            (Some(quote), None) if self.side != Some(Side::Sell) => Some(quote),
             (None, Some(quantity)) if self.side == Some(Side::Buy) => {
                 self.price.and_then(|p| p.checked_mul(quantity))
             }
@@ -468,9 +470,11 @@ mod tests {
             order(Side::Buy, None, None, Some(50)).stated_notional(),
             Some(d(50))
         );
+        // Found by review: a sell given in quote gives away as much of the base asset as
+        // the bids take to raise it; what it raises bounds nothing.
         assert_eq!(
             order(Side::Sell, None, None, Some(50)).stated_notional(),
-            Some(d(50))
+            None
         );
         // A sell limit can fill far above its price; a market order in base has no bound.
         assert_eq!(

@@ -327,6 +327,15 @@ pub trait Adapter: Send + Sync + 'static {
     /// take-profit, which fills when it triggers, an order list's leg, a modification, or
     /// a test that places nothing.
     fn takes_the_book(&self, order: &Action) -> bool;
+    /// Whether `order` is priced at the book for its whole quantity: one that takes it at
+    /// once ([`Adapter::takes_the_book`]), or a buy that becomes a market order when it
+    /// triggers (a stop or take-profit without a limit price, an order list's leg of such
+    /// a type), which then takes the book as a market buy does (found by review: one of
+    /// more than the book holds was counted at its trigger, where the same market buy
+    /// was refused).
+    fn priced_at_the_book(&self, order: &Action) -> bool {
+        self.takes_the_book(order)
+    }
     /// The public endpoint (path and query) listing the asks of `symbol`'s book on
     /// `path`'s market, deep enough to price a buy of more than the best ask offers.
     fn depth_path(&self, path: &str, symbol: &str) -> Option<String>;

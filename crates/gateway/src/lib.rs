@@ -909,6 +909,8 @@ async fn handle<A: Adapter>(
         .iter()
         .map(|order| order.stated_notional().map(|n| n.normalize()))
         .collect();
+    // Held until the request is answered, or is not sent.
+    let mut _buying = None;
     let mut decision = gw
         .decider
         .reserve(&request(None).with_order_notionals(&notionals));
@@ -927,8 +929,9 @@ async fn handle<A: Adapter>(
             .price_orders(adapter, &base, native, &action, &gw.weight, budget)
             .await
         {
-            Ok(priced) => {
+            Ok((priced, buying)) => {
                 notionals = priced;
+                _buying = Some(buying);
                 decision = gw
                     .decider
                     .reserve_priced(&request(None).with_order_notionals(&notionals));

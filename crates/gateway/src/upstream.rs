@@ -108,6 +108,36 @@ pub struct Upstream {
     prices: Arc<Mutex<Lookups<Quote>>>,
     /// Order books, shared by every worker.
     books: Arc<Mutex<Lookups<Bytes>>>,
+    /// What the buys priced at the book and not answered yet will take of each market
+    /// (base URL, symbol), shared by every worker: a buy priced meanwhile is priced past
+    /// them, not at the book they are about to empty (found by review: five market buys
+    /// sent at once were each counted at the top of one book).
+    buying: Arc<Mutex<HashMap<(String, String), Decimal>>>,
+}
+
+/// What one request's buys will take of the markets they are priced in, held from
+/// their pricing until the request is answered (or not sent): dropped, it is handed back
+/// ([`Upstream::price_orders`]).
+pub struct Buying {
+    buying: Arc<Mutex<HashMap<(String, String), Decimal>>>,
+    held: Vec<((String, String), Decimal)>,
+}
+
+impl Drop for Buying {
+    fn drop(&mut self) {
+        if self.held.is_empty() {
+            return;
+        }
+        let mut buying = self.buying.lock().unwrap_or_else(|p| p.into_inner());
+        for (market, quantity) in self.held.drain(..) {
+            if let Some(left) = buying.get_mut(&market) {
+                *left = left.checked_sub(quantity).unwrap_or(Decimal::ZERO);
+                if *left <= Decimal::ZERO {
+                    buying.remove(&market);
+                }
+            }
+        }
+    }
 }
 
 /// What is known of one exchange clock, shared by every worker.
@@ -411,6 +441,7 @@ impl Upstream {
             clocks: Arc::new(Mutex::new(HashMap::new())),
             prices: Arc::new(Mutex::new(HashMap::new())),
             books: Arc::new(Mutex::new(HashMap::new())),
+            buying: Arc::default(),
         })
     }
 
@@ -428,6 +459,7 @@ impl Upstream {
             clocks: self.clocks.clone(),
             prices: self.prices.clone(),
             books: self.books.clone(),
+            buying: self.buying.clone(),
         }
     }
 
@@ -901,7 +933,7 @@ impl Upstream {
         let Some(quote) = market.quote else {
             return Ok(None);
         };
-        let Some(quantity) = order.quantity.filter(|_| adapter.takes_the_book(order)) else {
+        let Some(quantity) = order.quantity.filter(|_| adapter.priced_at_the_book(order)) else {
             return Ok(Some(quote.price));
         };
         let Some(through) = market.bought.checked_add(quantity) else {
@@ -998,7 +1030,7 @@ impl Upstream {
         action: &Action,
         weight: &WeightGauge,
         budget: Budget<'_>,
-    ) -> Result<Vec<Option<Decimal>>, Unpriced> {
+    ) -> Result<(Vec<Option<Decimal>>, Buying), Unpriced> {
         let mut markets: Vec<Market<'_>> = Vec::new();
         let mut notionals = Vec::with_capacity(action.orders().len());
         for order in action.orders() {
@@ -1013,10 +1045,18 @@ impl Upstream {
                             let quote = self
                                 .price(adapter, base, native_path, symbol, weight, budget)
                                 .await?;
+                            let others = self
+                                .buying
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .get(&(base.to_owned(), symbol.to_owned()))
+                                .copied()
+                                .unwrap_or(Decimal::ZERO);
                             markets.push(Market {
                                 symbol,
                                 quote,
-                                bought: Decimal::ZERO,
+                                others,
+                                bought: others,
                                 book: None,
                             });
                             markets.last_mut()
@@ -1034,7 +1074,26 @@ impl Upstream {
             };
             notionals.push(notional.map(|n| n.normalize()));
         }
-        Ok(notionals)
+        let held: Vec<_> = markets
+            .iter()
+            .filter(|m| m.bought > m.others)
+            .map(|m| {
+                let market = (base.to_owned(), m.symbol.to_owned());
+                (market, m.bought - m.others)
+            })
+            .collect();
+        {
+            let mut buying = self.buying.lock().unwrap_or_else(|p| p.into_inner());
+            for (market, quantity) in &held {
+                let total = buying.entry(market.clone()).or_default();
+                *total = total.saturating_add(*quantity);
+            }
+        }
+        let buying = Buying {
+            buying: Arc::clone(&self.buying),
+            held,
+        };
+        Ok((notionals, buying))
     }
 }
 
@@ -1043,7 +1102,10 @@ struct Market<'a> {
     symbol: &'a str,
     /// Its book ticker; `None` when the lookup failed.
     quote: Option<Quote>,
-    /// What the request's buys that take the book at once have bought in it so far.
+    /// What other requests' buys priced at the book and not answered yet will take.
+    others: Decimal,
+    /// What those and this request's buys that take the book at once have bought in it
+    /// so far.
     bought: Decimal,
     /// Its book, once asked for; `None` inside when that lookup failed.
     book: Option<Option<Bytes>>,

@@ -1073,9 +1073,10 @@ async fn a_market_buy_larger_than_the_best_ask_is_priced_at_the_book() {
     assert_eq!(status, 401);
     assert_eq!(exchange_saw(&env, "/api/v3/depth"), 2);
     // Found by review: only what fills at once takes the book now; a stop buy fills
-    // when it triggers, a limit buy at its price, and neither asks for the book.
+    // when it triggers (priced at the book, as a market buy, but leaving it as it is
+    // when sent), a limit buy at its price, and neither asks for the book again.
     for order in [
-        "symbol=BTCUSDT&side=BUY&type=STOP_LOSS&quantity=2&stopPrice=60000",
+        "symbol=BTCUSDT&side=BUY&type=STOP_LOSS&quantity=1&stopPrice=60000",
         "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=2&price=60000",
     ] {
         let (status, body) = post(&env, "/api/v3/order", order).await;
@@ -1180,9 +1181,12 @@ async fn a_market_buy_leg_of_an_order_list_is_refused_and_never_forwarded() {
 
 /// Found by review: a limit buy pegged to the asks (`priceMatch=OPPONENT_5`) fills at once
 /// through the book as a market buy does, and was priced at the best ask when only market
-/// buys walked the book; a stop buy, which fills when it triggers, does not walk it.
+/// buys walked the book. Found by a later review: so does a stop-market buy once it
+/// triggers, and one of more than the book holds was counted at its trigger, where the
+/// same market buy was refused (a pump into asks placed for it). A stop buy with a limit
+/// price fills at that price or better, and is counted at it.
 #[tokio::test]
-async fn a_pegged_buy_is_priced_at_the_book_and_a_stop_buy_is_not() {
+async fn pegged_and_stop_market_buys_are_priced_at_the_book_and_stop_limit_buys_are_not() {
     let policy = Policy {
         symbols: Some(["usdm:BTCUSDT".to_owned()].into_iter().collect()),
         max_order_notional: Some("120000.3".parse().unwrap()),
@@ -1200,8 +1204,100 @@ async fn a_pegged_buy_is_priced_at_the_book_and_a_stop_buy_is_not() {
     assert_eq!(exchange_saw(&env, "/fapi/v1/depth"), 1);
     let stop = "symbol=BTCUSDT&side=BUY&type=STOP_MARKET&quantity=2&stopPrice=60000";
     let (status, body) = post(&env, "/fapi/v1/order", stop).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(
+        body["msg"],
+        "keygate: order notional 120000.4 exceeds the limit 120000.3 of client bot1"
+    );
+    let stop_limit =
+        "symbol=BTCUSDT&side=BUY&type=STOP&quantity=2&stopPrice=60000&price=60000&timeInForce=GTC";
+    let (status, body) = post(&env, "/fapi/v1/order", stop_limit).await;
     assert_ne!(status, 401, "{body}");
     assert_eq!(exchange_saw(&env, "/fapi/v1/depth"), 1);
+}
+
+/// Found by review: a market sell given in quote (`quoteOrderQty`) was counted at what it
+/// raises, though it gives away as much of the base asset as the bids take to raise it
+/// (thin bids, or bids placed for it, take far more). Refused under a notional limit; a
+/// buy given in quote spends no more than it says, and goes.
+#[tokio::test]
+async fn a_sell_given_in_its_quote_asset_is_refused_under_a_notional_limit() {
+    let env = default_env().await;
+    let (status, body) = post(
+        &env,
+        "/api/v3/order",
+        "symbol=BTCUSDT&side=SELL&type=MARKET&quoteOrderQty=100",
+    )
+    .await;
+    assert_eq!(status, 401, "{body}");
+    assert!(
+        body["msg"]
+            .as_str()
+            .is_some_and(|m| m.contains("is a sell given in its quote asset")),
+        "{body}"
+    );
+    assert_eq!(exchange_saw(&env, "/api/v3/order"), 0);
+    let (status, body) = post(
+        &env,
+        "/api/v3/order",
+        "symbol=BTCUSDT&side=BUY&type=MARKET&quoteOrderQty=100",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+/// Found by review: market buys sent at once were each priced at the book as it stood,
+/// not past what the others were about to take of it, so five of them that each fit the
+/// best ask were all counted at it, though on a real book the later ones fill deeper.
+/// A buy priced while another in the symbol is on its way is priced after it.
+#[tokio::test]
+async fn market_buys_on_their_way_together_are_priced_at_the_book_together() {
+    let policy = Policy {
+        max_order_notional: Some("60000.015".parse().unwrap()),
+        ..trading_policy()
+    };
+    let env = setup(policy, None, Duration::from_secs(10)).await;
+    env.exchange
+        .simulator()
+        .delay_endpoint("/api/v3/order", Duration::from_secs(3));
+    let buy = |id: &str| {
+        http(
+            "POST",
+            "/binance/api/v3/order",
+            "",
+            &sign(
+                &format!("symbol=BTCUSDT&side=BUY&type=MARKET&quantity=1&newClientOrderId={id}"),
+                BOT_SECRET,
+            ),
+        )
+    };
+    let gateway = env.gateway;
+    let first = buy("first");
+    let first = tokio::spawn(async move { raw(gateway, &first).await });
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while exchange_saw(&env, "/api/v3/order") == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first buy never went"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The first takes the 1 BTC at the best ask: the second is priced at the next level.
+    let (status, body) = raw(gateway, &buy("second")).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(
+        body["msg"],
+        "keygate: order notional 60000.02 exceeds the limit 60000.015 of client bot1"
+    );
+    assert!(
+        !first.is_finished(),
+        "the first was answered before the second was priced"
+    );
+    let (status, body) = first.await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    // Answered, the first holds nothing of the book any more.
+    let (status, body) = raw(gateway, &buy("third")).await;
+    assert_eq!(status, 200, "{body}");
 }
 
 /// Found by review: the market buys of a batch were each held to the best ask alone, so

@@ -1113,6 +1113,18 @@ fn check_order(
                 order.endpoint
             ),
         ),
+        // A sell given in quote (`quoteOrderQty`) gives away as much of the base asset as
+        // the bids take to raise it: nothing bounds that before it fills (found by review:
+        // it was counted at what it raises, however thin the bids).
+        None if order.quantity.is_none() && order.side == Some(keygate_core::Side::Sell) => deny(
+            Rule::OrderNotional,
+            format!(
+                "{} is a sell given in its quote asset, which gives away as much of the base \
+                 asset as the bids take, so its notional cannot be counted and client \
+                 {client} has a notional limit; give the quantity to sell instead",
+                order.endpoint
+            ),
+        ),
         None => Ok(OrderNotional::Unknown),
     }
 }

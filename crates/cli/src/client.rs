@@ -233,6 +233,23 @@ pub fn run(mut vault: Unlocked, cmd: &ClientCmd) -> anyhow::Result<()> {
     }
 }
 
+/// Warns when `policy` lets client `name` trade any market with no daily notional limit:
+/// whoever holds its key can then pay the account away to their own orders in a thin
+/// market (found by review; SECURITY.md says what bounds it).
+fn warn_if_trading_is_unbounded(name: &Name, policy: &Policy) {
+    if policy.scopes.contains(Scope::Trade)
+        && policy.symbols.is_none()
+        && policy.max_daily_notional.is_none()
+    {
+        tell(format_args!(
+            "keygate: warning: client {name} may trade any market with no daily notional \
+             limit: whoever holds its key can pay the account away by trading with their own \
+             orders in a thin market. Give it --symbols (liquid markets) and \
+             --max-daily-notional"
+        ));
+    }
+}
+
 fn issue(vault: &mut Unlocked, args: &IssueArgs) -> anyhow::Result<()> {
     let name: Name = args.name.parse()?;
     let account: Name = args.account.parse()?;
@@ -287,6 +304,7 @@ fn issue(vault: &mut Unlocked, args: &IssueArgs) -> anyhow::Result<()> {
             Ok(s.account(&account)?.exchange)
         })
         .with_context(|| format!("issuing client {name}"))?;
+    warn_if_trading_is_unbounded(&name, &policy);
     print_credentials(
         &Issued {
             name: &name,
@@ -1243,6 +1261,9 @@ fn update(vault: &mut Unlocked, args: &UpdateArgs) -> anyhow::Result<()> {
             }
         })
         .with_context(|| format!("updating client {name}"))?;
+    if policy_changes {
+        warn_if_trading_is_unbounded(&name, &policy);
+    }
     let expires_at = expires_ms.or(c.expires_ms).map(rfc3339);
     if args.json {
         return print_json(&json!({

@@ -4495,6 +4495,41 @@ mod client {
         );
     }
 
+    /// Found by review: a trade-scope client with no symbol list and no daily notional
+    /// limit can be made to pay the account away by trading into its holder's own orders
+    /// in a thin market, and nothing said so.
+    #[test]
+    fn a_client_that_may_trade_without_bounds_is_warned_of() {
+        let kg = Kg::with_key_file();
+        kg.add_account("main", REAL_KEY, REAL_SECRET);
+        let args = [
+            "client",
+            "issue",
+            "--account",
+            "main",
+            "--scope",
+            "read,trade",
+        ];
+        let out = kg.ok(&[&args[..], &["--name", "loose"]].concat(), "");
+        assert!(
+            out.stderr
+                .contains("client loose may trade any market with no daily notional"),
+            "{out:#?}"
+        );
+        let bounded = [
+            "--name",
+            "bounded",
+            "--symbols",
+            "BTCUSDT",
+            "--max-daily-notional",
+            "1000",
+        ];
+        let out = kg.ok(&[&args[..], &bounded].concat(), "");
+        assert!(!out.stderr.contains("warning"), "{out:#?}");
+        let out = kg.ok(&["client", "update", "loose", "--symbols", "BTCUSDT"], "");
+        assert!(!out.stderr.contains("warning"), "{out:#?}");
+    }
+
     /// A regression test (found by review): a change waiting for the database's write
     /// lock (held by another program) sat silent for up to thirty seconds, a freeze run
     /// in the middle of an incident included. It says it waits, and goes on once the lock

@@ -115,6 +115,12 @@ pub struct Upstream {
     buying: Arc<Mutex<HashMap<(String, String), Decimal>>>,
 }
 
+/// The market `symbol` at `base` names in [`Upstream`]'s `buying`: one however its
+/// symbol is written (`btcusdt`, `BTCUSDT`), so that buys cannot be spread over spellings.
+fn buying_key(base: &str, symbol: &str) -> (String, String) {
+    (base.to_owned(), symbol.to_ascii_uppercase())
+}
+
 /// What one request's buys will take of the markets they are priced in, held from
 /// their pricing until the request is answered (or not sent): dropped, it is handed back
 /// ([`Upstream::price_orders`]).
@@ -1049,7 +1055,7 @@ impl Upstream {
                                 .buying
                                 .lock()
                                 .unwrap_or_else(|p| p.into_inner())
-                                .get(&(base.to_owned(), symbol.to_owned()))
+                                .get(&buying_key(base, symbol))
                                 .copied()
                                 .unwrap_or(Decimal::ZERO);
                             markets.push(Market {
@@ -1077,10 +1083,7 @@ impl Upstream {
         let held: Vec<_> = markets
             .iter()
             .filter(|m| m.bought > m.others)
-            .map(|m| {
-                let market = (base.to_owned(), m.symbol.to_owned());
-                (market, m.bought - m.others)
-            })
+            .map(|m| (buying_key(base, m.symbol), m.bought - m.others))
             .collect();
         {
             let mut buying = self.buying.lock().unwrap_or_else(|p| p.into_inner());

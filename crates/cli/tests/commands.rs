@@ -1198,7 +1198,10 @@ mod init {
         kg.add_account("main", REAL_KEY, REAL_SECRET);
         kg.issue("main", "bot1", &[]);
         kg.issue("main", "bot2", &["--allow-ip", "10.1.2.3"]);
-        let serve = crate::common::Serve::start_with(&kg, &["--trusted-proxy", "127.0.0.1"]);
+        let serve = crate::common::Serve::start_with(
+            &kg,
+            &["--trusted-proxy", "127.0.0.1", "--reconcile-every", "off"],
+        );
         let log = std::fs::read_to_string(&serve.log).unwrap();
         let warning = log
             .lines()
@@ -1209,7 +1212,10 @@ mod init {
             "{warning}"
         );
         drop(serve);
-        let serve = crate::common::Serve::start_with(&kg, &["--trusted-proxy", "10.9.0.0/16"]);
+        let serve = crate::common::Serve::start_with(
+            &kg,
+            &["--trusted-proxy", "10.9.0.0/16", "--reconcile-every", "off"],
+        );
         let log = std::fs::read_to_string(&serve.log).unwrap();
         assert!(!log.contains("takes a --trusted-proxy address"), "{log}");
         assert!(!log.contains("the home directory's files"), "{log}");
@@ -1486,7 +1492,7 @@ mod account {
         let key = |n: u8| format!("{}{n}", &REAL_KEY[..REAL_KEY.len() - 1]);
         let same = kg.add_account_with("second", &key(2), REAL_SECRET, &testnet);
         assert!(!same.stderr.contains("warning"), "{}", same.stderr);
-        let other = kg.add_account_with("mainnet", &key(3), REAL_SECRET, &[]);
+        let other = kg.add_account_without_upstream("mainnet", &key(3), REAL_SECRET, &[]);
         assert!(
             other.stderr.contains("public market data")
                 && other.stderr.contains("the exchange's own hosts"),

@@ -8,6 +8,11 @@ use keygate_mockex::Credential;
 
 use tempfile::TempDir;
 
+/// The upstream [`Kg::add_account`] gives an account unless told otherwise: loopback's
+/// discard port, where nothing listens, so a request that goes upstream fails at once
+/// and never leaves the machine.
+pub const DEAD_UPSTREAM: &str = "http://127.0.0.1:9";
+
 /// The outcome of one `keygate` run.
 #[derive(Debug)]
 pub struct Out {
@@ -160,15 +165,37 @@ impl Kg {
         out
     }
 
-    /// Adds a binance account with the key and secret on stdin.
+    /// Adds a binance account with the key and secret on stdin, whose upstream is
+    /// [`DEAD_UPSTREAM`]: tests reach loopback only, and an account with no upstream is
+    /// Binance itself, which serve's start-up reconciliation, `reconcile` and
+    /// `doctor --exchange` would call with the planted key (found by review: a serve test
+    /// resolved and contacted api.binance.com).
     pub fn add_account(&self, label: &str, key: &str, secret: &str) -> Out {
         self.add_account_with(label, key, secret, &[])
     }
 
-    /// As [`Kg::add_account`], with `extra` options (`--upstream URL`, say). The key is
-    /// stored unchecked (`--no-check`): without an upstream the exchange is Binance
-    /// itself, and tests reach loopback only (the check has tests of its own).
+    /// As [`Kg::add_account`], with `extra` options (`--upstream URL`, say; without one
+    /// the upstream is [`DEAD_UPSTREAM`]). The key is stored unchecked (`--no-check`):
+    /// the check has tests of its own.
     pub fn add_account_with(&self, label: &str, key: &str, secret: &str, extra: &[&str]) -> Out {
+        let mut extra = extra.to_vec();
+        if !extra.contains(&"--upstream") {
+            extra.extend_from_slice(&["--upstream", DEAD_UPSTREAM]);
+        }
+        self.add_account_without_upstream(label, key, secret, &extra)
+    }
+
+    /// Adds a binance account with `extra` options as they are: without an `--upstream`
+    /// among them, its exchange is Binance itself. Only for tests of what is said about the exchange's
+    /// own hosts; such a test must never start serve (unless with `--reconcile-every
+    /// off` and no request sent), `reconcile` or `doctor --exchange` on this home.
+    pub fn add_account_without_upstream(
+        &self,
+        label: &str,
+        key: &str,
+        secret: &str,
+        extra: &[&str],
+    ) -> Out {
         let mut args = vec!["account", "add", "--exchange", "binance", "--label", label];
         args.extend_from_slice(extra);
         args.push("--no-check");

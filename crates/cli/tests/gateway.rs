@@ -2589,7 +2589,9 @@ fn an_archived_log_verifies_and_serves_on() {
 fn a_second_gateway_on_the_same_vault_is_refused() {
     let home = Home::new();
     let first = Serve::start(&home.kg);
-    let second = home.kg.fails(&["serve", "--listen", "127.0.0.1:0"], "", 2);
+    let second = home
+        .kg
+        .fails_within(&["serve", "--listen", "127.0.0.1:0"], "", 2);
     assert!(
         second.stderr.contains(&format!(
             "another `keygate serve` (pid {})",
@@ -2687,21 +2689,8 @@ fn serve_holding_its_lock(home: &Home) -> std::process::Child {
 }
 
 /// How `child` ended, within a minute; with what it printed (standard output, error).
-fn ended(mut child: std::process::Child) -> (std::process::ExitStatus, String, String) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("serve did not stop within 60 s of being told to");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let out = child.wait_with_output().unwrap();
-    let printed = |bytes: Vec<u8>| String::from_utf8_lossy(&bytes).into_owned();
-    (status, printed(out.stdout), printed(out.stderr))
+fn ended(child: std::process::Child) -> (std::process::ExitStatus, String, String) {
+    crate::common::ended_within(child, crate::common::BOUND, "serve, told to stop,")
 }
 
 /// A regression test: `serve` listened for SIGTERM only once it had said it listened, and
@@ -3020,7 +3009,9 @@ fn a_tampered_account_refuses_its_clients_and_is_named_in_the_log() {
         [sealed],
     )
     .unwrap();
-    let refused = home.kg.fails(&["serve", "--listen", "127.0.0.1:0"], "", 2);
+    let refused = home
+        .kg
+        .fails_within(&["serve", "--listen", "127.0.0.1:0"], "", 2);
     assert!(
         refused.stderr.contains("do not match their seal"),
         "{}",

@@ -532,21 +532,18 @@ async fn withdrawals_reach_the_exchange_only_for_listed_addresses() {
     }
     assert_eq!(exchange_saw(&env, path), 2);
     // Each is on record with where it was going, allowed or not.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let store = Store::open(&env.db).unwrap();
-    let destinations: Vec<(bool, String, Value)> = keygate_audit::read_unverified(&store, 1, 100)
-        .unwrap()
-        .iter()
-        .map(|(_, e)| serde_json::to_value(e).unwrap())
-        .filter(|e| e["action"] == "withdraw")
-        .map(|e| {
-            (
-                e["allowed"] == true,
-                e["destination"].as_str().unwrap().to_owned(),
-                e["network"].clone(),
-            )
-        })
-        .collect();
+    let destinations: Vec<(bool, String, Value)> =
+        events_where(&env, 7, |e| e["action"] == "withdraw")
+            .await
+            .into_iter()
+            .map(|e| {
+                (
+                    e["allowed"] == true,
+                    e["destination"].as_str().unwrap().to_owned(),
+                    e["network"].clone(),
+                )
+            })
+            .collect();
     let trx = Value::from("TRX");
     assert_eq!(
         destinations,
@@ -3781,14 +3778,7 @@ async fn a_request_signed_before_keygate_started_is_refused() {
     assert_eq!(exchange_saw(&env, "/api/v3/account"), 0);
     let (status, body) = get(&env, "/api/v3/account", "").await;
     assert_eq!(status, 200, "signed again, it passes: {body}");
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let store = Store::open(&env.db).unwrap();
-    let refused: Vec<Value> = keygate_audit::read_unverified(&store, 1, 100)
-        .unwrap()
-        .iter()
-        .map(|(_, e)| serde_json::to_value(e).unwrap())
-        .filter(|e| e["rule"] == "replay")
-        .collect();
+    let refused = events_where(&env, 1, |e| e["rule"] == "replay").await;
     assert_eq!(refused.len(), 1, "{refused:?}");
     assert!(
         refused[0]["message"]
@@ -4148,14 +4138,7 @@ async fn trades_wait_for_a_durable_audit_event_and_reads_go_on_without_one() {
     // The last refused trade is on record as not forwarded, once the log can be written;
     // the first too when its event waited in memory until then (not when the writer
     // tried it while the lock was held: events that cannot be written are logged).
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let store = Store::open(&env.db).unwrap();
-    let refused: Vec<Value> = keygate_audit::read_unverified(&store, 1, 100)
-        .unwrap()
-        .iter()
-        .map(|(_, e)| serde_json::to_value(e).unwrap())
-        .filter(|e| e["rule"] == "audit_unavailable")
-        .collect();
+    let refused = events_where(&env, 1, |e| e["rule"] == "audit_unavailable").await;
     assert!((1..=2).contains(&refused.len()), "{refused:?}");
     assert!(refused.iter().all(|r| r["outcome"] == "not_forwarded"));
 }
@@ -4177,7 +4160,10 @@ async fn an_upstream_timeout_is_a_504_with_outcome_unknown_and_no_retry() {
     .await;
     assert_eq!(status, 504, "{body}");
     assert!(body["msg"].as_str().unwrap().contains("outcome is unknown"));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    events_where(&env, 1, |e| {
+        e["type"] == "outcome" && e["outcome"] == "unknown"
+    })
+    .await;
     let store = Store::open(&env.db).unwrap();
     let events = keygate_audit::read_unverified(&store, 1, 100).unwrap();
     let outcomes: Vec<String> = events
@@ -4387,6 +4373,20 @@ async fn a_client_that_half_closes_after_its_order_still_gets_the_answer() {
 }
 
 /// The events about `path` in the log, as JSON.
+/// [`events_about`] once there are at least `n` (waiting up to five seconds for the audit
+/// writer).
+async fn events_about_at_least(env: &Env, path: &str, n: usize) -> Vec<Value> {
+    let mut found = Vec::new();
+    for _ in 0..100 {
+        found = events_about(env, path);
+        if found.len() >= n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    found
+}
+
 fn events_about(env: &Env, path: &str) -> Vec<Value> {
     let store = Store::open(&env.db).unwrap();
     let events: Vec<Value> = keygate_audit::read_unverified(&store, 1, 1000)
@@ -4422,8 +4422,7 @@ async fn a_request_dropped_before_it_is_forwarded_is_audited() {
         .unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
     drop(client);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let cut = events_about(&env, "/api/v3/order");
+    let cut = events_about_at_least(&env, "/api/v3/order", 1).await;
     assert_eq!(cut.len(), 1, "{cut:?}");
     assert_eq!(cut[0]["rule"], "client_gone");
     assert_eq!(cut[0]["outcome"], "not_forwarded");
@@ -4436,8 +4435,7 @@ async fn a_request_dropped_before_it_is_forwarded_is_audited() {
     )
     .await;
     assert_eq!(status, 400);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let malformed = events_about(&env, "/api/v3/order");
+    let malformed = events_about_at_least(&env, "/api/v3/order", 2).await;
     assert_eq!(malformed.len(), 2, "{malformed:?}");
     assert_eq!(malformed[1]["rule"], "malformed", "{malformed:?}");
     assert_eq!(exchange_saw(&env, "/api/v3/order"), 0);
@@ -4467,7 +4465,15 @@ async fn every_request_is_audited_and_the_log_verifies() {
         raw(env.gateway, &http("POST", &forged, "", "")).await.0,
         400
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Once the audit writer has written what is checked below.
+    events_where(&env, 1, |e| e["allowed"] == false && e["rule"] == "symbol").await;
+    events_where(&env, 1, |e| e["rule"] == "authentication").await;
+    let pending = events_where(&env, 1, |e| e["outcome"] == "pending").await;
+    let trade = pending.first().expect("trade written before forwarding")["request_id"].clone();
+    events_where(&env, 1, |e| {
+        e["type"] == "outcome" && e["request_id"] == trade
+    })
+    .await;
     let store = Store::open(&env.db).unwrap();
     let events = keygate_audit::read_unverified(&store, 1, 100).unwrap();
     let json: Vec<Value> = events

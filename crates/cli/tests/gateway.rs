@@ -1861,9 +1861,13 @@ fn daily_withdrawal_limits_hold_across_a_restart() {
         ],
         None,
     );
-    // The running gateway has it within a second.
-    std::thread::sleep(Duration::from_millis(1000));
-    let (raised_status, raised) = withdraw(&serve, "USDT", "5");
+    // The running gateway takes it (polled: a refusal does not count against the
+    // allowance, so asking again until it is taken spends nothing).
+    let (raised_status, raised) = eventually(|| {
+        let (status, body) = withdraw(&serve, "USDT", "5");
+        (status == 200).then_some((status, body))
+    })
+    .unwrap_or_else(|| withdraw(&serve, "USDT", "5"));
     let (over_status, _) = withdraw(&serve, "USDT", "1");
     drop(serve);
     if keygate_gateway::now_ms() / DAY_MS != day {
@@ -3426,41 +3430,47 @@ fn ccxt_trades_through_keygate_and_the_cli_administers_it_live() {
         &["account", "rotate", "main"],
         Some(&format!("{ROTATED_KEY}\n{ROTATED_SECRET}\n")),
     );
-    std::thread::sleep(Duration::from_millis(1000));
     exchange.simulator().reset(false);
-    let (status, body) = read_recorded("/api/v3/account", &bot_key, &bot_secret);
-    assert_eq!(status, 200, "{body}");
-    let seen = exchange.simulator().requests();
-    assert_eq!(
-        seen.last().and_then(|r| r.api_key.as_deref()),
-        Some(ROTATED_KEY)
+    let rotated = eventually(|| {
+        let (status, body) = read_recorded("/api/v3/account", &bot_key, &bot_secret);
+        assert_eq!(status, 200, "{body}");
+        let seen = exchange.simulator().requests();
+        (seen.last().and_then(|r| r.api_key.as_deref()) == Some(ROTATED_KEY)).then_some(())
+    });
+    assert!(
+        rotated.is_some(),
+        "the running gateway kept the replaced key"
     );
 
-    // A freeze made with the CLI holds within a second; unfreeze restores; revoke is final.
+    // A freeze made with the CLI holds in the running gateway; unfreeze restores; revoke
+    // is final. Each is polled for: the gateway takes a change at its next reload.
+    let bot1_answered = |wanted: &dyn Fn(u16, &Value) -> bool| {
+        eventually(|| {
+            let (status, body) = read_recorded("/api/v3/account", &bot_key, &bot_secret);
+            wanted(status, &body).then_some((status, body))
+        })
+    };
     home.ok(&["client", "freeze", "bot1"], None);
-    std::thread::sleep(Duration::from_millis(1000));
-    assert_eq!(
-        read_recorded("/api/v3/account", &bot_key, &bot_secret).0,
-        401
+    assert!(
+        bot1_answered(&|status, _| status == 401).is_some(),
+        "the freeze never held"
     );
     home.ok(&["client", "unfreeze", "bot1"], None);
-    std::thread::sleep(Duration::from_millis(1000));
-    assert_eq!(
-        read_recorded("/api/v3/account", &bot_key, &bot_secret).0,
-        200
+    assert!(
+        bot1_answered(&|status, _| status == 200).is_some(),
+        "the unfreeze never held"
     );
     // So does `keygate panic`, for every client at once.
     home.ok(&["panic"], None);
-    std::thread::sleep(Duration::from_millis(1000));
-    let (status, body) = read_recorded("/api/v3/account", &bot_key, &bot_secret);
-    assert_eq!(status, 401);
+    let (_, body) = bot1_answered(&|status, _| status == 401).expect("the panic never held");
     assert!(body["msg"].as_str().unwrap().contains("frozen"), "{body}");
     home.ok(&["client", "unfreeze", "bot1"], None);
     home.ok(&["client", "revoke", "bot1"], None);
-    std::thread::sleep(Duration::from_millis(1000));
-    let (status, body) = read_recorded("/api/v3/account", &bot_key, &bot_secret);
-    assert_eq!(status, 401);
-    assert!(body["msg"].as_str().unwrap().contains("revoked"), "{body}");
+    // Polled for the revocation itself: the unfreeze before it may show first.
+    let revoked = bot1_answered(&|status, body| {
+        status == 401 && body["msg"].as_str().is_some_and(|m| m.contains("revoked"))
+    });
+    assert!(revoked.is_some(), "the revocation never held");
     // Removing the account revokes its clients; their keys stay known, and refused as
     // revoked rather than as unknown keys.
     let bot2 = home.issue("bot2", &[]);
@@ -3474,8 +3484,11 @@ fn ccxt_trades_through_keygate_and_the_cli_administers_it_live() {
     });
     assert!(answered.is_some(), "the new client never worked");
     home.ok(&["account", "remove", "main", "--force"], None);
-    std::thread::sleep(Duration::from_millis(1000));
-    let (status, body) = read_recorded("/api/v3/account", &bot2_key, &bot2_secret);
+    let (status, body) = eventually(|| {
+        let (status, body) = read_recorded("/api/v3/account", &bot2_key, &bot2_secret);
+        (status != 200).then_some((status, body))
+    })
+    .expect("the removal never held");
     assert_eq!(status, 401);
     assert_eq!(
         body["msg"], "keygate: client bot2 is revoked; its account was removed",

@@ -416,6 +416,13 @@ impl Live {
         self.stopped.load(Ordering::Relaxed)
     }
 
+    /// The store's generation the current snapshot was loaded at; `None` when it was not
+    /// loaded from a store, or every client is refused for a failed reload. A test hook:
+    /// a test that edits the store waits for this, not for a fixed time.
+    pub fn generation(&self) -> Option<u64> {
+        self.snapshot().generation
+    }
+
     /// Why every client is refused, when a reload failed and none has succeeded since.
     pub fn failure(&self) -> Option<String> {
         self.failure

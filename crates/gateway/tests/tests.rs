@@ -14,6 +14,7 @@ use ipnet::IpNet;
 use keygate_audit::AuditKey;
 use keygate_core::{AdminEvent, ClientStatus, Event, EventBody, Name, Policy, Scope};
 use keygate_exchanges::binance;
+use keygate_gateway::registry::Live;
 use keygate_gateway::weight::WeightGauge;
 use keygate_gateway::{ClientLimits, Server};
 use keygate_mockex::{Credential, RunningSimulator};
@@ -38,6 +39,8 @@ struct Env {
     alerts: std::sync::mpsc::Receiver<Alert>,
     /// The request weight the gateway saw reported.
     weight: Arc<WeightGauge>,
+    /// The gateway's live view, as its reloader keeps it.
+    live: Arc<Live>,
 }
 
 async fn setup(policy: Policy, upstream: Option<String>, upstream_timeout: Duration) -> Env {
@@ -93,7 +96,7 @@ async fn setup_with(
     .unwrap();
     let upstream = upstream.unwrap_or_else(|| exchange.url());
     let bot = Bot { material, policy };
-    let (gateway, audit_key) = gateway_behind(
+    let (gateway, audit_key, live) = gateway_behind(
         dir.path(),
         &upstream,
         bot,
@@ -115,6 +118,7 @@ async fn setup_with(
         server: Some(server),
         audit_key,
         alerts,
+        live,
     }
 }
 
@@ -125,7 +129,7 @@ impl Env {
     }
 
     /// Runs `sql` on the database behind keygate's back, as someone with write access but
-    /// not the master key would, then gives the gateway the second it takes to notice.
+    /// not the master key would, then waits until the gateway has taken it.
     async fn edit_by_hand(&self, sql: &str) {
         let mut store = Store::open(&self.db).unwrap();
         store.connection().execute_batch(sql).unwrap();
@@ -133,7 +137,31 @@ impl Env {
         store
             .transaction(|_| Ok::<_, keygate_store::Error>(()))
             .unwrap();
-        tokio::time::sleep(Duration::from_millis(1000)).await;
+        self.taken().await;
+    }
+
+    /// Waits until the gateway has taken the store as it is now: loaded its current
+    /// generation, or refused every client for a reload that failed (a fixed sleep
+    /// checked nothing when the reload came late, on a loaded machine).
+    async fn taken(&self) {
+        let generation = Store::open(&self.db).unwrap().generation().unwrap();
+        self.until(&format!("took generation {generation}"), |live| {
+            live.generation() >= Some(generation) || live.failure().is_some()
+        })
+        .await;
+    }
+
+    /// Waits, polling for at most ten seconds, until `done` holds of the gateway's live
+    /// view; fails saying the gateway never `what`.
+    async fn until(&self, what: &str, done: impl Fn(&Live) -> bool) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !done(&self.live) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the gateway never {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Revokes the active client `name`, as `keygate client revoke` would.
@@ -3066,7 +3094,7 @@ async fn issue_another_client(env: &Env, name: &str, key: &str, secret: &str, po
             )
         })
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    env.taken().await;
 }
 
 /// The read and trade scopes, with no limit.
@@ -3754,7 +3782,7 @@ async fn a_client_row_that_does_not_read_does_not_hold_back_a_revoke() {
         .unwrap();
     let bot: Name = "bot1".parse().unwrap();
     env.revoke(&bot);
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    env.taken().await;
     env.exchange.simulator().reset(false);
     let (code, body) = get(&env, "/api/v3/account", "").await;
     assert_eq!(code, 401, "{body}");
@@ -3800,7 +3828,7 @@ async fn a_revoked_client_put_back_as_it_was_is_refused() {
         .execute_batch("CREATE TABLE saved AS SELECT * FROM clients")
         .unwrap();
     env.revoke(&bot);
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    env.taken().await;
     assert_eq!(get(&env, "/api/v3/account", "").await.0, 401);
     // Someone with write access to the database, and a copy of the row from before the
     // revocation, puts it back. The row's own tag verifies: keygate wrote it, once.
@@ -3850,7 +3878,7 @@ async fn frozen_revoked_and_expired_clients_are_refused_within_a_second() {
         store
             .transaction(|s| s.set_client_status(&bot, from, status, &master))
             .unwrap();
-        tokio::time::sleep(Duration::from_millis(1000)).await;
+        env.taken().await;
         let (code, body) = get(&env, "/api/v3/account", "").await;
         assert_eq!(code, 401, "{body}");
         assert!(body["msg"].as_str().unwrap().contains(word), "{body}");
@@ -3878,7 +3906,7 @@ async fn frozen_revoked_and_expired_clients_are_refused_within_a_second() {
             )
         })
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    env.taken().await;
     let (code, body) = get(&env, "/api/v3/account", "").await;
     assert_eq!(code, 401);
     assert!(body["msg"].as_str().unwrap().contains("expired"), "{body}");
@@ -3902,7 +3930,7 @@ async fn the_stop_file_of_a_panic_refuses_every_client() {
     assert_eq!(get(&env, "/api/v3/account", "").await.0, 200);
     let stop = keygate_gateway::registry::stop_file_of(&env.db);
     std::fs::File::create(&stop).unwrap();
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    env.until("stopped every client", Live::is_stopped).await;
     env.exchange.simulator().reset(false);
     let (code, body) = get(&env, "/api/v3/account", "").await;
     assert_eq!(code, 401, "{body}");
@@ -3923,7 +3951,8 @@ async fn the_stop_file_of_a_panic_refuses_every_client() {
     assert_eq!(refused[1]["action"], "trade", "{}", refused[1]);
 
     std::fs::remove_file(&stop).unwrap();
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    env.until("let the stop go", |live| !live.is_stopped())
+        .await;
     assert_eq!(get(&env, "/api/v3/account", "").await.0, 200);
 }
 
@@ -3963,7 +3992,7 @@ async fn a_client_table_put_back_with_its_seal_is_refused() {
             Ok::<_, keygate_audit::Error>(())
         })
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    env.taken().await;
     assert_eq!(get(&env, "/api/v3/account", "").await.0, 401);
     // The table and its seal, as a copy of the database from before the revoke held them:
     // they match each other, but the log has a later administrative event.
@@ -4006,7 +4035,8 @@ async fn a_store_without_its_generation_counter_is_refused_and_changes_nothing()
         .connection()
         .execute("DELETE FROM meta WHERE key = 'generation'", [])
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    env.until("refused every client", |live| live.failure().is_some())
+        .await;
     env.exchange.simulator().reset(false);
     let (code, body) = get(&env, "/api/v3/account", "").await;
     assert_ne!(code, 200, "{body}");
@@ -4059,7 +4089,8 @@ async fn a_database_replaced_under_the_gateway_has_every_client_refused() {
         .execute("VACUUM INTO ?1", [copy.to_str().unwrap()])
         .unwrap();
     std::fs::rename(&copy, &env.db).unwrap();
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    env.until("refused every client", |live| live.failure().is_some())
+        .await;
     env.exchange.simulator().reset(false);
     let (code, body) = get(&env, "/api/v3/account", "").await;
     assert_ne!(code, 200, "{body}");
@@ -4072,7 +4103,7 @@ async fn a_client_changed_in_the_database_without_the_master_key_is_refused() {
     let store = Store::open(&env.db).unwrap();
     let bot: Name = "bot1".parse().unwrap();
     env.revoke(&bot);
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    env.taken().await;
     assert_eq!(get(&env, "/api/v3/account", "").await.0, 401);
     // Someone with write access to the database, but not the master key, brings the
     // revoked key back and lets it withdraw.

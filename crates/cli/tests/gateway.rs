@@ -2882,20 +2882,52 @@ fn a_request_signed_ahead_is_not_taken_again_by_the_next_gateway() {
     let (_runtime, exchange) = simulator(vec![Credential::hmac(REAL_KEY, REAL_SECRET)]);
     let mut home = Home::with_account(&exchange.url());
     let bot = home.issue("bot1", &[]);
-    let first = Serve::start_with(&home.kg, &["--reconcile-every", "off"]);
-    let signed_at = keygate_gateway::now_ms() + 950;
-    let send = |serve: &Serve| account_read_signed_at(serve, &bot, signed_at, 10_000);
-    let (status, body) = send(&first);
-    assert_eq!(status, 200, "{body}");
-    drop(first);
-    let next = Serve::start_with(&home.kg, &["--reconcile-every", "off"]);
-    let (status, body) = send(&next);
-    assert_eq!(status, 400, "the captured request was taken twice: {body}");
-    assert_eq!(body["code"], -1021, "{body}");
-    drop(next);
+    // Meaningful only when the next gateway takes the home's lock before the request's
+    // signed time: then, but for its wait, its replay cache would be made before that
+    // time and vouch for the request (found by review: a restart slower than the lead
+    // checked nothing). A run where it did not is run again with a new request.
+    let mut checked = 0;
+    for attempt in 1..=5 {
+        let first = Serve::start_with(&home.kg, &["--reconcile-every", "off"]);
+        let first_pid = first.child.id().to_string();
+        let signed_at = keygate_gateway::now_ms() + 950;
+        let send = |serve: &Serve| account_read_signed_at(serve, &bot, signed_at, 10_000);
+        let (status, body) = send(&first);
+        assert_eq!(status, 200, "{body}");
+        let lock = home.kg.home().join("serve.lock");
+        let locked = std::thread::spawn(move || {
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            while std::time::Instant::now() < deadline {
+                let held = std::fs::read_to_string(&lock).unwrap_or_default();
+                if !held.trim().is_empty() && held.trim() != first_pid {
+                    return Some(keygate_gateway::now_ms());
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            None
+        });
+        drop(first);
+        let next = Serve::start_with(&home.kg, &["--reconcile-every", "off"]);
+        let locked_ms = locked
+            .join()
+            .unwrap()
+            .expect("the next serve never took the lock");
+        let (status, body) = send(&next);
+        assert_eq!(status, 400, "the captured request was taken twice: {body}");
+        assert_eq!(body["code"], -1021, "{body}");
+        drop(next);
+        if locked_ms < signed_at {
+            checked = attempt;
+            break;
+        }
+    }
+    assert!(
+        checked > 0,
+        "in five runs the next serve never took the lock within the request's 950 ms lead"
+    );
     let reads = exchange.simulator().requests();
     let reads = reads.iter().filter(|r| r.path == "/api/v3/account");
-    assert_eq!(reads.count(), 1);
+    assert_eq!(reads.count(), checked);
 }
 
 /// Found by review: a gateway started with this host's clock set back (an NTP step at

@@ -3253,10 +3253,14 @@ async fn one_client_cannot_spend_the_whole_weight_of_the_address() {
         assert!(msg.contains("client hostile's requests"), "{msg}");
         assert!(msg.contains("at most 1160"), "{msg}");
     }
-    let refused = events_where(&env, 40, |e| {
+    // Every refused cancel is on record as the hostile client's (an empty list would
+    // pass the `all` alone).
+    let turned_away = answers.len() - 1160;
+    let refused = events_where(&env, turned_away, |e| {
         e["path"] == "/fapi/v1/order" && e["rule"] == "weight_reserved"
     })
     .await;
+    assert_eq!(refused.len(), turned_away);
     assert!(refused.iter().all(|e| e["client"] == "hostile"));
 
     // The other client's order and its cancel go: the address is below the exchange's
@@ -3335,6 +3339,7 @@ async fn a_symbol_lookup_never_sent_costs_nothing_and_answers_the_outage() {
     }
     // Recorded as an outage, which no burst alert counts, not as a symbol refused.
     let refused = events_where(&env, 600, |e| e["path"] == "/fapi/v1/algoOrder").await;
+    assert_eq!(refused.len(), 600, "every lookup is on record");
     assert!(refused.iter().all(|e| e["rule"] == "exchange_unreachable"));
 }
 
@@ -5224,6 +5229,7 @@ async fn reads_held_back_during_a_pause_spend_no_rate() {
         assert!(!held.body.contains("rate"), "{}", held.body);
     }
     let events = events_where(&env, 6, |e| e["path"] == "/api/v3/openOrders").await;
+    assert_eq!(events.len(), 6, "{events:?}");
     assert!(
         events.iter().all(|e| e["rule"] == "exchange_back_off"),
         "{events:?}"

@@ -3142,6 +3142,8 @@ fn bot_script(script: &str, serve: &Serve, exchange_url: &str, issued: &Value) -
         .env("KEYGATE_API_KEY", issued["api_key"].as_str().unwrap())
         .env("KEYGATE_SECRET", issued["secret"].as_str().unwrap())
         .env("MOCK_URL", exchange_url)
+        // The script checks with `assert`, which -O would take out.
+        .env_remove("PYTHONOPTIMIZE")
         .output()
         .unwrap();
     let out = String::from_utf8_lossy(&run.stdout);
@@ -3267,7 +3269,8 @@ fn ccxt_trades_through_keygate_and_the_cli_administers_it_live() {
     );
     let bot_key = issued["api_key"].as_str().unwrap().to_owned();
     let bot_secret = issued["secret"].as_str().unwrap().to_owned();
-    let serve = Serve::start(&home.kg);
+    // No reconciliation: its reads would land among the scripts' own, which they check.
+    let serve = Serve::start_with(&home.kg, &["--reconcile-every", "off"]);
     // Every answer the test's own requests get, error bodies included, is searched for
     // the planted secrets at the end.
     let answers = std::cell::RefCell::new(Vec::<u8>::new());
@@ -3301,6 +3304,8 @@ fn ccxt_trades_through_keygate_and_the_cli_administers_it_live() {
             .env("KEYGATE_URL", format!("http://{}", serve.addr))
             .envs(credentials.iter().copied())
             .env("MOCK_URL", exchange.url())
+            // The scripts check with `assert`, which -O would take out.
+            .env_remove("PYTHONOPTIMIZE")
             .output()
             .unwrap();
         let out = String::from_utf8_lossy(&run.stdout).into_owned();
@@ -3462,6 +3467,9 @@ fn ccxt_trades_through_keygate_and_the_cli_administers_it_live() {
         &["account", "rotate", "main"],
         Some(&format!("{ROTATED_KEY}\n{ROTATED_SECRET}\n")),
     );
+    // What the bots were denied never reached the exchange: checked here too, not only
+    // by the scripts, before the record is cleared.
+    assert_no_denied_request_reached(&exchange.simulator().requests(), 5000.0);
     exchange.simulator().reset(false);
     let rotated = eventually(|| {
         let (status, body) = read_recorded("/api/v3/account", &bot_key, &bot_secret);
@@ -3529,6 +3537,7 @@ fn ccxt_trades_through_keygate_and_the_cli_administers_it_live() {
 
     let serve_log = serve.log.clone();
     drop(serve);
+    assert_no_denied_request_reached(&exchange.simulator().requests(), 5000.0);
     assert!(home.ok(&["audit", "verify"], None).contains("verified"));
     let exports = [
         home.ok(&["audit", "export", "--format", "jsonl"], None),
@@ -3592,6 +3601,42 @@ fn ccxt_trades_through_keygate_and_the_cli_administers_it_live() {
                     "a planted secret appears in {what}"
                 );
             }
+        }
+    }
+}
+
+/// Asserts that none of `requests` (the simulator's record) is one the bots of
+/// `ccxt_trades_through_keygate_and_the_cli_administers_it_live` were denied: a
+/// withdrawal, an order for DOGEUSDT, or an order of a notional over `max_notional`
+/// (a market order without a price at the simulator's 60000).
+fn assert_no_denied_request_reached(
+    requests: &[keygate_mockex::RecordedRequest],
+    max_notional: f64,
+) {
+    for request in requests {
+        let params = format!("{}&{}", request.query, request.body);
+        assert!(
+            !request.path.ends_with("/withdraw/apply"),
+            "a withdrawal reached the exchange: {request:?}"
+        );
+        assert!(
+            !params.contains("DOGEUSDT"),
+            "a DOGEUSDT request reached the exchange: {request:?}"
+        );
+        if request.method == "POST" && request.path.ends_with("/order") {
+            let param = |name: &str| {
+                params
+                    .split('&')
+                    .find_map(|p| p.strip_prefix(name)?.strip_prefix('='))
+                    .map(|v| v.parse::<f64>().unwrap())
+            };
+            let notional = param("quoteOrderQty").unwrap_or_else(|| {
+                param("quantity").unwrap_or(0.0) * param("price").unwrap_or(60_000.0)
+            });
+            assert!(
+                notional <= max_notional,
+                "an order over {max_notional} reached the exchange: {request:?}"
+            );
         }
     }
 }

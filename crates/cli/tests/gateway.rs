@@ -3439,7 +3439,7 @@ fn ccxt_trades_through_keygate_and_the_cli_administers_it_live() {
 
     // A new key the exchange does not take (a mistyped secret) is refused before the
     // bots switch to it: nothing changes.
-    let refused = home.kg.run(
+    let refused = home.kg.run_traced(
         &["account", "rotate", "main"],
         &format!("{ROTATED_KEY}\nnot-{ROTATED_SECRET}\n"),
     );
@@ -3536,7 +3536,7 @@ fn ccxt_trades_through_keygate_and_the_cli_administers_it_live() {
     );
 
     let serve_log = serve.log.clone();
-    drop(serve);
+    let serve_stdout = serve.stop();
     assert_no_denied_request_reached(&exchange.simulator().requests(), 5000.0);
     assert!(home.ok(&["audit", "verify"], None).contains("verified"));
     let exports = [
@@ -3560,6 +3560,8 @@ fn ccxt_trades_through_keygate_and_the_cli_administers_it_live() {
         ("python-binance ed25519 output".into(), ed25519_output),
         ("ccxt ed25519 output".into(), ccxt_ed25519_output),
         ("answers".into(), answers.take()),
+        ("serve stdout".into(), serve_stdout),
+        ("refused rotation".into(), refused.all().into_bytes()),
     ];
     written.extend(
         exports
@@ -3583,7 +3585,12 @@ fn ccxt_trades_through_keygate_and_the_cli_administers_it_live() {
         "the errors the bots saw are searched"
     );
     let master_key = std::fs::read(home.kg.key_file()).unwrap();
-    let planted: [&[u8]; 7] = [
+    // And the keys derived from the master key: the audit log's MAC key and the
+    // scanner's fingerprint key.
+    let master = keygate_vault::MasterKey::from_key_file(&home.kg.key_file()).unwrap();
+    let audit_mac = master.derive_subkey("audit-mac");
+    let scan_fingerprint = master.derive_subkey("scan-fingerprint");
+    let planted: [&[u8]; 9] = [
         REAL_SECRET.as_bytes(),
         ROTATED_SECRET.as_bytes(),
         REAL_KEY.as_bytes(),
@@ -3591,6 +3598,8 @@ fn ccxt_trades_through_keygate_and_the_cli_administers_it_live() {
         bot_secret.as_bytes(),
         bot2_secret.as_bytes(),
         &master_key,
+        audit_mac.expose_secret(),
+        scan_fingerprint.expose_secret(),
     ];
     for secret in planted {
         let forms = written_forms(secret);
@@ -3660,11 +3669,21 @@ fn written_forms(secret: &[u8]) -> Vec<Vec<u8>> {
         hex.to_uppercase().into_bytes(),
         format!("[{}", debug.join(", ")).into_bytes(),
     ];
-    // Base64 of the whole, less its last group (which depends on what follows).
-    forms.extend(engines.iter().map(|e| {
-        let encoded = e.encode(secret);
-        encoded.as_bytes()[..encoded.len().saturating_sub(4)].to_vec()
-    }));
+    // Base64 of the whole at each of the three alignments it can have in a longer text
+    // (after 0, 1 or 2 bytes of a group), less the groups it shares with what comes
+    // before and after.
+    for engine in &engines {
+        for offset in 0..3 {
+            let mut aligned = vec![0u8; offset];
+            aligned.extend_from_slice(secret);
+            let encoded = engine.encode(&aligned);
+            let start = if offset == 0 { 0 } else { 4 };
+            let end = encoded.len().saturating_sub(4);
+            if end > start {
+                forms.push(encoded.as_bytes()[start..end].to_vec());
+            }
+        }
+    }
     forms
 }
 

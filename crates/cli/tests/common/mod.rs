@@ -461,6 +461,11 @@ pub struct Serve {
     /// `host:port`.
     pub addr: String,
     pub log: PathBuf,
+    /// Reads serve's standard output to its end (a reader dropped after the first line
+    /// left the rest unread and unsearched); what [`Serve::stop`] returns.
+    printed: Option<std::thread::JoinHandle<Vec<u8>>>,
+    /// Whether it was stopped and waited for already.
+    stopped: bool,
 }
 
 impl Serve {
@@ -488,9 +493,14 @@ impl Serve {
             .spawn()
             .unwrap();
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        stdout.read_line(&mut line).unwrap();
+        let first = line.clone().into_bytes();
+        let printed = std::thread::spawn(move || {
+            let mut all = first;
+            let _ = stdout.read_to_end(&mut all);
+            all
+        });
         let addr = line
             .trim()
             .strip_prefix("keygate listening on ")
@@ -501,15 +511,32 @@ impl Serve {
             .and_then(|s| s.strip_suffix("/binance"))
             .unwrap_or_else(|| panic!("unexpected serve output {line:?}"))
             .to_owned();
-        Serve { child, addr, log }
+        Serve {
+            child,
+            addr,
+            log,
+            printed: Some(printed),
+            stopped: false,
+        }
     }
-}
 
-impl Drop for Serve {
+    /// Stops serve as dropping it does, and returns everything it printed on its
+    /// standard output.
+    pub fn stop(mut self) -> Vec<u8> {
+        self.stop_child();
+        self.printed
+            .take()
+            .map(|printed| printed.join().expect("read serve's standard output"))
+            .unwrap_or_default()
+    }
+
     /// SIGTERM, as an operator would stop it: it drains and flushes its audit log. One
     /// that has not stopped a minute later is killed, and the test fails (unless it is
     /// failing already): a stop that hangs is a bug, not a reason for CI to wait.
-    fn drop(&mut self) {
+    fn stop_child(&mut self) {
+        if std::mem::replace(&mut self.stopped, true) {
+            return;
+        }
         if !terminate(&self.child) {
             let _ = self.child.kill();
         }
@@ -525,6 +552,13 @@ impl Drop for Serve {
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
+    }
+}
+
+impl Drop for Serve {
+    /// Stops serve ([`Serve::stop`] without its output).
+    fn drop(&mut self) {
+        self.stop_child();
     }
 }
 

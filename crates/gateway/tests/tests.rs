@@ -142,11 +142,22 @@ impl Env {
 
     /// Waits until the gateway has taken the store as it is now: loaded its current
     /// generation, or refused every client for a reload that failed (a fixed sleep
-    /// checked nothing when the reload came late, on a loaded machine).
+    /// checked nothing when the reload came late, on a loaded machine). While every
+    /// client is refused already, that is taken at once: use [`Env::loaded`] to wait
+    /// for a reload that should succeed.
     async fn taken(&self) {
         let generation = Store::open(&self.db).unwrap().generation().unwrap();
         self.until(&format!("took generation {generation}"), |live| {
             live.generation() >= Some(generation) || live.failure().is_some()
+        })
+        .await;
+    }
+
+    /// Waits until the gateway has loaded the store's current generation.
+    async fn loaded(&self) {
+        let generation = Store::open(&self.db).unwrap().generation().unwrap();
+        self.until(&format!("loaded generation {generation}"), |live| {
+            live.generation() >= Some(generation)
         })
         .await;
     }
@@ -3768,7 +3779,8 @@ async fn a_key_two_rotations_old_is_refused_as_unknown_and_recorded_as_dead() {
 }
 
 /// A row added by hand breaks the client table's seal, so every client is refused, the
-/// one revoked meanwhile among them.
+/// one revoked meanwhile among them; and the revoke was made all the same, as the client
+/// is refused as revoked once the table reads again.
 #[tokio::test]
 async fn a_client_row_that_does_not_read_does_not_hold_back_a_revoke() {
     let env = default_env().await;
@@ -3791,6 +3803,22 @@ async fn a_client_row_that_does_not_read_does_not_hold_back_a_revoke() {
     env.exchange.simulator().reset(false);
     let (code, body) = get(&env, "/api/v3/account", "").await;
     assert_eq!(code, 401, "{body}");
+    assert!(env.exchange.simulator().requests().is_empty());
+    // Refused with every client, for the seal the added row broke. Once the row is
+    // gone and the table sealed as it is (as `keygate upgrade` would, the operator
+    // having seen it), what holds is the revoke itself.
+    assert!(env.live.failure().is_some(), "{body}");
+    let mut store = store;
+    store
+        .connection()
+        .execute("DELETE FROM clients WHERE name = 'bot2'", [])
+        .unwrap();
+    let master = env.master();
+    store.transaction(|s| s.seal_as_they_are(&master)).unwrap();
+    env.loaded().await;
+    let (code, body) = get(&env, "/api/v3/account", "").await;
+    assert_eq!(code, 401, "{body}");
+    assert!(body["msg"].as_str().unwrap().contains("revoked"), "{body}");
     assert!(env.exchange.simulator().requests().is_empty());
 }
 

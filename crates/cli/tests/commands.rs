@@ -1204,7 +1204,7 @@ mod init {
             ),
             (&["--public-weight-cap", "0"], "public-weight-cap"),
         ] {
-            let out = kg.fails(&[&["serve"][..], args].concat(), "", 2);
+            let out = kg.fails_within(&[&["serve"][..], args].concat(), "", 2);
             assert!(out.stderr.contains(says), "{args:?}: {}", out.stderr);
         }
     }
@@ -1218,7 +1218,10 @@ mod init {
         kg.add_account("main", REAL_KEY, REAL_SECRET);
         kg.issue("main", "bot1", &[]);
         kg.issue("main", "bot2", &["--allow-ip", "10.1.2.3"]);
-        let serve = crate::common::Serve::start_with(&kg, &["--trusted-proxy", "127.0.0.1"]);
+        let serve = crate::common::Serve::start_with(
+            &kg,
+            &["--trusted-proxy", "127.0.0.1", "--reconcile-every", "off"],
+        );
         let log = std::fs::read_to_string(&serve.log).unwrap();
         let warning = log
             .lines()
@@ -1229,7 +1232,10 @@ mod init {
             "{warning}"
         );
         drop(serve);
-        let serve = crate::common::Serve::start_with(&kg, &["--trusted-proxy", "10.9.0.0/16"]);
+        let serve = crate::common::Serve::start_with(
+            &kg,
+            &["--trusted-proxy", "10.9.0.0/16", "--reconcile-every", "off"],
+        );
         let log = std::fs::read_to_string(&serve.log).unwrap();
         assert!(!log.contains("takes a --trusted-proxy address"), "{log}");
         assert!(!log.contains("the home directory's files"), "{log}");
@@ -1270,7 +1276,7 @@ mod init {
             &["--listen", &addr][..],
             &["--listen", "127.0.0.1:0", "--admin-listen", &addr],
         ] {
-            let out = kg.fails(&[&["serve"][..], args].concat(), "", 2);
+            let out = kg.fails_within(&[&["serve"][..], args].concat(), "", 2);
             assert!(out.stderr.contains(&addr), "{args:?}: {}", out.stderr);
             assert!(out.stderr.contains("in use"), "{args:?}: {}", out.stderr);
             assert!(
@@ -1346,7 +1352,7 @@ mod init {
                 doctor.stdout.contains("FAIL alerts:"),
                 "{mistake}: {doctor:#?}"
             );
-            let serve = kg.fails(&["serve", "--listen", "127.0.0.1:0"], "", 2);
+            let serve = kg.fails_within(&["serve", "--listen", "127.0.0.1:0"], "", 2);
             assert!(serve.stderr.contains("config.toml"), "{mistake}: {serve:#?}");
         }
     }
@@ -1617,7 +1623,7 @@ mod account {
         let key = |n: u8| format!("{}{n}", &REAL_KEY[..REAL_KEY.len() - 1]);
         let same = kg.add_account_with("second", &key(2), REAL_SECRET, &testnet);
         assert!(!same.stderr.contains("warning"), "{}", same.stderr);
-        let other = kg.add_account_with("mainnet", &key(3), REAL_SECRET, &[]);
+        let other = kg.add_account_without_upstream("mainnet", &key(3), REAL_SECRET, &[]);
         assert!(
             other.stderr.contains("public market data")
                 && other.stderr.contains("the exchange's own hosts"),
@@ -3670,7 +3676,7 @@ mod client {
         );
         kg.fails(&["doctor"], "", 1);
         // And the gateway will not serve such a table.
-        let serve = kg.fails(&["serve", "--listen", "127.0.0.1:0"], "", 2);
+        let serve = kg.fails_within(&["serve", "--listen", "127.0.0.1:0"], "", 2);
         assert!(
             serve.stderr.contains("later administrative change"),
             "{}",
@@ -3916,7 +3922,7 @@ mod client {
         db(&kg)
             .execute("DELETE FROM meta WHERE key = 'tables_seal'", [])
             .unwrap();
-        let serve = kg.fails(&["serve", "--listen", "127.0.0.1:0"], "", 2);
+        let serve = kg.fails_within(&["serve", "--listen", "127.0.0.1:0"], "", 2);
         assert!(
             serve.stderr.contains("are not sealed") && serve.stderr.contains("keygate upgrade"),
             "{}",
@@ -3954,7 +3960,7 @@ mod client {
         db(&kg)
             .execute_batch("DELETE FROM accounts; INSERT INTO accounts SELECT * FROM saved")
             .unwrap();
-        let serve = kg.fails(&["serve", "--listen", "127.0.0.1:0"], "", 2);
+        let serve = kg.fails_within(&["serve", "--listen", "127.0.0.1:0"], "", 2);
         assert!(
             serve.stderr.contains("do not match their seal"),
             "{}",
@@ -3974,14 +3980,16 @@ mod client {
             &["scan", "--managed", scanned.to_str().unwrap()][..],
             &["reconcile", "--since", "1h"],
         ] {
-            let refused = kg.fails(command, "", 2);
+            let refused = kg.fails_within(command, "", 2);
             assert!(
                 refused.stderr.contains("do not match their seal"),
                 "{command:?}: {}",
                 refused.stderr
             );
         }
-        let doctor = kg.fails(&["doctor", "--json", "--exchange"], "", 1).json();
+        let doctor = kg
+            .fails_within(&["doctor", "--json", "--exchange"], "", 1)
+            .json();
         let key = doctor_check(&doctor, "exchange key");
         assert_eq!(key["verdict"], "fail", "{key}");
         assert!(
@@ -5568,7 +5576,7 @@ mod audit {
         let out = kg.fails(&["doctor", "--checkpoint", cp], "", 1);
         assert!(out.stdout.contains("rolled back"), "{}", out.stdout);
         let serve = ["serve", "--listen", "127.0.0.1:0", "--checkpoint", cp];
-        let out = kg.fails(&serve, "", 2);
+        let out = kg.fails_within(&serve, "", 2);
         assert!(
             out.stderr.contains("refusing to serve") && out.stderr.contains("rolled back"),
             "{}",
@@ -5698,13 +5706,13 @@ mod audit {
         }
         let out = kg.fails(&["audit", "verify"], "", 1);
         assert!(out.stderr.contains("rolled back"), "{}", out.stderr);
-        let out = kg.fails(&["serve", "--listen", "127.0.0.1:0"], "", 2);
+        let out = kg.fails_within(&["serve", "--listen", "127.0.0.1:0"], "", 2);
         assert!(out.stderr.contains("refusing to serve"), "{}", out.stderr);
         // Found by review: a file that is gone (a mount not there) let serve start on the
         // put-back vault, and the next change started a new file in its place.
         std::fs::rename(&elsewhere, kg.path("elsewhere.away")).unwrap();
         std::fs::create_dir(&elsewhere).unwrap();
-        let out = kg.fails(&["serve", "--listen", "127.0.0.1:0"], "", 2);
+        let out = kg.fails_within(&["serve", "--listen", "127.0.0.1:0"], "", 2);
         assert!(out.stderr.contains("anchors nothing"), "{}", out.stderr);
         // doctor names it as one failed check among the others, which still run.
         let out = kg.fails(&["doctor"], "", 1);

@@ -14,6 +14,7 @@ use ipnet::IpNet;
 use keygate_audit::AuditKey;
 use keygate_core::{AdminEvent, ClientStatus, Event, EventBody, Name, Policy, Scope};
 use keygate_exchanges::binance;
+use keygate_gateway::registry::Live;
 use keygate_gateway::weight::WeightGauge;
 use keygate_gateway::{ClientLimits, Server};
 use keygate_mockex::{Credential, RunningSimulator};
@@ -38,6 +39,8 @@ struct Env {
     alerts: std::sync::mpsc::Receiver<Alert>,
     /// The request weight the gateway saw reported.
     weight: Arc<WeightGauge>,
+    /// The gateway's live view, as its reloader keeps it.
+    live: Arc<Live>,
 }
 
 async fn setup(policy: Policy, upstream: Option<String>, upstream_timeout: Duration) -> Env {
@@ -93,7 +96,7 @@ async fn setup_with(
     .unwrap();
     let upstream = upstream.unwrap_or_else(|| exchange.url());
     let bot = Bot { material, policy };
-    let (gateway, audit_key) = gateway_behind(
+    let (gateway, audit_key, live) = gateway_behind(
         dir.path(),
         &upstream,
         bot,
@@ -115,6 +118,7 @@ async fn setup_with(
         server: Some(server),
         audit_key,
         alerts,
+        live,
     }
 }
 
@@ -125,7 +129,7 @@ impl Env {
     }
 
     /// Runs `sql` on the database behind keygate's back, as someone with write access but
-    /// not the master key would, then gives the gateway the second it takes to notice.
+    /// not the master key would, then waits until the gateway has taken it.
     async fn edit_by_hand(&self, sql: &str) {
         let mut store = Store::open(&self.db).unwrap();
         store.connection().execute_batch(sql).unwrap();
@@ -133,7 +137,42 @@ impl Env {
         store
             .transaction(|_| Ok::<_, keygate_store::Error>(()))
             .unwrap();
-        tokio::time::sleep(Duration::from_millis(1000)).await;
+        self.taken().await;
+    }
+
+    /// Waits until the gateway has taken the store as it is now: loaded its current
+    /// generation, or refused every client for a reload that failed (a fixed sleep
+    /// checked nothing when the reload came late, on a loaded machine). While every
+    /// client is refused already, that is taken at once: use [`Env::loaded`] to wait
+    /// for a reload that should succeed.
+    async fn taken(&self) {
+        let generation = Store::open(&self.db).unwrap().generation().unwrap();
+        self.until(&format!("took generation {generation}"), |live| {
+            live.generation() >= Some(generation) || live.failure().is_some()
+        })
+        .await;
+    }
+
+    /// Waits until the gateway has loaded the store's current generation.
+    async fn loaded(&self) {
+        let generation = Store::open(&self.db).unwrap().generation().unwrap();
+        self.until(&format!("loaded generation {generation}"), |live| {
+            live.generation() >= Some(generation)
+        })
+        .await;
+    }
+
+    /// Waits, polling for at most ten seconds, until `done` holds of the gateway's live
+    /// view; fails saying the gateway never `what`.
+    async fn until(&self, what: &str, done: impl Fn(&Live) -> bool) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !done(&self.live) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the gateway never {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Revokes the active client `name`, as `keygate client revoke` would.
@@ -537,21 +576,18 @@ async fn withdrawals_reach_the_exchange_only_for_listed_addresses() {
     }
     assert_eq!(exchange_saw(&env, path), 2);
     // Each is on record with where it was going, allowed or not.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let store = Store::open(&env.db).unwrap();
-    let destinations: Vec<(bool, String, Value)> = keygate_audit::read_unverified(&store, 1, 100)
-        .unwrap()
-        .iter()
-        .map(|(_, e)| serde_json::to_value(e).unwrap())
-        .filter(|e| e["action"] == "withdraw")
-        .map(|e| {
-            (
-                e["allowed"] == true,
-                e["destination"].as_str().unwrap().to_owned(),
-                e["network"].clone(),
-            )
-        })
-        .collect();
+    let destinations: Vec<(bool, String, Value)> =
+        events_where(&env, 7, |e| e["action"] == "withdraw")
+            .await
+            .into_iter()
+            .map(|e| {
+                (
+                    e["allowed"] == true,
+                    e["destination"].as_str().unwrap().to_owned(),
+                    e["network"].clone(),
+                )
+            })
+            .collect();
     let trx = Value::from("TRX");
     assert_eq!(
         destinations,
@@ -3365,7 +3401,7 @@ async fn issue_another_client(env: &Env, name: &str, key: &str, secret: &str, po
             )
         })
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    env.taken().await;
 }
 
 /// The read and trade scopes, with no limit.
@@ -3524,10 +3560,14 @@ async fn one_client_cannot_spend_the_whole_weight_of_the_address() {
         assert!(msg.contains("client hostile's requests"), "{msg}");
         assert!(msg.contains("at most 1160"), "{msg}");
     }
-    let refused = events_where(&env, 40, |e| {
+    // Every refused cancel is on record as the hostile client's (an empty list would
+    // pass the `all` alone).
+    let turned_away = answers.len() - 1160;
+    let refused = events_where(&env, turned_away, |e| {
         e["path"] == "/fapi/v1/order" && e["rule"] == "weight_reserved"
     })
     .await;
+    assert_eq!(refused.len(), turned_away);
     assert!(refused.iter().all(|e| e["client"] == "hostile"));
 
     // The other client's order and its cancel go: the address is below the exchange's
@@ -3606,6 +3646,7 @@ async fn a_symbol_lookup_never_sent_costs_nothing_and_answers_the_outage() {
     }
     // Recorded as an outage, which no burst alert counts, not as a symbol refused.
     let refused = events_where(&env, 600, |e| e["path"] == "/fapi/v1/algoOrder").await;
+    assert_eq!(refused.len(), 600, "every lookup is on record");
     assert!(refused.iter().all(|e| e["rule"] == "exchange_unreachable"));
 }
 
@@ -4034,7 +4075,8 @@ async fn a_key_two_rotations_old_is_refused_as_unknown_and_recorded_as_dead() {
 }
 
 /// A row added by hand breaks the client table's seal, so every client is refused, the
-/// one revoked meanwhile among them.
+/// one revoked meanwhile among them; and the revoke was made all the same, as the client
+/// is refused as revoked once the table reads again.
 #[tokio::test]
 async fn a_client_row_that_does_not_read_does_not_hold_back_a_revoke() {
     let env = default_env().await;
@@ -4053,10 +4095,26 @@ async fn a_client_row_that_does_not_read_does_not_hold_back_a_revoke() {
         .unwrap();
     let bot: Name = "bot1".parse().unwrap();
     env.revoke(&bot);
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    env.taken().await;
     env.exchange.simulator().reset(false);
     let (code, body) = get(&env, "/api/v3/account", "").await;
     assert_eq!(code, 401, "{body}");
+    assert!(env.exchange.simulator().requests().is_empty());
+    // Refused with every client, for the seal the added row broke. Once the row is
+    // gone and the table sealed as it is (as `keygate upgrade` would, the operator
+    // having seen it), what holds is the revoke itself.
+    assert!(env.live.failure().is_some(), "{body}");
+    let mut store = store;
+    store
+        .connection()
+        .execute("DELETE FROM clients WHERE name = 'bot2'", [])
+        .unwrap();
+    let master = env.master();
+    store.transaction(|s| s.seal_as_they_are(&master)).unwrap();
+    env.loaded().await;
+    let (code, body) = get(&env, "/api/v3/account", "").await;
+    assert_eq!(code, 401, "{body}");
+    assert!(body["msg"].as_str().unwrap().contains("revoked"), "{body}");
     assert!(env.exchange.simulator().requests().is_empty());
 }
 
@@ -4077,14 +4135,7 @@ async fn a_request_signed_before_keygate_started_is_refused() {
     assert_eq!(exchange_saw(&env, "/api/v3/account"), 0);
     let (status, body) = get(&env, "/api/v3/account", "").await;
     assert_eq!(status, 200, "signed again, it passes: {body}");
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let store = Store::open(&env.db).unwrap();
-    let refused: Vec<Value> = keygate_audit::read_unverified(&store, 1, 100)
-        .unwrap()
-        .iter()
-        .map(|(_, e)| serde_json::to_value(e).unwrap())
-        .filter(|e| e["rule"] == "replay")
-        .collect();
+    let refused = events_where(&env, 1, |e| e["rule"] == "replay").await;
     assert_eq!(refused.len(), 1, "{refused:?}");
     assert!(
         refused[0]["message"]
@@ -4106,7 +4157,7 @@ async fn a_revoked_client_put_back_as_it_was_is_refused() {
         .execute_batch("CREATE TABLE saved AS SELECT * FROM clients")
         .unwrap();
     env.revoke(&bot);
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    env.taken().await;
     assert_eq!(get(&env, "/api/v3/account", "").await.0, 401);
     // Someone with write access to the database, and a copy of the row from before the
     // revocation, puts it back. The row's own tag verifies: keygate wrote it, once.
@@ -4156,7 +4207,7 @@ async fn frozen_revoked_and_expired_clients_are_refused_within_a_second() {
         store
             .transaction(|s| s.set_client_status(&bot, from, status, &master))
             .unwrap();
-        tokio::time::sleep(Duration::from_millis(1000)).await;
+        env.taken().await;
         let (code, body) = get(&env, "/api/v3/account", "").await;
         assert_eq!(code, 401, "{body}");
         assert!(body["msg"].as_str().unwrap().contains(word), "{body}");
@@ -4184,7 +4235,7 @@ async fn frozen_revoked_and_expired_clients_are_refused_within_a_second() {
             )
         })
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    env.taken().await;
     let (code, body) = get(&env, "/api/v3/account", "").await;
     assert_eq!(code, 401);
     assert!(body["msg"].as_str().unwrap().contains("expired"), "{body}");
@@ -4208,7 +4259,7 @@ async fn the_stop_file_of_a_panic_refuses_every_client() {
     assert_eq!(get(&env, "/api/v3/account", "").await.0, 200);
     let stop = keygate_gateway::registry::stop_file_of(&env.db);
     std::fs::File::create(&stop).unwrap();
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    env.until("stopped every client", Live::is_stopped).await;
     env.exchange.simulator().reset(false);
     let (code, body) = get(&env, "/api/v3/account", "").await;
     assert_eq!(code, 401, "{body}");
@@ -4229,7 +4280,8 @@ async fn the_stop_file_of_a_panic_refuses_every_client() {
     assert_eq!(refused[1]["action"], "trade", "{}", refused[1]);
 
     std::fs::remove_file(&stop).unwrap();
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    env.until("let the stop go", |live| !live.is_stopped())
+        .await;
     assert_eq!(get(&env, "/api/v3/account", "").await.0, 200);
 }
 
@@ -4269,7 +4321,7 @@ async fn a_client_table_put_back_with_its_seal_is_refused() {
             Ok::<_, keygate_audit::Error>(())
         })
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    env.taken().await;
     assert_eq!(get(&env, "/api/v3/account", "").await.0, 401);
     // The table and its seal, as a copy of the database from before the revoke held them:
     // they match each other, but the log has a later administrative event.
@@ -4312,7 +4364,8 @@ async fn a_store_without_its_generation_counter_is_refused_and_changes_nothing()
         .connection()
         .execute("DELETE FROM meta WHERE key = 'generation'", [])
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    env.until("refused every client", |live| live.failure().is_some())
+        .await;
     env.exchange.simulator().reset(false);
     let (code, body) = get(&env, "/api/v3/account", "").await;
     assert_ne!(code, 200, "{body}");
@@ -4365,7 +4418,8 @@ async fn a_database_replaced_under_the_gateway_has_every_client_refused() {
         .execute("VACUUM INTO ?1", [copy.to_str().unwrap()])
         .unwrap();
     std::fs::rename(&copy, &env.db).unwrap();
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    env.until("refused every client", |live| live.failure().is_some())
+        .await;
     env.exchange.simulator().reset(false);
     let (code, body) = get(&env, "/api/v3/account", "").await;
     assert_ne!(code, 200, "{body}");
@@ -4378,7 +4432,7 @@ async fn a_client_changed_in_the_database_without_the_master_key_is_refused() {
     let store = Store::open(&env.db).unwrap();
     let bot: Name = "bot1".parse().unwrap();
     env.revoke(&bot);
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    env.taken().await;
     assert_eq!(get(&env, "/api/v3/account", "").await.0, 401);
     // Someone with write access to the database, but not the master key, brings the
     // revoked key back and lets it withdraw.
@@ -4444,14 +4498,7 @@ async fn trades_wait_for_a_durable_audit_event_and_reads_go_on_without_one() {
     // The last refused trade is on record as not forwarded, once the log can be written;
     // the first too when its event waited in memory until then (not when the writer
     // tried it while the lock was held: events that cannot be written are logged).
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let store = Store::open(&env.db).unwrap();
-    let refused: Vec<Value> = keygate_audit::read_unverified(&store, 1, 100)
-        .unwrap()
-        .iter()
-        .map(|(_, e)| serde_json::to_value(e).unwrap())
-        .filter(|e| e["rule"] == "audit_unavailable")
-        .collect();
+    let refused = events_where(&env, 1, |e| e["rule"] == "audit_unavailable").await;
     assert!((1..=2).contains(&refused.len()), "{refused:?}");
     assert!(refused.iter().all(|r| r["outcome"] == "not_forwarded"));
 }
@@ -4473,7 +4520,10 @@ async fn an_upstream_timeout_is_a_504_with_outcome_unknown_and_no_retry() {
     .await;
     assert_eq!(status, 504, "{body}");
     assert!(body["msg"].as_str().unwrap().contains("outcome is unknown"));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    events_where(&env, 1, |e| {
+        e["type"] == "outcome" && e["outcome"] == "unknown"
+    })
+    .await;
     let store = Store::open(&env.db).unwrap();
     let events = keygate_audit::read_unverified(&store, 1, 100).unwrap();
     let outcomes: Vec<String> = events
@@ -4683,6 +4733,20 @@ async fn a_client_that_half_closes_after_its_order_still_gets_the_answer() {
 }
 
 /// The events about `path` in the log, as JSON.
+/// [`events_about`] once there are at least `n` (waiting up to five seconds for the audit
+/// writer).
+async fn events_about_at_least(env: &Env, path: &str, n: usize) -> Vec<Value> {
+    let mut found = Vec::new();
+    for _ in 0..100 {
+        found = events_about(env, path);
+        if found.len() >= n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    found
+}
+
 fn events_about(env: &Env, path: &str) -> Vec<Value> {
     let store = Store::open(&env.db).unwrap();
     let events: Vec<Value> = keygate_audit::read_unverified(&store, 1, 1000)
@@ -4718,8 +4782,7 @@ async fn a_request_dropped_before_it_is_forwarded_is_audited() {
         .unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
     drop(client);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let cut = events_about(&env, "/api/v3/order");
+    let cut = events_about_at_least(&env, "/api/v3/order", 1).await;
     assert_eq!(cut.len(), 1, "{cut:?}");
     assert_eq!(cut[0]["rule"], "client_gone");
     assert_eq!(cut[0]["outcome"], "not_forwarded");
@@ -4732,8 +4795,7 @@ async fn a_request_dropped_before_it_is_forwarded_is_audited() {
     )
     .await;
     assert_eq!(status, 400);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let malformed = events_about(&env, "/api/v3/order");
+    let malformed = events_about_at_least(&env, "/api/v3/order", 2).await;
     assert_eq!(malformed.len(), 2, "{malformed:?}");
     assert_eq!(malformed[1]["rule"], "malformed", "{malformed:?}");
     assert_eq!(exchange_saw(&env, "/api/v3/order"), 0);
@@ -4763,7 +4825,15 @@ async fn every_request_is_audited_and_the_log_verifies() {
         raw(env.gateway, &http("POST", &forged, "", "")).await.0,
         400
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Once the audit writer has written what is checked below.
+    events_where(&env, 1, |e| e["allowed"] == false && e["rule"] == "symbol").await;
+    events_where(&env, 1, |e| e["rule"] == "authentication").await;
+    let pending = events_where(&env, 1, |e| e["outcome"] == "pending").await;
+    let trade = pending.first().expect("trade written before forwarding")["request_id"].clone();
+    events_where(&env, 1, |e| {
+        e["type"] == "outcome" && e["request_id"] == trade
+    })
+    .await;
     let store = Store::open(&env.db).unwrap();
     let events = keygate_audit::read_unverified(&store, 1, 100).unwrap();
     let json: Vec<Value> = events
@@ -5483,6 +5553,7 @@ async fn reads_held_back_during_a_pause_spend_no_rate() {
         assert!(!held.body.contains("rate"), "{}", held.body);
     }
     let events = events_where(&env, 6, |e| e["path"] == "/api/v3/openOrders").await;
+    assert_eq!(events.len(), 6, "{events:?}");
     assert!(
         events.iter().all(|e| e["rule"] == "exchange_back_off"),
         "{events:?}"

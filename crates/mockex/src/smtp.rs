@@ -6,6 +6,7 @@
 //! mailbox is; one at [`TARPIT_DOMAIN`] is never answered, as a server that delays
 //! unknown recipients (a callout, a tarpit) leaves a client waiting.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -48,6 +49,7 @@ pub struct SmtpSink {
     /// The bound address.
     pub addr: SocketAddr,
     mails: Arc<Mutex<Vec<Mail>>>,
+    asked: Arc<Mutex<HashMap<String, usize>>>,
     _stop: oneshot::Sender<()>,
 }
 
@@ -55,6 +57,12 @@ impl SmtpSink {
     /// Every message accepted so far.
     pub fn mails(&self) -> Vec<Mail> {
         lock(&self.mails).clone()
+    }
+
+    /// How many times a client sent `RCPT TO` naming `recipient`, whatever the answer:
+    /// a test of retries counts attempts, not time.
+    pub fn asked(&self, recipient: &str) -> usize {
+        lock(&self.asked).get(recipient).copied().unwrap_or(0)
     }
 
     /// Waits (polling, at most `timeout`) until `n` messages came, and returns them all.
@@ -72,16 +80,19 @@ pub async fn spawn_smtp_sink(listen: SocketAddr) -> Result<SmtpSink, Error> {
     let listener = TcpListener::bind(listen).await.map_err(bind)?;
     let addr = listener.local_addr().map_err(bind)?;
     let mails = Arc::new(Mutex::new(Vec::new()));
+    let asked = Arc::new(Mutex::new(HashMap::new()));
     let (stop, mut stopped) = oneshot::channel::<()>();
     let keep = Arc::clone(&mails);
+    let count = Arc::clone(&asked);
     tokio::spawn(async move {
         loop {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok((stream, _)) => {
                         let keep = Arc::clone(&keep);
+                        let count = Arc::clone(&count);
                         tokio::spawn(async move {
-                            if let Err(error) = session(stream, &keep).await {
+                            if let Err(error) = session(stream, &keep, &count).await {
                                 tracing::debug!(%error, "smtp sink session ended");
                             }
                         });
@@ -95,12 +106,17 @@ pub async fn spawn_smtp_sink(listen: SocketAddr) -> Result<SmtpSink, Error> {
     Ok(SmtpSink {
         addr,
         mails,
+        asked,
         _stop: stop,
     })
 }
 
 /// One SMTP session, until QUIT or the client goes.
-async fn session(stream: TcpStream, mails: &Mutex<Vec<Mail>>) -> std::io::Result<()> {
+async fn session(
+    stream: TcpStream,
+    mails: &Mutex<Vec<Mail>>,
+    asked: &Mutex<HashMap<String, usize>>,
+) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read);
     write.write_all(b"220 mockex ESMTP sink\r\n").await?;
@@ -144,6 +160,7 @@ async fn session(stream: TcpStream, mails: &Mutex<Vec<Mail>>) -> std::io::Result
                 b"503 5.5.1 MAIL first\r\n"
             } else {
                 let recipient = address(&line["RCPT TO:".len()..]);
+                *lock(asked).entry(recipient.clone()).or_default() += 1;
                 if recipient.ends_with(&format!("@{GONE_DOMAIN}")) {
                     b"550 5.1.1 mailbox unavailable\r\n"
                 } else if recipient.ends_with(&format!("@{BUSY_DOMAIN}")) {

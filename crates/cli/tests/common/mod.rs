@@ -1,12 +1,18 @@
 //! Helpers for the CLI tests: a throwaway home and the real `keygate` binary.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
 
 use keygate_mockex::Credential;
 
 use tempfile::TempDir;
+
+/// The upstream [`Kg::add_account`] gives an account unless told otherwise: loopback's
+/// discard port, where nothing listens, so a request that goes upstream fails at once
+/// and never leaves the machine.
+pub const DEAD_UPSTREAM: &str = "http://127.0.0.1:9";
 
 /// The outcome of one `keygate` run.
 #[derive(Debug)]
@@ -160,15 +166,50 @@ impl Kg {
         out
     }
 
-    /// Adds a binance account with the key and secret on stdin.
+    /// Like [`Kg::fails`], for a command that must stop by itself (a refused `serve`, a
+    /// command that may call out): one still running after [`BOUND`] is killed and the
+    /// test fails naming it, where a regression would otherwise hang the suite.
+    pub fn fails_within(&self, args: &[&str], stdin: &str, code: i32) -> Out {
+        let mut command = keygate_command(&self.home(), self.dir.path(), args, None, &[]);
+        let out = fed_within(&mut command, stdin, BOUND, &format!("keygate {args:?}"));
+        assert_eq!(
+            out.code, code,
+            "keygate {args:?} should exit {code}: {out:#?}"
+        );
+        out
+    }
+
+    /// Adds a binance account with the key and secret on stdin, whose upstream is
+    /// [`DEAD_UPSTREAM`]: tests reach loopback only, and an account with no upstream is
+    /// Binance itself, which serve's start-up reconciliation, `reconcile` and
+    /// `doctor --exchange` would call with the planted key (found by review: a serve test
+    /// resolved and contacted api.binance.com).
     pub fn add_account(&self, label: &str, key: &str, secret: &str) -> Out {
         self.add_account_with(label, key, secret, &[])
     }
 
-    /// As [`Kg::add_account`], with `extra` options (`--upstream URL`, say). The key is
-    /// stored unchecked (`--no-check`): without an upstream the exchange is Binance
-    /// itself, and tests reach loopback only (the check has tests of its own).
+    /// As [`Kg::add_account`], with `extra` options (`--upstream URL`, say; without one
+    /// the upstream is [`DEAD_UPSTREAM`]). The key is stored unchecked (`--no-check`):
+    /// the check has tests of its own.
     pub fn add_account_with(&self, label: &str, key: &str, secret: &str, extra: &[&str]) -> Out {
+        let mut extra = extra.to_vec();
+        if !extra.contains(&"--upstream") {
+            extra.extend_from_slice(&["--upstream", DEAD_UPSTREAM]);
+        }
+        self.add_account_without_upstream(label, key, secret, &extra)
+    }
+
+    /// Adds a binance account with `extra` options as they are: without an `--upstream`
+    /// among them, its exchange is Binance itself. Only for tests of what is said about the exchange's
+    /// own hosts; such a test must never start serve (unless with `--reconcile-every
+    /// off` and no request sent), `reconcile` or `doctor --exchange` on this home.
+    pub fn add_account_without_upstream(
+        &self,
+        label: &str,
+        key: &str,
+        secret: &str,
+        extra: &[&str],
+    ) -> Out {
         let mut args = vec!["account", "add", "--exchange", "binance", "--label", label];
         args.extend_from_slice(extra);
         args.push("--no-check");
@@ -204,6 +245,10 @@ impl Kg {
     }
 }
 
+/// How long [`Kg::fails_within`] and [`ended_within`]'s callers give a command that
+/// must stop by itself.
+pub const BOUND: Duration = Duration::from_secs(60);
+
 /// Runs the real binary with a clean environment: HOME inside the temp dir, no
 /// KEYGATE_* variables inherited but `KEYGATE_LOG=log_level` when one is given, and
 /// `env` on top.
@@ -215,6 +260,20 @@ pub fn run_keygate(
     log_level: Option<&str>,
     env: &[(&str, &Path)],
 ) -> Out {
+    fed(
+        &mut keygate_command(home, sandbox, args, log_level, env),
+        stdin,
+    )
+}
+
+/// The command [`run_keygate`] runs, its standard output piped.
+fn keygate_command(
+    home: &Path,
+    sandbox: &Path,
+    args: &[&str],
+    log_level: Option<&str>,
+    env: &[(&str, &Path)],
+) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_keygate"));
     command
         .arg("--home")
@@ -227,12 +286,35 @@ pub fn run_keygate(
         command.env("KEYGATE_LOG", level);
     }
     command.envs(env.iter().copied()).stdout(Stdio::piped());
-    fed(&mut command, stdin)
+    command
 }
 
 /// Runs `command` with `stdin` piped in and its standard error captured (its standard
 /// output as the caller set it up).
 fn fed(command: &mut Command, stdin: &str) -> Out {
+    let out = spawned(command, stdin)
+        .wait_with_output()
+        .expect("wait for keygate");
+    Out {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// As [`fed`], killing the command and failing the test, naming it `what`, if it has not
+/// ended within `limit`.
+fn fed_within(command: &mut Command, stdin: &str, limit: Duration, what: &str) -> Out {
+    let (status, stdout, stderr) = ended_within(spawned(command, stdin), limit, what);
+    Out {
+        code: status.code().unwrap_or(-1),
+        stdout,
+        stderr,
+    }
+}
+
+/// `command` started with `stdin` written to it and closed, its standard error piped.
+fn spawned(command: &mut Command, stdin: &str) -> Child {
     let mut child = command
         .stdin(Stdio::piped())
         .stderr(Stdio::piped())
@@ -243,12 +325,40 @@ fn fed(command: &mut Command, stdin: &str) -> Out {
         // A command that does not read stdin may exit first; a broken pipe is fine then.
         let _ = pipe.write_all(stdin.as_bytes());
     }
-    let out = child.wait_with_output().expect("wait for keygate");
-    Out {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    child
+}
+
+/// How `child` ended within `limit`, with what it printed on the standard output and
+/// error it was given as pipes (read as it runs, so a full pipe cannot stall it). One
+/// still running then is killed, and the test fails naming it `what`: a command that
+/// should stop and does not is a bug, not a reason for CI to wait.
+pub fn ended_within(mut child: Child, limit: Duration, what: &str) -> (ExitStatus, String, String) {
+    fn drain(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<String> {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            String::from_utf8_lossy(&bytes).into_owned()
+        })
     }
+    let stdout = drain(child.stdout.take());
+    let stderr = drain(child.stderr.take());
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for the child") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} did not end within {limit:?}; killed");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let stdout = stdout.join().expect("read standard output");
+    let stderr = stderr.join().expect("read standard error");
+    (status, stdout, stderr)
 }
 
 /// The Python with ccxt installed, from `scripts/test.sh`.
@@ -351,6 +461,11 @@ pub struct Serve {
     /// `host:port`.
     pub addr: String,
     pub log: PathBuf,
+    /// Reads serve's standard output to its end (a reader dropped after the first line
+    /// left the rest unread and unsearched); what [`Serve::stop`] returns.
+    printed: Option<std::thread::JoinHandle<Vec<u8>>>,
+    /// Whether it was stopped and waited for already.
+    stopped: bool,
 }
 
 impl Serve {
@@ -378,9 +493,14 @@ impl Serve {
             .spawn()
             .unwrap();
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        stdout.read_line(&mut line).unwrap();
+        let first = line.clone().into_bytes();
+        let printed = std::thread::spawn(move || {
+            let mut all = first;
+            let _ = stdout.read_to_end(&mut all);
+            all
+        });
         let addr = line
             .trim()
             .strip_prefix("keygate listening on ")
@@ -391,15 +511,32 @@ impl Serve {
             .and_then(|s| s.strip_suffix("/binance"))
             .unwrap_or_else(|| panic!("unexpected serve output {line:?}"))
             .to_owned();
-        Serve { child, addr, log }
+        Serve {
+            child,
+            addr,
+            log,
+            printed: Some(printed),
+            stopped: false,
+        }
     }
-}
 
-impl Drop for Serve {
+    /// Stops serve as dropping it does, and returns everything it printed on its
+    /// standard output.
+    pub fn stop(mut self) -> Vec<u8> {
+        self.stop_child();
+        self.printed
+            .take()
+            .map(|printed| printed.join().expect("read serve's standard output"))
+            .unwrap_or_default()
+    }
+
     /// SIGTERM, as an operator would stop it: it drains and flushes its audit log. One
     /// that has not stopped a minute later is killed, and the test fails (unless it is
     /// failing already): a stop that hangs is a bug, not a reason for CI to wait.
-    fn drop(&mut self) {
+    fn stop_child(&mut self) {
+        if std::mem::replace(&mut self.stopped, true) {
+            return;
+        }
         if !terminate(&self.child) {
             let _ = self.child.kill();
         }
@@ -415,6 +552,13 @@ impl Drop for Serve {
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
+    }
+}
+
+impl Drop for Serve {
+    /// Stops serve ([`Serve::stop`] without its output).
+    fn drop(&mut self) {
+        self.stop_child();
     }
 }
 

@@ -56,18 +56,19 @@ pub fn gateway_over(
     bot: Bot,
     upstream_timeout: Duration,
 ) -> (Gateway, AuditKey) {
-    gateway_behind(dir, upstream, bot, upstream_timeout, vec![])
+    let (gateway, audit_key, _) = gateway_behind(dir, upstream, bot, upstream_timeout, vec![]);
+    (gateway, audit_key)
 }
 
 /// [`gateway_over`], believing `X-Forwarded-For` from peers in `trusted_proxies`, as
-/// `keygate serve --trusted-proxy` does.
+/// `keygate serve --trusted-proxy` does; with the live view its reloader keeps.
 pub fn gateway_behind(
     dir: &Path,
     upstream: &str,
     bot: Bot,
     upstream_timeout: Duration,
     trusted_proxies: Vec<IpNet>,
-) -> (Gateway, AuditKey) {
+) -> (Gateway, AuditKey, Arc<Live>) {
     let db = dir.join("keygate.db");
     let master = MasterKey::create_key_file(&dir.join("master.key")).unwrap();
     let store = Store::create(&db).unwrap();
@@ -104,6 +105,7 @@ pub fn gateway_behind(
     let audit_key = AuditKey::from_bytes(master.derive_subkey("audit-mac").expose_secret());
     spawn_reloader(store, std::sync::Arc::new(master), live.clone(), None).unwrap();
     let audit = AuditLog::start(&db, audit_key.clone()).unwrap();
-    let gateway = Gateway::new(live, audit, trusted_proxies, upstream_timeout).unwrap();
-    (gateway, audit_key)
+    let gateway =
+        Gateway::new(Arc::clone(&live), audit, trusted_proxies, upstream_timeout).unwrap();
+    (gateway, audit_key, live)
 }

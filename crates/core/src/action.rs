@@ -219,6 +219,12 @@ pub struct Action {
     /// of open limit converts): it needs the transfer scope, and tells of no money moved.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub validates_only: bool,
+    /// An order placed as a buy that becomes a market buy when it triggers (a stop or a
+    /// take-profit without a limit price), or an order list with such a buy leg: it
+    /// takes the book then, as a market buy does, and is priced at the book for its
+    /// quantity.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub market_buy_when_triggered: bool,
     /// The orders of a batch (Binance's `batchOrders`), each described as the request
     /// would describe it on its own; empty for anything else. A batch's own symbol, side,
     /// quantity and prices are then none: what it does is what its orders do, and
@@ -305,6 +311,7 @@ impl Action {
             address_tag: None,
             places_no_order: false,
             validates_only: false,
+            market_buy_when_triggered: false,
             terms: None,
             batch: Vec::new(),
         }

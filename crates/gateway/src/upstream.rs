@@ -129,6 +129,29 @@ pub struct Buying {
     held: Vec<((String, String), Decimal)>,
 }
 
+impl Buying {
+    /// Where a buy of `quantity` in `market`, after `also` of its own request's, fills
+    /// the book to: past what the buys on their way hold of it (this request's among
+    /// them). When it `takes` the book at once, it is held too, in the same look.
+    /// `None` past what a decimal holds.
+    fn hold(
+        &mut self,
+        market: (String, String),
+        quantity: Decimal,
+        also: Decimal,
+        takes: bool,
+    ) -> Option<Decimal> {
+        let mut buying = self.buying.lock().unwrap_or_else(|p| p.into_inner());
+        let held = buying.get(&market).copied().unwrap_or(Decimal::ZERO);
+        let through = held.checked_add(also)?.checked_add(quantity)?;
+        if takes {
+            buying.insert(market.clone(), held.checked_add(quantity)?);
+            self.held.push((market, quantity));
+        }
+        Some(through)
+    }
+}
+
 impl Drop for Buying {
     fn drop(&mut self) {
         if self.held.is_empty() {
@@ -919,11 +942,13 @@ impl Upstream {
     }
 
     /// The price `order` is counted at in `market` (see [`Upstream::price_orders`]): its
-    /// best ask, or for a buy that takes the book at once (with those before it in the
-    /// request) more than the best ask offers, the ask up to which the book fills it. The
-    /// book is looked up once per request and symbol, by a lookup at most a second old
-    /// ([`Upstream::book`]), as the best ask is; `Ok(None)` when it cannot be had or
-    /// holds less.
+    /// best ask, or for a buy priced at the book more than the best ask offers, the ask up
+    /// to which the book fills it after what other requests' buys on their way and those
+    /// before it in this request will take. One that takes the book at once is held in
+    /// `buying` (before anything is awaited, so that buys priced together each see the
+    /// others). The book is looked up once per request and symbol, by a lookup at most a
+    /// second old ([`Upstream::book`]), as the best ask is; `Ok(None)` when it cannot be
+    /// had or holds less.
     // Each argument is a piece of the lookup's state; a struct would only rename them.
     #[allow(clippy::too_many_arguments)]
     async fn market_price<A: Adapter>(
@@ -933,6 +958,7 @@ impl Upstream {
         native_path: &str,
         order: &Action,
         market: &mut Market<'_>,
+        buying: &mut Buying,
         weight: &WeightGauge,
         budget: Budget<'_>,
     ) -> Result<Option<Decimal>, Unpriced> {
@@ -942,10 +968,19 @@ impl Upstream {
         let Some(quantity) = order.quantity.filter(|_| adapter.priced_at_the_book(order)) else {
             return Ok(Some(quote.price));
         };
-        let Some(through) = market.bought.checked_add(quantity) else {
+        let Some(through) = buying.hold(
+            buying_key(base, market.symbol),
+            quantity,
+            market.triggered,
+            adapter.takes_the_book(order),
+        ) else {
             return Ok(None);
         };
-        market.bought = through;
+        // A buy that fills when it triggers takes nothing now: the later ones of this
+        // request are priced past it, others' are not.
+        if !adapter.takes_the_book(order) {
+            market.triggered = market.triggered.saturating_add(quantity);
+        }
         if through <= quote.size {
             return Ok(Some(quote.price));
         }
@@ -1038,6 +1073,11 @@ impl Upstream {
         budget: Budget<'_>,
     ) -> Result<(Vec<Option<Decimal>>, Buying), Unpriced> {
         let mut markets: Vec<Market<'_>> = Vec::new();
+        // Made first: whatever it holds is handed back however pricing ends.
+        let mut buying = Buying {
+            buying: Arc::clone(&self.buying),
+            held: Vec::new(),
+        };
         let mut notionals = Vec::with_capacity(action.orders().len());
         for order in action.orders() {
             let notional = match (order.stated_notional(), order.symbol.as_deref()) {
@@ -1051,18 +1091,10 @@ impl Upstream {
                             let quote = self
                                 .price(adapter, base, native_path, symbol, weight, budget)
                                 .await?;
-                            let others = self
-                                .buying
-                                .lock()
-                                .unwrap_or_else(|p| p.into_inner())
-                                .get(&buying_key(base, symbol))
-                                .copied()
-                                .unwrap_or(Decimal::ZERO);
                             markets.push(Market {
                                 symbol,
                                 quote,
-                                others,
-                                bought: others,
+                                triggered: Decimal::ZERO,
                                 book: None,
                             });
                             markets.last_mut()
@@ -1070,7 +1102,16 @@ impl Upstream {
                     };
                     match market {
                         Some(market) => self
-                            .market_price(adapter, base, native_path, order, market, weight, budget)
+                            .market_price(
+                                adapter,
+                                base,
+                                native_path,
+                                order,
+                                market,
+                                &mut buying,
+                                weight,
+                                budget,
+                            )
                             .await?
                             .and_then(|price| order.priced_notional(price)),
                         None => None,
@@ -1080,22 +1121,6 @@ impl Upstream {
             };
             notionals.push(notional.map(|n| n.normalize()));
         }
-        let held: Vec<_> = markets
-            .iter()
-            .filter(|m| m.bought > m.others)
-            .map(|m| (buying_key(base, m.symbol), m.bought - m.others))
-            .collect();
-        {
-            let mut buying = self.buying.lock().unwrap_or_else(|p| p.into_inner());
-            for (market, quantity) in &held {
-                let total = buying.entry(market.clone()).or_default();
-                *total = total.saturating_add(*quantity);
-            }
-        }
-        let buying = Buying {
-            buying: Arc::clone(&self.buying),
-            held,
-        };
         Ok((notionals, buying))
     }
 }
@@ -1105,11 +1130,9 @@ struct Market<'a> {
     symbol: &'a str,
     /// Its book ticker; `None` when the lookup failed.
     quote: Option<Quote>,
-    /// What other requests' buys priced at the book and not answered yet will take.
-    others: Decimal,
-    /// What those and this request's buys that take the book at once have bought in it
-    /// so far.
-    bought: Decimal,
+    /// What the request's buys that fill when they trigger, priced at the book so far,
+    /// will take of it then.
+    triggered: Decimal,
     /// Its book, once asked for; `None` inside when that lookup failed.
     book: Option<Option<Bytes>>,
 }

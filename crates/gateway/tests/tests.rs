@@ -1336,6 +1336,138 @@ async fn market_buys_on_their_way_together_are_priced_at_the_book_together() {
     assert_eq!(status, 200, "{body}");
 }
 
+/// Found by review: buys priced together (each waiting for the book at once) each read
+/// what the others would take before any of them had said, and all six of a burst were
+/// counted at the same untouched book. What a buy will take is held before anything is
+/// awaited.
+#[tokio::test]
+async fn market_buys_priced_together_each_see_the_others() {
+    let policy = Policy {
+        max_order_notional: Some("90000.03".parse().unwrap()),
+        ..trading_policy()
+    };
+    let env = setup(policy, None, Duration::from_secs(10)).await;
+    let simulator = env.exchange.simulator();
+    simulator.delay_endpoint("/api/v3/depth", Duration::from_millis(300));
+    simulator.delay_endpoint("/api/v3/order", Duration::from_secs(3));
+    // 1.5 BTC fills to the second level (60000.02): 90000.03; after another such buy, to
+    // the third (60000.03): 90000.045, over the limit.
+    let buys: Vec<_> = (0..4)
+        .map(|n| {
+            let buy = http(
+                "POST",
+                "/binance/api/v3/order",
+                "",
+                &sign(
+                    &format!(
+                        "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=1.5&newClientOrderId=b{n}"
+                    ),
+                    BOT_SECRET,
+                ),
+            );
+            let gateway = env.gateway;
+            tokio::spawn(async move { raw(gateway, &buy).await })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for buy in buys {
+        statuses.push(buy.await.unwrap());
+    }
+    let allowed = statuses.iter().filter(|(status, _)| *status == 200).count();
+    assert_eq!(allowed, 1, "{statuses:?}");
+    assert!(
+        statuses
+            .iter()
+            .filter(|(status, _)| *status != 200)
+            .all(|(status, body)| *status == 401
+                && body["msg"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("exceeds the limit 90000.03"))),
+        "{statuses:?}"
+    );
+}
+
+/// Found by review: a stop buy on its way was held as taking the book, though it takes
+/// nothing until it triggers: a client could keep stop buys the exchange refuses on
+/// their way to have every other client's market buys in the symbol priced deeper.
+#[tokio::test]
+async fn a_stop_buy_on_its_way_holds_nothing_of_the_book() {
+    let policy = Policy {
+        max_order_notional: Some("90000.03".parse().unwrap()),
+        ..trading_policy()
+    };
+    let env = setup(policy, None, Duration::from_secs(10)).await;
+    env.exchange
+        .simulator()
+        .delay_endpoint("/api/v3/order", Duration::from_secs(3));
+    let stop = http(
+        "POST",
+        "/binance/api/v3/order",
+        "",
+        &sign(
+            "symbol=BTCUSDT&side=BUY&type=STOP_LOSS&quantity=1.4&stopPrice=59000",
+            BOT_SECRET,
+        ),
+    );
+    let gateway = env.gateway;
+    let stop = tokio::spawn(async move { raw(gateway, &stop).await });
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while exchange_saw(&env, "/api/v3/order") == 0 {
+        assert!(std::time::Instant::now() < deadline, "the stop never went");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (status, body) = post(
+        &env,
+        "/api/v3/order",
+        "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=1.5",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    stop.await.unwrap();
+}
+
+/// Found by review: an order list's buy leg that becomes a market buy when it triggers
+/// (`aboveType=STOP_LOSS`, or a legacy OCO's stop without `stopLimitPrice`) was counted
+/// at its trigger, where the same stop buy on its own is priced at the book.
+#[tokio::test]
+async fn an_order_list_s_stop_market_buy_leg_is_priced_at_the_book() {
+    let policy = Policy {
+        max_order_notional: Some("120000.03".parse().unwrap()),
+        ..trading_policy()
+    };
+    let env = setup(policy, None, Duration::from_secs(10)).await;
+    for (path, list) in [
+        (
+            "/api/v3/orderList/oco",
+            "symbol=BTCUSDT&side=BUY&quantity=2&aboveType=STOP_LOSS&aboveStopPrice=60000\
+             &belowType=LIMIT_MAKER&belowPrice=59000",
+        ),
+        (
+            "/api/v3/order/oco",
+            "symbol=BTCUSDT&side=BUY&quantity=2&price=59000&stopPrice=60000",
+        ),
+    ] {
+        let (status, body) = post(&env, path, list).await;
+        assert_eq!(status, 401, "{path}: {body}");
+        assert_eq!(
+            body["msg"],
+            "keygate: order notional 120000.04 exceeds the limit 120000.03 of client bot1",
+            "{path}"
+        );
+    }
+    assert_eq!(exchange_saw(&env, "/api/v3/orderList/oco"), 0);
+    assert_eq!(exchange_saw(&env, "/api/v3/order/oco"), 0);
+    // With a limit price the stop leg fills at it or better, and counts at it.
+    let (status, body) = post(
+        &env,
+        "/api/v3/order/oco",
+        "symbol=BTCUSDT&side=BUY&quantity=2&price=59000&stopPrice=60000&stopLimitPrice=60000\
+         &stopLimitTimeInForce=GTC",
+    )
+    .await;
+    assert_ne!(status, 401, "{body}");
+}
+
 /// Found by review: the market buys of a batch were each held to the best ask alone, so
 /// five that each fit what it offers walked the book together uncounted. They are priced
 /// at the book as one: each at the ask up to which it fills, after those before it.

@@ -163,24 +163,7 @@ impl Adapter for Binance {
             && !order_list
     }
     fn priced_at_the_book(&self, order: &Action) -> bool {
-        // Orders that become market orders when they trigger (spot's, USD-M's and its
-        // algo orders'); the others (`…_LIMIT`, USD-M's `STOP`, `TAKE_PROFIT`) fill at
-        // their limit price or better.
-        const MARKET_WHEN_TRIGGERED: [&str; 5] = [
-            "STOP_LOSS",
-            "TAKE_PROFIT",
-            "STOP_MARKET",
-            "TAKE_PROFIT_MARKET",
-            "TRAILING_STOP_MARKET",
-        ];
-        let placed = order.endpoint.starts_with("POST ") && !order.validates_only;
-        let market_when_triggered = order.order_type.as_deref().is_some_and(|t| {
-            MARKET_WHEN_TRIGGERED
-                .iter()
-                .any(|x| x.eq_ignore_ascii_case(t))
-        });
-        self.takes_the_book(order)
-            || (order.side == Some(Side::Buy) && placed && market_when_triggered)
+        self.takes_the_book(order) || (order.market_buy_when_triggered && !order.validates_only)
     }
     fn depth_path(&self, path: &str, symbol: &str) -> Option<String> {
         self.ticker_path(path, symbol).map(|_| {

@@ -763,6 +763,44 @@ pub(super) fn is_symbol_text(value: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
+/// Whether an order placed at `path` with parameters `param` is, or holds as a leg of its
+/// list, a buy that becomes a market buy when it triggers: a stop or take-profit without
+/// a limit price (spot's `STOP_LOSS` and `TAKE_PROFIT`, USD-M's `STOP_MARKET`,
+/// `TAKE_PROFIT_MARKET` and `TRAILING_STOP_MARKET`), on a side not said to be a sell; or
+/// the stop leg of a legacy OCO buy without `stopLimitPrice`, which is a `STOP_LOSS`.
+fn market_buy_when_triggered<'a>(path: &str, param: &impl Fn(&str) -> Option<&'a str>) -> bool {
+    const MARKET_WHEN_TRIGGERED: [&str; 5] = [
+        "STOP_LOSS",
+        "TAKE_PROFIT",
+        "STOP_MARKET",
+        "TAKE_PROFIT_MARKET",
+        "TRAILING_STOP_MARKET",
+    ];
+    // The legs' types and the sides they take (an order on its own: `type` and `side`).
+    const LEGS: [(&str, &str); 7] = [
+        ("type", "side"),
+        ("workingType", "workingSide"),
+        ("pendingType", "pendingSide"),
+        ("pendingAboveType", "pendingSide"),
+        ("pendingBelowType", "pendingSide"),
+        ("aboveType", "side"),
+        ("belowType", "side"),
+    ];
+    let sells = |side| param(side).is_some_and(|s| s.eq_ignore_ascii_case("SELL"));
+    let typed = LEGS.into_iter().any(|(leg_type, leg_side)| {
+        param(leg_type).is_some_and(|t| {
+            MARKET_WHEN_TRIGGERED
+                .iter()
+                .any(|m| m.eq_ignore_ascii_case(t))
+        }) && !sells(leg_side)
+    });
+    let legacy_oco_stop = path.starts_with("/api/v3/order/oco")
+        && !sells("side")
+        && param("stopPrice").is_some()
+        && param("stopLimitPrice").is_none();
+    typed || legacy_oco_stop
+}
+
 /// Whether `value` is a client's order id as Binance takes them: 1 to 36 letters, digits,
 /// `_` and `-`, and the bytes of `also`.
 fn is_client_order_id(value: &str, also: &[u8]) -> bool {
@@ -908,6 +946,7 @@ fn describe_order<'a>(
     action.order_type = param("type")
         .filter(|_| method != "PUT")
         .map(str::to_ascii_uppercase);
+    action.market_buy_when_triggered = method == "POST" && market_buy_when_triggered(path, &param);
     if kind == ActionKind::Trade {
         action.places_no_order = places_no_order(method, path);
         action.validates_only = path.ends_with("/order/test");
@@ -1185,6 +1224,15 @@ const OTHER_READ_PARAMETERS: &[&str] = &[
     "toEmail",
     QUOTE_QUANTITY,
     BATCH_ORDERS,
+    // The types and sides of an order list's legs (`market_buy_when_triggered`).
+    "workingType",
+    "workingSide",
+    "pendingType",
+    "pendingSide",
+    "pendingAboveType",
+    "pendingBelowType",
+    "aboveType",
+    "belowType",
 ];
 
 /// Whether keygate reads a parameter spelt `name` in any case: one of these spelt in

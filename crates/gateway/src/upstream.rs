@@ -30,9 +30,10 @@ const CLOCK_TTL: Duration = Duration::from_secs(300);
 /// measured stands, or, when there is none, local time.
 const CLOCK_RETRY: Duration = Duration::from_secs(10);
 /// The longest round trip of a clock sample that is believed: the midpoint it is read at
-/// may be off by up to half of it, and Binance refuses a timestamp more than a second
-/// ahead of its clock (-1021).
-const MAX_CLOCK_ROUND_TRIP: Duration = Duration::from_secs(1);
+/// may be off by up to half of it, and an exchange refuses a timestamp more than
+/// [`keygate_exchanges::MAX_TIMESTAMP_AHEAD_MS`] ahead of its clock (Binance: -1021).
+const MAX_CLOCK_ROUND_TRIP: Duration =
+    Duration::from_millis(keygate_exchanges::MAX_TIMESTAMP_AHEAD_MS);
 /// How long a ticker or book lookup, what it found or its failure, stands for the orders
 /// priced after it: many orders in one symbol within a second cost the exchange one call,
 /// not one each, whether the exchange can price that symbol or not.

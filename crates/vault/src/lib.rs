@@ -8,8 +8,8 @@
 //! [`KdfParams`]), from a 32-byte key file that only its owner may read, from text (an
 //! environment variable), or is kept wrapped by a key on a PKCS#11 token ([`hsm`]).
 //!
-//! Secrets live in [`SecretBytes`] and [`SecretString`]: they are locked in memory
-//! (never swapped out), zeroize on drop, have no `Debug` or `Display`, compare in
+//! Secrets live in [`SecretBytes`] and [`SecretString`]: they are locked in memory where
+//! the system allows it ([`secrets_locked`] tells whether every lock held), zeroize on drop, have no `Debug` or `Display`, compare in
 //! constant time, and are read only through an explicit `expose_secret` call.
 //!
 //! This crate is not a store: it turns plaintext into sealed blobs and back; where the

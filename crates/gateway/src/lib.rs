@@ -399,7 +399,8 @@ async fn route(gw: &Gateway, peer: SocketAddr, request: Request) -> Response {
     }
 }
 
-/// The request path. Every early return is a denial that was audited and never forwarded.
+/// The request path. Every early return is audited and never forwarded: a denial, or
+/// keygate's own answer to a client asking for the exchange's clock.
 async fn handle<A: Adapter>(
     gw: &Gateway,
     adapter: &A,
@@ -628,7 +629,8 @@ async fn handle<A: Adapter>(
     audit.endpoint_kind = kind;
 
     // 2. Authenticate: one API key header, a known client of this exchange, a valid
-    //    signature, a fresh timestamp, a signature never seen before.
+    //    signature, a fresh timestamp (a signature never seen before is asked of the
+    //    replay cache in step 3, once the client may call at all).
     let Some(api_key) = presented else {
         return audit.deny(
             refuse(Refusal::MissingKey),

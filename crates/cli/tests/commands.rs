@@ -2315,7 +2315,11 @@ mod client {
             trade_only.stderr
         );
         let updated = kg.ok(&["client", "update", "bot1", "--scope", "read,trade"], "");
-        assert!(!updated.stderr.contains("without read"), "{}", updated.stderr);
+        assert!(
+            !updated.stderr.contains("without read"),
+            "{}",
+            updated.stderr
+        );
         let narrowed = kg.ok(
             &["client", "update", "bot1", "--scope", "trade,transfer"],
             "",

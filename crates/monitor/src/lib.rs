@@ -47,7 +47,7 @@
 //! the alert again; those no later pass raises again are logged and counted if left.
 //!
 //! This crate does not decide requests (`keygate-policy` does) or write the log
-//! (`keygate-audit` does); it only reads.
+//! (`keygate-audit` does); it reads the log, and writes only its own place in it.
 //!
 //! ```
 //! use keygate_core::{AdminEvent, Event, EventBody};

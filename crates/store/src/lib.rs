@@ -6,6 +6,16 @@
 //! the [`MasterKey`](keygate_vault::MasterKey). Every administrative write bumps a *generation* counter, which a
 //! running gateway polls to pick up freezes and revocations within a second.
 //!
+//! The client and account tables are sealed together (a tag over every row, with the
+//! audit event of the last change), so that a row put back, added or removed behind
+//! keygate's back is found ([`Store::check_seal`]; every client is refused until the
+//! tables are sealed again: [`Error::Unsealed`]). Pauses an exchange asked for are kept
+//! here too ([`ExchangePause`]), so that a restarted gateway keeps them.
+//!
+//! Main types: [`Store`] (the connection), [`Account`] and [`Client`] (rows as stored,
+//! with their sealed secrets), [`NewAccount`] and [`NewClient`] (what an insert takes),
+//! [`EventRow`] (an audit row) and [`Error`].
+//!
 //! It is not the audit log's logic: rows are written and read here, chained and verified
 //! in `keygate-audit`.
 //!

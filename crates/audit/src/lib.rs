@@ -132,9 +132,10 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
-    /// An archive file could not be written or read.
+    /// An archive file could not be written or read (the cause in the message, not given
+    /// as the source, so that a report of the whole chain says it once).
     #[error("the archive file: {0}")]
-    Archive(#[source] std::io::Error),
+    Archive(std::io::Error),
     /// A checkpoint was not made with this vault's audit key, or was altered.
     #[error("checkpoint at event {seq} does not verify: {reason}")]
     BadCheckpoint {

@@ -156,14 +156,14 @@ pub const AUDIT_LOCK_PATIENCE: Duration = Duration::from_secs(3);
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// SQLite failed.
-    #[error("database {path}: {source}")]
+    /// SQLite failed. The cause is in the message, not given as the error's source, so
+    /// that a report of the whole chain (`{:#}`) says it once (found by review).
+    #[error("database {path}: {cause}")]
     Sqlite {
         /// The database file.
         path: PathBuf,
         /// The cause.
-        #[source]
-        source: rusqlite::Error,
+        cause: rusqlite::Error,
     },
     /// Another connection held the write lock for as long as the change would wait;
     /// nothing was written.
@@ -182,16 +182,15 @@ pub enum Error {
     /// The directory holding the database cannot be written: SQLite writes beside a
     /// database in WAL mode (its shared-memory file) even to read it.
     #[error(
-        "cannot open the database in {dir}: that directory cannot be written ({source}), and \
+        "cannot open the database in {dir}: that directory cannot be written ({cause}), and \
          SQLite writes beside the database even to read it; to read a copy kept on \
          read-only media, copy the whole directory to a writable place and open it there"
     )]
     DirectoryReadOnly {
         /// The directory.
         dir: PathBuf,
-        /// Why it cannot be written.
-        #[source]
-        source: std::io::Error,
+        /// Why it cannot be written (in the message, as [`Error::Sqlite`]'s).
+        cause: std::io::Error,
     },
     /// The disk holding the database is full: SQLite needs room beside the database (its
     /// shared-memory file) even to read it.
@@ -232,13 +231,12 @@ pub enum Error {
         path: PathBuf,
     },
     /// The database file could not be created.
-    #[error("cannot create {path}: {source}")]
+    #[error("cannot create {path}: {cause}")]
     Create {
         /// The path.
         path: PathBuf,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
+        /// The cause (in the message, as [`Error::Sqlite`]'s).
+        cause: std::io::Error,
     },
     /// A database already exists where `init` would create one.
     #[error("a keygate database already exists at {path}")]
@@ -372,7 +370,7 @@ fn blocked_beside(path: &Path, source: &rusqlite::Error) -> Option<Error> {
     if let Err(e) = rustix::fs::access(dir, rustix::fs::Access::WRITE_OK) {
         return Some(Error::DirectoryReadOnly {
             dir: dir.to_owned(),
-            source: e.into(),
+            cause: e.into(),
         });
     }
     let room = rustix::fs::statvfs(dir).ok()?;
@@ -476,10 +474,10 @@ impl Store {
                     path: path.to_owned(),
                 })
             }
-            Err(source) => {
+            Err(cause) => {
                 return Err(Error::Create {
                     path: path.to_owned(),
-                    source,
+                    cause,
                 })
             }
         }
@@ -507,9 +505,9 @@ impl Store {
     /// Whether the database at `path` holds no table at all, as [`Store::create`] leaves
     /// one it was stopped in before its schema committed; read without writing.
     pub fn holds_no_tables(path: &Path) -> Result<bool, Error> {
-        let sql = |source| Error::Sqlite {
+        let sql = |cause| Error::Sqlite {
             path: path.to_owned(),
-            source,
+            cause,
         };
         let conn = Connection::open(path).map_err(sql)?;
         let tables: i64 = conn
@@ -608,10 +606,10 @@ impl Store {
     }
 
     fn connect(path: &Path, existing: Existing) -> Result<Store, Error> {
-        let sql = |source| {
-            blocked_beside(path, &source).unwrap_or_else(|| Error::Sqlite {
+        let sql = |cause| {
+            blocked_beside(path, &cause).unwrap_or_else(|| Error::Sqlite {
                 path: path.to_owned(),
-                source,
+                cause,
             })
         };
         let conn = Connection::open(path).map_err(sql)?;
@@ -697,10 +695,10 @@ impl Store {
         &self.path
     }
 
-    fn sql(&self, source: rusqlite::Error) -> Error {
+    fn sql(&self, cause: rusqlite::Error) -> Error {
         Error::Sqlite {
             path: self.path.clone(),
-            source,
+            cause,
         }
     }
 
@@ -828,7 +826,7 @@ impl Store {
     pub fn copy_into(&self, path: &Path) -> Result<(), Error> {
         let target = path.to_str().ok_or_else(|| Error::Create {
             path: path.to_owned(),
-            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "the path is not UTF-8"),
+            cause: std::io::Error::new(std::io::ErrorKind::InvalidInput, "the path is not UTF-8"),
         })?;
         self.conn
             .execute("VACUUM INTO ?1", [target])

@@ -952,6 +952,14 @@ async fn handle<A: Adapter>(
                            answer, a server error, or a wait it asked for); it was not sent";
                 return audit.deny(refuse(Refusal::Unreachable), Rule::ExchangeUnreachable, msg);
             }
+            // Other buys on their way take the book this one would be priced at: told as
+            // a refusal to send again in a moment, which bots do.
+            Err(Unpriced::Contended) => {
+                let msg = "other orders on their way take the book this order would be priced \
+                           at; it was not sent: send it again once they are answered";
+                audit.action = Some(action);
+                return audit.deny(refuse(Refusal::TooMany(msg)), Rule::PriceUnavailable, msg);
+            }
             Err(Unpriced::Weight(refused)) => {
                 let msg = match refused {
                     weight::Refused::Cap(over) => weight_paused(

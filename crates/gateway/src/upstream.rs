@@ -131,6 +131,16 @@ pub struct Buying {
 }
 
 impl Buying {
+    /// What this request holds of `market` so far.
+    fn held_of(&self, market: &(String, String)) -> Decimal {
+        self.held
+            .iter()
+            .filter(|(held, _)| held == market)
+            .fold(Decimal::ZERO, |sum, (_, quantity)| {
+                sum.saturating_add(*quantity)
+            })
+    }
+
     /// Where a buy of `quantity` in `market`, after `also` of its own request's, fills
     /// the book to: past what the buys on their way hold of it (this request's among
     /// them). When it `takes` the book at once, it is held too, in the same look.
@@ -300,6 +310,11 @@ pub enum Unpriced {
     Unreached,
     /// The exchange asks the address to back off: nothing is sent until then.
     Paused,
+    /// The book would price the order on its own, but not past what other requests'
+    /// buys on their way will take of it: it may be tried again once they are answered
+    /// (found by review: told as an order that can never be priced, which bots do not
+    /// send again, though another client's buy, one to be refused, held the book).
+    Contended,
 }
 
 impl From<Refused> for Unpriced {
@@ -969,8 +984,18 @@ impl Upstream {
         let Some(quantity) = order.quantity.filter(|_| adapter.priced_at_the_book(order)) else {
             return Ok(Some(quote.price));
         };
+        let key = buying_key(base, market.symbol);
+        // What this request's own buys in the market take, this one included: what it
+        // would be priced at were nothing else on its way.
+        let Some(own) = buying
+            .held_of(&key)
+            .checked_add(market.triggered)
+            .and_then(|own| own.checked_add(quantity))
+        else {
+            return Ok(None);
+        };
         let Some(through) = buying.hold(
-            buying_key(base, market.symbol),
+            key,
             quantity,
             market.triggered,
             adapter.takes_the_book(order),
@@ -992,12 +1017,16 @@ impl Upstream {
             };
             market.book = Some(book);
         }
-        Ok(market
-            .book
-            .as_ref()
-            .and_then(Option::as_ref)
-            .and_then(|book| adapter.parse_depth_price(book, through))
-            .map(|walked| walked.max(quote.price)))
+        let Some(book) = market.book.as_ref().and_then(Option::as_ref) else {
+            return Ok(None);
+        };
+        match adapter.parse_depth_price(book, through) {
+            Some(walked) => Ok(Some(walked.max(quote.price))),
+            None if through > own && adapter.parse_depth_price(book, own).is_some() => {
+                Err(Unpriced::Contended)
+            }
+            None => Ok(None),
+        }
     }
 
     /// One public call keygate makes for itself (`path_and_query` at `base`): the body of

@@ -1387,6 +1387,49 @@ async fn market_buys_priced_together_each_see_the_others() {
     );
 }
 
+/// Found by review: a buy priced while another request's held the book (one of more than
+/// the book lists, to be refused) was refused as an order that can never be priced
+/// (-2015), which bots do not send again. Told as a refusal to send again in a moment
+/// (-1003), and the same buy then goes.
+#[tokio::test]
+async fn a_buy_priced_behind_a_hold_of_the_book_is_told_to_come_again() {
+    let env = default_env().await;
+    env.exchange
+        .simulator()
+        .delay_endpoint("/api/v3/depth", Duration::from_secs(2));
+    let huge = http(
+        "POST",
+        "/binance/api/v3/order",
+        "",
+        &sign(
+            "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=1000",
+            BOT_SECRET,
+        ),
+    );
+    let gateway = env.gateway;
+    let huge = tokio::spawn(async move { raw(gateway, &huge).await });
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while exchange_saw(&env, "/api/v3/depth") == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the book was never asked"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let buy = "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=0.05&newClientOrderId=behind";
+    let (status, body) = post(&env, "/api/v3/order", buy).await;
+    assert_eq!(
+        (status, body["code"].as_i64()),
+        (429, Some(-1003)),
+        "{body}"
+    );
+    let (status, _) = huge.await.unwrap();
+    assert_eq!(status, 401);
+    let buy = "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=0.05&newClientOrderId=again";
+    let (status, body) = post(&env, "/api/v3/order", buy).await;
+    assert_eq!(status, 200, "{body}");
+}
+
 /// Found by review: a stop buy on its way was held as taking the book, though it takes
 /// nothing until it triggers: a client could keep stop buys the exchange refuses on
 /// their way to have every other client's market buys in the symbol priced deeper.

@@ -1296,30 +1296,11 @@ async fn market_buys_on_their_way_together_are_priced_at_the_book_together() {
     env.exchange
         .simulator()
         .delay_endpoint("/api/v3/order", Duration::from_secs(3));
-    let buy = |id: &str| {
-        http(
-            "POST",
-            "/binance/api/v3/order",
-            "",
-            &sign(
-                &format!("symbol=BTCUSDT&side=BUY&type=MARKET&quantity=1&newClientOrderId={id}"),
-                BOT_SECRET,
-            ),
-        )
-    };
-    let gateway = env.gateway;
-    let first = buy("first");
-    let first = tokio::spawn(async move { raw(gateway, &first).await });
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while exchange_saw(&env, "/api/v3/order") == 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the first buy never went"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let buy =
+        |id: &str| format!("symbol=BTCUSDT&side=BUY&type=MARKET&quantity=1&newClientOrderId={id}");
+    let first = sent_until_seen(&env, "/api/v3/order", &buy("first"), "/api/v3/order").await;
     // The first takes the 1 BTC at the best ask: the second is priced at the next level.
-    let (status, body) = raw(gateway, &buy("second")).await;
+    let (status, body) = post(&env, "/api/v3/order", &buy("second")).await;
     assert_eq!(status, 401, "{body}");
     assert_eq!(
         body["msg"],
@@ -1332,7 +1313,7 @@ async fn market_buys_on_their_way_together_are_priced_at_the_book_together() {
     let (status, body) = first.await.unwrap();
     assert_eq!(status, 200, "{body}");
     // Answered, the first holds nothing of the book any more.
-    let (status, body) = raw(gateway, &buy("third")).await;
+    let (status, body) = post(&env, "/api/v3/order", &buy("third")).await;
     assert_eq!(status, 200, "{body}");
 }
 
@@ -1397,25 +1378,13 @@ async fn a_buy_priced_behind_a_hold_of_the_book_is_told_to_come_again() {
     env.exchange
         .simulator()
         .delay_endpoint("/api/v3/depth", Duration::from_secs(2));
-    let huge = http(
-        "POST",
-        "/binance/api/v3/order",
-        "",
-        &sign(
-            "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=1000",
-            BOT_SECRET,
-        ),
-    );
-    let gateway = env.gateway;
-    let huge = tokio::spawn(async move { raw(gateway, &huge).await });
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while exchange_saw(&env, "/api/v3/depth") == 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the book was never asked"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let huge = sent_until_seen(
+        &env,
+        "/api/v3/order",
+        "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=1000",
+        "/api/v3/depth",
+    )
+    .await;
     let buy = "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=0.05&newClientOrderId=behind";
     let (status, body) = post(&env, "/api/v3/order", buy).await;
     assert_eq!(
@@ -1443,22 +1412,13 @@ async fn a_stop_buy_on_its_way_holds_nothing_of_the_book() {
     env.exchange
         .simulator()
         .delay_endpoint("/api/v3/order", Duration::from_secs(3));
-    let stop = http(
-        "POST",
-        "/binance/api/v3/order",
-        "",
-        &sign(
-            "symbol=BTCUSDT&side=BUY&type=STOP_LOSS&quantity=1.4&stopPrice=59000",
-            BOT_SECRET,
-        ),
-    );
-    let gateway = env.gateway;
-    let stop = tokio::spawn(async move { raw(gateway, &stop).await });
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while exchange_saw(&env, "/api/v3/order") == 0 {
-        assert!(std::time::Instant::now() < deadline, "the stop never went");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let stop = sent_until_seen(
+        &env,
+        "/api/v3/order",
+        "symbol=BTCUSDT&side=BUY&type=STOP_LOSS&quantity=1.4&stopPrice=59000",
+        "/api/v3/order",
+    )
+    .await;
     let (status, body) = post(
         &env,
         "/api/v3/order",
@@ -3009,6 +2969,34 @@ async fn a_freeze_made_while_an_order_waits_for_its_price_stops_it() {
     // after it.
     assert_eq!(refused[0]["rule"], "policy_changed", "{refused:?}");
     assert_eq!(refused[0]["outcome"], "not_forwarded", "{refused:?}");
+}
+
+/// Sends the signed POST of `params` to `path` on a task of its own, and waits until the
+/// simulator has seen a request to `seen` (the order itself, or a lookup made to decide
+/// it): the request is then on its way, or waiting for that lookup.
+async fn sent_until_seen(
+    env: &Env,
+    path: &str,
+    params: &str,
+    seen: &str,
+) -> tokio::task::JoinHandle<(u16, Value)> {
+    let request = http(
+        "POST",
+        &format!("/binance{path}"),
+        "",
+        &sign(params, BOT_SECRET),
+    );
+    let gateway = env.gateway;
+    let sent = tokio::spawn(async move { raw(gateway, &request).await });
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while exchange_saw(env, seen) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{seen} was never asked"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    sent
 }
 
 /// A market order in base quantity under a notional limit, sent at once and waiting (for

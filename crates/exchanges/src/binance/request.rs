@@ -181,20 +181,12 @@ impl SignedRequest {
     /// (an OTOCO's pending above and below legs share `pendingSide`, an OCO's legs
     /// `side`).
     fn market_buy_leg(&self) -> Option<&'static str> {
-        const LEGS: [(&str, &str); 6] = [
-            ("workingType", "workingSide"),
-            ("pendingType", "pendingSide"),
-            ("pendingAboveType", "pendingSide"),
-            ("pendingBelowType", "pendingSide"),
-            ("aboveType", "side"),
-            ("belowType", "side"),
-        ];
         let named = |wanted: &str| {
             self.params()
                 .find(|(name, _)| name.eq_ignore_ascii_case(wanted))
                 .map(|(_, value)| value)
         };
-        LEGS.into_iter().find_map(|(leg_type, leg_side)| {
+        LIST_LEGS.into_iter().find_map(|(leg_type, leg_side)| {
             let market = named(leg_type).is_some_and(|t| t.eq_ignore_ascii_case("MARKET"));
             let sells = named(leg_side).is_some_and(|s| s.eq_ignore_ascii_case("SELL"));
             (market && !sells).then_some(leg_type)
@@ -763,6 +755,17 @@ pub(super) fn is_symbol_text(value: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
+/// The types of an order list's legs and the sides they take (an OTOCO's pending above
+/// and below legs share `pendingSide`, an OCO's legs `side`).
+const LIST_LEGS: [(&str, &str); 6] = [
+    ("workingType", "workingSide"),
+    ("pendingType", "pendingSide"),
+    ("pendingAboveType", "pendingSide"),
+    ("pendingBelowType", "pendingSide"),
+    ("aboveType", "side"),
+    ("belowType", "side"),
+];
+
 /// Whether an order placed at `path` with parameters `param` is, or holds as a leg of its
 /// list, a buy that becomes a market buy when it triggers: a stop or take-profit without
 /// a limit price (spot's `STOP_LOSS` and `TAKE_PROFIT`, USD-M's `STOP_MARKET`,
@@ -776,18 +779,10 @@ fn market_buy_when_triggered<'a>(path: &str, param: &impl Fn(&str) -> Option<&'a
         "TAKE_PROFIT_MARKET",
         "TRAILING_STOP_MARKET",
     ];
-    // The legs' types and the sides they take (an order on its own: `type` and `side`).
-    const LEGS: [(&str, &str); 7] = [
-        ("type", "side"),
-        ("workingType", "workingSide"),
-        ("pendingType", "pendingSide"),
-        ("pendingAboveType", "pendingSide"),
-        ("pendingBelowType", "pendingSide"),
-        ("aboveType", "side"),
-        ("belowType", "side"),
-    ];
     let sells = |side| param(side).is_some_and(|s| s.eq_ignore_ascii_case("SELL"));
-    let typed = LEGS.into_iter().any(|(leg_type, leg_side)| {
+    // An order on its own (`type`, `side`), or one of its list's legs.
+    let legs = std::iter::once(("type", "side")).chain(LIST_LEGS);
+    let typed = legs.into_iter().any(|(leg_type, leg_side)| {
         param(leg_type).is_some_and(|t| {
             MARKET_WHEN_TRIGGERED
                 .iter()

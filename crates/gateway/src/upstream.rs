@@ -1088,11 +1088,15 @@ impl Upstream {
     ///
     /// A buy priced at the market (a market buy, a limit buy pegged to the asks) may
     /// fill at once, from the best ask up: one of more than the best ask offers is priced
-    /// at the ask up to which the exchange's book (asked once per symbol) fills
-    /// it, after such buys in that symbol before it in the request, which take the
-    /// cheaper asks first. A buy that fills only when it triggers (a stop, an order
-    /// list's leg), a modification, and a test that places nothing do not take the book
-    /// now, and are priced at the best ask (or their trigger, when higher).
+    /// at the ask up to which the exchange's book (asked once per symbol) fills it, after
+    /// the buys on their way in that symbol (other requests' and those before it in this
+    /// one), which take the cheaper asks first; it is held as taking what it buys until
+    /// the request ends (the [`Buying`] returned). A buy that becomes a market buy when it
+    /// triggers ([`Adapter::priced_at_the_book`]) is priced at the book the same way, and
+    /// held as taking nothing. Refused as [`Unpriced::Contended`] when the book would
+    /// price an order alone but not past what other requests hold of it. A modification
+    /// and a test that places nothing are priced at the best ask (or their trigger, when
+    /// higher).
     pub async fn price_orders<A: Adapter>(
         &self,
         adapter: &A,

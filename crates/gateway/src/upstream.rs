@@ -1021,6 +1021,18 @@ impl Upstream {
             return Ok(None);
         };
         match adapter.parse_depth_price(book, through) {
+            // A buy that becomes a market buy at its trigger fills from the ask then up:
+            // the book is taken to stand as far above its trigger as it stands above the
+            // best ask now (found by review: counted at the higher of the two, short by
+            // the depth past the trigger).
+            Some(walked) if order.market_buy_when_triggered => {
+                let above_the_ask = order
+                    .trigger_price
+                    .and_then(|trigger| trigger.checked_sub(quote.price))
+                    .unwrap_or(Decimal::ZERO)
+                    .max(Decimal::ZERO);
+                Ok(walked.max(quote.price).checked_add(above_the_ask))
+            }
             Some(walked) => Ok(Some(walked.max(quote.price))),
             None if through > own && adapter.parse_depth_price(book, own).is_some() => {
                 Err(Unpriced::Contended)

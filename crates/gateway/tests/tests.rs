@@ -1245,6 +1245,16 @@ async fn pegged_and_stop_market_buys_are_priced_at_the_book_and_stop_limit_buys_
         body["msg"],
         "keygate: order notional 120000.4 exceeds the limit 120000.3 of client bot1"
     );
+    // Found by a later review: one whose trigger is above the ask fills from the trigger
+    // up, through as much of the book as now lies above the ask: counted at its trigger
+    // and the 0.1 the second level stands above the ask, twice (not at its trigger).
+    let above = "symbol=BTCUSDT&side=BUY&type=STOP_MARKET&quantity=2&stopPrice=60999.89";
+    let (status, body) = post(&env, "/fapi/v1/order", above).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(
+        body["msg"],
+        "keygate: order notional 121999.98 exceeds the limit 120000.3 of client bot1"
+    );
     let stop_limit =
         "symbol=BTCUSDT&side=BUY&type=STOP&quantity=2&stopPrice=60000&price=60000&timeInForce=GTC";
     let (status, body) = post(&env, "/fapi/v1/order", stop_limit).await;

@@ -464,6 +464,12 @@ async fn a_withdrawal_that_never_reached_the_exchange_leaves_the_daily_limit_who
     let all = "coin=USDT&network=TRX&address=TColdWallet1&amount=10";
     let (first, body) = post(&env, path, all).await;
     assert_eq!(first, 502, "{body}");
+    // Signed in another millisecond: the same parameters signed in the same one are the
+    // same signature, refused as a replay (the first fails fast: nothing listens there).
+    let signed_first = keygate_gateway::now_ms();
+    while keygate_gateway::now_ms() == signed_first {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
     let (again, body) = post(&env, path, all).await;
     assert_eq!(again, 502, "the retry was refused for the limit: {body}");
 }

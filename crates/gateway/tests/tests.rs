@@ -1314,7 +1314,13 @@ async fn market_buys_on_their_way_together_are_priced_at_the_book_together() {
         .delay_endpoint("/api/v3/order", Duration::from_secs(3));
     let buy =
         |id: &str| format!("symbol=BTCUSDT&side=BUY&type=MARKET&quantity=1&newClientOrderId={id}");
-    let first = sent_until_seen(&env, "/api/v3/order", &buy("first"), "/api/v3/order").await;
+    let first = sent_until_seen(
+        &env,
+        "/api/v3/order",
+        &sign(&buy("first"), BOT_SECRET),
+        "/api/v3/order",
+    )
+    .await;
     // The first takes the 1 BTC at the best ask: the second is priced at the next level.
     let (status, body) = post(&env, "/api/v3/order", &buy("second")).await;
     assert_eq!(status, 401, "{body}");
@@ -1397,7 +1403,10 @@ async fn a_buy_priced_behind_a_hold_of_the_book_is_told_to_come_again() {
     let huge = sent_until_seen(
         &env,
         "/api/v3/order",
-        "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=1000",
+        &sign(
+            "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=1000",
+            BOT_SECRET,
+        ),
         "/api/v3/depth",
     )
     .await;
@@ -1431,7 +1440,10 @@ async fn a_stop_buy_on_its_way_holds_nothing_of_the_book() {
     let stop = sent_until_seen(
         &env,
         "/api/v3/order",
-        "symbol=BTCUSDT&side=BUY&type=STOP_LOSS&quantity=1.4&stopPrice=59000",
+        &sign(
+            "symbol=BTCUSDT&side=BUY&type=STOP_LOSS&quantity=1.4&stopPrice=59000",
+            BOT_SECRET,
+        ),
         "/api/v3/order",
     )
     .await;
@@ -2987,21 +2999,17 @@ async fn a_freeze_made_while_an_order_waits_for_its_price_stops_it() {
     assert_eq!(refused[0]["outcome"], "not_forwarded", "{refused:?}");
 }
 
-/// Sends the signed POST of `params` to `path` on a task of its own, and waits until the
-/// simulator has seen a request to `seen` (the order itself, or a lookup made to decide
-/// it): the request is then on its way, or waiting for that lookup.
+/// Sends the POST of `signed` (parameters and their signature) to `path` on a task of
+/// its own, and waits until the simulator has seen a request to `seen` (the order
+/// itself, or a lookup made to decide it): the request is then on its way, or waiting
+/// for that lookup.
 async fn sent_until_seen(
     env: &Env,
     path: &str,
-    params: &str,
+    signed: &str,
     seen: &str,
 ) -> tokio::task::JoinHandle<(u16, Value)> {
-    let request = http(
-        "POST",
-        &format!("/binance{path}"),
-        "",
-        &sign(params, BOT_SECRET),
-    );
+    let request = http("POST", &format!("/binance{path}"), "", signed);
     let gateway = env.gateway;
     let sent = tokio::spawn(async move { raw(gateway, &request).await });
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -3025,27 +3033,14 @@ async fn order_waiting_for_its_price(
     env.exchange
         .simulator()
         .delay_endpoint("/api/v3/ticker/bookTicker", price_delay);
-    let order = http(
-        "POST",
-        "/binance/api/v3/order",
-        "",
-        &sign_within(
-            "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=0.01",
-            BOT_SECRET,
-            60_000,
-        ),
-    );
-    let gateway = env.gateway;
-    let sent = tokio::spawn(async move { raw(gateway, &order).await });
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while exchange_saw(env, "/api/v3/ticker/bookTicker") == 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the price was never asked"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    sent
+    let order = "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=0.01";
+    sent_until_seen(
+        env,
+        "/api/v3/order",
+        &sign_within(order, BOT_SECRET, 60_000),
+        "/api/v3/ticker/bookTicker",
+    )
+    .await
 }
 
 /// A regression test (found by review): a waiting request was checked against its
@@ -3066,31 +3061,17 @@ async fn an_order_waiting_through_a_freeze_is_not_sent_once_unfrozen() {
     };
     set_status(ClientStatus::Active, ClientStatus::Frozen);
     // Unfrozen once the gateway refuses the client as frozen.
-    let deadline = std::time::Instant::now() + Duration::from_secs(6);
-    loop {
-        let (status, body) = get(&env, "/api/v3/account", "").await;
-        if status == 401 {
-            assert!(
-                body["msg"].as_str().is_some_and(|m| m.contains("frozen")),
-                "{body}"
-            );
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the freeze never reached the gateway"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    env.loaded().await;
+    let (status, body) = get(&env, "/api/v3/account", "").await;
+    assert_eq!(status, 401, "{body}");
+    assert!(
+        body["msg"].as_str().is_some_and(|m| m.contains("frozen")),
+        "{body}"
+    );
     set_status(ClientStatus::Frozen, ClientStatus::Active);
-    let deadline = std::time::Instant::now() + Duration::from_secs(6);
-    while get(&env, "/api/v3/account", "").await.0 != 200 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the unfreeze never reached the gateway"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    env.loaded().await;
+    let (status, body) = get(&env, "/api/v3/account", "").await;
+    assert_eq!(status, 200, "{body}");
     assert!(!sent.is_finished(), "the price came before the unfreeze");
     let (status, body) = sent.await.unwrap();
     assert_eq!(
@@ -3139,14 +3120,7 @@ async fn an_order_waiting_through_a_failed_reload_is_not_sent() {
     // The seal broken: every reload fails, and every client is refused.
     env.edit_by_hand("UPDATE meta SET value = x'00' WHERE key = 'tables_seal'")
         .await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(6);
-    while get(&env, "/api/v3/account", "").await.0 != 401 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the failed reload never reached the gateway"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    assert_eq!(get(&env, "/api/v3/account", "").await.0, 401);
     // Put back: the next reload succeeds.
     store
         .connection()
@@ -3155,14 +3129,8 @@ async fn an_order_waiting_through_a_failed_reload_is_not_sent() {
             [&seal],
         )
         .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(8);
-    while get(&env, "/api/v3/account", "").await.0 != 200 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the gateway never loaded the clients again"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    env.loaded().await;
+    assert_eq!(get(&env, "/api/v3/account", "").await.0, 200);
     assert!(!sent.is_finished(), "the price came before the reload");
     let (status, body) = sent.await.unwrap();
     assert_eq!(

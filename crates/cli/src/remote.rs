@@ -332,7 +332,7 @@ fn not_paused<'a, A: Adapter>(
         upstream: base,
         name: adapter.weight_pool(path),
     };
-    match weight.paused(pool, keygate_gateway::now_ms()) {
+    match weight.paused(pool) {
         Some(paused) => Err(ReadError::passing(format!(
             "not sent: the exchange asked keygate's address to back off (HTTP {}) until {}",
             if paused.banned { 418 } else { 429 },
@@ -436,7 +436,7 @@ mod tests {
             upstream: &url,
             name: "/sapi",
         };
-        assert!(weight.paused(pool, keygate_gateway::now_ms()).is_some());
+        assert!(weight.paused(pool).is_some());
         // Nothing at all while it lasts, the clock included.
         assert!(not_sent(exchanges.check_key(
             &Binance,

@@ -1536,8 +1536,8 @@ fn held_back<A: Adapter>(
     weight: &WeightGauge,
     pool: Pool<'_>,
 ) -> Option<(Response, String)> {
+    let paused = weight.paused(pool)?;
     let now_ms = now_ms();
-    let paused = weight.paused(pool, now_ms)?;
     let message = if paused.banned {
         format!(
             "keygate: the exchange banned this address (HTTP 418) until {}; nothing is sent \

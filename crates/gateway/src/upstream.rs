@@ -627,10 +627,10 @@ impl Upstream {
     }
 
     /// Drops the connections at the front of `idle` (the oldest: each goes back at the
-    /// end) that idled out, without a system call: a burst's extra connections are not
-    /// kept until the pool next fills.
-    fn forget_idled_out(idle: &mut Vec<Idle>) {
-        let stale = idle.partition_point(|c| c.since.elapsed() >= POOL_IDLE_TIMEOUT);
+    /// end) that idled out by `now`, without a system call: a burst's extra connections
+    /// are not kept until the pool next fills.
+    fn forget_idled_out(idle: &mut Vec<Idle>, now: Instant) {
+        let stale = idle.partition_point(|c| now.duration_since(c.since) >= POOL_IDLE_TIMEOUT);
         idle.drain(..stale);
     }
 
@@ -638,9 +638,11 @@ impl Upstream {
     fn checkout(&self, origin: &str) -> Option<Connection> {
         let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
         let idle = pool.get_mut(origin)?;
-        Self::forget_idled_out(idle);
+        // One clock read for the whole pool, not one per connection looked at: the
+        // search for the idled-out ones alone would read it a few times per request.
+        Self::forget_idled_out(idle, Instant::now());
         while let Some(mut idle) = idle.pop() {
-            if idle.since.elapsed() < POOL_IDLE_TIMEOUT && idle.connection.is_reusable() {
+            if idle.connection.is_reusable() {
                 return Some(idle.connection);
             }
         }
@@ -658,9 +660,10 @@ impl Upstream {
         // outlive the answer, uncounted by the bound on answers held.
         connection.buf = BytesMut::new();
         let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
         let mut held = 0;
         for idle in pool.values_mut() {
-            Self::forget_idled_out(idle);
+            Self::forget_idled_out(idle, now);
             held += idle.len();
         }
         if held >= self.max_idle {
@@ -681,7 +684,7 @@ impl Upstream {
         };
         idle.push(Idle {
             connection,
-            since: Instant::now(),
+            since: now,
         });
     }
 
@@ -769,7 +772,7 @@ impl Upstream {
             upstream: base,
             name: adapter.weight_pool(time_path),
         };
-        if !is_due || weight.paused(pool, crate::now_ms()).is_some() {
+        if !is_due || weight.paused(pool).is_some() {
             return offset_ms;
         }
         let _measuring = match clock.measuring.try_lock() {
@@ -1064,7 +1067,7 @@ impl Upstream {
             upstream: base,
             name: adapter.weight_pool(path),
         };
-        if weight.paused(pool, crate::now_ms()).is_some() {
+        if weight.paused(pool).is_some() {
             return Err(Unpriced::Paused);
         }
         // Settled once the answer's weight is recorded; else its estimate counts as spent.
@@ -1075,7 +1078,7 @@ impl Upstream {
         match self.send(adapter, &Method::GET, &url, &[], b"").await {
             Ok(response) => {
                 weight.note_answer(adapter, pool, &response, Some(reservation));
-                if weight.paused(pool, crate::now_ms()).is_some() {
+                if weight.paused(pool).is_some() {
                     return Err(Unpriced::Paused);
                 }
                 if response.status.is_server_error() {

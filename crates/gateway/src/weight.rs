@@ -881,13 +881,28 @@ impl WeightGauge {
         ));
     }
 
-    /// Whether the exchange asked that nothing be sent to `pool`'s upstream at `now_ms`,
-    /// and until when.
-    pub fn paused(&self, pool: Pool<'_>, now_ms: u64) -> Option<Paused> {
-        if self.steady_now_ms() >= self.paused_until.load(Ordering::Relaxed) {
+    /// Whether the exchange asked that nothing be sent to `pool`'s upstream now, and
+    /// until when. Asked several times on every request: while no pause runs, it reads
+    /// no wall clock and takes no lock (and while none was ever asked for, no clock).
+    pub fn paused(&self, pool: Pool<'_>) -> Option<Paused> {
+        if !self.may_pause() {
+            return None;
+        }
+        self.lock().told(pool.upstream, crate::now_ms())
+    }
+
+    /// [`WeightGauge::paused`] with the wall clock at `now_ms`.
+    pub fn paused_at(&self, pool: Pool<'_>, now_ms: u64) -> Option<Paused> {
+        if !self.may_pause() {
             return None;
         }
         self.lock().told(pool.upstream, now_ms)
+    }
+
+    /// Whether a pause may still run, by the clock that never steps.
+    fn may_pause(&self) -> bool {
+        let paused_until = self.paused_until.load(Ordering::Relaxed);
+        paused_until != 0 && self.steady_now_ms() < paused_until
     }
 
     /// The pauses running at `now_ms` and how many seconds each has left, by origin (as
@@ -1132,7 +1147,7 @@ mod tests {
             seconds,
             banned: true,
         };
-        assert_eq!(gauge.paused(SIM_API, now), None);
+        assert_eq!(gauge.paused_at(SIM_API, now), None);
         assert!(gauge.back_off(SIM_API, wait(10), now));
         let waiting = Some(Paused {
             until_ms: now + 10_000,
@@ -1140,9 +1155,9 @@ mod tests {
         });
         // Every pool of the upstream waits (Binance does not say what counts as going on
         // after a 429); another upstream goes on.
-        assert_eq!(gauge.paused(SIM_API, now + 1), waiting);
-        assert_eq!(gauge.paused(SIM_FAPI, now + 1), waiting);
-        assert_eq!(gauge.paused(API, now + 1), None);
+        assert_eq!(gauge.paused_at(SIM_API, now + 1), waiting);
+        assert_eq!(gauge.paused_at(SIM_FAPI, now + 1), waiting);
+        assert_eq!(gauge.paused_at(API, now + 1), None);
         // A second answer of the same kind lengthens the pause without beginning one; a
         // shorter one shortens nothing.
         gauge.pass(2);
@@ -1151,11 +1166,11 @@ mod tests {
         assert!(!gauge.back_off(SIM_API, wait(1), now + 3));
         gauge.pass(1);
         assert_eq!(
-            gauge.paused(SIM_API, now + 4).unwrap().until_ms,
+            gauge.paused_at(SIM_API, now + 4).unwrap().until_ms,
             now + 20_002
         );
         gauge.pass(19_998);
-        assert_eq!(gauge.paused(SIM_API, now + 20_002), None);
+        assert_eq!(gauge.paused_at(SIM_API, now + 20_002), None);
         // A ban is told even while a wait runs, and a later wait does not end it.
         gauge.pass(9_998);
         assert!(gauge.back_off(SIM_API, wait(5), now + 30_000));
@@ -1168,14 +1183,14 @@ mod tests {
             banned: true,
         });
         gauge.pass(9_998);
-        assert_eq!(gauge.paused(SIM_FAPI, now + 40_000), banned);
-        assert_eq!(gauge.paused(API, now + 40_000), None);
+        assert_eq!(gauge.paused_at(SIM_FAPI, now + 40_000), banned);
+        assert_eq!(gauge.paused_at(API, now + 40_000), None);
         assert_eq!(
             gauge.pauses(now + 40_000),
             [(["http://sim".to_owned(), "418".to_owned()], 111)]
         );
         gauge.pass(110_001);
-        assert_eq!(gauge.paused(SIM_FAPI, now + 150_001), None);
+        assert_eq!(gauge.paused_at(SIM_FAPI, now + 150_001), None);
         assert!(gauge.pauses(now + 150_001).is_empty());
         // Pauses that are over are dropped as the next begins.
         gauge.pass(1);
@@ -1235,14 +1250,14 @@ mod tests {
             now
         ));
         let an_hour_back = now - 3_600_000;
-        assert!(gauge.paused(SIM_API, an_hour_back).is_some());
+        assert!(gauge.paused_at(SIM_API, an_hour_back).is_some());
         assert_eq!(
             gauge.pauses(an_hour_back)[0].1,
             120,
             "what the steady clock has left"
         );
         // Bots are told as much (`Retry-After`), not the hour the wall clock says.
-        let until_ms = gauge.paused(SIM_API, an_hour_back).unwrap().until_ms;
+        let until_ms = gauge.paused_at(SIM_API, an_hour_back).unwrap().until_ms;
         assert!(
             (119_000..=120_000).contains(&(until_ms - an_hour_back)),
             "{until_ms}"
@@ -1250,7 +1265,7 @@ mod tests {
         // Two minutes later by the steady clock, the wall clock still an hour behind:
         // over.
         gauge.pass(120_000);
-        assert_eq!(gauge.paused(SIM_API, an_hour_back + 120_000), None);
+        assert_eq!(gauge.paused_at(SIM_API, an_hour_back + 120_000), None);
         assert!(gauge.pauses(an_hour_back + 120_000).is_empty());
         // A new answer asking for a pause begins one, not joined to the one over.
         assert!(gauge.back_off(
@@ -1263,7 +1278,7 @@ mod tests {
         ));
         assert!(
             !gauge
-                .paused(SIM_API, an_hour_back + 123_000)
+                .paused_at(SIM_API, an_hour_back + 123_000)
                 .unwrap()
                 .banned
         );
@@ -1283,7 +1298,7 @@ mod tests {
         };
         assert!(gauge.back_off(SIM_API, ban, now));
         let an_hour_on = now + 3_600_000;
-        let paused = gauge.paused(SIM_API, an_hour_on).expect("still banned");
+        let paused = gauge.paused_at(SIM_API, an_hour_on).expect("still banned");
         // Bots are told what the steady clock has left, from the wall clock's now.
         assert!(
             (119_000..=120_000).contains(&(paused.until_ms - an_hour_on)),
@@ -1291,7 +1306,7 @@ mod tests {
         );
         assert_eq!(gauge.pauses(an_hour_on)[0].1, 120);
         gauge.pass(120_000);
-        assert_eq!(gauge.paused(SIM_API, an_hour_on + 120_000), None);
+        assert_eq!(gauge.paused_at(SIM_API, an_hour_on + 120_000), None);
     }
 
     #[test]
@@ -1336,9 +1351,9 @@ mod tests {
         next.alert_through(alerter);
         let (upstream, last) = told.last().unwrap().clone();
         next.resume_pause(&upstream, last, now + 5_000);
-        assert_eq!(next.paused(SIM_FAPI, now + 5_000), Some(last));
+        assert_eq!(next.paused_at(SIM_FAPI, now + 5_000), Some(last));
         next.pass(15_001);
-        assert_eq!(next.paused(SIM_API, now + 20_001), None);
+        assert_eq!(next.paused_at(SIM_API, now + 20_001), None);
         assert!(alerts.try_recv().is_err());
         // One that is over is no pause.
         let later = WeightGauge::default();

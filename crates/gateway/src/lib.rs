@@ -88,7 +88,7 @@ use ipnet::IpNet;
 use keygate_audit::AuditLog;
 use keygate_core::{
     Action, ActionKind, BatchOrder, ClientStatus, Denial, Event, EventBody, OrderRef, OrderTerms,
-    Outcome, OutcomeEvent, RequestEvent, Rule, Side,
+    Outcome, OutcomeEvent, RequestEvent, Rule,
 };
 use keygate_exchanges::{Adapter, Binance, ClientKey, ClientRequest, Refusal, Route};
 use keygate_monitor::{Alert, AlertRule, Alerter, Severity};
@@ -407,7 +407,6 @@ async fn handle<A: Adapter>(
     peer: SocketAddr,
     request: Request,
 ) -> Response {
-    let started = Instant::now();
     let refuse = |refusal| refusal_response(adapter, refusal);
     let (parts, body) = request.into_parts();
     let method = parts.method.clone();
@@ -484,53 +483,10 @@ async fn handle<A: Adapter>(
     // `/api.binance.com/api/v3/order` as ccxt's host-named URLs have it), as the
     // reconciliation and the alerts read it.
     audit.path = native.to_owned();
-    // A request without a body (a signed GET) is complete once its head is read: no timer
-    // is armed to wait for bytes that are not coming.
-    let body = if body.is_end_stream() {
-        Ok(Ok(bytes::Bytes::new()))
-    } else {
-        tokio::time::timeout(
-            gw.limits.timeout,
-            axum::body::to_bytes(body, MAX_REQUEST_BODY_BYTES),
-        )
-        .await
-    };
-    let body = match body {
-        Ok(Ok(body)) => body,
-        Ok(Err(e)) if is_length_limit(&e) => {
-            return audit.deny_presenting(
-                presented,
-                refuse(Refusal::TooLarge),
-                Rule::Malformed,
-                "request body too large",
-            )
-        }
-        Ok(Err(e)) if is_cut_short(&e) => {
-            let msg = "the request body was cut short";
-            return audit.deny_presenting(
-                presented,
-                refuse(Refusal::Malformed(msg)),
-                Rule::ClientGone,
-                msg,
-            );
-        }
-        Ok(Err(_)) => {
-            let msg = "the request body is malformed";
-            return audit.deny_presenting(
-                presented,
-                refuse(Refusal::Malformed(msg)),
-                Rule::Malformed,
-                msg,
-            );
-        }
-        Err(_) => {
-            let msg = "request body was not received in time";
-            return audit.deny_presenting(
-                presented,
-                refuse(Refusal::Malformed(msg)),
-                Rule::Malformed,
-                msg,
-            );
+    let body = match read_body(body, gw.limits.timeout).await {
+        Ok(body) => body,
+        Err((refusal, rule, reason)) => {
+            return audit.deny_presenting(presented, refuse(refusal), rule, reason)
         }
     };
     // The exchange reads a GET's parameters from its query alone (Binance: "GET
@@ -576,50 +532,7 @@ async fn handle<A: Adapter>(
             let msg = "public endpoints take no body and no signature";
             return audit.deny(refuse(Refusal::Malformed(msg)), Rule::Malformed, msg);
         }
-        if gw.answers.refuses(Caller::Public) {
-            let msg = ANSWER_BACKLOG;
-            return audit.deny(refuse(Refusal::TooMany(msg)), Rule::AnswerBacklog, msg);
-        }
-        // A client that sets its clock by the exchange's is told keygate's, which is what
-        // judges its timestamps: told the exchange's, it would be refused whenever this
-        // host's clock is a second off. Nothing is sent, and no weight spent.
-        if let Some(body) = adapter.clock_answer(method.as_str(), native, query, now_ms()) {
-            return audit.answer_itself(json_response(StatusCode::OK, body), started);
-        }
-        let registry = gw.live.snapshot();
-        let base = registry.public_upstream(exchange).unwrap_or(default_base);
-        let weight = adapter.public_weight(native, query);
-        let pool = Pool {
-            upstream: base,
-            name: adapter.weight_pool(native),
-        };
-        let cap = cap_for(gw, adapter, pool, HeldBack::PublicData);
-        if let Some((response, msg)) = held_back(adapter, &gw.weight, pool) {
-            return audit.deny(response, Rule::ExchangeBackOff, &msg);
-        }
-        // Settled once the answer's weight is recorded; else its estimate counts as spent.
-        let reservation = match gw.weight.reserve(pool, cap, weight, now_ms()) {
-            Ok(reservation) => reservation,
-            Err(over) => {
-                let msg = weight_paused("public market data is", over, "signed requests");
-                return audit.deny(refuse(Refusal::TooMany(&msg)), Rule::WeightReserved, &msg);
-            }
-        };
-        let url = upstream_url(base, native, query);
-        return gw
-            .forward(
-                adapter,
-                audit,
-                &method,
-                pool,
-                &url,
-                &[],
-                b"",
-                started,
-                Some(reservation),
-                || None,
-            )
-            .await;
+        return forward_public(gw, adapter, audit, &method, native, query, default_base).await;
     }
 
     // Until it is classified in full, once its signature verifies, a request is recorded
@@ -716,7 +629,9 @@ async fn handle<A: Adapter>(
     };
     // What a change made while the request waits is told from.
     let decided = Decided {
+        api_key,
         client: Arc::clone(&client),
+        account,
         every_client_stopped: registry.every_client_stopped(),
     };
     let now = now_ms();
@@ -837,7 +752,8 @@ async fn handle<A: Adapter>(
         audit.action = Some(action);
         return audit.deny(refuse(Refusal::TooMany(msg)), Rule::AnswerBacklog, msg);
     }
-    let base = account
+    let base = decided
+        .account
         .upstream
         .clone()
         .unwrap_or_else(|| default_base.to_owned());
@@ -1037,98 +953,10 @@ async fn handle<A: Adapter>(
     // conditional order's cancel): for a client held to a symbol list, the exchange is
     // asked first which symbol that order is in.
     if let Some(lookup) = symbol_lookup {
-        let named = audit.action.as_ref().and_then(|a| a.symbol.clone());
-        // Signed with the account's key as it is now: one rotated since the request was
-        // decided is not used again (found by review).
-        let account = match changed_while_waiting(&gw.live.snapshot(), api_key, &decided, &account)
+        if let Err((response, rule, msg)) =
+            check_order_symbol(gw, adapter, &mut audit, &decided, pool, lookup).await
         {
-            Ok(account) => account,
-            Err(msg) => {
-                let text = format!("keygate: {msg}");
-                let response = refusal_response(adapter, Refusal::Denied(&text));
-                return audit.deny(response, Rule::PolicyChanged, &msg);
-            }
-        };
-        let found = gw
-            .order_symbol(
-                adapter,
-                account.api_key.expose_secret(),
-                account.secret.expose_secret().as_bytes(),
-                &base,
-                lookup,
-            )
-            .await;
-        // The lookup went: what it weighed is spent, whatever happens to the request.
-        if !matches!(found, OrderSymbol::Unreached) {
-            audit.charge.0 = audit.charge.0.take().map(|c| c.less(lookup_weight));
-        }
-        if let (OrderSymbol::Unsaid | OrderSymbol::Unreached, Some((response, msg))) =
-            (&found, held_back(adapter, &gw.weight, pool))
-        {
-            return audit.deny(response, Rule::ExchangeBackOff, &msg);
-        }
-        let found = match found {
-            OrderSymbol::In(symbol, headers) => Some((symbol, headers)),
-            OrderSymbol::Unsaid => None,
-            // As the request itself would be answered, which bots try again.
-            OrderSymbol::Unreached => {
-                let msg = "the exchange could not be reached to ask which symbol the order \
-                           this request names is in; it was not sent";
-                return audit.deny(refuse(Refusal::Unreachable), Rule::ExchangeUnreachable, msg);
-            }
-            // Answered as the exchange answers a request naming an order it does not
-            // have (ccxt's `OrderNotFound`), not as a denial: cancelling a stop that
-            // already triggered is routine. Nothing else is sent.
-            OrderSymbol::NoSuchOrder(answer) => {
-                let msg = "the exchange has no order by the id this request names";
-                let mut response = Response::new(gw.answers.body(answer.body, Caller::Signed));
-                *response.status_mut() = answer.status;
-                *response.headers_mut() = answer.headers;
-                return audit.deny(response, Rule::NoSuchOrder, msg);
-            }
-        };
-        match found {
-            Some((found, _)) if named.as_ref() == Some(&found) => {}
-            Some((found, headers)) => {
-                let msg = format!(
-                    "the order this request names is in symbol {found}, not the one it names, \
-                     and client {} is limited to a symbol list",
-                    client.name
-                );
-                let market = audit.action.as_ref().and_then(|a| a.market);
-                let its_own = market.is_some_and(|market| {
-                    client.policy.lists_symbol(&market.listed_symbol(&found))
-                });
-                // In a symbol the client may trade: told so, as it may look there (found
-                // by review: answered as unknown, a bot took its live stop for gone).
-                if its_own {
-                    return audit.deny(
-                        refuse(Refusal::Denied(&format!("keygate: {msg}"))),
-                        Rule::Symbol,
-                        &msg,
-                    );
-                }
-                // Else answered as the exchange answers an order it does not have, with
-                // the lookup's headers as that answer has them (found by review: the
-                // answer named the symbol, so a client without the read scope learned
-                // that another bot's order exists and its symbol). The symbol is in the
-                // audit event only.
-                let mut response = refuse(Refusal::NoSuchOrder);
-                *response.headers_mut() = headers;
-                return audit.deny(response, Rule::Symbol, &msg);
-            }
-            None => {
-                let msg = format!(
-                    "the exchange did not say which symbol the order this request names is \
-                     in, and client {} is limited to a symbol list",
-                    client.name
-                );
-                return audit.deny(
-                    refuse(Refusal::Denied(&format!("keygate: {msg}"))),
-                    Rule::Symbol,
-                    &msg,
-                );
-            }
+            return audit.deny(response, rule, &msg);
         }
     }
 
@@ -1146,7 +974,7 @@ async fn handle<A: Adapter>(
         clippy::result_large_err,
         reason = "a refusal is made once, and becomes the answer"
     )]
-    let refusal_since_decided = || -> Result<Arc<AccountEntry>, (Response, Rule, String)> {
+    let refusal_since_decided = || -> Result<Arc<AccountEntry>, Refused> {
         if let Err(e) = signed.check_freshness(now_ms()) {
             let msg = format!("{e} by the time keygate was to forward it");
             let response = refusal_response(adapter, Refusal::Invalid(&e));
@@ -1156,7 +984,7 @@ async fn handle<A: Adapter>(
             return Err((response, Rule::ExchangeBackOff, msg));
         }
         let registry = gw.live.snapshot();
-        changed_while_waiting(&registry, api_key, &decided, &account).map_err(|msg| {
+        decided.changed_in(&registry).map_err(|msg| {
             let text = format!("keygate: {msg}");
             let response = refusal_response(adapter, Refusal::Denied(&text));
             (response, Rule::PolicyChanged, msg)
@@ -1216,39 +1044,10 @@ async fn handle<A: Adapter>(
             "invalid upstream header",
         );
     }
-    // A buy that fills at once (at the market, pegged to the asks, a limit or a
-    // modification to a price at or above the best ask kept) moves the book: the next
-    // order in its symbol is priced from a fresh look, not from the book this one empties
-    // (found by review), both now and once the exchange has answered (a look made
-    // meanwhile saw the book before it). A limit buy that rests on the book leaves them;
-    // one sent with no best ask kept to tell is taken to cross.
-    let mut moves_the_book = Vec::new();
-    for order in audit.action.iter().flat_map(Action::orders) {
-        let Some(symbol) = order.symbol.as_deref() else {
-            continue;
-        };
-        let modified_buy = order.side == Some(Side::Buy) && order.endpoint.starts_with("PUT ");
-        if !adapter.takes_the_book(order) && !modified_buy {
-            continue;
-        }
-        let at_market = order.stated_notional().is_none()
-            || order
-                .order_type
-                .as_deref()
-                .is_some_and(|t| t.eq_ignore_ascii_case("MARKET"));
-        // A modification names its new price as a trigger would (it names no type).
-        let limit = if at_market {
-            None
-        } else {
-            order.price.or(order.trigger_price)
-        };
-        if gw
-            .upstream
-            .forget_market(adapter, &base, native, symbol, limit)
-        {
-            moves_the_book.push(symbol.to_owned());
-        }
-    }
+    let moves_the_book = audit.action.as_ref().map_or_else(Vec::new, |action| {
+        gw.upstream
+            .forget_markets_moved(adapter, &base, native, action)
+    });
     let url = upstream_url(&base, native, &forward.query);
     let answer = gw
         .forward(
@@ -1259,7 +1058,6 @@ async fn handle<A: Adapter>(
             &url,
             &forward.headers,
             forward.body.as_bytes(),
-            started,
             None,
             || match refusal_since_decided() {
                 Ok(now) if Arc::ptr_eq(&now, &account) => None,
@@ -1281,77 +1079,268 @@ async fn handle<A: Adapter>(
     answer
 }
 
-/// Why a request decided for `decided` (the client of `api_key` as it was, of
-/// `decided_account`) may no longer be sent, by `registry` as it is now: the client was
-/// frozen (even if unfrozen since, or every client was refused meanwhile), revoked or
-/// changed, its key or itself expired, or its account is gone or points elsewhere (every
-/// client is gone while a reload fails).
-/// Otherwise, the account as it is now, whose real key signs the request: the one it was
-/// decided with may have been rotated since.
-///
-/// Each is denied by [`Rule::PolicyChanged`], not by the rule a new request would meet
-/// (`frozen`, `revoked`): this one was signed and sent before the change, and the alert
-/// a dead key raises ("whoever sent this still holds it") would read, in the middle of
-/// an incident, as the key being used after it was frozen.
-fn changed_while_waiting(
-    registry: &Registry,
-    api_key: &str,
-    decided: &Decided,
-    decided_account: &AccountEntry,
-) -> Result<Arc<AccountEntry>, String> {
-    let Decided {
-        client: decided,
-        every_client_stopped,
-    } = decided;
-    let name = &decided.name;
-    let Some(client) = registry.client(api_key) else {
-        return Err(format!(
-            "the key of client {name} was withdrawn while the request waited; it was not sent"
-        ));
+/// A request's body, read in full within `timeout`, or why it is refused: too large,
+/// cut short, malformed, or late. A request without a body (a signed GET) is complete
+/// once its head is read: no timer is armed to wait for bytes that are not coming.
+async fn read_body(
+    body: Body,
+    timeout: Duration,
+) -> Result<bytes::Bytes, (Refusal<'static>, Rule, &'static str)> {
+    if body.is_end_stream() {
+        return Ok(bytes::Bytes::new());
+    }
+    match tokio::time::timeout(timeout, axum::body::to_bytes(body, MAX_REQUEST_BODY_BYTES)).await {
+        Ok(Ok(body)) => Ok(body),
+        Ok(Err(e)) if is_length_limit(&e) => {
+            Err((Refusal::TooLarge, Rule::Malformed, "request body too large"))
+        }
+        Ok(Err(e)) if is_cut_short(&e) => {
+            let msg = "the request body was cut short";
+            Err((Refusal::Malformed(msg), Rule::ClientGone, msg))
+        }
+        Ok(Err(_)) => {
+            let msg = "the request body is malformed";
+            Err((Refusal::Malformed(msg), Rule::Malformed, msg))
+        }
+        Err(_) => {
+            let msg = "request body was not received in time";
+            Err((Refusal::Malformed(msg), Rule::Malformed, msg))
+        }
+    }
+}
+
+/// For a client held to a symbol list, whether the order a request names by an
+/// account-wide id is in the symbol the request names, as the exchange answers `lookup`
+/// (a signed read) asked with the account's real key as it is now; its weight is spent
+/// from the client's charge once it went. `Err` is the refusal.
+async fn check_order_symbol<A: Adapter>(
+    gw: &Gateway,
+    adapter: &A,
+    audit: &mut Audit<'_>,
+    decided: &Decided<'_>,
+    pool: Pool<'_>,
+    lookup: (&'static str, String),
+) -> Result<(), Refused> {
+    let refuse = |refusal| refusal_response(adapter, refusal);
+    let denied = |rule, msg: String| -> Refused {
+        let response = refusal_response(adapter, Refusal::Denied(&format!("keygate: {msg}")));
+        (response, rule, msg)
     };
-    let account = registry.account(&client.account);
-    let now = now_ms();
-    let what = match client.status {
-        ClientStatus::Frozen => "frozen",
-        ClientStatus::Revoked => "revoked",
-        ClientStatus::Active if client.name != *name => "replaced",
-        ClientStatus::Active
-            if client.stops != decided.stops
-                || registry.every_client_stopped() != *every_client_stopped =>
-        {
-            "frozen, and let go since,"
-        }
-        ClientStatus::Active if client.expires_ms.is_some_and(|at| now >= at) => "expired",
-        ClientStatus::Active if client.key_valid_until_ms.is_some_and(|at| now >= at) => {
-            "rotated, and this key's grace period ended,"
-        }
-        // The same entry unless the registry was reloaded: then the policy may differ.
-        ClientStatus::Active
-            if !Arc::ptr_eq(&client, decided) && client.policy != decided.policy =>
-        {
-            "given another policy"
-        }
-        ClientStatus::Active => match account {
-            None => "left without its account",
-            Some(account)
-                if account.exchange != decided_account.exchange
-                    || account.upstream != decided_account.upstream =>
-            {
-                "given an account on another upstream"
-            }
-            Some(account) => return Ok(account),
-        },
+    let lookup_weight = adapter.signed_read_weight(lookup.0, &lookup.1);
+    // Signed with the account's key as it is now: one rotated since the request was
+    // decided is not used again (found by review).
+    let account = match decided.changed_in(&gw.live.snapshot()) {
+        Ok(account) => account,
+        Err(msg) => return Err(denied(Rule::PolicyChanged, msg)),
     };
-    Err(format!(
-        "client {name} was {what} while the request waited; it was not sent"
-    ))
+    let found = gw
+        .order_symbol(
+            adapter,
+            account.api_key.expose_secret(),
+            account.secret.expose_secret().as_bytes(),
+            pool.upstream,
+            lookup,
+        )
+        .await;
+    // The lookup went: what it weighed is spent, whatever happens to the request.
+    if !matches!(found, OrderSymbol::Unreached) {
+        audit.charge.0 = audit.charge.0.take().map(|c| c.less(lookup_weight));
+    }
+    if let (OrderSymbol::Unsaid | OrderSymbol::Unreached, Some((response, msg))) =
+        (&found, held_back(adapter, &gw.weight, pool))
+    {
+        return Err((response, Rule::ExchangeBackOff, msg));
+    }
+    let (found, headers) = match found {
+        OrderSymbol::In(symbol, headers) => (symbol, headers),
+        OrderSymbol::Unsaid => {
+            let msg = format!(
+                "the exchange did not say which symbol the order this request names is in, \
+                 and client {} is limited to a symbol list",
+                decided.client.name
+            );
+            return Err(denied(Rule::Symbol, msg));
+        }
+        // As the request itself would be answered, which bots try again.
+        OrderSymbol::Unreached => {
+            let msg = "the exchange could not be reached to ask which symbol the order this \
+                       request names is in; it was not sent";
+            let response = refuse(Refusal::Unreachable);
+            return Err((response, Rule::ExchangeUnreachable, msg.to_owned()));
+        }
+        // Answered as the exchange answers a request naming an order it does not have
+        // (ccxt's `OrderNotFound`), not as a denial: cancelling a stop that already
+        // triggered is routine. Nothing else is sent.
+        OrderSymbol::NoSuchOrder(answer) => {
+            let msg = "the exchange has no order by the id this request names";
+            let mut response = Response::new(gw.answers.body(answer.body, Caller::Signed));
+            *response.status_mut() = answer.status;
+            *response.headers_mut() = answer.headers;
+            return Err((response, Rule::NoSuchOrder, msg.to_owned()));
+        }
+    };
+    let action = audit.action.as_ref();
+    if action.and_then(|a| a.symbol.as_ref()) == Some(&found) {
+        return Ok(());
+    }
+    let msg = format!(
+        "the order this request names is in symbol {found}, not the one it names, and \
+         client {} is limited to a symbol list",
+        decided.client.name
+    );
+    let its_own = action.and_then(|a| a.market).is_some_and(|market| {
+        decided
+            .client
+            .policy
+            .lists_symbol(&market.listed_symbol(&found))
+    });
+    // In a symbol the client may trade: told so, as it may look there (found by review:
+    // answered as unknown, a bot took its live stop for gone).
+    if its_own {
+        return Err(denied(Rule::Symbol, msg));
+    }
+    // Else answered as the exchange answers an order it does not have, with the lookup's
+    // headers as that answer has them (found by review: the answer named the symbol, so a
+    // client without the read scope learned that another bot's order exists and its
+    // symbol). The symbol is in the audit event only.
+    let mut response = refuse(Refusal::NoSuchOrder);
+    *response.headers_mut() = headers;
+    Err((response, Rule::Symbol, msg))
+}
+
+/// A request refused on its way: the answer, the rule that refused it, and the reason
+/// its event records.
+type Refused = (Response, Rule, String);
+
+/// A call for public market data, checked and classified: answered by keygate itself
+/// when it asks for the exchange's clock, held back while the exchange asks the address
+/// to back off or its weight is spent, else forwarded to `default_base` (or the public
+/// upstream configured for the exchange) with no client header.
+async fn forward_public<A: Adapter>(
+    gw: &Gateway,
+    adapter: &A,
+    audit: Audit<'_>,
+    method: &Method,
+    native: &str,
+    query: &str,
+    default_base: &str,
+) -> Response {
+    let refuse = |refusal| refusal_response(adapter, refusal);
+    if gw.answers.refuses(Caller::Public) {
+        let msg = ANSWER_BACKLOG;
+        return audit.deny(refuse(Refusal::TooMany(msg)), Rule::AnswerBacklog, msg);
+    }
+    // A client that sets its clock by the exchange's is told keygate's, which is what
+    // judges its timestamps: told the exchange's, it would be refused whenever this
+    // host's clock is a second off. Nothing is sent, and no weight spent.
+    if let Some(body) = adapter.clock_answer(method.as_str(), native, query, now_ms()) {
+        return audit.answer_itself(json_response(StatusCode::OK, body));
+    }
+    let registry = gw.live.snapshot();
+    let base = registry
+        .public_upstream(adapter.exchange())
+        .unwrap_or(default_base);
+    let weight = adapter.public_weight(native, query);
+    let pool = Pool {
+        upstream: base,
+        name: adapter.weight_pool(native),
+    };
+    let cap = cap_for(gw, adapter, pool, HeldBack::PublicData);
+    if let Some((response, msg)) = held_back(adapter, &gw.weight, pool) {
+        return audit.deny(response, Rule::ExchangeBackOff, &msg);
+    }
+    // Settled once the answer's weight is recorded; else its estimate counts as spent.
+    let reservation = match gw.weight.reserve(pool, cap, weight, now_ms()) {
+        Ok(reservation) => reservation,
+        Err(over) => {
+            let msg = weight_paused("public market data is", over, "signed requests");
+            return audit.deny(refuse(Refusal::TooMany(&msg)), Rule::WeightReserved, &msg);
+        }
+    };
+    let url = upstream_url(base, native, query);
+    gw.forward(
+        adapter,
+        audit,
+        method,
+        pool,
+        &url,
+        &[],
+        b"",
+        Some(reservation),
+        || None,
+    )
+    .await
 }
 
 /// A client as a request was decided for it, with the view it was read from.
-struct Decided {
+struct Decided<'k> {
+    /// The API key the request presented.
+    api_key: &'k str,
     client: Arc<ClientEntry>,
+    /// The client's account in that view, whose real key would sign the request.
+    account: Arc<AccountEntry>,
     /// [`Registry::every_client_stopped`] of that view.
     every_client_stopped: u64,
+}
+
+impl Decided<'_> {
+    /// Why the request may no longer be sent, by `registry` as it is now: the client was
+    /// frozen (even if unfrozen since, or every client was refused meanwhile), revoked or
+    /// changed, its key or itself expired, or its account is gone or points elsewhere
+    /// (every client is gone while a reload fails).
+    /// Otherwise, the account as it is now, whose real key signs the request: the one it
+    /// was decided with may have been rotated since.
+    ///
+    /// Each is denied by [`Rule::PolicyChanged`], not by the rule a new request would meet
+    /// (`frozen`, `revoked`): this one was signed and sent before the change, and the
+    /// alert a dead key raises ("whoever sent this still holds it") would read, in the
+    /// middle of an incident, as the key being used after it was frozen.
+    fn changed_in(&self, registry: &Registry) -> Result<Arc<AccountEntry>, String> {
+        let decided = &self.client;
+        let name = &decided.name;
+        let Some(client) = registry.client(self.api_key) else {
+            return Err(format!(
+                "the key of client {name} was withdrawn while the request waited; it was not \
+                 sent"
+            ));
+        };
+        let account = registry.account(&client.account);
+        let now = now_ms();
+        let what = match client.status {
+            ClientStatus::Frozen => "frozen",
+            ClientStatus::Revoked => "revoked",
+            ClientStatus::Active if client.name != *name => "replaced",
+            ClientStatus::Active
+                if client.stops != decided.stops
+                    || registry.every_client_stopped() != self.every_client_stopped =>
+            {
+                "frozen, and let go since,"
+            }
+            ClientStatus::Active if client.expires_ms.is_some_and(|at| now >= at) => "expired",
+            ClientStatus::Active if client.key_valid_until_ms.is_some_and(|at| now >= at) => {
+                "rotated, and this key's grace period ended,"
+            }
+            // The same entry unless the registry was reloaded: then the policy may differ.
+            ClientStatus::Active
+                if !Arc::ptr_eq(&client, decided) && client.policy != decided.policy =>
+            {
+                "given another policy"
+            }
+            ClientStatus::Active => match account {
+                None => "left without its account",
+                Some(account)
+                    if account.exchange != self.account.exchange
+                        || account.upstream != self.account.upstream =>
+                {
+                    "given an account on another upstream"
+                }
+                Some(account) => return Ok(account),
+            },
+        };
+        Err(format!(
+            "client {name} was {what} while the request waited; it was not sent"
+        ))
+    }
 }
 
 /// The request weight past which ticker calls that price orders pause even when the
@@ -1690,9 +1679,8 @@ impl Gateway {
         url: &str,
         headers: &[(&'static str, String)],
         body: &[u8],
-        started: Instant,
         weight: Option<Reservation<'_>>,
-        withhold: impl Fn() -> Option<(Response, Rule, String)>,
+        withhold: impl Fn() -> Option<Refused>,
     ) -> Response {
         // A signed read's reservation, held by its audit until now.
         let weight = weight.or_else(|| audit.weight.0.take());
@@ -1718,9 +1706,9 @@ impl Gateway {
         // the same (the request path panicked), the guard still records it, with its
         // outcome unknown. A client that hangs up does not drop it (see `server.rs`).
         let mut in_flight = InFlight {
+            started: audit.started,
             audit: Some(audit),
             sensitive,
-            started,
         };
         let result = self
             .upstream
@@ -2058,6 +2046,8 @@ struct Audit<'a> {
     pending_written: bool,
     /// Its event is made; nothing is left to write on drop.
     recorded: bool,
+    /// When the request's head had been read: its latency counts from here.
+    started: Instant,
 }
 
 impl<'a> Audit<'a> {
@@ -2115,6 +2105,7 @@ impl<'a> Audit<'a> {
             pending_queued: false,
             pending_written: false,
             recorded: false,
+            started: Instant::now(),
         }
     }
 
@@ -2216,10 +2207,10 @@ impl<'a> Audit<'a> {
     }
 
     /// Records a request keygate answered itself with `response`, and returns that.
-    fn answer_itself(self, response: Response, started: Instant) -> Response {
+    fn answer_itself(self, response: Response) -> Response {
         let gw = self.gw;
         let lane = self.lane();
-        let latency_us = started.elapsed().as_micros() as u64;
+        let latency_us = self.started.elapsed().as_micros() as u64;
         let event = self.into_event(
             true,
             None,

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, Method, StatusCode};
-use keygate_core::Action;
+use keygate_core::{Action, Side};
 use keygate_exchanges::{Adapter, Quote};
 use rust_decimal::Decimal;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -899,6 +899,48 @@ impl Upstream {
             .and_then(|body| adapter.parse_ticker_price(&body, symbol));
         remember(&self.prices, key, price);
         Ok(price)
+    }
+
+    /// Forgets the markets the orders of `action`, about to be sent to `native_path` at
+    /// `base`, will move, and returns their symbols, to be forgotten again once it is
+    /// answered (a look made meanwhile saw the book before it). A buy that fills at once
+    /// (at the market, pegged to the asks, a limit or a modification to a price at or
+    /// above the best ask kept) moves the book: the next order in its symbol is priced
+    /// from a fresh look, not from the book this one empties (found by review). A limit
+    /// buy that rests on the book leaves it; one sent with no best ask kept to tell is
+    /// taken to cross.
+    pub fn forget_markets_moved<A: Adapter>(
+        &self,
+        adapter: &A,
+        base: &str,
+        native_path: &str,
+        action: &Action,
+    ) -> Vec<String> {
+        let mut moved = Vec::new();
+        for order in action.orders() {
+            let Some(symbol) = order.symbol.as_deref() else {
+                continue;
+            };
+            let modified_buy = order.side == Some(Side::Buy) && order.endpoint.starts_with("PUT ");
+            if !adapter.takes_the_book(order) && !modified_buy {
+                continue;
+            }
+            let at_market = order.stated_notional().is_none()
+                || order
+                    .order_type
+                    .as_deref()
+                    .is_some_and(|t| t.eq_ignore_ascii_case("MARKET"));
+            // A modification names its new price as a trigger would (it names no type).
+            let limit = if at_market {
+                None
+            } else {
+                order.price.or(order.trigger_price)
+            };
+            if self.forget_market(adapter, base, native_path, symbol, limit) {
+                moved.push(symbol.to_owned());
+            }
+        }
+        moved
     }
 
     /// Forgets the best ask and the book of `symbol` in `native_path`'s market at `base`,

@@ -657,14 +657,15 @@ async fn handle<A: Adapter>(
 
     // 3. Classify, from the same parsed parameters that will be forwarded. A denial from
     //    here on records what the request would have done.
-    let action = classified();
+    // Recorded from here on with the request's event, whatever is decided.
+    let action = &*audit.action.insert(classified());
     let request = |notional: Option<Decimal>| keygate_policy::Request {
         client: client.name.as_str(),
         status: client.status,
         expires_at_ms: client.expires_ms,
         policy: &client.policy,
         source_ip: audit.source_ip,
-        action: &action,
+        action,
         notional,
         order_notionals: &[],
         now_ms: now,
@@ -676,13 +677,11 @@ async fn handle<A: Adapter>(
     // not a foreign address. Recorded with what it would have done: a frozen key's
     // withdrawal is a withdrawal denied, which the monitor raises as critical.
     if let Err(denial) = keygate_policy::check_standing(&request(None)) {
-        audit.action = Some(action);
         let msg = format!("keygate: {}", denial.message);
         return audit.deny(refuse(Refusal::Denied(&msg)), denial.rule, &denial.message);
     }
     if !gw.replay.remembers(freshness.signed_at_us) {
         // Answered as a stale timestamp, which clients know to sign again.
-        audit.action = Some(action);
         return audit.deny(
             refuse(Refusal::Invalid(&keygate_exchanges::Error::StaleTimestamp)),
             Rule::Replay,
@@ -694,7 +693,6 @@ async fn handle<A: Adapter>(
     // share one replay id, so none is forwarded.
     let Some(replay_id) = signed.replay_id() else {
         tracing::error!("a verified request has no signature to remember");
-        audit.action = Some(action);
         return audit.deny(
             refuse(Refusal::Internal),
             Rule::Internal,
@@ -723,21 +721,18 @@ async fn handle<A: Adapter>(
     ) {
         replay::Sighting::First => {}
         replay::Sighting::Seen => {
-            audit.action = Some(action);
             let msg = "keygate: this signature was already used; sign the request again (two \
                        requests with the same parameters signed in the same millisecond have \
                        one signature)";
             return audit.deny(refuse(Refusal::Replayed(msg)), Rule::Replay, msg);
         }
         replay::Sighting::ClockSetBack => {
-            audit.action = Some(action);
             let msg = "keygate: the system clock was set back, and keygate forgot the \
                        signatures of this request's window: it may have been sent before; \
                        sign it again once the clock has passed the time it showed";
             return audit.deny(refuse(Refusal::Replayed(msg)), Rule::Replay, msg);
         }
         replay::Sighting::Full => {
-            audit.action = Some(action);
             let msg = "keygate: too many signed requests inside their windows to remember; \
                        send again in a moment";
             return audit.deny(refuse(Refusal::TooMany(msg)), Rule::ReplayCacheFull, msg);
@@ -749,7 +744,6 @@ async fn handle<A: Adapter>(
     // money is held back by them.
     if action.kind == ActionKind::Read && gw.answers.refuses(Caller::Signed) {
         let msg = ANSWER_BACKLOG;
-        audit.action = Some(action);
         return audit.deny(refuse(Refusal::TooMany(msg)), Rule::AnswerBacklog, msg);
     }
     let base = decided
@@ -773,7 +767,6 @@ async fn handle<A: Adapter>(
             // exchange asks keygate to wait would otherwise find its first orders after
             // the pause refused for its rate.
             let decided = gw.decider.decide_read_held_back(&request(None));
-            audit.action = Some(action);
             if let keygate_core::Decision::Deny(denial) = decided {
                 let response = denial_response(adapter, &denial);
                 return audit.deny(response, denial.rule, &denial.message);
@@ -804,7 +797,6 @@ async fn handle<A: Adapter>(
                     over,
                     "orders and cancels",
                 );
-                audit.action = Some(action);
                 return audit.deny(refuse(Refusal::TooMany(&msg)), Rule::WeightReserved, &msg);
             }
         }
@@ -844,7 +836,7 @@ async fn handle<A: Adapter>(
         let budget = Budget { cap, payer };
         match gw
             .upstream
-            .price_orders(adapter, &base, native, &action, &gw.weight, budget)
+            .price_orders(adapter, &base, native, action, &gw.weight, budget)
             .await
         {
             Ok((priced, buying)) => {
@@ -855,7 +847,6 @@ async fn handle<A: Adapter>(
                     .reserve_priced(&request(None).with_order_notionals(&notionals));
             }
             Err(Unpriced::Paused | Unpriced::Unreached) => {
-                audit.action = Some(action);
                 // The exchange asks the address to back off (it may have begun while the
                 // lookup waited): answered as such.
                 if let Some((response, msg)) = held_back(adapter, &gw.weight, pool) {
@@ -873,7 +864,6 @@ async fn handle<A: Adapter>(
             Err(Unpriced::Contended) => {
                 let msg = "other orders on their way take the book this order would be priced \
                            at; it was not sent: send it again once they are answered";
-                audit.action = Some(action);
                 return audit.deny(refuse(Refusal::TooMany(msg)), Rule::PriceUnavailable, msg);
             }
             Err(Unpriced::Weight(refused)) => {
@@ -885,7 +875,6 @@ async fn handle<A: Adapter>(
                     ),
                     weight::Refused::Share(over) => over_share(payer, over, pool),
                 };
-                audit.action = Some(action);
                 return audit.deny(refuse(Refusal::TooMany(&msg)), Rule::WeightReserved, &msg);
             }
         }
@@ -894,7 +883,6 @@ async fn handle<A: Adapter>(
     if action.is_batch() {
         audit.order_notionals = notionals;
     }
-    audit.action = Some(action);
     // A pause another request began once this one's lookups were answered leaves the
     // order unpriced (a lookup made or asked off during a pause was answered above): it is
     // held back for that, not denied for its price. Any other denial stands.

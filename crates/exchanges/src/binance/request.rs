@@ -95,6 +95,14 @@ impl SignedRequest {
                     "illegal characters in parameters; percent-encode them",
                 ));
             }
+            // Binance splits parameters at `&` alone, as keygate does; some parsers split
+            // at `;` too, and would read a parameter keygate never classified in what it
+            // took for a value (found by review). No Binance value needs one raw.
+            if part.contains(';') {
+                return Err(malformed(
+                    "a raw ';' in parameters is refused; percent-encode it as %3B",
+                ));
+            }
             let mut signed_len = part.len();
             let mut start = part_start;
             let mut pairs = part.split('&').peekable();

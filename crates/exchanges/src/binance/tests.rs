@@ -1714,6 +1714,33 @@ fn names_and_escapes_a_server_could_read_otherwise_are_refused() {
     assert_eq!(req.param("symbol"), Some("BTCUSDT"));
 }
 
+/// Regression: a raw `;` in a value went to the exchange as sent, where a parser that
+/// splits parameters at `;` as well as `&` would read one keygate never classified
+/// (`timeInForce=GTC;stopPrice=1`). Found by review; escaped, it is a value's character.
+#[test]
+fn a_raw_semicolon_in_parameters_is_refused_and_an_escaped_one_is_a_value() {
+    let form = Some("application/x-www-form-urlencoded");
+    for (query, body) in [
+        ("", "symbol=BTCUSDT&timeInForce=GTC;stopPrice=1&timestamp=1"),
+        (
+            "newOrderRespType=ACK;selfTradePreventionMode=NONE&timestamp=1",
+            "",
+        ),
+        ("symbol=BTCUSDT;&timestamp=1", ""),
+        (";symbol=BTCUSDT&timestamp=1", ""),
+    ] {
+        assert!(
+            matches!(
+                SignedRequest::parse(query, body.as_bytes(), form),
+                Err(Error::Malformed { .. })
+            ),
+            "{query} | {body}"
+        );
+    }
+    let req = SignedRequest::parse("newClientOrderId=a%3Bb&timestamp=1", b"", None).unwrap();
+    assert_eq!(req.param("newClientOrderId"), Some("a;b"));
+}
+
 #[test]
 fn paths_route_by_family_or_by_a_named_binance_host() {
     let to = |path| route(path).map(|r| (r.base, r.path));

@@ -132,6 +132,7 @@ fn add(vault: &mut Unlocked, args: &AddArgs) -> anyhow::Result<()> {
              per key: a second copy would go stale when the first is rotated)"
         );
     }
+    refuse_replaced_key(&vault.store, &api_key)?;
     if !args.no_check {
         let exchanges = Exchanges::keeping_pauses_in(vault.store.path())?;
         check_with_exchange(&exchanges, exchange, upstream.as_deref(), &api_key, &secret)?;
@@ -362,6 +363,7 @@ fn rotate(vault: &mut Unlocked, args: &RotateArgs) -> anyhow::Result<()> {
              new key and secret the exchange issued)"
         );
     }
+    refuse_replaced_key(&vault.store, &api_key)?;
     match account_holding(&vault.store, &vault.master, &api_key).context("reading accounts")? {
         Some(holder) if holder != label => {
             bail!("account {holder} holds this API key; nothing was changed (one account per key)")
@@ -511,6 +513,25 @@ fn remove(vault: &mut Unlocked, args: &RemoveArgs) -> anyhow::Result<()> {
         }
         Ok(())
     })
+}
+
+/// Refuses `api_key` if a rotation replaced it: a key replaced may be the one that
+/// leaked, and taking it back (as an account's next key, or another's) would undo the
+/// rotation while the exchange still accepts it.
+fn refuse_replaced_key(store: &Store, api_key: &SecretString) -> anyhow::Result<()> {
+    let replaced = store
+        .replaced_account_key(api_key.expose_secret())
+        .context("reading the keys rotations replaced")?;
+    if let Some((account, at_ms)) = replaced {
+        bail!(
+            "this API key was account {}'s until a rotation replaced it ({}); nothing was \
+             changed: a replaced key may be the one that leaked (give a key the exchange \
+             issued since, and delete this one there)",
+            escape_controls(&account),
+            keygate_core::rfc3339(at_ms)
+        );
+    }
+    Ok(())
 }
 
 /// The account that holds `api_key`, if one does (compared in constant time; accounts that

@@ -1987,7 +1987,7 @@ mod account {
                 "--rotate-every",
                 "none",
             ],
-            &format!("{new_key}\nnewsecret123\n"),
+            "NEWSzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzNEW7\nnewestsecret\n",
         );
         let list = kg.ok(&["account", "list", "--json"], "").json();
         assert!(list[0]["rotate_every_s"].is_null(), "{list}");
@@ -2107,6 +2107,69 @@ mod account {
         kg.ok(
             &["account", "rotate", "main", "--no-check"],
             &format!("{REAL_KEY}\nmended-secret\n"),
+        );
+    }
+
+    /// Regression: a rotation could take back a key it had replaced (pasted from the
+    /// wrong line of a password manager), undoing the rotation while the exchange still
+    /// accepted the old key, which may be the one that leaked.
+    #[test]
+    fn a_key_a_rotation_replaced_is_not_taken_back_by_any_account() {
+        const NEXT_KEY: &str = "NEXTKEY0123456789abcdefNEXTKEY0123456789";
+        let kg = Kg::with_key_file();
+        kg.add_account("main", REAL_KEY, REAL_SECRET);
+        // The same key with another secret mends the secret: the key is not replaced.
+        kg.ok(
+            &["account", "rotate", "main", "--no-check"],
+            &format!("{REAL_KEY}\nmended-secret\n"),
+        );
+        kg.ok(
+            &["account", "rotate", "main", "--no-check"],
+            &format!("{NEXT_KEY}\nnext-secret\n"),
+        );
+        let before = db_state(&kg);
+        let back = kg.fails(
+            &["account", "rotate", "main", "--no-check"],
+            &format!("{REAL_KEY}\n{REAL_SECRET}\n"),
+            2,
+        );
+        assert!(
+            back.stderr
+                .contains("this API key was account main's until a rotation replaced it")
+                && back.stderr.contains("nothing was changed"),
+            "{}",
+            back.stderr
+        );
+        let elsewhere = kg.fails(
+            &[
+                "account",
+                "add",
+                "--exchange",
+                "binance",
+                "--label",
+                "second",
+                "--no-check",
+            ],
+            &format!("{REAL_KEY}\n{REAL_SECRET}\n"),
+            2,
+        );
+        assert!(
+            elsewhere
+                .stderr
+                .contains("this API key was account main's until a rotation replaced it"),
+            "{}",
+            elsewhere.stderr
+        );
+        assert_eq!(db_state(&kg), before);
+        let told = format!("{back:?}{elsewhere:?}");
+        assert!(
+            !told.contains(REAL_KEY) && !told.contains(REAL_SECRET),
+            "{told}"
+        );
+        // The key held now mends its secret as before.
+        kg.ok(
+            &["account", "rotate", "main", "--no-check"],
+            &format!("{NEXT_KEY}\nnext-secret-mended\n"),
         );
     }
 
@@ -3910,7 +3973,7 @@ mod client {
             .collect();
         assert_eq!(upgrades.len(), 1, "{export}");
         assert_eq!(upgrades[0]["detail"]["from"], 2);
-        assert_eq!(upgrades[0]["detail"]["to"], 6);
+        assert_eq!(upgrades[0]["detail"]["to"], 7);
         assert_eq!(kg.status("bot1"), "active");
         kg.ok(&["audit", "verify"], "");
         // Schema 3: the account goes, its revoked client stays.

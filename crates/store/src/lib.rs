@@ -78,6 +78,22 @@ CREATE TABLE IF NOT EXISTS retired_keys (
     };
 }
 
+/// Real API keys a rotation replaced, kept as SHA-256 hashes with their account's label
+/// and when: a key an account held before is refused as its next one, or another
+/// account's (a replaced key may be the one that leaked). It opens nothing and is not
+/// sealed: editing it can only hide or invent such a refusal.
+macro_rules! retired_account_keys_table {
+    () => {
+        "
+CREATE TABLE IF NOT EXISTS retired_account_keys (
+    key_hash   BLOB PRIMARY KEY,
+    account    TEXT NOT NULL,
+    retired_ms INTEGER NOT NULL
+);
+"
+    };
+}
+
 const SCHEMA: &str = concat!(
     r#"
 CREATE TABLE meta (
@@ -105,9 +121,10 @@ CREATE TABLE events (
     hash  BLOB NOT NULL,
     mac   BLOB NOT NULL
 );
-INSERT INTO meta (key, value) VALUES ('schema_version', 6), ('generation', 0);
+INSERT INTO meta (key, value) VALUES ('schema_version', 7), ('generation', 0);
 "#,
-    retired_keys_table!()
+    retired_keys_table!(),
+    retired_account_keys_table!()
 );
 
 /// Version 3's client table, built beside the old one and filled from it by
@@ -134,8 +151,8 @@ ALTER TABLE clients_v3 RENAME TO clients;
 /// brings a database to it reseals both if the client table's seal held. Version 5 changes
 /// no table: its seal covers the hash of the audit event it names too, made at the same
 /// audited change if the version-4 seal held. Version 6 adds the table of retired client
-/// keys, empty.
-const SCHEMA_VERSION: i64 = 6;
+/// keys, empty; version 7 the table of real keys a rotation replaced, empty.
+const SCHEMA_VERSION: i64 = 7;
 
 /// The size, in bytes, the write-ahead log is cut back to once checkpointed.
 const WAL_SIZE_LIMIT: i64 = 64 << 20;
@@ -594,6 +611,11 @@ impl Store {
         if version < 6 {
             self.conn
                 .execute_batch(retired_keys_table!())
+                .map_err(|e| self.sql(e))?;
+        }
+        if version < 7 {
+            self.conn
+                .execute_batch(retired_account_keys_table!())
                 .map_err(|e| self.sql(e))?;
         }
         self.conn
@@ -1535,6 +1557,43 @@ mod tests {
             store.retired_keys().unwrap(),
             [(retired_key_hash(&first), bot.clone())]
         );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_rotation_remembers_the_real_key_it_replaced_in_a_version_6_database_too() {
+        let (dir, mut store) = temp_store();
+        let master = MasterKey::generate();
+        let main: keygate_core::Name = "main".parse().unwrap();
+        add_main_and_bot1(&mut store, &master);
+        store
+            .connection()
+            .execute_batch(
+                "DROP TABLE retired_account_keys; \
+                 UPDATE meta SET value = 6 WHERE key = 'schema_version'",
+            )
+            .unwrap();
+        store.upgrade_schema().unwrap();
+        assert!(store.is_schema_current().unwrap());
+        let first = "AAAAkeykeykeykeyZZZZ";
+        let secret = |text: &str| SecretString::new(text.into());
+        // A new secret for the same key mends it: nothing is replaced.
+        store
+            .transaction(|s| {
+                s.replace_account_credentials(&main, &secret(first), &secret("s2"), &master, 5)
+            })
+            .unwrap();
+        assert_eq!(store.replaced_account_key(first).unwrap(), None);
+        store
+            .transaction(|s| {
+                s.replace_account_credentials(&main, &secret("next"), &secret("s3"), &master, 9)
+            })
+            .unwrap();
+        assert_eq!(
+            store.replaced_account_key(first).unwrap(),
+            Some(("main".to_owned(), 9))
+        );
+        assert_eq!(store.replaced_account_key("next").unwrap(), None);
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -583,8 +583,22 @@ impl Store {
         let account = self.account(label)?;
         // The new credentials are bound to the row's upstream: a row edited to point
         // elsewhere no longer opens, and must not be made to open by a rotation.
-        account.open_api_key(master)?;
+        let replaced = account.open_api_key(master)?;
         account.open_secret(master)?;
+        // The same key with another secret mends a secret stored mistyped: not retired.
+        let replaced = replaced.expose_secret();
+        if !bool::from(
+            replaced
+                .as_bytes()
+                .ct_eq(api_key.expose_secret().as_bytes()),
+        ) {
+            self.connection()
+                .execute(
+                    "INSERT OR REPLACE INTO retired_account_keys (key_hash, account, retired_ms) VALUES (?1, ?2, ?3)",
+                    params![retired_key_hash(replaced).as_slice(), label.as_str(), now_ms as i64],
+                )
+                .map_err(|e| self.error(e))?;
+        }
         let sealed_key = master.seal(
             &account_record("account-api-key", &account),
             api_key.expose_secret().as_bytes(),
@@ -1003,6 +1017,20 @@ impl Store {
             }
         }
         Ok(keys)
+    }
+
+    /// The account whose real key `api_key` was until a rotation replaced it, and when
+    /// (Unix milliseconds); `None` for a key no rotation replaced.
+    pub fn replaced_account_key(&self, api_key: &str) -> Result<Option<(String, u64)>, Error> {
+        self.connection()
+            .query_row(
+                "SELECT account, retired_ms FROM retired_account_keys WHERE key_hash = ?1",
+                [retired_key_hash(api_key).as_slice()],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)),
+            )
+            .optional()
+            .map(|found| found.map(|(account, at)| (account, u64::try_from(at).unwrap_or(0))))
+            .map_err(|e| self.error(e))
     }
 
     /// Replaces a client's policy. A revoked client keeps the policy it had; a client

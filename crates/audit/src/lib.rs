@@ -114,16 +114,42 @@ pub enum Error {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] keygate_store::Error),
-    /// The writer thread is gone.
+    /// The writer thread is gone: nothing queued from now on will be written.
     #[error("the audit writer has stopped")]
     WriterStopped,
+    /// The writer thread could not be started.
+    #[error("the audit writer could not start: {cause}")]
+    WriterNotStarted {
+        /// Why (in the message, as [`Error::Archive`]'s).
+        cause: std::io::Error,
+    },
     /// An event did not serialize.
     #[error("event does not serialize: {0}")]
     Encode(String),
-    /// The writer could not commit the event, or could not start (the database failed:
-    /// a full disk, a lock held too long).
-    #[error("the audit event was not written: {0}")]
-    NotWritten(String),
+    /// The writer could not commit the event (the database failed: a full disk, a lock
+    /// held too long).
+    ///
+    /// One failed commit fails every event of its batch, and each one someone waits on
+    /// is told with an error of its own ([`OnDurable`]): the store's error, which cannot
+    /// be cloned, is shared among them. It is in the message, not given as the source,
+    /// as [`Error::Archive`]'s.
+    #[error("the audit event was not written: {cause}")]
+    NotWritten {
+        /// Why the commit failed.
+        cause: Arc<keygate_store::Error>,
+    },
+    /// The event was committed, but the database could not be told to sync it to disk
+    /// (the cause was logged when the sync mode could not be set): nobody waiting on it
+    /// is told that it is durable.
+    #[error("the audit log cannot be synced to disk")]
+    Unsynced,
+    /// The event was refused at once: as many events someone waits on (and what follows
+    /// them) as the log keeps queued, [`MAX_QUEUED_KEPT`], already wait to be written.
+    #[error("the audit log is too far behind: too many events wait ({waiting} queued)")]
+    TooFarBehind {
+        /// How many such events waited.
+        waiting: usize,
+    },
     /// Verification found a row that does not belong to the chain.
     #[error("audit log verification failed at event {seq}: {reason}")]
     Tampered {
@@ -214,8 +240,10 @@ const HEAD_LABEL: &[u8] = b"keygate audit head v1\0";
 /// What a checkpoint's MAC covers before the checkpoint itself.
 const CHECKPOINT_LABEL: &[u8] = b"keygate audit checkpoint v1\0";
 
-/// Called once the event is committed (with its seq) or could not be.
-pub type OnDurable = Box<dyn FnOnce(Result<u64, String>) + Send>;
+/// Called once the event is committed (with its seq) or could not be: then with
+/// [`Error::WriterStopped`], [`Error::TooFarBehind`], [`Error::NotWritten`],
+/// [`Error::Unsynced`] or [`Error::Encode`].
+pub type OnDurable = Box<dyn FnOnce(Result<u64, Error>) + Send>;
 
 /// One event to append, or (`event: None`) a barrier that completes once everything
 /// queued before it is committed.
@@ -471,9 +499,6 @@ fn log_losses_begin() {
     tracing::error!("the audit log cannot keep up: events are counted, not kept");
 }
 
-/// Why a durable event is refused at once.
-const TOO_FAR_BEHIND: &str = "the audit log is too far behind: too many events wait";
-
 impl AuditLog {
     /// Starts a writer on the database at `db` (its own connection).
     pub fn start(db: &Path, key: AuditKey) -> Result<AuditLog, Error> {
@@ -491,7 +516,7 @@ impl AuditLog {
                 writer(store, key, &writer_queue);
                 drop(stopped);
             })
-            .map_err(|e| Error::NotWritten(format!("the audit writer could not start: {e}")))?;
+            .map_err(|cause| Error::WriterNotStarted { cause })?;
         Ok(AuditLog {
             handle: Arc::new(Handle {
                 queue,
@@ -553,7 +578,7 @@ impl AuditLog {
         if queue.stopped {
             drop(queue);
             match on_durable {
-                Some(cb) => cb(Err("the audit writer has stopped".into())),
+                Some(cb) => cb(Err(Error::WriterStopped)),
                 None => tracing::error!("audit writer stopped; event dropped"),
             }
             return false;
@@ -569,7 +594,7 @@ impl AuditLog {
             }
             (Lane::Kept | Lane::Durable, Some(event)) if queue.queued_kept >= queue.bounds.kept => {
                 match on_durable {
-                    Some(cb) => refused = Some(cb),
+                    Some(cb) => refused = Some((cb, queue.queued_kept)),
                     None => losses_begin = count_lost(&mut queue.lost, &event),
                 }
             }
@@ -587,8 +612,8 @@ impl AuditLog {
         if losses_begin {
             log_losses_begin();
         }
-        if let Some(cb) = refused {
-            cb(Err(TOO_FAR_BEHIND.to_owned()));
+        if let Some((cb, waiting)) = refused {
+            cb(Err(Error::TooFarBehind { waiting }));
             return false;
         }
         if was_empty || urgent {
@@ -619,8 +644,7 @@ impl AuditLog {
         });
         self.push(event, Some(on_durable), lane);
         match rx.recv() {
-            Ok(Ok(seq)) => Ok(seq),
-            Ok(Err(reason)) => Err(Error::NotWritten(reason)),
+            Ok(result) => result,
             Err(_) => Err(Error::WriterStopped),
         }
     }
@@ -642,14 +666,10 @@ impl Drop for Stopped {
         if let Some(lost) = lost {
             tracing::error!(count = lost.count, "lost events could not be recorded");
         }
-        fail(kept, "the audit writer has stopped");
-    }
-}
-
-fn fail(jobs: impl IntoIterator<Item = Job>, reason: &str) {
-    for job in jobs {
-        if let Some(cb) = job.on_durable {
-            cb(Err(reason.to_owned()));
+        for job in kept {
+            if let Some(cb) = job.on_durable {
+                cb(Err(Error::WriterStopped));
+            }
         }
     }
 }
@@ -921,7 +941,7 @@ fn commit(
     let unsynced = durable && !sync.full;
     lock(queue).failing = match &result {
         Err(e) => Some(e.to_string()),
-        Ok(_) if unsynced => Some(UNSYNCED.to_owned()),
+        Ok(_) if unsynced => Some(Error::Unsynced.to_string()),
         Ok(_) => None,
     };
     let mut lost = None;
@@ -930,10 +950,10 @@ fn commit(
             if writes_rows || durable {
                 sync.unsynced_rows = !sync.full && (writes_rows || sync.unsynced_rows);
             }
-            for (job, seq) in jobs.into_iter().zip(seqs) {
+            for ((job, seq), entry) in jobs.into_iter().zip(seqs).zip(&bodies) {
                 match (job.on_durable, job.event) {
-                    (Some(cb), _) if unsynced => cb(Err(UNSYNCED.to_owned())),
-                    (Some(cb), _) => cb(seq.ok_or_else(|| "event does not serialize".to_owned())),
+                    (Some(cb), _) if unsynced => cb(Err(Error::Unsynced)),
+                    (Some(cb), _) => cb(seq.ok_or_else(|| not_serialized(entry))),
                     (None, Some(event)) if seq.is_none() => {
                         count_lost(&mut lost, &event);
                     }
@@ -943,10 +963,12 @@ fn commit(
         }
         Err(e) => {
             tracing::error!(error = %e, events = jobs.len(), "audit append failed");
-            let reason = e.to_string();
+            let cause = Arc::new(e);
             for job in jobs {
                 match (job.on_durable, job.event) {
-                    (Some(cb), _) => cb(Err(reason.clone())),
+                    (Some(cb), _) => cb(Err(Error::NotWritten {
+                        cause: Arc::clone(&cause),
+                    })),
                     (None, Some(event)) => {
                         count_lost(&mut lost, &event);
                     }
@@ -958,8 +980,16 @@ fn commit(
     lost
 }
 
-/// Why a commit someone waits on could not be made durable.
-const UNSYNCED: &str = "the audit log cannot be synced to disk";
+/// Why the event of `entry`, which [`chain`] gave no seq, was not written: it did not
+/// serialize.
+fn not_serialized(entry: &Entry) -> Error {
+    match entry {
+        Some((_, Err(reason))) => Error::Encode(reason.clone()),
+        // `chain` gives every other entry a seq: this is not reached, and says the
+        // same should it ever be.
+        _ => Error::Encode("no reason was kept".to_owned()),
+    }
+}
 
 /// What one queued job puts in the log: nothing (a barrier), or an event's time and its
 /// JSON (or why it did not serialize).
@@ -1952,7 +1982,7 @@ mod tests {
         // Regression: a commit that failed was reported as an event that does not
         // serialize, which sent an operator with a full disk looking for a bug.
         let refused = log.append_blocking(event(2)).unwrap_err();
-        assert!(matches!(refused, Error::NotWritten(_)), "{refused:?}");
+        assert!(matches!(refused, Error::NotWritten { .. }), "{refused:?}");
         assert!(
             refused
                 .to_string()
@@ -2366,7 +2396,11 @@ mod tests {
         // Those past the bound are refused at once, before anything is written.
         for _ in taken..queued.len() {
             let (n, refused) = rx.recv().unwrap();
-            assert!(n >= 2 && !queued[n] && refused.is_err(), "{n}: {refused:?}");
+            assert!(n >= 2 && !queued[n], "{n}: {refused:?}");
+            assert!(
+                matches!(refused, Err(Error::TooFarBehind { waiting: 2 })),
+                "{n}: {refused:?}"
+            );
         }
         release(stalled);
         drop(tx);

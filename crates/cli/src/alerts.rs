@@ -286,7 +286,7 @@ pub fn test(home: &Home) -> anyhow::Result<i32> {
             Err(failure) => {
                 failed = true;
                 // It may quote the mail server's own answer.
-                println!("{}", escape_controls(&failure));
+                println!("{}", escape_controls(&failure.to_string()));
             }
         }
     }

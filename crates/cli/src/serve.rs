@@ -547,8 +547,9 @@ fn flush_before_exit(audit_log: &keygate_audit::AuditLog) -> anyhow::Result<()> 
     loop {
         match audit_log.flush() {
             Ok(()) => return Ok(()),
-            // Only a write the store refused may do later; a writer gone never will.
-            Err(e @ keygate_audit::Error::NotWritten(_))
+            // Only a write the store refused (or could not sync) may do later; a writer
+            // gone never will.
+            Err(e @ (keygate_audit::Error::NotWritten { .. } | keygate_audit::Error::Unsynced))
                 if audit_log.is_writing() && Instant::now() < last_start =>
             {
                 let _ = writeln!(

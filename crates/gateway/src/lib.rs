@@ -305,7 +305,7 @@ impl Gateway {
     }
 
     /// Raises [`AlertRule::AuditUnavailable`], unless it was raised in the last minute.
-    fn alert_audit_unavailable(&self, reason: &str) {
+    fn alert_audit_unavailable(&self, reason: &NotDurable) {
         const QUIET_MS: u64 = 60_000;
         let Some(alerter) = &self.alerter else {
             return;
@@ -2234,7 +2234,7 @@ impl<'a> Audit<'a> {
     }
 
     /// Writes the request event and waits until it is durable.
-    async fn write_pending(&mut self) -> Result<u64, String> {
+    async fn write_pending(&mut self) -> Result<u64, NotDurable> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let event = self
             .clone()
@@ -2247,9 +2247,9 @@ impl<'a> Audit<'a> {
             }),
         );
         let result = match tokio::time::timeout(AUDIT_DEADLINE, rx).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err("audit writer dropped the event".to_owned()),
-            Err(_) => Err("audit write timed out".to_owned()),
+            Ok(Ok(result)) => result.map_err(NotDurable::Log),
+            Ok(Err(_)) => Err(NotDurable::Dropped),
+            Err(_) => Err(NotDurable::TimedOut),
         };
         self.pending_written = result.is_ok();
         result
@@ -2294,6 +2294,30 @@ impl<'a> Audit<'a> {
                 order_ids,
                 interrupted: false,
             }),
+        }
+    }
+}
+
+/// Why a request's pending event is not known to be durable: the request is then not
+/// forwarded. Said in the request's denial, serve's log and the `audit_unavailable`
+/// alert; none of it holds a secret (the audit log's errors name the database, not what
+/// is in it).
+#[derive(Debug)]
+enum NotDurable {
+    /// The audit log said why.
+    Log(keygate_audit::Error),
+    /// The audit log dropped the event without saying what became of it.
+    Dropped,
+    /// No word within [`AUDIT_DEADLINE`]; the event may still be written.
+    TimedOut,
+}
+
+impl std::fmt::Display for NotDurable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NotDurable::Log(e) => e.fmt(f),
+            NotDurable::Dropped => f.write_str("audit writer dropped the event"),
+            NotDurable::TimedOut => f.write_str("audit write timed out"),
         }
     }
 }

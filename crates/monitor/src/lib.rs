@@ -153,6 +153,35 @@ pub enum Error {
     /// The monitor's thread or runtime could not start.
     #[error("cannot start the monitor: {0}")]
     Start(std::io::Error),
+    /// An alert did not reach a webhook, after every attempt.
+    ///
+    /// This and [`Error::EmailNotDelivered`] are found in a [`Delivery`], not returned:
+    /// one alert goes to every sink at once, and each sink's delivery succeeds or fails
+    /// on its own. They are variants of the crate's one error rather than a failure type
+    /// of their own so that a caller handles them as any other error of the monitor (`?`
+    /// into `anyhow`, a match on the fields), and the crate keeps one error to read; the
+    /// price is that a [`Delivery`], which holds one, is not `Clone` or `Eq` (no caller
+    /// copies or compares one). Two variants, not one with a kind: the message names the
+    /// kind of sink ("webhook …", "email to …") as it always has.
+    #[error("webhook {destination} failed: {cause}")]
+    WebhookNotDelivered {
+        /// The webhook, as [`Sink::destination`] shows it (never its path, which may be
+        /// its credential).
+        destination: String,
+        /// The last attempt's failure (the receiver's answer, or why none came), with no
+        /// credential in it.
+        cause: String,
+    },
+    /// An alert did not reach every recipient of an email, after every attempt: see
+    /// [`Error::WebhookNotDelivered`].
+    #[error("email to {destination} failed: {cause}")]
+    EmailNotDelivered {
+        /// The mail server, as [`Sink::destination`] shows it.
+        destination: String,
+        /// Each recipient not reached and why, the mail server's own answer quoted (it may
+        /// hold control characters: escape it before printing), with no credential in it.
+        cause: String,
+    },
 }
 
 impl From<keygate_vault::Error> for Error {
@@ -320,12 +349,13 @@ impl Alert {
 }
 
 /// What became of an alert sent to one sink.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct Delivery {
     /// The sink, as [`Sink::destination`] shows it.
     pub destination: String,
-    /// `Err` holds the last failure, after every attempt.
-    pub result: Result<(), String>,
+    /// `Err` holds the last failure, after every attempt:
+    /// [`Error::WebhookNotDelivered`] or [`Error::EmailNotDelivered`].
+    pub result: Result<(), Error>,
 }
 
 /// Sends `alert` to the log and to every sink that wants it, and says what became of
@@ -597,7 +627,10 @@ impl Target {
                 Delivery {
                     destination: "recorder".into(),
                     result: if *fails {
-                        Err("refused".into())
+                        Err(Error::WebhookNotDelivered {
+                            destination: "recorder".into(),
+                            cause: "refused".into(),
+                        })
                     } else {
                         Ok(())
                     },
@@ -1223,10 +1256,7 @@ impl Follower {
                     "too many alerts wait for this sink: one is dropped for it (the oldest \
                      that is not critical, or the new one)"
                 );
-                self.metrics.delivered(&[Delivery {
-                    destination,
-                    result: Err("dropped: too many alerts waiting for this sink".into()),
-                }]);
+                self.metrics.not_delivered(destination);
             }
         }
     }

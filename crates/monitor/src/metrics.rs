@@ -128,6 +128,16 @@ impl Metrics {
         }
     }
 
+    /// Counts an alert that was not delivered to `destination` without being tried (too
+    /// many waited for it), as a failed delivery.
+    pub(crate) fn not_delivered(&self, destination: String) {
+        *self
+            .lock()
+            .failed_deliveries
+            .entry(destination)
+            .or_default() += 1;
+    }
+
     /// The last audit event counted.
     pub fn last_seq(&self) -> u64 {
         self.lock().last_seq

@@ -70,13 +70,10 @@ impl Sink {
 
     /// Sends `alert`, trying again after each of [`RETRY_DELAYS`] while it fails, unless
     /// asking again would change nothing. An email goes to each recipient on its own, and
-    /// only those not reached yet are tried again. The error names the destination and
-    /// the last failure, never a credential.
-    pub(crate) async fn deliver(
-        &self,
-        http: &reqwest::Client,
-        alert: &Alert,
-    ) -> Result<(), String> {
+    /// only those not reached yet are tried again. The error
+    /// ([`Error::WebhookNotDelivered`], [`Error::EmailNotDelivered`]) names the
+    /// destination and the last failure, never a credential.
+    pub(crate) async fn deliver(&self, http: &reqwest::Client, alert: &Alert) -> Result<(), Error> {
         let mut delays = RETRY_DELAYS.iter();
         let mut mail = match self {
             Sink::Email(email) => email.recipients(),
@@ -103,15 +100,11 @@ impl Sink {
                     tokio::time::sleep((*delay).max(asked)).await;
                 }
                 (Err(failed), _) => {
-                    let kind = match self {
-                        Sink::Webhook(_) => "webhook",
-                        Sink::Email(_) => "email to",
-                    };
-                    return Err(format!(
-                        "{kind} {} failed: {}",
-                        self.destination(),
-                        failed.reason
-                    ));
+                    let (destination, cause) = (self.destination(), failed.reason);
+                    return Err(match self {
+                        Sink::Webhook(_) => Error::WebhookNotDelivered { destination, cause },
+                        Sink::Email(_) => Error::EmailNotDelivered { destination, cause },
+                    });
                 }
             }
         }
@@ -534,7 +527,10 @@ mod tests {
             let result = tokio::time::timeout(Duration::from_secs(3600), delivery).await;
             (result, started.elapsed())
         });
-        let failure = result.expect("the delivery never ended").unwrap_err();
+        let failure = result
+            .expect("the delivery never ended")
+            .unwrap_err()
+            .to_string();
         assert!(failure.contains("email to smtp://127.0.0.1"), "{failure}");
         let bound = DELIVERY_TIMEOUT * 3 + RETRY_DELAYS.iter().sum::<Duration>();
         assert!(took <= bound, "{took:?}");

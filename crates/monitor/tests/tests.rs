@@ -9,8 +9,8 @@ use keygate_audit::{AuditKey, AuditLog};
 use keygate_core::{ActionKind, AdminEvent, Event, EventBody, Outcome, RequestEvent, Rule};
 use keygate_mockex::{spawn_receiver, spawn_smtp_sink, Hook, WebhookReceiver};
 use keygate_monitor::{
-    dispatch_blocking, sign, Alert, AlertRule, AlertsConfig, EmailConfig, Monitor, Rules, Severity,
-    SmtpSecurity, Thresholds, WebhookConfig,
+    dispatch_blocking, sign, Alert, AlertRule, AlertsConfig, EmailConfig, Error, Monitor, Rules,
+    Severity, SmtpSecurity, Thresholds, WebhookConfig,
 };
 use keygate_store::Store;
 use keygate_vault::SecretBytes;
@@ -529,7 +529,7 @@ fn an_alert_is_mailed_through_a_real_smtp_exchange_with_the_password_from_its_fi
     };
     let alert = Alert::outside_log(Severity::Critical, AlertRule::Test, "test".into());
     let deliveries = dispatch_blocking(&config.settings().unwrap(), &alert).unwrap();
-    let failure = deliveries[0].result.clone().unwrap_err();
+    let failure = deliveries[0].result.as_ref().unwrap_err().to_string();
     assert!(failure.contains("left@gone.example refused"), "{failure}");
     let gone = format!("left@{}", keygate_mockex::GONE_DOMAIN);
     assert_eq!(
@@ -563,7 +563,11 @@ fn an_alert_is_mailed_through_a_real_smtp_exchange_with_the_password_from_its_fi
     assert_eq!(mails.len(), 4, "{mails:?}");
     assert_eq!(mails[3].to, ["after-slow@example.com"]);
     // The slow one was asked at each attempt, and the failure says so.
-    let failure = dispatching.join().unwrap()[0].result.clone().unwrap_err();
+    let failure = dispatching.join().unwrap()[0]
+        .result
+        .as_ref()
+        .unwrap_err()
+        .to_string();
     assert!(
         failure.contains("slow@tarpit.example: no answer"),
         "{failure}"
@@ -584,7 +588,7 @@ fn an_alert_is_mailed_through_a_real_smtp_exchange_with_the_password_from_its_fi
     };
     let alert = Alert::outside_log(Severity::Critical, AlertRule::Test, "test".into());
     let deliveries = dispatch_blocking(&config.settings().unwrap(), &alert).unwrap();
-    let failure = deliveries[0].result.clone().unwrap_err();
+    let failure = deliveries[0].result.as_ref().unwrap_err().to_string();
     for busy in ["first@busy.example", "second@busy.example"] {
         assert!(failure.contains(busy), "{failure}");
     }
@@ -601,7 +605,11 @@ fn an_alert_is_mailed_through_a_real_smtp_exchange_with_the_password_from_its_fi
     let alert = Alert::outside_log(Severity::Critical, AlertRule::Test, "test".into());
     let deliveries = dispatch_blocking(&config.settings().unwrap(), &alert).unwrap();
     assert_eq!(deliveries.len(), 1);
-    let failure = deliveries[0].result.clone().unwrap_err();
+    let Err(error @ Error::EmailNotDelivered { destination, .. }) = &deliveries[0].result else {
+        panic!("not an email's failure: {:?}", deliveries[0].result);
+    };
+    assert_eq!(*destination, deliveries[0].destination);
+    let failure = error.to_string();
     assert!(
         failure.starts_with(&format!("email to smtp://{closed} failed")),
         "{failure}"

@@ -160,6 +160,7 @@ fn add(vault: &mut Unlocked, args: &AddArgs) -> anyhow::Result<()> {
     vault
         .change(&[added], |s, master| {
             check_no_other_holds(s, master, &new.api_key, &label)?;
+            check_not_replaced(s, &new.api_key)?;
             s.insert_account(&new, master, now)
         })
         .with_context(|| format!("adding account {label}"))?;
@@ -403,6 +404,7 @@ fn rotate(vault: &mut Unlocked, args: &RotateArgs) -> anyhow::Result<()> {
                 });
             }
             check_no_other_holds(s, master, &api_key, &label)?;
+            check_not_replaced(s, &api_key)?;
             s.replace_account_credentials(&label, &api_key, &secret, master, now)?;
             match rotate_every_s {
                 Some(period) => s.set_account_rotation(&label, period, master),
@@ -546,6 +548,21 @@ fn account_holding(
         let held = account.open_api_key(master).ok()?;
         held.ct_eq(api_key.expose_secret()).then_some(account.label)
     }))
+}
+
+/// [`refuse_replaced_key`] again inside the change's transaction: a rotation made by
+/// another command while this one checked the key with the exchange may have replaced it.
+fn check_not_replaced(store: &Store, api_key: &SecretString) -> Result<(), keygate_store::Error> {
+    match store.replaced_account_key(api_key.expose_secret())? {
+        Some((account, _)) => Err(keygate_store::Error::Conflict {
+            kind: "account",
+            name: account,
+            reason: "a rotation replaced this API key meanwhile (a replaced key may be the one \
+                     that leaked)"
+                .into(),
+        }),
+        None => Ok(()),
+    }
 }
 
 /// [`account_holding`] again inside the change's transaction, for an account other than

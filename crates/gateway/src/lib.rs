@@ -762,7 +762,7 @@ async fn handle<A: Adapter>(
     // Either way a request its policy denies is recorded, and alerted, as denied: a read
     // probing for symbols or scopes during a pause is decided first too.
     if action.kind == ActionKind::Read {
-        if let Some((response, msg)) = held_back(adapter, &gw.weight, pool) {
+        if let Some((response, msg)) = answer_while_backing_off(adapter, &gw.weight, pool) {
             // Not counted against its client's rate: a bot that reads again while the
             // exchange asks keygate to wait would otherwise find its first orders after
             // the pause refused for its rate.
@@ -849,7 +849,7 @@ async fn handle<A: Adapter>(
             Err(Unpriced::Paused | Unpriced::Unreached) => {
                 // The exchange asks the address to back off (it may have begun while the
                 // lookup waited): answered as such.
-                if let Some((response, msg)) = held_back(adapter, &gw.weight, pool) {
+                if let Some((response, msg)) = answer_while_backing_off(adapter, &gw.weight, pool) {
                     return audit.deny(response, Rule::ExchangeBackOff, &msg);
                 }
                 // As the order itself would be answered, which bots try again (found by
@@ -892,8 +892,10 @@ async fn handle<A: Adapter>(
             ..
         }),
         Some((response, msg)),
-    ) = (&decision, held_back(adapter, &gw.weight, pool))
-    {
+    ) = (
+        &decision,
+        answer_while_backing_off(adapter, &gw.weight, pool),
+    ) {
         return audit.deny(response, Rule::ExchangeBackOff, &msg);
     }
     match decision {
@@ -912,7 +914,7 @@ async fn handle<A: Adapter>(
     // would pass its share of the address's limit (found by review: one client's cancels
     // could take the address to the exchange's 429, which stops every client). Nothing is
     // charged while the exchange asks the address to back off.
-    if let Some((response, msg)) = held_back(adapter, &gw.weight, pool) {
+    if let Some((response, msg)) = answer_while_backing_off(adapter, &gw.weight, pool) {
         return audit.deny(response, Rule::ExchangeBackOff, &msg);
     }
     let symbol_lookup = client
@@ -968,7 +970,7 @@ async fn handle<A: Adapter>(
             let response = refusal_response(adapter, Refusal::Invalid(&e));
             return Err((response, Rule::Authentication, msg));
         }
-        if let Some((response, msg)) = held_back(adapter, &gw.weight, pool) {
+        if let Some((response, msg)) = answer_while_backing_off(adapter, &gw.weight, pool) {
             return Err((response, Rule::ExchangeBackOff, msg));
         }
         let registry = gw.live.snapshot();
@@ -1135,7 +1137,7 @@ async fn check_order_symbol<A: Adapter>(
         audit.charge.0 = audit.charge.0.take().map(|c| c.less(lookup_weight));
     }
     if let (OrderSymbol::Unsaid | OrderSymbol::Unreached, Some((response, msg))) =
-        (&found, held_back(adapter, &gw.weight, pool))
+        (&found, answer_while_backing_off(adapter, &gw.weight, pool))
     {
         return Err((response, Rule::ExchangeBackOff, msg));
     }
@@ -1234,7 +1236,7 @@ async fn forward_public<A: Adapter>(
         name: adapter.weight_pool(native),
     };
     let cap = cap_for(gw, adapter, pool, HeldBack::PublicData);
-    if let Some((response, msg)) = held_back(adapter, &gw.weight, pool) {
+    if let Some((response, msg)) = answer_while_backing_off(adapter, &gw.weight, pool) {
         return audit.deny(response, Rule::ExchangeBackOff, &msg);
     }
     // Settled once the answer's weight is recorded; else its estimate counts as spent.
@@ -1508,7 +1510,7 @@ fn weight_paused(what: &str, over: OverCap, kept_for: &str) -> String {
 /// While the exchange asks `pool`'s address to back off ([`WeightGauge::paused`]), the
 /// answer to a request held back, as the exchange itself answers meanwhile (429, or 418
 /// for a ban) with how long is left in `Retry-After`, and the reason, for its event.
-fn held_back<A: Adapter>(
+fn answer_while_backing_off<A: Adapter>(
     adapter: &A,
     weight: &WeightGauge,
     pool: Pool<'_>,

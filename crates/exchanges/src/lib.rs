@@ -14,8 +14,8 @@
 //! gateway's request path is written once against these traits, so adding an exchange
 //! to the gateway means adding one module here, one simulator in `keygate-mockex`, and
 //! its route in the gateway (the adapter as one field of `Gateway`, one line in its
-//! `route`). Reconciliation (`keygate reconcile`) reads Binance's histories with Binance's
-//! windows and weights, and needs its own work for another exchange.
+//! `route`). Reconciliation (`keygate reconcile`) is written against [`Adapter`] too, and
+//! takes an exchange's list windows, page sizes and weight ceilings from its adapter.
 //!
 //! It is not a network client: no I/O happens here, so every function can be tested
 //! against the exchanges' published vectors (`crates/exchanges/tests/vectors.json`).

@@ -38,7 +38,7 @@ use keygate_core::{
     ClientStatus, Exchange, ExchangeConditionalOrder, ExchangeOrder, ExchangeWithdrawal, Market,
     Scope,
 };
-use keygate_exchanges::{binance, Adapter, Binance, KeyPermissions};
+use keygate_exchanges::{Adapter, Binance, KeyPermissions};
 use keygate_gateway::weight::WeightGauge;
 use keygate_monitor::reconcile::{is_plain_symbol, Forwarded, FORWARDED_BEFORE_MS};
 use keygate_monitor::{Alert, AlertRule, Alerter, Severity};
@@ -55,27 +55,13 @@ use crate::remote::{Answer, Exchanges, ReadError};
 /// exchange's id of it comes in an outcome event written in the background, within a
 /// fraction of a second. Newer orders are left to the next reconciliation.
 const ORDER_SETTLE_MS: u64 = 5_000;
-/// The longest span Binance lists orders of at once.
-const ORDER_SPAN_MS: u64 = 24 * 3600 * 1000;
-/// The longest span Binance lists conditional orders of at once: less than seven days.
-const CONDITIONAL_SPAN_MS: u64 = 6 * ORDER_SPAN_MS;
 /// How long before the window conditional orders are listed, at the least: the order a
 /// stop placed then and triggered in the window is known by it. An older stop's order is
 /// reported. See [`conditional_orders_from`].
-const TRIGGER_LOOKBACK_MS: u64 = 5 * ORDER_SPAN_MS;
-/// The most order lists one account's reconciliation asks for (symbols × days, each
-/// `allOrders` call weighing 20 of Binance's 6000 a minute).
+const TRIGGER_LOOKBACK_MS: u64 = 5 * 24 * 3600 * 1000;
+/// The most order lists one account's reconciliation asks for (symbols × spans, each
+/// Binance `allOrders` call weighing 20 of its 6000 a minute).
 const MAX_ORDER_QUERIES: usize = 60;
-/// The request weight an exchange may report used in the current minute of a weight pool
-/// before reconciliation waits for the next one: half of what Binance allows an address,
-/// the rest kept for the bots' orders and cancels. `/sapi` (withdrawals) allows 12 000,
-/// spot 6000 (reconciliation itself uses at most 1200 there), USD-M 2400.
-const SAPI_WEIGHT_CEILING: u64 = 6_000;
-/// The markets whose orders reconciliation lists, each with its pool's ceiling (see
-/// [`SAPI_WEIGHT_CEILING`]). USD-M's is three quarters of its 2400, above where the
-/// gateway pauses the bots' signed reads (1500 by default): reads, which a bot with the
-/// read scope alone can make, must not keep the check for a leaked key from running.
-const ORDER_MARKETS: [(Market, u64); 2] = [(Market::Spot, 3_000), (Market::Usdm, 1_800)];
 /// The most symbols whose orders placed in the day before the window are listed, to find
 /// an order a leaked key moved in place that then filled in the window (one list each).
 const MAX_FILLED_BEFORE_SYMBOLS: usize = 20;
@@ -89,11 +75,14 @@ const MAX_CLOCK_SKEW_MS: u64 = 60_000;
 /// leaves the rest of its lists to the next run.
 const MAX_WEIGHT_WAITS: u32 = 2;
 
-/// The longest window `keygate reconcile --since` takes. Binance lists an account's
-/// withdrawals over 90 days at most (`capital/withdraw/history`, asked from `startTime`
-/// to now, answers no longer span), so a longer window could not be read in full: it is
-/// refused rather than checked in part.
-const MAX_WINDOW: Duration = Duration::from_secs(90 * 24 * 3600);
+/// The longest window `keygate reconcile --since` takes: as far back as Binance lists an
+/// account's withdrawals ([`Adapter::withdrawal_history_span_ms`], 90 days), since a
+/// longer window could not be read in full: it is refused rather than checked in part.
+/// It is checked before any account is read, so it is Binance's, as its message and
+/// `--since`'s help say: a second exchange makes it the shortest of their spans.
+fn max_window() -> Duration {
+    Duration::from_millis(Binance.withdrawal_history_span_ms())
+}
 
 /// `keygate reconcile`
 #[derive(Args, Debug)]
@@ -249,10 +238,12 @@ pub(crate) struct Unmatched {
 /// exchange could not be asked, so that a cron job tells a leak from an outage.
 pub fn run(vault: &Unlocked, args: &ReconcileArgs) -> anyhow::Result<i32> {
     let since = parse_duration(&args.since).context("--since")?;
-    if since > MAX_WINDOW {
+    let max_window = max_window();
+    if since > max_window {
+        let days = max_window.as_secs() / (24 * 3600);
         anyhow::bail!(
-            "--since {}: Binance lists an account's withdrawals over the last 90 days at \
-             most, so a longer window cannot be read in full; use 90d or less",
+            "--since {}: Binance lists an account's withdrawals over the last {days} days at \
+             most, so a longer window cannot be read in full; use {days}d or less",
             args.since.trim()
         );
     }
@@ -306,196 +297,26 @@ pub(crate) fn reconcile(
     // at most, which a busy gateway's log takes seconds to read. One placed earlier is not
     // checked, rather than checked against part of what keygate sent for it.
     let checks_resting_since = now_ms().saturating_sub(RESTING_LOOKBACK_MS) + FORWARDED_BEFORE_MS;
+    let run = Run {
+        store,
+        master,
+        exchanges,
+        since_ms,
+        until_ms,
+        checks_resting_since,
+        traded: &traded,
+        tradable: &tradable,
+        wait,
+        stopping,
+    };
     let mut asked = Vec::new();
     for account in store.sealed_accounts(master).context("reading accounts")? {
-        let label = account.label.to_string();
-        let mut asked_symbols = Vec::new();
-        let mut unasked_symbols = Vec::new();
-        // USD-M orders still open that were placed before the window (since
-        // `checks_resting_since`): not listed again, but a leaked key may have modified one
-        // in place since.
-        let mut resting_from_before: Vec<(Market, ExchangeOrder)> = Vec::new();
-        let lists = match account.exchange {
-            Exchange::Binance => {
-                let signed_read = |path: &str, query: &str| {
-                    exchanges.signed_read(&Binance, master, &account, path, query)
-                };
-                let pacer = Pacer::new(&signed_read, wait, stopping, SAPI_WEIGHT_CEILING);
-                let mut withdrawals = list_withdrawals(&pacer, since_ms);
-                // A key that may not trade futures placed no futures order (and is refused
-                // a read of them). When that cannot be told, they are asked for.
-                let permissions = key_permissions(&pacer);
-                let futures = permissions.is_none_or(|p| p.can_trade_futures);
-                let markets = ORDER_MARKETS
-                    .into_iter()
-                    .filter(|(market, _)| *market != Market::Usdm || futures);
-                let mut orders = Partial::default();
-                let mut conditional_orders = Partial::default();
-                for (market, ceiling) in markets {
-                    // Each market's weight is its own: a pacer each.
-                    let pacer = Pacer::new(&signed_read, wait, stopping, ceiling);
-                    let open = open_orders(&pacer, market);
-                    let open_conditional = open_conditional_orders(&pacer, market);
-                    let known = traded.symbols(&label, market);
-                    let allowed = tradable_in(&tradable, &label, market);
-                    let resting = open.iter().flatten().map(|o| o.symbol.clone());
-                    let waiting = open_conditional.iter().flatten().flatten();
-                    let resting = resting.chain(waiting.map(|c| c.order.symbol.clone()));
-                    let placed = traded.placing_symbols(&label, market);
-                    // The symbols where a trade behind keygate's back left a trace though
-                    // no order is open: on spot, two assets whose holdings changed together
-                    // since the last run; on USD-M, a trade's fee paid.
-                    let mut traced = symbols_of_changed_holdings(
-                        store,
-                        exchanges,
-                        &account,
-                        &pacer,
-                        market,
-                        &placed,
-                        now_ms(),
-                    );
-                    let paid_fees = symbols_with_trade_fees(&pacer, market, since_ms, until_ms);
-                    let fee_symbols = paid_fees.items.clone();
-                    traced.extend(paid_fees);
-                    let (symbols, unlisted) = symbols_to_ask(
-                        market,
-                        [
-                            placed.into_iter().collect(),
-                            traced.items,
-                            known.into_iter().collect(),
-                            allowed.into_iter().collect(),
-                            resting.collect(),
-                        ],
-                    );
-                    // Conditional orders first: should the weight run out, the orders
-                    // keygate's stops placed are still known.
-                    if let Some(open) = open_conditional {
-                        // Back past the window too: a stop placed before it may have
-                        // triggered in it, and the order it placed is known by it.
-                        let mut listed = list_in_symbols(
-                            &pacer,
-                            market,
-                            &symbols,
-                            conditional_orders_from(since_ms, until_ms),
-                            until_ms,
-                            &CONDITIONAL_ORDERS,
-                        );
-                        add_open(&mut listed, open, since_ms, until_ms, &CONDITIONAL_ORDERS);
-                        conditional_orders.add(listed, market);
-                    }
-                    let mut listed = list_orders(&pacer, market, &symbols, since_ms, until_ms);
-                    // What was asked for, and what was to be but was not: those past the
-                    // cap or left when the reads gave up, and those keygate never asks.
-                    let unasked: HashSet<&String> = listed.unasked.iter().collect();
-                    asked_symbols.extend(
-                        symbols
-                            .iter()
-                            .filter(|s| !unasked.contains(s))
-                            .map(|s| market.listed_symbol(s)),
-                    );
-                    unasked_symbols.extend(
-                        listed
-                            .unasked
-                            .iter()
-                            .chain(&unlisted)
-                            .map(|s| market.listed_symbol(s)),
-                    );
-                    if !unlisted.is_empty() {
-                        let names: Vec<&str> = unlisted.iter().map(String::as_str).collect();
-                        listed.failures.push(Failure::new(
-                            "not asked for, as keygate puts no such symbol into a request of \
-                             its own",
-                            names.join(", "),
-                        ));
-                    }
-                    listed.failures.append(&mut traced.failures);
-                    listed.may_pass |= traced.may_pass;
-                    if market == Market::Usdm {
-                        let before = open
-                            .iter()
-                            .flatten()
-                            .filter(|o| (checks_resting_since..since_ms).contains(&o.placed_ms));
-                        resting_from_before.extend(before.map(|o| (market, o.clone())));
-                        // Found by review: an order placed before the window that a leaked
-                        // key moved in place and that then filled was open no more, so it
-                        // was checked by nothing. Its fill paid a fee in the window: the
-                        // orders of those symbols placed in the day before the window are
-                        // listed, and checked as those still open are.
-                        let mut filled_before = list_in_symbols(
-                            &pacer,
-                            market,
-                            &fee_symbols[..fee_symbols.len().min(MAX_FILLED_BEFORE_SYMBOLS)],
-                            checks_resting_since,
-                            since_ms,
-                            &ORDERS,
-                        );
-                        for o in filled_before.items.drain(..) {
-                            if !resting_from_before.iter().any(|(_, r)| r.id == o.id) {
-                                resting_from_before.push((market, o));
-                            }
-                        }
-                        if fee_symbols.len() > MAX_FILLED_BEFORE_SYMBOLS {
-                            listed.failures.push(Failure::new(
-                                "orders placed before the window in symbols that paid fees in \
-                                 it: not asked for past the first few",
-                                fee_symbols[MAX_FILLED_BEFORE_SYMBOLS..].join(", "),
-                            ));
-                        }
-                        listed.failures.append(&mut filled_before.failures);
-                        listed.may_pass |= filled_before.may_pass;
-                    }
-                    add_open(&mut listed, open, since_ms, until_ms, &ORDERS);
-                    leave_out_forced(&pacer, market, &mut listed, since_ms, until_ms);
-                    listed.may_pass |= pacer.may_pass();
-                    orders.add(listed, market);
-                }
-                orders.failures.append(&mut conditional_orders.failures);
-                // What this key may trade beyond what keygate reconciles is checked by
-                // nothing: said on every run, as a lasting failure.
-                let unwatched = permissions
-                    .map(|p| p.unwatched_markets())
-                    .unwrap_or_default();
-                if !unwatched.is_empty() {
-                    orders.failures.push(Failure::fixed(format!(
-                        "the key may also trade {}, where keygate forwards nothing and no \
-                         order is listed: take that permission away at the exchange",
-                        unwatched.join(", ")
-                    )));
-                }
-                orders.may_pass |= conditional_orders.may_pass;
-                // Found by review: windows are placed on this host's clock and the
-                // exchange lists by its own. A host far ahead asked only for what had
-                // not happened yet at the exchange, found nothing and called the window
-                // checked; the run fails instead, and the window waits.
-                let skew = exchanges.clock_skew_ms(&Binance, &account, Binance.permissions_path());
-                let off = match skew {
-                    Some(skew) if skew.unsigned_abs() > MAX_CLOCK_SKEW_MS => Some(Failure::new(
-                        "this host's clock is too far off the exchange's to place the window",
-                        format!(
-                            "{} s {}",
-                            skew.unsigned_abs() / 1000,
-                            if skew > 0 { "behind" } else { "ahead" }
-                        ),
-                    )),
-                    Some(_) => None,
-                    // Nor can the window be placed on a clock that could not be compared.
-                    None => Some(Failure::fixed(
-                        "the exchange's clock could not be read to place the window",
-                    )),
-                };
-                if let Some(off) = off {
-                    withdrawals.failures.push(off.clone());
-                    orders.failures.push(off);
-                }
-                (withdrawals, orders, conditional_orders.items)
-            }
+        // The one place that knows an exchange by name: the lists are read through its
+        // adapter, by code written once for every exchange.
+        let listed = match account.exchange {
+            Exchange::Binance => list_account(&Binance, &run, &account),
         };
-        asked.push((
-            label,
-            (asked_symbols, unasked_symbols),
-            lists,
-            resting_from_before,
-        ));
+        asked.push((account.label.to_string(), listed));
     }
     // The log again, now that the exchanges have answered: what they listed was sent
     // before they listed it, and its request event was durable before it was sent.
@@ -505,7 +326,7 @@ pub(crate) fn reconcile(
     // sent for it since.
     let resting_from = asked
         .iter()
-        .flat_map(|(_, _, _, resting)| resting)
+        .flat_map(|(_, listed)| &listed.resting_from_before)
         .map(|(_, o)| o.placed_ms.saturating_sub(FORWARDED_BEFORE_MS))
         .min();
     let since_placed = resting_from
@@ -514,9 +335,14 @@ pub(crate) fn reconcile(
     let mut reports = Vec::new();
     for (
         label,
-        (symbols, symbols_not_asked),
-        (withdrawals, listed_orders, conditional_orders),
-        resting_from_before,
+        Listed {
+            withdrawals,
+            orders: listed_orders,
+            conditional_orders,
+            symbols,
+            symbols_not_asked,
+            resting_from_before,
+        },
     ) in asked
     {
         // One list that cannot be had does not hide the other, nor what part of it was.
@@ -604,6 +430,253 @@ pub(crate) fn reconcile(
         });
     }
     Ok(reports)
+}
+
+/// What every account's reads in one run share.
+struct Run<'r> {
+    store: &'r Store,
+    master: &'r MasterKey,
+    exchanges: &'r Exchanges,
+    /// The window: from `since_ms` to `until_ms`.
+    since_ms: u64,
+    until_ms: u64,
+    /// From when the USD-M orders placed before the window and still open are checked
+    /// for modification.
+    checks_resting_since: u64,
+    /// What keygate forwarded, as the log said before the exchanges were asked.
+    traded: &'r Forwarded,
+    /// By account, the symbols its trading clients may trade.
+    tradable: &'r HashMap<String, BTreeSet<String>>,
+    wait: &'r dyn Fn() -> bool,
+    stopping: &'r dyn Fn() -> bool,
+}
+
+/// What one account's exchange listed in the window, before it is matched against the
+/// log.
+struct Listed {
+    withdrawals: Partial<ExchangeWithdrawal>,
+    orders: Partial<(Market, ExchangeOrder)>,
+    conditional_orders: Vec<(Market, ExchangeConditionalOrder)>,
+    /// The symbols whose orders were asked for, as a client's symbol list names them.
+    symbols: Vec<String>,
+    /// The symbols whose orders were to be asked for and were not, named the same way.
+    symbols_not_asked: Vec<String>,
+    /// USD-M orders still open that were placed before the window (since
+    /// `checks_resting_since`): not listed again, but a leaked key may have modified one
+    /// in place since.
+    resting_from_before: Vec<(Market, ExchangeOrder)>,
+}
+
+/// What `account`'s exchange, through its `adapter`, lists of the account's withdrawals
+/// and orders in `run`'s window.
+fn list_account<A: Adapter>(
+    adapter: &A,
+    run: &Run<'_>,
+    account: &keygate_store::Account,
+) -> Listed {
+    let Run {
+        store,
+        master,
+        exchanges,
+        since_ms,
+        until_ms,
+        checks_resting_since,
+        traded,
+        tradable,
+        wait,
+        stopping,
+    } = *run;
+    let label = account.label.to_string();
+    let mut asked_symbols = Vec::new();
+    let mut unasked_symbols = Vec::new();
+    let mut resting_from_before: Vec<(Market, ExchangeOrder)> = Vec::new();
+    let signed_read =
+        |path: &str, query: &str| exchanges.signed_read(adapter, master, account, path, query);
+    // Each weight pool's reads have a pacer of their own: withdrawals' (and the key's
+    // permissions') first.
+    let ceiling = adapter.reconciliation_weight_ceiling(withdrawals_pool(adapter));
+    let pacer = Pacer::new(adapter, &signed_read, wait, stopping, ceiling);
+    let mut withdrawals = list_withdrawals(&pacer, since_ms);
+    // A key that may not trade futures placed no futures order (and is refused
+    // a read of them). When that cannot be told, they are asked for.
+    let permissions = key_permissions(&pacer);
+    let futures = permissions.is_none_or(|p| p.can_trade_futures);
+    let markets = (adapter.order_markets().iter().copied())
+        .filter(|market| *market != Market::Usdm || futures);
+    let mut orders = Partial::default();
+    let mut conditional_orders = Partial::default();
+    for market in markets {
+        // Each market's weight is its own: a pacer each.
+        let ceiling = adapter.reconciliation_weight_ceiling(orders_pool(adapter, market));
+        let pacer = Pacer::new(adapter, &signed_read, wait, stopping, ceiling);
+        let open = open_orders(&pacer, market);
+        let open_conditional = open_conditional_orders(&pacer, market);
+        let known = traded.symbols(&label, market);
+        let allowed = tradable_in(tradable, &label, market);
+        let resting = open.iter().flatten().map(|o| o.symbol.clone());
+        let waiting = open_conditional.iter().flatten().flatten();
+        let resting = resting.chain(waiting.map(|c| c.order.symbol.clone()));
+        let placed = traded.placing_symbols(&label, market);
+        // The symbols where a trade behind keygate's back left a trace though
+        // no order is open: on spot, two assets whose holdings changed together
+        // since the last run; on USD-M, a trade's fee paid.
+        let mut traced = symbols_of_changed_holdings(
+            store,
+            exchanges,
+            account,
+            &pacer,
+            market,
+            &placed,
+            now_ms(),
+        );
+        let paid_fees = symbols_with_trade_fees(&pacer, market, since_ms, until_ms);
+        let fee_symbols = paid_fees.items.clone();
+        traced.extend(paid_fees);
+        let (symbols, unlisted) = symbols_to_ask(
+            market,
+            [
+                placed.into_iter().collect(),
+                traced.items,
+                known.into_iter().collect(),
+                allowed.into_iter().collect(),
+                resting.collect(),
+            ],
+        );
+        // Conditional orders first: should the weight run out, the orders
+        // keygate's stops placed are still known.
+        if let Some(open) = open_conditional {
+            // Back past the window too: a stop placed before it may have
+            // triggered in it, and the order it placed is known by it.
+            let kind = Kind::conditional_orders(adapter);
+            let mut listed = list_in_symbols(
+                &pacer,
+                market,
+                &symbols,
+                conditional_orders_from(since_ms, until_ms, &kind),
+                until_ms,
+                &kind,
+            );
+            add_open(&mut listed, open, since_ms, until_ms, &kind);
+            conditional_orders.add(listed, market);
+        }
+        let mut listed = list_orders(&pacer, market, &symbols, since_ms, until_ms);
+        // What was asked for, and what was to be but was not: those past the
+        // cap or left when the reads gave up, and those keygate never asks.
+        let unasked: HashSet<&String> = listed.unasked.iter().collect();
+        asked_symbols.extend(
+            symbols
+                .iter()
+                .filter(|s| !unasked.contains(s))
+                .map(|s| market.listed_symbol(s)),
+        );
+        unasked_symbols.extend(
+            listed
+                .unasked
+                .iter()
+                .chain(&unlisted)
+                .map(|s| market.listed_symbol(s)),
+        );
+        if !unlisted.is_empty() {
+            let names: Vec<&str> = unlisted.iter().map(String::as_str).collect();
+            listed.failures.push(Failure::new(
+                "not asked for, as keygate puts no such symbol into a request of \
+                 its own",
+                names.join(", "),
+            ));
+        }
+        listed.failures.append(&mut traced.failures);
+        listed.may_pass |= traced.may_pass;
+        if market == Market::Usdm {
+            let before = open
+                .iter()
+                .flatten()
+                .filter(|o| (checks_resting_since..since_ms).contains(&o.placed_ms));
+            resting_from_before.extend(before.map(|o| (market, o.clone())));
+            // Found by review: an order placed before the window that a leaked
+            // key moved in place and that then filled was open no more, so it
+            // was checked by nothing. Its fill paid a fee in the window: the
+            // orders of those symbols placed in the day before the window are
+            // listed, and checked as those still open are.
+            let mut filled_before = list_in_symbols(
+                &pacer,
+                market,
+                &fee_symbols[..fee_symbols.len().min(MAX_FILLED_BEFORE_SYMBOLS)],
+                checks_resting_since,
+                since_ms,
+                &Kind::orders(adapter),
+            );
+            for o in filled_before.items.drain(..) {
+                if !resting_from_before.iter().any(|(_, r)| r.id == o.id) {
+                    resting_from_before.push((market, o));
+                }
+            }
+            if fee_symbols.len() > MAX_FILLED_BEFORE_SYMBOLS {
+                listed.failures.push(Failure::new(
+                    "orders placed before the window in symbols that paid fees in \
+                     it: not asked for past the first few",
+                    fee_symbols[MAX_FILLED_BEFORE_SYMBOLS..].join(", "),
+                ));
+            }
+            listed.failures.append(&mut filled_before.failures);
+            listed.may_pass |= filled_before.may_pass;
+        }
+        add_open(
+            &mut listed,
+            open,
+            since_ms,
+            until_ms,
+            &Kind::orders(adapter),
+        );
+        leave_out_forced(&pacer, market, &mut listed, since_ms, until_ms);
+        listed.may_pass |= pacer.may_pass();
+        orders.add(listed, market);
+    }
+    orders.failures.append(&mut conditional_orders.failures);
+    // What this key may trade beyond what keygate reconciles is checked by
+    // nothing: said on every run, as a lasting failure.
+    let unwatched = permissions
+        .map(|p| p.unwatched_markets())
+        .unwrap_or_default();
+    if !unwatched.is_empty() {
+        orders.failures.push(Failure::fixed(format!(
+            "the key may also trade {}, where keygate forwards nothing and no \
+             order is listed: take that permission away at the exchange",
+            unwatched.join(", ")
+        )));
+    }
+    orders.may_pass |= conditional_orders.may_pass;
+    // Found by review: windows are placed on this host's clock and the
+    // exchange lists by its own. A host far ahead asked only for what had
+    // not happened yet at the exchange, found nothing and called the window
+    // checked; the run fails instead, and the window waits.
+    let skew = exchanges.clock_skew_ms(adapter, account, adapter.permissions_path());
+    let off = match skew {
+        Some(skew) if skew.unsigned_abs() > MAX_CLOCK_SKEW_MS => Some(Failure::new(
+            "this host's clock is too far off the exchange's to place the window",
+            format!(
+                "{} s {}",
+                skew.unsigned_abs() / 1000,
+                if skew > 0 { "behind" } else { "ahead" }
+            ),
+        )),
+        Some(_) => None,
+        // Nor can the window be placed on a clock that could not be compared.
+        None => Some(Failure::fixed(
+            "the exchange's clock could not be read to place the window",
+        )),
+    };
+    if let Some(off) = off {
+        withdrawals.failures.push(off.clone());
+        orders.failures.push(off);
+    }
+    Listed {
+        withdrawals,
+        orders,
+        conditional_orders: conditional_orders.items,
+        symbols: asked_symbols,
+        symbols_not_asked: unasked_symbols,
+        resting_from_before,
+    }
 }
 
 /// Why something could not be listed: what is told, and the kind of failure it is, which
@@ -763,14 +836,29 @@ impl<T> Partial<(Market, T)> {
     }
 }
 
+/// The weight pool the reads of withdrawals (and of the key's permissions) draw from.
+fn withdrawals_pool<A: Adapter>(adapter: &A) -> &'static str {
+    adapter.weight_pool(adapter.withdrawal_history(0, 0).0)
+}
+
+/// The weight pool the reads of `market`'s orders draw from (`""`, which is no pool, for a
+/// market whose orders the adapter does not list).
+fn orders_pool<A: Adapter>(adapter: &A, market: Market) -> &'static str {
+    adapter
+        .open_orders(market)
+        .map_or("", |(path, _)| adapter.weight_pool(path))
+}
+
 /// A signed read at the account's exchange: the answer, or why there is none.
 type SignedRead<'a> = dyn Fn(&str, &str) -> Result<Answer, ReadError> + 'a;
 
-/// One account's signed reads in one weight pool, kept under a ceiling: when the last
-/// answer said the ceiling was reached, the next read waits for the next minute first, at
-/// most [`MAX_WEIGHT_WAITS`] times in a row; then it gives up. No read is made once
-/// `stopping` says so.
-struct Pacer<'a> {
+/// One account's signed reads in one weight pool of its exchange, kept under a ceiling:
+/// when the last answer said the ceiling was reached, the next read waits for the next
+/// minute first, at most [`MAX_WEIGHT_WAITS`] times in a row; then it gives up. No read is
+/// made once `stopping` says so. It carries the exchange's adapter, which says what to
+/// read and how to read the answers.
+struct Pacer<'a, A> {
+    adapter: &'a A,
     read: &'a SignedRead<'a>,
     /// The weight used this minute past which the next read waits.
     ceiling: u64,
@@ -787,14 +875,16 @@ struct Pacer<'a> {
     may_pass: Cell<bool>,
 }
 
-impl<'a> Pacer<'a> {
+impl<'a, A: Adapter> Pacer<'a, A> {
     fn new(
+        adapter: &'a A,
         read: &'a SignedRead<'a>,
         wait: &'a dyn Fn() -> bool,
         stopping: &'a dyn Fn() -> bool,
         ceiling: u64,
-    ) -> Pacer<'a> {
+    ) -> Pacer<'a, A> {
         Pacer {
+            adapter,
             read,
             ceiling,
             wait,
@@ -882,14 +972,18 @@ const MAX_WITHDRAWAL_PAGES: usize = 100;
 /// comes back full: what could be listed, and why the rest could not. A withdrawal
 /// applied for while the pages are read moves the later ones down a place: one listed
 /// twice is kept once.
-fn list_withdrawals(pacer: &Pacer<'_>, since_ms: u64) -> Partial<ExchangeWithdrawal> {
+fn list_withdrawals<A: Adapter>(
+    pacer: &Pacer<'_, A>,
+    since_ms: u64,
+) -> Partial<ExchangeWithdrawal> {
     let mut listed = Partial::default();
     let mut seen = HashSet::new();
     let mut offset = 0;
     for _ in 0..MAX_WITHDRAWAL_PAGES {
-        let (path, query) = Binance.withdrawal_history(since_ms, offset);
+        let (path, query) = pacer.adapter.withdrawal_history(since_ms, offset);
         let page = pacer.read(path, &query).and_then(|body| {
-            Binance
+            pacer
+                .adapter
                 .parse_withdrawal_history(&body)
                 .ok_or_else(|| Failure::fixed("its answer does not read"))
         });
@@ -901,7 +995,7 @@ fn list_withdrawals(pacer: &Pacer<'_>, since_ms: u64) -> Partial<ExchangeWithdra
                 return listed;
             }
         };
-        let full = page.len() >= binance::WITHDRAW_HISTORY_LIMIT;
+        let full = page.len() >= pacer.adapter.withdrawal_history_limit();
         offset += page.len();
         listed
             .items
@@ -922,30 +1016,31 @@ fn list_withdrawals(pacer: &Pacer<'_>, since_ms: u64) -> Partial<ExchangeWithdra
 }
 
 /// What the account's key may do, as the exchange says; `None` when it cannot be had.
-fn key_permissions(pacer: &Pacer<'_>) -> Option<KeyPermissions> {
-    let body = pacer.read(Binance.permissions_path(), "").ok()?;
-    Binance.parse_permissions(&body)
+fn key_permissions<A: Adapter>(pacer: &Pacer<'_, A>) -> Option<KeyPermissions> {
+    let body = pacer.read(pacer.adapter.permissions_path(), "").ok()?;
+    pacer.adapter.parse_permissions(&body)
 }
 
 /// Leaves out of `listed` the orders the exchange placed itself (liquidations), once it
 /// lists them as such: an order is not taken for one by its client order id alone, which
 /// whoever holds the key may choose. The read is made only when an order looks forced;
 /// should it fail, those orders stay in, to be reported.
-fn leave_out_forced(
-    pacer: &Pacer<'_>,
+fn leave_out_forced<A: Adapter>(
+    pacer: &Pacer<'_, A>,
     market: Market,
     listed: &mut Partial<ExchangeOrder>,
     since_ms: u64,
     until_ms: u64,
 ) {
-    if !listed.items.iter().any(|o| Binance.may_be_forced(o)) {
+    if !listed.items.iter().any(|o| pacer.adapter.may_be_forced(o)) {
         return;
     }
-    let Some((path, query)) = Binance.forced_orders(market, since_ms, until_ms) else {
+    let Some((path, query)) = pacer.adapter.forced_orders(market, since_ms, until_ms) else {
         return;
     };
     let forced = pacer.read(path, &query).and_then(|body| {
-        Binance
+        pacer
+            .adapter
             .parse_order_history(&body)
             .ok_or_else(|| Failure::fixed("its list does not read"))
     });
@@ -961,58 +1056,78 @@ fn leave_out_forced(
 
 /// The account's open orders in `market`, in every symbol, whoever placed them: the
 /// orders a leaked key leaves resting name symbols keygate may know nothing of.
-fn open_orders(pacer: &Pacer<'_>, market: Market) -> Result<Vec<ExchangeOrder>, Failure> {
-    let (path, query) = Binance
+fn open_orders<A: Adapter>(
+    pacer: &Pacer<'_, A>,
+    market: Market,
+) -> Result<Vec<ExchangeOrder>, Failure> {
+    let (path, query) = pacer
+        .adapter
         .open_orders(market)
         .ok_or_else(|| Failure::fixed("keygate cannot list this market's orders"))?;
     let body = pacer.read(path, &query)?;
-    Binance
+    pacer
+        .adapter
         .parse_order_history(&body)
         .ok_or_else(|| Failure::fixed("its list does not read"))
 }
 
 /// The signed read (path and query) listing one symbol of a market over a span, for the
 /// kinds of list that have one.
-type ListRead = fn(&Binance, Market, &str, u64, u64) -> Option<(&'static str, String)>;
+type ListRead<A> = fn(&A, Market, &str, u64, u64) -> Option<(&'static str, String)>;
 
 /// What one kind of list holds: orders, or conditional orders, each with the exchange's
-/// endpoint listing them for one symbol and how to read its answer.
-struct Kind<T> {
-    history: ListRead,
+/// endpoint listing them for one symbol, how far it reaches and how to read its answer.
+struct Kind<A, T> {
+    history: ListRead<A>,
     /// The longest span one list may cover.
     span_ms: u64,
-    parse: fn(&Binance, &[u8]) -> Option<Vec<T>>,
+    /// The most one list holds: a list this long may have left some of its span out.
+    limit: usize,
+    parse: fn(&A, &[u8]) -> Option<Vec<T>>,
     /// The order (for a conditional order, its own fields) of an item listed.
     order: fn(&T) -> &ExchangeOrder,
     /// What it lists, in messages.
     noun: &'static str,
 }
 
-const ORDERS: Kind<ExchangeOrder> = Kind {
-    history: <Binance as Adapter>::order_history,
-    span_ms: ORDER_SPAN_MS,
-    parse: <Binance as Adapter>::parse_order_history,
-    order: |o| o,
-    noun: "orders",
-};
+impl<A: Adapter> Kind<A, ExchangeOrder> {
+    /// Orders, as `adapter`'s exchange lists them.
+    fn orders(adapter: &A) -> Self {
+        Kind {
+            history: A::order_history,
+            span_ms: adapter.order_history_span_ms(),
+            limit: adapter.order_history_limit(),
+            parse: A::parse_order_history,
+            order: |o| o,
+            noun: "orders",
+        }
+    }
+}
 
-const CONDITIONAL_ORDERS: Kind<ExchangeConditionalOrder> = Kind {
-    history: <Binance as Adapter>::conditional_order_history,
-    span_ms: CONDITIONAL_SPAN_MS,
-    parse: <Binance as Adapter>::parse_conditional_orders,
-    order: |c| &c.order,
-    noun: "conditional orders",
-};
+impl<A: Adapter> Kind<A, ExchangeConditionalOrder> {
+    /// Conditional orders, as `adapter`'s exchange lists them.
+    fn conditional_orders(adapter: &A) -> Self {
+        Kind {
+            history: A::conditional_order_history,
+            span_ms: adapter.conditional_order_history_span_ms(),
+            limit: adapter.conditional_order_history_limit(),
+            parse: A::parse_conditional_orders,
+            order: |c| &c.order,
+            noun: "conditional orders",
+        }
+    }
+}
 
 /// The account's conditional orders in `market` waiting for their trigger, in every
 /// symbol, whoever placed them; `None` for a market without conditional orders.
-fn open_conditional_orders(
-    pacer: &Pacer<'_>,
+fn open_conditional_orders<A: Adapter>(
+    pacer: &Pacer<'_, A>,
     market: Market,
 ) -> Option<Result<Vec<ExchangeConditionalOrder>, Failure>> {
-    let (path, query) = Binance.open_conditional_orders(market)?;
+    let (path, query) = pacer.adapter.open_conditional_orders(market)?;
     Some(pacer.read(path, &query).and_then(|body| {
-        Binance
+        pacer
+            .adapter
             .parse_conditional_orders(&body)
             .ok_or_else(|| Failure::fixed("its list does not read"))
     }))
@@ -1021,14 +1136,15 @@ fn open_conditional_orders(
 /// The account's orders in `symbols` of `market` placed from `since_ms` to `until_ms`, a
 /// day at a time, in the order given, as many symbols as [`MAX_ORDER_QUERIES`] lists
 /// allow: what was listed, and why the rest was not.
-fn list_orders(
-    pacer: &Pacer<'_>,
+fn list_orders<A: Adapter>(
+    pacer: &Pacer<'_, A>,
     market: Market,
     symbols: &[String],
     since_ms: u64,
     until_ms: u64,
 ) -> Partial<ExchangeOrder> {
-    list_in_symbols(pacer, market, symbols, since_ms, until_ms, &ORDERS)
+    let kind = Kind::orders(pacer.adapter);
+    list_in_symbols(pacer, market, symbols, since_ms, until_ms, &kind)
 }
 
 /// Where conditional orders are listed from, for the window from `since_ms` to
@@ -1039,20 +1155,24 @@ fn list_orders(
 /// and the order a keygate stop placed there when it triggered read as a leaked key's
 /// (critical). From here, the conditional lists of a window never take more than its
 /// ordinary ones, and so cover every symbol those do.
-fn conditional_orders_from(since_ms: u64, until_ms: u64) -> u64 {
+fn conditional_orders_from<A>(
+    since_ms: u64,
+    until_ms: u64,
+    kind: &Kind<A, ExchangeConditionalOrder>,
+) -> u64 {
     let spans = (until_ms.saturating_sub(since_ms) + TRIGGER_LOOKBACK_MS)
-        .div_ceil(CONDITIONAL_SPAN_MS)
+        .div_ceil(kind.span_ms)
         .max(1);
-    until_ms.saturating_sub(spans * CONDITIONAL_SPAN_MS)
+    until_ms.saturating_sub(spans * kind.span_ms)
 }
 
 /// How many lists of `kind` per symbol the window from `since_ms` to `until_ms` takes, the
 /// first of `symbols` whose lists fit in [`MAX_ORDER_QUERIES`], and the rest.
-fn symbols_that_fit<'s, T>(
+fn symbols_that_fit<'s, A, T>(
     symbols: &'s [String],
     since_ms: u64,
     until_ms: u64,
-    kind: &Kind<T>,
+    kind: &Kind<A, T>,
 ) -> (usize, &'s [String], &'s [String]) {
     let spans = until_ms
         .saturating_sub(since_ms)
@@ -1063,13 +1183,13 @@ fn symbols_that_fit<'s, T>(
 }
 
 /// What [`list_orders`] lists, of `kind`.
-fn list_in_symbols<T>(
-    pacer: &Pacer<'_>,
+fn list_in_symbols<A: Adapter, T>(
+    pacer: &Pacer<'_, A>,
     market: Market,
     symbols: &[String],
     since_ms: u64,
     until_ms: u64,
-    kind: &Kind<T>,
+    kind: &Kind<A, T>,
 ) -> Partial<T> {
     let (spans, asked, over) = symbols_that_fit(symbols, since_ms, until_ms, kind);
     let mut listed = Partial::default();
@@ -1137,13 +1257,13 @@ const MAX_EXTRA_LISTS: usize = 10;
 /// to [`MAX_EXTRA_LISTS`] more lists; past that, what was listed is kept and the rest is
 /// said not to be. A flood of orders in one symbol must not make those already listed
 /// vanish.
-fn list_symbol_orders<T>(
-    pacer: &Pacer<'_>,
+fn list_symbol_orders<A: Adapter, T>(
+    pacer: &Pacer<'_, A>,
     market: Market,
     symbol: &str,
     since_ms: u64,
     until_ms: u64,
-    kind: &Kind<T>,
+    kind: &Kind<A, T>,
 ) -> Partial<T> {
     let mut orders = Partial::default();
     let mut seen = HashSet::new();
@@ -1158,13 +1278,13 @@ fn list_symbol_orders<T>(
     let mut extra_lists = 0;
     let mut told_full = false;
     while let Some((from_ms, to_ms)) = spans.pop() {
-        let listed = (kind.history)(&Binance, market, symbol, from_ms, to_ms)
+        let listed = (kind.history)(pacer.adapter, market, symbol, from_ms, to_ms)
             .ok_or_else(|| {
                 Failure::fixed(format!("keygate cannot list this market's {}", kind.noun))
             })
             .and_then(|(path, query)| pacer.read(path, &query))
             .and_then(|body| {
-                (kind.parse)(&Binance, &body).ok_or_else(|| {
+                (kind.parse)(pacer.adapter, &body).ok_or_else(|| {
                     Failure::fixed(format!("its list of {} does not read", kind.noun))
                 })
             });
@@ -1175,7 +1295,7 @@ fn list_symbol_orders<T>(
                 return orders;
             }
         };
-        if listed.len() >= binance::ORDER_HISTORY_LIMIT {
+        if listed.len() >= kind.limit {
             let times = listed.iter().map(|o| (kind.order)(o).placed_ms);
             let first = times.clone().min().unwrap_or(from_ms).max(from_ms);
             let last = times.max().unwrap_or(to_ms).min(to_ms);
@@ -1218,12 +1338,12 @@ fn list_symbol_orders<T>(
 /// Adds to `listed` the open ones of `kind` (all symbols') placed from `since_ms` to
 /// `until_ms` that it lacks: one stands on its own, listed by its symbol or not. When they
 /// could not be had, says so.
-fn add_open<T>(
+fn add_open<A, T>(
     listed: &mut Partial<T>,
     open: Result<Vec<T>, Failure>,
     since_ms: u64,
     until_ms: u64,
-    kind: &Kind<T>,
+    kind: &Kind<A, T>,
 ) {
     let open = match open {
         Ok(open) => open,
@@ -1375,16 +1495,16 @@ fn change_worth(
 /// The first run of an account has nothing to compare with; a coin bought and sold again
 /// between two runs changes nothing. What is held now is kept for the next run once the
 /// symbols are known.
-fn symbols_of_changed_holdings(
+fn symbols_of_changed_holdings<A: Adapter>(
     store: &Store,
     exchanges: &Exchanges,
     account: &keygate_store::Account,
-    pacer: &Pacer<'_>,
+    pacer: &Pacer<'_, A>,
     market: Market,
     placed: &BTreeSet<String>,
     now_ms: u64,
 ) -> Partial<String> {
-    let Some((path, query)) = Binance.holdings(market) else {
+    let Some((path, query)) = pacer.adapter.holdings(market) else {
         return Partial::default();
     };
     let key = format!("{HOLDINGS_KEY}/{}/{}", account.label, market.as_str());
@@ -1432,7 +1552,7 @@ fn symbols_of_changed_holdings(
     // A read the weight or a stop held back is the pacer's to report as one that may pass.
     let held = match pacer
         .read(path, &query)
-        .map(|body| Binance.parse_holdings(&body))
+        .map(|body| pacer.adapter.parse_holdings(&body))
     {
         Ok(Some(held)) => held,
         Ok(None) => {
@@ -1456,7 +1576,7 @@ fn symbols_of_changed_holdings(
         )
         .collect();
     if !first_run && changed.len() >= 2 {
-        let Some((path, query)) = Binance.symbol_list(market) else {
+        let Some((path, query)) = pacer.adapter.symbol_list(market) else {
             fail(
                 Failure::fixed("keygate cannot list this market's symbols"),
                 false,
@@ -1464,9 +1584,9 @@ fn symbols_of_changed_holdings(
             return traced;
         };
         // Public, but in the weight pool of the signed reads.
-        let listed = pacer.paced(|| exchanges.public_read(&Binance, account, path, &query));
+        let listed = pacer.paced(|| exchanges.public_read(pacer.adapter, account, path, &query));
         let symbols = match listed {
-            Ok(listed) => Binance.parse_symbol_list(&listed),
+            Ok(listed) => pacer.adapter.parse_symbol_list(&listed),
             Err(reason) => {
                 fail(reason.of("its symbols"), false);
                 return traced;
@@ -1542,21 +1662,21 @@ const MAX_TRADE_FEE_PAGES: u32 = 10;
 /// `until_ms` (USD-M futures, where the exchange lists every symbol's fees at once): a
 /// leaked key that opened and closed a position in a symbol keygate never traded left no
 /// order open there, but paid for both trades. None for a market without such a list.
-fn symbols_with_trade_fees(
-    pacer: &Pacer<'_>,
+fn symbols_with_trade_fees<A: Adapter>(
+    pacer: &Pacer<'_, A>,
     market: Market,
     since_ms: u64,
     until_ms: u64,
 ) -> Partial<String> {
     let mut paid = Partial::default();
     for page in 1..=MAX_TRADE_FEE_PAGES {
-        let Some((path, query)) = Binance.trade_fees(market, since_ms, until_ms, page) else {
+        let Some((path, query)) = pacer.adapter.trade_fees(market, since_ms, until_ms, page) else {
             return paid;
         };
         // A read the weight or a stop held back is the pacer's to report as one that may
         // pass.
         let read = pacer.read(path, &query);
-        let fees = match read.map(|body| Binance.parse_trade_fee_symbols(&body)) {
+        let fees = match read.map(|body| pacer.adapter.parse_trade_fee_symbols(&body)) {
             Ok(Some(fees)) => fees,
             Ok(None) => {
                 paid.failures
@@ -2369,7 +2489,7 @@ mod tests {
             waited.set(waited.get() + 1);
             true
         };
-        let pacer = Pacer::new(&read, &wait, &|| false, 3_000);
+        let pacer = Pacer::new(&Binance, &read, &wait, &|| false, 3_000);
         let listed = all_of(list_orders(
             &pacer,
             Market::Spot,
@@ -2393,10 +2513,11 @@ mod tests {
         let until = 1_800_000_000_000;
         for window_h in [1, 2, 20, 23, 24, 25, 47, 49, 72, 100, 24 * 7, 24 * 30] {
             let since = until - window_h * 3_600_000;
-            let (_, orders, _) = symbols_that_fit(&symbols, since, until, &ORDERS);
-            let from = conditional_orders_from(since, until);
+            let (_, orders, _) = symbols_that_fit(&symbols, since, until, &Kind::orders(&Binance));
+            let conditional_kind = Kind::conditional_orders(&Binance);
+            let from = conditional_orders_from(since, until, &conditional_kind);
             assert!(since - from >= TRIGGER_LOOKBACK_MS, "{window_h} h");
-            let (_, conditional, _) = symbols_that_fit(&symbols, from, until, &CONDITIONAL_ORDERS);
+            let (_, conditional, _) = symbols_that_fit(&symbols, from, until, &conditional_kind);
             assert!(
                 conditional.len() >= orders.len(),
                 "{window_h} h: {} conditional, {} orders",
@@ -2413,20 +2534,27 @@ mod tests {
     fn the_bots_reads_cannot_hold_the_weight_past_reconciliations_ceilings() {
         let limits = keygate_gateway::ClientLimits::default();
         let reads = keygate_gateway::signed_read_weight_cap(limits.public_weight_cap);
-        for (market, ceiling) in ORDER_MARKETS {
-            assert!(ceiling > reads, "{market:?}: {ceiling} <= {reads}");
+        // The pools reconciliation reads in, as it finds them: withdrawals', then each
+        // market's orders'.
+        let pools: Vec<&str> = std::iter::once(withdrawals_pool(&Binance))
+            .chain(
+                Binance
+                    .order_markets()
+                    .iter()
+                    .map(|market| orders_pool(&Binance, *market)),
+            )
+            .collect();
+        assert_eq!(pools, ["/sapi", "/api", "/fapi"]);
+        for pool in &pools {
+            let ceiling = Binance.reconciliation_weight_ceiling(pool);
+            assert!(ceiling > reads, "{pool}: {ceiling} <= {reads}");
         }
-        assert!(SAPI_WEIGHT_CEILING > reads);
         // Found by review: raised caps (`--public-weight-cap 2000`) let callers without a
         // key hold USD-M's weight at reconciliation's ceiling, so it never ran. Whatever
         // the caps, what they may use of a pool stays below its ceiling by more than the
         // heaviest single call (250), which may cross it.
-        use keygate_exchanges::Adapter as _;
-        for (pool, ceiling) in [
-            ("/api", ORDER_MARKETS[0].1),
-            ("/fapi", ORDER_MARKETS[1].1),
-            ("/sapi", SAPI_WEIGHT_CEILING),
-        ] {
+        for pool in pools {
+            let ceiling = Binance.reconciliation_weight_ceiling(pool);
             let shared = Binance.shared_weight_limit(pool);
             assert!(
                 shared + 250 < ceiling,
@@ -2445,7 +2573,7 @@ mod tests {
             waits_at.borrow_mut().push(exchange.asked.get());
             true
         };
-        let pacer = Pacer::new(&read, &wait, &|| false, 3_000);
+        let pacer = Pacer::new(&Binance, &read, &wait, &|| false, 3_000);
         let listed = all_of(list_orders(
             &pacer,
             Market::Spot,
@@ -2469,7 +2597,7 @@ mod tests {
             waits_at.borrow_mut().push(exchange.asked.get());
             true
         };
-        let pacer = Pacer::new(&read, &wait, &|| false, 3_000);
+        let pacer = Pacer::new(&Binance, &read, &wait, &|| false, 3_000);
         pacer.read("/api/v3/account", "").unwrap();
         pacer
             .paced(|| exchange.read("/api/v3/ticker/price", ""))
@@ -2489,7 +2617,7 @@ mod tests {
             waited.set(waited.get() + 1);
             true
         };
-        let pacer = Pacer::new(&read, &wait, &|| false, 3_000);
+        let pacer = Pacer::new(&Binance, &read, &wait, &|| false, 3_000);
         let reason = all_of(list_orders(
             &pacer,
             Market::Spot,
@@ -2515,7 +2643,7 @@ mod tests {
         let exchange = exchange(&[5_000]);
         let read = |path: &str, query: &str| exchange.read(path, query);
         let stopped = || false;
-        let pacer = Pacer::new(&read, &stopped, &|| false, 3_000);
+        let pacer = Pacer::new(&Binance, &read, &stopped, &|| false, 3_000);
         let reason = all_of(list_orders(
             &pacer,
             Market::Spot,
@@ -2652,7 +2780,7 @@ mod tests {
             let weights = [used];
             let exchange = exchange(&weights);
             let read = |path: &str, query: &str| exchange.read(path, query);
-            let pacer = Pacer::new(&read, &|| true, &|| false, 3_000);
+            let pacer = Pacer::new(&Binance, &read, &|| true, &|| false, 3_000);
             let listed = list_orders(&pacer, Market::Spot, &symbols(&names), 0, 1);
             assert!(told(&listed.failures).contains(&format!("reported {used} request weight")));
             log.logging(|| watched.alert(vec![failed_report(&listed.failures)], &alerter));
@@ -2690,7 +2818,7 @@ mod tests {
         };
         let mut watched = Watched::default();
         for since in [0, 100] {
-            let pacer = Pacer::new(&read, &|| true, &|| false, 3_000);
+            let pacer = Pacer::new(&Binance, &read, &|| true, &|| false, 3_000);
             let listed = list_orders(&pacer, Market::Spot, &symbols(&["BTCUSDT"]), since, 1_000);
             assert!(
                 told(&listed.failures).contains(&rfc3339(since)),
@@ -2813,7 +2941,7 @@ mod tests {
                 r#"{{"orderId":{n},"clientOrderId":"x{n}","symbol":"BTCUSDT","side":"BUY","type":"LIMIT","origQty":"1","price":"1","time":500}}"#
             )
         };
-        let orders: Vec<String> = (0..binance::ORDER_HISTORY_LIMIT).map(one).collect();
+        let orders: Vec<String> = (0..Binance.order_history_limit()).map(one).collect();
         format!("[{}]", orders.join(","))
     }
 
@@ -2829,9 +2957,9 @@ mod tests {
                 used_weight: Some(20),
             })
         };
-        let pacer = Pacer::new(&read, &|| true, &|| false, 3_000);
+        let pacer = Pacer::new(&Binance, &read, &|| true, &|| false, 3_000);
         let listed = list_orders(&pacer, Market::Spot, &symbols(&["BTCUSDT"]), 0, 1_000);
-        assert_eq!(listed.items.len(), binance::ORDER_HISTORY_LIMIT);
+        assert_eq!(listed.items.len(), Binance.order_history_limit());
         assert_eq!(listed.failures.len(), 1, "{:?}", listed.failures);
         assert!(
             listed.failures[0]
@@ -2870,7 +2998,7 @@ mod tests {
             offsets.borrow_mut().push(offset);
             // The second page starts one back: a new withdrawal moved them down.
             let body = match offset {
-                0 => page(0, binance::WITHDRAW_HISTORY_LIMIT),
+                0 => page(0, Binance.withdrawal_history_limit()),
                 _ => page(offset - 1, 2),
             };
             Ok(Answer {
@@ -2878,11 +3006,11 @@ mod tests {
                 used_weight: Some(20),
             })
         };
-        let pacer = Pacer::new(&read, &|| true, &|| false, 3_000);
+        let pacer = Pacer::new(&Binance, &read, &|| true, &|| false, 3_000);
         let listed = list_withdrawals(&pacer, 0);
         assert!(listed.failures.is_empty(), "{:?}", listed.failures);
-        assert_eq!(*offsets.borrow(), [0, binance::WITHDRAW_HISTORY_LIMIT]);
-        assert_eq!(listed.items.len(), binance::WITHDRAW_HISTORY_LIMIT + 1);
+        assert_eq!(*offsets.borrow(), [0, Binance.withdrawal_history_limit()]);
+        assert_eq!(listed.items.len(), Binance.withdrawal_history_limit() + 1);
         assert_eq!(listed.items.last().unwrap().id, "w1000");
     }
 
@@ -2911,7 +3039,7 @@ mod tests {
                 if newest_first {
                     within.reverse();
                 }
-                within.truncate(binance::ORDER_HISTORY_LIMIT);
+                within.truncate(Binance.order_history_limit());
                 let orders: Vec<String> = within
                     .iter()
                     .map(|t| {
@@ -2925,7 +3053,7 @@ mod tests {
                     used_weight: Some(20),
                 })
             };
-            let pacer = Pacer::new(&read, &|| true, &|| false, 3_000);
+            let pacer = Pacer::new(&Binance, &read, &|| true, &|| false, 3_000);
             let listed = list_orders(&pacer, Market::Spot, &symbols(&["BTCUSDT"]), 0, 1_499);
             assert!(listed.failures.is_empty(), "{:?}", listed.failures);
             assert_eq!(listed.items.len(), 1500, "newest first: {newest_first}");
@@ -2939,7 +3067,7 @@ mod tests {
     fn too_many_symbols_list_those_that_fit_first() {
         let exchange = exchange(&[100]);
         let read = |path: &str, query: &str| exchange.read(path, query);
-        let pacer = Pacer::new(&read, &|| true, &|| false, 3_000);
+        let pacer = Pacer::new(&Binance, &read, &|| true, &|| false, 3_000);
         let names: Vec<String> = (0..MAX_ORDER_QUERIES + 2)
             .map(|i| format!("S{i:03}USDT"))
             .collect();
@@ -2977,7 +3105,7 @@ mod tests {
             }
         };
         let list = |read: &SignedRead<'_>, names: &[String]| {
-            let pacer = Pacer::new(read, &|| true, &|| false, 3_000);
+            let pacer = Pacer::new(&Binance, read, &|| true, &|| false, 3_000);
             let mut listed = list_orders(&pacer, Market::Spot, names, 0, 1);
             listed.may_pass |= pacer.may_pass();
             listed
@@ -3044,7 +3172,7 @@ mod tests {
         let exchange = exchange(&[100]);
         let read = |path: &str, query: &str| exchange.read(path, query);
         let stopping = || exchange.asked.get() >= 1;
-        let pacer = Pacer::new(&read, &|| true, &stopping, 3_000);
+        let pacer = Pacer::new(&Binance, &read, &|| true, &stopping, 3_000);
         let reason = all_of(list_orders(
             &pacer,
             Market::Spot,
@@ -3068,14 +3196,14 @@ mod tests {
     fn a_symbol_past_the_cap_is_named_as_not_asked_for() {
         let exchange = exchange(&[100]);
         let read = |path: &str, query: &str| exchange.read(path, query);
-        let pacer = Pacer::new(&read, &|| true, &|| false, 3_000);
+        let pacer = Pacer::new(&Binance, &read, &|| true, &|| false, 3_000);
         let days = MAX_ORDER_QUERIES as u64 + 1;
         let listed = list_orders(
             &pacer,
             Market::Spot,
             &symbols(&["BTCUSDT"]),
             0,
-            days * ORDER_SPAN_MS,
+            days * Binance.order_history_span_ms(),
         );
         assert_eq!(exchange.asked.get(), 0);
         assert_eq!(listed.unasked, ["BTCUSDT"]);

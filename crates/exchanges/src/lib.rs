@@ -14,8 +14,8 @@
 //! gateway's request path is written once against these traits, so adding an exchange
 //! to the gateway means adding one module here, one simulator in `keygate-mockex`, and
 //! its route in the gateway (the adapter as one field of `Gateway`, one line in its
-//! `route`). Reconciliation (`keygate reconcile`) reads Binance's histories with Binance's
-//! windows and weights, and needs its own work for another exchange.
+//! `route`). Reconciliation (`keygate reconcile`) is written against [`Adapter`] too, and
+//! takes an exchange's list windows, page sizes and weight ceilings from its adapter.
 //!
 //! It is not a network client: no I/O happens here, so every function can be tested
 //! against the exchanges' published vectors (`crates/exchanges/tests/vectors.json`).
@@ -364,6 +364,12 @@ pub trait Adapter: Send + Sync + 'static {
     /// above this, by more than the heaviest single call), so that neither callers
     /// without a key nor a bot's reads can keep the check for a leaked key from running.
     fn shared_weight_limit(&self, pool: &str) -> u64;
+    /// The request weight of `pool` used in a minute past which reconciliation's reads
+    /// wait for the next minute: above [`Adapter::shared_weight_limit`] by more than the
+    /// heaviest single call, so that neither public data nor the bots' signed reads can
+    /// hold the weight there, and below [`Adapter::weight_limit`] by what the bots' orders
+    /// and cancels need.
+    fn reconciliation_weight_ceiling(&self, pool: &str) -> u64;
     /// The request weight the exchange allows an address in a minute in `pool` (past it,
     /// it refuses everything from the address, and bans it if it goes on).
     fn weight_limit(&self, pool: &str) -> u64;
@@ -428,6 +434,12 @@ pub trait Adapter: Send + Sync + 'static {
     /// account's withdrawals applied for from `since_ms` on, newest first, the first
     /// `offset` left out: a full answer is followed by the next page.
     fn withdrawal_history(&self, since_ms: u64, offset: usize) -> (&'static str, String);
+    /// The most withdrawals one answer of [`Adapter::withdrawal_history`]'s endpoint lists:
+    /// an answer this long may leave some out, listed from the next `offset`.
+    fn withdrawal_history_limit(&self) -> usize;
+    /// How far back from now [`Adapter::withdrawal_history`] lists withdrawals, in
+    /// milliseconds: a window that starts earlier cannot be read in full.
+    fn withdrawal_history_span_ms(&self) -> u64;
     /// Reads that endpoint's answer.
     fn parse_withdrawal_history(&self, body: &[u8]) -> Option<Vec<ExchangeWithdrawal>>;
     /// The exchange's ids of the orders a successful trade request to `path` (a native
@@ -466,10 +478,13 @@ pub trait Adapter: Send + Sync + 'static {
     /// of it, control characters left out; `None` when it is not in the exchange's error
     /// shape.
     fn error_text(&self, body: &[u8]) -> Option<String>;
+    /// The markets whose orders reconciliation lists, in the order it lists them: those
+    /// where [`Adapter::order_history`] and [`Adapter::open_orders`] are a read.
+    fn order_markets(&self) -> &'static [Market];
     /// The signed read (native path and query, without timestamp) listing the real key's
-    /// account's orders in `symbol` of `market` placed from `from_ms` to `to_ms` (at most
-    /// a day apart: Binance lists no longer span of spot orders at once); `None` for a
-    /// market whose orders keygate does not list.
+    /// account's orders in `symbol` of `market` placed from `from_ms` to `to_ms` (less than
+    /// [`Adapter::order_history_span_ms`] apart); `None` for a market whose orders keygate
+    /// does not list.
     fn order_history(
         &self,
         market: Market,
@@ -477,6 +492,12 @@ pub trait Adapter: Send + Sync + 'static {
         from_ms: u64,
         to_ms: u64,
     ) -> Option<(&'static str, String)>;
+    /// The longest span of [`Adapter::order_history`], in milliseconds: `to_ms` is less
+    /// than this after `from_ms` (Binance lists no longer span of orders at once, a day).
+    fn order_history_span_ms(&self) -> u64;
+    /// The most orders one answer of [`Adapter::order_history`]'s endpoint lists: an
+    /// answer this long may leave some of its span out, listed again in parts.
+    fn order_history_limit(&self) -> usize;
     /// The signed read (a native path and query) listing the account's open orders of
     /// `market` in every symbol, whoever placed them; `None` as for
     /// [`Adapter::order_history`].
@@ -499,8 +520,8 @@ pub trait Adapter: Send + Sync + 'static {
         to_ms: u64,
     ) -> Option<(&'static str, String)>;
     /// The signed read (native path and query) listing the account's conditional orders
-    /// in `symbol` of `market` placed from `from_ms` to `to_ms` (less than seven days
-    /// apart: Binance lists no longer span of them at once), whatever became of them;
+    /// in `symbol` of `market` placed from `from_ms` to `to_ms` (less than
+    /// [`Adapter::conditional_order_history_span_ms`] apart), whatever became of them;
     /// `None` for a market without conditional orders of their own.
     fn conditional_order_history(
         &self,
@@ -509,6 +530,13 @@ pub trait Adapter: Send + Sync + 'static {
         from_ms: u64,
         to_ms: u64,
     ) -> Option<(&'static str, String)>;
+    /// The longest span of [`Adapter::conditional_order_history`], in milliseconds, as
+    /// [`Adapter::order_history_span_ms`] is of orders (Binance: less than seven days).
+    fn conditional_order_history_span_ms(&self) -> u64;
+    /// The most conditional orders one answer of
+    /// [`Adapter::conditional_order_history`]'s endpoint lists, as
+    /// [`Adapter::order_history_limit`] is of orders.
+    fn conditional_order_history_limit(&self) -> usize;
     /// The signed read (a native path and query) listing the account's conditional orders
     /// of `market` waiting for their trigger, in every symbol; `None` as for
     /// [`Adapter::conditional_order_history`].

@@ -73,6 +73,12 @@ const SHORTEST_BAN_S: u64 = 120;
 /// The longest (3 days): a `Retry-After` past it is read as it.
 const LONGEST_BAN_S: u64 = 3 * 24 * 3600;
 
+/// A day, in milliseconds.
+const DAY_MS: u64 = 24 * 3600 * 1000;
+
+/// How far back Binance lists an account's withdrawals: 90 days.
+const WITHDRAW_HISTORY_SPAN_MS: u64 = 90 * DAY_MS;
+
 /// The most parameters one request may carry, query and body together, `signature` aside.
 ///
 /// Binance's longest requests, the OTOCO order lists, carry about 45. The bound refuses
@@ -268,6 +274,13 @@ impl Adapter for Binance {
             format!("startTime={since_ms}&offset={offset}&limit={WITHDRAW_HISTORY_LIMIT}"),
         )
     }
+    fn withdrawal_history_limit(&self) -> usize {
+        WITHDRAW_HISTORY_LIMIT
+    }
+    fn withdrawal_history_span_ms(&self) -> u64 {
+        // `capital/withdraw/history`, asked from `startTime` to now, answers no longer span.
+        WITHDRAW_HISTORY_SPAN_MS
+    }
     fn parse_withdrawal_history(&self, body: &[u8]) -> Option<Vec<ExchangeWithdrawal>> {
         parse_withdraw_history(body)
     }
@@ -418,6 +431,10 @@ impl Adapter for Binance {
         }
         ids
     }
+    fn order_markets(&self) -> &'static [Market] {
+        // COIN-M's orders are not listed.
+        &[Market::Spot, Market::Usdm]
+    }
     fn order_history(
         &self,
         market: Market,
@@ -434,6 +451,14 @@ impl Adapter for Binance {
             "symbol={symbol}&startTime={from_ms}&endTime={to_ms}&limit={ORDER_HISTORY_LIMIT}"
         );
         Some((path, query))
+    }
+    fn order_history_span_ms(&self) -> u64 {
+        // `allOrders`: "The time between startTime and endTime can't be longer than 24
+        // hours."
+        DAY_MS
+    }
+    fn order_history_limit(&self) -> usize {
+        ORDER_HISTORY_LIMIT
     }
     fn open_orders(&self, market: Market) -> Option<(&'static str, String)> {
         // Without a symbol: every symbol's, at a weight of 80 (spot) or 40 (USD-M).
@@ -488,6 +513,13 @@ impl Adapter for Binance {
             Market::Spot | Market::Coinm => None,
         }
     }
+    fn conditional_order_history_span_ms(&self) -> u64 {
+        // Less than seven days: six, in whole days.
+        6 * DAY_MS
+    }
+    fn conditional_order_history_limit(&self) -> usize {
+        ORDER_HISTORY_LIMIT
+    }
     fn open_conditional_orders(&self, market: Market) -> Option<(&'static str, String)> {
         // Without a symbol: every symbol's, at a weight of 40.
         match market {
@@ -535,13 +567,27 @@ impl Adapter for Binance {
             .and_then(|v| v.parse().ok())
     }
     fn shared_weight_limit(&self, pool: &str) -> u64 {
-        // Below reconciliation's ceilings (spot 3000, USD-M 1800, `/sapi` 6000 of
-        // Binance's 6000, 2400 and 12 000) by more than the heaviest call (250, a spot
-        // depth of 5000).
+        // Below reconciliation's ceilings (`reconciliation_weight_ceiling`: spot 3000,
+        // USD-M 1800, `/sapi` 6000 of Binance's 6000, 2400 and 12 000) by more than the
+        // heaviest call (250, a spot depth of 5000).
         match pool {
             "/api" => 2_700,
             "/fapi" => 1_500,
             "/sapi" => 5_500,
+            _ => u64::MAX,
+        }
+    }
+    fn reconciliation_weight_ceiling(&self, pool: &str) -> u64 {
+        // Half of what Binance allows an address, the rest kept for the bots' orders and
+        // cancels: `/sapi` (withdrawals) allows 12 000, spot 6000 (reconciliation itself
+        // uses at most 1200 there). USD-M's is three quarters of its 2400, above where
+        // the gateway pauses the bots' signed reads (1500 by default): reads, which a bot with the
+        // read scope alone can make, must not keep the check for a leaked key from
+        // running.
+        match pool {
+            "/api" => 3_000,
+            "/fapi" => 1_800,
+            "/sapi" => 6_000,
             _ => u64::MAX,
         }
     }

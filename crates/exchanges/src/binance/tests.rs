@@ -433,6 +433,41 @@ fn all_orders_read_as_binance_documents_them() {
     );
 }
 
+/// Reconciliation takes an answer for full, and reads on, at the limits the adapter
+/// states: each history read asks for that many. And each pool it reads in keeps its
+/// ceiling between the bots' share and what Binance allows.
+#[test]
+fn reconciliation_reads_are_bounded_as_the_adapter_states() {
+    let limit = |query: &str| {
+        let (_, limit) = query.rsplit_once("&limit=").unwrap();
+        limit.parse::<usize>().unwrap()
+    };
+    let (path, query) = Binance.withdrawal_history(0, 0);
+    assert_eq!(limit(&query), Binance.withdrawal_history_limit());
+    let mut pools = vec![Binance.weight_pool(path)];
+    assert_eq!(Binance.order_markets(), [Market::Spot, Market::Usdm]);
+    for &market in Binance.order_markets() {
+        let to = Binance.order_history_span_ms() - 1;
+        let (_, query) = Binance.order_history(market, "BTCUSDT", 0, to).unwrap();
+        assert_eq!(limit(&query), Binance.order_history_limit());
+        let (path, _) = Binance.open_orders(market).unwrap();
+        pools.push(Binance.weight_pool(path));
+    }
+    let to = Binance.conditional_order_history_span_ms() - 1;
+    let (_, query) = Binance
+        .conditional_order_history(Market::Usdm, "BTCUSDT", 0, to)
+        .unwrap();
+    assert_eq!(limit(&query), Binance.conditional_order_history_limit());
+    // "Less than seven days" apart.
+    assert!(Binance.conditional_order_history_span_ms() < 7 * 24 * 3600 * 1000);
+    assert_eq!(pools, ["/sapi", "/api", "/fapi"]);
+    for pool in pools {
+        let ceiling = Binance.reconciliation_weight_ceiling(pool);
+        assert!(Binance.shared_weight_limit(pool) < ceiling, "{pool}");
+        assert!(ceiling < Binance.weight_limit(pool), "{pool}");
+    }
+}
+
 /// USD-M conditional orders: placed at `/fapi/v1/algoOrder` under a `clientAlgoId`,
 /// answered with an `algoId`, listed by `allAlgoOrders` with the id of the order each
 /// placed when it triggered (`actualOrderId`, a string, empty until then).

@@ -492,8 +492,9 @@ pub trait Adapter: Send + Sync + 'static {
         from_ms: u64,
         to_ms: u64,
     ) -> Option<(&'static str, String)>;
-    /// The longest span of [`Adapter::order_history`], in milliseconds: `to_ms` is less
-    /// than this after `from_ms` (Binance lists no longer span of orders at once, a day).
+    /// The longest span of [`Adapter::order_history`], in milliseconds, in every market it
+    /// lists: `to_ms` is less than this after `from_ms` (Binance: a day, the longest span
+    /// spot lists at once; USD-M takes longer spans, and a day serves both).
     fn order_history_span_ms(&self) -> u64;
     /// The most orders one answer of [`Adapter::order_history`]'s endpoint lists: an
     /// answer this long may leave some of its span out, listed again in parts.

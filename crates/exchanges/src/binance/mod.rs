@@ -453,8 +453,8 @@ impl Adapter for Binance {
         Some((path, query))
     }
     fn order_history_span_ms(&self) -> u64 {
-        // `allOrders`: "The time between startTime and endTime can't be longer than 24
-        // hours."
+        // Spot's `allOrders`: "The time between startTime and endTime can't be longer
+        // than 24 hours." USD-M's takes longer spans; one of a day serves both.
         DAY_MS
     }
     fn order_history_limit(&self) -> usize {

@@ -2068,6 +2068,26 @@ async fn attacks_are_refused_and_never_forwarded() {
             (413, -1100, "keygate: request body too large"),
             "malformed",
         ),
+        // Signed as sent: only the refusal of a raw `;` keeps a parser that splits there
+        // from reading a `stopPrice` keygate never classified.
+        attack(
+            "raw semicolon in a value",
+            http(
+                "POST",
+                "/binance/api/v3/order",
+                "",
+                &sign(
+                    &order.replace("timeInForce=GTC", "timeInForce=GTC;stopPrice=1"),
+                    BOT_SECRET,
+                ),
+            ),
+            (
+                400,
+                -1100,
+                "keygate: a raw ';' in parameters is refused; percent-encode it as %3B",
+            ),
+            "malformed",
+        ),
         attack(
             "json body",
             {

@@ -946,8 +946,16 @@ async fn handle<A: Adapter>(
     // conditional order's cancel): for a client held to a symbol list, the exchange is
     // asked first which symbol that order is in.
     if let Some(lookup) = symbol_lookup {
-        if let Err((response, rule, msg)) =
-            check_order_symbol(gw, adapter, &mut audit, &decided, pool, lookup).await
+        if let Err((response, rule, msg)) = check_order_symbol(
+            gw,
+            adapter,
+            &mut audit,
+            &decided,
+            pool,
+            lookup,
+            lookup_weight,
+        )
+        .await
         {
             return audit.deny(response, rule, &msg);
         }
@@ -1104,8 +1112,9 @@ async fn read_body(
 
 /// For a client held to a symbol list, whether the order a request names by an
 /// account-wide id is in the symbol the request names, as the exchange answers `lookup`
-/// (a signed read) asked with the account's real key as it is now; its weight is spent
-/// from the client's charge once it went. `Err` is the refusal.
+/// (a signed read) asked with the account's real key as it is now; its weight
+/// (`lookup_weight`, charged with the request's) is spent from the client's charge once
+/// it went. `Err` is the refusal.
 async fn check_order_symbol<A: Adapter>(
     gw: &Gateway,
     adapter: &A,
@@ -1113,13 +1122,13 @@ async fn check_order_symbol<A: Adapter>(
     decided: &Decided<'_>,
     pool: Pool<'_>,
     lookup: (&'static str, String),
+    lookup_weight: u64,
 ) -> Result<(), Refused> {
     let refuse = |refusal| refusal_response(adapter, refusal);
     let denied = |rule, msg: String| -> Refused {
         let response = refusal_response(adapter, Refusal::Denied(&format!("keygate: {msg}")));
         (response, rule, msg)
     };
-    let lookup_weight = adapter.signed_read_weight(lookup.0, &lookup.1);
     // Signed with the account's key as it is now: one rotated since the request was
     // decided is not used again (found by review).
     let account = match decided.changed_in(&gw.live.snapshot()) {

@@ -1029,6 +1029,7 @@ impl Upstream {
         let Some(quantity) = order.quantity.filter(|_| adapter.priced_at_the_book(order)) else {
             return Ok(Some(quote.price));
         };
+        let takes = adapter.takes_the_book(order);
         let key = buying_key(base, market.symbol);
         // What this request's own buys in the market take, this one included: what it
         // would be priced at were nothing else on its way.
@@ -1039,17 +1040,12 @@ impl Upstream {
         else {
             return Ok(None);
         };
-        let Some(through) = buying.hold(
-            key,
-            quantity,
-            market.triggered,
-            adapter.takes_the_book(order),
-        ) else {
+        let Some(through) = buying.hold(key, quantity, market.triggered, takes) else {
             return Ok(None);
         };
         // A buy that fills when it triggers takes nothing now: the later ones of this
         // request are priced past it, others' are not.
-        if !adapter.takes_the_book(order) {
+        if !takes {
             market.triggered = market.triggered.saturating_add(quantity);
         }
         if through <= quote.size {

@@ -879,24 +879,17 @@ impl WeightGauge {
     /// until when. Asked several times on every request: while no pause runs, it reads
     /// no wall clock and takes no lock (and while none was ever asked for, no clock).
     pub fn paused(&self, pool: Pool<'_>) -> Option<Paused> {
-        if !self.may_pause() {
-            return None;
-        }
-        self.lock().told(pool.upstream, crate::now_ms())
+        self.paused_by(pool, crate::now_ms)
     }
 
-    /// [`WeightGauge::paused`] with the wall clock at `now_ms`.
-    pub fn paused_at(&self, pool: Pool<'_>, now_ms: u64) -> Option<Paused> {
-        if !self.may_pause() {
-            return None;
-        }
-        self.lock().told(pool.upstream, now_ms)
-    }
-
-    /// Whether a pause may still run, by the clock that never steps.
-    fn may_pause(&self) -> bool {
+    /// [`WeightGauge::paused`], the wall clock read by `wall_now_ms` only once a pause may
+    /// still run by the clock that never steps.
+    fn paused_by(&self, pool: Pool<'_>, wall_now_ms: impl FnOnce() -> u64) -> Option<Paused> {
         let paused_until = self.paused_until.load(Ordering::Relaxed);
-        paused_until != 0 && self.steady_now_ms() < paused_until
+        if paused_until == 0 || self.steady_now_ms() >= paused_until {
+            return None;
+        }
+        self.lock().told(pool.upstream, wall_now_ms())
     }
 
     /// The pauses running at `now_ms` and how many seconds each has left, by origin (as
@@ -934,6 +927,11 @@ mod tests {
     use super::*;
 
     impl WeightGauge {
+        /// [`WeightGauge::paused`] with the wall clock at `now_ms`.
+        fn paused_at(&self, pool: Pool<'_>, now_ms: u64) -> Option<Paused> {
+            self.paused_by(pool, || now_ms)
+        }
+
         /// Lets `ms` pass on the clock that never steps, as far as pauses are concerned:
         /// tests move the wall clock they pass in, and this one with it.
         fn pass(&self, ms: u64) {

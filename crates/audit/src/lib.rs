@@ -329,7 +329,27 @@ struct Queue {
     stopped: bool,
     /// Why the last commit failed (or could not be synced to disk), until one succeeds:
     /// meanwhile every order, withdrawal and transfer is refused.
-    failing: Option<String>,
+    failing: Option<CommitFailed>,
+}
+
+/// Why the writer's last commit let down whoever waited on it ([`AuditLog::failing`]).
+#[derive(Clone)]
+enum CommitFailed {
+    /// The store failed: [`Error::NotWritten`].
+    NotWritten(Arc<keygate_store::Error>),
+    /// The events were written, not synced to disk: [`Error::Unsynced`].
+    Unsynced,
+}
+
+impl CommitFailed {
+    fn error(&self) -> Error {
+        match self {
+            CommitFailed::NotWritten(cause) => Error::NotWritten {
+                cause: Arc::clone(cause),
+            },
+            CommitFailed::Unsynced => Error::Unsynced,
+        }
+    }
 }
 
 impl Queue {
@@ -561,8 +581,11 @@ impl AuditLog {
     /// Why the writer's last commit failed, until one succeeds: while it fails, what
     /// waits on it (orders, withdrawals and transfers) is refused, though the writer is
     /// still there.
-    pub fn failing(&self) -> Option<String> {
-        lock(&self.handle.queue).failing.clone()
+    pub fn failing(&self) -> Option<Error> {
+        lock(&self.handle.queue)
+            .failing
+            .as_ref()
+            .map(CommitFailed::error)
     }
 
     /// Appends `event` and calls `on_durable` once it is committed or has failed.
@@ -939,9 +962,10 @@ fn commit(
     // Whoever waits on this batch waits for it to reach the disk: without the sync mode
     // that promises it, the events are still written, but nobody is told they are durable.
     let unsynced = durable && !sync.full;
+    let result = result.map_err(Arc::new);
     lock(queue).failing = match &result {
-        Err(e) => Some(e.to_string()),
-        Ok(_) if unsynced => Some(Error::Unsynced.to_string()),
+        Err(cause) => Some(CommitFailed::NotWritten(Arc::clone(cause))),
+        Ok(_) if unsynced => Some(CommitFailed::Unsynced),
         Ok(_) => None,
     };
     let mut lost = None;
@@ -961,9 +985,8 @@ fn commit(
                 }
             }
         }
-        Err(e) => {
-            tracing::error!(error = %e, events = jobs.len(), "audit append failed");
-            let cause = Arc::new(e);
+        Err(cause) => {
+            tracing::error!(error = %cause, events = jobs.len(), "audit append failed");
             for job in jobs {
                 match (job.on_durable, job.event) {
                     (Some(cb), _) => cb(Err(Error::NotWritten {
@@ -1973,7 +1996,7 @@ mod tests {
         let (_dir, db, key) = open();
         let log = AuditLog::start(&db, key).unwrap();
         log.append_blocking(event(1)).unwrap();
-        assert_eq!(log.failing(), None);
+        assert!(log.failing().is_none());
         let blocker = Store::open(&db).unwrap();
         blocker
             .connection()
@@ -1990,7 +2013,8 @@ mod tests {
             "{refused}"
         );
         let failing = log.failing().expect("the failed commit's reason");
-        assert!(failing.contains("locked"), "{failing}");
+        assert!(matches!(failing, Error::NotWritten { .. }), "{failing:?}");
+        assert!(failing.to_string().contains("locked"), "{failing}");
         assert!(log.is_writing());
         blocker.connection().execute_batch("ROLLBACK").unwrap();
         // Found by review: the flag cleared only with the next commit, which an idle
@@ -1999,9 +2023,9 @@ mod tests {
         while log.failing().is_some() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(50));
         }
-        assert_eq!(log.failing(), None);
+        assert!(log.failing().is_none());
         log.append_blocking(event(3)).unwrap();
-        assert_eq!(log.failing(), None);
+        assert!(log.failing().is_none());
     }
 
     /// The day's events are read back to count the daily limits when `serve` starts: a

@@ -2533,7 +2533,7 @@ mod tests {
     #[test]
     fn the_bots_reads_cannot_hold_the_weight_past_reconciliations_ceilings() {
         let limits = keygate_gateway::ClientLimits::default();
-        let reads = keygate_gateway::signed_read_weight_cap(limits.public_weight_cap);
+        let reads = keygate_gateway::signed_read_weight_cap(&Binance, limits.public_weight_cap);
         // The pools reconciliation reads in, as it finds them: withdrawals', then each
         // market's orders'.
         let pools: Vec<&str> = std::iter::once(withdrawals_pool(&Binance))

@@ -373,6 +373,16 @@ pub trait Adapter: Send + Sync + 'static {
     /// The request weight the exchange allows an address in a minute in `pool` (past it,
     /// it refuses everything from the address, and bans it if it goes on).
     fn weight_limit(&self, pool: &str) -> u64;
+    /// The request weight past which the lookups that price orders pause in any pool,
+    /// however far the gateway's public cap would let them go (half as much again past
+    /// it): below the lowest limit of a pool orders go to ([`Adapter::weight_limit`]) by
+    /// what cancels need, since a ban for weight stops cancels too.
+    fn pricing_weight_ceiling(&self) -> u64;
+    /// The most symbols the orders of one request are priced in: as many as a batch of
+    /// orders can name, so that no request costs the exchange's request weight without
+    /// end. Orders in symbols past it are left unpriced, and so denied where a notional
+    /// limit applies.
+    fn max_priced_symbols(&self) -> usize;
     /// An upper estimate of the request weight of the public call `path?query`, which the
     /// gateway reserves while the call is in flight, so that a burst of public calls sent
     /// before any answer reports its weight cannot pass the cap all at once.

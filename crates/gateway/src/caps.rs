@@ -6,16 +6,12 @@ use keygate_exchanges::Adapter;
 use crate::weight::{self, Cap, OverCap, Payer, Pool};
 use crate::Gateway;
 
-/// The request weight past which ticker calls that price orders pause even when the
-/// public cap would allow half as much again (unless the public cap itself is higher).
-const PRICING_CEILING: u64 = 2000;
-
 /// The request weight at which the ticker calls that price clients' orders pause: half
 /// as far again past the cap that pauses public data (callers without a key cannot keep
-/// orders from being priced), but not past 2000 on that account: Binance's futures limit
-/// is 2400, and a ban for weight would stop cancels too.
-fn pricing_weight_cap(public_cap: u64) -> u64 {
-    (public_cap.saturating_mul(3) / 2).min(public_cap.max(PRICING_CEILING))
+/// orders from being priced), but not past the exchange's `ceiling`
+/// ([`Adapter::pricing_weight_ceiling`]) unless the public cap itself is higher.
+fn pricing_weight_cap(public_cap: u64, ceiling: u64) -> u64 {
+    (public_cap.saturating_mul(3) / 2).min(public_cap.max(ceiling))
 }
 
 /// The public weight cap in `pool`: the configured one, or less where the caps derived
@@ -28,17 +24,19 @@ fn public_cap_in<A: Adapter>(gw: &Gateway, adapter: &A, pool: Pool<'_>) -> u64 {
     if gw.limits.spend_weight_kept_for_reconciliation {
         return configured;
     }
-    public_cap_within(configured, adapter.shared_weight_limit(pool.name))
+    let ceiling = adapter.pricing_weight_ceiling();
+    public_cap_within(configured, adapter.shared_weight_limit(pool.name), ceiling)
 }
 
-/// `configured`, or the highest public cap below it whose pricing cap is at most `limit`.
-fn public_cap_within(configured: u64, limit: u64) -> u64 {
-    if pricing_weight_cap(configured) <= limit {
+/// `configured`, or the highest public cap below it whose pricing cap (under `ceiling`)
+/// is at most `limit`.
+fn public_cap_within(configured: u64, limit: u64, ceiling: u64) -> u64 {
+    if pricing_weight_cap(configured, ceiling) <= limit {
         return configured;
     }
-    // Pricing goes half as much again above the public cap, up to `PRICING_CEILING`, and
-    // no further than the public cap above that.
-    if limit >= PRICING_CEILING {
+    // Pricing goes half as much again above the public cap, up to the ceiling, and no
+    // further than the public cap above that.
+    if limit >= ceiling {
         limit
     } else {
         (limit * 2 / 3).max(1)
@@ -69,13 +67,14 @@ pub(crate) fn payer<'c, A: Adapter>(
     }
     let limit = adapter.weight_limit(pool.name);
     let public_cap = public_cap_in(gw, adapter, pool);
+    let ceiling = adapter.pricing_weight_ceiling();
     Payer {
         client,
         share: limit
             .saturating_sub(public_cap)
             .saturating_sub(limit / CLIENTS_KEPT_SHARE),
-        pricing_share: pricing_weight_cap(public_cap) / 2,
-        read_share: client_read_share(public_cap),
+        pricing_share: pricing_weight_cap(public_cap, ceiling) / 2,
+        read_share: client_read_share(public_cap, ceiling),
     }
 }
 
@@ -84,8 +83,8 @@ pub(crate) fn payer<'c, A: Adapter>(
 /// the other clients' reads (1200 of 1500 by default), so that one client reading in a
 /// loop leaves the others some (found by review: a read-only key polling the account
 /// paused every client's reads for the rest of the minute).
-fn client_read_share(public_cap: u64) -> u64 {
-    let cap = signed_read_weight_cap(public_cap);
+fn client_read_share(public_cap: u64, ceiling: u64) -> u64 {
+    let cap = reads_cap(public_cap, ceiling);
     cap - cap / 5
 }
 
@@ -113,11 +112,17 @@ pub(crate) fn over_share(payer: Payer<'_>, over: weight::OverShare, pool: Pool<'
     )
 }
 
-/// The request weight at which signed reads pause: halfway from the cap that pauses
-/// public data to the one that pauses pricing, so that neither callers without a key nor
-/// a client's reads can keep other clients' orders from being priced (1500 by default).
-pub fn signed_read_weight_cap(public_cap: u64) -> u64 {
-    let pricing = pricing_weight_cap(public_cap);
+/// The request weight at which signed reads to `adapter`'s exchange pause, where public
+/// data pauses at `public_cap`: halfway from there to the cap that pauses pricing, so
+/// that neither callers without a key nor a client's reads can keep other clients'
+/// orders from being priced (1500 by default on Binance).
+pub fn signed_read_weight_cap<A: Adapter>(adapter: &A, public_cap: u64) -> u64 {
+    reads_cap(public_cap, adapter.pricing_weight_ceiling())
+}
+
+/// [`signed_read_weight_cap`], under the exchange's pricing `ceiling`.
+fn reads_cap(public_cap: u64, ceiling: u64) -> u64 {
+    let pricing = pricing_weight_cap(public_cap, ceiling);
     public_cap + pricing.saturating_sub(public_cap) / 2
 }
 
@@ -146,10 +151,10 @@ pub(crate) fn cap_for<A: Adapter>(
     calls: HeldBack,
 ) -> Cap {
     let public = public_cap_in(gw, adapter, pool);
-    let pricing = pricing_weight_cap(public);
+    let pricing = pricing_weight_cap(public, adapter.pricing_weight_ceiling());
     let held_back = match calls {
         HeldBack::PublicData => public,
-        HeldBack::SignedReads => signed_read_weight_cap(public),
+        HeldBack::SignedReads => signed_read_weight_cap(adapter, public),
         HeldBack::Pricing => pricing,
     };
     if gw.limits.spend_weight_kept_for_reconciliation {
@@ -194,6 +199,9 @@ pub(crate) fn weight_paused(what: &str, over: OverCap, kept_for: &str) -> String
 mod tests {
     use super::*;
 
+    /// Binance's.
+    const CEILING: u64 = 2_000;
+
     /// Found by review: clamping each cap to a pool's limit on its own made pricing's and
     /// reads' equal on USD-M (1500 both), so a client's reads could keep other clients'
     /// orders from being priced. Lowered together, they keep their order.
@@ -201,23 +209,29 @@ mod tests {
     fn caps_lowered_for_a_pool_keep_their_order() {
         for limit in [1_500, 2_700, 5_500, u64::MAX] {
             for configured in [1, 100, 1_000, 1_200, 1_800, 2_000, 2_700, 5_000, 100_000] {
-                let public = public_cap_within(configured, limit);
-                let (reads, pricing) = (signed_read_weight_cap(public), pricing_weight_cap(public));
+                let public = public_cap_within(configured, limit, CEILING);
+                let reads = reads_cap(public, CEILING);
+                let pricing = pricing_weight_cap(public, CEILING);
                 let at = format!("limit {limit}, configured {configured}");
                 assert!(public <= configured && pricing <= limit, "{at}");
                 assert!(public <= reads && reads <= pricing, "{at}");
-                if pricing_weight_cap(configured) > pricing && public < PRICING_CEILING {
+                if pricing_weight_cap(configured, CEILING) > pricing && public < CEILING {
                     assert!(reads < pricing, "{at}: {reads} {pricing}");
                 }
             }
         }
-        assert_eq!(public_cap_within(1_200, 1_500), 1_000);
-        assert_eq!(public_cap_within(1_200, 2_700), 1_200);
+        assert_eq!(public_cap_within(1_200, 1_500, CEILING), 1_000);
+        assert_eq!(public_cap_within(1_200, 2_700, CEILING), 1_200);
     }
 
     #[test]
     fn signed_reads_pause_between_public_data_and_pricing() {
-        let caps = |public| (signed_read_weight_cap(public), pricing_weight_cap(public));
+        let binance = keygate_exchanges::Binance;
+        assert_eq!(binance.pricing_weight_ceiling(), CEILING);
+        let caps = |public| {
+            let pricing = pricing_weight_cap(public, CEILING);
+            (signed_read_weight_cap(&binance, public), pricing)
+        };
         assert_eq!(caps(1200), (1500, 1800));
         assert_eq!(caps(45), (56, 67));
         // Pricing stops at 2000, and reads halfway to it.

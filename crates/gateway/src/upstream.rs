@@ -1183,7 +1183,7 @@ impl Upstream {
     /// The notional of each order of `action` ([`Action::orders`]: a batch's, or the
     /// action itself), in order: stated where the request bounds it, else priced at the
     /// market price of its symbol ([`Upstream::price`], asked once per symbol and for at
-    /// most [`MAX_PRICED_SYMBOLS`] symbols); `None` where neither is known.
+    /// most [`Adapter::max_priced_symbols`] symbols); `None` where neither is known.
     ///
     /// A buy priced at the market (a market buy, a limit buy pegged to the asks) may
     /// fill at once, from the best ask up: one of more than the best ask offers is priced
@@ -1219,7 +1219,7 @@ impl Upstream {
                     let market = match markets.iter().position(|m| m.symbol == symbol) {
                         Some(known) => Some(&mut markets[known]),
                         // Past the bound, an order is left unpriced, and so denied.
-                        None if markets.len() >= MAX_PRICED_SYMBOLS => None,
+                        None if markets.len() >= adapter.max_priced_symbols() => None,
                         None => {
                             let quote = self
                                 .price(adapter, base, native_path, symbol, weight, budget)
@@ -1269,11 +1269,6 @@ struct Market<'a> {
     /// Its book, once asked for; `None` inside when that lookup failed.
     book: Option<Option<Bytes>>,
 }
-
-/// The most symbols one request's orders are priced in ([`Upstream::price_orders`]):
-/// Binance's batches hold five orders at most, and a request keygate could not bound
-/// so must not cost the exchange's request weight without end.
-pub const MAX_PRICED_SYMBOLS: usize = 5;
 
 /// One reading of an exchange clock.
 struct ClockSample {

@@ -600,6 +600,15 @@ impl Adapter for Binance {
             _ => u64::MAX,
         }
     }
+
+    fn pricing_weight_ceiling(&self) -> u64 {
+        // USD-M's and COIN-M's limit is 2400.
+        2_000
+    }
+
+    fn max_priced_symbols(&self) -> usize {
+        MAX_BATCH_ORDERS
+    }
     fn public_weight(&self, path: &str, query: &str) -> u64 {
         public_weight(path, query)
     }

@@ -797,11 +797,7 @@ async fn silent_exchange() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
 
 #[tokio::test]
 async fn a_burst_of_public_calls_cannot_pass_the_weight_cap_before_any_answer() {
-    // Weight counts per minute: keep clear of a turn.
-    let into_minute = keygate_gateway::now_ms() % 60_000;
-    if into_minute > 55_000 {
-        tokio::time::sleep(Duration::from_millis(60_100 - into_minute)).await;
-    }
+    clear_of_a_minute_turn().await;
     // An exchange that never answers: every call stays in flight until it times out.
     let (silent_url, accepted) = silent_exchange().await;
     let sent = || accepted.load(std::sync::atomic::Ordering::SeqCst);

@@ -3,6 +3,7 @@
 //! nothing here can move money.
 
 use anyhow::Context;
+use http::Method;
 use keygate_exchanges::{Adapter, ClientRequest};
 use std::path::Path;
 use std::sync::{mpsc, Arc, Mutex};
@@ -211,9 +212,9 @@ impl Exchanges {
             "" => format!("{base}{path}"),
             query => format!("{base}{path}?{query}"),
         };
-        let answer = self
-            .runtime
-            .block_on(self.upstream.read(adapter, &url, &[]));
+        let answer =
+            self.runtime
+                .block_on(self.upstream.send(adapter, &Method::GET, &url, &[], b""));
         answered(adapter, path, answer, (&self.weight, pool))
     }
 
@@ -313,7 +314,9 @@ async fn read_signed_with<A: Adapter>(
         now,
     );
     let url = format!("{base}{path}?{}", signed.query);
-    let answer = upstream.read(adapter, &url, &signed.headers).await;
+    let answer = upstream
+        .send(adapter, &Method::GET, &url, &signed.headers, b"")
+        .await;
     answered(adapter, path, answer, (weight, pool))
 }
 

@@ -102,7 +102,7 @@ use crate::answers::{AnswerBudget, Caller};
 use crate::caps::{cap_for, over_share, payer, weight_paused, HeldBack};
 use crate::registry::{AccountEntry, ClientEntry, Live, Registry, Verifier};
 use crate::replay::ReplayCache;
-use crate::upstream::{Budget, Failure, Resend, Sent, Unpriced, Upstream};
+use crate::upstream::{Budget, Failure, Sent, Unpriced, Upstream};
 use crate::weight::{Charge, Pool, Reservation, WeightGauge};
 
 /// Largest request body accepted, in bytes. Binance's own requests are far smaller.
@@ -1462,7 +1462,11 @@ impl Gateway {
             .await;
         let forward = read.resign(api_key, secret, timestamp);
         let url = upstream_url(base, path, &forward.query);
-        let answer = match self.upstream.read(adapter, &url, &forward.headers).await {
+        let answer = match self
+            .upstream
+            .send(adapter, &Method::GET, &url, &forward.headers, b"")
+            .await
+        {
             Ok(answer) => answer,
             // Nothing was sent.
             Err(Failure::Unreachable(_) | Failure::Refused(_)) => {
@@ -1513,18 +1517,9 @@ impl Gateway {
             .action
             .as_ref()
             .is_some_and(|a| a.kind == ActionKind::Trade);
-        let kind = audit.action.as_ref().map(|a| a.kind);
-        let caller = match kind {
+        let caller = match audit.action.as_ref().map(|a| a.kind) {
             Some(ActionKind::Public) => Caller::Public,
             _ => Caller::Signed,
-        };
-        // A read executes nothing: it may go again should the exchange have closed the
-        // kept-alive connection it was written to. Nothing else is ever sent twice.
-        let resend = match kind {
-            Some(ActionKind::Read | ActionKind::Public) if method == Method::GET => {
-                Resend::IfUnanswered
-            }
-            _ => Resend::Never,
         };
         if sensitive && !audit.pending_written {
             tracing::error!("an action that moves money reached the upstream call unaudited");
@@ -1545,7 +1540,7 @@ impl Gateway {
         };
         let result = self
             .upstream
-            .send_unless(adapter, method, url, headers, body, resend, withhold)
+            .send_unless(adapter, method, url, headers, body, withhold)
             .await;
         match result {
             Ok(Sent::Withheld((response, rule, msg))) => {

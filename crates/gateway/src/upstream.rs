@@ -20,7 +20,7 @@ use tokio_rustls::TlsConnector;
 use zeroize::Zeroizing;
 
 use crate::weight::{Cap, Payer, Pool, Refused, WeightGauge};
-use crate::wire::{self, WireError, WriteFailure};
+use crate::wire::{self, WriteFailure};
 
 /// How long a call to the exchange may take before its outcome is unknown.
 pub const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(10);
@@ -66,22 +66,6 @@ pub(crate) enum Sent<T> {
     Answered(Response),
     /// It was withheld for this reason before a byte of it was written.
     Withheld(T),
-}
-
-/// Whether a request may go out a second time. Only a request that provably never left is
-/// ever sent again, whatever this says, except a read: see [`Resend::IfUnanswered`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Resend {
-    /// Never once it may have reached the exchange (an order, a cancel, a withdrawal): a
-    /// kept-alive connection is taken for it only once a system call (a peek at the
-    /// socket) finds the exchange has neither closed it nor sent anything unasked.
-    Never,
-    /// A read, which executes nothing: a kept-alive connection is taken as the runtime
-    /// last saw it, without that system call (one in six of a read's), and should the
-    /// exchange turn out to have closed it (it closes or resets it before a byte of the
-    /// answer), the read goes once more, on a new connection. So do nginx and HTTP
-    /// clients (RFC 9110 §9.2.2); the cost is a read the exchange may count twice.
-    IfUnanswered,
 }
 
 /// Why the exchange gave no answer: an outcome each caller tells apart (whether the
@@ -472,10 +456,10 @@ pub fn origin(url: &str) -> &str {
 impl Upstream {
     /// A client whose calls each take at most `timeout`, answer included.
     ///
-    /// Nothing that may have executed is ever sent again. A request that provably never
-    /// left (the pooled connection it was written to failed before accepting a single
-    /// byte of it) goes out once more on a new connection; so does a read that found its
-    /// pooled connection closed by the exchange ([`Resend::IfUnanswered`]).
+    /// Nothing that may have reached the exchange is ever sent again. The one retry is
+    /// for a request that provably never left: the pooled connection it was written to
+    /// failed before accepting a single byte of it, and it goes out once on a new
+    /// connection.
     pub fn new(timeout: Duration) -> Result<Upstream, crate::Error> {
         let mut roots = rustls::RootCertStore::empty();
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
@@ -524,18 +508,20 @@ impl Upstream {
         }
     }
 
-    /// Sends one read (a `GET` that executes nothing: public data, a signed read) to `url`,
-    /// on `adapter`'s exchange, and reads the whole answer: [`Resend::IfUnanswered`].
-    pub async fn read<A: Adapter>(
+    /// Sends one request to `url`, on `adapter`'s exchange, and reads the whole answer.
+    /// See [`Upstream::new`] for the one case where a request is sent on a second
+    /// connection.
+    pub async fn send<A: Adapter>(
         &self,
         adapter: &A,
+        method: &Method,
         url: &str,
         headers: &[(&'static str, String)],
+        body: &[u8],
     ) -> Result<Response, Failure> {
         let never = || None::<std::convert::Infallible>;
-        let (method, resend) = (&Method::GET, Resend::IfUnanswered);
         match self
-            .send_unless(adapter, method, url, headers, b"", resend, never)
+            .send_unless(adapter, method, url, headers, body, never)
             .await?
         {
             Sent::Answered(response) => Ok(response),
@@ -543,15 +529,12 @@ impl Upstream {
         }
     }
 
-    /// Sends one request to `url`, on `adapter`'s exchange, and reads the whole answer;
-    /// sent a second time only as `resend` and [`Upstream::new`] say. Asks `withhold` once
-    /// a new connection is ready, just before the request is written to it (and again
-    /// before a second connection): [`Sent::Withheld`], with the reason it gave, when it
+    /// As [`Upstream::send`], but asks `withhold` once a new connection is ready, just
+    /// before the request is written to it (and again before a second connection, when
+    /// the first took none of it): [`Sent::Withheld`], with the reason it gave, when it
     /// gave one, and nothing was sent. Connecting may take seconds, in which what the
     /// request was decided on may change; a pooled connection is taken at once, and not
     /// asked about.
-    // Each argument is a piece of the request; a struct would only rename them.
-    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn send_unless<A: Adapter, T>(
         &self,
         adapter: &A,
@@ -559,7 +542,6 @@ impl Upstream {
         url: &str,
         headers: &[(&'static str, String)],
         body: &[u8],
-        resend: Resend,
         withhold: impl Fn() -> Option<T>,
     ) -> Result<Sent<T>, Failure> {
         let target = Target::parse(url)?;
@@ -582,7 +564,7 @@ impl Upstream {
         )
         .map_err(|reason| Failure::Refused(reason.to_owned()))?;
         let keep = |name: &str| is_passed_back(adapter, name);
-        let exchange = self.exchange(&target, method, &request, resend, keep, withhold);
+        let exchange = self.exchange(&target, method, &request, keep, withhold);
         match tokio::time::timeout(self.timeout, exchange).await {
             Ok(result) => result,
             Err(_) => Err(Failure::TimedOut),
@@ -595,33 +577,27 @@ impl Upstream {
         target: &Target<'_>,
         method: &Method,
         request: &[u8],
-        resend: Resend,
         keep: impl Fn(&str) -> bool,
         withhold: impl Fn() -> Option<T>,
     ) -> Result<Sent<T>, Failure> {
-        let (mut connection, mut is_new) = match self.checkout(target.origin, resend) {
+        let (mut connection, mut is_new) = match self.checkout(target.origin) {
             Some(connection) => (connection, false),
             None => (self.connect(target).await?, true),
         };
-        // Why the first connection gave no answer, once a read goes again on a second.
-        let mut first_unanswered: Option<String> = None;
         loop {
             // Asked once a new connection is made, which may have taken seconds; a pooled
             // one is taken at once, just after the caller's own last check.
             if let Some(reason) = is_new.then(&withhold).flatten() {
-                if let Some(unanswered) = first_unanswered {
-                    return Err(Failure::NoAnswer(format!("{unanswered}; not sent again")));
-                }
                 // Nothing of it was written: the connection is as good as before.
                 self.checkin(target.origin, connection);
                 return Ok(Sent::Withheld(reason));
             }
             match wire::write_request(&mut connection.stream, request).await {
-                Ok(()) => {}
+                Ok(()) => break,
                 Err(WriteFailure {
                     accepted_any: false,
                     error,
-                }) if first_unanswered.is_none() => {
+                }) => {
                     if is_new {
                         return Err(Failure::Unreachable(error.to_string()));
                     }
@@ -629,41 +605,25 @@ impl Upstream {
                     // never left, so it goes out once more on a new connection.
                     connection = self.connect(target).await?;
                     is_new = true;
-                    continue;
                 }
                 Err(WriteFailure { error, .. }) => {
                     return Err(Failure::NoAnswer(error.to_string()));
                 }
             }
-            // Past this point the exchange may have the request: any failure means its
-            // outcome is unknown, but for a read on a connection the exchange had closed.
-            match wire::read_answer(&mut connection.stream, &mut connection.buf, method, &keep)
-                .await
-            {
-                Ok(answer) => {
-                    if answer.keep_alive {
-                        self.checkin(target.origin, connection);
-                    }
-                    return Ok(Sent::Answered(Response {
-                        status: answer.status,
-                        headers: answer.headers,
-                        body: answer.body,
-                    }));
-                }
-                Err(unanswered @ WireError::Unanswered(_))
-                    if !is_new && resend == Resend::IfUnanswered =>
-                {
-                    let unanswered = unanswered.to_string();
-                    connection = self
-                        .connect(target)
-                        .await
-                        .map_err(|e| Failure::NoAnswer(format!("{unanswered}; then {e}")))?;
-                    is_new = true;
-                    first_unanswered = Some(unanswered);
-                }
-                Err(e) => return Err(Failure::NoAnswer(e.to_string())),
-            }
         }
+        // Past this point the exchange may have the request: any failure means its
+        // outcome is unknown.
+        let answer = wire::read_answer(&mut connection.stream, &mut connection.buf, method, keep)
+            .await
+            .map_err(|e| Failure::NoAnswer(e.to_string()))?;
+        if answer.keep_alive {
+            self.checkin(target.origin, connection);
+        }
+        Ok(Sent::Answered(Response {
+            status: answer.status,
+            headers: answer.headers,
+            body: answer.body,
+        }))
     }
 
     /// Drops the connections at the front of `idle` (the oldest: each goes back at the
@@ -674,21 +634,15 @@ impl Upstream {
         idle.drain(..stale);
     }
 
-    /// A reusable idle connection to `origin`, the most recently used first: one the
-    /// exchange has neither closed nor sent anything on as far as the runtime saw, and for
-    /// a request never sent again, as far as the socket says ([`Resend`]).
-    fn checkout(&self, origin: &str, resend: Resend) -> Option<Connection> {
+    /// A reusable idle connection to `origin`, the most recently used first.
+    fn checkout(&self, origin: &str) -> Option<Connection> {
         let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
         let idle = pool.get_mut(origin)?;
         // One clock read for the whole pool, not one per connection looked at: the
         // search for the idled-out ones alone would read it a few times per request.
         Self::forget_idled_out(idle, Instant::now());
         while let Some(mut idle) = idle.pop() {
-            let is_reusable = match resend {
-                Resend::Never => idle.connection.is_reusable(),
-                Resend::IfUnanswered => idle.connection.is_quiet(),
-            };
-            if is_reusable {
+            if idle.connection.is_reusable() {
                 return Some(idle.connection);
             }
         }
@@ -898,7 +852,7 @@ impl Upstream {
     ) -> Option<ClockSample> {
         let sent = Instant::now();
         let sent_ms = i64::try_from(crate::now_ms()).ok()?;
-        let response = self.read(adapter, url, &[]).await.ok()?;
+        let response = self.send(adapter, &Method::GET, url, &[], b"").await.ok()?;
         let round_trip = sent.elapsed();
         weight.note_answer(adapter, pool, &response, None);
         if !response.status.is_success() {
@@ -1159,7 +1113,7 @@ impl Upstream {
         let (reservation, charge) =
             weight.reserve_pricing(budget.payer, pool, budget.cap, estimate, now_ms)?;
         let url = format!("{base}{path_and_query}");
-        match self.read(adapter, &url, &[]).await {
+        match self.send(adapter, &Method::GET, &url, &[], b"").await {
             Ok(response) => {
                 weight.note_answer(adapter, pool, &response, Some(reservation));
                 if weight.paused(pool).is_some() {
@@ -1381,12 +1335,6 @@ mod tests {
         KeepAlive,
         /// Answers, then sends bytes nobody asked for and keeps the connection open.
         AnswerThenJunk,
-        /// Answers the first request of each connection, and closes it once it has read
-        /// the second, unanswered: a kept-alive connection closed as a request came.
-        AnswerFirstOfEach,
-        /// Answers the first request of all, and closes each connection unanswered once it
-        /// has read a request after that.
-        AnswerFirstOnly,
     }
 
     /// A one-route HTTP server on loopback; counts connections and requests.
@@ -1415,16 +1363,13 @@ mod tests {
                 c.fetch_add(1, Ordering::SeqCst);
                 let r = r.clone();
                 tokio::spawn(async move {
-                    for nth_here in 1.. {
+                    loop {
                         if read_head(&mut stream).await.is_none() {
                             return;
                         }
-                        let nth = r.fetch_add(1, Ordering::SeqCst) + 1;
-                        match then {
-                            Then::Hang => return,
-                            Then::AnswerFirstOfEach if nth_here > 1 => return,
-                            Then::AnswerFirstOnly if nth > 1 => return,
-                            _ => {}
+                        r.fetch_add(1, Ordering::SeqCst);
+                        if let Then::Hang = then {
+                            return;
                         }
                         let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}";
                         if stream.write_all(answer).await.is_err() {
@@ -1444,25 +1389,9 @@ mod tests {
     }
 
     async fn get(upstream: &Upstream, url: &str) -> Result<Response, Failure> {
-        upstream.read(&keygate_exchanges::Binance, url, &[]).await
-    }
-
-    /// A `POST`, never sent twice.
-    async fn post(upstream: &Upstream, url: &str) -> Result<Response, Failure> {
-        let never = || None::<()>;
-        let sent = upstream.send_unless(
-            &keygate_exchanges::Binance,
-            &Method::POST,
-            url,
-            &[],
-            b"",
-            Resend::Never,
-            never,
-        );
-        match sent.await? {
-            Sent::Answered(answer) => Ok(answer),
-            Sent::Withheld(()) => unreachable!("never withheld"),
-        }
+        upstream
+            .send(&keygate_exchanges::Binance, &Method::GET, url, &[], b"")
+            .await
     }
 
     /// Found by review: a request was checked (its client still active) before a new
@@ -1479,7 +1408,6 @@ mod tests {
             &url,
             &[],
             b"",
-            Resend::Never,
             || {
                 // The connection is open by now (the server counts it once accepted).
                 std::thread::sleep(Duration::from_millis(50));
@@ -1506,46 +1434,6 @@ mod tests {
         ));
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert_eq!(requests.load(Ordering::SeqCst), 1);
-        assert_eq!(connections.load(Ordering::SeqCst), 1);
-    }
-
-    /// A read on a kept-alive connection is not preceded by a peek at its socket (a
-    /// system call per read), so it may find the connection closed by the exchange: it
-    /// goes again, once, on a new one.
-    #[tokio::test]
-    async fn a_read_the_exchange_closed_the_connection_on_goes_again_once() {
-        let (url, connections, requests) = fake_exchange(Then::AnswerFirstOfEach).await;
-        let upstream = Upstream::new(Duration::from_secs(5)).unwrap();
-        for expected in [(1, 1), (3, 2)] {
-            let answer = get(&upstream, &url).await.ok().unwrap();
-            assert_eq!(&answer.body[..], b"{}");
-            let seen = (
-                requests.load(Ordering::SeqCst),
-                connections.load(Ordering::SeqCst),
-            );
-            assert_eq!(seen, expected, "(requests, connections)");
-        }
-
-        let (url, connections, requests) = fake_exchange(Then::AnswerFirstOnly).await;
-        assert!(get(&upstream, &url).await.is_ok());
-        let failure = get(&upstream, &url).await.err().unwrap();
-        assert!(matches!(failure, Failure::NoAnswer(_)), "{failure:?}");
-        assert!(failure.to_string().contains("closed"), "{failure}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        assert_eq!(requests.load(Ordering::SeqCst), 3, "sent twice, not more");
-        assert_eq!(connections.load(Ordering::SeqCst), 2);
-    }
-
-    /// What may execute (an order) is never sent twice, a closed connection or not.
-    #[tokio::test]
-    async fn an_order_the_exchange_closed_the_connection_on_is_not_sent_again() {
-        let (url, connections, requests) = fake_exchange(Then::AnswerFirstOfEach).await;
-        let upstream = Upstream::new(Duration::from_secs(5)).unwrap();
-        assert!(post(&upstream, &url).await.is_ok());
-        let failure = post(&upstream, &url).await.err().unwrap();
-        assert!(matches!(failure, Failure::NoAnswer(_)), "{failure:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        assert_eq!(requests.load(Ordering::SeqCst), 2);
         assert_eq!(connections.load(Ordering::SeqCst), 1);
     }
 

@@ -60,9 +60,6 @@ pub(crate) enum WireError {
     Io(io::Error),
     /// The exchange closed the connection before the answer was complete.
     Closed,
-    /// The connection closed, or was reset, before a byte of the answer came: what a
-    /// kept-alive connection the exchange had closed while it was idle gives.
-    Unanswered(Option<io::Error>),
     /// The answer does not parse as HTTP/1.1.
     Malformed(&'static str),
     /// The answer's head or body is larger than keygate accepts.
@@ -74,32 +71,8 @@ impl fmt::Display for WireError {
         match self {
             WireError::Io(e) => write!(f, "{e}"),
             WireError::Closed => f.write_str("connection closed before the answer was complete"),
-            WireError::Unanswered(None) => f.write_str("connection closed before any answer"),
-            WireError::Unanswered(Some(e)) => write!(f, "no answer on the connection: {e}"),
             WireError::Malformed(what) => write!(f, "malformed answer: {what}"),
             WireError::TooLarge => f.write_str("answer too large"),
-        }
-    }
-}
-
-impl WireError {
-    /// This failure, met before a byte of the answer came: [`WireError::Unanswered`]
-    /// when the connection closed or was reset.
-    fn before_any_answer(self) -> WireError {
-        match self {
-            WireError::Closed => WireError::Unanswered(None),
-            WireError::Io(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::ConnectionReset
-                        | io::ErrorKind::ConnectionAborted
-                        | io::ErrorKind::BrokenPipe
-                        | io::ErrorKind::UnexpectedEof
-                ) =>
-            {
-                WireError::Unanswered(Some(e))
-            }
-            other => other,
         }
     }
 }
@@ -259,7 +232,7 @@ pub(crate) async fn read_answer<S: AsyncRead + Unpin>(
     method: &Method,
     keep: impl Fn(&str) -> bool,
 ) -> Result<Answer, WireError> {
-    for interim in 0..=MAX_INTERIM_ANSWERS {
+    for _ in 0..=MAX_INTERIM_ANSWERS {
         // The head is parsed once its end is in: parsing each partial read again would
         // cost time in the square of its length.
         let mut scanned = 0;
@@ -272,15 +245,7 @@ pub(crate) async fn read_answer<S: AsyncRead + Unpin>(
                 return Err(WireError::TooLarge);
             }
             scanned = buf.len().saturating_sub(2);
-            if let Err(e) = fill(stream, buf).await {
-                // Nothing is parsed off `buf` before a head is: empty, nothing came.
-                let nothing_came = interim == 0 && buf.is_empty();
-                return Err(if nothing_came {
-                    e.before_any_answer()
-                } else {
-                    e
-                });
-            }
+            fill(stream, buf).await?;
         };
         buf.advance(head.len);
         if head.status == StatusCode::SWITCHING_PROTOCOLS {

@@ -320,8 +320,9 @@ fn a_log_the_monitor_cannot_read_for_a_while_is_alerted_once() {
         let sql = format!("ALTER TABLE {from} RENAME TO {to}");
         store.connection().execute_batch(&sql).unwrap();
     };
-    rename("events", "events_away");
+    // Before the rename: the monitor's grace counts from its first failed read, after it.
     let started = std::time::Instant::now();
+    rename("events", "events_away");
     let got = receiver.wait_for(2);
     assert_eq!(got.len(), 2, "{got:?}");
     assert!(started.elapsed() >= keygate_monitor::READ_FAILURE_GRACE);

@@ -633,9 +633,9 @@ async fn handle<A: Adapter>(
     // What a change made while the request waits is told from.
     let decided = Decided {
         api_key,
-        client: Arc::clone(&client),
+        client,
         account,
-        every_client_stopped: registry.every_client_stopped(),
+        decided_on: &registry,
     };
     let now = now_ms();
     let freshness = match signed.check_freshness(now) {
@@ -976,7 +976,8 @@ async fn handle<A: Adapter>(
         reason = "a refusal is made once, and becomes the answer"
     )]
     let refusal_since_decided = || -> Result<Arc<AccountEntry>, Refused> {
-        if let Err(e) = signed.check_freshness(now_ms()) {
+        let now = now_ms();
+        if let Err(e) = signed.check_freshness(now) {
             let msg = format!("{e} by the time keygate was to forward it");
             let response = refusal_response(adapter, Refusal::Invalid(&e));
             return Err((response, Rule::Authentication, msg));
@@ -984,8 +985,7 @@ async fn handle<A: Adapter>(
         if let Some((response, msg)) = answer_while_backing_off(adapter, &gw.weight, pool) {
             return Err((response, Rule::ExchangeBackOff, msg));
         }
-        let registry = gw.live.snapshot();
-        decided.changed_in(&registry).map_err(|msg| {
+        decided.changed_in(&gw.live.snapshot(), now).map_err(|msg| {
             let text = format!("keygate: {msg}");
             let response = refusal_response(adapter, Refusal::Denied(&text));
             (response, Rule::PolicyChanged, msg)
@@ -1131,7 +1131,7 @@ async fn check_order_symbol<A: Adapter>(
     };
     // Signed with the account's key as it is now: one rotated since the request was
     // decided is not used again (found by review).
-    let account = match decided.changed_in(&gw.live.snapshot()) {
+    let account = match decided.changed_in(&gw.live.snapshot(), now_ms()) {
         Ok(account) => account,
         Err(msg) => return Err(denied(Rule::PolicyChanged, msg)),
     };
@@ -1278,17 +1278,18 @@ async fn forward_public<A: Adapter>(
 struct Decided<'k> {
     /// The API key the request presented.
     api_key: &'k str,
-    client: Arc<ClientEntry>,
+    client: &'k Arc<ClientEntry>,
     /// The client's account in that view, whose real key would sign the request.
-    account: Arc<AccountEntry>,
-    /// [`Registry::every_client_stopped`] of that view.
-    every_client_stopped: u64,
+    account: &'k Arc<AccountEntry>,
+    /// The view.
+    decided_on: &'k Registry,
 }
 
 impl Decided<'_> {
-    /// Why the request may no longer be sent, by `registry` as it is now: the client was
-    /// frozen (even if unfrozen since, or every client was refused meanwhile), revoked or
-    /// changed, its key or itself expired, or its account is gone or points elsewhere
+    /// Why the request may no longer be sent, by `registry` as it is now and the clock at
+    /// `now` (ms): the client was frozen (even if unfrozen since, or every client was
+    /// refused meanwhile), revoked or changed, its key or itself expired, or its account
+    /// is gone or points elsewhere
     /// (every client is gone while a reload fails).
     /// Otherwise, the account as it is now, whose real key signs the request: the one it
     /// was decided with may have been rotated since.
@@ -1297,7 +1298,7 @@ impl Decided<'_> {
     /// (`frozen`, `revoked`): this one was signed and sent before the change, and the
     /// alert a dead key raises ("whoever sent this still holds it") would read, in the
     /// middle of an incident, as the key being used after it was frozen.
-    fn changed_in(&self, registry: &Registry) -> Result<Arc<AccountEntry>, String> {
+    fn changed_in(&self, registry: &Registry, now: u64) -> Result<Arc<AccountEntry>, String> {
         let decided = &self.client;
         let name = &decided.name;
         let Some(client) = registry.client(self.api_key) else {
@@ -1307,14 +1308,14 @@ impl Decided<'_> {
             ));
         };
         let account = registry.account(&client.account);
-        let now = now_ms();
         let what = match client.status {
             ClientStatus::Frozen => "frozen",
             ClientStatus::Revoked => "revoked",
             ClientStatus::Active if client.name != *name => "replaced",
             ClientStatus::Active
                 if client.stops != decided.stops
-                    || registry.every_client_stopped() != self.every_client_stopped =>
+                    || registry.every_client_stopped()
+                        != self.decided_on.every_client_stopped() =>
             {
                 "frozen, and let go since,"
             }
@@ -1324,7 +1325,7 @@ impl Decided<'_> {
             }
             // The same entry unless the registry was reloaded: then the policy may differ.
             ClientStatus::Active
-                if !Arc::ptr_eq(&client, decided) && client.policy != decided.policy =>
+                if !Arc::ptr_eq(client, decided) && client.policy != decided.policy =>
             {
                 "given another policy"
             }
@@ -1336,7 +1337,7 @@ impl Decided<'_> {
                 {
                     "given an account on another upstream"
                 }
-                Some(account) => return Ok(account),
+                Some(account) => return Ok(Arc::clone(account)),
             },
         };
         Err(format!(

@@ -327,8 +327,8 @@ impl Registry {
 
     /// The client key `api_key`, compared by hash-map lookup (the key is an identifier;
     /// the secret behind it is compared in constant time).
-    pub fn client(&self, api_key: &str) -> Option<Arc<ClientEntry>> {
-        self.clients.get(api_key).cloned()
+    pub fn client(&self, api_key: &str) -> Option<&Arc<ClientEntry>> {
+        self.clients.get(api_key)
     }
 
     /// The client whose key `api_key` was until a rotation retired it for good, when it
@@ -347,8 +347,8 @@ impl Registry {
     }
 
     /// The account called `label`.
-    pub fn account(&self, label: &Name) -> Option<Arc<AccountEntry>> {
-        self.accounts.get(label).cloned()
+    pub fn account(&self, label: &Name) -> Option<&Arc<AccountEntry>> {
+        self.accounts.get(label)
     }
 
     /// This registry with every active client frozen, loaded from no store: the next
@@ -1371,21 +1371,21 @@ mod tests {
 
         let main: Name = "main".parse().unwrap();
         assert!(Arc::ptr_eq(
-            &first.account(&main).unwrap(),
-            &second.account(&main).unwrap()
+            first.account(&main).unwrap(),
+            second.account(&main).unwrap()
         ));
         assert!(Arc::ptr_eq(
-            &first.client("key-2").unwrap(),
-            &second.client("key-2").unwrap()
+            first.client("key-2").unwrap(),
+            second.client("key-2").unwrap()
         ));
         let frozen = second.client("key-1").unwrap();
-        assert!(!Arc::ptr_eq(&first.client("key-1").unwrap(), &frozen));
+        assert!(!Arc::ptr_eq(first.client("key-1").unwrap(), frozen));
         assert_eq!(frozen.status, ClientStatus::Frozen);
         // Loaded afresh, nothing is carried over.
         let fresh = Registry::load(&store, master).unwrap();
         assert!(!Arc::ptr_eq(
-            &second.client("key-2").unwrap(),
-            &fresh.client("key-2").unwrap()
+            second.client("key-2").unwrap(),
+            fresh.client("key-2").unwrap()
         ));
     }
 }

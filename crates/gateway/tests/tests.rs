@@ -885,15 +885,26 @@ async fn a_timestamp_the_exchange_refuses_has_its_clock_measured_again() {
         "{body}"
     );
     let again = format!("/binance/api/v3/account?{}", sign_nth(1, BOT_SECRET));
-    let (status, body) = raw(env.gateway, &http("GET", &again, "", "")).await;
-    // Said in full should it fail: it did once in a dozen runs of the whole suite, and
-    // the answer alone did not tell why.
+    let (mut status, mut body) = raw(env.gateway, &http("GET", &again, "", "")).await;
     let measurements = (before, measured());
-    assert_eq!(
-        status, 200,
-        "{body}; clock measurements (before, after): {measurements:?}"
-    );
     assert!(measurements.1 > before, "the clock was not measured again");
+    // A measurement whose round trips both took over a second is not believed, and is
+    // tried again ten seconds later (`CLOCK_RETRY`): on a loaded machine the test once
+    // failed here in about twenty runs of the suite, with the clock measured again.
+    for retry in 2..4 {
+        if status == 200 || body["code"].as_i64() != Some(-1021) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10_500)).await;
+        let again = format!("/binance/api/v3/account?{}", sign_nth(retry, BOT_SECRET));
+        (status, body) = raw(env.gateway, &http("GET", &again, "", "")).await;
+    }
+    assert_eq!(
+        status,
+        200,
+        "{body}; clock measurements (before, after the first try, now): {:?}",
+        (measurements.0, measurements.1, measured())
+    );
 }
 
 /// Found by review (python-binance): `/time` was passed on to the exchange, so a bot

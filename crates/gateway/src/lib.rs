@@ -1289,8 +1289,7 @@ impl Decided<'_> {
     /// Why the request may no longer be sent, by `registry` as it is now and the clock at
     /// `now` (ms): the client was frozen (even if unfrozen since, or every client was
     /// refused meanwhile), revoked or changed, its key or itself expired, or its account
-    /// is gone or points elsewhere
-    /// (every client is gone while a reload fails).
+    /// is gone or points elsewhere (every client is gone while a reload fails).
     /// Otherwise, the account as it is now, whose real key signs the request: the one it
     /// was decided with may have been rotated since.
     ///

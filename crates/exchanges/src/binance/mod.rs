@@ -600,12 +600,10 @@ impl Adapter for Binance {
             _ => u64::MAX,
         }
     }
-
     fn pricing_weight_ceiling(&self) -> u64 {
-        // USD-M's and COIN-M's limit is 2400.
+        // Below USD-M's and COIN-M's limit of 2400 by what cancels need.
         2_000
     }
-
     fn max_priced_symbols(&self) -> usize {
         MAX_BATCH_ORDERS
     }

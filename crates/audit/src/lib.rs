@@ -2517,11 +2517,13 @@ mod tests {
         let (_dir, db, key) = open();
         let log = AuditLog::start(&db, key.clone()).unwrap();
         let held = hold_write_lock(&db);
+        // Past the 2 s busy timeout, and well before the writer's patience (3 s, then one
+        // more busy timeout) runs out on a slow machine.
+        let started = Instant::now();
         let releaser = thread::spawn(move || {
-            thread::sleep(Duration::from_secs(3));
+            thread::sleep(Duration::from_millis(2_500));
             release(held);
         });
-        let started = Instant::now();
         let seq = log.append_blocking(event(1)).unwrap();
         assert!(
             started.elapsed() >= Duration::from_secs(2),

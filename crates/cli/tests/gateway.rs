@@ -2040,9 +2040,35 @@ fn serve_does_not_count_the_day_from_an_edited_log() {
     );
     assert_eq!(status, 200, "{body}");
     drop(serve);
-    // A start marks the log after the seal as checked, through the withdrawal.
+    // A start marks the log after the seal as checked, through the withdrawal: waited
+    // for, not given a fixed time (found by review: had it not come, the test would have
+    // passed without the mark, on the check from the seal). The mark is `sealed ‖
+    // through ‖ …`, the seqs big-endian.
+    let marked_through = || {
+        let db = rusqlite::Connection::open(home.kg.db()).unwrap();
+        let mark: Vec<u8> = db
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'audit_admin_free'",
+                [],
+                |row| row.get(0),
+            )
+            .ok()?;
+        Some(u64::from_be_bytes(mark.get(8..16)?.try_into().ok()?))
+    };
+    let withdrawal: u64 = rusqlite::Connection::open(home.kg.db())
+        .unwrap()
+        .query_row(
+            r#"SELECT max(seq) FROM events WHERE body LIKE '%"action":"withdraw"%'"#,
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
     let serve = Serve::start_with(&home.kg, &["--reconcile-every", "off"]);
-    std::thread::sleep(Duration::from_millis(1500));
+    let marked = eventually(|| marked_through().filter(|through| *through >= withdrawal));
+    assert!(
+        marked.is_some(),
+        "serve did not mark the log past event {withdrawal}"
+    );
     drop(serve);
     let db = rusqlite::Connection::open(home.kg.db()).unwrap();
     let deleted = db

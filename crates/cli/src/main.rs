@@ -46,6 +46,8 @@ mod demo;
 mod dev;
 mod disk;
 mod doctor;
+#[cfg(test)]
+mod documented_flags;
 mod home;
 mod incident;
 mod output;

@@ -47,7 +47,7 @@ mod dev;
 mod disk;
 mod doctor;
 #[cfg(test)]
-mod documented_flags;
+mod documented;
 mod home;
 mod incident;
 mod output;

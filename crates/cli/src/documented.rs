@@ -1,10 +1,12 @@
-//! Checks that the options the documentation names are options `keygate` takes.
+//! Checks that what the documents say keygate takes, it takes: the options named, and
+//! the `config.toml` sections shown.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use clap::CommandFactory as _;
 
+use crate::home::Home;
 use crate::Cli;
 
 /// Options the documentation names that belong to other programs, with the program.
@@ -126,6 +128,26 @@ fn code_pieces(text: &str) -> Vec<String> {
         pieces.extend(paragraph.split('`').skip(1).step_by(2).map(str::to_owned));
     }
     pieces
+}
+
+/// The text of each fenced block of a Markdown text whose language is `language`.
+fn fenced_blocks(text: &str, language: &str) -> Vec<String> {
+    let mut blocks = Vec::new();
+    let mut current: Option<String> = None;
+    for line in text.lines() {
+        let fence = line.trim_start().strip_prefix("```");
+        match (fence, current.as_mut()) {
+            (Some(_), Some(_)) => blocks.extend(current.take()),
+            (Some(info), None) if info.trim() == language => current = Some(String::new()),
+            (None, Some(block)) => {
+                block.push_str(line);
+                block.push('\n');
+            }
+            // Prose, or another language's block.
+            _ => {}
+        }
+    }
+    blocks
 }
 
 /// The option a token names, without brackets, punctuation or `=VALUE` around it.
@@ -259,4 +281,33 @@ fn a_command_line_in_code_is_read_with_its_subcommands_and_options() {
         (owned(&["client", "update"]), owned(&["--home", "--rate"])),
     ];
     assert_eq!(found, expected);
+}
+
+#[test]
+fn every_config_example_a_document_shows_is_read_as_keygate_reads_it() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let home = Home {
+        dir: dir.path().to_owned(),
+    };
+    let mut examples = 0;
+    let mut wrong = Vec::new();
+    for (path, text) in documents() {
+        for block in fenced_blocks(&text, "toml") {
+            examples += 1;
+            // The keys `init` writes come first, as in a real config file; the
+            // example's sections are read by the commands that use them.
+            let config =
+                format!("version = 1\nmaster_key = {{ provider = \"key-file\" }}\n\n{block}");
+            std::fs::write(home.config_path(), config).expect("config.toml is written");
+            let read = home
+                .alerts_config()
+                .and_then(|alerts| Ok(alerts.thresholds()?))
+                .and_then(|_| home.audit_settings());
+            if let Err(error) = read {
+                wrong.push(format!("{path}: {error:#}\n{block}"));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    assert!(examples >= 3, "only {examples} config examples found");
 }

@@ -1,5 +1,5 @@
-//! Checks that what the documents say keygate takes, it takes: the options named, and
-//! the `config.toml` sections shown.
+//! Checks that what the documents say keygate takes, it takes (the options named, the
+//! `config.toml` sections shown), and that their links between each other lead somewhere.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -99,55 +99,105 @@ fn documents() -> Vec<(String, String)> {
         .collect()
 }
 
-/// The pieces of a Markdown text written as code: each line of a fenced block (a line
-/// ending in `\` joined to the next), and each inline span between backticks (which
-/// prose may wrap over lines).
-fn code_pieces(text: &str) -> Vec<String> {
-    let mut pieces = Vec::new();
-    let mut prose = String::new();
-    let mut in_block = false;
-    let mut continued = String::new();
-    for line in text.lines() {
-        if line.trim_start().starts_with("```") {
-            in_block = !in_block;
-            prose.push('\n');
-            continue;
-        }
-        if in_block {
-            match line.strip_suffix('\\') {
-                Some(head) => continued.push_str(head),
-                None => pieces.push(std::mem::take(&mut continued) + line),
-            }
-        } else {
-            prose.push_str(line);
-            prose.push('\n');
-        }
-    }
-    // Paragraphs end at blank lines; a stray backtick cannot pair across them.
-    for paragraph in prose.split("\n\n") {
-        pieces.extend(paragraph.split('`').skip(1).step_by(2).map(str::to_owned));
-    }
-    pieces
+/// A Markdown text cut apart: its fenced blocks and its paragraphs of prose.
+struct Markdown<'t> {
+    /// Each fenced block's language (what follows its opening fence) and lines.
+    blocks: Vec<(&'t str, Vec<&'t str>)>,
+    /// The prose outside the blocks, paragraph by paragraph: a paragraph ends at a blank
+    /// line or a block, and a stray backtick cannot pair across that.
+    paragraphs: Vec<String>,
 }
 
-/// The text of each fenced block of a Markdown text whose language is `language`.
-fn fenced_blocks(text: &str, language: &str) -> Vec<String> {
-    let mut blocks = Vec::new();
-    let mut current: Option<String> = None;
-    for line in text.lines() {
-        let fence = line.trim_start().strip_prefix("```");
-        match (fence, current.as_mut()) {
-            (Some(_), Some(_)) => blocks.extend(current.take()),
-            (Some(info), None) if info.trim() == language => current = Some(String::new()),
-            (None, Some(block)) => {
-                block.push_str(line);
-                block.push('\n');
+impl<'t> Markdown<'t> {
+    fn parse(text: &'t str) -> Markdown<'t> {
+        let mut markdown = Markdown {
+            blocks: Vec::new(),
+            paragraphs: vec![String::new()],
+        };
+        let mut block: Option<(&str, Vec<&str>)> = None;
+        for line in text.lines() {
+            let fence = line.trim_start().strip_prefix("```");
+            match (fence, block.as_mut()) {
+                (Some(_), Some(_)) => markdown.blocks.extend(block.take()),
+                (Some(language), None) => {
+                    block = Some((language.trim(), Vec::new()));
+                    markdown.paragraphs.push(String::new());
+                }
+                (None, Some((_, lines))) => lines.push(line),
+                (None, None) if line.trim().is_empty() => markdown.paragraphs.push(String::new()),
+                (None, None) => {
+                    let paragraph = markdown.paragraphs.last_mut().expect("one at least");
+                    paragraph.push_str(line);
+                    paragraph.push('\n');
+                }
             }
-            // Prose, or another language's block.
-            _ => {}
         }
+        markdown
     }
-    blocks
+
+    /// The pieces written as code: each line of a fenced block (a line ending in `\`
+    /// joined to the next), and each inline span (which prose may wrap over lines).
+    fn code_pieces(&self) -> Vec<String> {
+        let mut pieces = Vec::new();
+        for (_, lines) in &self.blocks {
+            let mut continued = String::new();
+            for line in lines {
+                match line.strip_suffix('\\') {
+                    Some(head) => continued.push_str(head),
+                    None => pieces.push(std::mem::take(&mut continued) + line),
+                }
+            }
+        }
+        for paragraph in &self.paragraphs {
+            pieces.extend(paragraph.split('`').skip(1).step_by(2).map(str::to_owned));
+        }
+        pieces
+    }
+
+    /// The prose without its inline code, where `](` is no link.
+    fn prose_outside_code(&self) -> String {
+        let paragraphs = self.paragraphs.iter();
+        paragraphs
+            .map(|paragraph| paragraph.split('`').step_by(2).collect::<String>() + "\n")
+            .collect()
+    }
+
+    /// The text of each fenced block whose language is `language`.
+    fn blocks_in(&self, language: &str) -> Vec<String> {
+        self.blocks
+            .iter()
+            .filter(|(block_language, _)| *block_language == language)
+            .map(|(_, lines)| lines.iter().map(|line| format!("{line}\n")).collect())
+            .collect()
+    }
+
+    /// The anchors GitHub gives the headings: lowercase, spaces to hyphens, other
+    /// punctuation dropped, a repeated one numbered.
+    fn heading_anchors(&self) -> BTreeSet<String> {
+        let mut anchors = BTreeSet::new();
+        let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+        let lines = self
+            .paragraphs
+            .iter()
+            .flat_map(|paragraph| paragraph.lines());
+        for heading in lines.filter_map(|line| line.strip_prefix('#')) {
+            let anchor: String = heading
+                .trim_start_matches('#')
+                .trim()
+                .to_lowercase()
+                .chars()
+                .filter(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | ' '))
+                .map(|c| if c == ' ' { '-' } else { c })
+                .collect();
+            let count = seen.entry(anchor.clone()).or_default();
+            anchors.insert(match *count {
+                0 => anchor,
+                n => format!("{anchor}-{n}"),
+            });
+            *count += 1;
+        }
+        anchors
+    }
 }
 
 /// The option a token names, without brackets, punctuation or `=VALUE` around it.
@@ -198,7 +248,7 @@ fn every_option_a_document_gives_a_command_is_one_it_takes() {
     let mut wrong = Vec::new();
     let mut checked = 0;
     for (path, text) in documents() {
-        for piece in code_pieces(&text) {
+        for piece in Markdown::parse(&text).code_pieces() {
             for (command, options) in invocations(&piece, &commands) {
                 checked += options.len();
                 let takes = &commands[&command];
@@ -261,7 +311,8 @@ fn a_command_line_in_code_is_read_with_its_subcommands_and_options() {
     let text = "Run `keygate --home /tmp/h client update bot1 --rate none` (or\n`keygate audit \
                 query --since 1h | head`).\n\n```sh\nkeygate client issue --account main \\\n    \
                 --scope read # --not-an-option\n```\n";
-    let mut found: Vec<(Vec<String>, Vec<String>)> = code_pieces(text)
+    let mut found: Vec<(Vec<String>, Vec<String>)> = Markdown::parse(text)
+        .code_pieces()
         .iter()
         .flat_map(|piece| invocations(piece, &commands))
         .collect();
@@ -292,7 +343,7 @@ fn every_config_example_a_document_shows_is_read_as_keygate_reads_it() {
     let mut examples = 0;
     let mut wrong = Vec::new();
     for (path, text) in documents() {
-        for block in fenced_blocks(&text, "toml") {
+        for block in Markdown::parse(&text).blocks_in("toml") {
             examples += 1;
             // The keys `init` writes come first, as in a real config file; the
             // example's sections are read by the commands that use them.
@@ -310,4 +361,69 @@ fn every_config_example_a_document_shows_is_read_as_keygate_reads_it() {
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
     assert!(examples >= 3, "only {examples} config examples found");
+}
+
+#[test]
+fn every_link_between_the_documents_leads_to_a_file_and_heading() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let documents = documents();
+    let mut links = 0;
+    let mut broken = Vec::new();
+    for (path, text) in &documents {
+        let text = Markdown::parse(text).prose_outside_code();
+        for (_, rest) in text
+            .match_indices("](")
+            .map(|(at, _)| text.split_at(at + 2))
+        {
+            let Some(target) = rest.split([')', ' ']).next() else {
+                continue;
+            };
+            if target.contains("://") || target.starts_with("mailto:") {
+                continue;
+            }
+            links += 1;
+            let (file, anchor) = target.split_once('#').unwrap_or((target, ""));
+            let file = if file.is_empty() {
+                path.clone()
+            } else {
+                let directory = Path::new(path).parent().unwrap_or(Path::new(""));
+                normalized(&directory.join(file))
+            };
+            if !root.join(&file).exists() {
+                broken.push(format!("{path}: ({target}): no file {file}"));
+                continue;
+            }
+            if anchor.is_empty() {
+                continue;
+            }
+            let Some((_, linked)) = documents.iter().find(|(name, _)| *name == file) else {
+                broken.push(format!(
+                    "{path}: ({target}): an anchor in a file not checked"
+                ));
+                continue;
+            };
+            if !Markdown::parse(linked).heading_anchors().contains(anchor) {
+                broken.push(format!(
+                    "{path}: ({target}): no heading #{anchor} in {file}"
+                ));
+            }
+        }
+    }
+    assert!(broken.is_empty(), "{}", broken.join("\n"));
+    assert!(links > 20, "only {links} links found");
+}
+
+/// `path` with its `..` and `.` resolved, as a path from the workspace's root.
+fn normalized(path: &Path) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.iter().filter_map(|part| part.to_str()) {
+        match part {
+            "." => {}
+            ".." => {
+                parts.pop();
+            }
+            part => parts.push(part),
+        }
+    }
+    parts.join("/")
 }

@@ -12,3 +12,4 @@ mod gateway;
 mod scan;
 mod snapshots;
 mod usdm;
+mod walkthrough;

@@ -242,6 +242,21 @@ fn invocations(
     found
 }
 
+/// `path` with its `..` and `.` resolved, as a path from the workspace's root.
+fn normalized(path: &Path) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.iter().filter_map(|part| part.to_str()) {
+        match part {
+            "." => {}
+            ".." => {
+                parts.pop();
+            }
+            part => parts.push(part),
+        }
+    }
+    parts.join("/")
+}
+
 #[test]
 fn every_option_a_document_gives_a_command_is_one_it_takes() {
     let commands = command_options();
@@ -411,19 +426,4 @@ fn every_link_between_the_documents_leads_to_a_file_and_heading() {
     }
     assert!(broken.is_empty(), "{}", broken.join("\n"));
     assert!(links > 20, "only {links} links found");
-}
-
-/// `path` with its `..` and `.` resolved, as a path from the workspace's root.
-fn normalized(path: &Path) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for part in path.iter().filter_map(|part| part.to_str()) {
-        match part {
-            "." => {}
-            ".." => {
-                parts.pop();
-            }
-            part => parts.push(part),
-        }
-    }
-    parts.join("/")
 }

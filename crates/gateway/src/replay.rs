@@ -26,7 +26,10 @@ const CLOCK_STEP_BACK_S: u64 = (keygate_exchanges::LONGEST_WINDOW_MS
 /// plus its `recvWindow`), when the timestamp check refuses a copy of it anyway: a bot
 /// that asks for five seconds costs five seconds of memory, not the longest window
 /// any request may ask for. Fingerprints are filed by the second their window ends in,
-/// so forgetting them costs O(1) each, with no sweep of the set under the lock.
+/// so forgetting them costs O(1) each, with no sweep of the set under the lock. They are
+/// looked up in one set, whatever window a request names: Binance signs the query and
+/// the body as one string, so the same bytes cut elsewhere between the two carry the same
+/// signature and may parse into another window.
 ///
 /// A fingerprint is also kept for as long as its window had left when it was filed, on a
 /// clock that never steps: a host clock stepped forward (an hour, past every window)
@@ -694,6 +697,35 @@ mod tests {
         ));
         // Past its window the timestamp check refuses it: the cache may forget it.
         assert!(cache.first_sighting("abc", "bot", Reach::Everywhere, at(62_000), 70_000_000));
+    }
+
+    /// Binance signs the query and the body as one string, so the same bytes cut
+    /// elsewhere between the two carry the same signature but may parse into another
+    /// `recvWindow`, a window ending in another second. The cache must know the signature
+    /// whatever window it comes with: looked up only among the fingerprints filed for its
+    /// own window's second, such a copy of an order would pass.
+    #[test]
+    fn a_signature_is_known_whatever_window_it_comes_with() {
+        let cache = ReplayCache::new(0);
+        assert!(cache.first_sighting("order", "bot", Reach::Everywhere, at(1_000), 6_000_000));
+        for valid_through_us in [2_000_000, 5_999_999, 40_000_000, 61_000_000] {
+            assert!(!cache.first_sighting(
+                "order",
+                "bot",
+                Reach::Everywhere,
+                at(1_500),
+                valid_through_us
+            ));
+            assert!(!cache.first_sighting(
+                "order",
+                "bot",
+                read("/api/v3/account"),
+                at(1_500),
+                valid_through_us
+            ));
+        }
+        assert!(cache.first_sighting("read", "bot", read("/api/v3/account"), at(1_000), 6_000_000));
+        assert!(!cache.first_sighting("read", "bot", Reach::Everywhere, at(1_500), 30_000_000));
     }
 
     #[test]

@@ -267,8 +267,9 @@ async fn story(home: &Path, keyfile: &Path) -> anyhow::Result<()> {
         );
     }
 
-    style.step("Every decision is in the tamper-evident audit log");
+    // Stopped first, so that its last line comes before the log's section, not in it.
     server.stop();
+    style.step("Every decision is in the tamper-evident audit log");
     let tail = keygate(&exe, home, &style, &["audit", "tail", "-n", "12"], None)?;
     print!("{tail}");
     println!(

@@ -432,8 +432,12 @@ impl ReplayCache {
         // What the window has left, and the rest of the second it ends in, from now on
         // the steady clock.
         let left_ms = ((ending_s + 1) * 1000).saturating_sub(now_ms);
-        // A signature's every request has the same window: what another filed already
-        // goes when this one's would.
+        // A signature's every request has the same window, so what another filed already
+        // goes when this one's would; but for the same bytes cut elsewhere between query
+        // and body, parsed into a longer window, it goes sooner. Such a copy needs both
+        // halves to hold parameters and a boundary that can move with both still parsing
+        // (a raw `=` in a value); ccxt sends neither. Keeping it for the longest window
+        // would take each fingerprint's second in the set.
         let also_filed = Some(also_filed).filter(|f| seen.live.insert(*f));
         let filed = 1 + usize::from(also_filed.is_some());
         *seen.by_client.entry(client).or_default() += filed;

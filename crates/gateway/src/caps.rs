@@ -151,10 +151,11 @@ pub(crate) fn cap_for<A: Adapter>(
     calls: HeldBack,
 ) -> Cap {
     let public = public_cap_in(gw, adapter, pool);
-    let pricing = pricing_weight_cap(public, adapter.pricing_weight_ceiling());
+    let ceiling = adapter.pricing_weight_ceiling();
+    let pricing = pricing_weight_cap(public, ceiling);
     let held_back = match calls {
         HeldBack::PublicData => public,
-        HeldBack::SignedReads => signed_read_weight_cap(adapter, public),
+        HeldBack::SignedReads => reads_cap(public, ceiling),
         HeldBack::Pricing => pricing,
     };
     if gw.limits.spend_weight_kept_for_reconciliation {

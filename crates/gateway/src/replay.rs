@@ -1,10 +1,12 @@
 //! Remembers recent signatures so that a captured request cannot be sent twice.
 
 use std::collections::hash_map::RandomState;
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
+use std::collections::{BTreeMap, HashMap};
+use std::hash::BuildHasher;
 use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
+
+use hashbrown::hash_table::{Entry, HashTable};
 
 /// How far ahead of a caller's clock the forgotten mark may be before it is taken for the
 /// system clock stepped back and let go: the longest window a request may ask for, signed
@@ -15,12 +17,13 @@ const CLOCK_STEP_BACK_S: u64 = (keygate_exchanges::LONGEST_WINDOW_MS
 
 /// Signatures seen inside their window, each kept until its own window ends.
 ///
-/// A signature is remembered as a 128-bit fingerprint (two SipHash-1-3 with keys chosen
-/// at random when the process starts), not as its text: tens of thousands of requests a
-/// second over windows of up to a minute are millions of entries, and fixed-size keys
-/// keep them small and cheap to rehash. Only signatures that verified get here, and two
-/// of them sharing a fingerprint has negligible odds; nobody outside the process knows
-/// the keys to aim for one.
+/// A signature is remembered as a 96-bit fingerprint (from two SipHash-1-3 with keys
+/// chosen at random when the process starts), not as its text: tens of thousands of
+/// requests a second over windows of up to a minute are millions of entries, and
+/// fixed-size keys keep them small and cheap to rehash. Only signatures that verified get
+/// here, and two of them sharing a fingerprint has negligible odds (and would refuse the
+/// second, never let a copy through); nobody outside the process knows the keys to aim
+/// for one.
 ///
 /// Each is forgotten once its request's own window is over (Binance: its timestamp
 /// plus its `recvWindow`), when the timestamp check refuses a copy of it anyway: a bot
@@ -29,7 +32,8 @@ const CLOCK_STEP_BACK_S: u64 = (keygate_exchanges::LONGEST_WINDOW_MS
 /// so forgetting them costs O(1) each, with no sweep of the set under the lock. They are
 /// looked up in one set, whatever window a request names: Binance signs the query and
 /// the body as one string, so the same bytes cut elsewhere between the two carry the same
-/// signature and may parse into another window.
+/// signature and may parse into another window. For the same reason a fingerprint two
+/// requests file (a signature two reads share) is kept for the longer of their windows.
 ///
 /// A fingerprint is also kept for as long as its window had left when it was filed, on a
 /// clock that never steps: a host clock stepped forward (an hour, past every window)
@@ -144,9 +148,8 @@ struct Ending {
     kept_until_steady_ms: u64,
 }
 
-#[derive(Default)]
 struct Seen {
-    live: HashSet<u128, BuildHasherDefault<Prehashed>>,
+    live: Live,
     /// How many of `live` each client filed (by [`ReplayCache::client_key`]).
     by_client: HashMap<u64, usize>,
     /// The fingerprints whose windows end in each second (since the epoch), soonest first.
@@ -207,26 +210,98 @@ impl ForgottenSeconds {
     }
 }
 
-/// The set's hasher: a fingerprint is already a keyed hash, uniform and unknown outside
-/// the process, so its low 64 bits serve as its hash and hashing it again would only
-/// cost time.
-#[derive(Default)]
-struct Prehashed(u64);
+/// The fingerprints inside their windows, each with the second until whose end it is kept.
+///
+/// An entry is one `u128`: a fingerprint's high 96 bits, which say which signature it is,
+/// and in the low 32 the second its longest window ends in, counted from the table's
+/// origin (136 years of seconds). Kept in the entry rather than beside it, a fingerprint
+/// with its second costs 16 bytes, as one without. A fingerprint is already a keyed hash,
+/// uniform and unknown outside the process: 64 of its bits serve as its hash, and hashing
+/// it again would only cost time.
+struct Live {
+    table: HashTable<u128>,
+    /// The second (since the epoch) entries count theirs from: when the cache was made.
+    origin_s: u64,
+}
 
-impl Hasher for Prehashed {
-    fn finish(&self) -> u64 {
-        self.0
-    }
+impl Live {
+    /// The bits of an entry that hold its second.
+    const SECOND: u128 = u32::MAX as u128;
 
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+    fn new(origin_s: u64) -> Live {
+        Live {
+            table: HashTable::new(),
+            origin_s,
         }
     }
 
-    fn write_u128(&mut self, fingerprint: u128) {
-        // Truncation intended: the low half of a uniform 128-bit value.
-        self.0 = fingerprint as u64;
+    /// The hash of a fingerprint, or of an entry: the 64 bits above its second.
+    fn hash(entry: u128) -> u64 {
+        // Truncation intended: bits 32 to 95, uniform as the whole.
+        (entry >> 32) as u64
+    }
+
+    /// `second` (since the epoch) as an entry holds it. Only requests signed since the
+    /// cache was made get here, so none ends before the origin.
+    fn second(&self, second: u64) -> u128 {
+        u128::from(second.saturating_sub(self.origin_s)).min(Self::SECOND)
+    }
+
+    /// Whether `fingerprint` is filed.
+    fn contains(&self, fingerprint: u128) -> bool {
+        self.table
+            .find(Self::hash(fingerprint), |&held| {
+                held & !Self::SECOND == fingerprint
+            })
+            .is_some()
+    }
+
+    /// Files `fingerprint` to be kept through `second`, or keeps one filed already
+    /// through `second` if it was to go sooner. `false` when it was already kept as long.
+    fn file(&mut self, fingerprint: u128, second: u64) -> bool {
+        let entry = fingerprint | self.second(second);
+        match self.table.entry(
+            Self::hash(fingerprint),
+            |&held| held & !Self::SECOND == fingerprint,
+            |&held| Self::hash(held),
+        ) {
+            Entry::Occupied(mut held) if *held.get() & Self::SECOND < entry & Self::SECOND => {
+                *held.get_mut() = entry;
+                true
+            }
+            Entry::Occupied(_) => false,
+            Entry::Vacant(slot) => {
+                slot.insert(entry);
+                true
+            }
+        }
+    }
+
+    /// Forgets `fingerprint`, filed to be kept through `second`, unless it was filed
+    /// again since, to be kept longer.
+    fn forget(&mut self, fingerprint: u128, second: u64) {
+        let through = self.second(second);
+        let found = self.table.find_entry(Self::hash(fingerprint), |&held| {
+            held & !Self::SECOND == fingerprint
+        });
+        if let Ok(held) = found {
+            if *held.get() & Self::SECOND <= through {
+                held.remove();
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    /// A table grown by a flood keeps its size once the flood's windows end; given back
+    /// once it is mostly empty.
+    fn shrink_when_mostly_empty(&mut self) {
+        if self.table.capacity() > (self.table.len() * 4).max(1 << 16) {
+            let keep = self.table.len() * 2;
+            self.table.shrink_to(keep, |&held| Self::hash(held));
+        }
     }
 }
 
@@ -294,7 +369,13 @@ impl ReplayCache {
     pub fn new(now_ms: u64) -> ReplayCache {
         ReplayCache {
             fingerprint: (RandomState::new(), RandomState::new()),
-            seen: Mutex::default(),
+            seen: Mutex::new(Seen {
+                live: Live::new(now_ms / 1000),
+                by_client: HashMap::new(),
+                ending: BTreeMap::new(),
+                forgotten_before_s: 0,
+                forgotten: ForgottenSeconds::default(),
+            }),
             since_us: now_ms.saturating_mul(1000),
             taken_earlier: OnceLock::new(),
             capacity: MAX_FINGERPRINTS,
@@ -383,7 +464,7 @@ impl ReplayCache {
             let (second, ended) = entry.remove_entry();
             seen.forgotten.insert(second);
             for old in ended.fingerprints {
-                seen.live.remove(&old);
+                seen.live.forget(old, second);
             }
             for (filer, filed) in ended.by_client {
                 if let Some(held) = seen.by_client.get_mut(&filer) {
@@ -394,12 +475,7 @@ impl ReplayCache {
                 }
             }
         }
-        // A set grown by a flood keeps its size once the flood's windows end; given back
-        // once it is mostly empty.
-        if seen.live.capacity() > (seen.live.len() * 4).max(1 << 16) {
-            let keep = seen.live.len() * 2;
-            seen.live.shrink_to(keep);
-        }
+        seen.live.shrink_when_mostly_empty();
         // Far ahead of this caller's clock, the mark is a clock stepped back, not a
         // thread a moment late: kept, it would refuse every request until the clock
         // caught up again. Past a window's length it is let go.
@@ -415,8 +491,8 @@ impl ReplayCache {
         seen.forgotten_before_s = seen.forgotten_before_s.max(now_s);
         // A replay is told as one, full or not: it raises its own alert.
         if ending_s < seen.forgotten_before_s
-            || also_refused_by.is_some_and(|refusing| seen.live.contains(&refusing))
-            || seen.live.contains(&fingerprint)
+            || also_refused_by.is_some_and(|refusing| seen.live.contains(refusing))
+            || seen.live.contains(fingerprint)
         {
             return Sighting::Seen;
         }
@@ -428,17 +504,15 @@ impl ReplayCache {
         if self.is_full(&seen, client) {
             return Sighting::Full;
         }
-        seen.live.insert(fingerprint);
+        seen.live.file(fingerprint, ending_s);
         // What the window has left, and the rest of the second it ends in, from now on
         // the steady clock.
         let left_ms = ((ending_s + 1) * 1000).saturating_sub(now_ms);
-        // A signature's every request has the same window, so what another filed already
-        // goes when this one's would; but for the same bytes cut elsewhere between query
-        // and body, parsed into a longer window, it goes sooner. Such a copy needs both
-        // halves to hold parameters and a boundary that can move with both still parsing
-        // (a raw `=` in a value); ccxt sends neither. Keeping it for the longest window
-        // would take each fingerprint's second in the set.
-        let also_filed = Some(also_filed).filter(|f| seen.live.insert(*f));
+        // Filed by another request too (a read's signature, which two reads of different
+        // endpoints may share), it is kept for the longer window: the same bytes cut
+        // elsewhere between query and body may parse into a window longer than the first
+        // request's, and must still be refused as an order once that one's is over.
+        let also_filed = Some(also_filed).filter(|f| seen.live.file(*f, ending_s));
         let filed = 1 + usize::from(also_filed.is_some());
         *seen.by_client.entry(client).or_default() += filed;
         let ending = seen.ending.entry(ending_s).or_default();
@@ -451,10 +525,11 @@ impl ReplayCache {
         Sighting::First
     }
 
-    /// The 128-bit fingerprint of `value`.
+    /// The 96-bit fingerprint of `value`, in the high bits (the low 32, where [`Live`]
+    /// keeps a second, are zero).
     fn fingerprint_of(&self, value: impl std::hash::Hash + Copy) -> u128 {
         let (high, low) = &self.fingerprint;
-        u128::from(high.hash_one(value)) << 64 | u128::from(low.hash_one(value))
+        (u128::from(high.hash_one(value)) << 64 | u128::from(low.hash_one(value))) & !Live::SECOND
     }
 
     /// How many fingerprints it holds: two for each request it took (but a read whose
@@ -730,6 +805,40 @@ mod tests {
         }
         assert!(cache.first_sighting("read", "bot", read("/api/v3/account"), at(1_000), 6_000_000));
         assert!(!cache.first_sighting("read", "bot", Reach::Everywhere, at(1_500), 30_000_000));
+    }
+
+    /// Found by review: a signature two reads share was kept for the first read's window
+    /// only. The same bytes cut elsewhere between query and body may parse into a longer
+    /// window, and once the first was over, a copy sent as an order passed. It is kept
+    /// for the longer window, whichever read came first, and goes once that is over.
+    #[test]
+    fn a_shared_signature_is_kept_for_the_longest_window_that_filed_it() {
+        for windows_through_us in [[6_000_000, 40_000_000], [40_000_000, 6_000_000]] {
+            let cache = ReplayCache::new(0);
+            for (path, valid_through_us) in ["/api/v3/account", "/api/v3/openOrders"]
+                .into_iter()
+                .zip(windows_through_us)
+            {
+                assert!(cache.first_sighting(
+                    "sig",
+                    "bot",
+                    read(path),
+                    at(1_000),
+                    valid_through_us
+                ));
+            }
+            // At 8 s the shorter window is over, and forgotten.
+            assert!(cache.first_sighting("later", "bot", Reach::Everywhere, at(8_000), 9_000_000));
+            assert!(!cache.first_sighting("sig", "bot", Reach::Everywhere, at(8_000), 40_000_000));
+            assert_eq!(
+                cache.len(),
+                4,
+                "the longer read's own, the shared one, and the later order's two"
+            );
+            // At 41 s the longer one is over: everything of the signature goes.
+            assert!(cache.first_sighting("last", "bot", Reach::Everywhere, at(41_000), 50_000_000));
+            assert_eq!(cache.len(), 2, "the last order's two");
+        }
     }
 
     #[test]

@@ -8,8 +8,9 @@
 //! 1. [`write_archive`] writes the events older than a time (never the last), verified
 //!    as it reads them, to a file of JSON lines: a header naming the event the first
 //!    chains to, MACed as a mark is, then each row as stored (`seq`, `ts_ms`, `body`,
-//!    `hash`, `mac`), so that the file verifies without the database, alone or after the
-//!    files before it ([`verify_archive`]);
+//!    `hash`, `mac`), then a closing line naming the last, MACed under a label of its
+//!    own, so that the file verifies without the database, alone or after the files
+//!    before it, to its last event ([`verify_archive`]);
 //! 2. once the file is durable, [`remove_archived_within`] removes those rows, in the
 //!    caller's write transaction, and keeps a mark where the log now begins: the last
 //!    archived event's seq and chain hash, MACed with the audit key under a label of its
@@ -34,6 +35,9 @@ const META_KEY: &str = "audit_archived_through";
 
 /// What the mark's MAC covers before the mark itself.
 const LABEL: &[u8] = b"keygate audit archived v1\0";
+
+/// What an archive file's closing line's MAC covers before the event it names.
+const END_LABEL: &[u8] = b"keygate audit archive end v1\0";
 
 /// The longest line an archive may hold: far longer than any event (a request's event
 /// names at most a few kilobytes; an administrative one, such as this archive's own
@@ -68,11 +72,25 @@ struct ArchiveHeader {
     mac: String,
 }
 
+/// The last line of an archive file: the last event it holds, MACed under a label of its
+/// own ([`END_LABEL`]), so that a file cut short after any of its events, which still
+/// chains and verifies up to there, is told from a whole one.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ArchiveEnd {
+    through_seq: u64,
+    /// Hex.
+    through_hash: String,
+    /// Hex.
+    mac: String,
+}
+
 /// A line of an archive file.
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum ArchiveLine {
     Header(ArchiveHeader),
+    End(ArchiveEnd),
     Row(ArchivedRow),
 }
 
@@ -106,6 +124,12 @@ pub fn archived_through(store: &Store, key: &AuditKey) -> Result<Option<Archived
     }
     let (seq, rest) = raw.split_at(8);
     let seq = u64::from_be_bytes(seq.try_into().map_err(|_| bad(1))?);
+    // An archive moves one event at least: a mark of none is the first archive file's
+    // header, whose MAC is a mark's (found by review: copied into the database, it passed
+    // for a mark, and a log emptied and written anew from event 1 for one archived).
+    if seq == 0 {
+        return Err(bad(1));
+    }
     let (hash, mac) = rest.split_at(32);
     if !bool::from(key.labelled_mac(LABEL, seq, hash).ct_eq(mac)) {
         return Err(bad(seq.max(1)));
@@ -156,13 +180,13 @@ pub fn write_archive(
     let (mut from, mut prev) = store.read_snapshot(|store| Ok(start(store, key, 1)))??;
     let last = crate::last_seq(store)?;
     let mut through = None;
-    loop {
+    'pages: loop {
         let rows = store.read_snapshot(|store| Ok(events(store, from, PAGE)))??;
         let full = rows.len() as u64 == PAGE;
         for row in &rows {
             let hash = chained(&prev, row, from, key)?;
             if row.ts_ms >= before_ms || row.seq >= last {
-                return Ok(through);
+                break 'pages;
             }
             if through.is_none() {
                 write_header(out, key, from - 1, &prev)?;
@@ -176,9 +200,20 @@ pub fn write_archive(
             from += 1;
         }
         if !full {
-            return Ok(through);
+            break;
         }
     }
+    if let Some(end) = &through {
+        write_line(
+            out,
+            &ArchiveEnd {
+                through_seq: end.seq,
+                through_hash: hex::encode(&end.hash),
+                mac: hex::encode(key.labelled_mac(END_LABEL, end.seq, &end.hash)),
+            },
+        )?;
+    }
+    Ok(through)
 }
 
 fn write_header(
@@ -262,8 +297,13 @@ pub struct ArchiveVerified {
 /// Verifies archive files written by [`write_archive`], one after another as one
 /// stream: each file's header MACed with `key` (as a mark is), every row chained to the
 /// one before (the first of a file to its header), seqs in order without a gap, its MAC
-/// made with `key`, and a file that follows another beginning where that one ended;
-/// and that each checkpoint naming an event of the files names it as it is there.
+/// made with `key`, each file closed by a line MACed with `key` naming its last event,
+/// and a file that follows another beginning where that one ended; and that each
+/// checkpoint naming an event of the files names it as it is there.
+///
+/// A file without its closing line (cut short, or written by a keygate before files had
+/// one) verifies only where what follows shows its end: the next file's header, or the
+/// log in the database beginning right after it.
 pub fn verify_archive(
     reader: impl BufRead,
     store: &Store,
@@ -276,6 +316,9 @@ pub fn verify_archive(
     // The seq and chain hash of the last event read, or of the header before any.
     let mut prev: Option<(u64, Vec<u8>)> = None;
     let mut last_row: Option<u64> = None;
+    // Whether the file read last holds an event, and ended with its closing line.
+    let mut file_has_rows = false;
+    let mut closed = false;
     let mut reader = reader;
     let mut line = Vec::new();
     for number in 1.. {
@@ -321,11 +364,44 @@ pub fn verify_archive(
                     }
                 }
                 prev = Some((header.after_seq, hash));
+                file_has_rows = false;
+                closed = false;
+            }
+            ArchiveLine::End(end) => {
+                let hash = hex::decode(&end.through_hash)
+                    .map_err(|_| bad("its hash is not hex".into()))?;
+                let mac = hex::decode(&end.mac).map_err(|_| bad("its MAC is not hex".into()))?;
+                if !bool::from(
+                    key.labelled_mac(END_LABEL, end.through_seq, &hash)
+                        .ct_eq(&mac),
+                ) {
+                    return Err(bad(
+                        "the file's closing line does not verify with this vault's audit key"
+                            .into(),
+                    ));
+                }
+                match &prev {
+                    Some((seq, last_hash))
+                        if !closed
+                            && file_has_rows
+                            && *seq == end.through_seq
+                            && bool::from(last_hash.ct_eq(&hash)) => {}
+                    _ => {
+                        return Err(bad(format!(
+                            "the file's closing line names event {}, not the last one before                              it: events were cut from its end",
+                            end.through_seq
+                        )))
+                    }
+                }
+                closed = true;
             }
             ArchiveLine::Row(row) => {
                 let Some((seq, prev_hash)) = &prev else {
                     return Err(bad("an event before the file's header".into()));
                 };
+                if closed {
+                    return Err(bad("an event after the file's closing line".into()));
+                }
                 let row = EventRow {
                     seq: row.seq,
                     ts_ms: row.ts_ms,
@@ -347,6 +423,7 @@ pub fn verify_archive(
                 }
                 first.get_or_insert((row.seq, *seq == 0));
                 last_row = Some(row.seq);
+                file_has_rows = true;
                 prev = Some((row.seq, hash));
             }
         }
@@ -359,13 +436,23 @@ pub fn verify_archive(
         });
     };
     let mark = archived_through(store, key)?;
+    let log_continues_it = mark
+        .as_ref()
+        .is_some_and(|mark| mark.seq == last && bool::from(mark.hash.ct_eq(&last_hash)));
+    if !closed && !log_continues_it {
+        return Err(Error::Tampered {
+            seq: last + 1,
+            reason: format!(
+                "the archive ends at event {last} without the line that closes a file, and                  the log in the database does not begin right after it: events may have                  been cut from its end"
+            ),
+        });
+    }
     Ok(ArchiveVerified {
         first,
         last,
         from_the_start,
         log_begins_after: mark.as_ref().map_or(0, |mark| mark.seq),
-        log_continues_it: mark
-            .is_some_and(|mark| mark.seq == last && bool::from(mark.hash.ct_eq(&last_hash))),
+        log_continues_it,
         checkpoints_held,
     })
 }
@@ -424,7 +511,11 @@ mod tests {
             checkpoint(&early_store, &key).unwrap()
         };
         let file = archive(&mut store, &key, 5);
-        assert_eq!(file.lines().count(), 5, "a header, then events 1 to 4");
+        assert_eq!(
+            file.lines().count(),
+            6,
+            "a header, events 1 to 4, the closing line"
+        );
         assert_eq!(store.events(1, 100).unwrap()[0].seq, 5);
         assert_eq!(verify(&store, &key).unwrap(), 10);
         let first = read_verified(&store, &key, 1, 100).unwrap();
@@ -546,7 +637,11 @@ mod tests {
     fn the_last_event_stays() {
         let (_dir, mut store, key) = log_of(4);
         let file = archive(&mut store, &key, 100);
-        assert_eq!(file.lines().count(), 4, "a header, then events 1 to 3");
+        assert_eq!(
+            file.lines().count(),
+            5,
+            "a header, events 1 to 3, the closing line"
+        );
         assert_eq!(verify(&store, &key).unwrap(), 4);
     }
 
@@ -564,6 +659,73 @@ mod tests {
             .collect();
         assert!(verify_archive(dropped.as_bytes(), &store, &key, &[]).is_err());
         assert!(verify_archive(&b""[..], &store, &key, &[]).is_err());
+    }
+
+    /// Found by review: a file cut short after any of its events still chained and
+    /// verified up to there, and unless the log in the database began right after it,
+    /// nothing told it from a whole one. Its closing line does.
+    #[test]
+    fn an_archive_cut_short_does_not_verify() {
+        let (_dir, mut store, key) = log_of(10);
+        let first = archive(&mut store, &key, 5);
+        let second = archive(&mut store, &key, 8);
+        let lines = |file: &str, keep: &dyn Fn(usize) -> bool| -> String {
+            file.lines()
+                .enumerate()
+                .filter(|(i, _)| keep(*i))
+                .map(|(_, l)| format!("{l}\n"))
+                .collect()
+        };
+        // Whole, the first verifies alone though the log begins after the second.
+        let whole = verify_archive(first.as_bytes(), &store, &key, &[]).unwrap();
+        assert!(!whole.log_continues_it && (whole.first, whole.last) == (1, 4));
+        // Its last event and closing line cut: refused, naming the first event missing.
+        let cut = lines(&first, &|i| i < 4);
+        let refused = verify_archive(cut.as_bytes(), &store, &key, &[]).unwrap_err();
+        assert!(
+            matches!(&refused, Error::Tampered { seq: 4, reason } if reason.contains("cut")),
+            "{refused}"
+        );
+        // Its last event cut, its closing line kept: the line names another event.
+        let closed_early = lines(&first, &|i| i != 4);
+        assert!(verify_archive(closed_early.as_bytes(), &store, &key, &[]).is_err());
+        // An event after a closing line.
+        let after_end = format!("{first}{}", lines(&second, &|i| i == 1));
+        assert!(verify_archive(after_end.as_bytes(), &store, &key, &[]).is_err());
+        // A closing line of another vault's key.
+        let (_d, mut other_store, other) = log_with(10, AuditKey::from_bytes(&[8; 32]));
+        let foreign = archive(&mut other_store, &other, 5);
+        let forged_end = format!(
+            "{}{}",
+            lines(&first, &|i| i < 5),
+            lines(&foreign, &|i| i == 5)
+        );
+        assert!(verify_archive(forged_end.as_bytes(), &store, &key, &[]).is_err());
+        // Without its closing line (a file written before files had one), a file verifies
+        // where what follows shows its end: the next file's header, or the log.
+        let unclosed = |file: &str| lines(file, &|i| i + 1 < file.lines().count());
+        let both = format!("{}{}", unclosed(&first), unclosed(&second));
+        let together = verify_archive(both.as_bytes(), &store, &key, &[]).unwrap();
+        assert!((together.first, together.last) == (1, 7) && together.log_continues_it);
+        assert!(verify_archive(unclosed(&first).as_bytes(), &store, &key, &[]).is_err());
+    }
+
+    /// Found by review: the first archive's header, MACed as a mark is and naming event
+    /// 0, passed for a mark once copied into the database.
+    #[test]
+    fn the_first_archives_header_is_no_mark() {
+        let (_dir, mut store, key) = log_of(10);
+        let file = archive(&mut store, &key, 5);
+        let header: ArchiveHeader = serde_json::from_str(file.lines().next().unwrap()).unwrap();
+        assert_eq!(header.after_seq, 0);
+        let mut mark = 0u64.to_be_bytes().to_vec();
+        mark.extend_from_slice(&hex::decode(&header.after_hash).unwrap());
+        mark.extend_from_slice(&hex::decode(&header.mac).unwrap());
+        store.set_meta(META_KEY, &mark).unwrap();
+        assert!(matches!(
+            archived_through(&store, &key),
+            Err(Error::Tampered { seq: 1, .. })
+        ));
     }
 
     /// A regression test: an archive was read a line at a time, each line whole into

@@ -2665,6 +2665,20 @@ fn an_archived_log_verifies_and_serves_on() {
         1,
     );
     assert!(refused.stderr.contains("FAILED"), "{refused:?}");
+    // Cut short by its last event and closing line (found by review: it verified, as
+    // a file a later archive continues).
+    let cut: String = text
+        .lines()
+        .take(3)
+        .map(|line| format!("{line}\n"))
+        .collect();
+    std::fs::write(&edited, cut).unwrap();
+    let refused = kg.fails(
+        &["audit", "verify-archive", edited.to_str().unwrap()],
+        "",
+        1,
+    );
+    assert!(refused.stderr.contains("cut from its end"), "{refused:?}");
     let db = rusqlite::Connection::open(kg.db()).unwrap();
     db.execute("DELETE FROM meta WHERE key = 'audit_archived_through'", [])
         .unwrap();

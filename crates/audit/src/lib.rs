@@ -1251,9 +1251,13 @@ fn check_head(store: &Store, key: &AuditKey, walk: &Walk) -> Result<Verified, Er
     })?;
     match head {
         None if count == 0 => Ok(verified),
+        // Named after the last event verified: the head goes with events cut from the
+        // end, and event 1 is as it was (found by review).
         None => Err(Error::Tampered {
-            seq: 1,
-            reason: "the log has events but no recorded head".into(),
+            seq: count + 1,
+            reason: format!(
+                "the log has events but no recorded head: events after {count} may have                  been cut from its end"
+            ),
         }),
         Some(head) if head.seq > count => Err(Error::Tampered {
             seq: count + 1,
@@ -2099,6 +2103,29 @@ mod tests {
         // A head whose MAC this key did not make is refused too.
         let other = AuditKey::from_bytes(&[1; 32]);
         assert!(append_within(&store, &other, &[event(7)]).is_err());
+    }
+
+    /// Found by review: the last events cut with the head were reported at event 1,
+    /// which is as it was, and the operator looked at the wrong end of the log.
+    #[test]
+    fn a_log_cut_with_its_head_is_named_where_it_ends() {
+        let (_dir, db, key) = open();
+        let log = AuditLog::start(&db, key.clone()).unwrap();
+        for n in 1..=5 {
+            log.append_blocking(event(n)).unwrap();
+        }
+        let store = Store::open(&db).unwrap();
+        store
+            .connection()
+            .execute_batch(
+                "DELETE FROM events WHERE seq > 3; DELETE FROM meta WHERE key = 'audit_head'",
+            )
+            .unwrap();
+        let refused = verify(&store, &key).unwrap_err();
+        assert!(
+            matches!(&refused, Error::Tampered { seq: 4, reason } if reason.contains("after 3")),
+            "{refused}"
+        );
     }
 
     #[test]

@@ -1107,6 +1107,25 @@ pub fn verify_from(store: &Store, key: &AuditKey, from: u64) -> Result<u64, Erro
     })
 }
 
+/// [`verify_from`], handing `each` the events as they verify, as
+/// [`verify_checkpoints_handing`] does.
+pub fn verify_from_handing(
+    store: &Store,
+    key: &AuditKey,
+    from: u64,
+    mut each: impl FnMut(Vec<(u64, Event)>),
+) -> Result<u64, Error> {
+    verify_pausing(
+        store,
+        key,
+        from,
+        VERIFY_PAGE,
+        Some(&mut each),
+        || {},
+        |_, verified| Ok(verified.events),
+    )
+}
+
 /// What a verified log holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Verified {
@@ -1124,6 +1143,9 @@ pub struct Verified {
     pub checkpoints_archived: usize,
 }
 
+/// What is handed the events of each page of a walk once they verified, with their seq.
+type PageReader<'a> = &'a mut dyn FnMut(Vec<(u64, Event)>);
+
 /// Events verified in one read snapshot. A log of millions of events is walked in many:
 /// SQLite cannot reset its write-ahead log past the oldest snapshot still open, so one
 /// snapshot held for the minutes such a walk takes would let the WAL file grow with every
@@ -1137,6 +1159,8 @@ struct Walk {
     /// The seq the next event must have.
     next_seq: u64,
     last_admin_seq: u64,
+    /// The events verified since they were last handed on, when a reader wants them.
+    read: Option<Vec<(u64, Event)>>,
 }
 
 impl Walk {
@@ -1144,18 +1168,15 @@ impl Walk {
     /// event.
     fn take(&mut self, row: &EventRow, key: &AuditKey) -> Result<(), Error> {
         let hash = chained(&self.prev, row, self.next_seq, key)?;
-        match serde_json::from_str::<Event>(&row.body) {
-            Ok(Event {
-                body: EventBody::Admin(_),
-                ..
-            }) => self.last_admin_seq = row.seq,
-            Ok(_) => {}
-            Err(_) => {
-                return Err(Error::Tampered {
-                    seq: self.next_seq,
-                    reason: "body is not a keygate event".into(),
-                })
-            }
+        let event = serde_json::from_str::<Event>(&row.body).map_err(|_| Error::Tampered {
+            seq: self.next_seq,
+            reason: "body is not a keygate event".into(),
+        })?;
+        if matches!(event.body, EventBody::Admin(_)) {
+            self.last_admin_seq = row.seq;
+        }
+        if let Some(read) = &mut self.read {
+            read.push((row.seq, event));
         }
         self.prev = hash;
         self.next_seq += 1;
@@ -1177,16 +1198,18 @@ fn verify_then<T>(
     page: u64,
     at_end: impl FnMut(&Store, Verified) -> Result<T, Error>,
 ) -> Result<T, Error> {
-    verify_pausing(store, key, from, page, || {}, at_end)
+    verify_pausing(store, key, from, page, None, || {}, at_end)
 }
 
-/// [`verify_then`], calling `between_pages` after each page but the last (tests make
-/// changes there).
+/// [`verify_then`], handing `reader` (if any) the events of each page once it verified,
+/// outside its read snapshot, and calling `between_pages` after each page but the last
+/// (tests make changes there).
 fn verify_pausing<T>(
     store: &Store,
     key: &AuditKey,
     from: u64,
     page: u64,
+    mut reader: Option<PageReader<'_>>,
     mut between_pages: impl FnMut(),
     mut at_end: impl FnMut(&Store, Verified) -> Result<T, Error>,
 ) -> Result<T, Error> {
@@ -1196,6 +1219,7 @@ fn verify_pausing<T>(
         prev,
         next_seq: from,
         last_admin_seq: 0,
+        read: reader.is_some().then(Vec::new),
     };
     loop {
         let step = store.read_snapshot(|store| {
@@ -1209,6 +1233,7 @@ fn verify_pausing<T>(
                         prev,
                         next_seq,
                         last_admin_seq: 0,
+                        read: walk.read.take(),
                     };
                 }
                 let rows = events(store, walk.next_seq, page)?;
@@ -1223,6 +1248,9 @@ fn verify_pausing<T>(
                 at_end(store, verified).map(Some)
             })())
         })??;
+        if let (Some(reader), Some(read)) = (reader.as_mut(), walk.read.as_mut()) {
+            reader(std::mem::take(read));
+        }
         if let Some(done) = step {
             return Ok(done);
         }
@@ -1368,20 +1396,52 @@ pub fn verify_checkpoints(
     key: &AuditKey,
     checkpoints: &[Checkpoint],
 ) -> Result<Verified, Error> {
+    verify_checkpoints_reading(store, key, checkpoints, None)
+}
+
+/// [`verify_checkpoints`], handing `each` the events of the log as they verify, in order,
+/// a page at a time: what `audit export` writes is then the events as this verification
+/// read them, not a second reading of rows that may have changed since (found by
+/// review). On an error, the pages before the one that failed were handed. A page is
+/// handed outside the read snapshot it was read in; should `audit archive` move out
+/// events the walk had not reached, the next page begins after them.
+pub fn verify_checkpoints_handing(
+    store: &Store,
+    key: &AuditKey,
+    checkpoints: &[Checkpoint],
+    mut each: impl FnMut(Vec<(u64, Event)>),
+) -> Result<Verified, Error> {
+    verify_checkpoints_reading(store, key, checkpoints, Some(&mut each))
+}
+
+fn verify_checkpoints_reading(
+    store: &Store,
+    key: &AuditKey,
+    checkpoints: &[Checkpoint],
+    reader: Option<PageReader<'_>>,
+) -> Result<Verified, Error> {
     let anchors = checkpoint_anchors(key, checkpoints)?;
-    verify_then(store, key, 1, VERIFY_PAGE, |store, mut verified| {
-        let count = verified.events;
-        let mark = match verified.archived_through {
-            0 => None,
-            _ => archived_through(store, key)?,
-        };
-        for (seq, hash) in &anchors {
-            if !held(store, count, mark.as_ref(), *seq, hash)? {
-                verified.checkpoints_archived += 1;
+    verify_pausing(
+        store,
+        key,
+        1,
+        VERIFY_PAGE,
+        reader,
+        || {},
+        |store, mut verified| {
+            let count = verified.events;
+            let mark = match verified.archived_through {
+                0 => None,
+                _ => archived_through(store, key)?,
+            };
+            for (seq, hash) in &anchors {
+                if !held(store, count, mark.as_ref(), *seq, hash)? {
+                    verified.checkpoints_archived += 1;
+                }
             }
-        }
-        Ok(verified)
-    })
+            Ok(verified)
+        },
+    )
 }
 
 /// Whether the log, `count` events long, holds the event a checkpoint names (`seq`, its
@@ -1897,6 +1957,7 @@ mod tests {
             &key,
             1,
             2,
+            None,
             || {
                 pages += 1;
                 if pages == 1 {
@@ -1912,6 +1973,51 @@ mod tests {
         )
         .unwrap();
         assert_eq!((verified.events, verified.archived_through), (9, 6));
+    }
+
+    /// Found by review: `audit export` verified the log, then read it again to write
+    /// it, so a row changed between the two was written, and the export exited 0. What
+    /// is handed now is what verified: a row changed while the walk goes on is caught
+    /// when it is reached, and not handed; the pages before it were.
+    #[test]
+    fn only_what_verified_is_handed_on() {
+        let (_dir, db, key) = open();
+        let store = Store::open(&db).unwrap();
+        append_within(&store, &key, &(1..=9).map(event).collect::<Vec<_>>()).unwrap();
+        let mut handed = Vec::new();
+        let verified = verify_checkpoints_handing(&store, &key, &[], |page| {
+            handed.extend(page.into_iter().map(|(seq, _)| seq));
+        })
+        .unwrap();
+        assert_eq!(verified.events, 9);
+        assert_eq!(handed, (1..=9).collect::<Vec<_>>());
+
+        let mut handed = Vec::new();
+        let mut pages = 0;
+        let refused = verify_pausing(
+            &store,
+            &key,
+            1,
+            2,
+            Some(&mut |page: Vec<(u64, Event)>| {
+                handed.extend(page.into_iter().map(|(seq, _)| seq));
+            }),
+            || {
+                pages += 1;
+                if pages == 2 {
+                    store
+                        .connection()
+                        .execute(
+                            "UPDATE events SET body = replace(body, 'bot', 'b0t') WHERE seq = 6",
+                            [],
+                        )
+                        .unwrap();
+                }
+            },
+            |_, verified| Ok(verified),
+        );
+        assert!(matches!(refused, Err(Error::Tampered { seq: 6, .. })));
+        assert_eq!(handed, [1, 2, 3, 4]);
     }
 
     #[test]

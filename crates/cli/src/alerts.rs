@@ -11,7 +11,7 @@ use keygate_monitor::{
 };
 use sha2::{Digest, Sha256};
 
-use crate::audit_cmd::{exit_code_showing, for_each_event, log_problem, window};
+use crate::audit_cmd::{exit_code_showing, for_each_verified_event, window};
 use crate::home::{now_ms, Home, Unlocked};
 use crate::output::{escape_controls, print_json, rfc3339};
 
@@ -205,8 +205,6 @@ pub fn list(vault: &Unlocked, args: &ListArgs) -> anyhow::Result<i32> {
     // review: a default of 24h before now made an earlier --until an empty window).
     let since_ms =
         since_ms.unwrap_or_else(|| until_ms.unwrap_or_else(now_ms).saturating_sub(86_400_000));
-    // The alerts a webhook missed are looked for here: an edited log would hide them.
-    let problem = log_problem(vault);
     // Start early, so that a burst begun before `since` counts whole and an alert raised
     // before it keeps its quiet period (found by review: started one denial window early,
     // the list showed an alert serve never sent and left out one it sent).
@@ -224,7 +222,8 @@ pub fn list(vault: &Unlocked, args: &ListArgs) -> anyhow::Result<i32> {
     let lists = keygate_monitor::symbol_lists(&vault.store).context("reading clients")?;
     let mut rules = Rules::new(thresholds).with_symbol_lists(lists);
     let mut alerts: Vec<Alert> = Vec::new();
-    for_each_event(&vault.store, &filter, |events| {
+    // The alerts a webhook missed are looked for here: an edited log would hide them.
+    let problem = for_each_verified_event(vault, &filter, |events| {
         for (seq, event) in events {
             alerts.extend(
                 rules

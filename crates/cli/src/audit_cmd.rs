@@ -423,28 +423,9 @@ fn verify(vault: &Unlocked, args: &VerifyArgs) -> anyhow::Result<i32> {
     }
 }
 
-/// What is wrong with the audit log, when it does not verify: the first bad event named,
-/// as `audit verify` names it, checked as it checks it, against the config's `[audit]
-/// checkpoint_file` too (a vault put back from an older backup verifies on its own). For
-/// the commands that rebuild what happened from the log (`incident report`, `alerts
-/// list`, `audit query`, `audit export`): they still show what it holds, but say this,
-/// and exit 1 as `audit verify` does, since what they show may have been edited or put
-/// back.
-pub(crate) fn log_problem(vault: &Unlocked) -> Option<String> {
-    let checkpoints = match configured_checkpoints(&vault.home) {
-        Ok(checkpoints) => checkpoints,
-        Err(problem) => return Some(problem),
-    };
-    match keygate_audit::verify_checkpoints(&vault.store, &vault.audit_key, &checkpoints) {
-        Ok(verified) if verified.events == 0 => Some(
-            "audit log verification failed at event 1: the log is empty, but every vault's \
-             log begins with its vault.init event"
-                .to_owned(),
-        ),
-        Ok(_) => log_begins_with_init(&vault.store, &vault.audit_key),
-        Err(e) => Some(e.to_string()),
-    }
-}
+/// What is wrong with a log that verifies but holds no event.
+const EMPTY_LOG: &str = "audit log verification failed at event 1: the log is empty, but every \
+                         vault's log begins with its vault.init event";
 
 /// The checkpoints of the config's `[audit] checkpoint_file`, none when it is not set; a
 /// file that is not there or does not read is what is wrong: it anchors nothing, and
@@ -471,7 +452,7 @@ fn log_begins_with_init(store: &Store, key: &AuditKey) -> Option<String> {
 
 /// The exit code of a command that showed what the log holds, `shown` saying what it
 /// showed: 0, or 1 with a warning on standard error when the log does not verify
-/// (`problem`, from [`log_problem`]), as `audit verify` exits.
+/// (`problem`, from [`for_each_verified_event`]), as `audit verify` exits.
 pub(crate) fn exit_code_showing(problem: Option<&str>, shown: &str) -> i32 {
     match problem {
         None => 0,
@@ -726,34 +707,44 @@ fn outcome_text(outcome: Outcome, status: Option<u16>) -> String {
 /// warning when what is shown does not verify: the events from the first shown to the
 /// end, chained from the one before it, the log ending at the head its last append
 /// recorded (a tail does not read the whole log; `audit verify` does), and the events the
-/// config's `[audit] checkpoint_file` names still held. A follow stops at the first
-/// event that does not chain.
+/// config's `[audit] checkpoint_file` names still held. What is shown is what verified,
+/// from the same reading; from where it stops verifying, the rest as the log holds it. A
+/// follow stops at the first event that does not chain.
 fn tail(vault: &Unlocked, args: &TailArgs) -> anyhow::Result<i32> {
     let last = keygate_audit::last_seq(&vault.store).context("reading the audit log")?;
     let from = last.saturating_sub(args.n).saturating_add(1).max(1);
-    // Up to `last` only, a page at a time: events appended meanwhile are the follow's,
-    // and a large `-n` does not load the whole log at once.
+    // The seq after the last event shown, and the first failure to show one.
     let mut next = from;
-    while args.n > 0 && next <= last {
-        let page = keygate_audit::read_readable(&vault.store, next, PAGE.min(last + 1 - next))
-            .context("reading the audit log")?;
-        let Some(seq) = page.read_to else {
-            break;
-        };
-        next = seq + 1;
-        print_events(&page.events, args.json)?;
+    let mut failed = None;
+    let verified =
+        keygate_audit::verify_from_handing(&vault.store, &vault.audit_key, from, |page| {
+            if let Some((seq, _)) = page.last() {
+                next = seq + 1;
+            }
+            if args.n > 0 && failed.is_none() {
+                failed = print_events(&page, args.json).err();
+            }
+        });
+    if let Some(e) = failed {
+        return Err(e);
     }
     let shown = "these events are";
-    let problem = match keygate_audit::verify_from(&vault.store, &vault.audit_key, from) {
+    let problem = match verified {
         Ok(_) if from == 1 => log_begins_with_init(&vault.store, &vault.audit_key),
         Ok(_) => None,
-        Err(e) => Some(e.to_string()),
+        Err(e) => {
+            if args.n > 0 {
+                for_each_event_from(&vault.store, next, &Filter::default(), |events| {
+                    print_events(events, args.json)
+                })?;
+            }
+            Some(e.to_string())
+        }
     }
     .or_else(|| tail_checkpoints_problem(vault));
     if problem.is_some() || !args.follow {
         return Ok(exit_code_showing(problem.as_deref(), shown));
     }
-    let mut next = last + 1;
     loop {
         std::thread::sleep(FOLLOW_INTERVAL);
         let events = match keygate_audit::read_verified(&vault.store, &vault.audit_key, next, PAGE)
@@ -864,18 +855,96 @@ fn parse_time(text: &str, now_ms: u64) -> anyhow::Result<u64> {
     Ok(since_epoch.as_millis() as u64)
 }
 
-/// Calls `each` for every event that passes `filter`, in order, a page at a time. A
-/// filter with a start time reads from about then ([`keygate_audit::seq_near`]), not from
-/// the first event.
+/// Calls `each` for every event that passes `filter`, in order, a page at a time, as
+/// the log verifies (as `audit verify` checks it, against the config's `[audit]
+/// checkpoint_file` too: a vault put back from an older backup verifies on its own),
+/// from the same reading: what is shown is what verified, not a second reading of rows
+/// that may have changed since (found by review). For the commands that rebuild what
+/// happened from the log (`incident report`, `alerts list`, `audit query`, `audit
+/// export`). Returns what is wrong with the log, the first bad event named as `audit
+/// verify` names it, for the command to exit 1 with as `audit verify` does; from where
+/// it stops verifying, the rest of the events are still handed, as the log holds them.
+pub(crate) fn for_each_verified_event(
+    vault: &Unlocked,
+    filter: &Filter,
+    mut each: impl FnMut(&[(u64, Event)]) -> anyhow::Result<()>,
+) -> anyhow::Result<Option<String>> {
+    let checkpoints = match configured_checkpoints(&vault.home) {
+        Ok(checkpoints) => checkpoints,
+        Err(problem) => {
+            for_each_event(&vault.store, filter, each)?;
+            return Ok(Some(problem));
+        }
+    };
+    // The seq after the last event handed on, and the first failure of `each`.
+    let mut next = None;
+    let mut archived_meanwhile = None;
+    let mut failed = None;
+    let verified = keygate_audit::verify_checkpoints_handing(
+        &vault.store,
+        &vault.audit_key,
+        &checkpoints,
+        |page| {
+            let Some(&(first, _)) = page.first() else {
+                return;
+            };
+            if let Some(expected) = next.filter(|&expected| expected < first) {
+                archived_meanwhile.get_or_insert((expected, first - 1));
+            }
+            next = page.last().map(|(seq, _)| seq + 1);
+            if failed.is_none() {
+                let matching: Vec<(u64, Event)> = page
+                    .into_iter()
+                    .filter(|(_, e)| filter.matches(e))
+                    .collect();
+                failed = each(&matching).err();
+            }
+        },
+    );
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    let problem = match verified {
+        Ok(verified) if verified.events == 0 => Some(EMPTY_LOG.to_owned()),
+        Ok(_) => log_begins_with_init(&vault.store, &vault.audit_key),
+        Err(e) => {
+            // The rest, as the log holds it.
+            for_each_event_from(&vault.store, next.unwrap_or(1), filter, each)?;
+            Some(e.to_string())
+        }
+    };
+    Ok(problem.or_else(|| {
+        archived_meanwhile.map(|(first, last)| {
+            format!(
+                "events {first} to {last} were archived while the log was read, and are \
+                 left out: they are in the archive's file"
+            )
+        })
+    }))
+}
+
+/// Calls `each` for every event that passes `filter`, in order, a page at a time, as the
+/// log holds it, unverified. A filter with a start time reads from about then
+/// ([`keygate_audit::seq_near`]), not from the first event.
 pub(crate) fn for_each_event(
     store: &Store,
     filter: &Filter,
-    mut each: impl FnMut(&[(u64, Event)]) -> anyhow::Result<()>,
+    each: impl FnMut(&[(u64, Event)]) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
-    let mut from = match filter.since_ms {
+    let from = match filter.since_ms {
         Some(since) => keygate_audit::seq_near(store, since).context("reading the audit log")?,
         None => 1,
     };
+    for_each_event_from(store, from, filter, each)
+}
+
+/// [`for_each_event`] from event `from` on.
+fn for_each_event_from(
+    store: &Store,
+    mut from: u64,
+    filter: &Filter,
+    mut each: impl FnMut(&[(u64, Event)]) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
     loop {
         // An event that does not decode is left out: the log does not verify then, which
         // the commands that come here say, and the rest of it still shows.
@@ -898,9 +967,8 @@ pub(crate) fn for_each_event(
 /// still shown, from what it holds).
 fn query(vault: &Unlocked, args: &QueryArgs) -> anyhow::Result<i32> {
     let filter = filter_from(&vault.store, &args.filter)?;
-    let problem = log_problem(vault);
     let mut matched = 0usize;
-    for_each_event(&vault.store, &filter, |events| {
+    let problem = for_each_verified_event(vault, &filter, |events| {
         matched += events.len();
         print_events(events, args.json)
     })?;
@@ -916,23 +984,23 @@ fn query(vault: &Unlocked, args: &QueryArgs) -> anyhow::Result<i32> {
 /// still written, from what it holds), so that an edited log is not handed on as sound.
 fn export(vault: &Unlocked, args: &ExportArgs) -> anyhow::Result<i32> {
     let filter = filter_from(&vault.store, &args.filter)?;
-    let problem = log_problem(vault);
-    match args.format {
+    let problem = match args.format {
         Format::Jsonl => {
-            for_each_event(&vault.store, &filter, |events| print_events(events, true))?;
+            for_each_verified_event(vault, &filter, |events| print_events(events, true))?
         }
         Format::Csv => {
             let mut out = std::io::stdout().lock();
             writeln!(out, "{}", csv_header()).context(STDOUT_WRITE)?;
-            for_each_event(&vault.store, &filter, |events| {
+            let problem = for_each_verified_event(vault, &filter, |events| {
                 for (seq, event) in events {
                     writeln!(out, "{}", csv_line(*seq, event)).context(STDOUT_WRITE)?;
                 }
                 Ok(())
             })?;
             out.flush().context(STDOUT_WRITE)?;
+            problem
         }
-    }
+    };
     Ok(exit_code_showing(problem.as_deref(), "these events are"))
 }
 

@@ -11,7 +11,7 @@ use keygate_monitor::{Rules, Severity};
 use serde::Serialize;
 
 use crate::audit_cmd::{
-    check_client_exists, exit_code_showing, for_each_event, human_line, log_problem, window,
+    check_client_exists, exit_code_showing, for_each_verified_event, human_line, window,
 };
 use crate::home::{now_ms, Unlocked};
 use crate::output::{escape_controls, print_json, rfc3339};
@@ -185,12 +185,11 @@ pub fn run(vault: &Unlocked, args: &ReportArgs) -> anyhow::Result<i32> {
         until: until_ms.map(rfc3339),
         ..Report::default()
     };
-    report.log_problem = log_problem(vault);
-    report.log_verified = report.log_problem.is_none();
+    // Read on past the window's end: the outcomes of requests made in it settle them.
     let filter = Filter {
         client: args.client.clone(),
         since_ms: Some(since_ms),
-        until_ms,
+        until_ms: None,
         allowed: None,
     };
     // Requests written before forwarding whose outcome event has not come (yet).
@@ -200,8 +199,12 @@ pub fn run(vault: &Unlocked, args: &ReportArgs) -> anyhow::Result<i32> {
     let lists = keygate_monitor::symbol_lists(&vault.store).context("reading clients")?;
     let mut rules = Rules::new(crate::alerts::thresholds(&vault.home).unwrap_or_default())
         .with_symbol_lists(lists);
-    for_each_event(&vault.store, &filter, |page| {
+    report.log_problem = for_each_verified_event(vault, &filter, |page| {
         for (seq, event) in page {
+            if until_ms.is_some_and(|until| event.ts_ms >= until) {
+                report.settle_late(*seq, event, &mut pending);
+                continue;
+            }
             report.add(*seq, event, &mut pending);
             let raised = rules.evaluate(*seq, event);
             for a in raised.iter().filter(|a| a.severity >= Severity::Warning) {
@@ -221,19 +224,7 @@ pub fn run(vault: &Unlocked, args: &ReportArgs) -> anyhow::Result<i32> {
         }
         Ok(())
     })?;
-    if let (Some(until_ms), false) = (until_ms, pending.is_empty()) {
-        let after = Filter {
-            since_ms: Some(until_ms),
-            until_ms: None,
-            ..filter
-        };
-        for_each_event(&vault.store, &after, |page| {
-            for (seq, event) in page {
-                report.settle_late(*seq, event, &mut pending);
-            }
-            Ok(())
-        })?;
-    }
+    report.log_verified = report.log_problem.is_none();
     report.no_outcome_recorded(pending);
     if args.json {
         print_json(&report)?;

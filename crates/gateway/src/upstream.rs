@@ -44,8 +44,13 @@ const PRICES_MAX: usize = 1024;
 const MAX_CLOCK_OFFSET_MS: i64 = 60 * 60 * 1000;
 /// How long opening a connection (TCP and TLS) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long an idle upstream connection is kept for reuse.
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long an idle upstream connection is kept for reuse: well under the idle timeouts
+/// of the exchanges' front servers and load balancers (60 s is common). A connection the
+/// server closes just as a request is written on it (its close still on the way, unseen
+/// by the peek before reuse) leaves an order's outcome unknown, though it never reached
+/// the exchange: a bot on a one-minute loop would meet that on every order (found by
+/// review). aiohttp, which ccxt's async clients use, keeps one 15 s too.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(15);
 /// Idle connections an [`Upstream`] keeps, over all exchange hosts, unless told otherwise
 /// ([`Upstream::with_own_pool`]); more are closed when they free up, the oldest first.
 const POOL_MAX_IDLE: usize = 256;

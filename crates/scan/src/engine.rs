@@ -664,6 +664,53 @@ impl Engine {
         out
     }
 
+    /// Whether the keyword at `start..end` lies inside a token that is itself a value of a
+    /// rule that needs a keyword near it: such a keyword is a few characters of a random
+    /// value, not the name of an exchange (a Binance key, 64 random letters and digits,
+    /// holds `bnc` between a digit or a case change and another, `7bNc4`, `xBncD`, about
+    /// once in 3 300). A value whose rule needs no keyword (a CDP key name,
+    /// `organizations/…/apiKeys/…`) names its exchange itself, and its keyword counts.
+    /// The token is cut as values are: a run of token bytes and up to two `=`; a run
+    /// longer than any value is no value, and is not walked past [`MAX_TOKEN`].
+    fn is_inside_value(&self, data: &[u8], start: usize, end: usize) -> bool {
+        let low = start.saturating_sub(MAX_TOKEN);
+        let from = match data[low..start]
+            .iter()
+            .rposition(|&b| !TOKEN_BYTE[b as usize])
+        {
+            Some(i) => low + i + 1,
+            None if low == 0 => 0,
+            None => return false,
+        };
+        let high = data.len().min(end + MAX_TOKEN);
+        let mut to = match data[end..high]
+            .iter()
+            .position(|&b| !TOKEN_BYTE[b as usize])
+        {
+            Some(i) => end + i,
+            None if high == data.len() => high,
+            None => return false,
+        };
+        for _ in 0..2 {
+            if data.get(to) == Some(&b'=') {
+                to += 1;
+            }
+        }
+        let token = &data[from..to];
+        let rules = self.rules.rules();
+        self.by_len.get(token.len()).is_some_and(|candidates| {
+            candidates.iter().any(|&ri| {
+                let rule = &rules[ri];
+                rule.context
+                    && rule
+                        .shape
+                        .as_ref()
+                        .is_some_and(|shape| shape.is_match(token))
+                    && rule.accepts_token(token)
+            })
+        })
+    }
+
     /// [`Engine::scan`], reading `data` as `mode` says.
     fn scan_text(
         &self,
@@ -684,7 +731,9 @@ impl Engine {
         for m in self.ac.find_iter(data) {
             match self.patterns[m.pattern().as_usize()] {
                 Pattern::Keyword { exchange, common } => {
-                    if is_keyword_at(data, m.start(), m.end(), common) {
+                    if is_keyword_at(data, m.start(), m.end(), common)
+                        && !self.is_inside_value(data, m.start(), m.end())
+                    {
                         kw_offsets[exchange].push(m.start());
                         any_hit = true;
                     }
@@ -2737,6 +2786,29 @@ mod tests {
         assert!(!ok("gateway", "gate"));
         assert!(!ok("delegate", "gate"));
         assert!(!ok("keygate", "gate"));
+    }
+
+    /// A regression test (a flaky CLI test): a random 64-character value holding `bnc`
+    /// between a digit or a case change and another (`7bnc4`, `xBncD`), about one in
+    /// 3 300, was a Binance key, the keyword in it its own context, and made the value
+    /// beside it one too. A keyword that is a word of its own still counts.
+    #[test]
+    fn a_keyword_inside_a_random_value_is_no_context() {
+        let engine = Engine::new(RuleSet::builtin(), Known::default());
+        let scan = |text: &str| engine.scan("keys.json", "keys.json", text.as_bytes(), None, false);
+        let (key, secret) = (
+            "SmHPq2Lr8dWz0Xy7bnc4TkVwQe3RtYuIoPaSdFgHjKlZxCvBnMqWeRtYu1ANqC",
+            "IoBUa7Kd9LmQ2wErTyUiOpAsDfGhJkLzXcVbNm1234567890qWeRtYuIvyuz",
+        );
+        let key = format!("{key}Ab");
+        let secret = format!("{secret}Cdef");
+        assert_eq!((key.len(), secret.len()), (64, 64));
+        let json = format!("[{{\"api_key\": \"{key}\", \"secret\": \"{secret}\"}}]\n");
+        assert!(scan(&json).is_empty(), "{json}");
+        let camel = json.replace("7bnc4", "xBncD");
+        assert!(scan(&camel).is_empty(), "{camel}");
+        let named = format!("# bnc\n{json}");
+        assert_eq!(scan(&named).len(), 1, "{named}");
     }
 
     #[test]

@@ -693,7 +693,8 @@ fn check_parameter(name: &str, value: &str) -> Result<(), Error> {
         || BASE_QUANTITIES.contains(&name)
         || TRAILS.contains(&name)
         || name == QUOTE_QUANTITY
-        || name == AMENDED_QUANTITY)
+        || name == AMENDED_QUANTITY
+        || name == MOVED_AMOUNT)
         && positive_decimal(value).is_none()
     {
         return Err(Error::Malformed {
@@ -1274,3 +1275,9 @@ const FUTURES_TRAIL: &str = "callbackRate";
 
 /// The parameter that sizes a spot market order in the quote asset.
 pub(super) const QUOTE_QUANTITY: &str = "quoteOrderQty";
+
+/// What a withdrawal or a transfer moves. It must be a positive decimal number
+/// ([`SignedRequest::parse`]), as Binance writes one (found by review: `1E+2` was let
+/// through unread, recorded without its amount and left out of the day's withdrawals,
+/// which a limit set later that day then did not count).
+const MOVED_AMOUNT: &str = "amount";

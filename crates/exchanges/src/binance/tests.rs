@@ -1516,6 +1516,7 @@ fn a_price_that_is_not_a_positive_number_is_refused_as_malformed() {
         "quantity",
         "quoteOrderQty",
         "pendingQuantity",
+        "amount",
     ] {
         for value in [
             "abc", "", "0", "0.000", "-1", "+5", "1e3", "1_000", "0x10", "NaN", "1.2.3", "%31%61",

@@ -362,6 +362,14 @@ impl Counters {
         let Some(rate) = policy.rate_per_second else {
             return Ok(());
         };
+        // The CLI refuses a rate of 0; one stored all the same lets nothing through
+        // (found by review: the first request of each second passed).
+        if rate == 0 {
+            return Err(Denial::new(
+                Rule::Rate,
+                format!("client {client} has a rate of 0 requests per second"),
+            ));
+        }
         self.forget_past_rate(now_ms);
         // A batch larger than the rate is let through when nothing counts (it then
         // counts for the seconds it takes at the rate): it could never pass otherwise.
@@ -2923,6 +2931,14 @@ mod tests {
             Some(Rule::Rate)
         );
         assert_eq!(rule(d.decide(&request(&p, &read, None, 1005))), None);
+        let none = Policy {
+            rate_per_second: Some(0),
+            ..trading_policy()
+        };
+        assert_eq!(
+            rule(d.decide(&request(&none, &read, None, 5000))),
+            Some(Rule::Rate)
+        );
     }
 
     #[test]

@@ -191,6 +191,27 @@ fn warn_of_allow_lists_taking_proxies(store: &Store, trusted: &[IpNet]) {
     );
 }
 
+/// Warns of `--trusted-proxy` networks wider than one address: a trusted hop is skipped
+/// for its address, not its place in the chain, so any host in such a network (a bot
+/// beside the ingress) names its own source address in `X-Forwarded-For` (found by
+/// review).
+fn warn_of_trusted_networks(trusted: &[IpNet]) {
+    let wide: Vec<String> = trusted
+        .iter()
+        .filter(|net| net.prefix_len() < net.max_prefix_len())
+        .map(IpNet::to_string)
+        .collect();
+    if wide.is_empty() {
+        return;
+    }
+    tracing::warn!(
+        networks = %wide.join(", "),
+        "every host in these --trusted-proxy networks can name any source address in \
+         X-Forwarded-For, past every client's --allow-ip, and is recorded as the proxy it \
+         connected through: name each proxy by its own address, or keep bots out of them"
+    );
+}
+
 /// File descriptors kept for what is neither a bot's connection nor the exchange
 /// connection it may hold: the database and its journal, alert deliveries, the admin
 /// listener, the certificate files, keygate's own calls to the exchange.
@@ -392,6 +413,7 @@ pub fn run(unlocked: Unlocked, args: &ServeArgs) -> anyhow::Result<()> {
     let monitor = Monitor::start(&db, alerts).context("starting the alert monitor")?;
     let registry = Registry::load(&store, &master).context("loading accounts and clients")?;
     warn_of_allow_lists_taking_proxies(&store, &args.trusted_proxies);
+    warn_of_trusted_networks(&args.trusted_proxies);
     if !keygate_vault::secrets_locked() {
         tracing::warn!(
             "some secrets could not be locked in memory (see `ulimit -l`); they may be written to swap"

@@ -1239,6 +1239,20 @@ mod init {
         let log = std::fs::read_to_string(&serve.log).unwrap();
         assert!(!log.contains("takes a --trusted-proxy address"), "{log}");
         assert!(!log.contains("the home directory's files"), "{log}");
+        // A network wider than one proxy is warned of (found by review): any host in it
+        // names its own source address.
+        let wide = log
+            .lines()
+            .find(|l| l.contains("can name any source address"))
+            .unwrap_or_else(|| panic!("{log}"));
+        assert!(wide.contains("networks=10.9.0.0/16"), "{wide}");
+        drop(serve);
+        let serve = crate::common::Serve::start_with(
+            &kg,
+            &["--trusted-proxy", "10.9.0.1", "--reconcile-every", "off"],
+        );
+        let log = std::fs::read_to_string(&serve.log).unwrap();
+        assert!(!log.contains("can name any source address"), "{log}");
     }
 
     /// Found by review: a configuration or database others may read (a chat webhook's URL

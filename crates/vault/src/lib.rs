@@ -147,13 +147,25 @@ pub enum Error {
     },
 }
 
-/// Identifies a sealed record; bound into its ciphertext as associated data.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Identifies a sealed record; bound into its ciphertext as associated data. Its
+/// `Debug` shortens the id, a client's whole API key for its key material, as
+/// [`Error::Tampered`] does.
+#[derive(Clone, PartialEq, Eq)]
 pub struct RecordId {
     kind: String,
     id: String,
     exchange: String,
     bound_to: String,
+}
+
+impl std::fmt::Debug for RecordId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecordId")
+            .field("kind", &self.kind)
+            .field("id", &shortened(&self.id))
+            .field("exchange", &self.exchange)
+            .finish_non_exhaustive()
+    }
 }
 
 impl RecordId {
@@ -396,7 +408,8 @@ impl MasterKey {
 
     /// Writes this key to a new file with mode 0600, for [`MasterKey::from_key_file`]:
     /// how a vault made with another provider moves to a key file. Fails if the file
-    /// exists.
+    /// exists; a file it made and could not finish is removed, so that no copy of the key
+    /// is left where nothing refers to it (found by review).
     pub fn write_key_file(&self, path: &Path) -> Result<(), Error> {
         let io = |cause| Error::Io {
             action: "creating key file",
@@ -408,20 +421,23 @@ impl MasterKey {
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
         let mut file = options.open(path).map_err(io)?;
-        file.write_all(self.key()).map_err(io)?;
-        file.sync_all().map_err(io)?;
+        let written = file.write_all(self.key()).and_then(|()| file.sync_all());
         // The file's name too: the vault may be made to rely on this file alone (its
         // passphrase's parameters deleted) as soon as this returns, and a crash that kept
         // the data but lost the directory entry would leave no way in.
         #[cfg(unix)]
-        {
+        let written = written.and_then(|()| {
             let parent = match path.parent() {
                 Some(dir) if !dir.as_os_str().is_empty() => dir,
                 _ => Path::new("."),
             };
-            fs::File::open(parent)
-                .and_then(|dir| dir.sync_all())
-                .map_err(io)?;
+            fs::File::open(parent).and_then(|dir| dir.sync_all())
+        });
+        if let Err(cause) = written {
+            drop(file);
+            // Best effort: the error that matters is the one returned.
+            let _ = fs::remove_file(path);
+            return Err(io(cause));
         }
         Ok(())
     }
@@ -790,6 +806,13 @@ mod tests {
         let message = master.open(&id, &blob).err().unwrap().to_string();
         assert!(message.contains("82SX…wXyZ"), "{message}");
         assert!(!message.contains(api_key), "{message}");
+        // Nor does the record's `Debug` hold it (found by review), nor what it is bound to.
+        let debug = format!("{:?}", id.bound_to("https://user:pass@example.com"));
+        assert!(
+            debug.contains("82SX…wXyZ") && !debug.contains(api_key),
+            "{debug}"
+        );
+        assert!(!debug.contains("pass@"), "{debug}");
     }
 
     #[test]

@@ -304,7 +304,10 @@ fn master_key(vault: &Unlocked) -> anyhow::Result<Check> {
             format!(
                 "the {} provider's data is still in the database (a `vault move-key` did \
                  not finish removing it), so that provider opens this vault too; with \
-                 `keygate serve` stopped: sqlite3 {} \"DELETE FROM meta WHERE key = '{key}'\"",
+                 `keygate serve` stopped: sqlite3 {} \"PRAGMA secure_delete = ON; DELETE \
+                 FROM meta WHERE key = '{key}'; PRAGMA wal_checkpoint(TRUNCATE);\" (secure \
+                 delete overwrites the row, which a sqlite3 built without it would leave in \
+                 the file's free space)",
                 other.as_str(),
                 vault.store.path().display()
             ),
@@ -348,6 +351,15 @@ fn master_key(vault: &Unlocked) -> anyhow::Result<Check> {
                     format!(
                         "cannot tell where key file {} is kept (its path does not resolve)",
                         file.display()
+                    ),
+                )
+            } else if let Err(unsafe_dir) = crate::home::check_key_file_directory(file) {
+                check(
+                    "master key",
+                    Verdict::Warn,
+                    format!(
+                        "{unsafe_dir:#}: move it (keygate vault move-key --to-key-file PATH, \
+                         then destroy this one)"
                     ),
                 )
             } else if inside == Some(true) {

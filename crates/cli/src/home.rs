@@ -681,6 +681,7 @@ fn move_key(mut vault: Unlocked, how: &UnlockArgs, args: &MoveKeyArgs) -> anyhow
                 path.display()
             );
         }
+        check_key_file_directory(&path)?;
         vault
             .master
             .write_key_file(&path)
@@ -919,6 +920,7 @@ pub fn init(home: Home, how: &UnlockArgs, args: &InitArgs) -> anyhow::Result<()>
                     .with_context(|| format!("using key file {}", path.display()))?
             } else {
                 create_parent_dir(&path)?;
+                check_key_file_directory(&path)?;
                 let master = MasterKey::create_key_file(&path)
                     .with_context(|| format!("creating key file {}", path.display()))?;
                 // A key that no vault was made with opens nothing: it goes if this fails.
@@ -1524,6 +1526,18 @@ pub(crate) fn check_no_one_else_writes(dir: &Path) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Refuses a key file's directory that others may write: the vault comes to rely on that
+/// file alone, and whoever can write its directory can remove or replace it (found by
+/// review: the vault was then lost, though the file's own mode kept it unread).
+pub(crate) fn check_key_file_directory(path: &Path) -> anyhow::Result<()> {
+    let parent = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    check_no_one_else_writes(parent)
+        .with_context(|| format!("key file {} would not be safe there", path.display()))
 }
 
 #[cfg(not(target_os = "linux"))]

@@ -304,6 +304,50 @@ mod init {
         assert!(!printed.contains(REAL_SECRET), "{printed}");
     }
 
+    /// Found by review: a key file was made in a directory others may write, who could
+    /// then remove or replace the vault's only way in. `init` and `vault move-key` refuse
+    /// such a directory; `doctor` warns of a key file already in one.
+    #[test]
+    fn a_key_file_goes_only_where_no_one_else_writes() {
+        use std::os::unix::fs::PermissionsExt;
+        let kg = Kg::empty();
+        let shared = kg.path("shared");
+        std::fs::create_dir(&shared).unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let key = shared.join("master.key");
+        let out = kg.fails(&["init", "--master-key-file", key.to_str().unwrap()], "", 2);
+        assert!(out.stderr.contains("would not be safe there"), "{out:#?}");
+        assert!(!key.exists());
+
+        let kg = Kg::with_key_file();
+        let shared = kg.path("shared");
+        std::fs::create_dir(&shared).unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let moved = shared.join("master.key");
+        let out = kg.fails(
+            &[
+                "vault",
+                "move-key",
+                "--to-key-file",
+                moved.to_str().unwrap(),
+            ],
+            "",
+            2,
+        );
+        assert!(out.stderr.contains("would not be safe there"), "{out:#?}");
+        assert!(!moved.exists());
+        // A key file whose directory became writable since: doctor says so.
+        let dir = kg.key_file().parent().unwrap().to_owned();
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let doctor = kg.run(&["doctor"], "");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)).unwrap();
+        assert!(
+            doctor.stdout.contains("would not be safe there"),
+            "{doctor:#?}"
+        );
+    }
+
     /// A regression test (found by review): a move to the very key file the vault opens
     /// with was told to shred that file as a leftover copy, the vault's only way in.
     #[test]
@@ -570,6 +614,11 @@ mod init {
                 .stdout
                 .contains("the passphrase provider's data is still in the database")
                 && doctor.stdout.contains("DELETE FROM meta WHERE key = 'kdf'"),
+            "{doctor:#?}"
+        );
+        // Found by review: the row must be overwritten whatever sqlite3 was built with.
+        assert!(
+            doctor.stdout.contains("PRAGMA secure_delete = ON; DELETE"),
             "{doctor:#?}"
         );
         assert!(kg.ok(&["account", "list"], "").stdout.contains("main"));

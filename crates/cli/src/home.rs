@@ -615,6 +615,7 @@ fn move_key(mut vault: Unlocked, how: &UnlockArgs, args: &MoveKeyArgs) -> anyhow
         );
     }
     let (to, wrapped, detail) = if let Some(at) = args.hsm.key() {
+        check_hsm_module(&at.module)?;
         let pin = read_hsm_pin(how, &at.token)?;
         // The token unwraps what it wrapped before this returns (checked there).
         let wrapped = vault
@@ -902,6 +903,7 @@ pub fn init(home: Home, how: &UnlockArgs, args: &InitArgs) -> anyhow::Result<()>
     let (master, provider, key_file, kdf) = match &how.master_key_file {
         None if hsm.is_some() => {
             let at = hsm.as_ref().context("checked above")?;
+            check_hsm_module(&at.module)?;
             let pin = read_hsm_pin(how, &at.token)?;
             let (master, wrapped) = MasterKey::generate_hsm_wrapped(at, &pin)
                 .context("wrapping a new master key with the token's key")?;
@@ -1258,6 +1260,7 @@ fn unlock_as(
                 .meta(META_HSM_WRAPPED)
                 .context("reading the wrapped master key")?
                 .context("the vault holds no wrapped master key; the database is incomplete")?;
+            check_hsm_module(&at.module)?;
             let pin = read_hsm_pin(how, &at.token)?;
             match MasterKey::from_hsm(at, &pin, &wrapped) {
                 Err(keygate_vault::Error::WrongMasterKey) => bail!(
@@ -1342,6 +1345,50 @@ fn open_with(
 
 /// Reads the PIN of token `token` from `--hsm-pin-file` (owner-only, first line) or a
 /// prompt.
+/// Refuses a PKCS#11 module that someone else could have written: keygate loads it into
+/// its own process, where it sees the PIN, the master key and every real key (found by
+/// review: the configuration was checked, the library it names was not). The module,
+/// links followed, must be a regular file owned by root or this user that group and
+/// others may not write, in directories no one else may write.
+#[cfg(target_os = "linux")]
+fn check_hsm_module(module: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let resolved = fs::canonicalize(module)
+        .with_context(|| format!("finding PKCS#11 module {}", module.display()))?;
+    let meta = fs::metadata(&resolved)
+        .with_context(|| format!("reading PKCS#11 module {}", resolved.display()))?;
+    if !meta.is_file() {
+        bail!("PKCS#11 module {} is not a file", resolved.display());
+    }
+    if let Some(uid) = other_owner(&meta).filter(|uid| *uid != 0) {
+        bail!(
+            "PKCS#11 module {} belongs to another user (uid {uid}), who could change the code \
+             keygate loads: use one owned by root or by you",
+            resolved.display()
+        );
+    }
+    let mode = meta.permissions().mode();
+    if mode & 0o022 != 0 {
+        bail!(
+            "PKCS#11 module {} may be written by group or others (mode {:o}), who could change \
+             the code keygate loads: chmod go-w {}",
+            resolved.display(),
+            mode & 0o7777,
+            resolved.display()
+        );
+    }
+    match resolved.parent() {
+        Some(dir) => check_no_one_else_writes(dir)
+            .with_context(|| format!("PKCS#11 module {} is not safe", resolved.display())),
+        None => Ok(()),
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn check_hsm_module(_module: &Path) -> anyhow::Result<()> {
+    Ok(())
+}
+
 fn read_hsm_pin(how: &UnlockArgs, token: &str) -> anyhow::Result<SecretString> {
     let pin = if let Some(path) = &how.hsm_pin_file {
         first_line_of_secret_file(path, "PIN")?

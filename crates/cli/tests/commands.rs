@@ -154,6 +154,59 @@ mod init {
         assert!(!config.contains(KEY));
     }
 
+    /// Found by review: the PKCS#11 module the configuration names was loaded into
+    /// keygate, where it sees the PIN and every key, whoever could write it. One that
+    /// group or others may write, or in a directory they may write, is refused.
+    #[test]
+    fn an_hsm_module_others_may_write_is_not_loaded() {
+        use std::os::unix::fs::PermissionsExt;
+        const PIN: &str = "pin-4f1a9e77";
+        let Some(module) = crate::common::softhsm_module() else {
+            return;
+        };
+        let kg = Kg::empty();
+        let conf = crate::common::softhsm_tokens(kg.dir.path(), &["keygate"], PIN);
+        let env = [("SOFTHSM2_CONF", conf.as_path())];
+        let pin_file = kg.path("pin");
+        write_owner_only(&pin_file, &format!("{PIN}\n"));
+        let lib = kg.path("lib");
+        std::fs::create_dir(&lib).unwrap();
+        let copy = lib.join("libsofthsm2.so");
+        std::fs::copy(&module, &copy).unwrap();
+        let init = |module: &std::path::Path| {
+            let args = [
+                "init",
+                "--hsm-module",
+                module.to_str().unwrap(),
+                "--hsm-token",
+                "keygate",
+                "--hsm-pin-file",
+                pin_file.to_str().unwrap(),
+            ];
+            kg.run_with_env(&args, "", &env)
+        };
+        let mode = |path: &std::path::Path, mode| {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap()
+        };
+        mode(&copy, 0o666);
+        let out = init(&copy);
+        assert!(
+            out.code == 2 && out.stderr.contains("may be written by group or others"),
+            "{out:#?}"
+        );
+        mode(&copy, 0o755);
+        mode(&lib, 0o777);
+        let out = init(&copy);
+        assert!(
+            out.code == 2 && out.stderr.contains("is not safe"),
+            "{out:#?}"
+        );
+        assert!(!kg.home().join("keygate.db").exists());
+        mode(&lib, 0o755);
+        let out = init(&copy);
+        assert_eq!(out.code, 0, "{out:#?}");
+    }
+
     /// A vault whose master key is wrapped by a key on a PKCS#11 token (SoftHSM2): it
     /// opens with that token and its PIN, from an owner-only file, and with nothing else;
     /// a refusal changes nothing, and the PIN is never printed.

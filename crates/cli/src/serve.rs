@@ -294,6 +294,22 @@ fn connection_room(wanted: u32, open_files: Option<u64>) -> ConnectionRoom {
     room
 }
 
+/// The most connections one source may hold when `bots` are served at once: the one
+/// asked for, but no more than a quarter of them, as the defaults have it (1024 and
+/// 256), so that one source cannot hold them all, however the total was lowered (by
+/// `--max-connections`, or to fit the open-files limit: found by review).
+fn per_source_limit(wanted: u32, bots: usize) -> usize {
+    let quarter = (bots / 4).max(1);
+    let wanted = wanted as usize;
+    if wanted > quarter {
+        eprintln!(
+            "keygate: warning: serving at most {bots} connections at once, so at most \
+             {quarter} from one address (a quarter), not --max-connections-per-source {wanted}"
+        );
+    }
+    wanted.min(quarter)
+}
+
 /// How often `serve` reconciles withdrawals and orders; `None` for never.
 #[derive(Clone, Copy, Debug)]
 pub struct ReconcileEvery(Option<Duration>);
@@ -427,6 +443,7 @@ pub fn run(unlocked: Unlocked, args: &ServeArgs) -> anyhow::Result<()> {
     let ahead = Duration::from_millis(keygate_exchanges::MAX_TIMESTAMP_AHEAD_MS);
     std::thread::sleep(ahead.saturating_sub(locked_at.elapsed()));
     let room = connection_room(args.max_connections, raise_open_files_limit());
+    let per_source = per_source_limit(args.max_connections_per_source, room.bots);
     let gateway = Gateway::new(
         Arc::clone(&live),
         audit,
@@ -436,7 +453,7 @@ pub fn run(unlocked: Unlocked, args: &ServeArgs) -> anyhow::Result<()> {
     .with_client_limits(ClientLimits {
         timeout: args.client_timeout,
         max_connections: room.bots,
-        max_connections_per_source: args.max_connections_per_source as usize,
+        max_connections_per_source: per_source,
         max_idle_exchange_connections: room.idle_upstream,
         public_weight_cap: args.public_weight_cap,
         max_answer_bytes: args.max_answer_mib as usize * 1024 * 1024,
@@ -824,6 +841,12 @@ mod tests {
         assert_eq!(connection_room(1024, Some(2816)), room(1024, 512));
         assert_eq!(connection_room(1024, Some(2815)), room(1023, 512));
         assert_eq!(connection_room(1024, Some(100)), room(1, 0));
+        // Found by review: the limit per source stayed at 256 of 288, so one source
+        // held nearly all; it is held to a quarter of the total.
+        assert_eq!(per_source_limit(256, 1024), 256);
+        assert_eq!(per_source_limit(256, 288), 72);
+        assert_eq!(per_source_limit(10, 288), 10);
+        assert_eq!(per_source_limit(256, 1), 1);
         let raised = raise_open_files_limit();
         assert!(
             raised.is_none_or(|limit| limit > RESERVED_FILES),

@@ -5193,24 +5193,30 @@ mod audit {
             "{report}"
         );
         assert_eq!(report["sources"]["10.9.8.7"], 2, "{report}");
-        // The refused withdrawal is a critical alert, the forwarded one a warning, and so
-        // is bot1 at an address other than the one it used before.
+        // The account added with an upstream of its own is a warning; the refused
+        // withdrawal a critical alert, the forwarded one a warning, and so is bot1 at an
+        // address other than the one it used before.
         let alerts: Vec<&str> = report["alerts"]
             .as_array()
             .unwrap()
             .iter()
             .map(|a| a.as_str().unwrap())
             .collect();
-        assert_eq!(alerts.len(), 3, "{report}");
+        assert_eq!(alerts.len(), 4, "{report}");
         assert!(
-            alerts[2].contains("warning new_source: client bot1 used from 10.9.8.7"),
+            alerts[0]
+                .contains("warning admin_change: account.add by cli on main: its requests go to"),
             "{report}"
         );
         assert!(
-            alerts[0].contains("critical withdrawal: withdrawal of 5 BTC to bc1qattacker on BTC"),
+            alerts[3].contains("warning new_source: client bot1 used from 10.9.8.7"),
             "{report}"
         );
-        assert!(alerts[1].contains("warning withdrawal:"), "{report}");
+        assert!(
+            alerts[1].contains("critical withdrawal: withdrawal of 5 BTC to bc1qattacker on BTC"),
+            "{report}"
+        );
+        assert!(alerts[2].contains("warning withdrawal:"), "{report}");
         // bot1's order (found by review: the report listed none); not bot2's of two
         // hours ago, which was denied anyway.
         let placed = &report["orders_placed"];

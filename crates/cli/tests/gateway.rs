@@ -1710,8 +1710,13 @@ fn serve_alerts_a_signed_webhook_and_alerts_list_recomputes_what_it_sent() {
         ]
     );
     let warnings = home.ok(&["alerts", "list", "--min-severity", "warning"], None);
-    assert_eq!(warnings.lines().count(), 2, "{warnings}");
+    assert_eq!(warnings.lines().count(), 3, "{warnings}");
     assert!(warnings.contains("critical  withdrawal"), "{warnings}");
+    // The account's requests go to the simulator, not to Binance: told as a warning.
+    assert!(
+        warnings.contains("warning   admin_change") && warnings.contains("its requests go to"),
+        "{warnings}"
+    );
 
     let tested = home.ok(&["alerts", "test"], None);
     assert!(tested.contains(": delivered"), "{tested}");

@@ -674,9 +674,9 @@ impl Outlet {
     }
 }
 
-/// Most alerts one target's lane holds waiting for it: past that, the oldest that is not
-/// critical is dropped for a new one (a new one that is not critical, when all waiting are
-/// critical), counted as a failed delivery.
+/// Most alerts one target's lane holds waiting for it: past that, the oldest of the lowest
+/// [`keep_class`] waiting is dropped for a new one (the new one, when it is lower still,
+/// or when every one waiting is critical and it is not), counted as a failed delivery.
 const MAX_LANE_BACKLOG: usize = 1000;
 /// Most critical alerts one lane holds: a sink that many behind (days, at the slowest
 /// delivery) is down, and holding more would only grow memory; a new critical alert is
@@ -745,34 +745,40 @@ impl Lane {
         Lane { state, task }
     }
 
-    /// Queues `pending` for the target; `Some(dropped)` when the backlog was full and an
-    /// alert was dropped: an older one that is not critical, or this one.
+    /// Queues `pending` for the target, behind those of its [`keep_class`] and above,
+    /// ahead of those below: a slow target's backlog of warnings (which a bot can make)
+    /// holds no critical alert back, nor an allowed withdrawal's. `Some(dropped)` when the
+    /// backlog was full and an alert was dropped: the oldest of the lowest class waiting,
+    /// or this one.
     fn push(&self, pending: Arc<Pending>) -> Option<Arc<Pending>> {
         let mut backlog = locked(&self.state.backlog);
         let mut dropped = None;
         if backlog.len() >= MAX_LANE_CRITICAL {
             return Some(pending);
         }
-        let not_critical = |p: &Arc<Pending>| p.alert.severity != Severity::Critical;
+        let class = |p: &Arc<Pending>| keep_class(&p.alert);
+        let critical = CRITICAL_CLASS;
         if backlog.len() >= MAX_LANE_BACKLOG {
-            match backlog.iter().position(not_critical) {
-                Some(oldest) => dropped = backlog.remove(oldest),
-                None if not_critical(&pending) => return Some(pending),
-                None => {}
+            // Waiting in their class's order: the first of the lowest class is its oldest.
+            let lowest = backlog
+                .iter()
+                .enumerate()
+                .filter(|(_, waiting)| class(waiting) < critical)
+                .min_by_key(|&(at, waiting)| (class(waiting), at))
+                .map(|(at, _)| at);
+            match lowest {
+                Some(at) if class(&backlog[at]) <= class(&pending) => {
+                    dropped = backlog.remove(at);
+                }
+                _ if class(&pending) < critical => return Some(pending),
+                _ => {}
             }
         }
-        if not_critical(&pending) {
-            backlog.push_back(pending);
-        } else {
-            // Ahead of every alert that is not critical, behind the critical ones: a
-            // slow target's backlog of warnings (which a bot can make) holds no critical
-            // alert back.
-            let at = backlog
-                .iter()
-                .position(not_critical)
-                .unwrap_or(backlog.len());
-            backlog.insert(at, pending);
-        }
+        let at = backlog
+            .iter()
+            .position(|waiting| class(waiting) < class(&pending))
+            .unwrap_or(backlog.len());
+        backlog.insert(at, pending);
         drop(backlog);
         self.state.wake.notify_one();
         dropped
@@ -836,18 +842,34 @@ struct Pending {
 }
 
 impl Pending {
-    /// Which go first when the monitor stops, the highest first: critical alerts, then
-    /// those no later pass raises again (this is their one chance to reach a sink), each
-    /// the most severe first.
-    fn rank(&self) -> (bool, bool, Severity) {
-        let severity = self.alert.severity;
+    /// Which go first when the monitor stops, the highest first: by [`keep_class`]
+    /// (critical alerts first), then those no later pass raises again (this is their one
+    /// chance to reach a sink), each the most severe first.
+    fn rank(&self) -> (u8, bool, Severity) {
         (
-            severity == Severity::Critical,
+            keep_class(&self.alert),
             self.again.is_none(),
-            severity,
+            self.alert.severity,
         )
     }
 }
+
+/// How long a full lane keeps an alert, and how soon it goes, the highest first: critical
+/// alerts; then warnings of money moved out or of the power to move it granted (an
+/// allowed withdrawal, an operator's change), which the cap never holds back and a flood
+/// of one client's allowed transfers must not push out either (found by review); then
+/// the other warnings; then the rest.
+fn keep_class(alert: &Alert) -> u8 {
+    match (alert.severity, alert.rule) {
+        (Severity::Critical, _) => CRITICAL_CLASS,
+        (Severity::Warning, AlertRule::Withdrawal | AlertRule::AdminChange) => 2,
+        (Severity::Warning, _) => 1,
+        (Severity::Info, _) => 0,
+    }
+}
+
+/// The [`keep_class`] of critical alerts, the highest.
+const CRITICAL_CLASS: u8 = 3;
 
 /// The monitor thread's state.
 struct Follower {
@@ -1842,6 +1864,45 @@ mod tests {
             let dropped = lane.push(pending(Severity::Critical, 30_000)).unwrap();
             assert_eq!(dropped.alert.event_seq, 30_000);
             assert_eq!(lane.stop(Instant::now()).await.len(), MAX_LANE_CRITICAL);
+        });
+    }
+
+    /// Found by review: a flood of one client's allowed transfers (warnings the cap never
+    /// holds back, which a bot with the transfer scope makes at will) filled a slow
+    /// sink's lane, and the allowed withdrawal's warning among them was dropped as the
+    /// oldest that was not critical. It goes ahead of them and stays.
+    #[test]
+    fn a_flood_of_transfers_pushes_no_withdrawal_out_of_a_lane() {
+        paused().block_on(async {
+            let lane = Lane {
+                state: Arc::new(LaneState::default()),
+                task: tokio::spawn(std::future::pending()),
+            };
+            let pending = |severity, rule, n: u64| {
+                let mut alert = Alert::outside_log(severity, rule, n.to_string());
+                alert.event_seq = n;
+                Arc::new(Pending {
+                    alert,
+                    again: Some(n),
+                })
+            };
+            let transfer = |n| pending(Severity::Warning, AlertRule::Transfer, n);
+            for n in 1..=MAX_LANE_BACKLOG as u64 {
+                assert!(lane.push(transfer(n)).is_none());
+            }
+            let withdrawal = pending(Severity::Warning, AlertRule::Withdrawal, 5_000);
+            assert_eq!(lane.push(withdrawal).unwrap().alert.event_seq, 1);
+            let info = pending(Severity::Info, AlertRule::NewSymbol, 6_000);
+            assert_eq!(lane.push(info).unwrap().alert.event_seq, 6_000);
+            for n in 10_001..=10_000 + 2 * MAX_LANE_BACKLOG as u64 {
+                assert!(lane.push(transfer(n)).is_some());
+            }
+            let left = lane.stop(Instant::now()).await;
+            assert_eq!(left.len(), MAX_LANE_BACKLOG);
+            assert_eq!(left[0].alert.event_seq, 5_000);
+            assert!(left[1..]
+                .iter()
+                .all(|p| p.alert.rule == AlertRule::Transfer && p.alert.event_seq > 10_000));
         });
     }
 

@@ -914,8 +914,11 @@ fn counts_toward_bursts(rule: Option<Rule>) -> bool {
 
 /// An operator's change: `keygate panic` is critical; a change that lets a client move
 /// funds it could not move before (a client issued with, or updated to, the withdraw or
-/// transfer scope) is a warning, as is a frozen client let go again (unless it expired)
-/// or an expired one given a new expiry; the rest is information.
+/// transfer scope; one that may withdraw given a new address, a daily withdrawal limit
+/// lifted or raised, or one that may move funds a wider allow list) is a warning, as is a
+/// frozen client let go again (unless it expired), an expired one given a new expiry, or
+/// an account whose requests go to a host of the operator's choosing; the rest is
+/// information.
 fn admin_alert(admin: &AdminEvent) -> (Severity, String) {
     // The money-moving scopes of the policy at `policy` in the event's detail.
     let moving = |policy: &serde_json::Value| -> Vec<&'static str> {
@@ -944,8 +947,18 @@ fn admin_alert(admin: &AdminEvent) -> (Severity, String) {
                 "client.issue" => moving(&admin.detail["policy"]),
                 _ => moving(&admin.detail["to"]),
             };
+            let widened = match admin.change.as_str() {
+                "client.update" => widened(&admin.detail["from"], &admin.detail["to"], &after),
+                _ => Vec::new(),
+            };
             let granted: Vec<&str> = after.into_iter().filter(|s| !before.contains(s)).collect();
             let revived = admin.detail["revives_expired"] == true;
+            if granted.is_empty() && !revived && !widened.is_empty() {
+                return (
+                    Severity::Warning,
+                    format!("{summary}: widens {}", widened.join(", ")),
+                );
+            }
             match (granted.is_empty(), revived) {
                 (true, false) => (Severity::Info, summary),
                 (true, true) => (
@@ -965,6 +978,15 @@ fn admin_alert(admin: &AdminEvent) -> (Severity, String) {
                 ),
             }
         }
+        // Requests signed with the real key go there, not to the exchange (found by
+        // review: told as information, which no sink gets by default).
+        "account.add" if !admin.detail["upstream"].is_null() => (
+            Severity::Warning,
+            format!(
+                "{summary}: its requests go to {}, not to the exchange's own hosts",
+                admin.detail["upstream"].as_str().unwrap_or("another host")
+            ),
+        ),
         "client.unfreeze" if admin.detail["expired_at"].is_string() => (
             Severity::Info,
             format!(
@@ -989,6 +1011,53 @@ fn admin_alert(admin: &AdminEvent) -> (Severity, String) {
         }
         _ => (Severity::Info, summary),
     }
+}
+
+/// What a client update widens of where a client that may move funds (its `scopes` after
+/// the change, `moving`) can send them, from policy `from` to policy `to` (as events
+/// record them): a withdrawal address added, a daily withdrawal limit lifted or raised
+/// (one on an asset not limited before lets that asset out), an address added to the
+/// allow list. Found by review: each was told as information, which no sink gets by
+/// default.
+fn widened(from: &serde_json::Value, to: &serde_json::Value, moving: &[&str]) -> Vec<&'static str> {
+    let added = |field: &str| {
+        let before = from[field].as_array();
+        to[field].as_array().is_some_and(|after| {
+            after
+                .iter()
+                .any(|item| before.is_none_or(|before| !before.contains(item)))
+        })
+    };
+    let mut widened = Vec::new();
+    if moving.contains(&"withdraw") {
+        if added("withdrawal_addresses") {
+            widened.push("its withdrawal addresses");
+        }
+        let limit = |policy: &serde_json::Value| {
+            policy["max_daily_withdrawal"]
+                .as_object()
+                .cloned()
+                .unwrap_or_default()
+        };
+        let (before, after) = (limit(from), limit(to));
+        let amount = |value: &serde_json::Value| {
+            value
+                .as_str()
+                .and_then(|text| text.parse::<rust_decimal::Decimal>().ok())
+        };
+        let raised = after.iter().any(|(asset, allowed)| {
+            before
+                .get(asset)
+                .is_none_or(|was| amount(was).is_none_or(|was| amount(allowed) > Some(was)))
+        });
+        if !before.is_empty() && (after.is_empty() || raised) {
+            widened.push("its daily withdrawal limits");
+        }
+    }
+    if !moving.is_empty() && added("allow_ips") {
+        widened.push("the addresses it may call from");
+    }
+    widened
 }
 
 /// Keeps the `keep` most recent of `last_raised`: past [`MAX_COUNTED_SOURCES`] keys all
@@ -2284,21 +2353,119 @@ mod tests {
         );
     }
 
+    /// An operator's change `change` on `target`, at 5 ms.
+    fn admin_change(change: &str, target: &str, detail: serde_json::Value) -> Event {
+        Event {
+            ts_ms: 5,
+            body: EventBody::Admin(AdminEvent {
+                actor: "cli".into(),
+                change: change.into(),
+                target: target.into(),
+                detail,
+            }),
+        }
+    }
+
+    /// Found by review: an update that let a client which may withdraw send funds
+    /// elsewhere or more of them (a new address, a limit lifted or raised, a wider allow
+    /// list) was information, which no sink gets by default; so was an account whose
+    /// requests go to a host of the operator's choosing.
+    #[test]
+    fn an_update_that_widens_where_funds_may_go_is_a_warning() {
+        use keygate_core::{Policy, Scope};
+        use std::collections::BTreeMap;
+        let mut rules = Rules::new(Thresholds::default());
+        let admin = |change: &str, detail| admin_change(change, "bot1", detail);
+        let withdrawing = Policy {
+            scopes: [Scope::Read, Scope::Withdraw].into_iter().collect(),
+            withdrawal_addresses: ["TRX:Tsafe".parse().unwrap()].into_iter().collect(),
+            max_daily_withdrawal: [("USDT".to_owned(), "100".parse().unwrap())].into(),
+            ..Policy::default()
+        };
+        let mut seq = 0;
+        let mut update = |from: &Policy, to: &Policy| {
+            seq += 1;
+            let event = admin(
+                "client.update",
+                serde_json::json!({ "from": from, "to": to }),
+            );
+            let alerts = rules.evaluate(seq, &event);
+            (alerts[0].severity, alerts[0].summary.clone())
+        };
+        let mut to = withdrawing.clone();
+        to.withdrawal_addresses
+            .insert("TRX:Tattacker".parse().unwrap());
+        let (severity, summary) = update(&withdrawing, &to);
+        assert_eq!(severity, Severity::Warning);
+        assert!(
+            summary.ends_with("widens its withdrawal addresses"),
+            "{summary}"
+        );
+        for limits in [
+            BTreeMap::new(),
+            [("USDT".to_owned(), "1000".parse().unwrap())].into(),
+            [
+                ("USDT".to_owned(), "100".parse().unwrap()),
+                ("BTC".to_owned(), "1".parse().unwrap()),
+            ]
+            .into(),
+        ] {
+            let to = Policy {
+                max_daily_withdrawal: limits,
+                ..withdrawing.clone()
+            };
+            let (severity, summary) = update(&withdrawing, &to);
+            assert_eq!(severity, Severity::Warning, "{summary}");
+            assert!(
+                summary.ends_with("its daily withdrawal limits"),
+                "{summary}"
+            );
+        }
+        let to = Policy {
+            allow_ips: vec!["0.0.0.0/0".parse().unwrap()],
+            ..withdrawing.clone()
+        };
+        let (severity, summary) = update(&withdrawing, &to);
+        assert_eq!(severity, Severity::Warning);
+        assert!(
+            summary.ends_with("the addresses it may call from"),
+            "{summary}"
+        );
+        // Narrowed, or widened for a client that moves nothing: information.
+        let narrowed = Policy {
+            max_daily_withdrawal: [("USDT".to_owned(), "10".parse().unwrap())].into(),
+            withdrawal_addresses: BTreeSet::new(),
+            ..withdrawing.clone()
+        };
+        assert_eq!(update(&withdrawing, &narrowed).0, Severity::Info);
+        let reading = Policy::default();
+        let wider = Policy {
+            allow_ips: vec!["0.0.0.0/0".parse().unwrap()],
+            ..Policy::default()
+        };
+        assert_eq!(update(&reading, &wider).0, Severity::Info);
+
+        let mut added = |upstream: serde_json::Value| {
+            let event = admin(
+                "account.add",
+                serde_json::json!({ "exchange": "binance", "upstream": upstream }),
+            );
+            rules.evaluate(100, &event)[0].severity
+        };
+        assert_eq!(added(serde_json::Value::Null), Severity::Info);
+        assert_eq!(
+            added(serde_json::json!("https://relay.example")),
+            Severity::Warning
+        );
+    }
+
     /// Found by review: only an update that granted withdraw or transfer warned; a
     /// client issued with either, or one let go after `keygate panic`, was information,
     /// which no sink gets by default.
     #[test]
     fn issuing_a_client_that_moves_funds_or_unfreezing_one_is_a_warning() {
         let mut rules = Rules::new(Thresholds::default());
-        let admin = |change: &str, detail: serde_json::Value| Event {
-            ts_ms: 5,
-            body: EventBody::Admin(AdminEvent {
-                actor: "cli".into(),
-                change: change.into(),
-                target: "bot2".into(),
-                detail,
-            }),
-        };
+        let admin = |change: &str, detail| admin_change(change, "bot2", detail);
         let issued = |scopes: &[keygate_core::Scope]| {
             let policy = keygate_core::Policy {
                 scopes: scopes.iter().copied().collect(),

@@ -456,7 +456,13 @@ impl Rules {
                 alerts.push(alert);
             }
         }
-        if let Some(client) = &request.client {
+        // A request refused before its own policy (stale, replayed, from an address or of a
+        // status its client may not use) may be anyone's copy of one of the client's:
+        // counted apart from the client's own, so that whoever holds one captured request
+        // cannot raise its usual rate, nor quiet the bursts of its own denials (found by
+        // review).
+        let maybe_copy = !request.allowed && request.rule.is_some_and(may_be_a_copy);
+        if let Some(client) = request.client.as_ref().filter(|_| !maybe_copy) {
             let spike = self.rates.entry(client.clone()).or_default().count(ts_ms);
             if let Some((count, usual)) = spike {
                 if self.is_due(AlertRule::RateSpike, client, ts_ms) {
@@ -626,6 +632,9 @@ impl Rules {
             // per address, one sender with many addresses raised an alert for each, and
             // those queued ahead of alerts that matter.
             let burst = match (&request.client, rule) {
+                (Some(_), _) if maybe_copy => {
+                    format!("{who} (stale, replayed, or refused for its key's status or address)")
+                }
                 (Some(_), _) => who.clone(),
                 // Refused before any key is read: a trusted proxy whose X-Forwarded-For
                 // names no source (none sent, or a hop it cannot read), a proxy
@@ -1756,6 +1765,46 @@ mod tests {
         assert_eq!(
             deny(&mut rules, 85_000),
             [(Severity::Warning, AlertRule::DenialBurst)]
+        );
+    }
+
+    /// Found by review: stale copies of one captured request, resent, quieted the bursts
+    /// of the client's own denials (one burst alert told of a clock's drift, the thief's
+    /// probing stayed untold). Copies burst apart from the client's own requests.
+    #[test]
+    fn copies_of_a_clients_requests_burst_apart_from_its_own() {
+        let thresholds = Thresholds {
+            denial_burst: 3,
+            denial_window: Duration::from_secs(10),
+            quiet_period: Duration::from_secs(60),
+            ..Thresholds::default()
+        };
+        let mut rules = Rules::new(thresholds);
+        let mut deny = |ts_ms, rule| {
+            rules.evaluate(
+                ts_ms,
+                &request(ts_ms, Some("bot1"), ActionKind::Read, Some(rule)),
+            )
+        };
+        for ts_ms in 1_000..1_002 {
+            assert!(deny(ts_ms, Rule::Authentication).is_empty());
+        }
+        let copies = deny(1_002, Rule::Authentication);
+        assert_eq!(copies.len(), 1);
+        assert!(
+            copies[0].summary.contains("client bot1 (stale, replayed"),
+            "{}",
+            copies[0].summary
+        );
+        for ts_ms in 2_000..2_002 {
+            assert!(deny(ts_ms, Rule::Scope).is_empty());
+        }
+        let own = deny(2_002, Rule::Scope);
+        assert_eq!(own.len(), 1);
+        assert!(
+            own[0].summary.contains("requests of client bot1 denied"),
+            "{}",
+            own[0].summary
         );
     }
 

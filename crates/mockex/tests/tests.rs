@@ -4407,6 +4407,95 @@ mod fidelity {
         );
     }
 
+    /// Found by review: spot's reads and cancels ignored a parameter they do not read
+    /// (`orderID` on a cancel: the order `origClientOrderId` named was cancelled), and a
+    /// cancel ignored its `cancelRestrictions`; Binance answers -1104 and -2011.
+    #[tokio::test]
+    async fn spot_reads_and_cancels_read_every_parameter_sent() {
+        let sim = start().await;
+        let (status, placed) = signed(
+            &sim,
+            Method::POST,
+            "/api/v3/order",
+            "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=50000",
+        )
+        .await;
+        assert_eq!(status, 200, "{placed}");
+        let id = placed["orderId"].as_u64().unwrap();
+        let client_id = placed["clientOrderId"].as_str().unwrap().to_owned();
+        for (method, path, params) in [
+            (
+                Method::DELETE,
+                "/api/v3/order",
+                format!("symbol=BTCUSDT&orderID={id}&origClientOrderId={client_id}"),
+            ),
+            (
+                Method::GET,
+                "/api/v3/openOrders",
+                "SYMBOL=BTCUSDT".to_owned(),
+            ),
+            (
+                Method::GET,
+                "/api/v3/allOrders",
+                format!("symbol=BTCUSDT&orderid={id}"),
+            ),
+            (
+                Method::GET,
+                "/api/v3/order",
+                format!("symbol=BTCUSDT&orderId={id}&x=1"),
+            ),
+            (
+                Method::GET,
+                "/api/v3/myTrades",
+                "symbol=BTCUSDT&fromid=1".to_owned(),
+            ),
+        ] {
+            let refused = signed(&sim, method.clone(), path, &params).await;
+            assert_code(&refused, 400, -1104);
+        }
+        async fn cancel(sim: &RunningSimulator, id: u64, restriction: &str) -> (u16, Value) {
+            let params = format!("symbol=BTCUSDT&orderId={id}&cancelRestrictions={restriction}");
+            signed(sim, Method::DELETE, "/api/v3/order", &params).await
+        }
+        assert_eq!(cancel(&sim, id, "NOT_A_RESTRICTION").await.0, 400);
+        let restricted = cancel(&sim, id, "ONLY_PARTIALLY_FILLED").await;
+        assert_error(
+            &restricted,
+            400,
+            -2011,
+            "Order was not canceled due to cancel restrictions.",
+        );
+        let (status, cancelled) = cancel(&sim, id, "ONLY_NEW").await;
+        assert_eq!(
+            (status, &cancelled["status"]),
+            (200, &serde_json::json!("CANCELED"))
+        );
+    }
+
+    /// Found by review: of two `X-MBX-APIKEY` headers the first was taken, so a gateway
+    /// that sent its client's key after the real one passed here. Two keys name no one.
+    #[tokio::test]
+    async fn two_api_keys_are_refused() {
+        let sim = start().await;
+        let target = signed_target("/api/v3/account", "");
+        let refused = reqwest::Client::new()
+            .get(format!("{}{target}", sim.url()))
+            .header("X-MBX-APIKEY", KEY)
+            .header("X-MBX-APIKEY", "bot-virtual-key")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status().as_u16(), 401);
+        let body: Value = serde_json::from_str(&refused.text().await.unwrap()).unwrap();
+        assert_eq!(body["code"], -2014, "{body}");
+        let recorded = sim.simulator().requests();
+        let key = recorded.last().unwrap().api_key.clone().unwrap();
+        assert!(
+            key.contains(KEY) && key.contains("bot-virtual-key"),
+            "{key}"
+        );
+    }
+
     /// Regression: spot took any parameter it did not know, as if it were not sent, where
     /// Binance answers -1104 for a parameter the endpoint does not read: a misspelt name
     /// (`timeInforce`) is refused, not ignored.

@@ -432,24 +432,31 @@ fn remove(vault: &mut Unlocked, args: &RemoveArgs) -> anyhow::Result<()> {
         .client_names_bound_to(&label)
         .context("reading clients")?;
     // Revoked clients stay, revoked, after their account is gone; the others are revoked
-    // first, and a row that does not read (so cannot be revoked) is deleted.
-    let readable: Vec<(Name, ClientStatus)> = vault
+    // first, and a row that does not read (so cannot be revoked) is deleted. A row whose
+    // tag does not vouch for it is revoked too, whatever status it says (found by review:
+    // one edited to say revoked needed no --force, stayed as it was, and put back it was
+    // an active client of the next account under this label).
+    let readable: Vec<(Name, ClientStatus, bool)> = vault
         .store
         .client_rows()
         .context("reading clients")?
         .into_iter()
         .flatten()
         .filter(|c| c.account == label)
-        .map(|c| (c.name, c.status))
+        .map(|c| {
+            let vouched = c.verify_record(&vault.master).is_ok();
+            (c.name, c.status, vouched)
+        })
         .collect();
     let unreadable: Vec<&str> = names
         .iter()
         .map(String::as_str)
-        .filter(|n| !readable.iter().any(|(name, _)| name.as_str() == *n))
+        .filter(|n| !readable.iter().any(|(name, ..)| name.as_str() == *n))
         .collect();
     let to_revoke: Vec<(Name, ClientStatus)> = readable
         .into_iter()
-        .filter(|(_, status)| *status != ClientStatus::Revoked)
+        .filter(|(_, status, vouched)| *status != ClientStatus::Revoked || !vouched)
+        .map(|(name, status, _)| (name, status))
         .collect();
     let not_revoked: Vec<&str> = to_revoke
         .iter()

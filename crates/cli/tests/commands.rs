@@ -2289,6 +2289,40 @@ mod account {
         );
     }
 
+    /// Found by review: a client row edited to say revoked (its tag left as it was) let
+    /// `account remove` go without --force and stayed as it was; put back, it was an
+    /// active client of the next account added under the label. Its tag decides.
+    #[test]
+    fn remove_does_not_take_a_client_edited_to_say_revoked_for_one() {
+        let kg = Kg::with_key_file();
+        kg.add_account("main", REAL_KEY, REAL_SECRET);
+        kg.issue("main", "bot1", &[]);
+        let said = |status: &str| {
+            db(&kg)
+                .execute(
+                    "UPDATE clients SET status = ?1 WHERE name = 'bot1'",
+                    [status],
+                )
+                .unwrap();
+        };
+        said("revoked");
+        let out = kg.fails(&["account", "remove", "main"], "", 2);
+        assert!(
+            out.stderr.contains("bot1") && out.stderr.contains("--force"),
+            "{}",
+            out.stderr
+        );
+        let out = kg.ok(&["account", "remove", "main", "--force"], "");
+        assert!(out.stdout.contains("revoked 1 client(s)"), "{}", out.stdout);
+        // Revoked for good: put back as active, the row no longer verifies.
+        said("active");
+        let list = kg.run(&["client", "list", "--json"], "");
+        assert!(
+            list.stdout.contains("\"status\": \"tampered\""),
+            "{list:#?}"
+        );
+    }
+
     #[test]
     fn remove_refuses_with_bound_clients_unless_forced_and_keeps_them_revoked() {
         let kg = Kg::with_key_file();
@@ -4294,7 +4328,10 @@ mod client {
         let generation = db_state(&kg).1;
         let done = kg.ok(&["panic", "--json"], "").json();
         assert_eq!(done["frozen"], json!(["bot1", "bot5"]));
-        assert_eq!(done["refused_already"], 1);
+        // Found by review: left as it was, bot4's row put back after the panic was
+        // active again. Revoked, it cannot be.
+        assert_eq!(done["revoked"], json!(["bot4"]));
+        assert_eq!(done["unreadable"], 0);
         assert!(
             db_state(&kg).1 > generation,
             "a running gateway would not notice"
@@ -4303,7 +4340,7 @@ mod client {
             ("bot1", "frozen"),
             ("bot2", "frozen"),
             ("bot3", "revoked"),
-            ("bot4", "tampered"),
+            ("bot4", "revoked"),
             ("bot5", "frozen"),
         ] {
             assert_eq!(kg.status(name), status, "{name}");
@@ -4315,13 +4352,12 @@ mod client {
             2,
             "{export}"
         );
-        // The row changed in the database is told until it is revoked.
-        let verify = kg.fails(&["audit", "verify"], "", 1);
+        // The row changed in the database was revoked with an event of its own: the log
+        // and the tables agree again.
         assert!(
-            verify.stderr.contains("the record of bot4 was changed"),
-            "{verify:#?}"
+            export.contains("panic: its record fails verification"),
+            "{export}"
         );
-        kg.ok(&["client", "revoke", "bot4"], "");
         kg.ok(&["audit", "verify"], "");
         assert!(kg.ok(&["panic"], "").stdout.contains("no active client"));
     }

@@ -712,7 +712,16 @@ impl Store {
             )
             .optional()
             .map_err(|e| self.error(e))?;
-        if let Some(name) = live {
+        // A row that says revoked without its tag vouching for it is not revoked: put
+        // back as it was, it would be an active client of whatever account comes next
+        // under this label (found by review).
+        let said_revoked = self
+            .client_rows()?
+            .into_iter()
+            .flatten()
+            .find(|c| c.account == *label && c.verify_record(master).is_err())
+            .map(|c| c.name.to_string());
+        if let Some(name) = live.or(said_revoked) {
             return Err(Error::Conflict {
                 kind: "account",
                 name: label.to_string(),

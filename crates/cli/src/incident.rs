@@ -1,6 +1,6 @@
 //! `keygate panic`: the incident button. Every virtual key stops working within a second.
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use clap::Args;
 use std::io::Write as _;
 
@@ -37,7 +37,7 @@ pub fn run(home: Home, how: &UnlockArgs, args: &PanicArgs) -> anyhow::Result<()>
     let vault_here = database.exists();
     let left_before = vault_here && stop.exists();
     let stop_made = vault_here.then(|| leave_stop_file(&stop));
-    let (frozen, refused_already) = match unlock_even_if_open(home, how).and_then(freeze_all) {
+    let panicked = match unlock_even_if_open(home, how).and_then(freeze_all) {
         Ok(done) => done,
         Err(e) => {
             return Err(match stop_made {
@@ -62,6 +62,19 @@ pub fn run(home: Home, how: &UnlockArgs, args: &PanicArgs) -> anyhow::Result<()>
             })
         }
     };
+    // Rows that do not read could be put back as they were, active, once the stop file
+    // is gone: it stays (found by review).
+    if panicked.unreadable > 0 {
+        tell(&panicked, args)
+            .context("every client is frozen, but what was done could not be written out")?;
+        bail!(
+            "{} client record(s) do not read, so they could not be frozen or revoked: {} \
+             stays, and a running gateway refuses every client while it is there; run \
+             `keygate upgrade` to remove or mend them, then `keygate panic` again",
+            panicked.unreadable,
+            stop.display()
+        );
+    }
     // The freeze is recorded now: the stop file has done its work.
     // Told with `tell`: a standard error that cannot be written (a full disk) must not
     // turn the freeze made into a failure.
@@ -78,24 +91,44 @@ pub fn run(home: Home, how: &UnlockArgs, args: &PanicArgs) -> anyhow::Result<()>
             stop.display()
         )),
     }
-    tell(&frozen, refused_already, args)
+    tell(&panicked, args)
         .context("every client is frozen, but what was done could not be written out")
+}
+
+/// What `keygate panic` did.
+struct Panicked {
+    /// The clients frozen.
+    frozen: Vec<Name>,
+    /// The clients revoked because their record failed verification.
+    revoked: Vec<Name>,
+    /// How many client rows do not read at all.
+    unreadable: usize,
 }
 
 /// Freezes every active client in one transaction, each with its `client.freeze` event
 /// and a `vault.panic` event naming them all; a running gateway refuses them within a
-/// second. Clients already frozen or revoked stay as they are, and so do clients whose
-/// record fails verification: the gateway refuses those already, and freezing them would
-/// mean tagging what someone else wrote. Undo it client by client with `client unfreeze`.
-/// Returns the clients frozen and how many records fail verification.
-fn freeze_all(mut vault: Unlocked) -> anyhow::Result<(Vec<Name>, usize)> {
+/// second. Clients already frozen or revoked stay as they are. A client whose record
+/// fails verification (edited without the master key) is revoked: the gateway refuses it
+/// already, but kept as it is, its row put back after the panic would be active again,
+/// and frozen, its edited policy would be tagged as the vault's (found by review).
+/// Undo the freeze client by client with `client unfreeze`.
+fn freeze_all(mut vault: Unlocked) -> anyhow::Result<Panicked> {
     let changed = vault.audited_change(|s, master| {
         let mut frozen = Vec::new();
-        let mut refused_already = 0_usize;
+        let mut revoked = Vec::new();
+        let mut unreadable = 0_usize;
         // Read inside the transaction: a client issued meanwhile is frozen too.
         for row in s.client_rows()? {
             match row {
-                Ok(client) if client.verify_record(master).is_err() => refused_already += 1,
+                Ok(client) if client.verify_record(master).is_err() => {
+                    s.set_client_status(
+                        &client.name,
+                        client.status,
+                        ClientStatus::Revoked,
+                        master,
+                    )?;
+                    revoked.push(client.name);
+                }
                 Ok(client) if client.status == ClientStatus::Active => {
                     s.set_client_status(
                         &client.name,
@@ -106,7 +139,7 @@ fn freeze_all(mut vault: Unlocked) -> anyhow::Result<(Vec<Name>, usize)> {
                     frozen.push(client.name);
                 }
                 Ok(_) => {}
-                Err(_) => refused_already += 1,
+                Err(_) => unreadable += 1,
             }
         }
         let names: Vec<&str> = frozen.iter().map(|n| n.as_str()).collect();
@@ -119,25 +152,43 @@ fn freeze_all(mut vault: Unlocked) -> anyhow::Result<(Vec<Name>, usize)> {
                     json!({ "from": "active", "to": "frozen", "reason": "panic" }),
                 )
             })
+            .chain(revoked.iter().map(|name| {
+                admin_event(
+                    "client.revoke",
+                    name.as_str(),
+                    json!({ "reason": "panic: its record fails verification" }),
+                )
+            }))
             .chain([admin_event(
                 "vault.panic",
                 "clients",
-                json!({ "frozen_clients": names }),
+                json!({ "frozen_clients": names, "revoked_clients": revoked }),
             )])
             .collect();
-        Ok(((frozen, refused_already), events))
+        let panicked = Panicked {
+            frozen,
+            revoked,
+            unreadable,
+        };
+        Ok((panicked, events))
     });
-    let ((frozen, refused_already), unsealed) = changed.context("freezing every client")?;
+    let (panicked, unsealed) = changed.context("freezing every client")?;
     crate::home::warn_if_unsealed(unsealed);
-    Ok((frozen, refused_already))
+    Ok(panicked)
 }
 
 /// Tells what `keygate panic` did on the standard output.
-fn tell(frozen: &[Name], refused_already: usize, args: &PanicArgs) -> anyhow::Result<()> {
+fn tell(panicked: &Panicked, args: &PanicArgs) -> anyhow::Result<()> {
+    let Panicked {
+        frozen,
+        revoked,
+        unreadable,
+    } = panicked;
     if args.json {
         return print_json(&json!({
             "frozen": frozen,
-            "refused_already": refused_already,
+            "revoked": revoked,
+            "unreadable": unreadable,
         }));
     }
     let mut out = std::io::stdout().lock();
@@ -157,11 +208,20 @@ fn tell(frozen: &[Name], refused_already: usize, args: &PanicArgs) -> anyhow::Re
              incident report --since 2h` lists them (README: After a panic)"
         )?;
     }
-    if refused_already > 0 {
+    if !revoked.is_empty() {
+        let names: Vec<&str> = revoked.iter().map(|n| n.as_str()).collect();
         writeln!(
             out,
-            "{refused_already} client record(s) fail verification and are refused already; \
-             see `keygate client list`"
+            "revoked {} client(s) whose record fails verification (edited without the \
+             master key): {}",
+            revoked.len(),
+            names.join(", ")
+        )?;
+    }
+    if *unreadable > 0 {
+        writeln!(
+            out,
+            "{unreadable} client record(s) do not read; see `keygate client list`"
         )?;
     }
     writeln!(

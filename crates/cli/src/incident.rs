@@ -1,6 +1,6 @@
 //! `keygate panic`: the incident button. Every virtual key stops working within a second.
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::Args;
 use std::io::Write as _;
 
@@ -9,7 +9,7 @@ use keygate_gateway::registry::stop_file_of;
 use serde_json::json;
 
 use crate::home::{admin_event, unlock_even_if_open, Home, UnlockArgs, Unlocked};
-use crate::output::{self, print_json};
+use crate::output::{self, escape_controls, print_json};
 
 /// `keygate panic`
 #[derive(Args, Debug)]
@@ -62,19 +62,6 @@ pub fn run(home: Home, how: &UnlockArgs, args: &PanicArgs) -> anyhow::Result<()>
             })
         }
     };
-    // Rows that do not read could be put back as they were, active, once the stop file
-    // is gone: it stays (found by review).
-    if panicked.unreadable > 0 {
-        tell(&panicked, args)
-            .context("every client is frozen, but what was done could not be written out")?;
-        bail!(
-            "{} client record(s) do not read, so they could not be frozen or revoked: {} \
-             stays, and a running gateway refuses every client while it is there; run \
-             `keygate upgrade` to remove or mend them, then `keygate panic` again",
-            panicked.unreadable,
-            stop.display()
-        );
-    }
     // The freeze is recorded now: the stop file has done its work.
     // Told with `tell`: a standard error that cannot be written (a full disk) must not
     // turn the freeze made into a failure.
@@ -101,25 +88,32 @@ struct Panicked {
     frozen: Vec<Name>,
     /// The clients revoked because their record failed verification.
     revoked: Vec<Name>,
-    /// How many client rows do not read at all.
-    unreadable: usize,
+    /// The client rows deleted because they do not read, named as far as that reads.
+    deleted: Vec<String>,
+    /// The clients an earlier keygate wrote, without a tag: refused until `keygate
+    /// upgrade`, which asks about each.
+    untagged: Vec<Name>,
 }
 
 /// Freezes every active client in one transaction, each with its `client.freeze` event
 /// and a `vault.panic` event naming them all; a running gateway refuses them within a
 /// second. Clients already frozen or revoked stay as they are. A client whose record
-/// fails verification (edited without the master key) is revoked: the gateway refuses it
-/// already, but kept as it is, its row put back after the panic would be active again,
-/// and frozen, its edited policy would be tagged as the vault's (found by review).
-/// Undo the freeze client by client with `client unfreeze`.
+/// fails verification (edited without the master key) is revoked, and a row that does
+/// not read at all is deleted, as `account remove` deletes one: the gateway refuses
+/// both already, but kept as they are, such a row put back after the panic would be
+/// active again, and frozen, an edited policy would be tagged as the vault's (found by
+/// review). Rows an earlier keygate wrote, without a tag, are refused until `keygate
+/// upgrade`, which asks about each: they stay. Undo the freeze client by client with
+/// `client unfreeze`.
 fn freeze_all(mut vault: Unlocked) -> anyhow::Result<Panicked> {
     let changed = vault.audited_change(|s, master| {
         let mut frozen = Vec::new();
         let mut revoked = Vec::new();
-        let mut unreadable = 0_usize;
+        let mut untagged = Vec::new();
         // Read inside the transaction: a client issued meanwhile is frozen too.
         for row in s.client_rows()? {
             match row {
+                Ok(client) if !client.is_tagged() => untagged.push(client.name),
                 Ok(client) if client.verify_record(master).is_err() => {
                     s.set_client_status(
                         &client.name,
@@ -138,10 +132,10 @@ fn freeze_all(mut vault: Unlocked) -> anyhow::Result<Panicked> {
                     )?;
                     frozen.push(client.name);
                 }
-                Ok(_) => {}
-                Err(_) => unreadable += 1,
+                Ok(_) | Err(_) => {}
             }
         }
+        let deleted = s.delete_unreadable_clients()?;
         let names: Vec<&str> = frozen.iter().map(|n| n.as_str()).collect();
         let events: Vec<_> = names
             .iter()
@@ -162,13 +156,18 @@ fn freeze_all(mut vault: Unlocked) -> anyhow::Result<Panicked> {
             .chain([admin_event(
                 "vault.panic",
                 "clients",
-                json!({ "frozen_clients": names, "revoked_clients": revoked }),
+                json!({
+                    "frozen_clients": names,
+                    "revoked_clients": revoked,
+                    "deleted_clients": deleted,
+                }),
             )])
             .collect();
         let panicked = Panicked {
             frozen,
             revoked,
-            unreadable,
+            deleted,
+            untagged,
         };
         Ok((panicked, events))
     });
@@ -182,13 +181,15 @@ fn tell(panicked: &Panicked, args: &PanicArgs) -> anyhow::Result<()> {
     let Panicked {
         frozen,
         revoked,
-        unreadable,
+        deleted,
+        untagged,
     } = panicked;
     if args.json {
         return print_json(&json!({
             "frozen": frozen,
             "revoked": revoked,
-            "unreadable": unreadable,
+            "deleted": deleted,
+            "untagged": untagged,
         }));
     }
     let mut out = std::io::stdout().lock();
@@ -218,10 +219,22 @@ fn tell(panicked: &Panicked, args: &PanicArgs) -> anyhow::Result<()> {
             names.join(", ")
         )?;
     }
-    if *unreadable > 0 {
+    if !deleted.is_empty() {
         writeln!(
             out,
-            "{unreadable} client record(s) do not read; see `keygate client list`"
+            "deleted {} client record(s) that do not read: {}",
+            deleted.len(),
+            escape_controls(&deleted.join(", "))
+        )?;
+    }
+    if !untagged.is_empty() {
+        let names: Vec<&str> = untagged.iter().map(|n| n.as_str()).collect();
+        writeln!(
+            out,
+            "{} client(s) written by an earlier keygate stay as they are, refused until \
+             `keygate upgrade`, which asks about each: {}",
+            untagged.len(),
+            names.join(", ")
         )?;
     }
     writeln!(

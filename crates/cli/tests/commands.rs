@@ -4314,11 +4314,18 @@ mod client {
     fn panic_freezes_every_active_client_at_once() {
         let kg = Kg::with_key_file();
         kg.add_account("main", REAL_KEY, REAL_SECRET);
-        for name in ["bot1", "bot2", "bot3", "bot4", "bot5"] {
+        for name in ["bot1", "bot2", "bot3", "bot4", "bot5", "bot6"] {
             kg.issue("main", name, &[]);
         }
         kg.ok(&["client", "freeze", "bot2"], "");
         kg.ok(&["client", "revoke", "bot3"], "");
+        // A row that does not read at all: it cannot be revoked, and is deleted.
+        db(&kg)
+            .execute(
+                "UPDATE clients SET status = 'bogus' WHERE name = 'bot6'",
+                [],
+            )
+            .unwrap();
         db(&kg)
             .execute(
                 r#"UPDATE clients SET policy = replace(policy, '"scopes":["read"]', '"scopes":["read","withdraw"]') WHERE name = 'bot4'"#,
@@ -4331,7 +4338,10 @@ mod client {
         // Found by review: left as it was, bot4's row put back after the panic was
         // active again. Revoked, it cannot be.
         assert_eq!(done["revoked"], json!(["bot4"]));
-        assert_eq!(done["unreadable"], 0);
+        assert_eq!(
+            (&done["deleted"], &done["untagged"]),
+            (&json!(["bot6"]), &json!([]))
+        );
         assert!(
             db_state(&kg).1 > generation,
             "a running gateway would not notice"

@@ -295,7 +295,8 @@ impl Event {
     /// that presented its API key without its signature (`key_of`), an
     /// administrative change that names it among others (`vault.seal`'s `clients`,
     /// `vault.upgrade`'s `tagged_clients`, `vault.panic`'s `frozen_clients`,
-    /// `account.remove`'s `revoked_clients` and `deleted_clients`), and a record of lost
+    /// `revoked_clients` and `deleted_clients`, `account.remove`'s `revoked_clients` and
+    /// `deleted_clients`), and a record of lost
     /// events that counts some of its own.
     pub fn concerns_client(&self, name: &str) -> bool {
         match &self.body {

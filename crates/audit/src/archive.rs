@@ -166,7 +166,7 @@ pub(crate) fn start(store: &Store, key: &AuditKey, from: u64) -> Result<(u64, Ve
 
 /// Writes to `out` the events of the log older than `before_ms`, from the first the
 /// database holds, one JSON line each after a header naming the event the first chains
-/// to, every one verified as it is read (chained from where the log begins, its MAC made
+/// to and before a closing line naming the last, every one verified as it is read (chained from where the log begins, its MAC made
 /// with `key`); stops at the first event at or after `before_ms`, which stays, and never
 /// takes the last event (the log's head stays in the database). Returns where the
 /// archive ends, or `None` when no event is that old (then nothing was written). The
@@ -388,7 +388,8 @@ pub fn verify_archive(
                             && bool::from(last_hash.ct_eq(&hash)) => {}
                     _ => {
                         return Err(bad(format!(
-                            "the file's closing line names event {}, not the last one before                              it: events were cut from its end",
+                            "the file's closing line names event {}, not the last one before \
+                             it: events were cut from its end",
                             end.through_seq
                         )))
                     }
@@ -443,7 +444,9 @@ pub fn verify_archive(
         return Err(Error::Tampered {
             seq: last + 1,
             reason: format!(
-                "the archive ends at event {last} without the line that closes a file, and                  the log in the database does not begin right after it: events may have                  been cut from its end"
+                "the archive ends at event {last} without the line that closes a file, and \
+                 the log in the database does not begin right after it: events may have \
+                 been cut from its end"
             ),
         });
     }

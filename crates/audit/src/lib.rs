@@ -1284,7 +1284,8 @@ fn check_head(store: &Store, key: &AuditKey, walk: &Walk) -> Result<Verified, Er
         None => Err(Error::Tampered {
             seq: count + 1,
             reason: format!(
-                "the log has events but no recorded head: events after {count} may have                  been cut from its end"
+                "the log has events but no recorded head: events after {count} may have \
+                 been cut from its end"
             ),
         }),
         Some(head) if head.seq > count => Err(Error::Tampered {

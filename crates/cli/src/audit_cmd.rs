@@ -721,7 +721,9 @@ fn tail(vault: &Unlocked, args: &TailArgs) -> anyhow::Result<i32> {
             if let Some((seq, _)) = page.last() {
                 next = seq + 1;
             }
-            if args.n > 0 && failed.is_none() {
+            // With `-n 0` these are events appended since the last was read: the
+            // follow's first (found by review: skipped).
+            if failed.is_none() {
                 failed = print_events(&page, args.json).err();
             }
         });

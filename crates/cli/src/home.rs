@@ -615,12 +615,12 @@ fn move_key(mut vault: Unlocked, how: &UnlockArgs, args: &MoveKeyArgs) -> anyhow
         );
     }
     let (to, wrapped, detail) = if let Some(at) = args.hsm.key() {
-        check_hsm_module(&at.module)?;
+        let loaded = checked_hsm_module(&at)?;
         let pin = read_hsm_pin(how, &at.token)?;
         // The token unwraps what it wrapped before this returns (checked there).
         let wrapped = vault
             .master
-            .wrap_with_hsm(&at, &pin)
+            .wrap_with_hsm(&loaded, &pin)
             .context("wrapping the master key with the token's key")?;
         let detail = serde_json::json!({ "from": from.as_str(), "to": "hsm", "token": at.token, "key": at.key });
         config.master_key = MasterKeyConfig {
@@ -903,9 +903,9 @@ pub fn init(home: Home, how: &UnlockArgs, args: &InitArgs) -> anyhow::Result<()>
     let (master, provider, key_file, kdf) = match &how.master_key_file {
         None if hsm.is_some() => {
             let at = hsm.as_ref().context("checked above")?;
-            check_hsm_module(&at.module)?;
+            let loaded = checked_hsm_module(at)?;
             let pin = read_hsm_pin(how, &at.token)?;
-            let (master, wrapped) = MasterKey::generate_hsm_wrapped(at, &pin)
+            let (master, wrapped) = MasterKey::generate_hsm_wrapped(&loaded, &pin)
                 .context("wrapping a new master key with the token's key")?;
             hsm_wrapped = Some(wrapped);
             (master, Provider::Hsm, None, None)
@@ -918,6 +918,7 @@ pub fn init(home: Home, how: &UnlockArgs, args: &InitArgs) -> anyhow::Result<()>
             let path = absolute(path)?;
             let master = if path.exists() {
                 reused_key_file = true;
+                check_key_file_directory(&path)?;
                 MasterKey::from_key_file(&path)
                     .with_context(|| format!("using key file {}", path.display()))?
             } else {
@@ -1260,9 +1261,9 @@ fn unlock_as(
                 .meta(META_HSM_WRAPPED)
                 .context("reading the wrapped master key")?
                 .context("the vault holds no wrapped master key; the database is incomplete")?;
-            check_hsm_module(&at.module)?;
+            let loaded = checked_hsm_module(at)?;
             let pin = read_hsm_pin(how, &at.token)?;
-            match MasterKey::from_hsm(at, &pin, &wrapped) {
+            match MasterKey::from_hsm(&loaded, &pin, &wrapped) {
                 Err(keygate_vault::Error::WrongMasterKey) => bail!(
                     "wrong master key: the token's key {:?} does not open this vault's master key (nothing was changed)",
                     at.key
@@ -1343,16 +1344,17 @@ fn open_with(
     })
 }
 
-/// Reads the PIN of token `token` from `--hsm-pin-file` (owner-only, first line) or a
-/// prompt.
-/// Refuses a PKCS#11 module that someone else could have written: keygate loads it into
-/// its own process, where it sees the PIN, the master key and every real key (found by
-/// review: the configuration was checked, the library it names was not). The module,
-/// links followed, must be a regular file owned by root or this user that group and
-/// others may not write, in directories no one else may write.
+/// `at`, with its PKCS#11 module as the file to load, once checked: keygate loads it into
+/// its own process, where it sees the PIN, the master key and every real key, so one that
+/// someone else could have written is refused (found by review: the configuration was
+/// checked, the library it names was not). The module, links followed, must be a
+/// regular file owned by root or this user that group and others may not write, in
+/// directories no one else may write; it is loaded by that resolved path, so that a link
+/// changed after the check changes nothing.
 #[cfg(target_os = "linux")]
-fn check_hsm_module(module: &Path) -> anyhow::Result<()> {
+fn checked_hsm_module(at: &HsmKey) -> anyhow::Result<HsmKey> {
     use std::os::unix::fs::PermissionsExt;
+    let module = &at.module;
     let resolved = fs::canonicalize(module)
         .with_context(|| format!("finding PKCS#11 module {}", module.display()))?;
     let meta = fs::metadata(&resolved)
@@ -1377,18 +1379,23 @@ fn check_hsm_module(module: &Path) -> anyhow::Result<()> {
             resolved.display()
         );
     }
-    match resolved.parent() {
-        Some(dir) => check_no_one_else_writes(dir)
-            .with_context(|| format!("PKCS#11 module {} is not safe", resolved.display())),
-        None => Ok(()),
+    if let Some(dir) = resolved.parent() {
+        check_no_one_else_writes(dir)
+            .with_context(|| format!("PKCS#11 module {} is not safe", resolved.display()))?;
     }
+    Ok(HsmKey {
+        module: resolved,
+        ..at.clone()
+    })
 }
 
 #[cfg(not(target_os = "linux"))]
-fn check_hsm_module(_module: &Path) -> anyhow::Result<()> {
-    Ok(())
+fn checked_hsm_module(at: &HsmKey) -> anyhow::Result<HsmKey> {
+    Ok(at.clone())
 }
 
+/// Reads the PIN of token `token` from `--hsm-pin-file` (owner-only, first line) or a
+/// prompt.
 fn read_hsm_pin(how: &UnlockArgs, token: &str) -> anyhow::Result<SecretString> {
     let pin = if let Some(path) = &how.hsm_pin_file {
         first_line_of_secret_file(path, "PIN")?

@@ -70,8 +70,9 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = 1024,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
-    /// Connections open at once from one address (trusted proxies excepted); more from it
-    /// are closed as they arrive, so that one source cannot hold every connection.
+    /// Connections open at once from one address (trusted proxies excepted), at most a
+    /// quarter of the connections served; more from it are closed as they arrive, so that
+    /// one source cannot hold every connection.
     #[arg(long, value_name = "N", default_value_t = 256,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections_per_source: u32,

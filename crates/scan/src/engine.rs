@@ -697,6 +697,11 @@ impl Engine {
             }
         }
         let token = &data[from..to];
+        // An identifier of words in camel case names the exchange: `bybitTestnetApiKey`
+        // has the shape of a Bybit key (found by review: its keyword stopped counting).
+        if crate::rules::is_made_of_camel_case_words(token) {
+            return false;
+        }
         let rules = self.rules.rules();
         self.by_len.get(token.len()).is_some_and(|candidates| {
             candidates.iter().any(|&ri| {
@@ -2809,6 +2814,10 @@ mod tests {
         assert!(scan(&camel).is_empty(), "{camel}");
         let named = format!("# bnc\n{json}");
         assert_eq!(scan(&named).len(), 1, "{named}");
+        // An identifier in camel case that names the exchange and has a key's shape
+        // (Bybit's keys are 18 letters and digits) still names it.
+        let bybit = "const bybitTestnetApiKey = \"Xk3PqR7sT2vW9yZaB4\";\nconst bybitTestnetSecret = \"Qw8ErT5yUi2OpAs6DfGh1JkLz9XcVb3NmQw7Er4T\";\n";
+        assert!(!scan(bybit).is_empty(), "{bybit}");
     }
 
     #[test]

@@ -334,8 +334,16 @@ impl RuleSet {
 /// one in 1 500 would be). These odds count every string of the alphabet that the test
 /// takes, by the position of each character.
 fn is_camel_case_words(token: &[u8]) -> bool {
+    token.len() >= 24 && is_made_of_camel_case_words(token)
+}
+
+/// Whether `token` reads as words in camel case, with version tags, whatever its length
+/// (see [`is_camel_case_words`]): for an identifier that names an exchange
+/// (`bybitTestnetApiKey`), whose keyword stays context though the identifier has a key's
+/// shape.
+pub(crate) fn is_made_of_camel_case_words(token: &[u8]) -> bool {
     let capitals = token.iter().filter(|b| b.is_ascii_uppercase()).count();
-    token.len() >= 24 && capitals >= 2 && {
+    capitals >= 2 && {
         let mut i = 0;
         loop {
             let Some(&b) = token.get(i) else {

@@ -150,7 +150,9 @@ struct Ending {
 
 struct Seen {
     live: Live,
-    /// How many of `live` each client filed (by [`ReplayCache::client_key`]).
+    /// How many of `live` each client filed (by [`ReplayCache::client_key`]); one filed
+    /// again for a longer window counts for both filings until the shorter ends (more
+    /// counted, never less).
     by_client: HashMap<u64, usize>,
     /// The fingerprints whose windows end in each second (since the epoch), soonest first.
     ending: BTreeMap<u64, Ending>,

@@ -633,7 +633,7 @@ impl Rules {
             // those queued ahead of alerts that matter.
             let burst = match (&request.client, rule) {
                 (Some(_), _) if maybe_copy => {
-                    format!("{who} (stale, replayed, or refused for its key's status or address)")
+                    format!("{who} refused before its policy (signature, window, replay, status or address)")
                 }
                 (Some(_), _) => who.clone(),
                 // Refused before any key is read: a trusted proxy whose X-Forwarded-For
@@ -1792,7 +1792,9 @@ mod tests {
         let copies = deny(1_002, Rule::Authentication);
         assert_eq!(copies.len(), 1);
         assert!(
-            copies[0].summary.contains("client bot1 (stale, replayed"),
+            copies[0]
+                .summary
+                .contains("client bot1 refused before its policy"),
             "{}",
             copies[0].summary
         );

@@ -149,7 +149,8 @@ pub enum Error {
 
 /// Identifies a sealed record; bound into its ciphertext as associated data. Its
 /// `Debug` shortens the id, a client's whole API key for its key material, as
-/// [`Error::Tampered`] does.
+/// [`Error::Tampered`] does, and leaves out what the record is bound to (an account's
+/// upstream URL).
 #[derive(Clone, PartialEq, Eq)]
 pub struct RecordId {
     kind: String,

@@ -70,12 +70,11 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = 1024,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
-    /// Connections open at once from one address (trusted proxies excepted), at most a
-    /// quarter of the connections served; more from it are closed as they arrive, so that
-    /// one source cannot hold every connection.
-    #[arg(long, value_name = "N", default_value_t = 256,
-          value_parser = clap::value_parser!(u32).range(1..))]
-    pub max_connections_per_source: u32,
+    /// Connections open at once from one address (trusted proxies excepted); more from it
+    /// are closed as they arrive, so that one source cannot hold every connection.
+    /// Default: 256, or a quarter of the connections served when that is fewer.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections_per_source: Option<u32>,
     /// Pause public market data (which needs no key) once public data, signed reads and
     /// the lookups that price orders have spent this much request weight this minute (by
     /// keygate's estimates of them, or the exchange's count where lower), keeping the
@@ -296,19 +295,36 @@ fn connection_room(wanted: u32, open_files: Option<u64>) -> ConnectionRoom {
 }
 
 /// The most connections one source may hold when `bots` are served at once: the one
-/// asked for, but no more than a quarter of them, as the defaults have it (1024 and
-/// 256), so that one source cannot hold them all, however the total was lowered (by
-/// `--max-connections`, or to fit the open-files limit: found by review).
-fn per_source_limit(wanted: u32, bots: usize) -> usize {
+/// asked for; by default 256, but no more than a quarter of them, as the defaults have it
+/// (1024 and 256), so that one source cannot hold them all however the total was lowered
+/// (by `--max-connections`, or to fit the open-files limit: found by review). One asked
+/// for is taken as it is (bots on this host all come from one address), with a warning
+/// when it lets one source hold them all.
+fn per_source_limit(asked: Option<u32>, bots: usize) -> usize {
+    const DEFAULT: usize = 256;
     let quarter = (bots / 4).max(1);
-    let wanted = wanted as usize;
-    if wanted > quarter {
-        eprintln!(
-            "keygate: warning: serving at most {bots} connections at once, so at most \
-             {quarter} from one address (a quarter), not --max-connections-per-source {wanted}"
-        );
+    match asked {
+        Some(asked) => {
+            let asked = asked as usize;
+            if asked >= bots {
+                eprintln!(
+                    "keygate: warning: --max-connections-per-source {asked} lets one address \
+                     hold every one of the {bots} connections served"
+                );
+            }
+            asked
+        }
+        None => {
+            if quarter < DEFAULT {
+                eprintln!(
+                    "keygate: warning: serving at most {bots} connections at once, so at \
+                     most {quarter} from one address (a quarter; --max-connections-per-source \
+                     sets another)"
+                );
+            }
+            DEFAULT.min(quarter)
+        }
     }
-    wanted.min(quarter)
 }
 
 /// How often `serve` reconciles withdrawals and orders; `None` for never.
@@ -844,10 +860,12 @@ mod tests {
         assert_eq!(connection_room(1024, Some(100)), room(1, 0));
         // Found by review: the limit per source stayed at 256 of 288, so one source
         // held nearly all; it is held to a quarter of the total.
-        assert_eq!(per_source_limit(256, 1024), 256);
-        assert_eq!(per_source_limit(256, 288), 72);
-        assert_eq!(per_source_limit(10, 288), 10);
-        assert_eq!(per_source_limit(256, 1), 1);
+        assert_eq!(per_source_limit(None, 1024), 256);
+        assert_eq!(per_source_limit(None, 288), 72);
+        assert_eq!(per_source_limit(None, 1), 1);
+        // One asked for is taken as it is.
+        assert_eq!(per_source_limit(Some(10), 288), 10);
+        assert_eq!(per_source_limit(Some(256), 288), 256);
         let raised = raise_open_files_limit();
         assert!(
             raised.is_none_or(|limit| limit > RESERVED_FILES),

@@ -343,14 +343,14 @@ pub fn verify_archive(
             .map_err(|e| bad(format!("not an archive's line ({e})")))?;
         match parsed {
             ArchiveLine::Header(header) => {
-                let hash = hex::decode(&header.after_hash)
-                    .map_err(|_| bad("its hash is not hex".into()))?;
-                let mac = hex::decode(&header.mac).map_err(|_| bad("its MAC is not hex".into()))?;
-                if !bool::from(key.labelled_mac(LABEL, header.after_seq, &hash).ct_eq(&mac)) {
-                    return Err(bad(
-                        "the file's header does not verify with this vault's audit key".into(),
-                    ));
-                }
+                let hash = vouched_hash(
+                    key,
+                    (LABEL, "header"),
+                    header.after_seq,
+                    &header.after_hash,
+                    &header.mac,
+                )
+                .map_err(bad)?;
                 if header.after_seq == 0 && !bool::from(hash.ct_eq(&GENESIS)) {
                     return Err(bad("the first archive's header names no genesis".into()));
                 }
@@ -368,18 +368,14 @@ pub fn verify_archive(
                 closed = false;
             }
             ArchiveLine::End(end) => {
-                let hash = hex::decode(&end.through_hash)
-                    .map_err(|_| bad("its hash is not hex".into()))?;
-                let mac = hex::decode(&end.mac).map_err(|_| bad("its MAC is not hex".into()))?;
-                if !bool::from(
-                    key.labelled_mac(END_LABEL, end.through_seq, &hash)
-                        .ct_eq(&mac),
-                ) {
-                    return Err(bad(
-                        "the file's closing line does not verify with this vault's audit key"
-                            .into(),
-                    ));
-                }
+                let hash = vouched_hash(
+                    key,
+                    (END_LABEL, "closing line"),
+                    end.through_seq,
+                    &end.through_hash,
+                    &end.mac,
+                )
+                .map_err(bad)?;
                 match &prev {
                     Some((seq, last_hash))
                         if !closed
@@ -458,6 +454,26 @@ pub fn verify_archive(
         log_continues_it,
         checkpoints_held,
     })
+}
+
+/// The chain hash a file's header or closing line names for event `seq` (`hash`, hex),
+/// once its MAC (`mac`, hex) verifies with `key` under its label; `line` is the label and
+/// what the line is called when it does not.
+fn vouched_hash(
+    key: &AuditKey,
+    (label, line): (&[u8], &str),
+    seq: u64,
+    hash: &str,
+    mac: &str,
+) -> Result<Vec<u8>, String> {
+    let hash = hex::decode(hash).map_err(|_| "its hash is not hex".to_owned())?;
+    let mac = hex::decode(mac).map_err(|_| "its MAC is not hex".to_owned())?;
+    if !bool::from(key.labelled_mac(label, seq, &hash).ct_eq(&mac)) {
+        return Err(format!(
+            "the file's {line} does not verify with this vault's audit key"
+        ));
+    }
+    Ok(hash)
 }
 
 #[cfg(test)]

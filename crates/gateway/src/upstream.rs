@@ -1562,17 +1562,9 @@ mod tests {
         assert_eq!(held(&upstream), 2);
     }
 
-    /// A regression test: a ticker lookup that failed was not remembered, so each order
-    /// in a symbol the exchange does not list had keygate call the ticker again.
-    #[tokio::test]
-    async fn a_failed_price_lookup_stands_like_a_price() {
-        // Its answer, `{}`, names no price.
-        let (url, _, requests) = fake_exchange(Then::KeepAlive).await;
-        let base = url.trim_end_matches("/api/v3/time");
-        let upstream = Upstream::new(Duration::from_secs(5)).unwrap();
-        let weight = WeightGauge::default();
-        let binance = keygate_exchanges::Binance;
-        let budget = Budget {
+    /// A budget of bot1's under a cap of 200 with 100 held back, and no share of its own.
+    fn open_budget() -> Budget<'static> {
+        Budget {
             cap: Cap {
                 held_back: 100,
                 pool: 200,
@@ -1583,7 +1575,20 @@ mod tests {
                 pricing_share: u64::MAX,
                 read_share: u64::MAX,
             },
-        };
+        }
+    }
+
+    /// A regression test: a ticker lookup that failed was not remembered, so each order
+    /// in a symbol the exchange does not list had keygate call the ticker again.
+    #[tokio::test]
+    async fn a_failed_price_lookup_stands_like_a_price() {
+        // Its answer, `{}`, names no price.
+        let (url, _, requests) = fake_exchange(Then::KeepAlive).await;
+        let base = url.trim_end_matches("/api/v3/time");
+        let upstream = Upstream::new(Duration::from_secs(5)).unwrap();
+        let weight = WeightGauge::default();
+        let binance = keygate_exchanges::Binance;
+        let budget = open_budget();
         let price =
             |symbol| upstream.price(&binance, base, "/api/v3/order", symbol, &weight, budget);
         for _ in 0..3 {
@@ -1624,18 +1629,7 @@ mod tests {
         .unwrap()
         .classify("POST", path);
         assert_eq!(action.orders().len(), 2);
-        let budget = Budget {
-            cap: Cap {
-                held_back: 100,
-                pool: 200,
-            },
-            payer: Payer {
-                client: "bot1",
-                share: u64::MAX,
-                pricing_share: u64::MAX,
-                read_share: u64::MAX,
-            },
-        };
+        let budget = open_budget();
         let binance = keygate_exchanges::Binance;
         let weight = WeightGauge::default();
         let priced = upstream

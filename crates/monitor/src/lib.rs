@@ -1814,21 +1814,29 @@ mod tests {
         assert_eq!((drained.undelivered, drained.cursor), (0, count));
     }
 
+    /// A lane whose task delivers nothing, so that what is pushed waits; inside a runtime.
+    fn idle_lane() -> Lane {
+        Lane {
+            state: Arc::new(LaneState::default()),
+            task: tokio::spawn(std::future::pending()),
+        }
+    }
+
+    /// An alert of `severity` and `rule` waiting in a lane, raised by event `n`.
+    fn waiting(severity: Severity, rule: AlertRule, n: u64) -> Arc<Pending> {
+        let mut alert = Alert::outside_log(severity, rule, n.to_string());
+        alert.event_seq = n;
+        Arc::new(Pending {
+            alert,
+            again: Some(n),
+        })
+    }
+
     #[test]
     fn a_full_lane_drops_alerts_that_are_not_critical_first() {
         paused().block_on(async {
-            let lane = Lane {
-                state: Arc::new(LaneState::default()),
-                task: tokio::spawn(std::future::pending()),
-            };
-            let pending = |severity, n: u64| {
-                let mut alert = Alert::outside_log(severity, AlertRule::AdminChange, n.to_string());
-                alert.event_seq = n;
-                Arc::new(Pending {
-                    alert,
-                    again: Some(n),
-                })
-            };
+            let lane = idle_lane();
+            let pending = |severity, n| waiting(severity, AlertRule::AdminChange, n);
             assert!(lane.push(pending(Severity::Critical, 1)).is_none());
             for n in 2..=MAX_LANE_BACKLOG as u64 {
                 assert!(lane.push(pending(Severity::Warning, n)).is_none());
@@ -1849,10 +1857,7 @@ mod tests {
 
             // Full of critical alerts: a new warning is the one dropped; a critical one
             // is kept, up to the critical bound, past which the new one is dropped.
-            let lane = Lane {
-                state: Arc::new(LaneState::default()),
-                task: tokio::spawn(std::future::pending()),
-            };
+            let lane = idle_lane();
             for n in 1..=MAX_LANE_BACKLOG as u64 {
                 assert!(lane.push(pending(Severity::Critical, n)).is_none());
             }
@@ -1874,25 +1879,14 @@ mod tests {
     #[test]
     fn a_flood_of_transfers_pushes_no_withdrawal_out_of_a_lane() {
         paused().block_on(async {
-            let lane = Lane {
-                state: Arc::new(LaneState::default()),
-                task: tokio::spawn(std::future::pending()),
-            };
-            let pending = |severity, rule, n: u64| {
-                let mut alert = Alert::outside_log(severity, rule, n.to_string());
-                alert.event_seq = n;
-                Arc::new(Pending {
-                    alert,
-                    again: Some(n),
-                })
-            };
-            let transfer = |n| pending(Severity::Warning, AlertRule::Transfer, n);
+            let lane = idle_lane();
+            let transfer = |n| waiting(Severity::Warning, AlertRule::Transfer, n);
             for n in 1..=MAX_LANE_BACKLOG as u64 {
                 assert!(lane.push(transfer(n)).is_none());
             }
-            let withdrawal = pending(Severity::Warning, AlertRule::Withdrawal, 5_000);
+            let withdrawal = waiting(Severity::Warning, AlertRule::Withdrawal, 5_000);
             assert_eq!(lane.push(withdrawal).unwrap().alert.event_seq, 1);
-            let info = pending(Severity::Info, AlertRule::NewSymbol, 6_000);
+            let info = waiting(Severity::Info, AlertRule::NewSymbol, 6_000);
             assert_eq!(lane.push(info).unwrap().alert.event_seq, 6_000);
             for n in 10_001..=10_000 + 2 * MAX_LANE_BACKLOG as u64 {
                 assert!(lane.push(transfer(n)).is_some());

@@ -1730,15 +1730,19 @@ mod tests {
         );
     }
 
-    #[test]
-    fn denials_raise_one_burst_alert_per_quiet_period() {
-        let thresholds = Thresholds {
+    /// Rules that raise a burst at three denials within ten seconds, quiet for a minute.
+    fn bursting_at_three() -> Rules {
+        Rules::new(Thresholds {
             denial_burst: 3,
             denial_window: Duration::from_secs(10),
             quiet_period: Duration::from_secs(60),
             ..Thresholds::default()
-        };
-        let mut rules = Rules::new(thresholds);
+        })
+    }
+
+    #[test]
+    fn denials_raise_one_burst_alert_per_quiet_period() {
+        let mut rules = bursting_at_three();
         let deny = |rules: &mut Rules, ts_ms| {
             rules_of(&rules.evaluate(
                 ts_ms,
@@ -1773,13 +1777,7 @@ mod tests {
     /// probing stayed untold). Copies burst apart from the client's own requests.
     #[test]
     fn copies_of_a_clients_requests_burst_apart_from_its_own() {
-        let thresholds = Thresholds {
-            denial_burst: 3,
-            denial_window: Duration::from_secs(10),
-            quiet_period: Duration::from_secs(60),
-            ..Thresholds::default()
-        };
-        let mut rules = Rules::new(thresholds);
+        let mut rules = bursting_at_three();
         let mut deny = |ts_ms, rule| {
             rules.evaluate(
                 ts_ms,

@@ -1,8 +1,8 @@
 //! The gateway's in-memory view of accounts and clients, reloaded when the store changes.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::VerifyingKey;
@@ -19,6 +19,13 @@ pub const RELOAD_INTERVAL: Duration = Duration::from_millis(200);
 /// counter is a row that anyone who may write the file can put back, to hide a revoke,
 /// a freeze or a panic from a running gateway: one hidden so still reaches it within this.
 pub const FULL_RELOAD_INTERVAL: Duration = Duration::from_secs(5);
+
+/// How far the reloader may fall behind before every client is refused: when no poll of
+/// the store that began within this has finished (the database busy, a disk that hangs,
+/// a long read of the audit log), a freeze or revoke committed meanwhile would not be
+/// seen, so nothing is served on the view it left until one does. Generous, so that a
+/// slow full reload on a loaded machine is not taken for a stall.
+pub const RELOAD_STALL_LIMIT: Duration = Duration::from_secs(10);
 
 /// What verifies one client key.
 pub enum Verifier {
@@ -385,7 +392,6 @@ impl Registry {
 }
 
 /// The current registry, swapped whole on reload.
-#[derive(Default)]
 pub struct Live {
     registry: RwLock<Arc<Registry>>,
     /// Why the last reload failed, while every client is refused because of it.
@@ -399,6 +405,11 @@ pub struct Live {
     /// Set from a failed reload until one succeeds, whatever stop came between: the
     /// failures of one run are alerted once.
     reload_failing: AtomicBool,
+    /// What `confirmed_ms` counts from.
+    created: Instant,
+    /// When the last poll of the store that has finished began, in milliseconds after
+    /// `created`: the view holds every change committed before then.
+    confirmed_ms: AtomicU64,
 }
 
 impl Live {
@@ -410,7 +421,24 @@ impl Live {
             read_from_seal: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
             reload_failing: AtomicBool::new(false),
+            created: Instant::now(),
+            confirmed_ms: AtomicU64::new(0),
         }
+    }
+
+    /// Records that a poll of the store that began at `began` has finished, whatever it
+    /// found: the view now holds every change committed before `began`.
+    fn confirm(&self, began: Instant) {
+        let ms = began.saturating_duration_since(self.created).as_millis();
+        self.confirmed_ms
+            .fetch_max(u64::try_from(ms).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    /// How long ago the last poll of the store that has finished began: a change
+    /// committed since may not be in the view yet.
+    pub fn view_age(&self) -> Duration {
+        let confirmed = Duration::from_millis(self.confirmed_ms.load(Ordering::Relaxed));
+        self.created.elapsed().saturating_sub(confirmed)
     }
 
     /// The current snapshot.
@@ -624,109 +652,188 @@ fn stopped_by(stop: &std::path::Path) -> Stop {
 ///
 /// The first poll compares with the generation `live` was loaded at: a change committed
 /// since (a revoke as the server starts) is loaded then, and none is loaded twice. A
-/// view not loaded from a store is reloaded at the first poll. A reload that fails leaves no client at all until one
-/// succeeds: the change it could not read may have been a revoke, so every request is
-/// refused meanwhile rather than judged on a view known to be stale. A row that does not
-/// read takes only itself out, tables that do not match their seal all of them
-/// ([`Registry::load`]). With an `alerter`, the first failure of a run of them raises a
-/// critical alert: every request is refused from then on. So is every request while the
-/// stop file of `keygate panic` is there ([`stop_file_of`]), from before this returns.
+/// view not loaded from a store is reloaded at the first poll. A reload that fails
+/// leaves no client at all until one succeeds: the change it could not read may have
+/// been a revoke, so every request is refused meanwhile rather than judged on a view
+/// known to be stale. A row that does not read takes only itself out, tables that do not
+/// match their seal all of them ([`Registry::load`]). With an `alerter`, the first
+/// failure of a run of them raises a critical alert: every request is refused from then
+/// on. So is every request while the stop file of `keygate panic` is there
+/// ([`stop_file_of`]), from before this returns, and while the polls stall: when none
+/// that began within [`RELOAD_STALL_LIMIT`] has finished, a second thread refuses every
+/// client as for a failed reload (found by review: a poll stuck on a busy database left
+/// the last view in force, with nothing bounding how long a freeze went unseen).
 pub fn spawn_reloader(
     store: Store,
     master: Arc<MasterKey>,
     live: Arc<Live>,
     alerter: Option<Alerter>,
 ) -> std::io::Result<()> {
-    let mut seen = live.snapshot().generation;
-    // What the last load that succeeded left out, and was alerted on: kept here, not
-    // read from the snapshot, which a refusal of every client empties (found by review:
-    // each standing refusal was alerted again after one).
-    let mut left_out = live.snapshot().refused.clone();
+    let left_out = live.snapshot().refused.clone();
     alert_refusals(alerter.as_ref(), &left_out, &[]);
-    let mut loaded_at = Instant::now();
-    let mut read_so_far = ReadSoFar::default();
-    let opened = FileIdentity::of(store.path());
-    let stop = stop_file_of(store.path());
-    let mut stopped_since = None;
-    match stopped_by(&stop) {
-        Stop::Absent => {}
-        Stop::Present(reason) => {
-            stop_every_client(&live, alerter.as_ref(), &mut stopped_since, reason);
-            seen = None;
-        }
-        Stop::Unreadable(reason) => {
-            refuse_every_client(&live, alerter.as_ref(), reason);
-            seen = None;
-        }
-    }
-    let mut warned_unlocked = !keygate_vault::secrets_locked();
+    let mut reloader = Reloader {
+        seen: live.snapshot().generation,
+        // What the last load that succeeded left out, and was alerted on: kept here, not
+        // read from the snapshot, which a refusal of every client empties (found by
+        // review: each standing refusal was alerted again after one).
+        left_out,
+        loaded_at: Instant::now(),
+        read_so_far: ReadSoFar::default(),
+        opened: FileIdentity::of(store.path()),
+        stop: stop_file_of(store.path()),
+        stopped_since: None,
+        warned_unlocked: !keygate_vault::secrets_locked(),
+        store,
+        master,
+        live,
+        alerter,
+    };
+    reloader.check_stop_file();
+    reloader.live.confirm(Instant::now());
+    spawn_stall_watch(
+        Arc::downgrade(&reloader.live),
+        reloader.alerter.clone(),
+        RELOAD_STALL_LIMIT,
+    )?;
     std::thread::Builder::new()
         .name("keygate-reload".into())
         .spawn(move || {
-            // Every request is refused from the first failure until a reload succeeds.
-            let refuse_all = |reason: String| refuse_every_client(&live, alerter.as_ref(), reason);
-            while Arc::strong_count(&live) > 1 {
+            while Arc::strong_count(&reloader.live) > 1 {
                 std::thread::sleep(RELOAD_INTERVAL);
-                match stopped_by(&stop) {
-                    Stop::Absent => stopped_since = None,
-                    Stop::Present(reason) => {
-                        stop_every_client(&live, alerter.as_ref(), &mut stopped_since, reason);
-                        seen = None;
-                        continue;
-                    }
-                    Stop::Unreadable(reason) => {
-                        stopped_since = None;
-                        refuse_all(reason);
-                        seen = None;
-                        continue;
-                    }
+                let began = Instant::now();
+                reloader.poll();
+                reloader.live.confirm(began);
+            }
+        })?;
+    Ok(())
+}
+
+/// What [`spawn_reloader`]'s thread keeps from one poll to the next.
+struct Reloader {
+    store: Store,
+    master: Arc<MasterKey>,
+    live: Arc<Live>,
+    alerter: Option<Alerter>,
+    /// The generation last loaded; `None` after every client was refused, so that the
+    /// next poll loads whatever the generation says.
+    seen: Option<u64>,
+    left_out: Vec<String>,
+    loaded_at: Instant,
+    read_so_far: ReadSoFar,
+    /// The database file opened.
+    opened: FileIdentity,
+    /// The stop file of `keygate panic`.
+    stop: std::path::PathBuf,
+    stopped_since: Option<(Instant, bool)>,
+    warned_unlocked: bool,
+}
+
+impl Reloader {
+    /// Refuses every client while the stop file is there (or cannot be looked at);
+    /// whether it refused them.
+    fn check_stop_file(&mut self) -> bool {
+        match stopped_by(&self.stop) {
+            Stop::Absent => {
+                self.stopped_since = None;
+                return false;
+            }
+            Stop::Present(reason) => {
+                let alerter = self.alerter.as_ref();
+                stop_every_client(&self.live, alerter, &mut self.stopped_since, reason);
+            }
+            Stop::Unreadable(reason) => {
+                self.stopped_since = None;
+                self.refuse_all(reason);
+            }
+        }
+        self.seen = None;
+        true
+    }
+
+    /// Every request is refused from the first failure until a reload succeeds.
+    fn refuse_all(&mut self, reason: String) {
+        refuse_every_client(&self.live, self.alerter.as_ref(), reason);
+        self.seen = None;
+    }
+
+    /// One poll: the stop file, the database file, the generation, and a load when the
+    /// generation moved, a full reload is due, or every client was refused meanwhile
+    /// (a failure, or a stall found by [`spawn_stall_watch`]).
+    fn poll(&mut self) {
+        if self.check_stop_file() {
+            return;
+        }
+        // A database put in the place of the one opened (or moved away) holds the
+        // changes made from now on, which this gateway would never see, and the audit
+        // events it writes would go to a file no longer anyone's.
+        if FileIdentity::of(self.store.path()) != self.opened {
+            self.refuse_all(format!(
+                "{} is no longer the database this keygate opened (it was replaced or \
+                 moved); restart serve",
+                self.store.path().display()
+            ));
+            return;
+        }
+        // Without the generation no change can be seen: a revoke would never reach
+        // this gateway, so that is a failed reload too.
+        let generation = match self.store.generation() {
+            Ok(g) => g,
+            Err(e) => return self.refuse_all(format!("cannot read the store generation: {e}")),
+        };
+        let from_seal = self.live.read_from_seal.swap(false, Ordering::Relaxed);
+        if from_seal {
+            self.read_so_far = ReadSoFar::default();
+        } else if Some(generation) == self.seen
+            && self.loaded_at.elapsed() < FULL_RELOAD_INTERVAL
+            && self.live.failure().is_none()
+        {
+            return;
+        }
+        let previous = self.live.snapshot();
+        match Registry::load_after(&self.store, &self.master, &mut self.read_so_far, &previous) {
+            Ok(registry) => {
+                alert_refusals(self.alerter.as_ref(), &registry.refused, &self.left_out);
+                self.left_out.clone_from(&registry.refused);
+                self.live.replace(registry);
+                self.loaded_at = Instant::now();
+                if Some(generation) != self.seen {
+                    tracing::info!(generation, "reloaded accounts and clients");
                 }
-                // A database put in the place of the one opened (or moved away) holds the
-                // changes made from now on, which this gateway would never see, and the
-                // audit events it writes would go to a file no longer anyone's.
-                if FileIdentity::of(store.path()) != opened {
-                    refuse_all(format!(
-                        "{} is no longer the database this keygate opened (it was replaced \
-                         or moved); restart serve",
-                        store.path().display()
-                    ));
-                    seen = None;
-                    continue;
+                self.seen = Some(generation);
+                if !self.warned_unlocked && !keygate_vault::secrets_locked() {
+                    self.warned_unlocked = true;
+                    tracing::warn!("secrets read since start-up could not be locked in memory (see `ulimit -l`); they may be written to swap");
                 }
-                // Without the generation no change can be seen: a revoke would never
-                // reach this gateway, so that is a failed reload too.
-                let generation = match store.generation() {
-                    Ok(g) => g,
-                    Err(e) => {
-                        refuse_all(format!("cannot read the store generation: {e}"));
-                        seen = None;
-                        continue;
-                    }
-                };
-                let from_seal = live.read_from_seal.swap(false, Ordering::Relaxed);
-                if from_seal {
-                    read_so_far = ReadSoFar::default();
-                } else if Some(generation) == seen && loaded_at.elapsed() < FULL_RELOAD_INTERVAL
-                {
-                    continue;
+            }
+            Err(e) => self.refuse_all(e.to_string()),
+        }
+    }
+}
+
+/// Watches `live` until it is dropped: when no poll of the store that began within
+/// `limit` has finished ([`Live::view_age`]), refuses every client, with a critical alert
+/// through `alerter`, until the reloader's next poll loads them again.
+fn spawn_stall_watch(
+    live: Weak<Live>,
+    alerter: Option<Alerter>,
+    limit: Duration,
+) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("keygate-reload-watch".into())
+        .spawn(move || {
+            while let Some(live) = live.upgrade() {
+                let age = live.view_age();
+                if age > limit && live.failure().is_none() {
+                    let reason = format!(
+                        "no poll of the database for changes has finished for {} s (the \
+                         database busy or slow, or a long read of the audit log): a freeze \
+                         or revoke made meanwhile would not be seen",
+                        age.as_secs()
+                    );
+                    refuse_every_client(&live, alerter.as_ref(), reason);
                 }
-                match Registry::load_after(&store, &master, &mut read_so_far, &live.snapshot()) {
-                    Ok(registry) => {
-                        alert_refusals(alerter.as_ref(), &registry.refused, &left_out);
-                        left_out.clone_from(&registry.refused);
-                        live.replace(registry);
-                        loaded_at = Instant::now();
-                        if Some(generation) != seen {
-                            tracing::info!(generation, "reloaded accounts and clients");
-                        }
-                        seen = Some(generation);
-                        if !warned_unlocked && !keygate_vault::secrets_locked() {
-                            warned_unlocked = true;
-                            tracing::warn!("secrets read since start-up could not be locked in memory (see `ulimit -l`); they may be written to swap");
-                        }
-                    }
-                    Err(e) => refuse_all(e.to_string()),
-                }
+                drop(live);
+                std::thread::sleep(RELOAD_INTERVAL);
             }
         })?;
     Ok(())
@@ -1327,6 +1434,59 @@ mod tests {
         std::thread::sleep(3 * RELOAD_INTERVAL);
         let again: Vec<String> = alerts.try_iter().map(|a| a.summary).collect();
         assert!(again.is_empty(), "{again:?}");
+        drop(live);
+    }
+
+    /// Regression: a poll stuck on a busy database left the last view in force, with
+    /// nothing bounding how long a freeze went unseen. Past the limit every client is
+    /// refused, with a critical alert, until a poll that began since finishes.
+    #[test]
+    fn a_stalled_reloader_refuses_every_client_until_a_poll_finishes() {
+        let live = Arc::new(Live::new(Registry::default()));
+        let (alerter, alerts) = Alerter::channel();
+        let limit = Duration::from_secs(1);
+        spawn_stall_watch(Arc::downgrade(&live), Some(alerter), limit).unwrap();
+        // No poll ever finishes.
+        let alert = alerts.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!(alert.severity, Severity::Critical);
+        assert_eq!(alert.rule, AlertRule::ReloadFailed);
+        assert!(
+            alert.summary.contains("no poll of the database"),
+            "{}",
+            alert.summary
+        );
+        assert!(live.failure().is_some_and(|f| f.contains("no poll")));
+        assert!(live.view_age() > limit);
+        // A poll begins and finishes, and loads: served again, and not refused anew
+        // while polls keep finishing.
+        live.confirm(Instant::now());
+        live.replace(Registry::default());
+        std::thread::sleep(3 * RELOAD_INTERVAL);
+        assert!(live.failure().is_none());
+        assert!(alerts.try_recv().is_err());
+        drop(live);
+    }
+
+    /// Every client refused from outside the reloader (by the stall watch) is loaded again
+    /// at the next poll, not after the next full reload.
+    #[test]
+    fn a_view_refused_by_the_stall_watch_is_loaded_at_the_next_poll() {
+        let vault = Vault::with_requests(0);
+        let live = Arc::new(Live::new(
+            Registry::load(&vault.store, &vault.master).unwrap(),
+        ));
+        let _alerts = vault.reload_alerting(&live);
+        std::thread::sleep(2 * RELOAD_INTERVAL);
+        assert!(live.view_age() < RELOAD_STALL_LIMIT);
+        live.refuse_all("stalled".into());
+        let started = Instant::now();
+        while live.failure().is_some() {
+            assert!(
+                started.elapsed() < FULL_RELOAD_INTERVAL / 2,
+                "not loaded again until a full reload"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
         drop(live);
     }
 

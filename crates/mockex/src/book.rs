@@ -384,8 +384,6 @@ fn is_multiple(value: Decimal, step: Decimal) -> bool {
 /// A filter an order fails, as the simulator checks them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Failure {
-    /// A price with more decimals than the market's price precision (USD-M only).
-    PricePrecision,
     /// A price of zero.
     PriceNotPositive,
     /// A price under the minimum (the tick).
@@ -394,8 +392,6 @@ enum Failure {
     PriceAboveMax,
     /// A price off the tick.
     PriceOffTick,
-    /// A quantity with more decimals than the market's quantity precision (USD-M only).
-    QuantityPrecision,
     /// A quantity of zero (or a quote quantity of zero).
     QuantityNotPositive,
     /// A quantity under the minimum.
@@ -421,13 +417,11 @@ impl Failure {
     fn error(self, m: &Market) -> ApiError {
         match m.product {
             Product::Spot => ApiError::filter(match self {
-                Failure::PricePrecision
-                | Failure::PriceNotPositive
+                Failure::PriceNotPositive
                 | Failure::PriceBelowMin
                 | Failure::PriceAboveMax
                 | Failure::PriceOffTick => "PRICE_FILTER",
-                Failure::QuantityPrecision
-                | Failure::QuantityNotPositive
+                Failure::QuantityNotPositive
                 | Failure::QuantityBelowMin
                 | Failure::QuantityAboveMax
                 | Failure::QuantityOffStep => "LOT_SIZE",
@@ -438,10 +432,6 @@ impl Failure {
                 }
             }),
             Product::UsdM => match self {
-                Failure::PricePrecision | Failure::QuantityPrecision => ApiError::futures_filter(
-                    -1111,
-                    "Precision is over the maximum defined for this asset.",
-                ),
                 Failure::PriceNotPositive => ApiError::futures_filter(-4001, "Price less than 0."),
                 Failure::PriceBelowMin => {
                     ApiError::futures_filter(-4013, "Price less than min price.")
@@ -505,17 +495,17 @@ impl Failure {
     }
 }
 
-/// Applies the price filter, the lot size and the minimum notional (on USD-M, after the
-/// price and quantity precision; not for a reduce-only order), returning the price to
-/// check and the quantity to trade.
+/// Applies the price filter, the lot size and the minimum notional (after the price and
+/// quantity precision: USD-M's `pricePrecision` and `quantityPrecision`, spot's asset
+/// precision; not for a reduce-only order), returning the price to check and the quantity
+/// to trade.
 pub(crate) fn check_filters(order: &NewOrder) -> Result<(Decimal, Decimal), ApiError> {
     let m = order.market;
     let fail = |failure: Failure| failure.error(m);
-    let futures = m.product == Product::UsdM;
     // A price (a limit price or a stop price) as the price filter holds it.
     let check_price = |price: Decimal| -> Result<Decimal, ApiError> {
-        if futures && market::places(price) > m.price_precision {
-            return Err(fail(Failure::PricePrecision));
+        if market::places(price) > m.price_precision {
+            return Err(ApiError::over_asset_precision());
         }
         if price <= Decimal::ZERO {
             return Err(fail(Failure::PriceNotPositive));
@@ -580,8 +570,8 @@ pub(crate) fn check_filters(order: &NewOrder) -> Result<(Decimal, Decimal), ApiE
         }
         _ => return Err(ApiError::mandatory("quantity")),
     };
-    if futures && market::places(quantity) > m.quantity_precision {
-        return Err(fail(Failure::QuantityPrecision));
+    if market::places(quantity) > m.quantity_precision {
+        return Err(ApiError::over_asset_precision());
     }
     if quantity <= Decimal::ZERO {
         return Err(fail(Failure::QuantityNotPositive));
@@ -601,7 +591,7 @@ pub(crate) fn check_filters(order: &NewOrder) -> Result<(Decimal, Decimal), ApiE
     if !is_multiple(quantity, m.step_size) {
         return Err(fail(Failure::QuantityOffStep));
     }
-    let exempt = futures && order.reduce_only;
+    let exempt = m.product == Product::UsdM && order.reduce_only;
     if quantity * exec_price < m.min_notional && !exempt {
         return Err(fail(Failure::Notional));
     }

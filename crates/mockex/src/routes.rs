@@ -79,6 +79,16 @@ impl ApiError {
         )
     }
 
+    /// A price or quantity with more decimals than its market allows (spot's asset
+    /// precision, USD-M's `pricePrecision` and `quantityPrecision`).
+    pub(crate) fn over_asset_precision() -> ApiError {
+        ApiError::new(
+            400,
+            -1111,
+            "Precision is over the maximum defined for this asset.",
+        )
+    }
+
     pub(crate) fn overflow(name: &str) -> ApiError {
         ApiError::new(400, -1108, format!("Parameter '{name}' overflowed."))
     }

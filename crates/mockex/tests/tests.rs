@@ -984,6 +984,30 @@ mod trading {
         .await;
         assert_code(&spot, 400, -1013);
         assert_eq!(spot.1["msg"], "Filter failure: PRICE_FILTER");
+        // Regression: spot answered -1013 for more decimals than the asset's precision
+        // (eight), where Binance answers -1111 as USD-M does; within it, off the tick or
+        // the step, the filter's -1013 stands.
+        for (params, code, msg) in [
+            (
+                format!("{limit}&quantity=0.01&price=59000.000000001"),
+                -1111,
+                "Precision is over the maximum defined for this asset.",
+            ),
+            (
+                format!("{limit}&quantity=0.010000001&price=59000"),
+                -1111,
+                "Precision is over the maximum defined for this asset.",
+            ),
+            (
+                format!("{limit}&quantity=0.01000001&price=59000"),
+                -1013,
+                "Filter failure: LOT_SIZE",
+            ),
+        ] {
+            let spot = signed(&sim, Method::POST, "/api/v3/order", &params).await;
+            assert_code(&spot, 400, code);
+            assert_eq!(spot.1["msg"], msg, "{params}");
+        }
     }
 
     /// A regression test: price times quantity overflowed and the simulator panicked,

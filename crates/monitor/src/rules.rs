@@ -2313,6 +2313,42 @@ mod tests {
         );
     }
 
+    /// Copies of a client's requests refused before its policy (replayed, stale, from an
+    /// address it may not use) may be anyone's: they neither raise its usual rate, so
+    /// that a burst of its own stays a spike, nor are a spike themselves.
+    #[test]
+    fn copies_of_a_clients_requests_leave_its_usual_rate_alone() {
+        let mut rules = Rules::new(Thresholds::default());
+        // Whether the request raised a rate spike.
+        let mut send = |ts: u64, rule: Option<Rule>| -> bool {
+            let alerts = rules.evaluate(ts, &request(ts, Some("bot1"), ActionKind::Read, rule));
+            alerts.iter().any(|a| a.rule == AlertRule::RateSpike)
+        };
+        let mut spikes = 0;
+        // Forty minutes at 12 requests a minute of its own, and 2 400 copies a minute
+        // sent by whoever captured one, each refused as a replay or from an address.
+        for minute in 0..=40 {
+            for i in 0..12 {
+                spikes += usize::from(send(minute * 60_000 + i * 5_000, None));
+            }
+            for i in 0..2_400 {
+                let rule = if i % 2 == 0 {
+                    Rule::Replay
+                } else {
+                    Rule::SourceIp
+                };
+                spikes += usize::from(send(minute * 60_000 + i * 25, Some(rule)));
+            }
+        }
+        assert_eq!(spikes, 0);
+        // Then 300 of its own in a minute: ten times its 12, so a spike. Had the copies
+        // counted, its usual rate would be some 2 400 a minute and this would pass.
+        let burst = (0..300)
+            .filter(|i| send(41 * 60_000 + i * 100, None))
+            .count();
+        assert_eq!(burst, 1, "the burst raised no spike");
+    }
+
     #[test]
     fn what_a_bot_sent_cannot_forge_a_line_or_a_header_in_an_alert() {
         let mut rules = Rules::new(Thresholds::default());

@@ -961,30 +961,21 @@ fn admin_alert(admin: &AdminEvent) -> (Severity, String) {
                 _ => Vec::new(),
             };
             let granted: Vec<&str> = after.into_iter().filter(|s| !before.contains(s)).collect();
-            let revived = admin.detail["revives_expired"] == true;
-            if granted.is_empty() && !revived && !widened.is_empty() {
-                return (
-                    Severity::Warning,
-                    format!("{summary}: widens {}", widened.join(", ")),
-                );
+            // Each told (found by review: an update that both granted a scope and widened
+            // where funds may go named only the grant).
+            let mut told = Vec::new();
+            if admin.detail["revives_expired"] == true {
+                told.push("it had expired, and its key works again".to_owned());
             }
-            match (granted.is_empty(), revived) {
-                (true, false) => (Severity::Info, summary),
-                (true, true) => (
-                    Severity::Warning,
-                    format!("{summary}: it had expired, and its key works again"),
-                ),
-                (false, false) => (
-                    Severity::Warning,
-                    format!("{summary}: grants {}", granted.join(" and ")),
-                ),
-                (false, true) => (
-                    Severity::Warning,
-                    format!(
-                        "{summary}: it had expired, and its key works again; grants {}",
-                        granted.join(" and ")
-                    ),
-                ),
+            if !granted.is_empty() {
+                told.push(format!("grants {}", granted.join(" and ")));
+            }
+            if !widened.is_empty() {
+                told.push(format!("widens {}", widened.join(", ")));
+            }
+            match told.is_empty() {
+                true => (Severity::Info, summary),
+                false => (Severity::Warning, format!("{summary}: {}", told.join("; "))),
             }
         }
         // Requests signed with the real key go there, not to the exchange (found by
@@ -2529,6 +2520,25 @@ mod tests {
             ..Policy::default()
         };
         assert_eq!(update(&reading, &wider).0, Severity::Info);
+        // Found by review: an update that granted withdraw and widened the allow list at
+        // once named only the grant.
+        let trading = Policy {
+            scopes: [Scope::Read, Scope::Trade].into_iter().collect(),
+            ..Policy::default()
+        };
+        let withdrawing_from_anywhere = Policy {
+            scopes: [Scope::Read, Scope::Trade, Scope::Withdraw]
+                .into_iter()
+                .collect(),
+            allow_ips: vec!["0.0.0.0/0".parse().unwrap()],
+            ..Policy::default()
+        };
+        let (severity, summary) = update(&trading, &withdrawing_from_anywhere);
+        assert_eq!(severity, Severity::Warning);
+        assert!(
+            summary.ends_with("grants withdraw; widens the addresses it may call from"),
+            "{summary}"
+        );
 
         let mut added = |upstream: serde_json::Value| {
             let event = admin(

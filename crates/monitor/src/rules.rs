@@ -497,6 +497,7 @@ impl Rules {
             if let Some(client) = &request.client {
                 let memory = self.thresholds.source_memory;
                 let source = source_network(&request.source_ip);
+                let was_full = self.sources.is_full(client);
                 if let Some(known) = self.sources.note(client, &source, ts_ms, memory) {
                     alerts.push((
                         Severity::Warning,
@@ -505,6 +506,23 @@ impl Rules {
                             "client {client} used from {} for the first time; it was seen \
                              from {known}: is its key on another machine?",
                             request.source_ip
+                        ),
+                    ));
+                }
+                // Past the networks remembered a new one raises nothing: told once, as
+                // for symbols below (found by review: the silence was told of symbols
+                // alone).
+                if !was_full && self.sources.is_full(client) {
+                    alerts.push((
+                        Severity::Warning,
+                        AlertRule::NewSource,
+                        format!(
+                            "client {client} has been used from {MAX_SIGHTINGS_PER_CLIENT} \
+                             addresses (an IPv6 /64 counted as one) within {}: new_source \
+                             tells of no more of its new ones \
+                             until some are that old (a bot behind a pool of addresses needs \
+                             an --allow-ip list that names them)",
+                            within(memory)
                         ),
                     ));
                 }
@@ -562,19 +580,15 @@ impl Rules {
                     // matters (found by review): that silence is told, once.
                     // A client with a list cannot trade off it: nothing is left unsaid.
                     if became_full && !self.symbol_lists.contains_key(client) {
-                        let hours = memory.as_secs() / 3600;
-                        let within = match hours / 24 {
-                            0 => format!("{hours} hour(s)"),
-                            days => format!("{days} day(s)"),
-                        };
                         alerts.push((
                             Severity::Warning,
                             AlertRule::NewSymbol,
                             format!(
                                 "client {client} has traded {MAX_SIGHTINGS_PER_CLIENT} symbols \
-                                 within {within}: new_symbol tells of no more of its new ones \
+                                 within {}: new_symbol tells of no more of its new ones \
                                  until some are that old (a bot that trades every market \
-                                 needs a symbol list; else orders were sent to fill this)"
+                                 needs a symbol list; else orders were sent to fill this)",
+                                within(memory)
                             ),
                         ));
                     }
@@ -1071,6 +1085,15 @@ fn forget_oldest(last_raised: &mut HashMap<(AlertRule, String), u64>, keep: usiz
     let mut by_age: Vec<((AlertRule, String), u64)> = last_raised.drain().collect();
     by_age.select_nth_unstable_by_key(excess - 1, |(_, at)| *at);
     last_raised.extend(by_age.into_iter().skip(excess));
+}
+
+/// `memory` in the words of a summary: whole hours under a day, whole days above.
+fn within(memory: Duration) -> String {
+    let hours = memory.as_secs() / 3600;
+    match hours / 24 {
+        0 => format!("{hours} hour(s)"),
+        days => format!("{days} day(s)"),
+    }
 }
 
 /// The network a source address stands for in [`AlertRule::NewSource`]
@@ -2244,6 +2267,41 @@ mod tests {
         assert!(
             told.contains("has traded 64 symbols within 30 day(s)"),
             "{told}"
+        );
+    }
+
+    /// Found by review: a client used from more addresses than remembered fell silent
+    /// for new_source without a word, as new_symbol once did; the moment is told, once.
+    #[test]
+    fn a_client_seen_from_more_addresses_than_remembered_says_so_once() {
+        let mut rules = Rules::new(Thresholds::default());
+        let mut summaries = Vec::new();
+        for i in 0..200u64 {
+            let mut event = request(1_000 + i, Some("bot1"), ActionKind::Read, None);
+            if let EventBody::Request(r) = &mut event.body {
+                r.source_ip = format!("10.0.{}.1", i % 100);
+            }
+            summaries.extend(
+                rules
+                    .evaluate(i + 1, &event)
+                    .into_iter()
+                    .filter(|alert| alert.rule == AlertRule::NewSource)
+                    .map(|alert| alert.summary),
+            );
+        }
+        // The first address is the client's first, not a new one: 63 new ones, then the
+        // notice.
+        assert_eq!(summaries.len(), MAX_SIGHTINGS_PER_CLIENT, "{summaries:#?}");
+        let told = summaries.last().unwrap();
+        assert!(
+            told.contains("has been used from 64 addresses (an IPv6 /64 counted as one) within"),
+            "{told}"
+        );
+        assert!(
+            summaries[..MAX_SIGHTINGS_PER_CLIENT - 1]
+                .iter()
+                .all(|s| s.contains("for the first time")),
+            "{summaries:#?}"
         );
     }
 

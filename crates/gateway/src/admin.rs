@@ -63,8 +63,8 @@ pub fn admin_app(state: AdminState) -> Router {
 
 /// 200 while the gateway serves; 503 when the audit writer is gone or its last commit
 /// failed (every order, withdrawal and transfer is then refused), the stop file of
-/// `keygate panic` is there or the last reload of accounts and clients failed (every
-/// request is then refused), or the monitor cannot read the audit log (no alert is
+/// `keygate panic` is there or the last reload of accounts and clients failed or stalled
+/// (every request is then refused), or the monitor cannot read the audit log (no alert is
 /// raised from it).
 async fn healthz(State(state): State<AdminState>) -> impl IntoResponse {
     let monitor_seq = state.metrics.last_seq();
@@ -76,7 +76,7 @@ async fn healthz(State(state): State<AdminState>) -> impl IntoResponse {
              panic under way, or one that could not record its freeze)",
         )
     } else if state.live.failure().is_some() {
-        Some("refusing every client: the last reload failed (serve's log says why)")
+        Some("refusing every client: the last reload failed or stalled (serve's log says why)")
     } else if !state.audit.is_writing() {
         Some("the audit writer has stopped: orders, withdrawals and transfers are refused")
     } else if state.audit.failing().is_some() {

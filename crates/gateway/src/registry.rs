@@ -91,7 +91,7 @@ pub struct Registry {
     /// load opens again only the rows that differ from these by a byte.
     opened: Opened,
     /// How many times this gateway refused every client at once before this view (a
-    /// reload that failed, the stop file of `keygate panic`): a request decided before
+    /// reload that failed or stalled, the stop file of `keygate panic`): a request decided before
     /// one is not sent after it, though the clients' own stops ([`ClientEntry::stops`])
     /// are counted again from nothing after a failed reload.
     every_client_stopped: u64,
@@ -393,49 +393,73 @@ impl Registry {
 
 /// The current registry, swapped whole on reload.
 pub struct Live {
-    registry: RwLock<Arc<Registry>>,
-    /// Why the last reload failed, while every client is refused because of it.
-    failure: RwLock<Option<String>>,
+    /// The registry and why it refuses every client, changed together under one lock (found
+    /// by review: kept apart, a refusal and a reload made at once could leave a served
+    /// registry marked as failed, which the stall watch then left alone).
+    view: RwLock<View>,
     /// Set when the marker found events after the seal that do not verify: the next
     /// reload reads every event after the seal again, not only what came since its last.
     read_from_seal: AtomicBool,
-    /// Set while every client is refused as frozen for the stop file of `keygate panic`
-    /// ([`Live::stop_all`]) rather than for a failed reload.
-    stopped: AtomicBool,
-    /// Set from a failed reload until one succeeds, whatever stop came between: the
-    /// failures of one run are alerted once.
-    reload_failing: AtomicBool,
     /// What `confirmed_ms` counts from.
     created: Instant,
     /// When the last poll of the store that has finished began, in milliseconds after
-    /// `created`: the view holds every change committed before then.
+    /// `created`; 0 until one has: the view holds every change committed before then.
     confirmed_ms: AtomicU64,
+}
+
+/// What [`Live`] serves.
+struct View {
+    registry: Arc<Registry>,
+    /// The last registry loaded, which a stop file freezes whole even while every client
+    /// is refused for a failed reload or a stall (found by review: the empty registry was
+    /// frozen, and requests under a panic were recorded as of unknown keys).
+    loaded: Arc<Registry>,
+    /// Why every client is refused: a failed reload, a stall, or the stop file.
+    failure: Option<String>,
+    /// Set while every client is refused as frozen for the stop file of `keygate panic`
+    /// ([`Live::stop_all`]) rather than for a failed reload.
+    stopped: bool,
+    /// Set from a failed reload until one succeeds, whatever stop came between: the
+    /// failures of one run are alerted once.
+    reload_failing: bool,
 }
 
 impl Live {
     /// A live view starting at `registry`.
     pub fn new(registry: Registry) -> Live {
+        let registry = Arc::new(registry);
         Live {
-            registry: RwLock::new(Arc::new(registry)),
-            failure: RwLock::default(),
+            view: RwLock::new(View {
+                loaded: Arc::clone(&registry),
+                registry,
+                failure: None,
+                stopped: false,
+                reload_failing: false,
+            }),
             read_from_seal: AtomicBool::new(false),
-            stopped: AtomicBool::new(false),
-            reload_failing: AtomicBool::new(false),
             created: Instant::now(),
             confirmed_ms: AtomicU64::new(0),
         }
     }
 
-    /// Records that a poll of the store that began at `began` has finished, whatever it
-    /// found: the view now holds every change committed before `began`.
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, View> {
+        self.view.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, View> {
+        self.view.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records that a poll of the store that began at `began` has finished: every change
+    /// committed before `began` is in the view, or every client is refused.
     fn confirm(&self, began: Instant) {
         let ms = began.saturating_duration_since(self.created).as_millis();
         self.confirmed_ms
             .fetch_max(u64::try_from(ms).unwrap_or(u64::MAX), Ordering::Relaxed);
     }
 
-    /// How long ago the last poll of the store that has finished began: a change
-    /// committed since may not be in the view yet.
+    /// How long ago the last poll of the store that has finished began (since this view
+    /// was made, before any has): a change committed since may not be in the view yet.
     pub fn view_age(&self) -> Duration {
         let confirmed = Duration::from_millis(self.confirmed_ms.load(Ordering::Relaxed));
         self.created.elapsed().saturating_sub(confirmed)
@@ -443,31 +467,61 @@ impl Live {
 
     /// The current snapshot.
     pub fn snapshot(&self) -> Arc<Registry> {
-        self.registry
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        Arc::clone(&self.read().registry)
     }
 
-    /// Replaces the snapshot.
-    pub fn replace(&self, registry: Registry) {
-        *self.registry.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(registry);
-        *self.failure.write().unwrap_or_else(|p| p.into_inner()) = None;
-        self.stopped.store(false, Ordering::Relaxed);
-        self.reload_failing.store(false, Ordering::Relaxed);
+    /// Replaces the snapshot with `registry`, loaded by a poll that began at `began`.
+    /// Counts every refusal of all clients made since it began (its own count came from
+    /// the view before them): a request decided before one is not sent after it.
+    pub fn replace(&self, mut registry: Registry, began: Instant) {
+        let mut view = self.write();
+        registry.every_client_stopped = registry
+            .every_client_stopped
+            .max(view.registry.every_client_stopped);
+        let registry = Arc::new(registry);
+        view.loaded = Arc::clone(&registry);
+        view.registry = registry;
+        view.failure = None;
+        view.stopped = false;
+        view.reload_failing = false;
+        // Under the lock: the stall watch never finds this view fresh and its poll old.
+        self.confirm(began);
     }
 
     /// Refuses every client, because a reload failed for `reason`. Whether it is the first
     /// failure since the last reload that succeeded.
     pub fn refuse_all(&self, reason: String) -> bool {
-        let none = Registry {
-            every_client_stopped: self.snapshot().every_client_stopped.saturating_add(1),
+        let mut view = self.write();
+        Live::refuse_in(&mut view, reason);
+        !std::mem::replace(&mut view.reload_failing, true)
+    }
+
+    fn refuse_in(view: &mut View, reason: String) {
+        view.registry = Arc::new(Registry {
+            every_client_stopped: view.registry.every_client_stopped.saturating_add(1),
             ..Registry::default()
-        };
-        *self.registry.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(none);
-        *self.failure.write().unwrap_or_else(|p| p.into_inner()) = Some(reason);
-        self.stopped.store(false, Ordering::Relaxed);
-        !self.reload_failing.swap(true, Ordering::Relaxed)
+        });
+        view.failure = Some(reason);
+        view.stopped = false;
+    }
+
+    /// Refuses every client when no poll that began within `limit` has finished and
+    /// nothing else refuses them already, for the reason `why` gives from the view's age;
+    /// the reason when it did. Checked and done under one lock, so that a poll that
+    /// finishes meanwhile is never refused.
+    fn refuse_if_stale(
+        &self,
+        limit: Duration,
+        why: impl FnOnce(Duration) -> String,
+    ) -> Option<String> {
+        let mut view = self.write();
+        let age = self.view_age();
+        if age <= limit || view.failure.is_some() {
+            return None;
+        }
+        let reason = why(age);
+        Live::refuse_in(&mut view, reason.clone());
+        Some(reason)
     }
 
     /// Refuses every client as frozen, for `reason`: the stop file of `keygate panic` is
@@ -476,16 +530,20 @@ impl Live {
     /// --client` nor the dead-key alert saw them), so each request is told as its
     /// client's, and refused as a frozen client's is.
     pub fn stop_all(&self, reason: String) {
-        let frozen = self.snapshot().with_every_client_frozen();
-        *self.registry.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(frozen);
-        *self.failure.write().unwrap_or_else(|p| p.into_inner()) = Some(reason);
-        self.stopped.store(true, Ordering::Relaxed);
+        let mut view = self.write();
+        let mut frozen = view.loaded.with_every_client_frozen();
+        frozen.every_client_stopped = frozen
+            .every_client_stopped
+            .max(view.registry.every_client_stopped.saturating_add(1));
+        view.registry = Arc::new(frozen);
+        view.failure = Some(reason);
+        view.stopped = true;
     }
 
     /// Whether every client is refused for the stop file of `keygate panic`
     /// ([`Live::stop_all`]), not for a failed reload.
     pub fn is_stopped(&self) -> bool {
-        self.stopped.load(Ordering::Relaxed)
+        self.read().stopped
     }
 
     /// The store's generation the current snapshot was loaded at; `None` when it was not
@@ -495,12 +553,10 @@ impl Live {
         self.snapshot().generation
     }
 
-    /// Why every client is refused, when a reload failed and none has succeeded since.
+    /// Why every client is refused (a failed reload, a stall, the stop file), while none
+    /// has succeeded since.
     pub fn failure(&self) -> Option<String> {
-        self.failure
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.read().failure.clone()
     }
 }
 
@@ -689,7 +745,6 @@ pub fn spawn_reloader(
         alerter,
     };
     reloader.check_stop_file();
-    reloader.live.confirm(Instant::now());
     spawn_stall_watch(
         Arc::downgrade(&reloader.live),
         reloader.alerter.clone(),
@@ -701,7 +756,7 @@ pub fn spawn_reloader(
             while Arc::strong_count(&reloader.live) > 1 {
                 std::thread::sleep(RELOAD_INTERVAL);
                 let began = Instant::now();
-                reloader.poll();
+                reloader.poll(began);
                 reloader.live.confirm(began);
             }
         })?;
@@ -714,8 +769,9 @@ struct Reloader {
     master: Arc<MasterKey>,
     live: Arc<Live>,
     alerter: Option<Alerter>,
-    /// The generation last loaded; `None` after every client was refused, so that the
-    /// next poll loads whatever the generation says.
+    /// The generation last loaded; `None` after this reloader refused every client, so
+    /// that the next poll loads whatever the generation says (a refusal by the stall
+    /// watch is found by [`Live::failure`]).
     seen: Option<u64>,
     left_out: Vec<String>,
     loaded_at: Instant,
@@ -756,10 +812,13 @@ impl Reloader {
         self.seen = None;
     }
 
-    /// One poll: the stop file, the database file, the generation, and a load when the
-    /// generation moved, a full reload is due, or every client was refused meanwhile
-    /// (a failure, or a stall found by [`spawn_stall_watch`]).
-    fn poll(&mut self) {
+    /// One poll, begun at `began`: the stop file, the database file, the generation, and
+    /// a load when the generation moved, a full reload is due, or every client was
+    /// refused meanwhile (a failure, or a stall found by [`spawn_stall_watch`]). A load
+    /// that took longer than [`RELOAD_STALL_LIMIT`] is not put in force: it may miss
+    /// what was committed while it read (found by review: it undid the stall watch's
+    /// refusal); the next poll loads again, from where this one read the log to.
+    fn poll(&mut self, began: Instant) {
         if self.check_stop_file() {
             return;
         }
@@ -791,10 +850,18 @@ impl Reloader {
         }
         let previous = self.live.snapshot();
         match Registry::load_after(&self.store, &self.master, &mut self.read_so_far, &previous) {
+            Ok(_) if began.elapsed() > RELOAD_STALL_LIMIT => {
+                tracing::warn!(
+                    seconds = began.elapsed().as_secs(),
+                    "a reload of accounts and clients took too long to be put in force; \
+                     loading again"
+                );
+                self.seen = None;
+            }
             Ok(registry) => {
                 alert_refusals(self.alerter.as_ref(), &registry.refused, &self.left_out);
                 self.left_out.clone_from(&registry.refused);
-                self.live.replace(registry);
+                self.live.replace(registry, began);
                 self.loaded_at = Instant::now();
                 if Some(generation) != self.seen {
                     tracing::info!(generation, "reloaded accounts and clients");
@@ -811,8 +878,10 @@ impl Reloader {
 }
 
 /// Watches `live` until it is dropped: when no poll of the store that began within
-/// `limit` has finished ([`Live::view_age`]), refuses every client, with a critical alert
-/// through `alerter`, until the reloader's next poll loads them again.
+/// `limit` has finished ([`Live::view_age`]) and nothing else refuses every client,
+/// refuses them all until the reloader's next poll that finishes loads them again, with
+/// a critical alert through `alerter`, once a stall. Not counted as a failed reload: a
+/// reload that then fails for a cause of its own is alerted on too (found by review).
 fn spawn_stall_watch(
     live: Weak<Live>,
     alerter: Option<Alerter>,
@@ -821,16 +890,29 @@ fn spawn_stall_watch(
     std::thread::Builder::new()
         .name("keygate-reload-watch".into())
         .spawn(move || {
+            let mut alerted = false;
             while let Some(live) = live.upgrade() {
-                let age = live.view_age();
-                if age > limit && live.failure().is_none() {
-                    let reason = format!(
+                let refused = live.refuse_if_stale(limit, |age| {
+                    format!(
                         "no poll of the database for changes has finished for {} s (the \
                          database busy or slow, or a long read of the audit log): a freeze \
                          or revoke made meanwhile would not be seen",
                         age.as_secs()
-                    );
-                    refuse_every_client(&live, alerter.as_ref(), reason);
+                    )
+                });
+                if let Some(reason) = refused.filter(|_| !alerted) {
+                    alerted = true;
+                    tracing::error!(%reason, "refusing every request until a poll finishes");
+                    if let Some(alerter) = &alerter {
+                        alerter.raise(Alert::outside_log(
+                            Severity::Critical,
+                            AlertRule::ReloadFailed,
+                            format!("keygate refuses every client: {reason}; see keygate doctor"),
+                        ));
+                    }
+                }
+                if live.view_age() <= limit {
+                    alerted = false;
                 }
                 drop(live);
                 std::thread::sleep(RELOAD_INTERVAL);
@@ -1347,7 +1429,7 @@ mod tests {
         stop_every_client(&live, Some(&alerter), &mut None, "PANIC".into());
         refuse_every_client(&live, Some(&alerter), "cannot read".into());
         assert_eq!(alerts.try_iter().count(), 0);
-        live.replace(Registry::default());
+        live.replace(Registry::default(), Instant::now());
         refuse_every_client(&live, Some(&alerter), "cannot read".into());
         assert_eq!(alerts.try_iter().count(), 1);
     }
@@ -1444,10 +1526,10 @@ mod tests {
     fn a_stalled_reloader_refuses_every_client_until_a_poll_finishes() {
         let live = Arc::new(Live::new(Registry::default()));
         let (alerter, alerts) = Alerter::channel();
-        let limit = Duration::from_secs(1);
+        let limit = Duration::from_secs(3);
         spawn_stall_watch(Arc::downgrade(&live), Some(alerter), limit).unwrap();
         // No poll ever finishes.
-        let alert = alerts.recv_timeout(Duration::from_secs(10)).unwrap();
+        let alert = alerts.recv_timeout(Duration::from_secs(20)).unwrap();
         assert_eq!(alert.severity, Severity::Critical);
         assert_eq!(alert.rule, AlertRule::ReloadFailed);
         assert!(
@@ -1457,14 +1539,59 @@ mod tests {
         );
         assert!(live.failure().is_some_and(|f| f.contains("no poll")));
         assert!(live.view_age() > limit);
+        // Not a failed reload: one that then fails for a cause of its own is alerted on.
+        assert!(live.refuse_all("the tables do not match their seal".into()));
         // A poll begins and finishes, and loads: served again, and not refused anew
         // while polls keep finishing.
-        live.confirm(Instant::now());
-        live.replace(Registry::default());
+        live.replace(Registry::default(), Instant::now());
         std::thread::sleep(3 * RELOAD_INTERVAL);
         assert!(live.failure().is_none());
         assert!(alerts.try_recv().is_err());
         drop(live);
+    }
+
+    /// Found by review: a load that began before every client was refused came back with
+    /// the count of refusals it began with, so a request decided before the refusal was
+    /// sent after it; and the stop file then froze the empty view, so that requests under
+    /// a panic were recorded as of unknown keys.
+    #[test]
+    fn a_load_begun_before_a_refusal_keeps_it_counted_and_a_stop_freezes_the_last_load() {
+        let vault = Vault::with_requests(0);
+        let master = &vault.master;
+        let mut store = vault.connection();
+        store
+            .transaction(|s| {
+                s.insert_account(&main_account(), master, 1)?;
+                s.insert_client(
+                    &keygate_store::NewClient {
+                        name: "bot1".parse().unwrap(),
+                        account: "main".parse().unwrap(),
+                        api_key: "key-1".into(),
+                        material: ClientKeyMaterial::Hmac(SecretString::new("s".into())),
+                        policy: Policy::default(),
+                        expires_ms: None,
+                    },
+                    master,
+                    1,
+                )
+            })
+            .unwrap();
+        let live = Live::new(Registry::load(&store, master).unwrap());
+        let began = Instant::now();
+        let loaded = Registry::load(&store, master).unwrap();
+        assert!(live.refuse_all("stalled".into()));
+        let refused = live.snapshot().every_client_stopped();
+        live.replace(loaded, began);
+        assert!(live.snapshot().every_client_stopped() >= refused);
+
+        assert!(live.refuse_all("stalled again".into()));
+        live.stop_all("the stop file is there".into());
+        let stopped = live.snapshot();
+        let bot = stopped
+            .client("key-1")
+            .expect("the client of the last load");
+        assert_eq!(bot.status, ClientStatus::Frozen);
+        assert!(stopped.every_client_stopped() > refused);
     }
 
     /// Every client refused from outside the reloader (by the stall watch) is loaded again
@@ -1478,7 +1605,9 @@ mod tests {
         let _alerts = vault.reload_alerting(&live);
         std::thread::sleep(2 * RELOAD_INTERVAL);
         assert!(live.view_age() < RELOAD_STALL_LIMIT);
-        live.refuse_all("stalled".into());
+        assert!(live
+            .refuse_if_stale(Duration::ZERO, |_| "stalled".into())
+            .is_some());
         let started = Instant::now();
         while live.failure().is_some() {
             assert!(

@@ -415,32 +415,42 @@ pub(crate) fn coinm_exchange_info(server_time: u64, weight_limit: u64) -> Value 
     })
 }
 
-/// `GET /api/v3/ticker/24hr` for one market.
+/// `GET /api/v3/ticker/24hr` or `GET /fapi/v1/ticker/24hr` for one market. USD-M's has
+/// no previous close and no best bid or ask, and writes prices and quantities to the
+/// symbol's precisions (found by review: it was spot's, so a client reading the bid from
+/// it passed here and found none on Binance).
 pub(crate) fn ticker_24hr(m: &Market, now: u64) -> Value {
-    let price = fmt(m.price, 8);
-    json!({
+    let (prices, quantities) = match m.product {
+        Product::Spot => (8, 8),
+        Product::UsdM => (m.price_precision, m.quantity_precision),
+    };
+    let price = fmt(m.price, prices);
+    let mut ticker = json!({
         "symbol": m.symbol,
-        "priceChange": "0.00000000",
+        "priceChange": fmt(Decimal::ZERO, prices),
         "priceChangePercent": "0.000",
         "weightedAvgPrice": price,
-        "prevClosePrice": price,
         "lastPrice": price,
-        "lastQty": fmt(m.min_qty, 8),
-        "bidPrice": fmt(best_bid(m), 8),
-        "bidQty": "1.00000000",
-        "askPrice": fmt(best_ask(m), 8),
-        "askQty": "1.00000000",
+        "lastQty": fmt(m.min_qty, quantities),
         "openPrice": price,
         "highPrice": price,
         "lowPrice": price,
-        "volume": fmt(Decimal::from(TRADES_A_DAY), 8),
-        "quoteVolume": fmt(m.price * Decimal::from(TRADES_A_DAY), 8),
+        "volume": fmt(Decimal::from(TRADES_A_DAY), quantities),
+        "quoteVolume": fmt(m.price * Decimal::from(TRADES_A_DAY), prices),
         "openTime": now.saturating_sub(86_400_000),
         "closeTime": now,
         "firstId": 1,
         "lastId": TRADES_A_DAY,
         "count": TRADES_A_DAY
-    })
+    });
+    if m.product == Product::Spot {
+        ticker["prevClosePrice"] = json!(price);
+        ticker["bidPrice"] = json!(fmt(best_bid(m), 8));
+        ticker["bidQty"] = json!("1.00000000");
+        ticker["askPrice"] = json!(fmt(best_ask(m), 8));
+        ticker["askQty"] = json!("1.00000000");
+    }
+    ticker
 }
 
 /// The prices of the book's first `limit` levels on `side`, best first: one tick apart

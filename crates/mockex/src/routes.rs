@@ -1007,9 +1007,11 @@ fn authenticate(
     Ok((params, Some(api_key.to_owned())))
 }
 
-/// Refuses, with -2015 as Binance does, a signed request whose key lacks the permission
-/// its endpoint needs. It comes after the signature and time checks: only a request the
-/// key's holder signed learns what the key may do.
+/// Refuses, as Binance does, a signed request whose key lacks the permission its endpoint
+/// needs: -2015 for trading and futures, -1002 for a withdrawal or a universal transfer
+/// (found by review: answered -2015, which ccxt takes for a network error once the key
+/// has worked, where -1002 is an authentication error). It comes after the signature and
+/// time checks: only a request the key's holder signed learns what the key may do.
 fn permit(
     simulator: &Simulator,
     endpoint: Endpoint,
@@ -1020,6 +1022,18 @@ fn permit(
     };
     match simulator.key(key) {
         Some(key) if permission.is_granted(&key.restrictions) => Ok(()),
+        Some(_)
+            if matches!(
+                permission,
+                Permission::Withdrawals | Permission::UniversalTransfer
+            ) =>
+        {
+            Err(ApiError::new(
+                401,
+                -1002,
+                "You are not authorized to execute this request.",
+            ))
+        }
         _ => Err(ApiError::rejected_key()),
     }
 }

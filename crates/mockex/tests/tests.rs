@@ -1262,6 +1262,28 @@ mod trading {
         let response = send(&sim, Method::GET, "/api/v3/nothing", None, None).await;
         assert_code(&response, 404, -1000);
     }
+
+    /// Found by review: USD-M's 24-hour ticker was spot's, with a best bid and ask and
+    /// a previous close Binance's futures ticker does not have, and prices to eight
+    /// decimals where futures write the symbol's precision.
+    #[tokio::test]
+    async fn each_products_24hr_ticker_has_its_own_fields() {
+        let sim = start().await;
+        let ticker = |path: &'static str| send(&sim, Method::GET, path, None, None);
+        let (status, spot) = ticker("/api/v3/ticker/24hr?symbol=BTCUSDT").await;
+        assert_eq!(status, 200, "{spot}");
+        assert_eq!(spot["lastPrice"], "60000.00000000");
+        for field in ["bidPrice", "askPrice", "bidQty", "askQty", "prevClosePrice"] {
+            assert!(spot[field].is_string(), "{field}: {spot}");
+        }
+        let (status, futures) = ticker("/fapi/v1/ticker/24hr?symbol=BTCUSDT").await;
+        assert_eq!(status, 200, "{futures}");
+        assert_eq!(futures["lastPrice"], "60000.00");
+        assert_eq!(futures["lastQty"], "0.001");
+        for field in ["bidPrice", "askPrice", "bidQty", "askQty", "prevClosePrice"] {
+            assert!(futures.get(field).is_none(), "{field}: {futures}");
+        }
+    }
 }
 
 mod editing {
@@ -2789,17 +2811,31 @@ mod restrictions {
             (Method::GET, "/fapi/v2/account", String::new()),
             (Method::GET, "/fapi/v2/balance", String::new()),
             (Method::GET, "/fapi/v1/openOrders", String::new()),
-            (
-                Method::POST,
-                "/sapi/v1/capital/withdraw/apply",
-                "coin=BTC&address=bc1qexampleexampleexample&amount=1".to_owned(),
-            ),
         ] {
             let response = signed_as(&sim, reader, method.clone(), path, &params).await;
             assert_code(&response, 401, -2015);
             assert_eq!(
                 response.1["msg"], "Invalid API-key, IP, or permissions for action.",
                 "{method} {path}"
+            );
+        }
+        // Found by review: a withdrawal or a universal transfer is refused with -1002, as
+        // Binance refuses them, not -2015.
+        for (path, params) in [
+            (
+                "/sapi/v1/capital/withdraw/apply",
+                "coin=BTC&address=bc1qexampleexampleexample&amount=1",
+            ),
+            (
+                "/sapi/v1/asset/transfer",
+                "type=MAIN_UMFUTURE&asset=USDT&amount=1",
+            ),
+        ] {
+            let response = signed_as(&sim, reader, Method::POST, path, params).await;
+            assert_code(&response, 401, -1002);
+            assert_eq!(
+                response.1["msg"], "You are not authorized to execute this request.",
+                "{path}"
             );
         }
         // Nothing happened: the reader's balances and orders are untouched.
@@ -5768,7 +5804,7 @@ mod coverage {
             "type=MAIN_UMFUTURE&asset=USDT&amount=1",
         )
         .await;
-        assert_code(&denied, 401, -2015);
+        assert_code(&denied, 401, -1002);
         let (status, first) = signed_as(
             &sim,
             me,
@@ -7198,7 +7234,7 @@ mod accounts {
         let (status, _, refused) = call(&sim, SECOND, Method::POST, path, withdraw).await;
         assert_eq!(
             (status, &refused["code"]),
-            (401, &json!(-2015)),
+            (401, &json!(-1002)),
             "{refused}"
         );
 

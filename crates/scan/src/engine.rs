@@ -452,16 +452,39 @@ static TOKEN_BYTE: [bool; 256] = {
     t
 };
 
+/// The base64 alphabet, padding aside: `=` only ends a run ([`base64_run`]).
 static BASE64_BYTE: [bool; 256] = {
     let mut t = [false; 256];
     let mut i = 0;
     while i < 256 {
         let b = i as u8;
-        t[i] = b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'=';
+        t[i] = b.is_ascii_alphanumeric() || b == b'+' || b == b'/';
         i += 1;
     }
     t
 };
+
+/// The length of the base64 run `bytes` start with: characters of the alphabet, then up
+/// to two `=` of padding where nothing of the alphabet follows them. An `=` followed by
+/// more is no padding but a separator (found by review: `CONFIG=<base64 of a .env>` was
+/// read as one run from `CONFIG`, which did not decode, so the keys in it went unseen).
+fn base64_run(bytes: &[u8]) -> usize {
+    let text = bytes
+        .iter()
+        .take_while(|&&b| BASE64_BYTE[b as usize])
+        .count();
+    let padding = bytes[text..]
+        .iter()
+        .take(2)
+        .take_while(|&&b| b == b'=')
+        .count();
+    let after = bytes.get(text + padding).copied();
+    if padding > 0 && after.is_none_or(|b| !BASE64_BYTE[b as usize]) {
+        text + padding
+    } else {
+        text
+    }
+}
 
 /// Where a candidate is reported: the offset of its value in the scanned buffer, and
 /// whether the value was written there base64-encoded.
@@ -1082,10 +1105,7 @@ impl Engine {
                     let text = ctx.lines.text(ctx.data, line);
                     let mut i = 0;
                     while i < text.len() {
-                        let run = text[i..]
-                            .iter()
-                            .take_while(|&&b| BASE64_BYTE[b as usize])
-                            .count();
+                        let run = base64_run(&text[i..]);
                         if run > ENCODED_NEAR_MIN {
                             offsets.push(start + i);
                         }
@@ -1148,11 +1168,7 @@ impl Engine {
                     .rev()
                     .take_while(|&&b| BASE64_BYTE[b as usize])
                     .count();
-            let end = offset
-                + data[offset..]
-                    .iter()
-                    .take_while(|&&b| BASE64_BYTE[b as usize])
-                    .count();
+            let end = offset + base64_run(&data[offset..]);
             encoded_steps(end - start);
             decoded_to = end;
             let min_run = match found {
@@ -2664,10 +2680,7 @@ fn decode_printable(token: &[u8]) -> Option<Vec<u8>> {
 fn decode_wrapped_base64_at(data: &[u8], start: usize) -> (usize, Option<Vec<u8>>) {
     let run_end = |from: usize| {
         let limit = data.len().min(from + MAX_ENCODED_PEM);
-        from + data[from..limit]
-            .iter()
-            .take_while(|&&b| BASE64_BYTE[b as usize])
-            .count()
+        from + base64_run(&data[from..limit])
     };
     let first_end = run_end(start);
     let width = first_end - start;

@@ -4378,6 +4378,36 @@ mod encoded {
             .is_empty());
     }
 
+    /// Found by review: a whole `.env` written base64-encoded straight after `NAME=`
+    /// (`BOT_ENV_B64=$(base64 -w0 .env)`) was read as one run from `NAME`, through the
+    /// `=`, which did not decode: its keys went unseen. With a space after the `=`, or
+    /// quotes, they were found.
+    #[test]
+    fn a_file_written_base64_encoded_right_after_an_equals_sign_is_decoded() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(84);
+        let (key, secret) = (
+            super::synth::alnum(&mut rng, 64),
+            super::synth::alnum(&mut rng, 64),
+        );
+        let env = format!("BINANCE_API_KEY={key}\nBINANCE_API_SECRET={secret}\n");
+        let scanner = Scanner::builder().redact(false).build();
+        for layout in [
+            "CONFIG={}",
+            "CONFIG= {}",
+            "export BOT_ENV_B64={}",
+            "X=\"{}\"",
+        ] {
+            let text = format!("# binance\n{}\n", layout.replace("{}", &b64(&env)));
+            let f = scanner.scan_bytes("deploy/bot.env", text.as_bytes());
+            assert_eq!(f.len(), 1, "{text}\n{f:#?}");
+            assert_eq!(f[0].title, "Binance API key + secret (base64-encoded)");
+            assert!(f[0]
+                .parts
+                .iter()
+                .any(|p| p.value.as_deref() == Some(secret.as_str())));
+        }
+    }
+
     /// Found by review: text decoded near an exchange's name was read as if its path
     /// named the exchange, so a notebook's data URI of a CSV of upper-case hex ids, in a
     /// cell beside `ccxt.okx()`, gave "OKX API secrets". Only labelled values take the

@@ -241,6 +241,8 @@ mod rules {
             ("binance", "BINANCE_API_SECRET=Fhs4lGae2qAi6VNjbJjebUAwXrIChb7mlf372UOICMwdKaNdNBGKtfdeUff2TTTT\n"),
             ("kraken", "kraken key CJbfPw4tnbf/9en/ZmpewCTKEwmmzO18LXZcHQcu7HPLWre4l8+V9I3y secret FRs+gtq09rR7OFtKj9BGhyOGS3u5vtY/EdiIBO9kD8NFtRX7w7LeJDSrX6cq1D8zmQmGkWFjksuhBvKOAWJohQ==\n"),
             ("okx", "OKX secret_key = '22582BD0CFF14C41EDBF1AB98506286D'\n"),
+            // Found by review: KuCoin's published sub-account key, in its SDKs' comments.
+            ("kucoin", "# kucoin\n{\"apiKey\": \"630325e0e750870001829864\", \"apiSecret\": \"110f31fc-61c5-4baf-a29f-3f19a62bbf5d\", \"passphrase\": \"passphrase\"}\n"),
             ("coinbase", "{\"name\": \"organizations/243873d8-c14e-436d-9cea-10d530cbe201/apiKeys/d29bb143-ad4c-234f-9bd7-c705c16b6d19\"}\n"),
             // Regression (found by review): Kraken's published private key, where another
             // exchange's keyword is nearer, was reported as that exchange's live secret.

@@ -327,6 +327,13 @@ impl Action {
         }
     }
 
+    /// Whether the exchange counts this call towards the account's orders: a trade that
+    /// places one or more (an order, a batch, an order list, a cancel-replace), not a
+    /// test order nor a change of settings.
+    pub fn places_new_orders(&self) -> bool {
+        self.kind == ActionKind::Trade && !self.places_no_order && !self.validates_only
+    }
+
     /// Whether the action is a batch of orders ([`Action::batch`]).
     pub fn is_batch(&self) -> bool {
         !self.batch.is_empty()

@@ -179,6 +179,9 @@ pub enum Refusal<'a> {
     Internal,
     /// Too many requests: the message starts with `keygate:` and says which limit.
     TooMany(&'a str),
+    /// The exchange answered that the account placed too many orders, and the time it
+    /// asked for is not over: the message starts with `keygate:` and says until when.
+    TooManyOrders(&'a str),
     /// The exchange asked this address to send nothing more for a while (a [`BackOff`]
     /// not yet over): the message starts with `keygate:` and says until when; `banned`
     /// when the exchange banned the address rather than asked it to wait.
@@ -475,6 +478,17 @@ pub trait Adapter: Send + Sync + 'static {
         headers: &HeaderMap,
         body: &[u8],
     ) -> Option<BackOff>;
+    /// Whether an answer of `status` with `headers` and `body` says the account placed too
+    /// many orders (Binance's 429 and -1015), and for how many seconds it should place
+    /// none: the account's limit, not the address's ([`Adapter::back_off`]), so its
+    /// cancels and reads and the other accounts go on. Going on placing orders after such
+    /// a 429 risks a ban of the address, which stops every client behind keygate.
+    fn orders_back_off(
+        &self,
+        status: http::StatusCode,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Option<u64>;
     /// Whether the exchange refused a request for its timestamp (Binance's -1021): the
     /// timestamp keygate stamped on its clock, corrected by the offset it measured, was
     /// off by the exchange's, which may have moved since.

@@ -920,6 +920,12 @@ async fn handle<A: Adapter>(
     if let Some((response, msg)) = answer_while_backing_off(adapter, &gw.weight, pool) {
         return audit.deny(response, Rule::ExchangeBackOff, &msg);
     }
+    let places_orders = action.places_new_orders();
+    if let Some((response, msg)) =
+        answer_while_orders_wait(adapter, &gw.weight, &client.account, pool, places_orders)
+    {
+        return audit.deny(response, Rule::ExchangeBackOff, &msg);
+    }
     let symbol_lookup = client
         .policy
         .symbols
@@ -983,6 +989,11 @@ async fn handle<A: Adapter>(
             return Err((response, Rule::Authentication, msg));
         }
         if let Some((response, msg)) = answer_while_backing_off(adapter, &gw.weight, pool) {
+            return Err((response, Rule::ExchangeBackOff, msg));
+        }
+        if let Some((response, msg)) =
+            answer_while_orders_wait(adapter, &gw.weight, &client.account, pool, places_orders)
+        {
             return Err((response, Rule::ExchangeBackOff, msg));
         }
         decided.changed_in(&gw.live.snapshot(), now).map_err(|msg| {
@@ -1381,6 +1392,36 @@ fn answer_while_backing_off<A: Adapter>(
     Some((response, message))
 }
 
+/// While the exchange asks `account` to place no new order in `pool`
+/// ([`WeightGauge::orders_paused`]), the answer to a request that `places_orders`, as
+/// the exchange answers an account over its order count (429) with how long is left in
+/// `Retry-After`, and the reason, for its event. Cancels, reads, test orders and
+/// settings go on, as do other accounts' orders.
+fn answer_while_orders_wait<A: Adapter>(
+    adapter: &A,
+    weight: &WeightGauge,
+    account: &keygate_core::Name,
+    pool: Pool<'_>,
+    places_orders: bool,
+) -> Option<(Response, String)> {
+    if !places_orders {
+        return None;
+    }
+    let left = weight.orders_paused(account.as_str(), pool)?;
+    let seconds_left = left.as_millis().div_ceil(1000).max(1);
+    let message = format!(
+        "keygate: the exchange answered that account {account} placed too many orders \
+         (HTTP 429) and asked for no new one for {seconds_left} s more; none is sent until \
+         then, which would bring on a ban of the address"
+    );
+    let mut response = refusal_response(adapter, Refusal::TooManyOrders(&message));
+    response.headers_mut().insert(
+        http::header::RETRY_AFTER,
+        HeaderValue::from(u64::try_from(seconds_left).unwrap_or(u64::MAX)),
+    );
+    Some((response, message))
+}
+
 /// The answer to a request its client's policy denies, in the exchange's error shape
 /// (the message may quote what the request named, a symbol, at any length: it is cut).
 /// A client over its rate is asked to wait until its rate has room (`Retry-After`, in
@@ -1579,6 +1620,24 @@ impl Gateway {
                     } else {
                         Outcome::Answered
                     };
+                // An account over its order count: its new orders wait as asked, here, so
+                // that going on does not bring on a ban of the address.
+                let orders_wait = adapter
+                    .orders_back_off(answer.status, &answer.headers, &answer.body)
+                    .filter(|_| places_orders);
+                if let (Some(seconds), Some(account)) = (
+                    orders_wait,
+                    in_flight.audit.as_ref().and_then(|a| a.account.as_deref()),
+                ) {
+                    tracing::warn!(
+                        account,
+                        seconds,
+                        "the exchange answered that this account placed too many orders; \
+                         its new orders wait as asked"
+                    );
+                    self.weight
+                        .pause_orders(account, pool, Duration::from_secs(seconds));
+                }
                 in_flight.finish_placing(Some(answer.status.as_u16()), outcome, order_ids);
                 if caller == Caller::Signed
                     && adapter.refused_the_timestamp(answer.status, &answer.body)

@@ -73,6 +73,9 @@ pub struct WeightGauge {
     /// `made` (0: none was ever asked for): before it, [`WeightGauge::paused`] looks at
     /// the state; after it, at nothing.
     paused_until: AtomicU64,
+    /// The end of the latest wait asked of an account's orders, as `paused_until` (0:
+    /// none was ever asked for).
+    orders_paused_until: AtomicU64,
     /// Where the first answer of each pause is told.
     alerter: Mutex<Option<Alerter>>,
     /// What keeps each pause beyond this process, told as one begins or grows.
@@ -85,6 +88,7 @@ impl Default for WeightGauge {
             state: Mutex::default(),
             made: Instant::now(),
             paused_until: AtomicU64::new(0),
+            orders_paused_until: AtomicU64::new(0),
             alerter: Mutex::default(),
             keeper: Mutex::default(),
         }
@@ -128,6 +132,9 @@ struct State {
     /// longer, nor does one set forward during a ban send at once, and have the ban
     /// lengthened (found by review).
     pause_ends: HashMap<String, Instant>,
+    /// When each account's new orders may go again, by account and weight pool: the
+    /// exchange answered that the account placed too many ([`WeightGauge::pause_orders`]).
+    order_pause_ends: HashMap<(String, &'static str), Instant>,
     /// The estimated weight of each client's signed requests in the minute
     /// `spent_minute`, by client name: cleared as the minute turns, so that it holds the
     /// clients of one minute only.
@@ -873,6 +880,38 @@ impl WeightGauge {
                  make it worse; `keygate audit query --decision denied` lists them"
             ),
         ));
+    }
+
+    /// Holds `account`'s new orders in `pool` back for `wait`: the exchange answered that
+    /// the account placed too many ([`Adapter::orders_back_off`]). A wait already longer
+    /// stands.
+    pub fn pause_orders(&self, account: &str, pool: Pool<'_>, wait: Duration) {
+        let end = Instant::now() + wait;
+        let mut state = self.lock();
+        let kept = state
+            .order_pause_ends
+            .entry((account.to_owned(), pool.name))
+            .or_insert(end);
+        *kept = (*kept).max(end);
+        let until = u64::try_from(kept.saturating_duration_since(self.made).as_millis())
+            .unwrap_or(u64::MAX);
+        self.orders_paused_until.fetch_max(until, Ordering::Relaxed);
+    }
+
+    /// How long `account`'s new orders in `pool` are still held back
+    /// ([`WeightGauge::pause_orders`]), if they are. While no wait runs, it takes no lock.
+    pub fn orders_paused(&self, account: &str, pool: Pool<'_>) -> Option<Duration> {
+        let paused_until = self.orders_paused_until.load(Ordering::Relaxed);
+        if paused_until == 0 || self.steady_now_ms() >= paused_until {
+            return None;
+        }
+        let now = Instant::now();
+        let mut state = self.lock();
+        state.order_pause_ends.retain(|_, end| *end > now);
+        let end = state
+            .order_pause_ends
+            .get(&(account.to_owned(), pool.name))?;
+        Some(end.saturating_duration_since(now))
     }
 
     /// Whether the exchange asked that nothing be sent to `pool`'s upstream now, and

@@ -961,6 +961,48 @@ async fn a_bot_asking_the_exchange_s_clock_is_told_keygate_s() {
     assert_eq!(asked_the_exchange(), known + 1);
 }
 
+/// Found by review: a 429 for the account's order count (-1015) asked nothing of
+/// keygate, which went on sending the account's new orders, and Binance bans an address
+/// that goes on after 429s. The account's new orders now wait (ten seconds, spot giving no
+/// `Retry-After`), answered as the exchange answers them, and are never sent meanwhile;
+/// its cancels and reads go on.
+#[tokio::test]
+async fn an_account_over_its_order_count_sends_no_new_order_until_asked() {
+    let env = default_env().await;
+    let simulator = env.exchange.simulator();
+    // Clear of the turn of a ten-second window, so that the exchange's count holds.
+    let into = keygate_gateway::now_ms() % 10_000;
+    if into > 6_000 {
+        tokio::time::sleep(Duration::from_millis(10_100 - into)).await;
+    }
+    simulator.set_orders_per_ten_seconds(1);
+    let order = "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=50000";
+    let (status, placed) = post(&env, "/api/v3/order", order).await;
+    assert_eq!(status, 200, "{placed}");
+    let (status, body) = post(&env, "/api/v3/order", order).await;
+    assert_eq!((status, &body["code"]), (429, &json!(-1015)), "{body}");
+    assert_eq!(exchange_saw(&env, "/api/v3/order"), 2);
+    // Held back by keygate now, as the exchange would answer it.
+    let (status, body) = post(&env, "/api/v3/order", order).await;
+    assert_eq!((status, &body["code"]), (429, &json!(-1015)), "{body}");
+    let msg = body["msg"].as_str().unwrap();
+    assert!(msg.starts_with("keygate: "), "{msg}");
+    assert!(msg.contains("placed too many orders"), "{msg}");
+    assert_eq!(exchange_saw(&env, "/api/v3/order"), 2);
+    // A cancel and a read go on.
+    let cancel = format!("symbol=BTCUSDT&orderId={}", placed["orderId"]);
+    let target = format!("/binance/api/v3/order?{}", sign(&cancel, BOT_SECRET));
+    let (status, body) = raw(env.gateway, &http("DELETE", &target, "", "")).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = get(&env, "/api/v3/account", "").await;
+    assert_eq!(status, 200, "{body}");
+    let events = events_where(&env, 1, |e| {
+        e["rule"] == "exchange_back_off" && e["path"] == "/api/v3/order"
+    })
+    .await;
+    assert_eq!(events.len(), 1, "{events:?}");
+}
+
 #[tokio::test]
 async fn orders_inside_policy_are_forwarded_and_outside_are_not() {
     let env = default_env().await;

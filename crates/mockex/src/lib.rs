@@ -664,6 +664,22 @@ impl Simulator {
         counters.set_limits(limits);
     }
 
+    /// Sets the new spot orders an account may place in 10 seconds (Binance's is 100), from
+    /// now on; past it, orders are refused with -1015.
+    pub fn set_orders_per_ten_seconds(&self, limit: u64) {
+        let mut counters = lock(&self.inner.limits);
+        let limits = WeightLimits {
+            orders_per_ten_seconds: limit,
+            ..counters.limits()
+        };
+        counters.set_limits(limits);
+    }
+
+    /// Whether `account` may place `orders` more spot orders now.
+    pub(crate) fn may_place_orders(&self, account: &AccountId, orders: u64) -> bool {
+        lock(&self.inner.limits).may_place_orders(account, orders, now_ms())
+    }
+
     /// The limits in force: each family's weight per minute and the first ban's length.
     pub(crate) fn weight_limits(&self) -> WeightLimits {
         lock(&self.inner.limits).limits()

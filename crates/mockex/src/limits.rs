@@ -35,8 +35,9 @@
 //! weight; after a ban the count goes on in its window, so the first request past the
 //! limit gets a 429 again before another ban. `/sapi` has one IP counter and one limit
 //! for all its IP-weighted endpoints, where Binance gives some endpoints limits of their
-//! own. The `RAW_REQUESTS` limit, the order-rate limits (-1015) and WebSocket API limits
-//! are not enforced; spot orders are only counted, for their headers.
+//! own. Spot's order limit of 10 seconds is enforced (-1015, with no `Retry-After`, as
+//! spot answers it; the count of the day and USD-M's order limits are only counted, for
+//! their headers); the `RAW_REQUESTS` limit and WebSocket API limits are not.
 
 use std::collections::HashMap;
 
@@ -130,6 +131,9 @@ pub(crate) struct WeightLimits {
     /// Whether 429 and 418 answers carry `Retry-After`: spot's documentation promises
     /// it, USD-M's does not, so a client is tested without it too.
     pub(crate) retry_after: bool,
+    /// New spot orders an account may place in 10 seconds (Binance's `ORDERS` limit of
+    /// spot's `exchangeInfo`: 100); past it, -1015.
+    pub(crate) orders_per_ten_seconds: u64,
 }
 
 impl Default for WeightLimits {
@@ -141,6 +145,7 @@ impl Default for WeightLimits {
             dapi: 2400,
             first_ban_s: 120,
             retry_after: true,
+            orders_per_ten_seconds: 100,
         }
     }
 }
@@ -398,6 +403,19 @@ impl Counters {
             bump(0, TEN_SECONDS_MS, ten_seconds),
             bump(1, MINUTE_MS, minute),
         ]
+    }
+
+    /// Whether `account` may place `orders` more spot orders at `now_ms` under the limit
+    /// of 10 seconds: Binance refuses past it, whatever filled meanwhile.
+    pub(crate) fn may_place_orders(&self, account: &AccountId, orders: u64, now_ms: u64) -> bool {
+        let placed = self
+            .orders
+            .get(account)
+            .map_or(0, |count| match count.ten_seconds {
+                (window, n) if window == now_ms / TEN_SECONDS_MS => n,
+                _ => 0,
+            });
+        placed.saturating_add(orders) <= self.limits.orders_per_ten_seconds
     }
 
     /// Counts one spot order placed in `account` at `now_ms`; returns the account's

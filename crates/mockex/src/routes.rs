@@ -776,6 +776,7 @@ async fn handle(
             )
             .and_then(|(params, key)| {
                 permit(&simulator, endpoint, key.as_deref())?;
+                within_order_limit(&simulator, endpoint, account)?;
                 dispatch(&simulator, endpoint, &params, key.as_deref())
             });
             match result {
@@ -1035,6 +1036,32 @@ fn permit(
             ))
         }
         _ => Err(ApiError::rejected_key()),
+    }
+}
+
+/// Refuses a spot order (or order list, or cancel-replace) that would take `account` past
+/// its orders of 10 seconds, with -1015 and 429 as Binance does, before anything of it is
+/// done.
+fn within_order_limit(
+    simulator: &Simulator,
+    endpoint: Endpoint,
+    account: Option<&crate::AccountId>,
+) -> Result<(), ApiError> {
+    let orders = match endpoint {
+        Endpoint::NewOrder(Product::Spot) | Endpoint::CancelReplace => 1,
+        Endpoint::NewOrderList(kind) => kind.legs() as u64,
+        _ => return Ok(()),
+    };
+    match account {
+        Some(account) if !simulator.may_place_orders(account, orders) => {
+            let limit = simulator.weight_limits().orders_per_ten_seconds;
+            Err(ApiError::new(
+                429,
+                -1015,
+                format!("Too many new orders; current limit is {limit} orders per TEN_SECONDS."),
+            ))
+        }
+        _ => Ok(()),
     }
 }
 

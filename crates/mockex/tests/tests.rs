@@ -3011,6 +3011,42 @@ mod limits {
         assert_eq!(used(&headers, "x-mbx-used-weight-1m"), Some(41));
     }
 
+    /// Spot refuses an account's orders past its limit of 10 seconds with 429 and -1015,
+    /// without `Retry-After`, whichever of its keys sends them; cancels and reads go on.
+    #[tokio::test]
+    async fn spot_orders_past_the_limit_of_ten_seconds_are_refused() {
+        let sim = start().await;
+        clear_of_a_turn().await;
+        sim.simulator().set_orders_per_ten_seconds(2);
+        let order = "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=50000";
+        let place = || signed_for_headers(&sim, Method::POST, "/api/v3/order", order);
+        let mut placed = Vec::new();
+        for _ in 0..2 {
+            let (status, _, body) = place().await;
+            assert_eq!(status, 200, "{body}");
+            placed.push(body["orderId"].clone());
+        }
+        let (status, headers, body) = place().await;
+        assert_eq!(
+            (status, &body["code"]),
+            (429, &serde_json::json!(-1015)),
+            "{body}"
+        );
+        assert_eq!(
+            body["msg"],
+            "Too many new orders; current limit is 2 orders per TEN_SECONDS."
+        );
+        assert!(!headers.contains_key("retry-after"), "{headers:?}");
+        let cancel = format!("symbol=BTCUSDT&orderId={}", placed[0]);
+        let (status, _, body) =
+            signed_for_headers(&sim, Method::DELETE, "/api/v3/order", &cancel).await;
+        assert_eq!(status, 200, "{body}");
+        let (status, _, open) =
+            signed_for_headers(&sim, Method::GET, "/api/v3/openOrders", "symbol=BTCUSDT").await;
+        assert_eq!(status, 200, "{open}");
+        assert_eq!(open.as_array().map(Vec::len), Some(1), "{open}");
+    }
+
     /// Binance tells a key's orders in every successful spot order answer
     /// (`X-MBX-ORDER-COUNT-10S`, `X-MBX-ORDER-COUNT-1D`), counted per account; the
     /// simulator told none.

@@ -65,6 +65,9 @@ const INVALID_TIMESTAMP: i64 = -1021;
 
 /// Binance's "Too many new orders": an account's order-count limit, not the address's.
 const TOO_MANY_ORDERS: i64 = -1015;
+/// The shortest interval of Binance's order-count limits (spot's and USD-M's ten
+/// seconds), in seconds.
+const ORDER_COUNT_INTERVAL_S: u64 = 10;
 
 /// The shortest ban Binance gives an address (2 minutes): how long a 418 that does not
 /// say is taken to last.
@@ -343,6 +346,28 @@ impl Adapter for Binance {
             seconds: seconds.clamp(1, LONGEST_BAN_S),
             banned,
         })
+    }
+    fn orders_back_off(
+        &self,
+        status: http::StatusCode,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Option<u64> {
+        // Spot sends no `Retry-After` with -1015; its shortest order-count interval is ten
+        // seconds (USD-M's too), so that is the wait when none is given: one order tried
+        // every ten seconds while the account is over its limit is backing off.
+        if status.as_u16() != 429 || error_code(body) != Some(TOO_MANY_ORDERS) {
+            return None;
+        }
+        let retry_after = headers
+            .get(http::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        Some(
+            retry_after
+                .unwrap_or(ORDER_COUNT_INTERVAL_S)
+                .clamp(1, LONGEST_BAN_S),
+        )
     }
     fn refused_the_timestamp(&self, status: http::StatusCode, body: &[u8]) -> bool {
         status.is_client_error() && error_code(body) == Some(INVALID_TIMESTAMP)
@@ -648,6 +673,8 @@ impl Adapter for Binance {
             Refusal::Internal => (500, -1001, "keygate: internal error".into()),
             // -1003 with 429, as Binance answers "Too many requests".
             Refusal::TooMany(msg) => (429, -1003, msg.into()),
+            // As Binance answers an account over its order-count limit.
+            Refusal::TooManyOrders(msg) => (429, -1015, msg.into()),
             // As Binance answers while the weight is used up, or while the address is
             // banned (418): clients map them to their rate-limit and DDoS errors.
             Refusal::ExchangeBackOff { message, banned } => {

@@ -1261,6 +1261,30 @@ fn answers_that_ask_the_address_to_back_off_say_how_long() {
     assert_eq!(answer(429, None, b"<html>"), wait(60, false));
 }
 
+/// Found by review: a 429 for the account's order count asked nothing of keygate, which
+/// went on sending that account's orders, and going on after 429s brings on a ban of the
+/// address. The account's orders now wait as asked, ten seconds when nothing is said.
+#[test]
+fn an_account_over_its_order_count_is_asked_to_wait() {
+    use http::StatusCode;
+    let answer = |status: u16, retry_after: Option<&str>, body: &[u8]| {
+        let mut headers = HeaderMap::new();
+        if let Some(value) = retry_after {
+            headers.insert(http::header::RETRY_AFTER, value.parse().unwrap());
+        }
+        Binance.orders_back_off(StatusCode::from_u16(status).unwrap(), &headers, body)
+    };
+    let orders = br#"{"code":-1015,"msg":"Too many new orders; current limit is 100 orders per TEN_SECONDS."}"#;
+    assert_eq!(answer(429, None, orders), Some(10));
+    assert_eq!(answer(429, Some("3"), orders), Some(3));
+    assert_eq!(answer(429, Some("0"), orders), Some(1));
+    assert_eq!(answer(429, Some("soon"), orders), Some(10));
+    assert_eq!(answer(400, None, orders), None);
+    let weight = br#"{"code":-1003,"msg":"Too much request weight used"}"#;
+    assert_eq!(answer(429, None, weight), None);
+    assert_eq!(answer(418, None, orders), None);
+}
+
 #[test]
 fn refusals_that_may_pass_are_told_from_those_that_last() {
     use http::StatusCode;

@@ -271,11 +271,12 @@ pub(crate) fn places(value: Decimal) -> u32 {
 }
 
 /// The `rateLimits` of spot's `exchangeInfo`, announcing `weight_limit`, the
-/// request-weight limit per minute in force for its API family.
-fn rate_limits(weight_limit: u64) -> Value {
+/// request-weight limit per minute in force for its API family, and `orders_limit`, the
+/// orders of 10 seconds in force.
+fn rate_limits(weight_limit: u64, orders_limit: u64) -> Value {
     json!([
         {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": weight_limit},
-        {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 100},
+        {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": orders_limit},
         {"rateLimitType": "ORDERS", "interval": "DAY", "intervalNum": 1, "limit": 200000},
         {"rateLimitType": "RAW_REQUESTS", "interval": "MINUTE", "intervalNum": 5, "limit": 61000}
     ])
@@ -291,8 +292,9 @@ fn futures_rate_limits(weight_limit: u64) -> Value {
     ])
 }
 
-/// `GET /api/v3/exchangeInfo`, announcing `weight_limit` per minute.
-pub(crate) fn spot_exchange_info(server_time: u64, weight_limit: u64) -> Value {
+/// `GET /api/v3/exchangeInfo`, announcing `weight_limit` per minute and `orders_limit`
+/// orders per 10 seconds.
+pub(crate) fn spot_exchange_info(server_time: u64, weight_limit: u64, orders_limit: u64) -> Value {
     let band = Product::Spot.price_band();
     // Written as Binance writes them ("5", "0.2"); spot has a bound of each kind a side.
     let multiplier = |m: Option<Decimal>| m.unwrap_or_default().normalize().to_string();
@@ -343,7 +345,7 @@ pub(crate) fn spot_exchange_info(server_time: u64, weight_limit: u64) -> Value {
     json!({
         "timezone": "UTC",
         "serverTime": server_time,
-        "rateLimits": rate_limits(weight_limit),
+        "rateLimits": rate_limits(weight_limit, orders_limit),
         "exchangeFilters": [],
         "symbols": symbols
     })

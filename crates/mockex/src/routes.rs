@@ -1093,10 +1093,14 @@ fn dispatch(
     let public = match endpoint {
         Endpoint::Ping => Some(json!({})),
         Endpoint::Time => Some(json!({"serverTime": now})),
-        Endpoint::SpotExchangeInfo => Some(market::spot_exchange_info(
-            now,
-            simulator.weight_limits().api,
-        )),
+        Endpoint::SpotExchangeInfo => {
+            let limits = simulator.weight_limits();
+            Some(market::spot_exchange_info(
+                now,
+                limits.api,
+                limits.orders_per_ten_seconds,
+            ))
+        }
         Endpoint::UsdmExchangeInfo => Some(market::usdm_exchange_info(
             now,
             simulator.weight_limits().fapi,

@@ -3018,6 +3018,17 @@ mod limits {
         let sim = start().await;
         clear_of_a_turn().await;
         sim.simulator().set_orders_per_ten_seconds(2);
+        let (_, info) = send(&sim, Method::GET, "/api/v3/exchangeInfo", None, None).await;
+        let announced = info["rateLimits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["rateLimitType"] == "ORDERS" && l["intervalNum"] == 10)
+            .cloned();
+        assert_eq!(
+            announced.map(|l| l["limit"].clone()),
+            Some(serde_json::json!(2))
+        );
         let order = "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=50000";
         let place = || signed_for_headers(&sim, Method::POST, "/api/v3/order", order);
         let mut placed = Vec::new();

@@ -91,9 +91,9 @@ pub struct Registry {
     /// load opens again only the rows that differ from these by a byte.
     opened: Opened,
     /// How many times this gateway refused every client at once before this view (a
-    /// reload that failed or stalled, the stop file of `keygate panic`): a request decided before
-    /// one is not sent after it, though the clients' own stops ([`ClientEntry::stops`])
-    /// are counted again from nothing after a failed reload.
+    /// reload that failed or stalled, the stop file of `keygate panic`): a request
+    /// decided before one is not sent after it, though the clients' own stops
+    /// ([`ClientEntry::stops`]) are counted again from nothing after a failed reload.
     every_client_stopped: u64,
     /// What this load left out and why, one sentence each (no secret in them): a row
     /// that does not read or verify, a key two clients hold. Logged as found; the

@@ -1222,6 +1222,15 @@ fn an_answer_of_unknown_execution_is_known_as_such() {
     }
 }
 
+/// An answer's headers: `Retry-After` with `value`, or none.
+fn retry_after_headers(value: Option<&str>) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    if let Some(value) = value {
+        headers.insert(http::header::RETRY_AFTER, value.parse().unwrap());
+    }
+    headers
+}
+
 /// A regression test (from a review): reconciliation took a -1021 (a clock off the
 /// window) or the firewall's 403 for a refusal that lasts, and moved on past a window
 /// it never listed.
@@ -1229,10 +1238,7 @@ fn an_answer_of_unknown_execution_is_known_as_such() {
 fn answers_that_ask_the_address_to_back_off_say_how_long() {
     use http::StatusCode;
     let answer = |status: u16, retry_after: Option<&str>, body: &[u8]| {
-        let mut headers = HeaderMap::new();
-        if let Some(value) = retry_after {
-            headers.insert(http::header::RETRY_AFTER, value.parse().unwrap());
-        }
+        let headers = retry_after_headers(retry_after);
         Binance.back_off(StatusCode::from_u16(status).unwrap(), &headers, body)
     };
     let weight = br#"{"code":-1003,"msg":"Too much request weight used"}"#;
@@ -1268,10 +1274,7 @@ fn answers_that_ask_the_address_to_back_off_say_how_long() {
 fn an_account_over_its_order_count_is_asked_to_wait() {
     use http::StatusCode;
     let answer = |status: u16, retry_after: Option<&str>, body: &[u8]| {
-        let mut headers = HeaderMap::new();
-        if let Some(value) = retry_after {
-            headers.insert(http::header::RETRY_AFTER, value.parse().unwrap());
-        }
+        let headers = retry_after_headers(retry_after);
         Binance.orders_back_off(StatusCode::from_u16(status).unwrap(), &headers, body)
     };
     let orders = br#"{"code":-1015,"msg":"Too many new orders; current limit is 100 orders per TEN_SECONDS."}"#;

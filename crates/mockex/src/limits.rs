@@ -406,7 +406,8 @@ impl Counters {
     }
 
     /// Whether `account` may place `orders` more spot orders at `now_ms` under the limit
-    /// of 10 seconds: Binance refuses past it, whatever filled meanwhile.
+    /// of 10 seconds, counted as its headers tell it: the orders of the current 10 seconds
+    /// that have not filled (a fill takes one off, as Binance's unfilled order count does).
     pub(crate) fn may_place_orders(&self, account: &AccountId, orders: u64, now_ms: u64) -> bool {
         let placed = self
             .orders

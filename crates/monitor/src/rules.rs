@@ -509,7 +509,7 @@ impl Rules {
                         ),
                     ));
                 }
-                // Past the networks remembered a new one raises nothing: told once, as
+                // Past the addresses remembered a new one raises nothing: told once, as
                 // for symbols below (found by review: the silence was told of symbols
                 // alone).
                 if !was_full && self.sources.is_full(client) {
@@ -519,9 +519,9 @@ impl Rules {
                         format!(
                             "client {client} has been used from {MAX_SIGHTINGS_PER_CLIENT} \
                              addresses (an IPv6 /64 counted as one) within {}: new_source \
-                             tells of no more of its new ones \
-                             until some are that old (a bot behind a pool of addresses needs \
-                             an --allow-ip list that names them)",
+                             tells of no more of its new ones until some are that old (a \
+                             bot behind a pool of addresses needs an --allow-ip list that \
+                             names them)",
                             within(memory)
                         ),
                     ));
@@ -987,9 +987,10 @@ fn admin_alert(admin: &AdminEvent) -> (Severity, String) {
             if !widened.is_empty() {
                 told.push(format!("widens {}", widened.join(", ")));
             }
-            match told.is_empty() {
-                true => (Severity::Info, summary),
-                false => (Severity::Warning, format!("{summary}: {}", told.join("; "))),
+            if told.is_empty() {
+                (Severity::Info, summary)
+            } else {
+                (Severity::Warning, format!("{summary}: {}", told.join("; ")))
             }
         }
         // Requests signed with the real key go there, not to the exchange (found by

@@ -1331,6 +1331,14 @@ impl Engine {
             (LabelMode::RoleOrNone, Some(r)) if fits(r) => (r, false),
             (LabelMode::RoleOrNone, Some(_)) => return None,
             (LabelMode::RoleOrNone, None) if label.is_some_and(is_record_label) => return None,
+            // A value passed bare to a call (`client.cancel_order('5bd6…')`) is a key only
+            // beside its partner, as in `Client('<key>', '<secret>', …)` (found by review:
+            // every record id in an exchange's SDK was reported as a key).
+            (LabelMode::RoleOrNone, None)
+                if label.is_none() && is_call_argument(&ctx.data[line_start..start]) =>
+            {
+                (rule.role, true)
+            }
             (LabelMode::RoleOrNone, None) => (rule.role, false),
         };
         Some(Cand {
@@ -2429,6 +2437,19 @@ fn is_hash_label(name: &[u8]) -> bool {
                 | b"signature"
         )
     })
+}
+
+/// Whether a value that `before` (its line up to it) precedes is passed to a call as
+/// the first argument or one after it, bare or in a list: `f(`, `f('`, `f(x, '`, `f(['`.
+fn is_call_argument(before: &[u8]) -> bool {
+    let before = before.trim_ascii_end();
+    let before = before
+        .strip_suffix(b"'")
+        .or_else(|| before.strip_suffix(b"\""))
+        .unwrap_or(before)
+        .trim_ascii_end();
+    let before = before.strip_suffix(b"[").unwrap_or(before).trim_ascii_end();
+    before.ends_with(b"(") || (before.ends_with(b",") && before.contains(&b'('))
 }
 
 /// True when a field name names a record or a field of one (`orderNo`, `bizNo`, `memo`,

@@ -916,14 +916,15 @@ async fn handle<A: Adapter>(
     // is not held back for the weight others used, only once its own client's requests
     // would pass its share of the address's limit (found by review: one client's cancels
     // could take the address to the exchange's 429, which stops every client). Nothing is
-    // charged while the exchange asks the address to back off.
-    if let Some((response, msg)) = answer_while_backing_off(adapter, &gw.weight, pool) {
-        return audit.deny(response, Rule::ExchangeBackOff, &msg);
-    }
+    // charged while the exchange asks the address to back off, nor a new order while it
+    // asks the account to place none.
     let places_orders = action.places_new_orders();
-    if let Some((response, msg)) =
-        answer_while_orders_wait(adapter, &gw.weight, &client.account, pool, places_orders)
-    {
+    let held_back = || {
+        answer_while_backing_off(adapter, &gw.weight, pool).or_else(|| {
+            answer_while_orders_wait(adapter, &gw.weight, &client.account, pool, places_orders)
+        })
+    };
+    if let Some((response, msg)) = held_back() {
         return audit.deny(response, Rule::ExchangeBackOff, &msg);
     }
     let symbol_lookup = client
@@ -988,12 +989,7 @@ async fn handle<A: Adapter>(
             let response = refusal_response(adapter, Refusal::Invalid(&e));
             return Err((response, Rule::Authentication, msg));
         }
-        if let Some((response, msg)) = answer_while_backing_off(adapter, &gw.weight, pool) {
-            return Err((response, Rule::ExchangeBackOff, msg));
-        }
-        if let Some((response, msg)) =
-            answer_while_orders_wait(adapter, &gw.weight, &client.account, pool, places_orders)
-        {
+        if let Some((response, msg)) = held_back() {
             return Err((response, Rule::ExchangeBackOff, msg));
         }
         decided.changed_in(&gw.live.snapshot(), now).map_err(|msg| {

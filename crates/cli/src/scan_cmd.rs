@@ -81,8 +81,9 @@ pub struct ScanArgs {
     /// keeps the default from being read).
     #[arg(long)]
     pub no_default_ignore_file: bool,
-    /// Scan what .gitignore and .ignore files leave out too (an ignored .env still holds
-    /// its keys); files git tracks are scanned without it, ignored or not.
+    /// Scan what .gitignore (in a git work tree) and .ignore files leave out too (an
+    /// ignored .env still holds its keys); files git tracks are scanned without it,
+    /// ignored or not.
     #[arg(long, conflicts_with_all = ["git", "staged"])]
     pub no_ignore: bool,
     /// Worker threads (default: one per core; at most 256).

@@ -579,7 +579,8 @@ fn a_scan_can_refuse_the_scanned_roots_ignore_file_and_says_when_it_scanned_noth
     kg.fails(&["scan", dump.to_str().unwrap()], "", 1);
     std::fs::remove_file(dump.join(".env")).unwrap();
     std::fs::write(dump.join("notes.txt"), "nothing here\n").unwrap();
-    std::fs::write(dump.join(".gitignore"), "*\n").unwrap();
+    // An `.ignore` file: a `.gitignore` hides nothing outside a git work tree.
+    std::fs::write(dump.join(".ignore"), "*\n").unwrap();
     let quiet = kg.ok(&["scan", dump.to_str().unwrap()], "");
     assert!(
         quiet.stderr.contains(

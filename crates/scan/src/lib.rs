@@ -162,10 +162,10 @@ impl ScannerBuilder {
         self
     }
 
-    /// Whether a directory walk leaves out the files git does not track that
-    /// `.gitignore`, `.ignore` and git's exclude files leave out (the default; a file git
-    /// tracks is scanned whatever they say, since it is published), or scans everything:
-    /// an ignored `.env` still holds its keys.
+    /// Whether a directory walk leaves out the files git does not track that `.ignore`
+    /// files and, in a git work tree, `.gitignore` and git's global excludes file leave
+    /// out (the default; a file git tracks is scanned whatever they say, since it is
+    /// published), or scans everything: an ignored `.env` still holds its keys.
     pub fn respect_ignore_files(mut self, respect: bool) -> Self {
         self.respect_ignore_files = respect;
         self
@@ -270,8 +270,9 @@ impl Scanner {
         (findings, binary)
     }
 
-    /// Scans files and directory trees, honouring `.gitignore` for the files git does not
-    /// track (a root named explicitly is scanned even if ignored), decoding UTF-16 files that start with a byte-order mark,
+    /// Scans files and directory trees, honouring `.ignore` and, in a git work tree,
+    /// `.gitignore` for the files git does not track (a root named explicitly is
+    /// scanned even if ignored), decoding UTF-16 files that start with a byte-order mark,
     /// scanning binary files as the printable text in them, files over the size limit in
     /// windows, and following no symbolic links. A file or
     /// directory that cannot be read is counted as skipped and named in a warning; only a

@@ -233,16 +233,40 @@ impl Scanner {
     ///
     /// Ignore rules only skip files git does not track: a tracked file is published
     /// whatever an ignore file says of it (added with `--force` or before the rule, listed
-    /// in `.ignore`, which git does not read). Ignore files above the roots are not read,
-    /// nor a repository's `info/exclude`; one that cannot be read safely keeps its
-    /// directory from being entered ([`ignore_files_readable`]). The files git tracks in each root and
-    /// in each repository the walk comes to are listed as it comes to them, before their
+    /// in `.ignore`, which git does not read). A `.gitignore` (or the global excludes
+    /// file) hides nothing outside a git work tree: it is git's, and says what git leaves
+    /// out of a repository; a copy of a project without its `.git` (a deployed bot, an
+    /// unpacked archive) keeps its `.gitignore`, and its ignored `.env` still holds the
+    /// keys (found by review: `keygate scan /opt/bot` found none). `.ignore` files hide
+    /// files anywhere. Ignore files above the roots are not read, nor a repository's
+    /// `info/exclude`; one that cannot be read safely keeps its directory from being
+    /// entered ([`ignore_files_readable`]). The files git tracks in each root and in each
+    /// repository the walk comes to are listed as it comes to them, before their
     /// directory is read; those the walk never comes to are read after it, so each is
     /// read once.
     pub(crate) fn walk(
         &self,
         roots: &[PathBuf],
         counters: &Counters,
+    ) -> Result<Vec<Finding>, Error> {
+        // The walk tells a work tree by the `.git` in its top directory, and does not look
+        // above the roots; a root below a work tree's top is known to be in one here, and
+        // walked apart, its `.gitignore` files read everywhere in it.
+        let (in_a_work_tree, others): (Vec<PathBuf>, Vec<PathBuf>) = roots
+            .iter()
+            .cloned()
+            .partition(|root| below_a_work_tree_top(root));
+        let mut found = self.walk_apart(&others, counters, GitIgnores::InWorkTrees)?;
+        found.extend(self.walk_apart(&in_a_work_tree, counters, GitIgnores::Everywhere)?);
+        Ok(found)
+    }
+
+    /// Walks `roots`, reading their `.gitignore` files as `git_ignores` says.
+    fn walk_apart(
+        &self,
+        roots: &[PathBuf],
+        counters: &Counters,
+        git_ignores: GitIgnores,
     ) -> Result<Vec<Finding>, Error> {
         let Some(first) = roots.first() else {
             return Ok(Vec::new());
@@ -297,7 +321,7 @@ impl Scanner {
         builder
             .hidden(false)
             .follow_links(false)
-            .require_git(false)
+            .require_git(git_ignores == GitIgnores::InWorkTrees)
             .git_ignore(respect)
             // A repository's `info/exclude` (and, to find it from a worktree's or a
             // submodule's `.git` file, whatever files that names) is not read: it can only
@@ -986,6 +1010,27 @@ struct Unwalked {
 struct Tracked {
     depth: usize,
     repository_components: usize,
+}
+
+/// Where a walk reads `.gitignore` files (and the global excludes file).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum GitIgnores {
+    /// Only in a work tree the walk comes to the top of (a directory holding `.git`).
+    InWorkTrees,
+    /// Everywhere: every root is in a work tree whose top is above it.
+    Everywhere,
+}
+
+/// Whether `root` lies in a git work tree whose top is above it: a directory above it
+/// holds `.git` (a directory, or the file of a worktree or a submodule), as git would
+/// find it. A root that does not resolve is taken as in none.
+fn below_a_work_tree_top(root: &Path) -> bool {
+    let Ok(full) = root.canonicalize() else {
+        return false;
+    };
+    full.ancestors()
+        .skip(1)
+        .any(|dir| dir.join(".git").symlink_metadata().is_ok())
 }
 
 impl Unwalked {

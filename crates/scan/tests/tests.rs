@@ -1150,6 +1150,7 @@ mod files {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("tree");
         fs::create_dir_all(root.join("src")).unwrap();
+        git_init(&root);
         let mut rng = rand::rngs::StdRng::seed_from_u64(11);
         let c = cred("binance", 0, &mut rng);
         let (_, env) = layouts(&c).into_iter().next().unwrap();
@@ -1226,6 +1227,51 @@ mod files {
         assert!(Scanner::new()
             .scan_paths(&["/nonexistent/keygate"])
             .is_err());
+    }
+
+    /// Found by review: a `.gitignore` hid files outside any git work tree too, where it
+    /// says nothing (git reads it only in a repository), so a deployed copy of a bot (no
+    /// `.git`, its `.gitignore` listing `.env`) scanned clean with its key in `.env`.
+    /// It now hides files only in a work tree: one whose top the walk comes to, and one
+    /// whose top is above the directory scanned. `.ignore` files hide files anywhere.
+    #[test]
+    fn a_gitignore_hides_files_only_in_a_git_work_tree() {
+        let active = |root: &std::path::Path| {
+            Scanner::new()
+                .scan_paths(&[root])
+                .unwrap()
+                .active()
+                .map(|f| f.path.clone())
+                .collect::<Vec<_>>()
+        };
+        let (_dir, deployed) = planted(45);
+        fs::write(deployed.join(".gitignore"), ".env\n").unwrap();
+        assert_eq!(active(&deployed).len(), 1, "outside a work tree");
+        fs::write(deployed.join(".ignore"), ".env\n").unwrap();
+        assert!(active(&deployed).is_empty(), "listed in .ignore");
+
+        // A work tree in the directory scanned, and one around it.
+        let (_dir, around) = planted(46);
+        let repository = around.join("repository");
+        fs::create_dir_all(repository.join("config")).unwrap();
+        git_init(&repository);
+        fs::copy(around.join(".env"), repository.join("config/.env")).unwrap();
+        fs::write(repository.join("config/.gitignore"), ".env\n").unwrap();
+        let found = active(&around);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].ends_with("tree/.env"), "{found:?}");
+        assert!(active(&repository.join("config")).is_empty());
+        assert!(active(&repository).is_empty());
+    }
+
+    /// `git init` in `dir`.
+    fn git_init(dir: &std::path::Path) {
+        let status = std::process::Command::new("git")
+            .args(["init", "-q"])
+            .arg(dir)
+            .status()
+            .unwrap();
+        assert!(status.success());
     }
 
     /// A tree with one planted `.env` (one finding); returns the tempdir and its root.
@@ -1316,11 +1362,13 @@ mod files {
         );
     }
 
-    /// Pins what `docs/scan.md` says: a `.env` listed in `.gitignore` is skipped by a
-    /// directory scan, and scanned when named or with the ignore rules off.
+    /// Pins what `docs/scan.md` says: in a git work tree, a `.env` listed in `.gitignore`
+    /// is skipped by a directory scan, and scanned when named or with the ignore rules
+    /// off.
     #[test]
     fn gitignored_env_is_skipped_unless_named() {
         let (_dir, root) = planted(44);
+        git_init(&root);
         fs::write(root.join(".gitignore"), ".env\n").unwrap();
         assert!(!Scanner::new().scan_paths(&[&root]).unwrap().has_active());
         let named = Scanner::new().scan_paths(&[root.join(".env")]).unwrap();
@@ -3650,9 +3698,9 @@ mod git {
         std::fs::write(dir.join("prod.env"), &text).unwrap();
         git(&dir, &["add", "prod.env"]);
         git(&dir, &["commit", "-q", "-m", "config"]);
-        // Untracked, and matched by the rule above: skipped when the rule is in the tree
-        // scanned, scanned when it is above it (those are not read: found by review,
-        // anyone may write `/tmp/.gitignore`).
+        // Untracked, and matched by the rule above, which git does not read (it is above
+        // the repository): scanned whether the rule is in the tree scanned or above it
+        // (those are not read: found by review, anyone may write `/tmp/.gitignore`).
         let (_, other) = layouts(&cred("kraken", 0, &mut rng)).remove(0);
         std::fs::write(dir.join("local.env"), other).unwrap();
         for root in [dir.as_path(), base.path()] {
@@ -3663,16 +3711,12 @@ mod git {
                 .map(|f| (f.exchange.as_str(), f.path.as_str()))
                 .collect();
             found.sort();
-            let from_the_repository = root == dir.as_path();
-            assert_eq!(
-                found.len(),
-                if from_the_repository { 2 } else { 1 },
-                "{found:?}"
-            );
+            assert_eq!(found.len(), 2, "{found:?}");
             assert_eq!(found[0].0, "binance");
             assert!(found[0].1.ends_with("repo/prod.env"), "{found:?}");
-            // `prod.env` and `local.env`; or `.gitignore` and `prod.env`.
-            assert_eq!(report.stats.scanned, 2, "{:?}", report.stats);
+            // `prod.env` and `local.env`, and `.gitignore` above.
+            let scanned = if root == dir.as_path() { 2 } else { 3 };
+            assert_eq!(report.stats.scanned, scanned, "{:?}", report.stats);
         }
     }
 

@@ -299,8 +299,15 @@ const BINARY: Mode = Mode {
     decode_files: true,
     window: BINARY_WINDOW,
 };
-/// Lines within which a key, a secret and a passphrase form one credential set.
+/// Lines within which a key, a secret and a passphrase form one credential set, each
+/// line counted by its [pairing line](LineIndex::pairing_line).
 const PAIR_WINDOW: usize = 10;
+/// The bytes of a line that count as one line when values are paired: a minified
+/// bundle holds a whole program on one line, and a value at its start is no partner of
+/// one megabytes further on (found by review: ccxt's browser build paired a method name
+/// with a referral code 1.6 MB away). A line of ordinary text is shorter, and counts
+/// as one.
+const PAIRING_LINE_BYTES: usize = 1024;
 /// Lines walked back looking for the enclosing blocks of a nested value.
 const ANCESTOR_SCAN: usize = 2000;
 /// Keeps `finding` in `findings` and counts it when it is active; a suppressed one only
@@ -431,6 +438,8 @@ struct Cand {
     needs_partner: bool,
     line: usize,
     col: usize,
+    /// Where the value stands for pairing ([`LineIndex::pairing_line`]).
+    pair_line: usize,
     start: usize,
     dist: usize,
     value: String,
@@ -972,6 +981,7 @@ impl Engine {
                             needs_partner: false,
                             line,
                             col: start - lines.start(line),
+                            pair_line: lines.pairing_line(line, start - lines.start(line)),
                             start,
                             dist: usize::MAX,
                             value: String::from_utf8_lossy(&token).into_owned(),
@@ -1236,7 +1246,7 @@ impl Engine {
         let mut lines_of: HashMap<usize, Vec<usize>> = HashMap::new();
         for c in cands.iter() {
             if let Some(r) = c.rule {
-                lines_of.entry(r).or_default().push(c.line);
+                lines_of.entry(r).or_default().push(c.pair_line);
             }
         }
         for lines in lines_of.values_mut() {
@@ -1249,8 +1259,10 @@ impl Engine {
                 || requires.iter().any(|r| {
                     lines_of.get(r).is_some_and(|lines| {
                         pair_steps(search_steps(lines.len()));
-                        let first = lines.partition_point(|&l| l + PAIR_WINDOW < c.line);
-                        lines.get(first).is_some_and(|&l| l <= c.line + PAIR_WINDOW)
+                        let first = lines.partition_point(|&l| l + PAIR_WINDOW < c.pair_line);
+                        lines
+                            .get(first)
+                            .is_some_and(|&l| l <= c.pair_line + PAIR_WINDOW)
                     })
                 })
         });
@@ -1348,6 +1360,7 @@ impl Engine {
             needs_partner,
             line,
             col: start - ctx.lines.start(line),
+            pair_line: ctx.lines.pairing_line(line, start - ctx.lines.start(line)),
             start,
             dist,
             value: String::from_utf8_lossy(token).into_owned(),
@@ -1493,6 +1506,7 @@ impl Engine {
                     needs_partner: false,
                     line,
                     col,
+                    pair_line: ctx.lines.pairing_line(line, col),
                     start,
                     dist,
                     value: value.clone(),
@@ -1510,6 +1524,7 @@ impl Engine {
                         needs_partner: false,
                         line,
                         col,
+                        pair_line: ctx.lines.pairing_line(line, col),
                         start,
                         dist: usize::MAX,
                         value,
@@ -1582,6 +1597,7 @@ impl Engine {
                     needs_partner: true,
                     line,
                     col: at + value.start(),
+                    pair_line: ctx.lines.pairing_line(line, at + value.start()),
                     start,
                     dist: 0,
                     value: String::from_utf8_lossy(decoded.as_deref().unwrap_or(&written))
@@ -1693,7 +1709,7 @@ impl Engine {
         let add = |lines: &mut HashMap<_, BTreeMap<usize, usize>>, c: &Cand| {
             let set = lines.entry((c.exchange, c.role)).or_default();
             pair_steps(search_steps(set.len()));
-            *set.entry(c.line).or_default() += 1;
+            *set.entry(c.pair_line).or_default() += 1;
         };
         for c in cands.iter() {
             if matches!(c.role, Role::Key | Role::Secret) {
@@ -1704,12 +1720,12 @@ impl Engine {
             if !any.remove(&i) {
                 continue;
             }
-            let (ex, line) = (cands[i].exchange, cands[i].line);
+            let (ex, line) = (cands[i].exchange, cands[i].pair_line);
             pair_steps(search_steps(any.len()));
             // Sorted: if the next unassigned value is of another exchange or too far down,
             // so is every later one.
             let next_any = any.range(i + 1..).next().copied().filter(|&j| {
-                cands[j].exchange == ex && cands[j].line.abs_diff(line) <= PAIR_WINDOW
+                cands[j].exchange == ex && cands[j].pair_line.abs_diff(line) <= PAIR_WINDOW
             });
             let near = |lines: &HashMap<_, BTreeMap<usize, usize>>, role: Role| {
                 lines.get(&(ex, role)).is_some_and(|set| {
@@ -2010,7 +2026,7 @@ impl Unused {
                 }
             };
             pair_steps(rules.len() + search_steps(rules[k].1.len()));
-            rules[k].1.insert((c.line, i));
+            rules[k].1.insert((c.pair_line, i));
         }
         Unused { by_role }
     }
@@ -2026,7 +2042,7 @@ impl Unused {
         };
         if let Some((_, set)) = rules.iter_mut().find(|(r, _)| *r == c.rule) {
             pair_steps(search_steps(set.len()));
-            set.remove(&(c.line, i));
+            set.remove(&(c.pair_line, i));
         }
     }
 
@@ -2036,7 +2052,7 @@ impl Unused {
     fn nearest(&self, engine: &Engine, cands: &[Cand], i: usize, role: Role) -> Option<usize> {
         let c = &cands[i];
         let rules = self.by_role.get(&(c.exchange?, role))?;
-        let line = c.line;
+        let line = c.pair_line;
         let mut best: Option<(usize, usize)> = None;
         for (rule, set) in rules {
             if !engine.joins(*rule, c.rule) || !engine.joins(c.rule, *rule) {
@@ -2173,16 +2189,41 @@ impl Context<'_> {
 pub(crate) struct LineIndex {
     starts: Vec<usize>,
     len: usize,
+    /// For each line, the pairing lines that the lines before it count beyond one each
+    /// ([`LineIndex::pairing_line`]); empty when every line counts as one.
+    longer_before: Vec<usize>,
 }
 
 impl LineIndex {
     pub(crate) fn new(data: &[u8]) -> LineIndex {
         let mut starts = vec![0];
         starts.extend(memchr::memchr_iter(b'\n', data).map(|i| i + 1));
+        let line_lengths = || {
+            let ends = starts[1..].iter().copied().chain([data.len()]);
+            starts.iter().zip(ends).map(|(start, end)| end - start)
+        };
+        let mut longer_before = Vec::new();
+        if line_lengths().any(|n| n >= PAIRING_LINE_BYTES) {
+            let mut before = 0;
+            for n in line_lengths() {
+                longer_before.push(before);
+                before += n / PAIRING_LINE_BYTES;
+            }
+        }
         LineIndex {
             starts,
             len: data.len(),
+            longer_before,
         }
+    }
+
+    /// Where byte `col` of `line` stands when values are paired: its line, with each
+    /// line before it counted once more for each [`PAIRING_LINE_BYTES`] it holds, and
+    /// `col` a line further on for each [`PAIRING_LINE_BYTES`] before it. Values on
+    /// lines of ordinary length pair by their lines; in a minified bundle of one line,
+    /// by how far apart they are.
+    pub(crate) fn pairing_line(&self, line: usize, col: usize) -> usize {
+        line + self.longer_before.get(line).copied().unwrap_or(0) + col / PAIRING_LINE_BYTES
     }
 
     pub(crate) fn line_of(&self, offset: usize) -> usize {
@@ -2852,6 +2893,41 @@ mod tests {
         // (Bybit's keys are 18 letters and digits) still names it.
         let bybit = "const bybitTestnetApiKey = \"Xk3PqR7sT2vW9yZaB4\";\nconst bybitTestnetSecret = \"Qw8ErT5yUi2OpAs6DfGh1JkLz9XcVb3NmQw7Er4T\";\n";
         assert!(!scan(bybit).is_empty(), "{bybit}");
+    }
+
+    /// Found by review (ccxt's browser build, one line of 5 MB): pairing counted lines,
+    /// so a value at the start of a minified bundle was paired with one megabytes
+    /// further on. On a long line, values pair only within [`PAIR_WINDOW`] times
+    /// [`PAIRING_LINE_BYTES`] bytes of each other; on lines of ordinary length, as before.
+    #[test]
+    fn values_far_apart_on_one_long_line_are_no_pair() {
+        let engine = Engine::new(RuleSet::builtin(), Known::default());
+        let scan =
+            |text: &str| engine.scan("app.min.js", "app.min.js", text.as_bytes(), None, false);
+        let (key, secret) = (
+            "NqVwYS81VP7Hb1DX8pPd5khxE3pyIgKpaUnArl63XykWZeiNNCiia3anXn9k3ksu",
+            "9mI4ROnl89Sm995ytbxAk7jqevt0MLaMRTvetw0tESulEETldq8b8Vw2zbJYAxyL",
+        );
+        let code = "function f(a){return a+1};".repeat(4000);
+        let parts = |text: &str| {
+            let mut parts: Vec<usize> = scan(text).iter().map(|f| f.parts.len()).collect();
+            parts.sort_unstable();
+            parts
+        };
+        let near = format!("{code}const binance={{apiKey:\"{key}\",secret:\"{secret}\"}};{code}");
+        assert_eq!(parts(&near), [2]);
+        let far = format!(
+            "const binance={{apiKey:\"{key}\"}};{code}const binanceConfig={{secret:\"{secret}\"}};"
+        );
+        assert_eq!(parts(&far), [1, 1]);
+        // The same values ten short lines apart still pair, across a long line too.
+        let lines = format!(
+            "const binance = {{\n  apiKey: \"{key}\",\n{}  secret: \"{secret}\",\n}};\n",
+            "  // a comment\n".repeat(8)
+        );
+        assert_eq!(parts(&lines), [2]);
+        let long_before = format!("{code}\n{lines}");
+        assert_eq!(parts(&long_before), [2]);
     }
 
     #[test]

@@ -354,8 +354,15 @@ pub(crate) fn is_made_of_camel_case_words(token: &[u8]) -> bool {
                 .take_while(|d| d.is_ascii_digit())
                 .count();
             let tag = (b == b'V' || (b == b'v' && i == 0)) && (1..=2).contains(&digits);
-            if tag && token.get(i + 1 + digits).is_none_or(u8::is_ascii_uppercase) {
-                i += 1 + digits;
+            // A pre-release version: `V1beta3`, `V2alpha1` (Alpaca's, Kubernetes' APIs).
+            let pre_release = if tag {
+                pre_release_len(&token[i + 1 + digits..])
+            } else {
+                0
+            };
+            let tag_len = 1 + digits + pre_release;
+            if tag && token.get(i + tag_len).is_none_or(u8::is_ascii_uppercase) {
+                i += tag_len;
             } else if b.is_ascii_lowercase() {
                 i += 1;
             } else if b.is_ascii_uppercase() && token.get(i + 1).is_some_and(u8::is_ascii_lowercase)
@@ -366,6 +373,19 @@ pub(crate) fn is_made_of_camel_case_words(token: &[u8]) -> bool {
             }
         }
     }
+}
+
+/// The length of the pre-release part `rest` starts with (`beta3`, `alpha1`: the word,
+/// then one or two digits), or 0.
+fn pre_release_len(rest: &[u8]) -> usize {
+    ["alpha", "beta"]
+        .iter()
+        .find_map(|word| {
+            let after = rest.strip_prefix(word.as_bytes())?;
+            let digits = after.iter().take_while(|d| d.is_ascii_digit()).count();
+            (1..=2).contains(&digits).then_some(word.len() + digits)
+        })
+        .unwrap_or(0)
 }
 
 fn parse_validator(name: &str) -> Option<Validator> {
@@ -510,6 +530,10 @@ mod tests {
             "privateGetV2PrivateWalletFundRecords",
             "v3PrivateGetBrokerageProductBook",
             "publicGetApiV3ExchangeInfoForSymbolV12",
+            // A pre-release version (found scanning ccxt's browser build: Alpaca's
+            // `marketPublicGetV1beta3CryptoLocLatestTrades`, a Bitfinex key's shape).
+            "marketPublicGetV1beta3CryptoLocLatestTrades",
+            "privateGetV2alpha1AccountsActivities",
         ] {
             assert!(is_camel_case_words(name.as_bytes()), "{name}");
         }
@@ -520,6 +544,8 @@ mod tests {
             "Fhs4lGae2qAi6VNjbJjebUAwXrIChb7mlf372UOICMwdKaNdNBGKtfdeUff2TTTT",
             // Words with a digit that is no version tag, or a tag in the wrong place.
             "privatePostV5assetExchangeQuoteApply",
+            "privatePostV5betaAssetExchangeQuote",
+            "privatePostV5beta123AssetExchangeQuo",
             "privatePostV123AssetExchangeQuoteApply",
             "privatePost5AssetExchangeQuoteApplyNow",
             "privatePostAssetExchangeQuoteApplyv5",

@@ -817,10 +817,27 @@ impl Engine {
                 v
             })
             .collect();
+        let kw_pairing_lines: Option<Vec<Vec<usize>>> = lines.has_long_lines().then(|| {
+            kw_offsets
+                .iter()
+                .map(|offs| {
+                    let mut v: Vec<usize> = offs
+                        .iter()
+                        .map(|&o| {
+                            let line = lines.line_of(o);
+                            lines.pairing_line(line, o - lines.start(line))
+                        })
+                        .collect();
+                    v.dedup();
+                    v
+                })
+                .collect()
+        });
         let ctx = Context {
             data,
             dotenv: is_dotenv_path(path),
             lines: &lines,
+            kw_pairing_lines: kw_pairing_lines.as_deref().unwrap_or(&kw_lines),
             kw_lines: &kw_lines,
             path_hit: &path_hit,
             window: mode.window,
@@ -1276,7 +1293,7 @@ impl Engine {
         }
         let line = ctx.lines.line_of(start);
         let near = if rule.context {
-            ctx.distance(rule.exchange, line)
+            ctx.distance(rule.exchange, line, start - ctx.lines.start(line))
         } else {
             Some(0)
         };
@@ -1495,7 +1512,7 @@ impl Engine {
                 if !rule.accepts_der(&label, &der) {
                     continue;
                 }
-                let Some(dist) = ctx.distance(rule.exchange, line) else {
+                let Some(dist) = ctx.distance(rule.exchange, line, col) else {
                     continue;
                 };
                 found = true;
@@ -2137,7 +2154,10 @@ struct Context<'a> {
     /// Whether the buffer is a file of environment variables (see [`is_dotenv_path`]).
     dotenv: bool,
     lines: &'a LineIndex,
+    /// The lines of each exchange's keywords, in order.
     kw_lines: &'a [Vec<usize>],
+    /// Their [pairing lines](LineIndex::pairing_line), the same when no line is long.
+    kw_pairing_lines: &'a [Vec<usize>],
     path_hit: &'a [bool],
     window: Window,
     blocks: OnceCell<Blocks>,
@@ -2159,16 +2179,21 @@ impl Context<'_> {
         kl.get(first).is_some_and(|&l| lines.contains(&l))
     }
 
-    /// Line distance to the nearest keyword of `ex`, if any is close enough.
-    fn distance(&self, ex: usize, line: usize) -> Option<usize> {
+    /// Line distance to the nearest keyword of `ex` from byte `col` of `line`, if any is
+    /// close enough. Lines are counted as pairing counts them: a minified bundle's one
+    /// line does not put every keyword in it near every value (found by review: a
+    /// broker id in ccxt's browser build took the name of an exchange 600 KB away).
+    fn distance(&self, ex: usize, line: usize, col: usize) -> Option<usize> {
         let kl = &self.kw_lines[ex];
         if !kl.is_empty() {
-            let lo = line.saturating_sub(self.window.before);
-            let first = kl.partition_point(|&l| l < lo);
-            let best = kl[first..]
+            let at = self.lines.pairing_line(line, col);
+            let near = &self.kw_pairing_lines[ex];
+            let lo = at.saturating_sub(self.window.before);
+            let first = near.partition_point(|&l| l < lo);
+            let best = near[first..]
                 .iter()
-                .take_while(|&&l| l <= line + self.window.after)
-                .map(|&l| l.abs_diff(line))
+                .take_while(|&&l| l <= at + self.window.after)
+                .map(|&l| l.abs_diff(at))
                 .min();
             if best.is_some() {
                 return best;
@@ -2221,9 +2246,14 @@ impl LineIndex {
     /// line before it counted once more for each [`PAIRING_LINE_BYTES`] it holds, and
     /// `col` a line further on for each [`PAIRING_LINE_BYTES`] before it. Values on
     /// lines of ordinary length pair by their lines; in a minified bundle of one line,
-    /// by how far apart they are.
+    /// by how far apart they are. Keywords count as near a value by the same lines.
     pub(crate) fn pairing_line(&self, line: usize, col: usize) -> usize {
         line + self.longer_before.get(line).copied().unwrap_or(0) + col / PAIRING_LINE_BYTES
+    }
+
+    /// Whether a line is long enough to count as more than one when values are paired.
+    pub(crate) fn has_long_lines(&self) -> bool {
+        !self.longer_before.is_empty()
     }
 
     pub(crate) fn line_of(&self, offset: usize) -> usize {
@@ -2928,6 +2958,28 @@ mod tests {
         assert_eq!(parts(&lines), [2]);
         let long_before = format!("{code}\n{lines}");
         assert_eq!(parts(&long_before), [2]);
+    }
+
+    /// Found by review (ccxt's browser build): a keyword anywhere on a minified bundle's
+    /// one line was near every value on it, so a broker id took the name of an exchange
+    /// 600 KB away. Keywords count as near by the lines pairing counts.
+    #[test]
+    fn a_keyword_far_away_on_one_long_line_is_no_context() {
+        let engine = Engine::new(RuleSet::builtin(), Known::default());
+        let scan =
+            |text: &str| engine.scan("app.min.js", "app.min.js", text.as_bytes(), None, false);
+        let secret = "9mI4ROnl89Sm995ytbxAk7jqevt0MLaMRTvetw0tESulEETldq8b8Vw2zbJYAxyL";
+        let code = "function f(a){return a+1};".repeat(4000);
+        let near = format!("{code}const binance={{secret:\"{secret}\"}};{code}");
+        assert_eq!(scan(&near).len(), 1, "near");
+        let far = format!("const binance=1;{code}const other={{secret:\"{secret}\"}};");
+        assert!(scan(&far).is_empty(), "far");
+        // On lines of ordinary length, as before: six lines above.
+        let lines = format!(
+            "// binance\n{}const s = {{secret: \"{secret}\"}};\n",
+            "//\n".repeat(5)
+        );
+        assert_eq!(scan(&lines).len(), 1, "lines");
     }
 
     #[test]

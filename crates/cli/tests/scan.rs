@@ -591,3 +591,37 @@ fn a_scan_can_refuse_the_scanned_roots_ignore_file_and_says_when_it_scanned_noth
     let all = kg.ok(&["scan", "--no-ignore", dump.to_str().unwrap()], "");
     assert!(!all.stderr.contains("no file was scanned"), "{all:?}");
 }
+
+/// The exchange libraries a bot installs are full of key-shaped names (method names
+/// after API paths, broker ids, documented example keys) beside exchange names: the
+/// real ccxt and python-binance packages from PyPI, which `scripts/test.sh` installs,
+/// scan clean (exit 0), compiled `.pyc` files included.
+#[test]
+fn the_exchange_libraries_a_bot_installs_scan_clean() {
+    let kg = Kg::with_key_file();
+    let found = Command::new(crate::common::python())
+        .args([
+            "-c",
+            "import os, ccxt, binance; \
+             print(os.path.dirname(ccxt.__file__)); print(os.path.dirname(binance.__file__))",
+        ])
+        .output()
+        .unwrap();
+    assert!(found.status.success(), "{found:?}");
+    let packages = String::from_utf8(found.stdout).unwrap();
+    let packages: Vec<&str> = packages.lines().collect();
+    assert_eq!(packages.len(), 2, "{packages:?}");
+    let mut args = vec!["scan", "--format", "json"];
+    args.extend(&packages);
+    let report = kg.ok(&args, "").json();
+    let findings = report["findings"].as_array().unwrap();
+    // Binance's documented example key, in python-binance's docstrings, is suppressed.
+    assert!(
+        findings
+            .iter()
+            .all(|f| f["suppressed"] == "documentation-example"),
+        "{report:#}"
+    );
+    let scanned = report["stats"]["scanned"].as_u64().unwrap();
+    assert!(scanned > 500, "{report:#}");
+}

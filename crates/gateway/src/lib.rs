@@ -1625,12 +1625,6 @@ impl Gateway {
                     orders_wait,
                     in_flight.audit.as_ref().and_then(|a| a.account.as_deref()),
                 ) {
-                    tracing::warn!(
-                        account,
-                        seconds,
-                        "the exchange answered that this account placed too many orders; \
-                         its new orders wait as asked"
-                    );
                     self.weight
                         .pause_orders(account, pool, Duration::from_secs(seconds));
                 }

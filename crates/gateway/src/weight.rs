@@ -51,7 +51,8 @@
 //! also keeps until when each upstream is [paused](WeightGauge::paused), whichever pool's
 //! answer asked, and nothing is sent there until then (the gateway answers as the
 //! exchange would have; reconciliation skips its reads). The first answer of a pause
-//! raises `exchange_back_off` through the gauge's [`Alerter`], if it has one.
+//! raises `exchange_back_off` through the gauge's [`Alerter`], if it has one; so does
+//! the first of an account's [order wait](WeightGauge::pause_orders).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -746,7 +747,8 @@ impl WeightGauge {
         Charge::new(self, payer, part, pool, weight, state.spent_generation)
     }
 
-    /// Raises `exchange_back_off` through `alerter` when a pause begins.
+    /// Raises `exchange_back_off` through `alerter` when a pause or an account's order
+    /// wait begins.
     pub fn alert_through(&self, alerter: Alerter) {
         *self.alerter.lock().unwrap_or_else(|p| p.into_inner()) = Some(alerter);
     }
@@ -884,18 +886,54 @@ impl WeightGauge {
 
     /// Holds `account`'s new orders in `pool` back for `wait`: the exchange answered that
     /// the account placed too many ([`Adapter::orders_back_off`]). A wait already longer
-    /// stands.
+    /// stands. The first answer of a wait (orders in flight when it came bring more) is
+    /// logged and alerted: no alert told of it before (found by review), and a bot whose
+    /// orders are all refused is worth a look.
     pub fn pause_orders(&self, account: &str, pool: Pool<'_>, wait: Duration) {
-        let end = Instant::now() + wait;
-        let mut state = self.lock();
-        let kept = state
-            .order_pause_ends
-            .entry((account.to_owned(), pool.name))
-            .or_insert(end);
-        *kept = (*kept).max(end);
-        let until = u64::try_from(kept.saturating_duration_since(self.made).as_millis())
-            .unwrap_or(u64::MAX);
-        self.orders_paused_until.fetch_max(until, Ordering::Relaxed);
+        let now = Instant::now();
+        let end = now + wait;
+        let begins = {
+            let mut state = self.lock();
+            let kept = state
+                .order_pause_ends
+                .entry((account.to_owned(), pool.name))
+                .or_insert(now);
+            let begins = *kept <= now;
+            *kept = (*kept).max(end);
+            let until = u64::try_from(kept.saturating_duration_since(self.made).as_millis())
+                .unwrap_or(u64::MAX);
+            self.orders_paused_until.fetch_max(until, Ordering::Relaxed);
+            begins
+        };
+        if begins {
+            self.tell_orders_wait(account, pool, wait);
+        }
+    }
+
+    /// Logs and alerts the first answer of an account's order wait.
+    fn tell_orders_wait(&self, account: &str, pool: Pool<'_>, wait: Duration) {
+        let seconds = wait.as_secs();
+        tracing::warn!(
+            account,
+            pool = pool.name,
+            seconds,
+            "the exchange answered that this account placed too many orders; its new orders \
+             wait as asked"
+        );
+        let alerter = self.alerter.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(alerter) = alerter.as_ref() {
+            alerter.raise(Alert::outside_log(
+                Severity::Warning,
+                AlertRule::ExchangeBackOff,
+                format!(
+                    "the exchange answered that account {account} placed too many orders on \
+                     {} (HTTP 429, code -1015) and asked it to wait {seconds} s: until then \
+                     keygate sends none of that account's new orders there (rule \
+                     exchange_back_off); its cancels and reads, and other accounts, go on",
+                    pool.name
+                ),
+            ));
+        }
     }
 
     /// How long `account`'s new orders in `pool` are still held back

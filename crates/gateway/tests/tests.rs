@@ -1001,6 +1001,20 @@ async fn an_account_over_its_order_count_sends_no_new_order_until_asked() {
     })
     .await;
     assert_eq!(events.len(), 1, "{events:?}");
+    // One alert, a warning, naming the account (found by review: none was raised).
+    let alert = env.alerts.try_recv().expect("an exchange_back_off alert");
+    assert_eq!(
+        (alert.rule, alert.severity),
+        (AlertRule::ExchangeBackOff, Severity::Warning)
+    );
+    assert!(
+        alert
+            .summary
+            .contains("account main placed too many orders"),
+        "{}",
+        alert.summary
+    );
+    assert!(env.alerts.try_recv().is_err());
 }
 
 #[tokio::test]

@@ -1555,6 +1555,27 @@ impl Engine {
         spans
     }
 
+    /// Whether `name` names an exchange by one of its keywords, and none of them is
+    /// `exchange`.
+    fn names_only_others(&self, name: &[u8], exchange: usize) -> bool {
+        let mut others = false;
+        for m in self.ac.find_iter(name) {
+            if let Pattern::Keyword {
+                exchange: named,
+                common,
+            } = self.patterns[m.pattern().as_usize()]
+            {
+                if is_keyword_at(name, m.start(), m.end(), common) {
+                    if named == exchange {
+                        return false;
+                    }
+                    others = true;
+                }
+            }
+        }
+        others
+    }
+
     /// Passphrases are only looked for next to a key or secret of an exchange that has them.
     fn passphrase_cands(&self, ctx: &Context<'_>, cands: &mut Vec<Cand>) {
         let mut wanted: Vec<(usize, usize)> = Vec::new();
@@ -1591,6 +1612,12 @@ impl Engine {
                     continue;
                 };
                 if label_role(name.as_bytes()) != Some(Role::Passphrase) {
+                    continue;
+                }
+                // A passphrase whose name says its exchange (`KUCOIN_PASSPHRASE`) is that
+                // exchange's only (found by review: an OKX key below it took it, being
+                // nearer, and the KuCoin key was reported without one).
+                if self.names_only_others(name.as_bytes(), rule.exchange) {
                     continue;
                 }
                 let written = percent_decoded(value.as_bytes());
@@ -2980,6 +3007,39 @@ mod tests {
             "//\n".repeat(5)
         );
         assert_eq!(scan(&lines).len(), 1, "lines");
+    }
+
+    /// Found by review: a passphrase went to the nearest key of any exchange that has
+    /// passphrases, so `KUCOIN_PASSPHRASE` went to the OKX key below it, and the KuCoin
+    /// key was reported without one. A passphrase whose name says its exchange is that
+    /// exchange's; one whose name says none still goes to the nearest.
+    #[test]
+    fn a_passphrase_named_for_its_exchange_goes_to_that_exchange() {
+        let engine = Engine::new(RuleSet::builtin(), Known::default());
+        let env = "KUCOIN_API_KEY=5f3a9c1e7b2d4a6f8e0c1b3d\n\
+                   KUCOIN_API_SECRET=3f9e2a71-8c4d-4b6e-9a1f-7d2c5e8b0a43\n\
+                   OKX_PASSPHRASE=Okx-Pass-2024\n\
+                   KUCOIN_PASSPHRASE=Kucoin-Pass-77\n\
+                   OKX_API_KEY=9b1d4e7a-2c5f-4a8e-b3d6-1f0e9c8a7b25\n\
+                   OKX_SECRET_KEY=A7F3C9E1B5D2084F6A3C7E9B1D5F2A84\n";
+        let passphrase_of = |text: &str, exchange: &str| {
+            let findings = engine.scan(".env", ".env", text.as_bytes(), None, false);
+            let finding = findings.iter().find(|f| f.exchange == exchange).unwrap();
+            let part = finding.parts.iter().find(|p| p.role == Role::Passphrase);
+            part.and_then(|p| p.value.clone())
+        };
+        assert_eq!(
+            passphrase_of(env, "kucoin").as_deref(),
+            Some("Kucoin-Pass-77")
+        );
+        assert_eq!(passphrase_of(env, "okx").as_deref(), Some("Okx-Pass-2024"));
+        let unnamed = env
+            .replace("OKX_PASSPHRASE=Okx-Pass-2024\n", "")
+            .replace("KUCOIN_PASSPHRASE", "PASSPHRASE");
+        assert_eq!(
+            passphrase_of(&unnamed, "okx").as_deref(),
+            Some("Kucoin-Pass-77")
+        );
     }
 
     #[test]

@@ -324,15 +324,16 @@ impl RuleSet {
 /// `CancelAllOrdersAfterTimeout`, `privatePostV5AssetExchangeQuoteApply`): at least 24
 /// characters, at least two capitals, each followed by a small letter, but for version
 /// tags: `V` and one or two digits (`V5`, `V3`, `v3` at the start, as ccxt names the
-/// methods of an exchange's API versions), followed by a capital or the end. No digit
-/// stands anywhere else. A library's method names have the shapes of keys (ccxt's
-/// source has 36-character ones beside `bybit`); a random value of 24 letters and
-/// digits is written so about once in fifteen thousand (once in 14 500 with the version
-/// tags, once in 15 200 without), one of 32 (the shortest mixed-case key shape this
-/// long) once in three hundred thousand, one of 36 (a Bybit secret) once in 1.5
-/// million, longer ones far more rarely (shorter keys, 18 characters, are left alone:
-/// one in 1 500 would be). These odds count every string of the alphabet that the test
-/// takes, by the position of each character.
+/// methods of an exchange's API versions), maybe a pre-release (`V1beta3`), followed by
+/// a capital or the end; and for durations, one or two digits and a unit (`24hr`, `30d`)
+/// followed by a capital or the end. No digit stands anywhere else. A library's method
+/// names have the shapes of keys (ccxt's source has 36-character ones beside `bybit`); a
+/// random value of 24 letters and digits is written so about once in twelve thousand
+/// (once in 14 500 without the durations, 15 200 without the version tags either), one
+/// of 32 (the shortest mixed-case key shape this long) once in 250 000, one of 36 (a
+/// Bybit secret) once in 1.1 million, longer ones far more rarely (shorter keys, 18
+/// characters, are left alone: one in 1 500 would be). These odds count every string
+/// of the alphabet that the test takes, by the position of each character.
 fn is_camel_case_words(token: &[u8]) -> bool {
     token.len() >= 24 && is_made_of_camel_case_words(token)
 }
@@ -368,11 +369,30 @@ pub(crate) fn is_made_of_camel_case_words(token: &[u8]) -> bool {
             } else if b.is_ascii_uppercase() && token.get(i + 1).is_some_and(u8::is_ascii_lowercase)
             {
                 i += 2;
+            } else if let Some(n) = duration_len(&token[i..]) {
+                i += n;
             } else {
                 break false;
             }
         }
     }
+}
+
+/// The length of the duration `rest` starts with (`24hr`, `24h`, `30d`, `1m`, `4w`: one
+/// or two digits and a unit, then a capital or the end), or `None`: a word of method
+/// names after API paths (Bybit's `publicGetSpotV3PublicQuoteTicker24hr`).
+fn duration_len(rest: &[u8]) -> Option<usize> {
+    let digits = rest.iter().take_while(|d| d.is_ascii_digit()).count();
+    if !(1..=2).contains(&digits) {
+        return None;
+    }
+    ["hr", "h", "d", "m", "w"].iter().find_map(|unit| {
+        let after = rest[digits..].strip_prefix(unit.as_bytes())?;
+        after
+            .first()
+            .is_none_or(u8::is_ascii_uppercase)
+            .then_some(digits + unit.len())
+    })
 }
 
 /// The length of the pre-release part `rest` starts with (`beta3`, `alpha1`: the word,
@@ -534,6 +554,9 @@ mod tests {
             // `marketPublicGetV1beta3CryptoLocLatestTrades`, a Bitfinex key's shape).
             "marketPublicGetV1beta3CryptoLocLatestTrades",
             "privateGetV2alpha1AccountsActivities",
+            // A duration (found scanning ccxt's `abstract/bybit.d.ts`).
+            "publicGetSpotV3PublicQuoteTicker24hr",
+            "publicGetTicker24hAndKlines30dHistory",
         ] {
             assert!(is_camel_case_words(name.as_bytes()), "{name}");
         }
@@ -546,6 +569,8 @@ mod tests {
             "privatePostV5assetExchangeQuoteApply",
             "privatePostV5betaAssetExchangeQuote",
             "privatePostV5beta123AssetExchangeQuo",
+            "publicGetSpotV3PublicQuoteTicker24hrs",
+            "publicGetSpotV3PublicQuoteTicker245h",
             "privatePostV123AssetExchangeQuoteApply",
             "privatePost5AssetExchangeQuoteApplyNow",
             "privatePostAssetExchangeQuoteApplyv5",

@@ -778,8 +778,13 @@ const LIST_LEGS: [(&str, &str); 6] = [
 /// Whether an order placed at `path` with parameters `param` is, or holds as a leg of its
 /// list, a buy that becomes a market buy when it triggers: a stop or take-profit without
 /// a limit price (spot's `STOP_LOSS` and `TAKE_PROFIT`, USD-M's `STOP_MARKET`,
-/// `TAKE_PROFIT_MARKET` and `TRAILING_STOP_MARKET`), on a side not said to be a sell; or
-/// the stop leg of a legacy OCO buy without `stopLimitPrice`, which is a `STOP_LOSS`.
+/// `TAKE_PROFIT_MARKET` and `TRAILING_STOP_MARKET`), on a side not said to be a sell; the
+/// stop leg of a legacy OCO buy without `stopLimitPrice`, which is a `STOP_LOSS`; or a
+/// pegged stop or take-profit buy (spot's `STOP_LOSS_LIMIT` and `TAKE_PROFIT_LIMIT` with
+/// `pegPriceType`, USD-M's `STOP` and `TAKE_PROFIT` with `priceMatch`), whose limit the
+/// exchange sets from the book when it triggers, up to twenty levels past the best
+/// (found by review: valued at the best ask, it filled through the book as a stop-market
+/// buy does).
 fn market_buy_when_triggered<'a>(path: &str, param: &impl Fn(&str) -> Option<&'a str>) -> bool {
     const MARKET_WHEN_TRIGGERED: [&str; 5] = [
         "STOP_LOSS",
@@ -802,7 +807,26 @@ fn market_buy_when_triggered<'a>(path: &str, param: &impl Fn(&str) -> Option<&'a
         && !sells("side")
         && param("stopPrice").is_some()
         && param("stopLimitPrice").is_none();
-    typed || legacy_oco_stop
+    const LIMIT_WHEN_TRIGGERED: [&str; 4] = [
+        "STOP_LOSS_LIMIT",
+        "TAKE_PROFIT_LIMIT",
+        "STOP",
+        "TAKE_PROFIT",
+    ];
+    let pegged_stop = param("type").is_some_and(|t| {
+        LIMIT_WHEN_TRIGGERED
+            .iter()
+            .any(|l| l.eq_ignore_ascii_case(t))
+    }) && is_pegged(param)
+        && !sells("side");
+    typed || legacy_oco_stop || pegged_stop
+}
+
+/// Whether an order is pegged (spot's `pegPriceType`, USD-M's `priceMatch`): it fills at a
+/// price the exchange sets from the book, and its `price` bounds nothing.
+fn is_pegged<'a>(param: &impl Fn(&str) -> Option<&'a str>) -> bool {
+    PEG_PARAMETERS.iter().any(|name| param(name).is_some())
+        || param("priceMatch").is_some_and(|m| !m.eq_ignore_ascii_case("NONE"))
 }
 
 /// Whether `value` is a client's order id as Binance takes them: 1 to 36 letters, digits,
@@ -1008,8 +1032,7 @@ fn describe_order<'a>(
     // price the exchange sets from the book; its `price` is only checked
     // against the filters, so it bounds nothing and the order is priced from
     // the market like one without a limit.
-    let pegged = PEG_PARAMETERS.iter().any(|name| param(name).is_some())
-        || param("priceMatch").is_some_and(|m| !m.eq_ignore_ascii_case("NONE"));
+    let pegged = is_pegged(&param);
     // An order list's legs each name their own type and prices; a `type` or a
     // `price` of the list itself (which Binance does not take) bounds nothing.
     let order_list =

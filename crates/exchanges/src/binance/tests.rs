@@ -1074,6 +1074,53 @@ fn pegged_legs_are_refused_and_pegged_modifications_take_the_book() {
     assert!(!Binance.takes_the_book(&priced));
 }
 
+#[test]
+fn a_pegged_stop_buy_is_priced_through_the_book_from_its_trigger() {
+    let order = |path: &str, params: &str| {
+        SignedRequest::parse(params, b"", None)
+            .unwrap()
+            .classify("POST", path)
+    };
+    // Found by review: a pegged stop or take-profit buy was valued at the best ask (or
+    // its trigger), though at its trigger the exchange sets its limit up to twenty
+    // levels into the book, and it fills there as a stop-market buy does.
+    for (path, params) in [
+        (
+            "/fapi/v1/algoOrder",
+            "algoType=CONDITIONAL&symbol=BTCUSDT&side=BUY&type=STOP&quantity=3&triggerPrice=60000.1&priceMatch=OPPONENT_20&timeInForce=GTC",
+        ),
+        (
+            "/fapi/v1/order",
+            "symbol=BTCUSDT&side=BUY&type=TAKE_PROFIT&quantity=3&stopPrice=59000&priceMatch=QUEUE&timeInForce=GTC",
+        ),
+        (
+            "/api/v3/order",
+            "symbol=BTCUSDT&side=BUY&type=STOP_LOSS_LIMIT&quantity=3&stopPrice=60000.02&pegPriceType=MARKET_PEG&pegOffsetType=PRICE_LEVEL&pegOffsetValue=20&timeInForce=GTC",
+        ),
+        (
+            "/api/v3/order/cancelReplace",
+            "symbol=BTCUSDT&cancelReplaceMode=STOP_ON_FAILURE&cancelOrderId=1&side=BUY&type=TAKE_PROFIT_LIMIT&quantity=3&stopPrice=59000&pegPriceType=PRIMARY_PEG&timeInForce=GTC",
+        ),
+    ] {
+        let pegged = order(path, params);
+        assert!(Binance.priced_at_the_book(&pegged), "{path}?{params}");
+        assert!(!Binance.takes_the_book(&pegged), "{path}?{params}");
+    }
+    // Not pegged, or a sell: its limit price bounds it, as before.
+    for (path, params) in [
+        (
+            "/fapi/v1/order",
+            "symbol=BTCUSDT&side=BUY&type=STOP&quantity=3&price=60000&stopPrice=59000&priceMatch=NONE&timeInForce=GTC",
+        ),
+        (
+            "/api/v3/order",
+            "symbol=BTCUSDT&side=SELL&type=STOP_LOSS_LIMIT&quantity=3&stopPrice=60000&pegPriceType=MARKET_PEG&timeInForce=GTC",
+        ),
+    ] {
+        assert!(!Binance.priced_at_the_book(&order(path, params)), "{path}?{params}");
+    }
+}
+
 /// A regression test: a pegged LIMIT buy (`pegPriceType=MARKET_PEG`) stated its
 /// notional as `price × quantity`, though Binance fills it at the book's price and only
 /// checks `price` against the filters: 0.01 BTC at a stated 20000 counted 200 USDT and

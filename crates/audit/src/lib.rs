@@ -783,10 +783,14 @@ fn now_ms() -> u64 {
         })
 }
 
-/// How the writer's connection syncs, and whether rows it wrote are not synced yet.
-struct SyncState {
+/// What the writer keeps from one commit to the next.
+struct WriterState {
+    /// Whether its connection syncs every commit to disk.
     full: bool,
+    /// Whether rows it wrote are not synced yet.
     unsynced_rows: bool,
+    /// The seq and hash of the last event it wrote, or found last when it began.
+    written: Option<(u64, Vec<u8>)>,
 }
 
 /// The writer thread: takes batches off the queue and commits them, in the order they
@@ -813,9 +817,15 @@ struct SyncState {
 /// barrier, or at the end of the batch: a flush returns once the record of what it could
 /// not write is committed, and fails when it is not.
 fn writer(store: Store, key: AuditKey, queue: &Mutex<Queue>) {
-    let mut sync = SyncState {
+    let mut state = WriterState {
         full: true,
         unsynced_rows: false,
+        // The log as the writer found it must go on holding its last event.
+        written: store
+            .last_event()
+            .ok()
+            .flatten()
+            .map(|row| (row.seq, row.hash)),
     };
     let mut batch = Batch {
         background: VecDeque::with_capacity(MAX_BATCH),
@@ -827,7 +837,7 @@ fn writer(store: Store, key: AuditKey, queue: &Mutex<Queue>) {
         loop {
             let passing = batch.passing(queue);
             if !passing.is_empty() {
-                if let Some(failed) = commit(&store, &key, passing, &mut sync, queue) {
+                if let Some(failed) = commit(&store, &key, passing, &mut state, queue) {
                     merge_lost(&mut lost, failed);
                 }
             }
@@ -835,7 +845,7 @@ fn writer(store: Store, key: AuditKey, queue: &Mutex<Queue>) {
             if chunk.is_empty() {
                 // The end of the batch: one attempt at recording its losses.
                 if let Some(record) = lost.take() {
-                    lost = commit(&store, &key, vec![lost_record(record)], &mut sync, queue);
+                    lost = commit(&store, &key, vec![lost_record(record)], &mut state, queue);
                 }
                 break;
             }
@@ -845,7 +855,7 @@ fn writer(store: Store, key: AuditKey, queue: &Mutex<Queue>) {
                     chunk.insert(chunk.len() - 1, lost_record(record));
                 }
             }
-            if let Some(failed) = commit(&store, &key, chunk, &mut sync, queue) {
+            if let Some(failed) = commit(&store, &key, chunk, &mut state, queue) {
                 merge_lost(&mut lost, failed);
             }
         }
@@ -929,13 +939,13 @@ fn commit(
     store: &Store,
     key: &AuditKey,
     jobs: Vec<Job>,
-    sync: &mut SyncState,
+    state: &mut WriterState,
     queue: &Mutex<Queue>,
 ) -> Option<LostEvents> {
     let durable = jobs.iter().any(|j| j.on_durable.is_some());
-    if durable != sync.full {
+    if durable != state.full {
         match store.set_synchronous(durable) {
-            Ok(()) => sync.full = durable,
+            Ok(()) => state.full = durable,
             Err(e) => tracing::error!(error = %e, "cannot set the audit log's sync mode"),
         }
     }
@@ -948,20 +958,37 @@ fn commit(
         })
         .collect();
     let writes_rows = bodies.iter().any(|b| matches!(b, Some((_, Ok(_)))));
+    // Found by review: SQLite's write-ahead log keeps earlier copies of the recorded
+    // head, each with a valid MAC, and a log cut back to one (its later events deleted)
+    // verified. While the writer runs it refuses to append to a log that no longer holds
+    // the last event it wrote (or found): a cut is refused, events the command line
+    // appends after it are not.
+    let continues = state
+        .written
+        .as_ref()
+        .map(|(seq, hash)| (*seq, hash.as_slice()));
     let result = store
         .append_events(
-            |last| chain(key, last, &bodies),
+            continues,
+            |last| {
+                let (rows, seqs) = chain(key, last, &bodies);
+                let wrote = rows.last().map(|row| (row.seq, row.hash.clone()));
+                (rows, (seqs, wrote))
+            },
             |head| key.head_mac(head.seq, &head.hash),
         )
-        .and_then(|seqs| {
-            if durable && sync.full && !writes_rows && sync.unsynced_rows {
+        .and_then(|(seqs, wrote)| {
+            if durable && state.full && !writes_rows && state.unsynced_rows {
                 store.sync_to_disk()?;
+            }
+            if wrote.is_some() {
+                state.written = wrote;
             }
             Ok(seqs)
         });
     // Whoever waits on this batch waits for it to reach the disk: without the sync mode
     // that promises it, the events are still written, but nobody is told they are durable.
-    let unsynced = durable && !sync.full;
+    let unsynced = durable && !state.full;
     let result = result.map_err(Arc::new);
     lock(queue).failing = match &result {
         Err(cause) => Some(CommitFailed::NotWritten(Arc::clone(cause))),
@@ -972,7 +999,7 @@ fn commit(
     match result {
         Ok(seqs) => {
             if writes_rows || durable {
-                sync.unsynced_rows = !sync.full && (writes_rows || sync.unsynced_rows);
+                state.unsynced_rows = !state.full && (writes_rows || state.unsynced_rows);
             }
             for ((job, seq), entry) in jobs.into_iter().zip(seqs).zip(&bodies) {
                 match (job.on_durable, job.event) {
@@ -2210,6 +2237,57 @@ mod tests {
         // A head whose MAC this key did not make is refused too.
         let other = AuditKey::from_bytes(&[1; 32]);
         assert!(append_within(&store, &other, &[event(7)]).is_err());
+    }
+
+    /// Found by review: SQLite's write-ahead log keeps earlier copies of the recorded
+    /// head, each with a valid MAC, so a log cut back to one (its later events deleted,
+    /// that head put back) verified, and `serve` went on appending after the cut. The
+    /// writer now appends nothing to a log that no longer holds the last event it wrote
+    /// or found; events another process appends after it are no matter.
+    #[test]
+    fn the_writer_appends_nothing_to_a_log_cut_back_to_an_earlier_head() {
+        let (_dir, db, key) = open();
+        let store = Store::open(&db).unwrap();
+        append_within(&store, &key, &[event(1)]).unwrap();
+        let log = AuditLog::start(&db, key.clone()).unwrap();
+        let raw_head = || -> Vec<u8> {
+            store
+                .connection()
+                .query_row("SELECT value FROM meta WHERE key = 'audit_head'", [], |r| {
+                    r.get(0)
+                })
+                .unwrap()
+        };
+        assert_eq!(log.append_blocking(event(2)).unwrap(), 2);
+        let earlier = raw_head();
+        assert_eq!(log.append_blocking(event(3)).unwrap(), 3);
+        // The command line appends after the writer's last event: no cut.
+        append_within(&store, &key, &[event(4)]).unwrap();
+        assert_eq!(log.append_blocking(event(5)).unwrap(), 5);
+
+        let cut = store.connection();
+        cut.execute("DELETE FROM events WHERE seq > 2", []).unwrap();
+        cut.execute(
+            "UPDATE meta SET value = ?1 WHERE key = 'audit_head'",
+            [&earlier],
+        )
+        .unwrap();
+        // What the database holds verifies: only the writer can tell.
+        assert_eq!(verify(&store, &key).unwrap(), 2);
+        let refused = log.append_blocking(event(6));
+        let Err(Error::NotWritten { cause }) = &refused else {
+            panic!("{refused:?}");
+        };
+        assert!(
+            matches!(**cause, keygate_store::Error::LogCutShort { seq: 5 }),
+            "{cause:?}"
+        );
+        assert_eq!(verify(&store, &key).unwrap(), 2);
+        // A writer that did not see the log before the cut cannot tell: that takes a
+        // checkpoint kept elsewhere (`keygate audit checkpoint`).
+        drop(log);
+        let restarted = AuditLog::start(&db, key.clone()).unwrap();
+        assert_eq!(restarted.append_blocking(event(7)).unwrap(), 3);
     }
 
     /// Found by review: the last events cut with the head were reported at event 1,

@@ -288,7 +288,13 @@ fn a_log_cut_short_behind_the_monitors_place_is_alerted_and_followed_from_its_en
             .contains("ends at event 0, but the monitor had read it to event 2"),
         "{cut}"
     );
-    // The log written anew from event 1 is followed.
+    // The writer that wrote the events cut appends nothing more; one started after the
+    // cut writes the log anew from event 1, and that is followed.
+    assert!(log
+        .append_blocking(request(19, ActionKind::Read, None))
+        .is_err());
+    drop(log);
+    let log = AuditLog::start(&db, AuditKey::from_bytes(&[9; 32])).unwrap();
     log.append_blocking(request(20, ActionKind::Transfer, Some(Rule::Scope)))
         .unwrap();
     let got = receiver.wait_for(3);

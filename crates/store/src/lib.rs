@@ -336,6 +336,19 @@ pub enum Error {
         /// What does not read.
         reason: String,
     },
+    /// The audit log no longer holds the last event this process appended, as it wrote
+    /// it: the log was cut short, or the database put back from an older copy, while
+    /// the process ran. Nothing more is appended by it.
+    #[error(
+        "the audit log no longer holds event {seq} as this process wrote it: the log was \
+         cut short, or the database put back from an older copy, while keygate ran; \
+         nothing more is appended (orders, withdrawals and transfers are refused) until \
+         it is looked into and keygate is started again"
+    )]
+    LogCutShort {
+        /// The seq of the last event the process appended.
+        seq: u64,
+    },
     /// The audit log does not end where its last append left it (the recorded head):
     /// events were cut off or added behind keygate's back. Nothing more is appended, so
     /// that a new event cannot take the place of a removed one and hide the cut.
@@ -2175,7 +2188,7 @@ mod tests {
         };
         for seq in 1..=2 {
             store
-                .append_events(|_| (vec![row(seq)], ()), |r| r.mac.clone())
+                .append_events(None, |_| (vec![row(seq)], ()), |r| r.mac.clone())
                 .unwrap();
         }
         let stored: Vec<u64> = store.events(1, 10).unwrap().iter().map(|r| r.seq).collect();

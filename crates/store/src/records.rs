@@ -1171,15 +1171,21 @@ impl Store {
     /// The last row must be the recorded head, its MAC made by `head_mac`, or nothing is
     /// appended ([`Error::LogDiverged`]): chained after a log cut short, new rows would
     /// leave no trace of the cut.
+    ///
+    /// `continues`, when given, is the seq and hash of the last event this caller wrote:
+    /// the log must still hold it as written, or nothing is appended
+    /// ([`Error::LogCutShort`]). Other processes' events after it are no matter.
     pub fn append_events<T>(
         &self,
+        continues: Option<(u64, &[u8])>,
         build: impl FnOnce(Option<&EventRow>) -> (Vec<EventRow>, T),
         head_mac: impl Fn(&EventRow) -> Vec<u8>,
     ) -> Result<T, Error> {
         let conn = self.connection();
         self.begin_immediate(crate::AUDIT_LOCK_PATIENCE)?;
         let result = self
-            .append_events_within(build, head_mac)
+            .holds_event(continues)
+            .and_then(|()| self.append_events_within(build, head_mac))
             .and_then(|value| {
                 conn.execute_batch("COMMIT").map_err(|e| self.error(e))?;
                 Ok(value)
@@ -1243,6 +1249,27 @@ impl Store {
             )?;
         }
         Ok(value)
+    }
+
+    /// Fails with [`Error::LogCutShort`] unless the log holds event `seq` with `hash`
+    /// (`written`), or nothing is asked.
+    fn holds_event(&self, written: Option<(u64, &[u8])>) -> Result<(), Error> {
+        let Some((seq, hash)) = written else {
+            return Ok(());
+        };
+        let stored: Option<Vec<u8>> = self
+            .connection()
+            .query_row(
+                "SELECT hash FROM events WHERE seq = ?1",
+                params![seq as i64],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.error(e))?;
+        match stored {
+            Some(stored) if stored == hash => Ok(()),
+            _ => Err(Error::LogCutShort { seq }),
+        }
     }
 
     /// The head recorded with the last append: (seq, hash, mac) of the last row written.

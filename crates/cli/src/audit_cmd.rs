@@ -395,9 +395,19 @@ fn verify(vault: &Unlocked, args: &VerifyArgs) -> anyhow::Result<i32> {
             let events = events_held(&verified);
             let held = checkpoints.len() - verified.checkpoints_archived;
             match (checkpoints.len(), verified.checkpoints_archived) {
-                (0, _) => println!(
-                    "audit log verified: {events}; the client and account tables agree with it"
-                ),
+                (0, _) => {
+                    println!(
+                        "audit log verified: {events}; the client and account tables agree \
+                         with it"
+                    );
+                    // Found by review: said "verified" of a log cut at its end, its earlier
+                    // head put back (SQLite's write-ahead log file keeps copies of it).
+                    eprintln!(
+                        "note: no checkpoint was checked (--checkpoint FILE, or [audit] \
+                         checkpoint_file): a log cut at its end, or the database put back \
+                         from an older copy, verifies too (docs/audit.md, Limits)"
+                    );
+                }
                 (all, 0) => println!(
                     "audit log verified: {events}, holding all {all} checkpoint(s); the \
                      client and account tables agree with it"

@@ -5788,8 +5788,12 @@ mod audit {
         kg.ok(&["client", "freeze", "bot1"], "");
         take();
         let cp = checkpoints.to_str().unwrap();
-        let held = kg.ok(&["audit", "verify", "--checkpoint", cp], "").stdout;
-        assert!(held.contains("holding all 2 checkpoint(s)"), "{held}");
+        let held = kg.ok(&["audit", "verify", "--checkpoint", cp], "");
+        assert!(
+            held.stdout.contains("holding all 2 checkpoint(s)"),
+            "{held:?}"
+        );
+        assert!(!held.stderr.contains("no checkpoint"), "{held:?}");
         let doctor = kg.run(&["doctor", "--checkpoint", cp], "").stdout;
         assert!(
             doctor.contains("hold the 2 checkpoint(s) given"),
@@ -5803,7 +5807,15 @@ mod audit {
             let _ = std::fs::remove_file(side);
         }
         std::fs::copy(&earlier, kg.db()).unwrap();
-        kg.ok(&["audit", "verify"], "");
+        // Verified without them, and told so.
+        let alone = kg.ok(&["audit", "verify"], "");
+        assert!(
+            alone.stderr.contains("no checkpoint was checked")
+                && alone
+                    .stderr
+                    .contains("put back from an older copy, verifies too"),
+            "{alone:?}"
+        );
         let out = kg.fails(&["audit", "verify", "--checkpoint", cp], "", 1);
         assert!(out.stderr.contains("rolled back"), "{}", out.stderr);
         // A regression test (from a review): doctor and serve passed the put-back vault,
